@@ -1,0 +1,231 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace MoeGpuStats.Kernels;
+
+/// <summary>Launches one record: histogram of the ids and fold into the state, in one kernel launch.</summary>
+/// <param name="stream">The stream the record is ordered on; the call does not wait for it.</param>
+/// <param name="ids">Top-k expert ids (any length; empty when the histogram was uploaded instead).</param>
+/// <param name="state">The routing state.</param>
+/// <param name="arguments">The batch's host-known scalars.</param>
+public delegate void RoutingRecordLauncher(AcceleratorStream stream, ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments);
+
+/// <summary>
+/// One record in one launch. Every group builds a private histogram of its grid-stride share of the
+/// ids in shared memory and adds it to <see cref="RoutingStateViews.BatchHistogram"/>; the last group
+/// to finish (a ticket counter) folds the batch into the running state, as the seed's
+/// <c>record_routing</c> does, and clears the batch histogram for the next record.
+/// </summary>
+/// <remarks>
+/// Shared memory is statically sized (<see cref="MaxExperts"/> bins): ILGPU's dynamic shared memory
+/// returned wrong histograms on PoCL 5's OpenCL device.
+/// The load variance is summed by one thread in expert order, as the seed sums it, so that it
+/// equals the managed engine's value bit for bit (the variance trend amplifies any difference).
+/// </remarks>
+public static class RoutingRecordKernel
+{
+    /// <summary>The most experts a state can hold (16 KiB of shared bins per group).</summary>
+    public const int MaxExperts = 4096;
+
+    /// <summary>Length of the variance ring, as the seed's history window.</summary>
+    public const int VarianceWindow = 1000;
+
+    /// <summary>Threads per group, or fewer where the accelerator allows fewer.</summary>
+    public const int PreferredGroupSize = 256;
+
+    /// <summary>The kernel body; launch it through <see cref="Create"/>.</summary>
+    internal static void Kernel(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments)
+    {
+        var bins = SharedMemory.Allocate<int>(MaxExperts);
+        var values = SharedMemory.Allocate<float>(MaxExperts);
+        ref var groupInvalid = ref SharedMemory.Allocate<int>();
+        ref var isLast = ref SharedMemory.Allocate<int>();
+        ref var batchSum = ref SharedMemory.Allocate<long>();
+        ref var overflow = ref SharedMemory.Allocate<long>();
+
+        var thread = Group.IdxX;
+        var groupSize = Group.DimX;
+        var experts = arguments.Experts;
+
+        for (var e = thread; e < experts; e += groupSize)
+        {
+            bins[e] = 0;
+        }
+
+        if (thread == 0)
+        {
+            groupInvalid = 0;
+            batchSum = 0;
+            overflow = 0;
+        }
+
+        Group.Barrier();
+
+        var invalid = 0;
+        var stride = (long)Grid.DimX * groupSize;
+        for (var i = (long)Grid.IdxX * groupSize + thread; i < ids.Length; i += stride)
+        {
+            var id = ids[i];
+            if ((uint)id < (uint)experts)
+            {
+                Atomic.Add(ref bins[id], 1);
+            }
+            else
+            {
+                invalid++;
+            }
+        }
+
+        if (invalid != 0)
+        {
+            Atomic.Add(ref groupInvalid, invalid);
+        }
+
+        Group.Barrier();
+
+        for (var e = thread; e < experts; e += groupSize)
+        {
+            var count = bins[e];
+            if (count != 0)
+            {
+                Atomic.Add(ref state.BatchHistogram[e], (ulong)count);
+            }
+        }
+
+        if (thread == 0 && groupInvalid != 0)
+        {
+            Atomic.Add(ref state.BatchInvalid[0], (ulong)groupInvalid);
+        }
+
+        MemoryFence.DeviceLevel();
+        Group.Barrier();
+        if (thread == 0)
+        {
+            isLast = Atomic.Add(ref state.GroupsDone[0], 1) == Grid.DimX - 1 ? 1 : 0;
+        }
+
+        Group.Barrier();
+        if (isLast == 0)
+        {
+            return;
+        }
+
+        MemoryFence.DeviceLevel();
+        Fold(state, arguments, values, ref batchSum, ref overflow);
+    }
+
+    private static void Fold(RoutingStateViews state, RecordArguments arguments, ArrayView<float> values, ref long batchSum, ref long overflow)
+    {
+        var thread = Group.IdxX;
+        var groupSize = Group.DimX;
+        var experts = arguments.Experts;
+        var block = state.State[0];
+        var resize = block.Experts != experts;
+        var alpha = 1.0f / (block.TotalRoutings + 1);
+        var keep = 1.0f - alpha;
+        float batchTokens = arguments.Tokens;
+        var decay = arguments.UtilizationDecay;
+
+        long partialSum = 0;
+        long partialOverflow = 0;
+        for (var e = thread; e < experts; e += groupSize)
+        {
+            var count = (long)Atomic.Exchange(ref state.BatchHistogram[e], 0UL);
+            float share = arguments.Tokens > 0 ? count / batchTokens : 0f;
+            values[e] = count;
+            state.Utilization[e] = alpha * share + keep * (resize ? 0f : state.Utilization[e]);
+            state.TokenCounts[e] = (resize ? 0UL : state.TokenCounts[e]) + (ulong)count;
+            if (decay >= 0f)
+            {
+                state.DecayedUtilization[e] = decay * (resize ? 0f : state.DecayedUtilization[e]) + (1.0f - decay) * share;
+            }
+
+            partialSum += count;
+            if (arguments.ExpertCapacity > 0 && count > arguments.ExpertCapacity)
+            {
+                partialOverflow += count - arguments.ExpertCapacity;
+            }
+        }
+
+        Atomic.Add(ref batchSum, partialSum);
+        Atomic.Add(ref overflow, partialOverflow);
+        Group.Barrier();
+        if (thread != 0)
+        {
+            return;
+        }
+
+        var mean = (float)batchSum / experts;
+        var total = 0f;
+        for (var e = 0; e < experts; e++)
+        {
+            var diff = values[e] - mean;
+            total += diff * diff;
+        }
+
+        var dropped = arguments.ExpertCapacity > 0
+            ? (int)(overflow < arguments.Tokens ? overflow : arguments.Tokens)
+            : arguments.TokensDropped;
+
+        block.TotalRoutings++;
+        block.TotalTokens += (ulong)arguments.Tokens;
+        block.TokensDropped += (ulong)dropped;
+        block.InvalidExpertIds += Atomic.Exchange(ref state.BatchInvalid[0], 0UL);
+        block.AverageLoadBalanceLoss = alpha * arguments.LoadBalanceLoss + keep * block.AverageLoadBalanceLoss;
+        block.AverageRouterZLoss = alpha * arguments.RouterZLoss + keep * block.AverageRouterZLoss;
+        if (block.TotalTokens > 0)
+        {
+            block.RoutingEfficiency = (float)(block.TotalTokens - block.TokensDropped) / block.TotalTokens * 100.0f;
+        }
+
+        block.Experts = experts;
+
+        var slot = block.VarianceHead + block.VarianceCount;
+        if (slot >= VarianceWindow)
+        {
+            slot -= VarianceWindow;
+        }
+
+        state.VarianceHistory[slot] = total / experts;
+        if (block.VarianceCount < VarianceWindow)
+        {
+            block.VarianceCount++;
+        }
+        else
+        {
+            block.VarianceHead = block.VarianceHead + 1 == VarianceWindow ? 0 : block.VarianceHead + 1;
+        }
+
+        var current = batchSum / ((float)experts * arguments.SlotsPerExpert);
+        var capacityAlpha = 0.1f;
+        block.CapacityAverageUtilization = capacityAlpha * current + (1.0f - capacityAlpha) * block.CapacityAverageUtilization;
+        block.CapacityPeakUtilization = current > block.CapacityPeakUtilization ? current : block.CapacityPeakUtilization;
+        if (dropped > 0)
+        {
+            block.CapacityExceededCount++;
+        }
+
+        block.TotalUsed += (ulong)batchSum;
+        block.TotalCapacity += (ulong)experts * (ulong)arguments.SlotsPerExpert;
+
+        state.State[0] = block;
+        state.GroupsDone[0] = 0;
+    }
+
+    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    public static RoutingRecordLauncher Create(Accelerator accelerator)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        var kernel = accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel);
+        var groupSize = Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
+        var maxGroups = Math.Max(1, accelerator.NumMultiprocessors * Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / groupSize));
+        return (stream, ids, state, arguments) =>
+        {
+            // Each thread takes at least 16 ids before another group is worth its flush of E bins.
+            var wanted = (ids.Length + groupSize * 16L - 1) / (groupSize * 16L);
+            var groups = (int)Math.Clamp(wanted, 1L, maxGroups);
+            kernel(stream, new KernelConfig(groups, groupSize), ids, state, arguments);
+        };
+    }
+}

@@ -1,0 +1,114 @@
+using ILGPU;
+
+using System.Runtime.InteropServices;
+
+namespace MoeGpuStats.Kernels;
+
+/// <summary>
+/// The scalar part of the routing state as it lies in device memory (one element).
+/// Field meanings follow the seed's <c>RoutingStats</c> and <c>CapacityStats</c>.
+/// </summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct RoutingStateBlock
+{
+    /// <summary>Batches folded in.</summary>
+    public ulong TotalRoutings;
+
+    /// <summary>Tokens over all batches.</summary>
+    public ulong TotalTokens;
+
+    /// <summary>Dropped tokens over all batches.</summary>
+    public ulong TokensDropped;
+
+    /// <summary>Top-k ids outside <c>[0, E)</c> over all batches.</summary>
+    public ulong InvalidExpertIds;
+
+    /// <summary>Cumulative mean of the load-balancing loss.</summary>
+    public float AverageLoadBalanceLoss;
+
+    /// <summary>Cumulative mean of the router z-loss.</summary>
+    public float AverageRouterZLoss;
+
+    /// <summary>Percentage of tokens not dropped.</summary>
+    public float RoutingEfficiency;
+
+    /// <summary>Exponential average (alpha 0.1) of per-batch slot utilization.</summary>
+    public float CapacityAverageUtilization;
+
+    /// <summary>Largest per-batch slot utilization.</summary>
+    public float CapacityPeakUtilization;
+
+    /// <summary>Expert count of the per-expert state (0 before the first batch).</summary>
+    public int Experts;
+
+    /// <summary>Batches that dropped at least one token.</summary>
+    public ulong CapacityExceededCount;
+
+    /// <summary>Slots available over all batches.</summary>
+    public ulong TotalCapacity;
+
+    /// <summary>Slots used over all batches.</summary>
+    public ulong TotalUsed;
+
+    /// <summary>Entries in the variance ring (at most its length).</summary>
+    public int VarianceCount;
+
+    /// <summary>Ring position of the oldest variance.</summary>
+    public int VarianceHead;
+}
+
+/// <summary>The device buffers one routing state consists of, passed to every kernel as one argument.</summary>
+public struct RoutingStateViews
+{
+    /// <summary>The scalars (one element).</summary>
+    public ArrayView<RoutingStateBlock> State;
+
+    /// <summary>The current batch's histogram; zero between records (the fold clears it).</summary>
+    public ArrayView<ulong> BatchHistogram;
+
+    /// <summary>The current batch's invalid id count (one element); zero between records.</summary>
+    public ArrayView<ulong> BatchInvalid;
+
+    /// <summary>Groups of the current launch that have flushed their histogram (one element).</summary>
+    public ArrayView<int> GroupsDone;
+
+    /// <summary>Tokens per expert over all batches.</summary>
+    public ArrayView<ulong> TokenCounts;
+
+    /// <summary>The seed's cumulative-mean utilization per expert.</summary>
+    public ArrayView<float> Utilization;
+
+    /// <summary>Exponentially decayed utilization per expert.</summary>
+    public ArrayView<float> DecayedUtilization;
+
+    /// <summary>Ring buffer of per-batch load variances.</summary>
+    public ArrayView<float> VarianceHistory;
+}
+
+/// <summary>The host-known scalars of one record, passed by value as a kernel argument.</summary>
+public struct RecordArguments
+{
+    /// <summary>Experts in this batch.</summary>
+    public int Experts;
+
+    /// <summary>Tokens in this batch.</summary>
+    public int Tokens;
+
+    /// <summary>Dropped tokens given by the caller (used when <see cref="ExpertCapacity"/> is 0).</summary>
+    public int TokensDropped;
+
+    /// <summary>Slots per expert; when positive, drops are derived from the histogram.</summary>
+    public int ExpertCapacity;
+
+    /// <summary>Slots per expert for the capacity statistics (the seed's 100 by default).</summary>
+    public int SlotsPerExpert;
+
+    /// <summary>Load-balancing loss of the batch.</summary>
+    public float LoadBalanceLoss;
+
+    /// <summary>Router z-loss of the batch.</summary>
+    public float RouterZLoss;
+
+    /// <summary>Decay of the decayed utilization; negative when it is off.</summary>
+    public float UtilizationDecay;
+}

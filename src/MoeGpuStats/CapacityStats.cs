@@ -1,0 +1,95 @@
+namespace MoeGpuStats;
+
+/// <summary>
+/// How full the experts' slots were (the seed's <c>CapacityStats</c>). The seed assumes
+/// 100 slots per expert per batch; <see cref="SlotsPerExpert"/> keeps that default and takes the
+/// real capacity when the caller knows it (<see cref="RoutingStatsOptions.ExpertCapacity"/>).
+/// </summary>
+public sealed class CapacityStats
+{
+    /// <summary>The seed's placeholder capacity: slots per expert per batch.</summary>
+    public const int DefaultSlotsPerExpert = 100;
+
+    private const float AverageAlpha = 0.1f;
+
+    /// <summary>Creates empty statistics with the seed's 100 slots per expert.</summary>
+    public CapacityStats()
+        : this(DefaultSlotsPerExpert)
+    {
+    }
+
+    /// <summary>Creates empty statistics for experts with <paramref name="slotsPerExpert"/> slots per batch.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="slotsPerExpert"/> is not positive.</exception>
+    public CapacityStats(int slotsPerExpert)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(slotsPerExpert);
+        SlotsPerExpert = slotsPerExpert;
+    }
+
+    /// <summary>Slots each expert has per batch.</summary>
+    public int SlotsPerExpert { get; }
+
+    /// <summary>Exponential average (alpha 0.1) of each batch's used / available slots.</summary>
+    public float AverageUtilization { get; private set; }
+
+    /// <summary>Largest per-batch used / available slots seen.</summary>
+    public float PeakUtilization { get; private set; }
+
+    /// <summary>Batches that dropped at least one token.</summary>
+    public ulong CapacityExceededCount { get; private set; }
+
+    /// <summary>Slots available over all batches.</summary>
+    public ulong TotalCapacity { get; private set; }
+
+    /// <summary>Slots used over all batches.</summary>
+    public ulong TotalUsed { get; private set; }
+
+    /// <summary>Folds one batch in.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="routingDecision"/> is null.</exception>
+    /// <exception cref="ArgumentException">The decision has no experts, or a negative count (the seed divides 0 by 0 there).</exception>
+    public void Update(RoutingDecision routingDecision)
+    {
+        var counts = RoutingDecisionValidator.Validate(routingDecision, nameof(routingDecision));
+        long used = 0;
+        foreach (var count in counts)
+        {
+            used += count;
+        }
+
+        Apply(used, counts.Count, routingDecision.TokensDropped > 0);
+    }
+
+    /// <summary>Percentage of all available slots that were used; 0 before the first batch.</summary>
+    public float OverallUtilization() => TotalCapacity > 0 ? (float)TotalUsed / TotalCapacity * 100.0f : 0.0f;
+
+    internal void Apply(long used, int experts, bool dropped)
+    {
+        var current = used / ((float)experts * SlotsPerExpert);
+        var alpha = AverageAlpha;
+        AverageUtilization = alpha * current + (1.0f - alpha) * AverageUtilization;
+        PeakUtilization = MathF.Max(PeakUtilization, current);
+        if (dropped)
+        {
+            CapacityExceededCount++;
+        }
+
+        TotalUsed += (ulong)used;
+        TotalCapacity += (ulong)experts * (ulong)SlotsPerExpert;
+    }
+
+    internal void Restore(float averageUtilization, float peakUtilization, ulong capacityExceededCount, ulong totalCapacity, ulong totalUsed)
+    {
+        AverageUtilization = averageUtilization;
+        PeakUtilization = peakUtilization;
+        CapacityExceededCount = capacityExceededCount;
+        TotalCapacity = totalCapacity;
+        TotalUsed = totalUsed;
+    }
+
+    internal CapacityStats Clone()
+    {
+        var copy = new CapacityStats(SlotsPerExpert);
+        copy.Restore(AverageUtilization, PeakUtilization, CapacityExceededCount, TotalCapacity, TotalUsed);
+        return copy;
+    }
+}

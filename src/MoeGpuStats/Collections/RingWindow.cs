@@ -1,0 +1,100 @@
+using System.Collections;
+
+namespace MoeGpuStats.Collections;
+
+/// <summary>
+/// The newest <see cref="Capacity"/> values, oldest first. Replaces the seed's
+/// <c>Vec::push</c> + <c>Vec::remove(0)</c>, which moved the whole window on every record.
+/// </summary>
+internal sealed class RingWindow<T> : IReadOnlyList<T>
+{
+    private readonly T[] _items;
+    private int _head;
+
+    public RingWindow(int capacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capacity);
+        _items = new T[capacity];
+    }
+
+    public int Capacity => _items.Length;
+
+    public int Count { get; private set; }
+
+    public T this[int index]
+    {
+        get
+        {
+            if ((uint)index >= (uint)Count)
+            {
+                throw new ArgumentOutOfRangeException(nameof(index), index, $"The window holds {Count} values.");
+            }
+
+            return _items[Slot(index)];
+        }
+    }
+
+    /// <summary>The newest value; the window must not be empty.</summary>
+    public T Last => _items[Slot(Count - 1)];
+
+    /// <summary>Appends a value; returns true and the evicted oldest value when the window was full.</summary>
+    public bool Add(T value, out T evicted)
+    {
+        if (Count < _items.Length)
+        {
+            _items[Slot(Count)] = value;
+            Count++;
+            evicted = default!;
+            return false;
+        }
+
+        evicted = _items[_head];
+        _items[_head] = value;
+        _head = _head + 1 == _items.Length ? 0 : _head + 1;
+        return true;
+    }
+
+    public void Clear()
+    {
+        _head = 0;
+        Count = 0;
+    }
+
+    /// <summary>
+    /// The last <paramref name="count"/> values as at most two contiguous spans, oldest first,
+    /// so that a caller can fold them in order without copying.
+    /// </summary>
+    public void GetTail(int count, out ReadOnlySpan<T> first, out ReadOnlySpan<T> second)
+    {
+        count = Math.Min(count, Count);
+        var start = Slot(Count - count);
+        var firstLength = Math.Min(count, _items.Length - start);
+        first = _items.AsSpan(start, firstLength);
+        second = _items.AsSpan(0, count - firstLength);
+    }
+
+    public T[] ToArray()
+    {
+        var result = new T[Count];
+        GetTail(Count, out var first, out var second);
+        first.CopyTo(result);
+        second.CopyTo(result.AsSpan(first.Length));
+        return result;
+    }
+
+    public IEnumerator<T> GetEnumerator()
+    {
+        for (var i = 0; i < Count; i++)
+        {
+            yield return _items[Slot(i)];
+        }
+    }
+
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+
+    private int Slot(int index)
+    {
+        var slot = _head + index;
+        return slot >= _items.Length ? slot - _items.Length : slot;
+    }
+}

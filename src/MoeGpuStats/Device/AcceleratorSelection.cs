@@ -1,0 +1,65 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Engines;
+
+namespace MoeGpuStats.Device;
+
+/// <summary>Picks the engine for <see cref="RoutingStats.Create"/>: CUDA, then OpenCL, then managed.</summary>
+internal static class AcceleratorSelection
+{
+    public static RoutingStats Create(string? requested, RoutingStatsOptions options)
+    {
+        var choice = requested?.Trim().ToLowerInvariant();
+        if (choice is "managed")
+        {
+            return new RoutingStats(options);
+        }
+
+        AcceleratorType[] order = choice switch
+        {
+            null or "" => [AcceleratorType.Cuda, AcceleratorType.OpenCL],
+            "cuda" => [AcceleratorType.Cuda],
+            "opencl" => [AcceleratorType.OpenCL],
+            "cpu" => [AcceleratorType.CPU],
+            _ => throw new InvalidOperationException(
+                $"{RoutingStats.AcceleratorVariable}='{requested}' is not one of cuda, opencl, cpu, managed."),
+        };
+
+        var context = Context.Create(builder => builder.Default());
+        try
+        {
+            foreach (var type in order)
+            {
+                var device = context.Devices.FirstOrDefault(d => d.AcceleratorType == type);
+                if (device is null)
+                {
+                    continue;
+                }
+
+                var accelerator = device.CreateAccelerator(context);
+                var owned = new OwnedDevice(context, accelerator);
+                return new RoutingStats(new DeviceRoutingEngine(new DeviceRoutingStats(accelerator, options), owned));
+            }
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+
+        context.Dispose();
+        return string.IsNullOrEmpty(choice)
+            ? new RoutingStats(options)
+            : throw new InvalidOperationException($"{RoutingStats.AcceleratorVariable}={choice}, but ILGPU finds no such accelerator on this machine.");
+    }
+
+    /// <summary>The context and accelerator that <see cref="RoutingStats.Create"/> made, freed with the statistics.</summary>
+    private sealed class OwnedDevice(Context context, Accelerator accelerator) : IDisposable
+    {
+        public void Dispose()
+        {
+            accelerator.Dispose();
+            context.Dispose();
+        }
+    }
+}

@@ -1,0 +1,414 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Engines;
+using MoeGpuStats.Kernels;
+
+namespace MoeGpuStats.Device;
+
+/// <summary>
+/// Routing statistics kept in the memory of one ILGPU accelerator and updated there. Recording
+/// from top-k ids enqueues one kernel launch on <see cref="Stream"/> and returns without waiting;
+/// only reads synchronize, once each, and copy back only what they return.
+/// </summary>
+/// <remarks>
+/// A record from top-k ids costs one launch: each group histograms its share of the ids in shared
+/// memory and the last group to finish folds the batch into the state (the seed's arithmetic,
+/// including the load variance summed in expert order). A query costs one launch of one thread
+/// and one copy of a 40-byte result. Calls are serialized by a lock, so one instance may be shared
+/// between threads. At most <see cref="RoutingStatsOptions.MaxDeviceExperts"/> experts.
+/// </remarks>
+public sealed class DeviceRoutingStats : IDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly RoutingStatsOptions _options;
+    private readonly bool _ownsStream;
+    private readonly RoutingRecordLauncher _record;
+    private readonly UtilizationQueryLauncher _query;
+    private readonly MemoryBuffer1D<RoutingStateBlock, Stride1D.Dense> _state;
+    private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _batchHistogram;
+    private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _batchInvalid;
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _groupsDone;
+    private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _tokenCounts;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _utilization;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _decayedUtilization;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _varianceHistory;
+    private readonly MemoryBuffer1D<UtilizationQueryResult, Stride1D.Dense> _queryResult;
+    private readonly ulong[] _hostHistogram = new ulong[RoutingStatsOptions.MaxDeviceExperts];
+    private readonly RoutingStateViews _views;
+    private MemoryBuffer1D<int, Stride1D.Dense> _hostIds;
+    private int _experts;
+    private bool _disposed;
+
+    /// <summary>Allocates the state on <paramref name="accelerator"/> and loads the kernels.</summary>
+    /// <param name="accelerator">The accelerator that holds the state; the caller keeps ownership.</param>
+    /// <param name="options">Expert count for top-k ids, capacity, decay; null for the defaults.</param>
+    /// <param name="stream">The stream to order work on; null for a stream of its own.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or <see cref="RoutingStatsOptions.Experts"/> exceeds the device limit.</exception>
+    /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
+    public DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options = null, AcceleratorStream? stream = null)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        _options = options ?? new RoutingStatsOptions();
+        _options.Validate();
+        if (_options.Experts > RoutingStatsOptions.MaxDeviceExperts)
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), _options.Experts, $"The device engine holds at most {RoutingStatsOptions.MaxDeviceExperts} experts.");
+        }
+
+        Accelerator = accelerator;
+        _ownsStream = stream is null;
+        Stream = stream ?? accelerator.CreateStream();
+        const int experts = RoutingStatsOptions.MaxDeviceExperts;
+        _state = Allocate<RoutingStateBlock>(1);
+        _batchHistogram = Allocate<ulong>(experts);
+        _batchInvalid = Allocate<ulong>(1);
+        _groupsDone = Allocate<int>(1);
+        _tokenCounts = Allocate<ulong>(experts);
+        _utilization = Allocate<float>(experts);
+        _decayedUtilization = Allocate<float>(experts);
+        _varianceHistory = Allocate<float>(RoutingRecordKernel.VarianceWindow);
+        _queryResult = Allocate<UtilizationQueryResult>(1);
+        _hostIds = Allocate<int>(1);
+        _views = new RoutingStateViews
+        {
+            State = _state.View,
+            BatchHistogram = _batchHistogram.View,
+            BatchInvalid = _batchInvalid.View,
+            GroupsDone = _groupsDone.View,
+            TokenCounts = _tokenCounts.View,
+            Utilization = _utilization.View,
+            DecayedUtilization = _decayedUtilization.View,
+            VarianceHistory = _varianceHistory.View,
+        };
+        _record = RoutingRecordKernel.Create(accelerator);
+        _query = UtilizationQueryKernel.Create(accelerator);
+        ClearDevice();
+    }
+
+    /// <summary>The accelerator that holds the state.</summary>
+    public Accelerator Accelerator { get; }
+
+    /// <summary>The stream every record and read is ordered on.</summary>
+    public AcceleratorStream Stream { get; }
+
+    /// <summary>The options this engine was made with.</summary>
+    public RoutingStatsOptions Options => _options;
+
+    /// <summary>The expert count of the state (0 before the first record); known on the host, no synchronization.</summary>
+    public int ExpertCount => _experts;
+
+    /// <summary>
+    /// Enqueues one record from the router's top-k ids, laid out <c>[tokens, topK]</c>, and returns
+    /// without waiting for the device. Ids outside <c>[0, E)</c> are counted as invalid.
+    /// </summary>
+    /// <param name="topKExpertIds">At least <c>tokens * topK</c> ids on <see cref="Accelerator"/> (memory owned by anyone).</param>
+    /// <param name="tokens">Tokens in the batch.</param>
+    /// <param name="topK">Experts per token.</param>
+    /// <param name="loadBalanceLoss">The router's load-balancing loss, if it computed one on the host.</param>
+    /// <param name="routerZLoss">The router's z-loss, if it computed one on the host.</param>
+    /// <param name="tokensDropped">Dropped tokens; ignored when <see cref="RoutingStatsOptions.ExpertCapacity"/> derives them.</param>
+    /// <exception cref="ArgumentException">The view is invalid, too short or on another accelerator, or a scalar is out of range.</exception>
+    /// <exception cref="InvalidOperationException">No expert count is known (set <see cref="RoutingStatsOptions.Experts"/>).</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var experts = RecordChecks.ResolveExperts(_options, _experts);
+            RecordChecks.Validate(topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+            CheckExperts(experts);
+            var length = (long)tokens * topK;
+            if (length > 0 && topKExpertIds.GetAccelerator() != Accelerator)
+            {
+                throw new ArgumentException(
+                    $"The view lives on '{topKExpertIds.GetAccelerator()?.Name}', not on this engine's accelerator '{Accelerator.Name}'.",
+                    nameof(topKExpertIds));
+            }
+
+            Launch(length > 0 ? topKExpertIds.SubView(0, length) : EmptyIds, experts, tokens, tokensDropped, loadBalanceLoss, routerZLoss);
+        }
+    }
+
+    /// <summary>Records a batch of top-k ids that is on the host: one copy to the device, then as above.</summary>
+    /// <exception cref="ArgumentException">Too few ids, or a scalar is out of range.</exception>
+    /// <exception cref="InvalidOperationException">No expert count is known.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var experts = RecordChecks.ResolveExperts(_options, _experts);
+            RecordChecks.Validate(topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+            CheckExperts(experts);
+            var length = tokens * topK;
+            if (_hostIds.Length < length)
+            {
+                var grown = Allocate<int>(length);
+                _hostIds.Dispose();
+                _hostIds = grown;
+            }
+
+            var view = _hostIds.View.SubView(0, length);
+            view.CopyFromCPU(Stream, topKExpertIds[..length]);
+            Launch(view, experts, tokens, tokensDropped, loadBalanceLoss, routerZLoss);
+        }
+    }
+
+    /// <summary>
+    /// Records a decision whose histogram is on the host: one copy of E counts to the device
+    /// (synchronous, so the caller may reuse the decision at once) and one launch.
+    /// </summary>
+    /// <exception cref="ArgumentException">The decision is invalid (see <see cref="RoutingStats.RecordRouting(RoutingDecision)"/>) or has too many experts.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public void RecordRouting(RoutingDecision decision)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var counts = RoutingDecisionValidator.Validate(decision, nameof(decision));
+            if (counts.Count > RoutingStatsOptions.MaxDeviceExperts)
+            {
+                throw new ArgumentException($"The decision has {counts.Count} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts}.", nameof(decision));
+            }
+
+            var staged = _hostHistogram.AsSpan(0, counts.Count);
+            for (var i = 0; i < staged.Length; i++)
+            {
+                staged[i] = (ulong)counts[i];
+            }
+
+            _batchHistogram.View.SubView(0, staged.Length).CopyFromCPU(Stream, staged);
+            Stream.Synchronize();
+            var arguments = Arguments(counts.Count, decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss);
+            arguments.ExpertCapacity = 0;
+            _record(Stream, EmptyIds, _views, arguments);
+            _experts = counts.Count;
+        }
+    }
+
+    /// <summary>The utilization coefficient of variation (one launch, one small copy).</summary>
+    public float UtilizationCv() => Query(0).CoefficientOfVariation;
+
+    /// <summary>The last most utilized expert and its utilization, or null before the first record.</summary>
+    public (int Index, float Utilization)? MostUtilizedExpert()
+    {
+        var result = Query(0);
+        return _experts == 0 ? null : (result.MostUtilized, result.MostUtilization);
+    }
+
+    /// <summary>The first least utilized expert and its utilization, or null before the first record.</summary>
+    public (int Index, float Utilization)? LeastUtilizedExpert()
+    {
+        var result = Query(0);
+        return _experts == 0 ? null : (result.LeastUtilized, result.LeastUtilization);
+    }
+
+    /// <summary>The least-squares slope of the last <paramref name="window"/> load variances.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="window"/> is negative.</exception>
+    public float RecentLoadVarianceTrend(int window)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(window);
+        return Query(window).Trend;
+    }
+
+    /// <summary>One synchronization and one copy of the whole state, as a managed <see cref="RoutingStats"/>.</summary>
+    public RoutingStats Snapshot() => new(new ManagedRoutingEngine(_options, ReadState()));
+
+    /// <summary>Clears the state on the device (enqueued; no wait).</summary>
+    public void Reset()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ClearDevice();
+            _experts = 0;
+        }
+    }
+
+    /// <summary>Waits for the enqueued work and frees the device memory (and the stream, when it made it).</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            Stream.Synchronize();
+            foreach (var buffer in new MemoryBuffer[] { _state, _batchHistogram, _batchInvalid, _groupsDone, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _hostIds })
+            {
+                buffer.Dispose();
+            }
+
+            if (_ownsStream)
+            {
+                Stream.Dispose();
+            }
+        }
+    }
+
+    internal RoutingStateBlock ReadBlock()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Span<RoutingStateBlock> block = stackalloc RoutingStateBlock[1];
+            _state.View.CopyToCPU(Stream, block);
+            Stream.Synchronize();
+            return block[0];
+        }
+    }
+
+    internal float[] ReadUtilization(bool decayed)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (decayed && _options.UtilizationDecay is null)
+            {
+                return [];
+            }
+
+            var values = new float[_experts];
+            (decayed ? _decayedUtilization : _utilization).View.SubView(0, _experts).CopyToCPU(Stream, values.AsSpan());
+            Stream.Synchronize();
+            return values;
+        }
+    }
+
+    internal ulong[] ReadTokenCounts()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var values = new ulong[_experts];
+            _tokenCounts.View.SubView(0, _experts).CopyToCPU(Stream, values.AsSpan());
+            Stream.Synchronize();
+            return values;
+        }
+    }
+
+    internal float[] ReadVarianceHistory() => ReadState().LoadVarianceHistory;
+
+    internal UtilizationQueryResult Query(int window)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _query(Stream, _views, window, _queryResult.View);
+            Span<UtilizationQueryResult> result = stackalloc UtilizationQueryResult[1];
+            _queryResult.View.CopyToCPU(Stream, result);
+            Stream.Synchronize();
+            return result[0];
+        }
+    }
+
+    /// <summary>Every buffer is copied on the stream, then one wait.</summary>
+    internal RoutingState ReadState()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var experts = _experts;
+            Span<RoutingStateBlock> blocks = stackalloc RoutingStateBlock[1];
+            var utilization = new float[experts];
+            var decayed = new float[_options.UtilizationDecay is null ? 0 : experts];
+            var counts = new ulong[experts];
+            var ring = new float[RoutingRecordKernel.VarianceWindow];
+            _state.View.CopyToCPU(Stream, blocks);
+            _utilization.View.SubView(0, experts).CopyToCPU(Stream, utilization.AsSpan());
+            _decayedUtilization.View.SubView(0, decayed.Length).CopyToCPU(Stream, decayed.AsSpan());
+            _tokenCounts.View.SubView(0, experts).CopyToCPU(Stream, counts.AsSpan());
+            _varianceHistory.View.CopyToCPU(Stream, ring.AsSpan());
+            Stream.Synchronize();
+
+            var block = blocks[0];
+            var history = new float[block.VarianceCount];
+            for (var i = 0; i < history.Length; i++)
+            {
+                history[i] = ring[(block.VarianceHead + i) % ring.Length];
+            }
+
+            return new RoutingState
+            {
+                TotalRoutings = block.TotalRoutings,
+                TotalTokens = block.TotalTokens,
+                TokensDropped = block.TokensDropped,
+                InvalidExpertIds = block.InvalidExpertIds,
+                AverageLoadBalanceLoss = block.AverageLoadBalanceLoss,
+                AverageRouterZLoss = block.AverageRouterZLoss,
+                RoutingEfficiency = block.RoutingEfficiency,
+                ExpertUtilization = utilization,
+                DecayedExpertUtilization = decayed,
+                ExpertTokenCounts = counts,
+                LoadVarianceHistory = history,
+                CapacityAverageUtilization = block.CapacityAverageUtilization,
+                CapacityPeakUtilization = block.CapacityPeakUtilization,
+                CapacityExceededCount = block.CapacityExceededCount,
+                TotalCapacity = block.TotalCapacity,
+                TotalUsed = block.TotalUsed,
+            };
+        }
+    }
+
+    private ArrayView<int> EmptyIds => _hostIds.View.SubView(0, 0);
+
+    private void Launch(ArrayView<int> ids, int experts, int tokens, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    {
+        _record(Stream, ids, _views, Arguments(experts, tokens, tokensDropped, loadBalanceLoss, routerZLoss));
+        _experts = experts;
+    }
+
+    private RecordArguments Arguments(int experts, int tokens, int tokensDropped, float loadBalanceLoss, float routerZLoss) => new()
+    {
+        Experts = experts,
+        Tokens = tokens,
+        TokensDropped = tokensDropped,
+        ExpertCapacity = _options.ExpertCapacity ?? 0,
+        SlotsPerExpert = _options.SlotsPerExpert,
+        LoadBalanceLoss = loadBalanceLoss,
+        RouterZLoss = routerZLoss,
+        UtilizationDecay = _options.UtilizationDecay ?? -1f,
+    };
+
+    private static void CheckExperts(int experts)
+    {
+        if (experts > RoutingStatsOptions.MaxDeviceExperts)
+        {
+            throw new ArgumentOutOfRangeException(nameof(experts), experts, $"The device engine holds at most {RoutingStatsOptions.MaxDeviceExperts} experts.");
+        }
+    }
+
+    private void ClearDevice()
+    {
+        _state.View.MemSetToZero(Stream);
+        _batchHistogram.View.MemSetToZero(Stream);
+        _batchInvalid.View.MemSetToZero(Stream);
+        _groupsDone.View.MemSetToZero(Stream);
+        _tokenCounts.View.MemSetToZero(Stream);
+        _utilization.View.MemSetToZero(Stream);
+        _decayedUtilization.View.MemSetToZero(Stream);
+        _varianceHistory.View.MemSetToZero(Stream);
+    }
+
+    private MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length)
+        where T : unmanaged
+    {
+        try
+        {
+            return Accelerator.Allocate1D<T>(length);
+        }
+        catch (Exception exception) when (exception is OutOfMemoryException or AcceleratorException)
+        {
+            var bytes = length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+            throw new InsufficientMemoryException(
+                $"Could not allocate {bytes:N0} bytes ({length:N0} x {typeof(T).Name}) on '{Accelerator.Name}' for the routing state.",
+                exception);
+        }
+    }
+}

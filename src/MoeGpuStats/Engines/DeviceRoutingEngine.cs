@@ -1,0 +1,98 @@
+using ILGPU;
+using MoeGpuStats.Device;
+
+namespace MoeGpuStats.Engines;
+
+/// <summary>Adapts <see cref="DeviceRoutingStats"/> to the facade; optionally owns the ILGPU context.</summary>
+internal sealed class DeviceRoutingEngine : RoutingStatsEngine
+{
+    private readonly DeviceRoutingStats _device;
+    private readonly IDisposable? _owned;
+
+    public DeviceRoutingEngine(DeviceRoutingStats device, IDisposable? owned = null)
+        : base(device.Options)
+    {
+        _device = device;
+        _owned = owned;
+    }
+
+    public override string Name => _device.Accelerator.AcceleratorType.ToString().ToLowerInvariant();
+
+    public DeviceRoutingStats Device => _device;
+
+    public override int ExpertCount => _device.ExpertCount;
+
+    public override RoutingTotals Totals
+    {
+        get
+        {
+            var block = _device.ReadBlock();
+            return new RoutingTotals(
+                block.TotalRoutings,
+                block.TotalTokens,
+                block.TokensDropped,
+                block.InvalidExpertIds,
+                block.AverageLoadBalanceLoss,
+                block.AverageRouterZLoss,
+                block.RoutingEfficiency);
+        }
+    }
+
+    public override CapacityStats Capacity
+    {
+        get
+        {
+            var block = _device.ReadBlock();
+            var capacity = new CapacityStats(Options.SlotsPerExpert);
+            capacity.Restore(block.CapacityAverageUtilization, block.CapacityPeakUtilization, block.CapacityExceededCount, block.TotalCapacity, block.TotalUsed);
+            return capacity;
+        }
+    }
+
+    public override IReadOnlyList<float> ExpertUtilization => _device.ReadUtilization(decayed: false);
+
+    public override IReadOnlyList<float> DecayedExpertUtilization => _device.ReadUtilization(decayed: true);
+
+    public override IReadOnlyList<ulong> ExpertTokenCounts => _device.ReadTokenCounts();
+
+    public override IReadOnlyList<float> LoadVarianceHistory => _device.ReadVarianceHistory();
+
+    public override void Record(RoutingDecision decision) => _device.RecordRouting(decision);
+
+    public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
+        _device.RecordRouting(ids, tokens, topK, loadBalanceLoss, routerZLoss, tokensDropped);
+
+    public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
+        _device.RecordRouting(ids, tokens, topK, loadBalanceLoss, routerZLoss, tokensDropped);
+
+    public override UtilizationQuery QueryUtilization()
+    {
+        var result = _device.Query(0);
+        return _device.ExpertCount == 0
+            ? default
+            : new UtilizationQuery(
+                _device.ExpertCount,
+                result.Mean,
+                result.Min,
+                result.Max,
+                result.CoefficientOfVariation,
+                result.MostUtilized,
+                result.MostUtilization,
+                result.LeastUtilized,
+                result.LeastUtilization);
+    }
+
+    public override float UtilizationCv() => _device.UtilizationCv();
+
+    public override float VarianceTrend(int window) => _device.RecentLoadVarianceTrend(window);
+
+    public override void Reset() => _device.Reset();
+
+    public override ManagedRoutingEngine Snapshot() => new(Options, _device.ReadState());
+
+    public override void Dispose()
+    {
+        _device.Dispose();
+        _owned?.Dispose();
+    }
+}

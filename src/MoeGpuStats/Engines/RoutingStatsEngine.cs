@@ -1,0 +1,78 @@
+using ILGPU;
+
+namespace MoeGpuStats.Engines;
+
+/// <summary>The scalar running totals, read together so a device engine copies them back once.</summary>
+internal readonly record struct RoutingTotals(
+    ulong TotalRoutings,
+    ulong TotalTokens,
+    ulong TokensDropped,
+    ulong InvalidExpertIds,
+    float AverageLoadBalanceLoss,
+    float AverageRouterZLoss,
+    float RoutingEfficiency);
+
+/// <summary>Everything the utilization queries need, computed in one pass (one launch on a device).</summary>
+internal readonly record struct UtilizationQuery(
+    int Experts,
+    float Mean,
+    float Min,
+    float Max,
+    float CoefficientOfVariation,
+    int MostUtilized,
+    float MostUtilization,
+    int LeastUtilized,
+    float LeastUtilization);
+
+/// <summary>
+/// Where a <see cref="RoutingStats"/> keeps its routing state: in managed memory or on an ILGPU
+/// accelerator. Inputs reach an engine validated; latency stays on the host in the facade.
+/// </summary>
+internal abstract class RoutingStatsEngine : IDisposable
+{
+    protected RoutingStatsEngine(RoutingStatsOptions options) => Options = options;
+
+    public RoutingStatsOptions Options { get; }
+
+    /// <summary>A short name for logs: "managed", "cpu", "cuda", "opencl".</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Folds a decision whose histogram is on the host.</summary>
+    public abstract void Record(RoutingDecision decision);
+
+    /// <summary>Folds a batch of top-k ids: <paramref name="ids"/> holds at least <c>tokens * topK</c> values.</summary>
+    public abstract void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss);
+
+    /// <summary>Folds a batch of top-k ids already on the host.</summary>
+    public abstract void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss);
+
+    /// <summary>The expert count of the current state (0 before the first record).</summary>
+    public abstract int ExpertCount { get; }
+
+    public abstract RoutingTotals Totals { get; }
+
+    public abstract CapacityStats Capacity { get; }
+
+    public abstract IReadOnlyList<float> ExpertUtilization { get; }
+
+    public abstract IReadOnlyList<float> DecayedExpertUtilization { get; }
+
+    public abstract IReadOnlyList<ulong> ExpertTokenCounts { get; }
+
+    public abstract IReadOnlyList<float> LoadVarianceHistory { get; }
+
+    public abstract UtilizationQuery QueryUtilization();
+
+    public abstract float UtilizationCv();
+
+    public abstract float VarianceTrend(int window);
+
+    public abstract void Reset();
+
+    /// <summary>A managed copy of the whole state.</summary>
+    public abstract ManagedRoutingEngine Snapshot();
+
+    public virtual void Dispose()
+    {
+    }
+}

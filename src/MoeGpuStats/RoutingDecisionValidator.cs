@@ -1,0 +1,53 @@
+namespace MoeGpuStats;
+
+/// <summary>The checks every engine makes before a decision touches any state.</summary>
+internal static class RoutingDecisionValidator
+{
+    public static IReadOnlyList<int> Validate(RoutingDecision? decision, string paramName)
+    {
+        ArgumentNullException.ThrowIfNull(decision, paramName);
+        var counts = decision.ExpertCapacities;
+        if (counts is null || counts.Count == 0)
+        {
+            throw new ArgumentException(
+                "The routing decision has no experts (ExpertCapacities is empty); the seed divides 0 by 0 on such a decision.",
+                paramName);
+        }
+
+        for (var i = 0; i < counts.Count; i++)
+        {
+            if (counts[i] < 0)
+            {
+                throw new ArgumentException($"ExpertCapacities[{i}] is {counts[i]}; slot counts cannot be negative.", paramName);
+            }
+        }
+
+        ValidateScalars(decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, paramName);
+        return counts;
+    }
+
+    public static void ValidateScalars(int totalTokens, int tokensDropped, float loadBalanceLoss, float routerZLoss, string paramName)
+    {
+        if (totalTokens < 0)
+        {
+            throw new ArgumentException($"TotalTokens is {totalTokens}; it cannot be negative.", paramName);
+        }
+
+        if (tokensDropped < 0 || tokensDropped > totalTokens)
+        {
+            throw new ArgumentException(
+                $"TokensDropped is {tokensDropped}; it must lie in [0, TotalTokens = {totalTokens}] (the seed wraps around above that).",
+                paramName);
+        }
+
+        if (!float.IsFinite(loadBalanceLoss))
+        {
+            throw new ArgumentException($"LoadBalanceLoss is {loadBalanceLoss}; losses must be finite.", paramName);
+        }
+
+        if (!float.IsFinite(routerZLoss))
+        {
+            throw new ArgumentException($"RouterZLoss is {routerZLoss}; losses must be finite.", paramName);
+        }
+    }
+}

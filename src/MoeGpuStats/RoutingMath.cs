@@ -1,0 +1,157 @@
+namespace MoeGpuStats;
+
+/// <summary>
+/// The seed's formulas over spans, in the seed's f32 evaluation order. The order matters: sums
+/// are sequential because a reordered (vectorized) f32 sum differs in the last bits, and the
+/// variance trend amplifies such differences through cancellation.
+/// </summary>
+internal static class RoutingMath
+{
+    /// <summary>Rust's <c>f32::EPSILON</c> (not .NET's <see cref="float.Epsilon"/>, the smallest subnormal).</summary>
+    public const float RustF32Epsilon = 1.1920929E-07f;
+
+    /// <summary>Population variance of one batch's slot counts, as <c>calculate_load_variance</c>.</summary>
+    public static float LoadVariance(ReadOnlySpan<int> counts, long sum)
+    {
+        if (counts.IsEmpty)
+        {
+            return 0f;
+        }
+
+        var mean = (float)sum / counts.Length;
+        var total = 0f;
+        foreach (var count in counts)
+        {
+            var diff = count - mean;
+            total += diff * diff;
+        }
+
+        return total / counts.Length;
+    }
+
+    public static float Mean(ReadOnlySpan<float> values)
+    {
+        var sum = 0f;
+        foreach (var value in values)
+        {
+            sum += value;
+        }
+
+        return sum / values.Length;
+    }
+
+    /// <summary>Coefficient of variation as <c>utilization_cv</c>: 0 when empty or when the mean is not positive.</summary>
+    public static float CoefficientOfVariation(ReadOnlySpan<float> values)
+    {
+        if (values.IsEmpty)
+        {
+            return 0f;
+        }
+
+        var mean = Mean(values);
+        if (mean <= 0f)
+        {
+            return 0f;
+        }
+
+        var total = 0f;
+        foreach (var value in values)
+        {
+            var diff = value - mean;
+            total += diff * diff;
+        }
+
+        return MathF.Sqrt(total / values.Length) / mean;
+    }
+
+    /// <summary>Index of the last maximum, NaN comparing equal (Rust's <c>max_by</c> with <c>partial_cmp</c>).</summary>
+    public static int IndexOfLastMax(ReadOnlySpan<float> values)
+    {
+        var best = 0;
+        for (var i = 1; i < values.Length; i++)
+        {
+            if (!(values[best] > values[i]))
+            {
+                best = i;
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>Index of the first minimum, NaN comparing equal (Rust's <c>min_by</c> with <c>partial_cmp</c>).</summary>
+    public static int IndexOfFirstMin(ReadOnlySpan<float> values)
+    {
+        var best = 0;
+        for (var i = 1; i < values.Length; i++)
+        {
+            if (values[best] > values[i])
+            {
+                best = i;
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>Rust's <c>fold(INFINITY, f32::min)</c>: NaN values are skipped.</summary>
+    public static float Min(ReadOnlySpan<float> values)
+    {
+        var min = float.PositiveInfinity;
+        foreach (var value in values)
+        {
+            min = value < min ? value : min;
+        }
+
+        return min;
+    }
+
+    /// <summary>Rust's <c>fold(NEG_INFINITY, f32::max)</c>: NaN values are skipped.</summary>
+    public static float Max(ReadOnlySpan<float> values)
+    {
+        var max = float.NegativeInfinity;
+        foreach (var value in values)
+        {
+            max = value > max ? value : max;
+        }
+
+        return max;
+    }
+
+    /// <summary>
+    /// Least-squares slope of the values (in order, <paramref name="first"/> then <paramref name="second"/>)
+    /// against their index, exactly as <c>recent_load_variance_trend</c> computes it in f32.
+    /// </summary>
+    public static float Trend(ReadOnlySpan<float> first, ReadOnlySpan<float> second)
+    {
+        var length = first.Length + second.Length;
+        if (length < 2)
+        {
+            return 0f;
+        }
+
+        float sumX = 0f, sumY = 0f, sumXy = 0f, sumX2 = 0f;
+        var i = 0;
+        foreach (var y in first)
+        {
+            float x = i++;
+            sumX += x;
+            sumY += y;
+            sumXy += x * y;
+            sumX2 += x * x;
+        }
+
+        foreach (var y in second)
+        {
+            float x = i++;
+            sumX += x;
+            sumY += y;
+            sumXy += x * y;
+            sumX2 += x * x;
+        }
+
+        float n = length;
+        var denominator = n * sumX2 - sumX * sumX;
+        return MathF.Abs(denominator) < RustF32Epsilon ? 0f : (n * sumXy - sumX * sumY) / denominator;
+    }
+}

@@ -1,0 +1,286 @@
+using System.Text.Json.Serialization;
+using ILGPU;
+using ILGPU.Runtime;
+using Microsoft.Extensions.Logging;
+using MoeGpuStats.Device;
+using MoeGpuStats.Engines;
+using MoeGpuStats.Serialization;
+
+namespace MoeGpuStats;
+
+/// <summary>
+/// Running statistics over a Mixture-of-Experts router's decisions: tokens per expert, utilization,
+/// load variance, capacity, dropped tokens, losses and latency. The C# port of the seed's
+/// <c>RoutingStats</c>, with its API and numbers, backed by either engine: managed memory
+/// (<c>new RoutingStats()</c>, as in the seed) or an ILGPU accelerator (<see cref="OnDevice"/>,
+/// <see cref="Create"/>). On a device engine, records do not wait for the device; each read
+/// synchronizes once and copies back only what it returns (use <see cref="Snapshot"/> to read many values).
+/// </summary>
+/// <remarks>Not thread-safe on the managed engine, like the seed's <c>&amp;mut self</c> methods.</remarks>
+[JsonConverter(typeof(RoutingStatsJsonConverter))]
+public sealed partial class RoutingStats : IDisposable
+{
+    /// <summary>The variable that overrides <see cref="Create"/>'s choice: <c>cuda</c>, <c>opencl</c>, <c>cpu</c> or <c>managed</c>.</summary>
+    public const string AcceleratorVariable = "MOEGS_ACCELERATOR";
+
+    private readonly RoutingStatsEngine _engine;
+    private readonly LatencyStats _latency = new();
+    private bool _disposed;
+
+    /// <summary>Creates empty statistics on the managed engine, as the seed's <c>RoutingStats::new</c>.</summary>
+    public RoutingStats()
+        : this(new RoutingStatsOptions())
+    {
+    }
+
+    /// <summary>Creates empty statistics on the managed engine with <paramref name="options"/>.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    public RoutingStats(RoutingStatsOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _engine = new ManagedRoutingEngine(options);
+    }
+
+    internal RoutingStats(RoutingStatsEngine engine) => _engine = engine;
+
+    /// <summary>
+    /// Creates statistics kept on <paramref name="accelerator"/> (CUDA, OpenCL or ILGPU's CPU
+    /// accelerator). The caller keeps ownership of the accelerator.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    public static RoutingStats OnDevice(Accelerator accelerator, RoutingStatsOptions? options = null) =>
+        new(new DeviceRoutingEngine(new DeviceRoutingStats(accelerator, options)));
+
+    /// <summary>
+    /// Creates statistics on the best engine present: CUDA, then OpenCL, then the managed engine.
+    /// The variable <c>MOEGS_ACCELERATOR</c> (<c>cuda</c>, <c>opencl</c>, <c>cpu</c>, <c>managed</c>)
+    /// overrides the choice; <c>cpu</c> is ILGPU's CPU accelerator. The choice is logged once.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The variable names an accelerator that is not present, or an unknown value.</exception>
+    public static RoutingStats Create(RoutingStatsOptions? options = null, ILogger? logger = null)
+    {
+        options ??= new RoutingStatsOptions();
+        options.Validate();
+        var stats = AcceleratorSelection.Create(Environment.GetEnvironmentVariable(AcceleratorVariable), options);
+        if (logger is not null)
+        {
+            Log.EngineSelected(logger, stats._engine.Name, stats.DeviceName);
+        }
+
+        return stats;
+    }
+
+    /// <summary>The engine underneath, for logs: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>.</summary>
+    public string Backend => _engine.Name;
+
+    /// <summary>The accelerator's name on a device engine; "managed" otherwise.</summary>
+    public string DeviceName => _engine is DeviceRoutingEngine device ? device.Device.Accelerator.Name : "managed";
+
+    /// <summary>The options these statistics were made with.</summary>
+    public RoutingStatsOptions Options => _engine.Options;
+
+    /// <summary>Batches recorded.</summary>
+    public ulong TotalRoutings => Engine.Totals.TotalRoutings;
+
+    /// <summary>Tokens recorded.</summary>
+    public ulong TotalTokens => Engine.Totals.TotalTokens;
+
+    /// <summary>Dropped tokens recorded.</summary>
+    public ulong TokensDropped => Engine.Totals.TokensDropped;
+
+    /// <summary>Top-k ids outside <c>[0, E)</c> seen when recording from ids (not in the seed).</summary>
+    public ulong InvalidExpertIds => Engine.Totals.InvalidExpertIds;
+
+    /// <summary>
+    /// Per expert, the cumulative mean over batches of <c>count / total_tokens</c> (the seed's update with
+    /// <c>alpha = 1 / total_routings</c>; with top-k it sums to about k). Restarts when the expert count changes.
+    /// </summary>
+    public IReadOnlyList<float> ExpertUtilization => Engine.ExpertUtilization;
+
+    /// <summary>Per expert, <c>count / tokens</c> decayed by <see cref="RoutingStatsOptions.UtilizationDecay"/>; empty when that is not set.</summary>
+    public IReadOnlyList<float> DecayedExpertUtilization => Engine.DecayedExpertUtilization;
+
+    /// <summary>Cumulative mean of the load-balancing loss.</summary>
+    public float AverageLoadBalanceLoss => Engine.Totals.AverageLoadBalanceLoss;
+
+    /// <summary>Cumulative mean of the router z-loss.</summary>
+    public float AverageRouterZLoss => Engine.Totals.AverageRouterZLoss;
+
+    /// <summary>Percentage of tokens not dropped; unchanged while no token was recorded.</summary>
+    public float RoutingEfficiency => Engine.Totals.RoutingEfficiency;
+
+    /// <summary>Per expert, slots received over all batches. Restarts when the expert count changes.</summary>
+    public IReadOnlyList<ulong> ExpertTokenCounts => Engine.ExpertTokenCounts;
+
+    /// <summary>Routing latency statistics (kept on the host whatever the engine).</summary>
+    public LatencyStats RoutingLatencyStats
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _latency;
+        }
+    }
+
+    /// <summary>The newest 1,000 per-batch load variances, oldest first.</summary>
+    public IReadOnlyList<float> LoadVarianceHistory => Engine.LoadVarianceHistory;
+
+    /// <summary>Slot capacity statistics (on a device engine, a copy read when asked for).</summary>
+    public CapacityStats CapacityStats => Engine.Capacity;
+
+    private RoutingStatsEngine Engine
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _engine;
+        }
+    }
+
+    /// <summary>Folds one batch in, as the seed's <c>record_routing</c>.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="routingDecision"/> is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// No experts, a negative count, negative tokens, <c>TokensDropped</c> outside [0, TotalTokens], or a
+    /// non-finite loss. The statistics are left unchanged.
+    /// </exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void RecordRouting(RoutingDecision routingDecision)
+    {
+        RoutingDecisionValidator.Validate(routingDecision, nameof(routingDecision));
+        Engine.Record(routingDecision);
+    }
+
+    /// <summary>
+    /// Folds one batch of the router's top-k ids (<c>[tokens, topK]</c>) in. On a device engine the ids
+    /// stay on the device and the call returns without waiting; on the managed engine they are copied
+    /// to the host. The expert count is <see cref="RoutingStatsOptions.Experts"/>, else the current one.
+    /// </summary>
+    /// <exception cref="ArgumentException">Too few ids, a view on another accelerator, or a scalar out of range.</exception>
+    /// <exception cref="InvalidOperationException">No expert count is known.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
+    {
+        var engine = Engine;
+        RecordChecks.Validate(topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        engine.Record(topKExpertIds, RecordChecks.ResolveExperts(engine.Options, engine.ExpertCount), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+    }
+
+    /// <summary>Folds one batch of top-k ids that is on the host in (copied to the device on a device engine).</summary>
+    /// <exception cref="ArgumentException">Too few ids, or a scalar out of range.</exception>
+    /// <exception cref="InvalidOperationException">No expert count is known.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
+    {
+        var engine = Engine;
+        RecordChecks.Validate(topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        engine.Record(topKExpertIds, RecordChecks.ResolveExperts(engine.Options, engine.ExpertCount), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+    }
+
+    /// <summary>Records one routing latency.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="latency"/> is negative.</exception>
+    public void RecordRoutingLatency(TimeSpan latency) => RoutingLatencyStats.RecordLatency(latency);
+
+    /// <summary>Standard deviation over mean of <see cref="ExpertUtilization"/>; 0 when empty or the mean is not positive.</summary>
+    public float UtilizationCv() => Engine.UtilizationCv();
+
+    /// <summary>The expert with the highest utilization (the last one on ties), or null before the first record.</summary>
+    public (int Index, float Utilization)? MostUtilizedExpert()
+    {
+        var query = Engine.QueryUtilization();
+        return query.Experts == 0 ? null : (query.MostUtilized, query.MostUtilization);
+    }
+
+    /// <summary>The expert with the lowest utilization (the first one on ties), or null before the first record.</summary>
+    public (int Index, float Utilization)? LeastUtilizedExpert()
+    {
+        var query = Engine.QueryUtilization();
+        return query.Experts == 0 ? null : (query.LeastUtilized, query.LeastUtilization);
+    }
+
+    /// <summary>
+    /// The seed's summary: <c>mean_utilization</c>, <c>min_utilization</c>, <c>max_utilization</c> and
+    /// <c>utilization_cv</c> (when there are experts), <c>routing_efficiency</c>,
+    /// <c>average_load_balance_loss</c>, <c>average_router_z_loss</c>.
+    /// </summary>
+    public IReadOnlyDictionary<string, float> UtilizationSummary()
+    {
+        var engine = Engine;
+        var query = engine.QueryUtilization();
+        var totals = engine.Totals;
+        var summary = new Dictionary<string, float>(7);
+        if (query.Experts > 0)
+        {
+            summary["mean_utilization"] = query.Mean;
+            summary["min_utilization"] = query.Min;
+            summary["max_utilization"] = query.Max;
+            summary["utilization_cv"] = query.CoefficientOfVariation;
+        }
+
+        summary["routing_efficiency"] = totals.RoutingEfficiency;
+        summary["average_load_balance_loss"] = totals.AverageLoadBalanceLoss;
+        summary["average_router_z_loss"] = totals.AverageRouterZLoss;
+        return summary;
+    }
+
+    /// <summary>Least-squares slope of the last <paramref name="window"/> load variances per batch; 0 with fewer than 2.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="window"/> is negative.</exception>
+    public float RecentLoadVarianceTrend(int window)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(window);
+        return Engine.VarianceTrend(window);
+    }
+
+    /// <summary>Clears every statistic, latency included; the engine and options stay.</summary>
+    public void Reset()
+    {
+        Engine.Reset();
+        _latency.Reset();
+    }
+
+    /// <summary>Tokens, batches, efficiency and mean latency together.</summary>
+    public ThroughputStats GetThroughputStats()
+    {
+        var totals = Engine.Totals;
+        return new ThroughputStats(
+            totals.TotalTokens,
+            totals.TotalRoutings,
+            totals.TotalRoutings > 0 ? (float)totals.TotalTokens / totals.TotalRoutings : 0f,
+            totals.RoutingEfficiency,
+            _latency.AverageLatency());
+    }
+
+    /// <summary>
+    /// A managed copy of the whole state (on a device engine: one synchronization and one copy), which
+    /// answers every query locally and continues independently.
+    /// </summary>
+    public RoutingStats Snapshot()
+    {
+        var copy = new RoutingStats(Engine.Snapshot());
+        _latency.CopyTo(copy._latency);
+        return copy;
+    }
+
+    /// <summary>Frees the engine's device memory (nothing on the managed engine).</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        _engine.Dispose();
+    }
+
+    internal RoutingState ExportState() => Engine.Snapshot().Export();
+
+    internal static RoutingStats FromState(RoutingStatsOptions options, RoutingState state) => new(new ManagedRoutingEngine(options, state));
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Routing statistics run on the {Engine} engine ({Device}).", EventName = "EngineSelected")]
+        public static partial void EngineSelected(ILogger logger, string engine, string device);
+    }
+}

@@ -1,0 +1,242 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using MoeGpuStats.Engines;
+
+namespace MoeGpuStats.Serialization;
+
+/// <summary>
+/// Reads and writes <see cref="RoutingStats"/> in the shape of the seed's serde derive: snake_case
+/// names, <c>routing_latency_stats</c> and <c>capacity_stats</c> nested, non-finite floats as
+/// <c>null</c> (a <c>null</c> minimum latency is +infinity: no measurement yet). Fields the seed lacks
+/// are written only when they carry information, and unknown fields are skipped, as serde does.
+/// A deserialized object is on the managed engine and continues exactly where the written one stopped.
+/// </summary>
+internal sealed class RoutingStatsJsonConverter : JsonConverter<RoutingStats>
+{
+    public override RoutingStats Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        using var document = JsonDocument.ParseValue(ref reader);
+        return RoutingStatsJson.FromElement(document.RootElement);
+    }
+
+    public override void Write(Utf8JsonWriter writer, RoutingStats value, JsonSerializerOptions options) =>
+        RoutingStatsJson.Write(writer, value);
+}
+
+/// <summary>The seed-compatible JSON shape, shared by the converter and the snapshot files.</summary>
+internal static class RoutingStatsJson
+{
+    public static void Write(Utf8JsonWriter writer, RoutingStats stats)
+    {
+        var state = stats.ExportState();
+        var latency = stats.RoutingLatencyStats;
+        var options = stats.Options;
+        writer.WriteStartObject();
+        writer.WriteNumber("total_routings", state.TotalRoutings);
+        writer.WriteNumber("total_tokens", state.TotalTokens);
+        writer.WriteNumber("tokens_dropped", state.TokensDropped);
+        WriteArray(writer, "expert_utilization", state.ExpertUtilization);
+        WriteFloat(writer, "average_load_balance_loss", state.AverageLoadBalanceLoss);
+        WriteFloat(writer, "average_router_z_loss", state.AverageRouterZLoss);
+        WriteFloat(writer, "routing_efficiency", state.RoutingEfficiency);
+        writer.WriteStartArray("expert_token_counts");
+        foreach (var count in state.ExpertTokenCounts)
+        {
+            writer.WriteNumberValue(count);
+        }
+
+        writer.WriteEndArray();
+        writer.WriteStartObject("routing_latency_stats");
+        writer.WriteNumber("total_measurements", latency.TotalMeasurements);
+        WriteDouble(writer, "total_latency_ms", latency.TotalLatencyMs);
+        WriteDouble(writer, "min_latency_ms", latency.MinLatencyMs);
+        WriteDouble(writer, "max_latency_ms", latency.MaxLatencyMs);
+        writer.WriteStartArray("recent_latencies");
+        foreach (var value in latency.RecentLatencies)
+        {
+            WriteDoubleValue(writer, value);
+        }
+
+        writer.WriteEndArray();
+        writer.WriteEndObject();
+        WriteArray(writer, "load_variance_history", state.LoadVarianceHistory);
+        writer.WriteStartObject("capacity_stats");
+        WriteFloat(writer, "average_utilization", state.CapacityAverageUtilization);
+        WriteFloat(writer, "peak_utilization", state.CapacityPeakUtilization);
+        writer.WriteNumber("capacity_exceeded_count", state.CapacityExceededCount);
+        writer.WriteNumber("total_capacity", state.TotalCapacity);
+        writer.WriteNumber("total_used", state.TotalUsed);
+        if (options.ExpertCapacity is { } capacity)
+        {
+            writer.WriteNumber("slots_per_expert", capacity);
+        }
+
+        writer.WriteEndObject();
+        if (state.InvalidExpertIds > 0)
+        {
+            writer.WriteNumber("invalid_expert_ids", state.InvalidExpertIds);
+        }
+
+        if (options.Experts is { } experts)
+        {
+            writer.WriteNumber("experts", experts);
+        }
+
+        if (options.UtilizationDecay is { } decay)
+        {
+            WriteFloat(writer, "utilization_decay", decay);
+            WriteArray(writer, "decayed_expert_utilization", state.DecayedExpertUtilization);
+        }
+
+        writer.WriteEndObject();
+    }
+
+    public static RoutingStats FromElement(JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw new JsonException($"Routing statistics must be a JSON object, not {root.ValueKind}.");
+        }
+
+        var latencyElement = Required(root, "routing_latency_stats");
+        var capacityElement = Required(root, "capacity_stats");
+        var options = new RoutingStatsOptions
+        {
+            Experts = OptionalInt(root, "experts"),
+            ExpertCapacity = OptionalInt(capacityElement, "slots_per_expert"),
+            UtilizationDecay = root.TryGetProperty("utilization_decay", out var decay) ? ReadFloat(decay, "utilization_decay") : null,
+        };
+        try
+        {
+            options.Validate();
+        }
+        catch (ArgumentException exception)
+        {
+            throw new JsonException($"Invalid settings in routing statistics: {exception.Message}", exception);
+        }
+
+        var state = new RoutingState
+        {
+            TotalRoutings = Required(root, "total_routings").GetUInt64(),
+            TotalTokens = Required(root, "total_tokens").GetUInt64(),
+            TokensDropped = Required(root, "tokens_dropped").GetUInt64(),
+            InvalidExpertIds = root.TryGetProperty("invalid_expert_ids", out var invalid) ? invalid.GetUInt64() : 0,
+            ExpertUtilization = ReadFloats(Required(root, "expert_utilization"), "expert_utilization"),
+            AverageLoadBalanceLoss = ReadFloat(Required(root, "average_load_balance_loss"), "average_load_balance_loss"),
+            AverageRouterZLoss = ReadFloat(Required(root, "average_router_z_loss"), "average_router_z_loss"),
+            RoutingEfficiency = ReadFloat(Required(root, "routing_efficiency"), "routing_efficiency"),
+            ExpertTokenCounts = [.. Required(root, "expert_token_counts").EnumerateArray().Select(e => e.GetUInt64())],
+            LoadVarianceHistory = ReadFloats(Required(root, "load_variance_history"), "load_variance_history"),
+            DecayedExpertUtilization = root.TryGetProperty("decayed_expert_utilization", out var decayed) ? ReadFloats(decayed, "decayed_expert_utilization") : [],
+            CapacityAverageUtilization = ReadFloat(Required(capacityElement, "average_utilization"), "average_utilization"),
+            CapacityPeakUtilization = ReadFloat(Required(capacityElement, "peak_utilization"), "peak_utilization"),
+            CapacityExceededCount = Required(capacityElement, "capacity_exceeded_count").GetUInt64(),
+            TotalCapacity = Required(capacityElement, "total_capacity").GetUInt64(),
+            TotalUsed = Required(capacityElement, "total_used").GetUInt64(),
+        };
+        if (state.ExpertUtilization.Length != state.ExpertTokenCounts.Length)
+        {
+            throw new JsonException(
+                $"expert_utilization has {state.ExpertUtilization.Length} entries but expert_token_counts has {state.ExpertTokenCounts.Length}.");
+        }
+
+        if (state.TokensDropped > state.TotalTokens)
+        {
+            throw new JsonException($"tokens_dropped ({state.TokensDropped}) exceeds total_tokens ({state.TotalTokens}).");
+        }
+
+        var recent = ReadDoubles(Required(latencyElement, "recent_latencies"), "recent_latencies", nullMeans: double.NaN);
+        if (recent.Any(value => !(value >= 0.0) || double.IsInfinity(value)))
+        {
+            throw new JsonException("recent_latencies must hold finite, non-negative milliseconds.");
+        }
+
+        var stats = RoutingStats.FromState(options, state);
+        stats.RoutingLatencyStats.Restore(
+            Required(latencyElement, "total_measurements").GetUInt64(),
+            ReadDouble(Required(latencyElement, "total_latency_ms"), double.NaN, "total_latency_ms"),
+            ReadDouble(Required(latencyElement, "min_latency_ms"), double.PositiveInfinity, "min_latency_ms"),
+            ReadDouble(Required(latencyElement, "max_latency_ms"), double.NaN, "max_latency_ms"),
+            recent.Skip(Math.Max(0, recent.Length - LatencyStats.WindowSize)));
+        return stats;
+    }
+
+    private static JsonElement Required(JsonElement parent, string name) =>
+        parent.TryGetProperty(name, out var value) ? value : throw new JsonException($"The field '{name}' is missing.");
+
+    private static int? OptionalInt(JsonElement parent, string name) =>
+        parent.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value.GetInt32() : null;
+
+    private static float ReadFloat(JsonElement element, string name) => element.ValueKind switch
+    {
+        JsonValueKind.Null => float.NaN,
+        JsonValueKind.Number => element.GetSingle(),
+        _ => throw new JsonException($"The field '{name}' must be a number or null, not {element.ValueKind}."),
+    };
+
+    private static double ReadDouble(JsonElement element, double nullMeans, string name) => element.ValueKind switch
+    {
+        JsonValueKind.Null => nullMeans,
+        JsonValueKind.Number => element.GetDouble(),
+        _ => throw new JsonException($"The field '{name}' must be a number or null, not {element.ValueKind}."),
+    };
+
+    private static float[] ReadFloats(JsonElement element, string name) =>
+        element.ValueKind == JsonValueKind.Array
+            ? [.. element.EnumerateArray().Select(e => ReadFloat(e, name))]
+            : throw new JsonException($"The field '{name}' must be an array.");
+
+    private static double[] ReadDoubles(JsonElement element, string name, double nullMeans) =>
+        element.ValueKind == JsonValueKind.Array
+            ? [.. element.EnumerateArray().Select(e => ReadDouble(e, nullMeans, name))]
+            : throw new JsonException($"The field '{name}' must be an array.");
+
+    private static void WriteArray(Utf8JsonWriter writer, string name, float[] values)
+    {
+        writer.WriteStartArray(name);
+        foreach (var value in values)
+        {
+            if (float.IsFinite(value))
+            {
+                writer.WriteNumberValue(value);
+            }
+            else
+            {
+                writer.WriteNullValue();
+            }
+        }
+
+        writer.WriteEndArray();
+    }
+
+    private static void WriteFloat(Utf8JsonWriter writer, string name, float value)
+    {
+        writer.WritePropertyName(name);
+        if (float.IsFinite(value))
+        {
+            writer.WriteNumberValue(value);
+        }
+        else
+        {
+            writer.WriteNullValue();
+        }
+    }
+
+    private static void WriteDouble(Utf8JsonWriter writer, string name, double value)
+    {
+        writer.WritePropertyName(name);
+        WriteDoubleValue(writer, value);
+    }
+
+    private static void WriteDoubleValue(Utf8JsonWriter writer, double value)
+    {
+        if (double.IsFinite(value))
+        {
+            writer.WriteNumberValue(value);
+        }
+        else
+        {
+            writer.WriteNullValue();
+        }
+    }
+}

@@ -1,0 +1,89 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace MoeGpuStats.Tests.Conformance;
+
+/// <summary>The fixture files: every *.jsonl in MOE_CONFORMANCE_DIR, else ../shared/conformance from the project root.</summary>
+public static class ConformanceFiles
+{
+    public static string Directory
+    {
+        get
+        {
+            var configured = Environment.GetEnvironmentVariable("MOE_CONFORMANCE_DIR");
+            if (!string.IsNullOrEmpty(configured))
+            {
+                return configured;
+            }
+
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            {
+                if (File.Exists(Path.Combine(dir.FullName, "MoeGpuStats.sln")))
+                {
+                    return Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "conformance"));
+                }
+            }
+
+            return Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "conformance"));
+        }
+    }
+
+    public static TheoryData<string> Names
+    {
+        get
+        {
+            var names = new TheoryData<string>();
+            foreach (var file in System.IO.Directory.EnumerateFiles(Directory, "*.jsonl").Order())
+            {
+                names.Add(Path.GetFileName(file));
+            }
+
+            return names;
+        }
+    }
+
+    public static TheoryData<string, string> NamesByAccelerator
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var name in Names)
+            {
+                foreach (var kind in TestAccelerators.Kinds)
+                {
+                    data.Add(name.Data, kind.Data);
+                }
+            }
+
+            return data;
+        }
+    }
+
+    public static IEnumerable<JsonObject> Lines(string name) =>
+        File.ReadLines(Path.Combine(Directory, name)).Where(l => l.Length > 0).Select(l => JsonNode.Parse(l)!.AsObject());
+
+    public static RoutingDecision Decision(JsonObject op) => new()
+    {
+        ExpertCapacities = [.. op["expert_capacities"]!.AsArray().Select(v => v!.GetValue<int>())],
+        TotalTokens = op["total_tokens"]!.GetValue<int>(),
+        TokensDropped = op["tokens_dropped"]!.GetValue<int>(),
+        LoadBalanceLoss = op["load_balance_loss"]!.GetValue<float>(),
+        RouterZLoss = op["router_z_loss"]!.GetValue<float>(),
+        AuxiliaryLoss = op["auxiliary_loss"]!.GetValue<float>(),
+    };
+
+    /// <summary>Applies one op; returns false for an unknown op kind.</summary>
+    public static void Apply(RoutingStats stats, JsonObject op)
+    {
+        if (op.TryGetPropertyValue("latency_nanos", out var nanos))
+        {
+            stats.RecordRoutingLatency(TimeSpan.FromTicks(nanos!.GetValue<long>() / 100));
+        }
+        else
+        {
+            stats.RecordRouting(Decision(op));
+        }
+    }
+
+    public static JsonElement ToElement(JsonNode node) => JsonDocument.Parse(node.ToJsonString()).RootElement;
+}
