@@ -397,18 +397,5 @@ public sealed class DeviceRoutingStats : IDisposable
     }
 
     private MemoryBuffer1D<T, Stride1D.Dense> Allocate<T>(long length)
-        where T : unmanaged
-    {
-        try
-        {
-            return Accelerator.Allocate1D<T>(length);
-        }
-        catch (Exception exception) when (exception is OutOfMemoryException or AcceleratorException)
-        {
-            var bytes = length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
-            throw new InsufficientMemoryException(
-                $"Could not allocate {bytes:N0} bytes ({length:N0} x {typeof(T).Name}) on '{Accelerator.Name}' for the routing state.",
-                exception);
-        }
-    }
+        where T : unmanaged => DeviceMemory.Allocate<T>(Accelerator, length, "the routing state");
 }

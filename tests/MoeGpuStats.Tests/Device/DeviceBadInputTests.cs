@@ -1,0 +1,74 @@
+using System.Text.Json;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using MoeGpuStats.Device;
+
+namespace MoeGpuStats.Tests.Device;
+
+/// <summary>Bad input to the device engine: a clear exception and the state unchanged.</summary>
+public sealed class DeviceBadInputTests
+{
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void AShortViewOrBadTopKLeavesTheStateUnchanged(string accelerator)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        using var stats = new DeviceRoutingStats(device, new RoutingStatsOptions { Experts = 4 });
+        using var ids = device.Allocate1D([0, 1, 2, 3, 3, 3]);
+        stats.RecordRouting(ids.View, tokens: 3, topK: 2);
+        var before = JsonSerializer.Serialize(stats.Snapshot());
+
+        var shortView = Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids.View, tokens: 4, topK: 2));
+        Assert.Equal("topKExpertIds", shortView.ParamName);
+        Assert.Contains("4 * 2 = 8", shortView.Message);
+        Assert.Equal("topK", Assert.Throws<ArgumentOutOfRangeException>(() => stats.RecordRouting(ids.View, tokens: 3, topK: 0)).ParamName);
+        Assert.ThrowsAny<ArgumentException>(() => stats.RecordRouting(ids.View, tokens: 3, topK: 2, tokensDropped: 4));
+        Assert.ThrowsAny<ArgumentException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = [] }));
+
+        Assert.Equal(before, JsonSerializer.Serialize(stats.Snapshot()));
+    }
+
+    [Fact]
+    public void AViewFromAnotherAcceleratorIsRejected()
+    {
+        var device = TestAccelerators.Require("cpu");
+        using var otherContext = Context.Create(builder => builder.Default());
+        using var other = otherContext.CreateCPUAccelerator(0);
+        using var foreign = other.Allocate1D([0, 1]);
+        using var stats = new DeviceRoutingStats(device, new RoutingStatsOptions { Experts = 2 });
+
+        var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting(foreign.View, tokens: 2, topK: 1));
+
+        Assert.Equal("topKExpertIds", error.ParamName);
+        Assert.Equal(0UL, stats.Snapshot().TotalRoutings);
+    }
+
+    [Fact]
+    public void ADisposedEngineRefusesWork()
+    {
+        var device = TestAccelerators.Require("cpu");
+        var stats = new DeviceRoutingStats(device, new RoutingStatsOptions { Experts = 2 });
+        stats.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => stats.RecordRouting([0, 1], tokens: 2, topK: 1));
+        Assert.Throws<ObjectDisposedException>(() => stats.Snapshot());
+    }
+
+    [Fact]
+    public void TooManyExpertsAreRejected()
+    {
+        var device = TestAccelerators.Require("cpu");
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DeviceRoutingStats(device, new RoutingStatsOptions { Experts = RoutingStatsOptions.MaxDeviceExperts + 1 }));
+        using var stats = new DeviceRoutingStats(device);
+        Assert.Throws<ArgumentException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = new int[RoutingStatsOptions.MaxDeviceExperts + 1] }));
+    }
+
+    [Fact]
+    public void AnImpossibleAllocationSaysHowMuchWasAskedFor()
+    {
+        var device = TestAccelerators.Require("cpu");
+        var error = Assert.Throws<InsufficientMemoryException>(() => DeviceMemory.Allocate<ulong>(device, 1L << 50, "a test"));
+        Assert.Contains("9,007,199,254,740,992 bytes", error.Message);
+        Assert.Contains("a test", error.Message);
+    }
+}

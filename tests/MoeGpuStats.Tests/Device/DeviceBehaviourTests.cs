@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace MoeGpuStats.Tests.Device;
+
+public sealed class DeviceBehaviourTests
+{
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void ExpertCountChangesAndResetBehaveAsOnTheManagedEngine(string accelerator)
+    {
+        using var onDevice = RoutingStats.OnDevice(TestAccelerators.Require(accelerator));
+        using var managed = new RoutingStats();
+        foreach (var stats in new[] { onDevice, managed })
+        {
+            stats.RecordRouting(new RoutingDecision { ExpertCapacities = [4, 4], TotalTokens = 8 });
+            stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2, 3], TotalTokens = 6, TokensDropped = 1 });
+        }
+
+        Assert.Equal(managed.ExpertTokenCounts, onDevice.ExpertTokenCounts);
+        Assert.Equal(managed.ExpertUtilization, onDevice.ExpertUtilization);
+        Assert.Equal(managed.TokensDropped, onDevice.TokensDropped);
+        onDevice.Reset();
+        Assert.Equal(0UL, onDevice.TotalRoutings);
+        Assert.Empty(onDevice.ExpertUtilization);
+        Assert.Null(onDevice.MostUtilizedExpert());
+    }
+
+    [Fact]
+    public void CreateHonoursTheAcceleratorVariable()
+    {
+        var previous = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "cpu");
+            using (var cpu = RoutingStats.Create())
+            {
+                Assert.Equal("cpu", cpu.Backend);
+            }
+
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "managed");
+            using (var managed = RoutingStats.Create())
+            {
+                Assert.Equal("managed", managed.Backend);
+            }
+
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "tpu");
+            Assert.Throws<InvalidOperationException>(() => RoutingStats.Create());
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, previous);
+        }
+    }
+
+    /// <summary>
+    /// A thousand records must return to the host before the device has finished them. Only a real
+    /// GPU runs kernels asynchronously; ILGPU's CPU accelerator runs each launch to completion.
+    /// </summary>
+    [Fact]
+    public void AThousandRecordsReturnBeforeTheDeviceFinishes()
+    {
+        var device = TestAccelerators.Require("cuda");
+        const int length = 16 << 20;
+        using var ids = device.Allocate1D<int>(length);
+        ids.MemSetToZero();
+        device.Synchronize();
+        using var stats = RoutingStats.OnDevice(device, new RoutingStatsOptions { Experts = 256 });
+
+        var enqueue = Stopwatch.StartNew();
+        for (var i = 0; i < 1000; i++)
+        {
+            stats.RecordRouting(ids.View, length / 8, 8);
+        }
+
+        var enqueued = enqueue.Elapsed;
+        var total = stats.TotalRoutings;
+        var finished = enqueue.Elapsed;
+
+        Assert.Equal(1000UL, total);
+        TestContext.Current.SendDiagnosticMessage($"1000 records of 16 Mi ids: enqueued in {enqueued.TotalMilliseconds:F1} ms, finished after {finished.TotalMilliseconds:F1} ms");
+        Assert.True(enqueued < finished / 4, $"enqueue took {enqueued.TotalMilliseconds:F1} ms of {finished.TotalMilliseconds:F1} ms: the records waited for the device");
+    }
+}

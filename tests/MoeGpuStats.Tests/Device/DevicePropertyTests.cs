@@ -1,0 +1,95 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace MoeGpuStats.Tests.Device;
+
+/// <summary>
+/// Random batches of top-k ids through the device engine and the managed engine: the counts equal
+/// exactly, the floats within the fixtures' f32 tolerance.
+/// </summary>
+public sealed class DevicePropertyTests
+{
+    public static TheoryData<string, int, int, int, string> Cases
+    {
+        get
+        {
+            var data = new TheoryData<string, int, int, int, string>();
+            foreach (var kind in TestAccelerators.Kinds)
+            {
+                data.Add(kind.Data, 1, 1, 0, "uniform");
+                data.Add(kind.Data, 1, 1, 1000, "uniform");
+                data.Add(kind.Data, 7, 3, 5, "uniform");
+                data.Add(kind.Data, 64, 8, 4096, "skewed");
+                data.Add(kind.Data, 256, 8, 131_072, "skewed");
+                data.Add(kind.Data, 1024, 2, 300_000, "invalid");
+                data.Add(kind.Data, 4096, 8, 262_144, "uniform");
+                data.Add(kind.Data, 256, 8, 2_000_000, "hot");
+            }
+
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void DeviceCountsEqualManagedCounts(string accelerator, int experts, int topK, int tokensPerBatch, string load)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        var options = new RoutingStatsOptions { Experts = experts, UtilizationDecay = 0.9f, ExpertCapacity = Math.Max(1, tokensPerBatch * topK / experts) };
+        using var onDevice = RoutingStats.OnDevice(device, options);
+        using var managed = new RoutingStats(options);
+        var random = new Random(HashCode.Combine(experts, topK, tokensPerBatch, load));
+        var length = tokensPerBatch * topK;
+        using var buffer = device.Allocate1D<int>(Math.Max(1, length));
+        for (var batch = 0; batch < 3; batch++)
+        {
+            var ids = Ids(random, length, experts, load);
+            buffer.View.SubView(0, length).CopyFromCPU(ids);
+            onDevice.RecordRouting(buffer.View, tokensPerBatch, topK, loadBalanceLoss: 0.25f * batch, routerZLoss: 0.01f);
+            managed.RecordRouting(ids, tokensPerBatch, topK, loadBalanceLoss: 0.25f * batch, routerZLoss: 0.01f);
+        }
+
+        using var snapshot = onDevice.Snapshot();
+        Assert.Equal(managed.ExpertTokenCounts, snapshot.ExpertTokenCounts);
+        Assert.Equal(managed.InvalidExpertIds, snapshot.InvalidExpertIds);
+        Assert.Equal(managed.TotalTokens, snapshot.TotalTokens);
+        Assert.Equal(managed.TokensDropped, snapshot.TokensDropped);
+        Assert.Equal(managed.CapacityStats.TotalUsed, snapshot.CapacityStats.TotalUsed);
+        AssertClose(managed.ExpertUtilization, snapshot.ExpertUtilization);
+        AssertClose(managed.DecayedExpertUtilization, snapshot.DecayedExpertUtilization);
+        AssertClose(managed.LoadVarianceHistory, snapshot.LoadVarianceHistory);
+        AssertClose([managed.UtilizationCv(), managed.RecentLoadVarianceTrend(3), managed.CapacityStats.AverageUtilization, managed.RoutingEfficiency],
+            [onDevice.UtilizationCv(), onDevice.RecentLoadVarianceTrend(3), snapshot.CapacityStats.AverageUtilization, snapshot.RoutingEfficiency]);
+        Assert.Equal(managed.MostUtilizedExpert()?.Index, onDevice.MostUtilizedExpert()?.Index);
+        Assert.Equal(managed.LeastUtilizedExpert()?.Index, onDevice.LeastUtilizedExpert()?.Index);
+    }
+
+    internal static int[] Ids(Random random, int length, int experts, string load)
+    {
+        var ids = new int[length];
+        for (var i = 0; i < length; i++)
+        {
+            var u = random.NextDouble();
+            ids[i] = load switch
+            {
+                "uniform" => (int)(u * experts),
+                "skewed" => (int)(u * u * u * experts),
+                "hot" => u < 0.9 ? 0 : (int)(u * experts),
+                "invalid" => u < 0.05 ? (u < 0.025 ? -1 - (int)(u * 1e6) : experts + (int)(u * 1e6)) : (int)(u * experts),
+                _ => throw new ArgumentOutOfRangeException(nameof(load)),
+            };
+        }
+
+        return ids;
+    }
+
+    private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual)
+    {
+        Assert.Equal(expected.Count, actual.Count);
+        for (var i = 0; i < expected.Count; i++)
+        {
+            var tolerance = Math.Max(1e-6, 1e-5 * Math.Abs(expected[i]));
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance, $"[{i}]: managed {expected[i]:R}, device {actual[i]:R}");
+        }
+    }
+}
