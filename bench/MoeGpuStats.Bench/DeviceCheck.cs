@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Device;
+
+namespace MoeGpuStats.Bench;
+
+/// <summary>
+/// <c>--device-check [--experts E] [--sizes a,b,..]</c>: one table in a few minutes on the best
+/// accelerator (or <c>MOEGS_ACCELERATOR</c>). Each record is timed on the device with profiling
+/// markers after warm-up, median of many; the device-to-device copy bandwidth is measured in the
+/// same run; the managed path (copy ids to the host, then the managed loop) is timed on the host.
+/// The data and checksum are those of torch_baseline.py, so its table compares row by row.
+/// </summary>
+internal static class DeviceCheck
+{
+    public static int Run(string[] args)
+    {
+        var experts = Option(args, "--experts", 256);
+        var sizes = OptionText(args, "--sizes", "32768,1048576,16777216,134217728").Split(',').Select(long.Parse).ToArray();
+        using var context = Context.Create(builder => builder.Default().Profiling());
+        var wanted = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.ToLowerInvariant();
+        var device = context.Devices
+            .Where(d => wanted is null or "" || d.AcceleratorType.ToString().Equals(wanted, StringComparison.OrdinalIgnoreCase))
+            .OrderBy(d => d.AcceleratorType switch { AcceleratorType.Cuda => 0, AcceleratorType.OpenCL => 1, _ => 2 })
+            .First();
+        using var accelerator = device.CreateAccelerator(context);
+        var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record");
+        Console.WriteLine("| ids | record median | record read GB/s | d2d copy GB/s | read/copy | back-to-back per record | copy-to-host + managed | managed/device | checksum |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        foreach (var length in sizes)
+        {
+            Row(accelerator, experts, length, onCpu);
+        }
+
+        return 0;
+    }
+
+    private static void Row(Accelerator accelerator, int experts, long length, bool onCpu)
+    {
+        var host = RoutingIds.Skewed(length, experts);
+        using var ids = accelerator.Allocate1D(host);
+        using var copyTarget = accelerator.Allocate1D<int>(length);
+        using var stream = accelerator.CreateStream();
+        var options = new RoutingStatsOptions { Experts = experts };
+        var tokens = checked((int)(length / 8));
+        using var engine = new DeviceRoutingStats(accelerator, options, stream);
+
+        var reps = onCpu ? 5 : length >= 1 << 24 ? 50 : 1000;
+        for (var i = 0; i < 3; i++)
+        {
+            engine.RecordRouting(ids.View, tokens, 8);
+        }
+
+        stream.Synchronize();
+        var record = Median(reps, stream, () => engine.RecordRouting(ids.View, tokens, 8));
+        var copy = Median(Math.Max(5, reps / 10), stream, () => copyTarget.View.CopyFrom(stream, ids.View));
+
+        var start = stream.AddProfilingMarker();
+        for (var i = 0; i < reps; i++)
+        {
+            engine.RecordRouting(ids.View, tokens, 8);
+        }
+
+        var end = stream.AddProfilingMarker();
+        end.Synchronize();
+        var backToBack = (end - start).TotalMicroseconds / reps;
+
+        var managedReps = length >= 1 << 24 ? 3 : 20;
+        var managed = new RoutingStats(options);
+        var staging = new int[length];
+        var clock = Stopwatch.StartNew();
+        for (var i = 0; i < managedReps; i++)
+        {
+            ids.View.CopyToCPU(stream, staging.AsSpan());
+            stream.Synchronize();
+            managed.RecordRouting(staging, tokens, 8);
+        }
+
+        var managedMicros = clock.Elapsed.TotalMicroseconds / managedReps;
+
+        engine.Reset();
+        engine.RecordRouting(ids.View, tokens, 8);
+        var checksum = RoutingIds.Checksum(engine.Snapshot().ExpertTokenCounts);
+        var readGbs = length * 4 / (record * 1e3);
+        var copyGbs = length * 8 / (copy * 1e3);
+        Console.WriteLine(
+            $"| {length} | {record:F1} µs | {readGbs:F0} | {copyGbs:F0} | {readGbs / copyGbs:P0} | {backToBack:F1} µs | {managedMicros / 1000:F2} ms | {managedMicros / record:F0}x | {checksum} |");
+    }
+
+    /// <summary>Median device time in µs of one enqueued operation, between profiling markers.</summary>
+    private static double Median(int reps, AcceleratorStream stream, Action operation)
+    {
+        var markers = new List<(ProfilingMarker Start, ProfilingMarker End)>(reps);
+        for (var i = 0; i < reps; i++)
+        {
+            var start = stream.AddProfilingMarker();
+            operation();
+            markers.Add((start, stream.AddProfilingMarker()));
+        }
+
+        stream.Synchronize();
+        var times = markers.Select(m => (m.End - m.Start).TotalMicroseconds).Order().ToArray();
+        foreach (var (start, end) in markers)
+        {
+            start.Dispose();
+            end.Dispose();
+        }
+
+        return times[times.Length / 2];
+    }
+
+    private static int Option(string[] args, string name, int fallback) =>
+        int.TryParse(OptionText(args, name, ""), out var value) ? value : fallback;
+
+    private static string OptionText(string[] args, string name, string fallback)
+    {
+        var position = Array.IndexOf(args, name);
+        return position >= 0 && position + 1 < args.Length ? args[position + 1] : fallback;
+    }
+}
