@@ -121,9 +121,11 @@ public sealed class LatencyStats
     {
         if (_recent.Add(latencyMs, out var evicted))
         {
-            _sorted.Remove(evicted);
+            _sorted.Replace(evicted, latencyMs);
         }
-
-        _sorted.Insert(latencyMs);
+        else
+        {
+            _sorted.Insert(latencyMs);
+        }
     }
 }

@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace MoeGpuStats;
 
 /// <summary>The checks every engine makes before a decision touches any state.</summary>
@@ -14,16 +16,44 @@ internal static class RoutingDecisionValidator
                 paramName);
         }
 
-        for (var i = 0; i < counts.Count; i++)
+        var negative = TryGetSpan(counts, out var span) ? span.IndexOfAnyInRange(int.MinValue, -1) : IndexOfNegative(counts);
+        if (negative >= 0)
         {
-            if (counts[i] < 0)
-            {
-                throw new ArgumentException($"ExpertCapacities[{i}] is {counts[i]}; slot counts cannot be negative.", paramName);
-            }
+            throw new ArgumentException($"ExpertCapacities[{negative}] is {counts[negative]}; slot counts cannot be negative.", paramName);
         }
 
         ValidateScalars(decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, paramName);
         return counts;
+    }
+
+    /// <summary>The counts as a span without copying, where the list is an array or a <see cref="List{T}"/>.</summary>
+    public static bool TryGetSpan(IReadOnlyList<int> counts, out ReadOnlySpan<int> span)
+    {
+        switch (counts)
+        {
+            case int[] array:
+                span = array;
+                return true;
+            case List<int> list:
+                span = CollectionsMarshal.AsSpan(list);
+                return true;
+            default:
+                span = default;
+                return false;
+        }
+    }
+
+    private static int IndexOfNegative(IReadOnlyList<int> counts)
+    {
+        for (var i = 0; i < counts.Count; i++)
+        {
+            if (counts[i] < 0)
+            {
+                return i;
+            }
+        }
+
+        return -1;
     }
 
     public static void ValidateScalars(int totalTokens, int tokensDropped, float loadBalanceLoss, float routerZLoss, string paramName)

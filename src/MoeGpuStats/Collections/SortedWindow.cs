@@ -3,7 +3,7 @@ namespace MoeGpuStats.Collections;
 /// <summary>
 /// The values of a <see cref="RingWindow{T}"/> kept in ascending order, so that an order
 /// statistic is one array read instead of the seed's clone-and-sort of the whole window per query.
-/// Insert and remove move at most the window's length of doubles (a few KiB of memmove).
+/// A record moves only the values between the evicted one's position and the new one's.
 /// </summary>
 internal sealed class SortedWindow
 {
@@ -17,28 +17,43 @@ internal sealed class SortedWindow
 
     public void Insert(double value)
     {
-        var index = Array.BinarySearch(_sorted, 0, Count, value);
-        if (index < 0)
-        {
-            index = ~index;
-        }
-
+        var index = LowerBound(value);
         Array.Copy(_sorted, index, _sorted, index + 1, Count - index);
         _sorted[index] = value;
         Count++;
     }
 
-    /// <summary>Removes one occurrence of a value that is in the window.</summary>
-    public void Remove(double value)
+    /// <summary>
+    /// Removes one occurrence of <paramref name="evicted"/> (which is in the window) and inserts
+    /// <paramref name="value"/>, moving only the values between the two positions.
+    /// </summary>
+    public void Replace(double evicted, double value)
     {
-        var index = Array.BinarySearch(_sorted, 0, Count, value);
-        if (index < 0)
+        var removeAt = LowerBound(evicted);
+        if (removeAt == Count || _sorted[removeAt] != evicted)
         {
-            throw new InvalidOperationException($"The value {value} is not in the window.");
+            throw new InvalidOperationException($"The value {evicted} is not in the window.");
         }
 
-        Array.Copy(_sorted, index + 1, _sorted, index, Count - index - 1);
-        Count--;
+        var insertAt = LowerBound(value);
+        if (insertAt > removeAt)
+        {
+            insertAt--;
+            Array.Copy(_sorted, removeAt + 1, _sorted, removeAt, insertAt - removeAt);
+        }
+        else
+        {
+            Array.Copy(_sorted, insertAt, _sorted, insertAt + 1, removeAt - insertAt);
+        }
+
+        _sorted[insertAt] = value;
+    }
+
+    /// <summary>A position of <paramref name="value"/> if present, else where it would be inserted.</summary>
+    private int LowerBound(double value)
+    {
+        var index = _sorted.AsSpan(0, Count).BinarySearch(value);
+        return index < 0 ? ~index : index;
     }
 
     public void Clear() => Count = 0;

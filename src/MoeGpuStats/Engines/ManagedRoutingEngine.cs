@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ILGPU;
@@ -15,7 +16,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// <summary>How many per-batch load variances are kept, as in the seed.</summary>
     public const int HistoryWindow = 1000;
 
-    private readonly RingWindow<float> _varianceHistory = new(HistoryWindow);
+    private readonly LoadVarianceWindow _varianceHistory = new(HistoryWindow);
     private readonly CapacityStats _capacity;
     private float[] _utilization = [];
     private float[] _decayedUtilization = [];
@@ -51,12 +52,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override void Record(RoutingDecision decision)
     {
-        var counts = decision.ExpertCapacities switch
-        {
-            int[] array => array,
-            List<int> list => CollectionsMarshal.AsSpan(list),
-            var other => CopyToHistogram(other),
-        };
+        var counts = RoutingDecisionValidator.TryGetSpan(decision.ExpertCapacities, out var span) ? span : CopyToHistogram(decision.ExpertCapacities);
         Fold(counts, decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, invalidIds: 0);
     }
 
@@ -165,7 +161,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         _varianceHistory.Clear();
         foreach (var variance in state.LoadVarianceHistory.AsSpan(Math.Max(0, state.LoadVarianceHistory.Length - HistoryWindow)))
         {
-            _varianceHistory.Add(variance, out _);
+            _varianceHistory.AddComputed(variance);
         }
 
         _capacity.Restore(
@@ -203,23 +199,48 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         }
 
         var sum = UpdateExperts(counts, tokens, alpha, keep);
-        _varianceHistory.Add(RoutingMath.LoadVariance(counts, sum), out _);
+        _varianceHistory.Add(counts, sum);
         _capacity.Apply(sum, counts.Length, tokensDropped > 0);
     }
 
-    /// <summary>Per-expert updates; returns the batch's slot total.</summary>
+    /// <summary>
+    /// Per-expert updates; returns the batch's slot total. Element-wise IEEE operations, so the
+    /// vector path gives the scalar path's floats bit for bit.
+    /// </summary>
     private long UpdateExperts(ReadOnlySpan<int> counts, int tokens, float alpha, float keep)
     {
         var utilization = _utilization.AsSpan(0, counts.Length);
-        var tokenCounts = _tokenCounts.AsSpan(0, counts.Length);
+        var tokenCounts = MemoryMarshal.Cast<ulong, long>(_tokenCounts.AsSpan(0, counts.Length));
         float batchTokens = tokens;
+        var i = 0;
         long sum = 0;
-        for (var i = 0; i < counts.Length; i++)
+        if (Vector.IsHardwareAccelerated && counts.Length >= Vector<int>.Count)
+        {
+            var vectorAlpha = new Vector<float>(alpha);
+            var vectorKeep = new Vector<float>(keep);
+            var vectorTokens = new Vector<float>(batchTokens);
+            var vectorSum = Vector<long>.Zero;
+            var half = Vector<long>.Count;
+            for (; i <= counts.Length - Vector<int>.Count; i += Vector<int>.Count)
+            {
+                var count = new Vector<int>(counts[i..]);
+                var share = tokens > 0 ? Vector.ConvertToSingle(count) / vectorTokens : Vector<float>.Zero;
+                (vectorAlpha * share + vectorKeep * new Vector<float>(utilization[i..])).CopyTo(utilization[i..]);
+                Vector.Widen(count, out var low, out var high);
+                (new Vector<long>(tokenCounts[i..]) + low).CopyTo(tokenCounts[i..]);
+                (new Vector<long>(tokenCounts[(i + half)..]) + high).CopyTo(tokenCounts[(i + half)..]);
+                vectorSum += low + high;
+            }
+
+            sum = Vector.Sum(vectorSum);
+        }
+
+        for (; i < counts.Length; i++)
         {
             var count = counts[i];
             var share = tokens > 0 ? count / batchTokens : 0f;
             utilization[i] = alpha * share + keep * utilization[i];
-            tokenCounts[i] += (ulong)count;
+            tokenCounts[i] += count;
             sum += count;
         }
 
@@ -227,7 +248,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         {
             var decayed = _decayedUtilization.AsSpan(0, counts.Length);
             var fresh = 1.0f - decay;
-            for (var i = 0; i < counts.Length; i++)
+            for (i = 0; i < counts.Length; i++)
             {
                 var share = tokens > 0 ? counts[i] / batchTokens : 0f;
                 decayed[i] = decay * decayed[i] + fresh * share;

@@ -1,0 +1,138 @@
+using System.Collections;
+
+namespace MoeGpuStats.Collections;
+
+/// <summary>
+/// The newest <see cref="Capacity"/> per-batch load variances, oldest first, computed when first read.
+/// </summary>
+/// <remarks>
+/// The seed sums a batch's squared deviations sequentially in f32; that dependent chain of E
+/// additions costs as much as the rest of a record together, and it cannot be reordered without
+/// changing the result (the variance trend amplifies last-bit differences). So a record copies its
+/// histogram into a slot (E ints, no allocation) and the variance is computed, in the seed's order,
+/// the first time the history is read. Batches evicted before any read are never computed.
+/// Memory: <c>Capacity × E</c> ints (about 4 KB per expert).
+/// </remarks>
+internal sealed class LoadVarianceWindow : IReadOnlyList<float>
+{
+    private readonly float[] _values;
+    private readonly int[] _lengths;
+    private readonly long[] _sums;
+    private int[] _histograms = [];
+    private int _stride;
+    private int _head;
+    private int _pending;
+
+    public LoadVarianceWindow(int capacity)
+    {
+        _values = new float[capacity];
+        _lengths = new int[capacity];
+        _sums = new long[capacity];
+    }
+
+    public int Capacity => _values.Length;
+
+    public int Count { get; private set; }
+
+    public float this[int index]
+    {
+        get
+        {
+            if ((uint)index >= (uint)Count)
+            {
+                throw new ArgumentOutOfRangeException(nameof(index), index, $"The window holds {Count} values.");
+            }
+
+            Materialize();
+            return _values[Slot(index)];
+        }
+    }
+
+    /// <summary>Appends a batch whose variance is computed on first read.</summary>
+    public void Add(ReadOnlySpan<int> counts, long sum)
+    {
+        if (counts.Length > _stride)
+        {
+            Materialize();
+            _stride = counts.Length;
+            _histograms = new int[_values.Length * _stride];
+        }
+
+        var slot = Append();
+        counts.CopyTo(_histograms.AsSpan(slot * _stride, counts.Length));
+        _lengths[slot] = counts.Length;
+        _sums[slot] = sum;
+        _pending = Math.Min(_pending + 1, Count);
+    }
+
+    /// <summary>Appends an already computed variance (a restored state).</summary>
+    public void AddComputed(float variance)
+    {
+        Materialize();
+        _values[Append()] = variance;
+    }
+
+    public void Clear()
+    {
+        _head = 0;
+        Count = 0;
+        _pending = 0;
+    }
+
+    /// <summary>The last <paramref name="count"/> values as at most two spans, oldest first.</summary>
+    public void GetTail(int count, out ReadOnlySpan<float> first, out ReadOnlySpan<float> second)
+    {
+        Materialize();
+        count = Math.Min(count, Count);
+        var start = Slot(Count - count);
+        var firstLength = Math.Min(count, _values.Length - start);
+        first = _values.AsSpan(start, firstLength);
+        second = _values.AsSpan(0, count - firstLength);
+    }
+
+    public float[] ToArray()
+    {
+        GetTail(Count, out var first, out var second);
+        return [.. first, .. second];
+    }
+
+    public IEnumerator<float> GetEnumerator()
+    {
+        Materialize();
+        for (var i = 0; i < Count; i++)
+        {
+            yield return _values[Slot(i)];
+        }
+    }
+
+    IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+
+    private int Append()
+    {
+        if (Count < _values.Length)
+        {
+            return Slot(Count++);
+        }
+
+        var slot = _head;
+        _head = _head + 1 == _values.Length ? 0 : _head + 1;
+        return slot;
+    }
+
+    private void Materialize()
+    {
+        for (var i = Count - _pending; i < Count; i++)
+        {
+            var slot = Slot(i);
+            _values[slot] = RoutingMath.LoadVariance(_histograms.AsSpan(slot * _stride, _lengths[slot]), _sums[slot]);
+        }
+
+        _pending = 0;
+    }
+
+    private int Slot(int index)
+    {
+        var slot = _head + index;
+        return slot >= _values.Length ? slot - _values.Length : slot;
+    }
+}
