@@ -86,7 +86,7 @@ internal static class DeviceCheck
         var readGbs = length * 4 / (record * 1e3);
         var copyGbs = length * 8 / (copy * 1e3);
         Console.WriteLine(
-            $"| {length} | {record:F1} µs | {readGbs:F0} | {copyGbs:F0} | {readGbs / copyGbs:P0} | {backToBack:F1} µs | {managedMicros / 1000:F2} ms | {managedMicros / record:F0}x | {checksum} |");
+            $"| {length} | {record:F1} µs | {readGbs:F1} | {copyGbs:F1} | {readGbs / copyGbs:P0} | {backToBack:F1} µs | {managedMicros / 1000:F2} ms | {managedMicros / record:F2}x | {checksum} |");
     }
 
     /// <summary>Median device time in µs of one enqueued operation, between profiling markers.</summary>
