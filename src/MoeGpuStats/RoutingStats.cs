@@ -180,7 +180,14 @@ public sealed partial class RoutingStats : IDisposable
 
     /// <summary>Records one routing latency.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="latency"/> is negative.</exception>
-    public void RecordRoutingLatency(TimeSpan latency) => RoutingLatencyStats.RecordLatency(latency);
+    public void RecordRoutingLatency(TimeSpan latency)
+    {
+        RoutingLatencyStats.RecordLatency(latency);
+        LatencyRecorded?.Invoke(LatencyStats.ToMilliseconds(latency));
+    }
+
+    /// <summary>Raised after each <see cref="RecordRoutingLatency"/> with the latency in milliseconds (telemetry hooks here).</summary>
+    internal event Action<double>? LatencyRecorded;
 
     /// <summary>Standard deviation over mean of <see cref="ExpertUtilization"/>; 0 when empty or the mean is not positive.</summary>
     public float UtilizationCv() => Engine.UtilizationCv();
@@ -260,6 +267,29 @@ public sealed partial class RoutingStats : IDisposable
         var copy = new RoutingStats(Engine.Snapshot());
         _latency.CopyTo(copy._latency);
         return copy;
+    }
+
+    /// <summary>
+    /// Combines the statistics of several ranks or replicas that route to the same E experts into one
+    /// managed <see cref="RoutingStats"/>. Exact: counts, totals, dropped and invalid ids, capacity
+    /// totals, latency count/total/min/max. Weighted by each part's batches (exact up to rounding):
+    /// utilization and loss averages (cumulative means over batches). Approximate, because the parts'
+    /// batches interleave in an order no snapshot records: the capacity EMA (batch-weighted mean of the
+    /// parts' EMAs), the variance history and the latency window (the parts' windows concatenated in
+    /// the order given, newest 1,000 kept, so percentiles see a window mixing ranks). Peak utilization
+    /// is the maximum. The decayed utilization is not merged.
+    /// </summary>
+    /// <exception cref="ArgumentException">No parts, or parts with different expert counts or capacities.</exception>
+    public static RoutingStats Merge(IEnumerable<RoutingStats> parts)
+    {
+        ArgumentNullException.ThrowIfNull(parts);
+        var list = parts.ToArray();
+        if (list.Length == 0)
+        {
+            throw new ArgumentException("Nothing to merge.", nameof(parts));
+        }
+
+        return RoutingStatsMerge.Merge(list);
     }
 
     /// <summary>Frees the engine's device memory (nothing on the managed engine).</summary>

@@ -1,0 +1,58 @@
+using System.Text.Json;
+
+namespace MoeGpuStats.Serialization;
+
+/// <summary>Snapshots on disk, in the seed-compatible JSON shape.</summary>
+public static class RoutingStatsFile
+{
+    /// <summary>
+    /// Writes a snapshot of <paramref name="stats"/> to <paramref name="path"/> atomically: a temporary
+    /// file in the same folder, flushed, then renamed over the target, so a reader never sees half a file.
+    /// </summary>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="IOException">The file cannot be written; the target is left as it was.</exception>
+    public static void Save(RoutingStats stats, string path)
+    {
+        ArgumentNullException.ThrowIfNull(stats);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var full = Path.GetFullPath(path);
+        var temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+                {
+                    RoutingStatsJson.Write(writer, stats);
+                }
+
+                stream.Flush(flushToDisk: true);
+            }
+
+            File.Move(temporary, full, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(temporary);
+        }
+    }
+
+    /// <summary>Reads a snapshot written by <see cref="Save"/> or by the seed's serde.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
+    /// <exception cref="FileNotFoundException">There is no such file.</exception>
+    /// <exception cref="InvalidDataException">The file is truncated, not JSON, or not routing statistics; the message names the file.</exception>
+    public static RoutingStats Load(string path)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        using var stream = File.OpenRead(path);
+        try
+        {
+            using var document = JsonDocument.Parse(stream);
+            return RoutingStatsJson.FromElement(document.RootElement);
+        }
+        catch (Exception exception) when (exception is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new InvalidDataException($"{path}: not a routing statistics snapshot ({exception.Message})", exception);
+        }
+    }
+}

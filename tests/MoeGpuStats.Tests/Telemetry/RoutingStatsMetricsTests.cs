@@ -1,0 +1,57 @@
+using System.Diagnostics.Metrics;
+using MoeGpuStats.Telemetry;
+
+namespace MoeGpuStats.Tests.Telemetry;
+
+public sealed class RoutingStatsMetricsTests
+{
+    [Fact]
+    public void OneCollectionReadsEveryInstrumentFromOneSnapshot()
+    {
+        using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = 4 });
+        using var metrics = new RoutingStatsMetrics(stats, layer: "layer7");
+        stats.RecordRouting([0, 1, 1, 3, 9, 3, 3, 3], tokens: 4, topK: 2, loadBalanceLoss: 0.5f);
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(2.5));
+
+        var seen = new List<(string Name, double Value, Dictionary<string, object?> Tags)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == RoutingStatsMetrics.MeterName)
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((i, v, tags, _) => seen.Add((i.Name, v, Tags(tags))));
+        listener.SetMeasurementEventCallback<float>((i, v, tags, _) => seen.Add((i.Name, v, Tags(tags))));
+        listener.SetMeasurementEventCallback<double>((i, v, tags, _) => seen.Add((i.Name, v, Tags(tags))));
+        listener.Start();
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(4));
+        listener.RecordObservableInstruments();
+
+        Assert.Equal(1, metrics.SnapshotsTaken);
+        Assert.Equal(1, Value("moegs.routings"));
+        Assert.Equal(4, Value("moegs.tokens"));
+        Assert.Equal(1, Value("moegs.expert_ids.invalid"));
+        Assert.Equal(0.5, Value("moegs.loss.load_balance"), 6);
+        Assert.Equal(4.0, Value("moegs.routing.latency"), 6);
+        var perExpert = seen.Where(m => m.Name == "moegs.expert.tokens").ToDictionary(m => (int)m.Tags["expert"]!, m => m.Value);
+        Assert.Equal(new Dictionary<int, double> { [0] = 1, [1] = 2, [2] = 0, [3] = 4 }, perExpert);
+        Assert.All(seen, m => Assert.Equal("layer7", m.Tags["layer"]));
+        var expectedRatio = stats.UtilizationSummary()["max_utilization"] / stats.UtilizationSummary()["mean_utilization"];
+        Assert.Equal(expectedRatio, Value("moegs.load.max_mean_ratio"), 5);
+
+        double Value(string name) => seen.Single(m => m.Name == name).Value;
+    }
+
+    private static Dictionary<string, object?> Tags(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var result = new Dictionary<string, object?>();
+        foreach (var tag in tags)
+        {
+            result[tag.Key] = tag.Value;
+        }
+
+        return result;
+    }
+}
