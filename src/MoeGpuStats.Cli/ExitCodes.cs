@@ -1,0 +1,16 @@
+namespace MoeGpuStats.Cli;
+
+/// <summary>What the process's exit code means.</summary>
+internal static class ExitCodes
+{
+    public const int Ok = 0;
+
+    /// <summary>An input file is missing, unreadable or malformed.</summary>
+    public const int BadInput = 1;
+
+    /// <summary>The arguments are invalid.</summary>
+    public const int Usage = 2;
+
+    /// <summary>MOEGS_ACCELERATOR names an accelerator that is not present.</summary>
+    public const int NoAccelerator = 3;
+}

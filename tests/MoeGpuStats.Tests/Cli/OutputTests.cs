@@ -1,0 +1,66 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using MoeGpuStats.Cli.Output;
+using SkiaSharp;
+
+namespace MoeGpuStats.Tests.Cli;
+
+public sealed class OutputTests
+{
+    [Fact]
+    public void ThePlotIsAPngOfTheExpectedSize()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 });
+        var random = new Random(2);
+        for (var i = 0; i < 40; i++)
+        {
+            stats.RecordRouting([.. Enumerable.Range(0, 256).Select(_ => (int)(Math.Pow(random.NextDouble(), 2) * 8))], tokens: 128, topK: 2);
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
+        try
+        {
+            LoadPlot.Save(stats, path);
+            using var bitmap = SKBitmap.Decode(path);
+            Assert.NotNull(bitmap);
+            Assert.Equal((LoadPlot.Width, LoadPlot.Height), (bitmap.Width, bitmap.Height));
+            Assert.True(new FileInfo(path).Length > 10_000, "the picture should hold two charts, not a blank canvas");
+            var distinctColors = Enumerable.Range(0, 60).Select(i => bitmap.GetPixel(i * 19 % bitmap.Width, i * 13 % bitmap.Height)).Distinct().Count();
+            Assert.True(distinctColors > 1, "the picture is one flat color");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
+    public async Task PrometheusScrapesTheStatistics()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 3 });
+        stats.RecordRouting([0, 0, 1, 2, 2, 2, 7, 1], tokens: 4, topK: 2);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+
+        var text = await http.GetStringAsync($"http://localhost:{port}/metrics", TestContext.Current.CancellationToken);
+
+        var samples = text.Split('\n')
+            .Where(line => line.StartsWith("moegpustats_", StringComparison.Ordinal))
+            .Select(line => line.Split(' '))
+            .ToDictionary(parts => parts[0], parts => double.Parse(parts[1], CultureInfo.InvariantCulture));
+        Assert.Equal(1, samples["moegpustats_moegs_routings"]);
+        Assert.Equal(4, samples["moegpustats_moegs_tokens"]);
+        Assert.Equal(1, samples["moegpustats_moegs_expert_ids_invalid"]);
+        Assert.Equal(3, samples["moegpustats_moegs_expert_tokens{expert=\"2\"}"]);
+        Assert.Equal(100, samples["moegpustats_moegs_routing_efficiency"]);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}
