@@ -12,7 +12,7 @@ namespace MoeGpuStats;
 /// Running statistics over a Mixture-of-Experts router's decisions: tokens per expert, utilization,
 /// load variance, capacity, dropped tokens, losses and latency. The C# port of the seed's
 /// <c>RoutingStats</c>, with its API and numbers, backed by either engine: managed memory
-/// (<c>new RoutingStats()</c>, as in the seed) or an ILGPU accelerator (<see cref="OnDevice"/>,
+/// (<c>new RoutingStats()</c>, as in the seed) or an ILGPU accelerator (<see cref="OnDevice(Accelerator, RoutingStatsOptions?)"/>,
 /// <see cref="Create"/>). On a device engine, records do not wait for the device; each read
 /// synchronizes once and copies back only what it returns (use <see cref="Snapshot"/> to read many values).
 /// </summary>
@@ -52,6 +52,17 @@ public sealed partial class RoutingStats : IDisposable
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     public static RoutingStats OnDevice(Accelerator accelerator, RoutingStatsOptions? options = null) =>
         new(new DeviceRoutingEngine(new DeviceRoutingStats(accelerator, options)));
+
+    /// <summary>
+    /// Puts the seed's API over an existing device engine (for example one on a stream the caller
+    /// made). The returned statistics own <paramref name="device"/> and dispose it.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="device"/> is null.</exception>
+    public static RoutingStats OnDevice(DeviceRoutingStats device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return new(new DeviceRoutingEngine(device));
+    }
 
     /// <summary>
     /// Creates statistics on the best engine present: CUDA, then OpenCL, then the managed engine.

@@ -1,0 +1,97 @@
+/*
+ * moegs.h: the C API of MoeGpuStats (Mixture-of-Experts routing statistics kept on the GPU).
+ *
+ * Link with libmoegs.so (built by native/build.sh); keep MoeGpuStats.Native.dll, its
+ * .runtimeconfig.json, .deps.json and the other managed assemblies beside it: the library
+ * hosts the .NET runtime (hostfxr) on the first call.
+ *
+ * Every function returns a moegs_status; on failure moegs_last_error() gives the reason on the
+ * calling thread. No call crashes the process on bad input. Calls on one handle from several
+ * threads are serialized (safe, not concurrent).
+ */
+#ifndef MOEGS_H
+#define MOEGS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum moegs_status {
+    MOEGS_OK = 0,
+    MOEGS_INVALID_ARGUMENT = 1, /* NULL pointer, bad length, foreign pointer, bad k or tokens */
+    MOEGS_INVALID_HANDLE = 2,   /* never created, or already destroyed */
+    MOEGS_NO_DEVICE = 3,        /* the requested accelerator is not present */
+    MOEGS_DEVICE_ERROR = 4,     /* the device or driver failed (allocation, launch, CUDA call) */
+    MOEGS_RUNTIME_ERROR = 5     /* the .NET runtime could not start, or an unexpected error */
+} moegs_status;
+
+typedef int64_t moegs_handle;
+
+/* Everything a monitoring loop reads, copied back in one call (one device synchronization). */
+typedef struct moegs_snapshot {
+    uint64_t total_routings;
+    uint64_t total_tokens;
+    uint64_t tokens_dropped;
+    uint64_t invalid_expert_ids;       /* ids outside [0, E) */
+    uint64_t capacity_exceeded_count;  /* batches that dropped tokens */
+    uint64_t total_capacity;           /* slots available over all batches */
+    uint64_t total_used;               /* slots used over all batches */
+    uint64_t latency_measurements;
+    double average_latency_ms;
+    double p95_latency_ms;
+    double p99_latency_ms;
+    float average_load_balance_loss;
+    float average_router_z_loss;
+    float routing_efficiency;          /* percent of tokens not dropped */
+    float utilization_cv;              /* coefficient of variation of expert utilization */
+    float capacity_average_utilization;
+    float capacity_peak_utilization;
+    float most_utilization;
+    float least_utilization;
+    float load_variance_trend_100;     /* slope of the last 100 per-batch load variances */
+    int32_t experts;                   /* 0 before the first record */
+    int32_t most_utilized;             /* -1 before the first record */
+    int32_t least_utilized;
+    int32_t load_variance_history_len;
+} moegs_snapshot;
+
+/* Creates an aggregator for `experts` experts. accelerator: "auto" (or NULL: CUDA, then OpenCL,
+ * then ILGPU's CPU accelerator), "cuda", "opencl", "cpu", or "managed" (no accelerator).
+ * expert_capacity: slots per expert per batch (drops are derived from it), 0 for the seed's 100. */
+moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expert_capacity, moegs_handle* out);
+
+/* Records one batch of top-k ids (int32, laid out [tokens, top_k]; length >= tokens * top_k).
+ * ids: a CUDA device pointer (CUdeviceptr) of the handle's GPU on "cuda", a cl_mem on "opencl",
+ * host memory on "cpu" and "managed". The memory is read in place, never copied to the host.
+ * stream: the producer's CUstream, or NULL. With a stream, the record waits on the device for the
+ * producer's work enqueued so far, and the producer's later work waits for the record, so the
+ * buffer can be reused; the host never waits. */
+moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, int32_t tokens, int32_t top_k,
+                          float load_balance_loss, float router_z_loss, void* stream);
+
+/* Records one routing latency, in nanoseconds (kept at 100 ns resolution). */
+moegs_status moegs_record_latency(moegs_handle handle, int64_t nanoseconds);
+
+/* Reads the statistics into *out. */
+moegs_status moegs_snapshot_read(moegs_handle handle, moegs_snapshot* out);
+
+/* Copies the per-expert token counts / utilization into dst (capacity >= experts). */
+moegs_status moegs_expert_counts(moegs_handle handle, uint64_t* dst, int32_t capacity);
+moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t capacity);
+
+/* Clears the statistics. */
+moegs_status moegs_reset(moegs_handle handle);
+
+/* Frees the aggregator and its device memory; the handle is invalid afterwards. */
+moegs_status moegs_destroy(moegs_handle handle);
+
+/* The last error's text on this thread ("" if none). Valid until the next failing call on it. */
+const char* moegs_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * libmoegs: the C API of include/moegs.h. ILGPU compiles kernels from IL at run time, so the
+ * library cannot be compiled ahead of time; this shim hosts the .NET runtime through hostfxr
+ * (found with nethost) on the first call and forwards each function to an [UnmanagedCallersOnly]
+ * method of MoeGpuStats.Native.dll, which must sit beside libmoegs.so.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <coreclr_delegates.h>
+#include <hostfxr.h>
+#include <nethost.h>
+
+#include "moegs.h"
+
+typedef int (*create_fn)(const char*, int32_t, int32_t, moegs_handle*);
+typedef int (*record_fn)(moegs_handle, const void*, int64_t, int32_t, int32_t, float, float, void*);
+typedef int (*latency_fn)(moegs_handle, int64_t);
+typedef int (*snapshot_fn)(moegs_handle, moegs_snapshot*);
+typedef int (*counts_fn)(moegs_handle, uint64_t*, int32_t);
+typedef int (*utilization_fn)(moegs_handle, float*, int32_t);
+typedef int (*handle_fn)(moegs_handle);
+typedef const char* (*error_fn)(void);
+
+static struct {
+    create_fn create;
+    record_fn record;
+    latency_fn latency;
+    snapshot_fn snapshot;
+    counts_fn counts;
+    utilization_fn utilization;
+    handle_fn reset;
+    handle_fn destroy;
+    error_fn last_error;
+} api;
+
+static pthread_once_t started = PTHREAD_ONCE_INIT;
+static char start_error[PATH_MAX + 256];
+
+static void fail_start(const char* what, int code)
+{
+    snprintf(start_error, sizeof start_error, "moegs: could not start the .NET runtime: %s (0x%x)", what, (unsigned)code);
+}
+
+/* dir + "/" + name into out; 0 when it did not fit. */
+static int join(char* out, size_t size, const char* dir, const char* name)
+{
+    int n = snprintf(out, size, "%s/%s", dir, name);
+    return n > 0 && (size_t)n < size;
+}
+
+static void start_runtime(void)
+{
+    Dl_info self;
+    if (!dladdr((void*)&start_runtime, &self) || !self.dli_fname) {
+        fail_start("cannot locate libmoegs.so", 0);
+        return;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", self.dli_fname);
+    char* slash = strrchr(dir, '/');
+    if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, ".");
+
+    char assembly[PATH_MAX], config[PATH_MAX], local_hostfxr[PATH_MAX], hostfxr_path[PATH_MAX];
+    if (!join(assembly, sizeof assembly, dir, "MoeGpuStats.Native.dll")
+        || !join(config, sizeof config, dir, "MoeGpuStats.Native.runtimeconfig.json")
+        || !join(local_hostfxr, sizeof local_hostfxr, dir, "libhostfxr.so")) {
+        fail_start("the library's folder path is too long", 0);
+        return;
+    }
+
+    size_t size = sizeof hostfxr_path;
+    struct get_hostfxr_parameters parameters = { sizeof parameters, assembly, NULL };
+    int rc = get_hostfxr_path(hostfxr_path, &size, &parameters);
+    if (rc != 0) { fail_start("no .NET runtime found (install it or set DOTNET_ROOT)", rc); return; }
+
+    void* hostfxr = dlopen(hostfxr_path, RTLD_NOW | RTLD_LOCAL);
+    if (!hostfxr) { fail_start(dlerror(), 0); return; }
+    hostfxr_initialize_for_runtime_config_fn init = (hostfxr_initialize_for_runtime_config_fn)dlsym(hostfxr, "hostfxr_initialize_for_runtime_config");
+    hostfxr_get_runtime_delegate_fn get_delegate = (hostfxr_get_runtime_delegate_fn)dlsym(hostfxr, "hostfxr_get_runtime_delegate");
+    hostfxr_close_fn close = (hostfxr_close_fn)dlsym(hostfxr, "hostfxr_close");
+    if (!init || !get_delegate || !close) { fail_start("hostfxr lacks the hosting API", 0); return; }
+
+    /* A framework-dependent build loads as a component; a self-contained one (hostfxr beside the
+     * library, no runtime installed, e.g. the GPU machine) must start as an app, then load the assembly. */
+    int self_contained = access(local_hostfxr, F_OK) == 0;
+    hostfxr_handle context = NULL;
+    if (self_contained) {
+        hostfxr_initialize_for_dotnet_command_line_fn init_app =
+            (hostfxr_initialize_for_dotnet_command_line_fn)dlsym(hostfxr, "hostfxr_initialize_for_dotnet_command_line");
+        const char* argv[] = { assembly };
+        rc = init_app ? init_app(1, argv, NULL, &context) : -1;
+    } else {
+        rc = init(config, NULL, &context);
+    }
+    if (rc < 0 || !context) { fail_start(config, rc); return; }
+    load_assembly_and_get_function_pointer_fn load = NULL;
+    load_assembly_fn load_assembly = NULL;
+    get_function_pointer_fn get_function = NULL;
+    if (self_contained) {
+        rc = get_delegate(context, hdt_load_assembly, (void**)&load_assembly);
+        if (rc == 0) rc = get_delegate(context, hdt_get_function_pointer, (void**)&get_function);
+        if (rc == 0) rc = load_assembly(assembly, NULL, NULL);
+    } else {
+        rc = get_delegate(context, hdt_load_assembly_and_get_function_pointer, (void**)&load);
+    }
+    close(context);
+    if (rc != 0) { fail_start("getting the runtime's loader", rc); return; }
+
+    const char* type = "MoeGpuStats.Native.NativeApi, MoeGpuStats.Native";
+    struct { const char* name; void** slot; } entries[] = {
+        { "Create", (void**)&api.create },
+        { "Record", (void**)&api.record },
+        { "RecordLatency", (void**)&api.latency },
+        { "Snapshot", (void**)&api.snapshot },
+        { "ExpertCounts", (void**)&api.counts },
+        { "ExpertUtilization", (void**)&api.utilization },
+        { "Reset", (void**)&api.reset },
+        { "Destroy", (void**)&api.destroy },
+        { "LastError", (void**)&api.last_error },
+    };
+    for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
+        rc = self_contained
+            ? get_function(type, entries[i].name, UNMANAGEDCALLERSONLY_METHOD, NULL, NULL, entries[i].slot)
+            : load(assembly, type, entries[i].name, UNMANAGEDCALLERSONLY_METHOD, NULL, entries[i].slot);
+        if (rc != 0 || !*entries[i].slot) {
+            memset(&api, 0, sizeof api);
+            fail_start(entries[i].name, rc);
+            return;
+        }
+    }
+}
+
+static int ready(void)
+{
+    pthread_once(&started, start_runtime);
+    return api.create != NULL;
+}
+
+moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expert_capacity, moegs_handle* out)
+{
+    return ready() ? (moegs_status)api.create(accelerator, experts, expert_capacity, out) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, int32_t tokens, int32_t top_k,
+                          float load_balance_loss, float router_z_loss, void* stream)
+{
+    return ready() ? (moegs_status)api.record(handle, ids, length, tokens, top_k, load_balance_loss, router_z_loss, stream) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_record_latency(moegs_handle handle, int64_t nanoseconds)
+{
+    return ready() ? (moegs_status)api.latency(handle, nanoseconds) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_snapshot_read(moegs_handle handle, moegs_snapshot* out)
+{
+    return ready() ? (moegs_status)api.snapshot(handle, out) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_expert_counts(moegs_handle handle, uint64_t* dst, int32_t capacity)
+{
+    return ready() ? (moegs_status)api.counts(handle, dst, capacity) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t capacity)
+{
+    return ready() ? (moegs_status)api.utilization(handle, dst, capacity) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_reset(moegs_handle handle)
+{
+    return ready() ? (moegs_status)api.reset(handle) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_destroy(moegs_handle handle)
+{
+    return ready() ? (moegs_status)api.destroy(handle) : MOEGS_RUNTIME_ERROR;
+}
+
+const char* moegs_last_error(void)
+{
+    if (!ready()) return start_error;
+    return api.last_error();
+}

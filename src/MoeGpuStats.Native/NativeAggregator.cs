@@ -1,0 +1,122 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Device;
+using MoeGpuStats.Interop;
+
+namespace MoeGpuStats.Native;
+
+/// <summary>One C handle: the statistics, their device objects, and the cached wrapper of the caller's buffer.</summary>
+internal sealed class NativeAggregator : IDisposable
+{
+    private readonly RoutingStats _stats;
+    private readonly DeviceRoutingStats? _device;
+    private readonly Context? _context;
+    private readonly Accelerator? _accelerator;
+    private readonly CudaStreamBridge? _bridge;
+    private ForeignView<int>? _lastView;
+    private (IntPtr Pointer, long Length) _lastBuffer;
+
+    public NativeAggregator(string accelerator, RoutingStatsOptions options)
+    {
+        if (accelerator is "managed")
+        {
+            _stats = new RoutingStats(options);
+            return;
+        }
+
+        AcceleratorType[] order = accelerator switch
+        {
+            "auto" => [AcceleratorType.Cuda, AcceleratorType.OpenCL, AcceleratorType.CPU],
+            "cuda" => [AcceleratorType.Cuda],
+            "opencl" => [AcceleratorType.OpenCL],
+            "cpu" => [AcceleratorType.CPU],
+            _ => throw new ArgumentException($"accelerator '{accelerator}' is not one of auto, cuda, opencl, cpu, managed.", nameof(accelerator)),
+        };
+        _context = Context.Create(builder => builder.Default());
+        var device = order.Select(type => _context.Devices.FirstOrDefault(d => d.AcceleratorType == type)).FirstOrDefault(d => d is not null);
+        if (device is null)
+        {
+            _context.Dispose();
+            throw new NoDeviceException($"no {accelerator} accelerator on this machine.");
+        }
+
+        _accelerator = device.CreateAccelerator(_context);
+        _device = new DeviceRoutingStats(_accelerator, options);
+        _stats = RoutingStats.OnDevice(_device);
+        if (_accelerator.AcceleratorType == AcceleratorType.Cuda)
+        {
+            _bridge = new CudaStreamBridge(_device);
+        }
+    }
+
+    public Lock Gate { get; } = new();
+
+    public RoutingStats Stats => _stats;
+
+    /// <summary>
+    /// Records from memory at <paramref name="ids"/>: device memory of the handle's GPU on CUDA/OpenCL,
+    /// host memory on the CPU accelerator and the managed engine. With a CUDA stream, the engine waits on
+    /// the device for the producer's work so far, and the producer's later work waits for this record.
+    /// </summary>
+    public unsafe void Record(IntPtr ids, long length, int tokens, int topK, float loadBalanceLoss, float routerZLoss, IntPtr stream)
+    {
+        if (ids == IntPtr.Zero && length > 0)
+        {
+            throw new ArgumentException("ids is NULL.", nameof(ids));
+        }
+
+        if (_device is null)
+        {
+            if (length > int.MaxValue)
+            {
+                throw new ArgumentOutOfRangeException(nameof(length), length, "The managed engine reads at most 2^31 - 1 ids per batch.");
+            }
+
+            _stats.RecordRouting(new ReadOnlySpan<int>((void*)ids, (int)length), tokens, topK, loadBalanceLoss, routerZLoss);
+            return;
+        }
+
+        if (stream != IntPtr.Zero && _bridge is null)
+        {
+            throw new ArgumentException("A stream was given, but this handle is not on CUDA.", nameof(stream));
+        }
+
+        var view = length == 0 ? default : Wrap(ids, length);
+        if (stream != IntPtr.Zero)
+        {
+            _bridge!.WaitForProducer(stream);
+        }
+
+        _stats.RecordRouting(view, tokens, topK, loadBalanceLoss, routerZLoss);
+        if (stream != IntPtr.Zero)
+        {
+            _bridge!.SignalConsumer(stream);
+        }
+    }
+
+    public void Dispose()
+    {
+        _lastView?.Dispose();
+        _bridge?.Dispose();
+        _stats.Dispose();
+        _accelerator?.Dispose();
+        _context?.Dispose();
+    }
+
+    /// <summary>Servers record from the same buffer every step: reuse its wrapper, allocate nothing.</summary>
+    private ArrayView<int> Wrap(IntPtr ids, long length)
+    {
+        if (_lastView is null || _lastBuffer != (ids, length))
+        {
+            var view = ForeignMemory.Wrap<int>(_accelerator!, ids, length);
+            _lastView?.Dispose();
+            _lastView = view;
+            _lastBuffer = (ids, length);
+        }
+
+        return _lastView.View;
+    }
+}
+
+/// <summary>The requested accelerator is not present.</summary>
+internal sealed class NoDeviceException(string message) : Exception(message);

@@ -1,0 +1,208 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace MoeGpuStats.Native;
+
+/// <summary>
+/// The C API's managed side (include/moegs.h documents it). Every entry point catches everything:
+/// an exception never crosses into the host process; it becomes a status code and the text that
+/// <c>moegs_last_error</c> returns on the same thread. Handles are looked up in a registry, so a
+/// destroyed or foreign handle is a status code, not a crash. Calls on one handle are serialized.
+/// </summary>
+public static unsafe class NativeApi
+{
+    private static readonly ConcurrentDictionary<long, NativeAggregator> Handles = new();
+    private static long _nextHandle;
+
+    [ThreadStatic]
+    private static IntPtr _lastError;
+
+    [UnmanagedCallersOnly]
+    public static int Create(byte* accelerator, int experts, int expertCapacity, long* handle)
+    {
+        if (handle is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "handle (the out parameter) is NULL.");
+        }
+
+        *handle = 0;
+        return Guard(() =>
+        {
+            var kind = accelerator is null ? "auto" : Marshal.PtrToStringUTF8((IntPtr)accelerator)!.Trim().ToLowerInvariant();
+            var options = new RoutingStatsOptions { Experts = experts, ExpertCapacity = expertCapacity > 0 ? expertCapacity : null };
+            var id = Interlocked.Increment(ref _nextHandle);
+            Handles[id] = new NativeAggregator(kind, options);
+            *handle = id;
+        });
+    }
+
+    [UnmanagedCallersOnly]
+    public static int Record(long handle, IntPtr ids, long length, int tokens, int topK, float loadBalanceLoss, float routerZLoss, IntPtr stream) =>
+        With(handle, aggregator => aggregator.Record(ids, length, tokens, topK, loadBalanceLoss, routerZLoss, stream));
+
+    [UnmanagedCallersOnly]
+    public static int RecordLatency(long handle, long nanoseconds) =>
+        With(handle, aggregator => aggregator.Stats.RecordRoutingLatency(TimeSpan.FromTicks(nanoseconds / 100)));
+
+    [UnmanagedCallersOnly]
+    public static int Snapshot(long handle, NativeSnapshot* destination)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out (the snapshot struct) is NULL.");
+        }
+
+        return With(handle, aggregator =>
+        {
+            using var s = aggregator.Stats.Snapshot();
+            var most = s.MostUtilizedExpert();
+            var least = s.LeastUtilizedExpert();
+            var capacity = s.CapacityStats;
+            var latency = s.RoutingLatencyStats;
+            *destination = new NativeSnapshot
+            {
+                TotalRoutings = s.TotalRoutings,
+                TotalTokens = s.TotalTokens,
+                TokensDropped = s.TokensDropped,
+                InvalidExpertIds = s.InvalidExpertIds,
+                CapacityExceededCount = capacity.CapacityExceededCount,
+                TotalCapacity = capacity.TotalCapacity,
+                TotalUsed = capacity.TotalUsed,
+                LatencyMeasurements = latency.TotalMeasurements,
+                AverageLatencyMs = latency.AverageLatency(),
+                P95LatencyMs = latency.P95Latency(),
+                P99LatencyMs = latency.P99Latency(),
+                AverageLoadBalanceLoss = s.AverageLoadBalanceLoss,
+                AverageRouterZLoss = s.AverageRouterZLoss,
+                RoutingEfficiency = s.RoutingEfficiency,
+                UtilizationCv = s.UtilizationCv(),
+                CapacityAverageUtilization = capacity.AverageUtilization,
+                CapacityPeakUtilization = capacity.PeakUtilization,
+                MostUtilization = most?.Utilization ?? 0f,
+                LeastUtilization = least?.Utilization ?? 0f,
+                LoadVarianceTrend100 = s.RecentLoadVarianceTrend(100),
+                Experts = s.ExpertUtilization.Count,
+                MostUtilized = most?.Index ?? -1,
+                LeastUtilized = least?.Index ?? -1,
+                LoadVarianceHistoryLength = s.LoadVarianceHistory.Count,
+            };
+        });
+    }
+
+    [UnmanagedCallersOnly]
+    public static int ExpertCounts(long handle, ulong* destination, int capacity) =>
+        CopyOut(handle, destination, capacity, stats => stats.ExpertTokenCounts);
+
+    [UnmanagedCallersOnly]
+    public static int ExpertUtilization(long handle, float* destination, int capacity) =>
+        CopyOut(handle, destination, capacity, stats => stats.ExpertUtilization);
+
+    [UnmanagedCallersOnly]
+    public static int Reset(long handle) => With(handle, aggregator => aggregator.Stats.Reset());
+
+    [UnmanagedCallersOnly]
+    public static int Destroy(long handle)
+    {
+        if (!Handles.TryRemove(handle, out var aggregator))
+        {
+            return Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live aggregator (never created, or destroyed).");
+        }
+
+        return Guard(() =>
+        {
+            lock (aggregator.Gate)
+            {
+                aggregator.Dispose();
+            }
+        });
+    }
+
+    /// <summary>The last error's text on this thread (UTF-8, valid until the next failing call on it), or an empty string.</summary>
+    [UnmanagedCallersOnly]
+    public static IntPtr LastError() => _lastError == IntPtr.Zero ? EmptyString : _lastError;
+
+    private static readonly IntPtr EmptyString = Marshal.StringToCoTaskMemUTF8(string.Empty);
+
+    private static int CopyOut<T>(long handle, T* destination, int capacity, Func<RoutingStats, IReadOnlyList<T>> read)
+        where T : unmanaged
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "destination is NULL.");
+        }
+
+        return With(handle, aggregator =>
+        {
+            var values = read(aggregator.Stats);
+            if (capacity < values.Count)
+            {
+                throw new ArgumentOutOfRangeException(nameof(capacity), capacity, $"The buffer holds {capacity} values; {values.Count} experts need as many.");
+            }
+
+            for (var i = 0; i < values.Count; i++)
+            {
+                destination[i] = values[i];
+            }
+        });
+    }
+
+    private static int With(long handle, Action<NativeAggregator> action)
+    {
+        if (!Handles.TryGetValue(handle, out var aggregator))
+        {
+            return Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live aggregator (never created, or destroyed).");
+        }
+
+        return Guard(() =>
+        {
+            lock (aggregator.Gate)
+            {
+                action(aggregator);
+            }
+        });
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static int Guard(Action action)
+    {
+        try
+        {
+            action();
+            return NativeStatus.Ok;
+        }
+        catch (NoDeviceException exception)
+        {
+            return Fail(NativeStatus.NoDevice, exception.Message);
+        }
+        catch (ArgumentException exception)
+        {
+            return Fail(NativeStatus.InvalidArgument, exception.Message);
+        }
+        catch (ObjectDisposedException exception)
+        {
+            return Fail(NativeStatus.InvalidHandle, exception.Message);
+        }
+        catch (Exception exception) when (exception is ILGPU.Runtime.AcceleratorException or InsufficientMemoryException or InvalidOperationException or DllNotFoundException)
+        {
+            return Fail(NativeStatus.DeviceError, exception.Message);
+        }
+        catch (Exception exception)
+        {
+            return Fail(NativeStatus.RuntimeError, $"{exception.GetType().Name}: {exception.Message}");
+        }
+    }
+
+    private static int Fail(int status, string message)
+    {
+        var previous = _lastError;
+        _lastError = Marshal.StringToCoTaskMemUTF8(message);
+        if (previous != IntPtr.Zero)
+        {
+            Marshal.FreeCoTaskMem(previous);
+        }
+
+        return status;
+    }
+}

@@ -1,0 +1,102 @@
+using System.Runtime.InteropServices;
+
+namespace MoeGpuStats.Interop;
+
+/// <summary>The few CUDA driver calls ILGPU does not expose: pointer checks and cross-stream events.</summary>
+internal static partial class CudaDriver
+{
+    private const string Library = "libcuda.so.1";
+    private const int PointerAttributeContext = 1;
+    private const int PointerAttributeMemoryType = 2;
+    private const int PointerAttributeDeviceOrdinal = 9;
+    private const int MemoryTypeDevice = 2;
+    private const uint EventDisableTiming = 2;
+
+    public static void CheckDevicePointer(IntPtr pointer, int deviceOrdinal, string paramName)
+    {
+        int memoryType = 0, ordinal = -1;
+        var status = cuPointerGetAttribute(ref memoryType, PointerAttributeMemoryType, pointer);
+        if (status != 0)
+        {
+            throw new ArgumentException($"0x{pointer:x} is not memory CUDA knows (cuPointerGetAttribute: {Describe(status)}).", paramName);
+        }
+
+        if (memoryType != MemoryTypeDevice)
+        {
+            throw new ArgumentException($"0x{pointer:x} is {(memoryType == 1 ? "host" : $"type-{memoryType}")} memory, not device memory.", paramName);
+        }
+
+        Check(cuPointerGetAttribute(ref ordinal, PointerAttributeDeviceOrdinal, pointer), "cuPointerGetAttribute");
+        if (ordinal != deviceOrdinal)
+        {
+            throw new ArgumentException($"0x{pointer:x} lives on GPU {ordinal}; this accelerator is GPU {deviceOrdinal}.", paramName);
+        }
+    }
+
+    /// <summary>The context a stream belongs to.</summary>
+    public static IntPtr StreamContext(IntPtr stream, string paramName)
+    {
+        var status = cuStreamGetCtx(stream, out var context);
+        return status == 0 ? context : throw new ArgumentException($"0x{stream:x} is not a CUDA stream ({Describe(status)}).", paramName);
+    }
+
+    /// <summary>An event created in <paramref name="context"/> (events are recorded on streams of their own context).</summary>
+    public static IntPtr CreateEvent(IntPtr context)
+    {
+        Check(cuCtxPushCurrent_v2(context), "cuCtxPushCurrent");
+        try
+        {
+            Check(cuEventCreate(out var cudaEvent, EventDisableTiming), "cuEventCreate");
+            return cudaEvent;
+        }
+        finally
+        {
+            cuCtxPopCurrent_v2(out _);
+        }
+    }
+
+    public static void Record(IntPtr cudaEvent, IntPtr stream) => Check(cuEventRecord(cudaEvent, stream), "cuEventRecord");
+
+    /// <summary>Makes <paramref name="stream"/> wait on the device, not the host, for <paramref name="cudaEvent"/> (any context of the same process).</summary>
+    public static void Wait(IntPtr stream, IntPtr cudaEvent) => Check(cuStreamWaitEvent(stream, cudaEvent, 0), "cuStreamWaitEvent");
+
+    public static void DestroyEvent(IntPtr cudaEvent) => cuEventDestroy_v2(cudaEvent);
+
+    private static void Check(int status, string call)
+    {
+        if (status != 0)
+        {
+            throw new InvalidOperationException($"{call} failed: {Describe(status)}.");
+        }
+    }
+
+    private static string Describe(int status) =>
+        cuGetErrorString(status, out var text) == 0 && text != IntPtr.Zero ? $"{Marshal.PtrToStringAnsi(text)} ({status})" : $"CUDA error {status}";
+
+    [LibraryImport(Library)]
+    private static partial int cuPointerGetAttribute(ref int data, int attribute, IntPtr pointer);
+
+    [LibraryImport(Library)]
+    private static partial int cuStreamGetCtx(IntPtr stream, out IntPtr context);
+
+    [LibraryImport(Library)]
+    private static partial int cuCtxPushCurrent_v2(IntPtr context);
+
+    [LibraryImport(Library)]
+    private static partial int cuCtxPopCurrent_v2(out IntPtr context);
+
+    [LibraryImport(Library)]
+    private static partial int cuEventCreate(out IntPtr cudaEvent, uint flags);
+
+    [LibraryImport(Library)]
+    private static partial int cuEventRecord(IntPtr cudaEvent, IntPtr stream);
+
+    [LibraryImport(Library)]
+    private static partial int cuStreamWaitEvent(IntPtr stream, IntPtr cudaEvent, uint flags);
+
+    [LibraryImport(Library)]
+    private static partial int cuEventDestroy_v2(IntPtr cudaEvent);
+
+    [LibraryImport(Library)]
+    private static partial int cuGetErrorString(int status, out IntPtr text);
+}

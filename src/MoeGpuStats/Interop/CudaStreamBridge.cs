@@ -1,0 +1,98 @@
+using ILGPU.Runtime.Cuda;
+using MoeGpuStats.Device;
+
+namespace MoeGpuStats.Interop;
+
+/// <summary>
+/// Orders a device engine's records against a producer's CUDA stream with device-side waits only:
+/// the engine's stream waits for what the producer enqueued so far (before a record), and the
+/// producer's stream waits for the engine's records (before it reuses the buffer). The host never waits.
+/// </summary>
+/// <remarks>
+/// Events are created in the context of the stream they are recorded on (PyTorch's streams live in
+/// the primary context, ILGPU's in its own); <c>cuStreamWaitEvent</c> accepts an event of another
+/// context on the same device. A producer stream created in the engine's own context can instead
+/// be the engine's stream: pass <c>cudaAccelerator.CreateStream(pointer, false)</c> to
+/// <see cref="DeviceRoutingStats"/>.
+/// </remarks>
+public sealed class CudaStreamBridge : IDisposable
+{
+    private readonly DeviceRoutingStats _engine;
+    private readonly IntPtr _engineStream;
+    private readonly Dictionary<IntPtr, IntPtr> _events = [];
+    private readonly Lock _lock = new();
+    private bool _disposed;
+
+    /// <summary>Creates a bridge for <paramref name="engine"/>, which must be on a CUDA accelerator.</summary>
+    /// <exception cref="ArgumentException">The engine is not on CUDA.</exception>
+    public CudaStreamBridge(DeviceRoutingStats engine)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        _engine = engine;
+        _engineStream = engine.Stream is CudaStream cuda
+            ? cuda.StreamPtr
+            : throw new ArgumentException($"The engine runs on {engine.Accelerator.AcceleratorType}, not CUDA.", nameof(engine));
+    }
+
+    /// <summary>Enqueues on the engine's stream a wait for all work enqueued so far on <paramref name="producerStream"/>.</summary>
+    /// <exception cref="ArgumentException">The handle is not a CUDA stream.</exception>
+    public void WaitForProducer(IntPtr producerStream)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var cudaEvent = EventFor(producerStream);
+            CudaDriver.Record(cudaEvent, producerStream);
+            CudaDriver.Wait(_engineStream, cudaEvent);
+        }
+    }
+
+    /// <summary>Enqueues on the engine's stream a wait for an event the producer recorded.</summary>
+    public void WaitForProducerEvent(IntPtr producerEvent)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        CudaDriver.Wait(_engineStream, producerEvent);
+    }
+
+    /// <summary>Enqueues on <paramref name="consumerStream"/> a wait for every record enqueued so far on the engine.</summary>
+    public void SignalConsumer(IntPtr consumerStream)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var cudaEvent = EventFor(_engineStream);
+            CudaDriver.Record(cudaEvent, _engineStream);
+            CudaDriver.Wait(consumerStream, cudaEvent);
+        }
+    }
+
+    /// <summary>Destroys the bridge's events.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            foreach (var cudaEvent in _events.Values)
+            {
+                CudaDriver.DestroyEvent(cudaEvent);
+            }
+        }
+    }
+
+    private IntPtr EventFor(IntPtr stream)
+    {
+        var context = CudaDriver.StreamContext(stream, nameof(stream));
+        if (!_events.TryGetValue(context, out var cudaEvent))
+        {
+            cudaEvent = CudaDriver.CreateEvent(context);
+            _events[context] = cudaEvent;
+        }
+
+        return cudaEvent;
+    }
+}
