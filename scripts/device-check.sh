@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
 # The whole GPU check, in one call to the GPU machine (no .NET SDK there).
 #
-# Here (with the SDK):
-#   ../shared/device/pack.sh tests/MoeGpuStats.Tests/MoeGpuStats.Tests.csproj bench/MoeGpuStats.Bench/MoeGpuStats.Bench.csproj
-# There (device tool: carry [".device", "scripts"], timeout_s ~ 420):
-#   bash scripts/device-check.sh
-# It writes tests.log, bench.log, torch.json and env.txt under $OUT; copy the figures into
-# docs/performance.md with the card, driver and date.
+# Here:   bash scripts/pack-device.sh
+# There:  device tool, carry [".device"], timeout_s about 480:   bash scripts/device-check.sh
+# Writes env.txt, tests.log, bench.log, torch.json and interop.log under $OUT; copy the figures
+# into docs/performance.md with the card, driver and date.
 set -uo pipefail
 out=${OUT:-/tmp/moegs-out}
 mkdir -p "$out"
 root=$(pwd)
-tar xJf "$root/.device/pkg.txz" -C /tmp
+rm -rf /tmp/pkg && tar xJf "$root/.device/pkg.txz" -C /tmp && cp "$root/.device/libmoegs.so" /tmp/pkg/
 cd /tmp/pkg || exit 1
-{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; } > "$out/env.txt" 2>&1
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } > "$out/env.txt" 2>&1
+cat "$out/env.txt"
 
-# 1. The whole test suite, CUDA (and OpenCL, where ILGPU lists PoCL) included.
-timeout 240 ./MoeGpuStats.Tests 2>&1 | tee "$out/tests.log" | tail -5
+# 1. The whole test suite: CUDA (and OpenCL where ILGPU lists PoCL) included; the 1,000-record
+#    asynchrony check is DeviceBehaviourTests.AThousandRecordsReturnBeforeTheDeviceFinishes.
+timeout 200 ./MoeGpuStats.Tests -diagnostics > "$out/tests.log" 2>&1; echo "tests exit $?" >> "$out/tests.log"
+grep -E "Total:|\[FAIL\]|enqueued in" "$out/tests.log" | tail -20
 
-# 2. The device check table, E = 256 (the sizes of the baseline), then the seed workload (managed, host CPU).
+# 2. The device check table at E = 256 (the baseline's sizes), then the seed workload on this host.
 timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 2>&1 | tee "$out/bench.log"
-./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
+timeout 60 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
 
-# 3. The PyTorch baseline on the same data, same machine, same call.
-timeout 120 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$out/torch.json" 2>&1 | tee -a "$out/bench.log"
+# 3. The PyTorch baseline on the same data, in the same call.
+timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$out/torch.json" 2>&1 | tee -a "$out/bench.log"
+
+# 4. PyTorch -> Python wrapper -> libmoegs (self-contained runtime) on torch's current stream, no synchronize.
+MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 90 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"

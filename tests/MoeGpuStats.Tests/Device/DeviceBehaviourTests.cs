@@ -62,7 +62,7 @@ public sealed class DeviceBehaviourTests
     public void AThousandRecordsReturnBeforeTheDeviceFinishes()
     {
         var device = TestAccelerators.Require("cuda");
-        const int length = 16 << 20;
+        const int length = 64 << 20;
         using var ids = device.Allocate1D<int>(length);
         ids.MemSetToZero();
         device.Synchronize();
@@ -79,7 +79,7 @@ public sealed class DeviceBehaviourTests
         var finished = enqueue.Elapsed;
 
         Assert.Equal(1000UL, total);
-        TestContext.Current.SendDiagnosticMessage($"1000 records of 16 Mi ids: enqueued in {enqueued.TotalMilliseconds:F1} ms, finished after {finished.TotalMilliseconds:F1} ms");
+        TestContext.Current.SendDiagnosticMessage($"1000 records of 64 Mi ids: enqueued in {enqueued.TotalMilliseconds:F1} ms, finished after {finished.TotalMilliseconds:F1} ms");
         Assert.True(enqueued < finished / 4, $"enqueue took {enqueued.TotalMilliseconds:F1} ms of {finished.TotalMilliseconds:F1} ms: the records waited for the device");
     }
 }
