@@ -130,28 +130,32 @@ internal static class RoutingMath
             return 0f;
         }
 
-        float sumX = 0f, sumY = 0f, sumXy = 0f, sumX2 = 0f;
-        var i = 0;
-        foreach (var y in first)
-        {
-            float x = i++;
-            sumX += x;
-            sumY += y;
-            sumXy += x * y;
-            sumX2 += x * x;
-        }
-
-        foreach (var y in second)
-        {
-            float x = i++;
-            sumX += x;
-            sumY += y;
-            sumXy += x * y;
-            sumX2 += x * x;
-        }
-
+        var sums = default(TrendSums);
+        sums.Add(first, 0);
+        sums.Add(second, first.Length);
         float n = length;
-        var denominator = n * sumX2 - sumX * sumX;
-        return MathF.Abs(denominator) < RustF32Epsilon ? 0f : (n * sumXy - sumX * sumY) / denominator;
+        var denominator = n * sums.X2 - sums.X * sums.X;
+        return MathF.Abs(denominator) < RustF32Epsilon ? 0f : (n * sums.Xy - sums.X * sums.Y) / denominator;
+    }
+
+    /// <summary>The four running f32 sums of the least-squares slope, each in index order as the seed sums it.</summary>
+    private struct TrendSums
+    {
+        public float X;
+        public float Y;
+        public float Xy;
+        public float X2;
+
+        public void Add(ReadOnlySpan<float> values, int firstIndex)
+        {
+            for (var i = 0; i < values.Length; i++)
+            {
+                float x = firstIndex + i;
+                X += x;
+                Y += values[i];
+                Xy += x * values[i];
+                X2 += x * x;
+            }
+        }
     }
 }

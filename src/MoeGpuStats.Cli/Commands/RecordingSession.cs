@@ -41,12 +41,28 @@ internal sealed class RecordingSession
             Console.Error.WriteLine(exception.Message);
             return ExitCodes.NoAccelerator;
         }
+        catch (ArgumentOutOfRangeException exception)
+        {
+            Console.Error.WriteLine(exception.Message);
+            return ExitCodes.Usage;
+        }
 
         using var monitor = new PerformanceMonitor(TimeSpan.FromSeconds(ReportInterval), logger, stats);
-        using var metrics = MetricsPort is { } port ? MetricsEndpoint.Start(stats, MetricsHost, port) : null;
-        if (MetricsPort is { } served)
+        MetricsEndpoint? metrics = null;
+        try
         {
-            Console.Error.WriteLine($"metrics: http://{MetricsHost}:{served}/metrics");
+            metrics = MetricsPort is { } port ? MetricsEndpoint.Start(stats, MetricsHost, port) : null;
+        }
+        catch (Exception exception) when (exception is System.Net.HttpListenerException or ArgumentException)
+        {
+            Console.Error.WriteLine($"cannot serve metrics on {MetricsHost}:{MetricsPort}: {exception.Message}");
+            return ExitCodes.Usage;
+        }
+
+        using var served = metrics;
+        if (metrics is not null)
+        {
+            Console.Error.WriteLine($"metrics: http://{MetricsHost}:{MetricsPort}/metrics");
         }
 
         var lastReport = Stopwatch.GetTimestamp();

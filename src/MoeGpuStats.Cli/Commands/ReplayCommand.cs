@@ -10,17 +10,12 @@ internal static class ReplayCommand
     {
         var file = new Argument<FileInfo>("FILE.npy") { Description = "Top-k expert ids saved with np.save: int32 or int64, shaped [steps, tokens, k] or [tokens, k]." };
         var experts = new Option<int?>("--experts", "-e") { Description = "Experts (E); default: the largest id in the file plus one. Ids outside [0, E) are counted as invalid." };
-        var capacity = SharedOptions.Capacity();
-        var json = SharedOptions.Json();
-        var plot = SharedOptions.Plot();
-        var save = SharedOptions.Save();
-        var port = SharedOptions.MetricsPort();
-        var host = SharedOptions.MetricsHost();
-        var interval = SharedOptions.ReportInterval();
+        var recording = new SharedOptions.Recording();
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")
         {
-            file, experts, capacity, json, plot, save, port, host, interval,
+            file, experts,
         };
+        recording.AddTo(command);
         command.SetAction(parse =>
         {
             var path = parse.GetValue(file)!;
@@ -45,17 +40,7 @@ internal static class ReplayCommand
                 }
 
                 var ids = new int[npy.Tokens * npy.TopK];
-                var session = new RecordingSession
-                {
-                    Options = new RoutingStatsOptions { Experts = e, ExpertCapacity = parse.GetValue(capacity) },
-                    Json = parse.GetValue(json),
-                    Plot = parse.GetValue(plot),
-                    Save = parse.GetValue(save),
-                    MetricsPort = parse.GetValue(port),
-                    MetricsHost = parse.GetValue(host)!,
-                    ReportInterval = parse.GetValue(interval),
-                    Title = $"replay {path.Name}: {npy.Steps} steps of {npy.Tokens} tokens, top-{npy.TopK} of {e} experts ({npy.DType})",
-                };
+                var session = recording.Session(parse, e, $"replay {path.Name}: {npy.Steps} steps of {npy.Tokens} tokens, top-{npy.TopK} of {e} experts ({npy.DType})");
                 return session.Run(npy.Steps, (stats, step) =>
                 {
                     npy.ReadStep(step, ids);

@@ -41,4 +41,38 @@ internal static class SharedOptions
     {
         Description = "Token slots per expert per batch; dropped slots are derived from it, and capacity statistics use it (default: the seed's 100).",
     };
+
+    /// <summary>The options of a recording command (simulate, replay), added to it together.</summary>
+    public sealed class Recording
+    {
+        private readonly Option<int?> _capacity = Capacity();
+        private readonly Option<bool> _json = Json();
+        private readonly Option<FileInfo?> _plot = Plot();
+        private readonly Option<FileInfo?> _save = Save();
+        private readonly Option<int?> _port = MetricsPort();
+        private readonly Option<string> _host = MetricsHost();
+        private readonly Option<double> _interval = ReportInterval();
+
+        public void AddTo(Command command)
+        {
+            foreach (var option in new Option[] { _capacity, _json, _plot, _save, _port, _host, _interval })
+            {
+                command.Options.Add(option);
+            }
+        }
+
+        public int? ExpertCapacity(ParseResult parse) => parse.GetValue(_capacity);
+
+        public RecordingSession Session(ParseResult parse, int experts, string title) => new()
+        {
+            Options = new RoutingStatsOptions { Experts = experts, ExpertCapacity = parse.GetValue(_capacity) },
+            Json = parse.GetValue(_json),
+            Plot = parse.GetValue(_plot),
+            Save = parse.GetValue(_save),
+            MetricsPort = parse.GetValue(_port),
+            MetricsHost = parse.GetValue(_host)!,
+            ReportInterval = parse.GetValue(_interval),
+            Title = title,
+        };
+    }
 }

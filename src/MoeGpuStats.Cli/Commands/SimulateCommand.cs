@@ -13,18 +13,13 @@ internal static class SimulateCommand
         var steps = new Option<int>("--steps", "-n") { Description = "Batches to route.", DefaultValueFactory = _ => 200 };
         var skew = new Option<double>("--skew", "-s") { Description = "Load skew: 1 is uniform; larger sends more tokens to low-numbered experts (id = floor(u^skew * E)).", DefaultValueFactory = _ => 2.0 };
         var seed = new Option<int>("--seed") { Description = "Random seed, for repeatable runs.", DefaultValueFactory = _ => 1 };
-        var capacity = SharedOptions.Capacity();
-        var json = SharedOptions.Json();
-        var plot = SharedOptions.Plot();
-        var save = SharedOptions.Save();
-        var port = SharedOptions.MetricsPort();
-        var host = SharedOptions.MetricsHost();
-        var interval = SharedOptions.ReportInterval();
+        var recording = new SharedOptions.Recording();
 
         var command = new Command("simulate", "Route synthetic batches (k distinct experts per token, skewed load) on the chosen engine, then print the performance report and the utilization summary.")
         {
-            experts, topK, tokens, steps, skew, seed, capacity, json, plot, save, port, host, interval,
+            experts, topK, tokens, steps, skew, seed,
         };
+        recording.AddTo(command);
         command.SetAction(parse =>
         {
             var e = parse.GetValue(experts);
@@ -32,7 +27,7 @@ internal static class SimulateCommand
             var t = parse.GetValue(tokens);
             var n = parse.GetValue(steps);
             var s = parse.GetValue(skew);
-            if (e < 1 || e > RoutingStatsOptions.MaxDeviceExperts || k < 1 || k > e || t < 0 || n < 0 || !(s > 0) || parse.GetValue(capacity) is < 1)
+            if (e < 1 || e > RoutingStatsOptions.MaxDeviceExperts || k < 1 || k > e || t < 0 || n < 0 || !(s > 0) || recording.ExpertCapacity(parse) is < 1)
             {
                 Console.Error.WriteLine($"Need 1 <= --experts <= {RoutingStatsOptions.MaxDeviceExperts}, 1 <= --top-k <= experts, --tokens >= 0, --steps >= 0, --skew > 0, --capacity >= 1.");
                 return ExitCodes.Usage;
@@ -40,17 +35,7 @@ internal static class SimulateCommand
 
             var random = new Random(parse.GetValue(seed));
             var ids = new int[t * k];
-            var session = new RecordingSession
-            {
-                Options = new RoutingStatsOptions { Experts = e, ExpertCapacity = parse.GetValue(capacity) },
-                Json = parse.GetValue(json),
-                Plot = parse.GetValue(plot),
-                Save = parse.GetValue(save),
-                MetricsPort = parse.GetValue(port),
-                MetricsHost = parse.GetValue(host)!,
-                ReportInterval = parse.GetValue(interval),
-                Title = $"simulate: {n} batches of {t} tokens, top-{k} of {e} experts",
-            };
+            var session = recording.Session(parse, e, $"simulate: {n} batches of {t} tokens, top-{k} of {e} experts");
             return session.Run(n, (stats, _) =>
             {
                 Fill(ids, random, e, k, s);

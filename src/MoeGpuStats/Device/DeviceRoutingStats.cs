@@ -131,7 +131,10 @@ public sealed class DeviceRoutingStats : IDisposable
         }
     }
 
-    /// <summary>Records a batch of top-k ids that is on the host: one copy to the device, then as above.</summary>
+    /// <summary>
+    /// Records a batch of top-k ids that is on the host: one copy to the device (ILGPU's host copy
+    /// waits for the stream, so the caller may reuse the span at once), then one launch.
+    /// </summary>
     /// <exception cref="ArgumentException">Too few ids, or a scalar is out of range.</exception>
     /// <exception cref="InvalidOperationException">No expert count is known.</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
@@ -180,8 +183,8 @@ public sealed class DeviceRoutingStats : IDisposable
                 staged[i] = (ulong)counts[i];
             }
 
+            // CopyFromCPU waits for the stream, so the staging array is free again when it returns.
             _batchHistogram.View.SubView(0, staged.Length).CopyFromCPU(Stream, staged);
-            Stream.Synchronize();
             var arguments = Arguments(counts.Count, decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss);
             arguments.ExpertCapacity = 0;
             _record(Stream, EmptyIds, _views, arguments);

@@ -22,6 +22,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     private float[] _decayedUtilization = [];
     private ulong[] _tokenCounts = [];
     private int[] _histogram = [];
+    private int[] _hostIds = [];
     private RoutingTotals _totals;
 
     public ManagedRoutingEngine(RoutingStatsOptions options, RoutingState? state = null)
@@ -58,8 +59,14 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
     {
-        var host = new int[checked(tokens * topK)];
-        ids.SubView(0, host.Length).CopyToCPU(host);
+        var length = checked(tokens * topK);
+        if (_hostIds.Length < length)
+        {
+            _hostIds = new int[length];
+        }
+
+        var host = _hostIds.AsSpan(0, length);
+        ids.SubView(0, length).CopyToCPU(host);
         Record(host, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
