@@ -11,10 +11,12 @@ namespace MoeGpuStats.Bench;
 /// </summary>
 internal static class BenchConfig
 {
+    public const string InProcess = "--in-process";
+
     public static IConfig Create(string[] args)
     {
         var job = Job.ShortRun;
-        if (args.Contains("--in-process"))
+        if (args.Contains(InProcess))
         {
             job = job.WithToolchain(InProcessEmitToolchain.Instance);
         }

@@ -12,5 +12,6 @@ if (args.Contains("--device-check"))
     return DeviceCheck.Run(args);
 }
 
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, BenchConfig.Create(args));
+// BenchmarkDotNet rejects options it does not know; --in-process is ours (BenchConfig reads it).
+BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run([.. args.Where(a => a != BenchConfig.InProcess)], BenchConfig.Create(args));
 return 0;
