@@ -85,11 +85,4 @@ public sealed class CapacityStats
         TotalCapacity = totalCapacity;
         TotalUsed = totalUsed;
     }
-
-    internal CapacityStats Clone()
-    {
-        var copy = new CapacityStats(SlotsPerExpert);
-        copy.Restore(AverageUtilization, PeakUtilization, CapacityExceededCount, TotalCapacity, TotalUsed);
-        return copy;
-    }
 }

@@ -34,9 +34,6 @@ internal sealed class RingWindow<T> : IReadOnlyList<T>
         }
     }
 
-    /// <summary>The newest value; the window must not be empty.</summary>
-    public T Last => _items[Slot(Count - 1)];
-
     /// <summary>Appends a value; returns true and the evicted oldest value when the window was full.</summary>
     public bool Add(T value, out T evicted)
     {
@@ -58,28 +55,6 @@ internal sealed class RingWindow<T> : IReadOnlyList<T>
     {
         _head = 0;
         Count = 0;
-    }
-
-    /// <summary>
-    /// The last <paramref name="count"/> values as at most two contiguous spans, oldest first,
-    /// so that a caller can fold them in order without copying.
-    /// </summary>
-    public void GetTail(int count, out ReadOnlySpan<T> first, out ReadOnlySpan<T> second)
-    {
-        count = Math.Min(count, Count);
-        var start = Slot(Count - count);
-        var firstLength = Math.Min(count, _items.Length - start);
-        first = _items.AsSpan(start, firstLength);
-        second = _items.AsSpan(0, count - firstLength);
-    }
-
-    public T[] ToArray()
-    {
-        var result = new T[Count];
-        GetTail(Count, out var first, out var second);
-        first.CopyTo(result);
-        second.CopyTo(result.AsSpan(first.Length));
-        return result;
     }
 
     public IEnumerator<T> GetEnumerator()
