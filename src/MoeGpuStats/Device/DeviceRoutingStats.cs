@@ -14,7 +14,7 @@ namespace MoeGpuStats.Device;
 /// A record from top-k ids costs one launch: each group histograms its share of the ids in shared
 /// memory and the last group to finish folds the batch into the state (the seed's arithmetic,
 /// including the load variance summed in expert order). A query costs one launch of one thread
-/// and one copy of a 40-byte result. Calls are serialized by a lock, so one instance may be shared
+/// and one copy of a 36-byte result. Calls are serialized by a lock, so one instance may be shared
 /// between threads. At most <see cref="RoutingStatsOptions.MaxDeviceExperts"/> experts.
 /// </remarks>
 public sealed class DeviceRoutingStats : IDisposable
