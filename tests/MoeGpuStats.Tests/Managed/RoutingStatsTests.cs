@@ -86,4 +86,27 @@ public sealed class RoutingStatsTests
         Assert.Equal(0UL, stats.RoutingLatencyStats.TotalMeasurements);
         Assert.Equal(7, stats.CapacityStats.SlotsPerExpert);
     }
+
+    [Fact]
+    public void RecordingAllocatesNothingOnceTheWindowsAreFull()
+    {
+        using var stats = new RoutingStats();
+        var decisions = Enumerable.Range(0, 8)
+            .Select(i => new RoutingDecision { ExpertCapacities = [.. Enumerable.Range(0, 256).Select(e => (e * 7 + i) % 300)], TotalTokens = 9000, TokensDropped = i })
+            .ToArray();
+        for (var i = 0; i < 2500; i++)
+        {
+            stats.RecordRouting(decisions[i % decisions.Length]);
+            stats.RecordRoutingLatency(TimeSpan.FromTicks(1000 + i * 37 % 5000));
+        }
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 5000; i++)
+        {
+            stats.RecordRouting(decisions[i % decisions.Length]);
+            stats.RecordRoutingLatency(TimeSpan.FromTicks(1000 + i * 37 % 5000));
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
 }
