@@ -113,11 +113,17 @@ public sealed class DeviceRoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        RecordChecks.Validate(topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        RecordValidated(topKExpertIds, RecordChecks.ResolveExperts(_options, _experts), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+    }
+
+    /// <summary>The record from a view, for callers that ran <see cref="RecordChecks"/> already (the facade).</summary>
+    internal void RecordValidated(ArrayView<int> topKExpertIds, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var experts = RecordChecks.ResolveExperts(_options, _experts);
-            RecordChecks.Validate(topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
             CheckExperts(experts);
             var length = (long)tokens * topK;
             if (length > 0 && topKExpertIds.GetAccelerator() != Accelerator)
@@ -140,11 +146,17 @@ public sealed class DeviceRoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        RecordChecks.Validate(topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        RecordValidated(topKExpertIds, RecordChecks.ResolveExperts(_options, _experts), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+    }
+
+    /// <summary>The record from host ids, for callers that ran <see cref="RecordChecks"/> already (the facade).</summary>
+    internal void RecordValidated(ReadOnlySpan<int> topKExpertIds, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var experts = RecordChecks.ResolveExperts(_options, _experts);
-            RecordChecks.Validate(topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
             CheckExperts(experts);
             var length = tokens * topK;
             if (_hostIds.Length < length)
@@ -168,10 +180,18 @@ public sealed class DeviceRoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(RoutingDecision decision)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        RoutingDecisionValidator.Validate(decision, nameof(decision));
+        RecordValidated(decision);
+    }
+
+    /// <summary>The record of a decision that <see cref="RoutingDecisionValidator"/> accepted already (the facade).</summary>
+    internal void RecordValidated(RoutingDecision decision)
+    {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var counts = RoutingDecisionValidator.Validate(decision, nameof(decision));
+            var counts = decision.ExpertCapacities;
             if (counts.Count > RoutingStatsOptions.MaxDeviceExperts)
             {
                 throw new ArgumentException($"The decision has {counts.Count} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts}.", nameof(decision));
@@ -296,7 +316,20 @@ public sealed class DeviceRoutingStats : IDisposable
         }
     }
 
-    internal float[] ReadVarianceHistory() => ReadState().LoadVarianceHistory;
+    /// <summary>The state block and the variance ring, one wait; not the per-expert arrays.</summary>
+    internal float[] ReadVarianceHistory()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Span<RoutingStateBlock> block = stackalloc RoutingStateBlock[1];
+            var ring = new float[RoutingRecordKernel.VarianceWindow];
+            _state.View.CopyToCPU(Stream, block);
+            _varianceHistory.View.CopyToCPU(Stream, ring.AsSpan());
+            Stream.Synchronize();
+            return Unroll(ring, block[0]);
+        }
+    }
 
     internal UtilizationQueryResult Query(int window)
     {
@@ -331,12 +364,7 @@ public sealed class DeviceRoutingStats : IDisposable
             Stream.Synchronize();
 
             var block = blocks[0];
-            var history = new float[block.VarianceCount];
-            for (var i = 0; i < history.Length; i++)
-            {
-                history[i] = ring[(block.VarianceHead + i) % ring.Length];
-            }
-
+            var history = Unroll(ring, block);
             return new RoutingState
             {
                 TotalRoutings = block.TotalRoutings,
@@ -357,6 +385,18 @@ public sealed class DeviceRoutingStats : IDisposable
                 TotalUsed = block.TotalUsed,
             };
         }
+    }
+
+    /// <summary>The ring's entries, oldest first.</summary>
+    private static float[] Unroll(float[] ring, RoutingStateBlock block)
+    {
+        var history = new float[block.VarianceCount];
+        for (var i = 0; i < history.Length; i++)
+        {
+            history[i] = ring[(block.VarianceHead + i) % ring.Length];
+        }
+
+        return history;
     }
 
     private ArrayView<int> EmptyIds => _hostIds.View.SubView(0, 0);

@@ -57,13 +57,13 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public override IReadOnlyList<float> LoadVarianceHistory => _device.ReadVarianceHistory();
 
-    public override void Record(RoutingDecision decision) => _device.RecordRouting(decision);
+    public override void Record(RoutingDecision decision) => _device.RecordValidated(decision);
 
     public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
-        _device.RecordRouting(ids, tokens, topK, loadBalanceLoss, routerZLoss, tokensDropped);
+        _device.RecordValidated(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
 
     public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
-        _device.RecordRouting(ids, tokens, topK, loadBalanceLoss, routerZLoss, tokensDropped);
+        _device.RecordValidated(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
 
     public override UtilizationQuery QueryUtilization()
     {
