@@ -37,7 +37,6 @@ public static class RoutingRecordKernel
     internal static void Kernel(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments)
     {
         var bins = SharedMemory.Allocate<int>(MaxExperts);
-        var values = SharedMemory.Allocate<float>(MaxExperts);
         ref var groupInvalid = ref SharedMemory.Allocate<int>();
         ref var isLast = ref SharedMemory.Allocate<int>();
         ref var batchSum = ref SharedMemory.Allocate<long>();
@@ -61,20 +60,33 @@ public static class RoutingRecordKernel
 
         Group.Barrier();
 
+        // Four independent loads per thread before any atomic keep 16 bytes per thread in flight,
+        // which a read-once kernel needs to approach the memory bandwidth. Equal consecutive ids
+        // of a thread are counted in a register first, so a hot expert costs one atomic per run
+        // rather than one per id.
         var invalid = 0;
-        var stride = (long)Grid.DimX * groupSize;
-        for (var i = (long)Grid.IdxX * groupSize + thread; i < ids.Length; i += stride)
+        var runId = -1;
+        var run = 0;
+        var threads = (long)Grid.DimX * groupSize;
+        var i = (long)Grid.IdxX * groupSize + thread;
+        for (; i + 3 * threads < ids.Length; i += 4 * threads)
         {
-            var id = ids[i];
-            if ((uint)id < (uint)experts)
-            {
-                Atomic.Add(ref bins[id], 1);
-            }
-            else
-            {
-                invalid++;
-            }
+            var a = ids[i];
+            var b = ids[i + threads];
+            var c = ids[i + 2 * threads];
+            var d = ids[i + 3 * threads];
+            Count(bins, experts, a, ref runId, ref run, ref invalid);
+            Count(bins, experts, b, ref runId, ref run, ref invalid);
+            Count(bins, experts, c, ref runId, ref run, ref invalid);
+            Count(bins, experts, d, ref runId, ref run, ref invalid);
         }
+
+        for (; i < ids.Length; i += threads)
+        {
+            Count(bins, experts, ids[i], ref runId, ref run, ref invalid);
+        }
+
+        Flush(bins, experts, runId, run, ref invalid);
 
         if (invalid != 0)
         {
@@ -111,10 +123,45 @@ public static class RoutingRecordKernel
         }
 
         MemoryFence.DeviceLevel();
-        Fold(state, arguments, values, ref batchSum, ref overflow);
+        Fold(state, arguments, bins, ref batchSum, ref overflow);
     }
 
-    private static void Fold(RoutingStateViews state, RecordArguments arguments, ArrayView<float> values, ref long batchSum, ref long overflow)
+    /// <summary>Extends the thread's run of equal ids, or flushes it and starts a new one.</summary>
+    private static void Count(ArrayView<int> bins, int experts, int id, ref int runId, ref int run, ref int invalid)
+    {
+        if (id == runId)
+        {
+            run++;
+            return;
+        }
+
+        Flush(bins, experts, runId, run, ref invalid);
+        runId = id;
+        run = 1;
+    }
+
+    private static void Flush(ArrayView<int> bins, int experts, int id, int run, ref int invalid)
+    {
+        if (run == 0)
+        {
+            return;
+        }
+
+        if ((uint)id < (uint)experts)
+        {
+            Atomic.Add(ref bins[id], run);
+        }
+        else
+        {
+            invalid += run;
+        }
+    }
+
+    /// <remarks>
+    /// The batch counts are kept as float bits in <paramref name="bins"/>, which the group has flushed:
+    /// one 16 KiB array per group instead of two lets a multiprocessor hold all the groups it can run.
+    /// </remarks>
+    private static void Fold(RoutingStateViews state, RecordArguments arguments, ArrayView<int> bins, ref long batchSum, ref long overflow)
     {
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
@@ -132,7 +179,7 @@ public static class RoutingRecordKernel
         {
             var count = (long)Atomic.Exchange(ref state.BatchHistogram[e], 0UL);
             float share = arguments.Tokens > 0 ? count / batchTokens : 0f;
-            values[e] = count;
+            bins[e] = (int)Interop.FloatAsInt((float)count);
             state.Utilization[e] = alpha * share + keep * (resize ? 0f : state.Utilization[e]);
             state.TokenCounts[e] = (resize ? 0UL : state.TokenCounts[e]) + (ulong)count;
             if (decay >= 0f)
@@ -159,7 +206,7 @@ public static class RoutingRecordKernel
         var total = 0f;
         for (var e = 0; e < experts; e++)
         {
-            var diff = values[e] - mean;
+            var diff = Interop.IntAsFloat((uint)bins[e]) - mean;
             total += diff * diff;
         }
 
@@ -219,7 +266,11 @@ public static class RoutingRecordKernel
         ArgumentNullException.ThrowIfNull(accelerator);
         var kernel = accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel);
         var groupSize = Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
-        var maxGroups = Math.Max(1, accelerator.NumMultiprocessors * Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / groupSize));
+
+        // No more groups than the multiprocessors hold at once (registers and shared memory
+        // counted by the driver): a second, partial wave would cost a whole wave's time.
+        var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel.GetKernel(), groupSize, 0);
+        var maxGroups = Math.Max(1, accelerator.NumMultiprocessors * Math.Max(1, resident));
         return (stream, ids, state, arguments) =>
         {
             // Each thread takes at least 16 ids before another group is worth its flush of E bins.

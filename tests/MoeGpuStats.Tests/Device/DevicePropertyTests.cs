@@ -24,6 +24,8 @@ public sealed class DevicePropertyTests
                 data.Add(kind.Data, 1024, 2, 300_000, "invalid");
                 data.Add(kind.Data, 4096, 8, 262_144, "uniform");
                 data.Add(kind.Data, 256, 8, 2_000_000, "hot");
+                data.Add(kind.Data, 256, 8, 500_000, "runs");
+                data.Add(kind.Data, 3, 1, 70_001, "runs");
             }
 
             return data;
@@ -66,6 +68,11 @@ public sealed class DevicePropertyTests
 
     internal static int[] Ids(Random random, int length, int experts, string load)
     {
+        if (load == "runs")
+        {
+            return Runs(random, length, experts);
+        }
+
         var ids = new int[length];
         for (var i = 0; i < length; i++)
         {
@@ -78,6 +85,32 @@ public sealed class DevicePropertyTests
                 "invalid" => u < 0.05 ? (u < 0.025 ? -1 - (int)(u * 1e6) : experts + (int)(u * 1e6)) : (int)(u * experts),
                 _ => throw new ArgumentOutOfRangeException(nameof(load)),
             };
+        }
+
+        return ids;
+    }
+
+    /// <summary>
+    /// Stretches of one id (valid, negative or too large) of random length, up to the whole batch:
+    /// the kernel counts a thread's equal consecutive ids in a register, and these end its runs at
+    /// every place a run can end (inside the unrolled loop, in its tail, at the thread's last id).
+    /// </summary>
+    private static int[] Runs(Random random, int length, int experts)
+    {
+        var ids = new int[length];
+        for (var start = 0; start < length;)
+        {
+            var id = random.Next(5) switch
+            {
+                0 => -1,
+                1 => experts,
+                2 => 0,
+                3 => experts - 1,
+                _ => random.Next(experts),
+            };
+            var end = Math.Min(length, start + 1 + random.Next(random.Next(2) == 0 ? 64 : length));
+            ids.AsSpan(start, end - start).Fill(id);
+            start = end;
         }
 
         return ids;

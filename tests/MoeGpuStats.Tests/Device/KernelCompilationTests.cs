@@ -1,0 +1,74 @@
+using System.Reflection;
+using System.Text.RegularExpressions;
+using ILGPU;
+using ILGPU.Backends;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.OpenCL;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
+using MoeGpuStats.Kernels;
+
+namespace MoeGpuStats.Tests.Device;
+
+/// <summary>
+/// The kernels compile for the GPU backends on a machine without a GPU, so CI catches a construct
+/// that only the CPU accelerator accepts, and the compiled code keeps the properties the design
+/// relies on: one entry point per record, the histogram in shared memory, at most 16 KiB of shared
+/// memory per group (all the groups of a multiprocessor resident at once).
+/// </summary>
+public sealed partial class KernelCompilationTests
+{
+    private const int SharedBudgetBytes = 16 * 1024 + 64;
+
+    public static TheoryData<string> Kernels => [nameof(RoutingRecordKernel), nameof(UtilizationQueryKernel)];
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void KernelCompilesToPtxForHopper(string kernel)
+    {
+        using var context = Context.Create(builder => builder.Default());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, nvvmAPI: null);
+
+        var ptx = ((PTXCompiledKernel)backend.Compile(Entry(kernel), KernelSpecialization.Empty)).PTXAssembly;
+
+        Assert.Single(Regex.Matches(ptx, @"\.entry\s"));
+        var shared = PtxSharedDeclaration().Matches(ptx).Sum(m => int.Parse(m.Groups[1].Value));
+        Assert.InRange(shared, 0, SharedBudgetBytes);
+        if (kernel == nameof(RoutingRecordKernel))
+        {
+            Assert.Matches(@"(red|atom)\.(add\.)?shared\.(add\.)?u32", ptx);
+            Assert.True(shared >= RoutingRecordKernel.MaxExperts * sizeof(int), $"{shared} bytes of shared memory cannot hold the histogram");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void KernelCompilesToOpenCl20WithTheCapabilitiesOfPocl(string kernel)
+    {
+        using var context = Context.Create(builder => builder.Default());
+        var pocl = new CLCapabilityContext(float16: false, float64: true, genericAddressSpace: true, int64_Atomics: true, subGroups: false);
+        using var backend = new CLBackend(context, pocl, CLDeviceVendor.Other, CLCVersion.CL20);
+
+        var source = ((CLCompiledKernel)backend.Compile(Entry(kernel), KernelSpecialization.Empty)).Source;
+
+        Assert.Single(Regex.Matches(source, @"\bkernel\s+void\b"));
+        if (kernel == nameof(RoutingRecordKernel))
+        {
+            Assert.Contains("local", source, StringComparison.Ordinal);
+            Assert.Contains("atomic", source, StringComparison.Ordinal);
+        }
+    }
+
+    private static EntryPointDescription Entry(string kernel)
+    {
+        var type = kernel == nameof(RoutingRecordKernel) ? typeof(RoutingRecordKernel) : typeof(UtilizationQueryKernel);
+        var method = type.GetMethod("Kernel", BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public)
+            ?? throw new InvalidOperationException($"{type.Name} has no Kernel method.");
+        return EntryPointDescription.FromExplicitlyGroupedKernel(method);
+    }
+
+    [GeneratedRegex(@"\.shared\s+\.align\s+\d+\s+\.b8\s+\w+\[(\d+)\]")]
+    private static partial Regex PtxSharedDeclaration();
+}
