@@ -6,7 +6,7 @@ using MoeGpuStats.Device;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// <c>--device-check [--experts E] [--sizes a,b,..]</c>: one table in a few minutes on the best
+/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n]</c>: one table in a few minutes on the best
 /// accelerator (or <c>MOEGS_ACCELERATOR</c>). Each record is timed on the device with profiling
 /// markers after warm-up, median of many; the device-to-device copy bandwidth is measured in the
 /// same run; the managed path (copy ids to the host, then the managed loop) is timed on the host.
@@ -34,7 +34,35 @@ internal static class DeviceCheck
             Row(accelerator, experts, length, onCpu);
         }
 
+        var skewLength = Option(args, "--skew-size", 1 << 24);
+        Console.WriteLine();
+        Console.WriteLine($"Skewed loads, {skewLength} ids: many threads add to one bin at once.");
+        Console.WriteLine("| load | record median | record read GB/s | time / uniform |");
+        Console.WriteLine("| --- | --- | --- | --- |");
+        var uniform = 0.0;
+        foreach (var (load, share) in new[] { ("uniform", 0.0), ("90 % to one expert", 0.9), ("all to one expert", 1.0) })
+        {
+            var micros = RecordMedian(accelerator, experts, RoutingIds.Hot(skewLength, experts, share), onCpu);
+            uniform = share == 0.0 ? micros : uniform;
+            Console.WriteLine($"| {load} | {micros:F1} µs | {skewLength * 4 / (micros * 1e3):F1} | {micros / uniform:F2}x |");
+        }
+
         return 0;
+    }
+
+    private static double RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu)
+    {
+        using var ids = accelerator.Allocate1D(host);
+        using var stream = accelerator.CreateStream();
+        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts }, stream);
+        var tokens = host.Length / 8;
+        for (var i = 0; i < 3; i++)
+        {
+            engine.RecordRouting(ids.View, tokens, 8);
+        }
+
+        stream.Synchronize();
+        return Median(onCpu ? 5 : 50, stream, () => engine.RecordRouting(ids.View, tokens, 8));
     }
 
     private static void Row(Accelerator accelerator, int experts, long length, bool onCpu)

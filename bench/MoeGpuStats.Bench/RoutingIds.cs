@@ -16,6 +16,20 @@ internal static class RoutingIds
         return ids;
     }
 
+    /// <summary>A share of the ids (spread through the batch) to expert 0, the rest uniform over all experts.</summary>
+    public static int[] Hot(long length, int experts, double share)
+    {
+        var ids = new int[length];
+        for (long i = 0; i < length; i++)
+        {
+            var u = (double)(uint)(i * 2654435761L) / 4294967296.0;
+            var v = (double)(uint)((ulong)(i + 1) * 0xD1B54A32D192ED03UL >> 32) / 4294967296.0;
+            ids[i] = v < share ? 0 : (int)(u * experts);
+        }
+
+        return ids;
+    }
+
     /// <summary>The baseline's checksum: sum over experts of count * (e + 1).</summary>
     public static ulong Checksum(IReadOnlyList<ulong> counts)
     {

@@ -224,9 +224,7 @@ public sealed partial class RoutingStats : IDisposable
     /// </summary>
     public IReadOnlyDictionary<string, float> UtilizationSummary()
     {
-        var engine = Engine;
-        var query = engine.QueryUtilization();
-        var totals = engine.Totals;
+        var (query, totals) = Engine.QuerySummary();
         var summary = new Dictionary<string, float>(7);
         if (query.Experts > 0)
         {

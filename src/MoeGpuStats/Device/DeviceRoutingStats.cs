@@ -331,15 +331,21 @@ public sealed class DeviceRoutingStats : IDisposable
         }
     }
 
-    internal UtilizationQueryResult Query(int window)
+    internal UtilizationQueryResult Query(int window) => Query(window, out _);
+
+    /// <summary>The query's result and the state block, one wait.</summary>
+    internal UtilizationQueryResult Query(int window, out RoutingStateBlock block)
     {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             _query(Stream, _views, window, _queryResult.View);
             Span<UtilizationQueryResult> result = stackalloc UtilizationQueryResult[1];
+            Span<RoutingStateBlock> blocks = stackalloc RoutingStateBlock[1];
             _queryResult.View.CopyToCPU(Stream, result);
+            _state.View.CopyToCPU(Stream, blocks);
             Stream.Synchronize();
+            block = blocks[0];
             return result[0];
         }
     }

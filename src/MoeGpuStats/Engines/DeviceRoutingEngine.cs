@@ -1,5 +1,6 @@
 using ILGPU;
 using MoeGpuStats.Device;
+using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Engines;
 
@@ -22,21 +23,7 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public override int ExpertCount => _device.ExpertCount;
 
-    public override RoutingTotals Totals
-    {
-        get
-        {
-            var block = _device.ReadBlock();
-            return new RoutingTotals(
-                block.TotalRoutings,
-                block.TotalTokens,
-                block.TokensDropped,
-                block.InvalidExpertIds,
-                block.AverageLoadBalanceLoss,
-                block.AverageRouterZLoss,
-                block.RoutingEfficiency);
-        }
-    }
+    public override RoutingTotals Totals => TotalsOf(_device.ReadBlock());
 
     public override CapacityStats Capacity
     {
@@ -65,10 +52,24 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
     public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
         _device.RecordValidated(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
 
-    public override UtilizationQuery QueryUtilization()
+    public override UtilizationQuery QueryUtilization() => QueryOf(_device.Query(0));
+
+    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary()
     {
-        var result = _device.Query(0);
-        return _device.ExpertCount == 0
+        var result = _device.Query(0, out var block);
+        return (QueryOf(result), TotalsOf(block));
+    }
+
+    public override float UtilizationCv() => _device.UtilizationCv();
+
+    public override float VarianceTrend(int window) => _device.RecentLoadVarianceTrend(window);
+
+    public override void Reset() => _device.Reset();
+
+    public override ManagedRoutingEngine Snapshot() => new(Options, _device.ReadState());
+
+    private UtilizationQuery QueryOf(UtilizationQueryResult result) =>
+        _device.ExpertCount == 0
             ? default
             : new UtilizationQuery(
                 _device.ExpertCount,
@@ -80,15 +81,16 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
                 result.MostUtilization,
                 result.LeastUtilized,
                 result.LeastUtilization);
-    }
 
-    public override float UtilizationCv() => _device.UtilizationCv();
-
-    public override float VarianceTrend(int window) => _device.RecentLoadVarianceTrend(window);
-
-    public override void Reset() => _device.Reset();
-
-    public override ManagedRoutingEngine Snapshot() => new(Options, _device.ReadState());
+    private static RoutingTotals TotalsOf(RoutingStateBlock block) =>
+        new(
+            block.TotalRoutings,
+            block.TotalTokens,
+            block.TokensDropped,
+            block.InvalidExpertIds,
+            block.AverageLoadBalanceLoss,
+            block.AverageRouterZLoss,
+            block.RoutingEfficiency);
 
     public override void Dispose()
     {

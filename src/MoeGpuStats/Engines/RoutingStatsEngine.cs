@@ -63,6 +63,9 @@ internal abstract class RoutingStatsEngine : IDisposable
 
     public abstract UtilizationQuery QueryUtilization();
 
+    /// <summary>The utilization query and the totals together (one wait on a device).</summary>
+    public virtual (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => (QueryUtilization(), Totals);
+
     public abstract float UtilizationCv();
 
     public abstract float VarianceTrend(int window);
