@@ -2,11 +2,12 @@ using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
+using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n]</c>: one table in a few minutes on the best
+/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n] [--ids-per-thread a,b,..]</c>: one table in a few minutes on the best
 /// accelerator (or <c>MOEGS_ACCELERATOR</c>). Each record is timed on the device with profiling
 /// markers after warm-up, median of many; the device-to-device copy bandwidth is measured in the
 /// same run; the managed path (copy ids to the host, then the managed loop) is timed on the host.
@@ -47,14 +48,26 @@ internal static class DeviceCheck
             Console.WriteLine($"| {load} | {micros:F1} µs | {skewLength * 4 / (micros * 1e3):F1} | {micros / uniform:F2}x |");
         }
 
+        var perThread = OptionText(args, "--ids-per-thread", "4,16,64").Split(',').Select(int.Parse).ToArray();
+        Console.WriteLine();
+        Console.WriteLine($"Grid rule: the fewest ids per thread before another group (default {RoutingRecordKernel.DefaultIdsPerThread}), record median in µs.");
+        Console.WriteLine($"| ids | {string.Join(" | ", perThread)} |");
+        Console.WriteLine($"| --- |{string.Concat(perThread.Select(_ => " --- |"))}");
+        foreach (var length in sizes.Where(n => n <= 1 << 24))
+        {
+            var host = RoutingIds.Skewed(length, experts);
+            var cells = perThread.Select(n => RecordMedian(accelerator, experts, host, onCpu, n).ToString("F1"));
+            Console.WriteLine($"| {length} | {string.Join(" | ", cells)} |");
+        }
+
         return 0;
     }
 
-    private static double RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu)
+    private static double RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread = RoutingRecordKernel.DefaultIdsPerThread)
     {
         using var ids = accelerator.Allocate1D(host);
         using var stream = accelerator.CreateStream();
-        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts }, stream);
+        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts }, stream, idsPerThread);
         var tokens = host.Length / 8;
         for (var i = 0; i < 3; i++)
         {

@@ -33,7 +33,7 @@ public static class RoutingRecordKernel
     /// <summary>Threads per group, or fewer where the accelerator allows fewer.</summary>
     public const int PreferredGroupSize = 256;
 
-    /// <summary>The kernel body; launch it through <see cref="Create"/>.</summary>
+    /// <summary>The kernel body; launch it through <see cref="Create(Accelerator)"/>.</summary>
     internal static void Kernel(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments)
     {
         var bins = SharedMemory.Allocate<int>(MaxExperts);
@@ -259,11 +259,25 @@ public static class RoutingRecordKernel
         state.GroupsDone[0] = 0;
     }
 
+    /// <summary>
+    /// The fewest ids a thread takes before the launch adds another group, whose flush of up to
+    /// E bins to global memory must pay for itself.
+    /// </summary>
+    public const int DefaultIdsPerThread = 16;
+
     /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
-    public static RoutingRecordLauncher Create(Accelerator accelerator)
+    public static RoutingRecordLauncher Create(Accelerator accelerator) => Create(accelerator, DefaultIdsPerThread);
+
+    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
+    /// <param name="accelerator">The accelerator to load the kernel on.</param>
+    /// <param name="idsPerThread">The fewest ids per thread before another group is launched (a tuning knob the device check sweeps).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1.</exception>
+    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
+        ArgumentOutOfRangeException.ThrowIfLessThan(idsPerThread, 1);
         var kernel = accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel);
         var groupSize = Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
 
@@ -271,11 +285,10 @@ public static class RoutingRecordKernel
         // counted by the driver): a second, partial wave would cost a whole wave's time.
         var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel.GetKernel(), groupSize, 0);
         var maxGroups = Math.Max(1, accelerator.NumMultiprocessors * Math.Max(1, resident));
+        var idsPerGroup = (long)groupSize * idsPerThread;
         return (stream, ids, state, arguments) =>
         {
-            // Each thread takes at least 16 ids before another group is worth its flush of E bins.
-            var wanted = (ids.Length + groupSize * 16L - 1) / (groupSize * 16L);
-            var groups = (int)Math.Clamp(wanted, 1L, maxGroups);
+            var groups = (int)Math.Clamp((ids.Length + idsPerGroup - 1) / idsPerGroup, 1L, maxGroups);
             kernel(stream, new KernelConfig(groups, groupSize), ids, state, arguments);
         };
     }

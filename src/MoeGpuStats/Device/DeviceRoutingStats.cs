@@ -47,6 +47,12 @@ public sealed class DeviceRoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or <see cref="RoutingStatsOptions.Experts"/> exceeds the device limit.</exception>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
     public DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options = null, AcceleratorStream? stream = null)
+        : this(accelerator, options, stream, RoutingRecordKernel.DefaultIdsPerThread)
+    {
+    }
+
+    /// <summary>As the public constructor, with the record kernel's grid rule set (the device check sweeps it).</summary>
+    internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, int idsPerThread)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         _options = options ?? new RoutingStatsOptions();
@@ -81,7 +87,7 @@ public sealed class DeviceRoutingStats : IDisposable
             DecayedUtilization = _decayedUtilization.View,
             VarianceHistory = _varianceHistory.View,
         };
-        _record = RoutingRecordKernel.Create(accelerator);
+        _record = RoutingRecordKernel.Create(accelerator, idsPerThread);
         _query = UtilizationQueryKernel.Create(accelerator);
         ClearDevice();
     }

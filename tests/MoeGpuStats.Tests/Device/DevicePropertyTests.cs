@@ -1,5 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
+using MoeGpuStats.Device;
+using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Tests.Device;
 
@@ -64,6 +66,29 @@ public sealed class DevicePropertyTests
             [onDevice.UtilizationCv(), onDevice.RecentLoadVarianceTrend(3), snapshot.CapacityStats.AverageUtilization, snapshot.RoutingEfficiency]);
         Assert.Equal(managed.MostUtilizedExpert()?.Index, onDevice.MostUtilizedExpert()?.Index);
         Assert.Equal(managed.LeastUtilizedExpert()?.Index, onDevice.LeastUtilizedExpert()?.Index);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void EveryGridRuleGivesTheManagedCounts(string accelerator)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        const int experts = 300;
+        var options = new RoutingStatsOptions { Experts = experts };
+        var ids = Ids(new Random(11), 777_777, experts, "invalid");
+        using var managed = new RoutingStats(options);
+        managed.RecordRouting(ids, ids.Length, 1);
+        using var buffer = device.Allocate1D(ids);
+        foreach (var idsPerThread in new[] { 1, 3, 64, 100_000 })
+        {
+            using var onDevice = new DeviceRoutingStats(device, options, stream: null, idsPerThread);
+            onDevice.RecordRouting(buffer.View, ids.Length, 1);
+            using var snapshot = onDevice.Snapshot();
+            Assert.Equal(managed.ExpertTokenCounts, snapshot.ExpertTokenCounts);
+            Assert.Equal(managed.InvalidExpertIds, snapshot.InvalidExpertIds);
+        }
+
+        Assert.Equal("idsPerThread", Assert.Throws<ArgumentOutOfRangeException>(() => RoutingRecordKernel.Create(device, 0)).ParamName);
     }
 
     internal static int[] Ids(Random random, int length, int experts, string load)
