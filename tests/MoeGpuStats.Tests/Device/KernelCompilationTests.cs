@@ -16,7 +16,8 @@ namespace MoeGpuStats.Tests.Device;
 /// The kernels compile for the GPU backends on a machine without a GPU, so CI catches a construct
 /// that only the CPU accelerator accepts, and the compiled code keeps the properties the design
 /// relies on: one entry point per record, the histogram in shared memory, at most 16 KiB of shared
-/// memory per group (all the groups of a multiprocessor resident at once).
+/// memory per group (all the groups of a multiprocessor resident at once), several id loads in
+/// flight per thread.
 /// </summary>
 public sealed partial class KernelCompilationTests
 {
@@ -40,7 +41,28 @@ public sealed partial class KernelCompilationTests
         {
             Assert.Matches(@"(red|atom)\.(add\.)?shared\.(add\.)?u32", ptx);
             Assert.True(shared >= RoutingRecordKernel.MaxExperts * sizeof(int), $"{shared} bytes of shared memory cannot hold the histogram");
+            Assert.True(LoadsBeforeAnAtomic(ptx) >= 4, "the id loop should issue four global loads before its first atomic");
         }
+    }
+
+    /// <summary>The longest stretch of 32-bit global loads with no atomic between them.</summary>
+    private static int LoadsBeforeAnAtomic(string ptx)
+    {
+        var longest = 0;
+        var current = 0;
+        foreach (var line in ptx.Split('\n'))
+        {
+            if (IdLoad().IsMatch(line))
+            {
+                longest = Math.Max(longest, ++current);
+            }
+            else if (line.Contains("red.", StringComparison.Ordinal) || line.Contains("atom.", StringComparison.Ordinal) || line.Contains("bar.sync", StringComparison.Ordinal))
+            {
+                current = 0;
+            }
+        }
+
+        return longest;
     }
 
     [Theory]
@@ -68,6 +90,10 @@ public sealed partial class KernelCompilationTests
             ?? throw new InvalidOperationException($"{type.Name} has no Kernel method.");
         return EntryPointDescription.FromExplicitlyGroupedKernel(method);
     }
+
+    /// <summary>A 32-bit load from global memory: generic (<c>ld.b32</c>, ILGPU's default O1) or <c>ld.global</c> (O2).</summary>
+    [GeneratedRegex(@"\bld(\.global)?(\.nc)?\.b32\b")]
+    private static partial Regex IdLoad();
 
     [GeneratedRegex(@"\.shared\s+\.align\s+\d+\s+\.b8\s+\w+\[(\d+)\]")]
     private static partial Regex PtxSharedDeclaration();
