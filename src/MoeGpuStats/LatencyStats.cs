@@ -4,16 +4,16 @@ namespace MoeGpuStats;
 
 /// <summary>
 /// Routing latency: totals, extremes and the newest <see cref="WindowSize"/> measurements (the
-/// seed's <c>LatencyStats</c>). Percentiles are read from a sorted copy of the window that is kept
-/// up to date on each record, so a query costs O(1) and returns exactly the seed's value.
+/// seed's <c>LatencyStats</c>). Percentiles are read from a sorted copy of the window that catches
+/// up on the first read after records (see <see cref="PercentileWindow"/>): a record costs O(1),
+/// repeated queries O(1), and every query returns exactly the seed's value.
 /// </summary>
 public sealed class LatencyStats
 {
     /// <summary>How many recent measurements the percentiles see, as in the seed.</summary>
     public const int WindowSize = 1000;
 
-    private readonly RingWindow<double> _recent = new(WindowSize);
-    private readonly SortedWindow _sorted = new(WindowSize);
+    private readonly PercentileWindow _window = new(WindowSize);
 
     /// <summary>Measurements recorded.</summary>
     public ulong TotalMeasurements { get; private set; }
@@ -28,7 +28,7 @@ public sealed class LatencyStats
     public double MaxLatencyMs { get; private set; }
 
     /// <summary>The newest measurements in milliseconds, oldest first (at most <see cref="WindowSize"/>).</summary>
-    public IReadOnlyList<double> RecentLatencies => _recent;
+    public IReadOnlyList<double> RecentLatencies => _window.Recent;
 
     /// <summary>Records one routing latency.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="latency"/> is negative.</exception>
@@ -53,14 +53,14 @@ public sealed class LatencyStats
             throw new ArgumentOutOfRangeException(nameof(p), p, "A percentile must lie in [0, 100].");
         }
 
-        var count = _sorted.Count;
+        var count = _window.Count;
         if (count == 0)
         {
             return 0.0;
         }
 
         var rank = (int)(p / 100.0 * (count - 1));
-        return _sorted[Math.Min(rank, count - 1)];
+        return _window.OrderStatistic(Math.Min(rank, count - 1));
     }
 
     /// <summary>The 95th percentile of the recent window.</summary>
@@ -75,8 +75,7 @@ public sealed class LatencyStats
         TotalLatencyMs = 0.0;
         MinLatencyMs = double.PositiveInfinity;
         MaxLatencyMs = 0.0;
-        _recent.Clear();
-        _sorted.Clear();
+        _window.Clear();
     }
 
     /// <summary>Replaces the whole state (deserialization, snapshots); the caller has validated it.</summary>
@@ -85,7 +84,7 @@ public sealed class LatencyStats
         Reset();
         foreach (var value in recent)
         {
-            Push(value);
+            _window.Add(value);
         }
 
         TotalMeasurements = totalMeasurements;
@@ -95,7 +94,7 @@ public sealed class LatencyStats
     }
 
     internal void CopyTo(LatencyStats target) =>
-        target.Restore(TotalMeasurements, TotalLatencyMs, MinLatencyMs, MaxLatencyMs, _recent);
+        target.Restore(TotalMeasurements, TotalLatencyMs, MinLatencyMs, MaxLatencyMs, _window.Recent);
 
     /// <summary>
     /// Converts the way Rust's <c>Duration::as_secs_f64() * 1000.0</c> does (whole seconds plus
@@ -114,18 +113,6 @@ public sealed class LatencyStats
         TotalLatencyMs += latencyMs;
         MinLatencyMs = Math.Min(MinLatencyMs, latencyMs);
         MaxLatencyMs = Math.Max(MaxLatencyMs, latencyMs);
-        Push(latencyMs);
-    }
-
-    private void Push(double latencyMs)
-    {
-        if (_recent.Add(latencyMs, out var evicted))
-        {
-            _sorted.Replace(evicted, latencyMs);
-        }
-        else
-        {
-            _sorted.Insert(latencyMs);
-        }
+        _window.Add(latencyMs);
     }
 }

@@ -51,6 +51,14 @@ internal sealed class RingWindow<T> : IReadOnlyList<T>
         return true;
     }
 
+    /// <summary>Copies the values, oldest first, into <paramref name="destination"/> (at least <see cref="Count"/> long).</summary>
+    public void CopyTo(Span<T> destination)
+    {
+        var first = Math.Min(Count, _items.Length - _head);
+        _items.AsSpan(_head, first).CopyTo(destination);
+        _items.AsSpan(0, Count - first).CopyTo(destination[first..]);
+    }
+
     public void Clear()
     {
         _head = 0;

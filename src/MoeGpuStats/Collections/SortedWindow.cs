@@ -3,7 +3,7 @@ namespace MoeGpuStats.Collections;
 /// <summary>
 /// The values of a <see cref="RingWindow{T}"/> kept in ascending order, so that an order
 /// statistic is one array read instead of the seed's clone-and-sort of the whole window per query.
-/// A record moves only the values between the evicted one's position and the new one's.
+/// A replacement moves only the values between the evicted one's position and the new one's.
 /// </summary>
 internal sealed class SortedWindow
 {
@@ -54,6 +54,14 @@ internal sealed class SortedWindow
     {
         var index = _sorted.AsSpan(0, Count).BinarySearch(value);
         return index < 0 ? ~index : index;
+    }
+
+    /// <summary>Replaces the contents with the values of <paramref name="window"/>, sorted.</summary>
+    public void Load(RingWindow<double> window)
+    {
+        window.CopyTo(_sorted);
+        _sorted.AsSpan(0, window.Count).Sort();
+        Count = window.Count;
     }
 
     public void Clear() => Count = 0;
