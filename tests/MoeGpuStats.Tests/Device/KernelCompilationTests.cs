@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Reflection;
 using System.Text.RegularExpressions;
 using ILGPU;
@@ -29,10 +30,7 @@ public sealed partial class KernelCompilationTests
     [MemberData(nameof(Kernels))]
     public void KernelCompilesToPtxForHopper(string kernel)
     {
-        using var context = Context.Create(builder => builder.Default());
-        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, nvvmAPI: null);
-
-        var ptx = ((PTXCompiledKernel)backend.Compile(Entry(kernel), KernelSpecialization.Empty)).PTXAssembly;
+        var ptx = Ptx(kernel, CudaInstructionSet.ISA_80);
 
         Assert.Single(Regex.Matches(ptx, @"\.entry\s"));
         var shared = PtxSharedDeclaration().Matches(ptx).Sum(m => int.Parse(m.Groups[1].Value));
@@ -65,6 +63,34 @@ public sealed partial class KernelCompilationTests
         return longest;
     }
 
+    /// <summary>
+    /// NVIDIA's assembler turns the record kernel's PTX into sm_90 code that fits eight groups of 256
+    /// threads on a multiprocessor (65,536 registers / 2,048 threads = 32 each) without spilling, so
+    /// the occupancy-sized grid is one full wave. Needs ptxas: <c>MOEGS_PTXAS</c>, PATH, or
+    /// /usr/local/cuda/bin; <c>bash scripts/ptxas.sh</c> fetches one (CUDA 11.8, hence PTX ISA 7.8).
+    /// </summary>
+    [Fact]
+    public void RecordKernelFitsEightGroupsPerMultiprocessorOnHopper()
+    {
+        var ptxas = FindPtxas();
+        Assert.SkipWhen(ptxas is null, "No ptxas here: set MOEGS_PTXAS (bash scripts/ptxas.sh fetches one) or install a CUDA toolkit.");
+        var folder = Directory.CreateTempSubdirectory("moegs-ptxas-");
+        try
+        {
+            var source = Path.Combine(folder.FullName, "record.ptx");
+            File.WriteAllText(source, Ptx(nameof(RoutingRecordKernel), CudaInstructionSet.ISA_78));
+            var report = Run(ptxas!, $"-arch=sm_90 -O3 -v \"{source}\" -o \"{Path.Combine(folder.FullName, "record.cubin")}\"");
+
+            var registers = int.Parse(PtxasRegisters().Match(report).Groups[1].Value);
+            Assert.True(registers <= 32, $"{registers} registers per thread: fewer than eight groups fit on a multiprocessor.\n{report}");
+            Assert.Contains("0 bytes spill stores, 0 bytes spill loads", report);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Kernels))]
     public void KernelCompilesToOpenCl20WithTheCapabilitiesOfPocl(string kernel)
@@ -83,6 +109,33 @@ public sealed partial class KernelCompilationTests
         }
     }
 
+    private static string Ptx(string kernel, CudaInstructionSet instructionSet)
+    {
+        using var context = Context.Create(builder => builder.Default());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, instructionSet, nvvmAPI: null);
+        return ((PTXCompiledKernel)backend.Compile(Entry(kernel), KernelSpecialization.Empty)).PTXAssembly;
+    }
+
+    private static string? FindPtxas()
+    {
+        var candidates = new List<string?> { Environment.GetEnvironmentVariable("MOEGS_PTXAS") };
+        candidates.AddRange((Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Select(folder => Path.Combine(folder, "ptxas")));
+        candidates.Add("/usr/local/cuda/bin/ptxas");
+        return candidates.FirstOrDefault(path => !string.IsNullOrEmpty(path) && File.Exists(path));
+    }
+
+    private static string Run(string program, string arguments)
+    {
+        using var process = Process.Start(new ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })
+            ?? throw new InvalidOperationException($"Could not start {program}.");
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        var report = output.Result + errors;
+        Assert.True(process.ExitCode == 0, $"{program} {arguments} exited with {process.ExitCode}:\n{report}");
+        return report;
+    }
+
     private static EntryPointDescription Entry(string kernel)
     {
         var type = kernel == nameof(RoutingRecordKernel) ? typeof(RoutingRecordKernel) : typeof(UtilizationQueryKernel);
@@ -94,6 +147,9 @@ public sealed partial class KernelCompilationTests
     /// <summary>A 32-bit load from global memory: generic (<c>ld.b32</c>, ILGPU's default O1) or <c>ld.global</c> (O2).</summary>
     [GeneratedRegex(@"\bld(\.global)?(\.nc)?\.b32\b")]
     private static partial Regex IdLoad();
+
+    [GeneratedRegex(@"Used (\d+) registers")]
+    private static partial Regex PtxasRegisters();
 
     [GeneratedRegex(@"\.shared\s+\.align\s+\d+\s+\.b8\s+\w+\[(\d+)\]")]
     private static partial Regex PtxSharedDeclaration();

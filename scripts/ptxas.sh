@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Puts NVIDIA's PTX assembler (ptxas, CUDA 11.8, from Debian 12's non-free nvidia-cuda-toolkit
+# package) in .tools/cuda/ without installing anything, for machines without a CUDA toolkit.
+# KernelCompilationTests then assembles the kernels for sm_90 and checks their registers:
+#   MOEGS_PTXAS=$(bash scripts/ptxas.sh) dotnet test
+# Prints the path of ptxas. Needs curl and dpkg-deb; downloads 84 MB once.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="$root/.tools/cuda"
+ptxas="$tools/usr/bin/ptxas"
+if [ ! -x "$ptxas" ]; then
+  deb="nvidia-cuda-toolkit_11.8.89~11.8.0-5~deb12u1_amd64.deb"
+  mkdir -p "$tools"
+  curl -sSfL -o "$tools/$deb" "http://deb.debian.org/debian/pool/non-free/n/nvidia-cuda-toolkit/$deb"
+  dpkg-deb -x "$tools/$deb" "$tools/extract"
+  mkdir -p "$tools/usr/bin"
+  cp "$tools/extract/usr/bin/ptxas" "$tools/extract/usr/bin/cuobjdump" "$tools/usr/bin/"
+  rm -rf "$tools/extract" "$tools/$deb"
+fi
+"$ptxas" --version >/dev/null
+echo "$ptxas"
