@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using static MoeGpuStats.Kernels.UnfusedMath;
 
 namespace MoeGpuStats.Kernels;
 
@@ -182,11 +183,11 @@ public static class RoutingRecordKernel
             var count = (long)Atomic.Exchange(ref state.BatchHistogram[e], 0UL);
             float share = arguments.Tokens > 0 ? count / batchTokens : 0f;
             bins[e] = (int)Interop.FloatAsInt((float)count);
-            state.Utilization[e] = alpha * share + keep * (resize ? 0f : state.Utilization[e]);
+            state.Utilization[e] = Mul(alpha, share) + Mul(keep, resize ? 0f : state.Utilization[e]);
             state.TokenCounts[e] = (resize ? 0UL : state.TokenCounts[e]) + (ulong)count;
             if (decay >= 0f)
             {
-                state.DecayedUtilization[e] = decay * (resize ? 0f : state.DecayedUtilization[e]) + (1.0f - decay) * share;
+                state.DecayedUtilization[e] = Mul(decay, resize ? 0f : state.DecayedUtilization[e]) + Mul(1.0f - decay, share);
             }
 
             partialSum += count;
@@ -209,7 +210,7 @@ public static class RoutingRecordKernel
         for (var e = 0; e < experts; e++)
         {
             var diff = Interop.IntAsFloat((uint)bins[e]) - mean;
-            total += diff * diff;
+            total += Mul(diff, diff);
         }
 
         var dropped = arguments.ExpertCapacity > 0
@@ -221,11 +222,11 @@ public static class RoutingRecordKernel
         block.TotalTokens += (ulong)arguments.Tokens;
         block.TokensDropped += (ulong)dropped;
         block.InvalidExpertIds += Atomic.Exchange(ref state.BatchInvalid[0], 0UL);
-        block.AverageLoadBalanceLoss = alpha * arguments.LoadBalanceLoss + keep * block.AverageLoadBalanceLoss;
-        block.AverageRouterZLoss = alpha * arguments.RouterZLoss + keep * block.AverageRouterZLoss;
+        block.AverageLoadBalanceLoss = Mul(alpha, arguments.LoadBalanceLoss) + Mul(keep, block.AverageLoadBalanceLoss);
+        block.AverageRouterZLoss = Mul(alpha, arguments.RouterZLoss) + Mul(keep, block.AverageRouterZLoss);
         if (block.TotalTokens > 0)
         {
-            block.RoutingEfficiency = (float)(block.TotalTokens - block.TokensDropped) / block.TotalTokens * 100.0f;
+            block.RoutingEfficiency = Mul((float)(block.TotalTokens - block.TokensDropped) / block.TotalTokens, 100.0f);
         }
 
         block.Experts = experts;
@@ -246,9 +247,9 @@ public static class RoutingRecordKernel
             block.VarianceHead = block.VarianceHead + 1 == VarianceWindow ? 0 : block.VarianceHead + 1;
         }
 
-        var current = batchSum / ((float)experts * arguments.SlotsPerExpert);
+        var current = batchSum / Mul(experts, arguments.SlotsPerExpert);
         var capacityAlpha = 0.1f;
-        block.CapacityAverageUtilization = capacityAlpha * current + (1.0f - capacityAlpha) * block.CapacityAverageUtilization;
+        block.CapacityAverageUtilization = Mul(capacityAlpha, current) + Mul(1.0f - capacityAlpha, block.CapacityAverageUtilization);
         block.CapacityPeakUtilization = current > block.CapacityPeakUtilization ? current : block.CapacityPeakUtilization;
         if (dropped > 0)
         {

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using static MoeGpuStats.Kernels.UnfusedMath;
 
 namespace MoeGpuStats.Kernels;
 
@@ -84,7 +85,7 @@ public static class UtilizationQueryKernel
                 for (var e = 0; e < experts; e++)
                 {
                     var diff = utilization[e] - mean;
-                    total += diff * diff;
+                    total += Mul(diff, diff);
                 }
 
                 cv = MathF.Sqrt(total / experts) / mean;
@@ -120,14 +121,14 @@ public static class UtilizationQueryKernel
             float x = i;
             sumX += x;
             sumY += y;
-            sumXy += x * y;
-            sumX2 += x * x;
+            sumXy += Mul(x, y);
+            sumX2 += Mul(x, x);
         }
 
         float n = length;
-        var denominator = n * sumX2 - sumX * sumX;
+        var denominator = Mul(n, sumX2) - Mul(sumX, sumX);
         var magnitude = denominator < 0f ? -denominator : denominator;
-        return magnitude < RustF32Epsilon ? 0f : (n * sumXy - sumX * sumY) / denominator;
+        return magnitude < RustF32Epsilon ? 0f : (Mul(n, sumXy) - Mul(sumX, sumY)) / denominator;
     }
 
     /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>

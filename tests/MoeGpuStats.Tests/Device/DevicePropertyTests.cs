@@ -68,6 +68,45 @@ public sealed class DevicePropertyTests
         Assert.Equal(managed.LeastUtilizedExpert()?.Index, onDevice.LeastUtilizedExpert()?.Index);
     }
 
+    /// <summary>
+    /// The floats equal the managed engine's to the bit, not within a tolerance: the device rounds
+    /// each product before adding it as .NET and the seed do (a fused multiply-add would change last
+    /// bits, and the variance trend's cancellation magnifies them).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void DeviceFloatsEqualManagedFloatsToTheBit(string accelerator)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        const int experts = 97;
+        var options = new RoutingStatsOptions { Experts = experts, UtilizationDecay = 0.93f, ExpertCapacity = 700 };
+        using var onDevice = RoutingStats.OnDevice(device, options);
+        using var managed = new RoutingStats(options);
+        var random = new Random(5);
+        const int length = 6000 * 8;
+        using var buffer = device.Allocate1D<int>(length);
+        for (var batch = 0; batch < 150; batch++)
+        {
+            var ids = Ids(random, length, experts, batch % 3 == 0 ? "skewed" : "uniform");
+            var loss = (float)random.NextDouble();
+            var zLoss = (float)random.NextDouble() / 7f;
+            buffer.View.CopyFromCPU(ids);
+            onDevice.RecordRouting(buffer.View, 6000, 8, loadBalanceLoss: loss, routerZLoss: zLoss);
+            managed.RecordRouting(ids, 6000, 8, loadBalanceLoss: loss, routerZLoss: zLoss);
+        }
+
+        using var snapshot = onDevice.Snapshot();
+        Assert.Equal(managed.ExpertUtilization, snapshot.ExpertUtilization);
+        Assert.Equal(managed.DecayedExpertUtilization, snapshot.DecayedExpertUtilization);
+        Assert.Equal(managed.LoadVarianceHistory, snapshot.LoadVarianceHistory);
+        Assert.Equal(
+            [managed.AverageLoadBalanceLoss, managed.AverageRouterZLoss, managed.RoutingEfficiency, managed.CapacityStats.AverageUtilization, managed.CapacityStats.PeakUtilization],
+            [snapshot.AverageLoadBalanceLoss, snapshot.AverageRouterZLoss, snapshot.RoutingEfficiency, snapshot.CapacityStats.AverageUtilization, snapshot.CapacityStats.PeakUtilization]);
+        Assert.Equal(
+            [managed.UtilizationCv(), managed.RecentLoadVarianceTrend(100), managed.RecentLoadVarianceTrend(7)],
+            [onDevice.UtilizationCv(), onDevice.RecentLoadVarianceTrend(100), onDevice.RecentLoadVarianceTrend(7)]);
+    }
+
     [Theory]
     [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
     public void EveryGridRuleGivesTheManagedCounts(string accelerator)

@@ -16,9 +16,9 @@ namespace MoeGpuStats.Tests.Device;
 /// <summary>
 /// The kernels compile for the GPU backends on a machine without a GPU, so CI catches a construct
 /// that only the CPU accelerator accepts, and the compiled code keeps the properties the design
-/// relies on: one entry point per record, the histogram in shared memory, at most 16 KiB of shared
-/// memory per group (all the groups of a multiprocessor resident at once), several id loads in
-/// flight per thread.
+/// relies on: one entry point per record, products rounded before they are added, the histogram
+/// in shared memory, at most 16 KiB of shared memory per group (all the groups of a
+/// multiprocessor resident at once), several id loads in flight per thread.
 /// </summary>
 public sealed partial class KernelCompilationTests
 {
@@ -33,6 +33,12 @@ public sealed partial class KernelCompilationTests
         var ptx = Ptx(kernel, CudaInstructionSet.ISA_80);
 
         Assert.Single(Regex.Matches(ptx, @"\.entry\s"));
+
+        // Every float product goes through UnfusedMath.Mul: a mul.rn.f32 for CUDA plus, on the
+        // branch the JIT drops, a mul.f32. A product written with * leaves an unpaired mul.f32,
+        // which the CUDA JIT may fuse with an add and so round differently from the managed engine.
+        Assert.Equal(Regex.Count(ptx, @"\bmul\.rn\.f32\b"), Regex.Count(ptx, @"\bmul\.f32\b"));
+        Assert.DoesNotMatch(@"\bfma\.", ptx);
         var shared = PtxSharedDeclaration().Matches(ptx).Sum(m => int.Parse(m.Groups[1].Value));
         Assert.InRange(shared, 0, SharedBudgetBytes);
         if (kernel == nameof(RoutingRecordKernel))
