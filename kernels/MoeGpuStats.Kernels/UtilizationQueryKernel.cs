@@ -60,20 +60,27 @@ public static class UtilizationQueryKernel
             var max = float.NegativeInfinity;
             var most = 0;
             var least = 0;
+
+            // The current extremes stay in registers: reloading utilization[most] made every
+            // iteration wait for the previous one's global load.
+            var mostValue = utilization[0];
+            var leastValue = mostValue;
             for (var e = 0; e < experts; e++)
             {
                 var value = utilization[e];
                 sum += value;
                 min = value < min ? value : min;
                 max = value > max ? value : max;
-                if (!(utilization[most] > value))
+                if (!(mostValue > value))
                 {
                     most = e;
+                    mostValue = value;
                 }
 
-                if (utilization[least] > value)
+                if (leastValue > value)
                 {
                     least = e;
+                    leastValue = value;
                 }
             }
 
@@ -96,9 +103,9 @@ public static class UtilizationQueryKernel
             output.Max = max;
             output.CoefficientOfVariation = cv;
             output.MostUtilized = most;
-            output.MostUtilization = utilization[most];
+            output.MostUtilization = mostValue;
             output.LeastUtilized = least;
-            output.LeastUtilization = utilization[least];
+            output.LeastUtilization = leastValue;
         }
 
         output.Trend = Trend(state.VarianceHistory, block.VarianceHead, block.VarianceCount, trendWindow);
