@@ -48,6 +48,8 @@ internal static class DeviceCheck
             Console.WriteLine($"| {load} | {micros:F1} µs | {skewLength * 4 / (micros * 1e3):F1} | {micros / uniform:F2}x |");
         }
 
+        Queries(accelerator, experts);
+
         var perThread = OptionText(args, "--ids-per-thread", "4,16,64").Split(',').Select(int.Parse).ToArray();
         Console.WriteLine();
         Console.WriteLine($"Grid rule: the fewest ids per thread before another group (default {RoutingRecordKernel.DefaultIdsPerThread}), record median in µs.");
@@ -61,6 +63,39 @@ internal static class DeviceCheck
         }
 
         return 0;
+    }
+
+    /// <summary>Reads, timed on the host because each one waits for the device: median of 200.</summary>
+    private static void Queries(Accelerator accelerator, int experts)
+    {
+        using var ids = accelerator.Allocate1D(RoutingIds.Skewed(1 << 15, experts));
+        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts });
+        for (var i = 0; i < 200; i++)
+        {
+            engine.RecordRouting(ids.View, 1 << 12, 8);
+        }
+
+        Console.WriteLine();
+        Console.WriteLine($"Reads after 200 records, E = {experts}, host wall time (each read is a launch or copy and one wait):");
+        Console.WriteLine("| read | median |");
+        Console.WriteLine("| --- | --- |");
+        Console.WriteLine($"| UtilizationCv() | {HostMedian(() => engine.UtilizationCv()):F1} µs |");
+        Console.WriteLine($"| RecentLoadVarianceTrend(100) | {HostMedian(() => engine.RecentLoadVarianceTrend(100)):F1} µs |");
+        Console.WriteLine($"| Snapshot() | {HostMedian(() => engine.Snapshot().Dispose()):F1} µs |");
+    }
+
+    private static double HostMedian(Action read)
+    {
+        var times = new double[200];
+        for (var i = 0; i < times.Length; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            read();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+        }
+
+        Array.Sort(times);
+        return times[times.Length / 2];
     }
 
     private static double RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread = RoutingRecordKernel.DefaultIdsPerThread)
