@@ -231,20 +231,21 @@ public static class RoutingRecordKernel
 
         block.Experts = experts;
 
-        var slot = block.VarianceHead + block.VarianceCount;
+        var head = block.VarianceHead;
+        var filled = block.VarianceCount;
+        var slot = head + filled;
         if (slot >= VarianceWindow)
         {
             slot -= VarianceWindow;
         }
 
-        state.VarianceHistory[slot] = total / experts;
-        if (block.VarianceCount < VarianceWindow)
+        if (filled < VarianceWindow)
         {
-            block.VarianceCount++;
+            block.VarianceCount = filled + 1;
         }
         else
         {
-            block.VarianceHead = block.VarianceHead + 1 == VarianceWindow ? 0 : block.VarianceHead + 1;
+            block.VarianceHead = head + 1 == VarianceWindow ? 0 : head + 1;
         }
 
         var current = batchSum / Mul(experts, arguments.SlotsPerExpert);
@@ -259,6 +260,9 @@ public static class RoutingRecordKernel
         block.TotalUsed += (ulong)batchSum;
         block.TotalCapacity += (ulong)experts * (ulong)arguments.SlotsPerExpert;
 
+        // Stored last: the compiler must assume this store may alias the block and would reload
+        // every field read after it from memory.
+        state.VarianceHistory[slot] = total / experts;
         state.GroupsDone[0] = 0;
     }
 
