@@ -18,13 +18,17 @@ cat "$out/env.txt"
 #    asynchrony check is DeviceBehaviourTests.AThousandRecordsReturnBeforeTheDeviceFinishes.
 timeout 200 ./MoeGpuStats.Tests -diagnostics > "$out/tests.log" 2>&1; echo "tests exit $?" >> "$out/tests.log"
 grep -E "Total:|\[FAIL\]|enqueued in" "$out/tests.log" | tail -20
+echo "tests done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 2. The device check table at E = 256 (the baseline's sizes), then the seed workload on this host.
 timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 2>&1 | tee "$out/bench.log"
 timeout 60 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
+echo "bench done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 3. The PyTorch baseline on the same data, in the same call.
 timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$out/torch.json" 2>&1 | tee -a "$out/bench.log"
+echo "torch baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 4. PyTorch -> Python wrapper -> libmoegs (self-contained runtime) on torch's current stream, no synchronize.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 90 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"
+echo "interop done at ${SECONDS}s" | tee -a "$out/env.txt"
