@@ -8,6 +8,10 @@
  * Every function returns a moegs_status; on failure moegs_last_error() gives the reason on the
  * calling thread. No call crashes the process on bad input. Calls on one handle from several
  * threads are serialized (safe, not concurrent).
+ *
+ * On "cuda" the library works in a CUDA context of its own; every call returns with the calling
+ * thread's current CUDA context as it found it (PyTorch's primary context, say), so the caller's
+ * next CUDA runtime call runs where it expects.
  */
 #ifndef MOEGS_H
 #define MOEGS_H
@@ -65,9 +69,10 @@ moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expe
 /* Records one batch of top-k ids (int32, laid out [tokens, top_k]; length >= tokens * top_k).
  * ids: a CUDA device pointer (CUdeviceptr) of the handle's GPU on "cuda", a cl_mem on "opencl",
  * host memory on "cpu" and "managed". The memory is read in place, never copied to the host.
- * stream: the producer's CUstream, or NULL. With a stream, the record waits on the device for the
- * producer's work enqueued so far, and the producer's later work waits for the record, so the
- * buffer can be reused; the host never waits. */
+ * stream (on "cuda"): the producer's CUstream, or NULL for the default stream of the calling
+ * thread's current CUDA context (CUDA's own meaning of NULL; no ordering if no context is current).
+ * The record waits on the device for the producer's work enqueued so far, and the producer's later
+ * work waits for the record, so the buffer can be reused; the host never waits. */
 moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, int32_t tokens, int32_t top_k,
                           float load_balance_loss, float router_z_loss, void* stream);
 

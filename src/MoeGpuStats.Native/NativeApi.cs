@@ -39,8 +39,29 @@ public static unsafe class NativeApi
     }
 
     [UnmanagedCallersOnly]
-    public static int Record(long handle, IntPtr ids, long length, int tokens, int topK, float loadBalanceLoss, float routerZLoss, IntPtr stream) =>
-        With(handle, aggregator => aggregator.Record(ids, length, tokens, topK, loadBalanceLoss, routerZLoss, stream));
+    public static int Record(long handle, IntPtr ids, long length, int tokens, int topK, float loadBalanceLoss, float routerZLoss, IntPtr stream)
+    {
+        if (!Handles.TryGetValue(handle, out var aggregator))
+        {
+            return NotLive(handle);
+        }
+
+        // No closure: this is the per-step call. The aggregator switches CUDA contexts itself, because
+        // the stream ordering must run in the caller's context and the record in ILGPU's.
+        try
+        {
+            lock (aggregator.Gate)
+            {
+                aggregator.Record(ids, length, tokens, topK, loadBalanceLoss, routerZLoss, stream);
+            }
+
+            return NativeStatus.Ok;
+        }
+        catch (Exception exception)
+        {
+            return Fail(exception);
+        }
+    }
 
     [UnmanagedCallersOnly]
     public static int RecordLatency(long handle, long nanoseconds) =>
@@ -107,13 +128,14 @@ public static unsafe class NativeApi
     {
         if (!Handles.TryRemove(handle, out var aggregator))
         {
-            return Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live aggregator (never created, or destroyed).");
+            return NotLive(handle);
         }
 
         return Guard(() =>
         {
             lock (aggregator.Gate)
             {
+                using var device = aggregator.EnterDevice();
                 aggregator.Dispose();
             }
         });
@@ -148,21 +170,26 @@ public static unsafe class NativeApi
         });
     }
 
+    /// <summary>Runs <paramref name="action"/> on a live handle, serialized, with the handle's CUDA context current (if any).</summary>
     private static int With(long handle, Action<NativeAggregator> action)
     {
         if (!Handles.TryGetValue(handle, out var aggregator))
         {
-            return Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live aggregator (never created, or destroyed).");
+            return NotLive(handle);
         }
 
         return Guard(() =>
         {
             lock (aggregator.Gate)
             {
+                using var device = aggregator.EnterDevice();
                 action(aggregator);
             }
         });
     }
+
+    private static int NotLive(long handle) =>
+        Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live aggregator (never created, or destroyed).");
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static int Guard(Action action)
@@ -172,27 +199,21 @@ public static unsafe class NativeApi
             action();
             return NativeStatus.Ok;
         }
-        catch (NoDeviceException exception)
-        {
-            return Fail(NativeStatus.NoDevice, exception.Message);
-        }
-        catch (ArgumentException exception)
-        {
-            return Fail(NativeStatus.InvalidArgument, exception.Message);
-        }
-        catch (ObjectDisposedException exception)
-        {
-            return Fail(NativeStatus.InvalidHandle, exception.Message);
-        }
-        catch (Exception exception) when (exception is ILGPU.Runtime.AcceleratorException or InsufficientMemoryException or InvalidOperationException or DllNotFoundException)
-        {
-            return Fail(NativeStatus.DeviceError, exception.Message);
-        }
         catch (Exception exception)
         {
-            return Fail(NativeStatus.RuntimeError, $"{exception.GetType().Name}: {exception.Message}");
+            return Fail(exception);
         }
     }
+
+    private static int Fail(Exception exception) => exception switch
+    {
+        NoDeviceException => Fail(NativeStatus.NoDevice, exception.Message),
+        ArgumentException => Fail(NativeStatus.InvalidArgument, exception.Message),
+        ObjectDisposedException => Fail(NativeStatus.InvalidHandle, exception.Message),
+        ILGPU.Runtime.AcceleratorException or InsufficientMemoryException or InvalidOperationException or DllNotFoundException
+            => Fail(NativeStatus.DeviceError, exception.Message),
+        _ => Fail(NativeStatus.RuntimeError, $"{exception.GetType().Name}: {exception.Message}"),
+    };
 
     private static int Fail(int status, string message)
     {

@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace MoeGpuStats.Interop;
 
-/// <summary>The few CUDA driver calls ILGPU does not expose: pointer checks and cross-stream events.</summary>
+/// <summary>The few CUDA driver calls ILGPU does not expose: pointer checks, cross-stream events, the current context.</summary>
 internal static partial class CudaDriver
 {
     private const string Library = "libcuda.so.1";
@@ -55,6 +55,33 @@ internal static partial class CudaDriver
         }
     }
 
+    /// <summary>The calling thread's current CUDA context (zero when none).</summary>
+    public static IntPtr CurrentContext()
+    {
+        Check(cuCtxGetCurrent(out var context), "cuCtxGetCurrent");
+        return context;
+    }
+
+    /// <summary>Makes <paramref name="context"/> current on the calling thread (zero pops the current one).</summary>
+    public static void MakeCurrent(IntPtr context) => Check(cuCtxSetCurrent(context), "cuCtxSetCurrent");
+
+    /// <summary>
+    /// After <c>cuCtxCreate</c> pushed <paramref name="created"/> onto the thread's context stack, pops it
+    /// and leaves <paramref name="caller"/> current, as the thread had it before.
+    /// </summary>
+    public static void RestoreAfterCreate(IntPtr created, IntPtr caller)
+    {
+        if (CurrentContext() == created)
+        {
+            Check(cuCtxPopCurrent_v2(out _), "cuCtxPopCurrent");
+        }
+
+        if (CurrentContext() != caller)
+        {
+            MakeCurrent(caller);
+        }
+    }
+
     public static void Record(IntPtr cudaEvent, IntPtr stream) => Check(cuEventRecord(cudaEvent, stream), "cuEventRecord");
 
     /// <summary>Makes <paramref name="stream"/> wait on the device, not the host, for <paramref name="cudaEvent"/> (any context of the same process).</summary>
@@ -78,6 +105,12 @@ internal static partial class CudaDriver
 
     [LibraryImport(Library)]
     private static partial int cuStreamGetCtx(IntPtr stream, out IntPtr context);
+
+    [LibraryImport(Library)]
+    private static partial int cuCtxGetCurrent(out IntPtr context);
+
+    [LibraryImport(Library)]
+    private static partial int cuCtxSetCurrent(IntPtr context);
 
     [LibraryImport(Library)]
     private static partial int cuCtxPushCurrent_v2(IntPtr context);
