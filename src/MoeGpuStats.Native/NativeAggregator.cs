@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Runtime;
-using ILGPU.Runtime.Cuda;
 using MoeGpuStats.Device;
 using MoeGpuStats.Interop;
 
@@ -14,7 +13,6 @@ internal sealed class NativeAggregator : IDisposable
     private readonly Context? _context;
     private readonly Accelerator? _accelerator;
     private readonly CudaStreamBridge? _bridge;
-    private readonly IntPtr _cudaContext;
     private ForeignView<int>? _lastView;
     private (IntPtr Pointer, long Length) _lastBuffer;
 
@@ -42,26 +40,32 @@ internal sealed class NativeAggregator : IDisposable
             throw new NoDeviceException($"no {accelerator} accelerator on this machine.");
         }
 
-        var caller = device.AcceleratorType == AcceleratorType.Cuda ? CudaDriver.CurrentContext() : IntPtr.Zero;
+        var caller = device.AcceleratorType == AcceleratorType.Cuda ? CudaContextScope.CurrentContext() : IntPtr.Zero;
         _accelerator = device.CreateAccelerator(_context);
-        _device = new DeviceRoutingStats(_accelerator, options);
-        _stats = RoutingStats.OnDevice(_device);
-        if (_accelerator is CudaAccelerator cuda)
+        try
         {
-            _bridge = new CudaStreamBridge(_device);
-            _cudaContext = cuda.NativePtr;
-            CudaDriver.RestoreAfterCreate(_cudaContext, caller);
+            _device = new DeviceRoutingStats(_accelerator, options);
+            _stats = RoutingStats.OnDevice(_device);
+            _bridge = _accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(_device) : null;
+        }
+        catch
+        {
+            _device?.Dispose();
+            _accelerator.Dispose();
+            _context.Dispose();
+            throw;
+        }
+        finally
+        {
+            // Creating a CUDA accelerator pushed ILGPU's context onto this thread: give the caller's back.
+            CudaContextScope.RestoreAfterCreate(_accelerator, caller);
         }
     }
 
     public Lock Gate { get; } = new();
 
-    /// <summary>
-    /// Makes ILGPU's CUDA context current until the scope ends, then the caller's again. ILGPU works
-    /// in a context of its own, binds it once per thread and leaves it current; the caller's next
-    /// CUDA runtime call (PyTorch's, say) would then run in ILGPU's context, not in its own.
-    /// </summary>
-    public DeviceContextScope EnterDevice() => new(_cudaContext);
+    /// <summary>ILGPU's CUDA context current until the scope ends, then the caller's again (see <see cref="CudaContextScope"/>).</summary>
+    public CudaContextScope EnterDevice() => _accelerator is null ? default : CudaContextScope.Enter(_accelerator);
 
     public RoutingStats Stats => _stats;
 
@@ -94,7 +98,7 @@ internal sealed class NativeAggregator : IDisposable
         }
 
         // The bridge runs in the caller's context, where a NULL stream is the caller's default stream.
-        var ordered = _bridge is not null && (stream != IntPtr.Zero || CudaDriver.CurrentContext() != IntPtr.Zero);
+        var ordered = _bridge is not null && (stream != IntPtr.Zero || CudaContextScope.CurrentContext() != IntPtr.Zero);
         if (ordered)
         {
             _bridge!.WaitForProducer(stream);
@@ -138,31 +142,3 @@ internal sealed class NativeAggregator : IDisposable
 
 /// <summary>The requested accelerator is not present.</summary>
 internal sealed class NoDeviceException(string message) : Exception(message);
-
-/// <summary>ILGPU's CUDA context current for the scope's life, the caller's afterwards; nothing off CUDA.</summary>
-internal readonly struct DeviceContextScope : IDisposable
-{
-    private readonly IntPtr _caller;
-    private readonly IntPtr _device;
-
-    public DeviceContextScope(IntPtr deviceContext)
-    {
-        _device = deviceContext;
-        if (deviceContext != IntPtr.Zero)
-        {
-            _caller = CudaDriver.CurrentContext();
-            if (_caller != deviceContext)
-            {
-                CudaDriver.MakeCurrent(deviceContext);
-            }
-        }
-    }
-
-    public void Dispose()
-    {
-        if (_device != IntPtr.Zero && _caller != _device)
-        {
-            CudaDriver.MakeCurrent(_caller);
-        }
-    }
-}

@@ -1,0 +1,63 @@
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace MoeGpuStats.Interop;
+
+/// <summary>
+/// Makes a CUDA accelerator's context current on this thread for the scope, and the thread's
+/// previous context current again when it ends. ILGPU works in a CUDA context of its own, binds it
+/// to a thread once and leaves it current; a thread that also calls the CUDA runtime (PyTorch,
+/// TorchSharp, ONNX Runtime) would then run those calls in ILGPU's context instead of the runtime's
+/// primary one. Wrap the MoeGpuStats calls of such a thread in a scope:
+/// <code>using (CudaContextScope.Enter(accelerator)) { stats.RecordRouting(view, tokens, k); }</code>
+/// Off CUDA the scope does nothing. Create the accelerator inside a scope too (creation pushes
+/// ILGPU's context), or call <see cref="RestoreAfterCreate"/> right after.
+/// </summary>
+public readonly struct CudaContextScope : IDisposable
+{
+    private readonly IntPtr _caller;
+    private readonly IntPtr _device;
+
+    private CudaContextScope(IntPtr deviceContext)
+    {
+        _device = deviceContext;
+        _caller = CudaDriver.CurrentContext();
+        if (_caller != deviceContext)
+        {
+            CudaDriver.MakeCurrent(deviceContext);
+        }
+    }
+
+    /// <summary>Makes <paramref name="accelerator"/>'s context current (on CUDA) until the scope is disposed.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    public static CudaContextScope Enter(Accelerator accelerator)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        return accelerator is CudaAccelerator cuda ? new CudaContextScope(cuda.NativePtr) : default;
+    }
+
+    /// <summary>
+    /// After a CUDA accelerator was created on this thread (which pushed its context), makes
+    /// <paramref name="caller"/>, the context current before, current again.
+    /// </summary>
+    public static void RestoreAfterCreate(Accelerator accelerator, IntPtr caller)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        if (accelerator is CudaAccelerator cuda)
+        {
+            CudaDriver.RestoreAfterCreate(cuda.NativePtr, caller);
+        }
+    }
+
+    /// <summary>The calling thread's current CUDA context, to hand to <see cref="RestoreAfterCreate"/>.</summary>
+    public static IntPtr CurrentContext() => CudaDriver.CurrentContext();
+
+    /// <summary>Makes the thread's previous context current again.</summary>
+    public void Dispose()
+    {
+        if (_device != IntPtr.Zero && _caller != _device)
+        {
+            CudaDriver.MakeCurrent(_caller);
+        }
+    }
+}
