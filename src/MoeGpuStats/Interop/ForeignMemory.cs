@@ -40,8 +40,9 @@ public static class ForeignMemory
     /// </summary>
     /// <remarks>
     /// On CUDA the pointer is checked with <c>cuPointerGetAttribute</c>: it must be device memory
-    /// (not host or managed memory) on this accelerator's GPU. A buffer allocated in the CUDA primary
-    /// context (PyTorch's) is readable from ILGPU's context on the same GPU (verified on an H200).
+    /// (not host memory; managed memory counts as device memory) on this accelerator's GPU. A buffer
+    /// allocated in the CUDA primary context (PyTorch's) is readable from ILGPU's context on the same
+    /// GPU (verified on an H200).
     /// </remarks>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentException">The pointer is null, or (CUDA) not device memory of this GPU.</exception>
