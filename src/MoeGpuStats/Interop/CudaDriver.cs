@@ -82,7 +82,19 @@ internal static partial class CudaDriver
         }
     }
 
-    public static void Record(IntPtr cudaEvent, IntPtr stream) => Check(cuEventRecord(cudaEvent, stream), "cuEventRecord");
+    /// <summary>Records <paramref name="cudaEvent"/> on <paramref name="stream"/>, with their <paramref name="context"/> current for the call.</summary>
+    public static void Record(IntPtr cudaEvent, IntPtr stream, IntPtr context)
+    {
+        Check(cuCtxPushCurrent_v2(context), "cuCtxPushCurrent");
+        try
+        {
+            Check(cuEventRecord(cudaEvent, stream), "cuEventRecord");
+        }
+        finally
+        {
+            cuCtxPopCurrent_v2(out _);
+        }
+    }
 
     /// <summary>Makes <paramref name="stream"/> wait on the device, not the host, for <paramref name="cudaEvent"/> (any context of the same process).</summary>
     public static void Wait(IntPtr stream, IntPtr cudaEvent) => Check(cuStreamWaitEvent(stream, cudaEvent, 0), "cuStreamWaitEvent");

@@ -13,7 +13,9 @@ namespace MoeGpuStats.Interop;
 /// the primary context, ILGPU's in its own); <c>cuStreamWaitEvent</c> accepts an event of another
 /// context on the same device. A producer stream created in the engine's own context can instead
 /// be the engine's stream: pass <c>cudaAccelerator.CreateStream(pointer, false)</c> to
-/// <see cref="DeviceRoutingStats"/>.
+/// <see cref="DeviceRoutingStats"/>. A zero stream handle means, as in CUDA, the default stream of
+/// the calling thread's current context: call with the producer's context current (outside any
+/// <see cref="CudaContextScope"/>).
 /// </remarks>
 public sealed class CudaStreamBridge : IDisposable
 {
@@ -41,8 +43,8 @@ public sealed class CudaStreamBridge : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var cudaEvent = EventFor(producerStream);
-            CudaDriver.Record(cudaEvent, producerStream);
+            var (cudaEvent, context) = EventFor(producerStream);
+            CudaDriver.Record(cudaEvent, producerStream, context);
             CudaDriver.Wait(_engineStream, cudaEvent);
         }
     }
@@ -60,8 +62,8 @@ public sealed class CudaStreamBridge : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var cudaEvent = EventFor(_engineStream);
-            CudaDriver.Record(cudaEvent, _engineStream);
+            var (cudaEvent, context) = EventFor(_engineStream);
+            CudaDriver.Record(cudaEvent, _engineStream, context);
             CudaDriver.Wait(consumerStream, cudaEvent);
         }
     }
@@ -84,7 +86,11 @@ public sealed class CudaStreamBridge : IDisposable
         }
     }
 
-    private IntPtr EventFor(IntPtr stream)
+    /// <summary>
+    /// The bridge's event in <paramref name="stream"/>'s context (a NULL stream: the thread's current
+    /// context, whose default stream it is), and that context.
+    /// </summary>
+    private (IntPtr Event, IntPtr Context) EventFor(IntPtr stream)
     {
         var context = CudaDriver.StreamContext(stream, nameof(stream));
         if (!_events.TryGetValue(context, out var cudaEvent))
@@ -93,6 +99,6 @@ public sealed class CudaStreamBridge : IDisposable
             _events[context] = cudaEvent;
         }
 
-        return cudaEvent;
+        return (cudaEvent, context);
     }
 }
