@@ -11,7 +11,9 @@ namespace MoeGpuStats.Interop;
 /// primary one. Wrap the MoeGpuStats calls of such a thread in a scope:
 /// <code>using (CudaContextScope.Enter(accelerator)) { stats.RecordRouting(view, tokens, k); }</code>
 /// Off CUDA the scope does nothing. Create the accelerator inside a scope too (creation pushes
-/// ILGPU's context), or call <see cref="RestoreAfterCreate"/> right after.
+/// ILGPU's context), or call <see cref="RestoreAfterCreate"/> right after. Once a thread has its
+/// own context back, every call that reaches ILGPU on it (records, reads, allocations, disposal)
+/// belongs inside a scope: ILGPU still believes its context is current there and would not bind it.
 /// </summary>
 public readonly struct CudaContextScope : IDisposable
 {

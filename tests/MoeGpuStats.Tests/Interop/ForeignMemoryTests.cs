@@ -141,4 +141,57 @@ public sealed unsafe class ForeignMemoryTests
 
         Assert.Equal(caller, CudaContextScope.CurrentContext());
     }
+
+    /// <summary>
+    /// PyTorch's situation: the ids are written in another context (here a second ILGPU context
+    /// plays the CUDA runtime's primary one) on that context's default stream, handed over as a
+    /// NULL stream. The record is ordered after the fill and the next fill after the record, and the
+    /// producer's context is current again after every call.
+    /// </summary>
+    [Fact]
+    public void ANullStreamOrdersAgainstTheDefaultStreamOfTheCallersContext()
+    {
+        var accelerator = (CudaAccelerator)TestAccelerators.Require("cuda");
+        using var producerContext = Context.Create(builder => builder.Cuda());
+        var before = CudaContextScope.CurrentContext();
+        using var producer = producerContext.CreateCudaAccelerator(0);
+        CudaContextScope.RestoreAfterCreate(producer, before);
+        const int length = 1 << 24;
+
+        using (CudaContextScope.Enter(producer))
+        {
+            using var ids = producer.Allocate1D<int>(length);
+            DeviceRoutingStats device;
+            RoutingStats stats;
+            ForeignView<int> view;
+            using (CudaContextScope.Enter(accelerator))
+            {
+                device = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = 4 });
+                stats = RoutingStats.OnDevice(device);
+                view = ForeignMemory.Wrap<int>(accelerator, ids.NativePtr, length);
+            }
+
+            using var bridge = new CudaStreamBridge(device);
+            ids.View.MemSetToZero(producer.DefaultStream);    // the producer's NULL stream: every id 0
+            bridge.WaitForProducer(IntPtr.Zero);
+            using (CudaContextScope.Enter(accelerator))
+            {
+                stats.RecordRouting(view.View, tokens: length / 2, topK: 2);
+            }
+
+            bridge.SignalConsumer(IntPtr.Zero);
+            ids.View.MemSet(producer.DefaultStream, 1);       // an invalid id, if the record read it
+            Assert.Equal(producer.NativePtr, CudaContextScope.CurrentContext());
+
+            using (CudaContextScope.Enter(accelerator))
+            {
+                Assert.Equal((ulong)length, stats.ExpertTokenCounts[0]);
+                Assert.Equal(0UL, stats.InvalidExpertIds);
+                view.Dispose();
+                stats.Dispose();
+            }
+        }
+
+        Assert.Equal(before, CudaContextScope.CurrentContext());
+    }
 }
