@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Puts NVIDIA's PTX assembler (ptxas, CUDA 11.8, from Debian 12's non-free nvidia-cuda-toolkit
-# package) in .tools/cuda/ without installing anything, for machines without a CUDA toolkit.
-# KernelCompilationTests then assembles the kernels for sm_90 and checks their registers:
+# Puts NVIDIA's PTX assembler (ptxas) and SASS disassembler (cuobjdump, nvdisasm) of CUDA 11.8, from
+# Debian 12's non-free nvidia-cuda-toolkit package, in .tools/cuda/ without installing anything,
+# for machines without a CUDA toolkit. KernelCompilationTests then assembles the kernels for sm_90
+# and checks their registers; the bench's --emit-ptx writes the PTX to read by hand:
 #   MOEGS_PTXAS=$(bash scripts/ptxas.sh) dotnet test
+#   dotnet run -c Release --project bench/MoeGpuStats.Bench -- --emit-ptx out/ptx   # then ptxas -v, cuobjdump -sass
 # Prints the path of ptxas. Needs curl and dpkg-deb; downloads 84 MB once.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,7 +16,7 @@ if [ ! -x "$ptxas" ]; then
   curl -sSfL -o "$tools/$deb" "http://deb.debian.org/debian/pool/non-free/n/nvidia-cuda-toolkit/$deb"
   dpkg-deb -x "$tools/$deb" "$tools/extract"
   mkdir -p "$tools/usr/bin"
-  cp "$tools/extract/usr/bin/ptxas" "$tools/extract/usr/bin/cuobjdump" "$tools/usr/bin/"
+  cp "$tools/extract/usr/bin/ptxas" "$tools/extract/usr/bin/cuobjdump" "$tools/extract/usr/bin/nvdisasm" "$tools/usr/bin/"
   rm -rf "$tools/extract" "$tools/$deb"
 fi
 "$ptxas" --version >/dev/null

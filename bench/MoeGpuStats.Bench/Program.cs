@@ -1,7 +1,7 @@
 using BenchmarkDotNet.Running;
 using MoeGpuStats.Bench;
 
-// Two quick modes that print one table or line each; everything else goes to BenchmarkDotNet.
+// Quick modes that print one table or line each; everything else goes to BenchmarkDotNet.
 if (args.Contains("--seed-workload"))
 {
     return SeedWorkload.Run(args);
@@ -10,6 +10,11 @@ if (args.Contains("--seed-workload"))
 if (args.Contains("--device-check"))
 {
     return DeviceCheck.Run(args);
+}
+
+if (args.Contains("--emit-ptx"))
+{
+    return EmitPtx.Run(args);
 }
 
 // BenchmarkDotNet rejects options it does not know; --in-process is ours (BenchConfig reads it).

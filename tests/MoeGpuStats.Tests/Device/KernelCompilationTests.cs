@@ -5,7 +5,6 @@ using ILGPU;
 using ILGPU.Backends;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.OpenCL;
-using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
@@ -24,7 +23,7 @@ public sealed partial class KernelCompilationTests
 {
     private const int SharedBudgetBytes = 16 * 1024 + 64;
 
-    public static TheoryData<string> Kernels => [nameof(RoutingRecordKernel), nameof(UtilizationQueryKernel)];
+    public static TheoryData<string> Kernels => [.. KernelPtx.Kernels];
 
     [Theory]
     [MemberData(nameof(Kernels))]
@@ -115,12 +114,8 @@ public sealed partial class KernelCompilationTests
         }
     }
 
-    private static string Ptx(string kernel, CudaInstructionSet instructionSet)
-    {
-        using var context = Context.Create(builder => builder.Default());
-        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, instructionSet, nvvmAPI: null);
-        return ((PTXCompiledKernel)backend.Compile(Entry(kernel), KernelSpecialization.Empty)).PTXAssembly;
-    }
+    private static string Ptx(string kernel, CudaInstructionSet instructionSet) =>
+        KernelPtx.Generate(kernel, CudaArchitecture.SM_90, instructionSet);
 
     private static string? FindPtxas()
     {

@@ -1,0 +1,37 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Backends;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace MoeGpuStats.Kernels;
+
+/// <summary>
+/// The PTX that ILGPU generates for the kernels, without a GPU: what CI checks, and what NVIDIA's
+/// <c>ptxas -v</c> and <c>cuobjdump -sass</c> read to show registers, shared memory and the
+/// instructions (<c>MoeGpuStats.Bench --emit-ptx DIR</c> writes it out).
+/// </summary>
+public static class KernelPtx
+{
+    /// <summary>The kernels' names, as <see cref="Generate"/> takes them.</summary>
+    public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), nameof(UtilizationQueryKernel)];
+
+    /// <summary>Compiles <paramref name="kernel"/> with ILGPU's default (O1) pipeline, as the library's contexts do.</summary>
+    /// <exception cref="ArgumentException"><paramref name="kernel"/> is not one of <see cref="Kernels"/>.</exception>
+    public static string Generate(string kernel, CudaArchitecture architecture, CudaInstructionSet instructionSet)
+    {
+        var type = kernel switch
+        {
+            nameof(RoutingRecordKernel) => typeof(RoutingRecordKernel),
+            nameof(UtilizationQueryKernel) => typeof(UtilizationQueryKernel),
+            _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
+        };
+        var method = type.GetMethod("Kernel", BindingFlags.Static | BindingFlags.NonPublic)!;
+        using var context = Context.Create(builder => builder.Default());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(architecture), architecture, instructionSet, nvvmAPI: null);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), KernelSpecialization.Empty);
+        return compiled.PTXAssembly;
+    }
+}
