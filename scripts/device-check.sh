@@ -3,7 +3,7 @@
 #
 # Here:   bash scripts/pack-device.sh
 # There:  device tool, carry [".device"], timeout_s about 480:   bash scripts/device-check.sh
-# Writes env.txt, tests.log, bench.log, torch.json and interop.log under $OUT; copy the figures
+# Writes env.txt, tests.log, bench.log, torch.json, interop.log and the CLI's snapshots under $OUT; copy the figures
 # into docs/performance.md with the card, driver and date.
 set -uo pipefail
 out=${OUT:-/tmp/moegs-out}
@@ -32,3 +32,15 @@ echo "torch baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
 # 4. PyTorch -> Python wrapper -> libmoegs (self-contained runtime) on torch's current stream, no synchronize.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 90 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"
 echo "interop done at ${SECONDS}s" | tee -a "$out/env.txt"
+
+# 5. The main job, the CLI, on the best accelerator (CUDA there) and on the managed engine: same routing, same numbers.
+timeout 60 ./moegs simulate --steps 100 --json > "$out/cli-device.json" 2> "$out/cli-device.log"
+MOEGS_ACCELERATOR=managed timeout 60 ./moegs simulate --steps 100 --json > "$out/cli-managed.json" 2> /dev/null
+python3 - "$out/cli-device.json" "$out/cli-managed.json" <<'PY' 2>&1 | tee -a "$out/interop.log"
+import json, sys
+device, managed = (json.load(open(path)) for path in sys.argv[1:3])
+differ = [key for key in managed if key != "routing_latency_stats" and device.get(key) != managed[key]]
+print("cli: device and managed snapshots", "EQUAL (latency aside)" if not differ else f"DIFFER in {differ}")
+PY
+grep -m1 "engine" "$out/cli-device.log"
+echo "cli done at ${SECONDS}s" | tee -a "$out/env.txt"
