@@ -20,8 +20,9 @@ public delegate void RoutingRecordLauncher(AcceleratorStream stream, ArrayView<i
 /// <remarks>
 /// Shared memory is statically sized (<see cref="MaxExperts"/> bins): ILGPU's dynamic shared memory
 /// returned wrong histograms on PoCL 5's OpenCL device.
-/// The load variance is summed by one thread in expert order, as the seed sums it, so that it
-/// equals the managed engine's value bit for bit (the variance trend amplifies any difference).
+/// The load variance is summed by one thread in expert order, as the seed sums it, and every product
+/// is rounded before it is added (<see cref="UnfusedMath"/>), so that the floats equal the managed
+/// engine's bit for bit (the variance trend amplifies any difference).
 /// </remarks>
 public static class RoutingRecordKernel
 {
