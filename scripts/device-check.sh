@@ -9,6 +9,7 @@ set -uo pipefail
 out=${OUT:-/tmp/moegs-out}
 mkdir -p "$out"
 root=$(pwd)
+[ -f "$root/.device/pkg.txz" ] || { echo "no .device/pkg.txz: run bash scripts/pack-device.sh on the dev machine and carry .device"; exit 1; }
 rm -rf /tmp/pkg && tar xJf "$root/.device/pkg.txz" -C /tmp && cp "$root/.device/libmoegs.so" /tmp/pkg/
 cd /tmp/pkg || exit 1
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } > "$out/env.txt" 2>&1
