@@ -7,7 +7,7 @@ using MoeGpuStats.Kernels;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n] [--ids-per-thread a,b,..]</c>: one table in a few minutes on the best
+/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n] [--ids-per-thread a,b,..] [--sweep-experts a,b,..]</c>: one table in a few minutes on the best
 /// accelerator (or <c>MOEGS_ACCELERATOR</c>). Each record is timed on the device with profiling
 /// markers after warm-up, median of many; the device-to-device copy bandwidth is measured in the
 /// same run; the managed path (copy ids to the host, then the managed loop) is timed on the host.
@@ -50,16 +50,21 @@ internal static class DeviceCheck
 
         Queries(accelerator, experts);
 
+        // Each extra group flushes up to E bins, so the best rule may depend on E as well as on n.
         var perThread = OptionText(args, "--ids-per-thread", "4,16,64").Split(',').Select(int.Parse).ToArray();
+        var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},{RoutingRecordKernel.MaxExperts}").Split(',').Select(int.Parse).Distinct();
         Console.WriteLine();
         Console.WriteLine($"Grid rule: the fewest ids per thread before another group (default {RoutingRecordKernel.DefaultIdsPerThread}), record median in µs.");
-        Console.WriteLine($"| ids | {string.Join(" | ", perThread)} |");
-        Console.WriteLine($"| --- |{string.Concat(perThread.Select(_ => " --- |"))}");
-        foreach (var length in sizes.Where(n => n <= 1 << 24))
+        Console.WriteLine($"| E | ids | {string.Join(" | ", perThread)} |");
+        Console.WriteLine($"| --- | --- |{string.Concat(perThread.Select(_ => " --- |"))}");
+        foreach (var sweepE in sweepExperts)
         {
-            var host = RoutingIds.Skewed(length, experts);
-            var cells = perThread.Select(n => RecordMedian(accelerator, experts, host, onCpu, n).ToString("F1"));
-            Console.WriteLine($"| {length} | {string.Join(" | ", cells)} |");
+            foreach (var length in sizes.Where(n => n <= 1 << 24))
+            {
+                var host = RoutingIds.Skewed(length, sweepE);
+                var cells = perThread.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, n).ToString("F1"));
+                Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", cells)} |");
+            }
         }
 
         return 0;
