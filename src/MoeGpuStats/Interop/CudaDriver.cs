@@ -71,7 +71,7 @@ internal static partial class CudaDriver
     /// </summary>
     public static void RestoreAfterCreate(IntPtr created, IntPtr caller)
     {
-        if (CurrentContext() == created)
+        if (created != IntPtr.Zero && CurrentContext() == created)
         {
             Check(cuCtxPopCurrent_v2(out _), "cuCtxPopCurrent");
         }
