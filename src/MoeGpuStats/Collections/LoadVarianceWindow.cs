@@ -90,10 +90,27 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
         second = _values.AsSpan(0, count - firstLength);
     }
 
+    /// <summary>
+    /// The values, oldest first. Pending variances are computed into the copy, not stored: a
+    /// snapshot taken on another thread (a metrics collector) while the owner records then only
+    /// reads the window; at worst it sees a batch half written, never leaves the window corrupted.
+    /// </summary>
     public float[] ToArray()
     {
-        GetTail(Count, out var first, out var second);
-        return [.. first, .. second];
+        var histograms = _histograms;
+        var stride = histograms.Length / _values.Length;
+        var count = Count;
+        var computed = count - _pending;
+        var values = new float[count];
+        for (var i = 0; i < count; i++)
+        {
+            var slot = Slot(i);
+            values[i] = i < computed
+                ? _values[slot]
+                : RoutingMath.LoadVariance(histograms.AsSpan(slot * stride, Math.Min(_lengths[slot], stride)), _sums[slot]);
+        }
+
+        return values;
     }
 
     public IEnumerator<float> GetEnumerator()
