@@ -6,7 +6,6 @@ namespace MoeGpuStats.Interop;
 internal static partial class CudaDriver
 {
     private const string Library = "libcuda.so.1";
-    private const int PointerAttributeContext = 1;
     private const int PointerAttributeMemoryType = 2;
     private const int PointerAttributeDeviceOrdinal = 9;
     private const int MemoryTypeDevice = 2;
@@ -43,16 +42,9 @@ internal static partial class CudaDriver
     /// <summary>An event created in <paramref name="context"/> (events are recorded on streams of their own context).</summary>
     public static IntPtr CreateEvent(IntPtr context)
     {
-        Check(cuCtxPushCurrent_v2(context), "cuCtxPushCurrent");
-        try
-        {
-            Check(cuEventCreate(out var cudaEvent, EventDisableTiming), "cuEventCreate");
-            return cudaEvent;
-        }
-        finally
-        {
-            cuCtxPopCurrent_v2(out _);
-        }
+        using var pushed = new PushedContext(context);
+        Check(cuEventCreate(out var cudaEvent, EventDisableTiming), "cuEventCreate");
+        return cudaEvent;
     }
 
     /// <summary>The calling thread's current CUDA context (zero when none).</summary>
@@ -85,15 +77,8 @@ internal static partial class CudaDriver
     /// <summary>Records <paramref name="cudaEvent"/> on <paramref name="stream"/>, with their <paramref name="context"/> current for the call.</summary>
     public static void Record(IntPtr cudaEvent, IntPtr stream, IntPtr context)
     {
-        Check(cuCtxPushCurrent_v2(context), "cuCtxPushCurrent");
-        try
-        {
-            Check(cuEventRecord(cudaEvent, stream), "cuEventRecord");
-        }
-        finally
-        {
-            cuCtxPopCurrent_v2(out _);
-        }
+        using var pushed = new PushedContext(context);
+        Check(cuEventRecord(cudaEvent, stream), "cuEventRecord");
     }
 
     /// <summary>Makes <paramref name="stream"/> wait on the device, not the host, for <paramref name="cudaEvent"/> (any context of the same process).</summary>
@@ -144,4 +129,12 @@ internal static partial class CudaDriver
 
     [LibraryImport(Library)]
     private static partial int cuGetErrorString(int status, out IntPtr text);
+
+    /// <summary>A context pushed as the thread's current one until disposed (a struct: no allocation per call).</summary>
+    private readonly ref struct PushedContext
+    {
+        public PushedContext(IntPtr context) => Check(cuCtxPushCurrent_v2(context), "cuCtxPushCurrent");
+
+        public void Dispose() => cuCtxPopCurrent_v2(out _);
+    }
 }

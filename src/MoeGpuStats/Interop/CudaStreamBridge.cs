@@ -19,7 +19,6 @@ namespace MoeGpuStats.Interop;
 /// </remarks>
 public sealed class CudaStreamBridge : IDisposable
 {
-    private readonly DeviceRoutingStats _engine;
     private readonly IntPtr _engineStream;
     private readonly Dictionary<IntPtr, IntPtr> _events = [];
     private readonly Lock _lock = new();
@@ -30,7 +29,6 @@ public sealed class CudaStreamBridge : IDisposable
     public CudaStreamBridge(DeviceRoutingStats engine)
     {
         ArgumentNullException.ThrowIfNull(engine);
-        _engine = engine;
         _engineStream = engine.Stream is CudaStream cuda
             ? cuda.StreamPtr
             : throw new ArgumentException($"The engine runs on {engine.Accelerator.AcceleratorType}, not CUDA.", nameof(engine));
@@ -38,16 +36,7 @@ public sealed class CudaStreamBridge : IDisposable
 
     /// <summary>Enqueues on the engine's stream a wait for all work enqueued so far on <paramref name="producerStream"/>.</summary>
     /// <exception cref="ArgumentException">The handle is not a CUDA stream.</exception>
-    public void WaitForProducer(IntPtr producerStream)
-    {
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var (cudaEvent, context) = EventFor(producerStream);
-            CudaDriver.Record(cudaEvent, producerStream, context);
-            CudaDriver.Wait(_engineStream, cudaEvent);
-        }
-    }
+    public void WaitForProducer(IntPtr producerStream) => Order(producerStream, _engineStream);
 
     /// <summary>Enqueues on the engine's stream a wait for an event the producer recorded.</summary>
     public void WaitForProducerEvent(IntPtr producerEvent)
@@ -57,16 +46,7 @@ public sealed class CudaStreamBridge : IDisposable
     }
 
     /// <summary>Enqueues on <paramref name="consumerStream"/> a wait for every record enqueued so far on the engine.</summary>
-    public void SignalConsumer(IntPtr consumerStream)
-    {
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            var (cudaEvent, context) = EventFor(_engineStream);
-            CudaDriver.Record(cudaEvent, _engineStream, context);
-            CudaDriver.Wait(consumerStream, cudaEvent);
-        }
-    }
+    public void SignalConsumer(IntPtr consumerStream) => Order(_engineStream, consumerStream);
 
     /// <summary>Destroys the bridge's events.</summary>
     public void Dispose()
@@ -83,6 +63,18 @@ public sealed class CudaStreamBridge : IDisposable
             {
                 CudaDriver.DestroyEvent(cudaEvent);
             }
+        }
+    }
+
+    /// <summary>Makes <paramref name="waiter"/> wait on the device for the work enqueued so far on <paramref name="producer"/>.</summary>
+    private void Order(IntPtr producer, IntPtr waiter)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var (cudaEvent, context) = EventFor(producer);
+            CudaDriver.Record(cudaEvent, producer, context);
+            CudaDriver.Wait(waiter, cudaEvent);
         }
     }
 
