@@ -22,16 +22,21 @@ public static class KernelPtx
     /// <exception cref="ArgumentException"><paramref name="kernel"/> is not one of <see cref="Kernels"/>.</exception>
     public static string Generate(string kernel, CudaArchitecture architecture, CudaInstructionSet instructionSet)
     {
+        using var context = Context.Create(builder => builder.Default());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(architecture), architecture, instructionSet, nvvmAPI: null);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPoint(kernel), KernelSpecialization.Empty);
+        return compiled.PTXAssembly;
+    }
+
+    /// <summary>The kernel's entry point, for any ILGPU backend.</summary>
+    internal static EntryPointDescription EntryPoint(string kernel)
+    {
         var type = kernel switch
         {
             nameof(RoutingRecordKernel) => typeof(RoutingRecordKernel),
             nameof(UtilizationQueryKernel) => typeof(UtilizationQueryKernel),
             _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
         };
-        var method = type.GetMethod("Kernel", BindingFlags.Static | BindingFlags.NonPublic)!;
-        using var context = Context.Create(builder => builder.Default());
-        using var backend = new PTXBackend(context, new CudaCapabilityContext(architecture), architecture, instructionSet, nvvmAPI: null);
-        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), KernelSpecialization.Empty);
-        return compiled.PTXAssembly;
+        return EntryPointDescription.FromExplicitlyGroupedKernel(type.GetMethod("Kernel", BindingFlags.Static | BindingFlags.NonPublic)!);
     }
 }

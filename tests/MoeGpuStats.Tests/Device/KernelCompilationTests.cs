@@ -1,9 +1,5 @@
-using System.Diagnostics;
-using System.Reflection;
 using System.Text.RegularExpressions;
 using ILGPU;
-using ILGPU.Backends;
-using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.OpenCL;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -84,7 +80,8 @@ public sealed partial class KernelCompilationTests
         {
             var source = Path.Combine(folder.FullName, "record.ptx");
             File.WriteAllText(source, Ptx(nameof(RoutingRecordKernel), CudaInstructionSet.ISA_78));
-            var report = Run(ptxas!, $"-arch=sm_90 -O3 -v \"{source}\" -o \"{Path.Combine(folder.FullName, "record.cubin")}\"");
+            var report = ExternalProgram.Run(ptxas!, $"-arch=sm_90 -O3 -v \"{source}\" -o \"{Path.Combine(folder.FullName, "record.cubin")}\"", out var exitCode);
+            Assert.True(exitCode == 0, $"ptxas exited with {exitCode}:\n{report}");
 
             var registers = int.Parse(PtxasRegisters().Match(report).Groups[1].Value);
             Assert.True(registers <= 32, $"{registers} registers per thread: fewer than eight groups fit on a multiprocessor.\n{report}");
@@ -104,7 +101,7 @@ public sealed partial class KernelCompilationTests
         var pocl = new CLCapabilityContext(float16: false, float64: true, genericAddressSpace: true, int64_Atomics: true, subGroups: false);
         using var backend = new CLBackend(context, pocl, CLDeviceVendor.Other, CLCVersion.CL20);
 
-        var source = ((CLCompiledKernel)backend.Compile(Entry(kernel), KernelSpecialization.Empty)).Source;
+        var source = ((CLCompiledKernel)backend.Compile(KernelPtx.EntryPoint(kernel), KernelSpecialization.Empty)).Source;
 
         Assert.Single(Regex.Matches(source, @"\bkernel\s+void\b"));
         if (kernel == nameof(RoutingRecordKernel))
@@ -117,33 +114,9 @@ public sealed partial class KernelCompilationTests
     private static string Ptx(string kernel, CudaInstructionSet instructionSet) =>
         KernelPtx.Generate(kernel, CudaArchitecture.SM_90, instructionSet);
 
-    private static string? FindPtxas()
-    {
-        var candidates = new List<string?> { Environment.GetEnvironmentVariable("MOEGS_PTXAS") };
-        candidates.AddRange((Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Select(folder => Path.Combine(folder, "ptxas")));
-        candidates.Add("/usr/local/cuda/bin/ptxas");
-        return candidates.FirstOrDefault(path => !string.IsNullOrEmpty(path) && File.Exists(path));
-    }
-
-    private static string Run(string program, string arguments)
-    {
-        using var process = Process.Start(new ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true })
-            ?? throw new InvalidOperationException($"Could not start {program}.");
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        var report = output.Result + errors;
-        Assert.True(process.ExitCode == 0, $"{program} {arguments} exited with {process.ExitCode}:\n{report}");
-        return report;
-    }
-
-    private static EntryPointDescription Entry(string kernel)
-    {
-        var type = kernel == nameof(RoutingRecordKernel) ? typeof(RoutingRecordKernel) : typeof(UtilizationQueryKernel);
-        var method = type.GetMethod("Kernel", BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public)
-            ?? throw new InvalidOperationException($"{type.Name} has no Kernel method.");
-        return EntryPointDescription.FromExplicitlyGroupedKernel(method);
-    }
+    private static string? FindPtxas() =>
+        new[] { Environment.GetEnvironmentVariable("MOEGS_PTXAS"), ExternalProgram.FindOnPath("ptxas"), "/usr/local/cuda/bin/ptxas" }
+            .FirstOrDefault(path => !string.IsNullOrEmpty(path) && File.Exists(path));
 
     /// <summary>A 32-bit load from global memory: generic (<c>ld.b32</c>, ILGPU's default O1) or <c>ld.global</c> (O2).</summary>
     [GeneratedRegex(@"\bld(\.global)?(\.nc)?\.b32\b")]

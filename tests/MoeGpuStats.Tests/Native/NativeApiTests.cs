@@ -1,4 +1,3 @@
-using System.Diagnostics;
 
 namespace MoeGpuStats.Tests.Native;
 
@@ -12,7 +11,7 @@ public sealed class NativeApiTests
     [Fact]
     public void TheCProgramSeesTheManagedEnginesNumbers()
     {
-        var output = Run(Path.Combine(NativeOut(), "test_moegs"), "", out var exitCode);
+        var output = ExternalProgram.Run(Path.Combine(NativeOut(), "test_moegs"), "", out var exitCode);
         Assert.True(exitCode == 0, output);
         Assert.Contains(", 0 failed", output);
     }
@@ -21,9 +20,9 @@ public sealed class NativeApiTests
     public void ThePythonWrapperSeesTheManagedEnginesNumbers()
     {
         var root = NativeOut();
-        var python = FindOnPath("python3") ?? Skip("python3 is not on PATH");
+        var python = ExternalProgram.FindOnPath("python3") ?? Skip("python3 is not on PATH");
         var tests = Path.GetFullPath(Path.Combine(root, "..", "..", "python", "tests"));
-        var output = Run(python, $"-m unittest discover -s \"{tests}\" -v", out var exitCode, ("MOEGS_LIB", Path.Combine(root, "libmoegs.so")));
+        var output = ExternalProgram.Run(python, $"-m unittest discover -s \"{tests}\" -v", out var exitCode, ("MOEGS_LIB", Path.Combine(root, "libmoegs.so")));
         Assert.True(exitCode == 0, output);
         Assert.Contains("OK", output);
     }
@@ -57,28 +56,5 @@ public sealed class NativeApiTests
     {
         Assert.Skip(reason);
         return reason;
-    }
-
-    private static string? FindOnPath(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':').Select(dir => Path.Combine(dir, name)).FirstOrDefault(File.Exists);
-
-    private static string Run(string file, string arguments, out int exitCode, params (string Name, string Value)[] environment)
-    {
-        var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var (name, value) in environment)
-        {
-            start.Environment[name] = value;
-        }
-
-        using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
-        {
-            process.Kill(entireProcessTree: true);
-        }
-
-        exitCode = process.HasExited ? process.ExitCode : -1;
-        return stdout.Result + stderr.Result;
     }
 }
