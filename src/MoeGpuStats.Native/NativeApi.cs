@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Text;
 
 namespace MoeGpuStats.Native;
 
@@ -38,34 +37,22 @@ public static unsafe class NativeApi
         });
     }
 
+    /// <remarks>
+    /// The per-step calls allocate nothing (static lambdas, state passed by value) and leave the CUDA
+    /// context alone: the aggregator switches for the record itself (the stream ordering runs in the
+    /// caller's context, the record in ILGPU's), and a latency never reaches the device.
+    /// </remarks>
     [UnmanagedCallersOnly]
-    public static int Record(long handle, IntPtr ids, long length, int tokens, int topK, float loadBalanceLoss, float routerZLoss, IntPtr stream)
-    {
-        if (!Handles.TryGetValue(handle, out var aggregator))
-        {
-            return NotLive(handle);
-        }
-
-        // No closure: this is the per-step call. The aggregator switches CUDA contexts itself, because
-        // the stream ordering must run in the caller's context and the record in ILGPU's.
-        try
-        {
-            lock (aggregator.Gate)
-            {
-                aggregator.Record(ids, length, tokens, topK, loadBalanceLoss, routerZLoss, stream);
-            }
-
-            return NativeStatus.Ok;
-        }
-        catch (Exception exception)
-        {
-            return Fail(exception);
-        }
-    }
+    public static int Record(long handle, IntPtr ids, long length, int tokens, int topK, float loadBalanceLoss, float routerZLoss, IntPtr stream) =>
+        With(
+            handle,
+            (Ids: ids, Length: length, Tokens: tokens, TopK: topK, Loss: loadBalanceLoss, ZLoss: routerZLoss, Stream: stream),
+            static (aggregator, a) => aggregator.Record(a.Ids, a.Length, a.Tokens, a.TopK, a.Loss, a.ZLoss, a.Stream),
+            onDevice: false);
 
     [UnmanagedCallersOnly]
     public static int RecordLatency(long handle, long nanoseconds) =>
-        With(handle, aggregator => aggregator.Stats.RecordRoutingLatency(TimeSpan.FromTicks(nanoseconds / 100)));
+        With(handle, nanoseconds, static (aggregator, ns) => aggregator.Stats.RecordRoutingLatency(TimeSpan.FromTicks(ns / 100)), onDevice: false);
 
     [UnmanagedCallersOnly]
     public static int Snapshot(long handle, NativeSnapshot* destination)
@@ -171,21 +158,34 @@ public static unsafe class NativeApi
     }
 
     /// <summary>Runs <paramref name="action"/> on a live handle, serialized, with the handle's CUDA context current (if any).</summary>
-    private static int With(long handle, Action<NativeAggregator> action)
+    private static int With(long handle, Action<NativeAggregator> action) =>
+        With(handle, action, static (aggregator, run) => run(aggregator), onDevice: true);
+
+    /// <summary>
+    /// Runs <paramref name="action"/> on a live handle, serialized; with <paramref name="onDevice"/>,
+    /// the handle's CUDA context is current for it and the caller's again afterwards.
+    /// </summary>
+    private static int With<TState>(long handle, TState state, Action<NativeAggregator, TState> action, bool onDevice)
     {
         if (!Handles.TryGetValue(handle, out var aggregator))
         {
             return NotLive(handle);
         }
 
-        return Guard(() =>
+        try
         {
             lock (aggregator.Gate)
             {
-                using var device = aggregator.EnterDevice();
-                action(aggregator);
+                using var device = onDevice ? aggregator.EnterDevice() : default;
+                action(aggregator, state);
             }
-        });
+
+            return NativeStatus.Ok;
+        }
+        catch (Exception exception)
+        {
+            return Fail(exception);
+        }
     }
 
     private static int NotLive(long handle) =>
