@@ -150,13 +150,12 @@ internal static class DeviceCheck
         var backToBack = (end - start).TotalMicroseconds / reps;
 
         var managedReps = length >= 1 << 24 ? 3 : 20;
-        var managed = new RoutingStats(options);
+        using var managed = new RoutingStats(options);
         var staging = new int[length];
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < managedReps; i++)
         {
-            ids.View.CopyToCPU(stream, staging.AsSpan());
-            stream.Synchronize();
+            ids.View.CopyToCPU(stream, staging.AsSpan());   // waits for the copy: ILGPU synchronizes the stream
             managed.RecordRouting(staging, tokens, 8);
         }
 
@@ -164,7 +163,8 @@ internal static class DeviceCheck
 
         engine.Reset();
         engine.RecordRouting(ids.View, tokens, 8);
-        var checksum = RoutingIds.Checksum(engine.Snapshot().ExpertTokenCounts);
+        using var snapshot = engine.Snapshot();
+        var checksum = RoutingIds.Checksum(snapshot.ExpertTokenCounts);
         var readGbs = length * 4 / (record * 1e3);
         var copyGbs = length * 8 / (copy * 1e3);
         Console.WriteLine(
