@@ -268,7 +268,7 @@ public sealed partial class RoutingStats : IDisposable
     }
 
     /// <summary>
-    /// A managed copy of the whole state (on a device engine: one synchronization and one copy), which
+    /// A managed copy of the whole state (on a device engine: one wait for the queued records, then one copy per state array), which
     /// answers every query locally and continues independently.
     /// </summary>
     public RoutingStats Snapshot()

@@ -243,7 +243,7 @@ public sealed class DeviceRoutingStats : IDisposable
         return Query(window).Trend;
     }
 
-    /// <summary>One synchronization and one copy of the whole state, as a managed <see cref="RoutingStats"/>.</summary>
+    /// <summary>One wait for the queued records and one copy of each state array, as a managed <see cref="RoutingStats"/>.</summary>
     public RoutingStats Snapshot() => new(new ManagedRoutingEngine(_options, ReadState()));
 
     /// <summary>Clears the state on the device (enqueued; no wait).</summary>
@@ -288,7 +288,6 @@ public sealed class DeviceRoutingStats : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             Span<RoutingStateBlock> block = stackalloc RoutingStateBlock[1];
             _state.View.CopyToCPU(Stream, block);
-            Stream.Synchronize();
             return block[0];
         }
     }
@@ -305,7 +304,6 @@ public sealed class DeviceRoutingStats : IDisposable
 
             var values = new float[_experts];
             (decayed ? _decayedUtilization : _utilization).View.SubView(0, _experts).CopyToCPU(Stream, values.AsSpan());
-            Stream.Synchronize();
             return values;
         }
     }
@@ -317,12 +315,11 @@ public sealed class DeviceRoutingStats : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             var values = new ulong[_experts];
             _tokenCounts.View.SubView(0, _experts).CopyToCPU(Stream, values.AsSpan());
-            Stream.Synchronize();
             return values;
         }
     }
 
-    /// <summary>The state block and the variance ring, one wait; not the per-expert arrays.</summary>
+    /// <summary>The state block and the variance ring; not the per-expert arrays.</summary>
     internal float[] ReadVarianceHistory()
     {
         lock (_lock)
@@ -332,31 +329,47 @@ public sealed class DeviceRoutingStats : IDisposable
             var ring = new float[RoutingRecordKernel.VarianceWindow];
             _state.View.CopyToCPU(Stream, block);
             _varianceHistory.View.CopyToCPU(Stream, ring.AsSpan());
-            Stream.Synchronize();
             return Unroll(ring, block[0]);
         }
     }
 
-    internal UtilizationQueryResult Query(int window) => Query(window, out _);
+    /// <summary>The query's result: one launch, one 36-byte copy.</summary>
+    internal UtilizationQueryResult Query(int window)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return LaunchQuery(window);
+        }
+    }
 
-    /// <summary>The query's result and the state block, one wait.</summary>
+    /// <summary>The query's result and the state block (for the summary), in one call.</summary>
     internal UtilizationQueryResult Query(int window, out RoutingStateBlock block)
     {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            _query(Stream, _views, window, _queryResult.View);
-            Span<UtilizationQueryResult> result = stackalloc UtilizationQueryResult[1];
+            var result = LaunchQuery(window);
             Span<RoutingStateBlock> blocks = stackalloc RoutingStateBlock[1];
-            _queryResult.View.CopyToCPU(Stream, result);
             _state.View.CopyToCPU(Stream, blocks);
-            Stream.Synchronize();
             block = blocks[0];
-            return result[0];
+            return result;
         }
     }
 
-    /// <summary>Every buffer is copied on the stream, then one wait.</summary>
+    /// <summary>Launches the query and copies its result back (ILGPU's host copy waits for the stream).</summary>
+    private UtilizationQueryResult LaunchQuery(int window)
+    {
+        _query(Stream, _views, window, _queryResult.View);
+        Span<UtilizationQueryResult> result = stackalloc UtilizationQueryResult[1];
+        _queryResult.View.CopyToCPU(Stream, result);
+        return result[0];
+    }
+
+    /// <summary>
+    /// Every buffer copied back on the stream: the first copy waits for the queued records (ILGPU's
+    /// host copies are synchronous), the others only for their own transfer.
+    /// </summary>
     internal RoutingState ReadState()
     {
         lock (_lock)
@@ -373,7 +386,6 @@ public sealed class DeviceRoutingStats : IDisposable
             _decayedUtilization.View.SubView(0, decayed.Length).CopyToCPU(Stream, decayed.AsSpan());
             _tokenCounts.View.SubView(0, experts).CopyToCPU(Stream, counts.AsSpan());
             _varianceHistory.View.CopyToCPU(Stream, ring.AsSpan());
-            Stream.Synchronize();
 
             var block = blocks[0];
             var history = Unroll(ring, block);

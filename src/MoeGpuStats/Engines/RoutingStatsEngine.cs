@@ -63,7 +63,7 @@ internal abstract class RoutingStatsEngine : IDisposable
 
     public abstract UtilizationQuery QueryUtilization();
 
-    /// <summary>The utilization query and the totals together (one wait on a device).</summary>
+    /// <summary>The utilization query and the totals together (one query launch on a device).</summary>
     public virtual (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => (QueryUtilization(), Totals);
 
     public abstract float UtilizationCv();
