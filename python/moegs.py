@@ -27,7 +27,7 @@ class MoeGpuStatsError(Exception):
 
 
 class Snapshot(ctypes.Structure):
-    _fields_ = [(name, kind) for name, kind in [
+    _fields_ = [
         ("total_routings", ctypes.c_uint64), ("total_tokens", ctypes.c_uint64), ("tokens_dropped", ctypes.c_uint64),
         ("invalid_expert_ids", ctypes.c_uint64), ("capacity_exceeded_count", ctypes.c_uint64),
         ("total_capacity", ctypes.c_uint64), ("total_used", ctypes.c_uint64), ("latency_measurements", ctypes.c_uint64),
@@ -37,7 +37,7 @@ class Snapshot(ctypes.Structure):
         ("capacity_average_utilization", ctypes.c_float), ("capacity_peak_utilization", ctypes.c_float),
         ("most_utilization", ctypes.c_float), ("least_utilization", ctypes.c_float), ("load_variance_trend_100", ctypes.c_float),
         ("experts", ctypes.c_int32), ("most_utilized", ctypes.c_int32), ("least_utilized", ctypes.c_int32),
-        ("load_variance_history_len", ctypes.c_int32)]]
+        ("load_variance_history_len", ctypes.c_int32)]
 
 
 def _load(path=None):
