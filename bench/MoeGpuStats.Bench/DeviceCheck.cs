@@ -36,16 +36,23 @@ internal static class DeviceCheck
         }
 
         var skewLength = Option(args, "--skew-size", 1 << 24);
+        var countings = Enum.GetValues<HistogramCounting>().Where(c => Supports(accelerator, c)).ToArray();
         Console.WriteLine();
-        Console.WriteLine($"Skewed loads, {skewLength} ids: many threads add to one bin at once.");
-        Console.WriteLine("| load | record median | record read GB/s | time / uniform |");
-        Console.WriteLine("| --- | --- | --- | --- |");
-        var uniform = 0.0;
-        foreach (var (load, share) in new[] { ("uniform", 0.0), ("90 % to one expert", 0.9), ("all to one expert", 1.0) })
+        Console.WriteLine($"Skewed loads, {skewLength} ids: many threads add to one bin at once. Record median, read GB/s and time against the uniform load, per histogram counting (default {HistogramCounting.ThreadRuns}).");
+        Console.WriteLine($"| load |{string.Concat(countings.Select(c => $" {c} | GB/s | / uniform |"))}");
+        Console.WriteLine($"| --- |{string.Concat(countings.Select(_ => " --- | --- | --- |"))}");
+        var uniform = new double[countings.Length];
+        foreach (var (load, host) in SkewedLoads(skewLength, experts))
         {
-            var micros = RecordMedian(accelerator, experts, RoutingIds.Hot(skewLength, experts, share), onCpu);
-            uniform = share == 0.0 ? micros : uniform;
-            Console.WriteLine($"| {load} | {micros:F1} µs | {skewLength * 4 / (micros * 1e3):F1} | {micros / uniform:F2}x |");
+            var cells = new List<string>();
+            for (var c = 0; c < countings.Length; c++)
+            {
+                var micros = RecordMedian(accelerator, experts, host, onCpu, RoutingRecordKernel.DefaultIdsPerThread, countings[c]);
+                uniform[c] = load == "uniform" ? micros : uniform[c];
+                cells.Add($" {micros:F1} µs | {skewLength * 4 / (micros * 1e3):F1} | {micros / uniform[c]:F2}x |");
+            }
+
+            Console.WriteLine($"| {load} |{string.Concat(cells)}");
         }
 
         Queries(accelerator, experts);
@@ -104,11 +111,41 @@ internal static class DeviceCheck
         return times[times.Length / 2];
     }
 
-    private static double RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread = RoutingRecordKernel.DefaultIdsPerThread)
+    /// <summary>The loads of the skew table, first the uniform one the others are compared with.</summary>
+    private static IEnumerable<(string Load, int[] Ids)> SkewedLoads(long length, int experts)
+    {
+        yield return ("uniform", RoutingIds.Hot(length, experts, 0.0));
+        yield return ("k = 8 collapsed, same order", RoutingIds.Collapsed(length, 8, orderVaries: false));
+        yield return ("k = 8 collapsed, order varies", RoutingIds.Collapsed(length, 8, orderVaries: true));
+        yield return ("90 % to one expert", RoutingIds.Hot(length, experts, 0.9));
+        yield return ("all to one expert (k = 1 collapsed)", RoutingIds.Hot(length, experts, 1.0));
+    }
+
+    private static bool Supports(Accelerator accelerator, HistogramCounting counting)
+    {
+        if (counting == HistogramCounting.WarpAggregated && accelerator.AcceleratorType == AcceleratorType.CPU)
+        {
+            Console.WriteLine($"{counting}: not timed on the CPU accelerator, which emulates the warp match with a shuffle per lane for the tests (about 1.5 s per 64 Ki ids).");
+            return false;
+        }
+
+        try
+        {
+            RoutingRecordKernel.Create(accelerator, RoutingRecordKernel.DefaultIdsPerThread, counting);
+            return true;
+        }
+        catch (NotSupportedException refused)
+        {
+            Console.WriteLine($"{counting}: {refused.Message}");
+            return false;
+        }
+    }
+
+    private static double RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread, HistogramCounting counting = HistogramCounting.ThreadRuns)
     {
         using var ids = accelerator.Allocate1D(host);
         using var stream = accelerator.CreateStream();
-        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts }, stream, idsPerThread);
+        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts }, stream, idsPerThread, counting);
         var tokens = host.Length / 8;
         for (var i = 0; i < 3; i++)
         {

@@ -30,6 +30,24 @@ internal static class RoutingIds
         return ids;
     }
 
+    /// <summary>
+    /// A collapsed top-k router: every token sent to experts 0..k-1. In the same order each time, a
+    /// thread whose stride is a multiple of k sees one expert only; with the order turned by a
+    /// per-token amount, consecutive ids of a thread differ and a warp's lanes share k bins.
+    /// </summary>
+    public static int[] Collapsed(long length, int topK, bool orderVaries)
+    {
+        var ids = new int[length];
+        for (long i = 0; i < length; i++)
+        {
+            var token = i / topK;
+            var turn = orderVaries ? (long)((ulong)(token + 1) * 0xD1B54A32D192ED03UL >> 40) : 0;
+            ids[i] = (int)((i % topK + turn) % topK);
+        }
+
+        return ids;
+    }
+
     /// <summary>The baseline's checksum: sum over experts of count * (e + 1).</summary>
     public static ulong Checksum(IReadOnlyList<ulong> counts)
     {

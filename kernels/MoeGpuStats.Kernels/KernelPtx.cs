@@ -16,7 +16,10 @@ namespace MoeGpuStats.Kernels;
 public static class KernelPtx
 {
     /// <summary>The kernels' names, as <see cref="Generate"/> takes them.</summary>
-    public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), nameof(UtilizationQueryKernel)];
+    public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), WarpAggregatedRecordKernel, nameof(UtilizationQueryKernel)];
+
+    /// <summary>The record kernel with <see cref="HistogramCounting.WarpAggregated"/>, as <see cref="Generate"/> takes it.</summary>
+    public const string WarpAggregatedRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.WarpAggregated);
 
     /// <summary>Compiles <paramref name="kernel"/> with ILGPU's default (O1) pipeline, as the library's contexts do.</summary>
     /// <exception cref="ArgumentException"><paramref name="kernel"/> is not one of <see cref="Kernels"/>.</exception>
@@ -31,12 +34,17 @@ public static class KernelPtx
     /// <summary>The kernel's entry point, for any ILGPU backend.</summary>
     internal static EntryPointDescription EntryPoint(string kernel)
     {
-        var type = kernel switch
+        var method = kernel switch
         {
-            nameof(RoutingRecordKernel) => typeof(RoutingRecordKernel),
-            nameof(UtilizationQueryKernel) => typeof(UtilizationQueryKernel),
+            nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting>(),
+            WarpAggregatedRecordKernel => RecordKernel<WarpAggregatedCounting>(),
+            nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
             _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
         };
-        return EntryPointDescription.FromExplicitlyGroupedKernel(type.GetMethod("Kernel", BindingFlags.Static | BindingFlags.NonPublic)!);
+        return EntryPointDescription.FromExplicitlyGroupedKernel(method);
     }
+
+    private static MethodInfo RecordKernel<TCounting>()
+        where TCounting : struct, IHistogramCounting =>
+        new Action<ArrayView<int>, RoutingStateViews, RecordArguments>(RoutingRecordKernel.Kernel<TCounting>).Method;
 }

@@ -1,5 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
 using static MoeGpuStats.Kernels.UnfusedMath;
 
 namespace MoeGpuStats.Kernels;
@@ -36,7 +38,8 @@ public static class RoutingRecordKernel
     public const int PreferredGroupSize = 256;
 
     /// <summary>The kernel body; launch it through <see cref="Create(Accelerator)"/>.</summary>
-    internal static void Kernel(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments)
+    internal static void Kernel<TCounting>(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments)
+        where TCounting : struct, IHistogramCounting
     {
         var bins = SharedMemory.Allocate<int>(MaxExperts);
         ref var groupInvalid = ref SharedMemory.Allocate<int>();
@@ -62,34 +65,7 @@ public static class RoutingRecordKernel
 
         Group.Barrier();
 
-        // Four independent loads per thread before any atomic keep 16 bytes per thread in flight,
-        // which a read-once kernel needs to approach the memory bandwidth. Equal consecutive ids
-        // of a thread are counted in a register first, so a hot expert costs one atomic per run
-        // rather than one per id.
-        var invalid = 0;
-        var runId = -1;
-        var run = 0;
-        var threads = (long)Grid.DimX * groupSize;
-        var i = (long)Grid.IdxX * groupSize + thread;
-        for (; i + 3 * threads < ids.Length; i += 4 * threads)
-        {
-            var a = ids[i];
-            var b = ids[i + threads];
-            var c = ids[i + 2 * threads];
-            var d = ids[i + 3 * threads];
-            Count(bins, experts, a, ref runId, ref run, ref invalid);
-            Count(bins, experts, b, ref runId, ref run, ref invalid);
-            Count(bins, experts, c, ref runId, ref run, ref invalid);
-            Count(bins, experts, d, ref runId, ref run, ref invalid);
-        }
-
-        for (; i < ids.Length; i += threads)
-        {
-            Count(bins, experts, ids[i], ref runId, ref run, ref invalid);
-        }
-
-        Flush(bins, experts, runId, run, ref invalid);
-
+        var invalid = default(TCounting).CountShare(ids, bins, experts);
         if (invalid != 0)
         {
             Atomic.Add(ref groupInvalid, invalid);
@@ -126,37 +102,6 @@ public static class RoutingRecordKernel
 
         MemoryFence.DeviceLevel();
         Fold(state, arguments, bins, ref batchSum, ref overflow);
-    }
-
-    /// <summary>Extends the thread's run of equal ids, or flushes it and starts a new one.</summary>
-    private static void Count(ArrayView<int> bins, int experts, int id, ref int runId, ref int run, ref int invalid)
-    {
-        if (id == runId)
-        {
-            run++;
-            return;
-        }
-
-        Flush(bins, experts, runId, run, ref invalid);
-        runId = id;
-        run = 1;
-    }
-
-    private static void Flush(ArrayView<int> bins, int experts, int id, int run, ref int invalid)
-    {
-        if (run == 0)
-        {
-            return;
-        }
-
-        if ((uint)id < (uint)experts)
-        {
-            Atomic.Add(ref bins[id], run);
-        }
-        else
-        {
-            invalid += run;
-        }
     }
 
     /// <remarks>
@@ -277,17 +222,33 @@ public static class RoutingRecordKernel
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     public static RoutingRecordLauncher Create(Accelerator accelerator) => Create(accelerator, DefaultIdsPerThread);
 
-    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
+    /// <summary>Loads the kernel once on <paramref name="accelerator"/>, with <see cref="HistogramCounting.ThreadRuns"/>, and returns its launcher.</summary>
     /// <param name="accelerator">The accelerator to load the kernel on.</param>
     /// <param name="idsPerThread">The fewest ids per thread before another group is launched (a tuning knob the device check sweeps).</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1.</exception>
-    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread)
+    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread) =>
+        Create(accelerator, idsPerThread, HistogramCounting.ThreadRuns);
+
+    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
+    /// <param name="accelerator">The accelerator to load the kernel on.</param>
+    /// <param name="idsPerThread">The fewest ids per thread before another group is launched (a tuning knob the device check sweeps).</param>
+    /// <param name="counting">How threads add ids to the shared histogram (the device check compares them on skewed loads).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1, or <paramref name="counting"/> is not a defined value.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="counting"/> is <see cref="HistogramCounting.WarpAggregated"/> and the accelerator cannot run it.</exception>
+    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentOutOfRangeException.ThrowIfLessThan(idsPerThread, 1);
-        var kernel = accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel);
         var groupSize = Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
+        var kernel = counting switch
+        {
+            HistogramCounting.ThreadRuns => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel<ThreadRunCounting>),
+            HistogramCounting.WarpAggregated when WarpAggregationUnsupported(accelerator, groupSize) is { } reason => throw new NotSupportedException(reason),
+            HistogramCounting.WarpAggregated => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel<WarpAggregatedCounting>),
+            _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),
+        };
 
         // No more groups than the multiprocessors hold at once (registers and shared memory
         // counted by the driver): a second, partial wave would cost a whole wave's time.
@@ -300,4 +261,15 @@ public static class RoutingRecordKernel
             kernel(stream, new KernelConfig(groups, groupSize), ids, state, arguments);
         };
     }
+
+    /// <summary>Why <paramref name="accelerator"/> cannot run <see cref="HistogramCounting.WarpAggregated"/>, or null if it can.</summary>
+    private static string? WarpAggregationUnsupported(Accelerator accelerator, int groupSize) => accelerator switch
+    {
+        CudaAccelerator { Architecture: { } sm } when sm.Major < 7 =>
+            $"Warp-aggregated counting needs match.any (sm_70 or newer); {accelerator.Name} is {sm}.",
+        CudaAccelerator or CPUAccelerator when groupSize % accelerator.WarpSize != 0 =>
+            $"Warp-aggregated counting needs whole warps: groups of {groupSize} threads on {accelerator.Name}, warps of {accelerator.WarpSize}.",
+        CudaAccelerator or CPUAccelerator => null,
+        _ => $"Warp-aggregated counting runs on CUDA and the CPU accelerator, not on {accelerator.AcceleratorType} ({accelerator.Name}).",
+    };
 }

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
 
 namespace MoeGpuStats.Tests;
 
@@ -10,10 +11,16 @@ namespace MoeGpuStats.Tests;
 public static class TestAccelerators
 {
     private static readonly Lazy<Context> SharedContext = new(() => Context.Create(builder => builder.Default()));
+
+    // ILGPU's default CPU device has warps of 4 lanes; this one simulates a GPU's 32.
+    private static readonly Lazy<Context> Warp32Context = new(() => Context.Create(builder => builder.CPU(CPUDevice.Nvidia)));
     private static readonly Dictionary<string, Accelerator?> Created = [];
     private static readonly Lock Gate = new();
 
     public static TheoryData<string> Kinds => ["cpu", "cuda", "opencl"];
+
+    /// <summary>The CPU accelerator with 32-lane warps, for code that works on whole warps (not in <see cref="Kinds"/>: slower).</summary>
+    public const string CpuWithWarpsOf32 = "cpu-warp32";
 
     /// <summary>The accelerator of that kind, or a skip (never a silent pass) where there is none.</summary>
     public static Accelerator Require(string kind)
@@ -22,6 +29,13 @@ public static class TestAccelerators
         {
             if (!Created.TryGetValue(kind, out var accelerator))
             {
+                if (kind == CpuWithWarpsOf32)
+                {
+                    accelerator = Warp32Context.Value.GetCPUDevice(0).CreateAccelerator(Warp32Context.Value);
+                    Created[kind] = accelerator;
+                    return accelerator;
+                }
+
                 var type = kind switch
                 {
                     "cpu" => AcceleratorType.CPU,

@@ -47,12 +47,12 @@ public sealed class DeviceRoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or <see cref="RoutingStatsOptions.Experts"/> exceeds the device limit.</exception>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
     public DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options = null, AcceleratorStream? stream = null)
-        : this(accelerator, options, stream, RoutingRecordKernel.DefaultIdsPerThread)
+        : this(accelerator, options, stream, RoutingRecordKernel.DefaultIdsPerThread, HistogramCounting.ThreadRuns)
     {
     }
 
-    /// <summary>As the public constructor, with the record kernel's grid rule set (the device check sweeps it).</summary>
-    internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, int idsPerThread)
+    /// <summary>As the public constructor, with the record kernel's grid rule and histogram counting set (the device check compares them).</summary>
+    internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, int idsPerThread, HistogramCounting counting)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         _options = options ?? new RoutingStatsOptions();
@@ -62,6 +62,9 @@ public sealed class DeviceRoutingStats : IDisposable
             throw new ArgumentOutOfRangeException(nameof(options), _options.Experts, $"The device engine holds at most {RoutingStatsOptions.MaxDeviceExperts} experts.");
         }
 
+        // Loaded before anything is allocated, so a kernel the accelerator refuses leaks nothing.
+        _record = RoutingRecordKernel.Create(accelerator, idsPerThread, counting);
+        _query = UtilizationQueryKernel.Create(accelerator);
         Accelerator = accelerator;
         _ownsStream = stream is null;
         Stream = stream ?? accelerator.CreateStream();
@@ -87,8 +90,6 @@ public sealed class DeviceRoutingStats : IDisposable
             DecayedUtilization = _decayedUtilization.View,
             VarianceHistory = _varianceHistory.View,
         };
-        _record = RoutingRecordKernel.Create(accelerator, idsPerThread);
-        _query = UtilizationQueryKernel.Create(accelerator);
         ClearDevice();
     }
 

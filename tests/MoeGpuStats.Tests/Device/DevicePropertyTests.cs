@@ -120,7 +120,7 @@ public sealed class DevicePropertyTests
         using var buffer = device.Allocate1D(ids);
         foreach (var idsPerThread in new[] { 1, 3, 64, 100_000 })
         {
-            using var onDevice = new DeviceRoutingStats(device, options, stream: null, idsPerThread);
+            using var onDevice = new DeviceRoutingStats(device, options, stream: null, idsPerThread, HistogramCounting.ThreadRuns);
             onDevice.RecordRouting(buffer.View, ids.Length, 1);
             using var snapshot = onDevice.Snapshot();
             Assert.Equal(managed.ExpertTokenCounts, snapshot.ExpertTokenCounts);
@@ -130,8 +130,74 @@ public sealed class DevicePropertyTests
         Assert.Equal("idsPerThread", Assert.Throws<ArgumentOutOfRangeException>(() => RoutingRecordKernel.Create(device, 0)).ParamName);
     }
 
+    public static TheoryData<string, HistogramCounting> Countings
+    {
+        get
+        {
+            var data = new TheoryData<string, HistogramCounting>();
+            foreach (var kind in TestAccelerators.Kinds.Select(row => row.Data).Append(TestAccelerators.CpuWithWarpsOf32))
+            {
+                foreach (var counting in Enum.GetValues<HistogramCounting>())
+                {
+                    data.Add(kind, counting);
+                }
+            }
+
+            return data;
+        }
+    }
+
+    /// <summary>
+    /// Both countings give the managed counts on loads that make lanes share ids (hot, collapsed,
+    /// long runs), with ids out of range, at lengths that end inside a warp, and with grids from
+    /// one group to many. Where the accelerator cannot aggregate warps, creating the engine says so.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Countings))]
+    public void EveryHistogramCountingGivesTheManagedCounts(string accelerator, HistogramCounting counting)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        const int experts = 61;
+        var options = new RoutingStatsOptions { Experts = experts };
+        if (counting == HistogramCounting.WarpAggregated && device.AcceleratorType == AcceleratorType.OpenCL)
+        {
+            var refused = Assert.Throws<NotSupportedException>(() => new DeviceRoutingStats(device, options, stream: null, 16, counting));
+            Assert.Contains("OpenCL", refused.Message);
+            return;
+        }
+
+        // The CPU accelerator runs one group, and emulates a warp's match with a shuffle per lane
+        // (slow): lengths there reach the unrolled loop and the partial last warp; a GPU also gets
+        // grids from one group to many.
+        (int Length, int IdsPerThread)[] runs = device.AcceleratorType == AcceleratorType.CPU
+            ? [(1, 16), (37, 16), (1000, 16), (4099, 16)]
+            : [(1, 16), (37, 1), (4099, 3), (100_003, 1), (100_003, 16), (100_003, 100_000)];
+        var random = new Random(23);
+        foreach (var load in new[] { "uniform", "hot", "collapsed", "runs", "invalid" })
+        {
+            foreach (var (length, idsPerThread) in runs)
+            {
+                var ids = Ids(random, length, experts, load);
+                using var managed = new RoutingStats(options);
+                managed.RecordRouting(ids, length, 1);
+                using var buffer = device.Allocate1D(ids);
+                using var onDevice = new DeviceRoutingStats(device, options, stream: null, idsPerThread, counting);
+                onDevice.RecordRouting(buffer.View, length, 1);
+                using var snapshot = onDevice.Snapshot();
+                Assert.True(managed.ExpertTokenCounts.SequenceEqual(snapshot.ExpertTokenCounts), $"{load}, {length} ids, {idsPerThread} per thread: counts differ");
+                Assert.True(managed.InvalidExpertIds == snapshot.InvalidExpertIds, $"{load}, {length} ids, {idsPerThread} per thread: invalid {managed.InvalidExpertIds} managed, {snapshot.InvalidExpertIds} device");
+            }
+        }
+    }
+
     internal static int[] Ids(Random random, int length, int experts, string load)
     {
+        if (load == "collapsed")
+        {
+            // A top-8 router that sends every token to the same experts, in an order that varies.
+            return [.. Enumerable.Range(0, length).Select(i => (i % 8 + (i / 8 * 5 + random.Next(2)) % 8) % 8)];
+        }
+
         if (load == "runs")
         {
             return Runs(random, length, experts);

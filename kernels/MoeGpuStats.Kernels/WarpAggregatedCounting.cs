@@ -1,0 +1,88 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+using static ILGPU.IntrinsicMath.BitOperations;
+
+namespace MoeGpuStats.Kernels;
+
+/// <summary>
+/// <see cref="HistogramCounting.WarpAggregated"/>: for each id a warp loads, the lowest lane of the
+/// lanes holding that id adds their number. The loop bounds depend only on the warp's first index,
+/// so all lanes of a warp run every iteration together, as the warp-wide match needs.
+/// </summary>
+internal readonly struct WarpAggregatedCounting : IHistogramCounting
+{
+    public int CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts)
+    {
+        var lane = Warp.LaneIdx;
+        var warpSize = Warp.WarpSize;
+        var threads = (long)Grid.DimX * Group.DimX;
+        var invalid = 0;
+        var first = (long)Grid.IdxX * Group.DimX + Group.IdxX - lane;
+        for (; first + 3 * threads + warpSize <= ids.Length; first += 4 * threads)
+        {
+            var i = first + lane;
+            var a = ids[i];
+            var b = ids[i + threads];
+            var c = ids[i + 2 * threads];
+            var d = ids[i + 3 * threads];
+            invalid += AddPeers(bins, experts, a, warpSize);
+            invalid += AddPeers(bins, experts, b, warpSize);
+            invalid += AddPeers(bins, experts, c, warpSize);
+            invalid += AddPeers(bins, experts, d, warpSize);
+        }
+
+        for (; first < ids.Length; first += threads)
+        {
+            // The lanes past the end still take part in the match, with an id nobody counts.
+            var lanes = (int)Math.Min(warpSize, ids.Length - first);
+            invalid += AddPeers(bins, experts, lane < lanes ? ids[first + lane] : 0, lanes);
+        }
+
+        return invalid;
+    }
+
+    /// <summary>
+    /// Counts <paramref name="id"/> for the lanes below <paramref name="lanes"/> that hold it; returns
+    /// their number if it is out of range and this lane counts for them, else 0.
+    /// </summary>
+    private static int AddPeers(ArrayView<int> bins, int experts, int id, int lanes)
+    {
+        var lane = Warp.LaneIdx;
+        var counted = lanes >= 32 ? -1 : (1 << lanes) - 1;
+        var peers = MatchAny(id) & counted;
+        if (lane >= lanes || lane != TrailingZeroCount(peers))
+        {
+            return 0;
+        }
+
+        var count = PopCount(peers);
+        if ((uint)id < (uint)experts)
+        {
+            Atomic.Add(ref bins[id], count);
+            return 0;
+        }
+
+        return count;
+    }
+
+    /// <summary>The lanes of the warp whose <paramref name="value"/> equals this lane's, as a bit mask.</summary>
+    private static int MatchAny(int value)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("match.any.sync.b32 %0, %1, 0xffffffff;", out int peers, value);
+            return peers;
+        }
+
+        var mask = 0;
+        for (var source = 0; source < Warp.WarpSize; source++)
+        {
+            if (Warp.Shuffle(value, source) == value)
+            {
+                mask |= 1 << source;
+            }
+        }
+
+        return mask;
+    }
+}
