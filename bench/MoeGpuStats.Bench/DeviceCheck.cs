@@ -39,20 +39,23 @@ internal static class DeviceCheck
         var countings = Enum.GetValues<HistogramCounting>().Where(c => Supports(accelerator, c)).ToArray();
         Console.WriteLine();
         Console.WriteLine($"Skewed loads, {skewLength} ids: many threads add to one bin at once. Record median, read GB/s and time against the uniform load, per histogram counting (default {HistogramCounting.ThreadRuns}).");
-        Console.WriteLine($"| load |{string.Concat(countings.Select(c => $" {c} | GB/s | / uniform |"))}");
-        Console.WriteLine($"| --- |{string.Concat(countings.Select(_ => " --- | --- | --- |"))}");
+        Console.WriteLine($"| load |{string.Concat(countings.Select(c => $" {c} | GB/s | / uniform |"))} checksum |");
+        Console.WriteLine($"| --- |{string.Concat(countings.Select(_ => " --- | --- | --- |"))} --- |");
         var uniform = new double[countings.Length];
         foreach (var (load, host) in SkewedLoads(skewLength, experts))
         {
             var cells = new List<string>();
+            var checksums = new HashSet<ulong>();
             for (var c = 0; c < countings.Length; c++)
             {
-                var micros = RecordMedian(accelerator, experts, host, onCpu, RoutingRecordKernel.DefaultIdsPerThread, countings[c]);
+                var (micros, checksum) = RecordMedian(accelerator, experts, host, onCpu, RoutingRecordKernel.DefaultIdsPerThread, countings[c]);
                 uniform[c] = load == "uniform" ? micros : uniform[c];
+                checksums.Add(checksum);
                 cells.Add($" {micros:F1} µs | {skewLength * 4 / (micros * 1e3):F1} | {micros / uniform[c]:F2}x |");
             }
 
-            Console.WriteLine($"| {load} |{string.Concat(cells)}");
+            // One checksum when every counting gave the same counts; a difference shows them all.
+            Console.WriteLine($"| {load} |{string.Concat(cells)} {string.Join(" ≠ ", checksums)} |");
         }
 
         Queries(accelerator, experts);
@@ -69,7 +72,7 @@ internal static class DeviceCheck
             foreach (var length in sizes.Where(n => n <= 1 << 24))
             {
                 var host = RoutingIds.Skewed(length, sweepE);
-                var cells = perThread.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, n).ToString("F1"));
+                var cells = perThread.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, n).Micros.ToString("F1"));
                 Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", cells)} |");
             }
         }
@@ -141,7 +144,8 @@ internal static class DeviceCheck
         }
     }
 
-    private static double RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread, HistogramCounting counting = HistogramCounting.ThreadRuns)
+    /// <summary>The median device time of a record in µs, and the checksum of one record's counts.</summary>
+    private static (double Micros, ulong Checksum) RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread, HistogramCounting counting = HistogramCounting.ThreadRuns)
     {
         using var ids = accelerator.Allocate1D(host);
         using var stream = accelerator.CreateStream();
@@ -153,7 +157,11 @@ internal static class DeviceCheck
         }
 
         stream.Synchronize();
-        return Median(onCpu ? 5 : 50, stream, () => engine.RecordRouting(ids.View, tokens, 8));
+        var micros = Median(onCpu ? 5 : 50, stream, () => engine.RecordRouting(ids.View, tokens, 8));
+        engine.Reset();
+        engine.RecordRouting(ids.View, tokens, 8);
+        using var snapshot = engine.Snapshot();
+        return (micros, RoutingIds.Checksum(snapshot.ExpertTokenCounts));
     }
 
     private static void Row(Accelerator accelerator, int experts, long length, bool onCpu)
