@@ -120,6 +120,9 @@ internal static class DeviceCheck
         yield return ("uniform", RoutingIds.Hot(length, experts, 0.0));
         yield return ("k = 8 collapsed, same order", RoutingIds.Collapsed(length, 8, orderVaries: false));
         yield return ("k = 8 collapsed, order varies", RoutingIds.Collapsed(length, 8, orderVaries: true));
+
+        // The grid stride (a multiple of 256 threads) is not a multiple of 6, so a thread's runs break here too.
+        yield return ("k = 6 collapsed, same order", RoutingIds.Collapsed(length, 6, orderVaries: false));
         yield return ("90 % to one expert", RoutingIds.Hot(length, experts, 0.9));
         yield return ("all to one expert (k = 1 collapsed)", RoutingIds.Hot(length, experts, 1.0));
     }
