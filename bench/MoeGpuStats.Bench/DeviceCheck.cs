@@ -135,16 +135,13 @@ internal static class DeviceCheck
             return false;
         }
 
-        try
+        if (!RoutingRecordKernel.Supports(accelerator, counting, out var reason))
         {
-            RoutingRecordKernel.Create(accelerator, RoutingRecordKernel.DefaultIdsPerThread, counting);
-            return true;
-        }
-        catch (NotSupportedException refused)
-        {
-            Console.WriteLine($"{counting}: {refused.Message}");
+            Console.WriteLine($"{counting}: {reason}");
             return false;
         }
+
+        return true;
     }
 
     /// <summary>The median device time of a record in µs, and the checksum of one record's counts.</summary>

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -241,11 +242,11 @@ public static class RoutingRecordKernel
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentOutOfRangeException.ThrowIfLessThan(idsPerThread, 1);
-        var groupSize = Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
+        var groupSize = GroupSize(accelerator);
         var kernel = counting switch
         {
             HistogramCounting.ThreadRuns => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel<ThreadRunCounting>),
-            HistogramCounting.WarpAggregated when WarpAggregationUnsupported(accelerator, groupSize) is { } reason => throw new NotSupportedException(reason),
+            HistogramCounting.WarpAggregated when !Supports(accelerator, counting, out var reason) => throw new NotSupportedException(reason),
             HistogramCounting.WarpAggregated => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel<WarpAggregatedCounting>),
             _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),
         };
@@ -262,14 +263,23 @@ public static class RoutingRecordKernel
         };
     }
 
-    /// <summary>Why <paramref name="accelerator"/> cannot run <see cref="HistogramCounting.WarpAggregated"/>, or null if it can.</summary>
-    private static string? WarpAggregationUnsupported(Accelerator accelerator, int groupSize) => accelerator switch
+    /// <summary>Whether <paramref name="accelerator"/> can run <paramref name="counting"/>, and if not, why.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    public static bool Supports(Accelerator accelerator, HistogramCounting counting, [NotNullWhen(false)] out string? reason)
     {
-        CudaAccelerator { Architecture: { } sm } when sm.Major < 7 =>
-            $"Warp-aggregated counting needs match.any (sm_70 or newer); {accelerator.Name} is {sm}.",
-        CudaAccelerator or CPUAccelerator when groupSize % accelerator.WarpSize != 0 =>
-            $"Warp-aggregated counting needs whole warps: groups of {groupSize} threads on {accelerator.Name}, warps of {accelerator.WarpSize}.",
-        CudaAccelerator or CPUAccelerator => null,
-        _ => $"Warp-aggregated counting runs on CUDA and the CPU accelerator, not on {accelerator.AcceleratorType} ({accelerator.Name}).",
-    };
+        ArgumentNullException.ThrowIfNull(accelerator);
+        var groupSize = GroupSize(accelerator);
+        reason = counting != HistogramCounting.WarpAggregated ? null : accelerator switch
+        {
+            CudaAccelerator { Architecture: { } sm } when sm.Major < 7 =>
+                $"Warp-aggregated counting needs match.any (sm_70 or newer); {accelerator.Name} is {sm}.",
+            CudaAccelerator or CPUAccelerator when groupSize % accelerator.WarpSize != 0 =>
+                $"Warp-aggregated counting needs whole warps: groups of {groupSize} threads on {accelerator.Name}, warps of {accelerator.WarpSize}.",
+            CudaAccelerator or CPUAccelerator => null,
+            _ => $"Warp-aggregated counting runs on CUDA and the CPU accelerator, not on {accelerator.AcceleratorType} ({accelerator.Name}).",
+        };
+        return reason is null;
+    }
+
+    private static int GroupSize(Accelerator accelerator) => Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
 }

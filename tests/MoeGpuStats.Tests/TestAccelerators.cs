@@ -29,22 +29,7 @@ public static class TestAccelerators
         {
             if (!Created.TryGetValue(kind, out var accelerator))
             {
-                if (kind == CpuWithWarpsOf32)
-                {
-                    accelerator = Warp32Context.Value.GetCPUDevice(0).CreateAccelerator(Warp32Context.Value);
-                    Created[kind] = accelerator;
-                    return accelerator;
-                }
-
-                var type = kind switch
-                {
-                    "cpu" => AcceleratorType.CPU,
-                    "cuda" => AcceleratorType.Cuda,
-                    "opencl" => AcceleratorType.OpenCL,
-                    _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown accelerator kind."),
-                };
-                var device = SharedContext.Value.Devices.FirstOrDefault(d => d.AcceleratorType == type);
-                accelerator = device?.CreateAccelerator(SharedContext.Value);
+                accelerator = Create(kind);
                 Created[kind] = accelerator;
             }
 
@@ -55,5 +40,23 @@ public static class TestAccelerators
 
             return accelerator;
         }
+    }
+
+    private static Accelerator? Create(string kind)
+    {
+        if (kind == CpuWithWarpsOf32)
+        {
+            return Warp32Context.Value.GetCPUDevice(0).CreateAccelerator(Warp32Context.Value);
+        }
+
+        var type = kind switch
+        {
+            "cpu" => AcceleratorType.CPU,
+            "cuda" => AcceleratorType.Cuda,
+            "opencl" => AcceleratorType.OpenCL,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown accelerator kind."),
+        };
+        var device = SharedContext.Value.Devices.FirstOrDefault(d => d.AcceleratorType == type);
+        return device?.CreateAccelerator(SharedContext.Value);
     }
 }
