@@ -2,9 +2,9 @@
 # The whole GPU check, in one call to the GPU machine (no .NET SDK there).
 #
 # Here:   bash scripts/pack-device.sh
-# There:  device tool, carry [".device"], timeout_s about 480:   bash scripts/device-check.sh
-# Writes env.txt, tests.log, bench.log, torch.json, interop.log and the CLI's snapshots under $OUT; copy the figures
-# into docs/performance.md with the card, driver and date.
+# There:  device tool, carry [".device"], timeout_s about 580:   bash scripts/device-check.sh
+# Writes env.txt, tests.log, bench.log, torch.json, interop.log and cli-device.json under $OUT (the device tool
+# brings back only a few files); copy the figures into docs/performance.md with the card, driver and date.
 set -uo pipefail
 out=${OUT:-/tmp/moegs-out}
 mkdir -p "$out"
@@ -17,13 +17,21 @@ cat "$out/env.txt"
 
 # 1. The whole test suite: CUDA (and OpenCL where ILGPU lists PoCL) included; the 1,000-record
 #    asynchrony check is DeviceBehaviourTests.AThousandRecordsReturnBeforeTheDeviceFinishes.
-timeout 200 ./MoeGpuStats.Tests -diagnostics > "$out/tests.log" 2>&1; echo "tests exit $?" >> "$out/tests.log"
-grep -E "Total:|\[FAIL\]|enqueued in" "$out/tests.log" | tail -20
+#    One test at a time, each named as it starts: an abort inside a native driver then names its test.
+timeout 150 ./MoeGpuStats.Tests -diagnostics -parallelMode none -reporter verbose > "$out/tests.log" 2>&1; echo "tests exit $?" >> "$out/tests.log"
+grep -E "Total:|\[FAIL\]|enqueued in|tests exit" "$out/tests.log" | tail -20
 echo "tests done at ${SECONDS}s" | tee -a "$out/env.txt"
 
+# 1b. The machine's CUDA assembler on each kernel: its registers decide how many groups a multiprocessor holds.
+ptxas=$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)
+./MoeGpuStats.Bench --emit-ptx /tmp/moegs-ptx > /dev/null 2>&1
+for f in /tmp/moegs-ptx/*.ptx; do
+  echo "$(basename "$f"): $("$ptxas" -arch=sm_90 -O3 -v "$f" -o /dev/null 2>&1 | grep -E 'Used|spill' | tr -s ' \n' ' ')"
+done | tee "$out/bench.log"
+
 # 2. The device check table at E = 256 (the baseline's sizes), then the seed workload on this host.
-timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 2>&1 | tee "$out/bench.log"
-timeout 60 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
+timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 2>&1 | tee -a "$out/bench.log"
+timeout 40 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
 echo "bench done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 3. The PyTorch baseline on the same data, in the same call.
@@ -31,17 +39,17 @@ timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$out/
 echo "torch baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 4. PyTorch -> Python wrapper -> libmoegs (self-contained runtime) on torch's current stream, no synchronize.
-MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 90 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"
+MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 60 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"
 echo "interop done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 5. The main job, the CLI, on the best accelerator (CUDA there) and on the managed engine: same routing, same numbers.
-timeout 60 ./moegs simulate --steps 100 --json > "$out/cli-device.json" 2> "$out/cli-device.log"
-MOEGS_ACCELERATOR=managed timeout 60 ./moegs simulate --steps 100 --json > "$out/cli-managed.json" 2> /dev/null
-python3 - "$out/cli-device.json" "$out/cli-managed.json" <<'PY' 2>&1 | tee -a "$out/interop.log"
+timeout 40 ./moegs simulate --steps 100 --json > "$out/cli-device.json" 2> /tmp/cli-device.log
+MOEGS_ACCELERATOR=managed timeout 40 ./moegs simulate --steps 100 --json > /tmp/cli-managed.json 2> /dev/null
+python3 - "$out/cli-device.json" /tmp/cli-managed.json <<'PY' 2>&1 | tee -a "$out/interop.log"
 import json, sys
 device, managed = (json.load(open(path)) for path in sys.argv[1:3])
 differ = [key for key in managed if key != "routing_latency_stats" and device.get(key) != managed[key]]
 print("cli: device and managed snapshots", "EQUAL (latency aside)" if not differ else f"DIFFER in {differ}")
 PY
-grep -m1 "engine" "$out/cli-device.log"
+grep -m1 "engine" /tmp/cli-device.log | tee -a "$out/interop.log"
 echo "cli done at ${SECONDS}s" | tee -a "$out/env.txt"

@@ -28,6 +28,7 @@ internal static class DeviceCheck
         using var accelerator = device.CreateAccelerator(context);
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
         Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record");
+        Console.WriteLine($"An empty kernel between the same markers: {EmptyLaunchMedian(accelerator, onCpu):F1} µs (the floor under any one-launch record).");
         Console.WriteLine("| ids | record median | record read GB/s | d2d copy GB/s | read/copy | back-to-back per record | copy-to-host + managed | managed/device | checksum |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (var length in sizes)
@@ -78,6 +79,21 @@ internal static class DeviceCheck
         }
 
         return 0;
+    }
+
+    /// <summary>The median device time of a launch of one warp that does nothing.</summary>
+    private static double EmptyLaunchMedian(Accelerator accelerator, bool onCpu)
+    {
+        var empty = accelerator.LoadKernel<ArrayView<int>>(EmptyKernel);
+        using var target = accelerator.Allocate1D<int>(1);
+        using var stream = accelerator.CreateStream();
+        empty(stream, new KernelConfig(1, accelerator.WarpSize), target.View);
+        stream.Synchronize();
+        return Median(onCpu ? 5 : 1000, stream, () => empty(stream, new KernelConfig(1, accelerator.WarpSize), target.View));
+    }
+
+    private static void EmptyKernel(ArrayView<int> unused)
+    {
     }
 
     /// <summary>Reads, timed on the host because each one waits for the device: median of 200.</summary>

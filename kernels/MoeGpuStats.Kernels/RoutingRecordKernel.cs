@@ -23,8 +23,8 @@ public delegate void RoutingRecordLauncher(AcceleratorStream stream, ArrayView<i
 /// <remarks>
 /// Shared memory is statically sized (<see cref="MaxExperts"/> bins): ILGPU's dynamic shared memory
 /// returned wrong histograms on PoCL 5's OpenCL device.
-/// The load variance is summed by one thread in expert order, as the seed sums it, and every product
-/// is rounded before it is added (<see cref="UnfusedMath"/>), so that the floats equal the managed
+/// The load variance's squares are computed by every thread and summed by one in expert order, as
+/// the seed sums them, and every product is rounded before it is added (<see cref="UnfusedMath"/>), so that the floats equal the managed
 /// engine's bit for bit (the variance trend amplifies any difference).
 /// </remarks>
 public static class RoutingRecordKernel
@@ -45,8 +45,7 @@ public static class RoutingRecordKernel
         var bins = SharedMemory.Allocate<int>(MaxExperts);
         ref var groupInvalid = ref SharedMemory.Allocate<int>();
         ref var isLast = ref SharedMemory.Allocate<int>();
-        ref var batchSum = ref SharedMemory.Allocate<long>();
-        ref var overflow = ref SharedMemory.Allocate<long>();
+        var partials = SharedMemory.Allocate<long>(PreferredGroupSize);
 
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
@@ -60,8 +59,6 @@ public static class RoutingRecordKernel
         if (thread == 0)
         {
             groupInvalid = 0;
-            batchSum = 0;
-            overflow = 0;
         }
 
         Group.Barrier();
@@ -102,14 +99,14 @@ public static class RoutingRecordKernel
         }
 
         MemoryFence.DeviceLevel();
-        Fold(state, arguments, bins, ref batchSum, ref overflow);
+        Fold(state, arguments, bins, partials);
     }
 
     /// <remarks>
     /// The batch counts are kept as float bits in <paramref name="bins"/>, which the group has flushed:
     /// one 16 KiB array per group instead of two lets a multiprocessor hold all the groups it can run.
     /// </remarks>
-    private static void Fold(RoutingStateViews state, RecordArguments arguments, ArrayView<int> bins, ref long batchSum, ref long overflow)
+    private static void Fold(RoutingStateViews state, RecordArguments arguments, ArrayView<int> bins, ArrayView<long> partials)
     {
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
@@ -144,21 +141,24 @@ public static class RoutingRecordKernel
             }
         }
 
-        Atomic.Add(ref batchSum, partialSum);
-        Atomic.Add(ref overflow, partialOverflow);
+        var batchSum = GroupSum(partialSum, partials);
+        var overflow = arguments.ExpertCapacity > 0 ? GroupSum(partialOverflow, partials) : 0L;
+
+        // The squares in parallel, the sum by one thread in expert order (the seed's rounding).
+        var mean = (float)batchSum / experts;
+        for (var e = thread; e < experts; e += groupSize)
+        {
+            var diff = Interop.IntAsFloat((uint)bins[e]) - mean;
+            bins[e] = (int)Interop.FloatAsInt(Mul(diff, diff));
+        }
+
         Group.Barrier();
         if (thread != 0)
         {
             return;
         }
 
-        var mean = (float)batchSum / experts;
-        var total = 0f;
-        for (var e = 0; e < experts; e++)
-        {
-            var diff = Interop.IntAsFloat((uint)bins[e]) - mean;
-            total += Mul(diff, diff);
-        }
+        var total = SumInOrder(bins, experts);
 
         var dropped = arguments.ExpertCapacity > 0
             ? (int)(overflow < arguments.Tokens ? overflow : arguments.Tokens)
@@ -211,6 +211,76 @@ public static class RoutingRecordKernel
         // every field read after it from memory.
         state.VarianceHistory[slot] = total / experts;
         state.GroupsDone[0] = 0;
+    }
+
+    /// <summary>
+    /// The sum of every thread's <paramref name="value"/>, returned to every thread of the group, by a
+    /// tree in <paramref name="partials"/> (one slot per thread). Not a shared 64-bit atomic add: NVIDIA
+    /// GPUs have none, and the compare-and-swap loop that replaces it serializes a group's 256 threads
+    /// on one address (docs/performance.md gives what it cost).
+    /// </summary>
+    private static long GroupSum(long value, ArrayView<long> partials)
+    {
+        var thread = Group.IdxX;
+        var groupSize = Group.DimX;
+        partials[thread] = value;
+        Group.Barrier();
+        var stride = 1;
+        while (stride * 2 < groupSize)
+        {
+            stride *= 2;
+        }
+
+        for (; stride > 0; stride /= 2)
+        {
+            if (thread < stride && thread + stride < groupSize)
+            {
+                partials[thread] += partials[thread + stride];
+            }
+
+            Group.Barrier();
+        }
+
+        var sum = partials[0];
+        Group.Barrier();
+        return sum;
+    }
+
+    /// <summary>
+    /// <c>((v0 + v1) + v2) + ...</c> of the float bits in <paramref name="values"/>. Eight loads are
+    /// issued before their adds, so one thread waits for shared memory once per eight values
+    /// instead of once per value (the adds stay in order: a float sum's rounding depends on it).
+    /// </summary>
+    private static float SumInOrder(ArrayView<int> values, int length)
+    {
+        var total = 0f;
+        var e = 0;
+        for (; e + 8 <= length; e += 8)
+        {
+            var v0 = values[e];
+            var v1 = values[e + 1];
+            var v2 = values[e + 2];
+            var v3 = values[e + 3];
+            var v4 = values[e + 4];
+            var v5 = values[e + 5];
+            var v6 = values[e + 6];
+            var v7 = values[e + 7];
+            total += Interop.IntAsFloat((uint)v0);
+            total += Interop.IntAsFloat((uint)v1);
+            total += Interop.IntAsFloat((uint)v2);
+            total += Interop.IntAsFloat((uint)v3);
+            total += Interop.IntAsFloat((uint)v4);
+            total += Interop.IntAsFloat((uint)v5);
+            total += Interop.IntAsFloat((uint)v6);
+            total += Interop.IntAsFloat((uint)v7);
+        }
+
+        for (; e < length; e++)
+        {
+            total += Interop.IntAsFloat((uint)values[e]);
+        }
+
+        return total;
     }
 
     /// <summary>

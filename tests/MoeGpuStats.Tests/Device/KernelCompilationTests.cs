@@ -12,12 +12,13 @@ namespace MoeGpuStats.Tests.Device;
 /// The kernels compile for the GPU backends on a machine without a GPU, so CI catches a construct
 /// that only the CPU accelerator accepts, and the compiled code keeps the properties the design
 /// relies on: one entry point per record, products rounded before they are added, the histogram
-/// in shared memory, at most 16 KiB of shared memory per group (all the groups of a
-/// multiprocessor resident at once), several id loads in flight per thread.
+/// in shared memory, at most 18.5 KiB of shared memory per group (the 16 KiB histogram, one long
+/// per thread for group sums: eight groups fit in the 164 KiB of an A100's multiprocessor and the
+/// 228 KiB of an H100's), several id loads in flight per thread.
 /// </summary>
 public sealed partial class KernelCompilationTests
 {
-    private const int SharedBudgetBytes = 16 * 1024 + 64;
+    private const int SharedBudgetBytes = (16 + 2) * 1024 + 64;
 
     public static TheoryData<string> Kernels => [.. KernelPtx.Kernels];
 

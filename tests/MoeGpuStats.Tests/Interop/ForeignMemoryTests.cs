@@ -143,24 +143,19 @@ public sealed unsafe class ForeignMemoryTests
     }
 
     /// <summary>
-    /// PyTorch's situation: the ids are written in another context (here a second ILGPU context
-    /// plays the CUDA runtime's primary one) on that context's default stream, handed over as a
-    /// NULL stream. The record is ordered after the fill and the next fill after the record, and the
-    /// producer's context is current again after every call.
+    /// PyTorch's situation: the ids are written in the device's primary context (the CUDA runtime's)
+    /// on that context's NULL stream, handed over as a NULL stream. The record is ordered after the
+    /// fill and the next fill after the record, and the primary context is current again after
+    /// every call.
     /// </summary>
     [Fact]
     public void ANullStreamOrdersAgainstTheDefaultStreamOfTheCallersContext()
     {
         var accelerator = (CudaAccelerator)TestAccelerators.Require("cuda");
-        using var producerContext = Context.Create(builder => builder.Cuda());
         var before = CudaContextScope.CurrentContext();
-        using var producer = producerContext.CreateCudaAccelerator(0);
-        CudaContextScope.RestoreAfterCreate(producer, before);
         const int length = 1 << 24;
-
-        using (CudaContextScope.Enter(producer))
+        using (var producer = new PrimaryContextProducer(accelerator.DeviceId, length))
         {
-            using var ids = producer.Allocate1D<int>(length);
             DeviceRoutingStats device;
             RoutingStats stats;
             ForeignView<int> view;
@@ -168,11 +163,11 @@ public sealed unsafe class ForeignMemoryTests
             {
                 device = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = 4 });
                 stats = RoutingStats.OnDevice(device);
-                view = ForeignMemory.Wrap<int>(accelerator, ids.NativePtr, length);
+                view = ForeignMemory.Wrap<int>(accelerator, producer.Pointer, length);
             }
 
             using var bridge = new CudaStreamBridge(device);
-            ids.View.MemSetToZero(producer.DefaultStream);    // the producer's NULL stream: every id 0
+            producer.Fill(0);                                 // every id 0
             bridge.WaitForProducer(IntPtr.Zero);
             using (CudaContextScope.Enter(accelerator))
             {
@@ -180,8 +175,8 @@ public sealed unsafe class ForeignMemoryTests
             }
 
             bridge.SignalConsumer(IntPtr.Zero);
-            ids.View.MemSet(producer.DefaultStream, 1);       // an invalid id, if the record read it
-            Assert.Equal(producer.NativePtr, CudaContextScope.CurrentContext());
+            producer.Fill(0x01010101);                        // an invalid id, if the record read it
+            Assert.Equal(producer.Context, CudaContextScope.CurrentContext());
 
             using (CudaContextScope.Enter(accelerator))
             {
@@ -190,6 +185,8 @@ public sealed unsafe class ForeignMemoryTests
                 view.Dispose();
                 stats.Dispose();
             }
+
+            Assert.Equal(producer.Context, CudaContextScope.CurrentContext());
         }
 
         Assert.Equal(before, CudaContextScope.CurrentContext());
