@@ -65,7 +65,7 @@ internal static class DeviceCheck
         var perThread = OptionText(args, "--ids-per-thread", "4,16,64").Split(',').Select(int.Parse).ToArray();
         var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},{RoutingRecordKernel.MaxExperts}").Split(',').Select(int.Parse).Distinct();
         Console.WriteLine();
-        Console.WriteLine($"Grid rule: the fewest ids per thread before another group (default {RoutingRecordKernel.DefaultIdsPerThread}), record median in µs.");
+        Console.WriteLine($"Grid rule: the fewest ids per thread before another group (default {RoutingRecordKernel.DefaultIdsPerThread}; a small batch first gets a group per multiprocessor, down to {RoutingRecordKernel.FewestIdsPerThread}), record median in µs.");
         Console.WriteLine($"| E | ids | {string.Join(" | ", perThread)} |");
         Console.WriteLine($"| --- | --- |{string.Concat(perThread.Select(_ => " --- |"))}");
         foreach (var sweepE in sweepExperts)

@@ -289,6 +289,9 @@ public static class RoutingRecordKernel
     /// </summary>
     public const int DefaultIdsPerThread = 16;
 
+    /// <summary>The fewest ids per thread of a batch too small to give every multiprocessor a group at <see cref="DefaultIdsPerThread"/>.</summary>
+    public const int FewestIdsPerThread = 4;
+
     /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     public static RoutingRecordLauncher Create(Accelerator accelerator) => Create(accelerator, DefaultIdsPerThread);
@@ -326,9 +329,14 @@ public static class RoutingRecordKernel
         var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel.GetKernel(), groupSize, 0);
         var maxGroups = Math.Max(1, accelerator.NumMultiprocessors * Math.Max(1, resident));
         var idsPerGroup = (long)groupSize * idsPerThread;
+        var fewestIdsPerGroup = (long)groupSize * FewestIdsPerThread;
+        var multiprocessors = Math.Max(1, accelerator.NumMultiprocessors);
         return (stream, ids, state, arguments) =>
         {
-            var groups = (int)Math.Clamp((ids.Length + idsPerGroup - 1) / idsPerGroup, 1L, maxGroups);
+            // A small batch first gets a group per multiprocessor, down to a few ids per thread: its
+            // threads then wait for one round of loads, not several in a row.
+            var spread = Math.Min(multiprocessors, (ids.Length + fewestIdsPerGroup - 1) / fewestIdsPerGroup);
+            var groups = (int)Math.Clamp(Math.Max(spread, (ids.Length + idsPerGroup - 1) / idsPerGroup), 1L, maxGroups);
             kernel(stream, new KernelConfig(groups, groupSize), ids, state, arguments);
         };
     }

@@ -109,6 +109,12 @@ public sealed class DeviceRoutingStats : IDisposable
     /// Enqueues one record from the router's top-k ids, laid out <c>[tokens, topK]</c>, and returns
     /// without waiting for the device. Ids outside <c>[0, E)</c> are counted as invalid.
     /// </summary>
+    /// <remarks>
+    /// The ids are read when <see cref="Stream"/> reaches the record, not when this call returns:
+    /// write them on <see cref="Stream"/>, or order the writer's stream against it (on CUDA with
+    /// <see cref="Interop.CudaStreamBridge"/>). Another stream's write can overtake the record; on
+    /// OpenCL, whose queues have no implicit order, it did (PoCL 5, counts of the next batch).
+    /// </remarks>
     /// <param name="topKExpertIds">At least <c>tokens * topK</c> ids on <see cref="Accelerator"/> (memory owned by anyone).</param>
     /// <param name="tokens">Tokens in the batch.</param>
     /// <param name="topK">Experts per token.</param>

@@ -40,7 +40,8 @@ public sealed class DevicePropertyTests
     {
         var device = TestAccelerators.Require(accelerator);
         var options = new RoutingStatsOptions { Experts = experts, UtilizationDecay = 0.9f, ExpertCapacity = Math.Max(1, tokensPerBatch * topK / experts) };
-        using var onDevice = RoutingStats.OnDevice(device, options);
+        var engine = new DeviceRoutingStats(device, options);   // owned and disposed by onDevice
+        using var onDevice = RoutingStats.OnDevice(engine);
         using var managed = new RoutingStats(options);
         var random = new Random(HashCode.Combine(experts, topK, tokensPerBatch, load));
         var length = tokensPerBatch * topK;
@@ -48,7 +49,7 @@ public sealed class DevicePropertyTests
         for (var batch = 0; batch < 3; batch++)
         {
             var ids = Ids(random, length, experts, load);
-            buffer.View.SubView(0, length).CopyFromCPU(ids);
+            buffer.View.SubView(0, length).CopyFromCPU(engine.Stream, ids);   // after the last record read the buffer
             onDevice.RecordRouting(buffer.View, tokensPerBatch, topK, loadBalanceLoss: 0.25f * batch, routerZLoss: 0.01f);
             managed.RecordRouting(ids, tokensPerBatch, topK, loadBalanceLoss: 0.25f * batch, routerZLoss: 0.01f);
         }
@@ -80,7 +81,8 @@ public sealed class DevicePropertyTests
         var device = TestAccelerators.Require(accelerator);
         const int experts = 97;
         var options = new RoutingStatsOptions { Experts = experts, UtilizationDecay = 0.93f, ExpertCapacity = 700 };
-        using var onDevice = RoutingStats.OnDevice(device, options);
+        var engine = new DeviceRoutingStats(device, options);   // owned and disposed by onDevice
+        using var onDevice = RoutingStats.OnDevice(engine);
         using var managed = new RoutingStats(options);
         var random = new Random(5);
         const int length = 6000 * 8;
@@ -90,7 +92,7 @@ public sealed class DevicePropertyTests
             var ids = Ids(random, length, experts, batch % 3 == 0 ? "skewed" : "uniform");
             var loss = (float)random.NextDouble();
             var zLoss = (float)random.NextDouble() / 7f;
-            buffer.View.CopyFromCPU(ids);
+            buffer.View.CopyFromCPU(engine.Stream, ids);
             onDevice.RecordRouting(buffer.View, 6000, 8, loadBalanceLoss: loss, routerZLoss: zLoss);
             managed.RecordRouting(ids, 6000, 8, loadBalanceLoss: loss, routerZLoss: zLoss);
         }
