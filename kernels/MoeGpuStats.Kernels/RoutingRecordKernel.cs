@@ -24,8 +24,9 @@ public delegate void RoutingRecordLauncher(AcceleratorStream stream, ArrayView<i
 /// Shared memory is statically sized (<see cref="MaxExperts"/> bins): ILGPU's dynamic shared memory
 /// returned wrong histograms on PoCL 5's OpenCL device.
 /// The load variance's squares are computed by every thread and summed by one in expert order, as
-/// the seed sums them, and every product is rounded before it is added (<see cref="UnfusedMath"/>), so that the floats equal the managed
-/// engine's bit for bit (the variance trend amplifies any difference).
+/// the seed sums them, and every product is rounded before it is added (<see cref="UnfusedMath"/>),
+/// so that the floats equal the managed engine's bit for bit (the variance trend amplifies any
+/// difference).
 /// </remarks>
 public static class RoutingRecordKernel
 {
@@ -219,7 +220,7 @@ public static class RoutingRecordKernel
     /// GPUs have none, and the compare-and-swap loop that replaces it serializes a group's 256 threads
     /// on one address (docs/performance.md gives what it cost).
     /// </summary>
-    private static long GroupSum(long value, ArrayView<long> partials)
+    internal static long GroupSum(long value, ArrayView<long> partials)
     {
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
