@@ -299,7 +299,7 @@ public static class RoutingRecordKernel
 
     /// <summary>Loads the kernel once on <paramref name="accelerator"/>, with <see cref="HistogramCounting.ThreadRuns"/>, and returns its launcher.</summary>
     /// <param name="accelerator">The accelerator to load the kernel on.</param>
-    /// <param name="idsPerThread">The fewest ids per thread before another group is launched (a tuning knob the device check sweeps).</param>
+    /// <param name="idsPerThread">The fewest ids per thread before another group is launched, once every multiprocessor has one (a tuning knob the device check sweeps).</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1.</exception>
     public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread) =>
@@ -307,7 +307,7 @@ public static class RoutingRecordKernel
 
     /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
     /// <param name="accelerator">The accelerator to load the kernel on.</param>
-    /// <param name="idsPerThread">The fewest ids per thread before another group is launched (a tuning knob the device check sweeps).</param>
+    /// <param name="idsPerThread">The fewest ids per thread before another group is launched, once every multiprocessor has one (a tuning knob the device check sweeps).</param>
     /// <param name="counting">How threads add ids to the shared histogram (the device check compares them on skewed loads).</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1, or <paramref name="counting"/> is not a defined value.</exception>

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using MoeGpuStats.Interop;
 
 namespace MoeGpuStats.Tests.Interop;
 
@@ -18,10 +19,10 @@ internal sealed partial class PrimaryContextProducer : IDisposable
     public PrimaryContextProducer(int device, long length)
     {
         _device = device;
-        Check(cuCtxGetCurrent(out _previous), "cuCtxGetCurrent");
+        _previous = CudaDriver.CurrentContext();
         Check(cuDevicePrimaryCtxRetain(out var context, device), "cuDevicePrimaryCtxRetain");
         Context = context;
-        Check(cuCtxSetCurrent(context), "cuCtxSetCurrent");
+        CudaDriver.MakeCurrent(context);
         Check(cuMemAlloc_v2(out var pointer, (nuint)(length * sizeof(int))), "cuMemAlloc");
         Pointer = pointer;
         Length = length;
@@ -39,10 +40,10 @@ internal sealed partial class PrimaryContextProducer : IDisposable
     /// <summary>Frees the memory (waiting for the context's work), releases the primary context and makes the thread's previous context current.</summary>
     public void Dispose()
     {
-        cuCtxSetCurrent(Context);
+        CudaDriver.MakeCurrent(Context);
         cuCtxSynchronize();
         cuMemFree_v2(Pointer);
-        cuCtxSetCurrent(_previous);
+        CudaDriver.MakeCurrent(_previous);
         cuDevicePrimaryCtxRelease_v2(_device);
     }
 
@@ -59,12 +60,6 @@ internal sealed partial class PrimaryContextProducer : IDisposable
 
     [LibraryImport(Library)]
     private static partial int cuDevicePrimaryCtxRelease_v2(int device);
-
-    [LibraryImport(Library)]
-    private static partial int cuCtxGetCurrent(out IntPtr context);
-
-    [LibraryImport(Library)]
-    private static partial int cuCtxSetCurrent(IntPtr context);
 
     [LibraryImport(Library)]
     private static partial int cuCtxSynchronize();
