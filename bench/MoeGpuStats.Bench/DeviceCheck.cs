@@ -60,6 +60,7 @@ internal static class DeviceCheck
         }
 
         Queries(accelerator, experts);
+        QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct().Order()], onCpu);
 
         // Each extra group flushes up to E bins, so the best rule may depend on E as well as on n.
         var perThread = OptionText(args, "--ids-per-thread", "4,16,64").Split(',').Select(int.Parse).ToArray();
@@ -114,6 +115,31 @@ internal static class DeviceCheck
         Console.WriteLine($"| UtilizationCv() | {HostMedian(() => engine.UtilizationCv()):F1} µs |");
         Console.WriteLine($"| RecentLoadVarianceTrend(100) | {HostMedian(() => engine.RecentLoadVarianceTrend(100)):F1} µs |");
         Console.WriteLine($"| Snapshot() | {HostMedian(() => engine.Snapshot().Dispose()):F1} µs |");
+    }
+
+    /// <summary>
+    /// A read's device time by expert count: the query launch and its 36-byte copy between profiling
+    /// markers, median of 200, next to the host time of the same call (which adds the wait).
+    /// </summary>
+    private static void QueryLaunches(Accelerator accelerator, int[] expertCounts, bool onCpu)
+    {
+        Console.WriteLine();
+        Console.WriteLine("UtilizationCv() by expert count after 1,000 records (the variance ring full): device time between markers, and host time.");
+        Console.WriteLine("| E | device | host |");
+        Console.WriteLine("| --- | --- | --- |");
+        foreach (var experts in expertCounts)
+        {
+            using var ids = accelerator.Allocate1D(RoutingIds.Skewed(1 << 15, experts));
+            using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts });
+            for (var i = 0; i < RoutingRecordKernel.VarianceWindow; i++)
+            {
+                engine.RecordRouting(ids.View, 1 << 12, 8);
+            }
+
+            engine.Stream.Synchronize();
+            var device = Median(onCpu ? 5 : 200, engine.Stream, () => engine.UtilizationCv());
+            Console.WriteLine($"| {experts} | {device:F1} µs | {HostMedian(() => engine.UtilizationCv()):F1} µs |");
+        }
     }
 
     private static double HostMedian(Action read)

@@ -39,97 +39,242 @@ public struct UtilizationQueryResult
 public delegate void UtilizationQueryLauncher(AcceleratorStream stream, RoutingStateViews state, int trendWindow, ArrayView<UtilizationQueryResult> result);
 
 /// <summary>
-/// The reductions behind the read queries, in one launch of one thread: at most 4,096 experts and
+/// The reductions behind the read queries, in one launch of one group: at most 4,096 experts and
 /// 1,000 variances, summed in the seed's order so the results equal the managed engine's.
-/// Queries are rare next to records; exactness is worth more here than parallel speed.
 /// </summary>
+/// <remarks>
+/// The whole group stages the utilization and the trend's variances in shared memory with
+/// coalesced loads; then three threads in different warps each run one of the seed's sequential
+/// reductions at once (sum and coefficient of variation; extremes; trend), reading shared memory
+/// eight values ahead. One thread reading global memory waited for every load in turn: 81.9 µs
+/// per <c>UtilizationCv()</c> at 1,024 experts on an H200. The sums stay sequential because a
+/// reordered float sum differs in the last bits.
+/// </remarks>
 public static class UtilizationQueryKernel
 {
     private const float RustF32Epsilon = 1.1920929E-07f;
 
     internal static void Kernel(RoutingStateViews state, int trendWindow, ArrayView<UtilizationQueryResult> result)
     {
-        var block = state.State[0];
-        var experts = block.Experts;
-        var output = default(UtilizationQueryResult);
-        var utilization = state.Utilization;
-        if (experts > 0)
+        var utilization = SharedMemory.Allocate<float>(RoutingRecordKernel.MaxExperts);
+        var variances = SharedMemory.Allocate<float>(RoutingRecordKernel.VarianceWindow);
+        var thread = Group.IdxX;
+        var groupSize = Group.DimX;
+        var experts = state.State[0].Experts;
+        var count = state.State[0].VarianceCount;
+        var length = trendWindow < count ? trendWindow : count;
+        var oldest = state.State[0].VarianceHead + count - length;
+
+        for (var e = thread; e < experts; e += groupSize)
         {
-            var sum = 0f;
-            var min = float.PositiveInfinity;
-            var max = float.NegativeInfinity;
-            var most = 0;
-            var least = 0;
-
-            // The current extremes stay in registers: reloading utilization[most] made every
-            // iteration wait for the previous one's global load.
-            var mostValue = utilization[0];
-            var leastValue = mostValue;
-            for (var e = 0; e < experts; e++)
-            {
-                var value = utilization[e];
-                sum += value;
-                min = value < min ? value : min;
-                max = value > max ? value : max;
-                if (!(mostValue > value))
-                {
-                    most = e;
-                    mostValue = value;
-                }
-
-                if (leastValue > value)
-                {
-                    least = e;
-                    leastValue = value;
-                }
-            }
-
-            var mean = sum / experts;
-            var cv = 0f;
-            if (mean > 0f)
-            {
-                var total = 0f;
-                for (var e = 0; e < experts; e++)
-                {
-                    var diff = utilization[e] - mean;
-                    total += Mul(diff, diff);
-                }
-
-                cv = MathF.Sqrt(total / experts) / mean;
-            }
-
-            output.Mean = mean;
-            output.Min = min;
-            output.Max = max;
-            output.CoefficientOfVariation = cv;
-            output.MostUtilized = most;
-            output.MostUtilization = mostValue;
-            output.LeastUtilized = least;
-            output.LeastUtilization = leastValue;
+            utilization[e] = state.Utilization[e];
         }
 
-        output.Trend = Trend(state.VarianceHistory, block.VarianceHead, block.VarianceCount, trendWindow);
-        result[0] = output;
+        for (var i = thread; i < length; i += groupSize)
+        {
+            variances[i] = state.VarianceHistory[(oldest + i) % RoutingRecordKernel.VarianceWindow];
+        }
+
+        Group.Barrier();
+
+        // Each role's thread writes only its own fields of the result.
+        ref var output = ref result[0];
+        if (thread == 0)
+        {
+            var mean = experts > 0 ? Sum(utilization, experts) / experts : 0f;
+            output.Mean = mean;
+            output.CoefficientOfVariation = experts > 0 && !(mean <= 0f)
+                ? MathF.Sqrt(SquaredDeviations(utilization, experts, mean) / experts) / mean
+                : 0f;
+        }
+
+        if (thread == RoleThread(1, groupSize))
+        {
+            Extremes(utilization, experts, ref output);
+        }
+
+        if (thread == RoleThread(2, groupSize))
+        {
+            output.Trend = count < 2 || length < 2 ? 0f : Trend(variances, length);
+        }
     }
 
-    private static float Trend(ArrayView<float> ring, int head, int count, int window)
+    /// <summary>The first thread of warp <paramref name="role"/>, or the last thread of a smaller group.</summary>
+    private static int RoleThread(int role, int groupSize)
     {
-        var length = window < count ? window : count;
-        if (count < 2 || length < 2)
+        var first = role * Warp.WarpSize;
+        return first < groupSize ? first : groupSize - 1;
+    }
+
+    /// <summary><c>((v0 + v1) + v2) + ...</c>, with eight loads issued before their adds.</summary>
+    private static float Sum(ArrayView<float> values, int length)
+    {
+        var total = 0f;
+        var e = 0;
+        for (; e + 8 <= length; e += 8)
         {
-            return 0f;
+            var v0 = values[e];
+            var v1 = values[e + 1];
+            var v2 = values[e + 2];
+            var v3 = values[e + 3];
+            var v4 = values[e + 4];
+            var v5 = values[e + 5];
+            var v6 = values[e + 6];
+            var v7 = values[e + 7];
+            total += v0;
+            total += v1;
+            total += v2;
+            total += v3;
+            total += v4;
+            total += v5;
+            total += v6;
+            total += v7;
         }
 
-        float sumX = 0f, sumY = 0f, sumXy = 0f, sumX2 = 0f;
-        var slot = head + count - length;
-        for (var i = 0; i < length; i++, slot++)
+        for (; e < length; e++)
         {
-            var y = ring[slot % RoutingRecordKernel.VarianceWindow];
-            float x = i;
-            sumX += x;
-            sumY += y;
-            sumXy += Mul(x, y);
-            sumX2 += Mul(x, x);
+            total += values[e];
+        }
+
+        return total;
+    }
+
+    /// <summary>The in-order sum of <c>(v - mean)²</c>, each square rounded before it is added.</summary>
+    private static float SquaredDeviations(ArrayView<float> values, int length, float mean)
+    {
+        var total = 0f;
+        var e = 0;
+        for (; e + 8 <= length; e += 8)
+        {
+            var d0 = values[e] - mean;
+            var d1 = values[e + 1] - mean;
+            var d2 = values[e + 2] - mean;
+            var d3 = values[e + 3] - mean;
+            var d4 = values[e + 4] - mean;
+            var d5 = values[e + 5] - mean;
+            var d6 = values[e + 6] - mean;
+            var d7 = values[e + 7] - mean;
+            total += Mul(d0, d0);
+            total += Mul(d1, d1);
+            total += Mul(d2, d2);
+            total += Mul(d3, d3);
+            total += Mul(d4, d4);
+            total += Mul(d5, d5);
+            total += Mul(d6, d6);
+            total += Mul(d7, d7);
+        }
+
+        for (; e < length; e++)
+        {
+            var diff = values[e] - mean;
+            total += Mul(diff, diff);
+        }
+
+        return total;
+    }
+
+    /// <summary>
+    /// Smallest and largest (NaN skipped), the last maximum and the first minimum (a NaN compares
+    /// equal), as the managed engine's <c>RoutingMath</c>; all zero without experts.
+    /// </summary>
+    private static void Extremes(ArrayView<float> values, int length, ref UtilizationQueryResult output)
+    {
+        if (length == 0)
+        {
+            output.Min = 0f;
+            output.Max = 0f;
+            output.MostUtilized = 0;
+            output.MostUtilization = 0f;
+            output.LeastUtilized = 0;
+            output.LeastUtilization = 0f;
+            return;
+        }
+
+        var min = float.PositiveInfinity;
+        var max = float.NegativeInfinity;
+        var most = 0;
+        var least = 0;
+        var mostValue = values[0];
+        var leastValue = mostValue;
+        var e = 0;
+        for (; e + 8 <= length; e += 8)
+        {
+            var v0 = values[e];
+            var v1 = values[e + 1];
+            var v2 = values[e + 2];
+            var v3 = values[e + 3];
+            var v4 = values[e + 4];
+            var v5 = values[e + 5];
+            var v6 = values[e + 6];
+            var v7 = values[e + 7];
+            Visit(v0, e, ref min, ref max, ref most, ref mostValue, ref least, ref leastValue);
+            Visit(v1, e + 1, ref min, ref max, ref most, ref mostValue, ref least, ref leastValue);
+            Visit(v2, e + 2, ref min, ref max, ref most, ref mostValue, ref least, ref leastValue);
+            Visit(v3, e + 3, ref min, ref max, ref most, ref mostValue, ref least, ref leastValue);
+            Visit(v4, e + 4, ref min, ref max, ref most, ref mostValue, ref least, ref leastValue);
+            Visit(v5, e + 5, ref min, ref max, ref most, ref mostValue, ref least, ref leastValue);
+            Visit(v6, e + 6, ref min, ref max, ref most, ref mostValue, ref least, ref leastValue);
+            Visit(v7, e + 7, ref min, ref max, ref most, ref mostValue, ref least, ref leastValue);
+        }
+
+        for (; e < length; e++)
+        {
+            Visit(values[e], e, ref min, ref max, ref most, ref mostValue, ref least, ref leastValue);
+        }
+
+        output.Min = min;
+        output.Max = max;
+        output.MostUtilized = most;
+        output.MostUtilization = mostValue;
+        output.LeastUtilized = least;
+        output.LeastUtilization = leastValue;
+    }
+
+    private static void Visit(float value, int index, ref float min, ref float max, ref int most, ref float mostValue, ref int least, ref float leastValue)
+    {
+        min = value < min ? value : min;
+        max = value > max ? value : max;
+        if (!(mostValue > value))
+        {
+            most = index;
+            mostValue = value;
+        }
+
+        if (leastValue > value)
+        {
+            least = index;
+            leastValue = value;
+        }
+    }
+
+    /// <summary>The least-squares slope of the first <paramref name="length"/> staged variances against their index.</summary>
+    private static float Trend(ArrayView<float> values, int length)
+    {
+        float sumX = 0f, sumY = 0f, sumXy = 0f, sumX2 = 0f;
+        var i = 0;
+        for (; i + 8 <= length; i += 8)
+        {
+            var y0 = values[i];
+            var y1 = values[i + 1];
+            var y2 = values[i + 2];
+            var y3 = values[i + 3];
+            var y4 = values[i + 4];
+            var y5 = values[i + 5];
+            var y6 = values[i + 6];
+            var y7 = values[i + 7];
+            Accumulate(i, y0, ref sumX, ref sumY, ref sumXy, ref sumX2);
+            Accumulate(i + 1, y1, ref sumX, ref sumY, ref sumXy, ref sumX2);
+            Accumulate(i + 2, y2, ref sumX, ref sumY, ref sumXy, ref sumX2);
+            Accumulate(i + 3, y3, ref sumX, ref sumY, ref sumXy, ref sumX2);
+            Accumulate(i + 4, y4, ref sumX, ref sumY, ref sumXy, ref sumX2);
+            Accumulate(i + 5, y5, ref sumX, ref sumY, ref sumXy, ref sumX2);
+            Accumulate(i + 6, y6, ref sumX, ref sumY, ref sumXy, ref sumX2);
+            Accumulate(i + 7, y7, ref sumX, ref sumY, ref sumXy, ref sumX2);
+        }
+
+        for (; i < length; i++)
+        {
+            Accumulate(i, values[i], ref sumX, ref sumY, ref sumXy, ref sumX2);
         }
 
         float n = length;
@@ -138,12 +283,22 @@ public static class UtilizationQueryKernel
         return magnitude < RustF32Epsilon ? 0f : (Mul(n, sumXy) - Mul(sumX, sumY)) / denominator;
     }
 
+    private static void Accumulate(int index, float y, ref float sumX, ref float sumY, ref float sumXy, ref float sumX2)
+    {
+        float x = index;
+        sumX += x;
+        sumY += y;
+        sumXy += Mul(x, y);
+        sumX2 += Mul(x, x);
+    }
+
     /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     public static UtilizationQueryLauncher Create(Accelerator accelerator)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var kernel = accelerator.LoadKernel<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(Kernel);
-        return (stream, state, trendWindow, result) => kernel(stream, new KernelConfig(1, 1), state, trendWindow, result);
+        var config = new KernelConfig(1, Math.Min(RoutingRecordKernel.PreferredGroupSize, accelerator.MaxNumThreadsPerGroup));
+        return (stream, state, trendWindow, result) => kernel(stream, config, state, trendWindow, result);
     }
 }

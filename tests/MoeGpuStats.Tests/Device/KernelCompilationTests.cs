@@ -12,13 +12,16 @@ namespace MoeGpuStats.Tests.Device;
 /// The kernels compile for the GPU backends on a machine without a GPU, so CI catches a construct
 /// that only the CPU accelerator accepts, and the compiled code keeps the properties the design
 /// relies on: one entry point per record, products rounded before they are added, the histogram
-/// in shared memory, at most 18.5 KiB of shared memory per group (the 16 KiB histogram, one long
-/// per thread for group sums: eight groups fit in the 164 KiB of an A100's multiprocessor and the
-/// 228 KiB of an H100's), several id loads in flight per thread.
+/// in shared memory, at most 18.5 KiB of shared memory per record group (the 16 KiB histogram, one
+/// long per thread for group sums: eight groups fit in the 164 KiB of an A100's multiprocessor and
+/// the 228 KiB of an H100's) and at most the 32 KiB every OpenCL device has for the query's one
+/// group, several id loads in flight per thread.
 /// </summary>
 public sealed partial class KernelCompilationTests
 {
-    private const int SharedBudgetBytes = (16 + 2) * 1024 + 64;
+    private const int RecordSharedBudgetBytes = (16 + 2) * 1024 + 64;
+
+    private const int QuerySharedBudgetBytes = 32 * 1024;
 
     public static TheoryData<string> Kernels => [.. KernelPtx.Kernels];
 
@@ -45,8 +48,9 @@ public sealed partial class KernelCompilationTests
         // the fold's 256 threads once ran on one address for most of a small record's time (H200).
         Assert.DoesNotMatch(@"\b(red|atom)\.[a-z.]*shared[a-z.]*\.[usb]64\b", ptx);
         var shared = PtxSharedDeclaration().Matches(ptx).Sum(m => int.Parse(m.Groups[1].Value));
-        Assert.InRange(shared, 0, SharedBudgetBytes);
-        if (kernel.StartsWith(nameof(RoutingRecordKernel), StringComparison.Ordinal))
+        var isRecordKernel = kernel.StartsWith(nameof(RoutingRecordKernel), StringComparison.Ordinal);
+        Assert.InRange(shared, 0, isRecordKernel ? RecordSharedBudgetBytes : QuerySharedBudgetBytes);
+        if (isRecordKernel)
         {
             Assert.Matches(@"(red|atom)\.(add\.)?shared\.(add\.)?u32", ptx);
             Assert.True(shared >= RoutingRecordKernel.MaxExperts * sizeof(int), $"{shared} bytes of shared memory cannot hold the histogram");
