@@ -29,13 +29,10 @@ internal static class DeviceCheck
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
         Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record");
         Console.WriteLine($"An empty kernel between the same markers: {EmptyLaunchMedian(accelerator, onCpu):F1} µs (the floor under any one-launch record).");
-        Console.WriteLine("Bare read: a kernel that only loads and sums the ids, with the record's loop and grid rule (the most any one-launch record can reach).");
-        Console.WriteLine("| ids | record median | record read GB/s | d2d copy GB/s | read/copy | bare read | bare read/copy | back-to-back per record | copy-to-host + managed | managed/device | checksum |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-        foreach (var length in sizes)
-        {
-            Row(accelerator, experts, length, onCpu);
-        }
+        Console.WriteLine("| ids | record median | record read GB/s | d2d copy GB/s | read/copy | back-to-back per record | copy-to-host + managed | managed/device | checksum |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        var breakdowns = sizes.Select(length => Row(accelerator, experts, length, onCpu)).ToArray();
+        RecordBreakdown.Print(breakdowns);
 
         var skewLength = Option(args, "--skew-size", 1 << 24);
         var countings = Enum.GetValues<HistogramCounting>().Where(c => Supports(accelerator, c)).ToArray();
@@ -207,7 +204,8 @@ internal static class DeviceCheck
         return (micros, RoutingIds.Checksum(snapshot.ExpertTokenCounts));
     }
 
-    private static void Row(Accelerator accelerator, int experts, long length, bool onCpu)
+    /// <summary>Prints the size's row and returns the parts of its record, timed on the same ids.</summary>
+    private static RecordBreakdown Row(Accelerator accelerator, int experts, long length, bool onCpu)
     {
         var host = RoutingIds.Skewed(length, experts);
         using var ids = accelerator.Allocate1D(host);
@@ -226,7 +224,7 @@ internal static class DeviceCheck
         stream.Synchronize();
         var record = Median(reps, stream, () => engine.RecordRouting(ids.View, tokens, 8));
         var copy = Median(Math.Max(5, reps / 10), stream, () => copyTarget.View.CopyFrom(stream, ids.View));
-        var bareRead = BareReadMedian(accelerator, stream, ids.View, reps);
+        var breakdown = RecordBreakdown.Measure(accelerator, stream, ids.View, experts, reps, record, copy);
 
         var start = stream.AddProfilingMarker();
         for (var i = 0; i < reps; i++)
@@ -256,56 +254,13 @@ internal static class DeviceCheck
         var checksum = RoutingIds.Checksum(snapshot.ExpertTokenCounts);
         var readGbs = length * 4 / (record * 1e3);
         var copyGbs = length * 8 / (copy * 1e3);
-        var bareGbs = length * 4 / (bareRead * 1e3);
         Console.WriteLine(
-            $"| {length} | {record:F1} µs | {readGbs:F1} | {copyGbs:F1} | {readGbs / copyGbs:P0} | {bareRead:F1} µs | {bareGbs / copyGbs:P0} | {backToBack:F1} µs | {managedMicros / 1000:F2} ms | {managedMicros / record:F2}x | {checksum} |");
-    }
-
-    /// <summary>The median device time of <see cref="BareReadKernel"/> over <paramref name="ids"/>.</summary>
-    private static double BareReadMedian(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int reps)
-    {
-        var kernel = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareReadKernel);
-        using var sink = accelerator.Allocate1D<int>(1);
-        var groupSize = Math.Min(RoutingRecordKernel.PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
-        var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel.GetKernel(), groupSize, 0);
-        var multiprocessors = Math.Max(1, accelerator.NumMultiprocessors);
-        var maxGroups = multiprocessors * Math.Max(1, resident);
-
-        // RoutingRecordKernel.Create's rule: a group per multiprocessor down to the fewest ids per
-        // thread, then one group per DefaultIdsPerThread ids per thread, at most one wave.
-        var spread = Math.Min(multiprocessors, (ids.Length + (long)groupSize * RoutingRecordKernel.FewestIdsPerThread - 1) / ((long)groupSize * RoutingRecordKernel.FewestIdsPerThread));
-        var byLength = (ids.Length + (long)groupSize * RoutingRecordKernel.DefaultIdsPerThread - 1) / ((long)groupSize * RoutingRecordKernel.DefaultIdsPerThread);
-        var config = new KernelConfig((int)Math.Clamp(Math.Max(spread, byLength), 1L, maxGroups), groupSize);
-        kernel(stream, config, ids, sink.View);
-        stream.Synchronize();
-        return Median(reps, stream, () => kernel(stream, config, ids, sink.View));
-    }
-
-    /// <summary>Loads the ids as the record's counting does (four in flight per thread) and sums them; nothing else.</summary>
-    private static void BareReadKernel(ArrayView<int> ids, ArrayView<int> sink)
-    {
-        var threads = (long)Grid.DimX * Group.DimX;
-        var i = (long)Grid.IdxX * Group.DimX + Group.IdxX;
-        var sum = 0;
-        for (; i + 3 * threads < ids.Length; i += 4 * threads)
-        {
-            sum += ids[i] + ids[i + threads] + ids[i + 2 * threads] + ids[i + 3 * threads];
-        }
-
-        for (; i < ids.Length; i += threads)
-        {
-            sum += ids[i];
-        }
-
-        // A store that depends on every load, so that no compiler drops them; expert ids never sum to this.
-        if (sum == int.MinValue)
-        {
-            sink[0] = sum;
-        }
+            $"| {length} | {record:F1} µs | {readGbs:F1} | {copyGbs:F1} | {readGbs / copyGbs:P0} | {backToBack:F1} µs | {managedMicros / 1000:F2} ms | {managedMicros / record:F2}x | {checksum} |");
+        return breakdown;
     }
 
     /// <summary>Median device time in µs of one enqueued operation, between profiling markers.</summary>
-    private static double Median(int reps, AcceleratorStream stream, Action operation)
+    internal static double Median(int reps, AcceleratorStream stream, Action operation)
     {
         var markers = new List<(ProfilingMarker Start, ProfilingMarker End)>(reps);
         for (var i = 0; i < reps; i++)

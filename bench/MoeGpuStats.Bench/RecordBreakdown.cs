@@ -1,0 +1,112 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Kernels;
+
+namespace MoeGpuStats.Bench;
+
+/// <summary>
+/// Where a record's device time goes, by timing its parts alone on the same ids with the record's
+/// loop and grid rule: a bare read (load and sum the ids: the most any one-launch record can
+/// reach), then the histogram without the fold (count in shared memory, flush to global), then the
+/// whole record. The record less the histogram is what the last group's fold adds to every record,
+/// which a fold deferred out of the record would save.
+/// </summary>
+internal readonly record struct RecordBreakdown(long Length, double BareRead, double HistogramOnly, double Record, double Copy)
+{
+    /// <summary>Times the bare read and the histogram alone over <paramref name="ids"/>, median of <paramref name="reps"/>.</summary>
+    public static RecordBreakdown Measure(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps, double record, double copy)
+    {
+        var bareRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareReadKernel);
+        var histogramOnly = accelerator.LoadKernel<ArrayView<int>, ArrayView<ulong>, int>(HistogramOnlyKernel);
+        using var sink = accelerator.Allocate1D<int>(1);
+        using var histogram = accelerator.Allocate1D<ulong>(experts);
+        var readConfig = RecordGrid(accelerator, bareRead.GetKernel(), ids.Length);
+        var histogramConfig = RecordGrid(accelerator, histogramOnly.GetKernel(), ids.Length);
+        bareRead(stream, readConfig, ids, sink.View);
+        histogramOnly(stream, histogramConfig, ids, histogram.View, experts);
+        stream.Synchronize();
+        return new RecordBreakdown(
+            ids.Length,
+            DeviceCheck.Median(reps, stream, () => bareRead(stream, readConfig, ids, sink.View)),
+            DeviceCheck.Median(reps, stream, () => histogramOnly(stream, histogramConfig, ids, histogram.View, experts)),
+            record,
+            copy);
+    }
+
+    public static void Print(IReadOnlyList<RecordBreakdown> rows)
+    {
+        Console.WriteLine();
+        Console.WriteLine("Where a record's time goes (device medians, same ids): a bare read of the ids, the histogram without the fold, the record; read/copy as above.");
+        Console.WriteLine("| ids | bare read | read/copy | histogram, no fold | read/copy | record | read/copy | fold's share (record − histogram) |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
+        foreach (var row in rows)
+        {
+            Console.WriteLine(
+                $"| {row.Length} | {row.BareRead:F1} µs | {row.OfCopy(row.BareRead):P0} | {row.HistogramOnly:F1} µs | {row.OfCopy(row.HistogramOnly):P0} | {row.Record:F1} µs | {row.OfCopy(row.Record):P0} | {row.Record - row.HistogramOnly:F1} µs |");
+        }
+    }
+
+    /// <summary>The read rate of a pass over the ids that took <paramref name="micros"/>, against the copy's (read + written bytes) rate.</summary>
+    private double OfCopy(double micros) => Copy / micros / 2;
+
+    /// <summary>
+    /// <see cref="RoutingRecordKernel.Create(Accelerator, int, HistogramCounting)"/>'s grid rule: a
+    /// group per multiprocessor down to the fewest ids per thread, then a group per default ids
+    /// per thread, at most one wave of the groups the driver says are resident.
+    /// </summary>
+    private static KernelConfig RecordGrid(Accelerator accelerator, Kernel kernel, long length)
+    {
+        var groupSize = Math.Min(RoutingRecordKernel.PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
+        var multiprocessors = Math.Max(1, accelerator.NumMultiprocessors);
+        var maxGroups = multiprocessors * Math.Max(1, accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel, groupSize, 0));
+        var fewest = (long)groupSize * RoutingRecordKernel.FewestIdsPerThread;
+        var byDefault = (long)groupSize * RoutingRecordKernel.DefaultIdsPerThread;
+        var spread = Math.Min(multiprocessors, (length + fewest - 1) / fewest);
+        return new KernelConfig((int)Math.Clamp(Math.Max(spread, (length + byDefault - 1) / byDefault), 1L, maxGroups), groupSize);
+    }
+
+    /// <summary>Loads the ids as the record's counting does (four in flight per thread) and sums them; nothing else.</summary>
+    private static void BareReadKernel(ArrayView<int> ids, ArrayView<int> sink)
+    {
+        var threads = (long)Grid.DimX * Group.DimX;
+        var i = (long)Grid.IdxX * Group.DimX + Group.IdxX;
+        var sum = 0;
+        for (; i + 3 * threads < ids.Length; i += 4 * threads)
+        {
+            sum += ids[i] + ids[i + threads] + ids[i + 2 * threads] + ids[i + 3 * threads];
+        }
+
+        for (; i < ids.Length; i += threads)
+        {
+            sum += ids[i];
+        }
+
+        // A store that depends on every load, so that no compiler drops them; expert ids never sum to this.
+        if (sum == int.MinValue)
+        {
+            sink[0] = sum;
+        }
+    }
+
+    /// <summary>The record kernel's first half: the shared histogram of the ids (thread runs) flushed to global memory.</summary>
+    private static void HistogramOnlyKernel(ArrayView<int> ids, ArrayView<ulong> histogram, int experts)
+    {
+        var bins = SharedMemory.Allocate<int>(RoutingRecordKernel.MaxExperts);
+        for (var e = Group.IdxX; e < experts; e += Group.DimX)
+        {
+            bins[e] = 0;
+        }
+
+        Group.Barrier();
+        default(ThreadRunCounting).CountShare(ids, bins, experts);
+        Group.Barrier();
+        for (var e = Group.IdxX; e < experts; e += Group.DimX)
+        {
+            var count = bins[e];
+            if (count != 0)
+            {
+                Atomic.Add(ref histogram[e], (ulong)count);
+            }
+        }
+    }
+}
