@@ -8,8 +8,8 @@ namespace MoeGpuStats.Bench;
 /// Where a record's device time goes, by timing its parts alone on the same ids with the record's
 /// loop and grid rule: a bare read (load and sum the ids: the most any one-launch record can
 /// reach), then the histogram without the fold (count in shared memory, flush to global), then the
-/// whole record. The record less the histogram is what the last group's fold adds to every record,
-/// which a fold deferred out of the record would save.
+/// whole record (which also folds the previous record in one more group). The record less the
+/// histogram is what the fold still adds to a record, running beside the counting.
 /// </summary>
 internal readonly record struct RecordBreakdown(long Length, double BareRead, double HistogramOnly, double Record, double Copy)
 {
@@ -37,7 +37,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     {
         Console.WriteLine();
         Console.WriteLine("Where a record's time goes (device medians, same ids): a bare read of the ids, the histogram without the fold, the record; read/copy as above.");
-        Console.WriteLine("| ids | bare read | read/copy | histogram, no fold | read/copy | record | read/copy | fold's share (record − histogram) |");
+        Console.WriteLine("| ids | bare read | read/copy | histogram, no fold | read/copy | record | read/copy | record − histogram |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (var row in rows)
         {
@@ -98,7 +98,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
         }
 
         Group.Barrier();
-        default(ThreadRunCounting).CountShare(ids, bins, experts);
+        default(ThreadRunCounting).CountShare(ids, bins, experts, Grid.DimX);
         Group.Barrier();
         for (var e = Group.IdxX; e < experts; e += Group.DimX)
         {

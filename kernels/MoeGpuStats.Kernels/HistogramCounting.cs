@@ -31,5 +31,9 @@ public enum HistogramCounting
 internal interface IHistogramCounting
 {
     /// <summary>Adds this thread's ids in range to <paramref name="bins"/>; returns how many were out of range.</summary>
-    int CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts);
+    /// <param name="ids">The record's ids.</param>
+    /// <param name="bins">The group's shared histogram.</param>
+    /// <param name="experts">Ids at or above this are out of range.</param>
+    /// <param name="groups">The counting groups, <c>0</c> to <c>groups − 1</c>, whose threads share the ids by grid stride.</param>
+    int CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups);
 }

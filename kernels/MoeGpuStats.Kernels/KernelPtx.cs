@@ -46,5 +46,5 @@ public static class KernelPtx
 
     private static MethodInfo RecordKernel<TCounting>()
         where TCounting : struct, IHistogramCounting =>
-        new Action<ArrayView<int>, RoutingStateViews, RecordArguments>(RoutingRecordKernel.Kernel<TCounting>).Method;
+        new Action<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(RoutingRecordKernel.Kernel<TCounting>).Method;
 }

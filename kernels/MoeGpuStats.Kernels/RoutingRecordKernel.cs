@@ -7,20 +7,32 @@ using static MoeGpuStats.Kernels.UnfusedMath;
 
 namespace MoeGpuStats.Kernels;
 
-/// <summary>Launches one record: histogram of the ids and fold into the state, in one kernel launch.</summary>
+/// <summary>
+/// Launches one record: the histogram of <paramref name="ids"/> into the batch slot of
+/// <paramref name="arguments"/>, and the fold of the <paramref name="pending"/> record (counted
+/// by an earlier launch) into the running state, in one kernel launch. Launches nothing when there
+/// is neither.
+/// </summary>
 /// <param name="stream">The stream the record is ordered on; the call does not wait for it.</param>
 /// <param name="ids">Top-k expert ids (any length; empty when the histogram was uploaded instead).</param>
 /// <param name="state">The routing state.</param>
-/// <param name="arguments">The batch's host-known scalars.</param>
-public delegate void RoutingRecordLauncher(AcceleratorStream stream, ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments);
+/// <param name="arguments">The batch's host-known scalars and the slot its ids are counted into (<see cref="RecordArguments.Slot"/> −1: none).</param>
+/// <param name="pending">The record to fold, with the slot it was counted into (<see cref="RecordArguments.Slot"/> −1: none).</param>
+public delegate void RoutingRecordLauncher(AcceleratorStream stream, ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments, RecordArguments pending);
 
 /// <summary>
-/// One record in one launch. Every group builds a private histogram of its grid-stride share of the
-/// ids in shared memory and adds it to <see cref="RoutingStateViews.BatchHistogram"/>; the last group
-/// to finish (a ticket counter) folds the batch into the running state, as the seed's
-/// <c>record_routing</c> does, and clears the batch histogram for the next record.
+/// One record in one launch, the fold one record behind. Every group but the last builds a private
+/// histogram of its grid-stride share of the ids in shared memory and adds it to the record's
+/// slot of <see cref="RoutingStateViews.BatchHistogram"/>; meanwhile the last group folds the
+/// previous record, whose slot the previous launch completed, into the running state, as the
+/// seed's <c>record_routing</c> does, and clears that slot. The two slots alternate; the host
+/// folds a pending record alone before any read.
 /// </summary>
 /// <remarks>
+/// The fold runs beside the counting rather than after it: groups need no ticket to find the last
+/// one to finish, nor device-wide fences, and a record's time is the longer of the two parts
+/// instead of their sum. The fold's one group is a few microseconds of dependent steps that used to
+/// follow every record's read.
 /// Shared memory is statically sized (<see cref="MaxExperts"/> bins): ILGPU's dynamic shared memory
 /// returned wrong histograms on PoCL 5's OpenCL device.
 /// The load variance's squares are computed by every thread and summed by one in expert order, as
@@ -39,14 +51,27 @@ public static class RoutingRecordKernel
     /// <summary>Threads per group, or fewer where the accelerator allows fewer.</summary>
     public const int PreferredGroupSize = 256;
 
+    /// <summary>Batch-histogram slots: the record being counted and the one being folded.</summary>
+    public const int BatchSlots = 2;
+
     /// <summary>The kernel body; launch it through <see cref="Create(Accelerator)"/>.</summary>
-    internal static void Kernel<TCounting>(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments)
+    /// <param name="ids">The record's ids.</param>
+    /// <param name="state">The routing state.</param>
+    /// <param name="arguments">The record that every group but the folding one counts.</param>
+    /// <param name="pending">The record that the last group folds, when there is one (slot ≥ 0).</param>
+    internal static void Kernel<TCounting>(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments, RecordArguments pending)
         where TCounting : struct, IHistogramCounting
     {
         var bins = SharedMemory.Allocate<int>(MaxExperts);
         ref var groupInvalid = ref SharedMemory.Allocate<int>();
-        ref var isLast = ref SharedMemory.Allocate<int>();
         var partials = SharedMemory.Allocate<long>(PreferredGroupSize);
+
+        var countingGroups = pending.Slot >= 0 ? Grid.DimX - 1 : Grid.DimX;
+        if (Grid.IdxX == countingGroups)
+        {
+            Fold(state, pending, bins, partials);
+            return;
+        }
 
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
@@ -64,7 +89,7 @@ public static class RoutingRecordKernel
 
         Group.Barrier();
 
-        var invalid = default(TCounting).CountShare(ids, bins, experts);
+        var invalid = default(TCounting).CountShare(ids, bins, experts, countingGroups);
         if (invalid != 0)
         {
             Atomic.Add(ref groupInvalid, invalid);
@@ -72,37 +97,23 @@ public static class RoutingRecordKernel
 
         Group.Barrier();
 
+        var first = arguments.Slot * MaxExperts;
         for (var e = thread; e < experts; e += groupSize)
         {
             var count = bins[e];
             if (count != 0)
             {
-                Atomic.Add(ref state.BatchHistogram[e], (ulong)count);
+                Atomic.Add(ref state.BatchHistogram[first + e], (ulong)count);
             }
         }
 
         if (thread == 0 && groupInvalid != 0)
         {
-            Atomic.Add(ref state.BatchInvalid[0], (ulong)groupInvalid);
+            Atomic.Add(ref state.BatchInvalid[arguments.Slot], (ulong)groupInvalid);
         }
-
-        MemoryFence.DeviceLevel();
-        Group.Barrier();
-        if (thread == 0)
-        {
-            isLast = Atomic.Add(ref state.GroupsDone[0], 1) == Grid.DimX - 1 ? 1 : 0;
-        }
-
-        Group.Barrier();
-        if (isLast == 0)
-        {
-            return;
-        }
-
-        MemoryFence.DeviceLevel();
-        Fold(state, arguments, bins, partials);
     }
 
+    /// <summary>Folds the record counted into <paramref name="arguments"/>' slot into the state, and clears the slot.</summary>
     /// <remarks>
     /// The batch counts are kept as float bits in <paramref name="bins"/>, which the group has flushed:
     /// one 16 KiB array per group instead of two lets a multiprocessor hold all the groups it can run.
@@ -112,6 +123,8 @@ public static class RoutingRecordKernel
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
         var experts = arguments.Experts;
+        // An index, not a sub-view: the sub-view's base pointer held across the loop took a 33rd register.
+        var first = arguments.Slot * MaxExperts;
         // Two fields here and the block updated in place by thread 0 below: a copy of the whole
         // block held across this loop cost 20 registers per thread (52 instead of 32 on sm_90),
         // which halved the groups a multiprocessor holds.
@@ -125,7 +138,7 @@ public static class RoutingRecordKernel
         long partialOverflow = 0;
         for (var e = thread; e < experts; e += groupSize)
         {
-            var count = (long)Atomic.Exchange(ref state.BatchHistogram[e], 0UL);
+            var count = (long)Atomic.Exchange(ref state.BatchHistogram[first + e], 0UL);
             float share = arguments.Tokens > 0 ? count / batchTokens : 0f;
             bins[e] = (int)Interop.FloatAsInt((float)count);
             state.Utilization[e] = Mul(alpha, share) + Mul(keep, resize ? 0f : state.Utilization[e]);
@@ -169,7 +182,7 @@ public static class RoutingRecordKernel
         block.TotalRoutings++;
         block.TotalTokens += (ulong)arguments.Tokens;
         block.TokensDropped += (ulong)dropped;
-        block.InvalidExpertIds += Atomic.Exchange(ref state.BatchInvalid[0], 0UL);
+        block.InvalidExpertIds += Atomic.Exchange(ref state.BatchInvalid[arguments.Slot], 0UL);
         block.AverageLoadBalanceLoss = Mul(alpha, arguments.LoadBalanceLoss) + Mul(keep, block.AverageLoadBalanceLoss);
         block.AverageRouterZLoss = Mul(alpha, arguments.RouterZLoss) + Mul(keep, block.AverageRouterZLoss);
         if (block.TotalTokens > 0)
@@ -211,7 +224,6 @@ public static class RoutingRecordKernel
         // Stored last: the compiler must assume this store may alias the block and would reload
         // every field read after it from memory.
         state.VarianceHistory[slot] = total / experts;
-        state.GroupsDone[0] = 0;
     }
 
     /// <summary>
@@ -319,9 +331,9 @@ public static class RoutingRecordKernel
         var groupSize = GroupSize(accelerator);
         var kernel = counting switch
         {
-            HistogramCounting.ThreadRuns => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel<ThreadRunCounting>),
+            HistogramCounting.ThreadRuns => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(Kernel<ThreadRunCounting>),
             HistogramCounting.WarpAggregated when !Supports(accelerator, counting, out var reason) => throw new NotSupportedException(reason),
-            HistogramCounting.WarpAggregated => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments>(Kernel<WarpAggregatedCounting>),
+            HistogramCounting.WarpAggregated => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(Kernel<WarpAggregatedCounting>),
             _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),
         };
 
@@ -332,13 +344,23 @@ public static class RoutingRecordKernel
         var idsPerGroup = (long)groupSize * idsPerThread;
         var fewestIdsPerGroup = (long)groupSize * FewestIdsPerThread;
         var multiprocessors = Math.Max(1, accelerator.NumMultiprocessors);
-        return (stream, ids, state, arguments) =>
+        return (stream, ids, state, arguments, pending) =>
         {
-            // A small batch first gets a group per multiprocessor, down to a few ids per thread: its
-            // threads then wait for one round of loads, not several in a row.
-            var spread = Math.Min(multiprocessors, (ids.Length + fewestIdsPerGroup - 1) / fewestIdsPerGroup);
-            var groups = (int)Math.Clamp(Math.Max(spread, (ids.Length + idsPerGroup - 1) / idsPerGroup), 1L, maxGroups);
-            kernel(stream, new KernelConfig(groups, groupSize), ids, state, arguments);
+            var folding = pending.Slot >= 0 ? 1 : 0;
+            var counting = 0;
+            if (arguments.Slot >= 0 && ids.Length > 0)
+            {
+                // A small batch first gets a group per multiprocessor, down to a few ids per thread: its
+                // threads then wait for one round of loads, not several in a row. The folding group
+                // takes a place in the one wave.
+                var spread = Math.Min(multiprocessors, (ids.Length + fewestIdsPerGroup - 1) / fewestIdsPerGroup);
+                counting = (int)Math.Clamp(Math.Max(spread, (ids.Length + idsPerGroup - 1) / idsPerGroup), 1L, Math.Max(1, maxGroups - folding));
+            }
+
+            if (counting + folding > 0)
+            {
+                kernel(stream, new KernelConfig(counting + folding, groupSize), ids, state, arguments, pending);
+            }
         };
     }
 

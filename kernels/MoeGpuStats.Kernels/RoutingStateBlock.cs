@@ -63,14 +63,15 @@ public struct RoutingStateViews
     /// <summary>The scalars (one element).</summary>
     public ArrayView<RoutingStateBlock> State;
 
-    /// <summary>The current batch's histogram; zero between records (the fold clears it).</summary>
+    /// <summary>
+    /// Two batch histograms of <see cref="RoutingRecordKernel.MaxExperts"/> counts each (slot 0, then
+    /// slot 1): a record is counted into one while the record before it is folded from the other,
+    /// which the fold leaves zero.
+    /// </summary>
     public ArrayView<ulong> BatchHistogram;
 
-    /// <summary>The current batch's invalid id count (one element); zero between records.</summary>
+    /// <summary>The invalid id count of each batch slot (two elements); zero once folded.</summary>
     public ArrayView<ulong> BatchInvalid;
-
-    /// <summary>Groups of the current launch that have flushed their histogram (one element).</summary>
-    public ArrayView<int> GroupsDone;
 
     /// <summary>Tokens per expert over all batches.</summary>
     public ArrayView<ulong> TokenCounts;
@@ -111,4 +112,7 @@ public struct RecordArguments
 
     /// <summary>Decay of the decayed utilization; negative when it is off.</summary>
     public float UtilizationDecay;
+
+    /// <summary>The batch slot (0 or 1) the record is counted into and folded from; −1 for no record.</summary>
+    public int Slot;
 }

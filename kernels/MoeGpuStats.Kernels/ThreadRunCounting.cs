@@ -5,14 +5,14 @@ namespace MoeGpuStats.Kernels;
 /// <summary><see cref="HistogramCounting.ThreadRuns"/>: equal consecutive ids of a thread, one atomic per run.</summary>
 internal readonly struct ThreadRunCounting : IHistogramCounting
 {
-    public int CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts)
+    public int CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups)
     {
         // Four independent loads per thread before any atomic keep 16 bytes per thread in flight,
         // which a read-once kernel needs to approach the memory bandwidth.
         var invalid = 0;
         var runId = -1;
         var run = 0;
-        var threads = (long)Grid.DimX * Group.DimX;
+        var threads = (long)groups * Group.DimX;
         var i = (long)Grid.IdxX * Group.DimX + Group.IdxX;
         for (; i + 3 * threads < ids.Length; i += 4 * threads)
         {

@@ -11,11 +11,11 @@ namespace MoeGpuStats.Kernels;
 /// </summary>
 internal readonly struct WarpAggregatedCounting : IHistogramCounting
 {
-    public int CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts)
+    public int CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups)
     {
         var lane = Warp.LaneIdx;
         var warpSize = Warp.WarpSize;
-        var threads = (long)Grid.DimX * Group.DimX;
+        var threads = (long)groups * Group.DimX;
         var invalid = 0;
 
         // One variable receives every match: ILGPU passes an inline-PTX output through local

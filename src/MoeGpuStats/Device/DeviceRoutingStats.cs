@@ -11,10 +11,11 @@ namespace MoeGpuStats.Device;
 /// only reads synchronize, once each, and copy back only what they return.
 /// </summary>
 /// <remarks>
-/// A record from top-k ids costs one launch: each group histograms its share of the ids in shared
-/// memory and the last group to finish folds the batch into the state (the seed's arithmetic,
-/// including the load variance summed in expert order). A query costs one launch of one thread
-/// and one copy of a 36-byte result. Calls are serialized by a lock, so one instance may be shared
+/// A record from top-k ids costs one launch: its groups histogram their shares of the ids in shared
+/// memory while one more group folds the previous record into the state (the seed's arithmetic,
+/// including the load variance summed in expert order). So the last record stays pending until
+/// the next record or read: a read first folds it (one more small launch), then runs. A query
+/// costs one launch of one group and one copy of a 36-byte result. Calls are serialized by a lock, so one instance may be shared
 /// between threads. At most <see cref="RoutingStatsOptions.MaxDeviceExperts"/> experts.
 /// </remarks>
 public sealed class DeviceRoutingStats : IDisposable
@@ -27,7 +28,6 @@ public sealed class DeviceRoutingStats : IDisposable
     private readonly MemoryBuffer1D<RoutingStateBlock, Stride1D.Dense> _state;
     private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _batchHistogram;
     private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _batchInvalid;
-    private readonly MemoryBuffer1D<int, Stride1D.Dense> _groupsDone;
     private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _tokenCounts;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _utilization;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _decayedUtilization;
@@ -36,6 +36,8 @@ public sealed class DeviceRoutingStats : IDisposable
     private readonly ulong[] _hostHistogram = new ulong[RoutingStatsOptions.MaxDeviceExperts];
     private readonly RoutingStateViews _views;
     private MemoryBuffer1D<int, Stride1D.Dense> _hostIds;
+    private RecordArguments _pending = NoRecord;
+    private int _nextSlot;
     private int _experts;
     private bool _disposed;
 
@@ -70,9 +72,8 @@ public sealed class DeviceRoutingStats : IDisposable
         Stream = stream ?? accelerator.CreateStream();
         const int experts = RoutingStatsOptions.MaxDeviceExperts;
         _state = Allocate<RoutingStateBlock>(1);
-        _batchHistogram = Allocate<ulong>(experts);
-        _batchInvalid = Allocate<ulong>(1);
-        _groupsDone = Allocate<int>(1);
+        _batchHistogram = Allocate<ulong>(RoutingRecordKernel.BatchSlots * experts);
+        _batchInvalid = Allocate<ulong>(RoutingRecordKernel.BatchSlots);
         _tokenCounts = Allocate<ulong>(experts);
         _utilization = Allocate<float>(experts);
         _decayedUtilization = Allocate<float>(experts);
@@ -84,7 +85,6 @@ public sealed class DeviceRoutingStats : IDisposable
             State = _state.View,
             BatchHistogram = _batchHistogram.View,
             BatchInvalid = _batchInvalid.View,
-            GroupsDone = _groupsDone.View,
             TokenCounts = _tokenCounts.View,
             Utilization = _utilization.View,
             DecayedUtilization = _decayedUtilization.View,
@@ -216,12 +216,12 @@ public sealed class DeviceRoutingStats : IDisposable
                 staged[i] = (ulong)counts[i];
             }
 
-            // CopyFromCPU waits for the stream, so the staging array is free again when it returns.
-            _batchHistogram.View.SubView(0, staged.Length).CopyFromCPU(Stream, staged);
+            // CopyFromCPU waits for the stream, so the staging array is free again when it returns;
+            // the slot is free because the launch that folded its last record is done.
+            _batchHistogram.View.SubView((long)_nextSlot * RoutingStatsOptions.MaxDeviceExperts, staged.Length).CopyFromCPU(Stream, staged);
             var arguments = Arguments(counts.Count, decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss);
             arguments.ExpertCapacity = 0;
-            _record(Stream, EmptyIds, _views, arguments);
-            _experts = counts.Count;
+            Launch(EmptyIds, arguments);
         }
     }
 
@@ -260,6 +260,8 @@ public sealed class DeviceRoutingStats : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             ClearDevice();
+            _pending = NoRecord;
+            _nextSlot = 0;
             _experts = 0;
         }
     }
@@ -276,7 +278,7 @@ public sealed class DeviceRoutingStats : IDisposable
 
             _disposed = true;
             Stream.Synchronize();
-            foreach (var buffer in new MemoryBuffer[] { _state, _batchHistogram, _batchInvalid, _groupsDone, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _hostIds })
+            foreach (var buffer in new MemoryBuffer[] { _state, _batchHistogram, _batchInvalid, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _hostIds })
             {
                 buffer.Dispose();
             }
@@ -293,6 +295,7 @@ public sealed class DeviceRoutingStats : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
             Span<RoutingStateBlock> block = stackalloc RoutingStateBlock[1];
             _state.View.CopyToCPU(Stream, block);
             return block[0];
@@ -304,6 +307,7 @@ public sealed class DeviceRoutingStats : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
             if (decayed && _options.UtilizationDecay is null)
             {
                 return [];
@@ -320,6 +324,7 @@ public sealed class DeviceRoutingStats : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
             var values = new ulong[_experts];
             _tokenCounts.View.SubView(0, _experts).CopyToCPU(Stream, values.AsSpan());
             return values;
@@ -332,6 +337,7 @@ public sealed class DeviceRoutingStats : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
             Span<RoutingStateBlock> block = stackalloc RoutingStateBlock[1];
             var ring = new float[RoutingRecordKernel.VarianceWindow];
             _state.View.CopyToCPU(Stream, block);
@@ -346,6 +352,7 @@ public sealed class DeviceRoutingStats : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
             return LaunchQuery(window);
         }
     }
@@ -356,6 +363,7 @@ public sealed class DeviceRoutingStats : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
             var result = LaunchQuery(window);
             Span<RoutingStateBlock> blocks = stackalloc RoutingStateBlock[1];
             _state.View.CopyToCPU(Stream, blocks);
@@ -382,6 +390,7 @@ public sealed class DeviceRoutingStats : IDisposable
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
             var experts = _experts;
             Span<RoutingStateBlock> blocks = stackalloc RoutingStateBlock[1];
             var utilization = new float[experts];
@@ -432,10 +441,30 @@ public sealed class DeviceRoutingStats : IDisposable
 
     private ArrayView<int> EmptyIds => _hostIds.View.SubView(0, 0);
 
-    private void Launch(ArrayView<int> ids, int experts, int tokens, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    /// <summary>Arguments that name no record (slot −1).</summary>
+    private static RecordArguments NoRecord => new() { Slot = -1 };
+
+    private void Launch(ArrayView<int> ids, int experts, int tokens, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
+        Launch(ids, Arguments(experts, tokens, tokensDropped, loadBalanceLoss, routerZLoss));
+
+    /// <summary>Counts this record into the free slot and folds the pending one, in one launch; this record is then pending.</summary>
+    private void Launch(ArrayView<int> ids, RecordArguments arguments)
     {
-        _record(Stream, ids, _views, Arguments(experts, tokens, tokensDropped, loadBalanceLoss, routerZLoss));
-        _experts = experts;
+        arguments.Slot = _nextSlot;
+        _record(Stream, ids, _views, arguments, _pending);
+        _pending = arguments;
+        _nextSlot = (_nextSlot + 1) % RoutingRecordKernel.BatchSlots;
+        _experts = arguments.Experts;
+    }
+
+    /// <summary>Folds the pending record, if any, so that the state on the device is complete (enqueued; no wait).</summary>
+    private void FoldPending()
+    {
+        if (_pending.Slot >= 0)
+        {
+            _record(Stream, EmptyIds, _views, NoRecord, _pending);
+            _pending = NoRecord;
+        }
     }
 
     private RecordArguments Arguments(int experts, int tokens, int tokensDropped, float loadBalanceLoss, float routerZLoss) => new()
@@ -463,7 +492,6 @@ public sealed class DeviceRoutingStats : IDisposable
         _state.View.MemSetToZero(Stream);
         _batchHistogram.View.MemSetToZero(Stream);
         _batchInvalid.View.MemSetToZero(Stream);
-        _groupsDone.View.MemSetToZero(Stream);
         _tokenCounts.View.MemSetToZero(Stream);
         _utilization.View.MemSetToZero(Stream);
         _decayedUtilization.View.MemSetToZero(Stream);

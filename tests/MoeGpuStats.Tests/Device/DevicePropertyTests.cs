@@ -109,6 +109,82 @@ public sealed class DevicePropertyTests
             [onDevice.UtilizationCv(), onDevice.RecentLoadVarianceTrend(100), onDevice.RecentLoadVarianceTrend(7)]);
     }
 
+    /// <summary>
+    /// A record is folded by the next launch, or by a read before it runs: reads after any record
+    /// (ids on the device or the host, a decision, no ids), twice in a row, and a reset while a
+    /// record is pending all see what the managed engine sees, to the bit.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void ReadsBetweenRecordsSeeEveryRecordOnce(string accelerator)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        const int experts = 37;
+        var options = new RoutingStatsOptions { Experts = experts, UtilizationDecay = 0.8f, ExpertCapacity = 90 };
+        var engine = new DeviceRoutingStats(device, options);   // owned and disposed by onDevice
+        using var onDevice = RoutingStats.OnDevice(engine);
+        using var managed = new RoutingStats(options);
+        using var buffer = device.Allocate1D<int>(4000);
+        var random = new Random(41);
+        for (var step = 0; step < 24; step++)
+        {
+            var ids = Ids(random, 4000, experts, step % 2 == 0 ? "skewed" : "invalid");
+            var loss = step / 10f;
+            // Three kinds of record in turn, so that each kind lands in both batch slots, and now and then one with no ids.
+            switch (step % 5 == 4 ? 3 : step % 3)
+            {
+                case 0:
+                    buffer.View.CopyFromCPU(engine.Stream, ids);
+                    onDevice.RecordRouting(buffer.View, 1000, 4, loadBalanceLoss: loss);
+                    managed.RecordRouting(ids, 1000, 4, loadBalanceLoss: loss);
+                    break;
+                case 1:
+                    onDevice.RecordRouting(ids, 500, 8, loadBalanceLoss: loss);
+                    managed.RecordRouting(ids, 500, 8, loadBalanceLoss: loss);
+                    break;
+                case 2:
+                    var decision = new RoutingDecision { ExpertCapacities = [.. ids.Take(experts).Select(id => Math.Abs(id) % 100)], TotalTokens = 900, TokensDropped = step, LoadBalanceLoss = loss };
+                    onDevice.RecordRouting(decision);
+                    managed.RecordRouting(decision);
+                    break;
+                default:
+                    onDevice.RecordRouting(buffer.View, 0, 4, loadBalanceLoss: loss);
+                    managed.RecordRouting(ids, 0, 4, loadBalanceLoss: loss);
+                    break;
+            }
+
+            if (step == 13)
+            {
+                onDevice.Reset();
+                managed.Reset();
+            }
+
+            // Reads after some records only, so that records also fold records with no read between.
+            if (step % 4 != 1)
+            {
+                AssertSameFigures(managed, onDevice, $"step {step}");
+                AssertSameFigures(managed, onDevice, $"step {step}, read again");
+            }
+        }
+    }
+
+    private static void AssertSameFigures(RoutingStats managed, RoutingStats onDevice, string when)
+    {
+        using var snapshot = onDevice.Snapshot();
+        Assert.True(managed.TotalRoutings == onDevice.TotalRoutings, $"{when}: {onDevice.TotalRoutings} routings, managed {managed.TotalRoutings}");
+        Assert.True(managed.ExpertTokenCounts.SequenceEqual(snapshot.ExpertTokenCounts), $"{when}: token counts differ");
+        Assert.True(managed.ExpertUtilization.SequenceEqual(snapshot.ExpertUtilization), $"{when}: utilization differs");
+        Assert.True(managed.DecayedExpertUtilization.SequenceEqual(snapshot.DecayedExpertUtilization), $"{when}: decayed utilization differs");
+        Assert.True(managed.LoadVarianceHistory.SequenceEqual(snapshot.LoadVarianceHistory), $"{when}: variance history differs");
+        Assert.Equal(
+            [managed.TotalTokens, managed.TokensDropped, managed.InvalidExpertIds],
+            [snapshot.TotalTokens, snapshot.TokensDropped, snapshot.InvalidExpertIds]);
+        Assert.Equal(
+            [managed.UtilizationCv(), managed.RecentLoadVarianceTrend(5), managed.AverageLoadBalanceLoss],
+            [onDevice.UtilizationCv(), onDevice.RecentLoadVarianceTrend(5), snapshot.AverageLoadBalanceLoss]);
+        Assert.Equal(managed.MostUtilizedExpert(), onDevice.MostUtilizedExpert());
+    }
+
     [Theory]
     [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
     public void EveryGridRuleGivesTheManagedCounts(string accelerator)

@@ -103,7 +103,6 @@ public sealed class UtilizationQueryKernelTests
                 State = Keep(device.Allocate1D([block])).View,
                 BatchHistogram = Keep(device.Allocate1D<ulong>(1)).View,
                 BatchInvalid = Keep(device.Allocate1D<ulong>(1)).View,
-                GroupsDone = Keep(device.Allocate1D<int>(1)).View,
                 TokenCounts = Keep(device.Allocate1D<ulong>(1)).View,
                 Utilization = Keep(device.Allocate1D(utilization.Length == 0 ? [float.NaN] : utilization)).View,
                 DecayedUtilization = Keep(device.Allocate1D<float>(1)).View,
