@@ -113,6 +113,7 @@ internal static class DeviceCheck
         Console.WriteLine($"| UtilizationCv() | {HostMedian(() => engine.UtilizationCv()):F1} µs |");
         Console.WriteLine($"| RecentLoadVarianceTrend(100) | {HostMedian(() => engine.RecentLoadVarianceTrend(100)):F1} µs |");
         Console.WriteLine($"| Snapshot() | {HostMedian(() => engine.Snapshot().Dispose()):F1} µs |");
+        Console.WriteLine($"| RecordRouting then UtilizationCv() (the read first folds the record: one more launch) | {HostMedian(() => { engine.RecordRouting(ids.View, 1 << 12, 8); engine.UtilizationCv(); }):F1} µs |");
     }
 
     /// <summary>
