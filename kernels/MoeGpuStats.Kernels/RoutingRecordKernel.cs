@@ -324,6 +324,11 @@ public static class RoutingRecordKernel
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1, or <paramref name="counting"/> is not a defined value.</exception>
     /// <exception cref="NotSupportedException"><paramref name="counting"/> is <see cref="HistogramCounting.WarpAggregated"/> and the accelerator cannot run it.</exception>
+    /// <remarks>
+    /// The launcher throws <see cref="ArgumentOutOfRangeException"/> for a slot other than −1, 0 or 1
+    /// or an expert count outside 1 to <see cref="MaxExperts"/>, and <see cref="ArgumentException"/>
+    /// for state views too short for them, before anything is enqueued.
+    /// </remarks>
     public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
@@ -346,6 +351,8 @@ public static class RoutingRecordKernel
         var multiprocessors = Math.Max(1, accelerator.NumMultiprocessors);
         return (stream, ids, state, arguments, pending) =>
         {
+            CheckLaunch(state, arguments, nameof(arguments));
+            CheckLaunch(state, pending, nameof(pending));
             var folding = pending.Slot >= 0 ? 1 : 0;
             var counting = 0;
             if (arguments.Slot >= 0 && ids.Length > 0)
@@ -362,6 +369,33 @@ public static class RoutingRecordKernel
                 kernel(stream, new KernelConfig(counting + folding, groupSize), ids, state, arguments, pending);
             }
         };
+    }
+
+    /// <summary>
+    /// The launcher's checks, on the host and without allocating: a slot the state does not have or an
+    /// expert count beyond its arrays would make the kernel write outside them.
+    /// </summary>
+    private static void CheckLaunch(RoutingStateViews state, RecordArguments record, string name)
+    {
+        if (record.Slot is < -1 or >= BatchSlots)
+        {
+            throw new ArgumentOutOfRangeException(name, record.Slot, $"{name}.Slot must be -1 (no record) or a batch slot, 0 to {BatchSlots - 1}.");
+        }
+
+        if (record.Slot >= 0 && record.Experts is < 1 or > MaxExperts)
+        {
+            throw new ArgumentOutOfRangeException(name, record.Experts, $"{name}.Experts must be 1 to {MaxExperts}.");
+        }
+
+        if (record.Slot >= 0
+            && (state.State.Length < 1 || state.BatchHistogram.Length < (long)BatchSlots * MaxExperts || state.BatchInvalid.Length < BatchSlots
+                || state.TokenCounts.Length < record.Experts || state.Utilization.Length < record.Experts
+                || state.DecayedUtilization.Length < record.Experts || state.VarianceHistory.Length < VarianceWindow))
+        {
+            throw new ArgumentException(
+                $"The state's views are too short for {record.Experts} experts: one block, {BatchSlots} × {MaxExperts} batch counts, {BatchSlots} invalid counts, E of each per-expert array, {VarianceWindow} variances.",
+                nameof(state));
+        }
     }
 
     /// <summary>Whether <paramref name="accelerator"/> can run <paramref name="counting"/>, and if not, why.</summary>

@@ -15,8 +15,9 @@ namespace MoeGpuStats.Device;
 /// memory while one more group folds the previous record into the state (the seed's arithmetic,
 /// including the load variance summed in expert order). So the last record stays pending until
 /// the next record or read: a read first folds it (one more small launch), then runs. A query
-/// costs one launch of one group and one copy of a 36-byte result. Calls are serialized by a lock, so one instance may be shared
-/// between threads. At most <see cref="RoutingStatsOptions.MaxDeviceExperts"/> experts.
+/// costs one launch of one group and one copy of a 36-byte result. Calls are serialized by a
+/// lock, so one instance may be shared between threads. At most
+/// <see cref="RoutingStatsOptions.MaxDeviceExperts"/> experts.
 /// </remarks>
 public sealed class DeviceRoutingStats : IDisposable
 {

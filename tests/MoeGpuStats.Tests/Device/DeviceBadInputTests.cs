@@ -3,6 +3,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using MoeGpuStats.Device;
+using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Tests.Device;
 
@@ -27,6 +28,39 @@ public sealed class DeviceBadInputTests
         Assert.ThrowsAny<ArgumentException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = [] }));
 
         Assert.Equal(before, JsonSerializer.Serialize(stats.Snapshot()));
+    }
+
+    /// <summary>The record kernel's public launcher refuses what would make the kernel write outside the state.</summary>
+    [Fact]
+    public void TheRecordLauncherRefusesSlotsAndExpertCountsOutsideTheState()
+    {
+        var device = TestAccelerators.Require("cpu");
+        var launch = RoutingRecordKernel.Create(device);
+        using var block = device.Allocate1D<RoutingStateBlock>(1);
+        using var counts = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.MaxExperts);
+        using var invalid = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        using var perExpert = device.Allocate1D<ulong>(8);
+        using var floats = device.Allocate1D<float>(8);
+        using var ring = device.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
+        using var ids = device.Allocate1D([0, 1, 2]);
+        var state = new RoutingStateViews
+        {
+            State = block.View, BatchHistogram = counts.View, BatchInvalid = invalid.View, TokenCounts = perExpert.View,
+            Utilization = floats.View, DecayedUtilization = floats.View, VarianceHistory = ring.View,
+        };
+        var none = new RecordArguments { Slot = -1 };
+
+        var slot = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 4, Slot = 2 }, none));
+        Assert.Equal(("arguments", 2), (slot.ParamName, slot.ActualValue));
+        var pendingSlot = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, new RecordArguments { Experts = 4, Slot = -2 }));
+        Assert.Equal(("pending", -2), (pendingSlot.ParamName, pendingSlot.ActualValue));
+        var experts = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = RoutingRecordKernel.MaxExperts + 1, Slot = 0 }, none));
+        Assert.Equal(RoutingRecordKernel.MaxExperts + 1, experts.ActualValue);
+        var shortState = Assert.Throws<ArgumentException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 9, Slot = 0 }, none));
+        Assert.Equal("state", shortState.ParamName);
+
+        launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 8, Slot = 1, Tokens = 3, SlotsPerExpert = 100, UtilizationDecay = -1f }, none);
+        Assert.Equal([1UL, 1UL, 1UL, 0UL], counts.GetAsArray1D().Skip(RoutingRecordKernel.MaxExperts).Take(4));
     }
 
     [Fact]
