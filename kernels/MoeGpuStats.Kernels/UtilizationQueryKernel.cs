@@ -60,8 +60,10 @@ public static class UtilizationQueryKernel
         var variances = SharedMemory.Allocate<float>(RoutingRecordKernel.VarianceWindow);
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
-        var experts = state.State[0].Experts;
-        var count = state.State[0].VarianceCount;
+        // Clamped so that a block written by anyone but the record kernel cannot make the staging
+        // write outside the shared arrays (the record kernel keeps both within these bounds).
+        var experts = Within(state.State[0].Experts, RoutingRecordKernel.MaxExperts);
+        var count = Within(state.State[0].VarianceCount, RoutingRecordKernel.VarianceWindow);
         var length = trendWindow < count ? trendWindow : count;
         var oldest = state.State[0].VarianceHead + count - length;
 
@@ -98,6 +100,9 @@ public static class UtilizationQueryKernel
             output.Trend = count < 2 || length < 2 ? 0f : Trend(variances, length);
         }
     }
+
+    /// <summary><paramref name="value"/> limited to <c>[0, most]</c> (ILGPU 1.5.3 failed to compile <c>Math.Clamp</c> here).</summary>
+    private static int Within(int value, int most) => value < 0 ? 0 : value > most ? most : value;
 
     /// <summary>The first thread of warp <paramref name="role"/>, or the last thread of a smaller group.</summary>
     private static int RoleThread(int role, int groupSize)
@@ -293,12 +298,23 @@ public static class UtilizationQueryKernel
     }
 
     /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
+    /// <remarks>The launcher throws <see cref="ArgumentException"/> for an empty result view or a state without its block or its variance ring.</remarks>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     public static UtilizationQueryLauncher Create(Accelerator accelerator)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var kernel = accelerator.LoadKernel<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(Kernel);
         var config = new KernelConfig(1, Math.Min(RoutingRecordKernel.PreferredGroupSize, accelerator.MaxNumThreadsPerGroup));
-        return (stream, state, trendWindow, result) => kernel(stream, config, state, trendWindow, result);
+        return (stream, state, trendWindow, result) =>
+        {
+            if (result.Length < 1 || state.State.Length < 1 || state.VarianceHistory.Length < RoutingRecordKernel.VarianceWindow)
+            {
+                throw new ArgumentException(
+                    $"The query needs a result element, the state block and {RoutingRecordKernel.VarianceWindow} variances; it got {result.Length}, {state.State.Length} and {state.VarianceHistory.Length}.",
+                    result.Length < 1 ? nameof(result) : nameof(state));
+            }
+
+            kernel(stream, config, state, trendWindow, result);
+        };
     }
 }

@@ -77,6 +77,24 @@ public sealed class UtilizationQueryKernelTests
         Assert.Equal(default, state.Run(UtilizationQueryKernel.Create(device), trendWindow: 100));
     }
 
+    /// <summary>A block that claims more experts or variances than the arrays hold (not one the record kernel writes) reads only what fits.</summary>
+    [Theory]
+    [MemberData(nameof(Accelerators))]
+    public void AnOutOfRangeBlockIsClampedToTheArrays(string accelerator)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        var values = Enumerable.Range(0, RoutingRecordKernel.MaxExperts).Select(i => i % 7 / 7f).ToArray();
+        var history = Enumerable.Range(0, RoutingRecordKernel.VarianceWindow).Select(i => i * 0.5f).ToArray();
+        using var state = new StateBuffers(device, values, history, head: 0, blockExperts: RoutingRecordKernel.MaxExperts + 500, blockVariances: 5000);
+
+        var result = state.Run(UtilizationQueryKernel.Create(device), trendWindow: 5000);
+
+        AssertBits(RoutingMath.Mean(values), result.Mean, "clamped", "mean");
+        AssertBits(RoutingMath.Trend(history, []), result.Trend, "clamped", "trend");
+        var error = Assert.Throws<ArgumentException>(() => UtilizationQueryKernel.Create(device)(device.DefaultStream, default, 0, default));
+        Assert.Equal("result", error.ParamName);
+    }
+
     private static void AssertBits(float expected, float actual, string name, string figure) =>
         Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual), $"{name}: {figure} {actual:R}, managed {expected:R}");
 
@@ -88,7 +106,7 @@ public sealed class UtilizationQueryKernelTests
         private readonly RoutingStateViews _views;
         private readonly MemoryBuffer1D<UtilizationQueryResult, Stride1D.Dense> _result;
 
-        public StateBuffers(Accelerator device, float[] utilization, float[] history, int head)
+        public StateBuffers(Accelerator device, float[] utilization, float[] history, int head, int? blockExperts = null, int? blockVariances = null)
         {
             _device = device;
             var ring = new float[RoutingRecordKernel.VarianceWindow];
@@ -97,7 +115,7 @@ public sealed class UtilizationQueryKernelTests
                 ring[(head + i) % ring.Length] = history[i];
             }
 
-            var block = new RoutingStateBlock { Experts = utilization.Length, VarianceHead = head, VarianceCount = history.Length };
+            var block = new RoutingStateBlock { Experts = blockExperts ?? utilization.Length, VarianceHead = head, VarianceCount = blockVariances ?? history.Length };
             _views = new RoutingStateViews
             {
                 State = Keep(device.Allocate1D([block])).View,
