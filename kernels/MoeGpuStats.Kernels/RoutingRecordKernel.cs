@@ -138,11 +138,16 @@ public static class RoutingRecordKernel
         long partialOverflow = 0;
         for (var e = thread; e < experts; e += groupSize)
         {
+            // Every load before the first store, so that they and the exchange are in flight
+            // together: after a store, a load waits for it (the compiler must assume the views
+            // alias), and each store waited for its own load.
+            var utilization = state.Utilization[e];
+            var tokens = state.TokenCounts[e];
             var count = (long)Atomic.Exchange(ref state.BatchHistogram[first + e], 0UL);
             float share = arguments.Tokens > 0 ? count / batchTokens : 0f;
             bins[e] = (int)Interop.FloatAsInt((float)count);
-            state.Utilization[e] = Mul(alpha, share) + Mul(keep, resize ? 0f : state.Utilization[e]);
-            state.TokenCounts[e] = (resize ? 0UL : state.TokenCounts[e]) + (ulong)count;
+            state.Utilization[e] = Mul(alpha, share) + Mul(keep, resize ? 0f : utilization);
+            state.TokenCounts[e] = (resize ? 0UL : tokens) + (ulong)count;
             if (decay >= 0f)
             {
                 state.DecayedUtilization[e] = Mul(decay, resize ? 0f : state.DecayedUtilization[e]) + Mul(1.0f - decay, share);
@@ -158,6 +163,17 @@ public static class RoutingRecordKernel
         var batchSum = GroupSum(partialSum, partials);
         var overflow = arguments.ExpertCapacity > 0 ? GroupSum(partialOverflow, partials) : 0L;
 
+        // The block and the batch's invalid count, loaded by as many threads at once into the group
+        // sums' free slots, for thread 0 to update there: updated in place in global memory, each of
+        // its read-modify-writes waited for a round trip (a load after a store waits for the store,
+        // the compiler having to assume they alias), about eight in a row.
+        var blockWords = Interop.SizeOf<RoutingStateBlock>() / sizeof(long);
+        var stored = state.State.Cast<long>();
+        for (var i = thread; i <= blockWords; i += groupSize)
+        {
+            partials[i] = i < blockWords ? stored[i] : (long)Atomic.Exchange(ref state.BatchInvalid[arguments.Slot], 0UL);
+        }
+
         // The squares in parallel, the sum by one thread in expert order (the seed's rounding).
         var mean = (float)batchSum / experts;
         for (var e = thread; e < experts; e += groupSize)
@@ -167,22 +183,30 @@ public static class RoutingRecordKernel
         }
 
         Group.Barrier();
-        if (thread != 0)
+        if (thread == 0)
         {
-            return;
+            UpdateBlock(ref partials.Cast<RoutingStateBlock>()[0], state, arguments, bins, batchSum, overflow, (ulong)partials[blockWords], alpha, keep);
         }
 
-        var total = SumInOrder(bins, experts);
+        Group.Barrier();
+        for (var i = thread; i < blockWords; i += groupSize)
+        {
+            stored[i] = partials[i];
+        }
+    }
 
+    /// <summary>Thread 0's part of the fold: the variance, then the block's totals, averages and ring position.</summary>
+    private static void UpdateBlock(ref RoutingStateBlock block, RoutingStateViews state, RecordArguments arguments, ArrayView<int> squares, long batchSum, long overflow, ulong invalid, float alpha, float keep)
+    {
+        var experts = arguments.Experts;
         var dropped = arguments.ExpertCapacity > 0
             ? (int)(overflow < arguments.Tokens ? overflow : arguments.Tokens)
             : arguments.TokensDropped;
 
-        ref var block = ref state.State[0];
         block.TotalRoutings++;
         block.TotalTokens += (ulong)arguments.Tokens;
         block.TokensDropped += (ulong)dropped;
-        block.InvalidExpertIds += Atomic.Exchange(ref state.BatchInvalid[arguments.Slot], 0UL);
+        block.InvalidExpertIds += invalid;
         block.AverageLoadBalanceLoss = Mul(alpha, arguments.LoadBalanceLoss) + Mul(keep, block.AverageLoadBalanceLoss);
         block.AverageRouterZLoss = Mul(alpha, arguments.RouterZLoss) + Mul(keep, block.AverageRouterZLoss);
         if (block.TotalTokens > 0)
@@ -220,10 +244,7 @@ public static class RoutingRecordKernel
 
         block.TotalUsed += (ulong)batchSum;
         block.TotalCapacity += (ulong)experts * (ulong)arguments.SlotsPerExpert;
-
-        // Stored last: the compiler must assume this store may alias the block and would reload
-        // every field read after it from memory.
-        state.VarianceHistory[slot] = total / experts;
+        state.VarianceHistory[slot] = SumInOrder(squares, experts) / experts;
     }
 
     /// <summary>
