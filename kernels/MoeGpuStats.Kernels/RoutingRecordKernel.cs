@@ -167,7 +167,7 @@ public static class RoutingRecordKernel
         // sums' free slots, for thread 0 to update there: updated in place in global memory, each of
         // its read-modify-writes waited for a round trip (a load after a store waits for the store,
         // the compiler having to assume they alias), about eight in a row.
-        var blockWords = Interop.SizeOf<RoutingStateBlock>() / sizeof(long);
+        var blockWords = Interop.SizeOf<RoutingStateBlock>() / sizeof(long);   // whole: the block holds ulongs, so its size is a multiple of 8
         var stored = state.State.Cast<long>();
         for (var i = thread; i <= blockWords; i += groupSize)
         {
