@@ -244,7 +244,7 @@ public static class RoutingRecordKernel
 
         block.TotalUsed += (ulong)batchSum;
         block.TotalCapacity += (ulong)experts * (ulong)arguments.SlotsPerExpert;
-        state.VarianceHistory[slot] = SumInOrder(squares, experts) / experts;
+        state.VarianceHistory[slot] = InOrderReduction.Sum(squares.Cast<float>(), experts) / experts;
     }
 
     /// <summary>
@@ -278,43 +278,6 @@ public static class RoutingRecordKernel
         var sum = partials[0];
         Group.Barrier();
         return sum;
-    }
-
-    /// <summary>
-    /// <c>((v0 + v1) + v2) + ...</c> of the float bits in <paramref name="values"/>. Eight loads are
-    /// issued before their adds, so one thread waits for shared memory once per eight values
-    /// instead of once per value (the adds stay in order: a float sum's rounding depends on it).
-    /// </summary>
-    private static float SumInOrder(ArrayView<int> values, int length)
-    {
-        var total = 0f;
-        var e = 0;
-        for (; e + 8 <= length; e += 8)
-        {
-            var v0 = values[e];
-            var v1 = values[e + 1];
-            var v2 = values[e + 2];
-            var v3 = values[e + 3];
-            var v4 = values[e + 4];
-            var v5 = values[e + 5];
-            var v6 = values[e + 6];
-            var v7 = values[e + 7];
-            total += Interop.IntAsFloat((uint)v0);
-            total += Interop.IntAsFloat((uint)v1);
-            total += Interop.IntAsFloat((uint)v2);
-            total += Interop.IntAsFloat((uint)v3);
-            total += Interop.IntAsFloat((uint)v4);
-            total += Interop.IntAsFloat((uint)v5);
-            total += Interop.IntAsFloat((uint)v6);
-            total += Interop.IntAsFloat((uint)v7);
-        }
-
-        for (; e < length; e++)
-        {
-            total += Interop.IntAsFloat((uint)values[e]);
-        }
-
-        return total;
     }
 
     /// <summary>
