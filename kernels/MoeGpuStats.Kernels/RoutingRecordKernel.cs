@@ -125,9 +125,9 @@ public static class RoutingRecordKernel
         var experts = arguments.Experts;
         // An index, not a sub-view: the sub-view's base pointer held across the loop took a 33rd register.
         var first = arguments.Slot * MaxExperts;
-        // Two fields here and the block updated in place by thread 0 below: a copy of the whole
-        // block held across this loop cost 20 registers per thread (52 instead of 32 on sm_90),
-        // which halved the groups a multiprocessor holds.
+        // Two fields here and the block staged in shared memory below: a copy of the whole block
+        // held across this loop cost 20 registers per thread (52 instead of 32 on sm_90), which
+        // halved the groups a multiprocessor holds.
         var resize = state.State[0].Experts != experts;
         var alpha = 1.0f / (state.State[0].TotalRoutings + 1);
         var keep = 1.0f - alpha;
@@ -163,13 +163,17 @@ public static class RoutingRecordKernel
         var batchSum = GroupSum(partialSum, partials);
         var overflow = arguments.ExpertCapacity > 0 ? GroupSum(partialOverflow, partials) : 0L;
 
-        // The block and the batch's invalid count, loaded by as many threads at once into the group
-        // sums' free slots, for thread 0 to update there: updated in place in global memory, each of
-        // its read-modify-writes waited for a round trip (a load after a store waits for the store,
-        // the compiler having to assume they alias), about eight in a row.
+        // The group sums' slots are free now. They take the block (loaded by as many threads at once,
+        // for one thread to update there: updated in place in global memory, each of its
+        // read-modify-writes waited for a round trip, a load after a store waiting for the store as
+        // the compiler must assume they alias, about eight in a row), then the batch's invalid
+        // count, the variance's ring slot and the variance.
         var blockWords = Interop.SizeOf<RoutingStateBlock>() / sizeof(long);   // whole: the block holds ulongs, so its size is a multiple of 8
+        var invalidAt = blockWords;
+        var slotAt = blockWords + 1;
+        var varianceAt = blockWords + 2;
         var stored = state.State.Cast<long>();
-        for (var i = thread; i <= blockWords; i += groupSize)
+        for (var i = thread; i <= invalidAt; i += groupSize)
         {
             partials[i] = i < blockWords ? stored[i] : (long)Atomic.Exchange(ref state.BatchInvalid[arguments.Slot], 0UL);
         }
@@ -183,9 +187,17 @@ public static class RoutingRecordKernel
         }
 
         Group.Barrier();
+
+        // The variance's in-order sum and the block's update meet only at the ring slot: two threads
+        // in different warps run them at once.
         if (thread == 0)
         {
-            UpdateBlock(ref partials.Cast<RoutingStateBlock>()[0], state, arguments, bins, batchSum, overflow, (ulong)partials[blockWords], alpha, keep);
+            partials[varianceAt] = Interop.FloatAsInt(InOrderReduction.Sum(bins.Cast<float>(), experts) / experts);
+        }
+
+        if (thread == GroupRoles.FirstThreadOfWarp(1, groupSize))
+        {
+            partials[slotAt] = UpdateBlock(ref partials.Cast<RoutingStateBlock>()[0], arguments, batchSum, overflow, (ulong)partials[invalidAt], alpha, keep);
         }
 
         Group.Barrier();
@@ -193,10 +205,15 @@ public static class RoutingRecordKernel
         {
             stored[i] = partials[i];
         }
+
+        if (thread == 0)
+        {
+            state.VarianceHistory[(int)partials[slotAt]] = Interop.IntAsFloat((uint)partials[varianceAt]);
+        }
     }
 
-    /// <summary>Thread 0's part of the fold: the variance, then the block's totals, averages and ring position.</summary>
-    private static void UpdateBlock(ref RoutingStateBlock block, RoutingStateViews state, RecordArguments arguments, ArrayView<int> squares, long batchSum, long overflow, ulong invalid, float alpha, float keep)
+    /// <summary>The block's totals, averages and ring position after the batch; returns the ring slot of the batch's variance.</summary>
+    private static int UpdateBlock(ref RoutingStateBlock block, RecordArguments arguments, long batchSum, long overflow, ulong invalid, float alpha, float keep)
     {
         var experts = arguments.Experts;
         var dropped = arguments.ExpertCapacity > 0
@@ -244,7 +261,7 @@ public static class RoutingRecordKernel
 
         block.TotalUsed += (ulong)batchSum;
         block.TotalCapacity += (ulong)experts * (ulong)arguments.SlotsPerExpert;
-        state.VarianceHistory[slot] = InOrderReduction.Sum(squares.Cast<float>(), experts) / experts;
+        return slot;
     }
 
     /// <summary>

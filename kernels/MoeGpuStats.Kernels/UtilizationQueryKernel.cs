@@ -94,12 +94,12 @@ public static class UtilizationQueryKernel
             output.CoefficientOfVariation = experts > 0 && !(mean <= 0f) ? MathF.Sqrt(deviations.Total / experts) / mean : 0f;
         }
 
-        if (thread == RoleThread(1, groupSize))
+        if (thread == GroupRoles.FirstThreadOfWarp(1, groupSize))
         {
             WriteExtremes(utilization, experts, ref output);
         }
 
-        if (thread == RoleThread(2, groupSize))
+        if (thread == GroupRoles.FirstThreadOfWarp(2, groupSize))
         {
             output.Trend = count < 2 || length < 2 ? 0f : Trend(variances, length);
         }
@@ -107,13 +107,6 @@ public static class UtilizationQueryKernel
 
     /// <summary><paramref name="value"/> limited to <c>[0, most]</c> (ILGPU 1.5.3 failed to compile <c>Math.Clamp</c> here).</summary>
     private static int Within(int value, int most) => value < 0 ? 0 : value > most ? most : value;
-
-    /// <summary>The first thread of warp <paramref name="role"/>, or the last thread of a smaller group.</summary>
-    private static int RoleThread(int role, int groupSize)
-    {
-        var first = role * Warp.WarpSize;
-        return first < groupSize ? first : groupSize - 1;
-    }
 
     /// <summary>All zero without experts.</summary>
     private static void WriteExtremes(ArrayView<float> values, int length, ref UtilizationQueryResult output)
