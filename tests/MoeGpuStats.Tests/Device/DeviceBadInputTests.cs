@@ -43,6 +43,13 @@ public sealed class DeviceBadInputTests
         using var floats = device.Allocate1D<float>(8);
         using var ring = device.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
         using var ids = device.Allocate1D([0, 1, 2]);
+        block.MemSetToZero();
+        counts.MemSetToZero();
+        invalid.MemSetToZero();
+        perExpert.MemSetToZero();
+        floats.MemSetToZero();
+        ring.MemSetToZero();
+
         var state = new RoutingStateViews
         {
             State = block.View, BatchHistogram = counts.View, BatchInvalid = invalid.View, TokenCounts = perExpert.View,
