@@ -115,8 +115,9 @@ public static class RoutingRecordKernel
 
     /// <summary>Folds the record counted into <paramref name="arguments"/>' slot into the state, and clears the slot.</summary>
     /// <remarks>
-    /// The batch counts are kept as float bits in <paramref name="bins"/>, which the group has flushed:
-    /// one 16 KiB array per group instead of two lets a multiprocessor hold all the groups it can run.
+    /// The batch counts are kept as float bits in <paramref name="bins"/>, the shared histogram that a
+    /// folding group does not count into: one 16 KiB array per group instead of two lets a
+    /// multiprocessor hold all the groups it can run.
     /// </remarks>
     private static void Fold(RoutingStateViews state, RecordArguments arguments, ArrayView<int> bins, ArrayView<long> partials)
     {
