@@ -15,7 +15,7 @@ namespace MoeGpuStats.Tests.Device;
 /// in shared memory, at most 18.5 KiB of shared memory per record group (the 16 KiB histogram, one
 /// long per thread for group sums: eight groups fit in the 164 KiB of an A100's multiprocessor and
 /// the 228 KiB of an H100's) and at most the 32 KiB every OpenCL device has for the query's one
-/// group, several id loads in flight per thread.
+/// group, several id loads in flight per thread, no device-wide fence in a record.
 /// </summary>
 public sealed partial class KernelCompilationTests
 {
@@ -55,6 +55,11 @@ public sealed partial class KernelCompilationTests
             Assert.Matches(@"(red|atom)\.(add\.)?shared\.(add\.)?u32", ptx);
             Assert.True(shared >= RoutingRecordKernel.MaxExperts * sizeof(int), $"{shared} bytes of shared memory cannot hold the histogram");
             Assert.True(LoadsBeforeAnAtomic(ptx) >= 4, "the id loop should issue four global loads before its first atomic");
+
+            // Groups never wait for each other: the fold group reads the slot the previous launch
+            // filled, so no device-wide fence (membar.gl, fence.*.gpu) is needed, and each cost
+            // every group a round trip when the last group to finish folded.
+            Assert.DoesNotMatch(@"\b(membar\.gl|fence\.[a-z_.]*gpu)\b", ptx);
         }
 
         // match.any exists from sm_70 on: only the kernel that needs it may carry it, so the
