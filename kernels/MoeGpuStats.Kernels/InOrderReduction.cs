@@ -11,9 +11,10 @@ internal interface IInOrderReduction
 }
 
 /// <summary>
-/// Runs a sequential reduction over values in shared memory on one thread. Eight loads are issued
-/// before their eight steps, so the thread waits for shared memory once per eight values instead of
-/// once per value; the steps stay in order, because a float sum's rounding depends on it.
+/// Runs a sequential reduction over values in shared memory on one thread. The next eight loads are
+/// issued before the current eight steps, so the steps' dependent adds, not shared memory's
+/// latency, set the pace (SASS: the loads interleave with the adds); the steps stay in order,
+/// because a float sum's rounding depends on it.
 /// </summary>
 internal static class InOrderReduction
 {
@@ -21,30 +22,59 @@ internal static class InOrderReduction
         where TReduction : struct, IInOrderReduction
     {
         var i = 0;
-        for (; i + 8 <= length; i += 8)
+        if (length >= 8)
         {
-            var v0 = values[i];
-            var v1 = values[i + 1];
-            var v2 = values[i + 2];
-            var v3 = values[i + 3];
-            var v4 = values[i + 4];
-            var v5 = values[i + 5];
-            var v6 = values[i + 6];
-            var v7 = values[i + 7];
-            reduction.Add(v0, i);
-            reduction.Add(v1, i + 1);
-            reduction.Add(v2, i + 2);
-            reduction.Add(v3, i + 3);
-            reduction.Add(v4, i + 4);
-            reduction.Add(v5, i + 5);
-            reduction.Add(v6, i + 6);
-            reduction.Add(v7, i + 7);
+            // Software-pipelined: the next eight loads go out before this eight's steps, so the
+            // steps, not the loads' latency, set the pace.
+            var v0 = values[0];
+            var v1 = values[1];
+            var v2 = values[2];
+            var v3 = values[3];
+            var v4 = values[4];
+            var v5 = values[5];
+            var v6 = values[6];
+            var v7 = values[7];
+            for (i = 8; i + 8 <= length; i += 8)
+            {
+                var w0 = values[i];
+                var w1 = values[i + 1];
+                var w2 = values[i + 2];
+                var w3 = values[i + 3];
+                var w4 = values[i + 4];
+                var w5 = values[i + 5];
+                var w6 = values[i + 6];
+                var w7 = values[i + 7];
+                Step(ref reduction, i - 8, v0, v1, v2, v3, v4, v5, v6, v7);
+                v0 = w0;
+                v1 = w1;
+                v2 = w2;
+                v3 = w3;
+                v4 = w4;
+                v5 = w5;
+                v6 = w6;
+                v7 = w7;
+            }
+
+            Step(ref reduction, i - 8, v0, v1, v2, v3, v4, v5, v6, v7);
         }
 
         for (; i < length; i++)
         {
             reduction.Add(values[i], i);
         }
+    }
+
+    private static void Step<TReduction>(ref TReduction reduction, int first, float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
+        where TReduction : struct, IInOrderReduction
+    {
+        reduction.Add(v0, first);
+        reduction.Add(v1, first + 1);
+        reduction.Add(v2, first + 2);
+        reduction.Add(v3, first + 3);
+        reduction.Add(v4, first + 4);
+        reduction.Add(v5, first + 5);
+        reduction.Add(v6, first + 6);
+        reduction.Add(v7, first + 7);
     }
 
     /// <summary><c>((v0 + v1) + v2) + ...</c>.</summary>
