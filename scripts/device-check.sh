@@ -18,7 +18,7 @@ cat "$out/env.txt"
 # 1. The whole test suite: CUDA (and OpenCL where ILGPU lists PoCL) included; the 1,000-record
 #    asynchrony check is DeviceBehaviourTests.AThousandRecordsReturnBeforeTheDeviceFinishes.
 #    One test at a time, each named as it starts: an abort inside a native driver then names its test.
-timeout 150 ./MoeGpuStats.Tests -diagnostics -parallelMode none -reporter verbose > "$out/tests.log" 2>&1; echo "tests exit $?" >> "$out/tests.log"
+timeout 240 ./MoeGpuStats.Tests -diagnostics -parallelMode none -reporter verbose > "$out/tests.log" 2>&1; echo "tests exit $?" >> "$out/tests.log"
 grep -E "Total:|\[FAIL\]|enqueued in|tests exit" "$out/tests.log" | tail -20
 echo "tests done at ${SECONDS}s" | tee -a "$out/env.txt"
 
