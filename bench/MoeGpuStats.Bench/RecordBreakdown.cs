@@ -49,20 +49,11 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     /// <summary>The read rate of a pass over the ids that took <paramref name="micros"/>, against the copy's (read + written bytes) rate.</summary>
     private double OfCopy(double micros) => Copy / micros / 2;
 
-    /// <summary>
-    /// <see cref="RoutingRecordKernel.Create(Accelerator, int, HistogramCounting)"/>'s grid rule: a
-    /// group per multiprocessor down to the fewest ids per thread, then a group per default ids
-    /// per thread, at most one wave of the groups the driver says are resident.
-    /// </summary>
+    /// <summary>The record kernel's grid rule (<see cref="CountingGrid"/>), for another kernel.</summary>
     private static KernelConfig RecordGrid(Accelerator accelerator, Kernel kernel, long length)
     {
-        var groupSize = Math.Min(RoutingRecordKernel.PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
-        var multiprocessors = Math.Max(1, accelerator.NumMultiprocessors);
-        var maxGroups = multiprocessors * Math.Max(1, accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel, groupSize, 0));
-        var fewest = (long)groupSize * RoutingRecordKernel.FewestIdsPerThread;
-        var byDefault = (long)groupSize * RoutingRecordKernel.DefaultIdsPerThread;
-        var spread = Math.Min(multiprocessors, (length + fewest - 1) / fewest);
-        return new KernelConfig((int)Math.Clamp(Math.Max(spread, (length + byDefault - 1) / byDefault), 1L, maxGroups), groupSize);
+        var grid = CountingGrid.For(accelerator, kernel, RoutingRecordKernel.DefaultIdsPerThread);
+        return new KernelConfig(grid.Groups(length, reserved: 0), grid.GroupSize);
     }
 
     /// <summary>Loads the ids as the record's counting does (four in flight per thread) and sums them; nothing else.</summary>

@@ -335,7 +335,6 @@ public static class RoutingRecordKernel
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentOutOfRangeException.ThrowIfLessThan(idsPerThread, 1);
-        var groupSize = GroupSize(accelerator);
         var kernel = counting switch
         {
             HistogramCounting.ThreadRuns => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(Kernel<ThreadRunCounting>),
@@ -344,31 +343,18 @@ public static class RoutingRecordKernel
             _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),
         };
 
-        // No more groups than the multiprocessors hold at once (registers and shared memory
-        // counted by the driver): a second, partial wave would cost a whole wave's time.
-        var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel.GetKernel(), groupSize, 0);
-        var maxGroups = Math.Max(1, accelerator.NumMultiprocessors * Math.Max(1, resident));
-        var idsPerGroup = (long)groupSize * idsPerThread;
-        var fewestIdsPerGroup = (long)groupSize * FewestIdsPerThread;
-        var multiprocessors = Math.Max(1, accelerator.NumMultiprocessors);
+        var grid = CountingGrid.For(accelerator, kernel.GetKernel(), idsPerThread);
         return (stream, ids, state, arguments, pending) =>
         {
             CheckLaunch(state, arguments, nameof(arguments));
             CheckLaunch(state, pending, nameof(pending));
-            var folding = pending.Slot >= 0 ? 1 : 0;
-            var counting = 0;
-            if (arguments.Slot >= 0 && ids.Length > 0)
-            {
-                // A small batch first gets a group per multiprocessor, down to a few ids per thread: its
-                // threads then wait for one round of loads, not several in a row. The folding group
-                // takes a place in the one wave.
-                var spread = Math.Min(multiprocessors, (ids.Length + fewestIdsPerGroup - 1) / fewestIdsPerGroup);
-                counting = (int)Math.Clamp(Math.Max(spread, (ids.Length + idsPerGroup - 1) / idsPerGroup), 1L, Math.Max(1, maxGroups - folding));
-            }
 
+            // The folding group takes a place in the one wave.
+            var folding = pending.Slot >= 0 ? 1 : 0;
+            var counting = arguments.Slot >= 0 && ids.Length > 0 ? grid.Groups(ids.Length, folding) : 0;
             if (counting + folding > 0)
             {
-                kernel(stream, new KernelConfig(counting + folding, groupSize), ids, state, arguments, pending);
+                kernel(stream, new KernelConfig(counting + folding, grid.GroupSize), ids, state, arguments, pending);
             }
         };
     }
@@ -418,5 +404,6 @@ public static class RoutingRecordKernel
         return reason is null;
     }
 
-    private static int GroupSize(Accelerator accelerator) => Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
+    /// <summary>Threads per group on <paramref name="accelerator"/>: <see cref="PreferredGroupSize"/> or fewer.</summary>
+    internal static int GroupSize(Accelerator accelerator) => Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
 }

@@ -85,13 +85,14 @@ public static class UtilizationQueryKernel
         {
             var mean = experts > 0 ? InOrderReduction.Sum(utilization, experts) / experts : 0f;
             var deviations = new SquaredDeviations { Mean = mean };
-            if (experts > 0 && !(mean <= 0f))
+            var hasCv = experts > 0 && !(mean <= 0f);   // a NaN mean gives a NaN CV, as in the seed
+            if (hasCv)
             {
                 InOrderReduction.Run(utilization, experts, ref deviations);
             }
 
             output.Mean = mean;
-            output.CoefficientOfVariation = experts > 0 && !(mean <= 0f) ? MathF.Sqrt(deviations.Total / experts) / mean : 0f;
+            output.CoefficientOfVariation = hasCv ? MathF.Sqrt(deviations.Total / experts) / mean : 0f;
         }
 
         if (thread == GroupRoles.FirstThreadOfWarp(1, groupSize))
@@ -111,9 +112,10 @@ public static class UtilizationQueryKernel
     /// <summary>All zero without experts.</summary>
     private static void WriteExtremes(ArrayView<float> values, int length, ref UtilizationQueryResult output)
     {
-        var extremes = length > 0 ? Extremes.From(values[0]) : default;
+        var extremes = default(Extremes);
         if (length > 0)
         {
+            extremes = Extremes.From(values[0]);
             InOrderReduction.Run(values, length, ref extremes);
         }
 
@@ -143,7 +145,7 @@ public static class UtilizationQueryKernel
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         var kernel = accelerator.LoadKernel<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(Kernel);
-        var config = new KernelConfig(1, Math.Min(RoutingRecordKernel.PreferredGroupSize, accelerator.MaxNumThreadsPerGroup));
+        var config = new KernelConfig(1, RoutingRecordKernel.GroupSize(accelerator));
         return (stream, state, trendWindow, result) =>
         {
             if (result.Length < 1 || state.State.Length < 1 || state.VarianceHistory.Length < RoutingRecordKernel.VarianceWindow)

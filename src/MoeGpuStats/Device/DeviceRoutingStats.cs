@@ -38,7 +38,6 @@ public sealed class DeviceRoutingStats : IDisposable
     private readonly RoutingStateViews _views;
     private MemoryBuffer1D<int, Stride1D.Dense> _hostIds;
     private RecordArguments _pending = NoRecord;
-    private int _nextSlot;
     private int _experts;
     private bool _disposed;
 
@@ -219,7 +218,7 @@ public sealed class DeviceRoutingStats : IDisposable
 
             // CopyFromCPU waits for the stream, so the staging array is free again when it returns;
             // the slot is free because the launch that folded its last record is done.
-            _batchHistogram.View.SubView((long)_nextSlot * RoutingStatsOptions.MaxDeviceExperts, staged.Length).CopyFromCPU(Stream, staged);
+            _batchHistogram.View.SubView((long)NextSlot * RoutingStatsOptions.MaxDeviceExperts, staged.Length).CopyFromCPU(Stream, staged);
             var arguments = Arguments(counts.Count, decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss);
             arguments.ExpertCapacity = 0;
             Launch(EmptyIds, arguments);
@@ -262,7 +261,6 @@ public sealed class DeviceRoutingStats : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             ClearDevice();
             _pending = NoRecord;
-            _nextSlot = 0;
             _experts = 0;
         }
     }
@@ -448,13 +446,15 @@ public sealed class DeviceRoutingStats : IDisposable
     private void Launch(ArrayView<int> ids, int experts, int tokens, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
         Launch(ids, Arguments(experts, tokens, tokensDropped, loadBalanceLoss, routerZLoss));
 
+    /// <summary>The slot the next record is counted into: not the pending record's (both are clear when none is pending).</summary>
+    private int NextSlot => (_pending.Slot + 1) % RoutingRecordKernel.BatchSlots;
+
     /// <summary>Counts this record into the free slot and folds the pending one, in one launch; this record is then pending.</summary>
     private void Launch(ArrayView<int> ids, RecordArguments arguments)
     {
-        arguments.Slot = _nextSlot;
+        arguments.Slot = NextSlot;
         _record(Stream, ids, _views, arguments, _pending);
         _pending = arguments;
-        _nextSlot = (_nextSlot + 1) % RoutingRecordKernel.BatchSlots;
         _experts = arguments.Experts;
     }
 

@@ -1,0 +1,47 @@
+using ILGPU.Runtime;
+
+namespace MoeGpuStats.Kernels;
+
+/// <summary>
+/// The record kernel's grid rule: how many groups count a batch of ids. A small batch first gets a
+/// group per multiprocessor, down to <see cref="RoutingRecordKernel.FewestIdsPerThread"/> ids per
+/// thread (its threads then wait for one round of loads, not several in a row); a larger one a
+/// group per <c>idsPerThread</c> ids per thread; never more groups than the multiprocessors hold at
+/// once (registers and shared memory counted by the driver), since a second, partial wave would
+/// cost a whole wave's time.
+/// </summary>
+internal readonly struct CountingGrid
+{
+    private readonly long _idsPerGroup;
+    private readonly long _fewestIdsPerGroup;
+    private readonly int _multiprocessors;
+    private readonly int _maxGroups;
+
+    private CountingGrid(int groupSize, int idsPerThread, int multiprocessors, int maxGroups)
+    {
+        GroupSize = groupSize;
+        _idsPerGroup = (long)groupSize * idsPerThread;
+        _fewestIdsPerGroup = (long)groupSize * RoutingRecordKernel.FewestIdsPerThread;
+        _multiprocessors = multiprocessors;
+        _maxGroups = maxGroups;
+    }
+
+    /// <summary>Threads per group.</summary>
+    public int GroupSize { get; }
+
+    /// <summary>The rule for <paramref name="kernel"/> on <paramref name="accelerator"/>.</summary>
+    public static CountingGrid For(Accelerator accelerator, Kernel kernel, int idsPerThread)
+    {
+        var groupSize = RoutingRecordKernel.GroupSize(accelerator);
+        var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel, groupSize, 0);
+        var multiprocessors = Math.Max(1, accelerator.NumMultiprocessors);
+        return new CountingGrid(groupSize, idsPerThread, multiprocessors, multiprocessors * Math.Max(1, resident));
+    }
+
+    /// <summary>The counting groups for <paramref name="ids"/> ids (at least one), leaving <paramref name="reserved"/> places of the wave to other groups.</summary>
+    public int Groups(long ids, int reserved)
+    {
+        var spread = Math.Min(_multiprocessors, (ids + _fewestIdsPerGroup - 1) / _fewestIdsPerGroup);
+        return (int)Math.Clamp(Math.Max(spread, (ids + _idsPerGroup - 1) / _idsPerGroup), 1L, Math.Max(1, _maxGroups - reserved));
+    }
+}
