@@ -207,9 +207,12 @@ public static class RoutingRecordKernel
             stored[i] = partials[i];
         }
 
-        if (thread == 0)
+        // Only a block that no record kernel wrote holds a ring position outside the ring: its
+        // variance is dropped rather than written out of bounds.
+        var slot = partials[slotAt];
+        if (thread == 0 && (ulong)slot < VarianceWindow)
         {
-            state.VarianceHistory[(int)partials[slotAt]] = Interop.IntAsFloat((uint)partials[varianceAt]);
+            state.VarianceHistory[(int)slot] = Interop.IntAsFloat((uint)partials[varianceAt]);
         }
     }
 

@@ -61,11 +61,11 @@ public static class UtilizationQueryKernel
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
         // Clamped so that a block written by anyone but the record kernel cannot make the staging
-        // write outside the shared arrays (the record kernel keeps both within these bounds).
+        // read or write outside its arrays (the record kernel keeps all three within these bounds).
         var experts = Within(state.State[0].Experts, RoutingRecordKernel.MaxExperts);
         var count = Within(state.State[0].VarianceCount, RoutingRecordKernel.VarianceWindow);
         var length = trendWindow < count ? trendWindow : count;
-        var oldest = state.State[0].VarianceHead + count - length;
+        var oldest = Within(state.State[0].VarianceHead, RoutingRecordKernel.VarianceWindow - 1) + count - length;
 
         for (var e = thread; e < experts; e += groupSize)
         {

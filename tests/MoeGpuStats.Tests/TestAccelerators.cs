@@ -6,7 +6,9 @@ namespace MoeGpuStats.Tests;
 
 /// <summary>
 /// One ILGPU context for the whole run (kernel compilation is cached per accelerator), with the
-/// accelerators this machine has. CUDA and OpenCL tests skip with a reason where they are absent.
+/// accelerators this machine has. CUDA and OpenCL tests skip with a reason where they are absent,
+/// or where <c>MOEGS_TEST_SKIP</c> names their kind (a comma-separated list, e.g. <c>opencl</c>): a
+/// driver that crashes the process would otherwise take every later test's result with it.
 /// </summary>
 public static class TestAccelerators
 {
@@ -19,12 +21,21 @@ public static class TestAccelerators
 
     public static TheoryData<string> Kinds => ["cpu", "cuda", "opencl"];
 
+    /// <summary>The variable that lists accelerator kinds whose tests skip.</summary>
+    public const string SkipVariable = "MOEGS_TEST_SKIP";
+
     /// <summary>The CPU accelerator with 32-lane warps, for code that works on whole warps (not in <see cref="Kinds"/>: slower).</summary>
     public const string CpuWithWarpsOf32 = "cpu-warp32";
 
     /// <summary>The accelerator of that kind, or a skip (never a silent pass) where there is none.</summary>
     public static Accelerator Require(string kind)
     {
+        var skipped = (Environment.GetEnvironmentVariable(SkipVariable) ?? "").Split(',', StringSplitOptions.TrimEntries);
+        if (skipped.Contains(kind, StringComparer.OrdinalIgnoreCase))
+        {
+            Assert.Skip($"{SkipVariable} names {kind}.");
+        }
+
         lock (Gate)
         {
             if (!Created.TryGetValue(kind, out var accelerator))

@@ -30,11 +30,16 @@ public sealed class DeviceBadInputTests
         Assert.Equal(before, JsonSerializer.Serialize(stats.Snapshot()));
     }
 
-    /// <summary>The record kernel's public launcher refuses what would make the kernel write outside the state.</summary>
-    [Fact]
-    public void TheRecordLauncherRefusesSlotsAndExpertCountsOutsideTheState()
+    /// <summary>
+    /// The record kernel's public launcher refuses what would make the kernel write outside the state,
+    /// and the kernel itself never writes past the variance ring (on ILGPU's CPU accelerator a view's
+    /// own bounds check also stops that write; on a GPU only the kernel's guard does).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void TheRecordLauncherRefusesSlotsAndExpertCountsOutsideTheStateAndNeverWritesPastTheRing(string accelerator)
     {
-        var device = TestAccelerators.Require("cpu");
+        var device = TestAccelerators.Require(accelerator);
         var launch = RoutingRecordKernel.Create(device);
         using var block = device.Allocate1D<RoutingStateBlock>(1);
         using var counts = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.MaxExperts);
@@ -66,8 +71,18 @@ public sealed class DeviceBadInputTests
         var shortState = Assert.Throws<ArgumentException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 9, Slot = 0 }, none));
         Assert.Equal("state", shortState.ParamName);
 
-        launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 8, Slot = 1, Tokens = 3, SlotsPerExpert = 100, UtilizationDecay = -1f }, none);
+        var record = new RecordArguments { Experts = 8, Slot = 1, Tokens = 3, SlotsPerExpert = 100, UtilizationDecay = -1f };
+        launch(device.DefaultStream, ids.View, state, record, none);
         Assert.Equal([1UL, 1UL, 1UL, 0UL], counts.GetAsArray1D().Skip(RoutingRecordKernel.MaxExperts).Take(4));
+
+        // A block no record kernel wrote, with a ring position past the ring: the fold updates the
+        // block but drops the variance instead of writing it after the ring (here, into a guard zone).
+        using var guardedRing = device.Allocate1D<float>(2 * RoutingRecordKernel.VarianceWindow);
+        guardedRing.MemSetToZero();
+        block.View.CopyFromCPU([new RoutingStateBlock { Experts = 8, VarianceHead = 2 * RoutingRecordKernel.VarianceWindow + 200 }]);
+        launch(device.DefaultStream, ids.View, state with { VarianceHistory = guardedRing.View.SubView(0, RoutingRecordKernel.VarianceWindow) }, none, record);
+        Assert.Equal(1UL, block.GetAsArray1D()[0].TotalRoutings);
+        Assert.All(guardedRing.GetAsArray1D(), value => Assert.Equal(0f, value));
     }
 
     [Fact]

@@ -91,12 +91,22 @@ public sealed class UtilizationQueryKernelTests
 
         AssertBits(RoutingMath.Mean(values), result.Mean, "clamped", "mean");
         AssertBits(RoutingMath.Trend(history, []), result.Trend, "clamped", "trend");
+
+        // A ring position before the ring reads from its first slot instead of before it.
+        using var negativeHead = new StateBuffers(device, values, history, head: 0, blockHead: -300);
+        AssertBits(RoutingMath.Trend(history, []), negativeHead.Run(UtilizationQueryKernel.Create(device), trendWindow: 1000).Trend, "head -300", "trend");
         var error = Assert.Throws<ArgumentException>(() => UtilizationQueryKernel.Create(device)(device.DefaultStream, default, 0, default));
         Assert.Equal("result", error.ParamName);
     }
 
+    /// <summary>
+    /// Equal to the bit, except that any NaN equals any NaN: a GPU's arithmetic returns its canonical
+    /// NaN (0x7FFFFFFF on NVIDIA) where x86 passes the input's on (.NET's NaN is 0xFFC00000).
+    /// </summary>
     private static void AssertBits(float expected, float actual, string name, string figure) =>
-        Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual), $"{name}: {figure} {actual:R}, managed {expected:R}");
+        Assert.True(
+            BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(actual) || (float.IsNaN(expected) && float.IsNaN(actual)),
+            $"{name}: {figure} {actual:R} (0x{BitConverter.SingleToInt32Bits(actual):X8}), managed {expected:R} (0x{BitConverter.SingleToInt32Bits(expected):X8})");
 
     /// <summary>A routing state written directly: the utilization, and the variances oldest first from ring slot <c>head</c>.</summary>
     private sealed class StateBuffers : IDisposable
@@ -106,7 +116,7 @@ public sealed class UtilizationQueryKernelTests
         private readonly RoutingStateViews _views;
         private readonly MemoryBuffer1D<UtilizationQueryResult, Stride1D.Dense> _result;
 
-        public StateBuffers(Accelerator device, float[] utilization, float[] history, int head, int? blockExperts = null, int? blockVariances = null)
+        public StateBuffers(Accelerator device, float[] utilization, float[] history, int head, int? blockExperts = null, int? blockVariances = null, int? blockHead = null)
         {
             _device = device;
             var ring = new float[RoutingRecordKernel.VarianceWindow];
@@ -115,7 +125,7 @@ public sealed class UtilizationQueryKernelTests
                 ring[(head + i) % ring.Length] = history[i];
             }
 
-            var block = new RoutingStateBlock { Experts = blockExperts ?? utilization.Length, VarianceHead = head, VarianceCount = blockVariances ?? history.Length };
+            var block = new RoutingStateBlock { Experts = blockExperts ?? utilization.Length, VarianceHead = blockHead ?? head, VarianceCount = blockVariances ?? history.Length };
             _views = new RoutingStateViews
             {
                 State = Keep(device.Allocate1D([block])).View,
