@@ -132,13 +132,17 @@ internal struct Extremes : IInOrderReduction
     {
         Min = value < Min ? value : Min;
         Max = value > Max ? value : Max;
+
         if (!(MostValue > value))
         {
             Most = index;
             MostValue = value;
         }
 
-        if (LeastValue > value)
+        // The NaN tests repeat what > already implies, for OpenCL: ILGPU 1.5.3 turns this branch
+        // into a select on the unordered opposite (LeastValue <= value, true for NaN) and its
+        // OpenCL C writes that as C's ordered <=, false for NaN, so a NaN became the least there.
+        if (LeastValue > value && !float.IsNaN(value) && !float.IsNaN(LeastValue))
         {
             Least = index;
             LeastValue = value;

@@ -21,14 +21,24 @@ public static class KernelPtx
     /// <summary>The record kernel with <see cref="HistogramCounting.WarpAggregated"/>, as <see cref="Generate"/> takes it.</summary>
     public const string WarpAggregatedRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.WarpAggregated);
 
-    /// <summary>Compiles <paramref name="kernel"/> with ILGPU's default (O1) pipeline, as the library's contexts do.</summary>
+    /// <summary>
+    /// Compiles <paramref name="kernel"/> with ILGPU's default (O1) pipeline, as the library's contexts
+    /// do, and gives the record kernels the launch bounds they are loaded with on CUDA (<see cref="CudaLaunchBounds"/>).
+    /// </summary>
+    /// <param name="kernel">One of <see cref="Kernels"/>.</param>
+    /// <param name="architecture">The GPU architecture.</param>
+    /// <param name="instructionSet">The PTX version.</param>
+    /// <param name="threadsPerMultiprocessor">The architecture's resident threads per multiprocessor (2,048 on Hopper).</param>
     /// <exception cref="ArgumentException"><paramref name="kernel"/> is not one of <see cref="Kernels"/>.</exception>
-    public static string Generate(string kernel, CudaArchitecture architecture, CudaInstructionSet instructionSet)
+    public static string Generate(string kernel, CudaArchitecture architecture, CudaInstructionSet instructionSet, int threadsPerMultiprocessor = 2048)
     {
         using var context = Context.Create(builder => builder.Default());
         using var backend = new PTXBackend(context, new CudaCapabilityContext(architecture), architecture, instructionSet, nvvmAPI: null);
         var compiled = (PTXCompiledKernel)backend.Compile(EntryPoint(kernel), KernelSpecialization.Empty);
-        return compiled.PTXAssembly;
+        var groupSize = RoutingRecordKernel.PreferredGroupSize;
+        return kernel == nameof(UtilizationQueryKernel)
+            ? compiled.PTXAssembly
+            : CudaLaunchBounds.Add(compiled.PTXAssembly, groupSize, threadsPerMultiprocessor / groupSize);
     }
 
     /// <summary>The kernel's entry point, for any ILGPU backend.</summary>

@@ -340,9 +340,9 @@ public static class RoutingRecordKernel
         ArgumentOutOfRangeException.ThrowIfLessThan(idsPerThread, 1);
         var kernel = counting switch
         {
-            HistogramCounting.ThreadRuns => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(Kernel<ThreadRunCounting>),
+            HistogramCounting.ThreadRuns => Load<ThreadRunCounting>(accelerator, nameof(RoutingRecordKernel)),
             HistogramCounting.WarpAggregated when !Supports(accelerator, counting, out var reason) => throw new NotSupportedException(reason),
-            HistogramCounting.WarpAggregated => accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(Kernel<WarpAggregatedCounting>),
+            HistogramCounting.WarpAggregated => Load<WarpAggregatedCounting>(accelerator, KernelPtx.WarpAggregatedRecordKernel),
             _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),
         };
 
@@ -361,6 +361,14 @@ public static class RoutingRecordKernel
             }
         };
     }
+
+    /// <summary>The kernel with <typeparamref name="TCounting"/>; on CUDA with launch bounds that keep every group of a full multiprocessor resident.</summary>
+    private static Action<AcceleratorStream, KernelConfig, ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments> Load<TCounting>(Accelerator accelerator, string name)
+        where TCounting : struct, IHistogramCounting =>
+        accelerator is CudaAccelerator cuda && CudaLaunchBounds.Supported
+            ? CudaLaunchBounds.Load(cuda, KernelPtx.EntryPoint(name), GroupSize(accelerator))
+                .CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>>()
+            : accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(Kernel<TCounting>);
 
     /// <summary>
     /// The launcher's checks, on the host and without allocating: a slot the state does not have or an

@@ -85,7 +85,9 @@ public static class UtilizationQueryKernel
         {
             var mean = experts > 0 ? InOrderReduction.Sum(utilization, experts) / experts : 0f;
             var deviations = new SquaredDeviations { Mean = mean };
-            var hasCv = experts > 0 && !(mean <= 0f);   // a NaN mean gives a NaN CV, as in the seed
+            // A NaN mean gives a NaN CV, as in the seed. Not !(mean <= 0f): ILGPU 1.5.3's OpenCL C
+            // drops the unordered flag of that comparison, and the CV of a NaN mean came out 0.
+            var hasCv = experts > 0 && (mean > 0f || float.IsNaN(mean));
             if (hasCv)
             {
                 InOrderReduction.Run(utilization, experts, ref deviations);

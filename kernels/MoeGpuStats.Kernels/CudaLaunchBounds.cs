@@ -1,0 +1,74 @@
+using System.Reflection;
+using ILGPU.Backends;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace MoeGpuStats.Kernels;
+
+/// <summary>
+/// Loads a kernel on CUDA from ILGPU's PTX with launch bounds (<c>.maxntid</c>, <c>.minnctapersm</c>)
+/// added, which ILGPU 1.5.3 cannot emit. Without them, CUDA 13's compiler gave the record kernel 37
+/// registers per thread (CUDA 11.8's: 32), so 6 groups of 256 threads fit on a multiprocessor
+/// instead of 8; asked for 8, the same compiler fits it in 32 registers without spilling (the
+/// GPU machine's ptxas, 2026-11-26).
+/// </summary>
+/// <remarks>
+/// ILGPU builds a loadable kernel only from its own compiled form, whose constructor and entry point
+/// are internal: they are reached by reflection, for ILGPU 1.5.3. Where they are missing
+/// (<see cref="Supported"/> is false) kernels load as ILGPU compiles them.
+/// </remarks>
+internal static class CudaLaunchBounds
+{
+    private static readonly ConstructorInfo? CompiledKernelConstructor = typeof(PTXCompiledKernel)
+        .GetConstructors(BindingFlags.NonPublic | BindingFlags.Instance)
+        .SingleOrDefault(constructor => constructor.GetParameters() is [_, _, _, { ParameterType: var last }] && last == typeof(string));
+
+    private static readonly PropertyInfo? EntryPointProperty =
+        typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Instance);
+
+    /// <summary>Whether this ILGPU has the internals that <see cref="Load"/> needs.</summary>
+    public static bool Supported => CompiledKernelConstructor is not null && EntryPointProperty is not null;
+
+    /// <summary>
+    /// <paramref name="ptx"/> with its entry limited to groups of <paramref name="groupSize"/> threads,
+    /// <paramref name="groupsPerMultiprocessor"/> of which must fit on a multiprocessor at once.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="ptx"/> has no entry with a body.</exception>
+    public static string Add(string ptx, int groupSize, int groupsPerMultiprocessor)
+    {
+        // The directives go between the entry's parameter list and its body.
+        var entry = ptx.IndexOf(".entry ", StringComparison.Ordinal);
+        var body = entry < 0 ? -1 : ptx.IndexOf("\n{", entry, StringComparison.Ordinal);
+        if (body < 0)
+        {
+            throw new ArgumentException("The PTX has no kernel entry with a body.", nameof(ptx));
+        }
+
+        return ptx.Insert(body, $"\n.maxntid {groupSize}, 1, 1\n.minnctapersm {groupsPerMultiprocessor}");
+    }
+
+    /// <summary>The groups of <paramref name="groupSize"/> threads that fill a multiprocessor of <paramref name="accelerator"/>.</summary>
+    public static int FullOccupancy(Accelerator accelerator, int groupSize) =>
+        Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / groupSize);
+
+    /// <summary>Compiles <paramref name="entry"/> for <paramref name="accelerator"/>, adds the launch bounds of full occupancy and loads it.</summary>
+    public static Kernel Load(CudaAccelerator accelerator, EntryPointDescription entry, int groupSize)
+    {
+        using var backend = new PTXBackend(accelerator.Context, accelerator.Capabilities, accelerator.Architecture, accelerator.InstructionSet, nvvmAPI: null);
+        var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
+        return accelerator.LoadKernel(WithPtx(compiled, Add(compiled.PTXAssembly, groupSize, FullOccupancy(accelerator, groupSize))));
+    }
+
+    /// <summary><paramref name="compiled"/> with <paramref name="ptx"/> as its assembly: same entry point, parameters and kernel information.</summary>
+    internal static PTXCompiledKernel WithPtx(PTXCompiledKernel compiled, string ptx)
+    {
+        if (!Supported)
+        {
+            throw new NotSupportedException("This ILGPU version lacks the internals that loading PTX with launch bounds needs.");
+        }
+
+        return (PTXCompiledKernel)CompiledKernelConstructor!.Invoke([compiled.Context, EntryPointProperty!.GetValue(compiled), compiled.Info, ptx]);
+    }
+}
