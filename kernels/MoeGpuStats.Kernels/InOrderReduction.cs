@@ -139,14 +139,13 @@ internal struct Extremes : IInOrderReduction
             MostValue = value;
         }
 
-        // The NaN tests repeat what > already implies, for OpenCL: ILGPU 1.5.3 turns this branch
-        // into a select on the unordered opposite (LeastValue <= value, true for NaN) and its
-        // OpenCL C writes that as C's ordered <=, false for NaN, so a NaN became the least there.
-        if (LeastValue > value && !float.IsNaN(value) && !float.IsNaN(LeastValue))
-        {
-            Least = index;
-            LeastValue = value;
-        }
+        // The NaN tests repeat what > already implies, for OpenCL: ILGPU 1.5.3 turned this
+        // condition into its unordered opposite (LeastValue <= value, true for NaN) and its OpenCL C
+        // writes that as C's ordered <=, false for NaN, so a NaN became the least there. Selects
+        // rather than a branch keep the loop free of branches.
+        var newLeast = LeastValue > value & !float.IsNaN(value) & !float.IsNaN(LeastValue);
+        Least = newLeast ? index : Least;
+        LeastValue = newLeast ? value : LeastValue;
     }
 }
 
