@@ -158,7 +158,7 @@ public sealed partial class KernelCompilationTests
 
         Assert.Single(Regex.Matches(source, @"\bkernel\s+void\b"));
 
-        // Both kernels read ILGPU's warp size once (get_sub_group_size() in OpenCL C), and on PoCL 5
+        // Both kernels once read ILGPU's warp size (get_sub_group_size() in OpenCL C), and on PoCL 5
         // the record kernel then corrupted the host heap and the query left fields unwritten.
         Assert.DoesNotContain("sub_group", source, StringComparison.Ordinal);
         if (kernel == nameof(RoutingRecordKernel))
