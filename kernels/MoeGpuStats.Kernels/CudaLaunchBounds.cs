@@ -1,6 +1,7 @@
+using System.Collections.Concurrent;
 using System.Reflection;
+using System.Runtime.CompilerServices;
 using ILGPU.Backends;
-using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -28,15 +29,18 @@ internal static class CudaLaunchBounds
     private static readonly PropertyInfo? EntryPointProperty =
         typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Instance);
 
+    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(string Kernel, int GroupSize), Kernel>> Loaded = new();
+
     /// <summary>Whether this ILGPU has the internals that <see cref="Load"/> needs.</summary>
     public static bool Supported => CompiledKernelConstructor is not null && EntryPointProperty is not null;
 
     /// <summary>
     /// <paramref name="ptx"/> with its entry limited to groups of <paramref name="groupSize"/> threads,
-    /// <paramref name="groupsPerMultiprocessor"/> of which must fit on a multiprocessor at once.
+    /// as many of which as <paramref name="threadsPerMultiprocessor"/> allows must fit on a
+    /// multiprocessor at once.
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="ptx"/> has no entry with a body.</exception>
-    public static string Add(string ptx, int groupSize, int groupsPerMultiprocessor)
+    public static string Add(string ptx, int groupSize, int threadsPerMultiprocessor)
     {
         // The directives go between the entry's parameter list and its body.
         var entry = ptx.IndexOf(".entry ", StringComparison.Ordinal);
@@ -46,20 +50,23 @@ internal static class CudaLaunchBounds
             throw new ArgumentException("The PTX has no kernel entry with a body.", nameof(ptx));
         }
 
+        var groupsPerMultiprocessor = Math.Max(1, threadsPerMultiprocessor / groupSize);
         return ptx.Insert(body, $"\n.maxntid {groupSize}, 1, 1\n.minnctapersm {groupsPerMultiprocessor}");
     }
 
-    /// <summary>The groups of <paramref name="groupSize"/> threads that fill a multiprocessor of <paramref name="accelerator"/>.</summary>
-    public static int FullOccupancy(Accelerator accelerator, int groupSize) =>
-        Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / groupSize);
-
-    /// <summary>Compiles <paramref name="entry"/> for <paramref name="accelerator"/>, adds the launch bounds of full occupancy and loads it.</summary>
-    public static Kernel Load(CudaAccelerator accelerator, EntryPointDescription entry, int groupSize)
-    {
-        using var backend = new PTXBackend(accelerator.Context, accelerator.Capabilities, accelerator.Architecture, accelerator.InstructionSet, nvvmAPI: null);
-        var compiled = (PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty);
-        return accelerator.LoadKernel(WithPtx(compiled, Add(compiled.PTXAssembly, groupSize, FullOccupancy(accelerator, groupSize))));
-    }
+    /// <summary>
+    /// Kernel <paramref name="kernel"/> (one of <see cref="KernelPtx.Kernels"/>) compiled for
+    /// <paramref name="accelerator"/> with the launch bounds of full occupancy, loaded once per
+    /// accelerator and group size: ILGPU's own cache does not hold kernels loaded this way, and every
+    /// engine would otherwise compile it again and load another module.
+    /// </summary>
+    public static Kernel Load(CudaAccelerator accelerator, string kernel, int groupSize) =>
+        Loaded.GetOrCreateValue(accelerator).GetOrAdd((kernel, groupSize), key =>
+        {
+            using var backend = new PTXBackend(accelerator.Context, accelerator.Capabilities, accelerator.Architecture, accelerator.InstructionSet, nvvmAPI: null);
+            var compiled = (PTXCompiledKernel)backend.Compile(KernelPtx.EntryPoint(key.Kernel), KernelSpecialization.Empty);
+            return accelerator.LoadKernel(WithPtx(compiled, Add(compiled.PTXAssembly, key.GroupSize, accelerator.MaxNumThreadsPerMultiprocessor)));
+        });
 
     /// <summary><paramref name="compiled"/> with <paramref name="ptx"/> as its assembly: same entry point, parameters and kernel information.</summary>
     internal static PTXCompiledKernel WithPtx(PTXCompiledKernel compiled, string ptx)

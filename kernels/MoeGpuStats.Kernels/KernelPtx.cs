@@ -35,10 +35,9 @@ public static class KernelPtx
         using var context = Context.Create(builder => builder.Default());
         using var backend = new PTXBackend(context, new CudaCapabilityContext(architecture), architecture, instructionSet, nvvmAPI: null);
         var compiled = (PTXCompiledKernel)backend.Compile(EntryPoint(kernel), KernelSpecialization.Empty);
-        var groupSize = RoutingRecordKernel.PreferredGroupSize;
         return kernel == nameof(UtilizationQueryKernel)
             ? compiled.PTXAssembly
-            : CudaLaunchBounds.Add(compiled.PTXAssembly, groupSize, threadsPerMultiprocessor / groupSize);
+            : CudaLaunchBounds.Add(compiled.PTXAssembly, RoutingRecordKernel.PreferredGroupSize, threadsPerMultiprocessor);
     }
 
     /// <summary>The kernel's entry point, for any ILGPU backend.</summary>

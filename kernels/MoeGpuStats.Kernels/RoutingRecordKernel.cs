@@ -366,7 +366,7 @@ public static class RoutingRecordKernel
     private static Action<AcceleratorStream, KernelConfig, ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments> Load<TCounting>(Accelerator accelerator, string name)
         where TCounting : struct, IHistogramCounting =>
         accelerator is CudaAccelerator cuda && CudaLaunchBounds.Supported
-            ? CudaLaunchBounds.Load(cuda, KernelPtx.EntryPoint(name), GroupSize(accelerator))
+            ? CudaLaunchBounds.Load(cuda, name, GroupSize(accelerator))
                 .CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>>()
             : accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(Kernel<TCounting>);
 

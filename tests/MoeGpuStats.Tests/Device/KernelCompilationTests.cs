@@ -136,7 +136,7 @@ public sealed partial class KernelCompilationTests
     {
         var ptx = Ptx(kernel, CudaInstructionSet.ISA_78);
         Assert.Matches(@"\.entry\s+\w+\([^)]*\)\s*\.maxntid 256, 1, 1\s*\.minnctapersm 8\s*\{", ptx);
-        Assert.Equal(ptx, CudaLaunchBounds.Add(Unbounded(ptx), 256, 8));
+        Assert.Equal(ptx, CudaLaunchBounds.Add(Unbounded(ptx), 256, 2048));
 
         Assert.True(CudaLaunchBounds.Supported, "ILGPU's PTXCompiledKernel constructor or CompiledKernel.EntryPoint is gone: launch bounds cannot be loaded.");
         using var context = Context.Create(builder => builder.Default());
