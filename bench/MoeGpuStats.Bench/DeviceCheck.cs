@@ -7,7 +7,7 @@ using MoeGpuStats.Kernels;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n] [--ids-per-thread a,b,..] [--sweep-experts a,b,..]</c>: one table in a few minutes on the best
+/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n] [--ids-per-thread a,b,..] [--groups-per-copy a,b,..] [--sweep-experts a,b,..]</c>: one table in a few minutes on the best
 /// accelerator (or <c>MOEGS_ACCELERATOR</c>). Each record is timed on the device with profiling
 /// markers after warm-up, median of many; the device-to-device copy bandwidth is measured in the
 /// same run; the managed path (copy ids to the host, then the managed loop) is timed on the host.
@@ -74,6 +74,24 @@ internal static class DeviceCheck
                 var host = RoutingIds.Skewed(length, sweepE);
                 var cells = perThread.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, n).Micros.ToString("F1"));
                 Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", cells)} |");
+            }
+        }
+
+        // Every group adds up to E counts into the record's slot at the end of the record; spread
+        // over copies, those atomics meet on fewer of the same addresses, and the fold sums the copies.
+        var perCopy = OptionText(args, "--groups-per-copy", "0,256,128,64,32").Split(',').Select(int.Parse).ToArray();
+        Console.WriteLine();
+        Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {RoutingRecordKernel.DefaultGroupsPerCopy}; 0: one copy; at most {RoutingRecordKernel.MaxCopies} copies and {RoutingRecordKernel.MaxExperts} / E), record median in µs.");
+        Console.WriteLine($"| E | ids | {string.Join(" | ", perCopy.Select(n => n == 0 ? "one copy" : n.ToString()))} | checksum |");
+        Console.WriteLine($"| --- | --- |{string.Concat(perCopy.Select(_ => " --- |"))} --- |");
+        foreach (var sweepE in new[] { experts, 1024 }.Distinct())
+        {
+            foreach (var length in sizes)
+            {
+                var host = RoutingIds.Skewed(length, sweepE);
+                var runs = perCopy.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, RoutingRecordKernel.DefaultIdsPerThread, groupsPerCopy: n == 0 ? int.MaxValue : n)).ToArray();
+                var checksums = string.Join(" ≠ ", runs.Select(run => run.Checksum).Distinct());
+                Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", runs.Select(run => run.Micros.ToString("F1")))} | {checksums} |");
             }
         }
 
@@ -186,11 +204,12 @@ internal static class DeviceCheck
     }
 
     /// <summary>The median device time of a record in µs, and the checksum of one record's counts.</summary>
-    private static (double Micros, ulong Checksum) RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread, HistogramCounting counting = HistogramCounting.ThreadRuns)
+    private static (double Micros, ulong Checksum) RecordMedian(
+        Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread, HistogramCounting counting = HistogramCounting.ThreadRuns, int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy)
     {
         using var ids = accelerator.Allocate1D(host);
         using var stream = accelerator.CreateStream();
-        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts }, stream, idsPerThread, counting);
+        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts }, stream, idsPerThread, counting, groupsPerCopy);
         var tokens = host.Length / 8;
         for (var i = 0; i < 3; i++)
         {

@@ -7,7 +7,8 @@ namespace MoeGpuStats.Bench;
 /// <summary>
 /// Where a record's device time goes, by timing its parts alone on the same ids with the record's
 /// loop and grid rule: a bare read (load and sum the ids: the most any one-launch record can
-/// reach), then the histogram without the fold (count in shared memory, flush to global), then the
+/// reach), then the histogram without the fold (count in shared memory, flush to global into the
+/// record's copies of the histogram), then the
 /// whole record (which also folds the previous record in one more group). The record less the
 /// histogram is what the fold still adds to a record, running beside the counting.
 /// </summary>
@@ -17,18 +18,18 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     public static RecordBreakdown Measure(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps, double record, double copy)
     {
         var bareRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareReadKernel);
-        var histogramOnly = accelerator.LoadKernel<ArrayView<int>, ArrayView<ulong>, int>(HistogramOnlyKernel);
+        var histogramOnly = accelerator.LoadKernel<ArrayView<int>, ArrayView<ulong>, int, int>(HistogramOnlyKernel);
         using var sink = accelerator.Allocate1D<int>(1);
-        using var histogram = accelerator.Allocate1D<ulong>(experts);
-        var readConfig = RecordGrid(accelerator, bareRead.GetKernel(), ids.Length);
-        var histogramConfig = RecordGrid(accelerator, histogramOnly.GetKernel(), ids.Length);
+        using var histogram = accelerator.Allocate1D<ulong>(RoutingRecordKernel.MaxExperts);
+        var readConfig = RecordGrid(accelerator, bareRead.GetKernel(), ids.Length, experts).Config;
+        var (histogramConfig, copies) = RecordGrid(accelerator, histogramOnly.GetKernel(), ids.Length, experts);
         bareRead(stream, readConfig, ids, sink.View);
-        histogramOnly(stream, histogramConfig, ids, histogram.View, experts);
+        histogramOnly(stream, histogramConfig, ids, histogram.View, experts, copies);
         stream.Synchronize();
         return new RecordBreakdown(
             ids.Length,
             DeviceCheck.Median(reps, stream, () => bareRead(stream, readConfig, ids, sink.View)),
-            DeviceCheck.Median(reps, stream, () => histogramOnly(stream, histogramConfig, ids, histogram.View, experts)),
+            DeviceCheck.Median(reps, stream, () => histogramOnly(stream, histogramConfig, ids, histogram.View, experts, copies)),
             record,
             copy);
     }
@@ -49,11 +50,12 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     /// <summary>The read rate of a pass over the ids that took <paramref name="micros"/>, against the copy's (read + written bytes) rate.</summary>
     private double OfCopy(double micros) => Copy / micros / 2;
 
-    /// <summary>The record kernel's grid rule (<see cref="CountingGrid"/>), for another kernel.</summary>
-    private static KernelConfig RecordGrid(Accelerator accelerator, Kernel kernel, long length)
+    /// <summary>The record kernel's grid rule (<see cref="CountingGrid"/>), for another kernel, and the histogram copies it sets.</summary>
+    private static (KernelConfig Config, int Copies) RecordGrid(Accelerator accelerator, Kernel kernel, long length, int experts)
     {
         var grid = CountingGrid.For(accelerator, kernel, RoutingRecordKernel.DefaultIdsPerThread);
-        return new KernelConfig(grid.Groups(length, reserved: 0), grid.GroupSize);
+        var groups = grid.Groups(length, reserved: 0);
+        return (new KernelConfig(groups, grid.GroupSize), grid.Copies(groups, experts));
     }
 
     /// <summary>Loads the ids as the record's counting does (four in flight per thread) and sums them; nothing else.</summary>
@@ -79,8 +81,8 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
         }
     }
 
-    /// <summary>The record kernel's first half: the shared histogram of the ids (thread runs) flushed to global memory.</summary>
-    private static void HistogramOnlyKernel(ArrayView<int> ids, ArrayView<ulong> histogram, int experts)
+    /// <summary>The record kernel's first half: the shared histogram of the ids (thread runs) flushed to global memory, group g into copy g mod <paramref name="copies"/>.</summary>
+    private static void HistogramOnlyKernel(ArrayView<int> ids, ArrayView<ulong> histogram, int experts, int copies)
     {
         var bins = SharedMemory.Allocate<int>(RoutingRecordKernel.MaxExperts);
         for (var e = Group.IdxX; e < experts; e += Group.DimX)
@@ -91,12 +93,13 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
         Group.Barrier();
         default(ThreadRunCounting).CountShare(ids, bins, experts, Grid.DimX);
         Group.Barrier();
+        var first = Grid.IdxX % copies * experts;
         for (var e = Group.IdxX; e < experts; e += Group.DimX)
         {
             var count = bins[e];
             if (count != 0)
             {
-                Atomic.Add(ref histogram[e], (ulong)count);
+                Atomic.Add(ref histogram[first + e], (ulong)count);
             }
         }
     }

@@ -17,18 +17,22 @@ namespace MoeGpuStats.Kernels;
 /// <param name="ids">Top-k expert ids (any length; empty when the histogram was uploaded instead).</param>
 /// <param name="state">The routing state.</param>
 /// <param name="arguments">The batch's host-known scalars and the slot its ids are counted into (<see cref="RecordArguments.Slot"/> −1: none).</param>
-/// <param name="pending">The record to fold, with the slot it was counted into (<see cref="RecordArguments.Slot"/> −1: none).</param>
-public delegate void RoutingRecordLauncher(AcceleratorStream stream, ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments, RecordArguments pending);
+/// <param name="pending">The record to fold as an earlier launch returned it (<see cref="RecordArguments.Slot"/> −1: none).</param>
+/// <returns><paramref name="arguments"/> with the <see cref="RecordArguments.Copies"/> its groups counted into: the next launch's <paramref name="pending"/>.</returns>
+public delegate RecordArguments RoutingRecordLauncher(AcceleratorStream stream, ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments, RecordArguments pending);
 
 /// <summary>
 /// One record in one launch, the fold one record behind. Every group but the last builds a private
-/// histogram of its grid-stride share of the ids in shared memory and adds it to the record's
-/// slot of <see cref="RoutingStateViews.BatchHistogram"/>; meanwhile the last group folds the
+/// histogram of its grid-stride share of the ids in shared memory and adds it to one copy of the
+/// record's slot of <see cref="RoutingStateViews.BatchHistogram"/>; meanwhile the last group folds the
 /// previous record, whose slot the previous launch completed, into the running state, as the
 /// seed's <c>record_routing</c> does, and clears that slot. The two slots alternate; the host
 /// folds a pending record alone before any read.
 /// </summary>
 /// <remarks>
+/// The groups' flushes spread over copies of the histogram (<see cref="RecordArguments.Copies"/>):
+/// a thousand groups adding into the same E counts at the end of a large record queued on the few
+/// L2 slices that hold them, which a record's fold, summing a few copies, costs less than.
 /// The fold runs beside the counting rather than after it: groups need no ticket to find the last
 /// one to finish, nor device-wide fences, and a record's time is the longer of the two parts
 /// instead of their sum. The fold's one group is a few microseconds of dependent steps that used to
@@ -53,6 +57,12 @@ public static class RoutingRecordKernel
 
     /// <summary>Batch-histogram slots: the record being counted and the one being folded.</summary>
     public const int BatchSlots = 2;
+
+    /// <summary>The most copies of a slot's histogram that counting groups spread their flushes over.</summary>
+    public const int MaxCopies = 16;
+
+    /// <summary>The counting groups per copy of the batch histogram, by default (a tuning knob the device check sweeps).</summary>
+    public const int DefaultGroupsPerCopy = 64;
 
     /// <summary>The kernel body; launch it through <see cref="Create(Accelerator)"/>.</summary>
     /// <param name="ids">The record's ids.</param>
@@ -97,7 +107,7 @@ public static class RoutingRecordKernel
 
         Group.Barrier();
 
-        var first = arguments.Slot * MaxExperts;
+        var first = arguments.Slot * MaxExperts + Grid.IdxX % arguments.Copies * experts;
         for (var e = thread; e < experts; e += groupSize)
         {
             var count = bins[e];
@@ -144,7 +154,7 @@ public static class RoutingRecordKernel
             // alias), and each store waited for its own load.
             var utilization = state.Utilization[e];
             var tokens = state.TokenCounts[e];
-            var count = (long)Atomic.Exchange(ref state.BatchHistogram[first + e], 0UL);
+            var count = TakeCount(state.BatchHistogram, first + e, experts, arguments.Copies);
             float share = arguments.Tokens > 0 ? count / batchTokens : 0f;
             bins[e] = (int)Interop.FloatAsInt((float)count);
             state.Utilization[e] = Mul(alpha, share) + Mul(keep, resize ? 0f : utilization);
@@ -214,6 +224,45 @@ public static class RoutingRecordKernel
         {
             state.VarianceHistory[(int)slot] = Interop.IntAsFloat((uint)partials[varianceAt]);
         }
+    }
+
+    /// <summary>
+    /// The count at <paramref name="at"/> summed over the <paramref name="copies"/> copies of the
+    /// histogram, <paramref name="stride"/> apart, each left zero: four loads in flight at a time,
+    /// then their stores. Not atomic exchanges: ILGPU's generic-address exchange branches on whether
+    /// the address was global, which waits for each exchange in turn (SASS); no other group touches
+    /// a slot while it is folded.
+    /// </summary>
+    private static long TakeCount(ArrayView<ulong> histogram, int at, int stride, int copies)
+    {
+        var count = 0UL;
+        for (var copy = 0; copy < copies; copy += 4, at += 4 * stride)
+        {
+            var more = copies - copy;
+            var a = histogram[at];
+            var b = more > 1 ? histogram[at + stride] : 0UL;
+            var c = more > 2 ? histogram[at + 2 * stride] : 0UL;
+            var d = more > 3 ? histogram[at + 3 * stride] : 0UL;
+            histogram[at] = 0UL;
+            if (more > 1)
+            {
+                histogram[at + stride] = 0UL;
+            }
+
+            if (more > 2)
+            {
+                histogram[at + 2 * stride] = 0UL;
+            }
+
+            if (more > 3)
+            {
+                histogram[at + 3 * stride] = 0UL;
+            }
+
+            count += a + b + c + d;
+        }
+
+        return (long)count;
     }
 
     /// <summary>The block's totals, averages and ring position after the batch; returns the ring slot of the batch's variance.</summary>
@@ -322,22 +371,35 @@ public static class RoutingRecordKernel
     public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread) =>
         Create(accelerator, idsPerThread, HistogramCounting.ThreadRuns);
 
-    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
+    /// <summary>Loads the kernel once on <paramref name="accelerator"/>, with <see cref="DefaultGroupsPerCopy"/>, and returns its launcher.</summary>
     /// <param name="accelerator">The accelerator to load the kernel on.</param>
     /// <param name="idsPerThread">The fewest ids per thread before another group is launched, once every multiprocessor has one (a tuning knob the device check sweeps).</param>
     /// <param name="counting">How threads add ids to the shared histogram (the device check compares them on skewed loads).</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1, or <paramref name="counting"/> is not a defined value.</exception>
     /// <exception cref="NotSupportedException"><paramref name="counting"/> is <see cref="HistogramCounting.WarpAggregated"/> and the accelerator cannot run it.</exception>
+    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting) =>
+        Create(accelerator, idsPerThread, counting, DefaultGroupsPerCopy);
+
+    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
+    /// <param name="accelerator">The accelerator to load the kernel on.</param>
+    /// <param name="idsPerThread">The fewest ids per thread before another group is launched, once every multiprocessor has one (a tuning knob the device check sweeps).</param>
+    /// <param name="counting">How threads add ids to the shared histogram (the device check compares them on skewed loads).</param>
+    /// <param name="groupsPerCopy">The counting groups per copy of the batch histogram (<see cref="RecordArguments.Copies"/>, at most <see cref="MaxCopies"/>; a tuning knob the device check sweeps).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> or <paramref name="groupsPerCopy"/> is less than 1, or <paramref name="counting"/> is not a defined value.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="counting"/> is <see cref="HistogramCounting.WarpAggregated"/> and the accelerator cannot run it.</exception>
     /// <remarks>
-    /// The launcher throws <see cref="ArgumentOutOfRangeException"/> for a slot other than −1, 0 or 1
-    /// or an expert count outside 1 to <see cref="MaxExperts"/>, and <see cref="ArgumentException"/>
-    /// for state views too short for them, before anything is enqueued.
+    /// The launcher throws <see cref="ArgumentOutOfRangeException"/> for a slot other than −1, 0 or 1,
+    /// an expert count outside 1 to <see cref="MaxExperts"/> or a pending record's copies outside
+    /// what its slot holds, and <see cref="ArgumentException"/> for state views too short for them,
+    /// before anything is enqueued.
     /// </remarks>
-    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting)
+    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting, int groupsPerCopy)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentOutOfRangeException.ThrowIfLessThan(idsPerThread, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(groupsPerCopy, 1);
         var kernel = counting switch
         {
             HistogramCounting.ThreadRuns => Load<ThreadRunCounting>(accelerator, nameof(RoutingRecordKernel)),
@@ -346,19 +408,28 @@ public static class RoutingRecordKernel
             _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),
         };
 
-        var grid = CountingGrid.For(accelerator, kernel.GetKernel(), idsPerThread);
+        var grid = CountingGrid.For(accelerator, kernel.GetKernel(), idsPerThread, groupsPerCopy);
         return (stream, ids, state, arguments, pending) =>
         {
             CheckLaunch(state, arguments, nameof(arguments));
             CheckLaunch(state, pending, nameof(pending));
+            if (pending.Slot >= 0 && (pending.Copies < 1 || pending.Copies > MaxCopies || pending.Copies > MaxExperts / pending.Experts))
+            {
+                throw new ArgumentOutOfRangeException(
+                    nameof(pending), pending.Copies, $"pending.Copies must be 1 to {MaxCopies} and at most {MaxExperts} / pending.Experts: the copies its launch returned.");
+            }
 
-            // The folding group takes a place in the one wave.
+            // The folding group takes a place in the one wave. A histogram uploaded into the slot
+            // (no ids) is one copy.
             var folding = pending.Slot >= 0 ? 1 : 0;
             var counting = arguments.Slot >= 0 && ids.Length > 0 ? grid.Groups(ids.Length, folding) : 0;
+            arguments.Copies = counting > 0 ? grid.Copies(counting, arguments.Experts) : 1;
             if (counting + folding > 0)
             {
                 kernel(stream, new KernelConfig(counting + folding, grid.GroupSize), ids, state, arguments, pending);
             }
+
+            return arguments;
         };
     }
 

@@ -66,7 +66,8 @@ public struct RoutingStateViews
     /// <summary>
     /// Two batch histograms of <see cref="RoutingRecordKernel.MaxExperts"/> counts each (slot 0, then
     /// slot 1): a record is counted into one while the record before it is folded from the other,
-    /// which the fold leaves zero.
+    /// which the fold leaves zero. A slot holds <see cref="RecordArguments.Copies"/> histograms of E
+    /// counts one after another.
     /// </summary>
     public ArrayView<ulong> BatchHistogram;
 
@@ -115,4 +116,12 @@ public struct RecordArguments
 
     /// <summary>The batch slot (0 or 1) the record is counted into and folded from; −1 for no record.</summary>
     public int Slot;
+
+    /// <summary>
+    /// The copies of the slot's histogram the record's counting groups add into (group g into copy
+    /// g mod <see cref="Copies"/>, each <see cref="Experts"/> counts long), which the fold sums: 1 to
+    /// <see cref="RoutingRecordKernel.MaxCopies"/>, and at most <see cref="RoutingRecordKernel.MaxExperts"/>
+    /// / <see cref="Experts"/>. The launcher sets it for the record it counts and returns it.
+    /// </summary>
+    public int Copies;
 }

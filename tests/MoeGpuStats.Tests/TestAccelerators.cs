@@ -16,6 +16,9 @@ public static class TestAccelerators
 
     // ILGPU's default CPU device has warps of 4 lanes; this one simulates a GPU's 32.
     private static readonly Lazy<Context> Warp32Context = new(() => Context.Create(builder => builder.CPU(CPUDevice.Nvidia)));
+
+    // The default CPU device runs a record on one group; four multiprocessors of 16 threads run 16.
+    private static readonly Lazy<Context> MultiprocessorContext = new(() => Context.Create(builder => builder.CPU(new CPUDevice(4, 4, 4))));
     private static readonly Dictionary<string, Accelerator?> Created = [];
     private static readonly Lock Gate = new();
 
@@ -26,6 +29,9 @@ public static class TestAccelerators
 
     /// <summary>The CPU accelerator with 32-lane warps, for code that works on whole warps (not in <see cref="Kinds"/>: slower).</summary>
     public const string CpuWithWarpsOf32 = "cpu-warp32";
+
+    /// <summary>The CPU accelerator with four multiprocessors, where a record has up to 16 groups (not in <see cref="Kinds"/>: slower).</summary>
+    public const string CpuWithFourMultiprocessors = "cpu-4mp";
 
     /// <summary>The accelerator of that kind, or a skip (never a silent pass) where there is none.</summary>
     public static Accelerator Require(string kind)
@@ -58,6 +64,11 @@ public static class TestAccelerators
         if (kind == CpuWithWarpsOf32)
         {
             return Warp32Context.Value.GetCPUDevice(0).CreateAccelerator(Warp32Context.Value);
+        }
+
+        if (kind == CpuWithFourMultiprocessors)
+        {
+            return MultiprocessorContext.Value.GetCPUDevice(0).CreateAccelerator(MultiprocessorContext.Value);
         }
 
         var type = kind switch

@@ -49,12 +49,12 @@ public sealed class DeviceRoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or <see cref="RoutingStatsOptions.Experts"/> exceeds the device limit.</exception>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
     public DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options = null, AcceleratorStream? stream = null)
-        : this(accelerator, options, stream, RoutingRecordKernel.DefaultIdsPerThread, HistogramCounting.ThreadRuns)
+        : this(accelerator, options, stream, RoutingRecordKernel.DefaultIdsPerThread, HistogramCounting.ThreadRuns, RoutingRecordKernel.DefaultGroupsPerCopy)
     {
     }
 
-    /// <summary>As the public constructor, with the record kernel's grid rule and histogram counting set (the device check compares them).</summary>
-    internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, int idsPerThread, HistogramCounting counting)
+    /// <summary>As the public constructor, with the record kernel's grid rule, histogram counting and flush copies set (the device check compares them).</summary>
+    internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, int idsPerThread, HistogramCounting counting, int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         _options = options ?? new RoutingStatsOptions();
@@ -65,7 +65,7 @@ public sealed class DeviceRoutingStats : IDisposable
         }
 
         // Loaded before anything is allocated, so a kernel the accelerator refuses leaks nothing.
-        _record = RoutingRecordKernel.Create(accelerator, idsPerThread, counting);
+        _record = RoutingRecordKernel.Create(accelerator, idsPerThread, counting, groupsPerCopy);
         _query = UtilizationQueryKernel.Create(accelerator);
         Accelerator = accelerator;
         _ownsStream = stream is null;
@@ -453,8 +453,7 @@ public sealed class DeviceRoutingStats : IDisposable
     private void Launch(ArrayView<int> ids, RecordArguments arguments)
     {
         arguments.Slot = NextSlot;
-        _record(Stream, ids, _views, arguments, _pending);
-        _pending = arguments;
+        _pending = _record(Stream, ids, _views, arguments, _pending);
         _experts = arguments.Experts;
     }
 

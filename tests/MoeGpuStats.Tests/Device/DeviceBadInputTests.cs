@@ -37,29 +37,13 @@ public sealed class DeviceBadInputTests
     /// </summary>
     [Theory]
     [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
-    public void TheRecordLauncherRefusesSlotsAndExpertCountsOutsideTheStateAndNeverWritesPastTheRing(string accelerator)
+    public void TheRecordLauncherRefusesSlotsExpertCountsAndCopiesOutsideTheStateAndNeverWritesPastTheRing(string accelerator)
     {
         var device = TestAccelerators.Require(accelerator);
         var launch = RoutingRecordKernel.Create(device);
-        using var block = device.Allocate1D<RoutingStateBlock>(1);
-        using var counts = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.MaxExperts);
-        using var invalid = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
-        using var perExpert = device.Allocate1D<ulong>(8);
-        using var floats = device.Allocate1D<float>(8);
-        using var ring = device.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
+        using var buffers = new LauncherState(device, experts: 8);
         using var ids = device.Allocate1D([0, 1, 2]);
-        block.MemSetToZero();
-        counts.MemSetToZero();
-        invalid.MemSetToZero();
-        perExpert.MemSetToZero();
-        floats.MemSetToZero();
-        ring.MemSetToZero();
-
-        var state = new RoutingStateViews
-        {
-            State = block.View, BatchHistogram = counts.View, BatchInvalid = invalid.View, TokenCounts = perExpert.View,
-            Utilization = floats.View, DecayedUtilization = floats.View, VarianceHistory = ring.View,
-        };
+        var state = buffers.Views;
         var none = new RecordArguments { Slot = -1 };
 
         var slot = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 4, Slot = 2 }, none));
@@ -71,17 +55,26 @@ public sealed class DeviceBadInputTests
         var shortState = Assert.Throws<ArgumentException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 9, Slot = 0 }, none));
         Assert.Equal("state", shortState.ParamName);
 
-        var record = new RecordArguments { Experts = 8, Slot = 1, Tokens = 3, SlotsPerExpert = 100, UtilizationDecay = -1f };
-        launch(device.DefaultStream, ids.View, state, record, none);
-        Assert.Equal([1UL, 1UL, 1UL, 0UL], counts.GetAsArray1D().Skip(RoutingRecordKernel.MaxExperts).Take(4));
+        var record = launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 8, Slot = 1, Tokens = 3, SlotsPerExpert = 100, UtilizationDecay = -1f }, none);
+        Assert.Equal((1, 1), (record.Slot, record.Copies));
+        Assert.Equal([1UL, 1UL, 1UL, 0UL], buffers.Counts.GetAsArray1D().Skip(RoutingRecordKernel.MaxExperts).Take(4));
+
+        // A pending record claiming more copies than its slot holds would make the fold read past it.
+        foreach (var copies in new[] { 0, RoutingRecordKernel.MaxCopies + 1 })
+        {
+            var badCopies = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, record with { Copies = copies }));
+            Assert.Equal(("pending", copies), (badCopies.ParamName, badCopies.ActualValue));
+        }
+
+        Assert.Equal(0UL, buffers.Block.GetAsArray1D()[0].TotalRoutings);
 
         // A block no record kernel wrote, with a ring position past the ring: the fold updates the
         // block but drops the variance instead of writing it after the ring (here, into a guard zone).
         using var guardedRing = device.Allocate1D<float>(2 * RoutingRecordKernel.VarianceWindow);
         guardedRing.MemSetToZero();
-        block.View.CopyFromCPU([new RoutingStateBlock { Experts = 8, VarianceHead = 2 * RoutingRecordKernel.VarianceWindow + 200 }]);
+        buffers.Block.View.CopyFromCPU([new RoutingStateBlock { Experts = 8, VarianceHead = 2 * RoutingRecordKernel.VarianceWindow + 200 }]);
         launch(device.DefaultStream, ids.View, state with { VarianceHistory = guardedRing.View.SubView(0, RoutingRecordKernel.VarianceWindow) }, none, record);
-        Assert.Equal(1UL, block.GetAsArray1D()[0].TotalRoutings);
+        Assert.Equal(1UL, buffers.Block.GetAsArray1D()[0].TotalRoutings);
         Assert.All(guardedRing.GetAsArray1D(), value => Assert.Equal(0f, value));
     }
 

@@ -208,6 +208,90 @@ public sealed class DevicePropertyTests
         Assert.Equal("idsPerThread", Assert.Throws<ArgumentOutOfRangeException>(() => RoutingRecordKernel.Create(device, 0)).ParamName);
     }
 
+    /// <summary>The usual kinds and a CPU accelerator whose records run on several groups.</summary>
+    public static TheoryData<string> MultiGroupKinds => [.. TestAccelerators.Kinds.Select(row => row.Data).Append(TestAccelerators.CpuWithFourMultiprocessors)];
+
+    /// <summary>
+    /// The launch returns the copies its groups flushed into (more than one wherever a record runs
+    /// on several groups and one copy per group is asked for); those copies sum to the ids' counts,
+    /// nothing is written past them, and the fold of that record adds exactly their sum to the
+    /// token counts and leaves the slot zero.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(MultiGroupKinds))]
+    public void TheFoldSumsEveryCopyTheGroupsFlushedIntoAndLeavesThemZero(string accelerator)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        const int experts = 61;
+        var launch = RoutingRecordKernel.Create(device, idsPerThread: 1, HistogramCounting.ThreadRuns, groupsPerCopy: 1);
+        using var buffers = new LauncherState(device, experts);
+        var host = Ids(new Random(5), 20_000, experts, "uniform");
+        using var ids = device.Allocate1D(host);
+        var none = new RecordArguments { Slot = -1 };
+        var arguments = new RecordArguments { Experts = experts, Slot = 0, Tokens = host.Length, SlotsPerExpert = 100, UtilizationDecay = -1f };
+
+        var counted = launch(device.DefaultStream, ids.View, buffers.Views, arguments, none);
+
+        var multiGroup = device.AcceleratorType != AcceleratorType.CPU || accelerator == TestAccelerators.CpuWithFourMultiprocessors;
+        Assert.InRange(counted.Copies, multiGroup ? 2 : 1, multiGroup ? RoutingRecordKernel.MaxCopies : 1);
+        var slot = buffers.Counts.GetAsArray1D().AsSpan(0, RoutingRecordKernel.MaxExperts).ToArray();
+        var expected = new ulong[experts];
+        foreach (var id in host)
+        {
+            expected[id]++;
+        }
+
+        var summed = Enumerable.Range(0, experts).Select(e => Enumerable.Range(0, counted.Copies).Aggregate(0UL, (sum, copy) => sum + slot[copy * experts + e]));
+        Assert.Equal(expected, summed);
+        Assert.All(slot.Skip(counted.Copies * experts), count => Assert.Equal(0UL, count));
+
+        launch(device.DefaultStream, ids.View.SubView(0, 0), buffers.Views, none, counted);
+        Assert.Equal(expected, buffers.TokenCounts.GetAsArray1D());
+        Assert.All(buffers.Counts.GetAsArray1D(), count => Assert.Equal(0UL, count));
+        Assert.Equal((ulong)host.Length, buffers.Block.GetAsArray1D()[0].TotalUsed);
+    }
+
+    /// <summary>
+    /// Batches of changing size through engines whose groups flush into one copy each, a few groups
+    /// per copy, or always one copy, at expert counts whose slot holds 16, 13 and 2 copies: the state
+    /// equals the managed engine's, counts and floats alike.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(MultiGroupKinds))]
+    public void EveryFlushSpreadGivesTheManagedState(string accelerator)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        var random = new Random(17);
+        foreach (var experts in new[] { 61, 300, 1500 })
+        {
+            var options = new RoutingStatsOptions { Experts = experts, UtilizationDecay = 0.9f, ExpertCapacity = 8 };
+            foreach (var groupsPerCopy in new[] { 1, 3, int.MaxValue })
+            {
+                var engine = new DeviceRoutingStats(device, options, stream: null, idsPerThread: 1, HistogramCounting.ThreadRuns, groupsPerCopy);
+                using var onDevice = RoutingStats.OnDevice(engine);
+                using var managed = new RoutingStats(options);
+                foreach (var length in new[] { 9_000, 1, 20_000, 700, 5_000 })
+                {
+                    var ids = Ids(random, length, experts, "skewed");
+                    using var buffer = device.Allocate1D(ids);
+                    onDevice.RecordRouting(buffer.View, length, 1);
+                    managed.RecordRouting(ids, length, 1);
+                    engine.Stream.Synchronize();
+                }
+
+                using var snapshot = onDevice.Snapshot();
+                var context = $"E = {experts}, {groupsPerCopy} groups per copy";
+                Assert.True(managed.ExpertTokenCounts.SequenceEqual(snapshot.ExpertTokenCounts), $"{context}: counts differ");
+                Assert.Equal((managed.TokensDropped, managed.TotalTokens), (snapshot.TokensDropped, snapshot.TotalTokens));
+                Assert.Equal(
+                    [managed.UtilizationCv(), managed.RecentLoadVarianceTrend(5), managed.RoutingEfficiency],
+                    [onDevice.UtilizationCv(), onDevice.RecentLoadVarianceTrend(5), snapshot.RoutingEfficiency]);
+            }
+        }
+
+        Assert.Equal("groupsPerCopy", Assert.Throws<ArgumentOutOfRangeException>(() => RoutingRecordKernel.Create(device, 16, HistogramCounting.ThreadRuns, 0)).ParamName);
+    }
+
     public static TheoryData<string, HistogramCounting> Countings
     {
         get

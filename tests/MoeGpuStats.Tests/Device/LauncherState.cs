@@ -1,0 +1,56 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Kernels;
+
+namespace MoeGpuStats.Tests.Device;
+
+/// <summary>A routing state of <c>experts</c> experts in buffers of its own, zeroed, for tests that call the record launcher directly.</summary>
+internal sealed class LauncherState : IDisposable
+{
+    public LauncherState(Accelerator device, int experts)
+    {
+        Block = device.Allocate1D<RoutingStateBlock>(1);
+        Counts = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.MaxExperts);
+        Invalid = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        TokenCounts = device.Allocate1D<ulong>(experts);
+        Floats = device.Allocate1D<float>(experts);
+        Ring = device.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
+        Block.MemSetToZero();
+        Counts.MemSetToZero();
+        Invalid.MemSetToZero();
+        TokenCounts.MemSetToZero();
+        Floats.MemSetToZero();
+        Ring.MemSetToZero();
+        Views = new RoutingStateViews
+        {
+            State = Block.View, BatchHistogram = Counts.View, BatchInvalid = Invalid.View, TokenCounts = TokenCounts.View,
+            Utilization = Floats.View, DecayedUtilization = Floats.View, VarianceHistory = Ring.View,
+        };
+    }
+
+    public MemoryBuffer1D<RoutingStateBlock, Stride1D.Dense> Block { get; }
+
+    /// <summary>Both batch slots, <see cref="RoutingRecordKernel.MaxExperts"/> counts each.</summary>
+    public MemoryBuffer1D<ulong, Stride1D.Dense> Counts { get; }
+
+    public MemoryBuffer1D<ulong, Stride1D.Dense> Invalid { get; }
+
+    public MemoryBuffer1D<ulong, Stride1D.Dense> TokenCounts { get; }
+
+    /// <summary>The utilization and the decayed utilization (one buffer: these tests read neither).</summary>
+    public MemoryBuffer1D<float, Stride1D.Dense> Floats { get; }
+
+    public MemoryBuffer1D<float, Stride1D.Dense> Ring { get; }
+
+    public RoutingStateViews Views { get; }
+
+    public void Dispose()
+    {
+        Block.Dispose();
+        Counts.Dispose();
+        Invalid.Dispose();
+        TokenCounts.Dispose();
+        Floats.Dispose();
+        Ring.Dispose();
+    }
+}
