@@ -8,11 +8,13 @@ namespace MoeGpuStats.Bench;
 /// Where a record's device time goes, by timing its parts alone on the same ids with the record's
 /// loop and grid rule: a bare read (load and sum the ids: the most any one-launch record can
 /// reach), then the histogram without the fold (count in shared memory, flush to global into the
-/// record's copies of the histogram), then the
+/// record's copies of the histogram), then the record kernel launched with nothing to fold, then the
 /// whole record (which also folds the previous record in one more group). The record less the
-/// histogram is what the fold still adds to a record, running beside the counting.
+/// histogram is what the fold still adds to a record, running beside the counting; the record
+/// kernel without a fold tells whether that is the folding group's work or the counting's code
+/// compiled together with the fold.
 /// </summary>
-internal readonly record struct RecordBreakdown(long Length, double BareRead, double HistogramOnly, double Record, double Copy)
+internal readonly record struct RecordBreakdown(long Length, double BareRead, double HistogramOnly, double CountingOnly, double Record, double Copy)
 {
     /// <summary>Times the bare read and the histogram alone over <paramref name="ids"/>, median of <paramref name="reps"/>.</summary>
     public static RecordBreakdown Measure(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps, double record, double copy)
@@ -30,6 +32,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
             ids.Length,
             DeviceCheck.Median(reps, stream, () => bareRead(stream, readConfig, ids, sink.View)),
             DeviceCheck.Median(reps, stream, () => histogramOnly(stream, histogramConfig, ids, histogram.View, experts, copies)),
+            CountingOnlyMedian(accelerator, stream, ids, experts, reps),
             record,
             copy);
     }
@@ -37,14 +40,41 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     public static void Print(IReadOnlyList<RecordBreakdown> rows)
     {
         Console.WriteLine();
-        Console.WriteLine("Where a record's time goes (device medians, same ids): a bare read of the ids, the histogram without the fold, the record; read/copy as above.");
-        Console.WriteLine("| ids | bare read | read/copy | histogram, no fold | read/copy | record | read/copy | record − histogram |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
+        Console.WriteLine("Where a record's time goes (device medians, same ids): a bare read of the ids, the histogram without the fold, the record kernel with nothing to fold, the record; read/copy as above.");
+        Console.WriteLine("| ids | bare read | read/copy | histogram, no fold | read/copy | record kernel, no fold | record | read/copy | record − histogram |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (var row in rows)
         {
             Console.WriteLine(
-                $"| {row.Length} | {row.BareRead:F1} µs | {row.OfCopy(row.BareRead):P0} | {row.HistogramOnly:F1} µs | {row.OfCopy(row.HistogramOnly):P0} | {row.Record:F1} µs | {row.OfCopy(row.Record):P0} | {row.Record - row.HistogramOnly:F1} µs |");
+                $"| {row.Length} | {row.BareRead:F1} µs | {row.OfCopy(row.BareRead):P0} | {row.HistogramOnly:F1} µs | {row.OfCopy(row.HistogramOnly):P0} | {row.CountingOnly:F1} µs | {row.Record:F1} µs | {row.OfCopy(row.Record):P0} | {row.Record - row.HistogramOnly:F1} µs |");
         }
+    }
+
+    /// <summary>
+    /// The record kernel's launches with no pending record, median of <paramref name="reps"/>: its
+    /// counting alone, in state buffers of its own (the slot's counts grow; nothing folds them).
+    /// </summary>
+    private static double CountingOnlyMedian(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps)
+    {
+        var launch = RoutingRecordKernel.Create(accelerator);
+        using var block = accelerator.Allocate1D<RoutingStateBlock>(1);
+        using var counts = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.MaxExperts);
+        using var invalid = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        using var perExpert = accelerator.Allocate1D<ulong>(experts);
+        using var floats = accelerator.Allocate1D<float>(experts);
+        using var ring = accelerator.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
+        var state = new RoutingStateViews
+        {
+            State = block.View, BatchHistogram = counts.View, BatchInvalid = invalid.View, TokenCounts = perExpert.View,
+            Utilization = floats.View, DecayedUtilization = floats.View, VarianceHistory = ring.View,
+        };
+        var record = new RecordArguments { Experts = experts, Slot = 0 };
+        var none = new RecordArguments { Slot = -1 };
+        counts.MemSetToZero(stream);
+        invalid.MemSetToZero(stream);
+        launch(stream, ids, state, record, none);
+        stream.Synchronize();
+        return DeviceCheck.Median(reps, stream, () => launch(stream, ids, state, record, none));
     }
 
     /// <summary>The read rate of a pass over the ids that took <paramref name="micros"/>, against the copy's (read + written bytes) rate.</summary>
