@@ -114,8 +114,8 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     /// <summary>The record kernel's first half: the shared histogram of the ids (thread runs) flushed to global memory, group g into copy g mod <paramref name="copies"/>.</summary>
     private static void HistogramOnlyKernel(ArrayView<int> ids, ArrayView<ulong> histogram, int experts, int copies)
     {
-        var bins = SharedMemory.Allocate<int>(RoutingRecordKernel.MaxExperts);
-        for (var e = Group.IdxX; e < experts; e += Group.DimX)
+        var bins = SharedMemory.Allocate<int>(RoutingRecordKernel.MaxExperts + 1);
+        for (var e = Group.IdxX; e <= experts; e += Group.DimX)
         {
             bins[e] = 0;
         }

@@ -30,10 +30,20 @@ public enum HistogramCounting
 /// <summary>One thread's part of a record's histogram: its grid-stride share of the ids into the group's bins.</summary>
 internal interface IHistogramCounting
 {
-    /// <summary>Adds this thread's ids in range to <paramref name="bins"/>; returns how many were out of range.</summary>
+    /// <summary>Adds this thread's ids to <paramref name="bins"/>: an id in range to its bin, any other to <c>bins[experts]</c>.</summary>
     /// <param name="ids">The record's ids.</param>
-    /// <param name="bins">The group's shared histogram.</param>
-    /// <param name="experts">Ids at or above this are out of range.</param>
+    /// <param name="bins">The group's shared histogram, <paramref name="experts"/> + 1 bins: the last counts the ids out of range.</param>
+    /// <param name="experts">Ids at or above this, and negative ids, are out of range.</param>
     /// <param name="groups">The counting groups, <c>0</c> to <c>groups − 1</c>, whose threads share the ids by grid stride.</param>
-    int CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups);
+    void CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups);
+}
+
+/// <summary>The bin an id is counted in: its own when in range, else the one after the experts'.</summary>
+internal static class InvalidBin
+{
+    /// <summary>
+    /// <paramref name="id"/> when it is in <c>[0, experts)</c>, else <paramref name="experts"/>: one
+    /// unsigned minimum instead of a branch and a register for the invalid ids, per id.
+    /// </summary>
+    public static int Of(int id, int experts) => (int)Math.Min((uint)id, (uint)experts);
 }

@@ -72,8 +72,8 @@ public static class RoutingRecordKernel
     internal static void Kernel<TCounting>(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments, RecordArguments pending)
         where TCounting : struct, IHistogramCounting
     {
-        var bins = SharedMemory.Allocate<int>(MaxExperts);
-        ref var groupInvalid = ref SharedMemory.Allocate<int>();
+        // One bin more than the most experts: the ids out of range.
+        var bins = SharedMemory.Allocate<int>(MaxExperts + 1);
         var partials = SharedMemory.Allocate<long>(PreferredGroupSize);
 
         var countingGroups = pending.Slot >= 0 ? Grid.DimX - 1 : Grid.DimX;
@@ -87,24 +87,13 @@ public static class RoutingRecordKernel
         var groupSize = Group.DimX;
         var experts = arguments.Experts;
 
-        for (var e = thread; e < experts; e += groupSize)
+        for (var e = thread; e <= experts; e += groupSize)
         {
             bins[e] = 0;
         }
 
-        if (thread == 0)
-        {
-            groupInvalid = 0;
-        }
-
         Group.Barrier();
-
-        var invalid = default(TCounting).CountShare(ids, bins, experts, countingGroups);
-        if (invalid != 0)
-        {
-            Atomic.Add(ref groupInvalid, invalid);
-        }
-
+        default(TCounting).CountShare(ids, bins, experts, countingGroups);
         Group.Barrier();
 
         var first = arguments.Slot * MaxExperts + Grid.IdxX % arguments.Copies * experts;
@@ -117,9 +106,10 @@ public static class RoutingRecordKernel
             }
         }
 
-        if (thread == 0 && groupInvalid != 0)
+        var invalid = bins[experts];
+        if (thread == 0 && invalid != 0)
         {
-            Atomic.Add(ref state.BatchInvalid[arguments.Slot], (ulong)groupInvalid);
+            Atomic.Add(ref state.BatchInvalid[arguments.Slot], (ulong)invalid);
         }
     }
 

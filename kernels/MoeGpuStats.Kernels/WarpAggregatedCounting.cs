@@ -11,12 +11,11 @@ namespace MoeGpuStats.Kernels;
 /// </summary>
 internal readonly struct WarpAggregatedCounting : IHistogramCounting
 {
-    public int CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups)
+    public void CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups)
     {
         var lane = Warp.LaneIdx;
         var warpSize = Warp.WarpSize;
         var threads = (long)groups * Group.DimX;
-        var invalid = 0;
 
         // One variable receives every match: ILGPU passes an inline-PTX output through local
         // memory, which it zeroes where the variable is declared. Declared here, the zeroing runs
@@ -30,46 +29,34 @@ internal readonly struct WarpAggregatedCounting : IHistogramCounting
             var b = ids[i + threads];
             var c = ids[i + 2 * threads];
             var d = ids[i + 3 * threads];
-            invalid += AddPeers(bins, experts, a, warpSize, ref peers);
-            invalid += AddPeers(bins, experts, b, warpSize, ref peers);
-            invalid += AddPeers(bins, experts, c, warpSize, ref peers);
-            invalid += AddPeers(bins, experts, d, warpSize, ref peers);
+            AddPeers(bins, experts, a, warpSize, ref peers);
+            AddPeers(bins, experts, b, warpSize, ref peers);
+            AddPeers(bins, experts, c, warpSize, ref peers);
+            AddPeers(bins, experts, d, warpSize, ref peers);
         }
 
         for (; first < ids.Length; first += threads)
         {
             // The lanes past the end still take part in the match, with an id nobody counts.
             var lanes = (int)Math.Min(warpSize, ids.Length - first);
-            invalid += AddPeers(bins, experts, lane < lanes ? ids[first + lane] : 0, lanes, ref peers);
+            AddPeers(bins, experts, lane < lanes ? ids[first + lane] : 0, lanes, ref peers);
         }
-
-        return invalid;
     }
 
     /// <summary>
-    /// Counts <paramref name="id"/> for the lanes below <paramref name="lanes"/> that hold it; returns
-    /// their number if it is out of range and this lane counts for them, else 0.
+    /// Counts <paramref name="id"/> once for the lanes below <paramref name="lanes"/> that hold it, with their number.
     /// <paramref name="peers"/> is the caller's variable for the match (its value on entry is unused).
     /// </summary>
-    private static int AddPeers(ArrayView<int> bins, int experts, int id, int lanes, ref int peers)
+    private static void AddPeers(ArrayView<int> bins, int experts, int id, int lanes, ref int peers)
     {
         var lane = Warp.LaneIdx;
         var counted = lanes >= 32 ? -1 : (1 << lanes) - 1;
         MatchAny(id, out peers);
         peers &= counted;
-        if (lane >= lanes || lane != TrailingZeroCount(peers))
+        if (lane < lanes && lane == TrailingZeroCount(peers))
         {
-            return 0;
+            Atomic.Add(ref bins[InvalidBin.Of(id, experts)], PopCount(peers));
         }
-
-        var count = PopCount(peers);
-        if ((uint)id < (uint)experts)
-        {
-            Atomic.Add(ref bins[id], count);
-            return 0;
-        }
-
-        return count;
     }
 
     /// <summary>The lanes of the warp whose <paramref name="value"/> equals this lane's, as a bit mask.</summary>

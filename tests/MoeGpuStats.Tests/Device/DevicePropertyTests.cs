@@ -311,7 +311,7 @@ public sealed class DevicePropertyTests
 
     /// <summary>
     /// Both countings give the managed counts on loads that make lanes share ids (hot, collapsed,
-    /// long runs), with ids out of range, at lengths that end inside a warp, and with grids from
+    /// long runs), with ids out of range (−1 among them), at lengths that end inside a warp, and with grids from
     /// one group to many. Where the accelerator cannot aggregate warps, creating the engine says so.
     /// </summary>
     [Theory]
@@ -335,7 +335,7 @@ public sealed class DevicePropertyTests
             ? [(1, 16), (37, 16), (1000, 16), (4099, 16)]
             : [(1, 16), (37, 1), (4099, 3), (100_003, 1), (100_003, 16), (100_003, 100_000)];
         var random = new Random(23);
-        foreach (var load in new[] { "uniform", "hot", "collapsed", "runs", "invalid" })
+        foreach (var load in new[] { "uniform", "hot", "collapsed", "runs", "invalid", "minus one" })
         {
             foreach (var (length, idsPerThread) in runs)
             {
@@ -375,6 +375,9 @@ public sealed class DevicePropertyTests
                 "skewed" => (int)(u * u * u * experts),
                 "hot" => u < 0.9 ? 0 : (int)(u * experts),
                 "invalid" => u < 0.05 ? (u < 0.025 ? -1 - (int)(u * 1e6) : experts + (int)(u * 1e6)) : (int)(u * experts),
+
+                // −1 is also what a thread's run starts from before its first id.
+                "minus one" => u < 0.5 ? -1 : (int)(u * experts),
                 _ => throw new ArgumentOutOfRangeException(nameof(load)),
             };
         }
