@@ -31,8 +31,8 @@ public delegate RecordArguments RoutingRecordLauncher(AcceleratorStream stream, 
 /// </summary>
 /// <remarks>
 /// The groups' flushes spread over copies of the histogram (<see cref="RecordArguments.Copies"/>):
-/// a thousand groups adding into the same E counts at the end of a large record queued on the few
-/// L2 slices that hold them, which a record's fold, summing a few copies, costs less than.
+/// a thousand groups adding into the same E counts at the end of a large record cost it about 7 µs
+/// at 16 Mi ids on an H100 and an H200 (one copy against 16), far more than the fold's sum of the copies.
 /// The fold runs beside the counting rather than after it: groups need no ticket to find the last
 /// one to finish, nor device-wide fences, and a record's time is the longer of the two parts
 /// instead of their sum. The fold's one group is a few microseconds of dependent steps that used to
