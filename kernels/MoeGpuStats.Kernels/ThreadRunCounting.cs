@@ -38,9 +38,9 @@ internal readonly struct ThreadRunCounting : IHistogramCounting
 
     /// <summary>Extends the thread's run of equal ids, or adds it to its bin and starts a new one.</summary>
     /// <remarks>
-    /// Without branches (non-short-circuit <c>&amp;</c>, a select, one predicated atomic): the
-    /// branchy form cost 16 instructions per id, and at 128 Mi ids the record kernel issues for a
-    /// large part of its time. The first, empty run adds nothing (256 threads adding 0 to one bin
+    /// Without branches but the atomic's (non-short-circuit <c>&amp;</c> and a select; ptxas keeps
+    /// the branch around the atomic rather than predicating it): the branchy form cost about 16
+    /// instructions per id, and at 128 Mi ids the record kernel issues for a large part of its time. The first, empty run adds nothing (256 threads adding 0 to one bin
     /// would serialize).
     /// </remarks>
     private static void Count(ArrayView<int> bins, int experts, int id, ref int runId, ref int run)
