@@ -24,8 +24,6 @@ internal static class InOrderReduction
         var i = 0;
         if (length >= 8)
         {
-            // Software-pipelined: the next eight loads go out before this eight's steps, so the
-            // steps, not the loads' latency, set the pace.
             var v0 = values[0];
             var v1 = values[1];
             var v2 = values[2];

@@ -139,7 +139,7 @@ public static class RoutingRecordKernel
         long partialOverflow = 0;
         for (var e = thread; e < experts; e += groupSize)
         {
-            // Every load before the first store, so that they and the exchange are in flight
+            // Every load before the first store, so that they and the copies' loads are in flight
             // together: after a store, a load waits for it (the compiler must assume the views
             // alias), and each store waited for its own load.
             var utilization = state.Utilization[e];
