@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
+using MoeGpuStats.Bench.Candidates;
 using MoeGpuStats.Device;
 using MoeGpuStats.Kernels;
 
@@ -58,6 +59,7 @@ internal static class DeviceCheck
             Console.WriteLine($"| {load} |{string.Concat(cells)} {string.Join(" ≠ ", checksums)} |");
         }
 
+        CandidateTable.Print(accelerator, experts, sizes, skewLength, onCpu);
         Queries(accelerator, experts);
         QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct().Order()], onCpu);
 
@@ -226,18 +228,24 @@ internal static class DeviceCheck
         Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread, HistogramCounting counting = HistogramCounting.ThreadRuns, int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy)
     {
         using var ids = accelerator.Allocate1D(host);
+        return RecordMedian(accelerator, experts, ids.View, onCpu, a => RoutingRecordKernel.Create(a, idsPerThread, counting, groupsPerCopy));
+    }
+
+    /// <summary>The median device time of a record of <paramref name="ids"/> with the record kernel <paramref name="createRecord"/> loads, and the checksum of one record's counts.</summary>
+    internal static (double Micros, ulong Checksum) RecordMedian(Accelerator accelerator, int experts, ArrayView<int> ids, bool onCpu, Func<Accelerator, RoutingRecordLauncher> createRecord)
+    {
         using var stream = accelerator.CreateStream();
-        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts }, stream, idsPerThread, counting, groupsPerCopy);
-        var tokens = host.Length / 8;
+        using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts }, stream, createRecord);
+        var tokens = (int)(ids.Length / 8);
         for (var i = 0; i < 3; i++)
         {
-            engine.RecordRouting(ids.View, tokens, 8);
+            engine.RecordRouting(ids, tokens, 8);
         }
 
         stream.Synchronize();
-        var micros = Median(onCpu ? 5 : 50, stream, () => engine.RecordRouting(ids.View, tokens, 8));
+        var micros = Median(onCpu ? 5 : 50, stream, () => engine.RecordRouting(ids, tokens, 8));
         engine.Reset();
-        engine.RecordRouting(ids.View, tokens, 8);
+        engine.RecordRouting(ids, tokens, 8);
         using var snapshot = engine.Snapshot();
         return (micros, RoutingIds.Checksum(snapshot.ExpertTokenCounts));
     }

@@ -1,10 +1,11 @@
 using ILGPU.Runtime.Cuda;
+using MoeGpuStats.Bench.Candidates;
 using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// <c>--emit-ptx DIR</c>: writes each kernel's PTX for sm_90 (PTX ISA 7.8, which CUDA 11.8's ptxas
+/// <c>--emit-ptx DIR</c>: writes each kernel's PTX (and the record kernel's with each candidate counting) for sm_90 (PTX ISA 7.8, which CUDA 11.8's ptxas
 /// and every newer one read) into DIR, with the commands that show its registers and its SASS:
 /// static facts about the GPU code that need no GPU (<c>bash scripts/ptxas.sh</c> fetches ptxas).
 /// </summary>
@@ -17,12 +18,23 @@ internal static class EmitPtx
         Directory.CreateDirectory(folder);
         foreach (var kernel in KernelPtx.Kernels)
         {
-            var path = Path.Combine(folder, kernel + ".ptx");
-            File.WriteAllText(path, KernelPtx.Generate(kernel, CudaArchitecture.SM_90, CudaInstructionSet.ISA_78));
-            var cubin = Path.ChangeExtension(path, ".cubin");
-            Console.WriteLine($"{path}\n  ptxas -arch=sm_90 -O3 -v {path} -o {cubin} && cuobjdump -sass {cubin}");
+            Write(folder, kernel, KernelPtx.Generate(kernel, CudaArchitecture.SM_90, CudaInstructionSet.ISA_78));
+        }
+
+        foreach (var candidate in CandidateCounting.All)
+        {
+            var ptx = KernelPtx.Generate(candidate.Kernel, launchBounds: true, CudaArchitecture.SM_90, CudaInstructionSet.ISA_78);
+            Write(folder, $"{nameof(RoutingRecordKernel)}.{candidate.Name}", ptx);
         }
 
         return 0;
+    }
+
+    private static void Write(string folder, string kernel, string ptx)
+    {
+        var path = Path.Combine(folder, kernel + ".ptx");
+        File.WriteAllText(path, ptx);
+        var cubin = Path.ChangeExtension(path, ".cubin");
+        Console.WriteLine($"{path}\n  ptxas -arch=sm_90 -O3 -v {path} -o {cubin} && cuobjdump -sass {cubin}");
     }
 }

@@ -1,36 +1,40 @@
 using ILGPU;
 using ILGPU.Runtime;
+using MoeGpuStats.Bench.Candidates;
 using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Bench;
 
 /// <summary>
 /// Where a record's device time goes, by timing its parts alone on the same ids with the record's
-/// loop and grid rule: a bare read (load and sum the ids: the most any one-launch record can
-/// reach), then the histogram without the fold (count in shared memory, flush to global into the
+/// loop and grid rule: a bare read (load and sum the ids: the most any one-launch record with the
+/// record's loads can reach; then the same with 128-bit loads), then the histogram without the fold (count in shared memory, flush to global into the
 /// record's copies of the histogram), then the record kernel launched with nothing to fold, then the
 /// whole record (which also folds the previous record in one more group). The record less the
 /// histogram is what the fold still adds to a record, running beside the counting; the record
 /// kernel without a fold tells whether that is the folding group's work or the counting's code
 /// compiled together with the fold.
 /// </summary>
-internal readonly record struct RecordBreakdown(long Length, double BareRead, double HistogramOnly, double CountingOnly, double Record, double Copy)
+internal readonly record struct RecordBreakdown(long Length, double BareRead, double BareQuadRead, double HistogramOnly, double CountingOnly, double Record, double Copy)
 {
     /// <summary>Times the bare read and the histogram alone over <paramref name="ids"/>, median of <paramref name="reps"/>.</summary>
     public static RecordBreakdown Measure(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps, double record, double copy)
     {
         var bareRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareReadKernel);
+        var bareQuadRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareQuadReadKernel);
         var histogramOnly = accelerator.LoadKernel<ArrayView<int>, ArrayView<ulong>, int, int>(HistogramOnlyKernel);
         using var sink = accelerator.Allocate1D<int>(1);
         using var histogram = accelerator.Allocate1D<ulong>(RoutingRecordKernel.MaxExperts);
         var readConfig = RecordGrid(accelerator, bareRead.GetKernel(), ids.Length, experts).Config;
         var (histogramConfig, copies) = RecordGrid(accelerator, histogramOnly.GetKernel(), ids.Length, experts);
         bareRead(stream, readConfig, ids, sink.View);
+        bareQuadRead(stream, readConfig, ids, sink.View);
         histogramOnly(stream, histogramConfig, ids, histogram.View, experts, copies);
         stream.Synchronize();
         return new RecordBreakdown(
             ids.Length,
             DeviceCheck.Median(reps, stream, () => bareRead(stream, readConfig, ids, sink.View)),
+            DeviceCheck.Median(reps, stream, () => bareQuadRead(stream, readConfig, ids, sink.View)),
             DeviceCheck.Median(reps, stream, () => histogramOnly(stream, histogramConfig, ids, histogram.View, experts, copies)),
             CountingOnlyMedian(accelerator, stream, ids, experts, reps),
             record,
@@ -40,13 +44,13 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     public static void Print(IReadOnlyList<RecordBreakdown> rows)
     {
         Console.WriteLine();
-        Console.WriteLine("Where a record's time goes (device medians, same ids): a bare read of the ids, the histogram without the fold, the record kernel with nothing to fold, the record; read/copy as above.");
-        Console.WriteLine("| ids | bare read | read/copy | histogram, no fold | read/copy | record kernel, no fold | record | read/copy | record − histogram |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        Console.WriteLine("Where a record's time goes (device medians, same ids): a bare read of the ids (as the record loads them, and with 128-bit loads), the histogram without the fold, the record kernel with nothing to fold, the record; read/copy as above.");
+        Console.WriteLine("| ids | bare read | read/copy | bare read, 128-bit loads | read/copy | histogram, no fold | read/copy | record kernel, no fold | record | read/copy | record − histogram |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (var row in rows)
         {
             Console.WriteLine(
-                $"| {row.Length} | {row.BareRead:F1} µs | {row.OfCopy(row.BareRead):P0} | {row.HistogramOnly:F1} µs | {row.OfCopy(row.HistogramOnly):P0} | {row.CountingOnly:F1} µs | {row.Record:F1} µs | {row.OfCopy(row.Record):P0} | {row.Record - row.HistogramOnly:F1} µs |");
+                $"| {row.Length} | {row.BareRead:F1} µs | {row.OfCopy(row.BareRead):P0} | {row.BareQuadRead:F1} µs | {row.OfCopy(row.BareQuadRead):P0} | {row.HistogramOnly:F1} µs | {row.OfCopy(row.HistogramOnly):P0} | {row.CountingOnly:F1} µs | {row.Record:F1} µs | {row.OfCopy(row.Record):P0} | {row.Record - row.HistogramOnly:F1} µs |");
         }
     }
 
@@ -105,6 +109,36 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
         }
 
         // A store that depends on every load, so that no compiler drops them; expert ids never sum to this.
+        if (sum == int.MinValue)
+        {
+            sink[0] = sum;
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="BareReadKernel"/>, with one 128-bit load for four consecutive ids, two in flight
+    /// per thread (the candidate <see cref="QuadLoadRunCounting{TStep}"/>'s loads): the most
+    /// that counting can reach. The ids after the last whole quad are left out, as the read needs no count.
+    /// </summary>
+    private static void BareQuadReadKernel(ArrayView<int> ids, ArrayView<int> sink)
+    {
+        var quads = ids.AsAligned(4 * sizeof(int)).Cast<IdQuad>();
+        var threads = (long)Grid.DimX * Group.DimX;
+        var i = (long)Grid.IdxX * Group.DimX + Group.IdxX;
+        var sum = 0;
+        for (; i + threads < quads.Length; i += 2 * threads)
+        {
+            var p = quads[i];
+            var q = quads[i + threads];
+            sum += p.A + p.B + p.C + p.D + q.A + q.B + q.C + q.D;
+        }
+
+        if (i < quads.Length)
+        {
+            var p = quads[i];
+            sum += p.A + p.B + p.C + p.D;
+        }
+
         if (sum == int.MinValue)
         {
             sink[0] = sum;

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Reflection;
 using System.Runtime.CompilerServices;
 using ILGPU.Backends;
+using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -29,7 +30,7 @@ internal static class CudaLaunchBounds
     private static readonly PropertyInfo? EntryPointProperty =
         typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Instance);
 
-    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(string Kernel, int GroupSize), Kernel>> Loaded = new();
+    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(MethodInfo Kernel, int GroupSize), Kernel>> Loaded = new();
 
     /// <summary>Whether this ILGPU has the internals that <see cref="Load"/> needs.</summary>
     public static bool Supported => CompiledKernelConstructor is not null && EntryPointProperty is not null;
@@ -55,16 +56,16 @@ internal static class CudaLaunchBounds
     }
 
     /// <summary>
-    /// Kernel <paramref name="kernel"/> (one of <see cref="KernelPtx.Kernels"/>) compiled for
+    /// <paramref name="kernel"/> (an explicitly grouped kernel method) compiled for
     /// <paramref name="accelerator"/> with the launch bounds of full occupancy, loaded once per
     /// accelerator and group size: ILGPU's own cache does not hold kernels loaded this way, and every
     /// engine would otherwise compile it again and load another module.
     /// </summary>
-    public static Kernel Load(CudaAccelerator accelerator, string kernel, int groupSize) =>
+    public static Kernel Load(CudaAccelerator accelerator, MethodInfo kernel, int groupSize) =>
         Loaded.GetOrCreateValue(accelerator).GetOrAdd((kernel, groupSize), key =>
         {
             using var backend = new PTXBackend(accelerator.Context, accelerator.Capabilities, accelerator.Architecture, accelerator.InstructionSet, nvvmAPI: null);
-            var compiled = (PTXCompiledKernel)backend.Compile(KernelPtx.EntryPoint(key.Kernel), KernelSpecialization.Empty);
+            var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(key.Kernel), KernelSpecialization.Empty);
             return accelerator.LoadKernel(WithPtx(compiled, Add(compiled.PTXAssembly, key.GroupSize, accelerator.MaxNumThreadsPerMultiprocessor)));
         });
 

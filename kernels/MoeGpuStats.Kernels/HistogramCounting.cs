@@ -32,10 +32,16 @@ internal interface IHistogramCounting
 {
     /// <summary>Adds this thread's ids to <paramref name="bins"/>: an id in range to its bin, any other to <c>bins[experts]</c>.</summary>
     /// <param name="ids">The record's ids.</param>
-    /// <param name="bins">The group's shared histogram, <paramref name="experts"/> + 1 bins: the last counts the ids out of range.</param>
+    /// <param name="bins">The group's shared histogram, <paramref name="experts"/> + 1 bins (the last counts the ids out of range), and from <c>MaxExperts + 1</c> on the counting's <see cref="ScratchBins"/>, uncleared.</param>
     /// <param name="experts">Ids at or above this, and negative ids, are out of range.</param>
     /// <param name="groups">The counting groups, <c>0</c> to <c>groups − 1</c>, whose threads share the ids by grid stride.</param>
     void CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups);
+
+    /// <summary>
+    /// The shared ints this counting uses after the histogram's, from <c>bins[MaxExperts + 1]</c> on
+    /// (a constant: it sizes the kernel's static shared memory).
+    /// </summary>
+    int ScratchBins { get; }
 }
 
 /// <summary>The bin an id is counted in: its own when in range, else the one after the experts'.</summary>

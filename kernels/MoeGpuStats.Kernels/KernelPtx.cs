@@ -15,10 +15,10 @@ namespace MoeGpuStats.Kernels;
 /// </summary>
 public static class KernelPtx
 {
-    /// <summary>The kernels' names, as <see cref="Generate"/> takes them.</summary>
+    /// <summary>The kernels' names, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes them.</summary>
     public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), WarpAggregatedRecordKernel, nameof(UtilizationQueryKernel)];
 
-    /// <summary>The record kernel with <see cref="HistogramCounting.WarpAggregated"/>, as <see cref="Generate"/> takes it.</summary>
+    /// <summary>The record kernel with <see cref="HistogramCounting.WarpAggregated"/>, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
     public const string WarpAggregatedRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.WarpAggregated);
 
     /// <summary>
@@ -30,30 +30,33 @@ public static class KernelPtx
     /// <param name="instructionSet">The PTX version.</param>
     /// <param name="threadsPerMultiprocessor">The architecture's resident threads per multiprocessor (2,048 on Hopper).</param>
     /// <exception cref="ArgumentException"><paramref name="kernel"/> is not one of <see cref="Kernels"/>.</exception>
-    public static string Generate(string kernel, CudaArchitecture architecture, CudaInstructionSet instructionSet, int threadsPerMultiprocessor = 2048)
+    public static string Generate(string kernel, CudaArchitecture architecture, CudaInstructionSet instructionSet, int threadsPerMultiprocessor = 2048) =>
+        Generate(Method(kernel), kernel != nameof(UtilizationQueryKernel), architecture, instructionSet, threadsPerMultiprocessor);
+
+    /// <summary>As <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/>, for any explicitly grouped kernel method.</summary>
+    internal static string Generate(MethodInfo kernel, bool launchBounds, CudaArchitecture architecture, CudaInstructionSet instructionSet, int threadsPerMultiprocessor = 2048)
     {
         using var context = Context.Create(builder => builder.Default());
         using var backend = new PTXBackend(context, new CudaCapabilityContext(architecture), architecture, instructionSet, nvvmAPI: null);
-        var compiled = (PTXCompiledKernel)backend.Compile(EntryPoint(kernel), KernelSpecialization.Empty);
-        return kernel == nameof(UtilizationQueryKernel)
-            ? compiled.PTXAssembly
-            : CudaLaunchBounds.Add(compiled.PTXAssembly, RoutingRecordKernel.PreferredGroupSize, threadsPerMultiprocessor);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+        return launchBounds
+            ? CudaLaunchBounds.Add(compiled.PTXAssembly, RoutingRecordKernel.PreferredGroupSize, threadsPerMultiprocessor)
+            : compiled.PTXAssembly;
     }
 
     /// <summary>The kernel's entry point, for any ILGPU backend.</summary>
-    internal static EntryPointDescription EntryPoint(string kernel)
-    {
-        var method = kernel switch
-        {
-            nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting>(),
-            WarpAggregatedRecordKernel => RecordKernel<WarpAggregatedCounting>(),
-            nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
-            _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
-        };
-        return EntryPointDescription.FromExplicitlyGroupedKernel(method);
-    }
+    internal static EntryPointDescription EntryPoint(string kernel) => EntryPointDescription.FromExplicitlyGroupedKernel(Method(kernel));
 
-    private static MethodInfo RecordKernel<TCounting>()
+    /// <summary>The record kernel with <typeparamref name="TCounting"/>.</summary>
+    internal static MethodInfo RecordKernel<TCounting>()
         where TCounting : struct, IHistogramCounting =>
         new Action<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(RoutingRecordKernel.Kernel<TCounting>).Method;
+
+    private static MethodInfo Method(string kernel) => kernel switch
+    {
+        nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting>(),
+        WarpAggregatedRecordKernel => RecordKernel<WarpAggregatedCounting>(),
+        nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
+        _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
+    };
 }

@@ -72,8 +72,8 @@ public static class RoutingRecordKernel
     internal static void Kernel<TCounting>(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments, RecordArguments pending)
         where TCounting : struct, IHistogramCounting
     {
-        // One bin more than the most experts: the ids out of range.
-        var bins = SharedMemory.Allocate<int>(MaxExperts + 1);
+        // One bin more than the most experts: the ids out of range; then the counting's scratch.
+        var bins = SharedMemory.Allocate<int>(MaxExperts + 1 + default(TCounting).ScratchBins);
         var partials = SharedMemory.Allocate<long>(PreferredGroupSize);
 
         var countingGroups = pending.Slot >= 0 ? Grid.DimX - 1 : Grid.DimX;
@@ -390,14 +390,20 @@ public static class RoutingRecordKernel
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentOutOfRangeException.ThrowIfLessThan(idsPerThread, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(groupsPerCopy, 1);
-        var kernel = counting switch
+        return counting switch
         {
-            HistogramCounting.ThreadRuns => Load<ThreadRunCounting>(accelerator, nameof(RoutingRecordKernel)),
+            HistogramCounting.ThreadRuns => Create<ThreadRunCounting>(accelerator, idsPerThread, groupsPerCopy),
             HistogramCounting.WarpAggregated when !Supports(accelerator, counting, out var reason) => throw new NotSupportedException(reason),
-            HistogramCounting.WarpAggregated => Load<WarpAggregatedCounting>(accelerator, KernelPtx.WarpAggregatedRecordKernel),
+            HistogramCounting.WarpAggregated => Create<WarpAggregatedCounting>(accelerator, idsPerThread, groupsPerCopy),
             _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),
         };
+    }
 
+    /// <summary>The launcher of the kernel with <typeparamref name="TCounting"/>, loaded once (the device check also times countings that are not yet a <see cref="HistogramCounting"/>).</summary>
+    internal static RoutingRecordLauncher Create<TCounting>(Accelerator accelerator, int idsPerThread, int groupsPerCopy)
+        where TCounting : struct, IHistogramCounting
+    {
+        var kernel = Load<TCounting>(accelerator);
         var grid = CountingGrid.For(accelerator, kernel.GetKernel(), idsPerThread, groupsPerCopy);
         return (stream, ids, state, arguments, pending) =>
         {
@@ -424,10 +430,10 @@ public static class RoutingRecordKernel
     }
 
     /// <summary>The kernel with <typeparamref name="TCounting"/>; on CUDA with launch bounds that keep every group of a full multiprocessor resident.</summary>
-    private static Action<AcceleratorStream, KernelConfig, ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments> Load<TCounting>(Accelerator accelerator, string name)
+    private static Action<AcceleratorStream, KernelConfig, ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments> Load<TCounting>(Accelerator accelerator)
         where TCounting : struct, IHistogramCounting =>
         accelerator is CudaAccelerator cuda && CudaLaunchBounds.Supported
-            ? CudaLaunchBounds.Load(cuda, name, GroupSize(accelerator))
+            ? CudaLaunchBounds.Load(cuda, KernelPtx.RecordKernel<TCounting>(), GroupSize(accelerator))
                 .CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>>()
             : accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(Kernel<TCounting>);
 

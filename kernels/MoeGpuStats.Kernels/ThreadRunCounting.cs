@@ -5,6 +5,8 @@ namespace MoeGpuStats.Kernels;
 /// <summary><see cref="HistogramCounting.ThreadRuns"/>: equal consecutive ids of a thread, one atomic per run.</summary>
 internal readonly struct ThreadRunCounting : IHistogramCounting
 {
+    public int ScratchBins => 0;
+
     public void CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups)
     {
         // Four independent loads per thread before any atomic keep 16 bytes per thread in flight,
@@ -43,7 +45,7 @@ internal readonly struct ThreadRunCounting : IHistogramCounting
     /// instructions per id, and at 128 Mi ids the record kernel issues for a large part of its time. The first, empty run adds nothing (256 threads adding 0 to one bin
     /// would serialize).
     /// </remarks>
-    private static void Count(ArrayView<int> bins, int experts, int id, ref int runId, ref int run)
+    internal static void Count(ArrayView<int> bins, int experts, int id, ref int runId, ref int run)
     {
         var ends = id != runId;
         if (ends & run != 0)
@@ -56,7 +58,7 @@ internal readonly struct ThreadRunCounting : IHistogramCounting
     }
 
     /// <summary>Adds the thread's last run to its bin.</summary>
-    private static void Flush(ArrayView<int> bins, int experts, int id, int run)
+    internal static void Flush(ArrayView<int> bins, int experts, int id, int run)
     {
         if (run != 0)
         {

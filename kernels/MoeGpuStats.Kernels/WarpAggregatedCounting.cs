@@ -11,6 +11,8 @@ namespace MoeGpuStats.Kernels;
 /// </summary>
 internal readonly struct WarpAggregatedCounting : IHistogramCounting
 {
+    public int ScratchBins => 0;
+
     public void CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups)
     {
         var lane = Warp.LaneIdx;

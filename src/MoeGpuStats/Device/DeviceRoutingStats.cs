@@ -49,12 +49,18 @@ public sealed class DeviceRoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or <see cref="RoutingStatsOptions.Experts"/> exceeds the device limit.</exception>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
     public DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options = null, AcceleratorStream? stream = null)
-        : this(accelerator, options, stream, RoutingRecordKernel.DefaultIdsPerThread, HistogramCounting.ThreadRuns, RoutingRecordKernel.DefaultGroupsPerCopy)
+        : this(accelerator, options, stream, RoutingRecordKernel.Create)
     {
     }
 
     /// <summary>As the public constructor, with the record kernel's grid rule, histogram counting and flush copies set (the device check compares them).</summary>
     internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, int idsPerThread, HistogramCounting counting, int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy)
+        : this(accelerator, options, stream, accelerator => RoutingRecordKernel.Create(accelerator, idsPerThread, counting, groupsPerCopy))
+    {
+    }
+
+    /// <summary>As the public constructor, with the record kernel that <paramref name="createRecord"/> loads on the accelerator.</summary>
+    internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, Func<Accelerator, RoutingRecordLauncher> createRecord)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         _options = options ?? new RoutingStatsOptions();
@@ -65,7 +71,7 @@ public sealed class DeviceRoutingStats : IDisposable
         }
 
         // Loaded before anything is allocated, so a kernel the accelerator refuses leaks nothing.
-        _record = RoutingRecordKernel.Create(accelerator, idsPerThread, counting, groupsPerCopy);
+        _record = createRecord(accelerator);
         _query = UtilizationQueryKernel.Create(accelerator);
         Accelerator = accelerator;
         _ownsStream = stream is null;

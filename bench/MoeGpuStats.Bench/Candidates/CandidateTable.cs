@@ -1,0 +1,45 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Kernels;
+
+namespace MoeGpuStats.Bench.Candidates;
+
+/// <summary>
+/// The device check's table of <see cref="CandidateCounting.All"/> against the library's counting:
+/// whole records (the fold included) on the same ids, the baseline's data at every size and the
+/// skewed loads at one, with the counts' checksums to show that every counting counted the same.
+/// </summary>
+internal static class CandidateTable
+{
+    public static void Print(Accelerator accelerator, int experts, IReadOnlyList<long> sizes, long skewLength, bool onCpu)
+    {
+        var countings = CandidateCounting.All.Prepend(Library).ToArray();
+        Console.WriteLine();
+        Console.WriteLine($"Candidate countings (not in the library until measured better here): record median in µs, E = {experts}.");
+        Console.WriteLine($"| load | ids |{string.Concat(countings.Select(c => $" {c.Name} |"))} checksum |");
+        Console.WriteLine($"| --- | --- |{string.Concat(countings.Select(_ => " --- |"))} --- |");
+        foreach (var length in sizes)
+        {
+            Row(accelerator, experts, "baseline data", RoutingIds.Skewed(length, experts), countings, onCpu);
+        }
+
+        Row(accelerator, experts, "uniform", RoutingIds.Hot(skewLength, experts, 0.0), countings, onCpu);
+        Row(accelerator, experts, "k = 8 collapsed, same order", RoutingIds.Collapsed(skewLength, 8, orderVaries: false), countings, onCpu);
+        Row(accelerator, experts, "all to one expert", RoutingIds.Hot(skewLength, experts, 1.0), countings, onCpu);
+    }
+
+    private static CandidateCounting Library { get; } = new(
+        $"{HistogramCounting.ThreadRuns} (library)",
+        accelerator => RoutingRecordKernel.Create(accelerator),
+        KernelPtx.RecordKernel<ThreadRunCounting>());
+
+    private static void Row(Accelerator accelerator, int experts, string load, int[] host, IReadOnlyList<CandidateCounting> countings, bool onCpu)
+    {
+        using var ids = accelerator.Allocate1D(host);
+        var runs = countings.Select(c => DeviceCheck.RecordMedian(accelerator, experts, ids.View, onCpu, c.Create)).ToArray();
+
+        // One checksum when every counting gave the same counts; a difference shows them all.
+        var checksums = string.Join(" ≠ ", runs.Select(run => run.Checksum).Distinct());
+        Console.WriteLine($"| {load} | {host.Length} |{string.Concat(runs.Select(run => $" {run.Micros:F1} |"))} {checksums} |");
+    }
+}
