@@ -155,7 +155,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
         }
 
         Group.Barrier();
-        default(ThreadRunCounting).CountShare(ids, bins, experts, Grid.DimX);
+        default(ThreadRunCounting<BranchedRunStep>).CountShare(ids, bins, experts, Grid.DimX);
         Group.Barrier();
         var first = Grid.IdxX % copies * experts;
         for (var e = Group.IdxX; e < experts; e += Group.DimX)

@@ -54,7 +54,7 @@ public static class KernelPtx
 
     private static MethodInfo Method(string kernel) => kernel switch
     {
-        nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting>(),
+        nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting<BranchedRunStep>>(),
         WarpAggregatedRecordKernel => RecordKernel<WarpAggregatedCounting>(),
         nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
         _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),

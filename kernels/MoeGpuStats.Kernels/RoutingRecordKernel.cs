@@ -392,7 +392,7 @@ public static class RoutingRecordKernel
         ArgumentOutOfRangeException.ThrowIfLessThan(groupsPerCopy, 1);
         return counting switch
         {
-            HistogramCounting.ThreadRuns => Create<ThreadRunCounting>(accelerator, idsPerThread, groupsPerCopy),
+            HistogramCounting.ThreadRuns => Create<ThreadRunCounting<BranchedRunStep>>(accelerator, idsPerThread, groupsPerCopy),
             HistogramCounting.WarpAggregated when !Supports(accelerator, counting, out var reason) => throw new NotSupportedException(reason),
             HistogramCounting.WarpAggregated => Create<WarpAggregatedCounting>(accelerator, idsPerThread, groupsPerCopy),
             _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),

@@ -16,7 +16,7 @@ internal sealed record CandidateCounting(string Name, Func<Accelerator, RoutingR
     /// <summary>The candidates, in the order the device check prints them.</summary>
     public static IReadOnlyList<CandidateCounting> All { get; } =
     [
-        Of<StridedRunCounting<BranchFreeRunStep>>("BranchFreeRuns"),
+        Of<ThreadRunCounting<BranchFreeRunStep>>("BranchFreeRuns"),
         Of<QuadLoadRunCounting<BranchedRunStep>>("QuadLoadRuns"),
         Of<QuadLoadRunCounting<BranchFreeRunStep>>("QuadLoadBranchFreeRuns"),
     ];

@@ -31,7 +31,7 @@ internal static class CandidateTable
     private static CandidateCounting Library { get; } = new(
         $"{HistogramCounting.ThreadRuns} (library)",
         accelerator => RoutingRecordKernel.Create(accelerator),
-        KernelPtx.RecordKernel<ThreadRunCounting>());
+        KernelPtx.RecordKernel<ThreadRunCounting<BranchedRunStep>>());
 
     private static void Row(Accelerator accelerator, int experts, string load, int[] host, IReadOnlyList<CandidateCounting> countings, bool onCpu)
     {

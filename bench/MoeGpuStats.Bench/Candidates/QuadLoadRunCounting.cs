@@ -67,10 +67,10 @@ internal readonly struct QuadLoadRunCounting<TStep> : IHistogramCounting
             step.Count(bins, experts, p.D, ref idD, ref runD);
         }
 
-        ThreadRunCounting.Flush(bins, experts, idA, runA);
-        ThreadRunCounting.Flush(bins, experts, idB, runB);
-        ThreadRunCounting.Flush(bins, experts, idC, runC);
-        ThreadRunCounting.Flush(bins, experts, idD, runD);
+        step.Flush(bins, experts, idA, runA);
+        step.Flush(bins, experts, idB, runB);
+        step.Flush(bins, experts, idC, runC);
+        step.Flush(bins, experts, idD, runD);
     }
 }
 

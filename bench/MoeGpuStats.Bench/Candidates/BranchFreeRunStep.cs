@@ -3,25 +3,6 @@ using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Bench.Candidates;
 
-/// <summary>How a candidate counting adds one id to a thread's run of equal ids.</summary>
-internal interface IRunStep
-{
-    /// <summary>The shared ints the step uses after the histogram's (<see cref="IHistogramCounting.ScratchBins"/>).</summary>
-    int ScratchBins { get; }
-
-    /// <summary>Extends the run of <paramref name="runId"/>, or adds it to its bin and starts a run of <paramref name="id"/>.</summary>
-    void Count(ArrayView<int> bins, int experts, int id, ref int runId, ref int run);
-}
-
-/// <summary>The library's step (<see cref="HistogramCounting.ThreadRuns"/>): an atomic only where a run ends, behind a branch.</summary>
-internal readonly struct BranchedRunStep : IRunStep
-{
-    public int ScratchBins => 0;
-
-    public void Count(ArrayView<int> bins, int experts, int id, ref int runId, ref int run) =>
-        ThreadRunCounting.Count(bins, experts, id, ref runId, ref run);
-}
-
 /// <summary>
 /// One shared atomic per id and no branch: a run that ends adds to its bin; a run that goes on adds
 /// 0 to a bin of the thread's own, which no other thread touches, so it never waits on a conflict.
@@ -46,4 +27,7 @@ internal readonly struct BranchFreeRunStep : IRunStep
         run = ends ? 1 : run + 1;
         runId = id;
     }
+
+    public void Flush(ArrayView<int> bins, int experts, int runId, int run) =>
+        default(BranchedRunStep).Flush(bins, experts, runId, run);
 }
