@@ -63,8 +63,9 @@ internal static class DeviceCheck
         Queries(accelerator, experts);
         QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct().Order()], onCpu);
 
-        // Each extra group flushes up to E bins, so the best rule may depend on E as well as on n.
-        var perThread = OptionText(args, "--ids-per-thread", "4,16,64").Split(',').Select(int.Parse).ToArray();
+        // Each extra group flushes up to E bins, so the best rule may depend on E as well as on n;
+        // 256 ids per thread gives 16 Mi ids two groups per multiprocessor, a quarter of the flushes.
+        var perThread = OptionText(args, "--ids-per-thread", "4,16,64,256").Split(',').Select(int.Parse).ToArray();
         var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},{RoutingRecordKernel.MaxExperts}").Split(',').Select(int.Parse).Distinct();
         Console.WriteLine();
         Console.WriteLine($"Grid rule: the fewest ids per thread before another group (default {RoutingRecordKernel.DefaultIdsPerThread}; a small batch first gets a group per multiprocessor, down to {RoutingRecordKernel.FewestIdsPerThread}), record median in µs.");
