@@ -3,7 +3,7 @@
 #
 # Here:   bash scripts/pack-device.sh
 # There:  device tool, carry [".device"], timeout_s about 580:   bash scripts/device-check.sh
-# Writes env.txt, tests.log, tests-opencl.log, bench.log, torch.json, interop.log and cli-device.json under $OUT (the device tool
+# Writes env.txt, tests.log, tests-opencl.log, bench.log, torch.json, targets.md, interop.log and cli-device.json under $OUT (the device tool
 # brings back only a few files); copy the figures into docs/performance.md with the card, driver and date.
 set -uo pipefail
 out=${OUT:-/tmp/moegs-out}
@@ -39,6 +39,9 @@ echo "bench done at ${SECONDS}s" | tee -a "$out/env.txt"
 # 3. The PyTorch baseline on the same data, in the same call.
 timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$out/torch.json" 2>&1 | tee -a "$out/bench.log"
 echo "torch baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
+
+# 3b. Issue 4's targets from those two, and the candidate countings against the copy and the library's.
+python3 "$root/scripts/targets.py" "$out/bench.log" "$out/torch.json" 2>&1 | tee "$out/targets.md"
 
 # 4. PyTorch -> Python wrapper -> libmoegs (self-contained runtime) on torch's current stream, no synchronize.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 60 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"
