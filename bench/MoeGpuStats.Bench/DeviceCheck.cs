@@ -59,7 +59,6 @@ internal static class DeviceCheck
             Console.WriteLine($"| {load} |{string.Concat(cells)} {string.Join(" ≠ ", checksums)} |");
         }
 
-        CandidateTable.Print(accelerator, experts, sizes, skewLength, onCpu);
         Queries(accelerator, experts);
         QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct().Order()], onCpu);
 
@@ -99,6 +98,8 @@ internal static class DeviceCheck
             }
         }
 
+        // Last: a candidate kernel that fails on a device takes only this table with it.
+        CandidateTable.Print(accelerator, experts, sizes, skewLength, onCpu);
         return 0;
     }
 
