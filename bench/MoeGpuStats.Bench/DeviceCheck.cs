@@ -84,7 +84,7 @@ internal static class DeviceCheck
         // over copies, those atomics meet on fewer of the same addresses, and the fold sums the copies.
         var perCopy = OptionText(args, "--groups-per-copy", "0,256,128,64,32").Split(',').Select(int.Parse).ToArray();
         Console.WriteLine();
-        Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {RoutingRecordKernel.DefaultGroupsPerCopy}; 0: one copy; at most {RoutingRecordKernel.MaxCopies} copies and {RoutingRecordKernel.MaxExperts} / E), record median in µs.");
+        Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {RoutingRecordKernel.DefaultGroupsPerCopy}; 0: one copy; at most {RoutingRecordKernel.MaxCopies} copies and {RoutingRecordKernel.SlotLength} / E), record median in µs.");
         Console.WriteLine($"| E | ids | {string.Join(" | ", perCopy.Select(n => n == 0 ? "one copy" : n.ToString()))} | checksum |");
         Console.WriteLine($"| --- | --- |{string.Concat(perCopy.Select(_ => " --- |"))} --- |");
         foreach (var sweepE in new[] { experts, 1024 }.Distinct())

@@ -62,7 +62,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     {
         var launch = RoutingRecordKernel.Create(accelerator);
         using var block = accelerator.Allocate1D<RoutingStateBlock>(1);
-        using var counts = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.MaxExperts);
+        using var counts = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
         using var invalid = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
         using var perExpert = accelerator.Allocate1D<ulong>(experts);
         using var floats = accelerator.Allocate1D<float>(experts);

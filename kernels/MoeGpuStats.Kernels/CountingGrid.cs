@@ -51,5 +51,5 @@ internal readonly struct CountingGrid
 
     /// <summary>The batch-histogram copies that <paramref name="groups"/> counting groups of a record of <paramref name="experts"/> experts flush into.</summary>
     public int Copies(int groups, int experts) =>
-        Math.Clamp(groups / _groupsPerCopy, 1, Math.Min(RoutingRecordKernel.MaxCopies, RoutingRecordKernel.MaxExperts / experts));
+        Math.Clamp(groups / _groupsPerCopy, 1, Math.Min(RoutingRecordKernel.MaxCopies, RoutingRecordKernel.SlotLength / experts));
 }

@@ -61,6 +61,12 @@ public static class RoutingRecordKernel
     /// <summary>The most copies of a slot's histogram that counting groups spread their flushes over.</summary>
     public const int MaxCopies = 16;
 
+    /// <summary>
+    /// The counts a batch slot holds: <see cref="MaxCopies"/> copies of the histogram up to 1,024
+    /// experts, fewer above (<c>SlotLength / E</c>: 4 at <see cref="MaxExperts"/>).
+    /// </summary>
+    public const int SlotLength = MaxCopies * 1024;
+
     /// <summary>The counting groups per copy of the batch histogram, by default (a tuning knob the device check sweeps).</summary>
     public const int DefaultGroupsPerCopy = 64;
 
@@ -96,7 +102,7 @@ public static class RoutingRecordKernel
         default(TCounting).CountShare(ids, bins, experts, countingGroups);
         Group.Barrier();
 
-        var first = arguments.Slot * MaxExperts + Grid.IdxX % arguments.Copies * experts;
+        var first = arguments.Slot * SlotLength + Grid.IdxX % arguments.Copies * experts;
         for (var e = thread; e < experts; e += groupSize)
         {
             var count = bins[e];
@@ -125,7 +131,7 @@ public static class RoutingRecordKernel
         var groupSize = Group.DimX;
         var experts = arguments.Experts;
         // An index, not a sub-view: the sub-view's base pointer held across the loop took a 33rd register.
-        var first = arguments.Slot * MaxExperts;
+        var first = arguments.Slot * SlotLength;
         // Two fields here and the block staged in shared memory below: a copy of the whole block
         // held across this loop cost 20 registers per thread (52 instead of 32 on sm_90), which
         // halved the groups a multiprocessor holds.
@@ -409,10 +415,10 @@ public static class RoutingRecordKernel
         {
             CheckLaunch(state, arguments, nameof(arguments));
             CheckLaunch(state, pending, nameof(pending));
-            if (pending.Slot >= 0 && (pending.Copies < 1 || pending.Copies > MaxCopies || pending.Copies > MaxExperts / pending.Experts))
+            if (pending.Slot >= 0 && (pending.Copies < 1 || pending.Copies > MaxCopies || pending.Copies > SlotLength / pending.Experts))
             {
                 throw new ArgumentOutOfRangeException(
-                    nameof(pending), pending.Copies, $"pending.Copies must be 1 to {MaxCopies} and at most {MaxExperts} / pending.Experts: the copies its launch returned.");
+                    nameof(pending), pending.Copies, $"pending.Copies must be 1 to {MaxCopies} and at most {SlotLength} / pending.Experts: the copies its launch returned.");
             }
 
             // The folding group takes a place in the one wave. A histogram uploaded into the slot
@@ -454,12 +460,12 @@ public static class RoutingRecordKernel
         }
 
         if (record.Slot >= 0
-            && (state.State.Length < 1 || state.BatchHistogram.Length < (long)BatchSlots * MaxExperts || state.BatchInvalid.Length < BatchSlots
+            && (state.State.Length < 1 || state.BatchHistogram.Length < (long)BatchSlots * SlotLength || state.BatchInvalid.Length < BatchSlots
                 || state.TokenCounts.Length < record.Experts || state.Utilization.Length < record.Experts
                 || state.DecayedUtilization.Length < record.Experts || state.VarianceHistory.Length < VarianceWindow))
         {
             throw new ArgumentException(
-                $"The state's views are too short for {record.Experts} experts: one block, {BatchSlots} × {MaxExperts} batch counts, {BatchSlots} invalid counts, E of each per-expert array, {VarianceWindow} variances.",
+                $"The state's views are too short for {record.Experts} experts: one block, {BatchSlots} × {SlotLength} batch counts, {BatchSlots} invalid counts, E of each per-expert array, {VarianceWindow} variances.",
                 nameof(state));
         }
     }

@@ -64,7 +64,7 @@ public struct RoutingStateViews
     public ArrayView<RoutingStateBlock> State;
 
     /// <summary>
-    /// Two batch histograms of <see cref="RoutingRecordKernel.MaxExperts"/> counts each (slot 0, then
+    /// Two batch slots of <see cref="RoutingRecordKernel.SlotLength"/> counts each (slot 0, then
     /// slot 1): a record is counted into one while the record before it is folded from the other,
     /// which the fold leaves zero. A slot holds <see cref="RecordArguments.Copies"/> histograms of E
     /// counts one after another.
@@ -120,7 +120,7 @@ public struct RecordArguments
     /// <summary>
     /// The copies of the slot's histogram the record's counting groups add into (group g into copy
     /// g mod <see cref="Copies"/>, each <see cref="Experts"/> counts long), which the fold sums: 1 to
-    /// <see cref="RoutingRecordKernel.MaxCopies"/>, and at most <see cref="RoutingRecordKernel.MaxExperts"/>
+    /// <see cref="RoutingRecordKernel.MaxCopies"/>, and at most <see cref="RoutingRecordKernel.SlotLength"/>
     /// / <see cref="Experts"/>. The launcher sets it for the record it counts and returns it.
     /// </summary>
     public int Copies;

@@ -78,7 +78,7 @@ public sealed class DeviceRoutingStats : IDisposable
         Stream = stream ?? accelerator.CreateStream();
         const int experts = RoutingStatsOptions.MaxDeviceExperts;
         _state = Allocate<RoutingStateBlock>(1);
-        _batchHistogram = Allocate<ulong>(RoutingRecordKernel.BatchSlots * experts);
+        _batchHistogram = Allocate<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
         _batchInvalid = Allocate<ulong>(RoutingRecordKernel.BatchSlots);
         _tokenCounts = Allocate<ulong>(experts);
         _utilization = Allocate<float>(experts);
@@ -224,7 +224,7 @@ public sealed class DeviceRoutingStats : IDisposable
 
             // CopyFromCPU waits for the stream, so the staging array is free again when it returns;
             // the slot is free because the launch that folded its last record is done.
-            _batchHistogram.View.SubView((long)NextSlot * RoutingStatsOptions.MaxDeviceExperts, staged.Length).CopyFromCPU(Stream, staged);
+            _batchHistogram.View.SubView((long)NextSlot * RoutingRecordKernel.SlotLength, staged.Length).CopyFromCPU(Stream, staged);
             var arguments = Arguments(counts.Count, decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss);
             arguments.ExpertCapacity = 0;
             Launch(EmptyIds, arguments);

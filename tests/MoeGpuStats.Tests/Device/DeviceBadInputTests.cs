@@ -57,7 +57,7 @@ public sealed class DeviceBadInputTests
 
         var record = launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 8, Slot = 1, Tokens = 3, SlotsPerExpert = 100, UtilizationDecay = -1f }, none);
         Assert.Equal((1, 1), (record.Slot, record.Copies));
-        Assert.Equal([1UL, 1UL, 1UL, 0UL], buffers.Counts.GetAsArray1D().Skip(RoutingRecordKernel.MaxExperts).Take(4));
+        Assert.Equal([1UL, 1UL, 1UL, 0UL], buffers.Counts.GetAsArray1D().Skip(RoutingRecordKernel.SlotLength).Take(4));
 
         // A pending record claiming more copies than its slot holds would make the fold read past it.
         foreach (var copies in new[] { 0, RoutingRecordKernel.MaxCopies + 1 })
@@ -65,6 +65,13 @@ public sealed class DeviceBadInputTests
             var badCopies = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, record with { Copies = copies }));
             Assert.Equal(("pending", copies), (badCopies.ParamName, badCopies.ActualValue));
         }
+
+        // At the most experts a slot holds fewer copies than the most: one more is refused too.
+        using var wide = new LauncherState(device, RoutingRecordKernel.MaxExperts);
+        var tooMany = RoutingRecordKernel.SlotLength / RoutingRecordKernel.MaxExperts + 1;
+        var wideCopies = Assert.Throws<ArgumentOutOfRangeException>(
+            () => launch(device.DefaultStream, ids.View, wide.Views, none, record with { Experts = RoutingRecordKernel.MaxExperts, Copies = tooMany }));
+        Assert.Equal(("pending", tooMany), (wideCopies.ParamName, wideCopies.ActualValue));
 
         Assert.Equal(0UL, buffers.Block.GetAsArray1D()[0].TotalRoutings);
 

@@ -10,7 +10,7 @@ internal sealed class LauncherState : IDisposable
     public LauncherState(Accelerator device, int experts)
     {
         Block = device.Allocate1D<RoutingStateBlock>(1);
-        Counts = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.MaxExperts);
+        Counts = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
         Invalid = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
         TokenCounts = device.Allocate1D<ulong>(experts);
         Floats = device.Allocate1D<float>(experts);
@@ -30,7 +30,7 @@ internal sealed class LauncherState : IDisposable
 
     public MemoryBuffer1D<RoutingStateBlock, Stride1D.Dense> Block { get; }
 
-    /// <summary>Both batch slots, <see cref="RoutingRecordKernel.MaxExperts"/> counts each.</summary>
+    /// <summary>Both batch slots, <see cref="RoutingRecordKernel.SlotLength"/> counts each.</summary>
     public MemoryBuffer1D<ulong, Stride1D.Dense> Counts { get; }
 
     public MemoryBuffer1D<ulong, Stride1D.Dense> Invalid { get; }
