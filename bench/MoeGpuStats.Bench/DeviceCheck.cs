@@ -82,12 +82,14 @@ internal static class DeviceCheck
 
         // Every group adds up to E counts into the record's slot at the end of the record; spread
         // over copies, those atomics meet on fewer of the same addresses, and the fold sums the copies.
+        // At E = 1,024 and 4,096 the "256" and "one copy" columns are what the slots of 4,096 counts
+        // allowed at 16 Mi ids (4 copies and one) before session 9.
         var perCopy = OptionText(args, "--groups-per-copy", "0,256,128,64,32").Split(',').Select(int.Parse).ToArray();
         Console.WriteLine();
         Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {RoutingRecordKernel.DefaultGroupsPerCopy}; 0: one copy; at most {RoutingRecordKernel.MaxCopies} copies and {RoutingRecordKernel.SlotLength} / E), record median in µs.");
         Console.WriteLine($"| E | ids | {string.Join(" | ", perCopy.Select(n => n == 0 ? "one copy" : n.ToString()))} | checksum |");
         Console.WriteLine($"| --- | --- |{string.Concat(perCopy.Select(_ => " --- |"))} --- |");
-        foreach (var sweepE in new[] { experts, 1024 }.Distinct())
+        foreach (var sweepE in new[] { experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct())
         {
             foreach (var length in sizes)
             {
