@@ -8,8 +8,8 @@ namespace MoeGpuStats.Bench;
 /// <summary>
 /// Where a record's device time goes, by timing its parts alone on the same ids with the record's
 /// loop and grid rule: a bare read (load and sum the ids: the most any one-launch record with the
-/// record's loads can reach; then the same with 128-bit loads), then the histogram without the fold (count in shared memory, flush to global into the
-/// record's copies of the histogram), then the record kernel launched with nothing to fold, then the
+/// record's loads can reach; then the same with 128-bit loads), then the histogram without the
+/// fold (count in shared memory, flush to global into the record's copies of the histogram), then the record kernel launched with nothing to fold, then the
 /// whole record (which also folds the previous record in one more group). The record less the
 /// histogram is what the fold still adds to a record, running beside the counting; the record
 /// kernel without a fold tells whether that is the folding group's work or the counting's code
@@ -24,7 +24,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
         var bareQuadRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareQuadReadKernel);
         var histogramOnly = accelerator.LoadKernel<ArrayView<int>, ArrayView<ulong>, int, int>(HistogramOnlyKernel);
         using var sink = accelerator.Allocate1D<int>(1);
-        using var histogram = accelerator.Allocate1D<ulong>(RoutingRecordKernel.MaxExperts);
+        using var histogram = accelerator.Allocate1D<ulong>(RoutingRecordKernel.SlotLength);
         var readConfig = RecordGrid(accelerator, bareRead.GetKernel(), ids.Length, experts).Config;
         var (histogramConfig, copies) = RecordGrid(accelerator, histogramOnly.GetKernel(), ids.Length, experts);
         bareRead(stream, readConfig, ids, sink.View);
