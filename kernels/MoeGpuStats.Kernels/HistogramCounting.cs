@@ -5,9 +5,9 @@ namespace MoeGpuStats.Kernels;
 /// <summary>How the record kernel's threads add their ids to the group's shared histogram.</summary>
 /// <remarks>
 /// Both give the same counts; they differ in how many shared-memory atomics a skewed load costs
-/// (many threads adding to one bin at once serialize on it). On an H200, thread runs kept every
-/// skewed load measured within 1.02× of the uniform time, and warp aggregation was slower on every
-/// load (docs/performance.md): thread runs are the default.
+/// (many threads adding to one bin at once serialize on it). On an H200 and an H100, thread runs
+/// kept every skewed load measured within 1.04× of the uniform time, and warp aggregation was slower
+/// on every load (docs/performance.md): thread runs are the default.
 /// </remarks>
 public enum HistogramCounting
 {
@@ -22,7 +22,7 @@ public enum HistogramCounting
     /// <c>match.any</c>, sm_70 or newer; emulated with shuffles on the CPU accelerator): a few hot
     /// experts that alternate (all tokens sent to the same k experts) cost one atomic per hot
     /// expert per warp step instead of one per id. Slower than <see cref="ThreadRuns"/> on every load
-    /// measured on an H200 (3.9× on uniform ids): each id pays a match and a local store.
+    /// measured on an H200 and an H100 (about 5–6× on uniform ids): each id pays a match and a local store.
     /// </summary>
     WarpAggregated,
 }

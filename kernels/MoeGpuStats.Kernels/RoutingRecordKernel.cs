@@ -37,8 +37,8 @@ public delegate RecordArguments RoutingRecordLauncher(AcceleratorStream stream, 
 /// one to finish, nor device-wide fences, and a record's time is the longer of the two parts
 /// instead of their sum. The fold's one group is a few microseconds of dependent steps that used to
 /// follow every record's read.
-/// Shared memory is statically sized (<see cref="MaxExperts"/> bins): ILGPU's dynamic shared memory
-/// returned wrong histograms on PoCL 5's OpenCL device.
+/// Shared memory is statically sized (<see cref="MaxExperts"/> + 1 bins and the counting's scratch):
+/// ILGPU's dynamic shared memory returned wrong histograms on PoCL 5's OpenCL device.
 /// The load variance's squares are computed by every thread and summed by one in expert order, as
 /// the seed sums them, and every product is rounded before it is added (<see cref="UnfusedMath"/>),
 /// so that the floats equal the managed engine's bit for bit (the variance trend amplifies any
