@@ -77,15 +77,26 @@ public sealed class DeviceRoutingStats : IDisposable
         _ownsStream = stream is null;
         Stream = stream ?? accelerator.CreateStream();
         const int experts = RoutingStatsOptions.MaxDeviceExperts;
-        _state = Allocate<RoutingStateBlock>(1);
-        _batchHistogram = Allocate<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
-        _batchInvalid = Allocate<ulong>(RoutingRecordKernel.BatchSlots);
-        _tokenCounts = Allocate<ulong>(experts);
-        _utilization = Allocate<float>(experts);
-        _decayedUtilization = Allocate<float>(experts);
-        _varianceHistory = Allocate<float>(RoutingRecordKernel.VarianceWindow);
-        _queryResult = Allocate<UtilizationQueryResult>(1);
-        _hostIds = Allocate<int>(1);
+        try
+        {
+            _state = Allocate<RoutingStateBlock>(1);
+            _batchHistogram = Allocate<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
+            _batchInvalid = Allocate<ulong>(RoutingRecordKernel.BatchSlots);
+            _tokenCounts = Allocate<ulong>(experts);
+            _utilization = Allocate<float>(experts);
+            _decayedUtilization = Allocate<float>(experts);
+            _varianceHistory = Allocate<float>(RoutingRecordKernel.VarianceWindow);
+            _queryResult = Allocate<UtilizationQueryResult>(1);
+            _hostIds = Allocate<int>(1);
+        }
+        catch (InsufficientMemoryException)
+        {
+            // A device that is nearly full (a framework's caching allocator) can refuse a later
+            // buffer; the earlier ones would otherwise stay allocated until a finalizer ran.
+            FreeDeviceMemory();
+            throw;
+        }
+
         _views = new RoutingStateViews
         {
             State = _state.View,
@@ -181,6 +192,9 @@ public sealed class DeviceRoutingStats : IDisposable
             if (_hostIds.Length < length)
             {
                 var grown = Allocate<int>(length);
+                // The pending record's launch may still be reading the old buffer; a free does not
+                // wait for it on every API (CUDA's may, OpenCL's defers, neither is ILGPU's promise).
+                Stream.Synchronize();
                 _hostIds.Dispose();
                 _hostIds = grown;
             }
@@ -283,15 +297,21 @@ public sealed class DeviceRoutingStats : IDisposable
 
             _disposed = true;
             Stream.Synchronize();
-            foreach (var buffer in new MemoryBuffer[] { _state, _batchHistogram, _batchInvalid, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _hostIds })
-            {
-                buffer.Dispose();
-            }
+            FreeDeviceMemory();
+        }
+    }
 
-            if (_ownsStream)
-            {
-                Stream.Dispose();
-            }
+    /// <summary>Frees the buffers allocated so far and the stream, when this engine made it.</summary>
+    private void FreeDeviceMemory()
+    {
+        foreach (var buffer in new MemoryBuffer?[] { _state, _batchHistogram, _batchInvalid, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _hostIds })
+        {
+            buffer?.Dispose();
+        }
+
+        if (_ownsStream)
+        {
+            Stream.Dispose();
         }
     }
 
