@@ -248,10 +248,16 @@ internal static class DeviceCheck
 
         stream.Synchronize();
         var micros = Median(onCpu ? 5 : 50, stream, () => engine.RecordRouting(ids, tokens, 8));
+        return (micros, CountsChecksum(engine, ids, tokens));
+    }
+
+    /// <summary>The checksum of the counts of one record of <paramref name="ids"/> into the cleared engine: equal checksums, equal counts.</summary>
+    private static ulong CountsChecksum(DeviceRoutingStats engine, ArrayView<int> ids, int tokens)
+    {
         engine.Reset();
         engine.RecordRouting(ids, tokens, 8);
         using var snapshot = engine.Snapshot();
-        return (micros, RoutingIds.Checksum(snapshot.ExpertTokenCounts));
+        return RoutingIds.Checksum(snapshot.ExpertTokenCounts);
     }
 
     /// <summary>Prints the size's row and returns the parts of its record, timed on the same ids.</summary>
@@ -298,10 +304,7 @@ internal static class DeviceCheck
 
         var managedMicros = clock.Elapsed.TotalMicroseconds / managedReps;
 
-        engine.Reset();
-        engine.RecordRouting(ids.View, tokens, 8);
-        using var snapshot = engine.Snapshot();
-        var checksum = RoutingIds.Checksum(snapshot.ExpertTokenCounts);
+        var checksum = CountsChecksum(engine, ids.View, tokens);
         var readGbs = length * 4 / (record * 1e3);
         var copyGbs = length * 8 / (copy * 1e3);
         Console.WriteLine(

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Reflection;
 using System.Runtime.CompilerServices;
 using ILGPU.Backends;
-using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -64,8 +63,7 @@ internal static class CudaLaunchBounds
     public static Kernel Load(CudaAccelerator accelerator, MethodInfo kernel, int groupSize) =>
         Loaded.GetOrCreateValue(accelerator).GetOrAdd((kernel, groupSize), key =>
         {
-            using var backend = new PTXBackend(accelerator.Context, accelerator.Capabilities, accelerator.Architecture, accelerator.InstructionSet, nvvmAPI: null);
-            var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(key.Kernel), KernelSpecialization.Empty);
+            var compiled = KernelPtx.Compile(accelerator.Context, accelerator.Capabilities, accelerator.Architecture, accelerator.InstructionSet, key.Kernel);
             return accelerator.LoadKernel(WithPtx(compiled, Add(compiled.PTXAssembly, key.GroupSize, accelerator.MaxNumThreadsPerMultiprocessor)));
         });
 
