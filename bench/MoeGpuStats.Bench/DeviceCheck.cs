@@ -8,7 +8,7 @@ using MoeGpuStats.Kernels;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n] [--ids-per-thread a,b,..] [--groups-per-copy a,b,..] [--sweep-experts a,b,..]</c>: one table in a few minutes on the best
+/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n] [--ids-per-bin a,b,..] [--groups-per-copy a,b,..] [--sweep-experts a,b,..]</c>: one table in a few minutes on the best
 /// accelerator (or <c>MOEGS_ACCELERATOR</c>). Each record is timed on the device with profiling
 /// markers after warm-up, median of many; the device-to-device copy bandwidth is measured in the
 /// same run; the managed path (copy ids to the host, then the managed loop) is timed on the host.
@@ -49,7 +49,7 @@ internal static class DeviceCheck
             var checksums = new HashSet<ulong>();
             for (var c = 0; c < countings.Length; c++)
             {
-                var (micros, checksum) = RecordMedian(accelerator, experts, host, onCpu, RoutingRecordKernel.DefaultIdsPerThread, countings[c]);
+                var (micros, checksum) = RecordMedian(accelerator, experts, host, onCpu, countings[c]);
                 uniform[c] = load == "uniform" ? micros : uniform[c];
                 checksums.Add(checksum);
                 cells.Add($" {micros:F1} µs | {skewLength * 4 / (micros * 1e3):F1} | {micros / uniform[c]:F2}x |");
@@ -62,28 +62,29 @@ internal static class DeviceCheck
         Queries(accelerator, experts);
         QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct().Order()], onCpu);
 
-        // Each extra group flushes up to E bins, so the best rule may depend on E as well as on n;
-        // 256 ids per thread gives 16 Mi ids two groups per multiprocessor, a quarter of the flushes.
-        var perThread = OptionText(args, "--ids-per-thread", "4,16,64,256").Split(',').Select(int.Parse).ToArray();
-        var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},{RoutingRecordKernel.MaxExperts}").Split(',').Select(int.Parse).Distinct();
+        // Each extra group flushes up to E counts, so at thousands of experts fewer, longer groups
+        // should pay: at 4,096 experts and 16 Mi ids, 256 ids per thread (a quarter of the groups)
+        // took 50.1 µs against 85.4 on an H100 (session 11). 0 is the rule before that.
+        var perBin = OptionText(args, "--ids-per-bin", "0,4,8,16,32,64").Split(',').Select(int.Parse).ToArray();
+        var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},1024,{RoutingRecordKernel.MaxExperts}").Split(',').Select(int.Parse).Distinct();
         Console.WriteLine();
-        Console.WriteLine($"Grid rule: the fewest ids per thread before another group (default {RoutingRecordKernel.DefaultIdsPerThread}; a small batch first gets a group per multiprocessor, down to {RoutingRecordKernel.FewestIdsPerThread}), record median in µs.");
-        Console.WriteLine($"| E | ids | {string.Join(" | ", perThread)} |");
-        Console.WriteLine($"| --- | --- |{string.Concat(perThread.Select(_ => " --- |"))}");
+        Console.WriteLine($"Grid rule: the fewest ids per expert a group takes before another group (default {RoutingRecordKernel.DefaultIdsPerBin}; 0: no such bound), with at least {RoutingRecordKernel.DefaultIdsPerThread} ids per thread (a small batch first gets a group per multiprocessor, down to {RoutingRecordKernel.FewestIdsPerThread}); record median in µs.");
+        Console.WriteLine($"| E | ids | {string.Join(" | ", perBin)} | checksum |");
+        Console.WriteLine($"| --- | --- |{string.Concat(perBin.Select(_ => " --- |"))} --- |");
         foreach (var sweepE in sweepExperts)
         {
-            foreach (var length in sizes.Where(n => n <= 1 << 24))
+            foreach (var length in sizes.Where(n => n >= 1 << 20))
             {
                 var host = RoutingIds.Skewed(length, sweepE);
-                var cells = perThread.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, n).Micros.ToString("F1"));
-                Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", cells)} |");
+                var runs = perBin.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, idsPerBin: n)).ToArray();
+                var checksums = string.Join(" ≠ ", runs.Select(run => run.Checksum).Distinct());
+                Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", runs.Select(run => run.Micros.ToString("F1")))} | {checksums} |");
             }
         }
 
         // Every group adds up to E counts into the record's slot at the end of the record; spread
         // over copies, those atomics meet on fewer of the same addresses, and the fold sums the copies.
-        // At E = 1,024 and 4,096 the "256" and "one copy" columns are what the slots of 4,096 counts
-        // allowed at 16 Mi ids (4 copies and one) before session 9.
+        // Slots of 16,384 counts (session 9 and 10) lost at 1,024 and 4,096 experts; back to 4,096.
         var perCopy = OptionText(args, "--groups-per-copy", "0,256,128,64,32").Split(',').Select(int.Parse).ToArray();
         Console.WriteLine();
         Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {RoutingRecordKernel.DefaultGroupsPerCopy}; 0: one copy; at most {RoutingRecordKernel.MaxCopies} copies and {RoutingRecordKernel.SlotLength} / E), record median in µs.");
@@ -94,7 +95,7 @@ internal static class DeviceCheck
             foreach (var length in sizes)
             {
                 var host = RoutingIds.Skewed(length, sweepE);
-                var runs = perCopy.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, RoutingRecordKernel.DefaultIdsPerThread, groupsPerCopy: n == 0 ? int.MaxValue : n)).ToArray();
+                var runs = perCopy.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, groupsPerCopy: n == 0 ? int.MaxValue : n)).ToArray();
                 var checksums = string.Join(" ≠ ", runs.Select(run => run.Checksum).Distinct());
                 Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", runs.Select(run => run.Micros.ToString("F1")))} | {checksums} |");
             }
@@ -229,10 +230,11 @@ internal static class DeviceCheck
 
     /// <summary>The median device time of a record in µs, and the checksum of one record's counts.</summary>
     private static (double Micros, ulong Checksum) RecordMedian(
-        Accelerator accelerator, int experts, int[] host, bool onCpu, int idsPerThread, HistogramCounting counting = HistogramCounting.ThreadRuns, int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy)
+        Accelerator accelerator, int experts, int[] host, bool onCpu, HistogramCounting counting = HistogramCounting.ThreadRuns,
+        int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy, int idsPerBin = RoutingRecordKernel.DefaultIdsPerBin)
     {
         using var ids = accelerator.Allocate1D(host);
-        return RecordMedian(accelerator, experts, ids.View, onCpu, a => RoutingRecordKernel.Create(a, idsPerThread, counting, groupsPerCopy));
+        return RecordMedian(accelerator, experts, ids.View, onCpu, a => RoutingRecordKernel.Create(a, RoutingRecordKernel.DefaultIdsPerThread, counting, groupsPerCopy, idsPerBin));
     }
 
     /// <summary>The median device time of a record of <paramref name="ids"/> with the record kernel <paramref name="createRecord"/> loads, and the checksum of one record's counts.</summary>

@@ -87,8 +87,8 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     /// <summary>The record kernel's grid rule (<see cref="CountingGrid"/>), for another kernel, and the histogram copies it sets.</summary>
     private static (KernelConfig Config, int Copies) RecordGrid(Accelerator accelerator, Kernel kernel, long length, int experts)
     {
-        var grid = CountingGrid.For(accelerator, kernel, RoutingRecordKernel.DefaultIdsPerThread);
-        var groups = grid.Groups(length, reserved: 0);
+        var grid = CountingGrid.For(accelerator, kernel, CountingGridRule.Default);
+        var groups = grid.Groups(length, experts, reserved: 0);
         return (new KernelConfig(groups, grid.GroupSize), grid.Copies(groups, experts));
     }
 

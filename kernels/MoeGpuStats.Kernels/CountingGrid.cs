@@ -6,50 +6,51 @@ namespace MoeGpuStats.Kernels;
 /// The record kernel's grid rule: how many groups count a batch of ids. A small batch first gets a
 /// group per multiprocessor, down to <see cref="RoutingRecordKernel.FewestIdsPerThread"/> ids per
 /// thread (its threads then wait for one round of loads, not several in a row); a larger one a
-/// group per <c>idsPerThread</c> ids per thread; never more groups than the multiprocessors hold at
+/// group per <c>IdsPerThread</c> ids per thread or <c>IdsPerBin</c> ids per expert, whichever is
+/// more (each group flushes up to E counts); never more groups than the multiprocessors hold at
 /// once (registers and shared memory counted by the driver), since a second, partial wave would
 /// cost a whole wave's time. It also sets how many copies of the batch histogram the groups flush
-/// into: one per <c>groupsPerCopy</c> groups, at most <see cref="RoutingRecordKernel.MaxCopies"/> and
+/// into: one per <c>GroupsPerCopy</c> groups, at most <see cref="RoutingRecordKernel.MaxCopies"/> and
 /// as many as a slot holds at the record's expert count.
 /// </summary>
 internal readonly struct CountingGrid
 {
-    private readonly long _idsPerGroup;
+    private readonly CountingGridRule _rule;
     private readonly long _fewestIdsPerGroup;
     private readonly int _multiprocessors;
     private readonly int _maxGroups;
-    private readonly int _groupsPerCopy;
 
-    private CountingGrid(int groupSize, int idsPerThread, int multiprocessors, int maxGroups, int groupsPerCopy)
+    /// <summary><paramref name="rule"/> for groups of <paramref name="groupSize"/> threads on <paramref name="multiprocessors"/> that hold <paramref name="maxGroups"/> at once.</summary>
+    internal CountingGrid(CountingGridRule rule, int groupSize, int multiprocessors, int maxGroups)
     {
+        _rule = rule;
         GroupSize = groupSize;
-        _idsPerGroup = (long)groupSize * idsPerThread;
         _fewestIdsPerGroup = (long)groupSize * RoutingRecordKernel.FewestIdsPerThread;
         _multiprocessors = multiprocessors;
         _maxGroups = maxGroups;
-        _groupsPerCopy = groupsPerCopy;
     }
 
     /// <summary>Threads per group.</summary>
     public int GroupSize { get; }
 
-    /// <summary>The rule for <paramref name="kernel"/> on <paramref name="accelerator"/>.</summary>
-    public static CountingGrid For(Accelerator accelerator, Kernel kernel, int idsPerThread, int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy)
+    /// <summary><paramref name="rule"/> for <paramref name="kernel"/> on <paramref name="accelerator"/>.</summary>
+    public static CountingGrid For(Accelerator accelerator, Kernel kernel, CountingGridRule rule)
     {
         var groupSize = RoutingRecordKernel.GroupSize(accelerator);
         var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel, groupSize, 0);
         var multiprocessors = Math.Max(1, accelerator.NumMultiprocessors);
-        return new CountingGrid(groupSize, idsPerThread, multiprocessors, multiprocessors * Math.Max(1, resident), groupsPerCopy);
+        return new CountingGrid(rule, groupSize, multiprocessors, multiprocessors * Math.Max(1, resident));
     }
 
-    /// <summary>The counting groups for <paramref name="ids"/> ids (at least one), leaving <paramref name="reserved"/> places of the wave to other groups.</summary>
-    public int Groups(long ids, int reserved)
+    /// <summary>The counting groups for <paramref name="ids"/> ids of <paramref name="experts"/> experts (at least one), leaving <paramref name="reserved"/> places of the wave to other groups.</summary>
+    public int Groups(long ids, int experts, int reserved)
     {
+        var idsPerGroup = Math.Max((long)GroupSize * _rule.IdsPerThread, (long)experts * _rule.IdsPerBin);
         var spread = Math.Min(_multiprocessors, (ids + _fewestIdsPerGroup - 1) / _fewestIdsPerGroup);
-        return (int)Math.Clamp(Math.Max(spread, (ids + _idsPerGroup - 1) / _idsPerGroup), 1L, Math.Max(1, _maxGroups - reserved));
+        return (int)Math.Clamp(Math.Max(spread, (ids + idsPerGroup - 1) / idsPerGroup), 1L, Math.Max(1, _maxGroups - reserved));
     }
 
     /// <summary>The batch-histogram copies that <paramref name="groups"/> counting groups of a record of <paramref name="experts"/> experts flush into.</summary>
     public int Copies(int groups, int experts) =>
-        Math.Clamp(groups / _groupsPerCopy, 1, Math.Min(RoutingRecordKernel.MaxCopies, RoutingRecordKernel.SlotLength / experts));
+        Math.Clamp(groups / _rule.GroupsPerCopy, 1, Math.Min(RoutingRecordKernel.MaxCopies, RoutingRecordKernel.SlotLength / experts));
 }

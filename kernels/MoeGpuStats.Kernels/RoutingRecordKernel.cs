@@ -62,10 +62,15 @@ public static class RoutingRecordKernel
     public const int MaxCopies = 16;
 
     /// <summary>
-    /// The counts a batch slot holds: <see cref="MaxCopies"/> copies of the histogram up to 1,024
-    /// experts, fewer above (<c>SlotLength / E</c>: 4 at <see cref="MaxExperts"/>).
+    /// The counts a batch slot holds: <see cref="MaxCopies"/> copies of the histogram up to 256
+    /// experts, fewer above (<c>SlotLength / E</c>: 4 at 1,024, one at <see cref="MaxExperts"/>).
     /// </summary>
-    public const int SlotLength = MaxCopies * 1024;
+    /// <remarks>
+    /// Slots of 16,384 counts (16 copies at 1,024 experts, 4 at 4,096) were slower on an H100 at
+    /// 16 Mi ids: 41.4 against 32.1 µs at 1,024 experts, 85.5 against 77.4 µs at 4,096
+    /// (docs/performance.md, session 11).
+    /// </remarks>
+    public const int SlotLength = MaxExperts;
 
     /// <summary>The counting groups per copy of the batch histogram, by default (a tuning knob the device check sweeps).</summary>
     public const int DefaultGroupsPerCopy = 64;
@@ -355,6 +360,14 @@ public static class RoutingRecordKernel
     /// <summary>The fewest ids per thread of a batch too small to give every multiprocessor a group at <see cref="DefaultIdsPerThread"/>.</summary>
     public const int FewestIdsPerThread = 4;
 
+    /// <summary>
+    /// The fewest ids a counting group takes per expert, by default, before the launch adds another
+    /// group: every group flushes up to E counts to global memory, which at thousands of experts
+    /// costs as much as counting its ids. At 256 experts or fewer <see cref="DefaultIdsPerThread"/>
+    /// decides; at 4,096 a group takes 256 ids per thread.
+    /// </summary>
+    public const int DefaultIdsPerBin = 16;
+
     /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     public static RoutingRecordLauncher Create(Accelerator accelerator) => Create(accelerator, DefaultIdsPerThread);
@@ -391,26 +404,41 @@ public static class RoutingRecordKernel
     /// what its slot holds, and <see cref="ArgumentException"/> for state views too short for them,
     /// before anything is enqueued.
     /// </remarks>
-    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting, int groupsPerCopy)
+    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting, int groupsPerCopy) =>
+        Create(accelerator, idsPerThread, counting, groupsPerCopy, DefaultIdsPerBin);
+
+    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
+    /// <param name="accelerator">The accelerator to load the kernel on.</param>
+    /// <param name="idsPerThread">The fewest ids per thread before another group is launched, once every multiprocessor has one (a tuning knob the device check sweeps).</param>
+    /// <param name="counting">How threads add ids to the shared histogram (the device check compares them on skewed loads).</param>
+    /// <param name="groupsPerCopy">The counting groups per copy of the batch histogram (<see cref="RecordArguments.Copies"/>, at most <see cref="MaxCopies"/>; a tuning knob the device check sweeps).</param>
+    /// <param name="idsPerBin">The fewest ids per expert a group takes before another group is launched, once every multiprocessor has one; 0 for no such bound (a tuning knob the device check sweeps).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> or <paramref name="groupsPerCopy"/> is less than 1, <paramref name="idsPerBin"/> is negative, or <paramref name="counting"/> is not a defined value.</exception>
+    /// <exception cref="NotSupportedException"><paramref name="counting"/> is <see cref="HistogramCounting.WarpAggregated"/> and the accelerator cannot run it.</exception>
+    /// <remarks>The launcher checks its arguments as <see cref="Create(Accelerator, int, HistogramCounting, int)"/>'s does.</remarks>
+    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting, int groupsPerCopy, int idsPerBin)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentOutOfRangeException.ThrowIfLessThan(idsPerThread, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(groupsPerCopy, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(idsPerBin);
+        var rule = new CountingGridRule(idsPerThread, groupsPerCopy, idsPerBin);
         return counting switch
         {
-            HistogramCounting.ThreadRuns => Create<ThreadRunCounting<BranchedRunStep>>(accelerator, idsPerThread, groupsPerCopy),
+            HistogramCounting.ThreadRuns => Create<ThreadRunCounting<BranchedRunStep>>(accelerator, rule),
             HistogramCounting.WarpAggregated when !Supports(accelerator, counting, out var reason) => throw new NotSupportedException(reason),
-            HistogramCounting.WarpAggregated => Create<WarpAggregatedCounting>(accelerator, idsPerThread, groupsPerCopy),
+            HistogramCounting.WarpAggregated => Create<WarpAggregatedCounting>(accelerator, rule),
             _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),
         };
     }
 
     /// <summary>The launcher of the kernel with <typeparamref name="TCounting"/>, loaded once (the device check also times countings that are not yet a <see cref="HistogramCounting"/>).</summary>
-    internal static RoutingRecordLauncher Create<TCounting>(Accelerator accelerator, int idsPerThread, int groupsPerCopy)
+    internal static RoutingRecordLauncher Create<TCounting>(Accelerator accelerator, CountingGridRule rule)
         where TCounting : struct, IHistogramCounting
     {
         var kernel = Load<TCounting>(accelerator);
-        var grid = CountingGrid.For(accelerator, kernel.GetKernel(), idsPerThread, groupsPerCopy);
+        var grid = CountingGrid.For(accelerator, kernel.GetKernel(), rule);
         return (stream, ids, state, arguments, pending) =>
         {
             CheckLaunch(state, arguments, nameof(arguments));
@@ -424,7 +452,7 @@ public static class RoutingRecordKernel
             // The folding group takes a place in the one wave. A histogram uploaded into the slot
             // (no ids) is one copy.
             var folding = pending.Slot >= 0 ? 1 : 0;
-            var counting = arguments.Slot >= 0 && ids.Length > 0 ? grid.Groups(ids.Length, folding) : 0;
+            var counting = arguments.Slot >= 0 && ids.Length > 0 ? grid.Groups(ids.Length, arguments.Experts, folding) : 0;
             arguments.Copies = counting > 0 ? grid.Copies(counting, arguments.Experts) : 1;
             if (counting + folding > 0)
             {

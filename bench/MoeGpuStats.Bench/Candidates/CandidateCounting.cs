@@ -25,6 +25,6 @@ internal sealed record CandidateCounting(string Name, Func<Accelerator, RoutingR
         where TCounting : struct, IHistogramCounting =>
         new(
             name,
-            accelerator => RoutingRecordKernel.Create<TCounting>(accelerator, RoutingRecordKernel.DefaultIdsPerThread, RoutingRecordKernel.DefaultGroupsPerCopy),
+            accelerator => RoutingRecordKernel.Create<TCounting>(accelerator, CountingGridRule.Default),
             KernelPtx.RecordKernel<TCounting>());
 }

@@ -54,8 +54,10 @@ public sealed class DeviceRoutingStats : IDisposable
     }
 
     /// <summary>As the public constructor, with the record kernel's grid rule, histogram counting and flush copies set (the device check compares them).</summary>
-    internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, int idsPerThread, HistogramCounting counting, int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy)
-        : this(accelerator, options, stream, accelerator => RoutingRecordKernel.Create(accelerator, idsPerThread, counting, groupsPerCopy))
+    internal DeviceRoutingStats(
+        Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, int idsPerThread, HistogramCounting counting,
+        int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy, int idsPerBin = RoutingRecordKernel.DefaultIdsPerBin)
+        : this(accelerator, options, stream, accelerator => RoutingRecordKernel.Create(accelerator, idsPerThread, counting, groupsPerCopy, idsPerBin))
     {
     }
 
