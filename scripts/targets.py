@@ -68,13 +68,13 @@ def main(bench_path, torch_path):
         torch_us = f"{base['record_ms'] * 1e3:.1f} µs" if base else "-"
         print(f"| {size(n)} | {record:.1f} µs | {share:.0%} | {torch_us} | {faster:.1f}× | {same} | {'; '.join(held)} |")
 
-    candidates = next(((header, rows) for title, header, rows in found if title.startswith("Candidate countings")), None)
+    candidates = next(((header, rows) for title, header, rows in found if title.startswith("Countings, the library's default")), None)
     if candidates is None:
         return
     header, rows = candidates
     names = header[2:-1]
     print()
-    print("Candidate countings on the baseline's data: record, read / copy, and time against the library's counting.")
+    print("Countings on the baseline's data (the library's default first): record, read / copy, and time against the library's default.")
     print(f"| ids |{''.join(f' {name} |' for name in names)}")
     print(f"| --- |{' --- |' * len(names)}")
     for r in rows:

@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Runtime;
-using MoeGpuStats.Bench.Candidates;
 using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Bench;
@@ -22,20 +21,23 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     {
         var bareRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareReadKernel);
         var bareQuadRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareQuadReadKernel);
-        var histogramOnly = accelerator.LoadKernel<ArrayView<int>, ArrayView<ulong>, int, int>(HistogramOnlyKernel);
+        var histogramOnly = RoutingRecordKernel.DefaultCounting(accelerator) == HistogramCounting.QuadLoadRuns
+            ? accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<QuadLoadRunCounting<BranchedRunStep>>)
+            : accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<ThreadRunCounting<BranchedRunStep>>);
+        var alignedStart = IdAlignment.AlignedStart(accelerator, ids);
         using var sink = accelerator.Allocate1D<int>(1);
         using var histogram = accelerator.Allocate1D<ulong>(RoutingRecordKernel.SlotLength);
         var readConfig = RecordGrid(accelerator, bareRead.GetKernel(), ids.Length, experts).Config;
         var (histogramConfig, copies) = RecordGrid(accelerator, histogramOnly.GetKernel(), ids.Length, experts);
         bareRead(stream, readConfig, ids, sink.View);
         bareQuadRead(stream, readConfig, ids, sink.View);
-        histogramOnly(stream, histogramConfig, ids, histogram.View, experts, copies);
+        histogramOnly(stream, histogramConfig, ids, alignedStart, histogram.View, experts, copies);
         stream.Synchronize();
         return new RecordBreakdown(
             ids.Length,
             DeviceCheck.Median(reps, stream, () => bareRead(stream, readConfig, ids, sink.View)),
             DeviceCheck.Median(reps, stream, () => bareQuadRead(stream, readConfig, ids, sink.View)),
-            DeviceCheck.Median(reps, stream, () => histogramOnly(stream, histogramConfig, ids, histogram.View, experts, copies)),
+            DeviceCheck.Median(reps, stream, () => histogramOnly(stream, histogramConfig, ids, alignedStart, histogram.View, experts, copies)),
             CountingOnlyMedian(accelerator, stream, ids, experts, reps),
             record,
             copy);
@@ -44,7 +46,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     public static void Print(IReadOnlyList<RecordBreakdown> rows)
     {
         Console.WriteLine();
-        Console.WriteLine("Where a record's time goes (device medians, same ids): a bare read of the ids (as the record loads them, and with 128-bit loads), the histogram without the fold, the record kernel with nothing to fold, the record; read/copy as above.");
+        Console.WriteLine("Where a record's time goes (device medians, same ids): a bare read of the ids (with 32-bit loads as ThreadRuns, and with 128-bit loads as QuadLoadRuns), the histogram without the fold (the library's counting here), the record kernel with nothing to fold, the record; read/copy as above.");
         Console.WriteLine("| ids | bare read | read/copy | bare read, 128-bit loads | read/copy | histogram, no fold | read/copy | record kernel, no fold | record | read/copy | record − histogram |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         foreach (var row in rows)
@@ -117,7 +119,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
 
     /// <summary>
     /// As <see cref="BareReadKernel"/>, with one 128-bit load for four consecutive ids, two in flight
-    /// per thread (the candidate <see cref="QuadLoadRunCounting{TStep}"/>'s loads): the most
+    /// per thread (<see cref="QuadLoadRunCounting{TStep}"/>'s loads, on ids that start 16-byte aligned): the most
     /// that counting can reach. The ids after the last whole quad are left out, as the read needs no count.
     /// </summary>
     private static void BareQuadReadKernel(ArrayView<int> ids, ArrayView<int> sink)
@@ -145,8 +147,9 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
         }
     }
 
-    /// <summary>The record kernel's first half: the shared histogram of the ids (thread runs) flushed to global memory, group g into copy g mod <paramref name="copies"/>.</summary>
-    private static void HistogramOnlyKernel(ArrayView<int> ids, ArrayView<ulong> histogram, int experts, int copies)
+    /// <summary>The record kernel's first half: the shared histogram of the ids (the library's counting here) flushed to global memory, group g into copy g mod <paramref name="copies"/>.</summary>
+    private static void HistogramOnlyKernel<TCounting>(ArrayView<int> ids, int alignedStart, ArrayView<ulong> histogram, int experts, int copies)
+        where TCounting : struct, IHistogramCounting
     {
         var bins = SharedMemory.Allocate<int>(RoutingRecordKernel.MaxExperts + 1);
         for (var e = Group.IdxX; e <= experts; e += Group.DimX)
@@ -155,7 +158,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
         }
 
         Group.Barrier();
-        default(ThreadRunCounting<BranchedRunStep>).CountShare(ids, bins, experts, Grid.DimX);
+        default(TCounting).CountShare(ids, alignedStart, bins, experts, Grid.DimX);
         Group.Barrier();
         var first = Grid.IdxX % copies * experts;
         for (var e = Group.IdxX; e < experts; e += Group.DimX)

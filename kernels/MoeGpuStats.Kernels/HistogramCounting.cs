@@ -4,10 +4,11 @@ namespace MoeGpuStats.Kernels;
 
 /// <summary>How the record kernel's threads add their ids to the group's shared histogram.</summary>
 /// <remarks>
-/// Both give the same counts; they differ in how many shared-memory atomics a skewed load costs
-/// (many threads adding to one bin at once serialize on it). On an H200 and an H100, thread runs
-/// kept every skewed load measured within 1.04× of the uniform time, and warp aggregation was slower
-/// on every load (docs/performance.md): thread runs are the default.
+/// All give the same counts; they differ in how many shared-memory atomics a skewed load costs
+/// (many threads adding to one bin at once serialize on it) and in how the ids are loaded. On an
+/// H200 and an H100, thread runs kept every skewed load measured within 1.04× of the uniform time,
+/// and warp aggregation was slower on every load (docs/performance.md).
+/// <see cref="RoutingRecordKernel.DefaultCounting"/> picks one per accelerator.
 /// </remarks>
 public enum HistogramCounting
 {
@@ -25,6 +26,15 @@ public enum HistogramCounting
     /// measured on an H200 and an H100 (about 5–6× on uniform ids): each id pays a match and a local store.
     /// </summary>
     WarpAggregated,
+
+    /// <summary>
+    /// <see cref="ThreadRuns"/> with one 128-bit load for four consecutive ids, a run for each of the
+    /// four places, and equal runs joined before they are added. The default on CUDA: fewer load
+    /// instructions and twice the bytes in flight per thread made records at 16 Mi and 128 Mi ids
+    /// 2–7 % faster on an H100 and an H200 (docs/performance.md). Runs on CUDA and the CPU accelerator
+    /// (where it is slower than <see cref="ThreadRuns"/>); not on OpenCL, where it is unmeasured.
+    /// </summary>
+    QuadLoadRuns,
 }
 
 /// <summary>One thread's part of a record's histogram: its grid-stride share of the ids into the group's bins.</summary>
@@ -32,10 +42,11 @@ internal interface IHistogramCounting
 {
     /// <summary>Adds this thread's ids to <paramref name="bins"/>: an id in range to its bin, any other to <c>bins[experts]</c>.</summary>
     /// <param name="ids">The record's ids.</param>
+    /// <param name="alignedStart">The index of the first id on a 16-byte boundary (<see cref="RecordArguments.AlignedStart"/>).</param>
     /// <param name="bins">The group's shared histogram, <paramref name="experts"/> + 1 bins (the last counts the ids out of range), and from <c>MaxExperts + 1</c> on the counting's <see cref="ScratchBins"/>, uncleared.</param>
     /// <param name="experts">Ids at or above this, and negative ids, are out of range.</param>
     /// <param name="groups">The counting groups, <c>0</c> to <c>groups − 1</c>, whose threads share the ids by grid stride.</param>
-    void CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups);
+    void CountShare(ArrayView<int> ids, int alignedStart, ArrayView<int> bins, int experts, int groups);
 
     /// <summary>
     /// The shared ints this counting uses after the histogram's, from <c>bins[MaxExperts + 1]</c> on

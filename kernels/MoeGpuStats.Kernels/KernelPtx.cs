@@ -16,10 +16,13 @@ namespace MoeGpuStats.Kernels;
 public static class KernelPtx
 {
     /// <summary>The kernels' names, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes them.</summary>
-    public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), WarpAggregatedRecordKernel, nameof(UtilizationQueryKernel)];
+    public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), WarpAggregatedRecordKernel, QuadLoadRecordKernel, nameof(UtilizationQueryKernel)];
 
     /// <summary>The record kernel with <see cref="HistogramCounting.WarpAggregated"/>, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
     public const string WarpAggregatedRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.WarpAggregated);
+
+    /// <summary>The record kernel with <see cref="HistogramCounting.QuadLoadRuns"/>, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
+    public const string QuadLoadRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.QuadLoadRuns);
 
     /// <summary>
     /// Compiles <paramref name="kernel"/> with ILGPU's default (O1) pipeline, as the library's contexts
@@ -62,6 +65,7 @@ public static class KernelPtx
     {
         nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting<BranchedRunStep>>(),
         WarpAggregatedRecordKernel => RecordKernel<WarpAggregatedCounting>(),
+        QuadLoadRecordKernel => RecordKernel<QuadLoadRunCounting<BranchedRunStep>>(),
         nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
         _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
     };

@@ -124,4 +124,11 @@ public struct RecordArguments
     /// / <see cref="Experts"/>. The launcher sets it for the record it counts and returns it.
     /// </summary>
     public int Copies;
+
+    /// <summary>
+    /// The index of the first id on a 16-byte boundary, 0 to 3 (at most the ids' length), where
+    /// <see cref="HistogramCounting.QuadLoadRuns"/>' 128-bit loads begin. The launcher sets it from
+    /// the view's address.
+    /// </summary>
+    public int AlignedStart;
 }

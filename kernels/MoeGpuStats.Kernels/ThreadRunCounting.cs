@@ -12,7 +12,7 @@ internal readonly struct ThreadRunCounting<TStep> : IHistogramCounting
 {
     public int ScratchBins => default(TStep).ScratchBins;
 
-    public void CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups)
+    public void CountShare(ArrayView<int> ids, int alignedStart, ArrayView<int> bins, int experts, int groups)
     {
         var step = default(TStep);
         // Four independent loads per thread before any atomic keep 16 bytes per thread in flight,

@@ -13,7 +13,7 @@ internal readonly struct WarpAggregatedCounting : IHistogramCounting
 {
     public int ScratchBins => 0;
 
-    public void CountShare(ArrayView<int> ids, ArrayView<int> bins, int experts, int groups)
+    public void CountShare(ArrayView<int> ids, int alignedStart, ArrayView<int> bins, int experts, int groups)
     {
         var lane = Warp.LaneIdx;
         var warpSize = Warp.WarpSize;

@@ -17,7 +17,6 @@ internal sealed record CandidateCounting(string Name, Func<Accelerator, RoutingR
     public static IReadOnlyList<CandidateCounting> All { get; } =
     [
         Of<ThreadRunCounting<BranchFreeRunStep>>("BranchFreeRuns"),
-        Of<QuadLoadRunCounting<BranchedRunStep>>("QuadLoadRuns"),
         Of<QuadLoadRunCounting<BranchFreeRunStep>>("QuadLoadBranchFreeRuns"),
     ];
 

@@ -5,17 +5,24 @@ using MoeGpuStats.Kernels;
 namespace MoeGpuStats.Bench.Candidates;
 
 /// <summary>
-/// The device check's table of <see cref="CandidateCounting.All"/> against the library's counting:
-/// whole records (the fold included) on the same ids, the baseline's data at every size and the
-/// skewed loads at one, with the counts' checksums to show that every counting counted the same.
+/// The device check's table of the library's countings (its default for the accelerator first) and
+/// <see cref="CandidateCounting.All"/>: whole records (the fold included) on the same ids, the
+/// baseline's data at every size and the skewed loads at one, with the counts' checksums to show
+/// that every counting counted the same.
 /// </summary>
 internal static class CandidateTable
 {
     public static void Print(Accelerator accelerator, int experts, IReadOnlyList<long> sizes, long skewLength, bool onCpu)
     {
-        var countings = CandidateCounting.All.Prepend(Library).ToArray();
+        var library = RoutingRecordKernel.DefaultCounting(accelerator);
+        var countings = new[] { library, HistogramCounting.ThreadRuns, HistogramCounting.QuadLoadRuns }
+            .Distinct()
+            .Where(c => RoutingRecordKernel.Supports(accelerator, c, out _))
+            .Select(c => (Name: c == library ? $"{c} (library)" : c.ToString(), Create: (Func<Accelerator, RoutingRecordLauncher>)(a => RoutingRecordKernel.Create(a, RoutingRecordKernel.DefaultIdsPerThread, c))))
+            .Concat(CandidateCounting.All.Select(c => (c.Name, c.Create)))
+            .ToArray();
         Console.WriteLine();
-        Console.WriteLine($"Candidate countings (not in the library until measured better here): record median in µs (the mean of one timing in order and one in reverse), E = {experts}.");
+        Console.WriteLine($"Countings, the library's default here first, then its other countings and the candidates (not in the library until measured better here): record median in µs (the mean of one timing in order and one in reverse), E = {experts}.");
         Console.WriteLine($"| load | ids |{string.Concat(countings.Select(c => $" {c.Name} |"))} checksum |");
         Console.WriteLine($"| --- | --- |{string.Concat(countings.Select(_ => " --- |"))} --- |");
         foreach (var length in sizes)
@@ -28,12 +35,7 @@ internal static class CandidateTable
         Row(accelerator, experts, "all to one expert", RoutingIds.Hot(skewLength, experts, 1.0), countings, onCpu);
     }
 
-    private static CandidateCounting Library { get; } = new(
-        $"{HistogramCounting.ThreadRuns} (library)",
-        accelerator => RoutingRecordKernel.Create(accelerator),
-        KernelPtx.RecordKernel<ThreadRunCounting<BranchedRunStep>>());
-
-    private static void Row(Accelerator accelerator, int experts, string load, int[] host, IReadOnlyList<CandidateCounting> countings, bool onCpu)
+    private static void Row(Accelerator accelerator, int experts, string load, int[] host, IReadOnlyList<(string Name, Func<Accelerator, RoutingRecordLauncher> Create)> countings, bool onCpu)
     {
         using var ids = accelerator.Allocate1D(host);
 

@@ -312,9 +312,9 @@ public sealed class DevicePropertyTests
     }
 
     /// <summary>
-    /// Both countings give the managed counts on loads that make lanes share ids (hot, collapsed,
+    /// Every counting gives the managed counts on loads that make lanes share ids (hot, collapsed,
     /// long runs), with ids out of range (−1 among them), at lengths that end inside a warp, and with grids from
-    /// one group to many. Where the accelerator cannot aggregate warps, creating the engine says so.
+    /// one group to many. Where the accelerator cannot run a counting, creating the engine says why.
     /// </summary>
     [Theory]
     [MemberData(nameof(Countings))]
@@ -323,9 +323,11 @@ public sealed class DevicePropertyTests
         var device = TestAccelerators.Require(accelerator);
         const int experts = 61;
         var options = new RoutingStatsOptions { Experts = experts };
-        if (counting == HistogramCounting.WarpAggregated && device.AcceleratorType == AcceleratorType.OpenCL)
+        if (device.AcceleratorType == AcceleratorType.OpenCL && counting != HistogramCounting.ThreadRuns)
         {
+            Assert.False(RoutingRecordKernel.Supports(device, counting, out var reason));
             var refused = Assert.Throws<NotSupportedException>(() => new DeviceRoutingStats(device, options, stream: null, 16, counting));
+            Assert.Equal(reason, refused.Message);
             Assert.Contains("OpenCL", refused.Message);
             return;
         }
