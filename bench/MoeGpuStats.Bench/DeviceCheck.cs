@@ -39,7 +39,7 @@ internal static class DeviceCheck
         var skewLength = Option(args, "--skew-size", 1 << 24);
         var countings = Enum.GetValues<HistogramCounting>().Where(c => Supports(accelerator, c)).ToArray();
         Console.WriteLine();
-        Console.WriteLine($"Skewed loads, {skewLength} ids: many threads add to one bin at once. Record median, read GB/s and time against the uniform load, per histogram counting (default {HistogramCounting.ThreadRuns}).");
+        Console.WriteLine($"Skewed loads, {skewLength} ids: many threads add to one bin at once. Record median, read GB/s and time against the uniform load, per histogram counting (default here {RoutingRecordKernel.DefaultCounting(accelerator)}).");
         Console.WriteLine($"| load |{string.Concat(countings.Select(c => $" {c} | GB/s | / uniform |"))} checksum |");
         Console.WriteLine($"| --- |{string.Concat(countings.Select(_ => " --- | --- | --- |"))} --- |");
         var uniform = new double[countings.Length];
