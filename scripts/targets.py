@@ -7,7 +7,7 @@ PyTorch baseline run in the same call (torch.json).
 Prints, per size: the record's median, its read rate against the copy measured in the same run,
 PyTorch's bincount+totals+util+var, the ratio, whether the checksums agree, and which targets
 hold; then, where the device check timed candidate countings, each candidate on the baseline's
-data against the copy and against the library's counting.
+data against the copy and against the library's default counting on that accelerator.
 """
 import json
 import re
