@@ -398,7 +398,7 @@ public static class RoutingRecordKernel
     /// <param name="counting">How threads add ids to the shared histogram (the device check compares them on skewed loads).</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1, or <paramref name="counting"/> is not a defined value.</exception>
-    /// <exception cref="NotSupportedException"><paramref name="counting"/> is <see cref="HistogramCounting.WarpAggregated"/> and the accelerator cannot run it.</exception>
+    /// <exception cref="NotSupportedException">The accelerator cannot run <paramref name="counting"/> (<see cref="Supports"/> says why).</exception>
     public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting) =>
         Create(accelerator, idsPerThread, counting, DefaultGroupsPerCopy);
 
@@ -409,7 +409,7 @@ public static class RoutingRecordKernel
     /// <param name="groupsPerCopy">The counting groups per copy of the batch histogram (<see cref="RecordArguments.Copies"/>, at most <see cref="MaxCopies"/>; a tuning knob the device check sweeps).</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> or <paramref name="groupsPerCopy"/> is less than 1, or <paramref name="counting"/> is not a defined value.</exception>
-    /// <exception cref="NotSupportedException"><paramref name="counting"/> is <see cref="HistogramCounting.WarpAggregated"/> and the accelerator cannot run it.</exception>
+    /// <exception cref="NotSupportedException">The accelerator cannot run <paramref name="counting"/> (<see cref="Supports"/> says why).</exception>
     /// <remarks>
     /// The launcher throws <see cref="ArgumentOutOfRangeException"/> for a slot other than −1, 0 or 1,
     /// an expert count outside 1 to <see cref="MaxExperts"/> or a pending record's copies outside
@@ -427,7 +427,7 @@ public static class RoutingRecordKernel
     /// <param name="idsPerBin">The fewest ids per expert a group takes before another group is launched, once every multiprocessor has one; 0 for no such bound (a tuning knob the device check sweeps).</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> or <paramref name="groupsPerCopy"/> is less than 1, <paramref name="idsPerBin"/> is negative, or <paramref name="counting"/> is not a defined value.</exception>
-    /// <exception cref="NotSupportedException"><paramref name="counting"/> is <see cref="HistogramCounting.WarpAggregated"/> and the accelerator cannot run it.</exception>
+    /// <exception cref="NotSupportedException">The accelerator cannot run <paramref name="counting"/> (<see cref="Supports"/> says why).</exception>
     /// <remarks>The launcher checks its arguments as <see cref="Create(Accelerator, int, HistogramCounting, int)"/>'s does.</remarks>
     public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting, int groupsPerCopy, int idsPerBin)
     {
