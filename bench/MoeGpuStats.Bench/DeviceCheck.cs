@@ -228,13 +228,14 @@ internal static class DeviceCheck
         return true;
     }
 
-    /// <summary>The median device time of a record in µs, and the checksum of one record's counts.</summary>
+    /// <summary>The median device time of a record in µs with <paramref name="counting"/> (null: the accelerator's default), and the checksum of one record's counts.</summary>
     private static (double Micros, ulong Checksum) RecordMedian(
-        Accelerator accelerator, int experts, int[] host, bool onCpu, HistogramCounting counting = HistogramCounting.ThreadRuns,
+        Accelerator accelerator, int experts, int[] host, bool onCpu, HistogramCounting? counting = null,
         int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy, int idsPerBin = RoutingRecordKernel.DefaultIdsPerBin)
     {
         using var ids = accelerator.Allocate1D(host);
-        return RecordMedian(accelerator, experts, ids.View, onCpu, a => RoutingRecordKernel.Create(a, RoutingRecordKernel.DefaultIdsPerThread, counting, groupsPerCopy, idsPerBin));
+        var chosen = counting ?? RoutingRecordKernel.DefaultCounting(accelerator);
+        return RecordMedian(accelerator, experts, ids.View, onCpu, a => RoutingRecordKernel.Create(a, RoutingRecordKernel.DefaultIdsPerThread, chosen, groupsPerCopy, idsPerBin));
     }
 
     /// <summary>The median device time of a record of <paramref name="ids"/> with the record kernel <paramref name="createRecord"/> loads, and the checksum of one record's counts.</summary>
