@@ -3,7 +3,10 @@ using System.Text.Json.Nodes;
 
 namespace MoeGpuStats.Tests.Conformance;
 
-/// <summary>The fixture files: every *.jsonl in MOE_CONFORMANCE_DIR, else ../shared/conformance from the project root.</summary>
+/// <summary>
+/// The fixture files: every *.jsonl in MOE_CONFORMANCE_DIR, else the seed's recorded output kept in the
+/// repository (tests/MoeGpuStats.Tests/Conformance/fixtures), so that a fresh clone runs them.
+/// </summary>
 public static class ConformanceFiles
 {
     public static string Directory
@@ -20,11 +23,12 @@ public static class ConformanceFiles
             {
                 if (File.Exists(Path.Combine(dir.FullName, "MoeGpuStats.sln")))
                 {
-                    return Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "conformance"));
+                    return Path.Combine(dir.FullName, "tests", "MoeGpuStats.Tests", "Conformance", "fixtures");
                 }
             }
 
-            return Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "conformance"));
+            // A packaged test run (the device check) has no source tree: the build copies the fixtures here.
+            return Path.Combine(AppContext.BaseDirectory, "conformance");
         }
     }
 
