@@ -66,18 +66,22 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
         using var block = accelerator.Allocate1D<RoutingStateBlock>(1);
         using var counts = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
         using var invalid = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        using var padded = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        using var sums = accelerator.Allocate1D<double>(experts);
         using var perExpert = accelerator.Allocate1D<ulong>(experts);
         using var floats = accelerator.Allocate1D<float>(experts);
         using var ring = accelerator.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
         var state = new RoutingStateViews
         {
-            State = block.View, BatchHistogram = counts.View, BatchInvalid = invalid.View, TokenCounts = perExpert.View,
+            State = block.View, BatchHistogram = counts.View, BatchInvalid = invalid.View, BatchPaddedTokens = padded.View,
+            UtilizationSums = sums.View, TokenCounts = perExpert.View,
             Utilization = floats.View, DecayedUtilization = floats.View, VarianceHistory = ring.View,
         };
-        var record = new RecordArguments { Experts = experts, Slot = 0 };
+        var record = new RecordArguments { Experts = experts, Slot = 0, TopK = 1 };
         var none = new RecordArguments { Slot = -1 };
         counts.MemSetToZero(stream);
         invalid.MemSetToZero(stream);
+        padded.MemSetToZero(stream);
         launch(stream, ids, state, record, none);
         stream.Synchronize();
         return DeviceCheck.Median(reps, stream, () => launch(stream, ids, state, record, none));

@@ -49,6 +49,12 @@ internal interface IHistogramCounting
     void CountShare(ArrayView<int> ids, int alignedStart, ArrayView<int> bins, int experts, int groups);
 
     /// <summary>
+    /// Checks every position <see cref="CountShare"/> gave this thread with <see cref="Padding.Check"/>:
+    /// the −1 ids it counted as out of range, and the padded tokens whose first slot it counted.
+    /// </summary>
+    void CountPadding(ArrayView<int> ids, int alignedStart, int topK, int groups, ref int emptySlots, ref int paddedTokens);
+
+    /// <summary>
     /// The shared ints this counting uses after the histogram's, from <c>bins[MaxExperts + 1]</c> on
     /// (a constant: it sizes the kernel's static shared memory).
     /// </summary>

@@ -81,6 +81,30 @@ internal readonly struct QuadLoadRunCounting<TStep> : IHistogramCounting
         step.Flush(bins, experts, idD, runD);
     }
 
+    public void CountPadding(ArrayView<int> ids, int alignedStart, int topK, int groups, ref int emptySlots, ref int paddedTokens)
+    {
+        var threads = groups * Group.DimX;
+        var thread = Grid.IdxX * Group.DimX + Group.IdxX;
+        for (var head = thread; head < alignedStart; head += threads)
+        {
+            Padding.Check(ids, head, topK, ref emptySlots, ref paddedTokens);
+        }
+
+        var quads = (ids.Length - alignedStart) / 4;
+        for (var quad = (long)thread; quad < quads; quad += threads)
+        {
+            for (var place = 0; place < 4; place++)
+            {
+                Padding.Check(ids, alignedStart + 4 * quad + place, topK, ref emptySlots, ref paddedTokens);
+            }
+        }
+
+        for (var rest = alignedStart + quads * 4 + thread; rest < ids.Length; rest += threads)
+        {
+            Padding.Check(ids, rest, topK, ref emptySlots, ref paddedTokens);
+        }
+    }
+
     /// <summary>Moves the run of <paramref name="id"/> into the run of <paramref name="intoId"/> when they are the same id.</summary>
     private static void Join(int id, ref int run, int intoId, ref int intoRun)
     {

@@ -117,10 +117,26 @@ public static class RoutingRecordKernel
             }
         }
 
-        var invalid = bins[experts];
+        // The out-of-range bin holds the invalid ids and the empty slots (−1) together; only a group
+        // that saw either reads its share again to tell them apart (the bin is group-uniform here).
+        long invalid = bins[experts];
+        long paddedTokens = 0;
+        if (invalid != 0)
+        {
+            int emptySlots = 0, padded = 0;
+            default(TCounting).CountPadding(ids, arguments.AlignedStart, arguments.TopK, countingGroups, ref emptySlots, ref padded);
+            invalid -= GroupSum(emptySlots, partials);
+            paddedTokens = GroupSum(padded, partials);
+        }
+
         if (thread == 0 && invalid != 0)
         {
             Atomic.Add(ref state.BatchInvalid[arguments.Slot], (ulong)invalid);
+        }
+
+        if (thread == 0 && paddedTokens != 0)
+        {
+            Atomic.Add(ref state.BatchPaddedTokens[arguments.Slot], (ulong)paddedTokens);
         }
     }
 
@@ -141,9 +157,12 @@ public static class RoutingRecordKernel
         // held across this loop cost 20 registers per thread (52 instead of 32 on sm_90), which
         // halved the groups a multiprocessor holds.
         var resize = state.State[0].Experts != experts;
-        var alpha = 1.0f / (state.State[0].TotalRoutings + 1);
-        var keep = 1.0f - alpha;
-        float batchTokens = arguments.Tokens;
+        // The seed's running means (alpha = 1 / n in f32) stall once 1 - 1/n rounds to 1; sums in
+        // f64 over n give the same means without drift (see RoutingMeans).
+        var routings = (double)(state.State[0].TotalRoutings + 1);
+        var tokens = arguments.Tokens - (int)state.BatchPaddedTokens[arguments.Slot];
+        float batchTokens = tokens;
+        double exactTokens = tokens;
         var decay = arguments.UtilizationDecay;
 
         long partialSum = 0;
@@ -153,13 +172,15 @@ public static class RoutingRecordKernel
             // Every load before the first store, so that they and the copies' loads are in flight
             // together: after a store, a load waits for it (the compiler must assume the views
             // alias), and each store waited for its own load.
-            var utilization = state.Utilization[e];
-            var tokens = state.TokenCounts[e];
+            var shareSum = state.UtilizationSums[e];
+            var tokenCount = state.TokenCounts[e];
             var count = TakeCount(state.BatchHistogram, first + e, experts, arguments.Copies);
-            float share = arguments.Tokens > 0 ? count / batchTokens : 0f;
+            float share = tokens > 0 ? count / batchTokens : 0f;
             bins[e] = (int)Interop.FloatAsInt((float)count);
-            state.Utilization[e] = Mul(alpha, share) + Mul(keep, resize ? 0f : utilization);
-            state.TokenCounts[e] = (resize ? 0UL : tokens) + (ulong)count;
+            shareSum = (resize ? 0.0 : shareSum) + (tokens > 0 ? count / exactTokens : 0.0);
+            state.UtilizationSums[e] = shareSum;
+            state.Utilization[e] = (float)(shareSum / routings);
+            state.TokenCounts[e] = (resize ? 0UL : tokenCount) + (ulong)count;
             if (decay >= 0f)
             {
                 state.DecayedUtilization[e] = Mul(decay, resize ? 0f : state.DecayedUtilization[e]) + Mul(1.0f - decay, share);
@@ -174,6 +195,11 @@ public static class RoutingRecordKernel
 
         var batchSum = GroupSum(partialSum, partials);
         var overflow = arguments.ExpertCapacity > 0 ? GroupSum(partialOverflow, partials) : 0L;
+        // Every thread has read the padded tokens (the sums' barriers): the slot's count is free.
+        if (thread == 0)
+        {
+            state.BatchPaddedTokens[arguments.Slot] = 0UL;
+        }
 
         // The group sums' slots are free now. They take the block (loaded by as many threads at once,
         // for one thread to update there: updated in place in global memory, each of its
@@ -209,7 +235,7 @@ public static class RoutingRecordKernel
 
         if (thread == GroupRoles.FirstThreadOfWarp(1, groupSize))
         {
-            partials[slotAt] = UpdateBlock(ref partials.Cast<RoutingStateBlock>()[0], arguments, batchSum, overflow, (ulong)partials[invalidAt], alpha, keep);
+            partials[slotAt] = UpdateBlock(ref partials.Cast<RoutingStateBlock>()[0], arguments, tokens, batchSum, overflow, (ulong)partials[invalidAt], routings);
         }
 
         Group.Barrier();
@@ -267,22 +293,35 @@ public static class RoutingRecordKernel
     }
 
     /// <summary>The block's totals, averages and ring position after the batch; returns the ring slot of the batch's variance.</summary>
-    private static int UpdateBlock(ref RoutingStateBlock block, RecordArguments arguments, long batchSum, long overflow, ulong invalid, float alpha, float keep)
+    /// <remarks>
+    /// Dropped and kept are counted in the record's units: token-expert slots for top-k ids
+    /// (<see cref="RecordArguments.TopK"/> ≥ 1), where a capacity drops slots, not whole tokens;
+    /// tokens for a histogram the caller counted (<see cref="RecordArguments.TopK"/> 0), as the seed counts them.
+    /// </remarks>
+    private static int UpdateBlock(ref RoutingStateBlock block, RecordArguments arguments, int tokens, long batchSum, long overflow, ulong invalid, double routings)
     {
         var experts = arguments.Experts;
-        var dropped = arguments.ExpertCapacity > 0
-            ? (int)(overflow < arguments.Tokens ? overflow : arguments.Tokens)
-            : arguments.TokensDropped;
+        var fromIds = arguments.TopK > 0;
+        var capacity = arguments.ExpertCapacity > 0;
+        var routed = fromIds ? batchSum : tokens;
+        long explicitDropped = arguments.TokensDropped;
+        var droppedSlots = capacity ? overflow
+            : fromIds ? (explicitDropped * arguments.TopK < batchSum ? explicitDropped * arguments.TopK : batchSum)
+            : explicitDropped;
 
         block.TotalRoutings++;
-        block.TotalTokens += (ulong)arguments.Tokens;
-        block.TokensDropped += (ulong)dropped;
+        block.TotalTokens += (ulong)tokens;
+        block.TokensDropped += capacity ? 0UL : (ulong)explicitDropped;
+        block.RoutedSlots += (ulong)routed;
+        block.SlotsDropped += (ulong)droppedSlots;
         block.InvalidExpertIds += invalid;
-        block.AverageLoadBalanceLoss = Mul(alpha, arguments.LoadBalanceLoss) + Mul(keep, block.AverageLoadBalanceLoss);
-        block.AverageRouterZLoss = Mul(alpha, arguments.RouterZLoss) + Mul(keep, block.AverageRouterZLoss);
-        if (block.TotalTokens > 0)
+        block.LoadBalanceLossSum += arguments.LoadBalanceLoss;
+        block.RouterZLossSum += arguments.RouterZLoss;
+        block.AverageLoadBalanceLoss = (float)(block.LoadBalanceLossSum / routings);
+        block.AverageRouterZLoss = (float)(block.RouterZLossSum / routings);
+        if (block.RoutedSlots > 0)
         {
-            block.RoutingEfficiency = Mul((float)(block.TotalTokens - block.TokensDropped) / block.TotalTokens, 100.0f);
+            block.RoutingEfficiency = Mul((float)(block.RoutedSlots - block.SlotsDropped) / block.RoutedSlots, 100.0f);
         }
 
         block.Experts = experts;
@@ -304,16 +343,17 @@ public static class RoutingRecordKernel
             block.VarianceHead = head + 1 == VarianceWindow ? 0 : head + 1;
         }
 
-        var current = batchSum / Mul(experts, arguments.SlotsPerExpert);
+        var kept = capacity ? batchSum - overflow : batchSum;
+        var current = kept / Mul(experts, arguments.SlotsPerExpert);
         var capacityAlpha = 0.1f;
         block.CapacityAverageUtilization = Mul(capacityAlpha, current) + Mul(1.0f - capacityAlpha, block.CapacityAverageUtilization);
         block.CapacityPeakUtilization = current > block.CapacityPeakUtilization ? current : block.CapacityPeakUtilization;
-        if (dropped > 0)
+        if (droppedSlots > 0)
         {
             block.CapacityExceededCount++;
         }
 
-        block.TotalUsed += (ulong)batchSum;
+        block.TotalUsed += (ulong)kept;
         block.TotalCapacity += (ulong)experts * (ulong)arguments.SlotsPerExpert;
         return slot;
     }
@@ -467,6 +507,12 @@ public static class RoutingRecordKernel
             // (no ids) is one copy.
             var folding = pending.Slot >= 0 ? 1 : 0;
             var counting = arguments.Slot >= 0 && ids.Length > 0 ? grid.Groups(ids.Length, arguments.Experts, folding) : 0;
+            if (counting > 0 && arguments.TopK < 1)
+            {
+                // The padding check divides positions by k.
+                throw new ArgumentOutOfRangeException(nameof(arguments), arguments.TopK, "arguments.TopK must be at least 1 for a record of ids.");
+            }
+
             arguments.Copies = counting > 0 ? grid.Copies(counting, arguments.Experts) : 1;
             arguments.AlignedStart = counting > 0 ? IdAlignment.AlignedStart(accelerator, ids) : 0;
             if (counting + folding > 0)
@@ -502,13 +548,19 @@ public static class RoutingRecordKernel
             throw new ArgumentOutOfRangeException(name, record.Experts, $"{name}.Experts must be 1 to {MaxExperts}.");
         }
 
+        if (record.Slot >= 0 && (record.TopK < 0 || record.Tokens < 0))
+        {
+            throw new ArgumentOutOfRangeException(name, record.TopK, $"{name}.TopK and {name}.Tokens cannot be negative.");
+        }
+
         if (record.Slot >= 0
             && (state.State.Length < 1 || state.BatchHistogram.Length < (long)BatchSlots * SlotLength || state.BatchInvalid.Length < BatchSlots
+                || state.BatchPaddedTokens.Length < BatchSlots || state.UtilizationSums.Length < record.Experts
                 || state.TokenCounts.Length < record.Experts || state.Utilization.Length < record.Experts
                 || state.DecayedUtilization.Length < record.Experts || state.VarianceHistory.Length < VarianceWindow))
         {
             throw new ArgumentException(
-                $"The state's views are too short for {record.Experts} experts: one block, {BatchSlots} × {SlotLength} batch counts, {BatchSlots} invalid counts, E of each per-expert array, {VarianceWindow} variances.",
+                $"The state's views are too short for {record.Experts} experts: one block, {BatchSlots} × {SlotLength} batch counts, {BatchSlots} invalid and padded-token counts, E of each per-expert array, {VarianceWindow} variances.",
                 nameof(state));
         }
     }

@@ -23,13 +23,28 @@ public struct RoutingStateBlock
     /// <summary>Top-k ids outside <c>[0, E)</c> over all batches.</summary>
     public ulong InvalidExpertIds;
 
-    /// <summary>Cumulative mean of the load-balancing loss.</summary>
+    /// <summary>
+    /// Routed units over all batches: token-expert slots to a valid expert for top-k ids, tokens for
+    /// a histogram the caller counted (the seed's unit). The denominator of <see cref="RoutingEfficiency"/>.
+    /// </summary>
+    public ulong RoutedSlots;
+
+    /// <summary>Dropped units over all batches, in <see cref="RoutedSlots"/>' units.</summary>
+    public ulong SlotsDropped;
+
+    /// <summary>The sum of every batch's load-balancing loss (f64, so the mean does not stall).</summary>
+    public double LoadBalanceLossSum;
+
+    /// <summary>The sum of every batch's router z-loss.</summary>
+    public double RouterZLossSum;
+
+    /// <summary>Mean of the load-balancing loss, <see cref="LoadBalanceLossSum"/> / <see cref="TotalRoutings"/> as f32.</summary>
     public float AverageLoadBalanceLoss;
 
-    /// <summary>Cumulative mean of the router z-loss.</summary>
+    /// <summary>Mean of the router z-loss.</summary>
     public float AverageRouterZLoss;
 
-    /// <summary>Percentage of tokens not dropped.</summary>
+    /// <summary>Percentage of routed units not dropped: (<see cref="RoutedSlots"/> − <see cref="SlotsDropped"/>) / <see cref="RoutedSlots"/>.</summary>
     public float RoutingEfficiency;
 
     /// <summary>Exponential average (alpha 0.1) of per-batch slot utilization.</summary>
@@ -74,10 +89,16 @@ public struct RoutingStateViews
     /// <summary>The invalid id count of each batch slot (two elements); zero once folded.</summary>
     public ArrayView<ulong> BatchInvalid;
 
+    /// <summary>The padded tokens (all k ids −1) of each batch slot (two elements); zero once folded.</summary>
+    public ArrayView<ulong> BatchPaddedTokens;
+
+    /// <summary>Per expert, the f64 sum over batches of <c>count / tokens</c>: <see cref="Utilization"/> is it over the batches.</summary>
+    public ArrayView<double> UtilizationSums;
+
     /// <summary>Tokens per expert over all batches.</summary>
     public ArrayView<ulong> TokenCounts;
 
-    /// <summary>The seed's cumulative-mean utilization per expert.</summary>
+    /// <summary>The seed's cumulative-mean utilization per expert, as f32 (the queries read it).</summary>
     public ArrayView<float> Utilization;
 
     /// <summary>Exponentially decayed utilization per expert.</summary>
@@ -93,10 +114,13 @@ public struct RecordArguments
     /// <summary>Experts in this batch.</summary>
     public int Experts;
 
-    /// <summary>Tokens in this batch.</summary>
+    /// <summary>Tokens in this batch, padded tokens included (the fold subtracts those the counting found).</summary>
     public int Tokens;
 
-    /// <summary>Dropped tokens given by the caller (used when <see cref="ExpertCapacity"/> is 0).</summary>
+    /// <summary>Experts per token for a record of top-k ids (its ids' padded tokens are found by it); 0 for a histogram the caller counted.</summary>
+    public int TopK;
+
+    /// <summary>Dropped tokens given by the caller (0 when <see cref="ExpertCapacity"/> derives dropped slots).</summary>
     public int TokensDropped;
 
     /// <summary>Slots per expert; when positive, drops are derived from the histogram.</summary>

@@ -43,4 +43,7 @@ internal readonly struct ThreadRunCounting<TStep> : IHistogramCounting
 
         step.Flush(bins, experts, runId, run);
     }
+
+    public void CountPadding(ArrayView<int> ids, int alignedStart, int topK, int groups, ref int emptySlots, ref int paddedTokens) =>
+        Padding.CheckStrided(ids, topK, groups, ref emptySlots, ref paddedTokens);
 }

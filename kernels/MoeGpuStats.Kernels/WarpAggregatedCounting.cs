@@ -45,6 +45,9 @@ internal readonly struct WarpAggregatedCounting : IHistogramCounting
         }
     }
 
+    public void CountPadding(ArrayView<int> ids, int alignedStart, int topK, int groups, ref int emptySlots, ref int paddedTokens) =>
+        Padding.CheckStrided(ids, topK, groups, ref emptySlots, ref paddedTokens);
+
     /// <summary>
     /// Counts <paramref name="id"/> once for the lanes below <paramref name="lanes"/> that hold it, with their number.
     /// <paramref name="peers"/> is the caller's variable for the match (its value on entry is unused).

@@ -95,31 +95,55 @@ public sealed partial class RoutingStats : IDisposable
     /// <summary>Batches recorded.</summary>
     public ulong TotalRoutings => Engine.Totals.TotalRoutings;
 
-    /// <summary>Tokens recorded.</summary>
+    /// <summary>Tokens recorded; from top-k ids, padded tokens (all k ids −1) are not tokens.</summary>
     public ulong TotalTokens => Engine.Totals.TotalTokens;
 
-    /// <summary>Dropped tokens recorded.</summary>
+    /// <summary>
+    /// Dropped tokens as callers reported them (<see cref="RoutingDecision.TokensDropped"/>, or the
+    /// <c>tokensDropped</c> of a record of ids). A capacity drops token-expert slots, not whole tokens:
+    /// those are <see cref="SlotsDropped"/>, and do not count here.
+    /// </summary>
     public ulong TokensDropped => Engine.Totals.TokensDropped;
 
-    /// <summary>Top-k ids outside <c>[0, E)</c> seen when recording from ids (not in the seed).</summary>
+    /// <summary>
+    /// The routed units <see cref="RoutingEfficiency"/> is a share of: for records of top-k ids, the
+    /// token-expert slots sent to a valid expert (−1 and invalid ids excluded); for a
+    /// <see cref="RoutingDecision"/>, its tokens, the seed's unit. Not in the seed.
+    /// </summary>
+    public ulong RoutedSlots => Engine.Totals.RoutedSlots;
+
+    /// <summary>
+    /// Of <see cref="RoutedSlots"/>, those dropped: slots beyond <see cref="RoutingStatsOptions.ExpertCapacity"/>
+    /// (<c>sum over experts of max(0, count − capacity)</c>) for ids recorded with a capacity; k per
+    /// reported dropped token for ids without one; a decision's dropped tokens. Not in the seed.
+    /// </summary>
+    public ulong SlotsDropped => Engine.Totals.SlotsDropped;
+
+    /// <summary>Top-k ids outside <c>[0, E)</c> seen when recording from ids, other than −1 (an empty slot); not in the seed.</summary>
     public ulong InvalidExpertIds => Engine.Totals.InvalidExpertIds;
 
     /// <summary>
-    /// Per expert, the cumulative mean over batches of <c>count / total_tokens</c> (the seed's update with
-    /// <c>alpha = 1 / total_routings</c>; with top-k it sums to about k). Restarts when the expert count changes.
+    /// Per expert, the mean over batches of <c>count / tokens</c> (the seed's cumulative mean; with top-k
+    /// it sums to about k). Restarts when the expert count changes, still divided by every batch, as the
+    /// seed's <c>alpha = 1 / total_routings</c> does. Kept as an f64 sum, so it does not stall on long
+    /// runs as the seed's f32 update does.
     /// </summary>
     public IReadOnlyList<float> ExpertUtilization => Engine.ExpertUtilization;
 
     /// <summary>Per expert, <c>count / tokens</c> decayed by <see cref="RoutingStatsOptions.UtilizationDecay"/>; empty when that is not set.</summary>
     public IReadOnlyList<float> DecayedExpertUtilization => Engine.DecayedExpertUtilization;
 
-    /// <summary>Cumulative mean of the load-balancing loss.</summary>
+    /// <summary>Mean of the load-balancing loss over batches (an f64 sum over the batches, as f32).</summary>
     public float AverageLoadBalanceLoss => Engine.Totals.AverageLoadBalanceLoss;
 
-    /// <summary>Cumulative mean of the router z-loss.</summary>
+    /// <summary>Mean of the router z-loss over batches (an f64 sum over the batches, as f32).</summary>
     public float AverageRouterZLoss => Engine.Totals.AverageRouterZLoss;
 
-    /// <summary>Percentage of tokens not dropped; unchanged while no token was recorded.</summary>
+    /// <summary>
+    /// Percentage of routed units kept: <c>(RoutedSlots − SlotsDropped) / RoutedSlots × 100</c>, token-expert
+    /// slots for top-k ids and tokens for decisions (the seed's <c>routing_efficiency</c>); unchanged while
+    /// nothing was routed.
+    /// </summary>
     public float RoutingEfficiency => Engine.Totals.RoutingEfficiency;
 
     /// <summary>Per expert, slots received over all batches. Restarts when the expert count changes.</summary>
@@ -167,25 +191,34 @@ public sealed partial class RoutingStats : IDisposable
     /// Folds one batch of the router's top-k ids (<c>[tokens, topK]</c>) in. On a device engine the ids
     /// stay on the device and the call returns without waiting; on the managed engine they are copied
     /// to the host. The expert count is <see cref="RoutingStatsOptions.Experts"/>, else the current one.
+    /// An id of −1 is an empty slot, neither counted nor invalid, and a token whose k ids are all −1 is
+    /// padding, not a token; other ids outside <c>[0, E)</c> count in <see cref="InvalidExpertIds"/>. With
+    /// <see cref="RoutingStatsOptions.ExpertCapacity"/> set, slots beyond it are dropped (<see cref="SlotsDropped"/>).
+    /// A call that throws leaves the statistics as they were.
     /// </summary>
-    /// <exception cref="ArgumentException">Too few ids, a view on another accelerator, or a scalar out of range.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> is below 1 or <paramref name="tokens"/> negative.</exception>
+    /// <exception cref="ArgumentException">
+    /// Too few ids, more than 2^31 − 1 (<c>tokens × topK</c>), a view on another accelerator, a
+    /// non-finite loss, <paramref name="tokensDropped"/> outside [0, tokens] or non-zero while a capacity derives the drops.
+    /// </exception>
     /// <exception cref="InvalidOperationException">No expert count is known.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
         var engine = Engine;
-        RecordChecks.Validate(topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        RecordChecks.Validate(engine.Options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
         engine.Record(topKExpertIds, RecordChecks.ResolveExperts(engine.Options, engine.ExpertCount), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
-    /// <summary>Folds one batch of top-k ids that is on the host in (copied to the device on a device engine).</summary>
-    /// <exception cref="ArgumentException">Too few ids, or a scalar out of range.</exception>
+    /// <summary>Folds one batch of top-k ids that is on the host in (copied to the device on a device engine), as the view overload does.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> is below 1 or <paramref name="tokens"/> negative.</exception>
+    /// <exception cref="ArgumentException">As the view overload: the ids, a loss or <paramref name="tokensDropped"/>.</exception>
     /// <exception cref="InvalidOperationException">No expert count is known.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
         var engine = Engine;
-        RecordChecks.Validate(topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        RecordChecks.Validate(engine.Options, topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
         engine.Record(topKExpertIds, RecordChecks.ResolveExperts(engine.Options, engine.ExpertCount), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 

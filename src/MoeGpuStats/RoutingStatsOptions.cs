@@ -13,9 +13,11 @@ public sealed record RoutingStatsOptions
     public int? Experts { get; init; }
 
     /// <summary>
-    /// Token slots each expert has per batch. Null keeps the seed's placeholder of 100 for
-    /// <see cref="CapacityStats"/>. When set, recording from top-k ids also derives the dropped count
-    /// as <c>min(tokens, sum over experts of max(0, count - capacity))</c>.
+    /// Token-expert slots each expert has per batch. Null keeps the seed's placeholder of 100 for
+    /// <see cref="CapacityStats"/>. When set, a record of top-k ids drops the slots beyond it,
+    /// <c>sum over experts of max(0, count − capacity)</c> (<see cref="RoutingStats.SlotsDropped"/>),
+    /// and the capacity statistics count the kept slots, so that 8 tokens sent to all 8 experts with a
+    /// capacity of 7 keep 56 of 64 slots: 87.5 % efficiency, 100 % of the capacity used.
     /// </summary>
     public int? ExpertCapacity { get; init; }
 

@@ -11,7 +11,7 @@ namespace MoeGpuStats.Collections;
 /// changing the result (the variance trend amplifies last-bit differences). So a record copies its
 /// histogram into a slot (E ints, no allocation) and the variance is computed, in the seed's order,
 /// the first time the history is read. Batches evicted before any read are never computed.
-/// Memory: <c>Capacity × E</c> ints (about 4 KB per expert).
+/// Memory: <c>Capacity × E</c> ints (about 4 KB per expert), at most <see cref="MaxDeferredCounts"/>.
 /// </remarks>
 internal sealed class LoadVarianceWindow : IReadOnlyList<float>
 {
@@ -22,6 +22,12 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     private int _stride;
     private int _head;
     private int _pending;
+
+    /// <summary>
+    /// The most counts kept for deferred variances: 1,000 batches of 4,096 experts (16 MiB). Without a
+    /// bound, a decision of two million experts would ask for 1,000 × 2,000,000 ints.
+    /// </summary>
+    public const int MaxDeferredCounts = 1 << 22;
 
     public LoadVarianceWindow(int capacity)
     {
@@ -48,14 +54,34 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
         }
     }
 
-    /// <summary>Appends a batch whose variance is computed on first read.</summary>
+    /// <summary>
+    /// Makes room to defer batches of <paramref name="experts"/> counts, allocating before anything
+    /// changes (so a failed allocation leaves the window as it was). Batches wider than
+    /// <see cref="MaxDeferredCounts"/> / <see cref="Capacity"/> are not deferred.
+    /// </summary>
+    public void Reserve(int experts)
+    {
+        if (experts <= _stride || (long)experts * _values.Length > MaxDeferredCounts)
+        {
+            return;
+        }
+
+        var grown = new int[_values.Length * experts];
+        Materialize();
+        _stride = experts;
+        _histograms = grown;
+    }
+
+    /// <summary>
+    /// Appends a batch: its variance is computed on first read, or now when the batch is wider than
+    /// <see cref="Reserve"/> made room for.
+    /// </summary>
     public void Add(ReadOnlySpan<int> counts, long sum)
     {
         if (counts.Length > _stride)
         {
-            Materialize();
-            _stride = counts.Length;
-            _histograms = new int[_values.Length * _stride];
+            AddComputed(RoutingMath.LoadVariance(counts, sum));
+            return;
         }
 
         var slot = Append();

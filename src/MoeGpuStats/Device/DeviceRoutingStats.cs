@@ -29,6 +29,8 @@ public sealed class DeviceRoutingStats : IDisposable
     private readonly MemoryBuffer1D<RoutingStateBlock, Stride1D.Dense> _state;
     private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _batchHistogram;
     private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _batchInvalid;
+    private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _batchPaddedTokens;
+    private readonly MemoryBuffer1D<double, Stride1D.Dense> _utilizationSums;
     private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _tokenCounts;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _utilization;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _decayedUtilization;
@@ -84,6 +86,8 @@ public sealed class DeviceRoutingStats : IDisposable
             _state = Allocate<RoutingStateBlock>(1);
             _batchHistogram = Allocate<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
             _batchInvalid = Allocate<ulong>(RoutingRecordKernel.BatchSlots);
+            _batchPaddedTokens = Allocate<ulong>(RoutingRecordKernel.BatchSlots);
+            _utilizationSums = Allocate<double>(experts);
             _tokenCounts = Allocate<ulong>(experts);
             _utilization = Allocate<float>(experts);
             _decayedUtilization = Allocate<float>(experts);
@@ -104,6 +108,8 @@ public sealed class DeviceRoutingStats : IDisposable
             State = _state.View,
             BatchHistogram = _batchHistogram.View,
             BatchInvalid = _batchInvalid.View,
+            BatchPaddedTokens = _batchPaddedTokens.View,
+            UtilizationSums = _utilizationSums.View,
             TokenCounts = _tokenCounts.View,
             Utilization = _utilization.View,
             DecayedUtilization = _decayedUtilization.View,
@@ -146,7 +152,7 @@ public sealed class DeviceRoutingStats : IDisposable
     public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        RecordChecks.Validate(topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        RecordChecks.Validate(_options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
         RecordValidated(topKExpertIds, RecordChecks.ResolveExperts(_options, _experts), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
@@ -165,7 +171,7 @@ public sealed class DeviceRoutingStats : IDisposable
                     nameof(topKExpertIds));
             }
 
-            Launch(length > 0 ? topKExpertIds.SubView(0, length) : EmptyIds, experts, tokens, tokensDropped, loadBalanceLoss, routerZLoss);
+            Launch(length > 0 ? topKExpertIds.SubView(0, length) : EmptyIds, Arguments(experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss));
         }
     }
 
@@ -179,7 +185,7 @@ public sealed class DeviceRoutingStats : IDisposable
     public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        RecordChecks.Validate(topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        RecordChecks.Validate(_options, topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
         RecordValidated(topKExpertIds, RecordChecks.ResolveExperts(_options, _experts), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
@@ -203,7 +209,7 @@ public sealed class DeviceRoutingStats : IDisposable
 
             var view = _hostIds.View.SubView(0, length);
             view.CopyFromCPU(Stream, topKExpertIds[..length]);
-            Launch(view, experts, tokens, tokensDropped, loadBalanceLoss, routerZLoss);
+            Launch(view, Arguments(experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss));
         }
     }
 
@@ -241,7 +247,8 @@ public sealed class DeviceRoutingStats : IDisposable
             // CopyFromCPU waits for the stream, so the staging array is free again when it returns;
             // the slot is free because the launch that folded its last record is done.
             _batchHistogram.View.SubView((long)NextSlot * RoutingRecordKernel.SlotLength, staged.Length).CopyFromCPU(Stream, staged);
-            var arguments = Arguments(counts.Count, decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss);
+            // TopK 0: a histogram the caller counted, whose units are tokens, and no capacity derives drops.
+            var arguments = Arguments(counts.Count, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss);
             arguments.ExpertCapacity = 0;
             Launch(EmptyIds, arguments);
         }
@@ -306,7 +313,7 @@ public sealed class DeviceRoutingStats : IDisposable
     /// <summary>Frees the buffers allocated so far and the stream, when this engine made it.</summary>
     private void FreeDeviceMemory()
     {
-        foreach (var buffer in new MemoryBuffer?[] { _state, _batchHistogram, _batchInvalid, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _hostIds })
+        foreach (var buffer in new MemoryBuffer?[] { _state, _batchHistogram, _batchInvalid, _batchPaddedTokens, _utilizationSums, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _hostIds })
         {
             buffer?.Dispose();
         }
@@ -421,11 +428,13 @@ public sealed class DeviceRoutingStats : IDisposable
             var experts = _experts;
             Span<RoutingStateBlock> blocks = stackalloc RoutingStateBlock[1];
             var utilization = new float[experts];
+            var sums = new double[experts];
             var decayed = new float[_options.UtilizationDecay is null ? 0 : experts];
             var counts = new ulong[experts];
             var ring = new float[RoutingRecordKernel.VarianceWindow];
             _state.View.CopyToCPU(Stream, blocks);
             _utilization.View.SubView(0, experts).CopyToCPU(Stream, utilization.AsSpan());
+            _utilizationSums.View.SubView(0, experts).CopyToCPU(Stream, sums.AsSpan());
             _decayedUtilization.View.SubView(0, decayed.Length).CopyToCPU(Stream, decayed.AsSpan());
             _tokenCounts.View.SubView(0, experts).CopyToCPU(Stream, counts.AsSpan());
             _varianceHistory.View.CopyToCPU(Stream, ring.AsSpan());
@@ -438,10 +447,15 @@ public sealed class DeviceRoutingStats : IDisposable
                 TotalTokens = block.TotalTokens,
                 TokensDropped = block.TokensDropped,
                 InvalidExpertIds = block.InvalidExpertIds,
+                RoutedSlots = block.RoutedSlots,
+                SlotsDropped = block.SlotsDropped,
+                LoadBalanceLossSum = block.LoadBalanceLossSum,
+                RouterZLossSum = block.RouterZLossSum,
                 AverageLoadBalanceLoss = block.AverageLoadBalanceLoss,
                 AverageRouterZLoss = block.AverageRouterZLoss,
                 RoutingEfficiency = block.RoutingEfficiency,
                 ExpertUtilization = utilization,
+                UtilizationSums = sums,
                 DecayedExpertUtilization = decayed,
                 ExpertTokenCounts = counts,
                 LoadVarianceHistory = history,
@@ -471,9 +485,6 @@ public sealed class DeviceRoutingStats : IDisposable
     /// <summary>Arguments that name no record (slot −1).</summary>
     private static RecordArguments NoRecord => new() { Slot = -1 };
 
-    private void Launch(ArrayView<int> ids, int experts, int tokens, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
-        Launch(ids, Arguments(experts, tokens, tokensDropped, loadBalanceLoss, routerZLoss));
-
     /// <summary>The slot the next record is counted into: not the pending record's (both are clear when none is pending).</summary>
     private int NextSlot => (_pending.Slot + 1) % RoutingRecordKernel.BatchSlots;
 
@@ -495,10 +506,11 @@ public sealed class DeviceRoutingStats : IDisposable
         }
     }
 
-    private RecordArguments Arguments(int experts, int tokens, int tokensDropped, float loadBalanceLoss, float routerZLoss) => new()
+    private RecordArguments Arguments(int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => new()
     {
         Experts = experts,
         Tokens = tokens,
+        TopK = topK,
         TokensDropped = tokensDropped,
         ExpertCapacity = _options.ExpertCapacity ?? 0,
         SlotsPerExpert = _options.SlotsPerExpert,
@@ -520,6 +532,8 @@ public sealed class DeviceRoutingStats : IDisposable
         _state.View.MemSetToZero(Stream);
         _batchHistogram.View.MemSetToZero(Stream);
         _batchInvalid.View.MemSetToZero(Stream);
+        _batchPaddedTokens.View.MemSetToZero(Stream);
+        _utilizationSums.View.MemSetToZero(Stream);
         _tokenCounts.View.MemSetToZero(Stream);
         _utilization.View.MemSetToZero(Stream);
         _decayedUtilization.View.MemSetToZero(Stream);

@@ -88,6 +88,8 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
             block.TotalTokens,
             block.TokensDropped,
             block.InvalidExpertIds,
+            block.RoutedSlots,
+            block.SlotsDropped,
             block.AverageLoadBalanceLoss,
             block.AverageRouterZLoss,
             block.RoutingEfficiency);

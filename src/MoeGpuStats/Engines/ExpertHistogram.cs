@@ -3,10 +3,16 @@ namespace MoeGpuStats.Engines;
 /// <summary>The managed counterpart of the device histogram kernel.</summary>
 internal static class ExpertHistogram
 {
-    /// <summary>Adds each id in <c>[0, counts.Length)</c> to its bin; returns how many ids fell outside.</summary>
-    public static ulong Accumulate(ReadOnlySpan<int> ids, Span<int> counts)
+    /// <summary>The id of an empty slot (a padded token, or a slot the router left empty): neither counted nor invalid.</summary>
+    public const int EmptySlot = -1;
+
+    /// <summary>
+    /// Adds each id in <c>[0, counts.Length)</c> to its bin; returns how many ids were −1 (empty slots)
+    /// and how many fell outside otherwise (invalid).
+    /// </summary>
+    public static (ulong Invalid, ulong EmptySlots) Accumulate(ReadOnlySpan<int> ids, Span<int> counts)
     {
-        ulong invalid = 0;
+        ulong outside = 0;
         var experts = (uint)counts.Length;
         foreach (var id in ids)
         {
@@ -16,15 +22,36 @@ internal static class ExpertHistogram
             }
             else
             {
-                invalid++;
+                outside++;
             }
         }
 
-        return invalid;
+        if (outside == 0)
+        {
+            return (0, 0);
+        }
+
+        var empty = (ulong)ids.Count(EmptySlot);
+        return (outside - empty, empty);
     }
 
-    /// <summary>Slots beyond each expert's capacity, summed and capped at the batch's token count.</summary>
-    public static int DroppedSlots(ReadOnlySpan<int> counts, int capacity, int tokens)
+    /// <summary>The tokens of <paramref name="ids"/> (<c>[tokens, topK]</c>) whose k slots are all empty: padding, not tokens.</summary>
+    public static int PaddedTokens(ReadOnlySpan<int> ids, int topK)
+    {
+        var padded = 0;
+        for (var start = 0; start + topK <= ids.Length; start += topK)
+        {
+            if (ids.Slice(start, topK).IndexOfAnyExcept(EmptySlot) < 0)
+            {
+                padded++;
+            }
+        }
+
+        return padded;
+    }
+
+    /// <summary>Slots beyond each expert's <paramref name="capacity"/>, summed: the token-expert slots a capacity drops.</summary>
+    public static long DroppedSlots(ReadOnlySpan<int> counts, int capacity)
     {
         long dropped = 0;
         foreach (var count in counts)
@@ -32,6 +59,6 @@ internal static class ExpertHistogram
             dropped += Math.Max(0, count - capacity);
         }
 
-        return (int)Math.Min(dropped, tokens);
+        return dropped;
     }
 }

@@ -19,6 +19,9 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     private readonly LoadVarianceWindow _varianceHistory = new(HistoryWindow);
     private readonly CapacityStats _capacity;
     private float[] _utilization = [];
+    private double[] _utilizationSums = [];
+    private double _loadBalanceLossSum;
+    private double _routerZLossSum;
     private float[] _decayedUtilization = [];
     private ulong[] _tokenCounts = [];
     private int[] _histogram = [];
@@ -54,12 +57,12 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     public override void Record(RoutingDecision decision)
     {
         var counts = RoutingDecisionValidator.TryGetSpan(decision.ExpertCapacities, out var span) ? span : CopyToHistogram(decision.ExpertCapacities);
-        Fold(counts, decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, invalidIds: 0);
+        Fold(counts, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, invalidIds: 0);
     }
 
     public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
     {
-        var length = checked(tokens * topK);
+        var length = tokens * topK;
         if (_hostIds.Length < length)
         {
             _hostIds = new int[length];
@@ -74,13 +77,10 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     {
         var histogram = HistogramBuffer(experts);
         histogram.Clear();
-        var invalid = ExpertHistogram.Accumulate(ids[..checked(tokens * topK)], histogram);
-        if (Options.ExpertCapacity is { } capacity)
-        {
-            tokensDropped = ExpertHistogram.DroppedSlots(histogram, capacity, tokens);
-        }
-
-        Fold(histogram, tokens, tokensDropped, loadBalanceLoss, routerZLoss, invalid);
+        var batch = ids[..(tokens * topK)];
+        var (invalid, emptySlots) = ExpertHistogram.Accumulate(batch, histogram);
+        var validTokens = emptySlots == 0 ? tokens : tokens - ExpertHistogram.PaddedTokens(batch, topK);
+        Fold(histogram, validTokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, invalid);
     }
 
     public override UtilizationQuery QueryUtilization()
@@ -121,7 +121,10 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     public override void Reset()
     {
         _totals = default;
+        _loadBalanceLossSum = 0;
+        _routerZLossSum = 0;
         _utilization = [];
+        _utilizationSums = [];
         _decayedUtilization = [];
         _tokenCounts = [];
         _varianceHistory.Clear();
@@ -136,10 +139,15 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         TotalTokens = _totals.TotalTokens,
         TokensDropped = _totals.TokensDropped,
         InvalidExpertIds = _totals.InvalidExpertIds,
+        RoutedSlots = _totals.RoutedSlots,
+        SlotsDropped = _totals.SlotsDropped,
+        LoadBalanceLossSum = _loadBalanceLossSum,
+        RouterZLossSum = _routerZLossSum,
         AverageLoadBalanceLoss = _totals.AverageLoadBalanceLoss,
         AverageRouterZLoss = _totals.AverageRouterZLoss,
         RoutingEfficiency = _totals.RoutingEfficiency,
         ExpertUtilization = (float[])_utilization.Clone(),
+        UtilizationSums = (double[])_utilizationSums.Clone(),
         DecayedExpertUtilization = (float[])_decayedUtilization.Clone(),
         ExpertTokenCounts = (ulong[])_tokenCounts.Clone(),
         LoadVarianceHistory = _varianceHistory.ToArray(),
@@ -157,10 +165,19 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             state.TotalTokens,
             state.TokensDropped,
             state.InvalidExpertIds,
+            state.RoutedSlots,
+            state.SlotsDropped,
             state.AverageLoadBalanceLoss,
             state.AverageRouterZLoss,
             state.RoutingEfficiency);
         _utilization = (float[])state.ExpertUtilization.Clone();
+        // A file keeps only the means: their sums are taken as exact, mean × batches.
+        double routings = state.TotalRoutings;
+        _utilizationSums = state.UtilizationSums is { } sums && sums.Length == _utilization.Length
+            ? (double[])sums.Clone()
+            : Array.ConvertAll(_utilization, mean => mean * routings);
+        _loadBalanceLossSum = state.LoadBalanceLossSum ?? state.AverageLoadBalanceLoss * routings;
+        _routerZLossSum = state.RouterZLossSum ?? state.AverageRouterZLoss * routings;
         _tokenCounts = (ulong[])state.ExpertTokenCounts.Clone();
         _decayedUtilization = Options.UtilizationDecay is null ? []
             : state.DecayedExpertUtilization.Length == _utilization.Length ? (float[])state.DecayedExpertUtilization.Clone()
@@ -179,61 +196,85 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             state.TotalUsed);
     }
 
-    /// <summary>The seed's <c>record_routing</c> on a validated batch histogram.</summary>
-    private void Fold(ReadOnlySpan<int> counts, int tokens, int tokensDropped, float loadBalanceLoss, float routerZLoss, ulong invalidIds)
+    /// <summary>
+    /// The seed's <c>record_routing</c> on a validated batch histogram of <paramref name="tokens"/>
+    /// tokens (padded tokens excluded). Dropped and kept are counted as the device fold counts them
+    /// (RoutingRecordKernel's UpdateBlock): token-expert slots for top-k ids (<paramref name="topK"/>
+    /// ≥ 1), where a capacity drops slots; tokens for a decision (<paramref name="topK"/> 0), as the seed.
+    /// The running means are f64 sums over the batches (<see cref="RoutingStatsEngine"/> remarks).
+    /// </summary>
+    private void Fold(ReadOnlySpan<int> counts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss, ulong invalidIds)
     {
-        var totals = _totals;
-        var routings = totals.TotalRoutings + 1;
-        var totalTokens = totals.TotalTokens + (ulong)tokens;
-        var dropped = totals.TokensDropped + (ulong)tokensDropped;
-        var alpha = 1.0f / routings;
-        var keep = 1.0f - alpha;
-        var efficiency = totalTokens > 0 ? (float)(totalTokens - dropped) / totalTokens * 100.0f : totals.RoutingEfficiency;
-        _totals = new RoutingTotals(
-            routings,
-            totalTokens,
-            dropped,
-            totals.InvalidExpertIds + invalidIds,
-            alpha * loadBalanceLoss + keep * totals.AverageLoadBalanceLoss,
-            alpha * routerZLoss + keep * totals.AverageRouterZLoss,
-            efficiency);
-
-        if (_utilization.Length != counts.Length)
+        // Everything that allocates runs before the first change, so that a record that fails
+        // (out of memory on a huge expert count) leaves the statistics as they were.
+        var experts = counts.Length;
+        if (_utilization.Length != experts)
         {
-            _utilization = new float[counts.Length];
-            _tokenCounts = new ulong[counts.Length];
-            _decayedUtilization = Options.UtilizationDecay is null ? [] : new float[counts.Length];
+            var utilization = new float[experts];
+            var sums = new double[experts];
+            var tokenCounts = new ulong[experts];
+            float[] decayed = Options.UtilizationDecay is null ? [] : new float[experts];
+            _varianceHistory.Reserve(experts);
+            (_utilization, _utilizationSums, _tokenCounts, _decayedUtilization) = (utilization, sums, tokenCounts, decayed);
+        }
+        else
+        {
+            _varianceHistory.Reserve(experts);
         }
 
-        var sum = UpdateExperts(counts, tokens, alpha, keep);
-        _varianceHistory.Add(counts, sum);
-        _capacity.Apply(sum, counts.Length, tokensDropped > 0);
+        var totals = _totals;
+        var routings = totals.TotalRoutings + 1;
+        var batchSum = UpdateExperts(counts, tokens, routings);
+
+        var fromIds = topK > 0;
+        var capacity = fromIds ? Options.ExpertCapacity : null;
+        var overflow = capacity is { } slots ? ExpertHistogram.DroppedSlots(counts, slots) : 0L;
+        var routed = fromIds ? batchSum : tokens;
+        var droppedSlots = capacity is not null ? overflow : fromIds ? Math.Min((long)tokensDropped * topK, batchSum) : tokensDropped;
+        var routedSlots = totals.RoutedSlots + (ulong)routed;
+        var slotsDropped = totals.SlotsDropped + (ulong)droppedSlots;
+        _loadBalanceLossSum += loadBalanceLoss;
+        _routerZLossSum += routerZLoss;
+        _totals = new RoutingTotals(
+            routings,
+            totals.TotalTokens + (ulong)tokens,
+            totals.TokensDropped + (capacity is not null ? 0UL : (ulong)tokensDropped),
+            totals.InvalidExpertIds + invalidIds,
+            routedSlots,
+            slotsDropped,
+            (float)(_loadBalanceLossSum / routings),
+            (float)(_routerZLossSum / routings),
+            routedSlots > 0 ? (float)(routedSlots - slotsDropped) / routedSlots * 100.0f : totals.RoutingEfficiency);
+
+        _varianceHistory.Add(counts, batchSum);
+        _capacity.Apply(capacity is not null ? batchSum - overflow : batchSum, experts, droppedSlots > 0);
     }
 
     /// <summary>
     /// Per-expert updates; returns the batch's slot total. Element-wise IEEE operations, so the
-    /// vector path gives the scalar path's floats bit for bit.
+    /// vector path gives the scalar path's values bit for bit, and both the device fold's.
     /// </summary>
-    private long UpdateExperts(ReadOnlySpan<int> counts, int tokens, float alpha, float keep)
+    private long UpdateExperts(ReadOnlySpan<int> counts, int tokens, ulong routings)
     {
         var utilization = _utilization.AsSpan(0, counts.Length);
+        var sums = _utilizationSums.AsSpan(0, counts.Length);
         var tokenCounts = MemoryMarshal.Cast<ulong, long>(_tokenCounts.AsSpan(0, counts.Length));
-        float batchTokens = tokens;
+        double exactTokens = tokens;
+        double batches = routings;
         var i = 0;
         long sum = 0;
         if (Vector.IsHardwareAccelerated && counts.Length >= Vector<int>.Count)
         {
-            var vectorAlpha = new Vector<float>(alpha);
-            var vectorKeep = new Vector<float>(keep);
-            var vectorTokens = new Vector<float>(batchTokens);
+            var vectorTokens = new Vector<double>(exactTokens);
+            var vectorBatches = new Vector<double>(batches);
             var vectorSum = Vector<long>.Zero;
             var half = Vector<long>.Count;
             for (; i <= counts.Length - Vector<int>.Count; i += Vector<int>.Count)
             {
-                var count = new Vector<int>(counts[i..]);
-                var share = tokens > 0 ? Vector.ConvertToSingle(count) / vectorTokens : Vector<float>.Zero;
-                (vectorAlpha * share + vectorKeep * new Vector<float>(utilization[i..])).CopyTo(utilization[i..]);
-                Vector.Widen(count, out var low, out var high);
+                Vector.Widen(new Vector<int>(counts[i..]), out var low, out var high);
+                var lowMeans = AddShares(sums[i..], low, tokens > 0, vectorTokens, vectorBatches);
+                var highMeans = AddShares(sums[(i + half)..], high, tokens > 0, vectorTokens, vectorBatches);
+                Vector.Narrow(lowMeans, highMeans).CopyTo(utilization[i..]);
                 (new Vector<long>(tokenCounts[i..]) + low).CopyTo(tokenCounts[i..]);
                 (new Vector<long>(tokenCounts[(i + half)..]) + high).CopyTo(tokenCounts[(i + half)..]);
                 vectorSum += low + high;
@@ -245,8 +286,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         for (; i < counts.Length; i++)
         {
             var count = counts[i];
-            var share = tokens > 0 ? count / batchTokens : 0f;
-            utilization[i] = alpha * share + keep * utilization[i];
+            sums[i] += tokens > 0 ? count / exactTokens : 0.0;
+            utilization[i] = (float)(sums[i] / batches);
             tokenCounts[i] += count;
             sum += count;
         }
@@ -255,6 +296,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         {
             var decayed = _decayedUtilization.AsSpan(0, counts.Length);
             var fresh = 1.0f - decay;
+            float batchTokens = tokens;
             for (i = 0; i < counts.Length; i++)
             {
                 var share = tokens > 0 ? counts[i] / batchTokens : 0f;
@@ -263,6 +305,15 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         }
 
         return sum;
+    }
+
+    /// <summary>Adds each expert's share of the batch to its sum; returns the sums over the batches.</summary>
+    private static Vector<double> AddShares(Span<double> sums, Vector<long> counts, bool hasTokens, Vector<double> tokens, Vector<double> batches)
+    {
+        var shares = hasTokens ? Vector.ConvertToDouble(counts) / tokens : Vector<double>.Zero;
+        var updated = new Vector<double>(sums) + shares;
+        updated.CopyTo(sums);
+        return updated / batches;
     }
 
     private Span<int> HistogramBuffer(int experts)

@@ -3,15 +3,60 @@ namespace MoeGpuStats.Engines;
 /// <summary>The checks on a record from top-k ids that every engine makes before touching state.</summary>
 internal static class RecordChecks
 {
-    public static void Validate(long available, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss, string idsName)
+    /// <summary>
+    /// The most ids one record takes (<c>tokens × topK</c>): every count of a batch is exact up to it
+    /// (the device's per-group counts are 32-bit).
+    /// </summary>
+    public const int MaxIdsPerRecord = int.MaxValue;
+
+    /// <summary>Throws, naming the argument in the caller's words, unless the record can be folded as given.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> or <paramref name="tokens"/> is out of range.</exception>
+    /// <exception cref="ArgumentException">Too few ids or too many, a dropped count outside [0, tokens] or beside a capacity, or a non-finite loss.</exception>
+    public static void Validate(RoutingStatsOptions options, long available, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss, string idsName)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(topK, 1);
-        ArgumentOutOfRangeException.ThrowIfNegative(tokens);
-        RoutingDecisionValidator.ValidateScalars(tokens, tokensDropped, loadBalanceLoss, routerZLoss, nameof(tokensDropped));
+        if (topK < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(topK), topK, $"topK is {topK}; it must be at least 1.");
+        }
+
+        if (tokens < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"tokens is {tokens}; it cannot be negative.");
+        }
+
         var needed = (long)tokens * topK;
+        if (needed > MaxIdsPerRecord)
+        {
+            throw new ArgumentException(
+                $"tokens * topK = {tokens} * {topK} = {needed} ids; one record takes at most {MaxIdsPerRecord} (2^31 - 1): record the batch in parts.",
+                idsName);
+        }
+
         if (available < needed)
         {
             throw new ArgumentException($"The ids hold {available} values; tokens * topK = {tokens} * {topK} = {needed} are needed.", idsName);
+        }
+
+        if (tokensDropped < 0 || tokensDropped > tokens)
+        {
+            throw new ArgumentException($"tokensDropped is {tokensDropped}; it must lie in [0, tokens = {tokens}].", nameof(tokensDropped));
+        }
+
+        if (tokensDropped != 0 && options.ExpertCapacity is { } capacity)
+        {
+            throw new ArgumentException(
+                $"tokensDropped is {tokensDropped}, but ExpertCapacity ({capacity}) derives the dropped slots from the ids; pass 0, or leave ExpertCapacity unset to report drops yourself.",
+                nameof(tokensDropped));
+        }
+
+        if (!float.IsFinite(loadBalanceLoss))
+        {
+            throw new ArgumentException($"loadBalanceLoss is {loadBalanceLoss}; losses must be finite.", nameof(loadBalanceLoss));
+        }
+
+        if (!float.IsFinite(routerZLoss))
+        {
+            throw new ArgumentException($"routerZLoss is {routerZLoss}; losses must be finite.", nameof(routerZLoss));
         }
     }
 

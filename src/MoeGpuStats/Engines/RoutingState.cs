@@ -10,10 +10,23 @@ internal sealed class RoutingState
     public ulong TotalTokens;
     public ulong TokensDropped;
     public ulong InvalidExpertIds;
+    public ulong RoutedSlots;
+    public ulong SlotsDropped;
     public float AverageLoadBalanceLoss;
     public float AverageRouterZLoss;
     public float RoutingEfficiency;
     public float[] ExpertUtilization = [];
+
+    /// <summary>
+    /// Per expert, the f64 sum of <c>count / tokens</c> that <see cref="ExpertUtilization"/> is the mean
+    /// of; null where the source (a JSON file) has only the means, which are then taken as exact.
+    /// </summary>
+    public double[]? UtilizationSums;
+
+    /// <summary>The f64 loss sums behind the averages; null where the source has only the averages.</summary>
+    public double? LoadBalanceLossSum;
+
+    public double? RouterZLossSum;
     public float[] DecayedExpertUtilization = [];
     public ulong[] ExpertTokenCounts = [];
     public float[] LoadVarianceHistory = [];

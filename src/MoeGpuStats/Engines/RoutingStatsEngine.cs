@@ -2,12 +2,18 @@ using ILGPU;
 
 namespace MoeGpuStats.Engines;
 
-/// <summary>The scalar running totals, read together so a device engine copies them back once.</summary>
+/// <summary>
+/// The scalar running totals, read together so a device engine copies them back once.
+/// <see cref="RoutedSlots"/> and <see cref="SlotsDropped"/> count token-expert slots for records of
+/// top-k ids and tokens for <see cref="RoutingDecision"/> records; the efficiency is their ratio.
+/// </summary>
 internal readonly record struct RoutingTotals(
     ulong TotalRoutings,
     ulong TotalTokens,
     ulong TokensDropped,
     ulong InvalidExpertIds,
+    ulong RoutedSlots,
+    ulong SlotsDropped,
     float AverageLoadBalanceLoss,
     float AverageRouterZLoss,
     float RoutingEfficiency);

@@ -23,48 +23,51 @@ internal static class RoutingStatsMerge
         {
             ExpertUtilization = new float[expertCount],
             ExpertTokenCounts = new ulong[expertCount],
+            UtilizationSums = new double[expertCount],
+            LoadBalanceLossSum = 0,
+            RouterZLossSum = 0,
         };
-        double routings = 0;
-        double lossSum = 0, zLossSum = 0, capacityAverageSum = 0;
-        var utilization = new double[expertCount];
+        double capacityAverageSum = 0;
         var history = new List<float>();
         foreach (var state in states)
         {
-            merged.TotalRoutings += state.TotalRoutings;
-            merged.TotalTokens += state.TotalTokens;
-            merged.TokensDropped += state.TokensDropped;
-            merged.InvalidExpertIds += state.InvalidExpertIds;
-            merged.CapacityExceededCount += state.CapacityExceededCount;
-            merged.TotalCapacity += state.TotalCapacity;
-            merged.TotalUsed += state.TotalUsed;
+            merged.TotalRoutings = Add(merged.TotalRoutings, state.TotalRoutings, "total_routings");
+            merged.TotalTokens = Add(merged.TotalTokens, state.TotalTokens, "total_tokens");
+            merged.TokensDropped = Add(merged.TokensDropped, state.TokensDropped, "tokens_dropped");
+            merged.RoutedSlots = Add(merged.RoutedSlots, state.RoutedSlots, "routed_slots");
+            merged.SlotsDropped = Add(merged.SlotsDropped, state.SlotsDropped, "slots_dropped");
+            merged.InvalidExpertIds = Add(merged.InvalidExpertIds, state.InvalidExpertIds, "invalid_expert_ids");
+            merged.CapacityExceededCount = Add(merged.CapacityExceededCount, state.CapacityExceededCount, "capacity_exceeded_count");
+            merged.TotalCapacity = Add(merged.TotalCapacity, state.TotalCapacity, "total_capacity");
+            merged.TotalUsed = Add(merged.TotalUsed, state.TotalUsed, "total_used");
             merged.CapacityPeakUtilization = Math.Max(merged.CapacityPeakUtilization, state.CapacityPeakUtilization);
             double weight = state.TotalRoutings;
-            routings += weight;
-            lossSum += weight * state.AverageLoadBalanceLoss;
-            zLossSum += weight * state.AverageRouterZLoss;
+            merged.LoadBalanceLossSum += state.LoadBalanceLossSum ?? weight * state.AverageLoadBalanceLoss;
+            merged.RouterZLossSum += state.RouterZLossSum ?? weight * state.AverageRouterZLoss;
             capacityAverageSum += weight * state.CapacityAverageUtilization;
             for (var e = 0; e < state.ExpertTokenCounts.Length; e++)
             {
-                merged.ExpertTokenCounts[e] += state.ExpertTokenCounts[e];
-                utilization[e] += weight * state.ExpertUtilization[e];
+                merged.ExpertTokenCounts[e] = Add(merged.ExpertTokenCounts[e], state.ExpertTokenCounts[e], $"expert_token_counts[{e}]");
+                merged.UtilizationSums[e] += state.UtilizationSums?[e] ?? weight * state.ExpertUtilization[e];
             }
 
             history.AddRange(state.LoadVarianceHistory);
         }
 
+        double routings = merged.TotalRoutings;
         if (routings > 0)
         {
-            merged.AverageLoadBalanceLoss = (float)(lossSum / routings);
-            merged.AverageRouterZLoss = (float)(zLossSum / routings);
+            merged.AverageLoadBalanceLoss = (float)(merged.LoadBalanceLossSum / routings);
+            merged.AverageRouterZLoss = (float)(merged.RouterZLossSum / routings);
             merged.CapacityAverageUtilization = (float)(capacityAverageSum / routings);
             for (var e = 0; e < expertCount; e++)
             {
-                merged.ExpertUtilization[e] = (float)(utilization[e] / routings);
+                merged.ExpertUtilization[e] = (float)(merged.UtilizationSums[e] / routings);
             }
         }
 
-        merged.RoutingEfficiency = merged.TotalTokens > 0
-            ? (float)(merged.TotalTokens - merged.TokensDropped) / merged.TotalTokens * 100.0f
+        merged.RoutingEfficiency = merged.RoutedSlots > 0
+            ? (float)(merged.RoutedSlots - merged.SlotsDropped) / merged.RoutedSlots * 100.0f
             : states.Select(s => s.RoutingEfficiency).LastOrDefault(e => e > 0);
         merged.LoadVarianceHistory = [.. history.TakeLast(ManagedRoutingEngine.HistoryWindow)];
 
@@ -72,11 +75,20 @@ internal static class RoutingStatsMerge
         var result = RoutingStats.FromState(options, merged);
         var latencies = parts.Select(p => p.RoutingLatencyStats).ToArray();
         result.RoutingLatencyStats.Restore(
-            (ulong)latencies.Sum(l => (decimal)l.TotalMeasurements),
+            latencies.Aggregate(0UL, (sum, l) => Add(sum, l.TotalMeasurements, "total_measurements")),
             latencies.Sum(l => l.TotalLatencyMs),
             latencies.Min(l => l.MinLatencyMs),
             latencies.Max(l => l.MaxLatencyMs),
             latencies.SelectMany(l => l.RecentLatencies).TakeLast(LatencyStats.WindowSize));
         return result;
+    }
+
+    /// <summary>Exact sums of counters, refused where they pass 2^64 − 1 instead of wrapping.</summary>
+    private static ulong Add(ulong total, ulong part, string field)
+    {
+        var sum = total + part;
+        return sum >= total
+            ? sum
+            : throw new ArgumentException($"The merged {field} exceeds 2^64 - 1 ({total} + {part}); these snapshots cannot be combined exactly.", "parts");
     }
 }

@@ -77,6 +77,28 @@ internal static class RoutingStatsJson
             writer.WriteNumber("invalid_expert_ids", state.InvalidExpertIds);
         }
 
+        // The f64 sums behind the means, so that a state read back continues exactly (the seed
+        // ignores fields it does not know).
+        if (state.TotalRoutings > 0)
+        {
+            writer.WriteStartArray("expert_utilization_sums");
+            foreach (var sum in state.UtilizationSums ?? [])
+            {
+                WriteDoubleValue(writer, sum);
+            }
+
+            writer.WriteEndArray();
+            WriteDouble(writer, "load_balance_loss_sum", state.LoadBalanceLossSum ?? 0);
+            WriteDouble(writer, "router_z_loss_sum", state.RouterZLossSum ?? 0);
+        }
+
+        // Written where records of top-k ids made them differ from the seed's token counts.
+        if (state.RoutedSlots != state.TotalTokens || state.SlotsDropped != state.TokensDropped)
+        {
+            writer.WriteNumber("routed_slots", state.RoutedSlots);
+            writer.WriteNumber("slots_dropped", state.SlotsDropped);
+        }
+
         if (options.Experts is { } experts)
         {
             writer.WriteNumber("experts", experts);
@@ -134,6 +156,26 @@ internal static class RoutingStatsJson
             TotalCapacity = Required(capacityElement, "total_capacity").GetUInt64(),
             TotalUsed = Required(capacityElement, "total_used").GetUInt64(),
         };
+        if (root.TryGetProperty("expert_utilization_sums", out var sums))
+        {
+            state.UtilizationSums = ReadDoubles(sums, "expert_utilization_sums", double.NaN);
+            if (state.UtilizationSums.Length != state.ExpertUtilization.Length)
+            {
+                throw new JsonException(
+                    $"expert_utilization_sums has {state.UtilizationSums.Length} entries but expert_utilization has {state.ExpertUtilization.Length}.");
+            }
+        }
+
+        state.LoadBalanceLossSum = root.TryGetProperty("load_balance_loss_sum", out var lossSum) ? ReadDouble(lossSum, double.NaN, "load_balance_loss_sum") : null;
+        state.RouterZLossSum = root.TryGetProperty("router_z_loss_sum", out var zLossSum) ? ReadDouble(zLossSum, double.NaN, "router_z_loss_sum") : null;
+        state.RoutedSlots = root.TryGetProperty("routed_slots", out var routed) ? routed.GetUInt64() : state.TotalTokens;
+        state.SlotsDropped = root.TryGetProperty("slots_dropped", out var slotsDropped) ? slotsDropped.GetUInt64() : state.TokensDropped;
+        if (state.TokensDropped > state.TotalTokens || state.SlotsDropped > state.RoutedSlots)
+        {
+            throw new JsonException(
+                $"More dropped than routed: tokens_dropped {state.TokensDropped} of total_tokens {state.TotalTokens}, slots_dropped {state.SlotsDropped} of routed_slots {state.RoutedSlots}.");
+        }
+
         if (state.ExpertUtilization.Length != state.ExpertTokenCounts.Length)
         {
             throw new JsonException(

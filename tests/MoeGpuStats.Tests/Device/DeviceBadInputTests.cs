@@ -55,7 +55,7 @@ public sealed class DeviceBadInputTests
         var shortState = Assert.Throws<ArgumentException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 9, Slot = 0 }, none));
         Assert.Equal("state", shortState.ParamName);
 
-        var record = launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 8, Slot = 1, Tokens = 3, SlotsPerExpert = 100, UtilizationDecay = -1f }, none);
+        var record = launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 8, Slot = 1, Tokens = 3, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f }, none);
         Assert.Equal((1, 1), (record.Slot, record.Copies));
         Assert.Equal([1UL, 1UL, 1UL, 0UL], buffers.Counts.GetAsArray1D().Skip(RoutingRecordKernel.SlotLength).Take(4));
 

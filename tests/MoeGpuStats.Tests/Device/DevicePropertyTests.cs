@@ -230,7 +230,7 @@ public sealed class DevicePropertyTests
         var host = Ids(new Random(5), 20_000, experts, "uniform");
         using var ids = device.Allocate1D(host);
         var none = new RecordArguments { Slot = -1 };
-        var arguments = new RecordArguments { Experts = experts, Slot = 0, Tokens = host.Length, SlotsPerExpert = 100, UtilizationDecay = -1f };
+        var arguments = new RecordArguments { Experts = experts, Slot = 0, Tokens = host.Length, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f };
 
         var counted = launch(device.DefaultStream, ids.View, buffers.Views, arguments, none);
 

@@ -15,6 +15,10 @@ internal sealed class LauncherState : IDisposable
         TokenCounts = device.Allocate1D<ulong>(experts);
         Floats = device.Allocate1D<float>(experts);
         Ring = device.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
+        PaddedTokens = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        Sums = device.Allocate1D<double>(experts);
+        PaddedTokens.MemSetToZero();
+        Sums.MemSetToZero();
         Block.MemSetToZero();
         Counts.MemSetToZero();
         Invalid.MemSetToZero();
@@ -23,7 +27,8 @@ internal sealed class LauncherState : IDisposable
         Ring.MemSetToZero();
         Views = new RoutingStateViews
         {
-            State = Block.View, BatchHistogram = Counts.View, BatchInvalid = Invalid.View, TokenCounts = TokenCounts.View,
+            State = Block.View, BatchHistogram = Counts.View, BatchInvalid = Invalid.View, BatchPaddedTokens = PaddedTokens.View,
+            UtilizationSums = Sums.View, TokenCounts = TokenCounts.View,
             Utilization = Floats.View, DecayedUtilization = Floats.View, VarianceHistory = Ring.View,
         };
     }
@@ -34,6 +39,10 @@ internal sealed class LauncherState : IDisposable
     public MemoryBuffer1D<ulong, Stride1D.Dense> Counts { get; }
 
     public MemoryBuffer1D<ulong, Stride1D.Dense> Invalid { get; }
+
+    public MemoryBuffer1D<ulong, Stride1D.Dense> PaddedTokens { get; }
+
+    public MemoryBuffer1D<double, Stride1D.Dense> Sums { get; }
 
     public MemoryBuffer1D<ulong, Stride1D.Dense> TokenCounts { get; }
 
@@ -52,5 +61,7 @@ internal sealed class LauncherState : IDisposable
         TokenCounts.Dispose();
         Floats.Dispose();
         Ring.Dispose();
+        PaddedTokens.Dispose();
+        Sums.Dispose();
     }
 }

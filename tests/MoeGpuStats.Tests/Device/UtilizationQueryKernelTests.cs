@@ -131,6 +131,8 @@ public sealed class UtilizationQueryKernelTests
                 State = Keep(device.Allocate1D([block])).View,
                 BatchHistogram = Keep(device.Allocate1D<ulong>(1)).View,
                 BatchInvalid = Keep(device.Allocate1D<ulong>(1)).View,
+                BatchPaddedTokens = Keep(device.Allocate1D<ulong>(1)).View,
+                UtilizationSums = Keep(device.Allocate1D<double>(1)).View,
                 TokenCounts = Keep(device.Allocate1D<ulong>(1)).View,
                 Utilization = Keep(device.Allocate1D(utilization.Length == 0 ? [float.NaN] : utilization)).View,
                 DecayedUtilization = Keep(device.Allocate1D<float>(1)).View,

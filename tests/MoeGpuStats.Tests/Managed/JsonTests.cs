@@ -41,7 +41,9 @@ public sealed class JsonTests
         using var restored = JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(stats))!;
         Assert.Equal(stats.Options, restored.Options);
         Assert.Equal(1UL, restored.InvalidExpertIds);
-        Assert.Equal(1UL, restored.TokensDropped);
+        Assert.Equal(1UL, restored.SlotsDropped);
+        Assert.Equal(0UL, restored.TokensDropped);
+        Assert.Equal(5UL, restored.RoutedSlots);
         Assert.Equal(stats.DecayedExpertUtilization, restored.DecayedExpertUtilization);
     }
 

@@ -39,7 +39,7 @@ public sealed class RoutingStatsTests
     public void IdsAreCountedWithInvalidOnesSetAside()
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 3 });
-        stats.RecordRouting([0, 2, 2, -1, 3, 1], tokens: 3, topK: 2);
+        stats.RecordRouting([0, 2, 2, -2, 3, 1], tokens: 3, topK: 2);
         Assert.Equal([1UL, 1UL, 2UL], stats.ExpertTokenCounts);
         Assert.Equal(2UL, stats.InvalidExpertIds);
         Assert.Equal(3UL, stats.TotalTokens);
@@ -50,10 +50,14 @@ public sealed class RoutingStatsTests
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2, ExpertCapacity = 2 });
         stats.RecordRouting([0, 0, 0, 0, 1, 1], tokens: 6, topK: 1);
-        Assert.Equal(2UL, stats.TokensDropped);
+        Assert.Equal(2UL, stats.SlotsDropped);
+        Assert.Equal(6UL, stats.RoutedSlots);
+        Assert.Equal(0UL, stats.TokensDropped);
+        Assert.Equal(4f / 6 * 100, stats.RoutingEfficiency);
         Assert.Equal(4UL, stats.CapacityStats.TotalCapacity);
+        Assert.Equal(4UL, stats.CapacityStats.TotalUsed);
         Assert.Equal(1UL, stats.CapacityStats.CapacityExceededCount);
-        Assert.Equal(1.5f, stats.CapacityStats.PeakUtilization);
+        Assert.Equal(1.0f, stats.CapacityStats.PeakUtilization);
     }
 
     [Fact]

@@ -1,0 +1,57 @@
+using ILGPU;
+
+namespace MoeGpuStats.Kernels;
+
+/// <summary>
+/// Padding in a record's ids: an id of −1 is an empty slot (a padded token, or a slot the router
+/// left empty), neither counted nor invalid; a token whose k slots are all −1 is not a token.
+/// </summary>
+/// <remarks>
+/// The countings send −1 to the out-of-range bin with the invalid ids, so healthy routing pays
+/// nothing for padding. Only a group whose out-of-range bin is not zero reads its share again, to
+/// tell padding from invalid ids and to find the padded tokens: each thread checks the positions it
+/// counted, so the group that owns a token's first slot, which saw that −1, finds the token.
+/// </remarks>
+internal static class Padding
+{
+    /// <summary>The id of an empty slot.</summary>
+    public const int EmptySlot = -1;
+
+    /// <summary>
+    /// Adds the id at <paramref name="position"/> to <paramref name="emptySlots"/> when it is −1, and
+    /// to <paramref name="paddedTokens"/> the token that starts there when all its slots are −1.
+    /// </summary>
+    public static void Check(ArrayView<int> ids, long position, int topK, ref int emptySlots, ref int paddedTokens)
+    {
+        if (ids[position] != EmptySlot)
+        {
+            return;
+        }
+
+        emptySlots++;
+        if (position % topK != 0 || position + topK > ids.Length)
+        {
+            return;
+        }
+
+        for (var slot = 1; slot < topK; slot++)
+        {
+            if (ids[position + slot] != EmptySlot)
+            {
+                return;
+            }
+        }
+
+        paddedTokens++;
+    }
+
+    /// <summary><see cref="Check"/> at every position a grid-stride counting gives this thread (<see cref="ThreadRunCounting{TStep}"/>, <see cref="WarpAggregatedCounting"/>).</summary>
+    public static void CheckStrided(ArrayView<int> ids, int topK, int groups, ref int emptySlots, ref int paddedTokens)
+    {
+        var threads = (long)groups * Group.DimX;
+        for (var i = (long)Grid.IdxX * Group.DimX + Group.IdxX; i < ids.Length; i += threads)
+        {
+            Check(ids, i, topK, ref emptySlots, ref paddedTokens);
+        }
+    }
+}
