@@ -7,8 +7,8 @@
  *
  * Every function returns a moegs_status; on failure moegs_last_error() gives the reason on the
  * calling thread, one line naming the argument, its value and what is allowed
- * ("top_k = 0: must lie in [1, 2147483647]."). No call crashes the process on bad input, and a
- * refused call changes no statistic. Calls on one handle from several threads are serialized
+ * ("top_k = 0: must lie in [1, 2147483647]."). No call crashes the process on bad input, and a call
+ * refused for its arguments changes no statistic. Calls on one handle from several threads are serialized
  * (safe, not concurrent).
  *
  * On "cuda" the library works in a CUDA context of its own; every call returns with the calling
