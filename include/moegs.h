@@ -7,9 +7,9 @@
  *
  * Every function returns a moegs_status; on failure moegs_last_error() gives the reason on the
  * calling thread, one line naming the argument, its value and what is allowed
- * ("top_k = 0: must lie in [1, 2147483647]."). No call crashes the process on bad input, and a call
- * refused for its arguments changes no statistic. Calls on one handle from several threads are serialized
- * (safe, not concurrent).
+ * ("top_k = 0: must lie in [1, 2147483647]."). No call crashes the process on bad input, and a
+ * call refused for its arguments changes no statistic. Calls on one handle from several threads
+ * are serialized (safe, not concurrent).
  *
  * On "cuda" the library works in a CUDA context of its own; every call returns with the calling
  * thread's current CUDA context as it found it (PyTorch's primary context, say), so the caller's
@@ -86,6 +86,10 @@ moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, 
 
 /* Records one routing latency, in nanoseconds (>= 0; kept to the nearest 100 ns). */
 moegs_status moegs_record_latency(moegs_handle handle, int64_t nanoseconds);
+
+/* Where the handle's statistics live: *out = "cuda", "opencl", "cpu" or "managed" (what "auto"
+ * chose), a static string; it says what moegs_record's ids must be. */
+moegs_status moegs_accelerator(moegs_handle handle, const char** out);
 
 /* Reads the statistics into *out. */
 moegs_status moegs_snapshot_read(moegs_handle handle, moegs_snapshot* out);

@@ -61,13 +61,14 @@ def _load(path=None):
     lib.moegs_create.argtypes = [ctypes.c_char_p, i32, i32, ctypes.POINTER(h)]
     lib.moegs_record.argtypes = [h, vp, i64, i32, i32, f32, f32, vp]
     lib.moegs_record_latency.argtypes = [h, i64]
+    lib.moegs_accelerator.argtypes = [h, ctypes.POINTER(ctypes.c_char_p)]
     lib.moegs_snapshot_read.argtypes = [h, ctypes.POINTER(Snapshot)]
     lib.moegs_expert_counts.argtypes = [h, ctypes.POINTER(ctypes.c_uint64), i32]
     lib.moegs_expert_utilization.argtypes = [h, ctypes.POINTER(ctypes.c_float), i32]
     lib.moegs_reset.argtypes = [h]
     lib.moegs_destroy.argtypes = [h]
     lib.moegs_last_error.restype = ctypes.c_char_p
-    for name in ("moegs_create", "moegs_record", "moegs_record_latency", "moegs_snapshot_read", "moegs_expert_counts",
+    for name in ("moegs_create", "moegs_record", "moegs_record_latency", "moegs_accelerator", "moegs_snapshot_read", "moegs_expert_counts",
                  "moegs_expert_utilization", "moegs_reset", "moegs_destroy"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
@@ -190,6 +191,10 @@ class MoeStats:
         self.accelerator = accelerator
         self._lib = _load(library)
         self._check(self._lib.moegs_create(accelerator.encode(), self.experts, expert_capacity, ctypes.byref(self._handle)))
+        kind = ctypes.c_char_p()
+        self._check(self._lib.moegs_accelerator(self._handle, ctypes.byref(kind)))
+        # What "auto" chose: "cuda", "opencl", "cpu" or "managed"; it decides which ids record() can pass.
+        self.device = kind.value.decode()
 
     def record(self, ids, tokens=None, top_k=None, load_balance_loss=0.0, router_z_loss=0.0, stream=None):
         """Records one batch of top-k ids shaped [..., k] (what torch.topk returns: [tokens, k], [batch, seq, k]):
@@ -204,7 +209,7 @@ class MoeStats:
         load_balance_loss = _finite("load_balance_loss", load_balance_loss)
         router_z_loss = _finite("router_z_loss", router_z_loss)
         # The C API cannot tell host from device memory on "cpu"/"managed", nor either from a cl_mem on "opencl".
-        where = self.accelerator.strip().lower()
+        where = self.device
         if where == "opencl":
             raise ValueError("this aggregator runs on opencl, which reads a cl_mem; the wrapper passes torch tensors, NumPy arrays "
                              "and array.array, never a cl_mem: create it with accelerator='cuda', 'cpu' or 'managed'")

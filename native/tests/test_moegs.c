@@ -257,6 +257,18 @@ int main(void)
         moegs_destroy(h);
     }
 
+    const char* where = NULL;
+    CHECK(moegs_accelerator(managed, &where) == MOEGS_OK && where != NULL && strcmp(where, "managed") == 0, "managed runs on %s", where ? where : "NULL");
+    CHECK(moegs_accelerator(cpu, &where) == MOEGS_OK && where != NULL && strcmp(where, "cpu") == 0, "cpu runs on %s", where ? where : "NULL");
+    CHECK(moegs_create("  Auto ", EXPERTS, 0, &h) == MOEGS_OK, "create auto: %s", moegs_last_error());
+    CHECK(moegs_accelerator(h, &where) == MOEGS_OK && where != NULL
+          && (strcmp(where, "cuda") == 0 || strcmp(where, "opencl") == 0 || strcmp(where, "cpu") == 0), "auto runs on %s", where ? where : "NULL");
+    moegs_destroy(h);
+    REFUSED(moegs_accelerator(cpu, NULL), MOEGS_INVALID_ARGUMENT, "out", "NULL");
+    where = "unchanged";
+    REFUSED(moegs_accelerator(h, &where), MOEGS_INVALID_HANDLE, "is not a live aggregator");
+    CHECK(where == NULL, "a failed moegs_accelerator leaves *out = NULL");
+
     latency_is_kept(managed, 0, 0.0);
     latency_is_kept(managed, 149, 0.0001);
     latency_is_kept(managed, 150, 0.0002);

@@ -65,6 +65,22 @@ public static unsafe class NativeApi
             onDevice: false);
 
     [UnmanagedCallersOnly]
+    public static int Accelerator(long handle, byte** destination)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_accelerator writes the accelerator's name there.");
+        }
+
+        *destination = null;
+        return With(handle, (IntPtr)destination, static (aggregator, d) => *(byte**)d = (byte*)KindNames[aggregator.Kind], onDevice: false);
+    }
+
+    /// <summary>The accelerators' names as static UTF-8 strings, valid for the life of the process.</summary>
+    private static readonly Dictionary<string, IntPtr> KindNames =
+        new[] { "cuda", "opencl", "cpu", "managed" }.ToDictionary(kind => kind, Marshal.StringToCoTaskMemUTF8);
+
+    [UnmanagedCallersOnly]
     public static int Snapshot(long handle, NativeSnapshot* destination)
     {
         if (destination is null)
