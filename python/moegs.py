@@ -76,6 +76,7 @@ def _load(path=None):
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
+_FLOAT32_MAX = 3.4028234663852886e38
 _POINTER_MAX = 2**(8 * ctypes.sizeof(ctypes.c_void_p)) - 1
 # int32 in this machine's byte order, as __array_interface__ spells it.
 _INT32_TYPESTR = ("<" if sys.byteorder == "little" else ">") + "i4"
@@ -168,8 +169,9 @@ def _finite(name, value):
     if isinstance(value, bool) or not hasattr(type(value), "__float__"):
         raise TypeError(f"{name} must be a number (got {value!r} of type {type(value).__name__})")
     value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} = {value!r} is out of range: a loss must be finite")
+    # ctypes would turn a double beyond float32's range into an infinity the C API then refuses under another value.
+    if not abs(value) <= _FLOAT32_MAX:
+        raise ValueError(f"{name} = {value!r} is out of range: a loss must be finite, within [-{_FLOAT32_MAX!r}, {_FLOAT32_MAX!r}] (float32)")
     return value
 
 

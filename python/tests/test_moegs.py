@@ -202,6 +202,7 @@ class IntegerTests(unittest.TestCase):
                 (dict(tokens=4, top_k=0), r"top_k = 0 is out of range: it must lie in \[1, 2147483647\]"),
                 (dict(tokens=4, top_k=2, load_balance_loss=float("nan")), r"load_balance_loss = nan is out of range: a loss must be finite"),
                 (dict(tokens=4, top_k=2, router_z_loss=float("inf")), r"router_z_loss = inf is out of range: a loss must be finite"),
+                (dict(tokens=4, top_k=2, load_balance_loss=-1e39), r"load_balance_loss = -1e\+39 is out of range: .*\(float32\)"),
             ]
             for arguments, message in cases:
                 with self.assertRaisesRegex(ValueError, message):
@@ -209,9 +210,9 @@ class IntegerTests(unittest.TestCase):
             for arguments in (dict(tokens=4.0, top_k=2), dict(tokens=4, top_k=True), dict(tokens="4", top_k=2)):
                 with self.assertRaises(TypeError):
                     stats.record(ids, **arguments)
-            stats.record(ids, tokens=4, top_k=2)
+            stats.record(ids, tokens=4, top_k=2, load_balance_loss=3.4028234663852886e38)
             s = stats.snapshot()
-            self.assertEqual((1, 4), (s["total_routings"], s["total_tokens"]))
+            self.assertEqual((1, 4, 3.4028234663852886e38), (s["total_routings"], s["total_tokens"], s["average_load_balance_loss"]))
 
     def test_create_integers_out_of_range(self):
         cases = [
