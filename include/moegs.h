@@ -65,7 +65,7 @@ typedef struct moegs_snapshot {
 
 /* Creates an aggregator for `experts` experts. accelerator: "auto" (or NULL: CUDA, then OpenCL,
  * then ILGPU's CPU accelerator), "cuda", "opencl", "cpu", or "managed" (no accelerator).
- * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 2^31 - 1] on "managed".
+ * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 2147483591] on "managed".
  * expert_capacity: slots per expert per batch (drops are derived from it), 0 for the seed's 100;
  * negative is refused. *out is 0 when the call fails. */
 moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expert_capacity, moegs_handle* out);

@@ -179,7 +179,7 @@ class MoeStats:
     """One aggregator for `experts` experts on an accelerator: "auto", "cuda", "opencl", "cpu" or "managed"."""
 
     def __init__(self, experts, accelerator="auto", expert_capacity=0, library=None):
-        """experts: [1, 4096] on a device accelerator, [1, 2**31 - 1] on "managed"; expert_capacity: slots
+        """experts: [1, 4096] on a device accelerator, [1, 2147483591] on "managed"; expert_capacity: slots
         per expert per batch in [1, 2**31 - 1], or 0 for the default of 100."""
         self._handle = ctypes.c_int64(0)
         if accelerator is None:

@@ -18,11 +18,12 @@ internal static class NativeChecks
             throw new NativeArgumentException($"accelerator = \"{accelerator}\": must be one of auto (or NULL), cuda, opencl, cpu, managed.");
         }
 
-        // Every accelerator but "managed" keeps its per-expert state on a device engine of fixed size.
-        var most = accelerator == "managed" ? int.MaxValue : RoutingStatsOptions.MaxDeviceExperts;
+        // Every accelerator but "managed" keeps its per-expert state on a device engine of fixed size;
+        // the managed engine keeps it in .NET arrays.
+        var most = accelerator == "managed" ? Array.MaxLength : RoutingStatsOptions.MaxDeviceExperts;
         if (experts < 1 || experts > most)
         {
-            var why = accelerator == "managed" ? "" : " (the device engine's limit; managed has none)";
+            var why = accelerator == "managed" ? " (the longest .NET array)" : $" (the device engine's limit; managed takes up to {Array.MaxLength})";
             throw new NativeArgumentException($"experts = {experts}: must lie in [1, {most}] on {accelerator}{why}.");
         }
 
