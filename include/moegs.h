@@ -6,8 +6,10 @@
  * hosts the .NET runtime (hostfxr) on the first call.
  *
  * Every function returns a moegs_status; on failure moegs_last_error() gives the reason on the
- * calling thread. No call crashes the process on bad input. Calls on one handle from several
- * threads are serialized (safe, not concurrent).
+ * calling thread, one line naming the argument, its value and what is allowed
+ * ("top_k = 0: must lie in [1, 2147483647]."). No call crashes the process on bad input, and a
+ * call refused for its arguments changes no statistic. Calls on one handle from several threads
+ * are serialized (safe, not concurrent).
  *
  * On "cuda" the library works in a CUDA context of its own; every call returns with the calling
  * thread's current CUDA context as it found it (PyTorch's primary context, say), so the caller's
@@ -24,7 +26,7 @@ extern "C" {
 
 typedef enum moegs_status {
     MOEGS_OK = 0,
-    MOEGS_INVALID_ARGUMENT = 1, /* NULL pointer, bad length, foreign pointer, bad k or tokens */
+    MOEGS_INVALID_ARGUMENT = 1, /* an argument out of its range, NULL, misaligned or foreign pointer, unusable stream */
     MOEGS_INVALID_HANDLE = 2,   /* never created, or already destroyed */
     MOEGS_NO_DEVICE = 3,        /* the requested accelerator is not present */
     MOEGS_DEVICE_ERROR = 4,     /* the device or driver failed (allocation, launch, CUDA call) */
@@ -63,26 +65,36 @@ typedef struct moegs_snapshot {
 
 /* Creates an aggregator for `experts` experts. accelerator: "auto" (or NULL: CUDA, then OpenCL,
  * then ILGPU's CPU accelerator), "cuda", "opencl", "cpu", or "managed" (no accelerator).
- * expert_capacity: slots per expert per batch (drops are derived from it), 0 for the seed's 100. */
+ * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 2147483591] on "managed".
+ * expert_capacity: slots per expert per batch (drops are derived from it), 0 for the seed's 100;
+ * negative is refused. *out is 0 when the call fails. */
 moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expert_capacity, moegs_handle* out);
 
-/* Records one batch of top-k ids (int32, laid out [tokens, top_k]; length >= tokens * top_k).
+/* Records one batch of top-k ids (int32, laid out [tokens, top_k]).
+ * tokens >= 0, top_k >= 1, tokens * top_k <= 2^31 - 1 (the ids one record reads); length: the ids
+ * the buffer holds, >= tokens * top_k (any more are not read). Losses must be finite.
  * ids: a CUDA device pointer (CUdeviceptr) of the handle's GPU on "cuda", a cl_mem on "opencl",
- * host memory on "cpu" and "managed". The memory is read in place, never copied to the host.
+ * host memory on "cpu" and "managed"; 4-byte aligned (except a cl_mem); NULL only with length 0.
+ * The memory is read in place, never copied to the host.
  * stream (on "cuda"): the producer's CUstream, or NULL for the default stream of the calling
  * thread's current CUDA context (CUDA's own meaning of NULL; no ordering if no context is current).
+ * Elsewhere stream must be NULL: nothing there orders on a CUDA stream.
  * The record waits on the device for the producer's work enqueued so far, and the producer's later
  * work waits for the record, so the buffer can be reused; the host never waits. */
 moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, int32_t tokens, int32_t top_k,
                           float load_balance_loss, float router_z_loss, void* stream);
 
-/* Records one routing latency, in nanoseconds (kept at 100 ns resolution). */
+/* Records one routing latency, in nanoseconds (>= 0; kept to the nearest 100 ns). */
 moegs_status moegs_record_latency(moegs_handle handle, int64_t nanoseconds);
+
+/* Where the handle's statistics live: *out = "cuda", "opencl", "cpu" or "managed" (what "auto"
+ * chose), a static string; it says what moegs_record's ids must be. */
+moegs_status moegs_accelerator(moegs_handle handle, const char** out);
 
 /* Reads the statistics into *out. */
 moegs_status moegs_snapshot_read(moegs_handle handle, moegs_snapshot* out);
 
-/* Copies the per-expert token counts / utilization into dst (capacity >= experts). */
+/* Copies the per-expert token counts / utilization into dst (capacity: the values dst holds, >= experts). */
 moegs_status moegs_expert_counts(moegs_handle handle, uint64_t* dst, int32_t capacity);
 moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t capacity);
 

@@ -26,6 +26,7 @@ typedef int (*counts_fn)(moegs_handle, uint64_t*, int32_t);
 typedef int (*utilization_fn)(moegs_handle, float*, int32_t);
 typedef int (*handle_fn)(moegs_handle);
 typedef const char* (*error_fn)(void);
+typedef int (*accelerator_fn)(moegs_handle, const char**);
 
 static struct {
     create_fn create;
@@ -37,6 +38,7 @@ static struct {
     handle_fn reset;
     handle_fn destroy;
     error_fn last_error;
+    accelerator_fn accelerator;
 } api;
 
 static pthread_once_t started = PTHREAD_ONCE_INIT;
@@ -123,6 +125,7 @@ static void start_runtime(void)
         { "Reset", (void**)&api.reset },
         { "Destroy", (void**)&api.destroy },
         { "LastError", (void**)&api.last_error },
+        { "Accelerator", (void**)&api.accelerator },
     };
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
         rc = self_contained
@@ -156,6 +159,11 @@ moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, 
 moegs_status moegs_record_latency(moegs_handle handle, int64_t nanoseconds)
 {
     return ready() ? (moegs_status)api.latency(handle, nanoseconds) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_accelerator(moegs_handle handle, const char** out)
+{
+    return ready() ? (moegs_status)api.accelerator(handle, out) : MOEGS_RUNTIME_ERROR;
 }
 
 moegs_status moegs_snapshot_read(moegs_handle handle, moegs_snapshot* out)

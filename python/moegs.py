@@ -1,17 +1,24 @@
 """MoeGpuStats from Python: Mixture-of-Experts routing statistics kept on the GPU.
 
 ctypes only, no build step: this module loads libmoegs.so (native/build.sh builds it) from
-$MOEGS_LIB, from this folder, or from ../native/out. It accepts PyTorch tensors (CUDA tensors
-stay on the GPU: only the pointer crosses), NumPy arrays and array.array('i') buffers.
+$MOEGS_LIB, from this folder, or from ../native/out. It accepts int32 PyTorch tensors (CUDA tensors
+stay on the GPU: only the pointer crosses), int32 NumPy arrays (anything with __array_interface__)
+and array.array('i') buffers. Ids shaped [..., k] are prod(...) tokens of k ids each.
 
     import torch, moegs
     stats = moegs.MoeStats(experts=64, accelerator="cuda")
-    topk_ids = torch.topk(logits, k=2, dim=-1).indices.int()      # [tokens, k], int32, on the GPU
+    topk_ids = torch.topk(logits, k=2, dim=-1).indices.int()      # [batch, seq, k] or [tokens, k], int32, on the GPU
     stats.record(topk_ids)                                         # ordered on torch's current stream; no host wait
     print(stats.snapshot()["utilization_cv"], stats.expert_counts())
+
+Arguments the C API cannot take raise before any call: TypeError for a wrong kind (a float count,
+int64 ids), ValueError naming the argument, its value and what is allowed.
 """
 import ctypes
+import math
+import operator
 import os
+import sys
 
 OK, INVALID_ARGUMENT, INVALID_HANDLE, NO_DEVICE, DEVICE_ERROR, RUNTIME_ERROR = range(6)
 _STATUS = {INVALID_ARGUMENT: "invalid argument", INVALID_HANDLE: "invalid handle", NO_DEVICE: "no such device",
@@ -54,70 +61,185 @@ def _load(path=None):
     lib.moegs_create.argtypes = [ctypes.c_char_p, i32, i32, ctypes.POINTER(h)]
     lib.moegs_record.argtypes = [h, vp, i64, i32, i32, f32, f32, vp]
     lib.moegs_record_latency.argtypes = [h, i64]
+    lib.moegs_accelerator.argtypes = [h, ctypes.POINTER(ctypes.c_char_p)]
     lib.moegs_snapshot_read.argtypes = [h, ctypes.POINTER(Snapshot)]
     lib.moegs_expert_counts.argtypes = [h, ctypes.POINTER(ctypes.c_uint64), i32]
     lib.moegs_expert_utilization.argtypes = [h, ctypes.POINTER(ctypes.c_float), i32]
     lib.moegs_reset.argtypes = [h]
     lib.moegs_destroy.argtypes = [h]
     lib.moegs_last_error.restype = ctypes.c_char_p
-    for name in ("moegs_create", "moegs_record", "moegs_record_latency", "moegs_snapshot_read", "moegs_expert_counts",
+    for name in ("moegs_create", "moegs_record", "moegs_record_latency", "moegs_accelerator", "moegs_snapshot_read", "moegs_expert_counts",
                  "moegs_expert_utilization", "moegs_reset", "moegs_destroy"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
 
 
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+_FLOAT32_MAX = 3.4028234663852886e38
+_POINTER_MAX = 2**(8 * ctypes.sizeof(ctypes.c_void_p)) - 1
+# int32 in this machine's byte order, as __array_interface__ spells it.
+_INT32_TYPESTR = ("<" if sys.byteorder == "little" else ">") + "i4"
+
+
+def _integer(name, value, low, high):
+    """value as a Python int in [low, high], else TypeError (not an integer) or ValueError naming `name`."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{name} must be an integer (got {value!r} of type {type(value).__name__})")
+    value = operator.index(value)
+    if not low <= value <= high:
+        raise ValueError(f"{name} = {value} is out of range: it must lie in [{low}, {high}]")
+    return value
+
+
+def _product(values):
+    result = 1
+    for value in values:
+        result *= value
+    return result
+
+
 def _ids_pointer(ids):
-    """(pointer, length, shape, is_cuda, device index) of int32 ids from torch, NumPy or array.array."""
+    """(pointer, length, shape, is_cuda, device index) of int32 ids from torch, __array_interface__ or array.array.
+    Other element types are refused, never reinterpreted: the C API reads 4-byte ids."""
     if hasattr(ids, "data_ptr") and hasattr(ids, "is_cuda"):  # torch.Tensor
         if str(ids.dtype) != "torch.int32":
             raise TypeError(f"ids must be torch.int32 (got {ids.dtype}); use ids.int()")
         if not ids.is_contiguous():
             raise ValueError("ids must be contiguous; use ids.contiguous()")
+        if not ids.is_cuda and ids.device.type != "cpu":
+            raise ValueError(f"ids are on {ids.device}; the wrapper reads CUDA tensors and host memory: use ids.cpu()")
         return ids.data_ptr(), ids.numel(), tuple(ids.shape), ids.is_cuda, (ids.device.index if ids.is_cuda else None)
-    if hasattr(ids, "__array_interface__"):  # NumPy
-        if str(ids.dtype) != "int32":
-            raise TypeError(f"ids must be int32 (got {ids.dtype}); use ids.astype(np.int32)")
-        if not ids.flags["C_CONTIGUOUS"]:
-            raise ValueError("ids must be C-contiguous")
-        return ids.ctypes.data, ids.size, tuple(ids.shape), False, None
-    if hasattr(ids, "buffer_info") and getattr(ids, "typecode", None) == "i":  # array.array('i')
+    if hasattr(ids, "__array_interface__"):  # NumPy, or any array exporting the interface
+        interface = ids.__array_interface__
+        shape = tuple(interface["shape"])
+        if interface["typestr"] != _INT32_TYPESTR:
+            kind = getattr(ids, "dtype", interface["typestr"])
+            raise TypeError(f"ids must be int32 (got {kind}); use ids.astype(numpy.int32)")
+        strides = interface.get("strides")
+        contiguous = tuple(4 * _product(shape[i + 1:]) for i in range(len(shape)))
+        if strides is not None and tuple(strides) != contiguous and _product(shape) > 1:
+            raise ValueError(f"ids must be C-contiguous (strides {tuple(strides)}, shape {shape}); use numpy.ascontiguousarray(ids)")
+        data = interface.get("data")
+        if not isinstance(data, tuple):
+            raise TypeError("ids must expose their memory as an address (__array_interface__['data'] = (pointer, read_only))")
+        return data[0], _product(shape), shape, False, None
+    if hasattr(ids, "buffer_info") and hasattr(ids, "typecode"):  # array.array
+        if ids.typecode != "i" or ids.itemsize != 4:
+            raise TypeError(f"ids must be an array.array('i') of int32 (got typecode {ids.typecode!r}, {ids.itemsize}-byte items)")
         address, count = ids.buffer_info()
         return address, count, (count,), False, None
-    raise TypeError("ids must be a torch.Tensor, a NumPy array or an array.array('i') of int32")
+    raise TypeError(f"ids must be a torch.Tensor, a NumPy array or an array.array('i') of int32 (got {type(ids).__name__})")
+
+
+def _tokens_and_top_k(shape, length, tokens, top_k):
+    """tokens and k of ids shaped [..., k]: prod(...) tokens of k ids. Flat ids have no k: top_k or tokens must say it."""
+    if tokens is not None:
+        tokens = _integer("tokens", tokens, 0, INT32_MAX)
+    if top_k is not None:
+        top_k = _integer("top_k", top_k, 1, INT32_MAX)
+    if len(shape) == 0:
+        raise ValueError("ids are a scalar (shape ()); top-k ids are shaped [..., k]")
+    if len(shape) >= 2:
+        k, rows = shape[-1], _product(shape[:-1])
+        if top_k is None:
+            if k == 0:
+                raise ValueError(f"ids shaped {list(shape)} have k = 0 ids per token; top-k ids are shaped [..., k] with k >= 1")
+            top_k = _integer(f"top_k (the last dimension of ids shaped {list(shape)})", k, 1, INT32_MAX)
+        elif top_k != k:
+            raise ValueError(f"top_k = {top_k} does not match ids shaped {list(shape)}: their last dimension, k, is {k}")
+        if tokens is None:
+            tokens = _integer(f"tokens (the {rows} rows of ids shaped {list(shape)})", rows, 0, INT32_MAX)
+        return tokens, top_k
+    if top_k is None and tokens is None:
+        raise ValueError(f"ids shaped [{length}] have no k dimension: pass top_k (top_k=1 for {length} tokens of one id each) "
+                         "or shape them [tokens, k]")
+    if top_k is None:
+        if tokens == 0 or length % tokens or length < tokens:
+            raise ValueError(f"tokens = {tokens} does not split the {length} ids into tokens of k >= 1 ids each; pass top_k")
+        top_k = _integer("top_k", length // tokens, 1, INT32_MAX)
+    elif tokens is None:
+        if length % top_k:
+            raise ValueError(f"the {length} ids are not whole tokens of top_k = {top_k} ids; pass tokens")
+        tokens = _integer(f"tokens (the {length} ids / top_k = {top_k})", length // top_k, 0, INT32_MAX)
+    return tokens, top_k
+
+
+def _finite(name, value):
+    if isinstance(value, bool) or not hasattr(type(value), "__float__"):
+        raise TypeError(f"{name} must be a number (got {value!r} of type {type(value).__name__})")
+    value = float(value)
+    # ctypes would turn a double beyond float32's range into an infinity the C API then refuses under another value.
+    if not abs(value) <= _FLOAT32_MAX:
+        raise ValueError(f"{name} = {value!r} is out of range: a loss must be finite, within [-{_FLOAT32_MAX!r}, {_FLOAT32_MAX!r}] (float32)")
+    return value
 
 
 class MoeStats:
     """One aggregator for `experts` experts on an accelerator: "auto", "cuda", "opencl", "cpu" or "managed"."""
 
     def __init__(self, experts, accelerator="auto", expert_capacity=0, library=None):
-        self._lib = _load(library)
+        """experts: [1, 4096] on a device accelerator, [1, 2147483591] on "managed"; expert_capacity: slots
+        per expert per batch in [1, 2**31 - 1], or 0 for the default of 100."""
         self._handle = ctypes.c_int64(0)
-        self.experts = experts
+        if accelerator is None:
+            accelerator = "auto"
+        if not isinstance(accelerator, str):
+            raise TypeError(f"accelerator must be a str (got {type(accelerator).__name__})")
+        if "\0" in accelerator:
+            raise ValueError(f"accelerator = {accelerator!r} holds a NUL character")
+        self.experts = _integer("experts", experts, 1, INT32_MAX)
+        expert_capacity = _integer("expert_capacity", expert_capacity, 0, INT32_MAX)
         self.accelerator = accelerator
-        self._check(self._lib.moegs_create(accelerator.encode(), experts, expert_capacity, ctypes.byref(self._handle)))
+        self._lib = _load(library)
+        self._check(self._lib.moegs_create(accelerator.encode(), self.experts, expert_capacity, ctypes.byref(self._handle)))
+        kind = ctypes.c_char_p()
+        self._check(self._lib.moegs_accelerator(self._handle, ctypes.byref(kind)))
+        # What "auto" chose: "cuda", "opencl", "cpu" or "managed"; it decides which ids record() can pass.
+        self.device = kind.value.decode()
 
     def record(self, ids, tokens=None, top_k=None, load_balance_loss=0.0, router_z_loss=0.0, stream=None):
-        """Records one batch of top-k ids ([tokens, k]). A CUDA tensor is read where it lies, ordered on
-        `stream` (a torch.cuda.Stream or a raw CUstream; default: torch's current stream for its device):
-        the record waits on the device for the producer's work, and the producer's later work waits for it."""
+        """Records one batch of top-k ids shaped [..., k] (what torch.topk returns: [tokens, k], [batch, seq, k]):
+        prod(...) tokens of k ids. Flat ids (array.array, 1-D arrays) need top_k or tokens. A CUDA tensor is
+        read where it lies, ordered on `stream` (a torch.cuda.Stream or a raw CUstream; default: torch's
+        current stream for its device): the record waits on the device for the producer's work, and the
+        producer's later work waits for it. Host ids take no stream."""
         pointer, length, shape, is_cuda, device = _ids_pointer(ids)
-        if top_k is None:
-            top_k = shape[-1] if len(shape) == 2 else 1
-        if tokens is None:
-            tokens = length // top_k
+        tokens, top_k = _tokens_and_top_k(shape, length, tokens, top_k)
+        length = _integer("length (the number of ids)", length, 0, INT64_MAX)
+        pointer = _integer("ids (the address)", pointer or 0, 0, _POINTER_MAX)
+        load_balance_loss = _finite("load_balance_loss", load_balance_loss)
+        router_z_loss = _finite("router_z_loss", router_z_loss)
+        # The C API cannot tell host from device memory on "cpu"/"managed", nor either from a cl_mem on "opencl".
+        where = self.device
+        if where == "opencl":
+            raise ValueError("this aggregator runs on opencl, which reads a cl_mem; the wrapper passes torch tensors, NumPy arrays "
+                             "and array.array, never a cl_mem: create it with accelerator='cuda', 'cpu' or 'managed'")
+        if is_cuda and where in ("cpu", "managed"):
+            raise ValueError(f"ids are a CUDA tensor, but this aggregator runs on {where}: create it with accelerator='cuda', or pass ids.cpu()")
+        if not is_cuda and where == "cuda":
+            raise ValueError("ids are in host memory, but this aggregator runs on cuda: pass a CUDA tensor")
         raw_stream = None
         if is_cuda:
             import torch
             if stream is None:
                 stream = torch.cuda.current_stream(device)
-            raw_stream = getattr(stream, "cuda_stream", stream)
+            raw_stream = _integer("stream", getattr(stream, "cuda_stream", stream), 0, _POINTER_MAX) or None
         elif stream is not None:
-            raise ValueError("a stream only orders CUDA tensors")
-        self._check(self._lib.moegs_record(self._handle, pointer, length, tokens, top_k,
+            raise ValueError(f"stream = {stream!r}: a stream orders only CUDA tensors; these ids are in host memory, pass stream=None")
+        self._check(self._lib.moegs_record(self._handle, pointer or None, length, tokens, top_k,
                                            load_balance_loss, router_z_loss, raw_stream))
 
     def record_latency(self, seconds):
-        self._check(self._lib.moegs_record_latency(self._handle, int(round(seconds * 1e9))))
+        """Records one routing latency of `seconds` (>= 0; kept to the nearest 100 ns)."""
+        if isinstance(seconds, bool) or not hasattr(type(seconds), "__float__"):
+            raise TypeError(f"seconds must be a number (got {seconds!r} of type {type(seconds).__name__})")
+        value = float(seconds)
+        # The sign before rounding: -5e-11 s would round to 0 ns and be recorded as a latency of 0.
+        if not (0.0 <= value <= INT64_MAX / 1e9):
+            raise ValueError(f"seconds = {seconds!r} is out of range: a latency must lie in [0, {INT64_MAX / 1e9!r}] seconds")
+        nanoseconds = _integer("nanoseconds", min(round(value * 1e9), INT64_MAX), 0, INT64_MAX)
+        self._check(self._lib.moegs_record_latency(self._handle, nanoseconds))
 
     def snapshot(self):
         """Every statistic as a dict, read in one call (one device synchronization)."""

@@ -1,8 +1,11 @@
 /* Calls libmoegs on the CPU paths and checks its numbers against the managed engine and against
- * a bincount done here; then bad input, destroyed handles and two threads on one handle.
+ * a bincount done here; then bad input (every refusal: its status, its one-line message in the C
+ * caller's words, and statistics left as they were), destroyed handles and threads on one handle.
  * Exit status 0 when every check passes. */
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,89 @@ static void fill(int32_t* ids, int n)
     }
 }
 
+/* `got` is `want`, and moegs_last_error() is one line, free of .NET's "(Parameter 'x')", holding each
+ * of the NULL-terminated words (the C argument's name, its value, what is allowed). */
+static void refused(int line, const char* call, int got, int want, ...)
+{
+    const char* message = moegs_last_error();
+    int ok = got == want && message[0] != '\0' && strchr(message, '\n') == NULL && strchr(message, '\r') == NULL
+             && strstr(message, "(Parameter") == NULL;
+    va_list words;
+    va_start(words, want);
+    for (const char* word = va_arg(words, const char*); word != NULL; word = va_arg(words, const char*))
+        ok = ok && strstr(message, word) != NULL;
+    va_end(words);
+    checks++;
+    if (!ok) {
+        failures++;
+        fprintf(stderr, "FAIL %s:%d: %s: status %d (want %d), message \"%s\"\n", __FILE__, line, call, got, want, message);
+    }
+}
+
+#define REFUSED(call, want, ...) refused(__LINE__, #call, (call), (want), __VA_ARGS__, (const char*)NULL)
+
+/* Every statistic a caller can read: the snapshot's fields (140 bytes, no padding between them) and the per-expert arrays. */
+typedef struct { unsigned char snapshot[offsetof(moegs_snapshot, load_variance_history_len) + sizeof(int32_t)]; uint64_t counts[EXPERTS]; float utilization[EXPERTS]; } statistics;
+
+static void read_statistics(moegs_handle h, statistics* out)
+{
+    moegs_snapshot s;
+    memset(out, 0, sizeof *out);
+    CHECK(moegs_snapshot_read(h, &s) == MOEGS_OK, "snapshot: %s", moegs_last_error());
+    memcpy(out->snapshot, &s, sizeof out->snapshot);
+    CHECK(moegs_expert_counts(h, out->counts, EXPERTS) == MOEGS_OK, "counts: %s", moegs_last_error());
+    CHECK(moegs_expert_utilization(h, out->utilization, EXPERTS) == MOEGS_OK, "utilization: %s", moegs_last_error());
+}
+
+/* Each refused call by argument, on a handle with statistics already in it; afterwards every statistic is as before. */
+static void refusals_leave_the_statistics(moegs_handle h, const char* name, int32_t* ids)
+{
+    statistics before, after;
+    read_statistics(h, &before);
+
+    REFUSED(moegs_record(h, NULL, 10, 5, 2, 0, 0, NULL), MOEGS_INVALID_ARGUMENT, "ids", "NULL", "length = 10");
+    REFUSED(moegs_record(h, ids, 9, 5, 2, 0, 0, NULL), MOEGS_INVALID_ARGUMENT, "length = 9", "5 * 2 = 10");
+    REFUSED(moegs_record(h, ids, -1, 0, 1, 0, 0, NULL), MOEGS_INVALID_ARGUMENT, "length = -1", ">= tokens * top_k");
+    REFUSED(moegs_record(h, ids, INT64_MIN, 5, 2, 0, 0, NULL), MOEGS_INVALID_ARGUMENT, "length = -9223372036854775808");
+    REFUSED(moegs_record(h, ids, 10, -1, 2, 0, 0, NULL), MOEGS_INVALID_ARGUMENT, "tokens = -1", "[0, 2147483647]");
+    REFUSED(moegs_record(h, ids, 10, INT32_MIN, 2, 0, 0, NULL), MOEGS_INVALID_ARGUMENT, "tokens = -2147483648", "[0, 2147483647]");
+    REFUSED(moegs_record(h, ids, 10, 5, 0, 0, 0, NULL), MOEGS_INVALID_ARGUMENT, "top_k = 0", "[1, 2147483647]");
+    REFUSED(moegs_record(h, ids, 10, 5, -2, 0, 0, NULL), MOEGS_INVALID_ARGUMENT, "top_k = -2", "[1, 2147483647]");
+    /* 2^32 ids: refused before any is read, although length claims them all. */
+    REFUSED(moegs_record(h, ids, INT64_C(1) << 32, 65536, 65536, 0, 0, NULL), MOEGS_INVALID_ARGUMENT,
+            "tokens * top_k = 65536 * 65536 = 4294967296", "at most 2147483647");
+    REFUSED(moegs_record(h, (const char*)ids + 1, 10, 5, 2, 0, 0, NULL), MOEGS_INVALID_ARGUMENT, "ids = 0x", "aligned to 4 bytes");
+    REFUSED(moegs_record(h, ids, 10, 5, 2, NAN, 0, NULL), MOEGS_INVALID_ARGUMENT, "load_balance_loss = NaN", "finite");
+    REFUSED(moegs_record(h, ids, 10, 5, 2, 0, -INFINITY, NULL), MOEGS_INVALID_ARGUMENT, "router_z_loss = -Infinity", "finite");
+    REFUSED(moegs_record(h, ids, 10, 5, 2, 0, 0, (void*)0x1234), MOEGS_INVALID_ARGUMENT, "stream = 0x1234", name, "NULL");
+    REFUSED(moegs_record_latency(h, -50), MOEGS_INVALID_ARGUMENT, "nanoseconds = -50", "[0, 9223372036854775807]");
+    REFUSED(moegs_record_latency(h, INT64_MIN), MOEGS_INVALID_ARGUMENT, "nanoseconds = -9223372036854775808");
+    uint64_t counts[EXPERTS];
+    float utilization[EXPERTS];
+    REFUSED(moegs_expert_counts(h, counts, EXPERTS - 1), MOEGS_INVALID_ARGUMENT, "capacity = 15", "capacity >= 16");
+    REFUSED(moegs_expert_counts(h, counts, -1), MOEGS_INVALID_ARGUMENT, "capacity = -1", "capacity >= 16");
+    REFUSED(moegs_expert_utilization(h, utilization, 0), MOEGS_INVALID_ARGUMENT, "capacity = 0", "capacity >= 16");
+    REFUSED(moegs_expert_counts(h, NULL, EXPERTS), MOEGS_INVALID_ARGUMENT, "dst", "NULL");
+    REFUSED(moegs_snapshot_read(h, NULL), MOEGS_INVALID_ARGUMENT, "out", "NULL");
+
+    read_statistics(h, &after);
+    CHECK(memcmp(before.snapshot, after.snapshot, sizeof before.snapshot) == 0, "%s: a refused call changed the snapshot", name);
+    CHECK(memcmp(before.counts, after.counts, sizeof before.counts) == 0, "%s: a refused call changed the counts", name);
+    CHECK(memcmp(before.utilization, after.utilization, sizeof before.utilization) == 0, "%s: a refused call changed the utilization", name);
+}
+
+/* A created handle's total capacity after one batch of `tokens` tokens: expert_capacity slots per expert, 0 meaning 100. */
+static void capacity_is_kept(const char* accelerator, int32_t expert_capacity, uint64_t want, int32_t* ids)
+{
+    moegs_handle h = 0;
+    moegs_snapshot s;
+    CHECK(moegs_create(accelerator, EXPERTS, expert_capacity, &h) == MOEGS_OK, "create %s, capacity %d: %s", accelerator, expert_capacity, moegs_last_error());
+    CHECK(moegs_record(h, ids, 2 * TOP_K, 2, TOP_K, 0, 0, NULL) == MOEGS_OK, "record: %s", moegs_last_error());
+    CHECK(moegs_snapshot_read(h, &s) == MOEGS_OK && s.total_capacity == want, "%s, expert_capacity %d: total capacity %llu, want %llu",
+          accelerator, expert_capacity, (unsigned long long)s.total_capacity, (unsigned long long)want);
+    moegs_destroy(h);
+}
+
 typedef struct { moegs_handle handle; int32_t* ids; } worker_args;
 
 static void* worker(void* p)
@@ -37,6 +123,51 @@ static void* worker(void* p)
     for (int i = 0; i < 100; i++)
         if (moegs_record(a->handle, a->ids, TOKENS * TOP_K, TOKENS, TOP_K, 0.1f, 0.01f, NULL) != MOEGS_OK) return (void*)1;
     return NULL;
+}
+
+#define LATENCY_THREADS 4
+#define LATENCIES_PER_THREAD 1000
+
+static void* latency_worker(void* p)
+{
+    moegs_handle h = *(moegs_handle*)p;
+    for (int i = 0; i < LATENCIES_PER_THREAD; i++)
+        if (moegs_record_latency(h, 2500) != MOEGS_OK) return (void*)1;
+    return NULL;
+}
+
+/* Several threads record latencies on one handle at once: every one is counted. */
+static void latencies_from_threads(const char* accelerator)
+{
+    moegs_handle h = 0;
+    CHECK(moegs_create(accelerator, EXPERTS, 0, &h) == MOEGS_OK, "create %s: %s", accelerator, moegs_last_error());
+    pthread_t threads[LATENCY_THREADS];
+    for (int t = 0; t < LATENCY_THREADS; t++) pthread_create(&threads[t], NULL, latency_worker, &h);
+    int failed = 0;
+    for (int t = 0; t < LATENCY_THREADS; t++) {
+        void* r;
+        pthread_join(threads[t], &r);
+        failed += r != NULL;
+    }
+    moegs_snapshot s;
+    CHECK(failed == 0, "%s: %d latency threads failed", accelerator, failed);
+    CHECK(moegs_snapshot_read(h, &s) == MOEGS_OK, "snapshot: %s", moegs_last_error());
+    CHECK(s.latency_measurements == LATENCY_THREADS * LATENCIES_PER_THREAD, "%s: %llu latencies counted, %d recorded",
+          accelerator, (unsigned long long)s.latency_measurements, LATENCY_THREADS * LATENCIES_PER_THREAD);
+    CHECK(fabs(s.average_latency_ms - 0.0025) < 1e-12 && fabs(s.p99_latency_ms - 0.0025) < 1e-12, "%s: average %.17g ms, p99 %.17g ms, want 0.0025",
+          accelerator, s.average_latency_ms, s.p99_latency_ms);
+    moegs_destroy(h);
+}
+
+/* The latency a handle keeps for `nanoseconds`: to the nearest 100 ns. */
+static void latency_is_kept(moegs_handle h, int64_t nanoseconds, double want_ms)
+{
+    moegs_snapshot s;
+    moegs_reset(h);
+    CHECK(moegs_record_latency(h, nanoseconds) == MOEGS_OK, "latency %lld: %s", (long long)nanoseconds, moegs_last_error());
+    CHECK(moegs_snapshot_read(h, &s) == MOEGS_OK && s.latency_measurements == 1 && fabs(s.average_latency_ms - want_ms) <= 1e-9 * want_ms,
+          "latency %lld ns kept as %.17g ms (%llu measurements), want %.17g", (long long)nanoseconds, s.average_latency_ms,
+          (unsigned long long)s.latency_measurements, want_ms);
 }
 
 int main(void)
@@ -86,18 +217,67 @@ int main(void)
     CHECK(fabs(sm.average_latency_ms - sc.average_latency_ms) < 1e-12, "latency");
 
     /* Bad input: a status and a message, never a crash, and nothing recorded. */
-    CHECK(moegs_record(cpu, NULL, 10, 5, 2, 0, 0, NULL) == MOEGS_INVALID_ARGUMENT, "NULL ids");
-    CHECK(strstr(moegs_last_error(), "NULL") != NULL, "message for NULL ids: %s", moegs_last_error());
-    CHECK(moegs_record(cpu, ids, 9, 5, 2, 0, 0, NULL) == MOEGS_INVALID_ARGUMENT, "short length");
-    CHECK(strstr(moegs_last_error(), "5 * 2 = 10") != NULL, "message for short length: %s", moegs_last_error());
-    CHECK(moegs_record(cpu, ids, 10, 5, 0, 0, 0, NULL) == MOEGS_INVALID_ARGUMENT, "top_k 0");
-    CHECK(moegs_record(cpu, ids, 10, 5, 2, 0, 0, (void*)0x1234) == MOEGS_INVALID_ARGUMENT, "stream on a CPU handle");
-    CHECK(moegs_record(managed, ids, 10, 5, 2, NAN, 0, NULL) == MOEGS_INVALID_ARGUMENT, "NaN loss");
-    CHECK(moegs_expert_counts(cpu, counts_cpu, EXPERTS - 1) == MOEGS_INVALID_ARGUMENT, "small buffer");
-    CHECK(moegs_snapshot_read(cpu, NULL) == MOEGS_INVALID_ARGUMENT, "NULL snapshot");
+    refusals_leave_the_statistics(managed, "managed", ids);
+    refusals_leave_the_statistics(cpu, "cpu", ids);
     CHECK(moegs_snapshot_read(cpu, &sc) == MOEGS_OK && sc.total_routings == BATCHES, "bad calls recorded nothing");
-    moegs_handle h;
-    CHECK(moegs_create("tpu", EXPERTS, 0, &h) == MOEGS_INVALID_ARGUMENT, "unknown accelerator");
+
+    /* A buffer longer than 2^31 - 1 ids is fine: a record reads only tokens * top_k of them. */
+    CHECK(moegs_record(managed, ids, INT64_C(1) << 40, 5, 2, 0, 0, NULL) == MOEGS_OK, "long buffer, managed: %s", moegs_last_error());
+    CHECK(moegs_record(cpu, ids, INT64_C(1) << 40, 5, 2, 0, 0, NULL) == MOEGS_OK, "long buffer, cpu: %s", moegs_last_error());
+    CHECK(moegs_snapshot_read(managed, &sm) == MOEGS_OK && sm.total_routings == BATCHES + 1 && sm.total_tokens == (uint64_t)BATCHES * TOKENS + 5,
+          "long buffer: %llu routings, %llu tokens", (unsigned long long)sm.total_routings, (unsigned long long)sm.total_tokens);
+
+    moegs_handle h = 42;
+    REFUSED(moegs_create("tpu", EXPERTS, 0, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"tpu\"", "auto", "managed");
+    CHECK(h == 0, "a refused create leaves *out = 0, not %lld", (long long)h);
+    REFUSED(moegs_create("cpu", EXPERTS, 0, NULL), MOEGS_INVALID_ARGUMENT, "out", "NULL");
+    const char* kinds[] = { "managed", "cpu" };
+    for (int i = 0; i < 2; i++) {
+        h = 42;
+        REFUSED(moegs_create(kinds[i], EXPERTS, -1, &h), MOEGS_INVALID_ARGUMENT, "expert_capacity = -1", "0 (the default of 100", "[1, 2147483647]");
+        CHECK(h == 0, "a refused create leaves *out = 0");
+        REFUSED(moegs_create(kinds[i], EXPERTS, INT32_MIN, &h), MOEGS_INVALID_ARGUMENT, "expert_capacity = -2147483648");
+        REFUSED(moegs_create(kinds[i], 0, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = 0", "must lie in [1, ");
+        REFUSED(moegs_create(kinds[i], -3, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = -3", "must lie in [1, ");
+        capacity_is_kept(kinds[i], 0, EXPERTS * 100, ids);
+        capacity_is_kept(kinds[i], 7, EXPERTS * 7, ids);
+        capacity_is_kept(kinds[i], INT32_MAX, (uint64_t)EXPERTS * INT32_MAX, ids);
+    }
+    REFUSED(moegs_create("cpu", 4097, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = 4097", "[1, 4096] on cpu");
+    REFUSED(moegs_create(NULL, 4097, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = 4097", "[1, 4096] on auto");
+    REFUSED(moegs_create("managed", INT32_MAX, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = 2147483647", "[1, 2147483591] on managed");
+    CHECK(moegs_create("managed", 4097, 0, &h) == MOEGS_OK, "managed takes more than the device engine's 4096 experts: %s", moegs_last_error());
+    if (h != 0) {
+        int32_t last[] = { 4096, 4096, 0, 4097 };
+        uint64_t many[4097];
+        CHECK(moegs_record(h, last, 4, 2, 2, 0, 0, NULL) == MOEGS_OK, "record 4097 experts: %s", moegs_last_error());
+        CHECK(moegs_expert_counts(h, many, 4097) == MOEGS_OK && many[4096] == 2 && many[0] == 1, "4097 experts: counts %llu %llu",
+              (unsigned long long)many[4096], (unsigned long long)many[0]);
+        CHECK(moegs_snapshot_read(h, &sm) == MOEGS_OK && sm.invalid_expert_ids == 1 && sm.experts == 4097, "4097 experts: %llu invalid, %d experts",
+              (unsigned long long)sm.invalid_expert_ids, sm.experts);
+        moegs_destroy(h);
+    }
+
+    const char* where = NULL;
+    CHECK(moegs_accelerator(managed, &where) == MOEGS_OK && where != NULL && strcmp(where, "managed") == 0, "managed runs on %s", where ? where : "NULL");
+    CHECK(moegs_accelerator(cpu, &where) == MOEGS_OK && where != NULL && strcmp(where, "cpu") == 0, "cpu runs on %s", where ? where : "NULL");
+    CHECK(moegs_create("  Auto ", EXPERTS, 0, &h) == MOEGS_OK, "create auto: %s", moegs_last_error());
+    CHECK(moegs_accelerator(h, &where) == MOEGS_OK && where != NULL
+          && (strcmp(where, "cuda") == 0 || strcmp(where, "opencl") == 0 || strcmp(where, "cpu") == 0), "auto runs on %s", where ? where : "NULL");
+    moegs_destroy(h);
+    REFUSED(moegs_accelerator(cpu, NULL), MOEGS_INVALID_ARGUMENT, "out", "NULL");
+    where = "unchanged";
+    REFUSED(moegs_accelerator(h, &where), MOEGS_INVALID_HANDLE, "is not a live aggregator");
+    CHECK(where == NULL, "a failed moegs_accelerator leaves *out = NULL");
+
+    latency_is_kept(managed, 0, 0.0);
+    latency_is_kept(managed, 149, 0.0001);
+    latency_is_kept(managed, 150, 0.0002);
+    latency_is_kept(cpu, 2000000, 2.0);
+    latency_is_kept(cpu, INT64_MAX, (double)(INT64_MAX / 100) / 10000.0);
+    latencies_from_threads("managed");
+    latencies_from_threads("cpu");
+
     int cuda = moegs_create("cuda", EXPERTS, 0, &h);
     CHECK(cuda == MOEGS_OK || cuda == MOEGS_NO_DEVICE, "cuda: %d %s", cuda, moegs_last_error());
     if (cuda == MOEGS_OK) moegs_destroy(h);

@@ -1,16 +1,60 @@
 """The Python wrapper on the CPU paths with plain host buffers: counts against a bincount done
-here, the CPU accelerator against the managed engine, and bad input as exceptions."""
+here, the CPU accelerator against the managed engine, and bad input as exceptions.
+
+NumPy and PyTorch may be absent: HostArray and HostTensor stand in for them with the two protocols
+the wrapper reads (__array_interface__; torch's data_ptr/is_cuda/dtype/shape), over host memory."""
 import array
+import ctypes
 import math
 import os
 import random
 import sys
+import threading
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import moegs  # noqa: E402
 
 EXPERTS, TOP_K, TOKENS = 12, 2, 700
+INT32 = ("<" if sys.byteorder == "little" else ">") + "i4"
+
+
+class HostArray:
+    """An array exporting __array_interface__ over `values` (array.array('i')), with any shape, typestr and strides."""
+
+    def __init__(self, values, shape, typestr=INT32, strides=None, address=None):
+        self.values = values
+        self.__array_interface__ = {"version": 3, "shape": tuple(shape), "typestr": typestr, "strides": strides,
+                                    "data": (values.buffer_info()[0] if address is None else address, False)}
+
+
+class HostTensor:
+    """What the wrapper reads of a torch.Tensor, over array.array('i') host memory (is_cuda as given)."""
+
+    class _Device:
+        def __init__(self, kind):
+            self.type, self.index = kind, (0 if kind == "cuda" else None)
+
+        def __str__(self):
+            return self.type
+
+    def __init__(self, values, shape, dtype="torch.int32", kind="cpu"):
+        self.values, self.shape, self.dtype = values, tuple(shape), dtype
+        self.is_cuda, self.device = kind == "cuda", HostTensor._Device(kind)
+
+    def data_ptr(self):
+        return self.values.buffer_info()[0]
+
+    def numel(self):
+        return len(self.values)
+
+    def is_contiguous(self):
+        return True
+
+
+def same_statistics(a, b):
+    """Two snapshot dicts hold the same values (NaN equal to NaN)."""
+    return a.keys() == b.keys() and all(x == y or (x != x and y != y) for x, y in ((a[k], b[k]) for k in a))
 
 
 class WrapperTests(unittest.TestCase):
@@ -64,6 +108,243 @@ class WrapperTests(unittest.TestCase):
             stats.snapshot()
         self.assertEqual(moegs.INVALID_HANDLE, closed.exception.status)
         stats._handle = moegs.ctypes.c_int64(0)
+
+
+class ShapeTests(unittest.TestCase):
+    """Ids shaped [..., k] are prod(...) tokens of k ids; flat ids say their k through top_k or tokens."""
+
+    IDS = array.array("i", [0, 3, 3, 1, 7, 0, 3, 2, 5, 5, 11, 0, 4, 4, 9, 1])  # 16 ids
+
+    def expect(self, stats, tokens, counts, routings=1):
+        s = stats.snapshot()
+        self.assertEqual((routings, tokens), (s["total_routings"], s["total_tokens"]))
+        self.assertEqual(counts, stats.expert_counts())
+
+    def bincount(self, ids):
+        counts = [0] * EXPERTS
+        for i in ids:
+            counts[i] += 1
+        return counts
+
+    def test_batch_seq_k_ids_are_batch_times_seq_tokens_of_k(self):
+        for make in (lambda: HostArray(self.IDS, (2, 4, 2)), lambda: HostTensor(self.IDS, (2, 4, 2))):
+            with moegs.MoeStats(EXPERTS, "managed") as stats:
+                stats.record(make())
+                self.expect(stats, 8, self.bincount(self.IDS))
+                # 8 tokens: each batch's capacity is E * 100 slots whatever k is; used slots are the 16 ids.
+                s = stats.snapshot()
+                self.assertEqual((EXPERTS * 100, 16), (s["total_capacity"], s["total_used"]))
+        with moegs.MoeStats(EXPERTS, "managed") as three, moegs.MoeStats(EXPERTS, "managed") as two:
+            three.record(HostArray(self.IDS, (2, 2, 2, 2)), load_balance_loss=0.5)
+            two.record(HostArray(self.IDS, (8, 2)), load_balance_loss=0.5)
+            self.assertTrue(same_statistics(two.snapshot(), three.snapshot()))
+            self.assertEqual(8, three.snapshot()["total_tokens"])
+
+    def test_explicit_tokens_and_k_agree_with_the_shape(self):
+        with moegs.MoeStats(EXPERTS, "managed") as stats:
+            stats.record(HostArray(self.IDS, (4, 4)), top_k=4)
+            self.expect(stats, 4, self.bincount(self.IDS))
+            stats.record(HostArray(self.IDS, (4, 4)), tokens=2)  # the first 2 tokens of a padded batch
+            self.expect(stats, 6, [a + b for a, b in zip(self.bincount(self.IDS), self.bincount(self.IDS[:8]))], routings=2)
+            with self.assertRaisesRegex(ValueError, r"top_k = 2 does not match ids shaped \[4, 4\]: their last dimension, k, is 4"):
+                stats.record(HostArray(self.IDS, (4, 4)), top_k=2)
+            self.assertEqual(2, stats.snapshot()["total_routings"])
+
+    def test_flat_ids_take_k_from_top_k_or_tokens(self):
+        with moegs.MoeStats(EXPERTS, "managed") as stats:
+            stats.record(self.IDS, top_k=2)
+            self.expect(stats, 8, self.bincount(self.IDS))
+            stats.record(self.IDS, tokens=4)
+            self.expect(stats, 12, [2 * c for c in self.bincount(self.IDS)], routings=2)
+            stats.record(HostTensor(self.IDS, (16,)), top_k=1)
+            self.expect(stats, 28, [3 * c for c in self.bincount(self.IDS)], routings=3)
+
+    def test_shapes_not_read_as_tokens_of_k_are_refused(self):
+        with moegs.MoeStats(EXPERTS, "managed") as stats:
+            cases = [
+                (lambda: stats.record(self.IDS), r"ids shaped \[16\] have no k dimension: pass top_k"),
+                (lambda: stats.record(HostTensor(self.IDS, (16,))), r"no k dimension"),
+                (lambda: stats.record(self.IDS, top_k=3), r"the 16 ids are not whole tokens of top_k = 3 ids"),
+                (lambda: stats.record(self.IDS, tokens=5), r"tokens = 5 does not split the 16 ids"),
+                (lambda: stats.record(self.IDS, tokens=0), r"tokens = 0 does not split the 16 ids"),
+                (lambda: stats.record(array.array("i"), tokens=3), r"tokens = 3 does not split the 0 ids"),
+                (lambda: stats.record(HostArray(self.IDS, ())), r"ids are a scalar"),
+                (lambda: stats.record(HostArray(self.IDS, (4, 0))), r"ids shaped \[4, 0\] have k = 0 ids per token"),
+            ]
+            for call, message in cases:
+                with self.assertRaisesRegex(ValueError, message):
+                    call()
+            self.assertEqual(0, stats.snapshot()["total_routings"])
+
+    def test_more_tokens_than_the_c_api_takes(self):
+        with moegs.MoeStats(EXPERTS, "managed") as stats:
+            # [2^31, 1]: the token count itself leaves int32 (the address is never read).
+            with self.assertRaisesRegex(ValueError, r"tokens \(the 2147483648 rows of ids shaped \[2147483648, 1\]\) = 2147483648 is out of range: it must lie in \[0, 2147483647\]"):
+                stats.record(HostArray(self.IDS, (2**31, 1)))
+            # [65536, 65536]: each fits, the product does not; the C API refuses it before reading.
+            with self.assertRaises(moegs.MoeGpuStatsError) as product:
+                stats.record(HostArray(self.IDS, (65536, 65536)))
+            self.assertEqual(moegs.INVALID_ARGUMENT, product.exception.status)
+            self.assertIn("tokens * top_k = 65536 * 65536 = 4294967296 ids: one record reads at most 2147483647", str(product.exception))
+            self.assertEqual(0, stats.snapshot()["total_routings"])
+
+
+class IntegerTests(unittest.TestCase):
+    """Every integer a ctypes argument carries is checked against what the C API takes, never wrapped."""
+
+    def test_record_integers_out_of_range(self):
+        ids = array.array("i", [1] * 8)
+        with moegs.MoeStats(EXPERTS, "managed") as stats:
+            cases = [
+                (dict(tokens=2**32 + 4, top_k=2), r"tokens = 4294967300 is out of range: it must lie in \[0, 2147483647\]"),
+                (dict(tokens=-1, top_k=2), r"tokens = -1 is out of range: it must lie in \[0, 2147483647\]"),
+                (dict(tokens=4, top_k=2**32 + 2), r"top_k = 4294967298 is out of range: it must lie in \[1, 2147483647\]"),
+                (dict(tokens=4, top_k=0), r"top_k = 0 is out of range: it must lie in \[1, 2147483647\]"),
+                (dict(tokens=4, top_k=2, load_balance_loss=float("nan")), r"load_balance_loss = nan is out of range: a loss must be finite"),
+                (dict(tokens=4, top_k=2, router_z_loss=float("inf")), r"router_z_loss = inf is out of range: a loss must be finite"),
+                (dict(tokens=4, top_k=2, load_balance_loss=-1e39), r"load_balance_loss = -1e\+39 is out of range: .*\(float32\)"),
+            ]
+            for arguments, message in cases:
+                with self.assertRaisesRegex(ValueError, message):
+                    stats.record(ids, **arguments)
+            for arguments in (dict(tokens=4.0, top_k=2), dict(tokens=4, top_k=True), dict(tokens="4", top_k=2)):
+                with self.assertRaises(TypeError):
+                    stats.record(ids, **arguments)
+            stats.record(ids, tokens=4, top_k=2, load_balance_loss=3.4028234663852886e38)
+            s = stats.snapshot()
+            self.assertEqual((1, 4, 3.4028234663852886e38), (s["total_routings"], s["total_tokens"], s["average_load_balance_loss"]))
+
+    def test_create_integers_out_of_range(self):
+        cases = [
+            (dict(experts=2**32 + 8), r"experts = 4294967304 is out of range: it must lie in \[1, 2147483647\]"),
+            (dict(experts=0), r"experts = 0 is out of range"),
+            (dict(experts=-3), r"experts = -3 is out of range"),
+            (dict(experts=EXPERTS, expert_capacity=-1), r"expert_capacity = -1 is out of range: it must lie in \[0, 2147483647\]"),
+            (dict(experts=EXPERTS, expert_capacity=2**31), r"expert_capacity = 2147483648 is out of range"),
+        ]
+        for arguments, message in cases:
+            with self.assertRaisesRegex(ValueError, message):
+                moegs.MoeStats(accelerator="managed", **arguments)
+        with self.assertRaises(TypeError):
+            moegs.MoeStats(12.0, "managed")
+        with self.assertRaisesRegex(ValueError, r"NUL"):
+            moegs.MoeStats(EXPERTS, "cpu\0junk")
+        with self.assertRaises(moegs.MoeGpuStatsError) as device_limit:
+            moegs.MoeStats(4097, "cpu")
+        self.assertIn("experts = 4097: must lie in [1, 4096] on cpu", str(device_limit.exception))
+
+    def test_expert_capacity_is_kept(self):
+        for capacity, slots in ((0, 100), (7, 7), (2**31 - 1, 2**31 - 1)):
+            with moegs.MoeStats(EXPERTS, "managed", expert_capacity=capacity) as stats:
+                stats.record(array.array("i", [0, 1, 2, 3]), top_k=2)
+                self.assertEqual(EXPERTS * slots, stats.snapshot()["total_capacity"])
+
+    def test_latencies(self):
+        with moegs.MoeStats(EXPERTS, "managed") as stats:
+            for seconds in (-5e-11, -1.0, float("nan"), float("inf"), 1e10):
+                with self.assertRaisesRegex(ValueError, r"seconds = .* is out of range: a latency must lie in \[0, "):
+                    stats.record_latency(seconds)
+            with self.assertRaises(TypeError):
+                stats.record_latency("1")
+            self.assertEqual(0, stats.snapshot()["latency_measurements"])
+            for seconds, milliseconds in ((149e-9, 0.0001), (150e-9, 0.0002), (0, 0.0), (2, 2000.0)):
+                stats.reset()
+                stats.record_latency(seconds)
+                s = stats.snapshot()
+                self.assertEqual(1, s["latency_measurements"])
+                self.assertAlmostEqual(milliseconds, s["average_latency_ms"], delta=1e-12 * max(1.0, milliseconds))
+
+    def test_latencies_from_threads_on_one_handle_are_all_counted(self):
+        threads, each = 4, 500
+        with moegs.MoeStats(EXPERTS, "managed") as stats:
+            start = threading.Barrier(threads)
+
+            def work():
+                start.wait()
+                for _ in range(each):
+                    stats.record_latency(2.5e-6)
+
+            workers = [threading.Thread(target=work) for _ in range(threads)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            s = stats.snapshot()
+            self.assertEqual(threads * each, s["latency_measurements"])
+            self.assertAlmostEqual(0.0025, s["average_latency_ms"], delta=1e-12)
+
+
+class MemoryTests(unittest.TestCase):
+    """Ids the C API would misread are refused: other element types, gaps, memory of the wrong kind, streams on host ids."""
+
+    def test_other_element_types_are_refused_not_reinterpreted(self):
+        values = array.array("i", [0, 1, 2, 3])
+        with moegs.MoeStats(EXPERTS, "managed") as stats:
+            for typestr in ("<i2", "<i8", "<u4", "<f4", ">i4" if sys.byteorder == "little" else "<i4"):
+                with self.assertRaisesRegex(TypeError, r"ids must be int32 \(got .*\); use ids.astype\(numpy.int32\)"):
+                    stats.record(HostArray(values, (2, 2), typestr=typestr))
+            for dtype in ("torch.int64", "torch.int16"):
+                with self.assertRaisesRegex(TypeError, r"ids must be torch.int32 \(got " + dtype):
+                    stats.record(HostTensor(values, (2, 2), dtype=dtype))
+            for typecode in ("h", "l", "q", "I", "f"):
+                with self.assertRaisesRegex(TypeError, r"array.array\('i'\) of int32 \(got typecode"):
+                    stats.record(array.array(typecode, [0, 1]), top_k=2)
+            with self.assertRaisesRegex(ValueError, r"ids must be C-contiguous"):
+                stats.record(HostArray(values, (2, 1), strides=(8, 4)))
+            with self.assertRaisesRegex(ValueError, r"ids are on mps"):
+                stats.record(HostTensor(values, (2, 2), kind="mps"))
+            self.assertEqual(0, stats.snapshot()["total_routings"])
+
+    def test_ids_and_streams_where_the_handle_cannot_use_them(self):
+        values = array.array("i", [0, 1, 2, 3])
+        with moegs.MoeStats(EXPERTS, "managed") as stats:
+            with self.assertRaisesRegex(ValueError, r"stream = 4660: a stream orders only CUDA tensors"):
+                stats.record(values, top_k=2, stream=0x1234)
+            with self.assertRaisesRegex(ValueError, r"ids are a CUDA tensor, but this aggregator runs on managed"):
+                stats.record(HostTensor(values, (2, 2), kind="cuda"))
+            self.assertEqual(0, stats.snapshot()["total_routings"])
+        with moegs.MoeStats(EXPERTS, "auto") as stats:
+            self.assertIn(stats.device, ("cuda", "opencl", "cpu"))
+            if stats.device == "cpu":  # what "auto" chose, not what was asked for, decides
+                with self.assertRaisesRegex(ValueError, r"ids are a CUDA tensor, but this aggregator runs on cpu"):
+                    stats.record(HostTensor(values, (2, 2), kind="cuda"))
+                stats.record(HostTensor(values, (2, 2)))
+                self.assertEqual(2, stats.snapshot()["total_tokens"])
+        with moegs.MoeStats(EXPERTS, " Managed ") as stats:
+            self.assertEqual("managed", stats.device)
+        # The C API refuses a stream it cannot use on every handle, "managed" included.
+        lib = moegs._load()
+        for accelerator in ("managed", "cpu"):
+            handle = ctypes.c_int64(0)
+            self.assertEqual(moegs.OK, lib.moegs_create(accelerator.encode(), EXPERTS, 0, ctypes.byref(handle)))
+            status = lib.moegs_record(handle, values.buffer_info()[0], 4, 2, 2, 0.0, 0.0, 0x1234)
+            self.assertEqual(moegs.INVALID_ARGUMENT, status)
+            self.assertEqual(f"stream = 0x1234: a stream orders records only on cuda; this handle runs on {accelerator}, pass NULL.",
+                             lib.moegs_last_error().decode())
+            self.assertEqual(moegs.OK, lib.moegs_destroy(handle))
+
+
+class FailedRecordTests(unittest.TestCase):
+    def test_a_failed_record_leaves_every_statistic(self):
+        ids = array.array("i", [0, 3, 3, 1, 7, 0, 3, 2])
+        for accelerator in ("managed", "cpu"):
+            with moegs.MoeStats(EXPERTS, accelerator, expert_capacity=2) as stats:
+                stats.record(ids, top_k=2, load_balance_loss=1.5, router_z_loss=0.25)
+                stats.record_latency(1e-3)
+                before = (stats.snapshot(), stats.expert_counts(), stats.expert_utilization())
+                failing = [
+                    lambda: stats.record(ids, tokens=5, top_k=2),                       # the C API: too few ids
+                    lambda: stats.record(HostArray(ids, (65536, 65536))),                 # the C API: too many to read
+                    lambda: stats.record(ids, tokens=2**32 + 4, top_k=2),                 # the wrapper: out of int32
+                    lambda: stats.record(ids, top_k=2, load_balance_loss=float("nan")),
+                    lambda: stats.record_latency(-5e-11),
+                ]
+                for call in failing:
+                    with self.assertRaises((moegs.MoeGpuStatsError, ValueError)):
+                        call()
+                after = (stats.snapshot(), stats.expert_counts(), stats.expert_utilization())
+                self.assertTrue(same_statistics(before[0], after[0]), accelerator)
+                self.assertEqual(before[1:], after[1:])
 
 
 if __name__ == "__main__":

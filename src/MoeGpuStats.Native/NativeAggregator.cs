@@ -21,6 +21,7 @@ internal sealed class NativeAggregator : IDisposable
         if (accelerator is "managed")
         {
             _stats = new RoutingStats(options);
+            Kind = accelerator;
             return;
         }
 
@@ -44,6 +45,12 @@ internal sealed class NativeAggregator : IDisposable
         _accelerator = device.CreateAccelerator(_context);
         try
         {
+            Kind = _accelerator.AcceleratorType switch
+            {
+                AcceleratorType.Cuda => "cuda",
+                AcceleratorType.OpenCL => "opencl",
+                _ => "cpu",
+            };
             _device = new DeviceRoutingStats(_accelerator, options);
             _stats = RoutingStats.OnDevice(_device);
             _bridge = _accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(_device) : null;
@@ -64,6 +71,9 @@ internal sealed class NativeAggregator : IDisposable
 
     public Lock Gate { get; } = new();
 
+    /// <summary>Where the statistics live, in the C API's words: "cuda", "opencl", "cpu" or "managed".</summary>
+    public string Kind { get; }
+
     /// <summary>ILGPU's CUDA context current until the scope ends, then the caller's again (see <see cref="CudaContextScope"/>).</summary>
     public CudaContextScope EnterDevice() => _accelerator is null ? default : CudaContextScope.Enter(_accelerator);
 
@@ -73,40 +83,39 @@ internal sealed class NativeAggregator : IDisposable
     /// Records from memory at <paramref name="ids"/>: device memory of the handle's GPU on CUDA/OpenCL,
     /// host memory on the CPU accelerator and the managed engine. With a CUDA stream, the engine waits on
     /// the device for the producer's work so far, and the producer's later work waits for this record.
+    /// Every check (the arguments, then the wrap of the buffer) runs before the wait and the record, so
+    /// a refused call leaves the statistics and the producer's stream as they were.
     /// </summary>
     public unsafe void Record(IntPtr ids, long length, int tokens, int topK, float loadBalanceLoss, float routerZLoss, IntPtr stream)
     {
-        if (ids == IntPtr.Zero && length > 0)
-        {
-            throw new ArgumentException("ids is NULL.", nameof(ids));
-        }
+        NativeChecks.Record(Kind, ids, length, tokens, topK, loadBalanceLoss, routerZLoss, stream);
 
+        // A record reads tokens * top_k <= 2^31 - 1 ids: a longer buffer is viewed only that far.
+        var readable = Math.Min(length, NativeChecks.MaxIdsPerRecord);
         if (_device is null)
         {
-            if (length > int.MaxValue)
-            {
-                throw new ArgumentOutOfRangeException(nameof(length), length, "The managed engine reads at most 2^31 - 1 ids per batch.");
-            }
-
-            _stats.RecordRouting(new ReadOnlySpan<int>((void*)ids, (int)length), tokens, topK, loadBalanceLoss, routerZLoss);
+            _stats.RecordRouting(new ReadOnlySpan<int>((void*)ids, (int)readable), tokens, topK, loadBalanceLoss, routerZLoss);
             return;
         }
 
-        if (stream != IntPtr.Zero && _bridge is null)
-        {
-            throw new ArgumentException("A stream was given, but this handle is not on CUDA.", nameof(stream));
-        }
+        var view = readable == 0 ? default : Wrap(ids, readable);
 
         // The bridge runs in the caller's context, where a NULL stream is the caller's default stream.
         var ordered = _bridge is not null && (stream != IntPtr.Zero || CudaContextScope.CurrentContext() != IntPtr.Zero);
         if (ordered)
         {
-            _bridge!.WaitForProducer(stream);
+            try
+            {
+                _bridge!.WaitForProducer(stream);
+            }
+            catch (ArgumentException exception)
+            {
+                throw new NativeArgumentException($"stream: {NativeChecks.OneLine(exception)} Allowed: a CUstream of the calling thread's current context, or NULL.");
+            }
         }
 
         using (EnterDevice())
         {
-            var view = length == 0 ? default : Wrap(ids, length);
             _stats.RecordRouting(view, tokens, topK, loadBalanceLoss, routerZLoss);
         }
 
@@ -130,7 +139,25 @@ internal sealed class NativeAggregator : IDisposable
     {
         if (_lastView is null || _lastBuffer != (ids, length))
         {
-            var view = ForeignMemory.Wrap<int>(_accelerator!, ids, length);
+            ForeignView<int> view;
+            try
+            {
+                using (EnterDevice())
+                {
+                    view = ForeignMemory.Wrap<int>(_accelerator!, ids, length);
+                }
+            }
+            catch (ArgumentException exception)
+            {
+                var allowed = Kind switch
+                {
+                    "cuda" => "device memory of the handle's GPU",
+                    "opencl" => "a cl_mem of the handle's context",
+                    _ => "host memory",
+                };
+                throw new NativeArgumentException($"ids: {NativeChecks.OneLine(exception)} Allowed on {Kind}: {allowed}.");
+            }
+
             _lastView?.Dispose();
             _lastView = view;
             _lastBuffer = (ids, length);

@@ -23,14 +23,15 @@ public static unsafe class NativeApi
     {
         if (handle is null)
         {
-            return Fail(NativeStatus.InvalidArgument, "handle (the out parameter) is NULL.");
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_create writes the new handle there.");
         }
 
         *handle = 0;
         return Guard(() =>
         {
             var kind = accelerator is null ? "auto" : Marshal.PtrToStringUTF8((IntPtr)accelerator)!.Trim().ToLowerInvariant();
-            var options = new RoutingStatsOptions { Experts = experts, ExpertCapacity = expertCapacity > 0 ? expertCapacity : null };
+            NativeChecks.Create(kind, experts, expertCapacity);
+            var options = new RoutingStatsOptions { Experts = experts, ExpertCapacity = expertCapacity == 0 ? null : expertCapacity };
             var id = Interlocked.Increment(ref _nextHandle);
             Handles[id] = new NativeAggregator(kind, options);
             *handle = id;
@@ -52,14 +53,39 @@ public static unsafe class NativeApi
 
     [UnmanagedCallersOnly]
     public static int RecordLatency(long handle, long nanoseconds) =>
-        With(handle, nanoseconds, static (aggregator, ns) => aggregator.Stats.RecordRoutingLatency(TimeSpan.FromTicks(ns / 100)), onDevice: false);
+        With(
+            handle,
+            nanoseconds,
+            static (aggregator, ns) =>
+            {
+                // Before the rounding: -50 ns would become 0 ticks and pass the library's sign check.
+                NativeChecks.Latency(ns);
+                aggregator.Stats.RecordRoutingLatency(TimeSpan.FromTicks(ns / 100 + (ns % 100 >= 50 ? 1 : 0)));
+            },
+            onDevice: false);
+
+    [UnmanagedCallersOnly]
+    public static int Accelerator(long handle, byte** destination)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_accelerator writes the accelerator's name there.");
+        }
+
+        *destination = null;
+        return With(handle, (IntPtr)destination, static (aggregator, d) => *(byte**)d = (byte*)KindNames[aggregator.Kind], onDevice: false);
+    }
+
+    /// <summary>The accelerators' names as static UTF-8 strings, valid for the life of the process.</summary>
+    private static readonly Dictionary<string, IntPtr> KindNames =
+        new[] { "cuda", "opencl", "cpu", "managed" }.ToDictionary(kind => kind, Marshal.StringToCoTaskMemUTF8);
 
     [UnmanagedCallersOnly]
     public static int Snapshot(long handle, NativeSnapshot* destination)
     {
         if (destination is null)
         {
-            return Fail(NativeStatus.InvalidArgument, "out (the snapshot struct) is NULL.");
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_snapshot_read writes the snapshot there.");
         }
 
         return With(handle, aggregator =>
@@ -139,16 +165,13 @@ public static unsafe class NativeApi
     {
         if (destination is null)
         {
-            return Fail(NativeStatus.InvalidArgument, "destination is NULL.");
+            return Fail(NativeStatus.InvalidArgument, "dst is NULL.");
         }
 
         return With(handle, aggregator =>
         {
             var values = read(aggregator.Stats);
-            if (capacity < values.Count)
-            {
-                throw new ArgumentOutOfRangeException(nameof(capacity), capacity, $"The buffer holds {capacity} values; {values.Count} experts need as many.");
-            }
+            NativeChecks.Capacity(capacity, values.Count);
 
             for (var i = 0; i < values.Count; i++)
             {
@@ -207,12 +230,13 @@ public static unsafe class NativeApi
 
     private static int Fail(Exception exception) => exception switch
     {
-        NoDeviceException => Fail(NativeStatus.NoDevice, exception.Message),
-        ArgumentException => Fail(NativeStatus.InvalidArgument, exception.Message),
-        ObjectDisposedException => Fail(NativeStatus.InvalidHandle, exception.Message),
+        NativeArgumentException => Fail(NativeStatus.InvalidArgument, exception.Message),
+        NoDeviceException => Fail(NativeStatus.NoDevice, NativeChecks.OneLine(exception)),
+        ArgumentException => Fail(NativeStatus.InvalidArgument, NativeChecks.OneLine(exception)),
+        ObjectDisposedException => Fail(NativeStatus.InvalidHandle, NativeChecks.OneLine(exception)),
         ILGPU.Runtime.AcceleratorException or InsufficientMemoryException or InvalidOperationException or DllNotFoundException
-            => Fail(NativeStatus.DeviceError, exception.Message),
-        _ => Fail(NativeStatus.RuntimeError, $"{exception.GetType().Name}: {exception.Message}"),
+            => Fail(NativeStatus.DeviceError, NativeChecks.OneLine(exception)),
+        _ => Fail(NativeStatus.RuntimeError, $"{exception.GetType().Name}: {NativeChecks.OneLine(exception)}"),
     };
 
     private static int Fail(int status, string message)
