@@ -59,6 +59,7 @@ internal static class DeviceCheck
             Console.WriteLine($"| {load} |{string.Concat(cells)} {string.Join(" ≠ ", checksums)} |");
         }
 
+        PaddingTable(accelerator, experts, sizes, onCpu);
         Queries(accelerator, experts);
         QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct().Order()], onCpu);
 
@@ -196,6 +197,36 @@ internal static class DeviceCheck
 
         Array.Sort(times);
         return times[times.Length / 2];
+    }
+
+    /// <summary>
+    /// What padding (−1 ids) costs a record, with the accelerator's default counting: a batch whose last
+    /// 5 % of tokens are padded (a server's fixed-size batch), and one with every 16th slot empty (every
+    /// group then reads its share a second time, to tell padding from invalid ids): the worst case.
+    /// Batches without padding take the kernel's unchanged path, so the first column is the plain record.
+    /// </summary>
+    private static void PaddingTable(Accelerator accelerator, int experts, long[] sizes, bool onCpu)
+    {
+        Console.WriteLine();
+        Console.WriteLine($"Padding: record median in µs of the same batch (k = 8) without padding, with its last 5 % of tokens padded (all 8 ids −1), and with every 16th slot −1; the ratios to no padding. Checksums differ by design (padding is not counted).");
+        Console.WriteLine("| ids | no padding | last 5 % of tokens padded | / none | every 16th slot empty | / none |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
+        foreach (var length in sizes)
+        {
+            var plain = RoutingIds.Skewed(length, experts);
+            var tail = (int[])plain.Clone();
+            Array.Fill(tail, -1, (int)(length / 8 * 95 / 100 * 8), (int)(length - length / 8 * 95 / 100 * 8));
+            var scattered = (int[])plain.Clone();
+            for (var i = 5L; i < length; i += 16)
+            {
+                scattered[i] = -1;
+            }
+
+            var none = RecordMedian(accelerator, experts, plain, onCpu).Micros;
+            var padded = RecordMedian(accelerator, experts, tail, onCpu).Micros;
+            var holes = RecordMedian(accelerator, experts, scattered, onCpu).Micros;
+            Console.WriteLine($"| {length} | {none:F1} | {padded:F1} | {padded / none:F2}x | {holes:F1} | {holes / none:F2}x |");
+        }
     }
 
     /// <summary>The loads of the skew table, first the uniform one the others are compared with.</summary>
