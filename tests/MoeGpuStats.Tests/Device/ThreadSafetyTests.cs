@@ -1,0 +1,129 @@
+using MoeGpuStats.Tests.Managed;
+
+namespace MoeGpuStats.Tests.Device;
+
+/// <summary>
+/// The device facade is thread-safe: records, latency records, reads and snapshots from several
+/// threads at once keep every record, on ILGPU's CPU accelerator.
+/// </summary>
+public sealed class ThreadSafetyTests
+{
+    private const int Experts = 8;
+    private const int TopK = 2;
+    private const int Threads = 4;
+    private const int RecordsPerThread = 40;
+
+    [Fact]
+    public void ConcurrentLatencyRecordsOnTheDeviceFacadeKeepEveryLatency()
+    {
+        using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = Experts });
+        var expected = LatencyThreadTests.RecordConcurrently(stats.RecordRoutingLatency, () => _ = stats.RoutingLatencyStats.P95Latency());
+        LatencyThreadTests.AssertExact(expected, stats.RoutingLatencyStats);
+    }
+
+    [Fact]
+    public void ConcurrentRecordsReadsAndSnapshotsOnTheDeviceFacadeKeepEveryRecord()
+    {
+        using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = Experts });
+        var failures = new Exception?[Threads + 1];
+        using var start = new Barrier(Threads + 1);
+        var finished = 0;
+        var threads = Enumerable.Range(0, Threads).Select(t => new Thread(() =>
+        {
+            start.SignalAndWait();
+            try
+            {
+                for (var r = 0; r < RecordsPerThread; r++)
+                {
+                    var (ids, tokens) = Batch(t, r);
+                    if (r % 2 == 0)
+                    {
+                        stats.RecordRouting(ids, tokens, TopK);
+                    }
+                    else
+                    {
+                        stats.RecordRouting(new RoutingDecision { ExpertCapacities = Counts(ids), TotalTokens = tokens });
+                    }
+
+                    stats.RecordRoutingLatency(TimeSpan.FromSeconds(1 + t));
+                }
+            }
+            catch (Exception e)
+            {
+                failures[t] = e;
+            }
+            finally
+            {
+                Interlocked.Increment(ref finished);
+            }
+        })).ToList();
+        var reads = 0;
+        threads.Add(new Thread(() =>
+        {
+            start.SignalAndWait();
+            try
+            {
+                ulong seen = 0;
+                while (Volatile.Read(ref finished) < Threads)
+                {
+                    using var snapshot = stats.Snapshot();
+                    Assert.True(snapshot.TotalRoutings >= seen, "a later snapshot saw fewer routings");
+                    seen = snapshot.TotalRoutings;
+                    Assert.Equal(snapshot.TotalTokens * TopK, snapshot.ExpertTokenCounts.Aggregate(0UL, (sum, count) => sum + count));
+                    Assert.True(stats.TotalRoutings >= seen);
+                    _ = stats.UtilizationCv();
+                    _ = stats.RoutingLatencyStats.P99Latency();
+                    reads++;
+                }
+            }
+            catch (Exception e)
+            {
+                failures[Threads] = e;
+            }
+        }));
+        threads.ForEach(thread => thread.Start());
+        threads.ForEach(thread => thread.Join());
+
+        Assert.All(failures, Assert.Null);
+        Assert.True(reads > 0, "the reader never overlapped the records");
+        var batches = Enumerable.Range(0, Threads).SelectMany(t => Enumerable.Range(0, RecordsPerThread).Select(r => Batch(t, r))).ToList();
+        var expectedCounts = new ulong[Experts];
+        foreach (var (ids, _) in batches)
+        {
+            foreach (var id in ids)
+            {
+                expectedCounts[id]++;
+            }
+        }
+
+        Assert.Equal((ulong)batches.Count, stats.TotalRoutings);
+        Assert.Equal((ulong)batches.Sum(b => b.Tokens), stats.TotalTokens);
+        Assert.Equal(expectedCounts, stats.ExpertTokenCounts);
+        Assert.Equal((ulong)batches.Count, stats.RoutingLatencyStats.TotalMeasurements);
+        Assert.Equal(1_000.0 * RecordsPerThread * Enumerable.Range(1, Threads).Sum(), stats.RoutingLatencyStats.TotalLatencyMs);
+    }
+
+    /// <summary>Batch <paramref name="r"/> of thread <paramref name="t"/>: 3 to 17 tokens, ids skewed per thread.</summary>
+    private static (int[] Ids, int Tokens) Batch(int t, int r)
+    {
+        var tokens = 3 + (t * 7 + r) % 15;
+        var ids = new int[tokens * TopK];
+        for (var i = 0; i < ids.Length; i++)
+        {
+            ids[i] = (t + i * (r + 1) + i / 3) % Experts;
+        }
+
+        return (ids, tokens);
+    }
+
+    private static int[] Counts(int[] ids)
+    {
+        var counts = new int[Experts];
+        foreach (var id in ids)
+        {
+            counts[id]++;
+        }
+
+        return counts;
+    }
+}
