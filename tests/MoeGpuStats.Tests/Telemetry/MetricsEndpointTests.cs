@@ -156,6 +156,17 @@ public sealed class MetricsEndpointTests
     }
 
     [Fact]
+    public void APortInUseIsAnHttpListenerError()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+
+        Assert.Throws<HttpListenerException>(() => MetricsEndpoint.Start(stats, "localhost", port));
+    }
+
+    [Fact]
     public async Task AnotherPathIsNotFound()
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
