@@ -18,9 +18,8 @@ public sealed class LatencyStats
     /// <summary>How many recent measurements the percentiles see, as in the seed.</summary>
     public const int WindowSize = 1000;
 
-    // One lock for every field: a record updates five of them, and a reader of the percentiles
-    // must not see the window between the ring's write and the sorted copy's catch-up. Uncontended
-    // it costs about as much as the record itself (tens of nanoseconds).
+    // One lock for every field: a record updates five of them together, and even a percentile
+    // read writes (the sorted copy's catch-up).
     private readonly Lock _lock = new();
     private readonly PercentileWindow _window = new(WindowSize);
     private ulong _totalMeasurements;
