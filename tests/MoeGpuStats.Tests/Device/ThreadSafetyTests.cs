@@ -1,3 +1,5 @@
+using ILGPU;
+using ILGPU.Runtime;
 using MoeGpuStats.Tests.Managed;
 
 namespace MoeGpuStats.Tests.Device;
@@ -11,7 +13,7 @@ public sealed class ThreadSafetyTests
     private const int Experts = 8;
     private const int TopK = 2;
     private const int Threads = 4;
-    private const int RecordsPerThread = 40;
+    private const int RecordsPerThread = 42;
 
     [Fact]
     public void ConcurrentLatencyRecordsOnTheDeviceFacadeKeepEveryLatency()
@@ -24,7 +26,10 @@ public sealed class ThreadSafetyTests
     [Fact]
     public void ConcurrentRecordsReadsAndSnapshotsOnTheDeviceFacadeKeepEveryRecord()
     {
-        using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = Experts });
+        var accelerator = TestAccelerators.Require("cpu");
+        using var stats = RoutingStats.OnDevice(accelerator, new RoutingStatsOptions { Experts = Experts });
+        // Ids recorded from device memory must stay there until the stream has read them: to the end.
+        var buffers = new System.Collections.Concurrent.ConcurrentBag<MemoryBuffer1D<int, Stride1D.Dense>>();
         var failures = new Exception?[Threads + 1];
         using var start = new Barrier(Threads + 1);
         var finished = 0;
@@ -36,13 +41,19 @@ public sealed class ThreadSafetyTests
                 for (var r = 0; r < RecordsPerThread; r++)
                 {
                     var (ids, tokens) = Batch(t, r);
-                    if (r % 2 == 0)
+                    switch (r % 3)
                     {
-                        stats.RecordRouting(ids, tokens, TopK);
-                    }
-                    else
-                    {
-                        stats.RecordRouting(new RoutingDecision { ExpertCapacities = Counts(ids), TotalTokens = tokens });
+                        case 0:
+                            stats.RecordRouting(ids, tokens, TopK);
+                            break;
+                        case 1:
+                            stats.RecordRouting(new RoutingDecision { ExpertCapacities = Counts(ids), TotalTokens = tokens });
+                            break;
+                        default:
+                            var buffer = accelerator.Allocate1D(ids);
+                            buffers.Add(buffer);
+                            stats.RecordRouting(buffer.View, tokens, TopK);
+                            break;
                     }
 
                     stats.RecordRoutingLatency(TimeSpan.FromSeconds(1 + t));
@@ -83,6 +94,11 @@ public sealed class ThreadSafetyTests
         }));
         threads.ForEach(thread => thread.Start());
         threads.ForEach(thread => thread.Join());
+        using var final = stats.Snapshot();
+        foreach (var buffer in buffers)
+        {
+            buffer.Dispose();
+        }
 
         Assert.All(failures, Assert.Null);
         Assert.True(reads > 0, "the reader never overlapped the records");
@@ -96,11 +112,11 @@ public sealed class ThreadSafetyTests
             }
         }
 
-        Assert.Equal((ulong)batches.Count, stats.TotalRoutings);
-        Assert.Equal((ulong)batches.Sum(b => b.Tokens), stats.TotalTokens);
-        Assert.Equal(expectedCounts, stats.ExpertTokenCounts);
-        Assert.Equal((ulong)batches.Count, stats.RoutingLatencyStats.TotalMeasurements);
-        Assert.Equal(1_000.0 * RecordsPerThread * Enumerable.Range(1, Threads).Sum(), stats.RoutingLatencyStats.TotalLatencyMs);
+        Assert.Equal((ulong)batches.Count, final.TotalRoutings);
+        Assert.Equal((ulong)batches.Sum(b => b.Tokens), final.TotalTokens);
+        Assert.Equal(expectedCounts, final.ExpertTokenCounts);
+        Assert.Equal((ulong)batches.Count, final.RoutingLatencyStats.TotalMeasurements);
+        Assert.Equal(1_000.0 * RecordsPerThread * Enumerable.Range(1, Threads).Sum(), final.RoutingLatencyStats.TotalLatencyMs);
     }
 
     /// <summary>Batch <paramref name="r"/> of thread <paramref name="t"/>: 3 to 17 tokens, ids skewed per thread.</summary>
