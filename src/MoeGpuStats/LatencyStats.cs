@@ -8,42 +8,116 @@ namespace MoeGpuStats;
 /// up on the first read after records (see <see cref="PercentileWindow"/>): a record costs O(1),
 /// repeated queries O(1), and every query returns exactly the seed's value.
 /// </summary>
+/// <remarks>
+/// Thread-safe: records, reads and resets may run on any threads at once. Each member is atomic
+/// (a record is seen by a read in whole or not at all), so concurrent records lose nothing: the
+/// count, total, extremes and window are exactly those of the records in some order.
+/// </remarks>
 public sealed class LatencyStats
 {
     /// <summary>How many recent measurements the percentiles see, as in the seed.</summary>
     public const int WindowSize = 1000;
 
+    // One lock for every field: a record updates five of them together, and even a percentile
+    // read writes (the sorted copy's catch-up).
+    private readonly Lock _lock = new();
     private readonly PercentileWindow _window = new(WindowSize);
+    private ulong _totalMeasurements;
+    private double _totalLatencyMs;
+    private double _minLatencyMs = double.PositiveInfinity;
+    private double _maxLatencyMs;
 
     /// <summary>Measurements recorded.</summary>
-    public ulong TotalMeasurements { get; private set; }
+    public ulong TotalMeasurements
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _totalMeasurements;
+            }
+        }
+    }
 
     /// <summary>Sum of all measurements, in milliseconds.</summary>
-    public double TotalLatencyMs { get; private set; }
+    public double TotalLatencyMs
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _totalLatencyMs;
+            }
+        }
+    }
 
     /// <summary>Smallest measurement in milliseconds; +infinity before the first (JSON: <c>null</c>).</summary>
-    public double MinLatencyMs { get; private set; } = double.PositiveInfinity;
+    public double MinLatencyMs
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _minLatencyMs;
+            }
+        }
+    }
 
     /// <summary>Largest measurement in milliseconds; 0 before the first.</summary>
-    public double MaxLatencyMs { get; private set; }
+    public double MaxLatencyMs
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _maxLatencyMs;
+            }
+        }
+    }
 
-    /// <summary>The newest measurements in milliseconds, oldest first (at most <see cref="WindowSize"/>).</summary>
-    public IReadOnlyList<double> RecentLatencies => _window.Recent;
+    /// <summary>
+    /// The newest measurements in milliseconds, oldest first (at most <see cref="WindowSize"/>): a copy
+    /// taken when read, which later records do not change.
+    /// </summary>
+    public IReadOnlyList<double> RecentLatencies
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _window.Recent.ToArray();
+            }
+        }
+    }
 
     /// <summary>Records one routing latency.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="latency"/> is negative.</exception>
     public void RecordLatency(TimeSpan latency)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(latency, TimeSpan.Zero);
-        Add(ToMilliseconds(latency));
+        var latencyMs = ToMilliseconds(latency);
+        lock (_lock)
+        {
+            _totalMeasurements++;
+            _totalLatencyMs += latencyMs;
+            _minLatencyMs = Math.Min(_minLatencyMs, latencyMs);
+            _maxLatencyMs = Math.Max(_maxLatencyMs, latencyMs);
+            _window.Add(latencyMs);
+        }
     }
 
     /// <summary>Mean of all measurements in milliseconds; 0 before the first.</summary>
-    public double AverageLatency() => TotalMeasurements > 0 ? TotalLatencyMs / TotalMeasurements : 0.0;
+    public double AverageLatency()
+    {
+        lock (_lock)
+        {
+            return _totalMeasurements > 0 ? _totalLatencyMs / _totalMeasurements : 0.0;
+        }
+    }
 
     /// <summary>
-    /// The <paramref name="p"/>-th percentile of the recent window, as the seed computes it: the value
-    /// at rank <c>floor(p / 100 * (n - 1))</c> in ascending order; 0 when the window is empty.
+    /// The <paramref name="p"/>-th percentile of the recent window in milliseconds, as the seed computes
+    /// it: the value at rank <c>floor(p / 100 * (n - 1))</c> in ascending order; 0 when the window is empty.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="p"/> is outside [0, 100] or NaN.</exception>
     public double Percentile(double p)
@@ -53,48 +127,67 @@ public sealed class LatencyStats
             throw new ArgumentOutOfRangeException(nameof(p), p, "A percentile must lie in [0, 100].");
         }
 
-        var count = _window.Count;
-        if (count == 0)
+        lock (_lock)
         {
-            return 0.0;
-        }
+            var count = _window.Count;
+            if (count == 0)
+            {
+                return 0.0;
+            }
 
-        var rank = (int)(p / 100.0 * (count - 1));
-        return _window.OrderStatistic(Math.Min(rank, count - 1));
+            var rank = (int)(p / 100.0 * (count - 1));
+            return _window.OrderStatistic(Math.Min(rank, count - 1));
+        }
     }
 
-    /// <summary>The 95th percentile of the recent window.</summary>
+    /// <summary>The 95th percentile of the recent window, in milliseconds.</summary>
     public double P95Latency() => Percentile(95.0);
 
-    /// <summary>The 99th percentile of the recent window.</summary>
+    /// <summary>The 99th percentile of the recent window, in milliseconds.</summary>
     public double P99Latency() => Percentile(99.0);
 
     internal void Reset()
     {
-        TotalMeasurements = 0;
-        TotalLatencyMs = 0.0;
-        MinLatencyMs = double.PositiveInfinity;
-        MaxLatencyMs = 0.0;
-        _window.Clear();
+        lock (_lock)
+        {
+            ResetUnlocked();
+        }
     }
 
     /// <summary>Replaces the whole state (deserialization, snapshots); the caller has validated it.</summary>
     internal void Restore(ulong totalMeasurements, double totalLatencyMs, double minLatencyMs, double maxLatencyMs, IEnumerable<double> recent)
     {
-        Reset();
-        foreach (var value in recent)
+        // Enumerated before taking the lock: a source that is another LatencyStats locks its own.
+        var values = recent.ToArray();
+        lock (_lock)
         {
-            _window.Add(value);
-        }
+            ResetUnlocked();
+            foreach (var value in values)
+            {
+                _window.Add(value);
+            }
 
-        TotalMeasurements = totalMeasurements;
-        TotalLatencyMs = totalLatencyMs;
-        MinLatencyMs = minLatencyMs;
-        MaxLatencyMs = maxLatencyMs;
+            _totalMeasurements = totalMeasurements;
+            _totalLatencyMs = totalLatencyMs;
+            _minLatencyMs = minLatencyMs;
+            _maxLatencyMs = maxLatencyMs;
+        }
     }
 
-    internal void CopyTo(LatencyStats target) =>
-        target.Restore(TotalMeasurements, TotalLatencyMs, MinLatencyMs, MaxLatencyMs, _window.Recent);
+    /// <summary>Copies one consistent state of this instance into <paramref name="target"/>.</summary>
+    internal void CopyTo(LatencyStats target)
+    {
+        ulong count;
+        double total, min, max;
+        double[] recent;
+        lock (_lock)
+        {
+            (count, total, min, max) = (_totalMeasurements, _totalLatencyMs, _minLatencyMs, _maxLatencyMs);
+            recent = [.. _window.Recent];
+        }
+
+        target.Restore(count, total, min, max, recent);
+    }
 
     /// <summary>
     /// Converts the way Rust's <c>Duration::as_secs_f64() * 1000.0</c> does (whole seconds plus
@@ -107,12 +200,12 @@ public sealed class LatencyStats
         return (seconds + nanos / 1e9) * 1000.0;
     }
 
-    private void Add(double latencyMs)
+    private void ResetUnlocked()
     {
-        TotalMeasurements++;
-        TotalLatencyMs += latencyMs;
-        MinLatencyMs = Math.Min(MinLatencyMs, latencyMs);
-        MaxLatencyMs = Math.Max(MaxLatencyMs, latencyMs);
-        _window.Add(latencyMs);
+        _totalMeasurements = 0;
+        _totalLatencyMs = 0.0;
+        _minLatencyMs = double.PositiveInfinity;
+        _maxLatencyMs = 0.0;
+        _window.Clear();
     }
 }

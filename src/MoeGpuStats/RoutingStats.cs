@@ -149,7 +149,11 @@ public sealed partial class RoutingStats : IDisposable
     /// <summary>Per expert, slots received over all batches. Restarts when the expert count changes.</summary>
     public IReadOnlyList<ulong> ExpertTokenCounts => Engine.ExpertTokenCounts;
 
-    /// <summary>Routing latency statistics (kept on the host whatever the engine).</summary>
+    /// <summary>
+    /// Routing latency statistics, kept on the host whatever the engine. Thread-safe on either engine:
+    /// latencies may be recorded and read from any threads at once, and none is lost.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public LatencyStats RoutingLatencyStats
     {
         get
@@ -222,15 +226,22 @@ public sealed partial class RoutingStats : IDisposable
         engine.Record(topKExpertIds, RecordChecks.ResolveExperts(engine.Options, engine.ExpertCount), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
-    /// <summary>Records one routing latency.</summary>
+    /// <summary>
+    /// Records one routing latency (milliseconds in every statistic). Thread-safe on either engine, also
+    /// concurrently with records, reads and <see cref="Snapshot"/> on a device engine.
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="latency"/> is negative.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordRoutingLatency(TimeSpan latency)
     {
         RoutingLatencyStats.RecordLatency(latency);
         LatencyRecorded?.Invoke(LatencyStats.ToMilliseconds(latency));
     }
 
-    /// <summary>Raised after each <see cref="RecordRoutingLatency"/> with the latency in milliseconds (telemetry hooks here).</summary>
+    /// <summary>
+    /// Raised after each <see cref="RecordRoutingLatency"/> with the latency in milliseconds (telemetry hooks
+    /// here), on the recording thread: handlers must be thread-safe.
+    /// </summary>
     internal event Action<double>? LatencyRecorded;
 
     /// <summary>Standard deviation over mean of <see cref="ExpertUtilization"/>; 0 when empty or the mean is not positive.</summary>

@@ -1,44 +1,274 @@
-using Prometheus;
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Text;
 using MoeGpuStats.Telemetry;
+using Prometheus;
 
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
-/// Serves the statistics' metrics for Prometheus to scrape at <c>http://HOST:PORT/metrics</c>
-/// (prometheus-net publishes every .NET <c>Meter</c>, ours included). Bound to localhost unless told otherwise.
+/// Serves one <see cref="RoutingStats"/>' metrics for Prometheus to scrape at
+/// <c>http://HOST:PORT/metrics</c>, in the Prometheus text format (0.0.4).
 /// </summary>
+/// <remarks>
+/// Only the instruments of this endpoint's <see cref="RoutingStatsMetrics"/> are served, each named
+/// <c>moegpustats_</c> plus the instrument's name with <c>.</c> as <c>_</c>: observable counters as
+/// Prometheus counters with the <c>_total</c> suffix (a total lower than the last one served, after a
+/// reset, is served as a counter reset), gauges as gauges, and the latency histogram as a histogram
+/// in milliseconds. prometheus-net's own meter adapter is not used: it serves every counter as a
+/// gauge and listens only from the first scrape on, so the histogram would miss earlier latencies.
+/// The listener here attaches before the instruments exist and so counts every latency recorded
+/// after <see cref="Start"/>. The host <c>localhost</c> or <c>127.0.0.1</c> serves both names, on
+/// the loopback interface only; any other host is served as given.
+/// </remarks>
 internal sealed class MetricsEndpoint : IDisposable
 {
-    private readonly RoutingStatsMetrics _metrics;
-    private readonly MetricServer _server;
+    /// <summary>Histogram buckets for routing latency, in milliseconds: 10 µs to 10 s.</summary>
+    internal static readonly double[] LatencyBucketsMs = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
 
-    private MetricsEndpoint(RoutingStatsMetrics metrics, MetricServer server)
+    private const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+    private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
+    private readonly IMetricFactory _factory;
+    private readonly MeterListener _listener = new();
+    private readonly ScopedMeterFactory _meters = new();
+    private readonly ConcurrentDictionary<Instrument, Exported?> _exported = new();
+
+    // One collection at a time: a counter's reset is recognized by a lower total, which two
+    // overlapping collections could otherwise serve out of order.
+    private readonly SemaphoreSlim _collecting = new(1, 1);
+    private readonly HttpListener _http = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private RoutingStatsMetrics? _metrics;
+    private Task? _serving;
+
+    private MetricsEndpoint()
     {
-        _metrics = metrics;
-        _server = server;
+        _factory = Metrics.WithCustomRegistry(_registry);
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (ReferenceEquals(instrument.Meter.Scope, _meters))
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Export(instrument, value, tags));
+        _listener.SetMeasurementEventCallback<float>((instrument, value, tags, _) => Export(instrument, value, tags));
+        _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Export(instrument, value, tags));
+        _listener.Start();
+        _registry.AddBeforeCollectCallback(_listener.RecordObservableInstruments);
     }
 
+    /// <summary>
+    /// Starts serving <paramref name="stats"/> at <c>http://<paramref name="host"/>:<paramref name="port"/>/metrics</c>.
+    /// The caller keeps ownership of <paramref name="stats"/>; dispose the endpoint before it.
+    /// </summary>
+    /// <exception cref="HttpListenerException">The port is in use or the host cannot be bound.</exception>
+    /// <exception cref="ArgumentException">The host or port do not make a valid address.</exception>
     public static MetricsEndpoint Start(RoutingStats stats, string host, int port, string? layer = null)
     {
-        var metrics = new RoutingStatsMetrics(stats, layer);
-        var server = new MetricServer(hostname: host, port: port);
+        var endpoint = new MetricsEndpoint();
         try
         {
-            server.Start();
+            foreach (var name in HostNames(host))
+            {
+                endpoint._http.Prefixes.Add($"http://{name}:{port}/");
+            }
+
+            endpoint._metrics = new RoutingStatsMetrics(stats, layer, meterFactory: endpoint._meters);
+            endpoint._http.Start();
         }
         catch
         {
-            metrics.Dispose();
-            server.Dispose();
+            endpoint.Dispose();
             throw;
         }
 
-        return new MetricsEndpoint(metrics, server);
+        endpoint._serving = endpoint.ServeAsync();
+        return endpoint;
     }
 
     public void Dispose()
     {
-        _server.Dispose();
-        _metrics.Dispose();
+        _stopping.Cancel();
+        if (_http.IsListening)
+        {
+            _http.Stop();
+        }
+
+        _http.Close();
+        try
+        {
+            _serving?.GetAwaiter().GetResult();
+        }
+        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or OperationCanceledException)
+        {
+        }
+
+        _metrics?.Dispose();
+        _listener.Dispose();
+        _stopping.Dispose();
+    }
+
+    /// <summary>The names to serve for <paramref name="host"/>: both loopback names for either, IPv6 literals in brackets.</summary>
+    internal static IEnumerable<string> HostNames(string host)
+    {
+        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || host == "127.0.0.1")
+        {
+            return ["localhost", "127.0.0.1"];
+        }
+
+        return [IPAddress.TryParse(host, out var address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : host];
+    }
+
+    private async Task ServeAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            HttpListenerContext context;
+            try
+            {
+                context = await _http.GetContextAsync().ConfigureAwait(false);
+            }
+            catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+            {
+                return;
+            }
+
+            // A slow scraper must not hold up the next one.
+            _ = Task.Run(() => AnswerAsync(context));
+        }
+    }
+
+    private async Task AnswerAsync(HttpListenerContext context)
+    {
+        var response = context.Response;
+        try
+        {
+            var path = context.Request.Url?.AbsolutePath.TrimEnd('/');
+            if (path != "/metrics")
+            {
+                response.StatusCode = 404;
+                return;
+            }
+
+            using var body = new MemoryStream();
+            await _collecting.WaitAsync(_stopping.Token).ConfigureAwait(false);
+            try
+            {
+                await _registry.CollectAndExportAsTextAsync(body, ExpositionFormat.PrometheusText, _stopping.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                _collecting.Release();
+            }
+
+            response.StatusCode = 200;
+            response.ContentType = ContentType;
+            response.ContentLength64 = body.Length;
+            body.Position = 0;
+            await body.CopyToAsync(response.OutputStream, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException and not HttpListenerException and not ObjectDisposedException)
+        {
+            var message = Encoding.UTF8.GetBytes($"collection failed: {exception.Message}\n");
+            response.StatusCode = 503;
+            response.ContentType = "text/plain; charset=utf-8";
+            await response.OutputStream.WriteAsync(message, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // The endpoint is stopping or the scraper went away: nothing to answer.
+        }
+        finally
+        {
+            try
+            {
+                response.Close();
+            }
+            catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+            {
+            }
+        }
+    }
+
+    private void Export<T>(Instrument instrument, T measurement, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+        where T : struct
+    {
+        var names = new string[tags.Length];
+        var values = new string[tags.Length];
+        var sorted = tags.ToArray();
+        Array.Sort(sorted, (a, b) => string.CompareOrdinal(a.Key, b.Key));
+        for (var i = 0; i < sorted.Length; i++)
+        {
+            names[i] = PrometheusName(sorted[i].Key);
+            values[i] = Convert.ToString(sorted[i].Value, System.Globalization.CultureInfo.InvariantCulture) ?? "";
+        }
+
+        var exported = _exported.GetOrAdd(instrument, i => Create(i, names));
+        if (exported is null || !exported.LabelNames.AsSpan().SequenceEqual(names))
+        {
+            return;
+        }
+
+        var value = Convert.ToDouble(measurement, System.Globalization.CultureInfo.InvariantCulture);
+        switch (exported.Collector)
+        {
+            case Counter counter:
+                var child = counter.WithLabels(values);
+                if (value < child.Value)
+                {
+                    counter.RemoveLabelled(values);
+                    child = counter.WithLabels(values);
+                }
+
+                child.IncTo(value);
+                break;
+            case Gauge gauge:
+                gauge.WithLabels(values).Set(value);
+                break;
+            case Histogram histogram:
+                histogram.WithLabels(values).Observe(value);
+                break;
+        }
+    }
+
+    private Exported? Create(Instrument instrument, string[] labelNames)
+    {
+        var name = PrometheusName($"{instrument.Meter.Name}_{instrument.Name}");
+        var help = string.IsNullOrEmpty(instrument.Unit) ? instrument.Description ?? "" : $"({instrument.Unit}) {instrument.Description}";
+        Collector? collector = instrument switch
+        {
+            ObservableCounter<long> => _factory.CreateCounter($"{name}_total", help, labelNames),
+            ObservableGauge<float> or ObservableGauge<double> or ObservableGauge<long> => _factory.CreateGauge(name, help, labelNames),
+            Histogram<double> => _factory.CreateHistogram(name, help, labelNames, new HistogramConfiguration { Buckets = LatencyBucketsMs }),
+            _ => null,
+        };
+        return collector is null ? null : new Exported(collector, labelNames);
+    }
+
+    private static string PrometheusName(string name)
+    {
+        var result = new StringBuilder(name.Length);
+        foreach (var c in name)
+        {
+            result.Append(char.IsAsciiLetterOrDigit(c) ? char.ToLowerInvariant(c) : '_');
+        }
+
+        return result.ToString();
+    }
+
+    private sealed record Exported(Collector Collector, string[] LabelNames);
+
+    /// <summary>Creates meters whose <see cref="Meter.Scope"/> is this factory, so the endpoint listens to its own instruments only.</summary>
+    private sealed class ScopedMeterFactory : IMeterFactory
+    {
+        public Meter Create(MeterOptions options) =>
+            new(new MeterOptions(options.Name) { Version = options.Version, Tags = options.Tags, Scope = this });
+
+        public void Dispose()
+        {
+        }
     }
 }

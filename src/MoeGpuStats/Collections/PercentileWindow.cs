@@ -8,8 +8,7 @@ namespace MoeGpuStats.Collections;
 /// one replay, and a read after many records costs one sort (what the seed paid on every read).
 /// </summary>
 /// <remarks>
-/// Readers may run concurrently with each other (the catch-up is locked); a writer may not run
-/// concurrently with anything, as for the rest of the statistics.
+/// Not thread-safe: even a read writes (the catch-up). <see cref="LatencyStats"/> serializes every call.
 /// </remarks>
 internal sealed class PercentileWindow
 {
@@ -23,7 +22,6 @@ internal sealed class PercentileWindow
     private readonly SortedWindow _sorted;
     private readonly double[] _added = new double[ReplayLimit];
     private readonly double[] _evicted = new double[ReplayLimit];
-    private readonly Lock _catchUp = new();
 
     // Changes not yet in _sorted, saturating at ReplayLimit + 1 (= sort afresh). The log holds
     // inserts first, then replacements: the ring only fills between clears.
@@ -60,7 +58,7 @@ internal sealed class PercentileWindow
     /// <summary>The value at <paramref name="rank"/> in ascending order (0 ≤ rank &lt; <see cref="Count"/>).</summary>
     public double OrderStatistic(int rank)
     {
-        if (Volatile.Read(ref _pending) != 0)
+        if (_pending != 0)
         {
             CatchUp();
         }
@@ -78,30 +76,26 @@ internal sealed class PercentileWindow
 
     private void CatchUp()
     {
-        lock (_catchUp)
+        if (_pending > ReplayLimit)
         {
-            var pending = _pending;
-            if (pending > ReplayLimit)
+            _sorted.Load(_recent);
+        }
+        else
+        {
+            for (var i = 0; i < _pending; i++)
             {
-                _sorted.Load(_recent);
-            }
-            else
-            {
-                for (var i = 0; i < pending; i++)
+                if (i < _loggedInserts)
                 {
-                    if (i < _loggedInserts)
-                    {
-                        _sorted.Insert(_added[i]);
-                    }
-                    else
-                    {
-                        _sorted.Replace(_evicted[i], _added[i]);
-                    }
+                    _sorted.Insert(_added[i]);
+                }
+                else
+                {
+                    _sorted.Replace(_evicted[i], _added[i]);
                 }
             }
-
-            _loggedInserts = 0;
-            Volatile.Write(ref _pending, 0);
         }
+
+        _loggedInserts = 0;
+        _pending = 0;
     }
 }

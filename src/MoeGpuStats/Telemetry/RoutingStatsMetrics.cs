@@ -8,10 +8,32 @@ namespace MoeGpuStats.Telemetry;
 /// <see cref="MeterName"/>), so OpenTelemetry, <c>dotnet-counters</c> and Prometheus exporters see it.
 /// </summary>
 /// <remarks>
-/// Observable instruments read one cached snapshot: a collection that reads every instrument costs
-/// at most one device synchronization, and a new snapshot is taken only when the cached one is
-/// older than <c>refreshInterval</c>. Latency is recorded into the histogram as it is measured.
-/// Instruments carry a <c>layer</c> tag when a layer name is given.
+/// <para>
+/// Totals that only grow are observable counters: <c>moegs.routings</c> (batches),
+/// <c>moegs.tokens</c>, <c>moegs.tokens.dropped</c>, <c>moegs.expert_ids.invalid</c> (ids outside
+/// <c>[0, E)</c>) and <c>moegs.expert.tokens</c> (slots per expert, tag <c>expert</c>); each reports
+/// the total since the statistics were created or last reset. Current values are observable gauges:
+/// <c>moegs.utilization.cv</c>, <c>moegs.load.max_mean_ratio</c>, <c>moegs.routing.efficiency</c> (%),
+/// <c>moegs.loss.load_balance</c>, <c>moegs.loss.router_z</c>.
+/// </para>
+/// <para>
+/// A collection reads every observable instrument from one reading of the statistics: at most one
+/// snapshot (one device synchronization on a device engine), and a new one only when the last is
+/// older than <c>refreshInterval</c>. Collections may run on any threads at once; they share the
+/// reading's values, never a snapshot that another collection could dispose. The statistics must
+/// allow a snapshot concurrent with their records: a device engine does; on the managed engine,
+/// collect on the recording thread or between records.
+/// </para>
+/// <para>
+/// <c>moegs.routing.latency</c> is a histogram (milliseconds) of the latencies passed to
+/// <see cref="RoutingStats.RecordRoutingLatency"/> after this object was created: create it before
+/// the first record for the histogram to count every latency. Like every
+/// <c>System.Diagnostics.Metrics</c> histogram it reaches only listeners that were enabled when a
+/// latency was recorded; a listener enabled on instrument publication (an exporter started before
+/// this object) sees all of them. Latencies recorded earlier stay in
+/// <see cref="RoutingStats.RoutingLatencyStats"/> only; a reset of the statistics does not reset the histogram.
+/// </para>
+/// <para>Every measurement carries a <c>layer</c> tag when a layer name is given.</para>
 /// </remarks>
 public sealed class RoutingStatsMetrics : IDisposable
 {
@@ -19,61 +41,55 @@ public sealed class RoutingStatsMetrics : IDisposable
     public const string MeterName = "MoeGpuStats";
 
     private readonly RoutingStats _stats;
-    private readonly Meter _meter;
     private readonly KeyValuePair<string, object?>[] _tags;
     private readonly Histogram<double> _latency;
     private readonly TimeSpan _refreshInterval;
     private readonly Lock _lock = new();
-    private RoutingStats? _snapshot;
-    private long _snapshotTimestamp;
+    private Reading? _reading;
+    private long _readingTimestamp;
+    private int _snapshotsTaken;
 
     /// <summary>Creates the instruments for <paramref name="stats"/>.</summary>
     /// <param name="stats">The statistics to publish; the caller keeps ownership.</param>
     /// <param name="layer">The MoE layer these statistics belong to, as the <c>layer</c> tag; null for none.</param>
-    /// <param name="refreshInterval">How old a snapshot may be before a collection takes a new one; default 1 s.</param>
+    /// <param name="refreshInterval">How old a reading may be before a collection takes a new snapshot; default 1 s.</param>
     /// <param name="meterFactory">The host's meter factory; null creates the meter directly.</param>
     /// <exception cref="ArgumentNullException"><paramref name="stats"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="refreshInterval"/> is negative.</exception>
     public RoutingStatsMetrics(RoutingStats stats, string? layer = null, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(stats);
-        _stats = stats;
         _refreshInterval = refreshInterval ?? TimeSpan.FromSeconds(1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(_refreshInterval, TimeSpan.Zero, nameof(refreshInterval));
+        _stats = stats;
         _tags = layer is null ? [] : [new("layer", layer)];
-        _meter = meterFactory?.Create(new MeterOptions(MeterName)) ?? new Meter(MeterName);
+        Meter = meterFactory?.Create(new MeterOptions(MeterName)) ?? new Meter(MeterName);
 
-        _meter.CreateObservableCounter("moegs.routings", () => Measure((long)Snapshot().TotalRoutings), "{batch}", "Batches recorded.");
-        _meter.CreateObservableCounter("moegs.tokens", () => Measure((long)Snapshot().TotalTokens), "{token}", "Tokens recorded.");
-        _meter.CreateObservableCounter("moegs.tokens.dropped", () => Measure((long)Snapshot().TokensDropped), "{token}", "Tokens dropped.");
-        _meter.CreateObservableCounter("moegs.expert_ids.invalid", () => Measure((long)Snapshot().InvalidExpertIds), "{id}", "Top-k ids outside [0, E).");
-        _meter.CreateObservableCounter("moegs.expert.tokens", ExpertTokens, "{token}", "Token slots per expert (tag: expert).");
-        _meter.CreateObservableGauge("moegs.utilization.cv", () => Measure(Snapshot().UtilizationCv()), null, "Coefficient of variation of expert utilization.");
-        _meter.CreateObservableGauge("moegs.load.max_mean_ratio", () => Measure(MaxMeanRatio(Snapshot())), null, "Most loaded expert's utilization over the mean.");
-        _meter.CreateObservableGauge("moegs.routing.efficiency", () => Measure(Snapshot().RoutingEfficiency), "%", "Percentage of tokens not dropped.");
-        _meter.CreateObservableGauge("moegs.loss.load_balance", () => Measure(Snapshot().AverageLoadBalanceLoss), null, "Mean load-balancing loss.");
-        _meter.CreateObservableGauge("moegs.loss.router_z", () => Measure(Snapshot().AverageRouterZLoss), null, "Mean router z-loss.");
-        _latency = _meter.CreateHistogram<double>("moegs.routing.latency", "ms", "Routing latency.");
+        Meter.CreateObservableCounter("moegs.routings", () => Measure((long)Read().TotalRoutings), "{batch}", "Batches recorded.");
+        Meter.CreateObservableCounter("moegs.tokens", () => Measure((long)Read().TotalTokens), "{token}", "Tokens recorded.");
+        Meter.CreateObservableCounter("moegs.tokens.dropped", () => Measure((long)Read().TokensDropped), "{token}", "Tokens dropped.");
+        Meter.CreateObservableCounter("moegs.expert_ids.invalid", () => Measure((long)Read().InvalidExpertIds), "{id}", "Top-k ids outside [0, E).");
+        Meter.CreateObservableCounter("moegs.expert.tokens", ExpertTokens, "{token}", "Token slots per expert (tag: expert).");
+        Meter.CreateObservableGauge("moegs.utilization.cv", () => Measure(Read().UtilizationCv), null, "Coefficient of variation of expert utilization.");
+        Meter.CreateObservableGauge("moegs.load.max_mean_ratio", () => Measure(Read().MaxMeanRatio), null, "Most loaded expert's utilization over the mean.");
+        Meter.CreateObservableGauge("moegs.routing.efficiency", () => Measure(Read().RoutingEfficiency), "%", "Percentage of tokens not dropped.");
+        Meter.CreateObservableGauge("moegs.loss.load_balance", () => Measure(Read().AverageLoadBalanceLoss), null, "Mean load-balancing loss.");
+        Meter.CreateObservableGauge("moegs.loss.router_z", () => Measure(Read().AverageRouterZLoss), null, "Mean router z-loss.");
+        _latency = Meter.CreateHistogram<double>("moegs.routing.latency", "ms", "Routing latency.");
         stats.LatencyRecorded += OnLatency;
     }
 
+    /// <summary>The meter that holds the instruments (exporters may select it by reference).</summary>
+    public Meter Meter { get; }
+
     /// <summary>Snapshots taken so far (each is one device synchronization on a device engine).</summary>
-    public int SnapshotsTaken { get; private set; }
+    public int SnapshotsTaken => Volatile.Read(ref _snapshotsTaken);
 
     /// <summary>Stops publishing.</summary>
     public void Dispose()
     {
         _stats.LatencyRecorded -= OnLatency;
-        _meter.Dispose();
-        lock (_lock)
-        {
-            _snapshot?.Dispose();
-            _snapshot = null;
-        }
-    }
-
-    private static float MaxMeanRatio(RoutingStats stats)
-    {
-        var summary = stats.UtilizationSummary();
-        return summary.TryGetValue("mean_utilization", out var mean) && mean > 0f ? summary["max_utilization"] / mean : 0f;
+        Meter.Dispose();
     }
 
     private void OnLatency(double milliseconds) => _latency.Record(milliseconds, _tags);
@@ -83,9 +99,9 @@ public sealed class RoutingStatsMetrics : IDisposable
 
     private IEnumerable<Measurement<long>> ExpertTokens()
     {
-        var counts = Snapshot().ExpertTokenCounts;
-        var measurements = new Measurement<long>[counts.Count];
-        for (var e = 0; e < counts.Count; e++)
+        var counts = Read().ExpertTokenCounts;
+        var measurements = new Measurement<long>[counts.Length];
+        for (var e = 0; e < counts.Length; e++)
         {
             measurements[e] = new Measurement<long>((long)counts[e], [.. _tags, new("expert", e)]);
         }
@@ -93,19 +109,50 @@ public sealed class RoutingStatsMetrics : IDisposable
         return measurements;
     }
 
-    private RoutingStats Snapshot()
+    private Reading Read()
     {
         lock (_lock)
         {
-            if (_snapshot is null || Stopwatch.GetElapsedTime(_snapshotTimestamp) >= _refreshInterval)
+            if (_reading is null || Stopwatch.GetElapsedTime(_readingTimestamp) >= _refreshInterval)
             {
-                _snapshot?.Dispose();
-                _snapshot = _stats.Snapshot();
-                _snapshotTimestamp = Stopwatch.GetTimestamp();
-                SnapshotsTaken++;
+                using var snapshot = _stats.Snapshot();
+                _reading = Reading.Of(snapshot);
+                _readingTimestamp = Stopwatch.GetTimestamp();
+                _snapshotsTaken++;
             }
 
-            return _snapshot;
+            return _reading;
+        }
+    }
+
+    /// <summary>Every value the observable instruments report, copied out of one snapshot and never changed.</summary>
+    private sealed record Reading(
+        ulong TotalRoutings,
+        ulong TotalTokens,
+        ulong TokensDropped,
+        ulong InvalidExpertIds,
+        ulong[] ExpertTokenCounts,
+        float UtilizationCv,
+        float MaxMeanRatio,
+        float RoutingEfficiency,
+        float AverageLoadBalanceLoss,
+        float AverageRouterZLoss)
+    {
+        public static Reading Of(RoutingStats snapshot)
+        {
+            var summary = snapshot.UtilizationSummary();
+            var ratio = summary.TryGetValue("mean_utilization", out var mean) && mean > 0f ? summary["max_utilization"] / mean : 0f;
+            return new Reading(
+                snapshot.TotalRoutings,
+                snapshot.TotalTokens,
+                snapshot.TokensDropped,
+                snapshot.InvalidExpertIds,
+                [.. snapshot.ExpertTokenCounts],
+                snapshot.UtilizationCv(),
+                ratio,
+                snapshot.RoutingEfficiency,
+                snapshot.AverageLoadBalanceLoss,
+                snapshot.AverageRouterZLoss);
         }
     }
 }

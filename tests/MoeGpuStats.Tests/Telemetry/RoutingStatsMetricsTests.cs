@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using MoeGpuStats.Telemetry;
 
@@ -52,6 +53,83 @@ public sealed class RoutingStatsMetricsTests
         Assert.Equal(expectedRatio, Value("moegs.load.max_mean_ratio"), 5);
 
         double Value(string name) => seen.Single(m => m.Name == name).Value;
+    }
+
+    /// <summary>
+    /// Collections on several threads at once, each taking a new snapshot (refresh interval 0) while
+    /// records go on, share readings without disposing one under another and never throw.
+    /// </summary>
+    [Fact]
+    public void ManyCollectionsAtOnceNeverThrow()
+    {
+        using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = 4 });
+        using var metrics = new RoutingStatsMetrics(stats, refreshInterval: TimeSpan.Zero);
+        const int collectors = 6;
+        var failures = new Exception?[collectors + 1];
+        var collections = new int[collectors];
+        var deadline = Stopwatch.StartNew();
+        var limit = TimeSpan.FromSeconds(1.5);
+        var threads = Enumerable.Range(0, collectors).Select(c => new Thread(() =>
+        {
+            try
+            {
+                using var listener = new MeterListener();
+                listener.InstrumentPublished = (instrument, l) =>
+                {
+                    if (ReferenceEquals(instrument.Meter, metrics.Meter))
+                    {
+                        l.EnableMeasurementEvents(instrument);
+                    }
+                };
+                long routings = 0, tokens = 0, slots = 0;
+                listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+                {
+                    switch (instrument.Name)
+                    {
+                        case "moegs.routings": routings = value; break;
+                        case "moegs.tokens": tokens = value; break;
+                        case "moegs.expert.tokens": slots += value; break;
+                    }
+                });
+                listener.Start();
+                while (deadline.Elapsed < limit)
+                {
+                    var previous = routings;
+                    slots = 0;
+                    listener.RecordObservableInstruments();
+                    // With a refresh interval of 0 each instrument reads a snapshot of its own, so
+                    // only each instrument's own values must agree.
+                    Assert.True(routings >= previous, $"{routings} routings after {previous}");
+                    Assert.True(tokens % 2 == 0, $"{tokens} tokens are not whole batches of 2");
+                    Assert.True(slots % 4 == 0, $"{slots} slots are not whole batches of 4");
+                    collections[c]++;
+                }
+            }
+            catch (Exception e)
+            {
+                failures[c] = e;
+            }
+        })).ToList();
+        threads.Add(new Thread(() =>
+        {
+            try
+            {
+                while (deadline.Elapsed < limit)
+                {
+                    stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+                }
+            }
+            catch (Exception e)
+            {
+                failures[collectors] = e;
+            }
+        }));
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+
+        Assert.All(failures, Assert.Null);
+        Assert.All(collections, count => Assert.True(count > 0));
+        Assert.True(metrics.SnapshotsTaken > collectors, "the collections did not take snapshots of their own");
     }
 
     private static Dictionary<string, object?> Tags(ReadOnlySpan<KeyValuePair<string, object?>> tags)
