@@ -16,6 +16,9 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// <summary>How many per-batch load variances are kept, as in the seed.</summary>
     public const int HistoryWindow = 1000;
 
+    // Records, resets and copies are serialized, so that a metrics collector's snapshot on another
+    // thread sees whole batches; the seed's own API is single-threaded and pays an uncontended lock.
+    private readonly Lock _lock = new();
     private readonly LoadVarianceWindow _varianceHistory = new(HistoryWindow);
     private readonly CapacityStats _capacity;
     private float[] _utilization = [];
@@ -42,7 +45,16 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override int ExpertCount => _utilization.Length;
 
-    public override RoutingTotals Totals => _totals;
+    public override RoutingTotals Totals
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _totals;
+            }
+        }
+    }
 
     public override CapacityStats Capacity => _capacity;
 
@@ -56,24 +68,38 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override void Record(RoutingDecision decision)
     {
-        var counts = RoutingDecisionValidator.TryGetSpan(decision.ExpertCapacities, out var span) ? span : CopyToHistogram(decision.ExpertCapacities);
-        Fold(counts, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, invalidIds: 0);
+        lock (_lock)
+        {
+            var counts = RoutingDecisionValidator.TryGetSpan(decision.ExpertCapacities, out var span) ? span : CopyToHistogram(decision.ExpertCapacities);
+            Fold(counts, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, invalidIds: 0);
+        }
     }
 
     public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
     {
-        var length = tokens * topK;
-        if (_hostIds.Length < length)
+        lock (_lock)
         {
-            _hostIds = new int[length];
-        }
+            var length = tokens * topK;
+            if (_hostIds.Length < length)
+            {
+                _hostIds = new int[length];
+            }
 
-        var host = _hostIds.AsSpan(0, length);
-        ids.SubView(0, length).CopyToCPU(host);
-        Record(host, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+            var host = _hostIds.AsSpan(0, length);
+            ids.SubView(0, length).CopyToCPU(host);
+            RecordLocked(host, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+        }
     }
 
     public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    {
+        lock (_lock)
+        {
+            RecordLocked(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+        }
+    }
+
+    private void RecordLocked(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
     {
         var histogram = HistogramBuffer(experts);
         histogram.Clear();
@@ -120,6 +146,14 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override void Reset()
     {
+        lock (_lock)
+        {
+            ResetLocked();
+        }
+    }
+
+    private void ResetLocked()
+    {
         _totals = default;
         _loadBalanceLossSum = 0;
         _routerZLossSum = 0;
@@ -133,7 +167,15 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override ManagedRoutingEngine Snapshot() => new(Options, Export());
 
-    public RoutingState Export() => new()
+    public RoutingState Export()
+    {
+        lock (_lock)
+        {
+            return ExportLocked();
+        }
+    }
+
+    private RoutingState ExportLocked() => new()
     {
         TotalRoutings = _totals.TotalRoutings,
         TotalTokens = _totals.TotalTokens,

@@ -20,9 +20,8 @@ namespace MoeGpuStats.Telemetry;
 /// A collection reads every observable instrument from one reading of the statistics: at most one
 /// snapshot (one device synchronization on a device engine), and a new one only when the last is
 /// older than <c>refreshInterval</c>. Collections may run on any threads at once; they share the
-/// reading's values, never a snapshot that another collection could dispose. The statistics must
-/// allow a snapshot concurrent with their records: a device engine does; on the managed engine,
-/// collect on the recording thread or between records.
+/// reading's values, never a snapshot that another collection could dispose. A snapshot may be
+/// taken while another thread records, on either engine.
 /// </para>
 /// <para>
 /// <c>moegs.routing.latency</c> is a histogram (milliseconds) of the latencies passed to
@@ -68,11 +67,13 @@ public sealed class RoutingStatsMetrics : IDisposable
         Meter.CreateObservableCounter("moegs.routings", () => Measure((long)Read().TotalRoutings), "{batch}", "Batches recorded.");
         Meter.CreateObservableCounter("moegs.tokens", () => Measure((long)Read().TotalTokens), "{token}", "Tokens recorded.");
         Meter.CreateObservableCounter("moegs.tokens.dropped", () => Measure((long)Read().TokensDropped), "{token}", "Tokens dropped.");
+        Meter.CreateObservableCounter("moegs.slots.routed", () => Measure((long)Read().RoutedSlots), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
+        Meter.CreateObservableCounter("moegs.slots.dropped", () => Measure((long)Read().SlotsDropped), "{slot}", "Routed slots dropped (beyond the expert capacity).");
         Meter.CreateObservableCounter("moegs.expert_ids.invalid", () => Measure((long)Read().InvalidExpertIds), "{id}", "Top-k ids outside [0, E).");
         Meter.CreateObservableCounter("moegs.expert.tokens", ExpertTokens, "{token}", "Token slots per expert (tag: expert).");
         Meter.CreateObservableGauge("moegs.utilization.cv", () => Measure(Read().UtilizationCv), null, "Coefficient of variation of expert utilization.");
         Meter.CreateObservableGauge("moegs.load.max_mean_ratio", () => Measure(Read().MaxMeanRatio), null, "Most loaded expert's utilization over the mean.");
-        Meter.CreateObservableGauge("moegs.routing.efficiency", () => Measure(Read().RoutingEfficiency), "%", "Percentage of tokens not dropped.");
+        Meter.CreateObservableGauge("moegs.routing.efficiency", () => Measure(Read().RoutingEfficiency), "%", "Percentage of routed slots kept.");
         Meter.CreateObservableGauge("moegs.loss.load_balance", () => Measure(Read().AverageLoadBalanceLoss), null, "Mean load-balancing loss.");
         Meter.CreateObservableGauge("moegs.loss.router_z", () => Measure(Read().AverageRouterZLoss), null, "Mean router z-loss.");
         _latency = Meter.CreateHistogram<double>("moegs.routing.latency", "ms", "Routing latency.");
@@ -130,6 +131,8 @@ public sealed class RoutingStatsMetrics : IDisposable
         ulong TotalRoutings,
         ulong TotalTokens,
         ulong TokensDropped,
+        ulong RoutedSlots,
+        ulong SlotsDropped,
         ulong InvalidExpertIds,
         ulong[] ExpertTokenCounts,
         float UtilizationCv,
@@ -146,6 +149,8 @@ public sealed class RoutingStatsMetrics : IDisposable
                 snapshot.TotalRoutings,
                 snapshot.TotalTokens,
                 snapshot.TokensDropped,
+                snapshot.RoutedSlots,
+                snapshot.SlotsDropped,
                 snapshot.InvalidExpertIds,
                 [.. snapshot.ExpertTokenCounts],
                 snapshot.UtilizationCv(),

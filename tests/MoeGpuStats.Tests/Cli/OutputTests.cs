@@ -50,10 +50,10 @@ public sealed class OutputTests
             .Where(line => line.StartsWith("moegpustats_", StringComparison.Ordinal))
             .Select(line => line.Split(' '))
             .ToDictionary(parts => parts[0], parts => double.Parse(parts[1], CultureInfo.InvariantCulture));
-        Assert.Equal(1, samples["moegpustats_moegs_routings"]);
-        Assert.Equal(4, samples["moegpustats_moegs_tokens"]);
-        Assert.Equal(1, samples["moegpustats_moegs_expert_ids_invalid"]);
-        Assert.Equal(3, samples["moegpustats_moegs_expert_tokens{expert=\"2\"}"]);
+        Assert.Equal(1, samples["moegpustats_moegs_routings_total"]);
+        Assert.Equal(4, samples["moegpustats_moegs_tokens_total"]);
+        Assert.Equal(1, samples["moegpustats_moegs_expert_ids_invalid_total"]);
+        Assert.Equal(3, samples["moegpustats_moegs_expert_tokens_total{expert=\"2\"}"]);
         Assert.Equal(100, samples["moegpustats_moegs_routing_efficiency"]);
     }
 
