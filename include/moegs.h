@@ -35,25 +35,36 @@ typedef enum moegs_status {
 
 typedef int64_t moegs_handle;
 
-/* Everything a monitoring loop reads, copied back in one call (one device synchronization). */
+/* Everything a monitoring loop reads, copied back in one call (one device synchronization).
+ * Its size is moegs_snapshot_size(); a caller built against another version of this header can
+ * compare the two before the first read, since moegs_snapshot_read writes that many bytes.
+ *
+ * Units: a token is a row of top_k ids with at least one id other than -1; a slot is one
+ * token-expert pair, an id in [0, experts). An id of -1 is an empty slot (neither counted nor
+ * invalid), so a row of k ids all -1 is padding, not a token. */
 typedef struct moegs_snapshot {
-    uint64_t total_routings;
-    uint64_t total_tokens;
-    uint64_t tokens_dropped;
-    uint64_t invalid_expert_ids;       /* ids outside [0, E) */
-    uint64_t capacity_exceeded_count;  /* batches that dropped tokens */
-    uint64_t total_capacity;           /* slots available over all batches */
-    uint64_t total_used;               /* slots used over all batches */
+    uint64_t total_routings;           /* batches recorded */
+    uint64_t total_tokens;             /* tokens recorded, padding rows excluded */
+    uint64_t tokens_dropped;           /* whole tokens reported dropped: moegs_record reports none, so
+                                        * always 0 here; a capacity drops slots (slots_dropped) */
+    uint64_t routed_slots;             /* slots routed to a valid expert; -1 and invalid ids excluded */
+    uint64_t slots_dropped;            /* of routed_slots, those beyond expert_capacity: per batch, the sum
+                                        * over experts of max(0, count - expert_capacity); 0 without a capacity */
+    uint64_t invalid_expert_ids;       /* ids outside [0, E) other than -1 */
+    uint64_t capacity_exceeded_count;  /* batches that dropped slots */
+    uint64_t total_capacity;           /* slots available over all batches: experts * slots per expert each */
+    uint64_t total_used;               /* slots kept over all batches (routed minus dropped) */
     uint64_t latency_measurements;
     double average_latency_ms;
     double p95_latency_ms;
     double p99_latency_ms;
     float average_load_balance_loss;
     float average_router_z_loss;
-    float routing_efficiency;          /* percent of tokens not dropped */
+    float routing_efficiency;          /* percent of routed token-expert slots kept:
+                                        * (routed_slots - slots_dropped) / routed_slots * 100 */
     float utilization_cv;              /* coefficient of variation of expert utilization */
-    float capacity_average_utilization;
-    float capacity_peak_utilization;
+    float capacity_average_utilization; /* exponential average (alpha 0.1) of each batch's kept / available slots, a fraction */
+    float capacity_peak_utilization;   /* largest per-batch kept / available slots, a fraction */
     float most_utilization;
     float least_utilization;
     float load_variance_trend_100;     /* slope of the last 100 per-batch load variances */
@@ -66,8 +77,9 @@ typedef struct moegs_snapshot {
 /* Creates an aggregator for `experts` experts. accelerator: "auto" (or NULL: CUDA, then OpenCL,
  * then ILGPU's CPU accelerator), "cuda", "opencl", "cpu", or "managed" (no accelerator).
  * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 2147483591] on "managed".
- * expert_capacity: slots per expert per batch (drops are derived from it), 0 for the seed's 100;
- * negative is refused. *out is 0 when the call fails. */
+ * expert_capacity: slots per expert per batch; a batch's slots beyond it are dropped (slots_dropped),
+ * never whole tokens. 0: no capacity, nothing dropped, and the capacity statistics assume the seed's
+ * 100 slots per expert. Negative is refused. *out is 0 when the call fails. */
 moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expert_capacity, moegs_handle* out);
 
 /* Records one batch of top-k ids (int32, laid out [tokens, top_k]).
@@ -76,6 +88,9 @@ moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expe
  * ids: a CUDA device pointer (CUdeviceptr) of the handle's GPU on "cuda", a cl_mem on "opencl",
  * host memory on "cpu" and "managed"; 4-byte aligned (except a cl_mem); NULL only with length 0.
  * The memory is read in place, never copied to the host.
+ * An id of -1 is an empty slot: neither counted nor invalid, and a token whose top_k ids are all -1
+ * is padding, not counted in total_tokens (so a batch padded to a fixed shape can be recorded whole).
+ * Every other id outside [0, experts) counts in invalid_expert_ids and nowhere else.
  * stream (on "cuda"): the producer's CUstream, or NULL for the default stream of the calling
  * thread's current CUDA context (CUDA's own meaning of NULL; no ordering if no context is current).
  * Elsewhere stream must be NULL: nothing there orders on a CUDA stream.
@@ -91,10 +106,16 @@ moegs_status moegs_record_latency(moegs_handle handle, int64_t nanoseconds);
  * chose), a static string; it says what moegs_record's ids must be. */
 moegs_status moegs_accelerator(moegs_handle handle, const char** out);
 
-/* Reads the statistics into *out. */
+/* Reads the statistics into *out (moegs_snapshot_size() bytes). */
 moegs_status moegs_snapshot_read(moegs_handle handle, moegs_snapshot* out);
 
-/* Copies the per-expert token counts / utilization into dst (capacity: the values dst holds, >= experts). */
+/* sizeof(moegs_snapshot) as the library was built with it, so that a caller (or a binding such as
+ * the Python wrapper) can refuse a mismatched library instead of letting it write past its struct.
+ * Starts the runtime like every call; 0 when it could not start (moegs_last_error() says why). */
+int32_t moegs_snapshot_size(void);
+
+/* Copies the per-expert slot counts (-1 and invalid ids not among them) / utilization (per expert, the
+ * mean over batches of count / tokens) into dst (capacity: the values dst holds, >= experts). */
 moegs_status moegs_expert_counts(moegs_handle handle, uint64_t* dst, int32_t capacity);
 moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t capacity);
 

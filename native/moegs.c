@@ -27,6 +27,7 @@ typedef int (*utilization_fn)(moegs_handle, float*, int32_t);
 typedef int (*handle_fn)(moegs_handle);
 typedef const char* (*error_fn)(void);
 typedef int (*accelerator_fn)(moegs_handle, const char**);
+typedef int (*size_fn)(void);
 
 static struct {
     create_fn create;
@@ -39,6 +40,7 @@ static struct {
     handle_fn destroy;
     error_fn last_error;
     accelerator_fn accelerator;
+    size_fn snapshot_size;
 } api;
 
 static pthread_once_t started = PTHREAD_ONCE_INIT;
@@ -126,6 +128,7 @@ static void start_runtime(void)
         { "Destroy", (void**)&api.destroy },
         { "LastError", (void**)&api.last_error },
         { "Accelerator", (void**)&api.accelerator },
+        { "SnapshotSize", (void**)&api.snapshot_size },
     };
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
         rc = self_contained
@@ -136,6 +139,16 @@ static void start_runtime(void)
             fail_start(entries[i].name, rc);
             return;
         }
+    }
+
+    /* The managed side writes the snapshot through the caller's pointer: a MoeGpuStats.Native.dll from
+     * another build could write past the struct this header declares, so refuse to start instead. */
+    int managed_size = api.snapshot_size();
+    if (managed_size != (int)sizeof(moegs_snapshot)) {
+        memset(&api, 0, sizeof api);
+        snprintf(start_error, sizeof start_error,
+                 "moegs: MoeGpuStats.Native.dll writes a %d-byte moegs_snapshot, this libmoegs.so's moegs.h declares %zu bytes: "
+                 "build both from one checkout (native/build.sh)", managed_size, sizeof(moegs_snapshot));
     }
 }
 
@@ -169,6 +182,11 @@ moegs_status moegs_accelerator(moegs_handle handle, const char** out)
 moegs_status moegs_snapshot_read(moegs_handle handle, moegs_snapshot* out)
 {
     return ready() ? (moegs_status)api.snapshot(handle, out) : MOEGS_RUNTIME_ERROR;
+}
+
+int32_t moegs_snapshot_size(void)
+{
+    return ready() ? api.snapshot_size() : 0;
 }
 
 moegs_status moegs_expert_counts(moegs_handle handle, uint64_t* dst, int32_t capacity)

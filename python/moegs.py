@@ -5,6 +5,10 @@ $MOEGS_LIB, from this folder, or from ../native/out. It accepts int32 PyTorch te
 stay on the GPU: only the pointer crosses), int32 NumPy arrays (anything with __array_interface__)
 and array.array('i') buffers. Ids shaped [..., k] are prod(...) tokens of k ids each.
 
+An id of -1 is an empty slot: neither counted nor invalid, and a token whose k ids are all -1 is
+padding, not a token, so a batch padded to a fixed shape is recorded as it is (pad with -1). Other
+ids outside [0, experts) count as invalid_expert_ids. The wrapper never reads, remaps or checks ids.
+
     import torch, moegs
     stats = moegs.MoeStats(experts=64, accelerator="cuda")
     topk_ids = torch.topk(logits, k=2, dim=-1).indices.int()      # [batch, seq, k] or [tokens, k], int32, on the GPU
@@ -34,8 +38,11 @@ class MoeGpuStatsError(Exception):
 
 
 class Snapshot(ctypes.Structure):
+    """The C struct moegs_snapshot (include/moegs.h documents each field), field for field.
+    _load refuses a library whose struct has another size, as the library writes all of it."""
     _fields_ = [
         ("total_routings", ctypes.c_uint64), ("total_tokens", ctypes.c_uint64), ("tokens_dropped", ctypes.c_uint64),
+        ("routed_slots", ctypes.c_uint64), ("slots_dropped", ctypes.c_uint64),
         ("invalid_expert_ids", ctypes.c_uint64), ("capacity_exceeded_count", ctypes.c_uint64),
         ("total_capacity", ctypes.c_uint64), ("total_used", ctypes.c_uint64), ("latency_measurements", ctypes.c_uint64),
         ("average_latency_ms", ctypes.c_double), ("p95_latency_ms", ctypes.c_double), ("p99_latency_ms", ctypes.c_double),
@@ -68,6 +75,15 @@ def _load(path=None):
     lib.moegs_reset.argtypes = [h]
     lib.moegs_destroy.argtypes = [h]
     lib.moegs_last_error.restype = ctypes.c_char_p
+    if not hasattr(lib, "moegs_snapshot_size"):
+        raise OSError(f"{os.path.abspath(candidate)} predates moegs_snapshot_size: its snapshot layout is not this wrapper's; rebuild it (native/build.sh)")
+    lib.moegs_snapshot_size.argtypes = []
+    lib.moegs_snapshot_size.restype = ctypes.c_int32
+    # 0: the runtime did not start; moegs_create then fails with the reason, so leave it to say so.
+    size = lib.moegs_snapshot_size()
+    if size not in (0, ctypes.sizeof(Snapshot)):
+        raise OSError(f"{os.path.abspath(candidate)} writes a {size}-byte moegs_snapshot, this wrapper's Snapshot is {ctypes.sizeof(Snapshot)} bytes: "
+                      "use the moegs.py built with that library")
     for name in ("moegs_create", "moegs_record", "moegs_record_latency", "moegs_accelerator", "moegs_snapshot_read", "moegs_expert_counts",
                  "moegs_expert_utilization", "moegs_reset", "moegs_destroy"):
         getattr(lib, name).restype = ctypes.c_int
@@ -180,7 +196,8 @@ class MoeStats:
 
     def __init__(self, experts, accelerator="auto", expert_capacity=0, library=None):
         """experts: [1, 4096] on a device accelerator, [1, 2147483591] on "managed"; expert_capacity: slots
-        per expert per batch in [1, 2**31 - 1], or 0 for the default of 100."""
+        per expert per batch in [1, 2**31 - 1], beyond which a batch's token-expert slots are dropped (never whole
+        tokens), or 0 for no capacity: nothing dropped, and the capacity statistics assume the default of 100."""
         self._handle = ctypes.c_int64(0)
         if accelerator is None:
             accelerator = "auto"
@@ -200,7 +217,8 @@ class MoeStats:
 
     def record(self, ids, tokens=None, top_k=None, load_balance_loss=0.0, router_z_loss=0.0, stream=None):
         """Records one batch of top-k ids shaped [..., k] (what torch.topk returns: [tokens, k], [batch, seq, k]):
-        prod(...) tokens of k ids. Flat ids (array.array, 1-D arrays) need top_k or tokens. A CUDA tensor is
+        prod(...) tokens of k ids. Flat ids (array.array, 1-D arrays) need top_k or tokens. Pad with -1: an id of
+        -1 is an empty slot, and a token of k ids all -1 is not a token (nor are its ids invalid). A CUDA tensor is
         read where it lies, ordered on `stream` (a torch.cuda.Stream or a raw CUstream; default: torch's
         current stream for its device): the record waits on the device for the producer's work, and the
         producer's later work waits for it. Host ids take no stream."""
@@ -242,12 +260,15 @@ class MoeStats:
         self._check(self._lib.moegs_record_latency(self._handle, nanoseconds))
 
     def snapshot(self):
-        """Every statistic as a dict, read in one call (one device synchronization)."""
+        """Every statistic as a dict, read in one call (one device synchronization). Slots are token-expert
+        pairs: routed_slots counts the ids in [0, experts), slots_dropped those beyond expert_capacity,
+        routing_efficiency the percent of routed slots kept; tokens_dropped stays 0 (record() reports none)."""
         out = Snapshot()
         self._check(self._lib.moegs_snapshot_read(self._handle, ctypes.byref(out)))
         return {name: getattr(out, name) for name, _ in Snapshot._fields_}
 
     def expert_counts(self):
+        """Slots routed to each expert (dropped ones included; -1 and invalid ids in none)."""
         buffer = (ctypes.c_uint64 * self.experts)()
         self._check(self._lib.moegs_expert_counts(self._handle, buffer, self.experts))
         return list(buffer)

@@ -53,7 +53,8 @@ static void refused(int line, const char* call, int got, int want, ...)
 
 #define REFUSED(call, want, ...) refused(__LINE__, #call, (call), (want), __VA_ARGS__, (const char*)NULL)
 
-/* Every statistic a caller can read: the snapshot's fields (140 bytes, no padding between them) and the per-expert arrays. */
+/* Every statistic a caller can read: the snapshot's fields (156 bytes, no padding between them; the 4 bytes of tail
+ * padding hold nothing to compare) and the per-expert arrays. */
 typedef struct { unsigned char snapshot[offsetof(moegs_snapshot, load_variance_history_len) + sizeof(int32_t)]; uint64_t counts[EXPERTS]; float utilization[EXPERTS]; } statistics;
 
 static void read_statistics(moegs_handle h, statistics* out)
@@ -115,6 +116,72 @@ static void capacity_is_kept(const char* accelerator, int32_t expert_capacity, u
     moegs_destroy(h);
 }
 
+/* A batch padded to a fixed shape: -1 is an empty slot, a row of -1 is no token, and neither is invalid; other ids
+ * outside [0, E), negative ones included, stay invalid beside them. The C API passes -1 through untouched. */
+static void padding_is_not_a_token(const char* accelerator)
+{
+    moegs_handle h = 0;
+    moegs_snapshot s;
+    uint64_t counts[4];
+    float utilization[4];
+    CHECK(moegs_create(accelerator, 4, 0, &h) == MOEGS_OK, "create %s: %s", accelerator, moegs_last_error());
+    int32_t padded[] = { 0, 1, 2, 3, 0, 2, -1, -1 };
+    CHECK(moegs_record(h, padded, 8, 4, 2, 0, 0, NULL) == MOEGS_OK, "%s: record padded: %s", accelerator, moegs_last_error());
+    CHECK(moegs_snapshot_read(h, &s) == MOEGS_OK, "snapshot: %s", moegs_last_error());
+    CHECK(s.total_tokens == 3 && s.invalid_expert_ids == 0 && s.routed_slots == 6 && s.slots_dropped == 0 && s.routing_efficiency == 100.0f,
+          "%s: padded batch: %llu tokens (want 3), %llu invalid (want 0), %llu routed slots (want 6), %llu dropped, efficiency %g",
+          accelerator, (unsigned long long)s.total_tokens, (unsigned long long)s.invalid_expert_ids, (unsigned long long)s.routed_slots,
+          (unsigned long long)s.slots_dropped, s.routing_efficiency);
+    CHECK(moegs_expert_counts(h, counts, 4) == MOEGS_OK && counts[0] == 2 && counts[1] == 1 && counts[2] == 2 && counts[3] == 1,
+          "%s: padded batch: counts %llu %llu %llu %llu, want 2 1 2 1", accelerator, (unsigned long long)counts[0],
+          (unsigned long long)counts[1], (unsigned long long)counts[2], (unsigned long long)counts[3]);
+    const float want[] = { 2.0f / 3, 1.0f / 3, 2.0f / 3, 1.0f / 3 };
+    CHECK(moegs_expert_utilization(h, utilization, 4) == MOEGS_OK, "utilization: %s", moegs_last_error());
+    for (int e = 0; e < 4; e++)
+        CHECK(fabsf(utilization[e] - want[e]) <= 1e-6f, "%s: padded batch: expert %d utilization %.9g, want %.9g (count / 3 tokens)",
+              accelerator, e, utilization[e], want[e]);
+
+    /* Row 1 holds an empty slot and an invalid id: a token. Row 3 is padding. */
+    int32_t mixed[] = { 0, -1, -1, 4, -2, INT32_MIN, -1, -1, 3, INT32_MAX };
+    CHECK(moegs_reset(h) == MOEGS_OK, "reset: %s", moegs_last_error());
+    CHECK(moegs_record(h, mixed, 10, 5, 2, 0, 0, NULL) == MOEGS_OK, "%s: record mixed: %s", accelerator, moegs_last_error());
+    CHECK(moegs_snapshot_read(h, &s) == MOEGS_OK && s.total_tokens == 4 && s.invalid_expert_ids == 4 && s.routed_slots == 2,
+          "%s: mixed batch: %llu tokens (want 4), %llu invalid (want 4), %llu routed slots (want 2)", accelerator,
+          (unsigned long long)s.total_tokens, (unsigned long long)s.invalid_expert_ids, (unsigned long long)s.routed_slots);
+    CHECK(moegs_expert_counts(h, counts, 4) == MOEGS_OK && counts[0] == 1 && counts[1] == 0 && counts[2] == 0 && counts[3] == 1,
+          "%s: mixed batch: counts %llu %llu %llu %llu, want 1 0 0 1", accelerator, (unsigned long long)counts[0],
+          (unsigned long long)counts[1], (unsigned long long)counts[2], (unsigned long long)counts[3]);
+    moegs_destroy(h);
+}
+
+/* A capacity drops token-expert slots, not tokens: 8 tokens each routed to all 8 experts (k = 8) with 7 slots per
+ * expert keep 56 of 64 slots, and every token still counts. */
+static void capacity_drops_slots(const char* accelerator)
+{
+    moegs_handle h = 0;
+    moegs_snapshot s;
+    uint64_t counts[8];
+    int32_t ids[64];
+    for (int i = 0; i < 64; i++) ids[i] = i % 8;
+    CHECK(moegs_create(accelerator, 8, 7, &h) == MOEGS_OK, "create %s: %s", accelerator, moegs_last_error());
+    CHECK(moegs_record(h, ids, 64, 8, 8, 0, 0, NULL) == MOEGS_OK, "%s: record: %s", accelerator, moegs_last_error());
+    CHECK(moegs_snapshot_read(h, &s) == MOEGS_OK, "snapshot: %s", moegs_last_error());
+    CHECK(s.routed_slots == 64 && s.slots_dropped == 8 && s.routing_efficiency == 87.5f,
+          "%s, capacity 7: %llu routed slots (want 64), %llu dropped (want 8), efficiency %.9g (want 87.5)", accelerator,
+          (unsigned long long)s.routed_slots, (unsigned long long)s.slots_dropped, s.routing_efficiency);
+    CHECK(s.total_tokens == 8 && s.tokens_dropped == 0 && s.capacity_exceeded_count == 1,
+          "%s, capacity 7: %llu tokens (want 8), %llu tokens dropped (want 0), %llu batches over capacity (want 1)", accelerator,
+          (unsigned long long)s.total_tokens, (unsigned long long)s.tokens_dropped, (unsigned long long)s.capacity_exceeded_count);
+    CHECK(s.total_used == 56 && s.total_capacity == 56 && s.capacity_peak_utilization == 1.0f,
+          "%s, capacity 7: %llu of %llu slots used (want 56 of 56), peak %.9g (want 1)", accelerator,
+          (unsigned long long)s.total_used, (unsigned long long)s.total_capacity, s.capacity_peak_utilization);
+    CHECK(moegs_expert_counts(h, counts, 8) == MOEGS_OK, "counts: %s", moegs_last_error());
+    for (int e = 0; e < 8; e++)
+        CHECK(counts[e] == 8, "%s, capacity 7: expert %d received %llu slots, want 8 (dropped ones were routed)", accelerator, e,
+              (unsigned long long)counts[e]);
+    moegs_destroy(h);
+}
+
 typedef struct { moegs_handle handle; int32_t* ids; } worker_args;
 
 static void* worker(void* p)
@@ -172,6 +239,10 @@ static void latency_is_kept(moegs_handle h, int64_t nanoseconds, double want_ms)
 
 int main(void)
 {
+    /* The library writes moegs_snapshot_size() bytes into a moegs_snapshot: the struct this header declares. */
+    CHECK(moegs_snapshot_size() == (int32_t)sizeof(moegs_snapshot), "moegs_snapshot is %zu bytes here, the library writes %d: %s",
+          sizeof(moegs_snapshot), moegs_snapshot_size(), moegs_last_error());
+
     moegs_handle managed = 0, cpu = 0;
     CHECK(moegs_create("managed", EXPERTS, 0, &managed) == MOEGS_OK, "create managed: %s", moegs_last_error());
     int cpu_status = moegs_create("cpu", EXPERTS, 0, &cpu);
@@ -209,6 +280,14 @@ int main(void)
     CHECK(moegs_snapshot_read(cpu, &sc) == MOEGS_OK, "snapshot cpu: %s", moegs_last_error());
     CHECK(sm.total_routings == BATCHES && sc.total_routings == BATCHES, "routings %llu %llu", (unsigned long long)sm.total_routings, (unsigned long long)sc.total_routings);
     CHECK(sm.total_tokens == (uint64_t)BATCHES * TOKENS && sc.total_tokens == sm.total_tokens, "tokens");
+    uint64_t routed = 0;
+    for (int e = 0; e < EXPERTS; e++) routed += expected[e];
+    /* No capacity: every valid id is a routed slot, none dropped. */
+    CHECK(sm.routed_slots == routed && sc.routed_slots == routed && sm.slots_dropped == 0 && sc.slots_dropped == 0
+          && sm.routing_efficiency == 100.0f && sc.routing_efficiency == 100.0f,
+          "routed slots %llu / %llu (want %llu), dropped %llu / %llu, efficiency %g / %g", (unsigned long long)sm.routed_slots,
+          (unsigned long long)sc.routed_slots, (unsigned long long)routed, (unsigned long long)sm.slots_dropped,
+          (unsigned long long)sc.slots_dropped, sm.routing_efficiency, sc.routing_efficiency);
     CHECK(sm.invalid_expert_ids == invalid && sc.invalid_expert_ids == invalid, "invalid %llu %llu, expected %llu", (unsigned long long)sm.invalid_expert_ids, (unsigned long long)sc.invalid_expert_ids, (unsigned long long)invalid);
     CHECK(sm.experts == EXPERTS && sm.most_utilized == 0 && sc.most_utilized == 0, "experts %d, most %d / %d", sm.experts, sm.most_utilized, sc.most_utilized);
     CHECK(fabsf(sm.utilization_cv - sc.utilization_cv) <= 1e-5f * sm.utilization_cv, "cv %g vs %g", sm.utilization_cv, sc.utilization_cv);
@@ -242,6 +321,8 @@ int main(void)
         capacity_is_kept(kinds[i], 0, EXPERTS * 100, ids);
         capacity_is_kept(kinds[i], 7, EXPERTS * 7, ids);
         capacity_is_kept(kinds[i], INT32_MAX, (uint64_t)EXPERTS * INT32_MAX, ids);
+        padding_is_not_a_token(kinds[i]);
+        capacity_drops_slots(kinds[i]);
     }
     REFUSED(moegs_create("cpu", 4097, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = 4097", "[1, 4096] on cpu");
     REFUSED(moegs_create(NULL, 4097, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = 4097", "[1, 4096] on auto");

@@ -8,6 +8,7 @@ import ctypes
 import math
 import os
 import random
+import re
 import sys
 import threading
 import unittest
@@ -322,6 +323,54 @@ class MemoryTests(unittest.TestCase):
             self.assertEqual(f"stream = 0x1234: a stream orders records only on cuda; this handle runs on {accelerator}, pass NULL.",
                              lib.moegs_last_error().decode())
             self.assertEqual(moegs.OK, lib.moegs_destroy(handle))
+
+
+class SemanticsTests(unittest.TestCase):
+    """What the ids mean through the wrapper: -1 pads, a capacity drops slots; and the snapshot's layout is the header's."""
+
+    HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "include", "moegs.h")
+    C_TYPES = {"uint64_t": ctypes.c_uint64, "int32_t": ctypes.c_int32, "double": ctypes.c_double, "float": ctypes.c_float}
+
+    def test_the_snapshot_is_the_headers_struct_and_the_librarys_size(self):
+        with open(self.HEADER) as header:
+            text = header.read()
+        body = re.search(r"typedef struct moegs_snapshot \{(.*?)\} moegs_snapshot;", text, re.S).group(1)
+        body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+        fields = [(name, self.C_TYPES[kind]) for kind, name in re.findall(r"(\w+)\s+(\w+)\s*;", body)]
+        self.assertEqual(fields, [(name, kind) for name, kind in moegs.Snapshot._fields_])
+        self.assertEqual(ctypes.sizeof(moegs.Snapshot), moegs._load().moegs_snapshot_size())
+
+    def test_minus_one_pads_and_is_not_invalid(self):
+        padded = array.array("i", [0, 1, 2, 3, 0, 2, -1, -1])
+        for accelerator in ("managed", "cpu"):
+            for ids in (HostArray(padded, (4, 2)), HostTensor(padded, (4, 2)), padded):
+                with moegs.MoeStats(4, accelerator) as stats:
+                    stats.record(ids, top_k=2)
+                    s = stats.snapshot()
+                    self.assertEqual((3, 0, 6, 0, 100.0), (s["total_tokens"], s["invalid_expert_ids"], s["routed_slots"],
+                                                            s["slots_dropped"], s["routing_efficiency"]), accelerator)
+                    self.assertEqual([2, 1, 2, 1], stats.expert_counts(), accelerator)
+                    for got, want in zip(stats.expert_utilization(), [2 / 3, 1 / 3, 2 / 3, 1 / 3]):
+                        self.assertAlmostEqual(want, got, delta=1e-6, msg=accelerator)
+            with moegs.MoeStats(4, accelerator) as stats:
+                # Row 1 holds an empty slot and an invalid id: a token. Row 3 is padding.
+                stats.record(array.array("i", [0, -1, -1, 4, -2, -2**31, -1, -1, 3, 2**31 - 1]), top_k=2)
+                s = stats.snapshot()
+                self.assertEqual((4, 4, 2), (s["total_tokens"], s["invalid_expert_ids"], s["routed_slots"]), accelerator)
+                self.assertEqual([1, 0, 0, 1], stats.expert_counts(), accelerator)
+
+    def test_a_capacity_drops_slots_not_tokens(self):
+        # 8 tokens, each routed to all 8 experts, 7 slots per expert: 56 of 64 slots kept, every token counted.
+        ids = HostArray(array.array("i", list(range(8)) * 8), (8, 8))
+        for accelerator in ("managed", "cpu"):
+            with moegs.MoeStats(8, accelerator, expert_capacity=7) as stats:
+                stats.record(ids)
+                s = stats.snapshot()
+                self.assertEqual((64, 8, 87.5), (s["routed_slots"], s["slots_dropped"], s["routing_efficiency"]), accelerator)
+                self.assertEqual((8, 0, 1), (s["total_tokens"], s["tokens_dropped"], s["capacity_exceeded_count"]), accelerator)
+                # Overall capacity utilization: kept over available slots, 100 %.
+                self.assertEqual((56, 56, 1.0), (s["total_used"], s["total_capacity"], s["capacity_peak_utilization"]), accelerator)
+                self.assertEqual([8] * 8, stats.expert_counts(), accelerator)
 
 
 class FailedRecordTests(unittest.TestCase):

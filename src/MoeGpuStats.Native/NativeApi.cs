@@ -100,6 +100,8 @@ public static unsafe class NativeApi
                 TotalRoutings = s.TotalRoutings,
                 TotalTokens = s.TotalTokens,
                 TokensDropped = s.TokensDropped,
+                RoutedSlots = s.RoutedSlots,
+                SlotsDropped = s.SlotsDropped,
                 InvalidExpertIds = s.InvalidExpertIds,
                 CapacityExceededCount = capacity.CapacityExceededCount,
                 TotalCapacity = capacity.TotalCapacity,
@@ -124,6 +126,13 @@ public static unsafe class NativeApi
             };
         });
     }
+
+    /// <summary>
+    /// The bytes <see cref="Snapshot"/> writes: libmoegs compares it with the C header's size before
+    /// it starts, and bindings (the Python wrapper) with their own mirror of the struct.
+    /// </summary>
+    [UnmanagedCallersOnly]
+    public static int SnapshotSize() => sizeof(NativeSnapshot);
 
     [UnmanagedCallersOnly]
     public static int ExpertCounts(long handle, ulong* destination, int capacity) =>

@@ -2,14 +2,19 @@ using System.Runtime.InteropServices;
 
 namespace MoeGpuStats.Native;
 
-/// <summary>The C struct <c>moegs_snapshot</c>; field order and types match include/moegs.h (documented there).</summary>
-
+/// <summary>
+/// The C struct <c>moegs_snapshot</c>; field order and types match include/moegs.h (documented there).
+/// NativeApiTests compares this layout with the header's field by field, and libmoegs refuses to start
+/// when <c>sizeof</c> differs from its own, since the snapshot is written through the caller's pointer.
+/// </summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct NativeSnapshot
 {
     public ulong TotalRoutings;
     public ulong TotalTokens;
     public ulong TokensDropped;
+    public ulong RoutedSlots;
+    public ulong SlotsDropped;
     public ulong InvalidExpertIds;
     public ulong CapacityExceededCount;
     public ulong TotalCapacity;

@@ -1,3 +1,7 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Runtime.Loader;
+using System.Text.RegularExpressions;
 
 namespace MoeGpuStats.Tests.Native;
 
@@ -26,6 +30,54 @@ public sealed class NativeApiTests
         Assert.True(exitCode == 0, output);
         Assert.Contains("OK", output);
     }
+
+    /// <summary>
+    /// The managed side writes <c>NativeSnapshot</c> through the C caller's <c>moegs_snapshot*</c>: a field
+    /// in another order or of another width there is silently wrong numbers, a larger struct memory
+    /// corruption. So every field of the header's struct, in order, has the C# field of the same name and
+    /// width at the same offset, and the sizes agree. (The C test and the Python tests compare their own
+    /// struct's size with the library's moegs_snapshot_size.)
+    /// </summary>
+    [Fact]
+    public void TheManagedSnapshotIsTheHeadersStructFieldByField()
+    {
+        var root = NativeOut();
+        var header = File.ReadAllText(Path.GetFullPath(Path.Combine(root, "..", "..", "include", "moegs.h")));
+        var body = Regex.Match(header, @"typedef struct moegs_snapshot \{(.*?)\} moegs_snapshot;", RegexOptions.Singleline);
+        Assert.True(body.Success, "include/moegs.h declares no moegs_snapshot");
+        var fields = Regex.Matches(Regex.Replace(body.Groups[1].Value, @"/\*.*?\*/", "", RegexOptions.Singleline), @"(\w+)\s+(\w+)\s*;")
+            .Select(m => (Type: m.Groups[1].Value, Name: m.Groups[2].Value))
+            .ToList();
+
+        // Not the test's own reference: the assembly libmoegs.so loads, as native/build.sh published it.
+        var assembly = new AssemblyLoadContext("moegs-native").LoadFromAssemblyPath(Path.Combine(root, "MoeGpuStats.Native.dll"));
+        var snapshot = assembly.GetType("MoeGpuStats.Native.NativeSnapshot", throwOnError: true)!;
+        var managed = snapshot.GetFields(BindingFlags.Public | BindingFlags.Instance).OrderBy(f => Marshal.OffsetOf(snapshot, f.Name).ToInt64()).ToList();
+
+        var widths = new Dictionary<string, (Type Managed, int Bytes)>
+        {
+            ["uint64_t"] = (typeof(ulong), 8), ["int32_t"] = (typeof(int), 4), ["double"] = (typeof(double), 8), ["float"] = (typeof(float), 4),
+        };
+        long offset = 0, alignment = 1;
+        var expected = new List<string>();
+        foreach (var (type, name) in fields)
+        {
+            var (clr, bytes) = widths[type];
+            offset = (offset + bytes - 1) / bytes * bytes; // C's natural alignment, as on every ABI the library builds for
+            alignment = Math.Max(alignment, bytes);
+            expected.Add($"{offset}: {clr.Name} {PascalCase(name)}");
+            offset += bytes;
+        }
+
+        var actual = managed.Select(f => $"{Marshal.OffsetOf(snapshot, f.Name)}: {f.FieldType.Name} {f.Name}").ToList();
+        Assert.Equal(expected, actual);
+        Assert.Equal((offset + alignment - 1) / alignment * alignment, Marshal.SizeOf(snapshot));
+    }
+
+    /// <summary>The C field's name as NativeSnapshot spells it: load_variance_history_len is LoadVarianceHistoryLength there.</summary>
+    private static string PascalCase(string name) => name == "load_variance_history_len"
+        ? "LoadVarianceHistoryLength"
+        : string.Concat(name.Split('_').Select(part => char.ToUpperInvariant(part[0]) + part[1..]));
 
     private static string NativeOut()
     {
