@@ -48,7 +48,9 @@ public sealed class RoutingStatsMetricsTests
         Assert.Equal(4.0, Value("moegs.routing.latency"), 6);
         var perExpert = seen.Where(m => m.Name == "moegs.expert.tokens").ToDictionary(m => (int)m.Tags["expert"]!, m => m.Value);
         Assert.Equal(new Dictionary<int, double> { [0] = 1, [1] = 2, [2] = 0, [3] = 4 }, perExpert);
-        Assert.Equal(11, seen.Select(m => m.Name).Distinct().Count());
+        Assert.Equal(7, Value("moegs.slots.routed"));
+        Assert.Equal(0, Value("moegs.slots.dropped"));
+        Assert.Equal(13, seen.Select(m => m.Name).Distinct().Count());
         var expectedRatio = stats.UtilizationSummary()["max_utilization"] / stats.UtilizationSummary()["mean_utilization"];
         Assert.Equal(expectedRatio, Value("moegs.load.max_mean_ratio"), 5);
 
