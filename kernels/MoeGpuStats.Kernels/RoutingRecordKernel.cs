@@ -157,12 +157,10 @@ public static class RoutingRecordKernel
         // held across this loop cost 20 registers per thread (52 instead of 32 on sm_90), which
         // halved the groups a multiprocessor holds.
         var resize = state.State[0].Experts != experts;
-        // The seed's running means (alpha = 1 / n in f32) stall once 1 - 1/n rounds to 1; sums in
-        // f64 over n give the same means without drift (see RoutingMeans).
-        var routings = (double)(state.State[0].TotalRoutings + 1);
-        var tokens = arguments.Tokens - (int)state.BatchPaddedTokens[arguments.Slot];
-        float batchTokens = tokens;
-        double exactTokens = tokens;
+        // The seed's running means (alpha = 1 / n in f32) stall once 1 - 1/n rounds to 1; f64 sums of
+        // the seed's f32 shares over n give the same means without drift. The batch's tokens and n are
+        // read again per expert rather than kept: with them held in registers across this loop the
+        // kernel spilled on sm_90 (20 bytes at 32 registers).
         var decay = arguments.UtilizationDecay;
 
         long partialSum = 0;
@@ -175,11 +173,12 @@ public static class RoutingRecordKernel
             var shareSum = state.UtilizationSums[e];
             var tokenCount = state.TokenCounts[e];
             var count = TakeCount(state.BatchHistogram, first + e, experts, arguments.Copies);
-            float share = tokens > 0 ? count / batchTokens : 0f;
+            var tokens = arguments.Tokens - (int)state.BatchPaddedTokens[arguments.Slot];
+            float share = tokens > 0 ? count / (float)tokens : 0f;
             bins[e] = (int)Interop.FloatAsInt((float)count);
-            shareSum = (resize ? 0.0 : shareSum) + (tokens > 0 ? count / exactTokens : 0.0);
+            shareSum = (resize ? 0.0 : shareSum) + share;
             state.UtilizationSums[e] = shareSum;
-            state.Utilization[e] = (float)(shareSum / routings);
+            state.Utilization[e] = (float)(shareSum / (state.State[0].TotalRoutings + 1));
             state.TokenCounts[e] = (resize ? 0UL : tokenCount) + (ulong)count;
             if (decay >= 0f)
             {
@@ -195,11 +194,6 @@ public static class RoutingRecordKernel
 
         var batchSum = GroupSum(partialSum, partials);
         var overflow = arguments.ExpertCapacity > 0 ? GroupSum(partialOverflow, partials) : 0L;
-        // Every thread has read the padded tokens (the sums' barriers): the slot's count is free.
-        if (thread == 0)
-        {
-            state.BatchPaddedTokens[arguments.Slot] = 0UL;
-        }
 
         // The group sums' slots are free now. They take the block (loaded by as many threads at once,
         // for one thread to update there: updated in place in global memory, each of its
@@ -235,13 +229,20 @@ public static class RoutingRecordKernel
 
         if (thread == GroupRoles.FirstThreadOfWarp(1, groupSize))
         {
-            partials[slotAt] = UpdateBlock(ref partials.Cast<RoutingStateBlock>()[0], arguments, tokens, batchSum, overflow, (ulong)partials[invalidAt], routings);
+            var tokens = arguments.Tokens - (int)state.BatchPaddedTokens[arguments.Slot];
+            partials[slotAt] = UpdateBlock(ref partials.Cast<RoutingStateBlock>()[0], arguments, tokens, batchSum, overflow, (ulong)partials[invalidAt]);
         }
 
         Group.Barrier();
         for (var i = thread; i < blockWords; i += groupSize)
         {
             stored[i] = partials[i];
+        }
+
+        // Every reader of the padded tokens is past the barrier: the slot's count is free again.
+        if (thread == 0)
+        {
+            state.BatchPaddedTokens[arguments.Slot] = 0UL;
         }
 
         // Only a block that no record kernel wrote holds a ring position outside the ring: its
@@ -298,8 +299,9 @@ public static class RoutingRecordKernel
     /// (<see cref="RecordArguments.TopK"/> ≥ 1), where a capacity drops slots, not whole tokens;
     /// tokens for a histogram the caller counted (<see cref="RecordArguments.TopK"/> 0), as the seed counts them.
     /// </remarks>
-    private static int UpdateBlock(ref RoutingStateBlock block, RecordArguments arguments, int tokens, long batchSum, long overflow, ulong invalid, double routings)
+    private static int UpdateBlock(ref RoutingStateBlock block, RecordArguments arguments, int tokens, long batchSum, long overflow, ulong invalid)
     {
+        var routings = (double)(block.TotalRoutings + 1);
         var experts = arguments.Experts;
         var fromIds = arguments.TopK > 0;
         var capacity = arguments.ExpertCapacity > 0;

@@ -293,30 +293,34 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     }
 
     /// <summary>
-    /// Per-expert updates; returns the batch's slot total. Element-wise IEEE operations, so the
-    /// vector path gives the scalar path's values bit for bit, and both the device fold's.
+    /// Per-expert updates; returns the batch's slot total. The utilization is the mean of the seed's
+    /// f32 shares (<c>count / tokens</c>), summed in f64. Element-wise IEEE operations, so the vector
+    /// path gives the scalar path's values bit for bit, and both the device fold's.
     /// </summary>
     private long UpdateExperts(ReadOnlySpan<int> counts, int tokens, ulong routings)
     {
         var utilization = _utilization.AsSpan(0, counts.Length);
         var sums = _utilizationSums.AsSpan(0, counts.Length);
         var tokenCounts = MemoryMarshal.Cast<ulong, long>(_tokenCounts.AsSpan(0, counts.Length));
-        double exactTokens = tokens;
+        float batchTokens = tokens;
         double batches = routings;
         var i = 0;
         long sum = 0;
         if (Vector.IsHardwareAccelerated && counts.Length >= Vector<int>.Count)
         {
-            var vectorTokens = new Vector<double>(exactTokens);
+            var vectorTokens = new Vector<float>(batchTokens);
             var vectorBatches = new Vector<double>(batches);
             var vectorSum = Vector<long>.Zero;
             var half = Vector<long>.Count;
             for (; i <= counts.Length - Vector<int>.Count; i += Vector<int>.Count)
             {
-                Vector.Widen(new Vector<int>(counts[i..]), out var low, out var high);
-                var lowMeans = AddShares(sums[i..], low, tokens > 0, vectorTokens, vectorBatches);
-                var highMeans = AddShares(sums[(i + half)..], high, tokens > 0, vectorTokens, vectorBatches);
+                var count = new Vector<int>(counts[i..]);
+                var shares = tokens > 0 ? Vector.ConvertToSingle(count) / vectorTokens : Vector<float>.Zero;
+                Vector.Widen(shares, out var lowShares, out var highShares);
+                var lowMeans = AddShares(sums[i..], lowShares, vectorBatches);
+                var highMeans = AddShares(sums[(i + half)..], highShares, vectorBatches);
                 Vector.Narrow(lowMeans, highMeans).CopyTo(utilization[i..]);
+                Vector.Widen(count, out var low, out var high);
                 (new Vector<long>(tokenCounts[i..]) + low).CopyTo(tokenCounts[i..]);
                 (new Vector<long>(tokenCounts[(i + half)..]) + high).CopyTo(tokenCounts[(i + half)..]);
                 vectorSum += low + high;
@@ -328,7 +332,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         for (; i < counts.Length; i++)
         {
             var count = counts[i];
-            sums[i] += tokens > 0 ? count / exactTokens : 0.0;
+            var share = tokens > 0 ? count / batchTokens : 0f;
+            sums[i] += share;
             utilization[i] = (float)(sums[i] / batches);
             tokenCounts[i] += count;
             sum += count;
@@ -338,7 +343,6 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         {
             var decayed = _decayedUtilization.AsSpan(0, counts.Length);
             var fresh = 1.0f - decay;
-            float batchTokens = tokens;
             for (i = 0; i < counts.Length; i++)
             {
                 var share = tokens > 0 ? counts[i] / batchTokens : 0f;
@@ -350,9 +354,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     }
 
     /// <summary>Adds each expert's share of the batch to its sum; returns the sums over the batches.</summary>
-    private static Vector<double> AddShares(Span<double> sums, Vector<long> counts, bool hasTokens, Vector<double> tokens, Vector<double> batches)
+    private static Vector<double> AddShares(Span<double> sums, Vector<double> shares, Vector<double> batches)
     {
-        var shares = hasTokens ? Vector.ConvertToDouble(counts) / tokens : Vector<double>.Zero;
         var updated = new Vector<double>(sums) + shares;
         updated.CopyTo(sums);
         return updated / batches;
