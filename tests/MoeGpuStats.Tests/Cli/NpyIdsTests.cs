@@ -32,11 +32,11 @@ public sealed class NpyIdsTests : IDisposable
         var step = new int[6];
         npy.ReadStep(1, step);
         Assert.Equal([6, 7, 8, 9, 10, 11], step);
-        Assert.Equal(11, npy.MaxId());
+        Assert.Equal(11L, npy.MaxId());
     }
 
     [Fact]
-    public void Int64TwoDimensionalIsOneStepAndOutOfRangeIdsBecomeInvalid()
+    public void Int64TwoDimensionalIsOneStepAndOutOfRangeIdsBecomeInvalidNotPadding()
     {
         long[] values = [1, 2, long.MaxValue, 3];
         var path = Write(Path.Combine(_folder.FullName, "b.npy"), "<i8", "2, 2", [.. values.SelectMany(BitConverter.GetBytes)]);
@@ -44,7 +44,7 @@ public sealed class NpyIdsTests : IDisposable
         Assert.Equal((1, 2, 2), (npy.Steps, npy.Tokens, npy.TopK));
         var step = new int[4];
         npy.ReadStep(0, step);
-        Assert.Equal([1, 2, -1, 3], step);
+        Assert.Equal([1, 2, NpyIds.OutOfRangeId, 3], step);
     }
 
     [Theory]
