@@ -125,13 +125,20 @@ public sealed partial class CommandLineTests : IDisposable
 
     [Theory]
     [InlineData("not a header at all", "not a NumPy .npy file")]
-    [InlineData("shape", "dimension -1 is negative")]
+    [InlineData("-1, 2", "dimension -1 is negative")]
+    [InlineData("2147483647, 2147483647, 1", "claims more ids than any file holds")]
+    [InlineData("1000000, 1000, 2", "truncated: shape (1000000, 1000, 2) needs 8,000,000,128 bytes, the file has 136")]
+    [InlineData("version 2", "truncated: the header claims 4,294,967,280 bytes")]
     public void AMalformedFileIsOneLineAndExitCodeOne(string kind, string expected)
     {
         var path = Path.Combine(_folder.FullName, "bad.npy");
-        if (kind == "shape")
+        if (kind == "version 2")
         {
-            NpyIdsTests.Write(path, "<i4", "-1, 2", new byte[8]);
+            File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 2, 0, 0xF0, 0xFF, 0xFF, 0xFF]);
+        }
+        else if (kind.Contains(',', StringComparison.Ordinal))
+        {
+            NpyIdsTests.Write(path, "<i4", kind, new byte[8]);
         }
         else
         {
