@@ -176,6 +176,17 @@ public sealed partial class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void JsonIsAloneOnStandardOutputAndTheEngineOnStandardError()
+    {
+        var (code, output, error) = Run("simulate", "--steps", "3", "--tokens", "32", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        using var document = System.Text.Json.JsonDocument.Parse(output);
+        Assert.Equal(3, document.RootElement.GetProperty("total_routings").GetInt32());
+        Assert.StartsWith("engine: ", error.Split('\n').Single(line => line.Contains("engine", StringComparison.Ordinal)));
+    }
+
+    [Fact]
     public void CapacityFiguresAppearOnlyWithACapacity()
     {
         var (code, output, error) = Run("simulate", "--steps", "5", "--tokens", "256", "--experts", "8", "--capacity", "40");
