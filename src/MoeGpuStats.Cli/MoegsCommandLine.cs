@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using MoeGpuStats.Cli.Commands;
 
 namespace MoeGpuStats.Cli;
@@ -12,6 +13,8 @@ internal static class MoegsCommandLine
     /// <summary>Runs <c>moegs</c> with <paramref name="args"/>, writing to <paramref name="console"/>; returns the exit code.</summary>
     public static async Task<int> RunAsync(string[] args, CliConsole console)
     {
+        // Figures and messages read the same on every machine: "1,234.50", never "1.234,50" (this flow only).
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         var root = new RootCommand(
             """
             moegs: Mixture-of-Experts routing statistics (tokens per expert, load imbalance, utilization,

@@ -90,6 +90,11 @@ internal sealed partial class NpyIds : IDisposable
             2 => (1L, dims[0], dims[1]),
             _ => throw new InvalidDataException($"{path}: shape {shape} has {dims.Count} dimensions; replay reads [steps, tokens, k] or [tokens, k]."),
         };
+        if (dims.FirstOrDefault(d => d < 0) is var negative and < 0)
+        {
+            throw new InvalidDataException($"{path}: shape {shape}: dimension {negative} is negative.");
+        }
+
         if (steps == 0 || tokens == 0 || topK == 0)
         {
             throw new InvalidDataException($"{path}: shape {shape} holds no ids; nothing to replay.");

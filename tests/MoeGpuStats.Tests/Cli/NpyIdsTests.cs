@@ -171,6 +171,13 @@ public sealed class NpyIdsTests : IDisposable
         Assert.Contains("truncated", Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [steps, tokens, topK], itemSize, offset, fileLength - 1)).Message);
     }
 
+    [Fact]
+    public void NegativeDimensionsCannotCancelOutInTheSizeCheck()
+    {
+        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [-2, -4, 2], 4, 128, 1 << 20));
+        Assert.Contains("dimension -2 is negative", error.Message);
+    }
+
     /// <summary>
     /// A sparse file of 4 GiB of int32 ids, 2^29 per step: the step's byte count and offsets pass 2^31,
     /// which a 32-bit byte count got wrong. Only a few ids are read, so nothing large is allocated.
