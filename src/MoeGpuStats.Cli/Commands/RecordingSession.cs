@@ -1,15 +1,21 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Microsoft.Extensions.Logging;
 using MoeGpuStats.Cli.Output;
-using MoeGpuStats.Monitoring;
 using MoeGpuStats.Serialization;
 
 namespace MoeGpuStats.Cli.Commands;
 
+/// <summary>Fills one batch's ids (not timed).</summary>
+internal delegate void FillBatch(int step, Span<int> ids);
+
+/// <summary>Records one batch's ids: the call the report times.</summary>
+internal delegate void RecordBatch(RoutingStats stats, ReadOnlySpan<int> ids);
+
 /// <summary>What simulate and replay share: the engine, periodic reports, progress, metrics, and the ending.</summary>
 internal sealed class RecordingSession
 {
+    public required CliConsole Console { get; init; }
+
     public required RoutingStatsOptions Options { get; init; }
 
     public required bool Json { get; init; }
@@ -22,32 +28,29 @@ internal sealed class RecordingSession
 
     public string MetricsHost { get; init; } = "localhost";
 
+    /// <summary>Seconds between periodic reports; 0: none.</summary>
     public double ReportInterval { get; init; } = 5.0;
 
     public required string Title { get; init; }
 
-    /// <summary>Records <paramref name="steps"/> batches with <paramref name="record"/>, then reports.</summary>
-    public int Run(int steps, Action<RoutingStats, int> record)
+    /// <summary>What the per-batch latency times, for the report.</summary>
+    public required string Timed { get; init; }
+
+    /// <summary>Records <paramref name="steps"/> batches of <paramref name="ids"/> (filled, then recorded and timed), then reports.</summary>
+    public int Run(int steps, Span<int> ids, FillBatch fill, RecordBatch record)
     {
-        using var loggerFactory = Logging.Create(Json);
-        var logger = loggerFactory.CreateLogger("MoeGpuStats");
         RoutingStats stats;
         try
         {
-            stats = RoutingStats.Create(Options, logger);
+            stats = RoutingStats.Create(Options);
         }
         catch (InvalidOperationException exception)
         {
             Console.Error.WriteLine(exception.Message);
             return ExitCodes.NoAccelerator;
         }
-        catch (ArgumentOutOfRangeException exception)
-        {
-            Console.Error.WriteLine(exception.Message);
-            return ExitCodes.Usage;
-        }
 
-        using var monitor = new PerformanceMonitor(TimeSpan.FromSeconds(ReportInterval), logger, stats);
+        using var owned = stats;
         MetricsEndpoint? metrics = null;
         try
         {
@@ -55,7 +58,7 @@ internal sealed class RecordingSession
         }
         catch (Exception exception) when (exception is System.Net.HttpListenerException or ArgumentException)
         {
-            Console.Error.WriteLine($"cannot serve metrics on {MetricsHost}:{MetricsPort}: {exception.Message}");
+            Console.Error.WriteLine($"--metrics-port {MetricsPort}: cannot serve metrics on {MetricsHost}:{MetricsPort} ({ErrorText.Of(exception)}).");
             return ExitCodes.Usage;
         }
 
@@ -65,52 +68,83 @@ internal sealed class RecordingSession
             Console.Error.WriteLine($"metrics: http://{MetricsHost}:{MetricsPort}/metrics");
         }
 
-        var lastReport = Stopwatch.GetTimestamp();
-        using (var progress = new ProgressDisplay(steps, enabled: !Json))
+        var started = Stopwatch.GetTimestamp();
+        var lastReport = started;
+        using (var progress = new ProgressDisplay(Console, steps, enabled: !Json))
         {
             for (var step = 0; step < steps; step++)
             {
-                var started = Stopwatch.GetTimestamp();
-                record(stats, step);
-                stats.RecordRoutingLatency(Stopwatch.GetElapsedTime(started));
+                fill(step, ids);
+                var recording = Stopwatch.GetTimestamp();
+                record(stats, ids);
+                stats.RecordRoutingLatency(Stopwatch.GetElapsedTime(recording));
                 progress.Report(step + 1);
-                if (Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
+                if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
                 {
-                    monitor.PrintReport();
+                    using var now = stats.Snapshot();
+                    progress.WriteLine(RunReport.Periodic(now, step + 1, steps, Stopwatch.GetElapsedTime(started)));
                     lastReport = Stopwatch.GetTimestamp();
                 }
             }
         }
 
         using var snapshot = stats.Snapshot();
-        return Finish(snapshot, Json, Plot, Save, $"{Title} on the {stats.Backend} engine ({stats.DeviceName})", monitor);
+        return Finish(Console, snapshot, Json, Plot, Save, Title, EngineChoice.Describe(stats), Timed);
     }
 
-    /// <summary>The ending every command shares: JSON or the report and summary, then the plot and the file.</summary>
-    public static int Finish(RoutingStats snapshot, bool json, FileInfo? plot, FileInfo? save, string heading, PerformanceMonitor? monitor = null)
+    /// <summary>The ending every command shares: JSON or the report, then the plot and the file.</summary>
+    public static int Finish(CliConsole console, RoutingStats snapshot, bool json, FileInfo? plot, FileInfo? save, string heading, string? engine, string timed, string saveOption = "--save")
     {
         if (json)
         {
-            Console.Out.WriteLine(JsonSerializer.Serialize(snapshot));
+            console.Out.WriteLine(JsonSerializer.Serialize(snapshot));
+            if (engine is not null)
+            {
+                // Scripts that read the JSON still learn which engine counted (the device check greps for it).
+                console.Error.WriteLine($"engine: {engine}");
+            }
         }
         else
         {
-            monitor?.PrintReport();
-            SummaryPrinter.Print(Console.Out, snapshot, heading);
+            RunReport.Print(console.Out, snapshot, heading, engine, timed);
         }
 
         if (plot is not null)
         {
-            LoadPlot.Save(snapshot, plot.FullName);
-            Console.Error.WriteLine($"plot: {plot.FullName}");
+            if (!TryWrite(console, "--plot", plot, full => LoadPlot.Save(snapshot, full)))
+            {
+                return ExitCodes.Usage;
+            }
+
+            console.Error.WriteLine($"plot: {plot.FullName}");
         }
 
         if (save is not null)
         {
-            RoutingStatsFile.Save(snapshot, save.FullName);
-            Console.Error.WriteLine($"snapshot: {save.FullName}");
+            if (!TryWrite(console, saveOption, save, full => RoutingStatsFile.Save(snapshot, full)))
+            {
+                return ExitCodes.Usage;
+            }
+
+            console.Error.WriteLine($"snapshot: {save.FullName}");
         }
 
         return ExitCodes.Ok;
+    }
+
+    /// <summary>Writes an output file; a failure (checked before the run, so rare: a full disk, a folder removed since) is one line naming the user's path.</summary>
+    private static bool TryWrite(CliConsole console, string option, FileInfo file, Action<string> write)
+    {
+        OutputPath.RemoveStaleTemporaries(file.FullName);
+        try
+        {
+            write(file.FullName);
+            return true;
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            console.Error.WriteLine($"{option} {file}: cannot write it ({OutputPath.InUserWords(exception.Message, file.FullName, file.ToString())}).");
+            return false;
+        }
     }
 }

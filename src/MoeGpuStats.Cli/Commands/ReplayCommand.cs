@@ -6,10 +6,18 @@ namespace MoeGpuStats.Cli.Commands;
 /// <summary><c>replay FILE.npy</c>: a router's saved top-k ids, recorded step by step on the chosen engine.</summary>
 internal static class ReplayCommand
 {
-    public static Command Create()
+    public static Command Create(CliConsole console)
     {
-        var file = new Argument<FileInfo>("FILE.npy") { Description = "Top-k expert ids saved with np.save: int32 or int64, shaped [steps, tokens, k] or [tokens, k]." };
-        var experts = new Option<int?>("--experts", "-e") { Description = "Experts (E); default: the largest id in the file plus one. Ids outside [0, E) are counted as invalid." };
+        var maxExperts = RoutingStatsOptions.MaxDeviceExperts;
+        var file = new Argument<FileInfo>("FILE.npy")
+        {
+            Description = $"Top-k expert ids saved with np.save: int32 or int64, shaped [steps, tokens, k] or [tokens, k], at most {NpyIds.MaxIdsPerStep:N0} ids per step; -1 marks an empty slot.",
+        };
+        var experts = SharedOptions.WholeNumber(
+            new Option<int?>("--experts", "-e") { Description = $"Experts (E), 1 to {maxExperts:N0}; default: the largest id in the file plus one. Ids outside [0, E) other than -1 are counted as invalid." },
+            1,
+            maxExperts,
+            "the number of experts");
         var recording = new SharedOptions.Recording();
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")
         {
@@ -18,36 +26,104 @@ internal static class ReplayCommand
         recording.AddTo(command);
         command.SetAction(parse =>
         {
-            var path = parse.GetValue(file)!;
-            NpyIds npy;
-            try
+            if (EngineChoice.Problem() is { } problem)
             {
-                npy = NpyIds.Open(path.FullName);
+                console.Error.WriteLine(problem);
+                return ExitCodes.Usage;
             }
-            catch (Exception exception) when (exception is IOException or InvalidDataException or UnauthorizedAccessException)
+
+            var path = parse.GetValue(file)!;
+            if (!TryOpen(console, path, out var npy))
             {
-                Console.Error.WriteLine(exception is FileNotFoundException ? $"{path.FullName}: no such file." : exception.Message);
                 return ExitCodes.BadInput;
             }
 
             using (npy)
             {
-                var e = parse.GetValue(experts) ?? npy.MaxId() + 1;
-                if (e < 1 || e > RoutingStatsOptions.MaxDeviceExperts)
+                int e;
+                if (parse.GetValue(experts) is { } given)
                 {
-                    Console.Error.WriteLine($"{path.FullName}: E = {e}; give --experts between 1 and {RoutingStatsOptions.MaxDeviceExperts} (the file's ids imply {npy.MaxId() + 1}).");
-                    return ExitCodes.Usage;
+                    e = given;
+                }
+                else
+                {
+                    var max = npy.MaxId();
+                    if (max < 0 || max >= maxExperts)
+                    {
+                        console.Error.WriteLine(max < 0
+                            ? $"{path}: no id is 0 or more, so the file does not say how many experts there are; give --experts (1 to {maxExperts:N0})."
+                            : $"{path}: the largest id is {max:N0}, which would make {max + 1:N0} experts; the engine holds 1 to {maxExperts:N0}: give --experts (larger ids then count as invalid).");
+                        return ExitCodes.Usage;
+                    }
+
+                    e = (int)max + 1;
                 }
 
-                var ids = new int[npy.Tokens * npy.TopK];
-                var session = recording.Session(parse, e, $"replay {path.Name}: {npy.Steps} steps of {npy.Tokens} tokens, top-{npy.TopK} of {e} experts ({npy.DType})");
-                return session.Run(npy.Steps, (stats, step) =>
+                IdBuffer ids;
+                try
                 {
-                    npy.ReadStep(step, ids);
-                    stats.RecordRouting(ids, npy.Tokens, npy.TopK);
-                });
+                    ids = IdBuffer.Allocate(npy.IdsPerStep);
+                }
+                catch (OutOfMemoryException)
+                {
+                    console.Error.WriteLine($"{path}: not enough memory for a step of {IdBuffer.Describe(npy.IdsPerStep)}.");
+                    return ExitCodes.BadInput;
+                }
+
+                using (ids)
+                {
+                    var session = recording.Session(
+                        parse,
+                        console,
+                        e,
+                        $"replay {path.Name}: {npy.Steps:N0} steps of {npy.Tokens:N0} tokens, top-{npy.TopK} of {e:N0} experts ({npy.DType})",
+                        "one RecordRouting call, which hands the step's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed");
+                    try
+                    {
+                        return session.Run(npy.Steps, ids.Span, npy.ReadStep, (stats, step) => stats.RecordRouting(step, npy.Tokens, npy.TopK));
+                    }
+                    catch (Exception exception) when (exception is IOException or InvalidDataException)
+                    {
+                        console.Error.WriteLine(exception is InvalidDataException ? exception.Message : $"{path}: {ErrorText.Of(exception)}");
+                        return ExitCodes.BadInput;
+                    }
+                }
             }
         });
         return command;
+    }
+
+    private static bool TryOpen(CliConsole console, FileInfo path, out NpyIds npy)
+    {
+        npy = null!;
+        if (Directory.Exists(path.FullName))
+        {
+            console.Error.WriteLine($"{path}: is a folder; give a .npy file.");
+            return false;
+        }
+
+        try
+        {
+            npy = NpyIds.Open(path.ToString());
+            return true;
+        }
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
+        {
+            console.Error.WriteLine($"{path}: no such file.");
+        }
+        catch (UnauthorizedAccessException)
+        {
+            console.Error.WriteLine($"{path}: no permission to read it.");
+        }
+        catch (InvalidDataException exception)
+        {
+            console.Error.WriteLine(exception.Message);
+        }
+        catch (IOException exception)
+        {
+            console.Error.WriteLine($"{path}: cannot read it ({ErrorText.Of(exception)}).");
+        }
+
+        return false;
     }
 }

@@ -1,29 +1,53 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Cli.Commands;
 
 /// <summary>Options that several commands take, each made fresh for the command that owns it.</summary>
 internal static class SharedOptions
 {
+    /// <summary>The longest report interval: a day (TimeSpan and the timers hold far more, but no run needs it).</summary>
+    public const double MaxReportInterval = 86_400;
+
     public static Option<bool> Json() => new("--json")
     {
-        Description = "Print only the final snapshot, in the seed-compatible JSON shape, on standard output (reports go to standard error).",
+        Description = "Print only the final snapshot, in the seed-compatible JSON shape, on standard output (everything else goes to standard error).",
     };
 
-    public static Option<FileInfo?> Plot() => new("--plot")
+    public static Option<FileInfo?> Plot() => OutputFile(new Option<FileInfo?>("--plot")
     {
-        Description = "Write expert load as a PNG: per-expert share of slots with the mean marked, and load variance over time.",
-    };
+        Description = "Write expert load as a picture (.png, or .jpg/.jpeg for JPEG): each expert's share of tokens with the mean marked, and the load variance per batch.",
+    }, plot: true);
 
-    public static Option<FileInfo?> Save() => new("--save")
+    public static Option<FileInfo?> Save() => OutputFile(new Option<FileInfo?>("--save")
     {
         Description = "Save the final snapshot as JSON to this file (written atomically), for `report` and `merge`.",
-    };
+    }, plot: false);
 
-    public static Option<int?> MetricsPort() => new("--metrics-port")
+    /// <summary>
+    /// Refuses, while parsing, an output path that cannot be written (no such folder, a folder itself,
+    /// a plot format we cannot write), so that a run never ends in a failed write; the message names the path as given.
+    /// </summary>
+    public static T OutputFile<T>(T option, bool plot)
+        where T : Option
     {
-        Description = "Serve Prometheus metrics on this port at /metrics while running.",
-    };
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && OutputPath.Problem(result.Tokens[^1].Value, plot) is { } problem)
+            {
+                result.AddError($"{option.Name} {result.Tokens[^1].Value}: {problem}");
+            }
+        });
+        return option;
+    }
+
+    public static Option<int?> MetricsPort() => WholeNumber<int?>(
+        new("--metrics-port") { Description = "Serve Prometheus metrics on this port at /metrics while running." },
+        1,
+        65_535,
+        "a TCP port");
 
     public static Option<string> MetricsHost() => new("--metrics-host")
     {
@@ -31,16 +55,60 @@ internal static class SharedOptions
         DefaultValueFactory = _ => "localhost",
     };
 
-    public static Option<double> ReportInterval() => new("--report-interval")
-    {
-        Description = "Seconds between periodic performance reports on the logger.",
-        DefaultValueFactory = _ => 5.0,
-    };
+    public static Option<double> ReportInterval() => Number(
+        new("--report-interval")
+        {
+            Description = $"Seconds between periodic reports on standard error while recording; 0 turns them off (0 to {MaxReportInterval:N0}).",
+            DefaultValueFactory = _ => 5.0,
+        },
+        value => value is >= 0 and <= MaxReportInterval,
+        $"give the seconds between periodic reports, from 0 (none) to {MaxReportInterval:N0} (a day)");
 
-    public static Option<int?> Capacity() => new("--capacity")
+    public static Option<int?> Capacity() => WholeNumber<int?>(
+        new("--capacity")
+        {
+            Description = "Token slots per expert per batch; slots over it are counted as dropped, and the report shows capacity figures (none without it).",
+        },
+        1,
+        int.MaxValue,
+        "slots per expert per batch");
+
+    /// <summary>
+    /// Parses a whole number in the user's words: anything else, or a value outside
+    /// [<paramref name="min"/>, <paramref name="max"/>], is a usage error naming the option and the value.
+    /// </summary>
+    public static Option<T> WholeNumber<T>(Option<T> option, long min, long max, string what)
     {
-        Description = "Token slots per expert per batch; dropped slots are derived from it, and capacity statistics use it (default: the seed's 100).",
-    };
+        option.CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+            if (long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
+            {
+                return (T)(object)(int)value;
+            }
+
+            result.AddError($"{option.Name} {text}: give {what}, a whole number from {min:N0} to {max:N0}.");
+            return default!;
+        };
+        return option;
+    }
+
+    /// <summary>Parses a number (invariant culture); NaN, infinities and values <paramref name="allowed"/> refuses are usage errors.</summary>
+    public static Option<double> Number(Option<double> option, Func<double, bool> allowed, string rule)
+    {
+        option.CustomParser = result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && double.IsFinite(value) && allowed(value))
+            {
+                return value;
+            }
+
+            result.AddError($"{option.Name} {text}: {rule}.");
+            return 0;
+        };
+        return option;
+    }
 
     /// <summary>The options of a recording command (simulate, replay), added to it together.</summary>
     public sealed class Recording
@@ -61,10 +129,9 @@ internal static class SharedOptions
             }
         }
 
-        public int? ExpertCapacity(ParseResult parse) => parse.GetValue(_capacity);
-
-        public RecordingSession Session(ParseResult parse, int experts, string title) => new()
+        public RecordingSession Session(ParseResult parse, CliConsole console, int experts, string title, string timed) => new()
         {
+            Console = console,
             Options = new RoutingStatsOptions { Experts = experts, ExpertCapacity = parse.GetValue(_capacity) },
             Json = parse.GetValue(_json),
             Plot = parse.GetValue(_plot),
@@ -73,6 +140,7 @@ internal static class SharedOptions
             MetricsHost = parse.GetValue(_host)!,
             ReportInterval = parse.GetValue(_interval),
             Title = title,
+            Timed = timed,
         };
     }
 }

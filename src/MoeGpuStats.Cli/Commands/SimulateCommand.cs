@@ -1,67 +1,115 @@
 using System.CommandLine;
+using MoeGpuStats.Cli.Input;
 
 namespace MoeGpuStats.Cli.Commands;
 
 /// <summary><c>simulate</c>: synthetic top-k routing recorded on the chosen engine.</summary>
 internal static class SimulateCommand
 {
-    public static Command Create()
+    /// <summary>Random draws of one pick before the nearest free expert is taken: a steep skew with k near E would draw for ever.</summary>
+    private const int DrawsPerPick = 64;
+
+    public static Command Create(CliConsole console)
     {
-        var experts = new Option<int>("--experts", "-e") { Description = "Experts (E), 1 to 4,096.", DefaultValueFactory = _ => 64 };
-        var topK = new Option<int>("--top-k", "-k") { Description = "Experts per token (k), 1 to E.", DefaultValueFactory = _ => 2 };
-        var tokens = new Option<int>("--tokens", "-t") { Description = "Tokens per batch.", DefaultValueFactory = _ => 4096 };
-        var steps = new Option<int>("--steps", "-n") { Description = "Batches to route.", DefaultValueFactory = _ => 200 };
-        var skew = new Option<double>("--skew", "-s") { Description = "Load skew: 1 is uniform; larger sends more tokens to low-numbered experts (id = floor(u^skew * E)).", DefaultValueFactory = _ => 2.0 };
-        var seed = new Option<int>("--seed") { Description = "Random seed, for repeatable runs.", DefaultValueFactory = _ => 1 };
+        var maxExperts = RoutingStatsOptions.MaxDeviceExperts;
+        var experts = SharedOptions.WholeNumber(
+            new Option<int>("--experts", "-e") { Description = $"Experts (E), 1 to {maxExperts:N0}.", DefaultValueFactory = _ => 64 }, 1, maxExperts, "the number of experts");
+        var topK = SharedOptions.WholeNumber(
+            new Option<int>("--top-k", "-k") { Description = "Experts per token (k), 1 to E.", DefaultValueFactory = _ => 2 }, 1, maxExperts, "experts per token");
+        var tokens = SharedOptions.WholeNumber(
+            new Option<int>("--tokens", "-t") { Description = $"Tokens per batch; tokens x k at most {NpyIds.MaxIdsPerStep:N0}.", DefaultValueFactory = _ => 4096 }, 0, int.MaxValue, "tokens per batch");
+        var steps = SharedOptions.WholeNumber(
+            new Option<int>("--steps", "-n") { Description = "Batches to route.", DefaultValueFactory = _ => 200 }, 0, int.MaxValue, "the number of batches");
+        var skew = SharedOptions.Number(
+            new Option<double>("--skew", "-s") { Description = "Load skew, above 0: 1 is uniform; larger sends more tokens to low-numbered experts (id = floor(u^skew * E)).", DefaultValueFactory = _ => 2.0 },
+            value => value > 0,
+            "give the load skew, a number above 0 (1 is uniform)");
+        var seed = SharedOptions.WholeNumber(
+            new Option<int>("--seed") { Description = "Random seed, for repeatable runs.", DefaultValueFactory = _ => 1 }, int.MinValue, int.MaxValue, "a random seed");
         var recording = new SharedOptions.Recording();
 
-        var command = new Command("simulate", "Route synthetic batches (k distinct experts per token, skewed load) on the chosen engine, then print the performance report and the utilization summary.")
+        var command = new Command("simulate", "Route synthetic batches (k distinct experts per token, skewed load) on the chosen engine, then print the report.")
         {
             experts, topK, tokens, steps, skew, seed,
         };
         recording.AddTo(command);
         command.SetAction(parse =>
         {
-            var e = parse.GetValue(experts);
-            var k = parse.GetValue(topK);
-            var t = parse.GetValue(tokens);
-            var n = parse.GetValue(steps);
-            var s = parse.GetValue(skew);
-            if (e < 1 || e > RoutingStatsOptions.MaxDeviceExperts || k < 1 || k > e || t < 0 || n < 0 || !(s > 0) || recording.ExpertCapacity(parse) is < 1)
+            if (EngineChoice.Problem() is { } problem)
             {
-                Console.Error.WriteLine($"Need 1 <= --experts <= {RoutingStatsOptions.MaxDeviceExperts}, 1 <= --top-k <= experts, --tokens >= 0, --steps >= 0, --skew > 0, --capacity >= 1.");
+                console.Error.WriteLine(problem);
                 return ExitCodes.Usage;
             }
 
-            var random = new Random(parse.GetValue(seed));
-            var ids = new int[t * k];
-            var session = recording.Session(parse, e, $"simulate: {n} batches of {t} tokens, top-{k} of {e} experts");
-            return session.Run(n, (stats, _) =>
+            var (e, k, t, n, s) = (parse.GetValue(experts), parse.GetValue(topK), parse.GetValue(tokens), parse.GetValue(steps), parse.GetValue(skew));
+            if (Conflict(e, k, t) is { } conflict)
             {
-                Fill(ids, random, e, k, s);
-                stats.RecordRouting(ids, t, k, loadBalanceLoss: (float)(1.0 + 0.1 * random.NextDouble()), routerZLoss: (float)(0.01 * random.NextDouble()));
-            });
+                console.Error.WriteLine(conflict);
+                return ExitCodes.Usage;
+            }
+
+            IdBuffer ids;
+            try
+            {
+                ids = IdBuffer.Allocate(t * k);
+            }
+            catch (OutOfMemoryException)
+            {
+                console.Error.WriteLine($"--tokens {t} with --top-k {k}: not enough memory for a batch of {IdBuffer.Describe((long)t * k)}.");
+                return ExitCodes.Usage;
+            }
+
+            using (ids)
+            {
+                var random = new Random(parse.GetValue(seed));
+                var session = recording.Session(
+                    parse,
+                    console,
+                    e,
+                    $"simulate: {n:N0} batches of {t:N0} tokens, top-{k} of {e:N0} experts, skew {s:0.###}",
+                    "one RecordRouting call, which hands the batch's ids to the engine and counts them (a GPU may finish counting after it returns); drawing the random ids is not timed");
+                return session.Run(
+                    n,
+                    ids.Span,
+                    (_, batch) => Fill(batch, random, e, k, s),
+                    (stats, batch) => stats.RecordRouting(batch, t, k, loadBalanceLoss: (float)(1.0 + 0.1 * random.NextDouble()), routerZLoss: (float)(0.01 * random.NextDouble())));
+            }
         });
         return command;
     }
 
+    /// <summary>What the options allow alone but not together, naming them; null when they agree.</summary>
+    internal static string? Conflict(int experts, int topK, int tokens) =>
+        topK > experts ? $"--top-k {topK}: give at most --experts ({experts}) experts per token; each token goes to k distinct experts."
+        : (long)tokens * topK > NpyIds.MaxIdsPerStep ? $"--tokens {tokens} with --top-k {topK}: {(long)tokens * topK:N0} ids per batch; give tokens x k of at most {NpyIds.MaxIdsPerStep:N0}."
+        : null;
+
     /// <summary>k distinct experts per token, drawn with the skewed distribution.</summary>
-    private static void Fill(int[] ids, Random random, int experts, int topK, double skew)
+    private static void Fill(Span<int> ids, Random random, int experts, int topK, double skew)
     {
         Span<int> chosen = stackalloc int[topK];
         for (var token = 0; token < ids.Length / topK; token++)
         {
-            var picked = 0;
-            while (picked < topK)
+            for (var picked = 0; picked < topK; picked++)
             {
-                var id = Math.Min(experts - 1, (int)(Math.Pow(random.NextDouble(), skew) * experts));
-                if (!chosen[..picked].Contains(id))
+                var id = Draw(random, experts, skew);
+                for (var draw = 1; chosen[..picked].Contains(id) && draw < DrawsPerPick; draw++)
                 {
-                    chosen[picked++] = id;
+                    id = Draw(random, experts, skew);
                 }
+
+                while (chosen[..picked].Contains(id))
+                {
+                    id = (id + 1) % experts;
+                }
+
+                chosen[picked] = id;
             }
 
-            chosen.CopyTo(ids.AsSpan(token * topK, topK));
+            chosen.CopyTo(ids.Slice(token * topK, topK));
         }
     }
+
+    private static int Draw(Random random, int experts, double skew) =>
+        Math.Min(experts - 1, (int)(Math.Pow(random.NextDouble(), skew) * experts));
 }

@@ -7,32 +7,32 @@ namespace MoeGpuStats.Cli.Commands;
 /// <summary><c>report</c> and <c>merge</c>: commands over snapshot files.</summary>
 internal static class SnapshotCommands
 {
-    public static Command Report()
+    public static Command Report(CliConsole console)
     {
         var file = new Argument<FileInfo>("SNAPSHOT.json") { Description = "A snapshot saved with --save (or the seed's serde JSON)." };
         var json = SharedOptions.Json();
         var plot = SharedOptions.Plot();
-        var command = new Command("report", "Print the summary of a saved snapshot (and plot it).") { file, json, plot };
+        var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot };
         command.SetAction(parse =>
         {
             var path = parse.GetValue(file)!;
-            if (!TryLoad(path, out var stats))
+            if (!TryLoad(console, path, out var stats))
             {
                 return ExitCodes.BadInput;
             }
 
             using (stats)
             {
-                return RecordingSession.Finish(stats, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path.Name}");
+                return RecordingSession.Finish(console, stats, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}", engine: null, "as the program that saved the snapshot timed it");
             }
         });
         return command;
     }
 
-    public static Command Merge()
+    public static Command Merge(CliConsole console)
     {
         var files = new Argument<FileInfo[]>("SNAPSHOTS") { Description = "Snapshots of ranks or replicas that route to the same experts.", Arity = ArgumentArity.OneOrMore };
-        var output = new Option<FileInfo>("--output", "-o") { Description = "Where to write the merged snapshot.", Required = true };
+        var output = SharedOptions.OutputFile(new Option<FileInfo>("--output", "-o") { Description = "Where to write the merged snapshot.", Required = true }, plot: false);
         var json = SharedOptions.Json();
         var plot = SharedOptions.Plot();
         var command = new Command("merge", "Combine snapshots: counts and totals exactly, utilization and loss averages weighted by batches (see docs/scaling.md for what merges approximately).")
@@ -41,17 +41,24 @@ internal static class SnapshotCommands
         };
         command.SetAction(parse =>
         {
+            var paths = parse.GetValue(files)!;
             var parts = new List<RoutingStats>();
             try
             {
-                foreach (var path in parse.GetValue(files)!)
+                foreach (var path in paths)
                 {
-                    if (!TryLoad(path, out var stats))
+                    if (!TryLoad(console, path, out var stats))
                     {
                         return ExitCodes.BadInput;
                     }
 
                     parts.Add(stats);
+                }
+
+                if (Mismatch(paths, parts) is { } mismatch)
+                {
+                    console.Error.WriteLine(mismatch);
+                    return ExitCodes.BadInput;
                 }
 
                 RoutingStats merged;
@@ -61,13 +68,14 @@ internal static class SnapshotCommands
                 }
                 catch (ArgumentException exception)
                 {
-                    Console.Error.WriteLine(exception.Message);
+                    console.Error.WriteLine($"cannot merge {string.Join(", ", paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}");
                     return ExitCodes.BadInput;
                 }
 
                 using (merged)
                 {
-                    return RecordingSession.Finish(merged, parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output), $"merge of {parts.Count} snapshots");
+                    return RecordingSession.Finish(
+                        console, merged, parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output), $"merge of {parts.Count} snapshots", engine: null, "as the programs that saved the snapshots timed it", "--output");
                 }
             }
             finally
@@ -78,18 +86,69 @@ internal static class SnapshotCommands
         return command;
     }
 
-    private static bool TryLoad(FileInfo path, out RoutingStats stats)
+    /// <summary>Why the snapshots cannot merge, naming the files: they must count the same experts with the same capacity.</summary>
+    private static string? Mismatch(FileInfo[] paths, List<RoutingStats> parts)
     {
-        try
+        var first = -1;
+        for (var i = 0; i < parts.Count; i++)
         {
-            stats = RoutingStatsFile.Load(path.FullName);
-            return true;
+            var experts = parts[i].ExpertUtilization.Count;
+            if (experts == 0)
+            {
+                continue;
+            }
+
+            if (first < 0)
+            {
+                first = i;
+            }
+            else if (experts != parts[first].ExpertUtilization.Count)
+            {
+                return $"{paths[first]} has {parts[first].ExpertUtilization.Count:N0} experts, {paths[i]} has {experts:N0}; only snapshots of the same experts merge.";
+            }
         }
-        catch (Exception exception) when (exception is IOException or InvalidDataException or UnauthorizedAccessException or JsonException)
+
+        for (var i = 1; i < parts.Count; i++)
         {
-            Console.Error.WriteLine(exception is FileNotFoundException ? $"{path.FullName}: no such file." : exception.Message);
-            stats = null!;
+            if (parts[i].CapacityStats.SlotsPerExpert != parts[0].CapacityStats.SlotsPerExpert)
+            {
+                return $"{paths[0]} has {Capacity(parts[0])}, {paths[i]} has {Capacity(parts[i])}; only snapshots of the same capacity merge.";
+            }
+        }
+
+        return null;
+    }
+
+    private static string Capacity(RoutingStats stats) =>
+        stats.Options.ExpertCapacity is { } slots ? $"a capacity of {slots:N0} slots per expert" : "no capacity (the seed's placeholder of 100 slots per expert)";
+
+    private static bool TryLoad(CliConsole console, FileInfo path, out RoutingStats stats)
+    {
+        stats = null!;
+        if (Directory.Exists(path.FullName))
+        {
+            console.Error.WriteLine($"{path}: is a folder; give a snapshot file.");
             return false;
         }
+
+        try
+        {
+            stats = RoutingStatsFile.Load(path.ToString());
+            return true;
+        }
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
+        {
+            console.Error.WriteLine($"{path}: no such file.");
+        }
+        catch (UnauthorizedAccessException)
+        {
+            console.Error.WriteLine($"{path}: no permission to read it.");
+        }
+        catch (Exception exception) when (exception is IOException or InvalidDataException or JsonException or ArgumentException or OverflowException)
+        {
+            console.Error.WriteLine(exception is InvalidDataException ? ErrorText.Of(exception) : $"{path}: not a routing statistics snapshot ({ErrorText.Of(exception)}).");
+        }
+
+        return false;
     }
 }

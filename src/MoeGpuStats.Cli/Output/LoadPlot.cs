@@ -4,47 +4,90 @@ using SkiaSharp;
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
-/// Expert load as one picture: per-expert share of token slots with the mean marked (top), and the
-/// per-batch load variance over time (bottom).
+/// Expert load as one picture: each expert's share of a batch's tokens with the mean marked (top), the
+/// figure the report calls expert load, in the same unit; and the per-batch load variance over time (bottom).
 /// </summary>
 internal static class LoadPlot
 {
     public const int Width = 1200;
     public const int Height = 900;
 
+    /// <summary>Above this many experts a bar is narrower than its outline: bars touch and go unoutlined so the shape stays visible.</summary>
+    private const int OutlinedExperts = 128;
+
+    /// <summary>
+    /// The most bars drawn: beyond it a bar is under two pixels wide and a lone busy expert vanishes in
+    /// antialiasing, so each bar covers several experts and rises to the busiest of them.
+    /// </summary>
+    private const int BarredExperts = 512;
+
+    /// <summary>Writes the picture to <paramref name="path"/>, as PNG or JPEG by its extension, whole or not at all.</summary>
+    /// <exception cref="ArgumentException">The extension is neither .png nor .jpg/.jpeg.</exception>
     public static void Save(RoutingStats stats, string path)
     {
-        var counts = stats.ExpertTokenCounts;
-        var total = counts.Aggregate(0.0, (sum, c) => sum + c);
-        var shares = counts.Select(c => total > 0 ? 100.0 * c / total : 0.0).ToArray();
+        var format = OutputPath.FormatOf(path) switch
+        {
+            PlotFormat.Png => SKEncodedImageFormat.Png,
+            PlotFormat.Jpeg => SKEncodedImageFormat.Jpeg,
+            _ => throw new ArgumentException($"{path}: the plot is written as PNG (.png) or JPEG (.jpg, .jpeg).", nameof(path)),
+        };
+        using var image = Render(stats);
+        using var encoded = image.Encode(format, 90);
+        OutputPath.WriteAtomically(path, encoded.SaveTo);
+    }
+
+    private static SKImage Render(RoutingStats stats)
+    {
+        var shares = stats.ExpertUtilization.Select(u => 100.0 * u).ToArray();
+        var experts = shares.Length;
 
         var load = new Plot();
-        load.Add.Bars(shares);
-        if (shares.Length > 0)
+        if (experts > 0)
         {
-            var mean = load.Add.HorizontalLine(100.0 / shares.Length);
-            mean.LegendText = $"mean ({100.0 / shares.Length:G3}%)";
+            var group = (experts + BarredExperts - 1) / BarredExperts;
+            var bars = load.Add.Bars(Enumerable.Range(0, (experts + group - 1) / group).Select(column =>
+            {
+                var first = column * group;
+                var covered = shares.AsSpan(first, Math.Min(group, experts - first));
+                return new Bar
+                {
+                    Position = first + ((covered.Length - 1) / 2.0),
+                    Value = Max(covered),
+                    Size = group > 1 || experts > OutlinedExperts ? covered.Length : 0.8,
+                    LineWidth = experts > OutlinedExperts ? 0 : 1,
+                    FillColor = Colors.C0,
+                };
+            }).ToArray());
+            bars.Horizontal = false;
+
+            var meanShare = shares.Average();
+            var mean = load.Add.HorizontalLine(meanShare);
+            mean.LegendText = $"mean ({meanShare:0.00} %)";
             mean.Color = Colors.Red;
             mean.LinePattern = LinePattern.Dashed;
             load.ShowLegend(Alignment.UpperRight);
+            load.Axes.SetLimitsX(-0.5, experts - 0.5);
+            load.Axes.SetLimitsY(0, Math.Max(shares.Max(), meanShare) * 1.08);
         }
 
-        load.Title($"share of token slots per expert ({shares.Length} experts, {stats.TotalRoutings} batches, {stats.TotalTokens} tokens)");
+        load.Title($"expert load: share of a batch's tokens per expert, % ({experts:N0} experts, {stats.TotalRoutings:N0} batches, {stats.TotalTokens:N0} tokens)"
+            + (experts > BarredExperts ? $"\neach bar covers {(experts + BarredExperts - 1) / BarredExperts} neighbouring experts and shows the busiest of them" : ""));
         load.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         load.XLabel("expert");
-        load.YLabel("% of slots");
-        load.Axes.Margins(bottom: 0);
+        load.YLabel("% of tokens");
 
         var variance = new Plot();
         var history = stats.LoadVarianceHistory.Select(v => (double)v).ToArray();
         if (history.Length > 0)
         {
             variance.Add.Signal(history);
+            variance.Axes.SetLimitsX(0, Math.Max(1, history.Length - 1));
         }
 
-        variance.Title("load variance per batch (newest 1,000)");
+        variance.Title($"load variance per batch: variance of tokens per expert (newest {history.Length:N0} batches)");
+        variance.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         variance.XLabel("batch (oldest to newest)");
-        variance.YLabel("variance of slot counts");
+        variance.YLabel("variance");
 
         // Each plot clears the canvas it renders on, so each gets a surface of its own.
         var loadHeight = (int)(Height * 0.6);
@@ -56,10 +99,18 @@ internal static class LoadPlot
             surface.Canvas.DrawImage(bottom, 0, loadHeight);
         }
 
-        using var image = surface.Snapshot();
-        using var png = image.Encode(SKEncodedImageFormat.Png, 100);
-        using var file = File.Create(path);
-        png.SaveTo(file);
+        return surface.Snapshot();
+    }
+
+    private static double Max(ReadOnlySpan<double> values)
+    {
+        var max = values[0];
+        foreach (var value in values)
+        {
+            max = Math.Max(max, value);
+        }
+
+        return max;
     }
 
     private static SKImage Render(Plot plot, int width, int height)

@@ -4,14 +4,15 @@ namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
 /// Progress of a long run on standard error: a redrawn bar on a terminal, a line per 10 % when
-/// redirected. Silent for runs shorter than a second, and when disabled (<c>--json</c>, <c>--quiet</c>).
+/// redirected. Silent for runs shorter than a second, and when disabled (<c>--json</c>).
+/// Other lines written while it runs go through <see cref="WriteLine"/>, which never leaves them on the bar's line.
 /// </summary>
-internal sealed class ProgressDisplay(int total, bool enabled) : IDisposable
+internal sealed class ProgressDisplay(CliConsole console, int total, bool enabled) : IDisposable
 {
+    private const int BarWidth = 30;
     private readonly long _started = Stopwatch.GetTimestamp();
-    private readonly bool _terminal = !Console.IsErrorRedirected;
     private int _lastDecile = -1;
-    private bool _drawn;
+    private string _bar = "";
 
     public void Report(int done)
     {
@@ -21,24 +22,39 @@ internal sealed class ProgressDisplay(int total, bool enabled) : IDisposable
         }
 
         var fraction = (double)done / total;
-        if (_terminal)
+        if (console.ErrorIsTerminal)
         {
-            var filled = (int)(fraction * 30);
-            Console.Error.Write($"\r[{new string('#', filled)}{new string(' ', 30 - filled)}] {fraction,4:P0} {done}/{total} batches");
-            _drawn = true;
+            var filled = (int)(fraction * BarWidth);
+            _bar = $"[{new string('#', filled)}{new string(' ', BarWidth - filled)}] {fraction * 100,3:0} % {done:N0}/{total:N0} batches";
+            console.Error.Write($"\r{_bar}");
         }
         else if ((int)(fraction * 10) is var decile && decile > _lastDecile)
         {
             _lastDecile = decile;
-            Console.Error.WriteLine($"progress: {fraction:P0} ({done}/{total} batches)");
+            console.Error.WriteLine($"progress: {fraction * 100:0} % ({done:N0}/{total:N0} batches)");
+        }
+    }
+
+    /// <summary>Writes a line on standard error: on a terminal the bar is wiped first and drawn again below it.</summary>
+    public void WriteLine(string line)
+    {
+        if (_bar.Length > 0)
+        {
+            console.Error.Write($"\r{new string(' ', _bar.Length)}\r");
+        }
+
+        console.Error.WriteLine(line);
+        if (_bar.Length > 0)
+        {
+            console.Error.Write(_bar);
         }
     }
 
     public void Dispose()
     {
-        if (_drawn)
+        if (_bar.Length > 0)
         {
-            Console.Error.WriteLine();
+            console.Error.WriteLine();
         }
     }
 }

@@ -32,11 +32,11 @@ public sealed class NpyIdsTests : IDisposable
         var step = new int[6];
         npy.ReadStep(1, step);
         Assert.Equal([6, 7, 8, 9, 10, 11], step);
-        Assert.Equal(11, npy.MaxId());
+        Assert.Equal(11L, npy.MaxId());
     }
 
     [Fact]
-    public void Int64TwoDimensionalIsOneStepAndOutOfRangeIdsBecomeInvalid()
+    public void Int64TwoDimensionalIsOneStepAndOutOfRangeIdsBecomeInvalidNotPadding()
     {
         long[] values = [1, 2, long.MaxValue, 3];
         var path = Write(Path.Combine(_folder.FullName, "b.npy"), "<i8", "2, 2", [.. values.SelectMany(BitConverter.GetBytes)]);
@@ -44,7 +44,7 @@ public sealed class NpyIdsTests : IDisposable
         Assert.Equal((1, 2, 2), (npy.Steps, npy.Tokens, npy.TopK));
         var step = new int[4];
         npy.ReadStep(0, step);
-        Assert.Equal([1, 2, -1, 3], step);
+        Assert.Equal([1, 2, NpyIds.OutOfRangeId, 3], step);
     }
 
     [Theory]
@@ -67,5 +67,138 @@ public sealed class NpyIdsTests : IDisposable
         var path = Path.Combine(_folder.FullName, "text.npy");
         File.WriteAllText(path, "hello, world");
         Assert.Contains("not a NumPy", Assert.Throws<InvalidDataException>(() => NpyIds.Open(path)).Message);
+    }
+
+    [Theory]
+    [InlineData("-1, 2", "dimension -1 is negative")]
+    [InlineData("2, -3L", "dimension -3L is negative")]
+    [InlineData("2147483647, 2147483647, 1", "more ids than any file holds")]
+    [InlineData("1, 1073741824, 2", "truncated")]
+    [InlineData("4294967296, 4294967296, 4294967296", "more ids than any file holds")]
+    [InlineData("99999999999999999999, 2", "larger than any file holds")]
+    [InlineData("a, 2", "dimension 'a' is not a whole number")]
+    [InlineData("2.5, 2", "dimension '2.5' is not a whole number")]
+    [InlineData("0x10, 2", "dimension '0x10' is not a whole number")]
+    [InlineData("3, 0, 2", "holds no ids")]
+    [InlineData("0, 4, 2", "holds no ids")]
+    [InlineData("2147483647, 0, 2", "holds no ids")]
+    [InlineData("8", "1 dimensions")]
+    [InlineData("", "0 dimensions")]
+    public void AShapeTheFileCannotHoldIsRefusedBeforeAnythingIsAllocated(string shape, string expected)
+    {
+        var path = Write(Path.Combine(_folder.FullName, "shape.npy"), "<i4", shape, new byte[16]);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "refusing a header allocated more than a header's worth");
+        Assert.Contains(expected, error.Message);
+        Assert.StartsWith(path, error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+
+    [Fact]
+    public void PythonTwoLongLiteralsAreRead()
+    {
+        int[] values = [3, 1, 0, 2, 5, 4, 7, 6];
+        var path = Write(Path.Combine(_folder.FullName, "py2.npy"), "<i4", "4L, 2L", [.. values.SelectMany(BitConverter.GetBytes)]);
+        using var npy = NpyIds.Open(path);
+        Assert.Equal((1, 4, 2), (npy.Steps, npy.Tokens, npy.TopK));
+        Assert.Equal(7L, npy.MaxId());
+    }
+
+    [Fact]
+    public void AVersionTwoHeaderLongerThanTheFileIsRefused()
+    {
+        var path = Path.Combine(_folder.FullName, "v2.npy");
+        File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 2, 0, 0xF0, 0xFF, 0xFF, 0xFF]);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20);
+        Assert.Contains("truncated: the header claims 4,294,967,280 bytes, the file has 0", error.Message);
+    }
+
+    [Fact]
+    public void AVersionTwoFileIsRead()
+    {
+        var header = "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 2, 2), }\n";
+        var path = Path.Combine(_folder.FullName, "v2ok.npy");
+        File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 2, 0, .. BitConverter.GetBytes(header.Length), .. Encoding.Latin1.GetBytes(header), .. new long[] { 4, -1, 0, 9 }.SelectMany(BitConverter.GetBytes)]);
+        using var npy = NpyIds.Open(path);
+        var step = new int[4];
+        npy.ReadStep(0, step);
+        Assert.Equal([4, -1, 0, 9], step);
+    }
+
+    [Fact]
+    public void PaddingIsPassedThroughAndTheLargestIdIgnoresIt()
+    {
+        int[] values = [-1, -1, 2, -1, -7, -1];
+        var path = Write(Path.Combine(_folder.FullName, "pad.npy"), "<i4", "3, 2", [.. values.SelectMany(BitConverter.GetBytes)]);
+        using var npy = NpyIds.Open(path);
+        var step = new int[6];
+        npy.ReadStep(0, step);
+        Assert.Equal(values, step);
+        Assert.Equal(2L, npy.MaxId());
+    }
+
+    [Fact]
+    public void TheLargestIdIsExactEvenWhereIdPlusOneOverflowsAnInt()
+    {
+        long[] values = [int.MaxValue, 3, 5_000_000_000, -1];
+        var path = Write(Path.Combine(_folder.FullName, "big.npy"), "<i8", "2, 2", [.. values.SelectMany(BitConverter.GetBytes)]);
+        using var npy = NpyIds.Open(path);
+        Assert.Equal(5_000_000_000L, npy.MaxId());
+    }
+
+    [Theory]
+    [InlineData(4, 1L, int.MaxValue, 1L, true)]
+    [InlineData(4, 1L, 1L << 30, 2L, false)]
+    [InlineData(8, 2L, 1L << 29, 4L, false)]
+    [InlineData(4, 3L, 1L << 29, 4L, false)]
+    public void TheStepLimitIsTwoToTheThirtyOneMinusOneIds(int itemSize, long steps, long tokens, long topK, bool accepted)
+    {
+        long offset = 128;
+        long fileLength = offset + (steps * tokens * topK * itemSize);
+        if (accepted)
+        {
+            Assert.Equal(new NpyShape((int)steps, (int)tokens, (int)topK), NpyIds.Validate("f.npy", [steps, tokens, topK], itemSize, offset, fileLength));
+        }
+        else
+        {
+            var error = Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [steps, tokens, topK], itemSize, offset, fileLength));
+            Assert.Contains("replay reads at most 2,147,483,647", error.Message);
+        }
+
+        Assert.Contains("truncated", Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [steps, tokens, topK], itemSize, offset, fileLength - 1)).Message);
+    }
+
+    [Fact]
+    public void NegativeDimensionsCannotCancelOutInTheSizeCheck()
+    {
+        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [-2, -4, 2], 4, 128, 1 << 20));
+        Assert.Contains("dimension -2 is negative", error.Message);
+    }
+
+    /// <summary>
+    /// A sparse file of 4 GiB of int32 ids, 2^29 per step: the step's byte count and offsets pass 2^31,
+    /// which a 32-bit byte count got wrong. Only a few ids are read, so nothing large is allocated.
+    /// </summary>
+    [Fact]
+    public void StepsOfTwoToTheTwentyNineInt32IdsReadAtTheRightOffsets()
+    {
+        const int perStep = 1 << 29;
+        var path = Write(Path.Combine(_folder.FullName, "sparse.npy"), "<i4", $"2, {perStep}, 1", []);
+        long dataOffset = new FileInfo(path).Length;
+        using (var file = new FileStream(path, FileMode.Open, FileAccess.Write))
+        {
+            file.SetLength(dataOffset + (2L * perStep * 4));
+            file.Position = dataOffset + ((perStep + (long)perStep - 3) * 4);
+            file.Write([.. new[] { 11, -1, 13 }.SelectMany(BitConverter.GetBytes)]);
+        }
+
+        using var npy = NpyIds.Open(path);
+        Assert.Equal((2, perStep, 1), (npy.Steps, npy.Tokens, npy.TopK));
+        var tail = new int[4];
+        npy.ReadIds((2L * perStep) - 4, tail);
+        Assert.Equal([0, 11, -1, 13], tail);
     }
 }

@@ -35,6 +35,40 @@ public sealed class OutputTests
         }
     }
 
+    /// <summary>
+    /// At 4,096 experts a bar per expert is a quarter of a pixel and one busy expert vanishes in
+    /// antialiasing; the plot must still show it as a solid bar of the bars' color, as tall as its share.
+    /// </summary>
+    [Fact]
+    public void OneBusyExpertAmongFourThousandStaysVisible()
+    {
+        const int experts = 4096, hot = 2001;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
+        stats.RecordRouting([.. Enumerable.Range(0, 2 * experts).Select(i => i % 2 == 0 ? hot : i / 2)], tokens: experts, topK: 2);
+
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
+        try
+        {
+            LoadPlot.Save(stats, path);
+            using var bitmap = SKBitmap.Decode(path);
+            var barColor = new SKColor(0x1F, 0x77, 0xB4);
+            var solid = 0;
+            for (var y = 150; y < 300; y++)
+            {
+                for (var x = 0; x < bitmap.Width; x++)
+                {
+                    solid += bitmap.GetPixel(x, y) == barColor ? 1 : 0;
+                }
+            }
+
+            Assert.True(solid >= 150, $"{solid} pixels of the bar color in the upper half of the load chart: the busy expert's bar is not drawn solid");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Fact]
     public async Task PrometheusScrapesTheStatistics()
     {

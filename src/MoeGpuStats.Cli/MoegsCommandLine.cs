@@ -1,0 +1,63 @@
+using System.CommandLine;
+using System.Globalization;
+using MoeGpuStats.Cli.Commands;
+
+namespace MoeGpuStats.Cli;
+
+/// <summary>The <c>moegs</c> program: commands, parsing, and the exit codes of <see cref="ExitCodes"/>.</summary>
+internal static class MoegsCommandLine
+{
+    /// <summary>Set to 1 to see where an unexpected error came from.</summary>
+    public const string DebugVariable = "MOEGS_DEBUG";
+
+    /// <summary>Runs <c>moegs</c> with <paramref name="args"/>, writing to <paramref name="console"/>; returns the exit code.</summary>
+    public static async Task<int> RunAsync(string[] args, CliConsole console)
+    {
+        // Figures and messages read the same on every machine: "1,234.50", never "1.234,50" (this flow only).
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        var root = new RootCommand(
+            """
+            moegs: Mixture-of-Experts routing statistics (tokens per expert, load imbalance, utilization,
+            dropped tokens, losses, latency), kept on the GPU with ILGPU.
+
+            Engine: the best accelerator present (CUDA, then OpenCL, then the managed engine);
+            set MOEGS_ACCELERATOR=cuda|opencl|cpu|managed to choose (cpu = ILGPU's CPU accelerator).
+
+            Start with:  moegs simulate            (synthetic routing, then a report)
+                         moegs replay ids.npy      (your router's saved top-k ids)
+                         moegs report run.json     (a snapshot saved with --save)
+
+            Exit codes: 0 done, 1 unreadable or malformed input file, 2 invalid arguments,
+                        3 the accelerator named by MOEGS_ACCELERATOR is not present.
+            """)
+        {
+            SimulateCommand.Create(console),
+            ReplayCommand.Create(console),
+            SnapshotCommands.Report(console),
+            SnapshotCommands.Merge(console),
+        };
+        var result = root.Parse(args);
+        if (result.Errors.Count > 0)
+        {
+            // Each message names its option, its value and what is allowed: the first one is the whole story.
+            console.Error.WriteLine(result.Errors[0].Message);
+            return ExitCodes.Usage;
+        }
+
+        try
+        {
+            return await result.InvokeAsync(new InvocationConfiguration { Output = console.Out, Error = console.Error, EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception exception) when (exception is not OperationCanceledException)
+        {
+            // Every known kind of bad input has its own message; this line is for the ones nobody foresaw.
+            console.Error.WriteLine($"moegs: unexpected error: {ErrorText.Of(exception)} ({exception.GetType().Name}); set {DebugVariable}=1 to see where, and please report it.");
+            if (Environment.GetEnvironmentVariable(DebugVariable) == "1")
+            {
+                console.Error.WriteLine(exception);
+            }
+
+            return ExitCodes.BadInput;
+        }
+    }
+}

@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace MoeGpuStats.Cli.Output;
+
+/// <summary>
+/// Files a command writes (<c>--save</c>, <c>--plot</c>, <c>merge -o</c>): checked before the run,
+/// written through a hidden temporary file beside the target (<c>.NAME.PID.GUID.tmp</c>, as
+/// <c>RoutingStatsFile.Save</c> names its own), and the temporaries of killed runs removed.
+/// </summary>
+internal static partial class OutputPath
+{
+    /// <summary>Why <paramref name="path"/> cannot be written, in the user's words; null when it can.</summary>
+    public static string? Problem(string path, bool plot)
+    {
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            return "give a file name.";
+        }
+
+        string full;
+        try
+        {
+            full = Path.GetFullPath(path);
+        }
+        catch (Exception exception) when (exception is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            return "not a usable file name.";
+        }
+
+        if (Directory.Exists(full))
+        {
+            return "is a folder; give a file name.";
+        }
+
+        if (plot && FormatOf(full) is null)
+        {
+            return "the plot is written as PNG (.png) or JPEG (.jpg, .jpeg); give a name ending in one of those.";
+        }
+
+        var folder = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(folder))
+        {
+            var given = Path.GetDirectoryName(path);
+            return $"the folder {(string.IsNullOrEmpty(given) ? folder : given)} does not exist.";
+        }
+
+        var probe = TemporaryFor(full);
+        try
+        {
+            using (File.Create(probe, 1, FileOptions.DeleteOnClose))
+            {
+            }
+
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return $"no permission to create files in {folder}.";
+        }
+        catch (IOException exception)
+        {
+            return $"cannot create files in {folder} ({InUserWords(exception.Message, full, path)}).";
+        }
+    }
+
+    /// <summary>The picture format a plot path asks for, or null when we write none of that kind.</summary>
+    public static PlotFormat? FormatOf(string path) => Path.GetExtension(path).ToLowerInvariant() switch
+    {
+        ".png" => PlotFormat.Png,
+        ".jpg" or ".jpeg" => PlotFormat.Jpeg,
+        _ => null,
+    };
+
+    /// <summary>Writes <paramref name="path"/> whole or not at all: a temporary file, then a rename over the target.</summary>
+    public static void WriteAtomically(string path, Action<Stream> write)
+    {
+        var full = Path.GetFullPath(path);
+        var temporary = TemporaryFor(full);
+        try
+        {
+            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            {
+                write(stream);
+                stream.Flush(flushToDisk: true);
+            }
+
+            File.Move(temporary, full, overwrite: true);
+        }
+        finally
+        {
+            File.Delete(temporary);
+        }
+    }
+
+    /// <summary>
+    /// Deletes the temporaries of <paramref name="path"/> left by processes that no longer run (killed
+    /// during a write). A temporary whose process id now belongs to a process started after the file
+    /// was last written is stale too: the id was reused.
+    /// </summary>
+    /// <returns>How many were removed.</returns>
+    public static int RemoveStaleTemporaries(string path)
+    {
+        var full = Path.GetFullPath(path);
+        var folder = Path.GetDirectoryName(full)!;
+        var name = Path.GetFileName(full);
+        var removed = 0;
+        IEnumerable<FileInfo> candidates;
+        try
+        {
+            candidates = new DirectoryInfo(folder).EnumerateFiles($".{name}.*.tmp").ToArray();
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
+
+        foreach (var file in candidates)
+        {
+            var match = TemporaryPattern().Match(file.Name);
+            if (!match.Success || match.Groups["name"].Value != name || !int.TryParse(match.Groups["pid"].Value, out var pid) || IsWriting(pid, file.LastWriteTimeUtc))
+            {
+                continue;
+            }
+
+            try
+            {
+                file.Delete();
+                removed++;
+            }
+            catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+            {
+                // Another run cleaning the same folder, or a folder we may not write: the save reports that.
+            }
+        }
+
+        return removed;
+    }
+
+    /// <summary>An exception's message with any temporary of <paramref name="full"/> named as the user named the target.</summary>
+    public static string InUserWords(string message, string full, string given)
+    {
+        var withoutTemporaries = TemporaryPattern().Replace(message, match => match.Groups["name"].Value);
+        return withoutTemporaries.Replace(full, given, StringComparison.Ordinal);
+    }
+
+    private static string TemporaryFor(string full) =>
+        Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+
+    private static bool IsWriting(int pid, DateTime lastWriteUtc)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return process.StartTime.ToUniversalTime() <= lastWriteUtc;
+        }
+        catch (Exception exception) when (exception is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception or NotSupportedException)
+        {
+            return false;
+        }
+    }
+
+    [GeneratedRegex(@"\.(?<name>[^/\\]+)\.(?<pid>\d+)\.[0-9a-f]{32}\.tmp")]
+    private static partial Regex TemporaryPattern();
+}
+
+/// <summary>The picture formats <c>--plot</c> writes.</summary>
+internal enum PlotFormat
+{
+    Png,
+    Jpeg,
+}

@@ -1,0 +1,118 @@
+using System.Globalization;
+
+namespace MoeGpuStats.Cli.Output;
+
+/// <summary>
+/// The one report a person reads at the end of a command. One unit per kind of figure: an expert's
+/// load is always a percentage of a batch's tokens (the seed's utilization, times 100), counts are
+/// whole numbers with thousands separators, times are milliseconds; never E-notation.
+/// </summary>
+internal static class RunReport
+{
+    /// <summary>How many of the newest batches the variance trend looks at.</summary>
+    public const int TrendWindow = 100;
+
+    private const int LabelWidth = 34;
+    private const int ValueWidth = 14;
+
+    /// <param name="output">Where the report goes.</param>
+    /// <param name="stats">A snapshot (reads only).</param>
+    /// <param name="heading">What ran, in one line.</param>
+    /// <param name="engine">Which engine counted and why, or null for a snapshot read from a file.</param>
+    /// <param name="timed">What the recorded latencies time, in a phrase.</param>
+    public static void Print(TextWriter output, RoutingStats stats, string heading, string? engine, string timed)
+    {
+        void Line(string label, string value, string note = "") =>
+            output.WriteLine($"  {label,-LabelWidth} {value,ValueWidth}{(note.Length > 0 ? "   " + note : "")}".TrimEnd());
+
+        output.WriteLine(heading);
+        if (engine is not null)
+        {
+            output.WriteLine($"engine: {engine}");
+        }
+
+        var experts = stats.ExpertUtilization.Count;
+        output.WriteLine();
+        output.WriteLine("Expert load: each expert's share of a batch's tokens, in %, averaged over batches");
+        output.WriteLine("(a token routed to k experts counts for each of them, so the shares add up to k x 100 %)");
+        if (stats.MostUtilizedExpert() is var (most, mostShare) && stats.LeastUtilizedExpert() is var (least, leastShare))
+        {
+            var summary = stats.UtilizationSummary();
+            var mean = summary["mean_utilization"];
+            Line($"mean of {experts:N0} experts", Percent(mean));
+            Line($"busiest: expert {most}", Percent(mostShare), mean > 0 ? Invariant($"{mostShare / mean:0.0#} x the mean") : "");
+            Line($"idlest: expert {least}", Percent(leastShare), mean > 0 ? Invariant($"{leastShare / mean:0.0#} x the mean") : "");
+            Line("imbalance (std dev / mean)", Invariant($"{summary["utilization_cv"]:0.000}"), "0 = every expert equally loaded");
+        }
+        else
+        {
+            Line("experts", "none recorded");
+        }
+
+        var trend = stats.RecentLoadVarianceTrend(TrendWindow);
+        Line("load variance trend", Invariant($"{trend:+#,0.000;-#,0.000;0.000}"), $"per batch, over the newest {TrendWindow} batches: the change of the");
+        output.WriteLine($"  {"",-LabelWidth} {"",ValueWidth}   variance of tokens per expert; above 0 = the imbalance grows");
+
+        output.WriteLine();
+        output.WriteLine("Batches and tokens");
+        Line("batches", Count(stats.TotalRoutings));
+        Line("tokens", Count(stats.TotalTokens));
+        Line("invalid expert ids", Count(stats.InvalidExpertIds), experts > 0 ? $"ids outside 0 to {experts - 1:N0}, other than -1 (an empty slot)" : "");
+        var capacity = stats.Options.ExpertCapacity;
+        if (capacity is not null || stats.TokensDropped > 0)
+        {
+            Line("dropped", Count(stats.TokensDropped), capacity is null ? "as the recorded batches said" : "slots over capacity");
+            Line("routing efficiency", Invariant($"{stats.RoutingEfficiency:0.00} %"), "tokens not dropped");
+        }
+
+        output.WriteLine();
+        if (capacity is { } slots)
+        {
+            output.WriteLine($"Capacity: {slots:N0} slot{(slots == 1 ? "" : "s")} per expert per batch");
+            Line("slots used, all batches", Invariant($"{stats.CapacityStats.OverallUtilization():0.00} %"));
+            Line("slots used, fullest batch", Percent(stats.CapacityStats.PeakUtilization));
+            Line("batches that dropped", Count(stats.CapacityStats.CapacityExceededCount));
+        }
+        else
+        {
+            output.WriteLine("Capacity: none given (--capacity), so nothing is dropped and no capacity figures are shown");
+        }
+
+        output.WriteLine();
+        output.WriteLine("Router losses, mean per batch");
+        Line("load-balancing loss", Invariant($"{stats.AverageLoadBalanceLoss:0.0000}"));
+        Line("router z-loss", Invariant($"{stats.AverageRouterZLoss:0.0000}"));
+
+        var latency = stats.RoutingLatencyStats;
+        output.WriteLine();
+        output.WriteLine($"Time per batch: {timed}");
+        if (latency.TotalMeasurements > 0)
+        {
+            Line("mean", Invariant($"{latency.AverageLatency():#,0.000} ms"));
+            Line("95th percentile", Invariant($"{latency.P95Latency():#,0.000} ms"), $"of the newest {Math.Min(latency.TotalMeasurements, (ulong)LatencyStats.WindowSize):N0}");
+            Line("tokens per second", Invariant($"{stats.GetThroughputStats().TokensPerSecond():#,0}"), "tokens per batch / mean time");
+        }
+        else
+        {
+            Line("batches timed", "none");
+        }
+    }
+
+    /// <summary>One line while recording: the figures an operator watches, in the final report's units.</summary>
+    public static string Periodic(RoutingStats stats, int done, int total, TimeSpan elapsed)
+    {
+        var line = Invariant($"after {done:N0} of {total:N0} batches ({elapsed.TotalSeconds:0.0} s): {stats.TotalTokens:N0} tokens");
+        if (stats.MostUtilizedExpert() is var (most, share))
+        {
+            line += Invariant($"; busiest expert {most} at {share * 100:0.00} % of tokens; imbalance (std dev / mean) {stats.UtilizationCv():0.000}");
+        }
+
+        return line + Invariant($"; {stats.RoutingLatencyStats.AverageLatency():#,0.000} ms per batch");
+    }
+
+    private static string Percent(float fraction) => Invariant($"{fraction * 100:0.00} %");
+
+    private static string Count(ulong value) => value.ToString("N0", CultureInfo.InvariantCulture);
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}

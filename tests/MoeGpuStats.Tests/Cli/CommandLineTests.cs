@@ -1,0 +1,294 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Commands;
+using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Serialization;
+using SkiaSharp;
+
+namespace MoeGpuStats.Tests.Cli;
+
+/// <summary><c>moegs</c> run in-process, as a user runs it: exit codes, the one-line errors, the report.</summary>
+public sealed partial class CommandLineTests : IDisposable
+{
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-cli-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
+    internal static (int Code, string Out, string Error) Run(params string[] args)
+    {
+        using var output = new StringWriter(CultureInfo.InvariantCulture);
+        using var error = new StringWriter(CultureInfo.InvariantCulture);
+        var code = MoegsCommandLine.RunAsync(args, new CliConsole(output, error, ErrorIsTerminal: false)).GetAwaiter().GetResult();
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Theory]
+    [InlineData("--report-interval -1", "--report-interval -1: give the seconds between periodic reports, from 0 (none) to 86,400")]
+    [InlineData("--report-interval NaN", "--report-interval NaN:")]
+    [InlineData("--report-interval 1e308", "--report-interval 1e308:")]
+    [InlineData("--report-interval soon", "--report-interval soon:")]
+    [InlineData("--tokens 1100000000 -k 2", "--tokens 1100000000 with --top-k 2: 2,200,000,000 ids per batch; give tokens x k of at most 2,147,483,647.")]
+    [InlineData("--tokens 1e9", "--tokens 1e9: give tokens per batch, a whole number from 0 to 2,147,483,647.")]
+    [InlineData("-k 80", "--top-k 80: give at most --experts (64) experts per token")]
+    [InlineData("--experts 0", "--experts 0: give the number of experts, a whole number from 1 to 4,096.")]
+    [InlineData("--steps -5", "--steps -5:")]
+    [InlineData("--skew NaN", "--skew NaN: give the load skew, a number above 0")]
+    [InlineData("--skew -2", "--skew -2:")]
+    [InlineData("--capacity 0", "--capacity 0: give slots per expert per batch, a whole number from 1")]
+    [InlineData("--metrics-port 70000", "--metrics-port 70000: give a TCP port, a whole number from 1 to 65,535.")]
+    public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
+    {
+        var given = arguments.Split(' ');
+        string[] small = [.. given.Contains("--steps") ? [] : new[] { "--steps", "3" }, .. given.Contains("--tokens") ? [] : new[] { "--tokens", "8" }];
+        var (code, output, error) = Run(["simulate", .. small, .. given]);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+        foreach (var other in new[] { "--skew", "--capacity", "--experts", "--seed" }.Where(o => !expected.Contains(o, StringComparison.Ordinal)))
+        {
+            Assert.DoesNotContain(other, error);
+        }
+    }
+
+    [Fact]
+    public void ReplayExpertsOutOfRangeIsAUsageError()
+    {
+        var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "2, 1", [.. new[] { 0, 1 }.SelectMany(BitConverter.GetBytes)]);
+        var (code, _, error) = Run("replay", npy, "--experts", "5000");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("--experts 5000: give the number of experts, a whole number from 1 to 4,096.", error.Trim());
+    }
+
+    [Theory]
+    [InlineData("--save", "nodir/x.json", "nodir does not exist")]
+    [InlineData("--plot", "nodir/x.png", "nodir does not exist")]
+    [InlineData("--plot", "x.gif", "PNG (.png) or JPEG (.jpg, .jpeg)")]
+    [InlineData("--save", ".", "is a folder")]
+    public void OutputPathsAreCheckedBeforeTheRunAndNamedAsGiven(string option, string relative, string expected)
+    {
+        var given = Path.Combine(_folder.FullName, relative);
+        var (code, output, error) = Run("simulate", "--steps", "500", "--tokens", "64", option, given);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Equal($"{option} {given}: ", error[..(option.Length + given.Length + 3)]);
+        Assert.Contains(expected, error);
+        Assert.DoesNotContain(".tmp", error);
+        Assert.Empty(Directory.GetFiles(_folder.FullName, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void MergeChecksItsOutputBeforeReadingAndNamesMismatchedFiles()
+    {
+        var four = SaveSnapshot("four.json", experts: 4);
+        var eight = SaveSnapshot("eight.json", experts: 8);
+
+        var (code, _, error) = Run("merge", four, four, "-o", Path.Combine(_folder.FullName, "nodir", "c.json"));
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith($"--output {Path.Combine(_folder.FullName, "nodir", "c.json")}: the folder", error);
+
+        (code, _, error) = Run("merge", four, eight, "-o", Path.Combine(_folder.FullName, "c.json"));
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"{four} has 4 experts, {eight} has 8; only snapshots of the same experts merge.", error.Trim());
+        Assert.DoesNotContain("(Parameter", error);
+    }
+
+    [Fact]
+    public void TheLargestIntIdWithoutExpertsIsExplainedNotWrapped()
+    {
+        var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "max.npy"), "<i4", "1, 2", [.. new[] { 3, int.MaxValue }.SelectMany(BitConverter.GetBytes)]);
+        var (code, _, error) = Run("replay", npy);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("the largest id is 2,147,483,647, which would make 2,147,483,648 experts", error);
+        Assert.Contains("give --experts", error);
+        Assert.DoesNotContain("-2147483648", error);
+    }
+
+    [Fact]
+    public void ReplayPassesPaddingThroughAndInfersExpertsWithoutIt()
+    {
+        int[] ids = [-1, 2, 1, -1, 2, 0, -1, -1];
+        var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "pad.npy"), "<i4", "2, 2, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var saved = Path.Combine(_folder.FullName, "pad.json");
+
+        var (code, _, error) = Run("replay", npy, "--save", saved);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        using var stats = RoutingStatsFile.Load(saved);
+        Assert.Equal([1UL, 1UL, 2UL], stats.ExpertTokenCounts);
+        Assert.Equal(2UL, stats.TotalRoutings);
+    }
+
+    [Theory]
+    [InlineData("not a header at all", "not a NumPy .npy file")]
+    [InlineData("-1, 2", "dimension -1 is negative")]
+    [InlineData("2147483647, 2147483647, 1", "claims more ids than any file holds")]
+    [InlineData("1000000, 1000, 2", "truncated: shape (1000000, 1000, 2) needs 8,000,000,128 bytes, the file has 136")]
+    [InlineData("version 2", "truncated: the header claims 4,294,967,280 bytes")]
+    public void AMalformedFileIsOneLineAndExitCodeOne(string kind, string expected)
+    {
+        var path = Path.Combine(_folder.FullName, "bad.npy");
+        if (kind == "version 2")
+        {
+            File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 2, 0, 0xF0, 0xFF, 0xFF, 0xFF]);
+        }
+        else if (kind.Contains(',', StringComparison.Ordinal))
+        {
+            NpyIdsTests.Write(path, "<i4", kind, new byte[8]);
+        }
+        else
+        {
+            File.WriteAllText(path, kind);
+        }
+
+        var (code, output, error) = Run("replay", path);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{path}: ", error[..(path.Length + 2)]);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
+    [Fact]
+    public void TheReportIsPrintedOnceInOneUnitPerKindOfFigure()
+    {
+        var saved = Path.Combine(_folder.FullName, "run.json");
+        var (code, output, error) = Run("simulate", "--steps", "20", "--tokens", "512", "--experts", "16", "--save", saved);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Single(Regex.Matches(output, "Expert load"));
+        Assert.DoesNotContain("info:", output + error);
+        Assert.DoesNotMatch(@"\d[eE][+-]?\d", output);
+        Assert.Contains("engine: ", output);
+        Assert.Contains("Capacity: none given (--capacity)", output);
+        Assert.DoesNotContain("slots used", output);
+        Assert.Contains("drawing the random ids is not timed", output);
+
+        using var stats = RoutingStatsFile.Load(saved);
+        var (most, share) = stats.MostUtilizedExpert()!.Value;
+        Assert.Matches(string.Create(CultureInfo.InvariantCulture, $@"busiest: expert {most} +{share * 100:0.00} %"), output);
+        Assert.Contains("mean of 16 experts", output);
+        Assert.Matches(string.Create(CultureInfo.InvariantCulture, $@"  tokens +{stats.TotalTokens:N0}\r?\n"), output);
+    }
+
+    [Fact]
+    public void JsonIsAloneOnStandardOutputAndTheEngineOnStandardError()
+    {
+        var (code, output, error) = Run("simulate", "--steps", "3", "--tokens", "32", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        using var document = System.Text.Json.JsonDocument.Parse(output);
+        Assert.Equal(3, document.RootElement.GetProperty("total_routings").GetInt32());
+        Assert.StartsWith("engine: ", error.Split('\n').Single(line => line.Contains("engine", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void CapacityFiguresAppearOnlyWithACapacity()
+    {
+        var (code, output, error) = Run("simulate", "--steps", "5", "--tokens", "256", "--experts", "8", "--capacity", "40");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("Capacity: 40 slots per expert per batch", output);
+        Assert.Contains("slots used, all batches", output);
+        Assert.Contains("batches that dropped", output);
+        Assert.DoesNotContain("none given", output);
+    }
+
+    [Fact]
+    public void TheManagedFallbackSaysWhy()
+    {
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)))
+        {
+            Assert.Skip($"{RoutingStats.AcceleratorVariable} is set: no fallback happens.");
+        }
+
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        Assert.Equal("no CUDA or OpenCL device found; using the managed engine", EngineChoice.Describe(stats));
+    }
+
+    [Fact]
+    public void PeriodicReportsGoToStandardErrorInTheReportsUnits()
+    {
+        var (code, output, error) = Run("simulate", "--steps", "30", "--tokens", "64", "--report-interval", "0.000001");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        var periodic = error.Split('\n').Where(line => line.StartsWith("after ", StringComparison.Ordinal)).ToArray();
+        Assert.NotEmpty(periodic);
+        Assert.All(periodic, line => Assert.Matches(@"busiest expert \d+ at \d+\.\d\d % of tokens", line));
+        Assert.DoesNotMatch("(?m)^after ", output);
+    }
+
+    [Fact]
+    public void AJpegPlotIsAJpeg()
+    {
+        var snapshot = SaveSnapshot("s.json", experts: 6);
+        var jpeg = Path.Combine(_folder.FullName, "load.jpeg");
+
+        var (code, _, error) = Run("report", snapshot, "--plot", jpeg);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        var bytes = File.ReadAllBytes(jpeg);
+        Assert.Equal([0xFF, 0xD8, 0xFF], bytes[..3]);
+        using var bitmap = SKBitmap.Decode(jpeg);
+        Assert.Equal((LoadPlot.Width, LoadPlot.Height), (bitmap.Width, bitmap.Height));
+    }
+
+    [Fact]
+    public void TemporariesOfKilledSavesAreRemovedAndLiveOnesKept()
+    {
+        var target = Path.Combine(_folder.FullName, "run.json");
+        var guid = Guid.NewGuid().ToString("N");
+        var dead = Path.Combine(_folder.FullName, $".run.json.{int.MaxValue}.{guid}.tmp");
+        var live = Path.Combine(_folder.FullName, $".run.json.{Environment.ProcessId}.{guid}.tmp");
+        var otherTarget = Path.Combine(_folder.FullName, $".other.json.{int.MaxValue}.{guid}.tmp");
+        foreach (var file in new[] { dead, live, otherTarget })
+        {
+            File.WriteAllText(file, "{");
+        }
+
+        var (code, _, error) = Run("simulate", "--steps", "2", "--tokens", "16", "--save", target);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.False(File.Exists(dead), "a temporary of a process that is gone stays");
+        Assert.True(File.Exists(live), "a temporary of a running process was removed");
+        Assert.True(File.Exists(otherTarget), "a temporary of another file was removed");
+        Assert.True(File.Exists(target));
+    }
+
+    [Fact]
+    public void LibraryMessagesLoseTheirParameterNames()
+    {
+        Assert.Equal("The snapshots differ.", ErrorText.Of(new ArgumentException("The snapshots differ.", "parts")));
+        Assert.Equal("Too many.", ErrorText.Of(new ArgumentOutOfRangeException("tokens", 7, "Too many.")));
+        Assert.Equal("Plain.", ErrorText.Of(new InvalidOperationException("Plain.")));
+    }
+
+    /// <summary>The variable is read by the library when the engine is made, so this runs <c>moegs</c> as a process.</summary>
+    [Fact]
+    public void AnUnknownAcceleratorIsAUsageErrorNotAMissingOne()
+    {
+        var dotnet = ExternalProgram.FindOnPath("dotnet") ?? Path.Combine(Environment.GetEnvironmentVariable("DOTNET_ROOT") ?? "/usr/share/dotnet", "dotnet");
+        if (!File.Exists(dotnet))
+        {
+            Assert.Skip("no dotnet host to run moegs.dll with");
+        }
+
+        var text = ExternalProgram.Run(dotnet, $"\"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\" simulate --steps 1", out var code, (RoutingStats.AcceleratorVariable, "gpu"));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("MOEGS_ACCELERATOR=gpu: give one of cuda, opencl, cpu, managed, or leave it unset for the best accelerator present.", text.Trim());
+    }
+
+    private string SaveSnapshot(string name, int experts)
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
+        stats.RecordRouting([.. Enumerable.Range(0, 4 * experts).Select(i => i % experts)], tokens: 2 * experts, topK: 2);
+        var path = Path.Combine(_folder.FullName, name);
+        RoutingStatsFile.Save(stats, path);
+        return path;
+    }
+}
