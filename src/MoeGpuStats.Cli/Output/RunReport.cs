@@ -59,10 +59,11 @@ internal static class RunReport
         Line("tokens", Count(stats.TotalTokens));
         Line("invalid expert ids", Count(stats.InvalidExpertIds), experts > 0 ? $"ids outside 0 to {experts - 1:N0}, other than -1 (an empty slot)" : "");
         var capacity = stats.Options.ExpertCapacity;
-        if (capacity is not null || stats.TokensDropped > 0)
+        if (capacity is not null || stats.SlotsDropped > 0)
         {
-            Line("dropped", Count(stats.TokensDropped), capacity is null ? "as the recorded batches said" : "slots over capacity");
-            Line("routing efficiency", Invariant($"{stats.RoutingEfficiency:0.00} %"), "tokens not dropped");
+            Line("token-expert slots", Count(stats.RoutedSlots), "routed to a valid expert (k per token, padding aside)");
+            Line("slots dropped", Count(stats.SlotsDropped), capacity is null ? "as the recorded batches said" : "beyond the capacity");
+            Line("routing efficiency", Invariant($"{stats.RoutingEfficiency:0.00} %"), "of the routed slots kept");
         }
 
         output.WriteLine();
