@@ -68,6 +68,16 @@ def main(bench_path, torch_path):
         torch_us = f"{base['record_ms'] * 1e3:.1f} µs" if base else "-"
         print(f"| {size(n)} | {record:.1f} µs | {share:.0%} | {torch_us} | {faster:.1f}× | {same} | {'; '.join(held)} |")
 
+    padding = next((rows for _, header, rows in found if header[:2] == ["ids", "no padding"]), None)
+    if padding:
+        print()
+        print("Padding (issue 18's aim: at most 5 % on the GPU record): each padded batch against the same batch without padding.")
+        print("| ids | last 5 % of tokens padded | every 16th slot empty | within 5 % |")
+        print("| --- | --- | --- | --- |")
+        for r in padding:
+            padded, empty = (float(r[k].rstrip("x")) for k in ("padded / none", "empty / none"))
+            print(f"| {size(int(r['ids']))} | {r['last 5 % of tokens padded']} µs, {padded:.2f}× | {r['every 16th slot empty']} µs, {empty:.2f}× | {'yes' if max(padded, empty) <= 1.05 else 'no'} |")
+
     candidates = next(((header, rows) for title, header, rows in found if title.startswith("Countings, the library's default")), None)
     if candidates is None:
         return

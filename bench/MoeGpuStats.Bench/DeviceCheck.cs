@@ -209,7 +209,7 @@ internal static class DeviceCheck
     {
         Console.WriteLine();
         Console.WriteLine($"Padding: record median in µs of the same batch (k = 8) without padding, with its last 5 % of tokens padded (all 8 ids −1), and with every 16th slot −1; the ratios to no padding. Checksums differ by design (padding is not counted).");
-        Console.WriteLine("| ids | no padding | last 5 % of tokens padded | / none | every 16th slot empty | / none |");
+        Console.WriteLine("| ids | no padding | last 5 % of tokens padded | padded / none | every 16th slot empty | empty / none |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
         foreach (var length in sizes)
         {

@@ -100,4 +100,36 @@ public sealed class MergeAndFileTests
             folder.Delete(recursive: true);
         }
     }
+
+    /// <summary>Totals near 2^64 used to wrap in a merge (merged tokens below merged dropped, an efficiency of 6.6e18 %).</summary>
+    [Fact]
+    public void AMergeThatWouldPassTwoToTheSixtyFourIsRefused()
+    {
+        using var part = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: ulong.MaxValue - 10, tokensDropped: 5))!;
+        using var other = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: 100, tokensDropped: 50))!;
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([part, other]));
+        Assert.Contains("total_tokens", error.Message);
+        Assert.Contains("2^64 - 1", error.Message);
+
+        using var near = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: ulong.MaxValue - 100, tokensDropped: 5))!;
+        using var merged = RoutingStats.Merge([near, other]);
+        Assert.Equal(ulong.MaxValue, merged.TotalTokens);
+        Assert.Equal(55UL, merged.TokensDropped);
+    }
+
+    [Fact]
+    public void ASnapshotWithMoreDroppedThanRoutedIsMalformed()
+    {
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: 4, tokensDropped: 5)));
+        Assert.Contains("tokens_dropped 5 of total_tokens 4", error.Message);
+    }
+
+    private static string Snapshot(ulong totalTokens, ulong tokensDropped) =>
+        $$$"""
+        {"total_routings":1,"total_tokens":{{{totalTokens}}},"tokens_dropped":{{{tokensDropped}}},"expert_utilization":[0.5,0.5],
+         "average_load_balance_loss":0,"average_router_z_loss":0,"routing_efficiency":50,"expert_token_counts":[1,1],
+         "routing_latency_stats":{"total_measurements":0,"total_latency_ms":0,"min_latency_ms":null,"max_latency_ms":0,"recent_latencies":[]},
+         "load_variance_history":[0],
+         "capacity_stats":{"average_utilization":0,"peak_utilization":0,"capacity_exceeded_count":0,"total_capacity":0,"total_used":0}}
+        """;
 }
