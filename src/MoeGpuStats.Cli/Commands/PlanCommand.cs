@@ -177,7 +177,15 @@ internal static class PlanCommand
                 writer.WriteStartArray();
                 for (var e = 0; e < plan.LogicalExperts; e++)
                 {
-                    WriteArray(writer, plan.LogicalToPhysical(layer, e));
+                    // EPLB's shape: one rectangular tensor, shorter lists padded with -1.
+                    writer.WriteStartArray();
+                    var replicas = plan.LogicalToPhysical(layer, e);
+                    for (var rank = 0; rank < plan.MaxReplicas; rank++)
+                    {
+                        writer.WriteNumberValue(rank < replicas.Length ? replicas[rank] : -1);
+                    }
+
+                    writer.WriteEndArray();
                 }
 
                 writer.WriteEndArray();
@@ -409,7 +417,8 @@ internal static partial class LoadMatrix
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(file);
+            // Editors on Windows may start UTF-8 with a byte order mark, which the JSON reader refuses.
+            document = JsonDocument.Parse(file.AsMemory(file.AsSpan().StartsWith((byte[])[0xEF, 0xBB, 0xBF]) ? 3 : 0));
         }
         catch (JsonException exception)
         {

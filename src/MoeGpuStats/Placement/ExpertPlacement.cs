@@ -36,8 +36,8 @@ public static class ExpertPlacement
     /// <exception cref="ArgumentException">
     /// A load is negative; <paramref name="loads"/> has no layer or no expert; a count is below 1;
     /// <c>R &lt; E</c>; <paramref name="gpus"/> does not divide <c>R</c>; <paramref name="groups"/> does
-    /// not divide <c>E</c>; <paramref name="nodes"/> does not divide <paramref name="gpus"/>; or the plan
-    /// would hold more entries than an array can.
+    /// not divide <c>E</c>; <paramref name="nodes"/> does not divide <paramref name="gpus"/>; or
+    /// <c>layers · R</c> is more than an array holds.
     /// </exception>
     public static PlacementPlan Rebalance(long[,] loads, int replicas, int groups, int nodes, int gpus)
     {
@@ -72,12 +72,6 @@ public static class ExpertPlacement
                 phy2log.AsSpan(layer * replicas, replicas),
                 phyrank.AsSpan(layer * replicas, replicas),
                 logcnt.AsSpan(layer * experts, experts));
-        }
-
-        var widest = logcnt.Max();
-        if ((long)layers * experts * widest > Array.MaxLength)
-        {
-            throw new ArgumentException($"{layers:N0} layers of {experts:N0} experts with up to {widest:N0} replicas each: log2phy would hold more than {Array.MaxLength:N0} entries.");
         }
 
         return new PlacementPlan(hierarchical ? PlacementPolicy.Hierarchical : PlacementPolicy.Global, layers, experts, replicas, groups, nodes, gpus, phy2log, phyrank, logcnt);

@@ -28,6 +28,7 @@ public sealed class PlacementPlan
     private readonly int[] _phyrank;
     private readonly int[] _logcnt;
     private readonly int[] _log2phy;
+    private readonly int[] _firstReplica;
 
     internal PlacementPlan(PlacementPolicy policy, int layers, int logical, int physical, int groups, int nodes, int gpus, int[] phy2log, int[] phyrank, int[] logcnt)
     {
@@ -41,15 +42,24 @@ public sealed class PlacementPlan
         _phy2log = phy2log;
         _phyrank = phyrank;
         _logcnt = logcnt;
-        MaxReplicas = logcnt.Length == 0 ? 0 : logcnt.Max();
-        _log2phy = new int[layers * logical * MaxReplicas];
-        Array.Fill(_log2phy, -1);
+        MaxReplicas = logcnt.Max();
+
+        // Unpadded, an expert's replicas at a prefix sum of the counts: a layer's lists fill exactly R entries.
+        _firstReplica = new int[layers * logical];
+        _log2phy = new int[layers * physical];
         for (var layer = 0; layer < layers; layer++)
         {
+            var next = layer * physical;
+            for (var e = 0; e < logical; e++)
+            {
+                _firstReplica[(layer * logical) + e] = next;
+                next += logcnt[(layer * logical) + e];
+            }
+
             for (var p = 0; p < physical; p++)
             {
                 var expert = phy2log[(layer * physical) + p];
-                _log2phy[(((layer * logical) + expert) * MaxReplicas) + phyrank[(layer * physical) + p]] = p;
+                _log2phy[_firstReplica[(layer * logical) + expert] + phyrank[(layer * physical) + p]] = p;
             }
         }
     }
@@ -78,7 +88,7 @@ public sealed class PlacementPlan
     /// <summary>Physical slots on each GPU, <c>R / P</c>.</summary>
     public int SlotsPerGpu => PhysicalExperts / Gpus;
 
-    /// <summary>The most replicas any logical expert has in any layer: the width of EPLB's padded <c>log2phy</c>.</summary>
+    /// <summary>The most replicas any logical expert has in any layer: the width of EPLB's <c>log2phy</c>, which pads shorter lists with −1.</summary>
     public int MaxReplicas { get; }
 
     /// <summary>EPLB's <c>phy2log[layer]</c>: the logical expert held by each physical slot, length <c>R</c>.</summary>
@@ -94,15 +104,16 @@ public sealed class PlacementPlan
     public ReadOnlySpan<int> ReplicaCounts(int layer) => _logcnt.AsSpan(Row(layer) * LogicalExperts, LogicalExperts);
 
     /// <summary>
-    /// EPLB's <c>log2phy[layer, expert]</c>: the physical slots holding <paramref name="expert"/>, by
-    /// replica rank, padded with −1 to <see cref="MaxReplicas"/>.
+    /// EPLB's <c>log2phy[layer, expert]</c> without its −1 padding: the physical slots holding
+    /// <paramref name="expert"/>, by replica rank; length <c>ReplicaCounts(layer)[expert]</c>.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="layer"/> or <paramref name="expert"/> is out of range.</exception>
     public ReadOnlySpan<int> LogicalToPhysical(int layer, int expert)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(expert);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(expert, LogicalExperts);
-        return _log2phy.AsSpan(((Row(layer) * LogicalExperts) + expert) * MaxReplicas, MaxReplicas);
+        var at = (Row(layer) * LogicalExperts) + expert;
+        return _log2phy.AsSpan(_firstReplica[at], _logcnt[at]);
     }
 
     private int Row(int layer)

@@ -54,6 +54,7 @@ public sealed class PlanCommandTests : IDisposable
         var log2phy = root.GetProperty("logical_to_physical");
         var counts = root.GetProperty("replica_counts");
         Assert.Equal(2, phy2log.GetArrayLength());
+        var widest = counts.EnumerateArray().SelectMany(c => c.EnumerateArray()).Max(c => c.GetInt32());
         for (var layer = 0; layer < 2; layer++)
         {
             var map = phy2log[layer].EnumerateArray().Select(e => e.GetInt32()).ToArray();
@@ -64,8 +65,10 @@ public sealed class PlanCommandTests : IDisposable
             Assert.Equal(12, log2phy[layer].GetArrayLength());
             for (var e = 0; e < 12; e++)
             {
-                var slots = log2phy[layer][e].EnumerateArray().Select(s => s.GetInt32()).Where(s => s >= 0).ToArray();
-                Assert.Equal(count[e], slots.Length);
+                var row = log2phy[layer][e].EnumerateArray().Select(s => s.GetInt32()).ToArray();
+                Assert.Equal(widest, row.Length);
+                Assert.All(row.Skip(count[e]), s => Assert.Equal(-1, s));
+                var slots = row.Take(count[e]).ToArray();
                 Assert.All(slots, s => Assert.Equal(e, map[s]));
             }
         }
@@ -96,7 +99,7 @@ public sealed class PlanCommandTests : IDisposable
     }
 
     [Fact]
-    public void ASnapshotIsOneLayerOfItsTokensPerExpertAndAOneDimensionalNpyIsOneLayer()
+    public void ASnapshotAOneDimensionalNpyAndAFlatJsonArrayAreEachOneLayer()
     {
         var snapshot = Path.Combine(_folder.FullName, "run.json");
         using (var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 }))
@@ -106,12 +109,16 @@ public sealed class PlanCommandTests : IDisposable
         }
 
         var one = WriteNpy("one.npy", "<i8", new long[,] { { 6, 2, 1, 1, 1, 1, 1, 1 } }, shape: "8,");
+        var withMark = Path.Combine(_folder.FullName, "one.json");
+        File.WriteAllText(withMark, "[6, 2, 1, 1, 1, 1, 1, 1]", new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
         var fromSnapshot = CommandLineTests.Run("plan", snapshot, "--replicas", "12", "--gpus", "4", "--json");
         var fromNpy = CommandLineTests.Run("plan", one, "--replicas", "12", "--gpus", "4", "--json");
+        var fromJson = CommandLineTests.Run("plan", withMark, "--replicas", "12", "--gpus", "4", "--json");
 
         Assert.True(fromSnapshot.Code == ExitCodes.Ok, fromSnapshot.Error);
         Assert.Equal(ExitCodes.Ok, fromNpy.Code);
         Assert.Equal(fromNpy.Out, fromSnapshot.Out);
+        Assert.Equal(fromNpy.Out, fromJson.Out);
         using var document = JsonDocument.Parse(fromSnapshot.Out);
         Assert.Equal(1, document.RootElement.GetProperty("layers").GetInt32());
         Assert.Equal(4, document.RootElement.GetProperty("replica_counts")[0][0].GetInt32());
