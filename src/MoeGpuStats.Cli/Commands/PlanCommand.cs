@@ -13,7 +13,7 @@ namespace MoeGpuStats.Cli.Commands;
 internal static class PlanCommand
 {
     /// <summary>A bound on slots per layer, far above any deployment (DeepSeek-V3 runs 288 or so), that keeps the plan's arrays small.</summary>
-    public const int MaxReplicas = 1 << 20;
+    public const int MaxReplicas = 65_536;
 
     public static Command Create(CliConsole console)
     {
@@ -158,73 +158,74 @@ internal static class PlanCommand
 
     private static void WriteJson(TextWriter output, PlacementPlan plan, double[]? before, double[] after)
     {
-        using var buffer = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(buffer))
+        // Written layer by layer: EPLB's padded log2phy has layers x E x (most replicas) entries, more than one buffer should hold.
+        using var json = new JsonOut(output);
+        var writer = json.Writer;
+        writer.WriteStartObject();
+        writer.WriteString("algorithm", "DeepSeek EPLB");
+        writer.WriteString("policy", plan.Policy == PlacementPolicy.Hierarchical ? "hierarchical" : "global");
+        writer.WriteNumber("layers", plan.Layers);
+        writer.WriteNumber("logical_experts", plan.LogicalExperts);
+        writer.WriteNumber("physical_experts", plan.PhysicalExperts);
+        writer.WriteNumber("groups", plan.Groups);
+        writer.WriteNumber("nodes", plan.Nodes);
+        writer.WriteNumber("gpus", plan.Gpus);
+        WriteRows(json, "physical_to_logical", plan, plan.PhysicalToLogical);
+        writer.WriteStartArray("logical_to_physical");
+        for (var layer = 0; layer < plan.Layers; layer++)
         {
-            writer.WriteStartObject();
-            writer.WriteString("algorithm", "DeepSeek EPLB");
-            writer.WriteString("policy", plan.Policy == PlacementPolicy.Hierarchical ? "hierarchical" : "global");
-            writer.WriteNumber("layers", plan.Layers);
-            writer.WriteNumber("logical_experts", plan.LogicalExperts);
-            writer.WriteNumber("physical_experts", plan.PhysicalExperts);
-            writer.WriteNumber("groups", plan.Groups);
-            writer.WriteNumber("nodes", plan.Nodes);
-            writer.WriteNumber("gpus", plan.Gpus);
-            WriteRows(writer, "physical_to_logical", plan, plan.PhysicalToLogical);
-            writer.WriteStartArray("logical_to_physical");
-            for (var layer = 0; layer < plan.Layers; layer++)
+            writer.WriteStartArray();
+            for (var e = 0; e < plan.LogicalExperts; e++)
             {
+                // EPLB's shape: one rectangular tensor, shorter lists padded with -1.
                 writer.WriteStartArray();
-                for (var e = 0; e < plan.LogicalExperts; e++)
+                var replicas = plan.LogicalToPhysical(layer, e);
+                for (var rank = 0; rank < plan.MaxReplicas; rank++)
                 {
-                    // EPLB's shape: one rectangular tensor, shorter lists padded with -1.
-                    writer.WriteStartArray();
-                    var replicas = plan.LogicalToPhysical(layer, e);
-                    for (var rank = 0; rank < plan.MaxReplicas; rank++)
-                    {
-                        writer.WriteNumberValue(rank < replicas.Length ? replicas[rank] : -1);
-                    }
-
-                    writer.WriteEndArray();
+                    writer.WriteNumberValue(rank < replicas.Length ? replicas[rank] : -1);
                 }
 
                 writer.WriteEndArray();
+                json.Drain();
             }
 
             writer.WriteEndArray();
-            WriteRows(writer, "replica_counts", plan, plan.ReplicaCounts);
-            writer.WritePropertyName("balancedness_before");
-            if (before is null)
-            {
-                writer.WriteNullValue();
-            }
-            else
-            {
-                writer.WriteStartArray();
-                Array.ForEach(before, writer.WriteNumberValue);
-                writer.WriteEndArray();
-            }
-
-            writer.WriteStartArray("balancedness_after");
-            Array.ForEach(after, writer.WriteNumberValue);
-            writer.WriteEndArray();
-            writer.WriteEndObject();
         }
 
-        output.WriteLine(Encoding.UTF8.GetString(buffer.ToArray()));
+        writer.WriteEndArray();
+        WriteRows(json, "replica_counts", plan, plan.ReplicaCounts);
+        writer.WritePropertyName("balancedness_before");
+        if (before is null)
+        {
+            writer.WriteNullValue();
+        }
+        else
+        {
+            writer.WriteStartArray();
+            Array.ForEach(before, writer.WriteNumberValue);
+            writer.WriteEndArray();
+        }
+
+        writer.WriteStartArray("balancedness_after");
+        Array.ForEach(after, writer.WriteNumberValue);
+        writer.WriteEndArray();
+        writer.WriteEndObject();
+        json.Drain();
+        output.WriteLine();
     }
 
     private delegate ReadOnlySpan<int> LayerRow(int layer);
 
-    private static void WriteRows(Utf8JsonWriter writer, string name, PlacementPlan plan, LayerRow row)
+    private static void WriteRows(JsonOut json, string name, PlacementPlan plan, LayerRow row)
     {
-        writer.WriteStartArray(name);
+        json.Writer.WriteStartArray(name);
         for (var layer = 0; layer < plan.Layers; layer++)
         {
-            WriteArray(writer, row(layer));
+            WriteArray(json.Writer, row(layer));
+            json.Drain();
         }
 
-        writer.WriteEndArray();
+        json.Writer.WriteEndArray();
     }
 
     private static void WriteArray(Utf8JsonWriter writer, ReadOnlySpan<int> values)
@@ -236,6 +237,36 @@ internal static class PlanCommand
         }
 
         writer.WriteEndArray();
+    }
+}
+
+/// <summary>A JSON writer whose output goes on to a <see cref="TextWriter"/> each time it is drained.</summary>
+internal sealed class JsonOut : IDisposable
+{
+    private readonly TextWriter _output;
+    private readonly MemoryStream _buffer = new();
+
+    public JsonOut(TextWriter output)
+    {
+        _output = output;
+        Writer = new Utf8JsonWriter(_buffer);
+    }
+
+    public Utf8JsonWriter Writer { get; }
+
+    /// <summary>Passes on what was written so far; everything written is ASCII, so no character is split.</summary>
+    public void Drain()
+    {
+        Writer.Flush();
+        _output.Write(Encoding.UTF8.GetString(_buffer.GetBuffer(), 0, (int)_buffer.Length));
+        _buffer.SetLength(0);
+        _buffer.Position = 0;
+    }
+
+    public void Dispose()
+    {
+        Writer.Dispose();
+        _buffer.Dispose();
     }
 }
 

@@ -129,8 +129,8 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("--replicas 16 --gpus 8 --nodes 3", "--nodes 3: 3 nodes do not divide --gpus 8; give a divisor of 8.")]
     [InlineData("--replicas 8 --gpus 8", "--replicas 8: LOAD has 12 experts and each needs a slot; give at least 12 (a multiple of --gpus 8).")]
     [InlineData("--replicas 16 --gpus 8 --groups 5", "--groups 5: 5 groups do not divide the 12 experts of LOAD; give a divisor of 12 (1 when the model has no groups).")]
-    [InlineData("--replicas 0 --gpus 8", "--replicas 0: give the physical experts per layer, a whole number from 1 to 1,048,576.")]
-    [InlineData("--replicas 16 --gpus x", "--gpus x: give the number of GPUs, a whole number from 1 to 1,048,576.")]
+    [InlineData("--replicas 0 --gpus 8", "--replicas 0: give the physical experts per layer, a whole number from 1 to 65,536.")]
+    [InlineData("--replicas 16 --gpus x", "--gpus x: give the number of GPUs, a whole number from 1 to 65,536.")]
     [InlineData("--gpus 8", "--replicas")]
     public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
     {
