@@ -12,7 +12,7 @@ namespace MoeGpuStats.Cli.Commands;
 /// <summary><c>plan LOAD</c>: an expert replication and placement by DeepSeek's EPLB, with its balancedness.</summary>
 internal static class PlanCommand
 {
-    /// <summary>A bound on slots per layer, far above any deployment (DeepSeek-V3 runs 288 or so), that keeps the plan's arrays small.</summary>
+    /// <summary>A bound on slots per layer far above deployments (DeepSeek-V3 prefills on 288), which keeps the padded log2phy printable.</summary>
     public const int MaxReplicas = 65_536;
 
     public static Command Create(CliConsole console)
