@@ -35,6 +35,7 @@ internal static class MoegsCommandLine
             ReplayCommand.Create(console),
             SnapshotCommands.Report(console),
             SnapshotCommands.Merge(console),
+            PlanCommand.Create(console),
         };
         var result = root.Parse(args);
         if (result.Errors.Count > 0)

@@ -1,0 +1,225 @@
+namespace MoeGpuStats.Placement;
+
+/// <summary>
+/// Expert replication and placement for expert parallelism: DeepSeek's EPLB
+/// (<see href="https://github.com/deepseek-ai/EPLB"/>, <c>eplb.py</c>, MIT licence), ported step by
+/// step, and the balancedness of a placement as vLLM reports it.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Loads become float32 and every sum and quotient stays float32, as in EPLB, so a plan is EPLB's
+/// for the same input: its README example gives the published placement. Two orders EPLB leaves to
+/// torch are fixed here: equal loads are sorted by expert index (torch's default CPU sort is not
+/// stable, so EPLB itself may order such ties differently from one build to another), and a group's
+/// load is summed in expert order (torch may add in another order; the sums differ only past 2^24
+/// tokens, where float32 stops counting every token). Either way the plan is equally balanced.
+/// </para>
+/// <para>Every layer is planned on its own; a plan depends only on the loads' proportions within a layer up to float32 rounding.</para>
+/// </remarks>
+public static class ExpertPlacement
+{
+    /// <summary>
+    /// EPLB's <c>rebalance_experts</c>: replicates the hottest experts to <paramref name="replicas"/>
+    /// physical slots per layer and packs them onto <paramref name="gpus"/> GPUs, hierarchically (groups
+    /// to nodes first) when <paramref name="nodes"/> divides <paramref name="groups"/>, globally otherwise.
+    /// </summary>
+    /// <param name="loads">
+    /// <c>[layers, E]</c>: the load of each logical expert, in tokens (or any non-negative unit, the same
+    /// for a whole layer), e.g. tokens routed to it over a window of steps.
+    /// </param>
+    /// <param name="replicas">Physical expert slots per layer, <c>R</c>: at least <c>E</c>, a multiple of <paramref name="gpus"/>.</param>
+    /// <param name="groups">Expert groups, <c>G</c>, dividing <c>E</c> (consecutive experts form a group; 1 when the model has none).</param>
+    /// <param name="nodes">Server nodes, <c>N</c>, dividing <paramref name="gpus"/>; GPUs within a node share the faster network.</param>
+    /// <param name="gpus">GPUs in all, <c>P</c>.</param>
+    /// <returns>The plan: <c>phy2log</c>, <c>log2phy</c> and <c>logcnt</c> per layer.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="loads"/> is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// A load is negative; <paramref name="loads"/> has no layer or no expert; a count is below 1;
+    /// <c>R &lt; E</c>; <paramref name="gpus"/> does not divide <c>R</c>; <paramref name="groups"/> does
+    /// not divide <c>E</c>; <paramref name="nodes"/> does not divide <paramref name="gpus"/>; or
+    /// <c>layers · R</c> is more than an array holds.
+    /// </exception>
+    public static PlacementPlan Rebalance(long[,] loads, int replicas, int groups, int nodes, int gpus)
+    {
+        ArgumentNullException.ThrowIfNull(loads);
+        var layers = loads.GetLength(0);
+        var experts = loads.GetLength(1);
+        if (Problem(layers, experts, replicas, groups, nodes, gpus) is { } problem)
+        {
+            throw new ArgumentException(problem);
+        }
+
+        CheckLoads(loads);
+        var hierarchical = groups % nodes == 0;
+        var (planGroups, planNodes) = hierarchical ? (groups, nodes) : (1, 1);
+        var phy2log = new int[layers * replicas];
+        var phyrank = new int[layers * replicas];
+        var logcnt = new int[layers * experts];
+        var row = new float[experts];
+        for (var layer = 0; layer < layers; layer++)
+        {
+            for (var e = 0; e < experts; e++)
+            {
+                row[e] = loads[layer, e];
+            }
+
+            Eplb.RebalanceLayer(
+                row,
+                replicas,
+                planGroups,
+                planNodes,
+                gpus,
+                phy2log.AsSpan(layer * replicas, replicas),
+                phyrank.AsSpan(layer * replicas, replicas),
+                logcnt.AsSpan(layer * experts, experts));
+        }
+
+        return new PlacementPlan(hierarchical ? PlacementPolicy.Hierarchical : PlacementPolicy.Global, layers, experts, replicas, groups, nodes, gpus, phy2log, phyrank, logcnt);
+    }
+
+    /// <summary>
+    /// Why <see cref="Rebalance"/> refuses these sizes, in words naming R, G, N and P; null when it accepts them.
+    /// Loads are not looked at.
+    /// </summary>
+    /// <param name="layers">Rows of the load matrix.</param>
+    /// <param name="experts">Logical experts per layer, <c>E</c>.</param>
+    /// <param name="replicas">Physical expert slots per layer, <c>R</c>.</param>
+    /// <param name="groups">Expert groups, <c>G</c>.</param>
+    /// <param name="nodes">Server nodes, <c>N</c>.</param>
+    /// <param name="gpus">GPUs, <c>P</c>.</param>
+    internal static string? Problem(int layers, int experts, int replicas, int groups, int nodes, int gpus)
+    {
+        if (layers < 1 || experts < 1)
+        {
+            return $"the loads are [{layers}, {experts}]; a plan needs at least one layer of at least one expert.";
+        }
+
+        if (replicas < 1 || groups < 1 || nodes < 1 || gpus < 1)
+        {
+            return $"replicas ({replicas}), groups ({groups}), nodes ({nodes}) and GPUs ({gpus}) must each be at least 1.";
+        }
+
+        if (replicas < experts)
+        {
+            return $"{replicas:N0} replicas for {experts:N0} experts; every expert needs at least one, so give at least {experts:N0}.";
+        }
+
+        if (replicas % gpus != 0)
+        {
+            return $"{replicas:N0} replicas do not divide among {gpus:N0} GPUs; give a multiple of {gpus:N0}.";
+        }
+
+        if (experts % groups != 0)
+        {
+            return $"{groups:N0} groups do not divide {experts:N0} experts; give a divisor of {experts:N0} (1 when the model has no groups).";
+        }
+
+        if (gpus % nodes != 0)
+        {
+            return $"{nodes:N0} nodes do not divide {gpus:N0} GPUs; give a divisor of {gpus:N0}.";
+        }
+
+        if ((long)layers * replicas > Array.MaxLength)
+        {
+            return $"{layers:N0} layers of {replicas:N0} replicas: more than {Array.MaxLength:N0} slots in all.";
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// vLLM's balancedness of each layer across GPUs: mean GPU load over the largest GPU load, where a
+    /// GPU's load is the sum, over its slots, of the slot's expert's load divided by that expert's replica
+    /// count (replicas share their expert's tokens evenly). 1 is perfect balance; 1/P is one GPU doing all.
+    /// A layer without load counts as balanced (1).
+    /// </summary>
+    /// <param name="loads"><c>[layers, E]</c>, the loads the plan is judged against (tokens, non-negative).</param>
+    /// <param name="plan">A plan for the same layers and experts.</param>
+    /// <returns>One figure per layer, in (0, 1].</returns>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentException">The shapes differ, or a load is negative.</exception>
+    public static double[] Balancedness(long[,] loads, PlacementPlan plan)
+    {
+        ArgumentNullException.ThrowIfNull(loads);
+        ArgumentNullException.ThrowIfNull(plan);
+        if (loads.GetLength(0) != plan.Layers || loads.GetLength(1) != plan.LogicalExperts)
+        {
+            throw new ArgumentException($"the loads are [{loads.GetLength(0)}, {loads.GetLength(1)}], the plan is for [{plan.Layers}, {plan.LogicalExperts}].", nameof(loads));
+        }
+
+        CheckLoads(loads);
+        var result = new double[plan.Layers];
+        var gpuLoad = new double[plan.Gpus];
+        for (var layer = 0; layer < plan.Layers; layer++)
+        {
+            Array.Clear(gpuLoad);
+            var phy2log = plan.PhysicalToLogical(layer);
+            var counts = plan.ReplicaCounts(layer);
+            for (var p = 0; p < phy2log.Length; p++)
+            {
+                gpuLoad[p / plan.SlotsPerGpu] += (double)loads[layer, phy2log[p]] / counts[phy2log[p]];
+            }
+
+            result[layer] = Ratio(gpuLoad);
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// The balancedness (as <see cref="Balancedness(long[,], PlacementPlan)"/>) of the placement without
+    /// replication: experts in order, <c>E / P</c> consecutive ones on each GPU. Null when
+    /// <paramref name="gpus"/> does not divide <c>E</c>, where there is no such placement.
+    /// </summary>
+    /// <param name="loads"><c>[layers, E]</c>, tokens, non-negative.</param>
+    /// <param name="gpus">GPUs, <c>P</c>, at least 1.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="loads"/> is null.</exception>
+    /// <exception cref="ArgumentException">A load is negative.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="gpus"/> is below 1.</exception>
+    public static double[]? IdentityBalancedness(long[,] loads, int gpus)
+    {
+        ArgumentNullException.ThrowIfNull(loads);
+        ArgumentOutOfRangeException.ThrowIfLessThan(gpus, 1);
+        CheckLoads(loads);
+        var experts = loads.GetLength(1);
+        if (experts % gpus != 0)
+        {
+            return null;
+        }
+
+        var result = new double[loads.GetLength(0)];
+        var gpuLoad = new double[gpus];
+        for (var layer = 0; layer < result.Length; layer++)
+        {
+            Array.Clear(gpuLoad);
+            for (var e = 0; e < experts; e++)
+            {
+                gpuLoad[e / (experts / gpus)] += loads[layer, e];
+            }
+
+            result[layer] = Ratio(gpuLoad);
+        }
+
+        return result;
+    }
+
+    private static double Ratio(double[] gpuLoad)
+    {
+        var max = gpuLoad.Max();
+        return max > 0 ? gpuLoad.Average() / max : 1.0;
+    }
+
+    private static void CheckLoads(long[,] loads)
+    {
+        for (var layer = 0; layer < loads.GetLength(0); layer++)
+        {
+            for (var e = 0; e < loads.GetLength(1); e++)
+            {
+                if (loads[layer, e] < 0)
+                {
+                    throw new ArgumentException($"the load of expert {e} in layer {layer} is {loads[layer, e]:N0}; loads are token counts, 0 or more.", nameof(loads));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+using MoeGpuStats.Placement;
+
+namespace MoeGpuStats.Tests.Placement;
+
+/// <summary>EPLB's published example, and what every plan must satisfy on any loads.</summary>
+public sealed class ExpertPlacementTests
+{
+    /// <summary>The two-layer example of DeepSeek's EPLB README: 12 experts, 16 replicas, 4 groups, 2 nodes, 8 GPUs.</summary>
+    internal static readonly long[,] PublishedLoads =
+    {
+        { 90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86 },
+        { 20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27 },
+    };
+
+    /// <summary>The README's printed <c>phy2log</c>.</summary>
+    internal static readonly int[][] PublishedPhy2Log =
+    [
+        [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
+        [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1],
+    ];
+
+    [Fact]
+    public void ThePublishedExampleGivesThePublishedPlacement()
+    {
+        var plan = ExpertPlacement.Rebalance(PublishedLoads, replicas: 16, groups: 4, nodes: 2, gpus: 8);
+
+        Assert.Equal(PlacementPolicy.Hierarchical, plan.Policy);
+        Assert.Equal(PublishedPhy2Log[0], plan.PhysicalToLogical(0).ToArray());
+        Assert.Equal(PublishedPhy2Log[1], plan.PhysicalToLogical(1).ToArray());
+
+        // The counts the published map implies, written out: the hot experts got the four extra slots.
+        Assert.Equal([1, 2, 1, 1, 2, 2, 1, 1, 1, 1, 2, 1], plan.ReplicaCounts(0).ToArray());
+        Assert.Equal([1, 2, 1, 1, 1, 2, 2, 1, 2, 1, 1, 1], plan.ReplicaCounts(1).ToArray());
+        Assert.Equal(2, plan.MaxReplicas);
+        Assert.Equal([0, 2], plan.LogicalToPhysical(0, 5).ToArray().Order());
+        Assert.Equal([12], plan.LogicalToPhysical(0, 0).ToArray());
+    }
+
+    [Fact]
+    public void BalancednessOfThePublishedExampleRisesAndMatchesAHandCount()
+    {
+        var plan = ExpertPlacement.Rebalance(PublishedLoads, 16, 4, 2, 8);
+        var after = ExpertPlacement.Balancedness(PublishedLoads, plan);
+        var before = ExpertPlacement.IdentityBalancedness(PublishedLoads, 8);
+
+        Assert.Null(before);
+        var identity4 = ExpertPlacement.IdentityBalancedness(PublishedLoads, 4)!;
+
+        // Layer 0 on 4 GPUs without replicas: 262, 330, 116, 325; mean 258.25 over max 330.
+        Assert.Equal(258.25 / 330, identity4[0], 12);
+
+        // Layer 0 after: GPU loads by hand from the published map (a replicated expert's load halves).
+        double[] gpus =
+        [
+            (165 / 2.0) + 39, (165 / 2.0) + 4, 73 + (104 / 2.0), 61 + (104 / 2.0),
+            (183 / 2.0) + 56, (183 / 2.0) + 40, 90 + (132 / 2.0), 86 + (132 / 2.0),
+        ];
+        Assert.Equal(gpus.Average() / gpus.Max(), after[0], 12);
+        Assert.All(after, b => Assert.InRange(b, 0.7, 1.0));
+    }
+
+    [Fact]
+    public void NodesThatDoNotDivideTheGroupsFallBackToTheGlobalPolicy()
+    {
+        var plan = ExpertPlacement.Rebalance(PublishedLoads, replicas: 16, groups: 3, nodes: 2, gpus: 8);
+        var global = ExpertPlacement.Rebalance(PublishedLoads, replicas: 16, groups: 1, nodes: 1, gpus: 8);
+
+        Assert.Equal(PlacementPolicy.Global, plan.Policy);
+        Assert.Equal(3, plan.Groups);
+        for (var layer = 0; layer < 2; layer++)
+        {
+            Assert.Equal(global.PhysicalToLogical(layer).ToArray(), plan.PhysicalToLogical(layer).ToArray());
+        }
+    }
+
+    [Theory]
+    [InlineData(11, 4, 1, 8, "11 replicas for 12 experts")]
+    [InlineData(20, 4, 2, 8, "20 replicas do not divide among 8 GPUs")]
+    [InlineData(16, 5, 1, 8, "5 groups do not divide 12 experts")]
+    [InlineData(16, 4, 3, 8, "3 nodes do not divide 8 GPUs")]
+    [InlineData(16, 4, 2, 0, "must each be at least 1")]
+    public void InvalidSizesAreArgumentErrorsThatSayWhy(int replicas, int groups, int nodes, int gpus, string expected)
+    {
+        var error = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(PublishedLoads, replicas, groups, nodes, gpus));
+        Assert.Contains(expected, error.Message);
+    }
+
+    [Fact]
+    public void NegativeLoadsAreRefused()
+    {
+        var loads = (long[,])PublishedLoads.Clone();
+        loads[1, 3] = -1;
+        var error = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(loads, 16, 4, 2, 8));
+        Assert.Contains("expert 3 in layer 1 is -1", error.Message);
+    }
+
+    [Fact]
+    public void ALayerWithoutLoadIsPlannedAndBalanced()
+    {
+        var plan = ExpertPlacement.Rebalance(new long[1, 8], replicas: 12, groups: 2, nodes: 2, gpus: 4);
+        Assert.Equal(12, plan.ReplicaCounts(0).ToArray().Sum());
+        Assert.Equal([1.0], ExpertPlacement.Balancedness(new long[1, 8], plan));
+    }
+
+    public static TheoryData<int, int, int, int, int, int> Shapes => new()
+    {
+        // seed, experts, replicas, groups, nodes, gpus
+        { 1, 12, 16, 4, 2, 8 },
+        { 2, 64, 80, 8, 4, 16 },
+        { 3, 256, 288, 8, 4, 32 },
+        { 4, 256, 320, 8, 8, 64 },
+        { 5, 60, 72, 6, 4, 8 },
+        { 6, 32, 32, 4, 2, 8 },
+        { 7, 16, 64, 2, 2, 2 },
+        { 8, 9, 12, 3, 1, 3 },
+        { 9, 8, 24, 4, 4, 8 },
+    };
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void EveryPlanIsAValidPlacement(int seed, int experts, int replicas, int groups, int nodes, int gpus)
+    {
+        var random = new Random(seed);
+        var loads = new long[5, experts];
+        for (var layer = 0; layer < 5; layer++)
+        {
+            for (var e = 0; e < experts; e++)
+            {
+                // A skewed layer, a flat one, ties, and zeros all occur.
+                loads[layer, e] = layer switch
+                {
+                    0 => (long)(1_000_000 / Math.Pow(e + 1, 1.2)),
+                    1 => 500,
+                    2 => random.Next(0, 4),
+                    3 => random.Next(0, 2) * random.NextInt64(0, 1L << 40),
+                    _ => random.Next(0, 100_000),
+                };
+            }
+        }
+
+        var plan = ExpertPlacement.Rebalance(loads, replicas, groups, nodes, gpus);
+        var groupSize = experts / groups;
+        for (var layer = 0; layer < 5; layer++)
+        {
+            var phy2log = plan.PhysicalToLogical(layer).ToArray();
+            var ranks = plan.ReplicaRanks(layer).ToArray();
+            var counts = plan.ReplicaCounts(layer).ToArray();
+
+            Assert.All(counts, c => Assert.True(c >= 1));
+            Assert.Equal(replicas, counts.Sum());
+            Assert.Equal(replicas, phy2log.Length);
+            for (var e = 0; e < experts; e++)
+            {
+                var slots = Enumerable.Range(0, replicas).Where(p => phy2log[p] == e).ToArray();
+                Assert.Equal(counts[e], slots.Length);
+                Assert.Equal(Enumerable.Range(0, counts[e]), slots.Select(p => ranks[p]).Order());
+                var log2phy = plan.LogicalToPhysical(layer, e).ToArray();
+                Assert.Equal(slots, log2phy.Order());
+                Assert.Equal(Enumerable.Range(0, counts[e]), log2phy.Select(p => ranks[p]));
+            }
+
+            Assert.Equal(replicas / gpus, plan.SlotsPerGpu);
+
+            if (plan.Policy == PlacementPolicy.Hierarchical)
+            {
+                var perNode = replicas / nodes;
+                var nodeOfGroup = new Dictionary<int, int>();
+                for (var p = 0; p < replicas; p++)
+                {
+                    var group = phy2log[p] / groupSize;
+                    var node = p / perNode;
+                    Assert.Equal(nodeOfGroup.TryAdd(group, node) ? node : nodeOfGroup[group], node);
+                }
+
+                Assert.Equal(groups, nodeOfGroup.Count);
+                Assert.All(Enumerable.Range(0, nodes), n => Assert.Equal(groups / nodes, nodeOfGroup.Values.Count(v => v == n)));
+            }
+
+            var balancedness = ExpertPlacement.Balancedness(loads, plan)[layer];
+            Assert.InRange(balancedness, 1.0 / gpus, 1.0);
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 8, 12)]
+    [InlineData(2, 64, 200)]
+    [InlineData(3, 5, 5)]
+    [InlineData(4, 7, 40)]
+    public void ReplicationByHeapChoosesWhatEplbsScanChooses(int seed, int experts, int replicas)
+    {
+        var random = new Random(seed);
+        var weight = Enumerable.Range(0, experts).Select(_ => (float)random.Next(0, 6) * random.Next(1, 1000)).ToArray();
+        var phy2log = new int[replicas];
+        var rank = new int[replicas];
+        var count = new int[experts];
+
+        Eplb.ReplicateExperts(weight, phy2log, rank, count);
+
+        // EPLB: argmax(weight / logcnt) over all experts, the first on ties (torch.max), one replica at a time.
+        var expectedCount = Enumerable.Repeat(1, experts).ToArray();
+        for (var i = experts; i < replicas; i++)
+        {
+            var best = 0;
+            for (var e = 1; e < experts; e++)
+            {
+                if (weight[e] / expectedCount[e] > weight[best] / expectedCount[best])
+                {
+                    best = e;
+                }
+            }
+
+            Assert.Equal(best, phy2log[i]);
+            Assert.Equal(expectedCount[best], rank[i]);
+            expectedCount[best]++;
+        }
+
+        Assert.Equal(expectedCount, count);
+    }
+
+    [Fact]
+    public void PackingPutsTheHeaviestFirstIntoTheLightestPackAndKeepsIndexOrderOnTies()
+    {
+        float[] weight = [5, 5, 5, 5, 9, 1];
+        var pack = new int[6];
+        var rank = new int[6];
+
+        Eplb.BalancedPacking(weight, 2, pack, rank);
+
+        // 9 -> pack 0; then the 5s in index order: 0 -> 1, 1 -> 1 (5 < 9), 2 -> 0 (9 < 10), 3 -> 1 (10 < 14, now full); 1 -> 0.
+        Assert.Equal([1, 1, 0, 1, 0, 0], pack);
+        Assert.Equal([0, 1, 1, 2, 0, 2], rank);
+    }
+}
