@@ -15,19 +15,15 @@ namespace MoeGpuStats.Cli.Input;
 /// before anything is allocated: a header can say anything, and a small file must not make replay
 /// allocate or replay more than it holds.
 /// </remarks>
-internal sealed partial class NpyIds : IDisposable
+internal sealed class NpyIds : IDisposable
 {
     /// <summary>The most ids one step may hold: one record of the library takes at most this many.</summary>
     public const long MaxIdsPerStep = int.MaxValue;
-
-    /// <summary>NumPy itself refuses headers over 10,000 bytes unless told otherwise; a shape never needs more.</summary>
-    public const int MaxHeaderBytes = 65_536;
 
     /// <summary>What int64 ids outside the int32 range become: negative but not -1 (padding), so they count as invalid.</summary>
     public const int OutOfRangeId = int.MinValue;
 
     private const int ChunkBytes = 1 << 20;
-    private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
     private readonly SafeFileHandle _file;
     private readonly string _path;
     private readonly long _dataOffset;
@@ -65,9 +61,14 @@ internal sealed partial class NpyIds : IDisposable
         try
         {
             var length = RandomAccess.GetLength(file);
-            var (offset, itemSize, dims) = ReadHeader(file, length, path);
-            var shape = Validate(path, dims, itemSize, offset, length);
-            return new NpyIds(file, path, offset, itemSize, shape);
+            var header = NpyHeader.Read(file, length, path);
+            if (header.FortranOrder)
+            {
+                throw new InvalidDataException($"{path}: Fortran-ordered array; save it in C order (np.ascontiguousarray).");
+            }
+
+            var shape = Validate(path, header.Shape, header.ItemSize, header.DataOffset, length);
+            return new NpyIds(file, path, header.DataOffset, header.ItemSize, shape);
         }
         catch
         {
@@ -206,7 +207,7 @@ internal sealed partial class NpyIds : IDisposable
         }
 
         var chunk = _buffer.AsSpan(0, bytes);
-        if (ReadFully(_file, chunk, position) < bytes)
+        if (NpyHeader.ReadFully(_file, chunk, position) < bytes)
         {
             throw new InvalidDataException($"{_path}: the file ended early (before byte {position + bytes:N0}); was it changed during the replay?");
         }
@@ -214,146 +215,6 @@ internal sealed partial class NpyIds : IDisposable
         return chunk;
     }
 
-    private static int ReadFully(SafeFileHandle file, Span<byte> destination, long position)
-    {
-        var read = 0;
-        while (read < destination.Length && RandomAccess.Read(file, destination[read..], position + read) is var n and > 0)
-        {
-            read += n;
-        }
-
-        return read;
-    }
-
-    private static (long Offset, int ItemSize, long[] Shape) ReadHeader(SafeFileHandle file, long length, string path)
-    {
-        Span<byte> prefix = stackalloc byte[12];
-        var got = ReadFully(file, prefix, 0);
-        if (got < 10 || !prefix[..6].SequenceEqual(Magic))
-        {
-            throw new InvalidDataException($"{path}: not a NumPy .npy file (no \\x93NUMPY magic).");
-        }
-
-        var major = prefix[6];
-        long headerLength, offset;
-        if (major == 1)
-        {
-            headerLength = BinaryPrimitives.ReadUInt16LittleEndian(prefix[8..]);
-            offset = 10;
-        }
-        else if (major is 2 or 3)
-        {
-            if (got < 12)
-            {
-                throw new InvalidDataException($"{path}: truncated: the file ends inside the .npy preamble ({length:N0} bytes).");
-            }
-
-            headerLength = BinaryPrimitives.ReadUInt32LittleEndian(prefix[8..]);
-            offset = 12;
-        }
-        else
-        {
-            throw new InvalidDataException($"{path}: .npy format version {major} is not supported (1, 2 or 3).");
-        }
-
-        if (offset + headerLength > length)
-        {
-            throw new InvalidDataException($"{path}: truncated: the header claims {headerLength:N0} bytes, the file has {length - offset:N0} after the preamble.");
-        }
-
-        if (headerLength > MaxHeaderBytes)
-        {
-            throw new InvalidDataException($"{path}: a header of {headerLength:N0} bytes; an array replay reads has one of a few hundred (at most {MaxHeaderBytes:N0}).");
-        }
-
-        var header = new byte[headerLength];
-        if (ReadFully(file, header, offset) < headerLength)
-        {
-            throw new InvalidDataException($"{path}: truncated header.");
-        }
-
-        var text = (major == 3 ? Encoding.UTF8 : Encoding.Latin1).GetString(header);
-        var descr = DescrPattern().Match(text);
-        var fortran = FortranPattern().Match(text);
-        var shape = ShapePattern().Match(text);
-        if (!descr.Success || !fortran.Success || !shape.Success)
-        {
-            throw new InvalidDataException($"{path}: unreadable header '{Printable(text)}' (expected 'descr', 'fortran_order' and 'shape').");
-        }
-
-        var itemSize = descr.Groups[1].Value switch
-        {
-            "<i4" or "=i4" => 4,
-            "<i8" or "=i8" => 8,
-            var other => throw new InvalidDataException($"{path}: dtype '{Printable(other)}'; replay reads little-endian int32 or int64 ids."),
-        };
-        if (fortran.Groups[1].Value == "True")
-        {
-            throw new InvalidDataException($"{path}: Fortran-ordered array; save it in C order (np.ascontiguousarray).");
-        }
-
-        return (offset + headerLength, itemSize, ParseShape(shape.Groups[1].Value, path));
-    }
-
-    /// <summary>A Python tuple of non-negative integers, as <c>ast.literal_eval</c> reads it (Python 2's <c>4L</c> included).</summary>
-    private static long[] ParseShape(string tuple, string path)
-    {
-        var parts = tuple.Split(',', StringSplitOptions.TrimEntries);
-        if (parts.Length > 1 && parts[^1].Length == 0)
-        {
-            parts = parts[..^1];
-        }
-
-        if (parts is [""])
-        {
-            parts = [];
-        }
-
-        var dims = new long[parts.Length];
-        for (var i = 0; i < parts.Length; i++)
-        {
-            var digits = parts[i].EndsWith('L') || parts[i].EndsWith('l') ? parts[i][..^1] : parts[i];
-            if (digits.StartsWith('-') && long.TryParse(digits, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _))
-            {
-                throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension {parts[i]} is negative.");
-            }
-
-            if (digits.Length == 0 || !digits.All(char.IsAsciiDigit))
-            {
-                throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension '{Printable(parts[i])}' is not a whole number.");
-            }
-
-            if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]))
-            {
-                throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension {parts[i]} is larger than any file holds.");
-            }
-        }
-
-        return dims;
-    }
-
-    /// <summary>Header text cut to one short line with control characters shown as '?', so an error stays one line.</summary>
-    private static string Printable(string text)
-    {
-        var trimmed = text.Trim();
-        var shown = trimmed.Length > 120 ? trimmed[..120] + "..." : trimmed;
-        return string.Create(shown.Length, shown, (span, source) =>
-        {
-            for (var i = 0; i < span.Length; i++)
-            {
-                span[i] = char.IsControl(source[i]) ? '?' : source[i];
-            }
-        });
-    }
-
-    [GeneratedRegex(@"['""]descr['""]\s*:\s*['""]([^'""]*)['""]")]
-    private static partial Regex DescrPattern();
-
-    [GeneratedRegex(@"['""]fortran_order['""]\s*:\s*(True|False)")]
-    private static partial Regex FortranPattern();
-
-    [GeneratedRegex(@"['""]shape['""]\s*:\s*\(([^)]*)\)")]
-    private static partial Regex ShapePattern();
 }
 
 /// <summary>A replayable shape: every size already checked against the file.</summary>

@@ -1,0 +1,238 @@
+using System.Buffers.Binary;
+using System.Text.Json;
+using MoeGpuStats.Serialization;
+
+namespace MoeGpuStats.Cli.Input;
+
+/// <summary>
+/// The load matrix <c>plan</c> reads, <c>[layers, experts]</c> of non-negative whole numbers, told apart by
+/// content: the .npy magic, a JSON array (of arrays) of numbers, or a JSON snapshot object.
+/// </summary>
+/// <remarks>
+/// As <see cref="NpyIds"/> does, a .npy header's sizes are checked against the file's length, in
+/// checked 64-bit arithmetic, before anything is allocated.
+/// </remarks>
+internal static class LoadMatrix
+{
+    /// <summary>The largest JSON load file read: a [layers, experts] matrix of counts is a few hundred KiB.</summary>
+    private const int MaxJsonBytes = 256 << 20;
+
+    /// <summary>Reads <paramref name="path"/>; on failure writes one line naming the file and returns false.</summary>
+    public static bool TryRead(CliConsole console, FileInfo path, out long[,] loads)
+    {
+        loads = null!;
+        if (Directory.Exists(path.FullName))
+        {
+            console.Error.WriteLine($"{path}: is a folder; give a load file (.npy or .json).");
+            return false;
+        }
+
+        try
+        {
+            loads = Read(path.ToString());
+            return true;
+        }
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
+        {
+            console.Error.WriteLine($"{path}: no such file.");
+        }
+        catch (UnauthorizedAccessException)
+        {
+            console.Error.WriteLine($"{path}: no permission to read it.");
+        }
+        catch (InvalidDataException exception)
+        {
+            console.Error.WriteLine(ErrorText.Of(exception));
+        }
+        catch (IOException exception)
+        {
+            console.Error.WriteLine($"{path}: {ErrorText.Of(exception)}");
+        }
+
+        return false;
+    }
+
+    /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
+    internal static long[,] Read(string path)
+    {
+        var loads = StartsWithNpyMagic(path) ? ReadNpy(path) : ReadJson(ReadJsonBytes(path), path);
+        if (loads.GetLength(0) == 0 || loads.GetLength(1) == 0)
+        {
+            throw new InvalidDataException($"{path}: [{loads.GetLength(0)}, {loads.GetLength(1)}] loads: no layer or no expert to place.");
+        }
+
+        for (var layer = 0; layer < loads.GetLength(0); layer++)
+        {
+            for (var e = 0; e < loads.GetLength(1); e++)
+            {
+                if (loads[layer, e] < 0)
+                {
+                    throw new InvalidDataException($"{path}: the load of expert {e} in layer {layer} is {loads[layer, e]:N0}; loads are token counts, 0 or more.");
+                }
+            }
+        }
+
+        return loads;
+    }
+
+    private static long[,] ReadNpy(string path)
+    {
+        using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        var length = RandomAccess.GetLength(file);
+        var header = NpyHeader.Read(file, length, path);
+        var shape = $"({string.Join(", ", header.Shape)}{(header.Shape.Length == 1 ? "," : "")})";
+        var (layers, experts) = header.Shape.Length switch
+        {
+            1 => (1L, header.Shape[0]),
+            2 => (header.Shape[0], header.Shape[1]),
+            _ => throw new InvalidDataException($"{path}: shape {shape} has {header.Shape.Length} dimensions; loads are [layers, experts], or [experts] for one layer."),
+        };
+        if (header.FortranOrder && layers > 1 && experts > 1)
+        {
+            throw new InvalidDataException($"{path}: Fortran-ordered array; save it in C order (np.ascontiguousarray).");
+        }
+
+        if (layers == 0 || experts == 0)
+        {
+            throw new InvalidDataException($"{path}: shape {shape} holds no loads; nothing to place.");
+        }
+
+        long needed;
+        try
+        {
+            needed = checked(header.DataOffset + (layers * experts * header.ItemSize));
+        }
+        catch (OverflowException)
+        {
+            throw new InvalidDataException($"{path}: shape {shape} claims more loads than any file holds (the file has {length:N0} bytes).");
+        }
+
+        if (length < needed || needed - header.DataOffset > Array.MaxLength)
+        {
+            throw new InvalidDataException(length < needed
+                ? $"{path}: truncated: shape {shape} needs {needed:N0} bytes, the file has {length:N0}."
+                : $"{path}: shape {shape} holds more loads than a plan reads.");
+        }
+
+        var data = new byte[needed - header.DataOffset];
+        if (NpyHeader.ReadFully(file, data, header.DataOffset) < data.Length)
+        {
+            throw new InvalidDataException($"{path}: truncated data.");
+        }
+
+        var loads = new long[layers, experts];
+        for (var layer = 0; layer < layers; layer++)
+        {
+            for (var e = 0; e < experts; e++)
+            {
+                var at = (int)(((layer * experts) + e) * header.ItemSize);
+                loads[layer, e] = header.ItemSize == 4 ? BinaryPrimitives.ReadInt32LittleEndian(data.AsSpan(at)) : BinaryPrimitives.ReadInt64LittleEndian(data.AsSpan(at));
+            }
+        }
+
+        return loads;
+    }
+
+    private static long[,] ReadJson(byte[] file, string path)
+    {
+        JsonDocument document;
+        try
+        {
+            // Editors on Windows may start UTF-8 with a byte order mark, which the JSON reader refuses.
+            document = JsonDocument.Parse(file.AsMemory(file.AsSpan().StartsWith((byte[])[0xEF, 0xBB, 0xBF]) ? 3 : 0));
+        }
+        catch (JsonException exception)
+        {
+            throw new InvalidDataException($"{path}: neither a .npy file nor JSON ({ErrorText.Of(exception)}).");
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind == JsonValueKind.Object)
+            {
+                return FromSnapshot(path);
+            }
+
+            if (root.ValueKind != JsonValueKind.Array)
+            {
+                throw new InvalidDataException($"{path}: JSON {root.ValueKind.ToString().ToLowerInvariant()}; give an array of arrays of loads ([layers][experts]) or a snapshot saved with --save.");
+            }
+
+            var rows = root.EnumerateArray().ToArray();
+            var oneLayer = rows.Length == 0 || rows[0].ValueKind != JsonValueKind.Array;
+            var layerRows = oneLayer ? [root] : rows;
+            var experts = layerRows[0].GetArrayLength();
+            var loads = new long[layerRows.Length, experts];
+            for (var layer = 0; layer < layerRows.Length; layer++)
+            {
+                if (layerRows[layer].ValueKind != JsonValueKind.Array)
+                {
+                    throw new InvalidDataException($"{path}: row {layer} is a {layerRows[layer].ValueKind.ToString().ToLowerInvariant()}, not an array of loads.");
+                }
+
+                if (layerRows[layer].GetArrayLength() != experts)
+                {
+                    throw new InvalidDataException($"{path}: row {layer} has {layerRows[layer].GetArrayLength():N0} loads, row 0 has {experts:N0}; every layer has the same experts.");
+                }
+
+                var e = 0;
+                foreach (var value in layerRows[layer].EnumerateArray())
+                {
+                    if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out loads[layer, e]))
+                    {
+                        var where = oneLayer ? $"load {e}" : $"row {layer}, load {e}";
+                        throw new InvalidDataException($"{path}: {where} is {NpyHeader.Printable(value.GetRawText())}; loads are whole numbers from 0 to {long.MaxValue:N0}.");
+                    }
+
+                    e++;
+                }
+            }
+
+            return loads;
+        }
+    }
+
+    private static long[,] FromSnapshot(string path)
+    {
+        RoutingStats stats;
+        try
+        {
+            stats = RoutingStatsFile.Load(path);
+        }
+        catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException)
+        {
+            throw new InvalidDataException($"{path}: not a routing statistics snapshot ({ErrorText.Of(exception)}).", exception);
+        }
+
+        using var owned = stats;
+        var counts = stats.ExpertTokenCounts;
+        var loads = new long[1, counts.Count];
+        for (var e = 0; e < counts.Count; e++)
+        {
+            if (counts[e] > long.MaxValue)
+            {
+                throw new InvalidDataException($"{path}: expert {e} has {counts[e]:N0} tokens, more than a plan reads ({long.MaxValue:N0}).");
+            }
+
+            loads[0, e] = (long)counts[e];
+        }
+
+        return loads;
+    }
+
+    private static bool StartsWithNpyMagic(string path)
+    {
+        using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        Span<byte> prefix = stackalloc byte[6];
+        return NpyHeader.ReadFully(file, prefix, 0) == prefix.Length && prefix.SequenceEqual(NpyHeader.MagicBytes);
+    }
+
+    private static byte[] ReadJsonBytes(string path)
+    {
+        var length = new FileInfo(path).Length;
+        return length <= MaxJsonBytes
+            ? File.ReadAllBytes(path)
+            : throw new InvalidDataException($"{path}: {length:N0} bytes; a JSON load file is read whole, up to {MaxJsonBytes:N0} (save large matrices with np.save).");
+    }
+}

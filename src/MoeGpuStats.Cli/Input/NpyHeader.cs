@@ -1,0 +1,166 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.Win32.SafeHandles;
+
+namespace MoeGpuStats.Cli.Input;
+
+/// <summary>
+/// The header of a NumPy <c>.npy</c> file (format versions 1 to 3) of little-endian int32 or int64
+/// values: where the data starts, the item size, the shape as <c>ast.literal_eval</c> reads it, and
+/// the order. Reads at most <see cref="MaxHeaderBytes"/> whatever the header claims.
+/// </summary>
+/// <param name="DataOffset">The byte offset of the first value.</param>
+/// <param name="ItemSize">4 or 8 bytes.</param>
+/// <param name="Shape">The dimensions, each non-negative; their product is not checked here.</param>
+/// <param name="FortranOrder">Whether the array is stored in Fortran (column-major) order.</param>
+internal sealed partial record NpyHeader(long DataOffset, int ItemSize, long[] Shape, bool FortranOrder)
+{
+    /// <summary>NumPy itself refuses headers over 10,000 bytes unless told otherwise; a shape never needs more.</summary>
+    public const int MaxHeaderBytes = 65_536;
+
+    private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
+
+    /// <summary>The six bytes every .npy file starts with.</summary>
+    public static ReadOnlySpan<byte> MagicBytes => Magic;
+
+    /// <summary>Reads until <paramref name="destination"/> is full or the file ends; returns the bytes read.</summary>
+    public static int ReadFully(SafeFileHandle file, Span<byte> destination, long position)
+    {
+        var read = 0;
+        while (read < destination.Length && RandomAccess.Read(file, destination[read..], position + read) is var n and > 0)
+        {
+            read += n;
+        }
+
+        return read;
+    }
+
+    /// <summary>The preamble and header of the .npy file <paramref name="file"/> of <paramref name="length"/> bytes.</summary>
+    /// <exception cref="InvalidDataException">Not a .npy file, a header longer than the file or than <see cref="MaxHeaderBytes"/>, an unreadable header, a dtype other than little-endian int32 or int64, or a shape that is not a tuple of whole numbers; the message names <paramref name="path"/>.</exception>
+    public static NpyHeader Read(SafeFileHandle file, long length, string path)
+    {
+        Span<byte> prefix = stackalloc byte[12];
+        var got = ReadFully(file, prefix, 0);
+        if (got < 10 || !prefix[..6].SequenceEqual(Magic))
+        {
+            throw new InvalidDataException($"{path}: not a NumPy .npy file (no \\x93NUMPY magic).");
+        }
+
+        var major = prefix[6];
+        long headerLength, offset;
+        if (major == 1)
+        {
+            headerLength = BinaryPrimitives.ReadUInt16LittleEndian(prefix[8..]);
+            offset = 10;
+        }
+        else if (major is 2 or 3)
+        {
+            if (got < 12)
+            {
+                throw new InvalidDataException($"{path}: truncated: the file ends inside the .npy preamble ({length:N0} bytes).");
+            }
+
+            headerLength = BinaryPrimitives.ReadUInt32LittleEndian(prefix[8..]);
+            offset = 12;
+        }
+        else
+        {
+            throw new InvalidDataException($"{path}: .npy format version {major} is not supported (1, 2 or 3).");
+        }
+
+        if (offset + headerLength > length)
+        {
+            throw new InvalidDataException($"{path}: truncated: the header claims {headerLength:N0} bytes, the file has {length - offset:N0} after the preamble.");
+        }
+
+        if (headerLength > MaxHeaderBytes)
+        {
+            throw new InvalidDataException($"{path}: a header of {headerLength:N0} bytes; an array of ids or loads has one of a few hundred (at most {MaxHeaderBytes:N0}).");
+        }
+
+        var header = new byte[headerLength];
+        if (ReadFully(file, header, offset) < headerLength)
+        {
+            throw new InvalidDataException($"{path}: truncated header.");
+        }
+
+        var text = (major == 3 ? Encoding.UTF8 : Encoding.Latin1).GetString(header);
+        var descr = DescrPattern().Match(text);
+        var fortran = FortranPattern().Match(text);
+        var shape = ShapePattern().Match(text);
+        if (!descr.Success || !fortran.Success || !shape.Success)
+        {
+            throw new InvalidDataException($"{path}: unreadable header '{Printable(text)}' (expected 'descr', 'fortran_order' and 'shape').");
+        }
+
+        var itemSize = descr.Groups[1].Value switch
+        {
+            "<i4" or "=i4" => 4,
+            "<i8" or "=i8" => 8,
+            var other => throw new InvalidDataException($"{path}: dtype '{Printable(other)}'; expected little-endian int32 or int64 (np.int32, np.int64)."),
+        };
+        return new NpyHeader(offset + headerLength, itemSize, ParseShape(shape.Groups[1].Value, path), fortran.Groups[1].Value == "True");
+    }
+
+    /// <summary>A Python tuple of non-negative integers, as <c>ast.literal_eval</c> reads it (Python 2's <c>4L</c> included).</summary>
+    private static long[] ParseShape(string tuple, string path)
+    {
+        var parts = tuple.Split(',', StringSplitOptions.TrimEntries);
+        if (parts.Length > 1 && parts[^1].Length == 0)
+        {
+            parts = parts[..^1];
+        }
+
+        if (parts is [""])
+        {
+            parts = [];
+        }
+
+        var dims = new long[parts.Length];
+        for (var i = 0; i < parts.Length; i++)
+        {
+            var digits = parts[i].EndsWith('L') || parts[i].EndsWith('l') ? parts[i][..^1] : parts[i];
+            if (digits.StartsWith('-') && long.TryParse(digits, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _))
+            {
+                throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension {parts[i]} is negative.");
+            }
+
+            if (digits.Length == 0 || !digits.All(char.IsAsciiDigit))
+            {
+                throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension '{Printable(parts[i])}' is not a whole number.");
+            }
+
+            if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]))
+            {
+                throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension {parts[i]} is larger than any file holds.");
+            }
+        }
+
+        return dims;
+    }
+
+    /// <summary>Header text cut to one short line with control characters shown as '?', so an error stays one line.</summary>
+    public static string Printable(string text)
+    {
+        var trimmed = text.Trim();
+        var shown = trimmed.Length > 120 ? trimmed[..120] + "..." : trimmed;
+        return string.Create(shown.Length, shown, (span, source) =>
+        {
+            for (var i = 0; i < span.Length; i++)
+            {
+                span[i] = char.IsControl(source[i]) ? '?' : source[i];
+            }
+        });
+    }
+
+    [GeneratedRegex(@"['""]descr['""]\s*:\s*['""]([^'""]*)['""]")]
+    private static partial Regex DescrPattern();
+
+    [GeneratedRegex(@"['""]fortran_order['""]\s*:\s*(True|False)")]
+    private static partial Regex FortranPattern();
+
+    [GeneratedRegex(@"['""]shape['""]\s*:\s*\(([^)]*)\)")]
+    private static partial Regex ShapePattern();
+}
