@@ -56,7 +56,12 @@ class Snapshot(ctypes.Structure):
 
 def _load(path=None):
     here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [path, os.environ.get("MOEGS_LIB"), os.path.join(here, "libmoegs.so"),
+    named = path or os.environ.get("MOEGS_LIB")
+    if named and not os.path.exists(named):
+        # A library the caller named is never replaced by another one silently.
+        source = "library" if path else "MOEGS_LIB"
+        raise OSError(f"{source} = {named!r}: no such file; build it with native/build.sh")
+    candidates = [named, os.path.join(here, "libmoegs.so"),
                   os.path.join(here, "..", "native", "out", "libmoegs.so")]
     for candidate in candidates:
         if candidate and os.path.exists(candidate):
@@ -166,6 +171,9 @@ def _tokens_and_top_k(shape, length, tokens, top_k):
             raise ValueError(f"top_k = {top_k} does not match ids shaped {list(shape)}: their last dimension, k, is {k}")
         if tokens is None:
             tokens = _integer(f"tokens (the {rows} rows of ids shaped {list(shape)})", rows, 0, INT32_MAX)
+        elif tokens != rows:
+            raise ValueError(f"tokens = {tokens} does not match ids shaped {list(shape)}: they hold {rows} tokens "
+                             "(pad a fixed-size batch with -1 ids instead: all-(-1) tokens are not counted)")
         return tokens, top_k
     if top_k is None and tokens is None:
         raise ValueError(f"ids shaped [{length}] have no k dimension: pass top_k (top_k=1 for {length} tokens of one id each) "
@@ -178,6 +186,10 @@ def _tokens_and_top_k(shape, length, tokens, top_k):
         if length % top_k:
             raise ValueError(f"the {length} ids are not whole tokens of top_k = {top_k} ids; pass tokens")
         tokens = _integer(f"tokens (the {length} ids / top_k = {top_k})", length // top_k, 0, INT32_MAX)
+    elif tokens * top_k < length:
+        # Fewer ids than that are the C API's to refuse; more would be left unread without a word.
+        raise ValueError(f"tokens * top_k = {tokens} * {top_k} = {tokens * top_k}, but the ids hold {length}: "
+                         "every id must belong to a token (pad with -1 ids)")
     return tokens, top_k
 
 

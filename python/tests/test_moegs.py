@@ -145,11 +145,20 @@ class ShapeTests(unittest.TestCase):
         with moegs.MoeStats(EXPERTS, "managed") as stats:
             stats.record(HostArray(self.IDS, (4, 4)), top_k=4)
             self.expect(stats, 4, self.bincount(self.IDS))
-            stats.record(HostArray(self.IDS, (4, 4)), tokens=2)  # the first 2 tokens of a padded batch
-            self.expect(stats, 6, [a + b for a, b in zip(self.bincount(self.IDS), self.bincount(self.IDS[:8]))], routings=2)
+            stats.record(HostArray(self.IDS, (4, 4)), tokens=4)
+            self.expect(stats, 8, [2 * c for c in self.bincount(self.IDS)], routings=2)
             with self.assertRaisesRegex(ValueError, r"top_k = 2 does not match ids shaped \[4, 4\]: their last dimension, k, is 4"):
                 stats.record(HostArray(self.IDS, (4, 4)), top_k=2)
+            # Rows past the given tokens would go unread: a padded batch pads with -1 ids instead.
+            with self.assertRaisesRegex(ValueError, r"tokens = 2 does not match ids shaped \[4, 4\]: they hold 4 tokens"):
+                stats.record(HostArray(self.IDS, (4, 4)), tokens=2)
+            with self.assertRaisesRegex(ValueError, r"tokens \* top_k = 3 \* 4 = 12, but the ids hold 16"):
+                stats.record(self.IDS, tokens=3, top_k=4)
             self.assertEqual(2, stats.snapshot()["total_routings"])
+
+    def test_a_library_the_caller_names_must_exist(self):
+        with self.assertRaisesRegex(OSError, r"library = '/nonexistent/libmoegs.so': no such file"):
+            moegs.MoeStats(EXPERTS, "managed", library="/nonexistent/libmoegs.so")
 
     def test_flat_ids_take_k_from_top_k_or_tokens(self):
         with moegs.MoeStats(EXPERTS, "managed") as stats:

@@ -134,27 +134,27 @@ internal static class RoutingStatsJson
         }
         catch (ArgumentException exception)
         {
-            throw new JsonException($"Invalid settings in routing statistics: {exception.Message}", exception);
+            throw new JsonException($"Invalid settings in routing statistics: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
         }
 
         var state = new RoutingState
         {
-            TotalRoutings = Required(root, "total_routings").GetUInt64(),
-            TotalTokens = Required(root, "total_tokens").GetUInt64(),
-            TokensDropped = Required(root, "tokens_dropped").GetUInt64(),
-            InvalidExpertIds = root.TryGetProperty("invalid_expert_ids", out var invalid) ? invalid.GetUInt64() : 0,
+            TotalRoutings = CountField(root, "total_routings"),
+            TotalTokens = CountField(root, "total_tokens"),
+            TokensDropped = CountField(root, "tokens_dropped"),
+            InvalidExpertIds = root.TryGetProperty("invalid_expert_ids", out var invalid) ? CountValue(invalid, "invalid_expert_ids") : 0,
             ExpertUtilization = ReadFloats(Required(root, "expert_utilization"), "expert_utilization"),
             AverageLoadBalanceLoss = ReadFloat(Required(root, "average_load_balance_loss"), "average_load_balance_loss"),
             AverageRouterZLoss = ReadFloat(Required(root, "average_router_z_loss"), "average_router_z_loss"),
             RoutingEfficiency = ReadFloat(Required(root, "routing_efficiency"), "routing_efficiency"),
-            ExpertTokenCounts = [.. Required(root, "expert_token_counts").EnumerateArray().Select(e => e.GetUInt64())],
+            ExpertTokenCounts = Counts(Required(root, "expert_token_counts"), "expert_token_counts"),
             LoadVarianceHistory = ReadFloats(Required(root, "load_variance_history"), "load_variance_history"),
             DecayedExpertUtilization = root.TryGetProperty("decayed_expert_utilization", out var decayed) ? ReadFloats(decayed, "decayed_expert_utilization") : [],
             CapacityAverageUtilization = ReadFloat(Required(capacityElement, "average_utilization"), "average_utilization"),
             CapacityPeakUtilization = ReadFloat(Required(capacityElement, "peak_utilization"), "peak_utilization"),
-            CapacityExceededCount = Required(capacityElement, "capacity_exceeded_count").GetUInt64(),
-            TotalCapacity = Required(capacityElement, "total_capacity").GetUInt64(),
-            TotalUsed = Required(capacityElement, "total_used").GetUInt64(),
+            CapacityExceededCount = CountField(capacityElement, "capacity_exceeded_count"),
+            TotalCapacity = CountField(capacityElement, "total_capacity"),
+            TotalUsed = CountField(capacityElement, "total_used"),
         };
         if (root.TryGetProperty("expert_utilization_sums", out var sums))
         {
@@ -168,8 +168,8 @@ internal static class RoutingStatsJson
 
         state.LoadBalanceLossSum = root.TryGetProperty("load_balance_loss_sum", out var lossSum) ? ReadDouble(lossSum, double.NaN, "load_balance_loss_sum") : null;
         state.RouterZLossSum = root.TryGetProperty("router_z_loss_sum", out var zLossSum) ? ReadDouble(zLossSum, double.NaN, "router_z_loss_sum") : null;
-        state.RoutedSlots = root.TryGetProperty("routed_slots", out var routed) ? routed.GetUInt64() : state.TotalTokens;
-        state.SlotsDropped = root.TryGetProperty("slots_dropped", out var slotsDropped) ? slotsDropped.GetUInt64() : state.TokensDropped;
+        state.RoutedSlots = root.TryGetProperty("routed_slots", out var routed) ? CountValue(routed, "routed_slots") : state.TotalTokens;
+        state.SlotsDropped = root.TryGetProperty("slots_dropped", out var slotsDropped) ? CountValue(slotsDropped, "slots_dropped") : state.TokensDropped;
         if (state.TokensDropped > state.TotalTokens || state.SlotsDropped > state.RoutedSlots)
         {
             throw new JsonException(
@@ -182,9 +182,20 @@ internal static class RoutingStatsJson
                 $"expert_utilization has {state.ExpertUtilization.Length} entries but expert_token_counts has {state.ExpertTokenCounts.Length}.");
         }
 
-        if (state.TokensDropped > state.TotalTokens)
+        // What no sequence of records can leave behind: such a file was edited or is another format.
+        if (state.ExpertUtilization.AsSpan().IndexOfAnyInRange(float.NegativeInfinity, -float.Epsilon) is var negative and >= 0)
         {
-            throw new JsonException($"tokens_dropped ({state.TokensDropped}) exceeds total_tokens ({state.TotalTokens}).");
+            throw new JsonException($"expert_utilization[{negative}] is {state.ExpertUtilization[negative]}; utilization cannot be negative.");
+        }
+
+        if (state.TotalRoutings == 0 && (state.TotalTokens > 0 || state.RoutedSlots > 0 || state.ExpertTokenCounts.Any(count => count > 0)))
+        {
+            throw new JsonException($"total_routings is 0 but total_tokens is {state.TotalTokens} and expert_token_counts sum to {state.ExpertTokenCounts.Aggregate(0UL, (a, b) => a + b)}: counts without a batch.");
+        }
+
+        if (options.Experts is { } configured && state.ExpertUtilization.Length > 0 && state.ExpertUtilization.Length != configured)
+        {
+            throw new JsonException($"experts is {configured} but expert_utilization has {state.ExpertUtilization.Length} entries.");
         }
 
         var recent = ReadDoubles(Required(latencyElement, "recent_latencies"), "recent_latencies", nullMeans: double.NaN);
@@ -193,12 +204,20 @@ internal static class RoutingStatsJson
             throw new JsonException("recent_latencies must hold finite, non-negative milliseconds.");
         }
 
+        var total = ReadDouble(Required(latencyElement, "total_latency_ms"), double.NaN, "total_latency_ms");
+        var min = ReadDouble(Required(latencyElement, "min_latency_ms"), double.PositiveInfinity, "min_latency_ms");
+        var max = ReadDouble(Required(latencyElement, "max_latency_ms"), double.NaN, "max_latency_ms");
+        if (total < 0 || min < 0 || max < 0)
+        {
+            throw new JsonException($"total_latency_ms {total}, min_latency_ms {min}, max_latency_ms {max}: latencies cannot be negative.");
+        }
+
         var stats = RoutingStats.FromState(options, state);
         stats.RoutingLatencyStats.Restore(
-            Required(latencyElement, "total_measurements").GetUInt64(),
-            ReadDouble(Required(latencyElement, "total_latency_ms"), double.NaN, "total_latency_ms"),
-            ReadDouble(Required(latencyElement, "min_latency_ms"), double.PositiveInfinity, "min_latency_ms"),
-            ReadDouble(Required(latencyElement, "max_latency_ms"), double.NaN, "max_latency_ms"),
+            CountField(latencyElement, "total_measurements"),
+            total,
+            min,
+            max,
             recent.Skip(Math.Max(0, recent.Length - LatencyStats.WindowSize)));
         return stats;
     }
@@ -207,7 +226,28 @@ internal static class RoutingStatsJson
         parent.TryGetProperty(name, out var value) ? value : throw new JsonException($"The field '{name}' is missing.");
 
     private static int? OptionalInt(JsonElement parent, string name) =>
-        parent.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null ? value.GetInt32() : null;
+        !parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null ? null
+        : value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var number) ? number
+        : throw new JsonException($"The field '{name}' is {value.GetRawText()}; it must be a whole number.");
+
+    private static ulong CountField(JsonElement parent, string name) => CountValue(Required(parent, name), name);
+
+    private static ulong CountValue(JsonElement element, string shownAs) =>
+        element.ValueKind == JsonValueKind.Number && element.TryGetUInt64(out var count)
+            ? count
+            : throw new JsonException($"The field '{shownAs}' is {Shown(element)}; a count is a whole number from 0 to 2^64 - 1.");
+
+    private static ulong[] Counts(JsonElement element, string name) =>
+        element.ValueKind == JsonValueKind.Array
+            ? [.. element.EnumerateArray().Select((value, i) => CountValue(value, $"{name}[{i}]"))]
+            : throw new JsonException($"The field '{name}' must be an array.");
+
+    /// <summary>A value as the file has it, cut short so that a message stays one line.</summary>
+    private static string Shown(JsonElement element)
+    {
+        var text = element.GetRawText();
+        return text.Length > 40 ? text[..40] + "..." : text;
+    }
 
     private static float ReadFloat(JsonElement element, string name) => element.ValueKind switch
     {

@@ -54,6 +54,57 @@ public sealed class JsonTests
     public void MalformedJsonGivesAJsonException(string json) =>
         Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json));
 
+    /// <summary>
+    /// A state no sequence of records leaves behind is refused, and the message names the field as the
+    /// file has it (a report of it printed a utilization of -300 % or tokens without a batch).
+    /// </summary>
+    [Theory]
+    [InlineData("total_tokens", "-5", "The field 'total_tokens' is -5; a count is a whole number")]
+    [InlineData("total_routings", "1.5", "The field 'total_routings' is 1.5")]
+    [InlineData("total_tokens", "18446744073709551616", "The field 'total_tokens' is 18446744073709551616")]
+    [InlineData("expert_token_counts", "[1, -1]", "The field 'expert_token_counts[1]' is -1")]
+    [InlineData("expert_utilization", "[-3.0, 0.5]", "expert_utilization[0] is -3; utilization cannot be negative")]
+    [InlineData("experts", "4", "experts is 4 but expert_utilization has 2 entries")]
+    [InlineData("experts", "\"two\"", "The field 'experts' is \"two\"; it must be a whole number")]
+    public void AnImpossibleStateIsRefusedNamingTheField(string field, string value, string message)
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        node[field] = JsonNode.Parse(value);
+        var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
+        Assert.Contains(message, error.Message);
+    }
+
+    [Fact]
+    public void CountsWithoutABatchAreRefused()
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        node["total_routings"] = 0;
+        Assert.Contains("total_routings is 0 but total_tokens is 4", Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())).Message);
+    }
+
+    [Fact]
+    public void ANegativeLatencyIsRefused()
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        node["routing_latency_stats"]!["min_latency_ms"] = -5;
+        Assert.Contains("latencies cannot be negative", Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())).Message);
+    }
+
+    [Fact]
+    public void TheValidStateTheseTestsEditIsRead()
+    {
+        using var stats = JsonSerializer.Deserialize<RoutingStats>(ValidTwoExperts)!;
+        Assert.Equal([3UL, 1UL], stats.ExpertTokenCounts);
+    }
+
+    private const string ValidTwoExperts = """
+        {"total_routings":1,"total_tokens":4,"tokens_dropped":0,"expert_utilization":[0.75,0.25],
+         "average_load_balance_loss":0,"average_router_z_loss":0,"routing_efficiency":100,"expert_token_counts":[3,1],
+         "routing_latency_stats":{"total_measurements":1,"total_latency_ms":2,"min_latency_ms":2,"max_latency_ms":2,"recent_latencies":[2]},
+         "load_variance_history":[1],
+         "capacity_stats":{"average_utilization":0,"peak_utilization":0,"capacity_exceeded_count":0,"total_capacity":200,"total_used":4}}
+        """;
+
     internal static void Feed(RoutingStats stats, Random random, int steps)
     {
         for (var i = 0; i < steps; i++)
