@@ -26,6 +26,8 @@ internal static class MoegsCommandLine
             Start with:  moegs simulate            (synthetic routing, then a report)
                          moegs replay ids.npy      (your router's saved top-k ids)
                          moegs report run.json     (a snapshot saved with --save)
+                         moegs plan load.npy --replicas 16 --gpus 8
+                                                   (an expert placement by DeepSeek's EPLB)
 
             Exit codes: 0 done, 1 unreadable or malformed input file, 2 invalid arguments,
                         3 the accelerator named by MOEGS_ACCELERATOR is not present.

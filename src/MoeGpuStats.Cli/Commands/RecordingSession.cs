@@ -77,7 +77,12 @@ internal sealed class RecordingSession
                 fill(step, ids);
                 var recording = Stopwatch.GetTimestamp();
                 record(stats, ids);
-                stats.RecordRoutingLatency(Stopwatch.GetElapsedTime(recording));
+                // The first record compiles the engine's code (hundreds of ms on ILGPU's CPU
+                // accelerator): timed, it would make the mean describe the warm-up, not the records.
+                if (step > 0)
+                {
+                    stats.RecordRoutingLatency(Stopwatch.GetElapsedTime(recording));
+                }
                 progress.Report(step + 1);
                 if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
                 {

@@ -76,8 +76,8 @@ internal static class ReplayCommand
                         parse,
                         console,
                         e,
-                        $"replay {path.Name}: {npy.Steps:N0} steps of {npy.Tokens:N0} tokens, top-{npy.TopK} of {e:N0} experts ({npy.DType})",
-                        "one RecordRouting call, which hands the step's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed");
+                        $"replay {path.Name}: {npy.Steps:N0} step{(npy.Steps == 1 ? "" : "s")} of {npy.Tokens:N0} tokens, top-{npy.TopK} of {e:N0} experts ({npy.DType})",
+                        "one RecordRouting call, which hands the step's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");
                     try
                     {
                         return session.Run(npy.Steps, ids.Span, npy.ReadStep, (stats, step) => stats.RecordRouting(step, npy.Tokens, npy.TopK));

@@ -89,7 +89,7 @@ internal sealed class NpyIds : IDisposable
         {
             3 => (dims[0], dims[1], dims[2]),
             2 => (1L, dims[0], dims[1]),
-            _ => throw new InvalidDataException($"{path}: shape {shape} has {dims.Count} dimensions; replay reads [steps, tokens, k] or [tokens, k]."),
+            _ => throw new InvalidDataException($"{path}: shape {shape} has {dims.Count} dimension{(dims.Count == 1 ? "" : "s")}; replay reads [steps, tokens, k] or [tokens, k]."),
         };
         if (dims.FirstOrDefault(d => d < 0) is var negative and < 0)
         {
