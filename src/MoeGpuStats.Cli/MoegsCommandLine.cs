@@ -42,8 +42,11 @@ internal static class MoegsCommandLine
         var result = root.Parse(args);
         if (result.Errors.Count > 0)
         {
-            // Each message names its option, its value and what is allowed: the first one is the whole story.
-            console.Error.WriteLine(result.Errors[0].Message);
+            // Each message names its option, its value and what is allowed: one is the whole story. A
+            // word the parser did not know says more than the missing command or argument it caused.
+            var error = result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? result.Errors[0];
+            var help = result.CommandResult.Command == root ? "moegs --help" : $"moegs {result.CommandResult.Command.Name} --help";
+            console.Error.WriteLine($"{error.Message} Run {help} for usage.");
             return ExitCodes.Usage;
         }
 

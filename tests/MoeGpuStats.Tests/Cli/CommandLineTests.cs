@@ -59,7 +59,17 @@ public sealed partial class CommandLineTests : IDisposable
         var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "2, 1", [.. new[] { 0, 1 }.SelectMany(BitConverter.GetBytes)]);
         var (code, _, error) = Run("replay", npy, "--experts", "5000");
         Assert.Equal(ExitCodes.Usage, code);
-        Assert.Equal("--experts 5000: give the number of experts, a whole number from 1 to 4,096.", error.Trim());
+        Assert.Equal("--experts 5000: give the number of experts, a whole number from 1 to 4,096. Run moegs replay --help for usage.", error.Trim());
+    }
+
+    [Theory]
+    [InlineData("bogus", "Unrecognized command or argument 'bogus'. Run moegs --help for usage.")]
+    [InlineData("replay", "Required argument missing for command: 'replay'. Run moegs replay --help for usage.")]
+    public void AParseErrorIsOneLineNamingWhatWasWrongAndWhereHelpIs(string command, string message)
+    {
+        var (code, _, error) = Run(command);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal(message, error.Trim());
     }
 
     [Theory]

@@ -82,7 +82,7 @@ public sealed class NpyIdsTests : IDisposable
     [InlineData("3, 0, 2", "holds no ids")]
     [InlineData("0, 4, 2", "holds no ids")]
     [InlineData("2147483647, 0, 2", "holds no ids")]
-    [InlineData("8", "1 dimensions")]
+    [InlineData("8", "1 dimension;")]
     [InlineData("", "0 dimensions")]
     public void AShapeTheFileCannotHoldIsRefusedBeforeAnythingIsAllocated(string shape, string expected)
     {
