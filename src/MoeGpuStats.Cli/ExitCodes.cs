@@ -13,4 +13,7 @@ internal static class ExitCodes
 
     /// <summary>MOEGS_ACCELERATOR names an accelerator that is not present.</summary>
     public const int NoAccelerator = 3;
+
+    /// <summary>A run stopped by Ctrl-C or SIGTERM after reporting and saving what it had recorded (128 + SIGINT, as shells count).</summary>
+    public const int Interrupted = 130;
 }

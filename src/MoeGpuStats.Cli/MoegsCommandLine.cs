@@ -30,7 +30,9 @@ internal static class MoegsCommandLine
                                                    (an expert placement by DeepSeek's EPLB)
 
             Exit codes: 0 done, 1 unreadable or malformed input file, 2 invalid arguments,
-                        3 the accelerator named by MOEGS_ACCELERATOR is not present.
+                        3 the accelerator named by MOEGS_ACCELERATOR is not present,
+                        130 simulate or replay stopped by Ctrl-C or SIGTERM (what was recorded
+                        is still reported and saved; a second Ctrl-C ends at once).
             """)
         {
             SimulateCommand.Create(console),

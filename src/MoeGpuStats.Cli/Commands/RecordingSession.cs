@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Serialization;
@@ -70,9 +71,11 @@ internal sealed class RecordingSession
 
         var started = Stopwatch.GetTimestamp();
         var lastReport = started;
+        var done = 0;
+        using (var interrupt = new Interruption())
         using (var progress = new ProgressDisplay(Console, steps, enabled: !Json))
         {
-            for (var step = 0; step < steps; step++)
+            for (var step = 0; step < steps && !interrupt.Requested; step++, done++)
             {
                 fill(step, ids);
                 var recording = Stopwatch.GetTimestamp();
@@ -94,7 +97,13 @@ internal sealed class RecordingSession
         }
 
         using var snapshot = stats.Snapshot();
-        return Finish(Console, snapshot, Json, Plot, Save, Title, EngineChoice.Describe(stats), Timed);
+        if (done < steps)
+        {
+            Console.Error.WriteLine($"interrupted after {done:N0} of {steps:N0} batches: reporting and saving what was recorded.");
+        }
+
+        var code = Finish(Console, snapshot, Json, Plot, Save, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} batches)" : Title, EngineChoice.Describe(stats), Timed);
+        return code == ExitCodes.Ok && done < steps ? ExitCodes.Interrupted : code;
     }
 
     /// <summary>The ending every command shares: JSON or the report, then the plot and the file.</summary>
@@ -151,5 +160,35 @@ internal sealed class RecordingSession
             console.Error.WriteLine($"{option} {file}: cannot write it ({OutputPath.InUserWords(exception.Message, file.FullName, file.ToString())}).");
             return false;
         }
+    }
+}
+
+/// <summary>
+/// A first Ctrl-C or SIGTERM during a run asks it to stop after the batch at hand, so that the
+/// batches recorded so far are still reported and saved; a second one ends the process at once.
+/// </summary>
+internal sealed class Interruption : IDisposable
+{
+    private readonly PosixSignalRegistration[] _registrations;
+    private volatile bool _requested;
+
+    public Interruption() =>
+        _registrations = [PosixSignalRegistration.Create(PosixSignal.SIGINT, Handle), PosixSignalRegistration.Create(PosixSignal.SIGTERM, Handle)];
+
+    public bool Requested => _requested;
+
+    public void Dispose()
+    {
+        foreach (var registration in _registrations)
+        {
+            registration.Dispose();
+        }
+    }
+
+    private void Handle(PosixSignalContext context)
+    {
+        // The second signal takes the default action: the process ends.
+        context.Cancel = !_requested;
+        _requested = true;
     }
 }

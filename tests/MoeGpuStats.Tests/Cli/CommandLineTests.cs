@@ -293,6 +293,44 @@ public sealed partial class CommandLineTests : IDisposable
         Assert.Equal("MOEGS_ACCELERATOR=gpu: give one of cuda, opencl, cpu, managed, or leave it unset for the best accelerator present.", text.Trim());
     }
 
+    /// <summary>A long run stopped with SIGINT still reports and saves the batches it recorded.</summary>
+    [Fact]
+    public async Task AnInterruptedRunReportsAndSavesWhatItRecorded()
+    {
+        var dotnet = ExternalProgram.FindOnPath("dotnet") ?? Path.Combine(Environment.GetEnvironmentVariable("DOTNET_ROOT") ?? "/usr/share/dotnet", "dotnet");
+        if (!File.Exists(dotnet) || !OperatingSystem.IsLinux())
+        {
+            Assert.Skip("needs a dotnet host and kill(1) to signal moegs");
+        }
+
+        var save = Path.Combine(_folder.FullName, "interrupted.json");
+        var start = new System.Diagnostics.ProcessStartInfo(dotnet)
+        {
+            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "moegs.dll"), "simulate", "--steps", "100000000", "--tokens", "64", "--experts", "8", "--report-interval", "1", "--save", save },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment[RoutingStats.AcceleratorVariable] = "managed";
+        using var moegs = System.Diagnostics.Process.Start(start)!;
+        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+
+        // The first periodic report says the loop runs, with its signal handlers in place.
+        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        Assert.NotNull(first);
+        var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-INT", moegs.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
+        }
+
+        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        Assert.Equal(ExitCodes.Interrupted, moegs.ExitCode);
+        Assert.Contains("interrupted after", await errors);
+        Assert.Contains("(interrupted after", await output);
+        using var saved = RoutingStatsFile.Load(save);
+        Assert.InRange(saved.TotalRoutings, 1UL, 99_999_999UL);
+    }
+
     private string SaveSnapshot(string name, int experts)
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
