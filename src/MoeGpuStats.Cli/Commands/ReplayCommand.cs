@@ -93,37 +93,6 @@ internal static class ReplayCommand
         return command;
     }
 
-    private static bool TryOpen(CliConsole console, FileInfo path, out NpyIds npy)
-    {
-        npy = null!;
-        if (Directory.Exists(path.FullName))
-        {
-            console.Error.WriteLine($"{path}: is a folder; give a .npy file.");
-            return false;
-        }
-
-        try
-        {
-            npy = NpyIds.Open(path.ToString());
-            return true;
-        }
-        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
-        {
-            console.Error.WriteLine($"{path}: no such file.");
-        }
-        catch (UnauthorizedAccessException)
-        {
-            console.Error.WriteLine($"{path}: no permission to read it.");
-        }
-        catch (InvalidDataException exception)
-        {
-            console.Error.WriteLine(exception.Message);
-        }
-        catch (IOException exception)
-        {
-            console.Error.WriteLine($"{path}: cannot read it ({ErrorText.Of(exception)}).");
-        }
-
-        return false;
-    }
+    private static bool TryOpen(CliConsole console, FileInfo path, out NpyIds npy) =>
+        InputFile.TryRead(console, path, "a .npy file", NpyIds.Open, out npy);
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Serialization;
 
 namespace MoeGpuStats.Cli.Commands;
@@ -122,33 +123,19 @@ internal static class SnapshotCommands
     private static string Capacity(RoutingStats stats) =>
         stats.Options.ExpertCapacity is { } slots ? $"a capacity of {slots:N0} slots per expert" : "no capacity (the seed's placeholder of 100 slots per expert)";
 
-    private static bool TryLoad(CliConsole console, FileInfo path, out RoutingStats stats)
-    {
-        stats = null!;
-        if (Directory.Exists(path.FullName))
-        {
-            console.Error.WriteLine($"{path}: is a folder; give a snapshot file.");
-            return false;
-        }
+    private static bool TryLoad(CliConsole console, FileInfo path, out RoutingStats stats) =>
+        InputFile.TryRead(console, path, "a snapshot file", LoadSnapshot, out stats);
 
+    /// <summary>A snapshot, any way it is malformed reported as <see cref="InvalidDataException"/> naming the file.</summary>
+    private static RoutingStats LoadSnapshot(string path)
+    {
         try
         {
-            stats = RoutingStatsFile.Load(path.ToString());
-            return true;
+            return RoutingStatsFile.Load(path);
         }
-        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
+        catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException)
         {
-            console.Error.WriteLine($"{path}: no such file.");
+            throw new InvalidDataException($"{path}: not a routing statistics snapshot ({ErrorText.Of(exception)}).", exception);
         }
-        catch (UnauthorizedAccessException)
-        {
-            console.Error.WriteLine($"{path}: no permission to read it.");
-        }
-        catch (Exception exception) when (exception is IOException or InvalidDataException or JsonException or ArgumentException or OverflowException)
-        {
-            console.Error.WriteLine(exception is InvalidDataException ? ErrorText.Of(exception) : $"{path}: not a routing statistics snapshot ({ErrorText.Of(exception)}).");
-        }
-
-        return false;
     }
 }

@@ -18,39 +18,8 @@ internal static class LoadMatrix
     private const int MaxJsonBytes = 256 << 20;
 
     /// <summary>Reads <paramref name="path"/>; on failure writes one line naming the file and returns false.</summary>
-    public static bool TryRead(CliConsole console, FileInfo path, out long[,] loads)
-    {
-        loads = null!;
-        if (Directory.Exists(path.FullName))
-        {
-            console.Error.WriteLine($"{path}: is a folder; give a load file (.npy or .json).");
-            return false;
-        }
-
-        try
-        {
-            loads = Read(path.ToString());
-            return true;
-        }
-        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
-        {
-            console.Error.WriteLine($"{path}: no such file.");
-        }
-        catch (UnauthorizedAccessException)
-        {
-            console.Error.WriteLine($"{path}: no permission to read it.");
-        }
-        catch (InvalidDataException exception)
-        {
-            console.Error.WriteLine(ErrorText.Of(exception));
-        }
-        catch (IOException exception)
-        {
-            console.Error.WriteLine($"{path}: {ErrorText.Of(exception)}");
-        }
-
-        return false;
-    }
+    public static bool TryRead(CliConsole console, FileInfo path, out long[,] loads) =>
+        InputFile.TryRead(console, path, "a load file (.npy or .json)", Read, out loads);
 
     /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
     internal static long[,] Read(string path)

@@ -1,0 +1,49 @@
+namespace MoeGpuStats.Cli.Input;
+
+/// <summary>Opening the file a command reads, with one line naming it when that fails (exit code 1 follows).</summary>
+internal static class InputFile
+{
+    /// <summary>
+    /// Reads <paramref name="path"/> with <paramref name="read"/>; on failure writes one line naming the
+    /// file and returns false. <paramref name="read"/> reports a malformed file as an
+    /// <see cref="InvalidDataException"/> whose message names it.
+    /// </summary>
+    /// <param name="console">Where the line goes.</param>
+    /// <param name="path">The file as the user gave it.</param>
+    /// <param name="expected">What the command reads, for a folder given instead ("a .npy file").</param>
+    /// <param name="read">Reads the file at a path.</param>
+    /// <param name="value">What <paramref name="read"/> returned.</param>
+    public static bool TryRead<T>(CliConsole console, FileInfo path, string expected, Func<string, T> read, out T value)
+    {
+        value = default!;
+        if (Directory.Exists(path.FullName))
+        {
+            console.Error.WriteLine($"{path}: is a folder; give {expected}.");
+            return false;
+        }
+
+        try
+        {
+            value = read(path.ToString());
+            return true;
+        }
+        catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
+        {
+            console.Error.WriteLine($"{path}: no such file.");
+        }
+        catch (UnauthorizedAccessException)
+        {
+            console.Error.WriteLine($"{path}: no permission to read it.");
+        }
+        catch (InvalidDataException exception)
+        {
+            console.Error.WriteLine(ErrorText.Of(exception));
+        }
+        catch (IOException exception)
+        {
+            console.Error.WriteLine($"{path}: cannot read it ({ErrorText.Of(exception)}).");
+        }
+
+        return false;
+    }
+}
