@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text.Json;
 using MoeGpuStats.Serialization;
 
@@ -94,8 +93,7 @@ internal static class LoadMatrix
         {
             for (var e = 0; e < experts; e++)
             {
-                var at = (int)(((layer * experts) + e) * header.ItemSize);
-                loads[layer, e] = header.ItemSize == 4 ? BinaryPrimitives.ReadInt32LittleEndian(data.AsSpan(at)) : BinaryPrimitives.ReadInt64LittleEndian(data.AsSpan(at));
+                loads[layer, e] = header.Value(data, (int)((layer * experts) + e));
             }
         }
 

@@ -12,11 +12,34 @@ namespace MoeGpuStats.Cli.Input;
 /// the order. Reads at most <see cref="MaxHeaderBytes"/> whatever the header claims.
 /// </summary>
 /// <param name="DataOffset">The byte offset of the first value.</param>
-/// <param name="ItemSize">4 or 8 bytes.</param>
+/// <param name="Type">The values' integer type.</param>
 /// <param name="Shape">The dimensions, each non-negative; their product is not checked here.</param>
 /// <param name="FortranOrder">Whether the array is stored in Fortran (column-major) order.</param>
-internal sealed partial record NpyHeader(long DataOffset, int ItemSize, long[] Shape, bool FortranOrder)
+internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] Shape, bool FortranOrder)
 {
+    /// <summary>Bytes per value.</summary>
+    public int ItemSize => Type switch
+    {
+        NpyType.Int8 or NpyType.UInt8 => 1,
+        NpyType.Int16 or NpyType.UInt16 => 2,
+        NpyType.Int32 => 4,
+        _ => 8,
+    };
+
+    /// <summary>The type's NumPy name: int16, uint8, ...</summary>
+    public string TypeName => Type.ToString().ToLowerInvariant();
+
+    /// <summary>Value <paramref name="index"/> of <paramref name="data"/>, values of this header's type one after another.</summary>
+    public long Value(ReadOnlySpan<byte> data, int index) => Type switch
+    {
+        NpyType.Int8 => (sbyte)data[index],
+        NpyType.UInt8 => data[index],
+        NpyType.Int16 => BinaryPrimitives.ReadInt16LittleEndian(data[(index * 2)..]),
+        NpyType.UInt16 => BinaryPrimitives.ReadUInt16LittleEndian(data[(index * 2)..]),
+        NpyType.Int32 => BinaryPrimitives.ReadInt32LittleEndian(data[(index * 4)..]),
+        _ => BinaryPrimitives.ReadInt64LittleEndian(data[(index * 8)..]),
+    };
+
     /// <summary>NumPy itself refuses headers over 10,000 bytes unless told otherwise; a shape never needs more.</summary>
     public const int MaxHeaderBytes = 65_536;
 
@@ -95,13 +118,19 @@ internal sealed partial record NpyHeader(long DataOffset, int ItemSize, long[] S
             throw new InvalidDataException($"{path}: unreadable header '{Printable(text)}' (expected 'descr', 'fortran_order' and 'shape').");
         }
 
-        var itemSize = descr.Groups[1].Value switch
+        // Byte order '<' (little) or '=' (native: little on every machine .NET runs this on); '|' for single bytes.
+        var type = descr.Groups[1].Value switch
         {
-            "<i4" or "=i4" => 4,
-            "<i8" or "=i8" => 8,
-            var other => throw new InvalidDataException($"{path}: dtype '{Printable(other)}'; expected little-endian int32 or int64 (np.int32, np.int64)."),
+            "|i1" or "<i1" or "=i1" => NpyType.Int8,
+            "|u1" or "<u1" or "=u1" => NpyType.UInt8,
+            "<i2" or "=i2" => NpyType.Int16,
+            "<u2" or "=u2" => NpyType.UInt16,
+            "<i4" or "=i4" => NpyType.Int32,
+            "<i8" or "=i8" => NpyType.Int64,
+            var other => throw new InvalidDataException(
+                $"{path}: dtype '{Printable(other)}'; expected little-endian integers: int8, uint8, int16, uint16, int32 or int64."),
         };
-        return new NpyHeader(offset + headerLength, itemSize, ParseShape(shape.Groups[1].Value, path), fortran.Groups[1].Value == "True");
+        return new NpyHeader(offset + headerLength, type, ParseShape(shape.Groups[1].Value, path), fortran.Groups[1].Value == "True");
     }
 
     /// <summary>A Python tuple of non-negative integers, as <c>ast.literal_eval</c> reads it (Python 2's <c>4L</c> included).</summary>
@@ -163,4 +192,15 @@ internal sealed partial record NpyHeader(long DataOffset, int ItemSize, long[] S
 
     [GeneratedRegex(@"['""]shape['""]\s*:\s*\(([^)]*)\)")]
     private static partial Regex ShapePattern();
+}
+
+/// <summary>The integer types a .npy file of ids or loads may hold (vLLM returns routed experts as int16).</summary>
+internal enum NpyType
+{
+    Int8,
+    UInt8,
+    Int16,
+    UInt16,
+    Int32,
+    Int64,
 }

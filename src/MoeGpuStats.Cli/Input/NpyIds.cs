@@ -1,14 +1,10 @@
-using System.Buffers.Binary;
-using System.Globalization;
-using System.Text;
-using System.Text.RegularExpressions;
 using Microsoft.Win32.SafeHandles;
 
 namespace MoeGpuStats.Cli.Input;
 
 /// <summary>
-/// Top-k expert ids saved by <c>np.save</c> (or <c>torch</c> through NumPy): a little-endian int32 or
-/// int64 array, C order, shaped <c>[steps, tokens, k]</c> or <c>[tokens, k]</c>. Read one step at a time.
+/// Top-k expert ids saved by <c>np.save</c> (or <c>torch</c> through NumPy): a little-endian int8, uint8,
+/// int16, uint16, int32 or int64 array, C order, shaped <c>[steps, tokens, k]</c> or <c>[tokens, k]</c>. Read one step at a time.
 /// </summary>
 /// <remarks>
 /// Every size the header claims is checked against the file's length, in checked 64-bit arithmetic,
@@ -27,15 +23,17 @@ internal sealed class NpyIds : IDisposable
     private readonly SafeFileHandle _file;
     private readonly string _path;
     private readonly long _dataOffset;
+    private readonly NpyHeader _header;
     private readonly int _itemSize;
     private byte[] _buffer = [];
 
-    private NpyIds(SafeFileHandle file, string path, long dataOffset, int itemSize, NpyShape shape)
+    private NpyIds(SafeFileHandle file, string path, NpyHeader header, NpyShape shape)
     {
         _file = file;
         _path = path;
-        _dataOffset = dataOffset;
-        _itemSize = itemSize;
+        _header = header;
+        _dataOffset = header.DataOffset;
+        _itemSize = header.ItemSize;
         Steps = shape.Steps;
         Tokens = shape.Tokens;
         TopK = shape.TopK;
@@ -50,7 +48,7 @@ internal sealed class NpyIds : IDisposable
     /// <summary>Ids per step, <c>Tokens * TopK</c>: at most <see cref="MaxIdsPerStep"/>.</summary>
     public int IdsPerStep => Tokens * TopK;
 
-    public string DType => _itemSize == 4 ? "int32" : "int64";
+    public string DType => _header.TypeName;
 
     /// <exception cref="InvalidDataException">The header, dtype, layout or shape is not what replay reads, or the file is shorter than its header says; the message names the file.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
@@ -68,7 +66,7 @@ internal sealed class NpyIds : IDisposable
             }
 
             var shape = Validate(path, header.Shape, header.ItemSize, header.DataOffset, length);
-            return new NpyIds(file, path, header.DataOffset, header.ItemSize, shape);
+            return new NpyIds(file, path, header, shape);
         }
         catch
         {
@@ -149,20 +147,10 @@ internal sealed class NpyIds : IDisposable
         {
             var count = Math.Min(destination.Length, ChunkBytes / _itemSize);
             var bytes = ReadChunk(position, count);
-            if (_itemSize == 4)
+            for (var i = 0; i < count; i++)
             {
-                for (var i = 0; i < count; i++)
-                {
-                    destination[i] = BinaryPrimitives.ReadInt32LittleEndian(bytes[(i * 4)..]);
-                }
-            }
-            else
-            {
-                for (var i = 0; i < count; i++)
-                {
-                    var value = BinaryPrimitives.ReadInt64LittleEndian(bytes[(i * 8)..]);
-                    destination[i] = value is >= int.MinValue and <= int.MaxValue ? (int)value : OutOfRangeId;
-                }
+                var value = _header.Value(bytes, i);
+                destination[i] = value is >= int.MinValue and <= int.MaxValue ? (int)value : OutOfRangeId;
             }
 
             position += (long)count * _itemSize;
@@ -185,8 +173,7 @@ internal sealed class NpyIds : IDisposable
             var bytes = ReadChunk(position, count);
             for (var i = 0; i < count; i++)
             {
-                var id = _itemSize == 4 ? BinaryPrimitives.ReadInt32LittleEndian(bytes[(i * 4)..]) : BinaryPrimitives.ReadInt64LittleEndian(bytes[(i * 8)..]);
-                max = Math.Max(max, id);
+                max = Math.Max(max, _header.Value(bytes, i));
             }
 
             position += (long)count * _itemSize;

@@ -22,6 +22,36 @@ public sealed class NpyIdsTests : IDisposable
         return path;
     }
 
+    /// <summary>vLLM returns routed experts as int16; other recorders save uint8 or int8 where E fits.</summary>
+    [Theory]
+    [InlineData("<i2", "int16")]
+    [InlineData("<u2", "uint16")]
+    [InlineData("|i1", "int8")]
+    [InlineData("|u1", "uint8")]
+    [InlineData("<i8", "int64")]
+    public void NarrowAndWideIntegerIdsReadAsTheirValues(string descr, string name)
+    {
+        long[] values = [0, 7, 3, -1, 1, 2];
+        var bytes = descr switch
+        {
+            "<i2" => values.SelectMany(v => BitConverter.GetBytes((short)v)).ToArray(),
+            "<u2" => values.SelectMany(v => BitConverter.GetBytes((ushort)v)).ToArray(),
+            "|i1" => values.Select(v => (byte)(sbyte)v).ToArray(),
+            "|u1" => values.Select(v => (byte)v).ToArray(),
+            _ => values.SelectMany(BitConverter.GetBytes).ToArray(),
+        };
+        var path = Write(Path.Combine(_folder.FullName, $"{name}.npy"), descr, "3, 2", bytes);
+        using var npy = NpyIds.Open(path);
+        Assert.Equal(name, npy.DType);
+        var step = new int[6];
+        npy.ReadStep(0, step);
+
+        // Unsigned types have no -1: their largest value is an id like any other (invalid unless E exceeds it).
+        var minusOne = descr switch { "<u2" => ushort.MaxValue, "|u1" => byte.MaxValue, _ => -1 };
+        Assert.Equal([0, 7, 3, minusOne, 1, 2], step);
+        Assert.Equal(Math.Max(7, minusOne), npy.MaxId());
+    }
+
     [Fact]
     public void Int32StepsReadBackInOrder()
     {
