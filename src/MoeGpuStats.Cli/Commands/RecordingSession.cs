@@ -32,6 +32,9 @@ internal sealed class RecordingSession
     /// <summary>Seconds between periodic reports; 0: none.</summary>
     public double ReportInterval { get; init; } = 5.0;
 
+    /// <summary>Whether the metrics endpoint stays up after the run until Ctrl-C.</summary>
+    public bool ServeAfter { get; init; }
+
     public required string Title { get; init; }
 
     /// <summary>What the per-batch latency times, for the report.</summary>
@@ -103,6 +106,16 @@ internal sealed class RecordingSession
         }
 
         var code = Finish(Console, snapshot, Json, Plot, Save, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} batches)" : Title, EngineChoice.Describe(stats), Timed);
+        if (ServeAfter && metrics is not null && done == steps)
+        {
+            Console.Error.WriteLine($"metrics: serving the final state at http://{MetricsHost}:{MetricsPort}/metrics until Ctrl-C");
+            using var interrupt = new Interruption();
+            while (!interrupt.Requested)
+            {
+                Thread.Sleep(100);
+            }
+        }
+
         return code == ExitCodes.Ok && done < steps ? ExitCodes.Interrupted : code;
     }
 

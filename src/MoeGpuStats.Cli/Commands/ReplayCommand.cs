@@ -11,8 +11,13 @@ internal static class ReplayCommand
         var maxExperts = RoutingStatsOptions.MaxDeviceExperts;
         var file = new Argument<FileInfo>("FILE.npy")
         {
-            Description = $"Top-k expert ids saved with np.save: int32 or int64, shaped [steps, tokens, k] or [tokens, k], at most {NpyIds.MaxIdsPerStep:N0} ids per step; -1 marks an empty slot.",
+            Description = $"Top-k expert ids saved with np.save: int8, uint8, int16, uint16, int32 or int64, shaped [steps, tokens, k] or [tokens, k], at most {NpyIds.MaxIdsPerStep:N0} ids per step; -1 marks an empty slot.",
         };
+        var skip = SharedOptions.WholeNumber(
+            new Option<int>("--skip-steps") { Description = "Leave out the first N steps: a server's warm-up and profiling passes of synthetic tokens." },
+            0,
+            int.MaxValue,
+            "the steps to leave out");
         var experts = SharedOptions.WholeNumber(
             new Option<int?>("--experts", "-e") { Description = $"Experts (E), 1 to {maxExperts:N0}; default: the largest id in the file plus one. Ids outside [0, E) other than -1 are counted as invalid." },
             1,
@@ -21,12 +26,12 @@ internal static class ReplayCommand
         var recording = new SharedOptions.Recording();
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")
         {
-            file, experts,
+            file, experts, skip,
         };
         recording.AddTo(command);
         command.SetAction(parse =>
         {
-            if (EngineChoice.Problem() is { } problem)
+            if ((recording.Problem(parse) ?? EngineChoice.Problem()) is { } problem)
             {
                 console.Error.WriteLine(problem);
                 return ExitCodes.Usage;
@@ -40,6 +45,13 @@ internal static class ReplayCommand
 
             using (npy)
             {
+                var skipped = parse.GetValue(skip);
+                if (skipped >= npy.Steps)
+                {
+                    console.Error.WriteLine($"--skip-steps {skipped}: {path} has {npy.Steps:N0} step{(npy.Steps == 1 ? "" : "s")}; leave out fewer.");
+                    return ExitCodes.Usage;
+                }
+
                 int e;
                 if (parse.GetValue(experts) is { } given)
                 {
@@ -76,11 +88,26 @@ internal static class ReplayCommand
                         parse,
                         console,
                         e,
-                        $"replay {path.Name}: {npy.Steps:N0} step{(npy.Steps == 1 ? "" : "s")} of {npy.Tokens:N0} tokens, top-{npy.TopK} of {e:N0} experts ({npy.DType})",
+                        $"replay {path.Name}: {npy.Steps - skipped:N0} step{(npy.Steps - skipped == 1 ? "" : "s")} of {npy.Tokens:N0} tokens{(skipped > 0 ? $" (the first {skipped:N0} left out)" : "")}, top-{npy.TopK} of {e:N0} experts ({npy.DType})",
                         "one RecordRouting call, which hands the step's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");
                     try
                     {
-                        return session.Run(npy.Steps, ids.Span, npy.ReadStep, (stats, step) => stats.RecordRouting(step, npy.Tokens, npy.TopK));
+                        var synthetic = new SyntheticSteps(npy.Tokens, npy.TopK);
+                        var code = session.Run(
+                            npy.Steps - skipped,
+                            ids.Span,
+                            (step, batch) =>
+                            {
+                                npy.ReadStep(skipped + step, batch);
+                                synthetic.Check(skipped + step, batch);
+                            },
+                            (stats, step) => stats.RecordRouting(step, npy.Tokens, npy.TopK));
+                        if (synthetic.Describe() is { } warning)
+                        {
+                            console.Error.WriteLine(warning);
+                        }
+
+                        return code;
                     }
                     catch (Exception exception) when (exception is IOException or InvalidDataException)
                     {
@@ -95,4 +122,42 @@ internal static class ReplayCommand
 
     private static bool TryOpen(CliConsole console, FileInfo path, out NpyIds npy) =>
         InputFile.TryRead(console, path, "a .npy file", NpyIds.Open, out npy);
+}
+
+/// <summary>
+/// Steps in which every token went to the same experts in the same order: what a server's warm-up and
+/// profiling passes of synthetic tokens look like, and what skews a trace's top experts when replayed.
+/// </summary>
+internal sealed class SyntheticSteps(int tokens, int topK)
+{
+    private int _count;
+    private int _first = -1;
+    private int _last = -1;
+
+    public void Check(int step, ReadOnlySpan<int> ids)
+    {
+        if (tokens < 2)
+        {
+            return;
+        }
+
+        var first = ids[..topK];
+        for (var token = 1; token < tokens; token++)
+        {
+            if (!ids.Slice(token * topK, topK).SequenceEqual(first))
+            {
+                return;
+            }
+        }
+
+        _count++;
+        _first = _first < 0 ? step : _first;
+        _last = step;
+    }
+
+    /// <summary>A one-line warning naming the steps, or null when none looked synthetic.</summary>
+    public string? Describe() => _count == 0 ? null
+        : _first == 0 && _last == _count - 1
+            ? $"warning: the first {_count:N0} step{(_count == 1 ? "" : "s")} routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps {_count} leaves them out."
+            : $"warning: {_count:N0} step{(_count == 1 ? "" : "s")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.";
 }

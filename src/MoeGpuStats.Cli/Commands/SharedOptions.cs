@@ -120,14 +120,22 @@ internal static class SharedOptions
         private readonly Option<int?> _port = MetricsPort();
         private readonly Option<string> _host = MetricsHost();
         private readonly Option<double> _interval = ReportInterval();
+        private readonly Option<bool> _serveAfter = new("--serve-after")
+        {
+            Description = "With --metrics-port: keep serving the final state after the run, so that a scraper sees it, until Ctrl-C.",
+        };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { _capacity, _json, _plot, _save, _port, _host, _interval })
+            foreach (var option in new Option[] { _capacity, _json, _plot, _save, _port, _host, _interval, _serveAfter })
             {
                 command.Options.Add(option);
             }
         }
+
+        /// <summary>Why the options cannot go together, or null.</summary>
+        public string? Problem(ParseResult parse) =>
+            parse.GetValue(_serveAfter) && parse.GetValue(_port) is null ? "--serve-after: needs --metrics-port, whose endpoint it keeps serving." : null;
 
         public RecordingSession Session(ParseResult parse, CliConsole console, int experts, string title, string timed) => new()
         {
@@ -139,6 +147,7 @@ internal static class SharedOptions
             MetricsPort = parse.GetValue(_port),
             MetricsHost = parse.GetValue(_host)!,
             ReportInterval = parse.GetValue(_interval),
+            ServeAfter = parse.GetValue(_serveAfter),
             Title = title,
             Timed = timed,
         };

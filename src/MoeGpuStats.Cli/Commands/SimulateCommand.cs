@@ -35,7 +35,7 @@ internal static class SimulateCommand
         recording.AddTo(command);
         command.SetAction(parse =>
         {
-            if (EngineChoice.Problem() is { } problem)
+            if ((recording.Problem(parse) ?? EngineChoice.Problem()) is { } problem)
             {
                 console.Error.WriteLine(problem);
                 return ExitCodes.Usage;

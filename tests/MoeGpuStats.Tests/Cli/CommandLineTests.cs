@@ -133,6 +133,84 @@ public sealed partial class CommandLineTests : IDisposable
         Assert.Equal(2UL, stats.TotalRoutings);
     }
 
+    /// <summary>Warm-up passes route every token alike; replay says so and --skip-steps leaves them out.</summary>
+    [Fact]
+    public void WarmUpStepsAreNamedAndCanBeLeftOut()
+    {
+        // Two synthetic steps (every token to experts 0 and 1), then a real one.
+        int[] ids = [0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 1, 2, 3, 0];
+        var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "warm.npy"), "<i4", "3, 3, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var saved = Path.Combine(_folder.FullName, "warm.json");
+
+        var (all, _, warned) = Run("replay", npy, "--experts", "4", "--save", saved);
+        Assert.Equal(ExitCodes.Ok, all);
+        Assert.Contains("warning: the first 2 steps routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps 2 leaves them out.", warned);
+
+        var (code, output, error) = Run("replay", npy, "--experts", "4", "--skip-steps", "2", "--save", saved);
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.DoesNotContain("warning", error);
+        Assert.Contains("1 step of 3 tokens (the first 2 left out)", output);
+        using var stats = RoutingStatsFile.Load(saved);
+        Assert.Equal([1UL, 1UL, 2UL, 2UL], stats.ExpertTokenCounts);
+
+        var (tooMany, _, refused) = Run("replay", npy, "--skip-steps", "3");
+        Assert.Equal(ExitCodes.Usage, tooMany);
+        Assert.Equal($"--skip-steps 3: {npy} has 3 steps; leave out fewer.", refused.Trim());
+    }
+
+    [Fact]
+    public void ServeAfterNeedsAMetricsPort()
+    {
+        var (code, _, error) = Run("simulate", "--steps", "1", "--serve-after");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("--serve-after: needs --metrics-port, whose endpoint it keeps serving.", error.Trim());
+    }
+
+    /// <summary>After a replay with --serve-after the endpoint still answers, with the final totals, until Ctrl-C.</summary>
+    [Fact]
+    public async Task TheEndpointServesTheFinalStateAfterTheRun()
+    {
+        var dotnet = ExternalProgram.FindOnPath("dotnet") ?? Path.Combine(Environment.GetEnvironmentVariable("DOTNET_ROOT") ?? "/usr/share/dotnet", "dotnet");
+        if (!File.Exists(dotnet) || !OperatingSystem.IsLinux())
+        {
+            Assert.Skip("needs a dotnet host and kill(1) to signal moegs");
+        }
+
+        int[] ids = [0, 1, 2, 3, 1, 2, 3, 0, 2, 3];
+        var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "serve.npy"), "<i4", "5, 1, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var port = Telemetry.MetricsEndpointTests.FreePort();
+        var start = new System.Diagnostics.ProcessStartInfo(dotnet)
+        {
+            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "moegs.dll"), "replay", npy, "--experts", "4", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--serve-after" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment[RoutingStats.AcceleratorVariable] = "managed";
+        using var moegs = System.Diagnostics.Process.Start(start)!;
+        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var cancel = TestContext.Current.CancellationToken;
+        string? line;
+        do
+        {
+            line = await moegs.StandardError.ReadLineAsync(cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(60), cancel);
+        }
+        while (line is not null && !line.Contains("serving the final state", StringComparison.Ordinal));
+
+        Assert.NotNull(line);
+        using var http = new HttpClient();
+        var (types, samples) = Telemetry.MetricsEndpointTests.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), cancel));
+        Assert.Equal(5, samples["moegpustats_moegs_routings_total"]);
+        Assert.Equal("counter", types["moegpustats_moegs_routings_total"]);
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-INT", moegs.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync(cancel);
+        }
+
+        await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);
+        Assert.Equal(ExitCodes.Ok, moegs.ExitCode);
+        Assert.Contains("Batches and tokens", await output);
+    }
+
     [Theory]
     [InlineData("not a header at all", "not a NumPy .npy file")]
     [InlineData("-1, 2", "dimension -1 is negative")]

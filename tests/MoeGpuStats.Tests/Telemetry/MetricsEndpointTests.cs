@@ -199,7 +199,7 @@ public sealed class MetricsEndpointTests
         return (types, samples);
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
