@@ -1,7 +1,8 @@
 """MoeGpuStats from Python: Mixture-of-Experts routing statistics kept on the GPU.
 
 ctypes only, no build step: this module loads libmoegs.so (native/build.sh builds it) from
-$MOEGS_LIB, from this folder, or from ../native/out. It accepts int32 PyTorch tensors (CUDA tensors
+$MOEGS_LIB, from this folder, from ../native/out, or, installed with `pip install ./python`, from the
+native/out of the checkout it was installed from. It accepts int32 PyTorch tensors (CUDA tensors
 stay on the GPU: only the pointer crosses), int32 NumPy arrays (anything with __array_interface__)
 and array.array('i') buffers. Ids shaped [..., k] are prod(...) tokens of k ids each.
 
@@ -54,6 +55,15 @@ class Snapshot(ctypes.Structure):
         ("load_variance_history_len", ctypes.c_int32)]
 
 
+def _installed_library():
+    """Where `pip install ./python` recorded this checkout's native/out, or None (not installed that way)."""
+    try:
+        import _moegs_native
+    except ImportError:
+        return None
+    return os.path.join(_moegs_native.NATIVE_DIR, "libmoegs.so")
+
+
 def _load(path=None):
     here = os.path.dirname(os.path.abspath(__file__))
     named = path or os.environ.get("MOEGS_LIB")
@@ -62,13 +72,13 @@ def _load(path=None):
         source = "library" if path else "MOEGS_LIB"
         raise OSError(f"{source} = {named!r}: no such file; build it with native/build.sh")
     candidates = [named, os.path.join(here, "libmoegs.so"),
-                  os.path.join(here, "..", "native", "out", "libmoegs.so")]
+                  os.path.join(here, "..", "native", "out", "libmoegs.so"), _installed_library()]
     for candidate in candidates:
         if candidate and os.path.exists(candidate):
             lib = ctypes.CDLL(os.path.abspath(candidate))
             break
     else:
-        raise OSError("libmoegs.so not found: run native/build.sh, or set MOEGS_LIB")
+        raise OSError("libmoegs.so not found: run native/build.sh (before or after pip install ./python), or set MOEGS_LIB")
     h, i32, i64, f32, vp = ctypes.c_int64, ctypes.c_int32, ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
     lib.moegs_create.argtypes = [ctypes.c_char_p, i32, i32, ctypes.POINTER(h)]
     lib.moegs_record.argtypes = [h, vp, i64, i32, i32, f32, f32, vp]

@@ -405,5 +405,32 @@ class FailedRecordTests(unittest.TestCase):
                 self.assertEqual(before[1:], after[1:])
 
 
+class InstallTests(unittest.TestCase):
+    """`pip install ./python` into a fresh virtual environment gives an `import moegs` that finds the library."""
+
+    def test_pip_install_into_a_fresh_venv(self):
+        import subprocess
+        import tempfile
+        checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with tempfile.TemporaryDirectory() as folder:
+            venv = os.path.join(folder, "venv")
+            made = subprocess.run([sys.executable, "-m", "venv", venv], capture_output=True, text=True)
+            if made.returncode != 0:
+                self.skipTest(f"python -m venv failed here: {made.stderr.strip()[:200]}")
+            python = os.path.join(venv, "bin", "python")
+            # No package index: the in-tree backend (python/_build) needs nothing installed.
+            install = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-index",
+                                      os.path.join(checkout, "python")], capture_output=True, text=True)
+            self.assertEqual(0, install.returncode, install.stdout + install.stderr)
+            environment = {k: v for k, v in os.environ.items() if k not in ("MOEGS_LIB", "PYTHONPATH")}
+            script = ("import array, moegs\n"
+                      "with moegs.MoeStats(experts=4, accelerator='managed') as s:\n"
+                      "    s.record(array.array('i', [0, 1, 2, 3, 0, 2, -1, -1]), top_k=2)\n"
+                      "    print(s.snapshot()['total_tokens'], s.expert_counts(), moegs.__file__.startswith(%r))\n" % venv)
+            run = subprocess.run([python, "-c", script], capture_output=True, text=True, cwd=folder, env=environment)
+            self.assertEqual(0, run.returncode, run.stderr)
+            self.assertEqual("3 [2, 1, 2, 1] True", run.stdout.strip())
+
+
 if __name__ == "__main__":
     unittest.main()
