@@ -1,0 +1,72 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using MoeGpuStats.Monitoring;
+
+namespace MoeGpuStats.Tests.Monitoring;
+
+/// <summary>The seed's performance report, as a logger receives it.</summary>
+public sealed class PerformanceMonitorTests
+{
+    [Fact]
+    public void TheReportLogsTheSeedsLinesWithTheirValues()
+    {
+        var logger = new FakeLogger();
+        using var monitor = new PerformanceMonitor(TimeSpan.Zero, logger);
+        var culture = CultureInfo.CurrentCulture;
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        try
+        {
+            monitor.RecordRouting(new RoutingDecision { ExpertCapacities = [10, 20, 30], TotalTokens = 60 }, TimeSpan.FromMilliseconds(25));
+        }
+        finally
+        {
+            CultureInfo.CurrentCulture = culture;
+        }
+
+        var lines = logger.Collector.GetSnapshot().Select(record => record.Message).ToArray();
+        Assert.Equal("🔍 Expert Routing Performance Report", lines[0]);
+        Assert.Matches(@"^  Uptime: \d+\.\d\ds$", lines[1]);
+        Assert.Equal(
+            [
+                "  Total routings: 1",
+                "  Total tokens: 60",
+                "  Routing efficiency: 100.00%",
+                "  Tokens/second: 2400.00",
+                "  Average latency: 25.00ms",
+                "  P95 latency: 25.00ms",
+                "  Utilization CV: 0.408",
+                "  Most utilized expert: 2 (50.00%)",
+                "  Least utilized expert: 0 (16.67%)",
+            ],
+            lines[2..]);
+        Assert.All(logger.Collector.GetSnapshot(), record => Assert.Equal(LogLevel.Information, record.Level));
+        Assert.Equal(Enumerable.Range(100, 11), logger.Collector.GetSnapshot().Select(record => record.Id.Id));
+    }
+
+    [Fact]
+    public void NoReportIsBuiltForALoggerThatIsOff()
+    {
+        var logger = new FakeLogger();
+        logger.ControlLevel(LogLevel.Information, enabled: false);
+        using var monitor = new PerformanceMonitor(TimeSpan.Zero, logger);
+        monitor.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1], TotalTokens = 2 }, TimeSpan.FromMilliseconds(1));
+        Assert.Empty(logger.Collector.GetSnapshot());
+        Assert.Equal(1UL, monitor.Stats.TotalRoutings);
+    }
+
+    [Fact]
+    public void ReportsComeOnlyOnceTheIntervalHasPassed()
+    {
+        var logger = new FakeLogger();
+        using var monitor = new PerformanceMonitor(TimeSpan.FromHours(1), logger);
+        for (var i = 0; i < 5; i++)
+        {
+            monitor.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1], TotalTokens = 2 }, TimeSpan.FromMilliseconds(1));
+        }
+
+        Assert.Empty(logger.Collector.GetSnapshot());
+        monitor.PrintReport();
+        Assert.Equal("  Total routings: 5", logger.Collector.GetSnapshot()[2].Message);
+    }
+}
