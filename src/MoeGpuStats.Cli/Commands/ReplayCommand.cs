@@ -92,17 +92,17 @@ internal static class ReplayCommand
                         "one RecordRouting call, which hands the step's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");
                     try
                     {
-                        var synthetic = new SyntheticSteps(npy.Tokens, npy.TopK);
+                        var checks = new TraceChecks(npy.Tokens, npy.TopK);
                         var code = session.Run(
                             npy.Steps - skipped,
                             ids.Span,
                             (step, batch) =>
                             {
                                 npy.ReadStep(skipped + step, batch);
-                                synthetic.Check(skipped + step, batch);
+                                checks.Check(skipped + step, batch);
                             },
                             (stats, step) => stats.RecordRouting(step, npy.Tokens, npy.TopK));
-                        if (synthetic.Describe() is { } warning)
+                        foreach (var warning in checks.Warnings())
                         {
                             console.Error.WriteLine(warning);
                         }
@@ -125,17 +125,22 @@ internal static class ReplayCommand
 }
 
 /// <summary>
-/// Steps in which every token went to the same experts in the same order: what a server's warm-up and
-/// profiling passes of synthetic tokens look like, and what skews a trace's top experts when replayed.
+/// What a trace's ids say about how it was recorded, for warnings after the replay: steps in which
+/// every token went to the same experts in the same order (a server's warm-up and profiling passes of
+/// synthetic tokens, which skew a trace's top experts), and tokens routed to one expert twice (a
+/// router never does that: the file's axes are likely not [tokens, k]).
 /// </summary>
-internal sealed class SyntheticSteps(int tokens, int topK)
+internal sealed class TraceChecks(int tokens, int topK)
 {
-    private int _count;
+    private int _synthetic;
     private int _first = -1;
     private int _last = -1;
+    private long _repeated;
+    private int _repeatedStep = -1;
 
     public void Check(int step, ReadOnlySpan<int> ids)
     {
+        CheckRepeats(step, ids);
         if (tokens < 2)
         {
             return;
@@ -150,14 +155,46 @@ internal sealed class SyntheticSteps(int tokens, int topK)
             }
         }
 
-        _count++;
+        _synthetic++;
         _first = _first < 0 ? step : _first;
         _last = step;
     }
 
-    /// <summary>A one-line warning naming the steps, or null when none looked synthetic.</summary>
-    public string? Describe() => _count == 0 ? null
-        : _first == 0 && _last == _count - 1
-            ? $"warning: the first {_count:N0} step{(_count == 1 ? "" : "s")} routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps {_count} leaves them out."
-            : $"warning: {_count:N0} step{(_count == 1 ? "" : "s")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.";
+    /// <summary>One-line warnings, none when the trace looks as a router writes it.</summary>
+    public IEnumerable<string> Warnings()
+    {
+        if (_synthetic > 0)
+        {
+            yield return _first == 0 && _last == _synthetic - 1
+                ? $"warning: the first {_synthetic:N0} step{(_synthetic == 1 ? "" : "s")} routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps {_synthetic} leaves them out."
+                : $"warning: {_synthetic:N0} step{(_synthetic == 1 ? "" : "s")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.";
+        }
+
+        if (_repeated > 0)
+        {
+            yield return $"warning: {_repeated:N0} token{(_repeated == 1 ? "" : "s")} (the first in step {_repeatedStep:N0}) name one expert twice among their {topK} ids, which a top-k router never does: is the file shaped [steps, tokens, k]?";
+        }
+    }
+
+    private void CheckRepeats(int step, ReadOnlySpan<int> ids)
+    {
+        if (topK < 2)
+        {
+            return;
+        }
+
+        for (var token = 0; token < tokens; token++)
+        {
+            var slots = ids.Slice(token * topK, topK);
+            for (var a = 1; a < slots.Length; a++)
+            {
+                if (slots[a] != -1 && slots[..a].Contains(slots[a]))
+                {
+                    _repeated++;
+                    _repeatedStep = _repeatedStep < 0 ? step : _repeatedStep;
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -159,6 +159,16 @@ public sealed partial class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void TokensThatNameAnExpertTwiceAreWarnedAbout()
+    {
+        int[] ids = [0, 0, 1, 2, 3, 3, 2, 1, -1, -1];
+        var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "twice.npy"), "<i4", "5, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var (code, _, error) = Run("replay", npy);
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: 2 tokens (the first in step 0) name one expert twice among their 2 ids", error);
+    }
+
+    [Fact]
     public void ServeAfterNeedsAMetricsPort()
     {
         var (code, _, error) = Run("simulate", "--steps", "1", "--serve-after");
