@@ -21,9 +21,9 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     {
         var bareRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareReadKernel);
         var bareQuadRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareQuadReadKernel);
-        var histogramOnly = RoutingRecordKernel.DefaultCounting(accelerator) == HistogramCounting.QuadLoadRuns
-            ? accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<QuadLoadRunCounting<BranchedRunStep>>)
-            : accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<ThreadRunCounting<BranchedRunStep>>);
+        var histogramOnly = RecordKernelPolicy.For(accelerator).Counting == HistogramCounting.QuadLoadRuns
+            ? accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<QuadLoadRunCounting>)
+            : accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<ThreadRunCounting>);
         var alignedStart = IdAlignment.AlignedStart(accelerator, ids);
         using var sink = accelerator.Allocate1D<int>(1);
         using var histogram = accelerator.Allocate1D<ulong>(RoutingRecordKernel.SlotLength);
@@ -93,7 +93,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     /// <summary>The record kernel's grid rule (<see cref="CountingGrid"/>), for another kernel, and the histogram copies it sets.</summary>
     private static (KernelConfig Config, int Copies) RecordGrid(Accelerator accelerator, Kernel kernel, long length, int experts)
     {
-        var grid = CountingGrid.For(accelerator, kernel, CountingGridRule.Default);
+        var grid = CountingGrid.For(accelerator, kernel, RecordKernelPolicy.For(accelerator));
         var groups = grid.Groups(length, experts, reserved: 0);
         return (new KernelConfig(groups, grid.GroupSize), grid.Copies(groups, experts));
     }
@@ -123,7 +123,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
 
     /// <summary>
     /// As <see cref="BareReadKernel"/>, with one 128-bit load for four consecutive ids, two in flight
-    /// per thread (<see cref="QuadLoadRunCounting{TStep}"/>'s loads, on ids that start 16-byte aligned): the most
+    /// per thread (<see cref="QuadLoadRunCounting"/>'s loads, on ids that start 16-byte aligned): the most
     /// that counting can reach. The ids after the last whole quad are left out, as the read needs no count.
     /// </summary>
     private static void BareQuadReadKernel(ArrayView<int> ids, ArrayView<int> sink)

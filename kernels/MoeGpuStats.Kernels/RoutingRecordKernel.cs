@@ -37,7 +37,7 @@ public delegate RecordArguments RoutingRecordLauncher(AcceleratorStream stream, 
 /// one to finish, nor device-wide fences, and a record's time is the longer of the two parts
 /// instead of their sum. The fold's one group is a few microseconds of dependent steps that used to
 /// follow every record's read.
-/// Shared memory is statically sized (<see cref="MaxExperts"/> + 1 bins and the counting's scratch):
+/// Shared memory is statically sized (<see cref="MaxExperts"/> + 1 bins):
 /// ILGPU's dynamic shared memory returned wrong histograms on PoCL 5's OpenCL device.
 /// The load variance's squares are computed by every thread and summed by one in expert order, as
 /// the seed sums them, and every product is rounded before it is added (<see cref="UnfusedMath"/>),
@@ -72,9 +72,6 @@ public static class RoutingRecordKernel
     /// </remarks>
     public const int SlotLength = MaxExperts;
 
-    /// <summary>The counting groups per copy of the batch histogram, by default (a tuning knob the device check sweeps).</summary>
-    public const int DefaultGroupsPerCopy = 64;
-
     /// <summary>The kernel body; launch it through <see cref="Create(Accelerator)"/>.</summary>
     /// <param name="ids">The record's ids.</param>
     /// <param name="state">The routing state.</param>
@@ -83,8 +80,8 @@ public static class RoutingRecordKernel
     internal static void Kernel<TCounting>(ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments, RecordArguments pending)
         where TCounting : struct, IHistogramCounting
     {
-        // One bin more than the most experts: the ids out of range; then the counting's scratch.
-        var bins = SharedMemory.Allocate<int>(MaxExperts + 1 + default(TCounting).ScratchBins);
+        // One bin more than the most experts: the ids out of range.
+        var bins = SharedMemory.Allocate<int>(MaxExperts + 1);
         var partials = SharedMemory.Allocate<long>(PreferredGroupSize);
 
         var countingGroups = pending.Slot >= 0 ? Grid.DimX - 1 : Grid.DimX;
@@ -391,108 +388,42 @@ public static class RoutingRecordKernel
         return sum;
     }
 
-    /// <summary>
-    /// The fewest ids a thread takes before the launch adds another group, whose flush of up to
-    /// E bins to global memory must pay for itself.
-    /// </summary>
-    public const int DefaultIdsPerThread = 16;
-
-    /// <summary>The fewest ids per thread of a batch too small to give every multiprocessor a group at <see cref="DefaultIdsPerThread"/>.</summary>
-    public const int FewestIdsPerThread = 4;
-
-    /// <summary>
-    /// The fewest ids a counting group takes per expert, by default, before the launch adds another
-    /// group: every group flushes up to E counts to global memory, which at thousands of experts
-    /// costs as much as counting its ids. At 256 experts or fewer <see cref="DefaultIdsPerThread"/>
-    /// decides; at 4,096 a group takes 256 ids per thread.
-    /// </summary>
-    public const int DefaultIdsPerBin = 16;
-
-    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
+    /// <summary>Loads the kernel once on <paramref name="accelerator"/>, tuned by <see cref="RecordKernelPolicy.For"/>, and returns its launcher.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
-    public static RoutingRecordLauncher Create(Accelerator accelerator) => Create(accelerator, DefaultIdsPerThread);
-
-    /// <summary>Loads the kernel once on <paramref name="accelerator"/>, with <see cref="DefaultCounting"/>, and returns its launcher.</summary>
-    /// <param name="accelerator">The accelerator to load the kernel on.</param>
-    /// <param name="idsPerThread">The fewest ids per thread before another group is launched, once every multiprocessor has one (a tuning knob the device check sweeps).</param>
-    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1.</exception>
-    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread) =>
-        Create(accelerator, idsPerThread, DefaultCounting(accelerator));
-
-    /// <summary>
-    /// The counting a launcher uses unless told otherwise: <see cref="HistogramCounting.QuadLoadRuns"/>
-    /// on CUDA, where it was measured faster; <see cref="HistogramCounting.ThreadRuns"/> elsewhere (on
-    /// the CPU accelerator quad loads were 1.1–2.3× slower; on OpenCL they are unmeasured).
-    /// </summary>
-    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
-    public static HistogramCounting DefaultCounting(Accelerator accelerator)
-    {
-        ArgumentNullException.ThrowIfNull(accelerator);
-        return accelerator.AcceleratorType == AcceleratorType.Cuda ? HistogramCounting.QuadLoadRuns : HistogramCounting.ThreadRuns;
-    }
-
-    /// <summary>Loads the kernel once on <paramref name="accelerator"/>, with <see cref="DefaultGroupsPerCopy"/>, and returns its launcher.</summary>
-    /// <param name="accelerator">The accelerator to load the kernel on.</param>
-    /// <param name="idsPerThread">The fewest ids per thread before another group is launched, once every multiprocessor has one (a tuning knob the device check sweeps).</param>
-    /// <param name="counting">How threads add ids to the shared histogram (the device check compares them on skewed loads).</param>
-    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> is less than 1, or <paramref name="counting"/> is not a defined value.</exception>
-    /// <exception cref="NotSupportedException">The accelerator cannot run <paramref name="counting"/> (<see cref="Supports"/> says why).</exception>
-    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting) =>
-        Create(accelerator, idsPerThread, counting, DefaultGroupsPerCopy);
-
-    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
-    /// <param name="accelerator">The accelerator to load the kernel on.</param>
-    /// <param name="idsPerThread">The fewest ids per thread before another group is launched, once every multiprocessor has one (a tuning knob the device check sweeps).</param>
-    /// <param name="counting">How threads add ids to the shared histogram (the device check compares them on skewed loads).</param>
-    /// <param name="groupsPerCopy">The counting groups per copy of the batch histogram (<see cref="RecordArguments.Copies"/>, at most <see cref="MaxCopies"/>; a tuning knob the device check sweeps).</param>
-    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> or <paramref name="groupsPerCopy"/> is less than 1, or <paramref name="counting"/> is not a defined value.</exception>
-    /// <exception cref="NotSupportedException">The accelerator cannot run <paramref name="counting"/> (<see cref="Supports"/> says why).</exception>
     /// <remarks>
     /// The launcher throws <see cref="ArgumentOutOfRangeException"/> for a slot other than −1, 0 or 1,
     /// an expert count outside 1 to <see cref="MaxExperts"/> or a pending record's copies outside
     /// what its slot holds, and <see cref="ArgumentException"/> for state views too short for them,
     /// before anything is enqueued.
     /// </remarks>
-    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting, int groupsPerCopy) =>
-        Create(accelerator, idsPerThread, counting, groupsPerCopy, DefaultIdsPerBin);
+    public static RoutingRecordLauncher Create(Accelerator accelerator) => Create(accelerator, RecordKernelPolicy.For(accelerator));
 
-    /// <summary>Loads the kernel once on <paramref name="accelerator"/> and returns its launcher.</summary>
-    /// <param name="accelerator">The accelerator to load the kernel on.</param>
-    /// <param name="idsPerThread">The fewest ids per thread before another group is launched, once every multiprocessor has one (a tuning knob the device check sweeps).</param>
-    /// <param name="counting">How threads add ids to the shared histogram (the device check compares them on skewed loads).</param>
-    /// <param name="groupsPerCopy">The counting groups per copy of the batch histogram (<see cref="RecordArguments.Copies"/>, at most <see cref="MaxCopies"/>; a tuning knob the device check sweeps).</param>
-    /// <param name="idsPerBin">The fewest ids per expert a group takes before another group is launched, once every multiprocessor has one; 0 for no such bound (a tuning knob the device check sweeps).</param>
-    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="idsPerThread"/> or <paramref name="groupsPerCopy"/> is less than 1, <paramref name="idsPerBin"/> is negative, or <paramref name="counting"/> is not a defined value.</exception>
-    /// <exception cref="NotSupportedException">The accelerator cannot run <paramref name="counting"/> (<see cref="Supports"/> says why).</exception>
-    /// <remarks>The launcher checks its arguments as <see cref="Create(Accelerator, int, HistogramCounting, int)"/>'s does.</remarks>
-    public static RoutingRecordLauncher Create(Accelerator accelerator, int idsPerThread, HistogramCounting counting, int groupsPerCopy, int idsPerBin)
+    /// <summary>Loads the kernel once on <paramref name="accelerator"/>, tuned by <paramref name="policy"/>, and returns its launcher.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> or <paramref name="policy"/> is null.</exception>
+    /// <exception cref="NotSupportedException">The accelerator cannot run the policy's counting (<see cref="Supports"/> says why).</exception>
+    internal static RoutingRecordLauncher Create(Accelerator accelerator, RecordKernelPolicy policy)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        ArgumentOutOfRangeException.ThrowIfLessThan(idsPerThread, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(groupsPerCopy, 1);
-        ArgumentOutOfRangeException.ThrowIfNegative(idsPerBin);
-        var rule = new CountingGridRule(idsPerThread, groupsPerCopy, idsPerBin);
-        return counting switch
+        ArgumentNullException.ThrowIfNull(policy);
+        if (!Supports(accelerator, policy.Counting, out var reason))
         {
-            HistogramCounting.ThreadRuns => Create<ThreadRunCounting<BranchedRunStep>>(accelerator, rule),
-            HistogramCounting.WarpAggregated when !Supports(accelerator, counting, out var reason) => throw new NotSupportedException(reason),
-            HistogramCounting.WarpAggregated => Create<WarpAggregatedCounting>(accelerator, rule),
-            HistogramCounting.QuadLoadRuns when !Supports(accelerator, counting, out var reason) => throw new NotSupportedException(reason),
-            HistogramCounting.QuadLoadRuns => Create<QuadLoadRunCounting<BranchedRunStep>>(accelerator, rule),
-            _ => throw new ArgumentOutOfRangeException(nameof(counting), counting, "Not a histogram counting."),
-        };
+            throw new NotSupportedException(reason);
+        }
+
+        return policy.Counting == HistogramCounting.QuadLoadRuns
+            ? Create<QuadLoadRunCounting>(accelerator, policy)
+            : Create<ThreadRunCounting>(accelerator, policy);
     }
 
-    /// <summary>The launcher of the kernel with <typeparamref name="TCounting"/>, loaded once (the device check also times countings that are not yet a <see cref="HistogramCounting"/>).</summary>
-    internal static RoutingRecordLauncher Create<TCounting>(Accelerator accelerator, CountingGridRule rule)
+    /// <summary>
+    /// The launcher of the kernel with <typeparamref name="TCounting"/> in place of the policy's
+    /// counting, loaded once: the device check also times countings that are not a <see cref="HistogramCounting"/>.
+    /// </summary>
+    internal static RoutingRecordLauncher Create<TCounting>(Accelerator accelerator, RecordKernelPolicy policy)
         where TCounting : struct, IHistogramCounting
     {
         var kernel = Load<TCounting>(accelerator);
-        var grid = CountingGrid.For(accelerator, kernel.GetKernel(), rule);
+        var grid = CountingGrid.For(accelerator, kernel.GetKernel(), policy);
         return (stream, ids, state, arguments, pending) =>
         {
             CheckLaunch(state, arguments, nameof(arguments));
@@ -567,7 +498,7 @@ public static class RoutingRecordKernel
 
     /// <summary>Whether <paramref name="accelerator"/> can run <paramref name="counting"/>, and if not, why.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
-    public static bool Supports(Accelerator accelerator, HistogramCounting counting, [NotNullWhen(false)] out string? reason)
+    internal static bool Supports(Accelerator accelerator, HistogramCounting counting, [NotNullWhen(false)] out string? reason)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         reason = counting switch
@@ -575,23 +506,10 @@ public static class RoutingRecordKernel
             HistogramCounting.QuadLoadRuns when accelerator is CudaAccelerator or CPUAccelerator => null,
             HistogramCounting.QuadLoadRuns =>
                 $"Quad-load counting runs on CUDA and the CPU accelerator, not on {accelerator.AcceleratorType} ({accelerator.Name}), where its 128-bit loads are unmeasured.",
-            HistogramCounting.WarpAggregated => WarpAggregationRefusal(accelerator, GroupSize(accelerator)),
             _ => null,
         };
         return reason is null;
     }
-
-    /// <summary>Why <paramref name="accelerator"/> cannot aggregate warps in groups of <paramref name="groupSize"/>, or null.</summary>
-    private static string? WarpAggregationRefusal(Accelerator accelerator, int groupSize) =>
-        accelerator switch
-        {
-            CudaAccelerator { Architecture: { } sm } when sm.Major < 7 =>
-                $"Warp-aggregated counting needs match.any (sm_70 or newer); {accelerator.Name} is {sm}.",
-            CudaAccelerator or CPUAccelerator when groupSize % accelerator.WarpSize != 0 =>
-                $"Warp-aggregated counting needs whole warps: groups of {groupSize} threads on {accelerator.Name}, warps of {accelerator.WarpSize}.",
-            CudaAccelerator or CPUAccelerator => null,
-            _ => $"Warp-aggregated counting runs on CUDA and the CPU accelerator, not on {accelerator.AcceleratorType} ({accelerator.Name}).",
-        };
 
     /// <summary>Threads per group on <paramref name="accelerator"/>: <see cref="PreferredGroupSize"/> or fewer.</summary>
     internal static int GroupSize(Accelerator accelerator) => Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);

@@ -55,11 +55,9 @@ public sealed class DeviceRoutingStats : IDisposable
     {
     }
 
-    /// <summary>As the public constructor, with the record kernel's grid rule, histogram counting and flush copies set (the device check compares them).</summary>
-    internal DeviceRoutingStats(
-        Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, int idsPerThread, HistogramCounting counting,
-        int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy, int idsPerBin = RoutingRecordKernel.DefaultIdsPerBin)
-        : this(accelerator, options, stream, accelerator => RoutingRecordKernel.Create(accelerator, idsPerThread, counting, groupsPerCopy, idsPerBin))
+    /// <summary>As the public constructor, with the record kernel tuned by <paramref name="policy"/> (the device check sweeps policies).</summary>
+    internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, RecordKernelPolicy policy)
+        : this(accelerator, options, stream, accelerator => RoutingRecordKernel.Create(accelerator, policy))
     {
     }
 

@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Kernels;
+using MoeGpuStats.Lab;
 using MoeGpuStats.Tests.Device;
 
 namespace MoeGpuStats.Tests.Engines;
@@ -20,9 +21,9 @@ public sealed class RecordSemanticsTests
     {
         "managed" => new RoutingStats(options),
         "cpu-quad-loads" => RoutingStats.OnDevice(new DeviceRoutingStats(
-            TestAccelerators.Require("cpu"), options, null, RoutingRecordKernel.DefaultIdsPerThread, HistogramCounting.QuadLoadRuns)),
+            TestAccelerators.Require("cpu"), options, null, new RecordKernelPolicy { Counting = HistogramCounting.QuadLoadRuns })),
         "cpu-warp-aggregated" => RoutingStats.OnDevice(new DeviceRoutingStats(
-            TestAccelerators.Require(TestAccelerators.CpuWithWarpsOf32), options, null, RoutingRecordKernel.DefaultIdsPerThread, HistogramCounting.WarpAggregated)),
+            TestAccelerators.Require(TestAccelerators.CpuWithWarpsOf32), options, null, CandidateCounting.WarpAggregated.CreateDefault)),
         _ => RoutingStats.OnDevice(TestAccelerators.Require(engine), options),
     };
 
