@@ -9,7 +9,7 @@ namespace MoeGpuStats.Kernels;
 /// H200 and an H100, thread runs kept every skewed load measured within 1.04× of the uniform time
 /// (docs/performance.md). <see cref="RecordKernelPolicy.For"/> picks one per accelerator.
 /// </remarks>
-public enum HistogramCounting
+internal enum HistogramCounting
 {
     /// <summary>
     /// Each thread counts its equal consecutive ids in a register and adds a run at once: one hot

@@ -13,7 +13,7 @@ namespace MoeGpuStats.Kernels;
 /// <c>ptxas -v</c> and <c>cuobjdump -sass</c> read to show registers, shared memory and the
 /// instructions (<c>MoeGpuStats.Bench --emit-ptx DIR</c> writes it out).
 /// </summary>
-public static class KernelPtx
+internal static class KernelPtx
 {
     /// <summary>The kernels' names, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes them.</summary>
     public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel)];

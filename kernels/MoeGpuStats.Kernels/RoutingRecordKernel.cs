@@ -19,7 +19,7 @@ namespace MoeGpuStats.Kernels;
 /// <param name="arguments">The batch's host-known scalars and the slot its ids are counted into (<see cref="RecordArguments.Slot"/> −1: none).</param>
 /// <param name="pending">The record to fold as an earlier launch returned it (<see cref="RecordArguments.Slot"/> −1: none).</param>
 /// <returns><paramref name="arguments"/> with the <see cref="RecordArguments.Copies"/> its groups counted into: the next launch's <paramref name="pending"/>.</returns>
-public delegate RecordArguments RoutingRecordLauncher(AcceleratorStream stream, ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments, RecordArguments pending);
+internal delegate RecordArguments RoutingRecordLauncher(AcceleratorStream stream, ArrayView<int> ids, RoutingStateViews state, RecordArguments arguments, RecordArguments pending);
 
 /// <summary>
 /// One record in one launch, the fold one record behind. Every group but the last builds a private
@@ -44,7 +44,7 @@ public delegate RecordArguments RoutingRecordLauncher(AcceleratorStream stream, 
 /// so that the floats equal the managed engine's bit for bit (the variance trend amplifies any
 /// difference).
 /// </remarks>
-public static class RoutingRecordKernel
+internal static class RoutingRecordKernel
 {
     /// <summary>The most experts a state can hold (16 KiB of shared bins per group).</summary>
     public const int MaxExperts = 4096;

@@ -9,7 +9,7 @@ namespace MoeGpuStats.Kernels;
 /// Field meanings follow the seed's <c>RoutingStats</c> and <c>CapacityStats</c>.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct RoutingStateBlock
+internal struct RoutingStateBlock
 {
     /// <summary>Batches folded in.</summary>
     public ulong TotalRoutings;
@@ -73,7 +73,7 @@ public struct RoutingStateBlock
 }
 
 /// <summary>The device buffers one routing state consists of, passed to every kernel as one argument.</summary>
-public struct RoutingStateViews
+internal struct RoutingStateViews
 {
     /// <summary>The scalars (one element).</summary>
     public ArrayView<RoutingStateBlock> State;
@@ -109,7 +109,7 @@ public struct RoutingStateViews
 }
 
 /// <summary>The host-known scalars of one record, passed by value as a kernel argument.</summary>
-public struct RecordArguments
+internal struct RecordArguments
 {
     /// <summary>Experts in this batch.</summary>
     public int Experts;

@@ -5,7 +5,7 @@ using static MoeGpuStats.Kernels.UnfusedMath;
 namespace MoeGpuStats.Kernels;
 
 /// <summary>What one query launch returns: every utilization figure and one variance trend.</summary>
-public struct UtilizationQueryResult
+internal struct UtilizationQueryResult
 {
     /// <summary>Mean utilization.</summary>
     public float Mean;
@@ -36,7 +36,7 @@ public struct UtilizationQueryResult
 }
 
 /// <summary>Launches one query over the state into a one-element result view.</summary>
-public delegate void UtilizationQueryLauncher(AcceleratorStream stream, RoutingStateViews state, int trendWindow, ArrayView<UtilizationQueryResult> result);
+internal delegate void UtilizationQueryLauncher(AcceleratorStream stream, RoutingStateViews state, int trendWindow, ArrayView<UtilizationQueryResult> result);
 
 /// <summary>
 /// The reductions behind the read queries, in one launch of one group: at most 4,096 experts and
@@ -50,7 +50,7 @@ public delegate void UtilizationQueryLauncher(AcceleratorStream stream, RoutingS
 /// per <c>UtilizationCv()</c> at 1,024 experts on an H200. The sums stay sequential because a
 /// reordered float sum differs in the last bits.
 /// </remarks>
-public static class UtilizationQueryKernel
+internal static class UtilizationQueryKernel
 {
     private const float RustF32Epsilon = 1.1920929E-07f;
 
