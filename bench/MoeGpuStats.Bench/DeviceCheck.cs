@@ -68,13 +68,13 @@ internal static class DeviceCheck
 
         PaddingTable(accelerator, experts, sizes, onCpu);
         Queries(accelerator, experts);
-        QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct().Order()], onCpu);
+        QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingStateLayout.MaxExperts }.Distinct().Order()], onCpu);
 
         // Each extra group flushes up to E counts, so at thousands of experts fewer, longer groups
         // should pay: at 4,096 experts and 16 Mi ids, 256 ids per thread (a quarter of the groups)
         // took 50.1 µs against 85.4 on an H100 (session 11). 0 is the rule before that.
         var perBin = OptionText(args, "--ids-per-bin", "0,4,8,16,32,64").Split(',').Select(int.Parse).ToArray();
-        var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},1024,{RoutingRecordKernel.MaxExperts}").Split(',').Select(int.Parse).Distinct();
+        var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},1024,{RoutingStateLayout.MaxExperts}").Split(',').Select(int.Parse).Distinct();
         Console.WriteLine();
         Console.WriteLine($"Grid rule: the fewest ids per expert a group takes before another group (default {policy.IdsPerBin}; 0: no such bound), with at least {policy.IdsPerThread} ids per thread (a small batch first gets a group per multiprocessor, down to {RecordKernelPolicy.FewestIdsPerThread}); record median in µs.");
         Console.WriteLine($"| E | ids | {string.Join(" | ", perBin)} | checksum |");
@@ -95,10 +95,10 @@ internal static class DeviceCheck
         // Slots of 16,384 counts (session 9 and 10) lost at 1,024 and 4,096 experts; back to 4,096.
         var perCopy = OptionText(args, "--groups-per-copy", "0,256,128,64,32").Split(',').Select(int.Parse).ToArray();
         Console.WriteLine();
-        Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {policy.GroupsPerCopy}; 0: one copy; at most {RoutingRecordKernel.MaxCopies} copies and {RoutingRecordKernel.SlotLength} / E), record median in µs.");
+        Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {policy.GroupsPerCopy}; 0: one copy; at most {RoutingStateLayout.MaxCopies} copies and {RoutingStateLayout.BufferLength} / E), record median in µs.");
         Console.WriteLine($"| E | ids | {string.Join(" | ", perCopy.Select(n => n == 0 ? "one copy" : n.ToString()))} | checksum |");
         Console.WriteLine($"| --- | --- |{string.Concat(perCopy.Select(_ => " --- |"))} --- |");
-        foreach (var sweepE in new[] { experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct())
+        foreach (var sweepE in new[] { experts, 1024, RoutingStateLayout.MaxExperts }.Distinct())
         {
             foreach (var length in sizes)
             {
@@ -181,7 +181,7 @@ internal static class DeviceCheck
         {
             using var ids = accelerator.Allocate1D(RoutingIds.Skewed(1 << 15, experts));
             using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts });
-            for (var i = 0; i < RoutingRecordKernel.VarianceWindow; i++)
+            for (var i = 0; i < RoutingStateLayout.VarianceWindow; i++)
             {
                 engine.RecordRouting(ids.View, 1 << 12, 8);
             }

@@ -26,7 +26,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
             : accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<ThreadRunCounting>);
         var alignedStart = IdAlignment.AlignedStart(accelerator, ids);
         using var sink = accelerator.Allocate1D<int>(1);
-        using var histogram = accelerator.Allocate1D<ulong>(RoutingRecordKernel.SlotLength);
+        using var histogram = accelerator.Allocate1D<ulong>(RoutingStateLayout.BufferLength);
         var readConfig = RecordGrid(accelerator, bareRead.GetKernel(), ids.Length, experts).Config;
         var (histogramConfig, copies) = RecordGrid(accelerator, histogramOnly.GetKernel(), ids.Length, experts);
         bareRead(stream, readConfig, ids, sink.View);
@@ -64,21 +64,21 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     {
         var launch = RoutingRecordKernel.Create(accelerator);
         using var block = accelerator.Allocate1D<RoutingStateBlock>(1);
-        using var counts = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
-        using var invalid = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
-        using var padded = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        using var counts = accelerator.Allocate1D<ulong>(RoutingStateLayout.BatchHistogramLength);
+        using var invalid = accelerator.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
+        using var padded = accelerator.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
         using var sums = accelerator.Allocate1D<double>(experts);
         using var perExpert = accelerator.Allocate1D<ulong>(experts);
         using var floats = accelerator.Allocate1D<float>(experts);
-        using var ring = accelerator.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
+        using var ring = accelerator.Allocate1D<float>(RoutingStateLayout.VarianceWindow);
         var state = new RoutingStateViews
         {
             State = block.View, BatchHistogram = counts.View, BatchInvalid = invalid.View, BatchPaddedTokens = padded.View,
             UtilizationSums = sums.View, TokenCounts = perExpert.View,
             Utilization = floats.View, DecayedUtilization = floats.View, VarianceHistory = ring.View,
         };
-        var record = new RecordArguments { Experts = experts, Slot = 0, TopK = 1 };
-        var none = new RecordArguments { Slot = -1 };
+        var record = new RecordArguments { Experts = experts, Buffer = 0, TopK = 1 };
+        var none = new RecordArguments { Buffer = -1 };
         counts.MemSetToZero(stream);
         invalid.MemSetToZero(stream);
         padded.MemSetToZero(stream);
@@ -155,7 +155,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     private static void HistogramOnlyKernel<TCounting>(ArrayView<int> ids, int alignedStart, ArrayView<ulong> histogram, int experts, int copies)
         where TCounting : struct, IHistogramCounting
     {
-        var bins = SharedMemory.Allocate<int>(RoutingRecordKernel.MaxExperts + 1);
+        var bins = SharedMemory.Allocate<int>(RoutingStateLayout.MaxExperts + 1);
         for (var e = Group.IdxX; e <= experts; e += Group.DimX)
         {
             bins[e] = 0;

@@ -10,8 +10,8 @@ namespace MoeGpuStats.Kernels;
 /// more (each group flushes up to E counts); never more groups than the multiprocessors hold at
 /// once (registers and shared memory counted by the driver), since a second, partial wave would
 /// cost a whole wave's time. It also sets how many copies of the batch histogram the groups flush
-/// into: one per <see cref="RecordKernelPolicy.GroupsPerCopy"/> groups, at most <see cref="RoutingRecordKernel.MaxCopies"/> and
-/// as many as a slot holds at the record's expert count.
+/// into: one per <see cref="RecordKernelPolicy.GroupsPerCopy"/> groups, at most as many as a batch
+/// buffer holds at the record's expert count (<see cref="RoutingStateLayout.CopiesHeld"/>).
 /// </summary>
 internal readonly struct CountingGrid
 {
@@ -52,5 +52,5 @@ internal readonly struct CountingGrid
 
     /// <summary>The batch-histogram copies that <paramref name="groups"/> counting groups of a record of <paramref name="experts"/> experts flush into.</summary>
     public int Copies(int groups, int experts) =>
-        Math.Clamp(groups / _policy.GroupsPerCopy, 1, Math.Min(RoutingRecordKernel.MaxCopies, RoutingRecordKernel.SlotLength / experts));
+        Math.Clamp(groups / _policy.GroupsPerCopy, 1, RoutingStateLayout.CopiesHeld(experts));
 }

@@ -54,7 +54,7 @@ internal sealed record RecordKernelPolicy
         }
     }
 
-    /// <summary>The counting groups per copy of the batch histogram (<see cref="RecordArguments.Copies"/>, at most <see cref="RoutingRecordKernel.MaxCopies"/>).</summary>
+    /// <summary>The counting groups per copy of the batch histogram (<see cref="RecordArguments.Copies"/>, at most <see cref="RoutingStateLayout.MaxCopies"/>).</summary>
     /// <exception cref="ArgumentOutOfRangeException">Less than 1.</exception>
     public int GroupsPerCopy
     {

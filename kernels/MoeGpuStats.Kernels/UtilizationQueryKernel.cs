@@ -56,16 +56,16 @@ internal static class UtilizationQueryKernel
 
     internal static void Kernel(RoutingStateViews state, int trendWindow, ArrayView<UtilizationQueryResult> result)
     {
-        var utilization = SharedMemory.Allocate<float>(RoutingRecordKernel.MaxExperts);
-        var variances = SharedMemory.Allocate<float>(RoutingRecordKernel.VarianceWindow);
+        var utilization = SharedMemory.Allocate<float>(RoutingStateLayout.MaxExperts);
+        var variances = SharedMemory.Allocate<float>(RoutingStateLayout.VarianceWindow);
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
         // Clamped so that a block written by anyone but the record kernel cannot make the staging
         // read or write outside its arrays (the record kernel keeps all three within these bounds).
-        var experts = Within(state.State[0].Experts, RoutingRecordKernel.MaxExperts);
-        var count = Within(state.State[0].VarianceCount, RoutingRecordKernel.VarianceWindow);
+        var experts = Within(state.State[0].Experts, RoutingStateLayout.MaxExperts);
+        var count = Within(state.State[0].VarianceCount, RoutingStateLayout.VarianceWindow);
         var length = trendWindow < count ? trendWindow : count;
-        var oldest = Within(state.State[0].VarianceHead, RoutingRecordKernel.VarianceWindow - 1) + count - length;
+        var oldest = Within(state.State[0].VarianceHead, RoutingStateLayout.VarianceWindow - 1) + count - length;
 
         for (var e = thread; e < experts; e += groupSize)
         {
@@ -74,7 +74,7 @@ internal static class UtilizationQueryKernel
 
         for (var i = thread; i < length; i += groupSize)
         {
-            variances[i] = state.VarianceHistory[(oldest + i) % RoutingRecordKernel.VarianceWindow];
+            variances[i] = state.VarianceHistory[(oldest + i) % RoutingStateLayout.VarianceWindow];
         }
 
         Group.Barrier();
@@ -150,10 +150,10 @@ internal static class UtilizationQueryKernel
         var config = new KernelConfig(1, RoutingRecordKernel.GroupSize(accelerator));
         return (stream, state, trendWindow, result) =>
         {
-            if (result.Length < 1 || state.State.Length < 1 || state.VarianceHistory.Length < RoutingRecordKernel.VarianceWindow)
+            if (result.Length < 1 || state.State.Length < 1 || state.VarianceHistory.Length < RoutingStateLayout.VarianceWindow)
             {
                 throw new ArgumentException(
-                    $"The query needs a result element, the state block and {RoutingRecordKernel.VarianceWindow} variances; it got {result.Length}, {state.State.Length} and {state.VarianceHistory.Length}.",
+                    $"The query needs a result element, the state block and {RoutingStateLayout.VarianceWindow} variances; it got {result.Length}, {state.State.Length} and {state.VarianceHistory.Length}.",
                     result.Length < 1 ? nameof(result) : nameof(state));
             }
 

@@ -23,7 +23,7 @@ internal static class CandidateTable
             .Concat(CandidateCounting.All.Where(c => DeviceCheck.Times(accelerator, c)).Select(c => (c.Name, Create: (Func<Accelerator, RoutingRecordLauncher>)c.CreateDefault)))
             .ToArray();
         Console.WriteLine();
-        Console.WriteLine($"Countings, the library's default here first, then its other countings and the candidates (not in the library until measured better here): record median in µs (the mean of one timing in order and one in reverse), E = {experts}.");
+        Console.WriteLine($"Countings, the library's default here first, then its other countings and the candidates of bench/MoeGpuStats.Lab (not in the library: measured slower, or not yet measured): record median in µs (the mean of one timing in order and one in reverse), E = {experts}.");
         Console.WriteLine($"| load | ids |{string.Concat(countings.Select(c => $" {c.Name} |"))} checksum |");
         Console.WriteLine($"| --- | --- |{string.Concat(countings.Select(_ => " --- |"))} --- |");
         foreach (var length in sizes)

@@ -33,7 +33,7 @@ public sealed class CountingGridTests
     }
 
     [Theory]
-    [InlineData(Wave, 256, RoutingRecordKernel.MaxCopies)] // 16 copies of 256 counts fill a slot
+    [InlineData(Wave, 256, RoutingStateLayout.MaxCopies)] // 16 copies of 256 counts fill a slot
     [InlineData(Wave, 1024, 4)]
     [InlineData(Wave, 4096, 1)]
     [InlineData(100, 64, 1)]                            // fewer groups than one copy's share

@@ -230,14 +230,14 @@ public sealed class DevicePropertyTests
         using var buffers = new LauncherState(device, experts);
         var host = Ids(new Random(5), 20_000, experts, "uniform");
         using var ids = device.Allocate1D(host);
-        var none = new RecordArguments { Slot = -1 };
-        var arguments = new RecordArguments { Experts = experts, Slot = 0, Tokens = host.Length, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f };
+        var none = new RecordArguments { Buffer = -1 };
+        var arguments = new RecordArguments { Experts = experts, Buffer = 0, Tokens = host.Length, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f };
 
         var counted = launch(device.DefaultStream, ids.View, buffers.Views, arguments, none);
 
         var multiGroup = device.AcceleratorType != AcceleratorType.CPU || accelerator == TestAccelerators.CpuWithFourMultiprocessors;
-        Assert.InRange(counted.Copies, multiGroup ? 2 : 1, multiGroup ? RoutingRecordKernel.MaxCopies : 1);
-        var slot = buffers.Counts.GetAsArray1D().AsSpan(0, RoutingRecordKernel.SlotLength).ToArray();
+        Assert.InRange(counted.Copies, multiGroup ? 2 : 1, multiGroup ? RoutingStateLayout.MaxCopies : 1);
+        var slot = buffers.Counts.GetAsArray1D().AsSpan(0, RoutingStateLayout.BufferLength).ToArray();
         var expected = new ulong[experts];
         foreach (var id in host)
         {

@@ -57,7 +57,7 @@ public sealed partial class KernelCompilationTests
         if (isRecordKernel)
         {
             Assert.Matches(@"(red|atom)\.(add\.)?shared\.(add\.)?u32", ptx);
-            Assert.True(shared >= RoutingRecordKernel.MaxExperts * sizeof(int), $"{shared} bytes of shared memory cannot hold the histogram");
+            Assert.True(shared >= RoutingStateLayout.MaxExperts * sizeof(int), $"{shared} bytes of shared memory cannot hold the histogram");
             Assert.True(IdsLoadedBeforeAnAtomic(ptx) >= 4, "the id loop should load four ids before its first atomic");
 
             // Groups never wait for each other: the fold group reads the slot the previous launch

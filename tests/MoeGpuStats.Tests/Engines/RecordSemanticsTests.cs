@@ -251,9 +251,9 @@ public sealed class RecordSemanticsTests
         state.Block.View.CopyFromCPU(new[] { new RoutingStateBlock { TotalRoutings = BillionLess1, TotalTokens = 4 * BillionLess1, RoutedSlots = 8 * BillionLess1, LoadBalanceLossSum = 2.0 * BillionLess1, Experts = 2 } });
         state.Sums.View.CopyFromCPU(new[] { 1.25 * BillionLess1, 0.75 * BillionLess1 });
         using var ids = device.Allocate1D(new[] { 0, 0, 0, 0, 0, 1, 1, 1 });
-        var none = new RecordArguments { Slot = -1 };
+        var none = new RecordArguments { Buffer = -1 };
         var record = launch(device.DefaultStream, ids.View, state.Views,
-            new RecordArguments { Experts = 2, Slot = 0, Tokens = 4, TopK = 2, SlotsPerExpert = 100, LoadBalanceLoss = 2f, UtilizationDecay = -1f }, none);
+            new RecordArguments { Experts = 2, Buffer = 0, Tokens = 4, TopK = 2, SlotsPerExpert = 100, LoadBalanceLoss = 2f, UtilizationDecay = -1f }, none);
         launch(device.DefaultStream, ids.View.SubView(0, 0), state.Views, none, record);
         device.DefaultStream.Synchronize();
         var block = state.Block.GetAsArray1D()[0];
