@@ -29,7 +29,7 @@ internal static class DeviceCheck
             .First();
         using var accelerator = device.CreateAccelerator(context);
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
-        Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record");
+        Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record, launch bounds {(CudaLaunchBounds.AppliesTo(accelerator) ? "applied" : "not applied")}");
         WarmUp(accelerator, experts, onCpu);
         Console.WriteLine($"An empty kernel between the same markers: {EmptyLaunchMedian(accelerator, onCpu):F1} µs (the floor under any one-launch record).");
         Console.WriteLine("| ids | record median | record read GB/s | d2d copy GB/s | read/copy | back-to-back per record | copy-to-host + managed | managed/device | checksum |");

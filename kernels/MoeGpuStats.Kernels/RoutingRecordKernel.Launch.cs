@@ -92,7 +92,7 @@ internal static partial class RoutingRecordKernel
     /// <summary>The kernel with <typeparamref name="TCounting"/>; on CUDA with launch bounds that keep every group of a full multiprocessor resident.</summary>
     private static Action<AcceleratorStream, KernelConfig, ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments> Load<TCounting>(Accelerator accelerator)
         where TCounting : struct, IHistogramCounting =>
-        accelerator is CudaAccelerator cuda && CudaLaunchBounds.Supported
+        CudaLaunchBounds.AppliesTo(accelerator) && accelerator is CudaAccelerator cuda
             ? CudaLaunchBounds.Load(cuda, KernelPtx.RecordKernel<TCounting>(), GroupSize(accelerator))
                 .CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>>()
             : accelerator.LoadKernel<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(Kernel<TCounting>);

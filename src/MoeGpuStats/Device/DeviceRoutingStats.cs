@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using Microsoft.Extensions.Logging;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Kernels;
 
@@ -47,11 +48,12 @@ public sealed partial class DeviceRoutingStats : IDisposable
     /// <param name="accelerator">The accelerator that holds the state; the caller keeps ownership.</param>
     /// <param name="options">Expert count for top-k ids, capacity, decay; null for the defaults.</param>
     /// <param name="stream">The stream to order work on; null for a stream of its own.</param>
+    /// <param name="logger">Where to warn that the record kernel runs without its launch bounds (<see cref="RecordKernelHasLaunchBounds"/>); null for no log.</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or <see cref="RoutingStatsOptions.Experts"/> exceeds the device limit.</exception>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
-    public DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options = null, AcceleratorStream? stream = null)
-        : this(accelerator, options, stream, RoutingRecordKernel.Create)
+    public DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options = null, AcceleratorStream? stream = null, ILogger? logger = null)
+        : this(accelerator, options, stream, RoutingRecordKernel.Create, logger)
     {
     }
 
@@ -62,7 +64,8 @@ public sealed partial class DeviceRoutingStats : IDisposable
     }
 
     /// <summary>As the public constructor, with the record kernel that <paramref name="createRecord"/> loads on the accelerator.</summary>
-    internal DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, Func<Accelerator, RoutingRecordLauncher> createRecord)
+    internal DeviceRoutingStats(
+        Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, Func<Accelerator, RoutingRecordLauncher> createRecord, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         _options = options ?? new RoutingStatsOptions();
@@ -75,6 +78,12 @@ public sealed partial class DeviceRoutingStats : IDisposable
         // Loaded before anything is allocated, so a kernel the accelerator refuses leaks nothing.
         _record = createRecord(accelerator);
         _query = UtilizationQueryKernel.Create(accelerator);
+        RecordKernelHasLaunchBounds = CudaLaunchBounds.AppliesTo(accelerator);
+        if (accelerator.AcceleratorType == AcceleratorType.Cuda && !RecordKernelHasLaunchBounds && logger is not null)
+        {
+            Log.LaunchBoundsUnavailable(logger, accelerator.Name, CudaLaunchBounds.Missing);
+        }
+
         Accelerator = accelerator;
         _ownsStream = stream is null;
         Stream = stream ?? accelerator.CreateStream();
@@ -127,6 +136,15 @@ public sealed partial class DeviceRoutingStats : IDisposable
 
     /// <summary>The expert count of the state (0 before the first record); known on the host, no synchronization.</summary>
     public int ExpertCount => _experts;
+
+    /// <summary>
+    /// Whether the record kernel runs with its launch bounds: on CUDA, groups of 256 threads of
+    /// which eight fit on a multiprocessor (32 registers per thread on sm_90). False on CUDA only
+    /// where this ILGPU lacks the internals that loading them needs; the kernel then runs as ILGPU
+    /// compiles it (on sm_90, 6 groups per multiprocessor instead of 8), and the constructor logs the
+    /// warning <c>LaunchBoundsUnavailable</c>. False on other accelerators, which take none.
+    /// </summary>
+    public bool RecordKernelHasLaunchBounds { get; }
 
     /// <summary>Clears the state on the device (enqueued; no wait).</summary>
     public void Reset()
