@@ -90,9 +90,9 @@ internal static class DeviceCheck
             }
         }
 
-        // Every group adds up to E counts into the record's slot at the end of the record; spread
+        // Every group adds up to E counts into the record's batch buffer at the end of the record; spread
         // over copies, those atomics meet on fewer of the same addresses, and the fold sums the copies.
-        // Slots of 16,384 counts (session 9 and 10) lost at 1,024 and 4,096 experts; back to 4,096.
+        // Buffers of 16,384 counts lost at 1,024 and 4,096 experts; back to 4,096.
         var perCopy = OptionText(args, "--groups-per-copy", "0,256,128,64,32").Split(',').Select(int.Parse).ToArray();
         Console.WriteLine();
         Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {policy.GroupsPerCopy}; 0: one copy; at most {RoutingStateLayout.MaxCopies} copies and {RoutingStateLayout.BufferLength} / E), record median in µs.");
@@ -269,7 +269,7 @@ internal static class DeviceCheck
             return false;
         }
 
-        if (candidate == CandidateCounting.WarpAggregated && !WarpAggregatedCounting.Supports(accelerator, out var reason))
+        if (!candidate.Supports(accelerator, out var reason))
         {
             Console.WriteLine($"{candidate.Name}: {reason}");
             return false;

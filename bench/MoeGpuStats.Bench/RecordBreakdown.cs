@@ -58,7 +58,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
 
     /// <summary>
     /// The record kernel's launches with no pending record, median of <paramref name="reps"/>: its
-    /// counting alone, in state buffers of its own (the slot's counts grow; nothing folds them).
+    /// counting alone, in state buffers of its own (the buffer's counts grow; nothing folds them).
     /// </summary>
     private static double CountingOnlyMedian(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps)
     {

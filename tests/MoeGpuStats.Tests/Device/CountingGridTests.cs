@@ -33,11 +33,11 @@ public sealed class CountingGridTests
     }
 
     [Theory]
-    [InlineData(Wave, 256, RoutingStateLayout.MaxCopies)] // 16 copies of 256 counts fill a slot
+    [InlineData(Wave, 256, RoutingStateLayout.MaxCopies)] // 16 copies of 256 counts fill a buffer
     [InlineData(Wave, 1024, 4)]
     [InlineData(Wave, 4096, 1)]
     [InlineData(100, 64, 1)]                            // fewer groups than one copy's share
     [InlineData(200, 64, 3)]
-    public void CopiesAreOnePerGroupsPerCopyAtMostWhatASlotHolds(int groups, int experts, int copies) =>
+    public void CopiesAreOnePerGroupsPerCopyAtMostWhatABufferHolds(int groups, int experts, int copies) =>
         Assert.Equal(copies, Grid(RecordKernelPolicy.DefaultIdsPerBin).Copies(groups, experts));
 }

@@ -37,7 +37,7 @@ public sealed class DeviceBadInputTests
     /// </summary>
     [Theory]
     [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
-    public void TheRecordLauncherRefusesSlotsExpertCountsAndCopiesOutsideTheStateAndNeverWritesPastTheRing(string accelerator)
+    public void TheRecordLauncherRefusesBuffersExpertCountsAndCopiesOutsideTheStateAndNeverWritesPastTheRing(string accelerator)
     {
         var device = TestAccelerators.Require(accelerator);
         var launch = RoutingRecordKernel.Create(device);
@@ -46,10 +46,10 @@ public sealed class DeviceBadInputTests
         var state = buffers.Views;
         var none = new RecordArguments { Buffer = -1 };
 
-        var slot = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 4, Buffer = 2 }, none));
-        Assert.Equal(("arguments", 2), (slot.ParamName, slot.ActualValue));
-        var pendingSlot = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, new RecordArguments { Experts = 4, Buffer = -2 }));
-        Assert.Equal(("pending", -2), (pendingSlot.ParamName, pendingSlot.ActualValue));
+        var buffer = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 4, Buffer = 2 }, none));
+        Assert.Equal(("arguments", 2), (buffer.ParamName, buffer.ActualValue));
+        var pendingBuffer = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, new RecordArguments { Experts = 4, Buffer = -2 }));
+        Assert.Equal(("pending", -2), (pendingBuffer.ParamName, pendingBuffer.ActualValue));
         var experts = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = RoutingStateLayout.MaxExperts + 1, Buffer = 0 }, none));
         Assert.Equal(RoutingStateLayout.MaxExperts + 1, experts.ActualValue);
         var shortState = Assert.Throws<ArgumentException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 9, Buffer = 0 }, none));
@@ -59,14 +59,14 @@ public sealed class DeviceBadInputTests
         Assert.Equal((1, 1), (record.Buffer, record.Copies));
         Assert.Equal([1UL, 1UL, 1UL, 0UL], buffers.Counts.GetAsArray1D().Skip(RoutingStateLayout.BufferLength).Take(4));
 
-        // A pending record claiming more copies than its slot holds would make the fold read past it.
+        // A pending record claiming more copies than its buffer holds would make the fold read past it.
         foreach (var copies in new[] { 0, RoutingStateLayout.MaxCopies + 1 })
         {
             var badCopies = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, record with { Copies = copies }));
             Assert.Equal(("pending", copies), (badCopies.ParamName, badCopies.ActualValue));
         }
 
-        // At the most experts a slot holds fewer copies than the most: one more is refused too.
+        // At the most experts a buffer holds fewer copies than the most: one more is refused too.
         using var wide = new LauncherState(device, RoutingStateLayout.MaxExperts);
         var tooMany = RoutingStateLayout.BufferLength / RoutingStateLayout.MaxExperts + 1;
         var wideCopies = Assert.Throws<ArgumentOutOfRangeException>(

@@ -131,7 +131,7 @@ public sealed class DevicePropertyTests
         {
             var ids = Ids(random, 4000, experts, step % 2 == 0 ? "skewed" : "invalid");
             var loss = step / 10f;
-            // Three kinds of record in turn, so that each kind lands in both batch slots, and now and then one with no ids.
+            // Three kinds of record in turn, so that each kind lands in both batch buffers, and now and then one with no ids.
             switch (step % 5 == 4 ? 3 : step % 3)
             {
                 case 0:
@@ -218,7 +218,7 @@ public sealed class DevicePropertyTests
     /// The launch returns the copies its groups flushed into (more than one wherever a record runs
     /// on several groups and one copy per group is asked for); those copies sum to the ids' counts,
     /// nothing is written past them, and the fold of that record adds exactly their sum to the
-    /// token counts and leaves the slot zero.
+    /// token counts and leaves the buffer zero.
     /// </summary>
     [Theory]
     [MemberData(nameof(MultiGroupKinds))]
@@ -237,16 +237,16 @@ public sealed class DevicePropertyTests
 
         var multiGroup = device.AcceleratorType != AcceleratorType.CPU || accelerator == TestAccelerators.CpuWithFourMultiprocessors;
         Assert.InRange(counted.Copies, multiGroup ? 2 : 1, multiGroup ? RoutingStateLayout.MaxCopies : 1);
-        var slot = buffers.Counts.GetAsArray1D().AsSpan(0, RoutingStateLayout.BufferLength).ToArray();
+        var firstBuffer = buffers.Counts.GetAsArray1D().AsSpan(0, RoutingStateLayout.BufferLength).ToArray();
         var expected = new ulong[experts];
         foreach (var id in host)
         {
             expected[id]++;
         }
 
-        var summed = Enumerable.Range(0, experts).Select(e => Enumerable.Range(0, counted.Copies).Aggregate(0UL, (sum, copy) => sum + slot[copy * experts + e]));
+        var summed = Enumerable.Range(0, experts).Select(e => Enumerable.Range(0, counted.Copies).Aggregate(0UL, (sum, copy) => sum + firstBuffer[copy * experts + e]));
         Assert.Equal(expected, summed);
-        Assert.All(slot.Skip(counted.Copies * experts), count => Assert.Equal(0UL, count));
+        Assert.All(firstBuffer.Skip(counted.Copies * experts), count => Assert.Equal(0UL, count));
 
         launch(device.DefaultStream, ids.View.SubView(0, 0), buffers.Views, none, counted);
         Assert.Equal(expected, buffers.TokenCounts.GetAsArray1D());
@@ -256,7 +256,7 @@ public sealed class DevicePropertyTests
 
     /// <summary>
     /// Batches of changing size through engines whose groups flush into one copy each, a few groups
-    /// per copy, or always one copy, at expert counts whose slot holds 16, 13 and 2 copies: the state
+    /// per copy, or always one copy, at expert counts whose buffer holds 16, 13 and 2 copies: the state
     /// equals the managed engine's, counts and floats alike.
     /// </summary>
     [Theory]
@@ -317,7 +317,7 @@ public sealed class DevicePropertyTests
     private static bool Supports(Accelerator device, string counting, out string? reason) =>
         Enum.TryParse<HistogramCounting>(counting, out var library)
             ? RoutingRecordKernel.Supports(device, library, out reason)
-            : WarpAggregatedCounting.Supports(device, out reason);
+            : CandidateCounting.All.Single(c => c.Name == counting).Supports(device, out reason);
 
     /// <summary>A device engine whose record kernel has <paramref name="counting"/> and the grid rule of <paramref name="idsPerThread"/>.</summary>
     private static DeviceRoutingStats Engine(Accelerator device, RoutingStatsOptions options, string counting, int idsPerThread)

@@ -60,7 +60,7 @@ public sealed partial class KernelCompilationTests
             Assert.True(shared >= RoutingStateLayout.MaxExperts * sizeof(int), $"{shared} bytes of shared memory cannot hold the histogram");
             Assert.True(IdsLoadedBeforeAnAtomic(ptx) >= 4, "the id loop should load four ids before its first atomic");
 
-            // Groups never wait for each other: the fold group reads the slot the previous launch
+            // Groups never wait for each other: the fold group reads the batch buffer the previous launch
             // filled, so no device-wide fence (membar.gl, fence.*.gpu) is needed, and each cost
             // every group a round trip when the last group to finish folded.
             Assert.DoesNotMatch(@"\b(membar\.gl|fence\.[a-z_.]*gpu)\b", ptx);

@@ -35,7 +35,7 @@ internal sealed class LauncherState : IDisposable
 
     public MemoryBuffer1D<RoutingStateBlock, Stride1D.Dense> Block { get; }
 
-    /// <summary>Both batch slots, <see cref="RoutingStateLayout.BufferLength"/> counts each.</summary>
+    /// <summary>Both batch buffers, <see cref="RoutingStateLayout.BufferLength"/> counts each.</summary>
     public MemoryBuffer1D<ulong, Stride1D.Dense> Counts { get; }
 
     public MemoryBuffer1D<ulong, Stride1D.Dense> Invalid { get; }
