@@ -4,6 +4,7 @@ using ILGPU.Runtime;
 using MoeGpuStats.Bench.Candidates;
 using MoeGpuStats.Device;
 using MoeGpuStats.Kernels;
+using MoeGpuStats.Lab;
 
 namespace MoeGpuStats.Bench;
 
@@ -28,7 +29,7 @@ internal static class DeviceCheck
             .First();
         using var accelerator = device.CreateAccelerator(context);
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
-        Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record");
+        Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record, launch bounds {(CudaLaunchBounds.AppliesTo(accelerator) ? "applied" : "not applied")}");
         WarmUp(accelerator, experts, onCpu);
         Console.WriteLine($"An empty kernel between the same markers: {EmptyLaunchMedian(accelerator, onCpu):F1} µs (the floor under any one-launch record).");
         Console.WriteLine("| ids | record median | record read GB/s | d2d copy GB/s | read/copy | back-to-back per record | copy-to-host + managed | managed/device | checksum |");
@@ -37,10 +38,15 @@ internal static class DeviceCheck
         RecordBreakdown.Print(breakdowns);
 
         var skewLength = Option(args, "--skew-size", 1 << 24);
-        var countings = Enum.GetValues<HistogramCounting>().Where(c => Supports(accelerator, c)).ToArray();
+        var policy = RecordKernelPolicy.For(accelerator);
+        var countings = Enum.GetValues<HistogramCounting>()
+            .Where(c => Supports(accelerator, c))
+            .Select(c => (Name: c.ToString(), Create: (Func<Accelerator, RoutingRecordLauncher>)(a => RoutingRecordKernel.Create(a, policy with { Counting = c }))))
+            .Concat(CandidateCounting.All.Where(c => Times(accelerator, c)).Select(c => (c.Name, Create: (Func<Accelerator, RoutingRecordLauncher>)c.CreateDefault)))
+            .ToArray();
         Console.WriteLine();
-        Console.WriteLine($"Skewed loads, {skewLength} ids: many threads add to one bin at once. Record median, read GB/s and time against the uniform load, per histogram counting (default here {RoutingRecordKernel.DefaultCounting(accelerator)}).");
-        Console.WriteLine($"| load |{string.Concat(countings.Select(c => $" {c} | GB/s | / uniform |"))} checksum |");
+        Console.WriteLine($"Skewed loads, {skewLength} ids: many threads add to one bin at once. Record median, read GB/s and time against the uniform load, per histogram counting (default here {policy.Counting}).");
+        Console.WriteLine($"| load |{string.Concat(countings.Select(c => $" {c.Name} | GB/s | / uniform |"))} checksum |");
         Console.WriteLine($"| --- |{string.Concat(countings.Select(_ => " --- | --- | --- |"))} --- |");
         var uniform = new double[countings.Length];
         foreach (var (load, host) in SkewedLoads(skewLength, experts))
@@ -49,7 +55,8 @@ internal static class DeviceCheck
             var checksums = new HashSet<ulong>();
             for (var c = 0; c < countings.Length; c++)
             {
-                var (micros, checksum) = RecordMedian(accelerator, experts, host, onCpu, countings[c]);
+                using var ids = accelerator.Allocate1D(host);
+                var (micros, checksum) = RecordMedian(accelerator, experts, ids.View, onCpu, countings[c].Create);
                 uniform[c] = load == "uniform" ? micros : uniform[c];
                 checksums.Add(checksum);
                 cells.Add($" {micros:F1} µs | {skewLength * 4 / (micros * 1e3):F1} | {micros / uniform[c]:F2}x |");
@@ -61,15 +68,15 @@ internal static class DeviceCheck
 
         PaddingTable(accelerator, experts, sizes, onCpu);
         Queries(accelerator, experts);
-        QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct().Order()], onCpu);
+        QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingStateLayout.MaxExperts }.Distinct().Order()], onCpu);
 
         // Each extra group flushes up to E counts, so at thousands of experts fewer, longer groups
         // should pay: at 4,096 experts and 16 Mi ids, 256 ids per thread (a quarter of the groups)
         // took 50.1 µs against 85.4 on an H100 (session 11). 0 is the rule before that.
         var perBin = OptionText(args, "--ids-per-bin", "0,4,8,16,32,64").Split(',').Select(int.Parse).ToArray();
-        var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},1024,{RoutingRecordKernel.MaxExperts}").Split(',').Select(int.Parse).Distinct();
+        var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},1024,{RoutingStateLayout.MaxExperts}").Split(',').Select(int.Parse).Distinct();
         Console.WriteLine();
-        Console.WriteLine($"Grid rule: the fewest ids per expert a group takes before another group (default {RoutingRecordKernel.DefaultIdsPerBin}; 0: no such bound), with at least {RoutingRecordKernel.DefaultIdsPerThread} ids per thread (a small batch first gets a group per multiprocessor, down to {RoutingRecordKernel.FewestIdsPerThread}); record median in µs.");
+        Console.WriteLine($"Grid rule: the fewest ids per expert a group takes before another group (default {policy.IdsPerBin}; 0: no such bound), with at least {policy.IdsPerThread} ids per thread (a small batch first gets a group per multiprocessor, down to {RecordKernelPolicy.FewestIdsPerThread}); record median in µs.");
         Console.WriteLine($"| E | ids | {string.Join(" | ", perBin)} | checksum |");
         Console.WriteLine($"| --- | --- |{string.Concat(perBin.Select(_ => " --- |"))} --- |");
         foreach (var sweepE in sweepExperts)
@@ -77,26 +84,26 @@ internal static class DeviceCheck
             foreach (var length in sizes.Where(n => n >= 1 << 20))
             {
                 var host = RoutingIds.Skewed(length, sweepE);
-                var runs = perBin.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, idsPerBin: n)).ToArray();
+                var runs = perBin.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, policy with { IdsPerBin = n })).ToArray();
                 var checksums = string.Join(" ≠ ", runs.Select(run => run.Checksum).Distinct());
                 Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", runs.Select(run => run.Micros.ToString("F1")))} | {checksums} |");
             }
         }
 
-        // Every group adds up to E counts into the record's slot at the end of the record; spread
+        // Every group adds up to E counts into the record's batch buffer at the end of the record; spread
         // over copies, those atomics meet on fewer of the same addresses, and the fold sums the copies.
-        // Slots of 16,384 counts (session 9 and 10) lost at 1,024 and 4,096 experts; back to 4,096.
+        // Buffers of 16,384 counts lost at 1,024 and 4,096 experts; back to 4,096.
         var perCopy = OptionText(args, "--groups-per-copy", "0,256,128,64,32").Split(',').Select(int.Parse).ToArray();
         Console.WriteLine();
-        Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {RoutingRecordKernel.DefaultGroupsPerCopy}; 0: one copy; at most {RoutingRecordKernel.MaxCopies} copies and {RoutingRecordKernel.SlotLength} / E), record median in µs.");
+        Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {policy.GroupsPerCopy}; 0: one copy; at most {RoutingStateLayout.MaxCopies} copies and {RoutingStateLayout.BufferLength} / E), record median in µs.");
         Console.WriteLine($"| E | ids | {string.Join(" | ", perCopy.Select(n => n == 0 ? "one copy" : n.ToString()))} | checksum |");
         Console.WriteLine($"| --- | --- |{string.Concat(perCopy.Select(_ => " --- |"))} --- |");
-        foreach (var sweepE in new[] { experts, 1024, RoutingRecordKernel.MaxExperts }.Distinct())
+        foreach (var sweepE in new[] { experts, 1024, RoutingStateLayout.MaxExperts }.Distinct())
         {
             foreach (var length in sizes)
             {
                 var host = RoutingIds.Skewed(length, sweepE);
-                var runs = perCopy.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, groupsPerCopy: n == 0 ? int.MaxValue : n)).ToArray();
+                var runs = perCopy.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, policy with { GroupsPerCopy = n == 0 ? int.MaxValue : n })).ToArray();
                 var checksums = string.Join(" ≠ ", runs.Select(run => run.Checksum).Distinct());
                 Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", runs.Select(run => run.Micros.ToString("F1")))} | {checksums} |");
             }
@@ -174,7 +181,7 @@ internal static class DeviceCheck
         {
             using var ids = accelerator.Allocate1D(RoutingIds.Skewed(1 << 15, experts));
             using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts });
-            for (var i = 0; i < RoutingRecordKernel.VarianceWindow; i++)
+            for (var i = 0; i < RoutingStateLayout.VarianceWindow; i++)
             {
                 engine.RecordRouting(ids.View, 1 << 12, 8);
             }
@@ -244,12 +251,6 @@ internal static class DeviceCheck
 
     private static bool Supports(Accelerator accelerator, HistogramCounting counting)
     {
-        if (counting == HistogramCounting.WarpAggregated && accelerator.AcceleratorType == AcceleratorType.CPU)
-        {
-            Console.WriteLine($"{counting}: not timed on the CPU accelerator, which emulates the warp match with a shuffle per lane for the tests (about 1.5 s per 64 Ki ids).");
-            return false;
-        }
-
         if (!RoutingRecordKernel.Supports(accelerator, counting, out var reason))
         {
             Console.WriteLine($"{counting}: {reason}");
@@ -259,14 +260,30 @@ internal static class DeviceCheck
         return true;
     }
 
-    /// <summary>The median device time of a record in µs with <paramref name="counting"/> (null: the accelerator's default), and the checksum of one record's counts.</summary>
-    private static (double Micros, ulong Checksum) RecordMedian(
-        Accelerator accelerator, int experts, int[] host, bool onCpu, HistogramCounting? counting = null,
-        int groupsPerCopy = RoutingRecordKernel.DefaultGroupsPerCopy, int idsPerBin = RoutingRecordKernel.DefaultIdsPerBin)
+    /// <summary>Whether the device check times <paramref name="candidate"/> on <paramref name="accelerator"/>; if not, prints why.</summary>
+    internal static bool Times(Accelerator accelerator, CandidateCounting candidate)
+    {
+        if (candidate == CandidateCounting.WarpAggregated && accelerator.AcceleratorType == AcceleratorType.CPU)
+        {
+            Console.WriteLine($"{candidate.Name}: not timed on the CPU accelerator, which emulates the warp match with a shuffle per lane for the tests (about 1.5 s per 64 Ki ids).");
+            return false;
+        }
+
+        if (!candidate.Supports(accelerator, out var reason))
+        {
+            Console.WriteLine($"{candidate.Name}: {reason}");
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>The median device time of a record in µs with <paramref name="policy"/> (null: the accelerator's), and the checksum of one record's counts.</summary>
+    private static (double Micros, ulong Checksum) RecordMedian(Accelerator accelerator, int experts, int[] host, bool onCpu, RecordKernelPolicy? policy = null)
     {
         using var ids = accelerator.Allocate1D(host);
-        var chosen = counting ?? RoutingRecordKernel.DefaultCounting(accelerator);
-        return RecordMedian(accelerator, experts, ids.View, onCpu, a => RoutingRecordKernel.Create(a, RoutingRecordKernel.DefaultIdsPerThread, chosen, groupsPerCopy, idsPerBin));
+        var chosen = policy ?? RecordKernelPolicy.For(accelerator);
+        return RecordMedian(accelerator, experts, ids.View, onCpu, a => RoutingRecordKernel.Create(a, chosen));
     }
 
     /// <summary>The median device time of a record of <paramref name="ids"/> with the record kernel <paramref name="createRecord"/> loads, and the checksum of one record's counts.</summary>

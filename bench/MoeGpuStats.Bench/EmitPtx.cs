@@ -1,6 +1,6 @@
 using ILGPU.Runtime.Cuda;
-using MoeGpuStats.Bench.Candidates;
 using MoeGpuStats.Kernels;
+using MoeGpuStats.Lab;
 
 namespace MoeGpuStats.Bench;
 
@@ -24,7 +24,7 @@ internal static class EmitPtx
         foreach (var candidate in CandidateCounting.All)
         {
             var ptx = KernelPtx.Generate(candidate.Kernel, launchBounds: true, CudaArchitecture.SM_90, CudaInstructionSet.ISA_78);
-            Write(folder, $"{nameof(RoutingRecordKernel)}.{candidate.Name}", ptx);
+            Write(folder, candidate.KernelName, ptx);
         }
 
         return 0;

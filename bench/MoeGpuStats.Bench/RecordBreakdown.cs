@@ -21,12 +21,12 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     {
         var bareRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareReadKernel);
         var bareQuadRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareQuadReadKernel);
-        var histogramOnly = RoutingRecordKernel.DefaultCounting(accelerator) == HistogramCounting.QuadLoadRuns
-            ? accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<QuadLoadRunCounting<BranchedRunStep>>)
-            : accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<ThreadRunCounting<BranchedRunStep>>);
+        var histogramOnly = RecordKernelPolicy.For(accelerator).Counting == HistogramCounting.QuadLoadRuns
+            ? accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<QuadLoadRunCounting>)
+            : accelerator.LoadKernel<ArrayView<int>, int, ArrayView<ulong>, int, int>(HistogramOnlyKernel<ThreadRunCounting>);
         var alignedStart = IdAlignment.AlignedStart(accelerator, ids);
         using var sink = accelerator.Allocate1D<int>(1);
-        using var histogram = accelerator.Allocate1D<ulong>(RoutingRecordKernel.SlotLength);
+        using var histogram = accelerator.Allocate1D<ulong>(RoutingStateLayout.BufferLength);
         var readConfig = RecordGrid(accelerator, bareRead.GetKernel(), ids.Length, experts).Config;
         var (histogramConfig, copies) = RecordGrid(accelerator, histogramOnly.GetKernel(), ids.Length, experts);
         bareRead(stream, readConfig, ids, sink.View);
@@ -58,27 +58,27 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
 
     /// <summary>
     /// The record kernel's launches with no pending record, median of <paramref name="reps"/>: its
-    /// counting alone, in state buffers of its own (the slot's counts grow; nothing folds them).
+    /// counting alone, in state buffers of its own (the buffer's counts grow; nothing folds them).
     /// </summary>
     private static double CountingOnlyMedian(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps)
     {
         var launch = RoutingRecordKernel.Create(accelerator);
         using var block = accelerator.Allocate1D<RoutingStateBlock>(1);
-        using var counts = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
-        using var invalid = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
-        using var padded = accelerator.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        using var counts = accelerator.Allocate1D<ulong>(RoutingStateLayout.BatchHistogramLength);
+        using var invalid = accelerator.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
+        using var padded = accelerator.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
         using var sums = accelerator.Allocate1D<double>(experts);
         using var perExpert = accelerator.Allocate1D<ulong>(experts);
         using var floats = accelerator.Allocate1D<float>(experts);
-        using var ring = accelerator.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
+        using var ring = accelerator.Allocate1D<float>(RoutingStateLayout.VarianceWindow);
         var state = new RoutingStateViews
         {
             State = block.View, BatchHistogram = counts.View, BatchInvalid = invalid.View, BatchPaddedTokens = padded.View,
             UtilizationSums = sums.View, TokenCounts = perExpert.View,
             Utilization = floats.View, DecayedUtilization = floats.View, VarianceHistory = ring.View,
         };
-        var record = new RecordArguments { Experts = experts, Slot = 0, TopK = 1 };
-        var none = new RecordArguments { Slot = -1 };
+        var record = new RecordArguments { Experts = experts, Buffer = 0, TopK = 1 };
+        var none = new RecordArguments { Buffer = -1 };
         counts.MemSetToZero(stream);
         invalid.MemSetToZero(stream);
         padded.MemSetToZero(stream);
@@ -93,7 +93,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     /// <summary>The record kernel's grid rule (<see cref="CountingGrid"/>), for another kernel, and the histogram copies it sets.</summary>
     private static (KernelConfig Config, int Copies) RecordGrid(Accelerator accelerator, Kernel kernel, long length, int experts)
     {
-        var grid = CountingGrid.For(accelerator, kernel, CountingGridRule.Default);
+        var grid = CountingGrid.For(accelerator, kernel, RecordKernelPolicy.For(accelerator));
         var groups = grid.Groups(length, experts, reserved: 0);
         return (new KernelConfig(groups, grid.GroupSize), grid.Copies(groups, experts));
     }
@@ -123,7 +123,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
 
     /// <summary>
     /// As <see cref="BareReadKernel"/>, with one 128-bit load for four consecutive ids, two in flight
-    /// per thread (<see cref="QuadLoadRunCounting{TStep}"/>'s loads, on ids that start 16-byte aligned): the most
+    /// per thread (<see cref="QuadLoadRunCounting"/>'s loads, on ids that start 16-byte aligned): the most
     /// that counting can reach. The ids after the last whole quad are left out, as the read needs no count.
     /// </summary>
     private static void BareQuadReadKernel(ArrayView<int> ids, ArrayView<int> sink)
@@ -155,7 +155,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     private static void HistogramOnlyKernel<TCounting>(ArrayView<int> ids, int alignedStart, ArrayView<ulong> histogram, int experts, int copies)
         where TCounting : struct, IHistogramCounting
     {
-        var bins = SharedMemory.Allocate<int>(RoutingRecordKernel.MaxExperts + 1);
+        var bins = SharedMemory.Allocate<int>(RoutingStateLayout.MaxExperts + 1);
         for (var e = Group.IdxX; e <= experts; e += Group.DimX)
         {
             bins[e] = 0;

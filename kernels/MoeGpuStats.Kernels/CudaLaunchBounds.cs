@@ -17,8 +17,9 @@ namespace MoeGpuStats.Kernels;
 /// </summary>
 /// <remarks>
 /// ILGPU builds a loadable kernel only from its own compiled form, whose constructor and entry point
-/// are internal: they are reached by reflection, for ILGPU 1.5.3. Where they are missing
-/// (<see cref="Supported"/> is false) kernels load as ILGPU compiles them.
+/// are internal: they are reached by reflection, for ILGPU 1.5.3 (Directory.Packages.props pins it).
+/// Where they are missing (<see cref="Supported"/> is false) kernels load as ILGPU compiles them;
+/// the device engine then logs a warning and says so (<c>DeviceRoutingStats.RecordKernelHasLaunchBounds</c>).
 /// </remarks>
 internal static class CudaLaunchBounds
 {
@@ -31,15 +32,30 @@ internal static class CudaLaunchBounds
 
     private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(MethodInfo Kernel, int GroupSize), Kernel>> Loaded = new();
 
+    /// <summary>PTX's performance-tuning directives that bound a launch.</summary>
+    private static readonly string[] LaunchBoundDirectives = [".maxntid ", ".reqntid ", ".minnctapersm ", ".maxnctapersm ", ".maxnreg "];
+
     /// <summary>Whether this ILGPU has the internals that <see cref="Load"/> needs.</summary>
     public static bool Supported => CompiledKernelConstructor is not null && EntryPointProperty is not null;
+
+    /// <summary>The ILGPU internals that <see cref="Load"/> needs and this ILGPU lacks, for a log; empty when <see cref="Supported"/>.</summary>
+    public static string Missing => string.Join(
+        " and ",
+        new[]
+        {
+            CompiledKernelConstructor is null ? $"{nameof(PTXCompiledKernel)}'s internal constructor (context, entry point, info, PTX)" : null,
+            EntryPointProperty is null ? $"{nameof(CompiledKernel)}.EntryPoint" : null,
+        }.OfType<string>());
+
+    /// <summary>Whether the record kernels load on <paramref name="accelerator"/> with launch bounds: on CUDA, where this ILGPU allows it.</summary>
+    public static bool AppliesTo(Accelerator accelerator) => accelerator is CudaAccelerator && Supported;
 
     /// <summary>
     /// <paramref name="ptx"/> with its entry limited to groups of <paramref name="groupSize"/> threads,
     /// as many of which as <paramref name="threadsPerMultiprocessor"/> allows must fit on a
     /// multiprocessor at once.
     /// </summary>
-    /// <exception cref="ArgumentException"><paramref name="ptx"/> has no entry with a body.</exception>
+    /// <exception cref="ArgumentException"><paramref name="ptx"/> has no entry with a body, or its entry has launch bounds already.</exception>
     public static string Add(string ptx, int groupSize, int threadsPerMultiprocessor)
     {
         // The directives go between the entry's parameter list and its body.
@@ -48,6 +64,16 @@ internal static class CudaLaunchBounds
         if (body < 0)
         {
             throw new ArgumentException("The PTX has no kernel entry with a body.", nameof(ptx));
+        }
+
+        // An ILGPU that emits launch bounds itself would otherwise get a second, possibly contradicting set.
+        var header = ptx.AsSpan(entry, body - entry);
+        foreach (var directive in LaunchBoundDirectives)
+        {
+            if (header.Contains(directive, StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"The PTX's entry has launch bounds already ({directive.Trim()}).", nameof(ptx));
+            }
         }
 
         var groupsPerMultiprocessor = Math.Max(1, threadsPerMultiprocessor / groupSize);

@@ -6,26 +6,16 @@ namespace MoeGpuStats.Kernels;
 /// <remarks>
 /// All give the same counts; they differ in how many shared-memory atomics a skewed load costs
 /// (many threads adding to one bin at once serialize on it) and in how the ids are loaded. On an
-/// H200 and an H100, thread runs kept every skewed load measured within 1.04× of the uniform time,
-/// and warp aggregation was slower on every load (docs/performance.md).
-/// <see cref="RoutingRecordKernel.DefaultCounting"/> picks one per accelerator.
+/// H200 and an H100, thread runs kept every skewed load measured within 1.04× of the uniform time
+/// (docs/performance.md). <see cref="RecordKernelPolicy.For"/> picks one per accelerator.
 /// </remarks>
-public enum HistogramCounting
+internal enum HistogramCounting
 {
     /// <summary>
     /// Each thread counts its equal consecutive ids in a register and adds a run at once: one hot
     /// expert (a k = 1 router that collapsed) costs about one atomic per thread. Runs on every accelerator.
     /// </summary>
     ThreadRuns,
-
-    /// <summary>
-    /// The lanes of a warp that hold the same id add it once, with their number (CUDA's
-    /// <c>match.any</c>, sm_70 or newer; emulated with shuffles on the CPU accelerator): a few hot
-    /// experts that alternate (all tokens sent to the same k experts) cost one atomic per hot
-    /// expert per warp step instead of one per id. Slower than <see cref="ThreadRuns"/> on every load
-    /// measured on an H200 and an H100 (about 5–6× on uniform ids): each id pays a match and a local store.
-    /// </summary>
-    WarpAggregated,
 
     /// <summary>
     /// <see cref="ThreadRuns"/> with one 128-bit load for four consecutive ids, a run for each of the
@@ -43,7 +33,7 @@ internal interface IHistogramCounting
     /// <summary>Adds this thread's ids to <paramref name="bins"/>: an id in range to its bin, any other to <c>bins[experts]</c>.</summary>
     /// <param name="ids">The record's ids.</param>
     /// <param name="alignedStart">The index of the first id on a 16-byte boundary (<see cref="RecordArguments.AlignedStart"/>).</param>
-    /// <param name="bins">The group's shared histogram, <paramref name="experts"/> + 1 bins (the last counts the ids out of range), and from <c>MaxExperts + 1</c> on the counting's <see cref="ScratchBins"/>, uncleared.</param>
+    /// <param name="bins">The group's shared histogram, <paramref name="experts"/> + 1 bins (the last counts the ids out of range).</param>
     /// <param name="experts">Ids at or above this, and negative ids, are out of range.</param>
     /// <param name="groups">The counting groups, <c>0</c> to <c>groups − 1</c>, whose threads share the ids by grid stride.</param>
     void CountShare(ArrayView<int> ids, int alignedStart, ArrayView<int> bins, int experts, int groups);
@@ -53,12 +43,6 @@ internal interface IHistogramCounting
     /// the −1 ids it counted as out of range, and the padded tokens whose first slot it counted.
     /// </summary>
     void CountPadding(ArrayView<int> ids, int alignedStart, int topK, int groups, ref int emptySlots, ref int paddedTokens);
-
-    /// <summary>
-    /// The shared ints this counting uses after the histogram's, from <c>bins[MaxExperts + 1]</c> on
-    /// (a constant: it sizes the kernel's static shared memory).
-    /// </summary>
-    int ScratchBins { get; }
 }
 
 /// <summary>The bin an id is counted in: its own when in range, else the one after the experts'.</summary>

@@ -13,13 +13,10 @@ namespace MoeGpuStats.Kernels;
 /// <c>ptxas -v</c> and <c>cuobjdump -sass</c> read to show registers, shared memory and the
 /// instructions (<c>MoeGpuStats.Bench --emit-ptx DIR</c> writes it out).
 /// </summary>
-public static class KernelPtx
+internal static class KernelPtx
 {
     /// <summary>The kernels' names, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes them.</summary>
-    public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), WarpAggregatedRecordKernel, QuadLoadRecordKernel, nameof(UtilizationQueryKernel)];
-
-    /// <summary>The record kernel with <see cref="HistogramCounting.WarpAggregated"/>, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
-    public const string WarpAggregatedRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.WarpAggregated);
+    public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel)];
 
     /// <summary>The record kernel with <see cref="HistogramCounting.QuadLoadRuns"/>, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
     public const string QuadLoadRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.QuadLoadRuns);
@@ -56,6 +53,9 @@ public static class KernelPtx
     /// <summary>The kernel's entry point, for any ILGPU backend.</summary>
     internal static EntryPointDescription EntryPoint(string kernel) => EntryPointDescription.FromExplicitlyGroupedKernel(Method(kernel));
 
+    /// <summary>The entry point of <paramref name="kernel"/> (an explicitly grouped kernel method), for any ILGPU backend.</summary>
+    internal static EntryPointDescription EntryPoint(MethodInfo kernel) => EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
+
     /// <summary>The record kernel with <typeparamref name="TCounting"/>.</summary>
     internal static MethodInfo RecordKernel<TCounting>()
         where TCounting : struct, IHistogramCounting =>
@@ -63,9 +63,8 @@ public static class KernelPtx
 
     private static MethodInfo Method(string kernel) => kernel switch
     {
-        nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting<BranchedRunStep>>(),
-        WarpAggregatedRecordKernel => RecordKernel<WarpAggregatedCounting>(),
-        QuadLoadRecordKernel => RecordKernel<QuadLoadRunCounting<BranchedRunStep>>(),
+        nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting>(),
+        QuadLoadRecordKernel => RecordKernel<QuadLoadRunCounting>(),
         nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
         _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
     };

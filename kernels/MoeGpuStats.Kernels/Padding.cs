@@ -45,7 +45,7 @@ internal static class Padding
         paddedTokens++;
     }
 
-    /// <summary><see cref="Check"/> at every position a grid-stride counting gives this thread (<see cref="ThreadRunCounting{TStep}"/>, <see cref="WarpAggregatedCounting"/>).</summary>
+    /// <summary><see cref="Check"/> at every position a grid-stride counting gives this thread (<see cref="ThreadRunCounting"/>, and the device check's warp-aggregated counting).</summary>
     public static void CheckStrided(ArrayView<int> ids, int topK, int groups, ref int emptySlots, ref int paddedTokens)
     {
         var threads = (long)groups * Group.DimX;

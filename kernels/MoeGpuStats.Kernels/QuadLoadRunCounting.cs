@@ -4,11 +4,10 @@ using ILGPU.Runtime;
 namespace MoeGpuStats.Kernels;
 
 /// <summary>
-/// <see cref="HistogramCounting.QuadLoadRuns"/> with <see cref="BranchedRunStep"/> (the device check
-/// times other steps): each thread loads four consecutive ids with one 128-bit load, two loads in
+/// <see cref="HistogramCounting.QuadLoadRuns"/>: each thread loads four consecutive ids with one 128-bit load, two loads in
 /// flight, and keeps a run for each of the four places. A thread's loads stay a multiple of 8 ids
 /// apart, so with k = 8 each place sees the same place of every token it reads, and a collapsed
-/// router's runs stay unbroken, as in <see cref="ThreadRunCounting{TStep}"/>.
+/// router's runs stay unbroken, as in <see cref="ThreadRunCounting"/>.
 /// </summary>
 /// <remarks>
 /// One load instruction and one address computation for four ids instead of four, and 32 bytes in
@@ -17,14 +16,10 @@ namespace MoeGpuStats.Kernels;
 /// the ids, which the launcher finds on the host (<see cref="IdAlignment"/>); the ids before it and
 /// after the last whole quad, three at most each, are counted one by one by the first threads.
 /// </remarks>
-internal readonly struct QuadLoadRunCounting<TStep> : IHistogramCounting
-    where TStep : struct, IRunStep
+internal readonly struct QuadLoadRunCounting : IHistogramCounting
 {
-    public int ScratchBins => default(TStep).ScratchBins;
-
     public void CountShare(ArrayView<int> ids, int alignedStart, ArrayView<int> bins, int experts, int groups)
     {
-        var step = default(TStep);
         var threads = groups * Group.DimX;
         var thread = Grid.IdxX * Group.DimX + Group.IdxX;
         for (var head = thread; head < alignedStart; head += threads)
@@ -48,23 +43,23 @@ internal readonly struct QuadLoadRunCounting<TStep> : IHistogramCounting
             var window = quads.SubView(i);
             var p = window[0];
             var q = window[threads];
-            step.Count(bins, experts, p.A, ref idA, ref runA);
-            step.Count(bins, experts, p.B, ref idB, ref runB);
-            step.Count(bins, experts, p.C, ref idC, ref runC);
-            step.Count(bins, experts, p.D, ref idD, ref runD);
-            step.Count(bins, experts, q.A, ref idA, ref runA);
-            step.Count(bins, experts, q.B, ref idB, ref runB);
-            step.Count(bins, experts, q.C, ref idC, ref runC);
-            step.Count(bins, experts, q.D, ref idD, ref runD);
+            Runs.Count(bins, experts, p.A, ref idA, ref runA);
+            Runs.Count(bins, experts, p.B, ref idB, ref runB);
+            Runs.Count(bins, experts, p.C, ref idC, ref runC);
+            Runs.Count(bins, experts, p.D, ref idD, ref runD);
+            Runs.Count(bins, experts, q.A, ref idA, ref runA);
+            Runs.Count(bins, experts, q.B, ref idB, ref runB);
+            Runs.Count(bins, experts, q.C, ref idC, ref runC);
+            Runs.Count(bins, experts, q.D, ref idD, ref runD);
         }
 
         if (i < quads.Length)
         {
             var p = quads[i];
-            step.Count(bins, experts, p.A, ref idA, ref runA);
-            step.Count(bins, experts, p.B, ref idB, ref runB);
-            step.Count(bins, experts, p.C, ref idC, ref runC);
-            step.Count(bins, experts, p.D, ref idD, ref runD);
+            Runs.Count(bins, experts, p.A, ref idA, ref runA);
+            Runs.Count(bins, experts, p.B, ref idB, ref runB);
+            Runs.Count(bins, experts, p.C, ref idC, ref runC);
+            Runs.Count(bins, experts, p.D, ref idD, ref runD);
         }
 
         // Equal runs joined first: all ids to one expert would otherwise cost four atomics per thread
@@ -75,10 +70,10 @@ internal readonly struct QuadLoadRunCounting<TStep> : IHistogramCounting
         Join(idC, ref runC, idB, ref runB);
         Join(idC, ref runC, idA, ref runA);
         Join(idB, ref runB, idA, ref runA);
-        step.Flush(bins, experts, idA, runA);
-        step.Flush(bins, experts, idB, runB);
-        step.Flush(bins, experts, idC, runC);
-        step.Flush(bins, experts, idD, runD);
+        Runs.Flush(bins, experts, idA, runA);
+        Runs.Flush(bins, experts, idB, runB);
+        Runs.Flush(bins, experts, idC, runC);
+        Runs.Flush(bins, experts, idD, runD);
     }
 
     public void CountPadding(ArrayView<int> ids, int alignedStart, int topK, int groups, ref int emptySlots, ref int paddedTokens)

@@ -9,7 +9,7 @@ namespace MoeGpuStats.Kernels;
 /// Field meanings follow the seed's <c>RoutingStats</c> and <c>CapacityStats</c>.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct RoutingStateBlock
+internal struct RoutingStateBlock
 {
     /// <summary>Batches folded in.</summary>
     public ulong TotalRoutings;
@@ -73,23 +73,23 @@ public struct RoutingStateBlock
 }
 
 /// <summary>The device buffers one routing state consists of, passed to every kernel as one argument.</summary>
-public struct RoutingStateViews
+internal struct RoutingStateViews
 {
     /// <summary>The scalars (one element).</summary>
     public ArrayView<RoutingStateBlock> State;
 
     /// <summary>
-    /// Two batch slots of <see cref="RoutingRecordKernel.SlotLength"/> counts each (slot 0, then
-    /// slot 1): a record is counted into one while the record before it is folded from the other,
-    /// which the fold leaves zero. A slot holds <see cref="RecordArguments.Copies"/> histograms of E
-    /// counts one after another.
+    /// Two batch buffers of <see cref="RoutingStateLayout.BufferLength"/> counts each (buffer 0, then
+    /// buffer 1): a record is counted into one while the record before it is folded from the other,
+    /// which the fold leaves zero. A buffer holds <see cref="RecordArguments.Copies"/> histograms of E
+    /// counts one after another (<see cref="RoutingStateLayout"/>).
     /// </summary>
     public ArrayView<ulong> BatchHistogram;
 
-    /// <summary>The invalid id count of each batch slot (two elements); zero once folded.</summary>
+    /// <summary>The invalid id count of each batch buffer (two elements); zero once folded.</summary>
     public ArrayView<ulong> BatchInvalid;
 
-    /// <summary>The padded tokens (all k ids −1) of each batch slot (two elements); zero once folded.</summary>
+    /// <summary>The padded tokens (all k ids −1) of each batch buffer (two elements); zero once folded.</summary>
     public ArrayView<ulong> BatchPaddedTokens;
 
     /// <summary>Per expert, the f64 sum over batches of <c>count / tokens</c>: <see cref="Utilization"/> is it over the batches.</summary>
@@ -104,12 +104,12 @@ public struct RoutingStateViews
     /// <summary>Exponentially decayed utilization per expert.</summary>
     public ArrayView<float> DecayedUtilization;
 
-    /// <summary>Ring buffer of per-batch load variances.</summary>
+    /// <summary>Ring of per-batch load variances, by ring position.</summary>
     public ArrayView<float> VarianceHistory;
 }
 
 /// <summary>The host-known scalars of one record, passed by value as a kernel argument.</summary>
-public struct RecordArguments
+internal struct RecordArguments
 {
     /// <summary>Experts in this batch.</summary>
     public int Experts;
@@ -138,14 +138,13 @@ public struct RecordArguments
     /// <summary>Decay of the decayed utilization; negative when it is off.</summary>
     public float UtilizationDecay;
 
-    /// <summary>The batch slot (0 or 1) the record is counted into and folded from; −1 for no record.</summary>
-    public int Slot;
+    /// <summary>The batch buffer (0 or 1) the record is counted into and folded from; −1 for no record.</summary>
+    public int Buffer;
 
     /// <summary>
-    /// The copies of the slot's histogram the record's counting groups add into (group g into copy
+    /// The copies of the buffer's histogram the record's counting groups add into (group g into copy
     /// g mod <see cref="Copies"/>, each <see cref="Experts"/> counts long), which the fold sums: 1 to
-    /// <see cref="RoutingRecordKernel.MaxCopies"/>, and at most <see cref="RoutingRecordKernel.SlotLength"/>
-    /// / <see cref="Experts"/>. The launcher sets it for the record it counts and returns it.
+    /// <see cref="RoutingStateLayout.CopiesHeld"/> at <see cref="Experts"/>. The launcher sets it for the record it counts and returns it.
     /// </summary>
     public int Copies;
 

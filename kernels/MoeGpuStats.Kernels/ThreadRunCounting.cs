@@ -2,19 +2,11 @@ using ILGPU;
 
 namespace MoeGpuStats.Kernels;
 
-/// <summary>
-/// Equal consecutive ids of a thread counted as runs, each id added to its run by
-/// <typeparamref name="TStep"/>: <see cref="HistogramCounting.ThreadRuns"/> with <see cref="BranchedRunStep"/>
-/// (the device check times other steps).
-/// </summary>
-internal readonly struct ThreadRunCounting<TStep> : IHistogramCounting
-    where TStep : struct, IRunStep
+/// <summary><see cref="HistogramCounting.ThreadRuns"/>: equal consecutive ids of a thread counted as <see cref="Runs"/>.</summary>
+internal readonly struct ThreadRunCounting : IHistogramCounting
 {
-    public int ScratchBins => default(TStep).ScratchBins;
-
     public void CountShare(ArrayView<int> ids, int alignedStart, ArrayView<int> bins, int experts, int groups)
     {
-        var step = default(TStep);
         // Four independent loads per thread before any atomic keep 16 bytes per thread in flight,
         // which a read-once kernel needs to approach the memory bandwidth.
         // The four come from one view per iteration at 32-bit offsets: indexing the whole view with
@@ -30,18 +22,18 @@ internal readonly struct ThreadRunCounting<TStep> : IHistogramCounting
             var b = window[threads];
             var c = window[2 * threads];
             var d = window[3 * threads];
-            step.Count(bins, experts, a, ref runId, ref run);
-            step.Count(bins, experts, b, ref runId, ref run);
-            step.Count(bins, experts, c, ref runId, ref run);
-            step.Count(bins, experts, d, ref runId, ref run);
+            Runs.Count(bins, experts, a, ref runId, ref run);
+            Runs.Count(bins, experts, b, ref runId, ref run);
+            Runs.Count(bins, experts, c, ref runId, ref run);
+            Runs.Count(bins, experts, d, ref runId, ref run);
         }
 
         for (; i < ids.Length; i += threads)
         {
-            step.Count(bins, experts, ids[i], ref runId, ref run);
+            Runs.Count(bins, experts, ids[i], ref runId, ref run);
         }
 
-        step.Flush(bins, experts, runId, run);
+        Runs.Flush(bins, experts, runId, run);
     }
 
     public void CountPadding(ArrayView<int> ids, int alignedStart, int topK, int groups, ref int emptySlots, ref int paddedTokens) =>

@@ -5,7 +5,7 @@ using static MoeGpuStats.Kernels.UnfusedMath;
 namespace MoeGpuStats.Kernels;
 
 /// <summary>What one query launch returns: every utilization figure and one variance trend.</summary>
-public struct UtilizationQueryResult
+internal struct UtilizationQueryResult
 {
     /// <summary>Mean utilization.</summary>
     public float Mean;
@@ -36,7 +36,7 @@ public struct UtilizationQueryResult
 }
 
 /// <summary>Launches one query over the state into a one-element result view.</summary>
-public delegate void UtilizationQueryLauncher(AcceleratorStream stream, RoutingStateViews state, int trendWindow, ArrayView<UtilizationQueryResult> result);
+internal delegate void UtilizationQueryLauncher(AcceleratorStream stream, RoutingStateViews state, int trendWindow, ArrayView<UtilizationQueryResult> result);
 
 /// <summary>
 /// The reductions behind the read queries, in one launch of one group: at most 4,096 experts and
@@ -50,22 +50,22 @@ public delegate void UtilizationQueryLauncher(AcceleratorStream stream, RoutingS
 /// per <c>UtilizationCv()</c> at 1,024 experts on an H200. The sums stay sequential because a
 /// reordered float sum differs in the last bits.
 /// </remarks>
-public static class UtilizationQueryKernel
+internal static class UtilizationQueryKernel
 {
     private const float RustF32Epsilon = 1.1920929E-07f;
 
     internal static void Kernel(RoutingStateViews state, int trendWindow, ArrayView<UtilizationQueryResult> result)
     {
-        var utilization = SharedMemory.Allocate<float>(RoutingRecordKernel.MaxExperts);
-        var variances = SharedMemory.Allocate<float>(RoutingRecordKernel.VarianceWindow);
+        var utilization = SharedMemory.Allocate<float>(RoutingStateLayout.MaxExperts);
+        var variances = SharedMemory.Allocate<float>(RoutingStateLayout.VarianceWindow);
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
         // Clamped so that a block written by anyone but the record kernel cannot make the staging
         // read or write outside its arrays (the record kernel keeps all three within these bounds).
-        var experts = Within(state.State[0].Experts, RoutingRecordKernel.MaxExperts);
-        var count = Within(state.State[0].VarianceCount, RoutingRecordKernel.VarianceWindow);
+        var experts = Within(state.State[0].Experts, RoutingStateLayout.MaxExperts);
+        var count = Within(state.State[0].VarianceCount, RoutingStateLayout.VarianceWindow);
         var length = trendWindow < count ? trendWindow : count;
-        var oldest = Within(state.State[0].VarianceHead, RoutingRecordKernel.VarianceWindow - 1) + count - length;
+        var oldest = Within(state.State[0].VarianceHead, RoutingStateLayout.VarianceWindow - 1) + count - length;
 
         for (var e = thread; e < experts; e += groupSize)
         {
@@ -74,7 +74,7 @@ public static class UtilizationQueryKernel
 
         for (var i = thread; i < length; i += groupSize)
         {
-            variances[i] = state.VarianceHistory[(oldest + i) % RoutingRecordKernel.VarianceWindow];
+            variances[i] = state.VarianceHistory[(oldest + i) % RoutingStateLayout.VarianceWindow];
         }
 
         Group.Barrier();
@@ -150,10 +150,10 @@ public static class UtilizationQueryKernel
         var config = new KernelConfig(1, RoutingRecordKernel.GroupSize(accelerator));
         return (stream, state, trendWindow, result) =>
         {
-            if (result.Length < 1 || state.State.Length < 1 || state.VarianceHistory.Length < RoutingRecordKernel.VarianceWindow)
+            if (result.Length < 1 || state.State.Length < 1 || state.VarianceHistory.Length < RoutingStateLayout.VarianceWindow)
             {
                 throw new ArgumentException(
-                    $"The query needs a result element, the state block and {RoutingRecordKernel.VarianceWindow} variances; it got {result.Length}, {state.State.Length} and {state.VarianceHistory.Length}.",
+                    $"The query needs a result element, the state block and {RoutingStateLayout.VarianceWindow} variances; it got {result.Length}, {state.State.Length} and {state.VarianceHistory.Length}.",
                     result.Length < 1 ? nameof(result) : nameof(state));
             }
 

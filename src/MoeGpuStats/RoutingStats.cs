@@ -74,7 +74,7 @@ public sealed partial class RoutingStats : IDisposable
     {
         options ??= new RoutingStatsOptions();
         options.Validate();
-        var stats = AcceleratorSelection.Create(Environment.GetEnvironmentVariable(AcceleratorVariable), options);
+        var stats = AcceleratorSelection.Create(Environment.GetEnvironmentVariable(AcceleratorVariable), options, logger);
         if (logger is not null)
         {
             Log.EngineSelected(logger, stats._engine.Name, stats.DeviceName);

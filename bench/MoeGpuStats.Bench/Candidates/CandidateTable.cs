@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Kernels;
+using MoeGpuStats.Lab;
 
 namespace MoeGpuStats.Bench.Candidates;
 
@@ -14,15 +15,15 @@ internal static class CandidateTable
 {
     public static void Print(Accelerator accelerator, int experts, IReadOnlyList<long> sizes, long skewLength, bool onCpu)
     {
-        var library = RoutingRecordKernel.DefaultCounting(accelerator);
-        var countings = new[] { library, HistogramCounting.ThreadRuns, HistogramCounting.QuadLoadRuns }
+        var library = RecordKernelPolicy.For(accelerator);
+        var countings = new[] { library.Counting, HistogramCounting.ThreadRuns, HistogramCounting.QuadLoadRuns }
             .Distinct()
             .Where(c => RoutingRecordKernel.Supports(accelerator, c, out _))
-            .Select(c => (Name: c == library ? $"{c} (library)" : c.ToString(), Create: (Func<Accelerator, RoutingRecordLauncher>)(a => RoutingRecordKernel.Create(a, RoutingRecordKernel.DefaultIdsPerThread, c))))
-            .Concat(CandidateCounting.All.Select(c => (c.Name, c.Create)))
+            .Select(c => (Name: c == library.Counting ? $"{c} (library)" : c.ToString(), Create: (Func<Accelerator, RoutingRecordLauncher>)(a => RoutingRecordKernel.Create(a, library with { Counting = c }))))
+            .Concat(CandidateCounting.All.Where(c => DeviceCheck.Times(accelerator, c)).Select(c => (c.Name, Create: (Func<Accelerator, RoutingRecordLauncher>)c.CreateDefault)))
             .ToArray();
         Console.WriteLine();
-        Console.WriteLine($"Countings, the library's default here first, then its other countings and the candidates (not in the library until measured better here): record median in µs (the mean of one timing in order and one in reverse), E = {experts}.");
+        Console.WriteLine($"Countings, the library's default here first, then its other countings and the candidates of bench/MoeGpuStats.Lab (not in the library: measured slower, or not yet measured): record median in µs (the mean of one timing in order and one in reverse), E = {experts}.");
         Console.WriteLine($"| load | ids |{string.Concat(countings.Select(c => $" {c.Name} |"))} checksum |");
         Console.WriteLine($"| --- | --- |{string.Concat(countings.Select(_ => " --- |"))} --- |");
         foreach (var length in sizes)

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using Microsoft.Extensions.Logging;
 using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Device;
@@ -7,7 +8,7 @@ namespace MoeGpuStats.Device;
 /// <summary>Picks the engine for <see cref="RoutingStats.Create"/>: CUDA, then OpenCL, then managed.</summary>
 internal static class AcceleratorSelection
 {
-    public static RoutingStats Create(string? requested, RoutingStatsOptions options)
+    public static RoutingStats Create(string? requested, RoutingStatsOptions options, ILogger? logger)
     {
         var choice = requested?.Trim().ToLowerInvariant();
         if (choice is "managed")
@@ -38,7 +39,7 @@ internal static class AcceleratorSelection
 
                 var accelerator = device.CreateAccelerator(context);
                 var owned = new OwnedDevice(context, accelerator);
-                return new RoutingStats(new DeviceRoutingEngine(new DeviceRoutingStats(accelerator, options), owned));
+                return new RoutingStats(new DeviceRoutingEngine(new DeviceRoutingStats(accelerator, options, stream: null, logger), owned));
             }
         }
         catch

@@ -12,7 +12,7 @@ public sealed class CountingGridTests
     private const int Wave = Multiprocessors * 8;
 
     private static CountingGrid Grid(int idsPerBin) =>
-        new(CountingGridRule.Default with { IdsPerBin = idsPerBin }, groupSize: 256, Multiprocessors, Wave);
+        new(new RecordKernelPolicy { IdsPerBin = idsPerBin }, groupSize: 256, Multiprocessors, Wave);
 
     [Theory]
     [InlineData(1 << 15, 256, 32)]              // a small batch: a group per 4 ids per thread, fewer than the multiprocessors
@@ -23,21 +23,21 @@ public sealed class CountingGridTests
     [InlineData(1 << 20, 4096, Multiprocessors)] // 16 groups of 65,536 ids; a group per multiprocessor first
     [InlineData(1L << 27, 4096, Wave - 1)]      // 2,048 groups of 65,536 ids would not fit one wave
     public void LargeExpertCountsTakeMoreIdsPerGroup(long ids, int experts, int groups) =>
-        Assert.Equal(groups, Grid(RoutingRecordKernel.DefaultIdsPerBin).Groups(ids, experts, reserved: 1));
+        Assert.Equal(groups, Grid(RecordKernelPolicy.DefaultIdsPerBin).Groups(ids, experts, reserved: 1));
 
     [Fact]
     public void NoIdsPerBinBoundIsTheRuleByIdsPerThreadAlone()
     {
         Assert.Equal(Wave, Grid(idsPerBin: 0).Groups(1 << 24, 4096, reserved: 0));
-        Assert.Equal(Wave, Grid(RoutingRecordKernel.DefaultIdsPerBin).Groups(1 << 24, 256, reserved: 0));
+        Assert.Equal(Wave, Grid(RecordKernelPolicy.DefaultIdsPerBin).Groups(1 << 24, 256, reserved: 0));
     }
 
     [Theory]
-    [InlineData(Wave, 256, RoutingRecordKernel.MaxCopies)] // 16 copies of 256 counts fill a slot
+    [InlineData(Wave, 256, RoutingStateLayout.MaxCopies)] // 16 copies of 256 counts fill a buffer
     [InlineData(Wave, 1024, 4)]
     [InlineData(Wave, 4096, 1)]
     [InlineData(100, 64, 1)]                            // fewer groups than one copy's share
     [InlineData(200, 64, 3)]
-    public void CopiesAreOnePerGroupsPerCopyAtMostWhatASlotHolds(int groups, int experts, int copies) =>
-        Assert.Equal(copies, Grid(RoutingRecordKernel.DefaultIdsPerBin).Copies(groups, experts));
+    public void CopiesAreOnePerGroupsPerCopyAtMostWhatABufferHolds(int groups, int experts, int copies) =>
+        Assert.Equal(copies, Grid(RecordKernelPolicy.DefaultIdsPerBin).Copies(groups, experts));
 }

@@ -37,50 +37,50 @@ public sealed class DeviceBadInputTests
     /// </summary>
     [Theory]
     [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
-    public void TheRecordLauncherRefusesSlotsExpertCountsAndCopiesOutsideTheStateAndNeverWritesPastTheRing(string accelerator)
+    public void TheRecordLauncherRefusesBuffersExpertCountsAndCopiesOutsideTheStateAndNeverWritesPastTheRing(string accelerator)
     {
         var device = TestAccelerators.Require(accelerator);
         var launch = RoutingRecordKernel.Create(device);
         using var buffers = new LauncherState(device, experts: 8);
         using var ids = device.Allocate1D([0, 1, 2]);
         var state = buffers.Views;
-        var none = new RecordArguments { Slot = -1 };
+        var none = new RecordArguments { Buffer = -1 };
 
-        var slot = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 4, Slot = 2 }, none));
-        Assert.Equal(("arguments", 2), (slot.ParamName, slot.ActualValue));
-        var pendingSlot = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, new RecordArguments { Experts = 4, Slot = -2 }));
-        Assert.Equal(("pending", -2), (pendingSlot.ParamName, pendingSlot.ActualValue));
-        var experts = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = RoutingRecordKernel.MaxExperts + 1, Slot = 0 }, none));
-        Assert.Equal(RoutingRecordKernel.MaxExperts + 1, experts.ActualValue);
-        var shortState = Assert.Throws<ArgumentException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 9, Slot = 0 }, none));
+        var buffer = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 4, Buffer = 2 }, none));
+        Assert.Equal(("arguments", 2), (buffer.ParamName, buffer.ActualValue));
+        var pendingBuffer = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, new RecordArguments { Experts = 4, Buffer = -2 }));
+        Assert.Equal(("pending", -2), (pendingBuffer.ParamName, pendingBuffer.ActualValue));
+        var experts = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = RoutingStateLayout.MaxExperts + 1, Buffer = 0 }, none));
+        Assert.Equal(RoutingStateLayout.MaxExperts + 1, experts.ActualValue);
+        var shortState = Assert.Throws<ArgumentException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 9, Buffer = 0 }, none));
         Assert.Equal("state", shortState.ParamName);
 
-        var record = launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 8, Slot = 1, Tokens = 3, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f }, none);
-        Assert.Equal((1, 1), (record.Slot, record.Copies));
-        Assert.Equal([1UL, 1UL, 1UL, 0UL], buffers.Counts.GetAsArray1D().Skip(RoutingRecordKernel.SlotLength).Take(4));
+        var record = launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 8, Buffer = 1, Tokens = 3, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f }, none);
+        Assert.Equal((1, 1), (record.Buffer, record.Copies));
+        Assert.Equal([1UL, 1UL, 1UL, 0UL], buffers.Counts.GetAsArray1D().Skip(RoutingStateLayout.BufferLength).Take(4));
 
-        // A pending record claiming more copies than its slot holds would make the fold read past it.
-        foreach (var copies in new[] { 0, RoutingRecordKernel.MaxCopies + 1 })
+        // A pending record claiming more copies than its buffer holds would make the fold read past it.
+        foreach (var copies in new[] { 0, RoutingStateLayout.MaxCopies + 1 })
         {
             var badCopies = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, record with { Copies = copies }));
             Assert.Equal(("pending", copies), (badCopies.ParamName, badCopies.ActualValue));
         }
 
-        // At the most experts a slot holds fewer copies than the most: one more is refused too.
-        using var wide = new LauncherState(device, RoutingRecordKernel.MaxExperts);
-        var tooMany = RoutingRecordKernel.SlotLength / RoutingRecordKernel.MaxExperts + 1;
+        // At the most experts a buffer holds fewer copies than the most: one more is refused too.
+        using var wide = new LauncherState(device, RoutingStateLayout.MaxExperts);
+        var tooMany = RoutingStateLayout.BufferLength / RoutingStateLayout.MaxExperts + 1;
         var wideCopies = Assert.Throws<ArgumentOutOfRangeException>(
-            () => launch(device.DefaultStream, ids.View, wide.Views, none, record with { Experts = RoutingRecordKernel.MaxExperts, Copies = tooMany }));
+            () => launch(device.DefaultStream, ids.View, wide.Views, none, record with { Experts = RoutingStateLayout.MaxExperts, Copies = tooMany }));
         Assert.Equal(("pending", tooMany), (wideCopies.ParamName, wideCopies.ActualValue));
 
         Assert.Equal(0UL, buffers.Block.GetAsArray1D()[0].TotalRoutings);
 
         // A block no record kernel wrote, with a ring position past the ring: the fold updates the
         // block but drops the variance instead of writing it after the ring (here, into a guard zone).
-        using var guardedRing = device.Allocate1D<float>(2 * RoutingRecordKernel.VarianceWindow);
+        using var guardedRing = device.Allocate1D<float>(2 * RoutingStateLayout.VarianceWindow);
         guardedRing.MemSetToZero();
-        buffers.Block.View.CopyFromCPU([new RoutingStateBlock { Experts = 8, VarianceHead = 2 * RoutingRecordKernel.VarianceWindow + 200 }]);
-        launch(device.DefaultStream, ids.View, state with { VarianceHistory = guardedRing.View.SubView(0, RoutingRecordKernel.VarianceWindow) }, none, record);
+        buffers.Block.View.CopyFromCPU([new RoutingStateBlock { Experts = 8, VarianceHead = 2 * RoutingStateLayout.VarianceWindow + 200 }]);
+        launch(device.DefaultStream, ids.View, state with { VarianceHistory = guardedRing.View.SubView(0, RoutingStateLayout.VarianceWindow) }, none, record);
         Assert.Equal(1UL, buffers.Block.GetAsArray1D()[0].TotalRoutings);
         Assert.All(guardedRing.GetAsArray1D(), value => Assert.Equal(0f, value));
     }

@@ -87,7 +87,7 @@ public sealed class DeviceBehaviourTests
     }
 
     /// <summary>
-    /// Records once per slot of <paramref name="allocatedAfter"/>, writing the thread's allocated bytes
+    /// Records once per element of <paramref name="allocatedAfter"/>, writing the thread's allocated bytes
     /// after each record, and returns them before the first. Fully optimized from its first call, so
     /// that no on-stack replacement of this loop allocates in the middle of it.
     /// </summary>

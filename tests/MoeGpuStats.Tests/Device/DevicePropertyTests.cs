@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Kernels;
+using MoeGpuStats.Lab;
 
 namespace MoeGpuStats.Tests.Device;
 
@@ -130,7 +131,7 @@ public sealed class DevicePropertyTests
         {
             var ids = Ids(random, 4000, experts, step % 2 == 0 ? "skewed" : "invalid");
             var loss = step / 10f;
-            // Three kinds of record in turn, so that each kind lands in both batch slots, and now and then one with no ids.
+            // Three kinds of record in turn, so that each kind lands in both batch buffers, and now and then one with no ids.
             switch (step % 5 == 4 ? 3 : step % 3)
             {
                 case 0:
@@ -198,16 +199,16 @@ public sealed class DevicePropertyTests
         using var buffer = device.Allocate1D(ids);
         foreach (var (idsPerThread, idsPerBin) in new[] { (1, 0), (3, 0), (1, 16), (64, 16), (100_000, 0), (1, 100_000) })
         {
-            using var onDevice = new DeviceRoutingStats(device, options, stream: null, idsPerThread, HistogramCounting.ThreadRuns, idsPerBin: idsPerBin);
+            using var onDevice = new DeviceRoutingStats(device, options, stream: null, new RecordKernelPolicy { IdsPerThread = idsPerThread, IdsPerBin = idsPerBin });
             onDevice.RecordRouting(buffer.View, ids.Length, 1);
             using var snapshot = onDevice.Snapshot();
             Assert.True(managed.ExpertTokenCounts.SequenceEqual(snapshot.ExpertTokenCounts), $"{idsPerThread} ids per thread, {idsPerBin} per bin: counts differ");
             Assert.Equal(managed.InvalidExpertIds, snapshot.InvalidExpertIds);
         }
 
-        Assert.Equal("idsPerThread", Assert.Throws<ArgumentOutOfRangeException>(() => RoutingRecordKernel.Create(device, 0)).ParamName);
-        var negative = Assert.Throws<ArgumentOutOfRangeException>(() => RoutingRecordKernel.Create(device, 16, HistogramCounting.ThreadRuns, 64, -1));
-        Assert.Equal(("idsPerBin", -1), (negative.ParamName, negative.ActualValue));
+        Assert.Equal(nameof(RecordKernelPolicy.IdsPerThread), Assert.Throws<ArgumentOutOfRangeException>(() => new RecordKernelPolicy { IdsPerThread = 0 }).ParamName);
+        var negative = Assert.Throws<ArgumentOutOfRangeException>(() => RecordKernelPolicy.For(device) with { IdsPerBin = -1 });
+        Assert.Equal((nameof(RecordKernelPolicy.IdsPerBin), -1), (negative.ParamName, negative.ActualValue));
     }
 
     /// <summary>The usual kinds and a CPU accelerator whose records run on several groups.</summary>
@@ -217,7 +218,7 @@ public sealed class DevicePropertyTests
     /// The launch returns the copies its groups flushed into (more than one wherever a record runs
     /// on several groups and one copy per group is asked for); those copies sum to the ids' counts,
     /// nothing is written past them, and the fold of that record adds exactly their sum to the
-    /// token counts and leaves the slot zero.
+    /// token counts and leaves the buffer zero.
     /// </summary>
     [Theory]
     [MemberData(nameof(MultiGroupKinds))]
@@ -225,27 +226,27 @@ public sealed class DevicePropertyTests
     {
         var device = TestAccelerators.Require(accelerator);
         const int experts = 61;
-        var launch = RoutingRecordKernel.Create(device, idsPerThread: 1, HistogramCounting.ThreadRuns, groupsPerCopy: 1, idsPerBin: 0);
+        var launch = RoutingRecordKernel.Create(device, new RecordKernelPolicy { IdsPerThread = 1, GroupsPerCopy = 1, IdsPerBin = 0 });
         using var buffers = new LauncherState(device, experts);
         var host = Ids(new Random(5), 20_000, experts, "uniform");
         using var ids = device.Allocate1D(host);
-        var none = new RecordArguments { Slot = -1 };
-        var arguments = new RecordArguments { Experts = experts, Slot = 0, Tokens = host.Length, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f };
+        var none = new RecordArguments { Buffer = -1 };
+        var arguments = new RecordArguments { Experts = experts, Buffer = 0, Tokens = host.Length, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f };
 
         var counted = launch(device.DefaultStream, ids.View, buffers.Views, arguments, none);
 
         var multiGroup = device.AcceleratorType != AcceleratorType.CPU || accelerator == TestAccelerators.CpuWithFourMultiprocessors;
-        Assert.InRange(counted.Copies, multiGroup ? 2 : 1, multiGroup ? RoutingRecordKernel.MaxCopies : 1);
-        var slot = buffers.Counts.GetAsArray1D().AsSpan(0, RoutingRecordKernel.SlotLength).ToArray();
+        Assert.InRange(counted.Copies, multiGroup ? 2 : 1, multiGroup ? RoutingStateLayout.MaxCopies : 1);
+        var firstBuffer = buffers.Counts.GetAsArray1D().AsSpan(0, RoutingStateLayout.BufferLength).ToArray();
         var expected = new ulong[experts];
         foreach (var id in host)
         {
             expected[id]++;
         }
 
-        var summed = Enumerable.Range(0, experts).Select(e => Enumerable.Range(0, counted.Copies).Aggregate(0UL, (sum, copy) => sum + slot[copy * experts + e]));
+        var summed = Enumerable.Range(0, experts).Select(e => Enumerable.Range(0, counted.Copies).Aggregate(0UL, (sum, copy) => sum + firstBuffer[copy * experts + e]));
         Assert.Equal(expected, summed);
-        Assert.All(slot.Skip(counted.Copies * experts), count => Assert.Equal(0UL, count));
+        Assert.All(firstBuffer.Skip(counted.Copies * experts), count => Assert.Equal(0UL, count));
 
         launch(device.DefaultStream, ids.View.SubView(0, 0), buffers.Views, none, counted);
         Assert.Equal(expected, buffers.TokenCounts.GetAsArray1D());
@@ -255,7 +256,7 @@ public sealed class DevicePropertyTests
 
     /// <summary>
     /// Batches of changing size through engines whose groups flush into one copy each, a few groups
-    /// per copy, or always one copy, at expert counts whose slot holds 16, 13 and 2 copies: the state
+    /// per copy, or always one copy, at expert counts whose buffer holds 16, 13 and 2 copies: the state
     /// equals the managed engine's, counts and floats alike.
     /// </summary>
     [Theory]
@@ -269,7 +270,7 @@ public sealed class DevicePropertyTests
             var options = new RoutingStatsOptions { Experts = experts, UtilizationDecay = 0.9f, ExpertCapacity = 8 };
             foreach (var groupsPerCopy in new[] { 1, 3, int.MaxValue })
             {
-                var engine = new DeviceRoutingStats(device, options, stream: null, idsPerThread: 1, HistogramCounting.ThreadRuns, groupsPerCopy, idsPerBin: 0);
+                var engine = new DeviceRoutingStats(device, options, stream: null, new RecordKernelPolicy { IdsPerThread = 1, GroupsPerCopy = groupsPerCopy, IdsPerBin = 0 });
                 using var onDevice = RoutingStats.OnDevice(engine);
                 using var managed = new RoutingStats(options);
                 foreach (var length in new[] { 9_000, 1, 20_000, 700, 5_000 })
@@ -291,17 +292,18 @@ public sealed class DevicePropertyTests
             }
         }
 
-        Assert.Equal("groupsPerCopy", Assert.Throws<ArgumentOutOfRangeException>(() => RoutingRecordKernel.Create(device, 16, HistogramCounting.ThreadRuns, 0)).ParamName);
+        Assert.Equal(nameof(RecordKernelPolicy.GroupsPerCopy), Assert.Throws<ArgumentOutOfRangeException>(() => new RecordKernelPolicy { GroupsPerCopy = 0 }).ParamName);
     }
 
-    public static TheoryData<string, HistogramCounting> Countings
+    /// <summary>Every accelerator with the library's countings and the device check's <see cref="CandidateCounting"/>s, by name.</summary>
+    public static TheoryData<string, string> Countings
     {
         get
         {
-            var data = new TheoryData<string, HistogramCounting>();
+            var data = new TheoryData<string, string>();
             foreach (var kind in TestAccelerators.Kinds.Select(row => row.Data).Append(TestAccelerators.CpuWithWarpsOf32))
             {
-                foreach (var counting in Enum.GetValues<HistogramCounting>())
+                foreach (var counting in Enum.GetNames<HistogramCounting>().Concat(CandidateCounting.All.Select(c => c.Name)))
                 {
                     data.Add(kind, counting);
                 }
@@ -311,6 +313,21 @@ public sealed class DevicePropertyTests
         }
     }
 
+    /// <summary>Whether <paramref name="device"/> runs <paramref name="counting"/> (a <see cref="HistogramCounting"/> or a <see cref="CandidateCounting"/>), and if not, why.</summary>
+    private static bool Supports(Accelerator device, string counting, out string? reason) =>
+        Enum.TryParse<HistogramCounting>(counting, out var library)
+            ? RoutingRecordKernel.Supports(device, library, out reason)
+            : CandidateCounting.All.Single(c => c.Name == counting).Supports(device, out reason);
+
+    /// <summary>A device engine whose record kernel has <paramref name="counting"/> and the grid rule of <paramref name="idsPerThread"/>.</summary>
+    private static DeviceRoutingStats Engine(Accelerator device, RoutingStatsOptions options, string counting, int idsPerThread)
+    {
+        var policy = new RecordKernelPolicy { IdsPerThread = idsPerThread };
+        return Enum.TryParse<HistogramCounting>(counting, out var library)
+            ? new DeviceRoutingStats(device, options, stream: null, policy with { Counting = library })
+            : new DeviceRoutingStats(device, options, stream: null, a => CandidateCounting.All.Single(c => c.Name == counting).Create(a, policy));
+    }
+
     /// <summary>
     /// Every counting gives the managed counts on loads that make lanes share ids (hot, collapsed,
     /// long runs), with ids out of range (−1 among them), at lengths that end inside a warp, and with grids from
@@ -318,15 +335,15 @@ public sealed class DevicePropertyTests
     /// </summary>
     [Theory]
     [MemberData(nameof(Countings))]
-    public void EveryHistogramCountingGivesTheManagedCounts(string accelerator, HistogramCounting counting)
+    public void EveryHistogramCountingGivesTheManagedCounts(string accelerator, string counting)
     {
         var device = TestAccelerators.Require(accelerator);
         const int experts = 61;
         var options = new RoutingStatsOptions { Experts = experts };
-        if (device.AcceleratorType == AcceleratorType.OpenCL && counting != HistogramCounting.ThreadRuns)
+        if (device.AcceleratorType == AcceleratorType.OpenCL && counting != nameof(HistogramCounting.ThreadRuns))
         {
-            Assert.False(RoutingRecordKernel.Supports(device, counting, out var reason));
-            var refused = Assert.Throws<NotSupportedException>(() => new DeviceRoutingStats(device, options, stream: null, 16, counting));
+            Assert.False(Supports(device, counting, out var reason));
+            var refused = Assert.Throws<NotSupportedException>(() => Engine(device, options, counting, 16));
             Assert.Equal(reason, refused.Message);
             Assert.Contains("OpenCL", refused.Message);
             return;
@@ -347,7 +364,7 @@ public sealed class DevicePropertyTests
                 using var managed = new RoutingStats(options);
                 managed.RecordRouting(ids, length, 1);
                 using var buffer = device.Allocate1D(ids);
-                using var onDevice = new DeviceRoutingStats(device, options, stream: null, idsPerThread, counting);
+                using var onDevice = Engine(device, options, counting, idsPerThread);
                 onDevice.RecordRouting(buffer.View, length, 1);
                 using var snapshot = onDevice.Snapshot();
                 Assert.True(managed.ExpertTokenCounts.SequenceEqual(snapshot.ExpertTokenCounts), $"{load}, {length} ids, {idsPerThread} per thread: counts differ");

@@ -30,6 +30,6 @@ public sealed class GroupSumTests
     {
         var partials = SharedMemory.Allocate<long>(RoutingRecordKernel.PreferredGroupSize);
         var index = Grid.GlobalIndex.X;
-        sums[index] = RoutingRecordKernel.GroupSum(values[index], partials);
+        sums[index] = GroupReduction.Sum(values[index], partials);
     }
 }

@@ -5,7 +5,9 @@ using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
+using ILGPU.Backends.EntryPoints;
 using MoeGpuStats.Kernels;
+using MoeGpuStats.Lab;
 
 namespace MoeGpuStats.Tests.Device;
 
@@ -24,12 +26,13 @@ public sealed partial class KernelCompilationTests
 
     private const int QuerySharedBudgetBytes = 32 * 1024;
 
-    public static TheoryData<string> Kernels => [.. KernelPtx.Kernels];
+    /// <summary>The library's kernels and the record kernel with each of the device check's <see cref="CandidateCounting"/>s.</summary>
+    public static TheoryData<string> Kernels => [.. KernelPtx.Kernels, .. CandidateCounting.All.Select(c => c.KernelName)];
 
-    public static TheoryData<string> RecordKernels => [nameof(RoutingRecordKernel), KernelPtx.WarpAggregatedRecordKernel, KernelPtx.QuadLoadRecordKernel];
+    public static TheoryData<string> RecordKernels => [nameof(RoutingRecordKernel), CandidateCounting.WarpAggregated.KernelName, KernelPtx.QuadLoadRecordKernel];
 
     /// <summary>The kernels an OpenCL device runs (warp aggregation and quad loads are CUDA's and the CPU accelerator's).</summary>
-    public static TheoryData<string> OpenClKernels => [.. KernelPtx.Kernels.Where(k => k != KernelPtx.WarpAggregatedRecordKernel && k != KernelPtx.QuadLoadRecordKernel)];
+    public static TheoryData<string> OpenClKernels => [.. KernelPtx.Kernels.Where(k => k != KernelPtx.QuadLoadRecordKernel)];
 
     [Theory]
     [MemberData(nameof(Kernels))]
@@ -54,10 +57,10 @@ public sealed partial class KernelCompilationTests
         if (isRecordKernel)
         {
             Assert.Matches(@"(red|atom)\.(add\.)?shared\.(add\.)?u32", ptx);
-            Assert.True(shared >= RoutingRecordKernel.MaxExperts * sizeof(int), $"{shared} bytes of shared memory cannot hold the histogram");
+            Assert.True(shared >= RoutingStateLayout.MaxExperts * sizeof(int), $"{shared} bytes of shared memory cannot hold the histogram");
             Assert.True(IdsLoadedBeforeAnAtomic(ptx) >= 4, "the id loop should load four ids before its first atomic");
 
-            // Groups never wait for each other: the fold group reads the slot the previous launch
+            // Groups never wait for each other: the fold group reads the batch buffer the previous launch
             // filled, so no device-wide fence (membar.gl, fence.*.gpu) is needed, and each cost
             // every group a round trip when the last group to finish folded.
             Assert.DoesNotMatch(@"\b(membar\.gl|fence\.[a-z_.]*gpu)\b", ptx);
@@ -65,7 +68,7 @@ public sealed partial class KernelCompilationTests
 
         // match.any exists from sm_70 on: only the kernel that needs it may carry it, so the
         // default kernel still loads on older GPUs.
-        if (kernel == KernelPtx.WarpAggregatedRecordKernel)
+        if (kernel == CandidateCounting.WarpAggregated.KernelName)
         {
             Assert.Matches(@"\bmatch\.any\.sync\.b32\b", ptx);
         }
@@ -143,7 +146,7 @@ public sealed partial class KernelCompilationTests
         Assert.True(CudaLaunchBounds.Supported, "ILGPU's PTXCompiledKernel constructor or CompiledKernel.EntryPoint is gone: launch bounds cannot be loaded.");
         using var context = Context.Create(builder => builder.Default());
         using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_78, nvvmAPI: null);
-        var compiled = (PTXCompiledKernel)backend.Compile(KernelPtx.EntryPoint(kernel), KernelSpecialization.Empty);
+        var compiled = (PTXCompiledKernel)backend.Compile(EntryPoint(kernel), KernelSpecialization.Empty);
         var bounded = CudaLaunchBounds.WithPtx(compiled, ptx);
         Assert.Equal((ptx, compiled.Name, compiled.NumParameters), (bounded.PTXAssembly, bounded.Name, bounded.NumParameters));
     }
@@ -156,7 +159,7 @@ public sealed partial class KernelCompilationTests
         var pocl = new CLCapabilityContext(float16: false, float64: true, genericAddressSpace: true, int64_Atomics: true, subGroups: false);
         using var backend = new CLBackend(context, pocl, CLDeviceVendor.Other, CLCVersion.CL20);
 
-        var source = ((CLCompiledKernel)backend.Compile(KernelPtx.EntryPoint(kernel), KernelSpecialization.Empty)).Source;
+        var source = ((CLCompiledKernel)backend.Compile(EntryPoint(kernel), KernelSpecialization.Empty)).Source;
 
         Assert.Single(Regex.Matches(source, @"\bkernel\s+void\b"));
 
@@ -171,7 +174,14 @@ public sealed partial class KernelCompilationTests
     }
 
     private static string Ptx(string kernel, CudaInstructionSet instructionSet) =>
-        KernelPtx.Generate(kernel, CudaArchitecture.SM_90, instructionSet);
+        Candidate(kernel) is { } candidate
+            ? KernelPtx.Generate(candidate.Kernel, launchBounds: true, CudaArchitecture.SM_90, instructionSet)
+            : KernelPtx.Generate(kernel, CudaArchitecture.SM_90, instructionSet);
+
+    private static EntryPointDescription EntryPoint(string kernel) =>
+        Candidate(kernel) is { } candidate ? KernelPtx.EntryPoint(candidate.Kernel) : KernelPtx.EntryPoint(kernel);
+
+    private static CandidateCounting? Candidate(string kernel) => CandidateCounting.All.SingleOrDefault(c => c.KernelName == kernel);
 
     private static string Unbounded(string ptx) => Regex.Replace(ptx, @"\n\.maxntid [^\n]*\n\.minnctapersm \d+", "");
 

@@ -10,12 +10,12 @@ internal sealed class LauncherState : IDisposable
     public LauncherState(Accelerator device, int experts)
     {
         Block = device.Allocate1D<RoutingStateBlock>(1);
-        Counts = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots * RoutingRecordKernel.SlotLength);
-        Invalid = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        Counts = device.Allocate1D<ulong>(RoutingStateLayout.BatchHistogramLength);
+        Invalid = device.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
         TokenCounts = device.Allocate1D<ulong>(experts);
         Floats = device.Allocate1D<float>(experts);
-        Ring = device.Allocate1D<float>(RoutingRecordKernel.VarianceWindow);
-        PaddedTokens = device.Allocate1D<ulong>(RoutingRecordKernel.BatchSlots);
+        Ring = device.Allocate1D<float>(RoutingStateLayout.VarianceWindow);
+        PaddedTokens = device.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
         Sums = device.Allocate1D<double>(experts);
         PaddedTokens.MemSetToZero();
         Sums.MemSetToZero();
@@ -35,7 +35,7 @@ internal sealed class LauncherState : IDisposable
 
     public MemoryBuffer1D<RoutingStateBlock, Stride1D.Dense> Block { get; }
 
-    /// <summary>Both batch slots, <see cref="RoutingRecordKernel.SlotLength"/> counts each.</summary>
+    /// <summary>Both batch buffers, <see cref="RoutingStateLayout.BufferLength"/> counts each.</summary>
     public MemoryBuffer1D<ulong, Stride1D.Dense> Counts { get; }
 
     public MemoryBuffer1D<ulong, Stride1D.Dense> Invalid { get; }

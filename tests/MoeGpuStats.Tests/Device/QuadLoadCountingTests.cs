@@ -26,7 +26,7 @@ public sealed class QuadLoadCountingTests
         var host = DevicePropertyTests.Ids(new Random(31), 100_000, experts, "invalid");
         using var buffer = device.Allocate1D(host);
         var options = new RoutingStatsOptions { Experts = experts };
-        using var onDevice = new DeviceRoutingStats(device, options, stream: null, RoutingRecordKernel.DefaultIdsPerThread, HistogramCounting.QuadLoadRuns);
+        using var onDevice = new DeviceRoutingStats(device, options, stream: null, new RecordKernelPolicy { Counting = HistogramCounting.QuadLoadRuns });
         using var managed = new RoutingStats(options);
         foreach (var start in Enumerable.Range(0, 8))
         {

@@ -16,7 +16,7 @@ public sealed class UtilizationQueryKernelTests
     public static IEnumerable<(string Name, float[] Utilization)> UtilizationCases()
     {
         var random = new Random(3);
-        yield return ("4,096 random", [.. Enumerable.Range(0, RoutingRecordKernel.MaxExperts).Select(_ => (float)random.NextDouble())]);
+        yield return ("4,096 random", [.. Enumerable.Range(0, RoutingStateLayout.MaxExperts).Select(_ => (float)random.NextDouble())]);
         yield return ("1,000 with ties", [.. Enumerable.Range(0, 1000).Select(i => (i * 37 % 11) / 10f)]);
         yield return ("one expert", [0.25f]);
         yield return ("13 with NaN first", [float.NaN, 0.5f, -0f, 0f, 0.5f, 0.1f, float.PositiveInfinity, 0.1f, 0.3f, 0f, -0f, 0.2f, 0.5f]);
@@ -83,9 +83,9 @@ public sealed class UtilizationQueryKernelTests
     public void AnOutOfRangeBlockIsClampedToTheArrays(string accelerator)
     {
         var device = TestAccelerators.Require(accelerator);
-        var values = Enumerable.Range(0, RoutingRecordKernel.MaxExperts).Select(i => i % 7 / 7f).ToArray();
-        var history = Enumerable.Range(0, RoutingRecordKernel.VarianceWindow).Select(i => i * 0.5f).ToArray();
-        using var state = new StateBuffers(device, values, history, head: 0, blockExperts: RoutingRecordKernel.MaxExperts + 500, blockVariances: 5000);
+        var values = Enumerable.Range(0, RoutingStateLayout.MaxExperts).Select(i => i % 7 / 7f).ToArray();
+        var history = Enumerable.Range(0, RoutingStateLayout.VarianceWindow).Select(i => i * 0.5f).ToArray();
+        using var state = new StateBuffers(device, values, history, head: 0, blockExperts: RoutingStateLayout.MaxExperts + 500, blockVariances: 5000);
 
         var result = state.Run(UtilizationQueryKernel.Create(device), trendWindow: 5000);
 
@@ -119,7 +119,7 @@ public sealed class UtilizationQueryKernelTests
         public StateBuffers(Accelerator device, float[] utilization, float[] history, int head, int? blockExperts = null, int? blockVariances = null, int? blockHead = null)
         {
             _device = device;
-            var ring = new float[RoutingRecordKernel.VarianceWindow];
+            var ring = new float[RoutingStateLayout.VarianceWindow];
             for (var i = 0; i < history.Length; i++)
             {
                 ring[(head + i) % ring.Length] = history[i];

@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Kernels;
+using MoeGpuStats.Lab;
 using MoeGpuStats.Tests.Device;
 
 namespace MoeGpuStats.Tests.Engines;
@@ -20,9 +21,9 @@ public sealed class RecordSemanticsTests
     {
         "managed" => new RoutingStats(options),
         "cpu-quad-loads" => RoutingStats.OnDevice(new DeviceRoutingStats(
-            TestAccelerators.Require("cpu"), options, null, RoutingRecordKernel.DefaultIdsPerThread, HistogramCounting.QuadLoadRuns)),
+            TestAccelerators.Require("cpu"), options, null, new RecordKernelPolicy { Counting = HistogramCounting.QuadLoadRuns })),
         "cpu-warp-aggregated" => RoutingStats.OnDevice(new DeviceRoutingStats(
-            TestAccelerators.Require(TestAccelerators.CpuWithWarpsOf32), options, null, RoutingRecordKernel.DefaultIdsPerThread, HistogramCounting.WarpAggregated)),
+            TestAccelerators.Require(TestAccelerators.CpuWithWarpsOf32), options, null, CandidateCounting.WarpAggregated.CreateDefault)),
         _ => RoutingStats.OnDevice(TestAccelerators.Require(engine), options),
     };
 
@@ -250,9 +251,9 @@ public sealed class RecordSemanticsTests
         state.Block.View.CopyFromCPU(new[] { new RoutingStateBlock { TotalRoutings = BillionLess1, TotalTokens = 4 * BillionLess1, RoutedSlots = 8 * BillionLess1, LoadBalanceLossSum = 2.0 * BillionLess1, Experts = 2 } });
         state.Sums.View.CopyFromCPU(new[] { 1.25 * BillionLess1, 0.75 * BillionLess1 });
         using var ids = device.Allocate1D(new[] { 0, 0, 0, 0, 0, 1, 1, 1 });
-        var none = new RecordArguments { Slot = -1 };
+        var none = new RecordArguments { Buffer = -1 };
         var record = launch(device.DefaultStream, ids.View, state.Views,
-            new RecordArguments { Experts = 2, Slot = 0, Tokens = 4, TopK = 2, SlotsPerExpert = 100, LoadBalanceLoss = 2f, UtilizationDecay = -1f }, none);
+            new RecordArguments { Experts = 2, Buffer = 0, Tokens = 4, TopK = 2, SlotsPerExpert = 100, LoadBalanceLoss = 2f, UtilizationDecay = -1f }, none);
         launch(device.DefaultStream, ids.View.SubView(0, 0), state.Views, none, record);
         device.DefaultStream.Synchronize();
         var block = state.Block.GetAsArray1D()[0];

@@ -1,17 +1,42 @@
+using System.Diagnostics.CodeAnalysis;
 using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
+using MoeGpuStats.Kernels;
 using static ILGPU.IntrinsicMath.BitOperations;
 
-namespace MoeGpuStats.Kernels;
+namespace MoeGpuStats.Lab;
 
 /// <summary>
-/// <see cref="HistogramCounting.WarpAggregated"/>: for each id a warp loads, the lowest lane of the
-/// lanes holding that id adds their number. The loop bounds depend only on the warp's first index,
-/// so all lanes of a warp run every iteration together, as the warp-wide match needs.
+/// Warp aggregation: for each id a warp loads, the lowest lane of the lanes holding that id adds
+/// their number (CUDA's <c>match.any</c>, sm_70 or newer; emulated with shuffles on the CPU
+/// accelerator). A few hot experts that alternate (all tokens sent to the same k experts) cost one
+/// atomic per hot expert per warp step instead of one per id. The loop bounds depend only on the
+/// warp's first index, so all lanes of a warp run every iteration together, as the warp-wide match needs.
 /// </summary>
+/// <remarks>
+/// Not in the library: slower than <see cref="HistogramCounting.ThreadRuns"/> on every load measured
+/// on an H200 and an H100 (about 5–6× on uniform ids): each id pays a match and a local store
+/// (docs/performance.md).
+/// </remarks>
 internal readonly struct WarpAggregatedCounting : IHistogramCounting
 {
-    public int ScratchBins => 0;
+    /// <summary>Whether <paramref name="accelerator"/> can aggregate warps in the record kernel's groups, and if not, why.</summary>
+    public static bool Supports(Accelerator accelerator, [NotNullWhen(false)] out string? reason)
+    {
+        var groupSize = RoutingRecordKernel.GroupSize(accelerator);
+        reason = accelerator switch
+        {
+            CudaAccelerator { Architecture: { } sm } when sm.Major < 7 =>
+                $"Warp-aggregated counting needs match.any (sm_70 or newer); {accelerator.Name} is {sm}.",
+            CudaAccelerator or CPUAccelerator when groupSize % accelerator.WarpSize != 0 =>
+                $"Warp-aggregated counting needs whole warps: groups of {groupSize} threads on {accelerator.Name}, warps of {accelerator.WarpSize}.",
+            CudaAccelerator or CPUAccelerator => null,
+            _ => $"Warp-aggregated counting runs on CUDA and the CPU accelerator, not on {accelerator.AcceleratorType} ({accelerator.Name}).",
+        };
+        return reason is null;
+    }
 
     public void CountShare(ArrayView<int> ids, int alignedStart, ArrayView<int> bins, int experts, int groups)
     {

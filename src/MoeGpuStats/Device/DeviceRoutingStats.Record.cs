@@ -1,0 +1,181 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Engines;
+using MoeGpuStats.Kernels;
+
+namespace MoeGpuStats.Device;
+
+/// <summary>Records: one launch each, counting this record and folding the pending one.</summary>
+public sealed partial class DeviceRoutingStats
+{
+    /// <summary>
+    /// Enqueues one record from the router's top-k ids, laid out <c>[tokens, topK]</c>, and returns
+    /// without waiting for the device. Ids outside <c>[0, E)</c> are counted as invalid.
+    /// </summary>
+    /// <remarks>
+    /// The ids are read when <see cref="Stream"/> reaches the record, not when this call returns:
+    /// write them on <see cref="Stream"/>, or order the writer's stream against it (on CUDA with
+    /// <see cref="Interop.CudaStreamBridge"/>). Another stream's write can overtake the record; on
+    /// OpenCL, whose queues have no implicit order, it did (PoCL 5, counts of the next batch).
+    /// </remarks>
+    /// <param name="topKExpertIds">At least <c>tokens * topK</c> ids on <see cref="Accelerator"/> (memory owned by anyone).</param>
+    /// <param name="tokens">Tokens in the batch.</param>
+    /// <param name="topK">Experts per token.</param>
+    /// <param name="loadBalanceLoss">The router's load-balancing loss, if it computed one on the host.</param>
+    /// <param name="routerZLoss">The router's z-loss, if it computed one on the host.</param>
+    /// <param name="tokensDropped">Dropped tokens; ignored when <see cref="RoutingStatsOptions.ExpertCapacity"/> derives them.</param>
+    /// <exception cref="ArgumentException">The view is invalid, too short or on another accelerator, or a scalar is out of range.</exception>
+    /// <exception cref="InvalidOperationException">No expert count is known (set <see cref="RoutingStatsOptions.Experts"/>).</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        RecordChecks.Validate(_options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        RecordValidated(topKExpertIds, RecordChecks.ResolveExperts(_options, _experts), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+    }
+
+    /// <summary>The record from a view, for callers that ran <see cref="RecordChecks"/> already (the facade).</summary>
+    internal void RecordValidated(ArrayView<int> topKExpertIds, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            CheckExperts(experts);
+            var length = (long)tokens * topK;
+            if (length > 0 && topKExpertIds.GetAccelerator() != Accelerator)
+            {
+                throw new ArgumentException(
+                    $"The view lives on '{topKExpertIds.GetAccelerator()?.Name}', not on this engine's accelerator '{Accelerator.Name}'.",
+                    nameof(topKExpertIds));
+            }
+
+            Launch(length > 0 ? topKExpertIds.SubView(0, length) : EmptyIds, Arguments(experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss));
+        }
+    }
+
+    /// <summary>
+    /// Records a batch of top-k ids that is on the host: one copy to the device (ILGPU's host copy
+    /// waits for the stream, so the caller may reuse the span at once), then one launch.
+    /// </summary>
+    /// <exception cref="ArgumentException">Too few ids, or a scalar is out of range.</exception>
+    /// <exception cref="InvalidOperationException">No expert count is known.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        RecordChecks.Validate(_options, topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        RecordValidated(topKExpertIds, RecordChecks.ResolveExperts(_options, _experts), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+    }
+
+    /// <summary>The record from host ids, for callers that ran <see cref="RecordChecks"/> already (the facade).</summary>
+    internal void RecordValidated(ReadOnlySpan<int> topKExpertIds, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            CheckExperts(experts);
+            var length = tokens * topK;
+            if (_hostIds.Length < length)
+            {
+                var grown = Allocate<int>(length);
+                // The pending record's launch may still be reading the old buffer; a free does not
+                // wait for it on every API (CUDA's may, OpenCL's defers, neither is ILGPU's promise).
+                Stream.Synchronize();
+                _hostIds.Dispose();
+                _hostIds = grown;
+            }
+
+            var view = _hostIds.View.SubView(0, length);
+            view.CopyFromCPU(Stream, topKExpertIds[..length]);
+            Launch(view, Arguments(experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss));
+        }
+    }
+
+    /// <summary>
+    /// Records a decision whose histogram is on the host: one copy of E counts to the device
+    /// (synchronous, so the caller may reuse the decision at once) and one launch.
+    /// </summary>
+    /// <exception cref="ArgumentException">The decision is invalid (see <see cref="RoutingStats.RecordRouting(RoutingDecision)"/>) or has too many experts.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
+    public void RecordRouting(RoutingDecision decision)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        RoutingDecisionValidator.Validate(decision, nameof(decision));
+        RecordValidated(decision);
+    }
+
+    /// <summary>The record of a decision that <see cref="RoutingDecisionValidator"/> accepted already (the facade).</summary>
+    internal void RecordValidated(RoutingDecision decision)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var counts = decision.ExpertCapacities;
+            if (counts.Count > RoutingStatsOptions.MaxDeviceExperts)
+            {
+                throw new ArgumentException($"The decision has {counts.Count} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts}.", nameof(decision));
+            }
+
+            var staged = _hostHistogram.AsSpan(0, counts.Count);
+            for (var i = 0; i < staged.Length; i++)
+            {
+                staged[i] = (ulong)counts[i];
+            }
+
+            // CopyFromCPU waits for the stream, so the staging array is free again when it returns;
+            // the buffer is free because the launch that folded its last record is done.
+            _batchHistogram.View.SubView(RoutingStateLayout.BufferStart(NextBuffer), staged.Length).CopyFromCPU(Stream, staged);
+            // TopK 0: a histogram the caller counted, whose units are tokens, and no capacity derives drops.
+            var arguments = Arguments(counts.Count, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss);
+            arguments.ExpertCapacity = 0;
+            Launch(EmptyIds, arguments);
+        }
+    }
+
+    private ArrayView<int> EmptyIds => _hostIds.View.SubView(0, 0);
+
+    /// <summary>Arguments that name no record (batch buffer −1).</summary>
+    private static RecordArguments NoRecord => new() { Buffer = -1 };
+
+    /// <summary>The batch buffer the next record is counted into: not the pending record's (both are clear when none is pending).</summary>
+    private int NextBuffer => RoutingStateLayout.NextBuffer(_pending.Buffer);
+
+    /// <summary>Counts this record into the free batch buffer and folds the pending one, in one launch; this record is then pending.</summary>
+    private void Launch(ArrayView<int> ids, RecordArguments arguments)
+    {
+        arguments.Buffer = NextBuffer;
+        _pending = _record(Stream, ids, _views, arguments, _pending);
+        _experts = arguments.Experts;
+    }
+
+    /// <summary>Folds the pending record, if any, so that the state on the device is complete (enqueued; no wait).</summary>
+    private void FoldPending()
+    {
+        if (_pending.Buffer >= 0)
+        {
+            _record(Stream, EmptyIds, _views, NoRecord, _pending);
+            _pending = NoRecord;
+        }
+    }
+
+    private RecordArguments Arguments(int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => new()
+    {
+        Experts = experts,
+        Tokens = tokens,
+        TopK = topK,
+        TokensDropped = tokensDropped,
+        ExpertCapacity = _options.ExpertCapacity ?? 0,
+        SlotsPerExpert = _options.SlotsPerExpert,
+        LoadBalanceLoss = loadBalanceLoss,
+        RouterZLoss = routerZLoss,
+        UtilizationDecay = _options.UtilizationDecay ?? -1f,
+    };
+
+    private static void CheckExperts(int experts)
+    {
+        if (experts > RoutingStatsOptions.MaxDeviceExperts)
+        {
+            throw new ArgumentOutOfRangeException(nameof(experts), experts, $"The device engine holds at most {RoutingStatsOptions.MaxDeviceExperts} experts.");
+        }
+    }
+}
