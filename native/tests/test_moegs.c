@@ -344,7 +344,7 @@ int main(void)
     CHECK(moegs_accelerator(cpu, &where) == MOEGS_OK && where != NULL && strcmp(where, "cpu") == 0, "cpu runs on %s", where ? where : "NULL");
     CHECK(moegs_create("  Auto ", EXPERTS, 0, &h) == MOEGS_OK, "create auto: %s", moegs_last_error());
     CHECK(moegs_accelerator(h, &where) == MOEGS_OK && where != NULL
-          && (strcmp(where, "cuda") == 0 || strcmp(where, "opencl") == 0 || strcmp(where, "cpu") == 0), "auto runs on %s", where ? where : "NULL");
+          && (strcmp(where, "cuda") == 0 || strcmp(where, "opencl") == 0 || strcmp(where, "managed") == 0), "auto runs on %s", where ? where : "NULL");
     moegs_destroy(h);
     REFUSED(moegs_accelerator(cpu, NULL), MOEGS_INVALID_ARGUMENT, "out", "NULL");
     where = "unchanged";

@@ -27,7 +27,7 @@ internal sealed class NativeAggregator : IDisposable
 
         AcceleratorType[] order = accelerator switch
         {
-            "auto" => [AcceleratorType.Cuda, AcceleratorType.OpenCL, AcceleratorType.CPU],
+            "auto" => AcceleratorSelection.BestFirst,
             "cuda" => [AcceleratorType.Cuda],
             "opencl" => [AcceleratorType.OpenCL],
             "cpu" => [AcceleratorType.CPU],
@@ -38,7 +38,16 @@ internal sealed class NativeAggregator : IDisposable
         if (device is null)
         {
             _context.Dispose();
-            throw new NoDeviceException($"no {accelerator} accelerator on this machine.");
+            _context = null;
+            if (accelerator is not "auto")
+            {
+                throw new NoDeviceException($"no {accelerator} accelerator on this machine.");
+            }
+
+            // The library's rule (AcceleratorSelection): no GPU, the managed engine.
+            _stats = new RoutingStats(options);
+            Kind = "managed";
+            return;
         }
 
         var caller = device.AcceleratorType == AcceleratorType.Cuda ? CudaContextScope.CurrentContext() : IntPtr.Zero;

@@ -5,9 +5,16 @@ using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Device;
 
-/// <summary>Picks the engine for <see cref="RoutingStats.Create"/>: CUDA, then OpenCL, then managed.</summary>
+/// <summary>
+/// The one rule for the best engine present: CUDA, then OpenCL, then the managed engine.
+/// <see cref="RoutingStats.Create"/>, the CLI and the C API's <c>"auto"</c> all follow it; ILGPU's CPU
+/// accelerator runs only when asked for (<c>cpu</c>), as it is slower than the managed engine.
+/// </summary>
 internal static class AcceleratorSelection
 {
+    /// <summary>The accelerators tried, in order, before the managed engine.</summary>
+    public static readonly AcceleratorType[] BestFirst = [AcceleratorType.Cuda, AcceleratorType.OpenCL];
+
     public static RoutingStats Create(string? requested, RoutingStatsOptions options, ILogger? logger)
     {
         var choice = requested?.Trim().ToLowerInvariant();
@@ -18,7 +25,7 @@ internal static class AcceleratorSelection
 
         AcceleratorType[] order = choice switch
         {
-            null or "" => [AcceleratorType.Cuda, AcceleratorType.OpenCL],
+            null or "" => BestFirst,
             "cuda" => [AcceleratorType.Cuda],
             "opencl" => [AcceleratorType.OpenCL],
             "cpu" => [AcceleratorType.CPU],
