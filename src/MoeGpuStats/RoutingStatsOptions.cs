@@ -3,8 +3,8 @@ namespace MoeGpuStats;
 /// <summary>Settings of a <see cref="RoutingStats"/> that the seed hard-codes or lacks.</summary>
 public sealed record RoutingStatsOptions
 {
-    /// <summary>The largest expert count the device engine holds (its per-expert state is allocated once).</summary>
-    public const int MaxDeviceExperts = 4096;
+    /// <summary>The largest expert count the device engine holds (its per-expert state is allocated once): 4,096.</summary>
+    public const int MaxDeviceExperts = Kernels.RoutingStateLayout.MaxExperts;
 
     /// <summary>
     /// Experts per batch when recording from top-k ids (ids outside <c>[0, Experts)</c> are counted as

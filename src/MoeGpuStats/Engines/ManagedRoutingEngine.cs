@@ -14,7 +14,7 @@ namespace MoeGpuStats.Engines;
 internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 {
     /// <summary>How many per-batch load variances are kept, as in the seed.</summary>
-    public const int HistoryWindow = 1000;
+    public const int HistoryWindow = Kernels.RoutingStateLayout.VarianceWindow;
 
     // Records, resets and copies are serialized, so that a metrics collector's snapshot on another
     // thread sees whole batches; the seed's own API is single-threaded and pays an uncontended lock.
