@@ -10,7 +10,8 @@ public sealed partial class DeviceRoutingStats
 {
     /// <summary>
     /// Enqueues one record from the router's top-k ids, laid out <c>[tokens, topK]</c>, and returns
-    /// without waiting for the device. Ids outside <c>[0, E)</c> are counted as invalid.
+    /// without waiting for the device. An id of −1 is an empty slot (a token of k of them is padding);
+    /// other ids outside <c>[0, E)</c> are counted as invalid.
     /// </summary>
     /// <remarks>
     /// The ids are read when <see cref="Stream"/> reaches the record, not when this call returns:
