@@ -18,7 +18,7 @@ internal static class PlanCommand
     {
         var file = new Argument<FileInfo>("LOAD")
         {
-            Description = "Expert loads [layers, experts]: a .npy (int32 or int64, 2-D, or 1-D for one layer), a JSON array of arrays of whole numbers, or a snapshot saved with --save (one layer: its tokens per expert).",
+            Description = "Expert loads [layers, experts]: a .npy (int8, uint8, int16, uint16, int32 or int64; 2-D, or 1-D for one layer), a JSON array of arrays of whole numbers, or a snapshot saved with --save (one layer: its tokens per expert).",
         };
         var replicas = SharedOptions.WholeNumber(
             new Option<int>("--replicas") { Description = "Physical expert slots per layer (R): at least the experts, a multiple of --gpus.", Required = true }, 1, MaxReplicas, "the physical experts per layer");
@@ -100,7 +100,7 @@ internal static class PlanCommand
         var policy = plan.Policy == PlacementPolicy.Hierarchical
             ? "hierarchical: groups packed to nodes, experts replicated within nodes, replicas packed to GPUs"
             : $"global: {plan.Nodes:N0} nodes do not divide {plan.Groups:N0} groups, so experts are replicated over all GPUs";
-        output.WriteLine($"plan {path}: {plan.Layers:N0} layers of {plan.LogicalExperts:N0} experts, {plan.PhysicalExperts:N0} slots per layer on {plan.Gpus:N0} GPUs ({plan.SlotsPerGpu:N0} each) in {plan.Nodes:N0} nodes, {plan.Groups:N0} groups");
+        output.WriteLine($"plan {path}: {Count(plan.Layers, "layer")} of {Count(plan.LogicalExperts, "expert")}, {Count(plan.PhysicalExperts, "slot")} per layer on {Count(plan.Gpus, "GPU")} ({plan.SlotsPerGpu:N0} each) in {Count(plan.Nodes, "node")}, {Count(plan.Groups, "group")}");
         output.WriteLine($"policy: {policy} (DeepSeek EPLB)");
         output.WriteLine();
         output.WriteLine("balancedness across GPUs (mean GPU load / max GPU load; 1 is even):");
@@ -237,4 +237,6 @@ internal static class PlanCommand
 
         writer.WriteEndArray();
     }
+
+    private static string Count(int count, string noun) => $"{count:N0} {noun}{(count == 1 ? "" : "s")}";
 }

@@ -41,7 +41,12 @@ internal sealed class RecordingSession
     public required string Timed { get; init; }
 
     /// <summary>Records <paramref name="steps"/> batches of <paramref name="ids"/> (filled, then recorded and timed), then reports.</summary>
-    public int Run(int steps, Span<int> ids, FillBatch fill, RecordBatch record)
+    /// <param name="steps">Batches to record.</param>
+    /// <param name="ids">The buffer each batch is filled into.</param>
+    /// <param name="fill">Fills a batch (not timed).</param>
+    /// <param name="record">Records a batch (timed).</param>
+    /// <param name="warnings">Lines for standard error once the batches are recorded, before the report (and before an endpoint kept up by --serve-after).</param>
+    public int Run(int steps, Span<int> ids, FillBatch fill, RecordBatch record, Func<IEnumerable<string>>? warnings = null)
     {
         RoutingStats stats;
         try
@@ -97,6 +102,11 @@ internal sealed class RecordingSession
                     lastReport = Stopwatch.GetTimestamp();
                 }
             }
+        }
+
+        foreach (var warning in warnings?.Invoke() ?? [])
+        {
+            Console.Error.WriteLine(warning);
         }
 
         using var snapshot = stats.Snapshot();

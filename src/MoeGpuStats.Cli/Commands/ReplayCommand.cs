@@ -93,7 +93,7 @@ internal static class ReplayCommand
                     try
                     {
                         var checks = new TraceChecks(npy.Tokens, npy.TopK);
-                        var code = session.Run(
+                        return session.Run(
                             npy.Steps - skipped,
                             ids.Span,
                             (step, batch) =>
@@ -101,13 +101,8 @@ internal static class ReplayCommand
                                 npy.ReadStep(skipped + step, batch);
                                 checks.Check(skipped + step, batch);
                             },
-                            (stats, step) => stats.RecordRouting(step, npy.Tokens, npy.TopK));
-                        foreach (var warning in checks.Warnings())
-                        {
-                            console.Error.WriteLine(warning);
-                        }
-
-                        return code;
+                            (stats, step) => stats.RecordRouting(step, npy.Tokens, npy.TopK),
+                            () => checks.Warnings(npy.Steps));
                     }
                     catch (Exception exception) when (exception is IOException or InvalidDataException)
                     {
@@ -147,6 +142,12 @@ internal sealed class TraceChecks(int tokens, int topK)
         }
 
         var first = ids[..topK];
+        if (first.IndexOfAnyExcept(-1) < 0)
+        {
+            // A step of padding alone routed nothing (and a padded token is not a token).
+            return;
+        }
+
         for (var token = 1; token < tokens; token++)
         {
             if (!ids.Slice(token * topK, topK).SequenceEqual(first))
@@ -161,9 +162,14 @@ internal sealed class TraceChecks(int tokens, int topK)
     }
 
     /// <summary>One-line warnings, none when the trace looks as a router writes it.</summary>
-    public IEnumerable<string> Warnings()
+    /// <param name="steps">The steps the file holds, so that a suggestion to skip never asks for all of them.</param>
+    public IEnumerable<string> Warnings(int steps)
     {
-        if (_synthetic > 0)
+        if (_synthetic > 0 && _synthetic == steps)
+        {
+            yield return $"warning: every step routed every token to the same experts, as warm-up passes of synthetic tokens do: this trace may hold no real traffic.";
+        }
+        else if (_synthetic > 0)
         {
             yield return _first == 0 && _last == _synthetic - 1
                 ? $"warning: the first {_synthetic:N0} step{(_synthetic == 1 ? "" : "s")} routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps {_synthetic} leaves them out."

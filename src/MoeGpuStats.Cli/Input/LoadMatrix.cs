@@ -26,7 +26,7 @@ internal static class LoadMatrix
         var loads = StartsWithNpyMagic(path) ? ReadNpy(path) : ReadJson(ReadJsonBytes(path), path);
         if (loads.GetLength(0) == 0 || loads.GetLength(1) == 0)
         {
-            throw new InvalidDataException($"{path}: [{loads.GetLength(0)}, {loads.GetLength(1)}] loads: no layer or no expert to place.");
+            throw new InvalidDataException($"{path}: no loads (a [{loads.GetLength(0)}, {loads.GetLength(1)}] matrix, or a snapshot with no batch): nothing to place.");
         }
 
         for (var layer = 0; layer < loads.GetLength(0); layer++)

@@ -159,6 +159,23 @@ public sealed partial class CommandLineTests : IDisposable
     }
 
     [Fact]
+    public void ATraceOfOnlyIdenticalStepsIsNamedWithoutSuggestingToSkipThemAll()
+    {
+        int[] ids = [3, 1, 3, 1, 3, 1, 3, 1];
+        var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "same.npy"), "<i4", "2, 2, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var (code, _, error) = Run("replay", npy, "--experts", "4");
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: every step routed every token to the same experts", error);
+        Assert.DoesNotContain("--skip-steps", error);
+
+        int[] padded = [-1, -1, -1, -1, 0, 1, 2, 3];
+        var pad = NpyIdsTests.Write(Path.Combine(_folder.FullName, "padstep.npy"), "<i4", "2, 2, 2", [.. padded.SelectMany(BitConverter.GetBytes)]);
+        var (padCode, _, padError) = Run("replay", pad, "--experts", "4");
+        Assert.Equal(ExitCodes.Ok, padCode);
+        Assert.DoesNotContain("warning", padError);
+    }
+
+    [Fact]
     public void TokensThatNameAnExpertTwiceAreWarnedAbout()
     {
         int[] ids = [0, 0, 1, 2, 3, 3, 2, 1, -1, -1];
@@ -197,6 +214,7 @@ public sealed partial class CommandLineTests : IDisposable
         };
         start.Environment[RoutingStats.AcceleratorVariable] = "managed";
         using var moegs = System.Diagnostics.Process.Start(start)!;
+        using var cleanup = new ProcessCleanup(moegs);
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
         var cancel = TestContext.Current.CancellationToken;
         string? line;
@@ -400,6 +418,7 @@ public sealed partial class CommandLineTests : IDisposable
         };
         start.Environment[RoutingStats.AcceleratorVariable] = "managed";
         using var moegs = System.Diagnostics.Process.Start(start)!;
+        using var cleanup = new ProcessCleanup(moegs);
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
 
         // The first periodic report says the loop runs, with its signal handlers in place.
@@ -426,5 +445,17 @@ public sealed partial class CommandLineTests : IDisposable
         var path = Path.Combine(_folder.FullName, name);
         RoutingStatsFile.Save(stats, path);
         return path;
+    }
+
+    /// <summary>Ends a moegs process a test started, should the test fail before the process ends.</summary>
+    private sealed class ProcessCleanup(System.Diagnostics.Process process) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
     }
 }

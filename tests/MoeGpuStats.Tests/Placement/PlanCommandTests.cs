@@ -150,7 +150,7 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("ragged.json", "[[1, 2], [3]]", "row 1 has 1 loads, row 0 has 2")]
     [InlineData("frac.json", "[[1, 2.5]]", "row 0, load 1 is 2.5; loads are whole numbers")]
     [InlineData("text.json", "\"loads\"", "JSON string; give an array of arrays")]
-    [InlineData("empty.json", "[]", "no layer or no expert")]
+    [InlineData("empty.json", "[]", "no loads")]
     [InlineData("garbage.json", "not json", "neither a .npy file nor JSON")]
     [InlineData("bad-snapshot.json", "{\"total_tokens\": \"many\"}", "not a routing statistics snapshot")]
     public void UnreadableOrMalformedFilesExitWithOneLineNamingTheFile(string name, string? content, string expected)
