@@ -123,11 +123,6 @@ def _integer(name, value, low, high):
     return value
 
 
-def _product(values):
-    result = 1
-    for value in values:
-        result *= value
-    return result
 
 
 def _ids_pointer(ids):
@@ -148,13 +143,13 @@ def _ids_pointer(ids):
             kind = getattr(ids, "dtype", interface["typestr"])
             raise TypeError(f"ids must be int32 (got {kind}); use ids.astype(numpy.int32)")
         strides = interface.get("strides")
-        contiguous = tuple(4 * _product(shape[i + 1:]) for i in range(len(shape)))
-        if strides is not None and tuple(strides) != contiguous and _product(shape) > 1:
+        contiguous = tuple(4 * math.prod(shape[i + 1:]) for i in range(len(shape)))
+        if strides is not None and tuple(strides) != contiguous and math.prod(shape) > 1:
             raise ValueError(f"ids must be C-contiguous (strides {tuple(strides)}, shape {shape}); use numpy.ascontiguousarray(ids)")
         data = interface.get("data")
         if not isinstance(data, tuple):
             raise TypeError("ids must expose their memory as an address (__array_interface__['data'] = (pointer, read_only))")
-        return data[0], _product(shape), shape, False, None
+        return data[0], math.prod(shape), shape, False, None
     if hasattr(ids, "buffer_info") and hasattr(ids, "typecode"):  # array.array
         if ids.typecode != "i" or ids.itemsize != 4:
             raise TypeError(f"ids must be an array.array('i') of int32 (got typecode {ids.typecode!r}, {ids.itemsize}-byte items)")
@@ -172,7 +167,7 @@ def _tokens_and_top_k(shape, length, tokens, top_k):
     if len(shape) == 0:
         raise ValueError("ids are a scalar (shape ()); top-k ids are shaped [..., k]")
     if len(shape) >= 2:
-        k, rows = shape[-1], _product(shape[:-1])
+        k, rows = shape[-1], math.prod(shape[:-1])
         if top_k is None:
             if k == 0:
                 raise ValueError(f"ids shaped {list(shape)} have k = 0 ids per token; top-k ids are shaped [..., k] with k >= 1")

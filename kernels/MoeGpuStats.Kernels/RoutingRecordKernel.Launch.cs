@@ -26,9 +26,10 @@ internal static partial class RoutingRecordKernel
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <remarks>
     /// The launcher throws <see cref="ArgumentOutOfRangeException"/> for a batch buffer other than −1, 0 or 1,
-    /// an expert count outside 1 to <see cref="MaxExperts"/> or a pending record's copies outside
-    /// what its buffer holds, and <see cref="ArgumentException"/> for state views too short for them,
-    /// before anything is enqueued.
+    /// an expert count outside 1 to <see cref="MaxExperts"/>, a negative <see cref="RecordArguments.TopK"/>
+    /// or <see cref="RecordArguments.Tokens"/>, a <see cref="RecordArguments.TopK"/> below 1 for a record of
+    /// ids, or a pending record's copies outside what its buffer holds, and <see cref="ArgumentException"/>
+    /// for state views too short for them, before anything is enqueued.
     /// </remarks>
     public static RoutingRecordLauncher Create(Accelerator accelerator) => Create(accelerator, RecordKernelPolicy.For(accelerator));
 

@@ -17,7 +17,7 @@ internal struct RoutingStateBlock
     /// <summary>Tokens over all batches.</summary>
     public ulong TotalTokens;
 
-    /// <summary>Dropped tokens over all batches.</summary>
+    /// <summary>Dropped tokens as callers reported them; a capacity drops slots (<see cref="SlotsDropped"/>), not tokens.</summary>
     public ulong TokensDropped;
 
     /// <summary>Top-k ids outside <c>[0, E)</c> over all batches.</summary>
@@ -56,7 +56,7 @@ internal struct RoutingStateBlock
     /// <summary>Expert count of the per-expert state (0 before the first batch).</summary>
     public int Experts;
 
-    /// <summary>Batches that dropped at least one token.</summary>
+    /// <summary>Batches that dropped at least one slot (a token, for a histogram the caller counted).</summary>
     public ulong CapacityExceededCount;
 
     /// <summary>Slots available over all batches.</summary>
@@ -95,7 +95,7 @@ internal struct RoutingStateViews
     /// <summary>Per expert, the f64 sum over batches of <c>count / tokens</c>: <see cref="Utilization"/> is it over the batches.</summary>
     public ArrayView<double> UtilizationSums;
 
-    /// <summary>Tokens per expert over all batches.</summary>
+    /// <summary>Token-expert slots per expert over all batches.</summary>
     public ArrayView<ulong> TokenCounts;
 
     /// <summary>The seed's cumulative-mean utilization per expert, as f32 (the queries read it).</summary>

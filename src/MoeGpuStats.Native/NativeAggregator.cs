@@ -21,7 +21,6 @@ internal sealed class NativeAggregator : IDisposable
         if (accelerator is "managed")
         {
             _stats = new RoutingStats(options);
-            Kind = accelerator;
             return;
         }
 
@@ -46,7 +45,6 @@ internal sealed class NativeAggregator : IDisposable
 
             // The library's rule (AcceleratorSelection): no GPU, the managed engine.
             _stats = new RoutingStats(options);
-            Kind = "managed";
             return;
         }
 
@@ -54,12 +52,6 @@ internal sealed class NativeAggregator : IDisposable
         _accelerator = device.CreateAccelerator(_context);
         try
         {
-            Kind = _accelerator.AcceleratorType switch
-            {
-                AcceleratorType.Cuda => "cuda",
-                AcceleratorType.OpenCL => "opencl",
-                _ => "cpu",
-            };
             _device = new DeviceRoutingStats(_accelerator, options);
             _stats = RoutingStats.OnDevice(_device);
             _bridge = _accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(_device) : null;
@@ -81,7 +73,7 @@ internal sealed class NativeAggregator : IDisposable
     public Lock Gate { get; } = new();
 
     /// <summary>Where the statistics live, in the C API's words: "cuda", "opencl", "cpu" or "managed".</summary>
-    public string Kind { get; }
+    public string Kind => _stats.Backend;
 
     /// <summary>ILGPU's CUDA context current until the scope ends, then the caller's again (see <see cref="CudaContextScope"/>).</summary>
     public CudaContextScope EnterDevice() => _accelerator is null ? default : CudaContextScope.Enter(_accelerator);

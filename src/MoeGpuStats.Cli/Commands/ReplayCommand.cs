@@ -101,7 +101,7 @@ internal static class ReplayCommand
                                 npy.ReadStep(skipped + step, batch);
                                 checks.Check(skipped + step, batch);
                             },
-                            (stats, step) => stats.RecordRouting(step, npy.Tokens, npy.TopK),
+                            (stats, batch) => stats.RecordRouting(batch, npy.Tokens, npy.TopK),
                             () => checks.Warnings(npy.Steps));
                     }
                     catch (Exception exception) when (exception is IOException or InvalidDataException)

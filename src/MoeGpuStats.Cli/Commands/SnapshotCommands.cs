@@ -124,18 +124,5 @@ internal static class SnapshotCommands
         stats.Options.ExpertCapacity is { } slots ? $"a capacity of {slots:N0} slots per expert" : "no capacity (the seed's placeholder of 100 slots per expert)";
 
     private static bool TryLoad(CliConsole console, FileInfo path, out RoutingStats stats) =>
-        InputFile.TryRead(console, path, "a snapshot file", LoadSnapshot, out stats);
-
-    /// <summary>A snapshot, any way it is malformed reported as <see cref="InvalidDataException"/> naming the file.</summary>
-    private static RoutingStats LoadSnapshot(string path)
-    {
-        try
-        {
-            return RoutingStatsFile.Load(path);
-        }
-        catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException)
-        {
-            throw new InvalidDataException($"{path}: not a routing statistics snapshot ({ErrorText.Of(exception)}).", exception);
-        }
-    }
+        InputFile.TryRead(console, path, "a snapshot file", SnapshotFile.Load, out stats);
 }

@@ -162,16 +162,7 @@ internal static class LoadMatrix
 
     private static long[,] FromSnapshot(string path)
     {
-        RoutingStats stats;
-        try
-        {
-            stats = RoutingStatsFile.Load(path);
-        }
-        catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException)
-        {
-            throw new InvalidDataException($"{path}: not a routing statistics snapshot ({ErrorText.Of(exception)}).", exception);
-        }
-
+        var stats = SnapshotFile.Load(path);
         using var owned = stats;
         var counts = stats.ExpertTokenCounts;
         var loads = new long[1, counts.Count];

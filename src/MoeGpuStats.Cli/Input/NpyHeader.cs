@@ -7,8 +7,8 @@ using Microsoft.Win32.SafeHandles;
 namespace MoeGpuStats.Cli.Input;
 
 /// <summary>
-/// The header of a NumPy <c>.npy</c> file (format versions 1 to 3) of little-endian int32 or int64
-/// values: where the data starts, the item size, the shape as <c>ast.literal_eval</c> reads it, and
+/// The header of a NumPy <c>.npy</c> file (format versions 1 to 3) of little-endian integer
+/// values (<see cref="NpyType"/>): where the data starts, the item size, the shape as <c>ast.literal_eval</c> reads it, and
 /// the order. Reads at most <see cref="MaxHeaderBytes"/> whatever the header claims.
 /// </summary>
 /// <param name="DataOffset">The byte offset of the first value.</param>
@@ -61,7 +61,7 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
     }
 
     /// <summary>The preamble and header of the .npy file <paramref name="file"/> of <paramref name="length"/> bytes.</summary>
-    /// <exception cref="InvalidDataException">Not a .npy file, a header longer than the file or than <see cref="MaxHeaderBytes"/>, an unreadable header, a dtype other than little-endian int32 or int64, or a shape that is not a tuple of whole numbers; the message names <paramref name="path"/>.</exception>
+    /// <exception cref="InvalidDataException">Not a .npy file, a header longer than the file or than <see cref="MaxHeaderBytes"/>, an unreadable header, a dtype other than a little-endian integer of <see cref="NpyType"/>, or a shape that is not a tuple of whole numbers; the message names <paramref name="path"/>.</exception>
     public static NpyHeader Read(SafeFileHandle file, long length, string path)
     {
         Span<byte> prefix = stackalloc byte[12];

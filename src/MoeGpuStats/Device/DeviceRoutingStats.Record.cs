@@ -24,8 +24,8 @@ public sealed partial class DeviceRoutingStats
     /// <param name="topK">Experts per token.</param>
     /// <param name="loadBalanceLoss">The router's load-balancing loss, if it computed one on the host.</param>
     /// <param name="routerZLoss">The router's z-loss, if it computed one on the host.</param>
-    /// <param name="tokensDropped">Dropped tokens; ignored when <see cref="RoutingStatsOptions.ExpertCapacity"/> derives them.</param>
-    /// <exception cref="ArgumentException">The view is invalid, too short or on another accelerator, or a scalar is out of range.</exception>
+    /// <param name="tokensDropped">Dropped tokens; must be 0 when <see cref="RoutingStatsOptions.ExpertCapacity"/> is set, which derives the dropped slots.</param>
+    /// <exception cref="ArgumentException">The view is invalid, too short, more than 2^31 − 1 ids or on another accelerator, a loss is not finite, or <paramref name="tokensDropped"/> is outside [0, tokens] or set beside a capacity.</exception>
     /// <exception cref="InvalidOperationException">No expert count is known (set <see cref="RoutingStatsOptions.Experts"/>).</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
@@ -41,7 +41,6 @@ public sealed partial class DeviceRoutingStats
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            CheckExperts(experts);
             var length = (long)tokens * topK;
             if (length > 0 && topKExpertIds.GetAccelerator() != Accelerator)
             {
@@ -74,7 +73,6 @@ public sealed partial class DeviceRoutingStats
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            CheckExperts(experts);
             var length = tokens * topK;
             if (_hostIds.Length < length)
             {
@@ -126,10 +124,8 @@ public sealed partial class DeviceRoutingStats
             // CopyFromCPU waits for the stream, so the staging array is free again when it returns;
             // the buffer is free because the launch that folded its last record is done.
             _batchHistogram.View.SubView(RoutingStateLayout.BufferStart(NextBuffer), staged.Length).CopyFromCPU(Stream, staged);
-            // TopK 0: a histogram the caller counted, whose units are tokens, and no capacity derives drops.
-            var arguments = Arguments(counts.Count, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss);
-            arguments.ExpertCapacity = 0;
-            Launch(EmptyIds, arguments);
+            // TopK 0: a histogram the caller counted, whose units are tokens.
+            Launch(EmptyIds, Arguments(counts.Count, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss));
         }
     }
 
@@ -165,18 +161,11 @@ public sealed partial class DeviceRoutingStats
         Tokens = tokens,
         TopK = topK,
         TokensDropped = tokensDropped,
-        ExpertCapacity = _options.ExpertCapacity ?? 0,
+        // A capacity derives drops from ids alone: a decision (TopK 0) reports its own.
+        ExpertCapacity = topK > 0 ? _options.ExpertCapacity ?? 0 : 0,
         SlotsPerExpert = _options.SlotsPerExpert,
         LoadBalanceLoss = loadBalanceLoss,
         RouterZLoss = routerZLoss,
         UtilizationDecay = _options.UtilizationDecay ?? -1f,
     };
-
-    private static void CheckExperts(int experts)
-    {
-        if (experts > RoutingStatsOptions.MaxDeviceExperts)
-        {
-            throw new ArgumentOutOfRangeException(nameof(experts), experts, $"The device engine holds at most {RoutingStatsOptions.MaxDeviceExperts} experts.");
-        }
-    }
 }

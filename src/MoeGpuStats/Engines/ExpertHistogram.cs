@@ -4,13 +4,10 @@ namespace MoeGpuStats.Engines;
 internal static class ExpertHistogram
 {
     /// <summary>The id of an empty slot (a padded token, or a slot the router left empty): neither counted nor invalid.</summary>
-    public const int EmptySlot = -1;
+    public const int EmptySlot = Kernels.Padding.EmptySlot;
 
-    /// <summary>
-    /// Adds each id in <c>[0, counts.Length)</c> to its bin; returns how many ids were −1 (empty slots)
-    /// and how many fell outside otherwise (invalid).
-    /// </summary>
-    public static (ulong Invalid, ulong EmptySlots) Accumulate(ReadOnlySpan<int> ids, Span<int> counts)
+    /// <summary>Adds each id in <c>[0, counts.Length)</c> to its bin; returns how many ids fell outside (−1 included).</summary>
+    public static ulong Accumulate(ReadOnlySpan<int> ids, Span<int> counts)
     {
         ulong outside = 0;
         var experts = (uint)counts.Length;
@@ -26,28 +23,25 @@ internal static class ExpertHistogram
             }
         }
 
-        if (outside == 0)
-        {
-            return (0, 0);
-        }
-
-        var empty = (ulong)ids.Count(EmptySlot);
-        return (outside - empty, empty);
+        return outside;
     }
 
-    /// <summary>The tokens of <paramref name="ids"/> (<c>[tokens, topK]</c>) whose k slots are all empty: padding, not tokens.</summary>
-    public static int PaddedTokens(ReadOnlySpan<int> ids, int topK)
+    /// <summary>
+    /// In one pass over <paramref name="ids"/> (<c>[tokens, topK]</c>), the −1 ids and the tokens whose k ids
+    /// are all −1 (padding, not tokens), as the device's <c>Padding.Check</c> finds them.
+    /// </summary>
+    public static (ulong EmptySlots, int PaddedTokens) Padding(ReadOnlySpan<int> ids, int topK)
     {
+        ulong empty = 0;
         var padded = 0;
         for (var start = 0; start + topK <= ids.Length; start += topK)
         {
-            if (ids.Slice(start, topK).IndexOfAnyExcept(EmptySlot) < 0)
-            {
-                padded++;
-            }
+            var token = (ulong)ids.Slice(start, topK).Count(EmptySlot);
+            empty += token;
+            padded += token == (ulong)topK ? 1 : 0;
         }
 
-        return padded;
+        return (empty, padded);
     }
 
     /// <summary>Slots beyond each expert's <paramref name="capacity"/>, summed: the token-expert slots a capacity drops.</summary>

@@ -104,9 +104,11 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         var histogram = HistogramBuffer(experts);
         histogram.Clear();
         var batch = ids[..(tokens * topK)];
-        var (invalid, emptySlots) = ExpertHistogram.Accumulate(batch, histogram);
-        var validTokens = emptySlots == 0 ? tokens : tokens - ExpertHistogram.PaddedTokens(batch, topK);
-        Fold(histogram, validTokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, invalid);
+        var outside = ExpertHistogram.Accumulate(batch, histogram);
+
+        // Only a batch with ids outside the experts can hold padding, as on the device.
+        var (emptySlots, paddedTokens) = outside == 0 ? (0UL, 0) : ExpertHistogram.Padding(batch, topK);
+        Fold(histogram, tokens - paddedTokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, outside - emptySlots);
     }
 
     public override UtilizationQuery QueryUtilization()
@@ -250,18 +252,14 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         // Everything that allocates runs before the first change, so that a record that fails
         // (out of memory on a huge expert count) leaves the statistics as they were.
         var experts = counts.Length;
+        _varianceHistory.Reserve(experts);
         if (_utilization.Length != experts)
         {
             var utilization = new float[experts];
             var sums = new double[experts];
             var tokenCounts = new ulong[experts];
             float[] decayed = Options.UtilizationDecay is null ? [] : new float[experts];
-            _varianceHistory.Reserve(experts);
             (_utilization, _utilizationSums, _tokenCounts, _decayedUtilization) = (utilization, sums, tokenCounts, decayed);
-        }
-        else
-        {
-            _varianceHistory.Reserve(experts);
         }
 
         var totals = _totals;

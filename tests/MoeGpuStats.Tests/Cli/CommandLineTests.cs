@@ -197,23 +197,10 @@ public sealed partial class CommandLineTests : IDisposable
     [Fact]
     public async Task TheEndpointServesTheFinalStateAfterTheRun()
     {
-        var dotnet = ExternalProgram.FindOnPath("dotnet") ?? Path.Combine(Environment.GetEnvironmentVariable("DOTNET_ROOT") ?? "/usr/share/dotnet", "dotnet");
-        if (!File.Exists(dotnet) || !OperatingSystem.IsLinux())
-        {
-            Assert.Skip("needs a dotnet host and kill(1) to signal moegs");
-        }
-
         int[] ids = [0, 1, 2, 3, 1, 2, 3, 0, 2, 3];
         var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "serve.npy"), "<i4", "5, 1, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
         var port = Telemetry.MetricsEndpointTests.FreePort();
-        var start = new System.Diagnostics.ProcessStartInfo(dotnet)
-        {
-            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "moegs.dll"), "replay", npy, "--experts", "4", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--serve-after" },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        start.Environment[RoutingStats.AcceleratorVariable] = "managed";
-        using var moegs = System.Diagnostics.Process.Start(start)!;
+        using var moegs = StartSignallable("replay", npy, "--experts", "4", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--serve-after");
         using var cleanup = new ProcessCleanup(moegs);
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
         var cancel = TestContext.Current.CancellationToken;
@@ -229,10 +216,7 @@ public sealed partial class CommandLineTests : IDisposable
         var (types, samples) = Telemetry.MetricsEndpointTests.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), cancel));
         Assert.Equal(5, samples["moegpustats_moegs_routings_total"]);
         Assert.Equal("counter", types["moegpustats_moegs_routings_total"]);
-        using (var kill = System.Diagnostics.Process.Start("kill", ["-INT", moegs.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-        {
-            await kill.WaitForExitAsync(cancel);
-        }
+        await Interrupt(moegs);
 
         await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);
         Assert.Equal(ExitCodes.Ok, moegs.ExitCode);
@@ -387,13 +371,7 @@ public sealed partial class CommandLineTests : IDisposable
     [Fact]
     public void AnUnknownAcceleratorIsAUsageErrorNotAMissingOne()
     {
-        var dotnet = ExternalProgram.FindOnPath("dotnet") ?? Path.Combine(Environment.GetEnvironmentVariable("DOTNET_ROOT") ?? "/usr/share/dotnet", "dotnet");
-        if (!File.Exists(dotnet))
-        {
-            Assert.Skip("no dotnet host to run moegs.dll with");
-        }
-
-        var text = ExternalProgram.Run(dotnet, $"\"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\" simulate --steps 1", out var code, (RoutingStats.AcceleratorVariable, "gpu"));
+        var text = ExternalProgram.Run(DotnetHost(), $"\"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\" simulate --steps 1", out var code, (RoutingStats.AcceleratorVariable, "gpu"));
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Equal("MOEGS_ACCELERATOR=gpu: give one of cuda, opencl, cpu, managed, or leave it unset for the best accelerator present.", text.Trim());
@@ -403,21 +381,8 @@ public sealed partial class CommandLineTests : IDisposable
     [Fact]
     public async Task AnInterruptedRunReportsAndSavesWhatItRecorded()
     {
-        var dotnet = ExternalProgram.FindOnPath("dotnet") ?? Path.Combine(Environment.GetEnvironmentVariable("DOTNET_ROOT") ?? "/usr/share/dotnet", "dotnet");
-        if (!File.Exists(dotnet) || !OperatingSystem.IsLinux())
-        {
-            Assert.Skip("needs a dotnet host and kill(1) to signal moegs");
-        }
-
         var save = Path.Combine(_folder.FullName, "interrupted.json");
-        var start = new System.Diagnostics.ProcessStartInfo(dotnet)
-        {
-            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "moegs.dll"), "simulate", "--steps", "100000000", "--tokens", "64", "--experts", "8", "--report-interval", "1", "--save", save },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        start.Environment[RoutingStats.AcceleratorVariable] = "managed";
-        using var moegs = System.Diagnostics.Process.Start(start)!;
+        using var moegs = StartSignallable("simulate", "--steps", "100000000", "--tokens", "64", "--experts", "8", "--report-interval", "1", "--save", save);
         using var cleanup = new ProcessCleanup(moegs);
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
 
@@ -425,10 +390,7 @@ public sealed partial class CommandLineTests : IDisposable
         var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
         Assert.NotNull(first);
         var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
-        using (var kill = System.Diagnostics.Process.Start("kill", ["-INT", moegs.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-        {
-            await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
-        }
+        await Interrupt(moegs);
 
         await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
         Assert.Equal(ExitCodes.Interrupted, moegs.ExitCode);
@@ -445,6 +407,40 @@ public sealed partial class CommandLineTests : IDisposable
         var path = Path.Combine(_folder.FullName, name);
         RoutingStatsFile.Save(stats, path);
         return path;
+    }
+
+    /// <summary>The dotnet host that runs moegs.dll as a process of its own, or a skip where there is none.</summary>
+    private static string DotnetHost()
+    {
+        var dotnet = ExternalProgram.FindOnPath("dotnet") ?? Path.Combine(Environment.GetEnvironmentVariable("DOTNET_ROOT") ?? "/usr/share/dotnet", "dotnet");
+        Assert.SkipUnless(File.Exists(dotnet), "no dotnet host to run moegs.dll with");
+        return dotnet;
+    }
+
+    /// <summary>Starts moegs on the managed engine with its output redirected, for a test that signals it with kill(1).</summary>
+    private static System.Diagnostics.Process StartSignallable(params string[] arguments)
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "needs kill(1) to signal moegs");
+        var start = new System.Diagnostics.ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "moegs.dll"));
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        start.Environment[RoutingStats.AcceleratorVariable] = "managed";
+        return System.Diagnostics.Process.Start(start)!;
+    }
+
+    /// <summary>Sends <paramref name="process"/> SIGINT, as Ctrl-C does.</summary>
+    private static async Task Interrupt(System.Diagnostics.Process process)
+    {
+        using var kill = System.Diagnostics.Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
     }
 
     /// <summary>Ends a moegs process a test started, should the test fail before the process ends.</summary>
