@@ -13,7 +13,7 @@ internal static partial class RoutingRecordKernel
     /// folding group does not count into: one 16 KiB array per group instead of two lets a
     /// multiprocessor hold all the groups it can run.
     /// </remarks>
-    private static void Fold(RoutingStateViews state, RecordArguments arguments, ArrayView<int> bins, ArrayView<long> partials)
+    internal static void Fold(RoutingStateViews state, RecordArguments arguments, ArrayView<int> bins, ArrayView<long> partials)
     {
         var thread = Group.IdxX;
         var groupSize = Group.DimX;

@@ -15,12 +15,24 @@ internal static class AcceleratorSelection
     /// <summary>The accelerators tried, in order, before the managed engine.</summary>
     public static readonly AcceleratorType[] BestFirst = [AcceleratorType.Cuda, AcceleratorType.OpenCL];
 
-    public static RoutingStats Create(string? requested, RoutingStatsOptions options, ILogger? logger)
+    public static RoutingStats Create(string? requested, RoutingStatsOptions options, ILogger? logger) =>
+        Choose(
+            requested,
+            (accelerator, owned) => new RoutingStats(new DeviceRoutingEngine(new DeviceRoutingStats(accelerator, options, stream: null, logger), owned)),
+            () => new RoutingStats(options));
+
+    /// <summary>
+    /// The engine <paramref name="requested"/> names (<c>cuda</c>, <c>opencl</c>, <c>cpu</c>, <c>managed</c>),
+    /// or the best present when null or empty: <paramref name="onDevice"/> with the accelerator and what
+    /// frees it with the engine, or <paramref name="managed"/>.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">An unknown name, or an accelerator that is not present.</exception>
+    public static T Choose<T>(string? requested, Func<Accelerator, IDisposable, T> onDevice, Func<T> managed)
     {
         var choice = requested?.Trim().ToLowerInvariant();
         if (choice is "managed")
         {
-            return new RoutingStats(options);
+            return managed();
         }
 
         AcceleratorType[] order = choice switch
@@ -45,8 +57,7 @@ internal static class AcceleratorSelection
                 }
 
                 var accelerator = device.CreateAccelerator(context);
-                var owned = new OwnedDevice(context, accelerator);
-                return new RoutingStats(new DeviceRoutingEngine(new DeviceRoutingStats(accelerator, options, stream: null, logger), owned));
+                return onDevice(accelerator, new OwnedDevice(context, accelerator));
             }
         }
         catch
@@ -57,7 +68,7 @@ internal static class AcceleratorSelection
 
         context.Dispose();
         return string.IsNullOrEmpty(choice)
-            ? new RoutingStats(options)
+            ? managed()
             : throw new InvalidOperationException($"{RoutingStats.AcceleratorVariable}={choice}, but ILGPU finds no such accelerator on this machine.");
     }
 

@@ -38,9 +38,7 @@ public sealed partial class DeviceRoutingStats
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             FoldPending();
-            Span<RoutingStateBlock> block = stackalloc RoutingStateBlock[1];
-            _state.View.CopyToCPU(Stream, block);
-            return block[0];
+            return DeviceStateReader.ReadBlock(Stream, _views);
         }
     }
 
@@ -50,14 +48,7 @@ public sealed partial class DeviceRoutingStats
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             FoldPending();
-            if (decayed && _options.UtilizationDecay is null)
-            {
-                return [];
-            }
-
-            var values = new float[_experts];
-            (decayed ? _decayedUtilization : _utilization).View.SubView(0, _experts).CopyToCPU(Stream, values.AsSpan());
-            return values;
+            return DeviceStateReader.ReadUtilization(Stream, _views, _experts, _options, decayed);
         }
     }
 
@@ -67,9 +58,7 @@ public sealed partial class DeviceRoutingStats
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             FoldPending();
-            var values = new ulong[_experts];
-            _tokenCounts.View.SubView(0, _experts).CopyToCPU(Stream, values.AsSpan());
-            return values;
+            return DeviceStateReader.ReadTokenCounts(Stream, _views, _experts);
         }
     }
 
@@ -80,11 +69,7 @@ public sealed partial class DeviceRoutingStats
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             FoldPending();
-            Span<RoutingStateBlock> block = stackalloc RoutingStateBlock[1];
-            var ring = new float[RoutingStateLayout.VarianceWindow];
-            _state.View.CopyToCPU(Stream, block);
-            _varianceHistory.View.CopyToCPU(Stream, ring.AsSpan());
-            return Unroll(ring, block[0]);
+            return DeviceStateReader.ReadVarianceHistory(Stream, _views);
         }
     }
 
@@ -95,7 +80,7 @@ public sealed partial class DeviceRoutingStats
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             FoldPending();
-            return LaunchQuery(window);
+            return DeviceStateReader.Query(Stream, _views, window, _query, _queryResult.View);
         }
     }
 
@@ -106,20 +91,9 @@ public sealed partial class DeviceRoutingStats
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             FoldPending();
-            var result = LaunchQuery(window);
-            Span<RoutingStateBlock> blocks = stackalloc RoutingStateBlock[1];
-            _state.View.CopyToCPU(Stream, blocks);
-            block = blocks[0];
+            var result = DeviceStateReader.Query(Stream, _views, window, _query, _queryResult.View);
+            block = DeviceStateReader.ReadBlock(Stream, _views);
             return result;
         }
-    }
-
-    /// <summary>Launches the query and copies its result back (ILGPU's host copy waits for the stream).</summary>
-    private UtilizationQueryResult LaunchQuery(int window)
-    {
-        _query(Stream, _views, window, _queryResult.View);
-        Span<UtilizationQueryResult> result = stackalloc UtilizationQueryResult[1];
-        _queryResult.View.CopyToCPU(Stream, result);
-        return result[0];
     }
 }

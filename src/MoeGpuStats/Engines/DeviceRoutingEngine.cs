@@ -25,16 +25,7 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public override RoutingTotals Totals => TotalsOf(_device.ReadBlock());
 
-    public override CapacityStats Capacity
-    {
-        get
-        {
-            var block = _device.ReadBlock();
-            var capacity = new CapacityStats(Options.SlotsPerExpert);
-            capacity.Restore(block.CapacityAverageUtilization, block.CapacityPeakUtilization, block.CapacityExceededCount, block.TotalCapacity, block.TotalUsed);
-            return capacity;
-        }
-    }
+    public override CapacityStats Capacity => CapacityOf(Options, _device.ReadBlock());
 
     public override IReadOnlyList<float> ExpertUtilization => _device.ReadUtilization(decayed: false);
 
@@ -52,12 +43,12 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
     public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
         _device.RecordValidated(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
 
-    public override UtilizationQuery QueryUtilization() => QueryOf(_device.Query(0));
+    public override UtilizationQuery QueryUtilization() => QueryOf(_device.ExpertCount, _device.Query(0));
 
     public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary()
     {
         var result = _device.Query(0, out var block);
-        return (QueryOf(result), TotalsOf(block));
+        return (QueryOf(_device.ExpertCount, result), TotalsOf(block));
     }
 
     public override float UtilizationCv() => _device.UtilizationCv();
@@ -68,11 +59,20 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public override ManagedRoutingEngine Snapshot() => new(Options, _device.ReadState());
 
-    private UtilizationQuery QueryOf(UtilizationQueryResult result) =>
-        _device.ExpertCount == 0
+    /// <summary>The capacity statistics a state block holds.</summary>
+    internal static CapacityStats CapacityOf(RoutingStatsOptions options, RoutingStateBlock block)
+    {
+        var capacity = new CapacityStats(options.SlotsPerExpert);
+        capacity.Restore(block.CapacityAverageUtilization, block.CapacityPeakUtilization, block.CapacityExceededCount, block.TotalCapacity, block.TotalUsed);
+        return capacity;
+    }
+
+    /// <summary>A query's result for a state of <paramref name="experts"/> experts (none: the empty query).</summary>
+    internal static UtilizationQuery QueryOf(int experts, UtilizationQueryResult result) =>
+        experts == 0
             ? default
             : new UtilizationQuery(
-                _device.ExpertCount,
+                experts,
                 result.Mean,
                 result.Min,
                 result.Max,
@@ -82,7 +82,8 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
                 result.LeastUtilized,
                 result.LeastUtilization);
 
-    private static RoutingTotals TotalsOf(RoutingStateBlock block) =>
+    /// <summary>The totals a state block holds.</summary>
+    internal static RoutingTotals TotalsOf(RoutingStateBlock block) =>
         new(
             block.TotalRoutings,
             block.TotalTokens,

@@ -1,0 +1,110 @@
+using ILGPU;
+using ILGPU.Runtime;
+using static MoeGpuStats.Kernels.RoutingStateLayout;
+
+namespace MoeGpuStats.Kernels.Model;
+
+/// <summary>
+/// The model record kernel loaded on one accelerator: sizes a step's grid (<see cref="Step"/>),
+/// checks a launch's arguments against the state, and enqueues it.
+/// </summary>
+/// <remarks>
+/// A layer gets a counting group per <see cref="RecordKernelPolicy.DefaultIdsPerThread"/> ids per
+/// thread, and every layer as many, so that all groups (and the layers' folding groups) fit the
+/// one wave the accelerator holds at once, as the single-layer grid rule (<see cref="CountingGrid"/>).
+/// </remarks>
+internal sealed class ModelRecordLauncher
+{
+    private readonly Action<AcceleratorStream, KernelConfig, ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>> _kernel;
+    private readonly int _groupSize;
+    private readonly int _maxGroups;
+
+    /// <summary>Loads the kernel on <paramref name="accelerator"/>.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    public ModelRecordLauncher(Accelerator accelerator)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        _kernel = accelerator.LoadKernel<ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel);
+        _groupSize = RoutingRecordKernel.GroupSize(accelerator);
+        var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(_kernel.GetKernel(), _groupSize, 0);
+        _maxGroups = Math.Max(1, accelerator.NumMultiprocessors) * Math.Max(1, resident);
+    }
+
+    /// <summary><paramref name="shape"/> with the counting groups per layer and the copies for a step of its tokens and top-k.</summary>
+    public ModelStepArguments Step(ModelStepArguments shape)
+    {
+        var ids = (long)shape.Tokens * shape.TopK;
+        var idsPerGroup = (long)_groupSize * RecordKernelPolicy.DefaultIdsPerThread;
+        var wanted = (ids + idsPerGroup - 1) / idsPerGroup;
+        var room = Math.Max(1, (_maxGroups - shape.Layers) / shape.Layers);
+        shape.GroupsPerLayer = (int)Math.Clamp(wanted, 1, room);
+        shape.Copies = Math.Clamp(shape.GroupsPerLayer / RecordKernelPolicy.DefaultGroupsPerCopy, 1, CopiesHeld(shape.Experts));
+        return shape;
+    }
+
+    /// <summary><paramref name="shape"/> for a launch that only folds the pending step.</summary>
+    public static ModelStepArguments FoldOnly(ModelStepArguments shape)
+    {
+        shape.GroupsPerLayer = 0;
+        shape.Tokens = 0;
+        shape.Copies = 1;
+        return shape;
+    }
+
+    /// <summary>Enqueues one launch on <paramref name="stream"/>; does not wait.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A count of the arguments is out of range.</exception>
+    /// <exception cref="ArgumentException">A view is too short for the arguments.</exception>
+    public void Launch(
+        AcceleratorStream stream, ArrayView<int> ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    {
+        Check(ids, state, arguments, validTokens, loadBalanceLosses, routerZLosses);
+        var groups = (arguments.GroupsPerLayer + 1) * arguments.Layers;
+        _kernel(stream, new KernelConfig(groups, _groupSize), ids, state, arguments, validTokens, loadBalanceLosses, routerZLosses);
+    }
+
+    /// <summary>Everything the kernel indexes, checked on the host so that no launch reads or writes outside a view.</summary>
+    internal static void Check(
+        ArrayView<int> ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    {
+        var layers = (long)arguments.Layers;
+        var experts = arguments.Experts;
+        if (layers < 1 || experts is < 1 or > MaxExperts || arguments.Window < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(arguments), $"arguments: layers {layers} (at least 1), experts {experts} (1 to {MaxExperts}), window {arguments.Window} (at least 1).");
+        }
+
+        if (arguments.GroupsPerLayer < 0 || arguments.Copies < 1 || arguments.Copies > CopiesHeld(experts) || arguments.Tokens < 0 || arguments.TopK < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(arguments), $"arguments: groups per layer {arguments.GroupsPerLayer}, copies {arguments.Copies} (1 to {CopiesHeld(experts)}), tokens {arguments.Tokens}, top-k {arguments.TopK}.");
+        }
+
+        var perLayer = layers * experts;
+        if (state.Blocks.Length < layers || state.BatchHistogram.Length < layers * BatchHistogramLength || state.BatchInvalid.Length < layers * BatchBuffers
+            || state.BatchPaddedTokens.Length < layers * BatchBuffers || state.UtilizationSums.Length < perLayer || state.TokenCounts.Length < perLayer
+            || state.Utilization.Length < perLayer || state.DecayedUtilization.Length < perLayer || state.VarianceHistory.Length < layers * VarianceWindow
+            || state.WindowRing.Length < arguments.Window * perLayer || state.WindowLoad.Length < perLayer
+            || state.Control.Length < ModelStateLayout.ControlLength || state.PendingLosses.Length < BatchBuffers * layers * 2)
+        {
+            throw new ArgumentException($"The model state's views are too short for {layers} layers of {experts} experts and a window of {arguments.Window}.", nameof(state));
+        }
+
+        if (arguments.GroupsPerLayer == 0)
+        {
+            return;
+        }
+
+        var stepIds = (long)arguments.Tokens * arguments.TopK;
+        if (arguments.TopK < 1 || arguments.LayerStride < stepIds || ids.Length < (layers - 1) * arguments.LayerStride + stepIds)
+        {
+            throw new ArgumentException(
+                $"The ids ({ids.Length}) are too short for {layers} layers of {arguments.Tokens} tokens × top-k {arguments.TopK} at a layer stride of {arguments.LayerStride}.", nameof(ids));
+        }
+
+        if (loadBalanceLosses.Length is > 0 && loadBalanceLosses.Length < layers || routerZLosses.Length is > 0 && routerZLosses.Length < layers)
+        {
+            throw new ArgumentException($"Per-layer losses need {layers} values, or none.", nameof(loadBalanceLosses));
+        }
+
+        _ = validTokens;
+    }
+}

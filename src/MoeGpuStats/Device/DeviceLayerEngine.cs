@@ -1,0 +1,46 @@
+using ILGPU;
+using MoeGpuStats.Engines;
+
+namespace MoeGpuStats.Device;
+
+/// <summary>One layer of a <see cref="DeviceModelEngine"/> read as a single-layer device state: the same reads, the model's pending step folded first.</summary>
+internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : RoutingStatsEngine(model.Options.LayerOptions)
+{
+    public override string Name => model.Name;
+
+    public override int ExpertCount => model.LayerExperts;
+
+    public override RoutingTotals Totals => DeviceRoutingEngine.TotalsOf(model.ReadLayer(layer, DeviceStateReader.ReadBlock));
+
+    public override CapacityStats Capacity => DeviceRoutingEngine.CapacityOf(Options, model.ReadLayer(layer, DeviceStateReader.ReadBlock));
+
+    public override IReadOnlyList<float> ExpertUtilization => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadUtilization(stream, views, model.LayerExperts, Options, decayed: false));
+
+    public override IReadOnlyList<float> DecayedExpertUtilization => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadUtilization(stream, views, model.LayerExperts, Options, decayed: true));
+
+    public override IReadOnlyList<ulong> ExpertTokenCounts => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadTokenCounts(stream, views, model.LayerExperts));
+
+    public override IReadOnlyList<float> LoadVarianceHistory => model.ReadLayer(layer, DeviceStateReader.ReadVarianceHistory);
+
+    public override void Record(RoutingDecision decision) => throw ReadOnly();
+
+    public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
+
+    public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
+
+    public override UtilizationQuery QueryUtilization() => DeviceRoutingEngine.QueryOf(model.LayerExperts, model.QueryLayer(layer, 0));
+
+    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => (QueryUtilization(), Totals);
+
+    public override float UtilizationCv() => model.QueryLayer(layer, 0).CoefficientOfVariation;
+
+    public override float VarianceTrend(int window) => model.QueryLayer(layer, window).Trend;
+
+    public override void Reset() => throw ReadOnly();
+
+    public override ManagedRoutingEngine Snapshot() =>
+        new(Options, model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadState(stream, views, model.LayerExperts, Options)));
+
+    private InvalidOperationException ReadOnly() =>
+        new($"Layer {layer} of a model is read-only: record it with ModelRoutingStats.RecordStep and reset it with ModelRoutingStats.Reset.");
+}

@@ -1,0 +1,319 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Engines;
+using MoeGpuStats.Kernels;
+using MoeGpuStats.Kernels.Model;
+using static MoeGpuStats.Kernels.RoutingStateLayout;
+
+namespace MoeGpuStats.Device;
+
+/// <summary>
+/// A model's routing state in the memory of one accelerator. A step is one launch of
+/// <see cref="ModelRecordKernel"/> on <see cref="Stream"/>, which returns without waiting; the
+/// step stays pending on the device until the next step or a read, which first enqueues a launch
+/// that only folds it. Calls are serialized by a lock.
+/// </summary>
+internal sealed class DeviceModelEngine : ModelRoutingEngine
+{
+    private readonly Lock _lock = new();
+    private readonly bool _ownsStream;
+    private readonly IDisposable? _owned;
+    private readonly ModelRecordLauncher _record;
+    private readonly UtilizationQueryLauncher _query;
+    private readonly Action<AcceleratorStream, Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>> _measure;
+    private readonly List<MemoryBuffer> _buffers = [];
+    private readonly List<Action> _clears = [];
+    private readonly ModelStateViews _views;
+    private readonly ArrayView<int> _ranks;
+    private readonly ArrayView<ulong> _rankLoads;
+    private readonly ArrayView<LayerLoad> _layerLoads;
+    private readonly ArrayView<UtilizationQueryResult> _queryResult;
+    private readonly ArrayView<float> _hostLosses;
+    private readonly DeviceLayerEngine[] _layers;
+    private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
+    private ModelStepArguments _shape;
+    private bool _pending;
+    private ulong _steps;
+    private bool _disposed;
+
+    /// <summary>Loads the kernels and allocates the state on <paramref name="accelerator"/> (which <paramref name="owned"/>, when given, is disposed with this engine).</summary>
+    /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
+    public DeviceModelEngine(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null, IDisposable? owned = null)
+        : base(options)
+    {
+        _record = new ModelRecordLauncher(accelerator);
+        _query = UtilizationQueryKernel.Create(accelerator);
+        _measure = LayerBalanceKernel.Create(accelerator);
+        Accelerator = accelerator;
+        _ownsStream = stream is null;
+        Stream = stream ?? accelerator.CreateStream();
+        long layers = options.Layers;
+        var perLayer = layers * options.Experts;
+        try
+        {
+            _views = new ModelStateViews
+            {
+                Blocks = Allocate<RoutingStateBlock>(layers),
+                BatchHistogram = Allocate<ulong>(layers * BatchHistogramLength),
+                BatchInvalid = Allocate<ulong>(layers * BatchBuffers),
+                BatchPaddedTokens = Allocate<ulong>(layers * BatchBuffers),
+                UtilizationSums = Allocate<double>(perLayer),
+                TokenCounts = Allocate<ulong>(perLayer),
+                Utilization = Allocate<float>(perLayer),
+                DecayedUtilization = Allocate<float>(perLayer),
+                VarianceHistory = Allocate<float>(layers * VarianceWindow),
+                WindowRing = Allocate<uint>(options.WindowEntries),
+                WindowLoad = Allocate<ulong>(perLayer),
+                Control = Allocate<int>(ModelStateLayout.ControlLength),
+                PendingLosses = Allocate<float>(BatchBuffers * layers * 2),
+            };
+            _ranks = Allocate<int>(options.Experts);
+            _rankLoads = Allocate<ulong>(perLayer);
+            _layerLoads = Allocate<LayerLoad>(layers);
+            _queryResult = Allocate<UtilizationQueryResult>(1);
+            _hostLosses = Allocate<float>(2 * layers);
+        }
+        catch (InsufficientMemoryException)
+        {
+            FreeDeviceMemory();
+            throw;
+        }
+
+        _owned = owned;
+        _shape = new ModelStepArguments
+        {
+            Layers = options.Layers,
+            Experts = options.Experts,
+            Window = options.Window,
+            ExpertCapacity = options.ExpertCapacity ?? 0,
+            SlotsPerExpert = options.LayerOptions.SlotsPerExpert,
+            UtilizationDecay = options.UtilizationDecay ?? -1f,
+            Copies = 1,
+        };
+        _layers = Enumerable.Range(0, options.Layers).Select(l => new DeviceLayerEngine(this, l)).ToArray();
+        ClearDevice();
+    }
+
+    public Accelerator Accelerator { get; }
+
+    /// <summary>The stream every step and read is ordered on.</summary>
+    public AcceleratorStream Stream { get; }
+
+    public override string Name => Accelerator.AcceleratorType.ToString().ToLowerInvariant();
+
+    public override string DeviceName => Accelerator.Name;
+
+    /// <summary>The expert count a layer's reads see: 0 before the first step, as a single-layer state.</summary>
+    internal int LayerExperts => _steps == 0 ? 0 : Options.Experts;
+
+    /// <summary>The arguments a step of <paramref name="tokens"/> × <paramref name="topK"/> ids at <paramref name="layerStride"/> launches with: the same for every such step.</summary>
+    internal ModelStepArguments StepArguments(int tokens, int topK, long layerStride)
+    {
+        var shape = _shape;
+        shape.Tokens = tokens;
+        shape.TopK = topK;
+        shape.LayerStride = layerStride;
+        return _record.Step(shape);
+    }
+
+    public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Launch(ids, StepArguments(tokens, topK, layerStride), validTokens, loadBalanceLosses, routerZLosses);
+        }
+    }
+
+    public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var length = (Options.Layers - 1) * layerStride + (long)tokens * topK;
+            if (_hostIds is null || _hostIds.Length < length)
+            {
+                var larger = DeviceMemory.Allocate<int>(Accelerator, Math.Max(length, 1), "a step's ids copied from the host");
+                _hostIds?.Dispose();
+                _hostIds = larger;
+            }
+
+            var deviceIds = _hostIds.View.SubView(0, length);
+            deviceIds.CopyFromCPU(Stream, ids[..(int)length]);
+            var layers = Options.Layers;
+            Launch(deviceIds, StepArguments(tokens, topK, layerStride), _hostIds.View.SubView(0, 0), Staged(loadBalanceLosses, 0), Staged(routerZLosses, layers));
+        }
+    }
+
+    /// <summary>Host losses copied into the staging view at <paramref name="at"/>; empty for none.</summary>
+    private ArrayView<float> Staged(ReadOnlySpan<float> losses, int at)
+    {
+        var view = _hostLosses.SubView(at, losses.Length);
+        view.CopyFromCPU(Stream, losses);
+        return view;
+    }
+
+    private void Launch(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    {
+        _record.Launch(Stream, ids, _views, arguments, Valid(validTokens), Valid(loadBalanceLosses), Valid(routerZLosses));
+        _pending = true;
+        _steps++;
+    }
+
+    /// <summary>An empty view of the state for a view the caller left default, which a kernel cannot take.</summary>
+    private ArrayView<T> Valid<T>(ArrayView<T> view)
+        where T : unmanaged => view.IsValid ? view : _views.Control.Cast<T>().SubView(0, 0);
+
+    /// <summary>Folds the pending step, if any (one small launch); the caller holds the lock.</summary>
+    private void FoldPending()
+    {
+        if (!_pending)
+        {
+            return;
+        }
+
+        var empty = _views.Control.SubView(0, 0);
+        _record.Launch(Stream, empty, _views, ModelRecordLauncher.FoldOnly(_shape), empty, empty.Cast<float>(), empty.Cast<float>());
+        _pending = false;
+    }
+
+    /// <summary>Runs <paramref name="read"/> on the folded state of layer <paramref name="layer"/>, under the lock.</summary>
+    internal T ReadLayer<T>(int layer, Func<AcceleratorStream, RoutingStateViews, T> read)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
+            return read(Stream, _views.Layer(layer, Options.Experts));
+        }
+    }
+
+    /// <summary>Layer <paramref name="layer"/>'s utilization query.</summary>
+    internal UtilizationQueryResult QueryLayer(int layer, int window) =>
+        ReadLayer(layer, (stream, views) => DeviceStateReader.Query(stream, views, window, _query, _queryResult));
+
+    public override RoutingStatsEngine Layer(int layer) => _layers[layer];
+
+    public override ulong[] WindowLoad()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
+            var load = new ulong[_views.WindowLoad.Length];
+            _views.WindowLoad.CopyToCPU(Stream, load.AsSpan());
+            return load;
+        }
+    }
+
+    public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
+            var rankView = _ranks.SubView(0, ranks?.Length ?? 0);
+            rankView.CopyFromCPU(Stream, ranks ?? []);
+            var window = Measure(_views.WindowLoad, rankView, rankCount);
+            var sinceStart = Measure(_views.TokenCounts, rankView, rankCount);
+            return (window, sinceStart, _steps, (int)Math.Min(_steps, (ulong)Options.Window));
+        }
+    }
+
+    private LayerLoad[] Measure(ArrayView<ulong> loads, ArrayView<int> ranks, int rankCount)
+    {
+        _measure(Stream, Options.Layers, loads, Options.Experts, ranks, rankCount, _rankLoads, _layerLoads);
+        var results = new LayerLoad[Options.Layers];
+        _layerLoads.CopyToCPU(Stream, results.AsSpan());
+        return results;
+    }
+
+    public override void Reset()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            ClearDevice();
+            _pending = false;
+            _steps = 0;
+        }
+    }
+
+    public override ModelState Export()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
+            var layerOptions = Options.LayerOptions;
+            var layers = new RoutingState[Options.Layers];
+            for (var l = 0; l < layers.Length; l++)
+            {
+                layers[l] = DeviceStateReader.ReadState(Stream, _views.Layer(l, Options.Experts), LayerExperts, layerOptions);
+            }
+
+            var control = new int[ModelStateLayout.ControlLength];
+            var load = new ulong[_views.WindowLoad.Length];
+            var ring = new uint[_views.WindowRing.Length];
+            _views.Control.CopyToCPU(Stream, control.AsSpan());
+            _views.WindowLoad.CopyToCPU(Stream, load.AsSpan());
+            _views.WindowRing.CopyToCPU(Stream, ring.AsSpan());
+            return new ModelState
+            {
+                Steps = _steps,
+                WindowSteps = control[ModelStateLayout.WindowSteps],
+                WindowPosition = control[ModelStateLayout.WindowPosition],
+                Layers = layers,
+                WindowLoad = load,
+                WindowRing = ring,
+            };
+        }
+    }
+
+    public override void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            Stream.Synchronize();
+            FreeDeviceMemory();
+            _owned?.Dispose();
+        }
+    }
+
+    private void FreeDeviceMemory()
+    {
+        foreach (var buffer in _buffers)
+        {
+            buffer.Dispose();
+        }
+
+        _hostIds?.Dispose();
+        if (_ownsStream)
+        {
+            Stream?.Dispose();
+        }
+    }
+
+    private void ClearDevice()
+    {
+        foreach (var clear in _clears)
+        {
+            clear();
+        }
+    }
+
+    private ArrayView<T> Allocate<T>(long length)
+        where T : unmanaged
+    {
+        var buffer = DeviceMemory.Allocate<T>(Accelerator, length, "the model's routing state");
+        _buffers.Add(buffer);
+        _clears.Add(() => buffer.View.MemSetToZero(Stream));
+        return buffer.View;
+    }
+}

@@ -1,0 +1,197 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Kernels.Model;
+
+namespace MoeGpuStats.Engines;
+
+/// <summary>
+/// A model in managed memory: one <see cref="ManagedRoutingEngine"/> per layer, so that each layer
+/// is exactly a single-layer engine fed its ids, and the window ring of per-step loads beside the
+/// window's running sum. A step costs the layers' records and one pass over the step's counts.
+/// </summary>
+internal sealed class ManagedModelEngine : ModelRoutingEngine
+{
+    private readonly Lock _lock = new();
+    private readonly ManagedRoutingEngine[] _layers;
+    private readonly ReadOnlyLayerEngine[] _readers;
+    private readonly ulong[] _windowLoad;
+    private uint[]? _ring;
+    private int _position;
+    private int _windowSteps;
+    private ulong _steps;
+    private int[] _hostIds = [];
+
+    /// <summary>An empty model, or one holding <paramref name="state"/> (validated by the caller).</summary>
+    public ManagedModelEngine(ModelRoutingStatsOptions options, ModelState? state = null)
+        : base(options)
+    {
+        var layerOptions = options.LayerOptions;
+        var perLayer = options.Layers * options.Experts;
+        _layers = new ManagedRoutingEngine[options.Layers];
+        for (var l = 0; l < _layers.Length; l++)
+        {
+            _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l]);
+        }
+
+        _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l)).ToArray();
+        _windowLoad = state is null ? new ulong[perLayer] : (ulong[])state.WindowLoad.Clone();
+        _ring = state is null ? new uint[options.WindowEntries] : (uint[]?)state.WindowRing?.Clone();
+        _position = state?.WindowPosition ?? 0;
+        _windowSteps = state?.WindowSteps ?? 0;
+        _steps = state?.Steps ?? 0;
+    }
+
+    public override string Name => "managed";
+
+    public override string DeviceName => "managed";
+
+    public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    {
+        lock (_lock)
+        {
+            var length = checked((int)((Options.Layers - 1) * layerStride + (long)tokens * topK));
+            if (_hostIds.Length < length)
+            {
+                _hostIds = new int[length];
+            }
+
+            ids.SubView(0, length).CopyToCPU(_hostIds.AsSpan(0, length));
+            var valid = tokens;
+            if (validTokens.Length > 0)
+            {
+                Span<int> count = stackalloc int[1];
+                validTokens.SubView(0, 1).CopyToCPU(count);
+                valid = Math.Clamp(count[0], 0, tokens);
+            }
+
+            var lossLength = (int)Math.Min(loadBalanceLosses.Length, Options.Layers);
+            var zLength = (int)Math.Min(routerZLosses.Length, Options.Layers);
+            var losses = new float[lossLength + zLength];
+            loadBalanceLosses.SubView(0, lossLength).CopyToCPU(losses.AsSpan(0, lossLength));
+            routerZLosses.SubView(0, zLength).CopyToCPU(losses.AsSpan(lossLength));
+            RecordLocked(_hostIds.AsSpan(0, length), valid, topK, layerStride, losses.AsSpan(0, lossLength), losses.AsSpan(lossLength));
+        }
+    }
+
+    public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
+    {
+        lock (_lock)
+        {
+            RecordLocked(ids, tokens, topK, layerStride, loadBalanceLosses, routerZLosses);
+        }
+    }
+
+    private void RecordLocked(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
+    {
+        var ring = _ring ?? throw new InvalidOperationException(
+            "This model was read from JSON, which keeps the window's load but not its ring of steps: it can be read and merged, not recorded into.");
+        var experts = Options.Experts;
+        var layers = Options.Layers;
+        var stepIds = tokens * topK;
+        for (var l = 0; l < layers; l++)
+        {
+            var layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
+            var counts = _layers[l].RecordAndCount(
+                layerIds, experts, tokens, topK, loadBalanceLosses.IsEmpty ? 0f : loadBalanceLosses[l], routerZLosses.IsEmpty ? 0f : routerZLosses[l]);
+            var row = ((long)_position * layers + l) * experts;
+            var load = _windowLoad.AsSpan(l * experts, experts);
+            for (var e = 0; e < experts; e++)
+            {
+                var count = (uint)counts[e];
+                load[e] = load[e] - ring[row + e] + count;
+                ring[row + e] = count;
+            }
+        }
+
+        _position = _position + 1 == Options.Window ? 0 : _position + 1;
+        _windowSteps = Math.Min(_windowSteps + 1, Options.Window);
+        _steps++;
+    }
+
+    public override RoutingStatsEngine Layer(int layer) => _readers[layer];
+
+    public override ulong[] WindowLoad()
+    {
+        lock (_lock)
+        {
+            return (ulong[])_windowLoad.Clone();
+        }
+    }
+
+    public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount)
+    {
+        lock (_lock)
+        {
+            var experts = Options.Experts;
+            var sinceStart = new ulong[_windowLoad.Length];
+            for (var l = 0; l < _layers.Length; l++)
+            {
+                var counts = _layers[l].ExpertTokenCounts;
+                for (var e = 0; e < counts.Count; e++)
+                {
+                    sinceStart[l * experts + e] = counts[e];
+                }
+            }
+
+            return (Measure(_windowLoad, ranks, rankCount), Measure(sinceStart, ranks, rankCount), _steps, _windowSteps);
+        }
+    }
+
+    /// <summary>Each layer's figures, with <see cref="LayerBalanceKernel.Measure"/> as the device measures them.</summary>
+    private LayerLoad[] Measure(ulong[] loads, int[]? ranks, int rankCount)
+    {
+        var experts = Options.Experts;
+        var results = new LayerLoad[Options.Layers];
+        var rankLoads = new ulong[ranks is null ? 0 : rankCount];
+        for (var l = 0; l < results.Length; l++)
+        {
+            if (ranks is null)
+            {
+                results[l] = LayerBalanceKernel.Measure(new ArrayLoads(loads), (long)l * experts, experts);
+                continue;
+            }
+
+            Array.Clear(rankLoads);
+            for (var e = 0; e < experts; e++)
+            {
+                rankLoads[ranks[e]] += loads[(l * experts) + e];
+            }
+
+            results[l] = LayerBalanceKernel.Measure(new ArrayLoads(rankLoads), 0, rankCount);
+        }
+
+        return results;
+    }
+
+    public override void Reset()
+    {
+        lock (_lock)
+        {
+            var ring = _ring ?? new uint[Options.WindowEntries];
+            foreach (var layer in _layers)
+            {
+                layer.Reset();
+            }
+
+            Array.Clear(ring);
+            Array.Clear(_windowLoad);
+            (_ring, _position, _windowSteps, _steps) = (ring, 0, 0, 0UL);
+        }
+    }
+
+    public override ModelState Export()
+    {
+        lock (_lock)
+        {
+            return new ModelState
+            {
+                Steps = _steps,
+                WindowSteps = _windowSteps,
+                WindowPosition = _position,
+                Layers = _layers.Select(layer => layer.Export()).ToArray(),
+                WindowLoad = (ulong[])_windowLoad.Clone(),
+                WindowRing = (uint[]?)_ring?.Clone(),
+            };
+        }
+    }
+}

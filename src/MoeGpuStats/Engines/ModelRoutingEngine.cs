@@ -1,0 +1,75 @@
+using ILGPU;
+using MoeGpuStats.Kernels.Model;
+
+namespace MoeGpuStats.Engines;
+
+/// <summary>
+/// Where a <see cref="ModelRoutingStats"/> keeps its layers' states and its window: in managed
+/// memory or on an ILGPU accelerator. Inputs reach an engine validated.
+/// </summary>
+internal abstract class ModelRoutingEngine : IDisposable
+{
+    protected ModelRoutingEngine(ModelRoutingStatsOptions options) => Options = options;
+
+    public ModelRoutingStatsOptions Options { get; }
+
+    /// <summary>A short name for logs: "managed", "cpu", "cuda", "opencl".</summary>
+    public abstract string Name { get; }
+
+    /// <summary>The accelerator's name, or "managed".</summary>
+    public abstract string DeviceName { get; }
+
+    /// <summary>
+    /// Records one step of ids on a device: layer l's <c>[tokens, topK]</c> at <c>l × layerStride</c>,
+    /// of which the first <paramref name="validTokens"/>[0] rows count when that view is not empty
+    /// (clamped to <c>[0, tokens]</c>); per-layer losses from views of <c>Layers</c> floats or empty ones.
+    /// </summary>
+    public abstract void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses);
+
+    /// <summary>Records one step of ids on the host; losses empty or <c>Layers</c> long.</summary>
+    public abstract void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses);
+
+    /// <summary>Layer <paramref name="layer"/>'s state, read-only (recording goes through the model).</summary>
+    public abstract RoutingStatsEngine Layer(int layer);
+
+    /// <summary>Each expert's slots over the window, <c>[layers, experts]</c> row-major.</summary>
+    public abstract ulong[] WindowLoad();
+
+    /// <summary>
+    /// Per layer, the loads measured over the window and since the start, per expert or, with
+    /// <paramref name="ranks"/> (one per expert, each below <paramref name="rankCount"/>), per rank;
+    /// and the steps recorded and in the window.
+    /// </summary>
+    public abstract (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount);
+
+    public abstract void Reset();
+
+    /// <summary>A managed copy of the whole state.</summary>
+    public abstract ModelState Export();
+
+    public virtual void Dispose()
+    {
+    }
+}
+
+/// <summary>A model's whole state as plain arrays: what moves between engines, snapshots, merges and JSON.</summary>
+internal sealed class ModelState
+{
+    /// <summary>Steps recorded.</summary>
+    public ulong Steps;
+
+    /// <summary>Steps in the window.</summary>
+    public int WindowSteps;
+
+    /// <summary>The ring position the next step writes.</summary>
+    public int WindowPosition;
+
+    /// <summary>Each layer's state.</summary>
+    public RoutingState[] Layers = [];
+
+    /// <summary>The window's load, <c>[layers, experts]</c>.</summary>
+    public ulong[] WindowLoad = [];
+
+    /// <summary>The window ring, <c>[window, layers, experts]</c>; null where the source (a JSON file) has only the window's load.</summary>
+    public uint[]? WindowRing;
+}

@@ -1,0 +1,76 @@
+using MoeGpuStats.Engines;
+
+namespace MoeGpuStats;
+
+/// <summary>Combines the models of several ranks or replicas with the same shape.</summary>
+internal static class ModelRoutingMerge
+{
+    public static ModelRoutingStats Merge(IReadOnlyList<ModelRoutingStats> parts)
+    {
+        var options = parts[0].Options;
+        foreach (var part in parts)
+        {
+            var other = part.Options;
+            if (other.Layers != options.Layers || other.Experts != options.Experts || other.Window != options.Window || other.ExpertCapacity != options.ExpertCapacity)
+            {
+                throw new ArgumentException(
+                    $"Only models of the same shape merge: {Shape(options)} and {Shape(other)}.", nameof(parts));
+            }
+        }
+
+        var states = parts.Select(part => part.ExportState()).ToArray();
+        var layerOptions = options.LayerOptions;
+        var merged = new ModelState
+        {
+            Layers = new RoutingState[options.Layers],
+            WindowLoad = new ulong[options.Layers * options.Experts],
+            WindowSteps = states.Max(state => state.WindowSteps),
+        };
+        for (var l = 0; l < options.Layers; l++)
+        {
+            using var layer = RoutingStatsMerge.Merge(states.Select(state => RoutingStats.FromState(layerOptions, state.Layers[l])).ToArray());
+            merged.Layers[l] = layer.ExportState();
+        }
+
+        foreach (var state in states)
+        {
+            merged.Steps = checked(merged.Steps + state.Steps);
+            for (var i = 0; i < merged.WindowLoad.Length; i++)
+            {
+                merged.WindowLoad[i] = checked(merged.WindowLoad[i] + state.WindowLoad[i]);
+            }
+        }
+
+        if (states.All(state => state.WindowRing is not null))
+        {
+            merged.WindowRing = MergeRings(options, states, merged.WindowSteps);
+            merged.WindowPosition = merged.WindowSteps % options.Window;
+        }
+
+        return new ModelRoutingStats(new ManagedModelEngine(options, merged));
+    }
+
+    /// <summary>The rings summed step by step from the newest; the merged ring's newest step sits just before position <c>steps mod window</c>.</summary>
+    private static uint[] MergeRings(ModelRoutingStatsOptions options, ModelState[] states, int steps)
+    {
+        var stepLength = options.Layers * options.Experts;
+        var ring = new uint[options.WindowEntries];
+        foreach (var state in states)
+        {
+            for (var age = 0; age < state.WindowSteps; age++)
+            {
+                var from = (((state.WindowPosition - 1 - age) % options.Window) + options.Window) % options.Window;
+                var to = steps - 1 - age;
+                for (var i = 0; i < stepLength; i++)
+                {
+                    ring[((long)to * stepLength) + i] = checked(ring[((long)to * stepLength) + i] + state.WindowRing![((long)from * stepLength) + i]);
+                }
+            }
+        }
+
+        return ring;
+    }
+
+    private static string Shape(ModelRoutingStatsOptions options) =>
+        $"{options.Layers} layers × {options.Experts} experts, window {options.Window}, capacity {options.ExpertCapacity?.ToString() ?? "none"}";
+}

@@ -1,0 +1,268 @@
+using System.Text.Json.Serialization;
+using ILGPU;
+using ILGPU.Runtime;
+using Microsoft.Extensions.Logging;
+using MoeGpuStats.Device;
+using MoeGpuStats.Engines;
+using MoeGpuStats.Serialization;
+
+namespace MoeGpuStats;
+
+/// <summary>
+/// Routing statistics of a whole Mixture-of-Experts model: every MoE layer's statistics (each a
+/// <see cref="RoutingStats"/> with the seed's API, <see cref="Layer"/>), the sliding window of
+/// expert load that feeds rebalancing (<see cref="WindowLoad"/>, the input of DeepSeek's EPLB), and
+/// the model's balance (<see cref="Summary()"/>). On a device engine, a step is one kernel launch
+/// for all layers, which returns without waiting and needs no per-step state from the host (a CUDA
+/// graph may replay it); each read synchronizes once.
+/// </summary>
+/// <remarks>
+/// Layer l equals a <see cref="RoutingStats"/> with <see cref="ModelRoutingStatsOptions.LayerOptions"/>
+/// fed layer l's ids alone, on every engine, to the bit. Thread-safe: calls are serialized.
+/// </remarks>
+[JsonConverter(typeof(ModelRoutingStatsJsonConverter))]
+public sealed partial class ModelRoutingStats : IDisposable
+{
+    private readonly ModelRoutingEngine _engine;
+    private bool _disposed;
+
+    /// <summary>Creates empty statistics on the managed engine.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message names it.</exception>
+    public ModelRoutingStats(ModelRoutingStatsOptions options)
+        : this(new ManagedModelEngine(Validated(options)))
+    {
+    }
+
+    internal ModelRoutingStats(ModelRoutingEngine engine) => _engine = engine;
+
+    /// <summary>Creates statistics kept on <paramref name="accelerator"/> (CUDA, OpenCL or ILGPU's CPU accelerator), which the caller keeps owning.</summary>
+    /// <param name="accelerator">Where the state lives.</param>
+    /// <param name="options">The model's shape.</param>
+    /// <param name="stream">The stream steps and reads are ordered on (the producer's, so a step follows the router's kernels without a wait); null for a stream of its own.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> or <paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
+    public static ModelRoutingStats OnDevice(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        return new(new DeviceModelEngine(accelerator, Validated(options), stream));
+    }
+
+    /// <summary>
+    /// Creates statistics on the best engine present, as <see cref="RoutingStats.Create"/>: CUDA, then
+    /// OpenCL, then managed; <c>MOEGS_ACCELERATOR</c> overrides the choice, which is logged once.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="InvalidOperationException">The variable names an accelerator that is not present, or an unknown value.</exception>
+    public static ModelRoutingStats Create(ModelRoutingStatsOptions options, ILogger? logger = null)
+    {
+        Validated(options);
+        var stats = AcceleratorSelection.Choose<ModelRoutingStats>(
+            Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable),
+            (accelerator, owned) => new(new DeviceModelEngine(accelerator, options, stream: null, owned)),
+            () => new(options));
+        if (logger is not null)
+        {
+            Log.EngineSelected(logger, stats.Backend, stats._engine.DeviceName);
+        }
+
+        return stats;
+    }
+
+    /// <summary>The engine: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>.</summary>
+    public string Backend => Engine.Name;
+
+    /// <summary>The options the model was made with.</summary>
+    public ModelRoutingStatsOptions Options => _engine.Options;
+
+    /// <summary>MoE layers.</summary>
+    public int Layers => _engine.Options.Layers;
+
+    /// <summary>Experts per layer.</summary>
+    public int Experts => _engine.Options.Experts;
+
+    private ModelRoutingEngine Engine
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return _engine;
+        }
+    }
+
+    /// <summary>
+    /// Records one forward pass of every layer's top-k ids on the device, without waiting for it.
+    /// Layer l's ids are <c>[tokens, topK]</c> at <c>l × layerStride</c> in <paramref name="topKExpertIds"/>;
+    /// an id of −1 is an empty slot and a token of k −1 is padding, as <see cref="RoutingStats.RecordRouting(ArrayView{int}, int, int, float, float, int)"/>.
+    /// </summary>
+    /// <param name="topKExpertIds">The ids, <c>[layers, tokens, topK]</c> with rows <paramref name="layerStride"/> apart, on this model's accelerator.</param>
+    /// <param name="tokens">Token rows per layer (the buffer's, under a CUDA graph).</param>
+    /// <param name="topK">Experts per token, at least 1.</param>
+    /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × topK</c> (layers packed).</param>
+    /// <param name="validTokens">A device int: the rows that hold tokens (later rows are padding, as vLLM's unpadded count under CUDA graphs), clamped to <c>[0, tokens]</c> when read; default for all rows.</param>
+    /// <param name="loadBalanceLosses">The step's load-balancing loss per layer, <c>Layers</c> floats on the device; default for zeros.</param>
+    /// <param name="routerZLosses">The step's router z-loss per layer, <c>Layers</c> floats; default for zeros.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> below 1, <paramref name="tokens"/> or <paramref name="layerStride"/> negative.</exception>
+    /// <exception cref="ArgumentException">
+    /// The ids are too few for the layers at the stride, a stride below <c>tokens × topK</c>, more than
+    /// 2^31 − 1 ids per layer, a view on another accelerator, or a loss view shorter than <c>Layers</c>.
+    /// The statistics are left unchanged.
+    /// </exception>
+    /// <exception cref="InvalidOperationException">The model was read from JSON (it has no window ring to record into).</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void RecordStep(
+        ArrayView<int> topKExpertIds,
+        int tokens,
+        int topK,
+        long layerStride = 0,
+        ArrayView<int> validTokens = default,
+        ArrayView<float> loadBalanceLosses = default,
+        ArrayView<float> routerZLosses = default)
+    {
+        var engine = Engine;
+        var stride = ModelStepChecks.Validate(engine.Options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, layerStride, nameof(topKExpertIds));
+        ModelStepChecks.ValidateViews(engine, topKExpertIds, validTokens, loadBalanceLosses, routerZLosses);
+        engine.RecordStep(topKExpertIds, tokens, topK, stride, validTokens, loadBalanceLosses, routerZLosses);
+    }
+
+    /// <summary>Records one forward pass whose ids are on the host (copied to the device on a device engine), as the view overload.</summary>
+    /// <param name="topKExpertIds">The ids, <c>[layers, tokens, topK]</c> with rows <paramref name="layerStride"/> apart.</param>
+    /// <param name="tokens">Tokens per layer.</param>
+    /// <param name="topK">Experts per token, at least 1.</param>
+    /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × topK</c>.</param>
+    /// <param name="loadBalanceLosses">One finite loss per layer, or empty for zeros.</param>
+    /// <param name="routerZLosses">One finite z-loss per layer, or empty for zeros.</param>
+    /// <exception cref="ArgumentOutOfRangeException">As the view overload.</exception>
+    /// <exception cref="ArgumentException">As the view overload, or a loss span neither empty nor <c>Layers</c> long, or a non-finite loss.</exception>
+    /// <exception cref="InvalidOperationException">The model was read from JSON.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void RecordStep(
+        ReadOnlySpan<int> topKExpertIds,
+        int tokens,
+        int topK,
+        long layerStride = 0,
+        ReadOnlySpan<float> loadBalanceLosses = default,
+        ReadOnlySpan<float> routerZLosses = default)
+    {
+        var engine = Engine;
+        var stride = ModelStepChecks.Validate(engine.Options, topKExpertIds.Length, tokens, topK, layerStride, nameof(topKExpertIds));
+        ModelStepChecks.ValidateLosses(engine.Options, loadBalanceLosses, nameof(loadBalanceLosses));
+        ModelStepChecks.ValidateLosses(engine.Options, routerZLosses, nameof(routerZLosses));
+        engine.RecordStep(topKExpertIds, tokens, topK, stride, loadBalanceLosses, routerZLosses);
+    }
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s statistics with the seed's API, read live (each read first
+    /// folds any pending step). Recording and resetting go through the model: those calls on a layer throw.
+    /// The model owns the state: disposing the returned handle only ends that handle.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="layer"/> is outside <c>[0, Layers)</c>.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public RoutingStats Layer(int layer)
+    {
+        var engine = Engine;
+        if ((uint)layer >= (uint)Layers)
+        {
+            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer is {layer}; this model has layers 0 to {Layers - 1}.");
+        }
+
+        return new RoutingStats(engine.Layer(layer));
+    }
+
+    /// <summary>
+    /// Each expert's token-expert slots over the last <see cref="ModelRoutingStatsOptions.Window"/>
+    /// steps (fewer before that many), row-major <c>[layers, experts]</c>: the <c>weight</c> of
+    /// DeepSeek's EPLB <c>rebalance_experts</c> and of vLLM's rebalancer. Kept as a running sum on
+    /// the device, so a read is one copy.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public ulong[] WindowLoad() => Engine.WindowLoad();
+
+    /// <summary>The balance of every layer over its experts, over the window and since the start (computed on the device; a few scalars per layer come back).</summary>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public ModelRoutingSummary Summary()
+    {
+        var (window, sinceStart, steps, windowSteps) = Engine.MeasureLoads(null, 0);
+        return Summarize(window, sinceStart, steps, windowSteps, Experts);
+    }
+
+    /// <summary>
+    /// The balance per rank under an expert-parallel placement: each layer's load summed over the
+    /// experts each rank holds, what expert-parallel serving waits on (vLLM's balancedness with a placement).
+    /// </summary>
+    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each at least 0; ranks are 0 to the largest given.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="expertRanks"/> is null.</exception>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a negative rank.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public ModelRoutingSummary Summary(IReadOnlyList<int> expertRanks)
+    {
+        ArgumentNullException.ThrowIfNull(expertRanks);
+        var ranks = ModelStepChecks.ValidatePlacement(Options, expertRanks, nameof(expertRanks));
+        var rankCount = ranks.Max() + 1;
+        var (window, sinceStart, steps, windowSteps) = Engine.MeasureLoads(ranks, rankCount);
+        return Summarize(window, sinceStart, steps, windowSteps, rankCount);
+    }
+
+    /// <summary>Clears every layer and the window (enqueued on a device; no wait).</summary>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void Reset() => Engine.Reset();
+
+    /// <summary>A managed copy of the whole model (one wait on a device engine), which answers every read locally and records on independently.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public ModelRoutingStats Snapshot() => new(new ManagedModelEngine(Options, Engine.Export()));
+
+    /// <summary>
+    /// Combines models of several ranks or replicas with the same shape into one managed model:
+    /// each layer as <see cref="RoutingStats.Merge"/> (exact counts), the window's loads summed
+    /// exactly, and the window rings summed step by step from the newest (ranks that record the same
+    /// steps align exactly).
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
+    /// <exception cref="ArgumentException">No parts, or parts of different layers, experts, windows or capacities.</exception>
+    public static ModelRoutingStats Merge(IEnumerable<ModelRoutingStats> parts)
+    {
+        ArgumentNullException.ThrowIfNull(parts);
+        var list = parts.ToArray();
+        if (list.Length == 0)
+        {
+            throw new ArgumentException("Nothing to merge.", nameof(parts));
+        }
+
+        return ModelRoutingMerge.Merge(list);
+    }
+
+    /// <summary>Frees the engine's device memory; the layers' statistics become unusable.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        _engine.Dispose();
+    }
+
+    internal ModelState ExportState() => Engine.Export();
+
+    private static ModelRoutingSummary Summarize(Kernels.Model.LayerLoad[] window, Kernels.Model.LayerLoad[] sinceStart, ulong steps, int windowSteps, int entries) =>
+        new(
+            steps,
+            windowSteps,
+            new BalanceSummary(window.Select(load => LayerBalance.From(load, entries)).ToArray()),
+            new BalanceSummary(sinceStart.Select(load => LayerBalance.From(load, entries)).ToArray()));
+
+    private static ModelRoutingStatsOptions Validated(ModelRoutingStatsOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        return options;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Information, "Model routing statistics run on the {Engine} engine ({Device}).", EventName = "EngineSelected")]
+        public static partial void EngineSelected(ILogger logger, string engine, string device);
+    }
+}

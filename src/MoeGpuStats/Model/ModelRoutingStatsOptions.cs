@@ -1,0 +1,59 @@
+namespace MoeGpuStats;
+
+/// <summary>Settings of a <see cref="ModelRoutingStats"/>: the model's shape and what its layers share.</summary>
+public sealed record ModelRoutingStatsOptions
+{
+    /// <summary>The most layers a model holds: 1,024.</summary>
+    public const int MaxLayers = 1024;
+
+    /// <summary>The most entries of the window ring (<c>Window × Layers × Experts</c>): 2^31 − 1, 8 GiB of counts.</summary>
+    public const long MaxWindowEntries = int.MaxValue;
+
+    /// <summary>MoE layers, 1 to <see cref="MaxLayers"/>.</summary>
+    public int Layers { get; init; } = 1;
+
+    /// <summary>Experts per layer, the same for every layer: 1 to <see cref="RoutingStatsOptions.MaxDeviceExperts"/>.</summary>
+    public int Experts { get; init; } = 1;
+
+    /// <summary>Token-expert slots per expert per step in each layer, as <see cref="RoutingStatsOptions.ExpertCapacity"/>; null for none.</summary>
+    public int? ExpertCapacity { get; init; }
+
+    /// <summary>Steps in the sliding window of expert load (<see cref="ModelRoutingStats.WindowLoad"/>): 1,000 by default, as vLLM's and SGLang's rings.</summary>
+    public int Window { get; init; } = 1000;
+
+    /// <summary>Decay of each layer's decayed utilization, as <see cref="RoutingStatsOptions.UtilizationDecay"/>; null for none.</summary>
+    public float? UtilizationDecay { get; init; }
+
+    /// <summary>The options of one layer's <see cref="RoutingStats"/>.</summary>
+    internal RoutingStatsOptions LayerOptions => new() { Experts = Experts, ExpertCapacity = ExpertCapacity, UtilizationDecay = UtilizationDecay };
+
+    /// <summary>Entries of the window ring.</summary>
+    internal long WindowEntries => (long)Window * Layers * Experts;
+
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message names it and what is allowed.</exception>
+    internal void Validate()
+    {
+        if (Layers is < 1 or > MaxLayers)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Layers), Layers, $"Layers must be 1 to {MaxLayers}.");
+        }
+
+        if (Experts is < 1 or > RoutingStatsOptions.MaxDeviceExperts)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Experts), Experts, $"Experts must be 1 to {RoutingStatsOptions.MaxDeviceExperts}.");
+        }
+
+        if (Window < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Window), Window, "Window must be at least 1 step.");
+        }
+
+        if (WindowEntries > MaxWindowEntries)
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(Window), Window, $"Window × Layers × Experts is {WindowEntries:N0}; at most {MaxWindowEntries:N0} (the window ring's counts).");
+        }
+
+        LayerOptions.Validate();
+    }
+}

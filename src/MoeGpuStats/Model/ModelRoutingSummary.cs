@@ -1,0 +1,91 @@
+namespace MoeGpuStats;
+
+/// <summary>
+/// One layer's balance over its experts (or, in a per-rank summary, over its ranks). Loads are
+/// token-expert slots. Formulas after vLLM's EPLB metrics (<c>docs/glossary.md</c>).
+/// </summary>
+/// <param name="Load">Slots over all experts (ranks).</param>
+/// <param name="MeanLoad">Slots per expert (rank).</param>
+/// <param name="MaxLoad">The largest expert's (rank's) slots.</param>
+/// <param name="MinLoad">The smallest expert's (rank's) slots.</param>
+/// <param name="Balancedness">Mean load over max load, in (0, 1]: vLLM's per-layer balancedness; 1 for a layer without load.</param>
+/// <param name="MaxMeanRatio">Max load over mean load, at least 1; 1 for a layer without load.</param>
+/// <param name="CoefficientOfVariation">Population standard deviation of the loads over their mean; 0 for a layer without load.</param>
+/// <param name="HottestExpert">The first expert (rank) with the largest load.</param>
+/// <param name="ColdestExpert">The first expert (rank) with the smallest load.</param>
+/// <param name="DeadExperts">Experts (ranks) without a slot.</param>
+public readonly record struct LayerBalance(
+    ulong Load,
+    double MeanLoad,
+    ulong MaxLoad,
+    ulong MinLoad,
+    double Balancedness,
+    double MaxMeanRatio,
+    double CoefficientOfVariation,
+    int HottestExpert,
+    int ColdestExpert,
+    int DeadExperts)
+{
+    /// <summary>The balance of <paramref name="count"/> entries measured as <paramref name="load"/>.</summary>
+    internal static LayerBalance From(Kernels.Model.LayerLoad load, int count)
+    {
+        var mean = load.Total / (double)count;
+        return load.Total == 0
+            ? new LayerBalance(0, 0, 0, 0, 1, 1, 0, load.Hottest, load.Coldest, load.Dead)
+            : new LayerBalance(load.Total, mean, load.Max, load.Min, mean / load.Max, load.Max / mean, Math.Sqrt(load.SquaredDeviations / count) / mean, load.Hottest, load.Coldest, load.Dead);
+    }
+}
+
+/// <summary>Every layer's balance over one span of steps, and the model's figures across layers.</summary>
+public sealed class BalanceSummary
+{
+    internal BalanceSummary(IReadOnlyList<LayerBalance> layers)
+    {
+        Layers = layers;
+        var sorted = layers.Select(layer => layer.Balancedness).Order().ToArray();
+        MinBalancedness = sorted[0];
+        MedianBalancedness = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+        MeanBalancedness = sorted.Average();
+        for (var l = 0; l < layers.Count; l++)
+        {
+            if (layers[l].Balancedness < layers[WorstLayer].Balancedness)
+            {
+                WorstLayer = l;
+            }
+        }
+
+        double means = 0, maxima = 0;
+        foreach (var layer in layers)
+        {
+            means += layer.MeanLoad;
+            maxima += layer.MaxLoad;
+        }
+
+        TokenWeightedBalancedness = maxima == 0 ? 1.0 : means / maxima;
+    }
+
+    /// <summary>Per layer, in layer order.</summary>
+    public IReadOnlyList<LayerBalance> Layers { get; }
+
+    /// <summary>The smallest layer balancedness.</summary>
+    public double MinBalancedness { get; }
+
+    /// <summary>The median layer balancedness (the mean of the middle two for an even layer count).</summary>
+    public double MedianBalancedness { get; }
+
+    /// <summary>The mean layer balancedness.</summary>
+    public double MeanBalancedness { get; }
+
+    /// <summary>The first layer with the smallest balancedness.</summary>
+    public int WorstLayer { get; }
+
+    /// <summary><c>Σ_l mean load / Σ_l max load</c>, as vLLM logs it; 1 without load.</summary>
+    public double TokenWeightedBalancedness { get; }
+}
+
+/// <summary>A model's balance over the sliding window and since the start (or the last reset).</summary>
+/// <param name="Steps">Steps recorded.</param>
+/// <param name="WindowSteps">Steps in the window: <see cref="Steps"/>, at most <see cref="ModelRoutingStatsOptions.Window"/>.</param>
+/// <param name="Window">Over the last <see cref="WindowSteps"/> steps.</param>
+/// <param name="SinceStart">Over every step.</param>
+public sealed record ModelRoutingSummary(ulong Steps, int WindowSteps, BalanceSummary Window, BalanceSummary SinceStart);

@@ -1,0 +1,123 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Device;
+using MoeGpuStats.Engines;
+
+namespace MoeGpuStats;
+
+/// <summary>The checks on a model's step and placement that run before any engine touches state.</summary>
+internal static class ModelStepChecks
+{
+    /// <summary>Throws, naming the argument, unless <paramref name="available"/> ids hold the step; returns the layer stride (0 resolved to <c>tokens × topK</c>).</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/>, <paramref name="tokens"/> or <paramref name="layerStride"/> is out of range.</exception>
+    /// <exception cref="ArgumentException">Too many ids per layer, a stride below a layer's ids, or too few ids.</exception>
+    public static long Validate(ModelRoutingStatsOptions options, long available, int tokens, int topK, long layerStride, string idsName)
+    {
+        if (topK < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(topK), topK, $"topK is {topK}; it must be at least 1.");
+        }
+
+        if (tokens < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"tokens is {tokens}; it cannot be negative.");
+        }
+
+        if (layerStride < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(layerStride), layerStride, $"layerStride is {layerStride}; it cannot be negative (0 packs the layers).");
+        }
+
+        var perLayer = (long)tokens * topK;
+        if (perLayer > RecordChecks.MaxIdsPerRecord)
+        {
+            throw new ArgumentException(
+                $"tokens * topK = {tokens} * {topK} = {perLayer} ids per layer; a layer takes at most {RecordChecks.MaxIdsPerRecord} (2^31 - 1) per step.", idsName);
+        }
+
+        var stride = layerStride == 0 ? perLayer : layerStride;
+        if (stride < perLayer)
+        {
+            throw new ArgumentException($"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer}, or 0 to pack the layers.", nameof(layerStride));
+        }
+
+        // At most 1,024 layers and a stride the caller's ids must cover: the product stays far from overflow unless the stride is absurd.
+        var needed = stride > (long.MaxValue - perLayer) / options.Layers ? long.MaxValue : ((options.Layers - 1) * stride) + perLayer;
+        if (available < needed)
+        {
+            throw new ArgumentException(
+                $"The ids hold {available} values; {options.Layers} layers of tokens * topK = {tokens} * {topK} at a layer stride of {stride} need {needed}.", idsName);
+        }
+
+        return stride;
+    }
+
+    /// <summary>Throws unless the device views belong to the model's accelerator and are long enough.</summary>
+    /// <exception cref="ArgumentException">A view on another accelerator, an empty valid-token view that is not default, or a loss view shorter than <c>Layers</c>.</exception>
+    public static void ValidateViews(ModelRoutingEngine engine, ArrayView<int> ids, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    {
+        var accelerator = (engine as DeviceModelEngine)?.Accelerator;
+        CheckView(accelerator, ids, 0, "topKExpertIds", "ids");
+        CheckView(accelerator, validTokens, 1, nameof(validTokens), "one int");
+        CheckView(accelerator, loadBalanceLosses, engine.Options.Layers, nameof(loadBalanceLosses), $"{engine.Options.Layers} floats (one per layer)");
+        CheckView(accelerator, routerZLosses, engine.Options.Layers, nameof(routerZLosses), $"{engine.Options.Layers} floats (one per layer)");
+    }
+
+    /// <summary>Throws unless <paramref name="losses"/> is empty or one finite loss per layer.</summary>
+    /// <exception cref="ArgumentException">Another length, or a non-finite loss.</exception>
+    public static void ValidateLosses(ModelRoutingStatsOptions options, ReadOnlySpan<float> losses, string name)
+    {
+        if (!losses.IsEmpty && losses.Length != options.Layers)
+        {
+            throw new ArgumentException($"{name} holds {losses.Length} values; it must hold one per layer ({options.Layers}) or none.", name);
+        }
+
+        for (var l = 0; l < losses.Length; l++)
+        {
+            if (!float.IsFinite(losses[l]))
+            {
+                throw new ArgumentException($"{name}[{l}] is {losses[l]}; losses must be finite.", name);
+            }
+        }
+    }
+
+    /// <summary>The placement as an array, checked: one rank per expert, none negative.</summary>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a negative rank.</exception>
+    public static int[] ValidatePlacement(ModelRoutingStatsOptions options, IReadOnlyList<int> expertRanks, string name)
+    {
+        if (expertRanks.Count != options.Experts)
+        {
+            throw new ArgumentException($"{name} holds {expertRanks.Count} ranks; it must hold one per expert ({options.Experts}).", name);
+        }
+
+        var ranks = expertRanks.ToArray();
+        for (var e = 0; e < ranks.Length; e++)
+        {
+            if (ranks[e] < 0 || ranks[e] >= options.Experts)
+            {
+                throw new ArgumentException($"{name}[{e}] is {ranks[e]}; a rank must be 0 to {options.Experts - 1} (at most one rank per expert).", name);
+            }
+        }
+
+        return ranks;
+    }
+
+    private static void CheckView<T>(Accelerator? accelerator, ArrayView<T> view, long minimum, string name, string what)
+        where T : unmanaged
+    {
+        if (!view.IsValid)
+        {
+            return;
+        }
+
+        if (view.Length < minimum)
+        {
+            throw new ArgumentException($"{name} holds {view.Length} values; it must hold {what}, or be default.", name);
+        }
+
+        if (accelerator is not null && view.Length > 0 && view.GetAccelerator() != accelerator)
+        {
+            throw new ArgumentException($"{name} lives on '{view.GetAccelerator()?.Name}', not on this model's accelerator '{accelerator.Name}'.", name);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using MoeGpuStats.Engines;
+
+namespace MoeGpuStats.Serialization;
+
+/// <summary>
+/// Reads and writes <see cref="ModelRoutingStats"/> as JSON: the model's own fields (<c>experts</c>,
+/// <c>window</c>, <c>expert_capacity</c>, <c>utilization_decay</c>, <c>steps</c>, <c>window_steps</c>,
+/// <c>window_load</c> as <c>[layers][experts]</c>) and a <c>layers</c> array of seed-shaped
+/// <see cref="RoutingStats"/> objects. The window ring is not written (up to 2^31 counts), so a model
+/// read back answers every read but cannot record on.
+/// </summary>
+internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutingStats>
+{
+    public override ModelRoutingStats Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        using var document = JsonDocument.ParseValue(ref reader);
+        return FromElement(document.RootElement);
+    }
+
+    public override void Write(Utf8JsonWriter writer, ModelRoutingStats value, JsonSerializerOptions options)
+    {
+        var state = value.ExportState();
+        var model = value.Options;
+        writer.WriteStartObject();
+        writer.WriteNumber("experts", model.Experts);
+        writer.WriteNumber("window", model.Window);
+        if (model.ExpertCapacity is { } capacity)
+        {
+            writer.WriteNumber("expert_capacity", capacity);
+        }
+
+        if (model.UtilizationDecay is { } decay)
+        {
+            writer.WriteNumber("utilization_decay", decay);
+        }
+
+        writer.WriteNumber("steps", state.Steps);
+        writer.WriteNumber("window_steps", state.WindowSteps);
+        writer.WriteStartArray("window_load");
+        for (var l = 0; l < model.Layers; l++)
+        {
+            writer.WriteStartArray();
+            foreach (var load in state.WindowLoad.AsSpan(l * model.Experts, model.Experts))
+            {
+                writer.WriteNumberValue(load);
+            }
+
+            writer.WriteEndArray();
+        }
+
+        writer.WriteEndArray();
+        writer.WriteStartArray("layers");
+        foreach (var layer in state.Layers)
+        {
+            using var stats = RoutingStats.FromState(model.LayerOptions, layer);
+            RoutingStatsJson.Write(writer, stats);
+        }
+
+        writer.WriteEndArray();
+        writer.WriteEndObject();
+    }
+
+    /// <summary>The model <paramref name="root"/> holds, on the managed engine.</summary>
+    /// <exception cref="JsonException">A field is missing, of the wrong kind or out of range; the message names it.</exception>
+    public static ModelRoutingStats FromElement(JsonElement root)
+    {
+        if (root.ValueKind != JsonValueKind.Object)
+        {
+            throw new JsonException($"Model routing statistics must be a JSON object, not {root.ValueKind}.");
+        }
+
+        var layers = Array(root, "layers");
+        var loads = Array(root, "window_load");
+        ModelRoutingStatsOptions options;
+        try
+        {
+            options = new ModelRoutingStatsOptions
+            {
+                Layers = layers.GetArrayLength(),
+                Experts = Int(root, "experts"),
+                Window = Int(root, "window"),
+                ExpertCapacity = root.TryGetProperty("expert_capacity", out var capacity) ? capacity.GetInt32() : null,
+                UtilizationDecay = root.TryGetProperty("utilization_decay", out var decay) ? decay.GetSingle() : null,
+            };
+            options.Validate();
+        }
+        catch (Exception exception) when (exception is ArgumentException or FormatException or InvalidOperationException)
+        {
+            throw new JsonException($"The model's fields are out of range: {exception.Message}", exception);
+        }
+
+        var state = new ModelState
+        {
+            Steps = Required(root, "steps").GetUInt64(),
+            WindowSteps = Int(root, "window_steps"),
+            Layers = new RoutingState[options.Layers],
+            WindowLoad = new ulong[options.Layers * options.Experts],
+        };
+        if (state.WindowSteps < 0 || state.WindowSteps > options.Window || (ulong)state.WindowSteps > state.Steps)
+        {
+            throw new JsonException($"window_steps is {state.WindowSteps}; it must be 0 to min(window = {options.Window}, steps = {state.Steps}).");
+        }
+
+        if (loads.GetArrayLength() != options.Layers)
+        {
+            throw new JsonException($"window_load has {loads.GetArrayLength()} rows; it needs one per layer ({options.Layers}).");
+        }
+
+        var l = 0;
+        foreach (var row in loads.EnumerateArray())
+        {
+            if (row.ValueKind != JsonValueKind.Array || row.GetArrayLength() != options.Experts)
+            {
+                throw new JsonException($"window_load[{l}] must be an array of {options.Experts} counts (one per expert).");
+            }
+
+            var e = 0;
+            foreach (var load in row.EnumerateArray())
+            {
+                state.WindowLoad[(l * options.Experts) + e++] = load.TryGetUInt64(out var value)
+                    ? value
+                    : throw new JsonException($"window_load[{l}][{e - 1}] is {load}; counts are whole numbers from 0.");
+            }
+
+            l++;
+        }
+
+        l = 0;
+        foreach (var layer in layers.EnumerateArray())
+        {
+            using var stats = RoutingStatsJson.FromElement(layer);
+            var layerState = stats.ExportState();
+            if (layerState.TotalRoutings != state.Steps || layerState.ExpertUtilization.Length != (state.Steps == 0 ? 0 : options.Experts))
+            {
+                throw new JsonException(
+                    $"layers[{l}] holds {layerState.TotalRoutings} batches of {layerState.ExpertUtilization.Length} experts; the model holds {state.Steps} steps of {options.Experts}.");
+            }
+
+            state.Layers[l++] = layerState;
+        }
+
+        return new ModelRoutingStats(new ManagedModelEngine(options, state));
+    }
+
+    private static JsonElement Required(JsonElement parent, string name) =>
+        parent.TryGetProperty(name, out var element) ? element : throw new JsonException($"The field '{name}' is missing.");
+
+    private static JsonElement Array(JsonElement parent, string name)
+    {
+        var element = Required(parent, name);
+        return element.ValueKind == JsonValueKind.Array ? element : throw new JsonException($"The field '{name}' must be an array, not {element.ValueKind}.");
+    }
+
+    private static int Int(JsonElement parent, string name) =>
+        Required(parent, name).TryGetInt32(out var value) ? value : throw new JsonException($"The field '{name}' must be a whole number.");
+}
