@@ -125,6 +125,16 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
+    /// <summary>Records a step launched with <paramref name="arguments"/> as given: what a CUDA graph replays (the tests hold one set for many steps).</summary>
+    internal void RecordStep(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            Launch(ids, arguments, validTokens, default, default);
+        }
+    }
+
     public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
     {
         lock (_lock)

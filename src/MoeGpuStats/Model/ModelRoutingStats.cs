@@ -100,8 +100,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="tokens">Token rows per layer (the buffer's, under a CUDA graph).</param>
     /// <param name="topK">Experts per token, at least 1.</param>
     /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × topK</c> (layers packed).</param>
-    /// <param name="validTokens">A device int: the rows that hold tokens (later rows are padding, as vLLM's unpadded count under CUDA graphs), clamped to <c>[0, tokens]</c> when read; default for all rows.</param>
-    /// <param name="loadBalanceLosses">The step's load-balancing loss per layer, <c>Layers</c> floats on the device; default for zeros.</param>
+    /// <param name="validTokens">A device int: the rows that hold tokens (later rows are padding, as vLLM's unpadded count under CUDA graphs), clamped to <c>[0, tokens]</c> when read; default (or empty) for all rows.</param>
+    /// <param name="loadBalanceLosses">The step's load-balancing loss per layer, <c>Layers</c> floats on the device; default (or empty) for zeros.</param>
     /// <param name="routerZLosses">The step's router z-loss per layer, <c>Layers</c> floats; default for zeros.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> below 1, <paramref name="tokens"/> or <paramref name="layerStride"/> negative.</exception>
     /// <exception cref="ArgumentException">

@@ -53,7 +53,7 @@ internal static class ModelStepChecks
     }
 
     /// <summary>Throws unless the device views belong to the model's accelerator and are long enough.</summary>
-    /// <exception cref="ArgumentException">A view on another accelerator, an empty valid-token view that is not default, or a loss view shorter than <c>Layers</c>.</exception>
+    /// <exception cref="ArgumentException">A view on another accelerator, or a loss view neither empty nor <c>Layers</c> long.</exception>
     public static void ValidateViews(ModelRoutingEngine engine, ArrayView<int> ids, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
         var accelerator = (engine as DeviceModelEngine)?.Accelerator;
