@@ -103,6 +103,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override string DeviceName => Accelerator.Name;
 
+    /// <summary>The bytes of the state's buffers (the staging of host ids aside).</summary>
+    internal long StateBytes => _buffers.Sum(buffer => buffer.LengthInBytes);
+
     /// <summary>The expert count a layer's reads see: 0 before the first step, as a single-layer state.</summary>
     internal int LayerExperts => _steps == 0 ? 0 : Options.Experts;
 

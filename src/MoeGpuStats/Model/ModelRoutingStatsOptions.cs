@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace MoeGpuStats;
 
 /// <summary>Settings of a <see cref="ModelRoutingStats"/>: the model's shape and what its layers share.</summary>
@@ -23,6 +25,32 @@ public sealed record ModelRoutingStatsOptions
 
     /// <summary>Decay of each layer's decayed utilization, as <see cref="RoutingStatsOptions.UtilizationDecay"/>; null for none.</summary>
     public float? UtilizationDecay { get; init; }
+
+    /// <summary>
+    /// The device memory a model's state takes, in bytes: the window ring (<c>4 × Window × Layers × Experts</c>)
+    /// dominates; each layer adds its single-layer state (64 KiB of batch buffers, 4 KB of load
+    /// variances, 40 bytes per expert). 64 MB for DeepSeek-V3's 58 layers of 256 experts with the
+    /// default window.
+    /// </summary>
+    public long DeviceStateBytes
+    {
+        get
+        {
+            long layers = Layers, perLayer = layers * Experts;
+            return (layers * Unsafe.SizeOf<Kernels.RoutingStateBlock>())
+                + (layers * Kernels.RoutingStateLayout.BatchHistogramLength * sizeof(ulong))
+                + (2 * layers * Kernels.RoutingStateLayout.BatchBuffers * sizeof(ulong))
+                + (perLayer * (sizeof(double) + sizeof(ulong) + sizeof(float) + sizeof(float) + sizeof(ulong) + sizeof(ulong)))
+                + (layers * Kernels.RoutingStateLayout.VarianceWindow * sizeof(float))
+                + (WindowEntries * sizeof(uint))
+                + (Kernels.Model.ModelStateLayout.ControlLength * sizeof(int))
+                + (Kernels.RoutingStateLayout.BatchBuffers * layers * 2 * sizeof(float))
+                + (Experts * sizeof(int))
+                + (layers * Unsafe.SizeOf<Kernels.Model.LayerLoad>())
+                + Unsafe.SizeOf<Kernels.UtilizationQueryResult>()
+                + (2 * layers * sizeof(float));
+        }
+    }
 
     /// <summary>The options of one layer's <see cref="RoutingStats"/>.</summary>
     internal RoutingStatsOptions LayerOptions => new() { Experts = Experts, ExpertCapacity = ExpertCapacity, UtilizationDecay = UtilizationDecay };
