@@ -117,7 +117,7 @@ public static unsafe class NativeApi
     public static int Reset(long handle) => With(handle, aggregator => aggregator.Stats.Reset());
 
     [UnmanagedCallersOnly]
-    public static int Destroy(long handle) => Destroy(Handles, "aggregator", handle);
+    public static int Destroy(long handle) => Remove(Handles, "aggregator", handle);
 
     [UnmanagedCallersOnly]
     public static int ModelCreate(byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, long* handle)
@@ -171,7 +171,7 @@ public static unsafe class NativeApi
     }
 
     [UnmanagedCallersOnly]
-    public static int ModelSummary(long handle, int* expertRanks, NativeModelSummary* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
+    public static int ModelSummary(long handle, int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
     {
         if (destination is null)
         {
@@ -183,7 +183,7 @@ public static unsafe class NativeApi
 
     /// <summary>The bytes <see cref="ModelSummary"/> writes to its out, checked by libmoegs and bindings as <see cref="SnapshotSize"/>.</summary>
     [UnmanagedCallersOnly]
-    public static int ModelSummarySize() => sizeof(NativeModelSummary);
+    public static int ModelBalanceSize() => sizeof(NativeModelBalance);
 
     /// <summary>The bytes of one element of <see cref="ModelSummary"/>'s per-layer arrays.</summary>
     [UnmanagedCallersOnly]
@@ -225,7 +225,7 @@ public static unsafe class NativeApi
     public static int ModelReset(long handle) => WithModel(handle, model => model.Stats.Reset());
 
     [UnmanagedCallersOnly]
-    public static int ModelDestroy(long handle) => Destroy(Models, "model", handle);
+    public static int ModelDestroy(long handle) => Remove(Models, "model", handle);
 
     /// <summary>The last error's text on this thread (UTF-8, valid until the next failing call on it), or an empty string.</summary>
     [UnmanagedCallersOnly]
@@ -301,7 +301,7 @@ public static unsafe class NativeApi
         Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live {kind} (never created, or destroyed).");
 
     /// <summary>Removes a live handle and frees it (serialized with calls still running on it).</summary>
-    private static int Destroy<THandle>(ConcurrentDictionary<long, THandle> registry, string kind, long handle)
+    private static int Remove<THandle>(ConcurrentDictionary<long, THandle> registry, string kind, long handle)
         where THandle : INativeHandle
     {
         if (!registry.TryRemove(handle, out var live))

@@ -78,7 +78,7 @@ internal sealed class NativeModel : INativeHandle
     /// Writes the model's figures, and each layer's balance where an array is given (<c>Layers</c>
     /// structs each), over experts, or over ranks under <paramref name="expertRanks"/> (host memory, <c>Experts</c> ints).
     /// </summary>
-    public unsafe void Summary(int* expertRanks, NativeModelSummary* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
+    public unsafe void Summary(int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
     {
         var ranks = expertRanks is null ? null : NativeChecks.Placement(new ReadOnlySpan<int>(expertRanks, _stats.Experts));
         ModelRoutingSummary summary;
@@ -87,7 +87,7 @@ internal sealed class NativeModel : INativeHandle
             summary = ranks is null ? _stats.Summary() : _stats.Summary(ranks);
         }
 
-        *destination = NativeModelSummary.From(summary, ranks is null ? _stats.Experts : ranks.Max() + 1);
+        *destination = NativeModelBalance.From(summary, ranks is null ? _stats.Experts : ranks.Max() + 1);
         for (var l = 0; l < _stats.Layers; l++)
         {
             if (window is not null)

@@ -3,12 +3,12 @@ using System.Runtime.InteropServices;
 namespace MoeGpuStats.Native;
 
 /// <summary>
-/// The C struct <c>moegs_model_summary</c>; field order and types match include/moegs.h (documented
+/// The C struct <c>moegs_model_balance</c>; field order and types match include/moegs.h (documented
 /// there). libmoegs refuses to start when its size differs from the header's, as for the snapshot,
 /// and NativeModelApiTests compares the layout with the header's field by field.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
-public struct NativeModelSummary
+public struct NativeModelBalance
 {
     public ulong Steps;
     public double WindowMinBalancedness;
@@ -25,7 +25,7 @@ public struct NativeModelSummary
     public int Entries;
 
     /// <summary>The C struct of <paramref name="summary"/>, whose per-layer balance is over <paramref name="entries"/> experts or ranks.</summary>
-    internal static NativeModelSummary From(ModelRoutingSummary summary, int entries) => new()
+    internal static NativeModelBalance From(ModelRoutingSummary summary, int entries) => new()
     {
         Steps = summary.Steps,
         WindowMinBalancedness = summary.Window.MinBalancedness,
