@@ -90,7 +90,7 @@ internal static class NativeChecks
         if (kind == "managed" && length > MaxIdsPerRecord)
         {
             throw new NativeArgumentException(
-                $"layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k = {length} ids; the managed engine reads at most {MaxIdsPerRecord} per step.");
+                $"layers = {layers}, tokens = {tokens}, top_k = {topK}, layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k = {length} ids; the managed engine reads at most {MaxIdsPerRecord} per step.");
         }
 
         if (ids == IntPtr.Zero && length > 0)
