@@ -126,6 +126,102 @@ moegs_status moegs_reset(moegs_handle handle);
 /* Frees the aggregator and its device memory; the handle is invalid afterwards. */
 moegs_status moegs_destroy(moegs_handle handle);
 
+/* ---- A whole model: every MoE layer's statistics at once ------------------------------------
+ * A model handle (moegs_model_create) keeps each layer's statistics (each as an aggregator's, read
+ * with moegs_model_layer_snapshot), the sliding window of expert load that feeds rebalancing
+ * (moegs_model_window_load, the weight of DeepSeek's EPLB), and the model's balance
+ * (moegs_model_summary). On a device accelerator a step is one kernel launch for all layers.
+ * Model handles and aggregator handles are not interchangeable: either passed to the other's
+ * functions is MOEGS_INVALID_HANDLE. The error discipline is the aggregator's. */
+
+/* The balance of one layer over its experts (or, with a placement, over its ranks), over one span of
+ * steps. Loads are token-expert slots; formulas after vLLM's EPLB metrics. */
+typedef struct moegs_layer_balance {
+    uint64_t load;         /* slots over all experts (ranks) */
+    double mean_load;      /* slots per expert (rank) */
+    uint64_t max_load;     /* the largest expert's (rank's) slots */
+    uint64_t min_load;     /* the smallest expert's (rank's) slots */
+    double balancedness;   /* mean_load / max_load in (0, 1]; 1 without load */
+    double max_mean_ratio; /* max_load / mean_load, >= 1; 1 without load */
+    double cv;             /* population standard deviation of the loads over their mean; 0 without load */
+    int32_t hottest;       /* the first expert (rank) with the largest load */
+    int32_t coldest;       /* the first expert (rank) with the smallest load */
+    int32_t dead;          /* experts (ranks) without a slot */
+} moegs_layer_balance;
+
+/* The model's figures across layers, over the window and since the start (or the last reset).
+ * Its size is moegs_model_balance_size(), the per-layer struct's moegs_layer_balance_size(). */
+typedef struct moegs_model_balance {
+    uint64_t steps;                                  /* steps recorded */
+    double window_min_balancedness;                  /* the smallest layer balancedness */
+    double window_median_balancedness;               /* the median (mean of the middle two for an even layer count) */
+    double window_mean_balancedness;
+    double window_token_weighted_balancedness;       /* sum over layers of mean_load / sum of max_load; 1 without load */
+    double since_start_min_balancedness;
+    double since_start_median_balancedness;
+    double since_start_mean_balancedness;
+    double since_start_token_weighted_balancedness;
+    int32_t window_steps;                            /* steps in the window: steps, at most the window */
+    int32_t window_worst_layer;                      /* the first layer with the smallest balancedness */
+    int32_t since_start_worst_layer;
+    int32_t entries;                                 /* what each layer's balance is over: experts, or the ranks
+                                                      * (the largest rank + 1) of the placement given */
+} moegs_model_balance;
+
+/* Creates a model of `layers` MoE layers of `experts` experts each. accelerator: as moegs_create
+ * ("auto" or NULL, "cuda", "opencl", "cpu", "managed").
+ * layers: [1, 1024]. experts: [1, 4096] on every accelerator, "managed" included.
+ * expert_capacity: slots per expert per step in each layer, as moegs_create's; 0 for none.
+ * window: steps in the sliding window of expert load, 0 for the default of 1000 (vLLM's and SGLang's
+ * ring); window * layers * experts <= 2^31 - 1. utilization_decay: each layer's decayed utilization
+ * decay in [0, 1), negative for none. *out is 0 when the call fails. */
+moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
+                                int32_t window, float utilization_decay, moegs_handle* out);
+
+/* Records one forward pass of every layer. Layer l's ids are [tokens, top_k] int32 at element
+ * l * layer_stride of ids (layer_stride 0: tokens * top_k, the layers packed, as a [layers, tokens, top_k]
+ * buffer; otherwise >= tokens * top_k). The call reads (layers - 1) * layer_stride + tokens * top_k ids.
+ * layers must equal the model's layers; tokens >= 0, top_k >= 1, tokens * top_k <= 2^31 - 1 (and the ids
+ * read <= 2^31 - 1 on "managed"). Ids: as moegs_record's (-1 an empty slot, a row of -1 padding).
+ * valid_tokens: NULL, or an int32 holding the rows that are tokens (later rows are padding, as vLLM's
+ * unpadded count under CUDA graphs), clamped to [0, tokens] when read, on the device.
+ * load_balance_losses, router_z_losses: NULL (zeros), or `layers` floats each, one per layer.
+ * Every pointer is memory of the handle's accelerator, as moegs_record's ids: CUDA device memory of
+ * its GPU on "cuda", a cl_mem on "opencl", host memory on "cpu" and "managed"; 4-byte aligned (except
+ * a cl_mem). Losses in host memory must be finite (device memory is not read by the host).
+ * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere); the host never waits. */
+moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
+                                int64_t layer_stride, const void* valid_tokens, const void* load_balance_losses,
+                                const void* router_z_losses, void* stream);
+
+/* Where the model lives: *out = "cuda", "opencl", "cpu" or "managed", a static string. */
+moegs_status moegs_model_accelerator(moegs_handle handle, const char** out);
+
+/* The model's balance into *out, and each layer's into window_layers and since_start_layers (each
+ * NULL, or an array of `layers` structs). expert_ranks: NULL for the balance over experts, or the rank
+ * of each expert (host memory, `experts` int32 values in [0, experts - 1]) for the balance over ranks
+ * under that expert-parallel placement: each layer's load summed over the experts each rank holds. */
+moegs_status moegs_model_summary(moegs_handle handle, const int32_t* expert_ranks, moegs_model_balance* out,
+                                 moegs_layer_balance* window_layers, moegs_layer_balance* since_start_layers);
+
+/* sizeof(moegs_model_balance) and sizeof(moegs_layer_balance) as the library was built with them
+ * (libmoegs refuses to start when they differ from this header's); 0 when the runtime could not start. */
+int32_t moegs_model_balance_size(void);
+int32_t moegs_layer_balance_size(void);
+
+/* Each expert's slots over the last `window` steps (fewer before that many), row-major
+ * [layers, experts], into dst (capacity: the values dst holds, >= layers * experts). */
+moegs_status moegs_model_window_load(moegs_handle handle, uint64_t* dst, int32_t capacity);
+
+/* Layer `layer`'s statistics ([0, layers)) as an aggregator's snapshot. */
+moegs_status moegs_model_layer_snapshot(moegs_handle handle, int32_t layer, moegs_snapshot* out);
+
+/* Clears every layer and the window. */
+moegs_status moegs_model_reset(moegs_handle handle);
+
+/* Frees the model and its device memory; the handle is invalid afterwards. */
+moegs_status moegs_model_destroy(moegs_handle handle);
+
 /* The last error's text on this thread ("" if none). Valid until the next failing call on it. */
 const char* moegs_last_error(void);
 

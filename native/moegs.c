@@ -28,6 +28,11 @@ typedef int (*handle_fn)(moegs_handle);
 typedef const char* (*error_fn)(void);
 typedef int (*accelerator_fn)(moegs_handle, const char**);
 typedef int (*size_fn)(void);
+typedef int (*model_create_fn)(const char*, int32_t, int32_t, int32_t, int32_t, float, moegs_handle*);
+typedef int (*model_record_fn)(moegs_handle, const void*, int32_t, int32_t, int32_t, int64_t, const void*, const void*, const void*, void*);
+typedef int (*model_summary_fn)(moegs_handle, const int32_t*, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*);
+typedef int (*window_load_fn)(moegs_handle, uint64_t*, int32_t);
+typedef int (*layer_snapshot_fn)(moegs_handle, int32_t, moegs_snapshot*);
 
 static struct {
     create_fn create;
@@ -41,6 +46,16 @@ static struct {
     error_fn last_error;
     accelerator_fn accelerator;
     size_fn snapshot_size;
+    model_create_fn model_create;
+    model_record_fn model_record;
+    accelerator_fn model_accelerator;
+    model_summary_fn model_summary;
+    size_fn model_balance_size;
+    size_fn layer_balance_size;
+    window_load_fn model_window_load;
+    layer_snapshot_fn model_layer_snapshot;
+    handle_fn model_reset;
+    handle_fn model_destroy;
 } api;
 
 static pthread_once_t started = PTHREAD_ONCE_INIT;
@@ -129,6 +144,16 @@ static void start_runtime(void)
         { "LastError", (void**)&api.last_error },
         { "Accelerator", (void**)&api.accelerator },
         { "SnapshotSize", (void**)&api.snapshot_size },
+        { "ModelCreate", (void**)&api.model_create },
+        { "ModelRecord", (void**)&api.model_record },
+        { "ModelAccelerator", (void**)&api.model_accelerator },
+        { "ModelSummary", (void**)&api.model_summary },
+        { "ModelBalanceSize", (void**)&api.model_balance_size },
+        { "LayerBalanceSize", (void**)&api.layer_balance_size },
+        { "ModelWindowLoad", (void**)&api.model_window_load },
+        { "ModelLayerSnapshot", (void**)&api.model_layer_snapshot },
+        { "ModelReset", (void**)&api.model_reset },
+        { "ModelDestroy", (void**)&api.model_destroy },
     };
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
         rc = self_contained
@@ -141,14 +166,21 @@ static void start_runtime(void)
         }
     }
 
-    /* The managed side writes the snapshot through the caller's pointer: a MoeGpuStats.Native.dll from
-     * another build could write past the struct this header declares, so refuse to start instead. */
-    int managed_size = api.snapshot_size();
-    if (managed_size != (int)sizeof(moegs_snapshot)) {
-        memset(&api, 0, sizeof api);
-        snprintf(start_error, sizeof start_error,
-                 "moegs: MoeGpuStats.Native.dll writes a %d-byte moegs_snapshot, this libmoegs.so's moegs.h declares %zu bytes: "
-                 "build both from one checkout (native/build.sh)", managed_size, sizeof(moegs_snapshot));
+    /* The managed side writes the structs through the caller's pointers: a MoeGpuStats.Native.dll from
+     * another build could write past the structs this header declares, so refuse to start instead. */
+    struct { const char* name; int managed; size_t here; } sizes[] = {
+        { "moegs_snapshot", api.snapshot_size(), sizeof(moegs_snapshot) },
+        { "moegs_model_balance", api.model_balance_size(), sizeof(moegs_model_balance) },
+        { "moegs_layer_balance", api.layer_balance_size(), sizeof(moegs_layer_balance) },
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (sizes[i].managed != (int)sizes[i].here) {
+            memset(&api, 0, sizeof api);
+            snprintf(start_error, sizeof start_error,
+                     "moegs: MoeGpuStats.Native.dll writes a %d-byte %s, this libmoegs.so's moegs.h declares %zu bytes: "
+                     "build both from one checkout (native/build.sh)", sizes[i].managed, sizes[i].name, sizes[i].here);
+            return;
+        }
     }
 }
 
@@ -207,6 +239,62 @@ moegs_status moegs_reset(moegs_handle handle)
 moegs_status moegs_destroy(moegs_handle handle)
 {
     return ready() ? (moegs_status)api.destroy(handle) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
+                                int32_t window, float utilization_decay, moegs_handle* out)
+{
+    return ready() ? (moegs_status)api.model_create(accelerator, layers, experts, expert_capacity, window, utilization_decay, out) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
+                                int64_t layer_stride, const void* valid_tokens, const void* load_balance_losses,
+                                const void* router_z_losses, void* stream)
+{
+    return ready() ? (moegs_status)api.model_record(handle, ids, layers, tokens, top_k, layer_stride, valid_tokens, load_balance_losses,
+                                                    router_z_losses, stream)
+                   : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_accelerator(moegs_handle handle, const char** out)
+{
+    return ready() ? (moegs_status)api.model_accelerator(handle, out) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_summary(moegs_handle handle, const int32_t* expert_ranks, moegs_model_balance* out,
+                                 moegs_layer_balance* window_layers, moegs_layer_balance* since_start_layers)
+{
+    return ready() ? (moegs_status)api.model_summary(handle, expert_ranks, out, window_layers, since_start_layers) : MOEGS_RUNTIME_ERROR;
+}
+
+int32_t moegs_model_balance_size(void)
+{
+    return ready() ? api.model_balance_size() : 0;
+}
+
+int32_t moegs_layer_balance_size(void)
+{
+    return ready() ? api.layer_balance_size() : 0;
+}
+
+moegs_status moegs_model_window_load(moegs_handle handle, uint64_t* dst, int32_t capacity)
+{
+    return ready() ? (moegs_status)api.model_window_load(handle, dst, capacity) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_layer_snapshot(moegs_handle handle, int32_t layer, moegs_snapshot* out)
+{
+    return ready() ? (moegs_status)api.model_layer_snapshot(handle, layer, out) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_reset(moegs_handle handle)
+{
+    return ready() ? (moegs_status)api.model_reset(handle) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_destroy(moegs_handle handle)
+{
+    return ready() ? (moegs_status)api.model_destroy(handle) : MOEGS_RUNTIME_ERROR;
 }
 
 const char* moegs_last_error(void)

@@ -55,6 +55,26 @@ class Snapshot(ctypes.Structure):
         ("load_variance_history_len", ctypes.c_int32)]
 
 
+class ModelBalance(ctypes.Structure):
+    """The C struct moegs_model_balance (include/moegs.h), field for field; _load checks its size."""
+    _fields_ = [
+        ("steps", ctypes.c_uint64),
+        ("window_min_balancedness", ctypes.c_double), ("window_median_balancedness", ctypes.c_double),
+        ("window_mean_balancedness", ctypes.c_double), ("window_token_weighted_balancedness", ctypes.c_double),
+        ("since_start_min_balancedness", ctypes.c_double), ("since_start_median_balancedness", ctypes.c_double),
+        ("since_start_mean_balancedness", ctypes.c_double), ("since_start_token_weighted_balancedness", ctypes.c_double),
+        ("window_steps", ctypes.c_int32), ("window_worst_layer", ctypes.c_int32), ("since_start_worst_layer", ctypes.c_int32),
+        ("entries", ctypes.c_int32)]
+
+
+class LayerBalance(ctypes.Structure):
+    """The C struct moegs_layer_balance (include/moegs.h), field for field; _load checks its size."""
+    _fields_ = [
+        ("load", ctypes.c_uint64), ("mean_load", ctypes.c_double), ("max_load", ctypes.c_uint64), ("min_load", ctypes.c_uint64),
+        ("balancedness", ctypes.c_double), ("max_mean_ratio", ctypes.c_double), ("cv", ctypes.c_double),
+        ("hottest", ctypes.c_int32), ("coldest", ctypes.c_int32), ("dead", ctypes.c_int32)]
+
+
 def _installed_library():
     """Where `pip install ./python` recorded this checkout's native/out, or None (not installed that way)."""
     try:
@@ -99,8 +119,28 @@ def _load(path=None):
     if size not in (0, ctypes.sizeof(Snapshot)):
         raise OSError(f"{os.path.abspath(candidate)} writes a {size}-byte moegs_snapshot, this wrapper's Snapshot is {ctypes.sizeof(Snapshot)} bytes: "
                       "use the moegs.py built with that library")
+    if not hasattr(lib, "moegs_model_create"):
+        raise OSError(f"{os.path.abspath(candidate)} predates the model API (moegs_model_*): rebuild it (native/build.sh)")
+    lib.moegs_model_create.argtypes = [ctypes.c_char_p, i32, i32, i32, i32, f32, ctypes.POINTER(h)]
+    lib.moegs_model_record.argtypes = [h, vp, i32, i32, i32, i64, vp, vp, vp, vp]
+    lib.moegs_model_accelerator.argtypes = [h, ctypes.POINTER(ctypes.c_char_p)]
+    lib.moegs_model_summary.argtypes = [h, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance),
+                                        ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance)]
+    lib.moegs_model_window_load.argtypes = [h, ctypes.POINTER(ctypes.c_uint64), i32]
+    lib.moegs_model_layer_snapshot.argtypes = [h, i32, ctypes.POINTER(Snapshot)]
+    lib.moegs_model_reset.argtypes = [h]
+    lib.moegs_model_destroy.argtypes = [h]
+    for name, struct in (("moegs_model_balance_size", ModelBalance), ("moegs_layer_balance_size", LayerBalance)):
+        getattr(lib, name).argtypes = []
+        getattr(lib, name).restype = ctypes.c_int32
+        size = getattr(lib, name)()
+        if size not in (0, ctypes.sizeof(struct)):
+            raise OSError(f"{os.path.abspath(candidate)} writes a {size}-byte {struct.__name__}, this wrapper's is {ctypes.sizeof(struct)} bytes: "
+                          "use the moegs.py built with that library")
     for name in ("moegs_create", "moegs_record", "moegs_record_latency", "moegs_accelerator", "moegs_snapshot_read", "moegs_expert_counts",
-                 "moegs_expert_utilization", "moegs_reset", "moegs_destroy"):
+                 "moegs_expert_utilization", "moegs_reset", "moegs_destroy", "moegs_model_create", "moegs_model_record",
+                 "moegs_model_accelerator", "moegs_model_summary", "moegs_model_window_load", "moegs_model_layer_snapshot",
+                 "moegs_model_reset", "moegs_model_destroy"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
 
@@ -125,37 +165,67 @@ def _integer(name, value, low, high):
 
 
 
-def _ids_pointer(ids):
-    """(pointer, length, shape, is_cuda, device index) of int32 ids from torch, __array_interface__ or array.array.
-    Other element types are refused, never reinterpreted: the C API reads 4-byte ids."""
-    if hasattr(ids, "data_ptr") and hasattr(ids, "is_cuda"):  # torch.Tensor
-        if str(ids.dtype) != "torch.int32":
-            raise TypeError(f"ids must be torch.int32 (got {ids.dtype}); use ids.int()")
-        if not ids.is_contiguous():
-            raise ValueError("ids must be contiguous; use ids.contiguous()")
-        if not ids.is_cuda and ids.device.type != "cpu":
-            raise ValueError(f"ids are on {ids.device}; the wrapper reads CUDA tensors and host memory: use ids.cpu()")
-        return ids.data_ptr(), ids.numel(), tuple(ids.shape), ids.is_cuda, (ids.device.index if ids.is_cuda else None)
-    if hasattr(ids, "__array_interface__"):  # NumPy, or any array exporting the interface
-        interface = ids.__array_interface__
+# Per element type: torch's dtype and conversion, __array_interface__'s typestr, array.array's typecode.
+_ELEMENTS = {"int32": ("torch.int32", "int()", _INT32_TYPESTR, "i"),
+             "float32": ("torch.float32", "float()", _INT32_TYPESTR[0] + "f4", "f")}
+
+
+def _memory(value, name, element="int32"):
+    """(pointer, length, shape, is_cuda, device index) of 4-byte values from torch, __array_interface__ or array.array.
+    Other element types are refused, never reinterpreted: the C API reads them as `element`."""
+    torch_dtype, conversion, typestr, typecode = _ELEMENTS[element]
+    if hasattr(value, "data_ptr") and hasattr(value, "is_cuda"):  # torch.Tensor
+        if str(value.dtype) != torch_dtype:
+            raise TypeError(f"{name} must be {torch_dtype} (got {value.dtype}); use {name}.{conversion}")
+        if not value.is_contiguous():
+            raise ValueError(f"{name} must be contiguous; use {name}.contiguous()")
+        if not value.is_cuda and value.device.type != "cpu":
+            raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
+        return value.data_ptr(), value.numel(), tuple(value.shape), value.is_cuda, (value.device.index if value.is_cuda else None)
+    if hasattr(value, "__array_interface__"):  # NumPy, or any array exporting the interface
+        interface = value.__array_interface__
         shape = tuple(interface["shape"])
-        if interface["typestr"] != _INT32_TYPESTR:
-            kind = getattr(ids, "dtype", interface["typestr"])
-            raise TypeError(f"ids must be int32 (got {kind}); use ids.astype(numpy.int32)")
+        if interface["typestr"] != typestr:
+            kind = getattr(value, "dtype", interface["typestr"])
+            raise TypeError(f"{name} must be {element} (got {kind}); use {name}.astype(numpy.{element})")
         strides = interface.get("strides")
         contiguous = tuple(4 * math.prod(shape[i + 1:]) for i in range(len(shape)))
         if strides is not None and tuple(strides) != contiguous and math.prod(shape) > 1:
-            raise ValueError(f"ids must be C-contiguous (strides {tuple(strides)}, shape {shape}); use numpy.ascontiguousarray(ids)")
+            raise ValueError(f"{name} must be C-contiguous (strides {tuple(strides)}, shape {shape}); use numpy.ascontiguousarray({name})")
         data = interface.get("data")
         if not isinstance(data, tuple):
-            raise TypeError("ids must expose their memory as an address (__array_interface__['data'] = (pointer, read_only))")
+            raise TypeError(f"{name} must expose their memory as an address (__array_interface__['data'] = (pointer, read_only))")
         return data[0], math.prod(shape), shape, False, None
-    if hasattr(ids, "buffer_info") and hasattr(ids, "typecode"):  # array.array
-        if ids.typecode != "i" or ids.itemsize != 4:
-            raise TypeError(f"ids must be an array.array('i') of int32 (got typecode {ids.typecode!r}, {ids.itemsize}-byte items)")
-        address, count = ids.buffer_info()
+    if hasattr(value, "buffer_info") and hasattr(value, "typecode"):  # array.array
+        if value.typecode != typecode or value.itemsize != 4:
+            raise TypeError(f"{name} must be an array.array('{typecode}') of {element} (got typecode {value.typecode!r}, {value.itemsize}-byte items)")
+        address, count = value.buffer_info()
         return address, count, (count,), False, None
-    raise TypeError(f"ids must be a torch.Tensor, a NumPy array or an array.array('i') of int32 (got {type(ids).__name__})")
+    raise TypeError(f"{name} must be a torch.Tensor, a NumPy array or an array.array('{typecode}') of {element} (got {type(value).__name__})")
+
+
+def _placed(holder, where, is_cuda, name):
+    """Refuses memory the handle on `where` cannot read: the C API cannot tell host from device memory on
+    "cpu"/"managed", nor either from a cl_mem on "opencl"."""
+    if where == "opencl":
+        raise ValueError(f"this {holder} runs on opencl, which reads a cl_mem; the wrapper passes torch tensors, NumPy arrays "
+                         "and array.array, never a cl_mem: create it with accelerator='cuda', 'cpu' or 'managed'")
+    if is_cuda and where in ("cpu", "managed"):
+        raise ValueError(f"{name} are a CUDA tensor, but this {holder} runs on {where}: create it with accelerator='cuda', or pass {name}.cpu()")
+    if not is_cuda and where == "cuda":
+        raise ValueError(f"{name} are in host memory, but this {holder} runs on cuda: pass a CUDA tensor")
+
+
+def _raw_stream(is_cuda, device, stream):
+    """The CUstream a record of CUDA memory is ordered on (torch's current stream by default); None for host memory."""
+    if is_cuda:
+        import torch
+        if stream is None:
+            stream = torch.cuda.current_stream(device)
+        return _integer("stream", getattr(stream, "cuda_stream", stream), 0, _POINTER_MAX) or None
+    if stream is not None:
+        raise ValueError(f"stream = {stream!r}: a stream orders only CUDA tensors; these ids are in host memory, pass stream=None")
+    return None
 
 
 def _tokens_and_top_k(shape, length, tokens, top_k):
@@ -239,29 +309,14 @@ class MoeStats:
         read where it lies, ordered on `stream` (a torch.cuda.Stream or a raw CUstream; default: torch's
         current stream for its device): the record waits on the device for the producer's work, and the
         producer's later work waits for it. Host ids take no stream."""
-        pointer, length, shape, is_cuda, device = _ids_pointer(ids)
+        pointer, length, shape, is_cuda, device = _memory(ids, "ids")
         tokens, top_k = _tokens_and_top_k(shape, length, tokens, top_k)
         length = _integer("length (the number of ids)", length, 0, INT64_MAX)
         pointer = _integer("ids (the address)", pointer or 0, 0, _POINTER_MAX)
         load_balance_loss = _finite("load_balance_loss", load_balance_loss)
         router_z_loss = _finite("router_z_loss", router_z_loss)
-        # The C API cannot tell host from device memory on "cpu"/"managed", nor either from a cl_mem on "opencl".
-        where = self.device
-        if where == "opencl":
-            raise ValueError("this aggregator runs on opencl, which reads a cl_mem; the wrapper passes torch tensors, NumPy arrays "
-                             "and array.array, never a cl_mem: create it with accelerator='cuda', 'cpu' or 'managed'")
-        if is_cuda and where in ("cpu", "managed"):
-            raise ValueError(f"ids are a CUDA tensor, but this aggregator runs on {where}: create it with accelerator='cuda', or pass ids.cpu()")
-        if not is_cuda and where == "cuda":
-            raise ValueError("ids are in host memory, but this aggregator runs on cuda: pass a CUDA tensor")
-        raw_stream = None
-        if is_cuda:
-            import torch
-            if stream is None:
-                stream = torch.cuda.current_stream(device)
-            raw_stream = _integer("stream", getattr(stream, "cuda_stream", stream), 0, _POINTER_MAX) or None
-        elif stream is not None:
-            raise ValueError(f"stream = {stream!r}: a stream orders only CUDA tensors; these ids are in host memory, pass stream=None")
+        _placed("aggregator", self.device, is_cuda, "ids")
+        raw_stream = _raw_stream(is_cuda, device, stream)
         self._check(self._lib.moegs_record(self._handle, pointer or None, length, tokens, top_k,
                                            load_balance_loss, router_z_loss, raw_stream))
 
@@ -318,3 +373,202 @@ class MoeStats:
     def _check(self, status):
         if status != OK:
             raise MoeGpuStatsError(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
+
+
+class MoeModelStats:
+    """A whole model's routing statistics: every MoE layer at once (moegs_model_* in include/moegs.h), on an
+    accelerator as MoeStats: "auto", "cuda", "opencl", "cpu" or "managed".
+
+        model = moegs.MoeModelStats(layers=24, experts=64, accelerator="cuda")
+        model.record(topk_ids)                   # [layers, tokens, k] int32, or a list of [tokens, k] views of one buffer
+        model.window_load()                      # [layers, experts] slots over the last `window` steps (EPLB's weight)
+        model.summary()["window"]["mean_balancedness"]
+    """
+
+    def __init__(self, layers, experts, *, expert_capacity=None, window=1000, utilization_decay=None, accelerator="auto", library=None):
+        """layers: [1, 1024]; experts: [1, 4096]; expert_capacity: slots per expert per step in each layer, or None for none;
+        window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none."""
+        self._handle = ctypes.c_int64(0)
+        if accelerator is None:
+            accelerator = "auto"
+        if not isinstance(accelerator, str):
+            raise TypeError(f"accelerator must be a str (got {type(accelerator).__name__})")
+        if "\0" in accelerator:
+            raise ValueError(f"accelerator = {accelerator!r} holds a NUL character")
+        self.layers = _integer("layers", layers, 1, INT32_MAX)
+        self.experts = _integer("experts", experts, 1, INT32_MAX)
+        capacity = 0 if expert_capacity is None else _integer("expert_capacity", expert_capacity, 1, INT32_MAX)
+        window = _integer("window", window, 1, INT32_MAX)
+        decay = -1.0
+        if utilization_decay is not None:
+            decay = _finite("utilization_decay", utilization_decay)
+            # The C API reads a negative decay as none: a caller's negative number is a mistake, not that.
+            if not 0.0 <= decay < 1.0:
+                raise ValueError(f"utilization_decay = {utilization_decay!r} is out of range: it must lie in [0, 1), or be None for none")
+        self.accelerator = accelerator
+        self._lib = _load(library)
+        self._check(self._lib.moegs_model_create(accelerator.encode(), self.layers, self.experts, capacity, window, decay,
+                                                 ctypes.byref(self._handle)))
+        kind = ctypes.c_char_p()
+        self._check(self._lib.moegs_model_accelerator(self._handle, ctypes.byref(kind)))
+        # What "auto" chose; it decides which memory record() can pass.
+        self.device = kind.value.decode()
+
+    def record(self, ids, valid_tokens=None, load_balance_losses=None, router_z_losses=None, stream=None):
+        """Records one forward pass of every layer. ids: int32 shaped [layers, tokens, k], or a list of `layers` arrays
+        shaped [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from their addresses).
+        valid_tokens: None (every row), an int (host accelerators), or one int32 in the ids' memory: the rows that are
+        tokens, later rows padding. load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or
+        float32 arrays of `layers` in the ids' memory. A CUDA record is ordered on `stream` as MoeStats.record's."""
+        pointer, tokens, top_k, stride, is_cuda, device = self._layers_of(ids)
+        _placed("model", self.device, is_cuda, "ids")
+        valid = self._per_step("valid_tokens", valid_tokens, "int32", 1, is_cuda)
+        losses = self._per_step("load_balance_losses", load_balance_losses, "float32", self.layers, is_cuda)
+        z_losses = self._per_step("router_z_losses", router_z_losses, "float32", self.layers, is_cuda)
+        raw_stream = _raw_stream(is_cuda, device, stream)
+        self._check(self._lib.moegs_model_record(self._handle, pointer or None, self.layers, tokens, top_k, stride,
+                                                 _address(valid), _address(losses), _address(z_losses), raw_stream))
+
+    def summary(self, expert_ranks=None):
+        """The model's balance as a dict: steps, window_steps, entries (experts, or ranks under a placement), and for
+        "window" and "since_start": min/median/mean/token_weighted balancedness, worst_layer and "layers" (one dict per
+        layer: load, mean_load, max_load, min_load, balancedness, max_mean_ratio, cv, hottest, coldest, dead).
+        expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks."""
+        ranks = None
+        if expert_ranks is not None:
+            values = list(expert_ranks)
+            if len(values) != self.experts:
+                raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
+            ranks = (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))
+        out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()
+        self._check(self._lib.moegs_model_summary(self._handle, ranks, ctypes.byref(out), window, since_start))
+
+        def span(prefix, layers):
+            figures = {name: getattr(out, f"{prefix}_{name}") for name in
+                       ("min_balancedness", "median_balancedness", "mean_balancedness", "token_weighted_balancedness", "worst_layer")}
+            figures["layers"] = [{name: getattr(layer, name) for name, _ in LayerBalance._fields_} for layer in layers]
+            return figures
+
+        return {"steps": out.steps, "window_steps": out.window_steps, "entries": out.entries,
+                "window": span("window", window), "since_start": span("since_start", since_start)}
+
+    def window_load(self):
+        """Each expert's slots over the window, shape (layers, experts): a NumPy uint64 array, or lists where NumPy is absent."""
+        count = self.layers * self.experts
+        buffer = (ctypes.c_uint64 * count)()
+        self._check(self._lib.moegs_model_window_load(self._handle, buffer, count))
+        try:
+            import numpy
+        except ImportError:
+            return [list(buffer[l * self.experts:(l + 1) * self.experts]) for l in range(self.layers)]
+        return numpy.frombuffer(buffer, dtype=numpy.uint64).reshape(self.layers, self.experts).copy()
+
+    def layer(self, layer):
+        """Layer `layer`'s statistics as MoeStats.snapshot's dict."""
+        layer = _integer("layer", layer, -2**31, INT32_MAX)
+        out = Snapshot()
+        self._check(self._lib.moegs_model_layer_snapshot(self._handle, layer, ctypes.byref(out)))
+        return {name: getattr(out, name) for name, _ in Snapshot._fields_}
+
+    def reset(self):
+        self._check(self._lib.moegs_model_reset(self._handle))
+
+    def close(self):
+        if self._handle.value:
+            self._check(self._lib.moegs_model_destroy(self._handle))
+            self._handle = ctypes.c_int64(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _check(self, status):
+        if status != OK:
+            raise MoeGpuStatsError(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
+
+    def _layers_of(self, ids):
+        """(pointer, tokens, k, layer stride in ids, is_cuda, device) of one [layers, tokens, k] array or a list of [tokens, k] views."""
+        if not isinstance(ids, (list, tuple)):
+            pointer, _, shape, is_cuda, device = _memory(ids, "ids")
+            if len(shape) != 3:
+                raise ValueError(f"ids shaped {list(shape)}: a model's ids are shaped [layers, tokens, k] (or a list of [tokens, k] views)")
+            layers, tokens, top_k = shape
+            if top_k == 0:
+                raise ValueError(f"ids shaped {list(shape)} have k = 0 ids per token; k must be at least 1")
+            if layers != self.layers:
+                raise ValueError(f"ids shaped {list(shape)} hold {layers} layers; this model has {self.layers}")
+            return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), _integer("tokens", tokens, 0, INT32_MAX),
+                    _integer("top_k", top_k, 1, INT32_MAX), 0, is_cuda, device)
+        if len(ids) != self.layers:
+            raise ValueError(f"ids holds {len(ids)} views; this model has {self.layers} layers, one [tokens, k] view each")
+        views = [_memory(view, f"ids[{l}]") for l, view in enumerate(ids)]
+        pointer, _, shape, is_cuda, device = views[0]
+        if len(shape) != 2 or shape[1] == 0:
+            raise ValueError(f"ids[0] shaped {list(shape)}: each layer's ids are shaped [tokens, k] with k >= 1")
+        for l, (_, _, other_shape, other_cuda, other_device) in enumerate(views[1:], 1):
+            if other_shape != shape or (other_cuda, other_device) != (is_cuda, device):
+                raise ValueError(f"ids[{l}] shaped {list(other_shape)} on {'cuda' if other_cuda else 'host'}: every layer's view must be "
+                                 f"shaped {list(shape)} in the memory of ids[0]")
+        # Equal spacing is all the addresses show; torch also says which buffer each view is of.
+        storages = [view.untyped_storage().data_ptr() for view in ids if hasattr(view, "untyped_storage")]
+        if storages and (len(storages) != len(ids) or len(set(storages)) > 1):
+            raise ValueError("ids are views of different torch storages (or mix tensors with other arrays): "
+                             "pass views of one buffer, e.g. buffer[l] of a [layers, tokens, k] tensor")
+        tokens, top_k = shape
+        addresses = [address for address, *_ in views]
+        gaps = {b - a for a, b in zip(addresses, addresses[1:])}
+        if len(gaps) > 1:
+            raise ValueError(f"ids are views at addresses {[hex(a) for a in addresses]}: not equally spaced, so not one buffer's layers at one stride")
+        gap = gaps.pop() if gaps else 4 * tokens * top_k
+        if gap % 4 or gap < 4 * tokens * top_k:
+            raise ValueError(f"ids are views {gap} bytes apart: layers must lie at least tokens * k * 4 = {4 * tokens * top_k} bytes apart, "
+                             "in order, at a multiple of 4 bytes")
+        return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), _integer("tokens", tokens, 0, INT32_MAX),
+                _integer("top_k", top_k, 1, INT32_MAX), gap // 4, is_cuda, device)
+
+    def _per_step(self, name, value, element, count, is_cuda):
+        """A per-step argument as memory the C API reads: None, host numbers packed here (host accelerators only), or an
+        array of `count` elements in the ids' memory. Returns what keeps the memory alive (and its address)."""
+        if value is None:
+            return None
+        ctype = ctypes.c_int32 if element == "int32" else ctypes.c_float
+        memory = hasattr(value, "data_ptr") or hasattr(value, "__array_interface__") or hasattr(value, "buffer_info")
+        numbers = [value] if count == 1 and not memory else value
+        if isinstance(numbers, (list, tuple)):
+            if is_cuda:
+                raise ValueError(f"{name} are Python numbers, but the ids are a CUDA tensor: pass a {element} CUDA tensor of {count}")
+            if len(numbers) != count:
+                raise ValueError(f"{name} holds {len(numbers)} values; it must hold {count}")
+            checked = ([_integer(name, v, -2**31, INT32_MAX) for v in numbers] if element == "int32"
+                       else [_finite(f"{name}[{i}]", v) for i, v in enumerate(numbers)])
+            return (ctype * count)(*checked)
+        pointer, length, _, value_cuda, _ = _memory(value, name, element)
+        if length != count:
+            raise ValueError(f"{name} holds {length} values; it must hold {count}")
+        if value_cuda != is_cuda:
+            raise ValueError(f"{name} are {'a CUDA tensor' if value_cuda else 'in host memory'}, but the ids are not: pass both in one memory")
+        return _Address(value, pointer)
+
+
+class _Address:
+    """Memory a caller passed, kept alive with its address for the duration of a call."""
+
+    def __init__(self, owner, pointer):
+        self.owner, self.pointer = owner, pointer
+
+
+def _address(memory):
+    """The address to pass for a per-step argument: None, a ctypes array made here, or the caller's memory."""
+    if memory is None:
+        return None
+    if isinstance(memory, _Address):
+        return memory.pointer or None
+    return ctypes.addressof(memory)

@@ -237,6 +237,157 @@ static void latency_is_kept(moegs_handle h, int64_t nanoseconds, double want_ms)
           (unsigned long long)s.latency_measurements, want_ms);
 }
 
+#define M_LAYERS 3
+#define M_EXPERTS 8
+#define M_TOKENS 40
+#define M_WINDOW 4
+#define M_STEPS 7
+#define M_STRIDE (M_TOKENS * TOP_K + 6) /* layers apart with a gap, as views of one larger buffer */
+
+typedef struct { moegs_model_balance summary; moegs_layer_balance window[M_LAYERS], since_start[M_LAYERS]; uint64_t load[M_LAYERS * M_EXPERTS]; } model_reads;
+
+static void read_model(moegs_handle h, const int32_t* ranks, model_reads* out)
+{
+    memset(out, 0, sizeof *out);
+    CHECK(moegs_model_summary(h, ranks, &out->summary, out->window, out->since_start) == MOEGS_OK, "model summary: %s", moegs_last_error());
+    CHECK(moegs_model_window_load(h, out->load, M_LAYERS * M_EXPERTS) == MOEGS_OK, "window load: %s", moegs_last_error());
+}
+
+/* The model's integers are exact on every engine; its balance figures agree to rounding. */
+static void same_model(const model_reads* a, const model_reads* b, const char* what)
+{
+    CHECK(memcmp(a->load, b->load, sizeof a->load) == 0, "%s: window loads differ", what);
+    CHECK(a->summary.steps == b->summary.steps && a->summary.window_steps == b->summary.window_steps && a->summary.entries == b->summary.entries
+          && a->summary.window_worst_layer == b->summary.window_worst_layer && a->summary.since_start_worst_layer == b->summary.since_start_worst_layer,
+          "%s: steps %llu / %llu, window steps %d / %d, worst %d / %d", what, (unsigned long long)a->summary.steps, (unsigned long long)b->summary.steps,
+          a->summary.window_steps, b->summary.window_steps, a->summary.window_worst_layer, b->summary.window_worst_layer);
+    CHECK(fabs(a->summary.window_token_weighted_balancedness - b->summary.window_token_weighted_balancedness) < 1e-12
+          && fabs(a->summary.since_start_median_balancedness - b->summary.since_start_median_balancedness) < 1e-12,
+          "%s: balancedness %.17g / %.17g", what, a->summary.window_token_weighted_balancedness, b->summary.window_token_weighted_balancedness);
+    for (int l = 0; l < M_LAYERS; l++) {
+        const moegs_layer_balance *x = &a->window[l], *y = &b->window[l];
+        CHECK(x->load == y->load && x->max_load == y->max_load && x->min_load == y->min_load && x->hottest == y->hottest && x->coldest == y->coldest
+              && x->dead == y->dead && fabs(x->cv - y->cv) < 1e-12 && a->since_start[l].load == b->since_start[l].load,
+              "%s: layer %d's balance differs (load %llu / %llu)", what, l, (unsigned long long)x->load, (unsigned long long)y->load);
+    }
+}
+
+/* A model through the C API on managed and cpu: the window load is a bincount of the last M_WINDOW steps
+ * (rows past the valid count left out), both engines agree, and every refusal leaves the model as it was. */
+static void model_api(void)
+{
+    CHECK(moegs_model_balance_size() == (int32_t)sizeof(moegs_model_balance) && moegs_layer_balance_size() == (int32_t)sizeof(moegs_layer_balance),
+          "model structs: %d / %zu and %d / %zu bytes", moegs_model_balance_size(), sizeof(moegs_model_balance), moegs_layer_balance_size(),
+          sizeof(moegs_layer_balance));
+    moegs_handle models[2] = { 0, 0 };
+    const char* kinds[] = { "managed", "cpu" };
+    for (int i = 0; i < 2; i++)
+        CHECK(moegs_model_create(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &models[i]) == MOEGS_OK, "model create %s: %s", kinds[i], moegs_last_error());
+
+    static int32_t ids[M_STEPS][M_LAYERS * M_STRIDE];
+    uint64_t want[M_LAYERS * M_EXPERTS] = {0};
+    for (int step = 0; step < M_STEPS; step++) {
+        int32_t valid = M_TOKENS - step; /* the last `step` rows are padding the count leaves out */
+        float losses[M_LAYERS], z_losses[M_LAYERS];
+        for (int l = 0; l < M_LAYERS; l++) {
+            losses[l] = 0.1f * (float)(l + step);
+            z_losses[l] = 0.01f * (float)l;
+            for (int i = 0; i < M_STRIDE; i++) {
+                int32_t id = (int32_t)(next() % (M_EXPERTS + l));  /* skewed per layer; ids past the experts are invalid */
+                ids[step][l * M_STRIDE + i] = i < M_TOKENS * TOP_K ? id : -7; /* the gap is never read */
+                if (step >= M_STEPS - M_WINDOW && i < valid * TOP_K && id < M_EXPERTS) want[l * M_EXPERTS + id]++;
+            }
+        }
+        for (int i = 0; i < 2; i++)
+            CHECK(moegs_model_record(models[i], ids[step], M_LAYERS, M_TOKENS, TOP_K, M_STRIDE, &valid, losses, z_losses, NULL) == MOEGS_OK,
+                  "model record %s: %s", kinds[i], moegs_last_error());
+    }
+
+    model_reads reads[2];
+    const int32_t ranks[M_EXPERTS] = { 0, 0, 1, 1, 2, 2, 3, 3 };
+    for (int i = 0; i < 2; i++) {
+        read_model(models[i], NULL, &reads[i]);
+        CHECK(memcmp(reads[i].load, want, sizeof want) == 0, "%s: the window load is not the last %d steps' bincount", kinds[i], M_WINDOW);
+        CHECK(reads[i].summary.steps == M_STEPS && reads[i].summary.window_steps == M_WINDOW && reads[i].summary.entries == M_EXPERTS,
+              "%s: %llu steps, %d in the window, over %d", kinds[i], (unsigned long long)reads[i].summary.steps, reads[i].summary.window_steps,
+              reads[i].summary.entries);
+        uint64_t layer0 = 0;
+        for (int e = 0; e < M_EXPERTS; e++) layer0 += want[e];
+        CHECK(reads[i].window[0].load == layer0, "%s: layer 0's window load %llu, want %llu", kinds[i], (unsigned long long)reads[i].window[0].load,
+              (unsigned long long)layer0);
+    }
+    same_model(&reads[0], &reads[1], "managed vs cpu");
+    model_reads ranked[2];
+    read_model(models[0], ranks, &ranked[0]);
+    read_model(models[1], ranks, &ranked[1]);
+    CHECK(ranked[0].summary.entries == 4 && ranked[0].window[0].load == reads[0].window[0].load, "placement: over %d ranks", ranked[0].summary.entries);
+    same_model(&ranked[0], &ranked[1], "managed vs cpu over ranks");
+    for (int l = 0; l < M_LAYERS; l++) {
+        moegs_snapshot a, b;
+        CHECK(moegs_model_layer_snapshot(models[0], l, &a) == MOEGS_OK && moegs_model_layer_snapshot(models[1], l, &b) == MOEGS_OK,
+              "layer snapshot %d: %s", l, moegs_last_error());
+        CHECK(a.total_routings == M_STEPS && a.total_tokens == b.total_tokens && a.routed_slots == b.routed_slots
+              && a.invalid_expert_ids == b.invalid_expert_ids && a.most_utilized == b.most_utilized && (l == 0) == (a.invalid_expert_ids == 0)
+              && fabsf(a.average_load_balance_loss - b.average_load_balance_loss) < 1e-6f,
+              "layer %d: routings %llu, tokens %llu / %llu, invalid %llu / %llu", l, (unsigned long long)a.total_routings, (unsigned long long)a.total_tokens,
+              (unsigned long long)b.total_tokens, (unsigned long long)a.invalid_expert_ids, (unsigned long long)b.invalid_expert_ids);
+    }
+
+    for (int i = 0; i < 2; i++) {
+        moegs_handle h = models[i];
+        int32_t bad_ranks[M_EXPERTS] = { 0, 0, 1, 1, 2, 2, 3, 8 };
+        uint64_t small[M_LAYERS * M_EXPERTS - 1];
+        moegs_model_balance summary;
+        moegs_snapshot snapshot;
+        float nan_losses[M_LAYERS] = { 0.0f, NAN, 0.0f };
+        REFUSED(moegs_model_record(h, ids[0], M_LAYERS - 1, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "layers = 2", "the model's layers, 3");
+        REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, M_TOKENS * TOP_K - 1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "layer_stride = 79", ">= tokens * top_k = 40 * 2 = 80");
+        REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, -1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "layer_stride = -1");
+        REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, 0, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "top_k = 0");
+        REFUSED(moegs_model_record(h, NULL, M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "ids is NULL", "240 ids");
+        REFUSED(moegs_model_record(h, (const char*)ids[0] + 2, M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "ids = 0x", "aligned to 4 bytes");
+        REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, 0, NULL, nan_losses, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "load_balance_losses[1] = NaN", "finite");
+        REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, (void*)16), MOEGS_INVALID_ARGUMENT, "stream = 0x10", "pass NULL");
+        REFUSED(moegs_model_window_load(h, small, M_LAYERS * M_EXPERTS - 1), MOEGS_INVALID_ARGUMENT, "capacity = 23", "layers * experts = 3 * 8 = 24");
+        REFUSED(moegs_model_window_load(h, NULL, M_LAYERS * M_EXPERTS), MOEGS_INVALID_ARGUMENT, "dst is NULL");
+        REFUSED(moegs_model_summary(h, bad_ranks, &summary, NULL, NULL), MOEGS_INVALID_ARGUMENT, "expert_ranks[7] = 8", "[0, experts - 1 = 7]");
+        REFUSED(moegs_model_summary(h, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "out is NULL");
+        REFUSED(moegs_model_layer_snapshot(h, M_LAYERS, &snapshot), MOEGS_INVALID_ARGUMENT, "layer = 3", "[0, 2]");
+        REFUSED(moegs_model_layer_snapshot(h, -1, &snapshot), MOEGS_INVALID_ARGUMENT, "layer = -1");
+        REFUSED(moegs_snapshot_read(h, &snapshot), MOEGS_INVALID_HANDLE, "not a live aggregator");
+        model_reads after;
+        read_model(h, NULL, &after);
+        same_model(&reads[i], &after, kinds[i]);
+        CHECK(after.summary.steps == M_STEPS, "%s: refused calls recorded a step", kinds[i]);
+    }
+
+    /* Packed layers (stride 0), no count, no losses: every row counts. */
+    CHECK(moegs_model_reset(models[0]) == MOEGS_OK, "model reset: %s", moegs_last_error());
+    CHECK(moegs_model_record(models[0], ids[0], M_LAYERS, 1, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "packed record: %s", moegs_last_error());
+    moegs_snapshot first;
+    CHECK(moegs_model_layer_snapshot(models[0], 1, &first) == MOEGS_OK && first.total_routings == 1, "packed: layer 1 read %llu routings",
+          (unsigned long long)first.total_routings);
+    const char* where = NULL;
+    CHECK(moegs_model_accelerator(models[1], &where) == MOEGS_OK && where && strcmp(where, "cpu") == 0, "model runs on %s", where ? where : "NULL");
+
+    moegs_handle h = 42;
+    REFUSED(moegs_model_create("managed", 0, M_EXPERTS, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "layers = 0", "[1, 1024]");
+    CHECK(h == 0, "a refused model create leaves *out = 0");
+    REFUSED(moegs_model_create("managed", M_LAYERS, 4097, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "experts = 4097", "[1, 4096]");
+    REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, -1, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "window = -1", "default of 1000");
+    REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, 0, 1.0f, &h), MOEGS_INVALID_ARGUMENT, "utilization_decay = 1", "[0, 1)");
+    REFUSED(moegs_model_create("tpu", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"tpu\"");
+    REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, NULL), MOEGS_INVALID_ARGUMENT, "out is NULL");
+
+    for (int i = 0; i < 2; i++) CHECK(moegs_model_destroy(models[i]) == MOEGS_OK, "model destroy %s: %s", kinds[i], moegs_last_error());
+    REFUSED(moegs_model_destroy(models[0]), MOEGS_INVALID_HANDLE, "not a live model");
+    REFUSED(moegs_model_window_load(models[1], want, M_LAYERS * M_EXPERTS), MOEGS_INVALID_HANDLE, "not a live model");
+}
+
 int main(void)
 {
     /* The library writes moegs_snapshot_size() bytes into a moegs_snapshot: the struct this header declares. */
@@ -380,6 +531,8 @@ int main(void)
     CHECK(moegs_record(cpu, ids, 10, 5, 2, 0, 0, NULL) == MOEGS_INVALID_HANDLE, "record after destroy");
     CHECK(moegs_snapshot_read(424242, &sc) == MOEGS_INVALID_HANDLE, "never-created handle");
     CHECK(moegs_destroy(managed) == MOEGS_OK, "destroy managed");
+
+    model_api();
 
     printf("test_moegs: %d checks, %d failed\n", checks, failures);
     return failures == 0 ? 0 : 1;

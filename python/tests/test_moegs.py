@@ -405,6 +405,106 @@ class FailedRecordTests(unittest.TestCase):
                 self.assertEqual(before[1:], after[1:])
 
 
+class ModelTests(unittest.TestCase):
+    """MoeModelStats: a model recorded whole equals its layers recorded alone (MoeStats), on managed and cpu;
+    per-layer views of one buffer are read at their stride; bad input raises and leaves the model as it was."""
+
+    LAYERS, EXPERTS, TOKENS, K, WINDOW, STEPS = 3, 8, 30, 2, 4, 6
+
+    def steps(self, stride):
+        rng = random.Random(9)
+        return [array.array("i", (rng.randrange(-1, self.EXPERTS + 1) if i % stride < self.TOKENS * self.K else -9
+                                  for i in range(self.LAYERS * stride))) for _ in range(self.STEPS)]
+
+    def test_a_model_is_its_layers_recorded_alone_and_the_window_a_bincount(self):
+        stride = self.TOKENS * self.K
+        steps = self.steps(stride)
+        for accelerator in ("managed", "cpu"):
+            with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator=accelerator) as model:
+                alone = [moegs.MoeStats(self.EXPERTS, "managed") for _ in range(self.LAYERS)]
+                want = [[0] * self.EXPERTS for _ in range(self.LAYERS)]
+                for step, ids in enumerate(steps):
+                    valid = self.TOKENS - step
+                    losses = [0.5 + layer + step for layer in range(self.LAYERS)]
+                    model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)), valid_tokens=valid, load_balance_losses=losses)
+                    for layer, stats in enumerate(alone):
+                        rows = ids[layer * stride:layer * stride + valid * self.K]
+                        stats.record(rows, tokens=valid, top_k=self.K, load_balance_loss=losses[layer])
+                        for i in rows:
+                            if step >= self.STEPS - self.WINDOW and 0 <= i < self.EXPERTS:
+                                want[layer][i] += 1
+                load = model.window_load()
+                self.assertEqual(want, [list(map(int, row)) for row in load])
+                for layer, stats in enumerate(alone):
+                    self.assertTrue(same_statistics(stats.snapshot(), model.layer(layer)), f"{accelerator}: layer {layer}")
+                    stats.close()
+                summary = model.summary()
+                self.assertEqual((self.STEPS, self.WINDOW, self.EXPERTS), (summary["steps"], summary["window_steps"], summary["entries"]))
+                self.assertEqual([sum(row) for row in want], [layer["load"] for layer in summary["window"]["layers"]])
+                ranked = model.summary(expert_ranks=[e // 2 for e in range(self.EXPERTS)])
+                self.assertEqual(self.EXPERTS // 2, ranked["entries"])
+                rank_loads = [want[0][2 * r] + want[0][2 * r + 1] for r in range(self.EXPERTS // 2)]
+                self.assertEqual(max(rank_loads), ranked["window"]["layers"][0]["max_load"])
+                model.reset()
+                self.assertEqual(0, model.summary()["steps"])
+
+    def test_views_of_one_buffer_are_read_at_their_stride(self):
+        stride = self.TOKENS * self.K + 10
+        steps = self.steps(stride)
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator="cpu") as views, \
+                moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator="managed") as packed:
+            for ids in steps:
+                base = ids.buffer_info()[0]
+                views.record([HostArray(ids, (self.TOKENS, self.K), address=base + 4 * layer * stride) for layer in range(self.LAYERS)])
+                dense = array.array("i", (ids[layer * stride + i] for layer in range(self.LAYERS) for i in range(self.TOKENS * self.K)))
+                packed.record(HostArray(dense, (self.LAYERS, self.TOKENS, self.K)))
+            self.assertEqual(packed.window_load(), views.window_load())
+            self.assertEqual(packed.summary(), views.summary())
+
+    def test_bad_input_raises_and_leaves_the_model(self):
+        ids = array.array("i", [1] * (self.LAYERS * self.TOKENS * self.K))
+        base = ids.buffer_info()[0]
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+            model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+            before = (model.window_load(), model.summary(), model.layer(0))
+            uneven = [HostArray(ids, (self.TOKENS, self.K), address=base + offset) for offset in (0, 240, 600)]
+            with self.assertRaisesRegex(ValueError, "not equally spaced"):
+                model.record(uneven)
+            overlapping = [HostArray(ids, (self.TOKENS, self.K), address=base + 4 * layer) for layer in range(self.LAYERS)]
+            with self.assertRaisesRegex(ValueError, "at least tokens \\* k \\* 4 = 240 bytes apart"):
+                model.record(overlapping)
+            with self.assertRaisesRegex(ValueError, "hold 2 layers; this model has 3"):
+                model.record(HostArray(ids, (2, self.TOKENS, self.K)))
+            with self.assertRaisesRegex(TypeError, "ids must be int32"):
+                model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K), typestr="<f4"))
+            with self.assertRaisesRegex(ValueError, "load_balance_losses holds 2 values; it must hold 3"):
+                model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)), load_balance_losses=[0.0, 0.0])
+            with self.assertRaisesRegex(ValueError, "router_z_losses\\[1\\] = inf"):
+                model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)), router_z_losses=[0.0, float("inf"), 0.0])
+            with self.assertRaises(moegs.MoeGpuStatsError) as placement:
+                model.summary(expert_ranks=[0] * (self.EXPERTS - 1) + [self.EXPERTS])
+            self.assertEqual(moegs.INVALID_ARGUMENT, placement.exception.status)
+            self.assertIn("expert_ranks[7] = 8", str(placement.exception))
+            with self.assertRaisesRegex(ValueError, "expert_ranks holds 7 ranks"):
+                model.summary(expert_ranks=[0] * (self.EXPERTS - 1))
+            with self.assertRaises(moegs.MoeGpuStatsError) as layer:
+                model.layer(self.LAYERS)
+            self.assertIn("layer = 3", str(layer.exception))
+            self.assertEqual(before, (model.window_load(), model.summary(), model.layer(0)))
+        with self.assertRaises(moegs.MoeGpuStatsError) as layers:
+            moegs.MoeModelStats(2000, self.EXPERTS, accelerator="managed")
+        self.assertIn("layers = 2000", str(layers.exception))
+        with self.assertRaisesRegex(ValueError, "utilization_decay = -0.5"):
+            moegs.MoeModelStats(self.LAYERS, self.EXPERTS, utilization_decay=-0.5, accelerator="managed")
+        with self.assertRaisesRegex(ValueError, "window = 0"):
+            moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=0, accelerator="managed")
+
+    def test_the_model_structs_are_the_librarys(self):
+        lib = moegs._load()
+        self.assertEqual(ctypes.sizeof(moegs.ModelBalance), lib.moegs_model_balance_size())
+        self.assertEqual(ctypes.sizeof(moegs.LayerBalance), lib.moegs_layer_balance_size())
+
+
 class InstallTests(unittest.TestCase):
     """`pip install ./python` into a fresh virtual environment gives an `import moegs` that finds the library."""
 

@@ -1,4 +1,3 @@
-using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Interop;
@@ -6,68 +5,25 @@ using MoeGpuStats.Interop;
 namespace MoeGpuStats.Native;
 
 /// <summary>One C handle: the statistics, their device objects, and the cached wrapper of the caller's buffer.</summary>
-internal sealed class NativeAggregator : IDisposable
+internal sealed class NativeAggregator : INativeHandle
 {
     private readonly RoutingStats _stats;
     private readonly DeviceRoutingStats? _device;
-    private readonly Context? _context;
-    private readonly Accelerator? _accelerator;
+    private readonly NativeDevice? _accelerator;
     private readonly CudaStreamBridge? _bridge;
-    private ForeignView<int>? _lastView;
-    private (IntPtr Pointer, long Length) _lastBuffer;
+    private readonly ForeignCache<int>? _ids;
 
     public NativeAggregator(string accelerator, RoutingStatsOptions options)
     {
-        if (accelerator is "managed")
+        _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options), out var built);
+        if (_accelerator is null)
         {
             _stats = new RoutingStats(options);
             return;
         }
 
-        AcceleratorType[] order = accelerator switch
-        {
-            "auto" => AcceleratorSelection.BestFirst,
-            "cuda" => [AcceleratorType.Cuda],
-            "opencl" => [AcceleratorType.OpenCL],
-            "cpu" => [AcceleratorType.CPU],
-            _ => throw new ArgumentException($"accelerator '{accelerator}' is not one of auto, cuda, opencl, cpu, managed.", nameof(accelerator)),
-        };
-        _context = Context.Create(builder => builder.Default());
-        var device = order.Select(type => _context.Devices.FirstOrDefault(d => d.AcceleratorType == type)).FirstOrDefault(d => d is not null);
-        if (device is null)
-        {
-            _context.Dispose();
-            _context = null;
-            if (accelerator is not "auto")
-            {
-                throw new NoDeviceException($"no {accelerator} accelerator on this machine.");
-            }
-
-            // The library's rule (AcceleratorSelection): no GPU, the managed engine.
-            _stats = new RoutingStats(options);
-            return;
-        }
-
-        var caller = device.AcceleratorType == AcceleratorType.Cuda ? CudaContextScope.CurrentContext() : IntPtr.Zero;
-        _accelerator = device.CreateAccelerator(_context);
-        try
-        {
-            _device = new DeviceRoutingStats(_accelerator, options);
-            _stats = RoutingStats.OnDevice(_device);
-            _bridge = _accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(_device) : null;
-        }
-        catch
-        {
-            _device?.Dispose();
-            _accelerator.Dispose();
-            _context.Dispose();
-            throw;
-        }
-        finally
-        {
-            // Creating a CUDA accelerator pushed ILGPU's context onto this thread: give the caller's back.
-            CudaContextScope.RestoreAfterCreate(_accelerator, caller);
-        }
+        (_device, _stats, _bridge) = built;
+        _ids = new ForeignCache<int>(_accelerator, Kind, "ids");
     }
 
     public Lock Gate { get; } = new();
@@ -76,7 +32,7 @@ internal sealed class NativeAggregator : IDisposable
     public string Kind => _stats.Backend;
 
     /// <summary>ILGPU's CUDA context current until the scope ends, then the caller's again (see <see cref="CudaContextScope"/>).</summary>
-    public CudaContextScope EnterDevice() => _accelerator is null ? default : CudaContextScope.Enter(_accelerator);
+    public CudaContextScope EnterDevice() => _accelerator?.Enter() ?? default;
 
     public RoutingStats Stats => _stats;
 
@@ -99,22 +55,8 @@ internal sealed class NativeAggregator : IDisposable
             return;
         }
 
-        var view = readable == 0 ? default : Wrap(ids, readable);
-
-        // The bridge runs in the caller's context, where a NULL stream is the caller's default stream.
-        var ordered = _bridge is not null && (stream != IntPtr.Zero || CudaContextScope.CurrentContext() != IntPtr.Zero);
-        if (ordered)
-        {
-            try
-            {
-                _bridge!.WaitForProducer(stream);
-            }
-            catch (ArgumentException exception)
-            {
-                throw new NativeArgumentException($"stream: {NativeChecks.OneLine(exception)} Allowed: a CUstream of the calling thread's current context, or NULL.");
-            }
-        }
-
+        var view = readable == 0 ? default : _ids!.Wrap(ids, readable);
+        var ordered = NativeDevice.WaitForProducer(_bridge, stream);
         using (EnterDevice())
         {
             _stats.RecordRouting(view, tokens, topK, loadBalanceLoss, routerZLoss);
@@ -128,43 +70,24 @@ internal sealed class NativeAggregator : IDisposable
 
     public void Dispose()
     {
-        _lastView?.Dispose();
+        _ids?.Dispose();
         _bridge?.Dispose();
         _stats.Dispose();
         _accelerator?.Dispose();
-        _context?.Dispose();
     }
 
-    /// <summary>Servers record from the same buffer every step: reuse its wrapper, allocate nothing.</summary>
-    private ArrayView<int> Wrap(IntPtr ids, long length)
+    private static (DeviceRoutingStats, RoutingStats, CudaStreamBridge?) OnDevice(Accelerator accelerator, RoutingStatsOptions options)
     {
-        if (_lastView is null || _lastBuffer != (ids, length))
+        var device = new DeviceRoutingStats(accelerator, options);
+        try
         {
-            ForeignView<int> view;
-            try
-            {
-                using (EnterDevice())
-                {
-                    view = ForeignMemory.Wrap<int>(_accelerator!, ids, length);
-                }
-            }
-            catch (ArgumentException exception)
-            {
-                var allowed = Kind switch
-                {
-                    "cuda" => "device memory of the handle's GPU",
-                    "opencl" => "a cl_mem of the handle's context",
-                    _ => "host memory",
-                };
-                throw new NativeArgumentException($"ids: {NativeChecks.OneLine(exception)} Allowed on {Kind}: {allowed}.");
-            }
-
-            _lastView?.Dispose();
-            _lastView = view;
-            _lastBuffer = (ids, length);
+            return (device, RoutingStats.OnDevice(device), accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(device) : null);
         }
-
-        return _lastView.View;
+        catch
+        {
+            device.Dispose();
+            throw;
+        }
     }
 }
 

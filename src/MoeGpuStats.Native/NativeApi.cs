@@ -13,6 +13,9 @@ namespace MoeGpuStats.Native;
 public static unsafe class NativeApi
 {
     private static readonly ConcurrentDictionary<long, NativeAggregator> Handles = new();
+
+    /// <summary>Model handles; they share the aggregators' numbering, so neither kind of handle is ever the other's.</summary>
+    private static readonly ConcurrentDictionary<long, NativeModel> Models = new();
     private static long _nextHandle;
 
     [ThreadStatic]
@@ -29,7 +32,7 @@ public static unsafe class NativeApi
         *handle = 0;
         return Guard(() =>
         {
-            var kind = accelerator is null ? "auto" : Marshal.PtrToStringUTF8((IntPtr)accelerator)!.Trim().ToLowerInvariant();
+            var kind = AcceleratorName(accelerator);
             NativeChecks.Create(kind, experts, expertCapacity);
             var options = new RoutingStatsOptions { Experts = experts, ExpertCapacity = expertCapacity == 0 ? null : expertCapacity };
             var id = Interlocked.Increment(ref _nextHandle);
@@ -91,39 +94,7 @@ public static unsafe class NativeApi
         return With(handle, aggregator =>
         {
             using var s = aggregator.Stats.Snapshot();
-            var most = s.MostUtilizedExpert();
-            var least = s.LeastUtilizedExpert();
-            var capacity = s.CapacityStats;
-            var latency = s.RoutingLatencyStats;
-            *destination = new NativeSnapshot
-            {
-                TotalRoutings = s.TotalRoutings,
-                TotalTokens = s.TotalTokens,
-                TokensDropped = s.TokensDropped,
-                RoutedSlots = s.RoutedSlots,
-                SlotsDropped = s.SlotsDropped,
-                InvalidExpertIds = s.InvalidExpertIds,
-                CapacityExceededCount = capacity.CapacityExceededCount,
-                TotalCapacity = capacity.TotalCapacity,
-                TotalUsed = capacity.TotalUsed,
-                LatencyMeasurements = latency.TotalMeasurements,
-                AverageLatencyMs = latency.AverageLatency(),
-                P95LatencyMs = latency.P95Latency(),
-                P99LatencyMs = latency.P99Latency(),
-                AverageLoadBalanceLoss = s.AverageLoadBalanceLoss,
-                AverageRouterZLoss = s.AverageRouterZLoss,
-                RoutingEfficiency = s.RoutingEfficiency,
-                UtilizationCv = s.UtilizationCv(),
-                CapacityAverageUtilization = capacity.AverageUtilization,
-                CapacityPeakUtilization = capacity.PeakUtilization,
-                MostUtilization = most?.Utilization ?? 0f,
-                LeastUtilization = least?.Utilization ?? 0f,
-                LoadVarianceTrend100 = s.RecentLoadVarianceTrend(100),
-                Experts = s.ExpertUtilization.Count,
-                MostUtilized = most?.Index ?? -1,
-                LeastUtilized = least?.Index ?? -1,
-                LoadVarianceHistoryLength = s.LoadVarianceHistory.Count,
-            };
+            *destination = NativeSnapshot.From(s);
         });
     }
 
@@ -146,26 +117,123 @@ public static unsafe class NativeApi
     public static int Reset(long handle) => With(handle, aggregator => aggregator.Stats.Reset());
 
     [UnmanagedCallersOnly]
-    public static int Destroy(long handle)
+    public static int Destroy(long handle) => Remove(Handles, "aggregator", handle);
+
+    [UnmanagedCallersOnly]
+    public static int ModelCreate(byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, long* handle)
     {
-        if (!Handles.TryRemove(handle, out var aggregator))
+        if (handle is null)
         {
-            return NotLive(handle);
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_create writes the new handle there.");
         }
 
+        *handle = 0;
         return Guard(() =>
         {
-            lock (aggregator.Gate)
+            var kind = AcceleratorName(accelerator);
+            NativeChecks.ModelCreate(kind, layers, experts, expertCapacity, window, utilizationDecay);
+            var options = new ModelRoutingStatsOptions
             {
-                using var device = aggregator.EnterDevice();
-                aggregator.Dispose();
-            }
+                Layers = layers,
+                Experts = experts,
+                ExpertCapacity = expertCapacity == 0 ? null : expertCapacity,
+                Window = window == 0 ? NativeChecks.DefaultWindow : window,
+                UtilizationDecay = utilizationDecay < 0 ? null : utilizationDecay,
+            };
+            var id = Interlocked.Increment(ref _nextHandle);
+            Models[id] = new NativeModel(kind, options);
+            *handle = id;
         });
     }
+
+    /// <remarks>As <see cref="Record"/>: the CUDA context is switched by the model for the record itself.</remarks>
+    [UnmanagedCallersOnly]
+    public static int ModelRecord(
+        long handle, IntPtr ids, int layers, int tokens, int topK, long layerStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream) =>
+        With(
+            Models,
+            "model",
+            handle,
+            (Ids: ids, Layers: layers, Tokens: tokens, TopK: topK, Stride: layerStride, Valid: validTokens, Losses: loadBalanceLosses, ZLosses: routerZLosses, Stream: stream),
+            static (model, a) => model.Record(a.Ids, a.Layers, a.Tokens, a.TopK, a.Stride, a.Valid, a.Losses, a.ZLosses, a.Stream),
+            onDevice: false);
+
+    [UnmanagedCallersOnly]
+    public static int ModelAccelerator(long handle, byte** destination)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_accelerator writes the accelerator's name there.");
+        }
+
+        *destination = null;
+        return With(Models, "model", handle, (IntPtr)destination, static (model, d) => *(byte**)d = (byte*)KindNames[model.Kind], onDevice: false);
+    }
+
+    [UnmanagedCallersOnly]
+    public static int ModelSummary(long handle, int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_summary writes the model's figures there.");
+        }
+
+        return WithModel(handle, model => model.Summary(expertRanks, destination, window, sinceStart));
+    }
+
+    /// <summary>The bytes <see cref="ModelSummary"/> writes to its out, checked by libmoegs and bindings as <see cref="SnapshotSize"/>.</summary>
+    [UnmanagedCallersOnly]
+    public static int ModelBalanceSize() => sizeof(NativeModelBalance);
+
+    /// <summary>The bytes of one element of <see cref="ModelSummary"/>'s per-layer arrays.</summary>
+    [UnmanagedCallersOnly]
+    public static int LayerBalanceSize() => sizeof(NativeLayerBalance);
+
+    [UnmanagedCallersOnly]
+    public static int ModelWindowLoad(long handle, ulong* destination, int capacity)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "dst is NULL.");
+        }
+
+        return WithModel(handle, model =>
+        {
+            NativeChecks.WindowCapacity(capacity, model.Stats.Layers, model.Stats.Experts);
+            model.Stats.WindowLoad().CopyTo(new Span<ulong>(destination, capacity));
+        });
+    }
+
+    [UnmanagedCallersOnly]
+    public static int ModelLayerSnapshot(long handle, int layer, NativeSnapshot* destination)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_layer_snapshot writes the layer's snapshot there.");
+        }
+
+        return WithModel(handle, model =>
+        {
+            NativeChecks.Layer(layer, model.Stats.Layers);
+            using var stats = model.Stats.Layer(layer);
+            using var s = stats.Snapshot();
+            *destination = NativeSnapshot.From(s);
+        });
+    }
+
+    [UnmanagedCallersOnly]
+    public static int ModelReset(long handle) => WithModel(handle, model => model.Stats.Reset());
+
+    [UnmanagedCallersOnly]
+    public static int ModelDestroy(long handle) => Remove(Models, "model", handle);
 
     /// <summary>The last error's text on this thread (UTF-8, valid until the next failing call on it), or an empty string.</summary>
     [UnmanagedCallersOnly]
     public static IntPtr LastError() => _lastError == IntPtr.Zero ? EmptyString : _lastError;
+
+    /// <summary>The C caller's accelerator name as the checks spell it: NULL is "auto"; case and surrounding blanks do not count.</summary>
+    private static string AcceleratorName(byte* accelerator) =>
+        accelerator is null ? "auto" : Marshal.PtrToStringUTF8((IntPtr)accelerator)!.Trim().ToLowerInvariant();
 
     private static readonly IntPtr EmptyString = Marshal.StringToCoTaskMemUTF8(string.Empty);
 
@@ -197,19 +265,28 @@ public static unsafe class NativeApi
     /// Runs <paramref name="action"/> on a live handle, serialized; with <paramref name="onDevice"/>,
     /// the handle's CUDA context is current for it and the caller's again afterwards.
     /// </summary>
-    private static int With<TState>(long handle, TState state, Action<NativeAggregator, TState> action, bool onDevice)
+    private static int With<TState>(long handle, TState state, Action<NativeAggregator, TState> action, bool onDevice) =>
+        With(Handles, "aggregator", handle, state, action, onDevice);
+
+    /// <summary>Runs <paramref name="action"/> on a live model handle, serialized, with the handle's CUDA context current (if any).</summary>
+    private static int WithModel(long handle, Action<NativeModel> action) =>
+        With(Models, "model", handle, action, static (model, run) => run(model), onDevice: true);
+
+    private static int With<THandle, TState>(
+        ConcurrentDictionary<long, THandle> registry, string kind, long handle, TState state, Action<THandle, TState> action, bool onDevice)
+        where THandle : INativeHandle
     {
-        if (!Handles.TryGetValue(handle, out var aggregator))
+        if (!registry.TryGetValue(handle, out var live))
         {
-            return NotLive(handle);
+            return NotLive(handle, kind);
         }
 
         try
         {
-            lock (aggregator.Gate)
+            lock (live.Gate)
             {
-                using var device = onDevice ? aggregator.EnterDevice() : default;
-                action(aggregator, state);
+                using var device = onDevice ? live.EnterDevice() : default;
+                action(live, state);
             }
 
             return NativeStatus.Ok;
@@ -220,8 +297,27 @@ public static unsafe class NativeApi
         }
     }
 
-    private static int NotLive(long handle) =>
-        Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live aggregator (never created, or destroyed).");
+    private static int NotLive(long handle, string kind) =>
+        Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live {kind} (never created, or destroyed).");
+
+    /// <summary>Removes a live handle and frees it (serialized with calls still running on it).</summary>
+    private static int Remove<THandle>(ConcurrentDictionary<long, THandle> registry, string kind, long handle)
+        where THandle : INativeHandle
+    {
+        if (!registry.TryRemove(handle, out var live))
+        {
+            return NotLive(handle, kind);
+        }
+
+        return Guard(() =>
+        {
+            lock (live.Gate)
+            {
+                using var device = live.EnterDevice();
+                live.Dispose();
+            }
+        });
+    }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static int Guard(Action action)

@@ -9,14 +9,14 @@ internal static class NativeChecks
     /// <summary>The most ids one record reads: the engines index a batch with 32-bit integers.</summary>
     public const long MaxIdsPerRecord = int.MaxValue;
 
+    /// <summary>A model's window when the C caller passes 0: the library's default (vLLM's and SGLang's ring).</summary>
+    public static readonly int DefaultWindow = new ModelRoutingStatsOptions().Window;
+
     public static readonly string[] Accelerators = ["auto", "cuda", "opencl", "cpu", "managed"];
 
     public static void Create(string accelerator, int experts, int expertCapacity)
     {
-        if (Array.IndexOf(Accelerators, accelerator) < 0)
-        {
-            throw new NativeArgumentException($"accelerator = \"{accelerator}\": must be one of auto (or NULL), cuda, opencl, cpu, managed.");
-        }
+        Accelerator(accelerator);
 
         // Every accelerator but "managed" keeps its per-expert state on a device engine of fixed size;
         // the managed engine keeps it in .NET arrays.
@@ -27,29 +27,128 @@ internal static class NativeChecks
             throw new NativeArgumentException($"experts = {experts}: must lie in [1, {most}] on {accelerator}{why}.");
         }
 
-        if (expertCapacity < 0)
+        ExpertCapacity(expertCapacity);
+    }
+
+    public static void ModelCreate(string accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay)
+    {
+        Accelerator(accelerator);
+        if (layers < 1 || layers > ModelRoutingStatsOptions.MaxLayers)
         {
-            throw new NativeArgumentException($"expert_capacity = {expertCapacity}: must be 0 (the default of {CapacityStats.DefaultSlotsPerExpert} slots per expert) or a slot count in [1, {int.MaxValue}].");
+            throw new NativeArgumentException($"layers = {layers}: must lie in [1, {ModelRoutingStatsOptions.MaxLayers}].");
         }
+
+        // A model keeps its layers in the device engine's layout on every accelerator, the managed engine included.
+        if (experts < 1 || experts > RoutingStatsOptions.MaxDeviceExperts)
+        {
+            throw new NativeArgumentException($"experts = {experts}: must lie in [1, {RoutingStatsOptions.MaxDeviceExperts}] (a model's limit on every accelerator, managed included).");
+        }
+
+        ExpertCapacity(expertCapacity);
+        if (window < 0)
+        {
+            throw new NativeArgumentException($"window = {window}: must be 0 (the default of {DefaultWindow} steps) or a step count in [1, {int.MaxValue}].");
+        }
+
+        var entries = (long)(window == 0 ? DefaultWindow : window) * layers * experts;
+        if (entries > ModelRoutingStatsOptions.MaxWindowEntries)
+        {
+            throw new NativeArgumentException(
+                $"window = {window}: window * layers * experts = {(window == 0 ? DefaultWindow : window)} * {layers} * {experts} = {entries} counts; the window ring holds at most {ModelRoutingStatsOptions.MaxWindowEntries}.");
+        }
+
+        if (float.IsNaN(utilizationDecay) || utilizationDecay >= 1f)
+        {
+            throw new NativeArgumentException($"utilization_decay = {utilizationDecay}: must be negative (no decayed utilization) or lie in [0, 1).");
+        }
+    }
+
+    /// <summary>Checks a model's step; returns the layer stride (0 resolved to <c>tokens * top_k</c>) and the ids the step reads.</summary>
+    public static unsafe (long Stride, long Length) ModelRecord(
+        string kind, ModelRoutingStatsOptions options, IntPtr ids, int layers, int tokens, int topK, long layerStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
+    {
+        if (layers != options.Layers)
+        {
+            throw new NativeArgumentException($"layers = {layers}: must equal the model's layers, {options.Layers}.");
+        }
+
+        var perLayer = Shape(tokens, topK);
+        if (layerStride < 0 || (layerStride > 0 && layerStride < perLayer))
+        {
+            throw new NativeArgumentException($"layer_stride = {layerStride}: must be 0 (the layers packed) or >= tokens * top_k = {tokens} * {topK} = {perLayer}.");
+        }
+
+        var stride = layerStride == 0 ? perLayer : layerStride;
+        if (stride > (long.MaxValue - perLayer) / layers)
+        {
+            throw new NativeArgumentException($"layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k exceeds {long.MaxValue} ids.");
+        }
+
+        var length = ((layers - 1) * stride) + perLayer;
+
+        // The managed engine reads the step from one .NET span.
+        if (kind == "managed" && length > MaxIdsPerRecord)
+        {
+            throw new NativeArgumentException(
+                $"layers = {layers}, tokens = {tokens}, top_k = {topK}, layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k = {length} ids; the managed engine reads at most {MaxIdsPerRecord} per step.");
+        }
+
+        if (ids == IntPtr.Zero && length > 0)
+        {
+            throw new NativeArgumentException($"ids is NULL with {length} ids to read: NULL is allowed only when tokens * top_k is 0.");
+        }
+
+        Aligned(kind, "ids", ids);
+        Aligned(kind, "valid_tokens", validTokens);
+        Aligned(kind, "load_balance_losses", loadBalanceLosses);
+        Aligned(kind, "router_z_losses", routerZLosses);
+
+        // Host memory (cpu, managed) can be read here: a non-finite loss is refused as moegs_record refuses one.
+        if (kind is "cpu" or "managed")
+        {
+            FiniteLosses("load_balance_losses", (float*)loadBalanceLosses, layers);
+            FiniteLosses("router_z_losses", (float*)routerZLosses, layers);
+        }
+
+        Stream(kind, stream);
+        return (stride, length);
+    }
+
+    public static void Layer(int layer, int layers)
+    {
+        if (layer < 0 || layer >= layers)
+        {
+            throw new NativeArgumentException($"layer = {layer}: must lie in [0, {layers - 1}] (the model's {layers} layers).");
+        }
+    }
+
+    public static void WindowCapacity(int capacity, int layers, int experts)
+    {
+        var needed = layers * experts;
+        if (capacity < needed)
+        {
+            throw new NativeArgumentException($"capacity = {capacity}: dst must hold layers * experts = {layers} * {experts} = {needed} values, capacity >= {needed}.");
+        }
+    }
+
+    /// <summary>The placement, checked: one rank per expert in [0, experts).</summary>
+    public static int[] Placement(ReadOnlySpan<int> expertRanks)
+    {
+        for (var e = 0; e < expertRanks.Length; e++)
+        {
+            if (expertRanks[e] < 0 || expertRanks[e] >= expertRanks.Length)
+            {
+                throw new NativeArgumentException(
+                    $"expert_ranks[{e}] = {expertRanks[e]}: a rank must lie in [0, experts - 1 = {expertRanks.Length - 1}] (at most one rank per expert).");
+            }
+        }
+
+        return expertRanks.ToArray();
     }
 
     public static void Record(string kind, IntPtr ids, long length, int tokens, int topK, float loadBalanceLoss, float routerZLoss, IntPtr stream)
     {
-        if (tokens < 0)
-        {
-            throw new NativeArgumentException($"tokens = {tokens}: must lie in [0, {int.MaxValue}].");
-        }
-
-        if (topK < 1)
-        {
-            throw new NativeArgumentException($"top_k = {topK}: must lie in [1, {int.MaxValue}].");
-        }
-
-        var needed = (long)tokens * topK;
-        if (needed > MaxIdsPerRecord)
-        {
-            throw new NativeArgumentException($"tokens * top_k = {tokens} * {topK} = {needed} ids: one record reads at most {MaxIdsPerRecord}.");
-        }
+        var needed = Shape(tokens, topK);
 
         if (length < 0)
         {
@@ -66,18 +165,10 @@ internal static class NativeChecks
             throw new NativeArgumentException($"ids is NULL with length = {length}: NULL is allowed only with length 0.");
         }
 
-        // On OpenCL ids is a cl_mem handle, not an address; elsewhere a misaligned int32 read faults on the GPU.
-        if (kind != "opencl" && ids % sizeof(int) != 0)
-        {
-            throw new NativeArgumentException($"ids = 0x{ids:x}: must be aligned to {sizeof(int)} bytes (int32 ids).");
-        }
-
+        Aligned(kind, "ids", ids);
         Finite("load_balance_loss", loadBalanceLoss);
         Finite("router_z_loss", routerZLoss);
-        if (stream != IntPtr.Zero && kind != "cuda")
-        {
-            throw new NativeArgumentException($"stream = 0x{stream:x}: a stream orders records only on cuda; this handle runs on {kind}, pass NULL.");
-        }
+        Stream(kind, stream);
     }
 
     public static void Latency(long nanoseconds)
@@ -109,6 +200,72 @@ internal static class NativeChecks
         }
 
         return string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    }
+
+    private static void Accelerator(string accelerator)
+    {
+        if (Array.IndexOf(Accelerators, accelerator) < 0)
+        {
+            throw new NativeArgumentException($"accelerator = \"{accelerator}\": must be one of auto (or NULL), cuda, opencl, cpu, managed.");
+        }
+    }
+
+    private static void ExpertCapacity(int expertCapacity)
+    {
+        if (expertCapacity < 0)
+        {
+            throw new NativeArgumentException($"expert_capacity = {expertCapacity}: must be 0 (the default of {CapacityStats.DefaultSlotsPerExpert} slots per expert) or a slot count in [1, {int.MaxValue}].");
+        }
+    }
+
+    /// <summary>The ids of one layer's record, <c>tokens * top_k</c>, checked.</summary>
+    private static long Shape(int tokens, int topK)
+    {
+        if (tokens < 0)
+        {
+            throw new NativeArgumentException($"tokens = {tokens}: must lie in [0, {int.MaxValue}].");
+        }
+
+        if (topK < 1)
+        {
+            throw new NativeArgumentException($"top_k = {topK}: must lie in [1, {int.MaxValue}].");
+        }
+
+        var needed = (long)tokens * topK;
+        if (needed > MaxIdsPerRecord)
+        {
+            throw new NativeArgumentException($"tokens * top_k = {tokens} * {topK} = {needed} ids: one record reads at most {MaxIdsPerRecord}.");
+        }
+
+        return needed;
+    }
+
+    /// <summary>On OpenCL a buffer is a cl_mem handle, not an address; elsewhere a misaligned 4-byte read faults on the GPU.</summary>
+    private static void Aligned(string kind, string name, IntPtr pointer)
+    {
+        if (kind != "opencl" && pointer % 4 != 0)
+        {
+            throw new NativeArgumentException($"{name} = 0x{pointer:x}: must be aligned to 4 bytes (int32 and float values).");
+        }
+    }
+
+    private static void Stream(string kind, IntPtr stream)
+    {
+        if (stream != IntPtr.Zero && kind != "cuda")
+        {
+            throw new NativeArgumentException($"stream = 0x{stream:x}: a stream orders records only on cuda; this handle runs on {kind}, pass NULL.");
+        }
+    }
+
+    private static unsafe void FiniteLosses(string name, float* losses, int layers)
+    {
+        for (var l = 0; losses is not null && l < layers; l++)
+        {
+            if (!float.IsFinite(losses[l]))
+            {
+                throw new NativeArgumentException($"{name}[{l}] = {losses[l]}: must be finite.");
+            }
+        }
     }
 
     private static void Finite(string name, float loss)

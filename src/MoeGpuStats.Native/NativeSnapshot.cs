@@ -36,4 +36,42 @@ public struct NativeSnapshot
     public int MostUtilized;
     public int LeastUtilized;
     public int LoadVarianceHistoryLength;
+
+    /// <summary>The C struct of a snapshot (an aggregator's, or one layer of a model).</summary>
+    internal static NativeSnapshot From(RoutingStats s)
+    {
+        var most = s.MostUtilizedExpert();
+        var least = s.LeastUtilizedExpert();
+        var capacity = s.CapacityStats;
+        var latency = s.RoutingLatencyStats;
+        return new NativeSnapshot
+        {
+            TotalRoutings = s.TotalRoutings,
+            TotalTokens = s.TotalTokens,
+            TokensDropped = s.TokensDropped,
+            RoutedSlots = s.RoutedSlots,
+            SlotsDropped = s.SlotsDropped,
+            InvalidExpertIds = s.InvalidExpertIds,
+            CapacityExceededCount = capacity.CapacityExceededCount,
+            TotalCapacity = capacity.TotalCapacity,
+            TotalUsed = capacity.TotalUsed,
+            LatencyMeasurements = latency.TotalMeasurements,
+            AverageLatencyMs = latency.AverageLatency(),
+            P95LatencyMs = latency.P95Latency(),
+            P99LatencyMs = latency.P99Latency(),
+            AverageLoadBalanceLoss = s.AverageLoadBalanceLoss,
+            AverageRouterZLoss = s.AverageRouterZLoss,
+            RoutingEfficiency = s.RoutingEfficiency,
+            UtilizationCv = s.UtilizationCv(),
+            CapacityAverageUtilization = capacity.AverageUtilization,
+            CapacityPeakUtilization = capacity.PeakUtilization,
+            MostUtilization = most?.Utilization ?? 0f,
+            LeastUtilization = least?.Utilization ?? 0f,
+            LoadVarianceTrend100 = s.RecentLoadVarianceTrend(100),
+            Experts = s.ExpertUtilization.Count,
+            MostUtilized = most?.Index ?? -1,
+            LeastUtilized = least?.Index ?? -1,
+            LoadVarianceHistoryLength = s.LoadVarianceHistory.Count,
+        };
+    }
 }

@@ -1,3 +1,4 @@
+using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using MoeGpuStats.Device;
 
@@ -27,11 +28,19 @@ public sealed class CudaStreamBridge : IDisposable
     /// <summary>Creates a bridge for <paramref name="engine"/>, which must be on a CUDA accelerator.</summary>
     /// <exception cref="ArgumentException">The engine is not on CUDA.</exception>
     public CudaStreamBridge(DeviceRoutingStats engine)
+        : this((engine ?? throw new ArgumentNullException(nameof(engine))).Stream, nameof(engine))
     {
-        ArgumentNullException.ThrowIfNull(engine);
-        _engineStream = engine.Stream is CudaStream cuda
+    }
+
+    /// <summary>Creates a bridge for an engine ordered on <paramref name="engineStream"/> (a model's, which has no <see cref="DeviceRoutingStats"/>).</summary>
+    /// <param name="engineStream">The stream the engine records on.</param>
+    /// <param name="name">The caller's parameter, named by the exception.</param>
+    /// <exception cref="ArgumentException">The stream is not a CUDA stream.</exception>
+    internal CudaStreamBridge(AcceleratorStream engineStream, string name)
+    {
+        _engineStream = engineStream is CudaStream cuda
             ? cuda.StreamPtr
-            : throw new ArgumentException($"The engine runs on {engine.Accelerator.AcceleratorType}, not CUDA.", nameof(engine));
+            : throw new ArgumentException($"The engine runs on {engineStream.Accelerator.AcceleratorType}, not CUDA.", name);
     }
 
     /// <summary>Enqueues on the engine's stream a wait for all work enqueued so far on <paramref name="producerStream"/>.</summary>

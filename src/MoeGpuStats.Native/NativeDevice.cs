@@ -1,0 +1,161 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Device;
+using MoeGpuStats.Interop;
+
+namespace MoeGpuStats.Native;
+
+/// <summary>The ILGPU context and accelerator a C handle opened for itself (the aggregator's and the model's).</summary>
+internal sealed class NativeDevice : IDisposable
+{
+    private readonly Context _context;
+
+    private NativeDevice(Context context, Accelerator accelerator)
+    {
+        _context = context;
+        Accelerator = accelerator;
+    }
+
+    public Accelerator Accelerator { get; }
+
+    /// <summary>
+    /// Opens the accelerator the C caller named and builds the handle's engine on it with
+    /// <paramref name="build"/>. Null (and <paramref name="built"/> default) for the managed engine:
+    /// "managed", or "auto" without a GPU (the library's rule, AcceleratorSelection). When
+    /// <paramref name="build"/> throws, the accelerator is freed again; it must free what it made itself.
+    /// </summary>
+    /// <exception cref="ArgumentException">An accelerator name the C API does not know.</exception>
+    /// <exception cref="NoDeviceException">The named accelerator is not present.</exception>
+    public static NativeDevice? Open<T>(string accelerator, Func<Accelerator, T> build, out T? built)
+    {
+        built = default;
+        if (accelerator is "managed")
+        {
+            return null;
+        }
+
+        AcceleratorType[] order = accelerator switch
+        {
+            "auto" => AcceleratorSelection.BestFirst,
+            "cuda" => [AcceleratorType.Cuda],
+            "opencl" => [AcceleratorType.OpenCL],
+            "cpu" => [AcceleratorType.CPU],
+            _ => throw new ArgumentException($"accelerator '{accelerator}' is not one of auto, cuda, opencl, cpu, managed.", nameof(accelerator)),
+        };
+        var context = Context.Create(builder => builder.Default());
+        var device = order.Select(type => context.Devices.FirstOrDefault(d => d.AcceleratorType == type)).FirstOrDefault(d => d is not null);
+        if (device is null)
+        {
+            context.Dispose();
+            return accelerator is "auto" ? null : throw new NoDeviceException($"no {accelerator} accelerator on this machine.");
+        }
+
+        var caller = device.AcceleratorType == AcceleratorType.Cuda ? CudaContextScope.CurrentContext() : IntPtr.Zero;
+        var opened = device.CreateAccelerator(context);
+        try
+        {
+            built = build(opened);
+            return new NativeDevice(context, opened);
+        }
+        catch
+        {
+            opened.Dispose();
+            context.Dispose();
+            throw;
+        }
+        finally
+        {
+            // Creating a CUDA accelerator pushed ILGPU's context onto this thread: give the caller's back.
+            CudaContextScope.RestoreAfterCreate(opened, caller);
+        }
+    }
+
+    /// <summary>
+    /// With a CUDA bridge, enqueues on the engine's stream a wait for the producer's work so far and
+    /// returns true: the caller then signals the producer's stream after its record. The bridge runs in
+    /// the caller's context, where a NULL stream is the caller's default stream; without a current
+    /// context, NULL orders nothing.
+    /// </summary>
+    /// <exception cref="NativeArgumentException">The stream is not a CUstream of the caller's context.</exception>
+    public static bool WaitForProducer(CudaStreamBridge? bridge, IntPtr stream)
+    {
+        if (bridge is null || (stream == IntPtr.Zero && CudaContextScope.CurrentContext() == IntPtr.Zero))
+        {
+            return false;
+        }
+
+        try
+        {
+            bridge.WaitForProducer(stream);
+        }
+        catch (ArgumentException exception)
+        {
+            throw new NativeArgumentException($"stream: {NativeChecks.OneLine(exception)} Allowed: a CUstream of the calling thread's current context, or NULL.");
+        }
+
+        return true;
+    }
+
+    /// <summary>ILGPU's CUDA context current until the scope ends, then the caller's again (see <see cref="CudaContextScope"/>).</summary>
+    public CudaContextScope Enter() => CudaContextScope.Enter(Accelerator);
+
+    public void Dispose()
+    {
+        Accelerator.Dispose();
+        _context.Dispose();
+    }
+}
+
+/// <summary>
+/// The wrapper of the caller's buffer that one pointer argument was last given: servers record from
+/// the same buffers every step, so a step reuses its wrappers and allocates nothing.
+/// </summary>
+internal sealed class ForeignCache<T>(NativeDevice device, string kind, string name) : IDisposable
+    where T : unmanaged
+{
+    private ForeignView<T>? _view;
+    private (IntPtr Pointer, long Length) _buffer;
+
+    /// <exception cref="NativeArgumentException">The pointer is not memory this accelerator reads; the message names the C argument.</exception>
+    public ArrayView<T> Wrap(IntPtr pointer, long length)
+    {
+        if (_view is null || _buffer != (pointer, length))
+        {
+            ForeignView<T> view;
+            try
+            {
+                using (device.Enter())
+                {
+                    view = ForeignMemory.Wrap<T>(device.Accelerator, pointer, length);
+                }
+            }
+            catch (ArgumentException exception)
+            {
+                var allowed = kind switch
+                {
+                    "cuda" => "device memory of the handle's GPU",
+                    "opencl" => "a cl_mem of the handle's context",
+                    _ => "host memory",
+                };
+                throw new NativeArgumentException($"{name}: {NativeChecks.OneLine(exception)} Allowed on {kind}: {allowed}.");
+            }
+
+            _view?.Dispose();
+            _view = view;
+            _buffer = (pointer, length);
+        }
+
+        return _view.View;
+    }
+
+    public void Dispose() => _view?.Dispose();
+}
+
+/// <summary>What the C API's entry points need of a handle (an aggregator's, a model's): serialized calls, and its CUDA context.</summary>
+internal interface INativeHandle : IDisposable
+{
+    Lock Gate { get; }
+
+    /// <summary>ILGPU's CUDA context current until the scope ends, then the caller's again; nothing off CUDA.</summary>
+    CudaContextScope EnterDevice();
+}

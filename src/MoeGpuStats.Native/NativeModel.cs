@@ -1,0 +1,136 @@
+using ILGPU.Runtime;
+using MoeGpuStats.Interop;
+
+namespace MoeGpuStats.Native;
+
+/// <summary>One C model handle: a whole model's statistics, their device objects, and the cached wrappers of the caller's buffers.</summary>
+internal sealed class NativeModel : INativeHandle
+{
+    private readonly ModelRoutingStats _stats;
+    private readonly NativeDevice? _accelerator;
+    private readonly AcceleratorStream? _stream;
+    private readonly CudaStreamBridge? _bridge;
+    private readonly ForeignCache<int>? _ids;
+    private readonly ForeignCache<int>? _validTokens;
+    private readonly ForeignCache<float>? _loadBalanceLosses;
+    private readonly ForeignCache<float>? _routerZLosses;
+
+    public NativeModel(string accelerator, ModelRoutingStatsOptions options)
+    {
+        _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options), out var built);
+        if (_accelerator is null)
+        {
+            _stats = new ModelRoutingStats(options);
+            return;
+        }
+
+        (_stream, _stats, _bridge) = built;
+        _ids = new(_accelerator, Kind, "ids");
+        _validTokens = new(_accelerator, Kind, "valid_tokens");
+        _loadBalanceLosses = new(_accelerator, Kind, "load_balance_losses");
+        _routerZLosses = new(_accelerator, Kind, "router_z_losses");
+    }
+
+    public Lock Gate { get; } = new();
+
+    /// <summary>Where the statistics live, in the C API's words: "cuda", "opencl", "cpu" or "managed".</summary>
+    public string Kind => _stats.Backend;
+
+    public ModelRoutingStats Stats => _stats;
+
+    public CudaContextScope EnterDevice() => _accelerator?.Enter() ?? default;
+
+    /// <summary>
+    /// Records one step of every layer from the caller's memory (device memory of the handle's GPU on
+    /// CUDA/OpenCL, host memory on the CPU accelerator and the managed engine), ordered on the
+    /// producer's CUDA stream as <see cref="NativeAggregator.Record"/>. Every check (the arguments, then
+    /// the wraps of the buffers) runs before the wait and the record, so a refused call changes nothing.
+    /// </summary>
+    public unsafe void Record(IntPtr ids, int layers, int tokens, int topK, long layerStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
+    {
+        var (stride, length) = NativeChecks.ModelRecord(Kind, _stats.Options, ids, layers, tokens, topK, layerStride, validTokens, loadBalanceLosses, routerZLosses, stream);
+        if (_accelerator is null)
+        {
+            // The span overload takes no count: the rows past it are left out here, as the device engines leave them.
+            var rows = validTokens == IntPtr.Zero ? tokens : Math.Clamp(*(int*)validTokens, 0, tokens);
+            _stats.RecordStep(
+                new ReadOnlySpan<int>((void*)ids, (int)length), rows, topK, stride, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers));
+            return;
+        }
+
+        var view = length == 0 ? default : _ids!.Wrap(ids, length);
+        var valid = validTokens == IntPtr.Zero ? default : _validTokens!.Wrap(validTokens, 1);
+        var losses = loadBalanceLosses == IntPtr.Zero ? default : _loadBalanceLosses!.Wrap(loadBalanceLosses, layers);
+        var zLosses = routerZLosses == IntPtr.Zero ? default : _routerZLosses!.Wrap(routerZLosses, layers);
+        var ordered = NativeDevice.WaitForProducer(_bridge, stream);
+        using (EnterDevice())
+        {
+            _stats.RecordStep(view, tokens, topK, stride, valid, losses, zLosses);
+        }
+
+        if (ordered)
+        {
+            _bridge!.SignalConsumer(stream);
+        }
+    }
+
+    /// <summary>
+    /// Writes the model's figures, and each layer's balance where an array is given (<c>Layers</c>
+    /// structs each), over experts, or over ranks under <paramref name="expertRanks"/> (host memory, <c>Experts</c> ints).
+    /// </summary>
+    public unsafe void Summary(int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
+    {
+        var ranks = expertRanks is null ? null : NativeChecks.Placement(new ReadOnlySpan<int>(expertRanks, _stats.Experts));
+        ModelRoutingSummary summary;
+        using (EnterDevice())
+        {
+            summary = ranks is null ? _stats.Summary() : _stats.Summary(ranks);
+        }
+
+        *destination = NativeModelBalance.From(summary, ranks is null ? _stats.Experts : ranks.Max() + 1);
+        for (var l = 0; l < _stats.Layers; l++)
+        {
+            if (window is not null)
+            {
+                window[l] = NativeLayerBalance.From(summary.Window.Layers[l]);
+            }
+
+            if (sinceStart is not null)
+            {
+                sinceStart[l] = NativeLayerBalance.From(summary.SinceStart.Layers[l]);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _ids?.Dispose();
+        _validTokens?.Dispose();
+        _loadBalanceLosses?.Dispose();
+        _routerZLosses?.Dispose();
+        _bridge?.Dispose();
+        _stats.Dispose();
+        _stream?.Dispose();
+        _accelerator?.Dispose();
+    }
+
+    private static unsafe ReadOnlySpan<float> HostLosses(IntPtr losses, int layers) =>
+        losses == IntPtr.Zero ? default : new ReadOnlySpan<float>((void*)losses, layers);
+
+    /// <summary>The model on a stream of its own, which the CUDA bridge orders against the producer's.</summary>
+    private static (AcceleratorStream, ModelRoutingStats, CudaStreamBridge?) OnDevice(Accelerator accelerator, ModelRoutingStatsOptions options)
+    {
+        var stream = accelerator.CreateStream();
+        var bridge = accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(stream, "stream") : null;
+        try
+        {
+            return (stream, ModelRoutingStats.OnDevice(accelerator, options, stream), bridge);
+        }
+        catch
+        {
+            bridge?.Dispose();
+            stream.Dispose();
+            throw;
+        }
+    }
+}

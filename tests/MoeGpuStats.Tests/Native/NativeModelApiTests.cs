@@ -1,0 +1,292 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+using MoeGpuStats.Native;
+
+namespace MoeGpuStats.Tests.Native;
+
+/// <summary>
+/// The C API of a whole model, called in process through its [UnmanagedCallersOnly] entry points (the
+/// addresses libmoegs.so forwards to), on the managed engine and ILGPU's CPU accelerator: a model recorded
+/// through it equals a <see cref="ModelRoutingStats"/> recorded directly, and every refused call names its
+/// C argument and leaves the model as it was. (native/tests/test_moegs.c covers the same through libmoegs.so.)
+/// </summary>
+public sealed unsafe class NativeModelApiTests
+{
+    private const int Ok = 0, InvalidArgument = 1, InvalidHandle = 2;
+    private const int Layers = 3, Experts = 8, Tokens = 40, TopK = 2, Window = 4, Steps = 7;
+    private const int Stride = (Tokens * TopK) + 6; // layers apart with a gap, as views of one larger buffer
+
+    public static TheoryData<string> Engines => ["managed", "cpu"];
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AModelRecordedThroughTheCApiEqualsOneRecordedDirectly(string accelerator)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = Window, ExpertCapacity = 25, UtilizationDecay = 0.5f };
+        using var direct = new ModelRoutingStats(options);
+        var handle = Create(accelerator, Layers, Experts, 25, Window, 0.5f);
+        try
+        {
+            var rng = new Random(11);
+            for (var step = 0; step < Steps; step++)
+            {
+                var ids = Enumerable.Range(0, Layers * Stride).Select(i => rng.Next(-1, Experts + 1)).ToArray();
+                var losses = Enumerable.Range(0, Layers).Select(l => 0.1f * (l + step)).ToArray();
+                var zLosses = Enumerable.Range(0, Layers).Select(l => 0.01f * l).ToArray();
+                var valid = Tokens - step; // the rows past the count are padding, left out
+                Assert.Equal(Ok, Record(handle, ids, Layers, Tokens, TopK, Stride, valid, losses, zLosses));
+                direct.RecordStep(ids, valid, TopK, Stride, losses, zLosses);
+            }
+
+            Assert.Equal(direct.WindowLoad(), WindowLoad(handle));
+            var (summary, window, sinceStart) = Summary(handle, null);
+            var expected = direct.Summary();
+            Assert.Equal(NativeModelBalance.From(expected, Experts), summary);
+            Assert.Equal(expected.Window.Layers.Select(NativeLayerBalance.From), window);
+            Assert.Equal(expected.SinceStart.Layers.Select(NativeLayerBalance.From), sinceStart);
+
+            int[] ranks = [0, 0, 1, 1, 2, 2, 3, 3];
+            var (ranked, _, rankedSinceStart) = Summary(handle, ranks);
+            var expectedRanked = direct.Summary(ranks);
+            Assert.Equal(NativeModelBalance.From(expectedRanked, 4), ranked);
+            Assert.Equal(expectedRanked.SinceStart.Layers.Select(NativeLayerBalance.From), rankedSinceStart);
+
+            for (var l = 0; l < Layers; l++)
+            {
+                using var layer = direct.Layer(l);
+                using var snapshot = layer.Snapshot();
+                Assert.Equal(NativeSnapshot.From(snapshot), LayerSnapshot(handle, l));
+            }
+
+            Assert.Equal(Ok, Call(&NativeApi.ModelReset, handle));
+            direct.Reset();
+            Assert.Equal(direct.WindowLoad(), WindowLoad(handle));
+            Assert.Equal(0ul, Summary(handle, null).Summary.Steps);
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void ARefusedCallNamesItsArgumentAndLeavesTheModel(string accelerator)
+    {
+        var handle = Create(accelerator, Layers, Experts, 0, Window, -1f);
+        try
+        {
+            var ids = Enumerable.Range(0, Layers * Stride).Select(i => i % Experts).ToArray();
+            Assert.Equal(Ok, Record(handle, ids, Layers, Tokens, TopK, 0, null, null, null));
+            var before = Reads(handle);
+
+            Refused(Record(handle, ids, Layers - 1, Tokens, TopK, 0, null, null, null), InvalidArgument, "layers = 2", "the model's layers, 3");
+            Refused(Record(handle, ids, Layers, Tokens, TopK, (Tokens * TopK) - 1, null, null, null), InvalidArgument, "layer_stride = 79", "tokens * top_k = 40 * 2 = 80");
+            Refused(Record(handle, ids, Layers, Tokens, TopK, -3, null, null, null), InvalidArgument, "layer_stride = -3");
+            Refused(Record(handle, ids, Layers, -1, TopK, 0, null, null, null), InvalidArgument, "tokens = -1");
+            Refused(Record(handle, ids, Layers, Tokens, TopK, 0, null, [0f, float.NaN, 0f], null), InvalidArgument, "load_balance_losses[1] = NaN", "finite");
+            Refused(Record(handle, ids, Layers, Tokens, TopK, 0, null, null, [float.PositiveInfinity, 0f, 0f]), InvalidArgument, "router_z_losses[0] = Infinity");
+            Refused(Record(handle, ids, Layers, Tokens, TopK, Stride, null, null, null, nullIds: true), InvalidArgument, "ids is NULL with 252 ids to read");
+            Refused(WindowLoad(handle, out _, (Layers * Experts) - 1), InvalidArgument, "capacity = 23", "layers * experts = 3 * 8 = 24");
+            Refused(Summary(handle, [0, 0, 1, 1, 2, 2, 3, -1], out _), InvalidArgument, "expert_ranks[7] = -1", "[0, experts - 1 = 7]");
+            Refused(Summary(handle, [0, 0, 1, 1, 2, 2, 3, 8], out _), InvalidArgument, "expert_ranks[7] = 8");
+            Refused(LayerSnapshot(handle, Layers, out _), InvalidArgument, "layer = 3", "[0, 2]");
+            Refused(Call(&NativeApi.ModelSummary, handle, null, null, null, null), InvalidArgument, "out is NULL");
+            Refused(Call(&NativeApi.ModelWindowLoad, handle, null, Layers * Experts), InvalidArgument, "dst is NULL");
+
+            // A model handle is not an aggregator's, nor is a handle never created a model.
+            NativeSnapshot snapshot;
+            Refused(((delegate* unmanaged<long, NativeSnapshot*, int>)&NativeApi.Snapshot)(handle, &snapshot), InvalidHandle, $"handle {handle} is not a live aggregator");
+            Refused(WindowLoad(0, out _, Layers * Experts), InvalidHandle, "handle 0 is not a live model");
+            Assert.Equal(before, Reads(handle));
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+
+        Refused(Call(&NativeApi.ModelDestroy, handle), InvalidHandle, "not a live model");
+    }
+
+    [Fact]
+    public void ARefusedCreateNamesItsArgumentAndWritesZero()
+    {
+        Refused(Create("managed", 0, Experts, 0, 0, -1f, out var handle), InvalidArgument, "layers = 0", "[1, 1024]");
+        Assert.Equal(0, handle);
+        Refused(Create("managed", Layers, 4097, 0, 0, -1f, out _), InvalidArgument, "experts = 4097", "[1, 4096]");
+        Refused(Create("managed", Layers, Experts, -1, 0, -1f, out _), InvalidArgument, "expert_capacity = -1");
+        Refused(Create("managed", Layers, Experts, 0, -1, -1f, out _), InvalidArgument, "window = -1", "default of 1000");
+        Refused(Create("managed", 1024, 4096, 0, 0, -1f, out _), InvalidArgument, "window = 0", "1000 * 1024 * 4096");
+        Refused(Create("managed", Layers, Experts, 0, 0, 1f, out _), InvalidArgument, "utilization_decay = 1", "[0, 1)");
+        Refused(Create("managed", Layers, Experts, 0, 0, float.NaN, out _), InvalidArgument, "utilization_decay = NaN");
+        Refused(Create("tpu", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \"tpu\"");
+    }
+
+    /// <summary>The model's structs are the header's, field by field (the header's size checks catch a size only).</summary>
+    [Theory]
+    [InlineData("moegs_model_balance", typeof(NativeModelBalance))]
+    [InlineData("moegs_layer_balance", typeof(NativeLayerBalance))]
+    public void TheModelStructsAreTheHeadersFieldByField(string name, Type managed)
+    {
+        var header = File.ReadAllText(Path.Combine(RepositoryRoot(), "include", "moegs.h"));
+        var body = Regex.Match(header, $@"typedef struct {name} \{{(.*?)\}} {name};", RegexOptions.Singleline);
+        Assert.True(body.Success, $"include/moegs.h declares no {name}");
+        var widths = new Dictionary<string, (Type Managed, int Bytes)>
+        {
+            ["uint64_t"] = (typeof(ulong), 8), ["int32_t"] = (typeof(int), 4), ["double"] = (typeof(double), 8),
+        };
+        long offset = 0, alignment = 1;
+        var expected = new List<string>();
+        foreach (Match field in Regex.Matches(Regex.Replace(body.Groups[1].Value, @"/\*.*?\*/", "", RegexOptions.Singleline), @"(\w+)\s+(\w+)\s*;"))
+        {
+            var (clr, bytes) = widths[field.Groups[1].Value];
+            offset = (offset + bytes - 1) / bytes * bytes; // C's natural alignment
+            alignment = Math.Max(alignment, bytes);
+            expected.Add($"{offset}: {clr.Name} {string.Concat(field.Groups[2].Value.Split('_').Select(part => char.ToUpperInvariant(part[0]) + part[1..]))}");
+            offset += bytes;
+        }
+
+        var actual = managed.GetFields(BindingFlags.Public | BindingFlags.Instance)
+            .Select(f => (Offset: Marshal.OffsetOf(managed, f.Name).ToInt64(), Field: f))
+            .OrderBy(f => f.Offset)
+            .Select(f => $"{f.Offset}: {f.Field.FieldType.Name} {f.Field.Name}");
+        Assert.Equal(expected, actual);
+        Assert.Equal((offset + alignment - 1) / alignment * alignment, Marshal.SizeOf(managed));
+        Assert.Equal(Marshal.SizeOf(managed), managed == typeof(NativeModelBalance)
+            ? ((delegate* unmanaged<int>)&NativeApi.ModelBalanceSize)()
+            : ((delegate* unmanaged<int>)&NativeApi.LayerBalanceSize)());
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "MoeGpuStats.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        Assert.Skip("the checkout's include/moegs.h is not above the test binaries");
+        return "";
+    }
+
+    /// <summary>Every read of a model, to compare before and after refused calls.</summary>
+    private static string Reads(long handle)
+    {
+        var (summary, window, sinceStart) = Summary(handle, null);
+        var layers = Enumerable.Range(0, Layers).Select(l => LayerSnapshot(handle, l).ToString());
+        return string.Join('\n', [string.Join(',', WindowLoad(handle)), summary.ToString(), .. window.Select(w => w.ToString()), .. sinceStart.Select(w => w.ToString()), .. layers]);
+    }
+
+    private static void Refused(int status, int expected, params string[] words)
+    {
+        var message = Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)&NativeApi.LastError)())!;
+        Assert.True(status == expected, $"status {status}, want {expected}: {message}");
+        Assert.DoesNotContain('\n', message);
+        Assert.DoesNotContain("(Parameter", message);
+        foreach (var word in words)
+        {
+            Assert.Contains(word, message);
+        }
+    }
+
+    private static long Create(string accelerator, int layers, int experts, int capacity, int window, float decay)
+    {
+        var status = Create(accelerator, layers, experts, capacity, window, decay, out var handle);
+        Assert.True(status == Ok, Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)&NativeApi.LastError)()));
+        return handle;
+    }
+
+    private static int Create(string accelerator, int layers, int experts, int capacity, int window, float decay, out long handle)
+    {
+        var name = Encoding.UTF8.GetBytes(accelerator + "\0");
+        long h = 42;
+        int status;
+        fixed (byte* p = name)
+        {
+            status = ((delegate* unmanaged<byte*, int, int, int, int, float, long*, int>)&NativeApi.ModelCreate)(p, layers, experts, capacity, window, decay, &h);
+        }
+
+        handle = h;
+        return status;
+    }
+
+    private static int Record(long handle, int[] ids, int layers, int tokens, int topK, long stride, int? valid, float[]? losses, float[]? zLosses, bool nullIds = false)
+    {
+        var count = valid ?? 0;
+        fixed (int* i = ids)
+        fixed (float* l = losses, z = zLosses)
+        {
+            return ((delegate* unmanaged<long, IntPtr, int, int, int, long, IntPtr, IntPtr, IntPtr, IntPtr, int>)&NativeApi.ModelRecord)(
+                handle, nullIds ? 0 : (IntPtr)i, layers, tokens, topK, stride, valid is null ? 0 : (IntPtr)(&count), (IntPtr)l, (IntPtr)z, 0);
+        }
+    }
+
+    private static ulong[] WindowLoad(long handle)
+    {
+        Assert.Equal(Ok, WindowLoad(handle, out var load, Layers * Experts));
+        return load;
+    }
+
+    private static int WindowLoad(long handle, out ulong[] load, int capacity)
+    {
+        load = new ulong[Layers * Experts];
+        fixed (ulong* p = load)
+        {
+            return ((delegate* unmanaged<long, ulong*, int, int>)&NativeApi.ModelWindowLoad)(handle, p, capacity);
+        }
+    }
+
+    private static (NativeModelBalance Summary, NativeLayerBalance[] Window, NativeLayerBalance[] SinceStart) Summary(long handle, int[]? ranks)
+    {
+        Assert.Equal(Ok, Summary(handle, ranks, out var result));
+        return result;
+    }
+
+    private static int Summary(long handle, int[]? ranks, out (NativeModelBalance, NativeLayerBalance[], NativeLayerBalance[]) result)
+    {
+        NativeModelBalance summary;
+        var window = new NativeLayerBalance[Layers];
+        var sinceStart = new NativeLayerBalance[Layers];
+        int status;
+        fixed (int* r = ranks)
+        fixed (NativeLayerBalance* w = window, s = sinceStart)
+        {
+            status = Call(&NativeApi.ModelSummary, handle, r, &summary, w, s);
+        }
+
+        result = (summary, window, sinceStart);
+        return status;
+    }
+
+    private static NativeSnapshot LayerSnapshot(long handle, int layer)
+    {
+        Assert.Equal(Ok, LayerSnapshot(handle, layer, out var snapshot));
+        return snapshot;
+    }
+
+    private static int LayerSnapshot(long handle, int layer, out NativeSnapshot snapshot)
+    {
+        NativeSnapshot s;
+        var status = ((delegate* unmanaged<long, int, NativeSnapshot*, int>)&NativeApi.ModelLayerSnapshot)(handle, layer, &s);
+        snapshot = s;
+        return status;
+    }
+
+    private static int Call(delegate* unmanaged<long, int> function, long handle) => function(handle);
+
+    private static int Call(delegate* unmanaged<long, ulong*, int, int> function, long handle, ulong* destination, int capacity) =>
+        function(handle, destination, capacity);
+
+    private static int Call(
+        delegate* unmanaged<long, int*, NativeModelBalance*, NativeLayerBalance*, NativeLayerBalance*, int> function,
+        long handle,
+        int* ranks,
+        NativeModelBalance* summary,
+        NativeLayerBalance* window,
+        NativeLayerBalance* sinceStart) =>
+        function(handle, ranks, summary, window, sinceStart);
+}
