@@ -57,14 +57,16 @@ internal sealed class ModelRecordLauncher
     public void Launch(
         AcceleratorStream stream, ArrayView<int> ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
-        Check(ids, state, arguments, validTokens, loadBalanceLosses, routerZLosses);
+        Check(ids, state, arguments, loadBalanceLosses, routerZLosses);
         var groups = (arguments.GroupsPerLayer + 1) * arguments.Layers;
         _kernel(stream, new KernelConfig(groups, _groupSize), ids, state, arguments, validTokens, loadBalanceLosses, routerZLosses);
     }
 
-    /// <summary>Everything the kernel indexes, checked on the host so that no launch reads or writes outside a view.</summary>
-    internal static void Check(
-        ArrayView<int> ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    /// <summary>
+    /// Everything the kernel indexes, checked on the host so that no launch reads or writes outside a
+    /// view (the valid-token view is read at index 0 only when it is not empty).
+    /// </summary>
+    internal static void Check(ArrayView<int> ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
         var layers = (long)arguments.Layers;
         var experts = arguments.Experts;
@@ -104,7 +106,5 @@ internal sealed class ModelRecordLauncher
         {
             throw new ArgumentException($"Per-layer losses need {layers} values, or none.", nameof(loadBalanceLosses));
         }
-
-        _ = validTokens;
     }
 }
