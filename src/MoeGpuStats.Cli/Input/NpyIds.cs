@@ -28,9 +28,9 @@ internal sealed class NpyIds : IDisposable
     private readonly int _itemSize;
     private byte[] _buffer = [];
 
-    private NpyIds(SafeFileHandle file, string path, NpyHeader header, IdLayout layout, NpyShape shape)
+    private NpyIds(SafeFileHandle file, string path, NpyHeader header, NpyShape shape)
     {
-        Layout = layout;
+        Layout = shape.Layout;
         _file = file;
         _path = path;
         _header = header;
@@ -77,9 +77,8 @@ internal sealed class NpyIds : IDisposable
                 throw new InvalidDataException($"{path}: Fortran-ordered array; save it in C order (np.ascontiguousarray).");
             }
 
-            var chosen = IdLayout.For(path, header.Shape, layout);
-            var shape = Validate(path, header.Shape, chosen, header.ItemSize, header.DataOffset, length);
-            return new NpyIds(file, path, header, chosen, shape);
+            var shape = Validate(path, header.Shape, layout, header.ItemSize, header.DataOffset, length);
+            return new NpyIds(file, path, header, shape);
         }
         catch
         {
@@ -90,16 +89,18 @@ internal sealed class NpyIds : IDisposable
 
     /// <summary>
     /// Checks that <paramref name="dims"/> of <paramref name="itemSize"/>-byte ids starting at
-    /// <paramref name="dataOffset"/> fit in a file of <paramref name="fileLength"/> bytes and in what replay reads.
+    /// <paramref name="dataOffset"/> fit in a file of <paramref name="fileLength"/> bytes and in what replay
+    /// reads, in <paramref name="layout"/>. A broken file is reported as broken before its layout is asked for.
     /// </summary>
     /// <param name="path">The file, for messages.</param>
-    /// <param name="dims">The shape its header claims, of <paramref name="layout"/>'s rank.</param>
-    /// <param name="layout">The order of its axes.</param>
+    /// <param name="dims">The shape its header claims.</param>
+    /// <param name="layout">The order of its axes (<c>--layout</c>); null for the default of its rank (<see cref="IdLayout.For"/>).</param>
     /// <param name="itemSize">Bytes per id.</param>
     /// <param name="dataOffset">Where the ids start.</param>
     /// <param name="fileLength">The file's length in bytes.</param>
     /// <exception cref="InvalidDataException">They do not; the message says why, in the file's terms.</exception>
-    internal static NpyShape Validate(string path, IReadOnlyList<long> dims, IdLayout layout, int itemSize, long dataOffset, long fileLength)
+    /// <exception cref="IdLayoutException">No layout given for a 3-D file, or one of another rank.</exception>
+    internal static NpyShape Validate(string path, IReadOnlyList<long> dims, IdLayout? layout, int itemSize, long dataOffset, long fileLength)
     {
         var shape = NpyShape.Describe(dims);
         if (dims.FirstOrDefault(d => d < 0) is var negative and < 0)
@@ -107,7 +108,6 @@ internal sealed class NpyIds : IDisposable
             throw new InvalidDataException($"{path}: shape {shape}: dimension {negative} is negative.");
         }
 
-        var (steps, layers, tokens, topK) = layout.Sizes(dims);
         if (dims.Contains(0))
         {
             throw new InvalidDataException($"{path}: shape {shape} holds no ids; nothing to replay.");
@@ -116,7 +116,7 @@ internal sealed class NpyIds : IDisposable
         long ids, needed;
         try
         {
-            ids = checked(steps * layers * tokens * topK);
+            ids = dims.Aggregate(1L, (product, dim) => checked(product * dim));
             needed = checked(dataOffset + (ids * itemSize));
         }
         catch (OverflowException)
@@ -129,6 +129,8 @@ internal sealed class NpyIds : IDisposable
             throw new InvalidDataException($"{path}: truncated: shape {shape} needs {needed:N0} bytes, the file has {fileLength:N0}.");
         }
 
+        var chosen = IdLayout.For(path, dims, layout);
+        var (steps, layers, tokens, topK) = chosen.Sizes(dims);
         if (ids / steps > MaxIdsPerStep)
         {
             throw new InvalidDataException($"{path}: shape {shape} has {ids / steps:N0} ids per step; replay reads at most {MaxIdsPerStep:N0} (reshape to more, smaller steps).");
@@ -139,7 +141,7 @@ internal sealed class NpyIds : IDisposable
             throw new InvalidDataException($"{path}: shape {shape} has {steps:N0} steps; replay reads at most {int.MaxValue:N0}.");
         }
 
-        return new NpyShape((int)steps, (int)layers, (int)tokens, (int)topK);
+        return new NpyShape(chosen, (int)steps, (int)layers, (int)tokens, (int)topK);
     }
 
     /// <summary>Reads one step's <see cref="IdsPerStep"/> ids into the start of <paramref name="destination"/>, as <c>[layers, tokens, k]</c>.</summary>
@@ -257,7 +259,7 @@ internal sealed class NpyIds : IDisposable
 }
 
 /// <summary>A replayable shape: every size already checked against the file; <see cref="Layers"/> is 1 without a layers axis.</summary>
-internal readonly record struct NpyShape(int Steps, int Layers, int Tokens, int TopK)
+internal readonly record struct NpyShape(IdLayout Layout, int Steps, int Layers, int Tokens, int TopK)
 {
     /// <summary>A header's shape as NumPy prints it: <c>(3, 4, 2)</c>, <c>(5,)</c>.</summary>
     public static string Describe(IReadOnlyList<long> dims) => $"({string.Join(", ", dims)}{(dims.Count == 1 ? "," : "")})";
