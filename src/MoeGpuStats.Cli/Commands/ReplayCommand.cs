@@ -82,7 +82,10 @@ internal static class ReplayCommand
             using (npy)
             {
                 var layered = npy.Layout.HasLayers;
-                if ((layered ? recording.SingleLayerProblem(parse, npy.Layout.Name) : parse.GetValue(windowLoad) is null ? null : WindowLoadProblem(path, npy)) is { } mismatch)
+                var mismatch = layered
+                    ? recording.SingleLayerProblem(parse, npy.Layout.Name)
+                    : parse.GetValue(windowLoad) is not null ? WindowLoadProblem(path, npy) : null;
+                if (mismatch is not null)
                 {
                     console.Error.WriteLine(mismatch);
                     return ExitCodes.Usage;

@@ -44,21 +44,25 @@ internal sealed class IdLayout
         return All.FirstOrDefault(layout => layout.Name == name);
     }
 
+    /// <summary>Refuses a shape of a rank no layout has.</summary>
+    /// <exception cref="InvalidDataException">It has; the message names the file.</exception>
+    public static void CheckRank(string path, IReadOnlyList<long> dims)
+    {
+        if (dims.Count is < 2 or > 4)
+        {
+            throw new InvalidDataException($"{path}: shape {NpyShape.Describe(dims)} has {dims.Count} dimension{(dims.Count == 1 ? "" : "s")}; replay reads 2 to 4: {string.Join(", ", All.Select(layout => $"[{layout.Name}]"))}.");
+        }
+    }
+
     /// <summary>
-    /// The layout of a file of <paramref name="dims"/> read with <paramref name="given"/> (null: none given).
+    /// The layout of a file of <paramref name="dims"/> (a rank <see cref="CheckRank"/> passed) read with <paramref name="given"/> (null: none given).
     /// Without one, 2-D is [tokens, k] and 4-D [steps, layers, tokens, k]; 3-D could hold steps or
     /// layers, and a guess would report the wrong thing silently, so it must be given.
     /// </summary>
-    /// <exception cref="InvalidDataException">The file has a rank no layout has; the message names it.</exception>
     /// <exception cref="IdLayoutException">No layout given for a 3-D file, or one of another rank.</exception>
     public static IdLayout For(string path, IReadOnlyList<long> dims, IdLayout? given)
     {
         var shape = NpyShape.Describe(dims);
-        if (dims.Count is < 2 or > 4)
-        {
-            throw new InvalidDataException($"{path}: shape {shape} has {dims.Count} dimension{(dims.Count == 1 ? "" : "s")}; replay reads 2 to 4: {string.Join(", ", All.Select(layout => $"[{layout.Name}]"))}.");
-        }
-
         var fitting = All.Where(layout => layout.Rank == dims.Count).Select(layout => layout.Name).ToArray();
         if (given is null)
         {

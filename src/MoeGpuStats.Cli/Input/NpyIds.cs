@@ -103,6 +103,7 @@ internal sealed class NpyIds : IDisposable
     internal static NpyShape Validate(string path, IReadOnlyList<long> dims, IdLayout? layout, int itemSize, long dataOffset, long fileLength)
     {
         var shape = NpyShape.Describe(dims);
+        IdLayout.CheckRank(path, dims);
         if (dims.FirstOrDefault(d => d < 0) is var negative and < 0)
         {
             throw new InvalidDataException($"{path}: shape {shape}: dimension {negative} is negative.");
