@@ -14,12 +14,17 @@ internal static class EngineChoice
             : null;
 
     /// <summary>Which engine counted, in the report's words, with the reason when it is the fallback.</summary>
-    public static string Describe(RoutingStats stats) => (Requested is { Length: > 0 } value ? value.ToLowerInvariant() : null, stats.Backend) switch
+    public static string Describe(RoutingStats stats) => Describe(stats.Backend, stats.DeviceName);
+
+    /// <inheritdoc cref="Describe(RoutingStats)"/>
+    public static string Describe(ModelRoutingStats stats) => Describe(stats.Backend, stats.DeviceName);
+
+    private static string Describe(string engine, string device) => (Requested is { Length: > 0 } value ? value.ToLowerInvariant() : null, engine) switch
     {
         (null, "managed") => "no CUDA or OpenCL device found; using the managed engine",
-        (null, var backend) => $"{backend} on {stats.DeviceName} (the best accelerator present)",
+        (null, var backend) => $"{backend} on {device} (the best accelerator present)",
         (var chosen, "managed") => $"the managed engine ({RoutingStats.AcceleratorVariable}={chosen})",
         (var chosen, "cpu") => $"ILGPU's CPU accelerator ({RoutingStats.AcceleratorVariable}={chosen})",
-        (var chosen, var backend) => $"{backend} on {stats.DeviceName} ({RoutingStats.AcceleratorVariable}={chosen})",
+        (var chosen, var backend) => $"{backend} on {device} ({RoutingStats.AcceleratorVariable}={chosen})",
     };
 }

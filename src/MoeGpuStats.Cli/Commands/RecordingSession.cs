@@ -170,7 +170,7 @@ internal sealed class RecordingSession
     }
 
     /// <summary>Writes an output file; a failure (checked before the run, so rare: a full disk, a folder removed since) is one line naming the user's path.</summary>
-    private static bool TryWrite(CliConsole console, string option, FileInfo file, Action<string> write)
+    public static bool TryWrite(CliConsole console, string option, FileInfo file, Action<string> write)
     {
         OutputPath.RemoveStaleTemporaries(file.FullName);
         try

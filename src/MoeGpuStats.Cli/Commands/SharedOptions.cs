@@ -19,23 +19,25 @@ internal static class SharedOptions
     public static Option<FileInfo?> Plot() => OutputFile(new Option<FileInfo?>("--plot")
     {
         Description = "Write expert load as a picture (.png, or .jpg/.jpeg for JPEG): each expert's share of tokens with the mean marked, and the load variance per batch.",
-    }, plot: true);
+    }, OutputPath.PlotFormatProblem);
 
     public static Option<FileInfo?> Save() => OutputFile(new Option<FileInfo?>("--save")
     {
         Description = "Save the final snapshot as JSON to this file (written atomically), for `report` and `merge`.",
-    }, plot: false);
+    });
 
     /// <summary>
     /// Refuses, while parsing, an output path that cannot be written (no such folder, a folder itself,
-    /// a plot format we cannot write), so that a run never ends in a failed write; the message names the path as given.
+    /// a format we cannot write), so that a run never ends in a failed write; the message names the path as given.
     /// </summary>
-    public static T OutputFile<T>(T option, bool plot)
+    /// <param name="option">The option.</param>
+    /// <param name="formatProblem">Why a name does not say a format the option writes (see <see cref="OutputPath.Problem"/>); null when any name goes.</param>
+    public static T OutputFile<T>(T option, Func<string, string?>? formatProblem = null)
         where T : Option
     {
         option.Validators.Add(result =>
         {
-            if (result.Tokens.Count > 0 && OutputPath.Problem(result.Tokens[^1].Value, plot) is { } problem)
+            if (result.Tokens.Count > 0 && OutputPath.Problem(result.Tokens[^1].Value, formatProblem) is { } problem)
             {
                 result.AddError($"{option.Name} {result.Tokens[^1].Value}: {problem}");
             }
@@ -136,6 +138,27 @@ internal static class SharedOptions
         /// <summary>Why the options cannot go together, or null.</summary>
         public string? Problem(ParseResult parse) =>
             parse.GetValue(_serveAfter) && parse.GetValue(_port) is null ? "--serve-after: needs --metrics-port, whose endpoint it keeps serving." : null;
+
+        /// <summary>
+        /// Why the options cannot go with a replay of a whole model, or null: --plot, --save and the
+        /// metrics endpoint show one layer's statistics, and are not built for a model yet.
+        /// </summary>
+        public string? SingleLayerProblem(ParseResult parse, string layout)
+        {
+            var given = parse.GetValue(_plot) is not null ? _plot : parse.GetValue(_save) is not null ? _save : parse.GetValue(_port) is not null ? (Option)_port : null;
+            return given is null ? null : $"{given.Name}: shows one layer's statistics; a replay with a layers axis (--layout {layout}) reports the whole model and does not take it yet.";
+        }
+
+        /// <summary>A replay of a whole model with these options.</summary>
+        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, FileInfo? windowLoad, string title) => new()
+        {
+            Console = console,
+            Options = shape with { ExpertCapacity = parse.GetValue(_capacity) },
+            Json = parse.GetValue(_json),
+            WindowLoad = windowLoad,
+            ReportInterval = parse.GetValue(_interval),
+            Title = title,
+        };
 
         public RecordingSession Session(ParseResult parse, CliConsole console, int experts, string title, string timed) => new()
         {

@@ -33,7 +33,7 @@ internal static class SnapshotCommands
     public static Command Merge(CliConsole console)
     {
         var files = new Argument<FileInfo[]>("SNAPSHOTS") { Description = "Snapshots of ranks or replicas that route to the same experts.", Arity = ArgumentArity.OneOrMore };
-        var output = SharedOptions.OutputFile(new Option<FileInfo>("--output", "-o") { Description = "Where to write the merged snapshot.", Required = true }, plot: false);
+        var output = SharedOptions.OutputFile(new Option<FileInfo>("--output", "-o") { Description = "Where to write the merged snapshot.", Required = true });
         var json = SharedOptions.Json();
         var plot = SharedOptions.Plot();
         var command = new Command("merge", "Combine snapshots: counts and totals exactly, utilization and loss averages weighted by batches (see docs/scaling.md for what merges approximately).")

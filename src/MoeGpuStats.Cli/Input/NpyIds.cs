@@ -4,7 +4,8 @@ namespace MoeGpuStats.Cli.Input;
 
 /// <summary>
 /// Top-k expert ids saved by <c>np.save</c> (or <c>torch</c> through NumPy): a little-endian int8, uint8,
-/// int16, uint16, int32 or int64 array, C order, shaped <c>[steps, tokens, k]</c> or <c>[tokens, k]</c>. Read one step at a time.
+/// int16, uint16, int32 or int64 array, C order, in one of the <see cref="IdLayout"/>s. Read one step at a
+/// time, as <c>[layers, tokens, k]</c> whatever the file's order.
 /// </summary>
 /// <remarks>
 /// Every size the header claims is checked against the file's length, in checked 64-bit arithmetic,
@@ -29,31 +30,42 @@ internal sealed class NpyIds : IDisposable
 
     private NpyIds(SafeFileHandle file, string path, NpyHeader header, NpyShape shape)
     {
+        Layout = shape.Layout;
         _file = file;
         _path = path;
         _header = header;
         _dataOffset = header.DataOffset;
         _itemSize = header.ItemSize;
         Steps = shape.Steps;
+        Layers = shape.Layers;
         Tokens = shape.Tokens;
         TopK = shape.TopK;
     }
 
+    public IdLayout Layout { get; }
+
     public int Steps { get; }
 
+    /// <summary>MoE layers per step; 1 for a layout without a layers axis.</summary>
+    public int Layers { get; }
+
+    /// <summary>Tokens per layer.</summary>
     public int Tokens { get; }
 
     public int TopK { get; }
 
-    /// <summary>Ids per step, <c>Tokens * TopK</c>: at most <see cref="MaxIdsPerStep"/>.</summary>
-    public int IdsPerStep => Tokens * TopK;
+    /// <summary>Ids per step, <c>Layers * Tokens * TopK</c>: at most <see cref="MaxIdsPerStep"/>.</summary>
+    public int IdsPerStep => Layers * Tokens * TopK;
 
     public string DType => _header.TypeName;
 
-    /// <exception cref="InvalidDataException">The header, dtype, layout or shape is not what replay reads, or the file is shorter than its header says; the message names the file.</exception>
+    /// <param name="path">The file.</param>
+    /// <param name="layout">The order of its axes (<c>--layout</c>); null for the default of its rank (<see cref="IdLayout.For"/>).</param>
+    /// <exception cref="InvalidDataException">The header, dtype, memory order or shape is not what replay reads, or the file is shorter than its header says; the message names the file.</exception>
+    /// <exception cref="IdLayoutException">A 3-D file without <paramref name="layout"/>, or a layout of another rank.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
     /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
-    public static NpyIds Open(string path)
+    public static NpyIds Open(string path, IdLayout? layout)
     {
         var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         try
@@ -65,7 +77,7 @@ internal sealed class NpyIds : IDisposable
                 throw new InvalidDataException($"{path}: Fortran-ordered array; save it in C order (np.ascontiguousarray).");
             }
 
-            var shape = Validate(path, header.Shape, header.ItemSize, header.DataOffset, length);
+            var shape = Validate(path, header.Shape, layout, header.ItemSize, header.DataOffset, length);
             return new NpyIds(file, path, header, shape);
         }
         catch
@@ -77,24 +89,27 @@ internal sealed class NpyIds : IDisposable
 
     /// <summary>
     /// Checks that <paramref name="dims"/> of <paramref name="itemSize"/>-byte ids starting at
-    /// <paramref name="dataOffset"/> fit in a file of <paramref name="fileLength"/> bytes and in what replay reads.
+    /// <paramref name="dataOffset"/> fit in a file of <paramref name="fileLength"/> bytes and in what replay
+    /// reads, in <paramref name="layout"/>. A broken file is reported as broken before its layout is asked for.
     /// </summary>
+    /// <param name="path">The file, for messages.</param>
+    /// <param name="dims">The shape its header claims.</param>
+    /// <param name="layout">The order of its axes (<c>--layout</c>); null for the default of its rank (<see cref="IdLayout.For"/>).</param>
+    /// <param name="itemSize">Bytes per id.</param>
+    /// <param name="dataOffset">Where the ids start.</param>
+    /// <param name="fileLength">The file's length in bytes.</param>
     /// <exception cref="InvalidDataException">They do not; the message says why, in the file's terms.</exception>
-    internal static NpyShape Validate(string path, IReadOnlyList<long> dims, int itemSize, long dataOffset, long fileLength)
+    /// <exception cref="IdLayoutException">No layout given for a 3-D file, or one of another rank.</exception>
+    internal static NpyShape Validate(string path, IReadOnlyList<long> dims, IdLayout? layout, int itemSize, long dataOffset, long fileLength)
     {
-        var shape = $"({string.Join(", ", dims)}{(dims.Count == 1 ? "," : "")})";
-        var (steps, tokens, topK) = dims.Count switch
-        {
-            3 => (dims[0], dims[1], dims[2]),
-            2 => (1L, dims[0], dims[1]),
-            _ => throw new InvalidDataException($"{path}: shape {shape} has {dims.Count} dimension{(dims.Count == 1 ? "" : "s")}; replay reads [steps, tokens, k] or [tokens, k]."),
-        };
+        var shape = NpyShape.Describe(dims);
+        IdLayout.CheckRank(path, dims);
         if (dims.FirstOrDefault(d => d < 0) is var negative and < 0)
         {
             throw new InvalidDataException($"{path}: shape {shape}: dimension {negative} is negative.");
         }
 
-        if (steps == 0 || tokens == 0 || topK == 0)
+        if (dims.Contains(0))
         {
             throw new InvalidDataException($"{path}: shape {shape} holds no ids; nothing to replay.");
         }
@@ -102,7 +117,7 @@ internal sealed class NpyIds : IDisposable
         long ids, needed;
         try
         {
-            ids = checked(steps * tokens * topK);
+            ids = dims.Aggregate(1L, (product, dim) => checked(product * dim));
             needed = checked(dataOffset + (ids * itemSize));
         }
         catch (OverflowException)
@@ -115,9 +130,11 @@ internal sealed class NpyIds : IDisposable
             throw new InvalidDataException($"{path}: truncated: shape {shape} needs {needed:N0} bytes, the file has {fileLength:N0}.");
         }
 
-        if (tokens * topK > MaxIdsPerStep)
+        var chosen = IdLayout.For(path, dims, layout);
+        var (steps, layers, tokens, topK) = chosen.Sizes(dims);
+        if (ids / steps > MaxIdsPerStep)
         {
-            throw new InvalidDataException($"{path}: shape {shape} has {tokens * topK:N0} ids per step; replay reads at most {MaxIdsPerStep:N0} (reshape to more, smaller steps).");
+            throw new InvalidDataException($"{path}: shape {shape} has {ids / steps:N0} ids per step; replay reads at most {MaxIdsPerStep:N0} (reshape to more, smaller steps).");
         }
 
         if (steps > int.MaxValue)
@@ -125,15 +142,22 @@ internal sealed class NpyIds : IDisposable
             throw new InvalidDataException($"{path}: shape {shape} has {steps:N0} steps; replay reads at most {int.MaxValue:N0}.");
         }
 
-        return new NpyShape((int)steps, (int)tokens, (int)topK);
+        return new NpyShape(chosen, (int)steps, (int)layers, (int)tokens, (int)topK);
     }
 
-    /// <summary>Reads one step's <see cref="IdsPerStep"/> ids into the start of <paramref name="destination"/>.</summary>
+    /// <summary>Reads one step's <see cref="IdsPerStep"/> ids into the start of <paramref name="destination"/>, as <c>[layers, tokens, k]</c>.</summary>
     public void ReadStep(int step, Span<int> destination)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(step);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(step, Steps);
-        ReadIds((long)step * IdsPerStep, destination[..IdsPerStep]);
+        if (Layout.TokensBeforeLayers)
+        {
+            ReadTokensFirst((long)step * IdsPerStep, destination[..IdsPerStep]);
+        }
+        else
+        {
+            ReadIds((long)step * IdsPerStep, destination[..IdsPerStep]);
+        }
     }
 
     /// <summary>
@@ -146,15 +170,46 @@ internal sealed class NpyIds : IDisposable
         while (!destination.IsEmpty)
         {
             var count = Math.Min(destination.Length, ChunkBytes / _itemSize);
-            var bytes = ReadChunk(position, count);
-            for (var i = 0; i < count; i++)
-            {
-                var value = _header.Value(bytes, i);
-                destination[i] = value is >= int.MinValue and <= int.MaxValue ? (int)value : OutOfRangeId;
-            }
-
+            Convert(ReadChunk(position, count), 0, destination[..count]);
             position += (long)count * _itemSize;
             destination = destination[count..];
+        }
+    }
+
+    /// <summary>
+    /// Reads a step stored <c>[tokens, layers, k]</c> from id <paramref name="first"/> into
+    /// <paramref name="destination"/> as <c>[layers, tokens, k]</c>: whole rows of k ids a chunk at a
+    /// time, each put in its place, so the reorder needs no second buffer.
+    /// </summary>
+    private void ReadTokensFirst(long first, Span<int> destination)
+    {
+        var rows = Tokens * Layers;
+        var rowsPerChunk = Math.Max(1, ChunkBytes / (_itemSize * TopK));
+        var position = _dataOffset + (first * _itemSize);
+        for (var row = 0; row < rows;)
+        {
+            var count = Math.Min(rowsPerChunk, rows - row);
+            var bytes = ReadChunk(position, count * TopK);
+            for (var r = 0; r < count; r++, row++)
+            {
+                var (token, layer) = Math.DivRem(row, Layers);
+                Convert(bytes, r * TopK, destination.Slice(((layer * Tokens) + token) * TopK, TopK));
+            }
+
+            position += (long)count * TopK * _itemSize;
+        }
+    }
+
+    /// <summary>
+    /// Converts <c>destination.Length</c> ids from id <paramref name="first"/> of <paramref name="bytes"/>;
+    /// int64 ids outside the int32 range become <see cref="OutOfRangeId"/>.
+    /// </summary>
+    private void Convert(ReadOnlySpan<byte> bytes, int first, Span<int> destination)
+    {
+        for (var i = 0; i < destination.Length; i++)
+        {
+            var value = _header.Value(bytes, first + i);
+            destination[i] = value is >= int.MinValue and <= int.MaxValue ? (int)value : OutOfRangeId;
         }
     }
 
@@ -204,5 +259,9 @@ internal sealed class NpyIds : IDisposable
 
 }
 
-/// <summary>A replayable shape: every size already checked against the file.</summary>
-internal readonly record struct NpyShape(int Steps, int Tokens, int TopK);
+/// <summary>A replayable shape: every size already checked against the file; <see cref="Layers"/> is 1 without a layers axis.</summary>
+internal readonly record struct NpyShape(IdLayout Layout, int Steps, int Layers, int Tokens, int TopK)
+{
+    /// <summary>A header's shape as NumPy prints it: <c>(3, 4, 2)</c>, <c>(5,)</c>.</summary>
+    public static string Describe(IReadOnlyList<long> dims) => $"({string.Join(", ", dims)}{(dims.Count == 1 ? "," : "")})";
+}

@@ -4,14 +4,16 @@ using System.Text.RegularExpressions;
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
-/// Files a command writes (<c>--save</c>, <c>--plot</c>, <c>merge -o</c>): checked before the run,
+/// Files a command writes (<c>--save</c>, <c>--plot</c>, <c>--window-load</c>, <c>merge -o</c>): checked before the run,
 /// written through a hidden temporary file beside the target (<c>.NAME.PID.GUID.tmp</c>, as
 /// <c>RoutingStatsFile.Save</c> names its own), and the temporaries of killed runs removed.
 /// </summary>
 internal static partial class OutputPath
 {
     /// <summary>Why <paramref name="path"/> cannot be written, in the user's words; null when it can.</summary>
-    public static string? Problem(string path, bool plot)
+    /// <param name="path">The path as given.</param>
+    /// <param name="formatProblem">Why the name does not say a format the option writes, or null when it does; null when any name goes.</param>
+    public static string? Problem(string path, Func<string, string?>? formatProblem = null)
     {
         if (string.IsNullOrWhiteSpace(path))
         {
@@ -33,9 +35,9 @@ internal static partial class OutputPath
             return "is a folder; give a file name.";
         }
 
-        if (plot && FormatOf(full) is null)
+        if (formatProblem?.Invoke(full) is { } format)
         {
-            return "the plot is written as PNG (.png) or JPEG (.jpg, .jpeg); give a name ending in one of those.";
+            return format;
         }
 
         var folder = Path.GetDirectoryName(full)!;
@@ -63,6 +65,10 @@ internal static partial class OutputPath
             return $"cannot create files in {folder} ({InUserWords(exception.Message, full, path)}).";
         }
     }
+
+    /// <summary>Why a plot cannot be written under <paramref name="path"/>'s name, or null.</summary>
+    public static string? PlotFormatProblem(string path) =>
+        FormatOf(path) is null ? "the plot is written as PNG (.png) or JPEG (.jpg, .jpeg); give a name ending in one of those." : null;
 
     /// <summary>The picture format a plot path asks for, or null when we write none of that kind.</summary>
     public static PlotFormat? FormatOf(string path) => Path.GetExtension(path).ToLowerInvariant() switch

@@ -73,6 +73,9 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <summary>The engine: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>.</summary>
     public string Backend => Engine.Name;
 
+    /// <summary>The accelerator's name, or <c>managed</c>, as <see cref="RoutingStats.DeviceName"/>.</summary>
+    public string DeviceName => Engine.DeviceName;
+
     /// <summary>The options the model was made with.</summary>
     public ModelRoutingStatsOptions Options => _engine.Options;
 

@@ -125,7 +125,7 @@ public sealed partial class CommandLineTests : IDisposable
         var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "pad.npy"), "<i4", "2, 2, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
         var saved = Path.Combine(_folder.FullName, "pad.json");
 
-        var (code, _, error) = Run("replay", npy, "--save", saved);
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--save", saved);
 
         Assert.True(code == ExitCodes.Ok, error);
         using var stats = RoutingStatsFile.Load(saved);
@@ -142,18 +142,18 @@ public sealed partial class CommandLineTests : IDisposable
         var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "warm.npy"), "<i4", "3, 3, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
         var saved = Path.Combine(_folder.FullName, "warm.json");
 
-        var (all, _, warned) = Run("replay", npy, "--experts", "4", "--save", saved);
+        var (all, _, warned) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--save", saved);
         Assert.Equal(ExitCodes.Ok, all);
         Assert.Contains("warning: the first 2 steps routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps 2 leaves them out.", warned);
 
-        var (code, output, error) = Run("replay", npy, "--experts", "4", "--skip-steps", "2", "--save", saved);
+        var (code, output, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--skip-steps", "2", "--save", saved);
         Assert.Equal(ExitCodes.Ok, code);
         Assert.DoesNotContain("warning", error);
         Assert.Contains("1 step of 3 tokens (the first 2 left out)", output);
         using var stats = RoutingStatsFile.Load(saved);
         Assert.Equal([1UL, 1UL, 2UL, 2UL], stats.ExpertTokenCounts);
 
-        var (tooMany, _, refused) = Run("replay", npy, "--skip-steps", "3");
+        var (tooMany, _, refused) = Run("replay", npy, "--layout", "steps,tokens,k", "--skip-steps", "3");
         Assert.Equal(ExitCodes.Usage, tooMany);
         Assert.Equal($"--skip-steps 3: {npy} has 3 steps; leave out fewer.", refused.Trim());
     }
@@ -163,14 +163,14 @@ public sealed partial class CommandLineTests : IDisposable
     {
         int[] ids = [3, 1, 3, 1, 3, 1, 3, 1];
         var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "same.npy"), "<i4", "2, 2, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
-        var (code, _, error) = Run("replay", npy, "--experts", "4");
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
         Assert.Equal(ExitCodes.Ok, code);
         Assert.Contains("warning: every step routed every token to the same experts", error);
         Assert.DoesNotContain("--skip-steps", error);
 
         int[] padded = [-1, -1, -1, -1, 0, 1, 2, 3];
         var pad = NpyIdsTests.Write(Path.Combine(_folder.FullName, "padstep.npy"), "<i4", "2, 2, 2", [.. padded.SelectMany(BitConverter.GetBytes)]);
-        var (padCode, _, padError) = Run("replay", pad, "--experts", "4");
+        var (padCode, _, padError) = Run("replay", pad, "--layout", "steps,tokens,k", "--experts", "4");
         Assert.Equal(ExitCodes.Ok, padCode);
         Assert.DoesNotContain("warning", padError);
     }
@@ -200,7 +200,7 @@ public sealed partial class CommandLineTests : IDisposable
         int[] ids = [0, 1, 2, 3, 1, 2, 3, 0, 2, 3];
         var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "serve.npy"), "<i4", "5, 1, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
         var port = Telemetry.MetricsEndpointTests.FreePort();
-        using var moegs = StartSignallable("replay", npy, "--experts", "4", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--serve-after");
+        using var moegs = StartSignallable("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--serve-after");
         using var cleanup = new ProcessCleanup(moegs);
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
         var cancel = TestContext.Current.CancellationToken;

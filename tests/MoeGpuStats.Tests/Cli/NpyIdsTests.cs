@@ -41,7 +41,7 @@ public sealed class NpyIdsTests : IDisposable
             _ => values.SelectMany(BitConverter.GetBytes).ToArray(),
         };
         var path = Write(Path.Combine(_folder.FullName, $"{name}.npy"), descr, "3, 2", bytes);
-        using var npy = NpyIds.Open(path);
+        using var npy = NpyIds.Open(path, layout: null);
         Assert.Equal(name, npy.DType);
         var step = new int[6];
         npy.ReadStep(0, step);
@@ -57,7 +57,7 @@ public sealed class NpyIdsTests : IDisposable
     {
         int[] values = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
         var path = Write(Path.Combine(_folder.FullName, "a.npy"), "<i4", "2, 3, 2", [.. values.SelectMany(BitConverter.GetBytes)]);
-        using var npy = NpyIds.Open(path);
+        using var npy = NpyIds.Open(path, IdLayout.StepsTokensK);
         Assert.Equal((2, 3, 2), (npy.Steps, npy.Tokens, npy.TopK));
         var step = new int[6];
         npy.ReadStep(1, step);
@@ -70,7 +70,7 @@ public sealed class NpyIdsTests : IDisposable
     {
         long[] values = [1, 2, long.MaxValue, 3];
         var path = Write(Path.Combine(_folder.FullName, "b.npy"), "<i8", "2, 2", [.. values.SelectMany(BitConverter.GetBytes)]);
-        using var npy = NpyIds.Open(path);
+        using var npy = NpyIds.Open(path, layout: null);
         Assert.Equal((1, 2, 2), (npy.Steps, npy.Tokens, npy.TopK));
         var step = new int[4];
         npy.ReadStep(0, step);
@@ -81,12 +81,12 @@ public sealed class NpyIdsTests : IDisposable
     [InlineData("<f4", "2, 2", false, 16, "dtype '<f4'")]
     [InlineData(">i4", "2, 2", false, 16, "dtype '>i4'")]
     [InlineData("<i4", "2, 2", true, 16, "Fortran")]
-    [InlineData("<i4", "2, 2, 2, 2", false, 64, "4 dimensions")]
+    [InlineData("<i4", "2, 2, 2, 2, 2", false, 128, "5 dimensions")]
     [InlineData("<i4", "4, 2", false, 16, "truncated")]
     public void AFileReplayCannotReadIsAClearError(string descr, string shape, bool fortran, int bytes, string expected)
     {
         var path = Write(Path.Combine(_folder.FullName, "bad.npy"), descr, shape, new byte[bytes], fortran);
-        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path));
+        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null));
         Assert.Contains(expected, error.Message);
         Assert.Contains(path, error.Message);
     }
@@ -96,7 +96,7 @@ public sealed class NpyIdsTests : IDisposable
     {
         var path = Path.Combine(_folder.FullName, "text.npy");
         File.WriteAllText(path, "hello, world");
-        Assert.Contains("not a NumPy", Assert.Throws<InvalidDataException>(() => NpyIds.Open(path)).Message);
+        Assert.Contains("not a NumPy", Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null)).Message);
     }
 
     [Theory]
@@ -118,7 +118,7 @@ public sealed class NpyIdsTests : IDisposable
     {
         var path = Write(Path.Combine(_folder.FullName, "shape.npy"), "<i4", shape, new byte[16]);
         var before = GC.GetAllocatedBytesForCurrentThread();
-        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path));
+        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null));
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "refusing a header allocated more than a header's worth");
         Assert.Contains(expected, error.Message);
         Assert.StartsWith(path, error.Message);
@@ -130,7 +130,7 @@ public sealed class NpyIdsTests : IDisposable
     {
         int[] values = [3, 1, 0, 2, 5, 4, 7, 6];
         var path = Write(Path.Combine(_folder.FullName, "py2.npy"), "<i4", "4L, 2L", [.. values.SelectMany(BitConverter.GetBytes)]);
-        using var npy = NpyIds.Open(path);
+        using var npy = NpyIds.Open(path, layout: null);
         Assert.Equal((1, 4, 2), (npy.Steps, npy.Tokens, npy.TopK));
         Assert.Equal(7L, npy.MaxId());
     }
@@ -141,7 +141,7 @@ public sealed class NpyIdsTests : IDisposable
         var path = Path.Combine(_folder.FullName, "v2.npy");
         File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 2, 0, 0xF0, 0xFF, 0xFF, 0xFF]);
         var before = GC.GetAllocatedBytesForCurrentThread();
-        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path));
+        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null));
         Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20);
         Assert.Contains("truncated: the header claims 4,294,967,280 bytes, the file has 0", error.Message);
     }
@@ -152,7 +152,7 @@ public sealed class NpyIdsTests : IDisposable
         var header = "{'descr': '<i8', 'fortran_order': False, 'shape': (1, 2, 2), }\n";
         var path = Path.Combine(_folder.FullName, "v2ok.npy");
         File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 2, 0, .. BitConverter.GetBytes(header.Length), .. Encoding.Latin1.GetBytes(header), .. new long[] { 4, -1, 0, 9 }.SelectMany(BitConverter.GetBytes)]);
-        using var npy = NpyIds.Open(path);
+        using var npy = NpyIds.Open(path, IdLayout.StepsTokensK);
         var step = new int[4];
         npy.ReadStep(0, step);
         Assert.Equal([4, -1, 0, 9], step);
@@ -163,7 +163,7 @@ public sealed class NpyIdsTests : IDisposable
     {
         int[] values = [-1, -1, 2, -1, -7, -1];
         var path = Write(Path.Combine(_folder.FullName, "pad.npy"), "<i4", "3, 2", [.. values.SelectMany(BitConverter.GetBytes)]);
-        using var npy = NpyIds.Open(path);
+        using var npy = NpyIds.Open(path, layout: null);
         var step = new int[6];
         npy.ReadStep(0, step);
         Assert.Equal(values, step);
@@ -175,7 +175,7 @@ public sealed class NpyIdsTests : IDisposable
     {
         long[] values = [int.MaxValue, 3, 5_000_000_000, -1];
         var path = Write(Path.Combine(_folder.FullName, "big.npy"), "<i8", "2, 2", [.. values.SelectMany(BitConverter.GetBytes)]);
-        using var npy = NpyIds.Open(path);
+        using var npy = NpyIds.Open(path, layout: null);
         Assert.Equal(5_000_000_000L, npy.MaxId());
     }
 
@@ -190,21 +190,21 @@ public sealed class NpyIdsTests : IDisposable
         long fileLength = offset + (steps * tokens * topK * itemSize);
         if (accepted)
         {
-            Assert.Equal(new NpyShape((int)steps, (int)tokens, (int)topK), NpyIds.Validate("f.npy", [steps, tokens, topK], itemSize, offset, fileLength));
+            Assert.Equal(new NpyShape(IdLayout.StepsTokensK, (int)steps, 1, (int)tokens, (int)topK), NpyIds.Validate("f.npy", [steps, tokens, topK], IdLayout.StepsTokensK, itemSize, offset, fileLength));
         }
         else
         {
-            var error = Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [steps, tokens, topK], itemSize, offset, fileLength));
+            var error = Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [steps, tokens, topK], IdLayout.StepsTokensK, itemSize, offset, fileLength));
             Assert.Contains("replay reads at most 2,147,483,647", error.Message);
         }
 
-        Assert.Contains("truncated", Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [steps, tokens, topK], itemSize, offset, fileLength - 1)).Message);
+        Assert.Contains("truncated", Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [steps, tokens, topK], IdLayout.StepsTokensK, itemSize, offset, fileLength - 1)).Message);
     }
 
     [Fact]
     public void NegativeDimensionsCannotCancelOutInTheSizeCheck()
     {
-        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [-2, -4, 2], 4, 128, 1 << 20));
+        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Validate("f.npy", [-2, -4, 2], IdLayout.StepsTokensK, 4, 128, 1 << 20));
         Assert.Contains("dimension -2 is negative", error.Message);
     }
 
@@ -225,7 +225,7 @@ public sealed class NpyIdsTests : IDisposable
             file.Write([.. new[] { 11, -1, 13 }.SelectMany(BitConverter.GetBytes)]);
         }
 
-        using var npy = NpyIds.Open(path);
+        using var npy = NpyIds.Open(path, IdLayout.StepsTokensK);
         Assert.Equal((2, perStep, 1), (npy.Steps, npy.Tokens, npy.TopK));
         var tail = new int[4];
         npy.ReadIds((2L * perStep) - 4, tail);

@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using MoeGpuStats.Cli.Output;
+
+namespace MoeGpuStats.Cli.Commands;
+
+/// <summary>
+/// A replay whose file has a layers axis: each step, every layer's ids, recorded into one
+/// <see cref="ModelRoutingStats"/>; then the model's balance, and the window load for <c>plan</c>.
+/// </summary>
+internal sealed class ModelReplay
+{
+    public required CliConsole Console { get; init; }
+
+    public required ModelRoutingStatsOptions Options { get; init; }
+
+    public required bool Json { get; init; }
+
+    /// <summary>Where <c>--window-load</c> writes <see cref="ModelRoutingStats.WindowLoad"/>; null for nowhere.</summary>
+    public FileInfo? WindowLoad { get; init; }
+
+    /// <summary>Seconds between periodic reports; 0: none.</summary>
+    public double ReportInterval { get; init; } = 5.0;
+
+    public required string Title { get; init; }
+
+    /// <summary>Records <paramref name="steps"/> steps of <paramref name="ids"/> (<c>[layers, tokens, topK]</c>, filled by <paramref name="fill"/>), then reports.</summary>
+    /// <param name="steps">Steps to record.</param>
+    /// <param name="ids">The buffer each step is filled into.</param>
+    /// <param name="tokens">Tokens per layer.</param>
+    /// <param name="topK">Experts per token.</param>
+    /// <param name="fill">Fills a step.</param>
+    /// <param name="warnings">Lines for standard error once the steps are recorded, before the report.</param>
+    public int Run(int steps, Span<int> ids, int tokens, int topK, FillBatch fill, Func<IEnumerable<string>> warnings)
+    {
+        ModelRoutingStats stats;
+        try
+        {
+            stats = ModelRoutingStats.Create(Options);
+        }
+        catch (InvalidOperationException exception)
+        {
+            Console.Error.WriteLine(exception.Message);
+            return ExitCodes.NoAccelerator;
+        }
+        catch (ArgumentOutOfRangeException exception)
+        {
+            // Layers and experts were checked against the file; what is left is the window ring's size.
+            Console.Error.WriteLine($"--window {Options.Window}: {ErrorText.Of(exception)} Give a shorter window.");
+            return ExitCodes.Usage;
+        }
+
+        using var owned = stats;
+        var started = Stopwatch.GetTimestamp();
+        var lastReport = started;
+        var done = 0;
+        using (var interrupt = new Interruption())
+        using (var progress = new ProgressDisplay(Console, steps, enabled: !Json))
+        {
+            for (var step = 0; step < steps && !interrupt.Requested; step++, done++)
+            {
+                fill(step, ids);
+                stats.RecordStep(ids, tokens, topK);
+                progress.Report(step + 1);
+                if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
+                {
+                    progress.WriteLine(ModelReport.Periodic(stats.Summary(), step + 1, steps, Stopwatch.GetElapsedTime(started)));
+                    lastReport = Stopwatch.GetTimestamp();
+                }
+            }
+        }
+
+        foreach (var warning in warnings())
+        {
+            Console.Error.WriteLine(warning);
+        }
+
+        if (done < steps)
+        {
+            Console.Error.WriteLine($"interrupted after {done:N0} of {steps:N0} steps: reporting and saving what was recorded.");
+        }
+
+        var summary = stats.Summary();
+        if (Json)
+        {
+            ModelReport.WriteJson(Console.Out, summary, Options.Experts);
+            Console.Error.WriteLine($"engine: {EngineChoice.Describe(stats)}");
+        }
+        else
+        {
+            ModelReport.Print(Console.Out, summary, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats));
+        }
+
+        if (WindowLoad is { } file)
+        {
+            var load = stats.WindowLoad();
+            if (!RecordingSession.TryWrite(Console, "--window-load", file, full => WindowLoadFile.Save(full, load, Options.Layers, Options.Experts)))
+            {
+                return ExitCodes.Usage;
+            }
+
+            Console.Error.WriteLine($"window load: {file.FullName}");
+        }
+
+        return done < steps ? ExitCodes.Interrupted : ExitCodes.Ok;
+    }
+}

@@ -1,0 +1,93 @@
+namespace MoeGpuStats.Cli.Input;
+
+/// <summary>
+/// The order of a replayed file's axes (<c>replay --layout</c>): which of steps, layers and tokens it
+/// holds, k always last. Recorders differ: vLLM's routed experts come per step as [tokens, layers, k],
+/// a per-layer hook saves [layers, tokens, k].
+/// </summary>
+internal sealed class IdLayout
+{
+    public static readonly IdLayout StepsLayersTokensK = new("steps,layers,tokens,k");
+    public static readonly IdLayout StepsTokensLayersK = new("steps,tokens,layers,k");
+    public static readonly IdLayout LayersTokensK = new("layers,tokens,k");
+    public static readonly IdLayout TokensLayersK = new("tokens,layers,k");
+    public static readonly IdLayout StepsTokensK = new("steps,tokens,k");
+    public static readonly IdLayout TokensK = new("tokens,k");
+
+    private readonly string[] _axes;
+
+    private IdLayout(string name)
+    {
+        Name = name;
+        _axes = name.Split(',');
+    }
+
+    public static IReadOnlyList<IdLayout> All { get; } = [StepsLayersTokensK, StepsTokensLayersK, LayersTokensK, TokensLayersK, StepsTokensK, TokensK];
+
+    /// <summary>The axes as <c>--layout</c> takes them, comma-separated.</summary>
+    public string Name { get; }
+
+    public int Rank => _axes.Length;
+
+    public bool HasLayers => _axes.Contains("layers");
+
+    /// <summary>
+    /// Whether a step is stored tokens first ([tokens, layers, k]): it is reordered to
+    /// [layers, tokens, k] as it is read, the order a model records.
+    /// </summary>
+    public bool TokensBeforeLayers => HasLayers && Array.IndexOf(_axes, "tokens") < Array.IndexOf(_axes, "layers");
+
+    /// <summary>The layout named <paramref name="text"/> (case and spaces aside), or null.</summary>
+    public static IdLayout? Parse(string text)
+    {
+        var name = text.Replace(" ", "", StringComparison.Ordinal).ToLowerInvariant();
+        return All.FirstOrDefault(layout => layout.Name == name);
+    }
+
+    /// <summary>Refuses a shape of a rank no layout has.</summary>
+    /// <exception cref="InvalidDataException">It has; the message names the file.</exception>
+    public static void CheckRank(string path, IReadOnlyList<long> dims)
+    {
+        if (dims.Count is < 2 or > 4)
+        {
+            throw new InvalidDataException($"{path}: shape {NpyShape.Describe(dims)} has {dims.Count} dimension{(dims.Count == 1 ? "" : "s")}; replay reads 2 to 4: {string.Join(", ", All.Select(layout => $"[{layout.Name}]"))}.");
+        }
+    }
+
+    /// <summary>
+    /// The layout of a file of <paramref name="dims"/> (a rank <see cref="CheckRank"/> passed) read with <paramref name="given"/> (null: none given).
+    /// Without one, 2-D is [tokens, k] and 4-D [steps, layers, tokens, k]; 3-D could hold steps or
+    /// layers, and a guess would report the wrong thing silently, so it must be given.
+    /// </summary>
+    /// <exception cref="IdLayoutException">No layout given for a 3-D file, or one of another rank.</exception>
+    public static IdLayout For(string path, IReadOnlyList<long> dims, IdLayout? given)
+    {
+        var shape = NpyShape.Describe(dims);
+        var fitting = All.Where(layout => layout.Rank == dims.Count).Select(layout => layout.Name).ToArray();
+        if (given is null)
+        {
+            return dims.Count switch
+            {
+                2 => TokensK,
+                4 => StepsLayersTokensK,
+                _ => throw new IdLayoutException($"{path}: shape {shape} could be [steps, tokens, k] or [layers, tokens, k]; give --layout {StepsTokensK.Name} or --layout {LayersTokensK.Name}."),
+            };
+        }
+
+        return given.Rank == dims.Count
+            ? given
+            : throw new IdLayoutException($"--layout {given.Name}: {path} has shape {shape}, {dims.Count} dimensions, and {given.Name} has {given.Rank}; give {string.Join(" or ", fitting)}.");
+    }
+
+    /// <summary>The file's sizes along steps, layers, tokens and k; 1 for an axis the layout lacks.</summary>
+    public (long Steps, long Layers, long Tokens, long TopK) Sizes(IReadOnlyList<long> dims)
+    {
+        long Size(string axis) => Array.IndexOf(_axes, axis) is var at and >= 0 ? dims[at] : 1;
+        return (Size("steps"), Size("layers"), Size("tokens"), Size("k"));
+    }
+
+    public override string ToString() => Name;
+}
+
+/// <summary>The file's dimensions do not say its layout, or do not fit the one given: a usage error naming <c>--layout</c>.</summary>
+internal sealed class IdLayoutException(string message) : Exception(message);

@@ -1,0 +1,120 @@
+using System.Globalization;
+
+namespace MoeGpuStats.Cli.Output;
+
+/// <summary>
+/// The report of a replay with a layers axis: the model's balance across layers, then each layer's,
+/// worst first (the layers a rebalance should look at), over the window and since the start.
+/// </summary>
+internal static class ModelReport
+{
+    /// <summary>Layers listed per span in the text report; <c>--json</c> lists them all.</summary>
+    public const int ShownLayers = 10;
+
+    private const int LabelWidth = 34;
+    private const int ValueWidth = 14;
+
+    /// <param name="output">Where the report goes.</param>
+    /// <param name="summary">The model's balance.</param>
+    /// <param name="heading">What ran, in one line.</param>
+    /// <param name="engine">Which engine counted and why.</param>
+    public static void Print(TextWriter output, ModelRoutingSummary summary, string heading, string engine)
+    {
+        output.WriteLine(heading);
+        output.WriteLine($"engine: {engine}");
+        output.WriteLine();
+        output.WriteLine("Balancedness: a layer's mean expert load over its largest, 1 = every expert equally loaded");
+        output.WriteLine("(loads are token-expert slots: a token routed to k experts counts for each)");
+
+        // Before the window fills, the window is every step: one span says it all.
+        var spans = summary.WindowSteps == (long)summary.Steps
+            ? new[] { ($"over all {Count(summary.Steps, "step")} (the window holds them all)", summary.SinceStart) }
+            : [($"over the window, the newest {Count((ulong)summary.WindowSteps, "step")}", summary.Window), ($"since the start, {Count(summary.Steps, "step")}", summary.SinceStart)];
+        foreach (var (span, balance) in spans)
+        {
+            output.WriteLine();
+            output.WriteLine($"Model, {span}");
+            Line(output, "min balancedness", Figure(balance.MinBalancedness), $"layer {balance.WorstLayer}, the worst");
+            Line(output, "median balancedness", Figure(balance.MedianBalancedness));
+            Line(output, "mean balancedness", Figure(balance.MeanBalancedness));
+            Line(output, "token-weighted balancedness", Figure(balance.TokenWeightedBalancedness), "sum of mean loads / sum of max loads, as vLLM logs it");
+            output.WriteLine();
+            output.WriteLine($"Layers, worst first, {span}");
+            output.WriteLine("  layer  balancedness  max/mean      CV  hottest  coldest  dead experts");
+            foreach (var layer in WorstFirst(balance).Take(ShownLayers))
+            {
+                var b = balance.Layers[layer];
+                output.WriteLine(Invariant($"  {layer,5}  {Figure(b.Balancedness),12}  {b.MaxMeanRatio,8:0.00}  {b.CoefficientOfVariation,6:0.000}  {b.HottestExpert,7}  {b.ColdestExpert,7}  {b.DeadExperts,12:N0}"));
+            }
+
+            if (balance.Layers.Count > ShownLayers)
+            {
+                output.WriteLine($"  ... {Count((ulong)(balance.Layers.Count - ShownLayers), "more layer")}, better balanced (--json lists every layer)");
+            }
+        }
+    }
+
+    /// <summary>The same figures as JSON, every layer in layer order; snake_case names, as the snapshot's and plan's JSON.</summary>
+    public static void WriteJson(TextWriter output, ModelRoutingSummary summary, int experts)
+    {
+        using var json = new JsonOut(output);
+        var writer = json.Writer;
+        writer.WriteStartObject();
+        writer.WriteNumber("steps", summary.Steps);
+        writer.WriteNumber("window_steps", summary.WindowSteps);
+        writer.WriteNumber("layers", summary.SinceStart.Layers.Count);
+        writer.WriteNumber("experts", experts);
+        foreach (var (name, balance) in new[] { ("window", summary.Window), ("since_start", summary.SinceStart) })
+        {
+            writer.WriteStartObject(name);
+            writer.WriteNumber("min_balancedness", balance.MinBalancedness);
+            writer.WriteNumber("median_balancedness", balance.MedianBalancedness);
+            writer.WriteNumber("mean_balancedness", balance.MeanBalancedness);
+            writer.WriteNumber("token_weighted_balancedness", balance.TokenWeightedBalancedness);
+            writer.WriteNumber("worst_layer", balance.WorstLayer);
+            writer.WriteStartArray("per_layer");
+            for (var layer = 0; layer < balance.Layers.Count; layer++)
+            {
+                var b = balance.Layers[layer];
+                writer.WriteStartObject();
+                writer.WriteNumber("layer", layer);
+                writer.WriteNumber("load", b.Load);
+                writer.WriteNumber("mean_load", b.MeanLoad);
+                writer.WriteNumber("max_load", b.MaxLoad);
+                writer.WriteNumber("min_load", b.MinLoad);
+                writer.WriteNumber("balancedness", b.Balancedness);
+                writer.WriteNumber("max_mean_ratio", b.MaxMeanRatio);
+                writer.WriteNumber("coefficient_of_variation", b.CoefficientOfVariation);
+                writer.WriteNumber("hottest_expert", b.HottestExpert);
+                writer.WriteNumber("coldest_expert", b.ColdestExpert);
+                writer.WriteNumber("dead_experts", b.DeadExperts);
+                writer.WriteEndObject();
+            }
+
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+            json.Drain();
+        }
+
+        writer.WriteEndObject();
+        json.Drain();
+        output.WriteLine();
+    }
+
+    /// <summary>One line while recording: the figures an operator watches, in the final report's units.</summary>
+    public static string Periodic(ModelRoutingSummary summary, int done, int total, TimeSpan elapsed) =>
+        Invariant($"after {done:N0} of {total:N0} steps ({elapsed.TotalSeconds:0.0} s): window balancedness min {Figure(summary.Window.MinBalancedness)} (layer {summary.Window.WorstLayer}), mean {Figure(summary.Window.MeanBalancedness)}");
+
+    /// <summary>Layer indices by balancedness, lowest first; ties in layer order.</summary>
+    internal static IEnumerable<int> WorstFirst(BalanceSummary balance) =>
+        Enumerable.Range(0, balance.Layers.Count).OrderBy(layer => balance.Layers[layer].Balancedness);
+
+    private static void Line(TextWriter output, string label, string value, string note = "") =>
+        output.WriteLine($"  {label,-LabelWidth} {value,ValueWidth}{(note.Length > 0 ? "   " + note : "")}".TrimEnd());
+
+    private static string Figure(double value) => value.ToString("0.000", CultureInfo.InvariantCulture);
+
+    private static string Count(ulong count, string noun) => $"{count.ToString("N0", CultureInfo.InvariantCulture)} {noun}{(count == 1 ? "" : "s")}";
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}
