@@ -278,7 +278,27 @@ def _finite(name, value):
     return value
 
 
-class MoeStats:
+class _Handle:
+    """A native handle: closed on exit and when collected; a failed status raises with the library's message."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _check(self, status):
+        if status != OK:
+            raise MoeGpuStatsError(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
+
+
+class MoeStats(_Handle):
     """One aggregator for `experts` experts on an accelerator: "auto", "cuda", "opencl", "cpu" or "managed"."""
 
     def __init__(self, experts, accelerator="auto", expert_capacity=0, library=None):
@@ -358,24 +378,8 @@ class MoeStats:
             self._check(self._lib.moegs_destroy(self._handle))
             self._handle = ctypes.c_int64(0)
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def _check(self, status):
-        if status != OK:
-            raise MoeGpuStatsError(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
-
-
-class MoeModelStats:
+class MoeModelStats(_Handle):
     """A whole model's routing statistics: every MoE layer at once (moegs_model_* in include/moegs.h), on an
     accelerator as MoeStats: "auto", "cuda", "opencl", "cpu" or "managed".
 
@@ -477,22 +481,6 @@ class MoeModelStats:
         if self._handle.value:
             self._check(self._lib.moegs_model_destroy(self._handle))
             self._handle = ctypes.c_int64(0)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def _check(self, status):
-        if status != OK:
-            raise MoeGpuStatsError(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
 
     def _layers_of(self, ids):
         """(pointer, tokens, k, layer stride in ids, is_cuda, device) of one [layers, tokens, k] array or a list of [tokens, k] views."""
