@@ -149,8 +149,9 @@ def model_targets(found, model_torch_path):
         if key == PREFILL:
             held.append(f"≥ 80 % of copy: {'yes' if share >= 0.8 else 'no'}")
             verdicts["prefill"] = share
+        vllm_cells = f"{vllm:.1f} µs | {vllm / step:.1f}× | {bincount:.1f} µs | {bincount / step:.1f}×" if base else "- | - | - | -"
         print(f"| {key[0]} × {key[1]} × {key[2]} | {key[3]} | {step:.1f} µs | {records:.1f} µs ({records / step:.1f}×) | "
-              f"{vllm:.1f} µs | {vllm / step:.1f}× | {bincount:.1f} µs | {bincount / step:.1f}× | {share:.0%} | "
+              f"{vllm_cells} | {share:.0%} | "
               f"{'equal' if same else 'DIFFER'} | {'; '.join(held)} |")
     print()
     print("| whole-model target | measured | held |")
