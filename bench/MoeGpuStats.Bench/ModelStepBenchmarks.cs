@@ -32,6 +32,7 @@ public class ModelStepBenchmarks
     private int[] _hostIds = null!;
 
     private ModelRoutingStats _managedModel = null!;
+    private ModelRoutingStats _managedModelWindowOfOne = null!;
     private RoutingStats[] _managedLayers = null!;
 
     private Context? _context;
@@ -50,11 +51,12 @@ public class ModelStepBenchmarks
         ModelShape.ParseList(Environment.GetEnvironmentVariable(ShapesVariable) is { Length: > 0 } chosen ? chosen : ModelShape.Default)
             .Select(shape => shape.ToString());
 
-    [GlobalSetup(Targets = [nameof(ManagedRecordStep), nameof(ManagedSingleLayerRecords)])]
+    [GlobalSetup(Targets = [nameof(ManagedRecordStep), nameof(ManagedRecordStepWindowOfOne), nameof(ManagedSingleLayerRecords)])]
     public void SetupManaged()
     {
         Prepare();
         _managedModel = new ModelRoutingStats(Options());
+        _managedModelWindowOfOne = new ModelRoutingStats(Options() with { Window = 1 });
         _managedLayers = Enumerable.Range(0, _shape.Layers).Select(_ => new RoutingStats(Options().LayerOptions)).ToArray();
     }
 
@@ -87,6 +89,15 @@ public class ModelStepBenchmarks
     [BenchmarkCategory("Managed")]
     public void ManagedRecordStep() => _managedModel.RecordStep(_hostIds.AsSpan(), _shape.Tokens, _shape.TopK);
 
+    /// <summary>
+    /// The step with a window of one step: the same L × E window update per step, on a ring of one
+    /// row that stays in cache, where the default ring (1,000 steps) takes a new row each step. Tells
+    /// the window's memory traffic from the rest of a step's fixed cost.
+    /// </summary>
+    [Benchmark]
+    [BenchmarkCategory("Managed")]
+    public void ManagedRecordStepWindowOfOne() => _managedModelWindowOfOne.RecordStep(_hostIds.AsSpan(), _shape.Tokens, _shape.TopK);
+
     [Benchmark(Baseline = true)]
     [BenchmarkCategory("Device")]
     public void DeviceSingleLayerRecords()
@@ -111,6 +122,7 @@ public class ModelStepBenchmarks
     public void Cleanup()
     {
         _managedModel?.Dispose();
+        _managedModelWindowOfOne?.Dispose();
         foreach (var layer in _managedLayers ?? [])
         {
             layer.Dispose();
