@@ -3,7 +3,7 @@
 #
 # Here:   bash scripts/pack-device.sh
 # There:  device tool, carry [".device"], timeout_s about 580:   bash scripts/device-check.sh
-# Writes env.txt, tests.log, tests-opencl.log, bench.log, torch.json, targets.md, interop.log and cli-device.json under $OUT (the device tool
+# Writes env.txt, tests.log, tests-opencl.log, bench.log, torch.json, model-torch.json, targets.md, interop.log and cli-device.json under $OUT (the device tool
 # brings back only a few files); copy the figures into docs/performance.md with the card, driver and date.
 set -uo pipefail
 out=${OUT:-/tmp/moegs-out}
@@ -36,12 +36,27 @@ timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 2>&1 | tee -a "$out
 timeout 40 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
 echo "bench done at ${SECONDS}s" | tee -a "$out/env.txt"
 
+# 2b. The whole model: one RecordStep against L single-layer records and a copy of the same bytes,
+#     L = 58, E = 256, k = 8 and L = 32, E = 8, k = 2 (Mixtral) at 1 to 16,384 tokens (ModelShape.Default).
+timeout 120 ./MoeGpuStats.Bench --model-check 2>&1 | tee -a "$out/bench.log"
+echo "model check done at ${SECONDS}s" | tee -a "$out/env.txt"
+
 # 3. The PyTorch baseline on the same data, in the same call.
 timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$out/torch.json" 2>&1 | tee -a "$out/bench.log"
 echo "torch baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
 
-# 3b. Issue 4's targets from those two, and the candidate countings against the copy and the library's.
-python3 "$root/scripts/targets.py" "$out/bench.log" "$out/torch.json" 2>&1 | tee "$out/targets.md"
+# 3a. What a PyTorch server records per step without this library (vLLM's per-layer scatter_add_,
+#     index_add_, bincount), the model check's shapes and data.
+if python3 -c 'import torch' > /dev/null 2>&1; then
+  timeout 120 python3 "$root/bench/torch/model_baseline.py" --json "$out/model-torch.json" 2>&1 | tee -a "$out/bench.log"
+else
+  echo "torch is absent: bench/torch/model_baseline.py skipped; the model targets against PyTorch stay unmeasured" | tee -a "$out/bench.log"
+fi
+echo "model baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
+
+# 3b. Issue 4's targets from those two, and the candidate countings against the copy and the library's;
+#     first the whole-model targets (decode step < 10 µs, ≥ 20× per-layer PyTorch, prefill ≥ 80 % of the copy).
+python3 "$root/scripts/targets.py" "$out/bench.log" "$out/torch.json" "$out/model-torch.json" 2>&1 | tee "$out/targets.md"
 
 # 4. PyTorch -> Python wrapper -> libmoegs (self-contained runtime) on torch's current stream, no synchronize.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 60 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Issue 4's targets from one device call: the device check's tables (bench.log) against the
-PyTorch baseline run in the same call (torch.json).
+PyTorch baseline run in the same call (torch.json); with a third file, the whole-model targets:
+the model check's table (`--model-check`, in bench.log) against bench/torch/model_baseline.py's
+JSON (model-torch.json).
 
-    python3 scripts/targets.py OUT/bench.log OUT/torch.json
+    python3 scripts/targets.py OUT/bench.log OUT/torch.json [OUT/model-torch.json]
 
 Prints, per size: the record's median, its read rate against the copy measured in the same run,
 PyTorch's bincount+totals+util+var, the ratio, whether the checksums agree, and which targets
@@ -45,10 +47,14 @@ def size(n):
     return f"{n // 1048576} Mi" if n >= 1048576 else f"{n // 1024} Ki"
 
 
-def main(bench_path, torch_path):
+def main(bench_path, torch_path, model_torch_path=None):
     found = tables(open(bench_path, encoding="utf-8").read())
+    if model_torch_path:
+        model_targets(found, model_torch_path)
+    main_table = next((rows for _, header, rows in found if header[:2] == ["ids", "record median"]), None)
+    if main_table is None or not torch_path:
+        return
     torch = {row["n"]: row for row in json.load(open(torch_path))}
-    main_table = next(rows for _, header, rows in found if header[:2] == ["ids", "record median"])
     copy = {int(r["ids"]): float(r["d2d copy GB/s"]) for r in main_table}
 
     print("| ids | record | read / copy | torch bincount+totals+util+var | device faster | checksums | targets |")
@@ -102,5 +108,67 @@ def main(bench_path, torch_path):
         print("CHECKSUMS DIFFER in the candidate table: a candidate counted wrong.")
 
 
+# The whole-model issue's targets on an H200.
+DECODE = (58, 256, 8, 256)     # one step under 10 µs
+PREFILL = (58, 256, 8, 16384)  # the step's read rate at 80 % or more of the copy's, same run
+FASTER = 20                    # times faster than the per-layer PyTorch recording (vLLM's scatter_add_)
+
+
+def model_targets(found, model_torch_path):
+    """The model check's rows against model_baseline.py's, then the three targets."""
+    model = next((rows for _, header, rows in found if header[:4] == ["L", "E", "k", "tokens"] and "step median" in header), None)
+    if model is None:
+        print("No whole-model table (MoeGpuStats.Bench --model-check) in the log: the model targets are not measured.")
+        print()
+        return
+    try:
+        torch = {(r["layers"], r["experts"], r["topk"], r["tokens"]): r for r in json.load(open(model_torch_path))}
+    except (OSError, ValueError) as error:
+        print(f"No model baseline ({model_torch_path}: {error}): the comparison with PyTorch is not measured.")
+        torch = {}
+    print("Whole model, per step of L layers: RecordStep (one launch) against L single-layer records and PyTorch's per-layer recording, same ids, same call.")
+    print("| L × E × k | tokens | RecordStep | L single-layer records | torch scatter_add (vLLM), per layer | faster | torch bincount, per layer | faster | read / copy | checksums | targets |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    verdicts = {}
+    for r in model:
+        key = tuple(int(r[c]) for c in ("L", "E", "k", "tokens"))
+        step = micros(r["step median"])
+        records = micros(r["L single-layer records"])
+        share = float(r["read/copy"].rstrip("%").replace(",", "")) / 100
+        base = torch.get(key)
+        vllm = base["scatter_add_ms"] * 1e3 if base else float("nan")
+        bincount = base["bincount_ms"] * 1e3 if base else float("nan")
+        same = r["layers checksum"] == "equal" and (base is None or (base["checksums_agree"] and int(r["step checksum"]) == base["checksum"]))
+        held = []
+        if base:
+            held.append(f"≥ {FASTER}× vLLM-style: {'yes' if vllm / step >= FASTER else 'no'}")
+            verdicts.setdefault("faster", []).append((key, vllm / step))
+        if key == DECODE:
+            held.append(f"< 10 µs: {'yes' if step < 10 else 'no'}")
+            verdicts["decode"] = step
+        if key == PREFILL:
+            held.append(f"≥ 80 % of copy: {'yes' if share >= 0.8 else 'no'}")
+            verdicts["prefill"] = share
+        vllm_cells = f"{vllm:.1f} µs | {vllm / step:.1f}× | {bincount:.1f} µs | {bincount / step:.1f}×" if base else "- | - | - | -"
+        print(f"| {key[0]} × {key[1]} × {key[2]} | {key[3]} | {step:.1f} µs | {records:.1f} µs ({records / step:.1f}×) | "
+              f"{vllm_cells} | {share:.0%} | "
+              f"{'equal' if same else 'DIFFER'} | {'; '.join(held)} |")
+    print()
+    print("| whole-model target | measured | held |")
+    print("| --- | --- | --- |")
+    decode = verdicts.get("decode")
+    print(f"| decode step, L = 58, E = 256, k = 8, T = 256, under 10 µs | {f'{decode:.1f} µs' if decode is not None else 'not in the table'} | "
+          f"{'-' if decode is None else 'yes' if decode < 10 else 'no'} |")
+    faster = verdicts.get("faster", [])
+    missed = [f"{k[0]}×{k[1]}×{k[2]} T={k[3]} ({x:.1f}×)" for k, x in faster if x < FASTER]
+    span = f"{min(x for _, x in faster):.1f}× to {max(x for _, x in faster):.1f}×" if faster else "no baseline"
+    print(f"| at least {FASTER}× faster than per-layer PyTorch recording (vLLM's scatter_add_) | {span} | "
+          f"{'-' if not faster else 'yes, every shape' if not missed else 'not at ' + ', '.join(missed)} |")
+    prefill = verdicts.get("prefill")
+    print(f"| prefill step, L = 58, T = 16,384, at 80 % or more of the copy | {f'{prefill:.0%}' if prefill is not None else 'not in the table'} | "
+          f"{'-' if prefill is None else 'yes' if prefill >= 0.8 else 'no'} |")
+    print()
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])

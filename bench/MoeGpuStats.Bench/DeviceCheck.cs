@@ -132,7 +132,7 @@ internal static class DeviceCheck
     }
 
     /// <summary>The median device time of a launch of one warp that does nothing.</summary>
-    private static double EmptyLaunchMedian(Accelerator accelerator, bool onCpu)
+    internal static double EmptyLaunchMedian(Accelerator accelerator, bool onCpu)
     {
         var empty = accelerator.LoadKernel<ArrayView<int>>(EmptyKernel);
         using var target = accelerator.Allocate1D<int>(1);

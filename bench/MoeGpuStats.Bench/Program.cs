@@ -12,6 +12,11 @@ if (args.Contains("--device-check"))
     return DeviceCheck.Run(args);
 }
 
+if (args.Contains("--model-check"))
+{
+    return ModelDeviceCheck.Run(args);
+}
+
 if (args.Contains("--emit-ptx"))
 {
     return EmitPtx.Run(args);
