@@ -104,13 +104,21 @@ public sealed class RoutingStatsTests
             stats.RecordRoutingLatency(TimeSpan.FromTicks(1000 + i * 37 % 5000));
         }
 
-        var before = GC.GetAllocatedBytesForCurrentThread();
-        for (var i = 0; i < 5000; i++)
+        // The steady state allocates nothing; a round may still see the runtime's tiered
+        // recompilation land (its call counting starts 100 ms after startup), so up to five rounds.
+        long allocated = -1;
+        for (var round = 0; round < 5 && allocated != 0; round++)
         {
-            stats.RecordRouting(decisions[i % decisions.Length]);
-            stats.RecordRoutingLatency(TimeSpan.FromTicks(1000 + i * 37 % 5000));
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < 5000; i++)
+            {
+                stats.RecordRouting(decisions[i % decisions.Length]);
+                stats.RecordRoutingLatency(TimeSpan.FromTicks(1000 + i * 37 % 5000));
+            }
+
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         }
 
-        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, allocated);
     }
 }
