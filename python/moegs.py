@@ -278,6 +278,17 @@ def _finite(name, value):
     return value
 
 
+def _accelerator_name(accelerator):
+    """The accelerator a handle asks for: "auto" for None; a str without NUL characters."""
+    if accelerator is None:
+        return "auto"
+    if not isinstance(accelerator, str):
+        raise TypeError(f"accelerator must be a str (got {type(accelerator).__name__})")
+    if "\0" in accelerator:
+        raise ValueError(f"accelerator = {accelerator!r} holds a NUL character")
+    return accelerator
+
+
 class _Handle:
     """A native handle: closed on exit and when collected; a failed status raises with the library's message."""
 
@@ -306,12 +317,7 @@ class MoeStats(_Handle):
         per expert per batch in [1, 2**31 - 1], beyond which a batch's token-expert slots are dropped (never whole
         tokens), or 0 for no capacity: nothing dropped, and the capacity statistics assume the default of 100."""
         self._handle = ctypes.c_int64(0)
-        if accelerator is None:
-            accelerator = "auto"
-        if not isinstance(accelerator, str):
-            raise TypeError(f"accelerator must be a str (got {type(accelerator).__name__})")
-        if "\0" in accelerator:
-            raise ValueError(f"accelerator = {accelerator!r} holds a NUL character")
+        accelerator = _accelerator_name(accelerator)
         self.experts = _integer("experts", experts, 1, INT32_MAX)
         expert_capacity = _integer("expert_capacity", expert_capacity, 0, INT32_MAX)
         self.accelerator = accelerator
@@ -393,12 +399,7 @@ class MoeModelStats(_Handle):
         """layers: [1, 1024]; experts: [1, 4096]; expert_capacity: slots per expert per step in each layer, or None for none;
         window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none."""
         self._handle = ctypes.c_int64(0)
-        if accelerator is None:
-            accelerator = "auto"
-        if not isinstance(accelerator, str):
-            raise TypeError(f"accelerator must be a str (got {type(accelerator).__name__})")
-        if "\0" in accelerator:
-            raise ValueError(f"accelerator = {accelerator!r} holds a NUL character")
+        accelerator = _accelerator_name(accelerator)
         self.layers = _integer("layers", layers, 1, INT32_MAX)
         self.experts = _integer("experts", experts, 1, INT32_MAX)
         capacity = 0 if expert_capacity is None else _integer("expert_capacity", expert_capacity, 1, INT32_MAX)

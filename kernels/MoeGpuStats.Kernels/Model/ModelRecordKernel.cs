@@ -206,8 +206,6 @@ internal static class ModelRecordKernel
         {
             var position = state.Control[WindowPosition] + 1;
             state.Control[WindowPosition] = position == arguments.Window ? 0 : position;
-            var steps = state.Control[WindowSteps];
-            state.Control[WindowSteps] = steps < arguments.Window ? steps + 1 : steps;
             state.Control[Field(folded, Recorded)] = 0;
         }
 

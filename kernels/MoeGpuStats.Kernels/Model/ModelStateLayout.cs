@@ -22,11 +22,8 @@ internal static class ModelStateLayout
     /// <summary>The window ring position the next folded step writes.</summary>
     public const int WindowPosition = 2;
 
-    /// <summary>Folded steps in the window (at most its length).</summary>
-    public const int WindowSteps = 3;
-
     /// <summary>Per batch buffer, <see cref="BufferFields"/> ints from here: recorded, tokens, top-k, copies.</summary>
-    public const int Buffers = 4;
+    public const int Buffers = 3;
 
     /// <summary>Ints per batch buffer.</summary>
     public const int BufferFields = 4;

@@ -106,6 +106,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <summary>The bytes of the state's buffers (the staging of host ids aside).</summary>
     internal long StateBytes => _buffers.Sum(buffer => buffer.LengthInBytes);
 
+    /// <summary>Steps in the window: every step recorded, up to the window's length.</summary>
+    private int WindowSteps => (int)Math.Min(_steps, (ulong)Options.Window);
+
     /// <summary>The expert count a layer's reads see: 0 before the first step, as a single-layer state.</summary>
     internal int LayerExperts => _steps == 0 ? 0 : Options.Experts;
 
@@ -154,7 +157,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             var deviceIds = _hostIds.View.SubView(0, length);
             deviceIds.CopyFromCPU(Stream, ids[..(int)length]);
             var layers = Options.Layers;
-            Launch(deviceIds, StepArguments(tokens, topK, layerStride), _hostIds.View.SubView(0, 0), Staged(loadBalanceLosses, 0), Staged(routerZLosses, layers));
+            Launch(deviceIds, StepArguments(tokens, topK, layerStride), default, Staged(loadBalanceLosses, 0), Staged(routerZLosses, layers));
         }
     }
 
@@ -168,7 +171,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     private void Launch(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
-        _record.Launch(Stream, ids, _views, arguments, Valid(validTokens), Valid(loadBalanceLosses), Valid(routerZLosses));
+        _record.Launch(Stream, Valid(ids), _views, arguments, Valid(validTokens), Valid(loadBalanceLosses), Valid(routerZLosses));
         _pending = true;
         _steps++;
     }
@@ -185,8 +188,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             return;
         }
 
-        var empty = _views.Control.SubView(0, 0);
-        _record.Launch(Stream, empty, _views, ModelRecordLauncher.FoldOnly(_shape), empty, empty.Cast<float>(), empty.Cast<float>());
+        _record.Launch(Stream, Valid<int>(default), _views, ModelRecordLauncher.FoldOnly(_shape), Valid<int>(default), Valid<float>(default), Valid<float>(default));
         _pending = false;
     }
 
@@ -229,7 +231,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             rankView.CopyFromCPU(Stream, ranks ?? []);
             var window = Measure(_views.WindowLoad, rankView, rankCount);
             var sinceStart = Measure(_views.TokenCounts, rankView, rankCount);
-            return (window, sinceStart, _steps, (int)Math.Min(_steps, (ulong)Options.Window));
+            return (window, sinceStart, _steps, WindowSteps);
         }
     }
 
@@ -274,7 +276,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             return new ModelState
             {
                 Steps = _steps,
-                WindowSteps = control[ModelStateLayout.WindowSteps],
+                WindowSteps = WindowSteps,
                 WindowPosition = control[ModelStateLayout.WindowPosition],
                 Layers = layers,
                 WindowLoad = load,

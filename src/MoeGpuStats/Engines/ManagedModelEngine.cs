@@ -20,6 +20,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     private int _windowSteps;
     private ulong _steps;
     private int[] _hostIds = [];
+    private readonly float[] _hostLosses;
 
     /// <summary>An empty model, or one holding <paramref name="state"/> (validated by the caller).</summary>
     public ManagedModelEngine(ModelRoutingStatsOptions options, ModelState? state = null)
@@ -33,6 +34,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l]);
         }
 
+        _hostLosses = new float[2 * options.Layers];
         _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l)).ToArray();
         _windowLoad = state is null ? new ulong[perLayer] : (ulong[])state.WindowLoad.Clone();
         _ring = state is null ? new uint[options.WindowEntries] : (uint[]?)state.WindowRing?.Clone();
@@ -55,7 +57,10 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 _hostIds = new int[length];
             }
 
-            ids.SubView(0, length).CopyToCPU(_hostIds.AsSpan(0, length));
+            if (length > 0)
+            {
+                ids.SubView(0, length).CopyToCPU(_hostIds.AsSpan(0, length));
+            }
             var valid = tokens;
             if (validTokens.Length > 0)
             {
@@ -64,13 +69,23 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 valid = Math.Clamp(count[0], 0, tokens);
             }
 
-            var lossLength = (int)Math.Min(loadBalanceLosses.Length, Options.Layers);
-            var zLength = (int)Math.Min(routerZLosses.Length, Options.Layers);
-            var losses = new float[lossLength + zLength];
-            loadBalanceLosses.SubView(0, lossLength).CopyToCPU(losses.AsSpan(0, lossLength));
-            routerZLosses.SubView(0, zLength).CopyToCPU(losses.AsSpan(lossLength));
-            RecordLocked(_hostIds.AsSpan(0, length), valid, topK, layerStride, losses.AsSpan(0, lossLength), losses.AsSpan(lossLength));
+            var losses = HostLosses(loadBalanceLosses, 0);
+            var zLosses = HostLosses(routerZLosses, Options.Layers);
+            RecordLocked(_hostIds.AsSpan(0, length), valid, topK, layerStride, losses, zLosses);
         }
+    }
+
+    /// <summary>A device view's losses (empty, or one per layer) copied into the host buffer at <paramref name="at"/>.</summary>
+    private Span<float> HostLosses(ArrayView<float> losses, int at)
+    {
+        if (losses.Length == 0)
+        {
+            return [];
+        }
+
+        var host = _hostLosses.AsSpan(at, Options.Layers);
+        losses.SubView(0, host.Length).CopyToCPU(host);
+        return host;
     }
 
     public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)

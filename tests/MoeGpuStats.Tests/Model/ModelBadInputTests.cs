@@ -75,6 +75,18 @@ public sealed class ModelBadInputTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStats(Options with { UtilizationDecay = 1f }));
     }
 
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AStepOfNoTokensNeedsNoIds(string engine)
+    {
+        using var model = ModelRoutingStatsTests.Create(engine, Options);
+        model.RecordStep(default(ArrayView<int>), 0, 2);
+        model.RecordStep(ReadOnlySpan<int>.Empty, 0, 2);
+        Assert.Equal(2UL, model.Summary().Steps);
+        Assert.Equal(2UL, model.Layer(2).TotalRoutings);
+        Assert.Equal(0UL, model.Layer(2).TotalTokens);
+    }
+
     [Fact]
     public void ADisposedModelSaysSo()
     {

@@ -55,6 +55,21 @@ public sealed class ModelRoutingStatsTests
         Assert.Equal(ModelSteps.WindowLoad(Options, recorded), model.WindowLoad());
     }
 
+    [Fact]
+    public void TheManagedEngineRecordsFromDeviceViews()
+    {
+        using var model = new ModelRoutingStats(Options);
+        using var ids = new DeviceIds(TestAccelerators.Require("cpu"));
+        var steps = ModelSteps.Random(Options.Layers, Options.Experts, topK: 2, count: 9, seed: 8);
+        foreach (var step in steps)
+        {
+            ids.Record(model, step);
+        }
+
+        AssertLayersEqual(model, ModelSteps.SingleLayers(Options, steps), "from views");
+        Assert.Equal(ModelSteps.WindowLoad(Options, steps), model.WindowLoad());
+    }
+
     [Theory]
     [MemberData(nameof(Engines))]
     public void SummaryEqualsADirectComputationFromTheCounts(string engine)
