@@ -1,3 +1,5 @@
+using System.Numerics;
+using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Kernels.Model;
@@ -108,19 +110,44 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             var layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
             var counts = _layers[l].RecordAndCount(
                 layerIds, experts, tokens, topK, loadBalanceLosses.IsEmpty ? 0f : loadBalanceLosses[l], routerZLosses.IsEmpty ? 0f : routerZLosses[l]);
-            var row = ((long)_position * layers + l) * experts;
-            var load = _windowLoad.AsSpan(l * experts, experts);
-            for (var e = 0; e < experts; e++)
-            {
-                var count = (uint)counts[e];
-                load[e] = load[e] - ring[row + e] + count;
-                ring[row + e] = count;
-            }
+            // The ring holds at most 2^31 − 1 counts (ModelRoutingStatsOptions.MaxWindowEntries): int offsets.
+            var row = ((_position * layers) + l) * experts;
+            Slide(MemoryMarshal.Cast<int, uint>(counts), ring.AsSpan(row, experts), _windowLoad.AsSpan(l * experts, experts));
         }
 
         _position = _position + 1 == Options.Window ? 0 : _position + 1;
         _windowSteps = Math.Min(_windowSteps + 1, Options.Window);
         _steps++;
+    }
+
+    /// <summary>
+    /// One layer's step into the window: each expert's load gains the step's count and loses the
+    /// count of the step it replaces in the ring. Vectorized, as the single-layer fold: at decode
+    /// sizes this pass costs as much as the layer's record.
+    /// </summary>
+    private static void Slide(ReadOnlySpan<uint> counts, Span<uint> ringRow, Span<ulong> load)
+    {
+        var e = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var half = Vector<ulong>.Count;
+            for (; e <= counts.Length - Vector<uint>.Count; e += Vector<uint>.Count)
+            {
+                var count = new Vector<uint>(counts[e..]);
+                var leaving = new Vector<uint>(ringRow[e..]);
+                count.CopyTo(ringRow[e..]);
+                Vector.Widen(count, out var countLow, out var countHigh);
+                Vector.Widen(leaving, out var leavingLow, out var leavingHigh);
+                (new Vector<ulong>(load[e..]) - leavingLow + countLow).CopyTo(load[e..]);
+                (new Vector<ulong>(load[(e + half)..]) - leavingHigh + countHigh).CopyTo(load[(e + half)..]);
+            }
+        }
+
+        for (; e < counts.Length; e++)
+        {
+            load[e] = load[e] - ringRow[e] + counts[e];
+            ringRow[e] = counts[e];
+        }
     }
 
     public override RoutingStatsEngine Layer(int layer) => _readers[layer];
