@@ -1,24 +1,22 @@
-using System.Numerics;
-using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
+using MoeGpuStats.Collections;
 using MoeGpuStats.Kernels.Model;
 
 namespace MoeGpuStats.Engines;
 
 /// <summary>
 /// A model in managed memory: one <see cref="ManagedRoutingEngine"/> per layer, so that each layer
-/// is exactly a single-layer engine fed its ids, and the window ring of per-step loads beside the
-/// window's running sum. A step costs the layers' records and one pass over the step's counts.
+/// is exactly a single-layer engine fed its ids, and the window of expert load (<see cref="ExpertLoadWindow"/>).
+/// A step costs the layers' records and the window's update: O(ids) for a layer of at most
+/// <see cref="ExpertLoadWindow.ListedIds"/> ids, O(experts) above.
 /// </summary>
 internal sealed class ManagedModelEngine : ModelRoutingEngine
 {
     private readonly Lock _lock = new();
     private readonly ManagedRoutingEngine[] _layers;
     private readonly ReadOnlyLayerEngine[] _readers;
-    private readonly ulong[] _windowLoad;
-    private uint[]? _ring;
-    private int _position;
+    private readonly ExpertLoadWindow _window;
     private int _windowSteps;
     private ulong _steps;
     private int[] _hostIds = [];
@@ -29,7 +27,6 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         : base(options)
     {
         var layerOptions = options.LayerOptions;
-        var perLayer = options.Layers * options.Experts;
         _layers = new ManagedRoutingEngine[options.Layers];
         for (var l = 0; l < _layers.Length; l++)
         {
@@ -38,9 +35,9 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
         _hostLosses = new float[2 * options.Layers];
         _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l)).ToArray();
-        _windowLoad = state is null ? new ulong[perLayer] : (ulong[])state.WindowLoad.Clone();
-        _ring = state is null ? new uint[options.WindowEntries] : (uint[]?)state.WindowRing?.Clone();
-        _position = state?.WindowPosition ?? 0;
+        _window = state is null
+            ? new ExpertLoadWindow(options.Layers, options.Experts, options.Window)
+            : new ExpertLoadWindow(options.Layers, options.Experts, options.Window, (ulong[])state.WindowLoad.Clone(), (uint[]?)state.WindowRing?.Clone(), state.WindowPosition);
         _windowSteps = state?.WindowSteps ?? 0;
         _steps = state?.Steps ?? 0;
     }
@@ -100,8 +97,11 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     private void RecordLocked(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
     {
-        var ring = _ring ?? throw new InvalidOperationException(
-            "This model was read from JSON, which keeps the window's load but not its ring of steps: it can be read and merged, not recorded into.");
+        if (!_window.CanSlide)
+        {
+            throw new InvalidOperationException(
+                "This model was read from JSON, which keeps the window's load but not its ring of steps: it can be read and merged, not recorded into.");
+        }
         var experts = Options.Experts;
         var layers = Options.Layers;
         var stepIds = tokens * topK;
@@ -110,44 +110,12 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             var layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
             var counts = _layers[l].RecordAndCount(
                 layerIds, experts, tokens, topK, loadBalanceLosses.IsEmpty ? 0f : loadBalanceLosses[l], routerZLosses.IsEmpty ? 0f : routerZLosses[l]);
-            // The ring holds at most 2^31 − 1 counts (ModelRoutingStatsOptions.MaxWindowEntries): int offsets.
-            var row = ((_position * layers) + l) * experts;
-            Slide(MemoryMarshal.Cast<int, uint>(counts), ring.AsSpan(row, experts), _windowLoad.AsSpan(l * experts, experts));
+            _window.Add(l, layerIds, counts);
         }
 
-        _position = _position + 1 == Options.Window ? 0 : _position + 1;
+        _window.Advance();
         _windowSteps = Math.Min(_windowSteps + 1, Options.Window);
         _steps++;
-    }
-
-    /// <summary>
-    /// One layer's step into the window: each expert's load gains the step's count and loses the
-    /// count of the step it replaces in the ring. Vectorized, as the single-layer fold: at decode
-    /// sizes this pass costs as much as the layer's record.
-    /// </summary>
-    private static void Slide(ReadOnlySpan<uint> counts, Span<uint> ringRow, Span<ulong> load)
-    {
-        var e = 0;
-        if (Vector.IsHardwareAccelerated)
-        {
-            var half = Vector<ulong>.Count;
-            for (; e <= counts.Length - Vector<uint>.Count; e += Vector<uint>.Count)
-            {
-                var count = new Vector<uint>(counts[e..]);
-                var leaving = new Vector<uint>(ringRow[e..]);
-                count.CopyTo(ringRow[e..]);
-                Vector.Widen(count, out var countLow, out var countHigh);
-                Vector.Widen(leaving, out var leavingLow, out var leavingHigh);
-                (new Vector<ulong>(load[e..]) - leavingLow + countLow).CopyTo(load[e..]);
-                (new Vector<ulong>(load[(e + half)..]) - leavingHigh + countHigh).CopyTo(load[(e + half)..]);
-            }
-        }
-
-        for (; e < counts.Length; e++)
-        {
-            load[e] = load[e] - ringRow[e] + counts[e];
-            ringRow[e] = counts[e];
-        }
     }
 
     public override RoutingStatsEngine Layer(int layer) => _readers[layer];
@@ -156,7 +124,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            return (ulong[])_windowLoad.Clone();
+            return _window.Load.ToArray();
         }
     }
 
@@ -165,7 +133,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         lock (_lock)
         {
             var experts = Options.Experts;
-            var sinceStart = new ulong[_windowLoad.Length];
+            var sinceStart = new ulong[_window.Load.Length];
             for (var l = 0; l < _layers.Length; l++)
             {
                 var counts = _layers[l].ExpertTokenCounts;
@@ -175,7 +143,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 }
             }
 
-            return (Measure(_windowLoad, ranks, rankCount), Measure(sinceStart, ranks, rankCount), _steps, _windowSteps);
+            return (Measure(_window.Load.ToArray(), ranks, rankCount), Measure(sinceStart, ranks, rankCount), _steps, _windowSteps);
         }
     }
 
@@ -209,15 +177,14 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            var ring = _ring ?? new uint[Options.WindowEntries];
+            // First: the only part that may allocate (the ring of a window restored from JSON).
+            _window.Clear();
             foreach (var layer in _layers)
             {
                 layer.Reset();
             }
 
-            Array.Clear(ring);
-            Array.Clear(_windowLoad);
-            (_ring, _position, _windowSteps, _steps) = (ring, 0, 0, 0UL);
+            (_windowSteps, _steps) = (0, 0UL);
         }
     }
 
@@ -229,10 +196,10 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             {
                 Steps = _steps,
                 WindowSteps = _windowSteps,
-                WindowPosition = _position,
+                WindowPosition = _window.Position,
                 Layers = _layers.Select(layer => layer.Export()).ToArray(),
-                WindowLoad = (ulong[])_windowLoad.Clone(),
-                WindowRing = (uint[]?)_ring?.Clone(),
+                WindowLoad = _window.Load.ToArray(),
+                WindowRing = _window.ToRing(),
             };
         }
     }

@@ -1,0 +1,194 @@
+using System.Numerics;
+
+namespace MoeGpuStats.Collections;
+
+/// <summary>
+/// The sliding window of expert load in managed memory: the last <c>window</c> steps' counts per
+/// layer and expert beside their running sum, as the device keeps them. A layer's step of at most
+/// <see cref="ListedIds"/> ids (decode) is kept as a short list of (expert, count) pairs, one
+/// cache line, instead of a row of E counts: a decode step then costs the window O(ids) and reads
+/// no cold row of a ring of 1,000 steps. Larger steps keep a whole row in the dense ring.
+/// </summary>
+internal sealed class ExpertLoadWindow
+{
+    /// <summary>The most ids a layer's step may have to be kept as a list.</summary>
+    public const int ListedIds = 32;
+
+    private const int Whole = -1;
+
+    private readonly int _layers;
+    private readonly int _experts;
+    private readonly int _window;
+    private readonly int _listLength;
+    private readonly ulong[] _load;
+    private readonly ushort[] _listedExperts;
+    private readonly uint[] _listedCounts;
+    private readonly int[] _listed;
+    private readonly bool[] _seen;
+    private uint[]? _ring;
+
+    /// <summary>An empty window, or one holding <paramref name="ring"/> (<c>[window, layers, experts]</c>) and its sum <paramref name="load"/> at <paramref name="position"/>.</summary>
+    public ExpertLoadWindow(int layers, int experts, int window, ulong[]? load = null, uint[]? ring = null, int position = 0)
+    {
+        (_layers, _experts, _window) = (layers, experts, window);
+        _load = load ?? new ulong[layers * experts];
+        _ring = load is null ? new uint[(long)window * layers * experts] : ring;
+
+        // A list holds at most min(32, E) distinct experts, so the lists take no more entries than the ring.
+        _listLength = Math.Min(ListedIds, experts);
+        _listedExperts = new ushort[window * layers * _listLength];
+        _listedCounts = new uint[window * layers * _listLength];
+        _listed = new int[window * layers];
+        _seen = new bool[experts];
+        if (load is not null)
+        {
+            Array.Fill(_listed, Whole);
+        }
+
+        Position = position;
+    }
+
+    /// <summary>The ring position the next step writes.</summary>
+    public int Position { get; private set; }
+
+    /// <summary>The window's load, <c>[layers, experts]</c>.</summary>
+    public ReadOnlySpan<ulong> Load => _load;
+
+    /// <summary>False for a window restored from its load alone (without its steps), which cannot slide.</summary>
+    public bool CanSlide => _ring is not null;
+
+    /// <summary>
+    /// Puts layer <paramref name="layer"/>'s step at <see cref="Position"/>, evicting the step kept
+    /// there: <paramref name="ids"/> are the step's ids (those outside <c>[0, experts)</c> count
+    /// nowhere), <paramref name="counts"/> their histogram.
+    /// </summary>
+    public void Add(int layer, ReadOnlySpan<int> ids, ReadOnlySpan<int> counts)
+    {
+        var slot = (Position * _layers) + layer;
+        var ringRow = _ring.AsSpan(slot * _experts, _experts);
+        var load = _load.AsSpan(layer * _experts, _experts);
+        var experts = _listedExperts.AsSpan(slot * _listLength, _listLength);
+        var listedCounts = _listedCounts.AsSpan(slot * _listLength, _listLength);
+        var listed = ids.Length <= ListedIds;
+        if (_listed[slot] == Whole)
+        {
+            Slide(listed ? default : counts, ringRow, load);
+        }
+        else
+        {
+            for (var i = 0; i < _listed[slot]; i++)
+            {
+                load[experts[i]] -= listedCounts[i];
+            }
+
+            if (!listed)
+            {
+                Write(counts, ringRow, load);
+            }
+        }
+
+        if (!listed)
+        {
+            _listed[slot] = Whole;
+            return;
+        }
+
+        var length = 0;
+        foreach (var id in ids)
+        {
+            if ((uint)id < (uint)_experts && !_seen[id])
+            {
+                _seen[id] = true;
+                experts[length] = (ushort)id;
+                listedCounts[length++] = (uint)counts[id];
+                load[id] += (uint)counts[id];
+            }
+        }
+
+        foreach (var expert in experts[..length])
+        {
+            _seen[expert] = false;
+        }
+
+        _listed[slot] = length;
+    }
+
+    /// <summary>Moves on to the next position, after every layer of a step was added.</summary>
+    public void Advance() => Position = Position + 1 == _window ? 0 : Position + 1;
+
+    /// <summary>Empties the window (and gives a window restored from its load alone its steps).</summary>
+    public void Clear()
+    {
+        var ring = _ring ?? new uint[(long)_window * _layers * _experts];
+        Array.Clear(_load);
+        Array.Clear(_listed);
+        (_ring, Position) = (ring, 0);
+    }
+
+    /// <summary>The steps as a ring of rows, <c>[window, layers, experts]</c>; null where <see cref="CanSlide"/> is false.</summary>
+    public uint[]? ToRing()
+    {
+        if (_ring is null)
+        {
+            return null;
+        }
+
+        var ring = (uint[])_ring.Clone();
+        for (var slot = 0; slot < _listed.Length; slot++)
+        {
+            if (_listed[slot] == Whole)
+            {
+                continue;
+            }
+
+            var row = ring.AsSpan(slot * _experts, _experts);
+            row.Clear();
+            for (var i = 0; i < _listed[slot]; i++)
+            {
+                row[_listedExperts[(slot * _listLength) + i]] = _listedCounts[(slot * _listLength) + i];
+            }
+        }
+
+        return ring;
+    }
+
+    /// <summary>
+    /// Replaces a whole row by <paramref name="counts"/> (none: zeros), the load losing the old
+    /// counts and gaining the new, in one vectorized pass as the single-layer fold.
+    /// </summary>
+    private static void Slide(ReadOnlySpan<int> counts, Span<uint> ringRow, Span<ulong> load)
+    {
+        var e = 0;
+        if (Vector.IsHardwareAccelerated && !counts.IsEmpty)
+        {
+            var half = Vector<ulong>.Count;
+            for (; e <= ringRow.Length - Vector<uint>.Count; e += Vector<uint>.Count)
+            {
+                var count = Vector.AsVectorUInt32(new Vector<int>(counts[e..]));
+                var leaving = new Vector<uint>(ringRow[e..]);
+                count.CopyTo(ringRow[e..]);
+                Vector.Widen(count, out var countLow, out var countHigh);
+                Vector.Widen(leaving, out var leavingLow, out var leavingHigh);
+                (new Vector<ulong>(load[e..]) - leavingLow + countLow).CopyTo(load[e..]);
+                (new Vector<ulong>(load[(e + half)..]) - leavingHigh + countHigh).CopyTo(load[(e + half)..]);
+            }
+        }
+
+        for (; e < ringRow.Length; e++)
+        {
+            var count = counts.IsEmpty ? 0u : (uint)counts[e];
+            load[e] = load[e] - ringRow[e] + count;
+            ringRow[e] = count;
+        }
+    }
+
+    /// <summary>Writes <paramref name="counts"/> into a row that holds no step (its last was a list), adding them to the load.</summary>
+    private static void Write(ReadOnlySpan<int> counts, Span<uint> ringRow, Span<ulong> load)
+    {
+        for (var e = 0; e < ringRow.Length; e++)
+        {
+            ringRow[e] = (uint)counts[e];
+            load[e] += (uint)counts[e];
+        }
+    }
+}

@@ -1,0 +1,78 @@
+using MoeGpuStats.Collections;
+
+namespace MoeGpuStats.Tests.Collections;
+
+/// <summary>The window's load is the sum of its last steps, whichever way each ring row was written and evicted.</summary>
+public sealed class ExpertLoadWindowTests
+{
+    [Theory]
+    [InlineData(3, 40, 4)]
+    [InlineData(2, 8, 1)]
+    [InlineData(1, 300, 7)]
+    public void TheLoadIsTheSumOfTheLastSteps(int layers, int experts, int window)
+    {
+        var random = new Random(layers * experts + window);
+        var loads = new ExpertLoadWindow(layers, experts, window);
+        var steps = new List<int[][]>();
+        for (var step = 0; step < 40; step++)
+        {
+            // Sparse steps (at most 32 ids: listed experts) and whole ones, in any order, with padding and invalid ids.
+            var ids = Enumerable.Range(0, layers)
+                .Select(_ => Enumerable.Range(0, random.Next(3) == 0 ? random.Next(33, 200) : random.Next(0, 33)).Select(_ => random.Next(-2, experts + 2)).ToArray())
+                .ToArray();
+            for (var l = 0; l < layers; l++)
+            {
+                loads.Add(l, ids[l], Histogram(ids[l], experts));
+            }
+
+            loads.Advance();
+            steps.Add(ids);
+            var expected = new ulong[layers * experts];
+            foreach (var kept in steps.Skip(Math.Max(0, steps.Count - window)))
+            {
+                for (var l = 0; l < layers; l++)
+                {
+                    foreach (var id in kept[l].Where(id => id >= 0 && id < experts))
+                    {
+                        expected[l * experts + id]++;
+                    }
+                }
+            }
+
+            Assert.Equal(expected, loads.Load.ToArray());
+            var ring = loads.ToRing()!;
+            for (var age = 0; age < Math.Min(window, steps.Count); age++)
+            {
+                var position = (loads.Position - 1 - age + window) % window;
+                for (var l = 0; l < layers; l++)
+                {
+                    var row = ring.AsSpan((position * layers + l) * experts, experts).ToArray();
+                    Assert.Equal(Histogram(steps[^(age + 1)][l], experts).Select(count => (uint)count), row);
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void ARestoredWindowSlidesOnAndClears()
+    {
+        var loads = new ExpertLoadWindow(1, 4, 2, load: [3, 0, 1, 0], ring: [1, 0, 1, 0, 2, 0, 0, 0], position: 0);
+        loads.Add(0, [1], [0, 1, 0, 0]);
+        loads.Advance();
+        Assert.Equal([2UL, 1, 0, 0], loads.Load.ToArray());
+        loads.Clear();
+        Assert.Equal([0UL, 0, 0, 0], loads.Load.ToArray());
+        Assert.Equal(0, loads.Position);
+    }
+
+    private static int[] Histogram(int[] ids, int experts)
+    {
+        var counts = new int[experts];
+        foreach (var id in ids.Where(id => id >= 0 && id < experts))
+        {
+            counts[id]++;
+        }
+
+        return counts;
+    }
+}
