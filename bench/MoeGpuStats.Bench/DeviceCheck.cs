@@ -17,16 +17,22 @@ namespace MoeGpuStats.Bench;
 /// </summary>
 internal static class DeviceCheck
 {
+    /// <summary>The device <c>MOEGS_ACCELERATOR</c> names, else CUDA, then OpenCL, then the CPU accelerator.</summary>
+    public static Device ChooseDevice(Context context)
+    {
+        var wanted = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.ToLowerInvariant();
+        return context.Devices
+            .Where(d => wanted is null or "" || d.AcceleratorType.ToString().Equals(wanted, StringComparison.OrdinalIgnoreCase))
+            .OrderBy(d => d.AcceleratorType switch { AcceleratorType.Cuda => 0, AcceleratorType.OpenCL => 1, _ => 2 })
+            .First();
+    }
+
     public static int Run(string[] args)
     {
         var experts = Option(args, "--experts", 256);
         var sizes = OptionText(args, "--sizes", "32768,1048576,16777216,134217728").Split(',').Select(long.Parse).ToArray();
         using var context = Context.Create(builder => builder.Default().Profiling());
-        var wanted = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.ToLowerInvariant();
-        var device = context.Devices
-            .Where(d => wanted is null or "" || d.AcceleratorType.ToString().Equals(wanted, StringComparison.OrdinalIgnoreCase))
-            .OrderBy(d => d.AcceleratorType switch { AcceleratorType.Cuda => 0, AcceleratorType.OpenCL => 1, _ => 2 })
-            .First();
+        var device = ChooseDevice(context);
         using var accelerator = device.CreateAccelerator(context);
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
         Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record, launch bounds {(CudaLaunchBounds.AppliesTo(accelerator) ? "applied" : "not applied")}");

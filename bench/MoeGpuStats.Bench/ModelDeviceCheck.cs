@@ -27,11 +27,7 @@ internal static class ModelDeviceCheck
         var position = Array.IndexOf(args, "--model-shapes");
         var shapes = ModelShape.ParseList(position >= 0 && position + 1 < args.Length ? args[position + 1] : ModelShape.Default);
         using var context = Context.Create(builder => builder.Default().Profiling());
-        var wanted = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.ToLowerInvariant();
-        var device = context.Devices
-            .Where(d => wanted is null or "" || d.AcceleratorType.ToString().Equals(wanted, StringComparison.OrdinalIgnoreCase))
-            .OrderBy(d => d.AcceleratorType switch { AcceleratorType.Cuda => 0, AcceleratorType.OpenCL => 1, _ => 2 })
-            .First();
+        var device = DeviceCheck.ChooseDevice(context);
         using var accelerator = device.CreateAccelerator(context);
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
         Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}); whole-model steps, ids [layers, tokens, k] packed, the baseline's skewed data over the whole step");
