@@ -18,7 +18,7 @@ namespace MoeGpuStats.Bench;
 internal static class DeviceCheck
 {
     /// <summary>The device <c>MOEGS_ACCELERATOR</c> names, else CUDA, then OpenCL, then the CPU accelerator.</summary>
-    public static Device ChooseDevice(Context context)
+    public static ILGPU.Runtime.Device ChooseDevice(Context context)
     {
         var wanted = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.ToLowerInvariant();
         return context.Devices
