@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Telemetry;
 
 namespace MoeGpuStats.Cli.Commands;
 
@@ -17,6 +19,25 @@ internal sealed class ModelReplay
 
     /// <summary>Where <c>--window-load</c> writes <see cref="ModelRoutingStats.WindowLoad"/>; null for nowhere.</summary>
     public FileInfo? WindowLoad { get; init; }
+
+    /// <summary>Where <c>--plot</c> draws the model (<see cref="ModelLoadPlot"/>); null for nowhere.</summary>
+    public FileInfo? Plot { get; init; }
+
+    /// <summary>Where <c>--save</c> writes the model's snapshot as JSON; null for nowhere.</summary>
+    public FileInfo? Save { get; init; }
+
+    public int? MetricsPort { get; init; }
+
+    public string MetricsHost { get; init; } = "localhost";
+
+    /// <summary>The hottest and coldest experts per layer the metrics publish.</summary>
+    public int MetricsTopExperts { get; init; } = ModelRoutingStatsMetrics.DefaultTopExperts;
+
+    /// <summary>Whether the metrics publish one series per (layer, expert) as well.</summary>
+    public bool MetricsExpertSeries { get; init; }
+
+    /// <summary>Whether the metrics endpoint stays up after the run until Ctrl-C.</summary>
+    public bool ServeAfter { get; init; }
 
     /// <summary>Seconds between periodic reports; 0: none.</summary>
     public double ReportInterval { get; init; } = 5.0;
@@ -50,6 +71,24 @@ internal sealed class ModelReplay
         }
 
         using var owned = stats;
+        MetricsEndpoint? metrics = null;
+        try
+        {
+            metrics = MetricsPort is { } port ? MetricsEndpoint.Start(stats, MetricsHost, port, Math.Min(MetricsTopExperts, Options.Experts), MetricsExpertSeries) : null;
+        }
+        catch (Exception exception) when (exception is System.Net.HttpListenerException or ArgumentException)
+        {
+            Console.Error.WriteLine($"--metrics-port {MetricsPort}: cannot serve metrics on {MetricsHost}:{MetricsPort} ({ErrorText.Of(exception)}).");
+            return ExitCodes.Usage;
+        }
+
+        using var served = metrics;
+        if (metrics is not null)
+        {
+            Console.Error.WriteLine($"metrics: http://{MetricsHost}:{MetricsPort}/metrics");
+        }
+
+        var timeline = Plot is null ? null : new BalanceTimeline(Options.Layers, Options.Experts, steps);
         var started = Stopwatch.GetTimestamp();
         var lastReport = started;
         var done = 0;
@@ -60,6 +99,7 @@ internal sealed class ModelReplay
             {
                 fill(step, ids);
                 stats.RecordStep(ids, tokens, topK);
+                timeline?.Add(ids, tokens, topK);
                 progress.Report(step + 1);
                 if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
                 {
@@ -90,17 +130,58 @@ internal sealed class ModelReplay
             ModelReport.Print(Console.Out, summary, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats));
         }
 
+        if (!TryWriteOutputs(stats, timeline))
+        {
+            return ExitCodes.Usage;
+        }
+
+        if (ServeAfter && metrics is not null && done == steps)
+        {
+            Console.Error.WriteLine($"metrics: serving the final state at http://{MetricsHost}:{MetricsPort}/metrics until Ctrl-C");
+            using var interrupt = new Interruption();
+            while (!interrupt.Requested)
+            {
+                Thread.Sleep(100);
+            }
+        }
+
+        return done < steps ? ExitCodes.Interrupted : ExitCodes.Ok;
+    }
+
+    /// <summary>Writes the window load, the plot and the snapshot that were asked for; false after a failed write, which it reports.</summary>
+    private bool TryWriteOutputs(ModelRoutingStats stats, BalanceTimeline? timeline)
+    {
         if (WindowLoad is { } file)
         {
             var load = stats.WindowLoad();
             if (!RecordingSession.TryWrite(Console, "--window-load", file, full => WindowLoadFile.Save(full, load, Options.Layers, Options.Experts)))
             {
-                return ExitCodes.Usage;
+                return false;
             }
 
             Console.Error.WriteLine($"window load: {file.FullName}");
         }
 
-        return done < steps ? ExitCodes.Interrupted : ExitCodes.Ok;
+        if (Plot is { } plot)
+        {
+            if (!RecordingSession.TryWrite(Console, "--plot", plot, full => ModelLoadPlot.Save(stats, timeline!, full)))
+            {
+                return false;
+            }
+
+            Console.Error.WriteLine($"plot: {plot.FullName}");
+        }
+
+        if (Save is { } save)
+        {
+            if (!RecordingSession.TryWrite(Console, "--save", save, full => SnapshotFile.Save(stats, full)))
+            {
+                return false;
+            }
+
+            Console.Error.WriteLine($"snapshot: {save.FullName}");
+        }
+
+        return true;
     }
 }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Telemetry;
 
 namespace MoeGpuStats.Cli.Commands;
 
@@ -50,10 +51,19 @@ internal static class ReplayCommand
             1,
             maxExperts,
             "the number of experts");
+        var topExperts = SharedOptions.WholeNumber(
+            new Option<int?>("--metrics-top-experts") { Description = $"With a layers axis and --metrics-port: the hottest and coldest experts published per layer (default {ModelRoutingStatsMetrics.DefaultTopExperts}, at most the experts)." },
+            0,
+            maxExperts,
+            "the experts per layer to rank");
+        var expertSeries = new Option<bool>("--metrics-expert-series")
+        {
+            Description = "With a layers axis and --metrics-port: publish one series per (layer, expert) as well, layers × experts of them (14,848 for DeepSeek-V3); off by default.",
+        };
         var recording = new SharedOptions.Recording();
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")
         {
-            file, layout, experts, skip, window, windowLoad,
+            file, layout, experts, skip, window, windowLoad, topExperts, expertSeries,
         };
         recording.AddTo(command);
         command.SetAction(parse =>
@@ -82,9 +92,12 @@ internal static class ReplayCommand
             using (npy)
             {
                 var layered = npy.Layout.HasLayers;
+                Option? modelMetric = parse.GetResult(topExperts) is not null ? topExperts : parse.GetValue(expertSeries) ? expertSeries : null;
                 var mismatch = layered
-                    ? recording.SingleLayerProblem(parse, npy.Layout.Name)
-                    : parse.GetValue(windowLoad) is not null ? WindowLoadProblem(path, npy) : null;
+                    ? modelMetric is null ? null : recording.ModelMetricsProblem(parse, modelMetric)
+                    : parse.GetValue(windowLoad) is not null ? WithoutLayersProblem(path, npy, "--window-load", "the window load is a model's, [layers, experts]")
+                    : modelMetric is not null ? WithoutLayersProblem(path, npy, modelMetric.Name, "ranks each layer's experts in a model's metrics (one layer's metrics publish every expert)")
+                    : null;
                 if (mismatch is not null)
                 {
                     console.Error.WriteLine(mismatch);
@@ -151,6 +164,7 @@ internal static class ReplayCommand
                             console,
                             new ModelRoutingStatsOptions { Layers = npy.Layers, Experts = e, Window = parse.GetValue(window) },
                             parse.GetValue(windowLoad),
+                            new ModelMetrics(parse.GetValue(topExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(expertSeries)),
                             $"replay {path.Name}: {steps:N0} step{(steps == 1 ? "" : "s")} of {npy.Tokens:N0} tokens in {npy.Layers:N0} layer{(npy.Layers == 1 ? "" : "s")} ({npy.Layout.Name}){(skipped > 0 ? $" (the first {skipped:N0} left out)" : "")}, top-{npy.TopK} of {e:N0} experts ({npy.DType})");
                         return Replay(console, path, () => model.Run(steps, ids.Span, npy.Tokens, npy.TopK, Fill, () => checks.Warnings(npy.Steps)));
                     }
@@ -190,8 +204,8 @@ internal static class ReplayCommand
         }
     }
 
-    private static string WindowLoadProblem(FileInfo path, NpyIds npy) =>
-        $"--window-load: the window load is a model's, [layers, experts]; {path} is read as [{npy.Layout.Name}], without layers (--layout says which axis holds them).";
+    private static string WithoutLayersProblem(FileInfo path, NpyIds npy, string option, string what) =>
+        $"{option}: {what}; {path} is read as [{npy.Layout.Name}], without layers (--layout says which axis holds them).";
 }
 
 /// <summary>

@@ -5,6 +5,9 @@ using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Cli.Commands;
 
+/// <summary>How a model's metrics are published: the top-K depth, and whether every (layer, expert) series is.</summary>
+internal readonly record struct ModelMetrics(int TopExperts, bool ExpertSeries);
+
 /// <summary>Options that several commands take, each made fresh for the command that owns it.</summary>
 internal static class SharedOptions
 {
@@ -139,26 +142,27 @@ internal static class SharedOptions
         public string? Problem(ParseResult parse) =>
             parse.GetValue(_serveAfter) && parse.GetValue(_port) is null ? "--serve-after: needs --metrics-port, whose endpoint it keeps serving." : null;
 
-        /// <summary>
-        /// Why the options cannot go with a replay of a whole model, or null: --plot, --save and the
-        /// metrics endpoint show one layer's statistics, and are not built for a model yet.
-        /// </summary>
-        public string? SingleLayerProblem(ParseResult parse, string layout)
-        {
-            var given = parse.GetValue(_plot) is not null ? _plot : parse.GetValue(_save) is not null ? _save : parse.GetValue(_port) is not null ? (Option)_port : null;
-            return given is null ? null : $"{given.Name}: shows one layer's statistics; a replay with a layers axis (--layout {layout}) reports the whole model and does not take it yet.";
-        }
-
         /// <summary>A replay of a whole model with these options.</summary>
-        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, FileInfo? windowLoad, string title) => new()
+        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, FileInfo? windowLoad, ModelMetrics metrics, string title) => new()
         {
             Console = console,
             Options = shape with { ExpertCapacity = parse.GetValue(_capacity) },
             Json = parse.GetValue(_json),
             WindowLoad = windowLoad,
+            Plot = parse.GetValue(_plot),
+            Save = parse.GetValue(_save),
+            MetricsPort = parse.GetValue(_port),
+            MetricsHost = parse.GetValue(_host)!,
+            MetricsTopExperts = metrics.TopExperts,
+            MetricsExpertSeries = metrics.ExpertSeries,
+            ServeAfter = parse.GetValue(_serveAfter),
             ReportInterval = parse.GetValue(_interval),
             Title = title,
         };
+
+        /// <summary>Why the model's metrics options were given without an endpoint to serve them, or null.</summary>
+        public string? ModelMetricsProblem(ParseResult parse, Option given) =>
+            parse.GetValue(_port) is null ? $"{given.Name}: shapes the metrics of --metrics-port, which was not given." : null;
 
         public RecordingSession Session(ParseResult parse, CliConsole console, int experts, string title, string timed) => new()
         {

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using MoeGpuStats.Cli.Input;
+using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Serialization;
 
 namespace MoeGpuStats.Cli.Commands;
@@ -10,21 +11,23 @@ internal static class SnapshotCommands
 {
     public static Command Report(CliConsole console)
     {
-        var file = new Argument<FileInfo>("SNAPSHOT.json") { Description = "A snapshot saved with --save (or the seed's serde JSON)." };
+        var file = new Argument<FileInfo>("SNAPSHOT.json") { Description = "A snapshot saved with --save (or the seed's serde JSON): one layer's, or a whole model's from a replay with a layers axis." };
         var json = SharedOptions.Json();
         var plot = SharedOptions.Plot();
         var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot };
         command.SetAction(parse =>
         {
             var path = parse.GetValue(file)!;
-            if (!TryLoad(console, path, out var stats))
+            if (!TryLoad(console, path, out var snapshot))
             {
                 return ExitCodes.BadInput;
             }
 
-            using (stats)
+            using (snapshot)
             {
-                return RecordingSession.Finish(console, stats, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}", engine: null, "as the program that saved the snapshot timed it");
+                return snapshot.Model is { } model
+                    ? FinishModel(console, model, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}: {snapshot.Describe()}")
+                    : RecordingSession.Finish(console, snapshot.Layer!, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}", engine: null, "as the program that saved the snapshot timed it");
             }
         });
         return command;
@@ -32,7 +35,7 @@ internal static class SnapshotCommands
 
     public static Command Merge(CliConsole console)
     {
-        var files = new Argument<FileInfo[]>("SNAPSHOTS") { Description = "Snapshots of ranks or replicas that route to the same experts.", Arity = ArgumentArity.OneOrMore };
+        var files = new Argument<FileInfo[]>("SNAPSHOTS") { Description = "Snapshots of ranks or replicas that route to the same experts: all of one layer, or all of whole models of the same shape.", Arity = ArgumentArity.OneOrMore };
         var output = SharedOptions.OutputFile(new Option<FileInfo>("--output", "-o") { Description = "Where to write the merged snapshot.", Required = true });
         var json = SharedOptions.Json();
         var plot = SharedOptions.Plot();
@@ -43,41 +46,28 @@ internal static class SnapshotCommands
         command.SetAction(parse =>
         {
             var paths = parse.GetValue(files)!;
-            var parts = new List<RoutingStats>();
+            var parts = new List<Snapshot>();
             try
             {
                 foreach (var path in paths)
                 {
-                    if (!TryLoad(console, path, out var stats))
+                    if (!TryLoad(console, path, out var snapshot))
                     {
                         return ExitCodes.BadInput;
                     }
 
-                    parts.Add(stats);
+                    parts.Add(snapshot);
                 }
 
-                if (Mismatch(paths, parts) is { } mismatch)
+                if ((KindMismatch(paths, parts) ?? (parts[0].Model is null ? Mismatch(paths, [.. parts.Select(p => p.Layer!)]) : null)) is { } mismatch)
                 {
                     console.Error.WriteLine(mismatch);
                     return ExitCodes.BadInput;
                 }
 
-                RoutingStats merged;
-                try
-                {
-                    merged = RoutingStats.Merge(parts);
-                }
-                catch (ArgumentException exception)
-                {
-                    console.Error.WriteLine($"cannot merge {string.Join(", ", paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}");
-                    return ExitCodes.BadInput;
-                }
-
-                using (merged)
-                {
-                    return RecordingSession.Finish(
-                        console, merged, parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output), $"merge of {parts.Count} snapshots", engine: null, "as the programs that saved the snapshots timed it", "--output");
-                }
+                return parts[0].Model is null
+                    ? MergeLayers(console, parse, paths, [.. parts.Select(p => p.Layer!)], output, json, plot)
+                    : MergeModels(console, parse, paths, [.. parts.Select(p => p.Model!)], output, json, plot);
             }
             finally
             {
@@ -85,6 +75,91 @@ internal static class SnapshotCommands
             }
         });
         return command;
+    }
+
+    private static int MergeLayers(CliConsole console, ParseResult parse, FileInfo[] paths, List<RoutingStats> parts, Option<FileInfo> output, Option<bool> json, Option<FileInfo?> plot)
+    {
+        RoutingStats merged;
+        try
+        {
+            merged = RoutingStats.Merge(parts);
+        }
+        catch (ArgumentException exception)
+        {
+            console.Error.WriteLine(CannotMerge(paths, exception));
+            return ExitCodes.BadInput;
+        }
+
+        using (merged)
+        {
+            return RecordingSession.Finish(
+                console, merged, parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output), $"merge of {parts.Count} snapshots", engine: null, "as the programs that saved the snapshots timed it", "--output");
+        }
+    }
+
+    private static int MergeModels(CliConsole console, ParseResult parse, FileInfo[] paths, List<ModelRoutingStats> parts, Option<FileInfo> output, Option<bool> json, Option<FileInfo?> plot)
+    {
+        ModelRoutingStats merged;
+        try
+        {
+            merged = ModelRoutingStats.Merge(parts);
+        }
+        catch (ArgumentException exception)
+        {
+            console.Error.WriteLine(CannotMerge(paths, exception));
+            return ExitCodes.BadInput;
+        }
+
+        using (merged)
+        {
+            return FinishModel(console, merged, parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output), $"merge of {parts.Count} model snapshots: {merged.Layers:N0} layers of {merged.Experts:N0} experts");
+        }
+    }
+
+    /// <summary>A model's ending: the report (or JSON), then the plot (a heat map without a time axis) and the file.</summary>
+    private static int FinishModel(CliConsole console, ModelRoutingStats model, bool json, FileInfo? plot, FileInfo? save, string heading)
+    {
+        var summary = model.Summary();
+        if (json)
+        {
+            ModelReport.WriteJson(console.Out, summary, model.Experts);
+        }
+        else
+        {
+            ModelReport.Print(console.Out, summary, heading, engine: null);
+        }
+
+        if (plot is not null)
+        {
+            if (!RecordingSession.TryWrite(console, "--plot", plot, full => ModelLoadPlot.Save(model, timeline: null, full)))
+            {
+                return ExitCodes.Usage;
+            }
+
+            console.Error.WriteLine($"plot: {plot.FullName}");
+        }
+
+        if (save is not null)
+        {
+            if (!RecordingSession.TryWrite(console, "--output", save, full => SnapshotFile.Save(model, full)))
+            {
+                return ExitCodes.Usage;
+            }
+
+            console.Error.WriteLine($"snapshot: {save.FullName}");
+        }
+
+        return ExitCodes.Ok;
+    }
+
+    private static string CannotMerge(FileInfo[] paths, ArgumentException exception) =>
+        $"cannot merge {string.Join(", ", paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}";
+
+    /// <summary>Why the snapshots cannot merge because some hold one layer and others a whole model, naming the first of each.</summary>
+    private static string? KindMismatch(FileInfo[] paths, List<Snapshot> parts)
+    {
+        var other = parts.FindIndex(p => (p.Model is null) != (parts[0].Model is null));
+        return other < 0 ? null : $"{paths[0]} holds {parts[0].Describe()}, {paths[other]} holds {parts[other].Describe()}; merge layers with layers and models with models.";
     }
 
     /// <summary>Why the snapshots cannot merge, naming the files: they must count the same experts with the same capacity.</summary>
@@ -123,6 +198,6 @@ internal static class SnapshotCommands
     private static string Capacity(RoutingStats stats) =>
         stats.Options.ExpertCapacity is { } slots ? $"a capacity of {slots:N0} slots per expert" : "no capacity (the seed's placeholder of 100 slots per expert)";
 
-    private static bool TryLoad(CliConsole console, FileInfo path, out RoutingStats stats) =>
-        InputFile.TryRead(console, path, "a snapshot file", SnapshotFile.Load, out stats);
+    private static bool TryLoad(CliConsole console, FileInfo path, out Snapshot snapshot) =>
+        InputFile.TryRead(console, path, "a snapshot file", SnapshotFile.Load, out snapshot);
 }

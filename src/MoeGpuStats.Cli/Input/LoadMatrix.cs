@@ -160,20 +160,23 @@ internal static class LoadMatrix
         }
     }
 
+    /// <summary>A model snapshot's window load (what rebalancing acts on), or one layer's counts since the start.</summary>
     private static long[,] FromSnapshot(string path)
     {
-        var stats = SnapshotFile.Load(path);
-        using var owned = stats;
-        var counts = stats.ExpertTokenCounts;
-        var loads = new long[1, counts.Count];
-        for (var e = 0; e < counts.Count; e++)
+        using var snapshot = SnapshotFile.Load(path);
+        var (layers, experts, counts) = snapshot.Model is { } model
+            ? (model.Layers, model.Experts, model.WindowLoad())
+            : (1, snapshot.Layer!.ExpertTokenCounts.Count, snapshot.Layer.ExpertTokenCounts.ToArray());
+        var loads = new long[layers, experts];
+        for (var i = 0; i < counts.Length; i++)
         {
-            if (counts[e] > long.MaxValue)
+            var (layer, e) = Math.DivRem(i, experts);
+            if (counts[i] > long.MaxValue)
             {
-                throw new InvalidDataException($"{path}: expert {e} has {counts[e]:N0} tokens, more than a plan reads ({long.MaxValue:N0}).");
+                throw new InvalidDataException($"{path}: layer {layer}, expert {e} has {counts[i]:N0} slots, more than a plan reads ({long.MaxValue:N0}).");
             }
 
-            loads[0, e] = (long)counts[e];
+            loads[layer, e] = (long)counts[i];
         }
 
         return loads;

@@ -1,21 +1,51 @@
 using System.Text.Json;
-using MoeGpuStats.Serialization;
+using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Cli.Input;
 
-/// <summary>A snapshot saved with --save (or the seed's serde), as report, merge and plan read it.</summary>
+/// <summary>
+/// A snapshot saved with --save (or the seed's serde), as report, merge and plan read it: one layer's
+/// <see cref="RoutingStats"/>, or a whole model's <see cref="ModelRoutingStats"/>, told apart by the
+/// model's <c>layers</c> array.
+/// </summary>
 internal static class SnapshotFile
 {
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
     /// <summary>Reads <paramref name="path"/>; any way the file is malformed is an <see cref="InvalidDataException"/> naming it.</summary>
-    public static RoutingStats Load(string path)
+    public static Snapshot Load(string path)
     {
         try
         {
-            return RoutingStatsFile.Load(path);
+            using var stream = File.OpenRead(path);
+            using var document = JsonDocument.Parse(stream);
+            var root = document.RootElement;
+            return root.ValueKind == JsonValueKind.Object && root.TryGetProperty("layers", out var layers) && layers.ValueKind == JsonValueKind.Array
+                ? new Snapshot(null, root.Deserialize<ModelRoutingStats>()!)
+                : new Snapshot(Serialization.RoutingStatsFile.Load(path), null);
         }
-        catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException)
+        catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException or InvalidOperationException or FormatException)
         {
             throw new InvalidDataException($"{path}: not a routing statistics snapshot ({ErrorText.Of(exception)}).", exception);
         }
+    }
+
+    /// <summary>Writes <paramref name="model"/> as JSON to <paramref name="path"/>, whole or not at all.</summary>
+    public static void Save(ModelRoutingStats model, string path) =>
+        OutputPath.WriteAtomically(path, stream => JsonSerializer.Serialize(stream, model, Indented));
+}
+
+/// <summary>What a snapshot file holds: one layer's statistics or a whole model's, exactly one of them.</summary>
+internal sealed record Snapshot(RoutingStats? Layer, ModelRoutingStats? Model) : IDisposable
+{
+    /// <summary>What it is, for messages: "one layer of 8 experts", "a model of 32 layers of 8 experts".</summary>
+    public string Describe() => Model is { } model
+        ? $"a model of {model.Layers:N0} layers of {model.Experts:N0} experts"
+        : $"one layer of {Layer!.ExpertUtilization.Count:N0} experts";
+
+    public void Dispose()
+    {
+        Layer?.Dispose();
+        Model?.Dispose();
     }
 }

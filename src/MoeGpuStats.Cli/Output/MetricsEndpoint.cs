@@ -8,11 +8,12 @@ using Prometheus;
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
-/// Serves one <see cref="RoutingStats"/>' metrics for Prometheus to scrape at
+/// Serves the metrics of one <see cref="RoutingStats"/> (<see cref="RoutingStatsMetrics"/>) or one
+/// <see cref="ModelRoutingStats"/> (<see cref="ModelRoutingStatsMetrics"/>) for Prometheus to scrape at
 /// <c>http://HOST:PORT/metrics</c>, in the Prometheus text format (0.0.4).
 /// </summary>
 /// <remarks>
-/// Only the instruments of this endpoint's <see cref="RoutingStatsMetrics"/> are served, each named
+/// Only the instruments this endpoint's publisher creates are served, each named
 /// <c>moegpustats_</c> plus the instrument's name with <c>.</c> as <c>_</c>: observable counters as
 /// Prometheus counters with the <c>_total</c> suffix (a total lower than the last one served, after a
 /// reset, is served as a counter reset), gauges as gauges, and the latency histogram as a histogram
@@ -40,7 +41,7 @@ internal sealed class MetricsEndpoint : IDisposable
     private readonly SemaphoreSlim _collecting = new(1, 1);
     private readonly HttpListener _http = new();
     private readonly CancellationTokenSource _stopping = new();
-    private RoutingStatsMetrics? _metrics;
+    private IDisposable? _metrics;
     private Task? _serving;
 
     private MetricsEndpoint()
@@ -66,7 +67,19 @@ internal sealed class MetricsEndpoint : IDisposable
     /// </summary>
     /// <exception cref="HttpListenerException">The port is in use or the host cannot be bound.</exception>
     /// <exception cref="ArgumentException">The host or port do not make a valid address.</exception>
-    public static MetricsEndpoint Start(RoutingStats stats, string host, int port, string? layer = null)
+    public static MetricsEndpoint Start(RoutingStats stats, string host, int port, string? layer = null) =>
+        Start(meters => new RoutingStatsMetrics(stats, layer, meterFactory: meters), host, port);
+
+    /// <summary>
+    /// Starts serving the model <paramref name="stats"/> with bounded cardinality (<see cref="ModelRoutingStatsMetrics"/>):
+    /// <paramref name="topExperts"/> hottest and coldest experts per layer, and per-expert series only with <paramref name="expertSeries"/>.
+    /// </summary>
+    /// <exception cref="HttpListenerException">The port is in use or the host cannot be bound.</exception>
+    /// <exception cref="ArgumentException">The host or port do not make a valid address.</exception>
+    public static MetricsEndpoint Start(ModelRoutingStats stats, string host, int port, int topExperts, bool expertSeries) =>
+        Start(meters => new ModelRoutingStatsMetrics(stats, topExperts, expertSeries, meterFactory: meters), host, port);
+
+    private static MetricsEndpoint Start(Func<IMeterFactory, IDisposable> publish, string host, int port)
     {
         var endpoint = new MetricsEndpoint();
         try
@@ -76,7 +89,7 @@ internal sealed class MetricsEndpoint : IDisposable
                 endpoint._http.Prefixes.Add($"http://{name}:{port}/");
             }
 
-            endpoint._metrics = new RoutingStatsMetrics(stats, layer, meterFactory: endpoint._meters);
+            endpoint._metrics = publish(endpoint._meters);
             endpoint._http.Start();
         }
         catch

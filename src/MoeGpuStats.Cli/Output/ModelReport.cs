@@ -17,11 +17,15 @@ internal static class ModelReport
     /// <param name="output">Where the report goes.</param>
     /// <param name="summary">The model's balance.</param>
     /// <param name="heading">What ran, in one line.</param>
-    /// <param name="engine">Which engine counted and why.</param>
-    public static void Print(TextWriter output, ModelRoutingSummary summary, string heading, string engine)
+    /// <param name="engine">Which engine counted and why; null for a snapshot read back, which no engine here counted.</param>
+    public static void Print(TextWriter output, ModelRoutingSummary summary, string heading, string? engine)
     {
         output.WriteLine(heading);
-        output.WriteLine($"engine: {engine}");
+        if (engine is not null)
+        {
+            output.WriteLine($"engine: {engine}");
+        }
+
         output.WriteLine();
         output.WriteLine("Balancedness: a layer's mean expert load over its largest, 1 = every expert equally loaded");
         output.WriteLine("(loads are token-expert slots: a token routed to k experts counts for each)");

@@ -1,0 +1,230 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace MoeGpuStats.Telemetry;
+
+/// <summary>
+/// Publishes a <see cref="ModelRoutingStats"/> through <c>System.Diagnostics.Metrics</c> (meter
+/// <see cref="RoutingStatsMetrics.MeterName"/>) with bounded cardinality: series per layer and per
+/// top-K position, not per (layer, expert) unless asked.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Every balance figure is over the sliding window (<see cref="ModelRoutingSummary.Window"/>), the
+/// load that rebalancing acts on; formulas in <see cref="LayerBalance"/>. Per layer (tag <c>layer</c>):
+/// gauges <c>moegs.layer.balancedness</c>, <c>moegs.layer.max_mean_ratio</c>, <c>moegs.layer.cv</c>,
+/// <c>moegs.layer.dead_experts</c>, and the counter <c>moegs.layer.slots</c> (token-expert slots since
+/// the start). Across layers: gauges <c>moegs.model.balancedness.min</c>, <c>.median</c>, <c>.mean</c>,
+/// <c>.token_weighted</c> and <c>moegs.model.worst_layer</c>; the counter <c>moegs.model.steps</c>.
+/// </para>
+/// <para>
+/// The K hottest and coldest experts of each layer in the window (tags <c>layer</c> and
+/// <c>position</c>, 1 the hottest or coldest): <c>moegs.layer.hot_expert</c> and
+/// <c>moegs.layer.cold_expert</c> give the expert's id, <c>moegs.layer.hot_expert.load</c> and
+/// <c>moegs.layer.cold_expert.load</c> its slots. The expert is a value, not a tag, so the series
+/// stay the same <c>4 × layers × K</c> however the ranking moves. Ties go to the lower expert id.
+/// </para>
+/// <para>
+/// With <c>expertSeries</c>, one series per (layer, expert) as well: the counter
+/// <c>moegs.expert.tokens</c> (slots since the start) and the gauge <c>moegs.expert.window_load</c>,
+/// tags <c>layer</c> and <c>expert</c>. DeepSeek-V3 (58 × 256) makes 14,848 of each per instance,
+/// which is why they are off by default (vLLM's metrics design keeps per-expert series out of its
+/// default metrics for the same reason).
+/// </para>
+/// <para>
+/// A collection reads every instrument from one reading of the model: a summary (a few scalars per
+/// layer come back from a device) and the window load (one copy of <c>layers × experts</c>
+/// counts), plus the layers' counts with <c>expertSeries</c>; a new reading only when the last is
+/// older than <c>refreshInterval</c>. Collections may run on any threads, while another thread records.
+/// </para>
+/// </remarks>
+public sealed class ModelRoutingStatsMetrics : IDisposable
+{
+    /// <summary>The top-K depth when none is given: as many hottest and coldest experts per layer.</summary>
+    public const int DefaultTopExperts = 5;
+
+    private readonly ModelRoutingStats _stats;
+    private readonly int _topExperts;
+    private readonly bool _expertSeries;
+    private readonly TimeSpan _refreshInterval;
+    private readonly Lock _lock = new();
+    private readonly KeyValuePair<string, object?>[][] _layerTags;
+    private Reading? _reading;
+    private long _readingTimestamp;
+    private int _readingsTaken;
+
+    /// <summary>Creates the instruments for <paramref name="stats"/>.</summary>
+    /// <param name="stats">The model to publish; the caller keeps ownership.</param>
+    /// <param name="topExperts">K: the hottest and coldest experts published per layer, 0 to the model's experts; default <see cref="DefaultTopExperts"/> (at most the experts).</param>
+    /// <param name="expertSeries">Whether to publish one series per (layer, expert) as well.</param>
+    /// <param name="refreshInterval">How old a reading may be before a collection takes a new one; default 1 s.</param>
+    /// <param name="meterFactory">The host's meter factory; null creates the meter directly.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="stats"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topExperts"/> is negative or more than the experts, or <paramref name="refreshInterval"/> is negative.</exception>
+    public ModelRoutingStatsMetrics(ModelRoutingStats stats, int? topExperts = null, bool expertSeries = false, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(stats);
+        var experts = stats.Experts;
+        _topExperts = topExperts ?? Math.Min(DefaultTopExperts, experts);
+        if (_topExperts < 0 || _topExperts > experts)
+        {
+            throw new ArgumentOutOfRangeException(nameof(topExperts), topExperts, $"topExperts is {topExperts}; give 0 to {experts}, the model's experts.");
+        }
+
+        _refreshInterval = refreshInterval ?? TimeSpan.FromSeconds(1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(_refreshInterval, TimeSpan.Zero, nameof(refreshInterval));
+        _stats = stats;
+        _expertSeries = expertSeries;
+        _layerTags = [.. Enumerable.Range(0, stats.Layers).Select(l => new KeyValuePair<string, object?>[] { new("layer", l.ToString(System.Globalization.CultureInfo.InvariantCulture)) })];
+        Meter = meterFactory?.Create(new MeterOptions(RoutingStatsMetrics.MeterName)) ?? new Meter(RoutingStatsMetrics.MeterName);
+
+        Meter.CreateObservableCounter("moegs.model.steps", () => (long)Read().Summary.Steps, "{step}", "Forward passes recorded.");
+        Meter.CreateObservableGauge("moegs.model.balancedness.min", () => Read().Summary.Window.MinBalancedness, null, "The smallest layer balancedness in the window.");
+        Meter.CreateObservableGauge("moegs.model.balancedness.median", () => Read().Summary.Window.MedianBalancedness, null, "The median layer balancedness in the window.");
+        Meter.CreateObservableGauge("moegs.model.balancedness.mean", () => Read().Summary.Window.MeanBalancedness, null, "The mean layer balancedness in the window.");
+        Meter.CreateObservableGauge("moegs.model.balancedness.token_weighted", () => Read().Summary.Window.TokenWeightedBalancedness, null, "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).");
+        Meter.CreateObservableGauge("moegs.model.worst_layer", () => (long)Read().Summary.Window.WorstLayer, null, "The first layer with the smallest balancedness in the window.");
+        Meter.CreateObservableCounter("moegs.layer.slots", () => PerLayer(b => (long)b.Load, sinceStart: true), "{slot}", "Token-expert slots since the start (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.balancedness", () => PerLayer(b => b.Balancedness), null, "Mean over max expert load in the window (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.max_mean_ratio", () => PerLayer(b => b.MaxMeanRatio), null, "Max over mean expert load in the window (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.cv", () => PerLayer(b => b.CoefficientOfVariation), null, "Coefficient of variation of expert load in the window (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.dead_experts", () => PerLayer(b => (long)b.DeadExperts), "{expert}", "Experts without a slot in the window (tag: layer).");
+        if (_topExperts > 0)
+        {
+            Meter.CreateObservableGauge("moegs.layer.hot_expert", () => Ranked(r => r.Hottest, id: true), null, "The id of the expert at this position among the layer's hottest in the window (tags: layer, position).");
+            Meter.CreateObservableGauge("moegs.layer.hot_expert.load", () => Ranked(r => r.Hottest, id: false), "{slot}", "Window slots of the expert at this position among the layer's hottest (tags: layer, position).");
+            Meter.CreateObservableGauge("moegs.layer.cold_expert", () => Ranked(r => r.Coldest, id: true), null, "The id of the expert at this position among the layer's coldest in the window (tags: layer, position).");
+            Meter.CreateObservableGauge("moegs.layer.cold_expert.load", () => Ranked(r => r.Coldest, id: false), "{slot}", "Window slots of the expert at this position among the layer's coldest (tags: layer, position).");
+        }
+
+        if (expertSeries)
+        {
+            Meter.CreateObservableCounter("moegs.expert.tokens", () => PerExpert(r => r.TokenCounts!), "{slot}", "Token-expert slots per expert since the start (tags: layer, expert).");
+            Meter.CreateObservableGauge("moegs.expert.window_load", () => PerExpert(r => r.WindowLoad), "{slot}", "Token-expert slots per expert in the window (tags: layer, expert).");
+        }
+    }
+
+    /// <summary>The meter that holds the instruments (exporters may select it by reference).</summary>
+    public Meter Meter { get; }
+
+    /// <summary>Readings of the model taken so far (each is one device synchronization on a device engine).</summary>
+    public int ReadingsTaken => Volatile.Read(ref _readingsTaken);
+
+    /// <summary>Stops publishing.</summary>
+    public void Dispose() => Meter.Dispose();
+
+    private IEnumerable<Measurement<T>> PerLayer<T>(Func<LayerBalance, T> value, bool sinceStart = false)
+        where T : struct
+    {
+        var summary = Read().Summary;
+        var layers = (sinceStart ? summary.SinceStart : summary.Window).Layers;
+        var measurements = new Measurement<T>[layers.Count];
+        for (var l = 0; l < layers.Count; l++)
+        {
+            measurements[l] = new Measurement<T>(value(layers[l]), _layerTags[l]);
+        }
+
+        return measurements;
+    }
+
+    private IEnumerable<Measurement<long>> Ranked(Func<Reading, int[]> ranking, bool id)
+    {
+        var reading = Read();
+        var experts = ranking(reading);
+        var measurements = new Measurement<long>[experts.Length];
+        for (var i = 0; i < experts.Length; i++)
+        {
+            var (layer, position) = Math.DivRem(i, _topExperts);
+            var expert = experts[i];
+            var value = id ? expert : (long)reading.WindowLoad[(layer * _stats.Experts) + expert];
+            measurements[i] = new Measurement<long>(value, [_layerTags[layer][0], new("position", position + 1)]);
+        }
+
+        return measurements;
+    }
+
+    private IEnumerable<Measurement<long>> PerExpert(Func<Reading, ulong[]> counts)
+    {
+        var values = counts(Read());
+        var experts = _stats.Experts;
+        var measurements = new Measurement<long>[values.Length];
+        for (var i = 0; i < values.Length; i++)
+        {
+            var (layer, expert) = Math.DivRem(i, experts);
+            measurements[i] = new Measurement<long>((long)values[i], [_layerTags[layer][0], new("expert", expert)]);
+        }
+
+        return measurements;
+    }
+
+    private Reading Read()
+    {
+        lock (_lock)
+        {
+            if (_reading is null || Stopwatch.GetElapsedTime(_readingTimestamp) >= _refreshInterval)
+            {
+                _reading = Reading.Of(_stats, _topExperts, _expertSeries);
+                _readingTimestamp = Stopwatch.GetTimestamp();
+                _readingsTaken++;
+            }
+
+            return _reading;
+        }
+    }
+
+    /// <summary>Every value the instruments report, read once and never changed.</summary>
+    /// <param name="Summary">The model's balance.</param>
+    /// <param name="WindowLoad">The window's load, <c>[layers, experts]</c>.</param>
+    /// <param name="TokenCounts">Each layer's slots per expert since the start, <c>[layers, experts]</c>; null unless per-expert series are published.</param>
+    /// <param name="Hottest">Per layer, the K hottest experts in the window, hottest first, <c>[layers, K]</c>.</param>
+    /// <param name="Coldest">Per layer, the K coldest, coldest first.</param>
+    private sealed record Reading(ModelRoutingSummary Summary, ulong[] WindowLoad, ulong[]? TokenCounts, int[] Hottest, int[] Coldest)
+    {
+        public static Reading Of(ModelRoutingStats stats, int topExperts, bool expertSeries)
+        {
+            var summary = stats.Summary();
+            var load = stats.WindowLoad();
+            ulong[]? counts = null;
+            if (expertSeries)
+            {
+                counts = new ulong[load.Length];
+                for (var l = 0; l < stats.Layers; l++)
+                {
+                    using var layer = stats.Layer(l);
+                    var layerCounts = layer.ExpertTokenCounts;
+                    for (var e = 0; e < layerCounts.Count; e++)
+                    {
+                        counts[(l * stats.Experts) + e] = layerCounts[e];
+                    }
+                }
+            }
+
+            var hottest = new int[stats.Layers * topExperts];
+            var coldest = new int[stats.Layers * topExperts];
+            if (topExperts > 0)
+            {
+                var order = new int[stats.Experts];
+                for (var l = 0; l < stats.Layers; l++)
+                {
+                    var row = load.AsSpan(l * stats.Experts, stats.Experts);
+                    Rank(row, order, descending: true).CopyTo(hottest.AsSpan(l * topExperts, topExperts));
+                    Rank(row, order, descending: false).CopyTo(coldest.AsSpan(l * topExperts, topExperts));
+                }
+            }
+
+            return new Reading(summary, load, counts, hottest, coldest);
+
+            Span<int> Rank(ReadOnlySpan<ulong> row, int[] order, bool descending)
+            {
+                for (var e = 0; e < order.Length; e++)
+                {
+                    order[e] = e;
+                }
+
+                var values = row.ToArray();
+                Array.Sort(order, (a, b) => values[a] != values[b] ? (descending ? values[b].CompareTo(values[a]) : values[a].CompareTo(values[b])) : a.CompareTo(b));
+                return order.AsSpan(0, topExperts);
+            }
+        }
+    }
+}
