@@ -56,7 +56,7 @@ internal static class ModelLoadPlot
         var bar = load.Add.ColorBar(map);
         bar.Label = "% of the layer's slots";
         load.Axes.SetLimits(-0.5, experts - 0.5, layers - 0.5, -0.5);
-        load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({layers:N0} layers × {experts:N0} experts, {steps:N0} steps; an even split is {100.0 / experts:0.###} %)");
+        load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({layers:N0} layers × {experts:N0} experts, {steps:N0} step{(steps == 1 ? "" : "s")}; an even split is {100.0 / experts:0.###} %)");
         Label(load, "expert", "layer");
 
         if (timeline is null)

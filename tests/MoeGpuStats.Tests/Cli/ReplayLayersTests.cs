@@ -208,17 +208,21 @@ public sealed class ReplayLayersTests : IDisposable
     }
 
     [Fact]
-    public void OptionsOfOneLayerAreRefusedForAModelAndTheWindowLoadWithoutOne()
+    public void ModelOptionsAreRefusedWithoutLayersOrWithoutAnEndpoint()
     {
         var model = WriteInt32("model.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", Ids(Steps, Layers, Tokens, seed: 7));
-        var (code, _, error) = CommandLineTests.Run("replay", model, "--save", Path.Combine(_folder.FullName, "s.json"));
+        var (code, _, error) = CommandLineTests.Run("replay", model, "--metrics-top-experts", "3");
         Assert.Equal(ExitCodes.Usage, code);
-        Assert.StartsWith("--save: shows one layer's statistics; a replay with a layers axis (--layout steps,layers,tokens,k)", error);
+        Assert.Equal("--metrics-top-experts: shapes the metrics of --metrics-port, which was not given.", error.Trim());
 
         var layer = WriteInt32("layer.npy", $"{Tokens}, {TopK}", Ids(1, 1, Tokens, seed: 7));
         (code, _, error) = CommandLineTests.Run("replay", layer, "--window-load", Path.Combine(_folder.FullName, "w.npy"));
         Assert.Equal(ExitCodes.Usage, code);
         Assert.StartsWith("--window-load: the window load is a model's", error);
+
+        (code, _, error) = CommandLineTests.Run("replay", layer, "--metrics-port", "1", "--metrics-expert-series");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("--metrics-expert-series: ranks each layer's experts in a model's metrics", error);
     }
 
     /// <summary>The text report lists the worst layers first, at most ten, and says how many it leaves out.</summary>
@@ -246,7 +250,7 @@ public sealed class ReplayLayersTests : IDisposable
     }
 
     /// <summary>Top-k ids without repeats per token, [steps, layers, tokens, k], skewed so layers differ; a few empty slots.</summary>
-    private static int[] Ids(int steps, int layers, int tokens, int seed)
+    internal static int[] Ids(int steps, int layers, int tokens, int seed)
     {
         var random = new Random(seed);
         var ids = new int[steps * layers * tokens * TopK];
@@ -287,6 +291,6 @@ public sealed class ReplayLayersTests : IDisposable
         return reordered;
     }
 
-    private string WriteInt32(string name, string shape, int[] ids) =>
+    internal string WriteInt32(string name, string shape, int[] ids) =>
         NpyIdsTests.Write(Path.Combine(_folder.FullName, name), "<i4", shape, [.. ids.SelectMany(BitConverter.GetBytes)]);
 }

@@ -1,0 +1,182 @@
+using System.Diagnostics.Metrics;
+using MoeGpuStats.Telemetry;
+
+namespace MoeGpuStats.Tests.Telemetry;
+
+public sealed class ModelRoutingStatsMetricsTests
+{
+    private const int Layers = 3;
+    private const int Experts = 6;
+
+    public static TheoryData<string> Engines => ["managed", "cpu"];
+
+    /// <summary>Per-layer and model-wide figures are the summary's; the top-K are the window load's ranking, ties to the lower id.</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void EveryFigureIsTheSummarysAndTheTopExpertsAreTheWindowsRanking(string engine)
+    {
+        using var stats = Model(engine, window: 2);
+        using var metrics = new ModelRoutingStatsMetrics(stats, topExperts: 3);
+        RecordSteps(stats);
+
+        var seen = Collect(metrics);
+
+        Assert.Equal(1, metrics.ReadingsTaken);
+        var summary = stats.Summary();
+        var load = stats.WindowLoad();
+        Assert.Equal((double)summary.Steps, Single(seen, "moegs.model.steps"));
+        Assert.Equal(summary.Window.MinBalancedness, Single(seen, "moegs.model.balancedness.min"));
+        Assert.Equal(summary.Window.MedianBalancedness, Single(seen, "moegs.model.balancedness.median"));
+        Assert.Equal(summary.Window.MeanBalancedness, Single(seen, "moegs.model.balancedness.mean"));
+        Assert.Equal(summary.Window.TokenWeightedBalancedness, Single(seen, "moegs.model.balancedness.token_weighted"));
+        Assert.Equal(summary.Window.WorstLayer, Single(seen, "moegs.model.worst_layer"));
+        for (var l = 0; l < Layers; l++)
+        {
+            var window = summary.Window.Layers[l];
+            Assert.Equal(window.Balancedness, PerLayer(seen, "moegs.layer.balancedness", l));
+            Assert.Equal(window.MaxMeanRatio, PerLayer(seen, "moegs.layer.max_mean_ratio", l));
+            Assert.Equal(window.CoefficientOfVariation, PerLayer(seen, "moegs.layer.cv", l));
+            Assert.Equal(window.DeadExperts, PerLayer(seen, "moegs.layer.dead_experts", l));
+            Assert.Equal(summary.SinceStart.Layers[l].Load, (ulong)PerLayer(seen, "moegs.layer.slots", l));
+
+            var row = load.AsSpan(l * Experts, Experts).ToArray();
+            var hottest = Enumerable.Range(0, Experts).OrderByDescending(e => row[e]).ThenBy(e => e).Take(3).ToArray();
+            var coldest = Enumerable.Range(0, Experts).OrderBy(e => row[e]).ThenBy(e => e).Take(3).ToArray();
+            Assert.Equal(hottest, Ranked(seen, "moegs.layer.hot_expert", l).Select(v => (int)v));
+            Assert.Equal(coldest, Ranked(seen, "moegs.layer.cold_expert", l).Select(v => (int)v));
+            Assert.Equal(hottest.Select(e => (double)row[e]), Ranked(seen, "moegs.layer.hot_expert.load", l));
+            Assert.Equal(coldest.Select(e => (double)row[e]), Ranked(seen, "moegs.layer.cold_expert.load", l));
+        }
+
+        // Bounded: 6 model series, 5 per layer, 4 per layer and position; no per-expert series.
+        Assert.Equal(6 + (5 * Layers) + (4 * Layers * 3), seen.Count);
+        Assert.DoesNotContain(seen, m => m.Tags.ContainsKey("expert"));
+    }
+
+    /// <summary>With per-expert series on, one per (layer, expert): the layers' counts since the start and the window load.</summary>
+    [Fact]
+    public void PerExpertSeriesAreTheCountsAndTheWindowLoad()
+    {
+        using var stats = Model("managed", window: 2);
+        using var metrics = new ModelRoutingStatsMetrics(stats, topExperts: 0, expertSeries: true);
+        RecordSteps(stats);
+
+        var seen = Collect(metrics);
+
+        var load = stats.WindowLoad();
+        for (var l = 0; l < Layers; l++)
+        {
+            using var layer = stats.Layer(l);
+            for (var e = 0; e < Experts; e++)
+            {
+                Assert.Equal(layer.ExpertTokenCounts[e], (ulong)PerExpert(seen, "moegs.expert.tokens", l, e));
+                Assert.Equal(load[(l * Experts) + e], (ulong)PerExpert(seen, "moegs.expert.window_load", l, e));
+            }
+        }
+
+        Assert.DoesNotContain(seen, m => m.Name.Contains("hot_expert", StringComparison.Ordinal));
+        Assert.Equal(6 + (5 * Layers) + (2 * Layers * Experts), seen.Count);
+    }
+
+    /// <summary>The window moves on: a reading after more steps shows the new ranking, once the last reading is old enough.</summary>
+    [Fact]
+    public void AReadingIsReusedUntilItIsOlderThanTheRefreshInterval()
+    {
+        using var stats = Model("managed", window: 1);
+        using var cached = new ModelRoutingStatsMetrics(stats, refreshInterval: TimeSpan.FromHours(1));
+        using var fresh = new ModelRoutingStatsMetrics(stats, refreshInterval: TimeSpan.Zero);
+        stats.RecordStep(Step(hot: 1), tokens: 4, topK: 1);
+        Assert.Equal(1, Ranked(Collect(cached), "moegs.layer.hot_expert", 0)[0]);
+
+        stats.RecordStep(Step(hot: 4), tokens: 4, topK: 1);
+
+        Assert.Equal(1, Ranked(Collect(cached), "moegs.layer.hot_expert", 0)[0]);
+        Assert.Equal(4, Ranked(Collect(fresh), "moegs.layer.hot_expert", 0)[0]);
+        Assert.Equal(1, cached.ReadingsTaken);
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(Experts + 1)]
+    public void ATopKOutsideTheExpertsIsRefusedNamingIt(int topExperts)
+    {
+        using var stats = Model("managed", window: 2);
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStatsMetrics(stats, topExperts));
+        Assert.Equal("topExperts", error.ParamName);
+        Assert.StartsWith($"topExperts is {topExperts}; give 0 to {Experts}", error.Message);
+    }
+
+    [Fact]
+    public void TheDefaultTopKIsAtMostTheExperts()
+    {
+        using var stats = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 1, Experts = 2 });
+        using var metrics = new ModelRoutingStatsMetrics(stats);
+        stats.RecordStep([0, 1, 1], tokens: 3, topK: 1);
+        Assert.Equal([1, 0], Ranked(Collect(metrics), "moegs.layer.hot_expert", 0).Select(v => (int)v));
+    }
+
+    private static ModelRoutingStats Model(string engine, int window)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = window };
+        return engine == "managed" ? new ModelRoutingStats(options) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), options);
+    }
+
+    /// <summary>Three steps of skewed, different layers, with ties, padding and an invalid id; the window of 2 drops the first.</summary>
+    private static void RecordSteps(ModelRoutingStats stats)
+    {
+        var random = new Random(5);
+        for (var step = 0; step < 3; step++)
+        {
+            var ids = new int[Layers * 8 * 2];
+            for (var i = 0; i < ids.Length; i++)
+            {
+                var layer = i / 16;
+                ids[i] = random.Next(12) switch
+                {
+                    0 => -1,
+                    1 => Experts + 3,
+                    var r => (int)(random.NextDouble() * random.NextDouble() * (Experts - layer)) % Experts,
+                };
+            }
+
+            stats.RecordStep(ids, tokens: 8, topK: 2);
+        }
+    }
+
+    /// <summary>One step of four tokens, three to <paramref name="hot"/>, in every layer.</summary>
+    private static int[] Step(int hot) =>
+        [.. Enumerable.Range(0, Layers).SelectMany(_ => new[] { hot, hot, hot, 0 })];
+
+    private static List<(string Name, double Value, Dictionary<string, object?> Tags)> Collect(ModelRoutingStatsMetrics metrics)
+    {
+        var seen = new List<(string Name, double Value, Dictionary<string, object?> Tags)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            // Other tests publish through meters of the same name at the same time: keep this object's.
+            if (ReferenceEquals(instrument.Meter, metrics.Meter))
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        void Keep(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags) =>
+            seen.Add((instrument.Name, value, tags.ToArray().ToDictionary(t => t.Key, t => t.Value)));
+        listener.SetMeasurementEventCallback<long>((i, v, tags, _) => Keep(i, v, tags));
+        listener.SetMeasurementEventCallback<double>((i, v, tags, _) => Keep(i, v, tags));
+        listener.Start();
+        listener.RecordObservableInstruments();
+        return seen;
+    }
+
+    private static double Single(List<(string Name, double Value, Dictionary<string, object?> Tags)> seen, string name) =>
+        seen.Single(m => m.Name == name).Value;
+
+    private static double PerLayer(List<(string Name, double Value, Dictionary<string, object?> Tags)> seen, string name, int layer) =>
+        seen.Single(m => m.Name == name && Equals(m.Tags["layer"], $"{layer}")).Value;
+
+    private static double PerExpert(List<(string Name, double Value, Dictionary<string, object?> Tags)> seen, string name, int layer, int expert) =>
+        seen.Single(m => m.Name == name && Equals(m.Tags["layer"], $"{layer}") && Equals(m.Tags["expert"], expert)).Value;
+
+    private static double[] Ranked(List<(string Name, double Value, Dictionary<string, object?> Tags)> seen, string name, int layer) =>
+        [.. seen.Where(m => m.Name == name && Equals(m.Tags["layer"], $"{layer}")).OrderBy(m => (int)m.Tags["position"]!).Select(m => m.Value)];
+}
