@@ -5,7 +5,8 @@ namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
 /// Expert load as one picture: each expert's share of a batch's tokens with the mean marked (top), the
-/// figure the report calls expert load, in the same unit; and the per-batch load variance over time (bottom).
+/// figure the report calls expert load, in the same unit; and the per-batch load variance over time
+/// (bottom), drawn only when there are at least two batches to draw it over.
 /// </summary>
 internal static class LoadPlot
 {
@@ -70,20 +71,21 @@ internal static class LoadPlot
             load.Axes.SetLimitsY(0, Math.Max(shares.Max(), meanShare) * 1.08);
         }
 
-        load.Title($"expert load: share of a batch's tokens per expert, % ({experts:N0} experts, {stats.TotalRoutings:N0} batches, {stats.TotalTokens:N0} tokens)"
+        load.Title($"expert load: share of a batch's tokens per expert, % ({experts:N0} experts, {stats.TotalRoutings:N0} batch{(stats.TotalRoutings == 1 ? "" : "es")}, {stats.TotalTokens:N0} tokens)"
             + (experts > BarredExperts ? $"\neach bar covers {(experts + BarredExperts - 1) / BarredExperts} neighbouring experts and shows the busiest of them" : ""));
         load.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         load.XLabel("expert");
         load.YLabel("% of tokens");
 
-        var variance = new Plot();
         var history = stats.LoadVarianceHistory.Select(v => (double)v).ToArray();
-        if (history.Length > 0)
+        if (history.Length < 2)
         {
-            variance.Add.Signal(history);
-            variance.Axes.SetLimitsX(0, Math.Max(1, history.Length - 1));
+            return Render(load, Width, Height);
         }
 
+        var variance = new Plot();
+        variance.Add.Signal(history);
+        variance.Axes.SetLimitsX(0, history.Length - 1);
         variance.Title($"load variance per batch: variance of tokens per expert (newest {history.Length:N0} batches)");
         variance.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         variance.XLabel("batch (oldest to newest)");

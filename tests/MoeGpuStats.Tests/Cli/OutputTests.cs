@@ -69,6 +69,37 @@ public sealed class OutputTests
         }
     }
 
+    /// <summary>One batch has no variance over time to draw: the load chart takes the whole picture, with no empty time axis below it.</summary>
+    [Fact]
+    public void ASingleBatchDrawsNoTimeAxis()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 0, 0, 0, 0, 0, 0, 1], tokens: 8, topK: 1);
+        var single = TallestBar(stats);
+        stats.RecordRouting([0, 0, 0, 0, 0, 0, 0, 1], tokens: 8, topK: 1);
+        var two = TallestBar(stats);
+
+        Assert.True(single > 0.6 * LoadPlot.Height, $"one batch: the busiest bar is {single} px of {LoadPlot.Height}; the load chart should take the whole height");
+        Assert.True(two < 0.6 * LoadPlot.Height, $"two batches: the busiest bar is {two} px of {LoadPlot.Height}; the variance chart should share the height");
+    }
+
+    /// <summary>The most pixels of the bars' color in one column: the busiest expert's bar.</summary>
+    private static int TallestBar(RoutingStats stats)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
+        try
+        {
+            LoadPlot.Save(stats, path);
+            using var bitmap = SKBitmap.Decode(path);
+            var barColor = new SKColor(0x1F, 0x77, 0xB4);
+            return Enumerable.Range(0, bitmap.Width).Max(x => Enumerable.Range(0, bitmap.Height).Count(y => bitmap.GetPixel(x, y) == barColor));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     [Fact]
     public async Task PrometheusScrapesTheStatistics()
     {
