@@ -223,6 +223,53 @@ public sealed partial class CommandLineTests : IDisposable
         Assert.Contains("Batches and tokens", await output);
     }
 
+    /// <summary>A whole model's replay with --serve-after serves its bounded series with the final state: a scraper parses them.</summary>
+    [Fact]
+    public async Task AModelsEndpointServesItsFinalBalanceAfterTheRun()
+    {
+        const int steps = 4, layers = 3, tokens = 5, topK = 2, experts = 6;
+        var ids = Enumerable.Range(0, steps * layers * tokens * topK).Select(i => (i * 7 / 3) % experts).ToArray();
+        var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "model.npy"), "<i4", $"{steps}, {layers}, {tokens}, {topK}", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        using var expected = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = layers, Experts = experts });
+        for (var step = 0; step < steps; step++)
+        {
+            expected.RecordStep(ids.AsSpan(step * layers * tokens * topK, layers * tokens * topK), tokens, topK);
+        }
+
+        var summary = expected.Summary();
+        var port = Telemetry.MetricsEndpointTests.FreePort();
+        using var moegs = StartSignallable("replay", npy, "--experts", $"{experts}", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--metrics-top-experts", "2", "--serve-after");
+        using var cleanup = new ProcessCleanup(moegs);
+        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var cancel = TestContext.Current.CancellationToken;
+        string? line;
+        do
+        {
+            line = await moegs.StandardError.ReadLineAsync(cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(60), cancel);
+        }
+        while (line is not null && !line.Contains("serving the final state", StringComparison.Ordinal));
+
+        Assert.NotNull(line);
+        using var http = new HttpClient();
+        var (types, samples) = Telemetry.MetricsEndpointTests.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), cancel));
+        Assert.Equal(steps, samples["moegpustats_moegs_model_steps_total"]);
+        Assert.Equal("counter", types["moegpustats_moegs_model_steps_total"]);
+        Assert.Equal("gauge", types["moegpustats_moegs_layer_balancedness"]);
+        Assert.Equal(summary.Window.MeanBalancedness, samples["moegpustats_moegs_model_balancedness_mean"], 12);
+        for (var l = 0; l < layers; l++)
+        {
+            Assert.Equal(summary.Window.Layers[l].Balancedness, samples[$"moegpustats_moegs_layer_balancedness{{layer=\"{l}\"}}"], 12);
+            Assert.Equal(summary.Window.Layers[l].HottestExpert, samples[$"moegpustats_moegs_layer_hot_expert{{layer=\"{l}\",position=\"1\"}}"]);
+        }
+
+        Assert.Equal(6 + (5 * layers) + (4 * layers * 2), samples.Count);
+        await Interrupt(moegs);
+
+        await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);
+        Assert.Equal(ExitCodes.Ok, moegs.ExitCode);
+        Assert.Contains("Layers, worst first", await output);
+    }
+
     [Theory]
     [InlineData("not a header at all", "not a NumPy .npy file")]
     [InlineData("-1, 2", "dimension -1 is negative")]
