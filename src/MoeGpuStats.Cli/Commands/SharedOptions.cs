@@ -143,10 +143,12 @@ internal static class SharedOptions
         /// Why the options cannot go with a replay of a whole model, or null: --plot, --save and the
         /// metrics endpoint show one layer's statistics, and are not built for a model yet.
         /// </summary>
-        public string? SingleLayerProblem(ParseResult parse, string layout)
+        /// <param name="parse">The command line.</param>
+        /// <param name="layersFrom">What gave the trace its layers: <c>--layout steps,layers,tokens,k</c>, <c>the layer field</c>.</param>
+        public string? SingleLayerProblem(ParseResult parse, string layersFrom)
         {
             var given = parse.GetValue(_plot) is not null ? _plot : parse.GetValue(_save) is not null ? _save : parse.GetValue(_port) is not null ? (Option)_port : null;
-            return given is null ? null : $"{given.Name}: shows one layer's statistics; a replay with a layers axis (--layout {layout}) reports the whole model and does not take it yet.";
+            return given is null ? null : $"{given.Name}: shows one layer's statistics; a replay with a layers axis ({layersFrom}) reports the whole model and does not take it yet.";
         }
 
         /// <summary>A replay of a whole model with these options.</summary>
