@@ -46,12 +46,11 @@ internal sealed class ModelReplay
 
     /// <summary>Records <paramref name="steps"/> steps of <paramref name="ids"/> (<c>[layers, tokens, topK]</c>, filled by <paramref name="fill"/>), then reports.</summary>
     /// <param name="steps">Steps to record.</param>
-    /// <param name="ids">The buffer each step is filled into.</param>
-    /// <param name="tokens">Tokens per layer.</param>
+    /// <param name="ids">The buffer each step is filled into, large enough for the largest.</param>
     /// <param name="topK">Experts per token.</param>
-    /// <param name="fill">Fills a step.</param>
+    /// <param name="fill">Fills a step and returns its tokens per layer, which may differ from step to step.</param>
     /// <param name="warnings">Lines for standard error once the steps are recorded, before the report.</param>
-    public int Run(int steps, Span<int> ids, int tokens, int topK, FillBatch fill, Func<IEnumerable<string>> warnings)
+    public int Run(int steps, Span<int> ids, int topK, FillBatch fill, Func<IEnumerable<string>> warnings)
     {
         ModelRoutingStats stats;
         try
@@ -97,8 +96,8 @@ internal sealed class ModelReplay
         {
             for (var step = 0; step < steps && !interrupt.Requested; step++, done++)
             {
-                fill(step, ids);
-                stats.RecordStep(ids, tokens, topK);
+                var tokens = fill(step, ids);
+                stats.RecordStep(ids[..(Options.Layers * tokens * topK)], tokens, topK);
                 timeline?.Add(ids, tokens, topK);
                 progress.Report(step + 1);
                 if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)

@@ -6,11 +6,11 @@ using MoeGpuStats.Serialization;
 
 namespace MoeGpuStats.Cli.Commands;
 
-/// <summary>Fills one batch's ids (not timed).</summary>
-internal delegate void FillBatch(int step, Span<int> ids);
+/// <summary>Fills one batch's ids (not timed); returns its tokens, which may differ from batch to batch (a prefill, then decode steps).</summary>
+internal delegate int FillBatch(int step, Span<int> ids);
 
-/// <summary>Records one batch's ids: the call the report times.</summary>
-internal delegate void RecordBatch(RoutingStats stats, ReadOnlySpan<int> ids);
+/// <summary>Records one batch's ids, <paramref name="tokens"/> of them: the call the report times.</summary>
+internal delegate void RecordBatch(RoutingStats stats, ReadOnlySpan<int> ids, int tokens);
 
 /// <summary>What simulate and replay share: the engine, periodic reports, progress, metrics, and the ending.</summary>
 internal sealed class RecordingSession
@@ -43,7 +43,7 @@ internal sealed class RecordingSession
     /// <summary>Records <paramref name="steps"/> batches of <paramref name="ids"/> (filled, then recorded and timed), then reports.</summary>
     /// <param name="steps">Batches to record.</param>
     /// <param name="ids">The buffer each batch is filled into.</param>
-    /// <param name="fill">Fills a batch (not timed).</param>
+    /// <param name="fill">Fills a batch (not timed) and says its tokens.</param>
     /// <param name="record">Records a batch (timed).</param>
     /// <param name="warnings">Lines for standard error once the batches are recorded, before the report (and before an endpoint kept up by --serve-after).</param>
     public int Run(int steps, Span<int> ids, FillBatch fill, RecordBatch record, Func<IEnumerable<string>>? warnings = null)
@@ -85,9 +85,9 @@ internal sealed class RecordingSession
         {
             for (var step = 0; step < steps && !interrupt.Requested; step++, done++)
             {
-                fill(step, ids);
+                var tokens = fill(step, ids);
                 var recording = Stopwatch.GetTimestamp();
-                record(stats, ids);
+                record(stats, ids, tokens);
                 // The first record compiles the engine's code (hundreds of ms on ILGPU's CPU
                 // accelerator): timed, it would make the mean describe the warm-up, not the records.
                 if (step > 0)

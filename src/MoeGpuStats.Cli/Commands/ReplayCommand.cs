@@ -6,21 +6,22 @@ using MoeGpuStats.Telemetry;
 namespace MoeGpuStats.Cli.Commands;
 
 /// <summary>
-/// <c>replay FILE.npy</c>: a router's saved top-k ids, recorded step by step on the chosen engine; one
-/// layer's into <see cref="RoutingStats"/>, a file with a layers axis into <see cref="ModelRoutingStats"/>.
+/// <c>replay FILE</c>: a router's recorded top-k ids (.npy, .npz or JSON lines), recorded step by step
+/// on the chosen engine; one layer's into <see cref="RoutingStats"/>, a trace with layers into
+/// <see cref="ModelRoutingStats"/>. Steps may differ in tokens, as a prefill and decode batches do.
 /// </summary>
 internal static class ReplayCommand
 {
     public static Command Create(CliConsole console)
     {
         var maxExperts = RoutingStatsOptions.MaxDeviceExperts;
-        var file = new Argument<FileInfo>("FILE.npy")
+        var file = new Argument<FileInfo>("FILE")
         {
-            Description = $"Top-k expert ids saved with np.save: int8, uint8, int16, uint16, int32 or int64, in one of the --layout orders, at most {NpyIds.MaxIdsPerStep:N0} ids per step; -1 marks an empty slot.",
+            Description = $"The router's top-k ids, at most {NpyIds.MaxIdsPerStep:N0} a step; -1 marks an empty slot. A .npy file (np.save: int8, uint8, int16, uint16, int32 or int64, in one of the --layout orders); an .npz archive (np.savez or np.savez_compressed: members in the archive's order, see --members); or JSON lines (.jsonl, .ndjson), one object a line: topk_ids (one token's k ids, or a forward pass's [tokens][k]); layer (none in one layer's trace); optionally the pass's id, step, or the index of the line's first token in its pass, position (a pass starts where it is 0 again); without either, a pass ends where a layer comes again. Every layer of a pass routes the same tokens. request_id and gate_weights are checked, not used; other fields are ignored. Spellings: {JsonTraceLine.Spellings}. Other names are read by their first bytes.",
         };
         var layout = new Option<IdLayout?>("--layout")
         {
-            Description = $"The file's axes: {string.Join(", ", IdLayout.All)}. Default: tokens,k for 2-D, steps,layers,tokens,k for 4-D; a 3-D file must say whether it holds steps or layers.",
+            Description = $"The axes of a .npy file, or of each .npz member: {string.Join(", ", IdLayout.All)}. Default: tokens,k for 2-D, steps,layers,tokens,k for 4-D; a 3-D file must say which of steps,tokens,k, layers,tokens,k and tokens,layers,k it holds (with --members layers, 3-D is steps,tokens,k).",
             CustomParser = result =>
             {
                 var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
@@ -33,11 +34,30 @@ internal static class ReplayCommand
                 return null;
             },
         };
+        var members = new Option<NpzMembers?>("--members")
+        {
+            HelpName = "steps|layers",
+            Description = "What each member of an .npz archive holds: steps (the default: forward passes, each member read as a .npy file with --layout, one pass per member without a steps axis, the members' passes one after another, tokens free to differ) or layers (member l is layer l: [steps, tokens, k], or [tokens, k] for one step, every member of one shape).",
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+                switch (text.Trim().ToLowerInvariant())
+                {
+                    case "steps":
+                        return NpzMembers.Steps;
+                    case "layers":
+                        return NpzMembers.Layers;
+                }
+
+                result.AddError($"--members {text}: give steps (each member holds forward passes) or layers (member l holds layer l).");
+                return null;
+            },
+        };
         var windowLoad = SharedOptions.OutputFile(
-            new Option<FileInfo?>("--window-load") { Description = "With a layers axis: write the window's expert load, [layers, experts] int64, as .npy or .json (by the name), for `moegs plan`." },
+            new Option<FileInfo?>("--window-load") { Description = "With layers: write the window's expert load, [layers, experts] int64, as .npy or .json (by the name), for `moegs plan`." },
             WindowLoadFile.FormatProblem);
         var window = SharedOptions.WholeNumber(
-            new Option<int>("--window") { Description = "With a layers axis: steps in the sliding window of expert load (the window figures and --window-load).", DefaultValueFactory = _ => 1000 },
+            new Option<int>("--window") { Description = "With layers: steps in the sliding window of expert load (the window figures and --window-load).", DefaultValueFactory = _ => 1000 },
             1,
             int.MaxValue,
             "the steps in the window");
@@ -63,7 +83,7 @@ internal static class ReplayCommand
         var recording = new SharedOptions.Recording();
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")
         {
-            file, layout, experts, skip, window, windowLoad, topExperts, expertSeries,
+            file, layout, members, experts, skip, window, windowLoad, topExperts, expertSeries,
         };
         recording.AddTo(command);
         command.SetAction(parse =>
@@ -75,10 +95,10 @@ internal static class ReplayCommand
             }
 
             var path = parse.GetValue(file)!;
-            NpyIds npy;
+            IRoutingTrace trace;
             try
             {
-                if (!TryOpen(console, path, parse.GetValue(layout), out npy))
+                if (!InputFile.TryRead(console, path, $"a {TraceFile.Names} file", name => TraceFile.Open(name, parse.GetValue(layout), parse.GetValue(members)), out trace))
                 {
                     return ExitCodes.BadInput;
                 }
@@ -89,14 +109,14 @@ internal static class ReplayCommand
                 return ExitCodes.Usage;
             }
 
-            using (npy)
+            using (trace)
             {
-                var layered = npy.Layout.HasLayers;
+                var layered = trace.HasLayers;
                 Option? modelMetric = parse.GetResult(topExperts) is not null ? topExperts : parse.GetValue(expertSeries) ? expertSeries : null;
                 var mismatch = layered
                     ? modelMetric is null ? null : recording.ModelMetricsProblem(parse, modelMetric)
-                    : parse.GetValue(windowLoad) is not null ? WithoutLayersProblem(path, npy, "--window-load", "the window load is a model's, [layers, experts]")
-                    : modelMetric is not null ? WithoutLayersProblem(path, npy, modelMetric.Name, "ranks each layer's experts in a model's metrics (one layer's metrics publish every expert)")
+                    : parse.GetValue(windowLoad) is not null ? WithoutLayersProblem(path, trace, "--window-load", "the window load is a model's, [layers, experts]")
+                    : modelMetric is not null ? WithoutLayersProblem(path, trace, modelMetric.Name, "ranks each layer's experts in a model's metrics (one layer's metrics publish every expert)")
                     : null;
                 if (mismatch is not null)
                 {
@@ -104,17 +124,22 @@ internal static class ReplayCommand
                     return ExitCodes.Usage;
                 }
 
-                if (npy.Layers > ModelRoutingStatsOptions.MaxLayers)
+                if (trace.Layers > ModelRoutingStatsOptions.MaxLayers)
                 {
-                    console.Error.WriteLine($"{path}: {npy.Layers:N0} layers ({npy.Layout.Name}); a model holds at most {ModelRoutingStatsOptions.MaxLayers:N0}.");
+                    console.Error.WriteLine($"{path}: {trace.Layers:N0} layers ({trace.Axes}); a model holds at most {ModelRoutingStatsOptions.MaxLayers:N0}.");
                     return ExitCodes.BadInput;
                 }
 
                 var skipped = parse.GetValue(skip);
-                if (skipped >= npy.Steps)
+                if (skipped >= trace.Steps)
                 {
-                    console.Error.WriteLine($"--skip-steps {skipped}: {path} has {npy.Steps:N0} step{(npy.Steps == 1 ? "" : "s")}; leave out fewer.");
+                    console.Error.WriteLine($"--skip-steps {skipped}: {path} has {trace.Steps:N0} step{(trace.Steps == 1 ? "" : "s")}; leave out fewer.");
                     return ExitCodes.Usage;
+                }
+
+                foreach (var note in trace.Notes)
+                {
+                    console.Error.WriteLine(note);
                 }
 
                 int e;
@@ -124,7 +149,17 @@ internal static class ReplayCommand
                 }
                 else
                 {
-                    var max = npy.MaxId();
+                    long max;
+                    try
+                    {
+                        max = trace.MaxId();
+                    }
+                    catch (Exception exception) when (exception is IOException or InvalidDataException)
+                    {
+                        console.Error.WriteLine(exception is InvalidDataException ? exception.Message : $"{path}: {ErrorText.Of(exception)}");
+                        return ExitCodes.BadInput;
+                    }
+
                     if (max < 0 || max >= maxExperts)
                     {
                         console.Error.WriteLine(max < 0
@@ -136,59 +171,75 @@ internal static class ReplayCommand
                     e = (int)max + 1;
                 }
 
+                // The buffer holds the largest step; every size in it was checked against the file when it was opened.
+                var largest = trace.Layers * trace.MaxTokens * trace.TopK;
                 IdBuffer ids;
                 try
                 {
-                    ids = IdBuffer.Allocate(npy.IdsPerStep);
+                    ids = IdBuffer.Allocate(largest);
                 }
                 catch (OutOfMemoryException)
                 {
-                    console.Error.WriteLine($"{path}: not enough memory for a step of {IdBuffer.Describe(npy.IdsPerStep)}.");
+                    console.Error.WriteLine($"{path}: not enough memory for a step of {IdBuffer.Describe(largest)}.");
                     return ExitCodes.BadInput;
                 }
 
                 using (ids)
                 {
-                    var steps = npy.Steps - skipped;
-                    var checks = new TraceChecks(npy.Layers, npy.Tokens, npy.TopK, npy.Layout);
-                    void Fill(int step, Span<int> batch)
+                    var steps = trace.Steps - skipped;
+                    var checks = new TraceChecks(trace.Layers, trace.TopK, trace.Layout);
+                    int Fill(int step, Span<int> batch)
                     {
-                        npy.ReadStep(skipped + step, batch);
-                        checks.Check(skipped + step, batch);
+                        var tokens = trace.ReadStep(skipped + step, batch);
+                        checks.Check(skipped + step, batch, tokens);
+                        return tokens;
                     }
 
+                    var what = $"{steps:N0} step{(steps == 1 ? "" : "s")} of {TokensPerStep(trace, skipped)}";
+                    var left = skipped > 0 ? $" (the first {skipped:N0} left out)" : "";
                     if (layered)
                     {
                         var model = recording.Model(
                             parse,
                             console,
-                            new ModelRoutingStatsOptions { Layers = npy.Layers, Experts = e, Window = parse.GetValue(window) },
+                            new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = parse.GetValue(window) },
                             parse.GetValue(windowLoad),
                             new ModelMetrics(parse.GetValue(topExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(expertSeries)),
-                            $"replay {path.Name}: {steps:N0} step{(steps == 1 ? "" : "s")} of {npy.Tokens:N0} tokens in {npy.Layers:N0} layer{(npy.Layers == 1 ? "" : "s")} ({npy.Layout.Name}){(skipped > 0 ? $" (the first {skipped:N0} left out)" : "")}, top-{npy.TopK} of {e:N0} experts ({npy.DType})");
-                        return Replay(console, path, () => model.Run(steps, ids.Span, npy.Tokens, npy.TopK, Fill, () => checks.Warnings(npy.Steps)));
+                            $"replay {path.Name}: {what} in {trace.Layers:N0} layer{(trace.Layers == 1 ? "" : "s")} ({trace.Axes}){left}, top-{trace.TopK} of {e:N0} experts ({trace.IdType})");
+                        return Replay(console, path, () => model.Run(steps, ids.Span, trace.TopK, Fill, () => checks.Warnings(trace.Steps)));
                     }
 
                     var session = recording.Session(
                         parse,
                         console,
                         e,
-                        $"replay {path.Name}: {steps:N0} step{(steps == 1 ? "" : "s")} of {npy.Tokens:N0} tokens{(skipped > 0 ? $" (the first {skipped:N0} left out)" : "")}, top-{npy.TopK} of {e:N0} experts ({npy.DType})",
+                        $"replay {path.Name}: {what}{left}, top-{trace.TopK} of {e:N0} experts ({trace.IdType})",
                         "one RecordRouting call, which hands the step's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");
                     return Replay(console, path, () => session.Run(
                         steps,
                         ids.Span,
                         Fill,
-                        (stats, batch) => stats.RecordRouting(batch, npy.Tokens, npy.TopK),
-                        () => checks.Warnings(npy.Steps)));
+                        (stats, batch, tokens) => stats.RecordRouting(batch[..(tokens * trace.TopK)], tokens, trace.TopK),
+                        () => checks.Warnings(trace.Steps)));
                 }
             }
         });
         return command;
     }
 
-    private static bool TryOpen(CliConsole console, FileInfo path, IdLayout? layout, out NpyIds npy) =>
-        InputFile.TryRead(console, path, "a .npy file", name => NpyIds.Open(name, layout), out npy);
+    /// <summary>The replayed steps' tokens, for the title: <c>6 tokens</c>, or <c>1 to 7 tokens (16 in all)</c> when they differ.</summary>
+    private static string TokensPerStep(IRoutingTrace trace, int skipped)
+    {
+        int min = int.MaxValue, max = 0;
+        var total = 0L;
+        for (var step = skipped; step < trace.Steps; step++)
+        {
+            var tokens = trace.TokensAt(step);
+            (min, max, total) = (Math.Min(min, tokens), Math.Max(max, tokens), total + tokens);
+        }
+
+        return min == max ? $"{max:N0} tokens" : $"{min:N0} to {max:N0} tokens ({total:N0} in all)";
+    }
 
     /// <summary>Runs a replay; a file that fails while it is read (changed or removed meanwhile) is one line and exit code 1.</summary>
     private static int Replay(CliConsole console, FileInfo path, Func<int> run)
@@ -204,8 +255,8 @@ internal static class ReplayCommand
         }
     }
 
-    private static string WithoutLayersProblem(FileInfo path, NpyIds npy, string option, string what) =>
-        $"{option}: {what}; {path} is read as [{npy.Layout.Name}], without layers (--layout says which axis holds them).";
+    private static string WithoutLayersProblem(FileInfo path, IRoutingTrace trace, string option, string what) =>
+        $"{option}: {what}; {path} is read without layers ({trace.Axes}: {trace.LayersFrom}).";
 }
 
 /// <summary>
@@ -215,10 +266,9 @@ internal static class ReplayCommand
 /// expert twice (a router never does that: the file's axes are likely not what the layout says).
 /// </summary>
 /// <param name="layers">Layers per step, each <c>[tokens, topK]</c> in the step's ids; 1 without a layers axis.</param>
-/// <param name="tokens">Tokens per layer.</param>
 /// <param name="topK">Experts per token.</param>
-/// <param name="layout">The file's layout, named in the warning about repeated experts.</param>
-internal sealed class TraceChecks(int layers, int tokens, int topK, IdLayout layout)
+/// <param name="layout">The file's layout, named in the warning about repeated experts; null for a trace without one (JSON lines).</param>
+internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
 {
     private int _synthetic;
     private int _first = -1;
@@ -226,9 +276,10 @@ internal sealed class TraceChecks(int layers, int tokens, int topK, IdLayout lay
     private long _repeated;
     private int _repeatedStep = -1;
 
-    public void Check(int step, ReadOnlySpan<int> ids)
+    /// <summary>Checks step <paramref name="step"/>, <paramref name="tokens"/> tokens per layer.</summary>
+    public void Check(int step, ReadOnlySpan<int> ids, int tokens)
     {
-        CheckRepeats(step, ids);
+        CheckRepeats(step, ids, tokens);
         if (tokens < 2)
         {
             return;
@@ -236,7 +287,7 @@ internal sealed class TraceChecks(int layers, int tokens, int topK, IdLayout lay
 
         for (var layer = 0; layer < layers; layer++)
         {
-            if (!AllTokensAlike(ids.Slice(layer * tokens * topK, tokens * topK)))
+            if (!AllTokensAlike(ids.Slice(layer * tokens * topK, tokens * topK), tokens))
             {
                 return;
             }
@@ -264,12 +315,13 @@ internal sealed class TraceChecks(int layers, int tokens, int topK, IdLayout lay
 
         if (_repeated > 0)
         {
-            yield return $"warning: {_repeated:N0} token{(_repeated == 1 ? "" : "s")} (the first in step {_repeatedStep:N0}) name one expert twice among their {topK} ids, which a top-k router never does: is the file shaped [{layout.Name}] (--layout)?";
+            var question = layout is null ? "does each token's topk_ids hold its own k experts?" : $"is the file shaped [{layout.Name}] (--layout)?";
+            yield return $"warning: {_repeated:N0} token{(_repeated == 1 ? "" : "s")} (the first in step {_repeatedStep:N0}) name one expert twice among their {topK} ids, which a top-k router never does: {question}";
         }
     }
 
     /// <summary>Whether one layer's tokens all went to the same experts in the same order.</summary>
-    private bool AllTokensAlike(ReadOnlySpan<int> ids)
+    private bool AllTokensAlike(ReadOnlySpan<int> ids, int tokens)
     {
         var first = ids[..topK];
         if (first.IndexOfAnyExcept(-1) < 0)
@@ -289,7 +341,7 @@ internal sealed class TraceChecks(int layers, int tokens, int topK, IdLayout lay
         return true;
     }
 
-    private void CheckRepeats(int step, ReadOnlySpan<int> ids)
+    private void CheckRepeats(int step, ReadOnlySpan<int> ids, int tokens)
     {
         if (topK < 2)
         {

@@ -71,8 +71,12 @@ internal static class SimulateCommand
                 return session.Run(
                     n,
                     ids.Span,
-                    (_, batch) => Fill(batch, random, e, k, s),
-                    (stats, batch) => stats.RecordRouting(batch, t, k, loadBalanceLoss: (float)(1.0 + 0.1 * random.NextDouble()), routerZLoss: (float)(0.01 * random.NextDouble())));
+                    (_, batch) =>
+                    {
+                        Fill(batch, random, e, k, s);
+                        return t;
+                    },
+                    (stats, batch, tokens) => stats.RecordRouting(batch, tokens, k, loadBalanceLoss: (float)(1.0 + 0.1 * random.NextDouble()), routerZLoss: (float)(0.01 * random.NextDouble())));
             }
         });
         return command;

@@ -70,7 +70,7 @@ internal sealed class IdLayout
             {
                 2 => TokensK,
                 4 => StepsLayersTokensK,
-                _ => throw new IdLayoutException($"{path}: shape {shape} could be [steps, tokens, k] or [layers, tokens, k]; give --layout {StepsTokensK.Name} or --layout {LayersTokensK.Name}."),
+                _ => throw new IdLayoutException($"{path}: shape {shape} could be [steps, tokens, k], [layers, tokens, k] or [tokens, layers, k]; give --layout {StepsTokensK.Name}, {LayersTokensK.Name} or {TokensLayersK.Name}."),
             };
         }
 
@@ -78,6 +78,22 @@ internal sealed class IdLayout
             ? given
             : throw new IdLayoutException($"--layout {given.Name}: {path} has shape {shape}, {dims.Count} dimensions, and {given.Name} has {given.Rank}; give {string.Join(" or ", fitting)}.");
     }
+
+    /// <summary>
+    /// The layout of an .npz member that holds one layer (<c>--members layers</c>), of <paramref name="dims"/>
+    /// read with <paramref name="given"/> (null: none given, or one without a layers axis). Without one,
+    /// 2-D is [tokens, k] and 3-D [steps, tokens, k]: the member is the layer, so 3-D is not ambiguous here.
+    /// </summary>
+    /// <exception cref="IdLayoutException">A layout of another rank.</exception>
+    /// <exception cref="InvalidDataException">A 4-D member without a layout: one layer has no layers axis.</exception>
+    public static IdLayout ForLayerMember(string path, IReadOnlyList<long> dims, IdLayout? given) => given is not null
+        ? For(path, dims, given)
+        : dims.Count switch
+        {
+            2 => TokensK,
+            3 => StepsTokensK,
+            _ => throw new InvalidDataException($"{path}: shape {NpyShape.Describe(dims)} has {dims.Count} dimensions; with --members layers a member is one layer's [{StepsTokensK.Name}] or [{TokensK.Name}]."),
+        };
 
     /// <summary>The file's sizes along steps, layers, tokens and k; 1 for an axis the layout lacks.</summary>
     public (long Steps, long Layers, long Tokens, long TopK) Sizes(IReadOnlyList<long> dims)
@@ -89,5 +105,8 @@ internal sealed class IdLayout
     public override string ToString() => Name;
 }
 
-/// <summary>The file's dimensions do not say its layout, or do not fit the one given: a usage error naming <c>--layout</c>.</summary>
+/// <summary>
+/// The file's dimensions do not say its layout, or do not fit the one given, or an option that describes
+/// a file's axes (<c>--layout</c>, <c>--members</c>) does not go with its format: a usage error naming the option.
+/// </summary>
 internal sealed class IdLayoutException(string message) : Exception(message);

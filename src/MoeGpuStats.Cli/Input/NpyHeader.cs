@@ -61,11 +61,20 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
     }
 
     /// <summary>The preamble and header of the .npy file <paramref name="file"/> of <paramref name="length"/> bytes.</summary>
+    /// <exception cref="InvalidDataException">As <see cref="Read(ReadAt, long, string)"/>.</exception>
+    public static NpyHeader Read(SafeFileHandle file, long length, string path) =>
+        Read((destination, position) => ReadFully(file, destination, position), length, path);
+
+    /// <summary>
+    /// The preamble and header of a .npy array of <paramref name="length"/> bytes that <paramref name="read"/>
+    /// reads: a file, or a member of an .npz archive. The reads go forward only, so an archive member's
+    /// stream is read once.
+    /// </summary>
     /// <exception cref="InvalidDataException">Not a .npy file, a header longer than the file or than <see cref="MaxHeaderBytes"/>, an unreadable header, a dtype other than a little-endian integer of <see cref="NpyType"/>, or a shape that is not a tuple of whole numbers; the message names <paramref name="path"/>.</exception>
-    public static NpyHeader Read(SafeFileHandle file, long length, string path)
+    public static NpyHeader Read(ReadAt read, long length, string path)
     {
         Span<byte> prefix = stackalloc byte[12];
-        var got = ReadFully(file, prefix, 0);
+        var got = read(prefix[..10], 0);
         if (got < 10 || !prefix[..6].SequenceEqual(Magic))
         {
             throw new InvalidDataException($"{path}: not a NumPy .npy file (no \\x93NUMPY magic).");
@@ -80,7 +89,7 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
         }
         else if (major is 2 or 3)
         {
-            if (got < 12)
+            if (read(prefix[10..], 10) < 2)
             {
                 throw new InvalidDataException($"{path}: truncated: the file ends inside the .npy preamble ({length:N0} bytes).");
             }
@@ -104,7 +113,7 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
         }
 
         var header = new byte[headerLength];
-        if (ReadFully(file, header, offset) < headerLength)
+        if (read(header, offset) < headerLength)
         {
             throw new InvalidDataException($"{path}: truncated header.");
         }
@@ -193,6 +202,9 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
     [GeneratedRegex(@"['""]shape['""]\s*:\s*\(([^)]*)\)")]
     private static partial Regex ShapePattern();
 }
+
+/// <summary>Reads bytes from <paramref name="position"/> until <paramref name="destination"/> is full or the data ends; returns the bytes read.</summary>
+internal delegate int ReadAt(Span<byte> destination, long position);
 
 /// <summary>The integer types a .npy file of ids or loads may hold (vLLM returns routed experts as int16).</summary>
 internal enum NpyType

@@ -1,18 +1,17 @@
-using Microsoft.Win32.SafeHandles;
-
 namespace MoeGpuStats.Cli.Input;
 
 /// <summary>
 /// Top-k expert ids saved by <c>np.save</c> (or <c>torch</c> through NumPy): a little-endian int8, uint8,
 /// int16, uint16, int32 or int64 array, C order, in one of the <see cref="IdLayout"/>s. Read one step at a
-/// time, as <c>[layers, tokens, k]</c> whatever the file's order.
+/// time, as <c>[layers, tokens, k]</c> whatever the file's order. The same array as a member of an .npz
+/// archive is read through <see cref="Open(NpyBytes, string, Func{string, IReadOnlyList{long}, IdLayout})"/>.
 /// </summary>
 /// <remarks>
 /// Every size the header claims is checked against the file's length, in checked 64-bit arithmetic,
 /// before anything is allocated: a header can say anything, and a small file must not make replay
 /// allocate or replay more than it holds.
 /// </remarks>
-internal sealed class NpyIds : IDisposable
+internal sealed class NpyIds : IRoutingTrace
 {
     /// <summary>The most ids one step may hold: one record of the library takes at most this many.</summary>
     public const long MaxIdsPerStep = int.MaxValue;
@@ -21,18 +20,17 @@ internal sealed class NpyIds : IDisposable
     public const int OutOfRangeId = int.MinValue;
 
     private const int ChunkBytes = 1 << 20;
-    private readonly SafeFileHandle _file;
-    private readonly string _path;
+    private readonly NpyBytes _bytes;
     private readonly long _dataOffset;
     private readonly NpyHeader _header;
     private readonly int _itemSize;
     private byte[] _buffer = [];
 
-    private NpyIds(SafeFileHandle file, string path, NpyHeader header, NpyShape shape)
+    private NpyIds(NpyBytes bytes, string path, NpyHeader header, NpyShape shape)
     {
         Layout = shape.Layout;
-        _file = file;
-        _path = path;
+        Path = path;
+        _bytes = bytes;
         _header = header;
         _dataOffset = header.DataOffset;
         _itemSize = header.ItemSize;
@@ -43,6 +41,9 @@ internal sealed class NpyIds : IDisposable
     }
 
     public IdLayout Layout { get; }
+
+    /// <summary>The array's name in messages: the file, or <c>trace.npz[arr_0]</c>.</summary>
+    public string Path { get; }
 
     public int Steps { get; }
 
@@ -59,30 +60,57 @@ internal sealed class NpyIds : IDisposable
 
     public string DType => _header.TypeName;
 
+    /// <summary>The shape as NumPy prints it, for messages: <c>(5, 6, 2)</c>.</summary>
+    public string Shape => NpyShape.Describe(_header.Shape);
+
+    string IRoutingTrace.Axes => Layout.Name;
+
+    string IRoutingTrace.LayersFrom => Layout.HasLayers ? $"--layout {Layout.Name}" : "--layout names the axis that holds them";
+
+    IdLayout? IRoutingTrace.Layout => Layout;
+
+    string IRoutingTrace.IdType => DType;
+
+    bool IRoutingTrace.HasLayers => Layout.HasLayers;
+
+    int IRoutingTrace.MaxTokens => Tokens;
+
+    IReadOnlyList<string> IRoutingTrace.Notes => [];
+
+    int IRoutingTrace.TokensAt(int step) => Tokens;
+
     /// <param name="path">The file.</param>
     /// <param name="layout">The order of its axes (<c>--layout</c>); null for the default of its rank (<see cref="IdLayout.For"/>).</param>
     /// <exception cref="InvalidDataException">The header, dtype, memory order or shape is not what replay reads, or the file is shorter than its header says; the message names the file.</exception>
     /// <exception cref="IdLayoutException">A 3-D file without <paramref name="layout"/>, or a layout of another rank.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
     /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
-    public static NpyIds Open(string path, IdLayout? layout)
+    public static NpyIds Open(string path, IdLayout? layout) =>
+        Open(new NpyFileBytes(File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read), path), path, (name, dims) => IdLayout.For(name, dims, layout));
+
+    /// <summary>The array in <paramref name="bytes"/>, which it owns from now on (disposed also when this throws).</summary>
+    /// <param name="bytes">The array's bytes: a file or an archive member.</param>
+    /// <param name="path">The array's name in messages: the file, or <c>trace.npz[arr_0]</c>.</param>
+    /// <param name="layout">Chooses the layout of a shape (a rank <see cref="IdLayout.CheckRank"/> passed), or throws <see cref="IdLayoutException"/>.</param>
+    /// <exception cref="InvalidDataException">As <see cref="Open(string, IdLayout?)"/>.</exception>
+    /// <exception cref="IdLayoutException">As <see cref="Open(string, IdLayout?)"/>.</exception>
+    internal static NpyIds Open(NpyBytes bytes, string path, Func<string, IReadOnlyList<long>, IdLayout> layout)
     {
-        var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         try
         {
-            var length = RandomAccess.GetLength(file);
-            var header = NpyHeader.Read(file, length, path);
+            var length = bytes.Length;
+            var header = NpyHeader.Read(bytes.Read, length, path);
             if (header.FortranOrder)
             {
                 throw new InvalidDataException($"{path}: Fortran-ordered array; save it in C order (np.ascontiguousarray).");
             }
 
             var shape = Validate(path, header.Shape, layout, header.ItemSize, header.DataOffset, length);
-            return new NpyIds(file, path, header, shape);
+            return new NpyIds(bytes, path, header, shape);
         }
         catch
         {
-            file.Dispose();
+            bytes.Dispose();
             throw;
         }
     }
@@ -94,13 +122,17 @@ internal sealed class NpyIds : IDisposable
     /// </summary>
     /// <param name="path">The file, for messages.</param>
     /// <param name="dims">The shape its header claims.</param>
-    /// <param name="layout">The order of its axes (<c>--layout</c>); null for the default of its rank (<see cref="IdLayout.For"/>).</param>
+    /// <param name="layout">Chooses the order of its axes from its shape (<see cref="IdLayout.For"/> with <c>--layout</c>).</param>
     /// <param name="itemSize">Bytes per id.</param>
     /// <param name="dataOffset">Where the ids start.</param>
     /// <param name="fileLength">The file's length in bytes.</param>
     /// <exception cref="InvalidDataException">They do not; the message says why, in the file's terms.</exception>
     /// <exception cref="IdLayoutException">No layout given for a 3-D file, or one of another rank.</exception>
-    internal static NpyShape Validate(string path, IReadOnlyList<long> dims, IdLayout? layout, int itemSize, long dataOffset, long fileLength)
+    internal static NpyShape Validate(string path, IReadOnlyList<long> dims, IdLayout? layout, int itemSize, long dataOffset, long fileLength) =>
+        Validate(path, dims, (name, shape) => IdLayout.For(name, shape, layout), itemSize, dataOffset, fileLength);
+
+    /// <inheritdoc cref="Validate(string, IReadOnlyList{long}, IdLayout?, int, long, long)"/>
+    internal static NpyShape Validate(string path, IReadOnlyList<long> dims, Func<string, IReadOnlyList<long>, IdLayout> layout, int itemSize, long dataOffset, long fileLength)
     {
         var shape = NpyShape.Describe(dims);
         IdLayout.CheckRank(path, dims);
@@ -130,7 +162,7 @@ internal sealed class NpyIds : IDisposable
             throw new InvalidDataException($"{path}: truncated: shape {shape} needs {needed:N0} bytes, the file has {fileLength:N0}.");
         }
 
-        var chosen = IdLayout.For(path, dims, layout);
+        var chosen = layout(path, dims);
         var (steps, layers, tokens, topK) = chosen.Sizes(dims);
         if (ids / steps > MaxIdsPerStep)
         {
@@ -145,8 +177,8 @@ internal sealed class NpyIds : IDisposable
         return new NpyShape(chosen, (int)steps, (int)layers, (int)tokens, (int)topK);
     }
 
-    /// <summary>Reads one step's <see cref="IdsPerStep"/> ids into the start of <paramref name="destination"/>, as <c>[layers, tokens, k]</c>.</summary>
-    public void ReadStep(int step, Span<int> destination)
+    /// <summary>Reads one step's <see cref="IdsPerStep"/> ids into the start of <paramref name="destination"/>, as <c>[layers, tokens, k]</c>; returns <see cref="Tokens"/>.</summary>
+    public int ReadStep(int step, Span<int> destination)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(step);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(step, Steps);
@@ -158,6 +190,8 @@ internal sealed class NpyIds : IDisposable
         {
             ReadIds((long)step * IdsPerStep, destination[..IdsPerStep]);
         }
+
+        return Tokens;
     }
 
     /// <summary>
@@ -238,7 +272,10 @@ internal sealed class NpyIds : IDisposable
         return max;
     }
 
-    public void Dispose() => _file.Dispose();
+    /// <summary>Ends an archive member's stream until the next read (its decoder's state is freed); nothing for a file.</summary>
+    public void Close() => (_bytes as NpzMemberBytes)?.Close();
+
+    public void Dispose() => _bytes.Dispose();
 
     private ReadOnlySpan<byte> ReadChunk(long position, int count)
     {
@@ -249,9 +286,9 @@ internal sealed class NpyIds : IDisposable
         }
 
         var chunk = _buffer.AsSpan(0, bytes);
-        if (NpyHeader.ReadFully(_file, chunk, position) < bytes)
+        if (_bytes.Read(chunk, position) < bytes)
         {
-            throw new InvalidDataException($"{_path}: the file ended early (before byte {position + bytes:N0}); was it changed during the replay?");
+            throw new InvalidDataException(_bytes.EndedEarly(position + bytes));
         }
 
         return chunk;

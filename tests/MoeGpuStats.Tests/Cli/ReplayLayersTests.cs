@@ -123,7 +123,7 @@ public sealed class ReplayLayersTests : IDisposable
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(output);
-        Assert.Equal($"{npy}: shape (5, 6, 2) could be [steps, tokens, k] or [layers, tokens, k]; give --layout steps,tokens,k or --layout layers,tokens,k.", error.Trim());
+        Assert.Equal($"{npy}: shape (5, 6, 2) could be [steps, tokens, k], [layers, tokens, k] or [tokens, layers, k]; give --layout steps,tokens,k, layers,tokens,k or tokens,layers,k.", error.Trim());
     }
 
     [Fact]

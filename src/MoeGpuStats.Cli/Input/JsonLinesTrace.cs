@@ -1,0 +1,133 @@
+namespace MoeGpuStats.Cli.Input;
+
+/// <summary>
+/// A JSON-lines routing trace (<c>.jsonl</c>, <c>.ndjson</c>): one object a line, as a serving hook logs
+/// them (<see cref="JsonTraceLine"/>), grouped into forward passes (<see cref="JsonTracePasses"/>).
+/// Opening reads the file once to check it and index the passes; each step is then read again from its
+/// lines, so memory holds the index (a few dozen bytes a pass) and one step's ids, not the trace.
+/// </summary>
+internal sealed class JsonLinesTrace : IRoutingTrace
+{
+    private readonly LineReader _lines;
+    private readonly string _path;
+    private readonly long[] _starts;
+    private readonly long[] _ends;
+    private readonly long[] _firstLines;
+    private readonly int[] _tokens;
+    private readonly int[] _written;
+    private readonly long _maxId;
+
+    private JsonLinesTrace(LineReader lines, string path, JsonTracePasses passes)
+    {
+        _lines = lines;
+        _path = path;
+        _starts = [.. passes.Starts];
+        _ends = [.. passes.Ends];
+        _firstLines = [.. passes.FirstLines];
+        _tokens = [.. passes.StepTokens];
+        _written = new int[passes.Layers];
+        _maxId = passes.MaxId;
+        Layers = passes.Layers;
+        TopK = passes.TopK;
+        HasLayers = passes.HasLayers;
+        MaxTokens = _tokens.Max();
+        Axes = $"JSON lines, {passes.Grouping}";
+        LayersFrom = passes.LayerField is { } field ? $"the {field} field" : "no line has a layer field";
+    }
+
+    public string Axes { get; }
+
+    public string LayersFrom { get; }
+
+    public IdLayout? Layout => null;
+
+    public string IdType => "JSON";
+
+    public int Steps => _tokens.Length;
+
+    public bool HasLayers { get; }
+
+    public int Layers { get; }
+
+    public int TopK { get; }
+
+    public int MaxTokens { get; }
+
+    public IReadOnlyList<string> Notes => [];
+
+    /// <exception cref="InvalidDataException">A line that is not a trace's, or passes that do not hold their layers' tokens; one line naming the file and line.</exception>
+    /// <exception cref="IOException">The file cannot be read.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
+    public static JsonLinesTrace Open(string path)
+    {
+        var lines = new LineReader(path);
+        try
+        {
+            var passes = new JsonTracePasses(path);
+            while (lines.TryRead(out var line))
+            {
+                if (line.Trim(" \t"u8).IsEmpty)
+                {
+                    continue;
+                }
+
+                var parsed = JsonTraceLine.Parse(line, path, lines.Number, passes.TopK, out var document);
+                using (document)
+                {
+                    passes.Add(parsed, lines.Start, lines.Next, lines.Number);
+                }
+            }
+
+            passes.Finish();
+            return new JsonLinesTrace(lines, path, passes);
+        }
+        catch
+        {
+            lines.Dispose();
+            throw;
+        }
+    }
+
+    public int TokensAt(int step) => _tokens[step];
+
+    public int ReadStep(int step, Span<int> destination)
+    {
+        var tokens = _tokens[step];
+        Array.Clear(_written);
+        _lines.Seek(_starts[step], _ends[step], _firstLines[step]);
+        while (_lines.TryRead(out var line))
+        {
+            if (line.Trim(" \t"u8).IsEmpty)
+            {
+                continue;
+            }
+
+            var parsed = JsonTraceLine.Parse(line, _path, _lines.Number, TopK, out var document);
+            using (document)
+            {
+                var layer = parsed.Layer?.Value ?? 0;
+                if (layer >= Layers || _written[layer] + parsed.Tokens > tokens)
+                {
+                    throw Changed(_lines.Number);
+                }
+
+                parsed.CopyIds(destination.Slice(((layer * tokens) + _written[layer]) * TopK, parsed.Tokens * TopK));
+                _written[layer] += parsed.Tokens;
+            }
+        }
+
+        if (_written.Any(written => written != tokens))
+        {
+            throw Changed(_lines.Number);
+        }
+
+        return tokens;
+    }
+
+    public long MaxId() => _maxId;
+
+    public void Dispose() => _lines.Dispose();
+
+    private InvalidDataException Changed(long number) =>
+        new($"{_path}:{number}: the file changed during the replay: this forward pass no longer holds what it held when the replay began.");
+}

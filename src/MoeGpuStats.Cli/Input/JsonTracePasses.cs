@@ -1,0 +1,207 @@
+namespace MoeGpuStats.Cli.Input;
+
+/// <summary>
+/// Groups the lines of a JSON-lines trace into forward passes as they are read, and checks them:
+/// the index a replay reads each pass again from (where its lines start and end, its tokens), not the ids.
+/// </summary>
+/// <remarks>
+/// The first line decides which of the layer, pass and position fields the trace has; every line has
+/// the same. A new forward pass starts
+/// <list type="bullet">
+/// <item>with a pass field: where its value changes (a pass's lines come together; an id seen before is refused);</item>
+/// <item>else with a position field: at a line of position 0 whose layer already has tokens in the pass;</item>
+/// <item>else: at a line whose layer already has tokens in the pass (each line holds all of a layer's tokens).</item>
+/// </list>
+/// Lines of one layer in a pass add tokens in file order (a position must be the count so far). When a
+/// pass ends, each of layers 0 to L − 1 must have the same tokens, at least one; the first pass sets L
+/// (one more than its largest layer), and every later pass holds the same layers.
+/// </remarks>
+internal sealed class JsonTracePasses(string path)
+{
+    private readonly int[] _tokens = new int[ModelRoutingStatsOptions.MaxLayers];
+    private readonly long[] _lastLine = new long[ModelRoutingStatsOptions.MaxLayers];
+    private readonly Dictionary<string, long> _passesSeen = [];
+    private readonly List<long> _starts = [];
+    private readonly List<long> _ends = [];
+    private readonly List<long> _firstLines = [];
+    private readonly List<int> _stepTokens = [];
+
+    private (string? Layer, string? Pass, string? Position) _fields;
+    private long _firstNumber;
+    private bool _inPass;
+    private int _maxLayer = -1;
+    private long _passStart;
+    private long _passEnd;
+    private long _passFirstLine;
+    private long _passLastLine;
+    private string? _passKey;
+    private string? _passText;
+
+    /// <summary>The trace's k, from its first token; 0 before it.</summary>
+    public int TopK { get; private set; }
+
+    /// <summary>Layers per pass, set by the first pass; 0 before it ends.</summary>
+    public int Layers { get; private set; }
+
+    /// <summary>Whether the lines name their layer.</summary>
+    public bool HasLayers => _fields.Layer is not null;
+
+    /// <summary>The largest id, -1 if none is 0 or more.</summary>
+    public long MaxId { get; private set; } = -1;
+
+    /// <summary>How passes are told apart, for the report: <c>the step field</c>, ...</summary>
+    public string Grouping => _fields.Pass is { } pass
+        ? $"forward passes by {pass}"
+        : _fields.Position is { } position ? $"a forward pass where {position} is 0 again" : "a line per layer and forward pass";
+
+    /// <summary>The layer field's spelling, for messages.</summary>
+    public string? LayerField => _fields.Layer;
+
+    public IReadOnlyList<long> Starts => _starts;
+
+    public IReadOnlyList<long> Ends => _ends;
+
+    public IReadOnlyList<long> FirstLines => _firstLines;
+
+    public IReadOnlyList<int> StepTokens => _stepTokens;
+
+    /// <summary>Adds line <paramref name="number"/>, which runs from <paramref name="start"/> to <paramref name="next"/> (the next line's start).</summary>
+    /// <exception cref="InvalidDataException">The line does not fit the trace so far; one line starting <c>path:number:</c>.</exception>
+    public void Add(in JsonTraceLine line, long start, long next, long number)
+    {
+        var where = $"{path}:{number}";
+        if (_firstNumber == 0)
+        {
+            _fields = (line.Layer?.Name, line.Pass?.Name, line.Position?.Name);
+            _firstNumber = number;
+            TopK = line.TopK;
+        }
+
+        CheckSameFields(line, where);
+        var layer = line.Layer?.Value ?? 0;
+        if (Layers > 0 && layer >= Layers)
+        {
+            throw new InvalidDataException($"{where}: {line.Layer!.Value.Name} {layer}, but the first forward pass holds layers 0 to {Layers - 1}; every pass holds the same layers.");
+        }
+
+        var newPass = !_inPass || (line.Pass is { } pass
+            ? pass.Key != _passKey
+            : (line.Position is null || line.Position.Value.Value == 0) && _tokens[layer] > 0);
+        if (newPass)
+        {
+            if (_inPass)
+            {
+                EndPass();
+            }
+
+            StartPass(line, start, number, where);
+        }
+
+        if (line.Position is { } position && position.Value != _tokens[layer])
+        {
+            var before = HasLayers ? $"layer {layer} has {_tokens[layer]:N0}" : $"the pass has {_tokens[layer]:N0}";
+            throw new InvalidDataException($"{where}: {position.Name} {position.Value:N0}, but {before} token{(_tokens[layer] == 1 ? "" : "s")} before it in this forward pass; {position.Name} is the index of the line's first token in its pass.");
+        }
+
+        if ((long)(_tokens[layer] + (long)line.Tokens) * TopK > NpyIds.MaxIdsPerStep)
+        {
+            throw new InvalidDataException($"{where}: a layer's tokens in this forward pass reach more than {NpyIds.MaxIdsPerStep:N0} ids; replay reads at most that many per step.");
+        }
+
+        _tokens[layer] += line.Tokens;
+        _lastLine[layer] = number;
+        _maxLayer = Math.Max(_maxLayer, layer);
+        _passEnd = next;
+        _passLastLine = number;
+        MaxId = Math.Max(MaxId, line.MaxId);
+    }
+
+    /// <summary>Ends the last pass.</summary>
+    /// <exception cref="InvalidDataException">It does not hold its layers' tokens, or the file holds no lines with ids.</exception>
+    public void Finish()
+    {
+        if (!_inPass)
+        {
+            throw new InvalidDataException($"{path}: no lines; a JSON-lines trace holds one object with topk_ids a line.");
+        }
+
+        EndPass();
+    }
+
+    /// <summary>Refuses a line that has a layer, pass or position field the first line lacks, or lacks one it has.</summary>
+    private void CheckSameFields(in JsonTraceLine line, string where)
+    {
+        Check(_fields.Layer, line.Layer?.Name, "every line names its layer", "a single-layer trace names none");
+        Check(_fields.Pass, line.Pass?.Name, "every line names its forward pass", "passes are told apart without it");
+        Check(_fields.Position, line.Position?.Name, "every line gives its first token's position", "passes are told apart without it");
+
+        void Check(string? first, string? here, string has, string hasNot)
+        {
+            if (first is not null && here is null)
+            {
+                throw new InvalidDataException($"{where}: no {first}; line {_firstNumber:N0} has one, so {has}.");
+            }
+
+            if (first is null && here is not null)
+            {
+                throw new InvalidDataException($"{where}: {here} given, but line {_firstNumber:N0} has none, so {hasNot}; give it on every line or on none.");
+            }
+        }
+    }
+
+    private void StartPass(in JsonTraceLine line, long start, long number, string where)
+    {
+        if (line.Pass is { } pass)
+        {
+            if (_passesSeen.TryGetValue(pass.Key, out var first))
+            {
+                throw new InvalidDataException($"{where}: {pass.Name} {pass.Text} again, after other passes (its lines began at line {first:N0}); a forward pass's lines come together.");
+            }
+
+            _passesSeen.Add(pass.Key, number);
+        }
+
+        _inPass = true;
+        _passStart = start;
+        _passFirstLine = number;
+        _passKey = line.Pass?.Key;
+        _passText = line.Pass is { } p ? $" ({p.Name} {p.Text})" : "";
+    }
+
+    /// <summary>Checks the pass at hand (each layer, the same tokens) and adds it to the index.</summary>
+    private void EndPass()
+    {
+        var layers = Layers > 0 ? Layers : _maxLayer + 1;
+        var lines = _passFirstLine == _passLastLine ? $"line {_passFirstLine:N0}" : $"lines {_passFirstLine:N0} to {_passLastLine:N0}";
+        for (var layer = 0; layer < layers; layer++)
+        {
+            if (_tokens[layer] == 0)
+            {
+                throw new InvalidDataException(
+                    $"{path}:{_passLastLine}: the forward pass of {lines}{_passText} has no tokens of layer {layer}; every pass holds layers 0 to {layers - 1}{(Layers > 0 ? ", as the first does" : $", up to its largest")}.");
+            }
+
+            if (_tokens[layer] != _tokens[0])
+            {
+                throw new InvalidDataException(
+                    $"{path}:{_lastLine[layer]}: layer {layer} has {_tokens[layer]:N0} token{(_tokens[layer] == 1 ? "" : "s")} in the forward pass of {lines}{_passText}, layer 0 has {_tokens[0]:N0}; every layer of a pass routes the same tokens.");
+            }
+        }
+
+        if ((long)layers * _tokens[0] * TopK > NpyIds.MaxIdsPerStep || _stepTokens.Count == int.MaxValue)
+        {
+            throw new InvalidDataException(_stepTokens.Count == int.MaxValue
+                ? $"{path}:{_passFirstLine}: more than {int.MaxValue:N0} forward passes; replay reads at most that many."
+                : $"{path}:{_passLastLine}: the forward pass of {lines} holds {(long)layers * _tokens[0] * TopK:N0} ids; replay reads at most {NpyIds.MaxIdsPerStep:N0} per step.");
+        }
+
+        Layers = layers;
+        _starts.Add(_passStart);
+        _ends.Add(_passEnd);
+        _firstLines.Add(_passFirstLine);
+        _stepTokens.Add(_tokens[0]);
+        Array.Clear(_tokens, 0, layers);
+        _maxLayer = -1;
+        _inPass = false;
+    }
+}

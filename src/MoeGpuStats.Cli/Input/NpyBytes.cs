@@ -1,0 +1,94 @@
+using System.IO.Compression;
+using Microsoft.Win32.SafeHandles;
+
+namespace MoeGpuStats.Cli.Input;
+
+/// <summary>
+/// Where the bytes of one .npy array come from: a file, or a member of an .npz archive. Readers ask
+/// for them in increasing positions (header, then steps in order), which a compressed member needs.
+/// </summary>
+internal abstract class NpyBytes : IDisposable
+{
+    /// <summary>The array's length in bytes, as the file system or the archive's directory says.</summary>
+    public abstract long Length { get; }
+
+    /// <summary>Reads from <paramref name="position"/> until <paramref name="destination"/> is full or the bytes end; returns the bytes read.</summary>
+    /// <exception cref="InvalidDataException">A corrupt archive member; the message names it.</exception>
+    public abstract int Read(Span<byte> destination, long position);
+
+    /// <summary>Why the bytes ended before <paramref name="position"/>, in one line naming the file.</summary>
+    public abstract string EndedEarly(long position);
+
+    public abstract void Dispose();
+}
+
+/// <summary>A .npy file, read at any offset.</summary>
+internal sealed class NpyFileBytes(SafeFileHandle file, string path) : NpyBytes
+{
+    public override long Length { get; } = RandomAccess.GetLength(file);
+
+    public override int Read(Span<byte> destination, long position) => NpyHeader.ReadFully(file, destination, position);
+
+    public override string EndedEarly(long position) =>
+        $"{path}: the file ended early (before byte {position:N0}); was it changed during the replay?";
+
+    public override void Dispose() => file.Dispose();
+}
+
+/// <summary>
+/// A member of an .npz archive, stored or deflated: its stream goes forward only, so a read behind
+/// the stream's position opens the member again, and one ahead of it skips. <see cref="Close"/> ends
+/// the stream (a deflated one holds a decoder's state) until the next read.
+/// </summary>
+internal sealed class NpzMemberBytes(ZipArchiveEntry entry, string name) : NpyBytes
+{
+    // Where skipped bytes go: never read, so replays on several threads (the tests) may share it.
+    private static readonly byte[] Skipped = new byte[1 << 16];
+    private Stream? _stream;
+    private long _position;
+
+    public override long Length => entry.Length;
+
+    public override int Read(Span<byte> destination, long position)
+    {
+        try
+        {
+            if (_stream is null || position < _position)
+            {
+                Close();
+                _stream = entry.Open();
+                _position = 0;
+            }
+
+            while (_position < position && _stream.Read(Skipped.AsSpan(0, (int)Math.Min(Skipped.Length, position - _position))) is var skipped and > 0)
+            {
+                _position += skipped;
+            }
+
+            if (_position < position)
+            {
+                return 0;
+            }
+
+            var read = _stream.ReadAtLeast(destination, destination.Length, throwOnEndOfStream: false);
+            _position += read;
+            return read;
+        }
+        catch (InvalidDataException exception)
+        {
+            // A broken deflate stream, a corrupt local header or an unsupported compression method.
+            throw new InvalidDataException($"{name}: {ErrorText.Of(exception)}", exception);
+        }
+    }
+
+    public override string EndedEarly(long position) =>
+        $"{name}: the member ended before byte {position:N0}, which its header needs: the archive is truncated or corrupt.";
+
+    public void Close()
+    {
+        _stream?.Dispose();
+        _stream = null;
+    }
+
+    public override void Dispose() => Close();
+}
