@@ -3,11 +3,14 @@
 #
 # Here:   bash scripts/pack-device.sh
 # There:  device tool, carry [".device"], timeout_s about 580:   bash scripts/device-check.sh
-# Writes env.txt, tests.log, tests-opencl.log, bench.log, torch.json, model-torch.json, targets.md, interop.log and cli-device.json under $OUT (the device tool
-# brings back only a few files); copy the figures into docs/performance.md with the card, driver and date.
+# Writes env.txt, tests.log, tests-opencl.log, bench.log, device-check.json, model-check.json, torch.json, model-torch.json, targets.md,
+# interop.log and cli-device.json under $OUT (the device tool brings back only a few files); copy the figures into docs/performance.md
+# with the card, driver and date.
 set -uo pipefail
 out=${OUT:-/tmp/moegs-out}
 mkdir -p "$out"
+# targets.py reads the checks' JSON: none may be left from an earlier run into the same folder.
+rm -f "$out/device-check.json" "$out/model-check.json"
 root=$(pwd)
 [ -f "$root/.device/pkg.txz" ] || { echo "no .device/pkg.txz: run bash scripts/pack-device.sh on the dev machine and carry .device"; exit 1; }
 rm -rf /tmp/pkg && tar xJf "$root/.device/pkg.txz" -C /tmp && cp "$root/.device/libmoegs.so" /tmp/pkg/
@@ -31,14 +34,14 @@ for f in /tmp/moegs-ptx/*.ptx; do
   echo "$(basename "$f"): $("$ptxas" -arch=sm_90 -O3 -v "$f" -o /dev/null 2>&1 | grep -E 'Used|spill' | tr -s ' \n' ' ')"
 done | tee "$out/bench.log"
 
-# 2. The device check table at E = 256 (the baseline's sizes), then the seed workload on this host.
-timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 2>&1 | tee -a "$out/bench.log"
+# 2. The device check's tables at E = 256 (the baseline's sizes), also as JSON for targets.py, then the seed workload on this host.
+timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 --json "$out/device-check.json" 2>&1 | tee -a "$out/bench.log"
 timeout 40 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
 echo "bench done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 2b. The whole model: one RecordStep against L single-layer records and a copy of the same bytes,
 #     L = 58, E = 256, k = 8 and L = 32, E = 8, k = 2 (Mixtral) at 1 to 16,384 tokens (ModelShape.Default).
-timeout 120 ./MoeGpuStats.Bench --model-check 2>&1 | tee -a "$out/bench.log"
+timeout 120 ./MoeGpuStats.Bench --model-check --json "$out/model-check.json" 2>&1 | tee -a "$out/bench.log"
 echo "model check done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 3. The PyTorch baseline on the same data, in the same call.
@@ -54,9 +57,10 @@ else
 fi
 echo "model baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
 
-# 3b. Issue 4's targets from those two, and the candidate countings against the copy and the library's;
-#     first the whole-model targets (decode step < 10 µs, ≥ 20× per-layer PyTorch, prefill ≥ 80 % of the copy).
-python3 "$root/scripts/targets.py" "$out/bench.log" "$out/torch.json" "$out/model-torch.json" 2>&1 | tee "$out/targets.md"
+# 3b. Issue 4's targets from the device check's JSON and the baseline's, and the candidate countings against the copy and
+#     the library's; first the whole-model targets (decode step < 10 µs, ≥ 20× per-layer PyTorch, prefill ≥ 80 % of the copy).
+python3 "$root/scripts/targets.py" --device-check "$out/device-check.json" --torch "$out/torch.json" \
+  --model-check "$out/model-check.json" --model-torch "$out/model-torch.json" 2>&1 | tee "$out/targets.md"
 
 # 4. PyTorch -> Python wrapper -> libmoegs (self-contained runtime) on torch's current stream, no synchronize.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 60 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"

@@ -1,71 +1,78 @@
 #!/usr/bin/env python3
-"""Issue 4's targets from one device call: the device check's tables (bench.log) against the
-PyTorch baseline run in the same call (torch.json); with a third file, the whole-model targets:
-the model check's table (`--model-check`, in bench.log) against bench/torch/model_baseline.py's
-JSON (model-torch.json).
+"""Issue 4's targets from one device call: the device check's tables (`MoeGpuStats.Bench
+--device-check --json`) against the PyTorch baseline run in the same call (torch.json); and the
+whole-model targets: the model check's table (`--model-check --json`) against
+bench/torch/model_baseline.py's JSON. The checks' JSON is bench/MoeGpuStats.Bench/CheckReport.cs's:
+{"check", "device", "accelerator_type", "complete", "run": {..}, "tables": {"record": [rows], ..}};
+docs/performance.md lists the tables and their keys.
 
-    python3 scripts/targets.py OUT/bench.log OUT/torch.json [OUT/model-torch.json]
+    python3 scripts/targets.py --device-check OUT/device-check.json --torch OUT/torch.json \
+        [--model-check OUT/model-check.json --model-torch OUT/model-torch.json]
 
-Prints, per size: the record's median, its read rate against the copy measured in the same run,
-PyTorch's bincount+totals+util+var, the ratio, whether the checksums agree, and which targets
-hold; then, where the device check timed candidate countings, each candidate on the baseline's
-data against the copy and against the library's default counting on that accelerator.
+Prints, when the model check or its baseline is given, the whole model's rows and targets; then,
+per size: the record's median, its read rate against the copy measured in the same run, PyTorch's
+bincount+totals+util+var, the ratio, whether the checksums agree, and which targets hold; then the
+padding table against issue 18's aim and, where the device check timed candidate countings, each
+candidate on the baseline's data against the copy and against the library's default counting on
+that accelerator.
 """
+import argparse
 import json
-import re
-import sys
 
 
-def tables(text):
-    """Every markdown table in the log, as (the line before it, rows of cells)."""
-    found, lines = [], text.splitlines()
-    i = 0
-    while i < len(lines):
-        if lines[i].startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("| ---"):
-            title = lines[i - 1] if i > 0 else ""
-            header = cells(lines[i])
-            rows = []
-            i += 2
-            while i < len(lines) and lines[i].startswith("| "):
-                rows.append(dict(zip(header, cells(lines[i]))))
-                i += 1
-            found.append((title, header, rows))
-        else:
-            i += 1
-    return found
+def load(path):
+    """The JSON at `path`, or the reason it cannot be read."""
+    if not path:
+        return None, "not given"
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f), None
+    except (OSError, ValueError) as error:
+        return None, f"{path}: {error}"
 
 
-def cells(line):
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
-def micros(cell):
-    return float(re.match(r"[\d.]+", cell.replace(",", "")).group())
+def check_tables(path, option):
+    """A check's tables by key, or None after a line that says why there are none."""
+    check, error = load(path)
+    if check is None:
+        print(f"No {option} JSON ({error}): its targets are not measured.")
+        print()
+        return None
+    if not check["complete"]:
+        # The check writes its document after every row: one killed by its timeout leaves what it measured.
+        print(f"{path}: the {option[2:]} stopped before its end; its last tables may miss rows.")
+        print()
+    return check["tables"]
 
 
 def size(n):
     return f"{n // 1048576} Mi" if n >= 1048576 else f"{n // 1024} Ki"
 
 
-def main(bench_path, torch_path, model_torch_path=None):
-    found = tables(open(bench_path, encoding="utf-8").read())
-    if model_torch_path:
-        model_targets(found, model_torch_path)
-    main_table = next((rows for _, header, rows in found if header[:2] == ["ids", "record median"]), None)
-    if main_table is None or not torch_path:
+def device_targets(check_path, torch_path):
+    """Issue 4's targets per size, the padding table, the candidate countings."""
+    found = check_tables(check_path, "--device-check")
+    if found is None:
         return
-    torch = {row["n"]: row for row in json.load(open(torch_path))}
-    copy = {int(r["ids"]): float(r["d2d copy GB/s"]) for r in main_table}
+    rows, error = load(torch_path)
+    if rows is None:
+        print(f"No baseline ({error}): the comparison with PyTorch is not measured.")
+    torch = {row["n"]: row for row in rows or []}
+    main_table = found.get("record")
+    if not main_table:
+        print(f"No rows of the record table in {check_path}: issue 4's targets are not measured.")
+        return
+    copy = {r["ids"]: r["copy_gbs"] for r in main_table}
 
     print("| ids | record | read / copy | torch bincount+totals+util+var | device faster | checksums | targets |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in main_table:
-        n = int(r["ids"])
-        record = micros(r["record median"])
+        n = r["ids"]
+        record = r["record_us"]
         share = n * 4 / (record * 1e3) / copy[n]
         base = torch.get(n)
         faster = base["record_ms"] * 1e3 / record if base else float("nan")
-        same = "equal" if base and int(r["checksum"]) == base["checksum"] else "DIFFER"
+        same = "equal" if base and r["checksum"] == base["checksum"] else "DIFFER"
         held = [f"≥10× torch: {'yes' if faster >= 10 else 'no'}"]
         if n <= 32768:
             held.append(f"< 8 µs: {'yes' if record < 8 else 'no'}")
@@ -74,21 +81,20 @@ def main(bench_path, torch_path, model_torch_path=None):
         torch_us = f"{base['record_ms'] * 1e3:.1f} µs" if base else "-"
         print(f"| {size(n)} | {record:.1f} µs | {share:.0%} | {torch_us} | {faster:.1f}× | {same} | {'; '.join(held)} |")
 
-    padding = next((rows for _, header, rows in found if header[:2] == ["ids", "no padding"]), None)
+    padding = found.get("padding")
     if padding:
         print()
         print("Padding (issue 18's aim: at most 5 % on the GPU record): each padded batch against the same batch without padding.")
         print("| ids | last 5 % of tokens padded | every 16th slot empty | within 5 % |")
         print("| --- | --- | --- | --- |")
         for r in padding:
-            padded, empty = (float(r[k].rstrip("x")) for k in ("padded / none", "empty / none"))
-            print(f"| {size(int(r['ids']))} | {r['last 5 % of tokens padded']} µs, {padded:.2f}× | {r['every 16th slot empty']} µs, {empty:.2f}× | {'yes' if max(padded, empty) <= 1.05 else 'no'} |")
+            padded, empty = r["tail_padded_per_none"], r["slots_empty_per_none"]
+            print(f"| {size(r['ids'])} | {r['tail_padded_us']:.1f} µs, {padded:.2f}× | {r['slots_empty_us']:.1f} µs, {empty:.2f}× | {'yes' if max(padded, empty) <= 1.05 else 'no'} |")
 
-    candidates = next(((header, rows) for title, header, rows in found if title.startswith("Countings, the library's default")), None)
-    if candidates is None:
+    rows = found.get("candidates")
+    if not rows:
         return
-    header, rows = candidates
-    names = header[2:-1]
+    names = [c["counting"] + (" (library)" if c["library"] else "") for c in rows[0]["countings"]]
     print()
     print("Countings on the baseline's data (the library's default first): record, read / copy, and time against the library's default.")
     print(f"| ids |{''.join(f' {name} |' for name in names)}")
@@ -96,15 +102,15 @@ def main(bench_path, torch_path, model_torch_path=None):
     for r in rows:
         if r["load"] != "baseline data":
             continue
-        n = int(r["ids"])
-        library = micros(r[names[0]])
+        n = r["ids"]
+        library = next(c["record_us"] for c in r["countings"] if c["library"])
         out = []
-        for name in names:
-            t = micros(r[name])
+        for c in r["countings"]:
+            t = c["record_us"]
             share = f", {n * 4 / (t * 1e3) / copy[n]:.0%}" if n in copy else ""
             out.append(f" {t:.1f} µs{share}, {t / library:.2f}× |")
         print(f"| {size(n)} |{''.join(out)}")
-    if any(" ≠ " in r["checksum"] for r in rows):
+    if any(len(r["checksums"]) > 1 for r in rows):
         print("CHECKSUMS DIFFER in the candidate table: a candidate counted wrong.")
 
 
@@ -114,31 +120,33 @@ PREFILL = (58, 256, 8, 16384)  # the step's read rate at 80 % or more of the cop
 FASTER = 20                    # times faster than the per-layer PyTorch recording (vLLM's scatter_add_)
 
 
-def model_targets(found, model_torch_path):
+def model_targets(check_path, model_torch_path):
     """The model check's rows against model_baseline.py's, then the three targets."""
-    model = next((rows for _, header, rows in found if header[:4] == ["L", "E", "k", "tokens"] and "step median" in header), None)
-    if model is None:
-        print("No whole-model table (MoeGpuStats.Bench --model-check) in the log: the model targets are not measured.")
+    found = check_tables(check_path, "--model-check")
+    if found is None:
+        return
+    model = found.get("model")
+    if not model:
+        print(f"No rows of the model table in {check_path}: the model targets are not measured.")
         print()
         return
-    try:
-        torch = {(r["layers"], r["experts"], r["topk"], r["tokens"]): r for r in json.load(open(model_torch_path))}
-    except (OSError, ValueError) as error:
-        print(f"No model baseline ({model_torch_path}: {error}): the comparison with PyTorch is not measured.")
-        torch = {}
+    rows, error = load(model_torch_path)
+    if rows is None:
+        print(f"No model baseline ({error}): the comparison with PyTorch is not measured.")
+    torch = {(r["layers"], r["experts"], r["topk"], r["tokens"]): r for r in rows or []}
     print("Whole model, per step of L layers: RecordStep (one launch) against L single-layer records and PyTorch's per-layer recording, same ids, same call.")
     print("| L × E × k | tokens | RecordStep | L single-layer records | torch scatter_add (vLLM), per layer | faster | torch bincount, per layer | faster | read / copy | checksums | targets |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     verdicts = {}
     for r in model:
-        key = tuple(int(r[c]) for c in ("L", "E", "k", "tokens"))
-        step = micros(r["step median"])
-        records = micros(r["L single-layer records"])
-        share = float(r["read/copy"].rstrip("%").replace(",", "")) / 100
+        key = (r["layers"], r["experts"], r["top_k"], r["tokens"])
+        step = r["step_us"]
+        records = r["layer_records_us"]
+        share = r["read_per_copy"]
         base = torch.get(key)
         vllm = base["scatter_add_ms"] * 1e3 if base else float("nan")
         bincount = base["bincount_ms"] * 1e3 if base else float("nan")
-        same = r["layers checksum"] == "equal" and (base is None or (base["checksums_agree"] and int(r["step checksum"]) == base["checksum"]))
+        same = r["layers_checksum"] == r["step_checksum"] and (base is None or (base["checksums_agree"] and r["step_checksum"] == base["checksum"]))
         held = []
         if base:
             held.append(f"≥ {FASTER}× vLLM-style: {'yes' if vllm / step >= FASTER else 'no'}")
@@ -170,5 +178,18 @@ def model_targets(found, model_torch_path):
     print()
 
 
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device-check", metavar="JSON", help="MoeGpuStats.Bench --device-check --json JSON")
+    parser.add_argument("--torch", metavar="JSON", help="torch_baseline.py --json JSON, the same sizes")
+    parser.add_argument("--model-check", metavar="JSON", help="MoeGpuStats.Bench --model-check --json JSON")
+    parser.add_argument("--model-torch", metavar="JSON", help="bench/torch/model_baseline.py --json JSON, the same shapes")
+    args = parser.parse_args(argv)
+    if args.model_check or args.model_torch:
+        model_targets(args.model_check, args.model_torch)
+    if args.device_check or args.torch:
+        device_targets(args.device_check, args.torch)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main()

@@ -9,8 +9,8 @@ using MoeGpuStats.Lab;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n] [--ids-per-bin a,b,..] [--groups-per-copy a,b,..] [--sweep-experts a,b,..]</c>: one table in a few minutes on the best
-/// accelerator (or <c>MOEGS_ACCELERATOR</c>). Each record is timed on the device with profiling
+/// <c>--device-check [--experts E] [--sizes a,b,..] [--skew-size n] [--ids-per-bin a,b,..] [--groups-per-copy a,b,..] [--sweep-experts a,b,..] [--json FILE]</c>: one table in a few minutes on the best
+/// accelerator (or <c>MOEGS_ACCELERATOR</c>); with <c>--json</c>, every table's rows also in FILE (<see cref="CheckReport"/>). Each record is timed on the device with profiling
 /// markers after warm-up, median of many; the device-to-device copy bandwidth is measured in the
 /// same run; the managed path (copy ids to the host, then the managed loop) is timed on the host.
 /// The data and checksum are those of torch_baseline.py, so its table compares row by row.
@@ -35,16 +35,34 @@ internal static class DeviceCheck
         var device = ChooseDevice(context);
         using var accelerator = device.CreateAccelerator(context);
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
-        Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record, launch bounds {(CudaLaunchBounds.AppliesTo(accelerator) ? "applied" : "not applied")}");
+        var report = new CheckReport("device-check", accelerator, JsonPath(args));
+        var launchBounds = CudaLaunchBounds.AppliesTo(accelerator);
+        report.Set("experts", experts);
+        report.Set("sizes", sizes);
+        report.Set("launch_bounds", launchBounds);
+        Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}), experts={experts}, k=8 layout, one kernel launch per record, launch bounds {(launchBounds ? "applied" : "not applied")}");
         WarmUp(accelerator, experts, onCpu);
-        Console.WriteLine($"An empty kernel between the same markers: {EmptyLaunchMedian(accelerator, onCpu):F1} µs (the floor under any one-launch record).");
-        Console.WriteLine("| ids | record median | record read GB/s | d2d copy GB/s | read/copy | back-to-back per record | copy-to-host + managed | managed/device | checksum |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-        var breakdowns = sizes.Select(length => Row(accelerator, experts, length, onCpu)).ToArray();
-        RecordBreakdown.Print(breakdowns);
+        var emptyLaunch = EmptyLaunchMedian(accelerator, onCpu);
+        report.Set("empty_launch_us", emptyLaunch);
+        Console.WriteLine($"An empty kernel between the same markers: {emptyLaunch:F1} µs (the floor under any one-launch record).");
+        var records = report.Table<RecordRow>(
+            "record",
+            new("ids", r => $"{r.Ids}"),
+            new("record median", r => $"{r.RecordUs:F1} µs"),
+            new("record read GB/s", r => $"{r.ReadGbs:F1}"),
+            new("d2d copy GB/s", r => $"{r.CopyGbs:F1}"),
+            new("read/copy", r => $"{r.ReadPerCopy:P0}"),
+            new("back-to-back per record", r => $"{r.BackToBackUs:F1} µs"),
+            new("copy-to-host + managed", r => $"{r.CopyToHostManagedMs:F2} ms"),
+            new("managed/device", r => $"{r.ManagedPerRecord:F2}x"),
+            new("checksum", r => $"{r.Checksum}"));
+        var breakdowns = sizes.Select(length => Row(accelerator, experts, length, onCpu, records)).ToArray();
+        RecordBreakdown.Print(report, breakdowns);
 
         var skewLength = Option(args, "--skew-size", 1 << 24);
         var policy = RecordKernelPolicy.For(accelerator);
+        report.Set("skew_ids", skewLength);
+        report.Set("default_counting", policy.Counting.ToString());
         var countings = Enum.GetValues<HistogramCounting>()
             .Where(c => Supports(accelerator, c))
             .Select(c => (Name: c.ToString(), Create: (Func<Accelerator, RoutingRecordLauncher>)(a => RoutingRecordKernel.Create(a, policy with { Counting = c }))))
@@ -52,29 +70,38 @@ internal static class DeviceCheck
             .ToArray();
         Console.WriteLine();
         Console.WriteLine($"Skewed loads, {skewLength} ids: many threads add to one bin at once. Record median, read GB/s and time against the uniform load, per histogram counting (default here {policy.Counting}).");
-        Console.WriteLine($"| load |{string.Concat(countings.Select(c => $" {c.Name} | GB/s | / uniform |"))} checksum |");
-        Console.WriteLine($"| --- |{string.Concat(countings.Select(_ => " --- | --- | --- |"))} --- |");
+        var skew = report.Table<SkewRow>(
+            "skew",
+            [
+                new("load", r => r.Load),
+                .. countings.SelectMany((c, i) => new Column<SkewRow>[]
+                {
+                    new(c.Name, r => $"{r.Countings[i].RecordUs:F1} µs"),
+                    new("GB/s", r => $"{r.Countings[i].ReadGbs:F1}"),
+                    new("/ uniform", r => $"{r.Countings[i].PerUniform:F2}x"),
+                }),
+                new("checksum", r => Checksums(r.Checksums)),
+            ]);
         var uniform = new double[countings.Length];
         foreach (var (load, host) in SkewedLoads(skewLength, experts))
         {
-            var cells = new List<string>();
-            var checksums = new HashSet<ulong>();
+            var runs = new List<SkewRun>();
+            var checksums = new List<ulong>();
             for (var c = 0; c < countings.Length; c++)
             {
                 using var ids = accelerator.Allocate1D(host);
                 var (micros, checksum) = RecordMedian(accelerator, experts, ids.View, onCpu, countings[c].Create);
                 uniform[c] = load == "uniform" ? micros : uniform[c];
                 checksums.Add(checksum);
-                cells.Add($" {micros:F1} µs | {skewLength * 4 / (micros * 1e3):F1} | {micros / uniform[c]:F2}x |");
+                runs.Add(new SkewRun(countings[c].Name, micros, skewLength * 4 / (micros * 1e3), micros / uniform[c]));
             }
 
-            // One checksum when every counting gave the same counts; a difference shows them all.
-            Console.WriteLine($"| {load} |{string.Concat(cells)} {string.Join(" ≠ ", checksums)} |");
+            skew.Add(new SkewRow(load, runs, [.. checksums.Distinct()]));
         }
 
-        PaddingTable(accelerator, experts, sizes, onCpu);
-        Queries(accelerator, experts);
-        QueryLaunches(accelerator, [.. new[] { 64, experts, 1024, RoutingStateLayout.MaxExperts }.Distinct().Order()], onCpu);
+        PaddingTable(report, accelerator, experts, sizes, onCpu);
+        Queries(report, accelerator, experts);
+        QueryLaunches(report, accelerator, [.. new[] { 64, experts, 1024, RoutingStateLayout.MaxExperts }.Distinct().Order()], onCpu);
 
         // Each extra group flushes up to E counts, so at thousands of experts fewer, longer groups
         // should pay: at 4,096 experts and 16 Mi ids, 256 ids per thread (a quarter of the groups)
@@ -83,16 +110,13 @@ internal static class DeviceCheck
         var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},1024,{RoutingStateLayout.MaxExperts}").Split(',').Select(int.Parse).Distinct();
         Console.WriteLine();
         Console.WriteLine($"Grid rule: the fewest ids per expert a group takes before another group (default {policy.IdsPerBin}; 0: no such bound), with at least {policy.IdsPerThread} ids per thread (a small batch first gets a group per multiprocessor, down to {RecordKernelPolicy.FewestIdsPerThread}); record median in µs.");
-        Console.WriteLine($"| E | ids | {string.Join(" | ", perBin)} | checksum |");
-        Console.WriteLine($"| --- | --- |{string.Concat(perBin.Select(_ => " --- |"))} --- |");
+        var idsPerBin = report.Table("ids_per_bin", SweepColumns(perBin.Select(n => $"{n}")));
         foreach (var sweepE in sweepExperts)
         {
             foreach (var length in sizes.Where(n => n >= 1 << 20))
             {
                 var host = RoutingIds.Skewed(length, sweepE);
-                var runs = perBin.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, policy with { IdsPerBin = n })).ToArray();
-                var checksums = string.Join(" ≠ ", runs.Select(run => run.Checksum).Distinct());
-                Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", runs.Select(run => run.Micros.ToString("F1")))} | {checksums} |");
+                idsPerBin.Add(Sweep(sweepE, length, perBin, n => RecordMedian(accelerator, sweepE, host, onCpu, policy with { IdsPerBin = n })));
             }
         }
 
@@ -102,22 +126,42 @@ internal static class DeviceCheck
         var perCopy = OptionText(args, "--groups-per-copy", "0,256,128,64,32").Split(',').Select(int.Parse).ToArray();
         Console.WriteLine();
         Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {policy.GroupsPerCopy}; 0: one copy; at most {RoutingStateLayout.MaxCopies} copies and {RoutingStateLayout.BufferLength} / E), record median in µs.");
-        Console.WriteLine($"| E | ids | {string.Join(" | ", perCopy.Select(n => n == 0 ? "one copy" : n.ToString()))} | checksum |");
-        Console.WriteLine($"| --- | --- |{string.Concat(perCopy.Select(_ => " --- |"))} --- |");
+        var groupsPerCopy = report.Table("groups_per_copy", SweepColumns(perCopy.Select(n => n == 0 ? "one copy" : $"{n}")));
         foreach (var sweepE in new[] { experts, 1024, RoutingStateLayout.MaxExperts }.Distinct())
         {
             foreach (var length in sizes)
             {
                 var host = RoutingIds.Skewed(length, sweepE);
-                var runs = perCopy.Select(n => RecordMedian(accelerator, sweepE, host, onCpu, policy with { GroupsPerCopy = n == 0 ? int.MaxValue : n })).ToArray();
-                var checksums = string.Join(" ≠ ", runs.Select(run => run.Checksum).Distinct());
-                Console.WriteLine($"| {sweepE} | {length} | {string.Join(" | ", runs.Select(run => run.Micros.ToString("F1")))} | {checksums} |");
+                groupsPerCopy.Add(Sweep(sweepE, length, perCopy, n => RecordMedian(accelerator, sweepE, host, onCpu, policy with { GroupsPerCopy = n == 0 ? int.MaxValue : n })));
             }
         }
 
         // Last: a candidate kernel that fails on a device takes only this table with it.
-        CandidateTable.Print(accelerator, experts, sizes, skewLength, onCpu);
+        CandidateTable.Print(report, accelerator, experts, sizes, skewLength, onCpu);
+        report.Complete();
         return 0;
+    }
+
+    /// <summary>The JSON file <c>--json FILE</c> names, or null.</summary>
+    internal static string? JsonPath(string[] args) => OptionText(args, "--json", "") is { Length: > 0 } path ? path : null;
+
+    /// <summary>Distinct checksums as the tables print them: one when every run counted the same, else all of them.</summary>
+    internal static string Checksums(IEnumerable<ulong> checksums) => string.Join(" ≠ ", checksums);
+
+    /// <summary>The columns of a sweep table: E, ids, the record median at each setting (headed <paramref name="settings"/>), the checksums.</summary>
+    private static Column<SweepRow>[] SweepColumns(IEnumerable<string> settings) =>
+    [
+        new("E", r => $"{r.Experts}"),
+        new("ids", r => $"{r.Ids}"),
+        .. settings.Select((header, i) => new Column<SweepRow>(header, r => $"{r.Runs[i].RecordUs:F1}")),
+        new("checksum", r => Checksums(r.Checksums)),
+    ];
+
+    /// <summary>A sweep table's row: <paramref name="record"/> at each of <paramref name="settings"/>, in order.</summary>
+    private static SweepRow Sweep(int experts, long length, int[] settings, Func<int, (double Micros, ulong Checksum)> record)
+    {
+        var runs = settings.Select(n => (Setting: n, Run: record(n))).ToArray();
+        return new SweepRow(experts, length, [.. runs.Select(r => new SweepRun(r.Setting, r.Run.Micros))], [.. runs.Select(r => r.Run.Checksum).Distinct()]);
     }
 
     /// <summary>
@@ -153,7 +197,7 @@ internal static class DeviceCheck
     }
 
     /// <summary>Reads, timed on the host because each one waits for the device: median of 200.</summary>
-    private static void Queries(Accelerator accelerator, int experts)
+    private static void Queries(CheckReport report, Accelerator accelerator, int experts)
     {
         using var ids = accelerator.Allocate1D(RoutingIds.Skewed(1 << 15, experts));
         using var engine = new DeviceRoutingStats(accelerator, new RoutingStatsOptions { Experts = experts });
@@ -164,25 +208,23 @@ internal static class DeviceCheck
 
         Console.WriteLine();
         Console.WriteLine($"Host time per call after 200 records of 32 Ki ids, E = {experts} (each read is a launch or copy and one wait):");
-        Console.WriteLine("| call | median |");
-        Console.WriteLine("| --- | --- |");
-        Console.WriteLine($"| RecordRouting (host time to enqueue, no wait) | {HostMedian(() => engine.RecordRouting(ids.View, 1 << 12, 8)):F1} µs |");
-        Console.WriteLine($"| UtilizationCv() | {HostMedian(() => engine.UtilizationCv()):F1} µs |");
-        Console.WriteLine($"| RecentLoadVarianceTrend(100) | {HostMedian(() => engine.RecentLoadVarianceTrend(100)):F1} µs |");
-        Console.WriteLine($"| Snapshot() | {HostMedian(() => engine.Snapshot().Dispose()):F1} µs |");
-        Console.WriteLine($"| RecordRouting then UtilizationCv() (the read first folds the record: one more launch) | {HostMedian(() => { engine.RecordRouting(ids.View, 1 << 12, 8); engine.UtilizationCv(); }):F1} µs |");
+        var table = report.Table<QueryRow>("queries", new("call", r => r.Call), new("median", r => $"{r.HostUs:F1} µs"));
+        table.Add(new("RecordRouting (host time to enqueue, no wait)", HostMedian(() => engine.RecordRouting(ids.View, 1 << 12, 8))));
+        table.Add(new("UtilizationCv()", HostMedian(() => engine.UtilizationCv())));
+        table.Add(new("RecentLoadVarianceTrend(100)", HostMedian(() => engine.RecentLoadVarianceTrend(100))));
+        table.Add(new("Snapshot()", HostMedian(() => engine.Snapshot().Dispose())));
+        table.Add(new("RecordRouting then UtilizationCv() (the read first folds the record: one more launch)", HostMedian(() => { engine.RecordRouting(ids.View, 1 << 12, 8); engine.UtilizationCv(); })));
     }
 
     /// <summary>
     /// A read's device time by expert count: the query launch and its 36-byte copy between profiling
     /// markers, median of 200, next to the host time of the same call (which adds the wait).
     /// </summary>
-    private static void QueryLaunches(Accelerator accelerator, int[] expertCounts, bool onCpu)
+    private static void QueryLaunches(CheckReport report, Accelerator accelerator, int[] expertCounts, bool onCpu)
     {
         Console.WriteLine();
         Console.WriteLine("UtilizationCv() by expert count after 1,000 records (the variance ring full): device time between markers, and host time.");
-        Console.WriteLine("| E | device | host |");
-        Console.WriteLine("| --- | --- | --- |");
+        var table = report.Table<QueryLaunchRow>("query_launches", new("E", r => $"{r.Experts}"), new("device", r => $"{r.DeviceUs:F1} µs"), new("host", r => $"{r.HostUs:F1} µs"));
         foreach (var experts in expertCounts)
         {
             using var ids = accelerator.Allocate1D(RoutingIds.Skewed(1 << 15, experts));
@@ -194,7 +236,7 @@ internal static class DeviceCheck
 
             engine.Stream.Synchronize();
             var device = Median(onCpu ? 5 : 200, engine.Stream, () => engine.UtilizationCv());
-            Console.WriteLine($"| {experts} | {device:F1} µs | {HostMedian(() => engine.UtilizationCv()):F1} µs |");
+            table.Add(new(experts, device, HostMedian(() => engine.UtilizationCv())));
         }
     }
 
@@ -218,12 +260,18 @@ internal static class DeviceCheck
     /// group then reads its share a second time, to tell padding from invalid ids): the worst case.
     /// Batches without padding take the kernel's unchanged path, so the first column is the plain record.
     /// </summary>
-    private static void PaddingTable(Accelerator accelerator, int experts, long[] sizes, bool onCpu)
+    private static void PaddingTable(CheckReport report, Accelerator accelerator, int experts, long[] sizes, bool onCpu)
     {
         Console.WriteLine();
         Console.WriteLine($"Padding: record median in µs of the same batch (k = 8) without padding, with its last 5 % of tokens padded (all 8 ids −1), and with every 16th slot −1; the ratios to no padding. Checksums differ by design (padding is not counted).");
-        Console.WriteLine("| ids | no padding | last 5 % of tokens padded | padded / none | every 16th slot empty | empty / none |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
+        var table = report.Table<PaddingRow>(
+            "padding",
+            new("ids", r => $"{r.Ids}"),
+            new("no padding", r => $"{r.NoPaddingUs:F1}"),
+            new("last 5 % of tokens padded", r => $"{r.TailPaddedUs:F1}"),
+            new("padded / none", r => $"{r.TailPaddedPerNone:F2}x"),
+            new("every 16th slot empty", r => $"{r.SlotsEmptyUs:F1}"),
+            new("empty / none", r => $"{r.SlotsEmptyPerNone:F2}x"));
         foreach (var length in sizes)
         {
             var plain = RoutingIds.Skewed(length, experts);
@@ -238,7 +286,7 @@ internal static class DeviceCheck
             var none = RecordMedian(accelerator, experts, plain, onCpu).Micros;
             var padded = RecordMedian(accelerator, experts, tail, onCpu).Micros;
             var holes = RecordMedian(accelerator, experts, scattered, onCpu).Micros;
-            Console.WriteLine($"| {length} | {none:F1} | {padded:F1} | {padded / none:F2}x | {holes:F1} | {holes / none:F2}x |");
+            table.Add(new(length, none, padded, padded / none, holes, holes / none));
         }
     }
 
@@ -317,8 +365,8 @@ internal static class DeviceCheck
         return RoutingIds.Checksum(snapshot.ExpertTokenCounts);
     }
 
-    /// <summary>Prints the size's row and returns the parts of its record, timed on the same ids.</summary>
-    private static RecordBreakdown Row(Accelerator accelerator, int experts, long length, bool onCpu)
+    /// <summary>Adds the size's row to <paramref name="table"/> and returns the parts of its record, timed on the same ids.</summary>
+    private static RecordBreakdown Row(Accelerator accelerator, int experts, long length, bool onCpu, ResultTable<RecordRow> table)
     {
         var host = RoutingIds.Skewed(length, experts);
         using var ids = accelerator.Allocate1D(host);
@@ -364,8 +412,7 @@ internal static class DeviceCheck
         var checksum = CountsChecksum(engine, ids.View, tokens);
         var readGbs = length * 4 / (record * 1e3);
         var copyGbs = length * 8 / (copy * 1e3);
-        Console.WriteLine(
-            $"| {length} | {record:F1} µs | {readGbs:F1} | {copyGbs:F1} | {readGbs / copyGbs:P0} | {backToBack:F1} µs | {managedMicros / 1000:F2} ms | {managedMicros / record:F2}x | {checksum} |");
+        table.Add(new RecordRow(length, record, readGbs, copyGbs, readGbs / copyGbs, backToBack, managedMicros / 1000, managedMicros / record, checksum));
         return breakdown;
     }
 
@@ -399,4 +446,30 @@ internal static class DeviceCheck
         var position = Array.IndexOf(args, name);
         return position >= 0 && position + 1 < args.Length ? args[position + 1] : fallback;
     }
+
+    /// <summary>
+    /// The first table's row: a record of the baseline's data, the device-to-device copy of the same ids
+    /// (its rate counts bytes read plus written), records back to back, and the managed path (copy the
+    /// ids to the host, then <see cref="RoutingStats"/>) against the device record.
+    /// </summary>
+    private sealed record RecordRow(long Ids, double RecordUs, double ReadGbs, double CopyGbs, double ReadPerCopy, double BackToBackUs, double CopyToHostManagedMs, double ManagedPerRecord, ulong Checksum);
+
+    /// <summary>A load of the skew table, each counting's record of it, and the distinct checksums of their counts.</summary>
+    private sealed record SkewRow(string Load, IReadOnlyList<SkewRun> Countings, IReadOnlyList<ulong> Checksums);
+
+    /// <summary>A counting's record of a skewed load; <c>PerUniform</c>: its time over the same counting's on the uniform load.</summary>
+    private sealed record SkewRun(string Counting, double RecordUs, double ReadGbs, double PerUniform);
+
+    /// <summary>A row of a sweep of one policy setting (ids per bin, groups per copy): a record at each setting, and the distinct checksums.</summary>
+    private sealed record SweepRow(int Experts, long Ids, IReadOnlyList<SweepRun> Runs, IReadOnlyList<ulong> Checksums);
+
+    /// <summary>The record median at one setting, as given on the command line (groups per copy 0: one copy).</summary>
+    private sealed record SweepRun(int Setting, double RecordUs);
+
+    /// <summary>The same batch without padding, with its last 5 % of tokens padded, and with every 16th slot empty.</summary>
+    private sealed record PaddingRow(long Ids, double NoPaddingUs, double TailPaddedUs, double TailPaddedPerNone, double SlotsEmptyUs, double SlotsEmptyPerNone);
+
+    private sealed record QueryRow(string Call, double HostUs);
+
+    private sealed record QueryLaunchRow(int Experts, double DeviceUs, double HostUs);
 }

@@ -6,7 +6,7 @@ using MoeGpuStats.Device;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// <c>--model-check [--model-shapes 58x256x8x256,..]</c>: the whole-model table on the best
+/// <c>--model-check [--model-shapes 58x256x8x256,..] [--json FILE]</c>: the whole-model table on the best
 /// accelerator (or <c>MOEGS_ACCELERATOR</c>), timed as <see cref="DeviceCheck"/> times records:
 /// on the device between profiling markers (CUDA events), after warm-up, median of many. Per shape
 /// (<see cref="ModelShape.Default"/>): one <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float})"/>
@@ -14,14 +14,10 @@ namespace MoeGpuStats.Bench;
 /// <see cref="DeviceRoutingStats"/>, one per layer, on the same stream), the step's read rate
 /// against a device-to-device copy of the same bytes in the same run, and the host time to enqueue
 /// a step. The ids and checksum are model_baseline.py's, so its table compares row by row, and
-/// scripts/targets.py reads both.
+/// scripts/targets.py reads both (this check's through <c>--json</c>, table <c>model</c>: <see cref="ModelRow"/>).
 /// </summary>
 internal static class ModelDeviceCheck
 {
-    /// <summary>The table's first header cells, which scripts/targets.py looks for.</summary>
-    public const string Header =
-        "| L | E | k | tokens | step ids | step median | step back to back | L single-layer records | records / step | step read GB/s | d2d copy GB/s | read/copy | host enqueue per step | step checksum | layers checksum |";
-
     public static int Run(string[] args)
     {
         var position = Array.IndexOf(args, "--model-shapes");
@@ -30,18 +26,37 @@ internal static class ModelDeviceCheck
         var device = DeviceCheck.ChooseDevice(context);
         using var accelerator = device.CreateAccelerator(context);
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        var report = new CheckReport("model-check", accelerator, DeviceCheck.JsonPath(args));
         Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}); whole-model steps, ids [layers, tokens, k] packed, the baseline's skewed data over the whole step");
         WarmUp(accelerator, onCpu);
-        Console.WriteLine($"An empty kernel between the same markers: {DeviceCheck.EmptyLaunchMedian(accelerator, onCpu):F1} µs (the floor under one launch; L single-layer records are L launches).");
+        var emptyLaunch = DeviceCheck.EmptyLaunchMedian(accelerator, onCpu);
+        report.Set("empty_launch_us", emptyLaunch);
+        Console.WriteLine($"An empty kernel between the same markers: {emptyLaunch:F1} µs (the floor under one launch; L single-layer records are L launches).");
         Console.WriteLine();
         Console.WriteLine("Whole model: one RecordStep (one launch, every layer) against L single-layer records of the same ids (L launches, one stream); device medians between markers; read GB/s is the step's 4 × ids bytes per second; the copy counts bytes read plus written, as the device check's first table.");
-        Console.WriteLine(Header);
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        var table = report.Table<ModelRow>(
+            "model",
+            new("L", r => $"{r.Layers}"),
+            new("E", r => $"{r.Experts}"),
+            new("k", r => $"{r.TopK}"),
+            new("tokens", r => $"{r.Tokens}"),
+            new("step ids", r => $"{r.StepIds}"),
+            new("step median", r => $"{r.StepUs:F1} µs"),
+            new("step back to back", r => $"{r.StepBackToBackUs:F1} µs"),
+            new("L single-layer records", r => $"{r.LayerRecordsUs:F1} µs"),
+            new("records / step", r => $"{r.LayerRecordsPerStep:F1}x"),
+            new("step read GB/s", r => $"{r.StepReadGbs:F1}"),
+            new("d2d copy GB/s", r => $"{r.CopyGbs:F1}"),
+            new("read/copy", r => $"{r.ReadPerCopy:P0}"),
+            new("host enqueue per step", r => $"{r.HostEnqueueUs:F1} µs"),
+            new("step checksum", r => $"{r.StepChecksum}"),
+            new("layers checksum", r => r.LayersChecksum == r.StepChecksum ? "equal" : $"DIFFERS: {r.LayersChecksum}"));
         foreach (var shape in shapes)
         {
-            Row(accelerator, shape, onCpu);
+            table.Add(Row(accelerator, shape, onCpu));
         }
 
+        report.Complete();
         return 0;
     }
 
@@ -60,7 +75,7 @@ internal static class ModelDeviceCheck
         while (clock.Elapsed < TimeSpan.FromSeconds(1));
     }
 
-    private static void Row(Accelerator accelerator, ModelShape shape, bool onCpu)
+    private static ModelRow Row(Accelerator accelerator, ModelShape shape, bool onCpu)
     {
         var host = shape.Ids();
         using var ids = accelerator.Allocate1D(host);
@@ -125,8 +140,9 @@ internal static class ModelDeviceCheck
             var layersChecksum = ModelShape.Checksum(counts);
             var readGbs = shape.StepIds * 4 / (step * 1e3);
             var copyGbs = shape.StepIds * 8 / (copy * 1e3);
-            Console.WriteLine(
-                $"| {shape.Layers} | {shape.Experts} | {shape.TopK} | {shape.Tokens} | {shape.StepIds} | {step:F1} µs | {backToBack:F1} µs | {records:F1} µs | {records / step:F1}x | {readGbs:F1} | {copyGbs:F1} | {readGbs / copyGbs:P0} | {enqueue:F1} µs | {stepChecksum} | {(layersChecksum == stepChecksum ? "equal" : $"DIFFERS: {layersChecksum}")} |");
+            return new ModelRow(
+                shape.Layers, shape.Experts, shape.TopK, shape.Tokens, shape.StepIds, step, backToBack, records, records / step,
+                readGbs, copyGbs, readGbs / copyGbs, enqueue, stepChecksum, layersChecksum);
         }
         finally
         {
@@ -153,4 +169,13 @@ internal static class ModelDeviceCheck
     }
 
     private static ModelRoutingStatsOptions Options(ModelShape shape) => new() { Layers = shape.Layers, Experts = shape.Experts };
+
+    /// <summary>
+    /// A shape's row: the step, back to back, the L single-layer records of the same ids, the step's
+    /// read rate against the copy of the same bytes (read plus written), the host time to enqueue a
+    /// step; the checksums of one step and of the L records, equal when they counted the same.
+    /// </summary>
+    private sealed record ModelRow(
+        int Layers, int Experts, int TopK, int Tokens, long StepIds, double StepUs, double StepBackToBackUs, double LayerRecordsUs, double LayerRecordsPerStep,
+        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, ulong StepChecksum, ulong LayersChecksum);
 }

@@ -12,10 +12,21 @@ namespace MoeGpuStats.Bench;
 /// whole record (which also folds the previous record in one more group). The record less the
 /// histogram is what the fold still adds to a record, running beside the counting; the record
 /// kernel without a fold tells whether that is the folding group's work or the counting's code
-/// compiled together with the fold.
+/// compiled together with the fold. Times in µs; the ratios are read rates against the copy's (read + written bytes).
 /// </summary>
-internal readonly record struct RecordBreakdown(long Length, double BareRead, double BareQuadRead, double HistogramOnly, double CountingOnly, double Record, double Copy)
+internal readonly record struct RecordBreakdown(long Ids, double BareReadUs, double BareQuadReadUs, double HistogramNoFoldUs, double RecordKernelNoFoldUs, double RecordUs, double CopyUs)
 {
+    public double BareReadPerCopy => OfCopy(BareReadUs);
+
+    public double BareQuadReadPerCopy => OfCopy(BareQuadReadUs);
+
+    public double HistogramNoFoldPerCopy => OfCopy(HistogramNoFoldUs);
+
+    public double RecordPerCopy => OfCopy(RecordUs);
+
+    /// <summary>What the fold still adds to a record, running beside the counting.</summary>
+    public double RecordLessHistogramUs => RecordUs - HistogramNoFoldUs;
+
     /// <summary>Times the bare read and the histogram alone over <paramref name="ids"/>, median of <paramref name="reps"/>.</summary>
     public static RecordBreakdown Measure(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps, double record, double copy)
     {
@@ -43,16 +54,26 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
             copy);
     }
 
-    public static void Print(IReadOnlyList<RecordBreakdown> rows)
+    public static void Print(CheckReport report, IReadOnlyList<RecordBreakdown> rows)
     {
         Console.WriteLine();
         Console.WriteLine("Where a record's time goes (device medians, same ids): a bare read of the ids (with 32-bit loads as ThreadRuns, and with 128-bit loads as QuadLoadRuns), the histogram without the fold (the library's counting here), the record kernel with nothing to fold, the record; read/copy as above.");
-        Console.WriteLine("| ids | bare read | read/copy | bare read, 128-bit loads | read/copy | histogram, no fold | read/copy | record kernel, no fold | record | read/copy | record − histogram |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+        var table = report.Table<RecordBreakdown>(
+            "breakdown",
+            new("ids", r => $"{r.Ids}"),
+            new("bare read", r => $"{r.BareReadUs:F1} µs"),
+            new("read/copy", r => $"{r.BareReadPerCopy:P0}"),
+            new("bare read, 128-bit loads", r => $"{r.BareQuadReadUs:F1} µs"),
+            new("read/copy", r => $"{r.BareQuadReadPerCopy:P0}"),
+            new("histogram, no fold", r => $"{r.HistogramNoFoldUs:F1} µs"),
+            new("read/copy", r => $"{r.HistogramNoFoldPerCopy:P0}"),
+            new("record kernel, no fold", r => $"{r.RecordKernelNoFoldUs:F1} µs"),
+            new("record", r => $"{r.RecordUs:F1} µs"),
+            new("read/copy", r => $"{r.RecordPerCopy:P0}"),
+            new("record − histogram", r => $"{r.RecordLessHistogramUs:F1} µs"));
         foreach (var row in rows)
         {
-            Console.WriteLine(
-                $"| {row.Length} | {row.BareRead:F1} µs | {row.OfCopy(row.BareRead):P0} | {row.BareQuadRead:F1} µs | {row.OfCopy(row.BareQuadRead):P0} | {row.HistogramOnly:F1} µs | {row.OfCopy(row.HistogramOnly):P0} | {row.CountingOnly:F1} µs | {row.Record:F1} µs | {row.OfCopy(row.Record):P0} | {row.Record - row.HistogramOnly:F1} µs |");
+            table.Add(row);
         }
     }
 
@@ -88,7 +109,7 @@ internal readonly record struct RecordBreakdown(long Length, double BareRead, do
     }
 
     /// <summary>The read rate of a pass over the ids that took <paramref name="micros"/>, against the copy's (read + written bytes) rate.</summary>
-    private double OfCopy(double micros) => Copy / micros / 2;
+    private double OfCopy(double micros) => CopyUs / micros / 2;
 
     /// <summary>The record kernel's grid rule (<see cref="CountingGrid"/>), for another kernel, and the histogram copies it sets.</summary>
     private static (KernelConfig Config, int Copies) RecordGrid(Accelerator accelerator, Kernel kernel, long length, int experts)
