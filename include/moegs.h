@@ -213,6 +213,45 @@ int32_t moegs_layer_balance_size(void);
  * [layers, experts], into dst (capacity: the values dst holds, >= layers * experts). */
 moegs_status moegs_model_window_load(moegs_handle handle, uint64_t* dst, int32_t capacity);
 
+/* Where a model keeps its per-expert counters, for a job that sums them across GPUs with its own
+ * collective (an NCCL all-reduce of the window load before DeepSeek's EPLB) or reads them in its own
+ * kernels, without a copy. Its size is moegs_model_arrays_size(). */
+typedef struct moegs_model_arrays {
+    void* token_counts;       /* uint64_t [layers][experts], row-major, contiguous: each expert's slots since
+                               * the start (or the last reset); row l sums to layer l's routed_slots */
+    void* window_load;        /* uint64_t [layers][experts], row-major, contiguous: each expert's slots over the
+                               * window, the values moegs_model_window_load copies out */
+    const char* accelerator;  /* "cuda": both are CUdeviceptrs of the handle's GPU; "cpu": host pointers */
+    uint64_t steps;           /* steps the arrays hold */
+    int32_t window_steps;     /* of those, the steps in the window */
+    int32_t layers;           /* rows */
+    int32_t experts;          /* columns */
+    int32_t synchronized;     /* 1: the call waited on the host for the fold, so any reader may read now;
+                               * 0 (cuda): ready for work enqueued on `stream` after the call */
+} moegs_model_arrays;
+
+/* The model's token counts and window load in its accelerator's memory, without a copy: *out gets their
+ * addresses, shape and the steps they hold. The step recorded last is folded in first (a step stays
+ * pending on the device until the next step or read), by a launch on the model's stream.
+ * stream (on "cuda"): the reader's CUstream, which then waits on the device, not the host, for that
+ * fold; NULL for the default stream of the calling thread's current CUDA context (with no context
+ * current, the call waits on the host instead: synchronized = 1). Elsewhere stream must be NULL;
+ * on "cpu" the call finishes the fold before it returns.
+ * The addresses hold until moegs_model_destroy; the contents are the steps recorded before the call
+ * until the next moegs_model_record or moegs_model_reset, whose folds write into the same memory. A
+ * moegs_model_record ordered on the reader's stream waits for the reader's work enqueued before it;
+ * reset and destroy do not wait for a reader on another stream: finish its reads first.
+ * The arrays are the model's state: a write changes the statistics. An in-place all-reduce would add
+ * the other ranks' counts into this model, so reduce a copy (a device-to-device copy on the reader's
+ * stream). A model on "managed" (.NET arrays, which the runtime moves) or "opencl" (a cl_mem is not an
+ * address) is refused with MOEGS_INVALID_ARGUMENT: read moegs_model_window_load there. On failure
+ * *out is zeroed. */
+moegs_status moegs_model_device_arrays(moegs_handle handle, void* stream, moegs_model_arrays* out);
+
+/* sizeof(moegs_model_arrays) as the library was built with it (libmoegs refuses to start when it differs
+ * from this header's); 0 when the runtime could not start. */
+int32_t moegs_model_arrays_size(void);
+
 /* Layer `layer`'s statistics ([0, layers)) as an aggregator's snapshot. */
 moegs_status moegs_model_layer_snapshot(moegs_handle handle, int32_t layer, moegs_snapshot* out);
 

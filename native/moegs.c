@@ -33,6 +33,7 @@ typedef int (*model_record_fn)(moegs_handle, const void*, int32_t, int32_t, int3
 typedef int (*model_summary_fn)(moegs_handle, const int32_t*, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*);
 typedef int (*window_load_fn)(moegs_handle, uint64_t*, int32_t);
 typedef int (*layer_snapshot_fn)(moegs_handle, int32_t, moegs_snapshot*);
+typedef int (*device_arrays_fn)(moegs_handle, void*, moegs_model_arrays*);
 
 static struct {
     create_fn create;
@@ -54,6 +55,8 @@ static struct {
     size_fn layer_balance_size;
     window_load_fn model_window_load;
     layer_snapshot_fn model_layer_snapshot;
+    device_arrays_fn model_device_arrays;
+    size_fn model_arrays_size;
     handle_fn model_reset;
     handle_fn model_destroy;
 } api;
@@ -152,6 +155,8 @@ static void start_runtime(void)
         { "LayerBalanceSize", (void**)&api.layer_balance_size },
         { "ModelWindowLoad", (void**)&api.model_window_load },
         { "ModelLayerSnapshot", (void**)&api.model_layer_snapshot },
+        { "ModelDeviceArrays", (void**)&api.model_device_arrays },
+        { "ModelArraysSize", (void**)&api.model_arrays_size },
         { "ModelReset", (void**)&api.model_reset },
         { "ModelDestroy", (void**)&api.model_destroy },
     };
@@ -172,6 +177,7 @@ static void start_runtime(void)
         { "moegs_snapshot", api.snapshot_size(), sizeof(moegs_snapshot) },
         { "moegs_model_balance", api.model_balance_size(), sizeof(moegs_model_balance) },
         { "moegs_layer_balance", api.layer_balance_size(), sizeof(moegs_layer_balance) },
+        { "moegs_model_arrays", api.model_arrays_size(), sizeof(moegs_model_arrays) },
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         if (sizes[i].managed != (int)sizes[i].here) {
@@ -285,6 +291,16 @@ moegs_status moegs_model_window_load(moegs_handle handle, uint64_t* dst, int32_t
 moegs_status moegs_model_layer_snapshot(moegs_handle handle, int32_t layer, moegs_snapshot* out)
 {
     return ready() ? (moegs_status)api.model_layer_snapshot(handle, layer, out) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_device_arrays(moegs_handle handle, void* stream, moegs_model_arrays* out)
+{
+    return ready() ? (moegs_status)api.model_device_arrays(handle, stream, out) : MOEGS_RUNTIME_ERROR;
+}
+
+int32_t moegs_model_arrays_size(void)
+{
+    return ready() ? api.model_arrays_size() : 0;
 }
 
 moegs_status moegs_model_reset(moegs_handle handle)

@@ -24,6 +24,7 @@ import math
 import operator
 import os
 import sys
+import weakref
 
 OK, INVALID_ARGUMENT, INVALID_HANDLE, NO_DEVICE, DEVICE_ERROR, RUNTIME_ERROR = range(6)
 _STATUS = {INVALID_ARGUMENT: "invalid argument", INVALID_HANDLE: "invalid handle", NO_DEVICE: "no such device",
@@ -73,6 +74,14 @@ class LayerBalance(ctypes.Structure):
         ("load", ctypes.c_uint64), ("mean_load", ctypes.c_double), ("max_load", ctypes.c_uint64), ("min_load", ctypes.c_uint64),
         ("balancedness", ctypes.c_double), ("max_mean_ratio", ctypes.c_double), ("cv", ctypes.c_double),
         ("hottest", ctypes.c_int32), ("coldest", ctypes.c_int32), ("dead", ctypes.c_int32)]
+
+
+class ModelArrays(ctypes.Structure):
+    """The C struct moegs_model_arrays (include/moegs.h), field for field; _load checks its size."""
+    _fields_ = [
+        ("token_counts", ctypes.c_void_p), ("window_load", ctypes.c_void_p), ("accelerator", ctypes.c_char_p),
+        ("steps", ctypes.c_uint64), ("window_steps", ctypes.c_int32), ("layers", ctypes.c_int32), ("experts", ctypes.c_int32),
+        ("synchronized", ctypes.c_int32)]
 
 
 def _installed_library():
@@ -130,7 +139,11 @@ def _load(path=None):
     lib.moegs_model_layer_snapshot.argtypes = [h, i32, ctypes.POINTER(Snapshot)]
     lib.moegs_model_reset.argtypes = [h]
     lib.moegs_model_destroy.argtypes = [h]
-    for name, struct in (("moegs_model_balance_size", ModelBalance), ("moegs_layer_balance_size", LayerBalance)):
+    if not hasattr(lib, "moegs_model_device_arrays"):
+        raise OSError(f"{os.path.abspath(candidate)} predates moegs_model_device_arrays: rebuild it (native/build.sh)")
+    lib.moegs_model_device_arrays.argtypes = [h, vp, ctypes.POINTER(ModelArrays)]
+    for name, struct in (("moegs_model_balance_size", ModelBalance), ("moegs_layer_balance_size", LayerBalance),
+                         ("moegs_model_arrays_size", ModelArrays)):
         getattr(lib, name).argtypes = []
         getattr(lib, name).restype = ctypes.c_int32
         size = getattr(lib, name)()
@@ -140,7 +153,7 @@ def _load(path=None):
     for name in ("moegs_create", "moegs_record", "moegs_record_latency", "moegs_accelerator", "moegs_snapshot_read", "moegs_expert_counts",
                  "moegs_expert_utilization", "moegs_reset", "moegs_destroy", "moegs_model_create", "moegs_model_record",
                  "moegs_model_accelerator", "moegs_model_summary", "moegs_model_window_load", "moegs_model_layer_snapshot",
-                 "moegs_model_reset", "moegs_model_destroy"):
+                 "moegs_model_reset", "moegs_model_destroy", "moegs_model_device_arrays"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
 
@@ -393,12 +406,16 @@ class MoeModelStats(_Handle):
         model.record(topk_ids)                   # [layers, tokens, k] int32, or a list of [tokens, k] views of one buffer
         model.window_load()                      # [layers, experts] slots over the last `window` steps (EPLB's weight)
         model.summary()["window"]["mean_balancedness"]
+        load = torch.as_tensor(model.device_arrays(dtype="int64").window_load, device="cuda")  # the same, without a copy
     """
 
     def __init__(self, layers, experts, *, expert_capacity=None, window=1000, utilization_decay=None, accelerator="auto", library=None):
         """layers: [1, 1024]; experts: [1, 4096]; expert_capacity: slots per expert per step in each layer, or None for none;
         window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none."""
         self._handle = ctypes.c_int64(0)
+        # DeviceArray objects alive (device_arrays()), the handle close() left for the last of them to destroy, and
+        # a count of the calls that fold into the arrays' memory (records, resets), which makes older arrays stale.
+        self._exports, self._orphan, self._generation = 0, 0, 0
         accelerator = _accelerator_name(accelerator)
         self.layers = _integer("layers", layers, 1, INT32_MAX)
         self.experts = _integer("experts", experts, 1, INT32_MAX)
@@ -433,6 +450,7 @@ class MoeModelStats(_Handle):
         raw_stream = _raw_stream(is_cuda, device, stream)
         self._check(self._lib.moegs_model_record(self._handle, pointer or None, self.layers, tokens, top_k, stride,
                                                  _address(valid), _address(losses), _address(z_losses), raw_stream))
+        self._generation += 1
 
     def summary(self, expert_ranks=None):
         """The model's balance as a dict: steps, window_steps, entries (experts, or ranks under a placement), and for
@@ -468,6 +486,54 @@ class MoeModelStats(_Handle):
             return [list(buffer[l * self.experts:(l + 1) * self.experts]) for l in range(self.layers)]
         return numpy.frombuffer(buffer, dtype=numpy.uint64).reshape(self.layers, self.experts).copy()
 
+    def device_arrays(self, stream=None, dtype="uint64"):
+        """The model's window load and token counts where the model keeps them, without a copy, for a job that sums them
+        across GPUs with its own collective (torch.distributed.all_reduce; NCCL on GPUs) or reads them in its own kernels.
+        Returns a DeviceArrays: .window_load (each expert's slots over the window, window_load()'s values) and
+        .token_counts (since the start or the last reset), each a DeviceArray of shape (layers, experts), C-contiguous,
+        that exports __cuda_array_interface__ (version 3) on "cuda" and __array_interface__ on "cpu"; and .steps,
+        .window_steps. The step recorded last is folded in first (moegs_model_device_arrays).
+
+        Ordering (cuda): `stream` (a torch.cuda.Stream, an object with .cuda_stream, or a raw CUstream; default: torch's
+        current stream where torch imports, else the default stream of the current CUDA context) waits on the device for
+        the fold, and the interface names it as the stream to read on. On "cpu" the call finishes the fold first.
+        Validity: the contents are the steps recorded before this call until the next record() or reset(), which fold
+        into the same memory; the interfaces then raise, so export again after each step. A record() on the reader's
+        stream waits for the reads enqueued before it there; reset() does not: finish reading first.
+        The arrays are the model's state: writing through them changes the statistics, so all_reduce a copy
+        (tensor.clone() on the device), never the exported memory itself. Each DeviceArray keeps the memory alive: a
+        close() while one exists refuses further calls at once and frees the memory when the last one goes.
+        dtype: "uint64" (the counts' type) or "int64", the same memory read as signed, for torch before 2.3 (no uint64);
+        counts stay below 2**63 in any run. A model on "managed" or "opencl" has no address to give: window_load()
+        copies its load on every accelerator."""
+        if dtype not in ("uint64", "int64"):
+            raise ValueError(f"dtype = {dtype!r}: must be 'uint64' (the counts' type) or 'int64' (the same memory read as signed, for torch)")
+        if self.device not in ("cuda", "cpu"):
+            why = ("a cl_mem is not an address" if self.device == "opencl"
+                   else "the managed engine keeps its counts in .NET arrays, which the runtime moves")
+            raise ValueError(f"this model runs on {self.device}: device_arrays() needs a model on 'cuda' or 'cpu' ({why}); "
+                             "window_load() returns a copy on every accelerator")
+        raw = 0
+        if self.device == "cuda":
+            if stream is None:
+                try:
+                    import torch
+                except ImportError:
+                    torch = None
+                if torch is not None:
+                    stream = torch.cuda.current_stream()
+            if stream is not None:
+                raw = _integer("stream", getattr(stream, "cuda_stream", stream), 0, _POINTER_MAX)
+        elif stream is not None:
+            raise ValueError(f"stream = {stream!r}: a stream orders the export only on cuda; this model runs on {self.device}, "
+                             "where the call finishes the fold before it returns: pass stream=None")
+        out = ModelArrays()
+        self._check(self._lib.moegs_model_device_arrays(self._handle, raw or None, ctypes.byref(out)))
+        typestr = ("<" if sys.byteorder == "little" else ">") + ("u8" if dtype == "uint64" else "i8")
+        stream = _interface_stream(out.synchronized, raw)
+        arrays = [DeviceArray(self, name, getattr(out, name), typestr, stream) for name in ("window_load", "token_counts")]
+        return DeviceArrays(*arrays, steps=out.steps, window_steps=out.window_steps, device=out.accelerator.decode())
+
     def layer(self, layer):
         """Layer `layer`'s statistics as MoeStats.snapshot's dict."""
         layer = _integer("layer", layer, -2**31, INT32_MAX)
@@ -477,11 +543,25 @@ class MoeModelStats(_Handle):
 
     def reset(self):
         self._check(self._lib.moegs_model_reset(self._handle))
+        self._generation += 1
 
     def close(self):
-        if self._handle.value:
-            self._check(self._lib.moegs_model_destroy(self._handle))
+        """Ends the model: later calls raise. Its memory is freed now, or, while arrays from device_arrays() (or
+        tensors made from them) still refer to it, when the last of them is collected."""
+        handle = self._handle.value
+        if handle:
             self._handle = ctypes.c_int64(0)
+            if self._exports:
+                self._orphan = handle
+            else:
+                self._check(self._lib.moegs_model_destroy(handle))
+
+    def _release_export(self):
+        """A DeviceArray was collected: the last one frees the memory of a model closed before it."""
+        self._exports -= 1
+        if not self._exports and self._orphan:
+            handle, self._orphan = self._orphan, 0
+            self._lib.moegs_model_destroy(handle)
 
     def _layers_of(self, ids):
         """(pointer, tokens, k, layer stride in ids, is_cuda, device) of one [layers, tokens, k] array or a list of [tokens, k] views."""
@@ -545,6 +625,64 @@ class MoeModelStats(_Handle):
         if value_cuda != is_cuda:
             raise ValueError(f"{name} are {'a CUDA tensor' if value_cuda else 'in host memory'}, but the ids are not: pass both in one memory")
         return _Address(value, pointer)
+
+
+def _interface_stream(synchronized, raw_stream):
+    """The CUDA Array Interface's stream for an export: None when the host waited for the fold (no synchronization
+    needed), else the stream that waits for it, the default stream (0) spelled 1, the legacy default stream, as the
+    interface disallows 0."""
+    return None if synchronized else (raw_stream or 1)
+
+
+class DeviceArray:
+    """One of a model's (layers, experts) counter arrays in its accelerator's memory, without a copy
+    (MoeModelStats.device_arrays says how long its contents hold and how to order a reader). On "cuda" it exports
+    __cuda_array_interface__ (version 3: torch.as_tensor(a, device="cuda"), cupy.asarray(a), numba.cuda.as_cuda_array(a)),
+    on "cpu" __array_interface__ (numpy.asarray(a)); either views the model's memory itself, writable, and keeps this
+    object (so the memory) alive. .ptr, .shape, .typestr and .device describe it; reading an interface after the model's
+    next record() or reset() raises, as the memory then holds other counts."""
+
+    def __init__(self, model, name, pointer, typestr, stream):
+        self._model, self._generation, self._stream = model, model._generation, stream
+        self.name, self.ptr, self.shape, self.typestr, self.device = name, pointer, (model.layers, model.experts), typestr, model.device
+        model._exports += 1
+        weakref.finalize(self, model._release_export)
+
+    def __repr__(self):
+        return f"DeviceArray({self.name}, shape={self.shape}, typestr={self.typestr!r}, device={self.device!r}, ptr=0x{self.ptr:x})"
+
+    def _interface(self, kind):
+        if self.device != kind:
+            # AttributeError, so that hasattr() tells a consumer which interface this array has.
+            raise AttributeError(f"this {self.name} array is in {self.device} memory: it exports "
+                                 f"{'__cuda_array_interface__' if self.device == 'cuda' else '__array_interface__'}")
+        if self._model._generation != self._generation:
+            raise RuntimeError(f"this {self.name} array was exported before the model's last record() or reset(), which fold into "
+                               "the same memory: call device_arrays() again")
+        interface = {"version": 3, "shape": self.shape, "typestr": self.typestr, "data": (self.ptr, False), "strides": None}
+        if kind == "cuda":
+            interface["stream"] = self._stream
+        return interface
+
+    @property
+    def __array_interface__(self):
+        return self._interface("cpu")
+
+    @property
+    def __cuda_array_interface__(self):
+        return self._interface("cuda")
+
+
+class DeviceArrays:
+    """What MoeModelStats.device_arrays returns: .window_load and .token_counts (DeviceArray each), .steps (the steps they
+    hold), .window_steps (of those, the steps in the window) and .device ("cuda" or "cpu")."""
+
+    def __init__(self, window_load, token_counts, *, steps, window_steps, device):
+        self.window_load, self.token_counts = window_load, token_counts
+        self.steps, self.window_steps, self.device = steps, window_steps, device
+
+    def __repr__(self):
+        return f"DeviceArrays({self.window_load!r}, {self.token_counts!r}, steps={self.steps}, window_steps={self.window_steps})"
 
 
 class _Address:

@@ -388,6 +388,85 @@ static void model_api(void)
     REFUSED(moegs_model_window_load(models[1], want, M_LAYERS * M_EXPERTS), MOEGS_INVALID_HANDLE, "not a live model");
 }
 
+/* The arrays of moegs_model_device_arrays are the model's own memory: after every step, read straight
+ * through the pointers before any other call (so the step's fold is still pending when the call comes),
+ * they equal a bincount done here (the window's last M_WINDOW steps, and every step since the start);
+ * afterwards the window load equals moegs_model_window_load and each token-count row the layer's
+ * routed_slots. The addresses do not move; a reset clears the memory; refusals name their argument. */
+static void model_device_arrays(void)
+{
+    CHECK(moegs_model_arrays_size() == (int32_t)sizeof(moegs_model_arrays), "moegs_model_arrays: %d / %zu bytes", moegs_model_arrays_size(),
+          sizeof(moegs_model_arrays));
+    moegs_handle h = 0, managed = 0;
+    CHECK(moegs_model_create("cpu", M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &h) == MOEGS_OK, "arrays: create cpu: %s", moegs_last_error());
+    moegs_model_arrays a, first;
+    CHECK(moegs_model_device_arrays(h, NULL, &first) == MOEGS_OK, "arrays before any step: %s", moegs_last_error());
+    CHECK(first.token_counts != NULL && first.window_load != NULL && first.accelerator && strcmp(first.accelerator, "cpu") == 0
+          && first.layers == M_LAYERS && first.experts == M_EXPERTS && first.steps == 0 && first.window_steps == 0 && first.synchronized == 1,
+          "arrays before any step: %s %d x %d, %llu steps, synchronized %d", first.accelerator ? first.accelerator : "NULL", first.layers, first.experts,
+          (unsigned long long)first.steps, first.synchronized);
+
+    static int32_t ids[M_STEPS][M_LAYERS * M_TOKENS * TOP_K];
+    uint64_t since_start[M_LAYERS * M_EXPERTS] = {0};
+    for (int step = 0; step < M_STEPS; step++) {
+        for (int l = 0; l < M_LAYERS; l++)
+            for (int i = 0; i < M_TOKENS * TOP_K; i++) {
+                int32_t id = (int32_t)(next() % (M_EXPERTS + 2)) - 1; /* -1 (empty), experts, and one invalid id */
+                ids[step][l * M_TOKENS * TOP_K + i] = id;
+                if (id >= 0 && id < M_EXPERTS) since_start[l * M_EXPERTS + id]++;
+            }
+        CHECK(moegs_model_record(h, ids[step], M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "arrays: record: %s",
+              moegs_last_error());
+        CHECK(moegs_model_device_arrays(h, NULL, &a) == MOEGS_OK, "arrays after step %d: %s", step, moegs_last_error());
+        uint64_t window[M_LAYERS * M_EXPERTS] = {0};
+        for (int s = step + 1 > M_WINDOW ? step + 1 - M_WINDOW : 0; s <= step; s++)
+            for (int l = 0; l < M_LAYERS; l++)
+                for (int i = 0; i < M_TOKENS * TOP_K; i++) {
+                    int32_t id = ids[s][l * M_TOKENS * TOP_K + i];
+                    if (id >= 0 && id < M_EXPERTS) window[l * M_EXPERTS + id]++;
+                }
+        CHECK(memcmp(a.window_load, window, sizeof window) == 0, "step %d: the window load at %p is not the last steps' bincount", step, a.window_load);
+        CHECK(memcmp(a.token_counts, since_start, sizeof since_start) == 0, "step %d: the token counts at %p are not every step's bincount", step,
+              a.token_counts);
+        CHECK(a.token_counts == first.token_counts && a.window_load == first.window_load, "step %d: the arrays moved", step);
+        CHECK(a.steps == (uint64_t)step + 1 && a.window_steps == (step + 1 < M_WINDOW ? step + 1 : M_WINDOW) && a.synchronized == 1,
+              "step %d: %llu steps, %d in the window, synchronized %d", step, (unsigned long long)a.steps, a.window_steps, a.synchronized);
+    }
+
+    uint64_t copied[M_LAYERS * M_EXPERTS];
+    CHECK(moegs_model_window_load(h, copied, M_LAYERS * M_EXPERTS) == MOEGS_OK && memcmp(copied, a.window_load, sizeof copied) == 0,
+          "the window load copied out differs from the exported array");
+    for (int l = 0; l < M_LAYERS; l++) {
+        moegs_snapshot s;
+        uint64_t row = 0;
+        for (int e = 0; e < M_EXPERTS; e++) row += ((const uint64_t*)a.token_counts)[l * M_EXPERTS + e];
+        CHECK(moegs_model_layer_snapshot(h, l, &s) == MOEGS_OK && s.routed_slots == row, "layer %d: routed_slots %llu, token-count row %llu", l,
+              (unsigned long long)s.routed_slots, (unsigned long long)row);
+    }
+
+    CHECK(moegs_model_reset(h) == MOEGS_OK, "arrays: reset: %s", moegs_last_error());
+    CHECK(moegs_model_device_arrays(h, NULL, &a) == MOEGS_OK && a.steps == 0 && a.window_load == first.window_load, "arrays after reset: %s",
+          moegs_last_error());
+    uint64_t zeros[M_LAYERS * M_EXPERTS] = {0};
+    CHECK(memcmp(a.window_load, zeros, sizeof zeros) == 0 && memcmp(a.token_counts, zeros, sizeof zeros) == 0, "a reset left counts in the arrays");
+
+    /* Refusals zero *out, so a caller who skips the status reads no stale address. */
+    CHECK(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &managed) == MOEGS_OK, "arrays: create managed: %s", moegs_last_error());
+    a.window_load = (void*)&a;
+    char handle_text[64];
+    snprintf(handle_text, sizeof handle_text, "handle = %lld: a model on managed", (long long)managed);
+    REFUSED(moegs_model_device_arrays(managed, NULL, &a), MOEGS_INVALID_ARGUMENT, handle_text, "cuda or cpu", "moegs_model_window_load");
+    CHECK(a.window_load == NULL && a.accelerator == NULL, "a refused call left an address in *out");
+    REFUSED(moegs_model_device_arrays(h, (void*)16, &a), MOEGS_INVALID_ARGUMENT, "stream = 0x10", "pass NULL");
+    REFUSED(moegs_model_device_arrays(h, NULL, NULL), MOEGS_INVALID_ARGUMENT, "out is NULL");
+    moegs_handle aggregator = 0;
+    CHECK(moegs_create("cpu", M_EXPERTS, 0, &aggregator) == MOEGS_OK, "arrays: create aggregator: %s", moegs_last_error());
+    REFUSED(moegs_model_device_arrays(aggregator, NULL, &a), MOEGS_INVALID_HANDLE, "not a live model");
+    CHECK(moegs_destroy(aggregator) == MOEGS_OK && moegs_model_destroy(managed) == MOEGS_OK && moegs_model_destroy(h) == MOEGS_OK,
+          "arrays: destroy: %s", moegs_last_error());
+    REFUSED(moegs_model_device_arrays(h, NULL, &a), MOEGS_INVALID_HANDLE, "not a live model");
+}
+
 int main(void)
 {
     /* The library writes moegs_snapshot_size() bytes into a moegs_snapshot: the struct this header declares. */
@@ -533,6 +612,7 @@ int main(void)
     CHECK(moegs_destroy(managed) == MOEGS_OK, "destroy managed");
 
     model_api();
+    model_device_arrays();
 
     printf("test_moegs: %d checks, %d failed\n", checks, failures);
     return failures == 0 ? 0 : 1;

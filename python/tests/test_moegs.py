@@ -5,12 +5,17 @@ NumPy and PyTorch may be absent: HostArray and HostTensor stand in for them with
 the wrapper reads (__array_interface__; torch's data_ptr/is_cuda/dtype/shape), over host memory."""
 import array
 import ctypes
+import gc
+import importlib.util
 import math
 import os
 import random
 import re
+import shutil
+import subprocess
 import sys
 import threading
+import types
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -51,6 +56,12 @@ class HostTensor:
 
     def is_contiguous(self):
         return True
+
+
+def load_rows(load):
+    """A window load as lists of ints, whether window_load() returned lists or (where NumPy is installed) an array,
+    which == would compare element-wise."""
+    return [[int(value) for value in row] for row in load]
 
 
 def same_statistics(a, b):
@@ -434,7 +445,7 @@ class ModelTests(unittest.TestCase):
                             if step >= self.STEPS - self.WINDOW and 0 <= i < self.EXPERTS:
                                 want[layer][i] += 1
                 load = model.window_load()
-                self.assertEqual(want, [list(map(int, row)) for row in load])
+                self.assertEqual(want, load_rows(load))
                 for layer, stats in enumerate(alone):
                     self.assertTrue(same_statistics(stats.snapshot(), model.layer(layer)), f"{accelerator}: layer {layer}")
                     stats.close()
@@ -458,7 +469,7 @@ class ModelTests(unittest.TestCase):
                 views.record([HostArray(ids, (self.TOKENS, self.K), address=base + 4 * layer * stride) for layer in range(self.LAYERS)])
                 dense = array.array("i", (ids[layer * stride + i] for layer in range(self.LAYERS) for i in range(self.TOKENS * self.K)))
                 packed.record(HostArray(dense, (self.LAYERS, self.TOKENS, self.K)))
-            self.assertEqual(packed.window_load(), views.window_load())
+            self.assertEqual(load_rows(packed.window_load()), load_rows(views.window_load()))
             self.assertEqual(packed.summary(), views.summary())
 
     def test_bad_input_raises_and_leaves_the_model(self):
@@ -466,7 +477,7 @@ class ModelTests(unittest.TestCase):
         base = ids.buffer_info()[0]
         with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
             model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
-            before = (model.window_load(), model.summary(), model.layer(0))
+            before = (load_rows(model.window_load()), model.summary(), model.layer(0))
             uneven = [HostArray(ids, (self.TOKENS, self.K), address=base + offset) for offset in (0, 240, 600)]
             with self.assertRaisesRegex(ValueError, "not equally spaced"):
                 model.record(uneven)
@@ -490,7 +501,7 @@ class ModelTests(unittest.TestCase):
             with self.assertRaises(moegs.MoeGpuStatsError) as layer:
                 model.layer(self.LAYERS)
             self.assertIn("layer = 3", str(layer.exception))
-            self.assertEqual(before, (model.window_load(), model.summary(), model.layer(0)))
+            self.assertEqual(before, (load_rows(model.window_load()), model.summary(), model.layer(0)))
         with self.assertRaises(moegs.MoeGpuStatsError) as layers:
             moegs.MoeModelStats(2000, self.EXPERTS, accelerator="managed")
         self.assertIn("layers = 2000", str(layers.exception))
@@ -503,6 +514,150 @@ class ModelTests(unittest.TestCase):
         lib = moegs._load()
         self.assertEqual(ctypes.sizeof(moegs.ModelBalance), lib.moegs_model_balance_size())
         self.assertEqual(ctypes.sizeof(moegs.LayerBalance), lib.moegs_layer_balance_size())
+
+
+class DeviceArrayTests(unittest.TestCase):
+    """MoeModelStats.device_arrays on the CPU accelerator: the interface's pointer, read here through ctypes (NumPy may be
+    absent), is the model's window load and token counts with the last step folded in; it stays valid while referenced,
+    even past close(); stale after a record or reset; refused where there is no address to give."""
+
+    LAYERS, EXPERTS, TOKENS, K, WINDOW, STEPS = 3, 8, 30, 2, 4, 7
+
+    def record_steps(self, model, steps=STEPS, seed=5):
+        """Records `steps` random steps; yields after each (the step's fold still pending) with the bincounts done here."""
+        rng = random.Random(seed)
+        history, since_start = [], [[0] * self.EXPERTS for _ in range(self.LAYERS)]
+        for _ in range(steps):
+            ids = array.array("i", (rng.randrange(-1, self.EXPERTS + 1) for _ in range(self.LAYERS * self.TOKENS * self.K)))
+            model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+            history.append(ids)
+            window = [[0] * self.EXPERTS for _ in range(self.LAYERS)]
+            for age, step in enumerate(reversed(history)):
+                for i, expert in enumerate(step):
+                    if 0 <= expert < self.EXPERTS:
+                        layer = i // (self.TOKENS * self.K)
+                        if age == 0:
+                            since_start[layer][expert] += 1
+                        if age < self.WINDOW:
+                            window[layer][expert] += 1
+            yield window, [row[:] for row in since_start]
+
+    def read(self, interface):
+        """The (layers, experts) uint64 values at the interface's address, through ctypes."""
+        layers, experts = interface["shape"]
+        values = (ctypes.c_uint64 * (layers * experts)).from_address(interface["data"][0])
+        return [list(values[l * experts:(l + 1) * experts]) for l in range(layers)]
+
+    def test_the_interface_is_the_models_counts_with_the_last_step_folded(self):
+        u8 = ("<" if sys.byteorder == "little" else ">") + "u8"
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator="cpu") as model:
+            first = model.device_arrays()
+            for step, (window, since_start) in enumerate(self.record_steps(model)):
+                arrays = model.device_arrays()  # the first call after the record: it must fold the step
+                load = arrays.window_load.__array_interface__
+                self.assertEqual({"version": 3, "shape": (self.LAYERS, self.EXPERTS), "typestr": u8,
+                                  "data": (first.window_load.ptr, False), "strides": None}, load)
+                self.assertEqual(window, self.read(load), f"window load after step {step}")
+                self.assertEqual(since_start, self.read(arrays.token_counts.__array_interface__), f"token counts after step {step}")
+                self.assertEqual((step + 1, min(step + 1, self.WINDOW), "cpu"), (arrays.steps, arrays.window_steps, arrays.device))
+                self.assertEqual(first.token_counts.ptr, arrays.token_counts.ptr)
+                self.assertFalse(hasattr(arrays.window_load, "__cuda_array_interface__"))
+            self.assertEqual(self.read(load), load_rows(model.window_load()))
+            counts = self.read(arrays.token_counts.__array_interface__)
+            self.assertEqual([model.layer(l)["routed_slots"] for l in range(self.LAYERS)], [sum(row) for row in counts])
+            signed = model.device_arrays(dtype="int64").window_load.__array_interface__
+            self.assertEqual((u8[0] + "i8", load["data"]), (signed["typestr"], signed["data"]))
+
+    def test_arrays_from_before_a_record_or_reset_refuse_their_interface(self):
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator="cpu") as model:
+            steps = self.record_steps(model, steps=2)
+            next(steps)
+            arrays = model.device_arrays()
+            next(steps)
+            with self.assertRaisesRegex(RuntimeError, "exported before the model's last record\\(\\) or reset\\(\\)"):
+                arrays.window_load.__array_interface__
+            arrays = model.device_arrays()
+            model.reset()
+            with self.assertRaisesRegex(RuntimeError, "call device_arrays\\(\\) again"):
+                arrays.token_counts.__array_interface__
+            zeros = [[0] * self.EXPERTS for _ in range(self.LAYERS)]
+            self.assertEqual(zeros, self.read(model.device_arrays().window_load.__array_interface__))
+
+    def test_close_frees_the_memory_with_the_last_array(self):
+        model = moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator="cpu")
+        window, _ = next(self.record_steps(model, steps=1))
+        arrays = model.device_arrays()
+        handle, lib = model._handle.value, model._lib
+        model.close()
+        with self.assertRaises(moegs.MoeGpuStatsError) as closed:
+            model.device_arrays()
+        self.assertEqual(moegs.INVALID_HANDLE, closed.exception.status)
+        where = ctypes.c_char_p()
+        self.assertEqual(moegs.OK, lib.moegs_model_accelerator(handle, ctypes.byref(where)), "closed with an array alive: freed too early")
+        self.assertEqual(window, self.read(arrays.window_load.__array_interface__))
+        del arrays
+        gc.collect()
+        self.assertEqual(moegs.INVALID_HANDLE, lib.moegs_model_accelerator(handle, ctypes.byref(where)), "the last array is gone: not freed")
+
+    def test_models_without_an_address_and_bad_arguments_are_refused(self):
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+            with self.assertRaisesRegex(ValueError, "this model runs on managed: device_arrays\\(\\) needs a model on 'cuda' or 'cpu'"):
+                model.device_arrays()
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="cpu") as model:
+            with self.assertRaisesRegex(ValueError, "stream = 5: a stream orders the export only on cuda"):
+                model.device_arrays(stream=5)
+            with self.assertRaisesRegex(ValueError, "dtype = 'float32': must be 'uint64'"):
+                model.device_arrays(dtype="float32")
+
+    def test_the_cuda_interface_names_the_stream_to_read_on(self):
+        """The __cuda_array_interface__ a CUDA model's arrays give (built here over a stand-in: no GPU in these tests)."""
+        model = types.SimpleNamespace(layers=2, experts=4, device="cuda", _generation=0, _exports=0, _release_export=lambda: None)
+        for synchronized, raw, stream in ((False, 0x1234, 0x1234), (False, 0, 1), (True, 0x1234, None)):
+            array_ = moegs.DeviceArray(model, "window_load", 0x7000, "<u8", moegs._interface_stream(synchronized, raw))
+            self.assertEqual({"version": 3, "shape": (2, 4), "typestr": "<u8", "data": (0x7000, False), "strides": None, "stream": stream},
+                             array_.__cuda_array_interface__)
+            self.assertFalse(hasattr(array_, "__array_interface__"))
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_numpy_views_the_models_memory_without_a_copy(self):
+        import numpy
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator="cpu") as model:
+            for window, _ in self.record_steps(model, steps=3):
+                pass
+            arrays = model.device_arrays()
+            load = numpy.asarray(arrays.window_load)
+            self.assertEqual((numpy.uint64, (self.LAYERS, self.EXPERTS)), (load.dtype.type, load.shape))
+            self.assertEqual(arrays.window_load.ptr, load.__array_interface__["data"][0])
+            self.assertEqual(window, load.tolist())
+            load[1, 2] += 1000  # a write through the view is a write to the model's state
+            self.assertEqual(window[1][2] + 1000, int(model.window_load()[1][2]))
+            self.assertEqual(numpy.int64, numpy.asarray(model.device_arrays(dtype="int64").token_counts).dtype.type)
+
+
+def torch_python():
+    """A Python that imports torch (with gloo) and NumPy: this one, python3 on PATH or Debian's /usr/bin/python3; else None."""
+    candidates = [sys.executable, shutil.which("python3"), "/usr/bin/python3"]
+    probe = "import numpy, torch.distributed as d; assert d.is_available() and d.is_gloo_available()"
+    for python in dict.fromkeys(c for c in candidates if c and os.path.exists(c)):
+        if subprocess.run([python, "-c", probe], capture_output=True, timeout=300).returncode == 0:
+            return python
+    return None
+
+
+class AllReduceExampleTests(unittest.TestCase):
+    """python/examples/allreduce_window_load.py: two processes, gloo, each model's window load all-reduced from its own memory."""
+
+    def test_two_ranks_sum_their_window_loads_and_keep_their_state(self):
+        python = torch_python()
+        if python is None:
+            self.skipTest("no Python here imports torch with gloo and NumPy (tried this one, python3 on PATH and /usr/bin/python3); "
+                          ".ci/run installs Debian's python3-torch and python3-numpy")
+        example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "allreduce_window_load.py")
+        library = os.path.abspath(moegs._load()._name)
+        run = subprocess.run([python, example], capture_output=True, text=True, timeout=600, env={**os.environ, "MOEGS_LIB": library})
+        self.assertEqual(0, run.returncode, run.stdout + run.stderr)
+        self.assertIn("EQUALS the sum of the ranks' copies; every model's own state unchanged", run.stdout)
+        self.assertEqual(3, len(re.findall(r"^  layer \d+: \[(?:\d+, ){7}\d+\]$", run.stdout, re.MULTILINE)), run.stdout)
 
 
 class InstallTests(unittest.TestCase):

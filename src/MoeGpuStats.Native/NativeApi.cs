@@ -204,6 +204,38 @@ public static unsafe class NativeApi
         });
     }
 
+    /// <remarks>
+    /// Not <c>onDevice</c>: the model makes ILGPU's context current for the fold itself, and orders the
+    /// reader's stream in the caller's context, where a NULL stream is the caller's default stream.
+    /// </remarks>
+    [UnmanagedCallersOnly]
+    public static int ModelDeviceArrays(long handle, IntPtr stream, NativeModelArrays* destination)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_device_arrays writes the arrays' addresses there.");
+        }
+
+        // A failed call leaves no stale address behind for a caller who skips the status.
+        *destination = default;
+        return With(
+            Models,
+            "model",
+            handle,
+            (Handle: handle, Stream: stream, Out: (IntPtr)destination),
+            static (model, a) =>
+            {
+                var arrays = model.DeviceArrays(a.Handle, a.Stream);
+                arrays.Accelerator = KindNames[model.Kind];
+                *(NativeModelArrays*)a.Out = arrays;
+            },
+            onDevice: false);
+    }
+
+    /// <summary>The bytes <see cref="ModelDeviceArrays"/> writes, checked by libmoegs and bindings as <see cref="SnapshotSize"/>.</summary>
+    [UnmanagedCallersOnly]
+    public static int ModelArraysSize() => sizeof(NativeModelArrays);
+
     [UnmanagedCallersOnly]
     public static int ModelLayerSnapshot(long handle, int layer, NativeSnapshot* destination)
     {

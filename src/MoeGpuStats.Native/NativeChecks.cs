@@ -114,6 +114,24 @@ internal static class NativeChecks
         return (stride, length);
     }
 
+    /// <summary>Only a model on CUDA or the CPU accelerator has arrays at an address; a stream orders the export only on CUDA.</summary>
+    public static void DeviceArrays(long handle, string kind, IntPtr stream)
+    {
+        if (kind is not ("cuda" or "cpu"))
+        {
+            var why = kind == "opencl"
+                ? "an OpenCL buffer is a cl_mem, not an address"
+                : "the managed engine keeps its counts in .NET arrays, which the runtime moves";
+            throw new NativeArgumentException(
+                $"handle = {handle}: a model on {kind}; moegs_model_device_arrays needs a model on cuda or cpu ({why}). Read moegs_model_window_load (a copy) instead.");
+        }
+
+        if (stream != IntPtr.Zero && kind != "cuda")
+        {
+            throw new NativeArgumentException($"stream = 0x{stream:x}: a stream orders the export only on cuda; on {kind} the call finishes the fold before it returns: pass NULL.");
+        }
+    }
+
     public static void Layer(int layer, int layers)
     {
         if (layer < 0 || layer >= layers)

@@ -102,6 +102,54 @@ internal sealed class NativeModel : INativeHandle
         }
     }
 
+    /// <summary>
+    /// Where the model's token counts and window load lie (<see cref="ModelRoutingStats.DeviceArrays"/>),
+    /// the pending step folded first, and ordered for a reader: on CUDA the reader's
+    /// <paramref name="stream"/> (NULL: the default stream of the caller's current context) waits on
+    /// the device for the fold; with NULL and no current context nothing can be ordered, so the host
+    /// waits for the fold, as it does on the CPU accelerator. <c>Accelerator</c> is left for the caller.
+    /// </summary>
+    /// <exception cref="NativeArgumentException">A model on managed or opencl, a stream off CUDA, or a stream that is not a CUstream.</exception>
+    public NativeModelArrays DeviceArrays(long handle, IntPtr stream)
+    {
+        NativeChecks.DeviceArrays(handle, Kind, stream);
+
+        // Read before ILGPU's context is made current: the caller's context is what a NULL stream means.
+        var ordered = _bridge is not null && (stream != IntPtr.Zero || CudaContextScope.CurrentContext() != IntPtr.Zero);
+        ModelDeviceArrays arrays;
+        using (EnterDevice())
+        {
+            arrays = _stats.DeviceArrays();
+            if (!ordered)
+            {
+                arrays.Stream.Synchronize();
+            }
+        }
+
+        if (ordered)
+        {
+            try
+            {
+                _bridge!.SignalConsumer(stream);
+            }
+            catch (ArgumentException exception)
+            {
+                throw new NativeArgumentException($"stream: {NativeChecks.OneLine(exception)} Allowed: a CUstream of the calling thread's current context, or NULL.");
+            }
+        }
+
+        return new NativeModelArrays
+        {
+            TokenCounts = arrays.TokenCounts.LoadEffectiveAddressAsPtr(),
+            WindowLoad = arrays.WindowLoad.LoadEffectiveAddressAsPtr(),
+            Steps = arrays.Steps,
+            WindowSteps = arrays.WindowSteps,
+            Layers = arrays.Layers,
+            Experts = arrays.Experts,
+            Synchronized = ordered ? 0 : 1,
+        };
+    }
+
     public void Dispose()
     {
         _ids?.Dispose();

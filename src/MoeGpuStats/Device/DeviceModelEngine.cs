@@ -221,6 +221,20 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
+    /// <remarks>
+    /// The buffers are allocated once, so the views stay at the same addresses until <see cref="Dispose"/>;
+    /// <see cref="Reset"/> clears them in place and every later fold writes into them.
+    /// </remarks>
+    public override ModelDeviceArrays DeviceArrays()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            FoldPending();
+            return new ModelDeviceArrays(_views.TokenCounts, _views.WindowLoad, Stream, Options.Layers, Options.Experts, _steps, WindowSteps);
+        }
+    }
+
     public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount)
     {
         lock (_lock)

@@ -36,6 +36,12 @@ internal abstract class ModelRoutingEngine : IDisposable
     public abstract ulong[] WindowLoad();
 
     /// <summary>
+    /// The token counts and window load in device memory, the pending step folded first (enqueued on
+    /// the engine's stream); null on an engine that keeps them in .NET arrays, which the runtime may move.
+    /// </summary>
+    public virtual ModelDeviceArrays? DeviceArrays() => null;
+
+    /// <summary>
     /// Per layer, the loads measured over the window and since the start, per expert or, with
     /// <paramref name="ranks"/> (one per expert, each below <paramref name="rankCount"/>), per rank;
     /// and the steps recorded and in the window.

@@ -182,6 +182,20 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ulong[] WindowLoad() => Engine.WindowLoad();
 
+    /// <summary>
+    /// The token counts and the window load in the accelerator's memory, without a copy, each
+    /// <c>[Layers, Experts]</c> 64-bit slots (<see cref="ModelDeviceArrays"/> says how long they hold
+    /// and how to order a reader): for a job that sums them across ranks with its own collective (an
+    /// NCCL all-reduce of the window load before EPLB) or reads them in its own kernels. The pending
+    /// step is folded first, by a launch enqueued on the model's stream; the host does not wait.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The model runs on the managed engine (a model read from JSON, a snapshot and a merge do too): its counts are .NET arrays, not device memory; <see cref="WindowLoad"/> copies them.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public ModelDeviceArrays DeviceArrays() =>
+        Engine.DeviceArrays()
+        ?? throw new InvalidOperationException(
+            $"This model runs on the {Backend} engine, which keeps its counts in .NET arrays, not in an accelerator's memory: read WindowLoad() (a copy), or create the model on an accelerator (ModelRoutingStats.OnDevice).");
+
     /// <summary>The balance of every layer over its experts, over the window and since the start (computed on the device; a few scalars per layer come back).</summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingSummary Summary()

@@ -110,6 +110,74 @@ public sealed unsafe class NativeModelApiTests
         Refused(Call(&NativeApi.ModelDestroy, handle), InvalidHandle, "not a live model");
     }
 
+    /// <summary>
+    /// moegs_model_device_arrays on the CPU accelerator: read through its pointers right after each step
+    /// (the step's fold still pending when the call comes), the memory equals the window load and each
+    /// layer's token counts of a model recorded directly, and afterwards what moegs_model_window_load
+    /// copies out; the addresses do not move.
+    /// </summary>
+    [Fact]
+    public void DeviceArraysPointAtTheModelsCountsWithThePendingStepFolded()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = Window };
+        using var direct = new ModelRoutingStats(options);
+        var handle = Create("cpu", Layers, Experts, 0, Window, -1f);
+        try
+        {
+            var first = DeviceArrays(handle);
+            Assert.Equal("cpu", Marshal.PtrToStringUTF8(first.Accelerator));
+            Assert.Equal((Layers, Experts, 0ul, 0, 1), (first.Layers, first.Experts, first.Steps, first.WindowSteps, first.Synchronized));
+            var rng = new Random(17);
+            for (var step = 0; step < Steps; step++)
+            {
+                var ids = Enumerable.Range(0, Layers * Stride).Select(i => rng.Next(-1, Experts + 1)).ToArray();
+                var valid = Tokens - step;
+                Assert.Equal(Ok, Record(handle, ids, Layers, Tokens, TopK, Stride, valid, null, null));
+                direct.RecordStep(ids, valid, TopK, Stride);
+
+                var arrays = DeviceArrays(handle);
+                Assert.Equal(direct.WindowLoad(), new ReadOnlySpan<ulong>((void*)arrays.WindowLoad, Layers * Experts).ToArray());
+                var counts = new ReadOnlySpan<ulong>((void*)arrays.TokenCounts, Layers * Experts).ToArray();
+                for (var l = 0; l < Layers; l++)
+                {
+                    using var layer = direct.Layer(l);
+                    Assert.Equal(layer.ExpertTokenCounts, counts.Skip(l * Experts).Take(Experts));
+                }
+
+                Assert.Equal(((ulong)step + 1, Math.Min(step + 1, Window)), (arrays.Steps, arrays.WindowSteps));
+                Assert.Equal((first.WindowLoad, first.TokenCounts), (arrays.WindowLoad, arrays.TokenCounts));
+            }
+
+            var last = DeviceArrays(handle);
+            Assert.Equal(WindowLoad(handle), new ReadOnlySpan<ulong>((void*)last.WindowLoad, Layers * Experts).ToArray());
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
+    [Fact]
+    public void DeviceArraysAreRefusedWithoutAnAddressToGive()
+    {
+        var managed = Create("managed", Layers, Experts, 0, Window, -1f);
+        var cpu = Create("cpu", Layers, Experts, 0, Window, -1f);
+        try
+        {
+            var arrays = new NativeModelArrays { WindowLoad = 8, Accelerator = 8 };
+            Refused(DeviceArrays(managed, 0, &arrays), InvalidArgument, $"handle = {managed}: a model on managed", "cuda or cpu", "moegs_model_window_load");
+            Assert.Equal(default(NativeModelArrays), arrays);
+            Refused(DeviceArrays(cpu, 0x10, &arrays), InvalidArgument, "stream = 0x10", "pass NULL");
+            Refused(DeviceArrays(cpu, 0, null), InvalidArgument, "out is NULL");
+            Refused(DeviceArrays(0, 0, &arrays), InvalidHandle, "handle 0 is not a live model");
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, managed));
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, cpu));
+        }
+    }
+
     [Fact]
     public void ARefusedCreateNamesItsArgumentAndWritesZero()
     {
@@ -128,6 +196,7 @@ public sealed unsafe class NativeModelApiTests
     [Theory]
     [InlineData("moegs_model_balance", typeof(NativeModelBalance))]
     [InlineData("moegs_layer_balance", typeof(NativeLayerBalance))]
+    [InlineData("moegs_model_arrays", typeof(NativeModelArrays))]
     public void TheModelStructsAreTheHeadersFieldByField(string name, Type managed)
     {
         var header = File.ReadAllText(Path.Combine(RepositoryRoot(), "include", "moegs.h"));
@@ -136,15 +205,17 @@ public sealed unsafe class NativeModelApiTests
         var widths = new Dictionary<string, (Type Managed, int Bytes)>
         {
             ["uint64_t"] = (typeof(ulong), 8), ["int32_t"] = (typeof(int), 4), ["double"] = (typeof(double), 8),
+            ["void*"] = (typeof(IntPtr), IntPtr.Size), ["char*"] = (typeof(IntPtr), IntPtr.Size),
         };
         long offset = 0, alignment = 1;
         var expected = new List<string>();
-        foreach (Match field in Regex.Matches(Regex.Replace(body.Groups[1].Value, @"/\*.*?\*/", "", RegexOptions.Singleline), @"(\w+)\s+(\w+)\s*;"))
+        var declarations = Regex.Matches(Regex.Replace(body.Groups[1].Value, @"/\*.*?\*/", "", RegexOptions.Singleline), @"(?:const\s+)?(\w+)\s*(\*?)\s*(\w+)\s*;");
+        foreach (var field in declarations.Select(m => (Type: m.Groups[1].Value + m.Groups[2].Value, Name: m.Groups[3])))
         {
-            var (clr, bytes) = widths[field.Groups[1].Value];
+            var (clr, bytes) = widths[field.Type];
             offset = (offset + bytes - 1) / bytes * bytes; // C's natural alignment
             alignment = Math.Max(alignment, bytes);
-            expected.Add($"{offset}: {clr.Name} {string.Concat(field.Groups[2].Value.Split('_').Select(part => char.ToUpperInvariant(part[0]) + part[1..]))}");
+            expected.Add($"{offset}: {clr.Name} {string.Concat(field.Name.Value.Split('_').Select(part => char.ToUpperInvariant(part[0]) + part[1..]))}");
             offset += bytes;
         }
 
@@ -154,9 +225,12 @@ public sealed unsafe class NativeModelApiTests
             .Select(f => $"{f.Offset}: {f.Field.FieldType.Name} {f.Field.Name}");
         Assert.Equal(expected, actual);
         Assert.Equal((offset + alignment - 1) / alignment * alignment, Marshal.SizeOf(managed));
-        Assert.Equal(Marshal.SizeOf(managed), managed == typeof(NativeModelBalance)
-            ? ((delegate* unmanaged<int>)&NativeApi.ModelBalanceSize)()
-            : ((delegate* unmanaged<int>)&NativeApi.LayerBalanceSize)());
+        Assert.Equal(Marshal.SizeOf(managed), name switch
+        {
+            "moegs_model_balance" => ((delegate* unmanaged<int>)&NativeApi.ModelBalanceSize)(),
+            "moegs_layer_balance" => ((delegate* unmanaged<int>)&NativeApi.LayerBalanceSize)(),
+            _ => ((delegate* unmanaged<int>)&NativeApi.ModelArraysSize)(),
+        });
     }
 
     private static string RepositoryRoot()
@@ -261,6 +335,16 @@ public sealed unsafe class NativeModelApiTests
         result = (summary, window, sinceStart);
         return status;
     }
+
+    private static NativeModelArrays DeviceArrays(long handle)
+    {
+        NativeModelArrays arrays;
+        Assert.Equal(Ok, DeviceArrays(handle, 0, &arrays));
+        return arrays;
+    }
+
+    private static int DeviceArrays(long handle, IntPtr stream, NativeModelArrays* arrays) =>
+        ((delegate* unmanaged<long, IntPtr, NativeModelArrays*, int>)&NativeApi.ModelDeviceArrays)(handle, stream, arrays);
 
     private static NativeSnapshot LayerSnapshot(long handle, int layer)
     {

@@ -58,6 +58,52 @@ public sealed class RoutingStatsMetricsTests
     }
 
     /// <summary>
+    /// A model publishes through one <see cref="RoutingStatsMetrics"/> per layer (<see cref="ModelRoutingStats.Layer"/>,
+    /// tagged with the layer): each layer's per-expert counters are its own counts, which a metrics backend sums
+    /// across replicas by layer and expert (docs/scaling.md).
+    /// </summary>
+    [Fact]
+    public void AModelsLayersPublishTheirOwnCountsUnderTheirLayerTag()
+    {
+        using var model = ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), new ModelRoutingStatsOptions { Layers = 2, Experts = 3 });
+        int[] ids = [0, 0, 1, 2, /* layer 1: */ 2, 2, 2, 1];
+        model.RecordStep(ids, tokens: 2, topK: 2);
+        var layers = Enumerable.Range(0, 2).Select(model.Layer).ToArray();
+        var metrics = layers.Select((layer, l) => new RoutingStatsMetrics(layer, layer: $"model-test.{l}")).ToArray();
+        var seen = new Dictionary<(string Layer, int Expert), double>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == RoutingStatsMetrics.MeterName && instrument.Name == "moegs.expert.tokens")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            var parsed = Tags(tags);
+            if (parsed.TryGetValue("layer", out var layer) && layer is string name && name.StartsWith("model-test.", StringComparison.Ordinal))
+            {
+                seen[(name, (int)parsed["expert"]!)] = value;
+            }
+        });
+        listener.Start();
+        listener.RecordObservableInstruments();
+
+        Assert.Equal(
+            new Dictionary<(string, int), double>
+            {
+                [("model-test.0", 0)] = 2, [("model-test.0", 1)] = 1, [("model-test.0", 2)] = 1,
+                [("model-test.1", 0)] = 0, [("model-test.1", 1)] = 1, [("model-test.1", 2)] = 3,
+            },
+            seen);
+        foreach (var disposable in metrics.Cast<IDisposable>().Concat(layers))
+        {
+            disposable.Dispose();
+        }
+    }
+
+    /// <summary>
     /// Collections on several threads at once, each taking a new snapshot (refresh interval 0) while
     /// records go on, share readings without disposing one under another and never throw.
     /// </summary>
