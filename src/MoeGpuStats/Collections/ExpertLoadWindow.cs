@@ -5,9 +5,10 @@ namespace MoeGpuStats.Collections;
 /// <summary>
 /// The sliding window of expert load in managed memory: the last <c>window</c> steps' counts per
 /// layer and expert beside their running sum, as the device keeps them. A layer's step of at most
-/// <see cref="ListedIds"/> ids (decode) is kept as a short list of (expert, count) pairs, one
-/// cache line, instead of a row of E counts: a decode step then costs the window O(ids) and reads
-/// no cold row of a ring of 1,000 steps. Larger steps keep a whole row in the dense ring.
+/// <see cref="ListedIds"/> ids (decode) is kept as a short list of (expert, count) pairs, each
+/// packed in one 32-bit entry, instead of a row of E counts: a decode step of 8 ids then touches one
+/// cold cache line per layer of a ring of 1,000 steps, not a row of E counts. Larger steps keep a
+/// whole row in the dense ring.
 /// </summary>
 internal sealed class ExpertLoadWindow
 {
@@ -16,13 +17,15 @@ internal sealed class ExpertLoadWindow
 
     private const int Whole = -1;
 
+    /// <summary>A list entry is the expert in its low 16 bits (experts are at most 4,096) and the count (at most <see cref="ListedIds"/>) above.</summary>
+    private const int CountShift = 16;
+
     private readonly int _layers;
     private readonly int _experts;
     private readonly int _window;
     private readonly int _listLength;
     private readonly ulong[] _load;
-    private readonly ushort[] _listedExperts;
-    private readonly uint[] _listedCounts;
+    private readonly uint[] _entries;
     private readonly int[] _listed;
     private readonly bool[] _seen;
     private uint[]? _ring;
@@ -36,8 +39,7 @@ internal sealed class ExpertLoadWindow
 
         // A list holds at most min(32, E) distinct experts, so the lists take no more entries than the ring.
         _listLength = Math.Min(ListedIds, experts);
-        _listedExperts = new ushort[window * layers * _listLength];
-        _listedCounts = new uint[window * layers * _listLength];
+        _entries = new uint[window * layers * _listLength];
         _listed = new int[window * layers];
         _seen = new bool[experts];
         if (load is not null)
@@ -67,8 +69,7 @@ internal sealed class ExpertLoadWindow
         var slot = (Position * _layers) + layer;
         var ringRow = _ring.AsSpan(slot * _experts, _experts);
         var load = _load.AsSpan(layer * _experts, _experts);
-        var experts = _listedExperts.AsSpan(slot * _listLength, _listLength);
-        var listedCounts = _listedCounts.AsSpan(slot * _listLength, _listLength);
+        var entries = _entries.AsSpan(slot * _listLength, _listLength);
         var listed = ids.Length <= ListedIds;
         if (_listed[slot] == Whole)
         {
@@ -76,9 +77,9 @@ internal sealed class ExpertLoadWindow
         }
         else
         {
-            for (var i = 0; i < _listed[slot]; i++)
+            foreach (var entry in entries[.._listed[slot]])
             {
-                load[experts[i]] -= listedCounts[i];
+                load[(int)(entry & 0xFFFF)] -= entry >> CountShift;
             }
 
             if (!listed)
@@ -99,15 +100,14 @@ internal sealed class ExpertLoadWindow
             if ((uint)id < (uint)_experts && !_seen[id])
             {
                 _seen[id] = true;
-                experts[length] = (ushort)id;
-                listedCounts[length++] = (uint)counts[id];
+                entries[length++] = (uint)id | ((uint)counts[id] << CountShift);
                 load[id] += (uint)counts[id];
             }
         }
 
-        foreach (var expert in experts[..length])
+        foreach (var entry in entries[..length])
         {
-            _seen[expert] = false;
+            _seen[(int)(entry & 0xFFFF)] = false;
         }
 
         _listed[slot] = length;
@@ -143,9 +143,9 @@ internal sealed class ExpertLoadWindow
 
             var row = ring.AsSpan(slot * _experts, _experts);
             row.Clear();
-            for (var i = 0; i < _listed[slot]; i++)
+            foreach (var entry in _entries.AsSpan(slot * _listLength, _listed[slot]))
             {
-                row[_listedExperts[(slot * _listLength) + i]] = _listedCounts[(slot * _listLength) + i];
+                row[(int)(entry & 0xFFFF)] = entry >> CountShift;
             }
         }
 
