@@ -34,7 +34,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
 
         _hostLosses = new float[2 * options.Layers];
-        _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l, _lock)).ToArray();
+        _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l)).ToArray();
         _window = state is null
             ? new ExpertLoadWindow(options.Layers, options.Experts, options.Window)
             : new ExpertLoadWindow(options.Layers, options.Experts, options.Window, (ulong[])state.WindowLoad.Clone(), (uint[]?)state.WindowRing?.Clone(), state.WindowPosition);
@@ -108,7 +108,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         for (var l = 0; l < layers; l++)
         {
             var layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
-            var counts = _layers[l].RecordAndCountSerialized(
+            var counts = _layers[l].RecordAndCount(
                 layerIds, experts, tokens, topK, loadBalanceLosses.IsEmpty ? 0f : loadBalanceLosses[l], routerZLosses.IsEmpty ? 0f : routerZLosses[l]);
             _window.Add(l, layerIds, counts);
         }

@@ -99,16 +99,14 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         }
     }
 
-    /// <summary>
-    /// Records a batch of top-k ids as <see cref="Record(ReadOnlySpan{int}, int, int, int, int, float, float)"/>
-    /// and returns its histogram, valid until the next record; without taking this engine's lock, for
-    /// an owner that serializes every access to the engine itself (a model's layer: the model's lock
-    /// covers its records and its layers' reads, and a lock per layer would cost a step L more).
-    /// </summary>
-    internal ReadOnlySpan<int> RecordAndCountSerialized(ReadOnlySpan<int> ids, int experts, int tokens, int topK, float loadBalanceLoss, float routerZLoss)
+    /// <summary>Records a batch of top-k ids as <see cref="Record(ReadOnlySpan{int}, int, int, int, int, float, float)"/> and returns its histogram, valid until the next record.</summary>
+    internal ReadOnlySpan<int> RecordAndCount(ReadOnlySpan<int> ids, int experts, int tokens, int topK, float loadBalanceLoss, float routerZLoss)
     {
-        RecordLocked(ids, experts, tokens, topK, tokensDropped: 0, loadBalanceLoss, routerZLoss);
-        return _histogram.AsSpan(0, experts);
+        lock (_lock)
+        {
+            RecordLocked(ids, experts, tokens, topK, tokensDropped: 0, loadBalanceLoss, routerZLoss);
+            return _histogram.AsSpan(0, experts);
+        }
     }
 
     private void RecordLocked(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)

@@ -2,19 +2,14 @@ using ILGPU;
 
 namespace MoeGpuStats.Engines;
 
-/// <summary>
-/// One layer of a managed model as a <see cref="RoutingStats"/> engine: every read, no record or
-/// reset (those go through the model). Each read holds the model's lock (<paramref name="gate"/>),
-/// which the model's records hold too, so a read sees whole steps although the model records its
-/// layers without their own locks.
-/// </summary>
-internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, Lock gate) : RoutingStatsEngine(layer.Options)
+/// <summary>One layer of a model as a <see cref="RoutingStats"/> engine: every read, no record or reset (those go through the model).</summary>
+internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index) : RoutingStatsEngine(layer.Options)
 {
     public override string Name => layer.Name;
 
-    public override int ExpertCount => Read(() => layer.ExpertCount);
+    public override int ExpertCount => layer.ExpertCount;
 
-    public override RoutingTotals Totals => Read(() => layer.Totals);
+    public override RoutingTotals Totals => layer.Totals;
 
     public override CapacityStats Capacity => layer.Capacity;
 
@@ -32,25 +27,17 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, L
 
     public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
 
-    public override UtilizationQuery QueryUtilization() => Read(layer.QueryUtilization);
+    public override UtilizationQuery QueryUtilization() => layer.QueryUtilization();
 
-    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => Read(layer.QuerySummary);
+    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => layer.QuerySummary();
 
-    public override float UtilizationCv() => Read(layer.UtilizationCv);
+    public override float UtilizationCv() => layer.UtilizationCv();
 
-    public override float VarianceTrend(int window) => Read(() => layer.VarianceTrend(window));
+    public override float VarianceTrend(int window) => layer.VarianceTrend(window);
 
     public override void Reset() => throw ReadOnly();
 
-    public override ManagedRoutingEngine Snapshot() => Read(layer.Snapshot);
-
-    private T Read<T>(Func<T> read)
-    {
-        lock (gate)
-        {
-            return read();
-        }
-    }
+    public override ManagedRoutingEngine Snapshot() => layer.Snapshot();
 
     private InvalidOperationException ReadOnly() =>
         new($"Layer {index} of a model is read-only: record it with ModelRoutingStats.RecordStep and reset it with ModelRoutingStats.Reset.");
