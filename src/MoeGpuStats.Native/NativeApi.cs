@@ -1,3 +1,4 @@
+using MoeGpuStats.Device;
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -81,7 +82,7 @@ public static unsafe class NativeApi
 
     /// <summary>The accelerators' names as static UTF-8 strings, valid for the life of the process.</summary>
     private static readonly Dictionary<string, IntPtr> KindNames =
-        new[] { "cuda", "opencl", "cpu", "managed" }.ToDictionary(kind => kind, Marshal.StringToCoTaskMemUTF8);
+        AcceleratorSelection.Names.ToDictionary(kind => kind, Marshal.StringToCoTaskMemUTF8);
 
     [UnmanagedCallersOnly]
     public static int Snapshot(long handle, NativeSnapshot* destination)

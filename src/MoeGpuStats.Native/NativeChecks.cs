@@ -1,3 +1,4 @@
+using MoeGpuStats.Device;
 namespace MoeGpuStats.Native;
 
 /// <summary>
@@ -12,7 +13,8 @@ internal static class NativeChecks
     /// <summary>A model's window when the C caller passes 0: the library's default (vLLM's and SGLang's ring).</summary>
     public static readonly int DefaultWindow = new ModelRoutingStatsOptions().Window;
 
-    public static readonly string[] Accelerators = ["auto", "cuda", "opencl", "cpu", "managed"];
+    /// <summary>The accelerator names the C API takes: the library's, and <c>auto</c> (or NULL) for the best present.</summary>
+    public static readonly string[] Accelerators = ["auto", .. AcceleratorSelection.Names];
 
     public static void Create(string accelerator, int experts, int expertCapacity)
     {
@@ -224,7 +226,7 @@ internal static class NativeChecks
     {
         if (Array.IndexOf(Accelerators, accelerator) < 0)
         {
-            throw new NativeArgumentException($"accelerator = \"{accelerator}\": must be one of auto (or NULL), cuda, opencl, cpu, managed.");
+            throw new NativeArgumentException($"accelerator = \"{accelerator}\": must be one of auto (or NULL), {string.Join(", ", AcceleratorSelection.Names)}.");
         }
     }
 

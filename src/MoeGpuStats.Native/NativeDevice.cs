@@ -29,19 +29,12 @@ internal sealed class NativeDevice : IDisposable
     public static NativeDevice? Open<T>(string accelerator, Func<Accelerator, T> build, out T? built)
     {
         built = default;
-        if (accelerator is "managed")
+        var order = AcceleratorSelection.Order(accelerator is "auto" ? "" : accelerator)
+            ?? throw new ArgumentException($"accelerator '{accelerator}' is not one of {string.Join(", ", NativeChecks.Accelerators)}.", nameof(accelerator));
+        if (order.Length == 0)
         {
             return null;
         }
-
-        AcceleratorType[] order = accelerator switch
-        {
-            "auto" => AcceleratorSelection.BestFirst,
-            "cuda" => [AcceleratorType.Cuda],
-            "opencl" => [AcceleratorType.OpenCL],
-            "cpu" => [AcceleratorType.CPU],
-            _ => throw new ArgumentException($"accelerator '{accelerator}' is not one of auto, cuda, opencl, cpu, managed.", nameof(accelerator)),
-        };
         var context = Context.Create(builder => builder.Default());
         var device = order.Select(type => context.Devices.FirstOrDefault(d => d.AcceleratorType == type)).FirstOrDefault(d => d is not null);
         if (device is null)

@@ -23,6 +23,9 @@ public sealed partial class RoutingStats : IDisposable
     /// <summary>The variable that overrides <see cref="Create"/>'s choice: <c>cuda</c>, <c>opencl</c>, <c>cpu</c> or <c>managed</c>.</summary>
     public const string AcceleratorVariable = "MOEGS_ACCELERATOR";
 
+    /// <summary>The values <see cref="AcceleratorVariable"/> takes, the best accelerator first: <c>cuda</c>, <c>opencl</c>, <c>cpu</c> (ILGPU's CPU accelerator), <c>managed</c>.</summary>
+    public static IReadOnlyList<string> AcceleratorNames { get; } = Array.AsReadOnly(Device.AcceleratorSelection.Names);
+
     private readonly RoutingStatsEngine _engine;
     private readonly LatencyStats _latency = new();
     private bool _disposed;

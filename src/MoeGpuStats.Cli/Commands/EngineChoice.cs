@@ -3,14 +3,12 @@ namespace MoeGpuStats.Cli.Commands;
 /// <summary>The engine a recording command asks for (<c>MOEGS_ACCELERATOR</c>), checked before anything runs, and described after.</summary>
 internal static class EngineChoice
 {
-    private static readonly string[] Names = ["cuda", "opencl", "cpu", "managed"];
-
     private static string? Requested => Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.Trim();
 
     /// <summary>Why the variable's value is not one we know (a usage error), or null.</summary>
     public static string? Problem() =>
-        Requested is { Length: > 0 } value && !Names.Contains(value.ToLowerInvariant())
-            ? $"{RoutingStats.AcceleratorVariable}={value}: give one of {string.Join(", ", Names)}, or leave it unset for the best accelerator present."
+        Requested is { Length: > 0 } value && !RoutingStats.AcceleratorNames.Contains(value.ToLowerInvariant())
+            ? $"{RoutingStats.AcceleratorVariable}={value}: give one of {string.Join(", ", RoutingStats.AcceleratorNames)}, or leave it unset for the best accelerator present."
             : null;
 
     /// <summary>Which engine counted, in the report's words, with the reason when it is the fallback.</summary>

@@ -15,6 +15,23 @@ internal static class AcceleratorSelection
     /// <summary>The accelerators tried, in order, before the managed engine.</summary>
     public static readonly AcceleratorType[] BestFirst = [AcceleratorType.Cuda, AcceleratorType.OpenCL];
 
+    /// <summary>The engines by name, as <see cref="RoutingStats.AcceleratorVariable"/>, the CLI and the C API take them (the C API adds <c>auto</c>).</summary>
+    public static readonly string[] Names = ["cuda", "opencl", "cpu", "managed"];
+
+    /// <summary>
+    /// The accelerator types to try for <paramref name="choice"/> (a lower-case name of <see cref="Names"/>,
+    /// or empty for the best present: <see cref="BestFirst"/>); empty for <c>managed</c>; null for a name not in <see cref="Names"/>.
+    /// </summary>
+    public static AcceleratorType[]? Order(string choice) => choice switch
+    {
+        "" => BestFirst,
+        "cuda" => [AcceleratorType.Cuda],
+        "opencl" => [AcceleratorType.OpenCL],
+        "cpu" => [AcceleratorType.CPU],
+        "managed" => [],
+        _ => null,
+    };
+
     public static RoutingStats Create(string? requested, RoutingStatsOptions options, ILogger? logger) =>
         Choose(
             requested,
@@ -29,21 +46,13 @@ internal static class AcceleratorSelection
     /// <exception cref="InvalidOperationException">An unknown name, or an accelerator that is not present.</exception>
     public static T Choose<T>(string? requested, Func<Accelerator, IDisposable, T> onDevice, Func<T> managed)
     {
-        var choice = requested?.Trim().ToLowerInvariant();
-        if (choice is "managed")
+        var choice = requested?.Trim().ToLowerInvariant() ?? "";
+        var order = Order(choice) ?? throw new InvalidOperationException(
+            $"{RoutingStats.AcceleratorVariable}='{requested}' is not one of {string.Join(", ", Names)}.");
+        if (order.Length == 0)
         {
             return managed();
         }
-
-        AcceleratorType[] order = choice switch
-        {
-            null or "" => BestFirst,
-            "cuda" => [AcceleratorType.Cuda],
-            "opencl" => [AcceleratorType.OpenCL],
-            "cpu" => [AcceleratorType.CPU],
-            _ => throw new InvalidOperationException(
-                $"{RoutingStats.AcceleratorVariable}='{requested}' is not one of cuda, opencl, cpu, managed."),
-        };
 
         var context = Context.Create(builder => builder.Default());
         try
