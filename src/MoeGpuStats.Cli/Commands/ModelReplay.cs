@@ -70,23 +70,12 @@ internal sealed class ModelReplay
         }
 
         using var owned = stats;
-        MetricsEndpoint? metrics = null;
-        try
+        if (!MetricsServing.TryStart(Console, MetricsPort, MetricsHost, port => MetricsEndpoint.Start(stats, MetricsHost, port, Math.Min(MetricsTopExperts, Options.Experts), MetricsExpertSeries), out var metrics))
         {
-            metrics = MetricsPort is { } port ? MetricsEndpoint.Start(stats, MetricsHost, port, Math.Min(MetricsTopExperts, Options.Experts), MetricsExpertSeries) : null;
-        }
-        catch (Exception exception) when (exception is System.Net.HttpListenerException or ArgumentException)
-        {
-            Console.Error.WriteLine($"--metrics-port {MetricsPort}: cannot serve metrics on {MetricsHost}:{MetricsPort} ({ErrorText.Of(exception)}).");
             return ExitCodes.Usage;
         }
 
         using var served = metrics;
-        if (metrics is not null)
-        {
-            Console.Error.WriteLine($"metrics: http://{MetricsHost}:{MetricsPort}/metrics");
-        }
-
         var timeline = Plot is null ? null : new BalanceTimeline(Options.Layers, Options.Experts, steps);
         var started = Stopwatch.GetTimestamp();
         var lastReport = started;
@@ -134,14 +123,9 @@ internal sealed class ModelReplay
             return ExitCodes.Usage;
         }
 
-        if (ServeAfter && metrics is not null && done == steps)
+        if (ServeAfter && MetricsPort is { } servedPort && done == steps)
         {
-            Console.Error.WriteLine($"metrics: serving the final state at http://{MetricsHost}:{MetricsPort}/metrics until Ctrl-C");
-            using var interrupt = new Interruption();
-            while (!interrupt.Requested)
-            {
-                Thread.Sleep(100);
-            }
+            MetricsServing.ServeUntilInterrupted(Console, MetricsHost, servedPort);
         }
 
         return done < steps ? ExitCodes.Interrupted : ExitCodes.Ok;

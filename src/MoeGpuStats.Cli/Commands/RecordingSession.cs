@@ -60,23 +60,12 @@ internal sealed class RecordingSession
         }
 
         using var owned = stats;
-        MetricsEndpoint? metrics = null;
-        try
+        if (!MetricsServing.TryStart(Console, MetricsPort, MetricsHost, port => MetricsEndpoint.Start(stats, MetricsHost, port), out var metrics))
         {
-            metrics = MetricsPort is { } port ? MetricsEndpoint.Start(stats, MetricsHost, port) : null;
-        }
-        catch (Exception exception) when (exception is System.Net.HttpListenerException or ArgumentException)
-        {
-            Console.Error.WriteLine($"--metrics-port {MetricsPort}: cannot serve metrics on {MetricsHost}:{MetricsPort} ({ErrorText.Of(exception)}).");
             return ExitCodes.Usage;
         }
 
         using var served = metrics;
-        if (metrics is not null)
-        {
-            Console.Error.WriteLine($"metrics: http://{MetricsHost}:{MetricsPort}/metrics");
-        }
-
         var started = Stopwatch.GetTimestamp();
         var lastReport = started;
         var done = 0;
@@ -116,14 +105,9 @@ internal sealed class RecordingSession
         }
 
         var code = Finish(Console, snapshot, Json, Plot, Save, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} batches)" : Title, EngineChoice.Describe(stats), Timed);
-        if (ServeAfter && metrics is not null && done == steps)
+        if (ServeAfter && MetricsPort is { } servedPort && done == steps)
         {
-            Console.Error.WriteLine($"metrics: serving the final state at http://{MetricsHost}:{MetricsPort}/metrics until Ctrl-C");
-            using var interrupt = new Interruption();
-            while (!interrupt.Requested)
-            {
-                Thread.Sleep(100);
-            }
+            MetricsServing.ServeUntilInterrupted(Console, MetricsHost, servedPort);
         }
 
         return code == ExitCodes.Ok && done < steps ? ExitCodes.Interrupted : code;

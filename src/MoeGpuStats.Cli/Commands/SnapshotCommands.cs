@@ -65,9 +65,12 @@ internal static class SnapshotCommands
                     return ExitCodes.BadInput;
                 }
 
+                var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
                 return parts[0].Model is null
-                    ? MergeLayers(console, parse, paths, [.. parts.Select(p => p.Layer!)], output, json, plot)
-                    : MergeModels(console, parse, paths, [.. parts.Select(p => p.Model!)], output, json, plot);
+                    ? Merge(console, paths, [.. parts.Select(p => p.Layer!)], RoutingStats.Merge, merged => RecordingSession.Finish(
+                        console, merged, asJson, picture, file, $"merge of {parts.Count} snapshots", engine: null, "as the programs that saved the snapshots timed it", "--output"))
+                    : Merge(console, paths, [.. parts.Select(p => p.Model!)], ModelRoutingStats.Merge, merged => FinishModel(
+                        console, merged, asJson, picture, file, $"merge of {parts.Count} model snapshots: {merged.Layers:N0} layers of {merged.Experts:N0} experts"));
             }
             finally
             {
@@ -77,42 +80,24 @@ internal static class SnapshotCommands
         return command;
     }
 
-    private static int MergeLayers(CliConsole console, ParseResult parse, FileInfo[] paths, List<RoutingStats> parts, Option<FileInfo> output, Option<bool> json, Option<FileInfo?> plot)
+    /// <summary>Merges <paramref name="parts"/> and ends with <paramref name="finish"/>; parts that do not merge are one line naming the files.</summary>
+    private static int Merge<T>(CliConsole console, FileInfo[] paths, List<T> parts, Func<IEnumerable<T>, T> merge, Func<T, int> finish)
+        where T : IDisposable
     {
-        RoutingStats merged;
+        T merged;
         try
         {
-            merged = RoutingStats.Merge(parts);
+            merged = merge(parts);
         }
-        catch (ArgumentException exception)
+        catch (Exception exception) when (exception is ArgumentException or OverflowException)
         {
-            console.Error.WriteLine(CannotMerge(paths, exception));
+            console.Error.WriteLine($"cannot merge {string.Join(", ", paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}");
             return ExitCodes.BadInput;
         }
 
         using (merged)
         {
-            return RecordingSession.Finish(
-                console, merged, parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output), $"merge of {parts.Count} snapshots", engine: null, "as the programs that saved the snapshots timed it", "--output");
-        }
-    }
-
-    private static int MergeModels(CliConsole console, ParseResult parse, FileInfo[] paths, List<ModelRoutingStats> parts, Option<FileInfo> output, Option<bool> json, Option<FileInfo?> plot)
-    {
-        ModelRoutingStats merged;
-        try
-        {
-            merged = ModelRoutingStats.Merge(parts);
-        }
-        catch (ArgumentException exception)
-        {
-            console.Error.WriteLine(CannotMerge(paths, exception));
-            return ExitCodes.BadInput;
-        }
-
-        using (merged)
-        {
-            return FinishModel(console, merged, parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output), $"merge of {parts.Count} model snapshots: {merged.Layers:N0} layers of {merged.Experts:N0} experts");
+            return finish(merged);
         }
     }
 
@@ -151,9 +136,6 @@ internal static class SnapshotCommands
 
         return ExitCodes.Ok;
     }
-
-    private static string CannotMerge(FileInfo[] paths, ArgumentException exception) =>
-        $"cannot merge {string.Join(", ", paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}";
 
     /// <summary>Why the snapshots cannot merge because some hold one layer and others a whole model, naming the first of each.</summary>
     private static string? KindMismatch(FileInfo[] paths, List<Snapshot> parts)

@@ -204,14 +204,7 @@ public sealed partial class CommandLineTests : IDisposable
         using var cleanup = new ProcessCleanup(moegs);
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
         var cancel = TestContext.Current.CancellationToken;
-        string? line;
-        do
-        {
-            line = await moegs.StandardError.ReadLineAsync(cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(60), cancel);
-        }
-        while (line is not null && !line.Contains("serving the final state", StringComparison.Ordinal));
-
-        Assert.NotNull(line);
+        await UntilServingTheFinalState(moegs);
         using var http = new HttpClient();
         var (types, samples) = Telemetry.MetricsEndpointTests.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), cancel));
         Assert.Equal(5, samples["moegpustats_moegs_routings_total"]);
@@ -242,14 +235,7 @@ public sealed partial class CommandLineTests : IDisposable
         using var cleanup = new ProcessCleanup(moegs);
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
         var cancel = TestContext.Current.CancellationToken;
-        string? line;
-        do
-        {
-            line = await moegs.StandardError.ReadLineAsync(cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(60), cancel);
-        }
-        while (line is not null && !line.Contains("serving the final state", StringComparison.Ordinal));
-
-        Assert.NotNull(line);
+        await UntilServingTheFinalState(moegs);
         using var http = new HttpClient();
         var (types, samples) = Telemetry.MetricsEndpointTests.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), cancel));
         Assert.Equal(steps, samples["moegpustats_moegs_model_steps_total"]);
@@ -481,6 +467,20 @@ public sealed partial class CommandLineTests : IDisposable
 
         start.Environment[RoutingStats.AcceleratorVariable] = "managed";
         return System.Diagnostics.Process.Start(start)!;
+    }
+
+    /// <summary>Reads <paramref name="process"/>'s standard error until it says that it serves the final state (--serve-after); fails if it ends first.</summary>
+    private static async Task UntilServingTheFinalState(System.Diagnostics.Process process)
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        string? line;
+        do
+        {
+            line = await process.StandardError.ReadLineAsync(cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(60), cancel);
+        }
+        while (line is not null && !line.Contains("serving the final state", StringComparison.Ordinal));
+
+        Assert.NotNull(line);
     }
 
     /// <summary>Sends <paramref name="process"/> SIGINT, as Ctrl-C does.</summary>

@@ -1,6 +1,3 @@
-using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Input;
@@ -166,16 +163,13 @@ public sealed class ModelOutputTests : IDisposable
         using var stats = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts });
         var ids = ReplayLayersTests.Ids(1, Layers, Tokens, seed: 6);
         stats.RecordStep(ids, Tokens, TopK);
-        var port = FreePort();
+        var port = Telemetry.MetricsEndpointTests.FreePort();
         using var endpoint = MetricsEndpoint.Start(stats, "localhost", port, topExperts: 2, expertSeries: false);
         using var http = new HttpClient();
 
         var text = await http.GetStringAsync($"http://localhost:{port}/metrics", TestContext.Current.CancellationToken);
 
-        var samples = text.Split('\n')
-            .Where(line => line.StartsWith("moegpustats_", StringComparison.Ordinal))
-            .Select(line => line.Split(' '))
-            .ToDictionary(parts => parts[0], parts => double.Parse(parts[1], CultureInfo.InvariantCulture));
+        var (_, samples) = Telemetry.MetricsEndpointTests.Parse(text);
         var summary = stats.Summary();
         Assert.Equal(1, samples["moegpustats_moegs_model_steps_total"]);
         Assert.Equal(summary.Window.MinBalancedness, samples["moegpustats_moegs_model_balancedness_min"], 12);
@@ -216,12 +210,6 @@ public sealed class ModelOutputTests : IDisposable
         return matrix;
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 
     private sealed class DisposableList(IEnumerable<ModelRoutingStats> models) : List<ModelRoutingStats>(models), IDisposable
     {

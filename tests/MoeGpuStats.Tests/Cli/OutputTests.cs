@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using MoeGpuStats.Cli.Output;
 using SkiaSharp;
 
@@ -105,7 +103,7 @@ public sealed class OutputTests
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 3 });
         stats.RecordRouting([0, 0, 1, 2, 2, 2, 7, 1], tokens: 4, topK: 2);
-        var port = FreePort();
+        var port = Telemetry.MetricsEndpointTests.FreePort();
         using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
         using var http = new HttpClient();
 
@@ -122,10 +120,4 @@ public sealed class OutputTests
         Assert.Equal(100, samples["moegpustats_moegs_routing_efficiency"]);
     }
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -1,0 +1,45 @@
+using System.Net;
+using MoeGpuStats.Cli.Output;
+
+namespace MoeGpuStats.Cli.Commands;
+
+/// <summary>The metrics endpoint of a recording command (<c>--metrics-port</c>, <c>--metrics-host</c>, <c>--serve-after</c>), the same for one layer and for a model.</summary>
+internal static class MetricsServing
+{
+    /// <summary>
+    /// Starts the endpoint <paramref name="start"/> makes on <paramref name="port"/>, when one was given,
+    /// and says where it serves; false, after one line naming the option, when it cannot serve there.
+    /// </summary>
+    public static bool TryStart(CliConsole console, int? port, string host, Func<int, MetricsEndpoint> start, out MetricsEndpoint? endpoint)
+    {
+        endpoint = null;
+        if (port is not { } given)
+        {
+            return true;
+        }
+
+        try
+        {
+            endpoint = start(given);
+        }
+        catch (Exception exception) when (exception is HttpListenerException or ArgumentException)
+        {
+            console.Error.WriteLine($"--metrics-port {given}: cannot serve metrics on {host}:{given} ({ErrorText.Of(exception)}).");
+            return false;
+        }
+
+        console.Error.WriteLine($"metrics: http://{host}:{given}/metrics");
+        return true;
+    }
+
+    /// <summary>Keeps the endpoint serving the final state, until Ctrl-C or SIGTERM (<c>--serve-after</c>).</summary>
+    public static void ServeUntilInterrupted(CliConsole console, string host, int port)
+    {
+        console.Error.WriteLine($"metrics: serving the final state at http://{host}:{port}/metrics until Ctrl-C");
+        using var interrupt = new Interruption();
+        while (!interrupt.Requested)
+        {
+            Thread.Sleep(100);
+        }
+    }
+}
