@@ -24,18 +24,7 @@ internal static class LoadPlot
 
     /// <summary>Writes the picture to <paramref name="path"/>, as PNG or JPEG by its extension, whole or not at all.</summary>
     /// <exception cref="ArgumentException">The extension is neither .png nor .jpg/.jpeg.</exception>
-    public static void Save(RoutingStats stats, string path)
-    {
-        var format = OutputPath.FormatOf(path) switch
-        {
-            PlotFormat.Png => SKEncodedImageFormat.Png,
-            PlotFormat.Jpeg => SKEncodedImageFormat.Jpeg,
-            _ => throw new ArgumentException($"{path}: the plot is written as PNG (.png) or JPEG (.jpg, .jpeg).", nameof(path)),
-        };
-        using var image = Render(stats);
-        using var encoded = image.Encode(format, 90);
-        OutputPath.WriteAtomically(path, encoded.SaveTo);
-    }
+    public static void Save(RoutingStats stats, string path) => PlotImage.Save(path, () => Render(stats));
 
     private static SKImage Render(RoutingStats stats)
     {
@@ -80,7 +69,7 @@ internal static class LoadPlot
         var history = stats.LoadVarianceHistory.Select(v => (double)v).ToArray();
         if (history.Length < 2)
         {
-            return Render(load, Width, Height);
+            return PlotImage.Render(load, Width, Height);
         }
 
         var variance = new Plot();
@@ -91,17 +80,7 @@ internal static class LoadPlot
         variance.XLabel("batch (oldest to newest)");
         variance.YLabel("variance");
 
-        // Each plot clears the canvas it renders on, so each gets a surface of its own.
-        var loadHeight = (int)(Height * 0.6);
-        using var surface = SKSurface.Create(new SKImageInfo(Width, Height));
-        using (var top = Render(load, Width, loadHeight))
-        using (var bottom = Render(variance, Width, Height - loadHeight))
-        {
-            surface.Canvas.DrawImage(top, 0, 0);
-            surface.Canvas.DrawImage(bottom, 0, loadHeight);
-        }
-
-        return surface.Snapshot();
+        return PlotImage.Stack(load, variance, Width, Height, 0.6);
     }
 
     private static double Max(ReadOnlySpan<double> values)
@@ -113,12 +92,5 @@ internal static class LoadPlot
         }
 
         return max;
-    }
-
-    private static SKImage Render(Plot plot, int width, int height)
-    {
-        using var surface = SKSurface.Create(new SKImageInfo(width, height));
-        plot.Render(surface);
-        return surface.Snapshot();
     }
 }

@@ -20,16 +20,8 @@ internal static class ModelLoadPlot
     /// <exception cref="ArgumentException">The extension is neither .png nor .jpg/.jpeg.</exception>
     public static void Save(ModelRoutingStats stats, BalanceTimeline? timeline, string path)
     {
-        var format = OutputPath.FormatOf(path) switch
-        {
-            PlotFormat.Png => SKEncodedImageFormat.Png,
-            PlotFormat.Jpeg => SKEncodedImageFormat.Jpeg,
-            _ => throw new ArgumentException($"{path}: the plot is written as PNG (.png) or JPEG (.jpg, .jpeg).", nameof(path)),
-        };
         timeline?.Complete();
-        using var image = Render(stats, timeline is { Filled: > 1 } ? timeline : null);
-        using var encoded = image.Encode(format, 90);
-        OutputPath.WriteAtomically(path, encoded.SaveTo);
+        PlotImage.Save(path, () => Render(stats, timeline is { Filled: > 1 } ? timeline : null));
     }
 
     private static SKImage Render(ModelRoutingStats stats, BalanceTimeline? timeline)
@@ -50,18 +42,13 @@ internal static class ModelLoadPlot
         }
 
         var load = new Plot();
-        var map = load.Add.Heatmap(shares);
-        map.Colormap = new ScottPlot.Colormaps.Inferno();
-        map.Position = new CoordinateRect(0, experts - 1, 0, layers - 1);
-        var bar = load.Add.ColorBar(map);
-        bar.Label = "% of the layer's slots";
-        load.Axes.SetLimits(-0.5, experts - 0.5, layers - 0.5, -0.5);
+        Heatmap(load, shares, new ScottPlot.Colormaps.Inferno(), "% of the layer's slots");
         load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({layers:N0} layers × {experts:N0} experts, {steps:N0} step{(steps == 1 ? "" : "s")}; an even split is {100.0 / experts:0.###} %)");
         Label(load, "expert", "layer");
 
         if (timeline is null)
         {
-            return Render(load, Width, Height);
+            return PlotImage.Render(load, Width, Height);
         }
 
         var balance = new Plot();
@@ -75,28 +62,27 @@ internal static class ModelLoadPlot
             }
         }
 
-        var trend = balance.Add.Heatmap(values);
-        trend.Colormap = new ScottPlot.Colormaps.Viridis();
-        trend.Position = new CoordinateRect(0, columns - 1, 0, layers - 1);
-        var trendBar = balance.Add.ColorBar(trend);
-        trendBar.Label = "balancedness (1 = even)";
-        balance.Axes.SetLimits(-0.5, columns - 0.5, layers - 0.5, -0.5);
+        Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), "balancedness (1 = even)");
         balance.Title(timeline.StepsPerColumn == 1
             ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps)"
             : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns)");
         Label(balance, timeline.StepsPerColumn == 1 ? "step" : $"steps ÷ {timeline.StepsPerColumn:N0}", "layer");
 
-        // Each plot clears the canvas it renders on, so each gets a surface of its own.
-        var loadHeight = (int)(Height * 0.6);
-        using var surface = SKSurface.Create(new SKImageInfo(Width, Height));
-        using (var top = Render(load, Width, loadHeight))
-        using (var bottom = Render(balance, Width, Height - loadHeight))
-        {
-            surface.Canvas.DrawImage(top, 0, 0);
-            surface.Canvas.DrawImage(bottom, 0, loadHeight);
-        }
+        return PlotImage.Stack(load, balance, Width, Height, 0.6);
+    }
 
-        return surface.Snapshot();
+    /// <summary>
+    /// <paramref name="values"/> (<c>[layers, columns]</c>) as a heat map with its color bar: a cell per
+    /// value, centred on whole coordinates, layer 0 at the top as a matrix is read.
+    /// </summary>
+    private static void Heatmap(Plot plot, double[,] values, IColormap colormap, string label)
+    {
+        var (rows, columns) = (values.GetLength(0), values.GetLength(1));
+        var map = plot.Add.Heatmap(values);
+        map.Colormap = colormap;
+        map.Position = new CoordinateRect(0, columns - 1, 0, rows - 1);
+        plot.Add.ColorBar(map).Label = label;
+        plot.Axes.SetLimits(-0.5, columns - 0.5, rows - 0.5, -0.5);
     }
 
     private static void Label(Plot plot, string x, string y)
@@ -105,12 +91,5 @@ internal static class ModelLoadPlot
         plot.YLabel(y);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
-    }
-
-    private static SKImage Render(Plot plot, int width, int height)
-    {
-        using var surface = SKSurface.Create(new SKImageInfo(width, height));
-        plot.Render(surface);
-        return surface.Snapshot();
     }
 }
