@@ -86,6 +86,7 @@ internal static class ReplayCommand
             file, layout, members, experts, skip, window, windowLoad, topExperts, expertSeries,
         };
         recording.AddTo(command);
+        SharedOptions.DistinctFiles(command, result => [result.GetValue(file)], [.. recording.Outputs, windowLoad]);
         command.SetAction(parse =>
         {
             if ((recording.Problem(parse) ?? EngineChoice.Problem()) is { } problem)

@@ -48,6 +48,39 @@ internal static class SharedOptions
         return option;
     }
 
+    /// <summary>
+    /// Refuses, while parsing, an output file that is one of <paramref name="inputs"/>' files or that
+    /// another output writes too: the run would overwrite what it reads, or one output would replace another.
+    /// </summary>
+    /// <param name="command">The command whose options these are.</param>
+    /// <param name="inputs">The files the command reads, from its parse.</param>
+    /// <param name="outputs">The options that name files it writes.</param>
+    public static void DistinctFiles(Command command, Func<CommandResult, IEnumerable<FileInfo?>> inputs, params Option<FileInfo?>[] outputs)
+    {
+        command.Validators.Add(result =>
+        {
+            var read = inputs(result).OfType<FileInfo>().Select(file => file.FullName).ToHashSet();
+            var written = new Dictionary<string, Option>();
+            foreach (var option in outputs)
+            {
+                if (result.GetValue(option) is not { } file)
+                {
+                    continue;
+                }
+
+                var given = result.GetResult(option)?.Tokens is [.., var last] ? last.Value : file.ToString();
+                if (read.Contains(file.FullName))
+                {
+                    result.AddError($"{option.Name} {given}: is a file this command reads; give another name.");
+                }
+                else if (!written.TryAdd(file.FullName, option))
+                {
+                    result.AddError($"{option.Name} {given}: {written[file.FullName].Name} writes that file too; give another name.");
+                }
+            }
+        });
+    }
+
     public static Option<int?> MetricsPort() => WholeNumber<int?>(
         new("--metrics-port") { Description = "Serve Prometheus metrics on this port at /metrics while running." },
         1,
@@ -129,6 +162,9 @@ internal static class SharedOptions
         {
             Description = "With --metrics-port: keep serving the final state after the run, so that a scraper sees it, until Ctrl-C.",
         };
+
+        /// <summary>The files the recording options write, for <see cref="DistinctFiles"/>.</summary>
+        public Option<FileInfo?>[] Outputs => [_plot, _save];
 
         public void AddTo(Command command)
         {

@@ -15,6 +15,7 @@ internal static class SnapshotCommands
         var json = SharedOptions.Json();
         var plot = SharedOptions.Plot();
         var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot };
+        SharedOptions.DistinctFiles(command, result => [result.GetValue(file)], plot);
         command.SetAction(parse =>
         {
             var path = parse.GetValue(file)!;
@@ -43,6 +44,7 @@ internal static class SnapshotCommands
         {
             files, output, json, plot,
         };
+        SharedOptions.DistinctFiles(command, result => result.GetValue(files) ?? [], output!, plot);
         command.SetAction(parse =>
         {
             var paths = parse.GetValue(files)!;
