@@ -249,9 +249,14 @@ internal static class ReplayCommand
         {
             return run();
         }
-        catch (Exception exception) when (exception is IOException or InvalidDataException)
+        catch (Exception exception) when (exception is IOException or InvalidDataException or NotSupportedException)
         {
-            console.Error.WriteLine(exception is InvalidDataException ? exception.Message : $"{path}: {ErrorText.Of(exception)}");
+            console.Error.WriteLine(exception switch
+            {
+                InvalidDataException => exception.Message,
+                NotSupportedException => InputFile.NotAFile(path),
+                _ => $"{path}: {ErrorText.Of(exception)}",
+            });
             return ExitCodes.BadInput;
         }
     }

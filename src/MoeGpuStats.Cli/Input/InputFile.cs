@@ -39,6 +39,10 @@ internal static class InputFile
         {
             console.Error.WriteLine(ErrorText.Of(exception));
         }
+        catch (NotSupportedException)
+        {
+            console.Error.WriteLine(NotAFile(path));
+        }
         catch (IOException exception)
         {
             console.Error.WriteLine($"{path}: cannot read it ({ErrorText.Of(exception)}).");
@@ -46,4 +50,8 @@ internal static class InputFile
 
         return false;
     }
+
+    /// <summary>The line for a pipe or a device given where a file is read by position (more than once, or from its end).</summary>
+    public static string NotAFile(FileInfo path) =>
+        $"{path}: cannot be read by position (a pipe or a device?); save it to a file and give that.";
 }

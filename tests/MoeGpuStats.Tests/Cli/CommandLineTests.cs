@@ -211,6 +211,27 @@ public sealed partial class CommandLineTests : IDisposable
         Assert.False(File.Exists(output + ".png"));
     }
 
+    /// <summary>A pipe where replay reads a file by position is one line asking for a file, not an unexpected error.</summary>
+    [Fact]
+    public async Task APipeIsOneLineAskingForAFile()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "needs mkfifo");
+        var fifo = Path.Combine(_folder.FullName, "ids.pipe");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+        {
+            await mkfifo.WaitForExitAsync(TestContext.Current.CancellationToken);
+        }
+
+        var writer = Task.Run(() => File.WriteAllBytes(fifo, File.ReadAllBytes(NpyIdsTests.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "2, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]))), TestContext.Current.CancellationToken);
+
+        var (code, output, error) = Run("replay", fifo, "--experts", "2");
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{fifo}: cannot be read by position (a pipe or a device?); save it to a file and give that.", error.Trim());
+        await writer.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+    }
+
     [Fact]
     public void ServeAfterNeedsAMetricsPort()
     {
