@@ -108,14 +108,20 @@ internal sealed class ModelReplay
         }
 
         var summary = stats.Summary();
+        var counts = ModelCounts.Of(stats);
+        if (counts.Warning(Options.Experts) is { } invalid)
+        {
+            Console.Error.WriteLine(invalid);
+        }
+
         if (Json)
         {
-            ModelReport.WriteJson(Console.Out, summary, Options.Experts);
+            ModelReport.WriteJson(Console.Out, summary, counts, Options.Experts);
             Console.Error.WriteLine($"engine: {EngineChoice.Describe(stats)}");
         }
         else
         {
-            ModelReport.Print(Console.Out, summary, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats));
+            ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats));
         }
 
         if (!TryWriteOutputs(stats, timeline))

@@ -109,11 +109,11 @@ internal static class SnapshotCommands
         var summary = model.Summary();
         if (json)
         {
-            ModelReport.WriteJson(console.Out, summary, model.Experts);
+            ModelReport.WriteJson(console.Out, summary, ModelCounts.Of(model), model.Experts);
         }
         else
         {
-            ModelReport.Print(console.Out, summary, heading, engine: null);
+            ModelReport.Print(console.Out, summary, ModelCounts.Of(model), heading, engine: null);
         }
 
         if (plot is not null)

@@ -16,9 +16,10 @@ internal static class ModelReport
 
     /// <param name="output">Where the report goes.</param>
     /// <param name="summary">The model's balance.</param>
+    /// <param name="counts">The model's counts over its layers.</param>
     /// <param name="heading">What ran, in one line.</param>
     /// <param name="engine">Which engine counted and why; null for a snapshot read back, which no engine here counted.</param>
-    public static void Print(TextWriter output, ModelRoutingSummary summary, string heading, string? engine)
+    public static void Print(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, string heading, string? engine)
     {
         output.WriteLine(heading);
         if (engine is not null)
@@ -56,10 +57,19 @@ internal static class ModelReport
                 output.WriteLine($"  ... {Count((ulong)(balance.Layers.Count - ShownLayers), "more layer")}, better balanced (--json lists every layer)");
             }
         }
+
+        output.WriteLine();
+        output.WriteLine("Counts, all layers, since the start");
+        Line(output, "routed slots", Invariant($"{counts.RoutedSlots:N0}"));
+        Line(output, "invalid expert ids", Invariant($"{counts.InvalidExpertIds:N0}"), counts.InvalidExpertIds == 0 ? "" : $"{ModelCounts.Percent(counts.InvalidExpertIds, counts.InvalidExpertIds + counts.RoutedSlots)} of the ids that are not padding: in no expert's load");
+        if (counts.Capacity is { } capacity)
+        {
+            Line(output, "slots dropped", Invariant($"{counts.SlotsDropped:N0}"), $"{ModelCounts.Percent(counts.SlotsDropped, counts.RoutedSlots)} of routed slots, over {capacity:N0} per expert per step");
+        }
     }
 
     /// <summary>The same figures as JSON, every layer in layer order; snake_case names, as the snapshot's and plan's JSON.</summary>
-    public static void WriteJson(TextWriter output, ModelRoutingSummary summary, int experts)
+    public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts)
     {
         using var json = new JsonOut(output);
         var writer = json.Writer;
@@ -68,6 +78,13 @@ internal static class ModelReport
         writer.WriteNumber("window_steps", summary.WindowSteps);
         writer.WriteNumber("layers", summary.SinceStart.Layers.Count);
         writer.WriteNumber("experts", experts);
+        writer.WriteNumber("routed_slots", counts.RoutedSlots);
+        writer.WriteNumber("invalid_expert_ids", counts.InvalidExpertIds);
+        if (counts.Capacity is { } capacity)
+        {
+            writer.WriteNumber("expert_capacity", capacity);
+            writer.WriteNumber("slots_dropped", counts.SlotsDropped);
+        }
         foreach (var (name, balance) in new[] { ("window", summary.Window), ("since_start", summary.SinceStart) })
         {
             writer.WriteStartObject(name);

@@ -225,6 +225,44 @@ public sealed class ReplayLayersTests : IDisposable
         Assert.StartsWith("--metrics-expert-series: ranks each layer's experts in a model's metrics", error);
     }
 
+    /// <summary>Ids beyond --experts are counted, reported and warned about; a capacity's dropped slots are reported: the balance alone would hide both.</summary>
+    [Fact]
+    public void InvalidIdsAndDroppedSlotsAreReportedBesideTheBalance()
+    {
+        const int experts = 3;
+        var ids = Ids(Steps, Layers, Tokens, seed: 13);
+        var npy = WriteInt32("model.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids);
+        var invalid = ids.Count(id => id >= experts);
+        var routed = ids.Count(id => id is >= 0 and < experts);
+        using var expected = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = Layers, Experts = experts, ExpertCapacity = 2 });
+        for (var step = 0; step < Steps; step++)
+        {
+            expected.RecordStep(ids.AsSpan(step * Layers * Tokens * TopK, Layers * Tokens * TopK), Tokens, TopK);
+        }
+
+        var dropped = Enumerable.Range(0, Layers).Aggregate(0UL, (sum, l) =>
+        {
+            using var layer = expected.Layer(l);
+            return sum + layer.SlotsDropped;
+        });
+
+        var (code, output, error) = CommandLineTests.Run("replay", npy, "--experts", $"{experts}", "--capacity", "2", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"warning: {invalid:N0} ids (", error);
+        Assert.Contains("is --experts right?", error);
+        using var report = JsonDocument.Parse(output);
+        Assert.Equal(invalid, report.RootElement.GetProperty("invalid_expert_ids").GetInt32());
+        Assert.Equal(routed, report.RootElement.GetProperty("routed_slots").GetInt32());
+        Assert.Equal(dropped, report.RootElement.GetProperty("slots_dropped").GetUInt64());
+        Assert.True(dropped > 0, "the test's capacity should drop slots");
+
+        var (_, text, _) = CommandLineTests.Run("replay", npy, "--experts", $"{experts}", "--capacity", "2");
+        var line = text.Split('\n').Single(l => l.StartsWith("  invalid expert ids", StringComparison.Ordinal));
+        Assert.Contains($" {invalid:N0} ", line);
+        Assert.Contains(text.Split('\n'), l => l.StartsWith("  slots dropped", StringComparison.Ordinal) && l.Contains($" {dropped:N0} ", StringComparison.Ordinal));
+    }
+
     /// <summary>The text report lists the worst layers first, at most ten, and says how many it leaves out.</summary>
     [Fact]
     public void TheReportListsTheWorstLayersFirst()

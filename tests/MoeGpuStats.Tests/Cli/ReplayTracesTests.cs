@@ -306,7 +306,7 @@ public sealed class ReplayTracesTests : IDisposable
         }
 
         using var output = new StringWriter(CultureInfo.InvariantCulture);
-        ModelReport.WriteJson(output, stats.Summary(), Experts);
+        ModelReport.WriteJson(output, stats.Summary(), ModelCounts.Of(stats), Experts);
         return output.ToString();
     }
 

@@ -1,0 +1,35 @@
+namespace MoeGpuStats.Cli.Output;
+
+/// <summary>
+/// A model's counts summed over its layers since the start, beside its balance in the report: the
+/// slots routed, the ids that named no expert (a wrong <c>--experts</c> shows here first), and the
+/// slots a capacity dropped.
+/// </summary>
+/// <param name="RoutedSlots">Token-expert slots routed to a valid expert.</param>
+/// <param name="InvalidExpertIds">Ids outside <c>[0, experts)</c> other than −1 (padding).</param>
+/// <param name="SlotsDropped">Routed slots over the expert capacity; 0 without one.</param>
+/// <param name="Capacity">Slots per expert per step, or null for none.</param>
+internal sealed record ModelCounts(ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity)
+{
+    public static ModelCounts Of(ModelRoutingStats model)
+    {
+        ulong routed = 0, invalid = 0, dropped = 0;
+        for (var l = 0; l < model.Layers; l++)
+        {
+            using var layer = model.Layer(l);
+            routed += layer.RoutedSlots;
+            invalid += layer.InvalidExpertIds;
+            dropped += layer.SlotsDropped;
+        }
+
+        return new ModelCounts(routed, invalid, dropped, model.Options.ExpertCapacity);
+    }
+
+    /// <summary>A warning for standard error when ids named no expert, or null.</summary>
+    public string? Warning(int experts) => InvalidExpertIds == 0
+        ? null
+        : $"warning: {InvalidExpertIds:N0} id{(InvalidExpertIds == 1 ? "" : "s")} ({Percent(InvalidExpertIds, InvalidExpertIds + RoutedSlots)} of the ids that are not padding) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
+
+    public static string Percent(ulong part, ulong whole) =>
+        whole == 0 ? "0 %" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{100.0 * part / whole:0.##} %");
+}
