@@ -117,7 +117,7 @@ internal static class ReplayCommand
                 var mismatch = layered
                     ? modelMetric is null ? null : recording.ModelMetricsProblem(parse, modelMetric)
                     : parse.GetValue(windowLoad) is not null ? WithoutLayersProblem(path, trace, "--window-load", "the window load is a model's, [layers, experts]")
-                    : modelMetric is not null ? WithoutLayersProblem(path, trace, modelMetric.Name, "ranks each layer's experts in a model's metrics (one layer's metrics publish every expert)")
+                    : modelMetric is not null ? WithoutLayersProblem(path, trace, modelMetric.Name, "shapes a whole model's metrics (one layer's metrics publish every expert)")
                     : null;
                 if (mismatch is not null)
                 {

@@ -80,6 +80,13 @@ internal static class ModelLoadPlot
         var (rows, columns) = (values.GetLength(0), values.GetLength(1));
         var map = plot.Add.Heatmap(values);
         map.Colormap = colormap;
+        var (low, high) = (values.Cast<double>().Min(), values.Cast<double>().Max());
+        if (low == high)
+        {
+            // Every cell alike (a perfectly even model): a colour bar of zero span has no ticks, so give it one around the value.
+            map.ManualRange = new ScottPlot.Range(Math.Min(0, low), Math.Max(high, 1));
+        }
+
         map.Position = new CoordinateRect(0, columns - 1, 0, rows - 1);
         plot.Add.ColorBar(map).Label = label;
         plot.Axes.SetLimits(-0.5, columns - 0.5, rows - 0.5, -0.5);

@@ -222,7 +222,7 @@ public sealed class ReplayLayersTests : IDisposable
 
         (code, _, error) = CommandLineTests.Run("replay", layer, "--metrics-port", "1", "--metrics-expert-series");
         Assert.Equal(ExitCodes.Usage, code);
-        Assert.StartsWith("--metrics-expert-series: ranks each layer's experts in a model's metrics", error);
+        Assert.StartsWith("--metrics-expert-series: shapes a whole model's metrics", error);
     }
 
     /// <summary>Ids beyond --experts are counted, reported and warned about; a capacity's dropped slots are reported: the balance alone would hide both.</summary>
