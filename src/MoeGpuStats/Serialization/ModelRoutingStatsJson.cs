@@ -81,19 +81,19 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
                 Layers = layers.GetArrayLength(),
                 Experts = Int(root, "experts"),
                 Window = Int(root, "window"),
-                ExpertCapacity = root.TryGetProperty("expert_capacity", out var capacity) ? capacity.GetInt32() : null,
+                ExpertCapacity = root.TryGetProperty("expert_capacity", out _) ? Int(root, "expert_capacity") : null,
                 UtilizationDecay = root.TryGetProperty("utilization_decay", out var decay) ? decay.GetSingle() : null,
             };
             options.Validate();
         }
         catch (Exception exception) when (exception is ArgumentException or FormatException or InvalidOperationException)
         {
-            throw new JsonException($"The model's fields are out of range: {exception.Message}", exception);
+            throw new JsonException($"The model's fields are out of range: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
         }
 
         var state = new ModelState
         {
-            Steps = Required(root, "steps").GetUInt64(),
+            Steps = Required(root, "steps").TryGetUInt64(out var steps) ? steps : throw new JsonException("The field 'steps' must be a whole number from 0."),
             WindowSteps = Int(root, "window_steps"),
             Layers = new RoutingState[options.Layers],
             WindowLoad = new ulong[options.Layers * options.Experts],
