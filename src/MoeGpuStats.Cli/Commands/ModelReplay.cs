@@ -9,40 +9,18 @@ namespace MoeGpuStats.Cli.Commands;
 /// A replay whose file has a layers axis: each step, every layer's ids, recorded into one
 /// <see cref="ModelRoutingStats"/>; then the model's balance, and the window load for <c>plan</c>.
 /// </summary>
-internal sealed class ModelReplay
+internal sealed class ModelReplay : RecordingRun
 {
-    public required CliConsole Console { get; init; }
-
     public required ModelRoutingStatsOptions Options { get; init; }
-
-    public required bool Json { get; init; }
 
     /// <summary>Where <c>--window-load</c> writes <see cref="ModelRoutingStats.WindowLoad"/>; null for nowhere.</summary>
     public FileInfo? WindowLoad { get; init; }
-
-    /// <summary>Where <c>--plot</c> draws the model (<see cref="ModelLoadPlot"/>); null for nowhere.</summary>
-    public FileInfo? Plot { get; init; }
-
-    /// <summary>Where <c>--save</c> writes the model's snapshot as JSON; null for nowhere.</summary>
-    public FileInfo? Save { get; init; }
-
-    public int? MetricsPort { get; init; }
-
-    public string MetricsHost { get; init; } = "localhost";
 
     /// <summary>The hottest and coldest experts per layer the metrics publish.</summary>
     public int MetricsTopExperts { get; init; } = ModelRoutingStatsMetrics.DefaultTopExperts;
 
     /// <summary>Whether the metrics publish one series per (layer, expert) as well.</summary>
     public bool MetricsExpertSeries { get; init; }
-
-    /// <summary>Whether the metrics endpoint stays up after the run until Ctrl-C.</summary>
-    public bool ServeAfter { get; init; }
-
-    /// <summary>Seconds between periodic reports; 0: none.</summary>
-    public double ReportInterval { get; init; } = 5.0;
-
-    public required string Title { get; init; }
 
     /// <summary>Records <paramref name="steps"/> steps of <paramref name="ids"/> (<c>[layers, tokens, topK]</c>, filled by <paramref name="fill"/>), then reports.</summary>
     /// <param name="steps">Steps to record.</param>
@@ -129,10 +107,7 @@ internal sealed class ModelReplay
             return ExitCodes.Usage;
         }
 
-        if (ServeAfter && MetricsPort is { } servedPort && done == steps)
-        {
-            MetricsServing.ServeUntilInterrupted(Console, MetricsHost, servedPort);
-        }
+        ServeAfterTheRun(finished: done == steps);
 
         return done < steps ? ExitCodes.Interrupted : ExitCodes.Ok;
     }

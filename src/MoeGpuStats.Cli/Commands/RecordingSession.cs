@@ -13,29 +13,9 @@ internal delegate int FillBatch(int step, Span<int> ids);
 internal delegate void RecordBatch(RoutingStats stats, ReadOnlySpan<int> ids, int tokens);
 
 /// <summary>What simulate and replay share: the engine, periodic reports, progress, metrics, and the ending.</summary>
-internal sealed class RecordingSession
+internal sealed class RecordingSession : RecordingRun
 {
-    public required CliConsole Console { get; init; }
-
     public required RoutingStatsOptions Options { get; init; }
-
-    public required bool Json { get; init; }
-
-    public FileInfo? Plot { get; init; }
-
-    public FileInfo? Save { get; init; }
-
-    public int? MetricsPort { get; init; }
-
-    public string MetricsHost { get; init; } = "localhost";
-
-    /// <summary>Seconds between periodic reports; 0: none.</summary>
-    public double ReportInterval { get; init; } = 5.0;
-
-    /// <summary>Whether the metrics endpoint stays up after the run until Ctrl-C.</summary>
-    public bool ServeAfter { get; init; }
-
-    public required string Title { get; init; }
 
     /// <summary>What the per-batch latency times, for the report.</summary>
     public required string Timed { get; init; }
@@ -105,10 +85,7 @@ internal sealed class RecordingSession
         }
 
         var code = Finish(Console, snapshot, Json, Plot, Save, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} batches)" : Title, EngineChoice.Describe(stats), Timed);
-        if (ServeAfter && MetricsPort is { } servedPort && done == steps)
-        {
-            MetricsServing.ServeUntilInterrupted(Console, MetricsHost, servedPort);
-        }
+        ServeAfterTheRun(finished: done == steps);
 
         return code == ExitCodes.Ok && done < steps ? ExitCodes.Interrupted : code;
     }
