@@ -18,6 +18,7 @@ internal static class PlanCommand
     {
         var file = new Argument<FileInfo>("LOAD")
         {
+            CustomParser = result => SharedOptions.ParseFile(result, "LOAD")!,
             Description = "Expert loads [layers, experts]: a .npy (int8, uint8, int16, uint16, int32 or int64; 2-D, or 1-D for one layer), a JSON array of arrays of whole numbers, or a snapshot saved with --save (a whole model: its window load; one layer: its tokens per expert).",
         };
         var replicas = SharedOptions.WholeNumber(

@@ -17,6 +17,7 @@ internal static class ReplayCommand
         var maxExperts = RoutingStatsOptions.MaxDeviceExperts;
         var file = new Argument<FileInfo>("FILE")
         {
+            CustomParser = result => SharedOptions.ParseFile(result, "FILE")!,
             Description = $"The router's top-k ids, at most {NpyIds.MaxIdsPerStep:N0} a step; -1 marks an empty slot. A .npy file (np.save: int8, uint8, int16, uint16, int32 or int64, in one of the --layout orders); an .npz archive (np.savez or np.savez_compressed: members in the archive's order, see --members); or JSON lines (.jsonl, .ndjson), one object a line: topk_ids (one token's k ids, or a forward pass's [tokens][k]); layer (none in one layer's trace); optionally the pass's id, step, or the index of the line's first token in its pass, position (a pass starts where it is 0 again); without either, a pass ends where a layer comes again. Every layer of a pass routes the same tokens. request_id and gate_weights are checked, not used; other fields are ignored. Spellings: {JsonTraceLine.Spellings}. Other names are read by their first bytes.",
         };
         var layout = new Option<IdLayout?>("--layout")
@@ -54,7 +55,7 @@ internal static class ReplayCommand
             },
         };
         var windowLoad = SharedOptions.OutputFile(
-            new Option<FileInfo?>("--window-load") { Description = "With layers: write the window's expert load, [layers, experts] int64, as .npy or .json (by the name), for `moegs plan`." },
+            new Option<FileInfo?>("--window-load") { CustomParser = result => SharedOptions.ParseFile(result, "--window-load"), Description = "With layers: write the window's expert load, [layers, experts] int64, as .npy or .json (by the name), for `moegs plan`." },
             WindowLoadFile.FormatProblem);
         var window = SharedOptions.WholeNumber(
             new Option<int>("--window") { Description = "With layers: steps in the sliding window of expert load (the window figures and --window-load).", DefaultValueFactory = _ => 1000 },
@@ -86,7 +87,7 @@ internal static class ReplayCommand
             file, layout, members, experts, skip, window, windowLoad, topExperts, expertSeries,
         };
         recording.AddTo(command);
-        SharedOptions.DistinctFiles(command, result => [result.GetValue(file)], [.. recording.Outputs, windowLoad]);
+        SharedOptions.DistinctFiles(command, file, [.. recording.Outputs, windowLoad]);
         command.SetAction(parse =>
         {
             if ((recording.Problem(parse) ?? EngineChoice.Problem()) is { } problem)

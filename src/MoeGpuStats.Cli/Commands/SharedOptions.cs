@@ -21,11 +21,13 @@ internal static class SharedOptions
 
     public static Option<FileInfo?> Plot() => OutputFile(new Option<FileInfo?>("--plot")
     {
+        CustomParser = result => ParseFile(result, "--plot"),
         Description = "Write expert load as a picture (.png, or .jpg/.jpeg for JPEG): for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a whole model, a layers x experts heat map of load share and, for a replay, each layer's balancedness over the steps.",
     }, OutputPath.PlotFormatProblem);
 
     public static Option<FileInfo?> Save() => OutputFile(new Option<FileInfo?>("--save")
     {
+        CustomParser = result => ParseFile(result, "--save"),
         Description = "Save the final snapshot (one layer's, or a whole model's) as JSON to this file (written atomically), for `report`, `merge` and `plan`.",
     });
 
@@ -40,7 +42,7 @@ internal static class SharedOptions
     {
         option.Validators.Add(result =>
         {
-            if (result.Tokens.Count > 0 && OutputPath.Problem(result.Tokens[^1].Value, formatProblem) is { } problem)
+            if (result.Tokens.Count > 0 && !string.IsNullOrWhiteSpace(result.Tokens[^1].Value) && OutputPath.Problem(result.Tokens[^1].Value, formatProblem) is { } problem)
             {
                 result.AddError($"{option.Name} {result.Tokens[^1].Value}: {problem}");
             }
@@ -51,34 +53,79 @@ internal static class SharedOptions
     /// <summary>
     /// Refuses, while parsing, an output file that is one of <paramref name="inputs"/>' files or that
     /// another output writes too: the run would overwrite what it reads, or one output would replace another.
+    /// Reads the names as given (a name that does not parse is its symbol's own error).
     /// </summary>
     /// <param name="command">The command whose options these are.</param>
-    /// <param name="inputs">The files the command reads, from its parse.</param>
+    /// <param name="inputs">The argument naming the files the command reads; null for none.</param>
     /// <param name="outputs">The options that name files it writes.</param>
-    public static void DistinctFiles(Command command, Func<CommandResult, IEnumerable<FileInfo?>> inputs, params Option<FileInfo?>[] outputs)
+    public static void DistinctFiles(Command command, Argument? inputs, params Option[] outputs)
     {
         command.Validators.Add(result =>
         {
-            var read = inputs(result).OfType<FileInfo>().Select(file => file.FullName).ToHashSet();
+            var read = (inputs is null ? [] : FullPaths(result.GetResult(inputs))).Select(file => file.FullPath).ToHashSet();
             var written = new Dictionary<string, Option>();
             foreach (var option in outputs)
             {
-                if (result.GetValue(option) is not { } file)
+                if (FullPaths(result.GetResult(option)) is not [.., var (given, file)])
                 {
                     continue;
                 }
 
-                var given = result.GetResult(option)?.Tokens is [.., var last] ? last.Value : file.ToString();
-                if (read.Contains(file.FullName))
+                if (read.Contains(file))
                 {
                     result.AddError($"{option.Name} {given}: is a file this command reads; give another name.");
                 }
-                else if (!written.TryAdd(file.FullName, option))
+                else if (!written.TryAdd(file, option))
                 {
-                    result.AddError($"{option.Name} {given}: {written[file.FullName].Name} writes that file too; give another name.");
+                    result.AddError($"{option.Name} {given}: {written[file].Name} writes that file too; give another name.");
                 }
             }
         });
+    }
+
+    /// <summary>The file names a symbol was given, with their full paths; names that are not paths are left out.</summary>
+    private static List<(string Given, string FullPath)> FullPaths(SymbolResult? result)
+    {
+        var paths = new List<(string, string)>();
+        foreach (var token in result?.Tokens ?? [])
+        {
+            if (!string.IsNullOrWhiteSpace(token.Value) && !token.Value.Contains('\0', StringComparison.Ordinal))
+            {
+                paths.Add((token.Value, Path.GetFullPath(token.Value)));
+            }
+        }
+
+        return paths;
+    }
+
+    /// <summary>
+    /// A file name in the user's words: an empty name, or one the file system cannot take (a NUL
+    /// character), is a usage error naming <paramref name="name"/> (the argument or option).
+    /// </summary>
+    public static FileInfo? ParseFile(ArgumentResult result, string name) =>
+        result.Tokens.Count == 0 ? null : ParseFile(result, name, result.Tokens[^1].Value);
+
+    /// <summary>Every file name of an argument that takes several, as <see cref="ParseFile(ArgumentResult, string)"/>.</summary>
+    public static FileInfo[] ParseFiles(ArgumentResult result, string name) =>
+        [.. result.Tokens.Select(token => ParseFile(result, name, token.Value)).OfType<FileInfo>()];
+
+    private static FileInfo? ParseFile(ArgumentResult result, string name, string text)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            result.AddError($"{name} '{text}': the file name is empty.");
+            return null;
+        }
+
+        try
+        {
+            return new FileInfo(text);
+        }
+        catch (Exception exception) when (exception is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            result.AddError($"{name} '{text.ReplaceLineEndings(" ")}': not a file name ({ErrorText.Of(exception)}).");
+            return null;
+        }
     }
 
     public static Option<int?> MetricsPort() => WholeNumber<int?>(

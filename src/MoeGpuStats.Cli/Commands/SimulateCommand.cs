@@ -33,7 +33,7 @@ internal static class SimulateCommand
             experts, topK, tokens, steps, skew, seed,
         };
         recording.AddTo(command);
-        SharedOptions.DistinctFiles(command, _ => [], recording.Outputs);
+        SharedOptions.DistinctFiles(command, inputs: null, recording.Outputs);
         command.SetAction(parse =>
         {
             if ((recording.Problem(parse) ?? EngineChoice.Problem()) is { } problem)

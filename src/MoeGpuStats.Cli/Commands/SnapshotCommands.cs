@@ -11,11 +11,11 @@ internal static class SnapshotCommands
 {
     public static Command Report(CliConsole console)
     {
-        var file = new Argument<FileInfo>("SNAPSHOT.json") { Description = "A snapshot saved with --save (or the seed's serde JSON): one layer's, or a whole model's from a replay with a layers axis." };
+        var file = new Argument<FileInfo>("SNAPSHOT.json") { CustomParser = result => SharedOptions.ParseFile(result, "SNAPSHOT.json")!, Description = "A snapshot saved with --save (or the seed's serde JSON): one layer's, or a whole model's from a replay with a layers axis." };
         var json = SharedOptions.Json();
         var plot = SharedOptions.Plot();
         var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot };
-        SharedOptions.DistinctFiles(command, result => [result.GetValue(file)], plot);
+        SharedOptions.DistinctFiles(command, file, plot);
         command.SetAction(parse =>
         {
             var path = parse.GetValue(file)!;
@@ -36,15 +36,15 @@ internal static class SnapshotCommands
 
     public static Command Merge(CliConsole console)
     {
-        var files = new Argument<FileInfo[]>("SNAPSHOTS") { Description = "Snapshots of ranks or replicas that route to the same experts: all of one layer, or all of whole models of the same shape.", Arity = ArgumentArity.OneOrMore };
-        var output = SharedOptions.OutputFile(new Option<FileInfo>("--output", "-o") { Description = "Where to write the merged snapshot.", Required = true });
+        var files = new Argument<FileInfo[]>("SNAPSHOTS") { CustomParser = result => SharedOptions.ParseFiles(result, "SNAPSHOTS"), Description = "Snapshots of ranks or replicas that route to the same experts: all of one layer, or all of whole models of the same shape.", Arity = ArgumentArity.OneOrMore };
+        var output = SharedOptions.OutputFile(new Option<FileInfo>("--output", "-o") { CustomParser = result => SharedOptions.ParseFile(result, "--output")!, Description = "Where to write the merged snapshot.", Required = true });
         var json = SharedOptions.Json();
         var plot = SharedOptions.Plot();
         var command = new Command("merge", "Combine snapshots: counts and totals exactly, utilization and loss averages weighted by batches (see docs/scaling.md for what merges approximately).")
         {
             files, output, json, plot,
         };
-        SharedOptions.DistinctFiles(command, result => result.GetValue(files) ?? [], output!, plot);
+        SharedOptions.DistinctFiles(command, files, output, plot);
         command.SetAction(parse =>
         {
             var paths = parse.GetValue(files)!;

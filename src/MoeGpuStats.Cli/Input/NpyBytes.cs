@@ -1,4 +1,5 @@
 using System.IO.Compression;
+using System.IO.Hashing;
 using Microsoft.Win32.SafeHandles;
 
 namespace MoeGpuStats.Cli.Input;
@@ -38,12 +39,15 @@ internal sealed class NpyFileBytes(SafeFileHandle file, string path) : NpyBytes
 /// <summary>
 /// A member of an .npz archive, stored or deflated: its stream goes forward only, so a read behind
 /// the stream's position opens the member again, and one ahead of it skips. <see cref="Close"/> ends
-/// the stream (a deflated one holds a decoder's state) until the next read.
+/// the stream (a deflated one holds a decoder's state) until the next read. The bytes are checked
+/// against the CRC-32 the archive keeps for the member when a read reaches the member's end (a zip
+/// reader does not check it: a flipped byte in a stored member would otherwise change an id silently).
 /// </summary>
 internal sealed class NpzMemberBytes(ZipArchiveEntry entry, string name) : NpyBytes
 {
     // Where skipped bytes go: never read, so replays on several threads (the tests) may share it.
     private static readonly byte[] Skipped = new byte[1 << 16];
+    private readonly Crc32 _crc = new();
     private Stream? _stream;
     private long _position;
 
@@ -51,34 +55,14 @@ internal sealed class NpzMemberBytes(ZipArchiveEntry entry, string name) : NpyBy
 
     public override int Read(Span<byte> destination, long position)
     {
-        try
+        var read = ReadStream(destination, position);
+        if (_position == entry.Length && _crc.GetCurrentHashAsUInt32() is var crc && crc != entry.Crc32)
         {
-            if (_stream is null || position < _position)
-            {
-                Close();
-                _stream = entry.Open();
-                _position = 0;
-            }
-
-            while (_position < position && _stream.Read(Skipped.AsSpan(0, (int)Math.Min(Skipped.Length, position - _position))) is var skipped and > 0)
-            {
-                _position += skipped;
-            }
-
-            if (_position < position)
-            {
-                return 0;
-            }
-
-            var read = _stream.ReadAtLeast(destination, destination.Length, throwOnEndOfStream: false);
-            _position += read;
-            return read;
+            throw new InvalidDataException(
+                $"{name}: the member's bytes have CRC-32 {crc:x8}, the archive says {entry.Crc32:x8}: the archive is corrupt.");
         }
-        catch (InvalidDataException exception)
-        {
-            // A broken deflate stream, a corrupt local header or an unsupported compression method.
-            throw new InvalidDataException($"{name}: {ErrorText.Of(exception)}", exception);
-        }
+
+        return read;
     }
 
     public override string EndedEarly(long position) =>
@@ -91,4 +75,43 @@ internal sealed class NpzMemberBytes(ZipArchiveEntry entry, string name) : NpyBy
     }
 
     public override void Dispose() => Close();
+
+    private int ReadStream(Span<byte> destination, long position)
+    {
+        try
+        {
+            if (_stream is null || position < _position)
+            {
+                Close();
+                _stream = entry.Open();
+                _position = 0;
+                _crc.Reset();
+            }
+
+            while (_position < position && _stream.Read(Skipped.AsSpan(0, (int)Math.Min(Skipped.Length, position - _position))) is var skipped and > 0)
+            {
+                Advance(Skipped.AsSpan(0, skipped));
+            }
+
+            if (_position < position)
+            {
+                return 0;
+            }
+
+            var read = _stream.ReadAtLeast(destination, destination.Length, throwOnEndOfStream: false);
+            Advance(destination[..read]);
+            return read;
+        }
+        catch (InvalidDataException exception)
+        {
+            // A broken deflate stream, a corrupt local header or an unsupported compression method.
+            throw new InvalidDataException($"{name}: {ErrorText.Of(exception)}", exception);
+        }
+    }
+
+    private void Advance(ReadOnlySpan<byte> bytes)
+    {
+        _crc.Append(bytes);
+        _position += bytes.Length;
+    }
 }

@@ -138,10 +138,30 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
                     $"layers[{l}] holds {layerState.TotalRoutings} batches of {layerState.ExpertUtilization.Length} experts; the model holds {state.Steps} steps of {options.Experts}.");
             }
 
+            CheckWindowWithinRun(state, layerState, l, options.Experts);
             state.Layers[l++] = layerState;
         }
 
         return new ModelRoutingStats(new ManagedModelEngine(options, state));
+    }
+
+    /// <summary>
+    /// Refuses a window load that the layer's counts since the start cannot hold: the window is part
+    /// of the run, and all of it once the window holds every step.
+    /// </summary>
+    private static void CheckWindowWithinRun(ModelState state, RoutingState layer, int l, int experts)
+    {
+        var wholeRun = (ulong)state.WindowSteps == state.Steps;
+        for (var e = 0; e < experts; e++)
+        {
+            var load = state.WindowLoad[(l * experts) + e];
+            var sinceStart = layer.ExpertTokenCounts.Length == 0 ? 0 : layer.ExpertTokenCounts[e];
+            if (load > sinceStart || (wholeRun && load != sinceStart))
+            {
+                throw new JsonException(
+                    $"window_load[{l}][{e}] is {load}, layers[{l}] counts {sinceStart} for expert {e} since the start; the window's load is part of the run's{(wholeRun ? ", and all of it while window_steps = steps" : "")}.");
+            }
+        }
     }
 
     private static JsonElement Required(JsonElement parent, string name) =>
