@@ -102,50 +102,13 @@ internal sealed class ModelReplay : RecordingRun
             ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats));
         }
 
-        if (!TryWriteOutputs(stats, timeline))
-        {
-            return ExitCodes.Usage;
-        }
-
+        var written = new OutputFiles(Console)
+            .Add("--window-load", WindowLoad, "window load", full => WindowLoadFile.Save(full, stats.WindowLoad(), Options.Layers, Options.Experts))
+            .Add("--plot", Plot, "plot", full => ModelLoadPlot.Save(stats, timeline!, full))
+            .Add("--save", Save, "snapshot", full => SnapshotFile.Save(stats, full))
+            .WriteAll();
         ServeAfterTheRun(finished: done == steps);
 
-        return done < steps ? ExitCodes.Interrupted : ExitCodes.Ok;
-    }
-
-    /// <summary>Writes the window load, the plot and the snapshot that were asked for; false after a failed write, which it reports.</summary>
-    private bool TryWriteOutputs(ModelRoutingStats stats, BalanceTimeline? timeline)
-    {
-        if (WindowLoad is { } file)
-        {
-            var load = stats.WindowLoad();
-            if (!RecordingSession.TryWrite(Console, "--window-load", file, full => WindowLoadFile.Save(full, load, Options.Layers, Options.Experts)))
-            {
-                return false;
-            }
-
-            Console.Error.WriteLine($"window load: {file.FullName}");
-        }
-
-        if (Plot is { } plot)
-        {
-            if (!RecordingSession.TryWrite(Console, "--plot", plot, full => ModelLoadPlot.Save(stats, timeline!, full)))
-            {
-                return false;
-            }
-
-            Console.Error.WriteLine($"plot: {plot.FullName}");
-        }
-
-        if (Save is { } save)
-        {
-            if (!RecordingSession.TryWrite(Console, "--save", save, full => SnapshotFile.Save(stats, full)))
-            {
-                return false;
-            }
-
-            Console.Error.WriteLine($"snapshot: {save.FullName}");
-        }
-
-        return true;
+        return written != ExitCodes.Ok ? written : done < steps ? ExitCodes.Interrupted : ExitCodes.Ok;
     }
 }

@@ -107,43 +107,10 @@ internal sealed class RecordingSession : RecordingRun
             RunReport.Print(console.Out, snapshot, heading, engine, timed);
         }
 
-        if (plot is not null)
-        {
-            if (!TryWrite(console, "--plot", plot, full => LoadPlot.Save(snapshot, full)))
-            {
-                return ExitCodes.Usage;
-            }
-
-            console.Error.WriteLine($"plot: {plot.FullName}");
-        }
-
-        if (save is not null)
-        {
-            if (!TryWrite(console, saveOption, save, full => RoutingStatsFile.Save(snapshot, full)))
-            {
-                return ExitCodes.Usage;
-            }
-
-            console.Error.WriteLine($"snapshot: {save.FullName}");
-        }
-
-        return ExitCodes.Ok;
-    }
-
-    /// <summary>Writes an output file; a failure (checked before the run, so rare: a full disk, a folder removed since) is one line naming the user's path.</summary>
-    public static bool TryWrite(CliConsole console, string option, FileInfo file, Action<string> write)
-    {
-        OutputPath.RemoveStaleTemporaries(file.FullName);
-        try
-        {
-            write(file.FullName);
-            return true;
-        }
-        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
-        {
-            console.Error.WriteLine($"{option} {file}: cannot write it ({OutputPath.InUserWords(exception.Message, file.FullName, file.ToString())}).");
-            return false;
-        }
+        return new OutputFiles(console)
+            .Add("--plot", plot, "plot", full => LoadPlot.Save(snapshot, full))
+            .Add(saveOption, save, "snapshot", full => RoutingStatsFile.Save(snapshot, full))
+            .WriteAll();
     }
 }
 

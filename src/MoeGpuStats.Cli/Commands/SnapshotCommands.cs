@@ -116,27 +116,10 @@ internal static class SnapshotCommands
             ModelReport.Print(console.Out, summary, ModelCounts.Of(model), heading, engine: null);
         }
 
-        if (plot is not null)
-        {
-            if (!RecordingSession.TryWrite(console, "--plot", plot, full => ModelLoadPlot.Save(model, timeline: null, full)))
-            {
-                return ExitCodes.Usage;
-            }
-
-            console.Error.WriteLine($"plot: {plot.FullName}");
-        }
-
-        if (save is not null)
-        {
-            if (!RecordingSession.TryWrite(console, "--output", save, full => SnapshotFile.Save(model, full)))
-            {
-                return ExitCodes.Usage;
-            }
-
-            console.Error.WriteLine($"snapshot: {save.FullName}");
-        }
-
-        return ExitCodes.Ok;
+        return new OutputFiles(console)
+            .Add("--plot", plot, "plot", full => ModelLoadPlot.Save(model, timeline: null, full))
+            .Add("--output", save, "snapshot", full => SnapshotFile.Save(model, full))
+            .WriteAll();
     }
 
     /// <summary>Why the snapshots cannot merge because some hold one layer and others a whole model, naming the first of each.</summary>
