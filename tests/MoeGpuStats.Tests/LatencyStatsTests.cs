@@ -1,5 +1,9 @@
-namespace MoeGpuStats.Tests.Managed;
+using static MoeGpuStats.Tests.Support.ConcurrentLatencies;
+using static MoeGpuStats.Tests.Support.Decisions;
 
+namespace MoeGpuStats.Tests;
+
+/// <summary><see cref="LatencyStats"/>: percentiles equal to the seed's sort, its units, bad input, concurrent readers and recorders.</summary>
 public sealed class LatencyStatsTests
 {
     /// <summary>The seed's percentile: clone, sort, index floor(p/100 * (n-1)).</summary>
@@ -143,5 +147,23 @@ public sealed class LatencyStatsTests
             Assert.All(failures, Assert.Null);
             Assert.All(results, result => Assert.Equal(expected, result));
         }
+    }
+
+    [Theory]
+    [InlineData(-0.001)]
+    [InlineData(100.001)]
+    [InlineData(double.NaN)]
+    public void APercentileOutsideTheRangeIsRejected(double p)
+    {
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => Seeded().RoutingLatencyStats.Percentile(p));
+        Assert.Equal("p", error.ParamName);
+    }
+
+    [Fact]
+    public void ConcurrentRecordsOnLatencyStatsKeepEveryLatency()
+    {
+        var latency = new LatencyStats();
+        var expected = RecordConcurrently(latency.RecordLatency, () => _ = latency.RecentLatencies.Count + latency.AverageLatency());
+        AssertExact(expected, latency);
     }
 }

@@ -3,8 +3,9 @@ using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Kernels;
 using MoeGpuStats.Lab;
+using static MoeGpuStats.Tests.Support.LoadIds;
 
-namespace MoeGpuStats.Tests.Device;
+namespace MoeGpuStats.Tests.Conformance;
 
 /// <summary>
 /// Random batches of top-k ids through the device engine and the managed engine: the counts equal
@@ -215,46 +216,6 @@ public sealed class DevicePropertyTests
     public static TheoryData<string> MultiGroupKinds => [.. TestAccelerators.Kinds.Select(row => row.Data).Append(TestAccelerators.CpuWithFourMultiprocessors)];
 
     /// <summary>
-    /// The launch returns the copies its groups flushed into (more than one wherever a record runs
-    /// on several groups and one copy per group is asked for); those copies sum to the ids' counts,
-    /// nothing is written past them, and the fold of that record adds exactly their sum to the
-    /// token counts and leaves the buffer zero.
-    /// </summary>
-    [Theory]
-    [MemberData(nameof(MultiGroupKinds))]
-    public void TheFoldSumsEveryCopyTheGroupsFlushedIntoAndLeavesThemZero(string accelerator)
-    {
-        var device = TestAccelerators.Require(accelerator);
-        const int experts = 61;
-        var launch = RoutingRecordKernel.Create(device, new RecordKernelPolicy { IdsPerThread = 1, GroupsPerCopy = 1, IdsPerBin = 0 });
-        using var buffers = new LauncherState(device, experts);
-        var host = Ids(new Random(5), 20_000, experts, "uniform");
-        using var ids = device.Allocate1D(host);
-        var none = new RecordArguments { Buffer = -1 };
-        var arguments = new RecordArguments { Experts = experts, Buffer = 0, Tokens = host.Length, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f };
-
-        var counted = launch(device.DefaultStream, ids.View, buffers.Views, arguments, none);
-
-        var multiGroup = device.AcceleratorType != AcceleratorType.CPU || accelerator == TestAccelerators.CpuWithFourMultiprocessors;
-        Assert.InRange(counted.Copies, multiGroup ? 2 : 1, multiGroup ? RoutingStateLayout.MaxCopies : 1);
-        var firstBuffer = buffers.Counts.GetAsArray1D().AsSpan(0, RoutingStateLayout.BufferLength).ToArray();
-        var expected = new ulong[experts];
-        foreach (var id in host)
-        {
-            expected[id]++;
-        }
-
-        var summed = Enumerable.Range(0, experts).Select(e => Enumerable.Range(0, counted.Copies).Aggregate(0UL, (sum, copy) => sum + firstBuffer[copy * experts + e]));
-        Assert.Equal(expected, summed);
-        Assert.All(firstBuffer.Skip(counted.Copies * experts), count => Assert.Equal(0UL, count));
-
-        launch(device.DefaultStream, ids.View.SubView(0, 0), buffers.Views, none, counted);
-        Assert.Equal(expected, buffers.TokenCounts.GetAsArray1D());
-        Assert.All(buffers.Counts.GetAsArray1D(), count => Assert.Equal(0UL, count));
-        Assert.Equal((ulong)host.Length, buffers.Block.GetAsArray1D()[0].TotalUsed);
-    }
-
-    /// <summary>
     /// Batches of changing size through engines whose groups flush into one copy each, a few groups
     /// per copy, or always one copy, at expert counts whose buffer holds 16, 13 and 2 copies: the state
     /// equals the managed engine's, counts and floats alike.
@@ -371,65 +332,6 @@ public sealed class DevicePropertyTests
                 Assert.True(managed.InvalidExpertIds == snapshot.InvalidExpertIds, $"{load}, {length} ids, {idsPerThread} per thread: invalid {managed.InvalidExpertIds} managed, {snapshot.InvalidExpertIds} device");
             }
         }
-    }
-
-    internal static int[] Ids(Random random, int length, int experts, string load)
-    {
-        if (load == "collapsed")
-        {
-            // A top-8 router that sends every token to the same experts, in an order that varies.
-            return [.. Enumerable.Range(0, length).Select(i => (i % 8 + (i / 8 * 5 + random.Next(2)) % 8) % 8)];
-        }
-
-        if (load == "runs")
-        {
-            return Runs(random, length, experts);
-        }
-
-        var ids = new int[length];
-        for (var i = 0; i < length; i++)
-        {
-            var u = random.NextDouble();
-            ids[i] = load switch
-            {
-                "uniform" => (int)(u * experts),
-                "skewed" => (int)(u * u * u * experts),
-                "hot" => u < 0.9 ? 0 : (int)(u * experts),
-                "invalid" => u < 0.05 ? (u < 0.025 ? -1 - (int)(u * 1e6) : experts + (int)(u * 1e6)) : (int)(u * experts),
-
-                // −1 is also what a thread's run starts from before its first id.
-                "minus one" => u < 0.5 ? -1 : (int)(u * experts),
-                _ => throw new ArgumentOutOfRangeException(nameof(load)),
-            };
-        }
-
-        return ids;
-    }
-
-    /// <summary>
-    /// Stretches of one id (valid, negative or too large) of random length, up to the whole batch:
-    /// the kernel counts a thread's equal consecutive ids in a register, and these end its runs at
-    /// every place a run can end (inside the unrolled loop, in its tail, at the thread's last id).
-    /// </summary>
-    private static int[] Runs(Random random, int length, int experts)
-    {
-        var ids = new int[length];
-        for (var start = 0; start < length;)
-        {
-            var id = random.Next(5) switch
-            {
-                0 => -1,
-                1 => experts,
-                2 => 0,
-                3 => experts - 1,
-                _ => random.Next(experts),
-            };
-            var end = Math.Min(length, start + 1 + random.Next(random.Next(2) == 0 ? 64 : length));
-            ids.AsSpan(start, end - start).Fill(id);
-            start = end;
-        }
-
-        return ids;
     }
 
     private static void AssertClose(IReadOnlyList<float> expected, IReadOnlyList<float> actual)

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using MoeGpuStats.Monitoring;
 
-namespace MoeGpuStats.Tests.Managed;
+namespace MoeGpuStats.Tests.Conformance;
 
 /// <summary>The seed's own seven unit tests, ported.</summary>
 public sealed class SeedUnitTests

@@ -1,6 +1,5 @@
 using ILGPU;
 using ILGPU.Runtime;
-using MoeGpuStats.Tests.Managed;
 
 namespace MoeGpuStats.Tests.Device;
 
@@ -8,7 +7,7 @@ namespace MoeGpuStats.Tests.Device;
 /// The device facade is thread-safe: records, latency records, reads and snapshots from several
 /// threads at once keep every record, on ILGPU's CPU accelerator.
 /// </summary>
-public sealed class ThreadSafetyTests
+public sealed partial class DeviceRoutingStatsTests
 {
     private const int Experts = 8;
     private const int TopK = 2;
@@ -19,8 +18,8 @@ public sealed class ThreadSafetyTests
     public void ConcurrentLatencyRecordsOnTheDeviceFacadeKeepEveryLatency()
     {
         using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = Experts });
-        var expected = LatencyThreadTests.RecordConcurrently(stats.RecordRoutingLatency, () => _ = stats.RoutingLatencyStats.P95Latency());
-        LatencyThreadTests.AssertExact(expected, stats.RoutingLatencyStats);
+        var expected = ConcurrentLatencies.RecordConcurrently(stats.RecordRoutingLatency, () => _ = stats.RoutingLatencyStats.P95Latency());
+        ConcurrentLatencies.AssertExact(expected, stats.RoutingLatencyStats);
     }
 
     [Fact]

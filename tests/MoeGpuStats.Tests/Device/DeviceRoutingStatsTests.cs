@@ -1,14 +1,22 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
+using Microsoft.Extensions.Logging;
 using MoeGpuStats.Device;
 using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Tests.Device;
 
-/// <summary>Bad input to the device engine: a clear exception and the state unchanged.</summary>
-public sealed class DeviceBadInputTests
+/// <summary>
+/// The device engine (<see cref="DeviceRoutingStats"/>, alone and behind <see cref="RoutingStats.OnDevice(DeviceRoutingStats)"/>):
+/// bad input refused with the state unchanged, expert count changes and reset as on the managed engine,
+/// records that return before the device finishes, the launch-bounds warning, and (in
+/// DeviceRoutingStatsTests.ThreadSafety.cs) records, reads and snapshots from several threads at once.
+/// </summary>
+public sealed partial class DeviceRoutingStatsTests
 {
     [Theory]
     [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
@@ -28,61 +36,6 @@ public sealed class DeviceBadInputTests
         Assert.ThrowsAny<ArgumentException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = [] }));
 
         Assert.Equal(before, JsonSerializer.Serialize(stats.Snapshot()));
-    }
-
-    /// <summary>
-    /// The record kernel's public launcher refuses what would make the kernel write outside the state,
-    /// and the kernel itself never writes past the variance ring (on ILGPU's CPU accelerator a view's
-    /// own bounds check also stops that write; on a GPU only the kernel's guard does).
-    /// </summary>
-    [Theory]
-    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
-    public void TheRecordLauncherRefusesBuffersExpertCountsAndCopiesOutsideTheStateAndNeverWritesPastTheRing(string accelerator)
-    {
-        var device = TestAccelerators.Require(accelerator);
-        var launch = RoutingRecordKernel.Create(device);
-        using var buffers = new LauncherState(device, experts: 8);
-        using var ids = device.Allocate1D([0, 1, 2]);
-        var state = buffers.Views;
-        var none = new RecordArguments { Buffer = -1 };
-
-        var buffer = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 4, Buffer = 2 }, none));
-        Assert.Equal(("arguments", 2), (buffer.ParamName, buffer.ActualValue));
-        var pendingBuffer = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, new RecordArguments { Experts = 4, Buffer = -2 }));
-        Assert.Equal(("pending", -2), (pendingBuffer.ParamName, pendingBuffer.ActualValue));
-        var experts = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = RoutingStateLayout.MaxExperts + 1, Buffer = 0 }, none));
-        Assert.Equal(RoutingStateLayout.MaxExperts + 1, experts.ActualValue);
-        var shortState = Assert.Throws<ArgumentException>(() => launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 9, Buffer = 0 }, none));
-        Assert.Equal("state", shortState.ParamName);
-
-        var record = launch(device.DefaultStream, ids.View, state, new RecordArguments { Experts = 8, Buffer = 1, Tokens = 3, TopK = 1, SlotsPerExpert = 100, UtilizationDecay = -1f }, none);
-        Assert.Equal((1, 1), (record.Buffer, record.Copies));
-        Assert.Equal([1UL, 1UL, 1UL, 0UL], buffers.Counts.GetAsArray1D().Skip(RoutingStateLayout.BufferLength).Take(4));
-
-        // A pending record claiming more copies than its buffer holds would make the fold read past it.
-        foreach (var copies in new[] { 0, RoutingStateLayout.MaxCopies + 1 })
-        {
-            var badCopies = Assert.Throws<ArgumentOutOfRangeException>(() => launch(device.DefaultStream, ids.View, state, none, record with { Copies = copies }));
-            Assert.Equal(("pending", copies), (badCopies.ParamName, badCopies.ActualValue));
-        }
-
-        // At the most experts a buffer holds fewer copies than the most: one more is refused too.
-        using var wide = new LauncherState(device, RoutingStateLayout.MaxExperts);
-        var tooMany = RoutingStateLayout.BufferLength / RoutingStateLayout.MaxExperts + 1;
-        var wideCopies = Assert.Throws<ArgumentOutOfRangeException>(
-            () => launch(device.DefaultStream, ids.View, wide.Views, none, record with { Experts = RoutingStateLayout.MaxExperts, Copies = tooMany }));
-        Assert.Equal(("pending", tooMany), (wideCopies.ParamName, wideCopies.ActualValue));
-
-        Assert.Equal(0UL, buffers.Block.GetAsArray1D()[0].TotalRoutings);
-
-        // A block no record kernel wrote, with a ring position past the ring: the fold updates the
-        // block but drops the variance instead of writing it after the ring (here, into a guard zone).
-        using var guardedRing = device.Allocate1D<float>(2 * RoutingStateLayout.VarianceWindow);
-        guardedRing.MemSetToZero();
-        buffers.Block.View.CopyFromCPU([new RoutingStateBlock { Experts = 8, VarianceHead = 2 * RoutingStateLayout.VarianceWindow + 200 }]);
-        launch(device.DefaultStream, ids.View, state with { VarianceHistory = guardedRing.View.SubView(0, RoutingStateLayout.VarianceWindow) }, none, record);
-        Assert.Equal(1UL, buffers.Block.GetAsArray1D()[0].TotalRoutings);
-        Assert.All(guardedRing.GetAsArray1D(), value => Assert.Equal(0f, value));
     }
 
     [Fact]
@@ -119,12 +72,101 @@ public sealed class DeviceBadInputTests
         Assert.Throws<ArgumentException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = new int[RoutingStatsOptions.MaxDeviceExperts + 1] }));
     }
 
-    [Fact]
-    public void AnImpossibleAllocationSaysHowMuchWasAskedFor()
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void ExpertCountChangesAndResetBehaveAsOnTheManagedEngine(string accelerator)
     {
-        var device = TestAccelerators.Require("cpu");
-        var error = Assert.Throws<InsufficientMemoryException>(() => DeviceMemory.Allocate<ulong>(device, 1L << 50, "a test"));
-        Assert.Contains("9,007,199,254,740,992 bytes", error.Message);
-        Assert.Contains("a test", error.Message);
+        using var onDevice = RoutingStats.OnDevice(TestAccelerators.Require(accelerator));
+        using var managed = new RoutingStats();
+        foreach (var stats in new[] { onDevice, managed })
+        {
+            stats.RecordRouting(new RoutingDecision { ExpertCapacities = [4, 4], TotalTokens = 8 });
+            stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2, 3], TotalTokens = 6, TokensDropped = 1 });
+        }
+
+        Assert.Equal(managed.ExpertTokenCounts, onDevice.ExpertTokenCounts);
+        Assert.Equal(managed.ExpertUtilization, onDevice.ExpertUtilization);
+        Assert.Equal(managed.TokensDropped, onDevice.TokensDropped);
+        onDevice.Reset();
+        Assert.Equal(0UL, onDevice.TotalRoutings);
+        Assert.Empty(onDevice.ExpertUtilization);
+        Assert.Null(onDevice.MostUtilizedExpert());
+    }
+
+    /// <summary>
+    /// A thousand records must return to the host before the device has finished them, and allocate
+    /// nothing on the host. Only a real GPU runs kernels asynchronously; ILGPU's CPU accelerator runs
+    /// each launch to completion (and allocates for its own scheduling).
+    /// </summary>
+    [Fact]
+    public void AThousandRecordsReturnBeforeTheDeviceFinishes()
+    {
+        var device = TestAccelerators.Require("cuda");
+        const int length = 64 << 20;
+        using var ids = device.Allocate1D<int>(length);
+        ids.MemSetToZero();
+        device.Synchronize();
+        using var stats = RoutingStats.OnDevice(device, new RoutingStatsOptions { Experts = 256 });
+
+        stats.RecordRouting(ids.View, length / 8, 8);
+        var allocatedAfter = new long[999];
+        var enqueue = Stopwatch.StartNew();
+        var allocatedBefore = RecordAndCountAllocations(stats, ids.View, allocatedAfter);
+        var enqueued = enqueue.Elapsed;
+        var total = stats.TotalRoutings;
+        var finished = enqueue.Elapsed;
+
+        var allocated = allocatedAfter[^1] - allocatedBefore;
+        var firstAllocating = Array.FindIndex(allocatedAfter, bytes => bytes != allocatedBefore);
+        Assert.Equal(1000UL, total);
+        TestContext.Current.SendDiagnosticMessage($"1000 records of 64 Mi ids: enqueued in {enqueued.TotalMilliseconds:F1} ms, finished after {finished.TotalMilliseconds:F1} ms, {allocated} bytes allocated");
+        Assert.True(allocated == 0, $"{allocated} bytes allocated over 999 records, the first by record {firstAllocating + 2}");
+        Assert.True(enqueued < finished / 4, $"enqueue took {enqueued.TotalMilliseconds:F1} ms of {finished.TotalMilliseconds:F1} ms: the records waited for the device");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void TheEngineSaysWhetherItsRecordKernelHasLaunchBoundsAndWarnsOnlyWhereCudaRunsItWithout(string accelerator)
+    {
+        var device = TestAccelerators.Require(accelerator);
+        var logger = new RecordingLogger();
+        using var engine = new DeviceRoutingStats(device, new RoutingStatsOptions { Experts = 4 }, stream: null, logger);
+        var onCuda = device.AcceleratorType == AcceleratorType.Cuda;
+        Assert.Equal(onCuda && CudaLaunchBounds.Supported, engine.RecordKernelHasLaunchBounds);
+        var warnings = logger.Entries.Where(entry => entry.Id.Name == "LaunchBoundsUnavailable").ToArray();
+        Assert.Equal(onCuda && !engine.RecordKernelHasLaunchBounds ? 1 : 0, warnings.Length);
+        Assert.All(warnings, entry => Assert.Equal((2, LogLevel.Warning), (entry.Id.Id, entry.Level)));
+    }
+
+    /// <summary>
+    /// Records once per element of <paramref name="allocatedAfter"/>, writing the thread's allocated bytes
+    /// after each record, and returns them before the first. Fully optimized from its first call, so
+    /// that no on-stack replacement of this loop allocates in the middle of it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+    private static long RecordAndCountAllocations(RoutingStats stats, ArrayView<int> ids, long[] allocatedAfter)
+    {
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < allocatedAfter.Length; i++)
+        {
+            stats.RecordRouting(ids, (int)(ids.Length / 8), 8);
+            allocatedAfter[i] = GC.GetAllocatedBytesForCurrentThread();
+        }
+
+        return before;
+    }
+
+    /// <summary>Keeps every entry logged to it.</summary>
+    private sealed class RecordingLogger : ILogger
+    {
+        public List<(EventId Id, LogLevel Level, string Message)> Entries { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Entries.Add((eventId, logLevel, formatter(state, exception)));
     }
 }

@@ -1,6 +1,6 @@
 using MoeGpuStats.Kernels;
 
-namespace MoeGpuStats.Tests.Device;
+namespace MoeGpuStats.Tests.Kernels;
 
 /// <summary>
 /// The record kernel's grid rule on an H100's shape (132 multiprocessors holding 8 groups of 256

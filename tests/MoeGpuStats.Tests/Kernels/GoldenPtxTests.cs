@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 using ILGPU.Runtime.Cuda;
 using MoeGpuStats.Kernels;
 
-namespace MoeGpuStats.Tests.Device;
+namespace MoeGpuStats.Tests.Kernels;
 
 /// <summary>
 /// The default kernels compile to the PTX kept in <c>Golden/</c>: a refactoring of the kernels' C#

@@ -2,10 +2,10 @@ using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Kernels;
 
-namespace MoeGpuStats.Tests.Device;
+namespace MoeGpuStats.Tests.Kernels;
 
-/// <summary>The record kernel's group sum, at group sizes a power of two and not.</summary>
-public sealed class GroupSumTests
+/// <summary>The record kernel's group sum (GroupReduction), at group sizes a power of two and not.</summary>
+public sealed class GroupReductionTests
 {
     [Theory]
     [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]

@@ -9,7 +9,7 @@ using ILGPU.Backends.EntryPoints;
 using MoeGpuStats.Kernels;
 using MoeGpuStats.Lab;
 
-namespace MoeGpuStats.Tests.Device;
+namespace MoeGpuStats.Tests.Kernels;
 
 /// <summary>
 /// The kernels compile for the GPU backends on a machine without a GPU, so CI catches a construct

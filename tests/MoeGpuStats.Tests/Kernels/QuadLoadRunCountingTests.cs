@@ -1,15 +1,15 @@
-using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Kernels;
 
-namespace MoeGpuStats.Tests.Device;
+namespace MoeGpuStats.Tests.Kernels;
 
 /// <summary>
-/// Quad-load counting on views that start anywhere: the 128-bit loads begin at the first 16-byte
-/// boundary the launcher finds, and the ids before it and after the last whole quad are counted once.
+/// Quad-load counting (<see cref="HistogramCounting.QuadLoadRuns"/>) on views that start anywhere: the 128-bit
+/// loads begin at the first 16-byte boundary the launcher finds, and the ids before it and after the
+/// last whole quad are counted once.
 /// </summary>
-public sealed class QuadLoadCountingTests
+public sealed class QuadLoadRunCountingTests
 {
     /// <summary>
     /// Every start modulo 8 ids, at lengths shorter than the first boundary, around whole quads and
@@ -23,7 +23,7 @@ public sealed class QuadLoadCountingTests
         var device = TestAccelerators.Require(accelerator);
         Assert.SkipUnless(RoutingRecordKernel.Supports(device, HistogramCounting.QuadLoadRuns, out var reason), reason ?? "");
         const int experts = 61;
-        var host = DevicePropertyTests.Ids(new Random(31), 100_000, experts, "invalid");
+        var host = LoadIds.Ids(new Random(31), 100_000, experts, "invalid");
         using var buffer = device.Allocate1D(host);
         var options = new RoutingStatsOptions { Experts = experts };
         using var onDevice = new DeviceRoutingStats(device, options, stream: null, new RecordKernelPolicy { Counting = HistogramCounting.QuadLoadRuns });
@@ -37,26 +37,6 @@ public sealed class QuadLoadCountingTests
                 using var snapshot = onDevice.Snapshot();
                 Assert.True(managed.ExpertTokenCounts.SequenceEqual(snapshot.ExpertTokenCounts), $"{length} ids from {start}: counts differ");
                 Assert.True(managed.InvalidExpertIds == snapshot.InvalidExpertIds, $"{length} ids from {start}: invalid {managed.InvalidExpertIds} managed, {snapshot.InvalidExpertIds} device");
-            }
-        }
-    }
-
-    /// <summary>The aligned start is the first id whose address is a multiple of 16 bytes, or the length where no id's is.</summary>
-    [Fact]
-    public void TheAlignedStartIsTheFirstIdOnASixteenByteBoundary()
-    {
-        var device = TestAccelerators.Require("cpu");
-        using var buffer = device.Allocate1D<int>(64);
-        foreach (var start in Enumerable.Range(0, 8))
-        {
-            foreach (var length in new[] { 0, 1, 2, 3, 4, 10 })
-            {
-                ArrayView<int> view = buffer.View.SubView(start, length);
-                var aligned = IdAlignment.AlignedStart(device, view);
-                var address = view.LoadEffectiveAddressAsPtr().ToInt64();
-                Assert.InRange(aligned, 0, Math.Min(3, length));
-                Assert.All(Enumerable.Range(0, aligned), id => Assert.NotEqual(0, (address + id * sizeof(int)) % 16));
-                Assert.True(aligned == length || (address + aligned * sizeof(int)) % 16 == 0, $"{length} ids from {start}: start {aligned}");
             }
         }
     }

@@ -2,7 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Kernels;
 
-namespace MoeGpuStats.Tests.Device;
+namespace MoeGpuStats.Tests.Kernels;
 
 /// <summary>
 /// The query kernel on states written straight into device memory, including values no record

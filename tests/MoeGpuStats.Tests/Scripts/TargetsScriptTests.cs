@@ -1,4 +1,4 @@
-namespace MoeGpuStats.Tests.Bench;
+namespace MoeGpuStats.Tests.Scripts;
 
 /// <summary>
 /// scripts/targets.py, which judges the GPU check's targets from the checks' JSON, through its Python

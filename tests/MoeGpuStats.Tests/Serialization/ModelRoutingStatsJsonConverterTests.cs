@@ -1,9 +1,9 @@
 using System.Text.Json;
 
-namespace MoeGpuStats.Tests.Model;
+namespace MoeGpuStats.Tests.Serialization;
 
-/// <summary>A model through JSON and merged across ranks.</summary>
-public sealed class ModelFileAndMergeTests
+/// <summary>A <see cref="ModelRoutingStats"/> through System.Text.Json (ModelRoutingStatsJsonConverter): every layer, the window and the summary, and files no records can produce refused by field.</summary>
+public sealed class ModelRoutingStatsJsonConverterTests
 {
     private static readonly ModelRoutingStatsOptions Options = new() { Layers = 3, Experts = 8, Window = 3, UtilizationDecay = 0.5f };
 
@@ -45,49 +45,5 @@ public sealed class ModelFileAndMergeTests
         Assert.Contains(find, json);
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json.Replace(find, replace)));
         Assert.Contains(field, error.Message);
-    }
-
-    [Fact]
-    public void MergedLayersEqualMergedSingleLayersAndTheWindowsAlignFromTheNewest()
-    {
-        var a = ModelSteps.Random(Options.Layers, Options.Experts, 2, 4, seed: 31);
-        var b = ModelSteps.Random(Options.Layers, Options.Experts, 2, 4, seed: 32);
-        var options = Options with { UtilizationDecay = null };   // RoutingStats.Merge does not merge the decayed utilization
-        using var first = new ModelRoutingStats(options);
-        using var second = new ModelRoutingStats(options);
-        foreach (var (model, steps) in new[] { (first, a), (second, b) })
-        {
-            foreach (var step in steps)
-            {
-                model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
-            }
-        }
-
-        using var merged = ModelRoutingStats.Merge([first, second]);
-        var singles = ModelSteps.SingleLayers(options, a).Zip(ModelSteps.SingleLayers(options, b), (x, y) => RoutingStats.Merge([x, y])).ToArray();
-        for (var l = 0; l < options.Layers; l++)
-        {
-            Assert.Equal(JsonSerializer.Serialize(singles[l]), JsonSerializer.Serialize(merged.Layer(l)));
-        }
-
-        var window = ModelSteps.WindowLoad(Options, a).Zip(ModelSteps.WindowLoad(Options, b), (x, y) => x + y).ToArray();
-        Assert.Equal(window, merged.WindowLoad());
-
-        // The next step evicts the oldest step of both ranks, not another.
-        var next = ModelSteps.Random(Options.Layers, Options.Experts, 2, 1, seed: 33);
-        merged.RecordStep(next[0].Ids, next[0].Valid, next[0].TopK, next[0].Stride);
-        var expected = ModelSteps.WindowLoad(Options, [.. a.Skip(2), next[0]])
-            .Zip(ModelSteps.WindowLoad(Options, [.. b.Skip(2)]), (x, y) => x + y).ToArray();
-        Assert.Equal(expected, merged.WindowLoad());
-    }
-
-    [Fact]
-    public void ModelsOfDifferentShapesDoNotMerge()
-    {
-        using var first = new ModelRoutingStats(Options);
-        using var second = new ModelRoutingStats(Options with { Experts = 16 });
-        var error = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([first, second]));
-        Assert.Contains("same shape", error.Message);
-        Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([]));
     }
 }

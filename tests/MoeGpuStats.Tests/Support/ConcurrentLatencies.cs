@@ -1,30 +1,14 @@
-namespace MoeGpuStats.Tests.Managed;
+namespace MoeGpuStats.Tests.Support;
 
 /// <summary>
 /// Latency recording is thread-safe on either engine: records from several threads at once keep
 /// every measurement. Latencies are whole seconds, so every partial sum is an exact integer in
 /// milliseconds and the total does not depend on the order the threads' records interleave in.
 /// </summary>
-public sealed class LatencyThreadTests
+internal static class ConcurrentLatencies
 {
     private const int Threads = 4;
     private const int PerThread = 200_000;
-
-    [Fact]
-    public void ConcurrentRecordsOnTheManagedFacadeKeepEveryLatency()
-    {
-        using var stats = new RoutingStats();
-        var expected = RecordConcurrently(stats.RecordRoutingLatency, () => _ = stats.RoutingLatencyStats.P99Latency());
-        AssertExact(expected, stats.RoutingLatencyStats);
-    }
-
-    [Fact]
-    public void ConcurrentRecordsOnLatencyStatsKeepEveryLatency()
-    {
-        var latency = new LatencyStats();
-        var expected = RecordConcurrently(latency.RecordLatency, () => _ = latency.RecentLatencies.Count + latency.AverageLatency());
-        AssertExact(expected, latency);
-    }
 
     /// <summary>
     /// The latency of record <paramref name="i"/> of thread <paramref name="thread"/>: 1 to 7 s, except

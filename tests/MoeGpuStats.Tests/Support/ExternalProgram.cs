@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace MoeGpuStats.Tests;
+namespace MoeGpuStats.Tests.Support;
 
 /// <summary>Programs outside .NET that some tests run (the C test program, Python, NVIDIA's ptxas).</summary>
 internal static class ExternalProgram

@@ -2,7 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Kernels;
 
-namespace MoeGpuStats.Tests.Device;
+namespace MoeGpuStats.Tests.Support;
 
 /// <summary>A routing state of <c>experts</c> experts in buffers of its own, zeroed, for tests that call the record launcher directly.</summary>
 internal sealed class LauncherState : IDisposable

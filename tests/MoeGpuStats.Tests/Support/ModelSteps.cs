@@ -1,7 +1,7 @@
 using System.Text.Json;
 using MoeGpuStats.Engines;
 
-namespace MoeGpuStats.Tests.Model;
+namespace MoeGpuStats.Tests.Support;
 
 /// <summary>Random and adversarial model steps, and the single-layer reference they are checked against.</summary>
 internal static class ModelSteps

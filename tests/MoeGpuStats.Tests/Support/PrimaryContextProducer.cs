@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using MoeGpuStats.Interop;
 
-namespace MoeGpuStats.Tests.Interop;
+namespace MoeGpuStats.Tests.Support;
 
 /// <summary>
 /// A producer that uses the CUDA driver the way the CUDA runtime (and so PyTorch) does: device

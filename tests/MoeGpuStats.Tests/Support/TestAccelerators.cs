@@ -2,7 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 
-namespace MoeGpuStats.Tests;
+namespace MoeGpuStats.Tests.Support;
 
 /// <summary>
 /// One ILGPU context for the whole run (kernel compilation is cached per accelerator), with the

@@ -1,9 +1,8 @@
 using System.Text.Json;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Serialization;
-using MoeGpuStats.Tests.Cli;
 
-namespace MoeGpuStats.Tests.Placement;
+namespace MoeGpuStats.Tests.Cli.Commands;
 
 /// <summary><c>moegs plan</c> in-process: the published example from a .npy and from JSON, the JSON's shape, the errors.</summary>
 public sealed class PlanCommandTests : IDisposable
@@ -15,9 +14,9 @@ public sealed class PlanCommandTests : IDisposable
     [Fact]
     public void ThePublishedExampleFromANpyPrintsThePublishedPlacementAndBalancedness()
     {
-        var npy = WriteNpy("load.npy", "<i8", ExpertPlacementTests.PublishedLoads);
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
 
-        var (code, output, error) = CommandLineTests.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "8");
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "8");
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Empty(error);
@@ -40,7 +39,7 @@ public sealed class PlanCommandTests : IDisposable
         var json = Path.Combine(_folder.FullName, "load.json");
         File.WriteAllText(json, "[[90,132,40,61,104,165,39,4,73,56,183,86],\n [20,107,104,64,19,197,187,157,172,86,16,27]]");
 
-        var (code, output, error) = CommandLineTests.Run("plan", json, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "4", "--json");
+        var (code, output, error) = Moegs.Run("plan", json, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "4", "--json");
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Empty(error);
@@ -78,23 +77,23 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal(258.25 / 330, root.GetProperty("balancedness_before")[0].GetDouble(), 12);
         Assert.All(root.GetProperty("balancedness_after").EnumerateArray(), b => Assert.InRange(b.GetDouble(), 0.5, 1.0));
 
-        var npy = WriteNpy("load.npy", "<i4", ExpertPlacementTests.PublishedLoads);
-        var fromNpy = CommandLineTests.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "4", "--json");
+        var npy = WriteNpy("load.npy", "<i4", EplbExample.PublishedLoads);
+        var fromNpy = Moegs.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "4", "--json");
         Assert.Equal(output, fromNpy.Out);
     }
 
     [Fact]
     public void TheEightGpuExampleInJsonIsThePublishedMapWithNoBalancednessBefore()
     {
-        var npy = WriteNpy("load.npy", "<i8", ExpertPlacementTests.PublishedLoads);
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
 
-        var (code, output, _) = CommandLineTests.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "8", "--json");
+        var (code, output, _) = Moegs.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "8", "--json");
 
         Assert.Equal(ExitCodes.Ok, code);
         using var document = JsonDocument.Parse(output);
         var phy2log = document.RootElement.GetProperty("physical_to_logical");
-        Assert.Equal(ExpertPlacementTests.PublishedPhy2Log[0], phy2log[0].EnumerateArray().Select(e => e.GetInt32()));
-        Assert.Equal(ExpertPlacementTests.PublishedPhy2Log[1], phy2log[1].EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(EplbExample.PublishedPhy2Log[0], phy2log[0].EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(EplbExample.PublishedPhy2Log[1], phy2log[1].EnumerateArray().Select(e => e.GetInt32()));
         Assert.Equal(JsonValueKind.Null, document.RootElement.GetProperty("balancedness_before").ValueKind);
     }
 
@@ -111,9 +110,9 @@ public sealed class PlanCommandTests : IDisposable
         var one = WriteNpy("one.npy", "<i8", new long[,] { { 6, 2, 1, 1, 1, 1, 1, 1 } }, shape: "8,");
         var withMark = Path.Combine(_folder.FullName, "one.json");
         File.WriteAllText(withMark, "[6, 2, 1, 1, 1, 1, 1, 1]", new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
-        var fromSnapshot = CommandLineTests.Run("plan", snapshot, "--replicas", "12", "--gpus", "4", "--json");
-        var fromNpy = CommandLineTests.Run("plan", one, "--replicas", "12", "--gpus", "4", "--json");
-        var fromJson = CommandLineTests.Run("plan", withMark, "--replicas", "12", "--gpus", "4", "--json");
+        var fromSnapshot = Moegs.Run("plan", snapshot, "--replicas", "12", "--gpus", "4", "--json");
+        var fromNpy = Moegs.Run("plan", one, "--replicas", "12", "--gpus", "4", "--json");
+        var fromJson = Moegs.Run("plan", withMark, "--replicas", "12", "--gpus", "4", "--json");
 
         Assert.True(fromSnapshot.Code == ExitCodes.Ok, fromSnapshot.Error);
         Assert.Equal(ExitCodes.Ok, fromNpy.Code);
@@ -134,9 +133,9 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("--gpus 8", "--replicas")]
     public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
     {
-        var npy = WriteNpy("load.npy", "<i8", ExpertPlacementTests.PublishedLoads);
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
 
-        var (code, output, error) = CommandLineTests.Run(["plan", npy, .. arguments.Split(' ')]);
+        var (code, output, error) = Moegs.Run(["plan", npy, .. arguments.Split(' ')]);
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(output);
@@ -161,7 +160,7 @@ public sealed class PlanCommandTests : IDisposable
             File.WriteAllText(path, content);
         }
 
-        var (code, output, error) = CommandLineTests.Run("plan", path, "--replicas", "4", "--gpus", "2");
+        var (code, output, error) = Moegs.Run("plan", path, "--replicas", "4", "--gpus", "2");
 
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Empty(output);
@@ -178,10 +177,10 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("<i8", "0, 12", "holds no loads")]
     public void NpySizesAreCheckedAgainstTheFileBeforeAnythingIsAllocated(string descr, string shape, string expected)
     {
-        var data = ExpertPlacementTests.PublishedLoads.Cast<long>().SelectMany(BitConverter.GetBytes).ToArray();
-        var npy = NpyIdsTests.Write(Path.Combine(_folder.FullName, "bad.npy"), descr, shape, data);
+        var data = EplbExample.PublishedLoads.Cast<long>().SelectMany(BitConverter.GetBytes).ToArray();
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "bad.npy"), descr, shape, data);
 
-        var (code, _, error) = CommandLineTests.Run("plan", npy, "--replicas", "16", "--gpus", "8");
+        var (code, _, error) = Moegs.Run("plan", npy, "--replicas", "16", "--gpus", "8");
 
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains(expected, error);
@@ -190,14 +189,14 @@ public sealed class PlanCommandTests : IDisposable
 
     private static double[] ExpertPlacement_Balancedness() =>
         MoeGpuStats.Placement.ExpertPlacement.Balancedness(
-            ExpertPlacementTests.PublishedLoads,
-            MoeGpuStats.Placement.ExpertPlacement.Rebalance(ExpertPlacementTests.PublishedLoads, 16, 4, 2, 8));
+            EplbExample.PublishedLoads,
+            MoeGpuStats.Placement.ExpertPlacement.Rebalance(EplbExample.PublishedLoads, 16, 4, 2, 8));
 
     private string WriteNpy(string name, string descr, long[,] loads, string? shape = null)
     {
         var data = descr == "<i4"
             ? loads.Cast<long>().SelectMany(v => BitConverter.GetBytes((int)v)).ToArray()
             : loads.Cast<long>().SelectMany(BitConverter.GetBytes).ToArray();
-        return NpyIdsTests.Write(Path.Combine(_folder.FullName, name), descr, shape ?? $"{loads.GetLength(0)}, {loads.GetLength(1)}", data);
+        return NpyFile.Write(Path.Combine(_folder.FullName, name), descr, shape ?? $"{loads.GetLength(0)}, {loads.GetLength(1)}", data);
     }
 }

@@ -5,22 +5,17 @@ using System.Text.Json.Nodes;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Serialization;
+using static MoeGpuStats.Tests.Support.TraceData;
 
-namespace MoeGpuStats.Tests.Cli;
+namespace MoeGpuStats.Tests.Cli.Commands;
 
 /// <summary>
 /// <c>moegs replay</c> of traces as they are recorded from real models: .npz archives and JSON lines, with
 /// forward passes of different sizes. TestData/make_traces.py wrote the files with NumPy; the tests read
 /// the committed copies (CI has no NumPy).
 /// </summary>
-public sealed class ReplayTracesTests : IDisposable
+public sealed partial class ReplayCommandTests
 {
-    private const int Experts = 8;
-
-    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-traces-");
-
-    public void Dispose() => _folder.Delete(recursive: true);
-
     /// <summary>A prefill of 7 tokens, then decode passes of 3, 2 and 1, in every format: the counts of the same steps recorded directly.</summary>
     [Theory]
     [InlineData("passes.npz", "tokens,layers,k")]
@@ -31,10 +26,10 @@ public sealed class ReplayTracesTests : IDisposable
     public void PassesOfDifferentSizesCountAsTheSameStepsRecordedDirectly(string name, string? layout)
     {
         string[] options = layout is null ? [] : ["--layout", layout];
-        var (code, output, error) = CommandLineTests.Run(["replay", Data(name), "--experts", $"{Experts}", "--json", .. options]);
+        var (code, output, error) = Moegs.Run(["replay", Data(name), "--experts", $"{Experts}", "--json", .. options]);
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Equal(Direct(Steps("trace_ids.json")), output);
+        Assert.Equal(Direct(TraceData.Steps("trace_ids.json")), output);
         Assert.DoesNotContain("warning", error);
     }
 
@@ -42,22 +37,22 @@ public sealed class ReplayTracesTests : IDisposable
     [Fact]
     public void AnArchiveOfOneMemberPerLayerCountsAsItsStepsRecordedDirectly()
     {
-        var (code, output, error) = CommandLineTests.Run("replay", Data("layers.npz"), "--members", "layers", "--experts", $"{Experts}", "--json");
+        var (code, output, error) = Moegs.Run("replay", Data("layers.npz"), "--members", "layers", "--experts", $"{Experts}", "--json");
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Equal(Direct(Steps("layers_ids.json")), output);
+        Assert.Equal(Direct(TraceData.Steps("layers_ids.json")), output);
     }
 
     /// <summary>The report's title says how the passes were told apart and how their sizes differ.</summary>
     [Fact]
     public void TheTitleGivesTheRangeOfTokensAndHowPassesWereFound()
     {
-        var (code, output, error) = CommandLineTests.Run("replay", Data("passes_step.jsonl"), "--experts", $"{Experts}");
+        var (code, output, error) = Moegs.Run("replay", Data("passes_step.jsonl"), "--experts", $"{Experts}");
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Contains("replay passes_step.jsonl: 4 steps of 1 to 7 tokens (13 in all) in 3 layers (JSON lines, forward passes by step), top-2 of 8 experts (JSON)", output);
 
-        (code, output, error) = CommandLineTests.Run("replay", Data("passes.npz"), "--layout", "tokens,layers,k", "--skip-steps", "1", "--experts", $"{Experts}");
+        (code, output, error) = Moegs.Run("replay", Data("passes.npz"), "--layout", "tokens,layers,k", "--skip-steps", "1", "--experts", $"{Experts}");
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Contains("3 steps of 1 to 3 tokens (6 in all) in 3 layers (tokens,layers,k in each of 4 members) (the first 1 left out), top-2 of 8 experts (int16)", output);
     }
@@ -66,20 +61,20 @@ public sealed class ReplayTracesTests : IDisposable
     [Fact]
     public void EachLayerOfAJsonLinesReplayEqualsThatLayerReplayedAlone()
     {
-        var steps = Steps("trace_ids.json");
-        var (code, output, error) = CommandLineTests.Run("replay", Data("passes_lists.jsonl"), "--experts", $"{Experts}", "--json");
+        var steps = TraceData.Steps("trace_ids.json");
+        var (code, output, error) = Moegs.Run("replay", Data("passes_lists.jsonl"), "--experts", $"{Experts}", "--json");
         Assert.True(code == ExitCodes.Ok, error);
         for (var layer = 0; layer < steps[0].Length; layer++)
         {
             var alone = Write($"layer{layer}.jsonl", steps.Select(step => Line(layer: 0, step[layer])));
-            var (aloneCode, aloneOutput, aloneError) = CommandLineTests.Run("replay", alone, "--experts", $"{Experts}", "--json");
+            var (aloneCode, aloneOutput, aloneError) = Moegs.Run("replay", alone, "--experts", $"{Experts}", "--json");
             Assert.True(aloneCode == ExitCodes.Ok, aloneError);
             AssertLayerEquals(output, layer, aloneOutput);
 
             // Without a layer field, one layer's statistics: the same counts.
             var single = Write($"single{layer}.jsonl", steps.Select(step => Line(layer: null, step[layer])));
             var saved = Path.Combine(_folder.FullName, $"single{layer}.json");
-            var (singleCode, _, singleError) = CommandLineTests.Run("replay", single, "--experts", $"{Experts}", "--save", saved);
+            var (singleCode, _, singleError) = Moegs.Run("replay", single, "--experts", $"{Experts}", "--save", saved);
             Assert.True(singleCode == ExitCodes.Ok, singleError);
             AssertCountsEqual(output, layer, saved);
         }
@@ -89,7 +84,7 @@ public sealed class ReplayTracesTests : IDisposable
     [Fact]
     public void EachLayerOfAnArchiveOfLayersEqualsThatMemberReplayedAlone()
     {
-        var (code, output, error) = CommandLineTests.Run("replay", Data("layers.npz"), "--members", "layers", "--experts", $"{Experts}", "--json");
+        var (code, output, error) = Moegs.Run("replay", Data("layers.npz"), "--members", "layers", "--experts", $"{Experts}", "--json");
         Assert.True(code == ExitCodes.Ok, error);
         using var archive = ZipFile.OpenRead(Data("layers.npz"));
         for (var layer = 0; layer < archive.Entries.Count; layer++)
@@ -97,14 +92,14 @@ public sealed class ReplayTracesTests : IDisposable
             var entry = archive.Entries[layer];
             Assert.Equal($"layer_{layer}.npy", entry.FullName);
             var one = Zip($"one{layer}.npz", (entry.FullName, Bytes(entry)));
-            var (oneCode, oneOutput, oneError) = CommandLineTests.Run("replay", one, "--members", "layers", "--experts", $"{Experts}", "--json");
+            var (oneCode, oneOutput, oneError) = Moegs.Run("replay", one, "--members", "layers", "--experts", $"{Experts}", "--json");
             Assert.True(oneCode == ExitCodes.Ok, oneError);
             AssertLayerEquals(output, layer, oneOutput);
 
             var npy = Path.Combine(_folder.FullName, $"layer{layer}.npy");
             File.WriteAllBytes(npy, Bytes(entry));
             var saved = Path.Combine(_folder.FullName, $"layer{layer}.json");
-            var (npyCode, _, npyError) = CommandLineTests.Run("replay", npy, "--layout", "steps,tokens,k", "--experts", $"{Experts}", "--save", saved);
+            var (npyCode, _, npyError) = Moegs.Run("replay", npy, "--layout", "steps,tokens,k", "--experts", $"{Experts}", "--save", saved);
             Assert.True(npyCode == ExitCodes.Ok, npyError);
             AssertCountsEqual(output, layer, saved);
         }
@@ -114,10 +109,10 @@ public sealed class ReplayTracesTests : IDisposable
     [Fact]
     public void OneLayersPassesOfDifferentSizesCountAsRecordedDirectly()
     {
-        var steps = Steps("trace_ids.json");
+        var steps = TraceData.Steps("trace_ids.json");
         var lines = steps.Select((step, s) => $"{{\"forward_pass\": \"p{s}\", \"topk_ids\": {JsonSerializer.Serialize(step[1])}}}");
         var saved = Path.Combine(_folder.FullName, "single.json");
-        var (code, output, error) = CommandLineTests.Run("replay", Write("single.jsonl", lines), "--experts", $"{Experts}", "--save", saved);
+        var (code, output, error) = Moegs.Run("replay", Write("single.jsonl", lines), "--experts", $"{Experts}", "--save", saved);
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Contains("4 steps of 1 to 7 tokens (13 in all), top-2 of 8 experts (JSON)", output);
@@ -140,7 +135,7 @@ public sealed class ReplayTracesTests : IDisposable
         using var archive = ZipFile.OpenRead(Data("passes.npz"));
         var reordered = Zip("reordered.npz", [.. archive.Entries.Reverse().Select(entry => (entry.FullName, Bytes(entry)))]);
 
-        var (code, _, error) = CommandLineTests.Run("replay", reordered, "--layout", "tokens,layers,k", "--experts", $"{Experts}", "--json");
+        var (code, _, error) = Moegs.Run("replay", reordered, "--layout", "tokens,layers,k", "--experts", $"{Experts}", "--json");
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Contains($"warning: {reordered}: replay takes the members in the archive's order, and arr_3 comes before arr_2;", error);
@@ -195,7 +190,7 @@ public sealed class ReplayTracesTests : IDisposable
     [InlineData("passes_step.jsonl", "--metrics-top-experts 3", "--metrics-top-experts: shapes the metrics of --metrics-port, which was not given.")]
     public void OptionsThatDoNotFitTheTraceAreUsageErrors(string name, string arguments, string expected)
     {
-        var (code, output, error) = CommandLineTests.Run(["replay", Data(name), .. arguments.Split(' ', StringSplitOptions.RemoveEmptyEntries)]);
+        var (code, output, error) = Moegs.Run(["replay", Data(name), .. arguments.Split(' ', StringSplitOptions.RemoveEmptyEntries)]);
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(output);
@@ -207,7 +202,7 @@ public sealed class ReplayTracesTests : IDisposable
     public void TheWindowLoadOfAOneLayerTraceNamesWhatItLacks()
     {
         var path = Write("one.jsonl", ["{\"topk_ids\": [1, 2]}"]);
-        var (code, _, error) = CommandLineTests.Run("replay", path, "--window-load", Path.Combine(_folder.FullName, "w.npy"));
+        var (code, _, error) = Moegs.Run("replay", path, "--window-load", Path.Combine(_folder.FullName, "w.npy"));
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Equal($"--window-load: the window load is a model's, [layers, experts]; {path} is read without layers (JSON lines, a line per layer and forward pass: no line has a layer field).", error.Trim());
@@ -255,7 +250,7 @@ public sealed class ReplayTracesTests : IDisposable
         var path = Path.Combine(_folder.FullName, "crlf.jsonl");
         File.WriteAllText(path, "\uFEFF{\"step\": 0, \"topk_ids\": [1, 2], \"ts\": 1.5}\r\n\r\n{\"step\": 1, \"topk_ids\": [[0, 3], [2, 1]], \"extra\": {\"a\": []}}\r\n", new System.Text.UTF8Encoding(false));
         var saved = Path.Combine(_folder.FullName, "crlf.json");
-        var (code, output, error) = CommandLineTests.Run("replay", path, "--experts", "4", "--save", saved);
+        var (code, output, error) = Moegs.Run("replay", path, "--experts", "4", "--save", saved);
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Contains("2 steps of 1 to 2 tokens (3 in all)", output);
@@ -271,10 +266,10 @@ public sealed class ReplayTracesTests : IDisposable
         File.Copy(Data("passes_compressed.npz"), npz);
         var json = Path.Combine(_folder.FullName, "trace.log");
         File.Copy(Data("passes_lists.jsonl"), json);
-        var expected = Direct(Steps("trace_ids.json"));
+        var expected = Direct(TraceData.Steps("trace_ids.json"));
 
-        var (npzCode, npzOutput, npzError) = CommandLineTests.Run("replay", npz, "--layout", "layers,tokens,k", "--experts", $"{Experts}", "--json");
-        var (jsonCode, jsonOutput, jsonError) = CommandLineTests.Run("replay", json, "--experts", $"{Experts}", "--json");
+        var (npzCode, npzOutput, npzError) = Moegs.Run("replay", npz, "--layout", "layers,tokens,k", "--experts", $"{Experts}", "--json");
+        var (jsonCode, jsonOutput, jsonError) = Moegs.Run("replay", json, "--experts", $"{Experts}", "--json");
 
         Assert.True(npzCode == ExitCodes.Ok, npzError);
         Assert.True(jsonCode == ExitCodes.Ok, jsonError);
@@ -284,15 +279,6 @@ public sealed class ReplayTracesTests : IDisposable
         var text = Path.Combine(_folder.FullName, "notes.txt");
         File.WriteAllText(text, "hello");
         AssertBadInput(text, [], $"{text}: neither its name nor its first bytes say a format replay reads; give a .npy, .npz, .jsonl or .ndjson file.");
-    }
-
-    private static string Data(string name) => Path.Combine(AppContext.BaseDirectory, "cli-traces", name);
-
-    /// <summary>The ids of a trace, [steps][layers][tokens][k], as make_traces.py saved them.</summary>
-    private static int[][][][] Steps(string name)
-    {
-        using var json = JsonDocument.Parse(File.ReadAllText(Data(name)));
-        return json.RootElement.GetProperty("steps").Deserialize<int[][][][]>()!;
     }
 
     /// <summary>What <c>replay --json</c> prints for <paramref name="steps"/> recorded directly through <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float})"/>, each with its tokens.</summary>
@@ -340,7 +326,7 @@ public sealed class ReplayTracesTests : IDisposable
 
     private static void AssertBadInput(string path, string[] arguments, string expected)
     {
-        var (code, output, error) = CommandLineTests.Run(["replay", path, .. arguments]);
+        var (code, output, error) = Moegs.Run(["replay", path, .. arguments]);
 
         Assert.True(code == ExitCodes.BadInput, $"exit code {code}: {error}");
         Assert.Empty(output);

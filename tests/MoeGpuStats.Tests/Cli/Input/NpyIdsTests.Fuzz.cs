@@ -2,13 +2,13 @@ using System.Diagnostics;
 using System.Text;
 using MoeGpuStats.Cli.Input;
 
-namespace MoeGpuStats.Tests.Cli;
+namespace MoeGpuStats.Tests.Cli.Input;
 
 /// <summary>
 /// Mutations of valid .npy files (a fixed seed, a few seconds at most): the reader either refuses a
 /// file with <see cref="InvalidDataException"/> or reads it, and never allocates more than the file holds.
 /// </summary>
-public sealed class NpyIdsFuzzTests : IDisposable
+public sealed partial class NpyIdsTests
 {
     private static readonly TimeSpan Budget = TimeSpan.FromSeconds(3);
 
@@ -18,18 +18,14 @@ public sealed class NpyIdsFuzzTests : IDisposable
         "99999999999999999999", "a", "", " ", ",", "(", ")", "1e3", "0x10", "+2", "--1", "None", "True", "'2'",
     ];
 
-    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-npy-fuzz-");
-
-    public void Dispose() => _folder.Delete(recursive: true);
-
     [Fact]
     public void MutatedFilesAreReadOrRefusedWithinWhatTheyHold()
     {
         var random = new Random(18);
         var seeds = new[]
         {
-            File.ReadAllBytes(NpyIdsTests.Write(Path.Combine(_folder.FullName, "s1.npy"), "<i4", "3, 4, 2", [.. Enumerable.Range(-1, 24).SelectMany(BitConverter.GetBytes)])),
-            File.ReadAllBytes(NpyIdsTests.Write(Path.Combine(_folder.FullName, "s2.npy"), "<i8", "5, 2", [.. new long[] { 0, 1, -1, 3, long.MaxValue, 5, 6, 7, 8, 9 }.SelectMany(BitConverter.GetBytes)])),
+            File.ReadAllBytes(NpyFile.Write(Path.Combine(_folder.FullName, "s1.npy"), "<i4", "3, 4, 2", [.. Enumerable.Range(-1, 24).SelectMany(BitConverter.GetBytes)])),
+            File.ReadAllBytes(NpyFile.Write(Path.Combine(_folder.FullName, "s2.npy"), "<i8", "5, 2", [.. new long[] { 0, 1, -1, 3, long.MaxValue, 5, 6, 7, 8, 9 }.SelectMany(BitConverter.GetBytes)])),
             VersionTwo("{'descr': '<i4', 'fortran_order': False, 'shape': (2L, 2L, 1L), }\n", [.. new[] { 1, 2, 3, 4 }.SelectMany(BitConverter.GetBytes)]),
         };
         var path = Path.Combine(_folder.FullName, "mutant.npy");

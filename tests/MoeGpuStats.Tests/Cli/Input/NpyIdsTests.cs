@@ -1,26 +1,18 @@
 using System.Text;
 using MoeGpuStats.Cli.Input;
+using static MoeGpuStats.Tests.Support.NpyFile;
 
-namespace MoeGpuStats.Tests.Cli;
+namespace MoeGpuStats.Tests.Cli.Input;
 
-public sealed class NpyIdsTests : IDisposable
+/// <summary>
+/// <see cref="NpyIds"/>: the .npy files replay reads, the ones it refuses before allocating anything, and
+/// (in NpyIdsTests.Fuzz.cs) mutations of valid files.
+/// </summary>
+public sealed partial class NpyIdsTests : IDisposable
 {
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-npy-");
 
     public void Dispose() => _folder.Delete(recursive: true);
-
-    /// <summary>Writes a version-1 .npy file as np.save does (header padded to 64 bytes).</summary>
-    internal static string Write(string path, string descr, string shape, byte[] data, bool fortran = false)
-    {
-        var header = $"{{'descr': '{descr}', 'fortran_order': {(fortran ? "True" : "False")}, 'shape': ({shape}), }}";
-        header += new string(' ', (64 - (10 + header.Length + 1) % 64) % 64) + "\n";
-        using var file = File.Create(path);
-        file.Write([0x93, .. "NUMPY"u8, 1, 0]);
-        file.Write(BitConverter.GetBytes((ushort)header.Length));
-        file.Write(Encoding.Latin1.GetBytes(header));
-        file.Write(data);
-        return path;
-    }
 
     /// <summary>vLLM returns routed experts as int16; other recorders save uint8 or int8 where E fits.</summary>
     [Theory]
@@ -230,5 +222,28 @@ public sealed class NpyIdsTests : IDisposable
         var tail = new int[4];
         npy.ReadIds((2L * perStep) - 4, tail);
         Assert.Equal([0, 11, -1, 13], tail);
+    }
+
+    /// <summary>A step larger than the reader's 1 MiB chunk: rows that straddle chunks land in their places.</summary>
+    [Fact]
+    public void TheReorderIsExactAcrossReadChunks()
+    {
+        const int tokens = 40_000, layers = 3, topK = 3;
+        var ids = Enumerable.Range(0, tokens * layers * topK).ToArray();
+        var path = _folder.WriteInt32("big.npy", $"{tokens}, {layers}, {topK}", ids);
+        using var npy = NpyIds.Open(path, IdLayout.TokensLayersK);
+        Assert.Equal((1, layers, tokens, topK), (npy.Steps, npy.Layers, npy.Tokens, npy.TopK));
+        var step = new int[npy.IdsPerStep];
+        npy.ReadStep(0, step);
+        for (var layer = 0; layer < layers; layer++)
+        {
+            for (var token = 0; token < tokens; token++)
+            {
+                for (var slot = 0; slot < topK; slot++)
+                {
+                    Assert.Equal((((token * layers) + layer) * topK) + slot, step[(((layer * tokens) + token) * topK) + slot]);
+                }
+            }
+        }
     }
 }

@@ -1,14 +1,14 @@
 using System.Diagnostics;
 using MoeGpuStats.Cli.Input;
 
-namespace MoeGpuStats.Tests.Cli;
+namespace MoeGpuStats.Tests.Cli.Input;
 
 /// <summary>
 /// Mutations of the committed .npz and JSON-lines traces (a fixed seed, a few seconds at most): the
 /// reader either refuses a trace in one line or reads every step of it, and opening it never allocates
 /// more than a bounded multiple of what the file holds, whatever its sizes claim.
 /// </summary>
-public sealed class TraceFuzzTests : IDisposable
+public sealed class TraceFileTests : IDisposable
 {
     private static readonly TimeSpan Budget = TimeSpan.FromSeconds(1.5);
 

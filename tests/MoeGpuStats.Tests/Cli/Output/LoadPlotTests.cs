@@ -1,10 +1,10 @@
-using System.Globalization;
 using MoeGpuStats.Cli.Output;
 using SkiaSharp;
 
-namespace MoeGpuStats.Tests.Cli;
+namespace MoeGpuStats.Tests.Cli.Output;
 
-public sealed class OutputTests
+/// <summary><see cref="LoadPlot"/>: the picture of one layer's statistics.</summary>
+public sealed class LoadPlotTests
 {
     [Fact]
     public void ThePlotIsAPngOfTheExpectedSize()
@@ -97,27 +97,4 @@ public sealed class OutputTests
             File.Delete(path);
         }
     }
-
-    [Fact]
-    public async Task PrometheusScrapesTheStatistics()
-    {
-        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 3 });
-        stats.RecordRouting([0, 0, 1, 2, 2, 2, 7, 1], tokens: 4, topK: 2);
-        var port = Telemetry.MetricsEndpointTests.FreePort();
-        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
-        using var http = new HttpClient();
-
-        var text = await http.GetStringAsync($"http://localhost:{port}/metrics", TestContext.Current.CancellationToken);
-
-        var samples = text.Split('\n')
-            .Where(line => line.StartsWith("moegpustats_", StringComparison.Ordinal))
-            .Select(line => line.Split(' '))
-            .ToDictionary(parts => parts[0], parts => double.Parse(parts[1], CultureInfo.InvariantCulture));
-        Assert.Equal(1, samples["moegpustats_moegs_routings_total"]);
-        Assert.Equal(4, samples["moegpustats_moegs_tokens_total"]);
-        Assert.Equal(1, samples["moegpustats_moegs_expert_ids_invalid_total"]);
-        Assert.Equal(3, samples["moegpustats_moegs_expert_tokens_total{expert=\"2\"}"]);
-        Assert.Equal(100, samples["moegpustats_moegs_routing_efficiency"]);
-    }
-
 }

@@ -4,12 +4,18 @@ using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using MoeGpuStats.Cli.Output;
+using static MoeGpuStats.Tests.Support.PrometheusText;
 
-namespace MoeGpuStats.Tests.Telemetry;
+namespace MoeGpuStats.Tests.Cli.Output;
 
-/// <summary>The CLI's Prometheus endpoint, scraped over HTTP on loopback and parsed as the text format.</summary>
+/// <summary>The CLI's Prometheus endpoint (<see cref="MetricsEndpoint"/>), scraped over HTTP on loopback and parsed as the text format: one layer's statistics and a model's bounded series.</summary>
 public sealed class MetricsEndpointTests
 {
+    private const int Layers = 3;
+    private const int Tokens = 6;
+    private const int TopK = 2;
+    private const int Experts = 8;
+
     private static readonly string[] Counters =
         ["moegpustats_moegs_routings", "moegpustats_moegs_tokens", "moegpustats_moegs_tokens_dropped", "moegpustats_moegs_expert_ids_invalid", "moegpustats_moegs_expert_tokens"];
 
@@ -177,32 +183,53 @@ public sealed class MetricsEndpointTests
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
     }
 
-    /// <summary>The text format's <c># TYPE</c> lines (family to type) and samples (name with labels to value).</summary>
-    internal static (Dictionary<string, string> Types, Dictionary<string, double> Samples) Parse(string text)
+    [Fact]
+    public async Task PrometheusScrapesTheStatistics()
     {
-        var types = new Dictionary<string, string>();
-        var samples = new Dictionary<string, double>();
-        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            if (line.StartsWith("# TYPE ", StringComparison.Ordinal))
-            {
-                var parts = line.Split(' ');
-                types.Add(parts[2], parts[3]);
-            }
-            else if (!line.StartsWith('#'))
-            {
-                var space = line.LastIndexOf(' ');
-                samples.Add(line[..space], double.Parse(line[(space + 1)..], CultureInfo.InvariantCulture));
-            }
-        }
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 3 });
+        stats.RecordRouting([0, 0, 1, 2, 2, 2, 7, 1], tokens: 4, topK: 2);
+        var port = PrometheusText.FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
 
-        return (types, samples);
+        var text = await http.GetStringAsync($"http://localhost:{port}/metrics", TestContext.Current.CancellationToken);
+
+        var samples = text.Split('\n')
+            .Where(line => line.StartsWith("moegpustats_", StringComparison.Ordinal))
+            .Select(line => line.Split(' '))
+            .ToDictionary(parts => parts[0], parts => double.Parse(parts[1], CultureInfo.InvariantCulture));
+        Assert.Equal(1, samples["moegpustats_moegs_routings_total"]);
+        Assert.Equal(4, samples["moegpustats_moegs_tokens_total"]);
+        Assert.Equal(1, samples["moegpustats_moegs_expert_ids_invalid_total"]);
+        Assert.Equal(3, samples["moegpustats_moegs_expert_tokens_total{expert=\"2\"}"]);
+        Assert.Equal(100, samples["moegpustats_moegs_routing_efficiency"]);
     }
 
-    internal static int FreePort()
+    /// <summary>The endpoint serves a model's bounded series, parsed here as Prometheus reads them.</summary>
+    [Fact]
+    public async Task PrometheusScrapesAModelsBoundedSeries()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        using var stats = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts });
+        var ids = ModelTrace.Ids(1, Layers, Tokens, seed: 6);
+        stats.RecordStep(ids, Tokens, TopK);
+        var port = PrometheusText.FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port, topExperts: 2, expertSeries: false);
+        using var http = new HttpClient();
+
+        var text = await http.GetStringAsync($"http://localhost:{port}/metrics", TestContext.Current.CancellationToken);
+
+        var (_, samples) = PrometheusText.Parse(text);
+        var summary = stats.Summary();
+        Assert.Equal(1, samples["moegpustats_moegs_model_steps_total"]);
+        Assert.Equal(summary.Window.MinBalancedness, samples["moegpustats_moegs_model_balancedness_min"], 12);
+        for (var l = 0; l < Layers; l++)
+        {
+            Assert.Equal(summary.Window.Layers[l].Balancedness, samples[$"moegpustats_moegs_layer_balancedness{{layer=\"{l}\"}}"], 12);
+            Assert.Equal(summary.Window.Layers[l].HottestExpert, samples[$"moegpustats_moegs_layer_hot_expert{{layer=\"{l}\",position=\"1\"}}"]);
+            Assert.Equal(summary.Window.Layers[l].Load, (ulong)samples[$"moegpustats_moegs_layer_slots_total{{layer=\"{l}\"}}"]);
+        }
+
+        Assert.Equal(6 + (5 * Layers) + (4 * Layers * 2), samples.Count);
+        Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
     }
 }

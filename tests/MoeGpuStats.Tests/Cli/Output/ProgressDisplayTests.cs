@@ -2,7 +2,7 @@ using System.Text;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Output;
 
-namespace MoeGpuStats.Tests.Cli;
+namespace MoeGpuStats.Tests.Cli.Output;
 
 public sealed class ProgressDisplayTests
 {

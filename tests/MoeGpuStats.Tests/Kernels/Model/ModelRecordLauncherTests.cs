@@ -2,7 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Kernels.Model;
 
-namespace MoeGpuStats.Tests.Model;
+namespace MoeGpuStats.Tests.Kernels.Model;
 
 /// <summary>The launcher's own checks: no launch reads or writes outside a view, whatever its caller passed.</summary>
 public sealed class ModelRecordLauncherTests
