@@ -1,3 +1,4 @@
+using System.Text.Json;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
@@ -6,7 +7,8 @@ namespace MoeGpuStats.Tests.Model;
 
 /// <summary>
 /// A whole model against single-layer statistics fed each layer alone, on the managed engine and on
-/// every accelerator: every layer to the bit, the window's load, the summary, and bad input.
+/// every accelerator: every layer to the bit, the window's load, the summary; bad input, refused in the
+/// caller's words with the statistics left as they were; and models merged across ranks.
 /// </summary>
 public sealed class ModelRoutingStatsTests
 {
@@ -168,6 +170,143 @@ public sealed class ModelRoutingStatsTests
         Assert.Equal(ModelSteps.WindowLoad(Options, steps), copy.WindowLoad());
     }
 
+    private static readonly ModelRoutingStatsOptions BadInputOptions = new() { Layers = 3, Experts = 8, Window = 4 };
+
+    public static TheoryData<string> BadInputEngines => ["managed", "cpu"];
+
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void ABadStepLeavesTheStatisticsAsTheyWere(string engine)
+    {
+        using var model = ModelRoutingStatsTests.Create(engine, BadInputOptions);
+        var good = new int[BadInputOptions.Layers * 4 * 2];
+        model.RecordStep(good, 4, 2);
+        var before = ModelSteps.Fingerprint(model);
+
+        AssertRefused<ArgumentException>(() => model.RecordStep(new int[23], 4, 2), "topKExpertIds", "24");
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, layerStride: 7), "layerStride", "at least tokens * topK = 8");
+        AssertRefused<ArgumentException>(() => model.RecordStep(new int[2 * 9 + 7], 4, 2, layerStride: 9), "topKExpertIds", "26");
+        AssertRefused<ArgumentOutOfRangeException>(() => model.RecordStep(good, 4, 2, layerStride: -1), "layerStride", "-1");
+        AssertRefused<ArgumentOutOfRangeException>(() => model.RecordStep(good, 4, 0), "topK", "at least 1");
+        AssertRefused<ArgumentOutOfRangeException>(() => model.RecordStep(good, -1, 2), "tokens", "negative");
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, new float[2]), "loadBalanceLosses", "one per layer (3)");
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [], [0f, float.NaN, 0f]), "routerZLosses", "routerZLosses[1] is NaN");
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 1 << 20, 1 << 12), "topKExpertIds", "2^31 - 1");
+        AssertRefused<ArgumentOutOfRangeException>(() => model.Layer(3), "layer", "0 to 2");
+        AssertRefused<ArgumentOutOfRangeException>(() => model.Layer(-1), "layer", "0 to 2");
+        AssertRefused<ArgumentException>(() => model.Summary(new int[7]), "expertRanks", "one per expert (8)");
+        AssertRefused<ArgumentException>(() => model.Summary([0, 1, 2, 3, -1, 0, 1, 2]), "expertRanks", "expertRanks[4] is -1");
+        AssertRefused<ArgumentException>(() => model.Summary([0, 1, 2, 3, 8, 0, 1, 2]), "expertRanks", "expertRanks[4] is 8");
+        Assert.Equal(before, ModelSteps.Fingerprint(model));
+    }
+
+    [Fact]
+    public void ADeviceStepRefusesViewsItCannotRead()
+    {
+        var accelerator = TestAccelerators.Require("cpu");
+        var other = TestAccelerators.Require(TestAccelerators.CpuWithFourMultiprocessors);
+        using var model = ModelRoutingStats.OnDevice(accelerator, BadInputOptions);
+        using var ids = accelerator.Allocate1D<int>(BadInputOptions.Layers * 8);
+        using var foreign = other.Allocate1D<int>(BadInputOptions.Layers * 8);
+        using var shortLosses = accelerator.Allocate1D<float>(2);
+        var before = ModelSteps.Fingerprint(model);
+
+        AssertRefused<ArgumentException>(() => model.RecordStep(foreign.View, 4, 2), "topKExpertIds", "not on this model's accelerator");
+        AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, shortLosses.View), "loadBalanceLosses", "3 floats");
+        AssertRefused<ArgumentException>(() => model.RecordStep(ids.View.SubView(0, 20), 4, 2), "topKExpertIds", "need 24");
+        Assert.Equal(before, ModelSteps.Fingerprint(model));
+    }
+
+    [Theory]
+    [InlineData(0, 8, 1000, "Layers")]
+    [InlineData(1025, 8, 1000, "Layers")]
+    [InlineData(2, 0, 1000, "Experts")]
+    [InlineData(2, 4097, 1000, "Experts")]
+    [InlineData(2, 8, 0, "Window")]
+    [InlineData(1024, 4096, 1000, "Window")]
+    public void OptionsOutOfRangeAreRefusedByName(int layers, int experts, int window, string name)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = layers, Experts = experts, Window = window };
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStats(options));
+        Assert.Equal(name, error.ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), options));
+    }
+
+    [Fact]
+    public void LayerOptionsAreValidatedAsASingleLayer()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStats(BadInputOptions with { ExpertCapacity = 0 }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStats(BadInputOptions with { UtilizationDecay = 1f }));
+    }
+
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void AStepOfNoTokensNeedsNoIds(string engine)
+    {
+        using var model = ModelRoutingStatsTests.Create(engine, BadInputOptions);
+        model.RecordStep(default(ArrayView<int>), 0, 2);
+        model.RecordStep(ReadOnlySpan<int>.Empty, 0, 2);
+        Assert.Equal(2UL, model.Summary().Steps);
+        Assert.Equal(2UL, model.Layer(2).TotalRoutings);
+        Assert.Equal(0UL, model.Layer(2).TotalTokens);
+    }
+
+    [Fact]
+    public void ADisposedModelSaysSo()
+    {
+        var model = new ModelRoutingStats(BadInputOptions);
+        model.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => model.RecordStep(new int[24], 4, 2));
+        Assert.Throws<ObjectDisposedException>(() => model.Layer(0));
+        Assert.Throws<ObjectDisposedException>(() => model.Summary());
+    }
+
+    private static readonly ModelRoutingStatsOptions MergeOptions = new() { Layers = 3, Experts = 8, Window = 3, UtilizationDecay = 0.5f };
+
+    [Fact]
+    public void MergedLayersEqualMergedSingleLayersAndTheWindowsAlignFromTheNewest()
+    {
+        var a = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 4, seed: 31);
+        var b = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 4, seed: 32);
+        var options = MergeOptions with { UtilizationDecay = null };   // RoutingStats.Merge does not merge the decayed utilization
+        using var first = new ModelRoutingStats(options);
+        using var second = new ModelRoutingStats(options);
+        foreach (var (model, steps) in new[] { (first, a), (second, b) })
+        {
+            foreach (var step in steps)
+            {
+                model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+            }
+        }
+
+        using var merged = ModelRoutingStats.Merge([first, second]);
+        var singles = ModelSteps.SingleLayers(options, a).Zip(ModelSteps.SingleLayers(options, b), (x, y) => RoutingStats.Merge([x, y])).ToArray();
+        for (var l = 0; l < options.Layers; l++)
+        {
+            Assert.Equal(JsonSerializer.Serialize(singles[l]), JsonSerializer.Serialize(merged.Layer(l)));
+        }
+
+        var window = ModelSteps.WindowLoad(MergeOptions, a).Zip(ModelSteps.WindowLoad(MergeOptions, b), (x, y) => x + y).ToArray();
+        Assert.Equal(window, merged.WindowLoad());
+
+        // The next step evicts the oldest step of both ranks, not another.
+        var next = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 1, seed: 33);
+        merged.RecordStep(next[0].Ids, next[0].Valid, next[0].TopK, next[0].Stride);
+        var expected = ModelSteps.WindowLoad(MergeOptions, [.. a.Skip(2), next[0]])
+            .Zip(ModelSteps.WindowLoad(MergeOptions, [.. b.Skip(2)]), (x, y) => x + y).ToArray();
+        Assert.Equal(expected, merged.WindowLoad());
+    }
+
+    [Fact]
+    public void ModelsOfDifferentShapesDoNotMerge()
+    {
+        using var first = new ModelRoutingStats(MergeOptions);
+        using var second = new ModelRoutingStats(MergeOptions with { Experts = 16 });
+        var error = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([first, second]));
+        Assert.Contains("same shape", error.Message);
+        Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([]));
+    }
+
     internal static void AssertLayersEqual(ModelRoutingStats model, RoutingStats[] expected, string when)
     {
         for (var l = 0; l < expected.Length; l++)
@@ -221,6 +360,15 @@ public sealed class ModelRoutingStatsTests
         Assert.Equal(balancedness.Average(), summary.MeanBalancedness, 15);
         Assert.Equal(System.Array.IndexOf(balancedness, sorted[0]), summary.WorstLayer);
         Assert.Equal(maxima == 0 ? 1 : means / maxima, summary.TokenWeightedBalancedness, 15);
+    }
+
+    private static void AssertRefused<TException>(Action call, string parameter, string words)
+        where TException : ArgumentException
+    {
+        var error = Assert.ThrowsAny<TException>(call);
+        Assert.Equal(parameter, error.ParamName);
+        // The first line: an ArgumentOutOfRangeException appends the actual value on a line of its own.
+        Assert.Contains(words, error.Message.Split('\n')[0]);
     }
 
     /// <summary>Steps recorded from device views: the ids, a device count of valid rows and device losses.</summary>

@@ -1,0 +1,183 @@
+using System.Text.Json;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Input;
+using MoeGpuStats.Serialization;
+using static MoeGpuStats.Tests.Support.Moegs;
+
+namespace MoeGpuStats.Tests.Cli.Commands;
+
+/// <summary>
+/// <c>moegs merge</c> run in-process: snapshots of one layer and of whole models merged, what report and plan
+/// read back, and the one-line errors for files that do not merge.
+/// </summary>
+public sealed class MergeCommandTests : IDisposable
+{
+    private const int Steps = 5;
+    private const int Layers = 3;
+    private const int Tokens = 6;
+    private const int TopK = 2;
+    private const int Experts = 8;
+
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-merge-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
+    [Fact]
+    public void MergeChecksItsOutputBeforeReadingAndNamesMismatchedFiles()
+    {
+        var four = _folder.SaveSnapshot("four.json", experts: 4);
+        var eight = _folder.SaveSnapshot("eight.json", experts: 8);
+
+        var (code, _, error) = Run("merge", four, four, "-o", Path.Combine(_folder.FullName, "nodir", "c.json"));
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith($"--output {Path.Combine(_folder.FullName, "nodir", "c.json")}: the folder", error);
+
+        (code, _, error) = Run("merge", four, eight, "-o", Path.Combine(_folder.FullName, "c.json"));
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"{four} has 4 experts, {eight} has 8; only snapshots of the same experts merge.", error.Trim());
+        Assert.DoesNotContain("(Parameter", error);
+    }
+
+    /// <summary>
+    /// Two ranks' replays saved as model snapshots merge to the counts of both, which report and plan
+    /// read back; a snapshot of one layer does not merge with a model's.
+    /// </summary>
+    [Fact]
+    public void ModelSnapshotsSaveMergeReportAndPlan()
+    {
+        var rank0 = _folder.WriteInt32("rank0.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ModelTrace.Ids(Steps, Layers, Tokens, seed: 1));
+        var rank1 = _folder.WriteInt32("rank1.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ModelTrace.Ids(Steps, Layers, Tokens, seed: 2));
+        var saved = new[] { rank0, rank1 }.Select(npy => Path.ChangeExtension(npy, ".json")).ToArray();
+        for (var rank = 0; rank < 2; rank++)
+        {
+            var (code, _, error) = Moegs.Run("replay", rank == 0 ? rank0 : rank1, "--experts", $"{Experts}", "--window", "3", "--save", saved[rank]);
+            Assert.True(code == ExitCodes.Ok, error);
+            Assert.Contains($"snapshot: {saved[rank]}", error);
+        }
+
+        var merged = Path.Combine(Path.GetDirectoryName(rank0)!, "merged.json");
+        var (mergeCode, mergeOut, mergeError) = Moegs.Run("merge", saved[0], saved[1], "-o", merged, "--json");
+        Assert.True(mergeCode == ExitCodes.Ok, mergeError);
+
+        using var parts = new DisposableList(saved.Select(path => SnapshotFile.Load(path).Model!));
+        using var whole = SnapshotFile.Load(merged);
+        Assert.NotNull(whole.Model);
+        for (var l = 0; l < Layers; l++)
+        {
+            using var a = parts[0].Layer(l);
+            using var b = parts[1].Layer(l);
+            using var m = whole.Model!.Layer(l);
+            Assert.Equal(a.ExpertTokenCounts.Zip(b.ExpertTokenCounts, (x, y) => x + y), m.ExpertTokenCounts);
+        }
+
+        var windows = parts.Select(p => p.WindowLoad()).ToArray();
+        Assert.Equal(windows[0].Zip(windows[1], (x, y) => x + y), whole.Model!.WindowLoad());
+
+        // The merge's JSON report and the saved merge's report agree, and plan reads the window load.
+        var (reportCode, reportOut, reportError) = Moegs.Run("report", merged, "--json");
+        Assert.True(reportCode == ExitCodes.Ok, reportError);
+        Assert.Equal(mergeOut, reportOut);
+        using (var report = JsonDocument.Parse(reportOut))
+        {
+            Assert.Equal(2 * Steps, report.RootElement.GetProperty("steps").GetInt32());
+        }
+
+        var (textCode, text, _) = Moegs.Run("report", merged);
+        Assert.Equal(ExitCodes.Ok, textCode);
+        Assert.StartsWith($"report {merged}: a model of {Layers} layers of {Experts} experts", text);
+        Assert.Equal(ToMatrix(whole.Model!.WindowLoad()), LoadMatrix.Read(merged));
+
+        var single = _folder.WriteInt32("layer.npy", $"{Tokens}, {TopK}", ModelTrace.Ids(1, 1, Tokens, seed: 3));
+        var singleSaved = Path.ChangeExtension(single, ".json");
+        Assert.Equal(ExitCodes.Ok, Moegs.Run("replay", single, "--experts", $"{Experts}", "--save", singleSaved).Code);
+        var (kindCode, _, kindError) = Moegs.Run("merge", saved[0], singleSaved, "-o", Path.Combine(Path.GetDirectoryName(rank0)!, "mixed.json"));
+        Assert.Equal(ExitCodes.BadInput, kindCode);
+        Assert.Equal($"{saved[0]} holds a model of {Layers} layers of {Experts} experts, {singleSaved} holds one layer of {Experts} experts; merge layers with layers and models with models.", kindError.Trim());
+    }
+
+    /// <summary>Models of different shapes are refused in one line naming the files.</summary>
+    [Fact]
+    public void ModelSnapshotsOfDifferentShapesDoNotMerge()
+    {
+        var three = _folder.WriteInt32("three.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ModelTrace.Ids(Steps, Layers, Tokens, seed: 1));
+        var two = _folder.WriteInt32("two.npy", $"{Steps}, 2, {Tokens}, {TopK}", ModelTrace.Ids(Steps, 2, Tokens, seed: 1));
+        foreach (var npy in new[] { three, two })
+        {
+            Assert.Equal(ExitCodes.Ok, Moegs.Run("replay", npy, "--experts", $"{Experts}", "--save", Path.ChangeExtension(npy, ".json")).Code);
+        }
+
+        var (code, _, error) = Moegs.Run("merge", Path.ChangeExtension(three, ".json"), Path.ChangeExtension(two, ".json"), "-o", Path.ChangeExtension(three, ".m.json"));
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.StartsWith($"cannot merge {Path.ChangeExtension(three, ".json")}, {Path.ChangeExtension(two, ".json")}: ", error);
+        Assert.Single(error.Trim().Split('\n'));
+    }
+
+    /// <summary>Snapshots of one layer merge to the counts and totals of both, what RoutingStats.Merge gives, written to --output and printed as JSON.</summary>
+    [Fact]
+    public void SnapshotsOfOneLayerMergeToTheCountsOfBoth()
+    {
+        var first = Save("rank0.json", new RoutingStatsOptions { Experts = 4 }, [0, 1, 0, 2, 0, 3, 0, 1], tokens: 4);
+        var second = Save("rank1.json", new RoutingStatsOptions { Experts = 4 }, [3, 2, 3, 1], tokens: 2);
+        var merged = Path.Combine(_folder.FullName, "merged.json");
+
+        var (code, output, error) = Run("merge", first, second, "-o", merged, "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"snapshot: {merged}", error);
+        using var whole = RoutingStatsFile.Load(merged);
+        Assert.Equal([4UL, 3UL, 2UL, 3UL], whole.ExpertTokenCounts);
+        Assert.Equal((2UL, 6UL), (whole.TotalRoutings, whole.TotalTokens));
+        using var firstRead = RoutingStatsFile.Load(first);
+        using var secondRead = RoutingStatsFile.Load(second);
+        using var expected = RoutingStats.Merge([firstRead, secondRead]);
+        Assert.Equal(JsonSerializer.Serialize(expected), JsonSerializer.Serialize(whole));
+        Assert.Equal(JsonSerializer.Serialize(whole), output.Trim());
+
+        var (textCode, text, _) = Run("merge", first, second, "-o", Path.Combine(_folder.FullName, "again.json"));
+        Assert.Equal(ExitCodes.Ok, textCode);
+        Assert.StartsWith("merge of 2 snapshots", text);
+    }
+
+    /// <summary>Snapshots of different capacities are refused in one line naming both files and nothing is written.</summary>
+    [Fact]
+    public void SnapshotsOfDifferentCapacitiesDoNotMerge()
+    {
+        var capped = Save("capped.json", new RoutingStatsOptions { Experts = 4, ExpertCapacity = 2 }, [0, 1, 2, 3], tokens: 4);
+        var open = Save("open.json", new RoutingStatsOptions { Experts = 4 }, [0, 1, 2, 3], tokens: 4);
+        var merged = Path.Combine(_folder.FullName, "merged.json");
+
+        var (code, output, error) = Run("merge", capped, open, "-o", merged);
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{capped} has a capacity of 2 slots per expert, {open} has no capacity (the seed's placeholder of 100 slots per expert); only snapshots of the same capacity merge.", error.Trim());
+        Assert.False(File.Exists(merged));
+    }
+
+    /// <summary>Saves statistics of <paramref name="options"/> after one record of <paramref name="ids"/> (top-1) as <paramref name="name"/>.</summary>
+    private string Save(string name, RoutingStatsOptions options, int[] ids, int tokens)
+    {
+        using var stats = new RoutingStats(options);
+        stats.RecordRouting(ids, tokens, ids.Length / tokens);
+        var path = Path.Combine(_folder.FullName, name);
+        RoutingStatsFile.Save(stats, path);
+        return path;
+    }
+
+    private static long[,] ToMatrix(ulong[] load)
+    {
+        var matrix = new long[Layers, Experts];
+        for (var i = 0; i < load.Length; i++)
+        {
+            matrix[i / Experts, i % Experts] = (long)load[i];
+        }
+
+        return matrix;
+    }
+
+    private sealed class DisposableList(IEnumerable<ModelRoutingStats> models) : List<ModelRoutingStats>(models), IDisposable
+    {
+        public void Dispose() => ForEach(model => model.Dispose());
+    }
+}

@@ -1,0 +1,202 @@
+using System.Text.Json;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Serialization;
+
+namespace MoeGpuStats.Tests.Cli.Commands;
+
+/// <summary><c>moegs plan</c> in-process: the published example from a .npy and from JSON, the JSON's shape, the errors.</summary>
+public sealed class PlanCommandTests : IDisposable
+{
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-plan-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
+    [Fact]
+    public void ThePublishedExampleFromANpyPrintsThePublishedPlacementAndBalancedness()
+    {
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "8");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Empty(error);
+        Assert.Contains("2 layers of 12 experts, 16 slots per layer on 8 GPUs (2 each) in 2 nodes, 4 groups", output);
+        Assert.Contains("policy: hierarchical", output);
+        Assert.Contains("before: n/a (8 GPUs do not divide 12 experts", output);
+        Assert.Contains("    node 0: [5 6] [5 7] [8 4] [3 4]", output);
+        Assert.Contains("    node 1: [10 9] [10 2] [0 1] [11 1]", output);
+        Assert.Contains("    node 0: [7 10] [6 8] [6 11] [8 9]", output);
+        Assert.Contains("    node 1: [2 4] [5 1] [5 0] [3 1]", output);
+        Assert.Contains("replicated: 1 x2, 4 x2, 5 x2, 10 x2", output);
+        var after = ExpertPlacement_Balancedness();
+        Assert.Contains($"      0     n/a   {after[0]:0.000}", output);
+        Assert.Contains($"      1     n/a   {after[1]:0.000}", output);
+    }
+
+    [Fact]
+    public void JsonGivesPerLayerMapsCountsAndBalancednessAndMatchesTheNpyPlan()
+    {
+        var json = Path.Combine(_folder.FullName, "load.json");
+        File.WriteAllText(json, "[[90,132,40,61,104,165,39,4,73,56,183,86],\n [20,107,104,64,19,197,187,157,172,86,16,27]]");
+
+        var (code, output, error) = Moegs.Run("plan", json, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "4", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Empty(error);
+        Assert.Single(output.TrimEnd().Split('\n'));
+        using var document = JsonDocument.Parse(output);
+        var root = document.RootElement;
+        Assert.Equal("hierarchical", root.GetProperty("policy").GetString());
+        Assert.Equal(2, root.GetProperty("layers").GetInt32());
+        Assert.Equal(16, root.GetProperty("physical_experts").GetInt32());
+        var phy2log = root.GetProperty("physical_to_logical");
+        var log2phy = root.GetProperty("logical_to_physical");
+        var counts = root.GetProperty("replica_counts");
+        Assert.Equal(2, phy2log.GetArrayLength());
+        var widest = counts.EnumerateArray().SelectMany(c => c.EnumerateArray()).Max(c => c.GetInt32());
+        for (var layer = 0; layer < 2; layer++)
+        {
+            var map = phy2log[layer].EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            var count = counts[layer].EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            Assert.Equal(16, map.Length);
+            Assert.Equal(12, count.Length);
+            Assert.Equal(16, count.Sum());
+            Assert.Equal(12, log2phy[layer].GetArrayLength());
+            for (var e = 0; e < 12; e++)
+            {
+                var row = log2phy[layer][e].EnumerateArray().Select(s => s.GetInt32()).ToArray();
+                Assert.Equal(widest, row.Length);
+                Assert.All(row.Skip(count[e]), s => Assert.Equal(-1, s));
+                var slots = row.Take(count[e]).ToArray();
+                Assert.All(slots, s => Assert.Equal(e, map[s]));
+            }
+        }
+
+        // Four GPUs divide twelve experts, so there is a placement without replicas to compare with.
+        Assert.Equal(2, root.GetProperty("balancedness_before").GetArrayLength());
+        Assert.Equal(258.25 / 330, root.GetProperty("balancedness_before")[0].GetDouble(), 12);
+        Assert.All(root.GetProperty("balancedness_after").EnumerateArray(), b => Assert.InRange(b.GetDouble(), 0.5, 1.0));
+
+        var npy = WriteNpy("load.npy", "<i4", EplbExample.PublishedLoads);
+        var fromNpy = Moegs.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "4", "--json");
+        Assert.Equal(output, fromNpy.Out);
+    }
+
+    [Fact]
+    public void TheEightGpuExampleInJsonIsThePublishedMapWithNoBalancednessBefore()
+    {
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
+
+        var (code, output, _) = Moegs.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "8", "--json");
+
+        Assert.Equal(ExitCodes.Ok, code);
+        using var document = JsonDocument.Parse(output);
+        var phy2log = document.RootElement.GetProperty("physical_to_logical");
+        Assert.Equal(EplbExample.PublishedPhy2Log[0], phy2log[0].EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(EplbExample.PublishedPhy2Log[1], phy2log[1].EnumerateArray().Select(e => e.GetInt32()));
+        Assert.Equal(JsonValueKind.Null, document.RootElement.GetProperty("balancedness_before").ValueKind);
+    }
+
+    [Fact]
+    public void ASnapshotAOneDimensionalNpyAndAFlatJsonArrayAreEachOneLayer()
+    {
+        var snapshot = Path.Combine(_folder.FullName, "run.json");
+        using (var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 }))
+        {
+            stats.RecordRouting([0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7], 14, 1);
+            RoutingStatsFile.Save(stats, snapshot);
+        }
+
+        var one = WriteNpy("one.npy", "<i8", new long[,] { { 6, 2, 1, 1, 1, 1, 1, 1 } }, shape: "8,");
+        var withMark = Path.Combine(_folder.FullName, "one.json");
+        File.WriteAllText(withMark, "[6, 2, 1, 1, 1, 1, 1, 1]", new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
+        var fromSnapshot = Moegs.Run("plan", snapshot, "--replicas", "12", "--gpus", "4", "--json");
+        var fromNpy = Moegs.Run("plan", one, "--replicas", "12", "--gpus", "4", "--json");
+        var fromJson = Moegs.Run("plan", withMark, "--replicas", "12", "--gpus", "4", "--json");
+
+        Assert.True(fromSnapshot.Code == ExitCodes.Ok, fromSnapshot.Error);
+        Assert.Equal(ExitCodes.Ok, fromNpy.Code);
+        Assert.Equal(fromNpy.Out, fromSnapshot.Out);
+        Assert.Equal(fromNpy.Out, fromJson.Out);
+        using var document = JsonDocument.Parse(fromSnapshot.Out);
+        Assert.Equal(1, document.RootElement.GetProperty("layers").GetInt32());
+        Assert.Equal(4, document.RootElement.GetProperty("replica_counts")[0][0].GetInt32());
+    }
+
+    [Theory]
+    [InlineData("--replicas 20 --gpus 8", "--replicas 20: 20 slots do not divide among --gpus 8 GPUs; give a multiple of 8.")]
+    [InlineData("--replicas 16 --gpus 8 --nodes 3", "--nodes 3: 3 nodes do not divide --gpus 8; give a divisor of 8.")]
+    [InlineData("--replicas 8 --gpus 8", "--replicas 8: LOAD has 12 experts and each needs a slot; give at least 12 (a multiple of --gpus 8).")]
+    [InlineData("--replicas 16 --gpus 8 --groups 5", "--groups 5: 5 groups do not divide the 12 experts of LOAD; give a divisor of 12 (1 when the model has no groups).")]
+    [InlineData("--replicas 0 --gpus 8", "--replicas 0: give the physical experts per layer, a whole number from 1 to 65,536.")]
+    [InlineData("--replicas 16 --gpus x", "--gpus x: give the number of GPUs, a whole number from 1 to 65,536.")]
+    [InlineData("--gpus 8", "--replicas")]
+    public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
+    {
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
+
+        var (code, output, error) = Moegs.Run(["plan", npy, .. arguments.Split(' ')]);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Contains(expected.Replace("LOAD", npy, StringComparison.Ordinal), error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("missing.npy", null, "no such file.")]
+    [InlineData("neg.json", "[[1, 2], [3, -4]]", "the load of expert 1 in layer 1 is -4; loads are token counts, 0 or more.")]
+    [InlineData("ragged.json", "[[1, 2], [3]]", "row 1 has 1 loads, row 0 has 2")]
+    [InlineData("frac.json", "[[1, 2.5]]", "row 0, load 1 is 2.5; loads are whole numbers")]
+    [InlineData("text.json", "\"loads\"", "JSON string; give an array of arrays")]
+    [InlineData("empty.json", "[]", "no loads")]
+    [InlineData("garbage.json", "not json", "neither a .npy file nor JSON")]
+    [InlineData("bad-snapshot.json", "{\"total_tokens\": \"many\"}", "not a routing statistics snapshot")]
+    public void UnreadableOrMalformedFilesExitWithOneLineNamingTheFile(string name, string? content, string expected)
+    {
+        var path = Path.Combine(_folder.FullName, name);
+        if (content is not null)
+        {
+            File.WriteAllText(path, content);
+        }
+
+        var (code, output, error) = Moegs.Run("plan", path, "--replicas", "4", "--gpus", "2");
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.StartsWith($"{path}: ", error);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("<f8", "2, 12", "dtype '<f8'")]
+    [InlineData("<i8", "2, 2, 3", "has 3 dimensions")]
+    [InlineData("<i8", "3, 12", "truncated: shape (3, 12) needs")]
+    [InlineData("<i8", "4611686018427387904, 12", "claims more loads than any file holds")]
+    [InlineData("<i8", "0, 12", "holds no loads")]
+    public void NpySizesAreCheckedAgainstTheFileBeforeAnythingIsAllocated(string descr, string shape, string expected)
+    {
+        var data = EplbExample.PublishedLoads.Cast<long>().SelectMany(BitConverter.GetBytes).ToArray();
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "bad.npy"), descr, shape, data);
+
+        var (code, _, error) = Moegs.Run("plan", npy, "--replicas", "16", "--gpus", "8");
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
+    private static double[] ExpertPlacement_Balancedness() =>
+        MoeGpuStats.Placement.ExpertPlacement.Balancedness(
+            EplbExample.PublishedLoads,
+            MoeGpuStats.Placement.ExpertPlacement.Rebalance(EplbExample.PublishedLoads, 16, 4, 2, 8));
+
+    private string WriteNpy(string name, string descr, long[,] loads, string? shape = null)
+    {
+        var data = descr == "<i4"
+            ? loads.Cast<long>().SelectMany(v => BitConverter.GetBytes((int)v)).ToArray()
+            : loads.Cast<long>().SelectMany(BitConverter.GetBytes).ToArray();
+        return NpyFile.Write(Path.Combine(_folder.FullName, name), descr, shape ?? $"{loads.GetLength(0)}, {loads.GetLength(1)}", data);
+    }
+}

@@ -1,0 +1,368 @@
+using System.Globalization;
+using System.IO.Compression;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Serialization;
+using static MoeGpuStats.Tests.Support.TraceData;
+
+namespace MoeGpuStats.Tests.Cli.Commands;
+
+/// <summary>
+/// <c>moegs replay</c> of traces as they are recorded from real models: .npz archives and JSON lines, with
+/// forward passes of different sizes. TestData/make_traces.py wrote the files with NumPy; the tests read
+/// the committed copies (CI has no NumPy).
+/// </summary>
+public sealed partial class ReplayCommandTests
+{
+    /// <summary>A prefill of 7 tokens, then decode passes of 3, 2 and 1, in every format: the counts of the same steps recorded directly.</summary>
+    [Theory]
+    [InlineData("passes.npz", "tokens,layers,k")]
+    [InlineData("passes_compressed.npz", "layers,tokens,k")]
+    [InlineData("passes_step.jsonl", null)]
+    [InlineData("passes_position.jsonl", null)]
+    [InlineData("passes_lists.jsonl", null)]
+    public void PassesOfDifferentSizesCountAsTheSameStepsRecordedDirectly(string name, string? layout)
+    {
+        string[] options = layout is null ? [] : ["--layout", layout];
+        var (code, output, error) = Moegs.Run(["replay", Data(name), "--experts", $"{Experts}", "--json", .. options]);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Equal(Direct(TraceData.Steps("trace_ids.json")), output);
+        Assert.DoesNotContain("warning", error);
+    }
+
+    /// <summary>np.savez with keywords, one member per layer (<c>--members layers</c>), uint8 ids.</summary>
+    [Fact]
+    public void AnArchiveOfOneMemberPerLayerCountsAsItsStepsRecordedDirectly()
+    {
+        var (code, output, error) = Moegs.Run("replay", Data("layers.npz"), "--members", "layers", "--experts", $"{Experts}", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Equal(Direct(TraceData.Steps("layers_ids.json")), output);
+    }
+
+    /// <summary>The report's title says how the passes were told apart and how their sizes differ.</summary>
+    [Fact]
+    public void TheTitleGivesTheRangeOfTokensAndHowPassesWereFound()
+    {
+        var (code, output, error) = Moegs.Run("replay", Data("passes_step.jsonl"), "--experts", $"{Experts}");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("replay passes_step.jsonl: 4 steps of 1 to 7 tokens (13 in all) in 3 layers (JSON lines, forward passes by step), top-2 of 8 experts (JSON)", output);
+
+        (code, output, error) = Moegs.Run("replay", Data("passes.npz"), "--layout", "tokens,layers,k", "--skip-steps", "1", "--experts", $"{Experts}");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("3 steps of 1 to 3 tokens (6 in all) in 3 layers (tokens,layers,k in each of 4 members) (the first 1 left out), top-2 of 8 experts (int16)", output);
+    }
+
+    /// <summary>Each layer of a multi-layer JSON-lines replay reports what that layer's lines replayed alone report, as a model of one layer and through one layer's statistics.</summary>
+    [Fact]
+    public void EachLayerOfAJsonLinesReplayEqualsThatLayerReplayedAlone()
+    {
+        var steps = TraceData.Steps("trace_ids.json");
+        var (code, output, error) = Moegs.Run("replay", Data("passes_lists.jsonl"), "--experts", $"{Experts}", "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        for (var layer = 0; layer < steps[0].Length; layer++)
+        {
+            var alone = Write($"layer{layer}.jsonl", steps.Select(step => Line(layer: 0, step[layer])));
+            var (aloneCode, aloneOutput, aloneError) = Moegs.Run("replay", alone, "--experts", $"{Experts}", "--json");
+            Assert.True(aloneCode == ExitCodes.Ok, aloneError);
+            AssertLayerEquals(output, layer, aloneOutput);
+
+            // Without a layer field, one layer's statistics: the same counts.
+            var single = Write($"single{layer}.jsonl", steps.Select(step => Line(layer: null, step[layer])));
+            var saved = Path.Combine(_folder.FullName, $"single{layer}.json");
+            var (singleCode, _, singleError) = Moegs.Run("replay", single, "--experts", $"{Experts}", "--save", saved);
+            Assert.True(singleCode == ExitCodes.Ok, singleError);
+            AssertCountsEqual(output, layer, saved);
+        }
+    }
+
+    /// <summary>Each layer of a <c>--members layers</c> replay reports what its member replayed alone reports: as an archive of one member, and as a .npy file.</summary>
+    [Fact]
+    public void EachLayerOfAnArchiveOfLayersEqualsThatMemberReplayedAlone()
+    {
+        var (code, output, error) = Moegs.Run("replay", Data("layers.npz"), "--members", "layers", "--experts", $"{Experts}", "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        using var archive = ZipFile.OpenRead(Data("layers.npz"));
+        for (var layer = 0; layer < archive.Entries.Count; layer++)
+        {
+            var entry = archive.Entries[layer];
+            Assert.Equal($"layer_{layer}.npy", entry.FullName);
+            var one = Zip($"one{layer}.npz", (entry.FullName, Bytes(entry)));
+            var (oneCode, oneOutput, oneError) = Moegs.Run("replay", one, "--members", "layers", "--experts", $"{Experts}", "--json");
+            Assert.True(oneCode == ExitCodes.Ok, oneError);
+            AssertLayerEquals(output, layer, oneOutput);
+
+            var npy = Path.Combine(_folder.FullName, $"layer{layer}.npy");
+            File.WriteAllBytes(npy, Bytes(entry));
+            var saved = Path.Combine(_folder.FullName, $"layer{layer}.json");
+            var (npyCode, _, npyError) = Moegs.Run("replay", npy, "--layout", "steps,tokens,k", "--experts", $"{Experts}", "--save", saved);
+            Assert.True(npyCode == ExitCodes.Ok, npyError);
+            AssertCountsEqual(output, layer, saved);
+        }
+    }
+
+    /// <summary>One layer's passes of different sizes go to <see cref="RoutingStats.RecordRouting(ReadOnlySpan{int}, int, int, float, float, int)"/> with each pass's tokens.</summary>
+    [Fact]
+    public void OneLayersPassesOfDifferentSizesCountAsRecordedDirectly()
+    {
+        var steps = TraceData.Steps("trace_ids.json");
+        var lines = steps.Select((step, s) => $"{{\"forward_pass\": \"p{s}\", \"topk_ids\": {JsonSerializer.Serialize(step[1])}}}");
+        var saved = Path.Combine(_folder.FullName, "single.json");
+        var (code, output, error) = Moegs.Run("replay", Write("single.jsonl", lines), "--experts", $"{Experts}", "--save", saved);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("4 steps of 1 to 7 tokens (13 in all), top-2 of 8 experts (JSON)", output);
+        using var direct = RoutingStats.Create(new RoutingStatsOptions { Experts = Experts });
+        foreach (var step in steps)
+        {
+            ReadOnlySpan<int> ids = [.. step[1].SelectMany(token => token)];
+            direct.RecordRouting(ids, step[1].Length, 2);
+        }
+
+        using var replayed = RoutingStatsFile.Load(saved);
+        Assert.Equal(direct.ExpertTokenCounts, replayed.ExpertTokenCounts);
+        Assert.Equal((direct.TotalTokens, direct.TotalRoutings, direct.InvalidExpertIds), (replayed.TotalTokens, replayed.TotalRoutings, replayed.InvalidExpertIds));
+        Assert.Equal(direct.ExpertUtilization, replayed.ExpertUtilization);
+    }
+
+    [Fact]
+    public void MembersWhoseNumbersTheArchiveOrderDoesNotFollowAreReplayedInArchiveOrderWithAWarning()
+    {
+        using var archive = ZipFile.OpenRead(Data("passes.npz"));
+        var reordered = Zip("reordered.npz", [.. archive.Entries.Reverse().Select(entry => (entry.FullName, Bytes(entry)))]);
+
+        var (code, _, error) = Moegs.Run("replay", reordered, "--layout", "tokens,layers,k", "--experts", $"{Experts}", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"warning: {reordered}: replay takes the members in the archive's order, and arr_3 comes before arr_2;", error);
+    }
+
+    [Fact]
+    public void ATruncatedArchiveIsOneLineNamingIt()
+    {
+        var bytes = File.ReadAllBytes(Data("passes.npz"));
+        var path = Path.Combine(_folder.FullName, "cut.npz");
+        File.WriteAllBytes(path, bytes[..(bytes.Length / 2)]);
+
+        AssertBadInput(path, [], $"{path}: not a readable .npz archive (");
+    }
+
+    [Fact]
+    public void AMemberThatIsNotNpyIsOneLineNamingIt()
+    {
+        var path = Zip("notes.npz", ("arr_0.npy", File.ReadAllBytes(Data("trace_ids.json"))));
+        AssertBadInput(path, [], $"{path}[arr_0]: not a NumPy .npy file (no \\x93NUMPY magic).");
+    }
+
+    [Fact]
+    public void AMemberWithAnotherKIsOneLineNamingIt()
+    {
+        var path = Data("mixed_k.npz");
+        AssertBadInput(path, [], $"{path}[arr_1]: shape (2, 3) has k = 3, the first member arr_0 has k = 2; every member holds the same k.");
+    }
+
+    [Fact]
+    public void MembersOfOneLayerEachMustHaveOneShape()
+    {
+        using var archive = ZipFile.OpenRead(Data("passes_compressed.npz"));
+        var path = Zip("uneven.npz", [.. archive.Entries.Select(entry => (entry.FullName, Bytes(entry)))]);
+        AssertBadInput(path, ["--members", "layers", "--layout", "steps,tokens,k"], $"{path}[arr_1]: shape (3, 3, 2), the first member arr_0 (layer 0) has (3, 7, 2); with --members layers every member is one layer of the same steps, tokens and k.");
+    }
+
+    [Fact]
+    public void AnEmptyArchiveIsOneLine()
+    {
+        var path = Zip("empty.npz");
+        AssertBadInput(path, [], $"{path}: the archive holds no arrays; nothing to replay.");
+    }
+
+    [Theory]
+    [InlineData("passes.npz", "", "passes.npz[arr_0]: shape (7, 3, 2) could be [steps, tokens, k], [layers, tokens, k] or [tokens, layers, k]; give --layout steps,tokens,k, layers,tokens,k or tokens,layers,k.")]
+    [InlineData("passes.npz", "--layout tokens,k", "--layout tokens,k: ")]
+    [InlineData("layers.npz", "--members layers --layout layers,tokens,k", "--layout layers,tokens,k: with --members layers each member is one layer; give steps,tokens,k or tokens,k.")]
+    [InlineData("layers.npz", "--members rows", "--members rows: give steps (each member holds forward passes) or layers (member l holds layer l).")]
+    [InlineData("passes_step.jsonl", "--layout layers,tokens,k", "--layout layers,tokens,k: ")]
+    [InlineData("passes_step.jsonl", "--members layers", "--members layers: only an .npz archive has members; ")]
+    [InlineData("passes_step.jsonl", "--metrics-top-experts 3", "--metrics-top-experts: shapes the metrics of --metrics-port, which was not given.")]
+    public void OptionsThatDoNotFitTheTraceAreUsageErrors(string name, string arguments, string expected)
+    {
+        var (code, output, error) = Moegs.Run(["replay", Data(name), .. arguments.Split(' ', StringSplitOptions.RemoveEmptyEntries)]);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Single(error.TrimEnd().Split('\n'));
+        Assert.Contains(expected, error);
+    }
+
+    [Fact]
+    public void TheWindowLoadOfAOneLayerTraceNamesWhatItLacks()
+    {
+        var path = Write("one.jsonl", ["{\"topk_ids\": [1, 2]}"]);
+        var (code, _, error) = Moegs.Run("replay", path, "--window-load", Path.Combine(_folder.FullName, "w.npy"));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal($"--window-load: the window load is a model's, [layers, experts]; {path} is read without layers (JSON lines, a line per layer and forward pass: no line has a layer field).", error.Trim());
+    }
+
+    /// <summary>Each malformed trace is one line naming the file and line, and exit code 1.</summary>
+    [Theory]
+    [InlineData("{\"layer\": 0, \"topk_ids\": [1, 2]}\n{oops\n", ":2: not JSON (")]
+    [InlineData("[1, 2]\n", ":1: a JSON array, not an object; a line holds one object with topk_ids.")]
+    [InlineData("{\"layer\": 0}\n", ":1: no topk_ids (nor topk_indices, selected_experts, routed_experts, expert_ids); each line holds top-k ids.")]
+    [InlineData("{\"topk_ids\": [[1, 2], [3]]}\n", ":1: topk_ids[1] has 1 ids, the trace's other tokens have 2.")]
+    [InlineData("{\"topk_ids\": [1, 2]}\n{\"topk_ids\": [1, 2, 3]}\n", ":2: topk_ids has 3 ids, the trace's other tokens have 2.")]
+    [InlineData("{\"topk_ids\": [[1, 2], 3]}\n", ":1: topk_ids[1] is 3; in a list of tokens each token is a list of k ids")]
+    [InlineData("{\"topk_ids\": [1, \"a\"]}\n", ":1: topk_ids[1] is \"a\"; ids are whole numbers, -1 for an empty slot.")]
+    [InlineData("{\"topk_ids\": [1, 2.5]}\n", ":1: topk_ids[1] is 2.5; ids are whole numbers")]
+    [InlineData("{\"topk_ids\": []}\n", ":1: topk_ids is []; give one token's k ids, [3, 7], or a forward pass's, [[3, 7], [1, 2]].")]
+    [InlineData("{\"topk_ids\": [1, 2], \"expert_ids\": [1, 2]}\n", ":1: both topk_ids and expert_ids, two names of one field; give one.")]
+    [InlineData("{\"topk_ids\": [1, 2], \"topk_weights\": [0.5]}\n", ":1: topk_weights is [0.5]; give 2 weights, one per id of topk_ids.")]
+    [InlineData("{\"topk_ids\": [[1, 2]], \"gate_weights\": [[0.5, 0.5], [0.5, 0.5]]}\n", ":1: gate_weights has 2 tokens, topk_ids has 1;")]
+    [InlineData("{\"topk_ids\": [[1, 2]], \"request_id\": [\"a\", \"b\"]}\n", ":1: request_id has 2 values for 1 tokens;")]
+    [InlineData("{\"layer\": -1, \"topk_ids\": [1, 2]}\n", ":1: layer is -1; give the MoE layer's index, a whole number from 0 to 1,023 (a model holds at most 1,024 layers).")]
+    [InlineData("{\"layer\": 5000, \"topk_ids\": [1, 2]}\n", ":1: layer is 5000; give the MoE layer's index, a whole number from 0 to 1,023")]
+    [InlineData("{\"layer\": \"moe.3\", \"topk_ids\": [1, 2]}\n", ":1: layer is \"moe.3\"; give the MoE layer's index")]
+    [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 2, \"topk_ids\": [[1, 2]]}\n", ":2: the forward pass of lines 1 to 2 has no tokens of layer 1; every pass holds layers 0 to 2, up to its largest.")]
+    [InlineData("{\"step\": 0, \"layer\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 0, \"layer\": 1, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"layer\": 0, \"topk_ids\": [1, 2]}\n", ":3: the forward pass of line 3 (step 1) has no tokens of layer 1; every pass holds layers 0 to 1, as the first does.")]
+    [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 1, \"topk_ids\": [[1, 2]]}\n{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 2, \"topk_ids\": [[1, 2]]}\n", ":4: layer 2, but the first forward pass holds layers 0 to 1; every pass holds the same layers.")]
+    [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2], [3, 4]]}\n{\"layer\": 1, \"topk_ids\": [[1, 2]]}\n", ":2: layer 1 has 1 token in the forward pass of lines 1 to 2, layer 0 has 2; every layer of a pass routes the same tokens.")]
+    [InlineData("{\"step\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"topk_ids\": [1, 2]}\n{\"step\": 0, \"topk_ids\": [1, 2]}\n", ":3: step 0 again, after other passes (its lines began at line 1); a forward pass's lines come together.")]
+    [InlineData("{\"step\": 1.5, \"topk_ids\": [1, 2]}\n", ":1: step is 1.5; give the forward pass's id, a whole number or a string.")]
+    [InlineData("{\"token_pos\": 0, \"topk_ids\": [1, 2]}\n{\"token_pos\": 2, \"topk_ids\": [1, 2]}\n", ":2: token_pos 2, but the pass has 1 token before it in this forward pass; token_pos is the index of the line's first token in its pass.")]
+    [InlineData("{\"layer\": 0, \"topk_ids\": [1, 2]}\n{\"topk_ids\": [1, 2]}\n", ":2: no layer; line 1 has one, so every line names its layer.")]
+    [InlineData("{\"topk_ids\": [1, 2]}\n{\"step\": 3, \"topk_ids\": [1, 2]}\n", ":2: step given, but line 1 has none, so passes are told apart without it; give it on every line or on none.")]
+    [InlineData("\n\n", ": no lines; a JSON-lines trace holds one object with topk_ids a line.")]
+    public void AMalformedJsonLinesTraceIsOneLineNamingTheLine(string text, string expected)
+    {
+        var path = Path.Combine(_folder.FullName, "bad.jsonl");
+        File.WriteAllText(path, text);
+        AssertBadInput(path, ["--experts", $"{Experts}"], path + expected);
+    }
+
+    /// <summary>Lines may end in CRLF, the file may start with a byte order mark, blank lines are skipped, and unknown fields ignored.</summary>
+    [Fact]
+    public void WindowsLineEndsAMarkBlankLinesAndOtherFieldsAreRead()
+    {
+        var path = Path.Combine(_folder.FullName, "crlf.jsonl");
+        File.WriteAllText(path, "\uFEFF{\"step\": 0, \"topk_ids\": [1, 2], \"ts\": 1.5}\r\n\r\n{\"step\": 1, \"topk_ids\": [[0, 3], [2, 1]], \"extra\": {\"a\": []}}\r\n", new System.Text.UTF8Encoding(false));
+        var saved = Path.Combine(_folder.FullName, "crlf.json");
+        var (code, output, error) = Moegs.Run("replay", path, "--experts", "4", "--save", saved);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("2 steps of 1 to 2 tokens (3 in all)", output);
+        using var replayed = RoutingStatsFile.Load(saved);
+        Assert.Equal([1UL, 2, 2, 1], replayed.ExpertTokenCounts);
+    }
+
+    /// <summary>A trace whose name says no format is read by its first bytes.</summary>
+    [Fact]
+    public void OtherNamesAreReadByTheirFirstBytes()
+    {
+        var npz = Path.Combine(_folder.FullName, "trace.bin");
+        File.Copy(Data("passes_compressed.npz"), npz);
+        var json = Path.Combine(_folder.FullName, "trace.log");
+        File.Copy(Data("passes_lists.jsonl"), json);
+        var expected = Direct(TraceData.Steps("trace_ids.json"));
+
+        var (npzCode, npzOutput, npzError) = Moegs.Run("replay", npz, "--layout", "layers,tokens,k", "--experts", $"{Experts}", "--json");
+        var (jsonCode, jsonOutput, jsonError) = Moegs.Run("replay", json, "--experts", $"{Experts}", "--json");
+
+        Assert.True(npzCode == ExitCodes.Ok, npzError);
+        Assert.True(jsonCode == ExitCodes.Ok, jsonError);
+        Assert.Equal(expected, npzOutput);
+        Assert.Equal(expected, jsonOutput);
+
+        var text = Path.Combine(_folder.FullName, "notes.txt");
+        File.WriteAllText(text, "hello");
+        AssertBadInput(text, [], $"{text}: neither its name nor its first bytes say a format replay reads; give a .npy, .npz, .jsonl or .ndjson file.");
+    }
+
+    /// <summary>What <c>replay --json</c> prints for <paramref name="steps"/> recorded directly through <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float})"/>, each with its tokens.</summary>
+    private static string Direct(int[][][][] steps)
+    {
+        using var stats = ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = steps[0].Length, Experts = Experts });
+        foreach (var step in steps)
+        {
+            ReadOnlySpan<int> ids = [.. step.SelectMany(layer => layer.SelectMany(token => token))];
+            stats.RecordStep(ids, step[0].Length, step[0][0].Length);
+        }
+
+        using var output = new StringWriter(CultureInfo.InvariantCulture);
+        ModelReport.WriteJson(output, stats.Summary(), ModelCounts.Of(stats), Experts);
+        return output.ToString();
+    }
+
+    /// <summary>Layer <paramref name="layer"/> of a model's JSON report equals layer 0 of a one-layer model's, in the window and since the start.</summary>
+    private static void AssertLayerEquals(string model, int layer, string alone)
+    {
+        var whole = JsonNode.Parse(model)!;
+        var one = JsonNode.Parse(alone)!;
+        Assert.Equal(1, one["layers"]!.GetValue<int>());
+        foreach (var part in new[] { "window", "since_start" })
+        {
+            var expected = whole[part]!["per_layer"]![layer]!.AsObject();
+            var got = one[part]!["per_layer"]![0]!.AsObject();
+            expected.Remove("layer");
+            got.Remove("layer");
+            Assert.Equal(expected.ToJsonString(), got.ToJsonString());
+        }
+    }
+
+    /// <summary>Layer <paramref name="layer"/> of a model's JSON report agrees with a one-layer snapshot's counts.</summary>
+    private static void AssertCountsEqual(string model, int layer, string saved)
+    {
+        var expected = JsonNode.Parse(model)!["since_start"]!["per_layer"]![layer]!;
+        using var single = RoutingStatsFile.Load(saved);
+        var counts = single.ExpertTokenCounts;
+        Assert.Equal(expected["load"]!.GetValue<ulong>(), counts.Aggregate(0UL, (sum, count) => sum + count));
+        Assert.Equal(expected["max_load"]!.GetValue<ulong>(), counts.Max());
+        Assert.Equal(expected["hottest_expert"]!.GetValue<int>(), counts.ToList().IndexOf(counts.Max()));
+        Assert.Equal(expected["dead_experts"]!.GetValue<int>(), counts.Count(count => count == 0));
+    }
+
+    private static void AssertBadInput(string path, string[] arguments, string expected)
+    {
+        var (code, output, error) = Moegs.Run(["replay", path, .. arguments]);
+
+        Assert.True(code == ExitCodes.BadInput, $"exit code {code}: {error}");
+        Assert.Empty(output);
+        Assert.Single(error.TrimEnd().Split('\n'));
+        Assert.StartsWith(expected, error.Trim());
+    }
+
+    private static byte[] Bytes(ZipArchiveEntry entry)
+    {
+        using var stream = entry.Open();
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return copy.ToArray();
+    }
+
+    /// <summary>One JSON line of one layer's pass, <c>[tokens][k]</c>, with or without a layer field.</summary>
+    private static string Line(int? layer, int[][] tokens) =>
+        layer is { } l ? $"{{\"layer\": {l}, \"topk_ids\": {JsonSerializer.Serialize(tokens)}}}" : $"{{\"topk_ids\": {JsonSerializer.Serialize(tokens)}}}";
+
+    private string Write(string name, IEnumerable<string> lines)
+    {
+        var path = Path.Combine(_folder.FullName, name);
+        File.WriteAllLines(path, lines);
+        return path;
+    }
+
+    private string Zip(string name, params (string Name, byte[] Bytes)[] members)
+    {
+        var path = Path.Combine(_folder.FullName, name);
+        using var archive = ZipFile.Open(path, ZipArchiveMode.Create);
+        foreach (var (member, bytes) in members)
+        {
+            using var stream = archive.CreateEntry(member).Open();
+            stream.Write(bytes);
+        }
+
+        return path;
+    }
+}

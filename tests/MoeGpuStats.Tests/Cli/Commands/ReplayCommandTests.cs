@@ -1,0 +1,534 @@
+using System.Text.Json;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Input;
+using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Serialization;
+using SkiaSharp;
+using static MoeGpuStats.Tests.Support.ModelTrace;
+using static MoeGpuStats.Tests.Support.Moegs;
+
+namespace MoeGpuStats.Tests.Cli.Commands;
+
+/// <summary>
+/// <c>moegs replay</c> run in-process: files of one layer and, with a layers axis, of a whole model (each layer
+/// as if replayed alone, the window load for <c>plan</c>, the picture), the warnings and one-line errors,
+/// the endpoint served after the run; and (in ReplayCommandTests.Traces.cs) traces as they are recorded
+/// from real models.
+/// </summary>
+public sealed partial class ReplayCommandTests : IDisposable
+{
+    private const int Steps = 5;
+    private const int Layers = 3;
+    private const int Tokens = 6;
+    private const int TopK = 2;
+    private const int Experts = 8;
+
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-layers-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
+    /// <summary>Each layer of a 4-D replay reports what one layer's own replay and a one-layer model report.</summary>
+    [Fact]
+    public void EachLayerOfAFourDimensionalReplayEqualsThatLayerReplayedAlone()
+    {
+        var ids = Ids(Steps, Layers, Tokens, seed: 3);
+        var npy = WriteInt32("model.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids);
+
+        var (code, output, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        using var report = JsonDocument.Parse(output);
+        Assert.Equal(Steps, report.RootElement.GetProperty("steps").GetInt32());
+        var perLayer = report.RootElement.GetProperty("since_start").GetProperty("per_layer").EnumerateArray().ToArray();
+        Assert.Equal(Layers, perLayer.Length);
+        for (var layer = 0; layer < Layers; layer++)
+        {
+            var slice = LayerSlice(ids, layer);
+            using var alone = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 1, Experts = Experts });
+            for (var step = 0; step < Steps; step++)
+            {
+                alone.RecordStep(slice.AsSpan(step * Tokens * TopK, Tokens * TopK), Tokens, TopK);
+            }
+
+            var expected = alone.Summary().SinceStart.Layers[0];
+            var got = perLayer[layer];
+            Assert.Equal(layer, got.GetProperty("layer").GetInt32());
+            Assert.Equal(expected.Load, got.GetProperty("load").GetUInt64());
+            Assert.Equal(expected.Balancedness, got.GetProperty("balancedness").GetDouble());
+            Assert.Equal(expected.MaxMeanRatio, got.GetProperty("max_mean_ratio").GetDouble());
+            Assert.Equal(expected.CoefficientOfVariation, got.GetProperty("coefficient_of_variation").GetDouble());
+            Assert.Equal(expected.HottestExpert, got.GetProperty("hottest_expert").GetInt32());
+            Assert.Equal(expected.ColdestExpert, got.GetProperty("coldest_expert").GetInt32());
+            Assert.Equal(expected.DeadExperts, got.GetProperty("dead_experts").GetInt32());
+
+            // And the single-layer path of replay agrees: the same slice as a [steps, tokens, k] file.
+            var saved = Path.Combine(_folder.FullName, $"layer{layer}.json");
+            var sliceFile = WriteInt32($"layer{layer}.npy", $"{Steps}, {Tokens}, {TopK}", slice);
+            var (sliceCode, _, sliceError) = Moegs.Run("replay", sliceFile, "--layout", "steps,tokens,k", "--experts", $"{Experts}", "--save", saved);
+            Assert.True(sliceCode == ExitCodes.Ok, sliceError);
+            using var single = RoutingStatsFile.Load(saved);
+            var counts = single.ExpertTokenCounts;
+            Assert.Equal(expected.Load, counts.Aggregate(0UL, (sum, count) => sum + count));
+            Assert.Equal(expected.HottestExpert, counts.ToList().IndexOf(counts.Max()));
+            Assert.Equal(expected.DeadExperts, counts.Count(count => count == 0));
+        }
+
+        var window = report.RootElement.GetProperty("window");
+        Assert.Equal(
+            perLayer.Select(layer => layer.GetProperty("balancedness").GetDouble()).Min(),
+            window.GetProperty("min_balancedness").GetDouble());
+    }
+
+    /// <summary>[steps, tokens, layers, k] is reordered as it is read: the report equals that of the same ids stored layers first.</summary>
+    [Fact]
+    public void TokensFirstFilesReportAsTheSameIdsStoredLayersFirst()
+    {
+        var ids = Ids(Steps, Layers, Tokens, seed: 5);
+        var layersFirst = WriteInt32("lf.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids);
+        var tokensFirst = WriteInt32("tf.npy", $"{Steps}, {Tokens}, {Layers}, {TopK}", TokensFirst(ids, Steps));
+
+        var (code, expected, error) = Moegs.Run("replay", layersFirst, "--experts", $"{Experts}", "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        var (tokensCode, got, tokensError) = Moegs.Run("replay", tokensFirst, "--layout", "steps,tokens,layers,k", "--experts", $"{Experts}", "--json");
+        Assert.True(tokensCode == ExitCodes.Ok, tokensError);
+        Assert.Equal(expected, got);
+
+        // One step, 3-D: [tokens, layers, k] against [layers, tokens, k].
+        var first = ids[..(Layers * Tokens * TopK)];
+        var (oneCode, one, _) = Moegs.Run("replay", WriteInt32("one.npy", $"{Layers}, {Tokens}, {TopK}", first), "--layout", "layers,tokens,k", "--experts", $"{Experts}", "--json");
+        var (otherCode, other, _) = Moegs.Run("replay", WriteInt32("other.npy", $"{Tokens}, {Layers}, {TopK}", TokensFirst(first, 1)), "--layout", "tokens,layers,k", "--experts", $"{Experts}", "--json");
+        Assert.Equal((ExitCodes.Ok, ExitCodes.Ok), (oneCode, otherCode));
+        Assert.Equal(one, other);
+    }
+
+    [Fact]
+    public void AThreeDimensionalFileWithoutLayoutAsksForOneInsteadOfGuessing()
+    {
+        var npy = WriteInt32("three.npy", $"{Steps}, {Tokens}, {TopK}", Ids(Steps, 1, Tokens, seed: 1));
+        var (code, output, error) = Moegs.Run("replay", npy);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Equal($"{npy}: shape (5, 6, 2) could be [steps, tokens, k], [layers, tokens, k] or [tokens, layers, k]; give --layout steps,tokens,k, layers,tokens,k or tokens,layers,k.", error.Trim());
+    }
+
+    [Fact]
+    public void AnUnknownLayoutIsOneLineListingTheLayouts()
+    {
+        var npy = WriteInt32("two.npy", $"{Tokens}, {TopK}", Ids(1, 1, Tokens, seed: 1));
+        var (code, output, error) = Moegs.Run("replay", npy, "--layout", "tokens,steps,k");
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Single(error.TrimEnd().Split('\n'));
+        Assert.StartsWith("--layout tokens,steps,k: give one of steps,layers,tokens,k; steps,tokens,layers,k; layers,tokens,k; tokens,layers,k; steps,tokens,k; tokens,k.", error);
+    }
+
+    [Theory]
+    [InlineData("steps,layers,tokens,k", "give tokens,k.")]
+    [InlineData("layers,tokens,k", "give tokens,k.")]
+    public void ALayoutOfAnotherRankThanTheFileIsAUsageError(string layout, string advice)
+    {
+        var npy = WriteInt32("two.npy", $"{Tokens}, {TopK}", Ids(1, 1, Tokens, seed: 1));
+        var (code, output, error) = Moegs.Run("replay", npy, "--layout", layout);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Single(error.TrimEnd().Split('\n'));
+        Assert.StartsWith($"--layout {layout}: {npy} has shape (6, 2), 2 dimensions", error);
+        Assert.EndsWith(advice, error.Trim());
+    }
+
+    /// <summary>The window load is written as plan reads it: the newest --window steps' counts per layer and expert.</summary>
+    [Theory]
+    [InlineData("load.npy")]
+    [InlineData("load.json")]
+    public void TheWindowLoadIsWrittenForPlan(string name)
+    {
+        var ids = Ids(Steps, Layers, Tokens, seed: 7);
+        var npy = WriteInt32("model.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids);
+        var load = Path.Combine(_folder.FullName, name);
+
+        var (code, _, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--window", "2", "--window-load", load);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"window load: {load}", error);
+        var matrix = LoadMatrix.Read(load);
+        Assert.Equal((Layers, Experts), (matrix.GetLength(0), matrix.GetLength(1)));
+        var expected = new long[Layers, Experts];
+        for (var step = Steps - 2; step < Steps; step++)
+        {
+            for (var layer = 0; layer < Layers; layer++)
+            {
+                foreach (var id in ids.AsSpan(((step * Layers) + layer) * Tokens * TopK, Tokens * TopK))
+                {
+                    if (id >= 0)
+                    {
+                        expected[layer, id]++;
+                    }
+                }
+            }
+        }
+
+        Assert.Equal(expected, matrix);
+        var (planCode, plan, planError) = Moegs.Run("plan", load, "--replicas", "8", "--gpus", "2", "--json");
+        Assert.True(planCode == ExitCodes.Ok, planError);
+        using var placed = JsonDocument.Parse(plan);
+        Assert.Equal(Layers, placed.RootElement.GetProperty("layers").GetInt32());
+    }
+
+    [Theory]
+    [InlineData("load.txt", "give a name ending in one of those")]
+    [InlineData("nodir/load.npy", "does not exist")]
+    public void TheWindowLoadPathIsCheckedBeforeTheRun(string relative, string expected)
+    {
+        var npy = WriteInt32("model.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", Ids(Steps, Layers, Tokens, seed: 7));
+        var given = Path.Combine(_folder.FullName, relative);
+        var (code, output, error) = Moegs.Run("replay", npy, "--window-load", given);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.StartsWith($"--window-load {given}: ", error);
+        Assert.Contains(expected, error);
+        Assert.Equal([npy], Directory.GetFiles(_folder.FullName, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void ModelOptionsAreRefusedWithoutLayersOrWithoutAnEndpoint()
+    {
+        var model = WriteInt32("model.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", Ids(Steps, Layers, Tokens, seed: 7));
+        var (code, _, error) = Moegs.Run("replay", model, "--metrics-top-experts", "3");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("--metrics-top-experts: shapes the metrics of --metrics-port, which was not given.", error.Trim());
+
+        var layer = WriteInt32("layer.npy", $"{Tokens}, {TopK}", Ids(1, 1, Tokens, seed: 7));
+        (code, _, error) = Moegs.Run("replay", layer, "--window-load", Path.Combine(_folder.FullName, "w.npy"));
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("--window-load: the window load is a model's", error);
+
+        (code, _, error) = Moegs.Run("replay", layer, "--metrics-port", "1", "--metrics-expert-series");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("--metrics-expert-series: shapes a whole model's metrics", error);
+    }
+
+    /// <summary>Ids beyond --experts are counted, reported and warned about; a capacity's dropped slots are reported: the balance alone would hide both.</summary>
+    [Fact]
+    public void InvalidIdsAndDroppedSlotsAreReportedBesideTheBalance()
+    {
+        const int experts = 3;
+        var ids = Ids(Steps, Layers, Tokens, seed: 13);
+        var npy = WriteInt32("model.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids);
+        var invalid = ids.Count(id => id >= experts);
+        var routed = ids.Count(id => id is >= 0 and < experts);
+        using var expected = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = Layers, Experts = experts, ExpertCapacity = 2 });
+        for (var step = 0; step < Steps; step++)
+        {
+            expected.RecordStep(ids.AsSpan(step * Layers * Tokens * TopK, Layers * Tokens * TopK), Tokens, TopK);
+        }
+
+        var dropped = Enumerable.Range(0, Layers).Aggregate(0UL, (sum, l) =>
+        {
+            using var layer = expected.Layer(l);
+            return sum + layer.SlotsDropped;
+        });
+
+        var (code, output, error) = Moegs.Run("replay", npy, "--experts", $"{experts}", "--capacity", "2", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"warning: {invalid:N0} ids (", error);
+        Assert.Contains("is --experts right?", error);
+        using var report = JsonDocument.Parse(output);
+        Assert.Equal(invalid, report.RootElement.GetProperty("invalid_expert_ids").GetInt32());
+        Assert.Equal(routed, report.RootElement.GetProperty("routed_slots").GetInt32());
+        Assert.Equal(dropped, report.RootElement.GetProperty("slots_dropped").GetUInt64());
+        Assert.True(dropped > 0, "the test's capacity should drop slots");
+
+        var (_, text, _) = Moegs.Run("replay", npy, "--experts", $"{experts}", "--capacity", "2");
+        var line = text.Split('\n').Single(l => l.StartsWith("  invalid expert ids", StringComparison.Ordinal));
+        Assert.Contains($" {invalid:N0} ", line);
+        Assert.Contains(text.Split('\n'), l => l.StartsWith("  slots dropped", StringComparison.Ordinal) && l.Contains($" {dropped:N0} ", StringComparison.Ordinal));
+    }
+
+    /// <summary>The text report lists the worst layers first, at most ten, and says how many it leaves out.</summary>
+    [Fact]
+    public void TheReportListsTheWorstLayersFirst()
+    {
+        const int layers = 12;
+        var ids = Ids(Steps, layers, Tokens, seed: 11);
+        var npy = WriteInt32("twelve.npy", $"{Steps}, {layers}, {Tokens}, {TopK}", ids);
+        var (jsonCode, json, _) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--json");
+        Assert.Equal(ExitCodes.Ok, jsonCode);
+        using var report = JsonDocument.Parse(json);
+        var worstFirst = report.RootElement.GetProperty("since_start").GetProperty("per_layer").EnumerateArray()
+            .Select(layer => (Layer: layer.GetProperty("layer").GetInt32(), Balancedness: layer.GetProperty("balancedness").GetDouble()))
+            .OrderBy(layer => layer.Balancedness).Select(layer => layer.Layer).Take(10).ToArray();
+
+        var (code, output, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("in 12 layers (steps,layers,tokens,k)", output);
+        Assert.Contains("over all 5 steps (the window holds them all)", output);
+        var rows = output.Split('\n').SkipWhile(line => !line.StartsWith("  layer  balancedness", StringComparison.Ordinal)).Skip(1).Take(11).ToArray();
+        Assert.Equal(worstFirst, rows[..10].Select(row => int.Parse(row.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Contains("2 more layers, better balanced", rows[10]);
+    }
+
+    [Fact]
+    public void ReplayExpertsOutOfRangeIsAUsageError()
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "2, 1", [.. new[] { 0, 1 }.SelectMany(BitConverter.GetBytes)]);
+        var (code, _, error) = Run("replay", npy, "--experts", "5000");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("--experts 5000: give the number of experts, a whole number from 1 to 4,096. Run moegs replay --help for usage.", error.Trim());
+    }
+
+    [Fact]
+    public void TheLargestIntIdWithoutExpertsIsExplainedNotWrapped()
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "max.npy"), "<i4", "1, 2", [.. new[] { 3, int.MaxValue }.SelectMany(BitConverter.GetBytes)]);
+        var (code, _, error) = Run("replay", npy);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("the largest id is 2,147,483,647, which would make 2,147,483,648 experts", error);
+        Assert.Contains("give --experts", error);
+        Assert.DoesNotContain("-2147483648", error);
+    }
+
+    [Fact]
+    public void ReplayPassesPaddingThroughAndInfersExpertsWithoutIt()
+    {
+        int[] ids = [-1, 2, 1, -1, 2, 0, -1, -1];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "pad.npy"), "<i4", "2, 2, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var saved = Path.Combine(_folder.FullName, "pad.json");
+
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--save", saved);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        using var stats = RoutingStatsFile.Load(saved);
+        Assert.Equal([1UL, 1UL, 2UL], stats.ExpertTokenCounts);
+        Assert.Equal(2UL, stats.TotalRoutings);
+    }
+
+    /// <summary>Warm-up passes route every token alike; replay says so and --skip-steps leaves them out.</summary>
+    [Fact]
+    public void WarmUpStepsAreNamedAndCanBeLeftOut()
+    {
+        // Two synthetic steps (every token to experts 0 and 1), then a real one.
+        int[] ids = [0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 1, 2, 3, 0];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "warm.npy"), "<i4", "3, 3, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var saved = Path.Combine(_folder.FullName, "warm.json");
+
+        var (all, _, warned) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--save", saved);
+        Assert.Equal(ExitCodes.Ok, all);
+        Assert.Contains("warning: the first 2 steps routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps 2 leaves them out.", warned);
+
+        var (code, output, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--skip-steps", "2", "--save", saved);
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.DoesNotContain("warning", error);
+        Assert.Contains("1 step of 3 tokens (the first 2 left out)", output);
+        using var stats = RoutingStatsFile.Load(saved);
+        Assert.Equal([1UL, 1UL, 2UL, 2UL], stats.ExpertTokenCounts);
+
+        var (tooMany, _, refused) = Run("replay", npy, "--layout", "steps,tokens,k", "--skip-steps", "3");
+        Assert.Equal(ExitCodes.Usage, tooMany);
+        Assert.Equal($"--skip-steps 3: {npy} has 3 steps; leave out fewer.", refused.Trim());
+    }
+
+    [Fact]
+    public void ATraceOfOnlyIdenticalStepsIsNamedWithoutSuggestingToSkipThemAll()
+    {
+        int[] ids = [3, 1, 3, 1, 3, 1, 3, 1];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "same.npy"), "<i4", "2, 2, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: every step routed every token to the same experts", error);
+        Assert.DoesNotContain("--skip-steps", error);
+
+        int[] padded = [-1, -1, -1, -1, 0, 1, 2, 3];
+        var pad = NpyFile.Write(Path.Combine(_folder.FullName, "padstep.npy"), "<i4", "2, 2, 2", [.. padded.SelectMany(BitConverter.GetBytes)]);
+        var (padCode, _, padError) = Run("replay", pad, "--layout", "steps,tokens,k", "--experts", "4");
+        Assert.Equal(ExitCodes.Ok, padCode);
+        Assert.DoesNotContain("warning", padError);
+    }
+
+    [Fact]
+    public void TokensThatNameAnExpertTwiceAreWarnedAbout()
+    {
+        int[] ids = [0, 0, 1, 2, 3, 3, 2, 1, -1, -1];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "twice.npy"), "<i4", "5, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var (code, _, error) = Run("replay", npy);
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: 2 tokens (the first in step 0) name one expert twice among their 2 ids", error);
+    }
+
+    /// <summary>A pipe where replay reads a file by position is one line asking for a file, not an unexpected error.</summary>
+    [Fact]
+    public async Task APipeIsOneLineAskingForAFile()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "needs mkfifo");
+        var fifo = Path.Combine(_folder.FullName, "ids.pipe");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+        {
+            await mkfifo.WaitForExitAsync(TestContext.Current.CancellationToken);
+        }
+
+        var writer = Task.Run(() => File.WriteAllBytes(fifo, File.ReadAllBytes(NpyFile.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "2, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]))), TestContext.Current.CancellationToken);
+
+        var (code, output, error) = Run("replay", fifo, "--experts", "2");
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{fifo}: cannot be read by position (a pipe or a device?); save it to a file and give that.", error.Trim());
+        await writer.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken).ContinueWith(_ => { }, TaskScheduler.Default);
+    }
+
+    /// <summary>After a replay with --serve-after the endpoint still answers, with the final totals, until Ctrl-C.</summary>
+    [Fact]
+    public async Task TheEndpointServesTheFinalStateAfterTheRun()
+    {
+        int[] ids = [0, 1, 2, 3, 1, 2, 3, 0, 2, 3];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "serve.npy"), "<i4", "5, 1, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var port = PrometheusText.FreePort();
+        using var moegs = StartSignallable("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--serve-after");
+        using var cleanup = new ProcessCleanup(moegs);
+        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var cancel = TestContext.Current.CancellationToken;
+        await UntilServingTheFinalState(moegs);
+        using var http = new HttpClient();
+        var (types, samples) = PrometheusText.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), cancel));
+        Assert.Equal(5, samples["moegpustats_moegs_routings_total"]);
+        Assert.Equal("counter", types["moegpustats_moegs_routings_total"]);
+        await Interrupt(moegs);
+
+        await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);
+        Assert.Equal(ExitCodes.Ok, moegs.ExitCode);
+        Assert.Contains("Batches and tokens", await output);
+    }
+
+    /// <summary>A whole model's replay with --serve-after serves its bounded series with the final state: a scraper parses them.</summary>
+    [Fact]
+    public async Task AModelsEndpointServesItsFinalBalanceAfterTheRun()
+    {
+        const int steps = 4, layers = 3, tokens = 5, topK = 2, experts = 6;
+        var ids = Enumerable.Range(0, steps * layers * tokens * topK).Select(i => (i * 7 / 3) % experts).ToArray();
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "model.npy"), "<i4", $"{steps}, {layers}, {tokens}, {topK}", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        using var expected = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = layers, Experts = experts });
+        for (var step = 0; step < steps; step++)
+        {
+            expected.RecordStep(ids.AsSpan(step * layers * tokens * topK, layers * tokens * topK), tokens, topK);
+        }
+
+        var summary = expected.Summary();
+        var port = PrometheusText.FreePort();
+        using var moegs = StartSignallable("replay", npy, "--experts", $"{experts}", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--metrics-top-experts", "2", "--serve-after");
+        using var cleanup = new ProcessCleanup(moegs);
+        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var cancel = TestContext.Current.CancellationToken;
+        await UntilServingTheFinalState(moegs);
+        using var http = new HttpClient();
+        var (types, samples) = PrometheusText.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"), cancel));
+        Assert.Equal(steps, samples["moegpustats_moegs_model_steps_total"]);
+        Assert.Equal("counter", types["moegpustats_moegs_model_steps_total"]);
+        Assert.Equal("gauge", types["moegpustats_moegs_layer_balancedness"]);
+        Assert.Equal(summary.Window.MeanBalancedness, samples["moegpustats_moegs_model_balancedness_mean"], 12);
+        for (var l = 0; l < layers; l++)
+        {
+            Assert.Equal(summary.Window.Layers[l].Balancedness, samples[$"moegpustats_moegs_layer_balancedness{{layer=\"{l}\"}}"], 12);
+            Assert.Equal(summary.Window.Layers[l].HottestExpert, samples[$"moegpustats_moegs_layer_hot_expert{{layer=\"{l}\",position=\"1\"}}"]);
+        }
+
+        Assert.Equal(6 + (5 * layers) + (4 * layers * 2), samples.Count);
+        await Interrupt(moegs);
+
+        await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);
+        Assert.Equal(ExitCodes.Ok, moegs.ExitCode);
+        Assert.Contains("Layers, worst first", await output);
+    }
+
+    [Theory]
+    [InlineData("not a header at all", "not a NumPy .npy file")]
+    [InlineData("-1, 2", "dimension -1 is negative")]
+    [InlineData("2147483647, 2147483647, 1", "claims more ids than any file holds")]
+    [InlineData("1000000, 1000, 2", "truncated: shape (1000000, 1000, 2) needs 8,000,000,128 bytes, the file has 136")]
+    [InlineData("version 2", "truncated: the header claims 4,294,967,280 bytes")]
+    public void AMalformedFileIsOneLineAndExitCodeOne(string kind, string expected)
+    {
+        var path = Path.Combine(_folder.FullName, "bad.npy");
+        if (kind == "version 2")
+        {
+            File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 2, 0, 0xF0, 0xFF, 0xFF, 0xFF]);
+        }
+        else if (kind.Contains(',', StringComparison.Ordinal))
+        {
+            NpyFile.Write(path, "<i4", kind, new byte[8]);
+        }
+        else
+        {
+            File.WriteAllText(path, kind);
+        }
+
+        var (code, output, error) = Run("replay", path);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{path}: ", error[..(path.Length + 2)]);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
+    /// <summary>A replay's picture is a PNG of the expected size with the heat map drawn; so is a single step's, and a snapshot's.</summary>
+    [Theory]
+    [InlineData(Steps)]
+    [InlineData(1)]
+    public void ThePlotOfAModelIsAPng(int steps)
+    {
+        var npy = WriteInt32("model.npy", $"{steps}, {Layers}, {Tokens}, {TopK}", Ids(steps, Layers, Tokens, seed: 4));
+        var png = Path.ChangeExtension(npy, ".png");
+        var saved = Path.ChangeExtension(npy, ".json");
+
+        var (code, _, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--plot", png, "--save", saved);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        AssertPicture(png);
+        var again = Path.ChangeExtension(npy, ".report.png");
+        Assert.Equal(ExitCodes.Ok, Moegs.Run("report", saved, "--plot", again).Code);
+        AssertPicture(again);
+    }
+
+    private static void AssertPicture(string path)
+    {
+        using var bitmap = SKBitmap.Decode(path);
+        Assert.NotNull(bitmap);
+        Assert.Equal((ModelLoadPlot.Width, ModelLoadPlot.Height), (bitmap.Width, bitmap.Height));
+        var colors = Enumerable.Range(0, 200).Select(i => bitmap.GetPixel(i * 37 % bitmap.Width, i * 23 % bitmap.Height)).Distinct().Count();
+        Assert.True(colors > 5, $"{colors} colors: the picture should hold a heat map");
+    }
+
+    /// <summary>Layer <paramref name="layer"/>'s ids of every step, [steps, tokens, k].</summary>
+    private static int[] LayerSlice(int[] ids, int layer)
+    {
+        var perLayer = Tokens * TopK;
+        return [.. Enumerable.Range(0, Steps).SelectMany(step => ids.AsSpan(((step * Layers) + layer) * perLayer, perLayer).ToArray())];
+    }
+
+    /// <summary>[steps, layers, tokens, k] ids stored as [steps, tokens, layers, k].</summary>
+    private static int[] TokensFirst(int[] ids, int steps)
+    {
+        var reordered = new int[ids.Length];
+        for (var step = 0; step < steps; step++)
+        {
+            for (var layer = 0; layer < Layers; layer++)
+            {
+                for (var token = 0; token < Tokens; token++)
+                {
+                    ids.AsSpan(((((step * Layers) + layer) * Tokens) + token) * TopK, TopK)
+                        .CopyTo(reordered.AsSpan(((((step * Tokens) + token) * Layers) + layer) * TopK));
+                }
+            }
+        }
+
+        return reordered;
+    }
+
+    internal string WriteInt32(string name, string shape, int[] ids) =>
+        NpyFile.Write(Path.Combine(_folder.FullName, name), "<i4", shape, [.. ids.SelectMany(BitConverter.GetBytes)]);
+}

@@ -1,0 +1,96 @@
+using System.Text.Json;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Serialization;
+using SkiaSharp;
+using static MoeGpuStats.Tests.Support.Moegs;
+
+namespace MoeGpuStats.Tests.Cli.Commands;
+
+/// <summary><c>moegs report</c> run in-process: the report, JSON and picture of a saved snapshot, and the one-line errors for a file it cannot read.</summary>
+public sealed class ReportCommandTests : IDisposable
+{
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-report-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
+    [Fact]
+    public void AJpegPlotIsAJpeg()
+    {
+        var snapshot = _folder.SaveSnapshot("s.json", experts: 6);
+        var jpeg = Path.Combine(_folder.FullName, "load.jpeg");
+
+        var (code, _, error) = Run("report", snapshot, "--plot", jpeg);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        var bytes = File.ReadAllBytes(jpeg);
+        Assert.Equal([0xFF, 0xD8, 0xFF], bytes[..3]);
+        using var bitmap = SKBitmap.Decode(jpeg);
+        Assert.Equal((LoadPlot.Width, LoadPlot.Height), (bitmap.Width, bitmap.Height));
+    }
+
+    /// <summary>The report of a saved snapshot is its figures under the file's name, without an engine (nothing was counted now).</summary>
+    [Fact]
+    public void TheReportOfASnapshotIsItsFiguresUnderItsName()
+    {
+        var path = SaveFourTokens("run.json");
+
+        var (code, output, error) = Run("report", path);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Empty(error);
+        Assert.StartsWith($"report {path}", output);
+        Assert.DoesNotContain("engine: ", output);
+        Assert.Contains("mean of 4 experts", output);
+        Assert.Contains("busiest: expert 0", output);
+        Assert.Matches(@"  batches +1\r?\n", output);
+        Assert.Matches(@"  tokens +4\r?\n", output);
+    }
+
+    /// <summary>--json prints the snapshot as it reads it, alone on standard output.</summary>
+    [Fact]
+    public void TheJsonIsTheSnapshotAsRead()
+    {
+        var path = SaveFourTokens("run.json");
+
+        var (code, output, error) = Run("report", path, "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        using var read = RoutingStatsFile.Load(path);
+        Assert.Equal(JsonSerializer.Serialize(read), output.Trim());
+        using var document = JsonDocument.Parse(output);
+        Assert.Equal([4UL, 2UL, 1UL, 1UL], document.RootElement.GetProperty("expert_token_counts").EnumerateArray().Select(count => count.GetUInt64()));
+    }
+
+    /// <summary>A snapshot that cannot be read is one line naming the file, and exit code 1.</summary>
+    [Theory]
+    [InlineData("missing.json", null, "no such file.")]
+    [InlineData("text.json", "not a snapshot", "")]
+    [InlineData("empty.json", "{}", "")]
+    public void ASnapshotThatCannotBeReadIsOneLineAndExitCodeOne(string name, string? content, string expected)
+    {
+        var path = Path.Combine(_folder.FullName, name);
+        if (content is not null)
+        {
+            File.WriteAllText(path, content);
+        }
+
+        var (code, output, error) = Run("report", path);
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.StartsWith($"{path}: ", error);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
+    /// <summary>Saves one batch of 4 tokens, top-2 of 4 experts, expert 0 in every token, as <paramref name="name"/>.</summary>
+    private string SaveFourTokens(string name)
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 0, 2, 0, 3, 0, 1], tokens: 4, topK: 2);
+        var path = Path.Combine(_folder.FullName, name);
+        RoutingStatsFile.Save(stats, path);
+        return path;
+    }
+}

@@ -1,0 +1,245 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Serialization;
+using static MoeGpuStats.Tests.Support.Moegs;
+
+namespace MoeGpuStats.Tests.Cli.Commands;
+
+/// <summary><c>moegs simulate</c> run in-process (and as a process where it must be signalled): exit codes, the one-line errors, the report and the files.</summary>
+public sealed class SimulateCommandTests : IDisposable
+{
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-cli-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
+    [Theory]
+    [InlineData("--report-interval -1", "--report-interval -1: give the seconds between periodic reports, from 0 (none) to 86,400")]
+    [InlineData("--report-interval NaN", "--report-interval NaN:")]
+    [InlineData("--report-interval 1e308", "--report-interval 1e308:")]
+    [InlineData("--report-interval soon", "--report-interval soon:")]
+    [InlineData("--tokens 1100000000 -k 2", "--tokens 1100000000 with --top-k 2: 2,200,000,000 ids per batch; give tokens x k of at most 2,147,483,647.")]
+    [InlineData("--tokens 1e9", "--tokens 1e9: give tokens per batch, a whole number from 0 to 2,147,483,647.")]
+    [InlineData("-k 80", "--top-k 80: give at most --experts (64) experts per token")]
+    [InlineData("--experts 0", "--experts 0: give the number of experts, a whole number from 1 to 4,096.")]
+    [InlineData("--steps -5", "--steps -5:")]
+    [InlineData("--skew NaN", "--skew NaN: give the load skew, a number above 0")]
+    [InlineData("--skew -2", "--skew -2:")]
+    [InlineData("--capacity 0", "--capacity 0: give slots per expert per batch, a whole number from 1")]
+    [InlineData("--metrics-port 70000", "--metrics-port 70000: give a TCP port, a whole number from 1 to 65,535.")]
+    public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
+    {
+        var given = arguments.Split(' ');
+        string[] small = [.. given.Contains("--steps") ? [] : new[] { "--steps", "3" }, .. given.Contains("--tokens") ? [] : new[] { "--tokens", "8" }];
+        var (code, output, error) = Run(["simulate", .. small, .. given]);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+        foreach (var other in new[] { "--skew", "--capacity", "--experts", "--seed" }.Where(o => !expected.Contains(o, StringComparison.Ordinal)))
+        {
+            Assert.DoesNotContain(other, error);
+        }
+    }
+
+    [Theory]
+    [InlineData("--save", "nodir/x.json", "nodir does not exist")]
+    [InlineData("--plot", "nodir/x.png", "nodir does not exist")]
+    [InlineData("--plot", "x.gif", "PNG (.png) or JPEG (.jpg, .jpeg)")]
+    [InlineData("--save", ".", "is a folder")]
+    public void OutputPathsAreCheckedBeforeTheRunAndNamedAsGiven(string option, string relative, string expected)
+    {
+        var given = Path.Combine(_folder.FullName, relative);
+        var (code, output, error) = Run("simulate", "--steps", "500", "--tokens", "64", option, given);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Equal($"{option} {given}: ", error[..(option.Length + given.Length + 3)]);
+        Assert.Contains(expected, error);
+        Assert.DoesNotContain(".tmp", error);
+        Assert.Empty(Directory.GetFiles(_folder.FullName, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void ServeAfterNeedsAMetricsPort()
+    {
+        var (code, _, error) = Run("simulate", "--steps", "1", "--serve-after");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("--serve-after: needs --metrics-port, whose endpoint it keeps serving.", error.Trim());
+    }
+
+    [Fact]
+    public void TheReportIsPrintedOnceInOneUnitPerKindOfFigure()
+    {
+        var saved = Path.Combine(_folder.FullName, "run.json");
+        var (code, output, error) = Run("simulate", "--steps", "20", "--tokens", "512", "--experts", "16", "--save", saved);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Single(Regex.Matches(output, "Expert load"));
+        Assert.DoesNotContain("info:", output + error);
+        Assert.DoesNotMatch(@"\d[eE][+-]?\d", output);
+        Assert.Contains("engine: ", output);
+        Assert.Contains("Capacity: none given (--capacity)", output);
+        Assert.DoesNotContain("slots used", output);
+        Assert.Contains("drawing the random ids is not timed", output);
+
+        using var stats = RoutingStatsFile.Load(saved);
+        var (most, share) = stats.MostUtilizedExpert()!.Value;
+        Assert.Matches(string.Create(CultureInfo.InvariantCulture, $@"busiest: expert {most} +{share * 100:0.00} %"), output);
+        Assert.Contains("mean of 16 experts", output);
+        Assert.Matches(string.Create(CultureInfo.InvariantCulture, $@"  tokens +{stats.TotalTokens:N0}\r?\n"), output);
+    }
+
+    [Fact]
+    public void JsonIsAloneOnStandardOutputAndTheEngineOnStandardError()
+    {
+        var (code, output, error) = Run("simulate", "--steps", "3", "--tokens", "32", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        using var document = System.Text.Json.JsonDocument.Parse(output);
+        Assert.Equal(3, document.RootElement.GetProperty("total_routings").GetInt32());
+        Assert.StartsWith("engine: ", error.Split('\n').Single(line => line.Contains("engine", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void CapacityFiguresAppearOnlyWithACapacity()
+    {
+        var (code, output, error) = Run("simulate", "--steps", "5", "--tokens", "256", "--experts", "8", "--capacity", "40");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("Capacity: 40 slots per expert per batch", output);
+        Assert.Contains("slots used, all batches", output);
+        Assert.Contains("batches that dropped", output);
+        Assert.DoesNotContain("none given", output);
+    }
+
+    [Fact]
+    public void PeriodicReportsGoToStandardErrorInTheReportsUnits()
+    {
+        var (code, output, error) = Run("simulate", "--steps", "30", "--tokens", "64", "--report-interval", "0.000001");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        var periodic = error.Split('\n').Where(line => line.StartsWith("after ", StringComparison.Ordinal)).ToArray();
+        Assert.NotEmpty(periodic);
+        Assert.All(periodic, line => Assert.Matches(@"busiest expert \d+ at \d+\.\d\d % of tokens", line));
+        Assert.DoesNotMatch("(?m)^after ", output);
+    }
+
+    [Fact]
+    public void TemporariesOfKilledSavesAreRemovedAndLiveOnesKept()
+    {
+        var target = Path.Combine(_folder.FullName, "run.json");
+        var guid = Guid.NewGuid().ToString("N");
+        var dead = Path.Combine(_folder.FullName, $".run.json.{int.MaxValue}.{guid}.tmp");
+        var live = Path.Combine(_folder.FullName, $".run.json.{Environment.ProcessId}.{guid}.tmp");
+        var otherTarget = Path.Combine(_folder.FullName, $".other.json.{int.MaxValue}.{guid}.tmp");
+        foreach (var file in new[] { dead, live, otherTarget })
+        {
+            File.WriteAllText(file, "{");
+        }
+
+        var (code, _, error) = Run("simulate", "--steps", "2", "--tokens", "16", "--save", target);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.False(File.Exists(dead), "a temporary of a process that is gone stays");
+        Assert.True(File.Exists(live), "a temporary of a running process was removed");
+        Assert.True(File.Exists(otherTarget), "a temporary of another file was removed");
+        Assert.True(File.Exists(target));
+    }
+
+    /// <summary>The variable is read by the library when the engine is made, so this runs <c>moegs</c> as a process.</summary>
+    [Fact]
+    public void AnUnknownAcceleratorIsAUsageErrorNotAMissingOne()
+    {
+        var text = ExternalProgram.Run(DotnetHost(), $"\"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\" simulate --steps 1", out var code, (RoutingStats.AcceleratorVariable, "gpu"));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("MOEGS_ACCELERATOR=gpu: give one of cuda, opencl, cpu, managed, or leave it unset for the best accelerator present.", text.Trim());
+    }
+
+    /// <summary>A long run stopped with SIGINT still reports and saves the batches it recorded.</summary>
+    [Fact]
+    public async Task AnInterruptedRunReportsAndSavesWhatItRecorded()
+    {
+        var save = Path.Combine(_folder.FullName, "interrupted.json");
+        using var moegs = StartSignallable("simulate", "--steps", "100000000", "--tokens", "64", "--experts", "8", "--report-interval", "1", "--save", save);
+        using var cleanup = new ProcessCleanup(moegs);
+        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+
+        // The first periodic report says the loop runs, with its signal handlers in place.
+        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        Assert.NotNull(first);
+        var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await Interrupt(moegs);
+
+        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        Assert.Equal(ExitCodes.Interrupted, moegs.ExitCode);
+        Assert.Contains("interrupted after", await errors);
+        Assert.Contains("(interrupted after", await output);
+        using var saved = RoutingStatsFile.Load(save);
+        Assert.InRange(saved.TotalRoutings, 1UL, 99_999_999UL);
+    }
+
+    /// <summary>Every batch is recorded, each token to k distinct experts: the saved run holds steps x tokens x k slots, no invalid id, and no expert more slots than there were tokens.</summary>
+    [Fact]
+    public void TheSavedRunHoldsEveryBatchOfKDistinctExpertsPerToken()
+    {
+        var saved = Path.Combine(_folder.FullName, "run.json");
+
+        var (code, output, error) = Run("simulate", "--steps", "7", "--tokens", "50", "--top-k", "3", "--experts", "8", "--save", saved);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("simulate: 7 batches of 50 tokens, top-3 of 8 experts", output);
+        Assert.Contains($"snapshot: {saved}", error);
+        using var stats = RoutingStatsFile.Load(saved);
+        Assert.Equal(7UL, stats.TotalRoutings);
+        Assert.Equal(350UL, stats.TotalTokens);
+        Assert.Equal(8, stats.ExpertTokenCounts.Count);
+        Assert.Equal(1050UL, stats.ExpertTokenCounts.Aggregate(0UL, (sum, count) => sum + count));
+        Assert.Equal(0UL, stats.InvalidExpertIds);
+        Assert.All(stats.ExpertTokenCounts, count => Assert.InRange(count, 0UL, 350UL));
+    }
+
+    /// <summary>--seed makes a run repeatable: the same seed saves the same counts and losses, another seed other counts.</summary>
+    [Fact]
+    public void TheSameSeedRepeatsTheRunAndAnotherSeedDoesNot()
+    {
+        string Save(string name, string seed)
+        {
+            var path = Path.Combine(_folder.FullName, name);
+            var (code, _, error) = Run("simulate", "--steps", "5", "--tokens", "64", "--experts", "16", "--seed", seed, "--save", path);
+            Assert.True(code == ExitCodes.Ok, error);
+            return path;
+        }
+
+        using var first = RoutingStatsFile.Load(Save("first.json", "7"));
+        using var again = RoutingStatsFile.Load(Save("again.json", "7"));
+        using var other = RoutingStatsFile.Load(Save("other.json", "8"));
+
+        Assert.Equal(first.ExpertTokenCounts, again.ExpertTokenCounts);
+        Assert.Equal(first.AverageLoadBalanceLoss, again.AverageLoadBalanceLoss);
+        Assert.NotEqual(first.ExpertTokenCounts, other.ExpertTokenCounts);
+    }
+
+    /// <summary>--skew 1 spreads the load evenly; a larger skew sends more of it to the low-numbered experts.</summary>
+    [Fact]
+    public void ALargerSkewSendsMoreTokensToTheLowNumberedExperts()
+    {
+        IReadOnlyList<ulong> Counts(string skew)
+        {
+            var path = Path.Combine(_folder.FullName, $"skew{skew}.json");
+            var (code, _, error) = Run("simulate", "--steps", "20", "--tokens", "512", "--experts", "16", "--skew", skew, "--save", path);
+            Assert.True(code == ExitCodes.Ok, error);
+            using var stats = RoutingStatsFile.Load(path);
+            return [.. stats.ExpertTokenCounts];
+        }
+
+        var uniform = Counts("1");
+        var skewed = Counts("4");
+
+        Assert.True(uniform.Max() < 2 * uniform.Min(), $"skew 1: {string.Join(", ", uniform)}");
+        Assert.True(skewed[0] > 2 * uniform[0], $"skew 4: expert 0 has {skewed[0]} slots, {uniform[0]} with skew 1");
+        Assert.True(skewed[0] > skewed[15], $"skew 4: {string.Join(", ", skewed)}");
+    }
+}

@@ -1,0 +1,99 @@
+using System.Diagnostics;
+using MoeGpuStats.Cli.Input;
+
+namespace MoeGpuStats.Tests.Cli.Input;
+
+/// <summary>
+/// Mutations of the committed .npz and JSON-lines traces (a fixed seed, a few seconds at most): the
+/// reader either refuses a trace in one line or reads every step of it, and opening it never allocates
+/// more than a bounded multiple of what the file holds, whatever its sizes claim.
+/// </summary>
+public sealed class TraceFileTests : IDisposable
+{
+    private static readonly TimeSpan Budget = TimeSpan.FromSeconds(1.5);
+
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-trace-fuzz-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
+    [Theory]
+    [InlineData("passes.npz", "tokens,layers,k", false)]
+    [InlineData("passes_compressed.npz", "layers,tokens,k", false)]
+    [InlineData("layers.npz", null, true)]
+    [InlineData("passes_step.jsonl", null, false)]
+    [InlineData("passes_lists.jsonl", null, false)]
+    public void MutatedTracesAreReadOrRefusedWithinWhatTheyHold(string name, string? layoutName, bool layerMembers)
+    {
+        NpzMembers? members = layerMembers ? NpzMembers.Layers : null;
+        var seed = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "cli-traces", name));
+        var layout = layoutName is null ? null : IdLayout.Parse(layoutName);
+        var random = new Random(name.Length);
+        var path = Path.Combine(_folder.FullName, "mutant" + Path.GetExtension(name));
+        var clock = Stopwatch.StartNew();
+        int tries = 0, opened = 0;
+        while (clock.Elapsed < Budget && tries < 5_000)
+        {
+            var bytes = Mutate(seed, random);
+            File.WriteAllBytes(path, bytes);
+            tries++;
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            try
+            {
+                using var trace = TraceFile.Open(path, layout, members);
+                trace.MaxId();
+                var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                Assert.True(allocated <= (64L * bytes.Length) + (4 << 20), $"{name}: {allocated:N0} bytes allocated to open a trace of {bytes.Length:N0}");
+
+                // A deflated member may hold up to about 1,032 bytes of one, and no more.
+                var largest = (long)trace.Layers * trace.MaxTokens * trace.TopK;
+                Assert.True(largest <= 1_033L * bytes.Length, $"{name}: a step of {largest:N0} ids from a file of {bytes.Length:N0} bytes");
+                opened++;
+                var step = new int[largest];
+                for (var s = 0; s < trace.Steps; s++)
+                {
+                    Assert.Equal(trace.TokensAt(s), trace.ReadStep(s, step));
+                }
+            }
+            catch (Exception exception) when (exception is InvalidDataException or IdLayoutException)
+            {
+                Assert.DoesNotContain('\n', exception.Message);
+                Assert.StartsWith(path, exception.Message.Replace("--layout " + layoutName + ": ", "", StringComparison.Ordinal));
+            }
+        }
+
+        Assert.True(tries >= 30, $"only {tries} files tried in {Budget}");
+        Assert.True(opened > 0 && opened < tries, $"{opened} of {tries} mutants opened: the mutations should keep some files valid and break others");
+    }
+
+    private static byte[] Mutate(byte[] seed, Random random)
+    {
+        var bytes = (byte[])seed.Clone();
+        switch (random.Next(4))
+        {
+            case 0:
+                for (var i = random.Next(1, 4); i > 0; i--)
+                {
+                    bytes[random.Next(bytes.Length)] = (byte)random.Next(256);
+                }
+
+                return bytes;
+            case 1:
+                return bytes[..random.Next(bytes.Length)];
+            case 2:
+                // A size field (zip's 4- and 8-byte lengths, a .npy header's) that promises anything.
+                var at = random.Next(bytes.Length - 8);
+                var value = random.Next(3) switch { 0 => uint.MaxValue, 1 => (ulong)random.Next(), _ => ulong.MaxValue >> random.Next(64) };
+                BitConverter.GetBytes(value).AsSpan(0, random.Next(2) == 0 ? 4 : 8).CopyTo(bytes.AsSpan(at));
+                return bytes;
+            default:
+                // Digits changed: ids, layers, steps and positions in JSON; shapes in a stored member's header.
+                var digits = Enumerable.Range(0, bytes.Length).Where(i => char.IsAsciiDigit((char)bytes[i])).ToArray();
+                for (var i = random.Next(1, 4); i > 0 && digits.Length > 0; i--)
+                {
+                    bytes[digits[random.Next(digits.Length)]] = (byte)"0123456789-,]"[random.Next(13)];
+                }
+
+                return bytes;
+        }
+    }
+}

@@ -1,0 +1,51 @@
+using MoeGpuStats.Cli;
+using static MoeGpuStats.Tests.Support.Moegs;
+
+namespace MoeGpuStats.Tests.Cli;
+
+/// <summary>
+/// <c>moegs</c> as a whole, run in-process as a user runs it (<see cref="MoeGpuStats.Cli.MoegsCommandLine"/>): parse
+/// errors, and what every command does alike. A command's own behaviour is in Commands/.
+/// </summary>
+public sealed class MoegsCommandLineTests : IDisposable
+{
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-cli-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
+    [Theory]
+    [InlineData("bogus", "Unrecognized command or argument 'bogus'. Run moegs --help for usage.")]
+    [InlineData("replay", "Required argument missing for command: 'replay'. Run moegs replay --help for usage.")]
+    public void AParseErrorIsOneLineNamingWhatWasWrongAndWhereHelpIs(string command, string message)
+    {
+        var (code, _, error) = Run(command);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal(message, error.Trim());
+    }
+
+    /// <summary>No output overwrites an input or another output: refused before anything runs, the files left as they were.</summary>
+    [Theory]
+    [InlineData("replay IN --layout steps,tokens,k --save IN", "--save IN: is a file this command reads; give another name.")]
+    [InlineData("replay IN --layout steps,tokens,k --plot OUT.png --save OUT.png", "--save OUT.png: --plot writes that file too; give another name.")]
+    [InlineData("replay IN --layout steps,tokens,k --window-load IN", "--window-load IN: is a file this command reads; give another name.")]
+    [InlineData("merge SNAP SNAP -o SNAP", "--output SNAP: is a file this command reads; give another name.")]
+    [InlineData("report SNAP --plot SNAP", "--plot SNAP: ")]
+    [InlineData("simulate --steps 1 --plot OUT.png --save OUT.png", "--save OUT.png: --plot writes that file too; give another name.")]
+    public void NoOutputOverwritesAnInputOrAnotherOutput(string arguments, string expected)
+    {
+        var input = NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]);
+        var snapshot = _folder.SaveSnapshot("snap.json", experts: 4);
+        var output = Path.Combine(_folder.FullName, "out");
+        var (inputBefore, snapshotBefore) = (File.ReadAllBytes(input), File.ReadAllBytes(snapshot));
+        string Place(string text) => text.Replace("IN", input, StringComparison.Ordinal).Replace("SNAP", snapshot, StringComparison.Ordinal).Replace("OUT", output, StringComparison.Ordinal);
+
+        var (code, stdout, error) = Run(Place(arguments).Split(' '));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(stdout);
+        Assert.StartsWith(Place(expected), error);
+        Assert.Equal(inputBefore, File.ReadAllBytes(input));
+        Assert.Equal(snapshotBefore, File.ReadAllBytes(snapshot));
+        Assert.False(File.Exists(output + ".png"));
+    }
+}

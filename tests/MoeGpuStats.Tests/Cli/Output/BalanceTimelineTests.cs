@@ -1,0 +1,61 @@
+using MoeGpuStats.Cli.Output;
+
+namespace MoeGpuStats.Tests.Cli.Output;
+
+/// <summary>BalanceTimeline: the per-column balancedness that a replay's picture draws over time.</summary>
+public sealed class BalanceTimelineTests
+{
+    private const int Layers = 3;
+    private const int Tokens = 6;
+    private const int TopK = 2;
+    private const int Experts = 8;
+
+    /// <summary>The timeline's columns are the balancedness of the load their steps routed, counted directly.</summary>
+    [Fact]
+    public void TheTimelineIsEachColumnsBalancednessOfItsSteps()
+    {
+        const int steps = 1_250;
+        var timeline = new BalanceTimeline(Layers, Experts, steps);
+        var random = new Random(9);
+        var load = new long[Layers, Experts];
+        var expected = new List<double[]>();
+        for (var step = 0; step < steps; step++)
+        {
+            var ids = new int[Layers * Tokens * TopK];
+            for (var i = 0; i < ids.Length; i++)
+            {
+                ids[i] = random.Next(10) == 0 ? -1 : random.Next(10) == 0 ? Experts + 2 : (int)(random.NextDouble() * random.NextDouble() * Experts);
+                if (ids[i] is >= 0 and < Experts)
+                {
+                    load[i / (Tokens * TopK), ids[i]]++;
+                }
+            }
+
+            timeline.Add(ids, Tokens, TopK);
+            if ((step + 1) % timeline.StepsPerColumn == 0 || step == steps - 1)
+            {
+                expected.Add([.. Enumerable.Range(0, Layers).Select(l => Balancedness(load, l))]);
+                Array.Clear(load);
+            }
+        }
+
+        timeline.Complete();
+
+        Assert.Equal(3, timeline.StepsPerColumn);
+        Assert.Equal(417, timeline.Columns);
+        Assert.Equal(timeline.Columns, timeline.Filled);
+        for (var c = 0; c < timeline.Filled; c++)
+        {
+            for (var l = 0; l < Layers; l++)
+            {
+                Assert.Equal(expected[c][l], timeline.Balancedness[l, c]);
+            }
+        }
+    }
+
+    private static double Balancedness(long[,] load, int layer)
+    {
+        var row = Enumerable.Range(0, Experts).Select(e => load[layer, e]).ToArray();
+        return row.Max() == 0 ? 1.0 : row.Sum() / (double)Experts / row.Max();
+    }
+}

@@ -1,0 +1,100 @@
+using MoeGpuStats.Cli.Output;
+using SkiaSharp;
+
+namespace MoeGpuStats.Tests.Cli.Output;
+
+/// <summary><see cref="LoadPlot"/>: the picture of one layer's statistics.</summary>
+public sealed class LoadPlotTests
+{
+    [Fact]
+    public void ThePlotIsAPngOfTheExpectedSize()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 });
+        var random = new Random(2);
+        for (var i = 0; i < 40; i++)
+        {
+            stats.RecordRouting([.. Enumerable.Range(0, 256).Select(_ => (int)(Math.Pow(random.NextDouble(), 2) * 8))], tokens: 128, topK: 2);
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
+        try
+        {
+            LoadPlot.Save(stats, path);
+            using var bitmap = SKBitmap.Decode(path);
+            Assert.NotNull(bitmap);
+            Assert.Equal((LoadPlot.Width, LoadPlot.Height), (bitmap.Width, bitmap.Height));
+            Assert.True(new FileInfo(path).Length > 10_000, "the picture should hold two charts, not a blank canvas");
+            var distinctColors = Enumerable.Range(0, 60).Select(i => bitmap.GetPixel(i * 19 % bitmap.Width, i * 13 % bitmap.Height)).Distinct().Count();
+            Assert.True(distinctColors > 1, "the picture is one flat color");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>
+    /// At 4,096 experts a bar per expert is a quarter of a pixel and one busy expert vanishes in
+    /// antialiasing; the plot must still show it as a solid bar of the bars' color, as tall as its share.
+    /// </summary>
+    [Fact]
+    public void OneBusyExpertAmongFourThousandStaysVisible()
+    {
+        const int experts = 4096, hot = 2001;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
+        stats.RecordRouting([.. Enumerable.Range(0, 2 * experts).Select(i => i % 2 == 0 ? hot : i / 2)], tokens: experts, topK: 2);
+
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
+        try
+        {
+            LoadPlot.Save(stats, path);
+            using var bitmap = SKBitmap.Decode(path);
+            var barColor = new SKColor(0x1F, 0x77, 0xB4);
+            var solid = 0;
+            for (var y = 150; y < 300; y++)
+            {
+                for (var x = 0; x < bitmap.Width; x++)
+                {
+                    solid += bitmap.GetPixel(x, y) == barColor ? 1 : 0;
+                }
+            }
+
+            Assert.True(solid >= 150, $"{solid} pixels of the bar color in the upper half of the load chart: the busy expert's bar is not drawn solid");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>One batch has no variance over time to draw: the load chart takes the whole picture, with no empty time axis below it.</summary>
+    [Fact]
+    public void ASingleBatchDrawsNoTimeAxis()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 0, 0, 0, 0, 0, 0, 1], tokens: 8, topK: 1);
+        var single = TallestBar(stats);
+        stats.RecordRouting([0, 0, 0, 0, 0, 0, 0, 1], tokens: 8, topK: 1);
+        var two = TallestBar(stats);
+
+        Assert.True(single > 0.6 * LoadPlot.Height, $"one batch: the busiest bar is {single} px of {LoadPlot.Height}; the load chart should take the whole height");
+        Assert.True(two < 0.6 * LoadPlot.Height, $"two batches: the busiest bar is {two} px of {LoadPlot.Height}; the variance chart should share the height");
+    }
+
+    /// <summary>The most pixels of the bars' color in one column: the busiest expert's bar.</summary>
+    private static int TallestBar(RoutingStats stats)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
+        try
+        {
+            LoadPlot.Save(stats, path);
+            using var bitmap = SKBitmap.Decode(path);
+            var barColor = new SKColor(0x1F, 0x77, 0xB4);
+            return Enumerable.Range(0, bitmap.Width).Max(x => Enumerable.Range(0, bitmap.Height).Count(y => bitmap.GetPixel(x, y) == barColor));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}

@@ -1,0 +1,235 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using MoeGpuStats.Cli.Output;
+using static MoeGpuStats.Tests.Support.PrometheusText;
+
+namespace MoeGpuStats.Tests.Cli.Output;
+
+/// <summary>The CLI's Prometheus endpoint (<see cref="MetricsEndpoint"/>), scraped over HTTP on loopback and parsed as the text format: one layer's statistics and a model's bounded series.</summary>
+public sealed class MetricsEndpointTests
+{
+    private const int Layers = 3;
+    private const int Tokens = 6;
+    private const int TopK = 2;
+    private const int Experts = 8;
+
+    private static readonly string[] Counters =
+        ["moegpustats_moegs_routings", "moegpustats_moegs_tokens", "moegpustats_moegs_tokens_dropped", "moegpustats_moegs_expert_ids_invalid", "moegpustats_moegs_expert_tokens"];
+
+    [Fact]
+    public async Task BothLoopbackNamesServeCountersAndAHistogramOfEveryLatency()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = 3 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        stats.RecordRouting([0, 0, 1, 2, 2, 2, 7, 1], tokens: 4, topK: 2);
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [3, 0, 1], TotalTokens = 5, TokensDropped = 1 });
+        for (var i = 0; i < 300; i++)
+        {
+            stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(i % 40));
+        }
+
+        // Latencies recorded between scrapes count too, not only those after the first one.
+        var first = Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel));
+        for (var i = 0; i < 200; i++)
+        {
+            stats.RecordRoutingLatency(TimeSpan.FromMicroseconds(37 * i));
+        }
+
+        var second = Parse(await http.GetStringAsync($"http://localhost:{port}/metrics", cancel));
+
+        Assert.Equal(300, first.Samples["moegpustats_moegs_routing_latency_count"]);
+        foreach (var scrape in new[] { first, second })
+        {
+            foreach (var counter in Counters)
+            {
+                Assert.Equal("counter", scrape.Types[$"{counter}_total"]);
+                Assert.DoesNotContain(counter, scrape.Types.Keys);
+            }
+
+            Assert.Equal(2, scrape.Samples["moegpustats_moegs_routings_total"]);
+            Assert.Equal(9, scrape.Samples["moegpustats_moegs_tokens_total"]);
+            Assert.Equal(1, scrape.Samples["moegpustats_moegs_tokens_dropped_total"]);
+            Assert.Equal(1, scrape.Samples["moegpustats_moegs_expert_ids_invalid_total"]);
+            Assert.Equal(5, scrape.Samples["moegpustats_moegs_expert_tokens_total{expert=\"0\"}"]);
+            Assert.Equal(2, scrape.Samples["moegpustats_moegs_expert_tokens_total{expert=\"1\"}"]);
+            Assert.Equal(4, scrape.Samples["moegpustats_moegs_expert_tokens_total{expert=\"2\"}"]);
+            Assert.Equal("gauge", scrape.Types["moegpustats_moegs_routing_efficiency"]);
+            Assert.Equal("gauge", scrape.Types["moegpustats_moegs_utilization_cv"]);
+            Assert.Equal("histogram", scrape.Types["moegpustats_moegs_routing_latency"]);
+            Assert.Equal(
+                scrape.Samples["moegpustats_moegs_routing_latency_count"],
+                scrape.Samples["moegpustats_moegs_routing_latency_bucket{le=\"+Inf\"}"]);
+        }
+
+        Assert.Equal(stats.RoutingLatencyStats.TotalMeasurements, (ulong)second.Samples["moegpustats_moegs_routing_latency_count"]);
+        Assert.Equal(stats.RoutingLatencyStats.TotalLatencyMs, second.Samples["moegpustats_moegs_routing_latency_sum"], 6);
+        // Bucket "le 1 ms": the first batch's 0 and 1 ms (8 each of 300) and the second's 0-1 ms (28 of 200).
+        Assert.Equal(8 + 8 + 28, second.Samples["moegpustats_moegs_routing_latency_bucket{le=\"1\"}"]);
+    }
+
+    [Fact]
+    public async Task ACounterResetIsServedAsALowerTotal()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "127.0.0.1", port);
+        using var http = new HttpClient();
+        stats.RecordRouting([0, 1, 1, 1], tokens: 4, topK: 1);
+        var before = Parse(await http.GetStringAsync($"http://localhost:{port}/metrics", cancel));
+        stats.Reset();
+        stats.RecordRouting([0, 0], tokens: 2, topK: 1);
+        await Task.Delay(TimeSpan.FromSeconds(1.1), cancel); // past the metrics' 1 s refresh interval
+        var after = Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel));
+
+        Assert.Equal(4, before.Samples["moegpustats_moegs_tokens_total"]);
+        Assert.Equal(2, after.Samples["moegpustats_moegs_tokens_total"]);
+        Assert.Equal(0, after.Samples["moegpustats_moegs_expert_tokens_total{expert=\"1\"}"]);
+    }
+
+    [Fact]
+    public async Task TheEndpointIsBoundToLoopbackOnly()
+    {
+        var outside = NetworkInterface.GetAllNetworkInterfaces()
+            .Where(n => n.OperationalStatus == OperationalStatus.Up)
+            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
+            .Select(a => a.Address)
+            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork && !IPAddress.IsLoopback(a));
+        if (outside is null)
+        {
+            Assert.Skip("This machine has no IPv4 address outside loopback.");
+        }
+
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var client = new TcpClient();
+        await Assert.ThrowsAnyAsync<SocketException>(async () => await client.ConnectAsync(outside, port, TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public async Task ManyScrapesAtOnceAllSucceed()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = 4 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        var deadline = Stopwatch.StartNew();
+        var recorder = Task.Run(
+            () =>
+            {
+                var records = 0;
+                while (deadline.Elapsed < TimeSpan.FromSeconds(1.5))
+                {
+                    stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+                    stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(1));
+                    records++;
+                }
+
+                return records;
+            },
+            cancel);
+        var scrapers = Enumerable.Range(0, 8).Select(s => Task.Run(
+            async () =>
+            {
+                var scrapes = 0;
+                while (deadline.Elapsed < TimeSpan.FromSeconds(1.5))
+                {
+                    var host = s % 2 == 0 ? "localhost" : "127.0.0.1";
+                    using var response = await http.GetAsync($"http://{host}:{port}/metrics", cancel);
+                    Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                    var scrape = Parse(await response.Content.ReadAsStringAsync(cancel));
+                    Assert.Equal(2 * scrape.Samples["moegpustats_moegs_routings_total"], scrape.Samples["moegpustats_moegs_tokens_total"]);
+                    scrapes++;
+                }
+
+                return scrapes;
+            },
+            cancel)).ToArray();
+
+        var records = await recorder;
+        var scrapes = await Task.WhenAll(scrapers);
+        Assert.All(scrapes, count => Assert.True(count > 0));
+        var last = Parse(await http.GetStringAsync($"http://localhost:{port}/metrics", cancel));
+        Assert.Equal(records, last.Samples["moegpustats_moegs_routing_latency_count"]);
+    }
+
+    [Fact]
+    public void APortInUseIsAnHttpListenerError()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var taken = new TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+
+        Assert.Throws<HttpListenerException>(() => MetricsEndpoint.Start(stats, "localhost", port));
+    }
+
+    [Fact]
+    public async Task AnotherPathIsNotFound()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        using var response = await http.GetAsync($"http://127.0.0.1:{port}/other", TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task PrometheusScrapesTheStatistics()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 3 });
+        stats.RecordRouting([0, 0, 1, 2, 2, 2, 7, 1], tokens: 4, topK: 2);
+        var port = PrometheusText.FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+
+        var text = await http.GetStringAsync($"http://localhost:{port}/metrics", TestContext.Current.CancellationToken);
+
+        var samples = text.Split('\n')
+            .Where(line => line.StartsWith("moegpustats_", StringComparison.Ordinal))
+            .Select(line => line.Split(' '))
+            .ToDictionary(parts => parts[0], parts => double.Parse(parts[1], CultureInfo.InvariantCulture));
+        Assert.Equal(1, samples["moegpustats_moegs_routings_total"]);
+        Assert.Equal(4, samples["moegpustats_moegs_tokens_total"]);
+        Assert.Equal(1, samples["moegpustats_moegs_expert_ids_invalid_total"]);
+        Assert.Equal(3, samples["moegpustats_moegs_expert_tokens_total{expert=\"2\"}"]);
+        Assert.Equal(100, samples["moegpustats_moegs_routing_efficiency"]);
+    }
+
+    /// <summary>The endpoint serves a model's bounded series, parsed here as Prometheus reads them.</summary>
+    [Fact]
+    public async Task PrometheusScrapesAModelsBoundedSeries()
+    {
+        using var stats = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts });
+        var ids = ModelTrace.Ids(1, Layers, Tokens, seed: 6);
+        stats.RecordStep(ids, Tokens, TopK);
+        var port = PrometheusText.FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port, topExperts: 2, expertSeries: false);
+        using var http = new HttpClient();
+
+        var text = await http.GetStringAsync($"http://localhost:{port}/metrics", TestContext.Current.CancellationToken);
+
+        var (_, samples) = PrometheusText.Parse(text);
+        var summary = stats.Summary();
+        Assert.Equal(1, samples["moegpustats_moegs_model_steps_total"]);
+        Assert.Equal(summary.Window.MinBalancedness, samples["moegpustats_moegs_model_balancedness_min"], 12);
+        for (var l = 0; l < Layers; l++)
+        {
+            Assert.Equal(summary.Window.Layers[l].Balancedness, samples[$"moegpustats_moegs_layer_balancedness{{layer=\"{l}\"}}"], 12);
+            Assert.Equal(summary.Window.Layers[l].HottestExpert, samples[$"moegpustats_moegs_layer_hot_expert{{layer=\"{l}\",position=\"1\"}}"]);
+            Assert.Equal(summary.Window.Layers[l].Load, (ulong)samples[$"moegpustats_moegs_layer_slots_total{{layer=\"{l}\"}}"]);
+        }
+
+        Assert.Equal(6 + (5 * Layers) + (4 * Layers * 2), samples.Count);
+        Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
+    }
+}

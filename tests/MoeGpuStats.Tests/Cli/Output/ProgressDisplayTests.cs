@@ -1,0 +1,61 @@
+using System.Text;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Output;
+
+namespace MoeGpuStats.Tests.Cli.Output;
+
+public sealed class ProgressDisplayTests
+{
+    [Fact]
+    public void ALineWrittenDuringTheBarIsAloneOnItsTerminalLine()
+    {
+        using var error = new StringWriter();
+        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: true), total: 10, enabled: true))
+        {
+            // The bar stays silent for the first second of a run.
+            Thread.Sleep(TimeSpan.FromSeconds(1.1));
+            progress.Report(4);
+            progress.WriteLine("after 4 of 10 batches: a periodic report");
+            progress.Report(5);
+        }
+
+        var screen = Terminal(error.ToString());
+        Assert.Contains("after 4 of 10 batches: a periodic report", screen);
+        Assert.Contains(screen, line => line.StartsWith('[') && line.Contains("5/10 batches", StringComparison.Ordinal));
+        Assert.DoesNotContain(screen, line => line.StartsWith('[') && line.Contains("after", StringComparison.Ordinal));
+    }
+
+    /// <summary>What a terminal shows for <paramref name="written"/>: a carriage return goes back to the line's start and later text overwrites.</summary>
+    private static List<string> Terminal(string written)
+    {
+        var lines = new List<string>();
+        foreach (var raw in written.Replace("\r\n", "\n", StringComparison.Ordinal).Split('\n'))
+        {
+            var line = new StringBuilder();
+            var column = 0;
+            foreach (var c in raw)
+            {
+                if (c == '\r')
+                {
+                    column = 0;
+                    continue;
+                }
+
+                if (column < line.Length)
+                {
+                    line[column] = c;
+                }
+                else
+                {
+                    line.Append(c);
+                }
+
+                column++;
+            }
+
+            lines.Add(line.ToString().TrimEnd());
+        }
+
+        return lines;
+    }
+}

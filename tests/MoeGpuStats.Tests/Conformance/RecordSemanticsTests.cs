@@ -1,0 +1,188 @@
+using MoeGpuStats.Device;
+using MoeGpuStats.Kernels;
+using MoeGpuStats.Lab;
+
+namespace MoeGpuStats.Tests.Conformance;
+
+/// <summary>
+/// What a record of top-k ids means, on every engine and every counting: padding, slots dropped by a
+/// capacity, refused inputs that leave the state as it was, long-run means.
+/// </summary>
+public sealed class RecordSemanticsTests
+{
+    /// <summary>The managed engine, each accelerator, and the countings a default accelerator does not pick here.</summary>
+    public static TheoryData<string> Engines => ["managed", "cpu", TestAccelerators.CpuWithFourMultiprocessors, "cpu-quad-loads", "cpu-warp-aggregated", "cuda", "opencl"];
+
+    internal static RoutingStats Create(string engine, RoutingStatsOptions options) => engine switch
+    {
+        "managed" => new RoutingStats(options),
+        "cpu-quad-loads" => RoutingStats.OnDevice(new DeviceRoutingStats(
+            TestAccelerators.Require("cpu"), options, null, new RecordKernelPolicy { Counting = HistogramCounting.QuadLoadRuns })),
+        "cpu-warp-aggregated" => RoutingStats.OnDevice(new DeviceRoutingStats(
+            TestAccelerators.Require(TestAccelerators.CpuWithWarpsOf32), options, null, CandidateCounting.WarpAggregated.CreateDefault)),
+        _ => RoutingStats.OnDevice(TestAccelerators.Require(engine), options),
+    };
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void ACapacityDropsTokenExpertSlotsNotWholeTokens(string engine)
+    {
+        // 8 tokens, each routed to all 8 experts; 7 slots per expert: 56 of 64 slots kept.
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 8, ExpertCapacity = 7 });
+        stats.RecordRouting(Enumerable.Range(0, 64).Select(i => i % 8).ToArray(), tokens: 8, topK: 8);
+        using var snapshot = stats.Snapshot();
+        Assert.Equal(64UL, snapshot.RoutedSlots);
+        Assert.Equal(8UL, snapshot.SlotsDropped);
+        Assert.Equal(0UL, snapshot.TokensDropped);
+        Assert.Equal(8UL, snapshot.TotalTokens);
+        Assert.Equal(87.5f, snapshot.RoutingEfficiency);
+        Assert.Equal(100f, snapshot.CapacityStats.OverallUtilization());
+        Assert.Equal(1f, snapshot.CapacityStats.PeakUtilization);
+        Assert.Equal(56UL, snapshot.CapacityStats.TotalUsed);
+        Assert.Equal(1UL, snapshot.CapacityStats.CapacityExceededCount);
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AnIdOfMinusOneIsAnEmptySlotAndAllEmptyTokensAreNoTokens(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 2, 3, 0, 2, -1, -1], tokens: 4, topK: 2);
+        using var snapshot = stats.Snapshot();
+        Assert.Equal(3UL, snapshot.TotalTokens);
+        Assert.Equal([2UL, 1UL, 2UL, 1UL], snapshot.ExpertTokenCounts);
+        Assert.Equal([2f / 3, 1f / 3, 2f / 3, 1f / 3], snapshot.ExpertUtilization);
+        Assert.Equal(0UL, snapshot.InvalidExpertIds);
+        Assert.Equal(6UL, snapshot.RoutedSlots);
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void OtherIdsOutsideTheExpertsStayInvalidBesidePadding(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 4 });
+        // Token 1 has one empty slot and one invalid id: a token. Token 3 is padding.
+        stats.RecordRouting([0, -1, -1, 4, -2, int.MinValue, -1, -1, 3, int.MaxValue], tokens: 5, topK: 2);
+        using var snapshot = stats.Snapshot();
+        Assert.Equal(4UL, snapshot.TotalTokens);
+        Assert.Equal(4UL, snapshot.InvalidExpertIds);
+        Assert.Equal([1UL, 0UL, 0UL, 1UL], snapshot.ExpertTokenCounts);
+        Assert.Equal(2UL, snapshot.RoutedSlots);
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void ABatchOfOnlyPaddingAddsNoTokensAndKeepsTheEfficiency(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 2 });
+        stats.RecordRouting([0, 1], tokens: 1, topK: 2);
+        stats.RecordRouting([-1, -1, -1, -1], tokens: 2, topK: 2);
+        using var snapshot = stats.Snapshot();
+        Assert.Equal(2UL, snapshot.TotalRoutings);
+        Assert.Equal(1UL, snapshot.TotalTokens);
+        Assert.Equal(100f, snapshot.RoutingEfficiency);
+        Assert.Equal([0.5f, 0.5f], snapshot.ExpertUtilization);
+    }
+
+    /// <summary>
+    /// Padding wherever a counting might lose it: whole padded tokens and stray empty slots at every
+    /// offset, before and after a quad boundary, in batches that split over many groups.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void PaddedBatchesEqualTheManagedEngineToTheBit(string engine)
+    {
+        var options = new RoutingStatsOptions { Experts = 37, ExpertCapacity = 40, UtilizationDecay = 0.75f };
+        using var stats = Create(engine, options);
+        using var managed = new RoutingStats(options);
+        var random = new Random(18);
+        foreach (var (tokens, topK) in new[] { (1, 1), (3, 2), (5, 3), (257, 8), (1000, 1), (4099, 6), (20_001, 4) })
+        {
+            var ids = new int[tokens * topK];
+            for (var t = 0; t < tokens; t++)
+            {
+                var kind = random.Next(10);
+                for (var s = 0; s < topK; s++)
+                {
+                    ids[t * topK + s] = kind switch
+                    {
+                        0 => -1,
+                        1 when s == topK - 1 => -1,
+                        2 when s == 0 => random.Next(-3, 0),
+                        3 => 37 + random.Next(3),
+                        _ => random.Next(37),
+                    };
+                }
+            }
+
+            stats.RecordRouting(ids, tokens, topK, loadBalanceLoss: 0.125f * topK);
+            managed.RecordRouting(ids, tokens, topK, loadBalanceLoss: 0.125f * topK);
+        }
+
+        using var snapshot = stats.Snapshot();
+        Assert.Equal(managed.TotalTokens, snapshot.TotalTokens);
+        Assert.Equal(managed.InvalidExpertIds, snapshot.InvalidExpertIds);
+        Assert.Equal(managed.RoutedSlots, snapshot.RoutedSlots);
+        Assert.Equal(managed.SlotsDropped, snapshot.SlotsDropped);
+        Assert.Equal(managed.ExpertTokenCounts, snapshot.ExpertTokenCounts);
+        Assert.Equal(managed.ExpertUtilization, snapshot.ExpertUtilization);
+        Assert.Equal(managed.DecayedExpertUtilization, snapshot.DecayedExpertUtilization);
+        Assert.Equal(managed.LoadVarianceHistory, snapshot.LoadVarianceHistory);
+        Assert.Equal(managed.AverageLoadBalanceLoss, snapshot.AverageLoadBalanceLoss);
+        Assert.Equal(managed.RoutingEfficiency, snapshot.RoutingEfficiency);
+        Assert.Equal(managed.CapacityStats.TotalUsed, snapshot.CapacityStats.TotalUsed);
+        Assert.Equal(managed.CapacityStats.AverageUtilization, snapshot.CapacityStats.AverageUtilization);
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AnExplicitDroppedCountBesideACapacityIsRefusedAndChangesNothing(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 4, ExpertCapacity = 2 });
+        stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
+        var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1, tokensDropped: 2));
+        Assert.Equal("tokensDropped", error.ParamName);
+        Assert.Contains("ExpertCapacity", error.Message);
+        AssertOneRecordOfFour(stats);
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void EachRefusedRecordNamesItsArgumentAndChangesNothing(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
+        int[] ids = [0, 1, 2, 3];
+        Assert.Equal("loadBalanceLoss", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, loadBalanceLoss: float.NaN)).ParamName);
+        Assert.Equal("routerZLoss", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, routerZLoss: float.PositiveInfinity)).ParamName);
+        Assert.Equal("tokensDropped", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, tokensDropped: 5)).ParamName);
+        Assert.Equal("tokensDropped", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, tokensDropped: -1)).ParamName);
+        Assert.Equal("topK", Assert.Throws<ArgumentOutOfRangeException>(() => stats.RecordRouting(ids, 4, 0)).ParamName);
+        Assert.Equal("tokens", Assert.Throws<ArgumentOutOfRangeException>(() => stats.RecordRouting(ids, -1, 1)).ParamName);
+        Assert.Equal("topKExpertIds", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 5, 1)).ParamName);
+        AssertOneRecordOfFour(stats);
+    }
+
+    /// <summary>A batch's counts are 32-bit per device group, so one record takes at most 2^31 − 1 ids.</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void ARecordOfMoreThanTwoToTheThirtyOneIdsIsRefused(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
+        var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1, 2, 3], tokens: 1 << 29, topK: 4));
+        Assert.Contains("2147483648 ids", error.Message);
+        Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1], tokens: int.MaxValue, topK: 2));
+        AssertOneRecordOfFour(stats);
+    }
+
+    private static void AssertOneRecordOfFour(RoutingStats stats)
+    {
+        using var snapshot = stats.Snapshot();
+        Assert.Equal(1UL, snapshot.TotalRoutings);
+        Assert.Equal(4UL, snapshot.TotalTokens);
+        Assert.Equal([1UL, 1UL, 1UL, 1UL], snapshot.ExpertTokenCounts);
+        Assert.Single(snapshot.LoadVarianceHistory);
+        Assert.Equal(0UL, snapshot.InvalidExpertIds);
+    }
+}

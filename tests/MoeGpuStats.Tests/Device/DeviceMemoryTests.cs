@@ -1,0 +1,16 @@
+using MoeGpuStats.Device;
+
+namespace MoeGpuStats.Tests.Device;
+
+/// <summary>DeviceMemory: an allocation the device cannot hold says how much was asked for.</summary>
+public sealed class DeviceMemoryTests
+{
+    [Fact]
+    public void AnImpossibleAllocationSaysHowMuchWasAskedFor()
+    {
+        var device = TestAccelerators.Require("cpu");
+        var error = Assert.Throws<InsufficientMemoryException>(() => DeviceMemory.Allocate<ulong>(device, 1L << 50, "a test"));
+        Assert.Contains("9,007,199,254,740,992 bytes", error.Message);
+        Assert.Contains("a test", error.Message);
+    }
+}

@@ -1,0 +1,363 @@
+using System.Text.Json;
+using MoeGpuStats.Engines;
+using static MoeGpuStats.Tests.Support.ConcurrentLatencies;
+using static MoeGpuStats.Tests.Support.Decisions;
+using static MoeGpuStats.Tests.Support.Snapshots;
+
+namespace MoeGpuStats.Tests;
+
+/// <summary>
+/// <see cref="RoutingStats"/> on the managed engine: what a record counts, the queries, bad input
+/// (a clear exception naming the argument, and the statistics left as they were), merges, concurrent
+/// latency records, long runs, and <see cref="RoutingStats.Create"/>'s choice of engine.
+/// </summary>
+public sealed class RoutingStatsTests
+{
+    [Fact]
+    public void TiesFollowRustsMaxByAndMinBy()
+    {
+        using var stats = new RoutingStats();
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 3, 3, 1], TotalTokens = 8 });
+        Assert.Equal(2, stats.MostUtilizedExpert()!.Value.Index);
+        Assert.Equal(0, stats.LeastUtilizedExpert()!.Value.Index);
+    }
+
+    [Fact]
+    public void TheHistoryKeepsTheNewestThousandVariancesOldestFirst()
+    {
+        using var stats = new RoutingStats();
+        for (var i = 0; i < 1234; i++)
+        {
+            stats.RecordRouting(new RoutingDecision { ExpertCapacities = [i, 0], TotalTokens = i });
+        }
+
+        Assert.Equal(1000, stats.LoadVarianceHistory.Count);
+        Assert.Equal(234f * 234f / 4f, stats.LoadVarianceHistory[0]);
+        Assert.Equal(1233f * 1233f / 4f, stats.LoadVarianceHistory[^1]);
+    }
+
+    [Fact]
+    public void ChangingTheExpertCountRestartsPerExpertState()
+    {
+        using var stats = new RoutingStats();
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [4, 4], TotalTokens = 8 });
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2, 3], TotalTokens = 6 });
+        Assert.Equal([1UL, 2UL, 3UL], stats.ExpertTokenCounts);
+        Assert.Equal(2UL, stats.TotalRoutings);
+    }
+
+    [Fact]
+    public void IdsAreCountedWithInvalidOnesSetAside()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 3 });
+        stats.RecordRouting([0, 2, 2, -2, 3, 1], tokens: 3, topK: 2);
+        Assert.Equal([1UL, 1UL, 2UL], stats.ExpertTokenCounts);
+        Assert.Equal(2UL, stats.InvalidExpertIds);
+        Assert.Equal(3UL, stats.TotalTokens);
+    }
+
+    [Fact]
+    public void AGivenCapacityDerivesDropsAndCapacityStats()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2, ExpertCapacity = 2 });
+        stats.RecordRouting([0, 0, 0, 0, 1, 1], tokens: 6, topK: 1);
+        Assert.Equal(2UL, stats.SlotsDropped);
+        Assert.Equal(6UL, stats.RoutedSlots);
+        Assert.Equal(0UL, stats.TokensDropped);
+        Assert.Equal(4f / 6 * 100, stats.RoutingEfficiency);
+        Assert.Equal(4UL, stats.CapacityStats.TotalCapacity);
+        Assert.Equal(4UL, stats.CapacityStats.TotalUsed);
+        Assert.Equal(1UL, stats.CapacityStats.CapacityExceededCount);
+        Assert.Equal(1.0f, stats.CapacityStats.PeakUtilization);
+    }
+
+    [Fact]
+    public void DecayedUtilizationFollowsItsFormula()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { UtilizationDecay = 0.5f });
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [4, 0], TotalTokens = 4 });
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [0, 4], TotalTokens = 4 });
+        Assert.Equal([0.25f, 0.5f], stats.DecayedExpertUtilization);
+        Assert.Equal([0.5f, 0.5f], stats.ExpertUtilization);
+    }
+
+    [Fact]
+    public void ResetClearsEverythingButTheOptions()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { ExpertCapacity = 7 });
+        Decisions.Feed(stats, new Random(3), 50);
+        stats.Reset();
+        Assert.Equal(0UL, stats.TotalRoutings);
+        Assert.Empty(stats.ExpertUtilization);
+        Assert.Empty(stats.LoadVarianceHistory);
+        Assert.Equal(0UL, stats.RoutingLatencyStats.TotalMeasurements);
+        Assert.Equal(7, stats.CapacityStats.SlotsPerExpert);
+    }
+
+    [Fact]
+    public void RecordingAllocatesNothingOnceTheWindowsAreFull()
+    {
+        using var stats = new RoutingStats();
+        var decisions = Enumerable.Range(0, 8)
+            .Select(i => new RoutingDecision { ExpertCapacities = [.. Enumerable.Range(0, 256).Select(e => (e * 7 + i) % 300)], TotalTokens = 9000, TokensDropped = i })
+            .ToArray();
+        for (var i = 0; i < 2500; i++)
+        {
+            stats.RecordRouting(decisions[i % decisions.Length]);
+            stats.RecordRoutingLatency(TimeSpan.FromTicks(1000 + i * 37 % 5000));
+        }
+
+        // The steady state allocates nothing; a round may still see the runtime's tiered
+        // recompilation land (its call counting starts 100 ms after startup), so up to five rounds.
+        long allocated = -1;
+        for (var round = 0; round < 5 && allocated != 0; round++)
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < 5000; i++)
+            {
+                stats.RecordRouting(decisions[i % decisions.Length]);
+                stats.RecordRoutingLatency(TimeSpan.FromTicks(1000 + i * 37 % 5000));
+            }
+
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        Assert.Equal(0, allocated);
+    }
+
+    [Theory]
+    [MemberData(nameof(BadDecisions), MemberType = typeof(Decisions))]
+    public void ABadDecisionIsRejectedAndChangesNothing(string kind)
+    {
+        using var stats = Seeded();
+        var before = JsonSerializer.Serialize(stats);
+
+        var error = Assert.ThrowsAny<ArgumentException>(() => stats.RecordRouting(Bad(kind)));
+
+        Assert.Equal("routingDecision", error.ParamName);
+        Assert.Equal(before, JsonSerializer.Serialize(stats));
+    }
+
+    [Fact]
+    public void ANullDecisionNamesTheArgument() =>
+        Assert.Equal("routingDecision", Assert.Throws<ArgumentNullException>(() => new RoutingStats().RecordRouting(null!)).ParamName);
+
+    [Fact]
+    public void ANegativeLatencyIsRejected()
+    {
+        using var stats = Seeded();
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => stats.RecordRoutingLatency(TimeSpan.FromTicks(-1)));
+        Assert.Equal("latency", error.ParamName);
+        Assert.Equal(1UL, stats.RoutingLatencyStats.TotalMeasurements);
+    }
+
+    [Fact]
+    public void ANegativeWindowIsRejected() =>
+        Assert.Equal("window", Assert.Throws<ArgumentOutOfRangeException>(() => Seeded().RecentLoadVarianceTrend(-1)).ParamName);
+
+    [Fact]
+    public void IdsShorterThanTokensTimesKAreRejected()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1, 2], tokens: 2, topK: 2));
+        Assert.Equal("topKExpertIds", error.ParamName);
+        Assert.Contains("2 * 2 = 4", error.Message);
+        Assert.Equal(0UL, stats.TotalRoutings);
+    }
+
+    [Fact]
+    public void TopKBelowOneIsRejected()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        Assert.Equal("topK", Assert.Throws<ArgumentOutOfRangeException>(() => stats.RecordRouting([0, 1], tokens: 2, topK: 0)).ParamName);
+    }
+
+    [Fact]
+    public void IdsWithoutAnExpertCountAreRejected()
+    {
+        using var stats = new RoutingStats();
+        Assert.Throws<InvalidOperationException>(() => stats.RecordRouting([0, 1], tokens: 2, topK: 1));
+    }
+
+    [Fact]
+    public void ADisposedInstanceRefusesWork()
+    {
+        var stats = Seeded();
+        stats.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1], TotalTokens = 1 }));
+        Assert.Throws<ObjectDisposedException>(() => stats.TotalRoutings);
+    }
+
+    [Theory]
+    [InlineData(0, null, null)]
+    [InlineData(null, 0, null)]
+    [InlineData(null, null, 1.0f)]
+    [InlineData(null, null, -0.1f)]
+    public void OptionsOutOfRangeAreRejected(int? experts, int? capacity, float? decay) =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => new RoutingStats(new RoutingStatsOptions { Experts = experts, ExpertCapacity = capacity, UtilizationDecay = decay }));
+
+    [Fact]
+    public void MergingRanksGivesExactCountsAndBatchWeightedAverages()
+    {
+        using var whole = new RoutingStats();
+        using var rank0 = new RoutingStats();
+        using var rank1 = new RoutingStats();
+        var random = new Random(21);
+        for (var i = 0; i < 600; i++)
+        {
+            var counts = new int[6];
+            for (var e = 0; e < counts.Length; e++)
+            {
+                counts[e] = random.Next(0, 100) * (e + 1);
+            }
+
+            var decision = new RoutingDecision { ExpertCapacities = counts, TotalTokens = counts.Sum() / 2, TokensDropped = random.Next(0, 3), LoadBalanceLoss = (float)random.NextDouble() };
+            whole.RecordRouting(decision);
+            (random.Next(3) == 0 ? rank0 : rank1).RecordRouting(decision);
+            var latency = TimeSpan.FromTicks(random.Next(1, 100_000));
+            whole.RecordRoutingLatency(latency);
+            rank0.RecordRoutingLatency(latency);
+        }
+
+        using var merged = RoutingStats.Merge([rank0, rank1]);
+
+        Assert.Equal(whole.ExpertTokenCounts, merged.ExpertTokenCounts);
+        Assert.Equal(whole.TotalTokens, merged.TotalTokens);
+        Assert.Equal(whole.TokensDropped, merged.TokensDropped);
+        Assert.Equal(whole.TotalRoutings, merged.TotalRoutings);
+        Assert.Equal(whole.RoutingEfficiency, merged.RoutingEfficiency);
+        Assert.Equal(whole.CapacityStats.TotalUsed, merged.CapacityStats.TotalUsed);
+        Assert.Equal(whole.CapacityStats.CapacityExceededCount, merged.CapacityStats.CapacityExceededCount);
+        for (var e = 0; e < 6; e++)
+        {
+            Assert.Equal(whole.ExpertUtilization[e], merged.ExpertUtilization[e], 1e-4 * whole.ExpertUtilization[e]);
+        }
+
+        Assert.Equal(whole.AverageLoadBalanceLoss, merged.AverageLoadBalanceLoss, 1e-4);
+        Assert.Equal(whole.RoutingLatencyStats.TotalMeasurements, merged.RoutingLatencyStats.TotalMeasurements);
+        Assert.Equal(whole.RoutingLatencyStats.MaxLatencyMs, merged.RoutingLatencyStats.MaxLatencyMs);
+    }
+
+    [Fact]
+    public void DifferentExpertCountsDoNotMerge()
+    {
+        using var a = new RoutingStats();
+        using var b = new RoutingStats();
+        a.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2], TotalTokens = 3 });
+        b.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2, 3], TotalTokens = 6 });
+        Assert.Throws<ArgumentException>(() => RoutingStats.Merge([a, b]));
+    }
+
+    /// <summary>Totals near 2^64 used to wrap in a merge (merged tokens below merged dropped, an efficiency of 6.6e18 %).</summary>
+    [Fact]
+    public void AMergeThatWouldPassTwoToTheSixtyFourIsRefused()
+    {
+        using var part = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: ulong.MaxValue - 10, tokensDropped: 5))!;
+        using var other = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: 100, tokensDropped: 50))!;
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([part, other]));
+        Assert.Contains("total_tokens", error.Message);
+        Assert.Contains("2^64 - 1", error.Message);
+
+        using var near = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: ulong.MaxValue - 100, tokensDropped: 5))!;
+        using var merged = RoutingStats.Merge([near, other]);
+        Assert.Equal(ulong.MaxValue, merged.TotalTokens);
+        Assert.Equal(55UL, merged.TokensDropped);
+    }
+
+    [Fact]
+    public void ConcurrentRecordsOnTheManagedFacadeKeepEveryLatency()
+    {
+        using var stats = new RoutingStats();
+        var expected = RecordConcurrently(stats.RecordRoutingLatency, () => _ = stats.RoutingLatencyStats.P99Latency());
+        AssertExact(expected, stats.RoutingLatencyStats);
+    }
+
+    /// <summary>
+    /// The decision that used to throw <see cref="OverflowException"/> half-way through (a deferred
+    /// variance window of 1,000 × 2,200,000 ints) and still count: now recorded, and exact.
+    /// </summary>
+    [Fact]
+    public void TwoMillionExpertsRecordOnTheManagedEngine()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2_200_000 });
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        stats.RecordRouting([0, 1, 2, 2_199_999], tokens: 2, topK: 2);
+        Assert.Equal(2UL, stats.TotalRoutings);
+        Assert.Equal(8UL, stats.RoutedSlots);
+        Assert.Equal(2UL, stats.ExpertTokenCounts[0]);
+        Assert.Equal(1UL, stats.ExpertTokenCounts[2_199_999]);
+        Assert.Equal(2, stats.LoadVarianceHistory.Count);
+    }
+
+    /// <summary>
+    /// The seed's <c>alpha = 1/n</c> update in f32 stalls: after 40 M batches of counts [5, 3] over 4
+    /// tokens it reads 1.0 for 1.25. The means are f64 sums over the batches: exact here.
+    /// </summary>
+    [Fact]
+    public void LongRunMeansDoNotStallOnTheManagedEngine()
+    {
+        using var stats = new RoutingStats();
+        var decision = new RoutingDecision { ExpertCapacities = [5, 3], TotalTokens = 4, LoadBalanceLoss = 2f, RouterZLoss = 0.1f };
+        for (var i = 0; i < 40_000_000; i++)
+        {
+            stats.RecordRouting(decision);
+        }
+
+        Assert.Equal([1.25f, 0.75f], stats.ExpertUtilization);
+        Assert.Equal(2f, stats.AverageLoadBalanceLoss);
+        Assert.Equal(0.1f, stats.AverageRouterZLoss, 1e-6f * 0.1f);
+    }
+
+    /// <summary>
+    /// The same at 10^9 batches on the managed engine: a state of 999,999,999 batches (its sums as they
+    /// would stand) takes one more.
+    /// </summary>
+    [Fact]
+    public void MeansStayExactAfterABillionBatchesOnTheManagedEngine()
+    {
+        using var stats = RoutingStats.FromState(new RoutingStatsOptions { Experts = 2 }, new RoutingState
+        {
+            TotalRoutings = BillionLess1,
+            TotalTokens = 4 * BillionLess1,
+            RoutedSlots = 8 * BillionLess1,
+            ExpertUtilization = [1.25f, 0.75f],
+            UtilizationSums = [1.25 * BillionLess1, 0.75 * BillionLess1],
+            ExpertTokenCounts = [5 * BillionLess1, 3 * BillionLess1],
+            LoadBalanceLossSum = 2.0 * BillionLess1,
+            RouterZLossSum = 0,
+        });
+        stats.RecordRouting([0, 0, 0, 0, 0, 1, 1, 1], tokens: 4, topK: 2, loadBalanceLoss: 2f);
+        Assert.Equal(BillionLess1 + 1, stats.TotalRoutings);
+        Assert.Equal([1.25f, 0.75f], stats.ExpertUtilization);
+        Assert.Equal(2f, stats.AverageLoadBalanceLoss);
+    }
+
+    [Fact]
+    public void CreateHonoursTheAcceleratorVariable()
+    {
+        var previous = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "cpu");
+            using (var cpu = RoutingStats.Create())
+            {
+                Assert.Equal("cpu", cpu.Backend);
+            }
+
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "managed");
+            using (var managed = RoutingStats.Create())
+            {
+                Assert.Equal("managed", managed.Backend);
+            }
+
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "tpu");
+            Assert.Throws<InvalidOperationException>(() => RoutingStats.Create());
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, previous);
+        }
+    }
+
+    private const ulong BillionLess1 = 999_999_999;
+}

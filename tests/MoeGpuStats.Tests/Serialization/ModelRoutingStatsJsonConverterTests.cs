@@ -1,0 +1,49 @@
+using System.Text.Json;
+
+namespace MoeGpuStats.Tests.Serialization;
+
+/// <summary>A <see cref="ModelRoutingStats"/> through System.Text.Json (ModelRoutingStatsJsonConverter): every layer, the window and the summary, and files no records can produce refused by field.</summary>
+public sealed class ModelRoutingStatsJsonConverterTests
+{
+    private static readonly ModelRoutingStatsOptions Options = new() { Layers = 3, Experts = 8, Window = 3, UtilizationDecay = 0.5f };
+
+    [Fact]
+    public void JsonKeepsEveryLayerTheWindowAndTheSummary()
+    {
+        using var model = new ModelRoutingStats(Options);
+        foreach (var step in ModelSteps.Random(Options.Layers, Options.Experts, 2, 7, seed: 21))
+        {
+            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+        }
+
+        var json = JsonSerializer.Serialize(model);
+        using var read = JsonSerializer.Deserialize<ModelRoutingStats>(json)!;
+        Assert.Equal(ModelSteps.Fingerprint(model), ModelSteps.Fingerprint(read));
+        Assert.Equal(JsonSerializer.Serialize(model.Summary()), JsonSerializer.Serialize(read.Summary()));
+        Assert.Equal(json, JsonSerializer.Serialize(read));
+        var node = JsonDocument.Parse(json).RootElement;
+        Assert.Equal(3, node.GetProperty("layers").GetArrayLength());
+        Assert.Equal(7, node.GetProperty("layers")[0].GetProperty("total_routings").GetInt32());
+        var error = Assert.Throws<InvalidOperationException>(() => read.RecordStep(new int[6], 1, 2));
+        Assert.Contains("read from JSON", error.Message);
+    }
+
+    [Theory]
+    [InlineData("\"window_load\":[[", "\"window_load\":[[-1,", "window_load[0]")]
+    [InlineData("\"window_steps\":3", "\"window_steps\":4", "window_steps")]
+    [InlineData("\"steps\":7", "\"steps\":8", "layers[0]")]
+    [InlineData("\"experts\":8", "\"experts\":9", "window_load[0]")]
+    public void AJsonFileThatNoRecordsCanProduceIsRefusedByField(string find, string replace, string field)
+    {
+        using var model = new ModelRoutingStats(Options);
+        foreach (var step in ModelSteps.Random(Options.Layers, Options.Experts, 2, 7, seed: 22))
+        {
+            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
+        }
+
+        var json = JsonSerializer.Serialize(model);
+        Assert.Contains(find, json);
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json.Replace(find, replace)));
+        Assert.Contains(field, error.Message);
+    }
+}

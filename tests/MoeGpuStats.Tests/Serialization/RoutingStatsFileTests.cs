@@ -1,0 +1,52 @@
+using System.Text.Json;
+using MoeGpuStats.Serialization;
+
+namespace MoeGpuStats.Tests.Serialization;
+
+/// <summary><see cref="RoutingStatsFile"/>: a snapshot saved and loaded back, and a file cut short.</summary>
+public sealed class RoutingStatsFileTests
+{
+    [Fact]
+    public void ASavedSnapshotLoadsBackEqualAndLeavesNoTemporaryFile()
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        try
+        {
+            using var stats = new RoutingStats();
+            Decisions.Feed(stats, new Random(4), 200);
+            var path = Path.Combine(folder.FullName, "snapshot.json");
+            RoutingStatsFile.Save(stats, path);
+            RoutingStatsFile.Save(stats, path);
+
+            using var loaded = RoutingStatsFile.Load(path);
+            Assert.Equal(JsonSerializer.Serialize(stats), JsonSerializer.Serialize(loaded));
+            Assert.Equal(["snapshot.json"], folder.GetFiles().Select(f => f.Name));
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public void ATruncatedSnapshotGivesAnErrorNamingTheFile()
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        try
+        {
+            using var stats = new RoutingStats();
+            Decisions.Feed(stats, new Random(4), 50);
+            var path = Path.Combine(folder.FullName, "cut.json");
+            RoutingStatsFile.Save(stats, path);
+            var text = File.ReadAllText(path);
+            File.WriteAllText(path, text[..(text.Length / 2)]);
+
+            var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
+            Assert.Contains(path, error.Message);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+}

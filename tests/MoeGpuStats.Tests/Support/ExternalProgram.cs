@@ -1,0 +1,31 @@
+using System.Diagnostics;
+
+namespace MoeGpuStats.Tests.Support;
+
+/// <summary>Programs outside .NET that some tests run (the C test program, Python, NVIDIA's ptxas).</summary>
+internal static class ExternalProgram
+{
+    public static string? FindOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Select(folder => Path.Combine(folder, name)).FirstOrDefault(File.Exists);
+
+    /// <summary>Runs <paramref name="file"/> (at most 3 minutes) and returns its standard output and error.</summary>
+    public static string Run(string file, string arguments, out int exitCode, params (string Name, string Value)[] environment)
+    {
+        var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(3)))
+        {
+            process.Kill(entireProcessTree: true);
+        }
+
+        exitCode = process.HasExited ? process.ExitCode : -1;
+        return stdout.Result + stderr.Result;
+    }
+}

@@ -1,0 +1,67 @@
+using ILGPU;
+using ILGPU.Runtime;
+using MoeGpuStats.Kernels;
+
+namespace MoeGpuStats.Tests.Support;
+
+/// <summary>A routing state of <c>experts</c> experts in buffers of its own, zeroed, for tests that call the record launcher directly.</summary>
+internal sealed class LauncherState : IDisposable
+{
+    public LauncherState(Accelerator device, int experts)
+    {
+        Block = device.Allocate1D<RoutingStateBlock>(1);
+        Counts = device.Allocate1D<ulong>(RoutingStateLayout.BatchHistogramLength);
+        Invalid = device.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
+        TokenCounts = device.Allocate1D<ulong>(experts);
+        Floats = device.Allocate1D<float>(experts);
+        Ring = device.Allocate1D<float>(RoutingStateLayout.VarianceWindow);
+        PaddedTokens = device.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
+        Sums = device.Allocate1D<double>(experts);
+        PaddedTokens.MemSetToZero();
+        Sums.MemSetToZero();
+        Block.MemSetToZero();
+        Counts.MemSetToZero();
+        Invalid.MemSetToZero();
+        TokenCounts.MemSetToZero();
+        Floats.MemSetToZero();
+        Ring.MemSetToZero();
+        Views = new RoutingStateViews
+        {
+            State = Block.View, BatchHistogram = Counts.View, BatchInvalid = Invalid.View, BatchPaddedTokens = PaddedTokens.View,
+            UtilizationSums = Sums.View, TokenCounts = TokenCounts.View,
+            Utilization = Floats.View, DecayedUtilization = Floats.View, VarianceHistory = Ring.View,
+        };
+    }
+
+    public MemoryBuffer1D<RoutingStateBlock, Stride1D.Dense> Block { get; }
+
+    /// <summary>Both batch buffers, <see cref="RoutingStateLayout.BufferLength"/> counts each.</summary>
+    public MemoryBuffer1D<ulong, Stride1D.Dense> Counts { get; }
+
+    public MemoryBuffer1D<ulong, Stride1D.Dense> Invalid { get; }
+
+    public MemoryBuffer1D<ulong, Stride1D.Dense> PaddedTokens { get; }
+
+    public MemoryBuffer1D<double, Stride1D.Dense> Sums { get; }
+
+    public MemoryBuffer1D<ulong, Stride1D.Dense> TokenCounts { get; }
+
+    /// <summary>The utilization and the decayed utilization (one buffer: these tests read neither).</summary>
+    public MemoryBuffer1D<float, Stride1D.Dense> Floats { get; }
+
+    public MemoryBuffer1D<float, Stride1D.Dense> Ring { get; }
+
+    public RoutingStateViews Views { get; }
+
+    public void Dispose()
+    {
+        Block.Dispose();
+        Counts.Dispose();
+        Invalid.Dispose();
+        TokenCounts.Dispose();
+        Floats.Dispose();
+        Ring.Dispose();
+        PaddedTokens.Dispose();
+        Sums.Dispose();
+    }
+}

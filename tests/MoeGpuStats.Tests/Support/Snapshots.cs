@@ -1,0 +1,27 @@
+using MoeGpuStats.Serialization;
+
+namespace MoeGpuStats.Tests.Support;
+
+/// <summary>Snapshot files and snapshot JSON for the tests that read them.</summary>
+internal static class Snapshots
+{
+    /// <summary>Saves a snapshot of <paramref name="experts"/> experts (a batch routing every expert alike) as <paramref name="name"/> in <paramref name="folder"/>; returns its path.</summary>
+    public static string SaveSnapshot(this DirectoryInfo folder, string name, int experts)
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
+        stats.RecordRouting([.. Enumerable.Range(0, 4 * experts).Select(i => i % experts)], tokens: 2 * experts, topK: 2);
+        var path = Path.Combine(folder.FullName, name);
+        RoutingStatsFile.Save(stats, path);
+        return path;
+    }
+
+    /// <summary>A snapshot of two experts as JSON, the seed's fields, with the given totals.</summary>
+    public static string Snapshot(ulong totalTokens, ulong tokensDropped) =>
+        $$$"""
+        {"total_routings":1,"total_tokens":{{{totalTokens}}},"tokens_dropped":{{{tokensDropped}}},"expert_utilization":[0.5,0.5],
+         "average_load_balance_loss":0,"average_router_z_loss":0,"routing_efficiency":50,"expert_token_counts":[1,1],
+         "routing_latency_stats":{"total_measurements":0,"total_latency_ms":0,"min_latency_ms":null,"max_latency_ms":0,"recent_latencies":[]},
+         "load_variance_history":[0],
+         "capacity_stats":{"average_utilization":0,"peak_utilization":0,"capacity_exceeded_count":0,"total_capacity":0,"total_used":0}}
+        """;
+}
