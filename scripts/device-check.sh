@@ -20,7 +20,7 @@ cat "$out/env.txt"
 
 # 1. The whole test suite, in two processes: everything but OpenCL, then OpenCL (PoCL) alone, so that a
 #    crash inside an OpenCL driver (PoCL 5 corrupted the heap once, 2026-11-26) cannot take CUDA's results
-#    with it. The 1,000-record asynchrony check is DeviceBehaviourTests.AThousandRecordsReturnBeforeTheDeviceFinishes.
+#    with it. The 1,000-record asynchrony check is DeviceRoutingStatsTests.AThousandRecordsReturnBeforeTheDeviceFinishes.
 #    One test at a time, each named as it starts: an abort inside a native driver then names its test.
 MOEGS_TEST_SKIP=opencl timeout 200 ./MoeGpuStats.Tests -diagnostics -parallelMode none -reporter verbose > "$out/tests.log" 2>&1; echo "tests exit $?" >> "$out/tests.log"
 MOEGS_TEST_SKIP=cpu,cpu-warp32,cpu-4mp,cuda timeout 120 ./MoeGpuStats.Tests -diagnostics -parallelMode none -reporter verbose > "$out/tests-opencl.log" 2>&1; echo "opencl tests exit $?" >> "$out/tests-opencl.log"

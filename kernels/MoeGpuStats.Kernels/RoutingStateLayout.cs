@@ -14,7 +14,7 @@ namespace MoeGpuStats.Kernels;
 /// layers in one state would put the layer first in each.
 /// The record kernel spells its indices inline with these constants: through a helper method,
 /// ILGPU ordered the fold's code differently, and the PTX the project measured would change
-/// (tests/MoeGpuStats.Tests/Device/Golden).
+/// (tests/MoeGpuStats.Tests/Kernels/Golden).
 /// </remarks>
 internal static class RoutingStateLayout
 {

@@ -48,4 +48,27 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Equal(snapshotBefore, File.ReadAllBytes(snapshot));
         Assert.False(File.Exists(output + ".png"));
     }
+
+    /// <summary>Every file argument and option of every command: an empty name is a one-line usage error naming it, never an unhandled exception.</summary>
+    [Theory]
+    [InlineData("FILE", "replay", "")]
+    [InlineData("--save", "replay", "ids.npy", "--save", "")]
+    [InlineData("--plot", "replay", "ids.npy", "--plot", " ")]
+    [InlineData("--window-load", "replay", "ids.npy", "--window-load", "")]
+    [InlineData("--save", "simulate", "--save", "")]
+    [InlineData("--plot", "simulate", "--plot", "")]
+    [InlineData("SNAPSHOT.json", "report", "")]
+    [InlineData("--plot", "report", "a.json", "--plot", "")]
+    [InlineData("SNAPSHOTS", "merge", "a.json", "", "-o", "m.json")]
+    [InlineData("--output", "merge", "a.json", "b.json", "-o", "")]
+    [InlineData("LOAD", "plan", "", "--replicas", "8", "--gpus", "2")]
+    public void AnEmptyFileNameIsAUsageErrorNamingItsArgument(string name, params string[] arguments)
+    {
+        var (code, output, error) = Run(arguments);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.StartsWith($"{name} '", error);
+        Assert.Contains("the file name is empty", error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 
 namespace MoeGpuStats.Tests.Serialization;
 
@@ -45,5 +46,26 @@ public sealed class ModelRoutingStatsJsonConverterTests
         Assert.Contains(find, json);
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json.Replace(find, replace)));
         Assert.Contains(field, error.Message);
+    }
+
+    [Theory]
+    [InlineData(3, 1)]    // the window holds 3 of 7 steps: a load above the run's count is refused
+    [InlineData(10, 0)]   // the window holds every step: a load other than the run's count is refused
+    public void AWindowLoadTheLayersCountsCannotHoldIsRefused(int window, int change)
+    {
+        var options = Options with { Window = window };
+        using var model = new ModelRoutingStats(options);
+        foreach (var step in ModelSteps.Random(options.Layers, options.Experts, 2, 7, seed: 23))
+        {
+            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
+        }
+
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        var sinceStart = node["layers"]![1]!["expert_token_counts"]![2]!.GetValue<ulong>();
+        Assert.True(sinceStart > 0);
+        node["window_load"]![1]![2] = change == 1 ? sinceStart + 1 : sinceStart - 1;
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.StartsWith("window_load[1][2]", error.Message);
+        Assert.Contains("layers[1]", error.Message);
     }
 }

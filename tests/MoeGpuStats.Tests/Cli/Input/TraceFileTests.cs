@@ -1,12 +1,14 @@
 using System.Diagnostics;
+using System.IO.Compression;
 using MoeGpuStats.Cli.Input;
 
 namespace MoeGpuStats.Tests.Cli.Input;
 
 /// <summary>
-/// Mutations of the committed .npz and JSON-lines traces (a fixed seed, a few seconds at most): the
-/// reader either refuses a trace in one line or reads every step of it, and opening it never allocates
-/// more than a bounded multiple of what the file holds, whatever its sizes claim.
+/// Traces opened by <see cref="TraceFile"/> that are not what they claim. Mutations of the committed
+/// .npz and JSON-lines traces (a fixed seed, a few seconds at most): the reader either refuses a trace
+/// in one line or reads every step of it, and opening it never allocates more than a bounded multiple
+/// of what the file holds, whatever its sizes claim. A member whose bytes changed is refused by its CRC-32.
 /// </summary>
 public sealed class TraceFileTests : IDisposable
 {
@@ -95,5 +97,47 @@ public sealed class TraceFileTests : IDisposable
 
                 return bytes;
         }
+    }
+
+    /// <summary>
+    /// A byte flipped in a member's ids (a stored member's header and sizes stay valid) is refused by
+    /// the member's CRC-32 once the member is read to its end, not replayed as another id.
+    /// </summary>
+    [Theory]
+    [InlineData("passes.npz", "tokens,layers,k", false)]
+    [InlineData("layers.npz", null, true)]
+    public void AFlippedIdIsRefusedByTheMembersCrc(string name, string? layoutName, bool layerMembers)
+    {
+        var bytes = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "cli-traces", name));
+        using (var archive = new ZipArchive(new MemoryStream(bytes), ZipArchiveMode.Read))
+        {
+            Assert.All(archive.Entries, entry => Assert.Equal(entry.Length, entry.CompressedLength));
+        }
+
+        var path = Path.Combine(_folder.FullName, name);
+        var last = LastMemberDataByte(bytes);
+        bytes[last] ^= 0x01;
+        File.WriteAllBytes(path, bytes);
+        var layout = layoutName is null ? null : IdLayout.Parse(layoutName);
+
+        using var trace = TraceFile.Open(path, layout, layerMembers ? NpzMembers.Layers : null);
+        var error = Assert.Throws<InvalidDataException>(() => trace.MaxId());
+        Assert.Contains("CRC-32", error.Message);
+        Assert.StartsWith(path + "[", error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+
+    /// <summary>
+    /// The last data byte of the archive's first member: the byte before the next member's local
+    /// header or the central directory (np.savez writes sizes in zip64 fields and no data descriptor;
+    /// small ids never spell a zip signature).
+    /// </summary>
+    private static int LastMemberDataByte(byte[] zip)
+    {
+        var rest = zip.AsSpan(4);
+        var next = Math.Min(
+            rest.IndexOf("PK\u0003\u0004"u8) is var local and >= 0 ? local : int.MaxValue,
+            rest.IndexOf("PK\u0001\u0002"u8));
+        return 4 + next - 1;
     }
 }

@@ -1,0 +1,34 @@
+using System.Globalization;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Output;
+
+namespace MoeGpuStats.Tests.Cli.Output;
+
+public sealed class OutputFilesTests : IDisposable
+{
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-outputs-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
+    [Fact]
+    public void AFailedWriteIsOneLineAndTheLaterFilesAreStillWritten()
+    {
+        using var error = new StringWriter(CultureInfo.InvariantCulture);
+        var first = new FileInfo(Path.Combine(_folder.FullName, "window.json"));
+        var second = new FileInfo(Path.Combine(_folder.FullName, "snapshot.json"));
+
+        var code = new OutputFiles(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false))
+            .Add("--window-load", first, "window load", _ => throw new IOException("No space left on device : '" + first.FullName + "'"))
+            .Add("--plot", null, "plot", _ => throw new InvalidOperationException("a file not asked for is not written"))
+            .Add("--save", second, "snapshot", full => File.WriteAllText(full, "{}"))
+            .WriteAll();
+
+        Assert.Equal(ExitCodes.WriteFailed, code);
+        var lines = error.ToString().TrimEnd().Split('\n');
+        Assert.Equal(2, lines.Length);
+        Assert.StartsWith($"--window-load {first}: cannot write it (No space left on device", lines[0]);
+        Assert.Equal($"snapshot: {second.FullName}", lines[1]);
+        Assert.False(first.Exists);
+        Assert.Equal("{}", File.ReadAllText(second.FullName));
+    }
+}
