@@ -5,7 +5,7 @@ namespace MoeGpuStats.Native;
 /// <summary>
 /// The C struct <c>moegs_model_balance</c>; field order and types match include/moegs.h (documented
 /// there). libmoegs refuses to start when its size differs from the header's, as for the snapshot,
-/// and NativeModelApiTests compares the layout with the header's field by field.
+/// and NativeApiTests (NativeApiTests.Model.cs) compares the layout with the header's field by field.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct NativeModelBalance

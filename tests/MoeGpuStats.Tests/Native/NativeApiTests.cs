@@ -6,11 +6,12 @@ using System.Text.RegularExpressions;
 namespace MoeGpuStats.Tests.Native;
 
 /// <summary>
-/// The C API through its real callers: the C test program and the Python wrapper's tests, run as
-/// processes against native/out (built by native/build.sh; .ci/run builds it and sets
-/// MOEGS_REQUIRE_NATIVE=1 so that a missing build fails instead of skipping).
+/// <see cref="MoeGpuStats.Native.NativeApi"/>, the C API, through its real callers: the C test
+/// program and the Python wrapper's tests, run as processes against native/out (built by
+/// native/build.sh; .ci/run builds it and sets MOEGS_REQUIRE_NATIVE=1 so that a missing build fails
+/// instead of skipping). Its model entry points are also called in process (NativeApiTests.Model.cs).
 /// </summary>
-public sealed class NativeApiTests
+public sealed partial class NativeApiTests
 {
     [Fact]
     public void TheCProgramSeesTheManagedEnginesNumbers()

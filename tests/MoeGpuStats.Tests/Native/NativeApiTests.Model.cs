@@ -7,12 +7,12 @@ using MoeGpuStats.Native;
 namespace MoeGpuStats.Tests.Native;
 
 /// <summary>
-/// The C API of a whole model, called in process through its [UnmanagedCallersOnly] entry points (the
+/// <see cref="NativeApi"/>'s whole-model entry points (<c>moegs_model_*</c>), called in process through its [UnmanagedCallersOnly] entry points (the
 /// addresses libmoegs.so forwards to), on the managed engine and ILGPU's CPU accelerator: a model recorded
 /// through it equals a <see cref="ModelRoutingStats"/> recorded directly, and every refused call names its
 /// C argument and leaves the model as it was. (native/tests/test_moegs.c covers the same through libmoegs.so.)
 /// </summary>
-public sealed unsafe class NativeModelApiTests
+public sealed unsafe partial class NativeApiTests
 {
     private const int Ok = 0, InvalidArgument = 1, InvalidHandle = 2;
     private const int Layers = 3, Experts = 8, Tokens = 40, TopK = 2, Window = 4, Steps = 7;
