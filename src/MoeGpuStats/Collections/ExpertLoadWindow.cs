@@ -66,18 +66,18 @@ internal sealed class ExpertLoadWindow
     /// </summary>
     public void Add(int layer, ReadOnlySpan<int> ids, ReadOnlySpan<int> counts)
     {
-        var slot = (Position * _layers) + layer;
-        var ringRow = _ring.AsSpan(slot * _experts, _experts);
+        var row = (Position * _layers) + layer;
+        var ringRow = _ring.AsSpan(row * _experts, _experts);
         var load = _load.AsSpan(layer * _experts, _experts);
-        var entries = _entries.AsSpan(slot * _listLength, _listLength);
+        var entries = _entries.AsSpan(row * _listLength, _listLength);
         var listed = ids.Length <= ListedIds;
-        if (_listed[slot] == Whole)
+        if (_listed[row] == Whole)
         {
             Slide(listed ? default : counts, ringRow, load);
         }
         else
         {
-            foreach (var entry in entries[.._listed[slot]])
+            foreach (var entry in entries[.._listed[row]])
             {
                 load[(int)(entry & 0xFFFF)] -= entry >> CountShift;
             }
@@ -90,7 +90,7 @@ internal sealed class ExpertLoadWindow
 
         if (!listed)
         {
-            _listed[slot] = Whole;
+            _listed[row] = Whole;
             return;
         }
 
@@ -110,7 +110,7 @@ internal sealed class ExpertLoadWindow
             _seen[(int)(entry & 0xFFFF)] = false;
         }
 
-        _listed[slot] = length;
+        _listed[row] = length;
     }
 
     /// <summary>Moves on to the next position, after every layer of a step was added.</summary>
@@ -134,18 +134,18 @@ internal sealed class ExpertLoadWindow
         }
 
         var ring = (uint[])_ring.Clone();
-        for (var slot = 0; slot < _listed.Length; slot++)
+        for (var row = 0; row < _listed.Length; row++)
         {
-            if (_listed[slot] == Whole)
+            if (_listed[row] == Whole)
             {
                 continue;
             }
 
-            var row = ring.AsSpan(slot * _experts, _experts);
-            row.Clear();
-            foreach (var entry in _entries.AsSpan(slot * _listLength, _listed[slot]))
+            var counts = ring.AsSpan(row * _experts, _experts);
+            counts.Clear();
+            foreach (var entry in _entries.AsSpan(row * _listLength, _listed[row]))
             {
-                row[(int)(entry & 0xFFFF)] = entry >> CountShift;
+                counts[(int)(entry & 0xFFFF)] = entry >> CountShift;
             }
         }
 
