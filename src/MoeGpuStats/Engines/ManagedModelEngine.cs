@@ -30,7 +30,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         _layers = new ManagedRoutingEngine[options.Layers];
         for (var l = 0; l < _layers.Length; l++)
         {
-            _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l]);
+            _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l], _lock);
         }
 
         _hostLosses = new float[2 * options.Layers];

@@ -18,7 +18,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     // Records, resets and copies are serialized, so that a metrics collector's snapshot on another
     // thread sees whole batches; the seed's own API is single-threaded and pays an uncontended lock.
-    private readonly Lock _lock = new();
+    private readonly Lock _lock;
     private readonly LoadVarianceWindow _varianceHistory = new(HistoryWindow);
     private readonly CapacityStats _capacity;
     private float[] _utilization = [];
@@ -31,9 +31,17 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     private int[] _hostIds = [];
     private RoutingTotals _totals;
 
-    public ManagedRoutingEngine(RoutingStatsOptions options, RoutingState? state = null)
+    /// <param name="options">The statistics' options.</param>
+    /// <param name="state">The state to start from, validated by the caller; null for none.</param>
+    /// <param name="gate">
+    /// The lock that serializes this engine's records, resets and copies; null for its own. A model's
+    /// layers share the model's: its step records every layer under that lock, whose re-entry per
+    /// layer costs less than taking a lock of each layer's.
+    /// </param>
+    public ManagedRoutingEngine(RoutingStatsOptions options, RoutingState? state = null, Lock? gate = null)
         : base(options)
     {
+        _lock = gate ?? new Lock();
         _capacity = new CapacityStats(options.SlotsPerExpert);
         if (state is not null)
         {
