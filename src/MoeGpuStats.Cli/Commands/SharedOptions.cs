@@ -52,8 +52,10 @@ internal static class SharedOptions
 
     /// <summary>
     /// Refuses, while parsing, an output file that is one of <paramref name="inputs"/>' files or that
-    /// another output writes too: the run would overwrite what it reads, or one output would replace another.
-    /// Reads the names as given (a name that does not parse is its symbol's own error).
+    /// another output writes too (the run would overwrite what it reads, or one output would replace
+    /// another), and an input given twice (a rank merged twice counts twice). Names are compared by the
+    /// file they reach (<see cref="FileIdentity"/>: through links and <c>..</c>); a name that does not
+    /// parse is its symbol's own error.
     /// </summary>
     /// <param name="command">The command whose options these are.</param>
     /// <param name="inputs">The argument naming the files the command reads; null for none.</param>
@@ -62,16 +64,27 @@ internal static class SharedOptions
     {
         command.Validators.Add(result =>
         {
-            var read = (inputs is null ? [] : FullPaths(result.GetResult(inputs))).Select(file => file.FullPath).ToHashSet();
+            var read = new Dictionary<string, string>();
+            var twice = new List<string>();
+            foreach (var given in Names(inputs is null ? null : result.GetResult(inputs)))
+            {
+                if (!read.TryAdd(FileIdentity.OfInput(given), given))
+                {
+                    var earlier = read[FileIdentity.OfInput(given)];
+                    twice.Add($"{inputs!.Name} {given}: {(earlier == given ? "given twice" : $"the same file as {earlier}")}; give each file once.");
+                }
+            }
+
             var written = new Dictionary<string, Option>();
             foreach (var option in outputs)
             {
-                if (FullPaths(result.GetResult(option)) is not [.., var (given, file)])
+                if (Names(result.GetResult(option)) is not [.., var given])
                 {
                     continue;
                 }
 
-                if (read.Contains(file))
+                var file = FileIdentity.OfOutput(given);
+                if (read.ContainsKey(file))
                 {
                     result.AddError($"{option.Name} {given}: is a file this command reads; give another name.");
                 }
@@ -80,23 +93,15 @@ internal static class SharedOptions
                     result.AddError($"{option.Name} {given}: {written[file].Name} writes that file too; give another name.");
                 }
             }
+
+            // After the outputs: an output over an input is the graver mistake, and the one line shown is the first.
+            twice.ForEach(result.AddError);
         });
     }
 
-    /// <summary>The file names a symbol was given, with their full paths; names that are not paths are left out.</summary>
-    private static List<(string Given, string FullPath)> FullPaths(SymbolResult? result)
-    {
-        var paths = new List<(string, string)>();
-        foreach (var token in result?.Tokens ?? [])
-        {
-            if (!string.IsNullOrWhiteSpace(token.Value) && !token.Value.Contains('\0', StringComparison.Ordinal))
-            {
-                paths.Add((token.Value, Path.GetFullPath(token.Value)));
-            }
-        }
-
-        return paths;
-    }
+    /// <summary>The file names a symbol was given; names that are not paths are left out (the parser reports them).</summary>
+    private static List<string> Names(SymbolResult? result) =>
+        [.. (result?.Tokens ?? []).Select(token => token.Value).Where(name => !string.IsNullOrWhiteSpace(name) && !name.Contains('\0', StringComparison.Ordinal))];
 
     /// <summary>
     /// A file name in the user's words: an empty name, or one the file system cannot take (a NUL

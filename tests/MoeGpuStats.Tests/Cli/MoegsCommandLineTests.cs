@@ -49,6 +49,44 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.False(File.Exists(output + ".png"));
     }
 
+    /// <summary>
+    /// The same check through other names of the same file: a link to the input, a linked folder, a
+    /// second name of one snapshot given to merge. An output over a link to the input replaces the link, not the input, and is allowed.
+    /// </summary>
+    [Theory]
+    [InlineData("replay @link --layout steps,tokens,k --save @in", "--save @in: is a file this command reads; give another name.")]
+    [InlineData("replay @in --layout steps,tokens,k --save @dir/in.npy", "--save @dir/in.npy: is a file this command reads; give another name.")]
+    [InlineData("replay @in --layout steps,tokens,k --plot @out.png --save @dir/out.png", "--save @dir/out.png: --plot writes that file too; give another name.")]
+    [InlineData("merge @snap @dir/snap.json -o @out.json", "SNAPSHOTS @dir/snap.json: the same file as @snap; give each file once.")]
+    [InlineData("merge @snap @snap -o @out.json", "SNAPSHOTS @snap: given twice; give each file once.")]
+    public void NoOutputOverwritesAnInputThroughALinkAndNoInputCountsTwice(string arguments, string expected)
+    {
+        var input = NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]);
+        var snapshot = _folder.SaveSnapshot("snap.json", experts: 4);
+        var link = Path.Combine(_folder.FullName, "link.npy");
+        File.CreateSymbolicLink(link, input);
+        var folder = Path.Combine(_folder.FullName, "dir");
+        Directory.CreateSymbolicLink(folder, _folder.FullName);
+        var output = Path.Combine(_folder.FullName, "out");
+        var (inputBefore, snapshotBefore) = (File.ReadAllBytes(input), File.ReadAllBytes(snapshot));
+        string Place(string text) => text.Replace("@in", input, StringComparison.Ordinal).Replace("@link", link, StringComparison.Ordinal)
+            .Replace("@dir", folder, StringComparison.Ordinal).Replace("@snap", snapshot, StringComparison.Ordinal).Replace("@out", output, StringComparison.Ordinal);
+
+        var (code, stdout, error) = Run(Place(arguments).Split(' '));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(stdout);
+        Assert.StartsWith(Place(expected), error);
+        Assert.Equal(inputBefore, File.ReadAllBytes(input));
+        Assert.Equal(snapshotBefore, File.ReadAllBytes(snapshot));
+        Assert.False(File.Exists(output + ".json") || File.Exists(output + ".png"));
+
+        var (replaced, _, _) = Run("replay", input, "--layout", "steps,tokens,k", "--save", link);
+        Assert.Equal(ExitCodes.Ok, replaced);
+        Assert.Equal(inputBefore, File.ReadAllBytes(input));
+        Assert.Null(new FileInfo(link).LinkTarget);
+    }
+
     /// <summary>Every file argument and option of every command: an empty name is a one-line usage error naming it, never an unhandled exception.</summary>
     [Theory]
     [InlineData("FILE", "replay", "")]
