@@ -53,8 +53,7 @@ internal static class SharedOptions
     /// <summary>
     /// Refuses, while parsing, an output file that is one of <paramref name="inputs"/>' files or that
     /// another output writes too (the run would overwrite what it reads, or one output would replace
-    /// another), and an input given twice (a rank merged twice counts twice). Names are compared by the
-    /// file they reach (<see cref="FileIdentity"/>: through links and <c>..</c>); a name that does not
+    /// another). Names are compared by the file they reach (<see cref="FileIdentity"/>: through links and <c>..</c>); a name that does not
     /// parse is its symbol's own error.
     /// </summary>
     /// <param name="command">The command whose options these are.</param>
@@ -64,17 +63,7 @@ internal static class SharedOptions
     {
         command.Validators.Add(result =>
         {
-            var read = new Dictionary<string, string>();
-            var twice = new List<string>();
-            foreach (var given in Names(inputs is null ? null : result.GetResult(inputs)))
-            {
-                if (!read.TryAdd(FileIdentity.OfInput(given), given))
-                {
-                    var earlier = read[FileIdentity.OfInput(given)];
-                    twice.Add($"{inputs!.Name} {given}: {(earlier == given ? "given twice" : $"the same file as {earlier}")}; give each file once.");
-                }
-            }
-
+            var read = Names(inputs is null ? null : result.GetResult(inputs)).Select(FileIdentity.OfInput).ToHashSet();
             var written = new Dictionary<string, Option>();
             foreach (var option in outputs)
             {
@@ -84,7 +73,7 @@ internal static class SharedOptions
                 }
 
                 var file = FileIdentity.OfOutput(given);
-                if (read.ContainsKey(file))
+                if (read.Contains(file))
                 {
                     result.AddError($"{option.Name} {given}: is a file this command reads; give another name.");
                 }
@@ -93,9 +82,6 @@ internal static class SharedOptions
                     result.AddError($"{option.Name} {given}: {written[file].Name} writes that file too; give another name.");
                 }
             }
-
-            // After the outputs: an output over an input is the graver mistake, and the one line shown is the first.
-            twice.ForEach(result.AddError);
         });
     }
 

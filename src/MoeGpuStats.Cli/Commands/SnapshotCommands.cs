@@ -48,6 +48,12 @@ internal static class SnapshotCommands
         command.SetAction(parse =>
         {
             var paths = parse.GetValue(files)!;
+            if (Repeated(paths) is { } repeated)
+            {
+                console.Error.WriteLine(repeated);
+                return ExitCodes.Usage;
+            }
+
             var parts = new List<Snapshot>();
             try
             {
@@ -123,6 +129,23 @@ internal static class SnapshotCommands
     }
 
     /// <summary>Why the snapshots cannot merge because some hold one layer and others a whole model, naming the first of each.</summary>
+    /// <summary>A snapshot named twice, or under two names of one file (through a link): a rank merged twice would count twice.</summary>
+    private static string? Repeated(FileInfo[] paths)
+    {
+        var seen = new Dictionary<string, string>();
+        foreach (var path in paths)
+        {
+            var given = path.ToString();
+            if (!seen.TryAdd(FileIdentity.OfInput(given), given))
+            {
+                var earlier = seen[FileIdentity.OfInput(given)];
+                return $"SNAPSHOTS {given}: {(earlier == given ? "given twice" : $"the same file as {earlier}")}; give each rank's snapshot once.";
+            }
+        }
+
+        return null;
+    }
+
     private static string? KindMismatch(FileInfo[] paths, List<Snapshot> parts)
     {
         var other = parts.FindIndex(p => (p.Model is null) != (parts[0].Model is null));

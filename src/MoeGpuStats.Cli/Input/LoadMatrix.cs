@@ -75,11 +75,10 @@ internal static class LoadMatrix
             throw new InvalidDataException($"{path}: shape {shape} claims more loads than any file holds (the file has {length:N0} bytes).");
         }
 
-        if (length < needed || needed - header.DataOffset > Array.MaxLength)
+        NpyHeader.CheckLength(path, shape, needed, length);
+        if (needed - header.DataOffset > Array.MaxLength)
         {
-            throw new InvalidDataException(length < needed
-                ? $"{path}: truncated: shape {shape} needs {needed:N0} bytes, the file has {length:N0}."
-                : $"{path}: shape {shape} holds more loads than a plan reads.");
+            throw new InvalidDataException($"{path}: shape {shape} holds more loads than a plan reads.");
         }
 
         var data = new byte[needed - header.DataOffset];

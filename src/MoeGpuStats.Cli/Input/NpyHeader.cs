@@ -179,6 +179,25 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
         return dims;
     }
 
+    /// <summary>
+    /// Refuses a file (or archive member) whose length is not its header's plus its array's
+    /// (<paramref name="needed"/> bytes): shorter, it is truncated; longer, the header's shape or the
+    /// file is corrupt, since np.save writes nothing after the array (a shape edited smaller would
+    /// otherwise read a part of the data as the whole).
+    /// </summary>
+    public static void CheckLength(string path, string shape, long needed, long length)
+    {
+        if (length < needed)
+        {
+            throw new InvalidDataException($"{path}: truncated: shape {shape} needs {needed:N0} bytes, the file has {length:N0}.");
+        }
+
+        if (length > needed)
+        {
+            throw new InvalidDataException($"{path}: shape {shape} takes {needed:N0} bytes with its header, and {length:N0} are there: the header or the data is corrupt (np.save writes nothing after the array).");
+        }
+    }
+
     /// <summary>Header text cut to one short line with control characters shown as '?', so an error stays one line.</summary>
     public static string Printable(string text)
     {

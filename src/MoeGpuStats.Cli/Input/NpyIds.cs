@@ -157,10 +157,7 @@ internal sealed class NpyIds : IRoutingTrace
             throw new InvalidDataException($"{path}: shape {shape} claims more ids than any file holds (the file has {fileLength:N0} bytes).");
         }
 
-        if (fileLength < needed)
-        {
-            throw new InvalidDataException($"{path}: truncated: shape {shape} needs {needed:N0} bytes, the file has {fileLength:N0}.");
-        }
+        NpyHeader.CheckLength(path, shape, needed, fileLength);
 
         var chosen = layout(path, dims);
         var (steps, layers, tokens, topK) = chosen.Sizes(dims);

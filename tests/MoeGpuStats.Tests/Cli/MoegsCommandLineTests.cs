@@ -57,8 +57,8 @@ public sealed class MoegsCommandLineTests : IDisposable
     [InlineData("replay @link --layout steps,tokens,k --save @in", "--save @in: is a file this command reads; give another name.")]
     [InlineData("replay @in --layout steps,tokens,k --save @dir/in.npy", "--save @dir/in.npy: is a file this command reads; give another name.")]
     [InlineData("replay @in --layout steps,tokens,k --plot @out.png --save @dir/out.png", "--save @dir/out.png: --plot writes that file too; give another name.")]
-    [InlineData("merge @snap @dir/snap.json -o @out.json", "SNAPSHOTS @dir/snap.json: the same file as @snap; give each file once.")]
-    [InlineData("merge @snap @snap -o @out.json", "SNAPSHOTS @snap: given twice; give each file once.")]
+    [InlineData("merge @snap @dir/snap.json -o @out.json", "SNAPSHOTS @dir/snap.json: the same file as @snap; give each rank's snapshot once.")]
+    [InlineData("merge @snap @snap -o @out.json", "SNAPSHOTS @snap: given twice; give each rank's snapshot once.")]
     public void NoOutputOverwritesAnInputThroughALinkAndNoInputCountsTwice(string arguments, string expected)
     {
         var input = NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]);

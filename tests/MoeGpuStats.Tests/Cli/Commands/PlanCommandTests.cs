@@ -173,6 +173,7 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("<f8", "2, 12", "dtype '<f8'")]
     [InlineData("<i8", "2, 2, 3", "has 3 dimensions")]
     [InlineData("<i8", "3, 12", "truncated: shape (3, 12) needs")]
+    [InlineData("<i8", "1, 12", "shape (1, 12) takes 224 bytes with its header, and 320 are there")]
     [InlineData("<i8", "4611686018427387904, 12", "claims more loads than any file holds")]
     [InlineData("<i8", "0, 12", "holds no loads")]
     public void NpySizesAreCheckedAgainstTheFileBeforeAnythingIsAllocated(string descr, string shape, string expected)

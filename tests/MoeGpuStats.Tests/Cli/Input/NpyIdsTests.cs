@@ -75,6 +75,7 @@ public sealed partial class NpyIdsTests : IDisposable
     [InlineData("<i4", "2, 2", true, 16, "Fortran")]
     [InlineData("<i4", "2, 2, 2, 2, 2", false, 128, "5 dimensions")]
     [InlineData("<i4", "4, 2", false, 16, "truncated")]
+    [InlineData("<i4", "2, 2", false, 24, "takes 144 bytes with its header, and 152 are there: the header or the data is corrupt")]
     public void AFileReplayCannotReadIsAClearError(string descr, string shape, bool fortran, int bytes, string expected)
     {
         var path = Write(Path.Combine(_folder.FullName, "bad.npy"), descr, shape, new byte[bytes], fortran);

@@ -128,6 +128,25 @@ public sealed class TraceFileTests : IDisposable
     }
 
     /// <summary>
+    /// A member whose header claims fewer ids than its bytes hold (a shape edited smaller) is refused
+    /// when the archive is opened: otherwise the member would never be read to its end, its CRC-32
+    /// never checked, and part of its data replayed as the whole.
+    /// </summary>
+    [Fact]
+    public void AMemberWithBytesBeyondItsShapeIsRefused()
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "step.npy"), "<i4", "2, 2", [.. new[] { 0, 1, 2, 3, 4, 5 }.SelectMany(BitConverter.GetBytes)]);
+        var path = Path.Combine(_folder.FullName, "edited.npz");
+        using (var archive = ZipFile.Open(path, ZipArchiveMode.Create))
+        {
+            archive.CreateEntryFromFile(npy, "arr_0.npy", CompressionLevel.NoCompression);
+        }
+
+        var error = Assert.Throws<InvalidDataException>(() => TraceFile.Open(path, null, null));
+        Assert.Equal($"{path}[arr_0]: shape (2, 2) takes 144 bytes with its header, and 152 are there: the header or the data is corrupt (np.save writes nothing after the array).", error.Message);
+    }
+
+    /// <summary>
     /// The last data byte of the archive's first member: the byte before the next member's local
     /// header or the central directory (np.savez writes sizes in zip64 fields and no data descriptor;
     /// small ids never spell a zip signature).
