@@ -6,7 +6,7 @@ namespace MoeGpuStats.Cli.Input;
 /// <summary>
 /// A snapshot saved with --save (or the seed's serde), as report, merge and plan read it: one layer's
 /// <see cref="RoutingStats"/>, or a whole model's <see cref="ModelRoutingStats"/>, told apart by the
-/// model's <c>layers</c> array.
+/// model's own fields (<c>layers</c> or <c>window_load</c>; a model missing one is refused naming it).
 /// </summary>
 internal static class SnapshotFile
 {
@@ -20,7 +20,7 @@ internal static class SnapshotFile
             using var stream = File.OpenRead(path);
             using var document = JsonDocument.Parse(stream);
             var root = document.RootElement;
-            return root.ValueKind == JsonValueKind.Object && root.TryGetProperty("layers", out var layers) && layers.ValueKind == JsonValueKind.Array
+            return root.ValueKind == JsonValueKind.Object && (root.TryGetProperty("layers", out _) || root.TryGetProperty("window_load", out _))
                 ? new Snapshot(null, root.Deserialize<ModelRoutingStats>()!)
                 : new Snapshot(Serialization.RoutingStatsFile.Load(path), null);
         }

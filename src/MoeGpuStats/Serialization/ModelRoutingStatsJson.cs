@@ -81,19 +81,21 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
                 Layers = layers.GetArrayLength(),
                 Experts = Int(root, "experts"),
                 Window = Int(root, "window"),
-                ExpertCapacity = root.TryGetProperty("expert_capacity", out _) ? Int(root, "expert_capacity") : null,
-                UtilizationDecay = root.TryGetProperty("utilization_decay", out var decay) ? decay.GetSingle() : null,
+                ExpertCapacity = Optional(root, "expert_capacity") is { } capacity ? WholeNumber(capacity, "expert_capacity") : null,
+                UtilizationDecay = Optional(root, "utilization_decay") is { } decay ? Float(decay, "utilization_decay") : null,
             };
             options.Validate();
         }
-        catch (Exception exception) when (exception is ArgumentException or FormatException or InvalidOperationException)
+        catch (ArgumentException exception)
         {
             throw new JsonException($"The model's fields are out of range: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
         }
 
         var state = new ModelState
         {
-            Steps = Required(root, "steps").TryGetUInt64(out var steps) ? steps : throw new JsonException("The field 'steps' must be a whole number from 0."),
+            Steps = Required(root, "steps") is { ValueKind: JsonValueKind.Number } steps && steps.TryGetUInt64(out var count)
+                ? count
+                : throw new JsonException("The field 'steps' must be a whole number from 0."),
             WindowSteps = Int(root, "window_steps"),
             Layers = new RoutingState[options.Layers],
             WindowLoad = new ulong[options.Layers * options.Experts],
@@ -119,9 +121,9 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             var e = 0;
             foreach (var load in row.EnumerateArray())
             {
-                state.WindowLoad[(l * options.Experts) + e++] = load.TryGetUInt64(out var value)
+                state.WindowLoad[(l * options.Experts) + e++] = load.ValueKind == JsonValueKind.Number && load.TryGetUInt64(out var value)
                     ? value
-                    : throw new JsonException($"window_load[{l}][{e - 1}] is {load}; counts are whole numbers from 0.");
+                    : throw new JsonException($"window_load[{l}][{e - 1}] is {load.GetRawText()}; counts are whole numbers from 0.");
             }
 
             l++;
@@ -173,6 +175,17 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         return element.ValueKind == JsonValueKind.Array ? element : throw new JsonException($"The field '{name}' must be an array, not {element.ValueKind}.");
     }
 
-    private static int Int(JsonElement parent, string name) =>
-        Required(parent, name).TryGetInt32(out var value) ? value : throw new JsonException($"The field '{name}' must be a whole number.");
+    /// <summary>The field, or null where it is missing or null (the setting's default), as the one-layer reader takes them.</summary>
+    private static JsonElement? Optional(JsonElement parent, string name) =>
+        parent.TryGetProperty(name, out var element) && element.ValueKind != JsonValueKind.Null ? element : null;
+
+    private static int Int(JsonElement parent, string name) => WholeNumber(Required(parent, name), name);
+
+    private static int WholeNumber(JsonElement element, string name) =>
+        element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out var value) ? value : throw new JsonException($"The field '{name}' must be a whole number.");
+
+    private static float Float(JsonElement element, string name) =>
+        element.ValueKind == JsonValueKind.Number && element.TryGetSingle(out var value) && float.IsFinite(value)
+            ? value
+            : throw new JsonException($"The field '{name}' must be a finite number.");
 }

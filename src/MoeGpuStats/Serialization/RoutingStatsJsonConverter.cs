@@ -120,8 +120,8 @@ internal static class RoutingStatsJson
             throw new JsonException($"Routing statistics must be a JSON object, not {root.ValueKind}.");
         }
 
-        var latencyElement = Required(root, "routing_latency_stats");
-        var capacityElement = Required(root, "capacity_stats");
+        var latencyElement = RequiredObject(root, "routing_latency_stats");
+        var capacityElement = RequiredObject(root, "capacity_stats");
         var options = new RoutingStatsOptions
         {
             Experts = OptionalInt(root, "experts"),
@@ -225,6 +225,9 @@ internal static class RoutingStatsJson
     private static JsonElement Required(JsonElement parent, string name) =>
         parent.TryGetProperty(name, out var value) ? value : throw new JsonException($"The field '{name}' is missing.");
 
+    private static JsonElement RequiredObject(JsonElement parent, string name) =>
+        Required(parent, name) is { ValueKind: JsonValueKind.Object } element ? element : throw new JsonException($"The field '{name}' must be an object.");
+
     private static int? OptionalInt(JsonElement parent, string name) =>
         !parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null ? null
         : value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var number) ? number
@@ -252,14 +255,16 @@ internal static class RoutingStatsJson
     private static float ReadFloat(JsonElement element, string name) => element.ValueKind switch
     {
         JsonValueKind.Null => float.NaN,
-        JsonValueKind.Number => element.GetSingle(),
+        JsonValueKind.Number when element.TryGetSingle(out var value) && float.IsFinite(value) => value,
+        JsonValueKind.Number => throw new JsonException($"The field '{name}' is {Shown(element)}; beyond a float's range (null stands for NaN)."),
         _ => throw new JsonException($"The field '{name}' must be a number or null, not {element.ValueKind}."),
     };
 
     private static double ReadDouble(JsonElement element, double nullMeans, string name) => element.ValueKind switch
     {
         JsonValueKind.Null => nullMeans,
-        JsonValueKind.Number => element.GetDouble(),
+        JsonValueKind.Number when element.TryGetDouble(out var value) && double.IsFinite(value) => value,
+        JsonValueKind.Number => throw new JsonException($"The field '{name}' is {Shown(element)}; beyond a double's range (null stands for NaN)."),
         _ => throw new JsonException($"The field '{name}' must be a number or null, not {element.ValueKind}."),
     };
 

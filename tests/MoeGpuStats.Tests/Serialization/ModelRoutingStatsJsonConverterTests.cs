@@ -34,6 +34,12 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData("\"window_steps\":3", "\"window_steps\":4", "window_steps")]
     [InlineData("\"steps\":7", "\"steps\":8", "layers[0]")]
     [InlineData("\"experts\":8", "\"experts\":9", "window_load[0]")]
+    [InlineData("\"steps\":7", "\"steps\":\"7\"", "'steps' must be a whole number")]
+    [InlineData("\"experts\":8", "\"experts\":\"8\"", "'experts' must be a whole number")]
+    [InlineData("\"utilization_decay\":0.5", "\"utilization_decay\":\"x\"", "'utilization_decay' must be a finite number")]
+    [InlineData("\"window_steps\":3", "\"window_steps\":\"3\"", "'window_steps' must be a whole number")]
+    [InlineData("\"routing_latency_stats\":{", "\"routing_latency_stats\":\"x\",\"unused\":{", "'routing_latency_stats' must be an object")]
+    [InlineData("\"expert_utilization\":[", "\"expert_utilization\":[1e300,", "beyond a float's range")]
     public void AJsonFileThatNoRecordsCanProduceIsRefusedByField(string find, string replace, string field)
     {
         using var model = new ModelRoutingStats(Options);
