@@ -1,23 +1,57 @@
+using System.Globalization;
+using System.Text;
+
 namespace MoeGpuStats.Cli;
 
 /// <summary>An exception's message as a person reads it: one line, without .NET's parameter names.</summary>
 internal static class ErrorText
 {
     /// <summary>
-    /// The message of <paramref name="exception"/>, cut to its first line, less the
-    /// <c>(Parameter 'name')</c> that <see cref="ArgumentException"/> appends: the name is the library's,
-    /// not anything the user typed.
+    /// The message of <paramref name="exception"/> on one line. An <see cref="ArgumentException"/> is
+    /// cut to its first line and loses the <c>(Parameter 'name')</c> .NET appends (the name is the
+    /// library's, not anything the user typed; the lines after it are .NET's too, such as "Actual
+    /// value was"). Any other message keeps all of it, its line breaks shown as <c>\n</c>: they come
+    /// from what the user gave, such as a file name with a newline.
     /// </summary>
     public static string Of(Exception exception)
     {
         var message = exception.Message;
-        if (exception is ArgumentException { ParamName: { Length: > 0 } name })
+        if (exception is ArgumentException argument)
         {
-            var suffix = new ArgumentException("", name).Message.Trim();
-            message = message.Replace(suffix, "", StringComparison.Ordinal);
+            if (argument.ParamName is { Length: > 0 } name)
+            {
+                var suffix = new ArgumentException("", name).Message.Trim();
+                message = message.Replace(suffix, "", StringComparison.Ordinal);
+            }
+
+            message = message.Split('\n', 2)[0];
         }
 
-        var firstLine = message.Split('\n', 2)[0].Trim();
-        return firstLine.Length > 0 ? firstLine : exception.GetType().Name;
+        var line = OneLine(message.Trim());
+        return line.Length > 0 ? line : exception.GetType().Name;
+    }
+
+    /// <summary><paramref name="text"/> with its control characters escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>, <c>\x1b</c>), so that a name printed in a message keeps the message on one line.</summary>
+    public static string OneLine(string text)
+    {
+        if (!text.Any(char.IsControl))
+        {
+            return text;
+        }
+
+        var escaped = new StringBuilder(text.Length + 8);
+        foreach (var c in text)
+        {
+            escaped.Append(c switch
+            {
+                '\n' => @"\n",
+                '\r' => @"\r",
+                '\t' => @"\t",
+                _ when char.IsControl(c) => string.Create(CultureInfo.InvariantCulture, $@"\x{(int)c:x2}"),
+                _ => c.ToString(),
+            });
+        }
+
+        return escaped.ToString();
     }
 }

@@ -31,6 +31,7 @@ internal static class MoegsCommandLine
 
             Exit codes: 0 done, 1 unreadable or malformed input file, 2 invalid arguments,
                         3 the accelerator named by MOEGS_ACCELERATOR is not present,
+                        4 an output file could not be written (the other outputs were),
                         130 simulate or replay stopped by Ctrl-C or SIGTERM (what was recorded
                         is still reported and saved; a second Ctrl-C ends at once).
             """)
@@ -48,7 +49,7 @@ internal static class MoegsCommandLine
             // word the parser did not know says more than the missing command or argument it caused.
             var error = result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? result.Errors[0];
             var help = result.CommandResult.Command == root ? "moegs --help" : $"moegs {result.CommandResult.Command.Name} --help";
-            console.Error.WriteLine($"{error.Message} Run {help} for usage.");
+            console.Error.WriteLine($"{ErrorText.OneLine(error.Message)} Run {help} for usage.");
             return ExitCodes.Usage;
         }
 

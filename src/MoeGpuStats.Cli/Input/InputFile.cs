@@ -18,7 +18,7 @@ internal static class InputFile
         value = default!;
         if (Directory.Exists(path.FullName))
         {
-            console.Error.WriteLine($"{path}: is a folder; give {expected}.");
+            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: is a folder; give {expected}.");
             return false;
         }
 
@@ -29,11 +29,11 @@ internal static class InputFile
         }
         catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
         {
-            console.Error.WriteLine($"{path}: no such file.");
+            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: no such file.");
         }
         catch (UnauthorizedAccessException)
         {
-            console.Error.WriteLine($"{path}: no permission to read it.");
+            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: no permission to read it.");
         }
         catch (InvalidDataException exception)
         {
@@ -45,7 +45,7 @@ internal static class InputFile
         }
         catch (IOException exception)
         {
-            console.Error.WriteLine($"{path}: cannot read it ({ErrorText.Of(exception)}).");
+            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: cannot read it ({ErrorText.Of(exception)}).");
         }
 
         return false;
@@ -53,5 +53,5 @@ internal static class InputFile
 
     /// <summary>The line for a pipe or a device given where a file is read by position (more than once, or from its end).</summary>
     public static string NotAFile(FileInfo path) =>
-        $"{path}: cannot be read by position (a pipe or a device?); save it to a file and give that.";
+        $"{ErrorText.OneLine(path.ToString())}: cannot be read by position (a pipe or a device?); save it to a file and give that.";
 }

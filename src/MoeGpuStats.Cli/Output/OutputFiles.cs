@@ -37,11 +37,11 @@ internal sealed class OutputFiles(CliConsole console)
             try
             {
                 write(file.FullName);
-                console.Error.WriteLine($"{label}: {file.FullName}");
+                console.Error.WriteLine($"{label}: {ErrorText.OneLine(file.FullName)}");
             }
             catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
             {
-                console.Error.WriteLine($"{option} {file}: cannot write it ({OutputPath.InUserWords(exception.Message, file.FullName, file.ToString())}).");
+                console.Error.WriteLine(ErrorText.OneLine($"{option} {file}: cannot write it ({OutputPath.InUserWords(exception.Message, file.FullName, file.ToString())})."));
                 code = ExitCodes.WriteFailed;
             }
         }
