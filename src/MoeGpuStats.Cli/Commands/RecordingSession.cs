@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Serialization;
 
@@ -109,7 +110,7 @@ internal sealed class RecordingSession : RecordingRun
 
         return new OutputFiles(console)
             .Add("--plot", plot, "plot", full => LoadPlot.Save(snapshot, full))
-            .Add(saveOption, save, "snapshot", full => RoutingStatsFile.Save(snapshot, full))
+            .Add(saveOption, save, "snapshot", full => OutputPath.WriteAtomically(full, stream => JsonSerializer.Serialize(stream, snapshot, SnapshotFile.Indented)))
             .WriteAll();
     }
 }

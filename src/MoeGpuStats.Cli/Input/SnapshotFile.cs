@@ -10,7 +10,8 @@ namespace MoeGpuStats.Cli.Input;
 /// </summary>
 internal static class SnapshotFile
 {
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    /// <summary>How snapshots are written: indented, as the seed's serde writes them.</summary>
+    public static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
     /// <summary>Reads <paramref name="path"/>; any way the file is malformed is an <see cref="InvalidDataException"/> naming it.</summary>
     public static Snapshot Load(string path)

@@ -5,11 +5,15 @@ namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
 /// Files a command writes (<c>--save</c>, <c>--plot</c>, <c>--window-load</c>, <c>merge -o</c>): checked before the run,
-/// written through a hidden temporary file beside the target (<c>.NAME.PID.GUID.tmp</c>, as
-/// <c>RoutingStatsFile.Save</c> names its own), and the temporaries of killed runs removed.
+/// written through a hidden temporary file beside the target (<c>.NAME.PID.GUID.tmp</c>, NAME cut to
+/// <see cref="MaxNameBytes"/> so that the temporary's name stays within the file system's 255 bytes
+/// wherever the target's does), and the temporaries of killed runs removed.
 /// </summary>
 internal static partial class OutputPath
 {
+    /// <summary>The most UTF-8 bytes of the target's name a temporary's name keeps: with the rest (about 50 bytes) it stays far below 255.</summary>
+    public const int MaxNameBytes = 100;
+
     /// <summary>Why <paramref name="path"/> cannot be written, in the user's words; null when it can.</summary>
     /// <param name="path">The path as given.</param>
     /// <param name="formatProblem">Why the name does not say a format the option writes, or null when it does; null when any name goes.</param>
@@ -109,7 +113,7 @@ internal static partial class OutputPath
     {
         var full = Path.GetFullPath(path);
         var folder = Path.GetDirectoryName(full)!;
-        var name = Path.GetFileName(full);
+        var name = NameInTemporary(Path.GetFileName(full));
         var removed = 0;
         IEnumerable<FileInfo> candidates;
         try
@@ -146,12 +150,37 @@ internal static partial class OutputPath
     /// <summary>An exception's message with any temporary of <paramref name="full"/> named as the user named the target.</summary>
     public static string InUserWords(string message, string full, string given)
     {
-        var withoutTemporaries = TemporaryPattern().Replace(message, match => match.Groups["name"].Value);
+        var name = Path.GetFileName(full);
+        var withoutTemporaries = TemporaryPattern().Replace(message, match => match.Groups["name"].Value == NameInTemporary(name) ? name : match.Groups["name"].Value);
         return withoutTemporaries.Replace(full, given, StringComparison.Ordinal);
     }
 
     private static string TemporaryFor(string full) =>
-        Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        Path.Combine(Path.GetDirectoryName(full)!, $".{NameInTemporary(Path.GetFileName(full))}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+
+    /// <summary>The target's name as its temporaries carry it: whole, or its first characters within <see cref="MaxNameBytes"/> UTF-8 bytes.</summary>
+    public static string NameInTemporary(string name)
+    {
+        if (System.Text.Encoding.UTF8.GetByteCount(name) <= MaxNameBytes)
+        {
+            return name;
+        }
+
+        var length = 0;
+        var bytes = 0;
+        foreach (var rune in name.EnumerateRunes())
+        {
+            if (bytes + rune.Utf8SequenceLength > MaxNameBytes)
+            {
+                break;
+            }
+
+            bytes += rune.Utf8SequenceLength;
+            length += rune.Utf16SequenceLength;
+        }
+
+        return name[..length];
+    }
 
     private static bool IsWriting(int pid, DateTime lastWriteUtc)
     {

@@ -16,7 +16,10 @@ public static class RoutingStatsFile
         ArgumentNullException.ThrowIfNull(stats);
         ArgumentException.ThrowIfNullOrEmpty(path);
         var full = Path.GetFullPath(path);
-        var temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        // The temporary's name stays within the file system's 255 bytes wherever the target's does.
+        var name = Path.GetFileName(full);
+        var stem = System.Text.Encoding.UTF8.GetByteCount(name) <= 100 ? name : "snapshot";
+        var temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
             using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))

@@ -21,6 +21,11 @@ public sealed class RoutingStatsFileTests
             using var loaded = RoutingStatsFile.Load(path);
             Assert.Equal(JsonSerializer.Serialize(stats), JsonSerializer.Serialize(loaded));
             Assert.Equal(["snapshot.json"], folder.GetFiles().Select(f => f.Name));
+
+            // A name near the file system's 255 bytes: the temporary's name must not be longer than 255.
+            var longName = new string('n', 245) + ".json";
+            RoutingStatsFile.Save(stats, Path.Combine(folder.FullName, longName));
+            Assert.Equal(new[] { "snapshot.json", longName }.Order(), folder.GetFiles().Select(f => f.Name).Order());
         }
         finally
         {

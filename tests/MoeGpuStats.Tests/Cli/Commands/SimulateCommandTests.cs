@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Serialization;
 using static MoeGpuStats.Tests.Support.Moegs;
 
@@ -146,6 +147,26 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.True(File.Exists(live), "a temporary of a running process was removed");
         Assert.True(File.Exists(otherTarget), "a temporary of another file was removed");
         Assert.True(File.Exists(target));
+    }
+
+    /// <summary>
+    /// Names near the file system's 255 bytes are written, and a killed run's temporary of such a name
+    /// is removed: a temporary carries the first <see cref="OutputPath.MaxNameBytes"/> bytes of the name.
+    /// </summary>
+    [Fact]
+    public void OutputsWithLongNamesAreWrittenAndTheirStaleTemporariesRemoved()
+    {
+        var save = Path.Combine(_folder.FullName, new string('s', 240) + ".json");
+        var plot = Path.Combine(_folder.FullName, new string('p', 240) + ".png");
+        var dead = Path.Combine(_folder.FullName, $".{OutputPath.NameInTemporary(Path.GetFileName(save))}.{int.MaxValue}.{Guid.NewGuid():N}.tmp");
+        File.WriteAllText(dead, "{");
+
+        var (code, _, error) = Run("simulate", "--steps", "2", "--tokens", "16", "--save", save, "--plot", plot);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.True(File.Exists(save) && File.Exists(plot));
+        Assert.Equal(2, _folder.GetFiles().Length);
+        Assert.Equal(OutputPath.MaxNameBytes, OutputPath.NameInTemporary(new string('é', 80)).Length * 2);
     }
 
     /// <summary>The variable is read by the library when the engine is made, so this runs <c>moegs</c> as a process.</summary>
