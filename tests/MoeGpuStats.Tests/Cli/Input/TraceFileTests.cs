@@ -127,6 +127,25 @@ public sealed class TraceFileTests : IDisposable
         Assert.DoesNotContain('\n', error.Message);
     }
 
+    /// <summary>A byte flipped near the end of a deflated member (past its header) is refused in one line that says the archive is corrupt, whatever .NET calls it.</summary>
+    [Fact]
+    public void ACorruptDeflatedMemberIsNamedAsCorrupt()
+    {
+        var bytes = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes_compressed.npz"));
+        bytes[LastMemberDataByte(bytes) - 3] ^= 0x55;
+        var path = Path.Combine(_folder.FullName, "corrupt.npz");
+        File.WriteAllBytes(path, bytes);
+
+        var error = Assert.Throws<InvalidDataException>(() =>
+        {
+            using var trace = TraceFile.Open(path, IdLayout.Parse("layers,tokens,k"), null);
+            trace.MaxId();
+        });
+        Assert.StartsWith($"{path}[", error.Message);
+        Assert.Matches("the archive is corrupt|CRC-32", error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+
     /// <summary>
     /// A member whose header claims fewer ids than its bytes hold (a shape edited smaller) is refused
     /// when the archive is opened: otherwise the member would never be read to its end, its CRC-32
