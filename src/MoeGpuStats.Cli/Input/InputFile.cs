@@ -22,6 +22,13 @@ internal static class InputFile
             return false;
         }
 
+        // A pipe or a device has no length: refused before opening it, which would wait for a writer.
+        if (new FileInfo(path.FullName) is { Exists: true, Length: 0 })
+        {
+            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: is empty, or a pipe or a device; give {expected}.");
+            return false;
+        }
+
         try
         {
             value = read(path.ToString());

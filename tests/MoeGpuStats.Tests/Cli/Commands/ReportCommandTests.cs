@@ -67,6 +67,7 @@ public sealed class ReportCommandTests : IDisposable
     [InlineData("missing.json", null, "no such file.")]
     [InlineData("text.json", "not a snapshot", "")]
     [InlineData("empty.json", "{}", "")]
+    [InlineData("zero.json", "", "is empty, or a pipe or a device; give a snapshot file.")]
     public void ASnapshotThatCannotBeReadIsOneLineAndExitCodeOne(string name, string? content, string expected)
     {
         var path = Path.Combine(_folder.FullName, name);
