@@ -135,7 +135,7 @@ internal sealed partial class NpzIds : IRoutingTrace
                 ? ($"a member per layer, {first.Layout.Name}", "--members layers")
                 : (members.Count == 1 ? $"{first.Layout.Name} in its one member" : $"{first.Layout.Name} in each of {members.Count:N0} members",
                    first.Layout.HasLayers ? $"--layout {first.Layout.Name}" : "--layout names the axis that holds them; --members layers makes each member a layer");
-            return new NpzIds(archive, [.. members], holds, firstStep, axes, layersFrom, OrderNotes(path, entries, holds));
+            return new NpzIds(archive, [.. members], holds, firstStep, axes, layersFrom, [.. RepeatedNameNotes(path, entries), .. OrderNotes(path, entries, holds)]);
         }
         catch
         {
@@ -271,6 +271,16 @@ internal sealed partial class NpzIds : IRoutingTrace
         firstStep[^1] = (int)total;
         return firstStep;
     }
+
+    /// <summary>
+    /// A warning for each name that several members share (np.savez never writes one; an archive
+    /// appended to does): replay takes every one of them in the archive's order, where np.load reads
+    /// only the last.
+    /// </summary>
+    private static IEnumerable<string> RepeatedNameNotes(string path, IReadOnlyList<ZipArchiveEntry> entries) =>
+        entries.GroupBy(entry => entry.FullName, StringComparer.Ordinal)
+            .Where(group => group.Count() > 1)
+            .Select(group => $"warning: {path}: {group.Count():N0} members are named {KeyOf(group.First())}; replay takes each of them in the archive's order, where np.load reads only the last.");
 
     /// <summary>
     /// A warning when the members' names end in numbers that the archive's order does not follow (keys

@@ -146,6 +146,23 @@ public sealed class TraceFileTests : IDisposable
         Assert.DoesNotContain('\n', error.Message);
     }
 
+    /// <summary>Members that share a name (np.load would read only the last) are all replayed, with a warning naming them.</summary>
+    [Fact]
+    public void MembersThatShareANameAreReplayedWithAWarning()
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "step.npy"), "<i4", "2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
+        var path = Path.Combine(_folder.FullName, "repeated.npz");
+        using (var archive = ZipFile.Open(path, ZipArchiveMode.Create))
+        {
+            archive.CreateEntryFromFile(npy, "arr_0.npy", CompressionLevel.NoCompression);
+            archive.CreateEntryFromFile(npy, "arr_0.npy", CompressionLevel.NoCompression);
+        }
+
+        using var trace = TraceFile.Open(path, null, null);
+        Assert.Equal(2, trace.Steps);
+        Assert.Contains($"warning: {path}: 2 members are named arr_0; replay takes each of them in the archive's order, where np.load reads only the last.", trace.Notes);
+    }
+
     /// <summary>
     /// A member whose header claims fewer ids than its bytes hold (a shape edited smaller) is refused
     /// when the archive is opened: otherwise the member would never be read to its end, its CRC-32
