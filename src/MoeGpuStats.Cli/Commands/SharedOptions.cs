@@ -53,8 +53,8 @@ internal static class SharedOptions
     /// <summary>
     /// Refuses, while parsing, an output file that is one of <paramref name="inputs"/>' files or that
     /// another output writes too (the run would overwrite what it reads, or one output would replace
-    /// another). Names are compared by the file they reach (<see cref="FileIdentity"/>: through links and <c>..</c>); a name that does not
-    /// parse is its symbol's own error.
+    /// another). Names are compared by the file they reach (<see cref="FileIdentity"/>: through links
+    /// and <c>..</c>); a name that does not parse is its symbol's own error.
     /// </summary>
     /// <param name="command">The command whose options these are.</param>
     /// <param name="inputs">The argument naming the files the command reads; null for none.</param>
@@ -114,7 +114,7 @@ internal static class SharedOptions
         }
         catch (Exception exception) when (exception is ArgumentException or NotSupportedException or PathTooLongException)
         {
-            result.AddError($"{name} '{text.ReplaceLineEndings(" ")}': not a file name ({ErrorText.Of(exception)}).");
+            result.AddError($"{name} '{ErrorText.OneLine(text)}': not a file name ({ErrorText.Of(exception)}).");
             return null;
         }
     }
