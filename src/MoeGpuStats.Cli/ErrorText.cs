@@ -42,13 +42,18 @@ internal static class ErrorText
         var escaped = new StringBuilder(text.Length + 8);
         foreach (var c in text)
         {
+            if (!char.IsControl(c))
+            {
+                escaped.Append(c);
+                continue;
+            }
+
             escaped.Append(c switch
             {
                 '\n' => @"\n",
                 '\r' => @"\r",
                 '\t' => @"\t",
-                _ when char.IsControl(c) => string.Create(CultureInfo.InvariantCulture, $@"\x{(int)c:x2}"),
-                _ => c.ToString(),
+                _ => string.Create(CultureInfo.InvariantCulture, $@"\x{(int)c:x2}"),
             });
         }
 

@@ -33,20 +33,10 @@ public sealed class MoegsCommandLineTests : IDisposable
     [InlineData("simulate --steps 1 --plot OUT.png --save OUT.png", "--save OUT.png: --plot writes that file too; give another name.")]
     public void NoOutputOverwritesAnInputOrAnotherOutput(string arguments, string expected)
     {
-        var input = NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]);
-        var snapshot = _folder.SaveSnapshot("snap.json", experts: 4);
-        var output = Path.Combine(_folder.FullName, "out");
-        var (inputBefore, snapshotBefore) = (File.ReadAllBytes(input), File.ReadAllBytes(snapshot));
+        var (input, snapshot, output) = WriteInputs();
         string Place(string text) => text.Replace("IN", input, StringComparison.Ordinal).Replace("SNAP", snapshot, StringComparison.Ordinal).Replace("OUT", output, StringComparison.Ordinal);
 
-        var (code, stdout, error) = Run(Place(arguments).Split(' '));
-
-        Assert.Equal(ExitCodes.Usage, code);
-        Assert.Empty(stdout);
-        Assert.StartsWith(Place(expected), error);
-        Assert.Equal(inputBefore, File.ReadAllBytes(input));
-        Assert.Equal(snapshotBefore, File.ReadAllBytes(snapshot));
-        Assert.False(File.Exists(output + ".png"));
+        AssertRefusedLeavingTheFiles(Place(arguments), Place(expected), input, snapshot, output);
     }
 
     /// <summary>
@@ -61,30 +51,42 @@ public sealed class MoegsCommandLineTests : IDisposable
     [InlineData("merge @snap @snap -o @out.json", "SNAPSHOTS @snap: given twice; give each rank's snapshot once.")]
     public void NoOutputOverwritesAnInputThroughALinkAndNoInputCountsTwice(string arguments, string expected)
     {
-        var input = NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]);
-        var snapshot = _folder.SaveSnapshot("snap.json", experts: 4);
+        var (input, snapshot, output) = WriteInputs();
         var link = Path.Combine(_folder.FullName, "link.npy");
         File.CreateSymbolicLink(link, input);
         var folder = Path.Combine(_folder.FullName, "dir");
         Directory.CreateSymbolicLink(folder, _folder.FullName);
-        var output = Path.Combine(_folder.FullName, "out");
-        var (inputBefore, snapshotBefore) = (File.ReadAllBytes(input), File.ReadAllBytes(snapshot));
         string Place(string text) => text.Replace("@in", input, StringComparison.Ordinal).Replace("@link", link, StringComparison.Ordinal)
             .Replace("@dir", folder, StringComparison.Ordinal).Replace("@snap", snapshot, StringComparison.Ordinal).Replace("@out", output, StringComparison.Ordinal);
 
-        var (code, stdout, error) = Run(Place(arguments).Split(' '));
+        AssertRefusedLeavingTheFiles(Place(arguments), Place(expected), input, snapshot, output);
 
-        Assert.Equal(ExitCodes.Usage, code);
-        Assert.Empty(stdout);
-        Assert.StartsWith(Place(expected), error);
-        Assert.Equal(inputBefore, File.ReadAllBytes(input));
-        Assert.Equal(snapshotBefore, File.ReadAllBytes(snapshot));
-        Assert.False(File.Exists(output + ".json") || File.Exists(output + ".png"));
-
+        var inputBefore = File.ReadAllBytes(input);
         var (replaced, _, _) = Run("replay", input, "--layout", "steps,tokens,k", "--save", link);
         Assert.Equal(ExitCodes.Ok, replaced);
         Assert.Equal(inputBefore, File.ReadAllBytes(input));
         Assert.Null(new FileInfo(link).LinkTarget);
+    }
+
+    /// <summary>A one-step trace and a snapshot in the test's folder, and where an output would go (no extension).</summary>
+    private (string Input, string Snapshot, string Output) WriteInputs() => (
+        NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]),
+        _folder.SaveSnapshot("snap.json", experts: 4),
+        Path.Combine(_folder.FullName, "out"));
+
+    /// <summary>Runs <paramref name="arguments"/>: a usage error starting with <paramref name="expected"/>, the inputs as they were, no output written.</summary>
+    private static void AssertRefusedLeavingTheFiles(string arguments, string expected, string input, string snapshot, string output)
+    {
+        var (inputBefore, snapshotBefore) = (File.ReadAllBytes(input), File.ReadAllBytes(snapshot));
+
+        var (code, stdout, error) = Run(arguments.Split(' '));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(stdout);
+        Assert.StartsWith(expected, error);
+        Assert.Equal(inputBefore, File.ReadAllBytes(input));
+        Assert.Equal(snapshotBefore, File.ReadAllBytes(snapshot));
+        Assert.False(File.Exists(output + ".json") || File.Exists(output + ".png"));
     }
 
     /// <summary>Every file argument and option of every command: an empty name is a one-line usage error naming it, never an unhandled exception.</summary>
