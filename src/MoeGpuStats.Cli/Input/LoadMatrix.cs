@@ -24,9 +24,9 @@ internal static class LoadMatrix
     internal static long[,] Read(string path)
     {
         var loads = StartsWithNpyMagic(path) ? ReadNpy(path) : ReadJson(ReadJsonBytes(path), path);
-        if (loads.GetLength(0) == 0 || loads.GetLength(1) == 0)
+        if (loads.GetLength(1) == 0)
         {
-            throw new InvalidDataException($"{path}: no loads (a [{loads.GetLength(0)}, {loads.GetLength(1)}] matrix, or a snapshot with no batch): nothing to place.");
+            throw new InvalidDataException($"{path}: no loads (a snapshot with no batch): nothing to place.");
         }
 
         for (var layer = 0; layer < loads.GetLength(0); layer++)
@@ -126,6 +126,11 @@ internal static class LoadMatrix
             }
 
             var rows = root.EnumerateArray().ToArray();
+            if (rows.Length == 0 || rows.All(row => row.ValueKind == JsonValueKind.Array && row.GetArrayLength() == 0))
+            {
+                throw new InvalidDataException($"{path}: {(rows.Length == 0 ? "an empty array" : $"{rows.Length:N0} empty row{(rows.Length == 1 ? "" : "s")}")}: no loads, nothing to place.");
+            }
+
             var oneLayer = rows.Length == 0 || rows[0].ValueKind != JsonValueKind.Array;
             var layerRows = oneLayer ? [root] : rows;
             var experts = layerRows[0].GetArrayLength();

@@ -123,6 +123,22 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal(4, document.RootElement.GetProperty("replica_counts")[0][0].GetInt32());
     }
 
+    [Fact]
+    public void ASnapshotOfNoBatchHasNoLoadsToPlace()
+    {
+        var snapshot = Path.Combine(_folder.FullName, "empty-run.json");
+        using (var stats = new RoutingStats())
+        {
+            RoutingStatsFile.Save(stats, snapshot);
+        }
+
+        var (code, output, error) = Moegs.Run("plan", snapshot, "--replicas", "4", "--gpus", "2");
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{snapshot}: no loads (a snapshot with no batch): nothing to place.", error.TrimEnd());
+    }
+
     [Theory]
     [InlineData("--replicas 20 --gpus 8", "--replicas 20: 20 slots do not divide among --gpus 8 GPUs; give a multiple of 8.")]
     [InlineData("--replicas 16 --gpus 8 --nodes 3", "--nodes 3: 3 nodes do not divide --gpus 8; give a divisor of 8.")]
@@ -149,7 +165,8 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("ragged.json", "[[1, 2], [3]]", "row 1 has 1 loads, row 0 has 2")]
     [InlineData("frac.json", "[[1, 2.5]]", "row 0, load 1 is 2.5; loads are whole numbers")]
     [InlineData("text.json", "\"loads\"", "JSON string; give an array of arrays")]
-    [InlineData("empty.json", "[]", "no loads")]
+    [InlineData("empty.json", "[]", "an empty array: no loads, nothing to place.")]
+    [InlineData("empty-rows.json", "[[], []]", "2 empty rows: no loads, nothing to place.")]
     [InlineData("garbage.json", "not json", "neither a .npy file nor JSON")]
     [InlineData("bad-snapshot.json", "{\"total_tokens\": \"many\"}", "not a routing statistics snapshot")]
     public void UnreadableOrMalformedFilesExitWithOneLineNamingTheFile(string name, string? content, string expected)
