@@ -13,13 +13,13 @@ public sealed class ExpertLoadWindowTests
     {
         var random = new Random(layers * experts + window);
         var loads = new ExpertLoadWindow(layers, experts, window);
+        var kinds = new HashSet<int>();
         var steps = new List<int[][]>();
         for (var step = 0; step < 40; step++)
         {
-            // Sparse steps (at most 32 ids: listed experts) and whole ones, in any order, with padding and invalid ids.
-            var ids = Enumerable.Range(0, layers)
-                .Select(_ => Enumerable.Range(0, random.Next(3) == 0 ? random.Next(33, 200) : random.Next(0, 33)).Select(_ => random.Next(-2, experts + 2)).ToArray())
-                .ToArray();
+            // Sparse steps (at most 32 ids: listed experts) and whole rows, some with counts beyond 16
+            // bits (an expert given 300 or 70,000 ids), in any order, with padding and invalid ids.
+            var ids = Enumerable.Range(0, layers).Select(_ => Step(random, experts, kinds)).ToArray();
             for (var l = 0; l < layers; l++)
             {
                 loads.Add(l, ids[l], Histogram(ids[l], experts));
@@ -51,6 +51,8 @@ public sealed class ExpertLoadWindowTests
                 }
             }
         }
+
+        Assert.Equal(4, kinds.Count);
     }
 
     [Fact]
@@ -63,6 +65,18 @@ public sealed class ExpertLoadWindowTests
         loads.Clear();
         Assert.Equal([0UL, 0, 0, 0], loads.Load.ToArray());
         Assert.Equal(0, loads.Position);
+    }
+
+    /// <summary>A layer's step of one of four kinds (noted in <paramref name="kinds"/>): listed, or a row whose largest count is below 200, 300 or 70,000.</summary>
+    private static int[] Step(Random random, int experts, HashSet<int> kinds)
+    {
+        var kind = random.Next(4);
+        kinds.Add(kind);
+        var some = kind == 0 ? random.Next(0, 33) : random.Next(33, 200);
+        var heavy = kind switch { 2 => 300, 3 => 70_000, _ => 0 };
+        var ids = Enumerable.Range(0, some).Select(_ => random.Next(-2, experts + 2)).Concat(Enumerable.Repeat(random.Next(experts), heavy)).ToArray();
+        random.Shuffle(ids);
+        return ids;
     }
 
     private static int[] Histogram(int[] ids, int experts)
