@@ -188,7 +188,8 @@ moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t
  * load_balance_losses, router_z_losses: NULL (zeros), or `layers` floats each, one per layer.
  * Every pointer is memory of the handle's accelerator, as moegs_record's ids: CUDA device memory of
  * its GPU on "cuda", a cl_mem on "opencl", host memory on "cpu" and "managed"; 4-byte aligned (except
- * a cl_mem). Losses in host memory must be finite (device memory is not read by the host).
+ * a cl_mem). Losses in host memory must be finite; device memory is not read by the host, and there a
+ * NaN or infinite loss counts as 0.
  * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere); the host never waits. */
 moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
                                 int64_t layer_stride, const void* valid_tokens, const void* load_balance_losses,

@@ -160,20 +160,36 @@ def _load(path=None):
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
+# The C API's limits (include/moegs.h): a device engine's experts, the managed engine's, a model's layers.
+DEVICE_EXPERTS_MAX = 4096
+MANAGED_EXPERTS_MAX = 2147483591
+MODEL_LAYERS_MAX = 1024
 _FLOAT32_MAX = 3.4028234663852886e38
 _POINTER_MAX = 2**(8 * ctypes.sizeof(ctypes.c_void_p)) - 1
 # int32 in this machine's byte order, as __array_interface__ spells it.
 _INT32_TYPESTR = ("<" if sys.byteorder == "little" else ">") + "i4"
 
 
-def _integer(name, value, low, high):
-    """value as a Python int in [low, high], else TypeError (not an integer) or ValueError naming `name`."""
+def _integer(name, value, low, high, allowed=None):
+    """value as a Python int in [low, high], else TypeError (not an integer) or ValueError naming `name` and
+    what is allowed (`allowed`, where the range alone does not say it)."""
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         raise TypeError(f"{name} must be an integer (got {value!r} of type {type(value).__name__})")
     value = operator.index(value)
     if not low <= value <= high:
-        raise ValueError(f"{name} = {value} is out of range: it must lie in [{low}, {high}]")
+        raise ValueError(f"{name} = {value} is out of range: it must lie in {allowed or f'[{low}, {high}]'}")
     return value
+
+
+def _experts(experts, accelerator):
+    """The expert count an aggregator on `accelerator` takes: the device engines' limit, the managed engine's, or
+    (for "auto", which may choose either) the larger, with both named."""
+    if accelerator == "managed":
+        return _integer("experts", experts, 1, MANAGED_EXPERTS_MAX)
+    if accelerator == "auto":
+        return _integer("experts", experts, 1, MANAGED_EXPERTS_MAX,
+                        f'[1, {DEVICE_EXPERTS_MAX}] on a device accelerator, [1, {MANAGED_EXPERTS_MAX}] on "managed"')
+    return _integer("experts", experts, 1, DEVICE_EXPERTS_MAX, f"[1, {DEVICE_EXPERTS_MAX}] on {accelerator}")
 
 
 
@@ -281,10 +297,16 @@ def _tokens_and_top_k(shape, length, tokens, top_k):
     return tokens, top_k
 
 
-def _finite(name, value):
+def _number(name, value):
+    """value as a Python float, else TypeError naming `name`."""
     if isinstance(value, bool) or not hasattr(type(value), "__float__"):
         raise TypeError(f"{name} must be a number (got {value!r} of type {type(value).__name__})")
-    value = float(value)
+    return float(value)
+
+
+def _finite(name, value):
+    """A loss: a number within float32's finite range, else TypeError or ValueError naming `name`."""
+    value = _number(name, value)
     # ctypes would turn a double beyond float32's range into an infinity the C API then refuses under another value.
     if not abs(value) <= _FLOAT32_MAX:
         raise ValueError(f"{name} = {value!r} is out of range: a loss must be finite, within [-{_FLOAT32_MAX!r}, {_FLOAT32_MAX!r}] (float32)")
@@ -331,7 +353,7 @@ class MoeStats(_Handle):
         tokens), or 0 for no capacity: nothing dropped, and the capacity statistics assume the default of 100."""
         self._handle = ctypes.c_int64(0)
         accelerator = _accelerator_name(accelerator)
-        self.experts = _integer("experts", experts, 1, INT32_MAX)
+        self.experts = _experts(experts, accelerator)
         expert_capacity = _integer("expert_capacity", expert_capacity, 0, INT32_MAX)
         self.accelerator = accelerator
         self._lib = _load(library)
@@ -417,14 +439,14 @@ class MoeModelStats(_Handle):
         # a count of the calls that fold into the arrays' memory (records, resets), which makes older arrays stale.
         self._exports, self._orphan, self._generation = 0, 0, 0
         accelerator = _accelerator_name(accelerator)
-        self.layers = _integer("layers", layers, 1, INT32_MAX)
-        self.experts = _integer("experts", experts, 1, INT32_MAX)
+        self.layers = _integer("layers", layers, 1, MODEL_LAYERS_MAX)
+        self.experts = _integer("experts", experts, 1, DEVICE_EXPERTS_MAX)
         capacity = 0 if expert_capacity is None else _integer("expert_capacity", expert_capacity, 1, INT32_MAX)
         window = _integer("window", window, 1, INT32_MAX)
         decay = -1.0
         if utilization_decay is not None:
-            decay = _finite("utilization_decay", utilization_decay)
-            # The C API reads a negative decay as none: a caller's negative number is a mistake, not that.
+            decay = _number("utilization_decay", utilization_decay)
+            # The C API reads a negative decay as none: a caller's negative number is a mistake, not that (NaN fails too).
             if not 0.0 <= decay < 1.0:
                 raise ValueError(f"utilization_decay = {utilization_decay!r} is out of range: it must lie in [0, 1), or be None for none")
         self.accelerator = accelerator

@@ -43,6 +43,19 @@ internal static class RoutingDecisionValidator
         }
     }
 
+    /// <summary>
+    /// Count <paramref name="index"/> as an engine reads it into its own buffer, after <see cref="Validate"/>:
+    /// a list of the caller's own type may answer differently the second time (a concurrent writer, a
+    /// computed list), and a negative count must not reach the state.
+    /// </summary>
+    public static int ReadAgain(IReadOnlyList<int> counts, int index, string paramName)
+    {
+        var count = counts[index];
+        return count >= 0
+            ? count
+            : throw new ArgumentException($"ExpertCapacities[{index}] read {count} after the checks; a decision's counts must not change while it is recorded.", paramName);
+    }
+
     private static int IndexOfNegative(IReadOnlyList<int> counts)
     {
         for (var i = 0; i < counts.Count; i++)

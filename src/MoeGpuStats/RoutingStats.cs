@@ -335,18 +335,9 @@ public sealed partial class RoutingStats : IDisposable
     /// the order given, newest 1,000 kept, so percentiles see a window mixing ranks). Peak utilization
     /// is the maximum. The decayed utilization is not merged.
     /// </summary>
-    /// <exception cref="ArgumentException">No parts, or parts with different expert counts or capacities.</exception>
-    public static RoutingStats Merge(IEnumerable<RoutingStats> parts)
-    {
-        ArgumentNullException.ThrowIfNull(parts);
-        var list = parts.ToArray();
-        if (list.Length == 0)
-        {
-            throw new ArgumentException("Nothing to merge.", nameof(parts));
-        }
-
-        return RoutingStatsMerge.Merge(list);
-    }
+    /// <exception cref="ArgumentException">No parts, a null part, or parts with different expert counts or capacities.</exception>
+    public static RoutingStats Merge(IEnumerable<RoutingStats> parts) =>
+        RoutingStatsMerge.Merge(MergeParts.Collect(parts, nameof(parts)));
 
     /// <summary>Frees the engine's device memory (nothing on the managed engine).</summary>
     public void Dispose()

@@ -248,6 +248,16 @@ public sealed class RoutingStatsTests
         Assert.Throws<ArgumentException>(() => RoutingStats.Merge([a, b]));
     }
 
+    [Fact]
+    public void ANullPartIsNamedByItsIndex()
+    {
+        using var a = new RoutingStats();
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([a, a, null!]));
+        Assert.Equal("parts", error.ParamName);
+        Assert.StartsWith("parts[2] is null", error.Message);
+        Assert.Equal("parts", Assert.Throws<ArgumentNullException>(() => RoutingStats.Merge(null!)).ParamName);
+    }
+
     /// <summary>Totals near 2^64 used to wrap in a merge (merged tokens below merged dropped, an efficiency of 6.6e18 %).</summary>
     [Fact]
     public void AMergeThatWouldPassTwoToTheSixtyFourIsRefused()

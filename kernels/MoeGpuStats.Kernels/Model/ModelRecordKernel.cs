@@ -168,6 +168,13 @@ internal static class ModelRecordKernel
     }
 
     /// <summary>
+    /// A loss read from the caller's device array, 0 where it is NaN or infinite: the host cannot
+    /// refuse a value it never reads, and one such loss would make the layer's average non-finite
+    /// for the rest of the run (the host overloads refuse it instead).
+    /// </summary>
+    public static float FiniteOrZero(float loss) => float.IsNaN(loss) || float.IsInfinity(loss) ? 0f : loss;
+
+    /// <summary>
     /// Takes a ticket; the last group of the launch records what the counting buffer now holds,
     /// marks the folded buffer free, moves the window on past a folded step and swaps the buffers.
     /// </summary>
@@ -192,8 +199,8 @@ internal static class ModelRecordKernel
         for (var layer = thread; layer < layers; layer += Group.DimX)
         {
             var at = ((long)counting * layers + layer) * 2;
-            state.PendingLosses[at] = step && loadBalanceLosses.Length > 0 ? loadBalanceLosses[layer] : 0f;
-            state.PendingLosses[at + 1] = step && routerZLosses.Length > 0 ? routerZLosses[layer] : 0f;
+            state.PendingLosses[at] = step && loadBalanceLosses.Length > 0 ? FiniteOrZero(loadBalanceLosses[layer]) : 0f;
+            state.PendingLosses[at + 1] = step && routerZLosses.Length > 0 ? FiniteOrZero(routerZLosses[layer]) : 0f;
         }
 
         if (thread != 0)

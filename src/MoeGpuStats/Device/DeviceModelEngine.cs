@@ -126,7 +126,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed(_disposed);
             Launch(ids, StepArguments(tokens, topK, layerStride), validTokens, loadBalanceLosses, routerZLosses);
         }
     }
@@ -136,7 +136,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed(_disposed);
             Launch(ids, arguments, validTokens, default, default);
         }
     }
@@ -145,7 +145,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed(_disposed);
             var length = (Options.Layers - 1) * layerStride + (long)tokens * topK;
             if (_hostIds is null || _hostIds.Length < length)
             {
@@ -197,7 +197,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed(_disposed);
             FoldPending();
             return read(Stream, _views.Layer(layer, Options.Experts));
         }
@@ -213,7 +213,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed(_disposed);
             FoldPending();
             var load = new ulong[_views.WindowLoad.Length];
             _views.WindowLoad.CopyToCPU(Stream, load.AsSpan());
@@ -229,7 +229,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed(_disposed);
             FoldPending();
             return new ModelDeviceArrays(_views.TokenCounts, _views.WindowLoad, Stream, Options.Layers, Options.Experts, _steps, WindowSteps);
         }
@@ -239,7 +239,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed(_disposed);
             FoldPending();
             var rankView = _ranks.SubView(0, ranks?.Length ?? 0);
             rankView.CopyFromCPU(Stream, ranks ?? []);
@@ -261,18 +261,18 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed(_disposed);
             ClearDevice();
             _pending = false;
             _steps = 0;
         }
     }
 
-    public override ModelState Export()
+    public override ModelState Export(bool withRing = true)
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfDisposed(_disposed);
             FoldPending();
             var layerOptions = Options.LayerOptions;
             var layers = new RoutingState[Options.Layers];
@@ -283,10 +283,14 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
             var control = new int[ModelStateLayout.ControlLength];
             var load = new ulong[_views.WindowLoad.Length];
-            var ring = new uint[_views.WindowRing.Length];
+            var ring = withRing ? new uint[_views.WindowRing.Length] : null;
             _views.Control.CopyToCPU(Stream, control.AsSpan());
             _views.WindowLoad.CopyToCPU(Stream, load.AsSpan());
-            _views.WindowRing.CopyToCPU(Stream, ring.AsSpan());
+            if (ring is not null)
+            {
+                _views.WindowRing.CopyToCPU(Stream, ring.AsSpan());
+            }
+
             return new ModelState
             {
                 Steps = _steps,

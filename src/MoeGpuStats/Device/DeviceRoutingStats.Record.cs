@@ -42,11 +42,9 @@ public sealed partial class DeviceRoutingStats
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             var length = (long)tokens * topK;
-            if (length > 0 && topKExpertIds.GetAccelerator() != Accelerator)
+            if (length > 0)
             {
-                throw new ArgumentException(
-                    $"The view lives on '{topKExpertIds.GetAccelerator()?.Name}', not on this engine's accelerator '{Accelerator.Name}'.",
-                    nameof(topKExpertIds));
+                ViewAccelerator.Check(topKExpertIds, Accelerator, nameof(topKExpertIds), "engine");
             }
 
             Launch(length > 0 ? topKExpertIds.SubView(0, length) : EmptyIds, Arguments(experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss));
@@ -100,11 +98,11 @@ public sealed partial class DeviceRoutingStats
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         RoutingDecisionValidator.Validate(decision, nameof(decision));
-        RecordValidated(decision);
+        RecordValidated(decision, nameof(decision));
     }
 
-    /// <summary>The record of a decision that <see cref="RoutingDecisionValidator"/> accepted already (the facade).</summary>
-    internal void RecordValidated(RoutingDecision decision)
+    /// <summary>The record of a decision that <see cref="RoutingDecisionValidator"/> accepted already (the facade, whose argument is <paramref name="paramName"/>).</summary>
+    internal void RecordValidated(RoutingDecision decision, string paramName)
     {
         lock (_lock)
         {
@@ -112,13 +110,13 @@ public sealed partial class DeviceRoutingStats
             var counts = decision.ExpertCapacities;
             if (counts.Count > RoutingStatsOptions.MaxDeviceExperts)
             {
-                throw new ArgumentException($"The decision has {counts.Count} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts}.", nameof(decision));
+                throw new ArgumentException($"The decision has {counts.Count} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts}.", paramName);
             }
 
             var staged = _hostHistogram.AsSpan(0, counts.Count);
             for (var i = 0; i < staged.Length; i++)
             {
-                staged[i] = (ulong)counts[i];
+                staged[i] = (ulong)RoutingDecisionValidator.ReadAgain(counts, i, paramName);
             }
 
             // CopyFromCPU waits for the stream, so the staging array is free again when it returns;

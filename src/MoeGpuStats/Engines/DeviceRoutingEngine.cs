@@ -35,7 +35,7 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public override IReadOnlyList<float> LoadVarianceHistory => _device.ReadVarianceHistory();
 
-    public override void Record(RoutingDecision decision) => _device.RecordValidated(decision);
+    public override void Record(RoutingDecision decision) => _device.RecordValidated(decision, "routingDecision");
 
     public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
         _device.RecordValidated(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);

@@ -18,11 +18,12 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     private readonly ReadOnlyLayerEngine[] _readers;
     private readonly ExpertLoadWindow _window;
     private int _windowSteps;
+    private bool _disposed;
     private ulong _steps;
     private int[] _hostIds = [];
     private readonly float[] _hostLosses;
 
-    /// <summary>An empty model, or one holding <paramref name="state"/> (validated by the caller).</summary>
+    /// <summary>An empty model, or one holding <paramref name="state"/> (validated by the caller), whose window arrays it takes over: each caller passes a state of its own.</summary>
     public ManagedModelEngine(ModelRoutingStatsOptions options, ModelState? state = null)
         : base(options)
     {
@@ -34,10 +35,10 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
 
         _hostLosses = new float[2 * options.Layers];
-        _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l)).ToArray();
+        _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l, () => ThrowIfDisposed(_disposed))).ToArray();
         _window = state is null
             ? new ExpertLoadWindow(options.Layers, options.Experts, options.Window)
-            : new ExpertLoadWindow(options.Layers, options.Experts, options.Window, (ulong[])state.WindowLoad.Clone(), (uint[]?)state.WindowRing?.Clone(), state.WindowPosition);
+            : new ExpertLoadWindow(options.Layers, options.Experts, options.Window, state.WindowLoad, state.WindowRing, state.WindowPosition);
         _windowSteps = state?.WindowSteps ?? 0;
         _steps = state?.Steps ?? 0;
     }
@@ -48,18 +49,36 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
+        // The layers' ids come to the host packed, without the gaps a stride leaves between them.
+        var perLayer = (long)tokens * topK;
+        var packed = Options.Layers * perLayer;
+        if (packed > Array.MaxLength)
+        {
+            throw new ArgumentException(
+                $"{Options.Layers} layers of tokens * topK = {tokens} * {topK} ids are {packed} ids; the managed engine copies a step's ids to the host, at most {Array.MaxLength} of them.",
+                "topKExpertIds");
+        }
+
         lock (_lock)
         {
-            var length = checked((int)((Options.Layers - 1) * layerStride + (long)tokens * topK));
+            var length = (int)packed;
             if (_hostIds.Length < length)
             {
                 _hostIds = new int[length];
             }
 
-            if (length > 0)
+            if (layerStride == perLayer && length > 0)
             {
                 ids.SubView(0, length).CopyToCPU(_hostIds.AsSpan(0, length));
             }
+            else if (perLayer > 0)
+            {
+                for (var l = 0; l < Options.Layers; l++)
+                {
+                    ids.SubView(l * layerStride, perLayer).CopyToCPU(_hostIds.AsSpan((int)(l * perLayer), (int)perLayer));
+                }
+            }
+
             var valid = tokens;
             if (validTokens.Length > 0)
             {
@@ -70,11 +89,15 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
             var losses = HostLosses(loadBalanceLosses, 0);
             var zLosses = HostLosses(routerZLosses, Options.Layers);
-            RecordLocked(_hostIds.AsSpan(0, length), valid, topK, layerStride, losses, zLosses);
+            RecordLocked(_hostIds.AsSpan(0, length), valid, topK, perLayer, losses, zLosses);
         }
     }
 
-    /// <summary>A device view's losses (empty, or one per layer) copied into the host buffer at <paramref name="at"/>.</summary>
+    /// <summary>
+    /// A device view's losses (empty, or one per layer) copied into the host buffer at
+    /// <paramref name="at"/>, each non-finite one read as 0 as the device kernel reads it
+    /// (<see cref="ModelRecordKernel.FiniteOrZero"/>).
+    /// </summary>
     private Span<float> HostLosses(ArrayView<float> losses, int at)
     {
         if (losses.Length == 0)
@@ -84,6 +107,11 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
         var host = _hostLosses.AsSpan(at, Options.Layers);
         losses.SubView(0, host.Length).CopyToCPU(host);
+        foreach (ref var loss in host)
+        {
+            loss = ModelRecordKernel.FiniteOrZero(loss);
+        }
+
         return host;
     }
 
@@ -188,7 +216,10 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
     }
 
-    public override ModelState Export()
+    /// <summary>Ends the layers' handles too, as on a device (the arrays are the collector's).</summary>
+    public override void Dispose() => _disposed = true;
+
+    public override ModelState Export(bool withRing = true)
     {
         lock (_lock)
         {
@@ -199,7 +230,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 WindowPosition = _window.Position,
                 Layers = _layers.Select(layer => layer.Export()).ToArray(),
                 WindowLoad = _window.Load.ToArray(),
-                WindowRing = _window.ToRing(),
+                WindowRing = withRing ? _window.ToRing() : null,
             };
         }
     }

@@ -393,7 +393,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         var buffer = HistogramBuffer(counts.Count);
         for (var i = 0; i < buffer.Length; i++)
         {
-            buffer[i] = counts[i];
+            buffer[i] = RoutingDecisionValidator.ReadAgain(counts, i, "routingDecision");
         }
 
         return buffer;

@@ -50,12 +50,18 @@ internal abstract class ModelRoutingEngine : IDisposable
 
     public abstract void Reset();
 
-    /// <summary>A managed copy of the whole state.</summary>
-    public abstract ModelState Export();
+    /// <summary>A managed copy of the whole state; without the window's ring of steps (the largest part by far) unless <paramref name="withRing"/>.</summary>
+    public abstract ModelState Export(bool withRing = true);
 
     public virtual void Dispose()
     {
     }
+
+    /// <summary>
+    /// Throws where <paramref name="disposed"/>, naming the public type: a layer's handle reaches the
+    /// engine past the model's own check, and its caller knows a model, not an engine.
+    /// </summary>
+    protected static void ThrowIfDisposed(bool disposed) => ObjectDisposedException.ThrowIf(disposed, typeof(ModelRoutingStats));
 }
 
 /// <summary>A model's whole state as plain arrays: what moves between engines, snapshots, merges and JSON.</summary>

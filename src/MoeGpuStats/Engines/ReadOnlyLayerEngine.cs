@@ -2,24 +2,36 @@ using ILGPU;
 
 namespace MoeGpuStats.Engines;
 
-/// <summary>One layer of a model as a <see cref="RoutingStats"/> engine: every read, no record or reset (those go through the model).</summary>
-internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index) : RoutingStatsEngine(layer.Options)
+/// <summary>
+/// One layer of a model as a <see cref="RoutingStats"/> engine: every read, no record or reset (those
+/// go through the model); <paramref name="throwIfModelDisposed"/> ends every read once the model is disposed.
+/// </summary>
+internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, Action throwIfModelDisposed) : RoutingStatsEngine(layer.Options)
 {
+    private RoutingStatsEngine Layer
+    {
+        get
+        {
+            throwIfModelDisposed();
+            return layer;
+        }
+    }
+
     public override string Name => layer.Name;
 
     public override int ExpertCount => layer.ExpertCount;
 
-    public override RoutingTotals Totals => layer.Totals;
+    public override RoutingTotals Totals => Layer.Totals;
 
-    public override CapacityStats Capacity => layer.Capacity;
+    public override CapacityStats Capacity => Layer.Capacity;
 
-    public override IReadOnlyList<float> ExpertUtilization => layer.ExpertUtilization;
+    public override IReadOnlyList<float> ExpertUtilization => Layer.ExpertUtilization;
 
-    public override IReadOnlyList<float> DecayedExpertUtilization => layer.DecayedExpertUtilization;
+    public override IReadOnlyList<float> DecayedExpertUtilization => Layer.DecayedExpertUtilization;
 
-    public override IReadOnlyList<ulong> ExpertTokenCounts => layer.ExpertTokenCounts;
+    public override IReadOnlyList<ulong> ExpertTokenCounts => Layer.ExpertTokenCounts;
 
-    public override IReadOnlyList<float> LoadVarianceHistory => layer.LoadVarianceHistory;
+    public override IReadOnlyList<float> LoadVarianceHistory => Layer.LoadVarianceHistory;
 
     public override void Record(RoutingDecision decision) => throw ReadOnly();
 
@@ -27,17 +39,17 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index) :
 
     public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
 
-    public override UtilizationQuery QueryUtilization() => layer.QueryUtilization();
+    public override UtilizationQuery QueryUtilization() => Layer.QueryUtilization();
 
-    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => layer.QuerySummary();
+    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => Layer.QuerySummary();
 
-    public override float UtilizationCv() => layer.UtilizationCv();
+    public override float UtilizationCv() => Layer.UtilizationCv();
 
-    public override float VarianceTrend(int window) => layer.VarianceTrend(window);
+    public override float VarianceTrend(int window) => Layer.VarianceTrend(window);
 
     public override void Reset() => throw ReadOnly();
 
-    public override ManagedRoutingEngine Snapshot() => layer.Snapshot();
+    public override ManagedRoutingEngine Snapshot() => Layer.Snapshot();
 
     private InvalidOperationException ReadOnly() =>
         new($"Layer {index} of a model is read-only: record it with ModelRoutingStats.RecordStep and reset it with ModelRoutingStats.Reset.");

@@ -47,7 +47,8 @@ internal static class ModelRoutingMerge
             merged.WindowPosition = merged.WindowSteps % options.Window;
         }
 
-        return new ModelRoutingStats(new ManagedModelEngine(options, merged));
+        // As RoutingStats.Merge, whose layers these are: decayed utilization does not merge, so the result has no decay.
+        return new ModelRoutingStats(new ManagedModelEngine(options with { UtilizationDecay = null }, merged));
     }
 
     /// <summary>The rings summed step by step from the newest; the merged ring's newest step sits just before position <c>steps mod window</c>.</summary>

@@ -104,8 +104,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="topK">Experts per token, at least 1.</param>
     /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × topK</c> (layers packed).</param>
     /// <param name="validTokens">A device int: the rows that hold tokens (later rows are padding, as vLLM's unpadded count under CUDA graphs), clamped to <c>[0, tokens]</c> when read; default (or empty) for all rows.</param>
-    /// <param name="loadBalanceLosses">The step's load-balancing loss per layer, <c>Layers</c> floats on the device; default (or empty) for zeros.</param>
-    /// <param name="routerZLosses">The step's router z-loss per layer, <c>Layers</c> floats; default for zeros.</param>
+    /// <param name="loadBalanceLosses">The step's load-balancing loss per layer, <c>Layers</c> floats on the device; default (or empty) for zeros. A NaN or infinite loss counts as 0 on every engine (the host overload refuses one; a device engine never reads these on the host).</param>
+    /// <param name="routerZLosses">The step's router z-loss per layer, <c>Layers</c> floats; default for zeros; a non-finite one counts as 0.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> below 1, <paramref name="tokens"/> or <paramref name="layerStride"/> negative.</exception>
     /// <exception cref="ArgumentException">
     /// The ids are too few for the layers at the stride, a stride below <c>tokens × topK</c>, more than
@@ -231,23 +231,15 @@ public sealed partial class ModelRoutingStats : IDisposable
 
     /// <summary>
     /// Combines models of several ranks or replicas with the same shape into one managed model:
-    /// each layer as <see cref="RoutingStats.Merge"/> (exact counts), the window's loads summed
+    /// each layer as <see cref="RoutingStats.Merge"/> (exact counts; the decayed utilization is not
+    /// merged, so the result has no <see cref="ModelRoutingStatsOptions.UtilizationDecay"/>), the window's loads summed
     /// exactly, and the window rings summed step by step from the newest (ranks that record the same
     /// steps align exactly).
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
-    /// <exception cref="ArgumentException">No parts, or parts of different layers, experts, windows or capacities.</exception>
-    public static ModelRoutingStats Merge(IEnumerable<ModelRoutingStats> parts)
-    {
-        ArgumentNullException.ThrowIfNull(parts);
-        var list = parts.ToArray();
-        if (list.Length == 0)
-        {
-            throw new ArgumentException("Nothing to merge.", nameof(parts));
-        }
-
-        return ModelRoutingMerge.Merge(list);
-    }
+    /// <exception cref="ArgumentException">No parts, a null part, or parts of different layers, experts, windows or capacities.</exception>
+    public static ModelRoutingStats Merge(IEnumerable<ModelRoutingStats> parts) =>
+        ModelRoutingMerge.Merge(MergeParts.Collect(parts, nameof(parts)));
 
     /// <summary>Frees the engine's device memory; the layers' statistics become unusable.</summary>
     public void Dispose()
@@ -261,7 +253,7 @@ public sealed partial class ModelRoutingStats : IDisposable
         _engine.Dispose();
     }
 
-    internal ModelState ExportState() => Engine.Export();
+    internal ModelState ExportState(bool withRing = true) => Engine.Export(withRing);
 
     private static ModelRoutingSummary Summarize(Kernels.Model.LayerLoad[] window, Kernels.Model.LayerLoad[] sinceStart, ulong steps, int windowSteps, int entries) =>
         new(

@@ -85,12 +85,13 @@ internal static class ModelStepChecks
     /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a negative rank.</exception>
     public static int[] ValidatePlacement(ModelRoutingStatsOptions options, IReadOnlyList<int> expertRanks, string name)
     {
-        if (expertRanks.Count != options.Experts)
+        // Read once: every check and the engine see the same ranks, whatever the list's Count says.
+        var ranks = expertRanks.ToArray();
+        if (ranks.Length != options.Experts)
         {
-            throw new ArgumentException($"{name} holds {expertRanks.Count} ranks; it must hold one per expert ({options.Experts}).", name);
+            throw new ArgumentException($"{name} holds {ranks.Length} ranks; it must hold one per expert ({options.Experts}).", name);
         }
 
-        var ranks = expertRanks.ToArray();
         for (var e = 0; e < ranks.Length; e++)
         {
             if (ranks[e] < 0 || ranks[e] >= options.Experts)
@@ -115,9 +116,9 @@ internal static class ModelStepChecks
             throw new ArgumentException($"{name} holds {view.Length} values; it must hold {what}, or be default.", name);
         }
 
-        if (accelerator is not null && view.Length > 0 && view.GetAccelerator() != accelerator)
+        if (accelerator is not null && view.Length > 0)
         {
-            throw new ArgumentException($"{name} lives on '{view.GetAccelerator()?.Name}', not on this model's accelerator '{accelerator.Name}'.", name);
+            ViewAccelerator.Check(view, accelerator, name, "model");
         }
     }
 }

@@ -21,7 +21,8 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
     public override void Write(Utf8JsonWriter writer, ModelRoutingStats value, JsonSerializerOptions options)
     {
-        var state = value.ExportState();
+        // The JSON keeps the window's load, not its ring of steps: the ring is not copied out.
+        var state = value.ExportState(withRing: false);
         var model = value.Options;
         writer.WriteStartObject();
         writer.WriteNumber("experts", model.Experts);
@@ -103,6 +104,11 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         if (state.WindowSteps < 0 || state.WindowSteps > options.Window || (ulong)state.WindowSteps > state.Steps)
         {
             throw new JsonException($"window_steps is {state.WindowSteps}; it must be 0 to min(window = {options.Window}, steps = {state.Steps}).");
+        }
+
+        if (state.WindowSteps == 0 && state.Steps > 0)
+        {
+            throw new JsonException($"window_steps is 0 with steps = {state.Steps}; the window holds the last step of a model that recorded one (window_steps 1 or more).");
         }
 
         if (loads.GetArrayLength() != options.Layers)

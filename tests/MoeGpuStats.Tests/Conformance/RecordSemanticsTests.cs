@@ -176,6 +176,50 @@ public sealed class RecordSemanticsTests
         AssertOneRecordOfFour(stats);
     }
 
+    /// <summary>A decision's counts in a list of the caller's own type that turn negative after the checks are refused when the engine reads them, and change nothing.</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void ACountThatTurnsNegativeAfterTheChecksIsRefused(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
+
+        var error = Assert.Throws<ArgumentException>(
+            () => stats.RecordRouting(new RoutingDecision { ExpertCapacities = new NegativeWhenReadAgain([3, 0, 1, 2]), TotalTokens = 6 }));
+
+        Assert.Equal("routingDecision", error.ParamName);
+        Assert.StartsWith("ExpertCapacities[0] read -1 after the checks", error.Message);
+        AssertOneRecordOfFour(stats);
+    }
+
+    /// <summary>Counts that read as −1 once each has been read.</summary>
+    private sealed class NegativeWhenReadAgain(int[] counts) : IReadOnlyList<int>
+    {
+        private readonly bool[] _read = new bool[counts.Length];
+
+        public int Count => counts.Length;
+
+        public int this[int index]
+        {
+            get
+            {
+                var again = _read[index];
+                _read[index] = true;
+                return again ? -1 : counts[index];
+            }
+        }
+
+        public IEnumerator<int> GetEnumerator()
+        {
+            for (var i = 0; i < Count; i++)
+            {
+                yield return this[i];
+            }
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+
     private static void AssertOneRecordOfFour(RoutingStats stats)
     {
         using var snapshot = stats.Snapshot();

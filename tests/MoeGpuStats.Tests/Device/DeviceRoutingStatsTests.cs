@@ -50,6 +50,7 @@ public sealed partial class DeviceRoutingStatsTests
         var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting(foreign.View, tokens: 2, topK: 1));
 
         Assert.Equal("topKExpertIds", error.ParamName);
+        Assert.StartsWith($"topKExpertIds lives on another '{device.Name}' accelerator than this engine's", error.Message);
         Assert.Equal(0UL, stats.Snapshot().TotalRoutings);
     }
 

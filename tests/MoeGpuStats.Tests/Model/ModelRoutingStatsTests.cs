@@ -197,7 +197,23 @@ public sealed class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(() => model.Summary(new int[7]), "expertRanks", "one per expert (8)");
         AssertRefused<ArgumentException>(() => model.Summary([0, 1, 2, 3, -1, 0, 1, 2]), "expertRanks", "expertRanks[4] is -1");
         AssertRefused<ArgumentException>(() => model.Summary([0, 1, 2, 3, 8, 0, 1, 2]), "expertRanks", "expertRanks[4] is 8");
+
+        // A list whose Count disagrees with what it holds: judged by what it holds (the device engine read past its buffer).
+        AssertRefused<ArgumentException>(() => model.Summary(new MiscountedList(8, new int[9])), "expertRanks", "holds 9 ranks");
+        AssertRefused<ArgumentException>(() => model.Summary(new MiscountedList(8, new int[7])), "expertRanks", "holds 7 ranks");
         Assert.Equal(before, ModelSteps.Fingerprint(model));
+    }
+
+    /// <summary>A list that says it holds <paramref name="count"/> values and enumerates <paramref name="values"/>.</summary>
+    private sealed class MiscountedList(int count, int[] values) : IReadOnlyList<int>
+    {
+        public int Count => count;
+
+        public int this[int index] => values[index];
+
+        public IEnumerator<int> GetEnumerator() => ((IEnumerable<int>)values).GetEnumerator();
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     [Fact]
@@ -211,7 +227,7 @@ public sealed class ModelRoutingStatsTests
         using var shortLosses = accelerator.Allocate1D<float>(2);
         var before = ModelSteps.Fingerprint(model);
 
-        AssertRefused<ArgumentException>(() => model.RecordStep(foreign.View, 4, 2), "topKExpertIds", "not on this model's accelerator");
+        AssertRefused<ArgumentException>(() => model.RecordStep(foreign.View, 4, 2), "topKExpertIds", $"topKExpertIds lives on another '{accelerator.Name}' accelerator than this model's");
         AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, shortLosses.View), "loadBalanceLosses", "3 floats");
         AssertRefused<ArgumentException>(() => model.RecordStep(ids.View.SubView(0, 20), 4, 2), "topKExpertIds", "need 24");
         Assert.Equal(before, ModelSteps.Fingerprint(model));
@@ -251,14 +267,45 @@ public sealed class ModelRoutingStatsTests
         Assert.Equal(0UL, model.Layer(2).TotalTokens);
     }
 
-    [Fact]
-    public void ADisposedModelSaysSo()
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void ADisposedModelSaysSoThroughItsLayersToo(string engine)
     {
-        var model = new ModelRoutingStats(BadInputOptions);
+        var model = Create(engine, BadInputOptions);
+        model.RecordStep(new int[24], 4, 2);
+        using var layer = model.Layer(1);
         model.Dispose();
         Assert.Throws<ObjectDisposedException>(() => model.RecordStep(new int[24], 4, 2));
         Assert.Throws<ObjectDisposedException>(() => model.Layer(0));
         Assert.Throws<ObjectDisposedException>(() => model.Summary());
+
+        // A layer's handle outlives the model's own check: it names the model, on every engine.
+        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.ExpertTokenCounts).ObjectName);
+        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.TotalRoutings).ObjectName);
+    }
+
+    /// <summary>Losses in device arrays are not read by the host first: a NaN or infinite one counts as 0 on every engine, and the averages stay finite.</summary>
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void ANonFiniteLossInADeviceArrayCountsAsZero(string engine)
+    {
+        var accelerator = TestAccelerators.Require("cpu");
+        using var model = Create(engine, BadInputOptions);
+        using var expected = Create(engine, BadInputOptions);
+        var ids = Enumerable.Range(0, BadInputOptions.Layers * 8).Select(i => i % 8).ToArray();
+        using var deviceIds = accelerator.Allocate1D(ids);
+        using var losses = accelerator.Allocate1D([float.NaN, float.PositiveInfinity, 2f]);
+        using var zLosses = accelerator.Allocate1D([float.NegativeInfinity, 1f, float.NaN]);
+        using var finite = accelerator.Allocate1D([1f, 1f, 1f]);
+
+        model.RecordStep(deviceIds.View, 4, 2, 0, default, losses.View, zLosses.View);
+        model.RecordStep(deviceIds.View, 4, 2, 0, default, finite.View, finite.View);
+        expected.RecordStep(ids, 4, 2, 0, [0f, 0f, 2f], [0f, 1f, 0f]);
+        expected.RecordStep(ids, 4, 2, 0, [1f, 1f, 1f], [1f, 1f, 1f]);
+
+        Assert.Equal(ModelSteps.Fingerprint(expected), ModelSteps.Fingerprint(model));
+        Assert.Equal(0.5f, model.Layer(0).AverageLoadBalanceLoss);
+        Assert.Equal(0.5f, model.Layer(2).AverageRouterZLoss);
     }
 
     private static readonly ModelRoutingStatsOptions MergeOptions = new() { Layers = 3, Experts = 8, Window = 3, UtilizationDecay = 0.5f };
@@ -268,7 +315,7 @@ public sealed class ModelRoutingStatsTests
     {
         var a = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 4, seed: 31);
         var b = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 4, seed: 32);
-        var options = MergeOptions with { UtilizationDecay = null };   // RoutingStats.Merge does not merge the decayed utilization
+        var options = MergeOptions;
         using var first = new ModelRoutingStats(options);
         using var second = new ModelRoutingStats(options);
         foreach (var (model, steps) in new[] { (first, a), (second, b) })
@@ -285,6 +332,11 @@ public sealed class ModelRoutingStatsTests
         {
             Assert.Equal(JsonSerializer.Serialize(singles[l]), JsonSerializer.Serialize(merged.Layer(l)));
         }
+
+        // RoutingStats.Merge does not merge the decayed utilization, so neither the layers nor the model keep a decay.
+        Assert.Null(singles[0].Options.UtilizationDecay);
+        Assert.Null(merged.Options.UtilizationDecay);
+        Assert.Empty(merged.Layer(0).DecayedExpertUtilization);
 
         var window = ModelSteps.WindowLoad(MergeOptions, a).Zip(ModelSteps.WindowLoad(MergeOptions, b), (x, y) => x + y).ToArray();
         Assert.Equal(window, merged.WindowLoad());
@@ -305,6 +357,9 @@ public sealed class ModelRoutingStatsTests
         var error = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([first, second]));
         Assert.Contains("same shape", error.Message);
         Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([]));
+        var missing = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([first, null!]));
+        Assert.Equal("parts", missing.ParamName);
+        Assert.StartsWith("parts[1] is null", missing.Message);
     }
 
     internal static void AssertLayersEqual(ModelRoutingStats model, RoutingStats[] expected, string when)

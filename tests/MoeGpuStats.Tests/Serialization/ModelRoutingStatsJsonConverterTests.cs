@@ -32,6 +32,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [Theory]
     [InlineData("\"window_load\":[[", "\"window_load\":[[-1,", "window_load[0]")]
     [InlineData("\"window_steps\":3", "\"window_steps\":4", "window_steps")]
+    [InlineData("\"window_steps\":3", "\"window_steps\":0", "window_steps is 0 with steps = 7")]
     [InlineData("\"steps\":7", "\"steps\":8", "layers[0]")]
     [InlineData("\"experts\":8", "\"experts\":9", "window_load[0]")]
     [InlineData("\"steps\":7", "\"steps\":\"7\"", "'steps' must be a whole number")]
