@@ -5,6 +5,7 @@ using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using MoeGpuStats.Kernels.Model;
 
 namespace MoeGpuStats.Kernels;
 
@@ -16,7 +17,8 @@ namespace MoeGpuStats.Kernels;
 internal static class KernelPtx
 {
     /// <summary>The kernels' names, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes them.</summary>
-    public static IReadOnlyList<string> Kernels { get; } = [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel)];
+    public static IReadOnlyList<string> Kernels { get; } =
+        [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel), nameof(ModelRecordKernel), nameof(LayerBalanceKernel)];
 
     /// <summary>The record kernel with <see cref="HistogramCounting.QuadLoadRuns"/>, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
     public const string QuadLoadRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.QuadLoadRuns);
@@ -31,13 +33,17 @@ internal static class KernelPtx
     /// <param name="threadsPerMultiprocessor">The architecture's resident threads per multiprocessor (2,048 on Hopper).</param>
     /// <exception cref="ArgumentException"><paramref name="kernel"/> is not one of <see cref="Kernels"/>.</exception>
     public static string Generate(string kernel, CudaArchitecture architecture, CudaInstructionSet instructionSet, int threadsPerMultiprocessor = 2048) =>
-        Generate(Method(kernel), kernel != nameof(UtilizationQueryKernel), architecture, instructionSet, threadsPerMultiprocessor);
+        Generate(EntryPoint(kernel), kernel is nameof(RoutingRecordKernel) or QuadLoadRecordKernel, architecture, instructionSet, threadsPerMultiprocessor);
 
     /// <summary>As <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/>, for any explicitly grouped kernel method.</summary>
-    internal static string Generate(MethodInfo kernel, bool launchBounds, CudaArchitecture architecture, CudaInstructionSet instructionSet, int threadsPerMultiprocessor = 2048)
+    internal static string Generate(MethodInfo kernel, bool launchBounds, CudaArchitecture architecture, CudaInstructionSet instructionSet, int threadsPerMultiprocessor = 2048) =>
+        Generate(EntryPoint(kernel), launchBounds, architecture, instructionSet, threadsPerMultiprocessor);
+
+    private static string Generate(EntryPointDescription kernel, bool launchBounds, CudaArchitecture architecture, CudaInstructionSet instructionSet, int threadsPerMultiprocessor)
     {
         using var context = Context.Create(builder => builder.Default());
-        var compiled = Compile(context, new CudaCapabilityContext(architecture), architecture, instructionSet, kernel);
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(architecture), architecture, instructionSet, nvvmAPI: null);
+        var compiled = (PTXCompiledKernel)backend.Compile(kernel, KernelSpecialization.Empty);
         return launchBounds
             ? CudaLaunchBounds.Add(compiled.PTXAssembly, RoutingRecordKernel.PreferredGroupSize, threadsPerMultiprocessor)
             : compiled.PTXAssembly;
@@ -51,7 +57,10 @@ internal static class KernelPtx
     }
 
     /// <summary>The kernel's entry point, for any ILGPU backend.</summary>
-    internal static EntryPointDescription EntryPoint(string kernel) => EntryPointDescription.FromExplicitlyGroupedKernel(Method(kernel));
+    internal static EntryPointDescription EntryPoint(string kernel) => kernel == nameof(LayerBalanceKernel)
+        ? EntryPointDescription.FromImplicitlyGroupedKernel(
+            new Action<Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>>(LayerBalanceKernel.Kernel).Method)
+        : EntryPointDescription.FromExplicitlyGroupedKernel(Method(kernel));
 
     /// <summary>The entry point of <paramref name="kernel"/> (an explicitly grouped kernel method), for any ILGPU backend.</summary>
     internal static EntryPointDescription EntryPoint(MethodInfo kernel) => EntryPointDescription.FromExplicitlyGroupedKernel(kernel);
@@ -66,6 +75,7 @@ internal static class KernelPtx
         nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting>(),
         QuadLoadRecordKernel => RecordKernel<QuadLoadRunCounting>(),
         nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
+        nameof(ModelRecordKernel) => new Action<ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel).Method,
         _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
     };
 }

@@ -7,6 +7,7 @@ using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
 using ILGPU.Backends.EntryPoints;
 using MoeGpuStats.Kernels;
+using MoeGpuStats.Kernels.Model;
 using MoeGpuStats.Lab;
 
 namespace MoeGpuStats.Tests.Kernels;
@@ -18,7 +19,10 @@ namespace MoeGpuStats.Tests.Kernels;
 /// in shared memory, at most 18.5 KiB of shared memory per record group (the 16 KiB histogram, one
 /// long per thread for group sums: eight groups fit in the 164 KiB of an A100's multiprocessor and
 /// the 228 KiB of an H100's) and at most the 32 KiB every OpenCL device has for the query's one
-/// group, several id loads in flight per thread, no device-wide fence in a record.
+/// group, several id loads in flight per thread, no device-wide fence in a record. The whole-model
+/// kernels (a step's record, within a record's budget, and the balance) are held to the same
+/// code properties, the step without the single-layer record's shape checks: its last group takes
+/// a ticket behind a device-wide fence by design.
 /// </summary>
 public sealed partial class KernelCompilationTests
 {
@@ -53,7 +57,7 @@ public sealed partial class KernelCompilationTests
         Assert.DoesNotMatch(@"\b(red|atom)\.[a-z.]*shared[a-z.]*\.[usb]64\b", ptx);
         var shared = PtxSharedDeclaration().Matches(ptx).Sum(m => int.Parse(m.Groups[1].Value));
         var isRecordKernel = kernel.StartsWith(nameof(RoutingRecordKernel), StringComparison.Ordinal);
-        Assert.InRange(shared, 0, isRecordKernel ? RecordSharedBudgetBytes : QuerySharedBudgetBytes);
+        Assert.InRange(shared, 0, isRecordKernel || kernel == nameof(ModelRecordKernel) ? RecordSharedBudgetBytes : QuerySharedBudgetBytes);
         if (isRecordKernel)
         {
             Assert.Matches(@"(red|atom)\.(add\.)?shared\.(add\.)?u32", ptx);
