@@ -135,6 +135,37 @@ public sealed partial class KernelCompilationTests
     }
 
     /// <summary>
+    /// The whole-model step assembles for sm_90 without spilling, at the registers that leave three
+    /// groups of 256 resident per multiprocessor (65,536 / (256 × 85)): its launcher sizes the grid
+    /// by the occupancy the driver reports, so more registers mean fewer counting groups per layer,
+    /// not a failed launch. With ptxas 11.8 it takes 66 registers; bounds of eight groups (the
+    /// single-layer record's) would make it spill, and which is faster is for a GPU to say.
+    /// Needs ptxas, as <see cref="RecordKernelFitsEightGroupsPerMultiprocessorOnHopper"/>.
+    /// </summary>
+    [Fact]
+    public void ModelRecordKernelFitsThreeGroupsPerMultiprocessorOnHopperWithoutSpilling()
+    {
+        var ptxas = FindPtxas();
+        Assert.SkipWhen(ptxas is null, "No ptxas here: set MOEGS_PTXAS (bash scripts/ptxas.sh fetches one) or install a CUDA toolkit.");
+        var folder = Directory.CreateTempSubdirectory("moegs-ptxas-");
+        try
+        {
+            var source = Path.Combine(folder.FullName, "model.ptx");
+            File.WriteAllText(source, Ptx(nameof(ModelRecordKernel), CudaInstructionSet.ISA_78));
+            var report = ExternalProgram.Run(ptxas!, $"-arch=sm_90 -O3 -v \"{source}\" -o \"{Path.Combine(folder.FullName, "model.cubin")}\"", out var exitCode);
+            Assert.True(exitCode == 0, $"ptxas exited with {exitCode}:\n{report}");
+
+            var registers = int.Parse(PtxasRegisters().Match(report).Groups[1].Value);
+            Assert.True(registers <= 85, $"{registers} registers per thread: fewer than three groups fit on a multiprocessor.\n{report}");
+            Assert.True(report.Contains("0 bytes spill stores, 0 bytes spill loads"), $"The kernel spills:\n{report}");
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>
     /// The record kernels' PTX carries the launch bounds they are loaded with on CUDA (groups of 256,
     /// eight resident per multiprocessor), and this ILGPU still has the internals that loading such
     /// PTX needs: the kernel compiled again with new PTX keeps its entry point and parameters.
