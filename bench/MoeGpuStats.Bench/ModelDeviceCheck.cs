@@ -2,6 +2,7 @@ using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
+using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Bench;
 
@@ -15,6 +16,8 @@ namespace MoeGpuStats.Bench;
 /// against a device-to-device copy of the same bytes in the same run, and the host time to enqueue
 /// a step. The ids and checksum are model_baseline.py's, so its table compares row by row, and
 /// scripts/targets.py reads both (this check's through <c>--json</c>, table <c>model</c>: <see cref="ModelRow"/>).
+/// On CUDA a second table, <c>model_bounds</c>, times the step kernel as compiled against launch
+/// bounds of 4, 6 and 8 groups per multiprocessor (<see cref="BoundsRow"/>).
 /// </summary>
 internal static class ModelDeviceCheck
 {
@@ -56,8 +59,64 @@ internal static class ModelDeviceCheck
             table.Add(Row(accelerator, shape, onCpu));
         }
 
+        Console.WriteLine();
+        if (CudaLaunchBounds.AppliesTo(accelerator))
+        {
+            Console.WriteLine($"The step kernel as compiled (66 registers with ptxas 11.8: three groups per multiprocessor) against launch bounds of {string.Join(", ", LaunchBounds)} groups (fewer registers, some spills; docs/performance.md); device medians between markers.");
+            var bounds = report.Table<BoundsRow>(
+                "model_bounds",
+                new("L", r => $"{r.Layers}"),
+                new("E", r => $"{r.Experts}"),
+                new("k", r => $"{r.TopK}"),
+                new("tokens", r => $"{r.Tokens}"),
+                new("as compiled", r => $"{r.CompiledUs:F1} µs"),
+                new("bounds: groups → µs", r => string.Join(", ", r.BoundedUs.Select((us, i) => $"{LaunchBounds[i]}: {us:F1}"))),
+                new("checksums", r => r.ChecksumsEqual ? "equal" : "DIFFER"));
+            foreach (var shape in ModelShape.ParseList(BoundsShapes))
+            {
+                bounds.Add(Bounds(accelerator, shape));
+            }
+        }
+        else
+        {
+            Console.WriteLine("The step kernel's launch bounds apply on CUDA only: not compared here.");
+        }
+
         report.Complete();
         return 0;
+    }
+
+    /// <summary>The groups per multiprocessor the bounded step kernels are compiled for.</summary>
+    private static readonly int[] LaunchBounds = [4, 6, 8];
+
+    /// <summary>Decode at one and 256 tokens, prefill, Mixtral: where the grid is small, full, and one wave.</summary>
+    private const string BoundsShapes = "58x256x8x1,58x256x8x256,58x256x8x16384,32x8x2x256";
+
+    /// <summary>The step's device median as compiled and under each of <see cref="LaunchBounds"/>, and whether all counted alike.</summary>
+    private static BoundsRow Bounds(Accelerator accelerator, ModelShape shape)
+    {
+        using var ids = accelerator.Allocate1D(shape.Ids());
+        using var stream = accelerator.CreateStream();
+        var reps = shape.StepIds >= 1 << 24 ? 200 : 1000;
+        var times = new List<double>();
+        var checksums = new HashSet<ulong>();
+        foreach (var bound in LaunchBounds.Prepend(0))
+        {
+            using var model = new ModelRoutingStats(new DeviceModelEngine(accelerator, Options(shape), stream, owned: null, bound));
+            void Step() => model.RecordStep(ids.View, shape.Tokens, shape.TopK);
+            for (var i = 0; i < 3; i++)
+            {
+                Step();
+            }
+
+            stream.Synchronize();
+            times.Add(DeviceCheck.Median(reps, stream, Step));
+            model.Reset();
+            Step();
+            checksums.Add(ModelShape.Checksum(model.WindowLoad()));
+        }
+
+        return new BoundsRow(shape.Layers, shape.Experts, shape.TopK, shape.Tokens, times[0], [.. times.Skip(1)], checksums.Count == 1);
     }
 
     /// <summary>About a second of timed steps first, as DeviceCheck.WarmUp (clocks, the first markers).</summary>
@@ -169,6 +228,9 @@ internal static class ModelDeviceCheck
     }
 
     private static ModelRoutingStatsOptions Options(ModelShape shape) => new() { Layers = shape.Layers, Experts = shape.Experts };
+
+    /// <summary>A shape's step as compiled and under each launch bound (µs), and whether every variant's one step counted the same.</summary>
+    private sealed record BoundsRow(int Layers, int Experts, int TopK, int Tokens, double CompiledUs, double[] BoundedUs, bool ChecksumsEqual);
 
     /// <summary>
     /// A shape's row: the step, back to back, the L single-layer records of the same ids, the step's

@@ -30,7 +30,7 @@ internal static class CudaLaunchBounds
     private static readonly PropertyInfo? EntryPointProperty =
         typeof(CompiledKernel).GetProperty("EntryPoint", BindingFlags.NonPublic | BindingFlags.Instance);
 
-    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(MethodInfo Kernel, int GroupSize), Kernel>> Loaded = new();
+    private static readonly ConditionalWeakTable<Accelerator, ConcurrentDictionary<(MethodInfo Kernel, int GroupSize, int GroupsPerMultiprocessor), Kernel>> Loaded = new();
 
     /// <summary>PTX's performance-tuning directives that bound a launch.</summary>
     private static readonly string[] LaunchBoundDirectives = [".maxntid ", ".reqntid ", ".minnctapersm ", ".maxnctapersm ", ".maxnreg "];
@@ -82,15 +82,20 @@ internal static class CudaLaunchBounds
 
     /// <summary>
     /// <paramref name="kernel"/> (an explicitly grouped kernel method) compiled for
-    /// <paramref name="accelerator"/> with the launch bounds of full occupancy, loaded once per
-    /// accelerator and group size: ILGPU's own cache does not hold kernels loaded this way, and every
-    /// engine would otherwise compile it again and load another module.
+    /// <paramref name="accelerator"/> with launch bounds, loaded once per accelerator, group size and
+    /// bound: ILGPU's own cache does not hold kernels loaded this way, and every engine would
+    /// otherwise compile it again and load another module.
     /// </summary>
-    public static Kernel Load(CudaAccelerator accelerator, MethodInfo kernel, int groupSize) =>
-        Loaded.GetOrCreateValue(accelerator).GetOrAdd((kernel, groupSize), key =>
+    /// <param name="accelerator">The CUDA accelerator.</param>
+    /// <param name="kernel">The kernel method.</param>
+    /// <param name="groupSize">Threads per group.</param>
+    /// <param name="groupsPerMultiprocessor">Groups that must fit on a multiprocessor at once; 0 for full occupancy.</param>
+    public static Kernel Load(CudaAccelerator accelerator, MethodInfo kernel, int groupSize, int groupsPerMultiprocessor = 0) =>
+        Loaded.GetOrCreateValue(accelerator).GetOrAdd((kernel, groupSize, groupsPerMultiprocessor), key =>
         {
             var compiled = KernelPtx.Compile(accelerator.Context, accelerator.Capabilities, accelerator.Architecture, accelerator.InstructionSet, key.Kernel);
-            return accelerator.LoadKernel(WithPtx(compiled, Add(compiled.PTXAssembly, key.GroupSize, accelerator.MaxNumThreadsPerMultiprocessor)));
+            var threads = key.GroupsPerMultiprocessor > 0 ? key.GroupsPerMultiprocessor * key.GroupSize : accelerator.MaxNumThreadsPerMultiprocessor;
+            return accelerator.LoadKernel(WithPtx(compiled, Add(compiled.PTXAssembly, key.GroupSize, threads)));
         });
 
     /// <summary><paramref name="compiled"/> with <paramref name="ptx"/> as its assembly: same entry point, parameters and kernel information.</summary>

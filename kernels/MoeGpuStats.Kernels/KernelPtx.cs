@@ -70,12 +70,16 @@ internal static class KernelPtx
         where TCounting : struct, IHistogramCounting =>
         new Action<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(RoutingRecordKernel.Kernel<TCounting>).Method;
 
+    /// <summary>The whole-model step kernel.</summary>
+    internal static MethodInfo ModelRecordKernelMethod =>
+        new Action<ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel).Method;
+
     private static MethodInfo Method(string kernel) => kernel switch
     {
         nameof(RoutingRecordKernel) => RecordKernel<ThreadRunCounting>(),
         QuadLoadRecordKernel => RecordKernel<QuadLoadRunCounting>(),
         nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
-        nameof(ModelRecordKernel) => new Action<ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel).Method,
+        nameof(ModelRecordKernel) => ModelRecordKernelMethod,
         _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
     };
 }

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 using static MoeGpuStats.Kernels.RoutingStateLayout;
 
 namespace MoeGpuStats.Kernels.Model;
@@ -20,13 +21,30 @@ internal sealed class ModelRecordLauncher
     private readonly int _maxGroups;
 
     /// <summary>Loads the kernel on <paramref name="accelerator"/>.</summary>
+    /// <param name="accelerator">The accelerator.</param>
+    /// <param name="boundGroupsPerMultiprocessor">
+    /// 0 (the library's choice): the kernel as ILGPU compiles it. Above 0, on CUDA: launch bounds that
+    /// make that many groups fit on a multiprocessor (fewer registers, perhaps spills; see
+    /// docs/performance.md), for the device check to compare; ignored elsewhere.
+    /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
-    public ModelRecordLauncher(Accelerator accelerator)
+    public ModelRecordLauncher(Accelerator accelerator, int boundGroupsPerMultiprocessor = 0)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        _kernel = accelerator.LoadKernel<ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel);
         _groupSize = RoutingRecordKernel.GroupSize(accelerator);
-        var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(_kernel.GetKernel(), _groupSize, 0);
+        Kernel kernel;
+        if (boundGroupsPerMultiprocessor > 0 && CudaLaunchBounds.AppliesTo(accelerator) && accelerator is CudaAccelerator cuda)
+        {
+            kernel = CudaLaunchBounds.Load(cuda, KernelPtx.ModelRecordKernelMethod, _groupSize, boundGroupsPerMultiprocessor);
+            _kernel = kernel.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>>();
+        }
+        else
+        {
+            _kernel = accelerator.LoadKernel<ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel);
+            kernel = _kernel.GetKernel();
+        }
+
+        var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel, _groupSize, 0);
         _maxGroups = Math.Max(1, accelerator.NumMultiprocessors) * Math.Max(1, resident);
     }
 

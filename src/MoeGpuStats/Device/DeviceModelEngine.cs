@@ -36,12 +36,16 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private ulong _steps;
     private bool _disposed;
 
-    /// <summary>Loads the kernels and allocates the state on <paramref name="accelerator"/> (which <paramref name="owned"/>, when given, is disposed with this engine).</summary>
+    /// <summary>
+    /// Loads the kernels and allocates the state on <paramref name="accelerator"/> (which
+    /// <paramref name="owned"/>, when given, is disposed with this engine);
+    /// <paramref name="boundGroupsPerMultiprocessor"/> as <see cref="ModelRecordLauncher"/>'s (0: the library's kernel).
+    /// </summary>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
-    public DeviceModelEngine(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null, IDisposable? owned = null)
+    public DeviceModelEngine(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null, IDisposable? owned = null, int boundGroupsPerMultiprocessor = 0)
         : base(options)
     {
-        _record = new ModelRecordLauncher(accelerator);
+        _record = new ModelRecordLauncher(accelerator, boundGroupsPerMultiprocessor);
         _query = UtilizationQueryKernel.Create(accelerator);
         _measure = LayerBalanceKernel.Create(accelerator);
         Accelerator = accelerator;
