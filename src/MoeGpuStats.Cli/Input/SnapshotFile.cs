@@ -19,6 +19,7 @@ internal static class SnapshotFile
         try
         {
             using var stream = File.OpenRead(path);
+            RefuseArrays(stream, path);
             using var document = JsonDocument.Parse(stream);
             var root = document.RootElement;
             return root.ValueKind == JsonValueKind.Object && (root.TryGetProperty("layers", out _) || root.TryGetProperty("window_load", out _))
@@ -28,6 +29,24 @@ internal static class SnapshotFile
         catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException or InvalidOperationException or FormatException)
         {
             throw new InvalidDataException($"{path}: not a routing statistics snapshot ({ErrorText.Of(exception)}).", exception);
+        }
+    }
+
+    /// <summary>
+    /// Names a NumPy file given where a snapshot belongs (a trace, a window load), which the JSON
+    /// parser would call an invalid start of a value; leaves <paramref name="stream"/> at its start.
+    /// </summary>
+    private static void RefuseArrays(Stream stream, string path)
+    {
+        Span<byte> start = stackalloc byte[6];
+        var read = stream.ReadAtLeast(start, start.Length, throwOnEndOfStream: false);
+        stream.Position = 0;
+        var kind = start[..read].SequenceEqual(NpyHeader.MagicBytes) ? ".npy array"
+            : start[..read].StartsWith("PK\u0003\u0004"u8) ? ".npz archive"
+            : null;
+        if (kind is not null)
+        {
+            throw new InvalidDataException($"{path}: a {kind}, not a snapshot; this command reads the JSON that --save writes (replay reads traces, plan reads load arrays).");
         }
     }
 

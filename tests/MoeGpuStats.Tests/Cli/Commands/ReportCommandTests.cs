@@ -68,12 +68,15 @@ public sealed class ReportCommandTests : IDisposable
     [InlineData("text.json", "not a snapshot", "")]
     [InlineData("empty.json", "{}", "")]
     [InlineData("zero.json", "", "is empty, or a pipe or a device; give a snapshot file.")]
+    [InlineData("load.npy", "\u0093NUMPY\u0001\u0000", "a .npy array, not a snapshot; this command reads the JSON that --save writes")]
+    [InlineData("trace.npz", "PK\u0003\u0004rest", "a .npz archive, not a snapshot")]
     public void ASnapshotThatCannotBeReadIsOneLineAndExitCodeOne(string name, string? content, string expected)
     {
         var path = Path.Combine(_folder.FullName, name);
         if (content is not null)
         {
-            File.WriteAllText(path, content);
+            // Latin-1: each character one byte, as the NumPy magic's 0x93 is.
+            File.WriteAllBytes(path, System.Text.Encoding.Latin1.GetBytes(content));
         }
 
         var (code, output, error) = Run("report", path);
