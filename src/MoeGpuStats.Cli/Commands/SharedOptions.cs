@@ -16,13 +16,13 @@ internal static class SharedOptions
 
     public static Option<bool> Json() => new("--json")
     {
-        Description = "Print only JSON on standard output (everything else goes to standard error): one layer's final snapshot, in the seed-compatible shape; for a whole model, its balance per layer and counts (--save writes the model's snapshot).",
+        Description = "Print only JSON on standard output (everything else goes to standard error): one layer's final snapshot, in the seed-compatible shape; for a whole model (replay of a trace with layers), its balance per layer and counts (--save writes the model's snapshot).",
     };
 
     public static Option<FileInfo?> Plot() => OutputFile(new Option<FileInfo?>("--plot")
     {
         CustomParser = result => ParseFile(result, "--plot"),
-        Description = "Write expert load as a picture (.png, or .jpg/.jpeg for JPEG): for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a whole model, a layers x experts heat map of load share and, for a replay, each layer's balancedness over the steps.",
+        Description = "Write expert load as a picture (.png, or .jpg/.jpeg for JPEG): for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a whole model (replay of a trace with layers), a layers x experts heat map of load share and, for a replay, each layer's balancedness over the steps.",
     }, OutputPath.PlotFormatProblem);
 
     public static Option<FileInfo?> Save() => OutputFile(new Option<FileInfo?>("--save")

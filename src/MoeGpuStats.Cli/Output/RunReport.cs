@@ -50,7 +50,8 @@ internal static class RunReport
         }
 
         var trend = stats.RecentLoadVarianceTrend(TrendWindow);
-        Line("load variance trend", Invariant($"{trend:+#,0.000;-#,0.000;0.000}"), $"per batch, over the newest {TrendWindow} batches: the change of the");
+        var trendBatches = Math.Min(TrendWindow, stats.LoadVarianceHistory.Count);
+        Line("load variance trend", Invariant($"{trend:+#,0.000;-#,0.000;0.000}"), $"per batch, over the newest {trendBatches:N0} batch{(trendBatches == 1 ? "" : "es")}: the change of the");
         output.WriteLine($"  {"",-LabelWidth} {"",ValueWidth}   variance of tokens per expert; above 0 = the imbalance grows");
 
         output.WriteLine();

@@ -258,6 +258,25 @@ public sealed partial class ReplayCommandTests
         Assert.Equal([1UL, 2, 2, 1], replayed.ExpertTokenCounts);
     }
 
+    /// <summary>README's JSON-lines example: two passes of one token in two layers, said in the singular.</summary>
+    [Fact]
+    public void TheReadmesJsonLinesExampleReplays()
+    {
+        var path = Path.Combine(_folder.FullName, "trace.jsonl");
+        File.WriteAllLines(path,
+        [
+            """{"step": 0, "layer": 0, "request_id": "r1", "topk_ids": [5, 2], "topk_weights": [0.7, 0.3]}""",
+            """{"step": 0, "layer": 1, "request_id": "r1", "topk_ids": [1, 4], "topk_weights": [0.6, 0.4]}""",
+            """{"step": 1, "layer": 1, "request_id": "r1", "topk_ids": [3, 4], "topk_weights": [0.8, 0.2]}""",
+            """{"step": 1, "layer": 0, "request_id": "r1", "topk_ids": [2, 6], "topk_weights": [0.5, 0.5]}""",
+        ]);
+
+        var (code, output, error) = Moegs.Run("replay", path);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("replay trace.jsonl: 2 steps of 1 token in 2 layers (JSON lines, forward passes by step), top-2 of 7 experts (JSON)", output);
+    }
+
     /// <summary>A trace whose name says no format is read by its first bytes.</summary>
     [Fact]
     public void OtherNamesAreReadByTheirFirstBytes()

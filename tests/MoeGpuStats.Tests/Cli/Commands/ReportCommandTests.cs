@@ -45,6 +45,9 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Contains("busiest: expert 0", output);
         Assert.Matches(@"  batches +1\r?\n", output);
         Assert.Matches(@"  tokens +4\r?\n", output);
+
+        // The trend covers the batches there are, up to 100.
+        Assert.Contains("per batch, over the newest 1 batch: the change of the", output);
     }
 
     /// <summary>--json prints the snapshot as it reads it, alone on standard output.</summary>
