@@ -9,20 +9,31 @@ namespace MoeGpuStats.Cli.Output;
 /// <param name="InvalidExpertIds">Ids outside <c>[0, experts)</c> other than −1 (padding).</param>
 /// <param name="SlotsDropped">Routed slots over the expert capacity; 0 without one.</param>
 /// <param name="Capacity">Slots per expert per step, or null for none.</param>
-internal sealed record ModelCounts(ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity)
+/// <param name="WindowHoldsAll">
+/// Whether the window's load is all the load since the start: while the window holds every step,
+/// and in a merge of ranks that each did (their window steps overlap, so the merged window counts
+/// fewer steps than the merged run while it holds all of its load).
+/// </param>
+internal sealed record ModelCounts(ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity, bool WindowHoldsAll)
 {
     public static ModelCounts Of(ModelRoutingStats model)
     {
-        ulong routed = 0, invalid = 0, dropped = 0;
+        ulong routed = 0, invalid = 0, dropped = 0, sinceStart = 0;
         for (var l = 0; l < model.Layers; l++)
         {
             using var layer = model.Layer(l);
             routed += layer.RoutedSlots;
             invalid += layer.InvalidExpertIds;
             dropped += layer.SlotsDropped;
+            foreach (var count in layer.ExpertTokenCounts)
+            {
+                sinceStart += count;
+            }
         }
 
-        return new ModelCounts(routed, invalid, dropped, model.Options.ExpertCapacity);
+        // Each window load is at most its count since the start, so equal sums mean equal loads.
+        var window = model.WindowLoad().Aggregate(0UL, (sum, load) => sum + load);
+        return new ModelCounts(routed, invalid, dropped, model.Options.ExpertCapacity, window == sinceStart);
     }
 
     /// <summary>A warning for standard error when ids named no expert, or null.</summary>

@@ -31,10 +31,13 @@ internal static class ModelReport
         output.WriteLine("Balancedness: a layer's mean expert load over its largest, 1 = every expert equally loaded");
         output.WriteLine("(loads are token-expert slots: a token routed to k experts counts for each)");
 
-        // Before the window fills, the window is every step: one span says it all.
+        // Before the window fills, the window is every step: one span says it all. So it is for merged
+        // ranks whose windows each held every step, though the merged window counts one rank's steps.
         var spans = summary.WindowSteps == (long)summary.Steps
             ? new[] { ($"over all {Count(summary.Steps, "step")} (the window holds them all)", summary.SinceStart) }
-            : [($"over the window, the newest {Count((ulong)summary.WindowSteps, "step")}", summary.Window), ($"since the start, {Count(summary.Steps, "step")}", summary.SinceStart)];
+            : counts.WindowHoldsAll
+                ? [($"over all {Count(summary.Steps, "step")} (the window, {Count((ulong)summary.WindowSteps, "step")} long, holds all their load)", summary.SinceStart)]
+                : [($"over the window, the newest {Count((ulong)summary.WindowSteps, "step")}", summary.Window), ($"since the start, {Count(summary.Steps, "step")}", summary.SinceStart)];
         foreach (var (span, balance) in spans)
         {
             output.WriteLine();

@@ -95,6 +95,30 @@ public sealed class MergeCommandTests : IDisposable
         Assert.Equal($"{saved[0]} holds a model of {Layers} layers of {Experts} experts, {singleSaved} holds one layer of {Experts} experts; merge layers with layers and models with models.", kindError.Trim());
     }
 
+    /// <summary>
+    /// Ranks whose windows each held every step merge to a window of one rank's steps that holds all
+    /// the load: the report says so in one span, as for a run its window holds whole.
+    /// </summary>
+    [Fact]
+    public void AMergeOfWholeWindowsIsReportedAsOneSpan()
+    {
+        var saved = new[] { 1, 2 }.Select(seed =>
+        {
+            var npy = _folder.WriteInt32($"whole{seed}.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ModelTrace.Ids(Steps, Layers, Tokens, seed));
+            var json = Path.ChangeExtension(npy, ".json");
+            Assert.Equal(ExitCodes.Ok, Moegs.Run("replay", npy, "--experts", $"{Experts}", "--save", json).Code);
+            return json;
+        }).ToArray();
+        var merged = Path.Combine(_folder.FullName, "whole.json");
+        Assert.Equal(ExitCodes.Ok, Moegs.Run("merge", saved[0], saved[1], "-o", merged).Code);
+
+        var (code, text, error) = Moegs.Run("report", merged);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"Model, over all {2 * Steps} steps (the window, {Steps} steps long, holds all their load)", text);
+        Assert.DoesNotContain("Model, since the start", text);
+    }
+
     /// <summary>Models of different shapes are refused in one line naming the files.</summary>
     [Fact]
     public void ModelSnapshotsOfDifferentShapesDoNotMerge()
