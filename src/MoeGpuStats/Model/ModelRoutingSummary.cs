@@ -36,8 +36,11 @@ public readonly record struct LayerBalance(
     }
 }
 
-/// <summary>Every layer's balance over one span of steps, and the model's figures across layers.</summary>
-public sealed class BalanceSummary
+/// <summary>
+/// Every layer's balance over one span of steps, and the model's figures across layers. Equal to
+/// another with the same layers, figure by figure (so a summary read back from JSON equals its source).
+/// </summary>
+public sealed class BalanceSummary : IEquatable<BalanceSummary>
 {
     internal BalanceSummary(IReadOnlyList<LayerBalance> layers)
     {
@@ -81,6 +84,35 @@ public sealed class BalanceSummary
 
     /// <summary><c>Σ_l mean load / Σ_l max load</c>, as vLLM logs it; 1 without load.</summary>
     public double TokenWeightedBalancedness { get; }
+
+    /// <summary>Whether both are null or hold the same layers.</summary>
+    public static bool operator ==(BalanceSummary? left, BalanceSummary? right) => left?.Equals(right) ?? right is null;
+
+    /// <summary>Whether one is null and the other not, or their layers differ.</summary>
+    public static bool operator !=(BalanceSummary? left, BalanceSummary? right) => !(left == right);
+
+    /// <summary>Whether <paramref name="other"/> holds the same layers (the model's figures follow from them).</summary>
+    public bool Equals(BalanceSummary? other) => other is not null && (ReferenceEquals(this, other) || Layers.SequenceEqual(other.Layers));
+
+    /// <summary>Whether <paramref name="obj"/> is a <see cref="BalanceSummary"/> with the same layers.</summary>
+    public override bool Equals(object? obj) => Equals(obj as BalanceSummary);
+
+    /// <summary>A hash of the layers' figures, equal for equal summaries.</summary>
+    public override int GetHashCode()
+    {
+        var hash = new HashCode();
+        foreach (var layer in Layers)
+        {
+            hash.Add(layer);
+        }
+
+        return hash.ToHashCode();
+    }
+
+    /// <summary>The model's figures across layers, as a record prints its members.</summary>
+    public override string ToString() => string.Create(
+        System.Globalization.CultureInfo.InvariantCulture,
+        $"BalanceSummary {{ Layers = {Layers.Count}, MinBalancedness = {MinBalancedness}, MedianBalancedness = {MedianBalancedness}, MeanBalancedness = {MeanBalancedness}, WorstLayer = {WorstLayer}, TokenWeightedBalancedness = {TokenWeightedBalancedness} }}");
 }
 
 /// <summary>A model's balance over the sliding window and since the start (or the last reset).</summary>
