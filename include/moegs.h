@@ -144,7 +144,7 @@ typedef struct moegs_layer_balance {
     double balancedness;   /* mean_load / max_load in (0, 1]; 1 without load */
     double max_mean_ratio; /* max_load / mean_load, >= 1; 1 without load */
     double cv;             /* population standard deviation of the loads over their mean; 0 without load */
-    int32_t hottest;       /* the first expert (rank) with the largest load */
+    int32_t hottest;       /* the last expert (rank) with the largest load (ties as most_utilized's) */
     int32_t coldest;       /* the first expert (rank) with the smallest load */
     int32_t dead;          /* experts (ranks) without a slot */
 } moegs_layer_balance;

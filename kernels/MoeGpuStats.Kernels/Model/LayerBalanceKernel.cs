@@ -19,7 +19,7 @@ internal struct LayerLoad
     /// <summary>The sum over loads of <c>(load − mean)²</c>, in index order (f64, products rounded alone).</summary>
     public double SquaredDeviations;
 
-    /// <summary>The first index of the largest load.</summary>
+    /// <summary>The last index of the largest load.</summary>
     public int Hottest;
 
     /// <summary>The first index of the smallest load.</summary>
@@ -63,7 +63,9 @@ internal static class LayerBalanceKernel
         {
             var load = loads[first + i];
             result.Total += load;
-            if (load > result.Max || i == 0)
+            // Ties: the last largest and the first smallest, as the seed's max_by and min_by pick the
+            // most and least utilized expert (RoutingStats.MostUtilizedExpert, LeastUtilizedExpert).
+            if (load >= result.Max)
             {
                 result.Max = load;
                 result.Hottest = i;

@@ -11,8 +11,8 @@ namespace MoeGpuStats;
 /// <param name="Balancedness">Mean load over max load, in (0, 1]: vLLM's per-layer balancedness; 1 for a layer without load.</param>
 /// <param name="MaxMeanRatio">Max load over mean load, at least 1; 1 for a layer without load.</param>
 /// <param name="CoefficientOfVariation">Population standard deviation of the loads over their mean; 0 for a layer without load.</param>
-/// <param name="HottestExpert">The first expert (rank) with the largest load.</param>
-/// <param name="ColdestExpert">The first expert (rank) with the smallest load.</param>
+/// <param name="HottestExpert">The last expert (rank) with the largest load: ties broken as <see cref="RoutingStats.MostUtilizedExpert"/> breaks them (the seed's <c>max_by</c>), though that ranks experts by mean utilization per batch, not by slots.</param>
+/// <param name="ColdestExpert">The first expert (rank) with the smallest load, as <see cref="RoutingStats.LeastUtilizedExpert"/> breaks ties.</param>
 /// <param name="DeadExperts">Experts (ranks) without a slot.</param>
 public readonly record struct LayerBalance(
     ulong Load,

@@ -221,8 +221,11 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
                     order[e] = e;
                 }
 
+                // Ties as the summary's hottest (the last expert) and coldest (the first), so position 1 is that expert.
                 var values = row.ToArray();
-                Array.Sort(order, (a, b) => values[a] != values[b] ? (descending ? values[b].CompareTo(values[a]) : values[a].CompareTo(values[b])) : a.CompareTo(b));
+                Array.Sort(order, (a, b) => values[a] != values[b]
+                    ? (descending ? values[b].CompareTo(values[a]) : values[a].CompareTo(values[b]))
+                    : (descending ? b.CompareTo(a) : a.CompareTo(b)));
                 return order.AsSpan(0, topExperts);
             }
         }

@@ -267,6 +267,26 @@ public sealed class ModelRoutingStatsTests
         Assert.Equal(0UL, model.Layer(2).TotalTokens);
     }
 
+    /// <summary>Ties go as the seed's max_by and min_by: the last hottest and the first coldest, as a layer's most and least utilized expert.</summary>
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void TiesPickTheExpertsTheLayersPick(string engine)
+    {
+        using var model = Create(engine, BadInputOptions);
+        // Every layer: experts 1, 4 and 6 take two slots each, 0, 2 and 7 none, 3 and 5 one.
+        int[] layer = [1, 4, 6, 1, 4, 6, 3, 5];
+        model.RecordStep([.. layer, .. layer, .. layer], 4, 2);
+
+        var summary = model.Summary();
+        for (var l = 0; l < BadInputOptions.Layers; l++)
+        {
+            using var single = model.Layer(l);
+            Assert.Equal((6, 0), (summary.Window.Layers[l].HottestExpert, summary.Window.Layers[l].ColdestExpert));
+            Assert.Equal(single.MostUtilizedExpert()!.Value.Index, summary.SinceStart.Layers[l].HottestExpert);
+            Assert.Equal(single.LeastUtilizedExpert()!.Value.Index, summary.SinceStart.Layers[l].ColdestExpert);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(BadInputEngines))]
     public void ADisposedModelSaysSoThroughItsLayersToo(string engine)
@@ -397,7 +417,7 @@ public sealed class ModelRoutingStatsTests
             Assert.Equal(total, actual.Load);
             Assert.Equal(max, actual.MaxLoad);
             Assert.Equal(row.Min(), actual.MinLoad);
-            Assert.Equal(System.Array.IndexOf(row, max), actual.HottestExpert);
+            Assert.Equal(System.Array.LastIndexOf(row, max), actual.HottestExpert);
             Assert.Equal(System.Array.IndexOf(row, row.Min()), actual.ColdestExpert);
             Assert.Equal(row.Count(load => load == 0), actual.DeadExperts);
             balancedness[l] = total == 0 ? 1 : mean / max;

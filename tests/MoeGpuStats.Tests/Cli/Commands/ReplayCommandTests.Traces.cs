@@ -339,7 +339,7 @@ public sealed partial class ReplayCommandTests
         var counts = single.ExpertTokenCounts;
         Assert.Equal(expected["load"]!.GetValue<ulong>(), counts.Aggregate(0UL, (sum, count) => sum + count));
         Assert.Equal(expected["max_load"]!.GetValue<ulong>(), counts.Max());
-        Assert.Equal(expected["hottest_expert"]!.GetValue<int>(), counts.ToList().IndexOf(counts.Max()));
+        Assert.Equal(expected["hottest_expert"]!.GetValue<int>(), counts.ToList().LastIndexOf(counts.Max()));
         Assert.Equal(expected["dead_experts"]!.GetValue<int>(), counts.Count(count => count == 0));
     }
 
