@@ -286,23 +286,35 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
     /// <summary>Checks step <paramref name="step"/>, <paramref name="tokens"/> tokens per layer.</summary>
     public void Check(int step, ReadOnlySpan<int> ids, int tokens)
     {
-        CheckRepeats(step, ids, tokens);
+        if (!Synthetic(ids, tokens))
+        {
+            CheckRepeats(step, ids, tokens);
+            return;
+        }
+
+        // A warm-up pass's tokens (all ids 0, say) repeat an expert too: its own warning says what they are.
+        _synthetic++;
+        _first = _first < 0 ? step : _first;
+        _last = step;
+    }
+
+    /// <summary>Whether every layer of the step routed its tokens (two or more) all alike.</summary>
+    private bool Synthetic(ReadOnlySpan<int> ids, int tokens)
+    {
         if (tokens < 2)
         {
-            return;
+            return false;
         }
 
         for (var layer = 0; layer < layers; layer++)
         {
             if (!AllTokensAlike(ids.Slice(layer * tokens * topK, tokens * topK), tokens))
             {
-                return;
+                return false;
             }
         }
 
-        _synthetic++;
-        _first = _first < 0 ? step : _first;
-        _last = step;
+        return true;
     }
 
     /// <summary>One-line warnings, none when the trace looks as a router writes it.</summary>
@@ -323,7 +335,7 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
         if (_repeated > 0)
         {
             var question = layout is null ? "does each token's topk_ids hold its own k experts?" : $"is the file shaped [{layout.Name}] (--layout)?";
-            yield return $"warning: {_repeated:N0} token{(_repeated == 1 ? "" : "s")} (the first in step {_repeatedStep:N0}) name one expert twice among their {topK} ids, which a top-k router never does: {question}";
+            yield return $"warning: {_repeated:N0} token{(_repeated == 1 ? "" : "s")} (the first in step {_repeatedStep:N0}) {(_repeated == 1 ? "names one expert twice among its" : "name one expert twice among their")} {topK} ids, which a top-k router never does: {question}";
         }
     }
 

@@ -334,6 +334,20 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal($"--skip-steps 3: {npy} has 3 steps; leave out fewer.", refused.Trim());
     }
 
+    /// <summary>Warm-up tokens of all zeros repeat an expert: the warm-up warning says what they are, not a warning about the layout.</summary>
+    [Fact]
+    public void WarmUpTokensThatRepeatAnExpertAreNotBlamedOnTheLayout()
+    {
+        int[] ids = [0, 0, 0, 0, 0, 0, 2, 3, 1, 2, 3, 0, 3, 3, 1, 2, 0, 1];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "zeros.npy"), "<i4", "3, 3, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: the first 1 step routed every token to the same experts", error);
+        Assert.Contains("warning: 1 token (the first in step 2) names one expert twice among its 2 ids", error);
+    }
+
     [Fact]
     public void ATraceOfOnlyIdenticalStepsIsNamedWithoutSuggestingToSkipThemAll()
     {
