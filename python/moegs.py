@@ -184,6 +184,8 @@ def _integer(name, value, low, high, allowed=None):
 def _experts(experts, accelerator):
     """The expert count an aggregator on `accelerator` takes: the device engines' limit, the managed engine's, or
     (for "auto", which may choose either) the larger, with both named."""
+    # The C API reads names without case or surrounding blanks.
+    accelerator = accelerator.strip().lower()
     if accelerator == "managed":
         return _integer("experts", experts, 1, MANAGED_EXPERTS_MAX)
     if accelerator == "auto":

@@ -103,7 +103,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         };
         if (state.WindowSteps < 0 || state.WindowSteps > options.Window || (ulong)state.WindowSteps > state.Steps)
         {
-            throw new JsonException($"window_steps is {state.WindowSteps}; it must be 0 to min(window = {options.Window}, steps = {state.Steps}).");
+            throw new JsonException($"window_steps is {state.WindowSteps}; it must be 1 to min(window = {options.Window}, steps = {state.Steps}), or 0 while steps = 0.");
         }
 
         if (state.WindowSteps == 0 && state.Steps > 0)

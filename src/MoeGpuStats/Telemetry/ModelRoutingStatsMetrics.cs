@@ -22,7 +22,7 @@ namespace MoeGpuStats.Telemetry;
 /// <c>position</c>, 1 the hottest or coldest): <c>moegs.layer.hot_expert</c> and
 /// <c>moegs.layer.cold_expert</c> give the expert's id, <c>moegs.layer.hot_expert.load</c> and
 /// <c>moegs.layer.cold_expert.load</c> its slots. The expert is a value, not a tag, so the series
-/// stay the same <c>4 × layers × K</c> however the ranking moves. Ties go to the lower expert id.
+/// stay the same <c>4 × layers × K</c> however the ranking moves. Among the hottest, ties go to the higher expert id (position 1 is the summary's hottest); among the coldest, to the lower.
 /// </para>
 /// <para>
 /// With <c>expertSeries</c>, one series per (layer, expert) as well: the counter

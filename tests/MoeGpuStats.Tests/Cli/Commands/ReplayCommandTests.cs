@@ -69,7 +69,7 @@ public sealed partial class ReplayCommandTests : IDisposable
             using var single = RoutingStatsFile.Load(saved);
             var counts = single.ExpertTokenCounts;
             Assert.Equal(expected.Load, counts.Aggregate(0UL, (sum, count) => sum + count));
-            Assert.Equal(expected.HottestExpert, counts.ToList().IndexOf(counts.Max()));
+            Assert.Equal(expected.HottestExpert, counts.ToList().LastIndexOf(counts.Max()));
             Assert.Equal(expected.DeadExperts, counts.Count(count => count == 0));
         }
 
