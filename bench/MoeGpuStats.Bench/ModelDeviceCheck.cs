@@ -62,7 +62,7 @@ internal static class ModelDeviceCheck
         Console.WriteLine();
         if (CudaLaunchBounds.AppliesTo(accelerator))
         {
-            Console.WriteLine($"The step kernel as compiled (66 registers with ptxas 11.8: three groups per multiprocessor) against launch bounds of {string.Join(", ", LaunchBounds)} groups (fewer registers, some spills; docs/performance.md); device medians between markers.");
+            Console.WriteLine($"The step kernel as compiled (the driver's occupancy; docs/performance.md gives ptxas' registers) against launch bounds of {string.Join(", ", LaunchBounds)} groups (fewer registers, some spills; docs/performance.md); device medians between markers.");
             var bounds = report.Table<BoundsRow>(
                 "model_bounds",
                 new("L", r => $"{r.Layers}"),
