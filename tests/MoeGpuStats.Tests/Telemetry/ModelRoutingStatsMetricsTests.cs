@@ -10,7 +10,7 @@ public sealed class ModelRoutingStatsMetricsTests
 
     public static TheoryData<string> Engines => ["managed", "cpu"];
 
-    /// <summary>Per-layer and model-wide figures are the summary's; the top-K are the window load's ranking, ties to the lower id.</summary>
+    /// <summary>Per-layer and model-wide figures are the summary's; the top-K are the window load's ranking (hottest ties to the higher id, coldest to the lower).</summary>
     [Theory]
     [MemberData(nameof(Engines))]
     public void EveryFigureIsTheSummarysAndTheTopExpertsAreTheWindowsRanking(string engine)
@@ -40,7 +40,7 @@ public sealed class ModelRoutingStatsMetricsTests
             Assert.Equal(summary.SinceStart.Layers[l].Load, (ulong)PerLayer(seen, "moegs.layer.slots", l));
 
             var row = load.AsSpan(l * Experts, Experts).ToArray();
-            var hottest = Enumerable.Range(0, Experts).OrderByDescending(e => row[e]).ThenBy(e => e).Take(3).ToArray();
+            var hottest = Enumerable.Range(0, Experts).OrderByDescending(e => row[e]).ThenByDescending(e => e).Take(3).ToArray();
             var coldest = Enumerable.Range(0, Experts).OrderBy(e => row[e]).ThenBy(e => e).Take(3).ToArray();
             Assert.Equal(hottest, Ranked(seen, "moegs.layer.hot_expert", l).Select(v => (int)v));
             Assert.Equal(coldest, Ranked(seen, "moegs.layer.cold_expert", l).Select(v => (int)v));
@@ -93,6 +93,28 @@ public sealed class ModelRoutingStatsMetricsTests
         Assert.Equal(1, Ranked(Collect(cached), "moegs.layer.hot_expert", 0)[0]);
         Assert.Equal(4, Ranked(Collect(fresh), "moegs.layer.hot_expert", 0)[0]);
         Assert.Equal(1, cached.ReadingsTaken);
+    }
+
+    /// <summary>Ties at the top: position 1 is the summary's hottest (the last of the largest) and coldest (the first of the smallest).</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void TiedExpertsRankAsTheSummarysHottestAndColdest(string engine)
+    {
+        using var stats = Model(engine, window: 2);
+        using var metrics = new ModelRoutingStatsMetrics(stats, topExperts: 3);
+
+        // Every layer: experts 1, 2 and 4 two slots each, 0 one, 3 and 5 none.
+        stats.RecordStep([.. Enumerable.Range(0, Layers).SelectMany(_ => new[] { 1, 2, 4, 4, 2, 1, 0 })], tokens: 7, topK: 1);
+
+        var seen = Collect(metrics);
+        var summary = stats.Summary();
+        for (var l = 0; l < Layers; l++)
+        {
+            Assert.Equal([4, 2, 1], Ranked(seen, "moegs.layer.hot_expert", l).Select(v => (int)v));
+            Assert.Equal([3, 5, 0], Ranked(seen, "moegs.layer.cold_expert", l).Select(v => (int)v));
+            Assert.Equal(summary.Window.Layers[l].HottestExpert, (int)Ranked(seen, "moegs.layer.hot_expert", l)[0]);
+            Assert.Equal(summary.Window.Layers[l].ColdestExpert, (int)Ranked(seen, "moegs.layer.cold_expert", l)[0]);
+        }
     }
 
     [Theory]
