@@ -93,7 +93,7 @@ internal static class CudaLaunchBounds
     public static Kernel Load(CudaAccelerator accelerator, MethodInfo kernel, int groupSize, int groupsPerMultiprocessor = 0) =>
         Loaded.GetOrCreateValue(accelerator).GetOrAdd((kernel, groupSize, groupsPerMultiprocessor), key =>
         {
-            var compiled = KernelPtx.Compile(accelerator.Context, accelerator.Capabilities, accelerator.Architecture, accelerator.InstructionSet, key.Kernel);
+            var compiled = KernelPtx.Compile(accelerator.Context, accelerator.Capabilities, accelerator.Architecture, accelerator.InstructionSet, KernelPtx.EntryPoint(key.Kernel));
             var threads = key.GroupsPerMultiprocessor > 0 ? key.GroupsPerMultiprocessor * key.GroupSize : accelerator.MaxNumThreadsPerMultiprocessor;
             return accelerator.LoadKernel(WithPtx(compiled, Add(compiled.PTXAssembly, key.GroupSize, threads)));
         });

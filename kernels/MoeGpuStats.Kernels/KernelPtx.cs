@@ -42,18 +42,17 @@ internal static class KernelPtx
     private static string Generate(EntryPointDescription kernel, bool launchBounds, CudaArchitecture architecture, CudaInstructionSet instructionSet, int threadsPerMultiprocessor)
     {
         using var context = Context.Create(builder => builder.Default());
-        using var backend = new PTXBackend(context, new CudaCapabilityContext(architecture), architecture, instructionSet, nvvmAPI: null);
-        var compiled = (PTXCompiledKernel)backend.Compile(kernel, KernelSpecialization.Empty);
+        var compiled = Compile(context, new CudaCapabilityContext(architecture), architecture, instructionSet, kernel);
         return launchBounds
             ? CudaLaunchBounds.Add(compiled.PTXAssembly, RoutingRecordKernel.PreferredGroupSize, threadsPerMultiprocessor)
             : compiled.PTXAssembly;
     }
 
-    /// <summary><paramref name="kernel"/> (an explicitly grouped kernel method) compiled by ILGPU's PTX backend, without NVVM.</summary>
-    internal static PTXCompiledKernel Compile(Context context, CudaCapabilityContext capabilities, CudaArchitecture architecture, CudaInstructionSet instructionSet, MethodInfo kernel)
+    /// <summary><paramref name="kernel"/> compiled by ILGPU's PTX backend, without NVVM.</summary>
+    internal static PTXCompiledKernel Compile(Context context, CudaCapabilityContext capabilities, CudaArchitecture architecture, CudaInstructionSet instructionSet, EntryPointDescription kernel)
     {
         using var backend = new PTXBackend(context, capabilities, architecture, instructionSet, nvvmAPI: null);
-        return (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(kernel), KernelSpecialization.Empty);
+        return (PTXCompiledKernel)backend.Compile(kernel, KernelSpecialization.Empty);
     }
 
     /// <summary>The kernel's entry point, for any ILGPU backend.</summary>
