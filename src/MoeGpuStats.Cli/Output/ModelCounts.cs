@@ -10,9 +10,11 @@ namespace MoeGpuStats.Cli.Output;
 /// <param name="SlotsDropped">Routed slots over the expert capacity; 0 without one.</param>
 /// <param name="Capacity">Slots per expert per step, or null for none.</param>
 /// <param name="WindowHoldsAll">
-/// Whether the window's load is all the load since the start: while the window holds every step,
-/// and in a merge of ranks that each did (their window steps overlap, so the merged window counts
-/// fewer steps than the merged run while it holds all of its load).
+/// Whether the window's load is all the load since the start (the window's and the since-start sums
+/// are equal): while the window holds every step; in a merge of ranks that each did (their window
+/// steps overlap, so the merged window counts fewer steps than the merged run while it holds all of
+/// its load); and in a run whose steps that left the window routed nothing (the two spans' balance is
+/// then the same, so one is printed).
 /// </param>
 internal sealed record ModelCounts(ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity, bool WindowHoldsAll)
 {

@@ -31,8 +31,9 @@ internal static class ModelReport
         output.WriteLine("Balancedness: a layer's mean expert load over its largest, 1 = every expert equally loaded");
         output.WriteLine("(loads are token-expert slots: a token routed to k experts counts for each)");
 
-        // Before the window fills, the window is every step: one span says it all. So it is for merged
-        // ranks whose windows each held every step, though the merged window counts one rank's steps.
+        // Before the window fills, the window is every step: one span says it all. So it is whenever the
+        // window holds all the load (merged ranks whose windows each held every step, or steps that left
+        // the window with no load), though the window counts fewer steps.
         var spans = summary.WindowSteps == (long)summary.Steps
             ? new[] { ($"over all {Count(summary.Steps, "step")} (the window holds them all)", summary.SinceStart) }
             : counts.WindowHoldsAll
