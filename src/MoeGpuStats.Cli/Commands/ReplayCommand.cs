@@ -298,17 +298,23 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
         _last = step;
     }
 
-    /// <summary>Whether every layer of the step routed its tokens (two or more) all alike.</summary>
+    /// <summary>
+    /// Whether every layer of the step routed its tokens (two or more) all alike, or, in a step of one
+    /// token, sent it to one expert k (two or more) times: a warm-up pass of one token of zeros shows
+    /// only that, and its warning, not the one about the layout, says what it is.
+    /// </summary>
     private bool Synthetic(ReadOnlySpan<int> ids, int tokens)
     {
-        if (tokens < 2)
+        if (tokens == 0 || (tokens == 1 && topK < 2))
         {
             return false;
         }
 
         for (var layer = 0; layer < layers; layer++)
         {
-            if (!AllTokensAlike(ids.Slice(layer * tokens * topK, tokens * topK), tokens))
+            var layerIds = ids.Slice(layer * tokens * topK, tokens * topK);
+            var alike = tokens == 1 ? OneExpert(layerIds) : AllTokensAlike(layerIds, tokens);
+            if (!alike)
             {
                 return false;
             }
@@ -316,6 +322,9 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
 
         return true;
     }
+
+    /// <summary>Whether a token's ids all name one expert.</summary>
+    private static bool OneExpert(ReadOnlySpan<int> slots) => slots[0] != -1 && slots.IndexOfAnyExcept(slots[0]) < 0;
 
     /// <summary>One-line warnings, none when the trace looks as a router writes it.</summary>
     /// <param name="steps">The steps the file holds, so that a suggestion to skip never asks for all of them.</param>

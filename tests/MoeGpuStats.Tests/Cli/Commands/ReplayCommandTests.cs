@@ -348,6 +348,27 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains("warning: 1 token (the first in step 2) names one expert twice among its 2 ids", error);
     }
 
+    /// <summary>A warm-up pass of one token of zeros is a warm-up step too; a real token that names one expert twice is still the layout's warning.</summary>
+    [Fact]
+    public void AOneTokenWarmUpStepIsNamedAsWarmUpNotBlamedOnTheLayout()
+    {
+        int[] ids = [0, 0, 2, 3, 1, 1, 1, 2];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "one.npy"), "<i4", "4, 1, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: 2 steps (first 0, last 2) routed every token to the same experts", error);
+        Assert.DoesNotContain("twice", error);
+
+        int[] repeated = [0, 1, 2, 2, 2, 3];
+        var layered = NpyFile.Write(Path.Combine(_folder.FullName, "layered.npy"), "<i4", "1, 3, 1, 2", [.. repeated.SelectMany(BitConverter.GetBytes)]);
+        var (layeredCode, _, layeredError) = Run("replay", layered, "--layout", "steps,layers,tokens,k", "--experts", "4");
+        Assert.Equal(ExitCodes.Ok, layeredCode);
+        Assert.DoesNotContain("same experts", layeredError);
+        Assert.Contains("warning: 1 token (the first in step 0) names one expert twice among its 2 ids", layeredError);
+    }
+
     [Fact]
     public void ATraceOfOnlyIdenticalStepsIsNamedWithoutSuggestingToSkipThemAll()
     {
