@@ -81,9 +81,17 @@ internal static class RunReport
         }
 
         output.WriteLine();
-        output.WriteLine("Router losses, mean per batch");
-        Line("load-balancing loss", Invariant($"{stats.AverageLoadBalanceLoss:0.0000}"));
-        Line("router z-loss", Invariant($"{stats.AverageRouterZLoss:0.0000}"));
+        if (stats.AverageLoadBalanceLoss == 0 && stats.AverageRouterZLoss == 0)
+        {
+            // A router's losses are never both exactly 0: the batches came without them (a trace of ids).
+            output.WriteLine("Router losses: none recorded (every batch's were 0)");
+        }
+        else
+        {
+            output.WriteLine("Router losses, mean per batch");
+            Line("load-balancing loss", Invariant($"{stats.AverageLoadBalanceLoss:0.0000}"));
+            Line("router z-loss", Invariant($"{stats.AverageRouterZLoss:0.0000}"));
+        }
 
         var latency = stats.RoutingLatencyStats;
         output.WriteLine();

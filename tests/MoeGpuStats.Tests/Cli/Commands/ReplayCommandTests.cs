@@ -282,6 +282,18 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal("--experts 5000: give the number of experts, a whole number from 1 to 4,096. Run moegs replay --help for usage.", error.Trim());
     }
 
+    /// <summary>A trace of ids holds no losses: the report says none were recorded rather than printing means of 0.</summary>
+    [Fact]
+    public void ATraceWithoutLossesReportsNoneRatherThanZeroMeans()
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "noloss.npy"), "<i4", "2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
+        var (code, output, error) = Run("replay", npy);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("Router losses: none recorded", output);
+        Assert.DoesNotContain("0.0000", output);
+    }
+
     [Fact]
     public void TheLargestIntIdWithoutExpertsIsExplainedNotWrapped()
     {

@@ -86,6 +86,8 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Contains("drawing the random ids is not timed", output);
 
         using var stats = RoutingStatsFile.Load(saved);
+        Assert.Matches(string.Create(CultureInfo.InvariantCulture, $@"load-balancing loss +{stats.AverageLoadBalanceLoss:0.0000}\r?\n"), output);
+        Assert.DoesNotContain("none recorded", output);
         var (most, share) = stats.MostUtilizedExpert()!.Value;
         Assert.Matches(string.Create(CultureInfo.InvariantCulture, $@"busiest: expert {most} +{share * 100:0.00} %"), output);
         Assert.Contains("mean of 16 experts", output);
