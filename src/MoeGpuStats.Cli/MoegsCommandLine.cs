@@ -1,11 +1,13 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
 using System.Globalization;
+using System.Text.RegularExpressions;
 using MoeGpuStats.Cli.Commands;
 
 namespace MoeGpuStats.Cli;
 
 /// <summary>The <c>moegs</c> program: commands, parsing, and the exit codes of <see cref="ExitCodes"/>.</summary>
-internal static class MoegsCommandLine
+internal static partial class MoegsCommandLine
 {
     /// <summary>Set to 1 to see where an unexpected error came from.</summary>
     public const string DebugVariable = "MOEGS_DEBUG";
@@ -47,9 +49,11 @@ internal static class MoegsCommandLine
         {
             // Each message names its option, its value and what is allowed: one is the whole story. A
             // word the parser did not know says more than the missing command or argument it caused.
-            var error = result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)) ?? result.Errors[0];
+            var error = result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal))?.Message
+                ?? MissingOptions(result.Errors)
+                ?? result.Errors[0].Message;
             var help = result.CommandResult.Command == root ? "moegs --help" : $"moegs {result.CommandResult.Command.Name} --help";
-            console.Error.WriteLine($"{ErrorText.OneLine(error.Message)} Run {help} for usage.");
+            console.Error.WriteLine($"{ErrorText.OneLine(error)} Run {help} for usage.");
             return ExitCodes.Usage;
         }
 
@@ -69,4 +73,23 @@ internal static class MoegsCommandLine
             return ExitCodes.BadInput;
         }
     }
+
+    /// <summary>
+    /// The parser's "Option '--x' is required." errors as one line naming every missing option, so
+    /// that a user learns them all at once; null with fewer than two.
+    /// </summary>
+    private static string? MissingOptions(IReadOnlyList<ParseError> errors)
+    {
+        var missing = errors
+            .Select(e => RequiredOption().Match(e.Message))
+            .Where(m => m.Success)
+            .Select(m => m.Groups[1].Value)
+            .ToList();
+        return missing.Count < 2
+            ? null
+            : $"Options {string.Join(", ", missing.SkipLast(1))} and {missing[^1]} are required.";
+    }
+
+    [GeneratedRegex("^Option ('[^']+') is required\\.$")]
+    private static partial Regex RequiredOption();
 }

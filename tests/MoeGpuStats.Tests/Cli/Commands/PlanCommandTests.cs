@@ -146,7 +146,8 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("--replicas 16 --gpus 8 --groups 5", "--groups 5: 5 groups do not divide the 12 experts of LOAD; give a divisor of 12 (1 when the model has no groups).")]
     [InlineData("--replicas 0 --gpus 8", "--replicas 0: give the physical experts per layer, a whole number from 1 to 65,536.")]
     [InlineData("--replicas 16 --gpus x", "--gpus x: give the number of GPUs, a whole number from 1 to 65,536.")]
-    [InlineData("--gpus 8", "--replicas")]
+    [InlineData("--gpus 8", "Option '--replicas' is required. Run moegs plan --help for usage.")]
+    [InlineData("--nodes 1", "Options '--replicas' and '--gpus' are required. Run moegs plan --help for usage.")]
     public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
     {
         var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
