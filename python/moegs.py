@@ -76,6 +76,10 @@ class LayerBalance(ctypes.Structure):
         ("hottest", ctypes.c_int32), ("coldest", ctypes.c_int32), ("dead", ctypes.c_int32)]
 
 
+# The C struct's short field names as the CLI's JSON (and the C# API) spell them.
+_SUMMARY_NAMES = {"cv": "coefficient_of_variation", "hottest": "hottest_expert", "coldest": "coldest_expert", "dead": "dead_experts"}
+
+
 class ModelArrays(ctypes.Structure):
     """The C struct moegs_model_arrays (include/moegs.h), field for field; _load checks its size."""
     _fields_ = [
@@ -478,8 +482,9 @@ class MoeModelStats(_Handle):
 
     def summary(self, expert_ranks=None):
         """The model's balance as a dict: steps, window_steps, entries (experts, or ranks under a placement), and for
-        "window" and "since_start": min/median/mean/token_weighted balancedness, worst_layer and "layers" (one dict per
-        layer: load, mean_load, max_load, min_load, balancedness, max_mean_ratio, cv, hottest, coldest, dead).
+        "window" and "since_start": min/median/mean/token_weighted balancedness, worst_layer and "per_layer" (one dict
+        per layer: layer, load, mean_load, max_load, min_load, balancedness, max_mean_ratio, coefficient_of_variation,
+        hottest_expert, coldest_expert, dead_experts), named as `moegs replay --json` names them.
         expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks."""
         ranks = None
         if expert_ranks is not None:
@@ -493,7 +498,8 @@ class MoeModelStats(_Handle):
         def span(prefix, layers):
             figures = {name: getattr(out, f"{prefix}_{name}") for name in
                        ("min_balancedness", "median_balancedness", "mean_balancedness", "token_weighted_balancedness", "worst_layer")}
-            figures["layers"] = [{name: getattr(layer, name) for name, _ in LayerBalance._fields_} for layer in layers]
+            figures["per_layer"] = [{"layer": index, **{_SUMMARY_NAMES.get(name, name): getattr(layer, name) for name, _ in LayerBalance._fields_}}
+                                    for index, layer in enumerate(layers)]
             return figures
 
         return {"steps": out.steps, "window_steps": out.window_steps, "entries": out.entries,

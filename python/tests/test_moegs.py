@@ -453,11 +453,19 @@ class ModelTests(unittest.TestCase):
                     stats.close()
                 summary = model.summary()
                 self.assertEqual((self.STEPS, self.WINDOW, self.EXPERTS), (summary["steps"], summary["window_steps"], summary["entries"]))
-                self.assertEqual([sum(row) for row in want], [layer["load"] for layer in summary["window"]["layers"]])
+                self.assertEqual([sum(row) for row in want], [layer["load"] for layer in summary["window"]["per_layer"]])
+                # Named as `moegs replay --json` names them (ReplayCommandTests checks the CLI's).
+                self.assertEqual(["layer", "load", "mean_load", "max_load", "min_load", "balancedness", "max_mean_ratio",
+                                  "coefficient_of_variation", "hottest_expert", "coldest_expert", "dead_experts"],
+                                 list(summary["window"]["per_layer"][0]))
+                for layer, row in enumerate(want):
+                    figures = summary["window"]["per_layer"][layer]
+                    self.assertEqual((layer, max(e for e in range(self.EXPERTS) if row[e] == max(row))),
+                                     (figures["layer"], figures["hottest_expert"]))
                 ranked = model.summary(expert_ranks=[e // 2 for e in range(self.EXPERTS)])
                 self.assertEqual(self.EXPERTS // 2, ranked["entries"])
                 rank_loads = [want[0][2 * r] + want[0][2 * r + 1] for r in range(self.EXPERTS // 2)]
-                self.assertEqual(max(rank_loads), ranked["window"]["layers"][0]["max_load"])
+                self.assertEqual(max(rank_loads), ranked["window"]["per_layer"][0]["max_load"])
                 model.reset()
                 self.assertEqual(0, model.summary()["steps"])
 

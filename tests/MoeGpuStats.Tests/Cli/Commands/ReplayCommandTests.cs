@@ -41,6 +41,11 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal(Steps, report.RootElement.GetProperty("steps").GetInt32());
         var perLayer = report.RootElement.GetProperty("since_start").GetProperty("per_layer").EnumerateArray().ToArray();
         Assert.Equal(Layers, perLayer.Length);
+
+        // Python's MoeModelStats.summary() names a layer's figures the same (python/tests/test_moegs.py).
+        Assert.Equal(
+            ["layer", "load", "mean_load", "max_load", "min_load", "balancedness", "max_mean_ratio", "coefficient_of_variation", "hottest_expert", "coldest_expert", "dead_experts"],
+            perLayer[0].EnumerateObject().Select(p => p.Name));
         for (var layer = 0; layer < Layers; layer++)
         {
             var slice = LayerSlice(ids, layer);
