@@ -146,6 +146,14 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
                     $"layers[{l}] holds {layerState.TotalRoutings} batches of {layerState.ExpertUtilization.Length} experts; the model holds {state.Steps} steps of {options.Experts}.");
             }
 
+            // A model's layers record ids alone, and every id that names an expert is one routed slot.
+            var counted = layerState.ExpertTokenCounts.Aggregate(0UL, (sum, c) => sum + c);
+            if (counted != layerState.RoutedSlots)
+            {
+                throw new JsonException(
+                    $"layers[{l}]'s expert_token_counts sum to {counted} slots but its routed_slots is {layerState.RoutedSlots}; in a model every routed slot is one expert's.");
+            }
+
             CheckWindowWithinRun(state, layerState, l, options.Experts);
             state.Layers[l++] = layerState;
         }

@@ -55,6 +55,24 @@ public sealed class ModelRoutingStatsJsonConverterTests
         Assert.Contains(field, error.Message);
     }
 
+    /// <summary>A layer's counts that do not add up to its routed slots: no step of ids leaves that behind.</summary>
+    [Fact]
+    public void ALayerWhoseCountsDoNotSumToItsRoutedSlotsIsRefused()
+    {
+        using var model = new ModelRoutingStats(Options with { Window = 10 });
+        foreach (var step in ModelSteps.Random(Options.Layers, Options.Experts, 2, 7, seed: 24))
+        {
+            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
+        }
+
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        var routed = node["layers"]![2]!["routed_slots"]!.GetValue<ulong>();
+        node["layers"]![2]!["routed_slots"] = routed + 1;
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal($"layers[2]'s expert_token_counts sum to {routed} slots but its routed_slots is {routed + 1}; in a model every routed slot is one expert's.", error.Message);
+    }
+
     [Theory]
     [InlineData(3, 1)]    // the window holds 3 of 7 steps: a load above the run's count is refused
     [InlineData(10, 0)]   // the window holds every step: a load other than the run's count is refused
