@@ -128,7 +128,6 @@ internal static class SnapshotCommands
             .WriteAll();
     }
 
-    /// <summary>Why the snapshots cannot merge because some hold one layer and others a whole model, naming the first of each.</summary>
     /// <summary>A snapshot named twice, or under two names of one file (through a link): a rank merged twice would count twice.</summary>
     private static string? Repeated(FileInfo[] paths)
     {
@@ -146,6 +145,7 @@ internal static class SnapshotCommands
         return null;
     }
 
+    /// <summary>Why the snapshots cannot merge because some hold one layer and others a whole model, naming the first of each.</summary>
     private static string? KindMismatch(FileInfo[] paths, List<Snapshot> parts)
     {
         var other = parts.FindIndex(p => (p.Model is null) != (parts[0].Model is null));
