@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Security.Cryptography;
 using System.Text.Json;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
@@ -73,6 +74,11 @@ internal static class SnapshotCommands
                     return ExitCodes.BadInput;
                 }
 
+                if (Identical(paths) is { } identical)
+                {
+                    console.Error.WriteLine(identical);
+                }
+
                 var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
                 return parts[0].Model is null
                     ? Merge(console, paths, [.. parts.Select(p => p.Layer!)], RoutingStats.Merge, merged => RecordingSession.Finish(
@@ -140,6 +146,34 @@ internal static class SnapshotCommands
                 var earlier = seen[FileIdentity.OfInput(given)];
                 return $"SNAPSHOTS {given}: {(earlier == given ? "given twice" : $"the same file as {earlier}")}; give each rank's snapshot once.";
             }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// A warning when two snapshots hold the same bytes: a copy, or a hard link (which no path
+    /// resolution shows), of one rank's file. Two ranks never save the same bytes (their routing,
+    /// latencies and losses differ), but a merge of them is still well defined, so it goes on.
+    /// </summary>
+    private static string? Identical(FileInfo[] paths)
+    {
+        var seen = new Dictionary<string, string>();
+        try
+        {
+            foreach (var path in paths)
+            {
+                using var stream = File.OpenRead(path.FullName);
+                var hash = Convert.ToHexString(SHA256.HashData(stream));
+                if (!seen.TryAdd(hash, path.ToString()))
+                {
+                    return $"warning: {path} holds the same bytes as {seen[hash]} (a copy, or a link to one file?); if it is the same rank, the merge counts it twice.";
+                }
+            }
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            // Every file was just read whole: one that went since only loses this warning.
         }
 
         return null;

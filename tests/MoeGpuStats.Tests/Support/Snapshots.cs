@@ -6,10 +6,11 @@ namespace MoeGpuStats.Tests.Support;
 internal static class Snapshots
 {
     /// <summary>Saves a snapshot of <paramref name="experts"/> experts (a batch routing every expert alike) as <paramref name="name"/> in <paramref name="folder"/>; returns its path.</summary>
-    public static string SaveSnapshot(this DirectoryInfo folder, string name, int experts)
+    /// <param name="firstSlot">The expert of the batch's first slot instead of expert 0 (another rank's snapshot), or −1.</param>
+    public static string SaveSnapshot(this DirectoryInfo folder, string name, int experts, int firstSlot = -1)
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
-        stats.RecordRouting([.. Enumerable.Range(0, 4 * experts).Select(i => i % experts)], tokens: 2 * experts, topK: 2);
+        stats.RecordRouting([.. Enumerable.Range(0, 4 * experts).Select(i => i == 0 && firstSlot >= 0 ? firstSlot : i % experts)], tokens: 2 * experts, topK: 2);
         var path = Path.Combine(folder.FullName, name);
         RoutingStatsFile.Save(stats, path);
         return path;

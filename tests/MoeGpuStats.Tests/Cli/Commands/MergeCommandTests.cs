@@ -38,6 +38,25 @@ public sealed class MergeCommandTests : IDisposable
         Assert.DoesNotContain("(Parameter", error);
     }
 
+    /// <summary>A copy of one rank's snapshot (or a hard link, which no path resolution shows) merges with a warning naming both files.</summary>
+    [Fact]
+    public void SnapshotsOfTheSameBytesMergeWithAWarning()
+    {
+        var first = _folder.SaveSnapshot("rank0.json", experts: 4);
+        var copy = Path.Combine(_folder.FullName, "rank0-copy.json");
+        File.Copy(first, copy);
+        var other = _folder.SaveSnapshot("rank1.json", experts: 4, firstSlot: 3);
+        var merged = Path.Combine(_folder.FullName, "merged.json");
+
+        var (code, _, error) = Run("merge", first, other, copy, "-o", merged);
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains($"warning: {copy} holds the same bytes as {first} (a copy, or a link to one file?); if it is the same rank, the merge counts it twice.", error);
+        var (distinct, _, quiet) = Run("merge", first, other, "-o", merged);
+        Assert.Equal(ExitCodes.Ok, distinct);
+        Assert.DoesNotContain("warning", quiet);
+    }
+
     /// <summary>
     /// Two ranks' replays saved as model snapshots merge to the counts of both, which report and plan
     /// read back; a snapshot of one layer does not merge with a model's.
