@@ -177,9 +177,15 @@ _INT32_TYPESTR = ("<" if sys.byteorder == "little" else ">") + "i4"
 def _integer(name, value, low, high, allowed=None):
     """value as a Python int in [low, high], else TypeError (not an integer) or ValueError naming `name` and
     what is allowed (`allowed`, where the range alone does not say it)."""
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
-        raise TypeError(f"{name} must be an integer (got {value!r} of type {type(value).__name__})")
-    value = operator.index(value)
+    not_integer = TypeError(f"{name} must be an integer (got {value!r} of type {type(value).__name__})")
+    # NumPy's and torch's booleans convert to 0 and 1 as Python's do: refused alike.
+    if isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool") or not hasattr(type(value), "__index__"):
+        raise not_integer
+    try:
+        value = operator.index(value)
+    except TypeError:
+        # A torch tensor has __index__ whatever its dtype; a float one refuses it in torch's words.
+        raise not_integer from None
     if not low <= value <= high:
         raise ValueError(f"{name} = {value} is out of range: it must lie in {allowed or f'[{low}, {high}]'}")
     return value
@@ -206,7 +212,9 @@ _ELEMENTS = {"int32": ("torch.int32", "int()", _INT32_TYPESTR, "i"),
 
 
 def _memory(value, name, element="int32"):
-    """(pointer, length, shape, is_cuda, device index) of 4-byte values from torch, __array_interface__ or array.array.
+    """(pointer, length, shape, is_cuda, device index, keep) of 4-byte values from torch, __array_interface__ or
+    array.array; `keep` holds the memory alive, so the caller keeps it until the C call returns (a NumPy scalar's
+    interface points into a temporary array that only the interface itself references).
     Other element types are refused, never reinterpreted: the C API reads them as `element`."""
     torch_dtype, conversion, typestr, typecode = _ELEMENTS[element]
     if hasattr(value, "data_ptr") and hasattr(value, "is_cuda"):  # torch.Tensor
@@ -216,7 +224,7 @@ def _memory(value, name, element="int32"):
             raise ValueError(f"{name} must be contiguous; use {name}.contiguous()")
         if not value.is_cuda and value.device.type != "cpu":
             raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
-        return value.data_ptr(), value.numel(), tuple(value.shape), value.is_cuda, (value.device.index if value.is_cuda else None)
+        return value.data_ptr(), value.numel(), tuple(value.shape), value.is_cuda, (value.device.index if value.is_cuda else None), value
     if hasattr(value, "__array_interface__"):  # NumPy, or any array exporting the interface
         interface = value.__array_interface__
         shape = tuple(interface["shape"])
@@ -230,12 +238,12 @@ def _memory(value, name, element="int32"):
         data = interface.get("data")
         if not isinstance(data, tuple):
             raise TypeError(f"{name} must expose their memory as an address (__array_interface__['data'] = (pointer, read_only))")
-        return data[0], math.prod(shape), shape, False, None
+        return data[0], math.prod(shape), shape, False, None, (value, interface)
     if hasattr(value, "buffer_info") and hasattr(value, "typecode"):  # array.array
         if value.typecode != typecode or value.itemsize != 4:
             raise TypeError(f"{name} must be an array.array('{typecode}') of {element} (got typecode {value.typecode!r}, {value.itemsize}-byte items)")
         address, count = value.buffer_info()
-        return address, count, (count,), False, None
+        return address, count, (count,), False, None, value
     raise TypeError(f"{name} must be a torch.Tensor, a NumPy array or an array.array('{typecode}') of {element} (got {type(value).__name__})")
 
 
@@ -327,6 +335,10 @@ def _accelerator_name(accelerator):
         raise TypeError(f"accelerator must be a str (got {type(accelerator).__name__})")
     if "\0" in accelerator:
         raise ValueError(f"accelerator = {accelerator!r} holds a NUL character")
+    try:
+        accelerator.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"accelerator = {accelerator!r} is not text the library can read (it holds a lone surrogate)") from None
     return accelerator
 
 
@@ -376,7 +388,8 @@ class MoeStats(_Handle):
         read where it lies, ordered on `stream` (a torch.cuda.Stream or a raw CUstream; default: torch's
         current stream for its device): the record waits on the device for the producer's work, and the
         producer's later work waits for it. Host ids take no stream."""
-        pointer, length, shape, is_cuda, device = _memory(ids, "ids")
+        # `alive` holds the ids' memory until the call returns.
+        pointer, length, shape, is_cuda, device, alive = _memory(ids, "ids")
         tokens, top_k = _tokens_and_top_k(shape, length, tokens, top_k)
         length = _integer("length (the number of ids)", length, 0, INT64_MAX)
         pointer = _integer("ids (the address)", pointer or 0, 0, _POINTER_MAX)
@@ -470,7 +483,8 @@ class MoeModelStats(_Handle):
         valid_tokens: None (every row), an int (host accelerators), or one int32 in the ids' memory: the rows that are
         tokens, later rows padding. load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or
         float32 arrays of `layers` in the ids' memory. A CUDA record is ordered on `stream` as MoeStats.record's."""
-        pointer, tokens, top_k, stride, is_cuda, device = self._layers_of(ids)
+        # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
+        pointer, tokens, top_k, stride, is_cuda, device, alive = self._layers_of(ids)
         _placed("model", self.device, is_cuda, "ids")
         valid = self._per_step("valid_tokens", valid_tokens, "int32", 1, is_cuda)
         losses = self._per_step("load_balance_losses", load_balance_losses, "float32", self.layers, is_cuda)
@@ -594,9 +608,10 @@ class MoeModelStats(_Handle):
             self._lib.moegs_model_destroy(handle)
 
     def _layers_of(self, ids):
-        """(pointer, tokens, k, layer stride in ids, is_cuda, device) of one [layers, tokens, k] array or a list of [tokens, k] views."""
+        """(pointer, tokens, k, layer stride in ids, is_cuda, device, what keeps the memory alive) of one
+        [layers, tokens, k] array or a list of [tokens, k] views."""
         if not isinstance(ids, (list, tuple)):
-            pointer, _, shape, is_cuda, device = _memory(ids, "ids")
+            pointer, _, shape, is_cuda, device, alive = _memory(ids, "ids")
             if len(shape) != 3:
                 raise ValueError(f"ids shaped {list(shape)}: a model's ids are shaped [layers, tokens, k] (or a list of [tokens, k] views)")
             layers, tokens, top_k = shape
@@ -605,19 +620,21 @@ class MoeModelStats(_Handle):
             if layers != self.layers:
                 raise ValueError(f"ids shaped {list(shape)} hold {layers} layers; this model has {self.layers}")
             return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), _integer("tokens", tokens, 0, INT32_MAX),
-                    _integer("top_k", top_k, 1, INT32_MAX), 0, is_cuda, device)
+                    _integer("top_k", top_k, 1, INT32_MAX), 0, is_cuda, device, alive)
+        # The views counted as they are read: the library reads `layers` of them whatever len() says.
+        ids = list(ids)
         if len(ids) != self.layers:
             raise ValueError(f"ids holds {len(ids)} views; this model has {self.layers} layers, one [tokens, k] view each")
         views = [_memory(view, f"ids[{l}]") for l, view in enumerate(ids)]
-        pointer, _, shape, is_cuda, device = views[0]
+        pointer, _, shape, is_cuda, device, _ = views[0]
         if len(shape) != 2 or shape[1] == 0:
             raise ValueError(f"ids[0] shaped {list(shape)}: each layer's ids are shaped [tokens, k] with k >= 1")
-        for l, (_, _, other_shape, other_cuda, other_device) in enumerate(views[1:], 1):
+        for l, (_, _, other_shape, other_cuda, other_device, _) in enumerate(views[1:], 1):
             if other_shape != shape or (other_cuda, other_device) != (is_cuda, device):
                 raise ValueError(f"ids[{l}] shaped {list(other_shape)} on {'cuda' if other_cuda else 'host'}: every layer's view must be "
                                  f"shaped {list(shape)} in the memory of ids[0]")
         # Equal spacing is all the addresses show; torch also says which buffer each view is of.
-        storages = [view.untyped_storage().data_ptr() for view in ids if hasattr(view, "untyped_storage")]
+        storages = [_storage_address(view) for view in ids if hasattr(view, "data_ptr")]
         if storages and (len(storages) != len(ids) or len(set(storages)) > 1):
             raise ValueError("ids are views of different torch storages (or mix tensors with other arrays): "
                              "pass views of one buffer, e.g. buffer[l] of a [layers, tokens, k] tensor")
@@ -631,7 +648,7 @@ class MoeModelStats(_Handle):
             raise ValueError(f"ids are views {gap} bytes apart: layers must lie at least tokens * k * 4 = {4 * tokens * top_k} bytes apart, "
                              "in order, at a multiple of 4 bytes")
         return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), _integer("tokens", tokens, 0, INT32_MAX),
-                _integer("top_k", top_k, 1, INT32_MAX), gap // 4, is_cuda, device)
+                _integer("top_k", top_k, 1, INT32_MAX), gap // 4, is_cuda, device, views)
 
     def _per_step(self, name, value, element, count, is_cuda):
         """A per-step argument as memory the C API reads: None, host numbers packed here (host accelerators only), or an
@@ -640,7 +657,7 @@ class MoeModelStats(_Handle):
             return None
         ctype = ctypes.c_int32 if element == "int32" else ctypes.c_float
         memory = hasattr(value, "data_ptr") or hasattr(value, "__array_interface__") or hasattr(value, "buffer_info")
-        numbers = [value] if count == 1 and not memory else value
+        numbers = [value] if count == 1 and not memory and not isinstance(value, (list, tuple)) else value
         if isinstance(numbers, (list, tuple)):
             if is_cuda:
                 raise ValueError(f"{name} are Python numbers, but the ids are a CUDA tensor: pass a {element} CUDA tensor of {count}")
@@ -649,12 +666,12 @@ class MoeModelStats(_Handle):
             checked = ([_integer(name, v, -2**31, INT32_MAX) for v in numbers] if element == "int32"
                        else [_finite(f"{name}[{i}]", v) for i, v in enumerate(numbers)])
             return (ctype * count)(*checked)
-        pointer, length, _, value_cuda, _ = _memory(value, name, element)
+        pointer, length, _, value_cuda, _, alive = _memory(value, name, element)
         if length != count:
             raise ValueError(f"{name} holds {length} values; it must hold {count}")
         if value_cuda != is_cuda:
             raise ValueError(f"{name} are {'a CUDA tensor' if value_cuda else 'in host memory'}, but the ids are not: pass both in one memory")
-        return _Address(value, pointer)
+        return _Address(alive, pointer)
 
 
 def _interface_stream(synchronized, raw_stream):
@@ -713,6 +730,12 @@ class DeviceArrays:
 
     def __repr__(self):
         return f"DeviceArrays({self.window_load!r}, {self.token_counts!r}, steps={self.steps}, window_steps={self.window_steps})"
+
+
+def _storage_address(tensor):
+    """The address of the storage a torch tensor views (untyped_storage from torch 2.0, storage before)."""
+    storage = tensor.untyped_storage() if hasattr(tensor, "untyped_storage") else tensor.storage()
+    return storage.data_ptr()
 
 
 class _Address:

@@ -524,6 +524,40 @@ class ModelTests(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "window = 0"):
             moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=0, accelerator="managed")
 
+    def test_views_are_counted_as_they_are_read_not_by_len(self):
+        class Liar(list):
+            def __len__(self):
+                return 1
+
+        ids = array.array("i", [1] * (2 * self.TOKENS * self.K))
+        with moegs.MoeModelStats(1, self.EXPERTS, accelerator="managed") as model:
+            views = Liar([HostArray(ids, (self.TOKENS, self.K)), HostArray(ids, (self.TOKENS, self.K), address=ids.buffer_info()[0] + 240)])
+            with self.assertRaisesRegex(ValueError, "^ids holds 2 views; this model has 1 layers"):
+                model.record(views)
+            self.assertEqual(0, model.summary()["steps"])
+        with self.assertRaisesRegex(ValueError, "lone surrogate"):
+            moegs.MoeModelStats(1, self.EXPERTS, accelerator="\udc80")
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_numpy_scalars_and_one_layer_lists_are_read_as_given(self):
+        """A NumPy scalar's interface points into a temporary array: the memory must live through the call."""
+        import numpy
+        ids = numpy.array([[[0, 0], [1, 1], [2, 2]]], numpy.int32)
+        for accelerator in ("managed", "cpu"):
+            with self.subTest(accelerator=accelerator), moegs.MoeModelStats(1, 4, accelerator=accelerator) as model:
+                model.record(ids, valid_tokens=numpy.int32(1), load_balance_losses=numpy.float32(0.5), router_z_losses=numpy.float32(0.25))
+                model.record(ids, valid_tokens=2, load_balance_losses=[1.5], router_z_losses=(0.75,))
+                self.assertEqual([[4, 2, 0, 0]], load_rows(model.window_load()))
+                layer = model.layer(0)
+                self.assertEqual((3, 1.0, 0.5), (layer["total_tokens"], layer["average_load_balance_loss"], layer["average_router_z_loss"]))
+                with self.assertRaisesRegex(TypeError, r"^expert_ranks\[0\] must be an integer \(got True"):
+                    model.summary(numpy.array([True, False, True, False]))
+        if importlib.util.find_spec("torch"):
+            import torch
+            with moegs.MoeModelStats(1, 4, accelerator="managed") as model, \
+                    self.assertRaisesRegex(TypeError, r"^expert_ranks\[0\] must be an integer \(got tensor\(0\.\)"):
+                model.summary(torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
     def test_the_model_structs_are_the_librarys(self):
         lib = moegs._load()
         self.assertEqual(ctypes.sizeof(moegs.ModelBalance), lib.moegs_model_balance_size())
