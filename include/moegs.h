@@ -173,7 +173,7 @@ typedef struct moegs_model_balance {
  * layers: [1, 1024]. experts: [1, 4096] on every accelerator, "managed" included.
  * expert_capacity: slots per expert per step in each layer, as moegs_create's; 0 for none.
  * window: steps in the sliding window of expert load, 0 for the default of 1000 (vLLM's and SGLang's
- * ring); window * layers * experts <= 2^31 - 1. utilization_decay: each layer's decayed utilization
+ * ring); window * layers * experts <= 2,147,483,591 (the most elements of a .NET array). utilization_decay: each layer's decayed utilization
  * decay in [0, 1), negative for none. *out is 0 when the call fails. */
 moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
                                 int32_t window, float utilization_decay, moegs_handle* out);

@@ -108,11 +108,11 @@ public static unsafe class NativeApi
 
     [UnmanagedCallersOnly]
     public static int ExpertCounts(long handle, ulong* destination, int capacity) =>
-        CopyOut(handle, destination, capacity, stats => stats.ExpertTokenCounts);
+        CopyOut(handle, destination, capacity, "moegs_expert_counts copies each expert's count", stats => stats.ExpertTokenCounts);
 
     [UnmanagedCallersOnly]
     public static int ExpertUtilization(long handle, float* destination, int capacity) =>
-        CopyOut(handle, destination, capacity, stats => stats.ExpertUtilization);
+        CopyOut(handle, destination, capacity, "moegs_expert_utilization copies each expert's utilization", stats => stats.ExpertUtilization);
 
     [UnmanagedCallersOnly]
     public static int Reset(long handle) => With(handle, aggregator => aggregator.Stats.Reset());
@@ -195,7 +195,7 @@ public static unsafe class NativeApi
     {
         if (destination is null)
         {
-            return Fail(NativeStatus.InvalidArgument, "dst is NULL.");
+            return Fail(NativeStatus.InvalidArgument, "dst is NULL: moegs_model_window_load copies layers * experts counts there.");
         }
 
         return WithModel(handle, model =>
@@ -264,18 +264,33 @@ public static unsafe class NativeApi
     [UnmanagedCallersOnly]
     public static IntPtr LastError() => _lastError == IntPtr.Zero ? EmptyString : _lastError;
 
-    /// <summary>The C caller's accelerator name as the checks spell it: NULL is "auto"; case and surrounding blanks do not count.</summary>
-    private static string AcceleratorName(byte* accelerator) =>
-        accelerator is null ? "auto" : Marshal.PtrToStringUTF8((IntPtr)accelerator)!.Trim().ToLowerInvariant();
+    /// <summary>
+    /// The C caller's accelerator name as the checks spell it: NULL is "auto"; case and surrounding
+    /// blanks do not count. An unknown name is refused as the caller wrote it.
+    /// </summary>
+    private static string AcceleratorName(byte* accelerator)
+    {
+        if (accelerator is null)
+        {
+            return "auto";
+        }
+
+        var given = Marshal.PtrToStringUTF8((IntPtr)accelerator)!;
+        var name = given.Trim().ToLowerInvariant();
+        NativeChecks.Accelerator(name, given);
+        return name;
+    }
 
     private static readonly IntPtr EmptyString = Marshal.StringToCoTaskMemUTF8(string.Empty);
 
-    private static int CopyOut<T>(long handle, T* destination, int capacity, Func<RoutingStats, IReadOnlyList<T>> read)
+    /// <summary>Copies an aggregator's per-expert values into the caller's <paramref name="destination"/>.</summary>
+    /// <param name="copies">What the function copies into dst, for the message when dst is NULL.</param>
+    private static int CopyOut<T>(long handle, T* destination, int capacity, string copies, Func<RoutingStats, IReadOnlyList<T>> read)
         where T : unmanaged
     {
         if (destination is null)
         {
-            return Fail(NativeStatus.InvalidArgument, "dst is NULL.");
+            return Fail(NativeStatus.InvalidArgument, $"dst is NULL: {copies} there (capacity values at most).");
         }
 
         return With(handle, aggregator =>

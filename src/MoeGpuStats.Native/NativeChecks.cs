@@ -18,7 +18,6 @@ internal static class NativeChecks
 
     public static void Create(string accelerator, int experts, int expertCapacity)
     {
-        Accelerator(accelerator);
 
         // Every accelerator but "managed" keeps its per-expert state on a device engine of fixed size;
         // the managed engine keeps it in .NET arrays.
@@ -34,7 +33,6 @@ internal static class NativeChecks
 
     public static void ModelCreate(string accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay)
     {
-        Accelerator(accelerator);
         if (layers < 1 || layers > ModelRoutingStatsOptions.MaxLayers)
         {
             throw new NativeArgumentException($"layers = {layers}: must lie in [1, {ModelRoutingStatsOptions.MaxLayers}].");
@@ -97,7 +95,7 @@ internal static class NativeChecks
 
         if (ids == IntPtr.Zero && length > 0)
         {
-            throw new NativeArgumentException($"ids is NULL with {length} ids to read: NULL is allowed only when tokens * top_k is 0.");
+            throw new NativeArgumentException($"ids is NULL with {length} ids to read: NULL is allowed only when the step reads none ((layers - 1) * layer_stride + tokens * top_k is 0).");
         }
 
         Aligned(kind, "ids", ids);
@@ -222,11 +220,12 @@ internal static class NativeChecks
         return string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
     }
 
-    private static void Accelerator(string accelerator)
+    /// <summary>Refuses an unknown accelerator <paramref name="name"/> (normalized), naming it as <paramref name="given"/>.</summary>
+    public static void Accelerator(string name, string given)
     {
-        if (Array.IndexOf(Accelerators, accelerator) < 0)
+        if (Array.IndexOf(Accelerators, name) < 0)
         {
-            throw new NativeArgumentException($"accelerator = \"{accelerator}\": must be one of auto (or NULL), {string.Join(", ", AcceleratorSelection.Names)}.");
+            throw new NativeArgumentException($"accelerator = \"{given}\": must be one of auto (or NULL), {string.Join(", ", AcceleratorSelection.Names)}; case and surrounding blanks do not count.");
         }
     }
 

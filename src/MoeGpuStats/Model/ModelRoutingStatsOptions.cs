@@ -8,8 +8,12 @@ public sealed record ModelRoutingStatsOptions
     /// <summary>The most layers a model holds: 1,024.</summary>
     public const int MaxLayers = 1024;
 
-    /// <summary>The most entries of the window ring (<c>Window × Layers × Experts</c>): 2^31 − 1, 8 GiB of counts.</summary>
-    public const long MaxWindowEntries = int.MaxValue;
+    /// <summary>
+    /// The most entries of the window ring (<c>Window × Layers × Experts</c>): 2,147,483,591, 8 GiB of
+    /// counts, the most elements of a .NET array (<see cref="Array.MaxLength"/>), which the managed
+    /// engine's ring is; one limit on every engine, so that a model that runs on one runs on all.
+    /// </summary>
+    public const long MaxWindowEntries = 0x7FFFFFC7;
 
     /// <summary>MoE layers, 1 to <see cref="MaxLayers"/>.</summary>
     public int Layers { get; init; } = 1;

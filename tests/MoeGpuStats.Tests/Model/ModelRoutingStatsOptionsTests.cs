@@ -1,6 +1,6 @@
 namespace MoeGpuStats.Tests.Model;
 
-/// <summary><see cref="ModelRoutingStatsOptions"/>: the device memory a shape takes.</summary>
+/// <summary><see cref="ModelRoutingStatsOptions"/>: the device memory a shape takes, and the window ring's limit.</summary>
 public sealed class ModelRoutingStatsOptionsTests
 {
     [Fact]
@@ -9,5 +9,17 @@ public sealed class ModelRoutingStatsOptionsTests
         var deepSeek = new ModelRoutingStatsOptions { Layers = 58, Experts = 256 };
         Assert.InRange(deepSeek.DeviceStateBytes, 63_000_000, 65_000_000);
         Assert.True(4L * 1000 * 58 * 256 > deepSeek.DeviceStateBytes * 0.9);
+    }
+
+    /// <summary>The managed engine's ring is one .NET array: a larger ring is refused by name, not an OutOfMemoryException on allocation.</summary>
+    [Fact]
+    public void TheWindowRingHoldsAtMostTheMostElementsOfAnArray()
+    {
+        Assert.Equal(ModelRoutingStatsOptions.MaxWindowEntries, Array.MaxLength);
+        new ModelRoutingStatsOptions { Layers = 1, Experts = 1, Window = Array.MaxLength }.Validate();
+
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 1, Experts = 1, Window = Array.MaxLength + 1 }));
+        Assert.Equal("Window", error.ParamName);
+        Assert.StartsWith("Window × Layers × Experts is 2,147,483,592; at most 2,147,483,591", error.Message);
     }
 }

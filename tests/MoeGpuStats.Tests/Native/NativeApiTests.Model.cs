@@ -88,13 +88,13 @@ public sealed unsafe partial class NativeApiTests
             Refused(Record(handle, ids, Layers, -1, TopK, 0, null, null, null), InvalidArgument, "tokens = -1");
             Refused(Record(handle, ids, Layers, Tokens, TopK, 0, null, [0f, float.NaN, 0f], null), InvalidArgument, "load_balance_losses[1] = NaN", "finite");
             Refused(Record(handle, ids, Layers, Tokens, TopK, 0, null, null, [float.PositiveInfinity, 0f, 0f]), InvalidArgument, "router_z_losses[0] = Infinity");
-            Refused(Record(handle, ids, Layers, Tokens, TopK, Stride, null, null, null, nullIds: true), InvalidArgument, "ids is NULL with 252 ids to read");
+            Refused(Record(handle, ids, Layers, Tokens, TopK, Stride, null, null, null, nullIds: true), InvalidArgument, "ids is NULL with 252 ids to read: NULL is allowed only when the step reads none ((layers - 1) * layer_stride + tokens * top_k is 0).");
             Refused(WindowLoad(handle, out _, (Layers * Experts) - 1), InvalidArgument, "capacity = 23", "layers * experts = 3 * 8 = 24");
             Refused(Summary(handle, [0, 0, 1, 1, 2, 2, 3, -1], out _), InvalidArgument, "expert_ranks[7] = -1", "[0, experts - 1 = 7]");
             Refused(Summary(handle, [0, 0, 1, 1, 2, 2, 3, 8], out _), InvalidArgument, "expert_ranks[7] = 8");
             Refused(LayerSnapshot(handle, Layers, out _), InvalidArgument, "layer = 3", "[0, 2]");
             Refused(Call(&NativeApi.ModelSummary, handle, null, null, null, null), InvalidArgument, "out is NULL");
-            Refused(Call(&NativeApi.ModelWindowLoad, handle, null, Layers * Experts), InvalidArgument, "dst is NULL");
+            Refused(Call(&NativeApi.ModelWindowLoad, handle, null, Layers * Experts), InvalidArgument, "dst is NULL: moegs_model_window_load copies layers * experts counts there.");
 
             // A model handle is not an aggregator's, nor is a handle never created a model.
             NativeSnapshot snapshot;
@@ -190,6 +190,11 @@ public sealed unsafe partial class NativeApiTests
         Refused(Create("managed", Layers, Experts, 0, 0, 1f, out _), InvalidArgument, "utilization_decay = 1", "[0, 1)");
         Refused(Create("managed", Layers, Experts, 0, 0, float.NaN, out _), InvalidArgument, "utilization_decay = NaN");
         Refused(Create("tpu", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \"tpu\"");
+        Refused(Create(" ", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \" \": must be one of auto");
+
+        // The managed engine's ring is one .NET array: the limit is Array.MaxLength, not 2^31 - 1, on every accelerator.
+        Refused(Create("managed", 1, 1, 0, Array.MaxLength + 1, -1f, out _), InvalidArgument, $"window = {Array.MaxLength + 1}", $"at most {Array.MaxLength}");
+        Refused(Create("cpu", 2, 1, 0, (Array.MaxLength / 2) + 1, -1f, out _), InvalidArgument, $"window = {(Array.MaxLength / 2) + 1}");
     }
 
     /// <summary>The model's structs are the header's, field by field (the header's size checks catch a size only).</summary>
