@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using Mono.Unix;
 
 namespace MoeGpuStats.Cli.Output;
 
@@ -39,6 +40,11 @@ internal static partial class OutputPath
             return "is a folder; give a file name.";
         }
 
+        if (SpecialFile(full) is { } kind)
+        {
+            return $"is {kind}, not a file: the write would replace it with a file; give a file name, or leave the option out to write nothing.";
+        }
+
         if (formatProblem?.Invoke(full) is { } format)
         {
             return format;
@@ -68,6 +74,31 @@ internal static partial class OutputPath
         {
             return $"cannot create files in {folder} ({InUserWords(exception.Message, full, path)}).";
         }
+    }
+
+    /// <summary>
+    /// What <paramref name="full"/> is when it exists and is neither a regular file nor a link ("a
+    /// character device" for /dev/null, "a named pipe"), or null. A write goes to a temporary file
+    /// renamed over the name, which would put a file where the device was (as root, in /dev). A link
+    /// is the name itself, replaced by the file, so its target is never written.
+    /// </summary>
+    private static string? SpecialFile(string full)
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+
+        var entry = UnixFileSystemInfo.GetFileSystemEntry(full);
+        return !entry.Exists ? null : entry.FileType switch
+        {
+            FileTypes.RegularFile or FileTypes.SymbolicLink or FileTypes.Directory => null,
+            FileTypes.CharacterDevice => "a character device",
+            FileTypes.BlockDevice => "a block device",
+            FileTypes.Fifo => "a named pipe",
+            FileTypes.Socket => "a socket",
+            _ => "not a regular file",
+        };
     }
 
     /// <summary>Why a plot cannot be written under <paramref name="path"/>'s name, or null.</summary>

@@ -68,6 +68,36 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Null(new FileInfo(link).LinkTarget);
     }
 
+    /// <summary>
+    /// A named pipe (as a device such as /dev/null) as any output is refused before the run: the write
+    /// renames a file over the name, which would replace the pipe (as root, /dev/null itself).
+    /// </summary>
+    [Theory]
+    [InlineData("simulate --steps 1 --save @pipe", "--save @pipe")]
+    [InlineData("replay @in --layout steps,tokens,k --plot @pipe.png", "--plot @pipe.png")]
+    [InlineData("replay @in --layout steps,tokens,k --window-load @pipe.npy", "--window-load @pipe.npy")]
+    [InlineData("merge @snap @other -o @pipe", "--output @pipe")]
+    public void APipeOrADeviceIsNoOutputFile(string arguments, string option)
+    {
+        var (input, snapshot, _) = WriteInputs();
+        var other = _folder.SaveSnapshot("other.json", experts: 4, firstSlot: 3);
+        var pipe = Path.Combine(_folder.FullName, "pipe");
+        foreach (var name in new[] { pipe, pipe + ".png", pipe + ".npy" })
+        {
+            Assert.Equal(0, Mono.Unix.Native.Syscall.mkfifo(name, Mono.Unix.Native.FilePermissions.S_IRUSR | Mono.Unix.Native.FilePermissions.S_IWUSR));
+        }
+
+        string Place(string text) => text.Replace("@in", input, StringComparison.Ordinal).Replace("@snap", snapshot, StringComparison.Ordinal)
+            .Replace("@other", other, StringComparison.Ordinal).Replace("@pipe", pipe, StringComparison.Ordinal);
+
+        var (code, stdout, error) = Run(Place(arguments).Split(' '));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(stdout);
+        Assert.StartsWith($"{Place(option)}: is a named pipe, not a file: the write would replace it with a file; give a file name, or leave the option out to write nothing.", error);
+        Assert.Equal(Mono.Unix.FileTypes.Fifo, Mono.Unix.UnixFileSystemInfo.GetFileSystemEntry(Place(option).Split(' ')[1]).FileType);
+    }
+
     /// <summary>A one-step trace and a snapshot in the test's folder, and where an output would go (no extension).</summary>
     private (string Input, string Snapshot, string Output) WriteInputs() => (
         NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]),
