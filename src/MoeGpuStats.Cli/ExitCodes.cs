@@ -14,7 +14,7 @@ internal static class ExitCodes
     /// <summary>MOEGS_ACCELERATOR names an accelerator that is not present.</summary>
     public const int NoAccelerator = 3;
 
-    /// <summary>An output file could not be written (a full disk, a folder removed during the run); the other outputs were written.</summary>
+    /// <summary>An output file or standard output could not be written (a full disk, a folder removed during the run); the other outputs were written.</summary>
     public const int WriteFailed = 4;
 
     /// <summary>A run stopped by Ctrl-C or SIGTERM after reporting and saving what it had recorded (128 + SIGINT, as shells count).</summary>

@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using MoeGpuStats.Cli.Commands;
+using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Cli;
 
@@ -12,11 +13,29 @@ internal static partial class MoegsCommandLine
     /// <summary>Set to 1 to see where an unexpected error came from.</summary>
     public const string DebugVariable = "MOEGS_DEBUG";
 
-    /// <summary>Runs <c>moegs</c> with <paramref name="args"/>, writing to <paramref name="console"/>; returns the exit code.</summary>
+    /// <summary>
+    /// Runs <c>moegs</c> with <paramref name="args"/>, writing to <paramref name="console"/>; returns the
+    /// exit code. Standard output that cannot be written (a full disk) is named as such after the
+    /// command, which still writes its files: exit code <see cref="ExitCodes.WriteFailed"/>.
+    /// </summary>
     public static async Task<int> RunAsync(string[] args, CliConsole console)
     {
         // Figures and messages read the same on every machine: "1,234.50", never "1.234,50" (this flow only).
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        var output = new StandardOutput(console.Out);
+        var code = await RunCommandAsync(args, console with { Out = output });
+        output.Flush();
+        if (output.Failure is not { } failure)
+        {
+            return code;
+        }
+
+        console.Error.WriteLine($"moegs: cannot write to standard output ({ErrorText.Of(failure)}): what went there is incomplete; output files are written as usual.");
+        return code == ExitCodes.Ok ? ExitCodes.WriteFailed : code;
+    }
+
+    private static async Task<int> RunCommandAsync(string[] args, CliConsole console)
+    {
         var root = new RootCommand(
             """
             moegs: Mixture-of-Experts routing statistics (tokens per expert, load imbalance, utilization,
@@ -33,7 +52,7 @@ internal static partial class MoegsCommandLine
 
             Exit codes: 0 done, 1 unreadable or malformed input file, 2 invalid arguments,
                         3 the accelerator named by MOEGS_ACCELERATOR is not present,
-                        4 an output file could not be written (the other outputs were),
+                        4 an output file or standard output could not be written (the other outputs were),
                         130 simulate or replay stopped by Ctrl-C or SIGTERM (what was recorded
                         is still reported and saved; a second Ctrl-C ends at once).
             """)

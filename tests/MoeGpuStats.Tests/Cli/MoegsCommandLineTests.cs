@@ -98,6 +98,54 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Equal(Mono.Unix.FileTypes.Fifo, Mono.Unix.UnixFileSystemInfo.GetFileSystemEntry(Place(option).Split(' ')[1]).FileType);
     }
 
+    /// <summary>
+    /// Standard output that fails (a full disk) is named as such, not as the input; the files the
+    /// command writes are still written, and the exit code is WriteFailed.
+    /// </summary>
+    [Theory]
+    [InlineData("replay @in --layout steps,tokens,k --save @out.json")]
+    [InlineData("replay @in --layout steps,tokens,k --json --save @out.json")]
+    [InlineData("merge @snap @other -o @out.json")]
+    [InlineData("simulate --steps 2 --save @out.json")]
+    public async Task AFullStandardOutputIsNamedAndTheFilesAreStillWritten(string arguments)
+    {
+        var (input, snapshot, output) = WriteInputs();
+        var other = _folder.SaveSnapshot("other.json", experts: 4, firstSlot: 3);
+        var args = arguments.Replace("@in", input, StringComparison.Ordinal).Replace("@snap", snapshot, StringComparison.Ordinal)
+            .Replace("@other", other, StringComparison.Ordinal).Replace("@out", output, StringComparison.Ordinal).Split(' ');
+        using var full = new FullDisk(allowed: 40);
+        using var error = new StringWriter();
+
+        var code = await MoegsCommandLine.RunAsync(args, new CliConsole(full, error, ErrorIsTerminal: false));
+
+        Assert.Equal(ExitCodes.WriteFailed, code);
+        Assert.EndsWith("moegs: cannot write to standard output (No space left on device): what went there is incomplete; output files are written as usual.", error.ToString().TrimEnd());
+        Assert.DoesNotContain(": No space left", error.ToString());
+        Assert.DoesNotContain("unexpected error", error.ToString());
+        Assert.True(File.Exists(output + ".json"));
+    }
+
+    /// <summary>A writer that takes <c>allowed</c> characters, then fails as a full disk does.</summary>
+    private sealed class FullDisk(int allowed) : StringWriter
+    {
+        private int _left = allowed;
+
+        public override void Write(char value) => Take(1);
+
+        public override void Write(string? value) => Take(value?.Length ?? 0);
+
+        public override void Write(char[] buffer, int index, int count) => Take(count);
+
+        private void Take(int count)
+        {
+            _left -= count;
+            if (_left < 0)
+            {
+                throw new IOException("No space left on device");
+            }
+        }
+    }
+
     /// <summary>A one-step trace and a snapshot in the test's folder, and where an output would go (no extension).</summary>
     private (string Input, string Snapshot, string Output) WriteInputs() => (
         NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]),
