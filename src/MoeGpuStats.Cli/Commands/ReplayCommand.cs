@@ -269,8 +269,9 @@ internal static class ReplayCommand
 /// <summary>
 /// What a trace's ids say about how it was recorded, for warnings after the replay: steps in which,
 /// in every layer, every token went to the same experts in the same order (a server's warm-up and
-/// profiling passes of synthetic tokens, which skew a trace's top experts), and tokens routed to one
-/// expert twice (a router never does that: the file's axes are likely not what the layout says).
+/// profiling passes of synthetic tokens, which skew a trace's top experts), tokens routed to one
+/// expert twice (a router never does that: the file's axes are likely not what the layout says), and
+/// steps of padding alone (an idle rank's dummy pass), which count as batches of no load.
 /// </summary>
 /// <param name="layers">Layers per step, each <c>[tokens, topK]</c> in the step's ids; 1 without a layers axis.</param>
 /// <param name="topK">Experts per token.</param>
@@ -282,10 +283,19 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
     private int _last = -1;
     private long _repeated;
     private int _repeatedStep = -1;
+    private int _padding;
+    private int _firstPadding = -1;
 
     /// <summary>Checks step <paramref name="step"/>, <paramref name="tokens"/> tokens per layer.</summary>
     public void Check(int step, ReadOnlySpan<int> ids, int tokens)
     {
+        if (ids.Length > 0 && ids.IndexOfAnyExcept(-1) < 0)
+        {
+            _padding++;
+            _firstPadding = _firstPadding < 0 ? step : _firstPadding;
+            return;
+        }
+
         if (!Synthetic(ids, tokens))
         {
             CheckRepeats(step, ids, tokens);
@@ -339,6 +349,12 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
             yield return _first == 0 && _last == _synthetic - 1
                 ? $"warning: the first {_synthetic:N0} step{(_synthetic == 1 ? "" : "s")} routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps {_synthetic} leaves them out."
                 : $"warning: {_synthetic:N0} step{(_synthetic == 1 ? "" : "s")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.";
+        }
+
+        if (_padding > 0)
+        {
+            // The seed's record counts a batch of no token as one whose experts all had a 0 % share.
+            yield return $"warning: {_padding:N0} step{(_padding == 1 ? "" : "s")} (the first in step {_firstPadding:N0}) held padding alone (-1), no token: each counts as a batch with no load, which lowers every expert's mean share of a batch (balancedness is unaffected).";
         }
 
         if (_repeated > 0)

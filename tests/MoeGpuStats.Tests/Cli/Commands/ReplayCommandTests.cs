@@ -400,7 +400,24 @@ public sealed partial class ReplayCommandTests : IDisposable
         var pad = NpyFile.Write(Path.Combine(_folder.FullName, "padstep.npy"), "<i4", "2, 2, 2", [.. padded.SelectMany(BitConverter.GetBytes)]);
         var (padCode, _, padError) = Run("replay", pad, "--layout", "steps,tokens,k", "--experts", "4");
         Assert.Equal(ExitCodes.Ok, padCode);
-        Assert.DoesNotContain("warning", padError);
+        Assert.DoesNotContain("same experts", padError);
+    }
+
+    /// <summary>A step of padding alone (an idle rank's dummy pass) counts as a batch with no load, lowering the mean shares: replay says so.</summary>
+    [Fact]
+    public void StepsOfPaddingAloneAreNamedWithWhatTheyDoToTheShares()
+    {
+        int[] ids = [0, 1, 2, 3, 0, 2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "idle.npy"), "<i4", "3, 3, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var saved = Path.Combine(_folder.FullName, "idle.json");
+
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--save", saved);
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: 2 steps (the first in step 1) held padding alone (-1), no token: each counts as a batch with no load, which lowers every expert's mean share of a batch (balancedness is unaffected).", error);
+        using var stats = RoutingStatsFile.Load(saved);
+        Assert.Equal(3UL, stats.TotalRoutings);
+        Assert.Equal((2f / 3f) / 3f, stats.ExpertUtilization[0], 6);
     }
 
     [Fact]
