@@ -101,7 +101,7 @@ internal static class PlanCommand
         var policy = plan.Policy == PlacementPolicy.Hierarchical
             ? "hierarchical: groups packed to nodes, experts replicated within nodes, replicas packed to GPUs"
             : $"global: {plan.Nodes:N0} nodes do not divide {plan.Groups:N0} groups, so experts are replicated over all GPUs";
-        output.WriteLine($"plan {path}: {Count(plan.Layers, "layer")} of {Count(plan.LogicalExperts, "expert")}, {Count(plan.PhysicalExperts, "slot")} per layer on {Count(plan.Gpus, "GPU")} ({plan.SlotsPerGpu:N0} each) in {Count(plan.Nodes, "node")}, {Count(plan.Groups, "group")}");
+        output.WriteLine($"plan {path}: {Counted.Of(plan.Layers, "layer")} of {Counted.Of(plan.LogicalExperts, "expert")}, {Counted.Of(plan.PhysicalExperts, "slot")} per layer on {Counted.Of(plan.Gpus, "GPU")} ({plan.SlotsPerGpu:N0} each) in {Counted.Of(plan.Nodes, "node")}, {Counted.Of(plan.Groups, "group")}");
         output.WriteLine($"policy: {policy} (DeepSeek EPLB)");
         output.WriteLine();
         output.WriteLine("balancedness across GPUs (mean GPU load / max GPU load; 1 is even):");
@@ -239,5 +239,4 @@ internal static class PlanCommand
         writer.WriteEndArray();
     }
 
-    private static string Count(int count, string noun) => $"{count:N0} {noun}{(count == 1 ? "" : "s")}";
 }

@@ -207,7 +207,7 @@ internal static class ReplayCommand
                             new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = parse.GetValue(window) },
                             parse.GetValue(windowLoad),
                             new ModelMetrics(parse.GetValue(topExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(expertSeries)),
-                            $"replay {path.Name}: {what} in {trace.Layers:N0} layer{(trace.Layers == 1 ? "" : "s")} ({trace.Axes}){left}, top-{trace.TopK} of {e:N0} experts ({trace.IdType})");
+                            $"replay {path.Name}: {what} in {trace.Layers:N0} layer{(trace.Layers == 1 ? "" : "s")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})");
                         return Replay(console, path, () => model.Run(steps, ids.Span, trace.TopK, Fill, () => checks.Warnings(trace.Steps)));
                     }
 
@@ -215,7 +215,7 @@ internal static class ReplayCommand
                         parse,
                         console,
                         e,
-                        $"replay {path.Name}: {what}{left}, top-{trace.TopK} of {e:N0} experts ({trace.IdType})",
+                        $"replay {path.Name}: {what}{left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",
                         "one RecordRouting call, which hands the step's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");
                     return Replay(console, path, () => session.Run(
                         steps,

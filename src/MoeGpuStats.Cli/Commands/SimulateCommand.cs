@@ -67,7 +67,7 @@ internal static class SimulateCommand
                     parse,
                     console,
                     e,
-                    $"simulate: {n:N0} batches of {t:N0} tokens, top-{k} of {e:N0} experts, skew {s:0.###}",
+                    $"simulate: {Counted.Of(n, "batch", "batches")} of {Counted.Of(t, "token")}, top-{k} of {Counted.Of(e, "expert")}, skew {s:0.###}",
                     "one RecordRouting call, which hands the batch's ids to the engine and counts them (a GPU may finish counting after it returns); drawing the random ids is not timed, nor the first batch, which loads the engine (JIT, kernels)");
                 return session.Run(
                     n,

@@ -82,9 +82,9 @@ internal static class SnapshotCommands
                 var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
                 return parts[0].Model is null
                     ? Merge(console, paths, [.. parts.Select(p => p.Layer!)], RoutingStats.Merge, merged => RecordingSession.Finish(
-                        console, merged, asJson, picture, file, $"merge of {parts.Count} snapshots", engine: null, "as the programs that saved the snapshots timed it", "--output"))
+                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "snapshot")}", engine: null, "as the programs that saved the snapshots timed it", "--output"))
                     : Merge(console, paths, [.. parts.Select(p => p.Model!)], ModelRoutingStats.Merge, merged => FinishModel(
-                        console, merged, asJson, picture, file, $"merge of {parts.Count} model snapshots: {merged.Layers:N0} layers of {merged.Experts:N0} experts"));
+                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "model snapshot")}: {Counted.Of(merged.Layers, "layer")} of {Counted.Of(merged.Experts, "expert")}"));
             }
             finally
             {

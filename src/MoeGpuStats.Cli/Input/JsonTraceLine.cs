@@ -209,7 +209,7 @@ internal readonly struct JsonTraceLine
             {
                 throw new InvalidDataException(count == 0
                     ? $"{where}: {label} holds no ids; a token has its k ids."
-                    : $"{where}: {label} has {count} ids, the trace's other tokens have {topK}.");
+                    : $"{where}: {label} has {Counted.Of(count, "id")}, the trace's other tokens have {topK}.");
             }
 
             topK = count;

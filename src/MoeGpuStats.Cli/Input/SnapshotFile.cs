@@ -60,8 +60,8 @@ internal sealed record Snapshot(RoutingStats? Layer, ModelRoutingStats? Model) :
 {
     /// <summary>What it is, for messages: "one layer of 8 experts", "a model of 32 layers of 8 experts".</summary>
     public string Describe() => Model is { } model
-        ? $"a model of {model.Layers:N0} layers of {model.Experts:N0} experts"
-        : $"one layer of {Layer!.ExpertUtilization.Count:N0} experts";
+        ? $"a model of {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}"
+        : $"one layer of {Counted.Of(Layer!.ExpertUtilization.Count, "expert")}";
 
     public void Dispose()
     {

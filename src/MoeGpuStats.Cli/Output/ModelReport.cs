@@ -35,10 +35,10 @@ internal static class ModelReport
         // window holds all the load (merged ranks whose windows each held every step, or steps that left
         // the window with no load), though the window counts fewer steps.
         var spans = summary.WindowSteps == (long)summary.Steps
-            ? new[] { ($"over all {Count(summary.Steps, "step")} (the window holds them all)", summary.SinceStart) }
+            ? new[] { ($"over all {Counted.Of(summary.Steps, "step")} (the window holds them all)", summary.SinceStart) }
             : counts.WindowHoldsAll
-                ? [($"over all {Count(summary.Steps, "step")} (the window, {Count((ulong)summary.WindowSteps, "step")} long, holds all their load)", summary.SinceStart)]
-                : [($"over the window, the newest {Count((ulong)summary.WindowSteps, "step")}", summary.Window), ($"since the start, {Count(summary.Steps, "step")}", summary.SinceStart)];
+                ? [($"over all {Counted.Of(summary.Steps, "step")} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", summary.SinceStart)]
+                : [($"over the window, the newest {Counted.Of((ulong)summary.WindowSteps, "step")}", summary.Window), ($"since the start, {Counted.Of(summary.Steps, "step")}", summary.SinceStart)];
         foreach (var (span, balance) in spans)
         {
             output.WriteLine();
@@ -58,7 +58,7 @@ internal static class ModelReport
 
             if (balance.Layers.Count > ShownLayers)
             {
-                output.WriteLine($"  ... {Count((ulong)(balance.Layers.Count - ShownLayers), "more layer")}, better balanced (--json lists every layer)");
+                output.WriteLine($"  ... {Counted.Of((ulong)(balance.Layers.Count - ShownLayers), "more layer")}, better balanced (--json lists every layer)");
             }
         }
 
@@ -139,7 +139,6 @@ internal static class ModelReport
 
     private static string Figure(double value) => value.ToString("0.000", CultureInfo.InvariantCulture);
 
-    private static string Count(ulong count, string noun) => $"{count.ToString("N0", CultureInfo.InvariantCulture)} {noun}{(count == 1 ? "" : "s")}";
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

@@ -39,7 +39,7 @@ internal static class RunReport
         {
             var summary = stats.UtilizationSummary();
             var mean = summary["mean_utilization"];
-            Line($"mean of {experts:N0} experts", Percent(mean));
+            Line($"mean of {Counted.Of(experts, "expert")}", Percent(mean));
             Line($"busiest: expert {most}", Percent(mostShare), mean > 0 ? Invariant($"{mostShare / mean:0.0#} x the mean") : "");
             Line($"idlest: expert {least}", Percent(leastShare), mean > 0 ? Invariant($"{leastShare / mean:0.0#} x the mean") : "");
             Line("imbalance (std dev / mean)", Invariant($"{summary["utilization_cv"]:0.000}"), "0 = every expert equally loaded");
