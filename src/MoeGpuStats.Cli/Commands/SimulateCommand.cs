@@ -17,7 +17,7 @@ internal static class SimulateCommand
         var topK = SharedOptions.WholeNumber(
             new Option<int>("--top-k", "-k") { Description = "Experts per token (k), 1 to E.", DefaultValueFactory = _ => 2 }, 1, maxExperts, "experts per token");
         var tokens = SharedOptions.WholeNumber(
-            new Option<int>("--tokens", "-t") { Description = $"Tokens per batch; tokens x k at most {NpyIds.MaxIdsPerStep:N0}.", DefaultValueFactory = _ => 4096 }, 0, int.MaxValue, "tokens per batch");
+            new Option<int>("--tokens", "-t") { Description = $"Tokens per batch; tokens x k at most {NpyIds.MaxIdsPerStep:N0}.", DefaultValueFactory = _ => 4096 }, 1, int.MaxValue, "tokens per batch");
         var steps = SharedOptions.WholeNumber(
             new Option<int>("--steps", "-n") { Description = "Batches to route.", DefaultValueFactory = _ => 200 }, 0, int.MaxValue, "the number of batches");
         var skew = SharedOptions.Number(
