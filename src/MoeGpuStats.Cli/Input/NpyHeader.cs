@@ -127,6 +127,12 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
             throw new InvalidDataException($"{path}: unreadable header '{Printable(text)}' (expected 'descr', 'fortran_order' and 'shape').");
         }
 
+        // NumPy reads a repeated key's last value, this reader its first: such a header (np.save never writes one) is refused.
+        if (descr.NextMatch().Success || fortran.NextMatch().Success || shape.NextMatch().Success)
+        {
+            throw new InvalidDataException($"{path}: header '{Printable(text)}' names 'descr', 'fortran_order' or 'shape' twice; np.save writes each once.");
+        }
+
         // Byte order '<' (little) or '=' (native: little on every machine .NET runs this on); '|' for single bytes.
         var type = descr.Groups[1].Value switch
         {

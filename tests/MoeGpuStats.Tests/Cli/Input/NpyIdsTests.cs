@@ -151,6 +151,18 @@ public sealed partial class NpyIdsTests : IDisposable
         Assert.Equal([4, -1, 0, 9], step);
     }
 
+    /// <summary>NumPy reads a repeated key's last value: a header naming 'descr' twice would be read as another dtype than NumPy's.</summary>
+    [Theory]
+    [InlineData("{'descr': '<i4', 'fortran_order': False, 'descr': '<f4', 'shape': (1, 2, 2), }\n")]
+    [InlineData("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 2, 2), 'shape': (2, 2, 1), }\n")]
+    public void AHeaderThatNamesAKeyTwiceIsRefused(string header)
+    {
+        var path = Path.Combine(_folder.FullName, "twice.npy");
+        File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 2, 0, .. BitConverter.GetBytes(header.Length), .. Encoding.Latin1.GetBytes(header), .. new int[] { 4, -1, 0, 9 }.SelectMany(BitConverter.GetBytes)]);
+        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, IdLayout.StepsTokensK));
+        Assert.EndsWith("names 'descr', 'fortran_order' or 'shape' twice; np.save writes each once.", error.Message);
+    }
+
     [Fact]
     public void PaddingIsPassedThroughAndTheLargestIdIgnoresIt()
     {
