@@ -193,6 +193,12 @@ internal static class RoutingStatsJson
             throw new JsonException($"total_routings is 0 but total_tokens is {state.TotalTokens} and expert_token_counts sum to {state.ExpertTokenCounts.Aggregate(0UL, (a, b) => a + b)}: counts without a batch.");
         }
 
+        // One load variance per batch (the newest 1,000 kept), as the seed's record_routing pushes them.
+        if ((ulong)state.LoadVarianceHistory.Length > state.TotalRoutings)
+        {
+            throw new JsonException($"load_variance_history has {state.LoadVarianceHistory.Length} entries for total_routings {state.TotalRoutings}; a batch adds one.");
+        }
+
         if (options.Experts is { } configured && state.ExpertUtilization.Length > 0 && state.ExpertUtilization.Length != configured)
         {
             throw new JsonException($"experts is {configured} but expert_utilization has {state.ExpertUtilization.Length} entries.");
@@ -212,9 +218,16 @@ internal static class RoutingStatsJson
             throw new JsonException($"total_latency_ms {total}, min_latency_ms {min}, max_latency_ms {max}: latencies cannot be negative.");
         }
 
+        var measurements = CountField(latencyElement, "total_measurements");
+        if ((ulong)recent.Length > measurements || (measurements > 0 && min > max))
+        {
+            throw new JsonException(
+                $"total_measurements {measurements}, {recent.Length} recent_latencies, min_latency_ms {min}, max_latency_ms {max}: no run records more recent latencies than measurements, or a smallest above the largest.");
+        }
+
         var stats = RoutingStats.FromState(options, state);
         stats.RoutingLatencyStats.Restore(
-            CountField(latencyElement, "total_measurements"),
+            measurements,
             total,
             min,
             max,

@@ -88,6 +88,19 @@ public sealed class RoutingStatsJsonConverterTests
         Assert.Contains("total_routings is 0 but total_tokens is 4", Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())).Message);
     }
 
+    /// <summary>Latencies and load variances no run records: more than measured or batched, or a smallest latency above the largest.</summary>
+    [Theory]
+    [InlineData("recent_latencies", "[2, 2]", "total_measurements 1, 2 recent_latencies")]
+    [InlineData("min_latency_ms", "9", "min_latency_ms 9, max_latency_ms 2")]
+    [InlineData("load_variance_history", "[1, 1]", "load_variance_history has 2 entries for total_routings 1")]
+    public void LatenciesAndVariancesNoRunRecordsAreRefused(string field, string value, string message)
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        var parent = field == "load_variance_history" ? node : node["routing_latency_stats"]!.AsObject();
+        parent[field] = JsonNode.Parse(value);
+        Assert.Contains(message, Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())).Message);
+    }
+
     [Fact]
     public void ANegativeLatencyIsRefused()
     {
