@@ -204,7 +204,7 @@ internal static class ReplayCommand
                         var model = recording.Model(
                             parse,
                             console,
-                            new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = parse.GetValue(window) },
+                            new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = Window(parse, window, trace.Layers, e, steps) },
                             parse.GetValue(windowLoad),
                             new ModelMetrics(parse.GetValue(topExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(expertSeries)),
                             $"replay {path.Name}: {what} in {trace.Layers:N0} layer{(trace.Layers == 1 ? "" : "s")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})");
@@ -260,6 +260,18 @@ internal static class ReplayCommand
             });
             return ExitCodes.BadInput;
         }
+    }
+
+    /// <summary>
+    /// The window: --window as given; by default 1,000 steps, or the steps replayed where a ring of 1,000
+    /// would pass the limit (<see cref="ModelRoutingStatsOptions.MaxWindowEntries"/>): a window of every
+    /// step gives the same figures, and a trace of a few steps of a large model needs no more.
+    /// </summary>
+    private static int Window(ParseResult parse, Option<int> window, int layers, int experts, int steps)
+    {
+        var value = parse.GetValue(window);
+        var given = parse.GetResult(window) is { Implicit: false };
+        return given || (long)value * layers * experts <= ModelRoutingStatsOptions.MaxWindowEntries ? value : Math.Clamp(steps, 1, value);
     }
 
     private static string WithoutLayersProblem(FileInfo path, IRoutingTrace trace, string option, string what) =>

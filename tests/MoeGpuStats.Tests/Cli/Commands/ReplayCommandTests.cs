@@ -198,6 +198,29 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal([npy], Directory.GetFiles(_folder.FullName, "*", SearchOption.AllDirectories));
     }
 
+    /// <summary>
+    /// A few steps of a large model replay with the default window cut to the steps where 1,000 would
+    /// pass the ring's limit (the figures are the same: the window holds every step); a window given
+    /// that passes it is refused by name.
+    /// </summary>
+    [Fact]
+    public void TheDefaultWindowOfALargeModelIsCutToTheStepsAGivenOneIsNot()
+    {
+        const int layers = 600, experts = 4096;
+        var npy = WriteInt32("large.npy", $"2, {layers}, 1, 1", [.. Enumerable.Range(0, 2 * layers).Select(i => i % experts)]);
+
+        var (code, output, error) = Run("replay", npy, "--experts", $"{experts}", "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        using (var report = JsonDocument.Parse(output))
+        {
+            Assert.Equal(2, report.RootElement.GetProperty("window_steps").GetInt32());
+        }
+
+        var (given, _, refused) = Run("replay", npy, "--experts", $"{experts}", "--window", "1000");
+        Assert.Equal(ExitCodes.Usage, given);
+        Assert.StartsWith("--window 1000: Window × Layers × Experts is 2,457,600,000", refused);
+    }
+
     [Fact]
     public void ModelOptionsAreRefusedWithoutLayersOrWithoutAnEndpoint()
     {
