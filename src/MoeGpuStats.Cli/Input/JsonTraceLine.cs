@@ -86,6 +86,11 @@ internal readonly struct JsonTraceLine
         }
         catch (JsonException exception)
         {
+            if (number == 1 && line.Trim(" \t\r"u8) is [(byte)'{' or (byte)'['])
+            {
+                throw new InvalidDataException($"{where}: not JSON lines: the file starts a JSON value over several lines, as a snapshot that --save writes (report reads those); a trace holds one object with topk_ids per line.");
+            }
+
             var message = exception.Message.Split(" LineNumber:", 2)[0].Trim();
             throw new InvalidDataException($"{where}: not JSON ({message} at byte {exception.BytePositionInLine + 1}); a line holds one object with topk_ids.");
         }

@@ -22,6 +22,11 @@ internal static class SnapshotFile
             RefuseArrays(stream, path);
             using var document = JsonDocument.Parse(stream);
             var root = document.RootElement;
+            if (root.ValueKind == JsonValueKind.Array)
+            {
+                throw new InvalidDataException($"{path}: a JSON array, as a window load that plan reads, not a snapshot; this command reads the JSON object that --save writes.");
+            }
+
             return root.ValueKind == JsonValueKind.Object && (root.TryGetProperty("layers", out _) || root.TryGetProperty("window_load", out _))
                 ? new Snapshot(null, root.Deserialize<ModelRoutingStats>()!)
                 : new Snapshot(Serialization.RoutingStatsFile.Load(path), null);

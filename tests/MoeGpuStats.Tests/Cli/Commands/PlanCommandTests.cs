@@ -170,6 +170,7 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("empty-rows.json", "[[], []]", "2 empty rows: no loads, nothing to place.")]
     [InlineData("garbage.json", "not json", "neither a .npy file nor JSON")]
     [InlineData("bad-snapshot.json", "{\"total_tokens\": \"many\"}", "not a routing statistics snapshot")]
+    [InlineData("trace.jsonl", "{\"topk_ids\": [[1, 2]]}\n{\"topk_ids\": [[0, 3]]}\n", "JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load")]
     public void UnreadableOrMalformedFilesExitWithOneLineNamingTheFile(string name, string? content, string expected)
     {
         var path = Path.Combine(_folder.FullName, name);
