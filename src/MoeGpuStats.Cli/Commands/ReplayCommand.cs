@@ -119,6 +119,7 @@ internal static class ReplayCommand
                     ? modelMetric is null ? null : recording.ModelMetricsProblem(parse, modelMetric)
                     : parse.GetValue(windowLoad) is not null ? WithoutLayersProblem(path, trace, "--window-load", "the window load is a model's, [layers, experts]")
                     : modelMetric is not null ? WithoutLayersProblem(path, trace, modelMetric.Name, "shapes a whole model's metrics (one layer's metrics publish every expert)")
+                    : parse.GetResult(window) is { Implicit: false } ? WithoutLayersProblem(path, trace, $"--window {parse.GetValue(window)}", "the sliding window of expert load is a model's")
                     : null;
                 if (mismatch is not null)
                 {

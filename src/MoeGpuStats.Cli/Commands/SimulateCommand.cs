@@ -67,7 +67,7 @@ internal static class SimulateCommand
                     parse,
                     console,
                     e,
-                    $"simulate: {Counted.Of(n, "batch", "batches")} of {Counted.Of(t, "token")}, top-{k} of {Counted.Of(e, "expert")}, skew {s:0.###}",
+                    $"simulate: {Counted.Of(n, "batch", "batches")} of {Counted.Of(t, "token")}, top-{k} of {Counted.Of(e, "expert")}, skew {SkewText(parse, skew)}",
                     "one RecordRouting call, which hands the batch's ids to the engine and counts them (a GPU may finish counting after it returns); drawing the random ids is not timed, nor the first batch, which loads the engine (JIT, kernels)");
                 return session.Run(
                     n,
@@ -88,6 +88,10 @@ internal static class SimulateCommand
         topK > experts ? $"--top-k {topK}: give at most --experts ({experts}) experts per token; each token goes to k distinct experts."
         : (long)tokens * topK > NpyIds.MaxIdsPerStep ? $"--tokens {tokens} with --top-k {topK}: {(long)tokens * topK:N0} ids per batch; give tokens x k of at most {NpyIds.MaxIdsPerStep:N0}."
         : null;
+
+    /// <summary>The skew as the user wrote it (a rounded figure would show 1e-5 as 0, a value the option refuses), or the default's.</summary>
+    private static string SkewText(ParseResult parse, Option<double> skew) =>
+        parse.GetResult(skew) is { Implicit: false, Tokens: [var token] } ? token.Value : parse.GetValue(skew).ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>k distinct experts per token, drawn with the skewed distribution.</summary>
     private static void Fill(Span<int> ids, Random random, int experts, int topK, double skew)

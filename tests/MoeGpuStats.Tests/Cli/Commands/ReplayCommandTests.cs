@@ -237,6 +237,10 @@ public sealed partial class ReplayCommandTests : IDisposable
         (code, _, error) = Moegs.Run("replay", layer, "--metrics-port", "1", "--metrics-expert-series");
         Assert.Equal(ExitCodes.Usage, code);
         Assert.StartsWith("--metrics-expert-series: shapes a whole model's metrics", error);
+
+        (code, _, error) = Moegs.Run("replay", layer, "--window", "5");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith($"--window 5: the sliding window of expert load is a model's; {layer} is read without layers", error);
     }
 
     /// <summary>Ids beyond --experts are counted, reported and warned about; a capacity's dropped slots are reported: the balance alone would hide both.</summary>
