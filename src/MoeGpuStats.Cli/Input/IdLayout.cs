@@ -60,10 +60,16 @@ internal sealed class IdLayout
     /// layers, and a guess would report the wrong thing silently, so it must be given.
     /// </summary>
     /// <exception cref="IdLayoutException">No layout given for a 3-D file, or one of another rank.</exception>
-    public static IdLayout For(string path, IReadOnlyList<long> dims, IdLayout? given)
+    public static IdLayout For(string path, IReadOnlyList<long> dims, IdLayout? given) => For(path, dims, given, layerMember: false);
+
+    /// <param name="path">The file or member.</param>
+    /// <param name="dims">Its dimensions.</param>
+    /// <param name="given">The layout given, or null.</param>
+    /// <param name="layerMember">Whether the file is one layer (<c>--members layers</c>), so that no layout with a layers axis is suggested.</param>
+    private static IdLayout For(string path, IReadOnlyList<long> dims, IdLayout? given, bool layerMember)
     {
         var shape = NpyShape.Describe(dims);
-        var fitting = All.Where(layout => layout.Rank == dims.Count).Select(layout => layout.Name).ToArray();
+        var fitting = All.Where(layout => layout.Rank == dims.Count && !(layerMember && layout.HasLayers)).Select(layout => layout.Name).ToArray();
         if (given is null)
         {
             return dims.Count switch
@@ -87,7 +93,7 @@ internal sealed class IdLayout
     /// <exception cref="IdLayoutException">A layout of another rank.</exception>
     /// <exception cref="InvalidDataException">A 4-D member without a layout: one layer has no layers axis.</exception>
     public static IdLayout ForLayerMember(string path, IReadOnlyList<long> dims, IdLayout? given) => given is not null
-        ? For(path, dims, given)
+        ? For(path, dims, given, layerMember: true)
         : dims.Count switch
         {
             2 => TokensK,

@@ -184,6 +184,7 @@ public sealed partial class ReplayCommandTests
     [InlineData("passes.npz", "", "passes.npz[arr_0]: shape (7, 3, 2) could be [steps, tokens, k], [layers, tokens, k] or [tokens, layers, k]; give --layout steps,tokens,k, layers,tokens,k or tokens,layers,k.")]
     [InlineData("passes.npz", "--layout tokens,k", "--layout tokens,k: ")]
     [InlineData("layers.npz", "--members layers --layout layers,tokens,k", "--layout layers,tokens,k: with --members layers each member is one layer; give steps,tokens,k or tokens,k.")]
+    [InlineData("layers.npz", "--members layers --layout tokens,k", "has shape (5, 4, 2), 3 dimensions, and tokens,k has 2; give steps,tokens,k.")]
     [InlineData("layers.npz", "--members rows", "--members rows: give steps (each member holds forward passes) or layers (member l holds layer l).")]
     [InlineData("passes_step.jsonl", "--layout layers,tokens,k", "--layout layers,tokens,k: ")]
     [InlineData("passes_step.jsonl", "--members layers", "--members layers: only an .npz archive has members; ")]
