@@ -342,32 +342,5 @@ public sealed class RoutingStatsTests
         Assert.Equal(2f, stats.AverageLoadBalanceLoss);
     }
 
-    [Fact]
-    public void CreateHonoursTheAcceleratorVariable()
-    {
-        var previous = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
-        try
-        {
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "cpu");
-            using (var cpu = RoutingStats.Create())
-            {
-                Assert.Equal("cpu", cpu.Backend);
-            }
-
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "managed");
-            using (var managed = RoutingStats.Create())
-            {
-                Assert.Equal("managed", managed.Backend);
-            }
-
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "tpu");
-            Assert.Throws<InvalidOperationException>(() => RoutingStats.Create());
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, previous);
-        }
-    }
-
     private const ulong BillionLess1 = 999_999_999;
 }
