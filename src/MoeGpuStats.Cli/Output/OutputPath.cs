@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text;
 using System.Text.RegularExpressions;
 using Mono.Unix;
 
@@ -14,6 +15,9 @@ internal static partial class OutputPath
 {
     /// <summary>The most UTF-8 bytes of the target's name a temporary's name keeps: with the rest (about 50 bytes) it stays far below 255.</summary>
     public const int MaxNameBytes = 100;
+
+    /// <summary>The longest file name (one path component) Linux's file systems and NTFS take, in bytes.</summary>
+    private const int MaxFileNameBytes = 255;
 
     /// <summary>Why <paramref name="path"/> cannot be written, in the user's words; null when it can.</summary>
     /// <param name="path">The path as given.</param>
@@ -50,11 +54,19 @@ internal static partial class OutputPath
             return format;
         }
 
+        var name = Encoding.UTF8.GetByteCount(Path.GetFileName(full));
+        if (name > MaxFileNameBytes)
+        {
+            return $"the file name is {name:N0} bytes long; file systems take at most {MaxFileNameBytes}.";
+        }
+
         var folder = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(folder))
         {
             var given = Path.GetDirectoryName(path);
-            return $"the folder {(string.IsNullOrEmpty(given) ? folder : given)} does not exist.";
+            var shown = string.IsNullOrEmpty(given) ? folder : given;
+            // A file, or a link that leads to no folder (a loop of links).
+            return File.Exists(folder) ? $"{shown} is not a folder." : $"the folder {shown} does not exist.";
         }
 
         var probe = TemporaryFor(full);
@@ -89,8 +101,23 @@ internal static partial class OutputPath
             return null;
         }
 
-        var entry = UnixFileSystemInfo.GetFileSystemEntry(full);
-        return !entry.Exists ? null : entry.FileType switch
+        UnixFileSystemInfo entry;
+        try
+        {
+            entry = UnixFileSystemInfo.GetFileSystemEntry(full);
+            if (!entry.Exists)
+            {
+                return null;
+            }
+        }
+        catch (Exception exception) when (exception is UnixIOException or IOException or UnauthorizedAccessException)
+        {
+            // A name too long, a file used as a folder, a loop of links, a folder we may not search:
+            // the probe below creates a file beside the name and says which, in the user's words.
+            return null;
+        }
+
+        return entry.FileType switch
         {
             FileTypes.RegularFile or FileTypes.SymbolicLink or FileTypes.Directory => null,
             FileTypes.CharacterDevice => "a character device",

@@ -146,6 +146,27 @@ public sealed class MoegsCommandLineTests : IDisposable
         }
     }
 
+    /// <summary>Output names the file system cannot look up (too long, a file as a folder, a loop of links) are one line before the run, not a crash.</summary>
+    [Theory]
+    [InlineData("--plot", "@long.png", "the file name is 260 bytes long; file systems take at most 255.")]
+    [InlineData("--save", "@file/x.json", "@file is not a folder.")]
+    [InlineData("--plot", "@loop/x.png", "@loop is not a folder.")]
+    public void AnOutputNameTheFileSystemCannotLookUpIsOneLine(string option, string name, string expected)
+    {
+        var file = Path.Combine(_folder.FullName, "file");
+        File.WriteAllText(file, "x");
+        var loop = Path.Combine(_folder.FullName, "loop");
+        File.CreateSymbolicLink(loop, loop);
+        string Place(string text) => text.Replace("@long", Path.Combine(_folder.FullName, new string('a', 256)), StringComparison.Ordinal)
+            .Replace("@file", file, StringComparison.Ordinal).Replace("@loop", loop, StringComparison.Ordinal);
+
+        var (code, stdout, error) = Run("simulate", "--steps", "1", "--tokens", "2", option, Place(name));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(stdout);
+        Assert.Equal($"{option} {Place(name)}: {Place(expected)} Run moegs simulate --help for usage.", error.Trim());
+    }
+
     /// <summary>A one-step trace and a snapshot in the test's folder, and where an output would go (no extension).</summary>
     private (string Input, string Snapshot, string Output) WriteInputs() => (
         NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]),
