@@ -44,9 +44,9 @@ internal static partial class OutputPath
             return "is a folder; give a file name.";
         }
 
-        if (SpecialFile(full) is { } kind)
+        if (SpecialFile(full) is { } special)
         {
-            return $"is {kind}, not a file: the write would replace it with a file; give a file name, or leave the option out to write nothing.";
+            return special;
         }
 
         if (formatProblem?.Invoke(full) is { } format)
@@ -88,11 +88,15 @@ internal static partial class OutputPath
         }
     }
 
+    /// <summary>The folders whose names are the system's own: devices, processes, the kernel's objects (/dev/shm, a place for files, aside).</summary>
+    private static readonly string[] SystemFolders = ["/dev", "/proc", "/sys"];
+
     /// <summary>
-    /// What <paramref name="full"/> is when it exists and is neither a regular file nor a link ("a
-    /// character device" for /dev/null, "a named pipe"), or null. A write goes to a temporary file
-    /// renamed over the name, which would put a file where the device was (as root, in /dev). A link
-    /// is the name itself, replaced by the file, so its target is never written.
+    /// Why <paramref name="full"/> names no file a write may replace, or null. A write goes to a
+    /// temporary file renamed over the name, which would put a file where a device, a pipe or a link
+    /// of the system was (as root, /dev/null or /dev/stdout themselves): so a name in /dev, /proc or
+    /// /sys, a device, a pipe or a socket, and a link to one of those are refused. A link to a file
+    /// is the name itself, replaced by the file, its target left alone.
     /// </summary>
     private static string? SpecialFile(string full)
     {
@@ -101,31 +105,40 @@ internal static partial class OutputPath
             return null;
         }
 
-        UnixFileSystemInfo entry;
+        var resolved = FileIdentity.OfOutput(full);
+        if (!resolved.StartsWith("/dev/shm/", StringComparison.Ordinal)
+            && SystemFolders.FirstOrDefault(root => resolved.StartsWith(root + "/", StringComparison.Ordinal)) is { } system)
+        {
+            return $"is in {system}, the system's own names (devices, the links of /dev/stdout), not a file a write may replace; give a file elsewhere, or leave the option out to write nothing.";
+        }
+
         try
         {
-            entry = UnixFileSystemInfo.GetFileSystemEntry(full);
+            var entry = UnixFileSystemInfo.GetFileSystemEntry(full);
             if (!entry.Exists)
             {
                 return null;
             }
+
+            var link = entry.FileType == FileTypes.SymbolicLink;
+            var target = link ? new UnixFileInfo(full) : entry;
+            var kind = !target.Exists ? null : target.FileType switch
+            {
+                FileTypes.RegularFile or FileTypes.Directory or FileTypes.SymbolicLink => null,
+                FileTypes.CharacterDevice => "a character device",
+                FileTypes.BlockDevice => "a block device",
+                FileTypes.Fifo => "a named pipe",
+                FileTypes.Socket => "a socket",
+                _ => "not a regular file",
+            };
+            return kind is null ? null : $"is {(link ? "a link to " : "")}{kind}, not a file: the write would replace it with a file; give a file name, or leave the option out to write nothing.";
         }
         catch (Exception exception) when (exception is UnixIOException or IOException or UnauthorizedAccessException)
         {
             // A name too long, a file used as a folder, a loop of links, a folder we may not search:
-            // the probe below creates a file beside the name and says which, in the user's words.
+            // the checks below say which, in the user's words.
             return null;
         }
-
-        return entry.FileType switch
-        {
-            FileTypes.RegularFile or FileTypes.SymbolicLink or FileTypes.Directory => null,
-            FileTypes.CharacterDevice => "a character device",
-            FileTypes.BlockDevice => "a block device",
-            FileTypes.Fifo => "a named pipe",
-            FileTypes.Socket => "a socket",
-            _ => "not a regular file",
-        };
     }
 
     /// <summary>Why a plot cannot be written under <paramref name="path"/>'s name, or null.</summary>

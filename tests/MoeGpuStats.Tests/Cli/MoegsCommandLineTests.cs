@@ -1,4 +1,5 @@
 using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Output;
 using static MoeGpuStats.Tests.Support.Moegs;
 
 namespace MoeGpuStats.Tests.Cli;
@@ -165,6 +166,42 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(stdout);
         Assert.Equal($"{option} {Place(name)}: {Place(expected)} Run moegs simulate --help for usage.", error.Trim());
+    }
+
+    /// <summary>A link to a pipe is refused as the pipe is, and the link is left as it was.</summary>
+    [Fact]
+    public void ALinkToAPipeIsNoOutputFile()
+    {
+        var pipe = Path.Combine(_folder.FullName, "pipe");
+        Assert.Equal(0, Mono.Unix.Native.Syscall.mkfifo(pipe, Mono.Unix.Native.FilePermissions.S_IRUSR | Mono.Unix.Native.FilePermissions.S_IWUSR));
+        var link = Path.Combine(_folder.FullName, "link.json");
+        File.CreateSymbolicLink(link, pipe);
+
+        var (code, stdout, error) = Run("simulate", "--steps", "1", "--tokens", "2", "--save", link);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(stdout);
+        Assert.StartsWith($"--save {link}: is a link to a named pipe, not a file", error);
+        Assert.Equal(Mono.Unix.FileTypes.SymbolicLink, Mono.Unix.UnixFileSystemInfo.GetFileSystemEntry(link).FileType);
+    }
+
+    /// <summary>
+    /// Names in /dev and /proc are the system's (/dev/stdout is a link, which the rename replaced as
+    /// root): refused by the check alone, which this test calls without running a command, so that a
+    /// check that failed could not write there.
+    /// </summary>
+    [Theory]
+    [InlineData("/dev/stdout", "is in /dev, the system's own names (devices, the links of /dev/stdout), not a file a write may replace")]
+    [InlineData("/dev/null", "is in /dev, ")]
+    [InlineData("/proc/self/fd/1", "is in /proc, ")]
+    public void TheSystemsNamesAreNoOutputFiles(string path, string expected) =>
+        Assert.StartsWith(expected, OutputPath.Problem(path));
+
+    [Fact]
+    public void AFileInDevShmIsAnOutputFile()
+    {
+        Assert.SkipUnless(Directory.Exists("/dev/shm"), "this machine has no /dev/shm");
+        Assert.Null(OutputPath.Problem($"/dev/shm/moegs-{Guid.NewGuid():N}.json"));
     }
 
     /// <summary>A one-step trace and a snapshot in the test's folder, and where an output would go (no extension).</summary>
