@@ -13,6 +13,12 @@ internal static class ModelLoadPlot
     public const int Width = 1400;
     public const int Height = 1000;
 
+    /// <summary>The most cells a heat map draws across and down: fewer than its pixels, so that no cell is skipped when the picture is drawn.</summary>
+    public const int MaxColumns = 600;
+
+    /// <inheritdoc cref="MaxColumns"/>
+    public const int MaxRows = 200;
+
     /// <summary>Writes the picture to <paramref name="path"/>, as PNG or JPEG by its extension, whole or not at all.</summary>
     /// <param name="stats">The model.</param>
     /// <param name="timeline">The replay's balancedness over the steps; null (a snapshot read back) draws the heat map alone.</param>
@@ -42,9 +48,9 @@ internal static class ModelLoadPlot
         }
 
         var load = new Plot();
-        Heatmap(load, shares, new ScottPlot.Colormaps.Inferno(), "% of the layer's slots");
+        var (loadRows, loadColumns) = Heatmap(load, shares, new ScottPlot.Colormaps.Inferno(), "% of the layer's slots", largest: true);
         load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({layers:N0} layers × {experts:N0} experts, {steps:N0} step{(steps == 1 ? "" : "s")}; an even split is {100.0 / experts:0.###} %)");
-        Label(load, "expert", "layer");
+        Label(load, "expert" + Block(loadColumns, "largest"), "layer" + Block(loadRows, "largest"));
 
         if (timeline is null)
         {
@@ -62,23 +68,29 @@ internal static class ModelLoadPlot
             }
         }
 
-        Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), "balancedness (1 = even)");
-        balance.Title(timeline.StepsPerColumn == 1
+        var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), "balancedness (1 = even)", largest: false);
+        balance.Title((timeline.StepsPerColumn == 1
             ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps)"
-            : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns)");
-        Label(balance, timeline.StepsPerColumn == 1 ? "step" : $"steps ÷ {timeline.StepsPerColumn:N0}", "layer");
+            : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns)"));
+        Label(balance, (timeline.StepsPerColumn == 1 ? "step" : $"steps ÷ {timeline.StepsPerColumn:N0}") + Block(balanceColumns, "smallest"), "layer" + Block(balanceRows, "smallest"));
 
         return PlotImage.Stack(load, balance, Width, Height, 0.6);
     }
 
     /// <summary>
     /// <paramref name="values"/> (<c>[layers, columns]</c>) as a heat map with its color bar: a cell per
-    /// value, centred on whole coordinates, layer 0 at the top as a matrix is read.
+    /// value, centred on whole coordinates, layer 0 at the top as a matrix is read. Beyond
+    /// <see cref="MaxRows"/> × <see cref="MaxColumns"/> a cell shows a block of values by its largest
+    /// (or smallest) one, as the single-layer bars show the busiest expert of a group: drawing every
+    /// value would leave most of them out of the pixels, a hot expert or a bad layer with them.
     /// </summary>
-    private static void Heatmap(Plot plot, double[,] values, IColormap colormap, string label)
+    /// <returns>The values each cell holds down and across (1 and 1 when every value has its cell).</returns>
+    private static (int Rows, int Columns) Heatmap(Plot plot, double[,] values, IColormap colormap, string label, bool largest)
     {
         var (rows, columns) = (values.GetLength(0), values.GetLength(1));
-        var map = plot.Add.Heatmap(values);
+        var (rowBlock, columnBlock) = ((rows + MaxRows - 1) / MaxRows, (columns + MaxColumns - 1) / MaxColumns);
+        var cells = Reduce(values, rowBlock, columnBlock, largest);
+        var map = plot.Add.Heatmap(cells);
         map.Colormap = colormap;
         var (low, high) = (values.Cast<double>().Min(), values.Cast<double>().Max());
         if (low == high)
@@ -87,10 +99,52 @@ internal static class ModelLoadPlot
             map.ManualRange = new ScottPlot.Range(Math.Min(0, low), Math.Max(high, 1));
         }
 
-        map.Position = new CoordinateRect(0, columns - 1, 0, rows - 1);
+        // Each cell centred on the middle of its block, in the values' own coordinates.
+        var (cellRows, cellColumns) = (cells.GetLength(0), cells.GetLength(1));
+        map.Position = new CoordinateRect(
+            (columnBlock - 1) / 2.0,
+            ((cellColumns - 1) * columnBlock) + ((columnBlock - 1) / 2.0),
+            (rowBlock - 1) / 2.0,
+            ((cellRows - 1) * rowBlock) + ((rowBlock - 1) / 2.0));
         plot.Add.ColorBar(map).Label = label;
-        plot.Axes.SetLimits(-0.5, columns - 0.5, rows - 0.5, -0.5);
+
+        // A last block of fewer values keeps its whole cell (the axes run a little past the last value), or a hot expert there would be a sliver.
+        plot.Axes.SetLimits(-0.5, (cellColumns * columnBlock) - 0.5, (cellRows * rowBlock) - 0.5, -0.5);
+        return (rowBlock, columnBlock);
     }
+
+    /// <summary>Blocks of <paramref name="rowBlock"/> × <paramref name="columnBlock"/> values, each by its largest (or smallest) value; the last blocks may be partial.</summary>
+    internal static double[,] Reduce(double[,] values, int rowBlock, int columnBlock, bool largest)
+    {
+        if (rowBlock == 1 && columnBlock == 1)
+        {
+            return values;
+        }
+
+        var (rows, columns) = (values.GetLength(0), values.GetLength(1));
+        var cells = new double[(rows + rowBlock - 1) / rowBlock, (columns + columnBlock - 1) / columnBlock];
+        for (var r = 0; r < cells.GetLength(0); r++)
+        {
+            for (var c = 0; c < cells.GetLength(1); c++)
+            {
+                var pick = largest ? double.NegativeInfinity : double.PositiveInfinity;
+                for (var row = r * rowBlock; row < Math.Min(rows, (r + 1) * rowBlock); row++)
+                {
+                    for (var column = c * columnBlock; column < Math.Min(columns, (c + 1) * columnBlock); column++)
+                    {
+                        pick = largest ? Math.Max(pick, values[row, column]) : Math.Min(pick, values[row, column]);
+                    }
+                }
+
+                cells[r, c] = pick;
+            }
+        }
+
+        return cells;
+    }
+
+    /// <summary>An axis label's note on what a cell shows when it holds a block of values ("(a cell: the largest of 7)"); empty when each value has its cell.</summary>
+    private static string Block(int values, string pick) => values == 1 ? "" : $" (a cell: the {pick} of {values:N0})";
 
     private static void Label(Plot plot, string x, string y)
     {

@@ -1,0 +1,29 @@
+using MoeGpuStats.Cli.Output;
+
+namespace MoeGpuStats.Tests.Cli.Output;
+
+/// <summary>The model heat map's cells beyond its pixels: a block of values by its largest (load) or smallest (balancedness), none left out.</summary>
+public sealed class ModelLoadPlotTests
+{
+    [Fact]
+    public void EveryValueReachesACellTheLastBlocksPartial()
+    {
+        // 5 layers × 7 experts: one hot value per layer, wherever it lies, and one cold one.
+        var values = new double[5, 7];
+        (values[0, 6], values[1, 0], values[2, 3], values[3, 5], values[4, 6]) = (9, 8, 7, 6, 5);
+        values[4, 0] = -1;
+
+        var largest = ModelLoadPlot.Reduce(values, rowBlock: 2, columnBlock: 3, largest: true);
+        var smallest = ModelLoadPlot.Reduce(values, rowBlock: 2, columnBlock: 3, largest: false);
+
+        Assert.Equal(new double[,] { { 8, 0, 9 }, { 0, 7, 0 }, { 0, 0, 5 } }, largest);
+        Assert.Equal(new double[,] { { 0, 0, 0 }, { 0, 0, 0 }, { -1, 0, 5 } }, smallest);
+    }
+
+    [Fact]
+    public void AModelThatFitsItsPixelsKeepsACellPerValue()
+    {
+        var values = new double[ModelLoadPlot.MaxRows, ModelLoadPlot.MaxColumns];
+        Assert.Same(values, ModelLoadPlot.Reduce(values, 1, 1, largest: true));
+    }
+}
