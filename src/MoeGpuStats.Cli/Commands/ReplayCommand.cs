@@ -199,7 +199,7 @@ internal static class ReplayCommand
                     }
 
                     var what = $"{steps:N0} step{(steps == 1 ? "" : "s")} of {TokensPerStep(trace, skipped)}";
-                    var left = skipped > 0 ? $" (the first {skipped:N0} left out)" : "";
+                    var left = skipped > 0 ? $" (the first {(skipped == 1 ? "step" : $"{skipped:N0}")} left out)" : "";
                     if (layered)
                     {
                         var model = recording.Model(
@@ -360,14 +360,14 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
         else if (_synthetic > 0)
         {
             yield return _first == 0 && _last == _synthetic - 1
-                ? $"warning: the first {_synthetic:N0} step{(_synthetic == 1 ? "" : "s")} routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps {_synthetic} leaves them out."
+                ? $"warning: the first {(_synthetic == 1 ? "step" : $"{_synthetic:N0} steps")} routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps {_synthetic} leaves them out."
                 : $"warning: {_synthetic:N0} step{(_synthetic == 1 ? "" : "s")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.";
         }
 
         if (_padding > 0)
         {
             // The seed's record counts a batch of no token as one whose experts all had a 0 % share.
-            yield return $"warning: {_padding:N0} step{(_padding == 1 ? "" : "s")} (the first in step {_firstPadding:N0}) held padding alone (-1), no token: each counts as a batch with no load, which lowers every expert's mean share of a batch (balancedness is unaffected).";
+            yield return $"warning: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {_firstPadding:N0}): each counts as a batch with no load, which lowers every expert's mean share of a batch, so the shares add up to less than k x 100 % (the load and its balance are unaffected).";
         }
 
         if (_repeated > 0)

@@ -77,7 +77,7 @@ internal static class RunReport
         }
         else
         {
-            output.WriteLine("Capacity: none given (--capacity), so nothing is dropped and no capacity figures are shown");
+            output.WriteLine("Capacity: none given (simulate's and replay's --capacity), so nothing is dropped and no capacity figures are shown");
         }
 
         output.WriteLine();

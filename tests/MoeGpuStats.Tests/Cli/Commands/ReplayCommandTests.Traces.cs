@@ -54,7 +54,7 @@ public sealed partial class ReplayCommandTests
 
         (code, output, error) = Moegs.Run("replay", Data("passes.npz"), "--layout", "tokens,layers,k", "--skip-steps", "1", "--experts", $"{Experts}");
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("3 steps of 1 to 3 tokens (6 in all) in 3 layers (tokens,layers,k in each of 4 members) (the first 1 left out), top-2 of 8 experts (int16)", output);
+        Assert.Contains("3 steps of 1 to 3 tokens (6 in all) in 3 layers (tokens,layers,k in each of 4 members) (the first step left out), top-2 of 8 experts (int16)", output);
     }
 
     /// <summary>Each layer of a multi-layer JSON-lines replay reports what that layer's lines replayed alone report, as a model of one layer and through one layer's statistics.</summary>

@@ -388,7 +388,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
 
         Assert.Equal(ExitCodes.Ok, code);
-        Assert.Contains("warning: the first 1 step routed every token to the same experts", error);
+        Assert.Contains("warning: the first step routed every token to the same experts", error);
         Assert.Contains("warning: 1 token (the first in step 2) names one expert twice among its 2 ids", error);
     }
 
@@ -441,7 +441,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--save", saved);
 
         Assert.Equal(ExitCodes.Ok, code);
-        Assert.Contains("warning: 2 steps (the first in step 1) held padding alone (-1), no token: each counts as a batch with no load, which lowers every expert's mean share of a batch (balancedness is unaffected).", error);
+        Assert.Contains("warning: 2 steps held padding alone (-1), no token (the first is step 1): each counts as a batch with no load, which lowers every expert's mean share of a batch, so the shares add up to less than k x 100 % (the load and its balance are unaffected).", error);
         using var stats = RoutingStatsFile.Load(saved);
         Assert.Equal(3UL, stats.TotalRoutings);
         Assert.Equal((2f / 3f) / 3f, stats.ExpertUtilization[0], 6);

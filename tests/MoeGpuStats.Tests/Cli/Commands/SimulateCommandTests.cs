@@ -82,7 +82,7 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.DoesNotContain("info:", output + error);
         Assert.DoesNotMatch(@"\d[eE][+-]?\d", output);
         Assert.Contains("engine: ", output);
-        Assert.Contains("Capacity: none given (--capacity)", output);
+        Assert.Contains("Capacity: none given (simulate's and replay's --capacity)", output);
         Assert.DoesNotContain("slots used", output);
         Assert.Contains("drawing the random ids is not timed", output);
 
