@@ -174,6 +174,13 @@ internal static class ReplayCommand
                     e = (int)max + 1;
                 }
 
+                if (layered && parse.GetValue(recording.Port) is not null
+                    && SeriesProblem(trace.Layers, e, parse.GetValue(topExperts), parse.GetValue(expertSeries)) is { } series)
+                {
+                    console.Error.WriteLine(series);
+                    return ExitCodes.Usage;
+                }
+
                 // The buffer holds the largest step; every size in it was checked against the file when it was opened.
                 var largest = trace.Layers * trace.MaxTokens * trace.TopK;
                 IdBuffer ids;
@@ -273,6 +280,25 @@ internal static class ReplayCommand
         var value = parse.GetValue(window);
         var given = parse.GetResult(window) is { Implicit: false };
         return given || (long)value * layers * experts <= ModelRoutingStatsOptions.MaxWindowEntries ? value : Math.Clamp(steps, 1, value);
+    }
+
+    /// <summary>The most series a model's endpoint publishes: a scrape of more takes longer than a scraper waits, and memory to match.</summary>
+    internal const int MaxSeries = 250_000;
+
+    /// <summary>Why the model's metrics would publish more than <see cref="MaxSeries"/> series, naming the option that makes them; null when they fit.</summary>
+    private static string? SeriesProblem(int layers, int experts, int? topExperts, bool expertSeries)
+    {
+        var top = Math.Min(topExperts ?? ModelRoutingStatsMetrics.DefaultTopExperts, experts);
+        long ranked = 4L * layers * top, perExpert = expertSeries ? 2L * layers * experts : 0;
+        var total = 6 + (5L * layers) + ranked + perExpert;
+        if (total <= MaxSeries)
+        {
+            return null;
+        }
+
+        return perExpert > 0
+            ? $"--metrics-expert-series: {layers:N0} layers × {experts:N0} experts make {perExpert:N0} series (2 per layer and expert), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: leave it out (--metrics-top-experts names each layer's hottest and coldest)."
+            : $"--metrics-top-experts {top}: {layers:N0} layers make {ranked:N0} series (4 per layer and rank), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: give at most {(MaxSeries - 6 - (5L * layers)) / (4L * layers):N0}.";
     }
 
     private static string WithoutLayersProblem(FileInfo path, IRoutingTrace trace, string option, string what) =>

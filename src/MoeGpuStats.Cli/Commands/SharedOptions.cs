@@ -194,6 +194,9 @@ internal static class SharedOptions
         private readonly Option<FileInfo?> _plot = Plot();
         private readonly Option<FileInfo?> _save = Save();
         private readonly Option<int?> _port = MetricsPort();
+
+        /// <summary>--metrics-port: null when not given.</summary>
+        public Option<int?> Port => _port;
         private readonly Option<string> _host = MetricsHost();
         private readonly Option<double> _interval = ReportInterval();
         private readonly Option<bool> _serveAfter = new("--serve-after")

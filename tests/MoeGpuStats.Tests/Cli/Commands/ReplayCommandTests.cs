@@ -221,6 +221,21 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.StartsWith("--window 1000: Window × Layers × Experts is 2,457,600,000", refused);
     }
 
+    /// <summary>A model's endpoint publishes at most 250,000 series: more are refused by the option that makes them, before the run.</summary>
+    [Theory]
+    [InlineData("--metrics-expert-series", "--metrics-expert-series: 1,024 layers × 256 experts make 524,288 series (2 per layer and expert), 549,894 in all; an endpoint publishes at most 250,000")]
+    [InlineData("--metrics-top-experts 256", "--metrics-top-experts 256: 1,024 layers make 1,048,576 series (4 per layer and rank), 1,053,702 in all; an endpoint publishes at most 250,000: give at most 59.")]
+    public void MetricsOfMoreSeriesThanAnEndpointPublishesAreRefused(string option, string expected)
+    {
+        var npy = WriteInt32("wide.npy", "1, 1024, 1, 1", new int[1024]);
+
+        var (code, output, error) = Run(["replay", npy, "--experts", "256", "--metrics-port", "1", .. option.Split(' ')]);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.StartsWith(expected, error);
+    }
+
     [Fact]
     public void ModelOptionsAreRefusedWithoutLayersOrWithoutAnEndpoint()
     {
