@@ -24,7 +24,10 @@ internal static class MetricsServing
         }
         catch (Exception exception) when (exception is HttpListenerException or ArgumentException)
         {
-            console.Error.WriteLine($"--metrics-port {given}: cannot serve metrics on {host}:{given} ({ErrorText.Of(exception)}).");
+            // A host other than the default may be the cause as well as the port: name both, and what a host may be.
+            console.Error.WriteLine(host == "localhost"
+                ? $"--metrics-port {given}: cannot serve metrics on {host}:{given} ({ErrorText.Of(exception)})."
+                : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({ErrorText.Of(exception)}); the host is localhost, this machine's name or IPv4 address, or + for every interface (no IPv6 address).");
             return false;
         }
 

@@ -127,7 +127,7 @@ internal static class SharedOptions
 
     public static Option<string> MetricsHost() => new("--metrics-host")
     {
-        Description = "Host name to bind the metrics endpoint to ('+' for all interfaces).",
+        Description = "Host name to bind the metrics endpoint to: localhost (the default), this machine's name or IPv4 address, or '+' for all interfaces.",
         DefaultValueFactory = _ => "localhost",
     };
 

@@ -63,6 +63,18 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Empty(Directory.GetFiles(_folder.FullName, "*", SearchOption.AllDirectories));
     }
 
+    /// <summary>A host the endpoint cannot serve on is named with the port, with what a host may be.</summary>
+    [Fact]
+    public void AHostTheEndpointCannotServeOnIsNamed()
+    {
+        var (code, output, error) = Moegs.Run("simulate", "--steps", "1", "--tokens", "2", "--metrics-port", "1", "--metrics-host", "::1");
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.StartsWith("--metrics-host ::1 --metrics-port 1: cannot serve metrics there (", error);
+        Assert.EndsWith("the host is localhost, this machine's name or IPv4 address, or + for every interface (no IPv6 address).", error.Trim());
+    }
+
     [Fact]
     public void ServeAfterNeedsAMetricsPort()
     {
