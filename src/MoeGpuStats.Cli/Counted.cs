@@ -10,9 +10,11 @@ internal static class Counted
     /// <param name="noun">The singular.</param>
     /// <param name="plural">The plural where it is not the singular and an s ("batches").</param>
     public static string Of(long count, string noun, string? plural = null) =>
-        $"{count.ToString("N0", CultureInfo.InvariantCulture)} {(count == 1 ? noun : plural ?? noun + "s")}";
+        Join(count.ToString("N0", CultureInfo.InvariantCulture), count == 1, noun, plural);
 
     /// <inheritdoc cref="Of(long, string, string?)"/>
     public static string Of(ulong count, string noun, string? plural = null) =>
-        $"{count.ToString("N0", CultureInfo.InvariantCulture)} {(count == 1 ? noun : plural ?? noun + "s")}";
+        Join(count.ToString("N0", CultureInfo.InvariantCulture), count == 1, noun, plural);
+
+    private static string Join(string count, bool one, string noun, string? plural) => $"{count} {(one ? noun : plural ?? noun + "s")}";
 }

@@ -238,5 +238,4 @@ internal static class PlanCommand
 
         writer.WriteEndArray();
     }
-
 }

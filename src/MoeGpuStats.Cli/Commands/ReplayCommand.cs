@@ -136,7 +136,7 @@ internal static class ReplayCommand
                 var skipped = parse.GetValue(skip);
                 if (skipped >= trace.Steps)
                 {
-                    console.Error.WriteLine($"--skip-steps {skipped}: {path} has {trace.Steps:N0} step{(trace.Steps == 1 ? "" : "s")}; leave out fewer.");
+                    console.Error.WriteLine($"--skip-steps {skipped}: {path} has {Counted.Of(trace.Steps, "step")}; leave out fewer.");
                     return ExitCodes.Usage;
                 }
 
@@ -205,7 +205,7 @@ internal static class ReplayCommand
                         return tokens;
                     }
 
-                    var what = $"{steps:N0} step{(steps == 1 ? "" : "s")} of {TokensPerStep(trace, skipped)}";
+                    var what = $"{Counted.Of(steps, "step")} of {TokensPerStep(trace, skipped)}";
                     var left = skipped > 0 ? $" (the first {(skipped == 1 ? "step" : $"{skipped:N0}")} left out)" : "";
                     if (layered)
                     {
@@ -215,7 +215,7 @@ internal static class ReplayCommand
                             new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = Window(parse, window, trace.Layers, e, steps) },
                             parse.GetValue(windowLoad),
                             new ModelMetrics(parse.GetValue(topExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(expertSeries)),
-                            $"replay {path.Name}: {what} in {trace.Layers:N0} layer{(trace.Layers == 1 ? "" : "s")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})");
+                            $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})");
                         return Replay(console, path, () => model.Run(steps, ids.Span, trace.TopK, Fill, () => checks.Warnings(trace.Steps)));
                     }
 
@@ -248,7 +248,7 @@ internal static class ReplayCommand
             (min, max, total) = (Math.Min(min, tokens), Math.Max(max, tokens), total + tokens);
         }
 
-        return min == max ? $"{max:N0} token{(max == 1 ? "" : "s")}" : $"{min:N0} to {max:N0} tokens ({total:N0} in all)";
+        return min == max ? $"{Counted.Of(max, "token")}" : $"{min:N0} to {max:N0} tokens ({total:N0} in all)";
     }
 
     /// <summary>Runs a replay; a file that fails while it is read (changed or removed meanwhile) is one line and exit code 1.</summary>
@@ -283,7 +283,7 @@ internal static class ReplayCommand
     }
 
     /// <summary>The most series a model's endpoint publishes: a scrape of more takes longer than a scraper waits, and memory to match.</summary>
-    internal const int MaxSeries = 250_000;
+    private const int MaxSeries = 250_000;
 
     /// <summary>Why the model's metrics would publish more than <see cref="MaxSeries"/> series, naming the option that makes them; null when they fit.</summary>
     private static string? SeriesProblem(int layers, int experts, int? topExperts, bool expertSeries)
@@ -387,7 +387,7 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
         {
             yield return _first == 0 && _last == _synthetic - 1
                 ? $"warning: the first {(_synthetic == 1 ? "step" : $"{_synthetic:N0} steps")} routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps {_synthetic} leaves them out."
-                : $"warning: {_synthetic:N0} step{(_synthetic == 1 ? "" : "s")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.";
+                : $"warning: {Counted.Of(_synthetic, "step")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.";
         }
 
         if (_padding > 0)
@@ -399,7 +399,7 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
         if (_repeated > 0)
         {
             var question = layout is null ? "does each token's topk_ids hold its own k experts?" : $"is the file shaped [{layout.Name}] (--layout)?";
-            yield return $"warning: {_repeated:N0} token{(_repeated == 1 ? "" : "s")} (the first in step {_repeatedStep:N0}) {(_repeated == 1 ? "names one expert twice among its" : "name one expert twice among their")} {topK} ids, which a top-k router never does: {question}";
+            yield return $"warning: {Counted.Of(_repeated, "token")} (the first in step {_repeatedStep:N0}) {(_repeated == 1 ? "names one expert twice among its" : "name one expert twice among their")} {topK} ids, which a top-k router never does: {question}";
         }
     }
 

@@ -194,9 +194,6 @@ internal static class SharedOptions
         private readonly Option<FileInfo?> _plot = Plot();
         private readonly Option<FileInfo?> _save = Save();
         private readonly Option<int?> _port = MetricsPort();
-
-        /// <summary>--metrics-port: null when not given.</summary>
-        public Option<int?> Port => _port;
         private readonly Option<string> _host = MetricsHost();
         private readonly Option<double> _interval = ReportInterval();
         private readonly Option<bool> _serveAfter = new("--serve-after")
@@ -236,6 +233,9 @@ internal static class SharedOptions
             ReportInterval = parse.GetValue(_interval),
             Title = title,
         };
+
+        /// <summary>--metrics-port: null when not given.</summary>
+        public Option<int?> Port => _port;
 
         /// <summary>Why the model's metrics options were given without an endpoint to serve them, or null.</summary>
         public string? ModelMetricsProblem(ParseResult parse, Option given) =>

@@ -50,7 +50,7 @@ internal sealed class IdLayout
     {
         if (dims.Count is < 2 or > 4)
         {
-            throw new InvalidDataException($"{path}: shape {NpyShape.Describe(dims)} has {dims.Count} dimension{(dims.Count == 1 ? "" : "s")}; replay reads 2 to 4: {string.Join(", ", All.Select(layout => $"[{layout.Name}]"))}.");
+            throw new InvalidDataException($"{path}: shape {NpyShape.Describe(dims)} has {Counted.Of(dims.Count, "dimension")}; replay reads 2 to 4: {string.Join(", ", All.Select(layout => $"[{layout.Name}]"))}.");
         }
     }
 

@@ -253,7 +253,7 @@ internal readonly struct JsonTraceLine
             var label = nested ? $"{name}[{token}]" : name;
             if (rows[token].ValueKind != JsonValueKind.Array || rows[token].GetArrayLength() != topK)
             {
-                throw new InvalidDataException($"{where}: {label} is {Printable(rows[token])}; give {topK} weight{(topK == 1 ? "" : "s")}, one per id of {idsName}{(nested ? $"[{token}]" : "")}.");
+                throw new InvalidDataException($"{where}: {label} is {Printable(rows[token])}; give {Counted.Of(topK, "weight")}, one per id of {idsName}{(nested ? $"[{token}]" : "")}.");
             }
 
             var slot = 0;

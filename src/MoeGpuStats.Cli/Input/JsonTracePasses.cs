@@ -184,7 +184,7 @@ internal sealed class JsonTracePasses(string path)
             if (_tokens[layer] != _tokens[0])
             {
                 throw new InvalidDataException(
-                    $"{path}:{_lastLine[layer]}: layer {layer} has {_tokens[layer]:N0} token{(_tokens[layer] == 1 ? "" : "s")} in the forward pass of {lines}{_passText}, layer 0 has {_tokens[0]:N0}; every layer of a pass routes the same tokens.");
+                    $"{path}:{_lastLine[layer]}: layer {layer} has {Counted.Of(_tokens[layer], "token")} in the forward pass of {lines}{_passText}, layer 0 has {_tokens[0]:N0}; every layer of a pass routes the same tokens.");
             }
         }
 

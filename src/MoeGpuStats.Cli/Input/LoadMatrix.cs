@@ -53,7 +53,7 @@ internal static class LoadMatrix
         {
             1 => (1L, header.Shape[0]),
             2 => (header.Shape[0], header.Shape[1]),
-            _ => throw new InvalidDataException($"{path}: shape {shape} has {header.Shape.Length} dimension{(header.Shape.Length == 1 ? "" : "s")}; loads are [layers, experts], or [experts] for one layer."),
+            _ => throw new InvalidDataException($"{path}: shape {shape} has {Counted.Of(header.Shape.Length, "dimension")}; loads are [layers, experts], or [experts] for one layer."),
         };
         if (header.FortranOrder && layers > 1 && experts > 1)
         {

@@ -41,7 +41,7 @@ internal sealed record ModelCounts(ulong RoutedSlots, ulong InvalidExpertIds, ul
     /// <summary>A warning for standard error when ids named no expert, or null.</summary>
     public string? Warning(int experts) => InvalidExpertIds == 0
         ? null
-        : $"warning: {InvalidExpertIds:N0} id{(InvalidExpertIds == 1 ? "" : "s")} ({Percent(InvalidExpertIds, InvalidExpertIds + RoutedSlots)} of the ids that are not padding) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
+        : $"warning: {Counted.Of(InvalidExpertIds, "id")} ({Percent(InvalidExpertIds, InvalidExpertIds + RoutedSlots)} of the ids that are not padding) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
 
     public static string Percent(ulong part, ulong whole) =>
         whole == 0 ? "0 %" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{100.0 * part / whole:0.##} %");

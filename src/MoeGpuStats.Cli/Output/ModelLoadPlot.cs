@@ -49,7 +49,7 @@ internal static class ModelLoadPlot
 
         var load = new Plot();
         var (loadRows, loadColumns) = Heatmap(load, shares, new ScottPlot.Colormaps.Inferno(), "% of the layer's slots", largest: true);
-        load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({layers:N0} layers × {experts:N0} experts, {steps:N0} step{(steps == 1 ? "" : "s")}; an even split is {100.0 / experts:0.###} %)");
+        load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({Counted.Of(layers, "layer")} × {Counted.Of(experts, "expert")}, {Counted.Of(steps, "step")}; an even split is {100.0 / experts:0.###} %)");
         Label(load, "expert" + Block(loadColumns, "largest"), "layer" + Block(loadRows, "largest"));
 
         if (timeline is null)

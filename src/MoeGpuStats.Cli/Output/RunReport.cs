@@ -70,7 +70,7 @@ internal static class RunReport
         output.WriteLine();
         if (capacity is { } slots)
         {
-            output.WriteLine($"Capacity: {slots:N0} slot{(slots == 1 ? "" : "s")} per expert per batch");
+            output.WriteLine($"Capacity: {Counted.Of(slots, "slot")} per expert per batch");
             Line("slots used, all batches", Invariant($"{stats.CapacityStats.OverallUtilization():0.00} %"));
             Line("slots used, fullest batch", Percent(stats.CapacityStats.PeakUtilization));
             Line("batches that dropped", Count(stats.CapacityStats.CapacityExceededCount));
