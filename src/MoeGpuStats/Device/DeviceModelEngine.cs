@@ -15,7 +15,6 @@ namespace MoeGpuStats.Device;
 /// </summary>
 internal sealed class DeviceModelEngine : ModelRoutingEngine
 {
-    private readonly Lock _lock = new();
     private readonly bool _ownsStream;
     private readonly IDisposable? _owned;
     private readonly ModelRecordLauncher _record;
@@ -128,7 +127,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
-        lock (_lock)
+        lock (Gate)
         {
             ThrowIfDisposed(_disposed);
             Launch(ids, StepArguments(tokens, topK, layerStride), validTokens, loadBalanceLosses, routerZLosses);
@@ -138,7 +137,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <summary>Records a step launched with <paramref name="arguments"/> as given: what a CUDA graph replays (the tests hold one set for many steps).</summary>
     internal void RecordStep(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens)
     {
-        lock (_lock)
+        lock (Gate)
         {
             ThrowIfDisposed(_disposed);
             Launch(ids, arguments, validTokens, default, default);
@@ -147,7 +146,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
     {
-        lock (_lock)
+        lock (Gate)
         {
             ThrowIfDisposed(_disposed);
             var length = (Options.Layers - 1) * layerStride + (long)tokens * topK;
@@ -199,7 +198,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <summary>Runs <paramref name="read"/> on the folded state of layer <paramref name="layer"/>, under the lock.</summary>
     internal T ReadLayer<T>(int layer, Func<AcceleratorStream, RoutingStateViews, T> read)
     {
-        lock (_lock)
+        lock (Gate)
         {
             ThrowIfDisposed(_disposed);
             FoldPending();
@@ -215,7 +214,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override ulong[] WindowLoad()
     {
-        lock (_lock)
+        lock (Gate)
         {
             ThrowIfDisposed(_disposed);
             FoldPending();
@@ -231,7 +230,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// </remarks>
     public override ModelDeviceArrays DeviceArrays()
     {
-        lock (_lock)
+        lock (Gate)
         {
             ThrowIfDisposed(_disposed);
             FoldPending();
@@ -241,7 +240,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount)
     {
-        lock (_lock)
+        lock (Gate)
         {
             ThrowIfDisposed(_disposed);
             FoldPending();
@@ -263,7 +262,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override void Reset()
     {
-        lock (_lock)
+        lock (Gate)
         {
             ThrowIfDisposed(_disposed);
             ClearDevice();
@@ -274,7 +273,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override ModelState Export(bool withRing = true)
     {
-        lock (_lock)
+        lock (Gate)
         {
             ThrowIfDisposed(_disposed);
             FoldPending();
@@ -309,7 +308,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override void Dispose()
     {
-        lock (_lock)
+        lock (Gate)
         {
             if (_disposed)
             {

@@ -13,7 +13,6 @@ namespace MoeGpuStats.Engines;
 /// </summary>
 internal sealed class ManagedModelEngine : ModelRoutingEngine
 {
-    private readonly Lock _lock = new();
     private readonly ManagedRoutingEngine[] _layers;
     private readonly ReadOnlyLayerEngine[] _readers;
     private readonly ExpertLoadWindow _window;
@@ -31,7 +30,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         _layers = new ManagedRoutingEngine[options.Layers];
         for (var l = 0; l < _layers.Length; l++)
         {
-            _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l], _lock);
+            _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l], Gate);
         }
 
         _hostLosses = new float[2 * options.Layers];
@@ -59,7 +58,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 "topKExpertIds");
         }
 
-        lock (_lock)
+        lock (Gate)
         {
             var length = (int)packed;
             if (_hostIds.Length < length)
@@ -117,7 +116,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
     {
-        lock (_lock)
+        lock (Gate)
         {
             RecordLocked(ids, tokens, topK, layerStride, loadBalanceLosses, routerZLosses);
         }
@@ -150,7 +149,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override ulong[] WindowLoad()
     {
-        lock (_lock)
+        lock (Gate)
         {
             return _window.Load.ToArray();
         }
@@ -158,7 +157,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount)
     {
-        lock (_lock)
+        lock (Gate)
         {
             var experts = Options.Experts;
             var sinceStart = new ulong[_window.Load.Length];
@@ -203,7 +202,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override void Reset()
     {
-        lock (_lock)
+        lock (Gate)
         {
             // First: the only part that may allocate (the ring of a window restored from JSON).
             _window.Clear();
@@ -221,7 +220,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override ModelState Export(bool withRing = true)
     {
-        lock (_lock)
+        lock (Gate)
         {
             return new ModelState
             {

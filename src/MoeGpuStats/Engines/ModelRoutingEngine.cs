@@ -13,6 +13,12 @@ internal abstract class ModelRoutingEngine : IDisposable
 
     public ModelRoutingStatsOptions Options { get; }
 
+    /// <summary>
+    /// The lock every call takes, so calls are serialized. <see cref="Lock"/> is reentrant: a call
+    /// inside <see cref="ReadTogether"/> takes it again on the same thread.
+    /// </summary>
+    protected Lock Gate { get; } = new();
+
     /// <summary>A short name for logs: "managed", "cpu", "cuda", "opencl".</summary>
     public abstract string Name { get; }
 
@@ -49,6 +55,18 @@ internal abstract class ModelRoutingEngine : IDisposable
     public abstract (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount);
 
     public abstract void Reset();
+
+    /// <summary>
+    /// Runs <paramref name="read"/> holding the engine's lock, so that the reads it makes see one
+    /// state: no step, reset or fold from another thread comes between them.
+    /// </summary>
+    public T ReadTogether<T>(Func<T> read)
+    {
+        lock (Gate)
+        {
+            return read();
+        }
+    }
 
     /// <summary>A managed copy of the whole state; without the window's ring of steps (the largest part by far) unless <paramref name="withRing"/>.</summary>
     public abstract ModelState Export(bool withRing = true);

@@ -256,6 +256,9 @@ public sealed partial class ModelRoutingStats : IDisposable
 
     internal ModelState ExportState(bool withRing = true) => Engine.Export(withRing);
 
+    /// <summary>Runs <paramref name="read"/> on this model with no step, reset or read from another thread between the reads it makes.</summary>
+    internal T ReadTogether<T>(Func<ModelRoutingStats, T> read) => Engine.ReadTogether(() => read(this));
+
     private static ModelRoutingSummary Summarize(Kernels.Model.LayerLoad[] window, Kernels.Model.LayerLoad[] sinceStart, ulong steps, int windowSteps, int entries) =>
         new(
             steps,

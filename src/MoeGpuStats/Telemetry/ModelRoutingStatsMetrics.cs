@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Diagnostics.Metrics;
 
 namespace MoeGpuStats.Telemetry;
@@ -34,8 +33,10 @@ namespace MoeGpuStats.Telemetry;
 /// <para>
 /// A collection reads every instrument from one reading of the model: a summary (a few scalars per
 /// layer come back from a device) and the window load (one copy of <c>layers × experts</c>
-/// counts), plus the layers' counts with <c>expertSeries</c>; a new reading only when the last is
-/// older than <c>refreshInterval</c>. Collections may run on any threads, while another thread records.
+/// counts), plus the layers' counts with <c>expertSeries</c>, all of one state (read under the
+/// model's lock, so no step comes between them). The next collection takes a new reading when the
+/// last is older than <c>refreshInterval</c>; a collection that outlasts the interval keeps its
+/// reading to the end. Collections may run on any threads, while another thread records.
 /// </para>
 /// </remarks>
 public sealed class ModelRoutingStatsMetrics : IDisposable
@@ -45,13 +46,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
 
     private readonly ModelRoutingStats _stats;
     private readonly int _topExperts;
-    private readonly bool _expertSeries;
-    private readonly TimeSpan _refreshInterval;
-    private readonly Lock _lock = new();
     private readonly KeyValuePair<string, object?>[][] _layerTags;
-    private Reading? _reading;
-    private long _readingTimestamp;
-    private int _readingsTaken;
+    private readonly CollectionReading<Reading> _reading;
 
     /// <summary>Creates the instruments for <paramref name="stats"/>.</summary>
     /// <param name="stats">The model to publish; the caller keeps ownership.</param>
@@ -71,36 +67,36 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
             throw new ArgumentOutOfRangeException(nameof(topExperts), topExperts, $"topExperts is {topExperts}; give 0 to {experts}, the model's experts.");
         }
 
-        _refreshInterval = refreshInterval ?? TimeSpan.FromSeconds(1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(_refreshInterval, TimeSpan.Zero, nameof(refreshInterval));
+        var interval = refreshInterval ?? TimeSpan.FromSeconds(1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(interval, TimeSpan.Zero, nameof(refreshInterval));
         _stats = stats;
-        _expertSeries = expertSeries;
+        _reading = new CollectionReading<Reading>(() => Reading.Of(stats, _topExperts, expertSeries), interval);
         _layerTags = [.. Enumerable.Range(0, stats.Layers).Select(l => new KeyValuePair<string, object?>[] { new("layer", l.ToString(System.Globalization.CultureInfo.InvariantCulture)) })];
         Meter = meterFactory?.Create(new MeterOptions(RoutingStatsMetrics.MeterName)) ?? new Meter(RoutingStatsMetrics.MeterName);
 
-        Meter.CreateObservableCounter("moegs.model.steps", () => (long)Read().Summary.Steps, "{step}", "Forward passes recorded.");
-        Meter.CreateObservableGauge("moegs.model.balancedness.min", () => Read().Summary.Window.MinBalancedness, null, "The smallest layer balancedness in the window.");
-        Meter.CreateObservableGauge("moegs.model.balancedness.median", () => Read().Summary.Window.MedianBalancedness, null, "The median layer balancedness in the window.");
-        Meter.CreateObservableGauge("moegs.model.balancedness.mean", () => Read().Summary.Window.MeanBalancedness, null, "The mean layer balancedness in the window.");
-        Meter.CreateObservableGauge("moegs.model.balancedness.token_weighted", () => Read().Summary.Window.TokenWeightedBalancedness, null, "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).");
-        Meter.CreateObservableGauge("moegs.model.worst_layer", () => (long)Read().Summary.Window.WorstLayer, null, "The first layer with the smallest balancedness in the window.");
-        Meter.CreateObservableCounter("moegs.layer.slots", () => PerLayer(b => (long)b.Load, sinceStart: true), "{slot}", "Token-expert slots since the start (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.balancedness", () => PerLayer(b => b.Balancedness), null, "Mean over max expert load in the window (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.max_mean_ratio", () => PerLayer(b => b.MaxMeanRatio), null, "Max over mean expert load in the window (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.cv", () => PerLayer(b => b.CoefficientOfVariation), null, "Coefficient of variation of expert load in the window (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.dead_experts", () => PerLayer(b => (long)b.DeadExperts), "{expert}", "Experts without a slot in the window (tag: layer).");
+        Meter.CreateObservableCounter("moegs.model.steps", _reading.Observe(r => (long)r.Summary.Steps), "{step}", "Forward passes recorded.");
+        Meter.CreateObservableGauge("moegs.model.balancedness.min", _reading.Observe(r => r.Summary.Window.MinBalancedness), null, "The smallest layer balancedness in the window.");
+        Meter.CreateObservableGauge("moegs.model.balancedness.median", _reading.Observe(r => r.Summary.Window.MedianBalancedness), null, "The median layer balancedness in the window.");
+        Meter.CreateObservableGauge("moegs.model.balancedness.mean", _reading.Observe(r => r.Summary.Window.MeanBalancedness), null, "The mean layer balancedness in the window.");
+        Meter.CreateObservableGauge("moegs.model.balancedness.token_weighted", _reading.Observe(r => r.Summary.Window.TokenWeightedBalancedness), null, "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).");
+        Meter.CreateObservableGauge("moegs.model.worst_layer", _reading.Observe(r => (long)r.Summary.Window.WorstLayer), null, "The first layer with the smallest balancedness in the window.");
+        Meter.CreateObservableCounter("moegs.layer.slots", _reading.Observe(r => PerLayer(r, b => (long)b.Load, sinceStart: true)), "{slot}", "Token-expert slots since the start (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.balancedness", _reading.Observe(r => PerLayer(r, b => b.Balancedness)), null, "Mean over max expert load in the window (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.max_mean_ratio", _reading.Observe(r => PerLayer(r, b => b.MaxMeanRatio)), null, "Max over mean expert load in the window (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.cv", _reading.Observe(r => PerLayer(r, b => b.CoefficientOfVariation)), null, "Coefficient of variation of expert load in the window (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.dead_experts", _reading.Observe(r => PerLayer(r, b => (long)b.DeadExperts)), "{expert}", "Experts without a slot in the window (tag: layer).");
         if (_topExperts > 0)
         {
-            Meter.CreateObservableGauge("moegs.layer.hot_expert", () => Ranked(r => r.Hottest, id: true), null, "The id of the expert at this position among the layer's hottest in the window (tags: layer, position).");
-            Meter.CreateObservableGauge("moegs.layer.hot_expert.load", () => Ranked(r => r.Hottest, id: false), "{slot}", "Window slots of the expert at this position among the layer's hottest (tags: layer, position).");
-            Meter.CreateObservableGauge("moegs.layer.cold_expert", () => Ranked(r => r.Coldest, id: true), null, "The id of the expert at this position among the layer's coldest in the window (tags: layer, position).");
-            Meter.CreateObservableGauge("moegs.layer.cold_expert.load", () => Ranked(r => r.Coldest, id: false), "{slot}", "Window slots of the expert at this position among the layer's coldest (tags: layer, position).");
+            Meter.CreateObservableGauge("moegs.layer.hot_expert", _reading.Observe(r => Ranked(r, r.Hottest, id: true)), null, "The id of the expert at this position among the layer's hottest in the window (tags: layer, position).");
+            Meter.CreateObservableGauge("moegs.layer.hot_expert.load", _reading.Observe(r => Ranked(r, r.Hottest, id: false)), "{slot}", "Window slots of the expert at this position among the layer's hottest (tags: layer, position).");
+            Meter.CreateObservableGauge("moegs.layer.cold_expert", _reading.Observe(r => Ranked(r, r.Coldest, id: true)), null, "The id of the expert at this position among the layer's coldest in the window (tags: layer, position).");
+            Meter.CreateObservableGauge("moegs.layer.cold_expert.load", _reading.Observe(r => Ranked(r, r.Coldest, id: false)), "{slot}", "Window slots of the expert at this position among the layer's coldest (tags: layer, position).");
         }
 
         if (expertSeries)
         {
-            Meter.CreateObservableCounter("moegs.expert.tokens", () => PerExpert(r => r.TokenCounts!), "{slot}", "Token-expert slots per expert since the start (tags: layer, expert).");
-            Meter.CreateObservableGauge("moegs.expert.window_load", () => PerExpert(r => r.WindowLoad), "{slot}", "Token-expert slots per expert in the window (tags: layer, expert).");
+            Meter.CreateObservableCounter("moegs.expert.tokens", _reading.Observe(r => PerExpert(r.TokenCounts!)), "{slot}", "Token-expert slots per expert since the start (tags: layer, expert).");
+            Meter.CreateObservableGauge("moegs.expert.window_load", _reading.Observe(r => PerExpert(r.WindowLoad)), "{slot}", "Token-expert slots per expert in the window (tags: layer, expert).");
         }
     }
 
@@ -108,15 +104,19 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     public Meter Meter { get; }
 
     /// <summary>Readings of the model taken so far (each is one device synchronization on a device engine).</summary>
-    public int ReadingsTaken => Volatile.Read(ref _readingsTaken);
+    public int ReadingsTaken => _reading.Taken;
 
     /// <summary>Stops publishing.</summary>
-    public void Dispose() => Meter.Dispose();
+    public void Dispose()
+    {
+        Meter.Dispose();
+        _reading.Dispose();
+    }
 
-    private IEnumerable<Measurement<T>> PerLayer<T>(Func<LayerBalance, T> value, bool sinceStart = false)
+    private IEnumerable<Measurement<T>> PerLayer<T>(Reading reading, Func<LayerBalance, T> value, bool sinceStart = false)
         where T : struct
     {
-        var summary = Read().Summary;
+        var summary = reading.Summary;
         var layers = (sinceStart ? summary.SinceStart : summary.Window).Layers;
         var measurements = new Measurement<T>[layers.Count];
         for (var l = 0; l < layers.Count; l++)
@@ -127,10 +127,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         return measurements;
     }
 
-    private IEnumerable<Measurement<long>> Ranked(Func<Reading, int[]> ranking, bool id)
+    private IEnumerable<Measurement<long>> Ranked(Reading reading, int[] experts, bool id)
     {
-        var reading = Read();
-        var experts = ranking(reading);
         var measurements = new Measurement<long>[experts.Length];
         for (var i = 0; i < experts.Length; i++)
         {
@@ -143,9 +141,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         return measurements;
     }
 
-    private IEnumerable<Measurement<long>> PerExpert(Func<Reading, ulong[]> counts)
+    private IEnumerable<Measurement<long>> PerExpert(ulong[] values)
     {
-        var values = counts(Read());
         var experts = _stats.Experts;
         var measurements = new Measurement<long>[values.Length];
         for (var i = 0; i < values.Length; i++)
@@ -155,21 +152,6 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         }
 
         return measurements;
-    }
-
-    private Reading Read()
-    {
-        lock (_lock)
-        {
-            if (_reading is null || Stopwatch.GetElapsedTime(_readingTimestamp) >= _refreshInterval)
-            {
-                _reading = Reading.Of(_stats, _topExperts, _expertSeries);
-                _readingTimestamp = Stopwatch.GetTimestamp();
-                _readingsTaken++;
-            }
-
-            return _reading;
-        }
     }
 
     /// <summary>Every value the instruments report, read once and never changed.</summary>
@@ -182,23 +164,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     {
         public static Reading Of(ModelRoutingStats stats, int topExperts, bool expertSeries)
         {
-            var summary = stats.Summary();
-            var load = stats.WindowLoad();
-            ulong[]? counts = null;
-            if (expertSeries)
-            {
-                counts = new ulong[load.Length];
-                for (var l = 0; l < stats.Layers; l++)
-                {
-                    using var layer = stats.Layer(l);
-                    var layerCounts = layer.ExpertTokenCounts;
-                    for (var e = 0; e < layerCounts.Count; e++)
-                    {
-                        counts[(l * stats.Experts) + e] = layerCounts[e];
-                    }
-                }
-            }
-
+            var (summary, load, counts) = stats.ReadTogether(model => (model.Summary(), model.WindowLoad(), expertSeries ? TokenCounts(model) : null));
             var hottest = new int[stats.Layers * topExperts];
             var coldest = new int[stats.Layers * topExperts];
             if (topExperts > 0)
@@ -213,6 +179,22 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
             }
 
             return new Reading(summary, load, counts, hottest, coldest);
+
+            static ulong[] TokenCounts(ModelRoutingStats model)
+            {
+                var counts = new ulong[model.Layers * model.Experts];
+                for (var l = 0; l < model.Layers; l++)
+                {
+                    using var layer = model.Layer(l);
+                    var layerCounts = layer.ExpertTokenCounts;
+                    for (var e = 0; e < layerCounts.Count; e++)
+                    {
+                        counts[(l * model.Experts) + e] = layerCounts[e];
+                    }
+                }
+
+                return counts;
+            }
 
             Span<int> Rank(ReadOnlySpan<ulong> row, int[] order, bool descending)
             {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Diagnostics.Metrics;
 
 namespace MoeGpuStats.Telemetry;
@@ -17,9 +16,10 @@ namespace MoeGpuStats.Telemetry;
 /// <c>moegs.loss.load_balance</c>, <c>moegs.loss.router_z</c>.
 /// </para>
 /// <para>
-/// A collection reads every observable instrument from one reading of the statistics: at most one
-/// snapshot (one device synchronization on a device engine), and a new one only when the last is
-/// older than <c>refreshInterval</c>. Collections may run on any threads at once; they share the
+/// A collection reads every observable instrument from one reading of the statistics, copied out of
+/// one snapshot (one device synchronization on a device engine). The next collection takes a new
+/// reading when the last is older than <c>refreshInterval</c>; a collection that outlasts the
+/// interval keeps its reading to the end. Collections may run on any threads at once; they share the
 /// reading's values, never a snapshot that another collection could dispose. A snapshot may be
 /// taken while another thread records, on either engine.
 /// </para>
@@ -42,11 +42,7 @@ public sealed class RoutingStatsMetrics : IDisposable
     private readonly RoutingStats _stats;
     private readonly KeyValuePair<string, object?>[] _tags;
     private readonly Histogram<double> _latency;
-    private readonly TimeSpan _refreshInterval;
-    private readonly Lock _lock = new();
-    private Reading? _reading;
-    private long _readingTimestamp;
-    private int _snapshotsTaken;
+    private readonly CollectionReading<Reading> _reading;
 
     /// <summary>Creates the instruments for <paramref name="stats"/>.</summary>
     /// <param name="stats">The statistics to publish; the caller keeps ownership.</param>
@@ -58,24 +54,25 @@ public sealed class RoutingStatsMetrics : IDisposable
     public RoutingStatsMetrics(RoutingStats stats, string? layer = null, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(stats);
-        _refreshInterval = refreshInterval ?? TimeSpan.FromSeconds(1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(_refreshInterval, TimeSpan.Zero, nameof(refreshInterval));
+        var interval = refreshInterval ?? TimeSpan.FromSeconds(1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(interval, TimeSpan.Zero, nameof(refreshInterval));
         _stats = stats;
+        _reading = new CollectionReading<Reading>(() => Reading.Of(stats), interval);
         _tags = layer is null ? [] : [new("layer", layer)];
         Meter = meterFactory?.Create(new MeterOptions(MeterName)) ?? new Meter(MeterName);
 
-        Meter.CreateObservableCounter("moegs.routings", () => Measure((long)Read().TotalRoutings), "{batch}", "Batches recorded.");
-        Meter.CreateObservableCounter("moegs.tokens", () => Measure((long)Read().TotalTokens), "{token}", "Tokens recorded.");
-        Meter.CreateObservableCounter("moegs.tokens.dropped", () => Measure((long)Read().TokensDropped), "{token}", "Tokens dropped.");
-        Meter.CreateObservableCounter("moegs.slots.routed", () => Measure((long)Read().RoutedSlots), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
-        Meter.CreateObservableCounter("moegs.slots.dropped", () => Measure((long)Read().SlotsDropped), "{slot}", "Routed slots dropped (beyond the expert capacity).");
-        Meter.CreateObservableCounter("moegs.expert_ids.invalid", () => Measure((long)Read().InvalidExpertIds), "{id}", "Top-k ids outside [0, E).");
-        Meter.CreateObservableCounter("moegs.expert.tokens", ExpertTokens, "{token}", "Token slots per expert (tag: expert).");
-        Meter.CreateObservableGauge("moegs.utilization.cv", () => Measure(Read().UtilizationCv), null, "Coefficient of variation of expert utilization.");
-        Meter.CreateObservableGauge("moegs.load.max_mean_ratio", () => Measure(Read().MaxMeanRatio), null, "Most loaded expert's utilization over the mean.");
-        Meter.CreateObservableGauge("moegs.routing.efficiency", () => Measure(Read().RoutingEfficiency), "%", "Percentage of routed slots kept.");
-        Meter.CreateObservableGauge("moegs.loss.load_balance", () => Measure(Read().AverageLoadBalanceLoss), null, "Mean load-balancing loss.");
-        Meter.CreateObservableGauge("moegs.loss.router_z", () => Measure(Read().AverageRouterZLoss), null, "Mean router z-loss.");
+        Meter.CreateObservableCounter("moegs.routings", _reading.Observe(r => Measure((long)r.TotalRoutings)), "{batch}", "Batches recorded.");
+        Meter.CreateObservableCounter("moegs.tokens", _reading.Observe(r => Measure((long)r.TotalTokens)), "{token}", "Tokens recorded.");
+        Meter.CreateObservableCounter("moegs.tokens.dropped", _reading.Observe(r => Measure((long)r.TokensDropped)), "{token}", "Tokens dropped.");
+        Meter.CreateObservableCounter("moegs.slots.routed", _reading.Observe(r => Measure((long)r.RoutedSlots)), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
+        Meter.CreateObservableCounter("moegs.slots.dropped", _reading.Observe(r => Measure((long)r.SlotsDropped)), "{slot}", "Routed slots dropped (beyond the expert capacity).");
+        Meter.CreateObservableCounter("moegs.expert_ids.invalid", _reading.Observe(r => Measure((long)r.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E).");
+        Meter.CreateObservableCounter("moegs.expert.tokens", _reading.Observe(ExpertTokens), "{token}", "Token slots per expert (tag: expert).");
+        Meter.CreateObservableGauge("moegs.utilization.cv", _reading.Observe(r => Measure(r.UtilizationCv)), null, "Coefficient of variation of expert utilization.");
+        Meter.CreateObservableGauge("moegs.load.max_mean_ratio", _reading.Observe(r => Measure(r.MaxMeanRatio)), null, "Most loaded expert's utilization over the mean.");
+        Meter.CreateObservableGauge("moegs.routing.efficiency", _reading.Observe(r => Measure(r.RoutingEfficiency)), "%", "Percentage of routed slots kept.");
+        Meter.CreateObservableGauge("moegs.loss.load_balance", _reading.Observe(r => Measure(r.AverageLoadBalanceLoss)), null, "Mean load-balancing loss.");
+        Meter.CreateObservableGauge("moegs.loss.router_z", _reading.Observe(r => Measure(r.AverageRouterZLoss)), null, "Mean router z-loss.");
         _latency = Meter.CreateHistogram<double>("moegs.routing.latency", "ms", "Routing latency.");
         stats.LatencyRecorded += OnLatency;
     }
@@ -84,13 +81,14 @@ public sealed class RoutingStatsMetrics : IDisposable
     public Meter Meter { get; }
 
     /// <summary>Snapshots taken so far (each is one device synchronization on a device engine).</summary>
-    public int SnapshotsTaken => Volatile.Read(ref _snapshotsTaken);
+    public int SnapshotsTaken => _reading.Taken;
 
     /// <summary>Stops publishing.</summary>
     public void Dispose()
     {
         _stats.LatencyRecorded -= OnLatency;
         Meter.Dispose();
+        _reading.Dispose();
     }
 
     private void OnLatency(double milliseconds) => _latency.Record(milliseconds, _tags);
@@ -98,9 +96,9 @@ public sealed class RoutingStatsMetrics : IDisposable
     private Measurement<T> Measure<T>(T value)
         where T : struct => new(value, _tags);
 
-    private IEnumerable<Measurement<long>> ExpertTokens()
+    private IEnumerable<Measurement<long>> ExpertTokens(Reading reading)
     {
-        var counts = Read().ExpertTokenCounts;
+        var counts = reading.ExpertTokenCounts;
         var measurements = new Measurement<long>[counts.Length];
         for (var e = 0; e < counts.Length; e++)
         {
@@ -108,22 +106,6 @@ public sealed class RoutingStatsMetrics : IDisposable
         }
 
         return measurements;
-    }
-
-    private Reading Read()
-    {
-        lock (_lock)
-        {
-            if (_reading is null || Stopwatch.GetElapsedTime(_readingTimestamp) >= _refreshInterval)
-            {
-                using var snapshot = _stats.Snapshot();
-                _reading = Reading.Of(snapshot);
-                _readingTimestamp = Stopwatch.GetTimestamp();
-                _snapshotsTaken++;
-            }
-
-            return _reading;
-        }
     }
 
     /// <summary>Every value the observable instruments report, copied out of one snapshot and never changed.</summary>
@@ -141,8 +123,9 @@ public sealed class RoutingStatsMetrics : IDisposable
         float AverageLoadBalanceLoss,
         float AverageRouterZLoss)
     {
-        public static Reading Of(RoutingStats snapshot)
+        public static Reading Of(RoutingStats stats)
         {
+            using var snapshot = stats.Snapshot();
             var summary = snapshot.UtilizationSummary();
             var ratio = summary.TryGetValue("mean_utilization", out var mean) && mean > 0f ? summary["max_utilization"] / mean : 0f;
             return new Reading(

@@ -93,6 +93,10 @@ public sealed class ModelRoutingStatsMetricsTests
         Assert.Equal(1, Ranked(Collect(cached), "moegs.layer.hot_expert", 0)[0]);
         Assert.Equal(4, Ranked(Collect(fresh), "moegs.layer.hot_expert", 0)[0]);
         Assert.Equal(1, cached.ReadingsTaken);
+
+        // However short the interval, a collection's instruments all report one reading.
+        Collect(fresh);
+        Assert.Equal(2, fresh.ReadingsTaken);
     }
 
     /// <summary>Ties at the top: position 1 is the summary's hottest (the last of the largest) and coldest (the first of the smallest).</summary>
@@ -114,6 +118,52 @@ public sealed class ModelRoutingStatsMetricsTests
             Assert.Equal([3, 5, 0], Ranked(seen, "moegs.layer.cold_expert", l).Select(v => (int)v));
             Assert.Equal(summary.Window.Layers[l].HottestExpert, (int)Ranked(seen, "moegs.layer.hot_expert", l)[0]);
             Assert.Equal(summary.Window.Layers[l].ColdestExpert, (int)Ranked(seen, "moegs.layer.cold_expert", l)[0]);
+        }
+    }
+
+    /// <summary>
+    /// A collection while another thread records reads one state: each layer's slots since the start
+    /// (from the summary) equal the sum of its experts' counts, its window load the sum of the window
+    /// row, and the steps those slots imply.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public async Task ACollectionWhileRecordingReadsOneState(string engine)
+    {
+        using var stats = Model(engine, window: 3);
+        using var stop = new CancellationTokenSource();
+        var step = Enumerable.Range(0, Layers * 4).Select(i => i % Experts).ToArray();
+        var recorder = Task.Run(
+            () =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    stats.RecordStep(step, tokens: 4, topK: 1);
+                }
+            },
+            TestContext.Current.CancellationToken);
+
+        try
+        {
+            for (var collection = 0; collection < 40; collection++)
+            {
+                using var metrics = new ModelRoutingStatsMetrics(stats, topExperts: Experts, expertSeries: true);
+                var seen = Collect(metrics);
+                var steps = Single(seen, "moegs.model.steps");
+                for (var l = 0; l < Layers; l++)
+                {
+                    var slots = PerLayer(seen, "moegs.layer.slots", l);
+                    Assert.Equal(4 * steps, slots);
+                    Assert.Equal(slots, Enumerable.Range(0, Experts).Sum(e => PerExpert(seen, "moegs.expert.tokens", l, e)));
+                    Assert.Equal(4 * Math.Min(steps, 3), Enumerable.Range(0, Experts).Sum(e => PerExpert(seen, "moegs.expert.window_load", l, e)));
+                    Assert.Equal(4 * Math.Min(steps, 3), Ranked(seen, "moegs.layer.hot_expert.load", l).Sum());
+                }
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await recorder;
         }
     }
 

@@ -1,0 +1,66 @@
+using System.Diagnostics;
+
+namespace MoeGpuStats.Telemetry;
+
+/// <summary>
+/// The reading that a meter's observable instruments report, so that every instrument of one
+/// collection reports the same state. A collection runs its instruments' callbacks on one thread,
+/// so each thread keeps the reading it is reporting until an instrument it has already reported is
+/// observed again: that starts the thread's next collection, which takes the latest reading, or a
+/// new one when the latest is older than the refresh interval. A collection that outlasts the
+/// interval, or runs beside collections on other threads, does not switch readings halfway.
+/// </summary>
+/// <typeparam name="T">The reading: values copied out of the statistics, never changed.</typeparam>
+internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterval) : IDisposable
+    where T : class
+{
+    private readonly Lock _lock = new();
+    private readonly ThreadLocal<Collection?> _collection = new();
+    private int _instruments;
+    private T? _latest;
+    private long _timestamp;
+    private int _taken;
+
+    /// <summary>Readings taken so far.</summary>
+    public int Taken => Volatile.Read(ref _taken);
+
+    /// <summary>The callback of one more instrument: <paramref name="value"/> of the reading its collection reports.</summary>
+    public Func<TValue> Observe<TValue>(Func<T, TValue> value)
+    {
+        var instrument = Interlocked.Increment(ref _instruments) - 1;
+        return () => value(Read(instrument));
+    }
+
+    public void Dispose() => _collection.Dispose();
+
+    private T Read(int instrument)
+    {
+        var collection = _collection.Value;
+        if (collection is null || collection.Reported.Length <= instrument || collection.Reported[instrument])
+        {
+            collection = new Collection(Latest(), new bool[Volatile.Read(ref _instruments)]);
+            _collection.Value = collection;
+        }
+
+        collection.Reported[instrument] = true;
+        return collection.Reading;
+    }
+
+    private T Latest()
+    {
+        lock (_lock)
+        {
+            if (_latest is null || Stopwatch.GetElapsedTime(_timestamp) >= refreshInterval)
+            {
+                _latest = take();
+                _timestamp = Stopwatch.GetTimestamp();
+                _taken++;
+            }
+
+            return _latest;
+        }
+    }
+
+    /// <summary>One thread's collection: the reading it reports and the instruments it has reported.</summary>
+    private sealed record Collection(T Reading, bool[] Reported);
+}
