@@ -73,7 +73,7 @@ internal static class ReplayCommand
             maxExperts,
             "the number of experts");
         var topExperts = SharedOptions.WholeNumber(
-            new Option<int?>("--metrics-top-experts") { Description = $"With a layers axis and --metrics-port: the hottest and coldest experts published per layer (default {ModelRoutingStatsMetrics.DefaultTopExperts}, at most the experts)." },
+            new Option<int?>("--metrics-top-experts") { Description = $"With a layers axis and --metrics-port: the hottest and coldest experts published per layer, 0 to the experts (default {ModelRoutingStatsMetrics.DefaultTopExperts}, or the experts when fewer)." },
             0,
             maxExperts,
             "the experts per layer to rank");
@@ -175,7 +175,7 @@ internal static class ReplayCommand
                 }
 
                 if (layered && parse.GetValue(recording.Port) is not null
-                    && SeriesProblem(trace.Layers, e, parse.GetValue(topExperts), parse.GetValue(expertSeries)) is { } series)
+                    && MetricsProblem(trace.Layers, e, parse.GetValue(topExperts), parse.GetValue(expertSeries)) is { } series)
                 {
                     console.Error.WriteLine(series);
                     return ExitCodes.Usage;
@@ -285,20 +285,30 @@ internal static class ReplayCommand
     /// <summary>The most series a model's endpoint publishes: a scrape of more takes longer than a scraper waits, and memory to match.</summary>
     private const int MaxSeries = 250_000;
 
-    /// <summary>Why the model's metrics would publish more than <see cref="MaxSeries"/> series, naming the option that makes them; null when they fit.</summary>
-    private static string? SeriesProblem(int layers, int experts, int? topExperts, bool expertSeries)
+    /// <summary>
+    /// Why the model's metrics cannot be served as asked: a top-K above the experts, or more than
+    /// <see cref="MaxSeries"/> series, naming the option that makes them; null when they fit.
+    /// </summary>
+    private static string? MetricsProblem(int layers, int experts, int? topExperts, bool expertSeries)
     {
+        if (topExperts > experts)
+        {
+            return $"--metrics-top-experts {topExperts}: a layer has {Counted.Of(experts, "expert")}; give 0 to {experts:N0}.";
+        }
+
         var top = Math.Min(topExperts ?? ModelRoutingStatsMetrics.DefaultTopExperts, experts);
-        long ranked = 4L * layers * top, perExpert = expertSeries ? 2L * layers * experts : 0;
-        var total = 6 + (5L * layers) + ranked + perExpert;
+        var total = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries);
         if (total <= MaxSeries)
         {
             return null;
         }
 
+        var withoutRanked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, 0, expertSeries: false);
+        var ranked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries: false) - withoutRanked;
+        var perExpert = total - withoutRanked - ranked;
         return perExpert > 0
             ? $"--metrics-expert-series: {layers:N0} layers × {experts:N0} experts make {perExpert:N0} series (2 per layer and expert), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: leave it out (--metrics-top-experts names each layer's hottest and coldest)."
-            : $"--metrics-top-experts {top}: {layers:N0} layers make {ranked:N0} series (4 per layer and rank), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: give at most {(MaxSeries - 6 - (5L * layers)) / (4L * layers):N0}.";
+            : $"--metrics-top-experts {top}: {layers:N0} layers make {ranked:N0} series (4 per layer and rank), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: give at most {(MaxSeries - withoutRanked) / (4L * layers):N0}.";
     }
 
     private static string WithoutLayersProblem(FileInfo path, IRoutingTrace trace, string option, string what) =>

@@ -16,8 +16,8 @@ namespace MoeGpuStats.Cli.Output;
 /// Only the instruments this endpoint's publisher creates are served, each named
 /// <c>moegpustats_</c> plus the instrument's name with <c>.</c> as <c>_</c>: observable counters as
 /// Prometheus counters with the <c>_total</c> suffix (a total lower than the last one served, after a
-/// reset, is served as a counter reset), gauges as gauges, and the latency histogram as a histogram
-/// in milliseconds. prometheus-net's own meter adapter is not used: it serves every counter as a
+/// reset, is served as a counter reset), gauges as gauges, and the latency histogram (unit <c>s</c>)
+/// as a histogram with the <c>_seconds</c> suffix. prometheus-net's own meter adapter is not used: it serves every counter as a
 /// gauge and listens only from the first scrape on, so the histogram would miss earlier latencies.
 /// The listener here attaches before the instruments exist and so counts every latency recorded
 /// after <see cref="Start"/>. The host <c>localhost</c> or <c>127.0.0.1</c> serves both names, on
@@ -25,8 +25,8 @@ namespace MoeGpuStats.Cli.Output;
 /// </remarks>
 internal sealed class MetricsEndpoint : IDisposable
 {
-    /// <summary>Histogram buckets for routing latency, in milliseconds: 10 µs to 10 s.</summary>
-    internal static readonly double[] LatencyBucketsMs = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
+    /// <summary>Histogram buckets for routing latency, in seconds: 10 µs to 10 s.</summary>
+    internal static readonly double[] LatencyBucketsSeconds = [1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
     private const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -255,7 +255,7 @@ internal sealed class MetricsEndpoint : IDisposable
         {
             ObservableCounter<long> => _factory.CreateCounter($"{name}_total", help, labelNames),
             ObservableGauge<float> or ObservableGauge<double> or ObservableGauge<long> => _factory.CreateGauge(name, help, labelNames),
-            Histogram<double> => _factory.CreateHistogram(name, help, labelNames, new HistogramConfiguration { Buckets = LatencyBucketsMs }),
+            Histogram<double> => _factory.CreateHistogram(instrument.Unit == "s" ? $"{name}_seconds" : name, help, labelNames, new HistogramConfiguration { Buckets = LatencyBucketsSeconds }),
             _ => null,
         };
         return collector is null ? null : new Exported(collector, labelNames);

@@ -256,6 +256,13 @@ public sealed partial class ModelRoutingStats : IDisposable
 
     internal ModelState ExportState(bool withRing = true) => Engine.Export(withRing);
 
+    /// <summary>Each layer's running totals (a device engine copies back one block per layer).</summary>
+    internal Engines.RoutingTotals[] LayerTotals()
+    {
+        var engine = Engine;
+        return [.. Enumerable.Range(0, Layers).Select(l => engine.Layer(l).Totals)];
+    }
+
     /// <summary>Runs <paramref name="read"/> on this model with no step, reset or read from another thread between the reads it makes.</summary>
     internal T ReadTogether<T>(Func<ModelRoutingStats, T> read) => Engine.ReadTogether(() => read(this));
 

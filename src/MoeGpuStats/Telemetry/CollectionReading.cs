@@ -10,8 +10,12 @@ namespace MoeGpuStats.Telemetry;
 /// new one when the latest is older than the refresh interval. A collection that outlasts the
 /// interval, or runs beside collections on other threads, does not switch readings halfway.
 /// </summary>
+/// <remarks>
+/// The thread-local state is left to its finalizer, not disposed with the meter: a listener may
+/// still be observing an instrument on another thread while the meter is disposed.
+/// </remarks>
 /// <typeparam name="T">The reading: values copied out of the statistics, never changed.</typeparam>
-internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterval) : IDisposable
+internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterval)
     where T : class
 {
     private readonly Lock _lock = new();
@@ -30,8 +34,6 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
         var instrument = Interlocked.Increment(ref _instruments) - 1;
         return () => value(Read(instrument));
     }
-
-    public void Dispose() => _collection.Dispose();
 
     private T Read(int instrument)
     {

@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Telemetry;
 
@@ -12,8 +13,10 @@ namespace MoeGpuStats.Telemetry;
 /// Every balance figure is over the sliding window (<see cref="ModelRoutingSummary.Window"/>), the
 /// load that rebalancing acts on; formulas in <see cref="LayerBalance"/>. Per layer (tag <c>layer</c>):
 /// gauges <c>moegs.layer.balancedness</c>, <c>moegs.layer.max_mean_ratio</c>, <c>moegs.layer.cv</c>,
-/// <c>moegs.layer.dead_experts</c>, and the counter <c>moegs.layer.slots</c> (token-expert slots since
-/// the start). Across layers: gauges <c>moegs.model.balancedness.min</c>, <c>.median</c>, <c>.mean</c>,
+/// <c>moegs.layer.dead_experts</c>, <c>moegs.layer.loss.load_balance</c> and <c>moegs.layer.loss.router_z</c>
+/// (mean losses since the start); the counters <c>moegs.layer.slots</c> (token-expert slots since the
+/// start), <c>moegs.layer.tokens.dropped</c>, <c>moegs.layer.slots.dropped</c> (beyond the expert
+/// capacity) and <c>moegs.layer.expert_ids.invalid</c>, named as <see cref="RoutingStatsMetrics"/>'s. Across layers: gauges <c>moegs.model.balancedness.min</c>, <c>.median</c>, <c>.mean</c>,
 /// <c>.token_weighted</c> and <c>moegs.model.worst_layer</c>; the counter <c>moegs.model.steps</c>.
 /// </para>
 /// <para>
@@ -43,6 +46,11 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
 {
     /// <summary>The top-K depth when none is given: as many hottest and coldest experts per layer.</summary>
     public const int DefaultTopExperts = 5;
+
+    private const int ModelSeries = 6;
+    private const int LayerSeries = 10;
+    private const int RankedSeries = 4;
+    private const int ExpertSeries = 2;
 
     private readonly ModelRoutingStats _stats;
     private readonly int _topExperts;
@@ -85,6 +93,11 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         Meter.CreateObservableGauge("moegs.layer.max_mean_ratio", _reading.Observe(r => PerLayer(r, b => b.MaxMeanRatio)), null, "Max over mean expert load in the window (tag: layer).");
         Meter.CreateObservableGauge("moegs.layer.cv", _reading.Observe(r => PerLayer(r, b => b.CoefficientOfVariation)), null, "Coefficient of variation of expert load in the window (tag: layer).");
         Meter.CreateObservableGauge("moegs.layer.dead_experts", _reading.Observe(r => PerLayer(r, b => (long)b.DeadExperts)), "{expert}", "Experts without a slot in the window (tag: layer).");
+        Meter.CreateObservableCounter("moegs.layer.tokens.dropped", _reading.Observe(r => PerLayer(r, t => (long)t.TokensDropped)), "{token}", "Tokens dropped since the start (tag: layer).");
+        Meter.CreateObservableCounter("moegs.layer.slots.dropped", _reading.Observe(r => PerLayer(r, t => (long)t.SlotsDropped)), "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).");
+        Meter.CreateObservableCounter("moegs.layer.expert_ids.invalid", _reading.Observe(r => PerLayer(r, t => (long)t.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E) since the start (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.loss.load_balance", _reading.Observe(r => PerLayer(r, t => (double)t.AverageLoadBalanceLoss)), null, "Mean load-balancing loss since the start (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.loss.router_z", _reading.Observe(r => PerLayer(r, t => (double)t.AverageRouterZLoss)), null, "Mean router z-loss since the start (tag: layer).");
         if (_topExperts > 0)
         {
             Meter.CreateObservableGauge("moegs.layer.hot_expert", _reading.Observe(r => Ranked(r, r.Hottest, id: true)), null, "The id of the expert at this position among the layer's hottest in the window (tags: layer, position).");
@@ -100,6 +113,21 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         }
     }
 
+    /// <summary>
+    /// The series a model's metrics publish: 6 for the model, 10 per layer, 4 per layer and top-K
+    /// position, and with <paramref name="expertSeries"/> 2 per (layer, expert). What a scraper
+    /// stores per instance; size <paramref name="topExperts"/> and <paramref name="expertSeries"/> by it.
+    /// </summary>
+    /// <param name="layers">MoE layers.</param>
+    /// <param name="experts">Experts per layer.</param>
+    /// <param name="topExperts">K, as the constructor takes it (at most <paramref name="experts"/>).</param>
+    /// <param name="expertSeries">Whether per-expert series are published.</param>
+    public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries) =>
+        ModelSeries
+        + ((long)LayerSeries * layers)
+        + ((long)RankedSeries * layers * topExperts)
+        + (expertSeries ? (long)ExpertSeries * layers * experts : 0);
+
     /// <summary>The meter that holds the instruments (exporters may select it by reference).</summary>
     public Meter Meter { get; }
 
@@ -107,11 +135,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     public int ReadingsTaken => _reading.Taken;
 
     /// <summary>Stops publishing.</summary>
-    public void Dispose()
-    {
-        Meter.Dispose();
-        _reading.Dispose();
-    }
+    public void Dispose() => Meter.Dispose();
 
     private IEnumerable<Measurement<T>> PerLayer<T>(Reading reading, Func<LayerBalance, T> value, bool sinceStart = false)
         where T : struct
@@ -122,6 +146,18 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         for (var l = 0; l < layers.Count; l++)
         {
             measurements[l] = new Measurement<T>(value(layers[l]), _layerTags[l]);
+        }
+
+        return measurements;
+    }
+
+    private IEnumerable<Measurement<T>> PerLayer<T>(Reading reading, Func<RoutingTotals, T> value)
+        where T : struct
+    {
+        var measurements = new Measurement<T>[reading.Totals.Length];
+        for (var l = 0; l < measurements.Length; l++)
+        {
+            measurements[l] = new Measurement<T>(value(reading.Totals[l]), _layerTags[l]);
         }
 
         return measurements;
@@ -157,14 +193,15 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <summary>Every value the instruments report, read once and never changed.</summary>
     /// <param name="Summary">The model's balance.</param>
     /// <param name="WindowLoad">The window's load, <c>[layers, experts]</c>.</param>
+    /// <param name="Totals">Each layer's running totals.</param>
     /// <param name="TokenCounts">Each layer's slots per expert since the start, <c>[layers, experts]</c>; null unless per-expert series are published.</param>
     /// <param name="Hottest">Per layer, the K hottest experts in the window, hottest first, <c>[layers, K]</c>.</param>
     /// <param name="Coldest">Per layer, the K coldest, coldest first.</param>
-    private sealed record Reading(ModelRoutingSummary Summary, ulong[] WindowLoad, ulong[]? TokenCounts, int[] Hottest, int[] Coldest)
+    private sealed record Reading(ModelRoutingSummary Summary, ulong[] WindowLoad, RoutingTotals[] Totals, ulong[]? TokenCounts, int[] Hottest, int[] Coldest)
     {
         public static Reading Of(ModelRoutingStats stats, int topExperts, bool expertSeries)
         {
-            var (summary, load, counts) = stats.ReadTogether(model => (model.Summary(), model.WindowLoad(), expertSeries ? TokenCounts(model) : null));
+            var (summary, load, totals, counts) = stats.ReadTogether(model => (model.Summary(), model.WindowLoad(), model.LayerTotals(), expertSeries ? TokenCounts(model) : null));
             var hottest = new int[stats.Layers * topExperts];
             var coldest = new int[stats.Layers * topExperts];
             if (topExperts > 0)
@@ -178,7 +215,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
                 }
             }
 
-            return new Reading(summary, load, counts, hottest, coldest);
+            return new Reading(summary, load, totals, counts, hottest, coldest);
 
             static ulong[] TokenCounts(ModelRoutingStats model)
             {

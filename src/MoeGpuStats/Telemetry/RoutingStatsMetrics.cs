@@ -24,7 +24,8 @@ namespace MoeGpuStats.Telemetry;
 /// taken while another thread records, on either engine.
 /// </para>
 /// <para>
-/// <c>moegs.routing.latency</c> is a histogram (milliseconds) of the latencies passed to
+/// <c>moegs.routing.latency</c> is a histogram in seconds (unit <c>s</c>, as OpenTelemetry's
+/// conventions and Prometheus's base units want durations) of the latencies passed to
 /// <see cref="RoutingStats.RecordRoutingLatency"/> after this object was created: create it before
 /// the first record for the histogram to count every latency. Like every
 /// <c>System.Diagnostics.Metrics</c> histogram it reaches only listeners that were enabled when a
@@ -73,7 +74,7 @@ public sealed class RoutingStatsMetrics : IDisposable
         Meter.CreateObservableGauge("moegs.routing.efficiency", _reading.Observe(r => Measure(r.RoutingEfficiency)), "%", "Percentage of routed slots kept.");
         Meter.CreateObservableGauge("moegs.loss.load_balance", _reading.Observe(r => Measure(r.AverageLoadBalanceLoss)), null, "Mean load-balancing loss.");
         Meter.CreateObservableGauge("moegs.loss.router_z", _reading.Observe(r => Measure(r.AverageRouterZLoss)), null, "Mean router z-loss.");
-        _latency = Meter.CreateHistogram<double>("moegs.routing.latency", "ms", "Routing latency.");
+        _latency = Meter.CreateHistogram<double>("moegs.routing.latency", "s", "Routing latency.");
         stats.LatencyRecorded += OnLatency;
     }
 
@@ -88,10 +89,9 @@ public sealed class RoutingStatsMetrics : IDisposable
     {
         _stats.LatencyRecorded -= OnLatency;
         Meter.Dispose();
-        _reading.Dispose();
     }
 
-    private void OnLatency(double milliseconds) => _latency.Record(milliseconds, _tags);
+    private void OnLatency(double milliseconds) => _latency.Record(milliseconds / 1_000, _tags);
 
     private Measurement<T> Measure<T>(T value)
         where T : struct => new(value, _tags);

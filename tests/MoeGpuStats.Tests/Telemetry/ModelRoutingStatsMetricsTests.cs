@@ -38,6 +38,13 @@ public sealed class ModelRoutingStatsMetricsTests
             Assert.Equal(window.CoefficientOfVariation, PerLayer(seen, "moegs.layer.cv", l));
             Assert.Equal(window.DeadExperts, PerLayer(seen, "moegs.layer.dead_experts", l));
             Assert.Equal(summary.SinceStart.Layers[l].Load, (ulong)PerLayer(seen, "moegs.layer.slots", l));
+            using var layer = stats.Layer(l);
+            Assert.Equal(layer.TokensDropped, (ulong)PerLayer(seen, "moegs.layer.tokens.dropped", l));
+            Assert.Equal(layer.SlotsDropped, (ulong)PerLayer(seen, "moegs.layer.slots.dropped", l));
+            Assert.Equal(layer.InvalidExpertIds, (ulong)PerLayer(seen, "moegs.layer.expert_ids.invalid", l));
+            Assert.Equal(layer.AverageLoadBalanceLoss, PerLayer(seen, "moegs.layer.loss.load_balance", l));
+            Assert.Equal(layer.AverageRouterZLoss, PerLayer(seen, "moegs.layer.loss.router_z", l));
+            Assert.True(layer.SlotsDropped > 0 && layer.InvalidExpertIds > 0 && layer.AverageRouterZLoss > 0, "the steps drop slots, hold invalid ids and carry losses");
 
             var row = load.AsSpan(l * Experts, Experts).ToArray();
             var hottest = Enumerable.Range(0, Experts).OrderByDescending(e => row[e]).ThenByDescending(e => e).Take(3).ToArray();
@@ -48,8 +55,9 @@ public sealed class ModelRoutingStatsMetricsTests
             Assert.Equal(coldest.Select(e => (double)row[e]), Ranked(seen, "moegs.layer.cold_expert.load", l));
         }
 
-        // Bounded: 6 model series, 5 per layer, 4 per layer and position; no per-expert series.
-        Assert.Equal(6 + (5 * Layers) + (4 * Layers * 3), seen.Count);
+        // Bounded: 6 model series, 10 per layer, 4 per layer and position; no per-expert series.
+        Assert.Equal(6 + (10 * Layers) + (4 * Layers * 3), seen.Count);
+        Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 3, expertSeries: false), seen.Count);
         Assert.DoesNotContain(seen, m => m.Tags.ContainsKey("expert"));
     }
 
@@ -75,7 +83,8 @@ public sealed class ModelRoutingStatsMetricsTests
         }
 
         Assert.DoesNotContain(seen, m => m.Name.Contains("hot_expert", StringComparison.Ordinal));
-        Assert.Equal(6 + (5 * Layers) + (2 * Layers * Experts), seen.Count);
+        Assert.Equal(6 + (10 * Layers) + (2 * Layers * Experts), seen.Count);
+        Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 0, expertSeries: true), seen.Count);
     }
 
     /// <summary>The window moves on: a reading after more steps shows the new ranking, once the last reading is old enough.</summary>
@@ -189,11 +198,11 @@ public sealed class ModelRoutingStatsMetricsTests
 
     private static ModelRoutingStats Model(string engine, int window)
     {
-        var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = window };
+        var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = window, ExpertCapacity = 3 };
         return engine == "managed" ? new ModelRoutingStats(options) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), options);
     }
 
-    /// <summary>Three steps of skewed, different layers, with ties, padding and an invalid id; the window of 2 drops the first.</summary>
+    /// <summary>Three steps of skewed, different layers, with ties, padding, invalid ids, slots beyond the capacity of 3 and losses; the window of 2 drops the first.</summary>
     private static void RecordSteps(ModelRoutingStats stats)
     {
         var random = new Random(5);
@@ -211,7 +220,8 @@ public sealed class ModelRoutingStatsMetricsTests
                 };
             }
 
-            stats.RecordStep(ids, tokens: 8, topK: 2);
+            float[] losses = [.. Enumerable.Range(0, Layers).Select(l => 0.25f * (l + step))];
+            stats.RecordStep(ids, tokens: 8, topK: 2, loadBalanceLosses: losses, routerZLosses: [.. losses.Select(x => x + 1)]);
         }
     }
 

@@ -45,7 +45,7 @@ public sealed class RoutingStatsMetricsTests
         Assert.Equal(4, Value("moegs.tokens"));
         Assert.Equal(1, Value("moegs.expert_ids.invalid"));
         Assert.Equal(0.5, Value("moegs.loss.load_balance"), 6);
-        Assert.Equal(4.0, Value("moegs.routing.latency"), 6);
+        Assert.Equal(0.004, Value("moegs.routing.latency"), 9);
         var perExpert = seen.Where(m => m.Name == "moegs.expert.tokens").ToDictionary(m => (int)m.Tags["expert"]!, m => m.Value);
         Assert.Equal(new Dictionary<int, double> { [0] = 1, [1] = 2, [2] = 0, [3] = 4 }, perExpert);
         Assert.Equal(7, Value("moegs.slots.routed"));

@@ -43,7 +43,7 @@ public sealed class MetricsEndpointTests
 
         var second = Parse(await http.GetStringAsync($"http://localhost:{port}/metrics", cancel));
 
-        Assert.Equal(300, first.Samples["moegpustats_moegs_routing_latency_count"]);
+        Assert.Equal(300, first.Samples["moegpustats_moegs_routing_latency_seconds_count"]);
         foreach (var scrape in new[] { first, second })
         {
             foreach (var counter in Counters)
@@ -61,16 +61,16 @@ public sealed class MetricsEndpointTests
             Assert.Equal(4, scrape.Samples["moegpustats_moegs_expert_tokens_total{expert=\"2\"}"]);
             Assert.Equal("gauge", scrape.Types["moegpustats_moegs_routing_efficiency"]);
             Assert.Equal("gauge", scrape.Types["moegpustats_moegs_utilization_cv"]);
-            Assert.Equal("histogram", scrape.Types["moegpustats_moegs_routing_latency"]);
+            Assert.Equal("histogram", scrape.Types["moegpustats_moegs_routing_latency_seconds"]);
             Assert.Equal(
-                scrape.Samples["moegpustats_moegs_routing_latency_count"],
-                scrape.Samples["moegpustats_moegs_routing_latency_bucket{le=\"+Inf\"}"]);
+                scrape.Samples["moegpustats_moegs_routing_latency_seconds_count"],
+                scrape.Samples["moegpustats_moegs_routing_latency_seconds_bucket{le=\"+Inf\"}"]);
         }
 
-        Assert.Equal(stats.RoutingLatencyStats.TotalMeasurements, (ulong)second.Samples["moegpustats_moegs_routing_latency_count"]);
-        Assert.Equal(stats.RoutingLatencyStats.TotalLatencyMs, second.Samples["moegpustats_moegs_routing_latency_sum"], 6);
+        Assert.Equal(stats.RoutingLatencyStats.TotalMeasurements, (ulong)second.Samples["moegpustats_moegs_routing_latency_seconds_count"]);
+        Assert.Equal(stats.RoutingLatencyStats.TotalLatencyMs / 1_000, second.Samples["moegpustats_moegs_routing_latency_seconds_sum"], 9);
         // Bucket "le 1 ms": the first batch's 0 and 1 ms (8 each of 300) and the second's 0-1 ms (28 of 200).
-        Assert.Equal(8 + 8 + 28, second.Samples["moegpustats_moegs_routing_latency_bucket{le=\"1\"}"]);
+        Assert.Equal(8 + 8 + 28, second.Samples["moegpustats_moegs_routing_latency_seconds_bucket{le=\"0.001\"}"]);
     }
 
     [Fact]
@@ -158,7 +158,7 @@ public sealed class MetricsEndpointTests
         var scrapes = await Task.WhenAll(scrapers);
         Assert.All(scrapes, count => Assert.True(count > 0));
         var last = Parse(await http.GetStringAsync($"http://localhost:{port}/metrics", cancel));
-        Assert.Equal(records, last.Samples["moegpustats_moegs_routing_latency_count"]);
+        Assert.Equal(records, last.Samples["moegpustats_moegs_routing_latency_seconds_count"]);
     }
 
     [Fact]
@@ -229,7 +229,7 @@ public sealed class MetricsEndpointTests
             Assert.Equal(summary.Window.Layers[l].Load, (ulong)samples[$"moegpustats_moegs_layer_slots_total{{layer=\"{l}\"}}"]);
         }
 
-        Assert.Equal(6 + (5 * Layers) + (4 * Layers * 2), samples.Count);
+        Assert.Equal(6 + (10 * Layers) + (4 * Layers * 2), samples.Count);
         Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
     }
 }
