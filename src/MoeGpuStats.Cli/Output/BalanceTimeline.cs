@@ -42,7 +42,7 @@ internal sealed class BalanceTimeline
     /// <summary>Columns closed so far: fewer than <see cref="Columns"/> after an interrupted replay.</summary>
     public int Filled => _column;
 
-    /// <summary><c>[layers, columns]</c>: each filled column's balancedness per layer, 1 for a column without load.</summary>
+    /// <summary><c>[layers, columns]</c>: each filled column's balancedness per layer, NaN for a column without load (nothing to balance: drawn apart, not as even).</summary>
     public double[,] Balancedness { get; }
 
     /// <summary>Adds one step's ids, <c>[layers, tokens, topK]</c>.</summary>
@@ -88,7 +88,7 @@ internal sealed class BalanceTimeline
                 max = Math.Max(max, count);
             }
 
-            Balancedness[layer, _column] = max == 0 ? 1.0 : total / (double)_experts / max;
+            Balancedness[layer, _column] = max == 0 ? double.NaN : total / (double)_experts / max;
             load.Clear();
         }
 

@@ -28,6 +28,13 @@ internal static class LoadPlot
 
     private static SKImage Render(RoutingStats stats)
     {
+        var (load, variance) = Build(stats);
+        return variance is null ? PlotImage.Render(load, Width, Height) : PlotImage.Stack(load, variance, Width, Height, 0.6);
+    }
+
+    /// <summary>The load chart and, over two batches or more, the variance chart; both start at 0, empty statistics included.</summary>
+    internal static (Plot Load, Plot? Variance) Build(RoutingStats stats)
+    {
         var shares = stats.ExpertUtilization.Select(u => 100.0 * u).ToArray();
         var experts = shares.Length;
 
@@ -57,11 +64,17 @@ internal static class LoadPlot
             mean.LinePattern = LinePattern.Dashed;
             load.ShowLegend(Alignment.UpperRight);
             load.Axes.SetLimitsX(-0.5, experts - 0.5);
-            load.Axes.SetLimitsY(0, Math.Max(shares.Max(), meanShare) * 1.08);
+            load.Axes.SetLimitsY(0, UpperLimit(Math.Max(shares.Max(), meanShare)));
+        }
+        else
+        {
+            load.Axes.SetLimits(0, 1, 0, 1);
         }
 
-        load.Title($"expert load: share of a batch's tokens per expert, % ({experts:N0} experts, {stats.TotalRoutings:N0} batch{(stats.TotalRoutings == 1 ? "" : "es")}, {stats.TotalTokens:N0} tokens)"
-            + (experts > BarredExperts ? $"\neach bar covers {(experts + BarredExperts - 1) / BarredExperts} neighbouring experts and shows the busiest of them" : ""));
+        load.Title(experts == 0
+            ? "expert load: no batch recorded"
+            : $"expert load: share of a batch's tokens per expert, % ({Counted.Of(experts, "expert")}, {Counted.Of(stats.TotalRoutings, "batch", "batches")}, {Counted.Of(stats.TotalTokens, "token")})"
+                + (experts > BarredExperts ? $"\neach bar covers {(experts + BarredExperts - 1) / BarredExperts} neighbouring experts and shows the busiest of them" : ""));
         load.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         load.XLabel("expert");
         load.YLabel("% of tokens");
@@ -69,19 +82,22 @@ internal static class LoadPlot
         var history = stats.LoadVarianceHistory.Select(v => (double)v).ToArray();
         if (history.Length < 2)
         {
-            return PlotImage.Render(load, Width, Height);
+            return (load, null);
         }
 
         var variance = new Plot();
         variance.Add.Signal(history);
-        variance.Axes.SetLimitsX(0, history.Length - 1);
+        variance.Axes.SetLimits(0, history.Length - 1, 0, UpperLimit(history.Max()));
         variance.Title($"load variance per batch: variance of tokens per expert (newest {history.Length:N0} batches)");
         variance.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         variance.XLabel("batch (oldest to newest)");
         variance.YLabel("variance");
 
-        return PlotImage.Stack(load, variance, Width, Height, 0.6);
+        return (load, variance);
     }
+
+    /// <summary>An axis's top a little above <paramref name="largest"/>; 1 when nothing is above 0, where an axis of zero span would run negative.</summary>
+    private static double UpperLimit(double largest) => largest > 0 ? largest * 1.08 : 1;
 
     private static double Max(ReadOnlySpan<double> values)
     {

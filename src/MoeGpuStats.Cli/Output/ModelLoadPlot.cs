@@ -69,9 +69,10 @@ internal static class ModelLoadPlot
         }
 
         var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), "balancedness (1 = even)", largest: false);
-        balance.Title((timeline.StepsPerColumn == 1
-            ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps)"
-            : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns)"));
+        var noLoad = values.Cast<double>().Any(double.IsNaN) ? "; grey: no load" : "";
+        balance.Title(timeline.StepsPerColumn == 1
+            ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps{noLoad})"
+            : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns{noLoad})");
         Label(balance, (timeline.StepsPerColumn == 1 ? "step" : $"steps ÷ {timeline.StepsPerColumn:N0}") + Block(balanceColumns, "smallest"), "layer" + Block(balanceRows, "smallest"));
 
         return PlotImage.Stack(load, balance, Width, Height, 0.6);
@@ -79,7 +80,8 @@ internal static class ModelLoadPlot
 
     /// <summary>
     /// <paramref name="values"/> (<c>[layers, columns]</c>) as a heat map with its color bar: a cell per
-    /// value, centred on whole coordinates, layer 0 at the top as a matrix is read. Beyond
+    /// value, centred on whole coordinates, layer 0 at the top as a matrix is read; a NaN value (no
+    /// load) grey. Beyond
     /// <see cref="MaxRows"/> × <see cref="MaxColumns"/> a cell shows a block of values by its largest
     /// (or smallest) one, as the single-layer bars show the busiest expert of a group: drawing every
     /// value would leave most of them out of the pixels, a hot expert or a bad layer with them.
@@ -92,7 +94,9 @@ internal static class ModelLoadPlot
         var cells = Reduce(values, rowBlock, columnBlock, largest);
         var map = plot.Add.Heatmap(cells);
         map.Colormap = colormap;
-        var (low, high) = (values.Cast<double>().Min(), values.Cast<double>().Max());
+        map.NaNCellColor = Colors.Gray;
+        var drawn = values.Cast<double>().Where(v => !double.IsNaN(v)).DefaultIfEmpty(1).ToArray();
+        var (low, high) = (drawn.Min(), drawn.Max());
         if (low == high)
         {
             // Every cell alike (a perfectly even model): a colour bar of zero span has no ticks, so give it one around the value.
@@ -106,14 +110,24 @@ internal static class ModelLoadPlot
             ((cellColumns - 1) * columnBlock) + ((columnBlock - 1) / 2.0),
             (rowBlock - 1) / 2.0,
             ((cellRows - 1) * rowBlock) + ((rowBlock - 1) / 2.0));
-        plot.Add.ColorBar(map).Label = label;
+        var bar = plot.Add.ColorBar(map);
+        bar.Label = label;
+
+        // The layout sizes the bar from ticks generated for another height: labels of one width at any
+        // tick spacing keep the bar's title clear of them.
+        var span = Math.Max(high, 1) - Math.Min(0, low);
+        var format = span <= 2 ? "0.00" : span <= 20 ? "0.0" : "0";
+        bar.Axis.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
+        {
+            LabelFormatter = value => value.ToString(format, System.Globalization.CultureInfo.InvariantCulture),
+        };
 
         // A last block of fewer values keeps its whole cell (the axes run a little past the last value), or a hot expert there would be a sliver.
         plot.Axes.SetLimits(-0.5, (cellColumns * columnBlock) - 0.5, (cellRows * rowBlock) - 0.5, -0.5);
         return (rowBlock, columnBlock);
     }
 
-    /// <summary>Blocks of <paramref name="rowBlock"/> × <paramref name="columnBlock"/> values, each by its largest (or smallest) value; the last blocks may be partial.</summary>
+    /// <summary>Blocks of <paramref name="rowBlock"/> × <paramref name="columnBlock"/> values, each by its largest (or smallest) value, NaN only when all of its values are; the last blocks may be partial.</summary>
     internal static double[,] Reduce(double[,] values, int rowBlock, int columnBlock, bool largest)
     {
         if (rowBlock == 1 && columnBlock == 1)
@@ -127,12 +141,16 @@ internal static class ModelLoadPlot
         {
             for (var c = 0; c < cells.GetLength(1); c++)
             {
-                var pick = largest ? double.NegativeInfinity : double.PositiveInfinity;
+                var pick = double.NaN;
                 for (var row = r * rowBlock; row < Math.Min(rows, (r + 1) * rowBlock); row++)
                 {
                     for (var column = c * columnBlock; column < Math.Min(columns, (c + 1) * columnBlock); column++)
                     {
-                        pick = largest ? Math.Max(pick, values[row, column]) : Math.Min(pick, values[row, column]);
+                        var value = values[row, column];
+                        if (double.IsNaN(pick) || (largest ? value > pick : value < pick))
+                        {
+                            pick = value;
+                        }
                     }
                 }
 

@@ -50,10 +50,18 @@ internal static class ModelReport
             output.WriteLine();
             output.WriteLine($"Layers, worst first, {span}");
             output.WriteLine("  layer  balancedness  max/mean      CV  hottest  coldest  dead experts");
+            var withoutLoad = false;
             foreach (var layer in WorstFirst(balance).Take(ShownLayers))
             {
                 var b = balance.Layers[layer];
-                output.WriteLine(Invariant($"  {layer,5}  {Figure(b.Balancedness),12}  {b.MaxMeanRatio,8:0.00}  {b.CoefficientOfVariation,6:0.000}  {b.HottestExpert,7}  {b.ColdestExpert,7}  {b.DeadExperts,12:N0}"));
+                withoutLoad |= b.Load == 0;
+                var (hottest, coldest) = b.Load == 0 ? ("-", "-") : (Invariant($"{b.HottestExpert}"), Invariant($"{b.ColdestExpert}"));
+                output.WriteLine(Invariant($"  {layer,5}  {Figure(b.Balancedness),12}  {b.MaxMeanRatio,8:0.00}  {b.CoefficientOfVariation,6:0.000}  {hottest,7}  {coldest,7}  {b.DeadExperts,12:N0}"));
+            }
+
+            if (withoutLoad)
+            {
+                output.WriteLine("  (-: a layer without load, whose balancedness is 1 by convention: nothing to balance)");
             }
 
             if (balance.Layers.Count > ShownLayers)

@@ -27,6 +27,25 @@ public sealed partial class ReplayCommandTests : IDisposable
 
     public void Dispose() => _folder.Delete(recursive: true);
 
+    /// <summary>A layer that routed nothing (padding alone) names no hottest or coldest expert in the table, and says why its balancedness is 1.</summary>
+    [Fact]
+    public void ALayerWithoutLoadNamesNoHottestOrColdestExpert()
+    {
+        var ids = Ids(Steps, Layers, Tokens, seed: 3);
+        for (var step = 0; step < Steps; step++)
+        {
+            Array.Fill(ids, -1, ((step * Layers) + 1) * Tokens * TopK, Tokens * TopK);
+        }
+
+        var (code, output, error) = Moegs.Run("replay", WriteInt32("idle.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids), "--experts", $"{Experts}");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        var rows = output.Split('\n').Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(cells => cells.Length == 7 && int.TryParse(cells[0], out _)).ToArray();
+        Assert.Equal(["1", "1.000", "1.00", "0.000", "-", "-", "8"], rows.Single(cells => cells[0] == "1"));
+        Assert.All(rows.Where(cells => cells[0] != "1"), cells => Assert.True(int.TryParse(cells[4], out _) && int.TryParse(cells[5], out _)));
+        Assert.Contains("(-: a layer without load, whose balancedness is 1 by convention: nothing to balance)", output);
+    }
+
     /// <summary>Each layer of a 4-D replay reports what one layer's own replay and a one-layer model report.</summary>
     [Fact]
     public void EachLayerOfAFourDimensionalReplayEqualsThatLayerReplayedAlone()

@@ -53,9 +53,25 @@ public sealed class BalanceTimelineTests
         }
     }
 
+    /// <summary>A column whose steps routed nothing in a layer (padding, invalid ids) has no balancedness: NaN, drawn apart, not 1 (even).</summary>
+    [Fact]
+    public void AColumnWithoutLoadIsNaN()
+    {
+        var timeline = new BalanceTimeline(Layers, Experts, steps: 2);
+        var loaded = Enumerable.Range(0, Layers * Tokens * TopK).Select(i => i % Experts).ToArray();
+        int[] padding = [.. Enumerable.Repeat(-1, Tokens * TopK), .. Enumerable.Repeat(Experts, Tokens * TopK), .. loaded.AsSpan(0, Tokens * TopK)];
+
+        timeline.Add(loaded, Tokens, TopK);
+        timeline.Add(padding, Tokens, TopK);
+
+        // 12 ids over 8 experts: 2 slots for experts 0 to 3, 1 for the rest, so a mean of 1.5 over a max of 2.
+        Assert.Equal([0.75, 0.75, 0.75], Enumerable.Range(0, Layers).Select(l => timeline.Balancedness[l, 0]));
+        Assert.Equal([double.NaN, double.NaN, 0.75], Enumerable.Range(0, Layers).Select(l => timeline.Balancedness[l, 1]));
+    }
+
     private static double Balancedness(long[,] load, int layer)
     {
         var row = Enumerable.Range(0, Experts).Select(e => load[layer, e]).ToArray();
-        return row.Max() == 0 ? 1.0 : row.Sum() / (double)Experts / row.Max();
+        return row.Max() == 0 ? double.NaN : row.Sum() / (double)Experts / row.Max();
     }
 }

@@ -81,6 +81,34 @@ public sealed class LoadPlotTests
         Assert.True(two < 0.6 * LoadPlot.Height, $"two batches: the busiest bar is {two} px of {LoadPlot.Height}; the variance chart should share the height");
     }
 
+    /// <summary>Statistics without load (none recorded, or batches of padding alone) draw axes from 0 up, not a span around 0 that runs negative.</summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    public void AChartWithoutLoadStartsAtZero(int paddingBatches)
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        for (var batch = 0; batch < paddingBatches; batch++)
+        {
+            stats.RecordRouting([-1, -1, -1, -1], tokens: 2, topK: 2);
+        }
+
+        var (load, variance) = LoadPlot.Build(stats);
+
+        var limits = load.Axes.GetLimits();
+        Assert.Equal((0.0, 1.0), (limits.Bottom, limits.Top));
+        if (paddingBatches == 0)
+        {
+            Assert.Equal("expert load: no batch recorded", load.Axes.Title.Label.Text);
+            Assert.Null(variance);
+        }
+        else
+        {
+            var time = variance!.Axes.GetLimits();
+            Assert.Equal((0.0, 1.0), (time.Bottom, time.Top));
+        }
+    }
+
     /// <summary>The most pixels of the bars' color in one column: the busiest expert's bar.</summary>
     private static int TallestBar(RoutingStats stats)
     {

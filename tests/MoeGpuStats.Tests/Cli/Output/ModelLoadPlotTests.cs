@@ -20,6 +20,19 @@ public sealed class ModelLoadPlotTests
         Assert.Equal(new double[,] { { 0, 0, 0 }, { 0, 0, 0 }, { -1, 0, 5 } }, smallest);
     }
 
+    /// <summary>A value without load (NaN) does not hide its block's others; a block of them alone stays NaN (drawn grey).</summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ABlockIsNaNOnlyWhenAllItsValuesAre(bool largest)
+    {
+        var values = new double[,] { { double.NaN, 0.5, double.NaN, double.NaN }, { 0.25, double.NaN, double.NaN, double.NaN } };
+
+        var cells = ModelLoadPlot.Reduce(values, rowBlock: 2, columnBlock: 2, largest);
+
+        Assert.Equal(new double[,] { { largest ? 0.5 : 0.25, double.NaN } }, cells);
+    }
+
     [Fact]
     public void AModelThatFitsItsPixelsKeepsACellPerValue()
     {
