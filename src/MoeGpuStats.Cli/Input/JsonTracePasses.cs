@@ -99,8 +99,8 @@ internal sealed class JsonTracePasses(string path)
 
         if (line.Position is { } position && position.Value != _tokens[layer])
         {
-            var before = HasLayers ? $"layer {layer} has {_tokens[layer]:N0}" : $"the pass has {_tokens[layer]:N0}";
-            throw new InvalidDataException($"{where}: {position.Name} {position.Value:N0}, but {before} token{(_tokens[layer] == 1 ? "" : "s")} before it in this forward pass; {position.Name} is the index of the line's first token in its pass.");
+            var before = HasLayers ? $"layer {layer} has {Counted.Of(_tokens[layer], "token")}" : $"the pass has {Counted.Of(_tokens[layer], "token")}";
+            throw new InvalidDataException($"{where}: {position.Name} {position.Value:N0}, but {before} before it in this forward pass; {position.Name} is the index of the line's first token in its pass.");
         }
 
         if ((long)(_tokens[layer] + (long)line.Tokens) * TopK > NpyIds.MaxIdsPerStep)

@@ -146,7 +146,7 @@ internal static class LoadMatrix
             var rows = root.EnumerateArray().ToArray();
             if (rows.Length == 0 || rows.All(row => row.ValueKind == JsonValueKind.Array && row.GetArrayLength() == 0))
             {
-                throw new InvalidDataException($"{path}: {(rows.Length == 0 ? "an empty array" : $"{rows.Length:N0} empty row{(rows.Length == 1 ? "" : "s")}")}: no loads, nothing to place.");
+                throw new InvalidDataException($"{path}: {(rows.Length == 0 ? "an empty array" : Counted.Of(rows.Length, "empty row"))}: no loads, nothing to place.");
             }
 
             var oneLayer = rows.Length == 0 || rows[0].ValueKind != JsonValueKind.Array;
