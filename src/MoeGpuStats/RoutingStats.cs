@@ -205,7 +205,7 @@ public sealed partial class RoutingStats : IDisposable
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> is below 1 or <paramref name="tokens"/> negative.</exception>
     /// <exception cref="ArgumentException">
-    /// Too few ids, more than 2^31 − 1 (<c>tokens × topK</c>), a view on another accelerator, a
+    /// Too few ids, more than 2^31 − 1 (<c>tokens × topK</c>), a view on another accelerator or of a disposed buffer, a
     /// non-finite loss, <paramref name="tokensDropped"/> outside [0, tokens] or non-zero while a capacity derives the drops.
     /// </exception>
     /// <exception cref="InvalidOperationException">No expert count is known.</exception>
@@ -214,6 +214,7 @@ public sealed partial class RoutingStats : IDisposable
     {
         var engine = Engine;
         RecordChecks.Validate(engine.Options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        ViewAccelerator.CheckAlive(topKExpertIds, nameof(topKExpertIds));
         engine.Record(topKExpertIds, RecordChecks.ResolveExperts(engine.Options, engine.ExpertCount), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 

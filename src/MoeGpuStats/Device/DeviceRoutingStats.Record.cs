@@ -25,13 +25,14 @@ public sealed partial class DeviceRoutingStats
     /// <param name="loadBalanceLoss">The router's load-balancing loss, if it computed one on the host.</param>
     /// <param name="routerZLoss">The router's z-loss, if it computed one on the host.</param>
     /// <param name="tokensDropped">Dropped tokens; must be 0 when <see cref="RoutingStatsOptions.ExpertCapacity"/> is set, which derives the dropped slots.</param>
-    /// <exception cref="ArgumentException">The view is invalid, too short, more than 2^31 − 1 ids or on another accelerator, a loss is not finite, or <paramref name="tokensDropped"/> is outside [0, tokens] or set beside a capacity.</exception>
+    /// <exception cref="ArgumentException">The view is invalid, too short, more than 2^31 − 1 ids, on another accelerator or of a disposed buffer, a loss is not finite, or <paramref name="tokensDropped"/> is outside [0, tokens] or set beside a capacity.</exception>
     /// <exception cref="InvalidOperationException">No expert count is known (set <see cref="RoutingStatsOptions.Experts"/>).</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         RecordChecks.Validate(_options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
+        ViewAccelerator.CheckAlive(topKExpertIds, nameof(topKExpertIds));
         RecordValidated(topKExpertIds, RecordChecks.ResolveExperts(_options, _experts), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 

@@ -3,9 +3,25 @@ using ILGPU.Runtime;
 
 namespace MoeGpuStats.Device;
 
-/// <summary>The check that a caller's device view belongs to the accelerator of the statistics it is given to.</summary>
+/// <summary>The checks that a caller's device view can be read: its buffer alive, on the accelerator of the statistics it is given to.</summary>
 internal static class ViewAccelerator
 {
+    /// <summary>
+    /// Throws if <paramref name="view"/> is a view of a buffer that was disposed: a kernel or a copy
+    /// would read freed memory (ILGPU's CPU accelerator ends the process on it).
+    /// </summary>
+    /// <param name="view">The caller's view; a default or empty one passes.</param>
+    /// <param name="name">The argument, as the caller wrote it.</param>
+    /// <exception cref="ArgumentException">The view's buffer was disposed.</exception>
+    public static void CheckAlive<T>(ArrayView<T> view, string name)
+        where T : unmanaged
+    {
+        if (view.IsValid && view.Length > 0 && ((IArrayView)view).Buffer.IsDisposed)
+        {
+            throw new ArgumentException($"{name} is a view of a buffer that was disposed; pass a view of a live buffer.", name);
+        }
+    }
+
     /// <summary>Throws unless <paramref name="view"/> lives on <paramref name="accelerator"/>.</summary>
     /// <param name="view">The caller's view (not empty).</param>
     /// <param name="accelerator">The statistics' accelerator.</param>

@@ -94,7 +94,12 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             }
 
             var host = _hostIds.AsSpan(0, length);
-            ids.SubView(0, length).CopyToCPU(host);
+            if (length > 0)
+            {
+                // An empty batch may come as a default view, which has no accelerator to copy from.
+                ids.SubView(0, length).CopyToCPU(host);
+            }
+
             RecordLocked(host, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
         }
     }

@@ -109,7 +109,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> below 1, <paramref name="tokens"/> or <paramref name="layerStride"/> negative.</exception>
     /// <exception cref="ArgumentException">
     /// The ids are too few for the layers at the stride, a stride below <c>tokens × topK</c>, more than
-    /// 2^31 − 1 ids per layer, a view on another accelerator, or a loss view shorter than <c>Layers</c>;
+    /// 2^31 − 1 ids per layer, a view on another accelerator or of a disposed buffer, or a loss view shorter than <c>Layers</c>;
     /// on the managed engine (which copies a step's ids to the host), more than <see cref="Array.MaxLength"/>
     /// ids in all (<c>Layers × tokens × topK</c>). The statistics are left unchanged.
     /// </exception>

@@ -53,7 +53,7 @@ internal static class ModelStepChecks
     }
 
     /// <summary>Throws unless the device views belong to the model's accelerator and are long enough.</summary>
-    /// <exception cref="ArgumentException">A view on another accelerator, or a loss view neither empty nor <c>Layers</c> long.</exception>
+    /// <exception cref="ArgumentException">A view on another accelerator or of a disposed buffer, or a loss view neither empty nor <c>Layers</c> long.</exception>
     public static void ValidateViews(ModelRoutingEngine engine, ArrayView<int> ids, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
         var accelerator = (engine as DeviceModelEngine)?.Accelerator;
@@ -115,6 +115,8 @@ internal static class ModelStepChecks
         {
             throw new ArgumentException($"{name} holds {view.Length} values; it must hold {what}, or be default.", name);
         }
+
+        ViewAccelerator.CheckAlive(view, name);
 
         if (accelerator is not null && view.Length > 0)
         {
