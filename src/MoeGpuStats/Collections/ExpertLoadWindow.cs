@@ -25,29 +25,47 @@ internal sealed class ExpertLoadWindow
     private readonly int _window;
     private readonly int _listLength;
     private readonly ulong[] _load;
-    private readonly uint[] _entries;
-    private readonly int[] _listed;
     private readonly bool[] _seen;
     private uint[]? _ring;
+    private uint[] _entries = [];
+    private int[] _listed = [];
 
-    /// <summary>An empty window, or one holding <paramref name="ring"/> (<c>[window, layers, experts]</c>) and its sum <paramref name="load"/> at <paramref name="position"/>.</summary>
+    /// <summary>
+    /// An empty window, or one holding <paramref name="ring"/> (<c>[window, layers, experts]</c>) and its
+    /// sum <paramref name="load"/> at <paramref name="position"/>. A window restored from its load
+    /// alone (no ring) allocates nothing per step until <see cref="Clear"/>: a file's window size
+    /// costs no memory while the model is only read.
+    /// </summary>
+    /// <exception cref="InsufficientMemoryException">The steps' arrays could not be allocated; the message gives their size.</exception>
     public ExpertLoadWindow(int layers, int experts, int window, ulong[]? load = null, uint[]? ring = null, int position = 0)
     {
         (_layers, _experts, _window) = (layers, experts, window);
         _load = load ?? new ulong[layers * experts];
-        _ring = load is null ? new uint[(long)window * layers * experts] : ring;
 
         // A list holds at most min(32, E) distinct experts, so the lists take no more entries than the ring.
         _listLength = Math.Min(ListedIds, experts);
-        _entries = new uint[window * layers * _listLength];
-        _listed = new int[window * layers];
         _seen = new bool[experts];
-        if (load is not null)
+        if (load is null)
         {
+            AllocateSteps();
+        }
+        else if (ring is not null)
+        {
+            AllocateSteps(ring);
             Array.Fill(_listed, Whole);
         }
 
         Position = position;
+    }
+
+    /// <summary>
+    /// The managed memory a window's steps take, in bytes: the ring of counts (<c>4 × window × layers × experts</c>),
+    /// the decode steps' lists (<c>4 × window × layers × min(32, experts)</c>) and their lengths (<c>4 × window × layers</c>).
+    /// </summary>
+    public static long StepBytes(int layers, int experts, int window)
+    {
+        long rows = (long)window * layers;
+        return sizeof(uint) * rows * (experts + Math.Min(ListedIds, experts) + 1);
     }
 
     /// <summary>The ring position the next step writes.</summary>
@@ -117,12 +135,37 @@ internal sealed class ExpertLoadWindow
     public void Advance() => Position = Position + 1 == _window ? 0 : Position + 1;
 
     /// <summary>Empties the window (and gives a window restored from its load alone its steps).</summary>
+    /// <exception cref="InsufficientMemoryException">A window restored from its load alone could not allocate its steps; the window is unchanged.</exception>
     public void Clear()
     {
-        var ring = _ring ?? new uint[(long)_window * _layers * _experts];
+        if (_ring is null)
+        {
+            AllocateSteps();
+        }
+        else
+        {
+            Array.Clear(_listed);
+        }
+
         Array.Clear(_load);
-        Array.Clear(_listed);
-        (_ring, Position) = (ring, 0);
+        Position = 0;
+    }
+
+    /// <summary>Allocates the steps' arrays, all or none (taking over <paramref name="ring"/> when given), so a failure leaves the window as it was.</summary>
+    private void AllocateSteps(uint[]? ring = null)
+    {
+        try
+        {
+            var rows = _window * _layers;
+            var entries = new uint[rows * _listLength];
+            var listed = new int[rows];
+            (_ring, _entries, _listed) = (ring ?? new uint[(long)rows * _experts], entries, listed);
+        }
+        catch (OutOfMemoryException)
+        {
+            throw new InsufficientMemoryException(
+                $"The window of {_window:N0} steps × {_layers:N0} layers × {_experts:N0} experts needs {StepBytes(_layers, _experts, _window):N0} bytes of managed memory, more than this process can allocate; give a smaller Window.");
+        }
     }
 
     /// <summary>The steps as a ring of rows, <c>[window, layers, experts]</c>; null where <see cref="CanSlide"/> is false.</summary>

@@ -29,6 +29,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <summary>Creates empty statistics on the managed engine.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message names it.</exception>
+    /// <exception cref="InsufficientMemoryException">The window could not be allocated (<see cref="ModelRoutingStatsOptions.DeviceStateBytes"/> gives its size); the message gives the size.</exception>
     public ModelRoutingStats(ModelRoutingStatsOptions options)
         : this(new ManagedModelEngine(Validated(options)))
     {
@@ -223,6 +224,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     }
 
     /// <summary>Clears every layer and the window (enqueued on a device; no wait).</summary>
+    /// <exception cref="InsufficientMemoryException">A model read from JSON could not allocate the window's ring it records into after a reset; the statistics are unchanged.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void Reset() => Engine.Reset();
 

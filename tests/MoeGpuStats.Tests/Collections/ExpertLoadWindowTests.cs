@@ -67,6 +67,31 @@ public sealed class ExpertLoadWindowTests
         Assert.Equal(0, loads.Position);
     }
 
+    /// <summary>
+    /// A window restored from its load alone (a model read from JSON) allocates nothing per step, so a
+    /// file that names a window of 2,000,000,000 steps costs no memory while it is read (it cost 16 GB);
+    /// a clear then gives it its steps and it slides.
+    /// </summary>
+    [Fact]
+    public void AWindowRestoredFromItsLoadAloneAllocatesNoSteps()
+    {
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var huge = new ExpertLoadWindow(layers: 1, experts: 1, window: 2_000_000_000, load: [5], ring: null);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(allocated < 1_000_000, $"{allocated:N0} bytes allocated for a window that cannot slide");
+        Assert.False(huge.CanSlide);
+        Assert.Equal([5UL], huge.Load.ToArray());
+
+        var small = new ExpertLoadWindow(layers: 2, experts: 3, window: 2, load: [1, 0, 0, 0, 0, 2], ring: null);
+        small.Clear();
+        Assert.True(small.CanSlide);
+        small.Add(0, [2], [0, 0, 1]);
+        small.Add(1, [0], [1, 0, 0]);
+        small.Advance();
+        Assert.Equal([0UL, 0, 1, 1, 0, 0], small.Load.ToArray());
+    }
+
     /// <summary>A layer's step of one of four kinds (noted in <paramref name="kinds"/>): listed, or a row whose largest count is below 200, 300 or 70,000.</summary>
     private static int[] Step(Random random, int experts, HashSet<int> kinds)
     {

@@ -382,6 +382,28 @@ public sealed class ModelRoutingStatsTests
         Assert.StartsWith("parts[1] is null", missing.Message);
     }
 
+    /// <summary>
+    /// A model read from JSON cannot record, so the window its file names costs no memory: a
+    /// 2,000,000,000-step window is read with a few kilobytes (it allocated 16 GB), and answers every read.
+    /// </summary>
+    [Fact]
+    public void AModelReadFromJsonAllocatesNoWindowRing()
+    {
+        using var source = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 1, Experts = 1, Window = 2 });
+        source.RecordStep([0, 0], tokens: 2, topK: 1);
+        var json = JsonSerializer.Serialize(source).Replace("\"window\":2,", "\"window\":2000000000,", StringComparison.Ordinal);
+        Assert.Contains("\"window\":2000000000,", json);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        using var read = JsonSerializer.Deserialize<ModelRoutingStats>(json)!;
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(allocated < 10_000_000, $"{allocated:N0} bytes allocated to read a model that cannot record");
+        Assert.Equal(2_000_000_000, read.Options.Window);
+        Assert.Equal([2UL], read.WindowLoad());
+        Assert.Throws<InvalidOperationException>(() => read.RecordStep([0], tokens: 1, topK: 1));
+    }
+
     internal static void AssertLayersEqual(ModelRoutingStats model, RoutingStats[] expected, string when)
     {
         for (var l = 0; l < expected.Length; l++)
