@@ -179,7 +179,8 @@ internal static partial class RoutingRecordKernel
 
         block.TotalRoutings++;
         block.TotalTokens += (ulong)tokens;
-        block.TokensDropped += capacity ? 0UL : (ulong)explicitDropped;
+        // Padding rows are not tokens, so none of them is dropped: the drops count up to the batch's real tokens.
+        block.TokensDropped += capacity ? 0UL : (ulong)(explicitDropped < tokens ? explicitDropped : tokens);
         block.RoutedSlots += (ulong)routed;
         block.SlotsDropped += (ulong)droppedSlots;
         block.InvalidExpertIds += invalid;

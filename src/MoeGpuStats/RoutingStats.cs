@@ -103,8 +103,10 @@ public sealed partial class RoutingStats : IDisposable
 
     /// <summary>
     /// Dropped tokens as callers reported them (<see cref="RoutingDecision.TokensDropped"/>, or the
-    /// <c>tokensDropped</c> of a record of ids). A capacity drops token-expert slots, not whole tokens:
-    /// those are <see cref="SlotsDropped"/>, and do not count here.
+    /// <c>tokensDropped</c> of a record of ids), at most a batch's real tokens: padded rows are not
+    /// tokens, so a record's drops beyond its rows that are not padding count as those rows, on every
+    /// engine (a device engine learns the padding on the device and cannot refuse them). A capacity drops
+    /// token-expert slots, not whole tokens: those are <see cref="SlotsDropped"/>, and do not count here.
     /// </summary>
     public ulong TokensDropped => Engine.Totals.TokensDropped;
 

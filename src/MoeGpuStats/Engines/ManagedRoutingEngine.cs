@@ -301,7 +301,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         _totals = new RoutingTotals(
             routings,
             totals.TotalTokens + (ulong)tokens,
-            totals.TokensDropped + (capacity is not null ? 0UL : (ulong)tokensDropped),
+            totals.TokensDropped + (capacity is not null ? 0UL : (ulong)Math.Min(tokensDropped, tokens)),
             totals.InvalidExpertIds + invalidIds,
             routedSlots,
             slotsDropped,

@@ -42,6 +42,26 @@ public sealed class RecordSemanticsTests
         Assert.Equal(1UL, snapshot.CapacityStats.CapacityExceededCount);
     }
 
+    /// <summary>
+    /// Padding rows are not tokens, so none is dropped: a record's dropped tokens count up to its real
+    /// tokens, and the statistics still read back from their JSON (more dropped than recorded did not).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void DroppedTokensCountAtMostTheBatchsRealTokens(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 2 });
+        stats.RecordRouting([-1, -1, -1, -1], tokens: 2, topK: 2, tokensDropped: 1);
+        stats.RecordRouting([-1, -1, 0, 1], tokens: 2, topK: 2, tokensDropped: 2);
+        stats.RecordRouting([0, 1, 1, 0], tokens: 2, topK: 2, tokensDropped: 1);
+        using var snapshot = stats.Snapshot();
+
+        Assert.Equal(3UL, snapshot.TotalTokens);
+        Assert.Equal(0UL + 1 + 1, snapshot.TokensDropped);
+        using var read = System.Text.Json.JsonSerializer.Deserialize<RoutingStats>(System.Text.Json.JsonSerializer.Serialize(snapshot))!;
+        Assert.Equal(snapshot.TokensDropped, read.TokensDropped);
+    }
+
     [Theory]
     [MemberData(nameof(Engines))]
     public void AnIdOfMinusOneIsAnEmptySlotAndAllEmptyTokensAreNoTokens(string engine)
