@@ -77,7 +77,7 @@ typedef struct moegs_snapshot {
 /* Creates an aggregator for `experts` experts. accelerator: "auto" (or NULL: CUDA, then OpenCL,
  * then the managed engine, the rule RoutingStats.Create and the CLI follow), "cuda", "opencl", "cpu"
  * (ILGPU's CPU accelerator), or "managed" (no accelerator).
- * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 2147483591] on "managed".
+ * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 1048576] on "managed" (the library's limit).
  * expert_capacity: slots per expert per batch; a batch's slots beyond it are dropped (slots_dropped),
  * never whole tokens. 0: no capacity, nothing dropped, and the capacity statistics assume the seed's
  * 100 slots per expert. Negative is refused. *out is 0 when the call fails. */

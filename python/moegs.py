@@ -166,7 +166,7 @@ INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 # The C API's limits (include/moegs.h): a device engine's experts, the managed engine's, a model's layers.
 DEVICE_EXPERTS_MAX = 4096
-MANAGED_EXPERTS_MAX = 2147483591
+MANAGED_EXPERTS_MAX = 1048576
 MODEL_LAYERS_MAX = 1024
 _FLOAT32_MAX = 3.4028234663852886e38
 _POINTER_MAX = 2**(8 * ctypes.sizeof(ctypes.c_void_p)) - 1
@@ -366,7 +366,7 @@ class MoeStats(_Handle):
     """One aggregator for `experts` experts on an accelerator: "auto", "cuda", "opencl", "cpu" or "managed"."""
 
     def __init__(self, experts, accelerator="auto", expert_capacity=0, library=None):
-        """experts: [1, 4096] on a device accelerator, [1, 2147483591] on "managed"; expert_capacity: slots
+        """experts: [1, 4096] on a device accelerator, [1, 1048576] on "managed"; expert_capacity: slots
         per expert per batch in [1, 2**31 - 1], beyond which a batch's token-expert slots are dropped (never whole
         tokens), or 0 for no capacity: nothing dropped, and the capacity statistics assume the default of 100."""
         self._handle = ctypes.c_int64(0)

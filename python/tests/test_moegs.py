@@ -237,7 +237,7 @@ class IntegerTests(unittest.TestCase):
 
     def test_create_integers_out_of_range(self):
         cases = [
-            (dict(experts=2**32 + 8), r"experts = 4294967304 is out of range: it must lie in \[1, 2147483591\]"),
+            (dict(experts=2**32 + 8), r"experts = 4294967304 is out of range: it must lie in \[1, 1048576\]"),
             (dict(experts=0), r"experts = 0 is out of range"),
             (dict(experts=-3), r"experts = -3 is out of range"),
             (dict(experts=EXPERTS, expert_capacity=-1), r"expert_capacity = -1 is out of range: it must lie in \[0, 2147483647\]"),
@@ -253,7 +253,7 @@ class IntegerTests(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, r"^experts = 4097 is out of range: it must lie in \[1, 4096\] on cpu$"):
             moegs.MoeStats(4097, "cpu")
         # "auto" may choose the managed engine, which takes more experts: the message names both limits.
-        with self.assertRaisesRegex(ValueError, r'^experts = 0 is out of range: it must lie in \[1, 4096\] on a device accelerator, \[1, 2147483591\] on "managed"$'):
+        with self.assertRaisesRegex(ValueError, r'^experts = 0 is out of range: it must lie in \[1, 4096\] on a device accelerator, \[1, 1048576\] on "managed"$'):
             moegs.MoeStats(0)
 
     def test_expert_capacity_is_kept(self):

@@ -21,10 +21,10 @@ internal static class NativeChecks
 
         // Every accelerator but "managed" keeps its per-expert state on a device engine of fixed size;
         // the managed engine keeps it in .NET arrays.
-        var most = accelerator == "managed" ? Array.MaxLength : RoutingStatsOptions.MaxDeviceExperts;
+        var most = accelerator == "managed" ? RoutingStatsOptions.MaxExperts : RoutingStatsOptions.MaxDeviceExperts;
         if (experts < 1 || experts > most)
         {
-            var why = accelerator == "managed" ? " (the longest .NET array)" : $" (the device engine's limit; managed takes up to {Array.MaxLength})";
+            var why = accelerator == "managed" ? " (the library's limit)" : $" (the device engine's limit; managed takes up to {RoutingStatsOptions.MaxExperts})";
             throw new NativeArgumentException($"experts = {experts}: must lie in [1, {most}] on {accelerator}{why}.");
         }
 

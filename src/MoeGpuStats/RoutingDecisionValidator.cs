@@ -16,6 +16,11 @@ internal static class RoutingDecisionValidator
                 paramName);
         }
 
+        if (counts.Count > RoutingStatsOptions.MaxExperts)
+        {
+            throw new ArgumentException($"ExpertCapacities holds {counts.Count:N0} experts; a decision has at most {RoutingStatsOptions.MaxExperts:N0}.", paramName);
+        }
+
         var negative = TryGetSpan(counts, out var span) ? span.IndexOfAnyInRange(int.MinValue, -1) : IndexOfNegative(counts);
         if (negative >= 0)
         {

@@ -7,8 +7,16 @@ public sealed record RoutingStatsOptions
     public const int MaxDeviceExperts = Kernels.RoutingStateLayout.MaxExperts;
 
     /// <summary>
+    /// The largest expert count on any engine, options and <see cref="RoutingDecision"/>s alike:
+    /// 1,048,576 (2^20, the million experts of PEER, He 2024, "Mixture of A Million Experts"), some
+    /// 40 MB of state; beyond it an expert count is a mistake, not a model, and would allocate gigabytes.
+    /// </summary>
+    public const int MaxExperts = 1 << 20;
+
+    /// <summary>
     /// Experts per batch when recording from top-k ids (ids outside <c>[0, Experts)</c> are counted as
-    /// invalid). Null: the expert count of the last recorded <see cref="RoutingDecision"/>.
+    /// invalid), 1 to <see cref="MaxExperts"/> (<see cref="MaxDeviceExperts"/> on a device engine).
+    /// Null: the expert count of the last recorded <see cref="RoutingDecision"/>.
     /// </summary>
     public int? Experts { get; init; }
 
@@ -32,9 +40,9 @@ public sealed record RoutingStatsOptions
 
     internal void Validate()
     {
-        if (Experts is < 1)
+        if (Experts is < 1 or > MaxExperts)
         {
-            throw new ArgumentOutOfRangeException(nameof(Experts), Experts, "The expert count must be positive.");
+            throw new ArgumentOutOfRangeException(nameof(Experts), Experts, $"Experts is {Experts}; give 1 to {MaxExperts:N0}.");
         }
 
         if (ExpertCapacity is < 1)

@@ -138,6 +138,21 @@ public sealed class RoutingStatsTests
         Assert.Equal(before, JsonSerializer.Serialize(stats));
     }
 
+    /// <summary>An expert count beyond <see cref="RoutingStatsOptions.MaxExperts"/> is refused when the options are checked (int.MaxValue experts ran out of memory at the first record).</summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(RoutingStatsOptions.MaxExperts + 1)]
+    [InlineData(int.MaxValue)]
+    public void AnExpertCountOutsideTheLimitIsRefused(int experts)
+    {
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new RoutingStats(new RoutingStatsOptions { Experts = experts }));
+        Assert.Equal("Experts", error.ParamName);
+        Assert.StartsWith($"Experts is {experts}; give 1 to 1,048,576.", error.Message);
+        using var largest = new RoutingStats(new RoutingStatsOptions { Experts = RoutingStatsOptions.MaxExperts });
+        largest.RecordRouting([RoutingStatsOptions.MaxExperts - 1], tokens: 1, topK: 1);
+        Assert.Equal(1UL, largest.ExpertTokenCounts[^1]);
+    }
+
     [Fact]
     public void ANullDecisionNamesTheArgument() =>
         Assert.Equal("routingDecision", Assert.Throws<ArgumentNullException>(() => new RoutingStats().RecordRouting(null!)).ParamName);
@@ -283,19 +298,20 @@ public sealed class RoutingStatsTests
     }
 
     /// <summary>
-    /// The decision that used to throw <see cref="OverflowException"/> half-way through (a deferred
-    /// variance window of 1,000 × 2,200,000 ints) and still count: now recorded, and exact.
+    /// The most experts there may be (<see cref="RoutingStatsOptions.MaxExperts"/>) record on the
+    /// managed engine, exactly, their load variances deferred in a bounded window.
     /// </summary>
     [Fact]
-    public void TwoMillionExpertsRecordOnTheManagedEngine()
+    public void AMillionExpertsRecordOnTheManagedEngine()
     {
-        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2_200_000 });
+        const int last = RoutingStatsOptions.MaxExperts - 1;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = RoutingStatsOptions.MaxExperts });
         stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
-        stats.RecordRouting([0, 1, 2, 2_199_999], tokens: 2, topK: 2);
+        stats.RecordRouting([0, 1, 2, last], tokens: 2, topK: 2);
         Assert.Equal(2UL, stats.TotalRoutings);
         Assert.Equal(8UL, stats.RoutedSlots);
         Assert.Equal(2UL, stats.ExpertTokenCounts[0]);
-        Assert.Equal(1UL, stats.ExpertTokenCounts[2_199_999]);
+        Assert.Equal(1UL, stats.ExpertTokenCounts[last]);
         Assert.Equal(2, stats.LoadVarianceHistory.Count);
     }
 

@@ -4,7 +4,7 @@ namespace MoeGpuStats.Tests.Support;
 public static class Decisions
 {
     /// <summary>The kinds of bad decision that <see cref="Bad"/> makes.</summary>
-    public static TheoryData<string> BadDecisions => ["no experts", "negative count", "negative tokens", "dropped > tokens", "negative dropped", "NaN loss", "infinite z-loss"];
+    public static TheoryData<string> BadDecisions => ["no experts", "negative count", "negative tokens", "dropped > tokens", "negative dropped", "NaN loss", "infinite z-loss", "too many experts"];
 
     /// <summary>A decision of the kind <paramref name="kind"/> names (one of <see cref="BadDecisions"/>), which every record refuses.</summary>
     internal static RoutingDecision Bad(string kind) => kind switch
@@ -16,6 +16,7 @@ public static class Decisions
         "negative dropped" => new RoutingDecision { ExpertCapacities = [3, 1], TotalTokens = 4, TokensDropped = -1 },
         "NaN loss" => new RoutingDecision { ExpertCapacities = [3, 1], TotalTokens = 4, LoadBalanceLoss = float.NaN },
         "infinite z-loss" => new RoutingDecision { ExpertCapacities = [3, 1], TotalTokens = 4, RouterZLoss = float.PositiveInfinity },
+        "too many experts" => new RoutingDecision { ExpertCapacities = new int[RoutingStatsOptions.MaxExperts + 1], TotalTokens = 4 },
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 
