@@ -263,6 +263,26 @@ public sealed class RoutingStatsTests
         Assert.Throws<ArgumentException>(() => RoutingStats.Merge([a, b]));
     }
 
+    /// <summary>
+    /// Options that fix the experts or the capacity must agree even where a part is empty or the
+    /// capacity's number equals the unset placeholder (100): such merges took the first part's options
+    /// and wrote a snapshot that did not read back.
+    /// </summary>
+    [Theory]
+    [InlineData("experts", "The snapshots have different expert counts (8, 4)")]
+    [InlineData("capacity", "The snapshots have different capacities per expert (100, none)")]
+    public void PartsOfDifferentOptionsDoNotMerge(string differs, string expected)
+    {
+        using var a = new RoutingStats(differs == "experts" ? new RoutingStatsOptions { Experts = 4 } : new RoutingStatsOptions { Experts = 4, ExpertCapacity = 100 });
+        using var b = new RoutingStats(differs == "experts" ? new RoutingStatsOptions { Experts = 8 } : new RoutingStatsOptions { Experts = 4 });
+        b.RecordRouting([0, differs == "experts" ? 7 : 3], tokens: 2, topK: 1);
+
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([a, b]));
+
+        Assert.Equal("parts", error.ParamName);
+        Assert.StartsWith(expected, error.Message);
+    }
+
     [Fact]
     public void ANullPartIsNamedByItsIndex()
     {

@@ -6,16 +6,20 @@ internal static class RoutingStatsMerge
     public static RoutingStats Merge(IReadOnlyList<RoutingStats> parts)
     {
         var states = parts.Select(p => p.ExportState()).ToArray();
-        var experts = states.Select(s => s.ExpertUtilization.Length).Where(e => e > 0).Distinct().ToArray();
+        // The experts a part counts and the experts its options fix (an empty part has counted none) must all agree.
+        var experts = states.Select(s => s.ExpertUtilization.Length).Where(e => e > 0)
+            .Concat(parts.Select(p => p.Options.Experts).OfType<int>()).Distinct().ToArray();
         if (experts.Length > 1)
         {
             throw new ArgumentException($"The snapshots have different expert counts ({string.Join(", ", experts)}); only the same experts merge.", nameof(parts));
         }
 
-        var slots = parts.Select(p => p.Options.SlotsPerExpert).Distinct().ToArray();
-        if (slots.Length > 1)
+        // A capacity derives drops and an unset one does not, even where its placeholder is the same number.
+        var capacities = parts.Select(p => p.Options.ExpertCapacity).Distinct().ToArray();
+        if (capacities.Length > 1)
         {
-            throw new ArgumentException($"The snapshots have different capacities per expert ({string.Join(", ", slots)}).", nameof(parts));
+            throw new ArgumentException(
+                $"The snapshots have different capacities per expert ({string.Join(", ", capacities.Select(c => c?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"))}).", nameof(parts));
         }
 
         var expertCount = experts.FirstOrDefault();
