@@ -338,7 +338,10 @@ public sealed partial class RoutingStats : IDisposable
     /// the order given, newest 1,000 kept, so percentiles see a window mixing ranks). Peak utilization
     /// is the maximum. The decayed utilization is not merged.
     /// </summary>
-    /// <exception cref="ArgumentException">No parts, a null part, or parts with different expert counts or capacities.</exception>
+    /// <exception cref="ArgumentException">
+    /// No parts, a null part, parts with different expert counts or capacities, or a merged count above
+    /// 2^63 − 1 (the most a snapshot file holds).
+    /// </exception>
     public static RoutingStats Merge(IEnumerable<RoutingStats> parts) =>
         RoutingStatsMerge.Merge(MergeParts.Collect(parts, nameof(parts)));
 

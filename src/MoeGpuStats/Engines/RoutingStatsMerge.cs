@@ -87,12 +87,16 @@ internal static class RoutingStatsMerge
         return result;
     }
 
-    /// <summary>Exact sums of counters, refused where they pass 2^64 − 1 instead of wrapping.</summary>
+    /// <summary>
+    /// Exact sums of counters, refused where they pass the largest count a snapshot file holds
+    /// (<see cref="Serialization.RoutingStatsJson.MaxCount"/>, 2^63 − 1), so that every merge can be saved and read back.
+    /// </summary>
     private static ulong Add(ulong total, ulong part, string field)
     {
-        var sum = total + part;
-        return sum >= total
-            ? sum
-            : throw new ArgumentException($"The merged {field} exceeds 2^64 - 1 ({total} + {part}); these snapshots cannot be combined exactly.", "parts");
+        var sum = (UInt128)total + part;
+        return sum <= Serialization.RoutingStatsJson.MaxCount
+            ? (ulong)sum
+            : throw new ArgumentException(
+                $"The merged {field} exceeds {Serialization.RoutingStatsJson.MaxCount} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly.", "parts");
     }
 }

@@ -46,7 +46,7 @@ public static class ExpertPlacement
         var experts = loads.GetLength(1);
         if (Problem(layers, experts, replicas, groups, nodes, gpus) is { } problem)
         {
-            throw new ArgumentException(problem);
+            throw new ArgumentException(problem.Message, problem.ParamName);
         }
 
         CheckLoads(loads);
@@ -78,8 +78,8 @@ public static class ExpertPlacement
     }
 
     /// <summary>
-    /// Why <see cref="Rebalance"/> refuses these sizes, in words naming R, G, N and P; null when it accepts them.
-    /// Loads are not looked at.
+    /// Why <see cref="Rebalance"/> refuses these sizes: the name of its parameter at fault and a message
+    /// that names it; null when it accepts them. Loads are not looked at.
     /// </summary>
     /// <param name="layers">Rows of the load matrix.</param>
     /// <param name="experts">Logical experts per layer, <c>E</c>.</param>
@@ -87,45 +87,53 @@ public static class ExpertPlacement
     /// <param name="groups">Expert groups, <c>G</c>.</param>
     /// <param name="nodes">Server nodes, <c>N</c>.</param>
     /// <param name="gpus">GPUs, <c>P</c>.</param>
-    internal static string? Problem(int layers, int experts, int replicas, int groups, int nodes, int gpus)
+    internal static (string ParamName, string Message)? Problem(int layers, int experts, int replicas, int groups, int nodes, int gpus)
     {
         if (layers < 1 || experts < 1)
         {
-            return $"the loads are [{layers}, {experts}]; a plan needs at least one layer of at least one expert.";
+            return ("loads", $"loads is [{layers}, {experts}]; a plan needs at least one layer of at least one expert.");
         }
 
-        if (replicas < 1 || groups < 1 || nodes < 1 || gpus < 1)
+        if (BelowOne(replicas, groups, nodes, gpus) is { } below)
         {
-            return $"replicas ({replicas}), groups ({groups}), nodes ({nodes}) and GPUs ({gpus}) must each be at least 1.";
+            return below;
         }
 
         if (replicas < experts)
         {
-            return $"{replicas:N0} replicas for {experts:N0} experts; every expert needs at least one, so give at least {experts:N0}.";
+            return (nameof(replicas), $"replicas is {replicas:N0} for {experts:N0} experts; every expert needs at least one, so give at least {experts:N0}.");
         }
 
         if (replicas % gpus != 0)
         {
-            return $"{replicas:N0} replicas do not divide among {gpus:N0} GPUs; give a multiple of {gpus:N0}.";
+            return (nameof(replicas), $"replicas is {replicas:N0}, which does not divide among gpus = {gpus:N0}; give a multiple of {gpus:N0}.");
         }
 
         if (experts % groups != 0)
         {
-            return $"{groups:N0} groups do not divide {experts:N0} experts; give a divisor of {experts:N0} (1 when the model has no groups).";
+            return (nameof(groups), $"groups is {groups:N0}, which does not divide the {experts:N0} experts; give a divisor of {experts:N0} (1 when the model has no groups).");
         }
 
         if (gpus % nodes != 0)
         {
-            return $"{nodes:N0} nodes do not divide {gpus:N0} GPUs; give a divisor of {gpus:N0}.";
+            return (nameof(nodes), $"nodes is {nodes:N0}, which does not divide gpus = {gpus:N0}; give a divisor of {gpus:N0}.");
         }
 
         if ((long)layers * replicas > Array.MaxLength)
         {
-            return $"{layers:N0} layers of {replicas:N0} replicas: more than {Array.MaxLength:N0} slots in all.";
+            return (nameof(replicas), $"replicas is {replicas:N0} for {layers:N0} layers: more than {Array.MaxLength:N0} slots in all.");
         }
 
         return null;
     }
+
+    /// <summary>The first count below 1, named as <see cref="Rebalance"/>'s parameter; null when each is at least 1.</summary>
+    private static (string ParamName, string Message)? BelowOne(int replicas, int groups, int nodes, int gpus) =>
+        replicas < 1 ? (nameof(replicas), $"replicas is {replicas}; it must be at least 1.")
+        : groups < 1 ? (nameof(groups), $"groups is {groups}; it must be at least 1 (1 when the model has no groups).")
+        : nodes < 1 ? (nameof(nodes), $"nodes is {nodes}; it must be at least 1.")
+        : gpus < 1 ? (nameof(gpus), $"gpus is {gpus}; it must be at least 1.")
+        : null;
 
     /// <summary>
     /// vLLM's balancedness of each layer across GPUs: mean GPU load over the largest GPU load, where a
@@ -144,7 +152,7 @@ public static class ExpertPlacement
         ArgumentNullException.ThrowIfNull(plan);
         if (loads.GetLength(0) != plan.Layers || loads.GetLength(1) != plan.LogicalExperts)
         {
-            throw new ArgumentException($"the loads are [{loads.GetLength(0)}, {loads.GetLength(1)}], the plan is for [{plan.Layers}, {plan.LogicalExperts}].", nameof(loads));
+            throw new ArgumentException($"loads is [{loads.GetLength(0)}, {loads.GetLength(1)}] but the plan is for [{plan.Layers}, {plan.LogicalExperts}]; give the loads of the plan's layers and experts.", nameof(loads));
         }
 
         CheckLoads(loads);
@@ -217,7 +225,7 @@ public static class ExpertPlacement
             {
                 if (loads[layer, e] < 0)
                 {
-                    throw new ArgumentException($"the load of expert {e} in layer {layer} is {loads[layer, e]:N0}; loads are token counts, 0 or more.", nameof(loads));
+                    throw new ArgumentException($"loads[{layer}, {e}], the load of expert {e} in layer {layer}, is {loads[layer, e]:N0}; loads are token counts, 0 or more.", nameof(loads));
                 }
             }
         }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using MoeGpuStats.Engines;
@@ -94,9 +95,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
         var state = new ModelState
         {
-            Steps = Required(root, "steps") is { ValueKind: JsonValueKind.Number } steps && steps.TryGetUInt64(out var count)
-                ? count
-                : throw new JsonException("The field 'steps' must be a whole number from 0."),
+            Steps = RoutingStatsJson.CountValue(Required(root, "steps"), "steps"),
             WindowSteps = Int(root, "window_steps"),
             Layers = new RoutingState[options.Layers],
             WindowLoad = new ulong[options.Layers * options.Experts],
@@ -127,9 +126,8 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             var e = 0;
             foreach (var load in row.EnumerateArray())
             {
-                state.WindowLoad[(l * options.Experts) + e++] = load.ValueKind == JsonValueKind.Number && load.TryGetUInt64(out var value)
-                    ? value
-                    : throw new JsonException($"window_load[{l}][{e - 1}] is {load.GetRawText()}; counts are whole numbers from 0.");
+                state.WindowLoad[(l * options.Experts) + e] = RoutingStatsJson.CountValue(load, $"window_load[{l}][{e}]");
+                e++;
             }
 
             l++;
@@ -139,6 +137,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         foreach (var layer in layers.EnumerateArray())
         {
             using var stats = RoutingStatsJson.FromElement(layer);
+            CheckLayerOptions(stats.Options, options, l);
             var layerState = stats.ExportState();
             if (layerState.TotalRoutings != state.Steps || layerState.ExpertUtilization.Length != (state.Steps == 0 ? 0 : options.Experts))
             {
@@ -147,7 +146,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             }
 
             // A model's layers record ids alone, and every id that names an expert is one routed slot.
-            var counted = layerState.ExpertTokenCounts.Aggregate(0UL, (sum, c) => sum + c);
+            var counted = RoutingStatsJson.Sum(layerState.ExpertTokenCounts);
             if (counted != layerState.RoutedSlots)
             {
                 throw new JsonException(
@@ -160,6 +159,35 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
         return new ModelRoutingStats(new ManagedModelEngine(options, state));
     }
+
+    /// <summary>
+    /// Refuses a layer whose settings are not the model's: the writer writes the model's into every
+    /// layer, and the model's are the ones a model read back uses.
+    /// </summary>
+    private static void CheckLayerOptions(RoutingStatsOptions layer, ModelRoutingStatsOptions model, int l)
+    {
+        if (layer.Experts != model.Experts)
+        {
+            throw new JsonException($"layers[{l}]'s experts is {Shown(layer.Experts)} but the model's experts is {model.Experts}; every layer has the model's.");
+        }
+
+        if (layer.ExpertCapacity != model.ExpertCapacity)
+        {
+            throw new JsonException(
+                $"layers[{l}]'s capacity_stats.slots_per_expert is {Shown(layer.ExpertCapacity)} but the model's expert_capacity is {Shown(model.ExpertCapacity)}; every layer has the model's.");
+        }
+
+        if (layer.UtilizationDecay != model.UtilizationDecay)
+        {
+            throw new JsonException(
+                $"layers[{l}]'s utilization_decay is {Shown(layer.UtilizationDecay)} but the model's utilization_decay is {Shown(model.UtilizationDecay)}; every layer has the model's.");
+        }
+    }
+
+    /// <summary>A setting as the file has it: missing or null is "none".</summary>
+    private static string Shown<T>(T? value)
+        where T : struct, IFormattable =>
+        value is { } given ? given.ToString(null, CultureInfo.InvariantCulture) : "none";
 
     /// <summary>
     /// Refuses a window load that the layer's counts since the start cannot hold: the window is part

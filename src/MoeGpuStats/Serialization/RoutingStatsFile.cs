@@ -42,11 +42,20 @@ public static class RoutingStatsFile
 
     /// <summary>Reads a snapshot written by <see cref="Save"/> or by the seed's serde.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
     /// <exception cref="FileNotFoundException">There is no such file.</exception>
-    /// <exception cref="InvalidDataException">The file is truncated, not JSON, or not routing statistics; the message names the file.</exception>
+    /// <exception cref="InvalidDataException">
+    /// The path is a folder, or the file is truncated, not JSON, or not routing statistics; the message names the path.
+    /// </exception>
     public static RoutingStats Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        // Opening a folder fails as "access denied", which sends the user looking at permissions.
+        if (Directory.Exists(path))
+        {
+            throw new InvalidDataException($"{path}: a folder, not a routing statistics snapshot file; give the file that Save wrote.");
+        }
+
         using var stream = File.OpenRead(path);
         try
         {

@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Numerics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using MoeGpuStats.Engines;
@@ -113,6 +115,21 @@ internal static class RoutingStatsJson
         writer.WriteEndObject();
     }
 
+    /// <summary>The largest count a file may hold: 2^63 − 1, which no run reaches by recording, so a state read back records on without wrapping.</summary>
+    internal const ulong MaxCount = long.MaxValue;
+
+    /// <summary>
+    /// How far a written <c>routing_efficiency</c> may lie from the one its slots give, in percentage
+    /// points: the engines compute it from the same counts in float32, whose steps near 100 are 7.6e-6.
+    /// </summary>
+    private const float EfficiencyTolerance = 1e-4f;
+
+    /// <summary>
+    /// How far, relative to it, a written average loss may lie from its f64 sum over the batches: the
+    /// average is that quotient rounded to float32 (at most 6e-8 off).
+    /// </summary>
+    private const double AverageTolerance = 1e-6;
+
     public static RoutingStats FromElement(JsonElement root)
     {
         if (root.ValueKind != JsonValueKind.Object)
@@ -122,6 +139,21 @@ internal static class RoutingStatsJson
 
         var latencyElement = RequiredObject(root, "routing_latency_stats");
         var capacityElement = RequiredObject(root, "capacity_stats");
+        var options = ReadOptions(root, capacityElement);
+        var state = ReadState(root, capacityElement, options);
+        var latency = ReadLatency(latencyElement);
+        var stats = RoutingStats.FromState(options, state);
+        stats.RoutingLatencyStats.Restore(
+            latency.Measurements,
+            latency.Total,
+            latency.Min,
+            latency.Max,
+            latency.Recent.Skip(Math.Max(0, latency.Recent.Length - LatencyStats.WindowSize)));
+        return stats;
+    }
+
+    private static RoutingStatsOptions ReadOptions(JsonElement root, JsonElement capacityElement)
+    {
         var options = new RoutingStatsOptions
         {
             Experts = OptionalInt(root, "experts"),
@@ -137,6 +169,11 @@ internal static class RoutingStatsJson
             throw new JsonException($"Invalid settings in routing statistics: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
         }
 
+        return options;
+    }
+
+    private static RoutingState ReadState(JsonElement root, JsonElement capacityElement, RoutingStatsOptions options)
+    {
         var state = new RoutingState
         {
             TotalRoutings = CountField(root, "total_routings"),
@@ -149,7 +186,6 @@ internal static class RoutingStatsJson
             RoutingEfficiency = ReadFloat(Required(root, "routing_efficiency"), "routing_efficiency"),
             ExpertTokenCounts = Counts(Required(root, "expert_token_counts"), "expert_token_counts"),
             LoadVarianceHistory = ReadFloats(Required(root, "load_variance_history"), "load_variance_history"),
-            DecayedExpertUtilization = root.TryGetProperty("decayed_expert_utilization", out var decayed) ? ReadFloats(decayed, "decayed_expert_utilization") : [],
             CapacityAverageUtilization = ReadFloat(Required(capacityElement, "average_utilization"), "average_utilization"),
             CapacityPeakUtilization = ReadFloat(Required(capacityElement, "peak_utilization"), "peak_utilization"),
             CapacityExceededCount = CountField(capacityElement, "capacity_exceeded_count"),
@@ -170,6 +206,40 @@ internal static class RoutingStatsJson
         state.RouterZLossSum = root.TryGetProperty("router_z_loss_sum", out var zLossSum) ? ReadDouble(zLossSum, double.NaN, "router_z_loss_sum") : null;
         state.RoutedSlots = root.TryGetProperty("routed_slots", out var routed) ? CountValue(routed, "routed_slots") : state.TotalTokens;
         state.SlotsDropped = root.TryGetProperty("slots_dropped", out var slotsDropped) ? CountValue(slotsDropped, "slots_dropped") : state.TokensDropped;
+        state.DecayedExpertUtilization = ReadDecayed(root, options, state.ExpertUtilization.Length);
+        CheckCounts(state, options);
+        CheckShares(state);
+        CheckEfficiency(state);
+        CheckAverage(state.AverageLoadBalanceLoss, state.LoadBalanceLossSum, state.TotalRoutings, "average_load_balance_loss", "load_balance_loss_sum");
+        CheckAverage(state.AverageRouterZLoss, state.RouterZLossSum, state.TotalRoutings, "average_router_z_loss", "router_z_loss_sum");
+        return state;
+    }
+
+    /// <summary>
+    /// The decayed utilization, which the writer writes exactly when the options have a decay, one per
+    /// expert (none before the first batch); any other length was edited, and is refused rather than zeroed.
+    /// </summary>
+    private static float[] ReadDecayed(JsonElement root, RoutingStatsOptions options, int experts)
+    {
+        var present = root.TryGetProperty("decayed_expert_utilization", out var element);
+        if (options.UtilizationDecay is not { } decay)
+        {
+            return present
+                ? throw new JsonException("decayed_expert_utilization is given without utilization_decay; only statistics with a decay have it.")
+                : [];
+        }
+
+        var decayed = present
+            ? ReadFloats(element, "decayed_expert_utilization")
+            : throw new JsonException($"utilization_decay is {decay} but decayed_expert_utilization is missing; statistics with a decay have one per expert.");
+        return decayed.Length == experts
+            ? decayed
+            : throw new JsonException($"decayed_expert_utilization has {decayed.Length} entries but expert_utilization has {experts}; it holds one per expert.");
+    }
+
+    /// <summary>Counts that no sequence of records leaves behind together: such a file was edited or is another format.</summary>
+    private static void CheckCounts(RoutingState state, RoutingStatsOptions options)
+    {
         if (state.TokensDropped > state.TotalTokens || state.SlotsDropped > state.RoutedSlots)
         {
             throw new JsonException(
@@ -182,15 +252,9 @@ internal static class RoutingStatsJson
                 $"expert_utilization has {state.ExpertUtilization.Length} entries but expert_token_counts has {state.ExpertTokenCounts.Length}.");
         }
 
-        // What no sequence of records can leave behind: such a file was edited or is another format.
-        if (state.ExpertUtilization.AsSpan().IndexOfAnyInRange(float.NegativeInfinity, -float.Epsilon) is var negative and >= 0)
-        {
-            throw new JsonException($"expert_utilization[{negative}] is {state.ExpertUtilization[negative]}; utilization cannot be negative.");
-        }
-
         if (state.TotalRoutings == 0 && (state.TotalTokens > 0 || state.RoutedSlots > 0 || state.ExpertTokenCounts.Any(count => count > 0)))
         {
-            throw new JsonException($"total_routings is 0 but total_tokens is {state.TotalTokens} and expert_token_counts sum to {state.ExpertTokenCounts.Aggregate(0UL, (a, b) => a + b)}: counts without a batch.");
+            throw new JsonException($"total_routings is 0 but total_tokens is {state.TotalTokens} and expert_token_counts sum to {Sum(state.ExpertTokenCounts)}: counts without a batch.");
         }
 
         // One load variance per batch (the newest 1,000 kept), as the seed's record_routing pushes them.
@@ -199,40 +263,143 @@ internal static class RoutingStatsJson
             throw new JsonException($"load_variance_history has {state.LoadVarianceHistory.Length} entries for total_routings {state.TotalRoutings}; a batch adds one.");
         }
 
+        // A batch counts at most one time the capacity was exceeded.
+        if (state.CapacityExceededCount > state.TotalRoutings)
+        {
+            throw new JsonException($"capacity_exceeded_count is {state.CapacityExceededCount} for total_routings {state.TotalRoutings}; a batch exceeds the capacity at most once.");
+        }
+
         if (options.Experts is { } configured && state.ExpertUtilization.Length > 0 && state.ExpertUtilization.Length != configured)
         {
             throw new JsonException($"experts is {configured} but expert_utilization has {state.ExpertUtilization.Length} entries.");
         }
+    }
 
-        var recent = ReadDoubles(Required(latencyElement, "recent_latencies"), "recent_latencies", nullMeans: double.NaN);
+    /// <summary>The exact sum of counts, which up to 2^31 counts of at most 2^63 − 1 cannot wrap.</summary>
+    internal static UInt128 Sum(ulong[] counts)
+    {
+        UInt128 sum = 0;
+        foreach (var count in counts)
+        {
+            sum += count;
+        }
+
+        return sum;
+    }
+
+    /// <summary>
+    /// Shares, their sums and load variances are non-negative and finite in every state a run leaves;
+    /// a null one (NaN) or a negative one was edited.
+    /// </summary>
+    private static void CheckShares(RoutingState state)
+    {
+        CheckNonNegative(state.ExpertUtilization, "expert_utilization", "utilization cannot be negative or null");
+        CheckNonNegative(state.DecayedExpertUtilization, "decayed_expert_utilization", "utilization cannot be negative or null");
+        CheckNonNegative(state.LoadVarianceHistory, "load_variance_history", "a load variance cannot be negative or null");
+        CheckNonNegative(state.UtilizationSums ?? [], "expert_utilization_sums", "a sum of shares cannot be negative or null");
+    }
+
+    private static void CheckNonNegative<T>(T[] values, string name, string rule)
+        where T : IFloatingPointIeee754<T>
+    {
+        for (var i = 0; i < values.Length; i++)
+        {
+            if (!(values[i] >= T.Zero))
+            {
+                throw new JsonException($"{name}[{i}] is {Shown(values[i])}; {rule}.");
+            }
+        }
+    }
+
+    /// <summary>
+    /// The efficiency is the percent of routed slots kept, as every engine and a merge compute it from
+    /// the slots; it stays 0 while nothing has been routed. Any other value was edited.
+    /// </summary>
+    private static void CheckEfficiency(RoutingState state)
+    {
+        var expected = state.RoutedSlots > 0 ? (float)(state.RoutedSlots - state.SlotsDropped) / state.RoutedSlots * 100.0f : 0f;
+        if (!(Math.Abs(state.RoutingEfficiency - expected) <= EfficiencyTolerance))
+        {
+            throw new JsonException(
+                $"routing_efficiency is {Shown(state.RoutingEfficiency)} but routed_slots {state.RoutedSlots} and slots_dropped {state.SlotsDropped} give {expected}; it is the percent of routed slots kept (0 before any).");
+        }
+    }
+
+    /// <summary>An average loss is its f64 sum over the batches (where the file has it) divided by the batches, rounded to float32.</summary>
+    private static void CheckAverage(float average, double? sum, ulong routings, string averageName, string sumName)
+    {
+        if (sum is not { } total)
+        {
+            return;
+        }
+
+        var expected = routings == 0 ? 0.0 : total / routings;
+        var tolerance = (AverageTolerance * Math.Abs(expected)) + float.Epsilon;
+        if (!double.IsFinite(total) || (routings == 0 && total != 0) || !(Math.Abs(average - expected) <= tolerance))
+        {
+            throw new JsonException(
+                $"{averageName} is {Shown(average)} but {sumName} is {Shown(total)} over total_routings {routings}; the average is the sum over the batches divided by them.");
+        }
+    }
+
+    private readonly record struct Latency(ulong Measurements, double Total, double Min, double Max, double[] Recent);
+
+    /// <summary>The latency statistics, refused where no run of measurements leaves them.</summary>
+    private static Latency ReadLatency(JsonElement element)
+    {
+        var recent = ReadDoubles(Required(element, "recent_latencies"), "recent_latencies", nullMeans: double.NaN);
         if (recent.Any(value => !(value >= 0.0) || double.IsInfinity(value)))
         {
             throw new JsonException("recent_latencies must hold finite, non-negative milliseconds.");
         }
 
-        var total = ReadDouble(Required(latencyElement, "total_latency_ms"), double.NaN, "total_latency_ms");
-        var min = ReadDouble(Required(latencyElement, "min_latency_ms"), double.PositiveInfinity, "min_latency_ms");
-        var max = ReadDouble(Required(latencyElement, "max_latency_ms"), double.NaN, "max_latency_ms");
+        var latency = new Latency(
+            CountField(element, "total_measurements"),
+            ReadDouble(Required(element, "total_latency_ms"), double.NaN, "total_latency_ms"),
+            ReadDouble(Required(element, "min_latency_ms"), double.PositiveInfinity, "min_latency_ms"),
+            ReadDouble(Required(element, "max_latency_ms"), double.NaN, "max_latency_ms"),
+            recent);
+        CheckLatency(latency);
+        return latency;
+    }
+
+    private static void CheckLatency(Latency latency)
+    {
+        var (measurements, total, min, max, recent) = latency;
+        if (double.IsNaN(total) || double.IsNaN(max))
+        {
+            throw new JsonException($"total_latency_ms {Shown(total)}, max_latency_ms {Shown(max)}: they are numbers (only min_latency_ms is null, before the first measurement).");
+        }
+
         if (total < 0 || min < 0 || max < 0)
         {
             throw new JsonException($"total_latency_ms {total}, min_latency_ms {min}, max_latency_ms {max}: latencies cannot be negative.");
         }
 
-        var measurements = CountField(latencyElement, "total_measurements");
         if ((ulong)recent.Length > measurements || (measurements > 0 && min > max))
         {
             throw new JsonException(
                 $"total_measurements {measurements}, {recent.Length} recent_latencies, min_latency_ms {min}, max_latency_ms {max}: no run records more recent latencies than measurements, or a smallest above the largest.");
         }
 
-        var stats = RoutingStats.FromState(options, state);
-        stats.RoutingLatencyStats.Restore(
-            measurements,
-            total,
-            min,
-            max,
-            recent.Skip(Math.Max(0, recent.Length - LatencyStats.WindowSize)));
-        return stats;
+        // Before the first measurement the seed's LatencyStats::new() holds: no total, min +infinity (null), max 0.
+        if (measurements == 0 && (total != 0 || max != 0 || !double.IsPositiveInfinity(min)))
+        {
+            throw new JsonException(
+                $"total_measurements is 0 but total_latency_ms is {total}, min_latency_ms {Shown(min)}, max_latency_ms {max}; without a measurement they are 0, null and 0.");
+        }
+
+        // A sum of non-negative doubles is at least each of them, rounding included.
+        if (total < max)
+        {
+            throw new JsonException($"total_latency_ms {total} is below max_latency_ms {max}; the total sums every measurement.");
+        }
+
+        if (recent.AsSpan().IndexOfAnyExceptInRange(min, max) is var outside and >= 0)
+        {
+            throw new JsonException(
+                $"recent_latencies[{outside}] is {recent[outside]} but min_latency_ms is {min} and max_latency_ms {max}; every measurement lies between them.");
+        }
     }
 
     private static JsonElement Required(JsonElement parent, string name) =>
@@ -248,10 +415,19 @@ internal static class RoutingStatsJson
 
     private static ulong CountField(JsonElement parent, string name) => CountValue(Required(parent, name), name);
 
-    private static ulong CountValue(JsonElement element, string shownAs) =>
-        element.ValueKind == JsonValueKind.Number && element.TryGetUInt64(out var count)
-            ? count
-            : throw new JsonException($"The field '{shownAs}' is {Shown(element)}; a count is a whole number from 0 to 2^64 - 1.");
+    /// <summary>
+    /// A count as every reader of counts takes it: a whole number up to <see cref="MaxCount"/>. A larger
+    /// one no run records, and the next record would wrap it.
+    /// </summary>
+    internal static ulong CountValue(JsonElement element, string shownAs)
+    {
+        if (element.ValueKind != JsonValueKind.Number || !element.TryGetUInt64(out var count))
+        {
+            throw new JsonException($"The field '{shownAs}' is {Shown(element)}; a count is a whole number from 0 to {MaxCount}.");
+        }
+
+        return count <= MaxCount ? count : throw new JsonException($"The field '{shownAs}' is {count}; a count is at most {MaxCount}.");
+    }
 
     private static ulong[] Counts(JsonElement element, string name) =>
         element.ValueKind == JsonValueKind.Array
@@ -264,6 +440,11 @@ internal static class RoutingStatsJson
         var text = element.GetRawText();
         return text.Length > 40 ? text[..40] + "..." : text;
     }
+
+    /// <summary>A float as the file has it: null for NaN or an infinity (the writer's null).</summary>
+    private static string Shown<T>(T value)
+        where T : IFloatingPointIeee754<T> =>
+        T.IsFinite(value) ? value.ToString(null, CultureInfo.InvariantCulture) : "null";
 
     private static float ReadFloat(JsonElement element, string name) => element.ValueKind switch
     {

@@ -60,25 +60,69 @@ public sealed class ExpertPlacementTests
         }
     }
 
+    /// <summary>
+    /// Each size refused names its parameter, in ParamName and in the message (ParamName used to be null,
+    /// and the message spoke of "GPUs" and "replicas" for the parameters gpus and replicas alike).
+    /// </summary>
     [Theory]
-    [InlineData(11, 4, 1, 8, "11 replicas for 12 experts")]
-    [InlineData(20, 4, 2, 8, "20 replicas do not divide among 8 GPUs")]
-    [InlineData(16, 5, 1, 8, "5 groups do not divide 12 experts")]
-    [InlineData(16, 4, 3, 8, "3 nodes do not divide 8 GPUs")]
-    [InlineData(16, 4, 2, 0, "must each be at least 1")]
-    public void InvalidSizesAreArgumentErrorsThatSayWhy(int replicas, int groups, int nodes, int gpus, string expected)
+    [InlineData(11, 4, 1, 8, "replicas", "replicas is 11 for 12 experts; every expert needs at least one, so give at least 12.")]
+    [InlineData(20, 4, 2, 8, "replicas", "replicas is 20, which does not divide among gpus = 8; give a multiple of 8.")]
+    [InlineData(16, 5, 1, 8, "groups", "groups is 5, which does not divide the 12 experts; give a divisor of 12 (1 when the model has no groups).")]
+    [InlineData(16, 4, 3, 8, "nodes", "nodes is 3, which does not divide gpus = 8; give a divisor of 8.")]
+    [InlineData(0, 4, 2, 8, "replicas", "replicas is 0; it must be at least 1.")]
+    [InlineData(16, 0, 2, 8, "groups", "groups is 0; it must be at least 1 (1 when the model has no groups).")]
+    [InlineData(16, 4, -1, 8, "nodes", "nodes is -1; it must be at least 1.")]
+    [InlineData(16, 4, 2, 0, "gpus", "gpus is 0; it must be at least 1.")]
+    public void InvalidSizesNameTheParameterAtFault(int replicas, int groups, int nodes, int gpus, string parameter, string message)
     {
         var error = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(PublishedLoads, replicas, groups, nodes, gpus));
-        Assert.Contains(expected, error.Message);
+        Assert.Equal(parameter, error.ParamName);
+        Assert.Equal($"{message} (Parameter '{parameter}')", error.Message);
     }
 
     [Fact]
-    public void NegativeLoadsAreRefused()
+    public void MoreSlotsThanAnArrayHoldsNameReplicas()
     {
+        var error = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(new long[70_000, 1], replicas: 40_000, groups: 1, nodes: 1, gpus: 1));
+        Assert.Equal("replicas", error.ParamName);
+        Assert.StartsWith("replicas is 40,000 for 70,000 layers: more than", error.Message);
+    }
+
+    /// <summary>Loads at fault name loads: no layer, no expert, a negative load, a shape other than the plan's.</summary>
+    [Fact]
+    public void LoadsAtFaultNameLoads()
+    {
+        var empty = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(new long[0, 12], 16, 4, 2, 8));
+        Assert.Equal("loads", empty.ParamName);
+        Assert.StartsWith("loads is [0, 12]; a plan needs at least one layer of at least one expert.", empty.Message);
+
         var loads = (long[,])PublishedLoads.Clone();
         loads[1, 3] = -1;
-        var error = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(loads, 16, 4, 2, 8));
-        Assert.Contains("expert 3 in layer 1 is -1", error.Message);
+        var negative = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(loads, 16, 4, 2, 8));
+        Assert.Equal("loads", negative.ParamName);
+        Assert.StartsWith("loads[1, 3], the load of expert 3 in layer 1, is -1; loads are token counts, 0 or more.", negative.Message);
+
+        var plan = ExpertPlacement.Rebalance(PublishedLoads, 16, 4, 2, 8);
+        var shape = Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(new long[1, 12], plan));
+        Assert.Equal("loads", shape.ParamName);
+        Assert.StartsWith("loads is [1, 12] but the plan is for [2, 12]", shape.Message);
+        Assert.Equal("loads", Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(loads, plan)).ParamName);
+        Assert.Equal("loads", Assert.Throws<ArgumentException>(() => ExpertPlacement.IdentityBalancedness(loads, 4)).ParamName);
+    }
+
+    /// <summary>The other arguments out of range, on the plan too: each exception names its parameter.</summary>
+    [Fact]
+    public void OtherArgumentsOutOfRangeNameTheirParameter()
+    {
+        Assert.Equal("loads", Assert.Throws<ArgumentNullException>(() => ExpertPlacement.Rebalance(null!, 16, 4, 2, 8)).ParamName);
+        Assert.Equal("gpus", Assert.Throws<ArgumentOutOfRangeException>(() => ExpertPlacement.IdentityBalancedness(PublishedLoads, 0)).ParamName);
+        var plan = ExpertPlacement.Rebalance(PublishedLoads, 16, 4, 2, 8);
+        Assert.Equal("plan", Assert.Throws<ArgumentNullException>(() => ExpertPlacement.Balancedness(PublishedLoads, null!)).ParamName);
+        Assert.Equal("layer", Assert.Throws<ArgumentOutOfRangeException>(() => plan.PhysicalToLogical(2)).ParamName);
+        Assert.Equal("layer", Assert.Throws<ArgumentOutOfRangeException>(() => plan.ReplicaRanks(-1)).ParamName);
+        Assert.Equal("layer", Assert.Throws<ArgumentOutOfRangeException>(() => plan.ReplicaCounts(2)).ParamName);
+        Assert.Equal("layer", Assert.Throws<ArgumentOutOfRangeException>(() => plan.LogicalToPhysical(2, 0)).ParamName);
+        Assert.Equal("expert", Assert.Throws<ArgumentOutOfRangeException>(() => plan.LogicalToPhysical(0, 12)).ParamName);
     }
 
     [Fact]

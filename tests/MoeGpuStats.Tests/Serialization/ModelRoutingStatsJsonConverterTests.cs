@@ -35,7 +35,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData("\"window_steps\":3", "\"window_steps\":0", "window_steps is 0 with steps = 7")]
     [InlineData("\"steps\":7", "\"steps\":8", "layers[0]")]
     [InlineData("\"experts\":8", "\"experts\":9", "window_load[0]")]
-    [InlineData("\"steps\":7", "\"steps\":\"7\"", "'steps' must be a whole number")]
+    [InlineData("\"steps\":7", "\"steps\":\"7\"", "The field 'steps' is \"7\"; a count is a whole number")]
     [InlineData("\"experts\":8", "\"experts\":\"8\"", "'experts' must be a whole number")]
     [InlineData("\"utilization_decay\":0.5", "\"utilization_decay\":\"x\"", "'utilization_decay' must be a finite number")]
     [InlineData("\"window_steps\":3", "\"window_steps\":\"3\"", "'window_steps' must be a whole number")]
@@ -71,6 +71,123 @@ public sealed class ModelRoutingStatsJsonConverterTests
 
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
         Assert.Equal($"layers[2]'s expert_token_counts sum to {routed} slots but its routed_slots is {routed + 1}; in a model every routed slot is one expert's.", error.Message);
+    }
+
+    /// <summary>
+    /// Counts past 2^63 − 1 in the model's own fields, read through the same reader as a layer's. The
+    /// message used to be another check's, or none: 2^64 − 1 steps was read.
+    /// </summary>
+    [Theory]
+    [InlineData("steps", "The field 'steps' is 18446744073709551615; a count is at most 9223372036854775807.")]
+    [InlineData("window_load", "The field 'window_load[0][0]' is 18446744073709551615; a count is at most 9223372036854775807.")]
+    public void AModelCountAboveTwoToTheSixtyThreeIsRefused(string field, string message)
+    {
+        using var model = Recorded(Options);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        if (field == "steps")
+        {
+            node["steps"] = ulong.MaxValue;
+        }
+        else
+        {
+            node["window_load"]![0]![0] = ulong.MaxValue;
+        }
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal(message, error.Message);
+    }
+
+    /// <summary>
+    /// Three counts of 2^63 − 1 summed in 64 bits wrap to 2^63 − 3: a layer claiming that many routed
+    /// slots passed the check that its counts sum to them. The sum is exact now.
+    /// </summary>
+    [Fact]
+    public void CountsWhoseSumWouldWrapAreRefused()
+    {
+        using var model = Recorded(Options);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        var layer = node["layers"]![0]!;
+        for (var e = 0; e < Options.Experts; e++)
+        {
+            layer["expert_token_counts"]![e] = e < 3 ? long.MaxValue : 0;
+        }
+
+        layer["routed_slots"] = long.MaxValue - 2;
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal(
+            $"layers[0]'s expert_token_counts sum to {3 * (UInt128)long.MaxValue} slots but its routed_slots is {long.MaxValue - 2}; in a model every routed slot is one expert's.",
+            error.Message);
+    }
+
+    /// <summary>A layer's settings other than the model's, which the reader used to replace with the model's without a word.</summary>
+    [Theory]
+    [InlineData("capacity_stats/slots_per_expert", "5", "layers[1]'s capacity_stats.slots_per_expert is 5 but the model's expert_capacity is 4; every layer has the model's.")]
+    [InlineData("capacity_stats/slots_per_expert", null, "layers[1]'s capacity_stats.slots_per_expert is none but the model's expert_capacity is 4; every layer has the model's.")]
+    [InlineData("utilization_decay", "0.25", "layers[1]'s utilization_decay is 0.25 but the model's utilization_decay is 0.5; every layer has the model's.")]
+    public void ALayerWhoseSettingsAreNotTheModelsIsRefused(string path, string? value, string message)
+    {
+        using var model = Recorded(Options with { ExpertCapacity = 4 });
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        var (parent, name) = path.Split('/') is [var outer, var inner] ? (node["layers"]![1]![outer]!.AsObject(), inner) : (node["layers"]![1]!.AsObject(), path);
+        if (value is null)
+        {
+            parent.Remove(name);
+        }
+        else
+        {
+            parent[name] = JsonNode.Parse(value);
+        }
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal(message, error.Message);
+    }
+
+    /// <summary>The engines a model records on, whose every written state must read back.</summary>
+    public static TheoryData<string> Engines => ["managed", "cpu"];
+
+    /// <summary>
+    /// Every model state the library writes reads back and writes again the same, so that no check of a
+    /// layer refuses the library's own files: a capacity, decay, losses, padding, invalid ids, a merge, a reset.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void EveryModelTheLibraryWritesReadsBackTheSame(string engine)
+    {
+        var options = Options with { ExpertCapacity = 4 };
+        using var fresh = Create(engine, options);
+        AssertReadsBackTheSame(fresh);
+        using var recorded = Recorded(options, engine, seed: 25);
+        AssertReadsBackTheSame(recorded);
+        using var other = Recorded(options, engine, seed: 26);
+        using (var merged = ModelRoutingStats.Merge([recorded, other]))
+        {
+            AssertReadsBackTheSame(merged);
+        }
+
+        recorded.Reset();
+        AssertReadsBackTheSame(recorded);
+    }
+
+    private static ModelRoutingStats Create(string engine, ModelRoutingStatsOptions options) =>
+        engine == "managed" ? new ModelRoutingStats(options) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), options);
+
+    /// <summary>Seven random steps with losses, padding and invalid ids.</summary>
+    private static ModelRoutingStats Recorded(ModelRoutingStatsOptions options, string engine = "managed", int seed = 22)
+    {
+        var model = Create(engine, options);
+        foreach (var step in ModelSteps.Random(options.Layers, options.Experts, 2, 7, seed))
+        {
+            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+        }
+
+        return model;
+    }
+
+    private static void AssertReadsBackTheSame(ModelRoutingStats model)
+    {
+        var json = JsonSerializer.Serialize(model);
+        using var read = JsonSerializer.Deserialize<ModelRoutingStats>(json)!;
+        Assert.Equal(json, JsonSerializer.Serialize(read));
     }
 
     [Theory]

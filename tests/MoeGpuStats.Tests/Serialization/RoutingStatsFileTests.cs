@@ -33,6 +33,22 @@ public sealed class RoutingStatsFileTests
         }
     }
 
+    /// <summary>A folder used to give "Access to the path is denied", which is not a documented exception and sent users to its permissions.</summary>
+    [Fact]
+    public void AFolderIsRefusedAsNotASnapshotFile()
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        try
+        {
+            var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(folder.FullName));
+            Assert.Equal($"{folder.FullName}: a folder, not a routing statistics snapshot file; give the file that Save wrote.", error.Message);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
     [Fact]
     public void ATruncatedSnapshotGivesAnErrorNamingTheFile()
     {

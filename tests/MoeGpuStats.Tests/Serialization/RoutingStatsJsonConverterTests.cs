@@ -124,6 +124,186 @@ public sealed class RoutingStatsJsonConverterTests
          "capacity_stats":{"average_utilization":0,"peak_utilization":0,"capacity_exceeded_count":0,"total_capacity":200,"total_used":4}}
         """;
 
+    /// <summary>
+    /// Counts past 2^63 − 1, which no run reaches by recording: 2^64 − 1 used to be read, and the next
+    /// record wrapped it to 0. Every count goes through one reader, so each field is refused alike.
+    /// </summary>
+    [Theory]
+    [InlineData("total_routings", "total_routings")]
+    [InlineData("total_tokens", "total_tokens")]
+    [InlineData("routed_slots", "routed_slots")]
+    [InlineData("invalid_expert_ids", "invalid_expert_ids")]
+    [InlineData("expert_token_counts/1", "expert_token_counts[1]")]
+    [InlineData("capacity_stats/total_used", "total_used")]
+    [InlineData("routing_latency_stats/total_measurements", "total_measurements")]
+    public void ACountAboveTwoToTheSixtyThreeIsRefused(string path, string shownAs)
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        Set(node, path, "18446744073709551615");
+        var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
+        Assert.Equal($"The field '{shownAs}' is 18446744073709551615; a count is at most 9223372036854775807.", error.Message);
+    }
+
+    /// <summary>A state at the largest count is read, and a record goes past it without wrapping.</summary>
+    [Fact]
+    public void AStateAtTheLargestCountRecordsOnWithoutWrapping()
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        node["total_routings"] = long.MaxValue;
+        node["expert_token_counts"]![0] = long.MaxValue;
+        using var stats = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [2, 0], TotalTokens = 2 });
+        Assert.Equal((ulong)long.MaxValue + 1, stats.TotalRoutings);
+        Assert.Equal((ulong)long.MaxValue + 2, stats.ExpertTokenCounts[0]);
+    }
+
+    /// <summary>The engines the library records on, whose every written state must read back.</summary>
+    public static TheoryData<string> Engines => ["managed", "cpu"];
+
+    /// <summary>
+    /// Every state the library writes reads back and writes again the same, so that no check refuses the
+    /// library's own files: padding, invalid ids, a capacity, decay, losses, latencies, decisions, a batch
+    /// of padding alone, a reset, a snapshot and a merge.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void EveryStateTheLibraryWritesReadsBackTheSame(string engine)
+    {
+        var options = new RoutingStatsOptions { Experts = 4, ExpertCapacity = 3, UtilizationDecay = 0.5f };
+        using var fresh = Create(engine, options);
+        AssertReadsBackTheSame(fresh);
+
+        using var recorded = Recorded(engine, options, seed: 31);
+        AssertReadsBackTheSame(recorded);
+        using (var snapshot = recorded.Snapshot())
+        {
+            AssertReadsBackTheSame(snapshot);
+        }
+
+        using var other = Recorded(engine, options, seed: 32);
+        using (var merged = RoutingStats.Merge([recorded, other]))
+        {
+            AssertReadsBackTheSame(merged);
+        }
+
+        recorded.Reset();
+        AssertReadsBackTheSame(recorded);
+        recorded.RecordRouting([-1, -1, -1, -1], tokens: 2, topK: 2);   // padding alone: batches, nothing routed
+        AssertReadsBackTheSame(recorded);
+
+        using var decisions = Create(engine, new RoutingStatsOptions());
+        Feed(decisions, new Random(33), 300);
+        decisions.RecordRouting(new RoutingDecision { ExpertCapacities = [0, 0, 0, 0, 0, 0, 0, 0], TotalTokens = 0 });
+        AssertReadsBackTheSame(decisions);
+    }
+
+    /// <summary>
+    /// Fields that disagree with the rest of a state the library wrote, or have a length it never writes,
+    /// are refused with one line naming the field; each was read before, a short decayed utilization as zeros.
+    /// </summary>
+    [Theory]
+    [InlineData("decayed_expert_utilization", "[0.5, 0.5]", "decayed_expert_utilization has 2 entries but expert_utilization has 4; it holds one per expert.")]
+    [InlineData("decayed_expert_utilization", null, "utilization_decay is 0.5 but decayed_expert_utilization is missing")]
+    [InlineData("utilization_decay", null, "decayed_expert_utilization is given without utilization_decay")]
+    [InlineData("expert_utilization/1", "null", "expert_utilization[1] is null; utilization cannot be negative or null.")]
+    [InlineData("decayed_expert_utilization/0", "-0.25", "decayed_expert_utilization[0] is -0.25; utilization cannot be negative or null.")]
+    [InlineData("expert_utilization_sums/2", "-1", "expert_utilization_sums[2] is -1; a sum of shares cannot be negative or null.")]
+    [InlineData("expert_utilization_sums/2", "null", "expert_utilization_sums[2] is null")]
+    [InlineData("load_variance_history/0", "-1", "load_variance_history[0] is -1; a load variance cannot be negative or null.")]
+    [InlineData("load_variance_history/0", "null", "load_variance_history[0] is null")]
+    [InlineData("routing_efficiency", "3.25", "routing_efficiency is 3.25 but routed_slots ")]
+    [InlineData("capacity_stats/capacity_exceeded_count", "1000", "capacity_exceeded_count is 1000 for total_routings 40; a batch exceeds the capacity at most once.")]
+    [InlineData("load_balance_loss_sum", "1e6", "average_load_balance_loss is ")]
+    [InlineData("router_z_loss_sum", "null", "but router_z_loss_sum is null over total_routings 40")]
+    [InlineData("average_router_z_loss", "null", "average_router_z_loss is null but router_z_loss_sum is ")]
+    [InlineData("routing_latency_stats/recent_latencies/0", "1e9", "recent_latencies[0] is 1000000000 but min_latency_ms is 1 and max_latency_ms 5")]
+    [InlineData("routing_latency_stats/total_latency_ms", "null", "total_latency_ms null, max_latency_ms 5")]
+    [InlineData("routing_latency_stats/total_latency_ms", "0.5", "total_latency_ms 0.5 is below max_latency_ms 5")]
+    public void AFieldThatDisagreesWithTheStateIsRefusedNamingIt(string path, string? value, string message)
+    {
+        using var stats = Recorded("managed", new RoutingStatsOptions { Experts = 4, ExpertCapacity = 3, UtilizationDecay = 0.5f }, seed: 34);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        Set(node, path, value);
+        var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
+        Assert.Contains(message, error.Message);
+        Assert.DoesNotContain('\n', error.Message);
+    }
+
+    /// <summary>No measurement, yet a latency: the seed's LatencyStats starts at 0, null and 0.</summary>
+    [Theory]
+    [InlineData("total_latency_ms", "2", "total_measurements is 0 but total_latency_ms is 2")]
+    [InlineData("max_latency_ms", "2", "total_measurements is 0 but total_latency_ms is 0, min_latency_ms null, max_latency_ms 2")]
+    [InlineData("min_latency_ms", "0", "total_measurements is 0 but total_latency_ms is 0, min_latency_ms 0")]
+    public void ALatencyWithoutAMeasurementIsRefused(string field, string value, string message)
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        var latency = node["routing_latency_stats"]!.AsObject();
+        latency["total_measurements"] = 0;
+        latency["recent_latencies"] = new JsonArray();
+        latency["total_latency_ms"] = 0;
+        latency["min_latency_ms"] = null;
+        latency["max_latency_ms"] = 0;
+        latency[field] = JsonNode.Parse(value);
+        Assert.Contains(message, Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())).Message);
+    }
+
+    private static RoutingStats Create(string engine, RoutingStatsOptions options) =>
+        engine == "managed" ? new RoutingStats(options) : RoutingStats.OnDevice(TestAccelerators.Require(engine), options);
+
+    /// <summary>
+    /// 40 batches of top-k ids with padding, invalid ids and losses over a capacity of 3, a decision
+    /// among them, and latencies of 1, 5 and 3 ms.
+    /// </summary>
+    private static RoutingStats Recorded(string engine, RoutingStatsOptions options, int seed)
+    {
+        var stats = Create(engine, options);
+        var steps = ModelSteps.Random(1, 4, 2, 39, seed);
+        foreach (var step in steps)
+        {
+            stats.RecordRouting(step.LayerIds(0), step.Valid, step.TopK, step.LoadBalanceLosses[0], step.RouterZLosses.FirstOrDefault());
+        }
+
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [3, 1, 0, 2], TotalTokens = 6, TokensDropped = 1, LoadBalanceLoss = 0.25f, RouterZLoss = 0.5f });
+        foreach (var ms in new[] { 1, 5, 3 })
+        {
+            stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(ms));
+        }
+
+        return stats;
+    }
+
+    private static void AssertReadsBackTheSame(RoutingStats stats)
+    {
+        var json = JsonSerializer.Serialize(stats);
+        using var read = JsonSerializer.Deserialize<RoutingStats>(json)!;
+        Assert.Equal(json, JsonSerializer.Serialize(read));
+    }
+
+    /// <summary>Sets the field at <paramref name="path"/> (names and array indices, '/'-separated) to <paramref name="json"/>, or removes it where that is null.</summary>
+    private static void Set(JsonObject root, string path, string? json)
+    {
+        var parts = path.Split('/');
+        JsonNode parent = root;
+        foreach (var part in parts[..^1])
+        {
+            parent = int.TryParse(part, out var i) ? parent[i]! : parent[part]!;
+        }
+
+        var value = json is null ? null : JsonNode.Parse(json);
+        if (int.TryParse(parts[^1], out var index))
+        {
+            parent[index] = value;
+        }
+        else if (json is null)
+        {
+            parent.AsObject().Remove(parts[^1]);
+        }
+        else
+        {
+            parent[parts[^1]] = value;
+        }
+    }
+
     [Fact]
     public void ASnapshotWithMoreDroppedThanRoutedIsMalformed()
     {
