@@ -269,10 +269,7 @@ internal static class RoutingStatsJson
             throw new JsonException($"capacity_exceeded_count is {state.CapacityExceededCount} for total_routings {state.TotalRoutings}; a batch exceeds the capacity at most once.");
         }
 
-        if (options.Experts is { } configured && state.ExpertUtilization.Length > 0 && state.ExpertUtilization.Length != configured)
-        {
-            throw new JsonException($"experts is {configured} but expert_utilization has {state.ExpertUtilization.Length} entries.");
-        }
+        // experts fixes the count of a record of ids only: a decision of another count since leaves arrays of its length.
     }
 
     /// <summary>The exact sum of counts, which up to 2^31 counts of at most 2^63 − 1 cannot wrap.</summary>
