@@ -43,7 +43,7 @@ public static class RoutingStatsFile
     /// <summary>Reads a snapshot written by <see cref="Save"/> or by the seed's serde.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
-    /// <exception cref="FileNotFoundException">There is no such file.</exception>
+    /// <exception cref="FileNotFoundException">There is no such file, or no such folder on its path.</exception>
     /// <exception cref="InvalidDataException">
     /// The path is a folder, or the file is truncated, not JSON, or not routing statistics; the message names the path.
     /// </exception>
@@ -56,7 +56,17 @@ public static class RoutingStatsFile
             throw new InvalidDataException($"{path}: a folder, not a routing statistics snapshot file; give the file that Save wrote.");
         }
 
-        using var stream = File.OpenRead(path);
+        FileStream stream;
+        try
+        {
+            stream = File.OpenRead(path);
+        }
+        catch (DirectoryNotFoundException exception)
+        {
+            throw new FileNotFoundException($"{path}: no such file (its folder does not exist).", path, exception);
+        }
+
+        using var opened = stream;
         try
         {
             using var document = JsonDocument.Parse(stream);

@@ -34,6 +34,16 @@ public sealed class RoutingStatsFileTests
     }
 
     /// <summary>A folder used to give "Access to the path is denied", which is not a documented exception and sent users to its permissions.</summary>
+    /// <summary>A path through a folder that does not exist is a missing file, as documented (it threw DirectoryNotFoundException).</summary>
+    [Fact]
+    public void APathThroughAMissingFolderIsAMissingFile()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-missing-{Guid.NewGuid():N}", "run.json");
+        var error = Assert.Throws<FileNotFoundException>(() => RoutingStatsFile.Load(path));
+        Assert.Equal(path, error.FileName);
+        Assert.Equal($"{path}: no such file (its folder does not exist).", error.Message);
+    }
+
     [Fact]
     public void AFolderIsRefusedAsNotASnapshotFile()
     {
