@@ -158,12 +158,12 @@ public sealed partial class RoutingStats : IDisposable
     /// Routing latency statistics, kept on the host whatever the engine. Thread-safe on either engine:
     /// latencies may be recorded and read from any threads at once, and none is lost.
     /// </summary>
-    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public LatencyStats RoutingLatencyStats
     {
         get
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            Engine.ThrowIfDisposed();
             return _latency;
         }
     }
@@ -237,9 +237,11 @@ public sealed partial class RoutingStats : IDisposable
     /// concurrently with records, reads and <see cref="Snapshot"/> on a device engine.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="latency"/> is negative.</exception>
-    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    /// <exception cref="InvalidOperationException">These are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which takes no latencies: the model keeps none.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRoutingLatency(TimeSpan latency)
     {
+        Engine.ThrowIfReadOnly();
         RoutingLatencyStats.RecordLatency(latency);
         LatencyRecorded?.Invoke(LatencyStats.ToMilliseconds(latency));
     }

@@ -206,6 +206,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
+    /// <summary>Throws if the model was disposed: its layers' handles check through here.</summary>
+    internal void ThrowIfDisposed() => ThrowIfDisposed(_disposed);
+
     /// <summary>Layer <paramref name="layer"/>'s utilization query.</summary>
     internal UtilizationQueryResult QueryLayer(int layer, int window) =>
         ReadLayer(layer, (stream, views) => DeviceStateReader.Query(stream, views, window, _query, _queryResult));

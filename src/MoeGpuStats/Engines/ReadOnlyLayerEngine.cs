@@ -51,6 +51,16 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, A
 
     public override ManagedRoutingEngine Snapshot() => Layer.Snapshot();
 
-    private InvalidOperationException ReadOnly() =>
-        new($"Layer {index} of a model is read-only: record it with ModelRoutingStats.RecordStep and reset it with ModelRoutingStats.Reset.");
+    public override void ThrowIfDisposed() => throwIfModelDisposed();
+
+    public override void ThrowIfReadOnly() => throw ReadOnly();
+
+    /// <summary>The refusal of a record, reset or latency on layer <paramref name="layer"/>; a disposed model is named first.</summary>
+    internal static InvalidOperationException ReadOnly(int layer, Action throwIfModelDisposed)
+    {
+        throwIfModelDisposed();
+        return new($"Layer {layer} of a model is read-only: record it with ModelRoutingStats.RecordStep and reset it with ModelRoutingStats.Reset; a model keeps no latencies.");
+    }
+
+    private InvalidOperationException ReadOnly() => ReadOnly(index, throwIfModelDisposed);
 }

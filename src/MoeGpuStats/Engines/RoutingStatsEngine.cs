@@ -81,6 +81,16 @@ internal abstract class RoutingStatsEngine : IDisposable
     /// <summary>A managed copy of the whole state.</summary>
     public abstract ManagedRoutingEngine Snapshot();
 
+    /// <summary>Throws where the state is gone though the facade is not: a model's layer whose model was disposed.</summary>
+    public virtual void ThrowIfDisposed()
+    {
+    }
+
+    /// <summary>Throws where the facade may not record (latencies included): a model's layer, which records through its model.</summary>
+    public virtual void ThrowIfReadOnly()
+    {
+    }
+
     public virtual void Dispose()
     {
     }

@@ -302,6 +302,23 @@ public sealed class ModelRoutingStatsTests
         // A layer's handle outlives the model's own check: it names the model, on every engine.
         Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.ExpertTokenCounts).ObjectName);
         Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.TotalRoutings).ObjectName);
+        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.RoutingLatencyStats).ObjectName);
+        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.RecordRoutingLatency(TimeSpan.FromMilliseconds(1))).ObjectName);
+        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.Reset()).ObjectName);
+    }
+
+    /// <summary>A layer takes no latency (the model keeps none): recording one is refused, not kept by the handle and lost with it.</summary>
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void ALayerRefusesALatency(string engine)
+    {
+        using var model = Create(engine, BadInputOptions);
+        using var layer = model.Layer(2);
+
+        var error = Assert.Throws<InvalidOperationException>(() => layer.RecordRoutingLatency(TimeSpan.FromMilliseconds(1)));
+
+        Assert.StartsWith("Layer 2 of a model is read-only", error.Message);
+        Assert.Equal(0UL, layer.RoutingLatencyStats.TotalMeasurements);
     }
 
     /// <summary>Losses in device arrays are not read by the host first: a NaN or infinite one counts as 0 on every engine, and the averages stay finite.</summary>
