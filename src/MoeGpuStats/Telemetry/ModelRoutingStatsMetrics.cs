@@ -47,10 +47,10 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <summary>The top-K depth when none is given: as many hottest and coldest experts per layer.</summary>
     public const int DefaultTopExperts = 5;
 
-    private const int ModelSeries = 6;
-    private const int LayerSeries = 10;
-    private const int RankedSeries = 4;
-    private const int ExpertSeries = 2;
+    private const int ModelWideSeries = 6;
+    private const int SeriesPerLayer = 10;
+    private const int SeriesPerRank = 4;
+    private const int SeriesPerExpert = 2;
 
     private readonly ModelRoutingStats _stats;
     private readonly int _topExperts;
@@ -123,10 +123,10 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <param name="topExperts">K, as the constructor takes it (at most <paramref name="experts"/>).</param>
     /// <param name="expertSeries">Whether per-expert series are published.</param>
     public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries) =>
-        ModelSeries
-        + ((long)LayerSeries * layers)
-        + ((long)RankedSeries * layers * topExperts)
-        + (expertSeries ? (long)ExpertSeries * layers * experts : 0);
+        ModelWideSeries
+        + ((long)SeriesPerLayer * layers)
+        + ((long)SeriesPerRank * layers * topExperts)
+        + (expertSeries ? (long)SeriesPerExpert * layers * experts : 0);
 
     /// <summary>The meter that holds the instruments (exporters may select it by reference).</summary>
     public Meter Meter { get; }
