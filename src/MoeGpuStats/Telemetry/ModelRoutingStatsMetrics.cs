@@ -122,11 +122,17 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <param name="experts">Experts per layer.</param>
     /// <param name="topExperts">K, as the constructor takes it (at most <paramref name="experts"/>).</param>
     /// <param name="expertSeries">Whether per-expert series are published.</param>
-    public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries) =>
-        ModelWideSeries
-        + ((long)SeriesPerLayer * layers)
-        + ((long)SeriesPerRank * layers * topExperts)
-        + (expertSeries ? (long)SeriesPerExpert * layers * experts : 0);
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="layers"/>, <paramref name="experts"/> or <paramref name="topExperts"/> is negative.</exception>
+    public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(layers);
+        ArgumentOutOfRangeException.ThrowIfNegative(experts);
+        ArgumentOutOfRangeException.ThrowIfNegative(topExperts);
+        return ModelWideSeries
+            + ((long)SeriesPerLayer * layers)
+            + ((long)SeriesPerRank * layers * topExperts)
+            + (expertSeries ? (long)SeriesPerExpert * layers * experts : 0);
+    }
 
     /// <summary>The meter that holds the instruments (exporters may select it by reference).</summary>
     public Meter Meter { get; }

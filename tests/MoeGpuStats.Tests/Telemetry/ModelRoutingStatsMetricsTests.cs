@@ -187,6 +187,13 @@ public sealed class ModelRoutingStatsMetricsTests
         Assert.StartsWith($"topExperts is {topExperts}; give 0 to {Experts}", error.Message);
     }
 
+    [Theory]
+    [InlineData(-1, 4, 2, "layers")]
+    [InlineData(3, -4, 2, "experts")]
+    [InlineData(3, 4, -2, "topExperts")]
+    public void ASeriesCountOfANegativeSizeIsRefusedNamingIt(int layers, int experts, int topExperts, string parameter) =>
+        Assert.Equal(parameter, Assert.Throws<ArgumentOutOfRangeException>(() => ModelRoutingStatsMetrics.SeriesCount(layers, experts, topExperts, expertSeries: true)).ParamName);
+
     [Fact]
     public void TheDefaultTopKIsAtMostTheExperts()
     {
