@@ -41,15 +41,16 @@ internal static class ModelLoadPlot
             steps = layer.TotalRoutings;
             var counts = layer.ExpertTokenCounts;
             var total = counts.Aggregate(0.0, (sum, count) => sum + count);
-            for (var e = 0; e < counts.Count; e++)
+            for (var e = 0; e < experts; e++)
             {
-                shares[l, e] = total == 0 ? 0 : 100.0 * counts[e] / total;
+                // A layer without load has no shares: drawn apart (grey), not as experts of 0 %.
+                shares[l, e] = total == 0 ? double.NaN : 100.0 * counts[e] / total;
             }
         }
 
         var load = new Plot();
         var (loadRows, loadColumns) = Heatmap(load, shares, new ScottPlot.Colormaps.Inferno(), "% of the layer's slots", largest: true);
-        load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({Counted.Of(layers, "layer")} × {Counted.Of(experts, "expert")}, {Counted.Of(steps, "step")}; an even split is {100.0 / experts:0.###} %)");
+        load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({Counted.Of(layers, "layer")} × {Counted.Of(experts, "expert")}, {Counted.Of(steps, "step")}; an even split is {100.0 / experts:0.###} %{NoLoad(shares)})");
         Label(load, "expert" + Block(loadColumns, "largest"), "layer" + Block(loadRows, "largest"));
 
         if (timeline is null)
@@ -69,10 +70,9 @@ internal static class ModelLoadPlot
         }
 
         var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), "balancedness (1 = even)", largest: false);
-        var noLoad = values.Cast<double>().Any(double.IsNaN) ? "; grey: no load" : "";
         balance.Title(timeline.StepsPerColumn == 1
-            ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps{noLoad})"
-            : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns{noLoad})");
+            ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps{NoLoad(values)})"
+            : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns{NoLoad(values)})");
         Label(balance, (timeline.StepsPerColumn == 1 ? "step" : $"steps ÷ {timeline.StepsPerColumn:N0}") + Block(balanceColumns, "smallest"), "layer" + Block(balanceRows, "smallest"));
 
         return PlotImage.Stack(load, balance, Width, Height, 0.6);
@@ -92,39 +92,65 @@ internal static class ModelLoadPlot
         var (rows, columns) = (values.GetLength(0), values.GetLength(1));
         var (rowBlock, columnBlock) = ((rows + MaxRows - 1) / MaxRows, (columns + MaxColumns - 1) / MaxColumns);
         var cells = Reduce(values, rowBlock, columnBlock, largest);
-        var map = plot.Add.Heatmap(cells);
-        map.Colormap = colormap;
-        map.NaNCellColor = Colors.Gray;
-        var drawn = values.Cast<double>().Where(v => !double.IsNaN(v)).DefaultIfEmpty(1).ToArray();
-        var (low, high) = (drawn.Min(), drawn.Max());
-        if (low == high)
-        {
-            // Every cell alike (a perfectly even model): a colour bar of zero span has no ticks, so give it one around the value.
-            map.ManualRange = new ScottPlot.Range(Math.Min(0, low), Math.Max(high, 1));
-        }
-
-        // Each cell centred on the middle of its block, in the values' own coordinates.
         var (cellRows, cellColumns) = (cells.GetLength(0), cells.GetLength(1));
-        map.Position = new CoordinateRect(
-            (columnBlock - 1) / 2.0,
-            ((cellColumns - 1) * columnBlock) + ((columnBlock - 1) / 2.0),
-            (rowBlock - 1) / 2.0,
-            ((cellRows - 1) * rowBlock) + ((rowBlock - 1) / 2.0));
-        var bar = plot.Add.ColorBar(map);
-        bar.Label = label;
 
-        // The layout sizes the bar from ticks generated for another height: labels of one width at any
-        // tick spacing keep the bar's title clear of them.
-        var span = Math.Max(high, 1) - Math.Min(0, low);
-        var format = span <= 2 ? "0.00" : span <= 20 ? "0.0" : "0";
-        bar.Axis.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic
+        // Each cell a block wide and high, the first centred on 0, in the values' own coordinates.
+        var area = new CoordinateRect(-0.5, (cellColumns * columnBlock) - 0.5, -0.5, (cellRows * rowBlock) - 0.5);
+        var drawn = values.Cast<double>().Where(v => !double.IsNaN(v)).ToArray();
+        if (drawn.Length == 0)
         {
-            LabelFormatter = value => value.ToString(format, System.Globalization.CultureInfo.InvariantCulture),
-        };
+            // No cell has load: one grey area, as a NaN cell is drawn (the heat map cannot measure NaN alone).
+            var none = plot.Add.Rectangle(area);
+            none.FillColor = Colors.Gray;
+            none.LineWidth = 0;
+        }
+        else
+        {
+            // The colours span the values drawn, NaN cells (no load) apart; one value alone (a perfectly
+            // even model) gets a span around it, as a bar of zero span has no ticks. The range is set
+            // first: every later setter measures it.
+            var map = plot.Add.Heatmap(AtLeastTwoByTwo(cells));
+            var range = drawn.Min() == drawn.Max()
+                ? new ScottPlot.Range(Math.Min(0, drawn.Min()), Math.Max(drawn.Max(), 1))
+                : new ScottPlot.Range(drawn.Min(), drawn.Max());
+            map.ManualRange = range;
+            map.NaNCellColor = Colors.Gray;
+            map.Colormap = colormap;
+            map.Rectangle = area;
+            var bar = plot.Add.ColorBar(map);
+            bar.Label = label;
+            bar.Axis.TickGenerator = ColorBarTicks(range);
+        }
 
         // A last block of fewer values keeps its whole cell (the axes run a little past the last value), or a hot expert there would be a sliver.
         plot.Axes.SetLimits(-0.5, (cellColumns * columnBlock) - 0.5, (cellRows * rowBlock) - 0.5, -0.5);
         return (rowBlock, columnBlock);
+    }
+
+    /// <summary>
+    /// <paramref name="cells"/>, each row or column doubled where there is only one: ScottPlot's heat
+    /// map gives a lone row or column no height or width and draws nothing (5.1.59), while two equal
+    /// halves fill the same rectangle with the same colour.
+    /// </summary>
+    private static double[,] AtLeastTwoByTwo(double[,] cells)
+    {
+        var (rows, columns) = (cells.GetLength(0), cells.GetLength(1));
+        if (rows > 1 && columns > 1)
+        {
+            return cells;
+        }
+
+        var (rowCopies, columnCopies) = (rows == 1 ? 2 : 1, columns == 1 ? 2 : 1);
+        var doubled = new double[rows * rowCopies, columns * columnCopies];
+        for (var r = 0; r < doubled.GetLength(0); r++)
+        {
+            for (var c = 0; c < doubled.GetLength(1); c++)
+            {
+                doubled[r, c] = cells[r / rowCopies, c / columnCopies];
+            }
+        }
+
+        return doubled;
     }
 
     /// <summary>Blocks of <paramref name="rowBlock"/> × <paramref name="columnBlock"/> values, each by its largest (or smallest) value, NaN only when all of its values are; the last blocks may be partial.</summary>
@@ -160,6 +186,38 @@ internal static class ModelLoadPlot
 
         return cells;
     }
+
+    /// <summary>
+    /// About five ticks at a round step across <paramref name="range"/>, each with as many decimals as
+    /// the step needs: the same ticks whatever the bar's height, so that the layout, which sizes the
+    /// bar from ticks made for another height, leaves room for them and the bar's title clears them.
+    /// </summary>
+    internal static ScottPlot.TickGenerators.NumericManual ColorBarTicks(ScottPlot.Range range)
+    {
+        var rough = (range.Max - range.Min) / 5;
+        var magnitude = Math.Pow(10, Math.Floor(Math.Log10(rough)));
+        var step = (rough / magnitude) switch
+        {
+            <= 1 => 1,
+            <= 2 => 2,
+            <= 5 => 5,
+            _ => 10,
+        } * magnitude;
+        var decimals = Math.Max(0, -(int)Math.Floor(Math.Log10(step) + 1e-9));
+        var ticks = new ScottPlot.TickGenerators.NumericManual();
+        for (var tick = Math.Ceiling((range.Min / step) - 1e-9); tick * step <= range.Max + (step * 1e-9); tick++)
+        {
+            // Rounded to its label, so that the last tick is not a hair past the range and left out;
+            // + 0.0 turns −0 into 0, so that no tick reads "-0".
+            var value = Math.Round(tick * step, decimals) + 0.0;
+            ticks.AddMajor(value, value.ToString($"F{decimals}", System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        return ticks;
+    }
+
+    /// <summary>The title's note when a map has cells without load (NaN): "; grey: no load", else empty.</summary>
+    private static string NoLoad(double[,] values) => values.Cast<double>().Any(double.IsNaN) ? "; grey: no load" : "";
 
     /// <summary>An axis label's note on what a cell shows when it holds a block of values ("(a cell: the largest of 7)"); empty when each value has its cell.</summary>
     private static string Block(int values, string pick) => values == 1 ? "" : $" (a cell: the {pick} of {values:N0})";

@@ -27,10 +27,15 @@ internal sealed class OutputFiles(CliConsole console)
         return this;
     }
 
-    /// <summary>Writes every file; <see cref="ExitCodes.Ok"/>, or <see cref="ExitCodes.WriteFailed"/> after any failure.</summary>
+    /// <summary>
+    /// Writes every file; <see cref="ExitCodes.Ok"/>, or <see cref="ExitCodes.WriteFailed"/> after any
+    /// failure. An unexpected error in one file's writer (a defect, not the disk) is rethrown once the
+    /// other files are written, so a picture that cannot be drawn does not lose the snapshot.
+    /// </summary>
     public int WriteAll()
     {
         var code = ExitCodes.Ok;
+        System.Runtime.ExceptionServices.ExceptionDispatchInfo? unexpected = null;
         foreach (var (option, file, label, write) in _files)
         {
             OutputPath.RemoveStaleTemporaries(file.FullName);
@@ -44,8 +49,13 @@ internal sealed class OutputFiles(CliConsole console)
                 console.Error.WriteLine(ErrorText.OneLine($"{option} {file}: cannot write it ({OutputPath.InUserWords(exception.Message, file.FullName, file.ToString())})."));
                 code = ExitCodes.WriteFailed;
             }
+            catch (Exception exception) when (exception is not OutOfMemoryException)
+            {
+                unexpected ??= System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(exception);
+            }
         }
 
+        unexpected?.Throw();
         return code;
     }
 }

@@ -46,6 +46,21 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains("(-: a layer without load, whose balancedness is 1 by convention: nothing to balance)", output);
     }
 
+    /// <summary>A model replay of padding alone draws its picture (grey: no load) and saves its snapshot (the picture threw, and the snapshot was lost with it).</summary>
+    [Fact]
+    public void AReplayOfPaddingAloneDrawsAndSaves()
+    {
+        var npy = WriteInt32("padding.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", Enumerable.Repeat(-1, Steps * Layers * Tokens * TopK).ToArray());
+        var (plot, saved) = (Path.Combine(_folder.FullName, "padding.png"), Path.Combine(_folder.FullName, "padding.json"));
+
+        var (code, _, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--plot", plot, "--save", saved);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.True(new FileInfo(plot).Length > 0);
+        using var read = SnapshotFile.Load(saved);
+        Assert.Equal((ulong)Steps, read.Model!.Summary().Steps);
+    }
+
     /// <summary>Each layer of a 4-D replay reports what one layer's own replay and a one-layer model report.</summary>
     [Fact]
     public void EachLayerOfAFourDimensionalReplayEqualsThatLayerReplayedAlone()

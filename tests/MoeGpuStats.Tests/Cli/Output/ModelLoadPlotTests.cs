@@ -39,4 +39,41 @@ public sealed class ModelLoadPlotTests
         var values = new double[ModelLoadPlot.MaxRows, ModelLoadPlot.MaxColumns];
         Assert.Same(values, ModelLoadPlot.Reduce(values, 1, 1, largest: true));
     }
+
+    /// <summary>Colour-bar ticks at a round step with the decimals the step needs: distinct labels over a narrow span (they read 12.5 nine times), the same ticks at any height.</summary>
+    [Theory]
+    [InlineData(12.4, 12.6, "12.40 12.45 12.50 12.55 12.60")]
+    [InlineData(0.0, 1.0, "0.0 0.2 0.4 0.6 0.8 1.0")]
+    [InlineData(3.9, 27.0, "5 10 15 20 25")]
+    [InlineData(0.021, 0.052, "0.03 0.04 0.05")]
+    [InlineData(-0.001, 1.0, "0.0 0.5 1.0")]
+    public void ColorBarTicksAreRoundAndDistinct(double low, double high, string expected)
+    {
+        var ticks = ModelLoadPlot.ColorBarTicks(new ScottPlot.Range(low, high));
+        using var paint = ScottPlot.Paint.NewDisposablePaint();
+        ticks.Regenerate(new ScottPlot.CoordinateRange(low, high), ScottPlot.Edge.Right, new ScottPlot.PixelLength(400), paint, new ScottPlot.LabelStyle());
+        Assert.Equal(expected, string.Join(' ', ticks.Ticks.Select(tick => tick.Label)));
+    }
+
+    /// <summary>A model of one layer (or one expert) is a heat map of one row (or column): its cells are drawn (a zero-height rectangle drew none).</summary>
+    [Theory]
+    [InlineData(1, 16)]
+    [InlineData(6, 1)]
+    public void AMapOfOneRowOrColumnDrawsItsCells(int layers, int experts)
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = layers, Experts = experts, Window = 4 });
+        model.RecordStep([.. Enumerable.Range(0, layers * 40).Select(i => (i * i / 7) % experts)], tokens: 40, topK: 1);
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-map-{Guid.NewGuid():N}.png");
+        try
+        {
+            ModelLoadPlot.Save(model, timeline: null, path);
+            using var bitmap = SkiaSharp.SKBitmap.Decode(path);
+            var middle = Enumerable.Range(0, 100).Select(i => bitmap.GetPixel(bitmap.Width * (10 + (7 * i / 10)) / 100, bitmap.Height / 2)).ToArray();
+            Assert.True(middle.Count(pixel => pixel != SkiaSharp.SKColors.White) > 80, $"{middle.Count(pixel => pixel != SkiaSharp.SKColors.White)} of 100 pixels across the map's middle are not white: the cells were not drawn");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

@@ -31,4 +31,20 @@ public sealed class OutputFilesTests : IDisposable
         Assert.False(first.Exists);
         Assert.Equal("{}", File.ReadAllText(second.FullName));
     }
+
+    /// <summary>A writer that fails for another reason than the disk (a picture the plotting library cannot draw) is rethrown, after the later files are written.</summary>
+    [Fact]
+    public void AnUnexpectedErrorIsRethrownAfterTheLaterFilesAreWritten()
+    {
+        var plot = new FileInfo(Path.Combine(_folder.FullName, "plot.png"));
+        var saved = new FileInfo(Path.Combine(_folder.FullName, "snapshot.json"));
+        var files = new OutputFiles(new CliConsole(TextWriter.Null, TextWriter.Null, ErrorIsTerminal: false))
+            .Add("--plot", plot, "plot", _ => throw new ArgumentException("min must be a real number"))
+            .Add("--save", saved, "snapshot", full => File.WriteAllText(full, "{}"));
+
+        var error = Assert.Throws<ArgumentException>(() => files.WriteAll());
+
+        Assert.Equal("min must be a real number", error.Message);
+        Assert.Equal("{}", File.ReadAllText(saved.FullName));
+    }
 }
