@@ -174,6 +174,14 @@ public sealed class LatencyStats
         }
     }
 
+    /// <summary>One consistent state of this instance, which latencies recorded meanwhile on other threads do not change.</summary>
+    internal LatencyStats Copy()
+    {
+        var copy = new LatencyStats();
+        CopyTo(copy);
+        return copy;
+    }
+
     /// <summary>Copies one consistent state of this instance into <paramref name="target"/>.</summary>
     internal void CopyTo(LatencyStats target)
     {

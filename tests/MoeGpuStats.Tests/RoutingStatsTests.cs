@@ -269,7 +269,7 @@ public sealed class RoutingStatsTests
     /// and wrote a snapshot that did not read back.
     /// </summary>
     [Theory]
-    [InlineData("experts", "The snapshots have different expert counts (8, 4)")]
+    [InlineData("experts", "The snapshots have different expert counts (4, 8)")]
     [InlineData("capacity", "The snapshots have different capacities per expert (100, none)")]
     public void PartsOfDifferentOptionsDoNotMerge(string differs, string expected)
     {
@@ -281,6 +281,20 @@ public sealed class RoutingStatsTests
 
         Assert.Equal("parts", error.ParamName);
         Assert.StartsWith(expected, error.Message);
+    }
+
+    /// <summary>A part whose options fix 4 experts but which recorded a decision of 8 merges by the experts it counts, alone or beside its copy.</summary>
+    [Fact]
+    public void APartMergesByTheExpertsItCounts()
+    {
+        using var part = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        part.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1, 1, 1, 1, 1, 1, 1], TotalTokens = 8 });
+
+        using var alone = RoutingStats.Merge([part]);
+        using var twice = RoutingStats.Merge([part, part]);
+
+        Assert.Equal(8, alone.ExpertTokenCounts.Count);
+        Assert.Equal(Enumerable.Repeat(2UL, 8), twice.ExpertTokenCounts);
     }
 
     [Fact]

@@ -79,7 +79,7 @@ internal static class ReplayCommand
             "the experts per layer to rank");
         var expertSeries = new Option<bool>("--metrics-expert-series")
         {
-            Description = "With a layers axis and --metrics-port: publish one series per (layer, expert) as well, layers × experts of them (14,848 for DeepSeek-V3); off by default.",
+            Description = "With a layers axis and --metrics-port: publish two series per (layer, expert) as well, the slots since the start and in the window, 2 × layers × experts of them (29,696 for DeepSeek-V3); off by default.",
         };
         var recording = new SharedOptions.Recording();
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")

@@ -6,9 +6,10 @@ internal static class RoutingStatsMerge
     public static RoutingStats Merge(IReadOnlyList<RoutingStats> parts)
     {
         var states = parts.Select(p => p.ExportState()).ToArray();
-        // The experts a part counts and the experts its options fix (an empty part has counted none) must all agree.
-        var experts = states.Select(s => s.ExpertUtilization.Length).Where(e => e > 0)
-            .Concat(parts.Select(p => p.Options.Experts).OfType<int>()).Distinct().ToArray();
+        // Each part's experts: those it counts, or, for a part that has counted none, those its options fix
+        // (a part's options fix the experts of its records of ids only: a decision of another count may follow).
+        var experts = states.Zip(parts, (state, part) => state.ExpertUtilization.Length > 0 ? state.ExpertUtilization.Length : part.Options.Experts)
+            .OfType<int>().Distinct().ToArray();
         if (experts.Length > 1)
         {
             throw new ArgumentException($"The snapshots have different expert counts ({string.Join(", ", experts)}); only the same experts merge.", nameof(parts));
@@ -70,14 +71,15 @@ internal static class RoutingStatsMerge
             }
         }
 
+        // Nothing routed in any part: every part's efficiency is its starting 0, and so is the merge's.
         merged.RoutingEfficiency = merged.RoutedSlots > 0
             ? (float)(merged.RoutedSlots - merged.SlotsDropped) / merged.RoutedSlots * 100.0f
-            : states.Select(s => s.RoutingEfficiency).LastOrDefault(e => e > 0);
+            : 0f;
         merged.LoadVarianceHistory = [.. history.TakeLast(ManagedRoutingEngine.HistoryWindow)];
 
         var options = parts[0].Options with { UtilizationDecay = null };
         var result = RoutingStats.FromState(options, merged);
-        var latencies = parts.Select(p => p.RoutingLatencyStats).ToArray();
+        var latencies = parts.Select(p => p.RoutingLatencyStats.Copy()).ToArray();
         result.RoutingLatencyStats.Restore(
             latencies.Aggregate(0UL, (sum, l) => Add(sum, l.TotalMeasurements, "total_measurements")),
             latencies.Sum(l => l.TotalLatencyMs),

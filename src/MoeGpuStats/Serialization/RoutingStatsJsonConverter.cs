@@ -31,7 +31,8 @@ internal static class RoutingStatsJson
     public static void Write(Utf8JsonWriter writer, RoutingStats stats)
     {
         var state = stats.ExportState();
-        var latency = stats.RoutingLatencyStats;
+        // One copy: fields read one by one while another thread records would disagree (a recent latency above the largest).
+        var latency = stats.RoutingLatencyStats.Copy();
         var options = stats.Options;
         writer.WriteStartObject();
         writer.WriteNumber("total_routings", state.TotalRoutings);

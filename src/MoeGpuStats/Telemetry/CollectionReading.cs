@@ -5,10 +5,12 @@ namespace MoeGpuStats.Telemetry;
 /// <summary>
 /// The reading that a meter's observable instruments report, so that every instrument of one
 /// collection reports the same state. A collection runs its instruments' callbacks on one thread,
-/// so each thread keeps the reading it is reporting until an instrument it has already reported is
-/// observed again: that starts the thread's next collection, which takes the latest reading, or a
-/// new one when the latest is older than the refresh interval. A collection that outlasts the
-/// interval, or runs beside collections on other threads, does not switch readings halfway.
+/// back to back, so each thread keeps the reading it is reporting until its next collection starts:
+/// an instrument it has already reported is observed again, or its last callback was more than
+/// <see cref="CollectionGap"/> ago (another listener's collection, of other instruments). A new
+/// collection takes the latest reading, or a new one when the latest is older than the refresh
+/// interval. A collection that outlasts the interval, or runs beside collections on other threads,
+/// does not switch readings halfway.
 /// </summary>
 /// <remarks>
 /// The thread-local state is left to its finalizer, not disposed with the meter: a listener may
@@ -18,6 +20,12 @@ namespace MoeGpuStats.Telemetry;
 internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterval)
     where T : class
 {
+    /// <summary>
+    /// The longest pause between two callbacks of one collection: they run back to back, apart by the
+    /// time a listener takes over one instrument's measurements.
+    /// </summary>
+    public static readonly TimeSpan CollectionGap = TimeSpan.FromSeconds(1);
+
     private readonly Lock _lock = new();
     private readonly ThreadLocal<Collection?> _collection = new();
     private int _instruments;
@@ -38,13 +46,17 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
     private T Read(int instrument)
     {
         var collection = _collection.Value;
-        if (collection is null || collection.Reported.Length <= instrument || collection.Reported[instrument])
+        if (collection is null
+            || collection.Reported.Length <= instrument
+            || collection.Reported[instrument]
+            || Stopwatch.GetElapsedTime(collection.LastCallback) > CollectionGap)
         {
             collection = new Collection(Latest(), new bool[Volatile.Read(ref _instruments)]);
             _collection.Value = collection;
         }
 
         collection.Reported[instrument] = true;
+        collection.LastCallback = Stopwatch.GetTimestamp();
         return collection.Reading;
     }
 
@@ -63,6 +75,13 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
         }
     }
 
-    /// <summary>One thread's collection: the reading it reports and the instruments it has reported.</summary>
-    private sealed record Collection(T Reading, bool[] Reported);
+    /// <summary>One thread's collection: the reading it reports, the instruments it has reported, and when it last reported one.</summary>
+    private sealed class Collection(T reading, bool[] reported)
+    {
+        public T Reading { get; } = reading;
+
+        public bool[] Reported { get; } = reported;
+
+        public long LastCallback { get; set; }
+    }
 }

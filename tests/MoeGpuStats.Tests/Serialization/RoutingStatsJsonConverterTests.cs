@@ -160,6 +160,42 @@ public sealed class RoutingStatsJsonConverterTests
     public static TheoryData<string> Engines => ["managed", "cpu"];
 
     /// <summary>
+    /// Statistics written, or merged, while another thread records latencies read back: the latencies
+    /// are copied at one moment (read field by field, a recent latency lay above the largest).
+    /// </summary>
+    [Fact]
+    public async Task StatisticsWrittenWhileLatenciesAreRecordedReadBack()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1], tokens: 1, topK: 2);
+        using var stop = new CancellationTokenSource();
+        var recorder = Task.Run(
+            () =>
+            {
+                for (long ticks = 1; !stop.IsCancellationRequested; ticks++)
+                {
+                    stats.RecordRoutingLatency(TimeSpan.FromTicks(ticks));
+                }
+            },
+            TestContext.Current.CancellationToken);
+
+        try
+        {
+            for (var i = 0; i < 200; i++)
+            {
+                JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(stats))!.Dispose();
+                using var merged = RoutingStats.Merge([stats]);
+                JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(merged))!.Dispose();
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await recorder;
+        }
+    }
+
+    /// <summary>
     /// Every state the library writes reads back and writes again the same, so that no check refuses the
     /// library's own files: padding, invalid ids, a capacity, decay, losses, latencies, decisions, a batch
     /// of padding alone, a reset, a snapshot and a merge.

@@ -180,6 +180,51 @@ public sealed class RoutingStatsMetricsTests
         Assert.True(metrics.SnapshotsTaken > collectors, "the collections did not take snapshots of their own");
     }
 
+    /// <summary>
+    /// Two listeners of other instruments collecting on one thread, a while apart, are two collections:
+    /// the second reports a new reading once the first is older than the refresh interval (it went on
+    /// with the first's, however old).
+    /// </summary>
+    [Fact]
+    public void ListenersOfOtherInstrumentsOnOneThreadTakeTheirOwnReadings()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var metrics = new RoutingStatsMetrics(stats, refreshInterval: TimeSpan.FromMilliseconds(50));
+        long routings = -1, tokens = -1;
+        using var first = Listener(metrics, "moegs.routings", value => routings = value);
+        using var second = Listener(metrics, "moegs.tokens", value => tokens = value);
+
+        first.RecordObservableInstruments();
+        for (var batch = 0; batch < 10; batch++)
+        {
+            stats.RecordRouting([0, 1], tokens: 1, topK: 2);
+        }
+
+        Thread.Sleep(CollectionReading<object>.CollectionGap + TimeSpan.FromMilliseconds(200));
+        second.RecordObservableInstruments();
+
+        Assert.Equal((0L, 10L), (routings, tokens));
+        Assert.Equal(2, metrics.SnapshotsTaken);
+    }
+
+    /// <summary>A listener of one of <paramref name="metrics"/>' instruments, started, handing its long values to <paramref name="seen"/>.</summary>
+    private static MeterListener Listener(RoutingStatsMetrics metrics, string instrumentName, Action<long> seen)
+    {
+        var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name == instrumentName)
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => seen(value));
+        listener.Start();
+        return listener;
+    }
+
     private static Dictionary<string, object?> Tags(ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
         var result = new Dictionary<string, object?>();
