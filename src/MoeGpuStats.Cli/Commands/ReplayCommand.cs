@@ -81,7 +81,7 @@ internal static class ReplayCommand
         {
             Description = "With a layers axis and --metrics-port: publish two series per (layer, expert) as well, the slots since the start and in the window, 2 × layers × experts of them (29,696 for DeepSeek-V3); off by default.",
         };
-        var recording = new SharedOptions.Recording();
+        var recording = new SharedOptions.Recording(models: true);
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")
         {
             file, layout, members, experts, skip, window, windowLoad, topExperts, expertSeries,

@@ -14,21 +14,24 @@ internal static class SharedOptions
     /// <summary>The longest report interval: a day (TimeSpan and the timers hold far more, but no run needs it).</summary>
     public const double MaxReportInterval = 86_400;
 
-    public static Option<bool> Json() => new("--json")
+    /// <summary>--json, printing <paramref name="what"/> (the command's own JSON, in its words).</summary>
+    public static Option<bool> Json(string what) => new("--json")
     {
-        Description = "Print only JSON on standard output (everything else goes to standard error): one layer's final snapshot, in the seed-compatible shape; for a whole model (replay of a trace with layers), its balance per layer and counts (--save writes the model's snapshot).",
+        Description = $"Print JSON instead of the report: {what}, alone on standard output (standard error names the engine and the files written).",
     };
 
-    public static Option<FileInfo?> Plot() => OutputFile(new Option<FileInfo?>("--plot")
+    /// <summary>--plot, drawing <paramref name="what"/> (the command's own picture, in its words).</summary>
+    public static Option<FileInfo?> Plot(string what) => OutputFile(new Option<FileInfo?>("--plot")
     {
         CustomParser = result => ParseFile(result, "--plot"),
-        Description = "Write expert load as a picture (.png, or .jpg/.jpeg for JPEG): for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a whole model (replay of a trace with layers), a layers x experts heat map of load share and, for a replay, each layer's balancedness over the steps.",
+        Description = $"Write expert load as a picture (.png, or .jpg/.jpeg for JPEG): {what}.",
     }, OutputPath.PlotFormatProblem);
 
-    public static Option<FileInfo?> Save() => OutputFile(new Option<FileInfo?>("--save")
+    /// <summary>--save, saving <paramref name="what"/>.</summary>
+    public static Option<FileInfo?> Save(string what) => OutputFile(new Option<FileInfo?>("--save")
     {
         CustomParser = result => ParseFile(result, "--save"),
-        Description = "Save the final snapshot (one layer's, or a whole model's) as JSON to this file (written atomically), for `report`, `merge` and `plan`.",
+        Description = $"Save {what} as JSON to this file (written atomically), for `report`, `merge` and `plan`.",
     });
 
     /// <summary>
@@ -186,13 +189,22 @@ internal static class SharedOptions
         return option;
     }
 
-    /// <summary>The options of a recording command (simulate, replay), added to it together.</summary>
-    public sealed class Recording
+    /// <summary>
+    /// The options of a recording command (simulate, replay), added to it together; <paramref name="models"/>
+    /// where the command records whole models too (replay of a trace with layers), which their help says.
+    /// </summary>
+    public sealed class Recording(bool models)
     {
         private readonly Option<int?> _capacity = Capacity();
-        private readonly Option<bool> _json = Json();
-        private readonly Option<FileInfo?> _plot = Plot();
-        private readonly Option<FileInfo?> _save = Save();
+        private readonly Option<bool> _json = Json(models
+            ? "one layer's final snapshot, in the seed-compatible shape; for a trace with layers, the model's balance per layer and counts (--save writes the model's snapshot)"
+            : "the final snapshot, in the seed-compatible shape");
+
+        private readonly Option<FileInfo?> _plot = Plot(models
+            ? "for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a trace with layers, a layers x experts heat map of load share and each layer's balancedness over the steps"
+            : "each expert's share of tokens with the mean marked, and the load variance per batch");
+
+        private readonly Option<FileInfo?> _save = Save(models ? "the final snapshot (one layer's, or for a trace with layers the whole model's)" : "the final snapshot");
         private readonly Option<int?> _port = MetricsPort();
         private readonly Option<string> _host = MetricsHost();
         private readonly Option<double> _interval = ReportInterval();

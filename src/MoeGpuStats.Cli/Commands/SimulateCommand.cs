@@ -19,14 +19,14 @@ internal static class SimulateCommand
         var tokens = SharedOptions.WholeNumber(
             new Option<int>("--tokens", "-t") { Description = $"Tokens per batch; tokens x k at most {NpyIds.MaxIdsPerStep:N0}.", DefaultValueFactory = _ => 4096 }, 1, int.MaxValue, "tokens per batch");
         var steps = SharedOptions.WholeNumber(
-            new Option<int>("--steps", "-n") { Description = "Batches to route.", DefaultValueFactory = _ => 200 }, 0, int.MaxValue, "the number of batches");
+            new Option<int>("--steps", "-n") { Description = "Batches to route, at least 1.", DefaultValueFactory = _ => 200 }, 1, int.MaxValue, "the number of batches");
         var skew = SharedOptions.Number(
             new Option<double>("--skew", "-s") { Description = "Load skew, above 0: 1 is uniform; larger sends more tokens to low-numbered experts (id = floor(u^skew * E)).", DefaultValueFactory = _ => 2.0 },
             value => value > 0,
             "give the load skew, a number above 0 (1 is uniform)");
         var seed = SharedOptions.WholeNumber(
             new Option<int>("--seed") { Description = "Random seed, for repeatable runs.", DefaultValueFactory = _ => 1 }, int.MinValue, int.MaxValue, "a random seed");
-        var recording = new SharedOptions.Recording();
+        var recording = new SharedOptions.Recording(models: false);
 
         var command = new Command("simulate", "Route synthetic batches (k distinct experts per token, skewed load) on the chosen engine, then print the report.")
         {

@@ -13,8 +13,8 @@ internal static class SnapshotCommands
     public static Command Report(CliConsole console)
     {
         var file = new Argument<FileInfo>("SNAPSHOT.json") { CustomParser = result => SharedOptions.ParseFile(result, "SNAPSHOT.json")!, Description = "A snapshot saved with --save (or the seed's serde JSON): one layer's, or a whole model's from a replay with a layers axis." };
-        var json = SharedOptions.Json();
-        var plot = SharedOptions.Plot();
+        var json = SharedOptions.Json("a layer's snapshot, in the seed-compatible shape; a model's balance per layer and counts");
+        var plot = SharedOptions.Plot("for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a model, a layers x experts heat map of load share");
         var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot };
         SharedOptions.DistinctFiles(command, file, plot);
         command.SetAction(parse =>
@@ -38,9 +38,9 @@ internal static class SnapshotCommands
     public static Command Merge(CliConsole console)
     {
         var files = new Argument<FileInfo[]>("SNAPSHOTS") { CustomParser = result => SharedOptions.ParseFiles(result, "SNAPSHOTS"), Description = "Snapshots of ranks or replicas that route to the same experts: all of one layer, or all of whole models of the same shape.", Arity = ArgumentArity.OneOrMore };
-        var output = SharedOptions.OutputFile(new Option<FileInfo>("--output", "-o") { CustomParser = result => SharedOptions.ParseFile(result, "--output")!, Description = "Where to write the merged snapshot.", Required = true });
-        var json = SharedOptions.Json();
-        var plot = SharedOptions.Plot();
+        var output = SharedOptions.OutputFile(new Option<FileInfo?>("--output", "-o") { CustomParser = result => SharedOptions.ParseFile(result, "--output"), Description = "Where to write the merged snapshot; without it, merge prints the merged report (or its --json) and writes nothing." });
+        var json = SharedOptions.Json("the merged layer's snapshot, in the seed-compatible shape; for models, the merged model's balance per layer and counts (-o writes the merged snapshot)");
+        var plot = SharedOptions.Plot("the merged statistics: for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for models, a layers x experts heat map of load share");
         var command = new Command("merge", "Combine snapshots: counts and totals exactly, utilization and loss averages weighted by batches (see docs/scaling.md for what merges approximately).")
         {
             files, output, json, plot,

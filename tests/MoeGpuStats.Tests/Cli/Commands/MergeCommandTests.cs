@@ -182,6 +182,21 @@ public sealed class MergeCommandTests : IDisposable
         Assert.StartsWith("merge of 2 snapshots", text);
     }
 
+    /// <summary>Without --output, merge writes nothing and prints the merged snapshot with --json (it refused to run without --output).</summary>
+    [Fact]
+    public void AMergeWithoutAnOutputPrintsTheMergedSnapshot()
+    {
+        var first = Save("first.json", new RoutingStatsOptions { Experts = 4 }, [0, 1, 2, 3], tokens: 4);
+        var second = Save("second.json", new RoutingStatsOptions { Experts = 4 }, [3, 3, 2, 2], tokens: 4);
+
+        var (code, output, error) = Run("merge", first, second, "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        using var merged = System.Text.Json.JsonSerializer.Deserialize<RoutingStats>(output)!;
+        Assert.Equal([1UL, 1, 3, 3], merged.ExpertTokenCounts);
+        Assert.Equal(["first.json", "second.json"], Directory.GetFiles(_folder.FullName).Select(Path.GetFileName).Order());
+    }
+
     /// <summary>Snapshots of different capacities are refused in one line naming both files and nothing is written.</summary>
     [Fact]
     public void SnapshotsOfDifferentCapacitiesDoNotMerge()

@@ -25,6 +25,7 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData("-k 80", "--top-k 80: give at most --experts (64) experts per token")]
     [InlineData("--experts 0", "--experts 0: give the number of experts, a whole number from 1 to 4,096.")]
     [InlineData("--steps -5", "--steps -5:")]
+    [InlineData("--steps 0", "--steps 0: give the number of batches, a whole number from 1 to 2,147,483,647.")]
     [InlineData("--skew NaN", "--skew NaN: give the load skew, a number above 0")]
     [InlineData("--skew -2", "--skew -2:")]
     [InlineData("--capacity 0", "--capacity 0: give slots per expert per batch, a whole number from 1")]
