@@ -69,7 +69,8 @@ internal static class ModelLoadPlot
             }
         }
 
-        var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), "balancedness (1 = even)", largest: false);
+        // Balancedness has its own scale, 0 to 1, so that a colour means the same in every picture and yellow is even.
+        var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), "balancedness (1 = even)", largest: false, scale: new ScottPlot.Range(0, 1));
         balance.Title(timeline.StepsPerColumn == 1
             ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps{NoLoad(values)})"
             : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns{NoLoad(values)})");
@@ -86,8 +87,9 @@ internal static class ModelLoadPlot
     /// (or smallest) one, as the single-layer bars show the busiest expert of a group: drawing every
     /// value would leave most of them out of the pixels, a hot expert or a bad layer with them.
     /// </summary>
+    /// <param name="scale">The values the colours span; null for the values drawn.</param>
     /// <returns>The values each cell holds down and across (1 and 1 when every value has its cell).</returns>
-    private static (int Rows, int Columns) Heatmap(Plot plot, double[,] values, IColormap colormap, string label, bool largest)
+    private static (int Rows, int Columns) Heatmap(Plot plot, double[,] values, IColormap colormap, string label, bool largest, ScottPlot.Range? scale = null)
     {
         var (rows, columns) = (values.GetLength(0), values.GetLength(1));
         var (rowBlock, columnBlock) = ((rows + MaxRows - 1) / MaxRows, (columns + MaxColumns - 1) / MaxColumns);
@@ -110,9 +112,10 @@ internal static class ModelLoadPlot
             // even model) gets a span around it, as a bar of zero span has no ticks. The range is set
             // first: every later setter measures it.
             var map = plot.Add.Heatmap(AtLeastTwoByTwo(cells));
-            var range = drawn.Min() == drawn.Max()
-                ? new ScottPlot.Range(Math.Min(0, drawn.Min()), Math.Max(drawn.Max(), 1))
-                : new ScottPlot.Range(drawn.Min(), drawn.Max());
+            var range = scale
+                ?? (drawn.Min() == drawn.Max()
+                    ? new ScottPlot.Range(Math.Min(0, drawn.Min()), Math.Max(drawn.Max(), 1))
+                    : new ScottPlot.Range(drawn.Min(), drawn.Max()));
             map.ManualRange = range;
             map.NaNCellColor = Colors.Gray;
             map.Colormap = colormap;
@@ -228,5 +231,9 @@ internal static class ModelLoadPlot
         plot.YLabel(y);
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+
+        // Layers, experts and steps are whole: no minor ticks between them.
+        plot.Axes.Bottom.MinorTickStyle.Length = 0;
+        plot.Axes.Left.MinorTickStyle.Length = 0;
     }
 }
