@@ -197,7 +197,7 @@ internal static class ReplayCommand
                 using (ids)
                 {
                     var steps = trace.Steps - skipped;
-                    var checks = new TraceChecks(trace.Layers, trace.TopK, trace.Layout);
+                    var checks = new TraceChecks(trace.Layers, trace.TopK, trace.Layout, layered);
                     int Fill(int step, Span<int> batch)
                     {
                         var tokens = trace.ReadStep(skipped + step, batch);
@@ -325,7 +325,8 @@ internal static class ReplayCommand
 /// <param name="layers">Layers per step, each <c>[tokens, topK]</c> in the step's ids; 1 without a layers axis.</param>
 /// <param name="topK">Experts per token.</param>
 /// <param name="layout">The file's layout, named in the warning about repeated experts; null for a trace without one (JSON lines).</param>
-internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
+/// <param name="model">Whether the trace is replayed as a model (a layers axis), whose window a step of padding takes a place in.</param>
+internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool model)
 {
     private int _synthetic;
     private int _first = -1;
@@ -402,8 +403,12 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout)
 
         if (_padding > 0)
         {
-            // The seed's record counts a batch of no token as one whose experts all had a 0 % share.
-            yield return $"warning: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {_firstPadding:N0}): each counts as a batch with no load, which lowers every expert's mean share of a batch, so the shares add up to less than k x 100 % (the load and its balance are unaffected).";
+            // The seed's record counts a batch of no token as one whose experts all had a 0 % share; a
+            // model's window counts it as a step.
+            var effect = model
+                ? "each counts as a step with no load, which takes a place in the window (--window) and lowers each layer's mean expert shares (the load and its balance are unaffected)"
+                : "each counts as a batch with no load, which lowers every expert's mean share of a batch, so the shares add up to less than k x 100 % (the load and its balance are unaffected)";
+            yield return $"warning: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {_firstPadding:N0}): {effect}.";
         }
 
         if (_repeated > 0)

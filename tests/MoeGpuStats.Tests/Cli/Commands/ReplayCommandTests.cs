@@ -46,7 +46,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains("(-: a layer without load, whose balancedness is 1 by convention: nothing to balance)", output);
     }
 
-    /// <summary>A model replay of padding alone draws its picture (grey: no load) and saves its snapshot (the picture threw, and the snapshot was lost with it).</summary>
+    /// <summary>A model replay of padding alone says what such steps do to a model, draws its picture (grey: no load) and saves its snapshot (the picture threw, and the snapshot was lost with it).</summary>
     [Fact]
     public void AReplayOfPaddingAloneDrawsAndSaves()
     {
@@ -56,6 +56,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         var (code, _, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--plot", plot, "--save", saved);
 
         Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"warning: {Steps} steps held padding alone (-1), no token (the first is step 0): each counts as a step with no load, which takes a place in the window (--window)", error);
         Assert.True(new FileInfo(plot).Length > 0);
         using var read = SnapshotFile.Load(saved);
         Assert.Equal((ulong)Steps, read.Model!.Summary().Steps);
