@@ -53,7 +53,9 @@ internal static class LoadMatrix
         {
             1 => (1L, header.Shape[0]),
             2 => (header.Shape[0], header.Shape[1]),
-            _ => throw new InvalidDataException($"{path}: shape {shape} has {Counted.Of(header.Shape.Length, "dimension")}; loads are [layers, experts], or [experts] for one layer."),
+            _ => throw new InvalidDataException(
+                $"{path}: shape {shape} has {Counted.Of(header.Shape.Length, "dimension")}; loads are [layers, experts], or [experts] for one layer"
+                + (header.Shape.Length is 3 or 4 ? " (a trace of top-k ids? `moegs replay FILE --window-load load.npy` writes its load)." : ".")),
         };
         if (header.FortranOrder && layers > 1 && experts > 1)
         {

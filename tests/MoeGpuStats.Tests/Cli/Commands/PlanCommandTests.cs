@@ -190,7 +190,9 @@ public sealed class PlanCommandTests : IDisposable
 
     [Theory]
     [InlineData("<f8", "2, 12", "dtype '<f8'")]
-    [InlineData("<i8", "2, 2, 3", "has 3 dimensions")]
+    [InlineData("<i8", "2, 2, 3", "has 3 dimensions; loads are [layers, experts], or [experts] for one layer (a trace of top-k ids? `moegs replay FILE --window-load load.npy` writes its load).")]
+    [InlineData("<i8", "1, 2, 2, 3", "has 4 dimensions; loads are [layers, experts], or [experts] for one layer (a trace of top-k ids?")]
+    [InlineData("<i8", "1, 1, 2, 2, 3", "has 5 dimensions; loads are [layers, experts], or [experts] for one layer.")]
     [InlineData("<i8", "3, 12", "truncated: shape (3, 12) needs")]
     [InlineData("<i8", "1, 12", "shape (1, 12) takes 224 bytes with its header, and 320 are there")]
     [InlineData("<i8", "4611686018427387904, 12", "claims more loads than any file holds")]
