@@ -36,7 +36,9 @@ internal static class InputFile
         }
         catch (Exception exception) when (exception is FileNotFoundException or DirectoryNotFoundException)
         {
-            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: no such file.");
+            // A relative name is looked up where the program runs, which the user may not have in mind.
+            var where = Path.IsPathRooted(path.ToString()) ? "" : $" in {Directory.GetCurrentDirectory()}";
+            console.Error.WriteLine(ErrorText.OneLine($"{path}: no such file{where}."));
         }
         catch (UnauthorizedAccessException)
         {

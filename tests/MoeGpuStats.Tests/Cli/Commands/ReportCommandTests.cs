@@ -66,6 +66,16 @@ public sealed class ReportCommandTests : IDisposable
     }
 
     /// <summary>A snapshot that cannot be read is one line naming the file, and exit code 1.</summary>
+    /// <summary>A relative name that is not there says where it was looked for: where the program runs.</summary>
+    [Fact]
+    public void AMissingRelativeNameSaysWhereItWasLookedFor()
+    {
+        var name = $"missing-{Guid.NewGuid():N}.json";
+        var (code, _, error) = Moegs.Run("report", name);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"{name}: no such file in {Directory.GetCurrentDirectory()}.", error.Trim());
+    }
+
     [Theory]
     [InlineData("missing.json", null, "no such file.")]
     [InlineData("text.json", "not a snapshot", "")]
