@@ -5,6 +5,7 @@ namespace MoeGpuStats.Cli.Output;
 /// slots routed, the ids that named no expert (a wrong <c>--experts</c> shows here first), and the
 /// slots a capacity dropped.
 /// </summary>
+/// <param name="Tokens">The fewest and the most tokens a layer recorded, padding left out (a trace's rows count padding too).</param>
 /// <param name="RoutedSlots">Token-expert slots routed to a valid expert.</param>
 /// <param name="InvalidExpertIds">Ids outside <c>[0, experts)</c> other than −1 (padding).</param>
 /// <param name="SlotsDropped">Routed slots over the expert capacity; 0 without one.</param>
@@ -16,14 +17,16 @@ namespace MoeGpuStats.Cli.Output;
 /// its load); and in a run whose steps that left the window routed nothing (the two spans' balance is
 /// then the same, so one is printed).
 /// </param>
-internal sealed record ModelCounts(ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity, bool WindowHoldsAll)
+internal sealed record ModelCounts((ulong Fewest, ulong Most) Tokens, ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity, bool WindowHoldsAll)
 {
     public static ModelCounts Of(ModelRoutingStats model)
     {
         ulong routed = 0, invalid = 0, dropped = 0, sinceStart = 0;
+        var tokens = (Fewest: ulong.MaxValue, Most: 0UL);
         for (var l = 0; l < model.Layers; l++)
         {
             using var layer = model.Layer(l);
+            tokens = (Math.Min(tokens.Fewest, layer.TotalTokens), Math.Max(tokens.Most, layer.TotalTokens));
             routed += layer.RoutedSlots;
             invalid += layer.InvalidExpertIds;
             dropped += layer.SlotsDropped;
@@ -35,7 +38,7 @@ internal sealed record ModelCounts(ulong RoutedSlots, ulong InvalidExpertIds, ul
 
         // Each window load is at most its count since the start, so equal sums mean equal loads.
         var window = model.WindowLoad().Aggregate(0UL, (sum, load) => sum + load);
-        return new ModelCounts(routed, invalid, dropped, model.Options.ExpertCapacity, window == sinceStart);
+        return new ModelCounts(tokens, routed, invalid, dropped, model.Options.ExpertCapacity, window == sinceStart);
     }
 
     /// <summary>A warning for standard error when ids named no expert, or null.</summary>

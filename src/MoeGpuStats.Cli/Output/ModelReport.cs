@@ -72,6 +72,8 @@ internal static class ModelReport
 
         output.WriteLine();
         output.WriteLine("Counts, all layers, since the start");
+        var (fewest, most) = counts.Tokens;
+        Line(output, "tokens per layer", fewest == most ? Invariant($"{most:N0}") : Invariant($"{fewest:N0} to {most:N0}"), "padding left out");
         Line(output, "routed slots", Invariant($"{counts.RoutedSlots:N0}"));
         Line(output, "invalid expert ids", Invariant($"{counts.InvalidExpertIds:N0}"), counts.InvalidExpertIds == 0 ? "" : $"{ModelCounts.Percent(counts.InvalidExpertIds, counts.InvalidExpertIds + counts.RoutedSlots)} of the ids that are not padding: in no expert's load");
         if (counts.Capacity is { } capacity)

@@ -44,6 +44,11 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal(["1", "1.000", "1.00", "0.000", "-", "-", "8"], rows.Single(cells => cells[0] == "1"));
         Assert.All(rows.Where(cells => cells[0] != "1"), cells => Assert.True(int.TryParse(cells[4], out _) && int.TryParse(cells[5], out _)));
         Assert.Contains("(-: a layer without load, whose balancedness is 1 by convention: nothing to balance)", output);
+
+        // Tokens, padding left out: none in layer 1, the most in another.
+        var most = Enumerable.Range(0, Layers).Max(layer => Enumerable.Range(0, Steps * Tokens)
+            .Count(row => Enumerable.Range(0, TopK).Any(k => ids[((((row / Tokens) * Layers) + layer) * Tokens * TopK) + ((row % Tokens) * TopK) + k] != -1)));
+        Assert.Matches($@"\n  tokens per layer +0 to {most:N0}   padding left out\n", output);
     }
 
     /// <summary>A model replay of padding alone says what such steps do to a model, draws its picture (grey: no load) and saves its snapshot (the picture threw, and the snapshot was lost with it).</summary>
