@@ -283,18 +283,22 @@ public sealed class RoutingStatsTests
         Assert.StartsWith(expected, error.Message);
     }
 
-    /// <summary>A part whose options fix 4 experts but which recorded a decision of 8 merges by the experts it counts, alone or beside its copy.</summary>
+    /// <summary>A part whose options fix 4 experts but which recorded a decision of 8 merges by the experts it counts, alone, beside its copy, or beside an idle part of the same options.</summary>
     [Fact]
     public void APartMergesByTheExpertsItCounts()
     {
         using var part = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
         part.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1, 1, 1, 1, 1, 1, 1], TotalTokens = 8 });
 
+        using var idle = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+
         using var alone = RoutingStats.Merge([part]);
         using var twice = RoutingStats.Merge([part, part]);
+        using var besideIdle = RoutingStats.Merge([idle, part]);
 
         Assert.Equal(8, alone.ExpertTokenCounts.Count);
         Assert.Equal(Enumerable.Repeat(2UL, 8), twice.ExpertTokenCounts);
+        Assert.Equal(Enumerable.Repeat(1UL, 8), besideIdle.ExpertTokenCounts);
     }
 
     [Fact]

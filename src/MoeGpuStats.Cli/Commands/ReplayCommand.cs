@@ -406,7 +406,7 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool m
             // The seed's record counts a batch of no token as one whose experts all had a 0 % share; a
             // model's window counts it as a step.
             var effect = model
-                ? "each counts as a step with no load, which takes a place in the window (--window) and lowers each layer's mean expert shares (the load and its balance are unaffected)"
+                ? "each counts as a step with no load, which takes a place in the window (--window) though it adds no load (the load and its balance are unaffected; a layer's saved snapshot counts it as a batch)"
                 : "each counts as a batch with no load, which lowers every expert's mean share of a batch, so the shares add up to less than k x 100 % (the load and its balance are unaffected)";
             yield return $"warning: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {_firstPadding:N0}): {effect}.";
         }

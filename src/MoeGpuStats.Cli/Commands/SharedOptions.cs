@@ -17,7 +17,7 @@ internal static class SharedOptions
     /// <summary>--json, printing <paramref name="what"/> (the command's own JSON, in its words).</summary>
     public static Option<bool> Json(string what) => new("--json")
     {
-        Description = $"Print JSON instead of the report: {what}, alone on standard output (standard error names the engine and the files written).",
+        Description = $"Print JSON instead of the report, alone on standard output: {what}.",
     };
 
     /// <summary>--plot, drawing <paramref name="what"/> (the command's own picture, in its words).</summary>
@@ -197,11 +197,11 @@ internal static class SharedOptions
     {
         private readonly Option<int?> _capacity = Capacity();
         private readonly Option<bool> _json = Json(models
-            ? "one layer's final snapshot, in the seed-compatible shape; for a trace with layers, the model's balance per layer and counts (--save writes the model's snapshot)"
-            : "the final snapshot, in the seed-compatible shape");
+            ? "one layer's final snapshot, in the seed-compatible shape; for a trace with layers, the model's balance per layer and counts (--save writes the model's snapshot). Standard error names the engine and the files written"
+            : "the final snapshot, in the seed-compatible shape. Standard error names the engine and the files written");
 
         private readonly Option<FileInfo?> _plot = Plot(models
-            ? "for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a trace with layers, a layers x experts heat map of load share and each layer's balancedness over the steps"
+            ? "for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a trace with layers, a layers x experts heat map of load share and, over two steps or more, each layer's balancedness over the steps"
             : "each expert's share of tokens with the mean marked, and the load variance per batch");
 
         private readonly Option<FileInfo?> _save = Save(models ? "the final snapshot (one layer's, or for a trace with layers the whole model's)" : "the final snapshot");

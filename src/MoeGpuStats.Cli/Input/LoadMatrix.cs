@@ -55,7 +55,12 @@ internal static class LoadMatrix
             2 => (header.Shape[0], header.Shape[1]),
             _ => throw new InvalidDataException(
                 $"{path}: shape {shape} has {Counted.Of(header.Shape.Length, "dimension")}; loads are [layers, experts], or [experts] for one layer"
-                + (header.Shape.Length is 3 or 4 ? " (a trace of top-k ids? `moegs replay FILE --window-load load.npy` writes its load)." : ".")),
+                + header.Shape.Length switch
+                {
+                    3 => " (a trace of top-k ids with a layers axis? `moegs replay FILE --layout layers,tokens,k --window-load load.npy` writes its load; tokens,layers,k likewise).",
+                    4 => " (a trace of top-k ids? `moegs replay FILE --window-load load.npy` writes its load).",
+                    _ => ".",
+                }),
         };
         if (header.FortranOrder && layers > 1 && experts > 1)
         {

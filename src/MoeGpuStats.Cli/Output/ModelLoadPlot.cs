@@ -109,12 +109,12 @@ internal static class ModelLoadPlot
         else
         {
             // The colours span the values drawn, NaN cells (no load) apart; one value alone (a perfectly
-            // even model) gets a span around it, as a bar of zero span has no ticks. The range is set
-            // first: every later setter measures it.
+            // even model) sits in the middle of 0 to twice it, the same colour at any expert count, as a
+            // bar of zero span has no ticks. The range is set first: every later setter measures it.
             var map = plot.Add.Heatmap(AtLeastTwoByTwo(cells));
             var range = scale
                 ?? (drawn.Min() == drawn.Max()
-                    ? new ScottPlot.Range(Math.Min(0, drawn.Min()), Math.Max(drawn.Max(), 1))
+                    ? new ScottPlot.Range(0, drawn.Max() > 0 ? 2 * drawn.Max() : 1)
                     : new ScottPlot.Range(drawn.Min(), drawn.Max()));
             map.ManualRange = range;
             map.NaNCellColor = Colors.Gray;
@@ -191,29 +191,35 @@ internal static class ModelLoadPlot
     }
 
     /// <summary>
-    /// About five ticks at a round step across <paramref name="range"/>, each with as many decimals as
-    /// the step needs: the same ticks whatever the bar's height, so that the layout, which sizes the
-    /// bar from ticks made for another height, leaves room for them and the bar's title clears them.
+    /// About five ticks at a round step (1, 2, 2.5 or 5 times a power of ten) across
+    /// <paramref name="range"/>, each with as many decimals as the step needs: the same ticks whatever
+    /// the bar's height, so that the layout, which sizes the bar from ticks made for another height,
+    /// leaves room for them and the bar's title clears them. A span too narrow for distinct labels
+    /// (under a billionth of its values, or a step under 10^−15) gets one tick in its middle.
     /// </summary>
     internal static ScottPlot.TickGenerators.NumericManual ColorBarTicks(ScottPlot.Range range)
     {
-        var rough = (range.Max - range.Min) / 5;
-        var magnitude = Math.Pow(10, Math.Floor(Math.Log10(rough)));
-        var step = (rough / magnitude) switch
-        {
-            <= 1 => 1,
-            <= 2 => 2,
-            <= 5 => 5,
-            _ => 10,
-        } * magnitude;
-        var decimals = Math.Max(0, -(int)Math.Floor(Math.Log10(step) + 1e-9));
         var ticks = new ScottPlot.TickGenerators.NumericManual();
-        for (var tick = Math.Ceiling((range.Min / step) - 1e-9); tick * step <= range.Max + (step * 1e-9); tick++)
+        var span = range.Max - range.Min;
+        var magnitude = Math.Pow(10, Math.Floor(Math.Log10(span / 5)));
+        var factor = new[] { 1, 2, 2.5, 5, 10 }.MinBy(factor => Math.Abs((span / (factor * magnitude)) - 4));
+        var step = factor * magnitude;
+        var decimals = Math.Max(0, -(int)Math.Floor(Math.Log10(step) + 1e-9) + (factor == 2.5 ? 1 : 0));
+        if (!(span > Math.Max(Math.Abs(range.Min), Math.Abs(range.Max)) * 1e-9) || decimals > 15)
+        {
+            var middle = (range.Min + range.Max) / 2;
+            ticks.AddMajor(middle, middle.ToString("G6", System.Globalization.CultureInfo.InvariantCulture));
+            return ticks;
+        }
+
+        var first = Math.Ceiling((range.Min / step) - 1e-9);
+        for (var i = 0; (first + i) * step <= range.Max + (step * 1e-9); i++)
         {
             // Rounded to its label, so that the last tick is not a hair past the range and left out;
             // + 0.0 turns −0 into 0, so that no tick reads "-0".
-            var value = Math.Round(tick * step, decimals) + 0.0;
-            ticks.AddMajor(value, value.ToString($"F{decimals}", System.Globalization.CultureInfo.InvariantCulture));
+            var value = Math.Round((first + i) * step, decimals) + 0.0;
+            var format = Math.Abs(value) >= 1e6 ? "G6" : $"F{decimals}";
+            ticks.AddMajor(value, value.ToString(format, System.Globalization.CultureInfo.InvariantCulture));
         }
 
         return ticks;

@@ -6,10 +6,12 @@ internal static class RoutingStatsMerge
     public static RoutingStats Merge(IReadOnlyList<RoutingStats> parts)
     {
         var states = parts.Select(p => p.ExportState()).ToArray();
-        // Each part's experts: those it counts, or, for a part that has counted none, those its options fix
-        // (a part's options fix the experts of its records of ids only: a decision of another count may follow).
-        var experts = states.Zip(parts, (state, part) => state.ExpertUtilization.Length > 0 ? state.ExpertUtilization.Length : part.Options.Experts)
-            .OfType<int>().Distinct().ToArray();
+        // The experts the parts count must agree, and so must the experts their options fix; not the one
+        // with the other, since options fix the experts of records of ids only and a decision of another
+        // count may follow (an idle rank beside one that recorded such a decision merges).
+        var counted = states.Select(s => s.ExpertUtilization.Length).Where(e => e > 0).Distinct().ToArray();
+        var configured = parts.Select(p => p.Options.Experts).OfType<int>().Distinct().ToArray();
+        var experts = counted.Length > 1 ? counted : configured;
         if (experts.Length > 1)
         {
             throw new ArgumentException($"The snapshots have different expert counts ({string.Join(", ", experts)}); only the same experts merge.", nameof(parts));
@@ -23,7 +25,7 @@ internal static class RoutingStatsMerge
                 $"The snapshots have different capacities per expert ({string.Join(", ", capacities.Select(c => c?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"))}).", nameof(parts));
         }
 
-        var expertCount = experts.FirstOrDefault();
+        var expertCount = counted.FirstOrDefault();
         var merged = new RoutingState
         {
             ExpertUtilization = new float[expertCount],

@@ -38,8 +38,11 @@ namespace MoeGpuStats.Telemetry;
 /// layer come back from a device) and the window load (one copy of <c>layers × experts</c>
 /// counts), plus the layers' counts with <c>expertSeries</c>, all of one state (read under the
 /// model's lock, so no step comes between them). The next collection takes a new reading when the
-/// last is older than <c>refreshInterval</c>; a collection that outlasts the interval keeps its
-/// reading to the end. Collections may run on any threads, while another thread records.
+/// last is older than <c>refreshInterval</c>. A collection is the callbacks one thread runs back to
+/// back: it keeps its reading to the end however long it takes, unless its listener pauses over a
+/// second between two instruments; two listeners of different instruments collecting on one thread
+/// less than a second apart count as one collection. Collections may run on any threads, while
+/// another thread records.
 /// </para>
 /// </remarks>
 public sealed class ModelRoutingStatsMetrics : IDisposable

@@ -18,8 +18,11 @@ namespace MoeGpuStats.Telemetry;
 /// <para>
 /// A collection reads every observable instrument from one reading of the statistics, copied out of
 /// one snapshot (one device synchronization on a device engine). The next collection takes a new
-/// reading when the last is older than <c>refreshInterval</c>; a collection that outlasts the
-/// interval keeps its reading to the end. Collections may run on any threads at once; they share the
+/// reading when the last is older than <c>refreshInterval</c>. A collection is the callbacks one
+/// thread runs back to back: it keeps its reading to the end however long it takes, unless its
+/// listener pauses over a second between two instruments; two listeners of different instruments
+/// collecting on one thread less than a second apart count as one collection. Collections may run
+/// on any threads at once; they share the
 /// reading's values, never a snapshot that another collection could dispose. A snapshot may be
 /// taken while another thread records, on either engine.
 /// </para>

@@ -40,13 +40,23 @@ public sealed class ModelLoadPlotTests
         Assert.Same(values, ModelLoadPlot.Reduce(values, 1, 1, largest: true));
     }
 
-    /// <summary>Colour-bar ticks at a round step with the decimals the step needs: distinct labels over a narrow span (they read 12.5 nine times), the same ticks at any height.</summary>
+    /// <summary>
+    /// Colour-bar ticks at a round step with the decimals the step needs: distinct labels over a narrow
+    /// span (they read 12.5 nine times), the same ticks at any height; a span too narrow for distinct
+    /// labels gets one tick (a span of 10^-15 near 50 looped for ever, one of 10^-16 threw).
+    /// </summary>
     [Theory]
     [InlineData(12.4, 12.6, "12.40 12.45 12.50 12.55 12.60")]
-    [InlineData(0.0, 1.0, "0.0 0.2 0.4 0.6 0.8 1.0")]
+    [InlineData(0.0, 1.0, "0.00 0.25 0.50 0.75 1.00")]
     [InlineData(3.9, 27.0, "5 10 15 20 25")]
+    [InlineData(0.0, 100.0, "0 25 50 75 100")]
+    [InlineData(7.0, 19.0, "7.5 10.0 12.5 15.0 17.5")]
     [InlineData(0.021, 0.052, "0.03 0.04 0.05")]
-    [InlineData(-0.001, 1.0, "0.0 0.5 1.0")]
+    [InlineData(-0.001, 1.0, "0.00 0.25 0.50 0.75 1.00")]
+    [InlineData(49.99999999999999, 50.00000000000001, "50")]
+    [InlineData(1.5625, 1.5625000000000002, "1.5625")]
+    [InlineData(0.0, 1e-16, "5E-17")]
+    [InlineData(1e300, 1.7e308, "5E+307 1E+308 1.5E+308")]
     public void ColorBarTicksAreRoundAndDistinct(double low, double high, string expected)
     {
         var ticks = ModelLoadPlot.ColorBarTicks(new ScottPlot.Range(low, high));
