@@ -98,8 +98,8 @@ internal static class ModelLoadPlot
 
         // Each cell a block wide and high, the first centred on 0, in the values' own coordinates.
         var area = new CoordinateRect(-0.5, (cellColumns * columnBlock) - 0.5, -0.5, (cellRows * rowBlock) - 0.5);
-        var drawn = values.Cast<double>().Where(v => !double.IsNaN(v)).ToArray();
-        if (drawn.Length == 0)
+        var (low, high) = Span(values);
+        if (double.IsNaN(low))
         {
             // No cell has load: one grey area, as a NaN cell is drawn (the heat map cannot measure NaN alone).
             var none = plot.Add.Rectangle(area);
@@ -113,9 +113,9 @@ internal static class ModelLoadPlot
             // bar of zero span has no ticks. The range is set first: every later setter measures it.
             var map = plot.Add.Heatmap(AtLeastTwoByTwo(cells));
             var range = scale
-                ?? (drawn.Min() == drawn.Max()
-                    ? new ScottPlot.Range(0, drawn.Max() > 0 ? 2 * drawn.Max() : 1)
-                    : new ScottPlot.Range(drawn.Min(), drawn.Max()));
+                ?? (low == high
+                    ? new ScottPlot.Range(0, high > 0 ? 2 * high : 1)
+                    : new ScottPlot.Range(low, high));
             map.ManualRange = range;
             map.NaNCellColor = Colors.Gray;
             map.Colormap = colormap;
@@ -125,8 +125,9 @@ internal static class ModelLoadPlot
             bar.Axis.TickGenerator = ColorBarTicks(range);
         }
 
-        // A last block of fewer values keeps its whole cell (the axes run a little past the last value), or a hot expert there would be a sliver.
-        plot.Axes.SetLimits(-0.5, (cellColumns * columnBlock) - 0.5, (cellRows * rowBlock) - 0.5, -0.5);
+        // A last block of fewer values keeps its whole cell (the axes run a little past the last value), or
+        // a hot expert there would be a sliver; the vertical axis runs down, so that layer 0 is on top.
+        plot.Axes.SetLimits(area.Left, area.Right, area.Top, area.Bottom);
         return (rowBlock, columnBlock);
     }
 
@@ -226,7 +227,33 @@ internal static class ModelLoadPlot
     }
 
     /// <summary>The title's note when a map has cells without load (NaN): "; grey: no load", else empty.</summary>
-    private static string NoLoad(double[,] values) => values.Cast<double>().Any(double.IsNaN) ? "; grey: no load" : "";
+    private static string NoLoad(double[,] values)
+    {
+        foreach (var value in values)
+        {
+            if (double.IsNaN(value))
+            {
+                return "; grey: no load";
+            }
+        }
+
+        return "";
+    }
+
+    /// <summary>The smallest and largest of <paramref name="values"/> that are not NaN; NaN and NaN when all are.</summary>
+    private static (double Low, double High) Span(double[,] values)
+    {
+        var (low, high) = (double.NaN, double.NaN);
+        foreach (var value in values)
+        {
+            if (!double.IsNaN(value))
+            {
+                (low, high) = double.IsNaN(low) ? (value, value) : (Math.Min(low, value), Math.Max(high, value));
+            }
+        }
+
+        return (low, high);
+    }
 
     /// <summary>An axis label's note on what a cell shows when it holds a block of values ("(a cell: the largest of 7)"); empty when each value has its cell.</summary>
     private static string Block(int values, string pick) => values == 1 ? "" : $" (a cell: the {pick} of {values:N0})";

@@ -15,63 +15,30 @@ internal sealed class StandardOutput(TextWriter inner) : TextWriter(inner.Format
 
     public override Encoding Encoding => inner.Encoding;
 
-    public override void Write(char value)
-    {
-        if (Failure is null)
-        {
-            try
-            {
-                inner.Write(value);
-            }
-            catch (IOException exception)
-            {
-                Failure = exception;
-            }
-        }
-    }
+    public override void Write(char value) => Guarded(value, static (writer, c) => writer.Write(c));
 
-    public override void Write(string? value)
-    {
-        if (Failure is null)
-        {
-            try
-            {
-                inner.Write(value);
-            }
-            catch (IOException exception)
-            {
-                Failure = exception;
-            }
-        }
-    }
+    public override void Write(string? value) => Guarded(value, static (writer, text) => writer.Write(text));
 
-    public override void Write(char[] buffer, int index, int count)
-    {
-        if (Failure is null)
-        {
-            try
-            {
-                inner.Write(buffer, index, count);
-            }
-            catch (IOException exception)
-            {
-                Failure = exception;
-            }
-        }
-    }
+    public override void Write(char[] buffer, int index, int count) =>
+        Guarded((buffer, index, count), static (writer, part) => writer.Write(part.buffer, part.index, part.count));
 
-    public override void Flush()
+    public override void Flush() => Guarded(0, static (writer, _) => writer.Flush());
+
+    /// <summary>Runs <paramref name="write"/> on the inner writer unless a write failed before; keeps the first failure.</summary>
+    private void Guarded<T>(T state, Action<TextWriter, T> write)
     {
-        if (Failure is null)
+        if (Failure is not null)
         {
-            try
-            {
-                inner.Flush();
-            }
-            catch (IOException exception)
-            {
-                Failure = exception;
-            }
+            return;
+        }
+
+        try
+        {
+            write(inner, state);
+        }
+        catch (IOException exception)
+        {
+            Failure = exception;
         }
     }
 }

@@ -16,11 +16,18 @@ internal static class ViewAccelerator
     public static void CheckAlive<T>(ArrayView<T> view, string name)
         where T : unmanaged
     {
-        if (view.IsValid && view.Length > 0 && ((IArrayView)view).Buffer.IsDisposed)
+        if (view.IsValid && view.Length > 0 && BufferOf(view).IsDisposed)
         {
             throw new ArgumentException($"{name} is a view of a buffer that was disposed; pass a view of a live buffer.", name);
         }
     }
+
+    /// <summary>
+    /// The view's buffer, through the interface ILGPU gives it on (its own property is not public); a
+    /// constrained call on the struct, not a cast that boxes the view on every record.
+    /// </summary>
+    private static MemoryBuffer BufferOf<TView>(TView view)
+        where TView : struct, IArrayView => view.Buffer;
 
     /// <summary>Throws unless <paramref name="view"/> lives on <paramref name="accelerator"/>.</summary>
     /// <param name="view">The caller's view (not empty).</param>

@@ -56,17 +56,7 @@ public static class RoutingStatsFile
             throw new InvalidDataException($"{path}: a folder, not a routing statistics snapshot file; give the file that Save wrote.");
         }
 
-        FileStream stream;
-        try
-        {
-            stream = File.OpenRead(path);
-        }
-        catch (DirectoryNotFoundException exception)
-        {
-            throw new FileNotFoundException($"{path}: no such file (its folder does not exist).", path, exception);
-        }
-
-        using var opened = stream;
+        using var stream = OpenRead(path);
         try
         {
             using var document = JsonDocument.Parse(stream);
@@ -75,6 +65,19 @@ public static class RoutingStatsFile
         catch (Exception exception) when (exception is JsonException or InvalidOperationException or FormatException)
         {
             throw new InvalidDataException($"{path}: not a routing statistics snapshot ({exception.Message})", exception);
+        }
+    }
+
+    /// <summary>Opens <paramref name="path"/>; a missing folder on the path is a missing file, as documented.</summary>
+    private static FileStream OpenRead(string path)
+    {
+        try
+        {
+            return File.OpenRead(path);
+        }
+        catch (DirectoryNotFoundException exception)
+        {
+            throw new FileNotFoundException($"{path}: no such file (its folder does not exist).", path, exception);
         }
     }
 }

@@ -91,16 +91,16 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         Meter.CreateObservableGauge("moegs.model.balancedness.mean", _reading.Observe(r => r.Summary.Window.MeanBalancedness), null, "The mean layer balancedness in the window.");
         Meter.CreateObservableGauge("moegs.model.balancedness.token_weighted", _reading.Observe(r => r.Summary.Window.TokenWeightedBalancedness), null, "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).");
         Meter.CreateObservableGauge("moegs.model.worst_layer", _reading.Observe(r => (long)r.Summary.Window.WorstLayer), null, "The first layer with the smallest balancedness in the window.");
-        Meter.CreateObservableCounter("moegs.layer.slots", _reading.Observe(r => PerLayer(r, b => (long)b.Load, sinceStart: true)), "{slot}", "Token-expert slots since the start (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.balancedness", _reading.Observe(r => PerLayer(r, b => b.Balancedness)), null, "Mean over max expert load in the window (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.max_mean_ratio", _reading.Observe(r => PerLayer(r, b => b.MaxMeanRatio)), null, "Max over mean expert load in the window (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.cv", _reading.Observe(r => PerLayer(r, b => b.CoefficientOfVariation)), null, "Coefficient of variation of expert load in the window (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.dead_experts", _reading.Observe(r => PerLayer(r, b => (long)b.DeadExperts)), "{expert}", "Experts without a slot in the window (tag: layer).");
-        Meter.CreateObservableCounter("moegs.layer.tokens.dropped", _reading.Observe(r => PerLayer(r, t => (long)t.TokensDropped)), "{token}", "Tokens dropped since the start (tag: layer).");
-        Meter.CreateObservableCounter("moegs.layer.slots.dropped", _reading.Observe(r => PerLayer(r, t => (long)t.SlotsDropped)), "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).");
-        Meter.CreateObservableCounter("moegs.layer.expert_ids.invalid", _reading.Observe(r => PerLayer(r, t => (long)t.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E) since the start (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.loss.load_balance", _reading.Observe(r => PerLayer(r, t => (double)t.AverageLoadBalanceLoss)), null, "Mean load-balancing loss since the start (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.loss.router_z", _reading.Observe(r => PerLayer(r, t => (double)t.AverageRouterZLoss)), null, "Mean router z-loss since the start (tag: layer).");
+        Meter.CreateObservableCounter("moegs.layer.slots", _reading.Observe(r => PerLayer(r.Summary.SinceStart.Layers, b => (long)b.Load)), "{slot}", "Token-expert slots since the start (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.balancedness", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.Balancedness)), null, "Mean over max expert load in the window (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.max_mean_ratio", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.MaxMeanRatio)), null, "Max over mean expert load in the window (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.cv", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.CoefficientOfVariation)), null, "Coefficient of variation of expert load in the window (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.dead_experts", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => (long)b.DeadExperts)), "{expert}", "Experts without a slot in the window (tag: layer).");
+        Meter.CreateObservableCounter("moegs.layer.tokens.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.TokensDropped)), "{token}", "Tokens dropped since the start (tag: layer).");
+        Meter.CreateObservableCounter("moegs.layer.slots.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.SlotsDropped)), "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).");
+        Meter.CreateObservableCounter("moegs.layer.expert_ids.invalid", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E) since the start (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.loss.load_balance", _reading.Observe(r => PerLayer(r.Totals, t => (double)t.AverageLoadBalanceLoss)), null, "Mean load-balancing loss since the start (tag: layer).");
+        Meter.CreateObservableGauge("moegs.layer.loss.router_z", _reading.Observe(r => PerLayer(r.Totals, t => (double)t.AverageRouterZLoss)), null, "Mean router z-loss since the start (tag: layer).");
         if (_topExperts > 0)
         {
             Meter.CreateObservableGauge("moegs.layer.hot_expert", _reading.Observe(r => Ranked(r, r.Hottest, id: true)), null, "The id of the expert at this position among the layer's hottest in the window (tags: layer, position).");
@@ -146,27 +146,14 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <summary>Stops publishing.</summary>
     public void Dispose() => Meter.Dispose();
 
-    private IEnumerable<Measurement<T>> PerLayer<T>(Reading reading, Func<LayerBalance, T> value, bool sinceStart = false)
+    /// <summary>One measurement per layer: <paramref name="value"/> of each layer's entry in <paramref name="layers"/>, tagged with the layer.</summary>
+    private IEnumerable<Measurement<T>> PerLayer<TLayer, T>(IReadOnlyList<TLayer> layers, Func<TLayer, T> value)
         where T : struct
     {
-        var summary = reading.Summary;
-        var layers = (sinceStart ? summary.SinceStart : summary.Window).Layers;
         var measurements = new Measurement<T>[layers.Count];
-        for (var l = 0; l < layers.Count; l++)
-        {
-            measurements[l] = new Measurement<T>(value(layers[l]), _layerTags[l]);
-        }
-
-        return measurements;
-    }
-
-    private IEnumerable<Measurement<T>> PerLayer<T>(Reading reading, Func<RoutingTotals, T> value)
-        where T : struct
-    {
-        var measurements = new Measurement<T>[reading.Totals.Length];
         for (var l = 0; l < measurements.Length; l++)
         {
-            measurements[l] = new Measurement<T>(value(reading.Totals[l]), _layerTags[l]);
+            measurements[l] = new Measurement<T>(value(layers[l]), _layerTags[l]);
         }
 
         return measurements;
