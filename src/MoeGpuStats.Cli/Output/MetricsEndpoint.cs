@@ -41,6 +41,11 @@ internal sealed class MetricsEndpoint : IDisposable
     private readonly SemaphoreSlim _collecting = new(1, 1);
     private readonly HttpListener _http = new();
     private readonly CancellationTokenSource _stopping = new();
+
+    // Scrapes being answered: Dispose lets them finish before it stops the listener, so that a scrape
+    // during shutdown gets a 503 (the target is down) rather than an empty 200, which Prometheus would
+    // take for every series gone.
+    private readonly ConcurrentDictionary<Task, bool> _answers = new();
     private IDisposable? _metrics;
     private Task? _serving;
 
@@ -102,15 +107,28 @@ internal sealed class MetricsEndpoint : IDisposable
         return endpoint;
     }
 
+    /// <summary>The time <see cref="Dispose"/> gives scrapes in flight to be answered before it closes their connections.</summary>
+    internal static readonly TimeSpan AnswersDrainTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>The number of scrapes accepted and not yet answered.</summary>
+    internal int AnswersInFlight => _answers.Count;
+
+    /// <summary>The gate one collection holds at a time; tests hold it to keep a scrape in flight.</summary>
+    internal SemaphoreSlim CollectionGate => _collecting;
+
     public void Dispose()
     {
         _stopping.Cancel();
+
+        // Stopping the listener submits every response not yet sent as an empty 200, so the scrapes in
+        // flight are answered first; once cancelled, each answers 503 at once. A scrape accepted in
+        // the moment between this wait and Stop can still get the empty answer.
+        Task.WaitAll([.. _answers.Keys], AnswersDrainTimeout);
         if (_http.IsListening)
         {
             _http.Stop();
         }
 
-        _http.Close();
         try
         {
             _serving?.GetAwaiter().GetResult();
@@ -119,6 +137,7 @@ internal sealed class MetricsEndpoint : IDisposable
         {
         }
 
+        _http.Close();
         _metrics?.Dispose();
         _listener.Dispose();
         _stopping.Dispose();
@@ -150,13 +169,16 @@ internal sealed class MetricsEndpoint : IDisposable
             }
 
             // A slow scraper must not hold up the next one.
-            _ = Task.Run(() => AnswerAsync(context));
+            var answer = Task.Run(() => AnswerAsync(context));
+            _answers.TryAdd(answer, true);
+            _ = answer.ContinueWith(done => _answers.TryRemove(done, out _), TaskScheduler.Default);
         }
     }
 
     private async Task AnswerAsync(HttpListenerContext context)
     {
         var response = context.Response;
+        var answering = false;
         try
         {
             var path = context.Request.Url?.AbsolutePath.TrimEnd('/');
@@ -181,18 +203,20 @@ internal sealed class MetricsEndpoint : IDisposable
             response.ContentType = ContentType;
             response.ContentLength64 = body.Length;
             body.Position = 0;
+            answering = true;
             await body.CopyToAsync(response.OutputStream, _stopping.Token).ConfigureAwait(false);
         }
-        catch (Exception exception) when (exception is not OperationCanceledException and not HttpListenerException and not ObjectDisposedException)
+        catch (OperationCanceledException) when (!answering)
         {
-            var message = Encoding.UTF8.GetBytes($"collection failed: {exception.Message}\n");
-            response.StatusCode = 503;
-            response.ContentType = "text/plain; charset=utf-8";
-            await response.OutputStream.WriteAsync(message, CancellationToken.None).ConfigureAwait(false);
+            await AnswerUnavailableAsync(response, "the metrics endpoint is stopping").ConfigureAwait(false);
+        }
+        catch (Exception exception) when (!answering && exception is not HttpListenerException and not ObjectDisposedException)
+        {
+            await AnswerUnavailableAsync(response, $"collection failed: {exception.Message}").ConfigureAwait(false);
         }
         catch (Exception)
         {
-            // The endpoint is stopping or the scraper went away: nothing to answer.
+            // The endpoint stopped or the scraper went away in the middle of the body: nothing more to answer.
         }
         finally
         {
@@ -203,6 +227,22 @@ internal sealed class MetricsEndpoint : IDisposable
             catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
             {
             }
+        }
+    }
+
+    private static async Task AnswerUnavailableAsync(HttpListenerResponse response, string reason)
+    {
+        try
+        {
+            var message = Encoding.UTF8.GetBytes(reason + "\n");
+            response.StatusCode = 503;
+            response.ContentType = "text/plain; charset=utf-8";
+            response.ContentLength64 = message.Length;
+            await response.OutputStream.WriteAsync(message, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException or IOException)
+        {
+            // The scraper went away: nothing to answer.
         }
     }
 

@@ -162,6 +162,32 @@ public sealed class MetricsEndpointTests
     }
 
     [Fact]
+    public async Task AScrapeInFlightWhenTheEndpointStopsIsAnsweredUnavailable()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+
+        // Holding the collection gate keeps the scrape waiting until the endpoint stops under it.
+        await endpoint.CollectionGate.WaitAsync(cancel);
+        var scrape = http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+        var waited = Stopwatch.StartNew();
+        while (endpoint.AnswersInFlight == 0)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "The scrape never reached the endpoint.");
+            await Task.Delay(10, cancel);
+        }
+
+        await Task.Run(endpoint.Dispose, cancel);
+
+        using var response = await scrape;
+Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("the metrics endpoint is stopping\n", await response.Content.ReadAsStringAsync(cancel));
+    }
+
+    [Fact]
     public void APortInUseIsAnHttpListenerError()
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
