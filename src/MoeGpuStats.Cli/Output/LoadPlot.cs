@@ -22,6 +22,12 @@ internal static class LoadPlot
     /// </summary>
     private const int BarredExperts = 512;
 
+    /// <summary>
+    /// The load axis's top over the busiest bar: the legend, inside the upper right corner, takes
+    /// about a fourteenth of the chart's height and must clear a busiest bar that is the last expert.
+    /// </summary>
+    private const double LegendHeadroom = 1.2;
+
     /// <summary>Writes the picture to <paramref name="path"/>, as PNG or JPEG by its extension, whole or not at all.</summary>
     /// <exception cref="ArgumentException">The extension is neither .png nor .jpg/.jpeg.</exception>
     public static void Save(RoutingStats stats, string path) => PlotImage.Save(path, () => Render(stats));
@@ -64,7 +70,7 @@ internal static class LoadPlot
             mean.LinePattern = LinePattern.Dashed;
             load.ShowLegend(Alignment.UpperRight);
             load.Axes.SetLimitsX(-0.5, experts - 0.5);
-            load.Axes.SetLimitsY(0, UpperLimit(Math.Max(shares.Max(), meanShare)));
+            load.Axes.SetLimitsY(0, UpperLimit(Math.Max(shares.Max(), meanShare), LegendHeadroom));
         }
         else
         {
@@ -96,8 +102,8 @@ internal static class LoadPlot
         return (load, variance);
     }
 
-    /// <summary>An axis's top a little above <paramref name="largest"/>; 1 when nothing is above 0, where an axis of zero span would run negative.</summary>
-    private static double UpperLimit(double largest) => largest > 0 ? largest * 1.08 : 1;
+    /// <summary>An axis's top <paramref name="headroom"/> times <paramref name="largest"/>; 1 when nothing is above 0, where an axis of zero span would run negative.</summary>
+    private static double UpperLimit(double largest, double headroom = 1.08) => largest > 0 ? largest * headroom : 1;
 
     private static double Max(ReadOnlySpan<double> values)
     {

@@ -51,7 +51,7 @@ public sealed class LoadPlotTests
             using var bitmap = SKBitmap.Decode(path);
             var barColor = new SKColor(0x1F, 0x77, 0xB4);
             var solid = 0;
-            for (var y = 150; y < 300; y++)
+            for (var y = 250; y < 400; y++)
             {
                 for (var x = 0; x < bitmap.Width; x++)
                 {
@@ -65,6 +65,46 @@ public sealed class LoadPlotTests
         {
             File.Delete(path);
         }
+    }
+
+    /// <summary>
+    /// The legend in the load chart's upper right corner clears the busiest bar when that is the last
+    /// expert (or, at 600 experts and a title of two lines, one under the legend), in the shorter chart drawn above a variance chart: the legend's pixels (those that
+    /// change when it is hidden) end well above the first pixel of a bar in every column.
+    /// </summary>
+    [Theory]
+    [InlineData(8, 7)]
+    [InlineData(600, 570)]
+    public void TheLegendClearsTheBusiestBarUnderIt(int experts, int busiest)
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
+        for (var batch = 0; batch < 2; batch++)
+        {
+            stats.RecordRouting([.. Enumerable.Range(0, 64).Select(t => t % 8 == 0 ? t % experts : busiest)], tokens: 64, topK: 1);
+        }
+
+        var (load, _) = LoadPlot.Build(stats);
+        var height = (int)(LoadPlot.Height * 0.6);
+        using var withLegend = SKBitmap.FromImage(PlotImage.Render(load, LoadPlot.Width, height));
+        load.HideLegend();
+        using var without = SKBitmap.FromImage(PlotImage.Render(load, LoadPlot.Width, height));
+
+        var barColor = new SKColor(0x1F, 0x77, 0xB4);
+        var columns = 0;
+        for (var x = 0; x < LoadPlot.Width; x++)
+        {
+            var legendBottom = Enumerable.Range(0, height).LastOrDefault(y => withLegend.GetPixel(x, y) != without.GetPixel(x, y), -1);
+            var barTop = Enumerable.Range(0, height).FirstOrDefault(y => without.GetPixel(x, y) == barColor, -1);
+            if (legendBottom < 0 || barTop < 0)
+            {
+                continue;
+            }
+
+            columns++;
+            Assert.True(barTop - legendBottom >= 10, $"column {x}: the legend ends at pixel {legendBottom} and the bar starts at {barTop}");
+        }
+
+        Assert.True(columns > 0, "no column holds both the legend and a bar: the test no longer puts the busiest bar under the legend");
     }
 
     /// <summary>One batch has no variance over time to draw: the load chart takes the whole picture, with no empty time axis below it.</summary>
