@@ -38,7 +38,7 @@ internal static class MetricsServing
     /// <summary>Keeps the endpoint serving the final state, until Ctrl-C or SIGTERM (<c>--serve-after</c>).</summary>
     public static void ServeUntilInterrupted(CliConsole console, string host, int port)
     {
-        console.Error.WriteLine($"metrics: serving the final state at http://{host}:{port}/metrics until Ctrl-C");
+        console.Error.WriteLine($"metrics: serving the final state at http://{host}:{port}/metrics until Ctrl-C or SIGTERM");
         using var interrupt = new Interruption();
         while (!interrupt.Requested)
         {

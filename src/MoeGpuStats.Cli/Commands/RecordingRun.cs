@@ -19,7 +19,7 @@ internal abstract class RecordingRun
 
     public string MetricsHost { get; init; } = "localhost";
 
-    /// <summary>Whether the metrics endpoint stays up after the run until Ctrl-C.</summary>
+    /// <summary>Whether the metrics endpoint stays up after the run until Ctrl-C or SIGTERM.</summary>
     public bool ServeAfter { get; init; }
 
     /// <summary>Seconds between periodic reports; 0: none.</summary>
@@ -27,7 +27,7 @@ internal abstract class RecordingRun
 
     public required string Title { get; init; }
 
-    /// <summary>With <c>--serve-after</c>, after a run that recorded every step, keeps the endpoint serving the final state until Ctrl-C.</summary>
+    /// <summary>With <c>--serve-after</c>, after a run that recorded every step, keeps the endpoint serving the final state until Ctrl-C or SIGTERM.</summary>
     protected void ServeAfterTheRun(bool finished)
     {
         if (ServeAfter && MetricsPort is { } port && finished)
