@@ -71,15 +71,30 @@ public static class ConformanceFiles
         ExpertCapacities = [.. op["expert_capacities"]!.AsArray().Select(v => v!.GetValue<int>())],
         TotalTokens = op["total_tokens"]!.GetValue<int>(),
         TokensDropped = op["tokens_dropped"]!.GetValue<int>(),
-        LoadBalanceLoss = op["load_balance_loss"]!.GetValue<float>(),
-        RouterZLoss = op["router_z_loss"]!.GetValue<float>(),
-        AuxiliaryLoss = op["auxiliary_loss"]!.GetValue<float>(),
+        LoadBalanceLoss = Float(op["load_balance_loss"]!),
+        RouterZLoss = Float(op["router_z_loss"]!),
+        AuxiliaryLoss = Float(op["auxiliary_loss"]!),
     };
 
-    /// <summary>Applies one op; returns false for an unknown op kind.</summary>
+    /// <summary>
+    /// Applies one op: a latency, a routing decision, <c>{"reset": true}</c>, or <c>{"reject": OP}</c>, an
+    /// input the port refuses on purpose (README, "What differs from the seed"), which the generator
+    /// (bench/seed-fixtures) did not play through the seed: it must throw an <see cref="ArgumentException"/>,
+    /// and the state dumped after it is the one before.
+    /// </summary>
     public static void Apply(RoutingStats stats, JsonObject op)
     {
-        if (op.TryGetPropertyValue("latency_nanos", out var nanos))
+        if (op.TryGetPropertyValue("reject", out var rejected))
+        {
+            var refused = rejected!.AsObject();
+            var thrown = Record.Exception(() => Apply(stats, refused));
+            Assert.True(thrown is ArgumentException, $"{refused.ToJsonString()} should be refused with an ArgumentException; got {thrown?.GetType().Name ?? "none"}");
+        }
+        else if (op.ContainsKey("reset"))
+        {
+            stats.Reset();
+        }
+        else if (op.TryGetPropertyValue("latency_nanos", out var nanos))
         {
             stats.RecordRoutingLatency(TimeSpan.FromTicks(nanos!.GetValue<long>() / 100));
         }
@@ -88,6 +103,17 @@ public static class ConformanceFiles
             stats.RecordRouting(Decision(op));
         }
     }
+
+    /// <summary>An f32 of an op: a number, or "NaN", "Infinity", "-Infinity" as a state writes them.</summary>
+    private static float Float(JsonNode node) => node.GetValueKind() == JsonValueKind.String
+        ? node.GetValue<string>() switch
+        {
+            "NaN" => float.NaN,
+            "Infinity" => float.PositiveInfinity,
+            "-Infinity" => float.NegativeInfinity,
+            var text => throw new FormatException($"Unexpected float text '{text}'."),
+        }
+        : node.GetValue<float>();
 
     public static JsonElement ToElement(JsonNode node) => JsonDocument.Parse(node.ToJsonString()).RootElement;
 }
