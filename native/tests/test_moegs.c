@@ -603,6 +603,10 @@ int main(void)
     REFUSED(moegs_create("tpu", EXPERTS, 0, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"tpu\"", "auto", "managed");
     CHECK(h == 0, "a refused create leaves *out = 0, not %lld", (long long)h);
     REFUSED(moegs_create("cpu", EXPERTS, 0, NULL), MOEGS_INVALID_ARGUMENT, "out", "NULL");
+    /* A name with line breaks in it is echoed escaped: the message stays one line. */
+    REFUSED(moegs_create("cpu\nmanaged\r", EXPERTS, 0, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"cpu\\nmanaged\\r\"", "must be one of");
+    REFUSED(moegs_model_create("c\tpu\x01", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"c\\tpu\\u0001\"");
+    REFUSED(moegs_create("cpu\xc2\x85\xe2\x80\xa8\xe2\x80\xa9x", EXPERTS, 0, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"cpu\\u0085\\u2028\\u2029x\"");
     const char* kinds[] = { "managed", "cpu" };
     for (int i = 0; i < 2; i++) {
         h = 42;
