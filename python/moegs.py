@@ -312,19 +312,28 @@ def _tokens_and_top_k(shape, length, tokens, top_k):
 
 
 def _number(name, value):
-    """value as a Python float, else TypeError naming `name`."""
+    """value as a Python float, else TypeError naming `name`. A number beyond any float (an int of 400 digits) is an
+    infinity of its sign: out of every range the callers check, which then name the value as given."""
+    not_number = TypeError(f"{name} must be a number (got {value!r} of type {type(value).__name__})")
     if isinstance(value, bool) or not hasattr(type(value), "__float__"):
-        raise TypeError(f"{name} must be a number (got {value!r} of type {type(value).__name__})")
-    return float(value)
+        raise not_number
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    except (TypeError, ValueError):
+        # An array or tensor of several values has __float__ and refuses it in its own words.
+        raise not_number from None
 
 
 def _finite(name, value):
     """A loss: a number within float32's finite range, else TypeError or ValueError naming `name`."""
-    value = _number(name, value)
+    number = _number(name, value)
     # ctypes would turn a double beyond float32's range into an infinity the C API then refuses under another value.
-    if not abs(value) <= _FLOAT32_MAX:
-        raise ValueError(f"{name} = {value!r} is out of range: a loss must be finite, within [-{_FLOAT32_MAX!r}, {_FLOAT32_MAX!r}] (float32)")
-    return value
+    if not abs(number) <= _FLOAT32_MAX:
+        shown = value if isinstance(value, int) else number
+        raise ValueError(f"{name} = {shown!r} is out of range: a loss must be finite, within [-{_FLOAT32_MAX!r}, {_FLOAT32_MAX!r}] (float32)")
+    return number
 
 
 def _accelerator_name(accelerator):
@@ -402,9 +411,7 @@ class MoeStats(_Handle):
 
     def record_latency(self, seconds):
         """Records one routing latency of `seconds` (>= 0; kept to the nearest 100 ns)."""
-        if isinstance(seconds, bool) or not hasattr(type(seconds), "__float__"):
-            raise TypeError(f"seconds must be a number (got {seconds!r} of type {type(seconds).__name__})")
-        value = float(seconds)
+        value = _number("seconds", seconds)
         # The sign before rounding: -5e-11 s would round to 0 ns and be recorded as a latency of 0.
         if not (0.0 <= value <= INT64_MAX / 1e9):
             raise ValueError(f"seconds = {seconds!r} is out of range: a latency must lie in [0, {INT64_MAX / 1e9!r}] seconds")

@@ -69,6 +69,13 @@ def same_statistics(a, b):
     return a.keys() == b.keys() and all(x == y or (x != x and y != y) for x, y in ((a[k], b[k]) for k in a))
 
 
+class Pair:
+    """A value with __float__ that refuses the conversion, as a NumPy array or torch tensor of two values does."""
+
+    def __float__(self):
+        raise TypeError("only size-1 arrays can be converted to Python scalars")
+
+
 class WrapperTests(unittest.TestCase):
     def test_counts_match_a_bincount_and_the_managed_engine(self):
         rng = random.Random(5)
@@ -231,6 +238,12 @@ class IntegerTests(unittest.TestCase):
             for arguments in (dict(tokens=4.0, top_k=2), dict(tokens=4, top_k=True), dict(tokens="4", top_k=2)):
                 with self.assertRaises(TypeError):
                     stats.record(ids, **arguments)
+            # Numbers float() cannot take raise naming the argument, not float()'s own error.
+            with self.assertRaisesRegex(ValueError, r"^load_balance_loss = 10{400} is out of range: a loss must be finite"):
+                stats.record(ids, tokens=4, top_k=2, load_balance_loss=10**400)
+            with self.assertRaisesRegex(TypeError, r"^router_z_loss must be a number"):
+                stats.record(ids, tokens=4, top_k=2, router_z_loss=Pair())
+            self.assertEqual(0, stats.snapshot()["total_routings"])
             stats.record(ids, tokens=4, top_k=2, load_balance_loss=3.4028234663852886e38)
             s = stats.snapshot()
             self.assertEqual((1, 4, 3.4028234663852886e38), (s["total_routings"], s["total_tokens"], s["average_load_balance_loss"]))
@@ -269,6 +282,11 @@ class IntegerTests(unittest.TestCase):
                     stats.record_latency(seconds)
             with self.assertRaises(TypeError):
                 stats.record_latency("1")
+            # Numbers float() cannot take raise naming the argument, not float()'s own error.
+            with self.assertRaisesRegex(ValueError, r"^seconds = 10{400} is out of range: a latency must lie in \[0, "):
+                stats.record_latency(10**400)
+            with self.assertRaisesRegex(TypeError, r"^seconds must be a number"):
+                stats.record_latency(HostArray(array.array("f", [1.0, 2.0]), (2,), typestr="<f4"))
             self.assertEqual(0, stats.snapshot()["latency_measurements"])
             for seconds, milliseconds in ((149e-9, 0.0001), (150e-9, 0.0002), (0, 0.0), (2, 2000.0)):
                 stats.reset()
