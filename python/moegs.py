@@ -196,6 +196,9 @@ def _experts(experts, accelerator):
     (for "auto", which may choose either) the larger, with both named."""
     # The C API reads names without case or surrounding blanks.
     accelerator = accelerator.strip().lower()
+    if accelerator not in ("auto", "cuda", "opencl", "cpu", "managed"):
+        # A name the library does not know is the library's to refuse, naming it; any int32 count goes with it.
+        return _integer("experts", experts, -2**31, INT32_MAX)
     if accelerator == "managed":
         return _integer("experts", experts, 1, MANAGED_EXPERTS_MAX)
     if accelerator == "auto":

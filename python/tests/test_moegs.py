@@ -265,6 +265,12 @@ class IntegerTests(unittest.TestCase):
             moegs.MoeStats(EXPERTS, "cpu\0junk")
         with self.assertRaisesRegex(ValueError, r"^experts = 4097 is out of range: it must lie in \[1, 4096\] on cpu$"):
             moegs.MoeStats(4097, "cpu")
+        # An unknown accelerator is the library's to name, whatever the experts: not "experts ... on tpu".
+        for name, shown in (("tpu", '"tpu"'), ("cpu\nmanaged", '"cpu\\nmanaged"')):
+            with self.assertRaises(moegs.MoeGpuStatsError) as unknown:
+                moegs.MoeStats(5000, name)
+            self.assertEqual(moegs.INVALID_ARGUMENT, unknown.exception.status)
+            self.assertRegex(str(unknown.exception), r"^invalid argument: accelerator = " + re.escape(shown) + r": must be one of [^\n]*$")
         # "auto" may choose the managed engine, which takes more experts: the message names both limits.
         with self.assertRaisesRegex(ValueError, r'^experts = 0 is out of range: it must lie in \[1, 4096\] on a device accelerator, \[1, 1048576\] on "managed"$'):
             moegs.MoeStats(0)
