@@ -371,6 +371,10 @@ class _Handle:
 
     def _check(self, status):
         if status != OK:
+            if status == INVALID_HANDLE and not self._handle.value:
+                # The library can only say "handle 0 is not a live ...", a handle the caller never saw.
+                raise MoeGpuStatsError(status, f"this {type(self).__name__} is closed (close(), or the end of its with block): "
+                                               "create another one")
             raise MoeGpuStatsError(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
 
 

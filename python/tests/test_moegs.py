@@ -118,6 +118,19 @@ class WrapperTests(unittest.TestCase):
             moegs.MoeStats(EXPERTS, "tpu")
         self.assertEqual(moegs.INVALID_ARGUMENT, unknown.exception.status)
 
+    def test_a_closed_object_says_so(self):
+        stats = moegs.MoeStats(EXPERTS, "managed")
+        stats.close()
+        with moegs.MoeModelStats(2, EXPERTS, accelerator="managed") as model:
+            pass
+        for call in (stats.snapshot, stats.reset, lambda: stats.record(array.array("i", [0, 1]), top_k=2), model.window_load, model.summary,
+                     lambda: model.layer(0)):
+            with self.assertRaises(moegs.MoeGpuStatsError) as closed:
+                call()
+            self.assertEqual(moegs.INVALID_HANDLE, closed.exception.status)
+            self.assertRegex(str(closed.exception), r"^invalid handle: this Moe(Model)?Stats is closed \(close\(\), or the end of its with block\)")
+            self.assertNotIn("handle 0", str(closed.exception))
+
     def test_a_closed_aggregator_refuses_calls(self):
         stats = moegs.MoeStats(EXPERTS, "managed")
         handle = stats._handle
