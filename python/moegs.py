@@ -516,7 +516,12 @@ class MoeModelStats(_Handle):
         expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks."""
         ranks = None
         if expert_ranks is not None:
-            values = list(expert_ranks)
+            try:
+                values = list(expert_ranks)
+            except TypeError:
+                # A number, a 0-d array: list()'s own error would not name the argument.
+                raise TypeError(f"expert_ranks must be a sequence of {self.experts} ranks, one per expert "
+                                f"(got {expert_ranks!r} of type {type(expert_ranks).__name__})") from None
             if len(values) != self.experts:
                 raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
             ranks = (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))

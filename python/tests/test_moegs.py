@@ -545,6 +545,9 @@ class ModelTests(unittest.TestCase):
             self.assertIn("expert_ranks[7] = 8", str(placement.exception))
             with self.assertRaisesRegex(ValueError, "expert_ranks holds 7 ranks"):
                 model.summary(expert_ranks=[0] * (self.EXPERTS - 1))
+            for ranks in (3, HostArray(ids, ())):
+                with self.assertRaisesRegex(TypeError, r"^expert_ranks must be a sequence of 8 ranks, one per expert \(got "):
+                    model.summary(expert_ranks=ranks)
             with self.assertRaises(moegs.MoeGpuStatsError) as layer:
                 model.layer(self.LAYERS)
             self.assertIn("layer = 3", str(layer.exception))
