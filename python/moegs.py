@@ -196,6 +196,9 @@ def _experts(experts, accelerator):
     (for "auto", which may choose either) the larger, with both named."""
     # The C API reads names without case or surrounding blanks.
     accelerator = accelerator.strip().lower()
+    if accelerator not in ("auto", "cuda", "opencl", "cpu", "managed"):
+        # A name the library does not know is the library's to refuse, naming it; any int32 count goes with it.
+        return _integer("experts", experts, -2**31, INT32_MAX)
     if accelerator == "managed":
         return _integer("experts", experts, 1, MANAGED_EXPERTS_MAX)
     if accelerator == "auto":
@@ -312,19 +315,28 @@ def _tokens_and_top_k(shape, length, tokens, top_k):
 
 
 def _number(name, value):
-    """value as a Python float, else TypeError naming `name`."""
+    """value as a Python float, else TypeError naming `name`. A number beyond any float (an int of 400 digits) is an
+    infinity of its sign: out of every range the callers check, which then name the value as given."""
+    not_number = TypeError(f"{name} must be a number (got {value!r} of type {type(value).__name__})")
     if isinstance(value, bool) or not hasattr(type(value), "__float__"):
-        raise TypeError(f"{name} must be a number (got {value!r} of type {type(value).__name__})")
-    return float(value)
+        raise not_number
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+    except (TypeError, ValueError):
+        # An array or tensor of several values has __float__ and refuses it in its own words.
+        raise not_number from None
 
 
 def _finite(name, value):
     """A loss: a number within float32's finite range, else TypeError or ValueError naming `name`."""
-    value = _number(name, value)
+    number = _number(name, value)
     # ctypes would turn a double beyond float32's range into an infinity the C API then refuses under another value.
-    if not abs(value) <= _FLOAT32_MAX:
-        raise ValueError(f"{name} = {value!r} is out of range: a loss must be finite, within [-{_FLOAT32_MAX!r}, {_FLOAT32_MAX!r}] (float32)")
-    return value
+    if not abs(number) <= _FLOAT32_MAX:
+        shown = value if isinstance(value, int) else number
+        raise ValueError(f"{name} = {shown!r} is out of range: a loss must be finite, within [-{_FLOAT32_MAX!r}, {_FLOAT32_MAX!r}] (float32)")
+    return number
 
 
 def _accelerator_name(accelerator):
@@ -359,6 +371,10 @@ class _Handle:
 
     def _check(self, status):
         if status != OK:
+            if status == INVALID_HANDLE and not self._handle.value:
+                # The library can only say "handle 0 is not a live ...", a handle the caller never saw.
+                raise MoeGpuStatsError(status, f"this {type(self).__name__} is closed (close(), or the end of its with block): "
+                                               "create another one")
             raise MoeGpuStatsError(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
 
 
@@ -402,9 +418,7 @@ class MoeStats(_Handle):
 
     def record_latency(self, seconds):
         """Records one routing latency of `seconds` (>= 0; kept to the nearest 100 ns)."""
-        if isinstance(seconds, bool) or not hasattr(type(seconds), "__float__"):
-            raise TypeError(f"seconds must be a number (got {seconds!r} of type {type(seconds).__name__})")
-        value = float(seconds)
+        value = _number("seconds", seconds)
         # The sign before rounding: -5e-11 s would round to 0 ns and be recorded as a latency of 0.
         if not (0.0 <= value <= INT64_MAX / 1e9):
             raise ValueError(f"seconds = {seconds!r} is out of range: a latency must lie in [0, {INT64_MAX / 1e9!r}] seconds")
@@ -502,7 +516,12 @@ class MoeModelStats(_Handle):
         expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks."""
         ranks = None
         if expert_ranks is not None:
-            values = list(expert_ranks)
+            try:
+                values = list(expert_ranks)
+            except TypeError:
+                # A number, a 0-d array: list()'s own error would not name the argument.
+                raise TypeError(f"expert_ranks must be a sequence of {self.experts} ranks, one per expert "
+                                f"(got {expert_ranks!r} of type {type(expert_ranks).__name__})") from None
             if len(values) != self.experts:
                 raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
             ranks = (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))

@@ -4,6 +4,7 @@
  * Exit status 0 when every check passes. */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -224,6 +225,68 @@ static void latencies_from_threads(const char* accelerator)
     CHECK(fabs(s.average_latency_ms - 0.0025) < 1e-12 && fabs(s.p99_latency_ms - 0.0025) < 1e-12, "%s: average %.17g ms, p99 %.17g ms, want 0.0025",
           accelerator, s.average_latency_ms, s.p99_latency_ms);
     moegs_destroy(h);
+}
+
+/* Calls in flight on a handle while another thread destroys it: each either runs before the destroy or is refused as
+ * a destroyed handle is, naming it; none runs on the freed statistics (which answered in .NET's words, "Cannot access a
+ * disposed object", and on CUDA would enter a destroyed context). */
+#define RACE_THREADS 3
+
+typedef struct { moegs_handle handle; int model; int which; volatile int* started; int wrong; char message[256]; } race_args;
+
+static void* race_worker(void* p)
+{
+    race_args* a = p;
+    static int32_t ids[4 * TOP_K];
+    moegs_snapshot s;
+    for (int i = 0;; i++) {
+        int status;
+        if (a->model)
+            status = a->which == 0 ? moegs_model_layer_snapshot(a->handle, 0, &s)
+                                   : moegs_model_record(a->handle, ids, 1, 4, TOP_K, 0, NULL, NULL, NULL, NULL);
+        else
+            status = a->which == 0 ? moegs_snapshot_read(a->handle, &s)
+                   : a->which == 1 ? moegs_record(a->handle, ids, 4 * TOP_K, 4, TOP_K, 0, 0, NULL) : moegs_record_latency(a->handle, 100);
+        if (i == 0) __atomic_add_fetch(a->started, 1, __ATOMIC_SEQ_CST);
+        if (status != MOEGS_OK) {
+            if (status != MOEGS_INVALID_HANDLE || strstr(moegs_last_error(), "is not a live") == NULL) {
+                a->wrong = status;
+                snprintf(a->message, sizeof a->message, "%s", moegs_last_error());
+            }
+            return NULL;
+        }
+    }
+}
+
+static void destroy_while_calls_run(const char* accelerator, int model, int rounds)
+{
+    int wrong = 0;
+    char message[256] = "";
+    for (int round = 0; round < rounds && !wrong; round++) {
+        moegs_handle h = 0;
+        int created = model ? moegs_model_create(accelerator, 1, EXPERTS, 0, 0, -1.0f, &h) : moegs_create(accelerator, EXPERTS, 0, &h);
+        CHECK(created == MOEGS_OK, "race: create %s: %s", accelerator, moegs_last_error());
+        if (created != MOEGS_OK) return;
+        volatile int started = 0;
+        pthread_t threads[RACE_THREADS];
+        race_args args[RACE_THREADS];
+        for (int t = 0; t < RACE_THREADS; t++) {
+            args[t] = (race_args){ h, model, t % (model ? 2 : 3), &started, 0, "" };
+            pthread_create(&threads[t], NULL, race_worker, &args[t]);
+        }
+        while (__atomic_load_n(&started, __ATOMIC_SEQ_CST) < RACE_THREADS) sched_yield();
+        int destroyed = model ? moegs_model_destroy(h) : moegs_destroy(h);
+        CHECK(destroyed == MOEGS_OK, "race: destroy %s: %s", accelerator, moegs_last_error());
+        for (int t = 0; t < RACE_THREADS; t++) {
+            pthread_join(threads[t], NULL);
+            if (args[t].wrong && !wrong) {
+                wrong = args[t].wrong;
+                memcpy(message, args[t].message, sizeof message);
+            }
+        }
+    }
+    CHECK(wrong == 0, "%s %s: a call racing its destroy returned %d, \"%s\"; want MOEGS_INVALID_HANDLE, \"handle ... is not a live ...\"",
+          accelerator, model ? "model" : "aggregator", wrong, message);
 }
 
 /* The latency a handle keeps for `nanoseconds`: to the nearest 100 ns. */
@@ -540,6 +603,10 @@ int main(void)
     REFUSED(moegs_create("tpu", EXPERTS, 0, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"tpu\"", "auto", "managed");
     CHECK(h == 0, "a refused create leaves *out = 0, not %lld", (long long)h);
     REFUSED(moegs_create("cpu", EXPERTS, 0, NULL), MOEGS_INVALID_ARGUMENT, "out", "NULL");
+    /* A name with line breaks in it is echoed escaped: the message stays one line. */
+    REFUSED(moegs_create("cpu\nmanaged\r", EXPERTS, 0, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"cpu\\nmanaged\\r\"", "must be one of");
+    REFUSED(moegs_model_create("c\tpu\x01", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"c\\tpu\\u0001\"");
+    REFUSED(moegs_create("cpu\xc2\x85\xe2\x80\xa8\xe2\x80\xa9x", EXPERTS, 0, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"cpu\\u0085\\u2028\\u2029x\"");
     const char* kinds[] = { "managed", "cpu" };
     for (int i = 0; i < 2; i++) {
         h = 42;
@@ -604,6 +671,13 @@ int main(void)
     pthread_join(t2, &r2);
     CHECK(r1 == NULL && r2 == NULL, "threads recorded");
     CHECK(moegs_snapshot_read(cpu, &sc) == MOEGS_OK && sc.total_routings == 200, "two threads: %llu routings", (unsigned long long)sc.total_routings);
+
+    /* Rounds: a handle on cpu opens an ILGPU context of its own, managed ones are cheap. */
+    /* Rounds: a round on cpu opens an ILGPU context of its own; each kind has failed within a few rounds without the fix. */
+    destroy_while_calls_run("managed", 0, 60);
+    destroy_while_calls_run("cpu", 0, 6);
+    destroy_while_calls_run("managed", 1, 60);
+    destroy_while_calls_run("cpu", 1, 6);
 
     CHECK(moegs_destroy(cpu) == MOEGS_OK, "destroy cpu");
     CHECK(moegs_destroy(cpu) == MOEGS_INVALID_HANDLE, "destroy twice");

@@ -69,6 +69,13 @@ def same_statistics(a, b):
     return a.keys() == b.keys() and all(x == y or (x != x and y != y) for x, y in ((a[k], b[k]) for k in a))
 
 
+class Pair:
+    """A value with __float__ that refuses the conversion, as a NumPy array or torch tensor of two values does."""
+
+    def __float__(self):
+        raise TypeError("only size-1 arrays can be converted to Python scalars")
+
+
 class WrapperTests(unittest.TestCase):
     def test_counts_match_a_bincount_and_the_managed_engine(self):
         rng = random.Random(5)
@@ -110,6 +117,19 @@ class WrapperTests(unittest.TestCase):
         with self.assertRaises(moegs.MoeGpuStatsError) as unknown:
             moegs.MoeStats(EXPERTS, "tpu")
         self.assertEqual(moegs.INVALID_ARGUMENT, unknown.exception.status)
+
+    def test_a_closed_object_says_so(self):
+        stats = moegs.MoeStats(EXPERTS, "managed")
+        stats.close()
+        with moegs.MoeModelStats(2, EXPERTS, accelerator="managed") as model:
+            pass
+        for call in (stats.snapshot, stats.reset, lambda: stats.record(array.array("i", [0, 1]), top_k=2), model.window_load, model.summary,
+                     lambda: model.layer(0)):
+            with self.assertRaises(moegs.MoeGpuStatsError) as closed:
+                call()
+            self.assertEqual(moegs.INVALID_HANDLE, closed.exception.status)
+            self.assertRegex(str(closed.exception), r"^invalid handle: this Moe(Model)?Stats is closed \(close\(\), or the end of its with block\)")
+            self.assertNotIn("handle 0", str(closed.exception))
 
     def test_a_closed_aggregator_refuses_calls(self):
         stats = moegs.MoeStats(EXPERTS, "managed")
@@ -231,6 +251,12 @@ class IntegerTests(unittest.TestCase):
             for arguments in (dict(tokens=4.0, top_k=2), dict(tokens=4, top_k=True), dict(tokens="4", top_k=2)):
                 with self.assertRaises(TypeError):
                     stats.record(ids, **arguments)
+            # Numbers float() cannot take raise naming the argument, not float()'s own error.
+            with self.assertRaisesRegex(ValueError, r"^load_balance_loss = 10{400} is out of range: a loss must be finite"):
+                stats.record(ids, tokens=4, top_k=2, load_balance_loss=10**400)
+            with self.assertRaisesRegex(TypeError, r"^router_z_loss must be a number"):
+                stats.record(ids, tokens=4, top_k=2, router_z_loss=Pair())
+            self.assertEqual(0, stats.snapshot()["total_routings"])
             stats.record(ids, tokens=4, top_k=2, load_balance_loss=3.4028234663852886e38)
             s = stats.snapshot()
             self.assertEqual((1, 4, 3.4028234663852886e38), (s["total_routings"], s["total_tokens"], s["average_load_balance_loss"]))
@@ -252,6 +278,12 @@ class IntegerTests(unittest.TestCase):
             moegs.MoeStats(EXPERTS, "cpu\0junk")
         with self.assertRaisesRegex(ValueError, r"^experts = 4097 is out of range: it must lie in \[1, 4096\] on cpu$"):
             moegs.MoeStats(4097, "cpu")
+        # An unknown accelerator is the library's to name, whatever the experts: not "experts ... on tpu".
+        for name, shown in (("tpu", '"tpu"'), ("cpu\nmanaged", '"cpu\\nmanaged"')):
+            with self.assertRaises(moegs.MoeGpuStatsError) as unknown:
+                moegs.MoeStats(5000, name)
+            self.assertEqual(moegs.INVALID_ARGUMENT, unknown.exception.status)
+            self.assertRegex(str(unknown.exception), r"^invalid argument: accelerator = " + re.escape(shown) + r": must be one of [^\n]*$")
         # "auto" may choose the managed engine, which takes more experts: the message names both limits.
         with self.assertRaisesRegex(ValueError, r'^experts = 0 is out of range: it must lie in \[1, 4096\] on a device accelerator, \[1, 1048576\] on "managed"$'):
             moegs.MoeStats(0)
@@ -269,6 +301,11 @@ class IntegerTests(unittest.TestCase):
                     stats.record_latency(seconds)
             with self.assertRaises(TypeError):
                 stats.record_latency("1")
+            # Numbers float() cannot take raise naming the argument, not float()'s own error.
+            with self.assertRaisesRegex(ValueError, r"^seconds = 10{400} is out of range: a latency must lie in \[0, "):
+                stats.record_latency(10**400)
+            with self.assertRaisesRegex(TypeError, r"^seconds must be a number"):
+                stats.record_latency(HostArray(array.array("f", [1.0, 2.0]), (2,), typestr="<f4"))
             self.assertEqual(0, stats.snapshot()["latency_measurements"])
             for seconds, milliseconds in ((149e-9, 0.0001), (150e-9, 0.0002), (0, 0.0), (2, 2000.0)):
                 stats.reset()
@@ -508,6 +545,9 @@ class ModelTests(unittest.TestCase):
             self.assertIn("expert_ranks[7] = 8", str(placement.exception))
             with self.assertRaisesRegex(ValueError, "expert_ranks holds 7 ranks"):
                 model.summary(expert_ranks=[0] * (self.EXPERTS - 1))
+            for ranks in (3, HostArray(ids, ())):
+                with self.assertRaisesRegex(TypeError, r"^expert_ranks must be a sequence of 8 ranks, one per expert \(got "):
+                    model.summary(expert_ranks=ranks)
             with self.assertRaises(moegs.MoeGpuStatsError) as layer:
                 model.layer(self.LAYERS)
             self.assertIn("layer = 3", str(layer.exception))

@@ -28,6 +28,8 @@ internal sealed class NativeAggregator : INativeHandle
 
     public Lock Gate { get; } = new();
 
+    public bool Disposed { get; private set; }
+
     /// <summary>Where the statistics live, in the C API's words: "cuda", "opencl", "cpu" or "managed".</summary>
     public string Kind => _stats.Backend;
 
@@ -70,6 +72,7 @@ internal sealed class NativeAggregator : INativeHandle
 
     public void Dispose()
     {
+        Disposed = true;
         _ids?.Dispose();
         _bridge?.Dispose();
         _stats.Dispose();

@@ -333,6 +333,12 @@ public static unsafe class NativeApi
         {
             lock (live.Gate)
             {
+                // A destroy on another thread may have freed the handle between the look-up and the lock.
+                if (live.Disposed)
+                {
+                    return NotLive(handle, kind);
+                }
+
                 using var device = onDevice ? live.EnterDevice() : default;
                 action(live, state);
             }

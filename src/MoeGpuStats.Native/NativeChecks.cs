@@ -225,8 +225,35 @@ internal static class NativeChecks
     {
         if (Array.IndexOf(Accelerators, name) < 0)
         {
-            throw new NativeArgumentException($"accelerator = \"{given}\": must be one of auto (or NULL), {string.Join(", ", AcceleratorSelection.Names)}; case and surrounding blanks do not count.");
+            throw new NativeArgumentException($"accelerator = \"{Escaped(given)}\": must be one of auto (or NULL), {string.Join(", ", AcceleratorSelection.Names)}; case and surrounding blanks do not count.");
         }
+    }
+
+    /// <summary>
+    /// The caller's text with line breaks and other control characters escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>,
+    /// else <c>\uXXXX</c>), so that a message echoing it stays one line.
+    /// </summary>
+    private static string Escaped(string text)
+    {
+        if (!text.Any(c => char.IsControl(c) || c is '\u2028' or '\u2029'))
+        {
+            return text;
+        }
+
+        var escaped = new System.Text.StringBuilder(text.Length + 8);
+        foreach (var c in text)
+        {
+            escaped.Append(c switch
+            {
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                _ when char.IsControl(c) || c is '\u2028' or '\u2029' => $"\\u{(int)c:x4}",
+                _ => c.ToString(),
+            });
+        }
+
+        return escaped.ToString();
     }
 
     private static void ExpertCapacity(int expertCapacity)

@@ -149,6 +149,9 @@ internal interface INativeHandle : IDisposable
 {
     Lock Gate { get; }
 
+    /// <summary>Freed by a destroy (under <see cref="Gate"/>): a call that found the handle before it was removed must not run on it.</summary>
+    bool Disposed { get; }
+
     /// <summary>ILGPU's CUDA context current until the scope ends, then the caller's again; nothing off CUDA.</summary>
     CudaContextScope EnterDevice();
 }

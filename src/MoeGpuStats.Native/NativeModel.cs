@@ -33,6 +33,8 @@ internal sealed class NativeModel : INativeHandle
 
     public Lock Gate { get; } = new();
 
+    public bool Disposed { get; private set; }
+
     /// <summary>Where the statistics live, in the C API's words: "cuda", "opencl", "cpu" or "managed".</summary>
     public string Kind => _stats.Backend;
 
@@ -152,6 +154,7 @@ internal sealed class NativeModel : INativeHandle
 
     public void Dispose()
     {
+        Disposed = true;
         _ids?.Dispose();
         _validTokens?.Dispose();
         _loadBalanceLosses?.Dispose();
