@@ -75,7 +75,8 @@ typedef struct moegs_snapshot {
 } moegs_snapshot;
 
 /* Creates an aggregator for `experts` experts. accelerator: "auto" (or NULL: CUDA, then OpenCL,
- * then the managed engine, the rule RoutingStats.Create and the CLI follow), "cuda", "opencl", "cpu"
+ * then the managed engine, the rule RoutingStats.Create and the CLI follow; where MOEGS_ACCELERATOR
+ * is set in the environment before the library loads, the engine it names), "cuda", "opencl", "cpu"
  * (ILGPU's CPU accelerator), or "managed" (no accelerator).
  * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 1048576] on "managed" (the library's limit).
  * expert_capacity: slots per expert per batch; a batch's slots beyond it are dropped (slots_dropped),

@@ -732,6 +732,45 @@ def torch_python():
     return None
 
 
+class AcceleratorVariableTests(unittest.TestCase):
+    """"auto" follows MOEGS_ACCELERATOR where it is set, as RoutingStats.Create and the CLI do; a named accelerator does not.
+    Each case runs in a process of its own: the library reads the variable from the environment it started with."""
+
+    PROBE = ("import sys; sys.path.insert(0, sys.argv[1]); import moegs\n"
+             "try:\n"
+             "    with moegs.MoeStats(4, sys.argv[2]) as s, moegs.MoeModelStats(2, 4, accelerator=sys.argv[2]) as m:\n"
+             "        print(s.device, m.device)\n"
+             "except moegs.MoeGpuStatsError as e:\n"
+             "    print('error', e)\n")
+
+    def probe(self, variable, accelerator="auto"):
+        environment = {k: v for k, v in os.environ.items() if k != "MOEGS_ACCELERATOR"}
+        environment["MOEGS_LIB"] = os.path.abspath(moegs._load()._name)
+        if variable is not None:
+            environment["MOEGS_ACCELERATOR"] = variable
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        run = subprocess.run([sys.executable, "-c", self.PROBE, package, accelerator], capture_output=True, text=True, env=environment, timeout=300)
+        self.assertEqual(0, run.returncode, run.stderr)
+        return run.stdout.strip()
+
+    def test_auto_takes_the_engine_the_variable_names(self):
+        self.assertEqual("cpu cpu", self.probe("cpu"))
+        self.assertEqual("cpu cpu", self.probe(" CPU "))
+        self.assertEqual("managed managed", self.probe("managed"))
+
+    def test_a_named_accelerator_ignores_the_variable(self):
+        self.assertEqual("managed managed", self.probe("cpu", accelerator="managed"))
+        self.assertEqual("cpu cpu", self.probe("managed", accelerator="cpu"))
+
+    def test_an_unknown_value_is_refused_naming_the_variable(self):
+        message = self.probe("tpu\nx")
+        self.assertRegex(message, r'^error invalid argument: MOEGS_ACCELERATOR = "tpu\\nx", which "auto" follows: must be one of '
+                                  r'cuda, opencl, cpu, managed, or unset for the best accelerator present\.$')
+
+    def test_an_empty_variable_is_unset(self):
+        self.assertEqual(self.probe(None), self.probe(""))
+
+
 class AllReduceExampleTests(unittest.TestCase):
     """python/examples/allreduce_window_load.py: two processes, gloo, each model's window load all-reduced from its own memory."""
 

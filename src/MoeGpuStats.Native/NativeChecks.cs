@@ -233,7 +233,7 @@ internal static class NativeChecks
     /// The caller's text with line breaks and other control characters escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>,
     /// else <c>\uXXXX</c>), so that a message echoing it stays one line.
     /// </summary>
-    private static string Escaped(string text)
+    public static string Escaped(string text)
     {
         if (!text.Any(c => char.IsControl(c) || c is '\u2028' or '\u2029'))
         {

@@ -21,26 +21,35 @@ internal sealed class NativeDevice : IDisposable
     /// <summary>
     /// Opens the accelerator the C caller named and builds the handle's engine on it with
     /// <paramref name="build"/>. Null (and <paramref name="built"/> default) for the managed engine:
-    /// "managed", or "auto" without a GPU (the library's rule, AcceleratorSelection). When
+    /// "managed", or "auto" without a GPU (the library's rule, AcceleratorSelection). "auto" follows
+    /// <c>MOEGS_ACCELERATOR</c> where it is set, as <see cref="RoutingStats.Create"/> does, so an
+    /// operator can move a server onto another engine without a change to its code. When
     /// <paramref name="build"/> throws, the accelerator is freed again; it must free what it made itself.
     /// </summary>
-    /// <exception cref="ArgumentException">An accelerator name the C API does not know.</exception>
+    /// <exception cref="NativeArgumentException">"auto" and a <c>MOEGS_ACCELERATOR</c> that names no engine.</exception>
     /// <exception cref="NoDeviceException">The named accelerator is not present.</exception>
     public static NativeDevice? Open<T>(string accelerator, Func<Accelerator, T> build, out T? built)
     {
         built = default;
-        var order = AcceleratorSelection.Order(accelerator is "auto" ? "" : accelerator)
-            ?? throw new ArgumentException($"accelerator '{accelerator}' is not one of {string.Join(", ", NativeChecks.Accelerators)}.", nameof(accelerator));
+        var variable = accelerator is "auto" ? Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.Trim() : null;
+        var choice = accelerator is "auto" ? variable?.ToLowerInvariant() ?? "" : accelerator;
+        var order = AcceleratorSelection.Order(choice)
+            ?? throw new NativeArgumentException(
+                $"{RoutingStats.AcceleratorVariable} = \"{NativeChecks.Escaped(variable ?? choice)}\", which \"auto\" follows: must be one of {string.Join(", ", AcceleratorSelection.Names)}, or unset for the best accelerator present.");
         if (order.Length == 0)
         {
             return null;
         }
+
         var context = Context.Create(builder => builder.Default());
         var device = order.Select(type => context.Devices.FirstOrDefault(d => d.AcceleratorType == type)).FirstOrDefault(d => d is not null);
         if (device is null)
         {
             context.Dispose();
-            return accelerator is "auto" ? null : throw new NoDeviceException($"no {accelerator} accelerator on this machine.");
+            return choice.Length == 0 ? null
+                : throw new NoDeviceException(accelerator is "auto"
+                    ? $"no {choice} accelerator on this machine ({RoutingStats.AcceleratorVariable} = {choice}, which \"auto\" follows)."
+                    : $"no {choice} accelerator on this machine.");
         }
 
         var caller = device.AcceleratorType == AcceleratorType.Cuda ? CudaContextScope.CurrentContext() : IntPtr.Zero;

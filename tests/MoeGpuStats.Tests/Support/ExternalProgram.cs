@@ -8,10 +8,15 @@ internal static class ExternalProgram
     public static string? FindOnPath(string name) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Select(folder => Path.Combine(folder, name)).FirstOrDefault(File.Exists);
 
-    /// <summary>Runs <paramref name="file"/> (at most 3 minutes) and returns its standard output and error.</summary>
+    /// <summary>
+    /// Runs <paramref name="file"/> (at most 3 minutes) and returns its standard output and error. The
+    /// program gets <c>MOEGS_ACCELERATOR</c> only from <paramref name="environment"/>: the C API's "auto"
+    /// follows it, and the programs' checks of "auto" expect the best accelerator present.
+    /// </summary>
     public static string Run(string file, string arguments, out int exitCode, params (string Name, string Value)[] environment)
     {
         var start = new ProcessStartInfo(file, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.Environment.Remove(RoutingStats.AcceleratorVariable);
         foreach (var (name, value) in environment)
         {
             start.Environment[name] = value;
