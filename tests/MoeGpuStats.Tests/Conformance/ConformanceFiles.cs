@@ -5,32 +5,16 @@ namespace MoeGpuStats.Tests.Conformance;
 
 /// <summary>
 /// The fixture files: every *.jsonl in MOE_CONFORMANCE_DIR, else the seed's recorded output kept in the
-/// repository (tests/MoeGpuStats.Tests/Conformance/fixtures), so that a fresh clone runs them.
+/// repository (tests/MoeGpuStats.Tests/Conformance/fixtures), read from the copy the build puts beside
+/// the tests, as the golden PTX and the traces are: the packaged tests of the device check have no
+/// source tree, and reading the copy everywhere keeps that copy tested.
 /// </summary>
 public static class ConformanceFiles
 {
-    public static string Directory
-    {
-        get
-        {
-            var configured = Environment.GetEnvironmentVariable("MOE_CONFORMANCE_DIR");
-            if (!string.IsNullOrEmpty(configured))
-            {
-                return configured;
-            }
-
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            {
-                if (File.Exists(Path.Combine(dir.FullName, "MoeGpuStats.sln")))
-                {
-                    return Path.Combine(dir.FullName, "tests", "MoeGpuStats.Tests", "Conformance", "fixtures");
-                }
-            }
-
-            // A packaged test run (the device check) has no source tree: the build copies the fixtures here.
-            return Path.Combine(AppContext.BaseDirectory, "conformance");
-        }
-    }
+    public static string Directory =>
+        Environment.GetEnvironmentVariable("MOE_CONFORMANCE_DIR") is { Length: > 0 } configured
+            ? configured
+            : Path.Combine(AppContext.BaseDirectory, "conformance");
 
     public static TheoryData<string> Names
     {
