@@ -598,6 +598,29 @@ class ModelTests(unittest.TestCase):
                     self.assertRaisesRegex(TypeError, r"^expert_ranks\[0\] must be an integer \(got tensor\(0\.\)"):
                 model.summary(torch.tensor([0.0, 0.0, 1.0, 1.0]))
 
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_numpy_and_torch_booleans_are_not_numbers(self):
+        """As Python's True is refused for a loss, a latency or a decay (and NumPy's and torch's for an integer), so are theirs."""
+        import numpy
+        flags = [numpy.bool_(True), numpy.array(False)]
+        if importlib.util.find_spec("torch"):
+            import torch
+            flags.append(torch.tensor(True))
+        ids = array.array("i", [0, 1, 2, 3])
+        with moegs.MoeStats(4, "managed") as stats, moegs.MoeModelStats(1, 4, accelerator="managed") as model:
+            for flag in flags:
+                with self.subTest(flag=flag):
+                    with self.assertRaisesRegex(TypeError, r"^load_balance_loss must be a number \(got "):
+                        stats.record(ids, tokens=2, top_k=2, load_balance_loss=flag)
+                    with self.assertRaisesRegex(TypeError, r"^seconds must be a number \(got "):
+                        stats.record_latency(flag)
+                    with self.assertRaisesRegex(TypeError, r"^router_z_losses\[0\] must be a number \(got "):
+                        model.record(numpy.array([[[0], [1]]], numpy.int32), router_z_losses=[flag])
+                    with self.assertRaisesRegex(TypeError, r"^utilization_decay must be a number \(got "):
+                        moegs.MoeModelStats(1, 4, accelerator="managed", utilization_decay=flag)
+            self.assertEqual((0, 0), (stats.snapshot()["total_routings"], stats.snapshot()["latency_measurements"]))
+            self.assertEqual(0, model.summary()["steps"])
+
     def test_the_model_structs_are_the_librarys(self):
         lib = moegs._load()
         self.assertEqual(ctypes.sizeof(moegs.ModelBalance), lib.moegs_model_balance_size())
