@@ -78,7 +78,8 @@ typedef struct moegs_snapshot {
  * then the managed engine, the rule RoutingStats.Create and the CLI follow; where MOEGS_ACCELERATOR
  * is set in the environment before the library loads, the engine it names), "cuda", "opencl", "cpu"
  * (ILGPU's CPU accelerator), or "managed" (no accelerator).
- * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 1048576] on "managed" (the library's limit).
+ * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 1048576] on "managed" (the library's limit);
+ * "auto" takes [1, 4096], or [1, 1048576] where MOEGS_ACCELERATOR = managed sends it to the managed engine.
  * expert_capacity: slots per expert per batch; a batch's slots beyond it are dropped (slots_dropped),
  * never whole tokens. 0: no capacity, nothing dropped, and the capacity statistics assume the seed's
  * 100 slots per expert. Negative is refused. *out is 0 when the call fails. */

@@ -318,7 +318,8 @@ def _number(name, value):
     """value as a Python float, else TypeError naming `name`. A number beyond any float (an int of 400 digits) is an
     infinity of its sign: out of every range the callers check, which then name the value as given."""
     not_number = TypeError(f"{name} must be a number (got {value!r} of type {type(value).__name__})")
-    if isinstance(value, bool) or not hasattr(type(value), "__float__"):
+    # NumPy's and torch's booleans convert to 0.0 and 1.0 as Python's do: refused alike, as _integer refuses them.
+    if isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool") or not hasattr(type(value), "__float__"):
         raise not_number
     try:
         return float(value)

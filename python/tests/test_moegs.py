@@ -598,6 +598,29 @@ class ModelTests(unittest.TestCase):
                     self.assertRaisesRegex(TypeError, r"^expert_ranks\[0\] must be an integer \(got tensor\(0\.\)"):
                 model.summary(torch.tensor([0.0, 0.0, 1.0, 1.0]))
 
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_numpy_and_torch_booleans_are_not_numbers(self):
+        """As Python's True is refused for a loss, a latency or a decay (and NumPy's and torch's for an integer), so are theirs."""
+        import numpy
+        flags = [numpy.bool_(True), numpy.array(False)]
+        if importlib.util.find_spec("torch"):
+            import torch
+            flags.append(torch.tensor(True))
+        ids = array.array("i", [0, 1, 2, 3])
+        with moegs.MoeStats(4, "managed") as stats, moegs.MoeModelStats(1, 4, accelerator="managed") as model:
+            for flag in flags:
+                with self.subTest(flag=flag):
+                    with self.assertRaisesRegex(TypeError, r"^load_balance_loss must be a number \(got "):
+                        stats.record(ids, tokens=2, top_k=2, load_balance_loss=flag)
+                    with self.assertRaisesRegex(TypeError, r"^seconds must be a number \(got "):
+                        stats.record_latency(flag)
+                    with self.assertRaisesRegex(TypeError, r"^router_z_losses\[0\] must be a number \(got "):
+                        model.record(numpy.array([[[0], [1]]], numpy.int32), router_z_losses=[flag])
+                    with self.assertRaisesRegex(TypeError, r"^utilization_decay must be a number \(got "):
+                        moegs.MoeModelStats(1, 4, accelerator="managed", utilization_decay=flag)
+            self.assertEqual((0, 0), (stats.snapshot()["total_routings"], stats.snapshot()["latency_measurements"]))
+            self.assertEqual(0, model.summary()["steps"])
+
     def test_the_model_structs_are_the_librarys(self):
         lib = moegs._load()
         self.assertEqual(ctypes.sizeof(moegs.ModelBalance), lib.moegs_model_balance_size())
@@ -738,18 +761,18 @@ class AcceleratorVariableTests(unittest.TestCase):
 
     PROBE = ("import sys; sys.path.insert(0, sys.argv[1]); import moegs\n"
              "try:\n"
-             "    with moegs.MoeStats(4, sys.argv[2]) as s, moegs.MoeModelStats(2, 4, accelerator=sys.argv[2]) as m:\n"
+             "    with moegs.MoeStats(int(sys.argv[3]), sys.argv[2]) as s, moegs.MoeModelStats(2, 4, accelerator=sys.argv[2]) as m:\n"
              "        print(s.device, m.device)\n"
              "except moegs.MoeGpuStatsError as e:\n"
              "    print('error', e)\n")
 
-    def probe(self, variable, accelerator="auto"):
+    def probe(self, variable, accelerator="auto", experts=4, script=None):
         environment = {k: v for k, v in os.environ.items() if k != "MOEGS_ACCELERATOR"}
         environment["MOEGS_LIB"] = os.path.abspath(moegs._load()._name)
         if variable is not None:
             environment["MOEGS_ACCELERATOR"] = variable
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        run = subprocess.run([sys.executable, "-c", self.PROBE, package, accelerator], capture_output=True, text=True, env=environment, timeout=300)
+        run = subprocess.run([sys.executable, "-c", script or self.PROBE, package, accelerator, str(experts)], capture_output=True, text=True, env=environment, timeout=300)
         self.assertEqual(0, run.returncode, run.stderr)
         return run.stdout.strip()
 
@@ -761,6 +784,20 @@ class AcceleratorVariableTests(unittest.TestCase):
     def test_a_named_accelerator_ignores_the_variable(self):
         self.assertEqual("managed managed", self.probe("cpu", accelerator="managed"))
         self.assertEqual("cpu cpu", self.probe("managed", accelerator="cpu"))
+
+    def test_auto_sent_to_managed_takes_the_managed_engines_experts(self):
+        # As RoutingStats.Create does under the same variable: the device engines' limit is not the one that applies.
+        self.assertEqual("managed managed", self.probe("managed", experts=5000))
+        self.assertEqual("managed managed", self.probe(" Managed ", experts=moegs.MANAGED_EXPERTS_MAX))
+        # Past it, the library's message says why the managed engine's limit applies (the wrapper lets "auto" pass up to it).
+        create = ("import ctypes, sys; sys.path.insert(0, sys.argv[1]); import moegs; lib = moegs._load(); h = ctypes.c_int64(0)\n"
+                  "print(lib.moegs_create(b'auto', moegs.MANAGED_EXPERTS_MAX + 1, 0, ctypes.byref(h)), lib.moegs_last_error().decode())\n")
+        message = self.probe("managed", script=create)
+        self.assertRegex(message, r"^%d experts = 1048577: must lie in \[1, 1048576\] on auto \(MOEGS_ACCELERATOR = managed, which \"auto\" follows\) "
+                                  r"\(the library's limit\)\.$" % moegs.INVALID_ARGUMENT)
+        # Where auto may pick a device engine, its limit stays.
+        self.assertRegex(self.probe("cpu", experts=5000), r"^error invalid argument: experts = 5000: must lie in \[1, 4096\] on auto ")
+        self.assertRegex(self.probe(None, experts=5000), r"^error invalid argument: experts = 5000: must lie in \[1, 4096\] on auto ")
 
     def test_an_unknown_value_is_refused_naming_the_variable(self):
         message = self.probe("tpu\nx")

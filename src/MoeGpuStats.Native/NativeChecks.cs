@@ -18,14 +18,16 @@ internal static class NativeChecks
 
     public static void Create(string accelerator, int experts, int expertCapacity)
     {
-
         // Every accelerator but "managed" keeps its per-expert state on a device engine of fixed size;
-        // the managed engine keeps it in .NET arrays.
-        var most = accelerator == "managed" ? RoutingStatsOptions.MaxExperts : RoutingStatsOptions.MaxDeviceExperts;
+        // the managed engine keeps it in .NET arrays. "auto" that MOEGS_ACCELERATOR sends to the managed
+        // engine takes what "managed" takes, as RoutingStats.Create does; else "auto" may pick a device.
+        var managed = accelerator == "managed" || (accelerator == "auto" && NativeDevice.AutoChoice() == "managed");
+        var most = managed ? RoutingStatsOptions.MaxExperts : RoutingStatsOptions.MaxDeviceExperts;
         if (experts < 1 || experts > most)
         {
-            var why = accelerator == "managed" ? " (the library's limit)" : $" (the device engine's limit; managed takes up to {RoutingStatsOptions.MaxExperts})";
-            throw new NativeArgumentException($"experts = {experts}: must lie in [1, {most}] on {accelerator}{why}.");
+            var on = managed && accelerator == "auto" ? $"auto ({RoutingStats.AcceleratorVariable} = managed, which \"auto\" follows)" : accelerator;
+            var why = managed ? " (the library's limit)" : $" (the device engine's limit; managed takes up to {RoutingStatsOptions.MaxExperts})";
+            throw new NativeArgumentException($"experts = {experts}: must lie in [1, {most}] on {on}{why}.");
         }
 
         ExpertCapacity(expertCapacity);

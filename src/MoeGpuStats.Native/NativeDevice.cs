@@ -31,8 +31,8 @@ internal sealed class NativeDevice : IDisposable
     public static NativeDevice? Open<T>(string accelerator, Func<Accelerator, T> build, out T? built)
     {
         built = default;
-        var variable = accelerator is "auto" ? Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.Trim() : null;
-        var choice = accelerator is "auto" ? variable?.ToLowerInvariant() ?? "" : accelerator;
+        var variable = accelerator is "auto" ? AutoVariable() : null;
+        var choice = accelerator is "auto" ? AutoChoice() : accelerator;
         var order = AcceleratorSelection.Order(choice)
             ?? throw new NativeArgumentException(
                 $"{RoutingStats.AcceleratorVariable} = \"{NativeChecks.Escaped(variable ?? choice)}\", which \"auto\" follows: must be one of {string.Join(", ", AcceleratorSelection.Names)}, or unset for the best accelerator present.");
@@ -71,6 +71,12 @@ internal sealed class NativeDevice : IDisposable
             CudaContextScope.RestoreAfterCreate(opened, caller);
         }
     }
+
+    /// <summary><c>MOEGS_ACCELERATOR</c> as set, without surrounding blanks; null when unset.</summary>
+    private static string? AutoVariable() => Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.Trim();
+
+    /// <summary>What "auto" asks for: <c>MOEGS_ACCELERATOR</c> in lower case, or empty (unset or blank) for the best present.</summary>
+    public static string AutoChoice() => AutoVariable()?.ToLowerInvariant() ?? "";
 
     /// <summary>
     /// With a CUDA bridge, enqueues on the engine's stream a wait for the producer's work so far and

@@ -48,6 +48,7 @@ internal sealed class MetricsEndpoint : IDisposable
     private readonly ConcurrentDictionary<Task, bool> _answers = new();
     private IDisposable? _metrics;
     private Task? _serving;
+    private int _disposed;
 
     private MetricsEndpoint()
     {
@@ -118,6 +119,12 @@ internal sealed class MetricsEndpoint : IDisposable
 
     public void Dispose()
     {
+        // Calls after the first are ignored, as IDisposable asks: a second Cancel would throw on the disposed source.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _stopping.Cancel();
 
         // Stopping the listener submits every response not yet sent as an empty 200, so the scrapes in

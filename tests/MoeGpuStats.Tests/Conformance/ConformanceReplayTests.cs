@@ -86,8 +86,8 @@ public sealed class ConformanceReplayTests
 
         // ... then everything else from one snapshot.
         using var s = stats.Snapshot();
-        c.Expert($"{at} most_utilized", expected["most_utilized"], most, s.ExpertUtilization, exact?["most_utilized"]);
-        c.Expert($"{at} least_utilized", expected["least_utilized"], least, s.ExpertUtilization, exact?["least_utilized"]);
+        c.MostUtilized($"{at} most_utilized", expected["most_utilized"], most, s.ExpertUtilization, exact?["most_utilized"]);
+        c.LeastUtilized($"{at} least_utilized", expected["least_utilized"], least, s.ExpertUtilization, exact?["least_utilized"]);
         c.Integer($"{at} total_routings", expected["total_routings"], s.TotalRoutings);
         c.Integer($"{at} total_tokens", expected["total_tokens"], s.TotalTokens);
         c.Integer($"{at} tokens_dropped", expected["tokens_dropped"], s.TokensDropped);

@@ -10,7 +10,7 @@ namespace MoeGpuStats.Tests.Conformance;
 /// (a state's <c>exact</c>, written by bench/seed-fixtures), the port is within tolerance of it and the
 /// seed is not (also what the seed's queries give on the exact means: the summary, the CV, the most and
 /// least utilized expert); and the most or least utilized expert may be another index where the port's own
-/// utilizations tie within tolerance.
+/// utilizations tie within tolerance, if it is the one the seed's rule picks on them.
 /// </summary>
 public sealed class StateComparer(string context)
 {
@@ -95,12 +95,22 @@ public sealed class StateComparer(string context)
         }
     }
 
+    /// <summary>The most utilized expert, as <see cref="Expert(string, JsonNode?, ValueTuple{int, float}?, IReadOnlyList{float}, bool, JsonNode?)"/> with the seed's rule on ties: the last maximum.</summary>
+    public void MostUtilized(string field, JsonNode? expected, (int Index, float Utilization)? actual, IReadOnlyList<float> utilization, JsonNode? exact = null) =>
+        Expert(field, expected, actual, utilization, most: true, exact);
+
+    /// <summary>The least utilized expert, as <see cref="Expert(string, JsonNode?, ValueTuple{int, float}?, IReadOnlyList{float}, bool, JsonNode?)"/> with the seed's rule on ties: the first minimum.</summary>
+    public void LeastUtilized(string field, JsonNode? expected, (int Index, float Utilization)? actual, IReadOnlyList<float> utilization, JsonNode? exact = null) =>
+        Expert(field, expected, actual, utilization, most: false, exact);
+
     /// <summary>
     /// The most or least utilized expert: the seed's index, or another where the engine's own
     /// <paramref name="utilization"/> at the seed's index equals the reported value within tolerance
-    /// (a tie the seed's f32 rounding broke; the port's exact means keep it, and pick as the seed's rule does).
+    /// (a tie the seed's f32 rounding broke; the port's exact means keep it), and the reported expert
+    /// is the one the seed's rule (last maximum, first minimum) picks on those utilizations, with its
+    /// utilization: a wrong index beside the right value, or another rule on the port's own ties, fails.
     /// </summary>
-    public void Expert(string field, JsonNode? expected, (int Index, float Utilization)? actual, IReadOnlyList<float> utilization, JsonNode? exact = null)
+    private void Expert(string field, JsonNode? expected, (int Index, float Utilization)? actual, IReadOnlyList<float> utilization, bool most, JsonNode? exact)
     {
         if (exact is not null && actual is not null && !Matches(expected, actual.Value) && Matches(exact, actual.Value))
         {
@@ -109,13 +119,30 @@ public sealed class StateComparer(string context)
 
         if (expected is not null && actual is not null && expected[0]!.GetValue<int>() is var index
             && index != actual.Value.Index && index >= 0 && index < utilization.Count
-            && IsClose(utilization[index], actual.Value.Utilization, F32Relative, F32Absolute))
+            && IsClose(utilization[index], actual.Value.Utilization, F32Relative, F32Absolute)
+            && utilization.Count > 0 && SeedsPick(utilization, most) == actual.Value.Index
+            && utilization[actual.Value.Index].Equals(actual.Value.Utilization))
         {
             F32($"{field}.value", expected[1], actual.Value.Utilization);
             return;
         }
 
         Expert(field, expected, actual);
+    }
+
+    /// <summary>The seed's <c>max_by</c> (the last maximum) or <c>min_by</c> (the first minimum) with <c>partial_cmp</c>, written out here rather than taken from the port.</summary>
+    private static int SeedsPick(IReadOnlyList<float> values, bool most)
+    {
+        var best = 0;
+        for (var i = 1; i < values.Count; i++)
+        {
+            if (most ? !(values[best] > values[i]) : values[best] > values[i])
+            {
+                best = i;
+            }
+        }
+
+        return best;
     }
 
     public void Expert(string field, JsonNode? expected, (int Index, float Utilization)? actual)

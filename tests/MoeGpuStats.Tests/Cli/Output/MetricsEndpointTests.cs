@@ -183,8 +183,26 @@ public sealed class MetricsEndpointTests
         await Task.Run(endpoint.Dispose, cancel);
 
         using var response = await scrape;
-Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("the metrics endpoint is stopping\n", await response.Content.ReadAsStringAsync(cancel));
+    }
+
+    [Fact]
+    public async Task DisposingTwiceIsHarmless()
+    {
+        // IDisposable's contract: calls after the first are ignored (the second threw ObjectDisposedException).
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using (var http = new HttpClient())
+        {
+            using var response = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        endpoint.Dispose();
+        endpoint.Dispose();
     }
 
     [Fact]
