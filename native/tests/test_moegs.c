@@ -672,7 +672,6 @@ int main(void)
     CHECK(r1 == NULL && r2 == NULL, "threads recorded");
     CHECK(moegs_snapshot_read(cpu, &sc) == MOEGS_OK && sc.total_routings == 200, "two threads: %llu routings", (unsigned long long)sc.total_routings);
 
-    /* Rounds: a handle on cpu opens an ILGPU context of its own, managed ones are cheap. */
     /* Rounds: a round on cpu opens an ILGPU context of its own; each kind has failed within a few rounds without the fix. */
     destroy_while_calls_run("managed", 0, 60);
     destroy_while_calls_run("cpu", 0, 6);
