@@ -1,7 +1,6 @@
 using System.CommandLine;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
-using MoeGpuStats.Telemetry;
 
 namespace MoeGpuStats.Cli.Commands;
 
@@ -54,14 +53,6 @@ internal static class ReplayCommand
                 return null;
             },
         };
-        var windowLoad = SharedOptions.OutputFile(
-            new Option<FileInfo?>("--window-load") { CustomParser = result => SharedOptions.ParseFile(result, "--window-load"), Description = "With layers: write the window's expert load, [layers, experts] int64, as .npy or .json (by the name), for `moegs plan`." },
-            WindowLoadFile.FormatProblem);
-        var window = SharedOptions.WholeNumber(
-            new Option<int>("--window") { Description = "With layers: steps in the sliding window of expert load (the window figures and --window-load).", DefaultValueFactory = _ => 1000 },
-            1,
-            int.MaxValue,
-            "the steps in the window");
         var skip = SharedOptions.WholeNumber(
             new Option<int>("--skip-steps") { Description = "Leave out the first N steps: a server's warm-up and profiling passes of synthetic tokens." },
             0,
@@ -72,22 +63,19 @@ internal static class ReplayCommand
             1,
             maxExperts,
             "the number of experts");
-        var topExperts = SharedOptions.WholeNumber(
-            new Option<int?>("--metrics-top-experts") { Description = $"With a layers axis and --metrics-port: the hottest and coldest experts published per layer, 0 to the experts (default {ModelRoutingStatsMetrics.DefaultTopExperts}, or the experts when fewer)." },
-            0,
-            maxExperts,
-            "the experts per layer to rank");
-        var expertSeries = new Option<bool>("--metrics-expert-series")
-        {
-            Description = "With a layers axis and --metrics-port: publish two series per (layer, expert) as well, the slots since the start and in the window, 2 × layers × experts of them (29,696 for DeepSeek-V3); off by default.",
-        };
         var recording = new SharedOptions.Recording(models: true);
+        var model = new ModelOptions("With layers");
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")
         {
-            file, layout, members, experts, skip, window, windowLoad, topExperts, expertSeries,
+            file, layout, members, experts, skip,
         };
+        foreach (var option in model.All)
+        {
+            command.Options.Add(option);
+        }
+
         recording.AddTo(command);
-        SharedOptions.DistinctFiles(command, file, [.. recording.Outputs, windowLoad]);
+        SharedOptions.DistinctFiles(command, file, [.. recording.Outputs, model.WindowLoad]);
         command.SetAction(parse =>
         {
             if ((recording.Problem(parse) ?? EngineChoice.Problem()) is { } problem)
@@ -114,12 +102,9 @@ internal static class ReplayCommand
             using (trace)
             {
                 var layered = trace.HasLayers;
-                Option? modelMetric = parse.GetResult(topExperts) is not null ? topExperts : parse.GetValue(expertSeries) ? expertSeries : null;
                 var mismatch = layered
-                    ? modelMetric is null ? null : recording.ModelMetricsProblem(parse, modelMetric)
-                    : parse.GetValue(windowLoad) is not null ? WithoutLayersProblem(path, trace, "--window-load", "the window load is a model's, [layers, experts]")
-                    : modelMetric is not null ? WithoutLayersProblem(path, trace, modelMetric.Name, "shapes a whole model's metrics (one layer's metrics publish every expert)")
-                    : parse.GetResult(window) is { Implicit: false } ? WithoutLayersProblem(path, trace, $"--window {parse.GetValue(window)}", "the sliding window of expert load is a model's")
+                    ? model.MetricsOption(parse) is { } metrics ? recording.ModelMetricsProblem(parse, metrics) : null
+                    : model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; {path} is read without layers ({trace.Axes}: {trace.LayersFrom})."
                     : null;
                 if (mismatch is not null)
                 {
@@ -174,8 +159,7 @@ internal static class ReplayCommand
                     e = (int)max + 1;
                 }
 
-                if (layered && parse.GetValue(recording.Port) is not null
-                    && MetricsProblem(trace.Layers, e, parse.GetValue(topExperts), parse.GetValue(expertSeries)) is { } series)
+                if (layered && parse.GetValue(recording.Port) is not null && model.SeriesProblem(parse, trace.Layers, e) is { } series)
                 {
                     console.Error.WriteLine(series);
                     return ExitCodes.Usage;
@@ -209,14 +193,14 @@ internal static class ReplayCommand
                     var left = skipped > 0 ? $" (the first {(skipped == 1 ? "step" : $"{skipped:N0}")} left out)" : "";
                     if (layered)
                     {
-                        var model = recording.Model(
+                        var run = recording.Model(
                             parse,
                             console,
-                            new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = Window(parse, window, trace.Layers, e, steps) },
-                            parse.GetValue(windowLoad),
-                            new ModelMetrics(parse.GetValue(topExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(expertSeries)),
+                            new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = model.WindowFor(parse, trace.Layers, e, steps) },
+                            parse.GetValue(model.WindowLoad),
+                            model.Metrics(parse),
                             $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})");
-                        return Replay(console, path, () => model.Run(steps, ids.Span, trace.TopK, Fill, () => checks.Warnings(trace.Steps)));
+                        return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => checks.Warnings(trace.Steps)));
                     }
 
                     var session = recording.Session(
@@ -269,50 +253,6 @@ internal static class ReplayCommand
             return ExitCodes.BadInput;
         }
     }
-
-    /// <summary>
-    /// The window: --window as given; by default 1,000 steps, or the steps replayed where a ring of 1,000
-    /// would pass the limit (<see cref="ModelRoutingStatsOptions.MaxWindowEntries"/>): a window of every
-    /// step gives the same figures, and a trace of a few steps of a large model needs no more.
-    /// </summary>
-    private static int Window(ParseResult parse, Option<int> window, int layers, int experts, int steps)
-    {
-        var value = parse.GetValue(window);
-        var given = parse.GetResult(window) is { Implicit: false };
-        return given || (long)value * layers * experts <= ModelRoutingStatsOptions.MaxWindowEntries ? value : Math.Clamp(steps, 1, value);
-    }
-
-    /// <summary>The most series a model's endpoint publishes: a scrape of more takes longer than a scraper waits, and memory to match.</summary>
-    private const int MaxSeries = 250_000;
-
-    /// <summary>
-    /// Why the model's metrics cannot be served as asked: a top-K above the experts, or more than
-    /// <see cref="MaxSeries"/> series, naming the option that makes them; null when they fit.
-    /// </summary>
-    private static string? MetricsProblem(int layers, int experts, int? topExperts, bool expertSeries)
-    {
-        if (topExperts > experts)
-        {
-            return $"--metrics-top-experts {topExperts}: a layer has {Counted.Of(experts, "expert")}; give 0 to {experts:N0}.";
-        }
-
-        var top = Math.Min(topExperts ?? ModelRoutingStatsMetrics.DefaultTopExperts, experts);
-        var total = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries);
-        if (total <= MaxSeries)
-        {
-            return null;
-        }
-
-        var withoutRanked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, 0, expertSeries: false);
-        var ranked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries: false) - withoutRanked;
-        var perExpert = total - withoutRanked - ranked;
-        return perExpert > 0
-            ? $"--metrics-expert-series: {layers:N0} layers × {experts:N0} experts make {perExpert:N0} series (2 per layer and expert), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: leave it out (--metrics-top-experts names each layer's hottest and coldest)."
-            : $"--metrics-top-experts {top}: {layers:N0} layers make {ranked:N0} series (4 per layer and rank), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: give at most {(MaxSeries - withoutRanked) / (4L * layers):N0}.";
-    }
-
-    private static string WithoutLayersProblem(FileInfo path, IRoutingTrace trace, string option, string what) =>
-        $"{option}: {what}; {path} is read without layers ({trace.Axes}: {trace.LayersFrom}).";
 }
 
 /// <summary>

@@ -1,0 +1,93 @@
+using System.CommandLine;
+using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Telemetry;
+
+namespace MoeGpuStats.Cli.Commands;
+
+/// <summary>
+/// The options of a whole model's recording, which <c>replay</c> (a trace with layers) and <c>simulate</c>
+/// (<c>--layers</c>) share: the sliding window, the window load for <c>plan</c>, and the shape of the
+/// model's metrics. Each command makes its own.
+/// </summary>
+/// <param name="condition">When the options apply, as the help says it: <c>With layers</c>, <c>With --layers</c>.</param>
+internal sealed class ModelOptions(string condition)
+{
+    /// <summary>The most series a model's endpoint publishes: a scrape of more takes longer than a scraper waits, and memory to match.</summary>
+    private const int MaxSeries = 250_000;
+
+    public Option<int> Window { get; } = SharedOptions.WholeNumber(
+        new Option<int>("--window") { Description = $"{condition}: steps in the sliding window of expert load (the window figures and --window-load).", DefaultValueFactory = _ => 1000 },
+        1,
+        int.MaxValue,
+        "the steps in the window");
+
+    public Option<FileInfo?> WindowLoad { get; } = SharedOptions.OutputFile(
+        new Option<FileInfo?>("--window-load") { CustomParser = result => SharedOptions.ParseFile(result, "--window-load"), Description = $"{condition}: write the window's expert load, [layers, experts] int64, as .npy or .json (by the name), for `moegs plan`." },
+        WindowLoadFile.FormatProblem);
+
+    public Option<int?> TopExperts { get; } = SharedOptions.WholeNumber(
+        new Option<int?>("--metrics-top-experts") { Description = $"{condition} and --metrics-port: the hottest and coldest experts published per layer, 0 to the experts (default {ModelRoutingStatsMetrics.DefaultTopExperts}, or the experts when fewer)." },
+        0,
+        RoutingStatsOptions.MaxDeviceExperts,
+        "the experts per layer to rank");
+
+    public Option<bool> ExpertSeries { get; } = new("--metrics-expert-series")
+    {
+        Description = $"{condition} and --metrics-port: publish two series per (layer, expert) as well, the slots since the start and in the window, 2 × layers × experts of them (29,696 for DeepSeek-V3); off by default.",
+    };
+
+    public IEnumerable<Option> All => [Window, WindowLoad, TopExperts, ExpertSeries];
+
+    /// <summary>The first of these options given for a recording of one layer, with why it is a model's; null when none was.</summary>
+    public (string Option, string Why)? GivenForOneLayer(ParseResult parse) =>
+        parse.GetValue(WindowLoad) is not null ? ("--window-load", "the window load is a model's, [layers, experts]")
+        : MetricsOption(parse) is { } metrics ? (metrics.Name, "shapes a whole model's metrics (one layer's metrics publish every expert)")
+        : parse.GetResult(Window) is { Implicit: false } ? ($"--window {parse.GetValue(Window)}", "the sliding window of expert load is a model's")
+        : null;
+
+    /// <summary>The metrics option given, <c>--metrics-top-experts</c> before <c>--metrics-expert-series</c>; null for neither.</summary>
+    public Option? MetricsOption(ParseResult parse) =>
+        parse.GetResult(TopExperts) is not null ? TopExperts : parse.GetValue(ExpertSeries) ? ExpertSeries : null;
+
+    public ModelMetrics Metrics(ParseResult parse) =>
+        new(parse.GetValue(TopExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(ExpertSeries));
+
+    /// <summary>
+    /// The window: --window as given; by default 1,000 steps, or the steps recorded where a ring of 1,000
+    /// would pass the limit (<see cref="ModelRoutingStatsOptions.MaxWindowEntries"/>): a window of every
+    /// step gives the same figures, and a few steps of a large model need no more.
+    /// </summary>
+    public int WindowFor(ParseResult parse, int layers, int experts, int steps)
+    {
+        var value = parse.GetValue(Window);
+        var given = parse.GetResult(Window) is { Implicit: false };
+        return given || (long)value * layers * experts <= ModelRoutingStatsOptions.MaxWindowEntries ? value : Math.Clamp(steps, 1, value);
+    }
+
+    /// <summary>
+    /// Why the model's metrics cannot be served as asked: a top-K above the experts, or more than
+    /// <see cref="MaxSeries"/> series, naming the option that makes them; null when they fit.
+    /// </summary>
+    public string? SeriesProblem(ParseResult parse, int layers, int experts)
+    {
+        var (topExperts, expertSeries) = (parse.GetValue(TopExperts), parse.GetValue(ExpertSeries));
+        if (topExperts > experts)
+        {
+            return $"--metrics-top-experts {topExperts}: a layer has {Counted.Of(experts, "expert")}; give 0 to {experts:N0}.";
+        }
+
+        var top = Math.Min(topExperts ?? ModelRoutingStatsMetrics.DefaultTopExperts, experts);
+        var total = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries);
+        if (total <= MaxSeries)
+        {
+            return null;
+        }
+
+        var withoutRanked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, 0, expertSeries: false);
+        var ranked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries: false) - withoutRanked;
+        var perExpert = total - withoutRanked - ranked;
+        return perExpert > 0
+            ? $"--metrics-expert-series: {layers:N0} layers × {experts:N0} experts make {perExpert:N0} series (2 per layer and expert), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: leave it out (--metrics-top-experts names each layer's hottest and coldest)."
+            : $"--metrics-top-experts {top}: {layers:N0} layers make {ranked:N0} series (4 per layer and rank), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: give at most {(MaxSeries - withoutRanked) / (4L * layers):N0}.";
+    }
+}
