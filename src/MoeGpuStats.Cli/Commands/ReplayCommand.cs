@@ -63,7 +63,7 @@ internal static class ReplayCommand
             1,
             maxExperts,
             "the number of experts");
-        var recording = new SharedOptions.Recording(models: true);
+        var recording = new SharedOptions.Recording(models: "a trace with layers");
         var model = new ModelOptions("With layers");
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")
         {

@@ -190,21 +190,20 @@ internal static class SharedOptions
     }
 
     /// <summary>
-    /// The options of a recording command (simulate, replay), added to it together; <paramref name="models"/>
-    /// where the command records whole models too (replay of a trace with layers), which their help says.
+    /// The options of a recording command (simulate, replay), added to it together; their help says
+    /// what they do for a whole model too.
     /// </summary>
-    public sealed class Recording(bool models)
+    /// <param name="models">When a recording is a whole model's, in the help's words (<c>a trace with layers</c>, <c>--layers</c>).</param>
+    public sealed class Recording(string models)
     {
         private readonly Option<int?> _capacity = Capacity();
-        private readonly Option<bool> _json = Json(models
-            ? "one layer's final snapshot, in the seed-compatible shape; for a trace with layers, the model's balance per layer and counts (--save writes the model's snapshot). Standard error names the engine and the files written"
-            : "the final snapshot, in the seed-compatible shape. Standard error names the engine and the files written");
+        private readonly Option<bool> _json = Json(
+            $"one layer's final snapshot, in the seed-compatible shape; for {models}, the model's balance per layer and counts (--save writes the model's snapshot). Standard error names the engine and the files written");
 
-        private readonly Option<FileInfo?> _plot = Plot(models
-            ? "for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a trace with layers, a layers x experts heat map of load share and, over two steps or more, each layer's balancedness over the steps"
-            : "each expert's share of tokens with the mean marked, and the load variance per batch");
+        private readonly Option<FileInfo?> _plot = Plot(
+            $"for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for {models}, a layers x experts heat map of load share and, over two steps or more, each layer's balancedness over the steps");
 
-        private readonly Option<FileInfo?> _save = Save(models ? "the final snapshot (one layer's, or for a trace with layers the whole model's)" : "the final snapshot");
+        private readonly Option<FileInfo?> _save = Save($"the final snapshot (one layer's, or for {models} the whole model's)");
         private readonly Option<int?> _port = MetricsPort();
         private readonly Option<string> _host = MetricsHost();
         private readonly Option<double> _interval = ReportInterval();

@@ -26,14 +26,25 @@ internal static class SimulateCommand
             "give the load skew, a number above 0 (1 is uniform)");
         var seed = SharedOptions.WholeNumber(
             new Option<int>("--seed") { Description = "Random seed, for repeatable runs.", DefaultValueFactory = _ => 1 }, int.MinValue, int.MaxValue, "a random seed");
-        var recording = new SharedOptions.Recording(models: false);
+        var layers = SharedOptions.WholeNumber(
+            new Option<int?>("--layers", "-l") { Description = $"Simulate a whole model of this many MoE layers, 1 to {ModelRoutingStatsOptions.MaxLayers:N0}: each step routes its tokens in every layer, each layer with hot experts of its own, recorded as one step of a model; the report is the model's, as replay gives for a trace with layers." },
+            1,
+            ModelRoutingStatsOptions.MaxLayers,
+            "the number of layers");
+        var recording = new SharedOptions.Recording(models: "--layers");
+        var model = new ModelOptions("With --layers");
 
-        var command = new Command("simulate", "Route synthetic batches (k distinct experts per token, skewed load) on the chosen engine, then print the report.")
+        var command = new Command("simulate", "Route synthetic batches (k distinct experts per token, skewed load) on the chosen engine, then print the report; with --layers, steps of a whole model.")
         {
-            experts, topK, tokens, steps, skew, seed,
+            experts, topK, tokens, steps, skew, seed, layers,
         };
+        foreach (var option in model.All)
+        {
+            command.Options.Add(option);
+        }
+
         recording.AddTo(command);
-        SharedOptions.DistinctFiles(command, inputs: null, recording.Outputs);
+        SharedOptions.DistinctFiles(command, inputs: null, [.. recording.Outputs, model.WindowLoad]);
         command.SetAction(parse =>
         {
             if ((recording.Problem(parse) ?? EngineChoice.Problem()) is { } problem)
@@ -42,32 +53,70 @@ internal static class SimulateCommand
                 return ExitCodes.Usage;
             }
 
-            var (e, k, t, n, s) = (parse.GetValue(experts), parse.GetValue(topK), parse.GetValue(tokens), parse.GetValue(steps), parse.GetValue(skew));
-            if (Conflict(e, k, t) is { } conflict)
+            var (e, k, t, n, s, l) = (parse.GetValue(experts), parse.GetValue(topK), parse.GetValue(tokens), parse.GetValue(steps), parse.GetValue(skew), parse.GetValue(layers));
+            var conflict = Conflict(e, k, t, l)
+                ?? (l is null
+                    ? model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; give --layers." : null
+                    : (model.MetricsOption(parse) is { } metrics ? recording.ModelMetricsProblem(parse, metrics) : null)
+                        ?? (parse.GetValue(recording.Port) is not null ? model.SeriesProblem(parse, l.Value, e) : null));
+            if (conflict is not null)
             {
                 console.Error.WriteLine(conflict);
                 return ExitCodes.Usage;
             }
 
+            var idsPerStep = (l ?? 1) * t * k;
             IdBuffer ids;
             try
             {
-                ids = IdBuffer.Allocate(t * k);
+                ids = IdBuffer.Allocate(idsPerStep);
             }
             catch (OutOfMemoryException)
             {
-                console.Error.WriteLine($"--tokens {t} with --top-k {k}: not enough memory for a batch of {IdBuffer.Describe((long)t * k)}.");
+                console.Error.WriteLine($"{(l is null ? "" : $"--layers {l} with ")}--tokens {t} and --top-k {k}: not enough memory for a {(l is null ? "batch" : "step")} of {IdBuffer.Describe(idsPerStep)}.");
                 return ExitCodes.Usage;
             }
 
             using (ids)
             {
                 var random = new Random(parse.GetValue(seed));
+                var shape = $"top-{k} of {Counted.Of(e, "expert")}, skew {SkewText(parse, skew)}";
+                if (l is { } modelLayers)
+                {
+                    var hotExperts = HotExperts(random, modelLayers, e);
+                    var run = recording.Model(
+                        parse,
+                        console,
+                        new ModelRoutingStatsOptions { Layers = modelLayers, Experts = e, Window = model.WindowFor(parse, modelLayers, e, n) },
+                        parse.GetValue(model.WindowLoad),
+                        model.Metrics(parse),
+                        $"simulate: {Counted.Of(n, "step")} of {Counted.Of(t, "token")} in {Counted.Of(modelLayers, "layer")}, {shape}");
+                    return run.Run(
+                        n,
+                        ids.Span,
+                        k,
+                        (_, stepIds) =>
+                        {
+                            for (var layer = 0; layer < modelLayers; layer++)
+                            {
+                                var layerIds = stepIds.Slice(layer * t * k, t * k);
+                                Fill(layerIds, random, e, k, s);
+                                foreach (ref var id in layerIds)
+                                {
+                                    id = hotExperts[layer][id];
+                                }
+                            }
+
+                            return t;
+                        },
+                        () => []);
+                }
+
                 var session = recording.Session(
                     parse,
                     console,
                     e,
-                    $"simulate: {Counted.Of(n, "batch", "batches")} of {Counted.Of(t, "token")}, top-{k} of {Counted.Of(e, "expert")}, skew {SkewText(parse, skew)}",
+                    $"simulate: {Counted.Of(n, "batch", "batches")} of {Counted.Of(t, "token")}, {shape}",
                     "one RecordRouting call, which hands the batch's ids to the engine and counts them (a GPU may finish counting after it returns); drawing the random ids is not timed, nor the first batch, which loads the engine (JIT, kernels)");
                 return session.Run(
                     n,
@@ -83,10 +132,27 @@ internal static class SimulateCommand
         return command;
     }
 
+    /// <summary>
+    /// Each layer's experts in order of heat: the skewed draw's expert i is layer l's <c>[l][i]</c>, a
+    /// shuffle of its own, so that layers differ in which experts are hot, as a real model's do.
+    /// </summary>
+    private static int[][] HotExperts(Random random, int layers, int experts)
+    {
+        var order = new int[layers][];
+        for (var layer = 0; layer < layers; layer++)
+        {
+            order[layer] = [.. Enumerable.Range(0, experts)];
+            random.Shuffle(order[layer]);
+        }
+
+        return order;
+    }
+
     /// <summary>What the options allow alone but not together, naming them; null when they agree.</summary>
-    internal static string? Conflict(int experts, int topK, int tokens) =>
+    private static string? Conflict(int experts, int topK, int tokens, int? layers) =>
         topK > experts ? $"--top-k {topK}: give at most --experts ({experts}) experts per token; each token goes to k distinct experts."
         : (long)tokens * topK > NpyIds.MaxIdsPerStep ? $"--tokens {tokens} with --top-k {topK}: {(long)tokens * topK:N0} ids per batch; give tokens x k of at most {NpyIds.MaxIdsPerStep:N0}."
+        : (long)(layers ?? 1) * tokens * topK > NpyIds.MaxIdsPerStep ? $"--layers {layers} with --tokens {tokens} and --top-k {topK}: {(long)layers!.Value * tokens * topK:N0} ids per step; give layers x tokens x k of at most {NpyIds.MaxIdsPerStep:N0}."
         : null;
 
     /// <summary>The skew as the user wrote it (a rounded figure would show 1e-5 as 0, a value the option refuses), or the default's.</summary>

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Serialization;
 using static MoeGpuStats.Tests.Support.Moegs;
@@ -30,6 +31,12 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData("--skew -2", "--skew -2:")]
     [InlineData("--capacity 0", "--capacity 0: give slots per expert per batch, a whole number from 1")]
     [InlineData("--metrics-port 70000", "--metrics-port 70000: give a TCP port, a whole number from 1 to 65,535.")]
+    [InlineData("--layers 0", "--layers 0: give the number of layers, a whole number from 1 to 1,024.")]
+    [InlineData("--layers 1024 --tokens 300000 -k 8", "--layers 1024 with --tokens 300000 and --top-k 8: 2,457,600,000 ids per step; give layers x tokens x k of at most 2,147,483,647.")]
+    [InlineData("--window 10", "--window 10: the sliding window of expert load is a model's; give --layers.")]
+    [InlineData("--metrics-top-experts 2", "--metrics-top-experts: shapes a whole model's metrics (one layer's metrics publish every expert); give --layers.")]
+    [InlineData("--layers 2 --metrics-expert-series", "--metrics-expert-series: shapes the metrics of --metrics-port, which was not given.")]
+    [InlineData("--layers 2 -e 16 --metrics-port 9 --metrics-top-experts 17", "--metrics-top-experts 17: a layer has 16 experts; give 0 to 16.")]
     public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
     {
         var given = arguments.Split(' ');
@@ -40,7 +47,7 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Empty(output);
         Assert.Contains(expected, error);
         Assert.Single(error.TrimEnd().Split('\n'));
-        foreach (var other in new[] { "--skew", "--capacity", "--experts", "--seed" }.Where(o => !expected.Contains(o, StringComparison.Ordinal)))
+        foreach (var other in new[] { "--skew", "--capacity", "--experts", "--seed", "--layers" }.Where(o => !expected.Contains(o, StringComparison.Ordinal)))
         {
             Assert.DoesNotContain(other, error);
         }
@@ -236,6 +243,51 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Equal(1050UL, stats.ExpertTokenCounts.Aggregate(0UL, (sum, count) => sum + count));
         Assert.Equal(0UL, stats.InvalidExpertIds);
         Assert.All(stats.ExpertTokenCounts, count => Assert.InRange(count, 0UL, 350UL));
+    }
+
+    /// <summary>
+    /// --layers records a whole model: every layer of a step routes the step's tokens to k distinct experts,
+    /// each layer with hot experts of its own; the window load written for plan is the layers' counts
+    /// (the window holds every step), and the same seed repeats the model.
+    /// </summary>
+    [Fact]
+    public void ALayersRunIsAModelWhoseLayersEachRouteEveryStep()
+    {
+        const int layers = 3, experts = 16, topK = 2, tokens = 20, steps = 7;
+        string Simulate(string name, string seed)
+        {
+            var saved = Path.Combine(_folder.FullName, $"{name}.json");
+            var (code, output, error) = Run(
+                "simulate", "--layers", $"{layers}", "--experts", $"{experts}", "--top-k", $"{topK}", "--tokens", $"{tokens}", "--steps", $"{steps}",
+                "--seed", seed, "--save", saved, "--window-load", Path.Combine(_folder.FullName, $"{name}.npy"));
+            Assert.True(code == ExitCodes.Ok, error);
+            Assert.Contains($"simulate: 7 steps of 20 tokens in 3 layers, top-2 of 16 experts, skew 2", output);
+            Assert.Contains("Layers, worst first", output);
+            return saved;
+        }
+
+        using var model = SnapshotFile.Load(Simulate("first", "5")).Model!;
+        var window = LoadMatrix.Read(Path.Combine(_folder.FullName, "first.npy"));
+
+        Assert.Equal((layers, experts), (model.Layers, model.Experts));
+        var hottest = new HashSet<int>();
+        for (var l = 0; l < layers; l++)
+        {
+            using var layer = model.Layer(l);
+            Assert.Equal((ulong)steps, layer.TotalRoutings);
+            Assert.Equal((ulong)(steps * tokens), layer.TotalTokens);
+            Assert.Equal((ulong)(steps * tokens * topK), layer.ExpertTokenCounts.Aggregate(0UL, (sum, count) => sum + count));
+            Assert.All(layer.ExpertTokenCounts, count => Assert.InRange(count, 0UL, (ulong)(steps * tokens)));
+            Assert.Equal(0UL, layer.InvalidExpertIds);
+            Assert.Equal(layer.ExpertTokenCounts.Select(count => (long)count), Enumerable.Range(0, experts).Select(e => window[l, e]));
+            hottest.Add(layer.MostUtilizedExpert()!.Value.Index);
+        }
+
+        Assert.True(hottest.Count > 1, "every layer's hottest expert is the same: the layers do not have hot experts of their own");
+        using var again = SnapshotFile.Load(Simulate("again", "5")).Model!;
+        using var other = SnapshotFile.Load(Simulate("other", "6")).Model!;
+        Assert.Equal(model.WindowLoad(), again.WindowLoad());
+        Assert.NotEqual(model.WindowLoad(), other.WindowLoad());
     }
 
     /// <summary>--seed makes a run repeatable: the same seed saves the same counts and losses, another seed other counts.</summary>
