@@ -46,6 +46,13 @@ internal sealed class ModelReplay : RecordingRun
             Console.Error.WriteLine($"--window {Options.Window}: {ErrorText.Of(exception)} Give a shorter window.");
             return ExitCodes.Usage;
         }
+        catch (InsufficientMemoryException)
+        {
+            // The engine could not allocate the state, whose window ring is nearly all of it.
+            Console.Error.WriteLine(
+                $"--window {Options.Window}: the model's state ({Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} in the window) needs {Options.DeviceStateBytes / (1024.0 * 1024 * 1024):F1} GiB, more memory than the engine could allocate; give a shorter window.");
+            return ExitCodes.Usage;
+        }
 
         using var owned = stats;
         if (!MetricsServing.TryStart(Console, MetricsPort, MetricsHost, port => MetricsEndpoint.Start(stats, MetricsHost, port, Math.Min(MetricsTopExperts, Options.Experts), MetricsExpertSeries), out var metrics))

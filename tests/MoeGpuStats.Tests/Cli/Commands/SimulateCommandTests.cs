@@ -192,6 +192,27 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Equal(OutputPath.MaxNameBytes, OutputPath.NameInTemporary(new string('é', 80)).Length * 2);
     }
 
+    /// <summary>
+    /// A model whose window ring the engine cannot allocate is a one-line usage error naming --window, not an
+    /// unexpected error: a heap limit of 1 GiB makes the managed engine's ring of 8 GiB fail (run as a process to set it).
+    /// </summary>
+    [Fact]
+    public void AWindowRingTooLargeForMemoryIsAUsageErrorNamingTheWindow()
+    {
+        var text = ExternalProgram.Run(
+            DotnetHost(),
+            $"\"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\" simulate --layers 1 --experts 4096 --tokens 8 --steps 2 --window 524287",
+            out var code,
+            (RoutingStats.AcceleratorVariable, "managed"),
+            ("DOTNET_GCHeapHardLimit", "0x40000000"));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("--window 524287: ", text);
+        Assert.Contains("give a shorter window", text);
+        Assert.DoesNotContain("unexpected", text);
+        Assert.Single(text.TrimEnd().Split('\n'));
+    }
+
     /// <summary>The variable is read by the library when the engine is made, so this runs <c>moegs</c> as a process.</summary>
     [Fact]
     public void AnUnknownAcceleratorIsAUsageErrorNotAMissingOne()
