@@ -17,9 +17,9 @@ internal static class SimulateCommand
         var topK = SharedOptions.WholeNumber(
             new Option<int>("--top-k", "-k") { Description = "Experts per token (k), 1 to E.", DefaultValueFactory = _ => 2 }, 1, maxExperts, "experts per token");
         var tokens = SharedOptions.WholeNumber(
-            new Option<int>("--tokens", "-t") { Description = $"Tokens per batch; tokens x k at most {NpyIds.MaxIdsPerStep:N0}.", DefaultValueFactory = _ => 4096 }, 1, int.MaxValue, "tokens per batch");
+            new Option<int>("--tokens", "-t") { Description = $"Tokens per batch (with --layers, routed in every layer of a step); tokens x k, or layers x tokens x k, at most {NpyIds.MaxIdsPerStep:N0}.", DefaultValueFactory = _ => 4096 }, 1, int.MaxValue, "tokens per batch");
         var steps = SharedOptions.WholeNumber(
-            new Option<int>("--steps", "-n") { Description = "Batches to route, at least 1.", DefaultValueFactory = _ => 200 }, 1, int.MaxValue, "the number of batches");
+            new Option<int>("--steps", "-n") { Description = "Batches to route (with --layers, steps of the model), at least 1.", DefaultValueFactory = _ => 200 }, 1, int.MaxValue, "the number of batches");
         var skew = SharedOptions.Number(
             new Option<double>("--skew", "-s") { Description = "Load skew, above 0: 1 is uniform; larger sends more tokens to low-numbered experts (id = floor(u^skew * E)).", DefaultValueFactory = _ => 2.0 },
             value => value > 0,
@@ -73,7 +73,9 @@ internal static class SimulateCommand
             }
             catch (OutOfMemoryException)
             {
-                console.Error.WriteLine($"{(l is null ? "" : $"--layers {l} with ")}--tokens {t} and --top-k {k}: not enough memory for a {(l is null ? "batch" : "step")} of {IdBuffer.Describe(idsPerStep)}.");
+                console.Error.WriteLine(l is null
+                    ? $"--tokens {t} with --top-k {k}: not enough memory for a batch of {IdBuffer.Describe(idsPerStep)}."
+                    : $"--layers {l} with --tokens {t} and --top-k {k}: not enough memory for a step of {IdBuffer.Describe(idsPerStep)}.");
                 return ExitCodes.Usage;
             }
 

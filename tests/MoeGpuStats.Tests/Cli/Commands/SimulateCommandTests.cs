@@ -213,6 +213,40 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Single(text.TrimEnd().Split('\n'));
     }
 
+    /// <summary>
+    /// A batch the machine cannot lend memory for is refused naming --tokens with --top-k, in the words it had
+    /// before --layers (a step of a model adds --layers); an address-space limit makes the 8 GiB allocation fail.
+    /// </summary>
+    [Theory]
+    [InlineData("--tokens 2147483647 --top-k 1", "--tokens 2147483647 with --top-k 1: not enough memory for a batch of 2,147,483,647 ids (8.0 GiB).")]
+    [InlineData("--layers 3 --tokens 715827882 --top-k 1", "--layers 3 with --tokens 715827882 and --top-k 1: not enough memory for a step of 2,147,483,646 ids (8.0 GiB).")]
+    public void IdsTooLargeForMemoryAreAUsageErrorNamingTheOptions(string arguments, string expected)
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "needs ulimit(1) to limit the address space");
+        var text = ExternalProgram.Run(
+            "/bin/sh",
+            $"-c \"ulimit -v 6000000 && exec '{DotnetHost()}' '{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}' simulate --steps 1 {arguments}\"",
+            out var code,
+            (RoutingStats.AcceleratorVariable, "managed"),
+            ("DOTNET_GCHeapHardLimit", "0x40000000"));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal(expected, text.Trim());
+    }
+
+    /// <summary>The help of the options that size a batch says what they size with --layers too: a step of every layer.</summary>
+    [Fact]
+    public void TheHelpSaysWhatTheBatchOptionsMeanWithLayers()
+    {
+        var (code, output, _) = Run("simulate", "--help");
+
+        Assert.Equal(ExitCodes.Ok, code);
+        var text = Regex.Replace(output, @"\s+", " ");
+        string Help(string option, string next) => text[text.IndexOf(option, StringComparison.Ordinal)..text.IndexOf(next, StringComparison.Ordinal)];
+        Assert.Contains("layers x tokens x k", Help("--tokens <tokens>", "--steps <steps>"));
+        Assert.Contains("--layers", Help("--steps <steps>", "--skew <skew>"));
+    }
+
     /// <summary>The variable is read by the library when the engine is made, so this runs <c>moegs</c> as a process.</summary>
     [Fact]
     public void AnUnknownAcceleratorIsAUsageErrorNotAMissingOne()
