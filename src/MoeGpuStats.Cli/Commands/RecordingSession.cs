@@ -51,7 +51,7 @@ internal sealed class RecordingSession : RecordingRun
         var lastReport = started;
         var done = 0;
         using (var interrupt = new Interruption())
-        using (var progress = new ProgressDisplay(Console, steps, enabled: !Json))
+        using (var progress = new ProgressDisplay(Console, steps, enabled: !Json, unit: "batches"))
         {
             for (var step = 0; step < steps && !interrupt.Requested; step++, done++)
             {

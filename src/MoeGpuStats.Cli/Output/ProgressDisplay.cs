@@ -7,7 +7,8 @@ namespace MoeGpuStats.Cli.Output;
 /// redirected. Silent for runs shorter than a second, and when disabled (<c>--json</c>).
 /// Other lines written while it runs go through <see cref="WriteLine"/>, which never leaves them on the bar's line.
 /// </summary>
-internal sealed class ProgressDisplay(CliConsole console, int total, bool enabled) : IDisposable
+/// <param name="unit">What the run counts, plural: <c>batches</c> of one layer, <c>steps</c> of a model.</param>
+internal sealed class ProgressDisplay(CliConsole console, int total, bool enabled, string unit) : IDisposable
 {
     private const int BarWidth = 30;
     private readonly long _started = Stopwatch.GetTimestamp();
@@ -25,13 +26,13 @@ internal sealed class ProgressDisplay(CliConsole console, int total, bool enable
         if (console.ErrorIsTerminal)
         {
             var filled = (int)(fraction * BarWidth);
-            _bar = $"[{new string('#', filled)}{new string(' ', BarWidth - filled)}] {fraction * 100,3:0} % {done:N0}/{total:N0} batches";
+            _bar = $"[{new string('#', filled)}{new string(' ', BarWidth - filled)}] {fraction * 100,3:0} % {done:N0}/{total:N0} {unit}";
             console.Error.Write($"\r{_bar}");
         }
         else if ((int)(fraction * 10) is var decile && decile > _lastDecile)
         {
             _lastDecile = decile;
-            console.Error.WriteLine($"progress: {fraction * 100:0} % ({done:N0}/{total:N0} batches)");
+            console.Error.WriteLine($"progress: {fraction * 100:0} % ({done:N0}/{total:N0} {unit})");
         }
     }
 

@@ -10,7 +10,7 @@ public sealed class ProgressDisplayTests
     public void ALineWrittenDuringTheBarIsAloneOnItsTerminalLine()
     {
         using var error = new StringWriter();
-        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: true), total: 10, enabled: true))
+        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: true), total: 10, enabled: true, unit: "batches"))
         {
             // The bar stays silent for the first second of a run.
             Thread.Sleep(TimeSpan.FromSeconds(1.1));
@@ -23,6 +23,27 @@ public sealed class ProgressDisplayTests
         Assert.Contains("after 4 of 10 batches: a periodic report", screen);
         Assert.Contains(screen, line => line.StartsWith('[') && line.Contains("5/10 batches", StringComparison.Ordinal));
         Assert.DoesNotContain(screen, line => line.StartsWith('[') && line.Contains("after", StringComparison.Ordinal));
+    }
+
+    /// <summary>Redirected, a line per 10 %, counting what the run counts (a model's steps, not batches).</summary>
+    [Fact]
+    public void ARedirectedRunReportsEachTenthInItsUnit()
+    {
+        using var error = new StringWriter();
+        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), total: 20, enabled: true, unit: "steps"))
+        {
+            Thread.Sleep(TimeSpan.FromSeconds(1.1));
+            for (var done = 1; done <= 20; done++)
+            {
+                progress.Report(done);
+            }
+        }
+
+        var lines = error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(11, lines.Length);
+        Assert.Equal("progress: 5 % (1/20 steps)", lines[0].TrimEnd());
+        Assert.Equal("progress: 100 % (20/20 steps)", lines[^1].TrimEnd());
+        Assert.All(lines, line => Assert.EndsWith("steps)", line.TrimEnd(), StringComparison.Ordinal));
     }
 
     /// <summary>What a terminal shows for <paramref name="written"/>: a carriage return goes back to the line's start and later text overwrites.</summary>
