@@ -207,8 +207,6 @@ def _experts(experts, accelerator):
     return _integer("experts", experts, 1, DEVICE_EXPERTS_MAX, f"[1, {DEVICE_EXPERTS_MAX}] on {accelerator}")
 
 
-
-
 # Per element type: torch's dtype and conversion, __array_interface__'s typestr, array.array's typecode.
 _ELEMENTS = {"int32": ("torch.int32", "int()", _INT32_TYPESTR, "i"),
              "float32": ("torch.float32", "float()", _INT32_TYPESTR[0] + "f4", "f")}

@@ -31,11 +31,12 @@ internal sealed class NativeDevice : IDisposable
     public static NativeDevice? Open<T>(string accelerator, Func<Accelerator, T> build, out T? built)
     {
         built = default;
-        var variable = accelerator is "auto" ? AutoVariable() : null;
         var choice = accelerator is "auto" ? AutoChoice() : accelerator;
+
+        // The checks refused every other name before, so only "auto" can bring one that is not an engine's.
         var order = AcceleratorSelection.Order(choice)
             ?? throw new NativeArgumentException(
-                $"{RoutingStats.AcceleratorVariable} = \"{NativeChecks.Escaped(variable ?? choice)}\", which \"auto\" follows: must be one of {string.Join(", ", AcceleratorSelection.Names)}, or unset for the best accelerator present.");
+                $"{RoutingStats.AcceleratorVariable} = \"{NativeChecks.Escaped(AutoVariable()!)}\", which \"auto\" follows: must be one of {string.Join(", ", AcceleratorSelection.Names)}, or unset for the best accelerator present.");
         if (order.Length == 0)
         {
             return null;

@@ -54,12 +54,7 @@ internal static class SimulateCommand
             }
 
             var (e, k, t, n, s, l) = (parse.GetValue(experts), parse.GetValue(topK), parse.GetValue(tokens), parse.GetValue(steps), parse.GetValue(skew), parse.GetValue(layers));
-            var conflict = Conflict(e, k, t, l)
-                ?? (l is null
-                    ? model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; give --layers." : null
-                    : (model.MetricsOption(parse) is { } metrics ? recording.ModelMetricsProblem(parse, metrics) : null)
-                        ?? (parse.GetValue(recording.Port) is not null ? model.SeriesProblem(parse, l.Value, e) : null));
-            if (conflict is not null)
+            if ((Conflict(e, k, t, l) ?? ModelProblem(parse, recording, model, l, e)) is { } conflict)
             {
                 console.Error.WriteLine(conflict);
                 return ExitCodes.Usage;
@@ -148,6 +143,25 @@ internal static class SimulateCommand
         }
 
         return order;
+    }
+
+    /// <summary>
+    /// Why the model's options cannot go as given, naming the option: one given without --layers, a
+    /// metrics option without --metrics-port, or metrics beyond the endpoint's series; null when they fit.
+    /// </summary>
+    private static string? ModelProblem(ParseResult parse, SharedOptions.Recording recording, ModelOptions model, int? layers, int experts)
+    {
+        if (layers is null)
+        {
+            return model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; give --layers." : null;
+        }
+
+        if (model.MetricsOption(parse) is { } metrics && recording.ModelMetricsProblem(parse, metrics) is { } withoutPort)
+        {
+            return withoutPort;
+        }
+
+        return parse.GetValue(recording.Port) is not null ? model.SeriesProblem(parse, layers.Value, experts) : null;
     }
 
     /// <summary>What the options allow alone but not together, naming them; null when they agree.</summary>

@@ -22,9 +22,8 @@ namespace MoeGpuStats.Telemetry;
 /// thread runs back to back: it keeps its reading to the end however long it takes, unless its
 /// listener pauses over a second between two instruments; two listeners of different instruments
 /// collecting on one thread less than a second apart count as one collection. Collections may run
-/// on any threads at once; they share the
-/// reading's values, never a snapshot that another collection could dispose. A snapshot may be
-/// taken while another thread records, on either engine.
+/// on any threads at once; they share the reading's values, never a snapshot that another
+/// collection could dispose. A snapshot may be taken while another thread records, on either engine.
 /// </para>
 /// <para>
 /// <c>moegs.routing.latency</c> is a histogram in seconds (unit <c>s</c>, as OpenTelemetry's
