@@ -421,8 +421,10 @@ class MoeStats(_Handle):
         # The sign before rounding: -5e-11 s would round to 0 ns and be recorded as a latency of 0.
         if not (0.0 <= value <= INT64_MAX / 1e9):
             raise ValueError(f"seconds = {seconds!r} is out of range: a latency must lie in [0, {INT64_MAX / 1e9!r}] seconds")
-        nanoseconds = _integer("nanoseconds", min(round(value * 1e9), INT64_MAX), 0, INT64_MAX)
-        self._check(self._lib.moegs_record_latency(self._handle, nanoseconds))
+        # Rounded once, to the library's 100 ns and half up as it rounds: rounding to 1 ns first would send
+        # 149.6 ns as 150 ns, which the library then rounds up to 200 ns.
+        ticks = min(math.floor(value * 1e7 + 0.5), INT64_MAX // 100)
+        self._check(self._lib.moegs_record_latency(self._handle, ticks * 100))
 
     def snapshot(self):
         """Every statistic as a dict, read in one call (one device synchronization). Slots are token-expert

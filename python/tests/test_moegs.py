@@ -307,7 +307,7 @@ class IntegerTests(unittest.TestCase):
             with self.assertRaisesRegex(TypeError, r"^seconds must be a number"):
                 stats.record_latency(HostArray(array.array("f", [1.0, 2.0]), (2,), typestr="<f4"))
             self.assertEqual(0, stats.snapshot()["latency_measurements"])
-            for seconds, milliseconds in ((149e-9, 0.0001), (150e-9, 0.0002), (0, 0.0), (2, 2000.0)):
+            for seconds, milliseconds in ((149e-9, 0.0001), (149.6e-9, 0.0001), (150e-9, 0.0002), (250e-9, 0.0003), (0, 0.0), (2, 2000.0)):
                 stats.reset()
                 stats.record_latency(seconds)
                 s = stats.snapshot()
