@@ -6,36 +6,8 @@
 //                            seed"): not played through the seed; the port must throw and keep its state.
 // Usage: seed-fixtures OUT_DIR [commit|full|search] [SEEDS]   (README.md beside this file)
 
-#![allow(dead_code)] // the seed's monitoring module and the router fields the stats never read
-
-mod expert_parallelism {
-    pub mod router {
-        pub struct ExpertAssignment {
-            pub expert_id: usize,
-            pub probability: f32,
-            pub token_idx: usize,
-            pub expert_rank: usize,
-        }
-        impl ExpertAssignment {
-            pub fn new(expert_id: usize, probability: f32, token_idx: usize, expert_rank: usize) -> Self {
-                Self { expert_id, probability, token_idx, expert_rank }
-            }
-        }
-        pub struct RoutingDecision {
-            pub expert_assignments: Vec<Vec<ExpertAssignment>>,
-            pub expert_capacities: Vec<usize>,
-            pub total_tokens: usize,
-            pub tokens_dropped: usize,
-            pub load_balance_loss: f32,
-            pub router_z_loss: f32,
-            pub auxiliary_loss: f32,
-        }
-    }
-    include!(concat!(env!("OUT_DIR"), "/stats_mod.rs"));
-}
-
-use expert_parallelism::router::RoutingDecision;
-use expert_parallelism::stats::RoutingStats;
+use seed_fixtures::expert_parallelism::router::RoutingDecision;
+use seed_fixtures::expert_parallelism::stats::RoutingStats;
 use std::fmt::Write as _;
 use std::time::Duration;
 

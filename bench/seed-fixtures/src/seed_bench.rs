@@ -1,25 +1,9 @@
 // The seed workload of bench/MoeGpuStats.Bench/SeedWorkload.cs, run on the seed's own code
-// (../shared/seed/stats.rs, with its serde derives and log calls stripped by run.sh), so that
-// the managed engine and the seed are timed on the same machine in one run.
-mod router {
-    pub struct ExpertAssignment;
-    impl ExpertAssignment {
-        pub fn new(_e: usize, _p: f32, _t: usize, _r: usize) -> Self { ExpertAssignment }
-    }
-    pub struct RoutingDecision {
-        pub expert_assignments: Vec<Vec<ExpertAssignment>>,
-        pub expert_capacities: Vec<usize>,
-        pub total_tokens: usize,
-        pub tokens_dropped: usize,
-        pub load_balance_loss: f32,
-        pub router_z_loss: f32,
-        pub auxiliary_loss: f32,
-    }
-}
-mod stats;
-
-use router::RoutingDecision;
-use stats::RoutingStats;
+// (its stats.rs compiled unchanged), so that the managed engine and the seed are timed on one
+// machine in one run.
+//   seed-bench [E]   (E experts; default 256)
+use seed_fixtures::expert_parallelism::router::RoutingDecision;
+use seed_fixtures::expert_parallelism::stats::RoutingStats;
 use std::time::{Duration, Instant};
 
 fn main() {
