@@ -21,9 +21,13 @@ Checksum: sum over l, e of load[l, e] * (l * E + e + 1) after one step.
 Timing: CUDA events around each step after warm-up; the median step. Shapes are LxExkxT:
 
   python3 bench/torch/model_baseline.py [--shapes 58x256x8x256,32x8x2x256] [--json out.json]
+
+--device cpu runs the same steps on the CPU, timed by the host clock: the tests run it so that the
+script, its data and its checksums are checked before a GPU run (its times are no baseline).
 """
 import argparse
 import json
+import time
 
 import torch
 
@@ -37,9 +41,16 @@ def ids_for(n, experts, device):
     return torch.floor(u * u * experts).to(torch.int32)
 
 
-def median_step_ms(step, reps, warmup=5):
+def median_step_ms(step, reps, device, warmup=5):
     for _ in range(warmup):
         step()
+    if device == "cpu":
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - start) * 1e3)
+        return sorted(times)[len(times) // 2]
     torch.cuda.synchronize()
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
     for start, end in events:
@@ -61,11 +72,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default=DEFAULT_SHAPES)
     ap.add_argument("--json")
+    ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    ap.add_argument("--reps", type=int, help="timed steps per method (default: 200, 50 from 4 Mi ids a step)")
     a = ap.parse_args()
-    dev = "cuda"
-    print(torch.cuda.get_device_name(0), "torch", torch.__version__)
+    dev = a.device
+    print(torch.cuda.get_device_name(0) if dev == "cuda" else "CPU", "torch", torch.__version__)
     print()
-    print("PyTorch per step of L layers (median of steps between CUDA events), into a [L, E] int64 load tensor.")
+    clock = "CUDA events" if dev == "cuda" else "the host clock"
+    print(f"PyTorch per step of L layers (median of steps between {clock}), into a [L, E] int64 load tensor.")
     print("| L | E | k | tokens | scatter_add (vLLM) | index_add | bincount | one scatter_add | checksum |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
@@ -96,12 +110,12 @@ def main():
             load.view(-1).scatter_add_(0, (ids + offsets).flatten().long(), all_ones)
 
         large = layers * per_layer >= (1 << 22)
-        reps = 50 if large else 200
+        reps = a.reps or (50 if large else 200)
         timings = {}
         sums = set()
         for name, step in (("scatter_add_ms", scatter_add), ("index_add_ms", index_add),
                            ("bincount_ms", bincount), ("one_scatter_add_ms", one_scatter_add)):
-            timings[name] = median_step_ms(step, reps)
+            timings[name] = median_step_ms(step, reps, dev)
             load.zero_()
             step()
             sums.add(checksum(load))

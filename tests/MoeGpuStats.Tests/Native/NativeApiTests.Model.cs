@@ -204,7 +204,7 @@ public sealed unsafe partial class NativeApiTests
     [InlineData("moegs_model_arrays", typeof(NativeModelArrays))]
     public void TheModelStructsAreTheHeadersFieldByField(string name, Type managed)
     {
-        var header = File.ReadAllText(Path.Combine(RepositoryRoot(), "include", "moegs.h"));
+        var header = File.ReadAllText(Path.Combine(Checkout.RequireRoot("include/moegs.h is not here"), "include", "moegs.h"));
         var body = Regex.Match(header, $@"typedef struct {name} \{{(.*?)\}} {name};", RegexOptions.Singleline);
         Assert.True(body.Success, $"include/moegs.h declares no {name}");
         var widths = new Dictionary<string, (Type Managed, int Bytes)>
@@ -236,20 +236,6 @@ public sealed unsafe partial class NativeApiTests
             "moegs_layer_balance" => ((delegate* unmanaged<int>)&NativeApi.LayerBalanceSize)(),
             _ => ((delegate* unmanaged<int>)&NativeApi.ModelArraysSize)(),
         });
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "MoeGpuStats.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        Assert.Skip("the checkout's include/moegs.h is not above the test binaries");
-        return "";
     }
 
     /// <summary>Every read of a model, to compare before and after refused calls.</summary>

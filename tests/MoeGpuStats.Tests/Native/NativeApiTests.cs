@@ -108,18 +108,9 @@ public sealed partial class NativeApiTests
 
     private static string NativeOut()
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        if (Checkout.Root is { } root && File.Exists(Path.Combine(root, "native", "out", "libmoegs.so")))
         {
-            var candidate = Path.Combine(dir.FullName, "native", "out");
-            if (File.Exists(Path.Combine(dir.FullName, "MoeGpuStats.sln")))
-            {
-                if (File.Exists(Path.Combine(candidate, "libmoegs.so")))
-                {
-                    return candidate;
-                }
-
-                break;
-            }
+            return Path.Combine(root, "native", "out");
         }
 
         var reason = "native/out is not built: run `bash native/build.sh` (needs the .NET SDK and a C compiler)";
