@@ -204,6 +204,25 @@ public sealed class ModelRoutingStatsTests
         Assert.Equal(before, ModelSteps.Fingerprint(model));
     }
 
+    /// <summary>
+    /// A model of one layer never steps to a second layer, so any stride takes its ids (one of near
+    /// 2^63 was refused as needing 2^63 - 1 ids); with more layers, the ids the stride needs are named exactly.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void TheIdsAStrideNeedsAreCountedToTheLastLayer(string engine)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 1, Experts = 4, Window = 2 };
+        using var model = Create(engine, options);
+        using var packed = new ModelRoutingStats(options);
+        model.RecordStep([0, 1, 3, 3], 2, 2, layerStride: long.MaxValue);
+        packed.RecordStep([0, 1, 3, 3], 2, 2);
+        Assert.Equal(ModelSteps.Fingerprint(packed), ModelSteps.Fingerprint(model));
+
+        using var two = Create(engine, options with { Layers = 2 });
+        AssertRefused<ArgumentException>(() => two.RecordStep(new int[8], 2, 2, layerStride: 1L << 62), "topKExpertIds", $"need {(1L << 62) + 4}.");
+    }
+
     /// <summary>A list that says it holds <paramref name="count"/> values and enumerates <paramref name="values"/>.</summary>
     private sealed class MiscountedList(int count, int[] values) : IReadOnlyList<int>
     {
