@@ -81,7 +81,8 @@ internal static class NativeChecks
         }
 
         var stride = layerStride == 0 ? perLayer : layerStride;
-        if (stride > (long.MaxValue - perLayer) / layers)
+        // The last layer starts layers - 1 strides in: none for one layer, whose stride is never used.
+        if (layers > 1 && stride > (long.MaxValue - perLayer) / (layers - 1))
         {
             throw new NativeArgumentException($"layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k exceeds {long.MaxValue} ids.");
         }

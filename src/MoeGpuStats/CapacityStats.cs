@@ -77,6 +77,14 @@ public sealed class CapacityStats
         TotalCapacity += (ulong)experts * (ulong)SlotsPerExpert;
     }
 
+    /// <summary>A copy that later batches folded into this one do not change.</summary>
+    internal CapacityStats Copy()
+    {
+        var copy = new CapacityStats(SlotsPerExpert);
+        copy.Restore(AverageUtilization, PeakUtilization, CapacityExceededCount, TotalCapacity, TotalUsed);
+        return copy;
+    }
+
     internal void Restore(float averageUtilization, float peakUtilization, ulong capacityExceededCount, ulong totalCapacity, ulong totalUsed)
     {
         AverageUtilization = averageUtilization;

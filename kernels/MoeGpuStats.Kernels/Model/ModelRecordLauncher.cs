@@ -113,8 +113,11 @@ internal sealed class ModelRecordLauncher
             return;
         }
 
+        // A stride whose last layer lies past long's range would wrap the extent below the ids' length.
         var stepIds = (long)arguments.Tokens * arguments.TopK;
-        if (arguments.TopK < 1 || arguments.LayerStride < stepIds || ids.Length < (layers - 1) * arguments.LayerStride + stepIds)
+        if (arguments.TopK < 1 || arguments.LayerStride < stepIds
+            || (layers > 1 && arguments.LayerStride > (long.MaxValue - stepIds) / (layers - 1))
+            || ids.Length < (layers - 1) * arguments.LayerStride + stepIds)
         {
             throw new ArgumentException(
                 $"The ids ({ids.Length}) are too short for {layers} layers of {arguments.Tokens} tokens × top-k {arguments.TopK} at a layer stride of {arguments.LayerStride}.", nameof(ids));

@@ -28,9 +28,9 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 
     public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
 
-    public override UtilizationQuery QueryUtilization() => DeviceRoutingEngine.QueryOf(model.LayerExperts, model.QueryLayer(layer, 0));
+    public override UtilizationQuery QueryUtilization() => model.QueryLayer(layer, withTotals: false).Query;
 
-    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => (QueryUtilization(), Totals);
+    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => model.QueryLayer(layer, withTotals: true);
 
     public override float UtilizationCv() => model.QueryLayer(layer, 0).CoefficientOfVariation;
 

@@ -213,6 +213,16 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     internal UtilizationQueryResult QueryLayer(int layer, int window) =>
         ReadLayer(layer, (stream, views) => DeviceStateReader.Query(stream, views, window, _query, _queryResult));
 
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s utilization query for its expert count and, when
+    /// <paramref name="withTotals"/>, its totals, under one hold of the lock: a step or reset on
+    /// another thread comes before or after all of it, never between the count, the query and the totals.
+    /// </summary>
+    internal (UtilizationQuery Query, RoutingTotals Totals) QueryLayer(int layer, bool withTotals) =>
+        ReadLayer(layer, (stream, views) => (
+            DeviceRoutingEngine.QueryOf(LayerExperts, DeviceStateReader.Query(stream, views, 0, _query, _queryResult)),
+            withTotals ? DeviceRoutingEngine.TotalsOf(DeviceStateReader.ReadBlock(stream, views)) : default));
+
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];
 
     public override ulong[] WindowLoad()

@@ -13,15 +13,15 @@ public sealed partial class DeviceRoutingStats
     /// <summary>The last most utilized expert and its utilization, or null before the first record.</summary>
     public (int Index, float Utilization)? MostUtilizedExpert()
     {
-        var result = Query(0);
-        return _experts == 0 ? null : (result.MostUtilized, result.MostUtilization);
+        var result = Query(0, out int experts);
+        return experts == 0 ? null : (result.MostUtilized, result.MostUtilization);
     }
 
     /// <summary>The first least utilized expert and its utilization, or null before the first record.</summary>
     public (int Index, float Utilization)? LeastUtilizedExpert()
     {
-        var result = Query(0);
-        return _experts == 0 ? null : (result.LeastUtilized, result.LeastUtilization);
+        var result = Query(0, out int experts);
+        return experts == 0 ? null : (result.LeastUtilized, result.LeastUtilization);
     }
 
     /// <summary>The least-squares slope of the last <paramref name="window"/> load variances.</summary>
@@ -84,13 +84,27 @@ public sealed partial class DeviceRoutingStats
         }
     }
 
-    /// <summary>The query's result and the state block (for the summary), in one call.</summary>
-    internal UtilizationQueryResult Query(int window, out RoutingStateBlock block)
+    /// <summary>
+    /// The query's result and the expert count it is over (0 before the first record), read under
+    /// one hold of the lock: a reset or first record on another thread comes before or after both.
+    /// </summary>
+    internal UtilizationQueryResult Query(int window, out int experts)
+    {
+        lock (_lock)
+        {
+            experts = _experts;
+            return Query(window);
+        }
+    }
+
+    /// <summary>The query's result, its expert count and the state block (for the summary), in one call.</summary>
+    internal UtilizationQueryResult Query(int window, out int experts, out RoutingStateBlock block)
     {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             FoldPending();
+            experts = _experts;
             var result = DeviceStateReader.Query(Stream, _views, window, _query, _queryResult.View);
             block = DeviceStateReader.ReadBlock(Stream, _views);
             return result;

@@ -43,12 +43,16 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
     public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
         _device.RecordValidated(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
 
-    public override UtilizationQuery QueryUtilization() => QueryOf(_device.ExpertCount, _device.Query(0));
+    public override UtilizationQuery QueryUtilization()
+    {
+        var result = _device.Query(0, out int experts);
+        return QueryOf(experts, result);
+    }
 
     public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary()
     {
-        var result = _device.Query(0, out var block);
-        return (QueryOf(_device.ExpertCount, result), TotalsOf(block));
+        var result = _device.Query(0, out int experts, out var block);
+        return (QueryOf(experts, result), TotalsOf(block));
     }
 
     public override float UtilizationCv() => _device.UtilizationCv();

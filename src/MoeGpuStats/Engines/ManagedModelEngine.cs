@@ -34,7 +34,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
 
         _hostLosses = new float[2 * options.Layers];
-        _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l, () => ThrowIfDisposed(_disposed))).ToArray();
+        _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l, Gate, () => ThrowIfDisposed(_disposed))).ToArray();
         _window = state is null
             ? new ExpertLoadWindow(options.Layers, options.Experts, options.Window)
             : new ExpertLoadWindow(options.Layers, options.Experts, options.Window, state.WindowLoad, state.WindowRing, state.WindowPosition);

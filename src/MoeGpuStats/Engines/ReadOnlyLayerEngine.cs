@@ -6,32 +6,28 @@ namespace MoeGpuStats.Engines;
 /// One layer of a model as a <see cref="RoutingStats"/> engine: every read, no record or reset (those
 /// go through the model); <paramref name="throwIfModelDisposed"/> ends every read once the model is disposed.
 /// </summary>
-internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, Action throwIfModelDisposed) : RoutingStatsEngine(layer.Options)
+/// <remarks>
+/// Each read holds <paramref name="gate"/>, the model's lock, and returns a copy: the layer's arrays
+/// change in place at every step, and a model is thread-safe, so a read on one thread must see
+/// whole steps recorded on another, as a device layer's read (a copy made under the model's lock) does.
+/// </remarks>
+internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, Lock gate, Action throwIfModelDisposed) : RoutingStatsEngine(layer.Options)
 {
-    private RoutingStatsEngine Layer
-    {
-        get
-        {
-            throwIfModelDisposed();
-            return layer;
-        }
-    }
-
     public override string Name => layer.Name;
 
     public override int ExpertCount => layer.ExpertCount;
 
-    public override RoutingTotals Totals => Layer.Totals;
+    public override RoutingTotals Totals => Read(engine => engine.Totals);
 
-    public override CapacityStats Capacity => Layer.Capacity;
+    public override CapacityStats Capacity => Read(engine => engine.Capacity.Copy());
 
-    public override IReadOnlyList<float> ExpertUtilization => Layer.ExpertUtilization;
+    public override IReadOnlyList<float> ExpertUtilization => Read(engine => engine.ExpertUtilization.ToArray());
 
-    public override IReadOnlyList<float> DecayedExpertUtilization => Layer.DecayedExpertUtilization;
+    public override IReadOnlyList<float> DecayedExpertUtilization => Read(engine => engine.DecayedExpertUtilization.ToArray());
 
-    public override IReadOnlyList<ulong> ExpertTokenCounts => Layer.ExpertTokenCounts;
+    public override IReadOnlyList<ulong> ExpertTokenCounts => Read(engine => engine.ExpertTokenCounts.ToArray());
 
-    public override IReadOnlyList<float> LoadVarianceHistory => Layer.LoadVarianceHistory;
+    public override IReadOnlyList<float> LoadVarianceHistory => Read(engine => engine.LoadVarianceHistory.ToArray());
 
     public override void Record(RoutingDecision decision) => throw ReadOnly();
 
@@ -39,17 +35,17 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, A
 
     public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
 
-    public override UtilizationQuery QueryUtilization() => Layer.QueryUtilization();
+    public override UtilizationQuery QueryUtilization() => Read(engine => engine.QueryUtilization());
 
-    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => Layer.QuerySummary();
+    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => Read(engine => engine.QuerySummary());
 
-    public override float UtilizationCv() => Layer.UtilizationCv();
+    public override float UtilizationCv() => Read(engine => engine.UtilizationCv());
 
-    public override float VarianceTrend(int window) => Layer.VarianceTrend(window);
+    public override float VarianceTrend(int window) => Read(engine => engine.VarianceTrend(window));
 
     public override void Reset() => throw ReadOnly();
 
-    public override ManagedRoutingEngine Snapshot() => Layer.Snapshot();
+    public override ManagedRoutingEngine Snapshot() => Read(engine => engine.Snapshot());
 
     public override void ThrowIfDisposed() => throwIfModelDisposed();
 
@@ -63,4 +59,14 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, A
     }
 
     private InvalidOperationException ReadOnly() => ReadOnly(index, throwIfModelDisposed);
+
+    /// <summary><paramref name="read"/> of the layer under the model's lock, the model's disposal checked first: no step or reset comes between its parts.</summary>
+    private T Read<T>(Func<RoutingStatsEngine, T> read)
+    {
+        throwIfModelDisposed();
+        lock (gate)
+        {
+            return read(layer);
+        }
+    }
 }

@@ -41,8 +41,10 @@ internal static class ModelStepChecks
             throw new ArgumentException($"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer}, or 0 to pack the layers.", nameof(layerStride));
         }
 
-        // At most 1,024 layers and a stride the caller's ids must cover: the product stays far from overflow unless the stride is absurd.
-        var needed = stride > (long.MaxValue - perLayer) / options.Layers ? long.MaxValue : ((options.Layers - 1) * stride) + perLayer;
+        // The last layer starts Layers - 1 strides in (none for one layer, whose stride is never used):
+        // only an absurd stride overflows that, and no ids can hold it.
+        var gaps = options.Layers - 1;
+        var needed = gaps > 0 && stride > (long.MaxValue - perLayer) / gaps ? long.MaxValue : (gaps * stride) + perLayer;
         if (available < needed)
         {
             throw new ArgumentException(

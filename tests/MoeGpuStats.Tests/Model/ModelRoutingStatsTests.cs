@@ -204,6 +204,25 @@ public sealed class ModelRoutingStatsTests
         Assert.Equal(before, ModelSteps.Fingerprint(model));
     }
 
+    /// <summary>
+    /// A model of one layer never steps to a second layer, so any stride takes its ids (one of near
+    /// 2^63 was refused as needing 2^63 - 1 ids); with more layers, the ids the stride needs are named exactly.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void TheIdsAStrideNeedsAreCountedToTheLastLayer(string engine)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 1, Experts = 4, Window = 2 };
+        using var model = Create(engine, options);
+        using var packed = new ModelRoutingStats(options);
+        model.RecordStep([0, 1, 3, 3], 2, 2, layerStride: long.MaxValue);
+        packed.RecordStep([0, 1, 3, 3], 2, 2);
+        Assert.Equal(ModelSteps.Fingerprint(packed), ModelSteps.Fingerprint(model));
+
+        using var two = Create(engine, options with { Layers = 2 });
+        AssertRefused<ArgumentException>(() => two.RecordStep(new int[8], 2, 2, layerStride: 1L << 62), "topKExpertIds", $"need {(1L << 62) + 4}.");
+    }
+
     /// <summary>A list that says it holds <paramref name="count"/> values and enumerates <paramref name="values"/>.</summary>
     private sealed class MiscountedList(int count, int[] values) : IReadOnlyList<int>
     {
@@ -343,6 +362,62 @@ public sealed class ModelRoutingStatsTests
         Assert.Equal(ModelSteps.Fingerprint(expected), ModelSteps.Fingerprint(model));
         Assert.Equal(0.5f, model.Layer(0).AverageLoadBalanceLoss);
         Assert.Equal(0.5f, model.Layer(2).AverageRouterZLoss);
+    }
+
+    /// <summary>
+    /// A model is thread-safe: a layer's read on one thread sees whole steps and resets made on
+    /// another (the managed engine's layers handed out their live arrays, read outside the lock, and
+    /// a summary's utilization and totals came from two reads).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void ALayerReadOnAnotherThreadSeesWholeSteps(string engine)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 512, Window = 2, ExpertCapacity = 1 };
+        using var model = Create(engine, options);
+        using var layer = model.Layer(1);
+        // Each step routes one token to every expert, with a loss of 1: a whole state has equal counts, and utilization exactly when it has a loss.
+        var ids = Enumerable.Range(0, options.Layers * options.Experts).Select(i => i % options.Experts).ToArray();
+        var losses = new float[] { 1f, 1f };
+        Exception? failure = null;
+        var finished = false;
+        var writer = new Thread(() =>
+        {
+            try
+            {
+                for (var step = 0; step < 400; step++)
+                {
+                    model.Reset();
+                    model.RecordStep(ids, options.Experts, 1, 0, losses);
+                }
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+            finally
+            {
+                Volatile.Write(ref finished, true);
+            }
+        });
+        writer.Start();
+        var reads = 0;
+        while (!Volatile.Read(ref finished))
+        {
+            var counts = layer.ExpertTokenCounts.ToArray();
+            Assert.True(counts.Distinct().Count() <= 1, $"read {reads}: token counts from two states");
+            var utilization = layer.ExpertUtilization.ToArray();
+            Assert.True(utilization.Distinct().Count() <= 1, $"read {reads}: utilization from two states");
+            var summary = layer.UtilizationSummary();
+            Assert.True(summary.ContainsKey("mean_utilization") == (summary["average_load_balance_loss"] == 1f), $"read {reads}: a summary from two states");
+            var most = layer.MostUtilizedExpert();
+            Assert.True(most is null || most.Value.Utilization > 0, $"read {reads}: the expert count of one state with the query of another");
+            reads++;
+        }
+
+        writer.Join();
+        Assert.Null(failure);
+        Assert.True(reads > 0, "the reads never overlapped the steps");
     }
 
     private static readonly ModelRoutingStatsOptions MergeOptions = new() { Layers = 3, Experts = 8, Window = 3, UtilizationDecay = 0.5f };

@@ -110,6 +110,28 @@ public sealed unsafe partial class NativeApiTests
         Refused(Call(&NativeApi.ModelDestroy, handle), InvalidHandle, "not a live model");
     }
 
+    /// <summary>A model of one layer never steps to a second layer: any layer_stride takes its ids, as ModelRoutingStats.RecordStep takes them.</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AOneLayerModelTakesAnyLayerStride(string accelerator)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 1, Experts = Experts, Window = Window };
+        using var direct = new ModelRoutingStats(options);
+        var handle = Create(accelerator, 1, Experts, 0, Window, -1f);
+        try
+        {
+            int[] ids = [0, 1, 7, 7];
+            Assert.Equal(Ok, Record(handle, ids, 1, 2, TopK, long.MaxValue, null, null, null));
+            direct.RecordStep(ids, 2, TopK, long.MaxValue);
+            Assert.Equal(Ok, WindowLoad(handle, out var load, Experts));
+            Assert.Equal(direct.WindowLoad(), load[..Experts]);
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
     /// <summary>
     /// moegs_model_device_arrays on the CPU accelerator: read through its pointers right after each step
     /// (the step's fold still pending when the call comes), the memory equals the window load and each
