@@ -217,7 +217,7 @@ public sealed partial class RoutingStats : IDisposable
         var engine = Engine;
         RecordChecks.Validate(engine.Options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
         ViewAccelerator.CheckAlive(topKExpertIds, nameof(topKExpertIds));
-        engine.Record(topKExpertIds, RecordChecks.ResolveExperts(engine.Options, engine.ExpertCount), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+        engine.Record(topKExpertIds, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
     /// <summary>Folds one batch of top-k ids that is on the host in (copied to the device on a device engine), as the view overload does.</summary>
@@ -229,7 +229,7 @@ public sealed partial class RoutingStats : IDisposable
     {
         var engine = Engine;
         RecordChecks.Validate(engine.Options, topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
-        engine.Record(topKExpertIds, RecordChecks.ResolveExperts(engine.Options, engine.ExpertCount), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+        engine.Record(topKExpertIds, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
     /// <summary>

@@ -402,4 +402,31 @@ public sealed class RoutingStatsTests
     }
 
     private const ulong BillionLess1 = 999_999_999;
+
+    /// <summary>
+    /// A record of ids without <see cref="RoutingStatsOptions.Experts"/> takes the expert count of the state
+    /// it records into: a reset that comes first leaves it no count (it is refused), not the count before it.
+    /// </summary>
+    [Fact]
+    public void ARecordOfIdsTakesTheExpertCountOfTheStateItRecordsInto()
+    {
+        var gate = new Lock();
+        var stats = new RoutingStats(new ManagedRoutingEngine(new RoutingStatsOptions(), gate: gate));
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1, 1, 1], TotalTokens = 4 });
+        Exception? refused = null;
+        var recorder = new Thread(() => refused = Record.Exception(() => stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2)));
+
+        lock (gate)
+        {
+            recorder.Start();
+            // The record waits for the gate, which this thread holds while it resets.
+            Assert.True(SpinWait.SpinUntil(() => recorder.ThreadState.HasFlag(ThreadState.WaitSleepJoin), TimeSpan.FromSeconds(10)));
+            stats.Reset();
+        }
+
+        recorder.Join();
+        Assert.IsType<InvalidOperationException>(refused);
+        Assert.Equal(0UL, stats.TotalRoutings);
+        Assert.Empty(stats.ExpertTokenCounts);
+    }
 }

@@ -24,9 +24,9 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 
     public override void Record(RoutingDecision decision) => throw ReadOnly();
 
-    public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
+    public override void Record(ArrayView<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
 
-    public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
+    public override void Record(ReadOnlySpan<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
 
     public override UtilizationQuery QueryUtilization() => model.QueryLayer(layer, withTotals: false).Query;
 

@@ -33,15 +33,16 @@ public sealed partial class DeviceRoutingStats
         ObjectDisposedException.ThrowIf(_disposed, this);
         RecordChecks.Validate(_options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
         ViewAccelerator.CheckAlive(topKExpertIds, nameof(topKExpertIds));
-        RecordValidated(topKExpertIds, RecordChecks.ResolveExperts(_options, _experts), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+        RecordValidated(topKExpertIds, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
     /// <summary>The record from a view, for callers that ran <see cref="RecordChecks"/> already (the facade).</summary>
-    internal void RecordValidated(ArrayView<int> topKExpertIds, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    internal void RecordValidated(ArrayView<int> topKExpertIds, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
     {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            var experts = RecordChecks.ResolveExperts(_options, _experts);
             var length = (long)tokens * topK;
             if (length > 0)
             {
@@ -63,15 +64,16 @@ public sealed partial class DeviceRoutingStats
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         RecordChecks.Validate(_options, topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
-        RecordValidated(topKExpertIds, RecordChecks.ResolveExperts(_options, _experts), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+        RecordValidated(topKExpertIds, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
     /// <summary>The record from host ids, for callers that ran <see cref="RecordChecks"/> already (the facade).</summary>
-    internal void RecordValidated(ReadOnlySpan<int> topKExpertIds, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    internal void RecordValidated(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
     {
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            var experts = RecordChecks.ResolveExperts(_options, _experts);
             var length = tokens * topK;
             if (_hostIds.Length < length)
             {

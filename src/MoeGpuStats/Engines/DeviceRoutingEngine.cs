@@ -37,11 +37,11 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public override void Record(RoutingDecision decision) => _device.RecordValidated(decision, "routingDecision");
 
-    public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
-        _device.RecordValidated(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+    public override void Record(ArrayView<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
+        _device.RecordValidated(ids, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
 
-    public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
-        _device.RecordValidated(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+    public override void Record(ReadOnlySpan<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
+        _device.RecordValidated(ids, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
 
     public override UtilizationQuery QueryUtilization()
     {

@@ -83,10 +83,11 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         }
     }
 
-    public override void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    public override void Record(ArrayView<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
     {
         lock (_lock)
         {
+            var experts = RecordChecks.ResolveExperts(Options, ExpertCount);
             var length = tokens * topK;
             if (_hostIds.Length < length)
             {
@@ -104,15 +105,15 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         }
     }
 
-    public override void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
+    public override void Record(ReadOnlySpan<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
     {
         lock (_lock)
         {
-            RecordLocked(ids, experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
+            RecordLocked(ids, RecordChecks.ResolveExperts(Options, ExpertCount), tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
         }
     }
 
-    /// <summary>Records a batch of top-k ids as <see cref="Record(ReadOnlySpan{int}, int, int, int, int, float, float)"/> and returns its histogram, valid until the next record.</summary>
+    /// <summary>Records a batch of top-k ids as <see cref="Record(ReadOnlySpan{int}, int, int, int, float, float)"/> and returns its histogram, valid until the next record.</summary>
     internal ReadOnlySpan<int> RecordAndCount(ReadOnlySpan<int> ids, int experts, int tokens, int topK, float loadBalanceLoss, float routerZLoss)
     {
         lock (_lock)

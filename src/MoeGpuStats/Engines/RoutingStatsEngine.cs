@@ -46,11 +46,16 @@ internal abstract class RoutingStatsEngine : IDisposable
     /// <summary>Folds a decision whose histogram is on the host.</summary>
     public abstract void Record(RoutingDecision decision);
 
-    /// <summary>Folds a batch of top-k ids: <paramref name="ids"/> holds at least <c>tokens * topK</c> values.</summary>
-    public abstract void Record(ArrayView<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss);
+    /// <summary>
+    /// Folds a batch of top-k ids: <paramref name="ids"/> holds at least <c>tokens * topK</c> values. The
+    /// expert count (<see cref="RecordChecks.ResolveExperts"/>) is read under the engine's lock, so a decision
+    /// or reset on another thread comes wholly before or after the record.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No expert count is known.</exception>
+    public abstract void Record(ArrayView<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss);
 
     /// <summary>Folds a batch of top-k ids already on the host.</summary>
-    public abstract void Record(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss);
+    public abstract void Record(ReadOnlySpan<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss);
 
     /// <summary>The expert count of the current state (0 before the first record).</summary>
     public abstract int ExpertCount { get; }
