@@ -85,6 +85,11 @@ internal sealed class RecordingSession : RecordingRun
             Console.Error.WriteLine($"interrupted after {done:N0} of {steps:N0} batches: reporting and saving what was recorded.");
         }
 
+        if (ModelCounts.InvalidWarning(snapshot.InvalidExpertIds, snapshot.RoutedSlots, snapshot.ExpertTokenCounts.Count) is { } invalid)
+        {
+            Console.Error.WriteLine(invalid);
+        }
+
         var code = Finish(Console, snapshot, Json, Plot, Save, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} batches)" : Title, EngineChoice.Describe(stats), Timed);
         ServeAfterTheRun(finished: done == steps);
 

@@ -31,7 +31,7 @@ internal static class TraceFile
 
         if (layout is not null && format == TraceFormat.JsonLines)
         {
-            throw new IdLayoutException($"--layout {layout.Name}: {path} is {Describe(format)}, whose lines name their layer and pass; --layout is for .npy and .npz files.");
+            throw new IdLayoutException($"--layout {layout.Name}: {path} is {Describe(format)}, whose lines give its layers and passes (by their layer, step and position fields, or their order where those are absent); --layout is for .npy and .npz files.");
         }
 
         if (members == NpzMembers.Layers && layout is { HasLayers: true })

@@ -42,9 +42,12 @@ internal sealed record ModelCounts((ulong Fewest, ulong Most) Tokens, ulong Rout
     }
 
     /// <summary>A warning for standard error when ids named no expert, or null.</summary>
-    public string? Warning(int experts) => InvalidExpertIds == 0
+    public string? Warning(int experts) => InvalidWarning(InvalidExpertIds, RoutedSlots, experts);
+
+    /// <summary>The warning for <paramref name="invalid"/> ids that named no expert beside <paramref name="routed"/> slots, or null when none did: a model's or one layer's.</summary>
+    public static string? InvalidWarning(ulong invalid, ulong routed, int experts) => invalid == 0
         ? null
-        : $"warning: {Counted.Of(InvalidExpertIds, "id")} ({Percent(InvalidExpertIds, InvalidExpertIds + RoutedSlots)} of the ids that are not padding) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
+        : $"warning: {Counted.Of(invalid, "id")} ({Percent(invalid, invalid + routed)} of the ids that are not padding) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
 
     public static string Percent(ulong part, ulong whole) =>
         whole == 0 ? "0 %" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{100.0 * part / whole:0.##} %");

@@ -32,7 +32,8 @@ internal sealed class ProgressDisplay(CliConsole console, int total, bool enable
         else if ((int)(fraction * 10) is var decile && decile > _lastDecile)
         {
             _lastDecile = decile;
-            console.Error.WriteLine($"progress: {fraction * 100:0} % ({done:N0}/{total:N0} {unit})");
+            // Whole percents rounded down, as the deciles are: 29.5 % rounded up would print 30 % twice.
+            console.Error.WriteLine($"progress: {Math.Floor(fraction * 100):0} % ({done:N0}/{total:N0} {unit})");
         }
     }
 

@@ -246,6 +246,19 @@ public sealed partial class ReplayCommandTests
         AssertBadInput(path, ["--experts", $"{Experts}"], path + expected);
     }
 
+    /// <summary>--layout on a JSON-lines trace is refused saying where its layers and passes come from, true of a trace whose lines name neither.</summary>
+    [Fact]
+    public void LayoutOnAJsonLinesTraceIsAUsageError()
+    {
+        var path = Write("one-layer.jsonl", [Line(null, [[1, 2]]), Line(null, [[3, 0]])]);
+
+        var (code, output, error) = Moegs.Run("replay", path, "--layout", "tokens,k");
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Equal($"--layout tokens,k: {path} is a JSON-lines trace, whose lines give its layers and passes (by their layer, step and position fields, or their order where those are absent); --layout is for .npy and .npz files.", error.TrimEnd());
+    }
+
     /// <summary>Lines may end in CRLF, the file may start with a byte order mark, blank lines are skipped, and unknown fields ignored.</summary>
     [Fact]
     public void WindowsLineEndsAMarkBlankLinesAndOtherFieldsAreRead()

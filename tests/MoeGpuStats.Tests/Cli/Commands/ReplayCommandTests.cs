@@ -340,6 +340,22 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains(text.Split('\n'), l => l.StartsWith("  slots dropped", StringComparison.Ordinal) && l.Contains($" {dropped:N0} ", StringComparison.Ordinal));
     }
 
+    /// <summary>Ids beyond --experts in one layer's trace bring the model's warning too: they are in no expert's share, so the shares no longer add up to k x 100 %.</summary>
+    [Fact]
+    public void InvalidIdsOfOneLayerAreWarnedAbout()
+    {
+        const int experts = 3;
+        var ids = Ids(Steps, 1, Tokens, seed: 13);
+        var invalid = ids.Count(id => id >= experts);
+        var routed = ids.Count(id => id is >= 0 and < experts);
+        Assert.True(invalid > 0, "the test's ids should name experts past --experts");
+
+        var (code, _, error) = Moegs.Run("replay", WriteInt32("layer.npy", $"{Steps}, {Tokens}, {TopK}", ids), "--layout", "steps,tokens,k", "--experts", $"{experts}");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"warning: {invalid:N0} ids ({ModelCounts.Percent((ulong)invalid, (ulong)(invalid + routed))} of the ids that are not padding) named no expert in [0, {experts}) and count as invalid, in no expert's load: is --experts right?", error);
+    }
+
     /// <summary>The text report lists the worst layers first, at most ten, and says how many it leaves out.</summary>
     [Fact]
     public void TheReportListsTheWorstLayersFirst()

@@ -46,6 +46,24 @@ public sealed class ProgressDisplayTests
         Assert.All(lines, line => Assert.EndsWith("steps)", line.TrimEnd(), StringComparison.Ordinal));
     }
 
+    /// <summary>Redirected, a run that passes its first second between two tenths prints each percent once: 118 of 400 is 29 %, not a second 30 %.</summary>
+    [Fact]
+    public void ARedirectedRunNeverPrintsOnePercentTwice()
+    {
+        using var error = new StringWriter();
+        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), total: 400, enabled: true, unit: "batches"))
+        {
+            Thread.Sleep(TimeSpan.FromSeconds(1.1));
+            for (var done = 118; done <= 120; done++)
+            {
+                progress.Report(done);
+            }
+        }
+
+        var lines = error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => line.TrimEnd()).ToArray();
+        Assert.Equal(["progress: 29 % (118/400 batches)", "progress: 30 % (120/400 batches)"], lines);
+    }
+
     /// <summary>What a terminal shows for <paramref name="written"/>: a carriage return goes back to the line's start and later text overwrites.</summary>
     private static List<string> Terminal(string written)
     {
