@@ -146,11 +146,11 @@ internal static class SharedOptions
     public static Option<int?> Capacity() => WholeNumber<int?>(
         new("--capacity")
         {
-            Description = "Token slots per expert per batch; slots over it are counted as dropped, and the report shows capacity figures (none without it).",
+            Description = "Token slots per expert per batch (of a model: per layer and step); slots over it are counted as dropped, and the report shows capacity figures (none without it).",
         },
         1,
         int.MaxValue,
-        "slots per expert per batch");
+        "slots per expert per batch (of a model: per layer and step)");
 
     /// <summary>
     /// Parses a whole number in the user's words: anything else, or a value outside

@@ -68,7 +68,7 @@ internal static class SnapshotCommands
                     parts.Add(snapshot);
                 }
 
-                if ((KindMismatch(paths, parts) ?? (parts[0].Model is null ? Mismatch(paths, [.. parts.Select(p => p.Layer!)]) : null)) is { } mismatch)
+                if ((KindMismatch(paths, parts) ?? (parts[0].Model is null ? Mismatch(paths, [.. parts.Select(p => p.Layer!)]) : ModelMismatch(paths, [.. parts.Select(p => p.Model!)]))) is { } mismatch)
                 {
                     console.Error.WriteLine(mismatch);
                     return ExitCodes.BadInput;
@@ -184,6 +184,17 @@ internal static class SnapshotCommands
     {
         var other = parts.FindIndex(p => (p.Model is null) != (parts[0].Model is null));
         return other < 0 ? null : $"{paths[0]} holds {parts[0].Describe()}, {paths[other]} holds {parts[other].Describe()}; merge layers with layers and models with models.";
+    }
+
+    /// <summary>Why the models cannot merge, naming the files: they must have the same layers, experts, window and capacity.</summary>
+    private static string? ModelMismatch(FileInfo[] paths, List<ModelRoutingStats> parts)
+    {
+        var other = parts.FindIndex(p => Shape(p) != Shape(parts[0]));
+        return other < 0 ? null : $"{paths[0]} holds {Shape(parts[0])}, {paths[other]} holds {Shape(parts[other])}; only models of the same layers, experts, window and capacity merge.";
+
+        static string Shape(ModelRoutingStats model) =>
+            $"{Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")} with a window of {Counted.Of(model.Options.Window, "step")} and "
+            + (model.Options.ExpertCapacity is { } capacity ? $"a capacity of {Counted.Of(capacity, "slot")} per expert" : "no capacity");
     }
 
     /// <summary>Why the snapshots cannot merge, naming the files: they must count the same experts with the same capacity.</summary>

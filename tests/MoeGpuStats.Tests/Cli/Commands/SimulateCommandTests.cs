@@ -29,7 +29,7 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData("--steps 0", "--steps 0: give the number of batches, a whole number from 1 to 2,147,483,647.")]
     [InlineData("--skew NaN", "--skew NaN: give the load skew, a number above 0")]
     [InlineData("--skew -2", "--skew -2:")]
-    [InlineData("--capacity 0", "--capacity 0: give slots per expert per batch, a whole number from 1")]
+    [InlineData("--capacity 0", "--capacity 0: give slots per expert per batch (of a model: per layer and step), a whole number from 1")]
     [InlineData("--metrics-port 70000", "--metrics-port 70000: give a TCP port, a whole number from 1 to 65,535.")]
     [InlineData("--layers 0", "--layers 0: give the number of layers, a whole number from 1 to 1,024.")]
     [InlineData("--layers 1024 --tokens 300000 -k 8", "--layers 1024 with --tokens 300000 and --top-k 8: 2,457,600,000 ids per step; give layers x tokens x k of at most 2,147,483,647.")]
