@@ -1,3 +1,4 @@
+using System.Text.Json;
 using MoeGpuStats.Placement;
 using static MoeGpuStats.Tests.Support.EplbExample;
 
@@ -260,5 +261,69 @@ public sealed class ExpertPlacementTests
         // 9 -> pack 0; then the 5s in index order: 0 -> 1, 1 -> 1 (5 < 9), 2 -> 0 (9 < 10), 3 -> 1 (10 < 14, now full); 1 -> 0.
         Assert.Equal([1, 1, 0, 1, 0, 0], pack);
         Assert.Equal([0, 1, 1, 2, 0, 2], rank);
+    }
+
+    /// <summary>
+    /// DeepSeek's own eplb.py (vendored beside this file, run with torch) and this port give the same
+    /// placement and replica counts on random loads without ties, hierarchical and global, DeepSeek-V3's
+    /// 256 experts on 288 slots among them. With ties each breaks them its own way (README, "Plan").
+    /// </summary>
+    [Fact]
+    public void ThePlanIsDeepSeeksOwnOnLoadsWithoutTies()
+    {
+        var python = ExternalProgram.PythonWithTorch();
+        Assert.SkipWhen(python is null, "no python3 with torch here (Debian: apt-get install python3-torch)");
+        (int Experts, int Replicas, int Groups, int Nodes, int Gpus)[] shapes =
+            [(12, 16, 4, 2, 8), (64, 80, 8, 4, 16), (60, 72, 6, 4, 8), (16, 64, 2, 2, 2), (9, 12, 3, 1, 3), (40, 60, 10, 5, 10), (24, 32, 6, 4, 4), (256, 288, 8, 4, 32)];
+        var random = new Random(20);
+        var cases = shapes.Select(shape =>
+        {
+            // Distinct loads per layer: no ties for either sort to break.
+            var loads = new long[3, shape.Experts];
+            for (var l = 0; l < loads.GetLength(0); l++)
+            {
+                var distinct = Enumerable.Range(1, 1 << 20).OrderBy(_ => random.Next()).Take(shape.Experts).ToArray();
+                for (var e = 0; e < shape.Experts; e++)
+                {
+                    loads[l, e] = distinct[e];
+                }
+            }
+
+            return (Shape: shape, Loads: loads);
+        }).ToArray();
+        var input = Path.Combine(Path.GetTempPath(), $"eplb-cases-{Guid.NewGuid():N}.json");
+        File.WriteAllText(input, JsonSerializer.Serialize(cases.Select(c => new
+        {
+            loads = Enumerable.Range(0, c.Loads.GetLength(0)).Select(l => Enumerable.Range(0, c.Shape.Experts).Select(e => c.Loads[l, e])),
+            replicas = c.Shape.Replicas,
+            groups = c.Shape.Groups,
+            nodes = c.Shape.Nodes,
+            gpus = c.Shape.Gpus,
+        })));
+
+        try
+        {
+            var output = ExternalProgram.Run(python!, $"\"{Path.Combine(AppContext.BaseDirectory, "eplb", "eplb_upstream.py")}\" \"{input}\"", out var exitCode);
+            Assert.True(exitCode == 0, output);
+            var upstream = JsonDocument.Parse(output).RootElement.EnumerateArray().ToArray();
+            Assert.Equal(cases.Length, upstream.Length);
+            for (var i = 0; i < cases.Length; i++)
+            {
+                var (shape, loads) = cases[i];
+                var plan = ExpertPlacement.Rebalance(loads, shape.Replicas, shape.Groups, shape.Nodes, shape.Gpus);
+                for (var l = 0; l < loads.GetLength(0); l++)
+                {
+                    Assert.Equal(Row(upstream[i], "physical_to_logical", l), plan.PhysicalToLogical(l).ToArray());
+                    Assert.Equal(Row(upstream[i], "replica_counts", l), plan.ReplicaCounts(l).ToArray());
+                }
+            }
+        }
+        finally
+        {
+            File.Delete(input);
+        }
+
+        static int[] Row(JsonElement result, string name, int layer) =>
+            result.GetProperty(name)[layer].EnumerateArray().Select(value => value.GetInt32()).ToArray();
     }
 }

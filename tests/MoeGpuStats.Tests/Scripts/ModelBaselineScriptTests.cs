@@ -13,8 +13,7 @@ public sealed class ModelBaselineScriptTests
     public void EveryWayOfCountingGivesTheModelsCounts()
     {
         var script = Path.Combine(Checkout.RequireRoot("bench/torch/model_baseline.py is not here"), "bench", "torch", "model_baseline.py");
-        var python = new[] { "/usr/bin/python3", ExternalProgram.FindOnPath("python3") }
-            .FirstOrDefault(candidate => candidate is not null && File.Exists(candidate) && HasTorch(candidate));
+        var python = ExternalProgram.PythonWithTorch();
         Assert.SkipWhen(python is null, "no python3 with torch here (Debian: apt-get install python3-torch)");
         var json = Path.Combine(Path.GetTempPath(), $"model-baseline-{Guid.NewGuid():N}.json");
         ModelShape[] shapes = [new(3, 16, 2, 5), new(58, 256, 8, 64), new(32, 8, 2, 256), new(4, 4096, 8, 3)];
@@ -37,12 +36,6 @@ public sealed class ModelBaselineScriptTests
         {
             File.Delete(json);
         }
-    }
-
-    private static bool HasTorch(string python)
-    {
-        ExternalProgram.Run(python, "-c \"import torch\"", out var exitCode);
-        return exitCode == 0;
     }
 
     /// <summary>The script's shape <c>LxExkxT</c>, its data and its checksum, counted by this library's managed engine.</summary>
