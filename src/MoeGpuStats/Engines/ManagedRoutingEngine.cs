@@ -23,6 +23,11 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     private readonly CapacityStats _capacity;
     private float[] _utilization = [];
     private double[] _utilizationSums = [];
+
+    // The means lag the sums after a record and are divided out on the first read: a record then
+    // costs no division per expert. Each mean is sums[e] / batches whenever it is computed, so a
+    // late mean is the mean a record would have written.
+    private bool _utilizationStale;
     private double _loadBalanceLossSum;
     private double _routerZLossSum;
     private float[] _decayedUtilization = [];
@@ -66,7 +71,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override CapacityStats Capacity => _capacity;
 
-    public override IReadOnlyList<float> ExpertUtilization => _utilization;
+    public override IReadOnlyList<float> ExpertUtilization => Utilization;
 
     public override IReadOnlyList<float> DecayedExpertUtilization => _decayedUtilization;
 
@@ -137,7 +142,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override UtilizationQuery QueryUtilization()
     {
-        var values = _utilization.AsSpan();
+        var values = Utilization.AsSpan();
         if (values.IsEmpty)
         {
             return default;
@@ -157,7 +162,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             values[least]);
     }
 
-    public override float UtilizationCv() => RoutingMath.CoefficientOfVariation(_utilization);
+    public override float UtilizationCv() => RoutingMath.CoefficientOfVariation(Utilization);
 
     public override float VarianceTrend(int window)
     {
@@ -185,6 +190,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         _routerZLossSum = 0;
         _utilization = [];
         _utilizationSums = [];
+        _utilizationStale = false;
         _decayedUtilization = [];
         _tokenCounts = [];
         _varianceHistory.Clear();
@@ -214,7 +220,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         AverageLoadBalanceLoss = _totals.AverageLoadBalanceLoss,
         AverageRouterZLoss = _totals.AverageRouterZLoss,
         RoutingEfficiency = _totals.RoutingEfficiency,
-        ExpertUtilization = (float[])_utilization.Clone(),
+        ExpertUtilization = (float[])Utilization.Clone(),
         UtilizationSums = (double[])_utilizationSums.Clone(),
         DecayedExpertUtilization = (float[])_decayedUtilization.Clone(),
         ExpertTokenCounts = (ulong[])_tokenCounts.Clone(),
@@ -239,6 +245,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             state.AverageRouterZLoss,
             state.RoutingEfficiency);
         _utilization = (float[])state.ExpertUtilization.Clone();
+        _utilizationStale = false;
         // A file keeps only the means: their sums are taken as exact, mean × batches.
         double routings = state.TotalRoutings;
         _utilizationSums = state.UtilizationSums is { } sums && sums.Length == _utilization.Length
@@ -288,7 +295,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
         var totals = _totals;
         var routings = totals.TotalRoutings + 1;
-        var batchSum = UpdateExperts(counts, tokens, routings);
+        var batchSum = UpdateExperts(counts, tokens);
+        _utilizationStale = true;
 
         var fromIds = topK > 0;
         var capacity = fromIds ? Options.ExpertCapacity : null;
@@ -316,22 +324,20 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     /// <summary>
     /// Per-expert updates; returns the batch's slot total. The utilization is the mean of the seed's
-    /// f32 shares (<c>count / tokens</c>), summed in f64. Element-wise IEEE operations, so the vector
-    /// path gives the scalar path's values bit for bit, and both the device fold's.
+    /// f32 shares (<c>count / tokens</c>), summed in f64 here and divided by the batches on the next
+    /// read (<see cref="Utilization"/>). Element-wise IEEE operations, so the vector path gives the
+    /// scalar path's values bit for bit, and both the device fold's.
     /// </summary>
-    private long UpdateExperts(ReadOnlySpan<int> counts, int tokens, ulong routings)
+    private long UpdateExperts(ReadOnlySpan<int> counts, int tokens)
     {
-        var utilization = _utilization.AsSpan(0, counts.Length);
         var sums = _utilizationSums.AsSpan(0, counts.Length);
         var tokenCounts = MemoryMarshal.Cast<ulong, long>(_tokenCounts.AsSpan(0, counts.Length));
         float batchTokens = tokens;
-        double batches = routings;
         var i = 0;
         long sum = 0;
         if (Vector.IsHardwareAccelerated && counts.Length >= Vector<int>.Count)
         {
             var vectorTokens = new Vector<float>(batchTokens);
-            var vectorBatches = new Vector<double>(batches);
             var vectorSum = Vector<long>.Zero;
             var half = Vector<long>.Count;
             for (; i <= counts.Length - Vector<int>.Count; i += Vector<int>.Count)
@@ -339,9 +345,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
                 var count = new Vector<int>(counts[i..]);
                 var shares = tokens > 0 ? Vector.ConvertToSingle(count) / vectorTokens : Vector<float>.Zero;
                 Vector.Widen(shares, out var lowShares, out var highShares);
-                var lowMeans = AddShares(sums[i..], lowShares, vectorBatches);
-                var highMeans = AddShares(sums[(i + half)..], highShares, vectorBatches);
-                Vector.Narrow(lowMeans, highMeans).CopyTo(utilization[i..]);
+                (new Vector<double>(sums[i..]) + lowShares).CopyTo(sums[i..]);
+                (new Vector<double>(sums[(i + half)..]) + highShares).CopyTo(sums[(i + half)..]);
                 Vector.Widen(count, out var low, out var high);
                 (new Vector<long>(tokenCounts[i..]) + low).CopyTo(tokenCounts[i..]);
                 (new Vector<long>(tokenCounts[(i + half)..]) + high).CopyTo(tokenCounts[(i + half)..]);
@@ -356,7 +361,6 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             var count = counts[i];
             var share = tokens > 0 ? count / batchTokens : 0f;
             sums[i] += share;
-            utilization[i] = (float)(sums[i] / batches);
             tokenCounts[i] += count;
             sum += count;
         }
@@ -375,12 +379,45 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         return sum;
     }
 
-    /// <summary>Adds each expert's share of the batch to its sum; returns the sums over the batches.</summary>
-    private static Vector<double> AddShares(Span<double> sums, Vector<double> shares, Vector<double> batches)
+    /// <summary>
+    /// Each expert's mean share, <c>sums[e] / batches</c> in f64 rounded to f32, divided out first if a
+    /// record came since; under the lock, so that a record on another thread cannot come between the
+    /// division and the flag that says it is done.
+    /// </summary>
+    private float[] Utilization
     {
-        var updated = new Vector<double>(sums) + shares;
-        updated.CopyTo(sums);
-        return updated / batches;
+        get
+        {
+            lock (_lock)
+            {
+                if (_utilizationStale)
+                {
+                    DivideMeans(_utilizationSums.AsSpan(0, _utilization.Length), _totals.TotalRoutings, _utilization);
+                    _utilizationStale = false;
+                }
+
+                return _utilization;
+            }
+        }
+    }
+
+    private static void DivideMeans(ReadOnlySpan<double> sums, double batches, Span<float> means)
+    {
+        var i = 0;
+        if (Vector.IsHardwareAccelerated && sums.Length >= Vector<float>.Count)
+        {
+            var vectorBatches = new Vector<double>(batches);
+            var half = Vector<double>.Count;
+            for (; i <= sums.Length - Vector<float>.Count; i += Vector<float>.Count)
+            {
+                Vector.Narrow(new Vector<double>(sums[i..]) / vectorBatches, new Vector<double>(sums[(i + half)..]) / vectorBatches).CopyTo(means[i..]);
+            }
+        }
+
+        for (; i < sums.Length; i++)
+        {
+            means[i] = (float)(sums[i] / batches);
+        }
     }
 
     private Span<int> HistogramBuffer(int experts)
