@@ -411,9 +411,9 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     }
 
     /// <summary>
-    /// <see cref="ExpertUtilization"/>: the means of one expert count, divided out again at each read if
-    /// a record came since, so that a caller holding the list sees later records as the eager division
-    /// showed them (and as the token counts' list shows them), until the expert count changes or a reset.
+    /// <see cref="ExpertUtilization"/>: the means of one expert count, divided out at each read of an
+    /// element if a record came since, so that a caller holding the list sees later records, as the token
+    /// counts' list shows them, until the expert count changes or a reset.
     /// </summary>
     private sealed class UtilizationList(ManagedRoutingEngine engine, float[] means) : IReadOnlyList<float>
     {
