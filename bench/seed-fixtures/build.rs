@@ -1,4 +1,4 @@
-// Wraps the seed's stats.rs, unchanged, in `pub mod stats { ... }` for main.rs to include.
+// Wraps the seed's stats.rs, unchanged, in `pub mod stats { ... }` for lib.rs to include.
 // SEED_STATS_RS names the file; the default is the shared seed beside the repository.
 use std::{env, fs, path::PathBuf};
 

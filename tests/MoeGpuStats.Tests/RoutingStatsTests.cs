@@ -404,6 +404,25 @@ public sealed class RoutingStatsTests
     private const ulong BillionLess1 = 999_999_999;
 
     /// <summary>
+    /// The managed engine's utilization list, held across records, shows them as its token counts' list
+    /// does: the means are divided out lazily, and a list read before a record must not keep the old ones.
+    /// </summary>
+    [Fact]
+    public void AHeldUtilizationListShowsLaterRecords()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 0, 0, 0], tokens: 4, topK: 1);
+        var utilization = stats.ExpertUtilization;
+        var counts = stats.ExpertTokenCounts;
+        stats.RecordRouting([1, 1, 1, 1], tokens: 4, topK: 1);
+
+        Assert.Equal([4UL, 4UL, 0UL, 0UL], counts);
+        Assert.Equal([0.5f, 0.5f, 0f, 0f], utilization);
+        Assert.Equal(0.5f, utilization[1]);
+        Assert.Throws<ArgumentOutOfRangeException>(() => utilization[4]);
+    }
+
+    /// <summary>
     /// A record of ids without <see cref="RoutingStatsOptions.Experts"/> takes the expert count of the state
     /// it records into: a reset that comes first leaves it no count (it is refused), not the count before it.
     /// </summary>

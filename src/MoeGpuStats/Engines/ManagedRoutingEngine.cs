@@ -28,6 +28,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     // costs no division per expert. Each mean is sums[e] / batches whenever it is computed, so a
     // late mean is the mean a record would have written.
     private bool _utilizationStale;
+    private UtilizationList? _utilizationList;
     private double _loadBalanceLossSum;
     private double _routerZLossSum;
     private float[] _decayedUtilization = [];
@@ -71,7 +72,15 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override CapacityStats Capacity => _capacity;
 
-    public override IReadOnlyList<float> ExpertUtilization => Utilization;
+    public override IReadOnlyList<float> ExpertUtilization
+    {
+        get
+        {
+            var means = Utilization;
+            var list = _utilizationList;
+            return list is not null && list.Means == means ? list : _utilizationList = new UtilizationList(this, means);
+        }
+    }
 
     public override IReadOnlyList<float> DecayedExpertUtilization => _decayedUtilization;
 
@@ -399,6 +408,39 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
                 return _utilization;
             }
         }
+    }
+
+    /// <summary>
+    /// <see cref="ExpertUtilization"/>: the means of one expert count, divided out at each read of an
+    /// element if a record came since, so that a caller holding the list sees later records, as the token
+    /// counts' list shows them, until the expert count changes or a reset.
+    /// </summary>
+    private sealed class UtilizationList(ManagedRoutingEngine engine, float[] means) : IReadOnlyList<float>
+    {
+        public float[] Means => means;
+
+        public int Count => means.Length;
+
+        public float this[int index]
+        {
+            get
+            {
+                ArgumentOutOfRangeException.ThrowIfNegative(index);
+                ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, means.Length);
+                _ = engine.Utilization;
+                return means[index];
+            }
+        }
+
+        public IEnumerator<float> GetEnumerator()
+        {
+            for (var i = 0; i < means.Length; i++)
+            {
+                yield return this[i];
+            }
+        }
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
     private static void DivideMeans(ReadOnlySpan<double> sums, double batches, Span<float> means)

@@ -119,9 +119,9 @@ public sealed partial class DeviceRoutingStatsTests
     }
 
     /// <summary>
-    /// A query read while another thread resets and records sees one state: its expert count and
-    /// its values came from two reads, so a reset between them gave a most utilized expert of a
-    /// state without records, at utilization 0.
+    /// A query read while another thread resets and records sees one state: an expert count and
+    /// values read apart would let a reset between them give a most utilized expert of a state
+    /// without records, at utilization 0.
     /// </summary>
     [Fact]
     public void AQueryOnAnotherThreadThanResetsSeesOneState()

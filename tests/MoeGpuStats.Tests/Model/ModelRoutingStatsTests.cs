@@ -205,8 +205,8 @@ public sealed class ModelRoutingStatsTests
     }
 
     /// <summary>
-    /// A model of one layer never steps to a second layer, so any stride takes its ids (one of near
-    /// 2^63 was refused as needing 2^63 - 1 ids); with more layers, the ids the stride needs are named exactly.
+    /// A model of one layer never steps to a second layer, so any stride takes its ids (a count of
+    /// layers × stride would refuse one near 2^63 as needing 2^63 - 1 ids); with more layers, the ids the stride needs are named exactly.
     /// </summary>
     [Theory]
     [MemberData(nameof(BadInputEngines))]
@@ -366,8 +366,8 @@ public sealed class ModelRoutingStatsTests
 
     /// <summary>
     /// A model is thread-safe: a layer's read on one thread sees whole steps and resets made on
-    /// another (the managed engine's layers handed out their live arrays, read outside the lock, and
-    /// a summary's utilization and totals came from two reads).
+    /// another (live arrays read outside the lock, or a summary's utilization and totals read apart,
+    /// would mix two states).
     /// </summary>
     [Theory]
     [MemberData(nameof(BadInputEngines))]

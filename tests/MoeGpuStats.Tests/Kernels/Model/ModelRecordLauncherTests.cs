@@ -20,7 +20,7 @@ public sealed class ModelRecordLauncherTests
 
         Assert.Throws<ArgumentException>(() => engine.RecordStep(ids.View.SubView(0, 15), arguments, default));
         Assert.Throws<ArgumentException>(() => engine.RecordStep(ids.View, arguments with { LayerStride = 7 }, default));
-        // The second layer's last id past long's range: the extent wrapped negative and passed the length check.
+        // The second layer's last id past long's range: unchecked, the extent wraps negative and passes the length check.
         Assert.Throws<ArgumentException>(() => engine.RecordStep(ids.View, arguments with { LayerStride = long.MaxValue - 4 }, default));
         Assert.Throws<ArgumentOutOfRangeException>(() => engine.RecordStep(ids.View, arguments with { Copies = 0 }, default));
         Assert.Throws<ArgumentOutOfRangeException>(() => engine.RecordStep(ids.View, arguments with { Experts = 4097 }, default));
