@@ -17,7 +17,7 @@ fn main() {
             tokens_dropped: (next() % 4) as usize, load_balance_loss: 0.5, router_z_loss: 0.01, auxiliary_loss: 0.0 }
     }).collect();
     let mut sink = 0.0f64;
-    let mut run = |timed: bool| -> (f64, f64, f64, f64) {
+    let mut run = || -> (f64, f64, f64, f64) {
         let mut s = RoutingStats::new();
         let t = Instant::now();
         for i in 0..200_000 { s.record_routing(&decisions[i % 64]); }
@@ -31,11 +31,10 @@ fn main() {
         let t = Instant::now();
         for _ in 0..20_000 { sink += (s.utilization_cv() + s.recent_load_variance_trend(100)) as f64; }
         let cv = t.elapsed().as_nanos() as f64 / 20_000.0;
-        let _ = timed;
         (rec, lat, p99, cv)
     };
-    run(false);
-    let (rec, lat, p99, cv) = run(true);
+    run();
+    let (rec, lat, p99, cv) = run();
     println!("seed experts={} record_routing_ns={:.1} record_latency_ns={:.1} p99_query_ns={:.1} cv_trend_query_ns={:.1}", experts, rec, lat, p99, cv);
     eprintln!("(checksum {})", sink);
 }
