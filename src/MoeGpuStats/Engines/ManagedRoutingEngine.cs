@@ -390,23 +390,27 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     /// <summary>
     /// Each expert's mean share, <c>sums[e] / batches</c> in f64 rounded to f32, divided out first if a
-    /// record came since; under the lock, so that a record on another thread cannot come between the
-    /// division and the flag that says it is done.
+    /// record came since; the division under the lock, so that a record on another thread cannot come
+    /// between it and the flag that says it is done. A read with nothing to divide takes no lock: the
+    /// held list reads this once per element.
     /// </summary>
     private float[] Utilization
     {
         get
         {
-            lock (_lock)
+            if (Volatile.Read(ref _utilizationStale))
             {
-                if (_utilizationStale)
+                lock (_lock)
                 {
-                    DivideMeans(_utilizationSums.AsSpan(0, _utilization.Length), _totals.TotalRoutings, _utilization);
-                    _utilizationStale = false;
+                    if (_utilizationStale)
+                    {
+                        DivideMeans(_utilizationSums.AsSpan(0, _utilization.Length), _totals.TotalRoutings, _utilization);
+                        _utilizationStale = false;
+                    }
                 }
-
-                return _utilization;
             }
+
+            return _utilization;
         }
     }
 
