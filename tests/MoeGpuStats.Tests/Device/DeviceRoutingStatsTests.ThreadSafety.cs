@@ -129,43 +129,22 @@ public sealed partial class DeviceRoutingStatsTests
         using var stats = RoutingStats.OnDevice(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = Experts });
         // Every record routes a token to each expert with a loss of 1: utilization is positive exactly when there is a loss.
         var ids = Enumerable.Range(0, Experts).ToArray();
-        Exception? failure = null;
-        var finished = false;
-        var writer = new Thread(() =>
-        {
-            try
+        ReadsDuringWrites.Run(
+            writes: 400,
+            write: () =>
             {
-                for (var r = 0; r < 400; r++)
-                {
-                    stats.Reset();
-                    stats.RecordRouting(ids, Experts, 1, loadBalanceLoss: 1f);
-                }
-            }
-            catch (Exception e)
+                stats.Reset();
+                stats.RecordRouting(ids, Experts, 1, loadBalanceLoss: 1f);
+            },
+            read: reads =>
             {
-                failure = e;
-            }
-            finally
-            {
-                Volatile.Write(ref finished, true);
-            }
-        });
-        writer.Start();
-        var reads = 0;
-        while (!Volatile.Read(ref finished))
-        {
-            var most = stats.MostUtilizedExpert();
-            Assert.True(most is null || most.Value.Utilization > 0, $"read {reads}: the expert count of one state with the query of another");
-            var least = stats.LeastUtilizedExpert();
-            Assert.True(least is null || least.Value.Utilization > 0, $"read {reads}: the expert count of one state with the query of another");
-            var summary = stats.UtilizationSummary();
-            Assert.True(summary.ContainsKey("mean_utilization") == (summary["average_load_balance_loss"] == 1f), $"read {reads}: a summary from two states");
-            reads++;
-        }
-
-        writer.Join();
-        Assert.Null(failure);
-        Assert.True(reads > 0, "the reads never overlapped the records");
+                var most = stats.MostUtilizedExpert();
+                Assert.True(most is null || most.Value.Utilization > 0, $"read {reads}: the expert count of one state with the query of another");
+                var least = stats.LeastUtilizedExpert();
+                Assert.True(least is null || least.Value.Utilization > 0, $"read {reads}: the expert count of one state with the query of another");
+                var summary = stats.UtilizationSummary();
+                Assert.True(summary.ContainsKey("mean_utilization") == (summary["average_load_balance_loss"] == 1f), $"read {reads}: a summary from two states");
+            });
     }
 
     /// <summary>Batch <paramref name="r"/> of thread <paramref name="t"/>: 3 to 17 tokens, ids skewed per thread.</summary>

@@ -379,45 +379,24 @@ public sealed class ModelRoutingStatsTests
         // Each step routes one token to every expert, with a loss of 1: a whole state has equal counts, and utilization exactly when it has a loss.
         var ids = Enumerable.Range(0, options.Layers * options.Experts).Select(i => i % options.Experts).ToArray();
         var losses = new float[] { 1f, 1f };
-        Exception? failure = null;
-        var finished = false;
-        var writer = new Thread(() =>
-        {
-            try
+        ReadsDuringWrites.Run(
+            writes: 400,
+            write: () =>
             {
-                for (var step = 0; step < 400; step++)
-                {
-                    model.Reset();
-                    model.RecordStep(ids, options.Experts, 1, 0, losses);
-                }
-            }
-            catch (Exception e)
+                model.Reset();
+                model.RecordStep(ids, options.Experts, 1, 0, losses);
+            },
+            read: reads =>
             {
-                failure = e;
-            }
-            finally
-            {
-                Volatile.Write(ref finished, true);
-            }
-        });
-        writer.Start();
-        var reads = 0;
-        while (!Volatile.Read(ref finished))
-        {
-            var counts = layer.ExpertTokenCounts.ToArray();
-            Assert.True(counts.Distinct().Count() <= 1, $"read {reads}: token counts from two states");
-            var utilization = layer.ExpertUtilization.ToArray();
-            Assert.True(utilization.Distinct().Count() <= 1, $"read {reads}: utilization from two states");
-            var summary = layer.UtilizationSummary();
-            Assert.True(summary.ContainsKey("mean_utilization") == (summary["average_load_balance_loss"] == 1f), $"read {reads}: a summary from two states");
-            var most = layer.MostUtilizedExpert();
-            Assert.True(most is null || most.Value.Utilization > 0, $"read {reads}: the expert count of one state with the query of another");
-            reads++;
-        }
-
-        writer.Join();
-        Assert.Null(failure);
-        Assert.True(reads > 0, "the reads never overlapped the steps");
+                var counts = layer.ExpertTokenCounts.ToArray();
+                Assert.True(counts.Distinct().Count() <= 1, $"read {reads}: token counts from two states");
+                var utilization = layer.ExpertUtilization.ToArray();
+                Assert.True(utilization.Distinct().Count() <= 1, $"read {reads}: utilization from two states");
+                var summary = layer.UtilizationSummary();
+                Assert.True(summary.ContainsKey("mean_utilization") == (summary["average_load_balance_loss"] == 1f), $"read {reads}: a summary from two states");
+                var most = layer.MostUtilizedExpert();
+                Assert.True(most is null || most.Value.Utilization > 0, $"read {reads}: the expert count of one state with the query of another");
+            });
     }
 
     private static readonly ModelRoutingStatsOptions MergeOptions = new() { Layers = 3, Experts = 8, Window = 3, UtilizationDecay = 0.5f };
