@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
 using static MoeGpuStats.Tests.Support.ConcurrentLatencies;
 using static MoeGpuStats.Tests.Support.Decisions;
@@ -426,11 +427,15 @@ public sealed class RoutingStatsTests
     /// A record of ids without <see cref="RoutingStatsOptions.Experts"/> takes the expert count of the state
     /// it records into: a reset that comes first leaves it no count (it is refused), not the count before it.
     /// </summary>
-    [Fact]
-    public void ARecordOfIdsTakesTheExpertCountOfTheStateItRecordsInto()
+    [Theory]
+    [InlineData("managed")]
+    [InlineData("cpu")]
+    public void ARecordOfIdsTakesTheExpertCountOfTheStateItRecordsInto(string engine)
     {
         var gate = new Lock();
-        var stats = new RoutingStats(new ManagedRoutingEngine(new RoutingStatsOptions(), gate: gate));
+        using var stats = engine == "managed"
+            ? new RoutingStats(new ManagedRoutingEngine(new RoutingStatsOptions(), gate: gate))
+            : OnDeviceWithGate(out gate);
         stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1, 1, 1], TotalTokens = 4 });
         Exception? refused = null;
         var recorder = new Thread(() => refused = Record.Exception(() => stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2)));
@@ -447,5 +452,12 @@ public sealed class RoutingStatsTests
         Assert.IsType<InvalidOperationException>(refused);
         Assert.Equal(0UL, stats.TotalRoutings);
         Assert.Empty(stats.ExpertTokenCounts);
+    }
+
+    private static RoutingStats OnDeviceWithGate(out Lock gate)
+    {
+        var device = new DeviceRoutingStats(TestAccelerators.Require("cpu"), new RoutingStatsOptions());
+        gate = device.Gate;
+        return new RoutingStats(new DeviceRoutingEngine(device));
     }
 }

@@ -146,6 +146,9 @@ public sealed partial class DeviceRoutingStats : IDisposable
     /// </summary>
     public bool RecordKernelHasLaunchBounds { get; }
 
+    /// <summary>The lock every record, read and reset holds; tests hold it to order a call on another thread after their own.</summary>
+    internal Lock Gate => _lock;
+
     /// <summary>Clears the state on the device (enqueued; no wait).</summary>
     public void Reset()
     {
