@@ -1,4 +1,5 @@
 using MoeGpuStats.Device;
+using MoeGpuStats.Kernels.Model;
 namespace MoeGpuStats.Native;
 
 /// <summary>
@@ -81,13 +82,8 @@ internal static class NativeChecks
         }
 
         var stride = layerStride == 0 ? perLayer : layerStride;
-        // The last layer starts layers - 1 strides in: none for one layer, whose stride is never used.
-        if (layers > 1 && stride > (long.MaxValue - perLayer) / (layers - 1))
-        {
-            throw new NativeArgumentException($"layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k exceeds {long.MaxValue} ids.");
-        }
-
-        var length = ((layers - 1) * stride) + perLayer;
+        var length = ModelRecordLauncher.StepExtent(layers, stride, perLayer)
+            ?? throw new NativeArgumentException($"layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k exceeds {long.MaxValue} ids.");
 
         // The managed engine reads the step from one .NET span.
         if (kind == "managed" && length > MaxIdsPerRecord)

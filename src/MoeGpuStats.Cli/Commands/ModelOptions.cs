@@ -36,7 +36,14 @@ internal sealed class ModelOptions(string condition)
         Description = $"{condition} and --metrics-port: publish two series per (layer, expert) as well, the slots since the start and in the window, 2 × layers × experts of them (29,696 for DeepSeek-V3); off by default.",
     };
 
-    public IEnumerable<Option> All => [Window, WindowLoad, TopExperts, ExpertSeries];
+    /// <summary>Adds these options to <paramref name="command"/>, as <see cref="SharedOptions.Recording.AddTo"/> adds the recording's.</summary>
+    public void AddTo(Command command)
+    {
+        foreach (var option in (Option[])[Window, WindowLoad, TopExperts, ExpertSeries])
+        {
+            command.Options.Add(option);
+        }
+    }
 
     /// <summary>The first of these options given for a recording of one layer, with why it is a model's; null when none was.</summary>
     public (string Option, string Why)? GivenForOneLayer(ParseResult parse) =>

@@ -69,11 +69,7 @@ internal static class ReplayCommand
         {
             file, layout, members, experts, skip,
         };
-        foreach (var option in model.All)
-        {
-            command.Options.Add(option);
-        }
-
+        model.AddTo(command);
         recording.AddTo(command);
         SharedOptions.DistinctFiles(command, file, [.. recording.Outputs, model.WindowLoad]);
         command.SetAction(parse =>

@@ -38,11 +38,7 @@ internal static class SimulateCommand
         {
             experts, topK, tokens, steps, skew, seed, layers,
         };
-        foreach (var option in model.All)
-        {
-            command.Options.Add(option);
-        }
-
+        model.AddTo(command);
         recording.AddTo(command);
         SharedOptions.DistinctFiles(command, inputs: null, [.. recording.Outputs, model.WindowLoad]);
         command.SetAction(parse =>

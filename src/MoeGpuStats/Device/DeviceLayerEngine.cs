@@ -28,9 +28,9 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 
     public override void Record(ReadOnlySpan<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
 
-    public override UtilizationQuery QueryUtilization() => model.QueryLayer(layer, withTotals: false).Query;
+    public override UtilizationQuery QueryUtilization() => model.LayerSummary(layer, withTotals: false).Query;
 
-    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => model.QueryLayer(layer, withTotals: true);
+    public override (UtilizationQuery Query, RoutingTotals Totals) QuerySummary() => model.LayerSummary(layer, withTotals: true);
 
     public override float UtilizationCv() => model.QueryLayer(layer, 0).CoefficientOfVariation;
 

@@ -218,7 +218,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <paramref name="withTotals"/>, its totals, under one hold of the lock: a step or reset on
     /// another thread comes before or after all of it, never between the count, the query and the totals.
     /// </summary>
-    internal (UtilizationQuery Query, RoutingTotals Totals) QueryLayer(int layer, bool withTotals) =>
+    internal (UtilizationQuery Query, RoutingTotals Totals) LayerSummary(int layer, bool withTotals) =>
         ReadLayer(layer, (stream, views) => (
             DeviceRoutingEngine.QueryOf(LayerExperts, DeviceStateReader.Query(stream, views, 0, _query, _queryResult)),
             withTotals ? DeviceRoutingEngine.TotalsOf(DeviceStateReader.ReadBlock(stream, views)) : default));

@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
+using MoeGpuStats.Kernels.Model;
 
 namespace MoeGpuStats;
 
@@ -41,10 +42,7 @@ internal static class ModelStepChecks
             throw new ArgumentException($"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer}, or 0 to pack the layers.", nameof(layerStride));
         }
 
-        // The last layer starts Layers - 1 strides in (none for one layer, whose stride is never used):
-        // only an absurd stride overflows that, and no ids can hold it.
-        var gaps = options.Layers - 1;
-        var needed = gaps > 0 && stride > (long.MaxValue - perLayer) / gaps ? long.MaxValue : (gaps * stride) + perLayer;
+        var needed = ModelRecordLauncher.StepExtent(options.Layers, stride, perLayer) ?? long.MaxValue;
         if (available < needed)
         {
             throw new ArgumentException(
