@@ -7,14 +7,10 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.tools/prometheus"
-promtool="$tools/promtool"
+promtool="$tools/usr/bin/promtool"
 if [ ! -x "$promtool" ]; then
-  deb="prometheus_2.42.0+ds-5+deb12u1_amd64.deb"
-  mkdir -p "$tools"
-  curl -sSfL -o "$tools/$deb" "http://deb.debian.org/debian/pool/main/p/prometheus/$deb"
-  dpkg-deb -x "$tools/$deb" "$tools/extract"
-  cp "$tools/extract/usr/bin/promtool" "$promtool"
-  rm -rf "$tools/extract" "$tools/$deb"
+  source "$root/scripts/lib/debian-files.sh"
+  debian_files "$tools" main/p/prometheus prometheus_2.42.0+ds-5+deb12u1_amd64.deb usr/bin/promtool
 fi
 "$promtool" --version >/dev/null
 echo "$promtool"

@@ -11,13 +11,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 tools="$root/.tools/cuda"
 ptxas="$tools/usr/bin/ptxas"
 if [ ! -x "$ptxas" ]; then
-  deb="nvidia-cuda-toolkit_11.8.89~11.8.0-5~deb12u1_amd64.deb"
-  mkdir -p "$tools"
-  curl -sSfL -o "$tools/$deb" "http://deb.debian.org/debian/pool/non-free/n/nvidia-cuda-toolkit/$deb"
-  dpkg-deb -x "$tools/$deb" "$tools/extract"
-  mkdir -p "$tools/usr/bin"
-  cp "$tools/extract/usr/bin/ptxas" "$tools/extract/usr/bin/cuobjdump" "$tools/extract/usr/bin/nvdisasm" "$tools/usr/bin/"
-  rm -rf "$tools/extract" "$tools/$deb"
+  source "$root/scripts/lib/debian-files.sh"
+  debian_files "$tools" non-free/n/nvidia-cuda-toolkit "nvidia-cuda-toolkit_11.8.89~11.8.0-5~deb12u1_amd64.deb" \
+    usr/bin/ptxas usr/bin/cuobjdump usr/bin/nvdisasm
 fi
 "$ptxas" --version >/dev/null
 echo "$ptxas"
