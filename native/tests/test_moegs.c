@@ -441,6 +441,8 @@ static void model_api(void)
     REFUSED(moegs_model_create("managed", 0, M_EXPERTS, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "layers = 0", "[1, 1024]");
     CHECK(h == 0, "a refused model create leaves *out = 0");
     REFUSED(moegs_model_create("managed", M_LAYERS, 4097, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "experts = 4097", "[1, 4096]");
+    /* 0 is no capacity (nothing dropped), not a capacity of 100: the message says so. */
+    REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, -1, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "expert_capacity = -1", "0 (no capacity: nothing dropped");
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, -1, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "window = -1", "default of 1000");
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, 0, 1.0f, &h), MOEGS_INVALID_ARGUMENT, "utilization_decay = 1", "[0, 1)");
     REFUSED(moegs_model_create("tpu", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"tpu\"");
@@ -610,7 +612,7 @@ int main(void)
     const char* kinds[] = { "managed", "cpu" };
     for (int i = 0; i < 2; i++) {
         h = 42;
-        REFUSED(moegs_create(kinds[i], EXPERTS, -1, &h), MOEGS_INVALID_ARGUMENT, "expert_capacity = -1", "0 (the default of 100", "[1, 2147483647]");
+        REFUSED(moegs_create(kinds[i], EXPERTS, -1, &h), MOEGS_INVALID_ARGUMENT, "expert_capacity = -1", "0 (no capacity: nothing dropped", "default of 100 slots", "[1, 2147483647]");
         CHECK(h == 0, "a refused create leaves *out = 0");
         REFUSED(moegs_create(kinds[i], EXPERTS, INT32_MIN, &h), MOEGS_INVALID_ARGUMENT, "expert_capacity = -2147483648");
         REFUSED(moegs_create(kinds[i], 0, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = 0", "must lie in [1, ");

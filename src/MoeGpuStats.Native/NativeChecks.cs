@@ -259,7 +259,7 @@ internal static class NativeChecks
     {
         if (expertCapacity < 0)
         {
-            throw new NativeArgumentException($"expert_capacity = {expertCapacity}: must be 0 (the default of {CapacityStats.DefaultSlotsPerExpert} slots per expert) or a slot count in [1, {int.MaxValue}].");
+            throw new NativeArgumentException($"expert_capacity = {expertCapacity}: must be 0 (no capacity: nothing dropped; the capacity figures then assume the default of {CapacityStats.DefaultSlotsPerExpert} slots per expert) or a slot count in [1, {int.MaxValue}].");
         }
     }
 
