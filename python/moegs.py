@@ -466,8 +466,9 @@ class MoeModelStats(_Handle):
     """
 
     def __init__(self, layers, experts, *, expert_capacity=None, window=1000, utilization_decay=None, accelerator="auto", library=None):
-        """layers: [1, 1024]; experts: [1, 4096]; expert_capacity: slots per expert per step in each layer, or None for none;
-        window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none."""
+        """layers: [1, 1024]; experts: [1, 4096]; expert_capacity: slots per expert per step in each layer, or None (or 0)
+        for none; window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none (kept per
+        layer, but no call of the C API or of this wrapper reads the decayed utilization yet: C#'s RoutingStats does)."""
         self._handle = ctypes.c_int64(0)
         # DeviceArray objects alive (device_arrays()), the handle close() left for the last of them to destroy, and
         # a count of the calls that fold into the arrays' memory (records, resets), which makes older arrays stale.
@@ -475,7 +476,9 @@ class MoeModelStats(_Handle):
         accelerator = _accelerator_name(accelerator)
         self.layers = _integer("layers", layers, 1, MODEL_LAYERS_MAX)
         self.experts = _integer("experts", experts, 1, DEVICE_EXPERTS_MAX)
-        capacity = 0 if expert_capacity is None else _integer("expert_capacity", expert_capacity, 1, INT32_MAX)
+        # 0 is no capacity, as in MoeStats and moegs_model_create.
+        capacity = 0 if expert_capacity is None else _integer("expert_capacity", expert_capacity, 0, INT32_MAX,
+                                                               f"[0, {INT32_MAX}] (0, or None: no capacity)")
         window = _integer("window", window, 1, INT32_MAX)
         decay = -1.0
         if utilization_decay is not None:
@@ -496,7 +499,7 @@ class MoeModelStats(_Handle):
         """Records one forward pass of every layer. ids: int32 shaped [layers, tokens, k], or a list of `layers` arrays
         shaped [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from their addresses).
         valid_tokens: None (every row), an int (host accelerators), or one int32 in the ids' memory: the rows that are
-        tokens, later rows padding. load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or
+        tokens, later rows padding; clamped to [0, tokens] when read (a negative count records no token, a larger one every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or
         float32 arrays of `layers` in the ids' memory. A CUDA record is ordered on `stream` as MoeStats.record's."""
         # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
         pointer, tokens, top_k, stride, is_cuda, device, alive = self._layers_of(ids)
@@ -631,6 +634,11 @@ class MoeModelStats(_Handle):
         """(pointer, tokens, k, layer stride in ids, is_cuda, device, what keeps the memory alive) of one
         [layers, tokens, k] array or a list of [tokens, k] views."""
         if not isinstance(ids, (list, tuple)):
+            if _layers_at_a_stride(ids):
+                # The copy that _memory's advice (contiguous()) makes is what the views below avoid.
+                raise ValueError(f"ids shaped {list(ids.shape)} are not contiguous, but each layer's [tokens, k] is: a slice of a "
+                                 "larger buffer, its layers at a stride. Pass list(ids): [tokens, k] views of one buffer, read at "
+                                 "their layer stride without a copy (or copy them with ids.contiguous() / numpy.ascontiguousarray(ids))")
             pointer, _, shape, is_cuda, device, alive = _memory(ids, "ids")
             if len(shape) != 3:
                 raise ValueError(f"ids shaped {list(shape)}: a model's ids are shaped [layers, tokens, k] (or a list of [tokens, k] views)")
@@ -692,6 +700,28 @@ class MoeModelStats(_Handle):
         if value_cuda != is_cuda:
             raise ValueError(f"{name} are {'a CUDA tensor' if value_cuda else 'in host memory'}, but the ids are not: pass both in one memory")
         return _Address(alive, pointer)
+
+
+def _layers_at_a_stride(ids):
+    """Whether ids (a torch tensor or an __array_interface__ array) are shaped [layers, tokens, k], not contiguous, with
+    each layer's [tokens, k] contiguous: buffer[:, :tokens] of a padded buffer, which list(ids) records without a copy."""
+    shape = tuple(getattr(ids, "shape", ()))
+    if len(shape) != 3 or 0 in shape:
+        return False
+    if hasattr(ids, "data_ptr") and hasattr(ids, "is_cuda"):  # torch.Tensor
+        if ids.is_contiguous() or not hasattr(ids, "stride"):
+            return False
+        strides = tuple(ids.stride())
+        element = 1
+    else:
+        interface = getattr(ids, "__array_interface__", None)
+        if not isinstance(interface, dict) or interface.get("strides") is None:
+            return False
+        strides = tuple(interface["strides"])
+        element = 4
+    _, tokens, k = shape
+    packed_layer = (k == 1 or strides[2] == element) and (tokens == 1 or strides[1] == element * k)
+    return packed_layer and strides[0] != element * tokens * k
 
 
 def _interface_stream(synchronized, raw_stream):

@@ -564,6 +564,39 @@ class ModelTests(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "window = 0"):
             moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=0, accelerator="managed")
 
+    def test_a_capacity_of_0_is_none_as_in_moestats_and_the_c_api(self):
+        ids = array.array("i", [0, 0, 0, 1] * self.LAYERS)
+        for capacity in (0, None):
+            with self.subTest(capacity=capacity), moegs.MoeModelStats(self.LAYERS, self.EXPERTS, expert_capacity=capacity,
+                                                                      accelerator="managed") as model:
+                model.record(HostArray(ids, (self.LAYERS, 2, 2)))
+                layer = model.layer(0)
+                self.assertEqual((4, 0, self.EXPERTS * 100), (layer["routed_slots"], layer["slots_dropped"], layer["total_capacity"]))
+        with self.assertRaisesRegex(ValueError, r"^expert_capacity = -1 is out of range: it must lie in \[0, 2147483647\] \(0, or None: no capacity\)$"):
+            moegs.MoeModelStats(self.LAYERS, self.EXPERTS, expert_capacity=-1, accelerator="managed")
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_a_slice_of_a_padded_buffer_is_refused_pointing_at_its_views(self):
+        """buffer[:, :tokens] is [layers, tokens, k] at a layer stride: the message names list(ids), which records it
+        without a copy, before contiguous()."""
+        import numpy
+        buffer = numpy.full((self.LAYERS, 5, self.K), -1, numpy.int32)
+        buffer[:, :3] = numpy.arange(self.LAYERS * 3 * self.K, dtype=numpy.int32).reshape(self.LAYERS, 3, self.K) % self.EXPERTS
+        sliced = [buffer[:, :3]]
+        if importlib.util.find_spec("torch"):
+            import torch
+            sliced.append(torch.from_numpy(buffer)[:, :3])
+        for ids in sliced:
+            with self.subTest(kind=type(ids).__name__), moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="cpu") as model:
+                with self.assertRaisesRegex(ValueError, r"^ids shaped \[3, 3, 2\] are not contiguous, but each layer's \[tokens, k\] is: .*Pass list\(ids\)"):
+                    model.record(ids)
+                model.record(list(ids))
+                want = [numpy.bincount(buffer[l, :3].ravel(), minlength=self.EXPERTS).tolist() for l in range(self.LAYERS)]
+                self.assertEqual(want, load_rows(model.window_load()))
+                # Layers not contiguous themselves keep _memory's message: list(ids) would not help there.
+                with self.assertRaisesRegex(ValueError, "contiguous"):
+                    model.record(buffer[:, :, :1] if isinstance(ids, numpy.ndarray) else ids[:, :, :1])
+
     def test_views_are_counted_as_they_are_read_not_by_len(self):
         class Liar(list):
             def __len__(self):
