@@ -496,8 +496,10 @@ class MoeModelStats(_Handle):
         self.device = kind.value.decode()
 
     def record(self, ids, valid_tokens=None, load_balance_losses=None, router_z_losses=None, stream=None):
-        """Records one forward pass of every layer. ids: int32 shaped [layers, tokens, k], or a list of `layers` arrays
-        shaped [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from their addresses).
+        """Records one forward pass of every layer. ids: int32 shaped [layers, tokens, k], C-contiguous or with each
+        layer's [tokens, k] contiguous and the layers at one stride (buffer[:, :tokens] of a padded buffer), or a list of
+        `layers` arrays shaped [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from
+        their addresses); neither is copied.
         valid_tokens: None (every row), an int (host accelerators), or one int32 in the ids' memory: the rows that are
         tokens, later rows padding; clamped to [0, tokens] when read (a negative count records no token, a larger one every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or
         float32 arrays of `layers` in the ids' memory. A CUDA record is ordered on `stream` as MoeStats.record's."""
@@ -635,10 +637,8 @@ class MoeModelStats(_Handle):
         [layers, tokens, k] array or a list of [tokens, k] views."""
         if not isinstance(ids, (list, tuple)):
             if _layers_at_a_stride(ids):
-                # The copy that _memory's advice (contiguous()) makes is what the views below avoid.
-                raise ValueError(f"ids shaped {list(ids.shape)} are not contiguous, but each layer's [tokens, k] is: a slice of a "
-                                 "larger buffer, its layers at a stride. Pass list(ids): [tokens, k] views of one buffer, read at "
-                                 "their layer stride without a copy (or copy them with ids.contiguous() / numpy.ascontiguousarray(ids))")
+                # buffer[:, :tokens] of a padded buffer: its layers are [tokens, k] views at one stride, read without a copy.
+                return self._layers_of(list(ids))
             pointer, _, shape, is_cuda, device, alive = _memory(ids, "ids")
             if len(shape) != 3:
                 raise ValueError(f"ids shaped {list(shape)}: a model's ids are shaped [layers, tokens, k] (or a list of [tokens, k] views)")
@@ -704,7 +704,7 @@ class MoeModelStats(_Handle):
 
 def _layers_at_a_stride(ids):
     """Whether ids (a torch tensor or an __array_interface__ array) are shaped [layers, tokens, k], not contiguous, with
-    each layer's [tokens, k] contiguous: buffer[:, :tokens] of a padded buffer, which list(ids) records without a copy."""
+    each layer's [tokens, k] contiguous: buffer[:, :tokens] of a padded buffer, read as list(ids), at its layer stride."""
     shape = tuple(getattr(ids, "shape", ()))
     if len(shape) != 3 or 0 in shape:
         return False
