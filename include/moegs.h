@@ -176,8 +176,7 @@ typedef struct moegs_model_balance {
  * expert_capacity: slots per expert per step in each layer, as moegs_create's; 0 for none.
  * window: steps in the sliding window of expert load, 0 for the default of 1000 (vLLM's and SGLang's
  * ring); window * layers * experts <= 2,147,483,591 (the most elements of a .NET array). utilization_decay: each layer's decayed utilization
- * decay in [0, 1), negative for none. No call of this API reads the decayed utilization yet (moegs_snapshot has no field for it;
- * C#'s RoutingStats.DecayedExpertUtilization does), so here it changes nothing a caller can see. *out is 0 when the call fails. */
+ * decay in [0, 1), negative for none (read it with moegs_model_layer_decayed_utilization). *out is 0 when the call fails. */
 moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
                                 int32_t window, float utilization_decay, moegs_handle* out);
 
@@ -258,6 +257,15 @@ int32_t moegs_model_arrays_size(void);
 
 /* Layer `layer`'s statistics ([0, layers)) as an aggregator's snapshot. */
 moegs_status moegs_model_layer_snapshot(moegs_handle handle, int32_t layer, moegs_snapshot* out);
+
+/* Layer `layer`'s per-expert values ([0, layers)), as moegs_expert_counts and moegs_expert_utilization
+ * give an aggregator's, and its decayed utilization (per expert, decay * previous + (1 - decay) * count
+ * / tokens at each step; refused with MOEGS_INVALID_ARGUMENT for a model created without a
+ * utilization_decay). Each writes `experts` values into dst (capacity >= experts), zeros before the
+ * model's first step. */
+moegs_status moegs_model_layer_expert_counts(moegs_handle handle, int32_t layer, uint64_t* dst, int32_t capacity);
+moegs_status moegs_model_layer_expert_utilization(moegs_handle handle, int32_t layer, float* dst, int32_t capacity);
+moegs_status moegs_model_layer_decayed_utilization(moegs_handle handle, int32_t layer, float* dst, int32_t capacity);
 
 /* Clears every layer and the window. */
 moegs_status moegs_model_reset(moegs_handle handle);

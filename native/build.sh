@@ -6,7 +6,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/native/out}
 mkdir -p "$out"
-dotnet publish "$root/src/MoeGpuStats.Native/MoeGpuStats.Native.csproj" -c Release -o "$out" -v quiet -nologo >/dev/null
+# Quiet unless it fails: dotnet writes its errors to stdout.
+if ! log=$(dotnet publish "$root/src/MoeGpuStats.Native/MoeGpuStats.Native.csproj" -c Release -o "$out" -v quiet -nologo 2>&1); then
+  echo "$log" >&2
+  echo "dotnet publish of src/MoeGpuStats.Native failed" >&2
+  exit 1
+fi
 dotnet_root=${DOTNET_ROOT:-$(dirname "$(readlink -f "$(command -v dotnet)")")}
 nethost=$(find "$dotnet_root/packs" -path '*linux-x64*' -name libnethost.a 2>/dev/null | sort -V | tail -n 1)
 [ -n "$nethost" ] || { echo "libnethost.a not found under $dotnet_root/packs (the SDK's app host pack)" >&2; exit 1; }

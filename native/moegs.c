@@ -34,6 +34,8 @@ typedef int (*model_summary_fn)(moegs_handle, const int32_t*, moegs_model_balanc
 typedef int (*window_load_fn)(moegs_handle, uint64_t*, int32_t);
 typedef int (*layer_snapshot_fn)(moegs_handle, int32_t, moegs_snapshot*);
 typedef int (*device_arrays_fn)(moegs_handle, void*, moegs_model_arrays*);
+typedef int (*layer_counts_fn)(moegs_handle, int32_t, uint64_t*, int32_t);
+typedef int (*layer_utilization_fn)(moegs_handle, int32_t, float*, int32_t);
 
 static struct {
     create_fn create;
@@ -55,6 +57,9 @@ static struct {
     size_fn layer_balance_size;
     window_load_fn model_window_load;
     layer_snapshot_fn model_layer_snapshot;
+    layer_counts_fn model_layer_expert_counts;
+    layer_utilization_fn model_layer_expert_utilization;
+    layer_utilization_fn model_layer_decayed_utilization;
     device_arrays_fn model_device_arrays;
     size_fn model_arrays_size;
     handle_fn model_reset;
@@ -155,6 +160,9 @@ static void start_runtime(void)
         { "LayerBalanceSize", (void**)&api.layer_balance_size },
         { "ModelWindowLoad", (void**)&api.model_window_load },
         { "ModelLayerSnapshot", (void**)&api.model_layer_snapshot },
+        { "ModelLayerExpertCounts", (void**)&api.model_layer_expert_counts },
+        { "ModelLayerExpertUtilization", (void**)&api.model_layer_expert_utilization },
+        { "ModelLayerDecayedUtilization", (void**)&api.model_layer_decayed_utilization },
         { "ModelDeviceArrays", (void**)&api.model_device_arrays },
         { "ModelArraysSize", (void**)&api.model_arrays_size },
         { "ModelReset", (void**)&api.model_reset },
@@ -291,6 +299,21 @@ moegs_status moegs_model_window_load(moegs_handle handle, uint64_t* dst, int32_t
 moegs_status moegs_model_layer_snapshot(moegs_handle handle, int32_t layer, moegs_snapshot* out)
 {
     return ready() ? (moegs_status)api.model_layer_snapshot(handle, layer, out) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_layer_expert_counts(moegs_handle handle, int32_t layer, uint64_t* dst, int32_t capacity)
+{
+    return ready() ? (moegs_status)api.model_layer_expert_counts(handle, layer, dst, capacity) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_layer_expert_utilization(moegs_handle handle, int32_t layer, float* dst, int32_t capacity)
+{
+    return ready() ? (moegs_status)api.model_layer_expert_utilization(handle, layer, dst, capacity) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_layer_decayed_utilization(moegs_handle handle, int32_t layer, float* dst, int32_t capacity)
+{
+    return ready() ? (moegs_status)api.model_layer_decayed_utilization(handle, layer, dst, capacity) : MOEGS_RUNTIME_ERROR;
 }
 
 moegs_status moegs_model_device_arrays(moegs_handle handle, void* stream, moegs_model_arrays* out)

@@ -143,9 +143,13 @@ def _load(path=None):
     lib.moegs_model_layer_snapshot.argtypes = [h, i32, ctypes.POINTER(Snapshot)]
     lib.moegs_model_reset.argtypes = [h]
     lib.moegs_model_destroy.argtypes = [h]
-    if not hasattr(lib, "moegs_model_device_arrays"):
-        raise OSError(f"{os.path.abspath(candidate)} predates moegs_model_device_arrays: rebuild it (native/build.sh)")
+    for newest in ("moegs_model_device_arrays", "moegs_model_layer_decayed_utilization"):
+        if not hasattr(lib, newest):
+            raise OSError(f"{os.path.abspath(candidate)} predates {newest}: rebuild it (native/build.sh)")
     lib.moegs_model_device_arrays.argtypes = [h, vp, ctypes.POINTER(ModelArrays)]
+    lib.moegs_model_layer_expert_counts.argtypes = [h, i32, ctypes.POINTER(ctypes.c_uint64), i32]
+    lib.moegs_model_layer_expert_utilization.argtypes = [h, i32, ctypes.POINTER(ctypes.c_float), i32]
+    lib.moegs_model_layer_decayed_utilization.argtypes = [h, i32, ctypes.POINTER(ctypes.c_float), i32]
     for name, struct in (("moegs_model_balance_size", ModelBalance), ("moegs_layer_balance_size", LayerBalance),
                          ("moegs_model_arrays_size", ModelArrays)):
         getattr(lib, name).argtypes = []
@@ -157,7 +161,8 @@ def _load(path=None):
     for name in ("moegs_create", "moegs_record", "moegs_record_latency", "moegs_accelerator", "moegs_snapshot_read", "moegs_expert_counts",
                  "moegs_expert_utilization", "moegs_reset", "moegs_destroy", "moegs_model_create", "moegs_model_record",
                  "moegs_model_accelerator", "moegs_model_summary", "moegs_model_window_load", "moegs_model_layer_snapshot",
-                 "moegs_model_reset", "moegs_model_destroy", "moegs_model_device_arrays"):
+                 "moegs_model_reset", "moegs_model_destroy", "moegs_model_device_arrays", "moegs_model_layer_expert_counts",
+                 "moegs_model_layer_expert_utilization", "moegs_model_layer_decayed_utilization"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
 
@@ -468,7 +473,7 @@ class MoeModelStats(_Handle):
     def __init__(self, layers, experts, *, expert_capacity=None, window=1000, utilization_decay=None, accelerator="auto", library=None):
         """layers: [1, 1024]; experts: [1, 4096]; expert_capacity: slots per expert per step in each layer, or None (or 0)
         for none; window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none (kept per
-        layer, but no call of the C API or of this wrapper reads the decayed utilization yet: C#'s RoutingStats does)."""
+        layer: layer_decayed_utilization)."""
         self._handle = ctypes.c_int64(0)
         # DeviceArray objects alive (device_arrays()), the handle close() left for the last of them to destroy, and
         # a count of the calls that fold into the arrays' memory (records, resets), which makes older arrays stale.
@@ -609,6 +614,25 @@ class MoeModelStats(_Handle):
         out = Snapshot()
         self._check(self._lib.moegs_model_layer_snapshot(self._handle, layer, ctypes.byref(out)))
         return {name: getattr(out, name) for name, _ in Snapshot._fields_}
+
+    def layer_expert_counts(self, layer):
+        """Layer `layer`'s slots per expert since the start (or the last reset): `experts` ints, MoeStats.expert_counts'."""
+        return self._layer_values(layer, ctypes.c_uint64, self._lib.moegs_model_layer_expert_counts)
+
+    def layer_expert_utilization(self, layer):
+        """Layer `layer`'s utilization per expert (the mean over steps of count / tokens): `experts` floats."""
+        return self._layer_values(layer, ctypes.c_float, self._lib.moegs_model_layer_expert_utilization)
+
+    def layer_decayed_utilization(self, layer):
+        """Layer `layer`'s decayed utilization per expert (decay * previous + (1 - decay) * count / tokens at each step):
+        `experts` floats; a model created without utilization_decay refuses it (MoeGpuStatsError)."""
+        return self._layer_values(layer, ctypes.c_float, self._lib.moegs_model_layer_decayed_utilization)
+
+    def _layer_values(self, layer, ctype, read):
+        layer = _integer("layer", layer, -2**31, INT32_MAX)
+        buffer = (ctype * self.experts)()
+        self._check(read(self._handle, layer, buffer, self.experts))
+        return list(buffer)
 
     def reset(self):
         self._check(self._lib.moegs_model_reset(self._handle))

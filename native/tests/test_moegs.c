@@ -532,6 +532,72 @@ static void model_device_arrays(void)
     REFUSED(moegs_model_device_arrays(h, NULL, &a), MOEGS_INVALID_HANDLE, "not a live model");
 }
 
+/* A model layer's per-expert values against the test's own bincount, shares and decay, on both host
+ * accelerators; zeros before the first step; refusals (no decay kept, a layer or capacity out of range). */
+static void model_layer_values(void)
+{
+    const float decay = 0.75f;
+    moegs_handle models[2] = { 0, 0 }, plain = 0;
+    const char* kinds[] = { "managed", "cpu" };
+    for (int i = 0; i < 2; i++)
+        CHECK(moegs_model_create(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, decay, &models[i]) == MOEGS_OK, "model create %s: %s", kinds[i], moegs_last_error());
+    CHECK(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &plain) == MOEGS_OK, "model create: %s", moegs_last_error());
+
+    uint64_t counts[M_EXPERTS];
+    float values[M_EXPERTS];
+    for (int e = 0; e < M_EXPERTS; e++) { counts[e] = 7; values[e] = 7.0f; }
+    CHECK(moegs_model_layer_expert_counts(models[0], 1, counts, M_EXPERTS) == MOEGS_OK
+          && moegs_model_layer_decayed_utilization(models[1], 1, values, M_EXPERTS) == MOEGS_OK, "before a step: %s", moegs_last_error());
+    for (int e = 0; e < M_EXPERTS; e++)
+        CHECK(counts[e] == 0 && values[e] == 0.0f, "before a step, expert %d: count %llu, decayed %g", e, (unsigned long long)counts[e], values[e]);
+
+    static int32_t ids[M_LAYERS * M_TOKENS * TOP_K];
+    uint64_t since[M_LAYERS][M_EXPERTS] = {{0}};
+    double shares[M_LAYERS][M_EXPERTS] = {{0}};
+    float decayed[M_LAYERS][M_EXPERTS] = {{0}};
+    for (int step = 0; step < M_STEPS; step++) {
+        int32_t step_counts[M_LAYERS][M_EXPERTS] = {{0}};
+        for (int i = 0; i < M_LAYERS * M_TOKENS * TOP_K; i++) {
+            int l = i / (M_TOKENS * TOP_K);
+            ids[i] = (int32_t)(next() % (M_EXPERTS + 1)); /* M_EXPERTS is invalid: in no expert's count */
+            if (ids[i] < M_EXPERTS) step_counts[l][ids[i]]++;
+        }
+        for (int i = 0; i < 2; i++)
+            CHECK(moegs_model_record(models[i], ids, M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "record %s: %s", kinds[i], moegs_last_error());
+        for (int l = 0; l < M_LAYERS; l++)
+            for (int e = 0; e < M_EXPERTS; e++) {
+                float share = (float)step_counts[l][e] / (float)M_TOKENS;
+                since[l][e] += (uint64_t)step_counts[l][e];
+                shares[l][e] += share;
+                decayed[l][e] = decay * decayed[l][e] + (1.0f - decay) * share;
+            }
+    }
+
+    for (int i = 0; i < 2; i++)
+        for (int l = 0; l < M_LAYERS; l++) {
+            float utilization[M_EXPERTS];
+            CHECK(moegs_model_layer_expert_counts(models[i], l, counts, M_EXPERTS) == MOEGS_OK
+                  && moegs_model_layer_expert_utilization(models[i], l, utilization, M_EXPERTS) == MOEGS_OK
+                  && moegs_model_layer_decayed_utilization(models[i], l, values, M_EXPERTS) == MOEGS_OK, "%s layer %d: %s", kinds[i], l, moegs_last_error());
+            for (int e = 0; e < M_EXPERTS; e++) {
+                CHECK(counts[e] == since[l][e], "%s layer %d expert %d: count %llu, bincount %llu", kinds[i], l, e, (unsigned long long)counts[e],
+                      (unsigned long long)since[l][e]);
+                CHECK(utilization[e] == (float)(shares[l][e] / M_STEPS), "%s layer %d expert %d: utilization %.9g, mean share %.9g", kinds[i], l, e,
+                      utilization[e], (float)(shares[l][e] / M_STEPS));
+                CHECK(fabsf(values[e] - decayed[l][e]) <= 1e-6f, "%s layer %d expert %d: decayed %.9g, want %.9g", kinds[i], l, e, values[e], decayed[l][e]);
+            }
+        }
+
+    REFUSED(moegs_model_layer_decayed_utilization(plain, 0, values, M_EXPERTS), MOEGS_INVALID_ARGUMENT, "keeps no decayed utilization", "utilization_decay");
+    REFUSED(moegs_model_layer_expert_counts(models[0], M_LAYERS, counts, M_EXPERTS), MOEGS_INVALID_ARGUMENT, "layer = 3", "[0, 2]");
+    REFUSED(moegs_model_layer_expert_utilization(models[0], -1, values, M_EXPERTS), MOEGS_INVALID_ARGUMENT, "layer = -1");
+    REFUSED(moegs_model_layer_expert_utilization(models[1], 0, values, M_EXPERTS - 1), MOEGS_INVALID_ARGUMENT, "capacity = 7", ">= 8");
+    REFUSED(moegs_model_layer_expert_counts(models[1], 0, NULL, M_EXPERTS), MOEGS_INVALID_ARGUMENT, "dst is NULL", "moegs_model_layer_expert_counts");
+    REFUSED(moegs_model_layer_expert_counts(plain + 1000, 0, counts, M_EXPERTS), MOEGS_INVALID_HANDLE, "not a live model");
+    for (int i = 0; i < 2; i++) CHECK(moegs_model_destroy(models[i]) == MOEGS_OK, "destroy %s", kinds[i]);
+    CHECK(moegs_model_destroy(plain) == MOEGS_OK, "destroy");
+}
+
 int main(void)
 {
     /* The library writes moegs_snapshot_size() bytes into a moegs_snapshot: the struct this header declares. */
@@ -687,6 +753,7 @@ int main(void)
     CHECK(moegs_destroy(managed) == MOEGS_OK, "destroy managed");
 
     model_api();
+    model_layer_values();
     model_device_arrays();
 
     printf("test_moegs: %d checks, %d failed\n", checks, failures);

@@ -487,6 +487,8 @@ class ModelTests(unittest.TestCase):
                 self.assertEqual(want, load_rows(load))
                 for layer, stats in enumerate(alone):
                     self.assertTrue(same_statistics(stats.snapshot(), model.layer(layer)), f"{accelerator}: layer {layer}")
+                    self.assertEqual(stats.expert_counts(), model.layer_expert_counts(layer), f"{accelerator}: layer {layer}")
+                    self.assertEqual(stats.expert_utilization(), model.layer_expert_utilization(layer), f"{accelerator}: layer {layer}")
                     stats.close()
                 summary = model.summary()
                 self.assertEqual((self.STEPS, self.WINDOW, self.EXPERTS), (summary["steps"], summary["window_steps"], summary["entries"]))
@@ -505,6 +507,35 @@ class ModelTests(unittest.TestCase):
                 self.assertEqual(max(rank_loads), ranked["window"]["per_layer"][0]["max_load"])
                 model.reset()
                 self.assertEqual(0, model.summary()["steps"])
+
+    def test_a_layers_decayed_utilization_follows_each_step(self):
+        """decay * previous + (1 - decay) * count / tokens per step and expert; zeros before the first step; refused
+        (and the model unchanged) where the model keeps no decay."""
+        decay, stride = 0.5, self.TOKENS * self.K
+        for accelerator in ("managed", "cpu"):
+            with self.subTest(accelerator=accelerator), \
+                    moegs.MoeModelStats(self.LAYERS, self.EXPERTS, utilization_decay=decay, accelerator=accelerator) as model:
+                self.assertEqual([0.0] * self.EXPERTS, model.layer_decayed_utilization(2))
+                want = [[0.0] * self.EXPERTS for _ in range(self.LAYERS)]
+                for ids in self.steps(stride):
+                    model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+                    for layer in range(self.LAYERS):
+                        rows = ids[layer * stride:(layer + 1) * stride]
+                        # A token whose k ids are all -1 is padding, not a token.
+                        tokens = sum(1 for t in range(self.TOKENS) if any(i != -1 for i in rows[t * self.K:(t + 1) * self.K]))
+                        for e in range(self.EXPERTS):
+                            want[layer][e] = decay * want[layer][e] + (1 - decay) * rows.count(e) / tokens
+                for layer in range(self.LAYERS):
+                    for got, expected in zip(model.layer_decayed_utilization(layer), want[layer]):
+                        self.assertAlmostEqual(expected, got, delta=1e-6)
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+            model.record(HostArray(self.steps(stride)[0], (self.LAYERS, self.TOKENS, self.K)))
+            before = model.layer(1)
+            with self.assertRaisesRegex(moegs.MoeGpuStatsError, "keeps no decayed utilization: create it with a utilization_decay in \\[0, 1\\)"):
+                model.layer_decayed_utilization(1)
+            with self.assertRaisesRegex(moegs.MoeGpuStatsError, r"layer = 3: must lie in \[0, 2\]"):
+                model.layer_expert_counts(3)
+            self.assertEqual(before, model.layer(1))
 
     def test_views_of_one_buffer_are_read_at_their_stride(self):
         stride = self.TOKENS * self.K + 10

@@ -255,6 +255,18 @@ public static unsafe class NativeApi
     }
 
     [UnmanagedCallersOnly]
+    public static int ModelLayerExpertCounts(long handle, int layer, ulong* destination, int capacity) =>
+        CopyOutLayer(handle, layer, destination, capacity, "moegs_model_layer_expert_counts copies each expert's count", stats => stats.ExpertTokenCounts);
+
+    [UnmanagedCallersOnly]
+    public static int ModelLayerExpertUtilization(long handle, int layer, float* destination, int capacity) =>
+        CopyOutLayer(handle, layer, destination, capacity, "moegs_model_layer_expert_utilization copies each expert's utilization", stats => stats.ExpertUtilization);
+
+    [UnmanagedCallersOnly]
+    public static int ModelLayerDecayedUtilization(long handle, int layer, float* destination, int capacity) =>
+        CopyOutLayer(handle, layer, destination, capacity, "moegs_model_layer_decayed_utilization copies each expert's decayed utilization", stats => stats.DecayedExpertUtilization, decayed: true);
+
+    [UnmanagedCallersOnly]
     public static int ModelReset(long handle) => WithModel(handle, model => model.Stats.Reset());
 
     [UnmanagedCallersOnly]
@@ -301,6 +313,38 @@ public static unsafe class NativeApi
             for (var i = 0; i < values.Count; i++)
             {
                 destination[i] = values[i];
+            }
+        });
+    }
+
+    /// <summary>
+    /// Copies one value per expert of a model's layer: all <c>experts</c> of them, zeros before the layer's
+    /// first step (a layer's lists are empty until then, as a fresh aggregator's).
+    /// </summary>
+    private static int CopyOutLayer<T>(long handle, int layer, T* destination, int capacity, string copies, Func<RoutingStats, IReadOnlyList<T>> read, bool decayed = false)
+        where T : unmanaged
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, $"dst is NULL: {copies} there (capacity values at most).");
+        }
+
+        return WithModel(handle, model =>
+        {
+            NativeChecks.Layer(layer, model.Stats.Layers);
+            NativeChecks.Capacity(capacity, model.Stats.Experts);
+            if (decayed && model.Stats.Options.UtilizationDecay is null)
+            {
+                throw new NativeArgumentException($"this model keeps no decayed utilization: create it with a utilization_decay in [0, 1), not a negative one.");
+            }
+
+            using var stats = model.Stats.Layer(layer);
+            var values = read(stats);
+            var span = new Span<T>(destination, model.Stats.Experts);
+            span.Clear();
+            for (var i = 0; i < values.Count; i++)
+            {
+                span[i] = values[i];
             }
         });
     }
