@@ -263,6 +263,61 @@ public sealed class ExpertPlacementTests
         Assert.Equal([0, 1, 1, 2, 0, 2], rank);
     }
 
+    [Theory]
+    [InlineData(1, 12, 2)]
+    [InlineData(2, 64, 8)]
+    [InlineData(3, 300, 100)]
+    [InlineData(4, 48, 16)]
+    public void PackingByHeapChoosesWhatEplbsScanChooses(int seed, int items, int packs)
+    {
+        var random = new Random(seed);
+        var weight = Enumerable.Range(0, items).Select(_ => (float)random.Next(0, 4) * random.Next(1, 50)).ToArray();
+        var pack = new int[items];
+        var rank = new int[items];
+
+        Eplb.BalancedPacking(weight, packs, pack, rank);
+
+        // EPLB: items heaviest first (index order on ties), each to the lightest pack with room, the first on ties.
+        var perPack = items / packs;
+        var packWeights = new float[packs];
+        var packItems = new int[packs];
+        foreach (var item in Enumerable.Range(0, items).OrderByDescending(i => weight[i]))
+        {
+            var best = -1;
+            for (var p = 0; p < packs; p++)
+            {
+                if (packItems[p] < perPack && (best < 0 || packWeights[p] < packWeights[best]))
+                {
+                    best = p;
+                }
+            }
+
+            Assert.Equal(best, pack[item]);
+            Assert.Equal(packItems[best], rank[item]);
+            packWeights[best] += weight[item];
+            packItems[best]++;
+        }
+    }
+
+    /// <summary>
+    /// The largest packing the CLI allows, 65,536 slots on 32,768 GPUs, one layer: a scan of every pack
+    /// for every item took about 16 s; the heap takes milliseconds, so 2 s leaves a wide margin for a slow machine.
+    /// </summary>
+    [Fact]
+    public void PackingManySlotsOnManyGpusTakesNoScanOfEveryPack()
+    {
+        var weight = Enumerable.Range(0, 65_536).Select(i => (float)((i * 7_919) % 65_521)).ToArray();
+        var pack = new int[weight.Length];
+        var rank = new int[weight.Length];
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Eplb.BalancedPacking(weight, 32_768, pack, rank);
+        clock.Stop();
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"{clock.Elapsed.TotalSeconds:F1} s to pack 65,536 slots on 32,768 GPUs");
+        Assert.All(pack.CountBy(p => p), group => Assert.Equal(2, group.Value));
+    }
+
     /// <summary>
     /// DeepSeek's own eplb.py (vendored beside this file, run with torch) and this port give the same
     /// placement and replica counts on random loads without ties, hierarchical and global, DeepSeek-V3's
