@@ -86,7 +86,39 @@ public sealed class ExpertPlacementTests
     {
         var error = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(new long[70_000, 1], replicas: 40_000, groups: 1, nodes: 1, gpus: 1));
         Assert.Equal("replicas", error.ParamName);
-        Assert.StartsWith("replicas is 40,000 for 70,000 layers: more than", error.Message);
+        Assert.StartsWith("replicas is 40,000 for 70,000 layers: 2,800,000,000 slots, more than a plan holds (67,108,864).", error.Message);
+    }
+
+    /// <summary>
+    /// Sizes a plan would take tens of GB or minutes for are refused before anything is allocated (they
+    /// were accepted up to an array's 2^31 entries: a 1-expert layer with 2e9 replicas asked for ~14 arrays
+    /// of 8 GB, and 32,767 one-expert layers of 65,536 slots for ~26 GB).
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1, ExpertPlacement.MaxPhysicalExperts + 1, "replicas", "replicas is 65,537; a plan has at most 65,536 slots per layer.")]
+    [InlineData(1, ExpertPlacement.MaxPhysicalExperts + 1, ExpertPlacement.MaxPhysicalExperts, "loads", "loads has 65,537 experts per layer; a plan places at most 65,536 (one slot each at least).")]
+    [InlineData(1_025, 1, ExpertPlacement.MaxPhysicalExperts, "replicas", "replicas is 65,536 for 1,025 layers: 67,174,400 slots, more than a plan holds (67,108,864).")]
+    public void HugePlansAreRefusedBeforeAllocating(int layers, int experts, int replicas, string parameter, string message)
+    {
+        var loads = new long[layers, experts];
+        var before = GC.GetAllocatedBytesForCurrentThread();
+
+        var error = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(loads, replicas, groups: 1, nodes: 1, gpus: 1));
+
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 64 << 10, "the refusal allocated the plan");
+        Assert.Equal(parameter, error.ParamName);
+        Assert.Equal($"{message} (Parameter '{parameter}')", error.Message);
+    }
+
+    [Fact]
+    public void TheLargestPlanPerLayerIsPlanned()
+    {
+        var loads = new long[1, 256];
+        loads[0, 3] = 1_000;
+        var plan = ExpertPlacement.Rebalance(loads, ExpertPlacement.MaxPhysicalExperts, groups: 8, nodes: 4, gpus: 32);
+
+        // Its node's 16,384 slots less one for each of the node's other 63 experts (two groups of 32).
+        Assert.Equal(16_384 - 63, plan.ReplicaCounts(0)[3]);
     }
 
     /// <summary>Loads at fault name loads: no layer, no expert, a negative load, a shape other than the plan's.</summary>

@@ -209,6 +209,26 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Single(error.TrimEnd().Split('\n'));
     }
 
+    /// <summary>
+    /// More experts than --replicas may take: the file is named, not a --replicas the option refuses (it
+    /// said "give at least 65,537"); many one-expert rows ask for more slots than a plan holds and are
+    /// refused before the plan, with the count (they were planned up to 2^31 slots, tens of GB).
+    /// </summary>
+    [Theory]
+    [InlineData("1, 65537", "--replicas 65536 --gpus 1", ExitCodes.BadInput, "{0}: 65,537 experts per layer; a plan places at most 65,536 (the most --replicas takes), one slot each at least.")]
+    [InlineData("2000, 1", "--replicas 65536 --gpus 1", ExitCodes.Usage, "--replicas 65536: 2,000 layers of 65,536 slots are 131,072,000, more than one plan holds (67,108,864).")]
+    public void LoadsLargerThanAPlanAreRefusedNamingWhatIsTooLarge(string shape, string arguments, int exitCode, string expected)
+    {
+        var dims = shape.Split(", ").Select(int.Parse).ToArray();
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "wide.npy"), "|u1", shape, new byte[dims[0] * dims[1]]);
+
+        var (code, output, error) = Moegs.Run(["plan", npy, .. arguments.Split(' ')]);
+
+        Assert.Equal(exitCode, code);
+        Assert.Empty(output);
+        Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, expected, npy), error.TrimEnd());
+    }
+
     private static double[] ExpertPlacement_Balancedness() =>
         MoeGpuStats.Placement.ExpertPlacement.Balancedness(
             EplbExample.PublishedLoads,
