@@ -11,8 +11,8 @@ namespace MoeGpuStats.Cli.Commands;
 /// <summary><c>plan LOAD</c>: an expert replication and placement by DeepSeek's EPLB, with its balancedness.</summary>
 internal static class PlanCommand
 {
-    /// <summary>A bound on slots per layer far above deployments (DeepSeek-V3 prefills on 288), which keeps the padded log2phy printable.</summary>
-    public const int MaxReplicas = 65_536;
+    /// <summary>The library's bound on slots per layer (far above deployments), which also keeps the padded log2phy printable.</summary>
+    public const int MaxReplicas = ExpertPlacement.MaxPhysicalExperts;
 
     public static Command Create(CliConsole console)
     {
@@ -61,6 +61,13 @@ internal static class PlanCommand
             }
 
             var (layers, experts) = (loads.GetLength(0), loads.GetLength(1));
+            if (experts > MaxReplicas)
+            {
+                // Asking for --replicas of at least the experts would name a value the option refuses.
+                console.Error.WriteLine($"{path}: {experts:N0} experts per layer; a plan places at most {MaxReplicas:N0} (the most --replicas takes), one slot each at least.");
+                return ExitCodes.BadInput;
+            }
+
             if (r < experts)
             {
                 console.Error.WriteLine($"--replicas {r}: {path} has {experts:N0} experts and each needs a slot; give at least {experts:N0} (a multiple of --gpus {p}).");
@@ -73,9 +80,9 @@ internal static class PlanCommand
                 return ExitCodes.Usage;
             }
 
-            if ((long)layers * r > Array.MaxLength)
+            if ((long)layers * r > ExpertPlacement.MaxSlots)
             {
-                console.Error.WriteLine($"--replicas {r}: {layers:N0} layers of {r:N0} slots are more than one plan holds ({Array.MaxLength:N0}).");
+                console.Error.WriteLine($"--replicas {r}: {layers:N0} layers of {r:N0} slots are {(long)layers * r:N0}, more than one plan holds ({ExpertPlacement.MaxSlots:N0}).");
                 return ExitCodes.Usage;
             }
 

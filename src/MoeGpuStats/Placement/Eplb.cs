@@ -38,8 +38,15 @@ internal static class Eplb
     /// pack ends with <c>n / packs</c> items.
     /// </summary>
     /// <remarks>
+    /// <para>
     /// EPLB orders items with torch's default (unstable) sort; here equal weights keep index order,
     /// which is what a stable sort (and NumPy's argsort on short rows, as vLLM's port uses) gives.
+    /// </para>
+    /// <para>
+    /// A heap of the packs with room, ordered by (weight, index), yields the pack EPLB's scan of all packs
+    /// picks, in O(log packs) per item instead of O(packs): the scan made 65,536 slots on 32,768 GPUs
+    /// take seconds per layer.
+    /// </para>
     /// </remarks>
     public static void BalancedPacking(ReadOnlySpan<float> weight, int packs, Span<int> packIndex, Span<int> rankInPack)
     {
@@ -59,21 +66,24 @@ internal static class Eplb
         var order = DescendingOrder(weight);
         var packWeights = new float[packs];
         var packItems = new int[packs];
+        var open = new PriorityQueue<int, (float Weight, int Pack)>(packs, LightestFirst.Instance);
+        for (var p = 0; p < packs; p++)
+        {
+            open.Enqueue(p, (0f, p));
+        }
+
         foreach (var item in order)
         {
-            var pack = -1;
-            for (var p = 0; p < packs; p++)
-            {
-                if (packItems[p] < perPack && (pack < 0 || packWeights[p] < packWeights[pack]))
-                {
-                    pack = p;
-                }
-            }
-
+            // A full pack leaves the heap for good, as EPLB's scan skips it from then on.
+            var pack = open.Dequeue();
             packIndex[item] = pack;
             rankInPack[item] = packItems[pack];
             packWeights[pack] += weight[item];
             packItems[pack]++;
+            if (packItems[pack] < perPack)
+            {
+                open.Enqueue(pack, (packWeights[pack], pack));
+            }
         }
     }
 
@@ -225,6 +235,14 @@ internal static class Eplb
         var keys = weight.ToArray();
         Array.Sort(order, (a, b) => keys[a] != keys[b] ? keys[b].CompareTo(keys[a]) : a.CompareTo(b));
         return order;
+    }
+
+    private sealed class LightestFirst : IComparer<(float Weight, int Pack)>
+    {
+        public static readonly LightestFirst Instance = new();
+
+        public int Compare((float Weight, int Pack) x, (float Weight, int Pack) y) =>
+            x.Weight != y.Weight ? x.Weight.CompareTo(y.Weight) : x.Pack.CompareTo(y.Pack);
     }
 
     private sealed class HottestFirst : IComparer<(float PerReplica, int Expert)>

@@ -19,6 +19,20 @@ namespace MoeGpuStats.Placement;
 public static class ExpertPlacement
 {
     /// <summary>
+    /// The most physical expert slots per layer <see cref="Rebalance"/> plans, <c>R</c>: 65,536, far above
+    /// deployments (DeepSeek-V3 prefills on 288). A plan's arrays and time grow with <c>R</c>, so a larger
+    /// one is refused before anything is allocated.
+    /// </summary>
+    public const int MaxPhysicalExperts = 65_536;
+
+    /// <summary>
+    /// The most slots of a whole plan, <c>layers · R</c>: 2^26, a model's most layers
+    /// (<see cref="ModelRoutingStatsOptions.MaxLayers"/>) of <see cref="MaxPhysicalExperts"/> each, about
+    /// 0.8 GB of maps. It keeps a small load matrix (one expert, thousands of rows) from asking for tens of GB.
+    /// </summary>
+    public const int MaxSlots = ModelRoutingStatsOptions.MaxLayers * MaxPhysicalExperts;
+
+    /// <summary>
     /// EPLB's <c>rebalance_experts</c>: replicates the hottest experts to <paramref name="replicas"/>
     /// physical slots per layer and packs them onto <paramref name="gpus"/> GPUs, hierarchically (groups
     /// to nodes first) when <paramref name="nodes"/> divides <paramref name="groups"/>, globally otherwise.
@@ -27,7 +41,7 @@ public static class ExpertPlacement
     /// <c>[layers, E]</c>: the load of each logical expert, in tokens (or any non-negative unit, the same
     /// for a whole layer), e.g. tokens routed to it over a window of steps.
     /// </param>
-    /// <param name="replicas">Physical expert slots per layer, <c>R</c>: at least <c>E</c>, a multiple of <paramref name="gpus"/>.</param>
+    /// <param name="replicas">Physical expert slots per layer, <c>R</c>: at least <c>E</c>, a multiple of <paramref name="gpus"/>, at most <see cref="MaxPhysicalExperts"/>.</param>
     /// <param name="groups">Expert groups, <c>G</c>, dividing <c>E</c> (consecutive experts form a group; 1 when the model has none).</param>
     /// <param name="nodes">Server nodes, <c>N</c>, dividing <paramref name="gpus"/>; GPUs within a node share the faster network.</param>
     /// <param name="gpus">GPUs in all, <c>P</c>.</param>
@@ -35,9 +49,10 @@ public static class ExpertPlacement
     /// <exception cref="ArgumentNullException"><paramref name="loads"/> is null.</exception>
     /// <exception cref="ArgumentException">
     /// A load is negative; <paramref name="loads"/> has no layer or no expert; a count is below 1;
-    /// <c>R &lt; E</c>; <paramref name="gpus"/> does not divide <c>R</c>; <paramref name="groups"/> does
-    /// not divide <c>E</c>; <paramref name="nodes"/> does not divide <paramref name="gpus"/>; or
-    /// <c>layers · R</c> is more than an array holds.
+    /// <c>R</c> or <c>E</c> is above <see cref="MaxPhysicalExperts"/>; <c>R &lt; E</c>;
+    /// <paramref name="gpus"/> does not divide <c>R</c>; <paramref name="groups"/> does not divide
+    /// <c>E</c>; <paramref name="nodes"/> does not divide <paramref name="gpus"/>; or <c>layers · R</c>
+    /// is above <see cref="MaxSlots"/>.
     /// </exception>
     public static PlacementPlan Rebalance(long[,] loads, int replicas, int groups, int nodes, int gpus)
     {
@@ -99,6 +114,16 @@ public static class ExpertPlacement
             return below;
         }
 
+        if (replicas > MaxPhysicalExperts)
+        {
+            return (nameof(replicas), $"replicas is {replicas:N0}; a plan has at most {MaxPhysicalExperts:N0} slots per layer.");
+        }
+
+        if (experts > MaxPhysicalExperts)
+        {
+            return ("loads", $"loads has {experts:N0} experts per layer; a plan places at most {MaxPhysicalExperts:N0} (one slot each at least).");
+        }
+
         if (replicas < experts)
         {
             return (nameof(replicas), $"replicas is {replicas:N0} for {experts:N0} experts; every expert needs at least one, so give at least {experts:N0}.");
@@ -119,9 +144,9 @@ public static class ExpertPlacement
             return (nameof(nodes), $"nodes is {nodes:N0}, which does not divide gpus = {gpus:N0}; give a divisor of {gpus:N0}.");
         }
 
-        if ((long)layers * replicas > Array.MaxLength)
+        if ((long)layers * replicas > MaxSlots)
         {
-            return (nameof(replicas), $"replicas is {replicas:N0} for {layers:N0} layers: more than {Array.MaxLength:N0} slots in all.");
+            return (nameof(replicas), $"replicas is {replicas:N0} for {layers:N0} layers: {(long)layers * replicas:N0} slots, more than a plan holds ({MaxSlots:N0}).");
         }
 
         return null;

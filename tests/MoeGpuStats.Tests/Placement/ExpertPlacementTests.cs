@@ -86,7 +86,39 @@ public sealed class ExpertPlacementTests
     {
         var error = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(new long[70_000, 1], replicas: 40_000, groups: 1, nodes: 1, gpus: 1));
         Assert.Equal("replicas", error.ParamName);
-        Assert.StartsWith("replicas is 40,000 for 70,000 layers: more than", error.Message);
+        Assert.StartsWith("replicas is 40,000 for 70,000 layers: 2,800,000,000 slots, more than a plan holds (67,108,864).", error.Message);
+    }
+
+    /// <summary>
+    /// Sizes a plan would take tens of GB or minutes for are refused before anything is allocated (they
+    /// were accepted up to an array's 2^31 entries: a 1-expert layer with 2e9 replicas asked for ~14 arrays
+    /// of 8 GB, and 32,767 one-expert layers of 65,536 slots for ~26 GB).
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1, ExpertPlacement.MaxPhysicalExperts + 1, "replicas", "replicas is 65,537; a plan has at most 65,536 slots per layer.")]
+    [InlineData(1, ExpertPlacement.MaxPhysicalExperts + 1, ExpertPlacement.MaxPhysicalExperts, "loads", "loads has 65,537 experts per layer; a plan places at most 65,536 (one slot each at least).")]
+    [InlineData(1_025, 1, ExpertPlacement.MaxPhysicalExperts, "replicas", "replicas is 65,536 for 1,025 layers: 67,174,400 slots, more than a plan holds (67,108,864).")]
+    public void HugePlansAreRefusedBeforeAllocating(int layers, int experts, int replicas, string parameter, string message)
+    {
+        var loads = new long[layers, experts];
+        var before = GC.GetAllocatedBytesForCurrentThread();
+
+        var error = Assert.Throws<ArgumentException>(() => ExpertPlacement.Rebalance(loads, replicas, groups: 1, nodes: 1, gpus: 1));
+
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 64 << 10, "the refusal allocated the plan");
+        Assert.Equal(parameter, error.ParamName);
+        Assert.Equal($"{message} (Parameter '{parameter}')", error.Message);
+    }
+
+    [Fact]
+    public void TheLargestPlanPerLayerIsPlanned()
+    {
+        var loads = new long[1, 256];
+        loads[0, 3] = 1_000;
+        var plan = ExpertPlacement.Rebalance(loads, ExpertPlacement.MaxPhysicalExperts, groups: 8, nodes: 4, gpus: 32);
+
+        // Its node's 16,384 slots less one for each of the node's other 63 experts (two groups of 32).
+        Assert.Equal(16_384 - 63, plan.ReplicaCounts(0)[3]);
     }
 
     /// <summary>Loads at fault name loads: no layer, no expert, a negative load, a shape other than the plan's.</summary>
@@ -261,6 +293,61 @@ public sealed class ExpertPlacementTests
         // 9 -> pack 0; then the 5s in index order: 0 -> 1, 1 -> 1 (5 < 9), 2 -> 0 (9 < 10), 3 -> 1 (10 < 14, now full); 1 -> 0.
         Assert.Equal([1, 1, 0, 1, 0, 0], pack);
         Assert.Equal([0, 1, 1, 2, 0, 2], rank);
+    }
+
+    [Theory]
+    [InlineData(1, 12, 2)]
+    [InlineData(2, 64, 8)]
+    [InlineData(3, 300, 100)]
+    [InlineData(4, 48, 16)]
+    public void PackingByHeapChoosesWhatEplbsScanChooses(int seed, int items, int packs)
+    {
+        var random = new Random(seed);
+        var weight = Enumerable.Range(0, items).Select(_ => (float)random.Next(0, 4) * random.Next(1, 50)).ToArray();
+        var pack = new int[items];
+        var rank = new int[items];
+
+        Eplb.BalancedPacking(weight, packs, pack, rank);
+
+        // EPLB: items heaviest first (index order on ties), each to the lightest pack with room, the first on ties.
+        var perPack = items / packs;
+        var packWeights = new float[packs];
+        var packItems = new int[packs];
+        foreach (var item in Enumerable.Range(0, items).OrderByDescending(i => weight[i]))
+        {
+            var best = -1;
+            for (var p = 0; p < packs; p++)
+            {
+                if (packItems[p] < perPack && (best < 0 || packWeights[p] < packWeights[best]))
+                {
+                    best = p;
+                }
+            }
+
+            Assert.Equal(best, pack[item]);
+            Assert.Equal(packItems[best], rank[item]);
+            packWeights[best] += weight[item];
+            packItems[best]++;
+        }
+    }
+
+    /// <summary>
+    /// The largest packing the CLI allows, 65,536 slots on 32,768 GPUs, one layer: a scan of every pack
+    /// for every item took about 16 s; the heap takes milliseconds, so 2 s leaves a wide margin for a slow machine.
+    /// </summary>
+    [Fact]
+    public void PackingManySlotsOnManyGpusTakesNoScanOfEveryPack()
+    {
+        var weight = Enumerable.Range(0, 65_536).Select(i => (float)((i * 7_919) % 65_521)).ToArray();
+        var pack = new int[weight.Length];
+        var rank = new int[weight.Length];
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Eplb.BalancedPacking(weight, 32_768, pack, rank);
+        clock.Stop();
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"{clock.Elapsed.TotalSeconds:F1} s to pack 65,536 slots on 32,768 GPUs");
+        Assert.All(pack.CountBy(p => p), group => Assert.Equal(2, group.Value));
     }
 
     /// <summary>

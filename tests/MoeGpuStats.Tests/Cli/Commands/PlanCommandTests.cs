@@ -165,6 +165,9 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("neg.json", "[[1, 2], [3, -4]]", "the load of expert 1 in layer 1 is -4; loads are token counts, 0 or more.")]
     [InlineData("ragged.json", "[[1, 2], [3]]", "row 1 has 1 loads, row 0 has 2")]
     [InlineData("frac.json", "[[1, 2.5]]", "row 0, load 1 is 2.5; loads are whole numbers")]
+    [InlineData("float-form.json", "[[1, 2.0]]", "row 0, load 1 is 2.0; loads are whole numbers from 0 to 9,223,372,036,854,775,807, written without a decimal point or exponent (1, not 1.0 or 1e0).")]
+    [InlineData("exponent.json", "[1e3, 2]", "load 0 is 1e3; loads are whole numbers from 0 to 9,223,372,036,854,775,807, written without a decimal point or exponent")]
+    [InlineData("nested.json", "[[[1, 2]]]", "row 0, load 0 is [1, 2]; loads are whole numbers from 0 to 9,223,372,036,854,775,807.")]
     [InlineData("text.json", "\"loads\"", "JSON string; give an array of arrays")]
     [InlineData("empty.json", "[]", "an empty array: no loads, nothing to place.")]
     [InlineData("empty-rows.json", "[[], []]", "2 empty rows: no loads, nothing to place.")]
@@ -207,6 +210,26 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Contains(expected, error);
         Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
+    /// <summary>
+    /// More experts than --replicas may take: the file is named, not a --replicas the option refuses (it
+    /// said "give at least 65,537"); many one-expert rows ask for more slots than a plan holds and are
+    /// refused before the plan, with the count (they were planned up to 2^31 slots, tens of GB).
+    /// </summary>
+    [Theory]
+    [InlineData("1, 65537", "--replicas 65536 --gpus 1", ExitCodes.BadInput, "{0}: 65,537 experts per layer; a plan places at most 65,536 (the most --replicas takes), one slot each at least.")]
+    [InlineData("2000, 1", "--replicas 65536 --gpus 1", ExitCodes.Usage, "--replicas 65536: 2,000 layers of 65,536 slots are 131,072,000, more than one plan holds (67,108,864).")]
+    public void LoadsLargerThanAPlanAreRefusedNamingWhatIsTooLarge(string shape, string arguments, int exitCode, string expected)
+    {
+        var dims = shape.Split(", ").Select(int.Parse).ToArray();
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "wide.npy"), "|u1", shape, new byte[dims[0] * dims[1]]);
+
+        var (code, output, error) = Moegs.Run(["plan", npy, .. arguments.Split(' ')]);
+
+        Assert.Equal(exitCode, code);
+        Assert.Empty(output);
+        Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, expected, npy), error.TrimEnd());
     }
 
     private static double[] ExpertPlacement_Balancedness() =>
