@@ -21,7 +21,8 @@ namespace MoeGpuStats.Cli.Output;
 /// gauge and listens only from the first scrape on, so the histogram would miss earlier latencies.
 /// The listener here attaches before the instruments exist and so counts every latency recorded
 /// after <see cref="Start"/>. The host <c>localhost</c> or <c>127.0.0.1</c> serves both names, on
-/// the loopback interface only; any other host is served as given.
+/// the loopback interface only; any other host is served as given. GET and HEAD (the headers alone)
+/// are answered; other methods get 405, other paths 404.
 /// </remarks>
 internal sealed class MetricsEndpoint : IDisposable
 {
@@ -195,6 +196,16 @@ internal sealed class MetricsEndpoint : IDisposable
                 return;
             }
 
+            // HEAD answers GET's headers without the body: body bytes after a HEAD answer are read by a
+            // keep-alive client as the start of its next response.
+            var head = context.Request.HttpMethod == "HEAD";
+            if (!head && context.Request.HttpMethod != "GET")
+            {
+                response.StatusCode = 405;
+                response.AddHeader("Allow", "GET, HEAD");
+                return;
+            }
+
             using var body = new MemoryStream();
             await _collecting.WaitAsync(_stopping.Token).ConfigureAwait(false);
             try
@@ -209,6 +220,11 @@ internal sealed class MetricsEndpoint : IDisposable
             response.StatusCode = 200;
             response.ContentType = ContentType;
             response.ContentLength64 = body.Length;
+            if (head)
+            {
+                return;
+            }
+
             body.Position = 0;
             answering = true;
             await body.CopyToAsync(response.OutputStream, _stopping.Token).ConfigureAwait(false);

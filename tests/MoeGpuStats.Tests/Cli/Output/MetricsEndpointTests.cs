@@ -228,6 +228,43 @@ public sealed class MetricsEndpointTests
     }
 
     [Fact]
+    public async Task AHeadAnswerHasNoBodySoTheConnectionServesTheNextRequest()
+    {
+        // A body after a HEAD answer is read by a keep-alive client as the start of its next answer.
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port, cancel);
+        var connection = client.GetStream();
+
+        var head = await HeadersAsync(connection, "HEAD /metrics", cancel);
+        var next = await HeadersAsync(connection, "GET /other", cancel);
+
+        Assert.StartsWith("HTTP/1.1 200 ", head, StringComparison.Ordinal);
+        Assert.Contains("Content-Type: text/plain; version=0.0.4", head, StringComparison.Ordinal);
+        Assert.DoesNotContain("Content-Length: 0\r\n", head, StringComparison.Ordinal);
+        Assert.StartsWith("HTTP/1.1 404 ", next, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AMethodOtherThanGetOrHeadIsNotAllowed()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        using var content = new StringContent("");
+
+        using var response = await http.PostAsync($"http://127.0.0.1:{port}/metrics", content, cancel);
+
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        Assert.Equal(["GET", "HEAD"], response.Content.Headers.Allow);
+    }
+
+    [Fact]
     public async Task PrometheusScrapesTheStatistics()
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 3 });
@@ -275,5 +312,20 @@ public sealed class MetricsEndpointTests
 
         Assert.Equal(6 + (10 * Layers) + (4 * Layers * 2), samples.Count);
         Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
+    }
+
+    /// <summary>Sends <paramref name="request"/> (method and path) on <paramref name="connection"/> and reads the answer's status line and headers, up to the blank line.</summary>
+    private static async Task<string> HeadersAsync(NetworkStream connection, string request, CancellationToken cancel)
+    {
+        await connection.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"{request} HTTP/1.1\r\nHost: localhost\r\n\r\n"), cancel);
+        var headers = new System.Text.StringBuilder();
+        var one = new byte[1];
+        while (!headers.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal))
+        {
+            Assert.Equal(1, await connection.ReadAsync(one, cancel));
+            headers.Append((char)one[0]);
+        }
+
+        return headers.ToString();
     }
 }
