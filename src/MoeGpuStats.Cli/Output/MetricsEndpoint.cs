@@ -129,9 +129,16 @@ internal sealed class MetricsEndpoint : IDisposable
         _stopping.Cancel();
 
         // Stopping the listener submits every response not yet sent as an empty 200, so the scrapes in
-        // flight are answered first; once cancelled, each answers 503 at once. A scrape accepted in
-        // the moment between this wait and Stop can still get the empty answer.
-        Task.WaitAll([.. _answers.Keys], AnswersDrainTimeout);
+        // flight are answered first; once cancelled, each answers 503 at once. The accept loop runs
+        // until Stop, so a scrape arriving during this wait is answered 503 too, and the wait goes on
+        // until none is left. A scrape accepted in the moment between the last look and Stop can still
+        // get the empty answer.
+        var draining = System.Diagnostics.Stopwatch.StartNew();
+        for (var left = AnswersDrainTimeout; !_answers.IsEmpty && left > TimeSpan.Zero; left = AnswersDrainTimeout - draining.Elapsed)
+        {
+            Task.WaitAll([.. _answers.Keys], left);
+        }
+
         if (_http.IsListening)
         {
             _http.Stop();
@@ -162,9 +169,10 @@ internal sealed class MetricsEndpoint : IDisposable
         return [IPAddress.TryParse(host, out var address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : host];
     }
 
+    /// <summary>Accepts scrapes until the listener stops, also while <see cref="Dispose"/> waits for those in flight: a scrape left in the listener's queue would get Stop's empty 200.</summary>
     private async Task ServeAsync()
     {
-        while (!_stopping.IsCancellationRequested)
+        while (true)
         {
             HttpListenerContext context;
             try

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Engines;
 using static MoeGpuStats.Tests.Support.PrometheusText;
 
 namespace MoeGpuStats.Tests.Cli.Output;
@@ -185,6 +186,65 @@ public sealed class MetricsEndpointTests
         using var response = await scrape;
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal("the metrics endpoint is stopping\n", await response.Content.ReadAsStringAsync(cancel));
+    }
+
+    [Fact]
+    public async Task ScrapesArrivingWhileTheEndpointWaitsForOneInFlightAreAnsweredUnavailable()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        var gate = new Lock();
+        using var stats = new RoutingStats(new ManagedRoutingEngine(new RoutingStatsOptions { Experts = 2 }, gate: gate));
+        var port = FreePort();
+        var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        using var release = new ManualResetEventSlim();
+        using var held = new ManualResetEventSlim();
+
+        // The statistics' lock, held on a thread of its own, keeps the first scrape inside its
+        // collection, so Dispose waits for it while the next scrapes arrive.
+        var holder = new Thread(() =>
+        {
+            lock (gate)
+            {
+                held.Set();
+                release.Wait(cancel);
+            }
+        });
+        holder.Start();
+        held.Wait(cancel);
+        try
+        {
+            var inFlight = http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+            var waited = Stopwatch.StartNew();
+            while (endpoint.CollectionGate.CurrentCount != 0)
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "The scrape never reached its collection.");
+                await Task.Delay(10, cancel);
+            }
+
+            var disposing = Task.Run(endpoint.Dispose, cancel);
+
+            // One after another: an accept loop that ends once Dispose has begun takes at most two more
+            // (the one it awaits and, where it looked before the cancellation, one more); the next
+            // waits in the listener's queue until Stop answers it with an empty 200.
+            for (var i = 0; i < 3; i++)
+            {
+                using var during = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, during.StatusCode);
+                Assert.Equal("the metrics endpoint is stopping\n", await during.Content.ReadAsStringAsync(cancel));
+            }
+
+            Assert.False(disposing.IsCompleted);
+            release.Set();
+            await disposing;
+            using var first = await inFlight;
+            Assert.NotEqual(0, first.Content.Headers.ContentLength);
+        }
+        finally
+        {
+            release.Set();
+            holder.Join();
+        }
     }
 
     [Fact]
