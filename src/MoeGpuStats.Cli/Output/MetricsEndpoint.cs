@@ -21,7 +21,8 @@ namespace MoeGpuStats.Cli.Output;
 /// gauge and listens only from the first scrape on, so the histogram would miss earlier latencies.
 /// The listener here attaches before the instruments exist and so counts every latency recorded
 /// after <see cref="Start"/>. The host <c>localhost</c> or <c>127.0.0.1</c> serves both names, on
-/// the loopback interface only; any other host is served as given.
+/// the loopback interface only; any other host is served as given. GET and HEAD (the headers alone)
+/// are answered; other methods get 405, other paths 404.
 /// </remarks>
 internal sealed class MetricsEndpoint : IDisposable
 {
@@ -128,9 +129,16 @@ internal sealed class MetricsEndpoint : IDisposable
         _stopping.Cancel();
 
         // Stopping the listener submits every response not yet sent as an empty 200, so the scrapes in
-        // flight are answered first; once cancelled, each answers 503 at once. A scrape accepted in
-        // the moment between this wait and Stop can still get the empty answer.
-        Task.WaitAll([.. _answers.Keys], AnswersDrainTimeout);
+        // flight are answered first; once cancelled, each answers 503 at once. The accept loop runs
+        // until Stop, so a scrape arriving during this wait is answered 503 too, and the wait goes on
+        // until none is left. A scrape accepted in the moment between the last look and Stop can still
+        // get the empty answer.
+        var draining = System.Diagnostics.Stopwatch.StartNew();
+        for (var left = AnswersDrainTimeout; !_answers.IsEmpty && left > TimeSpan.Zero; left = AnswersDrainTimeout - draining.Elapsed)
+        {
+            Task.WaitAll([.. _answers.Keys], left);
+        }
+
         if (_http.IsListening)
         {
             _http.Stop();
@@ -161,9 +169,10 @@ internal sealed class MetricsEndpoint : IDisposable
         return [IPAddress.TryParse(host, out var address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : host];
     }
 
+    /// <summary>Accepts scrapes until the listener stops, also while <see cref="Dispose"/> waits for those in flight: a scrape left in the listener's queue would get Stop's empty 200.</summary>
     private async Task ServeAsync()
     {
-        while (!_stopping.IsCancellationRequested)
+        while (true)
         {
             HttpListenerContext context;
             try
@@ -195,6 +204,16 @@ internal sealed class MetricsEndpoint : IDisposable
                 return;
             }
 
+            // HEAD answers GET's headers without the body: body bytes after a HEAD answer are read by a
+            // keep-alive client as the start of its next response.
+            var head = context.Request.HttpMethod == "HEAD";
+            if (!head && context.Request.HttpMethod != "GET")
+            {
+                response.StatusCode = 405;
+                response.AddHeader("Allow", "GET, HEAD");
+                return;
+            }
+
             using var body = new MemoryStream();
             await _collecting.WaitAsync(_stopping.Token).ConfigureAwait(false);
             try
@@ -209,6 +228,11 @@ internal sealed class MetricsEndpoint : IDisposable
             response.StatusCode = 200;
             response.ContentType = ContentType;
             response.ContentLength64 = body.Length;
+            if (head)
+            {
+                return;
+            }
+
             body.Position = 0;
             answering = true;
             await body.CopyToAsync(response.OutputStream, _stopping.Token).ConfigureAwait(false);

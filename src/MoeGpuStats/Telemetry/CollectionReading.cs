@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 
 namespace MoeGpuStats.Telemetry;
 
@@ -6,8 +7,10 @@ namespace MoeGpuStats.Telemetry;
 /// The reading that a meter's observable instruments report, so that every instrument of one
 /// collection reports the same state. A collection runs its instruments' callbacks on one thread,
 /// back to back, so each thread keeps the reading it is reporting until its next collection starts:
-/// an instrument it has already reported is observed again, or its last callback was more than
-/// <see cref="CollectionGap"/> ago (another listener's collection, of other instruments). A new
+/// an instrument it has already reported is observed again, or the listener was last busy with this
+/// reading more than <see cref="CollectionGap"/> ago (another listener's collection, of other
+/// instruments): at its last callback, or when it took the last of an instrument's many
+/// measurements, however long it spent on them. A new
 /// collection takes the latest reading, or a new one when the latest is older than the refresh
 /// interval. A collection that outlasts the interval, or runs beside collections on other threads,
 /// does not switch readings halfway.
@@ -40,10 +43,38 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
     public Func<TValue> Observe<TValue>(Func<T, TValue> value)
     {
         var instrument = Interlocked.Increment(ref _instruments) - 1;
-        return () => value(Read(instrument));
+        return () => value(Read(instrument).Reading);
     }
 
-    private T Read(int instrument)
+    /// <summary>
+    /// The callback of one more instrument of many measurements. The time the listener spends on them
+    /// (a large model's 65,536 per-expert series take a second on a busy host) is work, not a pause
+    /// between collections: the gap to the next instrument counts from the last of them.
+    /// </summary>
+    public Func<IEnumerable<Measurement<TValue>>> Observe<TValue>(Func<T, IEnumerable<Measurement<TValue>>> values)
+        where TValue : struct
+    {
+        var instrument = Interlocked.Increment(ref _instruments) - 1;
+        return () =>
+        {
+            var collection = Read(instrument);
+            return Listed(collection, values(collection.Reading));
+        };
+    }
+
+    /// <summary><paramref name="measurements"/> as the listener takes them, one at a time, marking the collection busy after the last.</summary>
+    private static IEnumerable<Measurement<TValue>> Listed<TValue>(Collection collection, IEnumerable<Measurement<TValue>> measurements)
+        where TValue : struct
+    {
+        foreach (var measurement in measurements)
+        {
+            yield return measurement;
+        }
+
+        collection.LastCallback = Stopwatch.GetTimestamp();
+    }
+
+    private Collection Read(int instrument)
     {
         var collection = _collection.Value;
         if (collection is null
@@ -57,7 +88,7 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
 
         collection.Reported[instrument] = true;
         collection.LastCallback = Stopwatch.GetTimestamp();
-        return collection.Reading;
+        return collection;
     }
 
     private T Latest()

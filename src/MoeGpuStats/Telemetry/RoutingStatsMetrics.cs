@@ -9,7 +9,8 @@ namespace MoeGpuStats.Telemetry;
 /// <remarks>
 /// <para>
 /// Totals that only grow are observable counters: <c>moegs.routings</c> (batches),
-/// <c>moegs.tokens</c>, <c>moegs.tokens.dropped</c>, <c>moegs.expert_ids.invalid</c> (ids outside
+/// <c>moegs.tokens</c>, <c>moegs.tokens.dropped</c>, <c>moegs.slots.routed</c>,
+/// <c>moegs.slots.dropped</c> (beyond the expert capacity), <c>moegs.expert_ids.invalid</c> (ids outside
 /// <c>[0, E)</c>) and <c>moegs.expert.tokens</c> (slots per expert, tag <c>expert</c>); each reports
 /// the total since the statistics were created or last reset. Current values are observable gauges:
 /// <c>moegs.utilization.cv</c>, <c>moegs.load.max_mean_ratio</c>, <c>moegs.routing.efficiency</c> (%),

@@ -108,6 +108,49 @@ public sealed class ModelRoutingStatsMetricsTests
         Assert.Equal(2, fresh.ReadingsTaken);
     }
 
+    /// <summary>
+    /// A listener that takes over a second over one instrument's measurements (as a large model's
+    /// per-expert series take) has not paused between instruments: the rest of its collection reports the
+    /// same reading, not one taken after the steps recorded meanwhile.
+    /// </summary>
+    [Fact]
+    public void AListenerSlowOverOneInstrumentsMeasurementsKeepsItsReading()
+    {
+        using var stats = Model("managed", window: 2);
+        using var metrics = new ModelRoutingStatsMetrics(stats, topExperts: 0, expertSeries: true, refreshInterval: TimeSpan.Zero);
+        RecordSteps(stats);
+        var seen = new List<(string Name, double Value, Dictionary<string, object?> Tags)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter))
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => seen.Add((instrument.Name, value, tags.ToArray().ToDictionary(t => t.Key, t => t.Value))));
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
+        {
+            seen.Add((instrument.Name, value, tags.ToArray().ToDictionary(t => t.Key, t => t.Value)));
+            if (instrument.Name == "moegs.layer.slots")
+            {
+                // Steps go on while the listener works through this instrument's measurements.
+                stats.RecordStep(Step(hot: 1), tokens: 4, topK: 1);
+                Thread.Sleep((CollectionReading<object>.CollectionGap / Layers) + TimeSpan.FromMilliseconds(50));
+            }
+        });
+        listener.Start();
+
+        listener.RecordObservableInstruments();
+
+        Assert.Equal(1, metrics.ReadingsTaken);
+        for (var l = 0; l < Layers; l++)
+        {
+            var layer = l;
+            Assert.Equal(PerLayer(seen, "moegs.layer.slots", layer), Enumerable.Range(0, Experts).Sum(e => PerExpert(seen, "moegs.expert.tokens", layer, e)));
+        }
+    }
+
     /// <summary>Ties at the top: position 1 is the summary's hottest (the last of the largest) and coldest (the first of the smallest).</summary>
     [Theory]
     [MemberData(nameof(Engines))]

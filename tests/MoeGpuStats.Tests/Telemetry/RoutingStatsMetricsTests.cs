@@ -16,22 +16,17 @@ public sealed class RoutingStatsMetricsTests
 
         var seen = new List<(string Name, double Value, Dictionary<string, object?> Tags)>();
         using var listener = new MeterListener();
+        // This object's meter, not every meter of its name: a collection of other tests' instruments
+        // would take readings of their statistics, which their own counts of readings do not expect.
         listener.InstrumentPublished = (instrument, l) =>
         {
-            if (instrument.Meter.Name == RoutingStatsMetrics.MeterName)
+            if (ReferenceEquals(instrument.Meter, metrics.Meter))
             {
                 l.EnableMeasurementEvents(instrument);
             }
         };
-        // Other tests publish through meters of the same name at the same time: keep this layer's.
-        void Keep(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
-        {
-            var parsed = Tags(tags);
-            if (parsed.TryGetValue("layer", out var layer) && Equals(layer, "layer7"))
-            {
-                seen.Add((instrument.Name, value, parsed));
-            }
-        }
+        void Keep(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags) =>
+            seen.Add((instrument.Name, value, Tags(tags)));
 
         listener.SetMeasurementEventCallback<long>((i, v, tags, _) => Keep(i, v, tags));
         listener.SetMeasurementEventCallback<float>((i, v, tags, _) => Keep(i, v, tags));
@@ -74,7 +69,8 @@ public sealed class RoutingStatsMetricsTests
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
         {
-            if (instrument.Meter.Name == RoutingStatsMetrics.MeterName && instrument.Name == "moegs.expert.tokens")
+            // These objects' meters, not every meter of their name, as above.
+            if (metrics.Any(m => ReferenceEquals(instrument.Meter, m.Meter)) && instrument.Name == "moegs.expert.tokens")
             {
                 l.EnableMeasurementEvents(instrument);
             }
@@ -82,10 +78,7 @@ public sealed class RoutingStatsMetricsTests
         listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
         {
             var parsed = Tags(tags);
-            if (parsed.TryGetValue("layer", out var layer) && layer is string name && name.StartsWith("model-test.", StringComparison.Ordinal))
-            {
-                seen[(name, (int)parsed["expert"]!)] = value;
-            }
+            seen[((string)parsed["layer"]!, (int)parsed["expert"]!)] = value;
         });
         listener.Start();
         listener.RecordObservableInstruments();

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Engines;
 using static MoeGpuStats.Tests.Support.PrometheusText;
 
 namespace MoeGpuStats.Tests.Cli.Output;
@@ -188,6 +189,65 @@ public sealed class MetricsEndpointTests
     }
 
     [Fact]
+    public async Task ScrapesArrivingWhileTheEndpointWaitsForOneInFlightAreAnsweredUnavailable()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        var gate = new Lock();
+        using var stats = new RoutingStats(new ManagedRoutingEngine(new RoutingStatsOptions { Experts = 2 }, gate: gate));
+        var port = FreePort();
+        var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        using var release = new ManualResetEventSlim();
+        using var held = new ManualResetEventSlim();
+
+        // The statistics' lock, held on a thread of its own, keeps the first scrape inside its
+        // collection, so Dispose waits for it while the next scrapes arrive.
+        var holder = new Thread(() =>
+        {
+            lock (gate)
+            {
+                held.Set();
+                release.Wait(cancel);
+            }
+        });
+        holder.Start();
+        held.Wait(cancel);
+        try
+        {
+            var inFlight = http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+            var waited = Stopwatch.StartNew();
+            while (endpoint.CollectionGate.CurrentCount != 0)
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "The scrape never reached its collection.");
+                await Task.Delay(10, cancel);
+            }
+
+            var disposing = Task.Run(endpoint.Dispose, cancel);
+
+            // One after another: an accept loop that ends once Dispose has begun takes at most two more
+            // (the one it awaits and, where it looked before the cancellation, one more); the next
+            // waits in the listener's queue until Stop answers it with an empty 200.
+            for (var i = 0; i < 3; i++)
+            {
+                using var during = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, during.StatusCode);
+                Assert.Equal("the metrics endpoint is stopping\n", await during.Content.ReadAsStringAsync(cancel));
+            }
+
+            Assert.False(disposing.IsCompleted);
+            release.Set();
+            await disposing;
+            using var first = await inFlight;
+            Assert.NotEqual(0, first.Content.Headers.ContentLength);
+        }
+        finally
+        {
+            release.Set();
+            holder.Join();
+        }
+    }
+
+    [Fact]
     public async Task DisposingTwiceIsHarmless()
     {
         // IDisposable's contract: calls after the first are ignored (the second threw ObjectDisposedException).
@@ -225,6 +285,43 @@ public sealed class MetricsEndpointTests
         using var http = new HttpClient();
         using var response = await http.GetAsync($"http://127.0.0.1:{port}/other", TestContext.Current.CancellationToken);
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task AHeadAnswerHasNoBodySoTheConnectionServesTheNextRequest()
+    {
+        // A body after a HEAD answer is read by a keep-alive client as the start of its next answer.
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port, cancel);
+        var connection = client.GetStream();
+
+        var head = await HeadersAsync(connection, "HEAD /metrics", cancel);
+        var next = await HeadersAsync(connection, "GET /other", cancel);
+
+        Assert.StartsWith("HTTP/1.1 200 ", head, StringComparison.Ordinal);
+        Assert.Contains("Content-Type: text/plain; version=0.0.4", head, StringComparison.Ordinal);
+        Assert.DoesNotContain("Content-Length: 0\r\n", head, StringComparison.Ordinal);
+        Assert.StartsWith("HTTP/1.1 404 ", next, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AMethodOtherThanGetOrHeadIsNotAllowed()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        using var content = new StringContent("");
+
+        using var response = await http.PostAsync($"http://127.0.0.1:{port}/metrics", content, cancel);
+
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        Assert.Equal(["GET", "HEAD"], response.Content.Headers.Allow);
     }
 
     [Fact]
@@ -275,5 +372,20 @@ public sealed class MetricsEndpointTests
 
         Assert.Equal(6 + (10 * Layers) + (4 * Layers * 2), samples.Count);
         Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
+    }
+
+    /// <summary>Sends <paramref name="request"/> (method and path) on <paramref name="connection"/> and reads the answer's status line and headers, up to the blank line.</summary>
+    private static async Task<string> HeadersAsync(NetworkStream connection, string request, CancellationToken cancel)
+    {
+        await connection.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"{request} HTTP/1.1\r\nHost: localhost\r\n\r\n"), cancel);
+        var headers = new System.Text.StringBuilder();
+        var one = new byte[1];
+        while (!headers.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal))
+        {
+            Assert.Equal(1, await connection.ReadAsync(one, cancel));
+            headers.Append((char)one[0]);
+        }
+
+        return headers.ToString();
     }
 }
