@@ -12,7 +12,9 @@ namespace MoeGpuStats.Telemetry;
 /// <c>moegs.tokens</c>, <c>moegs.tokens.dropped</c>, <c>moegs.slots.routed</c>,
 /// <c>moegs.slots.dropped</c> (beyond the expert capacity), <c>moegs.expert_ids.invalid</c> (ids outside
 /// <c>[0, E)</c>) and <c>moegs.expert.tokens</c> (slots per expert, tag <c>expert</c>); each reports
-/// the total since the statistics were created or last reset. Current values are observable gauges:
+/// the total since the statistics were created or last reset. An expert reported once is reported on,
+/// as 0 after a reset that emptied the counts (statistics without <see cref="RoutingStatsOptions.Experts"/>),
+/// so that an exporter serves its reset rather than its last count. Current values are observable gauges:
 /// <c>moegs.utilization.cv</c>, <c>moegs.load.max_mean_ratio</c>, <c>moegs.routing.efficiency</c> (%),
 /// <c>moegs.loss.load_balance</c>, <c>moegs.loss.router_z</c>.
 /// </para>
@@ -48,6 +50,9 @@ public sealed class RoutingStatsMetrics : IDisposable
     private readonly Histogram<double> _latency;
     private readonly CollectionReading<Reading> _reading;
 
+    // The most experts reported: an exporter keeps serving an expert's last count until it is reported again.
+    private int _expertsReported;
+
     /// <summary>Creates the instruments for <paramref name="stats"/>.</summary>
     /// <param name="stats">The statistics to publish; the caller keeps ownership.</param>
     /// <param name="layer">The MoE layer these statistics belong to, as the <c>layer</c> tag; null for none.</param>
@@ -71,7 +76,7 @@ public sealed class RoutingStatsMetrics : IDisposable
         Meter.CreateObservableCounter("moegs.slots.routed", _reading.Observe(r => Measure((long)r.RoutedSlots)), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
         Meter.CreateObservableCounter("moegs.slots.dropped", _reading.Observe(r => Measure((long)r.SlotsDropped)), "{slot}", "Routed slots dropped (beyond the expert capacity).");
         Meter.CreateObservableCounter("moegs.expert_ids.invalid", _reading.Observe(r => Measure((long)r.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E).");
-        Meter.CreateObservableCounter("moegs.expert.tokens", _reading.Observe(ExpertTokens), "{token}", "Token slots per expert (tag: expert).");
+        Meter.CreateObservableCounter("moegs.expert.tokens", _reading.Observe(ExpertTokens), "{slot}", "Token-expert slots per expert (tag: expert).");
         Meter.CreateObservableGauge("moegs.utilization.cv", _reading.Observe(r => Measure(r.UtilizationCv)), null, "Coefficient of variation of expert utilization.");
         Meter.CreateObservableGauge("moegs.load.max_mean_ratio", _reading.Observe(r => Measure(r.MaxMeanRatio)), null, "Most loaded expert's utilization over the mean.");
         Meter.CreateObservableGauge("moegs.routing.efficiency", _reading.Observe(r => Measure(r.RoutingEfficiency)), "%", "Percentage of routed slots kept.");
@@ -102,10 +107,12 @@ public sealed class RoutingStatsMetrics : IDisposable
     private IEnumerable<Measurement<long>> ExpertTokens(Reading reading)
     {
         var counts = reading.ExpertTokenCounts;
-        var measurements = new Measurement<long>[counts.Length];
-        for (var e = 0; e < counts.Length; e++)
+        var experts = Math.Max(counts.Length, Volatile.Read(ref _expertsReported));
+        Volatile.Write(ref _expertsReported, experts);
+        var measurements = new Measurement<long>[experts];
+        for (var e = 0; e < experts; e++)
         {
-            measurements[e] = new Measurement<long>((long)counts[e], [.. _tags, new("expert", e)]);
+            measurements[e] = new Measurement<long>(e < counts.Length ? (long)counts[e] : 0, [.. _tags, new("expert", e)]);
         }
 
         return measurements;

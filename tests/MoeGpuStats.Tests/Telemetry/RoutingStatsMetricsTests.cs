@@ -97,6 +97,39 @@ public sealed class RoutingStatsMetricsTests
     }
 
     /// <summary>
+    /// Statistics without an expert count empty their counts on a reset: the experts reported before are
+    /// reported as 0 (a counter reset), not left out, which an exporter would serve at their last count.
+    /// </summary>
+    [Fact]
+    public void ExpertsReportedOnceAreReportedAsZeroAfterAReset()
+    {
+        using var stats = new RoutingStats();
+        using var metrics = new RoutingStatsMetrics(stats, refreshInterval: TimeSpan.Zero);
+        var seen = new Dictionary<int, long>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name == "moegs.expert.tokens")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) => seen[(int)Tags(tags)["expert"]!] = value);
+        listener.Start();
+
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1, 2], TotalTokens = 4 });
+        listener.RecordObservableInstruments();
+        Assert.Equal(new Dictionary<int, long> { [0] = 1, [1] = 1, [2] = 2 }, seen);
+
+        stats.Reset();
+        seen.Clear();
+        listener.RecordObservableInstruments();
+        Assert.Equal(new Dictionary<int, long> { [0] = 0, [1] = 0, [2] = 0 }, seen);
+    }
+
+    /// <summary>
     /// Collections on several threads at once, each taking a new snapshot (refresh interval 0) while
     /// records go on, share readings without disposing one under another, never throw, and each
     /// report one state.
