@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
+using System.IO.Compression;
 using System.Net;
+using System.Net.Http.Headers;
 using System.Text;
 using MoeGpuStats.Telemetry;
 using Prometheus;
@@ -22,7 +24,8 @@ namespace MoeGpuStats.Cli.Output;
 /// The listener here attaches before the instruments exist and so counts every latency recorded
 /// after <see cref="Start"/>. The host <c>localhost</c> or <c>127.0.0.1</c> serves both names, on
 /// the loopback interface only; any other host is served as given. GET and HEAD (the headers alone)
-/// are answered; other methods get 405, other paths 404.
+/// are answered, gzip-compressed when the scraper accepts it (as Prometheus does); other methods get
+/// 405, other paths 404.
 /// </remarks>
 internal sealed class MetricsEndpoint : IDisposable
 {
@@ -191,6 +194,26 @@ internal sealed class MetricsEndpoint : IDisposable
         }
     }
 
+    /// <summary>Whether an <c>Accept-Encoding</c> header accepts gzip (named, or <c>*</c>, with a quality above 0).</summary>
+    internal static bool AcceptsGzip(string? acceptEncoding) =>
+        acceptEncoding is not null
+        && acceptEncoding.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Any(coding =>
+            StringWithQualityHeaderValue.TryParse(coding, out var accepted)
+            && (accepted.Value.Equals("gzip", StringComparison.OrdinalIgnoreCase) || accepted.Value == "*")
+            && (accepted.Quality ?? 1) > 0);
+
+    private static MemoryStream Gzip(MemoryStream body)
+    {
+        var compressed = new MemoryStream();
+        using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest, leaveOpen: true))
+        {
+            body.Position = 0;
+            body.CopyTo(gzip);
+        }
+
+        return compressed;
+    }
+
     private async Task AnswerAsync(HttpListenerContext context)
     {
         var response = context.Response;
@@ -225,17 +248,26 @@ internal sealed class MetricsEndpoint : IDisposable
                 _collecting.Release();
             }
 
+            // Prometheus asks for gzip: a large model's per-expert series are megabytes of text.
+            using var compressed = AcceptsGzip(context.Request.Headers["Accept-Encoding"]) ? Gzip(body) : null;
+            var payload = compressed ?? body;
             response.StatusCode = 200;
             response.ContentType = ContentType;
-            response.ContentLength64 = body.Length;
+            response.AddHeader("Vary", "Accept-Encoding");
+            if (compressed is not null)
+            {
+                response.AddHeader("Content-Encoding", "gzip");
+            }
+
+            response.ContentLength64 = payload.Length;
             if (head)
             {
                 return;
             }
 
-            body.Position = 0;
+            payload.Position = 0;
             answering = true;
-            await body.CopyToAsync(response.OutputStream, _stopping.Token).ConfigureAwait(false);
+            await payload.CopyToAsync(response.OutputStream, _stopping.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!answering)
         {

@@ -324,6 +324,45 @@ public sealed class MetricsEndpointTests
         Assert.Equal(["GET", "HEAD"], response.Content.Headers.Allow);
     }
 
+    /// <summary>A scraper that accepts gzip (Prometheus does) gets the same text compressed; one that does not, plain text.</summary>
+    [Fact]
+    public async Task AScraperAcceptingGzipGetsTheTextCompressed()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 64 });
+        stats.RecordRouting(Enumerable.Range(0, 128).Select(i => i % 64).ToArray(), tokens: 64, topK: 2);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient(new HttpClientHandler { AutomaticDecompression = DecompressionMethods.None });
+
+        using var plain = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"http://127.0.0.1:{port}/metrics");
+        request.Headers.AcceptEncoding.ParseAdd("gzip");
+        using var gzipped = await http.SendAsync(request, cancel);
+
+        var text = await plain.Content.ReadAsStringAsync(cancel);
+        var compressed = await gzipped.Content.ReadAsByteArrayAsync(cancel);
+        Assert.Empty(plain.Content.Headers.ContentEncoding);
+        Assert.Equal(["gzip"], gzipped.Content.Headers.ContentEncoding);
+        Assert.True(compressed.Length < text.Length / 4, $"{compressed.Length} bytes compressed of {text.Length}");
+        using var unzip = new System.IO.Compression.GZipStream(new MemoryStream(compressed), System.IO.Compression.CompressionMode.Decompress);
+        using var reader = new StreamReader(unzip);
+        Assert.Equal(text, await reader.ReadToEndAsync(cancel));
+    }
+
+    [Theory]
+    [InlineData("gzip", true)]
+    [InlineData("deflate, gzip;q=0.5", true)]
+    [InlineData("GZIP", true)]
+    [InlineData("*", true)]
+    [InlineData("gzip;q=0", false)]
+    [InlineData("identity", false)]
+    [InlineData("", false)]
+    [InlineData(null, false)]
+    [InlineData("gzip;q=nonsense", false)]
+    public void AcceptEncodingIsReadAsHttpSaysForGzip(string? header, bool accepts) =>
+        Assert.Equal(accepts, MetricsEndpoint.AcceptsGzip(header));
+
     [Fact]
     public async Task PrometheusScrapesTheStatistics()
     {
