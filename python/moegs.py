@@ -662,6 +662,9 @@ class MoeModelStats(_Handle):
         if not isinstance(ids, (list, tuple)):
             if _layers_at_a_stride(ids):
                 # buffer[:, :tokens] of a padded buffer: its layers are [tokens, k] views at one stride, read without a copy.
+                # Its layer count is checked here, so that a refusal names the array given, not views of it.
+                if ids.shape[0] != self.layers:
+                    raise ValueError(f"ids shaped {list(ids.shape)} hold {ids.shape[0]} layers; this model has {self.layers}")
                 return self._layers_of(list(ids))
             pointer, _, shape, is_cuda, device, alive = _memory(ids, "ids")
             if len(shape) != 3:

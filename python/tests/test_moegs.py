@@ -624,6 +624,11 @@ class ModelTests(unittest.TestCase):
                 self.assertEqual(want, load_rows(model.window_load()))
                 model.record(list(ids))
                 self.assertEqual([[2 * count for count in row] for row in want], load_rows(model.window_load()))
+                # Too many layers are named as the array's shape, as a contiguous array's are, not as views of it.
+                wide = numpy.zeros((self.LAYERS + 1, 5, self.K), numpy.int32)
+                wide = wide[:, :3] if isinstance(ids, numpy.ndarray) else torch.from_numpy(wide)[:, :3]
+                with self.assertRaisesRegex(ValueError, rf"^ids shaped \[{self.LAYERS + 1}, 3, {self.K}\] hold {self.LAYERS + 1} layers; this model has {self.LAYERS}$"):
+                    model.record(wide)
                 # Layers not contiguous themselves keep _memory's message: no layer stride reads them.
                 with self.assertRaisesRegex(ValueError, "contiguous"):
                     model.record(buffer[:, :, :1] if isinstance(ids, numpy.ndarray) else ids[:, :, :1])
