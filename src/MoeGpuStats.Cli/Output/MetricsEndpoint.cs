@@ -194,13 +194,33 @@ internal sealed class MetricsEndpoint : IDisposable
         }
     }
 
-    /// <summary>Whether an <c>Accept-Encoding</c> header accepts gzip (named, or <c>*</c>, with a quality above 0).</summary>
-    internal static bool AcceptsGzip(string? acceptEncoding) =>
-        acceptEncoding is not null
-        && acceptEncoding.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Any(coding =>
-            StringWithQualityHeaderValue.TryParse(coding, out var accepted)
-            && (accepted.Value.Equals("gzip", StringComparison.OrdinalIgnoreCase) || accepted.Value == "*")
-            && (accepted.Quality ?? 1) > 0);
+    /// <summary>
+    /// Whether an <c>Accept-Encoding</c> header accepts gzip: named with a quality above 0, or not named
+    /// and <c>*</c> with a quality above 0 (RFC 9110: <c>*</c> stands for the codings not listed, so
+    /// <c>gzip;q=0, *</c> refuses gzip).
+    /// </summary>
+    internal static bool AcceptsGzip(string? acceptEncoding)
+    {
+        double? gzip = null, any = null;
+        foreach (var coding in (acceptEncoding ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!StringWithQualityHeaderValue.TryParse(coding, out var accepted))
+            {
+                continue;
+            }
+
+            if (accepted.Value.Equals("gzip", StringComparison.OrdinalIgnoreCase))
+            {
+                gzip = Math.Max(gzip ?? 0, accepted.Quality ?? 1);
+            }
+            else if (accepted.Value == "*")
+            {
+                any = Math.Max(any ?? 0, accepted.Quality ?? 1);
+            }
+        }
+
+        return (gzip ?? any ?? 0) > 0;
+    }
 
     private static MemoryStream Gzip(MemoryStream body)
     {

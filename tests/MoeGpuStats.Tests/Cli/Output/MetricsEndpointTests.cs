@@ -360,6 +360,10 @@ public sealed class MetricsEndpointTests
     [InlineData("", false)]
     [InlineData(null, false)]
     [InlineData("gzip;q=nonsense", false)]
+    [InlineData("gzip;q=0, *", false)]
+    [InlineData("*, gzip;q=0", false)]
+    [InlineData("*;q=0, gzip", true)]
+    [InlineData("identity, *;q=0", false)]
     public void AcceptEncodingIsReadAsHttpSaysForGzip(string? header, bool accepts) =>
         Assert.Equal(accepts, MetricsEndpoint.AcceptsGzip(header));
 
