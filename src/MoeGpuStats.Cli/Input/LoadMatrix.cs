@@ -178,9 +178,10 @@ internal static class LoadMatrix
                     if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out loads[layer, e]))
                     {
                         // A whole number in float form (1.0, 1e3, as json.dump of a float tensor writes) is refused too,
-                        // so the message says how to write one; "1.0 ...; loads are whole numbers" read as a contradiction.
+                        // so the message says how to write one; an integer beyond long's range has no such form to blame.
                         var where = oneLayer ? $"load {e}" : $"row {layer}, load {e}";
-                        var form = value.ValueKind == JsonValueKind.Number ? ", written without a decimal point or exponent (1, not 1.0 or 1e0)" : "";
+                        var floatForm = value.ValueKind == JsonValueKind.Number && value.GetRawText().IndexOfAny(['.', 'e', 'E']) >= 0;
+                        var form = floatForm ? ", written without a decimal point or exponent (1, not 1.0 or 1e0)" : "";
                         throw new InvalidDataException($"{path}: {where} is {NpyHeader.Printable(value.GetRawText())}; loads are whole numbers from 0 to {long.MaxValue:N0}{form}.");
                     }
 

@@ -168,6 +168,7 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("float-form.json", "[[1, 2.0]]", "row 0, load 1 is 2.0; loads are whole numbers from 0 to 9,223,372,036,854,775,807, written without a decimal point or exponent (1, not 1.0 or 1e0).")]
     [InlineData("exponent.json", "[1e3, 2]", "load 0 is 1e3; loads are whole numbers from 0 to 9,223,372,036,854,775,807, written without a decimal point or exponent")]
     [InlineData("nested.json", "[[[1, 2]]]", "row 0, load 0 is [1, 2]; loads are whole numbers from 0 to 9,223,372,036,854,775,807.")]
+    [InlineData("huge.json", "[[1, 9223372036854775808]]", "row 0, load 1 is 9223372036854775808; loads are whole numbers from 0 to 9,223,372,036,854,775,807.")]
     [InlineData("text.json", "\"loads\"", "JSON string; give an array of arrays")]
     [InlineData("empty.json", "[]", "an empty array: no loads, nothing to place.")]
     [InlineData("empty-rows.json", "[[], []]", "2 empty rows: no loads, nothing to place.")]
