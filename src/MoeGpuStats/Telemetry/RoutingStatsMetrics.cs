@@ -107,8 +107,15 @@ public sealed class RoutingStatsMetrics : IDisposable
     private IEnumerable<Measurement<long>> ExpertTokens(Reading reading)
     {
         var counts = reading.ExpertTokenCounts;
-        var experts = Math.Max(counts.Length, Volatile.Read(ref _expertsReported));
-        Volatile.Write(ref _expertsReported, experts);
+        // A maximum kept by compare-and-swap: collections on other threads at once (readings of fewer
+        // experts among them) must not lower it, or an expert would again keep its last count after a reset.
+        int experts, reported;
+        do
+        {
+            reported = Volatile.Read(ref _expertsReported);
+            experts = Math.Max(counts.Length, reported);
+        }
+        while (experts != reported && Interlocked.CompareExchange(ref _expertsReported, experts, reported) != reported);
         var measurements = new Measurement<long>[experts];
         for (var e = 0; e < experts; e++)
         {
