@@ -588,7 +588,9 @@ static void model_layer_values(void)
             }
         }
 
-    REFUSED(moegs_model_layer_decayed_utilization(plain, 0, values, M_EXPERTS), MOEGS_INVALID_ARGUMENT, "keeps no decayed utilization", "utilization_decay");
+    char plain_name[32];
+    snprintf(plain_name, sizeof plain_name, "handle %lld: ", (long long)plain);
+    REFUSED(moegs_model_layer_decayed_utilization(plain, 0, values, M_EXPERTS), MOEGS_INVALID_ARGUMENT, plain_name, "keeps no decayed utilization", "utilization_decay");
     REFUSED(moegs_model_layer_expert_counts(models[0], M_LAYERS, counts, M_EXPERTS), MOEGS_INVALID_ARGUMENT, "layer = 3", "[0, 2]");
     REFUSED(moegs_model_layer_expert_utilization(models[0], -1, values, M_EXPERTS), MOEGS_INVALID_ARGUMENT, "layer = -1");
     REFUSED(moegs_model_layer_expert_utilization(models[1], 0, values, M_EXPERTS - 1), MOEGS_INVALID_ARGUMENT, "capacity = 7", ">= 8");

@@ -335,7 +335,7 @@ public static unsafe class NativeApi
             NativeChecks.Capacity(capacity, model.Stats.Experts);
             if (decayed && model.Stats.Options.UtilizationDecay is null)
             {
-                throw new NativeArgumentException($"this model keeps no decayed utilization: create it with a utilization_decay in [0, 1), not a negative one.");
+                throw new NativeArgumentException($"handle {handle}: this model keeps no decayed utilization: create it with a utilization_decay in [0, 1), not a negative one.");
             }
 
             using var stats = model.Stats.Layer(layer);
