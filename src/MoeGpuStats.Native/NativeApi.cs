@@ -264,7 +264,10 @@ public static unsafe class NativeApi
 
     [UnmanagedCallersOnly]
     public static int ModelLayerDecayedUtilization(long handle, int layer, float* destination, int capacity) =>
-        CopyOutLayer(handle, layer, destination, capacity, "moegs_model_layer_decayed_utilization copies each expert's decayed utilization", stats => stats.DecayedExpertUtilization, decayed: true);
+        CopyOutLayer(handle, layer, destination, capacity, "moegs_model_layer_decayed_utilization copies each expert's decayed utilization", stats =>
+            stats.Options.UtilizationDecay is null
+                ? throw new NativeArgumentException($"handle {handle}: this model keeps no decayed utilization: create it with a utilization_decay in [0, 1), not a negative one.")
+                : stats.DecayedExpertUtilization);
 
     [UnmanagedCallersOnly]
     public static int ModelReset(long handle) => WithModel(handle, model => model.Stats.Reset());
@@ -321,7 +324,7 @@ public static unsafe class NativeApi
     /// Copies one value per expert of a model's layer: all <c>experts</c> of them, zeros before the layer's
     /// first step (a layer's lists are empty until then, as a fresh aggregator's).
     /// </summary>
-    private static int CopyOutLayer<T>(long handle, int layer, T* destination, int capacity, string copies, Func<RoutingStats, IReadOnlyList<T>> read, bool decayed = false)
+    private static int CopyOutLayer<T>(long handle, int layer, T* destination, int capacity, string copies, Func<RoutingStats, IReadOnlyList<T>> read)
         where T : unmanaged
     {
         if (destination is null)
@@ -333,11 +336,6 @@ public static unsafe class NativeApi
         {
             NativeChecks.Layer(layer, model.Stats.Layers);
             NativeChecks.Capacity(capacity, model.Stats.Experts);
-            if (decayed && model.Stats.Options.UtilizationDecay is null)
-            {
-                throw new NativeArgumentException($"handle {handle}: this model keeps no decayed utilization: create it with a utilization_decay in [0, 1), not a negative one.");
-            }
-
             using var stats = model.Stats.Layer(layer);
             var values = read(stats);
             var span = new Span<T>(destination, model.Stats.Experts);
