@@ -61,6 +61,14 @@ internal static class PlanCommand
             }
 
             var (layers, experts) = (loads.GetLength(0), loads.GetLength(1));
+            if (layers > ModelRoutingStatsOptions.MaxLayers)
+            {
+                // More rows than a model has layers is most likely a trace of ids, [tokens, k], which reads as loads.
+                console.Error.WriteLine(
+                    $"{path}: {layers:N0} rows; a load has one row per MoE layer, at most {ModelRoutingStatsOptions.MaxLayers:N0}. A [tokens, k] array of top-k ids is a trace: `moegs replay {path} --experts E --save FILE.json` saves its load, which plan reads.");
+                return ExitCodes.BadInput;
+            }
+
             if (experts > MaxReplicas)
             {
                 // Asking for --replicas of at least the experts would name a value the option refuses.
@@ -77,12 +85,6 @@ internal static class PlanCommand
             if (experts % g != 0)
             {
                 console.Error.WriteLine($"--groups {g}: {g:N0} groups do not divide the {experts:N0} experts of {path}; give a divisor of {experts:N0} (1 when the model has no groups).");
-                return ExitCodes.Usage;
-            }
-
-            if ((long)layers * r > ExpertPlacement.MaxSlots)
-            {
-                console.Error.WriteLine($"--replicas {r}: {layers:N0} layers of {r:N0} slots are {(long)layers * r:N0}, more than one plan holds ({ExpertPlacement.MaxSlots:N0}).");
                 return ExitCodes.Usage;
             }
 

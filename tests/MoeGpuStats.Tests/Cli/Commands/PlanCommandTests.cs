@@ -215,12 +215,14 @@ public sealed class PlanCommandTests : IDisposable
 
     /// <summary>
     /// More experts than --replicas may take: the file is named, not a --replicas the option refuses (it
-    /// said "give at least 65,537"); many one-expert rows ask for more slots than a plan holds and are
-    /// refused before the plan, with the count (they were planned up to 2^31 slots, tens of GB).
+    /// said "give at least 65,537"); more rows than a model has layers (a trace of ids, [tokens, k],
+    /// reads as loads) are refused before the plan, naming how to plan a trace's load (they were planned:
+    /// a trace of 4,096 tokens as 4,096 layers of k experts, and 2,000 one-expert rows asked for 2^27 slots).
     /// </summary>
     [Theory]
     [InlineData("1, 65537", "--replicas 65536 --gpus 1", ExitCodes.BadInput, "{0}: 65,537 experts per layer; a plan places at most 65,536 (the most --replicas takes), one slot each at least.")]
-    [InlineData("2000, 1", "--replicas 65536 --gpus 1", ExitCodes.Usage, "--replicas 65536: 2,000 layers of 65,536 slots are 131,072,000, more than one plan holds (67,108,864).")]
+    [InlineData("2000, 1", "--replicas 65536 --gpus 1", ExitCodes.BadInput, "{0}: 2,000 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: `moegs replay {0} --experts E --save FILE.json` saves its load, which plan reads.")]
+    [InlineData("4096, 8", "--replicas 64 --gpus 8", ExitCodes.BadInput, "{0}: 4,096 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: `moegs replay {0} --experts E --save FILE.json` saves its load, which plan reads.")]
     public void LoadsLargerThanAPlanAreRefusedNamingWhatIsTooLarge(string shape, string arguments, int exitCode, string expected)
     {
         var dims = shape.Split(", ").Select(int.Parse).ToArray();
