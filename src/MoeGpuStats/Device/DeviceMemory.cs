@@ -22,4 +22,28 @@ internal static class DeviceMemory
                 exception);
         }
     }
+
+    /// <summary>
+    /// Whether the accelerator, or the stream that orders the statistics' work, was disposed: ILGPU frees
+    /// every buffer of an accelerator with it, so work enqueued after that would touch freed memory
+    /// (ILGPU's CPU accelerator ends the process on it).
+    /// </summary>
+    public static bool IsGone(Accelerator accelerator, AcceleratorStream stream) => accelerator.IsDisposed || stream.IsDisposed;
+
+    /// <summary>Throws <see cref="ObjectDisposedException"/> naming <paramref name="owner"/> when <see cref="IsGone"/>.</summary>
+    /// <param name="accelerator">The accelerator that holds the state.</param>
+    /// <param name="stream">The stream the state's work is ordered on.</param>
+    /// <param name="owner">The public type the caller holds, as the exception names it.</param>
+    public static void ThrowIfGone(Accelerator accelerator, AcceleratorStream stream, string owner)
+    {
+        if (accelerator.IsDisposed)
+        {
+            throw new ObjectDisposedException(owner, $"The accelerator '{accelerator.Name}' that holds these statistics was disposed, which freed their state; dispose the statistics before their accelerator.");
+        }
+
+        if (stream.IsDisposed)
+        {
+            throw new ObjectDisposedException(owner, $"The stream these statistics are ordered on was disposed; dispose the statistics before the stream given to them.");
+        }
+    }
 }

@@ -129,7 +129,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            ThrowIfDisposed(_disposed);
+            ThrowIfUnusable();
             Launch(ids, StepArguments(tokens, topK, layerStride), validTokens, loadBalanceLosses, routerZLosses);
         }
     }
@@ -139,7 +139,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            ThrowIfDisposed(_disposed);
+            ThrowIfUnusable();
             Launch(ids, arguments, validTokens, default, default);
         }
     }
@@ -148,7 +148,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            ThrowIfDisposed(_disposed);
+            ThrowIfUnusable();
             var length = (Options.Layers - 1) * layerStride + (long)tokens * topK;
             if (_hostIds is null || _hostIds.Length < length)
             {
@@ -200,14 +200,21 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            ThrowIfDisposed(_disposed);
+            ThrowIfUnusable();
             FoldPending();
             return read(Stream, _views.Layer(layer, Options.Experts));
         }
     }
 
     /// <summary>Throws if the model was disposed: its layers' handles check through here.</summary>
-    internal void ThrowIfDisposed() => ThrowIfDisposed(_disposed);
+    internal void ThrowIfDisposed() => ThrowIfUnusable();
+
+    /// <summary>Throws if the model, its accelerator or its stream was disposed: work enqueued after that would touch freed memory.</summary>
+    private void ThrowIfUnusable()
+    {
+        ThrowIfDisposed(_disposed);
+        DeviceMemory.ThrowIfGone(Accelerator, Stream, nameof(ModelRoutingStats));
+    }
 
     /// <summary>Layer <paramref name="layer"/>'s utilization query.</summary>
     internal UtilizationQueryResult QueryLayer(int layer, int window) =>
@@ -229,7 +236,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            ThrowIfDisposed(_disposed);
+            ThrowIfUnusable();
             FoldPending();
             var load = new ulong[_views.WindowLoad.Length];
             _views.WindowLoad.CopyToCPU(Stream, load.AsSpan());
@@ -245,7 +252,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            ThrowIfDisposed(_disposed);
+            ThrowIfUnusable();
             FoldPending();
             return new ModelDeviceArrays(_views.TokenCounts, _views.WindowLoad, Stream, Options.Layers, Options.Experts, _steps, WindowSteps);
         }
@@ -255,7 +262,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            ThrowIfDisposed(_disposed);
+            ThrowIfUnusable();
             FoldPending();
             var rankView = _ranks.SubView(0, ranks?.Length ?? 0);
             rankView.CopyFromCPU(Stream, ranks ?? []);
@@ -277,7 +284,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            ThrowIfDisposed(_disposed);
+            ThrowIfUnusable();
             ClearDevice();
             _pending = false;
             _steps = 0;
@@ -288,7 +295,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            ThrowIfDisposed(_disposed);
+            ThrowIfUnusable();
             FoldPending();
             var layerOptions = Options.LayerOptions;
             var layers = new RoutingState[Options.Layers];
@@ -329,7 +336,13 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             }
 
             _disposed = true;
-            Stream.Synchronize();
+            // After the accelerator (or the caller's stream) was disposed there is nothing left to wait
+            // for, and the buffers went with the accelerator: disposing them again is a no-op.
+            if (!DeviceMemory.IsGone(Accelerator, Stream))
+            {
+                Stream.Synchronize();
+            }
+
             FreeDeviceMemory();
             _owned?.Dispose();
         }

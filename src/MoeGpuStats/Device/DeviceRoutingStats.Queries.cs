@@ -36,7 +36,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             FoldPending();
             return DeviceStateReader.ReadBlock(Stream, _views);
         }
@@ -46,7 +46,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             FoldPending();
             return DeviceStateReader.ReadUtilization(Stream, _views, _experts, _options, decayed);
         }
@@ -56,7 +56,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             FoldPending();
             return DeviceStateReader.ReadTokenCounts(Stream, _views, _experts);
         }
@@ -67,7 +67,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             FoldPending();
             return DeviceStateReader.ReadVarianceHistory(Stream, _views);
         }
@@ -78,7 +78,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             FoldPending();
             return DeviceStateReader.Query(Stream, _views, window, _query, _queryResult.View);
         }
@@ -102,7 +102,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             FoldPending();
             experts = _experts;
             var result = DeviceStateReader.Query(Stream, _views, window, _query, _queryResult.View);

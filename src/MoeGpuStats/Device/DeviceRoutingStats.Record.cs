@@ -30,7 +30,7 @@ public sealed partial class DeviceRoutingStats
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfUnusable();
         RecordChecks.Validate(_options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
         ViewAccelerator.CheckAlive(topKExpertIds, nameof(topKExpertIds));
         RecordValidated(topKExpertIds, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
@@ -41,7 +41,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             var experts = RecordChecks.ResolveExperts(_options, _experts);
             var length = (long)tokens * topK;
             if (length > 0)
@@ -62,7 +62,7 @@ public sealed partial class DeviceRoutingStats
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfUnusable();
         RecordChecks.Validate(_options, topKExpertIds.Length, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, nameof(topKExpertIds));
         RecordValidated(topKExpertIds, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
@@ -72,7 +72,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             var experts = RecordChecks.ResolveExperts(_options, _experts);
             var length = tokens * topK;
             if (_hostIds.Length < length)
@@ -99,7 +99,7 @@ public sealed partial class DeviceRoutingStats
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(RoutingDecision decision)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfUnusable();
         RoutingDecisionValidator.Validate(decision, nameof(decision));
         RecordValidated(decision, nameof(decision));
     }
@@ -109,7 +109,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             var counts = decision.ExpertCapacities;
             if (counts.Count > RoutingStatsOptions.MaxDeviceExperts)
             {

@@ -13,7 +13,7 @@ public sealed partial class DeviceRoutingStats
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             FoldPending();
             return DeviceStateReader.ReadState(Stream, _views, _experts, _options);
         }

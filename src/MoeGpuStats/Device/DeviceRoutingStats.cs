@@ -154,7 +154,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
             ClearDevice();
             _pending = NoRecord;
             _experts = 0;
@@ -172,7 +172,13 @@ public sealed partial class DeviceRoutingStats : IDisposable
             }
 
             _disposed = true;
-            Stream.Synchronize();
+            // After the accelerator (or the caller's stream) was disposed there is nothing left to wait
+            // for, and the buffers went with the accelerator: disposing them again is a no-op.
+            if (!DeviceMemory.IsGone(Accelerator, Stream))
+            {
+                Stream.Synchronize();
+            }
+
             FreeDeviceMemory();
         }
     }
@@ -189,6 +195,13 @@ public sealed partial class DeviceRoutingStats : IDisposable
         {
             Stream.Dispose();
         }
+    }
+
+    /// <summary>Throws if this engine, its accelerator or its stream was disposed: work enqueued after that would touch freed memory.</summary>
+    private void ThrowIfUnusable()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        DeviceMemory.ThrowIfGone(Accelerator, Stream, nameof(DeviceRoutingStats));
     }
 
     private void ClearDevice()

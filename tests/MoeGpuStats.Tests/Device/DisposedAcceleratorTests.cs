@@ -1,0 +1,95 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using MoeGpuStats.Device;
+
+namespace MoeGpuStats.Tests.Device;
+
+/// <summary>
+/// Statistics whose accelerator (or caller-given stream) was disposed first: ILGPU freed their
+/// buffers with it, so every call is refused with <see cref="ObjectDisposedException"/> that says so
+/// (on the CPU accelerator the next copy or kernel ended the process), and Dispose still succeeds.
+/// </summary>
+public sealed class DisposedAcceleratorTests
+{
+    private static readonly RoutingStatsOptions Options = new() { Experts = 4 };
+
+    [Fact]
+    public void AnEngineWhoseAcceleratorWasDisposedRefusesEveryCall()
+    {
+        using var context = Context.Create(builder => builder.CPU());
+        var accelerator = context.GetCPUDevice(0).CreateAccelerator(context);
+        var stats = new DeviceRoutingStats(accelerator, Options);
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        accelerator.Dispose();
+
+        AssertGone(() => stats.RecordRouting([0, 1], tokens: 1, topK: 2));
+        AssertGone(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1, 0, 0], TotalTokens = 1 }));
+        AssertGone(() => stats.UtilizationCv());
+        AssertGone(() => stats.MostUtilizedExpert());
+        AssertGone(() => stats.Snapshot());
+        AssertGone(stats.Reset);
+        stats.Dispose();
+        stats.Dispose();
+    }
+
+    [Fact]
+    public void AFacadeWhoseAcceleratorWasDisposedRefusesEveryCall()
+    {
+        using var context = Context.Create(builder => builder.CPU());
+        var accelerator = context.GetCPUDevice(0).CreateAccelerator(context);
+        var stats = RoutingStats.OnDevice(accelerator, Options);
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        accelerator.Dispose();
+
+        AssertGone(() => stats.RecordRouting([0, 1], tokens: 1, topK: 2));
+        AssertGone(() => _ = stats.TotalRoutings);
+        AssertGone(() => _ = stats.ExpertTokenCounts);
+        AssertGone(() => stats.Snapshot());
+        stats.Dispose();
+    }
+
+    [Fact]
+    public void AModelWhoseAcceleratorWasDisposedRefusesEveryCallAndSoDoItsLayers()
+    {
+        using var context = Context.Create(builder => builder.CPU());
+        var accelerator = context.GetCPUDevice(0).CreateAccelerator(context);
+        var model = ModelRoutingStats.OnDevice(accelerator, new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 3 });
+        model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1);
+        var layer = model.Layer(1);
+        accelerator.Dispose();
+
+        AssertGone(() => model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1));
+        AssertGone(() => model.WindowLoad());
+        AssertGone(() => model.Summary());
+        AssertGone(() => model.Snapshot());
+        AssertGone(model.Reset);
+        AssertGone(() => _ = layer.ExpertTokenCounts);
+        AssertGone(() => layer.UtilizationCv());
+        model.Dispose();
+    }
+
+    [Fact]
+    public void AnEngineWhoseCallerStreamWasDisposedRefusesEveryCall()
+    {
+        using var context = Context.Create(builder => builder.CPU());
+        using var accelerator = context.GetCPUDevice(0).CreateAccelerator(context);
+        var stream = accelerator.CreateStream();
+        var stats = new DeviceRoutingStats(accelerator, Options, stream);
+        var model = ModelRoutingStats.OnDevice(accelerator, new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 3 }, stream);
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        stream.Dispose();
+
+        var error = Assert.Throws<ObjectDisposedException>(() => stats.RecordRouting([0, 1], tokens: 1, topK: 2));
+        Assert.Contains("stream these statistics are ordered on was disposed", error.Message);
+        Assert.Throws<ObjectDisposedException>(() => model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1));
+        stats.Dispose();
+        model.Dispose();
+    }
+
+    private static void AssertGone(Action call)
+    {
+        var error = Assert.Throws<ObjectDisposedException>(call);
+        Assert.Contains("accelerator 'CPUAccelerator' that holds these statistics was disposed", error.Message);
+    }
+}
