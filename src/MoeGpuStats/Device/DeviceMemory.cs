@@ -46,4 +46,35 @@ internal static class DeviceMemory
             throw new ObjectDisposedException(owner, $"The stream these statistics are ordered on was disposed; dispose the statistics before the stream given to them.");
         }
     }
+
+    /// <summary>
+    /// Checks the accelerator and stream a constructor was given: neither disposed, and the stream one
+    /// of that accelerator's (a stream of another accelerator orders nothing with its work; on CUDA
+    /// another context's stream cannot take its launches).
+    /// </summary>
+    /// <exception cref="ArgumentException">The accelerator or stream was disposed, or the stream belongs to another accelerator.</exception>
+    public static void CheckConstructorArguments(Accelerator accelerator, AcceleratorStream? stream)
+    {
+        if (accelerator.IsDisposed)
+        {
+            throw new ArgumentException($"accelerator '{accelerator.Name}' was disposed; pass a live accelerator.", nameof(accelerator));
+        }
+
+        if (stream is null)
+        {
+            return;
+        }
+
+        if (stream.IsDisposed)
+        {
+            throw new ArgumentException("stream was disposed; pass a live stream of the accelerator, or null for a stream of the statistics' own.", nameof(stream));
+        }
+
+        if (stream.Accelerator != accelerator)
+        {
+            throw new ArgumentException(
+                $"stream belongs to another accelerator ('{stream.Accelerator.Name}') than the one given ('{accelerator.Name}'); pass a stream of that accelerator, or null for a stream of the statistics' own.",
+                nameof(stream));
+        }
+    }
 }

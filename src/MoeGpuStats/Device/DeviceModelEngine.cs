@@ -44,6 +44,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     public DeviceModelEngine(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null, IDisposable? owned = null, int boundGroupsPerMultiprocessor = 0)
         : base(options)
     {
+        DeviceMemory.CheckConstructorArguments(accelerator, stream);
         _record = new ModelRecordLauncher(accelerator, boundGroupsPerMultiprocessor);
         _query = UtilizationQueryKernel.Create(accelerator);
         _measure = LayerBalanceKernel.Create(accelerator);

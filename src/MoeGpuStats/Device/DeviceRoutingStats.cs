@@ -51,6 +51,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     /// <param name="logger">Where to warn that the record kernel runs without its launch bounds (<see cref="RecordKernelHasLaunchBounds"/>); null for no log.</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or <see cref="RoutingStatsOptions.Experts"/> exceeds the device limit.</exception>
+    /// <exception cref="ArgumentException">The accelerator or the stream was disposed, or the stream belongs to another accelerator.</exception>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
     public DeviceRoutingStats(Accelerator accelerator, RoutingStatsOptions? options = null, AcceleratorStream? stream = null, ILogger? logger = null)
         : this(accelerator, options, stream, RoutingRecordKernel.Create, logger)
@@ -68,6 +69,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
         Accelerator accelerator, RoutingStatsOptions? options, AcceleratorStream? stream, Func<Accelerator, RoutingRecordLauncher> createRecord, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
+        DeviceMemory.CheckConstructorArguments(accelerator, stream);
         _options = options ?? new RoutingStatsOptions();
         _options.Validate();
         if (_options.Experts > RoutingStatsOptions.MaxDeviceExperts)

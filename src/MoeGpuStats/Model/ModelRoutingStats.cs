@@ -43,6 +43,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="stream">The stream steps and reads are ordered on (the producer's, so a step follows the router's kernels without a wait); null for a stream of its own.</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> or <paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="ArgumentException">The accelerator or the stream was disposed, or the stream belongs to another accelerator.</exception>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
     public static ModelRoutingStats OnDevice(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null)
     {

@@ -87,6 +87,39 @@ public sealed class DisposedAcceleratorTests
         model.Dispose();
     }
 
+    /// <summary>A constructor refuses a disposed accelerator or stream, and a stream of another accelerator, naming the argument (it built the state on them silently).</summary>
+    [Fact]
+    public void ConstructorsRefuseADisposedAcceleratorOrStreamAndAStreamOfAnotherAccelerator()
+    {
+        using var context = Context.Create(builder => builder.CPU());
+        var gone = context.GetCPUDevice(0).CreateAccelerator(context);
+        gone.Dispose();
+        using var accelerator = context.GetCPUDevice(0).CreateAccelerator(context);
+        using var other = context.GetCPUDevice(0).CreateAccelerator(context);
+        using var otherStream = other.CreateStream();
+        var goneStream = accelerator.CreateStream();
+        goneStream.Dispose();
+        var modelOptions = new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 3 };
+
+        AssertRefused("accelerator", "was disposed", () => new DeviceRoutingStats(gone, Options));
+        AssertRefused("accelerator", "was disposed", () => ModelRoutingStats.OnDevice(gone, modelOptions));
+        AssertRefused("stream", "stream was disposed", () => new DeviceRoutingStats(accelerator, Options, goneStream));
+        AssertRefused("stream", "stream was disposed", () => ModelRoutingStats.OnDevice(accelerator, modelOptions, goneStream));
+        AssertRefused("stream", "stream belongs to another accelerator", () => new DeviceRoutingStats(accelerator, Options, otherStream));
+        AssertRefused("stream", "stream belongs to another accelerator", () => ModelRoutingStats.OnDevice(accelerator, modelOptions, otherStream));
+
+        using var own = accelerator.CreateStream();
+        using var stats = new DeviceRoutingStats(accelerator, Options, own);
+        using var model = ModelRoutingStats.OnDevice(accelerator, modelOptions, accelerator.DefaultStream);
+    }
+
+    private static void AssertRefused(string argument, string says, Func<object> create)
+    {
+        var error = Assert.Throws<ArgumentException>(() => (create() as IDisposable)?.Dispose());
+        Assert.Equal(argument, error.ParamName);
+        Assert.Contains(says, error.Message);
+    }
+
     private static void AssertGone(Action call)
     {
         var error = Assert.Throws<ObjectDisposedException>(call);
