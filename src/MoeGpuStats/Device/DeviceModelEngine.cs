@@ -154,7 +154,13 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             if (_hostIds is null || _hostIds.Length < length)
             {
                 var larger = DeviceMemory.Allocate<int>(Accelerator, Math.Max(length, 1), "a step's ids copied from the host");
-                _hostIds?.Dispose();
+                if (_hostIds is not null)
+                {
+                    // The pending step's launch may still be reading the old buffer, as in DeviceRoutingStats's record.
+                    Stream.Synchronize();
+                    _hostIds.Dispose();
+                }
+
                 _hostIds = larger;
             }
 
@@ -337,15 +343,21 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             }
 
             _disposed = true;
-            // After the accelerator (or the caller's stream) was disposed there is nothing left to wait
-            // for, and the buffers went with the accelerator: disposing them again is a no-op.
-            if (!DeviceMemory.IsGone(Accelerator, Stream))
+            try
             {
-                Stream.Synchronize();
+                // After the accelerator (or the caller's stream) was disposed there is nothing left to wait
+                // for, and the buffers went with the accelerator: disposing them again is a no-op.
+                if (!DeviceMemory.IsGone(Accelerator, Stream))
+                {
+                    Stream.Synchronize();
+                }
             }
-
-            FreeDeviceMemory();
-            _owned?.Dispose();
+            finally
+            {
+                // A wait that fails (a sticky CUDA error) must not keep the memory: the statistics are gone either way.
+                FreeDeviceMemory();
+                _owned?.Dispose();
+            }
         }
     }
 

@@ -174,14 +174,20 @@ public sealed partial class DeviceRoutingStats : IDisposable
             }
 
             _disposed = true;
-            // After the accelerator (or the caller's stream) was disposed there is nothing left to wait
-            // for, and the buffers went with the accelerator: disposing them again is a no-op.
-            if (!DeviceMemory.IsGone(Accelerator, Stream))
+            try
             {
-                Stream.Synchronize();
+                // After the accelerator (or the caller's stream) was disposed there is nothing left to wait
+                // for, and the buffers went with the accelerator: disposing them again is a no-op.
+                if (!DeviceMemory.IsGone(Accelerator, Stream))
+                {
+                    Stream.Synchronize();
+                }
             }
-
-            FreeDeviceMemory();
+            finally
+            {
+                // A wait that fails (a sticky CUDA error) must not keep the memory: the statistics are gone either way.
+                FreeDeviceMemory();
+            }
         }
     }
 
