@@ -506,8 +506,9 @@ class MoeModelStats(_Handle):
         `layers` arrays shaped [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from
         their addresses); neither is copied.
         valid_tokens: None (every row), an int (host accelerators), or one int32 in the ids' memory: the rows that are
-        tokens, later rows padding; clamped to [0, tokens] when read (a negative count records no token, a larger one every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or
-        float32 arrays of `layers` in the ids' memory. A CUDA record is ordered on `stream` as MoeStats.record's."""
+        tokens, later rows padding; clamped to [0, tokens] when read (a negative count records no token, a larger one
+        every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or float32 arrays of
+        `layers` in the ids' memory. A CUDA record is ordered on `stream` as MoeStats.record's."""
         # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
         pointer, tokens, top_k, stride, is_cuda, device, alive = self._layers_of(ids)
         _placed("model", self.device, is_cuda, "ids")

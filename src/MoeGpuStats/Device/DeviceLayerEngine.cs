@@ -38,12 +38,12 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 
     public override void Reset() => throw ReadOnly();
 
-    public override void ThrowIfDisposed() => model.ThrowIfDisposed();
+    public override void ThrowIfDisposed() => model.ThrowIfUnusable();
 
     public override void ThrowIfReadOnly() => throw ReadOnly();
 
     public override ManagedRoutingEngine Snapshot() =>
         new(Options, model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadState(stream, views, model.LayerExperts, Options)));
 
-    private InvalidOperationException ReadOnly() => ReadOnlyLayerEngine.ReadOnly(layer, model.ThrowIfDisposed);
+    private InvalidOperationException ReadOnly() => ReadOnlyLayerEngine.ReadOnly(layer, model.ThrowIfUnusable);
 }

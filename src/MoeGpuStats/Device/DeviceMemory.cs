@@ -30,6 +30,19 @@ internal static class DeviceMemory
     /// </summary>
     public static bool IsGone(Accelerator accelerator, AcceleratorStream stream) => accelerator.IsDisposed || stream.IsDisposed;
 
+    /// <summary>
+    /// Waits for the work enqueued on <paramref name="stream"/> before a dispose frees the state, unless
+    /// the accelerator or the stream is gone: then there is nothing left to wait for, and the buffers went
+    /// with the accelerator (disposing them again is a no-op).
+    /// </summary>
+    public static void FinishUnlessGone(Accelerator accelerator, AcceleratorStream stream)
+    {
+        if (!IsGone(accelerator, stream))
+        {
+            stream.Synchronize();
+        }
+    }
+
     /// <summary>Throws <see cref="ObjectDisposedException"/> naming <paramref name="owner"/> when <see cref="IsGone"/>.</summary>
     /// <param name="accelerator">The accelerator that holds the state.</param>
     /// <param name="stream">The stream the state's work is ordered on.</param>

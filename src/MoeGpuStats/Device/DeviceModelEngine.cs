@@ -213,11 +213,11 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
-    /// <summary>Throws if the model was disposed: its layers' handles check through here.</summary>
-    internal void ThrowIfDisposed() => ThrowIfUnusable();
-
-    /// <summary>Throws if the model, its accelerator or its stream was disposed: work enqueued after that would touch freed memory.</summary>
-    private void ThrowIfUnusable()
+    /// <summary>
+    /// Throws if the model, its accelerator or its stream was disposed: work enqueued after that would
+    /// touch freed memory. Its layers' handles check through here.
+    /// </summary>
+    internal void ThrowIfUnusable()
     {
         ThrowIfDisposed(_disposed);
         DeviceMemory.ThrowIfGone(Accelerator, Stream, nameof(ModelRoutingStats));
@@ -345,12 +345,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             _disposed = true;
             try
             {
-                // After the accelerator (or the caller's stream) was disposed there is nothing left to wait
-                // for, and the buffers went with the accelerator: disposing them again is a no-op.
-                if (!DeviceMemory.IsGone(Accelerator, Stream))
-                {
-                    Stream.Synchronize();
-                }
+                DeviceMemory.FinishUnlessGone(Accelerator, Stream);
             }
             finally
             {

@@ -176,12 +176,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
             _disposed = true;
             try
             {
-                // After the accelerator (or the caller's stream) was disposed there is nothing left to wait
-                // for, and the buffers went with the accelerator: disposing them again is a no-op.
-                if (!DeviceMemory.IsGone(Accelerator, Stream))
-                {
-                    Stream.Synchronize();
-                }
+                DeviceMemory.FinishUnlessGone(Accelerator, Stream);
             }
             finally
             {
