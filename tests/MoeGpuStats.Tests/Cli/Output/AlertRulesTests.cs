@@ -1,11 +1,11 @@
 using System.Text.RegularExpressions;
-using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Tests.Cli.Output;
 
 /// <summary>
-/// The alerting rules in docs/monitoring: every series they read is one the endpoint serves, and
-/// Prometheus's promtool accepts them and passes their unit tests (moegpustats-alerts.test.yml).
+/// The alerting rules in docs/monitoring: every series they read is one the endpoint serves,
+/// Prometheus's promtool accepts them and passes their unit tests (moegpustats-alerts.test.yml), and a
+/// Prometheus that scrapes the endpoints evaluates them without error and fires on what they watch.
 /// </summary>
 public sealed partial class AlertRulesTests
 {
@@ -16,22 +16,8 @@ public sealed partial class AlertRulesTests
     public async Task EverySeriesTheRulesReadIsServed()
     {
         var cancel = TestContext.Current.CancellationToken;
-        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 4, ExpertCapacity = 1 };
-        using var model = new ModelRoutingStats(options);
-        model.RecordStep(ModelTrace.Ids(1, options.Layers, tokens: 3, seed: 2), tokens: 3, topK: 2);
-        using var router = new RoutingStats(new RoutingStatsOptions { Experts = 4, ExpertCapacity = 1 });
-        router.RecordRouting([0, 0, 1, 9], tokens: 2, topK: 2);
-        var (modelPort, routerPort) = (PrometheusText.FreePort(), PrometheusText.FreePort());
-        using var modelEndpoint = MetricsEndpoint.Start(model, "localhost", modelPort, topExperts: 1, expertSeries: false);
-        using var routerEndpoint = MetricsEndpoint.Start(router, "localhost", routerPort);
-        using var http = new HttpClient();
-
-        var served = new HashSet<string>();
-        foreach (var port in new[] { modelPort, routerPort })
-        {
-            var (_, samples) = PrometheusText.Parse(await http.GetStringAsync($"http://localhost:{port}/metrics", cancel));
-            served.UnionWith(samples.Keys.Select(sample => sample.Split('{')[0]));
-        }
+        using var routing = new MonitoredRouting();
+        var served = await routing.ServedSeriesAsync(cancel);
 
         var read = SeriesName().Matches(await File.ReadAllTextAsync(Rules, cancel)).Select(match => match.Value).ToHashSet();
         Assert.Contains("moegpustats_moegs_layer_slots_dropped_total", read);
@@ -42,8 +28,8 @@ public sealed partial class AlertRulesTests
     [Fact]
     public void PromtoolAcceptsTheRulesAndPassesTheirTests()
     {
-        var promtool = FindPromtool();
-        Assert.SkipWhen(promtool is null, "No promtool here: set MOEGS_PROMTOOL (bash scripts/promtool.sh fetches one) or install Prometheus.");
+        var promtool = PrometheusTools.Promtool;
+        Assert.SkipWhen(promtool is null, PrometheusTools.Missing);
 
         var check = ExternalProgram.Run(promtool!, $"check rules \"{Rules}\"", out var checkExit);
         Assert.True(checkExit == 0, check);
@@ -53,9 +39,23 @@ public sealed partial class AlertRulesTests
         Assert.True(testExit == 0, tests);
     }
 
-    private static string? FindPromtool() =>
-        new[] { Environment.GetEnvironmentVariable("MOEGS_PROMTOOL"), ExternalProgram.FindOnPath("promtool") }
-            .FirstOrDefault(path => !string.IsNullOrEmpty(path) && File.Exists(path));
+    [Fact]
+    public async Task TheRulesFireOnAPrometheusThatScrapesTheEndpoints()
+    {
+        var server = PrometheusTools.Server;
+        Assert.SkipWhen(server is null, PrometheusTools.Missing);
+        var cancel = TestContext.Current.CancellationToken;
+        using var routing = new MonitoredRouting();
+        using var prometheus = await PrometheusServer.StartAsync(server!, [routing.ModelPort, routing.RouterPort], cancel, Rules);
+        await prometheus.WaitForScrapesAsync(4, routing.Step, cancel);
+
+        // Evaluated every second once Prometheus has the scrapes; the ids outside the experts fire at once, the drops wait their 10 minutes.
+        var alerts = await prometheus.AlertsAsync(cancel);
+        Assert.Equal(["MoeBalanceBelowUsual", "MoeDeadExperts", "MoeExpertOverloaded", "MoeInvalidExpertIds", "MoeSlotsDropped"], alerts.Select(alert => alert.Name).Order());
+        Assert.All(alerts, alert => Assert.Equal("ok", alert.Health));
+        Assert.Contains(("MoeInvalidExpertIds", "ok", "firing"), alerts);
+        Assert.Contains(("MoeSlotsDropped", "ok", "pending"), alerts);
+    }
 
     [GeneratedRegex(@"\bmoegpustats_[a-z_]+")]
     private static partial Regex SeriesName();

@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+
+namespace MoeGpuStats.Tests.Support;
+
+/// <summary>
+/// A Prometheus server of its own (a temporary folder, a free port) that scrapes local endpoints
+/// every second, and its HTTP query API, for tests that run PromQL against real scrapes.
+/// </summary>
+internal sealed class PrometheusServer : IDisposable
+{
+    private readonly Process _process;
+    private readonly string _folder;
+    private readonly HttpClient _http;
+
+    private PrometheusServer(Process process, string folder, int port)
+    {
+        (_process, _folder) = (process, folder);
+        _http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+    }
+
+    /// <summary>
+    /// Starts <paramref name="server"/> scraping <c>localhost:port/metrics</c> of each port as job
+    /// <c>moegs</c> and evaluating <paramref name="rules"/> (a rule file, or none), every second, and
+    /// waits until it is ready.
+    /// </summary>
+    public static async Task<PrometheusServer> StartAsync(string server, IEnumerable<int> ports, CancellationToken cancel, string? rules = null)
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-prometheus-").FullName;
+        var targets = string.Join(", ", ports.Select(port => $"\"localhost:{port}\""));
+        var ruleFiles = rules is null ? "" : $"rule_files: [\"{rules}\"]\n";
+        var config = Path.Combine(folder, "prometheus.yml");
+        await File.WriteAllTextAsync(
+            config,
+            $"global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{ruleFiles}scrape_configs:\n  - job_name: moegs\n    static_configs:\n      - targets: [{targets}]\n",
+            cancel);
+        var port = PrometheusText.FreePort();
+        var start = new ProcessStartInfo(server)
+        {
+            ArgumentList = { $"--config.file={config}", $"--storage.tsdb.path={Path.Combine(folder, "data")}", $"--web.listen-address=127.0.0.1:{port}", "--log.level=warn" },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        var prometheus = new PrometheusServer(Process.Start(start)!, folder, port);
+        prometheus._process.OutputDataReceived += (_, _) => { };
+        prometheus._process.ErrorDataReceived += (_, _) => { };
+        prometheus._process.BeginOutputReadLine();
+        prometheus._process.BeginErrorReadLine();
+        await prometheus.WaitAsync(async () => (await prometheus._http.GetAsync("-/ready", cancel)).IsSuccessStatusCode, "get ready", () => { }, cancel);
+        return prometheus;
+    }
+
+    /// <summary>Waits until every target was scraped at least <paramref name="scrapes"/> times, calling <paramref name="between"/> between checks.</summary>
+    public Task WaitForScrapesAsync(int scrapes, Action between, CancellationToken cancel) =>
+        WaitAsync(
+            async () => (await QueryAsync("min(count_over_time(up[1m]))", cancel)) is [var sample] && Value(sample) >= scrapes,
+            $"scrape every target {scrapes} times",
+            between,
+            cancel);
+
+    /// <summary>The instant vector <paramref name="promql"/> gives now; throws with Prometheus's error where the query fails.</summary>
+    public async Task<JsonElement[]> QueryAsync(string promql, CancellationToken cancel)
+    {
+        using var answer = await _http.GetAsync($"api/v1/query?query={Uri.EscapeDataString(promql)}", cancel);
+        var body = await answer.Content.ReadAsStringAsync(cancel);
+        Assert.True(answer.IsSuccessStatusCode, $"{promql}\n{body}");
+        return JsonDocument.Parse(body).RootElement.GetProperty("data").GetProperty("result").EnumerateArray().ToArray();
+    }
+
+    /// <summary>The series that match <paramref name="selector"/>, as label sets.</summary>
+    public async Task<JsonElement[]> SeriesAsync(string selector, CancellationToken cancel)
+    {
+        using var answer = await _http.GetAsync($"api/v1/series?match[]={Uri.EscapeDataString(selector)}", cancel);
+        var body = await answer.Content.ReadAsStringAsync(cancel);
+        Assert.True(answer.IsSuccessStatusCode, $"{selector}\n{body}");
+        return JsonDocument.Parse(body).RootElement.GetProperty("data").EnumerateArray().ToArray();
+    }
+
+    /// <summary>The alerting rules as Prometheus evaluates them: each rule's name, health ("ok", "err" or "unknown") and state ("inactive", "pending" or "firing").</summary>
+    public async Task<(string Name, string Health, string State)[]> AlertsAsync(CancellationToken cancel)
+    {
+        var body = await _http.GetStringAsync("api/v1/rules?type=alert", cancel);
+        return JsonDocument.Parse(body).RootElement.GetProperty("data").GetProperty("groups").EnumerateArray()
+            .SelectMany(group => group.GetProperty("rules").EnumerateArray())
+            .Select(rule => (rule.GetProperty("name").GetString()!, rule.GetProperty("health").GetString()!, rule.GetProperty("state").GetString()!))
+            .ToArray();
+    }
+
+    /// <summary>A sample's value (Prometheus sends it as a string: "NaN" and "+Inf" among them).</summary>
+    public static double Value(JsonElement sample) => double.Parse(sample.GetProperty("value")[1].GetString()!, CultureInfo.InvariantCulture);
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+        }
+
+        _process.Dispose();
+        _http.Dispose();
+        Directory.Delete(_folder, recursive: true);
+    }
+
+    private async Task WaitAsync(Func<Task<bool>> done, string what, Action between, CancellationToken cancel)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            Assert.False(_process.HasExited, $"Prometheus exited ({(_process.HasExited ? _process.ExitCode : 0)}) before it could {what}.");
+            try
+            {
+                if (await done())
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException) when (deadline.Elapsed < TimeSpan.FromSeconds(30))
+            {
+            }
+
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), $"Prometheus did not {what} within 30 s.");
+            between();
+            await Task.Delay(250, cancel);
+        }
+    }
+}
