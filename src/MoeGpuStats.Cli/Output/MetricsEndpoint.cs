@@ -157,6 +157,7 @@ internal sealed class MetricsEndpoint : IDisposable
 
         _http.Close();
         _metrics?.Dispose();
+        _meters.Dispose();
         _listener.Dispose();
         _stopping.Dispose();
     }
@@ -397,14 +398,29 @@ internal sealed class MetricsEndpoint : IDisposable
 
     private sealed record Exported(Collector Collector, string[] LabelNames);
 
-    /// <summary>Creates meters whose <see cref="Meter.Scope"/> is this factory, so the endpoint listens to its own instruments only.</summary>
+    /// <summary>Creates meters whose <see cref="Meter.Scope"/> is this factory, so the endpoint listens to its own instruments only; disposes them with the endpoint (a factory's meters are the factory's to dispose).</summary>
     private sealed class ScopedMeterFactory : IMeterFactory
     {
-        public Meter Create(MeterOptions options) =>
-            new(new MeterOptions(options.Name) { Version = options.Version, Tags = options.Tags, Scope = this });
+        private readonly List<Meter> _created = [];
+
+        public Meter Create(MeterOptions options)
+        {
+            var meter = new Meter(new MeterOptions(options.Name) { Version = options.Version, Tags = options.Tags, Scope = this });
+            lock (_created)
+            {
+                _created.Add(meter);
+            }
+
+            return meter;
+        }
 
         public void Dispose()
         {
+            lock (_created)
+            {
+                _created.ForEach(meter => meter.Dispose());
+                _created.Clear();
+            }
         }
     }
 }

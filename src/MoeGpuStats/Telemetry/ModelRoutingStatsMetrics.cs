@@ -59,6 +59,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     private readonly int _topExperts;
     private readonly KeyValuePair<string, object?>[][] _layerTags;
     private readonly CollectionReading<Reading> _reading;
+    private readonly SharedInstruments _shared;
+    private int _disposed;
 
     /// <summary>Creates the instruments for <paramref name="stats"/>.</summary>
     /// <param name="stats">The model to publish; the caller keeps ownership.</param>
@@ -83,36 +85,49 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         _stats = stats;
         _reading = new CollectionReading<Reading>(() => Reading.Of(stats, _topExperts, expertSeries), interval);
         _layerTags = [.. Enumerable.Range(0, stats.Layers).Select(l => new KeyValuePair<string, object?>[] { new("layer", l.ToString(System.Globalization.CultureInfo.InvariantCulture)) })];
-        Meter = meterFactory?.Create(new MeterOptions(RoutingStatsMetrics.MeterName)) ?? new Meter(RoutingStatsMetrics.MeterName);
+        _shared = SharedInstruments.Acquire(meterFactory);
+        try
+        {
+            Publish(expertSeries);
+        }
+        catch
+        {
+            _shared.Release(this);
+            throw;
+        }
+    }
 
-        Meter.CreateObservableCounter("moegs.model.steps", _reading.Observe(r => (long)r.Summary.Steps), "{step}", "Forward passes recorded.");
-        Meter.CreateObservableGauge("moegs.model.balancedness.min", _reading.Observe(r => r.Summary.Window.MinBalancedness), null, "The smallest layer balancedness in the window.");
-        Meter.CreateObservableGauge("moegs.model.balancedness.median", _reading.Observe(r => r.Summary.Window.MedianBalancedness), null, "The median layer balancedness in the window.");
-        Meter.CreateObservableGauge("moegs.model.balancedness.mean", _reading.Observe(r => r.Summary.Window.MeanBalancedness), null, "The mean layer balancedness in the window.");
-        Meter.CreateObservableGauge("moegs.model.balancedness.token_weighted", _reading.Observe(r => r.Summary.Window.TokenWeightedBalancedness), null, "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).");
-        Meter.CreateObservableGauge("moegs.model.worst_layer", _reading.Observe(r => (long)r.Summary.Window.WorstLayer), null, "The first layer with the smallest balancedness in the window.");
-        Meter.CreateObservableCounter("moegs.layer.slots", _reading.Observe(r => PerLayer(r.Summary.SinceStart.Layers, b => (long)b.Load)), "{slot}", "Token-expert slots since the start (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.balancedness", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.Balancedness)), null, "Mean over max expert load in the window (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.max_mean_ratio", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.MaxMeanRatio)), null, "Max over mean expert load in the window (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.cv", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.CoefficientOfVariation)), null, "Coefficient of variation of expert load in the window (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.dead_experts", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => (long)b.DeadExperts)), "{expert}", "Experts without a slot in the window (tag: layer).");
-        Meter.CreateObservableCounter("moegs.layer.tokens.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.TokensDropped)), "{token}", "Tokens dropped since the start (tag: layer).");
-        Meter.CreateObservableCounter("moegs.layer.slots.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.SlotsDropped)), "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).");
-        Meter.CreateObservableCounter("moegs.layer.expert_ids.invalid", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E) since the start (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.loss.load_balance", _reading.Observe(r => PerLayer(r.Totals, t => (double)t.AverageLoadBalanceLoss)), null, "Mean load-balancing loss since the start (tag: layer).");
-        Meter.CreateObservableGauge("moegs.layer.loss.router_z", _reading.Observe(r => PerLayer(r.Totals, t => (double)t.AverageRouterZLoss)), null, "Mean router z-loss since the start (tag: layer).");
+    private void Publish(bool expertSeries)
+    {
+
+        _shared.ObservableCounter(this, "moegs.model.steps", One(r => new Measurement<long>((long)r.Summary.Steps)), "{step}", "Forward passes recorded.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.min", One(r => new Measurement<double>(r.Summary.Window.MinBalancedness)), null, "The smallest layer balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.median", One(r => new Measurement<double>(r.Summary.Window.MedianBalancedness)), null, "The median layer balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.mean", One(r => new Measurement<double>(r.Summary.Window.MeanBalancedness)), null, "The mean layer balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.token_weighted", One(r => new Measurement<double>(r.Summary.Window.TokenWeightedBalancedness)), null, "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).");
+        _shared.ObservableGauge(this, "moegs.model.worst_layer", One(r => new Measurement<long>((long)r.Summary.Window.WorstLayer)), null, "The first layer with the smallest balancedness in the window.");
+        _shared.ObservableCounter(this, "moegs.layer.slots", _reading.Observe(r => PerLayer(r.Summary.SinceStart.Layers, b => (long)b.Load)), "{slot}", "Token-expert slots since the start (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.balancedness", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.Balancedness)), null, "Mean over max expert load in the window (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.max_mean_ratio", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.MaxMeanRatio)), null, "Max over mean expert load in the window (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.cv", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.CoefficientOfVariation)), null, "Coefficient of variation of expert load in the window (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.dead_experts", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => (long)b.DeadExperts)), "{expert}", "Experts without a slot in the window (tag: layer).");
+        _shared.ObservableCounter(this, "moegs.layer.tokens.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.TokensDropped)), "{token}", "Tokens dropped since the start (tag: layer).");
+        _shared.ObservableCounter(this, "moegs.layer.slots.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.SlotsDropped)), "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).");
+        _shared.ObservableCounter(this, "moegs.layer.expert_ids.invalid", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E) since the start (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.loss.load_balance", _reading.Observe(r => PerLayer(r.Totals, t => (double)t.AverageLoadBalanceLoss)), null, "Mean load-balancing loss since the start (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.loss.router_z", _reading.Observe(r => PerLayer(r.Totals, t => (double)t.AverageRouterZLoss)), null, "Mean router z-loss since the start (tag: layer).");
         if (_topExperts > 0)
         {
-            Meter.CreateObservableGauge("moegs.layer.hot_expert", _reading.Observe(r => Ranked(r, r.Hottest, id: true)), null, "The id of the expert at this position among the layer's hottest in the window (tags: layer, position).");
-            Meter.CreateObservableGauge("moegs.layer.hot_expert.load", _reading.Observe(r => Ranked(r, r.Hottest, id: false)), "{slot}", "Window slots of the expert at this position among the layer's hottest (tags: layer, position).");
-            Meter.CreateObservableGauge("moegs.layer.cold_expert", _reading.Observe(r => Ranked(r, r.Coldest, id: true)), null, "The id of the expert at this position among the layer's coldest in the window (tags: layer, position).");
-            Meter.CreateObservableGauge("moegs.layer.cold_expert.load", _reading.Observe(r => Ranked(r, r.Coldest, id: false)), "{slot}", "Window slots of the expert at this position among the layer's coldest (tags: layer, position).");
+            _shared.ObservableGauge(this, "moegs.layer.hot_expert", _reading.Observe(r => Ranked(r, r.Hottest, id: true)), null, "The id of the expert at this position among the layer's hottest in the window (tags: layer, position).");
+            _shared.ObservableGauge(this, "moegs.layer.hot_expert.load", _reading.Observe(r => Ranked(r, r.Hottest, id: false)), "{slot}", "Window slots of the expert at this position among the layer's hottest (tags: layer, position).");
+            _shared.ObservableGauge(this, "moegs.layer.cold_expert", _reading.Observe(r => Ranked(r, r.Coldest, id: true)), null, "The id of the expert at this position among the layer's coldest in the window (tags: layer, position).");
+            _shared.ObservableGauge(this, "moegs.layer.cold_expert.load", _reading.Observe(r => Ranked(r, r.Coldest, id: false)), "{slot}", "Window slots of the expert at this position among the layer's coldest (tags: layer, position).");
         }
 
         if (expertSeries)
         {
-            Meter.CreateObservableCounter("moegs.expert.tokens", _reading.Observe(r => PerExpert(r.TokenCounts!)), "{slot}", "Token-expert slots per expert since the start (tags: layer, expert).");
-            Meter.CreateObservableGauge("moegs.expert.window_load", _reading.Observe(r => PerExpert(r.WindowLoad)), "{slot}", "Token-expert slots per expert in the window (tags: layer, expert).");
+            _shared.ObservableCounter(this, "moegs.expert.tokens", _reading.Observe(r => PerExpert(r.TokenCounts!)), "{slot}", RoutingStatsMetrics.ExpertTokensDescription);
+            _shared.ObservableGauge(this, "moegs.expert.window_load", _reading.Observe(r => PerExpert(r.WindowLoad)), "{slot}", "Token-expert slots per expert in the window (tags: layer, expert).");
         }
     }
 
@@ -137,14 +152,31 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
             + (expertSeries ? (long)SeriesPerExpert * layers * experts : 0);
     }
 
-    /// <summary>The meter that holds the instruments (exporters may select it by reference).</summary>
-    public Meter Meter { get; }
+    /// <summary>
+    /// The meter that holds the instruments: one per meter factory (one per process without one), shared
+    /// by every publisher created with it, <see cref="RoutingStatsMetrics"/> included.
+    /// </summary>
+    public Meter Meter => _shared.Meter;
 
     /// <summary>Readings of the model taken so far (each is one device synchronization on a device engine).</summary>
     public int ReadingsTaken => _reading.Taken;
 
     /// <summary>Stops publishing.</summary>
-    public void Dispose() => Meter.Dispose();
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _shared.Release(this);
+        }
+    }
+
+    /// <summary>The callback of an instrument of one measurement.</summary>
+    private Func<IEnumerable<Measurement<T>>> One<T>(Func<Reading, Measurement<T>> value)
+        where T : struct
+    {
+        var observe = _reading.Observe(value);
+        return () => [observe()];
+    }
 
     /// <summary>One measurement per layer: <paramref name="value"/> of each layer's entry in <paramref name="layers"/>, tagged with the layer.</summary>
     private IEnumerable<Measurement<T>> PerLayer<TLayer, T>(IReadOnlyList<TLayer> layers, Func<TLayer, T> value)

@@ -37,18 +37,33 @@ namespace MoeGpuStats.Telemetry;
 /// latency was recorded; a listener enabled on instrument publication (an exporter started before
 /// this object) sees all of them. Latencies recorded earlier stay in
 /// <see cref="RoutingStats.RoutingLatencyStats"/> only; a reset of the statistics does not reset the histogram.
+/// Its buckets, advised to listeners, run from 10 µs to 10 s.
 /// </para>
 /// <para>Every measurement carries a <c>layer</c> tag when a layer name is given.</para>
+/// <para>
+/// Every publisher of one meter factory (of the process, without one), this class's and
+/// <see cref="ModelRoutingStatsMetrics"/>'s, shares one meter and one instrument per name; each
+/// instrument reports the measurements of the live publishers, so give each its own <c>layer</c>.
+/// Disposing a publisher takes its measurements away and leaves the others'.
+/// </para>
 /// </remarks>
 public sealed class RoutingStatsMetrics : IDisposable
 {
     /// <summary>The meter's name.</summary>
     public const string MeterName = "MoeGpuStats";
 
+    /// <summary>The latency histogram's bucket boundaries, in seconds: 10 µs to 10 s (advised to listeners; OpenTelemetry's default buckets are for milliseconds).</summary>
+    internal static readonly double[] LatencyBucketsSeconds = [1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+    /// <summary>The description of <c>moegs.expert.tokens</c>, which a model's per-expert series share: one instrument, one description.</summary>
+    internal const string ExpertTokensDescription = "Token-expert slots per expert since the start (tags: expert, and layer when given).";
+
     private readonly RoutingStats _stats;
     private readonly KeyValuePair<string, object?>[] _tags;
+    private readonly SharedInstruments _shared;
     private readonly Histogram<double> _latency;
     private readonly CollectionReading<Reading> _reading;
+    private int _disposed;
 
     // The most experts reported: an exporter keeps serving an expert's last count until it is reported again.
     private int _expertsReported;
@@ -68,26 +83,37 @@ public sealed class RoutingStatsMetrics : IDisposable
         _stats = stats;
         _reading = new CollectionReading<Reading>(() => Reading.Of(stats), interval);
         _tags = layer is null ? [] : [new("layer", layer)];
-        Meter = meterFactory?.Create(new MeterOptions(MeterName)) ?? new Meter(MeterName);
+        _shared = SharedInstruments.Acquire(meterFactory);
+        try
+        {
+            _shared.ObservableCounter(this, "moegs.routings", One(r => Measure((long)r.TotalRoutings)), "{batch}", "Batches recorded.");
+            _shared.ObservableCounter(this, "moegs.tokens", One(r => Measure((long)r.TotalTokens)), "{token}", "Tokens recorded.");
+            _shared.ObservableCounter(this, "moegs.tokens.dropped", One(r => Measure((long)r.TokensDropped)), "{token}", "Tokens dropped.");
+            _shared.ObservableCounter(this, "moegs.slots.routed", One(r => Measure((long)r.RoutedSlots)), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
+            _shared.ObservableCounter(this, "moegs.slots.dropped", One(r => Measure((long)r.SlotsDropped)), "{slot}", "Routed slots dropped (beyond the expert capacity).");
+            _shared.ObservableCounter(this, "moegs.expert_ids.invalid", One(r => Measure((long)r.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E).");
+            _shared.ObservableCounter(this, "moegs.expert.tokens", _reading.Observe(ExpertTokens), "{slot}", ExpertTokensDescription);
+            _shared.ObservableGauge(this, "moegs.utilization.cv", One(r => Measure(r.UtilizationCv)), null, "Coefficient of variation of expert utilization.");
+            _shared.ObservableGauge(this, "moegs.load.max_mean_ratio", One(r => Measure(r.MaxMeanRatio)), null, "Most loaded expert's utilization over the mean.");
+            _shared.ObservableGauge(this, "moegs.routing.efficiency", One(r => Measure(r.RoutingEfficiency)), "%", "Percentage of routed slots kept.");
+            _shared.ObservableGauge(this, "moegs.loss.load_balance", One(r => Measure(r.AverageLoadBalanceLoss)), null, "Mean load-balancing loss.");
+            _shared.ObservableGauge(this, "moegs.loss.router_z", One(r => Measure(r.AverageRouterZLoss)), null, "Mean router z-loss.");
+            _latency = _shared.Histogram("moegs.routing.latency", "s", "Routing latency.", LatencyBucketsSeconds);
+        }
+        catch
+        {
+            _shared.Release(this);
+            throw;
+        }
 
-        Meter.CreateObservableCounter("moegs.routings", _reading.Observe(r => Measure((long)r.TotalRoutings)), "{batch}", "Batches recorded.");
-        Meter.CreateObservableCounter("moegs.tokens", _reading.Observe(r => Measure((long)r.TotalTokens)), "{token}", "Tokens recorded.");
-        Meter.CreateObservableCounter("moegs.tokens.dropped", _reading.Observe(r => Measure((long)r.TokensDropped)), "{token}", "Tokens dropped.");
-        Meter.CreateObservableCounter("moegs.slots.routed", _reading.Observe(r => Measure((long)r.RoutedSlots)), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
-        Meter.CreateObservableCounter("moegs.slots.dropped", _reading.Observe(r => Measure((long)r.SlotsDropped)), "{slot}", "Routed slots dropped (beyond the expert capacity).");
-        Meter.CreateObservableCounter("moegs.expert_ids.invalid", _reading.Observe(r => Measure((long)r.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E).");
-        Meter.CreateObservableCounter("moegs.expert.tokens", _reading.Observe(ExpertTokens), "{slot}", "Token-expert slots per expert (tag: expert).");
-        Meter.CreateObservableGauge("moegs.utilization.cv", _reading.Observe(r => Measure(r.UtilizationCv)), null, "Coefficient of variation of expert utilization.");
-        Meter.CreateObservableGauge("moegs.load.max_mean_ratio", _reading.Observe(r => Measure(r.MaxMeanRatio)), null, "Most loaded expert's utilization over the mean.");
-        Meter.CreateObservableGauge("moegs.routing.efficiency", _reading.Observe(r => Measure(r.RoutingEfficiency)), "%", "Percentage of routed slots kept.");
-        Meter.CreateObservableGauge("moegs.loss.load_balance", _reading.Observe(r => Measure(r.AverageLoadBalanceLoss)), null, "Mean load-balancing loss.");
-        Meter.CreateObservableGauge("moegs.loss.router_z", _reading.Observe(r => Measure(r.AverageRouterZLoss)), null, "Mean router z-loss.");
-        _latency = Meter.CreateHistogram<double>("moegs.routing.latency", "s", "Routing latency.");
         stats.LatencyRecorded += OnLatency;
     }
 
-    /// <summary>The meter that holds the instruments (exporters may select it by reference).</summary>
-    public Meter Meter { get; }
+    /// <summary>
+    /// The meter that holds the instruments: one per meter factory (one per process without one), shared
+    /// by every publisher created with it, whose measurements each instrument reports side by side.
+    /// </summary>
+    public Meter Meter => _shared.Meter;
 
     /// <summary>Snapshots taken so far (each is one device synchronization on a device engine).</summary>
     public int SnapshotsTaken => _reading.Taken;
@@ -95,11 +121,24 @@ public sealed class RoutingStatsMetrics : IDisposable
     /// <summary>Stops publishing.</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _stats.LatencyRecorded -= OnLatency;
-        Meter.Dispose();
+        _shared.Release(this);
     }
 
     private void OnLatency(double milliseconds) => _latency.Record(milliseconds / 1_000, _tags);
+
+    /// <summary>The callback of an instrument of one measurement.</summary>
+    private Func<IEnumerable<Measurement<T>>> One<T>(Func<Reading, Measurement<T>> value)
+        where T : struct
+    {
+        var observe = _reading.Observe(value);
+        return () => [observe()];
+    }
 
     private Measurement<T> Measure<T>(T value)
         where T : struct => new(value, _tags);

@@ -3,6 +3,8 @@ using MoeGpuStats.Telemetry;
 
 namespace MoeGpuStats.Tests.Telemetry;
 
+// Publishers without a meter factory share one meter per process: the classes that create them run one at a time.
+[Collection(nameof(SharedMeterCollection))]
 public sealed class ModelRoutingStatsMetricsTests
 {
     private const int Layers = 3;
@@ -92,7 +94,9 @@ public sealed class ModelRoutingStatsMetricsTests
     public void AReadingIsReusedUntilItIsOlderThanTheRefreshInterval()
     {
         using var stats = Model("managed", window: 1);
-        using var cached = new ModelRoutingStatsMetrics(stats, refreshInterval: TimeSpan.FromHours(1));
+        // Two publishers of one model on one meter would report the same series twice: each on a meter of its own.
+        using var cachedMeters = new TestMeterFactory();
+        using var cached = new ModelRoutingStatsMetrics(stats, refreshInterval: TimeSpan.FromHours(1), meterFactory: cachedMeters);
         using var fresh = new ModelRoutingStatsMetrics(stats, refreshInterval: TimeSpan.Zero);
         stats.RecordStep(Step(hot: 1), tokens: 4, topK: 1);
         Assert.Equal(1, Ranked(Collect(cached), "moegs.layer.hot_expert", 0)[0]);

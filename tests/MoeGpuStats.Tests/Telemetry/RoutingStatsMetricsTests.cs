@@ -4,8 +4,36 @@ using MoeGpuStats.Telemetry;
 
 namespace MoeGpuStats.Tests.Telemetry;
 
+// Publishers without a meter factory share one meter per process: the classes that create them run one at a time.
+[Collection(nameof(SharedMeterCollection))]
 public sealed class RoutingStatsMetricsTests
 {
+    /// <summary>
+    /// The latency histogram advises its buckets, in seconds, those <c>moegs --metrics-port</c> serves:
+    /// OpenTelemetry's default buckets (0, 5, 10, ... 10000) are for milliseconds and would put every
+    /// latency under 5 s in one bucket.
+    /// </summary>
+    [Fact]
+    public void TheLatencyHistogramAdvisesBucketsInSeconds()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        Histogram<double>? latency = null;
+        using var listener = new MeterListener();
+        using var metrics = new RoutingStatsMetrics(stats);
+        listener.InstrumentPublished = (instrument, _) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name == "moegs.routing.latency")
+            {
+                latency = (Histogram<double>)instrument;
+            }
+        };
+        listener.Start();
+
+        Assert.NotNull(latency);
+        Assert.Equal("s", latency.Unit);
+        Assert.Equal(MoeGpuStats.Cli.Output.MetricsEndpoint.LatencyBucketsSeconds, latency.Advice?.HistogramBucketBoundaries);
+    }
+
     [Fact]
     public void OneCollectionReadsEveryInstrumentFromOneSnapshot()
     {

@@ -1,0 +1,90 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using MoeGpuStats.Telemetry;
+
+namespace MoeGpuStats.Tests.Telemetry;
+
+[Collection(nameof(SharedMeterCollection))]
+public sealed class SharedInstrumentsTests
+{
+    /// <summary>
+    /// The host's meter factory (AddMetrics) hands every publisher the same meter and ignores its Dispose:
+    /// a disposed publisher stops reporting all the same, and the live one goes on.
+    /// </summary>
+    [Fact]
+    public void ADisposedPublisherStopsReportingOnTheHostsMeterFactory()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var factory = services.GetRequiredService<IMeterFactory>();
+        using var first = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var second = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        first.RecordRouting([0, 1], tokens: 2, topK: 1);
+        second.RecordRouting([1, 1, 1], tokens: 3, topK: 1);
+        var firstMetrics = new RoutingStatsMetrics(first, layer: "first", meterFactory: factory);
+        using var secondMetrics = new RoutingStatsMetrics(second, layer: "second", meterFactory: factory);
+        Assert.Equal(["first=2", "second=3"], Tokens(factory));
+
+        firstMetrics.Dispose();
+        firstMetrics.Dispose();
+
+        Assert.Equal(["second=3"], Tokens(factory));
+        using var again = new RoutingStatsMetrics(first, layer: "again", meterFactory: factory);
+        Assert.Equal(["again=2", "second=3"], Tokens(factory));
+    }
+
+    /// <summary>
+    /// Publishers of one meter share its instruments: one <c>moegs.expert.tokens</c> for the layers' and
+    /// the model's per-expert series, not three of one name and two descriptions (which the OpenTelemetry
+    /// SDK reports as a conflict and exports as separate streams of one name).
+    /// </summary>
+    [Fact]
+    public void PublishersOfOneMeterShareOneInstrumentPerName()
+    {
+        var published = new List<Instrument>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, _) =>
+        {
+            if (instrument.Meter.Name == RoutingStatsMetrics.MeterName && instrument.Meter.Scope is null)
+            {
+                lock (published)
+                {
+                    published.Add(instrument);
+                }
+            }
+        };
+        listener.Start();
+        using var layer = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var other = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 1, Experts = 2 });
+        using var layerMetrics = new RoutingStatsMetrics(layer, layer: "a");
+        using var otherMetrics = new RoutingStatsMetrics(other, layer: "b");
+        using var modelMetrics = new ModelRoutingStatsMetrics(model, expertSeries: true);
+
+        var meters = new[] { layerMetrics.Meter, otherMetrics.Meter, modelMetrics.Meter };
+        var instruments = published.Where(i => meters.Contains(i.Meter)).ToList();
+        Assert.All(instruments.GroupBy(i => i.Name), g => Assert.Single(g.Select(i => (i.Unit, i.Description, i.GetType())).Distinct()));
+        Assert.Same(layerMetrics.Meter, otherMetrics.Meter);
+        Assert.Same(layerMetrics.Meter, modelMetrics.Meter);
+        Assert.Equal(instruments.Count, instruments.Select(i => i.Name).Distinct().Count());
+        var expertTokens = Assert.Single(instruments, i => i.Name == "moegs.expert.tokens");
+        Assert.Equal("{slot}", expertTokens.Unit);
+    }
+
+    private static List<string> Tokens(IMeterFactory factory)
+    {
+        var seen = new List<string>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Scope == factory && instrument.Name == "moegs.tokens")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) => seen.Add($"{tags.ToArray().Single(t => t.Key == "layer").Value}={value}"));
+        listener.Start();
+        listener.RecordObservableInstruments();
+        seen.Sort(StringComparer.Ordinal);
+        return seen;
+    }
+}
