@@ -99,7 +99,6 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
 
     private void Publish(bool expertSeries)
     {
-
         _shared.ObservableCounter(this, "moegs.model.steps", One(r => new Measurement<long>((long)r.Summary.Steps)), "{step}", "Forward passes recorded.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.min", One(r => new Measurement<double>(r.Summary.Window.MinBalancedness)), null, "The smallest layer balancedness in the window.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.median", One(r => new Measurement<double>(r.Summary.Window.MedianBalancedness)), null, "The median layer balancedness in the window.");

@@ -144,7 +144,21 @@ internal sealed class SharedInstruments
         {
             foreach (var (_, observe) in _sources)
             {
-                foreach (var measurement in observe())
+                IEnumerable<Measurement<T>> measurements;
+                try
+                {
+                    measurements = observe();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // A publisher outlived by its statistics has nothing to report; the instrument is
+                    // every publisher's, and a throw would lose the others' measurements with it.
+                    continue;
+                }
+
+                // Lazily, as the listener takes them: its time over many measurements is work, not a
+                // pause between collections (CollectionReading).
+                foreach (var measurement in measurements)
                 {
                     yield return measurement;
                 }

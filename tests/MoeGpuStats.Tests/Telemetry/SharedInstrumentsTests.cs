@@ -70,6 +70,28 @@ public sealed class SharedInstrumentsTests
         Assert.Equal("{slot}", expertTokens.Unit);
     }
 
+    /// <summary>
+    /// A publisher whose statistics were disposed first reports nothing; the others of the instrument it
+    /// shares go on reporting (a throw from its callback would take their measurements with it).
+    /// </summary>
+    [Fact]
+    public void APublisherOutlivedByItsStatisticsLeavesTheOthersReporting()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var factory = services.GetRequiredService<IMeterFactory>();
+        var gone = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var live = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        gone.RecordRouting([0, 1], tokens: 2, topK: 1);
+        live.RecordRouting([1, 1, 1], tokens: 3, topK: 1);
+        using var goneMetrics = new RoutingStatsMetrics(gone, layer: "gone", refreshInterval: TimeSpan.Zero, meterFactory: factory);
+        using var liveMetrics = new RoutingStatsMetrics(live, layer: "live", refreshInterval: TimeSpan.Zero, meterFactory: factory);
+        Assert.Equal(["gone=2", "live=3"], Tokens(factory));
+
+        gone.Dispose();
+
+        Assert.Equal(["live=3"], Tokens(factory));
+    }
+
     private static List<string> Tokens(IMeterFactory factory)
     {
         var seen = new List<string>();
