@@ -211,6 +211,7 @@ internal static class RoutingStatsJson
         CheckCounts(state, options);
         CheckShares(state);
         CheckEfficiency(state);
+        CheckUtilization(state);
         CheckAverage(state.AverageLoadBalanceLoss, state.LoadBalanceLossSum, state.TotalRoutings, "average_load_balance_loss", "load_balance_loss_sum");
         CheckAverage(state.AverageRouterZLoss, state.RouterZLossSum, state.TotalRoutings, "average_router_z_loss", "router_z_loss_sum");
         return state;
@@ -286,8 +287,9 @@ internal static class RoutingStatsJson
     }
 
     /// <summary>
-    /// Shares, their sums and load variances are non-negative and finite in every state a run leaves;
-    /// a null one (NaN) or a negative one was edited.
+    /// Shares, their sums, load variances and the capacity's utilization figures are non-negative and
+    /// finite in every state a run leaves; a null one (NaN) or a negative one was edited, and a record
+    /// would carry a null capacity average on for good.
     /// </summary>
     private static void CheckShares(RoutingState state)
     {
@@ -295,6 +297,8 @@ internal static class RoutingStatsJson
         CheckNonNegative(state.DecayedExpertUtilization, "decayed_expert_utilization", "utilization cannot be negative or null");
         CheckNonNegative(state.LoadVarianceHistory, "load_variance_history", "a load variance cannot be negative or null");
         CheckNonNegative(state.UtilizationSums ?? [], "expert_utilization_sums", "a sum of shares cannot be negative or null");
+        CheckNonNegative(state.CapacityAverageUtilization, "capacity_stats.average_utilization", "a utilization cannot be negative or null");
+        CheckNonNegative(state.CapacityPeakUtilization, "capacity_stats.peak_utilization", "a utilization cannot be negative or null");
     }
 
     private static void CheckNonNegative<T>(T[] values, string name, string rule)
@@ -302,10 +306,16 @@ internal static class RoutingStatsJson
     {
         for (var i = 0; i < values.Length; i++)
         {
-            if (!(values[i] >= T.Zero))
-            {
-                throw new JsonException($"{name}[{i}] is {Shown(values[i])}; {rule}.");
-            }
+            CheckNonNegative(values[i], $"{name}[{i}]", rule);
+        }
+    }
+
+    private static void CheckNonNegative<T>(T value, string name, string rule)
+        where T : IFloatingPointIeee754<T>
+    {
+        if (!(value >= T.Zero))
+        {
+            throw new JsonException($"{name} is {Shown(value)}; {rule}.");
         }
     }
 
@@ -323,11 +333,33 @@ internal static class RoutingStatsJson
         }
     }
 
-    /// <summary>An average loss is its f64 sum over the batches (where the file has it) divided by the batches, rounded to float32.</summary>
+    /// <summary>
+    /// Each expert's mean share is its f64 sum over the batches divided by them, as for the losses: a
+    /// record continues from the sums and divides them out again, so a mean the sums contradict would
+    /// jump (a huge sum to infinity) at the next record.
+    /// </summary>
+    private static void CheckUtilization(RoutingState state)
+    {
+        for (var e = 0; e < state.ExpertUtilization.Length; e++)
+        {
+            CheckAverage(state.ExpertUtilization[e], state.UtilizationSums?[e], state.TotalRoutings, $"expert_utilization[{e}]", $"expert_utilization_sums[{e}]");
+        }
+    }
+
+    /// <summary>
+    /// An average (a loss, an expert's share) is its f64 sum over the batches divided by the batches,
+    /// rounded to float32; where the file has no sum (the seed's), it is 0 before the first batch,
+    /// since the sum taken for it is then 0 and the next record would replace it.
+    /// </summary>
     private static void CheckAverage(float average, double? sum, ulong routings, string averageName, string sumName)
     {
         if (sum is not { } total)
         {
+            if (routings == 0 && average != 0)
+            {
+                throw new JsonException($"{averageName} is {Shown(average)} with total_routings 0; an average is 0 before the first batch.");
+            }
+
             return;
         }
 
