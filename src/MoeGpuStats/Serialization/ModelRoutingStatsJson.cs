@@ -73,6 +73,8 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException($"Model routing statistics must be a JSON object, not {root.ValueKind}.");
         }
 
+        RoutingStatsJson.RefuseRepeatedFields(root, "");
+
         var layers = Array(root, "layers");
         var loads = Array(root, "window_load");
         ModelRoutingStatsOptions options;

@@ -138,8 +138,11 @@ internal static class RoutingStatsJson
             throw new JsonException($"Routing statistics must be a JSON object, not {root.ValueKind}.");
         }
 
+        RefuseRepeatedFields(root, "");
         var latencyElement = RequiredObject(root, "routing_latency_stats");
         var capacityElement = RequiredObject(root, "capacity_stats");
+        RefuseRepeatedFields(latencyElement, "routing_latency_stats.");
+        RefuseRepeatedFields(capacityElement, "capacity_stats.");
         var options = ReadOptions(root, capacityElement);
         var state = ReadState(root, capacityElement, options);
         var latency = ReadLatency(latencyElement);
@@ -429,6 +432,24 @@ internal static class RoutingStatsJson
         {
             throw new JsonException(
                 $"recent_latencies[{outside}] is {recent[outside]} but min_latency_ms is {min} and max_latency_ms {max}; every measurement lies between them.");
+        }
+    }
+
+    /// <summary>
+    /// Refuses a field given twice in the object <paramref name="element"/>: the reader would take one
+    /// of them without a word and the seed's serde refuses the file, so two readers would see two states.
+    /// </summary>
+    internal static void RefuseRepeatedFields(JsonElement element, string prefix)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var property in element.EnumerateObject())
+        {
+            if (!seen.Add(property.Name))
+            {
+                // Escaped as JSON escapes it, so that a name with a line break keeps the message one line.
+                var name = JsonEncodedText.Encode(property.Name.Length > 40 ? property.Name[..40] + "..." : property.Name, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
+                throw new JsonException($"The field '{prefix}{name}' is given twice; a snapshot gives each field once.");
+            }
         }
     }
 

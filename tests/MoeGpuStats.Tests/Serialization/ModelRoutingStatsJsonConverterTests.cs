@@ -55,6 +55,20 @@ public sealed class ModelRoutingStatsJsonConverterTests
         Assert.Contains(field, error.Message);
     }
 
+    /// <summary>A model's own field given twice, which the reader took the last of without a word; a layer's goes through the one-layer reader.</summary>
+    [Theory]
+    [InlineData("\"steps\":7", "\"steps\":7,\"steps\":7", "The field 'steps' is given twice; a snapshot gives each field once.")]
+    [InlineData("\"window_load\":", "\"window_load\":[],\"window_load\":", "The field 'window_load' is given twice; a snapshot gives each field once.")]
+    [InlineData("\"tokens_dropped\":0,", "\"tokens_dropped\":0,\"tokens_dropped\":0,", "The field 'tokens_dropped' is given twice; a snapshot gives each field once.")]
+    public void AModelFieldGivenTwiceIsRefused(string find, string replace, string message)
+    {
+        using var model = Recorded(Options);
+        var json = JsonSerializer.Serialize(model);
+        Assert.Contains(find, json);
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json.Replace(find, replace)));
+        Assert.EndsWith(message, error.Message);
+    }
+
     /// <summary>A layer's counts that do not add up to its routed slots: no step of ids leaves that behind.</summary>
     [Fact]
     public void ALayerWhoseCountsDoNotSumToItsRoutedSlotsIsRefused()
