@@ -92,7 +92,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         }
         catch (ArgumentException exception)
         {
-            throw new JsonException($"The model's fields are out of range: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
+            throw RoutingStatsJson.SettingError(exception, nameof(ModelRoutingStatsOptions.Layers), "The field 'layers' has {0} entries");
         }
 
         var steps = RoutingStatsJson.CountValue(Required(root, "steps"), "steps");

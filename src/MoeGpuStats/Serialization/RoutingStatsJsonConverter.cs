@@ -170,7 +170,7 @@ internal static class RoutingStatsJson
         }
         catch (ArgumentException exception)
         {
-            throw new JsonException($"Invalid settings in routing statistics: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
+            throw SettingError(exception, nameof(RoutingStatsOptions.ExpertCapacity), "The field 'capacity_stats.slots_per_expert' is {0}");
         }
 
         return options;
@@ -433,6 +433,24 @@ internal static class RoutingStatsJson
             throw new JsonException(
                 $"recent_latencies[{outside}] is {recent[outside]} but min_latency_ms is {min} and max_latency_ms {max}; every measurement lies between them.");
         }
+    }
+
+    /// <summary>
+    /// A setting the options refuse, named as the file names it and shown with its value: the options'
+    /// message names the property (<c>UtilizationDecay</c>), not the field the user would edit.
+    /// </summary>
+    /// <param name="exception">The options' refusal.</param>
+    /// <param name="renamed">
+    /// Pairs of a property whose field is not its snake_case name and how the message names it, with
+    /// <c>{0}</c> for the value ("The field 'layers' has {0} entries").
+    /// </param>
+    internal static JsonException SettingError(ArgumentException exception, params string[] renamed)
+    {
+        var property = exception.ParamName ?? "";
+        var at = Array.IndexOf(renamed, property);
+        var subject = at >= 0 && at % 2 == 0 ? renamed[at + 1] : $"The field '{JsonNamingPolicy.SnakeCaseLower.ConvertName(property)}' is {{0}}";
+        var value = exception is ArgumentOutOfRangeException { ActualValue: IFormattable actual } ? actual.ToString(null, CultureInfo.InvariantCulture) : "out of range";
+        return new JsonException($"{string.Format(CultureInfo.InvariantCulture, subject, value)}: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
     }
 
     /// <summary>

@@ -330,6 +330,19 @@ public sealed class RoutingStatsJsonConverterTests
         Assert.Equal(message, error.Message);
     }
 
+    /// <summary>A setting out of range, whose message named the options' property without the field or its value ("Invalid settings in routing statistics: The decay must lie in [0, 1).").</summary>
+    [Theory]
+    [InlineData("utilization_decay", "1.5", "The field 'utilization_decay' is 1.5: The decay must lie in [0, 1).")]
+    [InlineData("experts", "0", "The field 'experts' is 0: Experts is 0; give 1 to 1,048,576.")]
+    [InlineData("capacity_stats/slots_per_expert", "-2", "The field 'capacity_stats.slots_per_expert' is -2: The capacity per expert must be positive.")]
+    public void ASettingOutOfRangeIsNamedAsTheFileNamesIt(string path, string value, string message)
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        Set(node, path, value);
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
+        Assert.Equal(message, error.Message);
+    }
+
     /// <summary>No measurement, yet a latency: the seed's LatencyStats starts at 0, null and 0.</summary>
     [Theory]
     [InlineData("total_latency_ms", "2", "total_measurements is 0 but total_latency_ms is 2")]
