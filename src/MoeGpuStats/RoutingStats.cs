@@ -341,8 +341,8 @@ public sealed partial class RoutingStats : IDisposable
     /// is the maximum. The decayed utilization is not merged.
     /// </summary>
     /// <exception cref="ArgumentException">
-    /// No parts, a null part, parts with different expert counts or capacities, or a merged count above
-    /// 2^63 − 1 (the most a snapshot file holds).
+    /// No parts, a null part, parts with different expert counts or capacities, a merged count above
+    /// 2^63 − 1 (the most a snapshot file holds), or a merged total latency beyond a double's range.
     /// </exception>
     public static RoutingStats Merge(IEnumerable<RoutingStats> parts) =>
         RoutingStatsMerge.Merge(MergeParts.Collect(parts, nameof(parts)));

@@ -333,6 +333,25 @@ public sealed class RoutingStatsTests
         Assert.Equal((ulong)long.MaxValue, read.TotalTokens);
     }
 
+    /// <summary>
+    /// Two total latencies of 1e308 ms summed to infinity, which the merge kept and wrote as null: its
+    /// own snapshot was refused on reading. The sum is refused like a count's.
+    /// </summary>
+    [Fact]
+    public void AMergeWhoseTotalLatencyLeavesTheDoublesIsRefused()
+    {
+        var node = System.Text.Json.Nodes.JsonNode.Parse(Snapshot(totalTokens: 2, tokensDropped: 0))!;
+        node["routing_latency_stats"] = System.Text.Json.Nodes.JsonNode.Parse(
+            """{"total_measurements":1,"total_latency_ms":1e308,"min_latency_ms":1e308,"max_latency_ms":1e308,"recent_latencies":[1e308]}""");
+        using var part = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+        using var other = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([part, other]));
+        Assert.Equal("parts", error.ParamName);
+        Assert.StartsWith("The merged total_latency_ms exceeds 1.7976931348623157E+308 (1E+308 + 1E+308), the most a snapshot holds", error.Message);
+        Assert.Equal(1e308, part.RoutingLatencyStats.TotalLatencyMs);
+    }
+
     [Fact]
     public void ConcurrentRecordsOnTheManagedFacadeKeepEveryLatency()
     {

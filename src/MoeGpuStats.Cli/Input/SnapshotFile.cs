@@ -20,6 +20,13 @@ internal static class SnapshotFile
         {
             using var stream = File.OpenRead(path);
             RefuseArrays(stream, path);
+            // The parser holds the whole file (and above 2 GiB fails with an overflow that names nothing).
+            if (stream.Length > Serialization.RoutingStatsFile.MaxFileBytes)
+            {
+                throw new InvalidDataException(
+                    $"{path}: {stream.Length:N0} bytes; a snapshot file is at most {Serialization.RoutingStatsFile.MaxFileBytes:N0} bytes (the largest that --save writes is under 600 MB).");
+            }
+
             using var document = JsonDocument.Parse(stream);
             var root = document.RootElement;
             if (root.ValueKind == JsonValueKind.Array)
@@ -27,9 +34,16 @@ internal static class SnapshotFile
                 throw new InvalidDataException($"{path}: a JSON array, as a window load that plan reads, not a snapshot; this command reads the JSON object that --save writes.");
             }
 
-            return root.ValueKind == JsonValueKind.Object && (root.TryGetProperty("layers", out _) || root.TryGetProperty("window_load", out _))
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new JsonException($"Routing statistics must be a JSON object, not {root.ValueKind}.");
+            }
+
+            // The document already read, not the file again: the file is parsed once, and is the one
+            // whose fields told a model from a layer.
+            return root.TryGetProperty("layers", out _) || root.TryGetProperty("window_load", out _)
                 ? new Snapshot(null, root.Deserialize<ModelRoutingStats>()!)
-                : new Snapshot(Serialization.RoutingStatsFile.Load(path), null);
+                : new Snapshot(root.Deserialize<RoutingStats>()!, null);
         }
         catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException or InvalidOperationException or FormatException)
         {

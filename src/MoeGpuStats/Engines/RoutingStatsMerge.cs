@@ -79,12 +79,24 @@ internal static class RoutingStatsMerge
             : 0f;
         merged.LoadVarianceHistory = [.. history.TakeLast(ManagedRoutingEngine.HistoryWindow)];
 
+        var latencies = parts.Select(p => p.RoutingLatencyStats.Copy()).ToArray();
+        var measurements = latencies.Aggregate(0UL, (sum, l) => Add(sum, l.TotalMeasurements, "total_measurements"));
+        // Each part's total is finite, their sum need not be; an infinite one is written as null, which no reader takes back.
+        var totalLatency = latencies.Sum(l => l.TotalLatencyMs);
+        if (!double.IsFinite(totalLatency))
+        {
+            throw new ArgumentException(
+                string.Create(
+                    System.Globalization.CultureInfo.InvariantCulture,
+                    $"The merged total_latency_ms exceeds {double.MaxValue} ({string.Join(" + ", latencies.Select(l => l.TotalLatencyMs.ToString(System.Globalization.CultureInfo.InvariantCulture)))}), the most a snapshot holds; these snapshots cannot be combined."),
+                "parts");
+        }
+
         var options = parts[0].Options with { UtilizationDecay = null };
         var result = RoutingStats.FromState(options, merged);
-        var latencies = parts.Select(p => p.RoutingLatencyStats.Copy()).ToArray();
         result.RoutingLatencyStats.Restore(
-            latencies.Aggregate(0UL, (sum, l) => Add(sum, l.TotalMeasurements, "total_measurements")),
-            latencies.Sum(l => l.TotalLatencyMs),
+            measurements,
+            totalLatency,
             latencies.Min(l => l.MinLatencyMs),
             latencies.Max(l => l.MaxLatencyMs),
             latencies.SelectMany(l => l.RecentLatencies).TakeLast(LatencyStats.WindowSize));

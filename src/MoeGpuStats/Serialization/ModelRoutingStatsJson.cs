@@ -73,6 +73,8 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException($"Model routing statistics must be a JSON object, not {root.ValueKind}.");
         }
 
+        RoutingStatsJson.RefuseRepeatedFields(root, "");
+
         var layers = Array(root, "layers");
         var loads = Array(root, "window_load");
         ModelRoutingStatsOptions options;
@@ -90,24 +92,19 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         }
         catch (ArgumentException exception)
         {
-            throw new JsonException($"The model's fields are out of range: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
+            throw RoutingStatsJson.SettingError(exception, nameof(ModelRoutingStatsOptions.Layers), "The field 'layers' has {0} entries");
         }
 
-        var state = new ModelState
+        var steps = RoutingStatsJson.CountValue(Required(root, "steps"), "steps");
+        var windowSteps = Int(root, "window_steps");
+        if (windowSteps < 0 || windowSteps > options.Window || (ulong)windowSteps > steps)
         {
-            Steps = RoutingStatsJson.CountValue(Required(root, "steps"), "steps"),
-            WindowSteps = Int(root, "window_steps"),
-            Layers = new RoutingState[options.Layers],
-            WindowLoad = new ulong[options.Layers * options.Experts],
-        };
-        if (state.WindowSteps < 0 || state.WindowSteps > options.Window || (ulong)state.WindowSteps > state.Steps)
-        {
-            throw new JsonException($"window_steps is {state.WindowSteps}; it must be 1 to min(window = {options.Window}, steps = {state.Steps}), or 0 while steps = 0.");
+            throw new JsonException($"window_steps is {windowSteps}; it must be 1 to min(window = {options.Window}, steps = {steps}), or 0 while steps = 0.");
         }
 
-        if (state.WindowSteps == 0 && state.Steps > 0)
+        if (windowSteps == 0 && steps > 0)
         {
-            throw new JsonException($"window_steps is 0 with steps = {state.Steps}; the window holds the last step of a model that recorded one (window_steps 1 or more).");
+            throw new JsonException($"window_steps is 0 with steps = {steps}; the window holds the last step of a model that recorded one (window_steps 1 or more).");
         }
 
         if (loads.GetArrayLength() != options.Layers)
@@ -115,6 +112,8 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException($"window_load has {loads.GetArrayLength()} rows; it needs one per layer ({options.Layers}).");
         }
 
+        // Every row's length before the arrays sized layers × experts: a file of a few empty layers
+        // must not cost the memory of 1,024 × 4,096 counts that it does not hold.
         var l = 0;
         foreach (var row in loads.EnumerateArray())
         {
@@ -123,6 +122,19 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
                 throw new JsonException($"window_load[{l}] must be an array of {options.Experts} counts (one per expert).");
             }
 
+            l++;
+        }
+
+        var state = new ModelState
+        {
+            Steps = steps,
+            WindowSteps = windowSteps,
+            Layers = new RoutingState[options.Layers],
+            WindowLoad = new ulong[options.Layers * options.Experts],
+        };
+        l = 0;
+        foreach (var row in loads.EnumerateArray())
+        {
             var e = 0;
             foreach (var load in row.EnumerateArray())
             {
@@ -136,7 +148,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         l = 0;
         foreach (var layer in layers.EnumerateArray())
         {
-            using var stats = RoutingStatsJson.FromElement(layer);
+            using var stats = Layer(layer, l);
             CheckLayerOptions(stats.Options, options, l);
             var layerState = stats.ExportState();
             if (layerState.TotalRoutings != state.Steps || layerState.ExpertUtilization.Length != (state.Steps == 0 ? 0 : options.Experts))
@@ -158,6 +170,19 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         }
 
         return new ModelRoutingStats(new ManagedModelEngine(options, state));
+    }
+
+    /// <summary>Layer <paramref name="l"/>'s statistics; a message of the one-layer reader names the layer, which that reader does not know.</summary>
+    private static RoutingStats Layer(JsonElement layer, int l)
+    {
+        try
+        {
+            return RoutingStatsJson.FromElement(layer);
+        }
+        catch (JsonException exception)
+        {
+            throw new JsonException($"layers[{l}]: {exception.Message}", exception);
+        }
     }
 
     /// <summary>

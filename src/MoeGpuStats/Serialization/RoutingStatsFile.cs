@@ -6,6 +6,13 @@ namespace MoeGpuStats.Serialization;
 public static class RoutingStatsFile
 {
     /// <summary>
+    /// The largest snapshot file read, in bytes: 1 GiB. The largest state the library writes, a model
+    /// of 1,024 layers of 4,096 experts with every count and float at its longest, is under 600 MB;
+    /// a larger file would be parsed whole into memory (a few times its size) before any check.
+    /// </summary>
+    public const long MaxFileBytes = 1L << 30;
+
+    /// <summary>
     /// Writes a snapshot of <paramref name="stats"/> to <paramref name="path"/> atomically: a temporary
     /// file in the same folder, flushed, then renamed over the target, so a reader never sees half a file.
     /// </summary>
@@ -45,7 +52,7 @@ public static class RoutingStatsFile
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
     /// <exception cref="FileNotFoundException">There is no such file, or no such folder on its path.</exception>
     /// <exception cref="InvalidDataException">
-    /// The path is a folder, or the file is truncated, not JSON, or not routing statistics; the message names the path.
+    /// The path is a folder, or the file is larger than <see cref="MaxFileBytes"/>, truncated, not JSON, or not routing statistics; the message names the path.
     /// </exception>
     public static RoutingStats Load(string path)
     {
@@ -59,7 +66,7 @@ public static class RoutingStatsFile
         using var stream = OpenRead(path);
         try
         {
-            using var document = JsonDocument.Parse(stream);
+            using var document = Parse(stream, path);
             return RoutingStatsJson.FromElement(document.RootElement);
         }
         catch (Exception exception) when (exception is JsonException or InvalidOperationException or FormatException)
@@ -67,6 +74,38 @@ public static class RoutingStatsFile
             throw new InvalidDataException($"{path}: not a routing statistics snapshot ({exception.Message})", exception);
         }
     }
+
+    /// <summary>
+    /// The file's JSON, refused past <see cref="MaxFileBytes"/> before it is read: the parser holds the
+    /// whole file, and above 2 GiB fails with an overflow that names nothing.
+    /// </summary>
+    private static JsonDocument Parse(FileStream stream, string path)
+    {
+        if (stream.CanSeek)
+        {
+            return stream.Length <= MaxFileBytes ? JsonDocument.Parse(stream) : throw TooLarge(path, $"{stream.Length:N0} bytes");
+        }
+
+        // A pipe or a device has no length: it is read up to one byte past the limit.
+        using var bounded = new MemoryStream();
+        var buffer = new byte[81920];
+        int read;
+        while ((read = stream.Read(buffer)) > 0)
+        {
+            if (bounded.Length + read > MaxFileBytes)
+            {
+                throw TooLarge(path, $"more than {MaxFileBytes:N0} bytes");
+            }
+
+            bounded.Write(buffer, 0, read);
+        }
+
+        bounded.Position = 0;
+        return JsonDocument.Parse(bounded);
+    }
+
+    private static InvalidDataException TooLarge(string path, string size) =>
+        new($"{path}: {size}; a routing statistics snapshot file is at most {MaxFileBytes:N0} bytes (the largest the library writes is under 600 MB).");
 
     /// <summary>Opens <paramref name="path"/>; a missing folder on the path is a missing file, as documented.</summary>
     private static FileStream OpenRead(string path)

@@ -138,8 +138,11 @@ internal static class RoutingStatsJson
             throw new JsonException($"Routing statistics must be a JSON object, not {root.ValueKind}.");
         }
 
+        RefuseRepeatedFields(root, "");
         var latencyElement = RequiredObject(root, "routing_latency_stats");
         var capacityElement = RequiredObject(root, "capacity_stats");
+        RefuseRepeatedFields(latencyElement, "routing_latency_stats.");
+        RefuseRepeatedFields(capacityElement, "capacity_stats.");
         var options = ReadOptions(root, capacityElement);
         var state = ReadState(root, capacityElement, options);
         var latency = ReadLatency(latencyElement);
@@ -167,7 +170,7 @@ internal static class RoutingStatsJson
         }
         catch (ArgumentException exception)
         {
-            throw new JsonException($"Invalid settings in routing statistics: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
+            throw SettingError(exception, nameof(RoutingStatsOptions.ExpertCapacity), "The field 'capacity_stats.slots_per_expert' is {0}");
         }
 
         return options;
@@ -211,6 +214,7 @@ internal static class RoutingStatsJson
         CheckCounts(state, options);
         CheckShares(state);
         CheckEfficiency(state);
+        CheckUtilization(state);
         CheckAverage(state.AverageLoadBalanceLoss, state.LoadBalanceLossSum, state.TotalRoutings, "average_load_balance_loss", "load_balance_loss_sum");
         CheckAverage(state.AverageRouterZLoss, state.RouterZLossSum, state.TotalRoutings, "average_router_z_loss", "router_z_loss_sum");
         return state;
@@ -286,8 +290,9 @@ internal static class RoutingStatsJson
     }
 
     /// <summary>
-    /// Shares, their sums and load variances are non-negative and finite in every state a run leaves;
-    /// a null one (NaN) or a negative one was edited.
+    /// Shares, their sums, load variances and the capacity's utilization figures are non-negative and
+    /// finite in every state a run leaves; a null one (NaN) or a negative one was edited, and a record
+    /// would carry a null capacity average on for good.
     /// </summary>
     private static void CheckShares(RoutingState state)
     {
@@ -295,6 +300,8 @@ internal static class RoutingStatsJson
         CheckNonNegative(state.DecayedExpertUtilization, "decayed_expert_utilization", "utilization cannot be negative or null");
         CheckNonNegative(state.LoadVarianceHistory, "load_variance_history", "a load variance cannot be negative or null");
         CheckNonNegative(state.UtilizationSums ?? [], "expert_utilization_sums", "a sum of shares cannot be negative or null");
+        CheckNonNegative(state.CapacityAverageUtilization, "capacity_stats.average_utilization", "a utilization cannot be negative or null");
+        CheckNonNegative(state.CapacityPeakUtilization, "capacity_stats.peak_utilization", "a utilization cannot be negative or null");
     }
 
     private static void CheckNonNegative<T>(T[] values, string name, string rule)
@@ -302,10 +309,16 @@ internal static class RoutingStatsJson
     {
         for (var i = 0; i < values.Length; i++)
         {
-            if (!(values[i] >= T.Zero))
-            {
-                throw new JsonException($"{name}[{i}] is {Shown(values[i])}; {rule}.");
-            }
+            CheckNonNegative(values[i], $"{name}[{i}]", rule);
+        }
+    }
+
+    private static void CheckNonNegative<T>(T value, string name, string rule)
+        where T : IFloatingPointIeee754<T>
+    {
+        if (!(value >= T.Zero))
+        {
+            throw new JsonException($"{name} is {Shown(value)}; {rule}.");
         }
     }
 
@@ -323,11 +336,33 @@ internal static class RoutingStatsJson
         }
     }
 
-    /// <summary>An average loss is its f64 sum over the batches (where the file has it) divided by the batches, rounded to float32.</summary>
+    /// <summary>
+    /// Each expert's mean share is its f64 sum over the batches divided by them, as for the losses: a
+    /// record continues from the sums and divides them out again, so a mean the sums contradict would
+    /// jump (a huge sum to infinity) at the next record.
+    /// </summary>
+    private static void CheckUtilization(RoutingState state)
+    {
+        for (var e = 0; e < state.ExpertUtilization.Length; e++)
+        {
+            CheckAverage(state.ExpertUtilization[e], state.UtilizationSums?[e], state.TotalRoutings, $"expert_utilization[{e}]", $"expert_utilization_sums[{e}]");
+        }
+    }
+
+    /// <summary>
+    /// An average (a loss, an expert's share) is its f64 sum over the batches divided by the batches,
+    /// rounded to float32; where the file has no sum (the seed's), it is 0 before the first batch,
+    /// since the sum taken for it is then 0 and the next record would replace it.
+    /// </summary>
     private static void CheckAverage(float average, double? sum, ulong routings, string averageName, string sumName)
     {
         if (sum is not { } total)
         {
+            if (routings == 0 && average != 0)
+            {
+                throw new JsonException($"{averageName} is {Shown(average)} with total_routings 0; an average is 0 before the first batch.");
+            }
+
             return;
         }
 
@@ -397,6 +432,42 @@ internal static class RoutingStatsJson
         {
             throw new JsonException(
                 $"recent_latencies[{outside}] is {recent[outside]} but min_latency_ms is {min} and max_latency_ms {max}; every measurement lies between them.");
+        }
+    }
+
+    /// <summary>
+    /// A setting the options refuse, named as the file names it and shown with its value: the options'
+    /// message names the property (<c>UtilizationDecay</c>), not the field the user would edit.
+    /// </summary>
+    /// <param name="exception">The options' refusal.</param>
+    /// <param name="renamed">
+    /// Pairs of a property whose field is not its snake_case name and how the message names it, with
+    /// <c>{0}</c> for the value ("The field 'layers' has {0} entries").
+    /// </param>
+    internal static JsonException SettingError(ArgumentException exception, params string[] renamed)
+    {
+        var property = exception.ParamName ?? "";
+        var at = Array.IndexOf(renamed, property);
+        var subject = at >= 0 && at % 2 == 0 ? renamed[at + 1] : $"The field '{JsonNamingPolicy.SnakeCaseLower.ConvertName(property)}' is {{0}}";
+        var value = exception is ArgumentOutOfRangeException { ActualValue: IFormattable actual } ? actual.ToString(null, CultureInfo.InvariantCulture) : "out of range";
+        return new JsonException($"{string.Format(CultureInfo.InvariantCulture, subject, value)}: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
+    }
+
+    /// <summary>
+    /// Refuses a field given twice in the object <paramref name="element"/>: the reader would take one
+    /// of them without a word and the seed's serde refuses the file, so two readers would see two states.
+    /// </summary>
+    internal static void RefuseRepeatedFields(JsonElement element, string prefix)
+    {
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var property in element.EnumerateObject())
+        {
+            if (!seen.Add(property.Name))
+            {
+                // Escaped as JSON escapes it, so that a name with a line break keeps the message one line.
+                var name = JsonEncodedText.Encode(property.Name.Length > 40 ? property.Name[..40] + "..." : property.Name, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
+                throw new JsonException($"The field '{prefix}{name}' is given twice; a snapshot gives each field once.");
+            }
         }
     }
 

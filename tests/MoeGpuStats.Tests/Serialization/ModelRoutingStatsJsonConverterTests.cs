@@ -55,6 +55,76 @@ public sealed class ModelRoutingStatsJsonConverterTests
         Assert.Contains(field, error.Message);
     }
 
+    /// <summary>A model's own field given twice, which the reader took the last of without a word; a layer's goes through the one-layer reader.</summary>
+    [Theory]
+    [InlineData("\"steps\":7", "\"steps\":7,\"steps\":7", "The field 'steps' is given twice; a snapshot gives each field once.")]
+    [InlineData("\"window_load\":", "\"window_load\":[],\"window_load\":", "The field 'window_load' is given twice; a snapshot gives each field once.")]
+    [InlineData("\"tokens_dropped\":0,", "\"tokens_dropped\":0,\"tokens_dropped\":0,", "The field 'tokens_dropped' is given twice; a snapshot gives each field once.")]
+    public void AModelFieldGivenTwiceIsRefused(string find, string replace, string message)
+    {
+        using var model = Recorded(Options);
+        var json = JsonSerializer.Serialize(model);
+        Assert.Contains(find, json);
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json.Replace(find, replace)));
+        Assert.EndsWith(message, error.Message);
+    }
+
+    /// <summary>
+    /// A file of 3 KB claiming 1,024 layers of 4,096 experts and holding none of their counts: the
+    /// reader allocated the 32 MiB window load before it found the rows missing.
+    /// </summary>
+    [Fact]
+    public void AModelFileIsRefusedBeforeAllocatingCountsItDoesNotHold()
+    {
+        var emptyLayers = new JsonArray([.. Enumerable.Range(0, ModelRoutingStatsOptions.MaxLayers).Select(_ => (JsonNode?)new JsonObject())]);
+        var json = new JsonObject { ["experts"] = 4096, ["window"] = 1, ["steps"] = 0, ["window_steps"] = 0, ["window_load"] = new JsonArray(), ["layers"] = emptyLayers }.ToJsonString();
+        Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json));   // warm: the serializer's own caches
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json));
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal("window_load has 0 rows; it needs one per layer (1024).", error.Message);
+        Assert.True(allocated < 1 << 20, $"{allocated:N0} bytes allocated to refuse a file of {json.Length:N0} bytes");
+    }
+
+    /// <summary>A layer's own malformed field, whose message did not say which of the layers it was in.</summary>
+    [Theory]
+    [InlineData(0, "total_tokens", "-1", "layers[0]: The field 'total_tokens' is -1; a count is a whole number from 0 to 9223372036854775807.")]
+    [InlineData(2, "capacity_stats", "\"x\"", "layers[2]: The field 'capacity_stats' must be an object.")]
+    [InlineData(1, null, "\"x\"", "layers[1]: Routing statistics must be a JSON object, not String.")]
+    public void AMalformedLayerIsNamedByItsIndex(int layer, string? field, string value, string message)
+    {
+        using var model = Recorded(Options);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        if (field is null)
+        {
+            node["layers"]![layer] = JsonNode.Parse(value);
+        }
+        else
+        {
+            node["layers"]![layer]![field] = JsonNode.Parse(value);
+        }
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal(message, error.Message);
+    }
+
+    /// <summary>A model's setting out of range, whose message named the options' property ("Window must be at least 1 step.") without the field or its value.</summary>
+    [Theory]
+    [InlineData("window", "0", "The field 'window' is 0: Window must be at least 1 step.")]
+    [InlineData("expert_capacity", "0", "The field 'expert_capacity' is 0: The capacity per expert must be positive.")]
+    [InlineData("experts", "5000", "The field 'experts' is 5000: Experts must be 1 to 4096.")]
+    [InlineData("layers", "[]", "The field 'layers' has 0 entries: Layers must be 1 to 1024.")]
+    public void AModelSettingOutOfRangeIsNamedAsTheFileNamesIt(string field, string value, string message)
+    {
+        using var model = Recorded(Options);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        node[field] = JsonNode.Parse(value);
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal(message, error.Message);
+    }
+
     /// <summary>A layer's counts that do not add up to its routed slots: no step of ids leaves that behind.</summary>
     [Fact]
     public void ALayerWhoseCountsDoNotSumToItsRoutedSlotsIsRefused()

@@ -102,6 +102,27 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Single(error.TrimEnd().Split('\n'));
     }
 
+    /// <summary>
+    /// A snapshot past 2 GiB gave "Arithmetic operation resulted in an overflow."; one past the limit
+    /// is refused by its length, unread. The file is sparse: it takes no disk.
+    /// </summary>
+    [Fact]
+    public void ASnapshotLargerThanTheLimitIsRefusedByItsLength()
+    {
+        var path = Path.Combine(_folder.FullName, "huge.json");
+        using (var file = new FileStream(path, FileMode.CreateNew))
+        {
+            file.WriteByte((byte)'{');
+            file.SetLength(3L << 30);
+        }
+
+        var (code, output, error) = Run("report", path);
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{path}: 3,221,225,472 bytes; a snapshot file is at most 1,073,741,824 bytes (the largest that --save writes is under 600 MB).", error.Trim());
+    }
+
     /// <summary>Saves one batch of 4 tokens, top-2 of 4 experts, expert 0 in every token, as <paramref name="name"/>.</summary>
     private string SaveFourTokens(string name)
     {
