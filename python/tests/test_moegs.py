@@ -1155,6 +1155,28 @@ class ModelMetricsTests(unittest.TestCase):
         # Scrapes that landed between steps, or the test showed nothing about the lock.
         self.assertGreaterEqual(midway, wanted, f"{scrapes} scrapes, {midway} of them while steps were being recorded")
 
+    def test_without_numpy_the_scrape_is_the_same(self):
+        """window_load() returns lists where NumPy is absent; the collector ranks those alike (a process without NumPy
+        against this one's)."""
+        from prometheus_client import generate_latest
+        ids = [e % self.EXPERTS for e in range(self.LAYERS * 9 * self.K)][::-1]
+        script = ("import array, sys\nsys.modules['numpy'] = None\n"
+                  f"sys.path.insert(0, {os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')!r})\n"
+                  "import moegs\nfrom prometheus_client import CollectorRegistry, generate_latest\n"
+                  f"ids = array.array('i', {ids!r})\n"
+                  "class Ids:\n    pass\n"
+                  f"view = Ids()\nview.__array_interface__ = {{'version': 3, 'shape': ({self.LAYERS}, 9, {self.K}), 'typestr': {INT32!r}, "
+                  "'strides': None, 'data': (ids.buffer_info()[0], False)}\n"
+                  f"model = moegs.MoeModelStats({self.LAYERS}, {self.EXPERTS}, accelerator='managed')\nmodel.record(view)\n"
+                  "registry = CollectorRegistry()\nregistry.register(moegs.ModelMetricsCollector(model, top_experts=4, expert_series=True))\n"
+                  "assert isinstance(model.window_load(), list)\nsys.stdout.write(generate_latest(registry).decode())\n")
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        self.assertEqual(0, run.returncode, run.stderr)
+        import numpy
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+            model.record(numpy.array(ids, dtype=numpy.int32).reshape(self.LAYERS, 9, self.K))
+            self.assertEqual(generate_latest(collector_registry(model, top_experts=4, expert_series=True)).decode(), run.stdout)
+
     def test_bad_arguments_name_what_is_allowed(self):
         with self.new_model() as model:
             with self.assertRaisesRegex(ValueError, r"top_experts = 9 is out of range: it must lie in \[0, 8\], the model's experts"):
