@@ -20,10 +20,12 @@ Arguments the C API cannot take raise before any call: TypeError for a wrong kin
 int64 ids), ValueError naming the argument, its value and what is allowed.
 """
 import ctypes
+import heapq
 import math
 import operator
 import os
 import sys
+import threading
 import weakref
 
 OK, INVALID_ARGUMENT, INVALID_HANDLE, NO_DEVICE, DEVICE_ERROR, RUNTIME_ERROR = range(6)
@@ -475,6 +477,10 @@ class MoeModelStats(_Handle):
         for none; window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none (kept per
         layer: layer_decayed_utilization)."""
         self._handle = ctypes.c_int64(0)
+        # Taken by record(), reset() and close(), and by ModelMetricsCollector around its reads, so that a scrape on
+        # prometheus_client's HTTP thread reads one step's state while another thread records, as the .NET publisher
+        # reads under the model's lock. Uncontended, it adds about 0.2 microseconds to a record.
+        self._lock = threading.Lock()
         # DeviceArray objects alive (device_arrays()), the handle close() left for the last of them to destroy, and
         # a count of the calls that fold into the arrays' memory (records, resets), which makes older arrays stale.
         self._exports, self._orphan, self._generation = 0, 0, 0
@@ -516,9 +522,10 @@ class MoeModelStats(_Handle):
         losses = self._per_step("load_balance_losses", load_balance_losses, "float32", self.layers, is_cuda)
         z_losses = self._per_step("router_z_losses", router_z_losses, "float32", self.layers, is_cuda)
         raw_stream = _raw_stream(is_cuda, device, stream)
-        self._check(self._lib.moegs_model_record(self._handle, pointer or None, self.layers, tokens, top_k, stride,
-                                                 _address(valid), _address(losses), _address(z_losses), raw_stream))
-        self._generation += 1
+        with self._lock:
+            self._check(self._lib.moegs_model_record(self._handle, pointer or None, self.layers, tokens, top_k, stride,
+                                                     _address(valid), _address(losses), _address(z_losses), raw_stream))
+            self._generation += 1
 
     def summary(self, expert_ranks=None):
         """The model's balance as a dict: steps, window_steps, entries (experts, or ranks under a placement), and for
@@ -636,19 +643,27 @@ class MoeModelStats(_Handle):
         return list(buffer)
 
     def reset(self):
-        self._check(self._lib.moegs_model_reset(self._handle))
-        self._generation += 1
+        """Zeroes every count, total and the window; counters a ModelMetricsCollector serves then go down (a counter reset)."""
+        with self._lock:
+            self._check(self._lib.moegs_model_reset(self._handle))
+            self._generation += 1
 
     def close(self):
         """Ends the model: later calls raise. Its memory is freed now, or, while arrays from device_arrays() (or
-        tensors made from them) still refer to it, when the last of them is collected."""
-        handle = self._handle.value
-        if handle:
-            self._handle = ctypes.c_int64(0)
-            if self._exports:
-                self._orphan = handle
-            else:
-                self._check(self._lib.moegs_model_destroy(handle))
+        tensors made from them) still refer to it, when the last of them is collected. A scrape in progress finishes
+        first; unregister a ModelMetricsCollector before closing its model, as its next scrape would fail."""
+        # An __init__ that raised before the lock existed leaves nothing to close.
+        lock = getattr(self, "_lock", None)
+        if lock is None:
+            return
+        with lock:
+            handle = self._handle.value
+            if handle:
+                self._handle = ctypes.c_int64(0)
+                if self._exports:
+                    self._orphan = handle
+                else:
+                    self._check(self._lib.moegs_model_destroy(handle))
 
     def _release_export(self):
         """A DeviceArray was collected: the last one frees the memory of a model closed before it."""
@@ -830,3 +845,220 @@ def _address(memory):
     if isinstance(memory, _Address):
         return memory.pointer or None
     return ctypes.addressof(memory)
+
+
+# ModelMetricsCollector: the .NET publisher's series (src/MoeGpuStats/Telemetry/ModelRoutingStatsMetrics.cs) as the CLI's
+# endpoint serves them (src/MoeGpuStats.Cli/Output/MetricsEndpoint.cs): "moegpustats_" + the instrument's name with "." as
+# "_", counters with "_total", HELP "(unit) description" where the instrument has a unit. Kept word for word, since the
+# alert rules and the dashboard in docs/monitoring/ select these names; the C# test
+# NativeApiTests.ThePythonCollectorServesTheDotNetEndpointsSamples compares both expositions sample by sample.
+METRICS_PREFIX = "moegpustats_"
+_EXPERT_TOKENS_HELP = "Token-expert slots per expert since the start (tags: expert, and layer when given)."
+
+# (instrument, counter?, unit, description, value of a _MetricsReading)
+_MODEL_SERIES = (
+    ("moegs.model.steps", True, "{step}", "Forward passes recorded.", lambda r: r.summary["steps"]),
+    ("moegs.model.balancedness.min", False, None, "The smallest layer balancedness in the window.",
+     lambda r: r.summary["window"]["min_balancedness"]),
+    ("moegs.model.balancedness.median", False, None, "The median layer balancedness in the window.",
+     lambda r: r.summary["window"]["median_balancedness"]),
+    ("moegs.model.balancedness.mean", False, None, "The mean layer balancedness in the window.",
+     lambda r: r.summary["window"]["mean_balancedness"]),
+    ("moegs.model.balancedness.token_weighted", False, None,
+     "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).",
+     lambda r: r.summary["window"]["token_weighted_balancedness"]),
+    ("moegs.model.worst_layer", False, None, "The first layer with the smallest balancedness in the window.",
+     lambda r: r.summary["window"]["worst_layer"]),
+)
+
+# (instrument, counter?, unit, description, value of a _MetricsReading and a layer); label: layer.
+_LAYER_SERIES = (
+    ("moegs.layer.slots", True, "{slot}", "Token-expert slots since the start (tag: layer).",
+     lambda r, l: r.summary["since_start"]["per_layer"][l]["load"]),
+    ("moegs.layer.balancedness", False, None, "Mean over max expert load in the window (tag: layer).",
+     lambda r, l: r.summary["window"]["per_layer"][l]["balancedness"]),
+    ("moegs.layer.max_mean_ratio", False, None, "Max over mean expert load in the window (tag: layer).",
+     lambda r, l: r.summary["window"]["per_layer"][l]["max_mean_ratio"]),
+    ("moegs.layer.cv", False, None, "Coefficient of variation of expert load in the window (tag: layer).",
+     lambda r, l: r.summary["window"]["per_layer"][l]["coefficient_of_variation"]),
+    ("moegs.layer.dead_experts", False, "{expert}", "Experts without a slot in the window (tag: layer).",
+     lambda r, l: r.summary["window"]["per_layer"][l]["dead_experts"]),
+    ("moegs.layer.tokens.dropped", True, "{token}", "Tokens dropped since the start (tag: layer).",
+     lambda r, l: r.layers[l]["tokens_dropped"]),
+    ("moegs.layer.slots.dropped", True, "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).",
+     lambda r, l: r.layers[l]["slots_dropped"]),
+    ("moegs.layer.expert_ids.invalid", True, "{id}", "Top-k ids outside [0, E) since the start (tag: layer).",
+     lambda r, l: r.layers[l]["invalid_expert_ids"]),
+    ("moegs.layer.loss.load_balance", False, None, "Mean load-balancing loss since the start (tag: layer).",
+     lambda r, l: r.layers[l]["average_load_balance_loss"]),
+    ("moegs.layer.loss.router_z", False, None, "Mean router z-loss since the start (tag: layer).",
+     lambda r, l: r.layers[l]["average_router_z_loss"]),
+)
+
+# (instrument, unit, description, hottest?, id?); labels: layer, position (1 the hottest or coldest).
+_RANKED_SERIES = (
+    ("moegs.layer.hot_expert", None,
+     "The id of the expert at this position among the layer's hottest in the window (tags: layer, position).", True, True),
+    ("moegs.layer.hot_expert.load", "{slot}",
+     "Window slots of the expert at this position among the layer's hottest (tags: layer, position).", True, False),
+    ("moegs.layer.cold_expert", None,
+     "The id of the expert at this position among the layer's coldest in the window (tags: layer, position).", False, True),
+    ("moegs.layer.cold_expert.load", "{slot}",
+     "Window slots of the expert at this position among the layer's coldest (tags: layer, position).", False, False),
+)
+
+# (instrument, counter?, unit, description, token counts (True) or window load); labels: expert, layer.
+_EXPERT_SERIES = (
+    ("moegs.expert.tokens", True, "{slot}", _EXPERT_TOKENS_HELP, True),
+    ("moegs.expert.window_load", False, "{slot}", "Token-expert slots per expert in the window (tags: layer, expert).", False),
+)
+
+
+def _metric_name(instrument):
+    return METRICS_PREFIX + instrument.replace(".", "_")
+
+
+def _metric_help(unit, description):
+    return f"({unit}) {description}" if unit else description
+
+
+def _ranked(row, top):
+    """(hottest, coldest) of one layer's window load `row` (a list of ints): `top` expert ids each, hottest (coldest)
+    first. Ties as ModelRoutingStatsMetrics breaks them, so that position 1 is the summary's hottest_expert (the last
+    of the largest) and coldest_expert (the first of the smallest): among equal loads the higher id is hotter, the
+    lower id colder. heapq's nsmallest and nlargest are sorted(...)[:top] (reverse=True for nlargest), stable, so the
+    order the ids go in breaks the ties; they take O(experts log top) rather than a sort's O(experts log experts)."""
+    experts = len(row)
+    coldest = heapq.nsmallest(top, range(experts), key=row.__getitem__)
+    hottest = heapq.nlargest(top, range(experts - 1, -1, -1), key=row.__getitem__)
+    return hottest, coldest
+
+
+class _MetricsReading:
+    """Everything one scrape serves, read under the model's lock: summary() (per-layer balance), window_load() as
+    `layers` lists of `experts` ints (slots), layer(l) snapshots, and with expert series layer_expert_counts(l)."""
+
+    def __init__(self, model, expert_series):
+        with model._lock:
+            self.summary = model.summary()
+            load = model.window_load()
+            self.layers = [model.layer(l) for l in range(model.layers)]
+            self.counts = [model.layer_expert_counts(l) for l in range(model.layers)] if expert_series else None
+        # NumPy's uint64 as Python ints (lists already where NumPy is absent), converted outside the lock.
+        self.window_load = load.tolist() if hasattr(load, "tolist") else load
+
+
+class ModelMetricsCollector:
+    """A prometheus_client collector of one MoeModelStats: the series the .NET side publishes for a model
+    (ModelRoutingStatsMetrics) under the names `moegs simulate --metrics-port` serves, so that the alert rules and the
+    Grafana dashboard in docs/monitoring/ apply unchanged to a Python server's /metrics:
+
+        from prometheus_client import REGISTRY, start_http_server
+        REGISTRY.register(moegs.ModelMetricsCollector(model))   # any /metrics this process serves from REGISTRY serves it
+        start_http_server(9464)                                 # where this process serves none
+
+    Series (prefix moegpustats_moegs_; balance figures over the model's sliding window, counts since the start or the
+    last reset):
+      model (no label): model_steps_total (counter), model_balancedness_min, _median, _mean, _token_weighted,
+        model_worst_layer;
+      per layer (label layer): layer_slots_total, layer_tokens_dropped_total, layer_slots_dropped_total,
+        layer_expert_ids_invalid_total (counters), layer_balancedness, layer_max_mean_ratio, layer_cv, layer_dead_experts,
+        layer_loss_load_balance, layer_loss_router_z (mean losses since the start);
+      per layer and position 1..top_experts (labels layer, position): layer_hot_expert and layer_cold_expert (the expert's
+        id, as a value, so the series stay the same however the ranking moves), layer_hot_expert_load and
+        layer_cold_expert_load (its window slots). Position 1 is summary()'s hottest_expert / coldest_expert: among equal
+        loads the higher id ranks hotter, the lower id colder;
+      with expert_series, per (layer, expert) (labels expert, layer): expert_tokens_total (counter, slots since the start)
+        and expert_window_load: 2 * layers * experts series (29,696 for DeepSeek-V3's 58 x 256), hence off by default.
+    series_count() gives the total. Values are those of the .NET endpoint for the same steps, sample for sample.
+
+    One scrape is one reading: summary, window load, each layer's snapshot (and counts) read together under the model's
+    lock, which record() and reset() take too, so a scrape on prometheus_client's HTTP thread never mixes two steps.
+    Each scrape reads anew (1 + 1 + layers calls, and layers more with expert_series; each is a device synchronization
+    on a device accelerator). After reset() the counters are served lower, which Prometheus's rate() and increase() read
+    as a counter reset, as the .NET endpoint serves them. Register one model's collector per registry: a second model's
+    has the same names (prometheus_client refuses it as duplicated); serve another model from its own CollectorRegistry.
+    Unregister the collector before closing the model; a scrape of a closed model raises MoeGpuStatsError. Register it
+    in the process that records: vLLM's V1 engine records in engine-core and worker processes, whose collectors its
+    API server's /metrics does not serve (prometheus_client's multiprocess mode aggregates plain metrics only), so
+    serve it there with start_http_server and scrape that port.
+    prometheus_client is imported here, not by `import moegs`: only a collector needs it."""
+
+    DEFAULT_TOP_EXPERTS = 5
+
+    def __init__(self, model, top_experts=None, expert_series=False):
+        """model: the MoeModelStats to publish (the caller keeps it, and closes it after unregistering this);
+        top_experts: K, the hottest and coldest experts per layer, in [0, experts], default min(5, experts);
+        expert_series: whether to publish the 2 * layers * experts per-expert series as well."""
+        try:
+            from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        except ImportError as error:
+            raise ImportError("ModelMetricsCollector needs prometheus_client: pip install prometheus-client "
+                              f"(Debian and Ubuntu: apt install python3-prometheus-client); importing it failed: {error}") from error
+        if not isinstance(model, MoeModelStats):
+            raise TypeError(f"model must be a moegs.MoeModelStats (got {type(model).__name__})")
+        if not isinstance(expert_series, bool):
+            raise TypeError(f"expert_series must be True or False (got {expert_series!r} of type {type(expert_series).__name__})")
+        self.top_experts = (min(self.DEFAULT_TOP_EXPERTS, model.experts) if top_experts is None
+                            else _integer("top_experts", top_experts, 0, model.experts, f"[0, {model.experts}], the model's experts"))
+        self.model, self.expert_series = model, expert_series
+        self._counter, self._gauge = CounterMetricFamily, GaugeMetricFamily
+
+    @staticmethod
+    def series_count(layers, experts, top_experts, expert_series):
+        """The series one collector serves: 6 for the model, 10 per layer, 4 per layer and position, and with
+        expert_series 2 per (layer, expert); what a scraper stores per instance (ModelRoutingStatsMetrics.SeriesCount)."""
+        layers = _integer("layers", layers, 0, INT64_MAX)
+        experts = _integer("experts", experts, 0, INT64_MAX)
+        top_experts = _integer("top_experts", top_experts, 0, INT64_MAX)
+        return 6 + 10 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
+
+    def describe(self):
+        """The families without samples: what registering reads, so that REGISTRY.register() does not read the model."""
+        return self._families(None)
+
+    def collect(self):
+        """One reading of the model as prometheus_client metric families (collect() of the Collector protocol)."""
+        return self._families(_MetricsReading(self.model, self.expert_series))
+
+    def _families(self, reading):
+        def family(instrument, counter, unit, description, labels):
+            kind = self._counter if counter else self._gauge
+            return kind(_metric_name(instrument), _metric_help(unit, description), labels=labels)
+
+        layer_names = [str(l) for l in range(self.model.layers)]
+        families = []
+        for instrument, counter, unit, description, value in _MODEL_SERIES:
+            metric = family(instrument, counter, unit, description, [])
+            if reading is not None:
+                metric.add_metric([], value(reading))
+            families.append(metric)
+        for instrument, counter, unit, description, value in _LAYER_SERIES:
+            metric = family(instrument, counter, unit, description, ["layer"])
+            if reading is not None:
+                for l, name in enumerate(layer_names):
+                    metric.add_metric([name], value(reading, l))
+            families.append(metric)
+        if self.top_experts:
+            ranks = [_ranked(row, self.top_experts) for row in reading.window_load] if reading is not None else None
+            positions = [str(p + 1) for p in range(self.top_experts)]
+            for instrument, unit, description, hottest, ids in _RANKED_SERIES:
+                metric = family(instrument, False, unit, description, ["layer", "position"])
+                if reading is not None:
+                    for l, name in enumerate(layer_names):
+                        row = reading.window_load[l]
+                        for position, expert in zip(positions, ranks[l][0 if hottest else 1]):
+                            metric.add_metric([name, position], expert if ids else row[expert])
+                families.append(metric)
+        if self.expert_series:
+            experts = [str(e) for e in range(self.model.experts)]
+            for instrument, counter, unit, description, tokens in _EXPERT_SERIES:
+                # Labels in the order the .NET endpoint writes them (by name), so the two expositions read alike.
+                metric = family(instrument, counter, unit, description, ["expert", "layer"])
+                if reading is not None:
+                    values = reading.counts if tokens else reading.window_load
+                    for l, name in enumerate(layer_names):
+                        for e, value in zip(experts, values[l]):
+                            metric.add_metric([e, name], value)
+                families.append(metric)
+        return families

@@ -920,5 +920,303 @@ class InstallTests(unittest.TestCase):
             self.assertEqual("3 [2, 1, 2, 1] True", run.stdout.strip())
 
 
+def prometheus_samples(registry):
+    """generate_latest(registry) parsed back as a scraper parses it: ({family: (type, help)}, {(sample name, sorted
+    labels): value}); counters' families are named without _total, as prometheus_client's parser names them."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    families, samples = {}, {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        families[family.name] = (family.type, family.documentation)
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            if key in samples:
+                raise AssertionError(f"sample {key} served twice")
+            samples[key] = sample.value
+    return families, samples
+
+
+def collector_registry(model, **options):
+    from prometheus_client import CollectorRegistry
+    registry = CollectorRegistry()
+    registry.register(moegs.ModelMetricsCollector(model, **options))
+    return registry
+
+
+def layer_values(samples, name, layers):
+    """The values of a per-layer series, one per layer in order."""
+    return [samples[(f"moegpustats_moegs_{name}", (("layer", str(l)),))] for l in range(layers)]
+
+
+@unittest.skipUnless(importlib.util.find_spec("prometheus_client"), "prometheus_client is not installed for this Python "
+                     "(pip install prometheus-client; Debian: apt install python3-prometheus-client)")
+@unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python: the expected values are its bincounts")
+class ModelMetricsTests(unittest.TestCase):
+    """ModelMetricsCollector: every series against NumPy's count of the recorded ids, parsed back from generate_latest();
+    a reset; a scrape racing records on another thread. (NativeApiTests.ThePythonCollectorServesTheDotNetEndpointsSamples
+    compares its exposition with the .NET endpoint's, sample for sample.)"""
+
+    LAYERS, EXPERTS, K, WINDOW, CAPACITY, STEPS = 3, 8, 2, 4, 5, 7
+
+    def plan(self, seed, steps):
+        """`steps` steps of [layers, tokens, k] int32 ids (tokens 5 to 14; ids in [-1, experts], so -1 empty slots and
+        `experts` invalid ids, and few enough slots per expert that loads tie) with per-layer losses."""
+        import numpy
+        rng = numpy.random.default_rng(seed)
+        plan = []
+        for _ in range(steps):
+            tokens = int(rng.integers(5, 15))
+            ids = rng.integers(-1, self.EXPERTS + 1, size=(self.LAYERS, tokens, self.K)).astype(numpy.int32)
+            losses = numpy.round(rng.random(self.LAYERS) * 2, 3).astype(numpy.float32)
+            z_losses = numpy.round(rng.random(self.LAYERS) / 10, 4).astype(numpy.float32)
+            plan.append((ids, losses, z_losses))
+        return plan
+
+    def expected(self, plan, top_experts):
+        """Every sample the collector serves for `plan`, computed here: {(name, labels): value}."""
+        import numpy
+        E, W = self.EXPERTS, self.WINDOW
+
+        def bincounts(steps):
+            counts = numpy.zeros((self.LAYERS, E), dtype=numpy.int64)
+            for ids, _, _ in steps:
+                for l in range(self.LAYERS):
+                    row = ids[l].ravel()
+                    counts[l] += numpy.bincount(row[(row >= 0) & (row < E)], minlength=E)
+            return counts
+
+        counts, window = bincounts(plan), bincounts(plan[-W:])
+        dropped = sum((numpy.maximum(bincounts([step]) - self.CAPACITY, 0) for step in plan), numpy.zeros((self.LAYERS, E), numpy.int64)).sum(1)
+        invalid = [sum(int(((ids[l] < -1) | (ids[l] >= E)).sum()) for ids, _, _ in plan) for l in range(self.LAYERS)]
+        losses = [numpy.mean([float(lb[l]) for _, lb, _ in plan]) if plan else 0.0 for l in range(self.LAYERS)]
+        z_losses = [numpy.mean([float(z[l]) for _, _, z in plan]) if plan else 0.0 for l in range(self.LAYERS)]
+        mean, peak = window.mean(1), window.max(1)
+        balancedness = mean / peak
+        samples = {("moegpustats_moegs_model_steps_total", ()): len(plan),
+                   ("moegpustats_moegs_model_balancedness_min", ()): balancedness.min(),
+                   ("moegpustats_moegs_model_balancedness_median", ()): numpy.median(balancedness),
+                   ("moegpustats_moegs_model_balancedness_mean", ()): balancedness.mean(),
+                   ("moegpustats_moegs_model_balancedness_token_weighted", ()): mean.sum() / peak.sum(),
+                   ("moegpustats_moegs_model_worst_layer", ()): int(numpy.argmin(balancedness))}
+        per_layer = {"layer_slots_total": counts.sum(1), "layer_balancedness": balancedness, "layer_max_mean_ratio": peak / mean,
+                     "layer_cv": window.std(1) / mean, "layer_dead_experts": (window == 0).sum(1),
+                     "layer_tokens_dropped_total": [0] * self.LAYERS, "layer_slots_dropped_total": dropped,
+                     "layer_expert_ids_invalid_total": invalid, "layer_loss_load_balance": losses, "layer_loss_router_z": z_losses}
+        for name, values in per_layer.items():
+            for l in range(self.LAYERS):
+                samples[(f"moegpustats_moegs_{name}", (("layer", str(l)),))] = values[l]
+        for l in range(self.LAYERS):
+            # Ascending by (load, id): the coldest first, ties to the lower id; reversed, the hottest, ties to the higher id.
+            order = numpy.lexsort((numpy.arange(E), window[l]))
+            for position in range(top_experts):
+                labels = (("layer", str(l)), ("position", str(position + 1)))
+                for name, expert in (("hot", order[E - 1 - position]), ("cold", order[position])):
+                    samples[(f"moegpustats_moegs_layer_{name}_expert", labels)] = int(expert)
+                    samples[(f"moegpustats_moegs_layer_{name}_expert_load", labels)] = int(window[l, expert])
+            for e in range(E):
+                labels = (("expert", str(e)), ("layer", str(l)))
+                samples[("moegpustats_moegs_expert_tokens_total", labels)] = int(counts[l, e])
+                samples[("moegpustats_moegs_expert_window_load", labels)] = int(window[l, e])
+        return samples
+
+    def assertSamples(self, expected, served, message=""):
+        self.assertEqual(sorted(expected), sorted(served), message)
+        for key, value in expected.items():
+            if value != value:
+                self.assertNotEqual(served[key], served[key], f"{message} {key}: NaN expected")
+            else:
+                # Balance figures are doubles the library computes in its own order; losses float32 means.
+                self.assertAlmostEqual(float(value), served[key], delta=1e-6 * max(1.0, abs(float(value))), msg=f"{message} {key}")
+
+    def record(self, model, plan):
+        for ids, losses, z_losses in plan:
+            model.record(ids, load_balance_losses=[float(v) for v in losses], router_z_losses=[float(v) for v in z_losses])
+
+    def new_model(self, accelerator="managed"):
+        return moegs.MoeModelStats(self.LAYERS, self.EXPERTS, expert_capacity=self.CAPACITY, window=self.WINDOW, accelerator=accelerator)
+
+    def test_every_series_is_numpys_count_of_the_ids(self):
+        plan = self.plan(5, self.STEPS)
+        for accelerator in ("managed", "cpu"):
+            with self.subTest(accelerator=accelerator), self.new_model(accelerator) as model:
+                self.record(model, plan)
+                registry = collector_registry(model, top_experts=self.EXPERTS, expert_series=True)
+                families, served = prometheus_samples(registry)
+                self.assertSamples(self.expected(plan, self.EXPERTS), served, accelerator)
+                # Position 1 is the summary's hottest and coldest expert.
+                summary = model.summary()["window"]["per_layer"]
+                for l in range(self.LAYERS):
+                    first = (("layer", str(l)), ("position", "1"))
+                    self.assertEqual((summary[l]["hottest_expert"], summary[l]["coldest_expert"]),
+                                     (served[("moegpustats_moegs_layer_hot_expert", first)], served[("moegpustats_moegs_layer_cold_expert", first)]))
+        # The plan ties loads, so the tie rule above was exercised, not assumed.
+        import numpy
+        window = sum(numpy.stack([numpy.bincount(ids[l].ravel()[ids[l].ravel() >= 0], minlength=self.EXPERTS + 1)[:self.EXPERTS]
+                                  for l in range(self.LAYERS)]) for ids, _, _ in plan[-self.WINDOW:])
+        self.assertTrue(any(len(set(row.tolist())) < self.EXPERTS for row in window), "no layer's window load ties")
+
+    def test_the_default_publishes_five_ranks_and_no_expert_series_with_the_endpoints_types_and_help(self):
+        with self.new_model() as model:
+            plan = self.plan(6, 3)
+            self.record(model, plan)
+            families, served = prometheus_samples(collector_registry(model))
+            expected = {key: value for key, value in self.expected(plan, 5).items() if not key[0].startswith("moegpustats_moegs_expert_")}
+            self.assertSamples(expected, served)
+            self.assertEqual(moegs.ModelMetricsCollector.series_count(self.LAYERS, self.EXPERTS, 5, False), len(served))
+            self.assertEqual(("counter", "({slot}) Token-expert slots since the start (tag: layer)."),
+                             families["moegpustats_moegs_layer_slots"])
+            self.assertEqual(("gauge", "The first layer with the smallest balancedness in the window."), families["moegpustats_moegs_model_worst_layer"])
+            counters = {name for name, (kind, _) in families.items() if kind == "counter"}
+            self.assertEqual({"moegpustats_moegs_model_steps", "moegpustats_moegs_layer_slots", "moegpustats_moegs_layer_tokens_dropped",
+                              "moegpustats_moegs_layer_slots_dropped", "moegpustats_moegs_layer_expert_ids_invalid"}, counters)
+            # top_experts=0 leaves the ranked families out altogether, as the .NET publisher does.
+            families, served = prometheus_samples(collector_registry(model, top_experts=0))
+            self.assertFalse([name for name in families if "_hot_" in name or "_cold_" in name])
+            self.assertEqual(moegs.ModelMetricsCollector.series_count(self.LAYERS, self.EXPERTS, 0, False), len(served))
+
+    def test_the_alert_rules_and_the_dashboard_select_served_names(self):
+        """Every model and layer name and every per-expert one of a model in docs/monitoring/ is one the collector serves
+        (a single layer's endpoint's, moegpustats_moegs_routings_total, moegpustats_moegs_expert_ids_invalid_total and
+        the like, are not a model's)."""
+        docs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "monitoring")
+        used = set()
+        for name in ("moegpustats-alerts.yml", "moegpustats-dashboard.json"):
+            with open(os.path.join(docs, name)) as file:
+                used |= set(re.findall(r"moegpustats_moegs_(?:model_|layer_|expert_tokens|expert_window_load)[a-z_]*", file.read()))
+        self.assertTrue(used)
+        with self.new_model() as model:
+            self.record(model, self.plan(7, 2))
+            _, served = prometheus_samples(collector_registry(model, expert_series=True))
+        self.assertEqual(set(), used - {name for name, _ in served})
+
+    def test_after_a_reset_the_counters_go_down_and_serve_the_new_steps_alone(self):
+        first, second = self.plan(8, self.STEPS), self.plan(9, 2)
+        with self.new_model() as model, self.new_model() as fresh:
+            registry = collector_registry(model, expert_series=True)
+            self.record(model, first)
+            _, before = prometheus_samples(registry)
+            model.reset()
+            _, reset = prometheus_samples(registry)
+            self.record(model, second)
+            self.record(fresh, second)
+            _, after = prometheus_samples(registry)
+            _, want = prometheus_samples(collector_registry(fresh, expert_series=True))
+        self.assertEqual(self.STEPS, before[("moegpustats_moegs_model_steps_total", ())])
+        self.assertEqual(0, reset[("moegpustats_moegs_model_steps_total", ())])
+        self.assertEqual([0.0] * self.LAYERS, layer_values(reset, "layer_slots_total", self.LAYERS))
+        # Lower than before: Prometheus's rate() and increase() read a counter that goes down as a reset.
+        self.assertTrue(all(a < b for a, b in zip(layer_values(after, "layer_slots_total", self.LAYERS),
+                                                  layer_values(before, "layer_slots_total", self.LAYERS))))
+        self.assertSamples(self.expected(second, 5), after)
+        self.assertEqual(want.keys(), after.keys())
+        self.assertTrue(same_statistics(want, after))
+
+    def test_a_scrape_racing_records_reads_one_step(self):
+        """A thread records steps of known slot counts while this one scrapes: in every scrape each layer's slots are
+        the first n steps' (n the steps served), its experts' tokens sum to them, and its window load is the last
+        min(n, window) steps'. Without the model's lock a scrape reads the summary, the window and the counts at
+        different steps."""
+        import numpy
+        layers, experts, window, steps, wanted = 4, 16, 3, 4000, 20
+        rng = numpy.random.default_rng(10)
+        plan = [rng.integers(0, experts, size=(layers, int(rng.integers(1, 40)), 2)).astype(numpy.int32) for _ in range(steps)]
+        slots = numpy.array([ids.shape[1] * 2 for ids in plan])
+        cumulative = numpy.concatenate([[0], numpy.cumsum(slots)])
+        stop = threading.Event()
+
+        def record():
+            for ids in plan:
+                if stop.is_set():
+                    return
+                model.record(ids)
+
+        with moegs.MoeModelStats(layers, experts, window=window, accelerator="managed") as model:
+            registry = collector_registry(model, top_experts=experts, expert_series=True)
+            recorder = threading.Thread(target=record)
+            scrapes, midway = 0, 0
+            recorder.start()
+            try:
+                # Until `wanted` scrapes landed between steps (the recorder stops then), however slow the machine.
+                while midway < wanted and (recorder.is_alive() or scrapes == 0):
+                    _, served = prometheus_samples(registry)
+                    n = int(served[("moegpustats_moegs_model_steps_total", ())])
+                    scrapes, midway = scrapes + 1, midway + (0 < n < steps)
+                    for l in range(layers):
+                        label = ("layer", str(l))
+                        layer_slots = served[("moegpustats_moegs_layer_slots_total", (label,))]
+                        tokens = sum(served[("moegpustats_moegs_expert_tokens_total", (("expert", str(e)), label))] for e in range(experts))
+                        load = sum(served[("moegpustats_moegs_expert_window_load", (("expert", str(e)), label))] for e in range(experts))
+                        hot = sum(served[("moegpustats_moegs_layer_hot_expert_load", (label, ("position", str(p + 1))))] for p in range(experts))
+                        self.assertEqual((cumulative[n], cumulative[n], cumulative[n] - cumulative[max(0, n - window)], load),
+                                         (layer_slots, tokens, load, hot), f"scrape {scrapes} at step {n}, layer {l}")
+            finally:
+                stop.set()
+                recorder.join()
+        # Scrapes that landed between steps, or the test showed nothing about the lock.
+        self.assertGreaterEqual(midway, wanted, f"{scrapes} scrapes, {midway} of them while steps were being recorded")
+
+    def test_without_numpy_the_scrape_is_the_same(self):
+        """window_load() returns lists where NumPy is absent; the collector ranks those alike (a process without NumPy
+        against this one's)."""
+        from prometheus_client import generate_latest
+        ids = [e % self.EXPERTS for e in range(self.LAYERS * 9 * self.K)][::-1]
+        script = ("import array, sys\nsys.modules['numpy'] = None\n"
+                  f"sys.path.insert(0, {os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')!r})\n"
+                  "import moegs\nfrom prometheus_client import CollectorRegistry, generate_latest\n"
+                  f"ids = array.array('i', {ids!r})\n"
+                  "class Ids:\n    pass\n"
+                  f"view = Ids()\nview.__array_interface__ = {{'version': 3, 'shape': ({self.LAYERS}, 9, {self.K}), 'typestr': {INT32!r}, "
+                  "'strides': None, 'data': (ids.buffer_info()[0], False)}\n"
+                  f"model = moegs.MoeModelStats({self.LAYERS}, {self.EXPERTS}, accelerator='managed')\nmodel.record(view)\n"
+                  "registry = CollectorRegistry()\nregistry.register(moegs.ModelMetricsCollector(model, top_experts=4, expert_series=True))\n"
+                  "assert isinstance(model.window_load(), list)\nsys.stdout.write(generate_latest(registry).decode())\n")
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        self.assertEqual(0, run.returncode, run.stderr)
+        import numpy
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+            model.record(numpy.array(ids, dtype=numpy.int32).reshape(self.LAYERS, 9, self.K))
+            self.assertEqual(generate_latest(collector_registry(model, top_experts=4, expert_series=True)).decode(), run.stdout)
+
+    def test_bad_arguments_name_what_is_allowed(self):
+        with self.new_model() as model:
+            with self.assertRaisesRegex(ValueError, r"top_experts = 9 is out of range: it must lie in \[0, 8\], the model's experts"):
+                moegs.ModelMetricsCollector(model, top_experts=9)
+            with self.assertRaisesRegex(ValueError, r"top_experts = -1"):
+                moegs.ModelMetricsCollector(model, top_experts=-1)
+            with self.assertRaisesRegex(TypeError, r"top_experts must be an integer \(got 2.0"):
+                moegs.ModelMetricsCollector(model, top_experts=2.0)
+            with self.assertRaisesRegex(TypeError, r"expert_series must be True or False \(got 'yes'"):
+                moegs.ModelMetricsCollector(model, expert_series="yes")
+        with self.assertRaisesRegex(TypeError, r"model must be a moegs.MoeModelStats \(got MoeStats\)"):
+            with moegs.MoeStats(4, "managed") as stats:
+                moegs.ModelMetricsCollector(stats)
+        self.assertEqual(6 + 58 * 10 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
+
+    def test_registering_reads_nothing_and_a_closed_model_fails_the_scrape(self):
+        """describe() gives the families without samples, so register() does not read the model (here a closed one); a
+        scrape of a closed model raises (the HTTP endpoint answers an error, never a page of stale or empty series)."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        model = self.new_model()
+        model.close()
+        registry = CollectorRegistry()
+        registry.register(moegs.ModelMetricsCollector(model))
+        with self.assertRaisesRegex(moegs.MoeGpuStatsError, "closed"):
+            generate_latest(registry)
+        # A second model's collector has the same names: one model per registry, as the docstring says.
+        with self.assertRaisesRegex(ValueError, "Duplicated timeseries"):
+            registry.register(moegs.ModelMetricsCollector(model))
+
+
+class MetricsWithoutPrometheusClientTests(unittest.TestCase):
+    def test_import_moegs_needs_no_prometheus_client_and_the_collector_says_what_to_install(self):
+        script = ("import sys\nsys.modules['prometheus_client'] = None\nsys.modules['prometheus_client.core'] = None\n"
+                  f"sys.path.insert(0, {os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')!r})\n"
+                  "import moegs\n"
+                  "try:\n    moegs.ModelMetricsCollector(None)\nexcept ImportError as error:\n    print(error)\n")
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        self.assertEqual(0, run.returncode, run.stderr)
+        self.assertIn("ModelMetricsCollector needs prometheus_client: pip install prometheus-client", run.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()
