@@ -57,6 +57,28 @@ public sealed partial class AlertRulesTests
         Assert.Contains(("MoeSlotsDropped", "ok", "pending"), alerts);
     }
 
+    /// <summary>A Prometheus that exits at start (a rule it cannot parse) fails the test with its own reason, not only its exit code.</summary>
+    [Fact]
+    public async Task APrometheusThatExitsSaysWhy()
+    {
+        var server = PrometheusTools.Server;
+        Assert.SkipWhen(server is null, PrometheusTools.Missing);
+        var cancel = TestContext.Current.CancellationToken;
+        var rules = Path.Combine(Path.GetTempPath(), $"moegs-broken-rules-{Guid.NewGuid():N}.yml");
+        await File.WriteAllTextAsync(rules, "groups:\n  - name: broken\n    rules:\n      - alert: Broken\n        expr: sum(\n", cancel);
+        try
+        {
+            var error = await Assert.ThrowsAnyAsync<Xunit.Sdk.XunitException>(() => PrometheusServer.StartAsync(server!, [PrometheusText.FreePort()], cancel, rules));
+
+            Assert.Contains("Prometheus exited", error.Message);
+            Assert.Contains("unclosed left parenthesis", error.Message);
+        }
+        finally
+        {
+            File.Delete(rules);
+        }
+    }
+
     [GeneratedRegex(@"\bmoegpustats_[a-z_]+")]
     private static partial Regex SeriesName();
 }
