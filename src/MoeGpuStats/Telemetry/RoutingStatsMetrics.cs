@@ -44,7 +44,10 @@ namespace MoeGpuStats.Telemetry;
 /// Every publisher of one meter factory (of the process, without one), this class's and
 /// <see cref="ModelRoutingStatsMetrics"/>'s, shares one meter and one instrument per name; each
 /// instrument reports the measurements of the live publishers, so give each its own <c>layer</c>.
-/// Disposing a publisher takes its measurements away and leaves the others'.
+/// Disposing a publisher takes its observable measurements away and leaves the others'. The latency
+/// histogram is the exception: a listener keeps what it aggregated, so an exporter keeps serving a
+/// disposed publisher's <c>layer</c> of it, unchanged, while another publisher of the meter lives (a
+/// new publisher of that <c>layer</c> adds to it); disposing the last publisher ends the meter.
 /// </para>
 /// </remarks>
 public sealed class RoutingStatsMetrics : IDisposable

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
 
 namespace MoeGpuStats.Telemetry;
 
@@ -142,6 +143,7 @@ internal sealed class SharedInstruments
 
         public IEnumerable<Measurement<T>> Observe()
         {
+            List<Exception>? failures = null;
             foreach (var (_, observe) in _sources)
             {
                 IEnumerable<Measurement<T>> measurements;
@@ -155,6 +157,13 @@ internal sealed class SharedInstruments
                     // every publisher's, and a throw would lose the others' measurements with it.
                     continue;
                 }
+                catch (Exception exception)
+                {
+                    // Any other failure (a device error) is this publisher's alone: thrown to the listener,
+                    // which logs it, once the others' measurements are taken.
+                    (failures ??= []).Add(exception);
+                    continue;
+                }
 
                 // Lazily, as the listener takes them: its time over many measurements is work, not a
                 // pause between collections (CollectionReading).
@@ -162,6 +171,16 @@ internal sealed class SharedInstruments
                 {
                     yield return measurement;
                 }
+            }
+
+            if (failures is [var failure])
+            {
+                ExceptionDispatchInfo.Throw(failure);
+            }
+
+            if (failures is not null)
+            {
+                throw new AggregateException(failures);
             }
         }
     }

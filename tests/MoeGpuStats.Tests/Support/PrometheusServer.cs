@@ -14,6 +14,9 @@ internal sealed class PrometheusServer : IDisposable
     private readonly string _folder;
     private readonly HttpClient _http;
 
+    // Prometheus's last log lines (warnings and errors: --log.level=warn), for a failure's message.
+    private readonly Queue<string> _log = new();
+
     private PrometheusServer(Process process, string folder, int port)
     {
         (_process, _folder) = (process, folder);
@@ -43,11 +46,21 @@ internal sealed class PrometheusServer : IDisposable
             RedirectStandardError = true,
         };
         var prometheus = new PrometheusServer(Process.Start(start)!, folder, port);
-        prometheus._process.OutputDataReceived += (_, _) => { };
-        prometheus._process.ErrorDataReceived += (_, _) => { };
+        prometheus._process.OutputDataReceived += (_, line) => prometheus.Log(line.Data);
+        prometheus._process.ErrorDataReceived += (_, line) => prometheus.Log(line.Data);
         prometheus._process.BeginOutputReadLine();
         prometheus._process.BeginErrorReadLine();
-        await prometheus.WaitAsync(async () => (await prometheus._http.GetAsync("-/ready", cancel)).IsSuccessStatusCode, "get ready", () => { }, cancel);
+        try
+        {
+            await prometheus.WaitAsync(async () => (await prometheus._http.GetAsync("-/ready", cancel)).IsSuccessStatusCode, "get ready", () => { }, cancel);
+        }
+        catch
+        {
+            // Not left running (or its folder left behind) by a test that never gets it.
+            prometheus.Dispose();
+            throw;
+        }
+
         return prometheus;
     }
 
@@ -103,12 +116,43 @@ internal sealed class PrometheusServer : IDisposable
         Directory.Delete(_folder, recursive: true);
     }
 
+    private void Log(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_log)
+        {
+            _log.Enqueue(line);
+            if (_log.Count > 20)
+            {
+                _log.Dequeue();
+            }
+        }
+    }
+
+    private string LastLog()
+    {
+        lock (_log)
+        {
+            return _log.Count == 0 ? "(nothing logged)" : string.Join("\n", _log);
+        }
+    }
+
     private async Task WaitAsync(Func<Task<bool>> done, string what, Action between, CancellationToken cancel)
     {
         var deadline = Stopwatch.StartNew();
         while (true)
         {
-            Assert.False(_process.HasExited, $"Prometheus exited ({(_process.HasExited ? _process.ExitCode : 0)}) before it could {what}.");
+            if (_process.HasExited)
+            {
+                // Until the log's last lines are read.
+                _process.WaitForExit();
+                Assert.Fail($"Prometheus exited ({_process.ExitCode}) before it could {what}:\n{LastLog()}");
+            }
+
             try
             {
                 if (await done())
@@ -120,7 +164,7 @@ internal sealed class PrometheusServer : IDisposable
             {
             }
 
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), $"Prometheus did not {what} within 30 s.");
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), $"Prometheus did not {what} within 30 s:\n{LastLog()}");
             between();
             await Task.Delay(250, cancel);
         }

@@ -92,9 +92,37 @@ public sealed class SharedInstrumentsTests
         Assert.Equal(["live=3"], Tokens(factory));
     }
 
-    private static List<string> Tokens(IMeterFactory factory)
+    /// <summary>
+    /// A publisher whose reading fails otherwise (a device error) fails its own measurements only: the
+    /// others of the instrument it shares are reported, and its error still reaches the listener.
+    /// </summary>
+    [Fact]
+    public void APublisherWhoseReadingFailsLeavesTheOthersReportingAndItsErrorReachesTheListener()
     {
-        var seen = new List<string>();
+        using var factory = new TestMeterFactory();
+        var shared = SharedInstruments.Acquire(factory);
+        var (failing, live) = (new object(), new object());
+        shared.ObservableCounter<long>(failing, "moegs.tokens", () => throw new InvalidOperationException("device lost"), "{token}", "Tokens recorded.");
+        shared.ObservableCounter<long>(live, "moegs.tokens", () => [new Measurement<long>(3, new KeyValuePair<string, object?>("layer", "live"))], "{token}", "Tokens recorded.");
+        try
+        {
+            var seen = new List<string>();
+            var error = Assert.Throws<AggregateException>(() => Tokens(factory, seen));
+            Assert.Equal("device lost", Assert.IsType<InvalidOperationException>(Assert.Single(error.InnerExceptions)).Message);
+            Assert.Equal(["live=3"], seen);
+        }
+        finally
+        {
+            shared.Release(failing);
+            shared.Release(live);
+        }
+    }
+
+    private static List<string> Tokens(IMeterFactory factory) => Tokens(factory, []);
+
+    /// <summary>The <c>moegs.tokens</c> measurements of one collection, into <paramref name="seen"/> as they come (a collection that throws leaves those it took).</summary>
+    private static List<string> Tokens(IMeterFactory factory, List<string> seen)
+    {
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
         {

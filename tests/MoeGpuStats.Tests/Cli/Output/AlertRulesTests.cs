@@ -49,12 +49,44 @@ public sealed partial class AlertRulesTests
         using var prometheus = await PrometheusServer.StartAsync(server!, [routing.ModelPort, routing.RouterPort], cancel, Rules);
         await prometheus.WaitForScrapesAsync(4, routing.Step, cancel);
 
-        // Evaluated every second once Prometheus has the scrapes; the ids outside the experts fire at once, the drops wait their 10 minutes.
+        // The ids outside the experts fire at once, the drops wait their 10 minutes. The rules are evaluated
+        // every second apart from the scrapes, and one whose rates saw two scrapes of one reading (the
+        // endpoint refreshes it each second) is not yet pending: states are read until both show, for 30 s.
+        var waited = System.Diagnostics.Stopwatch.StartNew();
         var alerts = await prometheus.AlertsAsync(cancel);
+        while (!(alerts.Contains(("MoeInvalidExpertIds", "ok", "firing")) && alerts.Contains(("MoeSlotsDropped", "ok", "pending"))) && waited.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            routing.Step();
+            await Task.Delay(250, cancel);
+            alerts = await prometheus.AlertsAsync(cancel);
+        }
+
         Assert.Equal(["MoeBalanceBelowUsual", "MoeDeadExperts", "MoeExpertOverloaded", "MoeInvalidExpertIds", "MoeSlotsDropped"], alerts.Select(alert => alert.Name).Order());
         Assert.All(alerts, alert => Assert.Equal("ok", alert.Health));
         Assert.Contains(("MoeInvalidExpertIds", "ok", "firing"), alerts);
         Assert.Contains(("MoeSlotsDropped", "ok", "pending"), alerts);
+    }
+
+    /// <summary>A Prometheus that exits at start (a rule it cannot parse) fails the test with its own reason, not only its exit code.</summary>
+    [Fact]
+    public async Task APrometheusThatExitsSaysWhy()
+    {
+        var server = PrometheusTools.Server;
+        Assert.SkipWhen(server is null, PrometheusTools.Missing);
+        var cancel = TestContext.Current.CancellationToken;
+        var rules = Path.Combine(Path.GetTempPath(), $"moegs-broken-rules-{Guid.NewGuid():N}.yml");
+        await File.WriteAllTextAsync(rules, "groups:\n  - name: broken\n    rules:\n      - alert: Broken\n        expr: sum(\n", cancel);
+        try
+        {
+            var error = await Assert.ThrowsAnyAsync<Xunit.Sdk.XunitException>(() => PrometheusServer.StartAsync(server!, [PrometheusText.FreePort()], cancel, rules));
+
+            Assert.Contains("Prometheus exited", error.Message);
+            Assert.Contains("unclosed left parenthesis", error.Message);
+        }
+        finally
+        {
+            File.Delete(rules);
+        }
     }
 
     [GeneratedRegex(@"\bmoegpustats_[a-z_]+")]
