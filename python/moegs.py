@@ -950,8 +950,8 @@ class _MetricsReading:
 
 class ModelMetricsCollector:
     """A prometheus_client collector of one MoeModelStats: the series the .NET side publishes for a model
-    (ModelRoutingStatsMetrics) under the names `moegs simulate --metrics-port` serves, so that the alert rules and the
-    Grafana dashboard in docs/monitoring/ apply unchanged to a Python server's /metrics:
+    (ModelRoutingStatsMetrics) under the names `moegs simulate --metrics-port` serves, so that the model's alert rules and
+    the Grafana dashboard's model panels in docs/monitoring/ apply unchanged to a Python server's /metrics:
 
         from prometheus_client import REGISTRY, start_http_server
         REGISTRY.register(moegs.ModelMetricsCollector(model))   # any /metrics this process serves from REGISTRY serves it

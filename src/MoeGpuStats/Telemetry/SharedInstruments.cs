@@ -95,8 +95,10 @@ internal sealed class SharedInstruments
 
             if (--_publishers == 0 && _ownsMeter)
             {
-                Meter.Dispose();
+                // Forgotten first: disposing the meter calls listeners back, and a publisher one of them
+                // creates then gets a new meter, not this one.
                 _withoutFactory = null;
+                Meter.Dispose();
             }
         }
     }
