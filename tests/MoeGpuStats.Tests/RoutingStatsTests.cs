@@ -254,6 +254,52 @@ public sealed class RoutingStatsTests
         Assert.Equal(whole.RoutingLatencyStats.MaxLatencyMs, merged.RoutingLatencyStats.MaxLatencyMs);
     }
 
+    /// <summary>
+    /// The figures the merge above leaves unchecked, against one collector that saw the first part's
+    /// routings and then the second's: the peak capacity use is the larger peak, the router z-loss
+    /// averages over every routing, the fastest latency is the faster part's, and the variance history
+    /// and recent latencies keep the newest (1,200 routings, more than either window holds). The average
+    /// capacity use, an exponential average per part, merges as the parts' averages weighted by routings.
+    /// </summary>
+    [Fact]
+    public void MergingKeepsThePeakTheFastestLatencyAndTheNewestWindows()
+    {
+        using var whole = new RoutingStats();
+        using var rank0 = new RoutingStats();
+        using var rank1 = new RoutingStats();
+        var random = new Random(22);
+        foreach (var (rank, routings, scale) in new[] { (rank0, 700, 1), (rank1, 500, 3) })
+        {
+            for (var i = 0; i < routings; i++)
+            {
+                var counts = Enumerable.Range(0, 6).Select(e => random.Next(0, 60 * scale) * (e + 1)).ToArray();
+                var decision = new RoutingDecision { ExpertCapacities = counts, TotalTokens = counts.Sum() / 2, TokensDropped = random.Next(0, 3), RouterZLoss = (float)random.NextDouble() * scale };
+                whole.RecordRouting(decision);
+                rank.RecordRouting(decision);
+
+                // The second part's latencies are all slower than the first's fastest.
+                var latency = TimeSpan.FromTicks(random.Next(1, 100_000) + (scale == 3 ? 100_000 : 0));
+                whole.RecordRoutingLatency(latency);
+                rank.RecordRoutingLatency(latency);
+            }
+        }
+
+        using var merged = RoutingStats.Merge([rank0, rank1]);
+
+        Assert.NotEqual(rank0.CapacityStats.PeakUtilization, rank1.CapacityStats.PeakUtilization);
+        Assert.Equal(whole.CapacityStats.PeakUtilization, merged.CapacityStats.PeakUtilization);
+        Assert.Equal(whole.CapacityStats.TotalCapacity, merged.CapacityStats.TotalCapacity);
+        Assert.Equal(whole.CapacityStats.OverallUtilization(), merged.CapacityStats.OverallUtilization());
+        var weighted = ((700.0 * rank0.CapacityStats.AverageUtilization) + (500.0 * rank1.CapacityStats.AverageUtilization)) / 1200;
+        Assert.Equal(weighted, merged.CapacityStats.AverageUtilization, 1e-6);
+        Assert.Equal(whole.AverageRouterZLoss, merged.AverageRouterZLoss, 1e-4);
+        Assert.Equal(whole.LoadVarianceHistory, merged.LoadVarianceHistory);
+        Assert.Equal(whole.RoutingLatencyStats.MinLatencyMs, merged.RoutingLatencyStats.MinLatencyMs);
+        Assert.Equal(whole.RoutingLatencyStats.MaxLatencyMs, merged.RoutingLatencyStats.MaxLatencyMs);
+        Assert.Equal(whole.RoutingLatencyStats.RecentLatencies, merged.RoutingLatencyStats.RecentLatencies);
+        Assert.Equal(whole.RoutingLatencyStats.TotalLatencyMs, merged.RoutingLatencyStats.TotalLatencyMs, 1e-9 * whole.RoutingLatencyStats.TotalLatencyMs);
+    }
+
     [Fact]
     public void DifferentExpertCountsDoNotMerge()
     {

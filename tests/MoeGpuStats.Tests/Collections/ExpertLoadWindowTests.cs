@@ -68,6 +68,29 @@ public sealed class ExpertLoadWindowTests
     }
 
     /// <summary>
+    /// A cleared window's ring holds only the steps since the clear, also in rows that held a whole step
+    /// before it and a decode step (kept as a list) after: that ring is what a model exports to a merge.
+    /// </summary>
+    [Fact]
+    public void AClearedWindowsRingHoldsOnlyTheStepsSinceTheClear()
+    {
+        var loads = new ExpertLoadWindow(layers: 1, experts: 4, window: 2);
+        var dense = Enumerable.Repeat(2, 40).ToArray();
+        for (var step = 0; step < 2; step++)
+        {
+            loads.Add(0, dense, [0, 0, 40, 0]);
+            loads.Advance();
+        }
+
+        loads.Clear();
+        loads.Add(0, [1], [0, 1, 0, 0]);
+        loads.Advance();
+
+        Assert.Equal([0UL, 1, 0, 0], loads.Load.ToArray());
+        Assert.Equal([0u, 1, 0, 0, 0, 0, 0, 0], loads.ToRing());
+    }
+
+    /// <summary>
     /// A window restored from its load alone (a model read from JSON) allocates nothing per step, so a
     /// file that names a window of 2,000,000,000 steps costs no memory while it is read (it cost 16 GB);
     /// a clear then gives it its steps and it slides.

@@ -45,4 +45,63 @@ public sealed class BalanceSummaryTests
             + "SinceStart = BalanceSummary { Layers = 3, MinBalancedness = 0.16666666666666666, MedianBalancedness = 0.5, MeanBalancedness = 0.38888888888888884, WorstLayer = 0, TokenWeightedBalancedness = 0.3 } }",
             text);
     }
+
+    /// <summary>
+    /// A layer whose step routed nothing (every slot padding) reads as balanced: balancedness and max/mean 1,
+    /// CV 0, every expert dead, the last expert hottest and the first coldest (all tie at 0); it counts as 1
+    /// in the figures across layers and adds nothing to the token-weighted figure.
+    /// </summary>
+    [Fact]
+    public void ALayerWithoutLoadIsBalancedAndCountsAsOneAcrossLayers()
+    {
+        using var model = new ModelRoutingStats(Options);
+        // Layer 0: three slots to expert 0, one to expert 1; layer 1: padding only; layer 2: one slot to each of experts 0-3.
+        model.RecordStep([0, 0, 0, 1, -1, -1, -1, -1, 0, 1, 2, 3], 2, 2);
+
+        foreach (var summary in new[] { model.Summary().Window, model.Summary().SinceStart })
+        {
+            Assert.Equal(new LayerBalance(0, 0, 0, 0, 1, 1, 0, HottestExpert: 7, ColdestExpert: 0, DeadExperts: 8), summary.Layers[1]);
+            Assert.Equal(new LayerBalance(4, 0.5, 3, 0, 0.5 / 3, 6, Math.Sqrt(((2.5 * 2.5) + (0.5 * 0.5) + (6 * 0.25)) / 8) / 0.5, 0, 2, 6), summary.Layers[0]);
+            Assert.Equal(0.5 / 3, summary.MinBalancedness);
+            Assert.Equal(0.5, summary.MedianBalancedness);
+            Assert.Equal(((0.5 / 3) + 1 + 0.5) / 3, summary.MeanBalancedness, 15);
+            Assert.Equal(0, summary.WorstLayer);
+            Assert.Equal((0.5 + 0 + 0.5) / (3 + 0 + 1), summary.TokenWeightedBalancedness);
+        }
+    }
+
+    /// <summary>Layers that tie for the smallest balancedness: the worst layer is the first of them.</summary>
+    [Fact]
+    public void TheWorstLayerIsTheFirstOfThoseThatTie()
+    {
+        using var model = new ModelRoutingStats(Options);
+        // Layers 0 and 2: three slots to one expert and one to another (balancedness 1/6); layer 1: four experts one each (1/2).
+        model.RecordStep([0, 0, 0, 1, 0, 1, 2, 3, 5, 5, 5, 6], 2, 2);
+
+        var summary = model.Summary().Window;
+        Assert.Equal(summary.Layers[0].Balancedness, summary.Layers[2].Balancedness);
+        Assert.Equal(0, summary.WorstLayer);
+        Assert.Equal((5, 0), (summary.Layers[2].HottestExpert, summary.Layers[2].ColdestExpert));
+    }
+
+    /// <summary>The operators take null on either side; summaries of different layers hash apart.</summary>
+    [Fact]
+    public void NullComparesEqualOnlyToNullAndDifferentSummariesHashApart()
+    {
+        using var model = new ModelRoutingStats(Options);
+        model.RecordStep([0, 0, 0, 1, 0, 1, 2, 3, 5, 5, 5, 6], 2, 2);
+        var summary = model.Summary().Window;
+        BalanceSummary? none = null;
+
+        Assert.True(none == null);
+        Assert.False(none == summary);
+        Assert.False(summary == none);
+        Assert.True(none != summary);
+        Assert.False(summary.Equals(none));
+
+        model.RecordStep([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 2, 2);
+        var other = model.Summary().Window;
+        Assert.NotEqual(summary, other);
+        Assert.NotEqual(summary.GetHashCode(), other.GetHashCode());
+    }
 }

@@ -440,6 +440,72 @@ public sealed class ModelRoutingStatsTests
         Assert.Equal(expected, merged.WindowLoad());
     }
 
+    /// <summary>
+    /// Parts of different lengths (four steps beside one, window 3) merge into the longer window, the
+    /// newest steps aligned; each merged step then leaves the window in turn, oldest first, as the
+    /// merged model records on: the load is checked after every step until none of the merged steps is left.
+    /// </summary>
+    [Fact]
+    public void MergedWindowsOfDifferentLengthsSlideOutStepByStep()
+    {
+        var a = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 4, seed: 34);
+        var b = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 1, seed: 35);
+        using var first = new ModelRoutingStats(MergeOptions);
+        using var second = new ModelRoutingStats(MergeOptions);
+        foreach (var (model, steps) in new[] { (first, a), (second, b) })
+        {
+            foreach (var step in steps)
+            {
+                model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
+            }
+        }
+
+        using var merged = ModelRoutingStats.Merge([first, second]);
+        Assert.Equal((5UL, 3), (merged.Summary().Steps, merged.Summary().WindowSteps));
+
+        var next = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 3, seed: 36);
+        for (var k = 0; k <= next.Count; k++)
+        {
+            if (k > 0)
+            {
+                merged.RecordStep(next[k - 1].Ids, next[k - 1].Valid, next[k - 1].TopK, next[k - 1].Stride);
+            }
+
+            // a's last three steps, the newest with b's only step, less the k oldest, plus the k new steps.
+            var expected = ModelSteps.WindowLoad(MergeOptions, [.. a.Skip(1 + k), .. next.Take(k)])
+                .Zip(ModelSteps.WindowLoad(MergeOptions, k < 3 ? b : []), (x, y) => x + y).ToArray();
+            Assert.True(expected.SequenceEqual(merged.WindowLoad()), $"after {k} new steps");
+        }
+    }
+
+    /// <summary>
+    /// A part read from JSON keeps its window's load but not its steps: merged beside a live part, the
+    /// loads add up and the merge, like that part, is read but not recorded into.
+    /// </summary>
+    [Fact]
+    public void APartReadFromJsonMergesItsWindowLoadWithoutItsSteps()
+    {
+        var a = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 2, seed: 37);
+        var b = ModelSteps.Random(MergeOptions.Layers, MergeOptions.Experts, 2, 2, seed: 38);
+        using var first = new ModelRoutingStats(MergeOptions);
+        using var second = new ModelRoutingStats(MergeOptions);
+        foreach (var (model, steps) in new[] { (first, a), (second, b) })
+        {
+            foreach (var step in steps)
+            {
+                model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
+            }
+        }
+
+        using var read = JsonSerializer.Deserialize<ModelRoutingStats>(JsonSerializer.Serialize(first))!;
+        using var merged = ModelRoutingStats.Merge([second, read]);
+
+        var window = ModelSteps.WindowLoad(MergeOptions, a).Zip(ModelSteps.WindowLoad(MergeOptions, b), (x, y) => x + y).ToArray();
+        Assert.Equal(window, merged.WindowLoad());
+        Assert.Equal(2, merged.Summary().WindowSteps);
+        Assert.Throws<InvalidOperationException>(() => merged.RecordStep(b[0].Ids, b[0].Valid, b[0].TopK, b[0].Stride));
+    }
+
     [Fact]
     public void ModelsOfDifferentShapesDoNotMerge()
     {

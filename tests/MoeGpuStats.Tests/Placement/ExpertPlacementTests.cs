@@ -295,6 +295,26 @@ public sealed class ExpertPlacementTests
         Assert.Equal([0, 1, 1, 2, 0, 2], rank);
     }
 
+    /// <summary>
+    /// One item per pack: EPLB's balanced_packing returns item i in pack i (its groups_per_pack == 1 case),
+    /// whatever the weights, so with as many groups as nodes group g sits on node g, the heavier group included.
+    /// </summary>
+    [Fact]
+    public void PackingOneItemPerPackKeepsEachItemInItsOwnPack()
+    {
+        float[] weight = [1, 9, 5, 0];
+        var pack = new int[4];
+        var rank = new int[4];
+
+        Eplb.BalancedPacking(weight, 4, pack, rank);
+
+        Assert.Equal([0, 1, 2, 3], pack);
+        Assert.Equal([0, 0, 0, 0], rank);
+
+        var plan = ExpertPlacement.Rebalance(new long[,] { { 1, 1, 1, 1, 9, 9, 9, 9 } }, replicas: 8, groups: 2, nodes: 2, gpus: 2);
+        Assert.Equal([0, 1, 2, 3, 4, 5, 6, 7], plan.PhysicalToLogical(0).ToArray());
+    }
+
     [Theory]
     [InlineData(1, 12, 2)]
     [InlineData(2, 64, 8)]
