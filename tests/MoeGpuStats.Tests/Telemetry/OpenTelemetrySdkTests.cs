@@ -153,6 +153,44 @@ public sealed class OpenTelemetrySdkTests
         Assert.Equal(4d * batches, Value(Collect(reader, exported)["moegs.tokens"], ("layer", "moe.0")));
     }
 
+    /// <summary>
+    /// README's names for OpenTelemetry's Prometheus exporter: the endpoint's names without the
+    /// <c>moegpustats_</c> prefix (so every series the alert rules read is there once the prefix is
+    /// dropped), the efficiency with <c>_percent</c>, and an <c>otel_scope_name</c> label.
+    /// </summary>
+    [Fact]
+    public async Task ThePrometheusExporterServesTheEndpointsNamesWithoutThePrefix()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        var port = PrometheusText.FreePort();
+        using var provider = Sdk.CreateMeterProviderBuilder()
+            .AddMeter(RoutingStatsMetrics.MeterName)
+            .AddView(instrument => instrument.Meter.Scope is null ? null : MetricStreamConfiguration.Drop)
+            .AddPrometheusHttpListener(options => (options.Host, options.Port) = ("localhost", port))
+            .Build();
+        using var router = new RoutingStats(new RoutingStatsOptions { Experts = 4, ExpertCapacity = 1 });
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4, ExpertCapacity = 1 });
+        using var routerMetrics = new RoutingStatsMetrics(router, layer: "moe.3", refreshInterval: TimeSpan.Zero);
+        using var modelMetrics = new ModelRoutingStatsMetrics(model, topExperts: 1, refreshInterval: TimeSpan.Zero);
+        router.RecordRouting([0, 0, 1, 9], tokens: 2, topK: 2);
+        router.RecordRoutingLatency(TimeSpan.FromMilliseconds(2));
+        model.RecordStep([0, 0, 1, 9, 2, 2, 2, 3], tokens: 4, topK: 1);
+
+        using var http = new HttpClient();
+        var text = await http.GetStringAsync($"http://localhost:{port}/metrics", cancel);
+        var (_, samples) = PrometheusText.Parse(string.Join('\n', text.Split('\n').Where(line => !line.StartsWith("# EOF", StringComparison.Ordinal))));
+        var served = samples.Keys.Select(sample => sample.Split('{')[0]).ToHashSet();
+
+        var rules = await File.ReadAllTextAsync(Path.Combine(AppContext.BaseDirectory, "monitoring", "moegpustats-alerts.yml"), cancel);
+        var read = System.Text.RegularExpressions.Regex.Matches(rules, @"\bmoegpustats_([a-z_]+)").Select(match => match.Groups[1].Value).ToHashSet();
+        Assert.Contains("moegs_layer_slots_dropped_total", read);
+        Assert.All(read, name => Assert.Contains(name, served));
+        Assert.Contains("moegs_routing_latency_seconds_bucket", served);
+        Assert.Contains("moegs_routing_efficiency_percent", served);
+        Assert.DoesNotContain(served, name => name.StartsWith("moegpustats_", StringComparison.Ordinal));
+        Assert.Contains(samples.Keys, sample => sample.StartsWith("moegs_model_steps_total{", StringComparison.Ordinal) && sample.Contains("otel_scope_name=\"MoeGpuStats\"", StringComparison.Ordinal));
+    }
+
     private static Dictionary<string, Metric> Collect(MetricReader reader, List<Metric> exported)
     {
         exported.Clear();
