@@ -29,9 +29,6 @@ namespace MoeGpuStats.Cli.Output;
 /// </remarks>
 internal sealed class MetricsEndpoint : IDisposable
 {
-    /// <summary>Histogram buckets for routing latency, in seconds: 10 µs to 10 s.</summary>
-    internal static readonly double[] LatencyBucketsSeconds = [1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-
     private const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
 
     private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
@@ -379,7 +376,9 @@ internal sealed class MetricsEndpoint : IDisposable
         {
             ObservableCounter<long> => _factory.CreateCounter($"{name}_total", help, labelNames),
             ObservableGauge<float> or ObservableGauge<double> or ObservableGauge<long> => _factory.CreateGauge(name, help, labelNames),
-            Histogram<double> => _factory.CreateHistogram(instrument.Unit == "s" ? $"{name}_seconds" : name, help, labelNames, new HistogramConfiguration { Buckets = LatencyBucketsSeconds }),
+            // The buckets the publisher advises (RoutingStatsMetrics: 10 µs to 10 s), as OpenTelemetry's exporters take them.
+            Histogram<double> histogram => _factory.CreateHistogram(
+                instrument.Unit == "s" ? $"{name}_seconds" : name, help, labelNames, new HistogramConfiguration { Buckets = histogram.Advice?.HistogramBucketBoundaries?.ToArray() }),
             _ => null,
         };
         return collector is null ? null : new Exported(collector, labelNames);

@@ -440,15 +440,12 @@ internal static class RoutingStatsJson
     /// message names the property (<c>UtilizationDecay</c>), not the field the user would edit.
     /// </summary>
     /// <param name="exception">The options' refusal.</param>
-    /// <param name="renamed">
-    /// Pairs of a property whose field is not its snake_case name and how the message names it, with
-    /// <c>{0}</c> for the value ("The field 'layers' has {0} entries").
-    /// </param>
-    internal static JsonException SettingError(ArgumentException exception, params string[] renamed)
+    /// <param name="renamedProperty">The property whose field is not its snake_case name.</param>
+    /// <param name="renamedSubject">How the message names that field, with <c>{0}</c> for the value ("The field 'layers' has {0} entries").</param>
+    internal static JsonException SettingError(ArgumentException exception, string renamedProperty, string renamedSubject)
     {
         var property = exception.ParamName ?? "";
-        var at = Array.IndexOf(renamed, property);
-        var subject = at >= 0 && at % 2 == 0 ? renamed[at + 1] : $"The field '{JsonNamingPolicy.SnakeCaseLower.ConvertName(property)}' is {{0}}";
+        var subject = property == renamedProperty ? renamedSubject : $"The field '{JsonNamingPolicy.SnakeCaseLower.ConvertName(property)}' is {{0}}";
         var value = exception is ArgumentOutOfRangeException { ActualValue: IFormattable actual } ? actual.ToString(null, CultureInfo.InvariantCulture) : "out of range";
         return new JsonException($"{string.Format(CultureInfo.InvariantCulture, subject, value)}: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
     }

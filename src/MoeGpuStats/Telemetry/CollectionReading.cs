@@ -39,11 +39,12 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
     /// <summary>Readings taken so far.</summary>
     public int Taken => Volatile.Read(ref _taken);
 
-    /// <summary>The callback of one more instrument: <paramref name="value"/> of the reading its collection reports.</summary>
-    public Func<TValue> Observe<TValue>(Func<T, TValue> value)
+    /// <summary>The callback of one more instrument of one measurement: <paramref name="value"/> of the reading its collection reports.</summary>
+    public Func<IEnumerable<Measurement<TValue>>> ObserveOne<TValue>(Func<T, Measurement<TValue>> value)
+        where TValue : struct
     {
         var instrument = Interlocked.Increment(ref _instruments) - 1;
-        return () => value(Read(instrument).Reading);
+        return () => [value(Read(instrument).Reading)];
     }
 
     /// <summary>

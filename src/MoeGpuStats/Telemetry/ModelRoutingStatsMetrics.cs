@@ -99,12 +99,12 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
 
     private void Publish(bool expertSeries)
     {
-        _shared.ObservableCounter(this, "moegs.model.steps", One(r => new Measurement<long>((long)r.Summary.Steps)), "{step}", "Forward passes recorded.");
-        _shared.ObservableGauge(this, "moegs.model.balancedness.min", One(r => new Measurement<double>(r.Summary.Window.MinBalancedness)), null, "The smallest layer balancedness in the window.");
-        _shared.ObservableGauge(this, "moegs.model.balancedness.median", One(r => new Measurement<double>(r.Summary.Window.MedianBalancedness)), null, "The median layer balancedness in the window.");
-        _shared.ObservableGauge(this, "moegs.model.balancedness.mean", One(r => new Measurement<double>(r.Summary.Window.MeanBalancedness)), null, "The mean layer balancedness in the window.");
-        _shared.ObservableGauge(this, "moegs.model.balancedness.token_weighted", One(r => new Measurement<double>(r.Summary.Window.TokenWeightedBalancedness)), null, "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).");
-        _shared.ObservableGauge(this, "moegs.model.worst_layer", One(r => new Measurement<long>((long)r.Summary.Window.WorstLayer)), null, "The first layer with the smallest balancedness in the window.");
+        _shared.ObservableCounter(this, "moegs.model.steps", _reading.ObserveOne(r => new Measurement<long>((long)r.Summary.Steps)), "{step}", "Forward passes recorded.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.min", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MinBalancedness)), null, "The smallest layer balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.median", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MedianBalancedness)), null, "The median layer balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.mean", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MeanBalancedness)), null, "The mean layer balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.token_weighted", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.TokenWeightedBalancedness)), null, "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).");
+        _shared.ObservableGauge(this, "moegs.model.worst_layer", _reading.ObserveOne(r => new Measurement<long>((long)r.Summary.Window.WorstLayer)), null, "The first layer with the smallest balancedness in the window.");
         _shared.ObservableCounter(this, "moegs.layer.slots", _reading.Observe(r => PerLayer(r.Summary.SinceStart.Layers, b => (long)b.Load)), "{slot}", "Token-expert slots since the start (tag: layer).");
         _shared.ObservableGauge(this, "moegs.layer.balancedness", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.Balancedness)), null, "Mean over max expert load in the window (tag: layer).");
         _shared.ObservableGauge(this, "moegs.layer.max_mean_ratio", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.MaxMeanRatio)), null, "Max over mean expert load in the window (tag: layer).");
@@ -167,14 +167,6 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         {
             _shared.Release(this);
         }
-    }
-
-    /// <summary>The callback of an instrument of one measurement.</summary>
-    private Func<IEnumerable<Measurement<T>>> One<T>(Func<Reading, Measurement<T>> value)
-        where T : struct
-    {
-        var observe = _reading.Observe(value);
-        return () => [observe()];
     }
 
     /// <summary>One measurement per layer: <paramref name="value"/> of each layer's entry in <paramref name="layers"/>, tagged with the layer.</summary>

@@ -89,18 +89,18 @@ public sealed class RoutingStatsMetrics : IDisposable
         _shared = SharedInstruments.Acquire(meterFactory);
         try
         {
-            _shared.ObservableCounter(this, "moegs.routings", One(r => Measure((long)r.TotalRoutings)), "{batch}", "Batches recorded.");
-            _shared.ObservableCounter(this, "moegs.tokens", One(r => Measure((long)r.TotalTokens)), "{token}", "Tokens recorded.");
-            _shared.ObservableCounter(this, "moegs.tokens.dropped", One(r => Measure((long)r.TokensDropped)), "{token}", "Tokens dropped.");
-            _shared.ObservableCounter(this, "moegs.slots.routed", One(r => Measure((long)r.RoutedSlots)), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
-            _shared.ObservableCounter(this, "moegs.slots.dropped", One(r => Measure((long)r.SlotsDropped)), "{slot}", "Routed slots dropped (beyond the expert capacity).");
-            _shared.ObservableCounter(this, "moegs.expert_ids.invalid", One(r => Measure((long)r.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E).");
+            _shared.ObservableCounter(this, "moegs.routings", _reading.ObserveOne(r => Measure((long)r.TotalRoutings)), "{batch}", "Batches recorded.");
+            _shared.ObservableCounter(this, "moegs.tokens", _reading.ObserveOne(r => Measure((long)r.TotalTokens)), "{token}", "Tokens recorded.");
+            _shared.ObservableCounter(this, "moegs.tokens.dropped", _reading.ObserveOne(r => Measure((long)r.TokensDropped)), "{token}", "Tokens dropped.");
+            _shared.ObservableCounter(this, "moegs.slots.routed", _reading.ObserveOne(r => Measure((long)r.RoutedSlots)), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
+            _shared.ObservableCounter(this, "moegs.slots.dropped", _reading.ObserveOne(r => Measure((long)r.SlotsDropped)), "{slot}", "Routed slots dropped (beyond the expert capacity).");
+            _shared.ObservableCounter(this, "moegs.expert_ids.invalid", _reading.ObserveOne(r => Measure((long)r.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E).");
             _shared.ObservableCounter(this, "moegs.expert.tokens", _reading.Observe(ExpertTokens), "{slot}", ExpertTokensDescription);
-            _shared.ObservableGauge(this, "moegs.utilization.cv", One(r => Measure(r.UtilizationCv)), null, "Coefficient of variation of expert utilization.");
-            _shared.ObservableGauge(this, "moegs.load.max_mean_ratio", One(r => Measure(r.MaxMeanRatio)), null, "Most loaded expert's utilization over the mean.");
-            _shared.ObservableGauge(this, "moegs.routing.efficiency", One(r => Measure(r.RoutingEfficiency)), "%", "Percentage of routed slots kept.");
-            _shared.ObservableGauge(this, "moegs.loss.load_balance", One(r => Measure(r.AverageLoadBalanceLoss)), null, "Mean load-balancing loss.");
-            _shared.ObservableGauge(this, "moegs.loss.router_z", One(r => Measure(r.AverageRouterZLoss)), null, "Mean router z-loss.");
+            _shared.ObservableGauge(this, "moegs.utilization.cv", _reading.ObserveOne(r => Measure(r.UtilizationCv)), null, "Coefficient of variation of expert utilization.");
+            _shared.ObservableGauge(this, "moegs.load.max_mean_ratio", _reading.ObserveOne(r => Measure(r.MaxMeanRatio)), null, "Most loaded expert's utilization over the mean.");
+            _shared.ObservableGauge(this, "moegs.routing.efficiency", _reading.ObserveOne(r => Measure(r.RoutingEfficiency)), "%", "Percentage of routed slots kept.");
+            _shared.ObservableGauge(this, "moegs.loss.load_balance", _reading.ObserveOne(r => Measure(r.AverageLoadBalanceLoss)), null, "Mean load-balancing loss.");
+            _shared.ObservableGauge(this, "moegs.loss.router_z", _reading.ObserveOne(r => Measure(r.AverageRouterZLoss)), null, "Mean router z-loss.");
             _latency = _shared.Histogram("moegs.routing.latency", "s", "Routing latency.", LatencyBucketsSeconds);
         }
         catch
@@ -134,14 +134,6 @@ public sealed class RoutingStatsMetrics : IDisposable
     }
 
     private void OnLatency(double milliseconds) => _latency.Record(milliseconds / 1_000, _tags);
-
-    /// <summary>The callback of an instrument of one measurement.</summary>
-    private Func<IEnumerable<Measurement<T>>> One<T>(Func<Reading, Measurement<T>> value)
-        where T : struct
-    {
-        var observe = _reading.Observe(value);
-        return () => [observe()];
-    }
 
     private Measurement<T> Measure<T>(T value)
         where T : struct => new(value, _tags);

@@ -91,7 +91,7 @@ public sealed class OpenTelemetrySdkTests
             buckets.Add((bucket.ExplicitBound, bucket.BucketCount));
         }
 
-        Assert.Equal(MoeGpuStats.Cli.Output.MetricsEndpoint.LatencyBucketsSeconds.Append(double.PositiveInfinity), buckets.Select(b => b.Bound));
+        Assert.Equal(RoutingStatsMetrics.LatencyBucketsSeconds.Append(double.PositiveInfinity), buckets.Select(b => b.Bound));
         Assert.Equal(2.5e-3, buckets.Single(b => b.Count == 1).Bound);
 
         firstMetrics.Dispose();

@@ -31,7 +31,7 @@ public sealed class RoutingStatsMetricsTests
 
         Assert.NotNull(latency);
         Assert.Equal("s", latency.Unit);
-        Assert.Equal(MoeGpuStats.Cli.Output.MetricsEndpoint.LatencyBucketsSeconds, latency.Advice?.HistogramBucketBoundaries);
+        Assert.Equal(RoutingStatsMetrics.LatencyBucketsSeconds, latency.Advice?.HistogramBucketBoundaries);
     }
 
     [Fact]
