@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import types
 import unittest
 
@@ -1117,37 +1118,39 @@ class ModelMetricsTests(unittest.TestCase):
         min(n, window) steps'. Without the model's lock a scrape reads the summary, the window and the counts at
         different steps."""
         import numpy
-        layers, experts, window, steps, wanted = 4, 16, 3, 4000, 20
+        layers, experts, window, wanted = 4, 16, 3, 20
         rng = numpy.random.default_rng(10)
-        plan = [rng.integers(0, experts, size=(layers, int(rng.integers(1, 40)), 2)).astype(numpy.int32) for _ in range(steps)]
-        slots = numpy.array([ids.shape[1] * 2 for ids in plan])
-        cumulative = numpy.concatenate([[0], numpy.cumsum(slots)])
+        # Each step's slots, appended before the step is recorded: a scrape that serves n steps finds n entries.
+        slots = []
         stop = threading.Event()
 
         def record():
-            for ids in plan:
-                if stop.is_set():
-                    return
+            # Until the scrapes are done, however slow the machine: a fixed number of steps ran out before 20
+            # scrapes on a loaded CI machine.
+            while not stop.is_set():
+                ids = rng.integers(0, experts, size=(layers, int(rng.integers(1, 40)), 2)).astype(numpy.int32)
+                slots.append(ids.shape[1] * 2)
                 model.record(ids)
 
         with moegs.MoeModelStats(layers, experts, window=window, accelerator="managed") as model:
             registry = collector_registry(model, top_experts=experts, expert_series=True)
             recorder = threading.Thread(target=record)
             scrapes, midway = 0, 0
+            deadline = time.monotonic() + 300
             recorder.start()
             try:
-                # Until `wanted` scrapes landed between steps (the recorder stops then), however slow the machine.
-                while midway < wanted and (recorder.is_alive() or scrapes == 0):
+                while midway < wanted and time.monotonic() < deadline:
                     _, served = prometheus_samples(registry)
                     n = int(served[("moegpustats_moegs_model_steps_total", ())])
-                    scrapes, midway = scrapes + 1, midway + (0 < n < steps)
+                    scrapes, midway = scrapes + 1, midway + (n > 0)
+                    total, in_window = sum(slots[:n]), sum(slots[max(0, n - window):n])
                     for l in range(layers):
                         label = ("layer", str(l))
                         layer_slots = served[("moegpustats_moegs_layer_slots_total", (label,))]
                         tokens = sum(served[("moegpustats_moegs_expert_tokens_total", (("expert", str(e)), label))] for e in range(experts))
                         load = sum(served[("moegpustats_moegs_expert_window_load", (("expert", str(e)), label))] for e in range(experts))
                         hot = sum(served[("moegpustats_moegs_layer_hot_expert_load", (label, ("position", str(p + 1))))] for p in range(experts))
-                        self.assertEqual((cumulative[n], cumulative[n], cumulative[n] - cumulative[max(0, n - window)], load),
+                        self.assertEqual((total, total, in_window, load),
                                          (layer_slots, tokens, load, hot), f"scrape {scrapes} at step {n}, layer {l}")
             finally:
                 stop.set()
