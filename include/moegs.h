@@ -156,10 +156,13 @@ typedef struct moegs_layer_balance {
 typedef struct moegs_model_balance {
     uint64_t steps;                                  /* steps recorded */
     double window_min_balancedness;                  /* the smallest layer balancedness */
+    double window_p10_balancedness;                  /* the 10th percentile, interpolated linearly between the layers
+                                                      * at rank 0.1 * (layers - 1) as numpy.percentile's default */
     double window_median_balancedness;               /* the median (mean of the middle two for an even layer count) */
     double window_mean_balancedness;
     double window_token_weighted_balancedness;       /* sum over layers of mean_load / sum of max_load; 1 without load */
     double since_start_min_balancedness;
+    double since_start_p10_balancedness;
     double since_start_median_balancedness;
     double since_start_mean_balancedness;
     double since_start_token_weighted_balancedness;

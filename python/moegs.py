@@ -62,10 +62,12 @@ class ModelBalance(ctypes.Structure):
     """The C struct moegs_model_balance (include/moegs.h), field for field; _load checks its size."""
     _fields_ = [
         ("steps", ctypes.c_uint64),
-        ("window_min_balancedness", ctypes.c_double), ("window_median_balancedness", ctypes.c_double),
-        ("window_mean_balancedness", ctypes.c_double), ("window_token_weighted_balancedness", ctypes.c_double),
-        ("since_start_min_balancedness", ctypes.c_double), ("since_start_median_balancedness", ctypes.c_double),
-        ("since_start_mean_balancedness", ctypes.c_double), ("since_start_token_weighted_balancedness", ctypes.c_double),
+        ("window_min_balancedness", ctypes.c_double), ("window_p10_balancedness", ctypes.c_double),
+        ("window_median_balancedness", ctypes.c_double), ("window_mean_balancedness", ctypes.c_double),
+        ("window_token_weighted_balancedness", ctypes.c_double),
+        ("since_start_min_balancedness", ctypes.c_double), ("since_start_p10_balancedness", ctypes.c_double),
+        ("since_start_median_balancedness", ctypes.c_double), ("since_start_mean_balancedness", ctypes.c_double),
+        ("since_start_token_weighted_balancedness", ctypes.c_double),
         ("window_steps", ctypes.c_int32), ("window_worst_layer", ctypes.c_int32), ("since_start_worst_layer", ctypes.c_int32),
         ("entries", ctypes.c_int32)]
 
@@ -529,7 +531,8 @@ class MoeModelStats(_Handle):
 
     def summary(self, expert_ranks=None):
         """The model's balance as a dict: steps, window_steps, entries (experts, or ranks under a placement), and for
-        "window" and "since_start": min/median/mean/token_weighted balancedness, worst_layer and "per_layer" (one dict
+        "window" and "since_start": min/p10/median/mean/token_weighted balancedness (p10: the 10th percentile across
+        layers, as numpy.percentile(..., 10) interpolates it), worst_layer and "per_layer" (one dict
         per layer: layer, load, mean_load, max_load, min_load, balancedness, max_mean_ratio, coefficient_of_variation,
         hottest_expert, coldest_expert, dead_experts), named as `moegs replay --json` names them.
         expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks."""
@@ -549,7 +552,8 @@ class MoeModelStats(_Handle):
 
         def span(prefix, layers):
             figures = {name: getattr(out, f"{prefix}_{name}") for name in
-                       ("min_balancedness", "median_balancedness", "mean_balancedness", "token_weighted_balancedness", "worst_layer")}
+                       ("min_balancedness", "p10_balancedness", "median_balancedness", "mean_balancedness",
+                        "token_weighted_balancedness", "worst_layer")}
             figures["per_layer"] = [{"layer": index, **{_SUMMARY_NAMES.get(name, name): getattr(layer, name) for name, _ in LayerBalance._fields_}}
                                     for index, layer in enumerate(layers)]
             return figures
@@ -860,6 +864,9 @@ _MODEL_SERIES = (
     ("moegs.model.steps", True, "{step}", "Forward passes recorded.", lambda r: r.summary["steps"]),
     ("moegs.model.balancedness.min", False, None, "The smallest layer balancedness in the window.",
      lambda r: r.summary["window"]["min_balancedness"]),
+    ("moegs.model.balancedness.p10", False, None,
+     "The 10th percentile of the layer balancedness in the window (linear interpolation, as numpy.percentile).",
+     lambda r: r.summary["window"]["p10_balancedness"]),
     ("moegs.model.balancedness.median", False, None, "The median layer balancedness in the window.",
      lambda r: r.summary["window"]["median_balancedness"]),
     ("moegs.model.balancedness.mean", False, None, "The mean layer balancedness in the window.",
@@ -959,7 +966,8 @@ class ModelMetricsCollector:
 
     Series (prefix moegpustats_moegs_; balance figures over the model's sliding window, counts since the start or the
     last reset):
-      model (no label): model_steps_total (counter), model_balancedness_min, _median, _mean, _token_weighted,
+      model (no label): model_steps_total (counter), model_balancedness_min, _p10, _median, _mean,
+        _token_weighted,
         model_worst_layer;
       per layer (label layer): layer_slots_total, layer_tokens_dropped_total, layer_slots_dropped_total,
         layer_expert_ids_invalid_total (counters), layer_balancedness, layer_max_mean_ratio, layer_cv, layer_dead_experts,
@@ -1006,12 +1014,12 @@ class ModelMetricsCollector:
 
     @staticmethod
     def series_count(layers, experts, top_experts, expert_series):
-        """The series one collector serves: 6 for the model, 10 per layer, 4 per layer and position, and with
+        """The series one collector serves: 7 for the model, 10 per layer, 4 per layer and position, and with
         expert_series 2 per (layer, expert); what a scraper stores per instance (ModelRoutingStatsMetrics.SeriesCount)."""
         layers = _integer("layers", layers, 0, INT64_MAX)
         experts = _integer("experts", experts, 0, INT64_MAX)
         top_experts = _integer("top_experts", top_experts, 0, INT64_MAX)
-        return 6 + 10 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
+        return 7 + 10 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
 
     def describe(self):
         """The families without samples: what registering reads, so that REGISTRY.register() does not read the model."""

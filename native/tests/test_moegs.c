@@ -313,6 +313,16 @@ static void read_model(moegs_handle h, const int32_t* ranks, model_reads* out)
 {
     memset(out, 0, sizeof *out);
     CHECK(moegs_model_summary(h, ranks, &out->summary, out->window, out->since_start) == MOEGS_OK, "model summary: %s", moegs_last_error());
+    /* The 10th percentile across layers, recomputed here: the sorted window balancedness at rank 0.1 * (layers - 1), interpolated. */
+    double sorted[M_LAYERS];
+    for (int l = 0; l < M_LAYERS; l++) {
+        int at = l;
+        for (; at > 0 && sorted[at - 1] > out->window[l].balancedness; at--) sorted[at] = sorted[at - 1];
+        sorted[at] = out->window[l].balancedness;
+    }
+    double rank = 0.1 * (M_LAYERS - 1), p10 = sorted[(int)rank] + (sorted[(int)rank + 1] - sorted[(int)rank]) * (rank - (int)rank);
+    CHECK(fabs(out->summary.window_p10_balancedness - p10) < 1e-12 && out->summary.window_min_balancedness == sorted[0],
+          "model summary: p10 %.17g, recomputed %.17g", out->summary.window_p10_balancedness, p10);
     CHECK(moegs_model_window_load(h, out->load, M_LAYERS * M_EXPERTS) == MOEGS_OK, "window load: %s", moegs_last_error());
 }
 

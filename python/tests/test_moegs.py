@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -495,6 +496,11 @@ class ModelTests(unittest.TestCase):
                 self.assertEqual((self.STEPS, self.WINDOW, self.EXPERTS), (summary["steps"], summary["window_steps"], summary["entries"]))
                 self.assertEqual([sum(row) for row in want], [layer["load"] for layer in summary["window"]["per_layer"]])
                 # Named as `moegs replay --json` names them (ReplayCommandTests checks the CLI's).
+                self.assertEqual(["min_balancedness", "p10_balancedness", "median_balancedness", "mean_balancedness",
+                                  "token_weighted_balancedness", "worst_layer", "per_layer"], list(summary["window"]))
+                balancedness = [layer["balancedness"] for layer in summary["window"]["per_layer"]]
+                self.assertAlmostEqual(statistics.quantiles(balancedness, n=10, method="inclusive")[0],
+                                       summary["window"]["p10_balancedness"], places=12)
                 self.assertEqual(["layer", "load", "mean_load", "max_load", "min_load", "balancedness", "max_mean_ratio",
                                   "coefficient_of_variation", "hottest_expert", "coldest_expert", "dead_experts"],
                                  list(summary["window"]["per_layer"][0]))
@@ -995,6 +1001,7 @@ class ModelMetricsTests(unittest.TestCase):
         balancedness = mean / peak
         samples = {("moegpustats_moegs_model_steps_total", ()): len(plan),
                    ("moegpustats_moegs_model_balancedness_min", ()): balancedness.min(),
+                   ("moegpustats_moegs_model_balancedness_p10", ()): numpy.percentile(balancedness, 10),
                    ("moegpustats_moegs_model_balancedness_median", ()): numpy.median(balancedness),
                    ("moegpustats_moegs_model_balancedness_mean", ()): balancedness.mean(),
                    ("moegpustats_moegs_model_balancedness_token_weighted", ()): mean.sum() / peak.sum(),
@@ -1083,7 +1090,7 @@ class ModelMetricsTests(unittest.TestCase):
         used = set()
         for name in ("moegpustats-alerts.yml", "moegpustats-dashboard.json"):
             with open(os.path.join(docs, name)) as file:
-                used |= set(re.findall(r"moegpustats_moegs_(?:model_|layer_|expert_tokens|expert_window_load)[a-z_]*", file.read()))
+                used |= set(re.findall(r"moegpustats_moegs_(?:model_|layer_|expert_tokens|expert_window_load)[a-z0-9_]*", file.read()))
         self.assertTrue(used)
         with self.new_model() as model:
             self.record(model, self.plan(7, 2))
@@ -1193,7 +1200,7 @@ class ModelMetricsTests(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, r"model must be a moegs.MoeModelStats \(got MoeStats\)"):
             with moegs.MoeStats(4, "managed") as stats:
                 moegs.ModelMetricsCollector(stats)
-        self.assertEqual(6 + 58 * 10 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
+        self.assertEqual(7 + 58 * 10 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
 
     def test_registering_reads_nothing_and_a_closed_model_fails_the_scrape(self):
         """describe() gives the families without samples, so register() does not read the model (here a closed one); a

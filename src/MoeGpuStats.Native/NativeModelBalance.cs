@@ -12,10 +12,12 @@ public struct NativeModelBalance
 {
     public ulong Steps;
     public double WindowMinBalancedness;
+    public double WindowP10Balancedness;
     public double WindowMedianBalancedness;
     public double WindowMeanBalancedness;
     public double WindowTokenWeightedBalancedness;
     public double SinceStartMinBalancedness;
+    public double SinceStartP10Balancedness;
     public double SinceStartMedianBalancedness;
     public double SinceStartMeanBalancedness;
     public double SinceStartTokenWeightedBalancedness;
@@ -29,10 +31,12 @@ public struct NativeModelBalance
     {
         Steps = summary.Steps,
         WindowMinBalancedness = summary.Window.MinBalancedness,
+        WindowP10Balancedness = summary.Window.P10Balancedness,
         WindowMedianBalancedness = summary.Window.MedianBalancedness,
         WindowMeanBalancedness = summary.Window.MeanBalancedness,
         WindowTokenWeightedBalancedness = summary.Window.TokenWeightedBalancedness,
         SinceStartMinBalancedness = summary.SinceStart.MinBalancedness,
+        SinceStartP10Balancedness = summary.SinceStart.P10Balancedness,
         SinceStartMedianBalancedness = summary.SinceStart.MedianBalancedness,
         SinceStartMeanBalancedness = summary.SinceStart.MeanBalancedness,
         SinceStartTokenWeightedBalancedness = summary.SinceStart.TokenWeightedBalancedness,

@@ -44,6 +44,7 @@ internal static class ModelReport
             output.WriteLine();
             output.WriteLine($"Model, {span}");
             Line(output, "min balancedness", Figure(balance.MinBalancedness), $"layer {balance.WorstLayer}, the worst");
+            Line(output, "p10 balancedness", Figure(balance.P10Balancedness), "the 10th percentile across layers");
             Line(output, "median balancedness", Figure(balance.MedianBalancedness));
             Line(output, "mean balancedness", Figure(balance.MeanBalancedness));
             Line(output, "token-weighted balancedness", Figure(balance.TokenWeightedBalancedness), "sum of mean loads / sum of max loads, as vLLM logs it");
@@ -103,6 +104,7 @@ internal static class ModelReport
         {
             writer.WriteStartObject(name);
             writer.WriteNumber("min_balancedness", balance.MinBalancedness);
+            writer.WriteNumber("p10_balancedness", balance.P10Balancedness);
             writer.WriteNumber("median_balancedness", balance.MedianBalancedness);
             writer.WriteNumber("mean_balancedness", balance.MeanBalancedness);
             writer.WriteNumber("token_weighted_balancedness", balance.TokenWeightedBalancedness);

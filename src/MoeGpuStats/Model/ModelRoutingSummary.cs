@@ -47,6 +47,7 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
         Layers = layers;
         var sorted = layers.Select(layer => layer.Balancedness).Order().ToArray();
         MinBalancedness = sorted[0];
+        P10Balancedness = LinearPercentile(sorted, 0.1);
         MedianBalancedness = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
         MeanBalancedness = sorted.Average();
         for (var l = 0; l < layers.Count; l++)
@@ -72,6 +73,14 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
 
     /// <summary>The smallest layer balancedness.</summary>
     public double MinBalancedness { get; }
+
+    /// <summary>
+    /// The 10th percentile of the layer balancedness, by linear interpolation between the two nearest
+    /// layers in order (NumPy's <c>percentile</c> and <c>torch.quantile</c> by default): the layer at rank
+    /// <c>0.1 × (layers − 1)</c>. vLLM summarises layers by it beside the min, median and mean; unlike the
+    /// min, one outlying layer of many does not move it.
+    /// </summary>
+    public double P10Balancedness { get; }
 
     /// <summary>The median layer balancedness (the mean of the middle two for an even layer count).</summary>
     public double MedianBalancedness { get; }
@@ -112,7 +121,21 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
     /// <summary>The model's figures across layers, as a record prints its members.</summary>
     public override string ToString() => string.Create(
         System.Globalization.CultureInfo.InvariantCulture,
-        $"BalanceSummary {{ Layers = {Layers.Count}, MinBalancedness = {MinBalancedness}, MedianBalancedness = {MedianBalancedness}, MeanBalancedness = {MeanBalancedness}, WorstLayer = {WorstLayer}, TokenWeightedBalancedness = {TokenWeightedBalancedness} }}");
+        $"BalanceSummary {{ Layers = {Layers.Count}, MinBalancedness = {MinBalancedness}, P10Balancedness = {P10Balancedness}, MedianBalancedness = {MedianBalancedness}, MeanBalancedness = {MeanBalancedness}, WorstLayer = {WorstLayer}, TokenWeightedBalancedness = {TokenWeightedBalancedness} }}");
+
+    /// <summary>The value at <paramref name="fraction"/> of <paramref name="sorted"/>'s ranks, interpolated as NumPy's <c>_lerp</c> does (from the nearer end, so a fraction of 1 gives the upper value exactly).</summary>
+    private static double LinearPercentile(double[] sorted, double fraction)
+    {
+        var rank = fraction * (sorted.Length - 1);
+        var below = (int)rank;
+        if (below + 1 >= sorted.Length)
+        {
+            return sorted[below];
+        }
+
+        var (lower, upper, t) = (sorted[below], sorted[below + 1], rank - below);
+        return t < 0.5 ? lower + ((upper - lower) * t) : upper - ((upper - lower) * (1 - t));
+    }
 }
 
 /// <summary>A model's balance over the sliding window and since the start (or the last reset).</summary>

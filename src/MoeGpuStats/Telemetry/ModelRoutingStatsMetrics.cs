@@ -16,7 +16,7 @@ namespace MoeGpuStats.Telemetry;
 /// <c>moegs.layer.dead_experts</c>, <c>moegs.layer.loss.load_balance</c> and <c>moegs.layer.loss.router_z</c>
 /// (mean losses since the start); the counters <c>moegs.layer.slots</c> (token-expert slots since the
 /// start), <c>moegs.layer.tokens.dropped</c>, <c>moegs.layer.slots.dropped</c> (beyond the expert
-/// capacity) and <c>moegs.layer.expert_ids.invalid</c>, named as <see cref="RoutingStatsMetrics"/>'s. Across layers: gauges <c>moegs.model.balancedness.min</c>, <c>.median</c>, <c>.mean</c>,
+/// capacity) and <c>moegs.layer.expert_ids.invalid</c>, named as <see cref="RoutingStatsMetrics"/>'s. Across layers: gauges <c>moegs.model.balancedness.min</c>, <c>.p10</c>, <c>.median</c>, <c>.mean</c>,
 /// <c>.token_weighted</c> and <c>moegs.model.worst_layer</c>; the counter <c>moegs.model.steps</c>.
 /// </para>
 /// <para>
@@ -50,7 +50,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <summary>The top-K depth when none is given: as many hottest and coldest experts per layer.</summary>
     public const int DefaultTopExperts = 5;
 
-    private const int ModelWideSeries = 6;
+    private const int ModelWideSeries = 7;
     private const int SeriesPerLayer = 10;
     private const int SeriesPerRank = 4;
     private const int SeriesPerExpert = 2;
@@ -101,6 +101,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     {
         _shared.ObservableCounter(this, "moegs.model.steps", _reading.ObserveOne(r => new Measurement<long>((long)r.Summary.Steps)), "{step}", "Forward passes recorded.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.min", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MinBalancedness)), null, "The smallest layer balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.p10", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.P10Balancedness)), null, "The 10th percentile of the layer balancedness in the window (linear interpolation, as numpy.percentile).");
         _shared.ObservableGauge(this, "moegs.model.balancedness.median", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MedianBalancedness)), null, "The median layer balancedness in the window.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.mean", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MeanBalancedness)), null, "The mean layer balancedness in the window.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.token_weighted", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.TokenWeightedBalancedness)), null, "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).");
@@ -131,7 +132,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     }
 
     /// <summary>
-    /// The series a model's metrics publish: 6 for the model, 10 per layer, 4 per layer and top-K
+    /// The series a model's metrics publish: 7 for the model, 10 per layer, 4 per layer and top-K
     /// position, and with <paramref name="expertSeries"/> 2 per (layer, expert). What a scraper
     /// stores per instance; size <paramref name="topExperts"/> and <paramref name="expertSeries"/> by it.
     /// </summary>

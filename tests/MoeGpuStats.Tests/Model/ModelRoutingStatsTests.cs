@@ -591,6 +591,9 @@ public sealed class ModelRoutingStatsTests
         var sorted = balancedness.Order().ToArray();
         Assert.Equal(sorted[0], summary.MinBalancedness);
         Assert.Equal(layers % 2 == 1 ? sorted[layers / 2] : (sorted[layers / 2 - 1] + sorted[layers / 2]) / 2, summary.MedianBalancedness, 15);
+        var rank = 0.1 * (layers - 1);
+        var below = (int)Math.Floor(rank);
+        Assert.Equal(sorted[below] + ((sorted[Math.Min(below + 1, layers - 1)] - sorted[below]) * (rank - below)), summary.P10Balancedness, 15);
         Assert.Equal(balancedness.Average(), summary.MeanBalancedness, 15);
         Assert.Equal(System.Array.IndexOf(balancedness, sorted[0]), summary.WorstLayer);
         Assert.Equal(maxima == 0 ? 1 : means / maxima, summary.TokenWeightedBalancedness, 15);

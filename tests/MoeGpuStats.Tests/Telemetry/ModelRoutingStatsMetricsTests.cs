@@ -28,6 +28,7 @@ public sealed class ModelRoutingStatsMetricsTests
         var load = stats.WindowLoad();
         Assert.Equal((double)summary.Steps, Single(seen, "moegs.model.steps"));
         Assert.Equal(summary.Window.MinBalancedness, Single(seen, "moegs.model.balancedness.min"));
+        Assert.Equal(summary.Window.P10Balancedness, Single(seen, "moegs.model.balancedness.p10"));
         Assert.Equal(summary.Window.MedianBalancedness, Single(seen, "moegs.model.balancedness.median"));
         Assert.Equal(summary.Window.MeanBalancedness, Single(seen, "moegs.model.balancedness.mean"));
         Assert.Equal(summary.Window.TokenWeightedBalancedness, Single(seen, "moegs.model.balancedness.token_weighted"));
@@ -58,7 +59,7 @@ public sealed class ModelRoutingStatsMetricsTests
         }
 
         // Bounded: 6 model series, 10 per layer, 4 per layer and position; no per-expert series.
-        Assert.Equal(6 + (10 * Layers) + (4 * Layers * 3), seen.Count);
+        Assert.Equal(7 + (10 * Layers) + (4 * Layers * 3), seen.Count);
         Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 3, expertSeries: false), seen.Count);
         Assert.DoesNotContain(seen, m => m.Tags.ContainsKey("expert"));
     }
@@ -85,7 +86,7 @@ public sealed class ModelRoutingStatsMetricsTests
         }
 
         Assert.DoesNotContain(seen, m => m.Name.Contains("hot_expert", StringComparison.Ordinal));
-        Assert.Equal(6 + (10 * Layers) + (2 * Layers * Experts), seen.Count);
+        Assert.Equal(7 + (10 * Layers) + (2 * Layers * Experts), seen.Count);
         Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 0, expertSeries: true), seen.Count);
     }
 

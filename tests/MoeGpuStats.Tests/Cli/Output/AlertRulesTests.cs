@@ -89,6 +89,6 @@ public sealed partial class AlertRulesTests
         }
     }
 
-    [GeneratedRegex(@"\bmoegpustats_[a-z_]+")]
+    [GeneratedRegex(@"\bmoegpustats_[a-z0-9_]+")]
     private static partial Regex SeriesName();
 }

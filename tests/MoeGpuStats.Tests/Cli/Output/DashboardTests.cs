@@ -130,7 +130,7 @@ public sealed partial class DashboardTests
     private static string AsGrafanaSendsIt(string expr) =>
         AllChosen.Aggregate(expr, (text, variable) => text.Replace(variable.Key, variable.Value, StringComparison.Ordinal));
 
-    [GeneratedRegex(@"\bmoegpustats_[a-z_]+\b(?!\()")]
+    [GeneratedRegex(@"\bmoegpustats_[a-z0-9_]+\b(?!\()")]
     private static partial Regex SeriesName();
 
     [GeneratedRegex(@"\$[A-Za-z_]+")]

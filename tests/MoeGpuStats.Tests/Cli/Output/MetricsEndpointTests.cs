@@ -406,6 +406,7 @@ public sealed class MetricsEndpointTests
         var summary = stats.Summary();
         Assert.Equal(1, samples["moegpustats_moegs_model_steps_total"]);
         Assert.Equal(summary.Window.MinBalancedness, samples["moegpustats_moegs_model_balancedness_min"], 12);
+        Assert.Equal(summary.Window.P10Balancedness, samples["moegpustats_moegs_model_balancedness_p10"], 12);
         for (var l = 0; l < Layers; l++)
         {
             Assert.Equal(summary.Window.Layers[l].Balancedness, samples[$"moegpustats_moegs_layer_balancedness{{layer=\"{l}\"}}"], 12);
@@ -413,7 +414,7 @@ public sealed class MetricsEndpointTests
             Assert.Equal(summary.Window.Layers[l].Load, (ulong)samples[$"moegpustats_moegs_layer_slots_total{{layer=\"{l}\"}}"]);
         }
 
-        Assert.Equal(6 + (10 * Layers) + (4 * Layers * 2), samples.Count);
+        Assert.Equal(7 + (10 * Layers) + (4 * Layers * 2), samples.Count);
         Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
     }
 
