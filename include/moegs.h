@@ -118,7 +118,8 @@ moegs_status moegs_snapshot_read(moegs_handle handle, moegs_snapshot* out);
 int32_t moegs_snapshot_size(void);
 
 /* Copies the per-expert slot counts (-1 and invalid ids not among them) / utilization (per expert, the
- * mean over batches of count / tokens) into dst (capacity: the values dst holds, >= experts). */
+ * mean over batches of count / tokens) into dst (capacity: the values dst holds, >= the experts given to
+ * moegs_create). Writes exactly `experts` values, zeros before the first record and after a reset. */
 moegs_status moegs_expert_counts(moegs_handle handle, uint64_t* dst, int32_t capacity);
 moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t capacity);
 
@@ -186,8 +187,8 @@ moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t
 /* Records one forward pass of every layer. Layer l's ids are [tokens, top_k] int32 at element
  * l * layer_stride of ids (layer_stride 0: tokens * top_k, the layers packed, as a [layers, tokens, top_k]
  * buffer; otherwise >= tokens * top_k). The call reads (layers - 1) * layer_stride + tokens * top_k ids.
- * layers must equal the model's layers; tokens >= 0, top_k >= 1, tokens * top_k <= 2^31 - 1 (and the ids
- * read <= 2^31 - 1 on "managed"). Ids: as moegs_record's (-1 an empty slot, a row of -1 padding).
+ * layers must equal the model's layers; tokens >= 0, top_k >= 1, tokens * top_k <= 2^31 - 1, and the ids
+ * read <= (2^63 - 1) / 4 (their bytes fit in an int64; <= 2^31 - 1 on "managed"). Ids: as moegs_record's (-1 an empty slot, a row of -1 padding).
  * valid_tokens: NULL, or an int32 holding the rows that are tokens (later rows are padding, as vLLM's
  * unpadded count under CUDA graphs), clamped to [0, tokens] when read, on the device.
  * load_balance_losses, router_z_losses: NULL (zeros), or `layers` floats each, one per layer.

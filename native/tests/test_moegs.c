@@ -155,6 +155,33 @@ static void padding_is_not_a_token(const char* accelerator)
     moegs_destroy(h);
 }
 
+/* Before the first record and after a reset, moegs_expert_counts and moegs_expert_utilization write their
+ * `experts` values, zeros, and refuse a capacity below the experts created, as after a record (the snapshot's
+ * experts is 0 there, which once sized the copy: nothing written, any capacity taken). */
+static void per_expert_values_before_a_record(const char* accelerator)
+{
+    moegs_handle h;
+    uint64_t counts[5];
+    float utilization[5];
+    CHECK(moegs_create(accelerator, 4, 0, &h) == MOEGS_OK, "create %s: %s", accelerator, moegs_last_error());
+    for (int pass = 0; pass < 2; pass++) {
+        for (int e = 0; e < 5; e++) {
+            counts[e] = 77;
+            utilization[e] = 7.0f;
+        }
+        CHECK(moegs_expert_counts(h, counts, 4) == MOEGS_OK && moegs_expert_utilization(h, utilization, 4) == MOEGS_OK,
+              "%s: per-expert values before a record: %s", accelerator, moegs_last_error());
+        CHECK(counts[0] == 0 && counts[3] == 0 && counts[4] == 77 && utilization[0] == 0.0f && utilization[3] == 0.0f && utilization[4] == 7.0f,
+              "%s, %s: counts %llu .. %llu (want 0 .. 0, then 77 untouched), utilization %g .. %g", accelerator,
+              pass == 0 ? "fresh" : "after a reset", (unsigned long long)counts[0], (unsigned long long)counts[3], utilization[0], utilization[3]);
+        REFUSED(moegs_expert_counts(h, counts, 3), MOEGS_INVALID_ARGUMENT, "capacity = 3", "capacity >= 4");
+        REFUSED(moegs_expert_utilization(h, utilization, 0), MOEGS_INVALID_ARGUMENT, "capacity = 0", "capacity >= 4");
+        int32_t ids[] = { 3, 3 };
+        CHECK(moegs_record(h, ids, 2, 1, 2, 0, 0, NULL) == MOEGS_OK && moegs_reset(h) == MOEGS_OK, "%s: record, reset: %s", accelerator, moegs_last_error());
+    }
+    moegs_destroy(h);
+}
+
 /* A capacity drops token-expert slots, not tokens: 8 tokens each routed to all 8 experts (k = 8) with 7 slots per
  * expert keep 56 of 64 slots, and every token still counts. */
 static void capacity_drops_slots(const char* accelerator)
@@ -418,6 +445,12 @@ static void model_api(void)
         REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, M_TOKENS * TOP_K - 1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
                 "layer_stride = 79", ">= tokens * top_k = 40 * 2 = 80");
         REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, -1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "layer_stride = -1");
+        /* Strides whose ids' bytes overflow an int64: at 2^62 layer l's address wrapped onto layer 0's ids, at 2^61 the
+         * process crashed on "cpu"; both are refused before anything is read. */
+        REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, INT64_C(1) << 62, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "layer_stride = 4611686018427387904", "exceeds 2305843009213693951 ids", "int64");
+        REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, INT64_C(1) << 61, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "layer_stride = 2305843009213693952", "exceeds 2305843009213693951 ids");
         REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, 0, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "top_k = 0");
         REFUSED(moegs_model_record(h, NULL, M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "ids is NULL", "240 ids");
         REFUSED(moegs_model_record(h, (const char*)ids[0] + 2, M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
@@ -700,6 +733,7 @@ int main(void)
         capacity_is_kept(kinds[i], INT32_MAX, (uint64_t)EXPERTS * INT32_MAX, ids);
         padding_is_not_a_token(kinds[i]);
         capacity_drops_slots(kinds[i]);
+        per_expert_values_before_a_record(kinds[i]);
     }
     REFUSED(moegs_create("cpu", 4097, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = 4097", "[1, 4096] on cpu");
     REFUSED(moegs_create(NULL, 4097, 0, &h), MOEGS_INVALID_ARGUMENT, "experts = 4097", "[1, 4096] on auto");

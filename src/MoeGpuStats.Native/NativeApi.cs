@@ -298,7 +298,7 @@ public static unsafe class NativeApi
 
     private static readonly IntPtr EmptyString = Marshal.StringToCoTaskMemUTF8(string.Empty);
 
-    /// <summary>Copies an aggregator's per-expert values into the caller's <paramref name="destination"/>.</summary>
+    /// <summary>Copies an aggregator's per-expert values into the caller's <paramref name="destination"/>: all <c>experts</c> of them, zeros before the first record.</summary>
     /// <param name="copies">What the function copies into dst, for the message when dst is NULL.</param>
     private static int CopyOut<T>(long handle, T* destination, int capacity, string copies, Func<RoutingStats, IReadOnlyList<T>> read)
         where T : unmanaged
@@ -308,14 +308,18 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, $"dst is NULL: {copies} there (capacity values at most).");
         }
 
+        // The aggregator's experts, not the lists' length: the lists are empty before the first record
+        // (and after a reset), where dst still gets its `experts` values, zeros, as a model layer's does.
         return With(handle, aggregator =>
         {
             var values = read(aggregator.Stats);
-            NativeChecks.Capacity(capacity, values.Count);
-
+            var experts = aggregator.Stats.Options.Experts ?? values.Count; // moegs_create always sets it
+            NativeChecks.Capacity(capacity, experts);
+            var span = new Span<T>(destination, experts);
+            span.Clear();
             for (var i = 0; i < values.Count; i++)
             {
-                destination[i] = values[i];
+                span[i] = values[i];
             }
         });
     }

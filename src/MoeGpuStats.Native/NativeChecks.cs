@@ -11,6 +11,9 @@ internal static class NativeChecks
     /// <summary>The most ids one record reads: the engines index a batch with 32-bit integers.</summary>
     public const long MaxIdsPerRecord = int.MaxValue;
 
+    /// <summary>The most ids a model's step spans on an accelerator: their bytes (4 each) fit in an int64.</summary>
+    public const long MaxIdsPerStep = long.MaxValue / sizeof(int);
+
     /// <summary>A model's window when the C caller passes 0: the library's default (vLLM's and SGLang's ring).</summary>
     public static readonly int DefaultWindow = new ModelRoutingStatsOptions().Window;
 
@@ -82,8 +85,12 @@ internal static class NativeChecks
         }
 
         var stride = layerStride == 0 ? perLayer : layerStride;
-        var length = ModelRecordLauncher.StepExtent(layers, stride, perLayer)
-            ?? throw new NativeArgumentException($"layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k exceeds {long.MaxValue} ids.");
+        // The ids are 4 bytes each: past MaxIdsPerStep their bytes overflow an int64, and the address of a
+        // layer's ids wraps around (a stride of 2^62 would read layer 1 from layer 0's memory).
+        var length = ModelRecordLauncher.StepExtent(layers, stride, perLayer) is { } extent && extent <= MaxIdsPerStep
+            ? extent
+            : throw new NativeArgumentException(
+                $"layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k exceeds {MaxIdsPerStep} ids (their bytes, 4 each, must fit in an int64).");
 
         // The managed engine reads the step from one .NET span.
         if (kind == "managed" && length > MaxIdsPerRecord)

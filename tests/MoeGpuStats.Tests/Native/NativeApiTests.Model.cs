@@ -85,6 +85,10 @@ public sealed unsafe partial class NativeApiTests
             Refused(Record(handle, ids, Layers - 1, Tokens, TopK, 0, null, null, null), InvalidArgument, "layers = 2", "the model's layers, 3");
             Refused(Record(handle, ids, Layers, Tokens, TopK, (Tokens * TopK) - 1, null, null, null), InvalidArgument, "layer_stride = 79", "tokens * top_k = 40 * 2 = 80");
             Refused(Record(handle, ids, Layers, Tokens, TopK, -3, null, null, null), InvalidArgument, "layer_stride = -3");
+            // Strides whose ids' bytes overflow an int64 (4 bytes each): at 2^62 layer l's address wrapped onto layer 0's ids on the CPU accelerator.
+            Refused(Record(handle, ids, Layers, Tokens, TopK, 1L << 62, null, null, null), InvalidArgument, "layer_stride = 4611686018427387904", "exceeds 2305843009213693951 ids");
+            Refused(Record(handle, ids, Layers, Tokens, TopK, 1L << 61, null, null, null), InvalidArgument, "layer_stride = 2305843009213693952", "exceeds 2305843009213693951 ids");
+            Refused(Record(handle, ids, Layers, Tokens, TopK, long.MaxValue, null, null, null), InvalidArgument, "layer_stride = 9223372036854775807", "exceeds 2305843009213693951 ids");
             Refused(Record(handle, ids, Layers, -1, TopK, 0, null, null, null), InvalidArgument, "tokens = -1");
             Refused(Record(handle, ids, Layers, Tokens, TopK, 0, null, [0f, float.NaN, 0f], null), InvalidArgument, "load_balance_losses[1] = NaN", "finite");
             Refused(Record(handle, ids, Layers, Tokens, TopK, 0, null, null, [float.PositiveInfinity, 0f, 0f]), InvalidArgument, "router_z_losses[0] = Infinity");
