@@ -7,9 +7,14 @@
  *
  * Every function returns a moegs_status; on failure moegs_last_error() gives the reason on the
  * calling thread, one line naming the argument, its value and what is allowed
- * ("top_k = 0: must lie in [1, 2147483647]."). No call crashes the process on bad input, and a
- * call refused for its arguments changes no statistic. Calls on one handle from several threads
- * are serialized (safe, not concurrent).
+ * ("top_k = 0: must lie in [1, 2147483647]."). No call crashes the process on bad arguments, and a
+ * call refused for its arguments changes no statistic. A pointer is trusted for what it points to:
+ * the library cannot know a raw buffer's length, so a buffer shorter than the call reads or writes
+ * (the counts and sizes each function states) is undefined behaviour, as for memcpy.
+ * Calls on one handle from several threads are serialized (safe, not concurrent); calls on
+ * different handles run concurrently. A handle destroyed while another thread's call on it runs
+ * waits for that call; a call after the destroy is MOEGS_INVALID_HANDLE. A successful call leaves
+ * moegs_last_error() as it was.
  *
  * On "cuda" the library works in a CUDA context of its own; every call returns with the calling
  * thread's current CUDA context as it found it (PyTorch's primary context, say), so the caller's
@@ -63,14 +68,15 @@ typedef struct moegs_snapshot {
     float routing_efficiency;          /* percent of routed token-expert slots kept:
                                         * (routed_slots - slots_dropped) / routed_slots * 100 */
     float utilization_cv;              /* coefficient of variation of expert utilization */
-    float capacity_average_utilization; /* exponential average (alpha 0.1) of each batch's kept / available slots, a fraction */
+    float capacity_average_utilization; /* exponential average (alpha 0.1, from 0, as the seed's) of each batch's kept /
+                                        * available slots, a fraction: one fully used batch reads 0.1 */
     float capacity_peak_utilization;   /* largest per-batch kept / available slots, a fraction */
-    float most_utilization;
+    float most_utilization;            /* utilization (the mean over batches of count / tokens) of most_utilized */
     float least_utilization;
     float load_variance_trend_100;     /* slope of the last 100 per-batch load variances */
     int32_t experts;                   /* 0 before the first record */
-    int32_t most_utilized;             /* -1 before the first record */
-    int32_t least_utilized;
+    int32_t most_utilized;             /* the last expert of the largest utilization; -1 before the first record */
+    int32_t least_utilized;            /* the first expert of the smallest utilization; -1 before the first record */
     int32_t load_variance_history_len;
 } moegs_snapshot;
 
