@@ -32,6 +32,8 @@ typedef int (*model_create_fn)(const char*, int32_t, int32_t, int32_t, int32_t, 
 typedef int (*model_record_fn)(moegs_handle, const void*, int32_t, int32_t, int32_t, int64_t, const void*, const void*, const void*, void*);
 typedef int (*model_summary_fn)(moegs_handle, const int32_t*, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*);
 typedef int (*window_load_fn)(moegs_handle, uint64_t*, int32_t);
+typedef int (*model_recent_summary_fn)(moegs_handle, int32_t, const int32_t*, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*);
+typedef int (*recent_window_load_fn)(moegs_handle, int32_t, uint64_t*, int32_t);
 typedef int (*layer_snapshot_fn)(moegs_handle, int32_t, moegs_snapshot*);
 typedef int (*device_arrays_fn)(moegs_handle, void*, moegs_model_arrays*);
 typedef int (*layer_counts_fn)(moegs_handle, int32_t, uint64_t*, int32_t);
@@ -56,6 +58,8 @@ static struct {
     size_fn model_balance_size;
     size_fn layer_balance_size;
     window_load_fn model_window_load;
+    model_recent_summary_fn model_recent_summary;
+    recent_window_load_fn model_recent_window_load;
     layer_snapshot_fn model_layer_snapshot;
     layer_counts_fn model_layer_expert_counts;
     layer_utilization_fn model_layer_expert_utilization;
@@ -159,6 +163,8 @@ static void start_runtime(void)
         { "ModelBalanceSize", (void**)&api.model_balance_size },
         { "LayerBalanceSize", (void**)&api.layer_balance_size },
         { "ModelWindowLoad", (void**)&api.model_window_load },
+        { "ModelRecentSummary", (void**)&api.model_recent_summary },
+        { "ModelRecentWindowLoad", (void**)&api.model_recent_window_load },
         { "ModelLayerSnapshot", (void**)&api.model_layer_snapshot },
         { "ModelLayerExpertCounts", (void**)&api.model_layer_expert_counts },
         { "ModelLayerExpertUtilization", (void**)&api.model_layer_expert_utilization },
@@ -294,6 +300,18 @@ int32_t moegs_layer_balance_size(void)
 moegs_status moegs_model_window_load(moegs_handle handle, uint64_t* dst, int32_t capacity)
 {
     return ready() ? (moegs_status)api.model_window_load(handle, dst, capacity) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_recent_summary(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks, moegs_model_balance* out,
+                                        moegs_layer_balance* window_layers, moegs_layer_balance* since_start_layers)
+{
+    return ready() ? (moegs_status)api.model_recent_summary(handle, recent_steps, expert_ranks, out, window_layers, since_start_layers)
+                   : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_recent_window_load(moegs_handle handle, int32_t recent_steps, uint64_t* dst, int32_t capacity)
+{
+    return ready() ? (moegs_status)api.model_recent_window_load(handle, recent_steps, dst, capacity) : MOEGS_RUNTIME_ERROR;
 }
 
 moegs_status moegs_model_layer_snapshot(moegs_handle handle, int32_t layer, moegs_snapshot* out)

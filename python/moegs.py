@@ -151,6 +151,11 @@ def _load(path=None):
         if not hasattr(lib, newest):
             raise OSError(f"{os.path.abspath(candidate)} predates {newest}: rebuild it (native/build.sh)")
     lib.moegs_model_device_arrays.argtypes = [h, vp, ctypes.POINTER(ModelArrays)]
+    if not hasattr(lib, "moegs_model_recent_summary"):
+        raise OSError(f"{os.path.abspath(candidate)} predates moegs_model_recent_summary: rebuild it (native/build.sh)")
+    lib.moegs_model_recent_summary.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance),
+                                               ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance)]
+    lib.moegs_model_recent_window_load.argtypes = [h, i32, ctypes.POINTER(ctypes.c_uint64), i32]
     lib.moegs_model_layer_expert_counts.argtypes = [h, i32, ctypes.POINTER(ctypes.c_uint64), i32]
     lib.moegs_model_layer_expert_utilization.argtypes = [h, i32, ctypes.POINTER(ctypes.c_float), i32]
     lib.moegs_model_layer_decayed_utilization.argtypes = [h, i32, ctypes.POINTER(ctypes.c_float), i32]
@@ -166,7 +171,8 @@ def _load(path=None):
                  "moegs_expert_utilization", "moegs_reset", "moegs_destroy", "moegs_model_create", "moegs_model_record",
                  "moegs_model_accelerator", "moegs_model_summary", "moegs_model_window_load", "moegs_model_layer_snapshot",
                  "moegs_model_reset", "moegs_model_destroy", "moegs_model_device_arrays", "moegs_model_layer_expert_counts",
-                 "moegs_model_layer_expert_utilization", "moegs_model_layer_decayed_utilization"):
+                 "moegs_model_layer_expert_utilization", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
+                 "moegs_model_recent_window_load"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
 
@@ -529,13 +535,15 @@ class MoeModelStats(_Handle):
                                                      _address(valid), _address(losses), _address(z_losses), raw_stream))
             self._generation += 1
 
-    def summary(self, expert_ranks=None):
+    def summary(self, expert_ranks=None, recent_steps=None):
         """The model's balance as a dict: steps, window_steps, entries (experts, or ranks under a placement), and for
         "window" and "since_start": min/p10/median/mean/token_weighted balancedness (p10: the 10th percentile across
         layers, as numpy.percentile(..., 10) interpolates it), worst_layer and "per_layer" (one dict
         per layer: layer, load, mean_load, max_load, min_load, balancedness, max_mean_ratio, coefficient_of_variation,
         hottest_expert, coldest_expert, dead_experts), named as `moegs replay --json` names them.
-        expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks."""
+        expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks.
+        recent_steps: None for the whole window, or 1 to the window: "window" covers only the newest that many steps
+        (window_steps says how many it holds), as SGLang logs balance over the last 10, 100 and 1,000 passes."""
         ranks = None
         if expert_ranks is not None:
             try:
@@ -548,7 +556,11 @@ class MoeModelStats(_Handle):
                 raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
             ranks = (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))
         out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()
-        self._check(self._lib.moegs_model_summary(self._handle, ranks, ctypes.byref(out), window, since_start))
+        if recent_steps is None:
+            self._check(self._lib.moegs_model_summary(self._handle, ranks, ctypes.byref(out), window, since_start))
+        else:
+            recent = _integer("recent_steps", recent_steps, -2**31, INT32_MAX)
+            self._check(self._lib.moegs_model_recent_summary(self._handle, recent, ranks, ctypes.byref(out), window, since_start))
 
         def span(prefix, layers):
             figures = {name: getattr(out, f"{prefix}_{name}") for name in
@@ -561,11 +573,16 @@ class MoeModelStats(_Handle):
         return {"steps": out.steps, "window_steps": out.window_steps, "entries": out.entries,
                 "window": span("window", window), "since_start": span("since_start", since_start)}
 
-    def window_load(self):
-        """Each expert's slots over the window, shape (layers, experts): a NumPy uint64 array, or lists where NumPy is absent."""
+    def window_load(self, recent_steps=None):
+        """Each expert's slots over the window, shape (layers, experts): a NumPy uint64 array, or lists where NumPy is absent.
+        recent_steps: None for the whole window, or 1 to the window for its newest that many steps alone."""
         count = self.layers * self.experts
         buffer = (ctypes.c_uint64 * count)()
-        self._check(self._lib.moegs_model_window_load(self._handle, buffer, count))
+        if recent_steps is None:
+            self._check(self._lib.moegs_model_window_load(self._handle, buffer, count))
+        else:
+            recent = _integer("recent_steps", recent_steps, -2**31, INT32_MAX)
+            self._check(self._lib.moegs_model_recent_window_load(self._handle, recent, buffer, count))
         try:
             import numpy
         except ImportError:

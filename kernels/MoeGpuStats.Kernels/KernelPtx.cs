@@ -18,7 +18,7 @@ internal static class KernelPtx
 {
     /// <summary>The kernels' names, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes them.</summary>
     public static IReadOnlyList<string> Kernels { get; } =
-        [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel), nameof(ModelRecordKernel), nameof(LayerBalanceKernel)];
+        [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel), nameof(ModelRecordKernel), nameof(LayerBalanceKernel), nameof(RecentLoadKernel)];
 
     /// <summary>The record kernel with <see cref="HistogramCounting.QuadLoadRuns"/>, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
     public const string QuadLoadRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.QuadLoadRuns);
@@ -56,10 +56,14 @@ internal static class KernelPtx
     }
 
     /// <summary>The kernel's entry point, for any ILGPU backend.</summary>
-    internal static EntryPointDescription EntryPoint(string kernel) => kernel == nameof(LayerBalanceKernel)
-        ? EntryPointDescription.FromImplicitlyGroupedKernel(
-            new Action<Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>>(LayerBalanceKernel.Kernel).Method)
-        : EntryPointDescription.FromExplicitlyGroupedKernel(Method(kernel));
+    internal static EntryPointDescription EntryPoint(string kernel) => kernel switch
+    {
+        nameof(LayerBalanceKernel) => EntryPointDescription.FromImplicitlyGroupedKernel(
+            new Action<Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>>(LayerBalanceKernel.Kernel).Method),
+        nameof(RecentLoadKernel) => EntryPointDescription.FromImplicitlyGroupedKernel(
+            new Action<Index1D, ArrayView<uint>, ArrayView<int>, int, int, ArrayView<ulong>>(RecentLoadKernel.Kernel).Method),
+        _ => EntryPointDescription.FromExplicitlyGroupedKernel(Method(kernel)),
+    };
 
     /// <summary>The entry point of <paramref name="kernel"/> (an explicitly grouped kernel method), for any ILGPU backend.</summary>
     internal static EntryPointDescription EntryPoint(MethodInfo kernel) => EntryPointDescription.FromExplicitlyGroupedKernel(kernel);

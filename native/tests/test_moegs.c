@@ -385,7 +385,7 @@ static void model_api(void)
         CHECK(moegs_model_create(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &models[i]) == MOEGS_OK, "model create %s: %s", kinds[i], moegs_last_error());
 
     static int32_t ids[M_STEPS][M_LAYERS * M_STRIDE];
-    uint64_t want[M_LAYERS * M_EXPERTS] = {0};
+    uint64_t want[M_LAYERS * M_EXPERTS] = {0}, newest[M_LAYERS * M_EXPERTS] = {0}; /* newest: the last 2 steps */
     for (int step = 0; step < M_STEPS; step++) {
         int32_t valid = M_TOKENS - step; /* the last `step` rows are padding the count leaves out */
         float losses[M_LAYERS], z_losses[M_LAYERS];
@@ -396,6 +396,7 @@ static void model_api(void)
                 int32_t id = (int32_t)(next() % (M_EXPERTS + l));  /* skewed per layer; ids past the experts are invalid */
                 ids[step][l * M_STRIDE + i] = i < M_TOKENS * TOP_K ? id : -7; /* the gap is never read */
                 if (step >= M_STEPS - M_WINDOW && i < valid * TOP_K && id < M_EXPERTS) want[l * M_EXPERTS + id]++;
+                if (step >= M_STEPS - 2 && i < valid * TOP_K && id < M_EXPERTS) newest[l * M_EXPERTS + id]++;
             }
         }
         for (int i = 0; i < 2; i++)
@@ -417,6 +418,27 @@ static void model_api(void)
               (unsigned long long)layer0);
     }
     same_model(&reads[0], &reads[1], "managed vs cpu");
+    for (int i = 0; i < 2; i++) {
+        uint64_t recent[M_LAYERS * M_EXPERTS];
+        moegs_model_balance balance;
+        moegs_layer_balance recent_layers[M_LAYERS];
+        CHECK(moegs_model_recent_window_load(models[i], 2, recent, M_LAYERS * M_EXPERTS) == MOEGS_OK && memcmp(recent, newest, sizeof newest) == 0,
+              "%s: the newest 2 steps' load is not their bincount (%s)", kinds[i], moegs_last_error());
+        CHECK(moegs_model_recent_summary(models[i], 2, NULL, &balance, recent_layers, NULL) == MOEGS_OK && balance.window_steps == 2
+              && balance.steps == M_STEPS && balance.since_start_min_balancedness == reads[i].summary.since_start_min_balancedness,
+              "%s: recent summary: %d window steps (%s)", kinds[i], balance.window_steps, moegs_last_error());
+        uint64_t layer0 = 0;
+        for (int e = 0; e < M_EXPERTS; e++) layer0 += newest[e];
+        CHECK(recent_layers[0].load == layer0, "%s: layer 0's load over the newest 2 steps %llu, want %llu", kinds[i],
+              (unsigned long long)recent_layers[0].load, (unsigned long long)layer0);
+        CHECK(moegs_model_recent_window_load(models[i], M_WINDOW, recent, M_LAYERS * M_EXPERTS) == MOEGS_OK && memcmp(recent, want, sizeof want) == 0,
+              "%s: the newest %d steps are the window", kinds[i], M_WINDOW);
+        REFUSED(moegs_model_recent_window_load(models[i], 0, recent, M_LAYERS * M_EXPERTS), MOEGS_INVALID_ARGUMENT, "recent_steps = 0",
+                "[1, 4] (the model's window)");
+        REFUSED(moegs_model_recent_summary(models[i], M_WINDOW + 1, NULL, &balance, NULL, NULL), MOEGS_INVALID_ARGUMENT, "recent_steps = 5", "[1, 4]");
+        REFUSED(moegs_model_recent_summary(models[i], 1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "out is NULL");
+        REFUSED(moegs_model_recent_window_load(models[i], 1, NULL, 0), MOEGS_INVALID_ARGUMENT, "dst is NULL");
+    }
     model_reads ranked[2];
     read_model(models[0], ranks, &ranked[0]);
     read_model(models[1], ranks, &ranked[1]);

@@ -468,6 +468,36 @@ class ModelTests(unittest.TestCase):
         return [array.array("i", (rng.randrange(-1, self.EXPERTS + 1) if i % stride < self.TOKENS * self.K else -9
                                   for i in range(self.LAYERS * stride))) for _ in range(self.STEPS)]
 
+    def test_the_newest_steps_are_their_ids_bincount(self):
+        """window_load(recent_steps=n) and summary(recent_steps=n) cover the newest n steps alone; n outside [1, window]
+        is refused naming recent_steps."""
+        stride = self.TOKENS * self.K
+        steps = self.steps(stride)
+        for accelerator in ("managed", "cpu"):
+            with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator=accelerator) as model:
+                for ids in steps:
+                    model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+                for recent in (1, 3, self.WINDOW):
+                    want = [[0] * self.EXPERTS for _ in range(self.LAYERS)]
+                    for ids in steps[-recent:]:
+                        for layer in range(self.LAYERS):
+                            for i in ids[layer * stride:(layer + 1) * stride]:
+                                if 0 <= i < self.EXPERTS:
+                                    want[layer][i] += 1
+                    self.assertEqual(want, load_rows(model.window_load(recent_steps=recent)), f"{accelerator}: {recent} steps")
+                    summary = model.summary(recent_steps=recent)
+                    self.assertEqual((len(steps), recent), (summary["steps"], summary["window_steps"]))
+                    self.assertEqual([sum(row) for row in want], [layer["load"] for layer in summary["window"]["per_layer"]])
+                    self.assertEqual(model.summary()["since_start"], summary["since_start"])
+                self.assertEqual(load_rows(model.window_load()), load_rows(model.window_load(recent_steps=self.WINDOW)))
+                for bad in (0, self.WINDOW + 1):
+                    with self.assertRaisesRegex(moegs.MoeGpuStatsError, rf"recent_steps = {bad}: must lie in \[1, {self.WINDOW}\]"):
+                        model.window_load(recent_steps=bad)
+                    with self.assertRaisesRegex(moegs.MoeGpuStatsError, rf"recent_steps = {bad}"):
+                        model.summary(recent_steps=bad)
+                with self.assertRaisesRegex(TypeError, "recent_steps must be an integer"):
+                    model.window_load(recent_steps=1.5)
+
     def test_a_model_is_its_layers_recorded_alone_and_the_window_a_bincount(self):
         stride = self.TOKENS * self.K
         steps = self.steps(stride)

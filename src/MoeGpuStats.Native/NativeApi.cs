@@ -179,7 +179,22 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_summary writes the model's figures there.");
         }
 
-        return WithModel(handle, model => model.Summary(expertRanks, destination, window, sinceStart));
+        return WithModel(handle, model => model.Summary(model.Stats.Options.Window, expertRanks, destination, window, sinceStart));
+    }
+
+    [UnmanagedCallersOnly]
+    public static int ModelRecentSummary(long handle, int recentSteps, int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_recent_summary writes the model's figures there.");
+        }
+
+        return WithModel(handle, model =>
+        {
+            NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window);
+            model.Summary(recentSteps, expertRanks, destination, window, sinceStart);
+        });
     }
 
     /// <summary>The bytes <see cref="ModelSummary"/> writes to its out, checked by libmoegs and bindings as <see cref="SnapshotSize"/>.</summary>
@@ -202,6 +217,22 @@ public static unsafe class NativeApi
         {
             NativeChecks.WindowCapacity(capacity, model.Stats.Layers, model.Stats.Experts);
             model.Stats.WindowLoad().CopyTo(new Span<ulong>(destination, capacity));
+        });
+    }
+
+    [UnmanagedCallersOnly]
+    public static int ModelRecentWindowLoad(long handle, int recentSteps, ulong* destination, int capacity)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "dst is NULL: moegs_model_recent_window_load copies layers * experts counts there.");
+        }
+
+        return WithModel(handle, model =>
+        {
+            NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window);
+            NativeChecks.WindowCapacity(capacity, model.Stats.Layers, model.Stats.Experts);
+            model.Stats.WindowLoad(recentSteps).CopyTo(new Span<ulong>(destination, capacity));
         });
     }
 

@@ -146,6 +146,15 @@ internal static class NativeChecks
         }
     }
 
+    /// <summary>The newest steps a read covers: 1 to the model's window.</summary>
+    public static void RecentSteps(int recentSteps, int window)
+    {
+        if (recentSteps < 1 || recentSteps > window)
+        {
+            throw new NativeArgumentException($"recent_steps = {recentSteps}: must lie in [1, {window}] (the model's window).");
+        }
+    }
+
     public static void WindowCapacity(int capacity, int layers, int experts)
     {
         var needed = layers * experts;

@@ -77,16 +77,17 @@ internal sealed class NativeModel : INativeHandle
     }
 
     /// <summary>
-    /// Writes the model's figures, and each layer's balance where an array is given (<c>Layers</c>
-    /// structs each), over experts, or over ranks under <paramref name="expertRanks"/> (host memory, <c>Experts</c> ints).
+    /// Writes the model's figures, the window's over its newest <paramref name="recentSteps"/> steps (checked
+    /// by the caller), and each layer's balance where an array is given (<c>Layers</c> structs each), over
+    /// experts, or over ranks under <paramref name="expertRanks"/> (host memory, <c>Experts</c> ints).
     /// </summary>
-    public unsafe void Summary(int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
+    public unsafe void Summary(int recentSteps, int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
     {
         var ranks = expertRanks is null ? null : NativeChecks.Placement(new ReadOnlySpan<int>(expertRanks, _stats.Experts));
         ModelRoutingSummary summary;
         using (EnterDevice())
         {
-            summary = ranks is null ? _stats.Summary() : _stats.Summary(ranks);
+            summary = ranks is null ? _stats.Summary(recentSteps) : _stats.Summary(recentSteps, ranks);
         }
 
         *destination = NativeModelBalance.From(summary, ranks is null ? _stats.Experts : ranks.Max() + 1);

@@ -13,7 +13,7 @@ internal sealed class ModelReplay : RecordingRun
 {
     public required ModelRoutingStatsOptions Options { get; init; }
 
-    /// <summary>Where <c>--window-load</c> writes <see cref="ModelRoutingStats.WindowLoad"/>; null for nowhere.</summary>
+    /// <summary>Where <c>--window-load</c> writes <see cref="ModelRoutingStats.WindowLoad()"/>; null for nowhere.</summary>
     public FileInfo? WindowLoad { get; init; }
 
     /// <summary>The hottest and coldest experts per layer the metrics publish.</summary>

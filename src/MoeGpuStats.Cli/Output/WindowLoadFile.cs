@@ -18,7 +18,7 @@ internal static class WindowLoadFile
         : "the window load is written as NumPy (.npy) or JSON (.json); give a name ending in one of those.";
 
     /// <param name="path">The file, ending in .npy or .json.</param>
-    /// <param name="load">Row-major <c>[layers, experts]</c>, as <see cref="ModelRoutingStats.WindowLoad"/>.</param>
+    /// <param name="load">Row-major <c>[layers, experts]</c>, as <see cref="ModelRoutingStats.WindowLoad()"/>.</param>
     /// <param name="layers">Rows.</param>
     /// <param name="experts">Columns.</param>
     public static void Save(string path, ulong[] load, int layers, int experts) =>

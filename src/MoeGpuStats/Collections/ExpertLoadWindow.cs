@@ -168,6 +168,40 @@ internal sealed class ExpertLoadWindow
         }
     }
 
+    /// <summary>
+    /// Adds the counts of the newest <paramref name="steps"/> steps (those before <see cref="Position"/>,
+    /// at most the steps added since the last <see cref="Clear"/>) to <paramref name="load"/>
+    /// (<c>[layers, experts]</c>). Only where <see cref="CanSlide"/>.
+    /// </summary>
+    public void AddNewest(int steps, Span<ulong> load)
+    {
+        var position = Position;
+        for (var s = 0; s < steps; s++)
+        {
+            position = position == 0 ? _window - 1 : position - 1;
+            for (var layer = 0; layer < _layers; layer++)
+            {
+                var row = (position * _layers) + layer;
+                var layerLoad = load.Slice(layer * _experts, _experts);
+                if (_listed[row] == Whole)
+                {
+                    var counts = _ring.AsSpan(row * _experts, _experts);
+                    for (var e = 0; e < counts.Length; e++)
+                    {
+                        layerLoad[e] += counts[e];
+                    }
+
+                    continue;
+                }
+
+                foreach (var entry in _entries.AsSpan(row * _listLength, _listed[row]))
+                {
+                    layerLoad[(int)(entry & 0xFFFF)] += entry >> CountShift;
+                }
+            }
+        }
+    }
+
     /// <summary>The steps as a ring of rows, <c>[window, layers, experts]</c>; null where <see cref="CanSlide"/> is false.</summary>
     public uint[]? ToRing()
     {

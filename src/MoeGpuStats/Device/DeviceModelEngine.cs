@@ -20,11 +20,13 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly ModelRecordLauncher _record;
     private readonly UtilizationQueryLauncher _query;
     private readonly Action<AcceleratorStream, Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>> _measure;
+    private readonly Action<AcceleratorStream, Index1D, ArrayView<uint>, ArrayView<int>, int, int, ArrayView<ulong>> _recentLoad;
     private readonly List<MemoryBuffer> _buffers = [];
     private readonly List<Action> _clears = [];
     private readonly ModelStateViews _views;
     private readonly ArrayView<int> _ranks;
     private readonly ArrayView<ulong> _rankLoads;
+    private readonly ArrayView<ulong> _recentLoads;
     private readonly ArrayView<LayerLoad> _layerLoads;
     private readonly ArrayView<UtilizationQueryResult> _queryResult;
     private readonly ArrayView<float> _hostLosses;
@@ -48,6 +50,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         _record = new ModelRecordLauncher(accelerator, boundGroupsPerMultiprocessor);
         _query = UtilizationQueryKernel.Create(accelerator);
         _measure = LayerBalanceKernel.Create(accelerator);
+        _recentLoad = RecentLoadKernel.Create(accelerator);
         Accelerator = accelerator;
         _ownsStream = stream is null;
         Stream = stream ?? accelerator.CreateStream();
@@ -73,6 +76,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             };
             _ranks = Allocate<int>(options.Experts);
             _rankLoads = Allocate<ulong>(perLayer);
+            _recentLoads = Allocate<ulong>(perLayer);
             _layerLoads = Allocate<LayerLoad>(layers);
             _queryResult = Allocate<UtilizationQueryResult>(1);
             _hostLosses = Allocate<float>(2 * layers);
@@ -239,16 +243,32 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];
 
-    public override ulong[] WindowLoad()
+    public override ulong[] WindowLoad(int recentSteps)
     {
         lock (Gate)
         {
             ThrowIfUnusable();
             FoldPending();
-            var load = new ulong[_views.WindowLoad.Length];
-            _views.WindowLoad.CopyToCPU(Stream, load.AsSpan());
+            var loads = RecentLoads(recentSteps);
+            var load = new ulong[loads.Length];
+            loads.CopyToCPU(Stream, load.AsSpan());
             return load;
         }
+    }
+
+    /// <summary>
+    /// The window's running sum where <paramref name="recentSteps"/> covers every step it holds, else
+    /// the newest steps' rows of the ring summed (enqueued) into a buffer kept for it. Under the lock, folded.
+    /// </summary>
+    private ArrayView<ulong> RecentLoads(int recentSteps)
+    {
+        if (recentSteps >= WindowSteps)
+        {
+            return _views.WindowLoad;
+        }
+
+        _recentLoad(Stream, (int)_recentLoads.Length, _views.WindowRing, _views.Control, Options.Window, recentSteps, _recentLoads);
+        return _recentLoads;
     }
 
     /// <remarks>
@@ -265,7 +285,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
-    public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount)
+    public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount, int recentSteps)
     {
         lock (Gate)
         {
@@ -273,9 +293,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             FoldPending();
             var rankView = _ranks.SubView(0, ranks?.Length ?? 0);
             rankView.CopyFromCPU(Stream, ranks ?? []);
-            var window = Measure(_views.WindowLoad, rankView, rankCount);
+            var window = Measure(RecentLoads(recentSteps), rankView, rankCount);
             var sinceStart = Measure(_views.TokenCounts, rankView, rankCount);
-            return (window, sinceStart, _steps, WindowSteps);
+            return (window, sinceStart, _steps, Math.Min(recentSteps, WindowSteps));
         }
     }
 

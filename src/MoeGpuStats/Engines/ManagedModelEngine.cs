@@ -147,18 +147,37 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override RoutingStatsEngine Layer(int layer) => _readers[layer];
 
-    public override ulong[] WindowLoad()
+    public override ulong[] WindowLoad(int recentSteps)
     {
         lock (Gate)
         {
-            return _window.Load.ToArray();
+            return RecentLoad(recentSteps);
         }
     }
 
-    public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount)
+    /// <summary>The window's running sum where the steps asked cover it, else the sum of the newest steps' rows.</summary>
+    private ulong[] RecentLoad(int recentSteps)
+    {
+        if (recentSteps >= _windowSteps)
+        {
+            return _window.Load.ToArray();
+        }
+
+        if (!_window.CanSlide)
+        {
+            throw NoRecentSteps(recentSteps, _windowSteps);
+        }
+
+        var load = new ulong[_window.Load.Length];
+        _window.AddNewest(recentSteps, load);
+        return load;
+    }
+
+    public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount, int recentSteps)
     {
         lock (Gate)
         {
+            var window = RecentLoad(recentSteps);
             var experts = Options.Experts;
             var sinceStart = new ulong[_window.Load.Length];
             for (var l = 0; l < _layers.Length; l++)
@@ -170,7 +189,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 }
             }
 
-            return (Measure(_window.Load.ToArray(), ranks, rankCount), Measure(sinceStart, ranks, rankCount), _steps, _windowSteps);
+            return (Measure(window, ranks, rankCount), Measure(sinceStart, ranks, rankCount), _steps, Math.Min(recentSteps, _windowSteps));
         }
     }
 

@@ -38,8 +38,12 @@ internal abstract class ModelRoutingEngine : IDisposable
     /// <summary>Layer <paramref name="layer"/>'s state, read-only (recording goes through the model).</summary>
     public abstract RoutingStatsEngine Layer(int layer);
 
-    /// <summary>Each expert's slots over the window, <c>[layers, experts]</c> row-major.</summary>
-    public abstract ulong[] WindowLoad();
+    /// <summary>
+    /// Each expert's slots over the newest <paramref name="recentSteps"/> steps of the window (1 to
+    /// <c>Window</c>; every step it holds where it holds fewer), <c>[layers, experts]</c> row-major.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Fewer steps than the window holds were asked of a window restored without its ring of steps.</exception>
+    public abstract ulong[] WindowLoad(int recentSteps);
 
     /// <summary>
     /// The token counts and window load in device memory, the pending step folded first (enqueued on
@@ -48,11 +52,17 @@ internal abstract class ModelRoutingEngine : IDisposable
     public virtual ModelDeviceArrays? DeviceArrays() => null;
 
     /// <summary>
-    /// Per layer, the loads measured over the window and since the start, per expert or, with
-    /// <paramref name="ranks"/> (one per expert, each below <paramref name="rankCount"/>), per rank;
-    /// and the steps recorded and in the window.
+    /// Per layer, the loads measured over the newest <paramref name="recentSteps"/> steps of the window
+    /// (as <see cref="WindowLoad"/>) and since the start, per expert or, with <paramref name="ranks"/>
+    /// (one per expert, each below <paramref name="rankCount"/>), per rank; and the steps recorded and
+    /// the steps measured as the window.
     /// </summary>
-    public abstract (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount);
+    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad"/>'s.</exception>
+    public abstract (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount, int recentSteps);
+
+    /// <summary>The error of a window restored without its ring when fewer steps than it holds are asked of it.</summary>
+    protected static InvalidOperationException NoRecentSteps(int recentSteps, int windowSteps) => new(
+        $"recentSteps is {recentSteps}, fewer than the {windowSteps} steps the window holds, but this model was read from JSON, which keeps the window's load and not its ring of steps: read the whole window (recentSteps {windowSteps} or more).");
 
     public abstract void Reset();
 

@@ -43,7 +43,7 @@ public sealed class ModelDeviceArrays
     /// <summary>Each expert's slots since the start (or the last reset), <c>[Layers, Experts]</c>: every layer's <see cref="RoutingStats.ExpertTokenCounts"/>, one after the other.</summary>
     public ArrayView<ulong> TokenCounts { get; }
 
-    /// <summary>Each expert's slots over the last <see cref="WindowSteps"/> steps, <c>[Layers, Experts]</c>: what <see cref="ModelRoutingStats.WindowLoad"/> copies out.</summary>
+    /// <summary>Each expert's slots over the last <see cref="WindowSteps"/> steps, <c>[Layers, Experts]</c>: what <see cref="ModelRoutingStats.WindowLoad()"/> copies out.</summary>
     public ArrayView<ulong> WindowLoad { get; }
 
     /// <summary>The model's stream, on which the fold was enqueued and every later step and read is ordered.</summary>

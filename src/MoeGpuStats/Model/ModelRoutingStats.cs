@@ -11,7 +11,7 @@ namespace MoeGpuStats;
 /// <summary>
 /// Routing statistics of a whole Mixture-of-Experts model: every MoE layer's statistics (each a
 /// <see cref="RoutingStats"/> with the seed's API, <see cref="Layer"/>), the sliding window of
-/// expert load that feeds rebalancing (<see cref="WindowLoad"/>, the input of DeepSeek's EPLB), and
+/// expert load that feeds rebalancing (<see cref="WindowLoad()"/>, the input of DeepSeek's EPLB), and
 /// the model's balance (<see cref="Summary()"/>). On a device engine, a step is one kernel launch
 /// for all layers, which returns without waiting and needs no per-step state from the host (a CUDA
 /// graph may replay it); each read synchronizes once.
@@ -183,7 +183,24 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// the device, so a read is one copy.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
-    public ulong[] WindowLoad() => Engine.WindowLoad();
+    public ulong[] WindowLoad() => Engine.WindowLoad(Options.Window);
+
+    /// <summary>
+    /// Each expert's slots over the newest <paramref name="recentSteps"/> steps of the window (every
+    /// step it holds while it holds fewer), row-major <c>[layers, experts]</c>: a shorter horizon read
+    /// from the same ring, as SGLang logs balance over the last 10, 100 and 1,000 passes. Fewer steps
+    /// than the window holds are summed from the ring on the device, <c>recentSteps × layers × experts</c>
+    /// counts read, then one copy.
+    /// </summary>
+    /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
+    /// <exception cref="InvalidOperationException">Fewer steps than the window holds, of a model read from JSON (it keeps the window's load, not its ring of steps).</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public ulong[] WindowLoad(int recentSteps)
+    {
+        var engine = Engine;
+        return engine.WindowLoad(CheckRecentSteps(recentSteps));
+    }
 
     /// <summary>
     /// The token counts and the window load in the accelerator's memory, without a copy, each
@@ -192,7 +209,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// NCCL all-reduce of the window load before EPLB) or reads them in its own kernels. The pending
     /// step is folded first, by a launch enqueued on the model's stream; the host does not wait.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The model runs on the managed engine (a model read from JSON, a snapshot and a merge do too): its counts are .NET arrays, not device memory; <see cref="WindowLoad"/> copies them.</exception>
+    /// <exception cref="InvalidOperationException">The model runs on the managed engine (a model read from JSON, a snapshot and a merge do too): its counts are .NET arrays, not device memory; <see cref="WindowLoad()"/> copies them.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelDeviceArrays DeviceArrays() =>
         Engine.DeviceArrays()
@@ -203,7 +220,24 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingSummary Summary()
     {
-        var (window, sinceStart, steps, windowSteps) = Engine.MeasureLoads(null, 0);
+        var (window, sinceStart, steps, windowSteps) = Engine.MeasureLoads(null, 0, Options.Window);
+        return Summarize(window, sinceStart, steps, windowSteps, Experts);
+    }
+
+    /// <summary>
+    /// The summary with its window cut to the newest <paramref name="recentSteps"/> steps (as
+    /// <see cref="WindowLoad(int)"/>): <see cref="ModelRoutingSummary.Window"/> is the balance over them and
+    /// <see cref="ModelRoutingSummary.WindowSteps"/> their count, at most <paramref name="recentSteps"/>; the
+    /// figures since the start are <see cref="Summary()"/>'s.
+    /// </summary>
+    /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
+    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public ModelRoutingSummary Summary(int recentSteps)
+    {
+        var engine = Engine;
+        var (window, sinceStart, steps, windowSteps) = engine.MeasureLoads(null, 0, CheckRecentSteps(recentSteps));
         return Summarize(window, sinceStart, steps, windowSteps, Experts);
     }
 
@@ -215,14 +249,31 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ArgumentNullException"><paramref name="expertRanks"/> is null.</exception>
     /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a negative rank.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
-    public ModelRoutingSummary Summary(IReadOnlyList<int> expertRanks)
+    public ModelRoutingSummary Summary(IReadOnlyList<int> expertRanks) => Summary(Options.Window, expertRanks);
+
+    /// <summary>The balance per rank (as <see cref="Summary(IReadOnlyList{int})"/>) with the window cut to the newest <paramref name="recentSteps"/> steps (as <see cref="Summary(int)"/>).</summary>
+    /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>.</param>
+    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each at least 0.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="expertRanks"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> ranks, or a negative rank.</exception>
+    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public ModelRoutingSummary Summary(int recentSteps, IReadOnlyList<int> expertRanks)
     {
         ArgumentNullException.ThrowIfNull(expertRanks);
+        var engine = Engine;
+        CheckRecentSteps(recentSteps);
         var ranks = ModelStepChecks.ValidatePlacement(Options, expertRanks, nameof(expertRanks));
         var rankCount = ranks.Max() + 1;
-        var (window, sinceStart, steps, windowSteps) = Engine.MeasureLoads(ranks, rankCount);
+        var (window, sinceStart, steps, windowSteps) = engine.MeasureLoads(ranks, rankCount, recentSteps);
         return Summarize(window, sinceStart, steps, windowSteps, rankCount);
     }
+
+    private int CheckRecentSteps(int recentSteps) =>
+        recentSteps >= 1 && recentSteps <= Options.Window
+            ? recentSteps
+            : throw new ArgumentOutOfRangeException(nameof(recentSteps), recentSteps, $"recentSteps is {recentSteps}; give 1 to {Options.Window}, the model's window.");
 
     /// <summary>Clears every layer and the window (enqueued on a device; no wait).</summary>
     /// <exception cref="InsufficientMemoryException">A model read from JSON could not allocate the window's ring it records into after a reset; the statistics are unchanged.</exception>

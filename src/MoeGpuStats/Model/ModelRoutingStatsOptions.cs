@@ -24,7 +24,7 @@ public sealed record ModelRoutingStatsOptions
     /// <summary>Token-expert slots per expert per step in each layer, as <see cref="RoutingStatsOptions.ExpertCapacity"/>; null for none.</summary>
     public int? ExpertCapacity { get; init; }
 
-    /// <summary>Steps in the sliding window of expert load (<see cref="ModelRoutingStats.WindowLoad"/>): 1,000 by default, as vLLM's and SGLang's rings.</summary>
+    /// <summary>Steps in the sliding window of expert load (<see cref="ModelRoutingStats.WindowLoad()"/>): 1,000 by default, as vLLM's and SGLang's rings.</summary>
     public int Window { get; init; } = 1000;
 
     /// <summary>Decay of each layer's decayed utilization, as <see cref="RoutingStatsOptions.UtilizationDecay"/>; null for none.</summary>
@@ -33,7 +33,7 @@ public sealed record ModelRoutingStatsOptions
     /// <summary>
     /// The device memory a model's state takes, in bytes: the window ring (<c>4 × Window × Layers × Experts</c>)
     /// dominates; each layer adds its single-layer state (64 KiB of batch buffers, 4 KB of load
-    /// variances, 40 bytes per expert). 64 MB for DeepSeek-V3's 58 layers of 256 experts with the
+    /// variances, 48 bytes per expert). 64 MB for DeepSeek-V3's 58 layers of 256 experts with the
     /// default window. The managed engine keeps the same ring plus each decode step's list, up to
     /// <c>4 × Window × Layers × (Experts + min(32, Experts) + 1)</c> bytes for the window.
     /// </summary>
@@ -45,7 +45,7 @@ public sealed record ModelRoutingStatsOptions
             return (layers * Unsafe.SizeOf<Kernels.RoutingStateBlock>())
                 + (layers * Kernels.RoutingStateLayout.BatchHistogramLength * sizeof(ulong))
                 + (2 * layers * Kernels.RoutingStateLayout.BatchBuffers * sizeof(ulong))
-                + (perLayer * (sizeof(double) + sizeof(ulong) + sizeof(float) + sizeof(float) + sizeof(ulong) + sizeof(ulong)))
+                + (perLayer * (sizeof(double) + sizeof(ulong) + sizeof(float) + sizeof(float) + sizeof(ulong) + sizeof(ulong) + sizeof(ulong)))
                 + (layers * Kernels.RoutingStateLayout.VarianceWindow * sizeof(float))
                 + (WindowEntries * sizeof(uint))
                 + (Kernels.Model.ModelStateLayout.ControlLength * sizeof(int))

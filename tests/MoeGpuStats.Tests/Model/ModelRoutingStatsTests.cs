@@ -550,7 +550,7 @@ public sealed class ModelRoutingStatsTests
     }
 
     /// <summary>The balance figures of each layer recomputed here, plainly, from the loads.</summary>
-    private static void AssertBalance(ulong[] loads, int experts, int[]? ranks, BalanceSummary summary)
+    internal static void AssertBalance(ulong[] loads, int experts, int[]? ranks, BalanceSummary summary)
     {
         var layers = loads.Length / experts;
         var balancedness = new double[layers];
