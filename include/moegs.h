@@ -173,7 +173,8 @@ typedef struct moegs_model_balance {
     double since_start_median_balancedness;
     double since_start_mean_balancedness;
     double since_start_token_weighted_balancedness;
-    int32_t window_steps;                            /* steps in the window: steps, at most the window */
+    int32_t window_steps;                            /* steps in the window: steps, at most the window
+                                                      * (at most recent_steps from moegs_model_recent_summary) */
     int32_t window_worst_layer;                      /* the first layer with the smallest balancedness */
     int32_t since_start_worst_layer;
     int32_t entries;                                 /* what each layer's balance is over: experts, or the ranks

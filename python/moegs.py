@@ -499,6 +499,8 @@ class MoeModelStats(_Handle):
         capacity = 0 if expert_capacity is None else _integer("expert_capacity", expert_capacity, 0, INT32_MAX,
                                                                f"[0, {INT32_MAX}] (0, or None: no capacity)")
         window = _integer("window", window, 1, INT32_MAX)
+        # recent_steps' range, for a value the C int32 cannot carry (the C API checks the rest in its own words).
+        self._window = window
         decay = -1.0
         if utilization_decay is not None:
             decay = _number("utilization_decay", utilization_decay)
@@ -559,7 +561,7 @@ class MoeModelStats(_Handle):
         if recent_steps is None:
             self._check(self._lib.moegs_model_summary(self._handle, ranks, ctypes.byref(out), window, since_start))
         else:
-            recent = _integer("recent_steps", recent_steps, -2**31, INT32_MAX)
+            recent = _integer("recent_steps", recent_steps, -2**31, INT32_MAX, f"[1, {self._window}] (the model's window)")
             self._check(self._lib.moegs_model_recent_summary(self._handle, recent, ranks, ctypes.byref(out), window, since_start))
 
         def span(prefix, layers):
@@ -581,7 +583,7 @@ class MoeModelStats(_Handle):
         if recent_steps is None:
             self._check(self._lib.moegs_model_window_load(self._handle, buffer, count))
         else:
-            recent = _integer("recent_steps", recent_steps, -2**31, INT32_MAX)
+            recent = _integer("recent_steps", recent_steps, -2**31, INT32_MAX, f"[1, {self._window}] (the model's window)")
             self._check(self._lib.moegs_model_recent_window_load(self._handle, recent, buffer, count))
         try:
             import numpy

@@ -498,6 +498,44 @@ class ModelTests(unittest.TestCase):
                 with self.assertRaisesRegex(TypeError, "recent_steps must be an integer"):
                     model.window_load(recent_steps=1.5)
 
+    def test_the_newest_steps_across_wraps_lists_rows_empty_steps_and_a_reset(self):
+        """recent_steps against the ids' bincount after every step, for windows of 1 and 3 wrapped many times, steps of
+        32 ids or fewer (kept as lists on "managed") and more (rows) in every order, steps of no ids, and a reset at a
+        wrapped position; a recent_steps past int32 is refused naming the model's window, not int32's range."""
+        layers, experts = 2, 40
+        sizes = [1, 32, 33, 32, 0, 64, 33, 0, 0, 5, 31, 100, 2, 33, 33, 32, 32, 0, 40, 1]
+        rng = random.Random(17)
+        for accelerator in ("managed", "cpu"):
+            for window in (1, 3):
+                with moegs.MoeModelStats(layers, experts, window=window, accelerator=accelerator) as model:
+                    recorded = []
+                    for s, size in enumerate(sizes * 2):
+                        if s == len(sizes) + 1:
+                            model.reset()
+                            recorded = []
+                        ids = array.array("i", (rng.randrange(-1, experts + 1) for _ in range(max(1, layers * size))))
+                        model.record(HostArray(ids, (layers, size, 1)))
+                        recorded.append(ids[:layers * size])
+                        for recent in range(1, window + 1):
+                            want = [[0] * experts for _ in range(layers)]
+                            for step in recorded[-recent:]:
+                                size_of = len(step) // layers
+                                for layer in range(layers):
+                                    for i in step[layer * size_of:(layer + 1) * size_of]:
+                                        if 0 <= i < experts:
+                                            want[layer][i] += 1
+                            when = f"{accelerator}, window {window}: {recent} of {len(recorded)} steps"
+                            self.assertEqual(want, load_rows(model.window_load(recent_steps=recent)), when)
+                            summary = model.summary(recent_steps=recent)
+                            self.assertEqual(min(recent, len(recorded)), summary["window_steps"], when)
+                            self.assertEqual([sum(row) for row in want], [layer["load"] for layer in summary["window"]["per_layer"]], when)
+                    for bad in (2**31, -2**31 - 1):
+                        message = rf"recent_steps = {bad} is out of range: it must lie in \[1, {window}\] \(the model's window\)"
+                        with self.assertRaisesRegex(ValueError, message):
+                            model.window_load(recent_steps=bad)
+                        with self.assertRaisesRegex(ValueError, message):
+                            model.summary(recent_steps=bad)
+
     def test_a_model_is_its_layers_recorded_alone_and_the_window_a_bincount(self):
         stride = self.TOKENS * self.K
         steps = self.steps(stride)

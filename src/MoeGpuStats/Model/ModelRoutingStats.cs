@@ -189,8 +189,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// Each expert's slots over the newest <paramref name="recentSteps"/> steps of the window (every
     /// step it holds while it holds fewer), row-major <c>[layers, experts]</c>: a shorter horizon read
     /// from the same ring, as SGLang logs balance over the last 10, 100 and 1,000 passes. Fewer steps
-    /// than the window holds are summed from the ring on the device, <c>recentSteps × layers × experts</c>
-    /// counts read, then one copy.
+    /// than the window holds are summed from the ring's rows (on a device, there: <c>recentSteps × layers × experts</c>
+    /// counts read, then one copy); as many as it holds or more read the running sum, as <see cref="WindowLoad()"/>.
     /// </summary>
     /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>

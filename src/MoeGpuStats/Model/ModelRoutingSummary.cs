@@ -140,7 +140,7 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
 
 /// <summary>A model's balance over the sliding window and since the start (or the last reset).</summary>
 /// <param name="Steps">Steps recorded.</param>
-/// <param name="WindowSteps">Steps in the window: <see cref="Steps"/>, at most <see cref="ModelRoutingStatsOptions.Window"/>.</param>
+/// <param name="WindowSteps">Steps in the window: <see cref="Steps"/>, at most <see cref="ModelRoutingStatsOptions.Window"/> (at most <c>recentSteps</c> for <see cref="ModelRoutingStats.Summary(int)"/>).</param>
 /// <param name="Window">Over the last <see cref="WindowSteps"/> steps.</param>
 /// <param name="SinceStart">Over every step.</param>
 public sealed record ModelRoutingSummary(ulong Steps, int WindowSteps, BalanceSummary Window, BalanceSummary SinceStart);
