@@ -230,8 +230,9 @@ moegs_status moegs_model_window_load(moegs_handle handle, uint64_t* dst, int32_t
 /* The window cut to its newest recent_steps steps, [1, window] (every step it holds while it holds fewer),
  * as SGLang logs balance over the last 10, 100 and 1,000 passes: moegs_model_recent_summary is
  * moegs_model_summary with the window_* figures and window_layers over those steps and window_steps
- * their count; moegs_model_recent_window_load is moegs_model_window_load over them. On a device the
- * steps' rows of the window's ring are summed there (recent_steps * layers * experts counts read). */
+ * their count; moegs_model_recent_window_load is moegs_model_window_load over them. Fewer steps than the
+ * window holds are summed from the window ring's rows, on a device there (recent_steps * layers * experts
+ * counts read); as many or more read the running sum. */
 moegs_status moegs_model_recent_summary(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks, moegs_model_balance* out,
                                         moegs_layer_balance* window_layers, moegs_layer_balance* since_start_layers);
 moegs_status moegs_model_recent_window_load(moegs_handle handle, int32_t recent_steps, uint64_t* dst, int32_t capacity);

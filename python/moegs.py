@@ -147,12 +147,11 @@ def _load(path=None):
     lib.moegs_model_layer_snapshot.argtypes = [h, i32, ctypes.POINTER(Snapshot)]
     lib.moegs_model_reset.argtypes = [h]
     lib.moegs_model_destroy.argtypes = [h]
-    for newest in ("moegs_model_device_arrays", "moegs_model_layer_decayed_utilization"):
+    for newest in ("moegs_model_device_arrays", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
+                   "moegs_model_recent_window_load"):
         if not hasattr(lib, newest):
             raise OSError(f"{os.path.abspath(candidate)} predates {newest}: rebuild it (native/build.sh)")
     lib.moegs_model_device_arrays.argtypes = [h, vp, ctypes.POINTER(ModelArrays)]
-    if not hasattr(lib, "moegs_model_recent_summary"):
-        raise OSError(f"{os.path.abspath(candidate)} predates moegs_model_recent_summary: rebuild it (native/build.sh)")
     lib.moegs_model_recent_summary.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance),
                                                ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance)]
     lib.moegs_model_recent_window_load.argtypes = [h, i32, ctypes.POINTER(ctypes.c_uint64), i32]
@@ -499,7 +498,6 @@ class MoeModelStats(_Handle):
         capacity = 0 if expert_capacity is None else _integer("expert_capacity", expert_capacity, 0, INT32_MAX,
                                                                f"[0, {INT32_MAX}] (0, or None: no capacity)")
         window = _integer("window", window, 1, INT32_MAX)
-        # recent_steps' range, for a value the C int32 cannot carry (the C API checks the rest in its own words).
         self._window = window
         decay = -1.0
         if utilization_decay is not None:
@@ -545,7 +543,10 @@ class MoeModelStats(_Handle):
         hottest_expert, coldest_expert, dead_experts), named as `moegs replay --json` names them.
         expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks.
         recent_steps: None for the whole window, or 1 to the window: "window" covers only the newest that many steps
-        (window_steps says how many it holds), as SGLang logs balance over the last 10, 100 and 1,000 passes."""
+        (window_steps says how many it holds), as SGLang logs balance over the last 10, 100 and 1,000 passes.
+        Raises TypeError (recent_steps not an integer, expert_ranks not a sequence) or ValueError (recent_steps outside
+        [1, window], expert_ranks not one rank per expert)."""
+        recent = None if recent_steps is None else self._recent_steps(recent_steps)
         ranks = None
         if expert_ranks is not None:
             try:
@@ -558,10 +559,9 @@ class MoeModelStats(_Handle):
                 raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
             ranks = (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))
         out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()
-        if recent_steps is None:
+        if recent is None:
             self._check(self._lib.moegs_model_summary(self._handle, ranks, ctypes.byref(out), window, since_start))
         else:
-            recent = _integer("recent_steps", recent_steps, -2**31, INT32_MAX, f"[1, {self._window}] (the model's window)")
             self._check(self._lib.moegs_model_recent_summary(self._handle, recent, ranks, ctypes.byref(out), window, since_start))
 
         def span(prefix, layers):
@@ -577,19 +577,23 @@ class MoeModelStats(_Handle):
 
     def window_load(self, recent_steps=None):
         """Each expert's slots over the window, shape (layers, experts): a NumPy uint64 array, or lists where NumPy is absent.
-        recent_steps: None for the whole window, or 1 to the window for its newest that many steps alone."""
+        recent_steps: None for the whole window, or 1 to the window for its newest that many steps alone (TypeError when
+        not an integer, ValueError outside [1, window])."""
         count = self.layers * self.experts
         buffer = (ctypes.c_uint64 * count)()
         if recent_steps is None:
             self._check(self._lib.moegs_model_window_load(self._handle, buffer, count))
         else:
-            recent = _integer("recent_steps", recent_steps, -2**31, INT32_MAX, f"[1, {self._window}] (the model's window)")
-            self._check(self._lib.moegs_model_recent_window_load(self._handle, recent, buffer, count))
+            self._check(self._lib.moegs_model_recent_window_load(self._handle, self._recent_steps(recent_steps), buffer, count))
         try:
             import numpy
         except ImportError:
             return [list(buffer[l * self.experts:(l + 1) * self.experts]) for l in range(self.layers)]
         return numpy.frombuffer(buffer, dtype=numpy.uint64).reshape(self.layers, self.experts).copy()
+
+    def _recent_steps(self, value):
+        """recent_steps checked here, as the other arguments: 1 to the model's window."""
+        return _integer("recent_steps", value, 1, self._window, f"[1, {self._window}] (the model's window)")
 
     def device_arrays(self, stream=None, dtype="uint64"):
         """The model's window load and token counts where the model keeps them, without a copy, for a job that sums them
@@ -985,8 +989,7 @@ class ModelMetricsCollector:
 
     Series (prefix moegpustats_moegs_; balance figures over the model's sliding window, counts since the start or the
     last reset):
-      model (no label): model_steps_total (counter), model_balancedness_min, _p10, _median, _mean,
-        _token_weighted,
+      model (no label): model_steps_total (counter), model_balancedness_min, _p10, _median, _mean, _token_weighted,
         model_worst_layer;
       per layer (label layer): layer_slots_total, layer_tokens_dropped_total, layer_slots_dropped_total,
         layer_expert_ids_invalid_total (counters), layer_balancedness, layer_max_mean_ratio, layer_cv, layer_dead_experts,

@@ -156,8 +156,8 @@ static void padding_is_not_a_token(const char* accelerator)
 }
 
 /* Before the first record and after a reset, moegs_expert_counts and moegs_expert_utilization write their
- * `experts` values, zeros, and refuse a capacity below the experts created, as after a record (the snapshot's
- * experts is 0 there, which once sized the copy: nothing written, any capacity taken). */
+ * `experts` values, zeros, and refuse a capacity below the experts created, as after a record (though the
+ * snapshot's experts is 0 there). */
 static void per_expert_values_before_a_record(const char* accelerator)
 {
     moegs_handle h;
@@ -467,8 +467,8 @@ static void model_api(void)
         REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, M_TOKENS * TOP_K - 1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
                 "layer_stride = 79", ">= tokens * top_k = 40 * 2 = 80");
         REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, -1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "layer_stride = -1");
-        /* Strides whose ids' bytes overflow an int64: at 2^62 layer l's address wrapped onto layer 0's ids, at 2^61 the
-         * process crashed on "cpu"; both are refused before anything is read. */
+        /* Strides whose ids' bytes overflow an int64 (a stride of 2^62 would wrap layer l's address onto layer 0's
+         * ids): refused before anything is read. */
         REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, INT64_C(1) << 62, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
                 "layer_stride = 4611686018427387904", "exceeds 2305843009213693951 ids", "int64");
         REFUSED(moegs_model_record(h, ids[0], M_LAYERS, M_TOKENS, TOP_K, INT64_C(1) << 61, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,

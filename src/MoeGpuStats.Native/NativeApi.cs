@@ -344,7 +344,7 @@ public static unsafe class NativeApi
         return With(handle, aggregator =>
         {
             var values = read(aggregator.Stats);
-            var experts = aggregator.Stats.Options.Experts ?? values.Count; // moegs_create always sets it
+            var experts = aggregator.Stats.Options.Experts!.Value;
             NativeChecks.Capacity(capacity, experts);
             var span = new Span<T>(destination, experts);
             span.Clear();

@@ -6,7 +6,7 @@ namespace MoeGpuStats.Kernels.Model;
 /// <summary>
 /// Each expert's slots over the newest steps of a model's window ring: a shorter horizon than the
 /// window's running sum, read from the same ring (SGLang logs balancedness over the last 10, 100
-/// and 1,000 passes). One thread per (layer, expert); the ring position comes from the device's
+/// and 1,000 passes). One thread per (layer, expert); the window ring's position comes from the device's
 /// step control, so nothing about the ring goes through the host.
 /// </summary>
 internal static class RecentLoadKernel

@@ -62,7 +62,7 @@ internal abstract class ModelRoutingEngine : IDisposable
 
     /// <summary>The error of a window restored without its ring when fewer steps than it holds are asked of it.</summary>
     protected static InvalidOperationException NoRecentSteps(int recentSteps, int windowSteps) => new(
-        $"recentSteps is {recentSteps}, fewer than the {windowSteps} steps the window holds, but this model was read from JSON, which keeps the window's load and not its ring of steps: read the whole window (recentSteps {windowSteps} or more).");
+        $"recentSteps is {recentSteps}, fewer than the {windowSteps} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps} or more).");
 
     public abstract void Reset();
 

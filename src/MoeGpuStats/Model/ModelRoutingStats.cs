@@ -13,8 +13,9 @@ namespace MoeGpuStats;
 /// <see cref="RoutingStats"/> with the seed's API, <see cref="Layer"/>), the sliding window of
 /// expert load that feeds rebalancing (<see cref="WindowLoad()"/>, the input of DeepSeek's EPLB), and
 /// the model's balance (<see cref="Summary()"/>). On a device engine, a step is one kernel launch
-/// for all layers, which returns without waiting and needs no per-step state from the host (a CUDA
-/// graph may replay it); each read synchronizes once.
+/// for all layers, which returns without waiting and needs nothing from earlier launches; the host
+/// still counts the steps, so under a CUDA graph each step goes through <c>RecordStep</c> after the
+/// graph's replay (README). Each read synchronizes once.
 /// </summary>
 /// <remarks>
 /// Layer l equals a <see cref="RoutingStats"/> with <see cref="ModelRoutingStatsOptions.LayerOptions"/>
@@ -115,7 +116,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// on the managed engine (which copies a step's ids to the host), more than <see cref="Array.MaxLength"/>
     /// ids in all (<c>Layers × tokens × topK</c>). The statistics are left unchanged.
     /// </exception>
-    /// <exception cref="InvalidOperationException">The model was read from JSON (it has no window ring to record into).</exception>
+    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one (it has no window ring to record into).</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordStep(
         ArrayView<int> topKExpertIds,
@@ -141,7 +142,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="routerZLosses">One finite z-loss per layer, or empty for zeros.</param>
     /// <exception cref="ArgumentOutOfRangeException">As the view overload.</exception>
     /// <exception cref="ArgumentException">As the view overload, or a loss span neither empty nor <c>Layers</c> long, or a non-finite loss.</exception>
-    /// <exception cref="InvalidOperationException">The model was read from JSON.</exception>
+    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordStep(
         ReadOnlySpan<int> topKExpertIds,
@@ -194,7 +195,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// </summary>
     /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
-    /// <exception cref="InvalidOperationException">Fewer steps than the window holds, of a model read from JSON (it keeps the window's load, not its ring of steps).</exception>
+    /// <exception cref="InvalidOperationException">Fewer steps than the window holds, of a model read from JSON or a merge or snapshot of one (it keeps the window's load, not its ring of steps).</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ulong[] WindowLoad(int recentSteps)
     {

@@ -10,7 +10,7 @@ namespace MoeGpuStats.Tests.Model;
 /// every accelerator: every layer to the bit, the window's load, the summary; bad input, refused in the
 /// caller's words with the statistics left as they were; and models merged across ranks.
 /// </summary>
-public sealed class ModelRoutingStatsTests
+public sealed partial class ModelRoutingStatsTests
 {
     public static TheoryData<string> Engines => ["managed", "cpu", TestAccelerators.CpuWithFourMultiprocessors, "cuda", "opencl"];
 
@@ -550,7 +550,7 @@ public sealed class ModelRoutingStatsTests
     }
 
     /// <summary>The balance figures of each layer recomputed here, plainly, from the loads.</summary>
-    internal static void AssertBalance(ulong[] loads, int experts, int[]? ranks, BalanceSummary summary)
+    private static void AssertBalance(ulong[] loads, int experts, int[]? ranks, BalanceSummary summary)
     {
         var layers = loads.Length / experts;
         var balancedness = new double[layers];

@@ -9,8 +9,8 @@ public sealed unsafe partial class NativeApiTests
 {
     /// <summary>
     /// moegs_expert_counts and moegs_expert_utilization before the first record and after a reset: the
-    /// aggregator's `experts` values, zeros, and a capacity below the experts refused. They once sized the
-    /// copy by the lists (empty there): OK with nothing written to dst and any capacity taken.
+    /// aggregator's `experts` values, zeros, and a capacity below the experts refused, though the
+    /// per-expert lists are empty there.
     /// </summary>
     [Theory]
     [MemberData(nameof(Engines))]

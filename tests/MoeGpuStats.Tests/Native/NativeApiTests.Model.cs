@@ -47,6 +47,17 @@ public sealed unsafe partial class NativeApiTests
             Assert.Equal(expected.Window.Layers.Select(NativeLayerBalance.From), window);
             Assert.Equal(expected.SinceStart.Layers.Select(NativeLayerBalance.From), sinceStart);
 
+            // The window cut to its newest steps: moegs_model_recent_window_load and moegs_model_recent_summary.
+            foreach (var recent in new[] { 1, 2, Window })
+            {
+                Assert.Equal(Ok, RecentWindowLoad(handle, recent, out var recentLoad, Layers * Experts));
+                Assert.Equal(direct.WindowLoad(recent), recentLoad);
+                Assert.Equal(Ok, RecentSummary(handle, recent, [0, 0, 1, 1, 2, 2, 3, 3], out var recentSummary, out var recentWindow));
+                var expectedRecent = direct.Summary(recent, [0, 0, 1, 1, 2, 2, 3, 3]);
+                Assert.Equal(NativeModelBalance.From(expectedRecent, 4), recentSummary);
+                Assert.Equal(expectedRecent.Window.Layers.Select(NativeLayerBalance.From), recentWindow);
+            }
+
             int[] ranks = [0, 0, 1, 1, 2, 2, 3, 3];
             var (ranked, _, rankedSinceStart) = Summary(handle, ranks);
             var expectedRanked = direct.Summary(ranks);
@@ -85,7 +96,7 @@ public sealed unsafe partial class NativeApiTests
             Refused(Record(handle, ids, Layers - 1, Tokens, TopK, 0, null, null, null), InvalidArgument, "layers = 2", "the model's layers, 3");
             Refused(Record(handle, ids, Layers, Tokens, TopK, (Tokens * TopK) - 1, null, null, null), InvalidArgument, "layer_stride = 79", "tokens * top_k = 40 * 2 = 80");
             Refused(Record(handle, ids, Layers, Tokens, TopK, -3, null, null, null), InvalidArgument, "layer_stride = -3");
-            // Strides whose ids' bytes overflow an int64 (4 bytes each): at 2^62 layer l's address wrapped onto layer 0's ids on the CPU accelerator.
+            // Strides whose ids' bytes overflow an int64 (4 bytes each): a stride of 2^62 would wrap layer l's address onto layer 0's ids.
             Refused(Record(handle, ids, Layers, Tokens, TopK, 1L << 62, null, null, null), InvalidArgument, "layer_stride = 4611686018427387904", "exceeds 2305843009213693951 ids");
             Refused(Record(handle, ids, Layers, Tokens, TopK, 1L << 61, null, null, null), InvalidArgument, "layer_stride = 2305843009213693952", "exceeds 2305843009213693951 ids");
             Refused(Record(handle, ids, Layers, Tokens, TopK, long.MaxValue, null, null, null), InvalidArgument, "layer_stride = 9223372036854775807", "exceeds 2305843009213693951 ids");
@@ -99,6 +110,16 @@ public sealed unsafe partial class NativeApiTests
             Refused(LayerSnapshot(handle, Layers, out _), InvalidArgument, "layer = 3", "[0, 2]");
             Refused(Call(&NativeApi.ModelSummary, handle, null, null, null, null), InvalidArgument, "out is NULL");
             Refused(Call(&NativeApi.ModelWindowLoad, handle, null, Layers * Experts), InvalidArgument, "dst is NULL: moegs_model_window_load copies layers * experts counts there.");
+            foreach (var recent in new[] { 0, -1, Window + 1, int.MinValue, int.MaxValue })
+            {
+                Refused(RecentWindowLoad(handle, recent, out _, Layers * Experts), InvalidArgument, $"recent_steps = {recent}: must lie in [1, 4] (the model's window).");
+                Refused(RecentSummary(handle, recent, [0, 0, 1, 1, 2, 2, 3, -1], out _, out _), InvalidArgument, $"recent_steps = {recent}: must lie in [1, 4]");
+            }
+
+            Refused(RecentWindowLoad(handle, 1, out _, (Layers * Experts) - 1), InvalidArgument, "capacity = 23", "layers * experts = 3 * 8 = 24");
+            Refused(RecentSummary(handle, 1, [0, 0, 1, 1, 2, 2, 3, -1], out _, out _), InvalidArgument, "expert_ranks[7] = -1");
+            Refused(((delegate* unmanaged<long, int, ulong*, int, int>)&NativeApi.ModelRecentWindowLoad)(handle, 1, null, Layers * Experts), InvalidArgument, "dst is NULL: moegs_model_recent_window_load");
+            Refused(((delegate* unmanaged<long, int, int*, NativeModelBalance*, NativeLayerBalance*, NativeLayerBalance*, int>)&NativeApi.ModelRecentSummary)(handle, 1, null, null, null, null), InvalidArgument, "out is NULL: moegs_model_recent_summary");
 
             // A model handle is not an aggregator's, nor is a handle never created a model.
             NativeSnapshot snapshot;
@@ -328,6 +349,26 @@ public sealed unsafe partial class NativeApiTests
         fixed (ulong* p = load)
         {
             return ((delegate* unmanaged<long, ulong*, int, int>)&NativeApi.ModelWindowLoad)(handle, p, capacity);
+        }
+    }
+
+    private static int RecentWindowLoad(long handle, int recentSteps, out ulong[] load, int capacity)
+    {
+        load = new ulong[Layers * Experts];
+        fixed (ulong* p = load)
+        {
+            return ((delegate* unmanaged<long, int, ulong*, int, int>)&NativeApi.ModelRecentWindowLoad)(handle, recentSteps, p, capacity);
+        }
+    }
+
+    private static int RecentSummary(long handle, int recentSteps, int[] ranks, out NativeModelBalance summary, out NativeLayerBalance[] window)
+    {
+        window = new NativeLayerBalance[Layers];
+        fixed (int* r = ranks)
+        fixed (NativeLayerBalance* w = window)
+        fixed (NativeModelBalance* s = &summary)
+        {
+            return ((delegate* unmanaged<long, int, int*, NativeModelBalance*, NativeLayerBalance*, NativeLayerBalance*, int>)&NativeApi.ModelRecentSummary)(handle, recentSteps, r, s, w, null);
         }
     }
 

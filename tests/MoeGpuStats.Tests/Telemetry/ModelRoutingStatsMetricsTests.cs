@@ -58,7 +58,7 @@ public sealed class ModelRoutingStatsMetricsTests
             Assert.Equal(coldest.Select(e => (double)row[e]), Ranked(seen, "moegs.layer.cold_expert.load", l));
         }
 
-        // Bounded: 6 model series, 10 per layer, 4 per layer and position; no per-expert series.
+        // Bounded: 7 model series, 10 per layer, 4 per layer and position; no per-expert series.
         Assert.Equal(7 + (10 * Layers) + (4 * Layers * 3), seen.Count);
         Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 3, expertSeries: false), seen.Count);
         Assert.DoesNotContain(seen, m => m.Tags.ContainsKey("expert"));

@@ -2,18 +2,14 @@ using System.Text.Json;
 
 namespace MoeGpuStats.Tests.Model;
 
-/// <summary>
-/// The newest steps' load and balance (<see cref="ModelRoutingStats.WindowLoad(int)"/>,
-/// <see cref="ModelRoutingStats.Summary(int)"/>) against sums of the recorded ids in the corners
-/// <see cref="RecentStepsTests"/> does not reach: a window of one step, every recentSteps against
-/// every count of steps held, a ring wrapped many times, a layer's rows turning from a list to a
-/// dense row and back in every order, steps of no ids, a reset at a wrapped position, a snapshot,
-/// a merge recorded into, a model read from JSON then reset and recorded, and reads racing steps.
-/// </summary>
-public sealed class RecentStepsEdgeTests
+// The newest steps' load and balance (ModelRoutingStats.WindowLoad(int), ModelRoutingStats.Summary(int))
+// against sums of the recorded ids in the corners the tests of ModelRoutingStatsTests.RecentSteps.cs does
+// not reach: a window of one step, every recentSteps against every count of steps held, a ring wrapped many
+// times, a layer's rows turning from a list to a dense row and back in every order, steps of no ids, a
+// reset at a wrapped position, a snapshot, a merge recorded into, a model read from JSON then reset and
+// recorded, and reads racing steps.
+public sealed partial class ModelRoutingStatsTests
 {
-    public static TheoryData<string> Engines => ["managed", "cpu"];
-
     /// <summary>A step whose every layer has <paramref name="ids"/> ids (≤ 32 ids: a list in the managed window; more: a row), seeded per layer.</summary>
     private static ModelSteps.Step StepOf(int layers, int experts, int ids, int seed)
     {
@@ -46,11 +42,11 @@ public sealed class RecentStepsEdgeTests
     }
 
     [Theory]
-    [MemberData(nameof(Engines))]
+    [MemberData(nameof(BadInputEngines))]
     public void AWindowOfOneStepReadsTheLastStepAlone(string engine)
     {
         var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 8, Window = 1 };
-        using var model = ModelRoutingStatsTests.Create(engine, options);
+        using var model = Create(engine, options);
         var recorded = new List<ModelSteps.Step>();
         foreach (var (ids, s) in new[] { 3, 40, 0, 32, 33, 1, 0, 0, 64, 2 }.Select((ids, s) => (ids, s)))
         {
@@ -68,11 +64,11 @@ public sealed class RecentStepsEdgeTests
     /// every recentSteps against the ids' sums.
     /// </summary>
     [Theory]
-    [MemberData(nameof(Engines))]
+    [MemberData(nameof(BadInputEngines))]
     public void RowsTurningBetweenListsAndDenseRowsAcrossManyWrapsReadTheirIds(string engine)
     {
         var options = new ModelRoutingStatsOptions { Layers = 3, Experts = 40, Window = 3 };
-        using var model = ModelRoutingStatsTests.Create(engine, options);
+        using var model = Create(engine, options);
         int[] sizes = [1, 32, 33, 32, 0, 64, 33, 0, 0, 5, 31, 100, 2, 33, 33, 33, 32, 32, 32, 0, 40, 1, 0, 70, 3, 3, 34, 0, 32];
         var recorded = new List<ModelSteps.Step>();
         for (var s = 0; s < sizes.Length * 2; s++)
@@ -86,11 +82,11 @@ public sealed class RecentStepsEdgeTests
 
     /// <summary>recentSteps at, one below and one above the steps held while the window fills (the running sum against the ring).</summary>
     [Theory]
-    [MemberData(nameof(Engines))]
+    [MemberData(nameof(BadInputEngines))]
     public void RecentStepsAroundTheStepsHeldWhileTheWindowFills(string engine)
     {
         var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 16, Window = 7 };
-        using var model = ModelRoutingStatsTests.Create(engine, options);
+        using var model = Create(engine, options);
         var recorded = new List<ModelSteps.Step>();
         Assert.All(model.WindowLoad(1), load => Assert.Equal(0UL, load));
         Assert.Equal(0, model.Summary(1).WindowSteps);
@@ -105,11 +101,11 @@ public sealed class RecentStepsEdgeTests
 
     /// <summary>A reset at a wrapped ring position: the steps before it never count again, whatever rows they left.</summary>
     [Theory]
-    [MemberData(nameof(Engines))]
+    [MemberData(nameof(BadInputEngines))]
     public void AResetAtAWrappedPositionForgetsTheRingsOldRows(string engine)
     {
         var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 36, Window = 5 };
-        using var model = ModelRoutingStatsTests.Create(engine, options);
+        using var model = Create(engine, options);
         for (var s = 0; s < 13; s++)
         {
             Record(model, StepOf(options.Layers, options.Experts, s % 2 == 0 ? 50 : 7, seed: 400 + s));
@@ -129,11 +125,11 @@ public sealed class RecentStepsEdgeTests
 
     /// <summary>A snapshot reads the newest steps as the model did when taken, goes on recording on its own, and the model is unchanged by it.</summary>
     [Theory]
-    [MemberData(nameof(Engines))]
+    [MemberData(nameof(BadInputEngines))]
     public void ASnapshotReadsTheNewestStepsAndRecordsOnItsOwn(string engine)
     {
         var options = new ModelRoutingStatsOptions { Layers = 3, Experts = 12, Window = 4 };
-        using var model = ModelRoutingStatsTests.Create(engine, options);
+        using var model = Create(engine, options);
         var recorded = new List<ModelSteps.Step>();
         for (var s = 0; s < 10; s++)
         {
@@ -170,7 +166,7 @@ public sealed class RecentStepsEdgeTests
     public void AMergeRecordedIntoSlidesItsMergedStepsOut(string engine, int firstCount, int secondCount)
     {
         var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 10, Window = 5 };
-        using var first = ModelRoutingStatsTests.Create(engine, options);
+        using var first = Create(engine, options);
         using var second = new ModelRoutingStats(options);
         var firstSteps = Enumerable.Range(0, firstCount).Select(s => StepOf(options.Layers, options.Experts, s % 2 == 0 ? 2 : 35, seed: 800 + s)).ToList();
         var secondSteps = Enumerable.Range(0, secondCount).Select(s => StepOf(options.Layers, options.Experts, s == 1 ? 0 : 6, seed: 900 + s)).ToList();
@@ -264,11 +260,11 @@ public sealed class RecentStepsEdgeTests
     /// steps (its Steps says which) and every WindowLoad(recent) is one of those states, never a mix.
     /// </summary>
     [Theory]
-    [MemberData(nameof(Engines))]
+    [MemberData(nameof(BadInputEngines))]
     public async Task ReadsRacingStepsSeeTheStateBetweenTwoSteps(string engine)
     {
         var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 40, Window = 6 };
-        using var model = ModelRoutingStatsTests.Create(engine, options);
+        using var model = Create(engine, options);
         var steps = Enumerable.Range(0, engine == "managed" ? 400 : 120)
             .Select(s => StepOf(options.Layers, options.Experts, s % 3 == 0 ? 48 : s % 3 == 1 ? 6 : s % 7, seed: 1300 + s)).ToList();
         const int Recent = 3;

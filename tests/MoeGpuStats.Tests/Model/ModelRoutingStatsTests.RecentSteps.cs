@@ -2,55 +2,53 @@ using System.Text.Json;
 
 namespace MoeGpuStats.Tests.Model;
 
-/// <summary>
-/// The window cut to its newest steps (<see cref="ModelRoutingStats.WindowLoad(int)"/>,
-/// <see cref="ModelRoutingStats.Summary(int)"/>): on every engine, the sums of those steps' ids
-/// computed here, whichever of a step's layers the window keeps as lists or as rows, across the
-/// ring's wrap and a reset; refused in the caller's words where no such steps can be read.
-/// </summary>
-public sealed class RecentStepsTests
+// The window cut to its newest steps (ModelRoutingStats.WindowLoad(int), ModelRoutingStats.Summary(int)):
+// on every engine, the sums of those steps' ids computed here, whichever of a step's layers the window
+// keeps as lists or as rows, across the ring's wrap and a reset; refused in the caller's words where no
+// such steps can be read.
+public sealed partial class ModelRoutingStatsTests
 {
-    private static readonly ModelRoutingStatsOptions Options = new() { Layers = 3, Experts = 16, Window = 6 };
+    private static readonly ModelRoutingStatsOptions RecentOptions = new() { Layers = 3, Experts = 16, Window = 6 };
 
     [Theory]
-    [MemberData(nameof(ModelRoutingStatsTests.Engines), MemberType = typeof(ModelRoutingStatsTests))]
+    [MemberData(nameof(Engines))]
     public void TheNewestStepsLoadAndBalanceAreThoseStepsIdsSummed(string engine)
     {
-        using var model = ModelRoutingStatsTests.Create(engine, Options);
+        using var model = Create(engine, RecentOptions);
         // Steps of 0 to 39 tokens of 2 ids: a layer's step of at most 32 ids is kept as a list, a larger one as a row.
-        var steps = ModelSteps.Random(Options.Layers, Options.Experts, topK: 2, count: 17, seed: 29);
+        var steps = ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 17, seed: 29);
         var recorded = new List<ModelSteps.Step>();
         int[] ranks = [0, 0, 1, 1, 2, 2, 3, 3, 0, 1, 2, 3, 0, 1, 2, 4];
         foreach (var step in steps)
         {
             model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
             recorded.Add(step);
-            foreach (var recent in new[] { 1, 2, 5, Options.Window })
+            foreach (var recent in new[] { 1, 2, 5, RecentOptions.Window })
             {
-                var expected = ModelSteps.WindowLoad(Options with { Window = recent }, recorded);
+                var expected = ModelSteps.WindowLoad(RecentOptions with { Window = recent }, recorded);
                 var when = $"{recent} of {recorded.Count} steps";
                 Assert.True(expected.SequenceEqual(model.WindowLoad(recent)), when);
 
                 var summary = model.Summary(recent);
                 Assert.Equal(Math.Min(recent, recorded.Count), summary.WindowSteps);
                 Assert.Equal((ulong)recorded.Count, summary.Steps);
-                ModelRoutingStatsTests.AssertBalance(expected, Options.Experts, null, summary.Window);
+                AssertBalance(expected, RecentOptions.Experts, null, summary.Window);
                 Assert.Equal(model.Summary().SinceStart, summary.SinceStart);
-                ModelRoutingStatsTests.AssertBalance(expected, Options.Experts, ranks, model.Summary(recent, ranks).Window);
+                AssertBalance(expected, RecentOptions.Experts, ranks, model.Summary(recent, ranks).Window);
             }
         }
 
-        Assert.Equal(model.WindowLoad(), model.WindowLoad(Options.Window));
-        Assert.Equal(model.Summary(), model.Summary(Options.Window));
-        Assert.Equal(model.Summary(ranks), model.Summary(Options.Window, ranks));
+        Assert.Equal(model.WindowLoad(), model.WindowLoad(RecentOptions.Window));
+        Assert.Equal(model.Summary(), model.Summary(RecentOptions.Window));
+        Assert.Equal(model.Summary(ranks), model.Summary(RecentOptions.Window, ranks));
     }
 
     [Theory]
-    [MemberData(nameof(ModelRoutingStatsTests.Engines), MemberType = typeof(ModelRoutingStatsTests))]
+    [MemberData(nameof(Engines))]
     public void AfterAResetOnlyTheStepsSinceCount(string engine)
     {
-        using var model = ModelRoutingStatsTests.Create(engine, Options);
-        var steps = ModelSteps.Random(Options.Layers, Options.Experts, topK: 2, count: 11, seed: 31);
+        using var model = Create(engine, RecentOptions);
+        var steps = ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 11, seed: 31);
         foreach (var step in steps.Take(8))
         {
             model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
@@ -65,8 +63,8 @@ public sealed class RecentStepsTests
         }
 
         // Three steps since the reset: asking for two reads two of them, asking for five reads the three.
-        Assert.Equal(ModelSteps.WindowLoad(Options with { Window = 2 }, steps.Skip(8).ToList()), model.WindowLoad(2));
-        Assert.Equal(ModelSteps.WindowLoad(Options, steps.Skip(8).ToList()), model.WindowLoad(5));
+        Assert.Equal(ModelSteps.WindowLoad(RecentOptions with { Window = 2 }, steps.Skip(8).ToList()), model.WindowLoad(2));
+        Assert.Equal(ModelSteps.WindowLoad(RecentOptions, steps.Skip(8).ToList()), model.WindowLoad(5));
         Assert.Equal(3, model.Summary(5).WindowSteps);
     }
 
@@ -74,11 +72,11 @@ public sealed class RecentStepsTests
     [Fact]
     public void AMergesNewestStepsAreTheRanksNewestStepsSummed()
     {
-        using var first = new ModelRoutingStats(Options);
-        using var second = new ModelRoutingStats(Options);
+        using var first = new ModelRoutingStats(RecentOptions);
+        using var second = new ModelRoutingStats(RecentOptions);
         foreach (var (model, seed, count) in new[] { (first, 37, 9), (second, 41, 4) })
         {
-            foreach (var step in ModelSteps.Random(Options.Layers, Options.Experts, topK: 2, count, seed))
+            foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count, seed))
             {
                 model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
             }
@@ -99,11 +97,11 @@ public sealed class RecentStepsTests
     [InlineData(int.MaxValue)]
     public void StepsOutsideTheWindowAreRefusedNamingTheWindow(int recent)
     {
-        using var model = new ModelRoutingStats(Options);
-        model.RecordStep(new int[Options.Layers * 2], tokens: 1, topK: 2);
+        using var model = new ModelRoutingStats(RecentOptions);
+        model.RecordStep(new int[RecentOptions.Layers * 2], tokens: 1, topK: 2);
         var before = ModelSteps.Fingerprint(model);
 
-        foreach (var call in new Action[] { () => model.WindowLoad(recent), () => model.Summary(recent), () => model.Summary(recent, new int[Options.Experts]) })
+        foreach (var call in new Action[] { () => model.WindowLoad(recent), () => model.Summary(recent), () => model.Summary(recent, new int[RecentOptions.Experts]) })
         {
             var error = Assert.Throws<ArgumentOutOfRangeException>(call);
             Assert.Equal("recentSteps", error.ParamName);
@@ -117,8 +115,8 @@ public sealed class RecentStepsTests
     [Fact]
     public void AModelReadFromJsonReadsItsWholeWindowAndRefusesFewerSteps()
     {
-        using var model = new ModelRoutingStats(Options);
-        var steps = ModelSteps.Random(Options.Layers, Options.Experts, topK: 2, count: 4, seed: 43);
+        using var model = new ModelRoutingStats(RecentOptions);
+        var steps = ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 4, seed: 43);
         foreach (var step in steps)
         {
             model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
@@ -129,12 +127,12 @@ public sealed class RecentStepsTests
         Assert.Equal(model.WindowLoad(), read.WindowLoad(4));
         Assert.Equal(model.WindowLoad(), read.WindowLoad(6));
         var error = Assert.Throws<InvalidOperationException>(() => read.WindowLoad(3));
-        Assert.Equal("recentSteps is 3, fewer than the 4 steps the window holds, but this model was read from JSON, which keeps the window's load and not its ring of steps: read the whole window (recentSteps 4 or more).", error.Message);
+        Assert.Equal("recentSteps is 3, fewer than the 4 steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps 4 or more).", error.Message);
         Assert.Throws<InvalidOperationException>(() => read.Summary(3));
         Assert.Equal(model.Summary(), read.Summary(4));
 
         read.Reset();
         read.RecordStep(steps[0].Ids, steps[0].Valid, steps[0].TopK, steps[0].Stride, steps[0].LoadBalanceLosses, steps[0].RouterZLosses);
-        Assert.Equal(ModelSteps.WindowLoad(Options, steps.Take(1).ToList()), read.WindowLoad(1));
+        Assert.Equal(ModelSteps.WindowLoad(RecentOptions, steps.Take(1).ToList()), read.WindowLoad(1));
     }
 }
