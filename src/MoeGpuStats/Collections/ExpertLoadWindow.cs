@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Numerics;
 
 namespace MoeGpuStats.Collections;
@@ -17,7 +18,11 @@ internal sealed class ExpertLoadWindow
 
     private const int Whole = -1;
 
-    /// <summary>A list entry is the expert in its low 16 bits (experts are at most 4,096) and the count (at most <see cref="ListedIds"/>) above.</summary>
+    /// <summary>
+    /// A list entry is the expert in its low 16 bits and the count (at most <see cref="ListedIds"/>) above:
+    /// a model's experts are at most <see cref="RoutingStatsOptions.MaxDeviceExperts"/> (4,096), which
+    /// <see cref="ModelRoutingStatsOptions"/> checks; more than 65,536 would not fit.
+    /// </summary>
     private const int CountShift = 16;
 
     private readonly int _layers;
@@ -39,6 +44,7 @@ internal sealed class ExpertLoadWindow
     /// <exception cref="InsufficientMemoryException">The steps' arrays could not be allocated; the message gives their size.</exception>
     public ExpertLoadWindow(int layers, int experts, int window, ulong[]? load = null, uint[]? ring = null, int position = 0)
     {
+        Debug.Assert(experts <= 1 << CountShift, "a list entry keeps the expert in 16 bits");
         (_layers, _experts, _window) = (layers, experts, window);
         _load = load ?? new ulong[layers * experts];
 
