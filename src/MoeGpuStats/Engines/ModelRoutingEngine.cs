@@ -61,8 +61,8 @@ internal abstract class ModelRoutingEngine : IDisposable
     public abstract (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount, int recentSteps);
 
     /// <summary>The error of a window restored without its ring when fewer steps than it holds are asked of it.</summary>
-    protected static InvalidOperationException NoRecentSteps(int recentSteps, int windowSteps) => new(
-        $"recentSteps is {recentSteps}, fewer than the {windowSteps} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps} or more).");
+    protected InvalidOperationException NoRecentSteps(int recentSteps, int windowSteps) => new(
+        $"recentSteps is {recentSteps}, fewer than the {windowSteps} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps} to {Options.Window}).");
 
     public abstract void Reset();
 

@@ -127,7 +127,7 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal(model.WindowLoad(), read.WindowLoad(4));
         Assert.Equal(model.WindowLoad(), read.WindowLoad(6));
         var error = Assert.Throws<InvalidOperationException>(() => read.WindowLoad(3));
-        Assert.Equal("recentSteps is 3, fewer than the 4 steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps 4 or more).", error.Message);
+        Assert.Equal("recentSteps is 3, fewer than the 4 steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps 4 to 6).", error.Message);
         Assert.Throws<InvalidOperationException>(() => read.Summary(3));
         Assert.Equal(model.Summary(), read.Summary(4));
 
