@@ -21,7 +21,7 @@ public sealed partial class ModelRoutingStatsTests
         int[] ranks = [0, 0, 1, 1, 2, 2, 3, 3, 0, 1, 2, 3, 0, 1, 2, 4];
         foreach (var step in steps)
         {
-            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+            Record(model, step);
             recorded.Add(step);
             foreach (var recent in new[] { 1, 2, 5, RecentOptions.Window })
             {
@@ -51,7 +51,7 @@ public sealed partial class ModelRoutingStatsTests
         var steps = ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 11, seed: 31);
         foreach (var step in steps.Take(8))
         {
-            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+            Record(model, step);
         }
 
         model.Reset();
@@ -59,7 +59,7 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal(0, model.Summary(3).WindowSteps);
         foreach (var step in steps.Skip(8))
         {
-            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+            Record(model, step);
         }
 
         // Three steps since the reset: asking for two reads two of them, asking for five reads the three.
@@ -78,7 +78,7 @@ public sealed partial class ModelRoutingStatsTests
         {
             foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count, seed))
             {
-                model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+                Record(model, step);
             }
         }
 
@@ -119,7 +119,7 @@ public sealed partial class ModelRoutingStatsTests
         var steps = ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 4, seed: 43);
         foreach (var step in steps)
         {
-            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+            Record(model, step);
         }
 
         using var read = JsonSerializer.Deserialize<ModelRoutingStats>(JsonSerializer.Serialize(model))!;

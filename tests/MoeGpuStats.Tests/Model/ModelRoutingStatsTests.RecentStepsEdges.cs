@@ -28,6 +28,14 @@ public sealed partial class ModelRoutingStatsTests
     private static void Record(ModelRoutingStats model, ModelSteps.Step step) =>
         model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
 
+    /// <summary>Records <paramref name="step"/>, adds it to <paramref name="recorded"/> and checks every recentSteps after it.</summary>
+    private static void RecordAndAssertEveryRecent(ModelRoutingStats model, ModelRoutingStatsOptions options, List<ModelSteps.Step> recorded, ModelSteps.Step step, string when)
+    {
+        Record(model, step);
+        recorded.Add(step);
+        AssertEveryRecent(model, options, recorded, when);
+    }
+
     /// <summary>Every recentSteps 1..Window against the ids' sums; Summary(recent).Window's loads and WindowSteps too.</summary>
     private static void AssertEveryRecent(ModelRoutingStats model, ModelRoutingStatsOptions options, IReadOnlyList<ModelSteps.Step> recorded, string when)
     {
@@ -51,9 +59,7 @@ public sealed partial class ModelRoutingStatsTests
         foreach (var (ids, s) in new[] { 3, 40, 0, 32, 33, 1, 0, 0, 64, 2 }.Select((ids, s) => (ids, s)))
         {
             var step = StepOf(options.Layers, options.Experts, ids, seed: 100 + s);
-            Record(model, step);
-            recorded.Add(step);
-            AssertEveryRecent(model, options, recorded, $"after step {s} of {ids} ids");
+            RecordAndAssertEveryRecent(model, options, recorded, step, $"after step {s} of {ids} ids");
             Assert.Equal(model.WindowLoad(), model.WindowLoad(1));
         }
     }
@@ -74,9 +80,7 @@ public sealed partial class ModelRoutingStatsTests
         for (var s = 0; s < sizes.Length * 2; s++)
         {
             var step = StepOf(options.Layers, options.Experts, sizes[s % sizes.Length], seed: 200 + s);
-            Record(model, step);
-            recorded.Add(step);
-            AssertEveryRecent(model, options, recorded, $"after step {s} ({sizes[s % sizes.Length]} ids)");
+            RecordAndAssertEveryRecent(model, options, recorded, step, $"after step {s} ({sizes[s % sizes.Length]} ids)");
         }
     }
 
@@ -93,9 +97,7 @@ public sealed partial class ModelRoutingStatsTests
         for (var s = 0; s < 3 * options.Window + 2; s++)
         {
             var step = StepOf(options.Layers, options.Experts, s % 3 == 0 ? 40 : s % 3 == 1 ? 4 : 0, seed: 300 + s);
-            Record(model, step);
-            recorded.Add(step);
-            AssertEveryRecent(model, options, recorded, $"after step {s}");
+            RecordAndAssertEveryRecent(model, options, recorded, step, $"after step {s}");
         }
     }
 
@@ -117,9 +119,7 @@ public sealed partial class ModelRoutingStatsTests
         for (var s = 0; s < 12; s++)
         {
             var step = StepOf(options.Layers, options.Experts, s % 3 == 0 ? 9 : s % 3 == 1 ? 0 : 45, seed: 500 + s);
-            Record(model, step);
-            recorded.Add(step);
-            AssertEveryRecent(model, options, recorded, $"after step {s} since the reset");
+            RecordAndAssertEveryRecent(model, options, recorded, step, $"after step {s} since the reset");
         }
     }
 
@@ -144,9 +144,7 @@ public sealed partial class ModelRoutingStatsTests
         for (var s = 0; s < 6; s++)
         {
             var step = StepOf(options.Layers, options.Experts, s % 2 == 0 ? 40 : 2, seed: 700 + s);
-            Record(snapshot, step);
-            forked.Add(step);
-            AssertEveryRecent(snapshot, options, forked, $"after the snapshot's step {s}");
+            RecordAndAssertEveryRecent(snapshot, options, forked, step, $"after the snapshot's step {s}");
         }
 
         AssertEveryRecent(model, options, recorded, "in the model after its snapshot recorded");
@@ -249,9 +247,7 @@ public sealed partial class ModelRoutingStatsTests
         for (var s = 0; s < 11; s++)
         {
             var step = StepOf(options.Layers, options.Experts, s % 3 == 0 ? 33 : s % 3 == 1 ? 32 : 0, seed: 1200 + s);
-            Record(read, step);
-            recorded.Add(step);
-            AssertEveryRecent(read, options, recorded, $"after step {s} since the reset");
+            RecordAndAssertEveryRecent(read, options, recorded, step, $"after step {s} since the reset");
         }
     }
 
