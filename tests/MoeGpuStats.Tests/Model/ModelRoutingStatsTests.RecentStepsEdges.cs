@@ -25,9 +25,6 @@ public sealed partial class ModelRoutingStatsTests
         return new ModelSteps.Step(all, ids, 1, ids, ids, new float[layers], []);
     }
 
-    private static void Record(ModelRoutingStats model, ModelSteps.Step step) =>
-        model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
-
     /// <summary>Records <paramref name="step"/>, adds it to <paramref name="recorded"/> and checks every recentSteps after it.</summary>
     private static void RecordAndAssertEveryRecent(ModelRoutingStats model, ModelRoutingStatsOptions options, List<ModelSteps.Step> recorded, ModelSteps.Step step, string when)
     {

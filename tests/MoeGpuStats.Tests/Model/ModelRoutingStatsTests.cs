@@ -81,7 +81,7 @@ public sealed partial class ModelRoutingStatsTests
         var steps = ModelSteps.Random(options.Layers, options.Experts, topK: 2, count: 9, seed: 11);
         foreach (var step in steps)
         {
-            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+            Record(model, step);
         }
 
         var window = ModelSteps.WindowLoad(options, steps);
@@ -128,7 +128,7 @@ public sealed partial class ModelRoutingStatsTests
         var again = ModelSteps.Random(Options.Layers, Options.Experts, 2, 7, seed: 4);
         foreach (var step in again)
         {
-            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+            Record(model, step);
         }
 
         AssertLayersEqual(model, ModelSteps.SingleLayers(Options, again), "after a reset");
@@ -156,14 +156,14 @@ public sealed partial class ModelRoutingStatsTests
         var steps = ModelSteps.Random(Options.Layers, Options.Experts, 2, 12, seed: 5);
         foreach (var step in steps.Take(7))
         {
-            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+            Record(model, step);
         }
 
         using var copy = model.Snapshot();
         Assert.Equal("managed", copy.Backend);
         foreach (var step in steps.Skip(7))
         {
-            copy.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+            Record(copy, step);
         }
 
         AssertLayersEqual(copy, ModelSteps.SingleLayers(Options, steps), "a snapshot recorded on");
@@ -413,7 +413,7 @@ public sealed partial class ModelRoutingStatsTests
         {
             foreach (var step in steps)
             {
-                model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
+                Record(model, step);
             }
         }
 
@@ -598,6 +598,10 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal(System.Array.IndexOf(balancedness, sorted[0]), summary.WorstLayer);
         Assert.Equal(maxima == 0 ? 1 : means / maxima, summary.TokenWeightedBalancedness, 15);
     }
+
+    /// <summary>Records <paramref name="step"/> from the host, its valid rows and losses included.</summary>
+    private static void Record(ModelRoutingStats model, ModelSteps.Step step) =>
+        model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
 
     private static void AssertRefused<TException>(Action call, string parameter, string words)
         where TException : ArgumentException
