@@ -203,7 +203,10 @@ moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t
  * its GPU on "cuda", a cl_mem on "opencl", host memory on "cpu" and "managed"; 4-byte aligned (except
  * a cl_mem). Losses in host memory must be finite; device memory is not read by the host, and there a
  * NaN or infinite loss counts as 0.
- * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere); the host never waits. */
+ * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere); the host never waits.
+ * The device counts the steps, so a call with device pointers may be captured in a CUDA graph with the
+ * forward pass and each replay records a step: read the model only outside the capture, after
+ * synchronizing the stream the graph is launched on (untried on a GPU; README). */
 moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
                                 int64_t layer_stride, const void* valid_tokens, const void* load_balance_losses,
                                 const void* router_z_losses, void* stream);
@@ -246,8 +249,11 @@ typedef struct moegs_model_arrays {
     void* window_load;        /* uint64_t [layers][experts], row-major, contiguous: each expert's slots over the
                                * window, the values moegs_model_window_load copies out */
     const char* accelerator;  /* "cuda": both are CUdeviceptrs of the handle's GPU; "cpu": host pointers */
-    uint64_t steps;           /* steps the arrays hold */
-    int32_t window_steps;     /* of those, the steps in the window */
+    uint64_t steps;           /* steps the arrays hold, as the host counts them without waiting: the device's
+                               * count at the model's last read (a summary, window load, snapshot) plus the
+                               * moegs_model_record calls since, a capture among them, a CUDA graph's replays
+                               * not; moegs_model_summary's steps reads the device's */
+    int32_t window_steps;     /* of steps, those in the window */
     int32_t layers;           /* rows */
     int32_t experts;          /* columns */
     int32_t synchronized;     /* 1: the call waited on the host for the fold, so any reader may read now;

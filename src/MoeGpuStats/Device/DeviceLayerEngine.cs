@@ -8,17 +8,17 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 {
     public override string Name => model.Name;
 
-    public override int ExpertCount => model.LayerExperts;
+    public override int ExpertCount => model.ReadLayer(layer, DeviceModelEngine.ExpertsOf);
 
     public override RoutingTotals Totals => DeviceRoutingEngine.TotalsOf(model.ReadLayer(layer, DeviceStateReader.ReadBlock));
 
     public override CapacityStats Capacity => DeviceRoutingEngine.CapacityOf(Options, model.ReadLayer(layer, DeviceStateReader.ReadBlock));
 
-    public override IReadOnlyList<float> ExpertUtilization => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadUtilization(stream, views, model.LayerExperts, Options, decayed: false));
+    public override IReadOnlyList<float> ExpertUtilization => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadUtilization(stream, views, DeviceModelEngine.ExpertsOf(stream, views), Options, decayed: false));
 
-    public override IReadOnlyList<float> DecayedExpertUtilization => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadUtilization(stream, views, model.LayerExperts, Options, decayed: true));
+    public override IReadOnlyList<float> DecayedExpertUtilization => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadUtilization(stream, views, DeviceModelEngine.ExpertsOf(stream, views), Options, decayed: true));
 
-    public override IReadOnlyList<ulong> ExpertTokenCounts => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadTokenCounts(stream, views, model.LayerExperts));
+    public override IReadOnlyList<ulong> ExpertTokenCounts => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadTokenCounts(stream, views, DeviceModelEngine.ExpertsOf(stream, views)));
 
     public override IReadOnlyList<float> LoadVarianceHistory => model.ReadLayer(layer, DeviceStateReader.ReadVarianceHistory);
 
@@ -43,7 +43,7 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
     public override void ThrowIfReadOnly() => throw ReadOnly();
 
     public override ManagedRoutingEngine Snapshot() =>
-        new(Options, model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadState(stream, views, model.LayerExperts, Options)));
+        new(Options, model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadState(stream, views, DeviceModelEngine.ExpertsOf(stream, views), Options)));
 
     private InvalidOperationException ReadOnly() => ReadOnlyLayerEngine.ReadOnly(layer, model.ThrowIfUnusable);
 }

@@ -13,6 +13,12 @@ namespace MoeGpuStats.Device;
 /// step stays pending on the device until the next step or a read, which first enqueues a launch
 /// that only folds it. Calls are serialized by a lock.
 /// </summary>
+/// <remarks>
+/// The device counts the steps: a read folds whatever the device holds pending and takes the steps
+/// from layer 0's batches folded in, so launches the host never saw (a CUDA graph's replays) count as
+/// every other step. The host's own count (<c>_knownSteps</c>) serves only
+/// <see cref="DeviceArrays"/>, which must not wait.
+/// </remarks>
 internal sealed class DeviceModelEngine : ModelRoutingEngine
 {
     private readonly bool _ownsStream;
@@ -33,8 +39,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly DeviceLayerEngine[] _layers;
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
     private ModelStepArguments _shape;
-    private bool _pending;
-    private ulong _steps;
+    private ulong _knownSteps;
     private bool _disposed;
 
     /// <summary>
@@ -114,12 +119,6 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <summary>The bytes of the state's buffers (the staging of host ids aside).</summary>
     internal long StateBytes => _buffers.Sum(buffer => buffer.LengthInBytes);
 
-    /// <summary>Steps in the window: every step recorded, up to the window's length.</summary>
-    private int WindowSteps => (int)Math.Min(_steps, (ulong)Options.Window);
-
-    /// <summary>The expert count a layer's reads see: 0 before the first step, as a single-layer state.</summary>
-    internal int LayerExperts => _steps == 0 ? 0 : Options.Experts;
-
     /// <summary>The arguments a step of <paramref name="tokens"/> × <paramref name="topK"/> ids at <paramref name="layerStride"/> launches with: the same for every such step.</summary>
     internal ModelStepArguments StepArguments(int tokens, int topK, long layerStride)
     {
@@ -139,13 +138,16 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
-    /// <summary>Records a step launched with <paramref name="arguments"/> as given: what a CUDA graph replays (the tests hold one set for many steps).</summary>
-    internal void RecordStep(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens)
+    /// <summary>
+    /// The step's launch with <paramref name="arguments"/> as given and nothing else, as a CUDA graph
+    /// replays it: the host does not count it (the tests hold one set of arguments for many steps).
+    /// </summary>
+    internal void Replay(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens)
     {
         lock (Gate)
         {
             ThrowIfUnusable();
-            Launch(ids, arguments, validTokens, default, default);
+            _record.Launch(Stream, Valid(ids), _views, arguments, Valid(validTokens), Valid<float>(default), Valid<float>(default));
         }
     }
 
@@ -186,25 +188,32 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private void Launch(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
         _record.Launch(Stream, Valid(ids), _views, arguments, Valid(validTokens), Valid(loadBalanceLosses), Valid(routerZLosses));
-        _pending = true;
-        _steps++;
+        _knownSteps++;
     }
 
     /// <summary>An empty view of the state for a view the caller left default, which a kernel cannot take.</summary>
     private ArrayView<T> Valid<T>(ArrayView<T> view)
         where T : unmanaged => view.IsValid ? view : _views.Control.Cast<T>().SubView(0, 0);
 
-    /// <summary>Folds the pending step, if any (one small launch); the caller holds the lock.</summary>
-    private void FoldPending()
-    {
-        if (!_pending)
-        {
-            return;
-        }
-
+    /// <summary>
+    /// Enqueues a launch that folds the pending step; the device decides whether one is pending (its
+    /// folding groups return at once otherwise), as the host does not know of a replayed launch. The
+    /// caller holds the lock.
+    /// </summary>
+    private void FoldPending() =>
         _record.Launch(Stream, Valid<int>(default), _views, ModelRecordLauncher.FoldOnly(_shape), Valid<int>(default), Valid<float>(default), Valid<float>(default));
-        _pending = false;
-    }
+
+    /// <summary>
+    /// The steps recorded: layer 0's batches folded in (every layer folds every step), read after
+    /// <see cref="FoldPending"/>, so one copy and a wait for the stream. The caller holds the lock.
+    /// </summary>
+    private ulong ReadSteps() => _knownSteps = DeviceStateReader.ReadBlock(Stream, _views.Layer(0, Options.Experts)).TotalRoutings;
+
+    /// <summary>Of <paramref name="steps"/>, those in the window: every one, up to the window's length.</summary>
+    private int WindowSteps(ulong steps) => (int)Math.Min(steps, (ulong)Options.Window);
+
+    /// <summary>The expert count a layer's reads see: 0 before its first step, as a single-layer state's.</summary>
+    internal static int ExpertsOf(AcceleratorStream stream, RoutingStateViews views) => DeviceStateReader.ReadBlock(stream, views).Experts;
 
     /// <summary>Runs <paramref name="read"/> on the folded state of layer <paramref name="layer"/>, under the lock.</summary>
     internal T ReadLayer<T>(int layer, Func<AcceleratorStream, RoutingStateViews, T> read)
@@ -237,9 +246,12 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// another thread comes before or after all of it, never between the count, the query and the totals.
     /// </summary>
     internal (UtilizationQuery Query, RoutingTotals Totals) LayerSummary(int layer, bool withTotals) =>
-        ReadLayer(layer, (stream, views) => (
-            DeviceRoutingEngine.QueryOf(LayerExperts, DeviceStateReader.Query(stream, views, 0, _query, _queryResult)),
-            withTotals ? DeviceRoutingEngine.TotalsOf(DeviceStateReader.ReadBlock(stream, views)) : default));
+        ReadLayer(layer, (stream, views) =>
+        {
+            var block = DeviceStateReader.ReadBlock(stream, views);
+            return (DeviceRoutingEngine.QueryOf(block.Experts, DeviceStateReader.Query(stream, views, 0, _query, _queryResult)),
+                withTotals ? DeviceRoutingEngine.TotalsOf(block) : default);
+        });
 
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];
 
@@ -249,7 +261,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         {
             ThrowIfUnusable();
             FoldPending();
-            var loads = RecentLoads(recentSteps);
+            var loads = RecentLoads(recentSteps, WindowSteps(ReadSteps()));
             var load = new ulong[loads.Length];
             loads.CopyToCPU(Stream, load.AsSpan());
             return load;
@@ -260,9 +272,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// The window's running sum where <paramref name="recentSteps"/> covers every step it holds, else
     /// the newest steps' rows of the ring summed (enqueued) into a buffer kept for it. Under the lock, folded.
     /// </summary>
-    private ArrayView<ulong> RecentLoads(int recentSteps)
+    private ArrayView<ulong> RecentLoads(int recentSteps, int windowSteps)
     {
-        if (recentSteps >= WindowSteps)
+        if (recentSteps >= windowSteps)
         {
             return _views.WindowLoad;
         }
@@ -273,7 +285,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <remarks>
     /// The buffers are allocated once, so the views stay at the same addresses until <see cref="Dispose"/>;
-    /// <see cref="Reset"/> clears them in place and every later fold writes into them.
+    /// <see cref="Reset"/> clears them in place and every later fold writes into them. The steps are the
+    /// host's count, not read back: reading them would make the host wait for the producer's work.
     /// </remarks>
     public override ModelDeviceArrays DeviceArrays()
     {
@@ -281,7 +294,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         {
             ThrowIfUnusable();
             FoldPending();
-            return new ModelDeviceArrays(_views.TokenCounts, _views.WindowLoad, Stream, Options.Layers, Options.Experts, _steps, WindowSteps);
+            var steps = _knownSteps;
+            return new ModelDeviceArrays(_views.TokenCounts, _views.WindowLoad, Stream, Options.Layers, Options.Experts, steps, WindowSteps(steps));
         }
     }
 
@@ -291,11 +305,13 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         {
             ThrowIfUnusable();
             FoldPending();
+            var steps = ReadSteps();
+            var windowSteps = WindowSteps(steps);
             var rankView = _ranks.SubView(0, ranks?.Length ?? 0);
             rankView.CopyFromCPU(Stream, ranks ?? []);
-            var window = Measure(RecentLoads(recentSteps), rankView, rankCount);
+            var window = Measure(RecentLoads(recentSteps, windowSteps), rankView, rankCount);
             var sinceStart = Measure(_views.TokenCounts, rankView, rankCount);
-            return (window, sinceStart, _steps, Math.Min(recentSteps, WindowSteps));
+            return (window, sinceStart, steps, Math.Min(recentSteps, windowSteps));
         }
     }
 
@@ -313,8 +329,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         {
             ThrowIfUnusable();
             ClearDevice();
-            _pending = false;
-            _steps = 0;
+            _knownSteps = 0;
         }
     }
 
@@ -324,11 +339,13 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         {
             ThrowIfUnusable();
             FoldPending();
+            var steps = ReadSteps();
+            var experts = steps == 0 ? 0 : Options.Experts;
             var layerOptions = Options.LayerOptions;
             var layers = new RoutingState[Options.Layers];
             for (var l = 0; l < layers.Length; l++)
             {
-                layers[l] = DeviceStateReader.ReadState(Stream, _views.Layer(l, Options.Experts), LayerExperts, layerOptions);
+                layers[l] = DeviceStateReader.ReadState(Stream, _views.Layer(l, Options.Experts), experts, layerOptions);
             }
 
             var control = new int[ModelStateLayout.ControlLength];
@@ -343,8 +360,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
             return new ModelState
             {
-                Steps = _steps,
-                WindowSteps = WindowSteps,
+                Steps = steps,
+                WindowSteps = WindowSteps(steps),
                 WindowPosition = control[ModelStateLayout.WindowPosition],
                 Layers = layers,
                 WindowLoad = load,

@@ -55,9 +55,15 @@ public sealed class ModelDeviceArrays
     /// <summary>Columns of each array: experts per layer.</summary>
     public int Experts { get; }
 
-    /// <summary>The steps the arrays hold.</summary>
+    /// <summary>
+    /// The steps the arrays hold, as the host counts them without waiting: the device's count at the
+    /// model's last read (a summary, a window load, a snapshot, a layer's read) plus the
+    /// <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float})"/>
+    /// calls since. A CUDA graph's replays since that read are in the arrays but not in this count (and
+    /// a capture of <c>RecordStep</c> is such a call); <see cref="ModelRoutingSummary.Steps"/> reads the device's.
+    /// </summary>
     public ulong Steps { get; }
 
-    /// <summary>Of those, the steps in the window (at most the model's window).</summary>
+    /// <summary>Of <see cref="Steps"/>, those in the window (at most the model's window).</summary>
     public int WindowSteps { get; }
 }

@@ -13,9 +13,9 @@ namespace MoeGpuStats;
 /// <see cref="RoutingStats"/> with the seed's API, <see cref="Layer"/>), the sliding window of
 /// expert load that feeds rebalancing (<see cref="WindowLoad()"/>, the input of DeepSeek's EPLB), and
 /// the model's balance (<see cref="Summary()"/>). On a device engine, a step is one kernel launch
-/// for all layers, which returns without waiting and needs nothing from earlier launches; the host
-/// still counts the steps, so under a CUDA graph each step goes through <c>RecordStep</c> after the
-/// graph's replay (README). Each read synchronizes once.
+/// for all layers, which returns without waiting and needs nothing from earlier launches, and the
+/// device counts the steps: a launch a CUDA graph replays records as a <c>RecordStep</c> does (README
+/// says how to order the reads after it). Each read synchronizes once.
 /// </summary>
 /// <remarks>
 /// Layer l equals a <see cref="RoutingStats"/> with <see cref="ModelRoutingStatsOptions.LayerOptions"/>
