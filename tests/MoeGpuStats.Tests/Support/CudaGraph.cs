@@ -16,69 +16,77 @@ internal sealed partial class CudaGraph : IDisposable
     /// <summary>CU_STREAM_CAPTURE_MODE_RELAXED: the capture does not refuse other threads' unsafe calls (the test runner's).</summary>
     private const int CaptureModeRelaxed = 2;
 
+    private readonly IntPtr _context;
     private readonly IntPtr _graph;
     private readonly IntPtr _executable;
-    private readonly CudaAccelerator _accelerator;
 
-    private CudaGraph(CudaAccelerator accelerator, IntPtr graph, IntPtr executable)
+    private CudaGraph(IntPtr context, IntPtr graph, IntPtr executable)
     {
-        _accelerator = accelerator;
+        _context = context;
         _graph = graph;
         _executable = executable;
     }
 
     /// <summary>Captures what <paramref name="enqueue"/> enqueues on <paramref name="stream"/> (nothing runs) and instantiates it.</summary>
-    public static CudaGraph Capture(CudaAccelerator accelerator, CudaStream stream, Action enqueue)
-    {
-        using (CudaContextScope.Enter(accelerator))
-        {
-            Check(cuStreamBeginCapture_v2(stream.StreamPtr, CaptureModeRelaxed), "cuStreamBeginCapture");
-        }
+    public static CudaGraph Capture(CudaAccelerator accelerator, CudaStream stream, Action enqueue) =>
+        Capture(accelerator.NativePtr, stream.StreamPtr, enqueue);
 
-        int ended;
-        IntPtr graph;
+    /// <summary>
+    /// Captures what <paramref name="enqueue"/>, called with <paramref name="context"/> current,
+    /// enqueues on <paramref name="stream"/> (a stream of that context) and instantiates it.
+    /// </summary>
+    public static CudaGraph Capture(IntPtr context, IntPtr stream, Action enqueue)
+    {
+        InContext(context, () => Check(cuStreamBeginCapture_v2(stream, CaptureModeRelaxed), "cuStreamBeginCapture"));
+        var ended = 0;
+        var graph = IntPtr.Zero;
         try
         {
-            enqueue();
+            InContext(context, enqueue);
         }
         finally
         {
             // Ended even where the call threw, so that the stream leaves capture mode; its exception is the one that propagates.
-            using (CudaContextScope.Enter(accelerator))
-            {
-                ended = cuStreamEndCapture(stream.StreamPtr, out graph);
-            }
+            InContext(context, () => ended = cuStreamEndCapture(stream, out graph));
         }
 
         Check(ended, "cuStreamEndCapture");
-        using (CudaContextScope.Enter(accelerator))
+        var executable = IntPtr.Zero;
+        var instantiated = 0;
+        InContext(context, () => instantiated = cuGraphInstantiateWithFlags(out executable, graph, 0));
+        if (instantiated != 0)
         {
-            var instantiated = cuGraphInstantiateWithFlags(out var executable, graph, 0);
-            if (instantiated != 0)
-            {
-                cuGraphDestroy(graph);
-                Check(instantiated, "cuGraphInstantiateWithFlags");
-            }
-
-            return new CudaGraph(accelerator, graph, executable);
+            InContext(context, () => cuGraphDestroy(graph));
+            Check(instantiated, "cuGraphInstantiateWithFlags");
         }
+
+        return new CudaGraph(context, graph, executable);
     }
 
     /// <summary>Enqueues one replay of the graph on <paramref name="stream"/>.</summary>
-    public void Launch(CudaStream stream)
-    {
-        using (CudaContextScope.Enter(_accelerator))
-        {
-            Check(cuGraphLaunch(_executable, stream.StreamPtr), "cuGraphLaunch");
-        }
-    }
+    public void Launch(CudaStream stream) => Launch(stream.StreamPtr);
 
-    public void Dispose()
+    /// <summary>Enqueues one replay of the graph on <paramref name="stream"/>, a stream of the graph's context.</summary>
+    public void Launch(IntPtr stream) => InContext(_context, () => Check(cuGraphLaunch(_executable, stream), "cuGraphLaunch"));
+
+    public void Dispose() => InContext(_context, () =>
     {
-        using (CudaContextScope.Enter(_accelerator))
+        cuGraphExecDestroy(_executable);
+        cuGraphDestroy(_graph);
+    });
+
+    /// <summary>Runs <paramref name="call"/> with <paramref name="context"/> current, then makes the thread's previous context current again.</summary>
+    private static void InContext(IntPtr context, Action call)
+    {
+        var previous = CudaDriver.CurrentContext();
+        CudaDriver.MakeCurrent(context);
+        try
         {
-            cuGraphExecDestroy(_executable);
-            cuGraphDestroy(_graph);
+            call();
+        }
+        finally
+        {
+            CudaDriver.MakeCurrent(previous);
         }
     }
 

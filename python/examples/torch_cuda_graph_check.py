@@ -1,0 +1,70 @@
+"""On a CUDA machine: a model's record captured in a CUDA graph with torch.cuda.graph, as a server captures
+its decode step, then replayed with new top-k ids and a new unpadded-token count written into the captured
+tensors before each replay. Every replay must record one step that the host never sees: the summary, the
+window load and its newest steps must equal a managed model fed the same ids. Prints one line and exits 0
+when they do.
+
+    MOEGS_LIB=/path/to/libmoegs.so python3 python/examples/torch_cuda_graph_check.py [--replays 40]
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import moegs  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", type=int, default=58)
+    ap.add_argument("--experts", type=int, default=256)
+    ap.add_argument("--top-k", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=64, help="the graph's padded batch")
+    ap.add_argument("--window", type=int, default=16)
+    ap.add_argument("--replays", type=int, default=40)
+    a = ap.parse_args()
+    generator = torch.Generator().manual_seed(0)
+    shape = (a.layers, a.tokens, a.top_k)
+    ids = torch.zeros(shape, dtype=torch.int32, device="cuda")       # the graph's static input
+    valid = torch.zeros(1, dtype=torch.int32, device="cuda")
+    with moegs.MoeModelStats(a.layers, a.experts, window=a.window, accelerator="cuda") as model, \
+            moegs.MoeModelStats(a.layers, a.experts, window=a.window, accelerator="managed") as managed:
+
+        def write():
+            step = torch.randint(0, a.experts, shape, dtype=torch.int32, generator=generator)
+            count = int(torch.randint(0, a.tokens + 1, (1,), generator=generator))
+            ids.copy_(step)
+            valid.fill_(count)
+            managed.record(step[:, :count].contiguous())
+
+        # The first record outside the graph, on a side stream, as torch's docs ask of warm-up work.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            write()
+            model.record(ids, valid_tokens=valid)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            model.record(ids, valid_tokens=valid)  # on the capture stream, torch's current stream here
+        for _ in range(a.replays):
+            write()
+            graph.replay()
+        torch.cuda.synchronize()
+        got, want = model.summary(), managed.summary()
+        recent = max(1, a.window // 4)
+        same = (got == want and (model.window_load() == managed.window_load()).all()
+                and (model.window_load(recent_steps=recent) == managed.window_load(recent_steps=recent)).all()
+                and got["steps"] == a.replays + 1)
+    print(f"torch_cuda_graph_check: {a.replays} replays of one captured record ({a.layers}x{a.tokens}x{a.top_k}, "
+          f"E={a.experts}) on {torch.cuda.get_device_name(0)}: steps {got['steps']} (want {a.replays + 1}); "
+          f"summary and window load {'EQUAL' if same else 'DIFFER'} to the managed model's")
+    if not same:
+        print("cuda:", got, "\nmanaged:", want)
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
