@@ -10,7 +10,7 @@ namespace MoeGpuStats.Tests.Device;
 /// replays a launch with the same arguments every step, so nothing a step needs may come from the host
 /// per step).
 /// </summary>
-public sealed class DeviceModelEngineTests
+public sealed partial class DeviceModelEngineTests
 {
     public static TheoryData<int, int, int, int, int> Shapes => new()
     {
