@@ -263,12 +263,14 @@ typedef struct moegs_model_arrays {
 /* The model's token counts and window load in its accelerator's memory, without a copy: *out gets their
  * addresses, shape and the steps they hold. The step recorded last is folded in first (a step stays
  * pending on the device until the next step or read), by a launch on the model's stream.
- * stream (on "cuda"): the reader's CUstream, which then waits on the device, not the host, for that
- * fold; NULL for the default stream of the calling thread's current CUDA context (with no context
- * current, the call waits on the host instead: synchronized = 1). Elsewhere stream must be NULL;
- * on "cpu" the call finishes the fold before it returns.
+ * stream (on "cuda"): the reader's CUstream: the fold waits on the device for the work enqueued on it
+ * before the call (a CUDA graph's replayed record among it), and the stream then waits, on the device,
+ * not the host, for the fold; NULL for the default stream of the calling thread's current CUDA context
+ * (with no context current, the call waits on the host instead: synchronized = 1). Elsewhere stream
+ * must be NULL; on "cpu" the call finishes the fold before it returns.
  * The addresses hold until moegs_model_destroy; the contents are the steps recorded before the call
- * until the next moegs_model_record or moegs_model_reset, whose folds write into the same memory. A
+ * until the next moegs_model_record (or a CUDA graph's replay of one) or moegs_model_reset, whose folds
+ * write into the same memory. A
  * moegs_model_record ordered on the reader's stream waits for the reader's work enqueued before it;
  * reset and destroy do not wait for a reader on another stream: finish its reads first.
  * The arrays are the model's state: a write changes the statistics. An in-place all-reduce would add

@@ -605,10 +605,13 @@ class MoeModelStats(_Handle):
         CUDA graph's replays not; summary()["steps"] reads the device's). The step recorded last is folded in first (moegs_model_device_arrays).
 
         Ordering (cuda): `stream` (a torch.cuda.Stream, an object with .cuda_stream, or a raw CUstream; default: torch's
-        current stream where torch imports, else the default stream of the current CUDA context) waits on the device for
-        the fold, and the interface names it as the stream to read on. On "cpu" the call finishes the fold first.
-        Validity: the contents are the steps recorded before this call until the next record() or reset(), which fold
-        into the same memory; the interfaces then raise, so export again after each step. A record() on the reader's
+        current stream where torch imports, else the default stream of the current CUDA context): the fold waits on the
+        device for the work enqueued there before the call (a replayed CUDA graph's record() among it), the stream waits
+        on the device for the fold, and the interface names it as the stream to read on. On "cpu" the call finishes the
+        fold first.
+        Validity: the contents are the steps recorded before this call until the next record() or reset(), which fold into
+        the same memory; the interfaces then raise, so export again after each step. A replay of a captured record() folds
+        into it too, unseen by the wrapper: the interfaces do not raise then, so read before the next replay. A record() on the reader's
         stream waits for the reads enqueued before it there; reset() does not: finish reading first.
         The arrays are the model's state: writing through them changes the statistics, so all_reduce a copy
         (tensor.clone() on the device), never the exported memory itself. Each DeviceArray keeps the memory alive: a

@@ -107,18 +107,20 @@ internal sealed class NativeModel : INativeHandle
 
     /// <summary>
     /// Where the model's token counts and window load lie (<see cref="ModelRoutingStats.DeviceArrays"/>),
-    /// the pending step folded first, and ordered for a reader: on CUDA the reader's
-    /// <paramref name="stream"/> (NULL: the default stream of the caller's current context) waits on
-    /// the device for the fold; with NULL and no current context nothing can be ordered, so the host
-    /// waits for the fold, as it does on the CPU accelerator. <c>Accelerator</c> is left for the caller.
+    /// the pending step folded first, and ordered with a reader: on CUDA the fold waits on the device
+    /// for the work enqueued so far on the reader's <paramref name="stream"/> (NULL: the default stream
+    /// of the caller's current context), a replayed CUDA graph's record among it, and the stream then
+    /// waits for the fold; with NULL and no current context nothing can be ordered, so the host waits
+    /// for the fold, as it does on the CPU accelerator. <c>Accelerator</c> is left for the caller.
     /// </summary>
     /// <exception cref="NativeArgumentException">A model on managed or opencl, a stream off CUDA, or a stream that is not a CUstream.</exception>
     public NativeModelArrays DeviceArrays(long handle, IntPtr stream)
     {
         NativeChecks.DeviceArrays(handle, Kind, stream);
 
-        // Read before ILGPU's context is made current: the caller's context is what a NULL stream means.
-        var ordered = _bridge is not null && (stream != IntPtr.Zero || CudaContextScope.CurrentContext() != IntPtr.Zero);
+        // Before ILGPU's context is made current: the caller's context is what a NULL stream means. The
+        // fold writes the step control, which a record replayed on the stream writes too: it must not overlap one.
+        var ordered = NativeDevice.WaitForProducer(_bridge, stream);
         ModelDeviceArrays arrays;
         using (EnterDevice())
         {
@@ -131,14 +133,7 @@ internal sealed class NativeModel : INativeHandle
 
         if (ordered)
         {
-            try
-            {
-                _bridge!.SignalConsumer(stream);
-            }
-            catch (ArgumentException exception)
-            {
-                throw new NativeArgumentException($"stream: {NativeChecks.OneLine(exception)} Allowed: a CUstream of the calling thread's current context, or NULL.");
-            }
+            _bridge!.SignalConsumer(stream);
         }
 
         return new NativeModelArrays

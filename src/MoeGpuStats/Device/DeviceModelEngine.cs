@@ -196,9 +196,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         where T : unmanaged => view.IsValid ? view : _views.Control.Cast<T>().SubView(0, 0);
 
     /// <summary>
-    /// Enqueues a launch that folds the pending step; the device decides whether one is pending (its
-    /// folding groups return at once otherwise), as the host does not know of a replayed launch. The
-    /// caller holds the lock.
+    /// Enqueues a launch that folds the pending step; the device decides whether one is pending
+    /// (otherwise the launch folds nothing and only swaps the two empty batch buffers), as the host does
+    /// not know of a replayed launch. The caller holds the lock.
     /// </summary>
     private void FoldPending() =>
         _record.Launch(Stream, Valid<int>(default), _views, ModelRecordLauncher.FoldOnly(_shape), Valid<int>(default), Valid<float>(default), Valid<float>(default));
@@ -215,13 +215,14 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <summary>The expert count a layer's reads see: 0 before its first step, as a single-layer state's.</summary>
     internal static int ExpertsOf(AcceleratorStream stream, RoutingStateViews views) => DeviceStateReader.ReadBlock(stream, views).Experts;
 
-    /// <summary>Runs <paramref name="read"/> on the folded state of layer <paramref name="layer"/>, under the lock.</summary>
+    /// <summary>Runs <paramref name="read"/> on the folded state of layer <paramref name="layer"/>, under the lock; refreshes the host's step count as every read does.</summary>
     internal T ReadLayer<T>(int layer, Func<AcceleratorStream, RoutingStateViews, T> read)
     {
         lock (Gate)
         {
             ThrowIfUnusable();
             FoldPending();
+            ReadSteps();
             return read(Stream, _views.Layer(layer, Options.Experts));
         }
     }

@@ -5,8 +5,8 @@ using MoeGpuStats.Device;
 namespace MoeGpuStats.Tests.Device;
 
 /// <summary>
-/// What ModelDeviceArrays.Steps documents: the device's count at the model's last read, "a layer's
-/// read" among them, plus the records since. A layer's read does not refresh the count.
+/// What ModelDeviceArrays.Steps documents: the device's count at the model's last read, a layer's
+/// read among them, plus the records since.
 /// </summary>
 public sealed partial class DeviceModelEngineTests
 {
