@@ -929,6 +929,26 @@ _LAYER_SERIES = (
      lambda r, l: r.layers[l]["average_router_z_loss"]),
 )
 
+# With recent_steps, over the window's newest steps (_MetricsReading.recent, summary(recent_steps=)):
+# (instrument, unit, description, value of a reading); no label.
+_RECENT_MODEL_SERIES = (
+    ("moegs.model.recent.steps", "{step}", "The newest steps of the window the recent balance covers.",
+     lambda r: r.recent["window_steps"]),
+    ("moegs.model.recent.balancedness.min", None, "The smallest layer balancedness over the window's newest steps.",
+     lambda r: r.recent["window"]["min_balancedness"]),
+    ("moegs.model.recent.balancedness.mean", None, "The mean layer balancedness over the window's newest steps.",
+     lambda r: r.recent["window"]["mean_balancedness"]),
+    ("moegs.model.recent.balancedness.token_weighted", None,
+     "Sum over layers of the mean load over the sum of the max load, over the window's newest steps.",
+     lambda r: r.recent["window"]["token_weighted_balancedness"]),
+)
+
+# (instrument, unit, description, value of a reading and a layer); label: layer.
+_RECENT_LAYER_SERIES = (
+    ("moegs.layer.recent.balancedness", None, "Mean over max expert load over the window's newest steps (tag: layer).",
+     lambda r, l: r.recent["window"]["per_layer"][l]["balancedness"]),
+)
+
 # (instrument, unit, description, hottest?, id?); labels: layer, position (1 the hottest or coldest).
 _RANKED_SERIES = (
     ("moegs.layer.hot_expert", None,
@@ -970,11 +990,13 @@ def _ranked(row, top):
 
 class _MetricsReading:
     """Everything one scrape serves, read under the model's lock: summary() (per-layer balance), window_load() as
-    `layers` lists of `experts` ints (slots), layer(l) snapshots, and with expert series layer_expert_counts(l)."""
+    `layers` lists of `experts` ints (slots), layer(l) snapshots, with expert series layer_expert_counts(l), and with
+    recent steps summary(recent_steps=) (else None)."""
 
-    def __init__(self, model, expert_series):
+    def __init__(self, model, expert_series, recent_steps=None):
         with model._lock:
             self.summary = model.summary()
+            self.recent = model.summary(recent_steps=recent_steps) if recent_steps is not None else None
             load = model.window_load()
             self.layers = [model.layer(l) for l in range(model.layers)]
             self.counts = [model.layer_expert_counts(l) for l in range(model.layers)] if expert_series else None
@@ -1003,7 +1025,10 @@ class ModelMetricsCollector:
         layer_cold_expert_load (its window slots). Position 1 is summary()'s hottest_expert / coldest_expert: among equal
         loads the higher id ranks hotter, the lower id colder;
       with expert_series, per (layer, expert) (labels expert, layer): expert_tokens_total (counter, slots since the start)
-        and expert_window_load: 2 * layers * experts series (29,696 for DeepSeek-V3's 58 x 256), hence off by default.
+        and expert_window_load: 2 * layers * experts series (29,696 for DeepSeek-V3's 58 x 256), hence off by default;
+      with recent_steps, the balance over the window's newest recent_steps steps only (summary(recent_steps=)), which
+        moves within those steps where the window's takes the whole window to: model_recent_steps (the steps covered),
+        model_recent_balancedness_min, _mean, _token_weighted, and per layer layer_recent_balancedness.
     series_count() gives the total. Values are those of the .NET endpoint for the same steps, sample for sample.
 
     One scrape is one reading: summary, window load, each layer's snapshot (and counts) read together under the model's
@@ -1020,10 +1045,12 @@ class ModelMetricsCollector:
 
     DEFAULT_TOP_EXPERTS = 5
 
-    def __init__(self, model, top_experts=None, expert_series=False):
+    def __init__(self, model, top_experts=None, expert_series=False, recent_steps=None):
         """model: the MoeModelStats to publish (the caller keeps it, and closes it after unregistering this);
         top_experts: K, the hottest and coldest experts per layer, in [0, experts], default min(5, experts);
-        expert_series: whether to publish the 2 * layers * experts per-expert series as well."""
+        expert_series: whether to publish the 2 * layers * experts per-expert series as well;
+        recent_steps: None (the default: no recent series), or the window's newest steps the recent series cover, in
+        [1, window] (SGLang logs balancedness over the last 10, 100 and 1,000 passes)."""
         try:
             from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         except ImportError as error:
@@ -1035,17 +1062,22 @@ class ModelMetricsCollector:
             raise TypeError(f"expert_series must be True or False (got {expert_series!r} of type {type(expert_series).__name__})")
         self.top_experts = (min(self.DEFAULT_TOP_EXPERTS, model.experts) if top_experts is None
                             else _integer("top_experts", top_experts, 0, model.experts, f"[0, {model.experts}], the model's experts"))
+        self.recent_steps = None if recent_steps is None else model._recent_steps(recent_steps)
         self.model, self.expert_series = model, expert_series
         self._counter, self._gauge = CounterMetricFamily, GaugeMetricFamily
 
     @staticmethod
-    def series_count(layers, experts, top_experts, expert_series):
-        """The series one collector serves: 7 for the model, 10 per layer, 4 per layer and position, and with
-        expert_series 2 per (layer, expert); what a scraper stores per instance (ModelRoutingStatsMetrics.SeriesCount)."""
+    def series_count(layers, experts, top_experts, expert_series, recent_series=False):
+        """The series one collector serves: 7 for the model, 10 per layer, 4 per layer and position, with
+        expert_series 2 per (layer, expert), and with recent_series (recent_steps given) 4 more for the model and 1 more
+        per layer; what a scraper stores per instance (ModelRoutingStatsMetrics.SeriesCount)."""
         layers = _integer("layers", layers, 0, INT64_MAX)
         experts = _integer("experts", experts, 0, INT64_MAX)
         top_experts = _integer("top_experts", top_experts, 0, INT64_MAX)
-        return 7 + 10 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
+        if not isinstance(recent_series, bool):
+            raise TypeError(f"recent_series must be True or False (got {recent_series!r} of type {type(recent_series).__name__})")
+        return (7 + 10 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
+                + (4 + layers if recent_series else 0))
 
     def describe(self):
         """The families without samples: what registering reads, so that REGISTRY.register() does not read the model."""
@@ -1053,7 +1085,7 @@ class ModelMetricsCollector:
 
     def collect(self):
         """One reading of the model as prometheus_client metric families (collect() of the Collector protocol)."""
-        return self._families(_MetricsReading(self.model, self.expert_series))
+        return self._families(_MetricsReading(self.model, self.expert_series, self.recent_steps))
 
     def _families(self, reading):
         def family(instrument, counter, unit, description, labels):
@@ -1094,5 +1126,17 @@ class ModelMetricsCollector:
                     for l, name in enumerate(layer_names):
                         for e, value in zip(experts, values[l]):
                             metric.add_metric([e, name], value)
+                families.append(metric)
+        if self.recent_steps is not None:
+            for instrument, unit, description, value in _RECENT_MODEL_SERIES:
+                metric = family(instrument, False, unit, description, [])
+                if reading is not None:
+                    metric.add_metric([], value(reading))
+                families.append(metric)
+            for instrument, unit, description, value in _RECENT_LAYER_SERIES:
+                metric = family(instrument, False, unit, description, ["layer"])
+                if reading is not None:
+                    for l, name in enumerate(layer_names):
+                        metric.add_metric([name], value(reading, l))
                 families.append(metric)
         return families

@@ -5,7 +5,7 @@ ModelRoutingStats and scrapes the CLI's endpoint.
 
     python3 exposition_of_steps.py PLAN.json OUT_DIR      # writes OUT_DIR/scrape0.txt, scrape1.txt, ...
 
-PLAN.json: {"layers", "experts", "window", "expert_capacity", "top_experts", "expert_series",
+PLAN.json: {"layers", "experts", "window", "expert_capacity", "top_experts", "expert_series", "recent_steps" (null for none),
 "phases": [{"reset": bool, "steps": [{"ids": [layers * tokens * top_k ints], "tokens", "top_k",
 "load_balance_losses": [layers floats], "router_z_losses": [layers floats]}]}]}; each phase resets first where it says
 so, records its steps, then is scraped. Exit status 3 (with the reason on stderr) where prometheus_client is absent.
@@ -41,7 +41,8 @@ def main(plan_path, out_dir):
     with moegs.MoeModelStats(layers, plan["experts"], expert_capacity=plan["expert_capacity"], window=plan["window"],
                              accelerator="managed") as model:
         registry = CollectorRegistry()
-        registry.register(moegs.ModelMetricsCollector(model, top_experts=plan["top_experts"], expert_series=plan["expert_series"]))
+        registry.register(moegs.ModelMetricsCollector(model, top_experts=plan["top_experts"], expert_series=plan["expert_series"],
+                                                      recent_steps=plan.get("recent_steps")))
         for index, phase in enumerate(plan["phases"]):
             if phase["reset"]:
                 model.reset()

@@ -1132,6 +1132,35 @@ class ModelMetricsTests(unittest.TestCase):
                                   for l in range(self.LAYERS)]) for ids, _, _ in plan[-self.WINDOW:])
         self.assertTrue(any(len(set(row.tolist())) < self.EXPERTS for row in window), "no layer's window load ties")
 
+    def test_the_recent_series_are_numpys_count_of_the_newest_steps(self):
+        import numpy
+        plan = self.plan(8, self.STEPS)
+        recent = 2
+        newest = numpy.zeros((self.LAYERS, self.EXPERTS), dtype=numpy.int64)
+        for ids, _, _ in plan[-recent:]:
+            for l in range(self.LAYERS):
+                row = ids[l].ravel()
+                newest[l] += numpy.bincount(row[(row >= 0) & (row < self.EXPERTS)], minlength=self.EXPERTS)
+        mean, peak = newest.mean(1), newest.max(1)
+        balancedness = mean / peak
+        expected = {("moegpustats_moegs_model_recent_steps", ()): recent,
+                    ("moegpustats_moegs_model_recent_balancedness_min", ()): balancedness.min(),
+                    ("moegpustats_moegs_model_recent_balancedness_mean", ()): balancedness.mean(),
+                    ("moegpustats_moegs_model_recent_balancedness_token_weighted", ()): mean.sum() / peak.sum()}
+        expected.update({("moegpustats_moegs_layer_recent_balancedness", (("layer", str(l)),)): balancedness[l] for l in range(self.LAYERS)})
+        for accelerator in ("managed", "cpu"):
+            with self.subTest(accelerator=accelerator), self.new_model(accelerator) as model:
+                self.record(model, plan)
+                families, served = prometheus_samples(collector_registry(model, top_experts=0, recent_steps=recent))
+                recent_served = {key: value for key, value in served.items() if "_recent_" in key[0]}
+                self.assertSamples(expected, recent_served, accelerator)
+                self.assertEqual(moegs.ModelMetricsCollector.series_count(self.LAYERS, self.EXPERTS, 0, False, recent_series=True), len(served))
+                self.assertEqual(("gauge", "({step}) The newest steps of the window the recent balance covers."),
+                                 families["moegpustats_moegs_model_recent_steps"])
+                # Without recent_steps, no recent family at all.
+                families, _ = prometheus_samples(collector_registry(model))
+                self.assertFalse([name for name in families if "_recent_" in name])
+
     def test_the_default_publishes_five_ranks_and_no_expert_series_with_the_endpoints_types_and_help(self):
         with self.new_model() as model:
             plan = self.plan(6, 3)
@@ -1266,10 +1295,17 @@ class ModelMetricsTests(unittest.TestCase):
                 moegs.ModelMetricsCollector(model, top_experts=2.0)
             with self.assertRaisesRegex(TypeError, r"expert_series must be True or False \(got 'yes'"):
                 moegs.ModelMetricsCollector(model, expert_series="yes")
+            with self.assertRaisesRegex(ValueError, r"recent_steps = 0 is out of range: it must lie in \[1, 4\] \(the model's window\)"):
+                moegs.ModelMetricsCollector(model, recent_steps=0)
+            with self.assertRaisesRegex(ValueError, r"recent_steps = 5 is out of range"):
+                moegs.ModelMetricsCollector(model, recent_steps=5)
+            with self.assertRaisesRegex(TypeError, r"recent_steps must be an integer \(got 2.0"):
+                moegs.ModelMetricsCollector(model, recent_steps=2.0)
         with self.assertRaisesRegex(TypeError, r"model must be a moegs.MoeModelStats \(got MoeStats\)"):
             with moegs.MoeStats(4, "managed") as stats:
                 moegs.ModelMetricsCollector(stats)
         self.assertEqual(7 + 58 * 10 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
+        self.assertEqual(7 + 58 * 10 + 4 + 58, moegs.ModelMetricsCollector.series_count(58, 256, 0, False, recent_series=True))
 
     def test_registering_reads_nothing_and_a_closed_model_fails_the_scrape(self):
         """describe() gives the families without samples, so register() does not read the model (here a closed one); a

@@ -36,10 +36,16 @@ internal sealed class ModelOptions(string condition)
         Description = $"{condition} and --metrics-port: publish two series per (layer, expert) as well, the slots since the start and in the window, 2 × layers × experts of them (29,696 for DeepSeek-V3); off by default.",
     };
 
+    public Option<int?> RecentSteps { get; } = SharedOptions.WholeNumber(
+        new Option<int?>("--metrics-recent-steps") { Description = $"{condition} and --metrics-port: publish the balance over the window's newest N steps as well (moegs_model_recent_* and moegs_layer_recent_balancedness, 4 + layers series), 1 to --window; SGLang logs the last 10, 100 and 1,000 passes. Off by default." },
+        1,
+        int.MaxValue,
+        "the window's newest steps");
+
     /// <summary>Adds these options to <paramref name="command"/>, as <see cref="SharedOptions.Recording.AddTo"/> adds the recording's.</summary>
     public void AddTo(Command command)
     {
-        foreach (var option in (Option[])[Window, WindowLoad, TopExperts, ExpertSeries])
+        foreach (var option in (Option[])[Window, WindowLoad, TopExperts, ExpertSeries, RecentSteps])
         {
             command.Options.Add(option);
         }
@@ -52,12 +58,15 @@ internal sealed class ModelOptions(string condition)
         : parse.GetResult(Window) is { Implicit: false } ? ($"--window {parse.GetValue(Window)}", "the sliding window of expert load is a model's")
         : null;
 
-    /// <summary>The metrics option given, <c>--metrics-top-experts</c> before <c>--metrics-expert-series</c>; null for neither.</summary>
+    /// <summary>The metrics option given, <c>--metrics-top-experts</c> before <c>--metrics-expert-series</c> before <c>--metrics-recent-steps</c>; null for none.</summary>
     public Option? MetricsOption(ParseResult parse) =>
-        parse.GetResult(TopExperts) is not null ? TopExperts : parse.GetValue(ExpertSeries) ? ExpertSeries : null;
+        parse.GetResult(TopExperts) is not null ? TopExperts
+        : parse.GetValue(ExpertSeries) ? ExpertSeries
+        : parse.GetResult(RecentSteps) is not null ? RecentSteps
+        : null;
 
     public ModelMetrics Metrics(ParseResult parse) =>
-        new(parse.GetValue(TopExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(ExpertSeries));
+        new(parse.GetValue(TopExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(ExpertSeries), parse.GetValue(RecentSteps));
 
     /// <summary>
     /// The window: --window as given; by default 1,000 steps, or the steps recorded where a ring of 1,000
@@ -72,19 +81,26 @@ internal sealed class ModelOptions(string condition)
     }
 
     /// <summary>
-    /// Why the model's metrics cannot be served as asked: a top-K above the experts, or more than
-    /// <see cref="MaxSeries"/> series, naming the option that makes them; null when they fit.
+    /// Why the model's metrics cannot be served as asked: a top-K above the experts, recent steps
+    /// beyond --window, or more than <see cref="MaxSeries"/> series, naming the option that makes them;
+    /// null when they fit.
     /// </summary>
     public string? SeriesProblem(ParseResult parse, int layers, int experts)
     {
-        var (topExperts, expertSeries) = (parse.GetValue(TopExperts), parse.GetValue(ExpertSeries));
+        var (topExperts, expertSeries, recentSteps) = (parse.GetValue(TopExperts), parse.GetValue(ExpertSeries), parse.GetValue(RecentSteps));
         if (topExperts > experts)
         {
             return $"--metrics-top-experts {topExperts}: a layer has {Counted.Of(experts, "expert")}; give 0 to {experts:N0}.";
         }
 
+        var window = parse.GetValue(Window);
+        if (recentSteps > window)
+        {
+            return $"--metrics-recent-steps {recentSteps}: the window holds {Counted.Of(window, "step")} (--window {window}); give 1 to {window:N0}.";
+        }
+
         var top = Math.Min(topExperts ?? ModelRoutingStatsMetrics.DefaultTopExperts, experts);
-        var total = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries);
+        var total = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries, recentSteps is not null);
         if (total <= MaxSeries)
         {
             return null;

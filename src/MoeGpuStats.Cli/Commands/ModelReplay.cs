@@ -22,6 +22,15 @@ internal sealed class ModelReplay : RecordingRun
     /// <summary>Whether the metrics publish one series per (layer, expert) as well.</summary>
     public bool MetricsExpertSeries { get; init; }
 
+    /// <summary>The window's newest steps the recent series cover; null publishes none.</summary>
+    public int? MetricsRecentSteps { get; init; }
+
+    /// <summary>
+    /// The recent series' steps, at most the window: --window's value was checked against them, but a
+    /// large model's window may be cut to the steps recorded, whose recent steps are all of it.
+    /// </summary>
+    private int? RecentSteps() => MetricsRecentSteps is { } steps ? Math.Min(steps, Options.Window) : null;
+
     /// <summary>Records <paramref name="steps"/> steps of <paramref name="ids"/> (<c>[layers, tokens, topK]</c>, filled by <paramref name="fill"/>), then reports.</summary>
     /// <param name="steps">Steps to record.</param>
     /// <param name="ids">The buffer each step is filled into, large enough for the largest.</param>
@@ -55,7 +64,7 @@ internal sealed class ModelReplay : RecordingRun
         }
 
         using var owned = stats;
-        if (!MetricsServing.TryStart(Console, MetricsPort, MetricsHost, port => MetricsEndpoint.Start(stats, MetricsHost, port, Math.Min(MetricsTopExperts, Options.Experts), MetricsExpertSeries), out var metrics))
+        if (!MetricsServing.TryStart(Console, MetricsPort, MetricsHost, port => MetricsEndpoint.Start(stats, MetricsHost, port, Math.Min(MetricsTopExperts, Options.Experts), MetricsExpertSeries, RecentSteps()), out var metrics))
         {
             return ExitCodes.Usage;
         }

@@ -6,7 +6,7 @@ using MoeGpuStats.Cli.Output;
 namespace MoeGpuStats.Cli.Commands;
 
 /// <summary>How a model's metrics are published: the top-K depth, and whether every (layer, expert) series is.</summary>
-internal readonly record struct ModelMetrics(int TopExperts, bool ExpertSeries);
+internal readonly record struct ModelMetrics(int TopExperts, bool ExpertSeries, int? RecentSteps);
 
 /// <summary>Options that several commands take, each made fresh for the command that owns it.</summary>
 internal static class SharedOptions
@@ -240,6 +240,7 @@ internal static class SharedOptions
             MetricsHost = parse.GetValue(_host)!,
             MetricsTopExperts = metrics.TopExperts,
             MetricsExpertSeries = metrics.ExpertSeries,
+            MetricsRecentSteps = metrics.RecentSteps,
             ServeAfter = parse.GetValue(_serveAfter),
             ReportInterval = parse.GetValue(_interval),
             Title = title,

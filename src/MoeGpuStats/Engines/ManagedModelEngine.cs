@@ -155,6 +155,14 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
     }
 
+    public override bool CanCutWindow(int recentSteps)
+    {
+        lock (Gate)
+        {
+            return recentSteps >= _windowSteps || _window.CanSlide;
+        }
+    }
+
     /// <summary>The window's running sum where the steps asked cover it, else the sum of the newest steps' rows.</summary>
     private ulong[] RecentLoad(int recentSteps)
     {

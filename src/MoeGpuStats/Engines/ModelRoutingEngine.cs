@@ -60,6 +60,9 @@ internal abstract class ModelRoutingEngine : IDisposable
     /// <exception cref="InvalidOperationException">As <see cref="WindowLoad"/>'s.</exception>
     public abstract (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount, int recentSteps);
 
+    /// <summary>Whether <see cref="WindowLoad"/> and <see cref="MeasureLoads"/> can cut the window to its newest <paramref name="recentSteps"/> steps now (a window restored without its ring cannot, while it holds more).</summary>
+    public virtual bool CanCutWindow(int recentSteps) => true;
+
     /// <summary>The error of a window restored without its ring when fewer steps than it holds are asked of it.</summary>
     protected InvalidOperationException NoRecentSteps(int recentSteps, int windowSteps) => new(
         $"recentSteps is {recentSteps}, fewer than the {windowSteps} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps} to {Options.Window}).");

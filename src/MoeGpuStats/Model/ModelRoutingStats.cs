@@ -318,6 +318,9 @@ public sealed partial class ModelRoutingStats : IDisposable
         return [.. Enumerable.Range(0, Layers).Select(l => engine.Layer(l).Totals)];
     }
 
+    /// <summary>Whether <see cref="Summary(int)"/> can cut the window to <paramref name="recentSteps"/> now (not a model without its window's ring, a JSON one, while the window holds more).</summary>
+    internal bool CanCutWindow(int recentSteps) => Engine.CanCutWindow(recentSteps);
+
     /// <summary>Runs <paramref name="read"/> on this model with no step, reset or read from another thread between the reads it makes.</summary>
     internal T ReadTogether<T>(Func<ModelRoutingStats, T> read) => Engine.ReadTogether(() => read(this));
 

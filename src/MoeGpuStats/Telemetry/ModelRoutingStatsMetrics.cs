@@ -20,6 +20,15 @@ namespace MoeGpuStats.Telemetry;
 /// <c>.token_weighted</c> and <c>moegs.model.worst_layer</c>; the counter <c>moegs.model.steps</c>.
 /// </para>
 /// <para>
+/// With <c>recentSteps</c>, the same balance over the window's newest steps only, which moves within
+/// those steps where the window's takes the whole window to (SGLang logs balancedness over the last
+/// 10, 100 and 1,000 passes): per layer <c>moegs.layer.recent.balancedness</c>, across layers
+/// <c>moegs.model.recent.balancedness.min</c>, <c>.mean</c> and <c>.token_weighted</c>, and
+/// <c>moegs.model.recent.steps</c>, the steps they cover (fewer than asked early in a run). A model
+/// that keeps its window's load but not its ring (read from JSON) reports none of them while its
+/// window holds more steps than asked.
+/// </para>
+/// <para>
 /// The K hottest and coldest experts of each layer in the window (tags <c>layer</c> and
 /// <c>position</c>, 1 the hottest or coldest): <c>moegs.layer.hot_expert</c> and
 /// <c>moegs.layer.cold_expert</c> give the expert's id, <c>moegs.layer.hot_expert.load</c> and
@@ -52,6 +61,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
 
     private const int ModelWideSeries = 7;
     private const int SeriesPerLayer = 10;
+    private const int RecentModelWideSeries = 4;
+    private const int RecentSeriesPerLayer = 1;
     private const int SeriesPerRank = 4;
     private const int SeriesPerExpert = 2;
 
@@ -68,9 +79,10 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <param name="expertSeries">Whether to publish one series per (layer, expert) as well.</param>
     /// <param name="refreshInterval">How old a reading may be before a collection takes a new one; default 1 s.</param>
     /// <param name="meterFactory">The host's meter factory; null creates the meter directly.</param>
+    /// <param name="recentSteps">The newest steps of the window the recent series cover, 1 to the model's window; null (the default) publishes none.</param>
     /// <exception cref="ArgumentNullException"><paramref name="stats"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topExperts"/> is negative or more than the experts, or <paramref name="refreshInterval"/> is negative.</exception>
-    public ModelRoutingStatsMetrics(ModelRoutingStats stats, int? topExperts = null, bool expertSeries = false, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topExperts"/> is negative or more than the experts, <paramref name="refreshInterval"/> is negative, or <paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
+    public ModelRoutingStatsMetrics(ModelRoutingStats stats, int? topExperts = null, bool expertSeries = false, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null, int? recentSteps = null)
     {
         ArgumentNullException.ThrowIfNull(stats);
         var experts = stats.Experts;
@@ -80,15 +92,21 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
             throw new ArgumentOutOfRangeException(nameof(topExperts), topExperts, $"topExperts is {topExperts}; give 0 to {experts}, the model's experts.");
         }
 
+        var window = stats.Options.Window;
+        if (recentSteps is < 1 || recentSteps > window)
+        {
+            throw new ArgumentOutOfRangeException(nameof(recentSteps), recentSteps, $"recentSteps is {recentSteps}; give 1 to {window}, the model's window, or null for no recent series.");
+        }
+
         var interval = refreshInterval ?? TimeSpan.FromSeconds(1);
         ArgumentOutOfRangeException.ThrowIfLessThan(interval, TimeSpan.Zero, nameof(refreshInterval));
         _stats = stats;
-        _reading = new CollectionReading<Reading>(() => Reading.Of(stats, _topExperts, expertSeries), interval);
+        _reading = new CollectionReading<Reading>(() => Reading.Of(stats, _topExperts, expertSeries, recentSteps), interval);
         _layerTags = [.. Enumerable.Range(0, stats.Layers).Select(l => new KeyValuePair<string, object?>[] { new("layer", l.ToString(System.Globalization.CultureInfo.InvariantCulture)) })];
         _shared = SharedInstruments.Acquire(meterFactory);
         try
         {
-            Publish(expertSeries);
+            Publish(expertSeries, recentSteps is not null);
         }
         catch
         {
@@ -97,7 +115,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         }
     }
 
-    private void Publish(bool expertSeries)
+    private void Publish(bool expertSeries, bool recentSeries)
     {
         _shared.ObservableCounter(this, "moegs.model.steps", _reading.ObserveOne(r => new Measurement<long>((long)r.Summary.Steps)), "{step}", "Forward passes recorded.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.min", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MinBalancedness)), null, "The smallest layer balancedness in the window.");
@@ -124,6 +142,15 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
             _shared.ObservableGauge(this, "moegs.layer.cold_expert.load", _reading.Observe(r => Ranked(r, r.Coldest, id: false)), "{slot}", "Window slots of the expert at this position among the layer's coldest (tags: layer, position).");
         }
 
+        if (recentSeries)
+        {
+            _shared.ObservableGauge(this, "moegs.model.recent.steps", _reading.Observe(r => Recent(r, s => new Measurement<long>(s.WindowSteps))), "{step}", "The newest steps of the window the recent balance covers.");
+            _shared.ObservableGauge(this, "moegs.model.recent.balancedness.min", _reading.Observe(r => Recent(r, s => new Measurement<double>(s.Window.MinBalancedness))), null, "The smallest layer balancedness over the window's newest steps.");
+            _shared.ObservableGauge(this, "moegs.model.recent.balancedness.mean", _reading.Observe(r => Recent(r, s => new Measurement<double>(s.Window.MeanBalancedness))), null, "The mean layer balancedness over the window's newest steps.");
+            _shared.ObservableGauge(this, "moegs.model.recent.balancedness.token_weighted", _reading.Observe(r => Recent(r, s => new Measurement<double>(s.Window.TokenWeightedBalancedness))), null, "Sum over layers of the mean load over the sum of the max load, over the window's newest steps.");
+            _shared.ObservableGauge(this, "moegs.layer.recent.balancedness", _reading.Observe(r => r.Recent is { } recent ? PerLayer(recent.Window.Layers, b => b.Balancedness) : []), null, "Mean over max expert load over the window's newest steps (tag: layer).");
+        }
+
         if (expertSeries)
         {
             _shared.ObservableCounter(this, "moegs.expert.tokens", _reading.Observe(r => PerExpert(r.TokenCounts!)), "{slot}", RoutingStatsMetrics.ExpertTokensDescription);
@@ -133,15 +160,17 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
 
     /// <summary>
     /// The series a model's metrics publish: 7 for the model, 10 per layer, 4 per layer and top-K
-    /// position, and with <paramref name="expertSeries"/> 2 per (layer, expert). What a scraper
+    /// position, with <paramref name="expertSeries"/> 2 per (layer, expert), and with
+    /// <paramref name="recentSeries"/> 4 more for the model and 1 more per layer. What a scraper
     /// stores per instance; size <paramref name="topExperts"/> and <paramref name="expertSeries"/> by it.
     /// </summary>
     /// <param name="layers">MoE layers.</param>
     /// <param name="experts">Experts per layer.</param>
     /// <param name="topExperts">K, as the constructor takes it (at most <paramref name="experts"/>).</param>
     /// <param name="expertSeries">Whether per-expert series are published.</param>
+    /// <param name="recentSeries">Whether the recent series are published (a <c>recentSteps</c> given).</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="layers"/>, <paramref name="experts"/> or <paramref name="topExperts"/> is negative.</exception>
-    public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries)
+    public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries, bool recentSeries = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(layers);
         ArgumentOutOfRangeException.ThrowIfNegative(experts);
@@ -149,7 +178,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         return ModelWideSeries
             + ((long)SeriesPerLayer * layers)
             + ((long)SeriesPerRank * layers * topExperts)
-            + (expertSeries ? (long)SeriesPerExpert * layers * experts : 0);
+            + (expertSeries ? (long)SeriesPerExpert * layers * experts : 0)
+            + (recentSeries ? RecentModelWideSeries + ((long)RecentSeriesPerLayer * layers) : 0);
     }
 
     /// <summary>
@@ -182,6 +212,10 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
 
         return measurements;
     }
+
+    /// <summary>One measurement of the recent summary, or none where the reading has none.</summary>
+    private static IEnumerable<Measurement<T>> Recent<T>(Reading reading, Func<ModelRoutingSummary, Measurement<T>> value)
+        where T : struct => reading.Recent is { } recent ? [value(recent)] : [];
 
     private IEnumerable<Measurement<long>> Ranked(Reading reading, int[] experts, bool id)
     {
@@ -217,11 +251,17 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <param name="TokenCounts">Each layer's slots per expert since the start, <c>[layers, experts]</c>; null unless per-expert series are published.</param>
     /// <param name="Hottest">Per layer, the K hottest experts in the window, hottest first, <c>[layers, K]</c>.</param>
     /// <param name="Coldest">Per layer, the K coldest, coldest first.</param>
-    private sealed record Reading(ModelRoutingSummary Summary, ulong[] WindowLoad, RoutingTotals[] Totals, ulong[]? TokenCounts, int[] Hottest, int[] Coldest)
+    /// <param name="Recent">The balance over the window's newest steps; null without recent series, or where the model cannot cut its window.</param>
+    private sealed record Reading(ModelRoutingSummary Summary, ulong[] WindowLoad, RoutingTotals[] Totals, ulong[]? TokenCounts, int[] Hottest, int[] Coldest, ModelRoutingSummary? Recent)
     {
-        public static Reading Of(ModelRoutingStats stats, int topExperts, bool expertSeries)
+        public static Reading Of(ModelRoutingStats stats, int topExperts, bool expertSeries, int? recentSteps)
         {
-            var (summary, load, totals, counts) = stats.ReadTogether(model => (model.Summary(), model.WindowLoad(), model.LayerTotals(), expertSeries ? TokenCounts(model) : null));
+            var (summary, load, totals, counts, recent) = stats.ReadTogether(model => (
+                model.Summary(),
+                model.WindowLoad(),
+                model.LayerTotals(),
+                expertSeries ? TokenCounts(model) : null,
+                recentSteps is { } steps && model.CanCutWindow(steps) ? model.Summary(steps) : null));
             var hottest = new int[stats.Layers * topExperts];
             var coldest = new int[stats.Layers * topExperts];
             if (topExperts > 0)
@@ -235,7 +275,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
                 }
             }
 
-            return new Reading(summary, load, totals, counts, hottest, coldest);
+            return new Reading(summary, load, totals, counts, hottest, coldest, recent);
 
             static ulong[] TokenCounts(ModelRoutingStats model)
             {

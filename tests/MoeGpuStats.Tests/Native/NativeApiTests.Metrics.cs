@@ -17,10 +17,10 @@ public sealed partial class NativeApiTests
     private const int MetricsLayers = 3, MetricsExperts = 8, MetricsWindow = 4, MetricsCapacity = 6, MetricsTopK = 2;
 
     [Theory]
-    [InlineData(3, true)]
-    [InlineData(0, false)]
-    [InlineData(MetricsExperts, true)]
-    public async Task ThePythonCollectorServesTheDotNetEndpointsSamples(int topExperts, bool expertSeries)
+    [InlineData(3, true, null)]
+    [InlineData(0, false, 2)]
+    [InlineData(MetricsExperts, true, MetricsWindow)]
+    public async Task ThePythonCollectorServesTheDotNetEndpointsSamples(int topExperts, bool expertSeries, int? recentSteps)
     {
         var cancel = TestContext.Current.CancellationToken;
         var root = NativeOut();
@@ -36,7 +36,7 @@ public sealed partial class NativeApiTests
         using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = MetricsLayers, Experts = MetricsExperts, Window = MetricsWindow, ExpertCapacity = MetricsCapacity });
         var port = FreePort();
         var dotnet = new List<string>();
-        using (var endpoint = MetricsEndpoint.Start(model, "localhost", port, topExperts, expertSeries))
+        using (var endpoint = MetricsEndpoint.Start(model, "localhost", port, topExperts, expertSeries, recentSteps))
         using (var http = new HttpClient())
         {
             foreach (var (reset, steps) in phases)
@@ -70,6 +70,7 @@ public sealed partial class NativeApiTests
                     expert_capacity = MetricsCapacity,
                     top_experts = topExperts,
                     expert_series = expertSeries,
+                    recent_steps = recentSteps,
                     phases = phases.Select(phase => new
                     {
                         reset = phase.Reset,
@@ -85,7 +86,7 @@ public sealed partial class NativeApiTests
             {
                 var expected = Exposition(dotnet[p]);
                 var actual = Exposition(await File.ReadAllTextAsync(Path.Combine(folder.FullName, $"scrape{p}.txt"), cancel));
-                Assert.Equal(Series(topExperts, expertSeries), expected.Samples.Count);
+                Assert.Equal(Series(topExperts, expertSeries, recentSteps is not null), expected.Samples.Count);
                 Assert.Equal(expected.Help, actual.Help);
                 Assert.Equal(expected.Types, actual.Types);
 
@@ -107,8 +108,8 @@ public sealed partial class NativeApiTests
         }
     }
 
-    private static long Series(int topExperts, bool expertSeries) =>
-        MoeGpuStats.Telemetry.ModelRoutingStatsMetrics.SeriesCount(MetricsLayers, MetricsExperts, topExperts, expertSeries);
+    private static long Series(int topExperts, bool expertSeries, bool recentSeries) =>
+        MoeGpuStats.Telemetry.ModelRoutingStatsMetrics.SeriesCount(MetricsLayers, MetricsExperts, topExperts, expertSeries, recentSeries);
 
     /// <summary>One step: 4 to 12 tokens per layer, ids in [-1, experts] (-1 an empty slot, experts an invalid id), losses per layer.</summary>
     private static (int[] Ids, int Tokens, float[] Losses, float[] ZLosses) Step(Random rng)

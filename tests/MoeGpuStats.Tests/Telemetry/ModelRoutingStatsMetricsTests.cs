@@ -224,6 +224,57 @@ public sealed class ModelRoutingStatsMetricsTests
         }
     }
 
+    /// <summary>The recent series are the summary cut to the window's newest steps, which differs from the window's here.</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void TheRecentSeriesAreTheBalanceOverTheWindowsNewestSteps(string engine)
+    {
+        using var stats = Model(engine, window: 2);
+        using var metrics = new ModelRoutingStatsMetrics(stats, topExperts: 0, recentSteps: 1);
+        RecordSteps(stats);
+
+        var seen = Collect(metrics);
+
+        var recent = stats.Summary(1);
+        Assert.NotEqual(stats.Summary().Window.MeanBalancedness, recent.Window.MeanBalancedness);
+        Assert.Equal(1, Single(seen, "moegs.model.recent.steps"));
+        Assert.Equal(recent.Window.MinBalancedness, Single(seen, "moegs.model.recent.balancedness.min"));
+        Assert.Equal(recent.Window.MeanBalancedness, Single(seen, "moegs.model.recent.balancedness.mean"));
+        Assert.Equal(recent.Window.TokenWeightedBalancedness, Single(seen, "moegs.model.recent.balancedness.token_weighted"));
+        for (var l = 0; l < Layers; l++)
+        {
+            Assert.Equal(recent.Window.Layers[l].Balancedness, PerLayer(seen, "moegs.layer.recent.balancedness", l));
+        }
+
+        Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 0, expertSeries: false, recentSeries: true), seen.Count);
+    }
+
+    /// <summary>A model read from JSON keeps no ring: while its window holds more steps than asked, it reports no recent series, and the others as before.</summary>
+    [Fact]
+    public void AModelWithoutItsRingReportsNoRecentSeries()
+    {
+        using var live = Model("managed", window: 2);
+        RecordSteps(live);
+        using var restored = System.Text.Json.JsonSerializer.Deserialize<ModelRoutingStats>(System.Text.Json.JsonSerializer.Serialize(live))!;
+        using var metrics = new ModelRoutingStatsMetrics(restored, topExperts: 0, recentSteps: 1);
+
+        var seen = Collect(metrics);
+
+        Assert.DoesNotContain(seen, m => m.Name.Contains(".recent.", StringComparison.Ordinal));
+        Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 0, expertSeries: false), seen.Count);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
+    public void RecentStepsOutsideTheWindowAreRefusedNamingThem(int recentSteps)
+    {
+        using var stats = Model("managed", window: 2);
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStatsMetrics(stats, recentSteps: recentSteps));
+        Assert.Equal("recentSteps", error.ParamName);
+        Assert.StartsWith($"recentSteps is {recentSteps}; give 1 to 2, the model's window", error.Message);
+    }
+
     [Theory]
     [InlineData(-1)]
     [InlineData(Experts + 1)]

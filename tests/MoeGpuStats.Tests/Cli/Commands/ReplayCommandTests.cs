@@ -582,7 +582,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains("Batches and tokens", await output);
     }
 
-    /// <summary>A whole model's replay with --serve-after serves its bounded series with the final state: a scraper parses them.</summary>
+    /// <summary>A whole model's replay with --serve-after serves its bounded series with the final state, and the balance over its newest steps with --metrics-recent-steps: a scraper parses them.</summary>
     [Fact]
     public async Task AModelsEndpointServesItsFinalBalanceAfterTheRun()
     {
@@ -596,8 +596,10 @@ public sealed partial class ReplayCommandTests : IDisposable
         }
 
         var summary = expected.Summary();
+        var recent = expected.Summary(2);
         var port = PrometheusText.FreePort();
-        using var moegs = StartSignallable("replay", npy, "--experts", $"{experts}", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--metrics-top-experts", "2", "--serve-after");
+        using var moegs = StartSignallable(
+            "replay", npy, "--experts", $"{experts}", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--metrics-top-experts", "2", "--metrics-recent-steps", "2", "--serve-after");
         using var cleanup = new ProcessCleanup(moegs);
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
         var cancel = TestContext.Current.CancellationToken;
@@ -612,9 +614,12 @@ public sealed partial class ReplayCommandTests : IDisposable
         {
             Assert.Equal(summary.Window.Layers[l].Balancedness, samples[$"moegpustats_moegs_layer_balancedness{{layer=\"{l}\"}}"], 12);
             Assert.Equal(summary.Window.Layers[l].HottestExpert, samples[$"moegpustats_moegs_layer_hot_expert{{layer=\"{l}\",position=\"1\"}}"]);
+            Assert.Equal(recent.Window.Layers[l].Balancedness, samples[$"moegpustats_moegs_layer_recent_balancedness{{layer=\"{l}\"}}"], 12);
         }
 
-        Assert.Equal(7 + (10 * layers) + (4 * layers * 2), samples.Count);
+        Assert.Equal(2, samples["moegpustats_moegs_model_recent_steps"]);
+        Assert.Equal(recent.Window.MinBalancedness, samples["moegpustats_moegs_model_recent_balancedness_min"], 12);
+        Assert.Equal(7 + (10 * layers) + (4 * layers * 2) + 4 + layers, samples.Count);
         await Interrupt(moegs);
 
         await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);
