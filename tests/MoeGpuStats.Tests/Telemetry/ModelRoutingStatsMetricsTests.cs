@@ -5,7 +5,7 @@ namespace MoeGpuStats.Tests.Telemetry;
 
 // Publishers without a meter factory share one meter per process: the classes that create them run one at a time.
 [Collection(nameof(SharedMeterCollection))]
-public sealed class ModelRoutingStatsMetricsTests
+public sealed partial class ModelRoutingStatsMetricsTests
 {
     private const int Layers = 3;
     private const int Experts = 6;
