@@ -1161,6 +1161,74 @@ class ModelMetricsTests(unittest.TestCase):
                 families, _ = prometheus_samples(collector_registry(model))
                 self.assertFalse([name for name in families if "_recent_" in name])
 
+    def test_the_recent_series_follow_the_newest_steps_through_wraps_empty_steps_and_resets(self):
+        """recent_steps 1, 3 and the window, on managed and cpu: after every step (none yet, fewer than N, a window that
+        wraps twice, zero-token steps, a step of invalid ids only), after a reset and after a step more, each recent
+        series is NumPy's balance of the newest N steps' ids and summary(recent_steps=N)'s figure."""
+        import numpy
+        rng = numpy.random.default_rng(11)
+        plan = []
+        for step in range(3 * self.WINDOW - 1):
+            tokens = 0 if step in (5, 6) else int(rng.integers(1, 9))
+            ids = rng.integers(-1, self.EXPERTS + 1, size=(self.LAYERS, tokens, self.K)).astype(numpy.int32)
+            if step == 9:
+                ids[...] = self.EXPERTS + 2
+            plan.append(ids)
+
+        def expected(steps, recent):
+            newest = steps[len(steps) - min(recent, len(steps)):]
+            load = numpy.zeros((self.LAYERS, self.EXPERTS), dtype=numpy.int64)
+            for ids in newest:
+                for l in range(self.LAYERS):
+                    row = ids[l].ravel()
+                    load[l] += numpy.bincount(row[(row >= 0) & (row < self.EXPERTS)], minlength=self.EXPERTS)
+            mean, peak = load.mean(1), load.max(1)
+            balancedness = numpy.where(peak == 0, 1.0, mean / numpy.maximum(peak, 1))
+            samples = {("moegpustats_moegs_model_recent_steps", ()): len(newest),
+                       ("moegpustats_moegs_model_recent_balancedness_min", ()): balancedness.min(),
+                       ("moegpustats_moegs_model_recent_balancedness_mean", ()): balancedness.mean(),
+                       ("moegpustats_moegs_model_recent_balancedness_token_weighted", ()): 1.0 if peak.sum() == 0 else mean.sum() / peak.sum()}
+            samples.update({("moegpustats_moegs_layer_recent_balancedness", (("layer", str(l)),)): balancedness[l] for l in range(self.LAYERS)})
+            return samples
+
+        for accelerator in ("managed", "cpu"):
+            for recent in (1, 3, self.WINDOW):
+                with self.subTest(accelerator=accelerator, recent_steps=recent), self.new_model(accelerator) as model:
+                    registry = collector_registry(model, top_experts=0, recent_steps=recent)
+
+                    def check(steps, when):
+                        _, served = prometheus_samples(registry)
+                        served = {key: value for key, value in served.items() if "_recent_" in key[0]}
+                        self.assertSamples(expected(steps, recent), served, f"{accelerator}, N {recent}, {when}")
+                        summary = model.summary(recent_steps=recent)
+                        self.assertEqual(summary["window_steps"], served[("moegpustats_moegs_model_recent_steps", ())], when)
+                        self.assertEqual(summary["window"]["token_weighted_balancedness"],
+                                         served[("moegpustats_moegs_model_recent_balancedness_token_weighted", ())], when)
+
+                    check([], "before any step")
+                    for step, ids in enumerate(plan):
+                        model.record(ids)
+                        check(plan[:step + 1], f"after step {step}")
+                    model.reset()
+                    check([], "after the reset")
+                    model.record(plan[0])
+                    check(plan[:1], "after the reset and a step")
+
+    def test_recent_steps_of_the_wrong_type_or_range_are_refused_naming_it(self):
+        import numpy
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+            self.assertEqual(1000, moegs.ModelMetricsCollector(model, recent_steps=1000).recent_steps)
+            self.assertEqual(2, moegs.ModelMetricsCollector(model, recent_steps=numpy.int64(2)).recent_steps)
+            for value in (1001, -1, 2**70):
+                with self.subTest(value=value), self.assertRaisesRegex(ValueError, rf"recent_steps = {value} is out of range: it must lie in \[1, 1000\] \(the model's window\)"):
+                    moegs.ModelMetricsCollector(model, recent_steps=value)
+            for value in (True, False, numpy.bool_(True), 2.5, float("nan"), "2", b"2", [2]):
+                with self.subTest(value=value), self.assertRaisesRegex(TypeError, r"recent_steps must be an integer \(got "):
+                    moegs.ModelMetricsCollector(model, recent_steps=value)
+            for value in (None, 1, "yes"):
+                with self.subTest(recent_series=value), self.assertRaisesRegex(TypeError, r"recent_series must be True or False"):
+                    moegs.ModelMetricsCollector.series_count(self.LAYERS, self.EXPERTS, 0, False, recent_series=value)
+
     def test_the_default_publishes_five_ranks_and_no_expert_series_with_the_endpoints_types_and_help(self):
         with self.new_model() as model:
             plan = self.plan(6, 3)
