@@ -37,10 +37,10 @@ internal sealed class ModelOptions(string condition)
     };
 
     public Option<int?> RecentSteps { get; } = SharedOptions.WholeNumber(
-        new Option<int?>("--metrics-recent-steps") { Description = $"{condition} and --metrics-port: publish the balance over the window's newest N steps as well (moegs_model_recent_* and moegs_layer_recent_balancedness, 4 + layers series), 1 to --window; SGLang logs the last 10, 100 and 1,000 passes. Off by default." },
+        new Option<int?>("--metrics-recent-steps") { Description = $"{condition} and --metrics-port: publish the balance over the window's newest N steps as well (moegpustats_moegs_model_recent_* and moegpustats_moegs_layer_recent_balancedness, 4 + layers series), 1 to --window; SGLang logs the last 10, 100 and 1,000 passes. One N per run (the series carry no label for it); off by default." },
         1,
         int.MaxValue,
-        "the window's newest steps");
+        "the window's newest steps to publish (at most --window)");
 
     /// <summary>Adds these options to <paramref name="command"/>, as <see cref="SharedOptions.Recording.AddTo"/> adds the recording's.</summary>
     public void AddTo(Command command)
@@ -54,7 +54,9 @@ internal sealed class ModelOptions(string condition)
     /// <summary>The first of these options given for a recording of one layer, with why it is a model's; null when none was.</summary>
     public (string Option, string Why)? GivenForOneLayer(ParseResult parse) =>
         parse.GetValue(WindowLoad) is not null ? ("--window-load", "the window load is a model's, [layers, experts]")
-        : MetricsOption(parse) is { } metrics ? (metrics.Name, "shapes a whole model's metrics (one layer's metrics publish every expert)")
+        : MetricsOption(parse) is { } metrics ? (metrics.Name, metrics == RecentSteps
+            ? "publishes the balance over a model's sliding window (one layer's metrics have none)"
+            : "shapes a whole model's metrics (one layer's metrics publish every expert)")
         : parse.GetResult(Window) is { Implicit: false } ? ($"--window {parse.GetValue(Window)}", "the sliding window of expert load is a model's")
         : null;
 
@@ -100,14 +102,16 @@ internal sealed class ModelOptions(string condition)
         }
 
         var top = Math.Min(topExperts ?? ModelRoutingStatsMetrics.DefaultTopExperts, experts);
-        var total = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries, recentSteps is not null);
+        var recent = recentSteps is not null;
+        var total = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries, recent);
         if (total <= MaxSeries)
         {
             return null;
         }
 
-        var withoutRanked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, 0, expertSeries: false);
-        var ranked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries: false) - withoutRanked;
+        // The series no option here can take away (the model's, the layers' and the recent ones), and each option's share.
+        var withoutRanked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, 0, expertSeries: false, recent);
+        var ranked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries: false, recent) - withoutRanked;
         var perExpert = total - withoutRanked - ranked;
         return perExpert > 0
             ? $"--metrics-expert-series: {layers:N0} layers × {experts:N0} experts make {perExpert:N0} series (2 per layer and expert), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: leave it out (--metrics-top-experts names each layer's hottest and coldest)."

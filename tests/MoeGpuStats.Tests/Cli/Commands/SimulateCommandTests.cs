@@ -37,9 +37,9 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData("--metrics-top-experts 2", "--metrics-top-experts: shapes a whole model's metrics (one layer's metrics publish every expert); give --layers.")]
     [InlineData("--layers 2 --metrics-expert-series", "--metrics-expert-series: shapes the metrics of --metrics-port, which was not given.")]
     [InlineData("--layers 2 -e 16 --metrics-port 9 --metrics-top-experts 17", "--metrics-top-experts 17: a layer has 16 experts; give 0 to 16.")]
-    [InlineData("--metrics-recent-steps 2", "--metrics-recent-steps: shapes a whole model's metrics (one layer's metrics publish every expert); give --layers.")]
+    [InlineData("--metrics-recent-steps 2", "--metrics-recent-steps: publishes the balance over a model's sliding window (one layer's metrics have none); give --layers.")]
     [InlineData("--layers 2 --metrics-recent-steps 2", "--metrics-recent-steps: shapes the metrics of --metrics-port, which was not given.")]
-    [InlineData("--layers 2 --metrics-port 9 --metrics-recent-steps 0", "--metrics-recent-steps 0: give the window's newest steps, a whole number from 1")]
+    [InlineData("--layers 2 --metrics-port 9 --metrics-recent-steps 0", "--metrics-recent-steps 0: give the window's newest steps to publish (at most --window), a whole number from 1")]
     [InlineData("--layers 2 --metrics-port 9 --window 10 --metrics-recent-steps 11", "--metrics-recent-steps 11: the window holds 10 steps (--window 10); give 1 to 10.")]
     public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
     {
