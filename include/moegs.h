@@ -206,7 +206,8 @@ moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t
  * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere); the host never waits.
  * The device counts the steps, so a call with device pointers may be captured in a CUDA graph with the
  * forward pass and each replay records a step: read the model only outside the capture, after
- * synchronizing the stream the graph is launched on (untried on a GPU; README). */
+ * synchronizing the stream the graph is launched on, or pass that stream to moegs_model_device_arrays,
+ * which orders its fold after it (README). */
 moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
                                 int64_t layer_stride, const void* valid_tokens, const void* load_balance_losses,
                                 const void* router_z_losses, void* stream);

@@ -1031,12 +1031,13 @@ class ModelMetricsCollector:
         model_recent_balancedness_min, _mean, _token_weighted, and per layer layer_recent_balancedness.
     series_count() gives the total. Values are those of the .NET endpoint for the same steps, sample for sample.
 
-    One scrape is one reading: summary, window load, each layer's snapshot (and counts) read together under the model's
-    lock, which record() and reset() take too, so a scrape on prometheus_client's HTTP thread never mixes two steps.
-    Each scrape reads anew (1 + 1 + layers calls, and layers more with expert_series; each is a device synchronization
-    on a device accelerator). After reset() the counters are served lower, which Prometheus's rate() and increase() read
-    as a counter reset, as the .NET endpoint serves them. Register one model's collector per registry: a second model's
-    has the same names (prometheus_client refuses it as duplicated); serve another model from its own CollectorRegistry.
+    One scrape is one reading: summary (and with recent_steps the newest steps' summary), window load, each layer's
+    snapshot (and counts) read together under the model's lock, which record() and reset() take too, so a scrape on
+    prometheus_client's HTTP thread never mixes two steps. Each scrape reads anew (1 + 1 + layers calls, 1 more with
+    recent_steps and layers more with expert_series; each is a device synchronization on a device accelerator).
+    After reset() the counters are served lower, which Prometheus's rate() and increase() read as a counter reset, as
+    the .NET endpoint serves them. Register one model's collector per registry: a second model's has the same names
+    (prometheus_client refuses it as duplicated); serve another model from its own CollectorRegistry.
     Unregister the collector before closing the model; a scrape of a closed model raises MoeGpuStatsError. Register it
     in the process that records: vLLM's V1 engine records in engine-core and worker processes, whose collectors its
     API server's /metrics does not serve (prometheus_client's multiprocess mode aggregates plain metrics only), so

@@ -109,7 +109,7 @@ internal sealed class ModelOptions(string condition)
             return null;
         }
 
-        // The series no option here can take away (the model's, the layers' and the recent ones), and each option's share.
+        // The series the advice keeps (the model's, the layers' and any recent ones), and the ranked and per-expert shares.
         var withoutRanked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, 0, expertSeries: false, recent);
         var ranked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries: false, recent) - withoutRanked;
         var perExpert = total - withoutRanked - ranked;

@@ -45,7 +45,8 @@ namespace MoeGpuStats.Telemetry;
 /// <para>
 /// A collection reads every instrument from one reading of the model: a summary (a few scalars per
 /// layer come back from a device) and the window load (one copy of <c>layers × experts</c>
-/// counts), plus the layers' counts with <c>expertSeries</c>, all of one state (read under the
+/// counts), plus the layers' counts with <c>expertSeries</c> and a summary of the window's newest
+/// steps with <c>recentSteps</c>, all of one state (read under the
 /// model's lock, so no step comes between them). The next collection takes a new reading when the
 /// last is older than <c>refreshInterval</c>. A collection is the callbacks one thread runs back to
 /// back: it keeps its reading to the end however long it takes, unless its listener pauses over a
