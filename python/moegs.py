@@ -1051,7 +1051,9 @@ class ModelMetricsCollector:
         top_experts: K, the hottest and coldest experts per layer, in [0, experts], default min(5, experts);
         expert_series: whether to publish the 2 * layers * experts per-expert series as well;
         recent_steps: None (the default: no recent series), or the window's newest steps the recent series cover, in
-        [1, window] (SGLang logs balancedness over the last 10, 100 and 1,000 passes)."""
+        [1, window] (SGLang logs balancedness over the last 10, 100 and 1,000 passes).
+        Raises TypeError for a model that is not a MoeModelStats, a top_experts or recent_steps that is not an integer, or an
+        expert_series that is not a bool; ValueError for a top_experts or recent_steps out of its range."""
         try:
             from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         except ImportError as error:
@@ -1075,8 +1077,9 @@ class ModelMetricsCollector:
         layers = _integer("layers", layers, 0, INT64_MAX)
         experts = _integer("experts", experts, 0, INT64_MAX)
         top_experts = _integer("top_experts", top_experts, 0, INT64_MAX)
-        if not isinstance(recent_series, bool):
-            raise TypeError(f"recent_series must be True or False (got {recent_series!r} of type {type(recent_series).__name__})")
+        for name, value in (("expert_series", expert_series), ("recent_series", recent_series)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False (got {value!r} of type {type(value).__name__})")
         return (7 + 10 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
                 + (4 + layers if recent_series else 0))
 

@@ -205,7 +205,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>
     /// The steps recorded: layer 0's batches folded in (every layer folds every step), read after
-    /// <see cref="FoldPending"/>, so one copy and a wait for the stream. The caller holds the lock.
+    /// <see cref="FoldPending"/>, so one copy and a wait for the stream; kept as the host's count for
+    /// <see cref="DeviceArrays"/>. The caller holds the lock.
     /// </summary>
     private ulong ReadSteps() => _knownSteps = DeviceStateReader.ReadBlock(Stream, _views.Layer(0, Options.Experts)).TotalRoutings;
 

@@ -141,10 +141,12 @@ public sealed partial class ModelRoutingStatsMetricsTests
     }
 
     [Theory]
+    [InlineData(0)]
+    [InlineData(3)]
     [InlineData(-1)]
     [InlineData(int.MinValue)]
     [InlineData(int.MaxValue)]
-    public void RecentStepsFarOutsideTheWindowAreRefusedNamingThem(int recentSteps)
+    public void RecentStepsOutsideTheWindowAreRefusedNamingThem(int recentSteps)
     {
         using var stats = Model("managed", window: 2);
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStatsMetrics(stats, recentSteps: recentSteps));

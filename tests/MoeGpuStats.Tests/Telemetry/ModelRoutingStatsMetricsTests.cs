@@ -249,32 +249,6 @@ public sealed partial class ModelRoutingStatsMetricsTests
         Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 0, expertSeries: false, recentSeries: true), seen.Count);
     }
 
-    /// <summary>A model read from JSON keeps no ring: while its window holds more steps than asked, it reports no recent series, and the others as before.</summary>
-    [Fact]
-    public void AModelWithoutItsRingReportsNoRecentSeries()
-    {
-        using var live = Model("managed", window: 2);
-        RecordSteps(live);
-        using var restored = System.Text.Json.JsonSerializer.Deserialize<ModelRoutingStats>(System.Text.Json.JsonSerializer.Serialize(live))!;
-        using var metrics = new ModelRoutingStatsMetrics(restored, topExperts: 0, recentSteps: 1);
-
-        var seen = Collect(metrics);
-
-        Assert.DoesNotContain(seen, m => m.Name.Contains(".recent.", StringComparison.Ordinal));
-        Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 0, expertSeries: false), seen.Count);
-    }
-
-    [Theory]
-    [InlineData(0)]
-    [InlineData(3)]
-    public void RecentStepsOutsideTheWindowAreRefusedNamingThem(int recentSteps)
-    {
-        using var stats = Model("managed", window: 2);
-        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStatsMetrics(stats, recentSteps: recentSteps));
-        Assert.Equal("recentSteps", error.ParamName);
-        Assert.StartsWith($"recentSteps is {recentSteps}; give 1 to 2, the model's window", error.Message);
-    }
-
     [Theory]
     [InlineData(-1)]
     [InlineData(Experts + 1)]
