@@ -15,7 +15,8 @@ namespace MoeGpuStats;
 /// the model's balance (<see cref="Summary()"/>). On a device engine, a step is one kernel launch
 /// for all layers, which returns without waiting and needs nothing from earlier launches, and the
 /// device counts the steps: a launch a CUDA graph replays records as a <c>RecordStep</c> does (README
-/// says how to order the reads after it). Each read synchronizes once.
+/// says how to order the reads after it). A read waits on the host for its copies back (the step
+/// count and the figures it returns); recording never waits.
 /// </summary>
 /// <remarks>
 /// Layer l equals a <see cref="RoutingStats"/> with <see cref="ModelRoutingStatsOptions.LayerOptions"/>
