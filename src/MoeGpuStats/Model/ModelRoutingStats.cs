@@ -16,7 +16,7 @@ namespace MoeGpuStats;
 /// for all layers, which returns without waiting and needs nothing from earlier launches, and the
 /// device counts the steps: a launch a CUDA graph replays records as a <c>RecordStep</c> does (README
 /// says how to order the reads after it). A read waits on the host for its copies back (the step
-/// count and the figures it returns); recording never waits.
+/// count and the figures it returns); recording ids on the device never waits.
 /// </summary>
 /// <remarks>
 /// Layer l equals a <see cref="RoutingStats"/> with <see cref="ModelRoutingStatsOptions.LayerOptions"/>
