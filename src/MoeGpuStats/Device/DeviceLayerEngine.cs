@@ -8,19 +8,19 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 {
     public override string Name => model.Name;
 
-    public override int ExpertCount => model.ReadLayer(layer, DeviceModelEngine.ExpertsOf);
+    public override int ExpertCount => model.ReadLayer(layer, static (_, _, block) => block.Experts);
 
-    public override RoutingTotals Totals => DeviceRoutingEngine.TotalsOf(model.ReadLayer(layer, DeviceStateReader.ReadBlock));
+    public override RoutingTotals Totals => DeviceRoutingEngine.TotalsOf(model.ReadLayer(layer, static (_, _, block) => block));
 
-    public override CapacityStats Capacity => DeviceRoutingEngine.CapacityOf(Options, model.ReadLayer(layer, DeviceStateReader.ReadBlock));
+    public override CapacityStats Capacity => DeviceRoutingEngine.CapacityOf(Options, model.ReadLayer(layer, static (_, _, block) => block));
 
-    public override IReadOnlyList<float> ExpertUtilization => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadUtilization(stream, views, DeviceModelEngine.ExpertsOf(stream, views), Options, decayed: false));
+    public override IReadOnlyList<float> ExpertUtilization => model.ReadLayer(layer, (stream, views, block) => DeviceStateReader.ReadUtilization(stream, views, block.Experts, Options, decayed: false));
 
-    public override IReadOnlyList<float> DecayedExpertUtilization => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadUtilization(stream, views, DeviceModelEngine.ExpertsOf(stream, views), Options, decayed: true));
+    public override IReadOnlyList<float> DecayedExpertUtilization => model.ReadLayer(layer, (stream, views, block) => DeviceStateReader.ReadUtilization(stream, views, block.Experts, Options, decayed: true));
 
-    public override IReadOnlyList<ulong> ExpertTokenCounts => model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadTokenCounts(stream, views, DeviceModelEngine.ExpertsOf(stream, views)));
+    public override IReadOnlyList<ulong> ExpertTokenCounts => model.ReadLayer(layer, static (stream, views, block) => DeviceStateReader.ReadTokenCounts(stream, views, block.Experts));
 
-    public override IReadOnlyList<float> LoadVarianceHistory => model.ReadLayer(layer, DeviceStateReader.ReadVarianceHistory);
+    public override IReadOnlyList<float> LoadVarianceHistory => model.ReadLayer(layer, static (stream, views, _) => DeviceStateReader.ReadVarianceHistory(stream, views));
 
     public override void Record(RoutingDecision decision) => throw ReadOnly();
 
@@ -43,7 +43,7 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
     public override void ThrowIfReadOnly() => throw ReadOnly();
 
     public override ManagedRoutingEngine Snapshot() =>
-        new(Options, model.ReadLayer(layer, (stream, views) => DeviceStateReader.ReadState(stream, views, DeviceModelEngine.ExpertsOf(stream, views), Options)));
+        new(Options, model.ReadLayer(layer, (stream, views, block) => DeviceStateReader.ReadState(stream, views, block.Experts, Options)));
 
     private InvalidOperationException ReadOnly() => ReadOnlyLayerEngine.ReadOnly(layer, model.ThrowIfUnusable);
 }

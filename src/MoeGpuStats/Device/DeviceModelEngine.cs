@@ -213,18 +213,23 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <summary>Of <paramref name="steps"/>, those in the window: every one, up to the window's length.</summary>
     private int WindowSteps(ulong steps) => (int)Math.Min(steps, (ulong)Options.Window);
 
-    /// <summary>The expert count a layer's reads see: 0 before its first step, as a single-layer state's.</summary>
-    internal static int ExpertsOf(AcceleratorStream stream, RoutingStateViews views) => DeviceStateReader.ReadBlock(stream, views).Experts;
-
-    /// <summary>Runs <paramref name="read"/> on the folded state of layer <paramref name="layer"/>, under the lock; refreshes the host's step count as every read does.</summary>
-    internal T ReadLayer<T>(int layer, Func<AcceleratorStream, RoutingStateViews, T> read)
+    /// <summary>
+    /// Runs <paramref name="read"/> on the folded state of layer <paramref name="layer"/> and its block,
+    /// under the lock. The block is read once for both: its <c>Experts</c> is the expert count the
+    /// layer's reads see (0 before its first step, as a single-layer state's), and its
+    /// <c>TotalRoutings</c> the model's steps (every layer folds every step), kept as the host's count
+    /// as every read keeps it.
+    /// </summary>
+    internal T ReadLayer<T>(int layer, Func<AcceleratorStream, RoutingStateViews, RoutingStateBlock, T> read)
     {
         lock (Gate)
         {
             ThrowIfUnusable();
             FoldPending();
-            ReadSteps();
-            return read(Stream, _views.Layer(layer, Options.Experts));
+            var views = _views.Layer(layer, Options.Experts);
+            var block = DeviceStateReader.ReadBlock(Stream, views);
+            _knownSteps = block.TotalRoutings;
+            return read(Stream, views, block);
         }
     }
 
@@ -240,7 +245,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>Layer <paramref name="layer"/>'s utilization query.</summary>
     internal UtilizationQueryResult QueryLayer(int layer, int window) =>
-        ReadLayer(layer, (stream, views) => DeviceStateReader.Query(stream, views, window, _query, _queryResult));
+        ReadLayer(layer, (stream, views, _) => DeviceStateReader.Query(stream, views, window, _query, _queryResult));
 
     /// <summary>
     /// Layer <paramref name="layer"/>'s utilization query for its expert count and, when
@@ -248,12 +253,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// another thread comes before or after all of it, never between the count, the query and the totals.
     /// </summary>
     internal (UtilizationQuery Query, RoutingTotals Totals) LayerSummary(int layer, bool withTotals) =>
-        ReadLayer(layer, (stream, views) =>
-        {
-            var block = DeviceStateReader.ReadBlock(stream, views);
-            return (DeviceRoutingEngine.QueryOf(block.Experts, DeviceStateReader.Query(stream, views, 0, _query, _queryResult)),
-                withTotals ? DeviceRoutingEngine.TotalsOf(block) : default);
-        });
+        ReadLayer(layer, (stream, views, block) => (
+            DeviceRoutingEngine.QueryOf(block.Experts, DeviceStateReader.Query(stream, views, 0, _query, _queryResult)),
+            withTotals ? DeviceRoutingEngine.TotalsOf(block) : default));
 
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];
 
