@@ -147,7 +147,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         lock (Gate)
         {
             ThrowIfUnusable();
-            _record.Launch(Stream, Valid(ids), _views, arguments, Valid(validTokens), Valid<float>(default), Valid<float>(default));
+            Enqueue(ids, arguments, validTokens, default, default);
         }
     }
 
@@ -185,11 +185,16 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         return view;
     }
 
+    /// <summary>Enqueues a recorded step and counts it in the host's count.</summary>
     private void Launch(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
-        _record.Launch(Stream, Valid(ids), _views, arguments, Valid(validTokens), Valid(loadBalanceLosses), Valid(routerZLosses));
+        Enqueue(ids, arguments, validTokens, loadBalanceLosses, routerZLosses);
         _knownSteps++;
     }
+
+    /// <summary>Enqueues the model kernel on <see cref="Stream"/>, with empty views for those left default.</summary>
+    private void Enqueue(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses) =>
+        _record.Launch(Stream, Valid(ids), _views, arguments, Valid(validTokens), Valid(loadBalanceLosses), Valid(routerZLosses));
 
     /// <summary>An empty view of the state for a view the caller left default, which a kernel cannot take.</summary>
     private ArrayView<T> Valid<T>(ArrayView<T> view)
@@ -200,15 +205,18 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// (otherwise the launch folds nothing and only swaps the two empty batch buffers), as the host does
     /// not know of a replayed launch. The caller holds the lock.
     /// </summary>
-    private void FoldPending() =>
-        _record.Launch(Stream, Valid<int>(default), _views, ModelRecordLauncher.FoldOnly(_shape), Valid<int>(default), Valid<float>(default), Valid<float>(default));
+    private void FoldPending() => Enqueue(default, ModelRecordLauncher.FoldOnly(_shape), default, default, default);
 
     /// <summary>
-    /// The steps recorded: layer 0's batches folded in (every layer folds every step), read after
-    /// <see cref="FoldPending"/>, so one copy and a wait for the stream; kept as the host's count for
+    /// Folds the pending step and returns the steps recorded: layer 0's batches folded in (every layer
+    /// folds every step), one copy and a wait for the stream; kept as the host's count for
     /// <see cref="DeviceArrays"/>. The caller holds the lock.
     /// </summary>
-    private ulong ReadSteps() => _knownSteps = DeviceStateReader.ReadBlock(Stream, _views.Layer(0, Options.Experts)).TotalRoutings;
+    private ulong FoldAndReadSteps()
+    {
+        FoldPending();
+        return _knownSteps = DeviceStateReader.ReadBlock(Stream, _views.Layer(0, Options.Experts)).TotalRoutings;
+    }
 
     /// <summary>Of <paramref name="steps"/>, those in the window: every one, up to the window's length.</summary>
     private int WindowSteps(ulong steps) => (int)Math.Min(steps, (ulong)Options.Window);
@@ -264,8 +272,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         lock (Gate)
         {
             ThrowIfUnusable();
-            FoldPending();
-            var loads = RecentLoads(recentSteps, WindowSteps(ReadSteps()));
+            var loads = RecentLoads(recentSteps, WindowSteps(FoldAndReadSteps()));
             var load = new ulong[loads.Length];
             loads.CopyToCPU(Stream, load.AsSpan());
             return load;
@@ -308,8 +315,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         lock (Gate)
         {
             ThrowIfUnusable();
-            FoldPending();
-            var steps = ReadSteps();
+            var steps = FoldAndReadSteps();
             var windowSteps = WindowSteps(steps);
             var rankView = _ranks.SubView(0, ranks?.Length ?? 0);
             rankView.CopyFromCPU(Stream, ranks ?? []);
@@ -342,8 +348,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         lock (Gate)
         {
             ThrowIfUnusable();
-            FoldPending();
-            var steps = ReadSteps();
+            var steps = FoldAndReadSteps();
             var experts = steps == 0 ? 0 : Options.Experts;
             var layerOptions = Options.LayerOptions;
             var layers = new RoutingState[Options.Layers];
