@@ -930,22 +930,22 @@ _LAYER_SERIES = (
 )
 
 # With recent_steps, over the window's newest steps (_MetricsReading.recent, summary(recent_steps=)):
-# (instrument, unit, description, value of a reading); no label.
+# _MODEL_SERIES's shape; no label.
 _RECENT_MODEL_SERIES = (
-    ("moegs.model.recent.steps", "{step}", "The newest steps of the window the recent balance covers.",
+    ("moegs.model.recent.steps", False, "{step}", "The newest steps of the window the recent balance covers.",
      lambda r: r.recent["window_steps"]),
-    ("moegs.model.recent.balancedness.min", None, "The smallest layer balancedness over the window's newest steps.",
+    ("moegs.model.recent.balancedness.min", False, None, "The smallest layer balancedness over the window's newest steps.",
      lambda r: r.recent["window"]["min_balancedness"]),
-    ("moegs.model.recent.balancedness.mean", None, "The mean layer balancedness over the window's newest steps.",
+    ("moegs.model.recent.balancedness.mean", False, None, "The mean layer balancedness over the window's newest steps.",
      lambda r: r.recent["window"]["mean_balancedness"]),
-    ("moegs.model.recent.balancedness.token_weighted", None,
+    ("moegs.model.recent.balancedness.token_weighted", False, None,
      "Sum over layers of the mean load over the sum of the max load, over the window's newest steps.",
      lambda r: r.recent["window"]["token_weighted_balancedness"]),
 )
 
-# (instrument, unit, description, value of a reading and a layer); label: layer.
+# _LAYER_SERIES's shape; label: layer.
 _RECENT_LAYER_SERIES = (
-    ("moegs.layer.recent.balancedness", None, "Mean over max expert load over the window's newest steps (tag: layer).",
+    ("moegs.layer.recent.balancedness", False, None, "Mean over max expert load over the window's newest steps (tag: layer).",
      lambda r, l: r.recent["window"]["per_layer"][l]["balancedness"]),
 )
 
@@ -1098,12 +1098,13 @@ class ModelMetricsCollector:
 
         layer_names = [str(l) for l in range(self.model.layers)]
         families = []
-        for instrument, counter, unit, description, value in _MODEL_SERIES:
+        recent = self.recent_steps is not None
+        for instrument, counter, unit, description, value in _MODEL_SERIES + (_RECENT_MODEL_SERIES if recent else ()):
             metric = family(instrument, counter, unit, description, [])
             if reading is not None:
                 metric.add_metric([], value(reading))
             families.append(metric)
-        for instrument, counter, unit, description, value in _LAYER_SERIES:
+        for instrument, counter, unit, description, value in _LAYER_SERIES + (_RECENT_LAYER_SERIES if recent else ()):
             metric = family(instrument, counter, unit, description, ["layer"])
             if reading is not None:
                 for l, name in enumerate(layer_names):
@@ -1130,17 +1131,5 @@ class ModelMetricsCollector:
                     for l, name in enumerate(layer_names):
                         for e, value in zip(experts, values[l]):
                             metric.add_metric([e, name], value)
-                families.append(metric)
-        if self.recent_steps is not None:
-            for instrument, unit, description, value in _RECENT_MODEL_SERIES:
-                metric = family(instrument, False, unit, description, [])
-                if reading is not None:
-                    metric.add_metric([], value(reading))
-                families.append(metric)
-            for instrument, unit, description, value in _RECENT_LAYER_SERIES:
-                metric = family(instrument, False, unit, description, ["layer"])
-                if reading is not None:
-                    for l, name in enumerate(layer_names):
-                        metric.add_metric([name], value(reading, l))
                 families.append(metric)
         return families
