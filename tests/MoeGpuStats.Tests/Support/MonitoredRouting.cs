@@ -19,7 +19,7 @@ internal sealed class MonitoredRouting : IDisposable
     public MonitoredRouting()
     {
         (ModelPort, RouterPort) = (PrometheusText.FreePort(), PrometheusText.FreePort());
-        _modelEndpoint = MetricsEndpoint.Start(_model, "localhost", ModelPort, topExperts: 2, expertSeries: true);
+        _modelEndpoint = MetricsEndpoint.Start(_model, "localhost", ModelPort, topExperts: 2, expertSeries: true, recentSteps: 2);
         _routerEndpoint = MetricsEndpoint.Start(_router, "localhost", RouterPort);
 
         // After the endpoints start: the latency histogram counts the latencies recorded after its publisher is created.

@@ -43,6 +43,7 @@ public sealed partial class DashboardTests
         var read = Queries.SelectMany(query => SeriesName().Matches(query.Expr)).Select(match => match.Value).ToHashSet();
         Assert.Contains("moegpustats_moegs_model_balancedness_token_weighted", read);
         Assert.Contains("moegpustats_moegs_routing_latency_seconds_bucket", read);
+        Assert.Contains("moegpustats_moegs_model_recent_balancedness_token_weighted", read);
         Assert.All(read, name => Assert.Contains(name, served));
     }
 
