@@ -15,8 +15,11 @@ internal sealed class ModelOptions(string condition)
     /// <summary>The most series a model's endpoint publishes: a scrape of more takes longer than a scraper waits, and memory to match.</summary>
     private const int MaxSeries = 250_000;
 
+    /// <summary>--window's default: the library's, as vLLM's and SGLang's rings.</summary>
+    public static readonly int DefaultWindow = new ModelRoutingStatsOptions().Window;
+
     public Option<int> Window { get; } = SharedOptions.WholeNumber(
-        new Option<int>("--window") { Description = $"{condition}: steps in the sliding window of expert load (the window figures and --window-load).", DefaultValueFactory = _ => 1000 },
+        new Option<int>("--window") { Description = $"{condition}: steps in the sliding window of expert load (the window figures and --window-load).", DefaultValueFactory = _ => DefaultWindow },
         1,
         int.MaxValue,
         "the steps in the window");
@@ -57,7 +60,7 @@ internal sealed class ModelOptions(string condition)
         : MetricsOption(parse) is { } metrics ? (metrics.Name, metrics == RecentSteps
             ? "publishes the balance over a model's sliding window (one layer's metrics have none)"
             : "shapes a whole model's metrics (one layer's metrics publish every expert)")
-        : parse.GetResult(Window) is { Implicit: false } ? ($"--window {parse.GetValue(Window)}", "the sliding window of expert load is a model's")
+        : WindowGiven(parse) ? ($"--window {parse.GetValue(Window)}", "the sliding window of expert load is a model's")
         : null;
 
     /// <summary>The metrics option given, <c>--metrics-top-experts</c> before <c>--metrics-expert-series</c> before <c>--metrics-recent-steps</c>; null for none.</summary>
@@ -78,9 +81,11 @@ internal sealed class ModelOptions(string condition)
     public int WindowFor(ParseResult parse, int layers, int experts, int steps)
     {
         var value = parse.GetValue(Window);
-        var given = parse.GetResult(Window) is { Implicit: false };
-        return given || (long)value * layers * experts <= ModelRoutingStatsOptions.MaxWindowEntries ? value : Math.Clamp(steps, 1, value);
+        return WindowGiven(parse) || (long)value * layers * experts <= ModelRoutingStatsOptions.MaxWindowEntries ? value : Math.Clamp(steps, 1, value);
     }
+
+    /// <summary>Whether --window was given, rather than chosen by <see cref="WindowFor"/>.</summary>
+    public bool WindowGiven(ParseResult parse) => parse.GetResult(Window) is { Implicit: false };
 
     /// <summary>
     /// Why the model's metrics cannot be served as asked: a top-K above the experts, recent steps

@@ -13,6 +13,9 @@ internal sealed class ModelReplay : RecordingRun
 {
     public required ModelRoutingStatsOptions Options { get; init; }
 
+    /// <summary>Whether <see cref="ModelRoutingStatsOptions.Window"/> is --window's; otherwise the replay chose it (<see cref="ModelOptions.WindowFor"/>).</summary>
+    public bool WindowGiven { get; init; }
+
     /// <summary>Where <c>--window-load</c> writes <see cref="ModelRoutingStats.WindowLoad()"/>; null for nowhere.</summary>
     public FileInfo? WindowLoad { get; init; }
 
@@ -30,6 +33,12 @@ internal sealed class ModelReplay : RecordingRun
     /// large model's window may be cut to the steps recorded, whose recent steps are all of it.
     /// </summary>
     private int? RecentSteps() => MetricsRecentSteps is { } steps ? Math.Min(steps, Options.Window) : null;
+
+    /// <summary>The window as an error names it: the option where it was given, else where the replay's choice came from.</summary>
+    private string WindowName() =>
+        WindowGiven ? $"--window {Options.Window}"
+        : Options.Window < ModelOptions.DefaultWindow ? $"the window of {Counted.Of(Options.Window, "step")} (--window not given: the steps to record, as {ModelOptions.DefaultWindow:N0} would not fit)"
+        : $"the window of {Counted.Of(Options.Window, "step")} (--window not given: its default)";
 
     /// <summary>Records <paramref name="steps"/> steps of <paramref name="ids"/> (<c>[layers, tokens, topK]</c>, filled by <paramref name="fill"/>), then reports.</summary>
     /// <param name="steps">Steps to record.</param>
@@ -52,14 +61,15 @@ internal sealed class ModelReplay : RecordingRun
         catch (ArgumentOutOfRangeException exception)
         {
             // Layers and experts were checked against the file; what is left is the window ring's size.
-            Console.Error.WriteLine($"--window {Options.Window}: {ErrorText.Of(exception)} Give a shorter window.");
+            var longest = ModelRoutingStatsOptions.MaxWindowEntries / ((long)Options.Layers * Options.Experts);
+            Console.Error.WriteLine($"{WindowName()}: {ErrorText.Of(exception)} Give --window {longest:N0} or less.");
             return ExitCodes.Usage;
         }
         catch (InsufficientMemoryException)
         {
             // The engine could not allocate the state, whose window ring is nearly all of it.
             Console.Error.WriteLine(
-                $"--window {Options.Window}: the model's state ({Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} in the window) needs {Options.DeviceStateBytes / (1024.0 * 1024 * 1024):F1} GiB, more memory than the engine could allocate; give a shorter window.");
+                $"{WindowName()}: the model's state ({Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} in the window) needs {Options.DeviceStateBytes / (1024.0 * 1024 * 1024):F1} GiB, more memory than the engine could allocate; give a shorter --window.");
             return ExitCodes.Usage;
         }
 
@@ -71,6 +81,7 @@ internal sealed class ModelReplay : RecordingRun
 
         using var served = metrics;
         var timeline = Plot is null ? null : new BalanceTimeline(Options.Layers, Options.Experts, steps);
+        var times = new StepTimes { Timed = Timed };
         var started = Stopwatch.GetTimestamp();
         var lastReport = started;
         var done = 0;
@@ -80,12 +91,19 @@ internal sealed class ModelReplay : RecordingRun
             for (var step = 0; step < steps && !interrupt.Requested; step++, done++)
             {
                 var tokens = fill(step, ids);
+                var recording = Stopwatch.GetTimestamp();
                 stats.RecordStep(ids[..(Options.Layers * tokens * topK)], tokens, topK);
+                // The first step compiles the engine's code: timed, it would make the mean describe the warm-up.
+                if (step > 0)
+                {
+                    times.Add(Stopwatch.GetElapsedTime(recording), tokens);
+                }
+
                 timeline?.Add(ids, tokens, topK);
                 progress.Report(step + 1);
                 if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
                 {
-                    progress.WriteLine(ModelReport.Periodic(stats.Summary(), step + 1, steps, Stopwatch.GetElapsedTime(started)));
+                    progress.WriteLine(ModelReport.Periodic(stats.Summary(), times, step + 1, steps, Stopwatch.GetElapsedTime(started)));
                     lastReport = Stopwatch.GetTimestamp();
                 }
             }
@@ -110,12 +128,12 @@ internal sealed class ModelReplay : RecordingRun
 
         if (Json)
         {
-            ModelReport.WriteJson(Console.Out, summary, counts, Options.Experts);
+            ModelReport.WriteJson(Console.Out, summary, counts, Options.Experts, times);
             Console.Error.WriteLine($"engine: {EngineChoice.Describe(stats)}");
         }
         else
         {
-            ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats));
+            ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats), times);
         }
 
         var written = new OutputFiles(Console)

@@ -27,6 +27,9 @@ internal abstract class RecordingRun
 
     public required string Title { get; init; }
 
+    /// <summary>What the time per batch or step covers and leaves out, for the report.</summary>
+    public required string Timed { get; init; }
+
     /// <summary>With <c>--serve-after</c>, after a run that recorded every step, keeps the endpoint serving the final state until Ctrl-C or SIGTERM.</summary>
     protected void ServeAfterTheRun(bool finished)
     {

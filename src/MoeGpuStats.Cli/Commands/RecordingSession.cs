@@ -18,9 +18,6 @@ internal sealed class RecordingSession : RecordingRun
 {
     public required RoutingStatsOptions Options { get; init; }
 
-    /// <summary>What the per-batch latency times, for the report.</summary>
-    public required string Timed { get; init; }
-
     /// <summary>Records <paramref name="steps"/> batches of <paramref name="ids"/> (filled, then recorded and timed), then reports.</summary>
     /// <param name="steps">Batches to record.</param>
     /// <param name="ids">The buffer each batch is filled into.</param>

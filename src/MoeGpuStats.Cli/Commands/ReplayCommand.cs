@@ -193,9 +193,11 @@ internal static class ReplayCommand
                             parse,
                             console,
                             new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = model.WindowFor(parse, trace.Layers, e, steps) },
+                            model.WindowGiven(parse),
                             parse.GetValue(model.WindowLoad),
                             model.Metrics(parse),
-                            $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})");
+                            $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",
+                            "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");
                         return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => checks.Warnings(trace.Steps)));
                     }
 

@@ -227,11 +227,12 @@ internal static class SharedOptions
         public string? Problem(ParseResult parse) =>
             parse.GetValue(_serveAfter) && parse.GetValue(_port) is null ? "--serve-after: needs --metrics-port, whose endpoint it keeps serving." : null;
 
-        /// <summary>A replay of a whole model with these options.</summary>
-        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, FileInfo? windowLoad, ModelMetrics metrics, string title) => new()
+        /// <summary>A replay of a whole model with these options; <paramref name="windowGiven"/>: whether its window is --window's.</summary>
+        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, bool windowGiven, FileInfo? windowLoad, ModelMetrics metrics, string title, string timed) => new()
         {
             Console = console,
             Options = shape with { ExpertCapacity = parse.GetValue(_capacity) },
+            WindowGiven = windowGiven,
             Json = parse.GetValue(_json),
             WindowLoad = windowLoad,
             Plot = parse.GetValue(_plot),
@@ -244,6 +245,7 @@ internal static class SharedOptions
             ServeAfter = parse.GetValue(_serveAfter),
             ReportInterval = parse.GetValue(_interval),
             Title = title,
+            Timed = timed,
         };
 
         /// <summary>--metrics-port: null when not given.</summary>

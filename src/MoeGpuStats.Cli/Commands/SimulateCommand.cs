@@ -81,9 +81,11 @@ internal static class SimulateCommand
                         parse,
                         console,
                         new ModelRoutingStatsOptions { Layers = modelLayers, Experts = e, Window = model.WindowFor(parse, modelLayers, e, n) },
+                        model.WindowGiven(parse),
                         parse.GetValue(model.WindowLoad),
                         model.Metrics(parse),
-                        $"simulate: {Counted.Of(n, "step")} of {Counted.Of(t, "token")} in {Counted.Of(modelLayers, "layer")}, {shape}");
+                        $"simulate: {Counted.Of(n, "step")} of {Counted.Of(t, "token")} in {Counted.Of(modelLayers, "layer")}, {shape}",
+                        "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); drawing the random ids is not timed, nor the first step, which loads the engine (JIT, kernels)");
                     return run.Run(
                         n,
                         ids.Span,

@@ -19,7 +19,8 @@ internal static class ModelReport
     /// <param name="counts">The model's counts over its layers.</param>
     /// <param name="heading">What ran, in one line.</param>
     /// <param name="engine">Which engine counted and why; null for a snapshot read back, which no engine here counted.</param>
-    public static void Print(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, string heading, string? engine)
+    /// <param name="times">The run's time per step; null for a snapshot read back, whose steps no one here timed.</param>
+    public static void Print(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, string heading, string? engine, StepTimes? times = null)
     {
         output.WriteLine(heading);
         if (engine is not null)
@@ -81,10 +82,30 @@ internal static class ModelReport
         {
             Line(output, "slots dropped", Invariant($"{counts.SlotsDropped:N0}"), $"{ModelCounts.Percent(counts.SlotsDropped, counts.RoutedSlots)} of routed slots, over {capacity:N0} per expert per step");
         }
+
+        if (times is not null)
+        {
+            output.WriteLine();
+            output.WriteLine($"Time per step: {times.Timed}");
+            if (times.Count > 0)
+            {
+                Line(output, "mean", Invariant($"{times.MeanMs:#,0.000} ms"));
+                Line(output, "95th percentile", Invariant($"{times.P95Ms:#,0.000} ms"), $"of the newest {times.PercentileSteps:N0}");
+                Line(output, "tokens per second", Invariant($"{times.TokensPerSecond:#,0}"), "through every layer: the timed steps' tokens / their time");
+            }
+            else
+            {
+                Line(output, "steps timed", "none");
+            }
+        }
     }
 
-    /// <summary>The same figures as JSON, every layer in layer order; snake_case names, as the snapshot's and plan's JSON.</summary>
-    public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts)
+    /// <summary>
+    /// The same figures as JSON, every layer in layer order; snake_case names, as the snapshot's and plan's
+    /// JSON. A run's <paramref name="times"/> add <c>step_time</c>: the steps timed, and the mean and 95th
+    /// percentile in milliseconds.
+    /// </summary>
+    public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts, StepTimes? times = null)
     {
         using var json = new JsonOut(output);
         var writer = json.Writer;
@@ -133,14 +154,23 @@ internal static class ModelReport
             json.Drain();
         }
 
+        if (times is not null)
+        {
+            writer.WriteStartObject("step_time");
+            writer.WriteNumber("timed_steps", times.Count);
+            writer.WriteNumber("mean_ms", times.MeanMs);
+            writer.WriteNumber("p95_ms", times.P95Ms);
+            writer.WriteEndObject();
+        }
+
         writer.WriteEndObject();
         json.Drain();
         output.WriteLine();
     }
 
     /// <summary>One line while recording: the figures an operator watches, in the final report's units.</summary>
-    public static string Periodic(ModelRoutingSummary summary, int done, int total, TimeSpan elapsed) =>
-        Invariant($"after {done:N0} of {total:N0} steps ({elapsed.TotalSeconds:0.0} s): window balancedness min {Figure(summary.Window.MinBalancedness)} (layer {summary.Window.WorstLayer}), mean {Figure(summary.Window.MeanBalancedness)}");
+    public static string Periodic(ModelRoutingSummary summary, StepTimes times, int done, int total, TimeSpan elapsed) =>
+        Invariant($"after {done:N0} of {total:N0} steps ({elapsed.TotalSeconds:0.0} s): window balancedness min {Figure(summary.Window.MinBalancedness)} (layer {summary.Window.WorstLayer}), mean {Figure(summary.Window.MeanBalancedness)}; {times.Periodic()}");
 
     /// <summary>Layer indices by balancedness, lowest first; ties in layer order.</summary>
     internal static IEnumerable<int> WorstFirst(BalanceSummary balance) =>

@@ -41,6 +41,9 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData("--layers 2 --metrics-recent-steps 2", "--metrics-recent-steps: shapes the metrics of --metrics-port, which was not given.")]
     [InlineData("--layers 2 --metrics-port 9 --metrics-recent-steps 0", "--metrics-recent-steps 0: give the window's newest steps to publish (at most --window), a whole number from 1")]
     [InlineData("--layers 2 --metrics-port 9 --window 10 --metrics-recent-steps 11", "--metrics-recent-steps 11: the window holds 10 steps (--window 10); give 1 to 10.")]
+    [InlineData("--layers 600 -e 4096 -k 1 --window 1000", "--window 1000: Window × Layers × Experts is 2,457,600,000; at most 2,147,483,591 (the window ring's counts). Give --window 873 or less.")]
+    [InlineData("--layers 600 -e 4096 -k 1 --steps 900", "the window of 900 steps (--window not given: the steps to record, as 1,000 would not fit): Window × Layers × Experts is 2,211,840,000; at most 2,147,483,591 (the window ring's counts). Give --window 873 or less.")]
+    [InlineData("--layers 600 -e 4096 -k 1 --steps 5000", "the window of 1,000 steps (--window not given: its default): Window × Layers × Experts is 2,457,600,000;")]
     public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
     {
         var given = arguments.Split(' ');
@@ -238,7 +241,7 @@ public sealed class SimulateCommandTests : IDisposable
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.StartsWith("--window 524287: ", text);
-        Assert.Contains("give a shorter window", text);
+        Assert.Contains("give a shorter --window", text);
         Assert.DoesNotContain("unexpected", text);
         Assert.Single(text.TrimEnd().Split('\n'));
     }
@@ -373,6 +376,33 @@ public sealed class SimulateCommandTests : IDisposable
         using var other = SnapshotFile.Load(Simulate("other", "6")).Model!;
         Assert.Equal(model.WindowLoad(), again.WindowLoad());
         Assert.NotEqual(model.WindowLoad(), other.WindowLoad());
+    }
+
+    /// <summary>
+    /// A model's run times its RecordStep calls as a layer's run times its batches: every step but the
+    /// first (the engine's warm-up), in the report and in --json's step_time, and says what is timed.
+    /// </summary>
+    [Fact]
+    public void AModelsRunReportsTheTimeOfEveryStepButTheFirst()
+    {
+        var (code, output, error) = Run("simulate", "--layers", "3", "--experts", "8", "--tokens", "4", "--steps", "7");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("Time per step: one RecordStep call", output);
+        Assert.Contains("drawing the random ids is not timed, nor the first step", output);
+        Assert.Matches(@"\n  mean +[0-9.,]+ ms\r?\n", output);
+        Assert.Matches(@"95th percentile +[0-9.,]+ ms +of the newest 6\r?\n", output);
+        Assert.Matches(@"tokens per second +[0-9,]+ +through every layer", output);
+
+        (code, output, error) = Run("simulate", "--layers", "3", "--experts", "8", "--tokens", "4", "--steps", "7", "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        var time = System.Text.Json.JsonDocument.Parse(output).RootElement.GetProperty("step_time");
+        Assert.Equal(6, time.GetProperty("timed_steps").GetInt32());
+        Assert.True(time.GetProperty("mean_ms").GetDouble() > 0, output);
+        Assert.True(time.GetProperty("p95_ms").GetDouble() > 0, output);
+
+        (code, output, error) = Run("simulate", "--layers", "3", "--experts", "8", "--tokens", "4", "--steps", "1");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Matches(@"steps timed +none\r?\n", output);
     }
 
     /// <summary>--seed makes a run repeatable: the same seed saves the same counts and losses, another seed other counts.</summary>
