@@ -2,15 +2,18 @@
 # The whole GPU check, in one call to the GPU machine (no .NET SDK there).
 #
 # Here:   bash scripts/pack-device.sh
-# There:  device tool, carry [".device"], timeout_s about 580:   bash scripts/device-check.sh
-# Writes env.txt, tests.log, tests-opencl.log, bench.log, device-check.json, model-check.json, torch.json, model-torch.json, targets.md,
-# interop.log and cli-device.json under $OUT (the device tool brings back only a few files); copy the figures into docs/performance.md
-# with the card, driver and date.
+# There:  device tool, carry [".device"], timeout_s that fits the device time left (580 s of 15 minutes, about 450 s of 10):   bash scripts/device-check.sh
+# Writes env.txt, bench.log, targets.md, interop.log, tests.log, tests-opencl.log and json.tgz (device-check.json,
+# model-check.json, torch.json, model-torch.json, cli-device.json) under $OUT: the device tool brings back at most 8 files.
+# Copy the figures into docs/performance.md with the card, driver and date.
 set -uo pipefail
+export PYTHONUNBUFFERED=1  # a python step killed by its timeout still leaves its lines in bench.log
 out=${OUT:-/tmp/moegs-out}
 mkdir -p "$out"
-# targets.py reads the checks' JSON: none may be left from an earlier run into the same folder.
-rm -f "$out/device-check.json" "$out/model-check.json"
+# targets.py reads the checks' JSON: none may be left from an earlier run.
+js=/tmp/moegs-json
+rm -rf "$js" && mkdir -p "$js"
+keep_json() { tar czf "$out/json.tgz.part" -C "$js" . && mv -f "$out/json.tgz.part" "$out/json.tgz"; }
 root=$(pwd)
 [ -f "$root/.device/pkg.txz" ] || { echo "no .device/pkg.txz: run bash scripts/pack-device.sh on the dev machine and carry .device"; exit 1; }
 rm -rf /tmp/pkg && tar xJf "$root/.device/pkg.txz" -C /tmp && cp "$root/.device/libmoegs.so" /tmp/pkg/
@@ -21,37 +24,43 @@ cat "$out/env.txt"
 # 1. The machine's CUDA assembler on each kernel: its registers decide how many groups a multiprocessor holds.
 ptxas=$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)
 ./MoeGpuStats.Bench --emit-ptx /tmp/moegs-ptx > /dev/null 2>&1
+{ [ -x "$ptxas" ] || echo "no ptxas on PATH or at $ptxas: no registers read"
 for f in /tmp/moegs-ptx/*.ptx; do
   echo "$(basename "$f"): $("$ptxas" -arch=sm_90 -O3 -v "$f" -o /dev/null 2>&1 | grep -E 'Used|spill' | tr -s ' \n' ' ')"
-done | tee "$out/bench.log"
+done; } | tee "$out/bench.log"
 
 # 2. The device check's tables at E = 256 (the baseline's sizes), also as JSON for targets.py, then the seed workload on this host.
-timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 --json "$out/device-check.json" 2>&1 | tee -a "$out/bench.log"
+#    CUDA by name: where ILGPU sees none, the checks stop at once instead of spending their timeouts on the CPU accelerator.
+MOEGS_ACCELERATOR=cuda timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 --json "$js/device-check.json" 2>&1 | tee -a "$out/bench.log"
+keep_json
 timeout 40 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
 echo "bench done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 2b. The whole model: one RecordStep against L single-layer records and a copy of the same bytes,
 #     L = 58, E = 256, k = 8 and L = 32, E = 8, k = 2 (Mixtral) at 1 to 16,384 tokens (ModelShape.Default).
-timeout 120 ./MoeGpuStats.Bench --model-check --json "$out/model-check.json" 2>&1 | tee -a "$out/bench.log"
+MOEGS_ACCELERATOR=cuda timeout 120 ./MoeGpuStats.Bench --model-check --json "$js/model-check.json" 2>&1 | tee -a "$out/bench.log"
+keep_json
 echo "model check done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 3. The PyTorch baseline on the same data, in the same call.
-timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$out/torch.json" 2>&1 | tee -a "$out/bench.log"
+timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$js/torch.json" 2>&1 | tee -a "$out/bench.log"
+keep_json
 echo "torch baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 3a. What a PyTorch server records per step without this library (vLLM's per-layer scatter_add_,
 #     index_add_, bincount), the model check's shapes and data.
 if python3 -c 'import torch' > /dev/null 2>&1; then
-  timeout 120 python3 "$root/bench/torch/model_baseline.py" --json "$out/model-torch.json" 2>&1 | tee -a "$out/bench.log"
+  timeout 120 python3 "$root/bench/torch/model_baseline.py" --json "$js/model-torch.json" 2>&1 | tee -a "$out/bench.log"
 else
   echo "torch is absent: bench/torch/model_baseline.py skipped; the model targets against PyTorch stay unmeasured" | tee -a "$out/bench.log"
 fi
+keep_json
 echo "model baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 3b. Issue 4's targets from the device check's JSON and the baseline's, and the candidate countings against the copy and
 #     the library's; first the whole-model targets (decode step < 10 µs, ≥ 20× per-layer PyTorch, prefill ≥ 80 % of the copy).
-python3 "$root/scripts/targets.py" --device-check "$out/device-check.json" --torch "$out/torch.json" \
-  --model-check "$out/model-check.json" --model-torch "$out/model-torch.json" 2>&1 | tee "$out/targets.md"
+python3 "$root/scripts/targets.py" --device-check "$js/device-check.json" --torch "$js/torch.json" \
+  --model-check "$js/model-check.json" --model-torch "$js/model-torch.json" 2>&1 | tee "$out/targets.md"
 
 # 4. PyTorch -> Python wrapper -> libmoegs (self-contained runtime) on torch's current stream, no synchronize.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 60 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"
@@ -60,14 +69,15 @@ MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 40 python3 "$root/python/examples/torch_c
 echo "interop done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 5. The main job, the CLI, on the best accelerator (CUDA there) and on the managed engine: same routing, same numbers.
-timeout 40 ./moegs simulate --steps 100 --json > "$out/cli-device.json" 2> /tmp/cli-device.log
+timeout 40 ./moegs simulate --steps 100 --json > "$js/cli-device.json" 2> /tmp/cli-device.log
 MOEGS_ACCELERATOR=managed timeout 40 ./moegs simulate --steps 100 --json > /tmp/cli-managed.json 2> /dev/null
-python3 - "$out/cli-device.json" /tmp/cli-managed.json <<'PY' 2>&1 | tee -a "$out/interop.log"
+python3 - "$js/cli-device.json" /tmp/cli-managed.json <<'PY' 2>&1 | tee -a "$out/interop.log"
 import json, sys
 device, managed = (json.load(open(path)) for path in sys.argv[1:3])
 differ = [key for key in managed if key != "routing_latency_stats" and device.get(key) != managed[key]]
 print("cli: device and managed snapshots", "EQUAL (latency aside)" if not differ else f"DIFFER in {differ}")
 PY
+keep_json
 grep -m1 "engine" /tmp/cli-device.log | tee -a "$out/interop.log"
 echo "cli done at ${SECONDS}s" | tee -a "$out/env.txt"
 

@@ -38,7 +38,10 @@ def check_tables(path, option):
         print(f"No {option} JSON ({error}): its targets are not measured.")
         print()
         return None
-    if not check["complete"]:
+    print(f"{option[2:]}: {check.get('device')} ({check.get('accelerator_type')})"
+          + ("" if check.get("accelerator_type") == "Cuda" else ": NOT A CUDA DEVICE, the targets below are not the GPU's"))
+    print()
+    if not check.get("complete"):
         # The check writes its document after every row: one killed by its timeout leaves what it measured.
         print(f"{path}: the {option[2:]} stopped before its end; its last tables may miss rows.")
         print()
@@ -72,14 +75,14 @@ def device_targets(check_path, torch_path):
         share = n * 4 / (record * 1e3) / copy[n]
         base = torch.get(n)
         faster = base["record_ms"] * 1e3 / record if base else float("nan")
-        same = "equal" if base and r["checksum"] == base["checksum"] else "DIFFER"
-        held = [f"≥10× torch: {'yes' if faster >= 10 else 'no'}"]
+        same = "-" if not base else "equal" if r["checksum"] == base["checksum"] else "DIFFER"
+        held = [f"≥10× torch: {'-' if not base else 'yes' if faster >= 10 else 'no'}"]
         if n <= 32768:
             held.append(f"< 8 µs: {'yes' if record < 8 else 'no'}")
         if n >= 16 * 1048576:
             held.append(f"≥ 80 % of copy: {'yes' if share >= 0.8 else 'no'}")
         torch_us = f"{base['record_ms'] * 1e3:.1f} µs" if base else "-"
-        print(f"| {size(n)} | {record:.1f} µs | {share:.0%} | {torch_us} | {faster:.1f}× | {same} | {'; '.join(held)} |")
+        print(f"| {size(n)} | {record:.1f} µs | {share:.0%} | {torch_us} | {f'{faster:.1f}×' if base else '-'} | {same} | {'; '.join(held)} |")
 
     padding = found.get("padding")
     if padding:

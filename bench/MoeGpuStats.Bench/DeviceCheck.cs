@@ -18,13 +18,16 @@ namespace MoeGpuStats.Bench;
 internal static class DeviceCheck
 {
     /// <summary>The device <c>MOEGS_ACCELERATOR</c> names, else CUDA, then OpenCL, then the CPU accelerator.</summary>
+    /// <exception cref="InvalidOperationException">No device of the kind <c>MOEGS_ACCELERATOR</c> names is present.</exception>
     public static ILGPU.Runtime.Device ChooseDevice(Context context)
     {
         var wanted = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.ToLowerInvariant();
         return context.Devices
             .Where(d => wanted is null or "" || d.AcceleratorType.ToString().Equals(wanted, StringComparison.OrdinalIgnoreCase))
             .OrderBy(d => d.AcceleratorType switch { AcceleratorType.Cuda => 0, AcceleratorType.OpenCL => 1, _ => 2 })
-            .First();
+            .FirstOrDefault()
+            ?? throw new InvalidOperationException(
+                $"{RoutingStats.AcceleratorVariable}={wanted}: ILGPU lists no such device here ({string.Join(", ", context.Devices.Select(d => $"{d.AcceleratorType} {d.Name}"))}).");
     }
 
     public static int Run(string[] args)
