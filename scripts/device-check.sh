@@ -12,8 +12,12 @@ out=${OUT:-/tmp/moegs-out}
 mkdir -p "$out"
 # targets.py reads the checks' JSON: none may be left from an earlier run.
 js=/tmp/moegs-json
-rm -rf "$js" && mkdir -p "$js"
+rm -rf "$js" "$out/json.tgz" "$out/json.tgz.part" && mkdir -p "$js"
 keep_json() { tar czf "$out/json.tgz.part" -C "$js" . && mv -f "$out/json.tgz.part" "$out/json.tgz"; }
+# The checks write their JSON after every row: a SIGTERM to the script packs the rows so far once the
+# step running ends (each runs under timeout, in a process group of its own); a SIGKILL leaves the last packing.
+trap keep_json EXIT
+trap 'exit 143' TERM
 root=$(pwd)
 [ -f "$root/.device/pkg.txz" ] || { echo "no .device/pkg.txz: run bash scripts/pack-device.sh on the dev machine and carry .device"; exit 1; }
 rm -rf /tmp/pkg && tar xJf "$root/.device/pkg.txz" -C /tmp && cp "$root/.device/libmoegs.so" /tmp/pkg/
@@ -24,10 +28,13 @@ cat "$out/env.txt"
 # 1. The machine's CUDA assembler on each kernel: its registers decide how many groups a multiprocessor holds.
 ptxas=$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)
 ./MoeGpuStats.Bench --emit-ptx /tmp/moegs-ptx > /dev/null 2>&1
-{ [ -x "$ptxas" ] || echo "no ptxas on PATH or at $ptxas: no registers read"
-for f in /tmp/moegs-ptx/*.ptx; do
-  echo "$(basename "$f"): $("$ptxas" -arch=sm_90 -O3 -v "$f" -o /dev/null 2>&1 | grep -E 'Used|spill' | tr -s ' \n' ' ')"
-done; } | tee "$out/bench.log"
+if [ -x "$ptxas" ]; then
+  for f in /tmp/moegs-ptx/*.ptx; do
+    echo "$(basename "$f"): $("$ptxas" -arch=sm_90 -O3 -v "$f" -o /dev/null 2>&1 | grep -E 'Used|spill' | tr -s ' \n' ' ')"
+  done
+else
+  echo "no ptxas on PATH or at $ptxas: no registers read"
+fi | tee "$out/bench.log"
 
 # 2. The device check's tables at E = 256 (the baseline's sizes), also as JSON for targets.py, then the seed workload on this host.
 #    CUDA by name: where ILGPU sees none, the checks stop at once instead of spending their timeouts on the CPU accelerator.

@@ -6,8 +6,11 @@ bench/torch/model_baseline.py's JSON. The checks' JSON is bench/MoeGpuStats.Benc
 {"check", "device", "accelerator_type", "complete", "run": {..}, "tables": {"record": [rows], ..}};
 docs/performance.md lists the tables and their keys.
 
-    python3 scripts/targets.py --device-check OUT/device-check.json --torch OUT/torch.json \
-        [--model-check OUT/model-check.json --model-torch OUT/model-torch.json]
+    python3 scripts/targets.py --device-check device-check.json --torch torch.json \
+        [--model-check model-check.json --model-torch model-torch.json]
+
+(scripts/device-check.sh runs it on the JSON it then packs into $OUT/json.tgz.) Each check's tables
+are headed by the device it ran on, and one that is not CUDA is named as such.
 
 Prints, when the model check or its baseline is given, the whole model's rows and targets; then,
 per size: the record's median, its read rate against the copy measured in the same run, PyTorch's

@@ -122,6 +122,17 @@ class TargetsTests(unittest.TestCase):
         self.assertIn("| 58 × 256 × 8 | 256 | 9.0 µs | 180.0 µs (20.0×) | - | - | - | - | 50% | equal | < 10 µs: yes |", out)
         self.assertIn("| at least 20× faster than per-layer PyTorch recording (vLLM's scatter_add_) | no baseline | - |", out)
 
+    def test_each_check_is_headed_by_its_device_and_one_not_cuda_is_named(self):
+        out = self.run_targets(device_check=DEVICE_CHECK, torch=TORCH, model_check=dict(MODEL_CHECK, device="CPUAccelerator", accelerator_type="CPU"))
+        self.assertIn("device-check: test (Cuda)\n", out)
+        self.assertIn("model-check: CPUAccelerator (CPU): NOT A CUDA DEVICE, the targets below are not the GPU's", out)
+
+    def test_a_missing_torch_baseline_leaves_each_size_unmeasured_not_missed(self):
+        out = self.run_targets(device_check=DEVICE_CHECK)
+        self.assertIn("| 32 Ki | 7.5 µs | 44% | - | - | - | ≥10× torch: -; < 8 µs: yes |", out)
+        self.assertNotIn("DIFFER |", out)
+        self.assertNotIn("torch: no", out)
+
     def test_a_check_stopped_early_is_said_and_its_rows_read(self):
         out = self.run_targets(device_check=dict(DEVICE_CHECK, complete=False), torch=TORCH)
         self.assertIn("the device-check stopped before its end", out)

@@ -18,7 +18,7 @@ namespace MoeGpuStats.Bench;
 internal static class DeviceCheck
 {
     /// <summary>The device <c>MOEGS_ACCELERATOR</c> names, else CUDA, then OpenCL, then the CPU accelerator.</summary>
-    /// <exception cref="InvalidOperationException">No device of the kind <c>MOEGS_ACCELERATOR</c> names is present.</exception>
+    /// <exception cref="NoSuchDeviceException">No device of the kind <c>MOEGS_ACCELERATOR</c> names is present.</exception>
     public static ILGPU.Runtime.Device ChooseDevice(Context context)
     {
         var wanted = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.ToLowerInvariant();
@@ -26,7 +26,7 @@ internal static class DeviceCheck
             .Where(d => wanted is null or "" || d.AcceleratorType.ToString().Equals(wanted, StringComparison.OrdinalIgnoreCase))
             .OrderBy(d => d.AcceleratorType switch { AcceleratorType.Cuda => 0, AcceleratorType.OpenCL => 1, _ => 2 })
             .FirstOrDefault()
-            ?? throw new InvalidOperationException(
+            ?? throw new NoSuchDeviceException(
                 $"{RoutingStats.AcceleratorVariable}={wanted}: ILGPU lists no such device here ({string.Join(", ", context.Devices.Select(d => $"{d.AcceleratorType} {d.Name}"))}).");
     }
 
@@ -476,3 +476,6 @@ internal static class DeviceCheck
 
     private sealed record QueryLaunchRow(int Experts, double DeviceUs, double HostUs);
 }
+
+/// <summary>No device of the kind <c>MOEGS_ACCELERATOR</c> names: the message says which, and which devices ILGPU lists.</summary>
+internal sealed class NoSuchDeviceException(string message) : Exception(message);

@@ -7,14 +7,18 @@ if (args.Contains("--seed-workload"))
     return SeedWorkload.Run(args);
 }
 
-if (args.Contains("--device-check"))
+if (args.Contains("--device-check") || args.Contains("--model-check"))
 {
-    return DeviceCheck.Run(args);
-}
-
-if (args.Contains("--model-check"))
-{
-    return ModelDeviceCheck.Run(args);
+    try
+    {
+        return args.Contains("--device-check") ? DeviceCheck.Run(args) : ModelDeviceCheck.Run(args);
+    }
+    catch (NoSuchDeviceException exception)
+    {
+        // The GPU check asks for CUDA by name: a machine without one says so in a line and stops at once.
+        Console.Error.WriteLine(exception.Message);
+        return 3;
+    }
 }
 
 if (args.Contains("--emit-ptx"))

@@ -16,7 +16,7 @@ internal sealed class ModelOptions(string condition)
     private const int MaxSeries = 250_000;
 
     /// <summary>--window's default: the library's, as vLLM's and SGLang's rings.</summary>
-    public static readonly int DefaultWindow = new ModelRoutingStatsOptions().Window;
+    private static readonly int DefaultWindow = new ModelRoutingStatsOptions().Window;
 
     public Option<int> Window { get; } = SharedOptions.WholeNumber(
         new Option<int>("--window") { Description = $"{condition}: steps in the sliding window of expert load (the window figures and --window-load).", DefaultValueFactory = _ => DefaultWindow },
@@ -74,18 +74,31 @@ internal sealed class ModelOptions(string condition)
         new(parse.GetValue(TopExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(ExpertSeries), parse.GetValue(RecentSteps));
 
     /// <summary>
-    /// The window: --window as given; by default 1,000 steps, or the steps recorded where a ring of 1,000
-    /// would pass the limit (<see cref="ModelRoutingStatsOptions.MaxWindowEntries"/>): a window of every
-    /// step gives the same figures, and a few steps of a large model need no more.
+    /// The window, and how an error names it: --window as given; by default 1,000 steps, or where a ring
+    /// of 1,000 would pass the limit (<see cref="ModelRoutingStatsOptions.MaxWindowEntries"/>) the steps
+    /// recorded, at most the longest window that fits: a window of every step gives the same figures,
+    /// and a few steps of a large model need no more.
     /// </summary>
-    public int WindowFor(ParseResult parse, int layers, int experts, int steps)
+    public ModelWindow WindowFor(ParseResult parse, int layers, int experts, int steps)
     {
         var value = parse.GetValue(Window);
-        return WindowGiven(parse) || (long)value * layers * experts <= ModelRoutingStatsOptions.MaxWindowEntries ? value : Math.Clamp(steps, 1, value);
+        if (WindowGiven(parse))
+        {
+            return new(value, $"--window {value}");
+        }
+
+        var longest = (int)Math.Min(ModelRoutingStatsOptions.MaxWindowEntries / ((long)layers * experts), int.MaxValue);
+        if (value <= longest)
+        {
+            return new(value, $"the window of {Counted.Of(value, "step")} (--window not given: its default)");
+        }
+
+        var chosen = Math.Clamp(steps, 1, longest);
+        return new(chosen, $"the window of {Counted.Of(chosen, "step")} (--window not given: {(chosen == steps ? "the steps to record" : "the longest that fits")}, as {value:N0} would not fit)");
     }
 
     /// <summary>Whether --window was given, rather than chosen by <see cref="WindowFor"/>.</summary>
-    public bool WindowGiven(ParseResult parse) => parse.GetResult(Window) is { Implicit: false };
+    private bool WindowGiven(ParseResult parse) => parse.GetResult(Window) is { Implicit: false };
 
     /// <summary>
     /// Why the model's metrics cannot be served as asked: a top-K above the experts, recent steps
@@ -123,3 +136,6 @@ internal sealed class ModelOptions(string condition)
             : $"--metrics-top-experts {top}: {layers:N0} layers make {ranked:N0} series (4 per layer and rank), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: give at most {(MaxSeries - withoutRanked) / (4L * layers):N0}.";
     }
 }
+
+/// <summary>A model's window in steps, and how an error names it (<c>--window 700</c>, or where the replay's choice came from).</summary>
+internal readonly record struct ModelWindow(int Steps, string Named);

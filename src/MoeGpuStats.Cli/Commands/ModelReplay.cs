@@ -13,8 +13,8 @@ internal sealed class ModelReplay : RecordingRun
 {
     public required ModelRoutingStatsOptions Options { get; init; }
 
-    /// <summary>Whether <see cref="ModelRoutingStatsOptions.Window"/> is --window's; otherwise the replay chose it (<see cref="ModelOptions.WindowFor"/>).</summary>
-    public bool WindowGiven { get; init; }
+    /// <summary>How an error names the window: <c>--window 700</c>, or where the replay's choice came from (<see cref="ModelOptions.WindowFor"/>).</summary>
+    public required string WindowNamed { get; init; }
 
     /// <summary>Where <c>--window-load</c> writes <see cref="ModelRoutingStats.WindowLoad()"/>; null for nowhere.</summary>
     public FileInfo? WindowLoad { get; init; }
@@ -33,12 +33,6 @@ internal sealed class ModelReplay : RecordingRun
     /// large model's window may be cut to the steps recorded, whose recent steps are all of it.
     /// </summary>
     private int? RecentSteps() => MetricsRecentSteps is { } steps ? Math.Min(steps, Options.Window) : null;
-
-    /// <summary>The window as an error names it: the option where it was given, else where the replay's choice came from.</summary>
-    private string WindowName() =>
-        WindowGiven ? $"--window {Options.Window}"
-        : Options.Window < ModelOptions.DefaultWindow ? $"the window of {Counted.Of(Options.Window, "step")} (--window not given: the steps to record, as {ModelOptions.DefaultWindow:N0} would not fit)"
-        : $"the window of {Counted.Of(Options.Window, "step")} (--window not given: its default)";
 
     /// <summary>Records <paramref name="steps"/> steps of <paramref name="ids"/> (<c>[layers, tokens, topK]</c>, filled by <paramref name="fill"/>), then reports.</summary>
     /// <param name="steps">Steps to record.</param>
@@ -62,14 +56,14 @@ internal sealed class ModelReplay : RecordingRun
         {
             // Layers and experts were checked against the file; what is left is the window ring's size.
             var longest = ModelRoutingStatsOptions.MaxWindowEntries / ((long)Options.Layers * Options.Experts);
-            Console.Error.WriteLine($"{WindowName()}: {ErrorText.Of(exception)} Give --window {longest:N0} or less.");
+            Console.Error.WriteLine($"{WindowNamed}: {ErrorText.Of(exception)} Give --window {longest:N0} or less.");
             return ExitCodes.Usage;
         }
         catch (InsufficientMemoryException)
         {
             // The engine could not allocate the state, whose window ring is nearly all of it.
             Console.Error.WriteLine(
-                $"{WindowName()}: the model's state ({Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} in the window) needs {Options.DeviceStateBytes / (1024.0 * 1024 * 1024):F1} GiB, more memory than the engine could allocate; give a shorter --window.");
+                $"{WindowNamed}: the model's state ({Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} in the window) needs {Options.DeviceStateBytes / (1024.0 * 1024 * 1024):F1} GiB, more memory than the engine could allocate; give a shorter --window.");
             return ExitCodes.Usage;
         }
 

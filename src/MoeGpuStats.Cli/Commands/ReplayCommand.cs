@@ -189,11 +189,12 @@ internal static class ReplayCommand
                     var left = skipped > 0 ? $" (the first {(skipped == 1 ? "step" : $"{skipped:N0}")} left out)" : "";
                     if (layered)
                     {
+                        var window = model.WindowFor(parse, trace.Layers, e, steps);
                         var run = recording.Model(
                             parse,
                             console,
-                            new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = model.WindowFor(parse, trace.Layers, e, steps) },
-                            model.WindowGiven(parse),
+                            new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = window.Steps },
+                            window.Named,
                             parse.GetValue(model.WindowLoad),
                             model.Metrics(parse),
                             $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",

@@ -227,12 +227,12 @@ internal static class SharedOptions
         public string? Problem(ParseResult parse) =>
             parse.GetValue(_serveAfter) && parse.GetValue(_port) is null ? "--serve-after: needs --metrics-port, whose endpoint it keeps serving." : null;
 
-        /// <summary>A replay of a whole model with these options; <paramref name="windowGiven"/>: whether its window is --window's.</summary>
-        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, bool windowGiven, FileInfo? windowLoad, ModelMetrics metrics, string title, string timed) => new()
+        /// <summary>A replay of a whole model with these options; <paramref name="window"/>: how an error names its window (<see cref="ModelWindow.Named"/>).</summary>
+        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, string window, FileInfo? windowLoad, ModelMetrics metrics, string title, string timed) => new()
         {
             Console = console,
             Options = shape with { ExpertCapacity = parse.GetValue(_capacity) },
-            WindowGiven = windowGiven,
+            WindowNamed = window,
             Json = parse.GetValue(_json),
             WindowLoad = windowLoad,
             Plot = parse.GetValue(_plot),

@@ -77,11 +77,12 @@ internal static class SimulateCommand
                 if (l is { } modelLayers)
                 {
                     var hotExperts = HotExperts(random, modelLayers, e);
+                    var window = model.WindowFor(parse, modelLayers, e, n);
                     var run = recording.Model(
                         parse,
                         console,
-                        new ModelRoutingStatsOptions { Layers = modelLayers, Experts = e, Window = model.WindowFor(parse, modelLayers, e, n) },
-                        model.WindowGiven(parse),
+                        new ModelRoutingStatsOptions { Layers = modelLayers, Experts = e, Window = window.Steps },
+                        window.Named,
                         parse.GetValue(model.WindowLoad),
                         model.Metrics(parse),
                         $"simulate: {Counted.Of(n, "step")} of {Counted.Of(t, "token")} in {Counted.Of(modelLayers, "layer")}, {shape}",

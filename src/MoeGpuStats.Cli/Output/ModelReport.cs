@@ -87,11 +87,12 @@ internal static class ModelReport
         {
             output.WriteLine();
             output.WriteLine($"Time per step: {times.Timed}");
-            if (times.Count > 0)
+            if (times.Latency.TotalMeasurements > 0)
             {
-                Line(output, "mean", Invariant($"{times.MeanMs:#,0.000} ms"));
-                Line(output, "95th percentile", Invariant($"{times.P95Ms:#,0.000} ms"), $"of the newest {times.PercentileSteps:N0}");
-                Line(output, "tokens per second", Invariant($"{times.TokensPerSecond:#,0}"), "through every layer: the timed steps' tokens / their time");
+                Line(output, "mean", TimeSpread.Milliseconds(times.Latency.AverageLatency()));
+                var (label, value, note) = TimeSpread.Of(times.Latency);
+                Line(output, label, value, note);
+                Line(output, "tokens per second", Invariant($"{times.TokensPerSecond ?? 0:#,0}"), "through every layer: the timed steps' tokens / their time");
             }
             else
             {
@@ -102,8 +103,9 @@ internal static class ModelReport
 
     /// <summary>
     /// The same figures as JSON, every layer in layer order; snake_case names, as the snapshot's and plan's
-    /// JSON. A run's <paramref name="times"/> add <c>step_time</c>: the steps timed, and the mean and 95th
-    /// percentile in milliseconds.
+    /// JSON. A run's <paramref name="times"/> add <c>step_time</c>: the steps timed, the mean, the seed's
+    /// 95th percentile of the newest (<c>p95_steps</c> of them) and the slowest in milliseconds, and the
+    /// tokens a second through every layer; null before a step is timed.
     /// </summary>
     public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts, StepTimes? times = null)
     {
@@ -156,10 +158,15 @@ internal static class ModelReport
 
         if (times is not null)
         {
+            var latency = times.Latency;
+            var timed = latency.TotalMeasurements > 0;
             writer.WriteStartObject("step_time");
-            writer.WriteNumber("timed_steps", times.Count);
-            writer.WriteNumber("mean_ms", times.MeanMs);
-            writer.WriteNumber("p95_ms", times.P95Ms);
+            writer.WriteNumber("timed_steps", latency.TotalMeasurements);
+            WriteOrNull(writer, "mean_ms", timed ? latency.AverageLatency() : null);
+            WriteOrNull(writer, "p95_ms", timed ? latency.P95Latency() : null);
+            writer.WriteNumber("p95_steps", Math.Min(latency.TotalMeasurements, (ulong)LatencyStats.WindowSize));
+            WriteOrNull(writer, "max_ms", timed ? latency.MaxLatencyMs : null);
+            WriteOrNull(writer, "tokens_per_second", times.TokensPerSecond);
             writer.WriteEndObject();
         }
 
@@ -170,7 +177,20 @@ internal static class ModelReport
 
     /// <summary>One line while recording: the figures an operator watches, in the final report's units.</summary>
     public static string Periodic(ModelRoutingSummary summary, StepTimes times, int done, int total, TimeSpan elapsed) =>
-        Invariant($"after {done:N0} of {total:N0} steps ({elapsed.TotalSeconds:0.0} s): window balancedness min {Figure(summary.Window.MinBalancedness)} (layer {summary.Window.WorstLayer}), mean {Figure(summary.Window.MeanBalancedness)}; {times.Periodic()}");
+        Invariant($"after {done:N0} of {total:N0} steps ({elapsed.TotalSeconds:0.0} s): window balancedness min {Figure(summary.Window.MinBalancedness)} (layer {summary.Window.WorstLayer}), mean {Figure(summary.Window.MeanBalancedness)}; ")
+        + (times.Latency.TotalMeasurements > 0 ? $"{TimeSpread.Milliseconds(times.Latency.AverageLatency())} per step" : "no step timed yet");
+
+    private static void WriteOrNull(System.Text.Json.Utf8JsonWriter writer, string name, double? value)
+    {
+        if (value is { } number)
+        {
+            writer.WriteNumber(name, number);
+        }
+        else
+        {
+            writer.WriteNull(name);
+        }
+    }
 
     /// <summary>Layer indices by balancedness, lowest first; ties in layer order.</summary>
     internal static IEnumerable<int> WorstFirst(BalanceSummary balance) =>

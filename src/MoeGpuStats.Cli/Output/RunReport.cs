@@ -98,8 +98,9 @@ internal static class RunReport
         output.WriteLine($"Time per batch: {timed}");
         if (latency.TotalMeasurements > 0)
         {
-            Line("mean", Invariant($"{latency.AverageLatency():#,0.000} ms"));
-            Line("95th percentile", Invariant($"{latency.P95Latency():#,0.000} ms"), $"of the newest {Math.Min(latency.TotalMeasurements, (ulong)LatencyStats.WindowSize):N0}");
+            Line("mean", TimeSpread.Milliseconds(latency.AverageLatency()));
+            var (label, value, note) = TimeSpread.Of(latency);
+            Line(label, value, note);
             Line("tokens per second", Invariant($"{stats.GetThroughputStats().TokensPerSecond():#,0}"), "tokens per batch / mean time");
         }
         else
@@ -117,7 +118,8 @@ internal static class RunReport
             line += Invariant($"; busiest expert {most} at {share * 100:0.00} % of tokens; imbalance (std dev / mean) {stats.UtilizationCv():0.000}");
         }
 
-        return line + Invariant($"; {stats.RoutingLatencyStats.AverageLatency():#,0.000} ms per batch");
+        var latency = stats.RoutingLatencyStats;
+        return line + (latency.TotalMeasurements > 0 ? $"; {TimeSpread.Milliseconds(latency.AverageLatency())} per batch" : "; no batch timed yet");
     }
 
     private static string Percent(float fraction) => Invariant($"{fraction * 100:0.00} %");

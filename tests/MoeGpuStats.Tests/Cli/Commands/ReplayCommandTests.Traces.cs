@@ -316,7 +316,6 @@ public sealed partial class ReplayCommandTests
         AssertBadInput(text, [], $"{text}: neither its name nor its first bytes say a format replay reads; give a .npy, .npz, .jsonl or .ndjson file.");
     }
 
-    /// <summary>What <c>replay --json</c> prints for <paramref name="steps"/> recorded directly through <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float})"/>, each with its tokens.</summary>
     /// <summary>
     /// A model's <c>--json</c> report without its <c>step_time</c>, the run's own times, which differ from
     /// run to run: the figures that two records of the same ids share.
@@ -328,6 +327,7 @@ public sealed partial class ReplayCommandTests
         return json.ToJsonString();
     }
 
+    /// <summary>What <c>replay --json</c> prints for <paramref name="steps"/> recorded directly through <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float})"/>, each with its tokens.</summary>
     private static string Direct(int[][][][] steps)
     {
         using var stats = ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = steps[0].Length, Experts = Experts });
