@@ -1250,8 +1250,8 @@ class ModelMetricsTests(unittest.TestCase):
 
     def test_the_alert_rules_and_the_dashboard_select_served_names(self):
         """Every model and layer name and every per-expert one of a model in docs/monitoring/ is one the collector serves
-        (a single layer's endpoint's, moegpustats_moegs_routings_total, moegpustats_moegs_expert_ids_invalid_total and
-        the like, are not a model's)."""
+        with every optional series on (a single layer's endpoint's, moegpustats_moegs_routings_total,
+        moegpustats_moegs_expert_ids_invalid_total and the like, are not a model's)."""
         docs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "monitoring")
         used = set()
         for name in ("moegpustats-alerts.yml", "moegpustats-dashboard.json"):
@@ -1260,7 +1260,8 @@ class ModelMetricsTests(unittest.TestCase):
         self.assertTrue(used)
         with self.new_model() as model:
             self.record(model, self.plan(7, 2))
-            _, served = prometheus_samples(collector_registry(model, expert_series=True))
+            _, served = prometheus_samples(collector_registry(model, expert_series=True, recent_steps=2))
+        self.assertIn("moegpustats_moegs_model_recent_balancedness_token_weighted", used)
         self.assertEqual(set(), used - {name for name, _ in served})
 
     def test_after_a_reset_the_counters_go_down_and_serve_the_new_steps_alone(self):
