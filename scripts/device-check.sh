@@ -36,25 +36,15 @@ else
   echo "no ptxas on PATH or at $ptxas: no registers read"
 fi | tee "$out/bench.log"
 
-# 2. The device check's tables at E = 256 (the baseline's sizes), also as JSON for targets.py, then the seed workload on this host.
-#    CUDA by name: where ILGPU sees none, the checks stop at once instead of spending their timeouts on the CPU accelerator.
-MOEGS_ACCELERATOR=cuda timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 --json "$js/device-check.json" 2>&1 | tee -a "$out/bench.log"
-keep_json
-timeout 40 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
-echo "bench done at ${SECONDS}s" | tee -a "$out/env.txt"
-
-# 2b. The whole model: one RecordStep against L single-layer records and a copy of the same bytes,
-#     L = 58, E = 256, k = 8 and L = 32, E = 8, k = 2 (Mixtral) at 1 to 16,384 tokens (ModelShape.Default).
+# 2. The whole model first (issue 20's targets): one RecordStep against L single-layer records and a copy of
+#    the same bytes, L = 58, E = 256, k = 8 and L = 32, E = 8, k = 2 (Mixtral) at 1 to 16,384 tokens
+#    (ModelShape.Default). CUDA by name: where ILGPU sees none, the checks stop at once instead of spending
+#    their timeouts on the CPU accelerator.
 MOEGS_ACCELERATOR=cuda timeout 120 ./MoeGpuStats.Bench --model-check --json "$js/model-check.json" 2>&1 | tee -a "$out/bench.log"
 keep_json
 echo "model check done at ${SECONDS}s" | tee -a "$out/env.txt"
 
-# 3. The PyTorch baseline on the same data, in the same call.
-timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$js/torch.json" 2>&1 | tee -a "$out/bench.log"
-keep_json
-echo "torch baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
-
-# 3a. What a PyTorch server records per step without this library (vLLM's per-layer scatter_add_,
+# 2a. What a PyTorch server records per step without this library (vLLM's per-layer scatter_add_,
 #     index_add_, bincount), the model check's shapes and data.
 if python3 -c 'import torch' > /dev/null 2>&1; then
   timeout 120 python3 "$root/bench/torch/model_baseline.py" --json "$js/model-torch.json" 2>&1 | tee -a "$out/bench.log"
@@ -63,6 +53,17 @@ else
 fi
 keep_json
 echo "model baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
+
+# 3. One layer's device check at E = 256 (the baseline's sizes), also as JSON for targets.py, then the seed workload on this host.
+MOEGS_ACCELERATOR=cuda timeout 150 ./MoeGpuStats.Bench --device-check --experts 256 --json "$js/device-check.json" 2>&1 | tee -a "$out/bench.log"
+keep_json
+timeout 40 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log"
+echo "bench done at ${SECONDS}s" | tee -a "$out/env.txt"
+
+# 3a. The PyTorch baseline on the same data, in the same call.
+timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$js/torch.json" 2>&1 | tee -a "$out/bench.log"
+keep_json
+echo "torch baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 3b. Issue 4's targets from the device check's JSON and the baseline's, and the candidate countings against the copy and
 #     the library's; first the whole-model targets (decode step < 10 µs, ≥ 20× per-layer PyTorch, prefill ≥ 80 % of the copy).
