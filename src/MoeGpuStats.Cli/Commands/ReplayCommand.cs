@@ -153,6 +153,8 @@ internal static class ReplayCommand
                     }
 
                     e = (int)max + 1;
+                    // An expert no token reached leaves no id: the count may be short, and every figure with it.
+                    console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {path.Name} plus one; give --experts if the model has more (an expert no token reached is not in the file).");
                 }
 
                 if (layered && parse.GetValue(recording.Port) is not null && model.SeriesProblem(parse, trace.Layers, e) is { } series)

@@ -29,7 +29,7 @@ internal static class SnapshotCommands
             {
                 return snapshot.Model is { } model
                     ? FinishModel(console, model, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}: {snapshot.Describe()}")
-                    : RecordingSession.Finish(console, snapshot.Layer!, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}", engine: null, "as the program that saved the snapshot timed it");
+                    : RecordingSession.Finish(console, snapshot.Layer!, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}: {snapshot.Describe()}", engine: null, "as the program that saved the snapshot timed it");
             }
         });
         return command;
@@ -82,7 +82,7 @@ internal static class SnapshotCommands
                 var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
                 return parts[0].Model is null
                     ? Merge(console, paths, [.. parts.Select(p => p.Layer!)], RoutingStats.Merge, merged => RecordingSession.Finish(
-                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "snapshot")}", engine: null, "as the programs that saved the snapshots timed it", "--output"))
+                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "snapshot")}: one layer of {Counted.Of(merged.ExpertUtilization.Count, "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output"))
                     : Merge(console, paths, [.. parts.Select(p => p.Model!)], ModelRoutingStats.Merge, merged => FinishModel(
                         console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "model snapshot")}: {Counted.Of(merged.Layers, "layer")} of {Counted.Of(merged.Experts, "expert")}"));
             }

@@ -50,5 +50,7 @@ internal sealed record ModelCounts((ulong Fewest, ulong Most) Tokens, ulong Rout
         : $"warning: {Counted.Of(invalid, "id")} ({Percent(invalid, invalid + routed)} of the ids that are not padding) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
 
     public static string Percent(ulong part, ulong whole) =>
-        whole == 0 ? "0 %" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{100.0 * part / whole:0.##} %");
+        whole == 0 ? "0 %"
+        : part > 0 && 100.0 * part / whole < 0.005 ? "< 0.01 %"
+        : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{100.0 * part / whole:0.##} %");
 }

@@ -92,7 +92,7 @@ internal static class ModelReport
                 Line(output, "mean", TimeSpread.Milliseconds(times.Latency.AverageLatency()));
                 var (label, value, note) = TimeSpread.Of(times.Latency);
                 Line(output, label, value, note);
-                Line(output, "tokens per second", Invariant($"{times.TokensPerSecond ?? 0:#,0}"), "through every layer: the timed steps' tokens / their time");
+                Line(output, "tokens per second", Invariant($"{times.TokensPerSecond ?? 0:#,0}"), "through every layer: the timed steps' tokens (padding rows included) / their time");
             }
             else
             {
@@ -104,8 +104,9 @@ internal static class ModelReport
     /// <summary>
     /// The same figures as JSON, every layer in layer order; snake_case names, as the snapshot's and plan's
     /// JSON. A run's <paramref name="times"/> add <c>step_time</c>: the steps timed, the mean, the seed's
-    /// 95th percentile of the newest (<c>p95_steps</c> of them) and the slowest in milliseconds, and the
-    /// tokens a second through every layer; null before a step is timed.
+    /// 95th percentile of the newest (<c>p95_steps</c> of them; null of fewer than
+    /// <see cref="TimeSpread.MinForPercentile"/>, as the text report) and the slowest in milliseconds, and
+    /// the tokens a second through every layer (padding rows included); null before a step is timed.
     /// </summary>
     public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts, StepTimes? times = null)
     {
@@ -116,6 +117,11 @@ internal static class ModelReport
         writer.WriteNumber("window_steps", summary.WindowSteps);
         writer.WriteNumber("layers", summary.SinceStart.Layers.Count);
         writer.WriteNumber("experts", experts);
+        var (fewest, most) = counts.Tokens;
+        writer.WriteStartObject("tokens_per_layer");
+        writer.WriteNumber("min", fewest);
+        writer.WriteNumber("max", most);
+        writer.WriteEndObject();
         writer.WriteNumber("routed_slots", counts.RoutedSlots);
         writer.WriteNumber("invalid_expert_ids", counts.InvalidExpertIds);
         if (counts.Capacity is { } capacity)
@@ -163,7 +169,7 @@ internal static class ModelReport
             writer.WriteStartObject("step_time");
             writer.WriteNumber("timed_steps", latency.TotalMeasurements);
             WriteOrNull(writer, "mean_ms", timed ? latency.AverageLatency() : null);
-            WriteOrNull(writer, "p95_ms", timed ? latency.P95Latency() : null);
+            WriteOrNull(writer, "p95_ms", latency.TotalMeasurements >= TimeSpread.MinForPercentile ? latency.P95Latency() : null);
             writer.WriteNumber("p95_steps", Math.Min(latency.TotalMeasurements, (ulong)LatencyStats.WindowSize));
             WriteOrNull(writer, "max_ms", timed ? latency.MaxLatencyMs : null);
             WriteOrNull(writer, "tokens_per_second", times.TokensPerSecond);

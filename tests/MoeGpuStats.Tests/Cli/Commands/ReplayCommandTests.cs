@@ -80,6 +80,8 @@ public sealed partial class ReplayCommandTests : IDisposable
         using var report = JsonDocument.Parse(output);
         Assert.Equal(Steps, report.RootElement.GetProperty("steps").GetInt32());
         Assert.Equal(Steps - 1, report.RootElement.GetProperty("step_time").GetProperty("timed_steps").GetInt32());
+        var tokens = report.RootElement.GetProperty("tokens_per_layer");
+        Assert.Equal((Steps * Tokens, Steps * Tokens), (tokens.GetProperty("min").GetInt32(), tokens.GetProperty("max").GetInt32()));
         var perLayer = report.RootElement.GetProperty("since_start").GetProperty("per_layer").EnumerateArray().ToArray();
         Assert.Equal(Layers, perLayer.Length);
 
@@ -433,6 +435,12 @@ public sealed partial class ReplayCommandTests : IDisposable
         using var stats = RoutingStatsFile.Load(saved);
         Assert.Equal([1UL, 1UL, 2UL], stats.ExpertTokenCounts);
         Assert.Equal(2UL, stats.TotalRoutings);
+
+        // An expert no token reached leaves no id: the count inferred is said, and --experts silences it.
+        Assert.Contains("note: 3 experts, the largest id in pad.npy plus one; give --experts if the model has more", error);
+        var (given, _, quiet) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "3");
+        Assert.Equal(ExitCodes.Ok, given);
+        Assert.DoesNotContain("note:", quiet);
     }
 
     /// <summary>Warm-up passes route every token alike; replay says so and --skip-steps leaves them out.</summary>

@@ -39,7 +39,7 @@ public sealed class ReportCommandTests : IDisposable
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Empty(error);
-        Assert.StartsWith($"report {path}", output);
+        Assert.StartsWith($"report {path}: one layer of 4 experts\n", output.ReplaceLineEndings("\n"));
         Assert.DoesNotContain("engine: ", output);
         Assert.Contains("mean of 4 experts", output);
         Assert.Contains("busiest: expert 0", output);
