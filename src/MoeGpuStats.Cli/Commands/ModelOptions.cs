@@ -87,7 +87,7 @@ internal sealed class ModelOptions(string condition)
             return new(value, $"--window {value}");
         }
 
-        var longest = (int)Math.Min(ModelRoutingStatsOptions.MaxWindowEntries / ((long)layers * experts), int.MaxValue);
+        var longest = (int)Math.Min(LongestWindow(layers, experts), int.MaxValue);
         if (value <= longest)
         {
             return new(value, $"the window of {Counted.Of(value, "step")} (--window not given: its default)");
@@ -96,6 +96,9 @@ internal sealed class ModelOptions(string condition)
         var chosen = Math.Clamp(steps, 1, longest);
         return new(chosen, $"the window of {Counted.Of(chosen, "step")} (--window not given: {(chosen == steps ? "the steps to record" : "the longest that fits")}, as {value:N0} would not fit)");
     }
+
+    /// <summary>The longest window whose ring of <paramref name="layers"/> × <paramref name="experts"/> counts a step fits the limit (<see cref="ModelRoutingStatsOptions.MaxWindowEntries"/>).</summary>
+    public static long LongestWindow(int layers, int experts) => ModelRoutingStatsOptions.MaxWindowEntries / ((long)layers * experts);
 
     /// <summary>Whether --window was given, rather than chosen by <see cref="WindowFor"/>.</summary>
     private bool WindowGiven(ParseResult parse) => parse.GetResult(Window) is { Implicit: false };

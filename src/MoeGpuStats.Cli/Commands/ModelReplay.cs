@@ -55,8 +55,7 @@ internal sealed class ModelReplay : RecordingRun
         catch (ArgumentOutOfRangeException exception)
         {
             // Layers and experts were checked against the file; what is left is the window ring's size.
-            var longest = ModelRoutingStatsOptions.MaxWindowEntries / ((long)Options.Layers * Options.Experts);
-            Console.Error.WriteLine($"{WindowNamed}: {ErrorText.Of(exception)} Give --window {longest:N0} or less.");
+            Console.Error.WriteLine($"{WindowNamed}: {ErrorText.Of(exception)} Give --window {ModelOptions.LongestWindow(Options.Layers, Options.Experts):N0} or less.");
             return ExitCodes.Usage;
         }
         catch (InsufficientMemoryException)

@@ -163,17 +163,17 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
     }
 
-    /// <summary>The window's running sum where the steps asked cover it, else the sum of the newest steps' rows.</summary>
+    /// <summary>The window's running sum where the steps asked cover it, else the sum of the newest steps' rows. Under the lock (<see cref="CanCutWindow"/> takes it again).</summary>
     private ulong[] RecentLoad(int recentSteps)
     {
+        if (!CanCutWindow(recentSteps))
+        {
+            throw NoRecentSteps(recentSteps, _windowSteps);
+        }
+
         if (recentSteps >= _windowSteps)
         {
             return _window.Load.ToArray();
-        }
-
-        if (!_window.CanSlide)
-        {
-            throw NoRecentSteps(recentSteps, _windowSteps);
         }
 
         var load = new ulong[_window.Load.Length];
