@@ -156,6 +156,10 @@ typedef struct moegs_layer_balance {
     int32_t hottest;       /* the last expert (rank) with the largest load (ties as most_utilized's) */
     int32_t coldest;       /* the first expert (rank) with the smallest load */
     int32_t dead;          /* experts (ranks) without a slot */
+    double gini;           /* Gini coefficient of the loads: sum_i (2i - n - 1) x_(i) / (n sum x) over the n loads
+                            * in ascending order, 0 even, (n - 1) / n all on one; 0 without load */
+    double top10_share;    /* share of the slots on the hottest ceil(n / 10) experts (ranks): 0.1 even,
+                            * 1 all on them; ceil(n / 10) / n without load */
 } moegs_layer_balance;
 
 /* The model's figures across layers, over the window and since the start (or the last reset).

@@ -77,11 +77,13 @@ class LayerBalance(ctypes.Structure):
     _fields_ = [
         ("load", ctypes.c_uint64), ("mean_load", ctypes.c_double), ("max_load", ctypes.c_uint64), ("min_load", ctypes.c_uint64),
         ("balancedness", ctypes.c_double), ("max_mean_ratio", ctypes.c_double), ("cv", ctypes.c_double),
-        ("hottest", ctypes.c_int32), ("coldest", ctypes.c_int32), ("dead", ctypes.c_int32)]
+        ("hottest", ctypes.c_int32), ("coldest", ctypes.c_int32), ("dead", ctypes.c_int32),
+        ("gini", ctypes.c_double), ("top10_share", ctypes.c_double)]
 
 
 # The C struct's short field names as the CLI's JSON (and the C# API) spell them.
-_SUMMARY_NAMES = {"cv": "coefficient_of_variation", "hottest": "hottest_expert", "coldest": "coldest_expert", "dead": "dead_experts"}
+_SUMMARY_NAMES = {"cv": "coefficient_of_variation", "hottest": "hottest_expert", "coldest": "coldest_expert", "dead": "dead_experts",
+                  "gini": "gini_coefficient", "top10_share": "top10_percent_share"}
 
 
 class ModelArrays(ctypes.Structure):
@@ -540,7 +542,8 @@ class MoeModelStats(_Handle):
         "window" and "since_start": min/p10/median/mean/token_weighted balancedness (p10: the 10th percentile across
         layers, as numpy.percentile(..., 10) interpolates it), worst_layer and "per_layer" (one dict
         per layer: layer, load, mean_load, max_load, min_load, balancedness, max_mean_ratio, coefficient_of_variation,
-        hottest_expert, coldest_expert, dead_experts), named as `moegs replay --json` names them.
+        hottest_expert, coldest_expert, dead_experts, gini_coefficient, top10_percent_share), named as
+        `moegs replay --json` names them.
         expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks.
         recent_steps: None for the whole window, or 1 to the window: "window" covers only the newest that many steps
         (window_steps says how many it holds), as SGLang logs balance over the last 10, 100 and 1,000 passes.
@@ -917,6 +920,10 @@ _LAYER_SERIES = (
      lambda r, l: r.summary["window"]["per_layer"][l]["coefficient_of_variation"]),
     ("moegs.layer.dead_experts", False, "{expert}", "Experts without a slot in the window (tag: layer).",
      lambda r, l: r.summary["window"]["per_layer"][l]["dead_experts"]),
+    ("moegs.layer.gini", False, None, "Gini coefficient of expert load in the window (tag: layer).",
+     lambda r, l: r.summary["window"]["per_layer"][l]["gini_coefficient"]),
+    ("moegs.layer.top10_share", False, None, "Share of the window's slots on the layer's hottest tenth of the experts (tag: layer).",
+     lambda r, l: r.summary["window"]["per_layer"][l]["top10_percent_share"]),
     ("moegs.layer.tokens.dropped", True, "{token}", "Tokens dropped since the start (tag: layer).",
      lambda r, l: r.layers[l]["tokens_dropped"]),
     ("moegs.layer.slots.dropped", True, "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).",
@@ -1071,7 +1078,7 @@ class ModelMetricsCollector:
 
     @staticmethod
     def series_count(layers, experts, top_experts, expert_series, recent_series=False):
-        """The series one collector serves: 7 for the model, 10 per layer, 4 per layer and position, with
+        """The series one collector serves: 7 for the model, 12 per layer, 4 per layer and position, with
         expert_series 2 per (layer, expert), and with recent_series (recent_steps given) 4 more for the model and 1 more
         per layer; what a scraper stores per instance (ModelRoutingStatsMetrics.SeriesCount)."""
         layers = _integer("layers", layers, 0, INT64_MAX)
@@ -1080,7 +1087,7 @@ class ModelMetricsCollector:
         for name, value in (("expert_series", expert_series), ("recent_series", recent_series)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False (got {value!r} of type {type(value).__name__})")
-        return (7 + 10 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
+        return (7 + 12 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
                 + (4 + layers if recent_series else 0))
 
     def describe(self):

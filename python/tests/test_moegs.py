@@ -571,7 +571,8 @@ class ModelTests(unittest.TestCase):
                 self.assertAlmostEqual(statistics.quantiles(balancedness, n=10, method="inclusive")[0],
                                        summary["window"]["p10_balancedness"], places=12)
                 self.assertEqual(["layer", "load", "mean_load", "max_load", "min_load", "balancedness", "max_mean_ratio",
-                                  "coefficient_of_variation", "hottest_expert", "coldest_expert", "dead_experts"],
+                                  "coefficient_of_variation", "hottest_expert", "coldest_expert", "dead_experts",
+                                  "gini_coefficient", "top10_percent_share"],
                                  list(summary["window"]["per_layer"][0]))
                 for layer, row in enumerate(want):
                     figures = summary["window"]["per_layer"][layer]
@@ -1077,6 +1078,9 @@ class ModelMetricsTests(unittest.TestCase):
                    ("moegpustats_moegs_model_worst_layer", ()): int(numpy.argmin(balancedness))}
         per_layer = {"layer_slots_total": counts.sum(1), "layer_balancedness": balancedness, "layer_max_mean_ratio": peak / mean,
                      "layer_cv": window.std(1) / mean, "layer_dead_experts": (window == 0).sum(1),
+                     # Gini from its definition, the mean absolute difference over every ordered pair over twice the mean.
+                     "layer_gini": numpy.abs(window[:, :, None] - window[:, None, :]).sum((1, 2)) / (2 * E * E * mean),
+                     "layer_top10_share": numpy.sort(window, 1)[:, E - -(-E // 10):].sum(1) / window.sum(1),
                      "layer_tokens_dropped_total": [0] * self.LAYERS, "layer_slots_dropped_total": dropped,
                      "layer_expert_ids_invalid_total": invalid, "layer_loss_load_balance": losses, "layer_loss_router_z": z_losses}
         for name, values in per_layer.items():
@@ -1373,8 +1377,8 @@ class ModelMetricsTests(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, r"model must be a moegs.MoeModelStats \(got MoeStats\)"):
             with moegs.MoeStats(4, "managed") as stats:
                 moegs.ModelMetricsCollector(stats)
-        self.assertEqual(7 + 58 * 10 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
-        self.assertEqual(7 + 58 * 10 + 4 + 58, moegs.ModelMetricsCollector.series_count(58, 256, 0, False, recent_series=True))
+        self.assertEqual(7 + 58 * 12 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
+        self.assertEqual(7 + 58 * 12 + 4 + 58, moegs.ModelMetricsCollector.series_count(58, 256, 0, False, recent_series=True))
 
     def test_registering_reads_nothing_and_a_closed_model_fails_the_scrape(self):
         """describe() gives the families without samples, so register() does not read the model (here a closed one); a

@@ -61,6 +61,8 @@ public struct NativeLayerBalance
     public int Hottest;
     public int Coldest;
     public int Dead;
+    public double Gini;
+    public double Top10Share;
 
     internal static NativeLayerBalance From(LayerBalance layer) => new()
     {
@@ -74,5 +76,7 @@ public struct NativeLayerBalance
         Hottest = layer.HottestExpert,
         Coldest = layer.ColdestExpert,
         Dead = layer.DeadExperts,
+        Gini = layer.GiniCoefficient,
+        Top10Share = layer.Top10PercentShare,
     };
 }

@@ -30,7 +30,9 @@ internal static class ModelReport
 
         output.WriteLine();
         output.WriteLine("Balancedness: a layer's mean expert load over its largest, 1 = every expert equally loaded");
-        output.WriteLine("(loads are token-expert slots: a token routed to k experts counts for each)");
+        output.WriteLine("(loads are token-expert slots: a token routed to k experts counts for each);");
+        output.WriteLine("Gini: 0 when every expert has the same load, (E - 1) / E when one has all of it;");
+        output.WriteLine("top 10 %: the share of the slots on the hottest tenth of the experts, 0.1 when even");
 
         // Before the window fills, the window is every step: one span says it all. So it is whenever the
         // window holds all the load (merged ranks whose windows each held every step, or steps that left
@@ -51,14 +53,14 @@ internal static class ModelReport
             Line(output, "token-weighted balancedness", Figure(balance.TokenWeightedBalancedness), "sum of mean loads / sum of max loads, as vLLM logs it");
             output.WriteLine();
             output.WriteLine($"Layers, worst first, {span}");
-            output.WriteLine("  layer  balancedness  max/mean      CV  hottest  coldest  dead experts");
+            output.WriteLine("  layer  balancedness  max/mean      CV   Gini  top 10 %  hottest  coldest  dead experts");
             var withoutLoad = false;
             foreach (var layer in WorstFirst(balance).Take(ShownLayers))
             {
                 var b = balance.Layers[layer];
                 withoutLoad |= b.Load == 0;
                 var (hottest, coldest) = b.Load == 0 ? ("-", "-") : (Invariant($"{b.HottestExpert}"), Invariant($"{b.ColdestExpert}"));
-                output.WriteLine(Invariant($"  {layer,5}  {Figure(b.Balancedness),12}  {b.MaxMeanRatio,8:0.00}  {b.CoefficientOfVariation,6:0.000}  {hottest,7}  {coldest,7}  {b.DeadExperts,12:N0}"));
+                output.WriteLine(Invariant($"  {layer,5}  {Figure(b.Balancedness),12}  {b.MaxMeanRatio,8:0.00}  {b.CoefficientOfVariation,6:0.000}  {b.GiniCoefficient,5:0.000}  {b.Top10PercentShare,8:0.000}  {hottest,7}  {coldest,7}  {b.DeadExperts,12:N0}"));
             }
 
             if (withoutLoad)
@@ -154,6 +156,8 @@ internal static class ModelReport
                 writer.WriteNumber("hottest_expert", b.HottestExpert);
                 writer.WriteNumber("coldest_expert", b.ColdestExpert);
                 writer.WriteNumber("dead_experts", b.DeadExperts);
+                writer.WriteNumber("gini_coefficient", b.GiniCoefficient);
+                writer.WriteNumber("top10_percent_share", b.Top10PercentShare);
                 writer.WriteEndObject();
             }
 
@@ -206,7 +210,6 @@ internal static class ModelReport
         output.WriteLine($"  {label,-LabelWidth} {value,ValueWidth}{(note.Length > 0 ? "   " + note : "")}".TrimEnd());
 
     private static string Figure(double value) => value.ToString("0.000", CultureInfo.InvariantCulture);
-
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

@@ -31,7 +31,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly List<Action> _clears = [];
     private readonly ModelStateViews _views;
     private readonly ArrayView<int> _ranks;
-    private readonly ArrayView<ulong> _rankLoads;
+    private readonly ArrayView<ulong> _scratchLoads;
     private readonly ArrayView<ulong> _recentLoads;
     private readonly ArrayView<LayerLoad> _layerLoads;
     private readonly ArrayView<UtilizationQueryResult> _queryResult;
@@ -80,7 +80,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
                 PendingLosses = Allocate<float>(BatchBuffers * layers * 2),
             };
             _ranks = Allocate<int>(options.Experts);
-            _rankLoads = Allocate<ulong>(perLayer);
+            _scratchLoads = Allocate<ulong>(perLayer);
             _recentLoads = Allocate<ulong>(perLayer);
             _layerLoads = Allocate<LayerLoad>(layers);
             _queryResult = Allocate<UtilizationQueryResult>(1);
@@ -327,7 +327,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     private LayerLoad[] Measure(ArrayView<ulong> loads, ArrayView<int> ranks, int rankCount)
     {
-        _measure(Stream, Options.Layers, loads, Options.Experts, ranks, rankCount, _rankLoads, _layerLoads);
+        _measure(Stream, Options.Layers, loads, Options.Experts, ranks, rankCount, _scratchLoads, _layerLoads);
         var results = new LayerLoad[Options.Layers];
         _layerLoads.CopyToCPU(Stream, results.AsSpan());
         return results;

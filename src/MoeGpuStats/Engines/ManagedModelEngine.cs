@@ -206,22 +206,26 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     {
         var experts = Options.Experts;
         var results = new LayerLoad[Options.Layers];
-        var rankLoads = new ulong[ranks is null ? 0 : rankCount];
+        var scratch = new ArrayLoads(new ulong[ranks is null ? experts : rankCount]);
         for (var l = 0; l < results.Length; l++)
         {
             if (ranks is null)
             {
-                results[l] = LayerBalanceKernel.Measure(new ArrayLoads(loads), (long)l * experts, experts);
+                results[l] = LayerBalanceKernel.Measure(new ArrayLoads(loads), (long)l * experts, experts, scratch, 0);
                 continue;
             }
 
-            Array.Clear(rankLoads);
-            for (var e = 0; e < experts; e++)
+            for (var r = 0; r < rankCount; r++)
             {
-                rankLoads[ranks[e]] += loads[(l * experts) + e];
+                scratch[r] = 0;
             }
 
-            results[l] = LayerBalanceKernel.Measure(new ArrayLoads(rankLoads), 0, rankCount);
+            for (var e = 0; e < experts; e++)
+            {
+                scratch[ranks[e]] += loads[(l * experts) + e];
+            }
+
+            results[l] = LayerBalanceKernel.Measure(scratch, 0, rankCount, scratch, 0);
         }
 
         return results;

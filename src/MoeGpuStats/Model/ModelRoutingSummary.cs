@@ -14,6 +14,17 @@ namespace MoeGpuStats;
 /// <param name="HottestExpert">The last expert (rank) with the largest load: ties broken as <see cref="RoutingStats.MostUtilizedExpert"/> breaks them (the seed's <c>max_by</c>), though that ranks experts by mean utilization per batch, not by slots.</param>
 /// <param name="ColdestExpert">The first expert (rank) with the smallest load, as <see cref="RoutingStats.LeastUtilizedExpert"/> breaks ties.</param>
 /// <param name="DeadExperts">Experts (ranks) without a slot.</param>
+/// <param name="GiniCoefficient">
+/// The Gini coefficient of the loads, <c>Σ_i Σ_j |x_i − x_j| / (2 n² · mean)</c>, computed as
+/// <c>Σ_i (2i − n − 1) · x_(i) / (n · Σ x)</c> over the n loads in ascending order: 0 when every
+/// expert (rank) has the same load, <c>(n − 1) / n</c> when one has all of it; 0 for a layer without
+/// load. Unlike max/mean it weighs every expert, not only the hottest.
+/// </param>
+/// <param name="Top10PercentShare">
+/// The share of the slots on the hottest tenth of the experts (ranks), <c>⌈n / 10⌉</c> of them: 0.1
+/// for an even load (<c>⌈n / 10⌉ / n</c> where 10 does not divide n), 1 when they take every slot;
+/// <c>⌈n / 10⌉ / n</c> for a layer without load. What replicating the hottest experts can spread.
+/// </param>
 public readonly record struct LayerBalance(
     ulong Load,
     double MeanLoad,
@@ -24,15 +35,29 @@ public readonly record struct LayerBalance(
     double CoefficientOfVariation,
     int HottestExpert,
     int ColdestExpert,
-    int DeadExperts)
+    int DeadExperts,
+    double GiniCoefficient,
+    double Top10PercentShare)
 {
     /// <summary>The balance of <paramref name="count"/> entries measured as <paramref name="load"/>.</summary>
     internal static LayerBalance From(Kernels.Model.LayerLoad load, int count)
     {
         var mean = load.Total / (double)count;
         return load.Total == 0
-            ? new LayerBalance(0, 0, 0, 0, 1, 1, 0, load.Hottest, load.Coldest, load.Dead)
-            : new LayerBalance(load.Total, mean, load.Max, load.Min, mean / load.Max, load.Max / mean, Math.Sqrt(load.SquaredDeviations / count) / mean, load.Hottest, load.Coldest, load.Dead);
+            ? new LayerBalance(0, 0, 0, 0, 1, 1, 0, load.Hottest, load.Coldest, load.Dead, 0, Kernels.Model.LayerBalanceKernel.TopEntries(count) / (double)count)
+            : new LayerBalance(
+                load.Total,
+                mean,
+                load.Max,
+                load.Min,
+                mean / load.Max,
+                load.Max / mean,
+                Math.Sqrt(load.SquaredDeviations / count) / mean,
+                load.Hottest,
+                load.Coldest,
+                load.Dead,
+                load.GiniSum / ((double)count * load.Total),
+                load.TopLoad / (double)load.Total);
     }
 }
 

@@ -13,7 +13,7 @@ namespace MoeGpuStats.Telemetry;
 /// Every balance figure is over the sliding window (<see cref="ModelRoutingSummary.Window"/>), the
 /// load that rebalancing acts on; formulas in <see cref="LayerBalance"/>. Per layer (tag <c>layer</c>):
 /// gauges <c>moegs.layer.balancedness</c>, <c>moegs.layer.max_mean_ratio</c>, <c>moegs.layer.cv</c>,
-/// <c>moegs.layer.dead_experts</c>, <c>moegs.layer.loss.load_balance</c> and <c>moegs.layer.loss.router_z</c>
+/// <c>moegs.layer.dead_experts</c>, <c>moegs.layer.gini</c>, <c>moegs.layer.top10_share</c>, <c>moegs.layer.loss.load_balance</c> and <c>moegs.layer.loss.router_z</c>
 /// (mean losses since the start); the counters <c>moegs.layer.slots</c> (token-expert slots since the
 /// start), <c>moegs.layer.tokens.dropped</c>, <c>moegs.layer.slots.dropped</c> (beyond the expert
 /// capacity) and <c>moegs.layer.expert_ids.invalid</c>, named as <see cref="RoutingStatsMetrics"/>'s. Across layers: gauges <c>moegs.model.balancedness.min</c>, <c>.p10</c>, <c>.median</c>, <c>.mean</c>,
@@ -61,7 +61,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     public const int DefaultTopExperts = 5;
 
     private const int ModelWideSeries = 7;
-    private const int SeriesPerLayer = 10;
+    private const int SeriesPerLayer = 12;
     private const int RecentModelWideSeries = 4;
     private const int RecentSeriesPerLayer = 1;
     private const int SeriesPerRank = 4;
@@ -130,6 +130,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         _shared.ObservableGauge(this, "moegs.layer.max_mean_ratio", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.MaxMeanRatio)), null, "Max over mean expert load in the window (tag: layer).");
         _shared.ObservableGauge(this, "moegs.layer.cv", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.CoefficientOfVariation)), null, "Coefficient of variation of expert load in the window (tag: layer).");
         _shared.ObservableGauge(this, "moegs.layer.dead_experts", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => (long)b.DeadExperts)), "{expert}", "Experts without a slot in the window (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.gini", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.GiniCoefficient)), null, "Gini coefficient of expert load in the window (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.top10_share", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.Top10PercentShare)), null, "Share of the window's slots on the layer's hottest tenth of the experts (tag: layer).");
         _shared.ObservableCounter(this, "moegs.layer.tokens.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.TokensDropped)), "{token}", "Tokens dropped since the start (tag: layer).");
         _shared.ObservableCounter(this, "moegs.layer.slots.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.SlotsDropped)), "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).");
         _shared.ObservableCounter(this, "moegs.layer.expert_ids.invalid", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E) since the start (tag: layer).");
@@ -160,7 +162,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     }
 
     /// <summary>
-    /// The series a model's metrics publish: 7 for the model, 10 per layer, 4 per layer and top-K
+    /// The series a model's metrics publish: 7 for the model, 12 per layer, 4 per layer and top-K
     /// position, with <paramref name="expertSeries"/> 2 per (layer, expert), and with
     /// <paramref name="recentSeries"/> 4 more for the model and 1 more per layer. What a scraper
     /// stores per instance; size <paramref name="topExperts"/> and <paramref name="expertSeries"/> by it.

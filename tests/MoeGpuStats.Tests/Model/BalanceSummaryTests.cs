@@ -61,8 +61,11 @@ public sealed class BalanceSummaryTests
 
         foreach (var summary in new[] { model.Summary().Window, model.Summary().SinceStart })
         {
-            Assert.Equal(new LayerBalance(0, 0, 0, 0, 1, 1, 0, HottestExpert: 7, ColdestExpert: 0, DeadExperts: 8), summary.Layers[1]);
-            Assert.Equal(new LayerBalance(4, 0.5, 3, 0, 0.5 / 3, 6, Math.Sqrt(((2.5 * 2.5) + (0.5 * 0.5) + (6 * 0.25)) / 8) / 0.5, 0, 2, 6), summary.Layers[0]);
+            // Without load: Gini 0 and the hottest tenth's share even, one expert of 8.
+            Assert.Equal(new LayerBalance(0, 0, 0, 0, 1, 1, 0, HottestExpert: 7, ColdestExpert: 0, DeadExperts: 8, GiniCoefficient: 0, Top10PercentShare: 1 / 8.0), summary.Layers[1]);
+            // Loads 3, 1 and six 0: Σ|x_i − x_j| over ordered pairs is 52, over 2 · 8² · 0.5 a Gini of 0.8125; the
+            // hottest tenth (one expert) holds 3 of the 4 slots.
+            Assert.Equal(new LayerBalance(4, 0.5, 3, 0, 0.5 / 3, 6, Math.Sqrt(((2.5 * 2.5) + (0.5 * 0.5) + (6 * 0.25)) / 8) / 0.5, 0, 2, 6, 0.8125, 0.75), summary.Layers[0]);
             Assert.Equal(0.5 / 3, summary.MinBalancedness);
             Assert.Equal(0.5, summary.MedianBalancedness);
             Assert.Equal(((0.5 / 3) + 1 + 0.5) / 3, summary.MeanBalancedness, 15);

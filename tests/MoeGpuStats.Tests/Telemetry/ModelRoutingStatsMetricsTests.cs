@@ -40,6 +40,8 @@ public sealed partial class ModelRoutingStatsMetricsTests
             Assert.Equal(window.MaxMeanRatio, PerLayer(seen, "moegs.layer.max_mean_ratio", l));
             Assert.Equal(window.CoefficientOfVariation, PerLayer(seen, "moegs.layer.cv", l));
             Assert.Equal(window.DeadExperts, PerLayer(seen, "moegs.layer.dead_experts", l));
+            Assert.Equal(window.GiniCoefficient, PerLayer(seen, "moegs.layer.gini", l));
+            Assert.Equal(window.Top10PercentShare, PerLayer(seen, "moegs.layer.top10_share", l));
             Assert.Equal(summary.SinceStart.Layers[l].Load, (ulong)PerLayer(seen, "moegs.layer.slots", l));
             using var layer = stats.Layer(l);
             Assert.Equal(layer.TokensDropped, (ulong)PerLayer(seen, "moegs.layer.tokens.dropped", l));
@@ -58,8 +60,8 @@ public sealed partial class ModelRoutingStatsMetricsTests
             Assert.Equal(coldest.Select(e => (double)row[e]), Ranked(seen, "moegs.layer.cold_expert.load", l));
         }
 
-        // Bounded: 7 model series, 10 per layer, 4 per layer and position; no per-expert series.
-        Assert.Equal(7 + (10 * Layers) + (4 * Layers * 3), seen.Count);
+        // Bounded: 7 model series, 12 per layer, 4 per layer and position; no per-expert series.
+        Assert.Equal(7 + (12 * Layers) + (4 * Layers * 3), seen.Count);
         Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 3, expertSeries: false), seen.Count);
         Assert.DoesNotContain(seen, m => m.Tags.ContainsKey("expert"));
     }
@@ -86,7 +88,7 @@ public sealed partial class ModelRoutingStatsMetricsTests
         }
 
         Assert.DoesNotContain(seen, m => m.Name.Contains("hot_expert", StringComparison.Ordinal));
-        Assert.Equal(7 + (10 * Layers) + (2 * Layers * Experts), seen.Count);
+        Assert.Equal(7 + (12 * Layers) + (2 * Layers * Experts), seen.Count);
         Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 0, expertSeries: true), seen.Count);
     }
 

@@ -368,6 +368,11 @@ public sealed partial class ReplayCommandTests
         Assert.Equal(expected["max_load"]!.GetValue<ulong>(), counts.Max());
         Assert.Equal(expected["hottest_expert"]!.GetValue<int>(), counts.ToList().LastIndexOf(counts.Max()));
         Assert.Equal(expected["dead_experts"]!.GetValue<int>(), counts.Count(count => count == 0));
+        // Gini from its definition (the mean absolute difference over twice the mean), the top tenth's share from a sort.
+        var pairs = counts.Sum(a => counts.Sum(b => Math.Abs((double)a - b)));
+        Assert.Equal(pairs / (2.0 * counts.Count * counts.Count * counts.Average(c => (double)c)), expected["gini_coefficient"]!.GetValue<double>(), 12);
+        var top = counts.OrderDescending().Take((counts.Count + 9) / 10).Aggregate(0UL, (sum, count) => sum + count);
+        Assert.Equal(top / (double)counts.Aggregate(0UL, (sum, count) => sum + count), expected["top10_percent_share"]!.GetValue<double>(), 15);
     }
 
     private static void AssertBadInput(string path, string[] arguments, string expected)

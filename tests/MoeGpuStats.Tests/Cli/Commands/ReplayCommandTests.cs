@@ -40,9 +40,9 @@ public sealed partial class ReplayCommandTests : IDisposable
         var (code, output, error) = Moegs.Run("replay", WriteInt32("idle.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids), "--experts", $"{Experts}");
 
         Assert.True(code == ExitCodes.Ok, error);
-        var rows = output.Split('\n').Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(cells => cells.Length == 7 && int.TryParse(cells[0], out _)).ToArray();
-        Assert.Equal(["1", "1.000", "1.00", "0.000", "-", "-", "8"], rows.Single(cells => cells[0] == "1"));
-        Assert.All(rows.Where(cells => cells[0] != "1"), cells => Assert.True(int.TryParse(cells[4], out _) && int.TryParse(cells[5], out _)));
+        var rows = output.Split('\n').Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries)).Where(cells => cells.Length == 9 && int.TryParse(cells[0], out _)).ToArray();
+        Assert.Equal(["1", "1.000", "1.00", "0.000", "0.000", "0.125", "-", "-", "8"], rows.Single(cells => cells[0] == "1"));
+        Assert.All(rows.Where(cells => cells[0] != "1"), cells => Assert.True(int.TryParse(cells[6], out _) && int.TryParse(cells[7], out _)));
         Assert.Contains("(-: a layer without load, whose balancedness is 1 by convention: nothing to balance)", output);
 
         // Tokens, padding left out: none in layer 1, the most in another.
@@ -90,7 +90,7 @@ public sealed partial class ReplayCommandTests : IDisposable
             ["min_balancedness", "p10_balancedness", "median_balancedness", "mean_balancedness", "token_weighted_balancedness", "worst_layer", "per_layer"],
             report.RootElement.GetProperty("since_start").EnumerateObject().Select(p => p.Name));
         Assert.Equal(
-            ["layer", "load", "mean_load", "max_load", "min_load", "balancedness", "max_mean_ratio", "coefficient_of_variation", "hottest_expert", "coldest_expert", "dead_experts"],
+            ["layer", "load", "mean_load", "max_load", "min_load", "balancedness", "max_mean_ratio", "coefficient_of_variation", "hottest_expert", "coldest_expert", "dead_experts", "gini_coefficient", "top10_percent_share"],
             perLayer[0].EnumerateObject().Select(p => p.Name));
         for (var layer = 0; layer < Layers; layer++)
         {
@@ -111,6 +111,8 @@ public sealed partial class ReplayCommandTests : IDisposable
             Assert.Equal(expected.HottestExpert, got.GetProperty("hottest_expert").GetInt32());
             Assert.Equal(expected.ColdestExpert, got.GetProperty("coldest_expert").GetInt32());
             Assert.Equal(expected.DeadExperts, got.GetProperty("dead_experts").GetInt32());
+            Assert.Equal(expected.GiniCoefficient, got.GetProperty("gini_coefficient").GetDouble());
+            Assert.Equal(expected.Top10PercentShare, got.GetProperty("top10_percent_share").GetDouble());
 
             // And the single-layer path of replay agrees: the same slice as a [steps, tokens, k] file.
             var saved = Path.Combine(_folder.FullName, $"layer{layer}.json");
@@ -275,8 +277,8 @@ public sealed partial class ReplayCommandTests : IDisposable
     /// them, before the run; so is a top-K above the experts.
     /// </summary>
     [Theory]
-    [InlineData("--metrics-expert-series", "--metrics-expert-series: 1,024 layers × 256 experts make 524,288 series (2 per layer and expert), 555,015 in all; an endpoint publishes at most 250,000")]
-    [InlineData("--metrics-top-experts 256", "--metrics-top-experts 256: 1,024 layers make 1,048,576 series (4 per layer and rank), 1,058,823 in all; an endpoint publishes at most 250,000: give at most 58.")]
+    [InlineData("--metrics-expert-series", "--metrics-expert-series: 1,024 layers × 256 experts make 524,288 series (2 per layer and expert), 557,063 in all; an endpoint publishes at most 250,000")]
+    [InlineData("--metrics-top-experts 256", "--metrics-top-experts 256: 1,024 layers make 1,048,576 series (4 per layer and rank), 1,060,871 in all; an endpoint publishes at most 250,000: give at most 58.")]
     [InlineData("--metrics-top-experts 257", "--metrics-top-experts 257: a layer has 256 experts; give 0 to 256.")]
     public void MetricsAnEndpointCannotPublishAreRefused(string option, string expected)
     {
@@ -629,7 +631,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
         Assert.Equal(2, samples["moegpustats_moegs_model_recent_steps"]);
         Assert.Equal(recent.Window.MinBalancedness, samples["moegpustats_moegs_model_recent_balancedness_min"], 12);
-        Assert.Equal(7 + (10 * layers) + (4 * layers * 2) + 4 + layers, samples.Count);
+        Assert.Equal(7 + (12 * layers) + (4 * layers * 2) + 4 + layers, samples.Count);
         await Interrupt(moegs);
 
         await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);
