@@ -35,7 +35,8 @@ typedef enum moegs_status {
     MOEGS_INVALID_HANDLE = 2,   /* never created, or already destroyed */
     MOEGS_NO_DEVICE = 3,        /* the requested accelerator is not present */
     MOEGS_DEVICE_ERROR = 4,     /* the device or driver failed (allocation, launch, CUDA call) */
-    MOEGS_RUNTIME_ERROR = 5     /* the .NET runtime could not start, or an unexpected error */
+    MOEGS_RUNTIME_ERROR = 5,    /* the .NET runtime could not start, or an unexpected error */
+    MOEGS_IO_ERROR = 6          /* a file could not be written (moegs_save, moegs_model_save); the target is as it was */
 } moegs_status;
 
 typedef int64_t moegs_handle;
@@ -128,6 +129,13 @@ int32_t moegs_snapshot_size(void);
  * moegs_create). Writes exactly `experts` values, zeros before the first record and after a reset. */
 moegs_status moegs_expert_counts(moegs_handle handle, uint64_t* dst, int32_t capacity);
 moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t capacity);
+
+/* Writes the statistics to `path` (UTF-8) as the seed-compatible JSON that `moegs report`, `merge` and
+ * `plan` read (what `moegs replay --save` writes): through a temporary file in the same folder, renamed
+ * over the target, so a reader never sees half a file. One read of the statistics (a device
+ * synchronization on a device accelerator). MOEGS_INVALID_ARGUMENT for a NULL or empty path;
+ * MOEGS_IO_ERROR (the message names the path and why) when it cannot be written. */
+moegs_status moegs_save(moegs_handle handle, const char* path);
 
 /* Clears the statistics. */
 moegs_status moegs_reset(moegs_handle handle);
@@ -300,6 +308,12 @@ moegs_status moegs_model_layer_snapshot(moegs_handle handle, int32_t layer, moeg
 moegs_status moegs_model_layer_expert_counts(moegs_handle handle, int32_t layer, uint64_t* dst, int32_t capacity);
 moegs_status moegs_model_layer_expert_utilization(moegs_handle handle, int32_t layer, float* dst, int32_t capacity);
 moegs_status moegs_model_layer_decayed_utilization(moegs_handle handle, int32_t layer, float* dst, int32_t capacity);
+
+/* Writes the model to `path` (UTF-8) as the JSON that `moegs report`, `merge` and `plan` read (what
+ * `moegs replay --save` writes for a model): each layer in the seed's shape and the window load, from one
+ * read of the model; not the window's ring of steps. Each rank of an expert-parallel job saves its own
+ * file and `moegs merge` sums them exactly. Written as moegs_save writes, with its errors. */
+moegs_status moegs_model_save(moegs_handle handle, const char* path);
 
 /* Clears every layer and the window. */
 moegs_status moegs_model_reset(moegs_handle handle);

@@ -38,6 +38,7 @@ typedef int (*layer_snapshot_fn)(moegs_handle, int32_t, moegs_snapshot*);
 typedef int (*device_arrays_fn)(moegs_handle, void*, moegs_model_arrays*);
 typedef int (*layer_counts_fn)(moegs_handle, int32_t, uint64_t*, int32_t);
 typedef int (*layer_utilization_fn)(moegs_handle, int32_t, float*, int32_t);
+typedef int (*save_fn)(moegs_handle, const char*);
 
 static struct {
     create_fn create;
@@ -68,6 +69,8 @@ static struct {
     size_fn model_arrays_size;
     handle_fn model_reset;
     handle_fn model_destroy;
+    save_fn save;
+    save_fn model_save;
 } api;
 
 static pthread_once_t started = PTHREAD_ONCE_INIT;
@@ -173,6 +176,8 @@ static void start_runtime(void)
         { "ModelArraysSize", (void**)&api.model_arrays_size },
         { "ModelReset", (void**)&api.model_reset },
         { "ModelDestroy", (void**)&api.model_destroy },
+        { "Save", (void**)&api.save },
+        { "ModelSave", (void**)&api.model_save },
     };
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
         rc = self_contained
@@ -254,6 +259,11 @@ moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t c
 moegs_status moegs_reset(moegs_handle handle)
 {
     return ready() ? (moegs_status)api.reset(handle) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_save(moegs_handle handle, const char* path)
+{
+    return ready() ? (moegs_status)api.save(handle, path) : MOEGS_RUNTIME_ERROR;
 }
 
 moegs_status moegs_destroy(moegs_handle handle)
@@ -347,6 +357,11 @@ int32_t moegs_model_arrays_size(void)
 moegs_status moegs_model_reset(moegs_handle handle)
 {
     return ready() ? (moegs_status)api.model_reset(handle) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_save(moegs_handle handle, const char* path)
+{
+    return ready() ? (moegs_status)api.model_save(handle, path) : MOEGS_RUNTIME_ERROR;
 }
 
 moegs_status moegs_model_destroy(moegs_handle handle)

@@ -28,9 +28,9 @@ import sys
 import threading
 import weakref
 
-OK, INVALID_ARGUMENT, INVALID_HANDLE, NO_DEVICE, DEVICE_ERROR, RUNTIME_ERROR = range(6)
+OK, INVALID_ARGUMENT, INVALID_HANDLE, NO_DEVICE, DEVICE_ERROR, RUNTIME_ERROR, IO_ERROR = range(7)
 _STATUS = {INVALID_ARGUMENT: "invalid argument", INVALID_HANDLE: "invalid handle", NO_DEVICE: "no such device",
-           DEVICE_ERROR: "device error", RUNTIME_ERROR: "runtime error"}
+           DEVICE_ERROR: "device error", RUNTIME_ERROR: "runtime error", IO_ERROR: "i/o error"}
 
 
 class MoeGpuStatsError(Exception):
@@ -94,6 +94,19 @@ class ModelArrays(ctypes.Structure):
         ("synchronized", ctypes.c_int32)]
 
 
+def _path_bytes(path):
+    """A file path as the C API takes it (the file system's bytes); ValueError for an empty one, TypeError for a non-path."""
+    try:
+        encoded = os.fsencode(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike (got {path!r} of type {type(path).__name__})") from None
+    if not encoded:
+        raise ValueError("path is empty: give the file to write")
+    if b"\0" in encoded:
+        raise ValueError(f"path {path!r} holds a NUL character, which no file name can")
+    return encoded
+
+
 def _installed_library():
     """Where `pip install ./python` recorded this checkout's native/out, or None (not installed that way)."""
     try:
@@ -150,10 +163,12 @@ def _load(path=None):
     lib.moegs_model_reset.argtypes = [h]
     lib.moegs_model_destroy.argtypes = [h]
     for newest in ("moegs_model_device_arrays", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
-                   "moegs_model_recent_window_load"):
+                   "moegs_model_recent_window_load", "moegs_save", "moegs_model_save"):
         if not hasattr(lib, newest):
             raise OSError(f"{os.path.abspath(candidate)} predates {newest}: rebuild it (native/build.sh)")
     lib.moegs_model_device_arrays.argtypes = [h, vp, ctypes.POINTER(ModelArrays)]
+    lib.moegs_save.argtypes = [h, ctypes.c_char_p]
+    lib.moegs_model_save.argtypes = [h, ctypes.c_char_p]
     lib.moegs_model_recent_summary.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance),
                                                ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance)]
     lib.moegs_model_recent_window_load.argtypes = [h, i32, ctypes.POINTER(ctypes.c_uint64), i32]
@@ -173,7 +188,7 @@ def _load(path=None):
                  "moegs_model_accelerator", "moegs_model_summary", "moegs_model_window_load", "moegs_model_layer_snapshot",
                  "moegs_model_reset", "moegs_model_destroy", "moegs_model_device_arrays", "moegs_model_layer_expert_counts",
                  "moegs_model_layer_expert_utilization", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
-                 "moegs_model_recent_window_load"):
+                 "moegs_model_recent_window_load", "moegs_save", "moegs_model_save"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
 
@@ -461,6 +476,12 @@ class MoeStats(_Handle):
         self._check(self._lib.moegs_expert_utilization(self._handle, buffer, self.experts))
         return list(buffer)
 
+    def save(self, path):
+        """Writes the statistics to `path` (str or os.PathLike) as the seed-compatible JSON that `moegs report`, `merge`
+        and `plan` read, atomically: a reader never sees half a file. Raises ValueError (empty path) or MoeGpuStatsError
+        with status IO_ERROR (the file cannot be written; it is left as it was)."""
+        self._check(self._lib.moegs_save(self._handle, _path_bytes(path)))
+
     def reset(self):
         self._check(self._lib.moegs_reset(self._handle))
 
@@ -675,6 +696,15 @@ class MoeModelStats(_Handle):
         buffer = (ctype * self.experts)()
         self._check(read(self._handle, layer, buffer, self.experts))
         return list(buffer)
+
+    def save(self, path):
+        """Writes the model to `path` (str or os.PathLike) as the JSON that `moegs report`, `merge` and `plan` read (what
+        `moegs replay --save` writes): each layer's statistics and the window load, from one read of the model, written
+        atomically. Each rank of an expert-parallel job saves its own file; `moegs merge` sums them exactly. Raises
+        ValueError (empty path) or MoeGpuStatsError with status IO_ERROR (the file cannot be written; it is left as it was)."""
+        path = _path_bytes(path)
+        with self._lock:
+            self._check(self._lib.moegs_model_save(self._handle, path))
 
     def reset(self):
         """Zeroes every count, total and the window; counters a ModelMetricsCollector serves then go down (a counter reset)."""

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "moegs.h"
 
@@ -665,6 +666,41 @@ static void model_layer_values(void)
     CHECK(moegs_model_destroy(plain) == MOEGS_OK, "destroy");
 }
 
+/* moegs_save and moegs_model_save write a JSON file a reader can open; a NULL path and a folder that does not
+ * exist are refused with their reason. (NativeApiTests reads the files back as the CLI does.) */
+static void saves(void)
+{
+    char dir[] = "/tmp/moegs-save-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char model_path[64], router_path[64], missing[96];
+    snprintf(model_path, sizeof model_path, "%s/model.json", dir);
+    snprintf(router_path, sizeof router_path, "%s/router.json", dir);
+    snprintf(missing, sizeof missing, "%s/no-such-folder/model.json", dir);
+
+    moegs_handle model = 0, router = 0;
+    CHECK(moegs_model_create("managed", 2, 4, 0, 3, -1.0f, &model) == MOEGS_OK, "save: model create: %s", moegs_last_error());
+    CHECK(moegs_create("managed", 4, 0, &router) == MOEGS_OK, "save: create: %s", moegs_last_error());
+    int32_t ids[2 * 3 * 2] = { 0, 1, 2, 3, 3, 3, 1, 1, 0, 2, -1, -1 };
+    CHECK(moegs_model_record(model, ids, 2, 3, 2, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "save: record: %s", moegs_last_error());
+    CHECK(moegs_model_save(model, model_path) == MOEGS_OK, "model save: %s", moegs_last_error());
+    CHECK(moegs_save(router, router_path) == MOEGS_OK, "save: %s", moegs_last_error());
+    for (int i = 0; i < 2; i++) {
+        FILE* file = fopen(i == 0 ? model_path : router_path, "r");
+        int first = file ? fgetc(file) : EOF;
+        CHECK(first == '{', "%s: starts with %d, not a JSON object", i == 0 ? model_path : router_path, first);
+        if (file) fclose(file);
+    }
+    REFUSED(moegs_model_save(model, NULL), MOEGS_INVALID_ARGUMENT, "path is NULL", "moegs_model_save");
+    REFUSED(moegs_model_save(model, missing), MOEGS_IO_ERROR, missing, "cannot be written");
+    REFUSED(moegs_save(router, ""), MOEGS_INVALID_ARGUMENT, "path is NULL or empty", "moegs_save");
+    REFUSED(moegs_save(model, router_path), MOEGS_INVALID_HANDLE, "not a live aggregator");
+    moegs_model_destroy(model);
+    moegs_destroy(router);
+    remove(model_path);
+    remove(router_path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     /* The library writes moegs_snapshot_size() bytes into a moegs_snapshot: the struct this header declares. */
@@ -787,7 +823,8 @@ int main(void)
     latency_is_kept(managed, 0, 0.0);
     latency_is_kept(managed, 149, 0.0001);
     latency_is_kept(managed, 150, 0.0002);
-    latency_is_kept(cpu, 2000000, 2.0);
+    model_device_arrays();
+    saves();
     latency_is_kept(cpu, INT64_MAX, (double)(INT64_MAX / 100) / 10000.0);
     latencies_from_threads("managed");
     latencies_from_threads("cpu");

@@ -7,14 +7,17 @@ import array
 import ctypes
 import gc
 import importlib.util
+import json
 import math
 import os
+import pathlib
 import random
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -79,6 +82,22 @@ class Pair:
 
 
 class WrapperTests(unittest.TestCase):
+    def test_a_saved_aggregator_is_the_seed_shaped_json(self):
+        """save(path) writes the seed-compatible snapshot that `moegs report` reads; a missing folder is IO_ERROR."""
+        rng = random.Random(3)
+        for accelerator in ("managed", "cpu"):
+            with tempfile.TemporaryDirectory() as folder, moegs.MoeStats(EXPERTS, accelerator) as stats:
+                stats.record(array.array("i", (rng.randrange(EXPERTS) for _ in range(TOKENS * TOP_K))), tokens=TOKENS, top_k=TOP_K)
+                path = os.path.join(folder, "router.json")
+                stats.save(path)
+                with open(path) as f:
+                    saved = json.load(f)
+                self.assertEqual(stats.expert_counts(), saved["expert_token_counts"])
+                self.assertEqual(1, saved["total_routings"])
+                with self.assertRaises(moegs.MoeGpuStatsError) as raised:
+                    stats.save(os.path.join(folder, "missing", "router.json"))
+                self.assertEqual(moegs.IO_ERROR, raised.exception.status)
+
     def test_counts_match_a_bincount_and_the_managed_engine(self):
         rng = random.Random(5)
         expected = [0] * EXPERTS
@@ -467,6 +486,37 @@ class ModelTests(unittest.TestCase):
         rng = random.Random(9)
         return [array.array("i", (rng.randrange(-1, self.EXPERTS + 1) if i % stride < self.TOKENS * self.K else -9
                                   for i in range(self.LAYERS * stride))) for _ in range(self.STEPS)]
+
+    def test_a_saved_model_is_the_json_the_cli_reads(self):
+        """save(path) writes the window load and each layer as `moegs replay --save` does, for `moegs report` and
+        `merge`; a bad path raises naming it and leaves the file as it was."""
+        stride = self.TOKENS * self.K
+        for accelerator in ("managed", "cpu"):
+            with tempfile.TemporaryDirectory() as folder, \
+                    moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator=accelerator) as model:
+                for ids in self.steps(stride):
+                    model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+                path = os.path.join(folder, "rank0.json")
+                model.save(pathlib.Path(path))
+                with open(path) as f:
+                    saved = json.load(f)
+                self.assertEqual(load_rows(model.window_load()), saved["window_load"])
+                self.assertEqual((self.STEPS, self.WINDOW, self.EXPERTS), (saved["steps"], saved["window"], saved["experts"]))
+                self.assertEqual([model.layer_expert_counts(l) for l in range(self.LAYERS)],
+                                 [layer["expert_token_counts"] for layer in saved["layers"]])
+                missing = os.path.join(folder, "no-such-folder", "rank0.json")
+                with self.assertRaises(moegs.MoeGpuStatsError) as raised:
+                    model.save(missing)
+                self.assertEqual(moegs.IO_ERROR, raised.exception.status)
+                self.assertIn(missing, str(raised.exception))
+                with self.assertRaisesRegex(ValueError, "path is empty"):
+                    model.save("")
+                with self.assertRaisesRegex(ValueError, "NUL"):
+                    model.save("a\0b")
+                with self.assertRaisesRegex(TypeError, "path must be a str or os.PathLike"):
+                    model.save(3)
+                with open(path) as f:
+                    self.assertEqual(saved, json.load(f))
 
     def test_the_newest_steps_are_their_ids_bincount(self):
         """window_load(recent_steps=n) and summary(recent_steps=n) cover the newest n steps alone; n outside [1, window]

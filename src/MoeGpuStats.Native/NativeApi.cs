@@ -118,6 +118,20 @@ public static unsafe class NativeApi
     public static int Reset(long handle) => With(handle, aggregator => aggregator.Stats.Reset());
 
     [UnmanagedCallersOnly]
+    public static int Save(long handle, byte* path)
+    {
+        var file = FilePath(path);
+        return file is null ? FailPath("moegs_save") : With(handle, aggregator => SaveTo(file, full => Serialization.RoutingStatsFile.Save(aggregator.Stats, full)));
+    }
+
+    [UnmanagedCallersOnly]
+    public static int ModelSave(long handle, byte* path)
+    {
+        var file = FilePath(path);
+        return file is null ? FailPath("moegs_model_save") : WithModel(handle, model => SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full)));
+    }
+
+    [UnmanagedCallersOnly]
     public static int Destroy(long handle) => Remove(Handles, "aggregator", handle);
 
     [UnmanagedCallersOnly]
@@ -329,6 +343,26 @@ public static unsafe class NativeApi
 
     private static readonly IntPtr EmptyString = Marshal.StringToCoTaskMemUTF8(string.Empty);
 
+    /// <summary>The C caller's UTF-8 path; null for a NULL or empty one.</summary>
+    private static string? FilePath(byte* path) =>
+        path is null ? null : Marshal.PtrToStringUTF8((IntPtr)path) is { Length: > 0 } text ? text : null;
+
+    private static int FailPath(string function) =>
+        Fail(NativeStatus.InvalidArgument, $"path is NULL or empty: {function} writes the statistics as JSON to that file.");
+
+    /// <summary>Runs <paramref name="save"/>; a file that cannot be written is an <see cref="NativeIoException"/> naming it.</summary>
+    private static void SaveTo(string path, Action<string> save)
+    {
+        try
+        {
+            save(path);
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            throw new NativeIoException($"{path}: cannot be written ({NativeChecks.OneLine(exception)}); the file is as it was.", exception);
+        }
+    }
+
     /// <summary>Copies an aggregator's per-expert values into the caller's <paramref name="destination"/>: all <c>experts</c> of them, zeros before the first record.</summary>
     /// <param name="copies">What the function copies into dst, for the message when dst is NULL.</param>
     private static int CopyOut<T>(long handle, T* destination, int capacity, string copies, Func<RoutingStats, IReadOnlyList<T>> read)
@@ -467,6 +501,7 @@ public static unsafe class NativeApi
     private static int Fail(Exception exception) => exception switch
     {
         NativeArgumentException => Fail(NativeStatus.InvalidArgument, exception.Message),
+        NativeIoException => Fail(NativeStatus.IoError, exception.Message),
         NoDeviceException => Fail(NativeStatus.NoDevice, NativeChecks.OneLine(exception)),
         ArgumentException => Fail(NativeStatus.InvalidArgument, NativeChecks.OneLine(exception)),
         ObjectDisposedException => Fail(NativeStatus.InvalidHandle, NativeChecks.OneLine(exception)),

@@ -340,3 +340,6 @@ internal static class NativeChecks
 
 /// <summary>A refused C argument; the message is the C caller's, used verbatim.</summary>
 internal sealed class NativeArgumentException(FormattableString message) : Exception(FormattableString.Invariant(message));
+
+/// <summary>A file the C caller named that could not be written; the message names it and why.</summary>
+internal sealed class NativeIoException(string message, Exception inner) : Exception(message, inner);

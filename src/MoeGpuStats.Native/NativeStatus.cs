@@ -9,4 +9,5 @@ internal static class NativeStatus
     public const int NoDevice = 3;
     public const int DeviceError = 4;
     public const int RuntimeError = 5;
+    public const int IoError = 6;
 }

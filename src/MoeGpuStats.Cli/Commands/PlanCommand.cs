@@ -19,7 +19,7 @@ internal static class PlanCommand
         var file = new Argument<FileInfo>("LOAD")
         {
             CustomParser = result => SharedOptions.ParseFile(result, "LOAD")!,
-            Description = "Expert loads [layers, experts]: a .npy (int8, uint8, int16, uint16, int32 or int64; 2-D, or 1-D for one layer), a JSON array of arrays of whole numbers, or a snapshot saved with --save (a whole model: its window load; one layer: its tokens per expert).",
+            Description = "Expert loads [layers, experts]: a .npy (int8, uint8, int16, uint16, int32, int64 or uint64 as a model's window_load() in Python; 2-D, or 1-D for one layer), a JSON array of arrays of whole numbers, or a snapshot saved with --save (a whole model: its window load; one layer: its tokens per expert).",
         };
         var replicas = SharedOptions.WholeNumber(
             new Option<int>("--replicas") { Description = "Physical expert slots per layer (R): at least the experts, a multiple of --gpus.", Required = true }, 1, MaxReplicas, "the physical experts per layer");

@@ -17,7 +17,7 @@ internal static class ReplayCommand
         var file = new Argument<FileInfo>("FILE")
         {
             CustomParser = result => SharedOptions.ParseFile(result, "FILE")!,
-            Description = $"The router's top-k ids, at most {NpyIds.MaxIdsPerStep:N0} a step; -1 marks an empty slot. A .npy file (np.save: int8, uint8, int16, uint16, int32 or int64, in one of the --layout orders); an .npz archive (np.savez or np.savez_compressed: members in the archive's order, see --members); or JSON lines (.jsonl, .ndjson), one object a line: topk_ids (one token's k ids, or a forward pass's [tokens][k]); layer (none in one layer's trace); optionally the pass's id, step, or the index of the line's first token in its pass, position (a pass starts where it is 0 again); without either, a pass ends where a layer comes again. Every layer of a pass routes the same tokens. request_id and gate_weights are checked, not used; other fields are ignored. Spellings: {JsonTraceLine.Spellings}. Other names are read by their first bytes.",
+            Description = $"The router's top-k ids, at most {NpyIds.MaxIdsPerStep:N0} a step; -1 marks an empty slot. A .npy file (np.save: int8, uint8, int16, uint16, int32, int64 or uint64, in one of the --layout orders); an .npz archive (np.savez or np.savez_compressed: members in the archive's order, see --members); or JSON lines (.jsonl, .ndjson), one object a line: topk_ids (one token's k ids, or a forward pass's [tokens][k]); layer (none in one layer's trace); optionally the pass's id, step, or the index of the line's first token in its pass, position (a pass starts where it is 0 again); without either, a pass ends where a layer comes again. Every layer of a pass routes the same tokens. request_id and gate_weights are checked, not used; other fields are ignored. Spellings: {JsonTraceLine.Spellings}. Other names are read by their first bytes.",
         };
         var layout = new Option<IdLayout?>("--layout")
         {
@@ -148,7 +148,7 @@ internal static class ReplayCommand
                     {
                         console.Error.WriteLine(max < 0
                             ? $"{path}: no id is 0 or more, so the file does not say how many experts there are; give --experts (1 to {maxExperts:N0})."
-                            : $"{path}: the largest id is {max:N0}, which would make {max + 1:N0} experts; the engine holds 1 to {maxExperts:N0}: give --experts (larger ids then count as invalid).");
+                            : $"{path}: the largest id is {max:N0}, which would make {(decimal)max + 1:N0} experts; the engine holds 1 to {maxExperts:N0}: give --experts (larger ids then count as invalid).");
                         return ExitCodes.Usage;
                     }
 
@@ -201,7 +201,10 @@ internal static class ReplayCommand
                             model.Metrics(parse),
                             $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",
                             "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");
-                        return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => checks.Warnings(trace.Steps)));
+                        var defaulted = parse.GetValue(layout) is null ? trace.Layout : null;
+                        return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => [
+                            .. checks.Warnings(trace.Steps),
+                            .. IdLayout.DefaultNote(defaulted, trace.Steps, trace.Layers, trace.MaxTokens, trace.TopK)]));
                     }
 
                     var session = recording.Session(

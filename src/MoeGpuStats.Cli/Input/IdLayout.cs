@@ -44,6 +44,20 @@ internal sealed class IdLayout
         return All.FirstOrDefault(layout => layout.Name == name);
     }
 
+    /// <summary>
+    /// A note for a trace read in <paramref name="defaulted"/>, the layout chosen without <c>--layout</c>:
+    /// the default for 4-D, [steps, layers, tokens, k], has the rank of [steps, tokens, layers, k] (vLLM's
+    /// routed experts of each step, stacked), and nothing in the ids tells the two apart. Empty for any
+    /// other layout, and for null (a layout given, or none).
+    /// </summary>
+    public static IEnumerable<string> DefaultNote(IdLayout? defaulted, int steps, int layers, int tokens, int topK)
+    {
+        if (defaulted == StepsLayersTokensK)
+        {
+            yield return $"note: read as [{defaulted.Name}] = [{steps:N0}, {layers:N0}, {tokens:N0}, {topK}], the default for 4-D; give --layout {StepsTokensLayersK.Name} if each step is [tokens, layers, k] (vLLM's routed experts, stacked): the ids cannot tell.";
+        }
+    }
+
     /// <summary>Refuses a shape of a rank no layout has.</summary>
     /// <exception cref="InvalidDataException">It has; the message names the file.</exception>
     public static void CheckRank(string path, IReadOnlyList<long> dims)

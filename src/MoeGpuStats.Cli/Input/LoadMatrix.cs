@@ -99,7 +99,13 @@ internal static class LoadMatrix
         {
             for (var e = 0; e < experts; e++)
             {
-                loads[layer, e] = header.Value(data, (int)((layer * experts) + e));
+                var index = (int)((layer * experts) + e);
+                if (header.IsPastInt64(data, index))
+                {
+                    throw new InvalidDataException($"{path}: the load of expert {e} in layer {layer} is past {long.MaxValue:N0}, the largest a plan reads.");
+                }
+
+                loads[layer, e] = header.Value(data, index);
             }
         }
 

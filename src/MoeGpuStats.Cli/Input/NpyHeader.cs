@@ -29,9 +29,14 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
     /// <summary>The type's NumPy name: int16, uint8, ...</summary>
     public string TypeName => Type.ToString().ToLowerInvariant();
 
-    /// <summary>Value <paramref name="index"/> of <paramref name="data"/>, values of this header's type one after another.</summary>
+    /// <summary>
+    /// Value <paramref name="index"/> of <paramref name="data"/>, values of this header's type one after
+    /// another; a uint64 past <see cref="long.MaxValue"/> reads as <see cref="long.MaxValue"/> (an invalid id,
+    /// a load <see cref="IsPastInt64"/> tells apart).
+    /// </summary>
     public long Value(ReadOnlySpan<byte> data, int index) => Type switch
     {
+        NpyType.UInt64 => (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(data[(index * 8)..]), long.MaxValue),
         NpyType.Int8 => (sbyte)data[index],
         NpyType.UInt8 => data[index],
         NpyType.Int16 => BinaryPrimitives.ReadInt16LittleEndian(data[(index * 2)..]),
@@ -39,6 +44,10 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
         NpyType.Int32 => BinaryPrimitives.ReadInt32LittleEndian(data[(index * 4)..]),
         _ => BinaryPrimitives.ReadInt64LittleEndian(data[(index * 8)..]),
     };
+
+    /// <summary>Whether value <paramref name="index"/> is a uint64 past <see cref="long.MaxValue"/>, which <see cref="Value"/> cannot hold.</summary>
+    public bool IsPastInt64(ReadOnlySpan<byte> data, int index) =>
+        Type == NpyType.UInt64 && BinaryPrimitives.ReadUInt64LittleEndian(data[(index * 8)..]) > long.MaxValue;
 
     /// <summary>NumPy itself refuses headers over 10,000 bytes unless told otherwise; a shape never needs more.</summary>
     public const int MaxHeaderBytes = 65_536;
@@ -142,8 +151,9 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
             "<u2" or "=u2" => NpyType.UInt16,
             "<i4" or "=i4" => NpyType.Int32,
             "<i8" or "=i8" => NpyType.Int64,
+            "<u8" or "=u8" => NpyType.UInt64,
             var other => throw new InvalidDataException(
-                $"{path}: dtype '{Printable(other)}'; expected little-endian integers: int8, uint8, int16, uint16, int32 or int64."),
+                $"{path}: dtype '{Printable(other)}'; expected little-endian integers: int8, uint8, int16, uint16, int32, int64 or uint64."),
         };
         return new NpyHeader(offset + headerLength, type, ParseShape(shape.Groups[1].Value, path), fortran.Groups[1].Value == "True");
     }
@@ -240,4 +250,7 @@ internal enum NpyType
     UInt16,
     Int32,
     Int64,
+
+    /// <summary>What a model's <c>window_load()</c> returns in Python, and loads saved from it.</summary>
+    UInt64,
 }

@@ -2,7 +2,7 @@ namespace MoeGpuStats.Cli.Input;
 
 /// <summary>
 /// Top-k expert ids saved by <c>np.save</c> (or <c>torch</c> through NumPy): a little-endian int8, uint8,
-/// int16, uint16, int32 or int64 array, C order, in one of the <see cref="IdLayout"/>s. Read one step at a
+/// int16, uint16, int32, int64 or uint64 array, C order, in one of the <see cref="IdLayout"/>s. Read one step at a
 /// time, as <c>[layers, tokens, k]</c> whatever the file's order. The same array as a member of an .npz
 /// archive is read through <see cref="Open(NpyBytes, string, Func{string, IReadOnlyList{long}, IdLayout})"/>.
 /// </summary>
@@ -233,7 +233,7 @@ internal sealed class NpyIds : IRoutingTrace
 
     /// <summary>
     /// Converts <c>destination.Length</c> ids from id <paramref name="first"/> of <paramref name="bytes"/>;
-    /// int64 ids outside the int32 range become <see cref="OutOfRangeId"/>.
+    /// int64 and uint64 ids outside the int32 range become <see cref="OutOfRangeId"/>.
     /// </summary>
     private void Convert(ReadOnlySpan<byte> bytes, int first, Span<int> destination)
     {
@@ -248,6 +248,7 @@ internal sealed class NpyIds : IRoutingTrace
     /// The largest id in the file as saved (int64 ids keep their value), for E when the caller does not
     /// give it. Negative ids (-1 is padding, others are invalid) never count; -1 when there is no other id.
     /// </summary>
+    /// <exception cref="InvalidDataException">A uint64 id is past <see cref="long.MaxValue"/>; the message gives it.</exception>
     public long MaxId()
     {
         var remaining = (long)Steps * IdsPerStep;
@@ -259,6 +260,12 @@ internal sealed class NpyIds : IRoutingTrace
             var bytes = ReadChunk(position, count);
             for (var i = 0; i < count; i++)
             {
+                if (_header.IsPastInt64(bytes, i))
+                {
+                    throw new InvalidDataException(
+                        $"{Path}: id {System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * 8)..]):N0} is past any expert count, so the largest id does not say how many experts there are; give --experts (larger ids then count as invalid).");
+                }
+
                 max = Math.Max(max, _header.Value(bytes, i));
             }
 

@@ -39,6 +39,11 @@ internal static class SnapshotFile
                 throw new JsonException($"Routing statistics must be a JSON object, not {root.ValueKind}.");
             }
 
+            if (root.TryGetProperty("since_start", out _))
+            {
+                throw new InvalidDataException($"{path}: a model's report, as --json prints it, not a snapshot; this command reads the file that --save writes (replay --save FILE.json).");
+            }
+
             // The document already read, not the file again: the file is parsed once, and is the one
             // whose fields told a model from a layer.
             return root.TryGetProperty("layers", out _) || root.TryGetProperty("window_load", out _)

@@ -21,6 +21,34 @@ public static class RoutingStatsFile
     public static void Save(RoutingStats stats, string path)
     {
         ArgumentNullException.ThrowIfNull(stats);
+        WriteAtomically(path, writer => RoutingStatsJson.Write(writer, stats));
+    }
+
+    /// <summary>
+    /// Writes <paramref name="model"/> as the JSON that <c>moegs report</c>, <c>merge</c> and <c>plan</c>
+    /// read, and <c>JsonSerializer.Deserialize&lt;ModelRoutingStats&gt;</c>: each layer in the seed's shape
+    /// and the window load, from one read of the model, so every figure is of one step; not the window's
+    /// ring of steps, so a model read back reads and merges but records no more. Written atomically, as
+    /// <see cref="Save(RoutingStats, string)"/>. Per-rank files of one model merge exactly
+    /// (<see cref="ModelRoutingStats.Merge"/>, <c>moegs merge</c>).
+    /// </summary>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    /// <exception cref="IOException">The file cannot be written; the target is left as it was.</exception>
+    /// <exception cref="UnauthorizedAccessException">The folder may not be written to; the target is left as it was.</exception>
+    public static void Save(ModelRoutingStats model, string path)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        WriteAtomically(path, writer => JsonSerializer.Serialize(writer, model));
+    }
+
+    /// <summary>
+    /// Writes the JSON <paramref name="write"/> writes to <paramref name="path"/> through a temporary
+    /// file in the same folder, flushed, then renamed over the target, so a reader never sees half a file.
+    /// </summary>
+    private static void WriteAtomically(string path, Action<Utf8JsonWriter> write)
+    {
         ArgumentException.ThrowIfNullOrEmpty(path);
         var full = Path.GetFullPath(path);
         // The temporary's name stays within the file system's 255 bytes wherever the target's does.
@@ -33,7 +61,7 @@ public static class RoutingStatsFile
             {
                 using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
                 {
-                    RoutingStatsJson.Write(writer, stats);
+                    write(writer);
                 }
 
                 stream.Flush(flushToDisk: true);
@@ -47,7 +75,7 @@ public static class RoutingStatsFile
         }
     }
 
-    /// <summary>Reads a snapshot written by <see cref="Save"/> or by the seed's serde.</summary>
+    /// <summary>Reads a snapshot written by <see cref="Save(RoutingStats, string)"/> or by the seed's serde.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
     /// <exception cref="FileNotFoundException">There is no such file, or no such folder on its path.</exception>

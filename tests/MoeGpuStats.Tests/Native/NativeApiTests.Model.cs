@@ -14,7 +14,7 @@ namespace MoeGpuStats.Tests.Native;
 /// </summary>
 public sealed unsafe partial class NativeApiTests
 {
-    private const int Ok = 0, InvalidArgument = 1, InvalidHandle = 2;
+    private const int Ok = 0, InvalidArgument = 1, InvalidHandle = 2, IoError = 6;
     private const int Layers = 3, Experts = 8, Tokens = 40, TopK = 2, Window = 4, Steps = 7;
     private const int Stride = (Tokens * TopK) + 6; // layers apart with a gap, as views of one larger buffer
 
@@ -283,6 +283,88 @@ public sealed unsafe partial class NativeApiTests
             "moegs_layer_balance" => ((delegate* unmanaged<int>)&NativeApi.LayerBalanceSize)(),
             _ => ((delegate* unmanaged<int>)&NativeApi.ModelArraysSize)(),
         });
+    }
+
+    /// <summary>
+    /// moegs_model_save and moegs_save write what <c>moegs report</c> and <c>merge</c> read: the model reads back
+    /// with its window load and summary, the aggregator with its snapshot; a NULL or empty path, a folder that
+    /// does not exist and a dead handle are refused with their reason, the target left as it was.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void SavedStatisticsReadBackAndBadPathsAreRefused(string accelerator)
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        var handle = Create(accelerator, Layers, Experts, 25, Window, -1f);
+        long aggregator = 0;
+        try
+        {
+            var rng = new Random(5);
+            for (var step = 0; step < Steps; step++)
+            {
+                var ids = Enumerable.Range(0, Layers * Stride).Select(_ => rng.Next(-1, Experts)).ToArray();
+                Assert.Equal(Ok, Record(handle, ids, Layers, Tokens, TopK, Stride, null, null, null));
+            }
+
+            var path = Path.Combine(folder.FullName, "rank0.json");
+            Assert.Equal(Ok, Save(&NativeApi.ModelSave, handle, path));
+            using (var read = System.Text.Json.JsonSerializer.Deserialize<ModelRoutingStats>(File.ReadAllText(path))!)
+            {
+                Assert.Equal(WindowLoad(handle), read.WindowLoad());
+                var (summary, window, _) = Summary(handle, null);
+                var expected = read.Summary();
+                Assert.Equal(NativeModelBalance.From(expected, Experts), summary);
+                Assert.Equal(expected.Window.Layers.Select(NativeLayerBalance.From), window);
+            }
+
+            var saved = File.ReadAllText(path);
+            Refused(Save(&NativeApi.ModelSave, handle, null), InvalidArgument, "path is NULL or empty", "moegs_model_save");
+            Refused(Save(&NativeApi.ModelSave, handle, ""), InvalidArgument, "path is NULL or empty", "moegs_model_save");
+            var missing = Path.Combine(folder.FullName, "no-such-folder", "rank0.json");
+            Refused(Save(&NativeApi.ModelSave, handle, missing), IoError, missing, "cannot be written", "as it was");
+            Refused(Save(&NativeApi.ModelSave, handle + 1000, path), InvalidHandle, "not a live model");
+            Assert.Equal(saved, File.ReadAllText(path));
+
+            var name = Encoding.UTF8.GetBytes("managed\0");
+            fixed (byte* p = name)
+            {
+                Assert.Equal(Ok, ((delegate* unmanaged<byte*, int, int, long*, int>)&NativeApi.Create)(p, Experts, 0, &aggregator));
+            }
+
+            var one = Path.Combine(folder.FullName, "router.json");
+            Assert.Equal(Ok, Save(&NativeApi.Save, aggregator, one));
+            using (var loaded = MoeGpuStats.Serialization.RoutingStatsFile.Load(one))
+            {
+                Assert.Equal(0UL, loaded.TotalRoutings);
+                Assert.Equal(Experts, loaded.Options.Experts);
+            }
+
+            Refused(Save(&NativeApi.Save, aggregator, null), InvalidArgument, "path is NULL or empty", "moegs_save");
+            Refused(Save(&NativeApi.Save, handle, one), InvalidHandle, "not a live aggregator");
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+            if (aggregator != 0)
+            {
+                Assert.Equal(Ok, Call(&NativeApi.Destroy, aggregator));
+            }
+
+            folder.Delete(recursive: true);
+        }
+    }
+
+    private static int Save(delegate* unmanaged<long, byte*, int> function, long handle, string? path)
+    {
+        if (path is null)
+        {
+            return function(handle, null);
+        }
+
+        fixed (byte* p = Encoding.UTF8.GetBytes(path + "\0"))
+        {
+            return function(handle, p);
+        }
     }
 
     /// <summary>Every read of a model, to compare before and after refused calls.</summary>

@@ -33,6 +33,72 @@ public sealed class RoutingStatsFileTests
         }
     }
 
+    /// <summary>
+    /// A saved model reads back with its summary, window load and layers, and saved ranks merge as the
+    /// live ranks do: what a server that cannot run the CLI hands to <c>moegs merge</c>.
+    /// </summary>
+    [Fact]
+    public void SavedModelsReadBackAndMergeAsTheLiveModels()
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        try
+        {
+            var options = new ModelRoutingStatsOptions { Layers = 3, Experts = 8, Window = 4, ExpertCapacity = 3 };
+            using var rank0 = new ModelRoutingStats(options);
+            using var rank1 = new ModelRoutingStats(options);
+            foreach (var (rank, seed) in new[] { (rank0, 1), (rank1, 2) })
+            {
+                foreach (var step in ModelSteps.Random(options.Layers, options.Experts, 2, 6, seed))
+                {
+                    rank.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
+                }
+            }
+
+            var (path0, path1) = (Path.Combine(folder.FullName, "rank0.json"), Path.Combine(folder.FullName, "rank1.json"));
+            RoutingStatsFile.Save(rank0, path0);
+            RoutingStatsFile.Save(rank1, path1);
+
+            using var read0 = JsonSerializer.Deserialize<ModelRoutingStats>(File.ReadAllText(path0))!;
+            using var read1 = JsonSerializer.Deserialize<ModelRoutingStats>(File.ReadAllText(path1))!;
+            Assert.Equal(rank0.Summary(), read0.Summary());
+            Assert.Equal(rank0.WindowLoad(), read0.WindowLoad());
+            Assert.Equal(JsonSerializer.Serialize(rank0), JsonSerializer.Serialize(read0));
+            using var merged = ModelRoutingStats.Merge([read0, read1]);
+            using var live = ModelRoutingStats.Merge([rank0, rank1]);
+            Assert.Equal(live.Summary(), merged.Summary());
+            Assert.Equal(live.WindowLoad(), merged.WindowLoad());
+            Assert.Equal(["rank0.json", "rank1.json"], folder.GetFiles().Select(f => f.Name).Order());
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>A model that cannot be written leaves the target as it was and no temporary file.</summary>
+    [Fact]
+    public void AModelThatCannotBeWrittenLeavesTheTargetAsItWas()
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        try
+        {
+            using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+            var missing = Path.Combine(folder.FullName, "no-such-folder", "run.json");
+            Assert.ThrowsAny<IOException>(() => RoutingStatsFile.Save(model, missing));
+            Assert.Throws<ArgumentException>(() => RoutingStatsFile.Save(model, ""));
+            model.Dispose();
+            var target = Path.Combine(folder.FullName, "run.json");
+            File.WriteAllText(target, "before");
+            Assert.Throws<ObjectDisposedException>(() => RoutingStatsFile.Save(model, target));
+            Assert.Equal("before", File.ReadAllText(target));
+            Assert.Equal(["run.json"], folder.GetFiles().Select(f => f.Name));
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
     /// <summary>A path through a folder that does not exist is a missing file, as documented (it threw DirectoryNotFoundException).</summary>
     [Fact]
     public void APathThroughAMissingFolderIsAMissingFile()

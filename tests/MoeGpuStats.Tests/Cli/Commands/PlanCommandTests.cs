@@ -80,6 +80,25 @@ public sealed class PlanCommandTests : IDisposable
         var npy = WriteNpy("load.npy", "<i4", EplbExample.PublishedLoads);
         var fromNpy = Moegs.Run("plan", npy, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "4", "--json");
         Assert.Equal(output, fromNpy.Out);
+
+        // uint64, as numpy.save(model.window_load()) writes the Python model's window load.
+        var unsigned = WriteNpy("load-u8.npy", "<u8", EplbExample.PublishedLoads);
+        var fromUnsigned = Moegs.Run("plan", unsigned, "--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "4", "--json");
+        Assert.Equal(output, fromUnsigned.Out);
+    }
+
+    /// <summary>A uint64 load past long's range is refused naming it, not wrapped negative or clamped.</summary>
+    [Fact]
+    public void AUnsignedLoadPastInt64IsRefusedNamingIt()
+    {
+        var data = new[] { 5UL, (ulong)long.MaxValue + 1, 7UL }.SelectMany(BitConverter.GetBytes).ToArray();
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "huge.npy"), "<u8", "1, 3", data);
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", "3", "--gpus", "1");
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{npy}: the load of expert 1 in layer 0 is past 9,223,372,036,854,775,807, the largest a plan reads.", error.TrimEnd());
     }
 
     [Fact]

@@ -27,6 +27,24 @@ public sealed partial class ReplayCommandTests : IDisposable
 
     public void Dispose() => _folder.Delete(recursive: true);
 
+    /// <summary>
+    /// A 4-D file read without --layout is read as [steps, layers, tokens, k] and says so, naming the
+    /// layout of stacked vLLM steps, which has the same rank; with --layout given it says nothing.
+    /// </summary>
+    [Fact]
+    public void TheDefaultFourDimensionalLayoutIsNamed()
+    {
+        var npy = WriteInt32("four.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", Ids(Steps, Layers, Tokens, seed: 4));
+
+        var (code, _, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"note: read as [steps,layers,tokens,k] = [{Steps}, {Layers}, {Tokens}, {TopK}], the default for 4-D; give --layout steps,tokens,layers,k if each step is [tokens, layers, k] (vLLM's routed experts, stacked): the ids cannot tell.", error);
+
+        (code, _, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--layout", "steps,layers,tokens,k");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.DoesNotContain("the default for 4-D", error);
+    }
+
     /// <summary>A layer that routed nothing (padding alone) names no hottest or coldest expert in the table, and says why its balancedness is 1.</summary>
     [Fact]
     public void ALayerWithoutLoadNamesNoHottestOrColdestExpert()
@@ -422,6 +440,33 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains("the largest id is 2,147,483,647, which would make 2,147,483,648 experts", error);
         Assert.Contains("give --experts", error);
         Assert.DoesNotContain("-2147483648", error);
+    }
+
+    /// <summary>
+    /// uint64 ids replay as their values; one past int32 is an invalid id; without --experts one past int64
+    /// is named as it is, and int64's largest gives its expert count without wrapping (long + 1 printed negative).
+    /// </summary>
+    [Fact]
+    public void UnsignedIdsReplayAndTheLargestIsExplainedNotWrapped()
+    {
+        var ids = NpyFile.Write(Path.Combine(_folder.FullName, "u8.npy"), "<u8", "2, 2", [.. new ulong[] { 0, 1, 3, 1UL << 40 }.SelectMany(BitConverter.GetBytes)]);
+        var (code, output, error) = Run("replay", ids, "--experts", "4", "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        using (var report = JsonDocument.Parse(output))
+        {
+            Assert.Equal([1UL, 1, 0, 1], report.RootElement.GetProperty("expert_token_counts").EnumerateArray().Select(e => e.GetUInt64()));
+            Assert.Equal(1UL, report.RootElement.GetProperty("invalid_expert_ids").GetUInt64());
+        }
+
+        var huge = NpyFile.Write(Path.Combine(_folder.FullName, "huge.npy"), "<u8", "1, 2", [.. new[] { 3UL, ulong.MaxValue }.SelectMany(BitConverter.GetBytes)]);
+        (code, _, error) = Run("replay", huge);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"{huge}: id 18,446,744,073,709,551,615 is past any expert count, so the largest id does not say how many experts there are; give --experts (larger ids then count as invalid).", error.TrimEnd());
+
+        var largest = NpyFile.Write(Path.Combine(_folder.FullName, "largest.npy"), "<i8", "1, 2", [.. new[] { 3L, long.MaxValue }.SelectMany(BitConverter.GetBytes)]);
+        (code, _, error) = Run("replay", largest);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("the largest id is 9,223,372,036,854,775,807, which would make 9,223,372,036,854,775,808 experts", error);
     }
 
     [Fact]
