@@ -932,7 +932,7 @@ _MODEL_SERIES = (
     ("moegs.model.balancedness.mean", False, None, "The mean layer balancedness in the window.",
      lambda r: r.summary["window"]["mean_balancedness"]),
     ("moegs.model.balancedness.token_weighted", False, None,
-     "Sum over layers of the mean load over the sum of the max load, in the window (vLLM's logged balancedness).",
+     "Sum over layers of the mean expert load over the sum of the max expert load, in the window (vLLM's formula, over experts; vLLM logs it over EP ranks).",
      lambda r: r.summary["window"]["token_weighted_balancedness"]),
     ("moegs.model.worst_layer", False, None, "The first layer with the smallest balancedness in the window.",
      lambda r: r.summary["window"]["worst_layer"]),

@@ -39,16 +39,26 @@ internal sealed class ModelOptions(string condition)
         Description = $"{condition} and --metrics-port: publish two series per (layer, expert) as well, the slots since the start and in the window, 2 × layers × experts of them (29,696 for DeepSeek-V3); off by default.",
     };
 
+    public Option<int?> EpSize { get; } = SharedOptions.WholeNumber(
+        new Option<int?>("--ep-size") { Description = $"{condition}: also report the balance over N expert-parallel ranks that hold the experts in order, experts / N each: vLLM's placement before a rebalance, over whose ranks vLLM logs its balancedness. N divides the experts." },
+        1,
+        RoutingStatsOptions.MaxDeviceExperts,
+        "expert-parallel ranks (a divisor of the experts)");
+
     public Option<int?> RecentSteps { get; } = SharedOptions.WholeNumber(
         new Option<int?>("--metrics-recent-steps") { Description = $"{condition} and --metrics-port: publish the balance over the window's newest N steps as well (moegpustats_moegs_model_recent_* and moegpustats_moegs_layer_recent_balancedness, 4 + layers series), 1 to --window; SGLang logs the last 10, 100 and 1,000 passes. One N per run (the series carry no label for it); off by default." },
         1,
         int.MaxValue,
         "the window's newest steps to publish (at most --window)");
 
+    /// <summary>Why --ep-size cannot hold <paramref name="experts"/> experts evenly; null when it can or was not given.</summary>
+    public string? EpSizeProblem(ParseResult parse, int experts) =>
+        parse.GetValue(EpSize) is { } ranks ? EpBalance.Problem(ranks, experts) : null;
+
     /// <summary>Adds these options to <paramref name="command"/>, as <see cref="SharedOptions.Recording.AddTo"/> adds the recording's.</summary>
     public void AddTo(Command command)
     {
-        foreach (var option in (Option[])[Window, WindowLoad, TopExperts, ExpertSeries, RecentSteps])
+        foreach (var option in (Option[])[Window, WindowLoad, EpSize, TopExperts, ExpertSeries, RecentSteps])
         {
             command.Options.Add(option);
         }
@@ -57,6 +67,7 @@ internal sealed class ModelOptions(string condition)
     /// <summary>The first of these options given for a recording of one layer, with why it is a model's; null when none was.</summary>
     public (string Option, string Why)? GivenForOneLayer(ParseResult parse) =>
         parse.GetValue(WindowLoad) is not null ? ("--window-load", "the window load is a model's, [layers, experts]")
+        : parse.GetValue(EpSize) is not null ? ("--ep-size", "the balance over expert-parallel ranks is a model's, across its layers")
         : MetricsOption(parse) is { } metrics ? (metrics.Name, metrics == RecentSteps
             ? "publishes the balance over a model's sliding window (one layer's metrics have none)"
             : "shapes a whole model's metrics (one layer's metrics publish every expert)")

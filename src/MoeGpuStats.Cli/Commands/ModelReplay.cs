@@ -28,6 +28,9 @@ internal sealed class ModelReplay : RecordingRun
     /// <summary>The window's newest steps the recent series cover; null publishes none.</summary>
     public int? MetricsRecentSteps { get; init; }
 
+    /// <summary>The expert-parallel ranks the report adds the balance over (<c>--ep-size</c>, checked to divide the experts); null for none.</summary>
+    public int? EpSize { get; init; }
+
     /// <summary>
     /// The recent series' steps, at most the window: --window's value was checked against them, but a
     /// large model's window may be cut to the steps recorded, whose recent steps are all of it.
@@ -114,6 +117,7 @@ internal sealed class ModelReplay : RecordingRun
 
         var summary = stats.Summary();
         var counts = ModelCounts.Of(stats);
+        var ranks = EpSize is { } n ? EpBalance.Of(stats, n) : null;
         if (counts.Warning(Options.Experts) is { } invalid)
         {
             Console.Error.WriteLine(invalid);
@@ -121,12 +125,12 @@ internal sealed class ModelReplay : RecordingRun
 
         if (Json)
         {
-            ModelReport.WriteJson(Console.Out, summary, counts, Options.Experts, times);
+            ModelReport.WriteJson(Console.Out, summary, counts, Options.Experts, times, ranks);
             Console.Error.WriteLine($"engine: {EngineChoice.Describe(stats)}");
         }
         else
         {
-            ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats), times);
+            ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats), times, ranks);
         }
 
         var written = new OutputFiles(Console)

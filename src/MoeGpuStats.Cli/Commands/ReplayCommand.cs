@@ -157,6 +157,12 @@ internal static class ReplayCommand
                     console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {path.Name} plus one; give --experts if the model has more (an expert no token reached is not in the file).");
                 }
 
+                if (layered && model.EpSizeProblem(parse, e) is { } ranks)
+                {
+                    console.Error.WriteLine(ranks);
+                    return ExitCodes.Usage;
+                }
+
                 if (layered && parse.GetValue(recording.Port) is not null && model.SeriesProblem(parse, trace.Layers, e) is { } series)
                 {
                     console.Error.WriteLine(series);
@@ -198,6 +204,7 @@ internal static class ReplayCommand
                             new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = window.Steps },
                             window.Named,
                             parse.GetValue(model.WindowLoad),
+                            parse.GetValue(model.EpSize),
                             model.Metrics(parse),
                             $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",
                             "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");

@@ -228,8 +228,9 @@ internal static class SharedOptions
             parse.GetValue(_serveAfter) && parse.GetValue(_port) is null ? "--serve-after: needs --metrics-port, whose endpoint it keeps serving." : null;
 
         /// <summary>A replay of a whole model with these options; <paramref name="window"/>: how an error names its window (<see cref="ModelWindow.Named"/>).</summary>
-        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, string window, FileInfo? windowLoad, ModelMetrics metrics, string title, string timed) => new()
+        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, string window, FileInfo? windowLoad, int? epSize, ModelMetrics metrics, string title, string timed) => new()
         {
+            EpSize = epSize,
             Console = console,
             Options = shape with { ExpertCapacity = parse.GetValue(_capacity) },
             WindowNamed = window,

@@ -84,6 +84,7 @@ internal static class SimulateCommand
                         new ModelRoutingStatsOptions { Layers = modelLayers, Experts = e, Window = window.Steps },
                         window.Named,
                         parse.GetValue(model.WindowLoad),
+                        parse.GetValue(model.EpSize),
                         model.Metrics(parse),
                         $"simulate: {Counted.Of(n, "step")} of {Counted.Of(t, "token")} in {Counted.Of(modelLayers, "layer")}, {shape}",
                         "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); drawing the random ids is not timed, nor the first step, which loads the engine (JIT, kernels)");
@@ -145,14 +146,20 @@ internal static class SimulateCommand
     }
 
     /// <summary>
-    /// Why the model's options cannot go as given, naming the option: one given without --layers, a
-    /// metrics option without --metrics-port, or metrics beyond the endpoint's series; null when they fit.
+    /// Why the model's options cannot go as given, naming the option: one given without --layers, an
+    /// --ep-size that does not divide the experts, a metrics option without --metrics-port, or metrics
+    /// beyond the endpoint's series; null when they fit.
     /// </summary>
     private static string? ModelProblem(ParseResult parse, SharedOptions.Recording recording, ModelOptions model, int? layers, int experts)
     {
         if (layers is null)
         {
             return model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; give --layers." : null;
+        }
+
+        if (model.EpSizeProblem(parse, experts) is { } ranks)
+        {
+            return ranks;
         }
 
         if (model.MetricsOption(parse) is { } metrics && recording.ModelMetricsProblem(parse, metrics) is { } withoutPort)

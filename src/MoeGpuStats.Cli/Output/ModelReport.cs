@@ -20,7 +20,8 @@ internal static class ModelReport
     /// <param name="heading">What ran, in one line.</param>
     /// <param name="engine">Which engine counted and why; null for a snapshot read back, which no engine here counted.</param>
     /// <param name="times">The run's time per step; null for a snapshot read back, whose steps no one here timed.</param>
-    public static void Print(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, string heading, string? engine, StepTimes? times = null)
+    /// <param name="ranks">The balance over expert-parallel ranks (<c>--ep-size</c>); null for none.</param>
+    public static void Print(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, string heading, string? engine, StepTimes? times = null, EpBalance? ranks = null)
     {
         output.WriteLine(heading);
         if (engine is not null)
@@ -50,7 +51,16 @@ internal static class ModelReport
             Line(output, "p10 balancedness", Figure(balance.P10Balancedness), "the 10th percentile across layers");
             Line(output, "median balancedness", Figure(balance.MedianBalancedness));
             Line(output, "mean balancedness", Figure(balance.MeanBalancedness));
-            Line(output, "token-weighted balancedness", Figure(balance.TokenWeightedBalancedness), "sum of mean loads / sum of max loads, as vLLM logs it");
+            Line(output, "token-weighted balancedness", Figure(balance.TokenWeightedBalancedness), "sum of mean loads / sum of max loads: vLLM's formula, here over experts (vLLM logs it over EP ranks)");
+            if (ranks is not null)
+            {
+                var byRank = ReferenceEquals(balance, summary.Window) ? ranks.Summary.Window : ranks.Summary.SinceStart;
+                output.WriteLine();
+                output.WriteLine($"Model over {Counted.Of(ranks.Ranks, "EP rank")} ({Counted.Of(ranks.ExpertsPerRank, "expert")} each, in order, as vLLM places them before a rebalance), {span}");
+                Line(output, "token-weighted balancedness", Figure(byRank.TokenWeightedBalancedness), "vLLM's logged balancedness");
+                Line(output, "min balancedness", Figure(byRank.MinBalancedness), $"layer {byRank.WorstLayer}, the worst");
+                Line(output, "mean balancedness", Figure(byRank.MeanBalancedness));
+            }
             output.WriteLine();
             output.WriteLine($"Layers, worst first, {span}");
             output.WriteLine("  layer  balancedness  max/mean      CV   Gini  top 10 %  hottest  coldest  dead experts");
@@ -110,7 +120,8 @@ internal static class ModelReport
     /// <see cref="TimeSpread.MinForPercentile"/>, as the text report) and the slowest in milliseconds, and
     /// the tokens a second through every layer (padding rows included); null before a step is timed.
     /// </summary>
-    public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts, StepTimes? times = null)
+    /// <remarks>With <paramref name="ranks"/>, <c>ep_ranks</c> adds the model's figures over those ranks (<c>--ep-size</c>), window and since the start.</remarks>
+    public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts, StepTimes? times = null, EpBalance? ranks = null)
     {
         using var json = new JsonOut(output);
         var writer = json.Writer;
@@ -164,6 +175,26 @@ internal static class ModelReport
             writer.WriteEndArray();
             writer.WriteEndObject();
             json.Drain();
+        }
+
+        if (ranks is not null)
+        {
+            writer.WriteStartObject("ep_ranks");
+            writer.WriteNumber("ranks", ranks.Ranks);
+            writer.WriteNumber("experts_per_rank", ranks.ExpertsPerRank);
+            foreach (var (name, balance) in new[] { ("window", ranks.Summary.Window), ("since_start", ranks.Summary.SinceStart) })
+            {
+                writer.WriteStartObject(name);
+                writer.WriteNumber("min_balancedness", balance.MinBalancedness);
+                writer.WriteNumber("p10_balancedness", balance.P10Balancedness);
+                writer.WriteNumber("median_balancedness", balance.MedianBalancedness);
+                writer.WriteNumber("mean_balancedness", balance.MeanBalancedness);
+                writer.WriteNumber("token_weighted_balancedness", balance.TokenWeightedBalancedness);
+                writer.WriteNumber("worst_layer", balance.WorstLayer);
+                writer.WriteEndObject();
+            }
+
+            writer.WriteEndObject();
         }
 
         if (times is not null)

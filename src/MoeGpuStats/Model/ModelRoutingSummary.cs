@@ -8,7 +8,7 @@ namespace MoeGpuStats;
 /// <param name="MeanLoad">Slots per expert (rank).</param>
 /// <param name="MaxLoad">The largest expert's (rank's) slots.</param>
 /// <param name="MinLoad">The smallest expert's (rank's) slots.</param>
-/// <param name="Balancedness">Mean load over max load, in (0, 1]: vLLM's per-layer balancedness; 1 for a layer without load.</param>
+/// <param name="Balancedness">Mean load over max load, in (0, 1]: vLLM's per-layer balancedness (vLLM's over its EP ranks, as a summary with expert ranks gives it); 1 for a layer without load.</param>
 /// <param name="MaxMeanRatio">Max load over mean load, at least 1; 1 for a layer without load.</param>
 /// <param name="CoefficientOfVariation">Population standard deviation of the loads over their mean; 0 for a layer without load.</param>
 /// <param name="HottestExpert">The last expert (rank) with the largest load: ties broken as <see cref="RoutingStats.MostUtilizedExpert"/> breaks them (the seed's <c>max_by</c>), though that ranks experts by mean utilization per batch, not by slots.</param>
@@ -116,7 +116,11 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
     /// <summary>The first layer with the smallest balancedness.</summary>
     public int WorstLayer { get; }
 
-    /// <summary><c>Σ_l mean load / Σ_l max load</c>, as vLLM logs it; 1 without load.</summary>
+    /// <summary>
+    /// <c>Σ_l mean load / Σ_l max load</c>, 1 without load: the formula of vLLM's logged balancedness, which
+    /// vLLM takes over its EP ranks' loads; a summary over ranks (<c>Summary(expertRanks)</c>) gives that figure,
+    /// one over experts a stricter one.
+    /// </summary>
     public double TokenWeightedBalancedness { get; }
 
     /// <summary>Whether both are null or hold the same layers.</summary>

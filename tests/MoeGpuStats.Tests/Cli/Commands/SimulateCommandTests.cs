@@ -13,6 +13,50 @@ public sealed class SimulateCommandTests : IDisposable
 {
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-cli-");
 
+    /// <summary>
+    /// --ep-size N adds the model's balance over N ranks holding the experts in order (vLLM's logged
+    /// balancedness before a rebalance): each layer's rank loads summed from its window load, then
+    /// Σ mean / Σ max; an N that does not divide the experts, or one without --layers, is refused.
+    /// </summary>
+    [Fact]
+    public void EpSizeReportsTheBalanceOverRanksOfExpertsInOrder()
+    {
+        const int Layers = 3, Experts = 16, Ranks = 4;
+        var load = Path.Combine(_folder.FullName, "load.json");
+        var (code, output, error) = Run("simulate", "--layers", $"{Layers}", "--experts", $"{Experts}", "--top-k", "2", "--tokens", "32", "--steps", "20", "--ep-size", $"{Ranks}", "--json", "--window-load", load);
+        Assert.True(code == ExitCodes.Ok, error);
+
+        using var report = System.Text.Json.JsonDocument.Parse(output);
+        using var window = System.Text.Json.JsonDocument.Parse(File.ReadAllText(load));
+        double means = 0, maxima = 0, worst = double.MaxValue;
+        foreach (var row in window.RootElement.EnumerateArray())
+        {
+            var loads = row.EnumerateArray().Select(v => v.GetInt64()).ToArray();
+            var ranks = Enumerable.Range(0, Ranks).Select(r => loads.Skip(r * (Experts / Ranks)).Take(Experts / Ranks).Sum()).ToArray();
+            means += ranks.Average();
+            maxima += ranks.Max();
+            worst = Math.Min(worst, ranks.Average() / ranks.Max());
+        }
+
+        var ep = report.RootElement.GetProperty("ep_ranks");
+        Assert.Equal(Ranks, ep.GetProperty("ranks").GetInt32());
+        Assert.Equal(Experts / Ranks, ep.GetProperty("experts_per_rank").GetInt32());
+        Assert.Equal(means / maxima, ep.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble(), 12);
+        Assert.Equal(worst, ep.GetProperty("window").GetProperty("min_balancedness").GetDouble(), 12);
+        Assert.True(ep.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble() > report.RootElement.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble());
+
+        (code, output, error) = Run("simulate", "--layers", $"{Layers}", "--experts", $"{Experts}", "--steps", "2", "--ep-size", $"{Ranks}");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"Model over {Ranks} EP ranks ({Experts / Ranks} experts each, in order, as vLLM places them before a rebalance), over all 2 steps", output);
+
+        (code, _, error) = Run("simulate", "--layers", $"{Layers}", "--experts", $"{Experts}", "--ep-size", "3");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("--ep-size 3: 16 experts do not split evenly over 3 ranks; give a divisor of 16.", error.Trim());
+        (code, _, error) = Run("simulate", "--experts", $"{Experts}", "--ep-size", $"{Ranks}");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("--ep-size: the balance over expert-parallel ranks is a model's, across its layers; give --layers.", error.Trim());
+    }
+
     public void Dispose() => _folder.Delete(recursive: true);
 
     [Theory]
