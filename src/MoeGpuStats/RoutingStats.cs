@@ -86,11 +86,17 @@ public sealed partial class RoutingStats : IDisposable
         return stats;
     }
 
-    /// <summary>The engine underneath, for logs: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>.</summary>
+    /// <summary>
+    /// The engine underneath, for logs: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>; a model's
+    /// layer (<see cref="ModelRoutingStats.Layer"/>) reports its model's <see cref="ModelRoutingStats.Backend"/>.
+    /// </summary>
     public string Backend => _engine.Name;
 
-    /// <summary>The accelerator's name on a device engine; "managed" otherwise.</summary>
-    public string DeviceName => _engine is DeviceRoutingEngine device ? device.Device.Accelerator.Name : "managed";
+    /// <summary>
+    /// The accelerator's name on a device engine, <c>managed</c> otherwise; a model's layer reports its
+    /// model's <see cref="ModelRoutingStats.DeviceName"/>.
+    /// </summary>
+    public string DeviceName => _engine.DeviceName;
 
     /// <summary>The options these statistics were made with.</summary>
     public RoutingStatsOptions Options => _engine.Options;

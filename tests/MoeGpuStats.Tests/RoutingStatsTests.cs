@@ -519,6 +519,23 @@ public sealed class RoutingStatsTests
         Assert.Empty(stats.ExpertTokenCounts);
     }
 
+    /// <summary>A model's layer names its model's engine and accelerator: a device model's layer reported "managed".</summary>
+    [Theory]
+    [InlineData("managed")]
+    [InlineData("cpu")]
+    public void AModelsLayerReportsTheModelsEngineAndDevice(string engine)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 2 };
+        using var model = engine == "managed" ? new ModelRoutingStats(options) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), options);
+        using var layer = model.Layer(1);
+
+        var expected = engine == "managed" ? "managed" : TestAccelerators.Require(engine).Name;
+        Assert.Equal(expected, model.DeviceName);
+        Assert.Equal(expected, layer.DeviceName);
+        Assert.Equal(engine, model.Backend);
+        Assert.Equal(engine, layer.Backend);
+    }
+
     private static RoutingStats OnDeviceWithGate(out Lock gate)
     {
         var device = new DeviceRoutingStats(TestAccelerators.Require("cpu"), new RoutingStatsOptions());
