@@ -358,6 +358,14 @@ public sealed class RoutingStatsTests
         Assert.Equal("parts", Assert.Throws<ArgumentNullException>(() => RoutingStats.Merge(null!)).ParamName);
     }
 
+    [Fact]
+    public void NoPartsAreRefusedNamingTheArgument()
+    {
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([]));
+        Assert.Equal("parts", error.ParamName);
+        Assert.StartsWith("parts is empty; give at least one part to merge.", error.Message);
+    }
+
     /// <summary>
     /// Totals near 2^64 used to wrap in a merge (merged tokens below merged dropped, an efficiency of
     /// 6.6e18 %). A merge now stops at 2^63 − 1, the most a snapshot file holds, so that every merge can be saved and read back.
