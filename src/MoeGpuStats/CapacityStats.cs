@@ -29,13 +29,23 @@ public sealed class CapacityStats
     /// <summary>Slots each expert has per batch.</summary>
     public int SlotsPerExpert { get; }
 
-    /// <summary>Exponential average (alpha 0.1) of each batch's used / available slots.</summary>
+    /// <summary>
+    /// Exponential average (alpha 0.1) of each batch's used / available slots: a fraction, not a percentage
+    /// (1 is full). It exceeds 1 where a batch used more than <see cref="SlotsPerExpert"/> × experts slots:
+    /// without <see cref="RoutingStatsOptions.ExpertCapacity"/> (the placeholder of 100 cuts nothing), or for a
+    /// <see cref="RoutingDecision"/>, whose counts no capacity cuts.
+    /// </summary>
     public float AverageUtilization { get; private set; }
 
-    /// <summary>Largest per-batch used / available slots seen.</summary>
+    /// <summary>Largest per-batch used / available slots seen: a fraction like <see cref="AverageUtilization"/>, which can exceed 1.</summary>
     public float PeakUtilization { get; private set; }
 
-    /// <summary>Batches that dropped at least one token.</summary>
+    /// <summary>
+    /// Batches that dropped at least one slot (<see cref="RoutingStats.SlotsDropped"/> grew): with
+    /// <see cref="RoutingStatsOptions.ExpertCapacity"/>, a batch of top-k ids with slots beyond it; otherwise
+    /// a batch that reported a dropped token (a batch of ids only when it routed a slot to a valid expert).
+    /// <see cref="Update"/> counts a decision with a positive <see cref="RoutingDecision.TokensDropped"/>.
+    /// </summary>
     public ulong CapacityExceededCount { get; private set; }
 
     /// <summary>Slots available over all batches.</summary>
@@ -46,7 +56,11 @@ public sealed class CapacityStats
 
     /// <summary>Folds one batch in.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="routingDecision"/> is null.</exception>
-    /// <exception cref="ArgumentException">The decision has no experts, or a negative count (the seed divides 0 by 0 there).</exception>
+    /// <exception cref="ArgumentException">
+    /// The decision has no experts (the seed divides 0 by 0 there), more than <see cref="RoutingStatsOptions.MaxExperts"/>,
+    /// a negative count, a negative <c>TotalTokens</c>, <c>TokensDropped</c> outside [0, TotalTokens], or a
+    /// non-finite loss, as <see cref="RoutingStats.RecordRouting(RoutingDecision)"/>. The statistics are left unchanged.
+    /// </exception>
     public void Update(RoutingDecision routingDecision)
     {
         var counts = RoutingDecisionValidator.Validate(routingDecision, nameof(routingDecision));
@@ -59,7 +73,11 @@ public sealed class CapacityStats
         Apply(used, counts.Count, routingDecision.TokensDropped > 0);
     }
 
-    /// <summary>Percentage of all available slots that were used; 0 before the first batch.</summary>
+    /// <summary>
+    /// Percentage of all available slots that were used (<c>TotalUsed / TotalCapacity × 100</c>; above 100 where
+    /// batches used more slots than they had, as <see cref="AverageUtilization"/> says); 0 before the first batch.
+    /// Unlike <see cref="AverageUtilization"/> and <see cref="PeakUtilization"/>, a percentage, not a fraction.
+    /// </summary>
     public float OverallUtilization() => TotalCapacity > 0 ? (float)TotalUsed / TotalCapacity * 100.0f : 0.0f;
 
     internal void Apply(long used, int experts, bool dropped)

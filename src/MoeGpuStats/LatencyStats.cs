@@ -5,7 +5,7 @@ namespace MoeGpuStats;
 /// <summary>
 /// Routing latency: totals, extremes and the newest <see cref="WindowSize"/> measurements (the
 /// seed's <c>LatencyStats</c>). Percentiles are read from a sorted copy of the window that catches
-/// up on the first read after records (see <see cref="PercentileWindow"/>): a record costs O(1),
+/// up on the first read after records: a record costs O(1),
 /// repeated queries O(1), and every query returns exactly the seed's value.
 /// </summary>
 /// <remarks>

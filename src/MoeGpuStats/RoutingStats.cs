@@ -16,7 +16,17 @@ namespace MoeGpuStats;
 /// <see cref="Create"/>). On a device engine, records do not wait for the device; each read
 /// synchronizes once and copies back only what it returns (use <see cref="Snapshot"/> to read many values).
 /// </summary>
-/// <remarks>Not thread-safe on the managed engine, like the seed's <c>&amp;mut self</c> methods.</remarks>
+/// <remarks>
+/// Threads: on a device engine every record, read, reset and snapshot holds the engine's lock, and a
+/// model's layer reads a copy under the model's lock, so one instance may be shared between threads.
+/// On the managed engine, records, <see cref="Reset"/>, <see cref="Snapshot"/> and the scalar totals
+/// (the counts such as <see cref="TotalTokens"/>, the loss averages and <see cref="RoutingEfficiency"/>) hold
+/// its lock: records from several threads lose nothing, and a snapshot or a total read on another thread
+/// sees whole batches. Its other reads (the per-expert lists, <see cref="LoadVarianceHistory"/>,
+/// <see cref="CapacityStats"/>, the utilization and trend queries) read the live state without the lock
+/// and can see a batch in part: while another thread records, read them from a <see cref="Snapshot"/>.
+/// Latencies are thread-safe on every engine (<see cref="RoutingLatencyStats"/>).
+/// </remarks>
 [JsonConverter(typeof(RoutingStatsJsonConverter))]
 public sealed partial class RoutingStats : IDisposable
 {
@@ -53,6 +63,9 @@ public sealed partial class RoutingStats : IDisposable
     /// accelerator). The caller keeps ownership of the accelerator.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or <see cref="RoutingStatsOptions.Experts"/> exceeds <see cref="RoutingStatsOptions.MaxDeviceExperts"/> (4,096); the exception names the option.</exception>
+    /// <exception cref="ArgumentException"><paramref name="accelerator"/> was disposed.</exception>
+    /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
     public static RoutingStats OnDevice(Accelerator accelerator, RoutingStatsOptions? options = null) =>
         new(new DeviceRoutingEngine(new DeviceRoutingStats(accelerator, options)));
 
@@ -72,7 +85,9 @@ public sealed partial class RoutingStats : IDisposable
     /// The variable <c>MOEGS_ACCELERATOR</c> (<c>cuda</c>, <c>opencl</c>, <c>cpu</c>, <c>managed</c>)
     /// overrides the choice; <c>cpu</c> is ILGPU's CPU accelerator. The choice is logged once.
     /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or, where an accelerator is chosen, <see cref="RoutingStatsOptions.Experts"/> exceeds <see cref="RoutingStatsOptions.MaxDeviceExperts"/> (4,096); the exception names the option.</exception>
     /// <exception cref="InvalidOperationException">The variable names an accelerator that is not present, or an unknown value.</exception>
+    /// <exception cref="InsufficientMemoryException">The chosen accelerator could not allocate the state; the message gives the size.</exception>
     public static RoutingStats Create(RoutingStatsOptions? options = null, ILogger? logger = null)
     {
         options ??= new RoutingStatsOptions();
@@ -86,11 +101,17 @@ public sealed partial class RoutingStats : IDisposable
         return stats;
     }
 
-    /// <summary>The engine underneath, for logs: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>.</summary>
+    /// <summary>
+    /// The engine underneath, for logs: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>; a model's
+    /// layer (<see cref="ModelRoutingStats.Layer"/>) reports its model's <see cref="ModelRoutingStats.Backend"/>.
+    /// </summary>
     public string Backend => _engine.Name;
 
-    /// <summary>The accelerator's name on a device engine; "managed" otherwise.</summary>
-    public string DeviceName => _engine is DeviceRoutingEngine device ? device.Device.Accelerator.Name : "managed";
+    /// <summary>
+    /// The accelerator's name on a device engine, <c>managed</c> otherwise; a model's layer reports its
+    /// model's <see cref="ModelRoutingStats.DeviceName"/>.
+    /// </summary>
+    public string DeviceName => _engine.DeviceName;
 
     /// <summary>The options these statistics were made with.</summary>
     public RoutingStatsOptions Options => _engine.Options;
@@ -146,8 +167,8 @@ public sealed partial class RoutingStats : IDisposable
 
     /// <summary>
     /// Percentage of routed units kept: <c>(RoutedSlots − SlotsDropped) / RoutedSlots × 100</c>, token-expert
-    /// slots for top-k ids and tokens for decisions (the seed's <c>routing_efficiency</c>); unchanged while
-    /// nothing was routed.
+    /// slots for top-k ids and tokens for decisions (the seed's <c>routing_efficiency</c>); 0 until something is
+    /// routed, and unchanged by a batch that routes nothing.
     /// </summary>
     public float RoutingEfficiency => Engine.Totals.RoutingEfficiency;
 
@@ -168,7 +189,11 @@ public sealed partial class RoutingStats : IDisposable
         }
     }
 
-    /// <summary>The newest 1,000 per-batch load variances, oldest first.</summary>
+    /// <summary>
+    /// The newest 1,000 per-batch load variances, oldest first: each the population variance of one batch's
+    /// per-expert slot counts, in slots² (the seed's <c>calculate_load_variance</c>; for a <see cref="RoutingDecision"/>,
+    /// of its <see cref="RoutingDecision.ExpertCapacities"/>).
+    /// </summary>
     public IReadOnlyList<float> LoadVarianceHistory => Engine.LoadVarianceHistory;
 
     /// <summary>Slot capacity statistics (on a device engine, a copy read when asked for).</summary>
@@ -186,10 +211,12 @@ public sealed partial class RoutingStats : IDisposable
     /// <summary>Folds one batch in, as the seed's <c>record_routing</c>.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="routingDecision"/> is null.</exception>
     /// <exception cref="ArgumentException">
-    /// No experts, a negative count, negative tokens, <c>TokensDropped</c> outside [0, TotalTokens], or a
-    /// non-finite loss. The statistics are left unchanged.
+    /// No experts, more than <see cref="RoutingStatsOptions.MaxExperts"/> (on a device engine, more than
+    /// <see cref="RoutingStatsOptions.MaxDeviceExperts"/>, 4,096), a negative count, negative tokens,
+    /// <c>TokensDropped</c> outside [0, TotalTokens], or a non-finite loss. The statistics are left unchanged.
     /// </exception>
-    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    /// <exception cref="InvalidOperationException">These are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only: record through the model.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRouting(RoutingDecision routingDecision)
     {
         RoutingDecisionValidator.Validate(routingDecision, nameof(routingDecision));
@@ -210,8 +237,8 @@ public sealed partial class RoutingStats : IDisposable
     /// Too few ids, more than 2^31 − 1 (<c>tokens × topK</c>), a view on another accelerator or of a disposed buffer, a
     /// non-finite loss, <paramref name="tokensDropped"/> outside [0, tokens] or non-zero while a capacity derives the drops.
     /// </exception>
-    /// <exception cref="InvalidOperationException">No expert count is known.</exception>
-    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    /// <exception cref="InvalidOperationException">No expert count is known, or these are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
         var engine = Engine;
@@ -223,8 +250,8 @@ public sealed partial class RoutingStats : IDisposable
     /// <summary>Folds one batch of top-k ids that is on the host in (copied to the device on a device engine), as the view overload does.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> is below 1 or <paramref name="tokens"/> negative.</exception>
     /// <exception cref="ArgumentException">As the view overload: the ids, a loss or <paramref name="tokensDropped"/>.</exception>
-    /// <exception cref="InvalidOperationException">No expert count is known.</exception>
-    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    /// <exception cref="InvalidOperationException">No expert count is known, or these are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
         var engine = Engine;
@@ -252,7 +279,10 @@ public sealed partial class RoutingStats : IDisposable
     /// </summary>
     internal event Action<double>? LatencyRecorded;
 
-    /// <summary>Standard deviation over mean of <see cref="ExpertUtilization"/>; 0 when empty or the mean is not positive.</summary>
+    /// <summary>
+    /// The coefficient of variation of <see cref="ExpertUtilization"/>: its population standard deviation over its
+    /// mean (the seed's <c>utilization_cv</c>); 0 when empty or the mean is not positive.
+    /// </summary>
     public float UtilizationCv() => Engine.UtilizationCv();
 
     /// <summary>The expert with the highest utilization (the last one on ties), or null before the first record.</summary>
@@ -301,6 +331,8 @@ public sealed partial class RoutingStats : IDisposable
     }
 
     /// <summary>Clears every statistic, latency included; the engine and options stay.</summary>
+    /// <exception cref="InvalidOperationException">These are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only: reset the model.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void Reset()
     {
         Engine.Reset();
@@ -340,10 +372,12 @@ public sealed partial class RoutingStats : IDisposable
     /// the order given, newest 1,000 kept, so percentiles see a window mixing ranks). Peak utilization
     /// is the maximum. The decayed utilization is not merged.
     /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">
     /// No parts, a null part, parts with different expert counts or capacities, a merged count above
     /// 2^63 − 1 (the most a snapshot file holds), or a merged total latency beyond a double's range.
     /// </exception>
+    /// <exception cref="ObjectDisposedException">A part (or, for a model's layer, its model) was disposed.</exception>
     public static RoutingStats Merge(IEnumerable<RoutingStats> parts) =>
         RoutingStatsMerge.Merge(MergeParts.Collect(parts, nameof(parts)));
 

@@ -21,7 +21,7 @@ public sealed record RoutingStatsOptions
     public int? Experts { get; init; }
 
     /// <summary>
-    /// Token-expert slots each expert has per batch. Null keeps the seed's placeholder of 100 for
+    /// Token-expert slots each expert has per batch: at least 1, or null for none. Null keeps the seed's placeholder of 100 for
     /// <see cref="CapacityStats"/>. When set, a record of top-k ids drops the slots beyond it,
     /// <c>sum over experts of max(0, count − capacity)</c> (<see cref="RoutingStats.SlotsDropped"/>),
     /// and the capacity statistics count the kept slots, so that 8 tokens sent to all 8 experts with a

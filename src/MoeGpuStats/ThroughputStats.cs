@@ -4,7 +4,10 @@ namespace MoeGpuStats;
 /// <param name="TotalTokens">Tokens recorded.</param>
 /// <param name="TotalRoutings">Batches recorded.</param>
 /// <param name="TokensPerRouting">Mean tokens per batch.</param>
-/// <param name="RoutingEfficiency">Percentage of tokens not dropped.</param>
+/// <param name="RoutingEfficiency">
+/// <see cref="RoutingStats.RoutingEfficiency"/>: the percentage of routed units kept, token-expert slots for
+/// top-k ids and tokens for <see cref="RoutingDecision"/>s; 0 until something is routed.
+/// </param>
 /// <param name="AverageLatency">Mean routing latency in milliseconds.</param>
 public sealed record ThroughputStats(
     ulong TotalTokens,

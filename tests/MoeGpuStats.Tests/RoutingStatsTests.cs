@@ -358,6 +358,14 @@ public sealed class RoutingStatsTests
         Assert.Equal("parts", Assert.Throws<ArgumentNullException>(() => RoutingStats.Merge(null!)).ParamName);
     }
 
+    [Fact]
+    public void NoPartsAreRefusedNamingTheArgument()
+    {
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([]));
+        Assert.Equal("parts", error.ParamName);
+        Assert.StartsWith("parts is empty; give at least one part to merge.", error.Message);
+    }
+
     /// <summary>
     /// Totals near 2^64 used to wrap in a merge (merged tokens below merged dropped, an efficiency of
     /// 6.6e18 %). A merge now stops at 2^63 − 1, the most a snapshot file holds, so that every merge can be saved and read back.
@@ -517,6 +525,23 @@ public sealed class RoutingStatsTests
         Assert.IsType<InvalidOperationException>(refused);
         Assert.Equal(0UL, stats.TotalRoutings);
         Assert.Empty(stats.ExpertTokenCounts);
+    }
+
+    /// <summary>A model's layer names its model's engine and accelerator: a device model's layer reported "managed".</summary>
+    [Theory]
+    [InlineData("managed")]
+    [InlineData("cpu")]
+    public void AModelsLayerReportsTheModelsEngineAndDevice(string engine)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 2 };
+        using var model = engine == "managed" ? new ModelRoutingStats(options) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), options);
+        using var layer = model.Layer(1);
+
+        var expected = engine == "managed" ? "managed" : TestAccelerators.Require(engine).Name;
+        Assert.Equal(expected, model.DeviceName);
+        Assert.Equal(expected, layer.DeviceName);
+        Assert.Equal(engine, model.Backend);
+        Assert.Equal(engine, layer.Backend);
     }
 
     private static RoutingStats OnDeviceWithGate(out Lock gate)

@@ -8,6 +8,8 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 {
     public override string Name => model.Name;
 
+    public override string DeviceName => model.DeviceName;
+
     public override int ExpertCount => model.ReadLayer(layer, static (_, _, block) => block.Experts);
 
     public override RoutingTotals Totals => DeviceRoutingEngine.TotalsOf(model.ReadLayer(layer, static (_, _, block) => block));

@@ -20,11 +20,12 @@ public sealed partial class DeviceRoutingStats
     /// OpenCL, whose queues have no implicit order, it did (PoCL 5, counts of the next batch).
     /// </remarks>
     /// <param name="topKExpertIds">At least <c>tokens * topK</c> ids on <see cref="Accelerator"/> (memory owned by anyone).</param>
-    /// <param name="tokens">Tokens in the batch.</param>
-    /// <param name="topK">Experts per token.</param>
+    /// <param name="tokens">Tokens in the batch, at least 0.</param>
+    /// <param name="topK">Experts per token, at least 1.</param>
     /// <param name="loadBalanceLoss">The router's load-balancing loss, if it computed one on the host.</param>
     /// <param name="routerZLoss">The router's z-loss, if it computed one on the host.</param>
     /// <param name="tokensDropped">Dropped tokens; must be 0 when <see cref="RoutingStatsOptions.ExpertCapacity"/> is set, which derives the dropped slots.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> is below 1, or <paramref name="tokens"/> is negative.</exception>
     /// <exception cref="ArgumentException">The view is invalid, too short, more than 2^31 − 1 ids, on another accelerator or of a disposed buffer, a loss is not finite, or <paramref name="tokensDropped"/> is outside [0, tokens] or set beside a capacity.</exception>
     /// <exception cref="InvalidOperationException">No expert count is known (set <see cref="RoutingStatsOptions.Experts"/>).</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
@@ -57,7 +58,17 @@ public sealed partial class DeviceRoutingStats
     /// Records a batch of top-k ids that is on the host: one copy to the device (ILGPU's host copy
     /// waits for the stream, so the caller may reuse the span at once), then one launch.
     /// </summary>
-    /// <exception cref="ArgumentException">Too few ids, or a scalar is out of range.</exception>
+    /// <param name="topKExpertIds">At least <c>tokens * topK</c> ids, <c>[tokens, topK]</c>.</param>
+    /// <param name="tokens">Tokens in the batch, at least 0.</param>
+    /// <param name="topK">Experts per token, at least 1.</param>
+    /// <param name="loadBalanceLoss">The router's load-balancing loss, finite.</param>
+    /// <param name="routerZLoss">The router's z-loss, finite.</param>
+    /// <param name="tokensDropped">Dropped tokens, 0 to <paramref name="tokens"/>; must be 0 when <see cref="RoutingStatsOptions.ExpertCapacity"/> is set.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> is below 1, or <paramref name="tokens"/> is negative.</exception>
+    /// <exception cref="ArgumentException">
+    /// Too few ids, more than 2^31 − 1 (<c>tokens × topK</c>), a non-finite loss, or <paramref name="tokensDropped"/>
+    /// outside [0, tokens] or set beside a capacity.
+    /// </exception>
     /// <exception cref="InvalidOperationException">No expert count is known.</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)

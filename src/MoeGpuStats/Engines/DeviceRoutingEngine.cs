@@ -19,6 +19,8 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public override string Name => _device.Accelerator.AcceleratorType.ToString().ToLowerInvariant();
 
+    public override string DeviceName => _device.Accelerator.Name;
+
     public DeviceRoutingStats Device => _device;
 
     public override int ExpertCount => _device.ExpertCount;

@@ -13,7 +13,7 @@ internal static class MergeParts
         var list = parts.ToArray();
         if (list.Length == 0)
         {
-            throw new ArgumentException("Nothing to merge.", name);
+            throw new ArgumentException($"{name} is empty; give at least one part to merge.", name);
         }
 
         var missing = Array.IndexOf(list, null);

@@ -15,6 +15,8 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, L
 {
     public override string Name => layer.Name;
 
+    public override string DeviceName => layer.DeviceName;
+
     public override int ExpertCount => layer.ExpertCount;
 
     public override RoutingTotals Totals => Read(engine => engine.Totals);

@@ -43,6 +43,9 @@ internal abstract class RoutingStatsEngine : IDisposable
     /// <summary>A short name for logs: "managed", "cpu", "cuda", "opencl".</summary>
     public abstract string Name { get; }
 
+    /// <summary>The name of the accelerator that holds the state, or "managed" where managed memory does.</summary>
+    public virtual string DeviceName => "managed";
+
     /// <summary>Folds a decision whose histogram is on the host.</summary>
     public abstract void Record(RoutingDecision decision);
 

@@ -8,13 +8,13 @@ internal static class ModelRoutingMerge
     public static ModelRoutingStats Merge(IReadOnlyList<ModelRoutingStats> parts)
     {
         var options = parts[0].Options;
-        foreach (var part in parts)
+        for (var i = 1; i < parts.Count; i++)
         {
-            var other = part.Options;
+            var other = parts[i].Options;
             if (other.Layers != options.Layers || other.Experts != options.Experts || other.Window != options.Window || other.ExpertCapacity != options.ExpertCapacity)
             {
                 throw new ArgumentException(
-                    $"Only models of the same shape merge: {Shape(options)} and {Shape(other)}.", nameof(parts));
+                    $"Only models of the same shape merge: parts[0] is {Shape(options)}, parts[{i}] is {Shape(other)}.", nameof(parts));
             }
         }
 

@@ -19,7 +19,8 @@ namespace MoeGpuStats;
 /// count and the figures it returns); recording ids on the device never waits.
 /// </summary>
 /// <remarks>
-/// Layer l equals a <see cref="RoutingStats"/> with <see cref="ModelRoutingStatsOptions.LayerOptions"/>
+/// Layer l equals a <see cref="RoutingStats"/> with the model's <see cref="ModelRoutingStatsOptions.Experts"/>,
+/// <see cref="ModelRoutingStatsOptions.ExpertCapacity"/> and <see cref="ModelRoutingStatsOptions.UtilizationDecay"/>
 /// fed layer l's ids alone, on every engine, to the bit. Thread-safe: calls are serialized.
 /// </remarks>
 [JsonConverter(typeof(ModelRoutingStatsJsonConverter))]
@@ -57,8 +58,10 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// Creates statistics on the best engine present, as <see cref="RoutingStats.Create"/>: CUDA, then
     /// OpenCL, then managed; <c>MOEGS_ACCELERATOR</c> overrides the choice, which is logged once.
     /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
     /// <exception cref="InvalidOperationException">The variable names an accelerator that is not present, or an unknown value.</exception>
+    /// <exception cref="InsufficientMemoryException">The state could not be allocated, on the chosen accelerator or (the window) on the managed engine; the message gives the size.</exception>
     public static ModelRoutingStats Create(ModelRoutingStatsOptions options, ILogger? logger = null)
     {
         Validated(options);
@@ -181,8 +184,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <summary>
     /// Each expert's token-expert slots over the last <see cref="ModelRoutingStatsOptions.Window"/>
     /// steps (fewer before that many), row-major <c>[layers, experts]</c>: the <c>weight</c> of
-    /// DeepSeek's EPLB <c>rebalance_experts</c> and of vLLM's rebalancer. Kept as a running sum on
-    /// the device, so a read is one copy.
+    /// DeepSeek's EPLB <c>rebalance_experts</c> and of vLLM's rebalancer. Kept as a running sum (on a
+    /// device engine, in the accelerator's memory), so a read is one copy.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ulong[] WindowLoad() => Engine.WindowLoad(Options.Window);
@@ -218,7 +221,10 @@ public sealed partial class ModelRoutingStats : IDisposable
         ?? throw new InvalidOperationException(
             $"This model runs on the {Backend} engine, which keeps its counts in .NET arrays, not in an accelerator's memory: read WindowLoad() (a copy), or create the model on an accelerator (ModelRoutingStats.OnDevice).");
 
-    /// <summary>The balance of every layer over its experts, over the window and since the start (computed on the device; a few scalars per layer come back).</summary>
+    /// <summary>
+    /// The balance of every layer over its experts, over the window and since the start (on a device
+    /// engine computed on the device, and a few scalars per layer come back; on the managed engine on the host).
+    /// </summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingSummary Summary()
     {
@@ -247,18 +253,18 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// The balance per rank under an expert-parallel placement: each layer's load summed over the
     /// experts each rank holds, what expert-parallel serving waits on (vLLM's balancedness with a placement).
     /// </summary>
-    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each at least 0; ranks are 0 to the largest given.</param>
+    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each 0 to <c>Experts − 1</c>; the ranks counted are 0 to the largest given.</param>
     /// <exception cref="ArgumentNullException"><paramref name="expertRanks"/> is null.</exception>
-    /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a negative rank.</exception>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a rank outside <c>[0, Experts)</c>.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingSummary Summary(IReadOnlyList<int> expertRanks) => Summary(Options.Window, expertRanks);
 
     /// <summary>The balance per rank (as <see cref="Summary(IReadOnlyList{int})"/>) with the window cut to the newest <paramref name="recentSteps"/> steps (as <see cref="Summary(int)"/>).</summary>
     /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>.</param>
-    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each at least 0.</param>
+    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each 0 to <c>Experts − 1</c>; the ranks counted are 0 to the largest given.</param>
     /// <exception cref="ArgumentNullException"><paramref name="expertRanks"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
-    /// <exception cref="ArgumentException">Not <c>Experts</c> ranks, or a negative rank.</exception>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> ranks, or a rank outside <c>[0, Experts)</c>.</exception>
     /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingSummary Summary(int recentSteps, IReadOnlyList<int> expertRanks)
@@ -294,7 +300,15 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// steps align exactly).
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
-    /// <exception cref="ArgumentException">No parts, a null part, or parts of different layers, experts, windows or capacities.</exception>
+    /// <exception cref="ArgumentException">
+    /// No parts, a null part, parts of different layers, experts, windows or capacities (the message names
+    /// the first part that differs from <c>parts[0]</c>), or a merged layer count above 2^63 − 1, as <see cref="RoutingStats.Merge"/>.
+    /// </exception>
+    /// <exception cref="ObjectDisposedException">A part was disposed.</exception>
+    /// <exception cref="OverflowException">
+    /// The merged steps or an expert's window load passes 2^64 − 1, or one step's slots of an expert in the
+    /// merged window ring pass 2^32 − 1 (the ring's counts are 32-bit).
+    /// </exception>
     public static ModelRoutingStats Merge(IEnumerable<ModelRoutingStats> parts) =>
         ModelRoutingMerge.Merge(MergeParts.Collect(parts, nameof(parts)));
 

@@ -21,10 +21,13 @@ public sealed record ModelRoutingStatsOptions
     /// <summary>Experts per layer, the same for every layer: 1 to <see cref="RoutingStatsOptions.MaxDeviceExperts"/>.</summary>
     public int Experts { get; init; } = 1;
 
-    /// <summary>Token-expert slots per expert per step in each layer, as <see cref="RoutingStatsOptions.ExpertCapacity"/>; null for none.</summary>
+    /// <summary>Token-expert slots per expert per step in each layer, as <see cref="RoutingStatsOptions.ExpertCapacity"/>: at least 1, or null for none.</summary>
     public int? ExpertCapacity { get; init; }
 
-    /// <summary>Steps in the sliding window of expert load (<see cref="ModelRoutingStats.WindowLoad()"/>): 1,000 by default, as vLLM's and SGLang's rings.</summary>
+    /// <summary>
+    /// Steps in the sliding window of expert load (<see cref="ModelRoutingStats.WindowLoad()"/>): at least 1, with
+    /// <c>Window × Layers × Experts</c> at most <see cref="MaxWindowEntries"/>; 1,000 by default, as vLLM's and SGLang's rings.
+    /// </summary>
     public int Window { get; init; } = 1000;
 
     /// <summary>Decay of each layer's decayed utilization, as <see cref="RoutingStatsOptions.UtilizationDecay"/>; null for none.</summary>

@@ -81,8 +81,8 @@ internal static class ModelStepChecks
         }
     }
 
-    /// <summary>The placement as an array, checked: one rank per expert, none negative.</summary>
-    /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a negative rank.</exception>
+    /// <summary>The placement as an array, checked: one rank per expert, each in <c>[0, Experts)</c>.</summary>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a rank outside <c>[0, Experts)</c>.</exception>
     public static int[] ValidatePlacement(ModelRoutingStatsOptions options, IReadOnlyList<int> expertRanks, string name)
     {
         // Read once: every check and the engine see the same ranks, whatever the list's Count says.

@@ -15,9 +15,13 @@ public static class RoutingStatsFile
     /// <summary>
     /// Writes a snapshot of <paramref name="stats"/> to <paramref name="path"/> atomically: a temporary
     /// file in the same folder, flushed, then renamed over the target, so a reader never sees half a file.
+    /// The file keeps the state and options, not the engine: <see cref="Load"/> returns statistics on the managed engine.
     /// </summary>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
     /// <exception cref="IOException">The file cannot be written; the target is left as it was.</exception>
+    /// <exception cref="UnauthorizedAccessException">The folder or the target may not be written; the target is left as it was.</exception>
+    /// <exception cref="ObjectDisposedException"><paramref name="stats"/> (or, for a model's layer, its model) were disposed.</exception>
     public static void Save(RoutingStats stats, string path)
     {
         ArgumentNullException.ThrowIfNull(stats);
@@ -75,10 +79,14 @@ public static class RoutingStatsFile
         }
     }
 
-    /// <summary>Reads a snapshot written by <see cref="Save(RoutingStats, string)"/> or by the seed's serde.</summary>
+    /// <summary>
+    /// Reads a snapshot written by <see cref="Save(RoutingStats, string)"/> or by the seed's serde, as statistics
+    /// on the managed engine (whatever engine wrote it), which record on from the state read.
+    /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
     /// <exception cref="FileNotFoundException">There is no such file, or no such folder on its path.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
     /// <exception cref="InvalidDataException">
     /// The path is a folder, or the file is larger than <see cref="MaxFileBytes"/>, truncated, not JSON, or not routing statistics; the message names the path.
     /// </exception>

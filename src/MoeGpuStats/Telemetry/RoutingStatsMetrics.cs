@@ -10,7 +10,8 @@ namespace MoeGpuStats.Telemetry;
 /// <para>
 /// Totals that only grow are observable counters: <c>moegs.routings</c> (batches),
 /// <c>moegs.tokens</c>, <c>moegs.tokens.dropped</c>, <c>moegs.slots.routed</c>,
-/// <c>moegs.slots.dropped</c> (beyond the expert capacity), <c>moegs.expert_ids.invalid</c> (ids outside
+/// <c>moegs.slots.dropped</c> (<see cref="RoutingStats.SlotsDropped"/>: slots beyond the expert capacity;
+/// without one, k per dropped token a record of ids reported, and a decision's dropped tokens), <c>moegs.expert_ids.invalid</c> (ids outside
 /// <c>[0, E)</c>) and <c>moegs.expert.tokens</c> (slots per expert, tag <c>expert</c>); each reports
 /// the total since the statistics were created or last reset. An expert reported once is reported on,
 /// as 0 after a reset that emptied the counts (statistics without <see cref="RoutingStatsOptions.Experts"/>),
@@ -93,7 +94,7 @@ public sealed class RoutingStatsMetrics : IDisposable
             _shared.ObservableCounter(this, "moegs.tokens", _reading.ObserveOne(r => Measure((long)r.TotalTokens)), "{token}", "Tokens recorded.");
             _shared.ObservableCounter(this, "moegs.tokens.dropped", _reading.ObserveOne(r => Measure((long)r.TokensDropped)), "{token}", "Tokens dropped.");
             _shared.ObservableCounter(this, "moegs.slots.routed", _reading.ObserveOne(r => Measure((long)r.RoutedSlots)), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
-            _shared.ObservableCounter(this, "moegs.slots.dropped", _reading.ObserveOne(r => Measure((long)r.SlotsDropped)), "{slot}", "Routed slots dropped (beyond the expert capacity).");
+            _shared.ObservableCounter(this, "moegs.slots.dropped", _reading.ObserveOne(r => Measure((long)r.SlotsDropped)), "{slot}", "Routed slots dropped: beyond the expert capacity; without one, k per reported dropped token (a decision's dropped tokens).");
             _shared.ObservableCounter(this, "moegs.expert_ids.invalid", _reading.ObserveOne(r => Measure((long)r.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E).");
             _shared.ObservableCounter(this, "moegs.expert.tokens", _reading.Observe(ExpertTokens), "{slot}", ExpertTokensDescription);
             _shared.ObservableGauge(this, "moegs.utilization.cv", _reading.ObserveOne(r => Measure(r.UtilizationCv)), null, "Coefficient of variation of expert utilization.");

@@ -511,9 +511,14 @@ public sealed partial class ModelRoutingStatsTests
     {
         using var first = new ModelRoutingStats(MergeOptions);
         using var second = new ModelRoutingStats(MergeOptions with { Experts = 16 });
-        var error = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([first, second]));
-        Assert.Contains("same shape", error.Message);
-        Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([]));
+        var error = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([first, first, second]));
+        Assert.Equal("parts", error.ParamName);
+        Assert.StartsWith(
+            $"Only models of the same shape merge: parts[0] is {MergeOptions.Layers} layers × {MergeOptions.Experts} experts, window {MergeOptions.Window}, capacity none, parts[2] is {MergeOptions.Layers} layers × 16 experts,",
+            error.Message);
+        var empty = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([]));
+        Assert.Equal("parts", empty.ParamName);
+        Assert.StartsWith("parts is empty; give at least one part to merge.", empty.Message);
         var missing = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([first, null!]));
         Assert.Equal("parts", missing.ParamName);
         Assert.StartsWith("parts[1] is null", missing.Message);

@@ -34,6 +34,37 @@ public sealed class RoutingStatsMetricsTests
         Assert.Equal(RoutingStatsMetrics.LatencyBucketsSeconds, latency.Advice?.HistogramBucketBoundaries);
     }
 
+    /// <summary>
+    /// <c>moegs.slots.dropped</c> is <see cref="RoutingStats.SlotsDropped"/>, which without a capacity counts k
+    /// slots per reported dropped token; its description said only "beyond the expert capacity".
+    /// </summary>
+    [Fact]
+    public void DroppedSlotsWithoutACapacityAreDescribedAndCounted()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        using var metrics = new RoutingStatsMetrics(stats);
+        stats.RecordRouting([0, 1, 2, 3, 0, 1], tokens: 3, topK: 2, tokensDropped: 1);
+        Instrument? dropped = null;
+        long? value = null;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name == "moegs.slots.dropped")
+            {
+                dropped = instrument;
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, v, _, _) => value = v);
+        listener.Start();
+        listener.RecordObservableInstruments();
+
+        Assert.NotNull(dropped);
+        Assert.Equal("Routed slots dropped: beyond the expert capacity; without one, k per reported dropped token (a decision's dropped tokens).", dropped.Description);
+        Assert.Equal(2UL, stats.SlotsDropped);
+        Assert.Equal(2L, value);
+    }
+
     [Fact]
     public void OneCollectionReadsEveryInstrumentFromOneSnapshot()
     {
