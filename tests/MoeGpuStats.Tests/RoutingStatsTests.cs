@@ -14,6 +14,49 @@ namespace MoeGpuStats.Tests;
 /// </summary>
 public sealed class RoutingStatsTests
 {
+    /// <summary>
+    /// The load variances are computed when first read, which writes the window: a read on another thread
+    /// while one records took no lock, and could clear a batch just added as pending, whose variance then
+    /// kept its slot's old value for good. Every variance must equal that of the same batches recorded alone.
+    /// </summary>
+    [Fact]
+    public async Task AVarianceReadOnAnotherThreadNeverLeavesABatchsVarianceWrong()
+    {
+        const int Experts = 64, Tokens = 16, TopK = 2, Batches = 4000;
+        var random = new Random(12);
+        var batches = Enumerable.Range(0, Batches).Select(_ => Enumerable.Range(0, Tokens * TopK).Select(_ => random.Next(Experts)).ToArray()).ToArray();
+        using var shared = new RoutingStats(new RoutingStatsOptions { Experts = Experts });
+        using var alone = new RoutingStats(new RoutingStatsOptions { Experts = Experts });
+        var done = 0;
+        void ReadTheNewest()
+        {
+            while (Volatile.Read(ref done) == 0)
+            {
+                var history = shared.LoadVarianceHistory;
+                if (history.Count > 0)
+                {
+                    _ = history[history.Count - 1];
+                }
+            }
+        }
+
+        var reader = Task.Run(ReadTheNewest, TestContext.Current.CancellationToken);
+
+        foreach (var ids in batches)
+        {
+            shared.RecordRouting(ids, Tokens, TopK);
+        }
+
+        Volatile.Write(ref done, 1);
+        await reader;
+        foreach (var ids in batches)
+        {
+            alone.RecordRouting(ids, Tokens, TopK);
+        }
+
+        Assert.Equal(alone.LoadVarianceHistory.ToArray(), shared.LoadVarianceHistory.ToArray());
+    }
+
     [Fact]
     public void TiesFollowRustsMaxByAndMinBy()
     {

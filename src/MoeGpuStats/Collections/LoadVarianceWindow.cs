@@ -18,6 +18,7 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     private readonly float[] _values;
     private readonly int[] _lengths;
     private readonly long[] _sums;
+    private readonly Lock _gate;
     private int[] _histograms = [];
     private int _stride;
     private int _head;
@@ -29,8 +30,15 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// </summary>
     public const int MaxDeferredCounts = 1 << 22;
 
-    public LoadVarianceWindow(int capacity)
+    /// <param name="capacity">The variances kept.</param>
+    /// <param name="gate">
+    /// The lock its owner records under (re-entrant): computing the pending variances writes the window,
+    /// so a read on another thread takes it too. Unlocked, such a read could clear a batch the owner had
+    /// just added as pending, whose variance then stayed the slot's old value for good.
+    /// </param>
+    public LoadVarianceWindow(int capacity, Lock gate)
     {
+        _gate = gate;
         _values = new float[capacity];
         _lengths = new int[capacity];
         _sums = new long[capacity];
@@ -164,13 +172,16 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
 
     private void Materialize()
     {
-        for (var i = Count - _pending; i < Count; i++)
+        lock (_gate)
         {
-            var slot = Slot(i);
-            _values[slot] = RoutingMath.LoadVariance(_histograms.AsSpan(slot * _stride, _lengths[slot]), _sums[slot]);
-        }
+            for (var i = Count - _pending; i < Count; i++)
+            {
+                var slot = Slot(i);
+                _values[slot] = RoutingMath.LoadVariance(_histograms.AsSpan(slot * _stride, _lengths[slot]), _sums[slot]);
+            }
 
-        _pending = 0;
+            _pending = 0;
+        }
     }
 
     private int Slot(int index)

@@ -19,7 +19,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     // Records, resets and copies are serialized, so that a metrics collector's snapshot on another
     // thread sees whole batches; the seed's own API is single-threaded and pays an uncontended lock.
     private readonly Lock _lock;
-    private readonly LoadVarianceWindow _varianceHistory = new(HistoryWindow);
+    private readonly LoadVarianceWindow _varianceHistory;
     private readonly CapacityStats _capacity;
     private float[] _utilization = [];
     private double[] _utilizationSums = [];
@@ -48,6 +48,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         : base(options)
     {
         _lock = gate ?? new Lock();
+        _varianceHistory = new LoadVarianceWindow(HistoryWindow, _lock);
         _capacity = new CapacityStats(options.SlotsPerExpert);
         if (state is not null)
         {
