@@ -936,6 +936,11 @@ _MODEL_SERIES = (
      lambda r: r.summary["window"]["token_weighted_balancedness"]),
     ("moegs.model.worst_layer", False, None, "The first layer with the smallest balancedness in the window.",
      lambda r: r.summary["window"]["worst_layer"]),
+    ("moegs.model.window.steps", False, "{step}", "Steps the window holds, up to its length.", lambda r: r.summary["window_steps"]),
+    ("moegs.model.window.mean_expert_load", False, "{slot}",
+     "Mean slots per expert in the window, over every layer: 0 for an idle window, whose balance is 1 by convention; "
+     "under about 20, an expert without a slot may be chance.",
+     lambda r: sum(layer["mean_load"] for layer in r.summary["window"]["per_layer"]) / len(r.summary["window"]["per_layer"])),
 )
 
 # (instrument, counter?, unit, description, value of a _MetricsReading and a layer); label: layer.
@@ -1108,7 +1113,7 @@ class ModelMetricsCollector:
 
     @staticmethod
     def series_count(layers, experts, top_experts, expert_series, recent_series=False):
-        """The series one collector serves: 7 for the model, 12 per layer, 4 per layer and position, with
+        """The series one collector serves: 9 for the model, 12 per layer, 4 per layer and position, with
         expert_series 2 per (layer, expert), and with recent_series (recent_steps given) 4 more for the model and 1 more
         per layer; what a scraper stores per instance (ModelRoutingStatsMetrics.SeriesCount)."""
         layers = _integer("layers", layers, 0, INT64_MAX)
@@ -1117,7 +1122,7 @@ class ModelMetricsCollector:
         for name, value in (("expert_series", expert_series), ("recent_series", recent_series)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False (got {value!r} of type {type(value).__name__})")
-        return (7 + 12 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
+        return (9 + 12 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
                 + (4 + layers if recent_series else 0))
 
     def describe(self):

@@ -1125,7 +1125,9 @@ class ModelMetricsTests(unittest.TestCase):
                    ("moegpustats_moegs_model_balancedness_median", ()): numpy.median(balancedness),
                    ("moegpustats_moegs_model_balancedness_mean", ()): balancedness.mean(),
                    ("moegpustats_moegs_model_balancedness_token_weighted", ()): mean.sum() / peak.sum(),
-                   ("moegpustats_moegs_model_worst_layer", ()): int(numpy.argmin(balancedness))}
+                   ("moegpustats_moegs_model_worst_layer", ()): int(numpy.argmin(balancedness)),
+                   ("moegpustats_moegs_model_window_steps", ()): min(len(plan), W),
+                   ("moegpustats_moegs_model_window_mean_expert_load", ()): window.mean()}
         per_layer = {"layer_slots_total": counts.sum(1), "layer_balancedness": balancedness, "layer_max_mean_ratio": peak / mean,
                      "layer_cv": window.std(1) / mean, "layer_dead_experts": (window == 0).sum(1),
                      # Gini from its definition, the mean absolute difference over every ordered pair over twice the mean.
@@ -1427,8 +1429,8 @@ class ModelMetricsTests(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, r"model must be a moegs.MoeModelStats \(got MoeStats\)"):
             with moegs.MoeStats(4, "managed") as stats:
                 moegs.ModelMetricsCollector(stats)
-        self.assertEqual(7 + 58 * 12 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
-        self.assertEqual(7 + 58 * 12 + 4 + 58, moegs.ModelMetricsCollector.series_count(58, 256, 0, False, recent_series=True))
+        self.assertEqual(9 + 58 * 12 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
+        self.assertEqual(9 + 58 * 12 + 4 + 58, moegs.ModelMetricsCollector.series_count(58, 256, 0, False, recent_series=True))
 
     def test_registering_reads_nothing_and_a_closed_model_fails_the_scrape(self):
         """describe() gives the families without samples, so register() does not read the model (here a closed one); a

@@ -17,7 +17,10 @@ namespace MoeGpuStats.Telemetry;
 /// (mean losses since the start); the counters <c>moegs.layer.slots</c> (token-expert slots since the
 /// start), <c>moegs.layer.tokens.dropped</c>, <c>moegs.layer.slots.dropped</c> (beyond the expert
 /// capacity) and <c>moegs.layer.expert_ids.invalid</c>, named as <see cref="RoutingStatsMetrics"/>'s. Across layers: gauges <c>moegs.model.balancedness.min</c>, <c>.p10</c>, <c>.median</c>, <c>.mean</c>,
-/// <c>.token_weighted</c> and <c>moegs.model.worst_layer</c>; the counter <c>moegs.model.steps</c>.
+/// <c>.token_weighted</c>, <c>moegs.model.worst_layer</c>, <c>moegs.model.window.steps</c> (the steps the
+/// window holds) and <c>moegs.model.window.mean_expert_load</c> (the mean slots per expert in the window,
+/// over every layer: what tells an idle window, balanced by convention, from a balanced one); the counter
+/// <c>moegs.model.steps</c>.
 /// </para>
 /// <para>
 /// With <c>recentSteps</c>, the same balance over the window's newest steps only, which moves within
@@ -60,7 +63,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <summary>The top-K depth when none is given: as many hottest and coldest experts per layer.</summary>
     public const int DefaultTopExperts = 5;
 
-    private const int ModelWideSeries = 7;
+    private const int ModelWideSeries = 9;
     private const int SeriesPerLayer = 12;
     private const int RecentModelWideSeries = 4;
     private const int RecentSeriesPerLayer = 1;
@@ -125,6 +128,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         _shared.ObservableGauge(this, "moegs.model.balancedness.mean", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MeanBalancedness)), null, "The mean layer balancedness in the window.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.token_weighted", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.TokenWeightedBalancedness)), null, "Sum over layers of the mean expert load over the sum of the max expert load, in the window (vLLM's formula, over experts; vLLM logs it over EP ranks).");
         _shared.ObservableGauge(this, "moegs.model.worst_layer", _reading.ObserveOne(r => new Measurement<long>((long)r.Summary.Window.WorstLayer)), null, "The first layer with the smallest balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.window.steps", _reading.ObserveOne(r => new Measurement<long>(r.Summary.WindowSteps)), "{step}", "Steps the window holds, up to its length.");
+        _shared.ObservableGauge(this, "moegs.model.window.mean_expert_load", _reading.ObserveOne(r => new Measurement<double>(MeanExpertLoad(r.Summary.Window))), "{slot}", "Mean slots per expert in the window, over every layer: 0 for an idle window, whose balance is 1 by convention; under about 20, an expert without a slot may be chance.");
         _shared.ObservableCounter(this, "moegs.layer.slots", _reading.Observe(r => PerLayer(r.Summary.SinceStart.Layers, b => (long)b.Load)), "{slot}", "Token-expert slots since the start (tag: layer).");
         _shared.ObservableGauge(this, "moegs.layer.balancedness", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.Balancedness)), null, "Mean over max expert load in the window (tag: layer).");
         _shared.ObservableGauge(this, "moegs.layer.max_mean_ratio", _reading.Observe(r => PerLayer(r.Summary.Window.Layers, b => b.MaxMeanRatio)), null, "Max over mean expert load in the window (tag: layer).");
@@ -162,7 +167,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     }
 
     /// <summary>
-    /// The series a model's metrics publish: 7 for the model, 12 per layer, 4 per layer and top-K
+    /// The series a model's metrics publish: 9 for the model, 12 per layer, 4 per layer and top-K
     /// position, with <paramref name="expertSeries"/> 2 per (layer, expert), and with
     /// <paramref name="recentSeries"/> 4 more for the model and 1 more per layer. What a scraper
     /// stores per instance; size <paramref name="topExperts"/> and <paramref name="expertSeries"/> by it.
@@ -246,6 +251,9 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
 
         return measurements;
     }
+
+    /// <summary>The mean of the layers' mean expert loads: the window's slots over layers × experts.</summary>
+    private static double MeanExpertLoad(BalanceSummary window) => window.Layers.Average(layer => layer.MeanLoad);
 
     /// <summary>Every value the instruments report, read once and never changed.</summary>
     /// <param name="Summary">The model's balance.</param>

@@ -295,8 +295,8 @@ public sealed partial class ReplayCommandTests : IDisposable
     /// them, before the run; so is a top-K above the experts.
     /// </summary>
     [Theory]
-    [InlineData("--metrics-expert-series", "--metrics-expert-series: 1,024 layers × 256 experts make 524,288 series (2 per layer and expert), 557,063 in all; an endpoint publishes at most 250,000")]
-    [InlineData("--metrics-top-experts 256", "--metrics-top-experts 256: 1,024 layers make 1,048,576 series (4 per layer and rank), 1,060,871 in all; an endpoint publishes at most 250,000: give at most 58.")]
+    [InlineData("--metrics-expert-series", "--metrics-expert-series: 1,024 layers × 256 experts make 524,288 series (2 per layer and expert), 557,065 in all; an endpoint publishes at most 250,000")]
+    [InlineData("--metrics-top-experts 256", "--metrics-top-experts 256: 1,024 layers make 1,048,576 series (4 per layer and rank), 1,060,873 in all; an endpoint publishes at most 250,000: give at most 58.")]
     [InlineData("--metrics-top-experts 257", "--metrics-top-experts 257: a layer has 256 experts; give 0 to 256.")]
     public void MetricsAnEndpointCannotPublishAreRefused(string option, string expected)
     {
@@ -676,7 +676,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
         Assert.Equal(2, samples["moegpustats_moegs_model_recent_steps"]);
         Assert.Equal(recent.Window.MinBalancedness, samples["moegpustats_moegs_model_recent_balancedness_min"], 12);
-        Assert.Equal(7 + (12 * layers) + (4 * layers * 2) + 4 + layers, samples.Count);
+        Assert.Equal(9 + (12 * layers) + (4 * layers * 2) + 4 + layers, samples.Count);
         await Interrupt(moegs);
 
         await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);

@@ -108,11 +108,11 @@ public sealed class SimulateCommandTests : IDisposable
     /// and expert, and the top-K it advises fits with the recent series.
     /// </summary>
     [Theory]
-    // 332 layers, K = 185: 249,671 series, 250,007 with the 4 + 332 recent ones.
-    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 185 --metrics-recent-steps 5", "250,007 in all", "give at most 184.")]
-    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 186 --metrics-recent-steps 5", "--metrics-top-experts 186: 332 layers make 247,008 series (4 per layer and rank), 251,335 in all", "give at most 184.")]
-    [InlineData("--layers 100 -e 1000 --metrics-port 9 --metrics-top-experts 1000 --metrics-recent-steps 5", "--metrics-top-experts 1000: 100 layers make 400,000 series (4 per layer and rank), 401,311 in all", "give at most 621.")]
-    [InlineData("--layers 100 -e 2000 --metrics-port 9 --metrics-top-experts 0 --metrics-expert-series --metrics-recent-steps 5", "--metrics-expert-series: 100 layers × 2,000 experts make 400,000 series (2 per layer and expert), 401,311 in all", "")]
+    // 332 layers, K = 185: 249,673 series, 250,009 with the 4 + 332 recent ones.
+    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 185 --metrics-recent-steps 5", "250,009 in all", "give at most 184.")]
+    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 186 --metrics-recent-steps 5", "--metrics-top-experts 186: 332 layers make 247,008 series (4 per layer and rank), 251,337 in all", "give at most 184.")]
+    [InlineData("--layers 100 -e 1000 --metrics-port 9 --metrics-top-experts 1000 --metrics-recent-steps 5", "--metrics-top-experts 1000: 100 layers make 400,000 series (4 per layer and rank), 401,313 in all", "give at most 621.")]
+    [InlineData("--layers 100 -e 2000 --metrics-port 9 --metrics-top-experts 0 --metrics-expert-series --metrics-recent-steps 5", "--metrics-expert-series: 100 layers × 2,000 experts make 400,000 series (2 per layer and expert), 401,313 in all", "")]
     public void TheRecentSeriesCountTowardTheEndpointsLimitAndItsRefusalNamesTheRightOption(string arguments, string expected, string advice)
     {
         var (code, output, error) = Run(["simulate", "--steps", "1", "--tokens", "1", .. arguments.Split(' ')]);

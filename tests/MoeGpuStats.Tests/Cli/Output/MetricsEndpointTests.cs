@@ -414,7 +414,7 @@ public sealed class MetricsEndpointTests
             Assert.Equal(summary.Window.Layers[l].Load, (ulong)samples[$"moegpustats_moegs_layer_slots_total{{layer=\"{l}\"}}"]);
         }
 
-        Assert.Equal(7 + (12 * Layers) + (4 * Layers * 2), samples.Count);
+        Assert.Equal(9 + (12 * Layers) + (4 * Layers * 2), samples.Count);
         Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
     }
 
