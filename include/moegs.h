@@ -84,7 +84,8 @@ typedef struct moegs_snapshot {
 /* Creates an aggregator for `experts` experts. accelerator: "auto" (or NULL: CUDA, then OpenCL,
  * then the managed engine, the rule RoutingStats.Create and the CLI follow; where MOEGS_ACCELERATOR
  * is set in the environment before the library loads, the engine it names), "cuda", "opencl", "cpu"
- * (ILGPU's CPU accelerator), or "managed" (no accelerator).
+ * (ILGPU's CPU accelerator: the device kernels run thread by thread, to test the device path without a
+ * GPU; far slower than "managed"), or "managed" (no accelerator).
  * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 1048576] on "managed" (the library's limit);
  * "auto" takes [1, 4096], or [1, 1048576] where MOEGS_ACCELERATOR = managed sends it to the managed engine.
  * expert_capacity: slots per expert per batch; a batch's slots beyond it are dropped (slots_dropped),
