@@ -52,6 +52,7 @@ internal static class ModelDeviceCheck
             new("d2d copy GB/s", r => $"{r.CopyGbs:F1}"),
             new("read/copy", r => $"{r.ReadPerCopy:P0}"),
             new("host enqueue per step", r => $"{r.HostEnqueueUs:F1} µs"),
+            new("Summary() read", r => $"{r.SummaryUs:F0} µs"),
             new("step checksum", r => $"{r.StepChecksum}"),
             new("layers checksum", r => r.LayersChecksum == r.StepChecksum ? "equal" : $"DIFFERS: {r.LayersChecksum}"));
         foreach (var shape in shapes)
@@ -179,6 +180,9 @@ internal static class ModelDeviceCheck
             var enqueue = HostMedian(onCpu ? 3 : 200, Step);
             stream.Synchronize();
 
+            // A read's whole wall time, waits included: the fold, each layer's sort for its Gini and top share, the copies back.
+            var summary = HostMedian(onCpu ? 3 : 50, () => model.Summary());
+
             // One step into a cleared model, one record into each cleared layer: the same counts, the same checksum.
             model.Reset();
             Step();
@@ -201,7 +205,7 @@ internal static class ModelDeviceCheck
             var copyGbs = shape.StepIds * 8 / (copy * 1e3);
             return new ModelRow(
                 shape.Layers, shape.Experts, shape.TopK, shape.Tokens, shape.StepIds, step, backToBack, records, records / step,
-                readGbs, copyGbs, readGbs / copyGbs, enqueue, stepChecksum, layersChecksum);
+                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, stepChecksum, layersChecksum);
         }
         finally
         {
@@ -212,7 +216,7 @@ internal static class ModelDeviceCheck
         }
     }
 
-    /// <summary>Median host time in µs of a call that only enqueues (no wait inside).</summary>
+    /// <summary>Median host wall time in µs of a call: an enqueue's, or a read's with its waits.</summary>
     private static double HostMedian(int reps, Action call)
     {
         var times = new double[reps];
@@ -239,5 +243,5 @@ internal static class ModelDeviceCheck
     /// </summary>
     private sealed record ModelRow(
         int Layers, int Experts, int TopK, int Tokens, long StepIds, double StepUs, double StepBackToBackUs, double LayerRecordsUs, double LayerRecordsPerStep,
-        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, ulong StepChecksum, ulong LayersChecksum);
+        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, double SummaryUs, ulong StepChecksum, ulong LayersChecksum);
 }
