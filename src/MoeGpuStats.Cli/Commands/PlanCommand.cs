@@ -29,6 +29,11 @@ internal static class PlanCommand
             new Option<int>("--nodes") { Description = "Server nodes (N), dividing --gpus. Hierarchical placement when N divides G, global otherwise.", DefaultValueFactory = _ => 1 }, 1, MaxReplicas, "the number of nodes");
         var gpus = SharedOptions.WholeNumber(
             new Option<int>("--gpus") { Description = "GPUs in all (P), dividing --replicas.", Required = true }, 1, MaxReplicas, "the number of GPUs");
+        var current = new Option<FileInfo?>("--current")
+        {
+            CustomParser = result => SharedOptions.ParseFile(result, "--current"),
+            Description = "The placement serving now, for the balancedness before: the JSON plan --json wrote (its physical_to_logical and gpus), or a [layers][slots] JSON array of each slot's expert (vLLM's physical_to_logical_map, .tolist()), on --gpus GPUs. Without it, before is the experts in order with no replicas.",
+        };
         var json = new Option<bool>("--json")
         {
             Description = "Print only the plan as JSON on standard output: per layer physical_to_logical (length R), logical_to_physical (padded with -1), replica_counts, and the balancedness before and after.",
@@ -37,7 +42,7 @@ internal static class PlanCommand
             "plan",
             "Replicate the hottest experts and place the replicas on GPUs with DeepSeek's EPLB (hierarchical when --nodes divides --groups, global otherwise), and print each layer's balancedness across GPUs before and after.")
         {
-            file, replicas, groups, nodes, gpus, json,
+            file, replicas, groups, nodes, gpus, current, json,
         };
         command.SetAction(parse =>
         {
@@ -88,8 +93,36 @@ internal static class PlanCommand
                 return ExitCodes.Usage;
             }
 
+            double[]? before;
+            string? beforeIs = null;
+            if (parse.GetValue(current) is { } deployedFile)
+            {
+                if (!DeployedPlacement.TryRead(console, deployedFile, out var deployed))
+                {
+                    return ExitCodes.BadInput;
+                }
+
+                var deployedGpus = deployed.Gpus ?? p;
+                try
+                {
+                    before = ExpertPlacement.Balancedness(loads, deployed.PhysicalToLogical, deployedGpus);
+                }
+                catch (ArgumentException exception)
+                {
+                    // The library names its parameter; the file names the field.
+                    var problem = ErrorText.Of(exception).Replace("physicalToLogical", "physical_to_logical", StringComparison.Ordinal);
+                    console.Error.WriteLine($"{deployedFile} (against {path}: {Counted.Of(layers, "layer")} of {Counted.Of(experts, "expert")}): {problem}");
+                    return ExitCodes.BadInput;
+                }
+
+                beforeIs = $"the current placement, {deployedFile.Name}: {Counted.Of(deployed.PhysicalToLogical[0].Length, "slot")} per layer on {Counted.Of(deployedGpus, "GPU")}";
+            }
+            else
+            {
+                before = ExpertPlacement.IdentityBalancedness(loads, p);
+            }
+
             var plan = ExpertPlacement.Rebalance(loads, r, g, n, p);
-            var before = ExpertPlacement.IdentityBalancedness(loads, p);
             var after = ExpertPlacement.Balancedness(loads, plan);
             if (parse.GetValue(json))
             {
@@ -97,7 +130,7 @@ internal static class PlanCommand
             }
             else
             {
-                Print(console.Out, path.ToString(), plan, before, after);
+                Print(console.Out, path.ToString(), plan, before, beforeIs, after);
             }
 
             return ExitCodes.Ok;
@@ -105,7 +138,8 @@ internal static class PlanCommand
         return command;
     }
 
-    private static void Print(TextWriter output, string path, PlacementPlan plan, double[]? before, double[] after)
+    /// <param name="beforeIs">What <paramref name="before"/> is of, for the placement given by --current; null for the experts in order.</param>
+    private static void Print(TextWriter output, string path, PlacementPlan plan, double[]? before, string? beforeIs, double[] after)
     {
         var policy = plan.Policy == PlacementPolicy.Hierarchical
             ? "hierarchical: groups packed to nodes, experts replicated within nodes, replicas packed to GPUs"
@@ -114,9 +148,9 @@ internal static class PlanCommand
         output.WriteLine($"policy: {policy} (DeepSeek EPLB)");
         output.WriteLine();
         output.WriteLine("balancedness across GPUs (mean GPU load / max GPU load; 1 is even):");
-        output.WriteLine(before is null
-            ? $"  before: n/a ({plan.Gpus:N0} GPUs do not divide {plan.LogicalExperts:N0} experts, so there is no placement without replicas to compare)"
-            : $"  before: experts in order, {plan.LogicalExperts / plan.Gpus:N0} per GPU, no replicas");
+        output.WriteLine(beforeIs is not null ? $"  before: {beforeIs}"
+            : before is null ? $"  before: n/a ({plan.Gpus:N0} GPUs do not divide {plan.LogicalExperts:N0} experts, so there is no placement without replicas to compare; --current gives the one serving)"
+            : $"  before: experts in order, {plan.LogicalExperts / plan.Gpus:N0} per GPU, no replicas (--current gives the one serving)");
         output.WriteLine("  after:  the plan, a replica carrying its expert's load divided by the expert's replica count");
         output.WriteLine($"  {"layer",5}  {"before",6}  {"after",6}");
         for (var layer = 0; layer < plan.Layers; layer++)

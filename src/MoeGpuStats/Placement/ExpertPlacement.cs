@@ -185,18 +185,92 @@ public static class ExpertPlacement
         var gpuLoad = new double[plan.Gpus];
         for (var layer = 0; layer < plan.Layers; layer++)
         {
-            Array.Clear(gpuLoad);
-            var phy2log = plan.PhysicalToLogical(layer);
-            var counts = plan.ReplicaCounts(layer);
-            for (var p = 0; p < phy2log.Length; p++)
-            {
-                gpuLoad[p / plan.SlotsPerGpu] += (double)loads[layer, phy2log[p]] / counts[phy2log[p]];
-            }
-
-            result[layer] = Ratio(gpuLoad);
+            result[layer] = LayerBalancedness(loads, layer, plan.PhysicalToLogical(layer), plan.ReplicaCounts(layer), gpuLoad);
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// The balancedness (as <see cref="Balancedness(long[,], PlacementPlan)"/>) of a placement given as its
+    /// slots' experts: a deployed one, as vLLM's <c>physical_to_logical_map</c> or a plan's
+    /// <c>physical_to_logical</c> holds it, to compare a new plan with what serves now.
+    /// </summary>
+    /// <param name="loads"><c>[layers, E]</c>, tokens, non-negative.</param>
+    /// <param name="physicalToLogical">Per layer, the logical expert in each of the <c>R</c> slots; GPU <c>g</c> holds slots <c>g·R/P</c> to <c>(g+1)·R/P − 1</c>. Every expert has a slot.</param>
+    /// <param name="gpus">GPUs, <c>P</c>, dividing <c>R</c>.</param>
+    /// <returns>One figure per layer, in (0, 1].</returns>
+    /// <exception cref="ArgumentNullException">An argument or a layer's row is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// A load is negative; the rows are not one per layer of one length <c>R</c>; <paramref name="gpus"/> is
+    /// below 1 or does not divide <c>R</c>; a slot's expert is outside <c>[0, E)</c>; or an expert has no
+    /// slot (its tokens would have nowhere to go). The message names the layer and slot.
+    /// </exception>
+    public static double[] Balancedness(long[,] loads, IReadOnlyList<int[]> physicalToLogical, int gpus)
+    {
+        ArgumentNullException.ThrowIfNull(loads);
+        ArgumentNullException.ThrowIfNull(physicalToLogical);
+        CheckLoads(loads);
+        var (layers, experts) = (loads.GetLength(0), loads.GetLength(1));
+        if (physicalToLogical.Count != layers)
+        {
+            throw new ArgumentException($"physicalToLogical has {physicalToLogical.Count:N0} rows; it needs one per layer of the loads, {layers:N0}.", nameof(physicalToLogical));
+        }
+
+        if (gpus < 1)
+        {
+            throw new ArgumentException($"gpus is {gpus}; it must be at least 1.", nameof(gpus));
+        }
+
+        var result = new double[layers];
+        var gpuLoad = new double[gpus];
+        var counts = new int[experts];
+        for (var layer = 0; layer < layers; layer++)
+        {
+            var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), $"physicalToLogical[{layer}] is null.");
+            var slots = physicalToLogical[0]?.Length ?? 0;
+            if (row.Length != slots || slots == 0 || slots % gpus != 0)
+            {
+                throw new ArgumentException(
+                    row.Length != slots
+                        ? $"physicalToLogical[{layer}] has {row.Length:N0} slots, layer 0 {slots:N0}; every layer has the same slots."
+                        : $"physicalToLogical has {slots:N0} slots per layer; {gpus:N0} GPUs hold an equal number each, so give a multiple of {gpus:N0}.",
+                    nameof(physicalToLogical));
+            }
+
+            Array.Clear(counts);
+            for (var p = 0; p < row.Length; p++)
+            {
+                if ((uint)row[p] >= (uint)experts)
+                {
+                    throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert from 0 to {experts - 1}.", nameof(physicalToLogical));
+                }
+
+                counts[row[p]]++;
+            }
+
+            if (Array.IndexOf(counts, 0) is var missing and >= 0)
+            {
+                throw new ArgumentException($"physicalToLogical[{layer}] gives expert {missing} no slot; every expert needs one, or its tokens have nowhere to go.", nameof(physicalToLogical));
+            }
+
+            result[layer] = LayerBalancedness(loads, layer, row, counts, gpuLoad);
+        }
+
+        return result;
+    }
+
+    /// <summary>One layer's balancedness over <paramref name="gpuLoad"/>'s GPUs (overwritten), each holding an equal run of the slots.</summary>
+    private static double LayerBalancedness(long[,] loads, int layer, ReadOnlySpan<int> phy2log, ReadOnlySpan<int> counts, double[] gpuLoad)
+    {
+        Array.Clear(gpuLoad);
+        var slotsPerGpu = phy2log.Length / gpuLoad.Length;
+        for (var p = 0; p < phy2log.Length; p++)
+        {
+            gpuLoad[p / slotsPerGpu] += (double)loads[layer, phy2log[p]] / counts[phy2log[p]];
+        }
+
+        return Ratio(gpuLoad);
     }
 
     /// <summary>

@@ -47,6 +47,36 @@ public sealed class ExpertPlacementTests
         Assert.All(after, b => Assert.InRange(b, 0.7, 1.0));
     }
 
+    /// <summary>
+    /// A deployed placement given as its slots' experts is judged as a plan is: the published map on 8 GPUs
+    /// gives the plan's own figures, the experts in order on 4 GPUs the identity's; a map with an expert
+    /// outside the layer, one that leaves an expert without a slot, or slots that do not divide the GPUs
+    /// is refused naming the layer and slot.
+    /// </summary>
+    [Fact]
+    public void ADeployedPlacementIsJudgedAsAPlanIs()
+    {
+        var plan = ExpertPlacement.Rebalance(PublishedLoads, 16, 4, 2, 8);
+        Assert.Equal(ExpertPlacement.Balancedness(PublishedLoads, plan), ExpertPlacement.Balancedness(PublishedLoads, PublishedPhy2Log, 8));
+        int[] inOrder = [.. Enumerable.Range(0, 12)];
+        Assert.Equal(ExpertPlacement.IdentityBalancedness(PublishedLoads, 4), ExpertPlacement.Balancedness(PublishedLoads, [inOrder, inOrder], 4));
+
+        int[] outside = [.. inOrder[..11], 12];
+        int[] missing = [.. inOrder[..11], 10];
+        Assert.Equal(
+            "physicalToLogical[1][11] is 12; a slot holds an expert from 0 to 11. (Parameter 'physicalToLogical')",
+            Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder, outside], 4)).Message);
+        Assert.Equal(
+            "physicalToLogical[0] gives expert 11 no slot; every expert needs one, or its tokens have nowhere to go. (Parameter 'physicalToLogical')",
+            Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [missing, inOrder], 4)).Message);
+        Assert.StartsWith(
+            "physicalToLogical has 12 slots per layer; 5 GPUs hold an equal number each, so give a multiple of 5.",
+            Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder, inOrder], 5)).Message);
+        Assert.StartsWith(
+            "physicalToLogical has 1 rows; it needs one per layer of the loads, 2.",
+            Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder], 4)).Message);
+    }
+
     [Fact]
     public void NodesThatDoNotDivideTheGroupsFallBackToTheGlobalPolicy()
     {

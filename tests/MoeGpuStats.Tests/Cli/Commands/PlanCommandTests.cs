@@ -87,6 +87,67 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal(output, fromUnsigned.Out);
     }
 
+    /// <summary>
+    /// --current judges "before" on the placement serving now: a plan's own --json gives its "after" as
+    /// "before", a bare [layers][slots] array on --gpus likewise; a map that leaves an expert without a slot
+    /// is refused naming the file, the field and the slot.
+    /// </summary>
+    [Fact]
+    public void CurrentJudgesBeforeOnTheDeployedPlacement()
+    {
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
+        string[] options = ["--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "8"];
+        var (code, planned, error) = Moegs.Run(["plan", npy, .. options, "--json"]);
+        Assert.True(code == ExitCodes.Ok, error);
+        var previous = Path.Combine(_folder.FullName, "plan.json");
+        File.WriteAllText(previous, planned);
+        var bare = Path.Combine(_folder.FullName, "bare.json");
+        File.WriteAllText(bare, JsonSerializer.Serialize(EplbExample.PublishedPhy2Log));
+
+        foreach (var current in new[] { previous, bare })
+        {
+            (code, var output, error) = Moegs.Run(["plan", npy, .. options, "--json", "--current", current]);
+            Assert.True(code == ExitCodes.Ok, error);
+            using var again = JsonDocument.Parse(output);
+            using var first = JsonDocument.Parse(planned);
+            Assert.Equal(
+                first.RootElement.GetProperty("balancedness_after").EnumerateArray().Select(b => b.GetDouble()),
+                again.RootElement.GetProperty("balancedness_before").EnumerateArray().Select(b => b.GetDouble()));
+        }
+
+        (code, var text, error) = Moegs.Run(["plan", npy, .. options, "--current", bare]);
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("  before: the current placement, bare.json: 16 slots per layer on 8 GPUs", text);
+
+        var missing = Path.Combine(_folder.FullName, "missing.json");
+        File.WriteAllText(missing, "[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1, 2, 3]]");
+        (code, _, error) = Moegs.Run(["plan", npy, .. options, "--current", missing]);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"{missing} (against {npy}: 2 layers of 12 experts): physical_to_logical[0] gives expert 11 no slot; every expert needs one, or its tokens have nowhere to go.", error.TrimEnd());
+    }
+
+    [Theory]
+    [InlineData("object.json", "{\"gpus\": 8}", "a JSON object without physical_to_logical")]
+    [InlineData("gpus.json", "{\"physical_to_logical\": [[0]], \"gpus\": 0}", "gpus is 0; a placement's GPUs are a whole number, 1 or more.")]
+    [InlineData("flat.json", "[0, 1, 2]", "layer 0 of physical_to_logical is Number, not an array of slots.")]
+    [InlineData("text.json", "[[0, \"one\"]]", "layer 0, slot 1 is \"one\"; a slot holds an expert's index.")]
+    [InlineData("empty.json", "[]", "physical_to_logical must be a non-empty array")]
+    [InlineData("garbage.json", "not json", "not JSON")]
+    public void ACurrentPlacementThatCannotBeReadIsOneLineNamingTheFile(string name, string content, string expected)
+    {
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
+        var current = Path.Combine(_folder.FullName, name);
+        File.WriteAllText(current, content);
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", "16", "--gpus", "8", "--current", current);
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.StartsWith($"{current}: ", error);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
     /// <summary>A uint64 load past long's range is refused naming it, not wrapped negative or clamped.</summary>
     [Fact]
     public void AUnsignedLoadPastInt64IsRefusedNamingIt()
