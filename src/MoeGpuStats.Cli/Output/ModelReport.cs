@@ -145,12 +145,7 @@ internal static class ModelReport
         foreach (var (name, balance) in new[] { ("window", summary.Window), ("since_start", summary.SinceStart) })
         {
             writer.WriteStartObject(name);
-            writer.WriteNumber("min_balancedness", balance.MinBalancedness);
-            writer.WriteNumber("p10_balancedness", balance.P10Balancedness);
-            writer.WriteNumber("median_balancedness", balance.MedianBalancedness);
-            writer.WriteNumber("mean_balancedness", balance.MeanBalancedness);
-            writer.WriteNumber("token_weighted_balancedness", balance.TokenWeightedBalancedness);
-            writer.WriteNumber("worst_layer", balance.WorstLayer);
+            WriteAcrossLayers(writer, balance);
             writer.WriteStartArray("per_layer");
             for (var layer = 0; layer < balance.Layers.Count; layer++)
             {
@@ -185,12 +180,7 @@ internal static class ModelReport
             foreach (var (name, balance) in new[] { ("window", ranks.Summary.Window), ("since_start", ranks.Summary.SinceStart) })
             {
                 writer.WriteStartObject(name);
-                writer.WriteNumber("min_balancedness", balance.MinBalancedness);
-                writer.WriteNumber("p10_balancedness", balance.P10Balancedness);
-                writer.WriteNumber("median_balancedness", balance.MedianBalancedness);
-                writer.WriteNumber("mean_balancedness", balance.MeanBalancedness);
-                writer.WriteNumber("token_weighted_balancedness", balance.TokenWeightedBalancedness);
-                writer.WriteNumber("worst_layer", balance.WorstLayer);
+                WriteAcrossLayers(writer, balance);
                 writer.WriteEndObject();
             }
 
@@ -220,6 +210,17 @@ internal static class ModelReport
     public static string Periodic(ModelRoutingSummary summary, StepTimes times, int done, int total, TimeSpan elapsed) =>
         Invariant($"after {done:N0} of {total:N0} steps ({elapsed.TotalSeconds:0.0} s): window balancedness min {Figure(summary.Window.MinBalancedness)} (layer {summary.Window.WorstLayer}), mean {Figure(summary.Window.MeanBalancedness)}; ")
         + (times.Latency.TotalMeasurements > 0 ? $"{TimeSpread.Milliseconds(times.Latency.AverageLatency())} per step" : "no step timed yet");
+
+    /// <summary>The figures across layers of <paramref name="balance"/>, into the object being written.</summary>
+    private static void WriteAcrossLayers(System.Text.Json.Utf8JsonWriter writer, BalanceSummary balance)
+    {
+        writer.WriteNumber("min_balancedness", balance.MinBalancedness);
+        writer.WriteNumber("p10_balancedness", balance.P10Balancedness);
+        writer.WriteNumber("median_balancedness", balance.MedianBalancedness);
+        writer.WriteNumber("mean_balancedness", balance.MeanBalancedness);
+        writer.WriteNumber("token_weighted_balancedness", balance.TokenWeightedBalancedness);
+        writer.WriteNumber("worst_layer", balance.WorstLayer);
+    }
 
     private static void WriteOrNull(System.Text.Json.Utf8JsonWriter writer, string name, double? value)
     {
