@@ -167,7 +167,7 @@ typedef struct moegs_layer_balance {
     int32_t dead;          /* experts (ranks) without a slot */
     double gini;           /* Gini coefficient of the loads: sum_i (2i - n - 1) x_(i) / (n sum x) over the n loads
                             * in ascending order, 0 even, (n - 1) / n all on one; 0 without load */
-    double top10_share;    /* share of the slots on the hottest ceil(n / 10) experts (ranks): 0.1 even,
+    double top10_share;    /* share of the slots on the hottest ceil(n / 10) experts (ranks): ceil(n / 10) / n even,
                             * 1 all on them; ceil(n / 10) / n without load */
 } moegs_layer_balance;
 

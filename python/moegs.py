@@ -95,11 +95,16 @@ class ModelArrays(ctypes.Structure):
 
 
 def _path_bytes(path):
-    """A file path as the C API takes it (the file system's bytes); ValueError for an empty one, TypeError for a non-path."""
+    """A file path as the C API takes it, UTF-8; ValueError for an empty one or one that is not UTF-8 (the library
+    would write another name), TypeError for a non-path."""
     try:
-        encoded = os.fsencode(path)
+        name = os.fspath(path)
     except TypeError:
         raise TypeError(f"path must be a str or os.PathLike (got {path!r} of type {type(path).__name__})") from None
+    try:
+        encoded = name.encode("utf-8") if isinstance(name, str) else name.decode("utf-8").encode("utf-8")
+    except UnicodeError:
+        raise ValueError(f"path {path!r} is not UTF-8, which the library names files in") from None
     if not encoded:
         raise ValueError("path is empty: give the file to write")
     if b"\0" in encoded:
@@ -702,9 +707,8 @@ class MoeModelStats(_Handle):
         `moegs replay --save` writes): each layer's statistics and the window load, from one read of the model, written
         atomically. Each rank of an expert-parallel job saves its own file; `moegs merge` sums them exactly. Raises
         ValueError (empty path) or MoeGpuStatsError with status IO_ERROR (the file cannot be written; it is left as it was)."""
-        path = _path_bytes(path)
-        with self._lock:
-            self._check(self._lib.moegs_model_save(self._handle, path))
+        # The library reads the model once under its own lock; this wrapper's lock would hold record() for the disk.
+        self._check(self._lib.moegs_model_save(self._handle, _path_bytes(path)))
 
     def reset(self):
         """Zeroes every count, total and the window; counters a ModelMetricsCollector serves then go down (a counter reset)."""

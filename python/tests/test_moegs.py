@@ -515,8 +515,9 @@ class ModelTests(unittest.TestCase):
                     model.save("a\0b")
                 with self.assertRaisesRegex(TypeError, "path must be a str or os.PathLike"):
                     model.save(3)
-                with open(path) as f:
-                    self.assertEqual(saved, json.load(f))
+                with self.assertRaisesRegex(ValueError, "is not UTF-8"):
+                    model.save(os.fsencode(folder) + b"/bad\xff.json")
+                self.assertEqual(["rank0.json"], os.listdir(folder))
 
     def test_the_newest_steps_are_their_ids_bincount(self):
         """window_load(recent_steps=n) and summary(recent_steps=n) cover the newest n steps alone; n outside [1, window]

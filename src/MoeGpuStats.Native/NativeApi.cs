@@ -343,12 +343,29 @@ public static unsafe class NativeApi
 
     private static readonly IntPtr EmptyString = Marshal.StringToCoTaskMemUTF8(string.Empty);
 
-    /// <summary>The C caller's UTF-8 path; null for a NULL or empty one.</summary>
-    private static string? FilePath(byte* path) =>
-        path is null ? null : Marshal.PtrToStringUTF8((IntPtr)path) is { Length: > 0 } text ? text : null;
+    /// <summary>Decodes strictly: a replacement character would name another file than the caller's.</summary>
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>The C caller's path; null for a NULL or empty one, or one that is not UTF-8.</summary>
+    private static string? FilePath(byte* path)
+    {
+        if (path is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return StrictUtf8.GetString(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(path)) is { Length: > 0 } text ? text : null;
+        }
+        catch (System.Text.DecoderFallbackException)
+        {
+            return null;
+        }
+    }
 
     private static int FailPath(string function) =>
-        Fail(NativeStatus.InvalidArgument, $"path is NULL or empty: {function} writes the statistics as JSON to that file.");
+        Fail(NativeStatus.InvalidArgument, $"path is NULL, empty or not UTF-8: {function} writes the statistics as JSON to that file, named in UTF-8.");
 
     /// <summary>Runs <paramref name="save"/>; a file that cannot be written is an <see cref="NativeIoException"/> naming it.</summary>
     private static void SaveTo(string path, Action<string> save)

@@ -24,7 +24,8 @@ namespace MoeGpuStats;
 /// its lock: records from several threads lose nothing, and a snapshot or a total read on another thread
 /// sees whole batches. Its other reads (the per-expert lists, <see cref="LoadVarianceHistory"/>,
 /// <see cref="CapacityStats"/>, the utilization and trend queries) read the live state without the lock
-/// and can see a batch in part: while another thread records, read them from a <see cref="Snapshot"/>.
+/// (a read that computes pending variances takes it for that, as it writes them) and can see a batch in
+/// part: while another thread records, read them from a <see cref="Snapshot"/>.
 /// Latencies are thread-safe on every engine (<see cref="RoutingLatencyStats"/>).
 /// </remarks>
 [JsonConverter(typeof(RoutingStatsJsonConverter))]

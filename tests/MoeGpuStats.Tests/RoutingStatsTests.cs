@@ -16,8 +16,8 @@ public sealed class RoutingStatsTests
 {
     /// <summary>
     /// The load variances are computed when first read, which writes the window: a read on another thread
-    /// while one records took no lock, and could clear a batch just added as pending, whose variance then
-    /// kept its slot's old value for good. Every variance must equal that of the same batches recorded alone.
+    /// while one records must not clear a batch just added as pending, whose variance would then keep its
+    /// slot's old value for good. Every variance must equal that of the same batches recorded alone.
     /// </summary>
     [Fact]
     public async Task AVarianceReadOnAnotherThreadNeverLeavesABatchsVarianceWrong()
@@ -570,7 +570,7 @@ public sealed class RoutingStatsTests
         Assert.Empty(stats.ExpertTokenCounts);
     }
 
-    /// <summary>A model's layer names its model's engine and accelerator: a device model's layer reported "managed".</summary>
+    /// <summary>A model's layer names its model's engine and accelerator, not "managed" for a device model's.</summary>
     [Theory]
     [InlineData("managed")]
     [InlineData("cpu")]

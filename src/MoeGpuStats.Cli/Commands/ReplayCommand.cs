@@ -138,6 +138,11 @@ internal static class ReplayCommand
                     {
                         max = trace.MaxId();
                     }
+                    catch (IdPastInt64Exception exception)
+                    {
+                        console.Error.WriteLine(exception.Message);
+                        return ExitCodes.Usage;
+                    }
                     catch (Exception exception) when (exception is IOException or InvalidDataException)
                     {
                         console.Error.WriteLine(exception is InvalidDataException ? exception.Message : $"{path}: {ErrorText.Of(exception)}");

@@ -248,7 +248,7 @@ internal sealed class NpyIds : IRoutingTrace
     /// The largest id in the file as saved (int64 ids keep their value), for E when the caller does not
     /// give it. Negative ids (-1 is padding, others are invalid) never count; -1 when there is no other id.
     /// </summary>
-    /// <exception cref="InvalidDataException">A uint64 id is past <see cref="long.MaxValue"/>; the message gives it.</exception>
+    /// <exception cref="IdPastInt64Exception">A uint64 id is past <see cref="long.MaxValue"/>; the message gives it.</exception>
     public long MaxId()
     {
         var remaining = (long)Steps * IdsPerStep;
@@ -262,8 +262,8 @@ internal sealed class NpyIds : IRoutingTrace
             {
                 if (_header.IsPastInt64(bytes, i))
                 {
-                    throw new InvalidDataException(
-                        $"{Path}: id {System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * 8)..]):N0} is past any expert count, so the largest id does not say how many experts there are; give --experts (larger ids then count as invalid).");
+                    throw new IdPastInt64Exception(
+                        $"{Path}: id {System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * 8)..]):N0} is past any expert count, so the largest id does not say how many experts there are; give --experts (larger ids then count as invalid; -1 padding saved as uint64 reads as 18,446,744,073,709,551,615: save ids in a signed type).");
                 }
 
                 max = Math.Max(max, _header.Value(bytes, i));
@@ -306,3 +306,6 @@ internal readonly record struct NpyShape(IdLayout Layout, int Steps, int Layers,
     /// <summary>A header's shape as NumPy prints it: <c>(3, 4, 2)</c>, <c>(5,)</c>.</summary>
     public static string Describe(IReadOnlyList<long> dims) => $"({string.Join(", ", dims)}{(dims.Count == 1 ? "," : "")})";
 }
+
+/// <summary>A uint64 id past <see cref="long.MaxValue"/> where the largest id was to give the expert count: a usage error, as any id too large for one.</summary>
+internal sealed class IdPastInt64Exception(string message) : Exception(message);

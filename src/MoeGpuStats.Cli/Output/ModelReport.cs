@@ -33,7 +33,7 @@ internal static class ModelReport
         output.WriteLine("Balancedness: a layer's mean expert load over its largest, 1 = every expert equally loaded");
         output.WriteLine("(loads are token-expert slots: a token routed to k experts counts for each);");
         output.WriteLine("Gini: 0 when every expert has the same load, (E - 1) / E when one has all of it;");
-        output.WriteLine("top 10 %: the share of the slots on the hottest tenth of the experts, 0.1 when even");
+        output.WriteLine("top 10 %: the share of the slots on the hottest tenth of the experts (rounded up), ceil(E / 10) / E when even");
 
         // Before the window fills, the window is every step: one span says it all. So it is whenever the
         // window holds all the load (merged ranks whose windows each held every step, or steps that left

@@ -172,6 +172,12 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
 
     private void Materialize()
     {
+        // Nothing pending is the common read; the lock re-checks, as a record may add one meanwhile.
+        if (Volatile.Read(ref _pending) == 0)
+        {
+            return;
+        }
+
         lock (_gate)
         {
             for (var i = Count - _pending; i < Count; i++)

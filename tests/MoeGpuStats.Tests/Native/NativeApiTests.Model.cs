@@ -287,8 +287,8 @@ public sealed unsafe partial class NativeApiTests
 
     /// <summary>
     /// moegs_model_save and moegs_save write what <c>moegs report</c> and <c>merge</c> read: the model reads back
-    /// with its window load and summary, the aggregator with its snapshot; a NULL or empty path, a folder that
-    /// does not exist and a dead handle are refused with their reason, the target left as it was.
+    /// with its window load and summary, the aggregator with its snapshot; a NULL, empty or non-UTF-8 path, a
+    /// folder that does not exist, a target that cannot be replaced and a dead handle are refused with their reason.
     /// </summary>
     [Theory]
     [MemberData(nameof(Engines))]
@@ -317,13 +317,24 @@ public sealed unsafe partial class NativeApiTests
                 Assert.Equal(expected.Window.Layers.Select(NativeLayerBalance.From), window);
             }
 
-            var saved = File.ReadAllText(path);
-            Refused(Save(&NativeApi.ModelSave, handle, null), InvalidArgument, "path is NULL or empty", "moegs_model_save");
-            Refused(Save(&NativeApi.ModelSave, handle, ""), InvalidArgument, "path is NULL or empty", "moegs_model_save");
+            Refused(Save(&NativeApi.ModelSave, handle, null), InvalidArgument, "path is NULL, empty or not UTF-8", "moegs_model_save");
+            Refused(Save(&NativeApi.ModelSave, handle, ""), InvalidArgument, "path is NULL, empty or not UTF-8", "moegs_model_save");
             var missing = Path.Combine(folder.FullName, "no-such-folder", "rank0.json");
             Refused(Save(&NativeApi.ModelSave, handle, missing), IoError, missing, "cannot be written", "as it was");
             Refused(Save(&NativeApi.ModelSave, handle + 1000, path), InvalidHandle, "not a live model");
-            Assert.Equal(saved, File.ReadAllText(path));
+
+            // A name that is not UTF-8 would be written as another name (a replacement character): refused.
+            var notUtf8 = Encoding.UTF8.GetBytes(Path.Combine(folder.FullName, "bad")).Concat(new byte[] { 0xFF, (byte)'.', (byte)'j', 0 }).ToArray();
+            fixed (byte* p = notUtf8)
+            {
+                Refused(((delegate* unmanaged<long, byte*, int>)&NativeApi.ModelSave)(handle, p), InvalidArgument, "not UTF-8");
+            }
+
+            // A target that cannot be replaced (a folder) is left as it was, and no temporary stays beside it.
+            var folderTarget = Directory.CreateDirectory(Path.Combine(folder.FullName, "taken.json"));
+            Refused(Save(&NativeApi.ModelSave, handle, folderTarget.FullName), IoError, folderTarget.FullName, "cannot be written");
+            Assert.True(Directory.Exists(folderTarget.FullName));
+            Assert.Equal(["rank0.json"], folder.GetFiles().Select(f => f.Name));
 
             var name = Encoding.UTF8.GetBytes("managed\0");
             fixed (byte* p = name)
@@ -339,7 +350,7 @@ public sealed unsafe partial class NativeApiTests
                 Assert.Equal(Experts, loaded.Options.Experts);
             }
 
-            Refused(Save(&NativeApi.Save, aggregator, null), InvalidArgument, "path is NULL or empty", "moegs_save");
+            Refused(Save(&NativeApi.Save, aggregator, null), InvalidArgument, "path is NULL, empty or not UTF-8", "moegs_save");
             Refused(Save(&NativeApi.Save, handle, one), InvalidHandle, "not a live aggregator");
         }
         finally

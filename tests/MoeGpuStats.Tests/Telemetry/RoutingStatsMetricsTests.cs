@@ -36,7 +36,7 @@ public sealed class RoutingStatsMetricsTests
 
     /// <summary>
     /// <c>moegs.slots.dropped</c> is <see cref="RoutingStats.SlotsDropped"/>, which without a capacity counts k
-    /// slots per reported dropped token; its description said only "beyond the expert capacity".
+    /// slots per reported dropped token, and its description says so, not only "beyond the expert capacity".
     /// </summary>
     [Fact]
     public void DroppedSlotsWithoutACapacityAreDescribedAndCounted()

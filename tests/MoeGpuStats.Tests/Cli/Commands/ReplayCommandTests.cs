@@ -45,6 +45,30 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.DoesNotContain("the default for 4-D", error);
     }
 
+    /// <summary>
+    /// A replay with layers takes --ep-size as simulate does: ranks of the trace's experts in order, none
+    /// less balanced than the experts they hold; one that does not divide the experts is refused.
+    /// </summary>
+    [Fact]
+    public void EpSizeReportsTheBalanceOverRanksOfTheTrace()
+    {
+        var npy = WriteInt32("ranks.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", Ids(Steps, Layers, Tokens, seed: 6));
+
+        var (code, output, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--ep-size", "2", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        using var report = JsonDocument.Parse(output);
+        var ep = report.RootElement.GetProperty("ep_ranks");
+        Assert.Equal(2, ep.GetProperty("ranks").GetInt32());
+        Assert.Equal(Experts / 2, ep.GetProperty("experts_per_rank").GetInt32());
+        Assert.True(ep.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble()
+            >= report.RootElement.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble());
+
+        (code, _, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--ep-size", "3");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal($"--ep-size 3: {Experts} experts do not split evenly over 3 ranks; give a divisor of {Experts}.", error.Trim());
+    }
+
     /// <summary>A layer that routed nothing (padding alone) names no hottest or coldest expert in the table, and says why its balancedness is 1.</summary>
     [Fact]
     public void ALayerWithoutLoadNamesNoHottestOrColdestExpert()
@@ -444,7 +468,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
     /// <summary>
     /// uint64 ids replay as their values; one past int32 is an invalid id; without --experts one past int64
-    /// is named as it is, and int64's largest gives its expert count without wrapping (long + 1 printed negative).
+    /// is named as it is, a usage error as the largest int64 id, whose expert count is printed without wrapping.
     /// </summary>
     [Fact]
     public void UnsignedIdsReplayAndTheLargestIsExplainedNotWrapped()
@@ -460,8 +484,8 @@ public sealed partial class ReplayCommandTests : IDisposable
 
         var huge = NpyFile.Write(Path.Combine(_folder.FullName, "huge.npy"), "<u8", "1, 2", [.. new[] { 3UL, ulong.MaxValue }.SelectMany(BitConverter.GetBytes)]);
         (code, _, error) = Run("replay", huge);
-        Assert.Equal(ExitCodes.BadInput, code);
-        Assert.Equal($"{huge}: id 18,446,744,073,709,551,615 is past any expert count, so the largest id does not say how many experts there are; give --experts (larger ids then count as invalid).", error.TrimEnd());
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal($"{huge}: id 18,446,744,073,709,551,615 is past any expert count, so the largest id does not say how many experts there are; give --experts (larger ids then count as invalid; -1 padding saved as uint64 reads as 18,446,744,073,709,551,615: save ids in a signed type).", error.TrimEnd());
 
         var largest = NpyFile.Write(Path.Combine(_folder.FullName, "largest.npy"), "<i8", "1, 2", [.. new[] { 3L, long.MaxValue }.SelectMany(BitConverter.GetBytes)]);
         (code, _, error) = Run("replay", largest);

@@ -28,21 +28,29 @@ public sealed class SimulateCommandTests : IDisposable
 
         using var report = System.Text.Json.JsonDocument.Parse(output);
         using var window = System.Text.Json.JsonDocument.Parse(File.ReadAllText(load));
-        double means = 0, maxima = 0, worst = double.MaxValue;
+        double means = 0, maxima = 0;
+        var balancedness = new List<double>();
         foreach (var row in window.RootElement.EnumerateArray())
         {
             var loads = row.EnumerateArray().Select(v => v.GetInt64()).ToArray();
             var ranks = Enumerable.Range(0, Ranks).Select(r => loads.Skip(r * (Experts / Ranks)).Take(Experts / Ranks).Sum()).ToArray();
             means += ranks.Average();
             maxima += ranks.Max();
-            worst = Math.Min(worst, ranks.Average() / ranks.Max());
+            balancedness.Add(ranks.Average() / ranks.Max());
         }
 
         var ep = report.RootElement.GetProperty("ep_ranks");
+        var byRank = ep.GetProperty("window");
+        var sorted = balancedness.Order().ToArray();
         Assert.Equal(Ranks, ep.GetProperty("ranks").GetInt32());
         Assert.Equal(Experts / Ranks, ep.GetProperty("experts_per_rank").GetInt32());
-        Assert.Equal(means / maxima, ep.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble(), 12);
-        Assert.Equal(worst, ep.GetProperty("window").GetProperty("min_balancedness").GetDouble(), 12);
+        Assert.Equal(means / maxima, byRank.GetProperty("token_weighted_balancedness").GetDouble(), 12);
+        Assert.Equal(sorted[0], byRank.GetProperty("min_balancedness").GetDouble(), 12);
+        Assert.Equal(balancedness.IndexOf(sorted[0]), byRank.GetProperty("worst_layer").GetInt32());
+        Assert.Equal(sorted[1], byRank.GetProperty("median_balancedness").GetDouble(), 12);
+        // numpy.percentile's linear rank 0.1 × (3 − 1) = 0.2: a fifth of the way from the first to the second.
+        Assert.Equal(sorted[0] + (0.2 * (sorted[1] - sorted[0])), byRank.GetProperty("p10_balancedness").GetDouble(), 12);
+        Assert.Equal(balancedness.Average(), byRank.GetProperty("mean_balancedness").GetDouble(), 12);
         Assert.True(ep.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble() > report.RootElement.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble());
 
         (code, output, error) = Run("simulate", "--layers", $"{Layers}", "--experts", $"{Experts}", "--steps", "2", "--ep-size", $"{Ranks}");
