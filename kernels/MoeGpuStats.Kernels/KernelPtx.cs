@@ -18,7 +18,10 @@ internal static class KernelPtx
 {
     /// <summary>The kernels' names, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes them.</summary>
     public static IReadOnlyList<string> Kernels { get; } =
-        [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel), nameof(ModelRecordKernel), nameof(LayerBalanceKernel), nameof(RecentLoadKernel)];
+        [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel), nameof(ModelRecordKernel), nameof(LayerBalanceKernel), LayerSortKernel, nameof(RecentLoadKernel)];
+
+    /// <summary>The balance's sort (<see cref="LayerBalanceKernel.SortKernel"/>), as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
+    public const string LayerSortKernel = nameof(LayerBalanceKernel) + "." + nameof(LayerBalanceKernel.SortKernel);
 
     /// <summary>The record kernel with <see cref="HistogramCounting.QuadLoadRuns"/>, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
     public const string QuadLoadRecordKernel = nameof(RoutingRecordKernel) + "." + nameof(HistogramCounting.QuadLoadRuns);
@@ -83,6 +86,7 @@ internal static class KernelPtx
         QuadLoadRecordKernel => RecordKernel<QuadLoadRunCounting>(),
         nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
         nameof(ModelRecordKernel) => ModelRecordKernelMethod,
+        LayerSortKernel => new Action<ArrayView<ulong>, int, int, ArrayView<LayerLoad>>(LayerBalanceKernel.SortKernel).Method,
         _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
     };
 }

@@ -66,8 +66,9 @@ internal readonly struct ArrayLoads(ulong[] values) : ILoads
 }
 
 /// <summary>
-/// Per layer, the loads' total, extremes, deviations, dead entries, Gini sum and top share in
-/// sequential passes, so that the device's figures equal the managed engine's to the bit; one thread per layer.
+/// Per layer, the loads' total, extremes, deviations and dead entries in sequential passes (one thread
+/// per layer), then the Gini sum and top share from the loads sorted by one group per layer, so that
+/// the device's figures equal the managed engine's to the bit.
 /// </summary>
 internal static class LayerBalanceKernel
 {
@@ -78,11 +79,12 @@ internal static class LayerBalanceKernel
     public static int TopEntries(int count) => (count + 9) / 10;
 
     /// <summary>
-    /// The figures of <paramref name="count"/> loads from <paramref name="first"/>, ordered in
-    /// <paramref name="sorted"/> from <paramref name="sortedFirst"/> (overwritten: a copy of the loads
-    /// in ascending order; it may be the loads themselves, which are then left sorted).
+    /// The figures of <paramref name="count"/> loads from <paramref name="first"/> that their index order
+    /// gives (total, extremes, deviations, dead entries), and a copy of the loads into
+    /// <paramref name="copy"/> from <paramref name="copyFirst"/> (it may be the loads themselves), which,
+    /// once sorted ascending, <see cref="AddOrderFigures"/> reads for the rest.
     /// </summary>
-    public static LayerLoad Measure<TLoads>(TLoads loads, long first, int count, TLoads sorted, long sortedFirst)
+    public static LayerLoad Measure<TLoads>(TLoads loads, long first, int count, TLoads copy, long copyFirst)
         where TLoads : struct, ILoads
     {
         var result = new LayerLoad { Min = ulong.MaxValue };
@@ -105,6 +107,7 @@ internal static class LayerBalanceKernel
             }
 
             result.Dead += load == 0 ? 1 : 0;
+            copy[copyFirst + i] = load;
         }
 
         var mean = result.Total / (double)count;
@@ -116,80 +119,38 @@ internal static class LayerBalanceKernel
         }
 
         result.SquaredDeviations = squares;
-        for (var i = 0; i < count; i++)
-        {
-            sorted[sortedFirst + i] = loads[first + i];
-        }
-
-        HeapSort(sorted, sortedFirst, count);
-        var gini = 0.0;
-        for (var i = 0; i < count; i++)
-        {
-            gini += Mul((2.0 * i) + 1 - count, sorted[sortedFirst + i]);
-        }
-
-        result.GiniSum = gini;
-        for (var i = count - TopEntries(count); i < count; i++)
-        {
-            result.TopLoad += sorted[sortedFirst + i];
-        }
-
         return result;
     }
 
     /// <summary>
-    /// Sorts <paramref name="count"/> loads from <paramref name="first"/> ascending, in place, in
-    /// O(n log n) without recursion or scratch, as one GPU thread can. Equal loads are
-    /// indistinguishable, so every engine ends with the same order.
+    /// Adds to <paramref name="result"/> the figures of the loads' order: the Gini sum, summed in
+    /// ascending order, and the hottest tenth's load, from <paramref name="count"/> loads sorted
+    /// ascending at <paramref name="first"/>. Any sort gives the same sorted loads, so the device's
+    /// group sort and the managed engine's give the same bits.
     /// </summary>
-    private static void HeapSort<TLoads>(TLoads loads, long first, int count)
+    public static void AddOrderFigures<TLoads>(ref LayerLoad result, TLoads sorted, long first, int count)
         where TLoads : struct, ILoads
     {
-        for (var root = (count / 2) - 1; root >= 0; root--)
+        var gini = 0.0;
+        for (var i = 0; i < count; i++)
         {
-            SiftDown(loads, first, root, count);
+            gini += Mul((2.0 * i) + 1 - count, sorted[first + i]);
         }
 
-        for (var end = count - 1; end > 0; end--)
+        result.GiniSum = gini;
+        result.TopLoad = 0;
+        for (var i = count - TopEntries(count); i < count; i++)
         {
-            var largest = loads[first];
-            loads[first] = loads[first + end];
-            loads[first + end] = largest;
-            SiftDown(loads, first, 0, end);
+            result.TopLoad += sorted[first + i];
         }
-    }
-
-    /// <summary>Moves the load at <paramref name="root"/> down the max-heap of the first <paramref name="count"/> loads.</summary>
-    private static void SiftDown<TLoads>(TLoads loads, long first, int root, int count)
-        where TLoads : struct, ILoads
-    {
-        var value = loads[first + root];
-        var child = (2 * root) + 1;
-        while (child < count)
-        {
-            if (child + 1 < count && loads[first + child + 1] > loads[first + child])
-            {
-                child++;
-            }
-
-            if (loads[first + child] <= value)
-            {
-                break;
-            }
-
-            loads[first + root] = loads[first + child];
-            root = child;
-            child = (2 * root) + 1;
-        }
-
-        loads[first + root] = value;
     }
 
     /// <summary>
     /// Layer <c>index</c>'s figures into <paramref name="results"/>: over its <paramref name="experts"/>
     /// loads, or with <paramref name="ranks"/> (one rank per expert) over its loads summed per rank.
     /// <paramref name="scratch"/> (<c>[layers, experts]</c>, overwritten) holds the layer's rank loads
-    /// and its sorted loads, row <c>index</c> at <c>index × experts</c> or <c>index × rankCount</c>.
+    /// and the copy of its loads that <see cref="SortKernel"/> sorts, row <c>index</c> at
+    /// <c>index × experts</c> or <c>index × rankCount</c>.
     /// </summary>
     internal static void Kernel(Index1D index, ArrayView<ulong> loads, int experts, ArrayView<int> ranks, int rankCount, ArrayView<ulong> scratch, ArrayView<LayerLoad> results)
     {
@@ -219,9 +180,81 @@ internal static class LayerBalanceKernel
         results[index] = Measure(new ViewLoads(scratch), rankFirst, rankCount, new ViewLoads(scratch), rankFirst);
     }
 
-    /// <summary>Loads the kernel on <paramref name="accelerator"/>.</summary>
-    public static Action<AcceleratorStream, Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>> Create(Accelerator accelerator) =>
-        accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>>(Kernel);
+    /// <summary>
+    /// Sorts each layer's copy in <paramref name="scratch"/> (row <c>group</c> at <c>group × stride</c>,
+    /// <paramref name="count"/> loads) ascending, by one group per layer in shared memory (a bitonic sort
+    /// over the next power of two, padded with <see cref="ulong.MaxValue"/>, which sorts last), writes it
+    /// back, and adds its order's figures to the layer's result (<see cref="AddOrderFigures"/>, one thread).
+    /// </summary>
+    internal static void SortKernel(ArrayView<ulong> scratch, int stride, int count, ArrayView<LayerLoad> results)
+    {
+        var sorted = SharedMemory.Allocate<ulong>(RoutingStateLayout.MaxExperts);
+        var first = (long)Grid.IdxX * stride;
+        var size = 1;
+        while (size < count)
+        {
+            size <<= 1;
+        }
+
+        for (var i = Group.IdxX; i < size; i += Group.DimX)
+        {
+            sorted[i] = i < count ? scratch[first + i] : ulong.MaxValue;
+        }
+
+        Group.Barrier();
+        for (var block = 2; block <= size; block <<= 1)
+        {
+            for (var distance = block >> 1; distance > 0; distance >>= 1)
+            {
+                for (var i = Group.IdxX; i < size; i += Group.DimX)
+                {
+                    var partner = i ^ distance;
+                    if (partner > i)
+                    {
+                        var low = sorted[i];
+                        var high = sorted[partner];
+                        var ascending = (i & block) == 0;
+                        if (ascending ? low > high : low < high)
+                        {
+                            sorted[i] = high;
+                            sorted[partner] = low;
+                        }
+                    }
+                }
+
+                Group.Barrier();
+            }
+        }
+
+        for (var i = Group.IdxX; i < count; i += Group.DimX)
+        {
+            scratch[first + i] = sorted[i];
+        }
+
+        if (Group.IdxX == 0)
+        {
+            var result = results[Grid.IdxX];
+            AddOrderFigures(ref result, new ViewLoads(sorted), 0, count);
+            results[Grid.IdxX] = result;
+        }
+    }
+
+    /// <summary>
+    /// Loads both kernels on <paramref name="accelerator"/>: the measure launch (one thread per layer),
+    /// then the sort launch (one group per layer), on one stream.
+    /// </summary>
+    public static Action<AcceleratorStream, int, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>> Create(Accelerator accelerator)
+    {
+        var measure = accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>>(Kernel);
+        var sort = accelerator.LoadKernel<ArrayView<ulong>, int, int, ArrayView<LayerLoad>>(SortKernel);
+        var groupSize = RoutingRecordKernel.GroupSize(accelerator);
+        return (stream, layers, loads, experts, ranks, rankCount, scratch, results) =>
+        {
+            measure(stream, layers, loads, experts, ranks, rankCount, scratch, results);
+            var entries = ranks.Length == 0 ? experts : rankCount;
+            sort(stream, new KernelConfig(layers, groupSize), scratch, entries, entries, results);
+        };
+    }
 
     /// <summary><paramref name="a"/> × <paramref name="b"/> rounded before the add, as .NET rounds it (see <see cref="UnfusedMath"/>).</summary>
     private static double Mul(double a, double b)

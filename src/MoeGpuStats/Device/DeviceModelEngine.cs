@@ -25,7 +25,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly IDisposable? _owned;
     private readonly ModelRecordLauncher _record;
     private readonly UtilizationQueryLauncher _query;
-    private readonly Action<AcceleratorStream, Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>> _measure;
+    private readonly Action<AcceleratorStream, int, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>> _measure;
     private readonly Action<AcceleratorStream, Index1D, ArrayView<uint>, ArrayView<int>, int, int, ArrayView<ulong>> _recentLoad;
     private readonly List<MemoryBuffer> _buffers = [];
     private readonly List<Action> _clears = [];

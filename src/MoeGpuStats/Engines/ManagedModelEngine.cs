@@ -206,26 +206,28 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     {
         var experts = Options.Experts;
         var results = new LayerLoad[Options.Layers];
-        var scratch = new ArrayLoads(new ulong[ranks is null ? experts : rankCount]);
+        var entries = ranks is null ? experts : rankCount;
+        var copy = new ulong[entries];
+        var scratch = new ArrayLoads(copy);
         for (var l = 0; l < results.Length; l++)
         {
             if (ranks is null)
             {
                 results[l] = LayerBalanceKernel.Measure(new ArrayLoads(loads), (long)l * experts, experts, scratch, 0);
-                continue;
             }
-
-            for (var r = 0; r < rankCount; r++)
+            else
             {
-                scratch[r] = 0;
+                Array.Clear(copy);
+                for (var e = 0; e < experts; e++)
+                {
+                    copy[ranks[e]] += loads[(l * experts) + e];
+                }
+
+                results[l] = LayerBalanceKernel.Measure(scratch, 0, rankCount, scratch, 0);
             }
 
-            for (var e = 0; e < experts; e++)
-            {
-                scratch[ranks[e]] += loads[(l * experts) + e];
-            }
-
-            results[l] = LayerBalanceKernel.Measure(scratch, 0, rankCount, scratch, 0);
+            Array.Sort(copy);
+            LayerBalanceKernel.AddOrderFigures(ref results[l], scratch, 0, entries);
         }
 
         return results;

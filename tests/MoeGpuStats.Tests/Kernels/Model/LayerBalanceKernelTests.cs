@@ -5,10 +5,11 @@ using MoeGpuStats.Kernels.Model;
 namespace MoeGpuStats.Tests.Kernels.Model;
 
 /// <summary>
-/// The balance kernel on loads written straight into device memory, including loads no short run
-/// produces (ties everywhere, one expert with everything, counts near 2^64 / 4,096): every figure
-/// equals the managed engine's (<see cref="LayerBalanceKernel.Measure"/> on arrays) to the bit, and
-/// the Gini coefficient and the top tenth's share equal their definitions.
+/// The balance kernels on loads written straight into device memory, including loads no short run
+/// produces (ties everywhere, one expert with everything, counts near 2^64 / 4,096, counts that are not
+/// a power of two, so the group sort pads): every figure equals the managed engine's (the same passes
+/// on arrays, with its own sort) to the bit, and the Gini coefficient and the top tenth's share equal
+/// their definitions.
 /// </summary>
 public sealed class LayerBalanceKernelTests
 {
@@ -25,6 +26,8 @@ public sealed class LayerBalanceKernelTests
         yield return ("2 x 10, without load and even", 10, [.. new ulong[10], .. Enumerable.Repeat(7UL, 10)]);
         yield return ("1 x 4,096 near the largest", 4096, [.. Enumerable.Range(0, 4096).Select(i => (ulong.MaxValue / 4096) - (ulong)random.Next(0, 3))]);
         yield return ("1 x 11, descending", 11, [.. Enumerable.Range(0, 11).Select(i => (ulong)(11 - i) * 1000)]);
+        yield return ("2 x 3,000 random", 3000, [.. Enumerable.Range(0, 2 * 3000).Select(_ => (ulong)random.Next(0, 50))]);
+        yield return ("1 x 5, one at the padding's value", 5, [0, ulong.MaxValue, 0, 0, 0]);
     }
 
     [Theory]
@@ -39,7 +42,7 @@ public sealed class LayerBalanceKernelTests
             var onDevice = Run(device, measure, loads, experts, ranks: [], rankCount: 0, layers);
             for (var l = 0; l < layers; l++)
             {
-                var managed = LayerBalanceKernel.Measure(new ArrayLoads(loads), (long)l * experts, experts, new ArrayLoads(new ulong[experts]), 0);
+                var managed = Managed(loads, (long)l * experts, experts);
                 Assert.True(Bits(managed) == Bits(onDevice[l]), $"{name}, layer {l}: device {Bits(onDevice[l])}, managed {Bits(managed)}");
 
                 var row = loads.AsSpan(l * experts, experts).ToArray();
@@ -72,7 +75,7 @@ public sealed class LayerBalanceKernelTests
                 rankLoads[ranks[e]] += loads[(l * Experts) + e];
             }
 
-            var managed = LayerBalanceKernel.Measure(new ArrayLoads(rankLoads), 0, Ranks, new ArrayLoads(new ulong[Ranks]), 0);
+            var managed = Managed(rankLoads, 0, Ranks);
             Assert.Equal(Bits(managed), Bits(onDevice[l]));
             Assert.Equal(Gini(rankLoads), LayerBalance.From(onDevice[l], Ranks).GiniCoefficient, 12);
         }
@@ -90,7 +93,7 @@ public sealed class LayerBalanceKernelTests
 
     private static LayerLoad[] Run(
         Accelerator device,
-        Action<AcceleratorStream, Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>> measure,
+        Action<AcceleratorStream, int, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>> measure,
         ulong[] loads,
         int experts,
         int[] ranks,
@@ -103,6 +106,16 @@ public sealed class LayerBalanceKernelTests
         using var results = device.Allocate1D<LayerLoad>(layers);
         measure(device.DefaultStream, layers, loadBuffer.View, experts, rankBuffer.View.SubView(0, ranks.Length), rankCount, scratch.View, results.View);
         return results.GetAsArray1D();
+    }
+
+    /// <summary>The figures as the managed engine measures them: one pass in index order, then its own sort.</summary>
+    private static LayerLoad Managed(ulong[] loads, long first, int count)
+    {
+        var copy = new ulong[count];
+        var load = LayerBalanceKernel.Measure(new ArrayLoads(loads), first, count, new ArrayLoads(copy), 0);
+        Array.Sort(copy);
+        LayerBalanceKernel.AddOrderFigures(ref load, new ArrayLoads(copy), 0, count);
+        return load;
     }
 
     /// <summary>Every field, the doubles by their bits.</summary>
