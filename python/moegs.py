@@ -989,6 +989,15 @@ _RECENT_MODEL_SERIES = (
      lambda r: r.recent["window"]["token_weighted_balancedness"]),
 )
 
+# With ep_size, the window's balance over the EP ranks (_MetricsReading.ep): _MODEL_SERIES's shape; no label.
+_EP_MODEL_SERIES = (
+    ("moegs.model.ep.balancedness.token_weighted", False, None,
+     "Sum over layers of the mean EP rank load over the sum of the max rank load, in the window: vLLM's logged "
+     "balancedness, its experts in order on the ranks.", lambda r: r.ep[0]),
+    ("moegs.model.ep.balancedness.min", False, None,
+     "The smallest layer balancedness over EP ranks (mean rank load over max) in the window.", lambda r: r.ep[1]),
+)
+
 # _LAYER_SERIES's shape; label: layer.
 _RECENT_LAYER_SERIES = (
     ("moegs.layer.recent.balancedness", False, None, "Mean over max expert load over the window's newest steps (tag: layer).",
@@ -1039,7 +1048,7 @@ class _MetricsReading:
     `layers` lists of `experts` ints (slots), layer(l) snapshots, with expert series layer_expert_counts(l), and with
     recent steps summary(recent_steps=) (else None)."""
 
-    def __init__(self, model, expert_series, recent_steps=None):
+    def __init__(self, model, expert_series, recent_steps=None, ep_size=None):
         with model._lock:
             self.summary = model.summary()
             self.recent = model.summary(recent_steps=recent_steps) if recent_steps is not None else None
@@ -1048,6 +1057,22 @@ class _MetricsReading:
             self.counts = [model.layer_expert_counts(l) for l in range(model.layers)] if expert_series else None
         # NumPy's uint64 as Python ints (lists already where NumPy is absent), converted outside the lock.
         self.window_load = load.tolist() if hasattr(load, "tolist") else load
+        self.ep = None if ep_size is None else _ep_balance(self.window_load, ep_size)
+
+
+def _ep_balance(window_load, ranks):
+    """(token-weighted, min) balancedness of `window_load` rows over `ranks` ranks holding the experts in order, as
+    ModelRoutingStatsMetrics computes them: per layer mean rank load over max (1 without load); Σ means / Σ maxima."""
+    means = maxima = 0.0
+    smallest = 1.0
+    for row in window_load:
+        per_rank = len(row) // ranks
+        loads = [sum(row[r * per_rank:(r + 1) * per_rank]) for r in range(ranks)]
+        mean, peak = sum(loads) / ranks, max(loads)
+        means += mean
+        maxima += peak
+        smallest = min(smallest, mean / peak if peak else 1.0)
+    return (means / maxima if maxima else 1.0), smallest
 
 
 class ModelMetricsCollector:
@@ -1092,12 +1117,14 @@ class ModelMetricsCollector:
 
     DEFAULT_TOP_EXPERTS = 5
 
-    def __init__(self, model, top_experts=None, expert_series=False, recent_steps=None):
+    def __init__(self, model, top_experts=None, expert_series=False, recent_steps=None, ep_size=None):
         """model: the MoeModelStats to publish (the caller keeps it, and closes it after unregistering this);
         top_experts: K, the hottest and coldest experts per layer, in [0, experts], default min(5, experts);
         expert_series: whether to publish the 2 * layers * experts per-expert series as well;
         recent_steps: None (the default: no recent series), or the window's newest steps the recent series cover, in
-        [1, window] (SGLang logs balancedness over the last 10, 100 and 1,000 passes).
+        [1, window] (SGLang logs balancedness over the last 10, 100 and 1,000 passes);
+        ep_size: None (the default), or the expert-parallel ranks holding the experts in order, dividing the experts:
+        publishes model_ep_balancedness_token_weighted and _min, vLLM's logged balancedness before a rebalance.
         Raises TypeError for a model that is not a MoeModelStats, a top_experts or recent_steps that is not an integer, or an
         expert_series that is not a bool; ValueError for a top_experts or recent_steps out of its range."""
         try:
@@ -1112,22 +1139,26 @@ class ModelMetricsCollector:
         self.top_experts = (min(self.DEFAULT_TOP_EXPERTS, model.experts) if top_experts is None
                             else _integer("top_experts", top_experts, 0, model.experts, f"[0, {model.experts}], the model's experts"))
         self.recent_steps = None if recent_steps is None else model._recent_steps(recent_steps)
+        self.ep_size = None if ep_size is None else _integer("ep_size", ep_size, 1, model.experts, f"[1, {model.experts}], the model's experts")
+        if self.ep_size is not None and model.experts % self.ep_size:
+            raise ValueError(f"ep_size = {ep_size}: {model.experts} experts do not split evenly over {ep_size} ranks; give a divisor of {model.experts}")
         self.model, self.expert_series = model, expert_series
         self._counter, self._gauge = CounterMetricFamily, GaugeMetricFamily
 
     @staticmethod
-    def series_count(layers, experts, top_experts, expert_series, recent_series=False):
+    def series_count(layers, experts, top_experts, expert_series, recent_series=False, ep_series=False):
         """The series one collector serves: 9 for the model, 12 per layer, 4 per layer and position, with
-        expert_series 2 per (layer, expert), and with recent_series (recent_steps given) 4 more for the model and 1 more
-        per layer; what a scraper stores per instance (ModelRoutingStatsMetrics.SeriesCount)."""
+        expert_series 2 per (layer, expert), with recent_series (recent_steps given) 4 more for the model and 1 more
+        per layer, and with ep_series (ep_size given) 2 more; what a scraper stores per instance
+        (ModelRoutingStatsMetrics.SeriesCount)."""
         layers = _integer("layers", layers, 0, INT64_MAX)
         experts = _integer("experts", experts, 0, INT64_MAX)
         top_experts = _integer("top_experts", top_experts, 0, INT64_MAX)
-        for name, value in (("expert_series", expert_series), ("recent_series", recent_series)):
+        for name, value in (("expert_series", expert_series), ("recent_series", recent_series), ("ep_series", ep_series)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} must be True or False (got {value!r} of type {type(value).__name__})")
         return (9 + 12 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
-                + (4 + layers if recent_series else 0))
+                + (4 + layers if recent_series else 0) + (2 if ep_series else 0))
 
     def describe(self):
         """The families without samples: what registering reads, so that REGISTRY.register() does not read the model."""
@@ -1135,7 +1166,7 @@ class ModelMetricsCollector:
 
     def collect(self):
         """One reading of the model as prometheus_client metric families (collect() of the Collector protocol)."""
-        return self._families(_MetricsReading(self.model, self.expert_series, self.recent_steps))
+        return self._families(_MetricsReading(self.model, self.expert_series, self.recent_steps, self.ep_size))
 
     def _families(self, reading):
         def family(instrument, counter, unit, description, labels):
@@ -1145,7 +1176,8 @@ class ModelMetricsCollector:
         layer_names = [str(l) for l in range(self.model.layers)]
         families = []
         recent = self.recent_steps is not None
-        for instrument, counter, unit, description, value in _MODEL_SERIES + (_RECENT_MODEL_SERIES if recent else ()):
+        model_series = _MODEL_SERIES + (_RECENT_MODEL_SERIES if recent else ()) + (_EP_MODEL_SERIES if self.ep_size is not None else ())
+        for instrument, counter, unit, description, value in model_series:
             metric = family(instrument, counter, unit, description, [])
             if reading is not None:
                 metric.add_metric([], value(reading))

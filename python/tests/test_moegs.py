@@ -1169,6 +1169,22 @@ class ModelMetricsTests(unittest.TestCase):
     def new_model(self, accelerator="managed"):
         return moegs.MoeModelStats(self.LAYERS, self.EXPERTS, expert_capacity=self.CAPACITY, window=self.WINDOW, accelerator=accelerator)
 
+    def test_ep_series_are_numpys_balance_over_ranks_of_experts_in_order(self):
+        """ep_size: the window's token-weighted and smallest balancedness over ranks holding the experts in order, as
+        vLLM logs them (expert_load.reshape(layers, ranks, -1).sum(-1)); one that does not divide the experts is refused."""
+        import numpy
+        plan = self.plan(6, self.STEPS)
+        with self.new_model() as model:
+            self.record(model, plan)
+            _, served = prometheus_samples(collector_registry(model, top_experts=0, ep_size=4))
+            ranks = numpy.asarray(model.window_load(), dtype=numpy.float64).reshape(self.LAYERS, 4, -1).sum(-1)
+            self.assertAlmostEqual(ranks.mean(1).sum() / ranks.max(1).sum(),
+                                   served[("moegpustats_moegs_model_ep_balancedness_token_weighted", ())], places=12)
+            self.assertAlmostEqual((ranks.mean(1) / ranks.max(1)).min(), served[("moegpustats_moegs_model_ep_balancedness_min", ())], places=12)
+            self.assertEqual(moegs.ModelMetricsCollector.series_count(self.LAYERS, self.EXPERTS, 0, False, ep_series=True), len(served))
+            with self.assertRaisesRegex(ValueError, "ep_size = 3: 8 experts do not split evenly over 3 ranks"):
+                moegs.ModelMetricsCollector(model, ep_size=3)
+
     def test_every_series_is_numpys_count_of_the_ids(self):
         plan = self.plan(5, self.STEPS)
         for accelerator in ("managed", "cpu"):

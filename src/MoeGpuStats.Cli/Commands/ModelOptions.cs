@@ -40,7 +40,7 @@ internal sealed class ModelOptions(string condition)
     };
 
     public Option<int?> EpSize { get; } = SharedOptions.WholeNumber(
-        new Option<int?>("--ep-size") { Description = $"{condition}: also report the balance over N expert-parallel ranks that hold the experts in order, experts / N each: vLLM's placement before a rebalance, over whose ranks vLLM logs its balancedness. N divides the experts." },
+        new Option<int?>("--ep-size") { Description = $"{condition}: also report the balance over N expert-parallel ranks that hold the experts in order, experts / N each: vLLM's placement before a rebalance, over whose ranks vLLM logs its balancedness; with --metrics-port, publish it too (moegpustats_moegs_model_ep_balancedness_token_weighted and _min). N divides the experts." },
         1,
         RoutingStatsOptions.MaxDeviceExperts,
         "expert-parallel ranks (a divisor of the experts)");
@@ -135,15 +135,16 @@ internal sealed class ModelOptions(string condition)
 
         var top = Math.Min(topExperts ?? ModelRoutingStatsMetrics.DefaultTopExperts, experts);
         var recent = recentSteps is not null;
-        var total = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries, recent);
+        var ep = parse.GetValue(EpSize) is not null;
+        var total = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries, recent, ep);
         if (total <= MaxSeries)
         {
             return null;
         }
 
         // The series the advice keeps (the model's, the layers' and any recent ones), and the ranked and per-expert shares.
-        var withoutRanked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, 0, expertSeries: false, recent);
-        var ranked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries: false, recent) - withoutRanked;
+        var withoutRanked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, 0, expertSeries: false, recent, ep);
+        var ranked = ModelRoutingStatsMetrics.SeriesCount(layers, experts, top, expertSeries: false, recent, ep) - withoutRanked;
         var perExpert = total - withoutRanked - ranked;
         return perExpert > 0
             ? $"--metrics-expert-series: {layers:N0} layers × {experts:N0} experts make {perExpert:N0} series (2 per layer and expert), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: leave it out (--metrics-top-experts names each layer's hottest and coldest)."

@@ -28,7 +28,7 @@ internal sealed class ModelReplay : RecordingRun
     /// <summary>The window's newest steps the recent series cover; null publishes none.</summary>
     public int? MetricsRecentSteps { get; init; }
 
-    /// <summary>The expert-parallel ranks the report adds the balance over (<c>--ep-size</c>, checked to divide the experts); null for none.</summary>
+    /// <summary>The expert-parallel ranks the report and the metrics add the balance over (<c>--ep-size</c>, checked to divide the experts); null for none.</summary>
     public int? EpSize { get; init; }
 
     /// <summary>
@@ -70,7 +70,7 @@ internal sealed class ModelReplay : RecordingRun
         }
 
         using var owned = stats;
-        if (!MetricsServing.TryStart(Console, MetricsPort, MetricsHost, port => MetricsEndpoint.Start(stats, MetricsHost, port, Math.Min(MetricsTopExperts, Options.Experts), MetricsExpertSeries, RecentSteps()), out var metrics))
+        if (!MetricsServing.TryStart(Console, MetricsPort, MetricsHost, port => MetricsEndpoint.Start(stats, MetricsHost, port, Math.Min(MetricsTopExperts, Options.Experts), MetricsExpertSeries, RecentSteps(), EpSize), out var metrics))
         {
             return ExitCodes.Usage;
         }

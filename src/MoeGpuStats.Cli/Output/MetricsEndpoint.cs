@@ -80,12 +80,12 @@ internal sealed class MetricsEndpoint : IDisposable
     /// <summary>
     /// Starts serving the model <paramref name="stats"/> with bounded cardinality (<see cref="ModelRoutingStatsMetrics"/>):
     /// <paramref name="topExperts"/> hottest and coldest experts per layer, per-expert series only with <paramref name="expertSeries"/>,
-    /// and the balance over the window's newest <paramref name="recentSteps"/> steps where given.
+    /// the balance over the window's newest <paramref name="recentSteps"/> steps, and over <paramref name="epSize"/> EP ranks, where given.
     /// </summary>
     /// <exception cref="HttpListenerException">The port is in use or the host cannot be bound.</exception>
     /// <exception cref="ArgumentException">The host or port do not make a valid address.</exception>
-    public static MetricsEndpoint Start(ModelRoutingStats stats, string host, int port, int topExperts, bool expertSeries, int? recentSteps = null) =>
-        Start(meters => new ModelRoutingStatsMetrics(stats, topExperts, expertSeries, meterFactory: meters, recentSteps: recentSteps), host, port);
+    public static MetricsEndpoint Start(ModelRoutingStats stats, string host, int port, int topExperts, bool expertSeries, int? recentSteps = null, int? epSize = null) =>
+        Start(meters => new ModelRoutingStatsMetrics(stats, topExperts, expertSeries, meterFactory: meters, recentSteps: recentSteps, epSize: epSize), host, port);
 
     private static MetricsEndpoint Start(Func<IMeterFactory, IDisposable> publish, string host, int port)
     {

@@ -67,6 +67,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     private const int SeriesPerLayer = 12;
     private const int RecentModelWideSeries = 4;
     private const int RecentSeriesPerLayer = 1;
+    private const int EpModelWideSeries = 2;
     private const int SeriesPerRank = 4;
     private const int SeriesPerExpert = 2;
 
@@ -84,9 +85,15 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <param name="refreshInterval">How old a reading may be before a collection takes a new one; default 1 s.</param>
     /// <param name="meterFactory">The host's meter factory; null creates the meter directly.</param>
     /// <param name="recentSteps">The newest steps of the window the recent series cover, 1 to the model's window; null (the default) publishes none.</param>
+    /// <param name="epSize">
+    /// Expert-parallel ranks holding the experts in order, <c>experts / epSize</c> each, dividing the experts:
+    /// publishes <c>moegs.model.ep.balancedness.token_weighted</c> and <c>.min</c>, the window's balance over
+    /// those ranks, which is vLLM's logged balancedness before a rebalance (computed from the window load the
+    /// reading copies anyway); null (the default) publishes none.
+    /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="stats"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topExperts"/> is negative or more than the experts, <paramref name="refreshInterval"/> is negative, or <paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
-    public ModelRoutingStatsMetrics(ModelRoutingStats stats, int? topExperts = null, bool expertSeries = false, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null, int? recentSteps = null)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topExperts"/> is negative or more than the experts, <paramref name="refreshInterval"/> is negative, <paramref name="recentSteps"/> is outside <c>[1, Window]</c>, or <paramref name="epSize"/> does not divide the experts.</exception>
+    public ModelRoutingStatsMetrics(ModelRoutingStats stats, int? topExperts = null, bool expertSeries = false, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null, int? recentSteps = null, int? epSize = null)
     {
         ArgumentNullException.ThrowIfNull(stats);
         var experts = stats.Experts;
@@ -102,15 +109,20 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
             throw new ArgumentOutOfRangeException(nameof(recentSteps), recentSteps, $"recentSteps is {recentSteps}; give 1 to {window}, the model's window, or null for no recent series.");
         }
 
+        if (epSize is { } ranks && (ranks < 1 || ranks > experts || experts % ranks != 0))
+        {
+            throw new ArgumentOutOfRangeException(nameof(epSize), epSize, $"epSize is {epSize}; give a divisor of the model's {experts} experts, or null for no EP series.");
+        }
+
         var interval = refreshInterval ?? TimeSpan.FromSeconds(1);
         ArgumentOutOfRangeException.ThrowIfLessThan(interval, TimeSpan.Zero, nameof(refreshInterval));
         _stats = stats;
-        _reading = new CollectionReading<Reading>(() => Reading.Of(stats, _topExperts, expertSeries, recentSteps), interval);
+        _reading = new CollectionReading<Reading>(() => Reading.Of(stats, _topExperts, expertSeries, recentSteps, epSize), interval);
         _layerTags = [.. Enumerable.Range(0, stats.Layers).Select(l => new KeyValuePair<string, object?>[] { new("layer", l.ToString(System.Globalization.CultureInfo.InvariantCulture)) })];
         _shared = SharedInstruments.Acquire(meterFactory);
         try
         {
-            Publish(expertSeries, recentSteps is not null);
+            Publish(expertSeries, recentSteps is not null, epSize is not null);
         }
         catch
         {
@@ -119,8 +131,14 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         }
     }
 
-    private void Publish(bool expertSeries, bool recentSeries)
+    private void Publish(bool expertSeries, bool recentSeries, bool epSeries)
     {
+        if (epSeries)
+        {
+            _shared.ObservableGauge(this, "moegs.model.ep.balancedness.token_weighted", _reading.ObserveOne(r => new Measurement<double>(r.Ep!.Value.TokenWeighted)), null, "Sum over layers of the mean EP rank load over the sum of the max rank load, in the window: vLLM's logged balancedness, its experts in order on the ranks.");
+            _shared.ObservableGauge(this, "moegs.model.ep.balancedness.min", _reading.ObserveOne(r => new Measurement<double>(r.Ep!.Value.Min)), null, "The smallest layer balancedness over EP ranks (mean rank load over max) in the window.");
+        }
+
         _shared.ObservableCounter(this, "moegs.model.steps", _reading.ObserveOne(r => new Measurement<long>((long)r.Summary.Steps)), "{step}", "Forward passes recorded.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.min", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MinBalancedness)), null, "The smallest layer balancedness in the window.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.p10", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.P10Balancedness)), null, "The 10th percentile of the layer balancedness in the window (linear interpolation, as numpy.percentile).");
@@ -169,7 +187,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <summary>
     /// The series a model's metrics publish: 9 for the model, 12 per layer, 4 per layer and top-K
     /// position, with <paramref name="expertSeries"/> 2 per (layer, expert), and with
-    /// <paramref name="recentSeries"/> 4 more for the model and 1 more per layer. What a scraper
+    /// <paramref name="recentSeries"/> 4 more for the model and 1 more per layer, and with
+    /// <paramref name="epSeries"/> 2 more for the model. What a scraper
     /// stores per instance; size <paramref name="topExperts"/> and <paramref name="expertSeries"/> by it.
     /// </summary>
     /// <param name="layers">MoE layers.</param>
@@ -177,8 +196,9 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <param name="topExperts">K, as the constructor takes it (at most <paramref name="experts"/>).</param>
     /// <param name="expertSeries">Whether per-expert series are published.</param>
     /// <param name="recentSeries">Whether the recent series are published (a <c>recentSteps</c> given).</param>
+    /// <param name="epSeries">Whether the EP ranks' series are published (an <c>epSize</c> given).</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="layers"/>, <paramref name="experts"/> or <paramref name="topExperts"/> is negative.</exception>
-    public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries, bool recentSeries = false)
+    public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries, bool recentSeries = false, bool epSeries = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(layers);
         ArgumentOutOfRangeException.ThrowIfNegative(experts);
@@ -187,7 +207,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
             + ((long)SeriesPerLayer * layers)
             + ((long)SeriesPerRank * layers * topExperts)
             + (expertSeries ? (long)SeriesPerExpert * layers * experts : 0)
-            + (recentSeries ? RecentModelWideSeries + ((long)RecentSeriesPerLayer * layers) : 0);
+            + (recentSeries ? RecentModelWideSeries + ((long)RecentSeriesPerLayer * layers) : 0)
+            + (epSeries ? EpModelWideSeries : 0);
     }
 
     /// <summary>
@@ -263,9 +284,10 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <param name="Hottest">Per layer, the K hottest experts in the window, hottest first, <c>[layers, K]</c>.</param>
     /// <param name="Coldest">Per layer, the K coldest, coldest first.</param>
     /// <param name="Recent">The balance over the window's newest steps; null without recent series, or where the model cannot cut its window.</param>
-    private sealed record Reading(ModelRoutingSummary Summary, ulong[] WindowLoad, RoutingTotals[] Totals, ulong[]? TokenCounts, int[] Hottest, int[] Coldest, ModelRoutingSummary? Recent)
+    /// <param name="Ep">The window's token-weighted and smallest layer balancedness over the EP ranks; null without EP series.</param>
+    private sealed record Reading(ModelRoutingSummary Summary, ulong[] WindowLoad, RoutingTotals[] Totals, ulong[]? TokenCounts, int[] Hottest, int[] Coldest, ModelRoutingSummary? Recent, (double TokenWeighted, double Min)? Ep)
     {
-        public static Reading Of(ModelRoutingStats stats, int topExperts, bool expertSeries, int? recentSteps)
+        public static Reading Of(ModelRoutingStats stats, int topExperts, bool expertSeries, int? recentSteps, int? epSize)
         {
             var (summary, load, totals, counts, recent) = stats.ReadTogether(model => (
                 model.Summary(),
@@ -286,7 +308,36 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
                 }
             }
 
-            return new Reading(summary, load, totals, counts, hottest, coldest, recent);
+            return new Reading(summary, load, totals, counts, hottest, coldest, recent, epSize is { } ranks ? EpBalance(load, stats.Layers, stats.Experts, ranks) : null);
+
+            // The window load is already here: the ranks' loads are its columns summed, experts in order.
+            static (double TokenWeighted, double Min) EpBalance(ulong[] load, int layers, int experts, int ranks)
+            {
+                double means = 0, maxima = 0, min = 1;
+                var perRank = experts / ranks;
+                for (var l = 0; l < layers; l++)
+                {
+                    ulong total = 0, max = 0;
+                    for (var r = 0; r < ranks; r++)
+                    {
+                        ulong rank = 0;
+                        foreach (var expertLoad in load.AsSpan((l * experts) + (r * perRank), perRank))
+                        {
+                            rank += expertLoad;
+                        }
+
+                        total += rank;
+                        max = Math.Max(max, rank);
+                    }
+
+                    var mean = total / (double)ranks;
+                    means += mean;
+                    maxima += max;
+                    min = Math.Min(min, max == 0 ? 1.0 : mean / max);
+                }
+
+                return (maxima == 0 ? 1.0 : means / maxima, min);
+            }
 
             static ulong[] TokenCounts(ModelRoutingStats model)
             {

@@ -68,6 +68,31 @@ public sealed partial class ModelRoutingStatsMetricsTests
         Assert.DoesNotContain(seen, m => m.Tags.ContainsKey("expert"));
     }
 
+    /// <summary>
+    /// With an EP size, two more series: the window's token-weighted and smallest balancedness over ranks
+    /// holding the experts in order, the model's summary over that placement; an EP size that does not
+    /// divide the experts is refused.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void EpSeriesAreTheSummaryOverRanksOfExpertsInOrder(string engine)
+    {
+        const int Ranks = 2;
+        using var stats = Model(engine, window: 2);
+        using var metrics = new ModelRoutingStatsMetrics(stats, topExperts: 0, epSize: Ranks);
+        RecordSteps(stats);
+
+        var seen = Collect(metrics);
+
+        var byRank = stats.Summary([.. Enumerable.Range(0, Experts).Select(e => e / (Experts / Ranks))]).Window;
+        Assert.Equal(byRank.TokenWeightedBalancedness, Single(seen, "moegs.model.ep.balancedness.token_weighted"), 12);
+        Assert.Equal(byRank.MinBalancedness, Single(seen, "moegs.model.ep.balancedness.min"), 12);
+        Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, 0, expertSeries: false, epSeries: true), seen.Count);
+        Assert.Equal(2 + ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, 0, expertSeries: false), seen.Count);
+        var refused = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStatsMetrics(stats, epSize: 4));
+        Assert.Equal("epSize", refused.ParamName);
+    }
+
     /// <summary>With per-expert series on, one per (layer, expert): the layers' counts since the start and the window load.</summary>
     [Fact]
     public void PerExpertSeriesAreTheCountsAndTheWindowLoad()
