@@ -38,13 +38,16 @@ internal static class ModelReport
         // Before the window fills, the window is every step: one span says it all. So it is whenever the
         // window holds all the load (merged ranks whose windows each held every step, or steps that left
         // the window with no load), though the window counts fewer steps.
+        // Each span picks its part of a summary, the model's and the one over EP ranks alike.
+        Func<ModelRoutingSummary, BalanceSummary> window = s => s.Window, sinceStart = s => s.SinceStart;
         var spans = summary.WindowSteps == (long)summary.Steps
-            ? new[] { ($"over all {Counted.Of(summary.Steps, "step")} (the window holds them all)", summary.SinceStart) }
+            ? new[] { ($"over all {Counted.Of(summary.Steps, "step")} (the window holds them all)", sinceStart) }
             : counts.WindowHoldsAll
-                ? [($"over all {Counted.Of(summary.Steps, "step")} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", summary.SinceStart)]
-                : [($"over the window, the newest {Counted.Of((ulong)summary.WindowSteps, "step")}", summary.Window), ($"since the start, {Counted.Of(summary.Steps, "step")}", summary.SinceStart)];
-        foreach (var (span, balance) in spans)
+                ? [($"over all {Counted.Of(summary.Steps, "step")} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", sinceStart)]
+                : [($"over the window, the newest {Counted.Of((ulong)summary.WindowSteps, "step")}", window), ($"since the start, {Counted.Of(summary.Steps, "step")}", sinceStart)];
+        foreach (var (span, part) in spans)
         {
+            var balance = part(summary);
             output.WriteLine();
             output.WriteLine($"Model, {span}");
             Line(output, "min balancedness", Figure(balance.MinBalancedness), $"layer {balance.WorstLayer}, the worst");
@@ -54,7 +57,7 @@ internal static class ModelReport
             Line(output, "token-weighted balancedness", Figure(balance.TokenWeightedBalancedness), "sum of mean loads / sum of max loads: vLLM's formula, here over experts (vLLM logs it over EP ranks)");
             if (ranks is not null)
             {
-                var byRank = ReferenceEquals(balance, summary.Window) ? ranks.Summary.Window : ranks.Summary.SinceStart;
+                var byRank = part(ranks.Summary);
                 output.WriteLine();
                 output.WriteLine($"Model over {Counted.Of(ranks.Ranks, "EP rank")} ({Counted.Of(ranks.ExpertsPerRank, "expert")} each, in order, as vLLM places them before a rebalance), {span}");
                 Line(output, "token-weighted balancedness", Figure(byRank.TokenWeightedBalancedness), "vLLM's logged balancedness");

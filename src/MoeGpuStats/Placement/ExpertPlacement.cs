@@ -222,20 +222,26 @@ public static class ExpertPlacement
             throw new ArgumentException($"gpus is {gpus}; it must be at least 1.", nameof(gpus));
         }
 
+        if (layers == 0)
+        {
+            return [];
+        }
+
+        var slots = (physicalToLogical[0] ?? throw new ArgumentNullException(nameof(physicalToLogical), "physicalToLogical[0] is null.")).Length;
+        if (slots == 0 || slots % gpus != 0)
+        {
+            throw new ArgumentException($"physicalToLogical has {slots:N0} slots per layer; {gpus:N0} GPUs hold an equal number each, so give a multiple of {gpus:N0}.", nameof(physicalToLogical));
+        }
+
         var result = new double[layers];
         var gpuLoad = new double[gpus];
         var counts = new int[experts];
         for (var layer = 0; layer < layers; layer++)
         {
             var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), $"physicalToLogical[{layer}] is null.");
-            var slots = physicalToLogical[0]?.Length ?? 0;
-            if (row.Length != slots || slots == 0 || slots % gpus != 0)
+            if (row.Length != slots)
             {
-                throw new ArgumentException(
-                    row.Length != slots
-                        ? $"physicalToLogical[{layer}] has {row.Length:N0} slots, layer 0 {slots:N0}; every layer has the same slots."
-                        : $"physicalToLogical has {slots:N0} slots per layer; {gpus:N0} GPUs hold an equal number each, so give a multiple of {gpus:N0}.",
-                    nameof(physicalToLogical));
+                throw new ArgumentException($"physicalToLogical[{layer}] has {row.Length:N0} slots, layer 0 {slots:N0}; every layer has the same slots.", nameof(physicalToLogical));
             }
 
             Array.Clear(counts);
