@@ -483,7 +483,7 @@ class MoeStats(_Handle):
 
     def save(self, path):
         """Writes the statistics to `path` (str or os.PathLike) as the seed-compatible JSON that `moegs report`, `merge`
-        and `plan` read, atomically: a reader never sees half a file. Raises ValueError (empty path) or MoeGpuStatsError
+        and `plan` read, atomically: a reader never sees half a file. Raises TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL) or MoeGpuStatsError
         with status IO_ERROR (the file cannot be written; it is left as it was)."""
         self._check(self._lib.moegs_save(self._handle, _path_bytes(path)))
 
