@@ -706,7 +706,8 @@ class MoeModelStats(_Handle):
         """Writes the model to `path` (str or os.PathLike) as the JSON that `moegs report`, `merge` and `plan` read (what
         `moegs replay --save` writes): each layer's statistics and the window load, from one read of the model, written
         atomically. Each rank of an expert-parallel job saves its own file; `moegs merge` sums them exactly. Raises
-        ValueError (empty path) or MoeGpuStatsError with status IO_ERROR (the file cannot be written; it is left as it was)."""
+        TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL) or MoeGpuStatsError with status
+        IO_ERROR (the file cannot be written; it is left as it was)."""
         # The library reads the model once under its own lock; this wrapper's lock would hold record() for the disk.
         self._check(self._lib.moegs_model_save(self._handle, _path_bytes(path)))
 
