@@ -206,7 +206,7 @@ moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t
 
 /* Records one forward pass of every layer. Layer l's ids are [tokens, top_k] int32 at element
  * l * layer_stride of ids (layer_stride 0: tokens * top_k, the layers packed, as a [layers, tokens, top_k]
- * buffer; otherwise >= tokens * top_k). The call reads (layers - 1) * layer_stride + tokens * top_k ids.
+ * buffer; otherwise >= tokens * top_k when layers > 1). The call reads (layers - 1) * layer_stride + tokens * top_k ids.
  * layers must equal the model's layers; tokens >= 0, top_k >= 1, tokens * top_k <= 2^31 - 1, and the ids
  * read <= (2^63 - 1) / 4 (their bytes fit in an int64; <= 2^31 - 1 on "managed"). Ids: as moegs_record's (-1 an empty slot, a row of -1 padding).
  * valid_tokens: NULL, or an int32 holding the rows that are tokens (later rows are padding, as vLLM's
@@ -224,6 +224,18 @@ moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t
 moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
                                 int64_t layer_stride, const void* valid_tokens, const void* load_balance_losses,
                                 const void* router_z_losses, void* stream);
+
+/* moegs_model_record with rows token_stride ids apart: slot j of token t in layer l is the int32 at element
+ * l * layer_stride + t * token_stride + j of ids. token_stride: 0 for top_k (moegs_model_record's rows),
+ * else >= top_k. layer_stride 0: tokens * token_stride. The layers lie one after another
+ * (layer_stride >= (tokens - 1) * token_stride + top_k) or interleaved, token by token
+ * (top_k <= layer_stride and (layers - 1) * layer_stride + top_k <= token_stride): a step of SGLang's
+ * or vLLM's routed-experts buffer, [tokens, layers, top_k], is read where it lies with layer_stride =
+ * top_k and token_stride = layers * top_k. The call reads (layers - 1) * layer_stride +
+ * (tokens - 1) * token_stride + top_k ids (none for no token); otherwise as moegs_model_record. */
+moegs_status moegs_model_record_strided(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
+                                        int64_t layer_stride, int64_t token_stride, const void* valid_tokens,
+                                        const void* load_balance_losses, const void* router_z_losses, void* stream);
 
 /* Where the model lives: *out = "cuda", "opencl", "cpu" or "managed", a static string. */
 moegs_status moegs_model_accelerator(moegs_handle handle, const char** out);

@@ -160,6 +160,7 @@ def _load(path=None):
         raise OSError(f"{os.path.abspath(candidate)} predates the model API (moegs_model_*): rebuild it (native/build.sh)")
     lib.moegs_model_create.argtypes = [ctypes.c_char_p, i32, i32, i32, i32, f32, ctypes.POINTER(h)]
     lib.moegs_model_record.argtypes = [h, vp, i32, i32, i32, i64, vp, vp, vp, vp]
+    lib.moegs_model_record_strided.argtypes = [h, vp, i32, i32, i32, i64, i64, vp, vp, vp, vp]
     lib.moegs_model_accelerator.argtypes = [h, ctypes.POINTER(ctypes.c_char_p)]
     lib.moegs_model_summary.argtypes = [h, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance),
                                         ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance)]
@@ -282,6 +283,46 @@ def _memory(value, name, element="int32"):
         address, count = value.buffer_info()
         return address, count, (count,), False, None, value
     raise TypeError(f"{name} must be a torch.Tensor, a NumPy array or an array.array('{typecode}') of {element} (got {type(value).__name__})")
+
+
+def _strided(value, name):
+    """(pointer, shape, strides in elements, is_cuda, device index, keep) of int32 ids from torch or __array_interface__,
+    at whatever strides the array has; other objects go through _memory (contiguous)."""
+    if hasattr(value, "data_ptr") and hasattr(value, "is_cuda") and hasattr(value, "stride"):  # torch.Tensor
+        if str(value.dtype) != "torch.int32":
+            raise TypeError(f"{name} must be torch.int32 (got {value.dtype}); use {name}.int()")
+        if not value.is_cuda and value.device.type != "cpu":
+            raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
+        return (value.data_ptr(), tuple(value.shape), tuple(value.stride()), value.is_cuda,
+                value.device.index if value.is_cuda else None, value)
+    interface = getattr(value, "__array_interface__", None)
+    if isinstance(interface, dict) and interface.get("strides") is not None:
+        if interface["typestr"] != _INT32_TYPESTR:
+            raise TypeError(f"{name} must be int32 (got {getattr(value, 'dtype', interface['typestr'])}); use {name}.astype(numpy.int32)")
+        data = interface.get("data")
+        if not isinstance(data, tuple):
+            raise TypeError(f"{name} must expose their memory as an address (__array_interface__['data'] = (pointer, read_only))")
+        strides = tuple(interface["strides"])
+        if any(stride % 4 for stride in strides):
+            raise ValueError(f"{name} have strides {strides} bytes, not whole int32s: use numpy.ascontiguousarray({name})")
+        return data[0], tuple(interface["shape"]), tuple(stride // 4 for stride in strides), False, None, (value, interface)
+    pointer, _, shape, is_cuda, device, alive = _memory(value, name)
+    return pointer, shape, tuple(math.prod(shape[i + 1:]) for i in range(len(shape))), is_cuda, device, alive
+
+
+def _token_stride(name, shape, strides):
+    """The ids from one token's first id to the next's in a [..., tokens, k] array, 0 for a single token (the C API's
+    "packed"); refuses rows whose k ids are not side by side, and rows that overlap or run backwards."""
+    tokens, top_k = shape[-2:]
+    if top_k > 1 and strides[-1] != 1:
+        raise ValueError(f"{name} shaped {list(shape)} at strides {list(strides)} (in ids): a token's k ids must lie side by side "
+                         f"(the last stride 1); use {name}.contiguous() or numpy.ascontiguousarray({name})")
+    if tokens <= 1:
+        return 0
+    if strides[-2] < top_k:
+        raise ValueError(f"{name} shaped {list(shape)} at strides {list(strides)} (in ids): rows {strides[-2]} ids apart overlap "
+                         f"or run backwards (a token's k = {top_k} ids need at least {top_k}); pass a contiguous copy")
+    return strides[-2]
 
 
 def _placed(holder, where, is_cuda, name):
@@ -543,24 +584,25 @@ class MoeModelStats(_Handle):
         self.device = kind.value.decode()
 
     def record(self, ids, valid_tokens=None, load_balance_losses=None, router_z_losses=None, stream=None):
-        """Records one forward pass of every layer. ids: int32 shaped [layers, tokens, k], C-contiguous or with each
-        layer's [tokens, k] contiguous and the layers at one stride (buffer[:, :tokens] of a padded buffer), or a list of
-        `layers` arrays shaped [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from
-        their addresses); neither is copied.
+        """Records one forward pass of every layer. ids: int32 shaped [layers, tokens, k] at any strides whose rows hold a
+        token's k ids side by side: contiguous, buffer[:, :tokens] of a padded buffer, or buffer[:tokens].transpose(0, 1)
+        of a [tokens, layers, k] buffer (SGLang's and vLLM's routed-experts layout); or a list of `layers` arrays shaped
+        [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from their addresses). Either
+        is read where it lies, without a copy.
         valid_tokens: None (every row), an int (host accelerators), or one int32 in the ids' memory: the rows that are
         tokens, later rows padding; clamped to [0, tokens] when read (a negative count records no token, a larger one
         every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or float32 arrays of
         `layers` in the ids' memory. A CUDA record is ordered on `stream` as MoeStats.record's."""
         # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
-        pointer, tokens, top_k, stride, is_cuda, device, alive = self._layers_of(ids)
+        pointer, tokens, top_k, layer_stride, token_stride, is_cuda, device, alive = self._layers_of(ids)
         _placed("model", self.device, is_cuda, "ids")
         valid = self._per_step("valid_tokens", valid_tokens, "int32", 1, is_cuda)
         losses = self._per_step("load_balance_losses", load_balance_losses, "float32", self.layers, is_cuda)
         z_losses = self._per_step("router_z_losses", router_z_losses, "float32", self.layers, is_cuda)
         raw_stream = _raw_stream(is_cuda, device, stream)
         with self._lock:
-            self._check(self._lib.moegs_model_record(self._handle, pointer or None, self.layers, tokens, top_k, stride,
-                                                     _address(valid), _address(losses), _address(z_losses), raw_stream))
+            self._check(self._lib.moegs_model_record_strided(self._handle, pointer or None, self.layers, tokens, top_k, layer_stride,
+                                                             token_stride, _address(valid), _address(losses), _address(z_losses), raw_stream))
             self._generation += 1
 
     def summary(self, expert_ranks=None, recent_steps=None):
@@ -742,16 +784,10 @@ class MoeModelStats(_Handle):
             self._lib.moegs_model_destroy(handle)
 
     def _layers_of(self, ids):
-        """(pointer, tokens, k, layer stride in ids, is_cuda, device, what keeps the memory alive) of one
-        [layers, tokens, k] array or a list of [tokens, k] views."""
+        """(pointer, tokens, k, layer stride and token stride in ids, is_cuda, device, what keeps the memory alive) of
+        one [layers, tokens, k] array at its strides or a list of [tokens, k] views."""
         if not isinstance(ids, (list, tuple)):
-            if _layers_at_a_stride(ids):
-                # buffer[:, :tokens] of a padded buffer: its layers are [tokens, k] views at one stride, read without a copy.
-                # Its layer count is checked here, so that a refusal names the array given, not views of it.
-                if ids.shape[0] != self.layers:
-                    raise ValueError(f"ids shaped {list(ids.shape)} hold {ids.shape[0]} layers; this model has {self.layers}")
-                return self._layers_of(list(ids))
-            pointer, _, shape, is_cuda, device, alive = _memory(ids, "ids")
+            pointer, shape, strides, is_cuda, device, alive = _strided(ids, "ids")
             if len(shape) != 3:
                 raise ValueError(f"ids shaped {list(shape)}: a model's ids are shaped [layers, tokens, k] (or a list of [tokens, k] views)")
             layers, tokens, top_k = shape
@@ -759,36 +795,48 @@ class MoeModelStats(_Handle):
                 raise ValueError(f"ids shaped {list(shape)} have k = 0 ids per token; k must be at least 1")
             if layers != self.layers:
                 raise ValueError(f"ids shaped {list(shape)} hold {layers} layers; this model has {self.layers}")
+            token_stride = _token_stride("ids", shape, strides)
+            layer_stride = strides[0] if layers > 1 and tokens > 0 else 0
+            if layers > 1 and tokens > 0 and strides[0] <= 0:
+                raise ValueError(f"ids shaped {list(shape)} at strides {list(strides)} (in ids): every layer at the same ids or "
+                                 "running backwards (layer stride <= 0); pass a contiguous copy")
             return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), _integer("tokens", tokens, 0, INT32_MAX),
-                    _integer("top_k", top_k, 1, INT32_MAX), 0, is_cuda, device, alive)
+                    _integer("top_k", top_k, 1, INT32_MAX), layer_stride, token_stride, is_cuda, device, alive)
         # The views counted as they are read: the library reads `layers` of them whatever len() says.
         ids = list(ids)
         if len(ids) != self.layers:
             raise ValueError(f"ids holds {len(ids)} views; this model has {self.layers} layers, one [tokens, k] view each")
-        views = [_memory(view, f"ids[{l}]") for l, view in enumerate(ids)]
-        pointer, _, shape, is_cuda, device, _ = views[0]
+        views = [_strided(view, f"ids[{l}]") for l, view in enumerate(ids)]
+        pointer, shape, strides, is_cuda, device, _ = views[0]
         if len(shape) != 2 or shape[1] == 0:
             raise ValueError(f"ids[0] shaped {list(shape)}: each layer's ids are shaped [tokens, k] with k >= 1")
-        for l, (_, _, other_shape, other_cuda, other_device, _) in enumerate(views[1:], 1):
+        for l, (_, other_shape, other_strides, other_cuda, other_device, _) in enumerate(views[1:], 1):
             if other_shape != shape or (other_cuda, other_device) != (is_cuda, device):
                 raise ValueError(f"ids[{l}] shaped {list(other_shape)} on {'cuda' if other_cuda else 'host'}: every layer's view must be "
                                  f"shaped {list(shape)} in the memory of ids[0]")
+            if shape[0] > 1 and other_strides[0] != strides[0]:
+                raise ValueError(f"ids[{l}] has rows {other_strides[0]} ids apart, ids[0] {strides[0]}: every layer's rows must lie alike")
         # Equal spacing is all the addresses show; torch also says which buffer each view is of.
         storages = [_storage_address(view) for view in ids if hasattr(view, "data_ptr")]
         if storages and (len(storages) != len(ids) or len(set(storages)) > 1):
             raise ValueError("ids are views of different torch storages (or mix tensors with other arrays): "
                              "pass views of one buffer, e.g. buffer[l] of a [layers, tokens, k] tensor")
         tokens, top_k = shape
-        addresses = [address for address, *_ in views]
+        token_stride = _token_stride("ids[0]", shape, strides)
+        rows = token_stride or top_k
+        extent = (tokens - 1) * rows + top_k if tokens else 0
+        addresses = [view[0] for view in views]
         gaps = {b - a for a, b in zip(addresses, addresses[1:])}
         if len(gaps) > 1:
             raise ValueError(f"ids are views at addresses {[hex(a) for a in addresses]}: not equally spaced, so not one buffer's layers at one stride")
-        gap = gaps.pop() if gaps else 4 * tokens * top_k
-        if gap % 4 or gap < 4 * tokens * top_k:
-            raise ValueError(f"ids are views {gap} bytes apart: layers must lie at least tokens * k * 4 = {4 * tokens * top_k} bytes apart, "
-                             "in order, at a multiple of 4 bytes")
+        gap = gaps.pop() if gaps else 4 * extent
+        interleaved = top_k <= gap // 4 and (self.layers - 1) * (gap // 4) + top_k <= rows
+        if tokens and (gap % 4 or gap <= 0 or (gap < 4 * extent and not interleaved)):
+            raise ValueError(f"ids are views {gap} bytes apart with rows {4 * rows} bytes apart: layers must lie in order, at a multiple of "
+                             f"4 bytes, one after another (at least (tokens - 1) * row + k * 4 = {4 * extent} bytes apart) or interleaved, "
+                             f"as buffer[:, l] of a [tokens, layers, k] buffer (k * 4 = {4 * top_k} bytes apart or more, all layers within a row)")
         return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), _integer("tokens", tokens, 0, INT32_MAX),
-                _integer("top_k", top_k, 1, INT32_MAX), gap // 4, is_cuda, device, views)
+                _integer("top_k", top_k, 1, INT32_MAX), gap // 4 if tokens else 0, token_stride, is_cuda, device, views)
 
     def _per_step(self, name, value, element, count, is_cuda):
         """A per-step argument as memory the C API reads: None, host numbers packed here (host accelerators only), or an
@@ -812,28 +860,6 @@ class MoeModelStats(_Handle):
         if value_cuda != is_cuda:
             raise ValueError(f"{name} are {'a CUDA tensor' if value_cuda else 'in host memory'}, but the ids are not: pass both in one memory")
         return _Address(alive, pointer)
-
-
-def _layers_at_a_stride(ids):
-    """Whether ids (a torch tensor or an __array_interface__ array) are shaped [layers, tokens, k], not contiguous, with
-    each layer's [tokens, k] contiguous: buffer[:, :tokens] of a padded buffer, read as list(ids), at its layer stride."""
-    shape = tuple(getattr(ids, "shape", ()))
-    if len(shape) != 3 or 0 in shape:
-        return False
-    if hasattr(ids, "data_ptr") and hasattr(ids, "is_cuda"):  # torch.Tensor
-        if ids.is_contiguous() or not hasattr(ids, "stride"):
-            return False
-        strides = tuple(ids.stride())
-        element = 1
-    else:
-        interface = getattr(ids, "__array_interface__", None)
-        if not isinstance(interface, dict) or interface.get("strides") is None:
-            return False
-        strides = tuple(interface["strides"])
-        element = 4
-    _, tokens, k = shape
-    packed_layer = (k == 1 or strides[2] == element) and (tokens == 1 or strides[1] == element * k)
-    return packed_layer and strides[0] != element * tokens * k
 
 
 def _interface_stream(synchronized, raw_stream):

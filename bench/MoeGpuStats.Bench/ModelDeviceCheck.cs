@@ -10,7 +10,7 @@ namespace MoeGpuStats.Bench;
 /// <c>--model-check [--model-shapes 58x256x8x256,..] [--json FILE]</c>: the whole-model table on the best
 /// accelerator (or <c>MOEGS_ACCELERATOR</c>), timed as <see cref="DeviceCheck"/> times records:
 /// on the device between profiling markers (CUDA events), after warm-up, median of many. Per shape
-/// (<see cref="ModelShape.Default"/>): one <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float})"/>
+/// (<see cref="ModelShape.Default"/>): one <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)"/>
 /// (one launch for every layer), the same ids as L single-layer records (L launches of
 /// <see cref="DeviceRoutingStats"/>, one per layer, on the same stream), the step's read rate
 /// against a device-to-device copy of the same bytes in the same run, and the host time to enqueue
@@ -53,6 +53,8 @@ internal static class ModelDeviceCheck
             new("read/copy", r => $"{r.ReadPerCopy:P0}"),
             new("host enqueue per step", r => $"{r.HostEnqueueUs:F1} µs"),
             new("Summary() read", r => $"{r.SummaryUs:F0} µs"),
+            new("[tokens, layers, k] step", r => $"{r.TokensFirstUs:F1} µs"),
+            new("its checksum", r => r.TokensFirstChecksum == r.StepChecksum ? "equal" : $"DIFFERS: {r.TokensFirstChecksum}"),
             new("step checksum", r => $"{r.StepChecksum}"),
             new("layers checksum", r => r.LayersChecksum == r.StepChecksum ? "equal" : $"DIFFERS: {r.LayersChecksum}"));
         foreach (var shape in shapes)
@@ -139,6 +141,7 @@ internal static class ModelDeviceCheck
     {
         var host = shape.Ids();
         using var ids = accelerator.Allocate1D(host);
+        using var tokensFirst = accelerator.Allocate1D(shape.TokensFirst(host));
         using var copyTarget = accelerator.Allocate1D<int>(shape.StepIds);
         using var stream = accelerator.CreateStream();
         using var model = ModelRoutingStats.OnDevice(accelerator, Options(shape), stream);
@@ -147,6 +150,7 @@ internal static class ModelDeviceCheck
         try
         {
             void Step() => model.RecordStep(ids.View, shape.Tokens, shape.TopK);
+            void TokensFirstStep() => model.RecordStep(tokensFirst.View, shape.Tokens, shape.TopK, layerStride: shape.TopK, tokenStride: shape.Layers * shape.TopK);
             void SingleLayerRecords()
             {
                 for (var l = 0; l < layers.Length; l++)
@@ -167,6 +171,8 @@ internal static class ModelDeviceCheck
             var step = DeviceCheck.Median(reps, stream, Step);
             var records = DeviceCheck.Median(Math.Max(3, reps / 5), stream, SingleLayerRecords);
             var copy = DeviceCheck.Median(Math.Max(3, reps / 5), stream, () => copyTarget.View.CopyFrom(stream, ids.View));
+            TokensFirstStep();
+            var interleaved = DeviceCheck.Median(Math.Max(3, reps / 5), stream, TokensFirstStep);
 
             var start = stream.AddProfilingMarker();
             for (var i = 0; i < reps; i++)
@@ -184,6 +190,9 @@ internal static class ModelDeviceCheck
             var summary = HostMedian(onCpu ? 3 : 50, () => model.Summary());
 
             // One step into a cleared model, one record into each cleared layer: the same counts, the same checksum.
+            model.Reset();
+            TokensFirstStep();
+            var tokensFirstChecksum = ModelShape.Checksum(model.WindowLoad());
             model.Reset();
             Step();
             var stepChecksum = ModelShape.Checksum(model.WindowLoad());
@@ -205,7 +214,7 @@ internal static class ModelDeviceCheck
             var copyGbs = shape.StepIds * 8 / (copy * 1e3);
             return new ModelRow(
                 shape.Layers, shape.Experts, shape.TopK, shape.Tokens, shape.StepIds, step, backToBack, records, records / step,
-                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, stepChecksum, layersChecksum);
+                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, interleaved, stepChecksum, layersChecksum, tokensFirstChecksum);
         }
         finally
         {
@@ -239,9 +248,11 @@ internal static class ModelDeviceCheck
     /// <summary>
     /// A shape's row: the step, back to back, the L single-layer records of the same ids, the step's
     /// read rate against the copy of the same bytes (read plus written), the host time to enqueue a
-    /// step; the checksums of one step and of the L records, equal when they counted the same.
+    /// step, a read, the step of the same ids laid out <c>[tokens, layers, k]</c>; the checksums of one
+    /// step, of the L records and of the tokens-first step, equal when they counted the same.
     /// </summary>
     private sealed record ModelRow(
         int Layers, int Experts, int TopK, int Tokens, long StepIds, double StepUs, double StepBackToBackUs, double LayerRecordsUs, double LayerRecordsPerStep,
-        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, double SummaryUs, ulong StepChecksum, ulong LayersChecksum);
+        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, double SummaryUs, double TokensFirstUs,
+        ulong StepChecksum, ulong LayersChecksum, ulong TokensFirstChecksum);
 }

@@ -44,6 +44,25 @@ internal readonly record struct ModelShape(int Layers, int Experts, int TopK, in
     public int[] Ids() => RoutingIds.Skewed(StepIds, Experts);
 
     /// <summary>
+    /// <paramref name="ids"/> (<c>[layers, tokens, k]</c> packed) laid out <c>[tokens, layers, k]</c>, as
+    /// SGLang's and vLLM's routed-experts buffers hold a step: read at a layer stride of k and a token
+    /// stride of layers × k, it records the same counts.
+    /// </summary>
+    public int[] TokensFirst(int[] ids)
+    {
+        var laid = new int[ids.Length];
+        for (var l = 0; l < Layers; l++)
+        {
+            for (var t = 0; t < Tokens; t++)
+            {
+                ids.AsSpan((int)((l * LayerIds) + (t * TopK)), TopK).CopyTo(laid.AsSpan(((t * Layers) + l) * TopK));
+            }
+        }
+
+        return laid;
+    }
+
+    /// <summary>
     /// The checksum model_baseline.py prints: sum over layers l and experts e of
     /// count[l, e] × (l × E + e + 1), over row-major <c>[layers, experts]</c> counts.
     /// </summary>

@@ -7,7 +7,7 @@ using MoeGpuStats.Device;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// One step of a whole model (<see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float})"/>)
+/// One step of a whole model (<see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float}, long)"/>)
 /// against what the same statistics cost without it: L single-layer records of the same ids, one
 /// <see cref="RoutingStats"/> per layer. Each category's baseline is the L single-layer records, so
 /// the Ratio column is the step's cost in units of L records (the CPU target: at most 1).

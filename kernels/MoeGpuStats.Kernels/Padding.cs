@@ -45,6 +45,37 @@ internal static class Padding
         paddedTokens++;
     }
 
+    /// <summary>
+    /// <see cref="Check"/> for rows <paramref name="tokenStride"/> ids apart: <paramref name="position"/>
+    /// counts a layer's ids token by token, <paramref name="topK"/> per token, whatever lies between rows.
+    /// </summary>
+    public static void CheckRows(ArrayView<int> ids, long position, int topK, long tokenStride, ref int emptySlots, ref int paddedTokens)
+    {
+        var token = position / topK;
+        var slot = position - (token * topK);
+        var row = token * tokenStride;
+        if (ids[row + slot] != EmptySlot)
+        {
+            return;
+        }
+
+        emptySlots++;
+        if (slot != 0 || row + topK > ids.Length)
+        {
+            return;
+        }
+
+        for (var other = 1; other < topK; other++)
+        {
+            if (ids[row + other] != EmptySlot)
+            {
+                return;
+            }
+        }
+
+        paddedTokens++;
+    }
+
     /// <summary><see cref="Check"/> at every position a grid-stride counting gives this thread (<see cref="ThreadRunCounting"/>, and the device check's warp-aggregated counting).</summary>
     public static void CheckStrided(ArrayView<int> ids, int topK, int groups, ref int emptySlots, ref int paddedTokens)
     {

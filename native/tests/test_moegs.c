@@ -494,6 +494,37 @@ static void model_api(void)
         CHECK(after.summary.steps == M_STEPS, "%s: refused calls recorded a step", kinds[i]);
     }
 
+    /* The same steps laid out [tokens, layers, k], as SGLang's and vLLM's routed-experts buffers hold them, read
+     * where they lie by moegs_model_record_strided: the same model on both engines. */
+    for (int i = 0; i < 2; i++) {
+        moegs_handle h = 0;
+        CHECK(moegs_model_create(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &h) == MOEGS_OK, "model create %s: %s", kinds[i], moegs_last_error());
+        static int32_t tokens_first[M_TOKENS * M_LAYERS * TOP_K];
+        for (int step = 0; step < M_STEPS; step++) {
+            int32_t valid = M_TOKENS - step;
+            float losses[M_LAYERS], z_losses[M_LAYERS];
+            for (int l = 0; l < M_LAYERS; l++) {
+                losses[l] = 0.1f * (float)(l + step);
+                z_losses[l] = 0.01f * (float)l;
+                for (int t = 0; t < M_TOKENS; t++)
+                    memcpy(&tokens_first[(t * M_LAYERS + l) * TOP_K], &ids[step][l * M_STRIDE + t * TOP_K], TOP_K * sizeof(int32_t));
+            }
+            CHECK(moegs_model_record_strided(h, tokens_first, M_LAYERS, M_TOKENS, TOP_K, TOP_K, M_LAYERS * TOP_K, &valid, losses, z_losses, NULL) == MOEGS_OK,
+                  "strided record %s: %s", kinds[i], moegs_last_error());
+        }
+        REFUSED(moegs_model_record_strided(h, tokens_first, M_LAYERS, M_TOKENS, TOP_K, TOP_K, 1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "token_stride = 1", ">= top_k = 2");
+        REFUSED(moegs_model_record_strided(h, tokens_first, M_LAYERS, M_TOKENS, TOP_K, 3, 4, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "layer_stride = 3, token_stride = 4", "rows overlap");
+        REFUSED(moegs_model_record_strided(h, tokens_first, M_LAYERS, M_TOKENS, TOP_K, TOP_K, -2, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "token_stride = -2");
+        model_reads strided;
+        read_model(h, NULL, &strided);
+        same_model(&reads[i], &strided, "[layers, tokens, k] vs [tokens, layers, k]");
+        CHECK(memcmp(strided.load, want, sizeof want) == 0 && strided.summary.steps == M_STEPS, "%s: the interleaved window load is not the bincount", kinds[i]);
+        CHECK(moegs_model_destroy(h) == MOEGS_OK, "model destroy: %s", moegs_last_error());
+    }
+
     /* Packed layers (stride 0), no count, no losses: every row counts. */
     CHECK(moegs_model_reset(models[0]) == MOEGS_OK, "model reset: %s", moegs_last_error());
     CHECK(moegs_model_record(models[0], ids[0], M_LAYERS, 1, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "packed record: %s", moegs_last_error());

@@ -688,7 +688,7 @@ class ModelTests(unittest.TestCase):
             with self.assertRaisesRegex(ValueError, "not equally spaced"):
                 model.record(uneven)
             overlapping = [HostArray(ids, (self.TOKENS, self.K), address=base + 4 * layer) for layer in range(self.LAYERS)]
-            with self.assertRaisesRegex(ValueError, "at least tokens \\* k \\* 4 = 240 bytes apart"):
+            with self.assertRaisesRegex(ValueError, r"^ids are views 4 bytes apart with rows 8 bytes apart: .*one after another \(at least \(tokens - 1\) \* row \+ k \* 4 = 240 bytes apart\)"):
                 model.record(overlapping)
             with self.assertRaisesRegex(ValueError, "hold 2 layers; this model has 3"):
                 model.record(HostArray(ids, (2, self.TOKENS, self.K)))
@@ -757,9 +757,59 @@ class ModelTests(unittest.TestCase):
                 wide = wide[:, :3] if isinstance(ids, numpy.ndarray) else torch.from_numpy(wide)[:, :3]
                 with self.assertRaisesRegex(ValueError, rf"^ids shaped \[{self.LAYERS + 1}, 3, {self.K}\] hold {self.LAYERS + 1} layers; this model has {self.LAYERS}$"):
                     model.record(wide)
-                # Layers not contiguous themselves keep _memory's message: no layer stride reads them.
-                with self.assertRaisesRegex(ValueError, "contiguous"):
-                    model.record(buffer[:, :, :1] if isinstance(ids, numpy.ndarray) else ids[:, :, :1])
+                # Each token's first id alone (k = 1, rows k = 2 ids apart) is read at both strides too.
+                model.record(buffer[:, :3, :1] if isinstance(ids, numpy.ndarray) else ids[:, :, :1])
+                first = [numpy.bincount(buffer[l, :3, 0], minlength=self.EXPERTS).tolist() for l in range(self.LAYERS)]
+                self.assertEqual([[2 * a + b for a, b in zip(row, ones)] for row, ones in zip(want, first)], load_rows(model.window_load()))
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_a_tokens_first_buffer_is_read_where_it_lies(self):
+        """SGLang's and vLLM's routed-experts buffer is [tokens, layers, k]: buffer[:n].transpose(0, 1), or its layers as
+        buffer[:n, l], records what the same ids made contiguous record, on both host engines, without a copy."""
+        import numpy
+        rng = numpy.random.default_rng(5)
+        # Rows past the step name an expert, so that a read of them would show in the load.
+        buffer = numpy.full((9, self.LAYERS, self.K), self.EXPERTS - 1, numpy.int32)
+        tokens = 6
+        buffer[:tokens] = rng.integers(-1, self.EXPERTS + 1, (tokens, self.LAYERS, self.K), dtype=numpy.int32)
+        step = buffer[:tokens].transpose(1, 0, 2)
+        given = [step, [buffer[:tokens, l] for l in range(self.LAYERS)]]
+        if importlib.util.find_spec("torch"):
+            import torch
+            tensor = torch.from_numpy(buffer)
+            given += [tensor[:tokens].transpose(0, 1), list(tensor[:tokens].transpose(0, 1))]
+        want = [numpy.bincount(row[(row >= 0) & (row < self.EXPERTS)], minlength=self.EXPERTS).tolist() for row in step.reshape(self.LAYERS, -1)]
+        for accelerator in ("managed", "cpu"):
+            with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator=accelerator) as packed:
+                packed.record(numpy.ascontiguousarray(step), valid_tokens=4 if accelerator == "managed" else None)
+                for ids in given:
+                    with self.subTest(accelerator=accelerator, kind=type(ids).__name__), \
+                            moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator=accelerator) as model:
+                        model.record(ids, valid_tokens=4 if accelerator == "managed" else None)
+                        self.assertEqual(packed.summary(), model.summary())
+                        self.assertEqual([model.layer(l) for l in range(self.LAYERS)], [packed.layer(l) for l in range(self.LAYERS)])
+                        if accelerator == "cpu":
+                            self.assertEqual(want, load_rows(model.window_load()))
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_strides_that_cannot_hold_the_rows_are_refused(self):
+        import numpy
+        from numpy.lib.stride_tricks import as_strided
+        buffer = numpy.zeros((self.LAYERS, 4, self.K), numpy.int32)
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+            model.record(buffer)
+            before = (load_rows(model.window_load()), model.summary())
+            with self.assertRaisesRegex(ValueError, r"^ids shaped \[3, 4, 2\] at strides \[8, 2, -1\] \(in ids\): a token's k ids must lie side by side"):
+                model.record(buffer[:, :, ::-1])
+            with self.assertRaisesRegex(ValueError, r"rows -2 ids apart overlap or run backwards"):
+                model.record(buffer[:, ::-1])
+            with self.assertRaisesRegex(ValueError, r"every layer at the same ids or running backwards \(layer stride <= 0\)"):
+                model.record(numpy.broadcast_to(buffer[:1], buffer.shape))
+            with self.assertRaises(moegs.MoeGpuStatsError) as overlap:
+                model.record(as_strided(buffer, shape=(self.LAYERS, 4, self.K), strides=(4, 16, 4)))
+            self.assertEqual(moegs.INVALID_ARGUMENT, overlap.exception.status)
+            self.assertIn("layer_stride = 1, token_stride = 4: two layers' rows overlap", str(overlap.exception))
+            self.assertEqual(before, (load_rows(model.window_load()), model.summary()))
 
     def test_views_are_counted_as_they_are_read_not_by_len(self):
         class Liar(list):

@@ -69,9 +69,9 @@ internal static class NativeChecks
         }
     }
 
-    /// <summary>Checks a model's step; returns the layer stride (0 resolved to <c>tokens * top_k</c>) and the ids the step reads.</summary>
-    public static unsafe (long Stride, long Length) ModelRecord(
-        string kind, ModelRoutingStatsOptions options, IntPtr ids, int layers, int tokens, int topK, long layerStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
+    /// <summary>Checks a model's step; returns the strides (0 resolved: a token stride of <c>top_k</c>, a layer stride of <c>tokens * token_stride</c>) and the ids the step spans.</summary>
+    public static unsafe (long LayerStride, long TokenStride, long Length) ModelRecord(
+        string kind, ModelRoutingStatsOptions options, IntPtr ids, int layers, int tokens, int topK, long layerStride, long tokenStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
     {
         if (layers != options.Layers)
         {
@@ -79,29 +79,45 @@ internal static class NativeChecks
         }
 
         var perLayer = Shape(tokens, topK);
-        if (layerStride < 0 || (layerStride > 0 && layerStride < perLayer))
+        if (tokenStride < 0 || (tokenStride > 0 && tokenStride < topK))
         {
-            throw new NativeArgumentException($"layer_stride = {layerStride}: must be 0 (the layers packed) or >= tokens * top_k = {tokens} * {topK} = {perLayer}.");
+            throw new NativeArgumentException($"token_stride = {tokenStride}: must be 0 (each token's ids packed) or >= top_k = {topK}.");
         }
 
-        var stride = layerStride == 0 ? perLayer : layerStride;
+        if (layerStride < 0)
+        {
+            throw new NativeArgumentException($"layer_stride = {layerStride}: must be 0 (the layers packed) or positive.");
+        }
+
+        var rows = tokenStride == 0 ? topK : tokenStride;
+        var stride = layerStride != 0 ? layerStride
+            : tokens == 0 || rows <= long.MaxValue / tokens ? tokens * rows
+            : throw new NativeArgumentException($"token_stride = {tokenStride}: tokens * token_stride passes int64; give layer_stride.");
+        if (!ModelIdLayout.Disjoint(layers, tokens, topK, stride, rows))
+        {
+            throw rows == topK
+                ? new NativeArgumentException($"layer_stride = {layerStride}: must be 0 (the layers packed) or >= tokens * top_k = {tokens} * {topK} = {perLayer}.")
+                : new NativeArgumentException(
+                    $"layer_stride = {layerStride}, token_stride = {tokenStride}: two layers' rows overlap; layers one after another need layer_stride >= (tokens - 1) * token_stride + top_k, layers interleaved ([tokens, layers, top_k]) need top_k <= layer_stride and (layers - 1) * layer_stride + top_k <= token_stride.");
+        }
+
         // The ids are 4 bytes each: past MaxIdsPerStep their bytes overflow an int64, and the address of a
         // layer's ids wraps around (a stride of 2^62 would read layer 1 from layer 0's memory).
-        var length = ModelRecordLauncher.StepExtent(layers, stride, perLayer) is { } extent && extent <= MaxIdsPerStep
+        var length = ModelIdLayout.StepExtent(layers, stride, tokens, topK, rows) is { } extent && extent <= MaxIdsPerStep
             ? extent
             : throw new NativeArgumentException(
-                $"layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k exceeds {MaxIdsPerStep} ids (their bytes, 4 each, must fit in an int64).");
+                $"layer_stride = {layerStride}, token_stride = {tokenStride}: (layers - 1) * layer_stride + (tokens - 1) * token_stride + top_k exceeds {MaxIdsPerStep} ids (their bytes, 4 each, must fit in an int64).");
 
         // The managed engine reads the step from one .NET span.
         if (kind == "managed" && length > MaxIdsPerRecord)
         {
             throw new NativeArgumentException(
-                $"layers = {layers}, tokens = {tokens}, top_k = {topK}, layer_stride = {layerStride}: (layers - 1) * layer_stride + tokens * top_k = {length} ids; the managed engine reads at most {MaxIdsPerRecord} per step.");
+                $"layers = {layers}, tokens = {tokens}, top_k = {topK}, layer_stride = {layerStride}, token_stride = {tokenStride}: the step spans {length} ids; the managed engine reads at most {MaxIdsPerRecord} per step.");
         }
 
         if (ids == IntPtr.Zero && length > 0)
         {
-            throw new NativeArgumentException($"ids is NULL with {length} ids to read: NULL is allowed only when the step reads none ((layers - 1) * layer_stride + tokens * top_k is 0).");
+            throw new NativeArgumentException($"ids is NULL with {length} ids to read: NULL is allowed only when the step reads none (tokens is 0, and layers is 1 or layer_stride 0).");
         }
 
         Aligned(kind, "ids", ids);
@@ -117,7 +133,7 @@ internal static class NativeChecks
         }
 
         Stream(kind, stream);
-        return (stride, length);
+        return (stride, rows, length);
     }
 
     /// <summary>Only a model on CUDA or the CPU accelerator has arrays at an address; a stream orders the export only on CUDA.</summary>

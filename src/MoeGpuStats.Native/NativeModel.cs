@@ -48,15 +48,15 @@ internal sealed class NativeModel : INativeHandle
     /// producer's CUDA stream as <see cref="NativeAggregator.Record"/>. Every check (the arguments, then
     /// the wraps of the buffers) runs before the wait and the record, so a refused call changes nothing.
     /// </summary>
-    public unsafe void Record(IntPtr ids, int layers, int tokens, int topK, long layerStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
+    public unsafe void Record(IntPtr ids, int layers, int tokens, int topK, long layerStride, long tokenStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
     {
-        var (stride, length) = NativeChecks.ModelRecord(Kind, _stats.Options, ids, layers, tokens, topK, layerStride, validTokens, loadBalanceLosses, routerZLosses, stream);
+        var (stride, rowStride, length) = NativeChecks.ModelRecord(Kind, _stats.Options, ids, layers, tokens, topK, layerStride, tokenStride, validTokens, loadBalanceLosses, routerZLosses, stream);
         if (_accelerator is null)
         {
             // The span overload takes no count: the rows past it are left out here, as the device engines leave them.
             var rows = validTokens == IntPtr.Zero ? tokens : Math.Clamp(*(int*)validTokens, 0, tokens);
             _stats.RecordStep(
-                new ReadOnlySpan<int>((void*)ids, (int)length), rows, topK, stride, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers));
+                new ReadOnlySpan<int>((void*)ids, (int)length), rows, topK, stride, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers), rowStride);
             return;
         }
 
@@ -67,7 +67,7 @@ internal sealed class NativeModel : INativeHandle
         var ordered = NativeDevice.WaitForProducer(_bridge, stream);
         using (EnterDevice())
         {
-            _stats.RecordStep(view, tokens, topK, stride, valid, losses, zLosses);
+            _stats.RecordStep(view, tokens, topK, stride, valid, losses, zLosses, rowStride);
         }
 
         if (ordered)

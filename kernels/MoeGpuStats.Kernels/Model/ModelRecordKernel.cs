@@ -19,7 +19,7 @@ namespace MoeGpuStats.Kernels.Model;
 internal static class ModelRecordKernel
 {
     /// <summary>The kernel body; launch it through <see cref="ModelRecordLauncher"/>.</summary>
-    /// <param name="ids">The step's ids, layer l's <c>[tokens, k]</c> at <c>l × LayerStride</c>.</param>
+    /// <param name="ids">The step's ids, token t's k ids of layer l at <c>l × LayerStride + t × TokenStride</c> (<see cref="ModelIdLayout"/>).</param>
     /// <param name="state">The model's state.</param>
     /// <param name="arguments">The step's shape and the model's settings.</param>
     /// <param name="validTokens">One int: the valid tokens (rows past it are padding); empty for all rows.</param>
@@ -73,11 +73,24 @@ internal static class ModelRecordKernel
 
         Group.Barrier();
         var threads = (long)arguments.GroupsPerLayer * groupSize;
+        var topK = arguments.TopK;
+        var tokenStride = arguments.TokenStride;
         var runId = -1;
         var run = 0;
-        for (var i = (long)share * groupSize + thread; i < length; i += threads)
+        if (tokenStride == topK)
         {
-            Runs.Count(bins, experts, ids[layerFirst + i], ref runId, ref run);
+            // Rows side by side: the layer's ids are one run of memory, read without a division per id.
+            for (var i = (long)share * groupSize + thread; i < length; i += threads)
+            {
+                Runs.Count(bins, experts, ids[layerFirst + i], ref runId, ref run);
+            }
+        }
+        else
+        {
+            for (var i = (long)share * groupSize + thread; i < length; i += threads)
+            {
+                Runs.Count(bins, experts, ids[layerFirst + ModelIdLayout.Offset(i, topK, tokenStride)], ref runId, ref run);
+            }
         }
 
         Runs.Flush(bins, experts, runId, run);
@@ -98,11 +111,11 @@ internal static class ModelRecordKernel
         if (invalid != 0)
         {
             // Not empty here: an id was counted. (A sub-view of no ids at the view's end is out of bounds.)
-            var layerIds = ids.SubView(layerFirst, length);
+            var layerIds = ids.SubView(layerFirst, ((tokens - 1) * tokenStride) + topK);
             int emptySlots = 0, padded = 0;
             for (var i = (long)share * groupSize + thread; i < length; i += threads)
             {
-                Padding.Check(layerIds, i, arguments.TopK, ref emptySlots, ref padded);
+                Padding.CheckRows(layerIds, i, topK, tokenStride, ref emptySlots, ref padded);
             }
 
             invalid -= GroupReduction.Sum(emptySlots, partials);

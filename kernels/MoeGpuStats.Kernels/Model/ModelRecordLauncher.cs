@@ -81,14 +81,6 @@ internal sealed class ModelRecordLauncher
     }
 
     /// <summary>
-    /// The ids a step of <paramref name="layers"/> layers reads, <c>(layers - 1) × layerStride + idsPerLayer</c>:
-    /// the last layer starts layers − 1 strides in (none for one layer, whose stride is never used). Null
-    /// where that passes long's range, which no ids can hold; the model's checks and the C API's share it.
-    /// </summary>
-    internal static long? StepExtent(long layers, long layerStride, long idsPerLayer) =>
-        layers > 1 && layerStride > (long.MaxValue - idsPerLayer) / (layers - 1) ? null : ((layers - 1) * layerStride) + idsPerLayer;
-
-    /// <summary>
     /// Everything the kernel indexes, checked on the host so that no launch reads or writes outside a
     /// view (the valid-token view is read at index 0 only when it is not empty).
     /// </summary>
@@ -121,12 +113,12 @@ internal sealed class ModelRecordLauncher
             return;
         }
 
-        var stepIds = (long)arguments.Tokens * arguments.TopK;
-        if (arguments.TopK < 1 || arguments.LayerStride < stepIds
-            || StepExtent(layers, arguments.LayerStride, stepIds) is not { } extent || ids.Length < extent)
+        if (arguments.TopK < 1 || arguments.TokenStride < arguments.TopK
+            || !ModelIdLayout.Disjoint(layers, arguments.Tokens, arguments.TopK, arguments.LayerStride, arguments.TokenStride)
+            || ModelIdLayout.StepExtent(layers, arguments.LayerStride, arguments.Tokens, arguments.TopK, arguments.TokenStride) is not { } extent || ids.Length < extent)
         {
             throw new ArgumentException(
-                $"The ids ({ids.Length}) are too short for {layers} layers of {arguments.Tokens} tokens × top-k {arguments.TopK} at a layer stride of {arguments.LayerStride}.", nameof(ids));
+                $"The ids ({ids.Length}) do not hold {layers} layers of {arguments.Tokens} tokens × top-k {arguments.TopK} at a layer stride of {arguments.LayerStride} and a token stride of {arguments.TokenStride}, rows apart.", nameof(ids));
         }
 
         if (loadBalanceLosses.Length is > 0 && loadBalanceLosses.Length < layers || routerZLosses.Length is > 0 && routerZLosses.Length < layers)

@@ -21,8 +21,11 @@ internal struct ModelStepArguments
     /// <summary>Experts per token.</summary>
     public int TopK;
 
-    /// <summary>Ids from one layer's first id to the next's (at least <see cref="Tokens"/> × <see cref="TopK"/>).</summary>
+    /// <summary>Ids from one layer's first id to the next's (<see cref="ModelIdLayout"/>).</summary>
     public long LayerStride;
+
+    /// <summary>Ids from one token's first id to the next's within a layer, at least <see cref="TopK"/> (<see cref="ModelIdLayout"/>).</summary>
+    public long TokenStride;
 
     /// <summary>Counting groups per layer; 0 for a launch that only folds the pending step.</summary>
     public int GroupsPerLayer;

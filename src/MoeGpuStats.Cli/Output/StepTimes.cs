@@ -1,7 +1,7 @@
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
-/// The host's time per <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, ReadOnlySpan{float}, ReadOnlySpan{float})"/>
+/// The host's time per <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float}, long)"/>
 /// call of a run, the tokens of the timed steps, and what the times cover: the model report's "Time per
 /// step", in the units of a single layer's "Time per batch" (milliseconds, the seed's <see cref="LatencyStats"/>).
 /// </summary>

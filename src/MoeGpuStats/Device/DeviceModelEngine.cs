@@ -119,22 +119,23 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <summary>The bytes of the state's buffers (the staging of host ids aside).</summary>
     internal long StateBytes => _buffers.Sum(buffer => buffer.LengthInBytes);
 
-    /// <summary>The arguments a step of <paramref name="tokens"/> × <paramref name="topK"/> ids at <paramref name="layerStride"/> launches with: the same for every such step.</summary>
-    internal ModelStepArguments StepArguments(int tokens, int topK, long layerStride)
+    /// <summary>The arguments a step of <paramref name="tokens"/> × <paramref name="topK"/> ids at the strides launches with: the same for every such step.</summary>
+    internal ModelStepArguments StepArguments(int tokens, int topK, long layerStride, long tokenStride)
     {
         var shape = _shape;
         shape.Tokens = tokens;
         shape.TopK = topK;
         shape.LayerStride = layerStride;
+        shape.TokenStride = tokenStride;
         return _record.Step(shape);
     }
 
-    public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
         lock (Gate)
         {
             ThrowIfUnusable();
-            Launch(ids, StepArguments(tokens, topK, layerStride), validTokens, loadBalanceLosses, routerZLosses);
+            Launch(ids, StepArguments(tokens, topK, layerStride, tokenStride), validTokens, loadBalanceLosses, routerZLosses);
         }
     }
 
@@ -151,12 +152,13 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
-    public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
+    public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, long tokenStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
     {
         lock (Gate)
         {
             ThrowIfUnusable();
-            var length = (Options.Layers - 1) * layerStride + (long)tokens * topK;
+            // Checked by the caller: the extent lies within the span.
+            var length = ModelIdLayout.StepExtent(Options.Layers, layerStride, tokens, topK, tokenStride)!.Value;
             if (_hostIds is null || _hostIds.Length < length)
             {
                 var larger = DeviceMemory.Allocate<int>(Accelerator, Math.Max(length, 1), "a step's ids copied from the host");
@@ -173,7 +175,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             var deviceIds = _hostIds.View.SubView(0, length);
             deviceIds.CopyFromCPU(Stream, ids[..(int)length]);
             var layers = Options.Layers;
-            Launch(deviceIds, StepArguments(tokens, topK, layerStride), default, Staged(loadBalanceLosses, 0), Staged(routerZLosses, layers));
+            Launch(deviceIds, StepArguments(tokens, topK, layerStride, tokenStride), default, Staged(loadBalanceLosses, 0), Staged(routerZLosses, layers));
         }
     }
 

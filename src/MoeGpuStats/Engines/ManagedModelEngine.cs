@@ -20,6 +20,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     private bool _disposed;
     private ulong _steps;
     private int[] _hostIds = [];
+    private int[] _stridedIds = [];
     private readonly float[] _hostLosses;
 
     /// <summary>An empty model, or one holding <paramref name="state"/> (validated by the caller), whose window arrays it takes over: each caller passes a state of its own.</summary>
@@ -46,15 +47,17 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override string DeviceName => "managed";
 
-    public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
-        // The layers' ids come to the host packed, without the gaps a stride leaves between them.
+        // The layers' ids come to the host packed, without the gaps strides leave between rows.
         var perLayer = (long)tokens * topK;
-        var packed = Options.Layers * perLayer;
-        if (packed > Array.MaxLength)
+        var packed = CheckPacked(tokens, topK);
+        var rowsPacked = tokenStride == topK;
+        var extent = ModelIdLayout.StepExtent(Options.Layers, layerStride, tokens, topK, tokenStride)!.Value;
+        if (!rowsPacked && extent > Array.MaxLength)
         {
             throw new ArgumentException(
-                $"{Options.Layers} layers of tokens * topK = {tokens} * {topK} ids are {packed} ids; the managed engine copies a step's ids to the host, at most {Array.MaxLength} of them.",
+                $"The step's ids span {extent} values from the first to the last at a token stride of {tokenStride}; the managed engine copies them to the host, at most {Array.MaxLength}.",
                 "topKExpertIds");
         }
 
@@ -66,7 +69,18 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 _hostIds = new int[length];
             }
 
-            if (layerStride == perLayer && length > 0)
+            if (!rowsPacked && perLayer > 0)
+            {
+                if (_stridedIds.Length < extent)
+                {
+                    _stridedIds = new int[extent];
+                }
+
+                var strided = _stridedIds.AsSpan(0, (int)extent);
+                ids.SubView(0, extent).CopyToCPU(strided);
+                Pack(strided, tokens, topK, layerStride, tokenStride, _hostIds);
+            }
+            else if (layerStride == perLayer && length > 0)
             {
                 ids.SubView(0, length).CopyToCPU(_hostIds.AsSpan(0, length));
             }
@@ -114,11 +128,54 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         return host;
     }
 
-    public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
+    public override void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, long tokenStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses)
     {
+        if (tokenStride == topK)
+        {
+            lock (Gate)
+            {
+                RecordLocked(ids, tokens, topK, layerStride, loadBalanceLosses, routerZLosses);
+            }
+
+            return;
+        }
+
+        var length = (int)CheckPacked(tokens, topK);
         lock (Gate)
         {
-            RecordLocked(ids, tokens, topK, layerStride, loadBalanceLosses, routerZLosses);
+            if (_hostIds.Length < length)
+            {
+                _hostIds = new int[length];
+            }
+
+            Pack(ids, tokens, topK, layerStride, tokenStride, _hostIds);
+            RecordLocked(_hostIds.AsSpan(0, length), tokens, topK, (long)tokens * topK, loadBalanceLosses, routerZLosses);
+        }
+    }
+
+    /// <summary>The ids of a step packed <c>[layers, tokens, topK]</c>, checked to fit one .NET array.</summary>
+    /// <exception cref="ArgumentException">More than <see cref="Array.MaxLength"/> ids.</exception>
+    private long CheckPacked(int tokens, int topK)
+    {
+        var packed = Options.Layers * (long)tokens * topK;
+        return packed <= Array.MaxLength
+            ? packed
+            : throw new ArgumentException(
+                $"{Options.Layers} layers of tokens * topK = {tokens} * {topK} ids are {packed} ids; the managed engine copies a step's ids to the host, at most {Array.MaxLength} of them.",
+                "topKExpertIds");
+    }
+
+    /// <summary>Copies each row of the step's ids, where the strides put it, into <paramref name="packed"/> as <c>[layers, tokens, topK]</c>.</summary>
+    private void Pack(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, long tokenStride, Span<int> packed)
+    {
+        var to = 0;
+        for (var l = 0; l < Options.Layers; l++)
+        {
+            for (var t = 0; t < tokens; t++)
+            {
+                ids.Slice((int)((l * layerStride) + (t * tokenStride)), topK).CopyTo(packed.Slice(to, topK));
+                to += topK;
+            }
         }
     }
 

@@ -26,14 +26,15 @@ internal abstract class ModelRoutingEngine : IDisposable
     public abstract string DeviceName { get; }
 
     /// <summary>
-    /// Records one step of ids on a device: layer l's <c>[tokens, topK]</c> at <c>l × layerStride</c>,
+    /// Records one step of ids on a device: token t's topK ids of layer l at <c>l × layerStride + t × tokenStride</c>
+    /// (strides resolved and checked, <see cref="ModelStepChecks.Validate"/>),
     /// of which the first <paramref name="validTokens"/>[0] rows count when that view is not empty
     /// (clamped to <c>[0, tokens]</c>); per-layer losses from views of <c>Layers</c> floats or empty ones.
     /// </summary>
-    public abstract void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses);
+    public abstract void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses);
 
-    /// <summary>Records one step of ids on the host; losses empty or <c>Layers</c> long.</summary>
-    public abstract void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses);
+    /// <summary>Records one step of ids on the host, laid out as the view overload's; losses empty or <c>Layers</c> long.</summary>
+    public abstract void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, long tokenStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses);
 
     /// <summary>Layer <paramref name="layer"/>'s state, read-only (recording goes through the model).</summary>
     public abstract RoutingStatsEngine Layer(int layer);

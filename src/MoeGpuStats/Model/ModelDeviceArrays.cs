@@ -18,7 +18,7 @@ namespace MoeGpuStats;
 /// The views are the model's own state. Their addresses stay the same until the model is
 /// disposed; their contents are the steps recorded before <see cref="ModelRoutingStats.DeviceArrays"/>
 /// (the pending step folded by a launch enqueued on <see cref="Stream"/>), and stay so until the next
-/// <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float})"/>
+/// <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)"/>
 /// or <see cref="ModelRoutingStats.Reset"/>: later steps fold into the same memory. Work enqueued on
 /// <see cref="Stream"/> after the call sees the folded counts; work on another stream must be ordered
 /// after it (on CUDA a device-side wait, e.g. an event recorded on <see cref="Stream"/>; on the host,
@@ -58,7 +58,7 @@ public sealed class ModelDeviceArrays
     /// <summary>
     /// The steps the arrays hold, as the host counts them without waiting: the device's count at the
     /// model's last read (a summary, a window load, a snapshot, a layer's read) plus the
-    /// <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float})"/>
+    /// <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)"/>
     /// calls since. A CUDA graph's replays since that read are in the arrays but not in this count (and
     /// a capture of <c>RecordStep</c> is such a call); <see cref="ModelRoutingSummary.Steps"/> reads the device's.
     /// </summary>

@@ -103,19 +103,24 @@ public sealed partial class ModelRoutingStats : IDisposable
 
     /// <summary>
     /// Records one forward pass of every layer's top-k ids on the device, without waiting for it.
-    /// Layer l's ids are <c>[tokens, topK]</c> at <c>l × layerStride</c> in <paramref name="topKExpertIds"/>;
-    /// an id of −1 is an empty slot and a token of k −1 is padding, as <see cref="RoutingStats.RecordRouting(ArrayView{int}, int, int, float, float, int)"/>.
+    /// Token t's <paramref name="topK"/> ids in layer l lie side by side at <c>l × layerStride + t × tokenStride</c>
+    /// in <paramref name="topKExpertIds"/>: <c>[layers, tokens, topK]</c> by default, a slice of a padded
+    /// buffer, or <c>[tokens, layers, topK]</c> as SGLang's and vLLM's routed-experts buffers hold a step
+    /// (layerStride = topK, tokenStride = layers × topK), read where they lie, without a copy.
+    /// An id of −1 is an empty slot and a token of k −1 is padding, as <see cref="RoutingStats.RecordRouting(ArrayView{int}, int, int, float, float, int)"/>.
     /// </summary>
-    /// <param name="topKExpertIds">The ids, <c>[layers, tokens, topK]</c> with rows <paramref name="layerStride"/> apart, on this model's accelerator.</param>
+    /// <param name="topKExpertIds">The ids, on this model's accelerator.</param>
     /// <param name="tokens">Token rows per layer (the buffer's, under a CUDA graph).</param>
     /// <param name="topK">Experts per token, at least 1.</param>
-    /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × topK</c> (layers packed).</param>
+    /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × tokenStride</c> (layers packed).</param>
+    /// <param name="tokenStride">Ids from one token's first id to the next's in a layer, at least <paramref name="topK"/>; 0 for <paramref name="topK"/> (rows packed).</param>
     /// <param name="validTokens">A device int: the rows that hold tokens (later rows are padding, as vLLM's unpadded count under CUDA graphs), clamped to <c>[0, tokens]</c> when read; default (or empty) for all rows.</param>
     /// <param name="loadBalanceLosses">The step's load-balancing loss per layer, <c>Layers</c> floats on the device; default (or empty) for zeros. A NaN or infinite loss counts as 0 on every engine (the host overload refuses one; a device engine never reads these on the host).</param>
     /// <param name="routerZLosses">The step's router z-loss per layer, <c>Layers</c> floats; default for zeros; a non-finite one counts as 0.</param>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> below 1, <paramref name="tokens"/> or <paramref name="layerStride"/> negative.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> below 1, <paramref name="tokens"/>, <paramref name="layerStride"/> or <paramref name="tokenStride"/> negative.</exception>
     /// <exception cref="ArgumentException">
-    /// The ids are too few for the layers at the stride, a stride below <c>tokens × topK</c>, more than
+    /// The ids are too few for the layers at the strides, a token stride below <paramref name="topK"/>,
+    /// strides at which two layers' rows overlap (a layer stride below <c>tokens × topK</c>, with rows packed), more than
     /// 2^31 − 1 ids per layer, a view on another accelerator or of a disposed buffer, or a loss view shorter than <c>Layers</c>;
     /// on the managed engine (which copies a step's ids to the host), more than <see cref="Array.MaxLength"/>
     /// ids in all (<c>Layers × tokens × topK</c>). The statistics are left unchanged.
@@ -129,19 +134,21 @@ public sealed partial class ModelRoutingStats : IDisposable
         long layerStride = 0,
         ArrayView<int> validTokens = default,
         ArrayView<float> loadBalanceLosses = default,
-        ArrayView<float> routerZLosses = default)
+        ArrayView<float> routerZLosses = default,
+        long tokenStride = 0)
     {
         var engine = Engine;
-        var stride = ModelStepChecks.Validate(engine.Options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, layerStride, nameof(topKExpertIds));
+        var (layers, rows) = ModelStepChecks.Validate(engine.Options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, layerStride, tokenStride, nameof(topKExpertIds));
         ModelStepChecks.ValidateViews(engine, topKExpertIds, validTokens, loadBalanceLosses, routerZLosses);
-        engine.RecordStep(topKExpertIds, tokens, topK, stride, validTokens, loadBalanceLosses, routerZLosses);
+        engine.RecordStep(topKExpertIds, tokens, topK, layers, rows, validTokens, loadBalanceLosses, routerZLosses);
     }
 
     /// <summary>Records one forward pass whose ids are on the host (copied to the device on a device engine), as the view overload.</summary>
-    /// <param name="topKExpertIds">The ids, <c>[layers, tokens, topK]</c> with rows <paramref name="layerStride"/> apart.</param>
+    /// <param name="topKExpertIds">The ids, token t's of layer l at <c>l × layerStride + t × tokenStride</c>.</param>
     /// <param name="tokens">Tokens per layer.</param>
     /// <param name="topK">Experts per token, at least 1.</param>
-    /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × topK</c>.</param>
+    /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × tokenStride</c>.</param>
+    /// <param name="tokenStride">Ids from one token's first id to the next's in a layer; 0 for <paramref name="topK"/>.</param>
     /// <param name="loadBalanceLosses">One finite loss per layer, or empty for zeros.</param>
     /// <param name="routerZLosses">One finite z-loss per layer, or empty for zeros.</param>
     /// <exception cref="ArgumentOutOfRangeException">As the view overload.</exception>
@@ -154,13 +161,14 @@ public sealed partial class ModelRoutingStats : IDisposable
         int topK,
         long layerStride = 0,
         ReadOnlySpan<float> loadBalanceLosses = default,
-        ReadOnlySpan<float> routerZLosses = default)
+        ReadOnlySpan<float> routerZLosses = default,
+        long tokenStride = 0)
     {
         var engine = Engine;
-        var stride = ModelStepChecks.Validate(engine.Options, topKExpertIds.Length, tokens, topK, layerStride, nameof(topKExpertIds));
+        var (layers, rows) = ModelStepChecks.Validate(engine.Options, topKExpertIds.Length, tokens, topK, layerStride, tokenStride, nameof(topKExpertIds));
         ModelStepChecks.ValidateLosses(engine.Options, loadBalanceLosses, nameof(loadBalanceLosses));
         ModelStepChecks.ValidateLosses(engine.Options, routerZLosses, nameof(routerZLosses));
-        engine.RecordStep(topKExpertIds, tokens, topK, stride, loadBalanceLosses, routerZLosses);
+        engine.RecordStep(topKExpertIds, tokens, topK, layers, rows, loadBalanceLosses, routerZLosses);
     }
 
     /// <summary>

@@ -9,10 +9,15 @@ namespace MoeGpuStats;
 /// <summary>The checks on a model's step and placement that run before any engine touches state.</summary>
 internal static class ModelStepChecks
 {
-    /// <summary>Throws, naming the argument, unless <paramref name="available"/> ids hold the step; returns the layer stride (0 resolved to <c>tokens × topK</c>).</summary>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/>, <paramref name="tokens"/> or <paramref name="layerStride"/> is out of range.</exception>
-    /// <exception cref="ArgumentException">Too many ids per layer, a stride below a layer's ids, or too few ids.</exception>
-    public static long Validate(ModelRoutingStatsOptions options, long available, int tokens, int topK, long layerStride, string idsName)
+    /// <summary>
+    /// Throws, naming the argument, unless <paramref name="available"/> ids hold the step in a layout
+    /// <see cref="ModelIdLayout"/> allows; returns the strides with 0 resolved (a token stride of
+    /// <c>topK</c>, a layer stride of <c>tokens × tokenStride</c>).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/>, <paramref name="tokens"/>, <paramref name="layerStride"/> or <paramref name="tokenStride"/> is out of range.</exception>
+    /// <exception cref="ArgumentException">Too many ids per layer, a token stride below <c>topK</c>, rows of two layers that overlap, or too few ids.</exception>
+    public static (long LayerStride, long TokenStride) Validate(
+        ModelRoutingStatsOptions options, long available, int tokens, int topK, long layerStride, long tokenStride, string idsName)
     {
         if (topK < 1)
         {
@@ -29,6 +34,11 @@ internal static class ModelStepChecks
             throw new ArgumentOutOfRangeException(nameof(layerStride), layerStride, $"layerStride is {layerStride}; it cannot be negative (0 packs the layers).");
         }
 
+        if (tokenStride < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(tokenStride), tokenStride, $"tokenStride is {tokenStride}; it cannot be negative (0 packs each layer's rows).");
+        }
+
         var perLayer = (long)tokens * topK;
         if (perLayer > RecordChecks.MaxIdsPerRecord)
         {
@@ -36,20 +46,34 @@ internal static class ModelStepChecks
                 $"tokens * topK = {tokens} * {topK} = {perLayer} ids per layer; a layer takes at most {RecordChecks.MaxIdsPerRecord} (2^31 - 1) per step.", idsName);
         }
 
-        var stride = layerStride == 0 ? perLayer : layerStride;
-        if (stride < perLayer)
+        var rows = tokenStride == 0 ? topK : tokenStride;
+        if (rows < topK)
         {
-            throw new ArgumentException($"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer}, or 0 to pack the layers.", nameof(layerStride));
+            throw new ArgumentException($"tokenStride is {tokenStride}; it must be at least topK = {topK} (a token's ids side by side), or 0 for topK.", nameof(tokenStride));
         }
 
-        var needed = ModelRecordLauncher.StepExtent(options.Layers, stride, perLayer) ?? long.MaxValue;
-        if (available < needed)
+        var layers = options.Layers;
+        var stride = layerStride != 0 ? layerStride
+            : tokens == 0 || rows <= long.MaxValue / tokens ? tokens * rows
+            : throw new ArgumentException($"tokenStride is {tokenStride}: tokens * tokenStride = {tokens} * {tokenStride} passes the range of long; give the layer stride.", nameof(tokenStride));
+        if (!ModelIdLayout.Disjoint(layers, tokens, topK, stride, rows))
         {
             throw new ArgumentException(
-                $"The ids hold {available} values; {options.Layers} layers of tokens * topK = {tokens} * {topK} at a layer stride of {stride} need {needed}.", idsName);
+                rows == topK
+                    ? $"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer}, or 0 to pack the layers."
+                    : $"layerStride is {layerStride} with tokenStride {tokenStride}: two layers' rows overlap. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = {ModelIdLayout.LayerExtent(tokens, topK, rows)?.ToString() ?? "more than long holds"}; layers interleaved, as [tokens, layers, topK], need topK = {topK} <= layerStride <= (tokenStride - topK) / (layers - 1) = {(rows - topK) / Math.Max(1, layers - 1)}.",
+                nameof(layerStride));
         }
 
-        return stride;
+        var needed = ModelIdLayout.StepExtent(layers, stride, tokens, topK, rows) ?? long.MaxValue;
+        if (available < needed)
+        {
+            var spacing = rows == topK ? $"a layer stride of {stride}" : $"a layer stride of {stride} and a token stride of {rows}";
+            throw new ArgumentException(
+                $"The ids hold {available} values; {layers} layers of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
+        }
+
+        return (stride, rows);
     }
 
     /// <summary>Throws unless the device views belong to the model's accelerator and are long enough.</summary>

@@ -20,7 +20,7 @@ public sealed partial class DeviceModelEngineTests
         using var model = new ModelRoutingStats(engine);
         using var ids = accelerator.Allocate1D<int>(options.Layers * stride);
         ids.View.CopyFromCPU(new int[options.Layers * stride]);
-        var captured = engine.StepArguments(rows, topK, stride);
+        var captured = engine.StepArguments(rows, topK, stride, topK);
         engine.Replay(ids.View, captured, default);
         engine.Replay(ids.View, captured, default);
         using var layer = model.Layer(0);

@@ -102,7 +102,7 @@ public sealed partial class DeviceModelEngineTests
         using var managed = new ModelRoutingStats(options);
         using var ids = accelerator.Allocate1D<int>(layers * stride);
         using var valid = accelerator.Allocate1D<int>(1);
-        var captured = engine.StepArguments(rows, topK, stride);
+        var captured = engine.StepArguments(rows, topK, stride, topK);
         var random = new Random(layers * 100 + experts + window);
         // The device arrays' steps are the host's count, which no replay advances (checked below).
         var reads = ReadKinds(Enumerable.Range(0, experts).Select(e => e % 2).ToArray()).Where(kind => kind.Name != "device arrays").ToArray();

@@ -61,7 +61,7 @@ public sealed partial class DeviceModelEngineTests
         using var managed = new ModelRoutingStats(options);
         using var ids = accelerator.Allocate1D<int>(options.Layers * stride);
         using var valid = accelerator.Allocate1D<int>(1);
-        var captured = engine.StepArguments(rows, topK, stride);
+        var captured = engine.StepArguments(rows, topK, stride, topK);
 
         var random = new Random(17);
         var recorded = new List<ModelSteps.Step>();
@@ -88,6 +88,43 @@ public sealed partial class DeviceModelEngineTests
         Assert.Equal((ulong)recorded.Count, model.DeviceArrays().Steps);
         Assert.Equal((ulong)recorded.Count + 1, model.Summary().Steps);
         Assert.Equal((ulong)recorded.Count + 1, model.DeviceArrays().Steps);
+    }
+
+    /// <summary>
+    /// A buffer laid out <c>[tokens, layers, k]</c>, as SGLang's routed-experts buffer, recorded where it
+    /// lies by one captured set of arguments (layer stride k, token stride layers × k) whose valid rows
+    /// come from device memory: every step equals the managed engine fed the same ids packed.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Accelerators))]
+    public void OneCapturedSetOfInterleavedArgumentsRecordsEveryStep(string kind)
+    {
+        var accelerator = TestAccelerators.Require(kind);
+        var options = new ModelRoutingStatsOptions { Layers = 4, Experts = 32, Window = 6, ExpertCapacity = 5 };
+        const int rows = 24, topK = 3, stride = rows * topK;
+        var engine = new DeviceModelEngine(accelerator, options);
+        using var model = new ModelRoutingStats(engine);
+        using var managed = new ModelRoutingStats(options);
+        using var ids = accelerator.Allocate1D<int>(rows * options.Layers * topK);
+        using var valid = accelerator.Allocate1D<int>(1);
+        var captured = engine.StepArguments(rows, topK, topK, options.Layers * topK);
+
+        var random = new Random(19);
+        var recorded = new List<ModelSteps.Step>();
+        for (var step = 0; step < 13; step++)
+        {
+            var (host, count) = RandomStep(random, step, options, rows, topK, stride);
+            var packed = new ModelSteps.Step(host, rows, topK, stride, count, new float[options.Layers], []);
+            ids.View.CopyFromCPU(ModelSteps.Laid(packed, options.Layers, topK, options.Layers * topK)[..(int)ids.Length]);
+            valid.View.CopyFromCPU([count]);
+            engine.Replay(ids.View, captured, valid.View);
+            managed.RecordStep(host, count, topK, stride);
+            recorded.Add(packed);
+            if (step is 0 or 6 or 12)
+            {
+                AssertReadsEqual(managed, model, recorded);
+            }
+        }
     }
 
     /// <summary>

@@ -631,6 +631,13 @@ public sealed partial class ModelRoutingStatsTests
             model.RecordStep(ids, step.Tokens, step.TopK, step.Stride, valid, losses, zLosses);
         }
 
+        /// <summary>Records <paramref name="step"/> from <paramref name="ids"/>, its rows laid out at the strides.</summary>
+        public void Record(ModelRoutingStats model, ModelSteps.Step step, int[] ids, long layerStride, long tokenStride)
+        {
+            ArrayView<float> zLosses = step.RouterZLosses.Length == 0 ? default : Upload(step.RouterZLosses);
+            model.RecordStep(Upload(ids), step.Tokens, step.TopK, layerStride, Upload([step.Valid]), Upload(step.LoadBalanceLosses), zLosses, tokenStride);
+        }
+
         private ArrayView<T> Upload<T>(T[] values)
             where T : unmanaged
         {

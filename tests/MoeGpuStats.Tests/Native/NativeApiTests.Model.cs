@@ -103,7 +103,7 @@ public sealed unsafe partial class NativeApiTests
             Refused(Record(handle, ids, Layers, -1, TopK, 0, null, null, null), InvalidArgument, "tokens = -1");
             Refused(Record(handle, ids, Layers, Tokens, TopK, 0, null, [0f, float.NaN, 0f], null), InvalidArgument, "load_balance_losses[1] = NaN", "finite");
             Refused(Record(handle, ids, Layers, Tokens, TopK, 0, null, null, [float.PositiveInfinity, 0f, 0f]), InvalidArgument, "router_z_losses[0] = Infinity");
-            Refused(Record(handle, ids, Layers, Tokens, TopK, Stride, null, null, null, nullIds: true), InvalidArgument, "ids is NULL with 252 ids to read: NULL is allowed only when the step reads none ((layers - 1) * layer_stride + tokens * top_k is 0).");
+            Refused(Record(handle, ids, Layers, Tokens, TopK, Stride, null, null, null, nullIds: true), InvalidArgument, "ids is NULL with 252 ids to read: NULL is allowed only when the step reads none (tokens is 0, and layers is 1 or layer_stride 0).");
             Refused(WindowLoad(handle, out _, (Layers * Experts) - 1), InvalidArgument, "capacity = 23", "layers * experts = 3 * 8 = 24");
             Refused(Summary(handle, [0, 0, 1, 1, 2, 2, 3, -1], out _), InvalidArgument, "expert_ranks[7] = -1", "[0, experts - 1 = 7]");
             Refused(Summary(handle, [0, 0, 1, 1, 2, 2, 3, 8], out _), InvalidArgument, "expert_ranks[7] = 8");
@@ -419,14 +419,14 @@ public sealed unsafe partial class NativeApiTests
         return status;
     }
 
-    private static int Record(long handle, int[] ids, int layers, int tokens, int topK, long stride, int? valid, float[]? losses, float[]? zLosses, bool nullIds = false)
+    private static int Record(long handle, int[] ids, int layers, int tokens, int topK, long stride, int? valid, float[]? losses, float[]? zLosses, bool nullIds = false, long tokenStride = 0)
     {
         var count = valid ?? 0;
         fixed (int* i = ids)
         fixed (float* l = losses, z = zLosses)
         {
-            return ((delegate* unmanaged<long, IntPtr, int, int, int, long, IntPtr, IntPtr, IntPtr, IntPtr, int>)&NativeApi.ModelRecord)(
-                handle, nullIds ? 0 : (IntPtr)i, layers, tokens, topK, stride, valid is null ? 0 : (IntPtr)(&count), (IntPtr)l, (IntPtr)z, 0);
+            return ((delegate* unmanaged<long, IntPtr, int, int, int, long, long, IntPtr, IntPtr, IntPtr, IntPtr, int>)&NativeApi.ModelRecord)(
+                handle, nullIds ? 0 : (IntPtr)i, layers, tokens, topK, stride, tokenStride, valid is null ? 0 : (IntPtr)(&count), (IntPtr)l, (IntPtr)z, 0);
         }
     }
 

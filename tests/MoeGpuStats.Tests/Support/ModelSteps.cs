@@ -52,6 +52,29 @@ internal static class ModelSteps
         return steps;
     }
 
+    /// <summary>A valid expert id where no row lies in <see cref="Laid"/>: a read of it changes the counts.</summary>
+    public const int Gap = 1;
+
+    /// <summary>
+    /// The step's rows (padding rows past the valid count too) where <paramref name="layerStride"/> and
+    /// <paramref name="tokenStride"/> put them, <see cref="Gap"/> everywhere else, three more ids at the end.
+    /// </summary>
+    public static int[] Laid(Step step, int layers, long layerStride, long tokenStride)
+    {
+        var extent = (layers - 1) * layerStride + (step.Tokens == 0 ? 0 : (step.Tokens - 1) * tokenStride + step.TopK);
+        var ids = new int[extent + 3];
+        System.Array.Fill(ids, Gap);
+        for (var l = 0; l < layers; l++)
+        {
+            for (var t = 0; t < step.Tokens; t++)
+            {
+                step.Ids.AsSpan(l * step.Stride + t * step.TopK, step.TopK).CopyTo(ids.AsSpan((int)(l * layerStride + t * tokenStride)));
+            }
+        }
+
+        return ids;
+    }
+
     /// <summary>Layer statistics fed each layer's ids alone: what the model's layers must equal.</summary>
     public static RoutingStats[] SingleLayers(ModelRoutingStatsOptions options, IEnumerable<Step> steps)
     {

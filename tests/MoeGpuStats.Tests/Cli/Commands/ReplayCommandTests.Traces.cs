@@ -327,7 +327,7 @@ public sealed partial class ReplayCommandTests
         return json.ToJsonString();
     }
 
-    /// <summary>What <c>replay --json</c> prints for <paramref name="steps"/> recorded directly through <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float})"/>, each with its tokens.</summary>
+    /// <summary>What <c>replay --json</c> prints for <paramref name="steps"/> recorded directly through <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float}, long)"/>, each with its tokens.</summary>
     private static string Direct(int[][][][] steps)
     {
         using var stats = ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = steps[0].Length, Experts = Experts });

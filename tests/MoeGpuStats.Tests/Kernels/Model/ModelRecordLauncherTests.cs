@@ -14,7 +14,7 @@ public sealed class ModelRecordLauncherTests
         var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 8, Window = 3 };
         var engine = new MoeGpuStats.Device.DeviceModelEngine(accelerator, options);
         using var model = new ModelRoutingStats(engine);
-        var arguments = engine.StepArguments(tokens: 4, topK: 2, layerStride: 8);
+        var arguments = engine.StepArguments(tokens: 4, topK: 2, layerStride: 8, tokenStride: 2);
         using var ids = accelerator.Allocate1D<int>(16);
         using var small = new ModelRoutingStats(new MoeGpuStats.Device.DeviceModelEngine(accelerator, options with { Layers = 1 }));
 
@@ -22,6 +22,11 @@ public sealed class ModelRecordLauncherTests
         Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { LayerStride = 7 }, default));
         // The second layer's last id past long's range: unchecked, the extent wraps negative and passes the length check.
         Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { LayerStride = long.MaxValue - 4 }, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { TokenStride = 1 }, default));
+        // Interleaved layers whose rows overlap: layer 1's first row is layer 0's second.
+        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { LayerStride = 2, TokenStride = 2 }, default));
+        // Interleaved rows past the view: [4 tokens, 2 layers, 2] needs 16 ids, a token stride of 5 reaches 2 + 3 * 5 + 2 = 19.
+        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { LayerStride = 2, TokenStride = 5 }, default));
         Assert.Throws<ArgumentOutOfRangeException>(() => engine.Replay(ids.View, arguments with { Copies = 0 }, default));
         Assert.Throws<ArgumentOutOfRangeException>(() => engine.Replay(ids.View, arguments with { Experts = 4097 }, default));
         Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { Experts = 9 }, default));

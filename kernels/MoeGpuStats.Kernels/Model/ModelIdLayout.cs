@@ -1,0 +1,60 @@
+namespace MoeGpuStats.Kernels.Model;
+
+/// <summary>
+/// Where a model step's ids lie: slot j of token t in layer l at <c>l × layerStride + t × tokenStride + j</c>.
+/// The layers lie one after another (<c>[layers, tokens, k]</c>, perhaps cut from a padded buffer)
+/// or interleaved, token by token (<c>[tokens, layers, k]</c>, as SGLang's and vLLM's routed-experts
+/// buffers hold them); no two rows share an id either way.
+/// </summary>
+/// <remarks>
+/// The host checks and the launcher share these rules, so that no launch reads past the ids and no
+/// id is counted for two layers.
+/// </remarks>
+internal static class ModelIdLayout
+{
+    /// <summary>
+    /// The ids one layer's rows span, <c>(tokens − 1) × tokenStride + topK</c>: 0 for no token, null
+    /// where it passes long's range.
+    /// </summary>
+    public static long? LayerExtent(long tokens, long topK, long tokenStride) =>
+        tokens == 0 ? 0
+        : tokens > 1 && tokenStride > (long.MaxValue - topK) / (tokens - 1) ? null
+        : ((tokens - 1) * tokenStride) + topK;
+
+    /// <summary>
+    /// The ids a step reads, <c>(layers − 1) × layerStride + LayerExtent</c>: the last layer starts
+    /// layers − 1 strides in (none for one layer, whose stride is never used). Null where that passes
+    /// long's range, which no ids can hold.
+    /// </summary>
+    public static long? StepExtent(long layers, long layerStride, long tokens, long topK, long tokenStride) =>
+        LayerExtent(tokens, topK, tokenStride) is not { } layer ? null
+        : layers > 1 && layerStride > (long.MaxValue - layer) / (layers - 1) ? null
+        : ((layers - 1) * layerStride) + layer;
+
+    /// <summary>
+    /// Whether no two rows share an id, given <paramref name="tokenStride"/> ≥ <paramref name="topK"/>:
+    /// each layer's rows end before the next layer's begin, or each token's layers end before the
+    /// next token's begin.
+    /// </summary>
+    public static bool Disjoint(long layers, long tokens, long topK, long layerStride, long tokenStride)
+    {
+        if (layers == 1 || tokens == 0)
+        {
+            return true;
+        }
+
+        if (LayerExtent(tokens, topK, tokenStride) is { } extent && layerStride >= extent)
+        {
+            return true;
+        }
+
+        return layerStride >= topK && layerStride <= (tokenStride - topK) / (layers - 1);
+    }
+
+    /// <summary>The position of the <paramref name="index"/>-th id of a layer's rows (token-major, <paramref name="topK"/> per token) from the layer's first id.</summary>
+    public static long Offset(long index, int topK, long tokenStride)
+    {
+        var token = index / topK;
+        return (token * tokenStride) + (index - (token * topK));
+    }
+}
