@@ -225,16 +225,23 @@ moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t la
                                 int64_t layer_stride, const void* valid_tokens, const void* load_balance_losses,
                                 const void* router_z_losses, void* stream);
 
-/* moegs_model_record with rows token_stride ids apart: slot j of token t in layer l is the int32 at element
- * l * layer_stride + t * token_stride + j of ids. token_stride: 0 for top_k (moegs_model_record's rows),
- * else >= top_k. layer_stride 0: tokens * token_stride. The layers lie one after another
+/* The integer type of a step's ids: int32 (vLLM's and SGLang's top-k kernels), int64 (torch.topk's) or int16
+ * (vLLM's routed-experts capture). An int64 id outside int32's range counts as invalid. */
+typedef enum { MOEGS_IDS_INT32 = 0, MOEGS_IDS_INT64 = 1, MOEGS_IDS_INT16 = 2 } moegs_id_type;
+
+/* moegs_model_record for ids of id_type, with rows token_stride ids apart: slot j of token t in layer l is
+ * the id at element l * layer_stride + t * token_stride + j of ids (strides count ids, not bytes; ids
+ * aligned to their size). token_stride: 0 for top_k (moegs_model_record's rows), else >= top_k.
+ * layer_stride 0: tokens * token_stride. The layers lie one after another
  * (layer_stride >= (tokens - 1) * token_stride + top_k) or interleaved, token by token
- * (top_k <= layer_stride and (layers - 1) * layer_stride + top_k <= token_stride): a step of SGLang's
- * or vLLM's routed-experts buffer, [tokens, layers, top_k], is read where it lies with layer_stride =
- * top_k and token_stride = layers * top_k. The call reads (layers - 1) * layer_stride +
- * (tokens - 1) * token_stride + top_k ids (none for no token); otherwise as moegs_model_record. */
-moegs_status moegs_model_record_strided(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
-                                        int64_t layer_stride, int64_t token_stride, const void* valid_tokens,
+ * (top_k <= layer_stride and (layers - 1) * layer_stride + top_k <= token_stride); other layouts are
+ * refused with MOEGS_INVALID_ARGUMENT. A step of SGLang's (int32) or vLLM's (int16) routed-experts buffer,
+ * [tokens, layers, top_k], is read where it lies with layer_stride = top_k and token_stride = layers * top_k.
+ * The call reads (layers - 1) * layer_stride + (tokens - 1) * token_stride + top_k ids
+ * ((layers - 1) * layer_stride for no token), whose bytes must fit in an int64; otherwise as
+ * moegs_model_record. */
+moegs_status moegs_model_record_strided(moegs_handle handle, const void* ids, moegs_id_type id_type, int32_t layers, int32_t tokens,
+                                        int32_t top_k, int64_t layer_stride, int64_t token_stride, const void* valid_tokens,
                                         const void* load_balance_losses, const void* router_z_losses, void* stream);
 
 /* Where the model lives: *out = "cuda", "opencl", "cpu" or "managed", a static string. */

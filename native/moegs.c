@@ -29,7 +29,7 @@ typedef const char* (*error_fn)(void);
 typedef int (*accelerator_fn)(moegs_handle, const char**);
 typedef int (*size_fn)(void);
 typedef int (*model_create_fn)(const char*, int32_t, int32_t, int32_t, int32_t, float, moegs_handle*);
-typedef int (*model_record_fn)(moegs_handle, const void*, int32_t, int32_t, int32_t, int64_t, int64_t, const void*, const void*, const void*, void*);
+typedef int (*model_record_fn)(moegs_handle, const void*, int32_t, int32_t, int32_t, int32_t, int64_t, int64_t, const void*, const void*, const void*, void*);
 typedef int (*model_summary_fn)(moegs_handle, const int32_t*, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*);
 typedef int (*window_load_fn)(moegs_handle, uint64_t*, int32_t);
 typedef int (*model_recent_summary_fn)(moegs_handle, int32_t, const int32_t*, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*);
@@ -281,16 +281,16 @@ moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t la
                                 int64_t layer_stride, const void* valid_tokens, const void* load_balance_losses,
                                 const void* router_z_losses, void* stream)
 {
-    return moegs_model_record_strided(handle, ids, layers, tokens, top_k, layer_stride, 0, valid_tokens, load_balance_losses,
-                                      router_z_losses, stream);
+    return moegs_model_record_strided(handle, ids, MOEGS_IDS_INT32, layers, tokens, top_k, layer_stride, 0, valid_tokens,
+                                      load_balance_losses, router_z_losses, stream);
 }
 
-moegs_status moegs_model_record_strided(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
-                                        int64_t layer_stride, int64_t token_stride, const void* valid_tokens,
+moegs_status moegs_model_record_strided(moegs_handle handle, const void* ids, moegs_id_type id_type, int32_t layers, int32_t tokens,
+                                        int32_t top_k, int64_t layer_stride, int64_t token_stride, const void* valid_tokens,
                                         const void* load_balance_losses, const void* router_z_losses, void* stream)
 {
-    return ready() ? (moegs_status)api.model_record(handle, ids, layers, tokens, top_k, layer_stride, token_stride, valid_tokens,
-                                                    load_balance_losses, router_z_losses, stream)
+    return ready() ? (moegs_status)api.model_record(handle, ids, (int32_t)id_type, layers, tokens, top_k, layer_stride, token_stride,
+                                                    valid_tokens, load_balance_losses, router_z_losses, stream)
                    : MOEGS_RUNTIME_ERROR;
 }
 

@@ -160,7 +160,7 @@ def _load(path=None):
         raise OSError(f"{os.path.abspath(candidate)} predates the model API (moegs_model_*): rebuild it (native/build.sh)")
     lib.moegs_model_create.argtypes = [ctypes.c_char_p, i32, i32, i32, i32, f32, ctypes.POINTER(h)]
     lib.moegs_model_record.argtypes = [h, vp, i32, i32, i32, i64, vp, vp, vp, vp]
-    lib.moegs_model_record_strided.argtypes = [h, vp, i32, i32, i32, i64, i64, vp, vp, vp, vp]
+    lib.moegs_model_record_strided.argtypes = [h, vp, i32, i32, i32, i32, i64, i64, vp, vp, vp, vp]
     lib.moegs_model_accelerator.argtypes = [h, ctypes.POINTER(ctypes.c_char_p)]
     lib.moegs_model_summary.argtypes = [h, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance),
                                         ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance)]
@@ -285,29 +285,48 @@ def _memory(value, name, element="int32"):
     raise TypeError(f"{name} must be a torch.Tensor, a NumPy array or an array.array('{typecode}') of {element} (got {type(value).__name__})")
 
 
+# A model's ids by type: moegs_id_type, bytes, and the names torch and __array_interface__ give the type.
+_ID_TYPES = {"int32": (0, 4), "int64": (1, 8), "int16": (2, 2)}
+_BYTE_ORDER = "<" if sys.byteorder == "little" else ">"
+
+
 def _strided(value, name):
-    """(pointer, shape, strides in elements, is_cuda, device index, keep) of int32 ids from torch or __array_interface__,
-    at whatever strides the array has; other objects go through _memory (contiguous)."""
+    """(pointer, shape, strides in ids, is_cuda, device index, keep, id type name) of int32, int64 or int16 ids from
+    torch or __array_interface__, at whatever strides the array has; other objects go through _memory (int32, contiguous)."""
     if hasattr(value, "data_ptr") and hasattr(value, "is_cuda") and hasattr(value, "stride"):  # torch.Tensor
-        if str(value.dtype) != "torch.int32":
-            raise TypeError(f"{name} must be torch.int32 (got {value.dtype}); use {name}.int()")
+        kind = str(value.dtype).replace("torch.", "")
+        if kind not in _ID_TYPES:
+            raise TypeError(f"{name} must be torch.int32, torch.int64 or torch.int16 (got {value.dtype}); use {name}.int()")
         if not value.is_cuda and value.device.type != "cpu":
             raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
         return (value.data_ptr(), tuple(value.shape), tuple(value.stride()), value.is_cuda,
-                value.device.index if value.is_cuda else None, value)
+                value.device.index if value.is_cuda else None, value, kind)
     interface = getattr(value, "__array_interface__", None)
-    if isinstance(interface, dict) and interface.get("strides") is not None:
-        if interface["typestr"] != _INT32_TYPESTR:
-            raise TypeError(f"{name} must be int32 (got {getattr(value, 'dtype', interface['typestr'])}); use {name}.astype(numpy.int32)")
+    if isinstance(interface, dict):
+        typestr = interface["typestr"]
+        kind = next((k for k, (_, size) in _ID_TYPES.items() if typestr in (_BYTE_ORDER + f"i{size}", f"|i{size}")), None)
+        if kind is None:
+            raise TypeError(f"{name} must be int32, int64 or int16 (got {getattr(value, 'dtype', typestr)}); use {name}.astype(numpy.int32)")
         data = interface.get("data")
         if not isinstance(data, tuple):
             raise TypeError(f"{name} must expose their memory as an address (__array_interface__['data'] = (pointer, read_only))")
-        strides = tuple(interface["strides"])
-        if any(stride % 4 for stride in strides):
-            raise ValueError(f"{name} have strides {strides} bytes, not whole int32s: use numpy.ascontiguousarray({name})")
-        return data[0], tuple(interface["shape"]), tuple(stride // 4 for stride in strides), False, None, (value, interface)
+        shape, size = tuple(interface["shape"]), _ID_TYPES[kind][1]
+        strides = interface.get("strides")
+        if strides is None:
+            strides = tuple(size * math.prod(shape[i + 1:]) for i in range(len(shape)))
+        if any(stride % size for stride in strides):
+            raise ValueError(f"{name} have strides {tuple(strides)} bytes, not whole {kind} ids: use numpy.ascontiguousarray({name})")
+        return data[0], shape, tuple(stride // size for stride in strides), False, None, (value, interface), kind
     pointer, _, shape, is_cuda, device, alive = _memory(value, name)
-    return pointer, shape, tuple(math.prod(shape[i + 1:]) for i in range(len(shape))), is_cuda, device, alive
+    return pointer, shape, tuple(math.prod(shape[i + 1:]) for i in range(len(shape))), is_cuda, device, alive, "int32"
+
+
+def _layers_apart(layers, tokens, top_k, layer_stride, rows):
+    """Whether layers at layer_stride with rows `rows` ids apart lie one after another or interleaved token by token,
+    the layouts the C API takes (ModelIdLayout.Supported)."""
+    if layers == 1 or tokens == 0:
+        return True
+    return layer_stride >= (tokens - 1) * rows + top_k or (top_k <= layer_stride and (layers - 1) * layer_stride + top_k <= rows)
 
 
 def _token_stride(name, shape, strides):
@@ -584,7 +603,8 @@ class MoeModelStats(_Handle):
         self.device = kind.value.decode()
 
     def record(self, ids, valid_tokens=None, load_balance_losses=None, router_z_losses=None, stream=None):
-        """Records one forward pass of every layer. ids: int32 shaped [layers, tokens, k] at any strides whose rows hold a
+        """Records one forward pass of every layer. ids: int32, int64 (torch.topk's; an id outside int32's range counts as
+        invalid) or int16 (vLLM's routed-experts capture), shaped [layers, tokens, k] at any strides whose rows hold a
         token's k ids side by side: contiguous, buffer[:, :tokens] of a padded buffer, or buffer[:tokens].transpose(0, 1)
         of a [tokens, layers, k] buffer (SGLang's and vLLM's routed-experts layout); or a list of `layers` arrays shaped
         [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from their addresses). Either
@@ -594,15 +614,16 @@ class MoeModelStats(_Handle):
         every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or float32 arrays of
         `layers` in the ids' memory. A CUDA record is ordered on `stream` as MoeStats.record's."""
         # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
-        pointer, tokens, top_k, layer_stride, token_stride, is_cuda, device, alive = self._layers_of(ids)
+        pointer, kind, tokens, top_k, layer_stride, token_stride, is_cuda, device, alive = self._layers_of(ids)
         _placed("model", self.device, is_cuda, "ids")
         valid = self._per_step("valid_tokens", valid_tokens, "int32", 1, is_cuda)
         losses = self._per_step("load_balance_losses", load_balance_losses, "float32", self.layers, is_cuda)
         z_losses = self._per_step("router_z_losses", router_z_losses, "float32", self.layers, is_cuda)
         raw_stream = _raw_stream(is_cuda, device, stream)
         with self._lock:
-            self._check(self._lib.moegs_model_record_strided(self._handle, pointer or None, self.layers, tokens, top_k, layer_stride,
-                                                             token_stride, _address(valid), _address(losses), _address(z_losses), raw_stream))
+            self._check(self._lib.moegs_model_record_strided(self._handle, pointer or None, _ID_TYPES[kind][0], self.layers, tokens, top_k,
+                                                             layer_stride, token_stride, _address(valid), _address(losses), _address(z_losses),
+                                                             raw_stream))
             self._generation += 1
 
     def summary(self, expert_ranks=None, recent_steps=None):
@@ -784,10 +805,10 @@ class MoeModelStats(_Handle):
             self._lib.moegs_model_destroy(handle)
 
     def _layers_of(self, ids):
-        """(pointer, tokens, k, layer stride and token stride in ids, is_cuda, device, what keeps the memory alive) of
-        one [layers, tokens, k] array at its strides or a list of [tokens, k] views."""
+        """(pointer, id type name, tokens, k, layer stride and token stride in ids, is_cuda, device, what keeps the memory
+        alive) of one [layers, tokens, k] array at its strides or a list of [tokens, k] views."""
         if not isinstance(ids, (list, tuple)):
-            pointer, shape, strides, is_cuda, device, alive = _strided(ids, "ids")
+            pointer, shape, strides, is_cuda, device, alive, kind = _strided(ids, "ids")
             if len(shape) != 3:
                 raise ValueError(f"ids shaped {list(shape)}: a model's ids are shaped [layers, tokens, k] (or a list of [tokens, k] views)")
             layers, tokens, top_k = shape
@@ -797,24 +818,25 @@ class MoeModelStats(_Handle):
                 raise ValueError(f"ids shaped {list(shape)} hold {layers} layers; this model has {self.layers}")
             token_stride = _token_stride("ids", shape, strides)
             layer_stride = strides[0] if layers > 1 and tokens > 0 else 0
-            if layers > 1 and tokens > 0 and strides[0] <= 0:
-                raise ValueError(f"ids shaped {list(shape)} at strides {list(strides)} (in ids): every layer at the same ids or "
-                                 "running backwards (layer stride <= 0); pass a contiguous copy")
-            return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), _integer("tokens", tokens, 0, INT32_MAX),
+            if not _layers_apart(layers, tokens, top_k, layer_stride, token_stride or top_k) or (layers > 1 and tokens > 0 and layer_stride <= 0):
+                raise ValueError(f"ids shaped {list(shape)} at strides {list(strides)} (in ids): the layers lie neither one after another "
+                                 "nor interleaved token by token (as [tokens, layers, k].transpose(0, 1)); pass a contiguous copy")
+            return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), kind, _integer("tokens", tokens, 0, INT32_MAX),
                     _integer("top_k", top_k, 1, INT32_MAX), layer_stride, token_stride, is_cuda, device, alive)
         # The views counted as they are read: the library reads `layers` of them whatever len() says.
         ids = list(ids)
         if len(ids) != self.layers:
             raise ValueError(f"ids holds {len(ids)} views; this model has {self.layers} layers, one [tokens, k] view each")
         views = [_strided(view, f"ids[{l}]") for l, view in enumerate(ids)]
-        pointer, shape, strides, is_cuda, device, _ = views[0]
+        pointer, shape, strides, is_cuda, device, _, kind = views[0]
         if len(shape) != 2 or shape[1] == 0:
             raise ValueError(f"ids[0] shaped {list(shape)}: each layer's ids are shaped [tokens, k] with k >= 1")
-        for l, (_, other_shape, other_strides, other_cuda, other_device, _) in enumerate(views[1:], 1):
-            if other_shape != shape or (other_cuda, other_device) != (is_cuda, device):
-                raise ValueError(f"ids[{l}] shaped {list(other_shape)} on {'cuda' if other_cuda else 'host'}: every layer's view must be "
-                                 f"shaped {list(shape)} in the memory of ids[0]")
-            if shape[0] > 1 and other_strides[0] != strides[0]:
+        token_stride = _token_stride("ids[0]", shape, strides)
+        for l, (_, other_shape, other_strides, other_cuda, other_device, _, other_kind) in enumerate(views[1:], 1):
+            if other_shape != shape or (other_cuda, other_device, other_kind) != (is_cuda, device, kind):
+                raise ValueError(f"ids[{l}] shaped {list(other_shape)}, {other_kind} on {'cuda' if other_cuda else 'host'}: every layer's view "
+                                 f"must be shaped {list(shape)}, {kind}, in the memory of ids[0]")
+            if _token_stride(f"ids[{l}]", other_shape, other_strides) != token_stride:
                 raise ValueError(f"ids[{l}] has rows {other_strides[0]} ids apart, ids[0] {strides[0]}: every layer's rows must lie alike")
         # Equal spacing is all the addresses show; torch also says which buffer each view is of.
         storages = [_storage_address(view) for view in ids if hasattr(view, "data_ptr")]
@@ -822,21 +844,19 @@ class MoeModelStats(_Handle):
             raise ValueError("ids are views of different torch storages (or mix tensors with other arrays): "
                              "pass views of one buffer, e.g. buffer[l] of a [layers, tokens, k] tensor")
         tokens, top_k = shape
-        token_stride = _token_stride("ids[0]", shape, strides)
-        rows = token_stride or top_k
+        size, rows = _ID_TYPES[kind][1], token_stride or top_k
         extent = (tokens - 1) * rows + top_k if tokens else 0
         addresses = [view[0] for view in views]
         gaps = {b - a for a, b in zip(addresses, addresses[1:])}
         if len(gaps) > 1:
             raise ValueError(f"ids are views at addresses {[hex(a) for a in addresses]}: not equally spaced, so not one buffer's layers at one stride")
-        gap = gaps.pop() if gaps else 4 * extent
-        interleaved = top_k <= gap // 4 and (self.layers - 1) * (gap // 4) + top_k <= rows
-        if tokens and (gap % 4 or gap <= 0 or (gap < 4 * extent and not interleaved)):
-            raise ValueError(f"ids are views {gap} bytes apart with rows {4 * rows} bytes apart: layers must lie in order, at a multiple of "
-                             f"4 bytes, one after another (at least (tokens - 1) * row + k * 4 = {4 * extent} bytes apart) or interleaved, "
-                             f"as buffer[:, l] of a [tokens, layers, k] buffer (k * 4 = {4 * top_k} bytes apart or more, all layers within a row)")
-        return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), _integer("tokens", tokens, 0, INT32_MAX),
-                _integer("top_k", top_k, 1, INT32_MAX), gap // 4 if tokens else 0, token_stride, is_cuda, device, views)
+        gap = gaps.pop() if gaps else size * extent
+        if tokens and (gap % size or gap <= 0 or not _layers_apart(self.layers, tokens, top_k, gap // size, rows)):
+            raise ValueError(f"ids are views {gap} bytes apart with rows {size * rows} bytes apart: layers must lie in order, at a multiple of "
+                             f"{size} bytes, one after another (at least (tokens - 1) * row + k * {size} = {size * extent} bytes apart) or interleaved, "
+                             f"as buffer[:, l] of a [tokens, layers, k] buffer (k * {size} = {size * top_k} bytes apart or more, all layers within a row)")
+        return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), kind, _integer("tokens", tokens, 0, INT32_MAX),
+                _integer("top_k", top_k, 1, INT32_MAX), gap // size if tokens else 0, token_stride, is_cuda, device, views)
 
     def _per_step(self, name, value, element, count, is_cuda):
         """A per-step argument as memory the C API reads: None, host numbers packed here (host accelerators only), or an

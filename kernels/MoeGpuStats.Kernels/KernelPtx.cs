@@ -18,7 +18,14 @@ internal static class KernelPtx
 {
     /// <summary>The kernels' names, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes them.</summary>
     public static IReadOnlyList<string> Kernels { get; } =
-        [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel), nameof(ModelRecordKernel), nameof(LayerBalanceKernel), LayerSortKernel, nameof(RecentLoadKernel)];
+        [nameof(RoutingRecordKernel), QuadLoadRecordKernel, nameof(UtilizationQueryKernel), nameof(ModelRecordKernel), ModelRecordKernelInt64, ModelRecordKernelInt16,
+            nameof(LayerBalanceKernel), LayerSortKernel, nameof(RecentLoadKernel)];
+
+    /// <summary>The model step kernel for int64 ids, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
+    public const string ModelRecordKernelInt64 = nameof(ModelRecordKernel) + "." + nameof(Int64Ids);
+
+    /// <summary>The model step kernel for int16 ids, as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
+    public const string ModelRecordKernelInt16 = nameof(ModelRecordKernel) + "." + nameof(Int16Ids);
 
     /// <summary>The balance's sort (<see cref="LayerBalanceKernel.SortKernel"/>), as <see cref="Generate(string, CudaArchitecture, CudaInstructionSet, int)"/> takes it.</summary>
     public const string LayerSortKernel = nameof(LayerBalanceKernel) + "." + nameof(LayerBalanceKernel.SortKernel);
@@ -76,9 +83,13 @@ internal static class KernelPtx
         where TCounting : struct, IHistogramCounting =>
         new Action<ArrayView<int>, RoutingStateViews, RecordArguments, RecordArguments>(RoutingRecordKernel.Kernel<TCounting>).Method;
 
-    /// <summary>The whole-model step kernel.</summary>
-    internal static MethodInfo ModelRecordKernelMethod =>
-        new Action<ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel).Method;
+    /// <summary>The whole-model step kernel for int32 ids.</summary>
+    internal static MethodInfo ModelRecordKernelMethod => ModelRecordKernelFor<Int32Ids>();
+
+    /// <summary>The whole-model step kernel for <typeparamref name="TIds"/>.</summary>
+    internal static MethodInfo ModelRecordKernelFor<TIds>()
+        where TIds : struct, IModelIds =>
+        new Action<TIds, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel).Method;
 
     private static MethodInfo Method(string kernel) => kernel switch
     {
@@ -86,6 +97,8 @@ internal static class KernelPtx
         QuadLoadRecordKernel => RecordKernel<QuadLoadRunCounting>(),
         nameof(UtilizationQueryKernel) => new Action<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(UtilizationQueryKernel.Kernel).Method,
         nameof(ModelRecordKernel) => ModelRecordKernelMethod,
+        ModelRecordKernelInt64 => ModelRecordKernelFor<Int64Ids>(),
+        ModelRecordKernelInt16 => ModelRecordKernelFor<Int16Ids>(),
         LayerSortKernel => new Action<ArrayView<ulong>, int, int, ArrayView<LayerLoad>>(LayerBalanceKernel.SortKernel).Method,
         _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
     };

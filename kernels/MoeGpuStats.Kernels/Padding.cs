@@ -46,21 +46,23 @@ internal static class Padding
     }
 
     /// <summary>
-    /// <see cref="Check"/> for rows <paramref name="tokenStride"/> ids apart: <paramref name="position"/>
-    /// counts a layer's ids token by token, <paramref name="topK"/> per token, whatever lies between rows.
+    /// <see cref="Check"/> for one layer's rows of a model step, from <paramref name="first"/> up to
+    /// <paramref name="end"/> in <paramref name="ids"/>, <paramref name="tokenStride"/> ids apart:
+    /// <paramref name="position"/> counts the layer's ids token by token, <paramref name="topK"/> per token.
     /// </summary>
-    public static void CheckRows(ArrayView<int> ids, long position, int topK, long tokenStride, ref int emptySlots, ref int paddedTokens)
+    public static void CheckRows<TIds>(TIds ids, long first, long end, long position, int topK, long tokenStride, ref int emptySlots, ref int paddedTokens)
+        where TIds : struct, Model.IModelIds
     {
         var token = position / topK;
         var slot = position - (token * topK);
-        var row = token * tokenStride;
+        var row = first + (token * tokenStride);
         if (ids[row + slot] != EmptySlot)
         {
             return;
         }
 
         emptySlots++;
-        if (slot != 0 || row + topK > ids.Length)
+        if (slot != 0 || row + topK > end)
         {
             return;
         }

@@ -803,13 +803,49 @@ class ModelTests(unittest.TestCase):
                 model.record(buffer[:, :, ::-1])
             with self.assertRaisesRegex(ValueError, r"rows -2 ids apart overlap or run backwards"):
                 model.record(buffer[:, ::-1])
-            with self.assertRaisesRegex(ValueError, r"every layer at the same ids or running backwards \(layer stride <= 0\)"):
+            with self.assertRaisesRegex(ValueError, r"at strides \[0, 2, 1\] \(in ids\): the layers lie neither one after another nor interleaved"):
                 model.record(numpy.broadcast_to(buffer[:1], buffer.shape))
-            with self.assertRaises(moegs.MoeGpuStatsError) as overlap:
+            with self.assertRaisesRegex(ValueError, r"^ids shaped \[3, 4, 2\] at strides \[1, 4, 1\] \(in ids\): the layers lie neither one after another nor interleaved"):
                 model.record(as_strided(buffer, shape=(self.LAYERS, 4, self.K), strides=(4, 16, 4)))
-            self.assertEqual(moegs.INVALID_ARGUMENT, overlap.exception.status)
-            self.assertIn("layer_stride = 1, token_stride = 4: two layers' rows overlap", str(overlap.exception))
+            # A later view whose k ids are not side by side (ids[0]'s are) is refused, not read as if they were.
+            wide = numpy.zeros((2 * self.LAYERS, 4, 2 * self.K), numpy.int32)
+            views = [wide[0, :, :self.K]] + [wide[l, :, ::2] for l in range(1, self.LAYERS)]
+            with self.assertRaisesRegex(ValueError, r"^ids\[1\] shaped \[4, 2\] at strides \[4, 2\] \(in ids\): a token's k ids must lie side by side"):
+                model.record(views)
+            with self.assertRaisesRegex(TypeError, r"^ids must be int32, int64 or int16 \(got uint32\)"):
+                model.record(buffer.astype(numpy.uint32))
+            with self.assertRaisesRegex(ValueError, r"^ids\[1\] shaped \[4, 2\], int64 on host: every layer's view must be shaped \[4, 2\], int32"):
+                model.record([buffer[0], buffer[1].astype(numpy.int64), buffer[2]])
             self.assertEqual(before, (load_rows(model.window_load()), model.summary()))
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_int64_and_int16_ids_record_as_their_int32_values(self):
+        """torch.topk's int64 ids and vLLM's int16 capture are read where they lie; an int64 id past int32 is invalid,
+        not the expert its low 32 bits name."""
+        import numpy
+        rng = numpy.random.default_rng(9)
+        ids = rng.integers(-1, self.EXPERTS + 1, (7, self.LAYERS, self.K), dtype=numpy.int32)   # [tokens, layers, k]
+        wide = ids.astype(numpy.int64)
+        wide[0, 0, 0] = (1 << 32) | 1
+        narrow = ids.astype(numpy.int16)
+        narrow[0, 0, 0] = self.EXPERTS + 5
+        as_int32 = ids.copy()
+        as_int32[0, 0, 0] = self.EXPERTS + 5
+        given = [("int64", wide), ("int16", narrow)]
+        if importlib.util.find_spec("torch"):
+            import torch
+            given += [("torch.int64", torch.from_numpy(wide)), ("torch.int16", torch.from_numpy(narrow))]
+        for accelerator in ("managed", "cpu"):
+            with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator=accelerator) as reference:
+                reference.record(numpy.ascontiguousarray(as_int32.transpose(1, 0, 2)))
+                for name, typed in given:
+                    for form in ("transposed", "views"):
+                        with self.subTest(accelerator=accelerator, ids=name, form=form), \
+                                moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator=accelerator) as model:
+                            step = typed[:].transpose(1, 0, 2) if isinstance(typed, numpy.ndarray) else typed.transpose(0, 1)
+                            model.record(step if form == "transposed" else [typed[:, l] for l in range(self.LAYERS)])
+                            self.assertEqual(load_rows(reference.window_load()), load_rows(model.window_load()))
+                            self.assertEqual([reference.layer(l) for l in range(self.LAYERS)], [model.layer(l) for l in range(self.LAYERS)])
 
     def test_views_are_counted_as_they_are_read_not_by_len(self):
         class Liar(list):

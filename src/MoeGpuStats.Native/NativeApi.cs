@@ -162,18 +162,18 @@ public static unsafe class NativeApi
     }
 
     /// <remarks>
-    /// moegs_model_record (token_stride 0) and moegs_model_record_strided. As <see cref="Record"/>: the
+    /// moegs_model_record (int32 ids, token_stride 0) and moegs_model_record_strided. As <see cref="Record"/>: the
     /// CUDA context is switched by the model for the record itself.
     /// </remarks>
     [UnmanagedCallersOnly]
     public static int ModelRecord(
-        long handle, IntPtr ids, int layers, int tokens, int topK, long layerStride, long tokenStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream) =>
+        long handle, IntPtr ids, int idType, int layers, int tokens, int topK, long layerStride, long tokenStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream) =>
         With(
             Models,
             "model",
             handle,
-            (Ids: ids, Layers: layers, Tokens: tokens, TopK: topK, Stride: layerStride, Rows: tokenStride, Valid: validTokens, Losses: loadBalanceLosses, ZLosses: routerZLosses, Stream: stream),
-            static (model, a) => model.Record(a.Ids, a.Layers, a.Tokens, a.TopK, a.Stride, a.Rows, a.Valid, a.Losses, a.ZLosses, a.Stream),
+            (Ids: ids, Type: (NativeIdType)idType, Layers: layers, Tokens: tokens, TopK: topK, Stride: layerStride, Rows: tokenStride, Valid: validTokens, Losses: loadBalanceLosses, ZLosses: routerZLosses, Stream: stream),
+            static (model, a) => model.Record(a.Ids, a.Type, a.Layers, a.Tokens, a.TopK, a.Stride, a.Rows, a.Valid, a.Losses, a.ZLosses, a.Stream),
             onDevice: false);
 
     [UnmanagedCallersOnly]

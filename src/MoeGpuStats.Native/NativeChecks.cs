@@ -71,8 +71,16 @@ internal static class NativeChecks
 
     /// <summary>Checks a model's step; returns the strides (0 resolved: a token stride of <c>top_k</c>, a layer stride of <c>tokens * token_stride</c>) and the ids the step spans.</summary>
     public static unsafe (long LayerStride, long TokenStride, long Length) ModelRecord(
-        string kind, ModelRoutingStatsOptions options, IntPtr ids, int layers, int tokens, int topK, long layerStride, long tokenStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
+        string kind, ModelRoutingStatsOptions options, IntPtr ids, NativeIdType idType, int layers, int tokens, int topK, long layerStride, long tokenStride,
+        IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
     {
+        var idBytes = idType switch
+        {
+            NativeIdType.Int32 => sizeof(int),
+            NativeIdType.Int64 => sizeof(long),
+            NativeIdType.Int16 => sizeof(short),
+            _ => throw new NativeArgumentException($"id_type = {(int)idType}: must be MOEGS_IDS_INT32 (0), MOEGS_IDS_INT64 (1) or MOEGS_IDS_INT16 (2)."),
+        };
         if (layers != options.Layers)
         {
             throw new NativeArgumentException($"layers = {layers}: must equal the model's layers, {options.Layers}.");
@@ -93,20 +101,21 @@ internal static class NativeChecks
         var stride = layerStride != 0 ? layerStride
             : tokens == 0 || rows <= long.MaxValue / tokens ? tokens * rows
             : throw new NativeArgumentException($"token_stride = {tokenStride}: tokens * token_stride passes int64; give layer_stride.");
-        if (!ModelIdLayout.Disjoint(layers, tokens, topK, stride, rows))
+        if (!ModelIdLayout.Supported(layers, tokens, topK, stride, rows))
         {
             throw rows == topK
                 ? new NativeArgumentException($"layer_stride = {layerStride}: must be 0 (the layers packed) or >= tokens * top_k = {tokens} * {topK} = {perLayer}.")
                 : new NativeArgumentException(
-                    $"layer_stride = {layerStride}, token_stride = {tokenStride}: two layers' rows overlap; layers one after another need layer_stride >= (tokens - 1) * token_stride + top_k, layers interleaved ([tokens, layers, top_k]) need top_k <= layer_stride and (layers - 1) * layer_stride + top_k <= token_stride.");
+                    $"layer_stride = {layerStride}, token_stride = {tokenStride}: the layers lie neither one after another nor interleaved token by token; layers one after another need layer_stride >= (tokens - 1) * token_stride + top_k, layers interleaved ([tokens, layers, top_k]) need top_k <= layer_stride and (layers - 1) * layer_stride + top_k <= token_stride.");
         }
 
-        // The ids are 4 bytes each: past MaxIdsPerStep their bytes overflow an int64, and the address of a
-        // layer's ids wraps around (a stride of 2^62 would read layer 1 from layer 0's memory).
-        var length = ModelIdLayout.StepExtent(layers, stride, tokens, topK, rows) is { } extent && extent <= MaxIdsPerStep
+        // Past this many ids their bytes overflow an int64, and the address of a layer's ids wraps around
+        // (a stride of 2^62 int32 ids would read layer 1 from layer 0's memory).
+        var maxIds = long.MaxValue / idBytes;
+        var length = ModelIdLayout.StepExtent(layers, stride, tokens, topK, rows) is { } extent && extent <= maxIds
             ? extent
             : throw new NativeArgumentException(
-                $"layer_stride = {layerStride}, token_stride = {tokenStride}: (layers - 1) * layer_stride + (tokens - 1) * token_stride + top_k exceeds {MaxIdsPerStep} ids (their bytes, 4 each, must fit in an int64).");
+                $"layer_stride = {layerStride}, token_stride = {tokenStride}: (layers - 1) * layer_stride + (tokens - 1) * token_stride + top_k exceeds {maxIds} ids (their bytes, {idBytes} each, must fit in an int64).");
 
         // The managed engine reads the step from one .NET span.
         if (kind == "managed" && length > MaxIdsPerRecord)
@@ -120,7 +129,7 @@ internal static class NativeChecks
             throw new NativeArgumentException($"ids is NULL with {length} ids to read: NULL is allowed only when the step reads none (tokens is 0, and layers is 1 or layer_stride 0).");
         }
 
-        Aligned(kind, "ids", ids);
+        Aligned(kind, "ids", ids, idBytes);
         Aligned(kind, "valid_tokens", validTokens);
         Aligned(kind, "load_balance_losses", loadBalanceLosses);
         Aligned(kind, "router_z_losses", routerZLosses);
@@ -318,11 +327,11 @@ internal static class NativeChecks
     }
 
     /// <summary>On OpenCL a buffer is a cl_mem handle, not an address; elsewhere a misaligned 4-byte read faults on the GPU.</summary>
-    private static void Aligned(string kind, string name, IntPtr pointer)
+    private static void Aligned(string kind, string name, IntPtr pointer, int bytes = 4)
     {
-        if (kind != "opencl" && pointer % 4 != 0)
+        if (kind != "opencl" && pointer % bytes != 0)
         {
-            throw new NativeArgumentException($"{name} = 0x{pointer:x}: must be aligned to 4 bytes (int32 and float values).");
+            throw new NativeArgumentException($"{name} = 0x{pointer:x}: must be aligned to {bytes} bytes (its values' size).");
         }
     }
 
@@ -355,6 +364,19 @@ internal static class NativeChecks
 }
 
 /// <summary>A refused C argument; the message is the C caller's, used verbatim.</summary>
+/// <summary>The integer type of a model step's ids, as moegs_id_type numbers them.</summary>
+internal enum NativeIdType
+{
+    /// <summary>MOEGS_IDS_INT32.</summary>
+    Int32 = 0,
+
+    /// <summary>MOEGS_IDS_INT64.</summary>
+    Int64 = 1,
+
+    /// <summary>MOEGS_IDS_INT16.</summary>
+    Int16 = 2,
+}
+
 internal sealed class NativeArgumentException(FormattableString message) : Exception(FormattableString.Invariant(message));
 
 /// <summary>A file the C caller named that could not be written; the message names it and why.</summary>

@@ -1,5 +1,7 @@
+using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Interop;
+using MoeGpuStats.Kernels.Model;
 
 namespace MoeGpuStats.Native;
 
@@ -11,6 +13,9 @@ internal sealed class NativeModel : INativeHandle
     private readonly AcceleratorStream? _stream;
     private readonly CudaStreamBridge? _bridge;
     private readonly ForeignCache<int>? _ids;
+    private readonly ForeignCache<long>? _ids64;
+    private readonly ForeignCache<short>? _ids16;
+    private int[] _hostIds = [];
     private readonly ForeignCache<int>? _validTokens;
     private readonly ForeignCache<float>? _loadBalanceLosses;
     private readonly ForeignCache<float>? _routerZLosses;
@@ -26,6 +31,8 @@ internal sealed class NativeModel : INativeHandle
 
         (_stream, _stats, _bridge) = built;
         _ids = new(_accelerator, Kind, "ids");
+        _ids64 = new(_accelerator, Kind, "ids");
+        _ids16 = new(_accelerator, Kind, "ids");
         _validTokens = new(_accelerator, Kind, "valid_tokens");
         _loadBalanceLosses = new(_accelerator, Kind, "load_balance_losses");
         _routerZLosses = new(_accelerator, Kind, "router_z_losses");
@@ -48,32 +55,88 @@ internal sealed class NativeModel : INativeHandle
     /// producer's CUDA stream as <see cref="NativeAggregator.Record"/>. Every check (the arguments, then
     /// the wraps of the buffers) runs before the wait and the record, so a refused call changes nothing.
     /// </summary>
-    public unsafe void Record(IntPtr ids, int layers, int tokens, int topK, long layerStride, long tokenStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
+    public unsafe void Record(
+        IntPtr ids, NativeIdType idType, int layers, int tokens, int topK, long layerStride, long tokenStride, IntPtr validTokens, IntPtr loadBalanceLosses, IntPtr routerZLosses, IntPtr stream)
     {
-        var (stride, rowStride, length) = NativeChecks.ModelRecord(Kind, _stats.Options, ids, layers, tokens, topK, layerStride, tokenStride, validTokens, loadBalanceLosses, routerZLosses, stream);
+        var (stride, rowStride, length) = NativeChecks.ModelRecord(
+            Kind, _stats.Options, ids, idType, layers, tokens, topK, layerStride, tokenStride, validTokens, loadBalanceLosses, routerZLosses, stream);
         if (_accelerator is null)
         {
             // The span overload takes no count: the rows past it are left out here, as the device engines leave them.
             var rows = validTokens == IntPtr.Zero ? tokens : Math.Clamp(*(int*)validTokens, 0, tokens);
             _stats.RecordStep(
-                new ReadOnlySpan<int>((void*)ids, (int)length), rows, topK, stride, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers), rowStride);
+                HostIdsAsInts(ids, idType, length), rows, topK, stride, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers), rowStride);
             return;
         }
 
-        var view = length == 0 ? default : _ids!.Wrap(ids, length);
         var valid = validTokens == IntPtr.Zero ? default : _validTokens!.Wrap(validTokens, 1);
         var losses = loadBalanceLosses == IntPtr.Zero ? default : _loadBalanceLosses!.Wrap(loadBalanceLosses, layers);
         var zLosses = routerZLosses == IntPtr.Zero ? default : _routerZLosses!.Wrap(routerZLosses, layers);
+        // Every wrap before the wait: a refused pointer leaves the producer's stream and the model as they were.
+        var (view32, view64, view16) = length == 0 ? default : idType switch
+        {
+            NativeIdType.Int64 => (default(ArrayView<int>), _ids64!.Wrap(ids, length), default(ArrayView<short>)),
+            NativeIdType.Int16 => (default, default, _ids16!.Wrap(ids, length)),
+            _ => (_ids!.Wrap(ids, length), default, default),
+        };
         var ordered = NativeDevice.WaitForProducer(_bridge, stream);
         using (EnterDevice())
         {
-            _stats.RecordStep(view, tokens, topK, stride, valid, losses, zLosses, rowStride);
+            switch (idType)
+            {
+                case NativeIdType.Int64:
+                    _stats.RecordStep(view64, tokens, topK, stride, valid, losses, zLosses, rowStride);
+                    break;
+                case NativeIdType.Int16:
+                    _stats.RecordStep(view16, tokens, topK, stride, valid, losses, zLosses, rowStride);
+                    break;
+                default:
+                    _stats.RecordStep(view32, tokens, topK, stride, valid, losses, zLosses, rowStride);
+                    break;
+            }
         }
 
         if (ordered)
         {
             _bridge!.SignalConsumer(stream);
         }
+    }
+
+    /// <summary>
+    /// Host ids as the managed engine reads them: int32 ids where they lie, int64 and int16 ids read
+    /// into ints as the device kernel reads them (<see cref="Int64Ids.ToInt32"/>), in scratch the model keeps.
+    /// </summary>
+    private unsafe ReadOnlySpan<int> HostIdsAsInts(IntPtr ids, NativeIdType idType, long length)
+    {
+        if (idType == NativeIdType.Int32)
+        {
+            return new ReadOnlySpan<int>((void*)ids, (int)length);
+        }
+
+        if (_hostIds.Length < length)
+        {
+            _hostIds = new int[length];
+        }
+
+        var ints = _hostIds.AsSpan(0, (int)length);
+        if (idType == NativeIdType.Int64)
+        {
+            var wide = new ReadOnlySpan<long>((void*)ids, (int)length);
+            for (var i = 0; i < ints.Length; i++)
+            {
+                ints[i] = Int64Ids.ToInt32(wide[i]);
+            }
+        }
+        else
+        {
+            var narrow = new ReadOnlySpan<short>((void*)ids, (int)length);
+            for (var i = 0; i < ints.Length; i++)
+            {
+                ints[i] = narrow[i];
+            }
+        }
+
+        return ints;
     }
 
     /// <summary>
@@ -152,6 +215,8 @@ internal sealed class NativeModel : INativeHandle
     {
         Disposed = true;
         _ids?.Dispose();
+        _ids64?.Dispose();
+        _ids16?.Dispose();
         _validTokens?.Dispose();
         _loadBalanceLosses?.Dispose();
         _routerZLosses?.Dispose();

@@ -32,11 +32,12 @@ internal static class ModelIdLayout
         : ((layers - 1) * layerStride) + layer;
 
     /// <summary>
-    /// Whether no two rows share an id, given <paramref name="tokenStride"/> ≥ <paramref name="topK"/>:
-    /// each layer's rows end before the next layer's begin, or each token's layers end before the
-    /// next token's begin.
+    /// Whether the layers lie one after another (each layer's rows end before the next layer's begin)
+    /// or interleaved token by token (each token's layers end before the next token's begin), given
+    /// <paramref name="tokenStride"/> ≥ <paramref name="topK"/>: then no two rows share an id. Other
+    /// layouts are refused, even those whose rows share none, as no router writes them.
     /// </summary>
-    public static bool Disjoint(long layers, long tokens, long topK, long layerStride, long tokenStride)
+    public static bool Supported(long layers, long tokens, long topK, long layerStride, long tokenStride)
     {
         if (layers == 1 || tokens == 0)
         {

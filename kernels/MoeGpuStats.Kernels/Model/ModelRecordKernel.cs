@@ -19,14 +19,16 @@ namespace MoeGpuStats.Kernels.Model;
 internal static class ModelRecordKernel
 {
     /// <summary>The kernel body; launch it through <see cref="ModelRecordLauncher"/>.</summary>
-    /// <param name="ids">The step's ids, token t's k ids of layer l at <c>l × LayerStride + t × TokenStride</c> (<see cref="ModelIdLayout"/>).</param>
+    /// <param name="ids">The step's ids (int32, int64 or int16), token t's k ids of layer l at <c>l × LayerStride + t × TokenStride</c> (<see cref="ModelIdLayout"/>).</param>
     /// <param name="state">The model's state.</param>
     /// <param name="arguments">The step's shape and the model's settings.</param>
     /// <param name="validTokens">One int: the valid tokens (rows past it are padding); empty for all rows.</param>
     /// <param name="loadBalanceLosses">One loss per layer, or empty for zeros.</param>
     /// <param name="routerZLosses">One z-loss per layer, or empty for zeros.</param>
-    internal static void Kernel(
-        ArrayView<int> ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    /// <typeparam name="TIds">The ids' integer type (<see cref="IModelIds"/>).</typeparam>
+    internal static void Kernel<TIds>(
+        TIds ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+        where TIds : struct, IModelIds
     {
         var bins = SharedMemory.Allocate<int>(MaxExperts + 1);
         var partials = SharedMemory.Allocate<long>(RoutingRecordKernel.PreferredGroupSize);
@@ -57,7 +59,8 @@ internal static class ModelRecordKernel
     }
 
     /// <summary>This group's grid-stride share of its layer's ids into the layer's counting buffer, as the single-layer record counts them.</summary>
-    private static void Count(ArrayView<int> ids, ModelStateViews state, ModelStepArguments arguments, int tokens, int buffer, ArrayView<int> bins, ArrayView<long> partials)
+    private static void Count<TIds>(TIds ids, ModelStateViews state, ModelStepArguments arguments, int tokens, int buffer, ArrayView<int> bins, ArrayView<long> partials)
+        where TIds : struct, IModelIds
     {
         var thread = Group.IdxX;
         var groupSize = Group.DimX;
@@ -110,12 +113,12 @@ internal static class ModelRecordKernel
         long paddedTokens = 0;
         if (invalid != 0)
         {
-            // Not empty here: an id was counted. (A sub-view of no ids at the view's end is out of bounds.)
-            var layerIds = ids.SubView(layerFirst, ((tokens - 1) * tokenStride) + topK);
+            // Not empty here: an id was counted, so the layer has a row.
+            var layerEnd = layerFirst + ((tokens - 1) * tokenStride) + topK;
             int emptySlots = 0, padded = 0;
             for (var i = (long)share * groupSize + thread; i < length; i += threads)
             {
-                Padding.CheckRows(layerIds, i, topK, tokenStride, ref emptySlots, ref padded);
+                Padding.CheckRows(ids, layerFirst, layerEnd, i, topK, tokenStride, ref emptySlots, ref padded);
             }
 
             invalid -= GroupReduction.Sum(emptySlots, partials);

@@ -16,34 +16,41 @@ namespace MoeGpuStats.Kernels.Model;
 /// </remarks>
 internal sealed class ModelRecordLauncher
 {
-    private readonly Action<AcceleratorStream, KernelConfig, ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>> _kernel;
+    private readonly Accelerator _accelerator;
+    private readonly Action<AcceleratorStream, KernelConfig, Int32Ids, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>> _int32;
+    private Action<AcceleratorStream, KernelConfig, Int64Ids, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>? _int64;
+    private Action<AcceleratorStream, KernelConfig, Int16Ids, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>? _int16;
     private readonly int _groupSize;
     private readonly int _maxGroups;
 
-    /// <summary>Loads the kernel on <paramref name="accelerator"/>.</summary>
+    /// <summary>Loads the kernel for int32 ids on <paramref name="accelerator"/> (int64's and int16's at their first step).</summary>
     /// <param name="accelerator">The accelerator.</param>
     /// <param name="boundGroupsPerMultiprocessor">
     /// 0 (the library's choice): the kernel as ILGPU compiles it. Above 0, on CUDA: launch bounds that
     /// make that many groups fit on a multiprocessor (fewer registers, perhaps spills; see
-    /// docs/performance.md), for the device check to compare; ignored elsewhere.
+    /// docs/performance.md) on the int32 kernel, for the device check to compare; ignored elsewhere.
     /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     public ModelRecordLauncher(Accelerator accelerator, int boundGroupsPerMultiprocessor = 0)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
+        _accelerator = accelerator;
         _groupSize = RoutingRecordKernel.GroupSize(accelerator);
         Kernel kernel;
         if (boundGroupsPerMultiprocessor > 0 && CudaLaunchBounds.AppliesTo(accelerator) && accelerator is CudaAccelerator cuda)
         {
             kernel = CudaLaunchBounds.Load(cuda, KernelPtx.ModelRecordKernelMethod, _groupSize, boundGroupsPerMultiprocessor);
-            _kernel = kernel.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>>();
+            _int32 = kernel.CreateLauncherDelegate<Action<AcceleratorStream, KernelConfig, Int32Ids, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>>();
         }
         else
         {
-            _kernel = accelerator.LoadKernel<ArrayView<int>, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel);
-            kernel = _kernel.GetKernel();
+            _int32 = Load<Int32Ids>();
+            kernel = _int32.GetKernel();
         }
 
+        // The int32 kernel sizes every step's grid: one wave of it is what the grid rule aims at. The
+        // int64 and int16 kernels differ in their loads only, and no group waits for another, so a
+        // grid a little past their wave is slower, never wrong.
         var resident = accelerator.EstimateMaxActiveGroupsPerMultiprocessor(kernel, _groupSize, 0);
         _maxGroups = Math.Max(1, accelerator.NumMultiprocessors) * Math.Max(1, resident);
     }
@@ -70,21 +77,38 @@ internal sealed class ModelRecordLauncher
     }
 
     /// <summary>Enqueues one launch on <paramref name="stream"/>; does not wait.</summary>
+    /// <typeparam name="TIds"><see cref="Int32Ids"/>, <see cref="Int64Ids"/> or <see cref="Int16Ids"/>.</typeparam>
     /// <exception cref="ArgumentOutOfRangeException">A count of the arguments is out of range.</exception>
     /// <exception cref="ArgumentException">A view is too short for the arguments.</exception>
-    public void Launch(
-        AcceleratorStream stream, ArrayView<int> ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    public void Launch<TIds>(
+        AcceleratorStream stream, TIds ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+        where TIds : struct, IModelIds
     {
-        Check(ids, state, arguments, loadBalanceLosses, routerZLosses);
+        Check(ids.Length, state, arguments, loadBalanceLosses, routerZLosses);
         var groups = (arguments.GroupsPerLayer + 1) * arguments.Layers;
-        _kernel(stream, new KernelConfig(groups, _groupSize), ids, state, arguments, validTokens, loadBalanceLosses, routerZLosses);
+        KernelFor<TIds>()(stream, new KernelConfig(groups, _groupSize), ids, state, arguments, validTokens, loadBalanceLosses, routerZLosses);
     }
+
+    /// <summary>The loaded kernel for <typeparamref name="TIds"/>, loaded now if it is the first step of that type.</summary>
+    private Action<AcceleratorStream, KernelConfig, TIds, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>> KernelFor<TIds>()
+        where TIds : struct, IModelIds
+    {
+        object kernel = typeof(TIds) == typeof(Int32Ids) ? _int32
+            : typeof(TIds) == typeof(Int64Ids) ? _int64 ??= Load<Int64Ids>()
+            : typeof(TIds) == typeof(Int16Ids) ? _int16 ??= Load<Int16Ids>()
+            : throw new ArgumentException($"{typeof(TIds).Name}: the model kernel reads Int32Ids, Int64Ids or Int16Ids.", nameof(TIds));
+        return (Action<AcceleratorStream, KernelConfig, TIds, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>)kernel;
+    }
+
+    private Action<AcceleratorStream, KernelConfig, TIds, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>> Load<TIds>()
+        where TIds : struct, IModelIds =>
+        _accelerator.LoadKernel<TIds, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>(ModelRecordKernel.Kernel);
 
     /// <summary>
     /// Everything the kernel indexes, checked on the host so that no launch reads or writes outside a
     /// view (the valid-token view is read at index 0 only when it is not empty).
     /// </summary>
-    internal static void Check(ArrayView<int> ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    internal static void Check(long ids, ModelStateViews state, ModelStepArguments arguments, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
         var layers = (long)arguments.Layers;
         var experts = arguments.Experts;
@@ -114,11 +138,11 @@ internal sealed class ModelRecordLauncher
         }
 
         if (arguments.TopK < 1 || arguments.TokenStride < arguments.TopK
-            || !ModelIdLayout.Disjoint(layers, arguments.Tokens, arguments.TopK, arguments.LayerStride, arguments.TokenStride)
-            || ModelIdLayout.StepExtent(layers, arguments.LayerStride, arguments.Tokens, arguments.TopK, arguments.TokenStride) is not { } extent || ids.Length < extent)
+            || !ModelIdLayout.Supported(layers, arguments.Tokens, arguments.TopK, arguments.LayerStride, arguments.TokenStride)
+            || ModelIdLayout.StepExtent(layers, arguments.LayerStride, arguments.Tokens, arguments.TopK, arguments.TokenStride) is not { } extent || ids < extent)
         {
             throw new ArgumentException(
-                $"The ids ({ids.Length}) do not hold {layers} layers of {arguments.Tokens} tokens × top-k {arguments.TopK} at a layer stride of {arguments.LayerStride} and a token stride of {arguments.TokenStride}, rows apart.", nameof(ids));
+                $"The ids ({ids}) do not hold {layers} layers of {arguments.Tokens} tokens × top-k {arguments.TopK} at a layer stride of {arguments.LayerStride} and a token stride of {arguments.TokenStride}, rows apart.", nameof(ids));
         }
 
         if (loadBalanceLosses.Length is > 0 && loadBalanceLosses.Length < layers || routerZLosses.Length is > 0 && routerZLosses.Length < layers)

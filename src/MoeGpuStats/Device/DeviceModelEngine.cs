@@ -130,7 +130,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         return _record.Step(shape);
     }
 
-    public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    public override void RecordStep<T>(ArrayView<T> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
         lock (Gate)
         {
@@ -143,7 +143,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// The step's launch with <paramref name="arguments"/> as given and nothing else, as a CUDA graph
     /// replays it: the host does not count it (the tests hold one set of arguments for many steps).
     /// </summary>
-    internal void Replay(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens)
+    internal void Replay<T>(ArrayView<T> ids, ModelStepArguments arguments, ArrayView<int> validTokens)
+        where T : unmanaged
     {
         lock (Gate)
         {
@@ -172,7 +173,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
                 _hostIds = larger;
             }
 
-            var deviceIds = _hostIds.View.SubView(0, length);
+            ArrayView<int> deviceIds = _hostIds.View.SubView(0, length);
             deviceIds.CopyFromCPU(Stream, ids[..(int)length]);
             var layers = Options.Layers;
             Launch(deviceIds, StepArguments(tokens, topK, layerStride, tokenStride), default, Staged(loadBalanceLosses, 0), Staged(routerZLosses, layers));
@@ -188,15 +189,34 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     }
 
     /// <summary>Enqueues a recorded step and counts it in the host's count.</summary>
-    private void Launch(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    private void Launch<T>(ArrayView<T> ids, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+        where T : unmanaged
     {
         Enqueue(ids, arguments, validTokens, loadBalanceLosses, routerZLosses);
         _knownSteps++;
     }
 
-    /// <summary>Enqueues the model kernel on <see cref="Stream"/>, with empty views for those left default.</summary>
-    private void Enqueue(ArrayView<int> ids, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses) =>
-        _record.Launch(Stream, Valid(ids), _views, arguments, Valid(validTokens), Valid(loadBalanceLosses), Valid(routerZLosses));
+    /// <summary>
+    /// Enqueues the model kernel for <typeparamref name="T"/>'s ids (int, long or short, as the caller
+    /// checked) on <see cref="Stream"/>, with empty views for those left default.
+    /// </summary>
+    private void Enqueue<T>(ArrayView<T> ids, ModelStepArguments arguments, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+        where T : unmanaged
+    {
+        var (valid, losses, zLosses) = (Valid(validTokens), Valid(loadBalanceLosses), Valid(routerZLosses));
+        if (typeof(T) == typeof(long))
+        {
+            _record.Launch(Stream, new Int64Ids(Valid(ids).Cast<long>()), _views, arguments, valid, losses, zLosses);
+        }
+        else if (typeof(T) == typeof(short))
+        {
+            _record.Launch(Stream, new Int16Ids(Valid(ids).Cast<short>()), _views, arguments, valid, losses, zLosses);
+        }
+        else
+        {
+            _record.Launch(Stream, new Int32Ids(Valid(ids).Cast<int>()), _views, arguments, valid, losses, zLosses);
+        }
+    }
 
     /// <summary>An empty view of the state for a view the caller left default, which a kernel cannot take.</summary>
     private ArrayView<T> Valid<T>(ArrayView<T> view)
@@ -207,7 +227,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// (otherwise the launch folds nothing and only swaps the two empty batch buffers), as the host does
     /// not know of a replayed launch. The caller holds the lock.
     /// </summary>
-    private void FoldPending() => Enqueue(default, ModelRecordLauncher.FoldOnly(_shape), default, default, default);
+    private void FoldPending() => Enqueue(default(ArrayView<int>), ModelRecordLauncher.FoldOnly(_shape), default, default, default);
 
     /// <summary>
     /// Folds the pending step and returns the steps recorded: layer 0's batches folded in (every layer

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Collections;
@@ -21,6 +23,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     private ulong _steps;
     private int[] _hostIds = [];
     private int[] _stridedIds = [];
+    private byte[] _stagedBytes = [];
     private readonly float[] _hostLosses;
 
     /// <summary>An empty model, or one holding <paramref name="state"/> (validated by the caller), whose window arrays it takes over: each caller passes a state of its own.</summary>
@@ -47,17 +50,22 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override string DeviceName => "managed";
 
-    public override void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    public override void RecordStep<T>(ArrayView<T> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
-        // The layers' ids come to the host packed, without the gaps strides leave between rows.
+        // The layers' ids come to the host packed as ints, without the gaps strides leave between rows.
         var perLayer = (long)tokens * topK;
         var packed = CheckPacked(tokens, topK);
-        var rowsPacked = tokenStride == topK;
-        var extent = ModelIdLayout.StepExtent(Options.Layers, layerStride, tokens, topK, tokenStride)!.Value;
-        if (!rowsPacked && extent > Array.MaxLength)
+        var asIs = tokenStride == topK && typeof(T) == typeof(int);
+
+        // Layers one after another are copied a layer at a time; interleaved ones, the step's whole span at once.
+        var layerExtent = ModelIdLayout.LayerExtent(tokens, topK, tokenStride)!.Value;
+        var layerByLayer = Options.Layers == 1 || layerStride >= layerExtent;
+        var span = layerByLayer ? layerExtent : ModelIdLayout.StepExtent(Options.Layers, layerStride, tokens, topK, tokenStride)!.Value;
+        var bytes = span * Unsafe.SizeOf<T>();
+        if (!asIs && bytes > Array.MaxLength)
         {
             throw new ArgumentException(
-                $"The step's ids span {extent} values from the first to the last at a token stride of {tokenStride}; the managed engine copies them to the host, at most {Array.MaxLength}.",
+                $"The ids span {span} values ({bytes} bytes) {(layerByLayer ? "in a layer" : "in the step")} from the first to the last; the managed engine copies them to the host, at most {Array.MaxLength} bytes.",
                 "topKExpertIds");
         }
 
@@ -69,26 +77,26 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 _hostIds = new int[length];
             }
 
-            if (!rowsPacked && perLayer > 0)
+            if (!asIs && perLayer > 0 && layerByLayer)
             {
-                if (_stridedIds.Length < extent)
+                for (var l = 0; l < Options.Layers; l++)
                 {
-                    _stridedIds = new int[extent];
+                    PackLayer(StagedAsInts(ids.SubView(l * layerStride, span)), tokens, topK, tokenStride, _hostIds.AsSpan((int)(l * perLayer)));
                 }
-
-                var strided = _stridedIds.AsSpan(0, (int)extent);
-                ids.SubView(0, extent).CopyToCPU(strided);
-                Pack(strided, tokens, topK, layerStride, tokenStride, _hostIds);
+            }
+            else if (!asIs && perLayer > 0)
+            {
+                Pack(StagedAsInts(ids.SubView(0, span)), tokens, topK, layerStride, tokenStride, _hostIds);
             }
             else if (layerStride == perLayer && length > 0)
             {
-                ids.SubView(0, length).CopyToCPU(_hostIds.AsSpan(0, length));
+                ids.Cast<int>().SubView(0, length).CopyToCPU(_hostIds.AsSpan(0, length));
             }
             else if (perLayer > 0)
             {
                 for (var l = 0; l < Options.Layers; l++)
                 {
-                    ids.SubView(l * layerStride, perLayer).CopyToCPU(_hostIds.AsSpan((int)(l * perLayer), (int)perLayer));
+                    ids.Cast<int>().SubView(l * layerStride, perLayer).CopyToCPU(_hostIds.AsSpan((int)(l * perLayer), (int)perLayer));
                 }
             }
 
@@ -153,6 +161,54 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
     }
 
+    /// <summary>
+    /// <paramref name="ids"/> copied to the host and read as ints, as the device kernel reads them
+    /// (<see cref="Int64Ids.ToInt32"/>), into scratch the engine keeps. The caller holds the lock.
+    /// </summary>
+    private Span<int> StagedAsInts<T>(ArrayView<T> ids)
+        where T : unmanaged
+    {
+        var count = (int)ids.Length;
+        if (_stridedIds.Length < count)
+        {
+            _stridedIds = new int[count];
+        }
+
+        var ints = _stridedIds.AsSpan(0, count);
+        if (typeof(T) == typeof(int))
+        {
+            ids.Cast<int>().CopyToCPU(ints);
+            return ints;
+        }
+
+        var bytes = count * Unsafe.SizeOf<T>();
+        if (_stagedBytes.Length < bytes)
+        {
+            _stagedBytes = new byte[bytes];
+        }
+
+        var staged = MemoryMarshal.Cast<byte, T>(_stagedBytes.AsSpan(0, bytes));
+        ids.CopyToCPU(staged);
+        if (typeof(T) == typeof(long))
+        {
+            var longs = MemoryMarshal.Cast<T, long>(staged);
+            for (var i = 0; i < count; i++)
+            {
+                ints[i] = Int64Ids.ToInt32(longs[i]);
+            }
+        }
+        else
+        {
+            var shorts = MemoryMarshal.Cast<T, short>(staged);
+            for (var i = 0; i < count; i++)
+            {
+                ints[i] = shorts[i];
+            }
+        }
+
+        return ints;
+    }
+
     /// <summary>The ids of a step packed <c>[layers, tokens, topK]</c>, checked to fit one .NET array.</summary>
     /// <exception cref="ArgumentException">More than <see cref="Array.MaxLength"/> ids.</exception>
     private long CheckPacked(int tokens, int topK)
@@ -168,14 +224,19 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     /// <summary>Copies each row of the step's ids, where the strides put it, into <paramref name="packed"/> as <c>[layers, tokens, topK]</c>.</summary>
     private void Pack(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, long tokenStride, Span<int> packed)
     {
-        var to = 0;
+        var perLayer = tokens * topK;
         for (var l = 0; l < Options.Layers; l++)
         {
-            for (var t = 0; t < tokens; t++)
-            {
-                ids.Slice((int)((l * layerStride) + (t * tokenStride)), topK).CopyTo(packed.Slice(to, topK));
-                to += topK;
-            }
+            PackLayer(ids[(int)(l * layerStride)..], tokens, topK, tokenStride, packed[(l * perLayer)..]);
+        }
+    }
+
+    /// <summary>Copies one layer's rows, <paramref name="tokenStride"/> apart from the start of <paramref name="ids"/>, into <paramref name="packed"/> side by side.</summary>
+    private static void PackLayer(ReadOnlySpan<int> ids, int tokens, int topK, long tokenStride, Span<int> packed)
+    {
+        for (var t = 0; t < tokens; t++)
+        {
+            ids.Slice((int)(t * tokenStride), topK).CopyTo(packed.Slice(t * topK, topK));
         }
     }
 

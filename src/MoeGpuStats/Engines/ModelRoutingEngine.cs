@@ -31,7 +31,9 @@ internal abstract class ModelRoutingEngine : IDisposable
     /// of which the first <paramref name="validTokens"/>[0] rows count when that view is not empty
     /// (clamped to <c>[0, tokens]</c>); per-layer losses from views of <c>Layers</c> floats or empty ones.
     /// </summary>
-    public abstract void RecordStep(ArrayView<int> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses);
+    /// <typeparam name="T">The ids' type: int, long (one outside int's range is invalid) or short.</typeparam>
+    public abstract void RecordStep<T>(ArrayView<T> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+        where T : unmanaged;
 
     /// <summary>Records one step of ids on the host, laid out as the view overload's; losses empty or <c>Layers</c> long.</summary>
     public abstract void RecordStep(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, long tokenStride, ReadOnlySpan<float> loadBalanceLosses, ReadOnlySpan<float> routerZLosses);

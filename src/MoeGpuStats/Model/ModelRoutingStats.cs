@@ -120,7 +120,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> below 1, <paramref name="tokens"/>, <paramref name="layerStride"/> or <paramref name="tokenStride"/> negative.</exception>
     /// <exception cref="ArgumentException">
     /// The ids are too few for the layers at the strides, a token stride below <paramref name="topK"/>,
-    /// strides at which two layers' rows overlap (a layer stride below <c>tokens × topK</c>, with rows packed), more than
+    /// strides that lay the layers neither one after another nor interleaved token by token (with rows
+    /// packed: a layer stride below <c>tokens × topK</c>), more than
     /// 2^31 − 1 ids per layer, a view on another accelerator or of a disposed buffer, or a loss view shorter than <c>Layers</c>;
     /// on the managed engine (which copies a step's ids to the host), more than <see cref="Array.MaxLength"/>
     /// ids in all (<c>Layers × tokens × topK</c>). The statistics are left unchanged.
@@ -135,7 +136,68 @@ public sealed partial class ModelRoutingStats : IDisposable
         ArrayView<int> validTokens = default,
         ArrayView<float> loadBalanceLosses = default,
         ArrayView<float> routerZLosses = default,
-        long tokenStride = 0)
+        long tokenStride = 0) =>
+        RecordView(topKExpertIds, tokens, topK, layerStride, validTokens, loadBalanceLosses, routerZLosses, tokenStride);
+
+    /// <summary>
+    /// <see cref="RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)"/>
+    /// for int64 ids, as <c>torch.topk</c> returns them, read where they lie (no cast, no copy): an id
+    /// outside int32's range counts as invalid, never as the expert its low bits name.
+    /// </summary>
+    /// <param name="topKExpertIds">The ids, int64, on this model's accelerator.</param>
+    /// <param name="tokens">Token rows per layer.</param>
+    /// <param name="topK">Experts per token, at least 1.</param>
+    /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × tokenStride</c>.</param>
+    /// <param name="validTokens">A device int of the rows that hold tokens, clamped to <c>[0, tokens]</c>; default for all rows.</param>
+    /// <param name="loadBalanceLosses">One loss per layer on the device, or default for zeros.</param>
+    /// <param name="routerZLosses">One z-loss per layer on the device, or default for zeros.</param>
+    /// <param name="tokenStride">Ids from one token's first id to the next's in a layer; 0 for <paramref name="topK"/>.</param>
+    /// <exception cref="ArgumentOutOfRangeException">As the int32 overload.</exception>
+    /// <exception cref="ArgumentException">As the int32 overload; the managed engine copies at most <see cref="Array.MaxLength"/> bytes of ids.</exception>
+    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void RecordStep(
+        ArrayView<long> topKExpertIds,
+        int tokens,
+        int topK,
+        long layerStride = 0,
+        ArrayView<int> validTokens = default,
+        ArrayView<float> loadBalanceLosses = default,
+        ArrayView<float> routerZLosses = default,
+        long tokenStride = 0) =>
+        RecordView(topKExpertIds, tokens, topK, layerStride, validTokens, loadBalanceLosses, routerZLosses, tokenStride);
+
+    /// <summary>
+    /// <see cref="RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)"/>
+    /// for int16 ids, as vLLM's routed-experts capture keeps them, read where they lie.
+    /// </summary>
+    /// <param name="topKExpertIds">The ids, int16, on this model's accelerator.</param>
+    /// <param name="tokens">Token rows per layer.</param>
+    /// <param name="topK">Experts per token, at least 1.</param>
+    /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × tokenStride</c>.</param>
+    /// <param name="validTokens">A device int of the rows that hold tokens, clamped to <c>[0, tokens]</c>; default for all rows.</param>
+    /// <param name="loadBalanceLosses">One loss per layer on the device, or default for zeros.</param>
+    /// <param name="routerZLosses">One z-loss per layer on the device, or default for zeros.</param>
+    /// <param name="tokenStride">Ids from one token's first id to the next's in a layer; 0 for <paramref name="topK"/>.</param>
+    /// <exception cref="ArgumentOutOfRangeException">As the int32 overload.</exception>
+    /// <exception cref="ArgumentException">As the int32 overload; the managed engine copies at most <see cref="Array.MaxLength"/> bytes of ids.</exception>
+    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void RecordStep(
+        ArrayView<short> topKExpertIds,
+        int tokens,
+        int topK,
+        long layerStride = 0,
+        ArrayView<int> validTokens = default,
+        ArrayView<float> loadBalanceLosses = default,
+        ArrayView<float> routerZLosses = default,
+        long tokenStride = 0) =>
+        RecordView(topKExpertIds, tokens, topK, layerStride, validTokens, loadBalanceLosses, routerZLosses, tokenStride);
+
+    /// <summary>The device-view overloads' checks and record, for ids of type int, long or short.</summary>
+    private void RecordView<T>(
+        ArrayView<T> topKExpertIds, int tokens, int topK, long layerStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses, long tokenStride)
+        where T : unmanaged
     {
         var engine = Engine;
         var (layers, rows) = ModelStepChecks.Validate(engine.Options, topKExpertIds.IsValid ? topKExpertIds.Length : 0, tokens, topK, layerStride, tokenStride, nameof(topKExpertIds));

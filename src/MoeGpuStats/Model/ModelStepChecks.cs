@@ -15,7 +15,7 @@ internal static class ModelStepChecks
     /// <c>topK</c>, a layer stride of <c>tokens × tokenStride</c>).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/>, <paramref name="tokens"/>, <paramref name="layerStride"/> or <paramref name="tokenStride"/> is out of range.</exception>
-    /// <exception cref="ArgumentException">Too many ids per layer, a token stride below <c>topK</c>, rows of two layers that overlap, or too few ids.</exception>
+    /// <exception cref="ArgumentException">Too many ids per layer, a token stride below <c>topK</c>, layers neither one after another nor interleaved, or too few ids.</exception>
     public static (long LayerStride, long TokenStride) Validate(
         ModelRoutingStatsOptions options, long available, int tokens, int topK, long layerStride, long tokenStride, string idsName)
     {
@@ -56,12 +56,12 @@ internal static class ModelStepChecks
         var stride = layerStride != 0 ? layerStride
             : tokens == 0 || rows <= long.MaxValue / tokens ? tokens * rows
             : throw new ArgumentException($"tokenStride is {tokenStride}: tokens * tokenStride = {tokens} * {tokenStride} passes the range of long; give the layer stride.", nameof(tokenStride));
-        if (!ModelIdLayout.Disjoint(layers, tokens, topK, stride, rows))
+        if (!ModelIdLayout.Supported(layers, tokens, topK, stride, rows))
         {
             throw new ArgumentException(
                 rows == topK
                     ? $"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer}, or 0 to pack the layers."
-                    : $"layerStride is {layerStride} with tokenStride {tokenStride}: two layers' rows overlap. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = {ModelIdLayout.LayerExtent(tokens, topK, rows)?.ToString() ?? "more than long holds"}; layers interleaved, as [tokens, layers, topK], need topK = {topK} <= layerStride <= (tokenStride - topK) / (layers - 1) = {(rows - topK) / Math.Max(1, layers - 1)}.",
+                    : $"layerStride is {layerStride} with tokenStride {tokenStride}: the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = {ModelIdLayout.LayerExtent(tokens, topK, rows)?.ToString() ?? "more than long holds"}; layers interleaved, as [tokens, layers, topK], need topK = {topK} <= layerStride <= (tokenStride - topK) / (layers - 1) = {(rows - topK) / Math.Max(1, layers - 1)}.",
                 nameof(layerStride));
         }
 
@@ -78,7 +78,8 @@ internal static class ModelStepChecks
 
     /// <summary>Throws unless the device views belong to the model's accelerator and are long enough.</summary>
     /// <exception cref="ArgumentException">A view on another accelerator or of a disposed buffer, or a loss view neither empty nor <c>Layers</c> long.</exception>
-    public static void ValidateViews(ModelRoutingEngine engine, ArrayView<int> ids, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+    public static void ValidateViews<T>(ModelRoutingEngine engine, ArrayView<T> ids, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
+        where T : unmanaged
     {
         var accelerator = (engine as DeviceModelEngine)?.Accelerator;
         CheckView(accelerator, ids, 0, "topKExpertIds", "ids");

@@ -21,8 +21,8 @@ public sealed partial class DeviceModelEngineTests
         using var ids = accelerator.Allocate1D<int>(options.Layers * stride);
         ids.View.CopyFromCPU(new int[options.Layers * stride]);
         var captured = engine.StepArguments(rows, topK, stride, topK);
-        engine.Replay(ids.View, captured, default);
-        engine.Replay(ids.View, captured, default);
+        engine.Replay<int>(ids.View, captured, default);
+        engine.Replay<int>(ids.View, captured, default);
         using var layer = model.Layer(0);
         Assert.Equal(2UL, layer.TotalRoutings);   // the device's count, read through a layer
         Assert.Equal(2UL, model.DeviceArrays().Steps);

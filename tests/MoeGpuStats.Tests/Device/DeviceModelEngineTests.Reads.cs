@@ -120,7 +120,7 @@ public sealed partial class DeviceModelEngineTests
             var (host, count) = RandomStep(random, step, options, rows, topK, stride);
             ids.View.CopyFromCPU(host);
             valid.View.CopyFromCPU([count]);
-            engine.Replay(ids.View, captured, valid.View);
+            engine.Replay<int>(ids.View, captured, valid.View);
             managed.RecordStep(host, count, topK, stride);
             recorded++;
             if (step is 7 or 13)

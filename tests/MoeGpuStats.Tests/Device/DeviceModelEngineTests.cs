@@ -71,7 +71,7 @@ public sealed partial class DeviceModelEngineTests
             var (host, count) = RandomStep(random, step, options, rows, topK, stride);
             ids.View.CopyFromCPU(host);
             valid.View.CopyFromCPU([count]);
-            engine.Replay(ids.View, captured, valid.View);
+            engine.Replay<int>(ids.View, captured, valid.View);
             managed.RecordStep(host, count, topK, stride);
             recorded.Add(new ModelSteps.Step(host, rows, topK, stride, count, new float[options.Layers], []));
             if (step is 0 or 5 or 14 || step % 4 == 3)
@@ -84,7 +84,7 @@ public sealed partial class DeviceModelEngineTests
         Assert.Equal(ModelSteps.Fingerprint(managed.Snapshot()), ModelSteps.Fingerprint(model.Snapshot()));
 
         // A replay after the last read: the device arrays' count is the host's, which has not seen it; a read counts it.
-        engine.Replay(ids.View, captured, valid.View);
+        engine.Replay<int>(ids.View, captured, valid.View);
         Assert.Equal((ulong)recorded.Count, model.DeviceArrays().Steps);
         Assert.Equal((ulong)recorded.Count + 1, model.Summary().Steps);
         Assert.Equal((ulong)recorded.Count + 1, model.DeviceArrays().Steps);
@@ -117,7 +117,7 @@ public sealed partial class DeviceModelEngineTests
             var packed = new ModelSteps.Step(host, rows, topK, stride, count, new float[options.Layers], []);
             ids.View.CopyFromCPU(ModelSteps.Laid(packed, options.Layers, topK, options.Layers * topK)[..(int)ids.Length]);
             valid.View.CopyFromCPU([count]);
-            engine.Replay(ids.View, captured, valid.View);
+            engine.Replay<int>(ids.View, captured, valid.View);
             managed.RecordStep(host, count, topK, stride);
             recorded.Add(packed);
             if (step is 0 or 6 or 12)

@@ -3,7 +3,7 @@ namespace MoeGpuStats.Tests.Model;
 /// <summary>
 /// Ids at a token stride: <c>[tokens, layers, k]</c> as SGLang's and vLLM's routed-experts buffers
 /// hold a step, and rows padded past k. Each layout records what the same ids packed record, on every
-/// engine, from the host and from device views; strides at which layers overlap are refused.
+/// engine, from the host and from device views; strides that lay layers out otherwise are refused.
 /// </summary>
 public sealed partial class ModelRoutingStatsTests
 {
@@ -67,7 +67,7 @@ public sealed partial class ModelRoutingStatsTests
 
     [Theory]
     [MemberData(nameof(BadInputEngines))]
-    public void StridesAtWhichLayersOverlapAreRefused(string engine)
+    public void StridesThatInterleaveLayersOtherwiseAreRefused(string engine)
     {
         using var model = Create(engine, BadInputOptions);
         var good = new int[BadInputOptions.Layers * 4 * 2];
@@ -78,7 +78,7 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, tokenStride: 1), "tokenStride", "at least topK = 2");
         // Layer 1's rows would start inside layer 0's: neither one after another (>= 14) nor interleaved (<= (4 - 2) / 2).
         AssertRefused<ArgumentException>(
-            () => model.RecordStep(new int[64], 4, 2, layerStride: 3, tokenStride: 4), "layerStride", "two layers' rows overlap. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = 14");
+            () => model.RecordStep(new int[64], 4, 2, layerStride: 3, tokenStride: 4), "layerStride", "the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = 14");
         AssertRefused<ArgumentException>(() => model.RecordStep(new int[64], 4, 2, layerStride: 1, tokenStride: 6), "layerStride", "topK = 2 <= layerStride <= (tokenStride - topK) / (layers - 1) = 2");
         // [tokens, layers, k] of 4 tokens, 3 layers, k = 2: (3 - 1) * 2 + (4 - 1) * 6 + 2 = 24 ids.
         AssertRefused<ArgumentException>(() => model.RecordStep(new int[23], 4, 2, layerStride: 2, tokenStride: 6), "topKExpertIds", "and a token stride of 6 need 24.");

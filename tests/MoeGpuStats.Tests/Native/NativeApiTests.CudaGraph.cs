@@ -34,8 +34,8 @@ public sealed unsafe partial class NativeApiTests
                 direct.RecordStep(ids, valid, TopK, Stride);
             }
 
-            int RecordOnStream() => ((delegate* unmanaged<long, IntPtr, int, int, int, long, long, IntPtr, IntPtr, IntPtr, IntPtr, int>)&NativeApi.ModelRecord)(
-                handle, producer.Pointer, Layers, Tokens, TopK, Stride, 0, validTokens, 0, 0, stream);
+            int RecordOnStream() => ((delegate* unmanaged<long, IntPtr, int, int, int, int, long, long, IntPtr, IntPtr, IntPtr, IntPtr, int>)&NativeApi.ModelRecord)(
+                handle, producer.Pointer, 0, Layers, Tokens, TopK, Stride, 0, validTokens, 0, 0, stream);
 
             // One record outside the graph first: the kernels' first launch is not captured.
             Write(0);

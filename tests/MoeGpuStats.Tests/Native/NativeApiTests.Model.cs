@@ -425,10 +425,14 @@ public sealed unsafe partial class NativeApiTests
         fixed (int* i = ids)
         fixed (float* l = losses, z = zLosses)
         {
-            return ((delegate* unmanaged<long, IntPtr, int, int, int, long, long, IntPtr, IntPtr, IntPtr, IntPtr, int>)&NativeApi.ModelRecord)(
-                handle, nullIds ? 0 : (IntPtr)i, layers, tokens, topK, stride, tokenStride, valid is null ? 0 : (IntPtr)(&count), (IntPtr)l, (IntPtr)z, 0);
+            return RecordIds(handle, nullIds ? 0 : (IntPtr)i, 0, layers, tokens, topK, stride, tokenStride, valid is null ? 0 : (IntPtr)(&count), (IntPtr)l, (IntPtr)z);
         }
     }
+
+    /// <summary>moegs_model_record_strided with ids of <paramref name="idType"/> (moegs_id_type) at <paramref name="ids"/>, on no stream.</summary>
+    private static int RecordIds(long handle, IntPtr ids, int idType, int layers, int tokens, int topK, long stride, long tokenStride, IntPtr valid, IntPtr losses, IntPtr zLosses) =>
+        ((delegate* unmanaged<long, IntPtr, int, int, int, int, long, long, IntPtr, IntPtr, IntPtr, IntPtr, int>)&NativeApi.ModelRecord)(
+            handle, ids, idType, layers, tokens, topK, stride, tokenStride, valid, losses, zLosses, 0);
 
     private static ulong[] WindowLoad(long handle)
     {

@@ -32,7 +32,7 @@ public sealed class ModelIdLayoutTests
     [InlineData(3, 0, 2, 0, 2, true)]     // no token: no row
     public void LayersApartAreThoseWhoseRowsShareNoId(long layers, long tokens, long topK, long layerStride, long tokenStride, bool disjoint)
     {
-        Assert.Equal(disjoint, ModelIdLayout.Disjoint(layers, tokens, topK, layerStride, tokenStride));
+        Assert.Equal(disjoint, ModelIdLayout.Supported(layers, tokens, topK, layerStride, tokenStride));
         if (layers > 1 && tokens > 0)
         {
             // Against the rows themselves: the sets of ids each (layer, token) row covers.

@@ -18,20 +18,20 @@ public sealed class ModelRecordLauncherTests
         using var ids = accelerator.Allocate1D<int>(16);
         using var small = new ModelRoutingStats(new MoeGpuStats.Device.DeviceModelEngine(accelerator, options with { Layers = 1 }));
 
-        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View.SubView(0, 15), arguments, default));
-        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { LayerStride = 7 }, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay<int>(ids.View.SubView(0, 15), arguments, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay<int>(ids.View, arguments with { LayerStride = 7 }, default));
         // The second layer's last id past long's range: unchecked, the extent wraps negative and passes the length check.
-        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { LayerStride = long.MaxValue - 4 }, default));
-        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { TokenStride = 1 }, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay<int>(ids.View, arguments with { LayerStride = long.MaxValue - 4 }, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay<int>(ids.View, arguments with { TokenStride = 1 }, default));
         // Interleaved layers whose rows overlap: layer 1's first row is layer 0's second.
-        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { LayerStride = 2, TokenStride = 2 }, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay<int>(ids.View, arguments with { LayerStride = 2, TokenStride = 2 }, default));
         // Interleaved rows past the view: [4 tokens, 2 layers, 2] needs 16 ids, a token stride of 5 reaches 2 + 3 * 5 + 2 = 19.
-        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { LayerStride = 2, TokenStride = 5 }, default));
-        Assert.Throws<ArgumentOutOfRangeException>(() => engine.Replay(ids.View, arguments with { Copies = 0 }, default));
-        Assert.Throws<ArgumentOutOfRangeException>(() => engine.Replay(ids.View, arguments with { Experts = 4097 }, default));
-        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { Experts = 9 }, default));
-        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { Layers = 3 }, default));
-        Assert.Throws<ArgumentException>(() => engine.Replay(ids.View, arguments with { Window = 4 }, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay<int>(ids.View, arguments with { LayerStride = 2, TokenStride = 5 }, default));
+        Assert.Throws<ArgumentOutOfRangeException>(() => engine.Replay<int>(ids.View, arguments with { Copies = 0 }, default));
+        Assert.Throws<ArgumentOutOfRangeException>(() => engine.Replay<int>(ids.View, arguments with { Experts = 4097 }, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay<int>(ids.View, arguments with { Experts = 9 }, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay<int>(ids.View, arguments with { Layers = 3 }, default));
+        Assert.Throws<ArgumentException>(() => engine.Replay<int>(ids.View, arguments with { Window = 4 }, default));
         Assert.Equal(0UL, model.Summary().Steps);
         Assert.All(model.WindowLoad(), load => Assert.Equal(0UL, load));
     }
