@@ -2,9 +2,10 @@
 its decode step, then replayed with new top-k ids and a new unpadded-token count written into the captured
 tensors before each replay. Every replay must record one step that the host never sees: the summary, the
 window load and its newest steps must equal a managed model fed the same ids. Prints one line and exits 0
-when they do.
+when they do. With --routed-experts the captured input is a [tokens, layers, k] int16 buffer, as vLLM's
+routed-experts capture keeps a step, recorded where it lies (its transpose, at a token stride).
 
-    MOEGS_LIB=/path/to/libmoegs.so python3 python/examples/torch_cuda_graph_check.py [--replays 40]
+    MOEGS_LIB=/path/to/libmoegs.so python3 python/examples/torch_cuda_graph_check.py [--replays 40] [--routed-experts]
 """
 import argparse
 import os
@@ -24,10 +25,15 @@ def main():
     ap.add_argument("--tokens", type=int, default=64, help="the graph's padded batch")
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--replays", type=int, default=40)
+    ap.add_argument("--routed-experts", action="store_true", help="capture a [tokens, layers, k] int16 buffer, as vLLM's")
     a = ap.parse_args()
     generator = torch.Generator().manual_seed(0)
     shape = (a.layers, a.tokens, a.top_k)
-    ids = torch.zeros(shape, dtype=torch.int32, device="cuda")       # the graph's static input
+    if a.routed_experts:
+        # The graph's static input: ids is a [layers, tokens, k] view of it, read without a copy.
+        ids = torch.zeros((a.tokens, a.layers, a.top_k), dtype=torch.int16, device="cuda").transpose(0, 1)
+    else:
+        ids = torch.zeros(shape, dtype=torch.int32, device="cuda")   # the graph's static input
     valid = torch.zeros(1, dtype=torch.int32, device="cuda")
     with moegs.MoeModelStats(a.layers, a.experts, window=a.window, accelerator="cuda") as model, \
             moegs.MoeModelStats(a.layers, a.experts, window=a.window, accelerator="managed") as managed:
@@ -58,7 +64,8 @@ def main():
         same = (got == want and (model.window_load() == managed.window_load()).all()
                 and (model.window_load(recent_steps=recent) == managed.window_load(recent_steps=recent)).all()
                 and got["steps"] == a.replays + 1)
-    print(f"torch_cuda_graph_check: {a.replays} replays of one captured record ({a.layers}x{a.tokens}x{a.top_k}, "
+    layout = "[tokens, layers, k] int16" if a.routed_experts else "[layers, tokens, k] int32"
+    print(f"torch_cuda_graph_check: {a.replays} replays of one captured record ({a.layers}x{a.tokens}x{a.top_k} {layout}, "
           f"E={a.experts}) on {torch.cuda.get_device_name(0)}: steps {got['steps']} (want {a.replays + 1}); "
           f"summary and window load {'EQUAL' if same else 'DIFFER'} to the managed model's")
     if not same:
