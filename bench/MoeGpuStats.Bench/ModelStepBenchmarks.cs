@@ -30,6 +30,7 @@ public class ModelStepBenchmarks
 
     private ModelShape _shape;
     private int[] _hostIds = null!;
+    private int[] _tokensFirstIds = null!;
 
     private ModelRoutingStats _managedModel = null!;
     private ModelRoutingStats _managedModelWindowOfOne = null!;
@@ -51,7 +52,7 @@ public class ModelStepBenchmarks
         ModelShape.ParseList(Environment.GetEnvironmentVariable(ShapesVariable) is { Length: > 0 } chosen ? chosen : ModelShape.Default)
             .Select(shape => shape.ToString());
 
-    [GlobalSetup(Targets = [nameof(ManagedRecordStep), nameof(ManagedRecordStepWindowOfOne), nameof(ManagedSingleLayerRecords)])]
+    [GlobalSetup(Targets = [nameof(ManagedRecordStep), nameof(ManagedRecordStepWindowOfOne), nameof(ManagedRecordStepTokensFirst), nameof(ManagedSingleLayerRecords)])]
     public void SetupManaged()
     {
         Prepare();
@@ -97,6 +98,16 @@ public class ModelStepBenchmarks
     [Benchmark]
     [BenchmarkCategory("Managed")]
     public void ManagedRecordStepWindowOfOne() => _managedModelWindowOfOne.RecordStep(_hostIds.AsSpan(), _shape.Tokens, _shape.TopK);
+
+    /// <summary>
+    /// The step's ids laid out <c>[tokens, layers, k]</c> (SGLang's and vLLM's routed-experts buffer),
+    /// read at a layer stride of k and a token stride of L × k: the managed engine gathers each
+    /// layer's rows before counting them, what this costs over the packed step.
+    /// </summary>
+    [Benchmark]
+    [BenchmarkCategory("Managed")]
+    public void ManagedRecordStepTokensFirst() =>
+        _managedModel.RecordStep(_tokensFirstIds.AsSpan(), _shape.Tokens, _shape.TopK, layerStride: _shape.TopK, tokenStride: _shape.Layers * _shape.TopK);
 
     [Benchmark(Baseline = true)]
     [BenchmarkCategory("Device")]
@@ -144,6 +155,7 @@ public class ModelStepBenchmarks
     {
         _shape = ModelShape.Parse(Shape);
         _hostIds = _shape.Ids();
+        _tokensFirstIds = _shape.TokensFirst(_hostIds);
     }
 
     private ModelRoutingStatsOptions Options() => new() { Layers = _shape.Layers, Experts = _shape.Experts };

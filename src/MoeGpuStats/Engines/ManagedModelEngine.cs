@@ -222,12 +222,19 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     }
 
     /// <summary>Copies each row of the step's ids, where the strides put it, into <paramref name="packed"/> as <c>[layers, tokens, topK]</c>.</summary>
+    /// <remarks>
+    /// Token by token, each token's layers in turn: interleaved ids (<c>[tokens, layers, k]</c>) are then
+    /// read in the order they lie, where layer by layer would stride through the whole step once per layer.
+    /// </remarks>
     private void Pack(ReadOnlySpan<int> ids, int tokens, int topK, long layerStride, long tokenStride, Span<int> packed)
     {
         var perLayer = tokens * topK;
-        for (var l = 0; l < Options.Layers; l++)
+        for (var t = 0; t < tokens; t++)
         {
-            PackLayer(ids[(int)(l * layerStride)..], tokens, topK, tokenStride, packed[(l * perLayer)..]);
+            for (var l = 0; l < Options.Layers; l++)
+            {
+                ids.Slice((int)((l * layerStride) + (t * tokenStride)), topK).CopyTo(packed.Slice((l * perLayer) + (t * topK), topK));
+            }
         }
     }
 
