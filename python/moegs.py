@@ -333,6 +333,8 @@ def _token_stride(name, shape, strides):
     """The ids from one token's first id to the next's in a [..., tokens, k] array, 0 for a single token (the C API's
     "packed"); refuses rows whose k ids are not side by side, and rows that overlap or run backwards."""
     tokens, top_k = shape[-2:]
+    if 0 in shape:
+        return 0  # no id is read: an empty array's strides say nothing (torch gives (0, 0, 0))
     if top_k > 1 and strides[-1] != 1:
         raise ValueError(f"{name} shaped {list(shape)} at strides {list(strides)} (in ids): a token's k ids must lie side by side "
                          f"(the last stride 1); use {name}.contiguous() or numpy.ascontiguousarray({name})")

@@ -846,6 +846,14 @@ class ModelTests(unittest.TestCase):
                             model.record(step if form == "transposed" else [typed[:, l] for l in range(self.LAYERS)])
                             self.assertEqual(load_rows(reference.window_load()), load_rows(model.window_load()))
                             self.assertEqual([reference.layer(l) for l in range(self.LAYERS)], [model.layer(l) for l in range(self.LAYERS)])
+                            # A step of no token (torch gives its empty tensors strides of 0) is a step that reads no id.
+                            empty = typed[:0].transpose(1, 0, 2) if isinstance(typed, numpy.ndarray) else typed[:0].transpose(0, 1)
+                            model.record(empty)
+                            self.assertEqual(2, model.summary()["steps"])
+        if importlib.util.find_spec("torch"):
+            with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+                model.record(torch.from_numpy(numpy.zeros((self.LAYERS, 0, self.K), numpy.int64)))   # strides (0, 0, 0)
+                self.assertEqual(1, model.summary()["steps"])
 
     def test_views_are_counted_as_they_are_read_not_by_len(self):
         class Liar(list):

@@ -64,8 +64,17 @@ internal sealed class NativeModel : INativeHandle
         {
             // The span overload takes no count: the rows past it are left out here, as the device engines leave them.
             var rows = validTokens == IntPtr.Zero ? tokens : Math.Clamp(*(int*)validTokens, 0, tokens);
-            _stats.RecordStep(
-                HostIdsAsInts(ids, idType, length), rows, topK, stride, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers), rowStride);
+            if (idType == NativeIdType.Int32)
+            {
+                _stats.RecordStep(
+                    new ReadOnlySpan<int>((void*)ids, (int)length), rows, topK, stride, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers), rowStride);
+            }
+            else
+            {
+                var packed = HostRowsAsInts(ids, idType, layers, rows, topK, stride, rowStride);
+                _stats.RecordStep(packed, rows, topK, 0, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers));
+            }
+
             return;
         }
 
@@ -103,40 +112,40 @@ internal sealed class NativeModel : INativeHandle
     }
 
     /// <summary>
-    /// Host ids as the managed engine reads them: int32 ids where they lie, int64 and int16 ids read
-    /// into ints as the device kernel reads them (<see cref="Int64Ids.ToInt32"/>), in scratch the model keeps.
+    /// The valid rows of a step of int64 or int16 host ids, read as the device kernel reads them
+    /// (<see cref="Int64Ids.ToInt32"/>) and packed <c>[layers, rows, topK]</c> in scratch the model keeps:
+    /// the gaps between rows and the padding rows are never read.
     /// </summary>
-    private unsafe ReadOnlySpan<int> HostIdsAsInts(IntPtr ids, NativeIdType idType, long length)
+    /// <exception cref="NativeArgumentException">More packed ids than one .NET array holds.</exception>
+    private unsafe ReadOnlySpan<int> HostRowsAsInts(IntPtr ids, NativeIdType idType, int layers, int rows, int topK, long layerStride, long tokenStride)
     {
-        if (idType == NativeIdType.Int32)
+        var count = (long)layers * rows * topK;
+        if (count > Array.MaxLength)
         {
-            return new ReadOnlySpan<int>((void*)ids, (int)length);
+            throw new NativeArgumentException(
+                $"layers * tokens * top_k = {layers} * {rows} * {topK} = {count} int64 or int16 ids; the managed engine reads them into one array of at most {Array.MaxLength}.");
         }
 
-        if (_hostIds.Length < length)
+        if (_hostIds.Length < count)
         {
-            _hostIds = new int[length];
+            _hostIds = new int[count];
         }
 
-        var ints = _hostIds.AsSpan(0, (int)length);
-        if (idType == NativeIdType.Int64)
+        var packed = _hostIds.AsSpan(0, (int)count);
+        var at = 0;
+        for (var l = 0; l < layers; l++)
         {
-            var wide = new ReadOnlySpan<long>((void*)ids, (int)length);
-            for (var i = 0; i < ints.Length; i++)
+            for (var t = 0; t < rows; t++)
             {
-                ints[i] = Int64Ids.ToInt32(wide[i]);
+                var row = (l * layerStride) + (t * tokenStride);
+                for (var j = 0; j < topK; j++)
+                {
+                    packed[at++] = idType == NativeIdType.Int64 ? Int64Ids.ToInt32(((long*)ids)[row + j]) : ((short*)ids)[row + j];
+                }
             }
         }
-        else
-        {
-            var narrow = new ReadOnlySpan<short>((void*)ids, (int)length);
-            for (var i = 0; i < ints.Length; i++)
-            {
-                ints[i] = narrow[i];
-            }
-        }
 
-        return ints;
+        return packed;
     }
 
     /// <summary>

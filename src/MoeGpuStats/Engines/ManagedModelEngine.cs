@@ -23,7 +23,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     private ulong _steps;
     private int[] _hostIds = [];
     private int[] _stridedIds = [];
-    private byte[] _stagedBytes = [];
+    private long[] _staged = [];
     private readonly float[] _hostLosses;
 
     /// <summary>An empty model, or one holding <paramref name="state"/> (validated by the caller), whose window arrays it takes over: each caller passes a state of its own.</summary>
@@ -61,11 +61,10 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         var layerExtent = ModelIdLayout.LayerExtent(tokens, topK, tokenStride)!.Value;
         var layerByLayer = Options.Layers == 1 || layerStride >= layerExtent;
         var span = layerByLayer ? layerExtent : ModelIdLayout.StepExtent(Options.Layers, layerStride, tokens, topK, tokenStride)!.Value;
-        var bytes = span * Unsafe.SizeOf<T>();
-        if (!asIs && bytes > Array.MaxLength)
+        if (!asIs && span > Array.MaxLength)
         {
             throw new ArgumentException(
-                $"The ids span {span} values ({bytes} bytes) {(layerByLayer ? "in a layer" : "in the step")} from the first to the last; the managed engine copies them to the host, at most {Array.MaxLength} bytes.",
+                $"The ids span {span} values {(layerByLayer ? "in a layer" : "in the step")} from the first to the last; the managed engine copies them to the host, at most {Array.MaxLength}.",
                 "topKExpertIds");
         }
 
@@ -181,20 +180,21 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             return ints;
         }
 
-        var bytes = count * Unsafe.SizeOf<T>();
-        if (_stagedBytes.Length < bytes)
+        // Staged in longs, which hold any id type: as many ids fit as the ints they become.
+        var longs = ((long)count * Unsafe.SizeOf<T>() + sizeof(long) - 1) / sizeof(long);
+        if (_staged.Length < longs)
         {
-            _stagedBytes = new byte[bytes];
+            _staged = new long[longs];
         }
 
-        var staged = MemoryMarshal.Cast<byte, T>(_stagedBytes.AsSpan(0, bytes));
+        var staged = MemoryMarshal.Cast<long, T>(_staged.AsSpan(0, (int)longs))[..count];
         ids.CopyToCPU(staged);
         if (typeof(T) == typeof(long))
         {
-            var longs = MemoryMarshal.Cast<T, long>(staged);
+            var wide = MemoryMarshal.Cast<T, long>(staged);
             for (var i = 0; i < count; i++)
             {
-                ints[i] = Int64Ids.ToInt32(longs[i]);
+                ints[i] = Int64Ids.ToInt32(wide[i]);
             }
         }
         else

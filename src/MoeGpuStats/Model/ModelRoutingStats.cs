@@ -153,7 +153,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="routerZLosses">One z-loss per layer on the device, or default for zeros.</param>
     /// <param name="tokenStride">Ids from one token's first id to the next's in a layer; 0 for <paramref name="topK"/>.</param>
     /// <exception cref="ArgumentOutOfRangeException">As the int32 overload.</exception>
-    /// <exception cref="ArgumentException">As the int32 overload; the managed engine copies at most <see cref="Array.MaxLength"/> bytes of ids.</exception>
+    /// <exception cref="ArgumentException">As the int32 overload.</exception>
     /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordStep(
@@ -180,7 +180,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="routerZLosses">One z-loss per layer on the device, or default for zeros.</param>
     /// <param name="tokenStride">Ids from one token's first id to the next's in a layer; 0 for <paramref name="topK"/>.</param>
     /// <exception cref="ArgumentOutOfRangeException">As the int32 overload.</exception>
-    /// <exception cref="ArgumentException">As the int32 overload; the managed engine copies at most <see cref="Array.MaxLength"/> bytes of ids.</exception>
+    /// <exception cref="ArgumentException">As the int32 overload.</exception>
     /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordStep(

@@ -41,6 +41,14 @@ public sealed unsafe partial class NativeApiTests
                 Assert.Equal(Reads(reference), Reads(int64));
                 Assert.Equal(Reads(reference), Reads(int16));
 
+                // With a valid-token count: the rows past it are left out (on "managed", never read).
+                var valid = 7;
+                Assert.Equal(Ok, Record(reference, packed, Layers, Tokens, TopK, 0, valid, null, null));
+                Assert.Equal(Ok, RecordIds(int64, (IntPtr)w, 1, Layers, Tokens, TopK, TopK, Layers * TopK, (IntPtr)(&valid), 0, 0));
+                Assert.Equal(Ok, RecordIds(int16, (IntPtr)n, 2, Layers, Tokens, TopK, TopK, Layers * TopK, (IntPtr)(&valid), 0, 0));
+                Assert.Equal(Reads(reference), Reads(int64));
+                Assert.Equal(Reads(reference), Reads(int16));
+
                 var before = Reads(int64);
                 Refused(RecordIds(int64, (IntPtr)w, 3, Layers, Tokens, TopK, TopK, Layers * TopK, 0, 0, 0), InvalidArgument,
                     "id_type = 3", "MOEGS_IDS_INT32 (0), MOEGS_IDS_INT64 (1) or MOEGS_IDS_INT16 (2)");
