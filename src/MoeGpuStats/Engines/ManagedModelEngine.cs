@@ -233,8 +233,19 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         {
             for (var l = 0; l < Options.Layers; l++)
             {
-                ids.Slice((int)((l * layerStride) + (t * tokenStride)), topK).CopyTo(packed.Slice((l * perLayer) + (t * topK), topK));
+                CopyRow(ids, (int)((l * layerStride) + (t * tokenStride)), packed, (l * perLayer) + (t * topK), topK);
             }
+        }
+    }
+
+    /// <summary>Copies <paramref name="topK"/> ids: a row is a handful of ints, fewer than a span copy pays off for.</summary>
+    private static void CopyRow(ReadOnlySpan<int> ids, int from, Span<int> packed, int to, int topK)
+    {
+        var source = ids.Slice(from, topK);
+        var target = packed.Slice(to, topK);
+        for (var j = 0; j < source.Length; j++)
+        {
+            target[j] = source[j];
         }
     }
 
@@ -243,7 +254,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     {
         for (var t = 0; t < tokens; t++)
         {
-            ids.Slice((int)(t * tokenStride), topK).CopyTo(packed.Slice(t * topK, topK));
+            CopyRow(ids, (int)(t * tokenStride), packed, t * topK, topK);
         }
     }
 
