@@ -495,34 +495,13 @@ static void model_api(void)
     }
 
     /* The same steps laid out [tokens, layers, k], as SGLang's and vLLM's routed-experts buffers hold them, read
-     * where they lie by moegs_model_record_strided: the same model on both engines. */
+     * where they lie by moegs_model_record_strided, as int32 ids and as int64 ids into a second model: the same
+     * model on both engines. */
     for (int i = 0; i < 2; i++) {
-        moegs_handle h = 0;
-        CHECK(moegs_model_create(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &h) == MOEGS_OK, "model create %s: %s", kinds[i], moegs_last_error());
+        moegs_handle h = 0, wide = 0;
+        CHECK(moegs_model_create(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &h) == MOEGS_OK
+              && moegs_model_create(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &wide) == MOEGS_OK, "model create %s: %s", kinds[i], moegs_last_error());
         static int32_t tokens_first[M_TOKENS * M_LAYERS * TOP_K];
-        for (int step = 0; step < M_STEPS; step++) {
-            int32_t valid = M_TOKENS - step;
-            float losses[M_LAYERS], z_losses[M_LAYERS];
-            for (int l = 0; l < M_LAYERS; l++) {
-                losses[l] = 0.1f * (float)(l + step);
-                z_losses[l] = 0.01f * (float)l;
-                for (int t = 0; t < M_TOKENS; t++)
-                    memcpy(&tokens_first[(t * M_LAYERS + l) * TOP_K], &ids[step][l * M_STRIDE + t * TOP_K], TOP_K * sizeof(int32_t));
-            }
-            CHECK(moegs_model_record_strided(h, tokens_first, MOEGS_IDS_INT32, M_LAYERS, M_TOKENS, TOP_K, TOP_K, M_LAYERS * TOP_K, &valid, losses, z_losses, NULL) == MOEGS_OK,
-                  "strided record %s: %s", kinds[i], moegs_last_error());
-        }
-        REFUSED(moegs_model_record_strided(h, tokens_first, MOEGS_IDS_INT32, M_LAYERS, M_TOKENS, TOP_K, TOP_K, 1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
-                "token_stride = 1", ">= top_k = 2");
-        REFUSED(moegs_model_record_strided(h, tokens_first, MOEGS_IDS_INT32, M_LAYERS, M_TOKENS, TOP_K, 3, 4, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
-                "layer_stride = 3, token_stride = 4", "neither one after another nor interleaved");
-        REFUSED(moegs_model_record_strided(h, tokens_first, MOEGS_IDS_INT32, M_LAYERS, M_TOKENS, TOP_K, TOP_K, -2, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
-                "token_stride = -2");
-        model_reads strided;
-        read_model(h, NULL, &strided);
-        /* The same steps as int64 ids, into a second model: the same reads. */
-        moegs_handle wide = 0;
-        CHECK(moegs_model_create(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &wide) == MOEGS_OK, "model create %s: %s", kinds[i], moegs_last_error());
         static int64_t tokens_first64[M_TOKENS * M_LAYERS * TOP_K];
         for (int step = 0; step < M_STEPS; step++) {
             int32_t valid = M_TOKENS - step;
@@ -532,14 +511,23 @@ static void model_api(void)
                 z_losses[l] = 0.01f * (float)l;
                 for (int t = 0; t < M_TOKENS; t++)
                     for (int j = 0; j < TOP_K; j++)
-                        tokens_first64[(t * M_LAYERS + l) * TOP_K + j] = ids[step][l * M_STRIDE + t * TOP_K + j];
+                        tokens_first64[(t * M_LAYERS + l) * TOP_K + j] = tokens_first[(t * M_LAYERS + l) * TOP_K + j] = ids[step][l * M_STRIDE + t * TOP_K + j];
             }
-            CHECK(moegs_model_record_strided(wide, tokens_first64, MOEGS_IDS_INT64, M_LAYERS, M_TOKENS, TOP_K, TOP_K, M_LAYERS * TOP_K, &valid,
-                                             losses, z_losses, NULL) == MOEGS_OK, "int64 record %s: %s", kinds[i], moegs_last_error());
+            CHECK(moegs_model_record_strided(h, tokens_first, MOEGS_IDS_INT32, M_LAYERS, M_TOKENS, TOP_K, TOP_K, M_LAYERS * TOP_K, &valid, losses, z_losses, NULL) == MOEGS_OK
+                  && moegs_model_record_strided(wide, tokens_first64, MOEGS_IDS_INT64, M_LAYERS, M_TOKENS, TOP_K, TOP_K, M_LAYERS * TOP_K, &valid,
+                                                losses, z_losses, NULL) == MOEGS_OK,
+                  "strided record %s: %s", kinds[i], moegs_last_error());
         }
+        REFUSED(moegs_model_record_strided(h, tokens_first, MOEGS_IDS_INT32, M_LAYERS, M_TOKENS, TOP_K, TOP_K, 1, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "token_stride = 1", ">= top_k = 2");
+        REFUSED(moegs_model_record_strided(h, tokens_first, MOEGS_IDS_INT32, M_LAYERS, M_TOKENS, TOP_K, 3, 4, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "layer_stride = 3, token_stride = 4", "neither one after another nor interleaved");
+        REFUSED(moegs_model_record_strided(h, tokens_first, MOEGS_IDS_INT32, M_LAYERS, M_TOKENS, TOP_K, TOP_K, -2, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+                "token_stride = -2");
         REFUSED(moegs_model_record_strided(wide, tokens_first64, (moegs_id_type)7, M_LAYERS, M_TOKENS, TOP_K, TOP_K, M_LAYERS * TOP_K, NULL, NULL,
                                            NULL, NULL), MOEGS_INVALID_ARGUMENT, "id_type = 7");
-        model_reads wide_reads;
+        model_reads strided, wide_reads;
+        read_model(h, NULL, &strided);
         read_model(wide, NULL, &wide_reads);
         same_model(&reads[i], &wide_reads, "int32 vs int64 ids");
         CHECK(moegs_model_destroy(wide) == MOEGS_OK, "model destroy: %s", moegs_last_error());
