@@ -235,8 +235,8 @@ typedef enum { MOEGS_IDS_INT32 = 0, MOEGS_IDS_INT64 = 1, MOEGS_IDS_INT16 = 2 } m
  * layer_stride 0: tokens * token_stride. The layers lie one after another
  * (layer_stride >= (tokens - 1) * token_stride + top_k) or interleaved, token by token
  * (top_k <= layer_stride and (layers - 1) * layer_stride + top_k <= token_stride); other layouts are
- * refused with MOEGS_INVALID_ARGUMENT. A step of SGLang's (int32) or vLLM's (int16) routed-experts buffer,
- * [tokens, layers, top_k], is read where it lies with layer_stride = top_k and token_stride = layers * top_k.
+ * refused with MOEGS_INVALID_ARGUMENT. A step of a [tokens, layers, top_k] routed-experts buffer (SGLang's,
+ * int32; some vLLM versions', int16) is read where it lies with layer_stride = top_k and token_stride = layers * top_k.
  * The call reads (layers - 1) * layer_stride + (tokens - 1) * token_stride + top_k ids
  * ((layers - 1) * layer_stride for no token), whose bytes must fit in an int64; otherwise as
  * moegs_model_record. A model loads the int64 or int16 kernel at its first step of that type: make

@@ -608,7 +608,7 @@ class MoeModelStats(_Handle):
         """Records one forward pass of every layer. ids: int32, int64 (torch.topk's; an id outside int32's range counts as
         invalid) or int16 (vLLM's routed-experts capture), shaped [layers, tokens, k] at any strides whose rows hold a
         token's k ids side by side: contiguous, buffer[:, :tokens] of a padded buffer, or buffer[:tokens].transpose(0, 1)
-        of a [tokens, layers, k] buffer (SGLang's and vLLM's routed-experts layout); or a list of `layers` arrays shaped
+        of a [tokens, layers, k] buffer (SGLang's (and some vLLM versions') routed-experts layout); or a list of `layers` arrays shaped
         [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from their addresses). Either
         is read where it lies, without a copy.
         valid_tokens: None (every row), an int (host accelerators), or one int32 in the ids' memory: the rows that are

@@ -74,7 +74,7 @@ python3 "$root/scripts/targets.py" --device-check "$js/device-check.json" --torc
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 60 python3 "$root/python/examples/torch_topk_check.py" 2>&1 | tee "$out/interop.log"
 #    A model's record captured in torch.cuda.graph and replayed: each replay a step the host never sees.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 40 python3 "$root/python/examples/torch_cuda_graph_check.py" 2>&1 | tee -a "$out/interop.log"
-#    The same with vLLM's routed-experts layout, [tokens, layers, k] int16, read where it lies.
+#    The same with a [tokens, layers, k] int16 routed-experts buffer (some vLLM versions' capture), read where it lies.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 40 python3 "$root/python/examples/torch_cuda_graph_check.py" --routed-experts 2>&1 | tee -a "$out/interop.log"
 echo "interop done at ${SECONDS}s" | tee -a "$out/env.txt"
 

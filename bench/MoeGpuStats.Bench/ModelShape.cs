@@ -45,7 +45,7 @@ internal readonly record struct ModelShape(int Layers, int Experts, int TopK, in
 
     /// <summary>
     /// <paramref name="ids"/> (<c>[layers, tokens, k]</c> packed) laid out <c>[tokens, layers, k]</c>, as
-    /// SGLang's and vLLM's routed-experts buffers hold a step: read at a layer stride of k and a token
+    /// SGLang's (and some vLLM versions') routed-experts buffers hold a step: read at a layer stride of k and a token
     /// stride of layers × k, it records the same counts.
     /// </summary>
     public int[] TokensFirst(int[] ids)

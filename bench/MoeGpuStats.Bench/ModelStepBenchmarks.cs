@@ -100,7 +100,7 @@ public class ModelStepBenchmarks
     public void ManagedRecordStepWindowOfOne() => _managedModelWindowOfOne.RecordStep(_hostIds.AsSpan(), _shape.Tokens, _shape.TopK);
 
     /// <summary>
-    /// The step's ids laid out <c>[tokens, layers, k]</c> (SGLang's and vLLM's routed-experts buffer),
+    /// The step's ids laid out <c>[tokens, layers, k]</c> (SGLang's (and some vLLM versions') routed-experts buffer),
     /// read at a layer stride of k and a token stride of L × k: the managed engine gathers each
     /// layer's rows before counting them, what this costs over the packed step.
     /// </summary>

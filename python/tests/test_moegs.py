@@ -764,7 +764,7 @@ class ModelTests(unittest.TestCase):
 
     @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
     def test_a_tokens_first_buffer_is_read_where_it_lies(self):
-        """SGLang's and vLLM's routed-experts buffer is [tokens, layers, k]: buffer[:n].transpose(0, 1), or its layers as
+        """SGLang's (and some vLLM versions') routed-experts buffer is [tokens, layers, k]: buffer[:n].transpose(0, 1), or its layers as
         buffer[:n, l], records what the same ids made contiguous record, on both host engines, without a copy."""
         import numpy
         rng = numpy.random.default_rng(5)

@@ -3,7 +3,7 @@ namespace MoeGpuStats.Kernels.Model;
 /// <summary>
 /// Where a model step's ids lie: slot j of token t in layer l at <c>l × layerStride + t × tokenStride + j</c>.
 /// The layers lie one after another (<c>[layers, tokens, k]</c>, perhaps cut from a padded buffer)
-/// or interleaved, token by token (<c>[tokens, layers, k]</c>, as SGLang's and vLLM's routed-experts
+/// or interleaved, token by token (<c>[tokens, layers, k]</c>, as SGLang's (and some vLLM versions') routed-experts
 /// buffers hold them); no two rows share an id either way.
 /// </summary>
 /// <remarks>

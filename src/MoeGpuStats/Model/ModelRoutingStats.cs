@@ -105,7 +105,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// Records one forward pass of every layer's top-k ids on the device, without waiting for it.
     /// Token t's <paramref name="topK"/> ids in layer l lie side by side at <c>l × layerStride + t × tokenStride</c>
     /// in <paramref name="topKExpertIds"/>: <c>[layers, tokens, topK]</c> by default, a slice of a padded
-    /// buffer, or <c>[tokens, layers, topK]</c> as SGLang's and vLLM's routed-experts buffers hold a step
+    /// buffer, or <c>[tokens, layers, topK]</c> as SGLang's (and some vLLM versions') routed-experts buffers hold a step
     /// (layerStride = topK, tokenStride = layers × topK), read where they lie, without a copy.
     /// An id of −1 is an empty slot and a token of k −1 is padding, as <see cref="RoutingStats.RecordRouting(ArrayView{int}, int, int, float, float, int)"/>.
     /// </summary>

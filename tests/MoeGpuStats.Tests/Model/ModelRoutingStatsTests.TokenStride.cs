@@ -1,7 +1,7 @@
 namespace MoeGpuStats.Tests.Model;
 
 /// <summary>
-/// Ids at a token stride: <c>[tokens, layers, k]</c> as SGLang's and vLLM's routed-experts buffers
+/// Ids at a token stride: <c>[tokens, layers, k]</c> as SGLang's (and some vLLM versions') routed-experts buffers
 /// hold a step, and rows padded past k. Each layout records what the same ids packed record, on every
 /// engine, from the host and from device views; strides that lay layers out otherwise are refused.
 /// </summary>
