@@ -11,9 +11,6 @@ internal static class NativeChecks
     /// <summary>The most ids one record reads: the engines index a batch with 32-bit integers.</summary>
     public const long MaxIdsPerRecord = int.MaxValue;
 
-    /// <summary>The most ids a model's step spans on an accelerator: their bytes (4 each) fit in an int64.</summary>
-    public const long MaxIdsPerStep = long.MaxValue / sizeof(int);
-
     /// <summary>A model's window when the C caller passes 0: the library's default (vLLM's and SGLang's ring).</summary>
     public static readonly int DefaultWindow = new ModelRoutingStatsOptions().Window;
 
@@ -99,8 +96,8 @@ internal static class NativeChecks
 
         var rows = tokenStride == 0 ? topK : tokenStride;
         var stride = layerStride != 0 ? layerStride
-            : tokens == 0 || rows <= long.MaxValue / tokens ? tokens * rows
-            : throw new NativeArgumentException($"token_stride = {tokenStride}: tokens * token_stride passes int64; give layer_stride.");
+            : ModelIdLayout.PackedLayerStride(tokens, rows)
+            ?? throw new NativeArgumentException($"token_stride = {tokenStride}: tokens * token_stride passes int64; give layer_stride.");
         if (!ModelIdLayout.Supported(layers, tokens, topK, stride, rows))
         {
             throw rows == topK

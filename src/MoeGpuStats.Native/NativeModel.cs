@@ -71,7 +71,9 @@ internal sealed class NativeModel : INativeHandle
             }
             else
             {
-                var packed = HostRowsAsInts(ids, idType, layers, rows, topK, stride, rowStride);
+                var packed = idType == NativeIdType.Int64
+                    ? HostRowsAsInts<long>(ids, layers, rows, topK, stride, rowStride)
+                    : HostRowsAsInts<short>(ids, layers, rows, topK, stride, rowStride);
                 _stats.RecordStep(packed, rows, topK, 0, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers));
             }
 
@@ -117,7 +119,8 @@ internal sealed class NativeModel : INativeHandle
     /// the gaps between rows and the padding rows are never read.
     /// </summary>
     /// <exception cref="NativeArgumentException">More packed ids than one .NET array holds.</exception>
-    private unsafe ReadOnlySpan<int> HostRowsAsInts(IntPtr ids, NativeIdType idType, int layers, int rows, int topK, long layerStride, long tokenStride)
+    private unsafe ReadOnlySpan<int> HostRowsAsInts<T>(IntPtr ids, int layers, int rows, int topK, long layerStride, long tokenStride)
+        where T : unmanaged
     {
         var count = (long)layers * rows * topK;
         if (count > Array.MaxLength)
@@ -132,16 +135,12 @@ internal sealed class NativeModel : INativeHandle
         }
 
         var packed = _hostIds.AsSpan(0, (int)count);
-        var at = 0;
         for (var l = 0; l < layers; l++)
         {
             for (var t = 0; t < rows; t++)
             {
-                var row = (l * layerStride) + (t * tokenStride);
-                for (var j = 0; j < topK; j++)
-                {
-                    packed[at++] = idType == NativeIdType.Int64 ? Int64Ids.ToInt32(((long*)ids)[row + j]) : ((short*)ids)[row + j];
-                }
+                var row = new ReadOnlySpan<T>((T*)ids + (l * layerStride) + (t * tokenStride), topK);
+                HostIds.ToInts(row, packed.Slice(((l * rows) + t) * topK, topK));
             }
         }
 

@@ -21,6 +21,10 @@ internal static class ModelIdLayout
         : tokens > 1 && tokenStride > (long.MaxValue - topK) / (tokens - 1) ? null
         : ((tokens - 1) * tokenStride) + topK;
 
+    /// <summary>The layer stride of layers packed one after another, <c>tokens × tokenStride</c> (what a layer stride of 0 means); null past long's range.</summary>
+    public static long? PackedLayerStride(long tokens, long tokenStride) =>
+        tokens == 0 || tokenStride <= long.MaxValue / tokens ? tokens * tokenStride : null;
+
     /// <summary>
     /// The ids a step reads, <c>(layers − 1) × layerStride + LayerExtent</c>: the last layer starts
     /// layers − 1 strides in (none for one layer, whose stride is never used). Null where that passes

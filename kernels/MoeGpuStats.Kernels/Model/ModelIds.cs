@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using ILGPU;
 
 namespace MoeGpuStats.Kernels.Model;
@@ -43,6 +44,39 @@ internal readonly struct Int64Ids(ArrayView<long> view) : IModelIds
 
     /// <summary>An int64 id as the kernel counts it: itself within int's range, else <see cref="int.MaxValue"/> (invalid).</summary>
     public static int ToInt32(long id) => id >= int.MinValue && id <= int.MaxValue ? (int)id : int.MaxValue;
+}
+
+/// <summary>Host ids read as the kernel reads them, for the engines that count on the host.</summary>
+internal static class HostIds
+{
+    /// <summary>
+    /// <paramref name="ids"/> (int, long or short) into <paramref name="ints"/>, as long as the ids:
+    /// int32 as they are, int64 through <see cref="Int64Ids.ToInt32"/>, int16 widened.
+    /// </summary>
+    public static void ToInts<T>(ReadOnlySpan<T> ids, Span<int> ints)
+        where T : unmanaged
+    {
+        if (typeof(T) == typeof(long))
+        {
+            var wide = MemoryMarshal.Cast<T, long>(ids);
+            for (var i = 0; i < wide.Length; i++)
+            {
+                ints[i] = Int64Ids.ToInt32(wide[i]);
+            }
+        }
+        else if (typeof(T) == typeof(short))
+        {
+            var narrow = MemoryMarshal.Cast<T, short>(ids);
+            for (var i = 0; i < narrow.Length; i++)
+            {
+                ints[i] = narrow[i];
+            }
+        }
+        else
+        {
+            MemoryMarshal.Cast<T, int>(ids).CopyTo(ints);
+        }
+    }
 }
 
 /// <summary>Ids of type int16.</summary>

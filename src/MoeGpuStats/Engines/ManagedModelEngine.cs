@@ -189,23 +189,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
         var staged = MemoryMarshal.Cast<long, T>(_staged.AsSpan(0, (int)longs))[..count];
         ids.CopyToCPU(staged);
-        if (typeof(T) == typeof(long))
-        {
-            var wide = MemoryMarshal.Cast<T, long>(staged);
-            for (var i = 0; i < count; i++)
-            {
-                ints[i] = Int64Ids.ToInt32(wide[i]);
-            }
-        }
-        else
-        {
-            var shorts = MemoryMarshal.Cast<T, short>(staged);
-            for (var i = 0; i < count; i++)
-            {
-                ints[i] = shorts[i];
-            }
-        }
-
+        HostIds.ToInts<T>(staged, ints);
         return ints;
     }
 

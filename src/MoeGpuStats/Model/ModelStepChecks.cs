@@ -54,8 +54,8 @@ internal static class ModelStepChecks
 
         var layers = options.Layers;
         var stride = layerStride != 0 ? layerStride
-            : tokens == 0 || rows <= long.MaxValue / tokens ? tokens * rows
-            : throw new ArgumentException($"tokenStride is {tokenStride}: tokens * tokenStride = {tokens} * {tokenStride} passes the range of long; give the layer stride.", nameof(tokenStride));
+            : ModelIdLayout.PackedLayerStride(tokens, rows)
+            ?? throw new ArgumentException($"tokenStride is {tokenStride}: tokens * tokenStride = {tokens} * {tokenStride} passes the range of long; give the layer stride.", nameof(tokenStride));
         if (!ModelIdLayout.Supported(layers, tokens, topK, stride, rows))
         {
             throw new ArgumentException(
