@@ -274,6 +274,38 @@ moegs_status moegs_model_recent_summary(moegs_handle handle, int32_t recent_step
                                         moegs_layer_balance* window_layers, moegs_layer_balance* since_start_layers);
 moegs_status moegs_model_recent_window_load(moegs_handle handle, int32_t recent_steps, uint64_t* dst, int32_t capacity);
 
+/* One layer's running totals, named and typed as the moegs_snapshot fields of the same names. */
+typedef struct moegs_layer_totals {
+    uint64_t total_routings;      /* steps folded into the layer: the model's steps */
+    uint64_t total_tokens;        /* tokens recorded, padding rows excluded */
+    uint64_t tokens_dropped;      /* whole tokens reported dropped: model steps report none, so 0 */
+    uint64_t routed_slots;        /* slots routed to a valid expert */
+    uint64_t slots_dropped;       /* of routed_slots, those beyond expert_capacity */
+    uint64_t invalid_expert_ids;  /* ids outside [0, E) other than -1 */
+    float average_load_balance_loss;
+    float average_router_z_loss;
+    float routing_efficiency;     /* percent of routed_slots kept */
+} moegs_layer_totals;
+
+/* Everything an exporter publishes per scrape, in one call and from one state (no step between its
+ * parts): on a device the parts are staged on the device and copied back at once, one wait for the
+ * stream, where moegs_model_summary, moegs_model_window_load and one moegs_model_layer_snapshot per layer
+ * wait once each. *out and the NULL-or-`layers` arrays window_layers and since_start_layers as
+ * moegs_model_summary writes them (over ranks under expert_ranks, as there); with recent_steps in
+ * [1, window], *recent_out and recent_layers as moegs_model_recent_summary writes its out and
+ * window_layers for those steps (recent_steps 0: none, and recent_out may be NULL); totals: NULL or
+ * `layers` structs; window_load (the whole window's, as moegs_model_window_load) and expert_counts (each
+ * layer's since the start, as moegs_model_layer_expert_counts, row-major [layers, experts]): NULL, or
+ * capacity >= layers * experts values each. */
+moegs_status moegs_model_read(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks,
+                              moegs_model_balance* out, moegs_layer_balance* window_layers, moegs_layer_balance* since_start_layers,
+                              moegs_model_balance* recent_out, moegs_layer_balance* recent_layers, moegs_layer_totals* totals,
+                              uint64_t* window_load, uint64_t* expert_counts, int32_t capacity);
+
+/* sizeof(moegs_layer_totals) as the library was built with it (libmoegs refuses to start when it differs
+ * from this header's); 0 when the runtime could not start. */
+int32_t moegs_layer_totals_size(void);
+
 /* Where a model keeps its per-expert counters, for a job that sums them across GPUs with its own
  * collective (an NCCL all-reduce of the window load before DeepSeek's EPLB) or reads them in its own
  * kernels, without a copy. Its size is moegs_model_arrays_size(). */

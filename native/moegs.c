@@ -34,6 +34,8 @@ typedef int (*model_summary_fn)(moegs_handle, const int32_t*, moegs_model_balanc
 typedef int (*window_load_fn)(moegs_handle, uint64_t*, int32_t);
 typedef int (*model_recent_summary_fn)(moegs_handle, int32_t, const int32_t*, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*);
 typedef int (*recent_window_load_fn)(moegs_handle, int32_t, uint64_t*, int32_t);
+typedef int (*model_read_fn)(moegs_handle, int32_t, const int32_t*, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*,
+                             moegs_model_balance*, moegs_layer_balance*, moegs_layer_totals*, uint64_t*, uint64_t*, int32_t);
 typedef int (*layer_snapshot_fn)(moegs_handle, int32_t, moegs_snapshot*);
 typedef int (*device_arrays_fn)(moegs_handle, void*, moegs_model_arrays*);
 typedef int (*layer_counts_fn)(moegs_handle, int32_t, uint64_t*, int32_t);
@@ -61,6 +63,8 @@ static struct {
     window_load_fn model_window_load;
     model_recent_summary_fn model_recent_summary;
     recent_window_load_fn model_recent_window_load;
+    model_read_fn model_read;
+    size_fn layer_totals_size;
     layer_snapshot_fn model_layer_snapshot;
     layer_counts_fn model_layer_expert_counts;
     layer_utilization_fn model_layer_expert_utilization;
@@ -168,6 +172,8 @@ static void start_runtime(void)
         { "ModelWindowLoad", (void**)&api.model_window_load },
         { "ModelRecentSummary", (void**)&api.model_recent_summary },
         { "ModelRecentWindowLoad", (void**)&api.model_recent_window_load },
+        { "ModelRead", (void**)&api.model_read },
+        { "LayerTotalsSize", (void**)&api.layer_totals_size },
         { "ModelLayerSnapshot", (void**)&api.model_layer_snapshot },
         { "ModelLayerExpertCounts", (void**)&api.model_layer_expert_counts },
         { "ModelLayerExpertUtilization", (void**)&api.model_layer_expert_utilization },
@@ -196,6 +202,7 @@ static void start_runtime(void)
         { "moegs_snapshot", api.snapshot_size(), sizeof(moegs_snapshot) },
         { "moegs_model_balance", api.model_balance_size(), sizeof(moegs_model_balance) },
         { "moegs_layer_balance", api.layer_balance_size(), sizeof(moegs_layer_balance) },
+        { "moegs_layer_totals", api.layer_totals_size(), sizeof(moegs_layer_totals) },
         { "moegs_model_arrays", api.model_arrays_size(), sizeof(moegs_model_arrays) },
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -325,6 +332,21 @@ moegs_status moegs_model_recent_summary(moegs_handle handle, int32_t recent_step
 {
     return ready() ? (moegs_status)api.model_recent_summary(handle, recent_steps, expert_ranks, out, window_layers, since_start_layers)
                    : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_read(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks,
+                              moegs_model_balance* out, moegs_layer_balance* window_layers, moegs_layer_balance* since_start_layers,
+                              moegs_model_balance* recent_out, moegs_layer_balance* recent_layers, moegs_layer_totals* totals,
+                              uint64_t* window_load, uint64_t* expert_counts, int32_t capacity)
+{
+    return ready() ? (moegs_status)api.model_read(handle, recent_steps, expert_ranks, out, window_layers, since_start_layers,
+                                                  recent_out, recent_layers, totals, window_load, expert_counts, capacity)
+                   : MOEGS_RUNTIME_ERROR;
+}
+
+int32_t moegs_layer_totals_size(void)
+{
+    return ready() ? api.layer_totals_size() : 0;
 }
 
 moegs_status moegs_model_recent_window_load(moegs_handle handle, int32_t recent_steps, uint64_t* dst, int32_t capacity)

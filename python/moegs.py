@@ -81,6 +81,14 @@ class LayerBalance(ctypes.Structure):
         ("gini", ctypes.c_double), ("top10_share", ctypes.c_double)]
 
 
+class LayerTotals(ctypes.Structure):
+    """The C struct moegs_layer_totals (include/moegs.h), field for field; _load checks its size."""
+    _fields_ = [
+        ("total_routings", ctypes.c_uint64), ("total_tokens", ctypes.c_uint64), ("tokens_dropped", ctypes.c_uint64),
+        ("routed_slots", ctypes.c_uint64), ("slots_dropped", ctypes.c_uint64), ("invalid_expert_ids", ctypes.c_uint64),
+        ("average_load_balance_loss", ctypes.c_float), ("average_router_z_loss", ctypes.c_float), ("routing_efficiency", ctypes.c_float)]
+
+
 # The C struct's short field names as the CLI's JSON (and the C# API) spell them.
 _SUMMARY_NAMES = {"cv": "coefficient_of_variation", "hottest": "hottest_expert", "coldest": "coldest_expert", "dead": "dead_experts",
                   "gini": "gini_coefficient", "top10_share": "top10_percent_share"}
@@ -169,7 +177,7 @@ def _load(path=None):
     lib.moegs_model_reset.argtypes = [h]
     lib.moegs_model_destroy.argtypes = [h]
     for newest in ("moegs_model_device_arrays", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
-                   "moegs_model_recent_window_load", "moegs_save", "moegs_model_save"):
+                   "moegs_model_recent_window_load", "moegs_save", "moegs_model_save", "moegs_model_read"):
         if not hasattr(lib, newest):
             raise OSError(f"{os.path.abspath(candidate)} predates {newest}: rebuild it (native/build.sh)")
     lib.moegs_model_device_arrays.argtypes = [h, vp, ctypes.POINTER(ModelArrays)]
@@ -178,11 +186,14 @@ def _load(path=None):
     lib.moegs_model_recent_summary.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance),
                                                ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance)]
     lib.moegs_model_recent_window_load.argtypes = [h, i32, ctypes.POINTER(ctypes.c_uint64), i32]
+    lib.moegs_model_read.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance), ctypes.POINTER(LayerBalance),
+                                     ctypes.POINTER(LayerBalance), ctypes.POINTER(ModelBalance), ctypes.POINTER(LayerBalance),
+                                     ctypes.POINTER(LayerTotals), ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint64), i32]
     lib.moegs_model_layer_expert_counts.argtypes = [h, i32, ctypes.POINTER(ctypes.c_uint64), i32]
     lib.moegs_model_layer_expert_utilization.argtypes = [h, i32, ctypes.POINTER(ctypes.c_float), i32]
     lib.moegs_model_layer_decayed_utilization.argtypes = [h, i32, ctypes.POINTER(ctypes.c_float), i32]
     for name, struct in (("moegs_model_balance_size", ModelBalance), ("moegs_layer_balance_size", LayerBalance),
-                         ("moegs_model_arrays_size", ModelArrays)):
+                         ("moegs_model_arrays_size", ModelArrays), ("moegs_layer_totals_size", LayerTotals)):
         getattr(lib, name).argtypes = []
         getattr(lib, name).restype = ctypes.c_int32
         size = getattr(lib, name)()
@@ -194,7 +205,7 @@ def _load(path=None):
                  "moegs_model_accelerator", "moegs_model_summary", "moegs_model_window_load", "moegs_model_layer_snapshot",
                  "moegs_model_reset", "moegs_model_destroy", "moegs_model_device_arrays", "moegs_model_layer_expert_counts",
                  "moegs_model_layer_expert_utilization", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
-                 "moegs_model_recent_window_load", "moegs_save", "moegs_model_save"):
+                 "moegs_model_recent_window_load", "moegs_save", "moegs_model_save", "moegs_model_read"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
 
@@ -558,6 +569,20 @@ class MoeStats(_Handle):
             self._handle = ctypes.c_int64(0)
 
 
+def _summary(out, window, since_start):
+    """summary()'s dict of a moegs_model_balance and its layers' moegs_layer_balance arrays."""
+    def span(prefix, layers):
+        figures = {name: getattr(out, f"{prefix}_{name}") for name in
+                   ("min_balancedness", "p10_balancedness", "median_balancedness", "mean_balancedness",
+                    "token_weighted_balancedness", "worst_layer")}
+        figures["per_layer"] = [{"layer": index, **{_SUMMARY_NAMES.get(name, name): getattr(layer, name) for name, _ in LayerBalance._fields_}}
+                                for index, layer in enumerate(layers)]
+        return figures
+
+    return {"steps": out.steps, "window_steps": out.window_steps, "entries": out.entries,
+            "window": span("window", window), "since_start": span("since_start", since_start)}
+
+
 class MoeModelStats(_Handle):
     """A whole model's routing statistics: every MoE layer at once (moegs_model_* in include/moegs.h), on an
     accelerator as MoeStats: "auto", "cuda", "opencl", "cpu" or "managed".
@@ -657,17 +682,24 @@ class MoeModelStats(_Handle):
             self._check(self._lib.moegs_model_summary(self._handle, ranks, ctypes.byref(out), window, since_start))
         else:
             self._check(self._lib.moegs_model_recent_summary(self._handle, recent, ranks, ctypes.byref(out), window, since_start))
+        return _summary(out, window, since_start)
 
-        def span(prefix, layers):
-            figures = {name: getattr(out, f"{prefix}_{name}") for name in
-                       ("min_balancedness", "p10_balancedness", "median_balancedness", "mean_balancedness",
-                        "token_weighted_balancedness", "worst_layer")}
-            figures["per_layer"] = [{"layer": index, **{_SUMMARY_NAMES.get(name, name): getattr(layer, name) for name, _ in LayerBalance._fields_}}
-                                    for index, layer in enumerate(layers)]
-            return figures
-
-        return {"steps": out.steps, "window_steps": out.window_steps, "entries": out.entries,
-                "window": span("window", window), "since_start": span("since_start", since_start)}
+    def _read(self, recent_steps=None, expert_counts=False):
+        """Everything a scrape publishes, in one call from one state (moegs_model_read: one wait on a device): (summary()'s
+        dict, summary(recent_steps=)'s or None, window_load() as `layers` lists, each layer's totals as dicts named as
+        layer()'s, with expert_counts each layer's counts as lists, else None)."""
+        recent = 0 if recent_steps is None else self._recent_steps(recent_steps)
+        count = self.layers * self.experts
+        out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()
+        recent_out, recent_layers = ModelBalance(), (LayerBalance * self.layers)()
+        totals, load = (LayerTotals * self.layers)(), (ctypes.c_uint64 * count)()
+        counts = (ctypes.c_uint64 * count)() if expert_counts else None
+        self._check(self._lib.moegs_model_read(self._handle, recent, None, ctypes.byref(out), window, since_start, ctypes.byref(recent_out),
+                                               recent_layers, totals, load, counts, count))
+        rows = lambda values: [list(values[l * self.experts:(l + 1) * self.experts]) for l in range(self.layers)]
+        return (_summary(out, window, since_start), _summary(recent_out, recent_layers, since_start) if recent else None, rows(load),
+                [{name: getattr(layer, name) for name, _ in LayerTotals._fields_} for layer in totals],
+                rows(counts) if expert_counts else None)
 
     def window_load(self, recent_steps=None):
         """Each expert's slots over the window, shape (layers, experts): a NumPy uint64 array, or lists where NumPy is absent.
@@ -1093,19 +1125,14 @@ def _ranked(row, top):
 
 
 class _MetricsReading:
-    """Everything one scrape serves, read under the model's lock: summary() (per-layer balance), window_load() as
-    `layers` lists of `experts` ints (slots), layer(l) snapshots, with expert series layer_expert_counts(l), and with
-    recent steps summary(recent_steps=) (else None)."""
+    """Everything one scrape serves, read in one call (moegs_model_read: one state, one wait on a device) under the
+    model's lock: summary() (per-layer balance), window_load() as `layers` lists of `experts` ints (slots), each layer's
+    totals (named as layer()'s snapshot fields), with expert series each layer's counts, and with recent steps
+    summary(recent_steps=) (else None)."""
 
     def __init__(self, model, expert_series, recent_steps=None, ep_size=None):
         with model._lock:
-            self.summary = model.summary()
-            self.recent = model.summary(recent_steps=recent_steps) if recent_steps is not None else None
-            load = model.window_load()
-            self.layers = [model.layer(l) for l in range(model.layers)]
-            self.counts = [model.layer_expert_counts(l) for l in range(model.layers)] if expert_series else None
-        # NumPy's uint64 as Python ints (lists already where NumPy is absent), converted outside the lock.
-        self.window_load = load.tolist() if hasattr(load, "tolist") else load
+            self.summary, self.recent, self.window_load, self.layers, self.counts = model._read(recent_steps, expert_series)
         self.ep = None if ep_size is None else _ep_balance(self.window_load, ep_size)
 
 
@@ -1152,9 +1179,9 @@ class ModelMetricsCollector:
     series_count() gives the total. Values are those of the .NET endpoint for the same steps, sample for sample.
 
     One scrape is one reading: summary (and with recent_steps the newest steps' summary), window load, each layer's
-    snapshot (and counts) read together under the model's lock, which record() and reset() take too, so a scrape on
-    prometheus_client's HTTP thread never mixes two steps. Each scrape reads anew (1 + 1 + layers calls, 1 more with
-    recent_steps and layers more with expert_series; each is a device synchronization on a device accelerator).
+    totals (and counts) read in one call (moegs_model_read) under the model's lock, which record() and reset() take too,
+    so a scrape on prometheus_client's HTTP thread never mixes two steps. Each scrape reads anew: one device
+    synchronization on a device accelerator, whatever the layers and options.
     After reset() the counters are served lower, which Prometheus's rate() and increase() read as a counter reset, as
     the .NET endpoint serves them. Register one model's collector per registry: a second model's has the same names
     (prometheus_client refuses it as duplicated); serve another model from its own CollectorRegistry.

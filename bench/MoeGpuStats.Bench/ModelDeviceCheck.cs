@@ -53,6 +53,7 @@ internal static class ModelDeviceCheck
             new("read/copy", r => $"{r.ReadPerCopy:P0}"),
             new("host enqueue per step", r => $"{r.HostEnqueueUs:F1} µs"),
             new("Summary() read", r => $"{r.SummaryUs:F0} µs"),
+            new("metrics reading", r => $"{r.ReadingUs:F0} µs"),
             new("[tokens, layers, k] step", r => $"{r.TokensFirstUs:F1} µs"),
             new("its checksum", r => r.TokensFirstChecksum == r.StepChecksum ? "equal" : $"DIFFERS: {r.TokensFirstChecksum}"),
             new("step checksum", r => $"{r.StepChecksum}"),
@@ -189,6 +190,9 @@ internal static class ModelDeviceCheck
             // A read's whole wall time, waits included: the fold, each layer's sort for its Gini and top share, the copies back.
             var summary = HostMedian(onCpu ? 3 : 50, () => model.Summary());
 
+            // What a metrics collection reads, every option on (the newest 10 steps, totals, window load, counts): one wait.
+            var reading = HostMedian(onCpu ? 3 : 50, () => model.Read(new() { RecentSteps = model.Options.Window, AlsoRecentSteps = Math.Min(10, model.Options.Window), Totals = true, WindowLoad = true, TokenCounts = true }));
+
             // One step into a cleared model, one record into each cleared layer: the same counts, the same checksum.
             model.Reset();
             TokensFirstStep();
@@ -214,7 +218,7 @@ internal static class ModelDeviceCheck
             var copyGbs = shape.StepIds * 8 / (copy * 1e3);
             return new ModelRow(
                 shape.Layers, shape.Experts, shape.TopK, shape.Tokens, shape.StepIds, step, backToBack, records, records / step,
-                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, interleaved, stepChecksum, layersChecksum, tokensFirstChecksum);
+                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, reading, interleaved, stepChecksum, layersChecksum, tokensFirstChecksum);
         }
         finally
         {
@@ -253,6 +257,6 @@ internal static class ModelDeviceCheck
     /// </summary>
     private sealed record ModelRow(
         int Layers, int Experts, int TopK, int Tokens, long StepIds, double StepUs, double StepBackToBackUs, double LayerRecordsUs, double LayerRecordsPerStep,
-        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, double SummaryUs, double TokensFirstUs,
+        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, double SummaryUs, double ReadingUs, double TokensFirstUs,
         ulong StepChecksum, ulong LayersChecksum, ulong TokensFirstChecksum);
 }

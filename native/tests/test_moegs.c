@@ -456,6 +456,53 @@ static void model_api(void)
               (unsigned long long)b.total_tokens, (unsigned long long)a.invalid_expert_ids, (unsigned long long)b.invalid_expert_ids);
     }
 
+    /* One moegs_model_read: every part equal to the call that reads it alone. */
+    CHECK(moegs_layer_totals_size() == (int32_t)sizeof(moegs_layer_totals), "moegs_layer_totals: %d / %zu bytes", moegs_layer_totals_size(),
+          sizeof(moegs_layer_totals));
+    for (int i = 0; i < 2; i++) {
+        moegs_handle h = models[i];
+        model_reads one;
+        moegs_model_balance recent, alone;
+        moegs_layer_balance recent_layers[M_LAYERS], alone_layers[M_LAYERS];
+        moegs_layer_totals totals[M_LAYERS];
+        uint64_t counts[M_LAYERS * M_EXPERTS], layer_counts[M_EXPERTS];
+        memset(&one, 0, sizeof one);
+        CHECK(moegs_model_read(h, 2, NULL, &one.summary, one.window, one.since_start, &recent, recent_layers, totals, one.load, counts,
+                               M_LAYERS * M_EXPERTS) == MOEGS_OK, "%s: model read: %s", kinds[i], moegs_last_error());
+        same_model(&reads[i], &one, "moegs_model_read vs summary and window load");
+        CHECK(memcmp(&one.summary, &reads[i].summary, sizeof one.summary) == 0, "%s: moegs_model_read's summary is not moegs_model_summary's", kinds[i]);
+        CHECK(moegs_model_recent_summary(h, 2, NULL, &alone, alone_layers, NULL) == MOEGS_OK && memcmp(&recent, &alone, sizeof alone) == 0
+              && memcmp(recent_layers, alone_layers, sizeof alone_layers) == 0, "%s: moegs_model_read's recent figures are not moegs_model_recent_summary's",
+              kinds[i]);
+        for (int l = 0; l < M_LAYERS; l++) {
+            moegs_snapshot s;
+            CHECK(moegs_model_layer_snapshot(h, l, &s) == MOEGS_OK && totals[l].total_routings == s.total_routings && totals[l].total_tokens == s.total_tokens
+                  && totals[l].tokens_dropped == s.tokens_dropped && totals[l].routed_slots == s.routed_slots && totals[l].slots_dropped == s.slots_dropped
+                  && totals[l].invalid_expert_ids == s.invalid_expert_ids && totals[l].average_load_balance_loss == s.average_load_balance_loss
+                  && totals[l].average_router_z_loss == s.average_router_z_loss && totals[l].routing_efficiency == s.routing_efficiency,
+                  "%s: layer %d's totals are not its snapshot's (routed %llu / %llu)", kinds[i], l, (unsigned long long)totals[l].routed_slots,
+                  (unsigned long long)s.routed_slots);
+            CHECK(moegs_model_layer_expert_counts(h, l, layer_counts, M_EXPERTS) == MOEGS_OK
+                  && memcmp(layer_counts, counts + l * M_EXPERTS, sizeof layer_counts) == 0, "%s: layer %d's counts differ", kinds[i], l);
+        }
+        model_reads ranked_one;
+        memset(&ranked_one, 0, sizeof ranked_one);
+        CHECK(moegs_model_read(h, 0, ranks, &ranked_one.summary, ranked_one.window, ranked_one.since_start, NULL, NULL, NULL, ranked_one.load, NULL,
+                               M_LAYERS * M_EXPERTS) == MOEGS_OK && memcmp(&ranked_one.summary, &ranked[i].summary, sizeof ranked_one.summary) == 0,
+              "%s: moegs_model_read over ranks is not moegs_model_summary's (%s)", kinds[i], moegs_last_error());
+        same_model(&ranked[i], &ranked_one, "moegs_model_read over ranks");
+        REFUSED(moegs_model_read(h, M_WINDOW + 1, NULL, &alone, NULL, NULL, &recent, NULL, NULL, NULL, NULL, 0), MOEGS_INVALID_ARGUMENT,
+                "recent_steps = 5", "[1, 4] (the model's window), or 0 for none");
+        REFUSED(moegs_model_read(h, -1, NULL, &alone, NULL, NULL, &recent, NULL, NULL, NULL, NULL, 0), MOEGS_INVALID_ARGUMENT, "recent_steps = -1");
+        REFUSED(moegs_model_read(h, 2, NULL, &alone, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0), MOEGS_INVALID_ARGUMENT, "recent_out is NULL",
+                "recent_steps = 2");
+        REFUSED(moegs_model_read(h, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0), MOEGS_INVALID_ARGUMENT, "out is NULL");
+        REFUSED(moegs_model_read(h, 0, NULL, &alone, NULL, NULL, NULL, NULL, NULL, NULL, counts, M_LAYERS * M_EXPERTS - 1), MOEGS_INVALID_ARGUMENT,
+                "capacity = 23", "expert_counts must hold layers * experts = 3 * 8 = 24");
+        REFUSED(moegs_model_read(h, 0, NULL, &alone, NULL, NULL, NULL, NULL, NULL, one.load, counts, 0), MOEGS_INVALID_ARGUMENT,
+                "window_load and expert_counts each must hold");
+    }
+
     for (int i = 0; i < 2; i++) {
         moegs_handle h = models[i];
         int32_t bad_ranks[M_EXPERTS] = { 0, 0, 1, 1, 2, 2, 3, 8 };

@@ -519,6 +519,27 @@ class ModelTests(unittest.TestCase):
                     model.save(os.fsencode(folder) + b"/bad\xff.json")
                 self.assertEqual(["rank0.json"], os.listdir(folder))
 
+    def test_one_read_is_every_part_read_alone(self):
+        """The scrape's one call (moegs_model_read) gives summary(), summary(recent_steps=), window_load(), each layer's
+        totals as layer() has them and layer_expert_counts(), on both engines."""
+        stride = self.TOKENS * self.K
+        for accelerator in ("managed", "cpu"):
+            with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator=accelerator) as model:
+                for ids in self.steps(stride):
+                    model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+                summary, recent, load, totals, counts = model._read(recent_steps=2, expert_counts=True)
+                self.assertEqual(model.summary(), summary)
+                self.assertEqual(model.summary(recent_steps=2), recent)
+                self.assertEqual(load_rows(model.window_load()), load)
+                self.assertEqual([model.layer_expert_counts(l) for l in range(self.LAYERS)], counts)
+                for l, layer in enumerate(totals):
+                    snapshot = model.layer(l)
+                    self.assertEqual({name: snapshot[name] for name in layer}, layer)
+                self.assertGreater(totals[0]["routed_slots"], 0)
+                self.assertEqual((None, None), model._read()[1::3])
+                with self.assertRaisesRegex(ValueError, "recent_steps"):
+                    model._read(recent_steps=self.WINDOW + 1)
+
     def test_the_newest_steps_are_their_ids_bincount(self):
         """window_load(recent_steps=n) and summary(recent_steps=n) cover the newest n steps alone; n outside [1, window]
         is refused naming recent_steps."""

@@ -214,6 +214,57 @@ public static unsafe class NativeApi
         });
     }
 
+    [UnmanagedCallersOnly]
+    public static int ModelRead(
+        long handle,
+        int recentSteps,
+        int* expertRanks,
+        NativeModelBalance* destination,
+        NativeLayerBalance* window,
+        NativeLayerBalance* sinceStart,
+        NativeModelBalance* recent,
+        NativeLayerBalance* recentLayers,
+        NativeLayerTotals* totals,
+        ulong* windowLoad,
+        ulong* expertCounts,
+        int capacity)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_read writes the model's figures there.");
+        }
+
+        if (recentSteps > 0 && recent is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, $"recent_out is NULL with recent_steps = {recentSteps}: moegs_model_read writes the newest steps' figures there (recent_steps 0 reads none).");
+        }
+
+        return WithModel(handle, model =>
+        {
+            if (recentSteps != 0)
+            {
+                NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window, none: "0 for none");
+            }
+
+            if (windowLoad is not null || expertCounts is not null)
+            {
+                var arrays = (windowLoad is not null, expertCounts is not null) switch
+                {
+                    (true, true) => "window_load and expert_counts each",
+                    (true, false) => "window_load",
+                    _ => "expert_counts",
+                };
+                NativeChecks.WindowCapacity(capacity, model.Stats.Layers, model.Stats.Experts, arrays);
+            }
+
+            model.Read(recentSteps, expertRanks, destination, window, sinceStart, recent, recentLayers, totals, windowLoad, expertCounts);
+        });
+    }
+
+    /// <summary>The bytes of one element of <see cref="ModelRead"/>'s per-layer totals, checked by libmoegs and bindings as <see cref="SnapshotSize"/>.</summary>
+    [UnmanagedCallersOnly]
+    public static int LayerTotalsSize() => sizeof(NativeLayerTotals);
+
     /// <summary>The bytes <see cref="ModelSummary"/> writes to its out, checked by libmoegs and bindings as <see cref="SnapshotSize"/>.</summary>
     [UnmanagedCallersOnly]
     public static int ModelBalanceSize() => sizeof(NativeModelBalance);

@@ -169,20 +169,22 @@ internal static class NativeChecks
     }
 
     /// <summary>The newest steps a read covers: 1 to the model's window.</summary>
-    public static void RecentSteps(int recentSteps, int window)
+    /// <summary>Refuses <paramref name="recentSteps"/> outside <c>[1, window]</c>; <paramref name="none"/>, when given, names the value that reads no recent steps.</summary>
+    public static void RecentSteps(int recentSteps, int window, string? none = null)
     {
         if (recentSteps < 1 || recentSteps > window)
         {
-            throw new NativeArgumentException($"recent_steps = {recentSteps}: must lie in [1, {window}] (the model's window).");
+            throw new NativeArgumentException($"recent_steps = {recentSteps}: must lie in [1, {window}] (the model's window){(none is null ? "" : $", or {none}")}.");
         }
     }
 
-    public static void WindowCapacity(int capacity, int layers, int experts)
+    /// <summary>Refuses a <paramref name="capacity"/> below <c>layers × experts</c> values for the array named <paramref name="array"/>.</summary>
+    public static void WindowCapacity(int capacity, int layers, int experts, string array = "dst")
     {
         var needed = layers * experts;
         if (capacity < needed)
         {
-            throw new NativeArgumentException($"capacity = {capacity}: dst must hold layers * experts = {layers} * {experts} = {needed} values, capacity >= {needed}.");
+            throw new NativeArgumentException($"capacity = {capacity}: {array} must hold layers * experts = {layers} * {experts} = {needed} values, capacity >= {needed}.");
         }
     }
 

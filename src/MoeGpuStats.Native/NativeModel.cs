@@ -177,6 +177,76 @@ internal sealed class NativeModel : INativeHandle
     }
 
     /// <summary>
+    /// One reading of the model (<see cref="ModelRoutingStats.Read"/>: one wait on a device): the summary over
+    /// the window into <paramref name="destination"/>, and into each array given (checked by the caller), its
+    /// layers' balance, the balance over the newest <paramref name="recentSteps"/> steps (0: none), each layer's
+    /// totals, the window load and the token counts (<c>Layers × Experts</c> values each).
+    /// </summary>
+    public unsafe void Read(
+        int recentSteps,
+        int* expertRanks,
+        NativeModelBalance* destination,
+        NativeLayerBalance* window,
+        NativeLayerBalance* sinceStart,
+        NativeModelBalance* recent,
+        NativeLayerBalance* recentLayers,
+        NativeLayerTotals* totals,
+        ulong* windowLoad,
+        ulong* expertCounts)
+    {
+        var ranks = expertRanks is null ? null : NativeChecks.Placement(new ReadOnlySpan<int>(expertRanks, _stats.Experts));
+        var entries = ranks is null ? _stats.Experts : ranks.Max() + 1;
+        Engines.ModelReading reading;
+        using (EnterDevice())
+        {
+            reading = _stats.Read(new()
+            {
+                RecentSteps = _stats.Options.Window,
+                Ranks = ranks,
+                RankCount = ranks is null ? 0 : entries,
+                AlsoRecentSteps = recentSteps > 0 ? recentSteps : null,
+                Totals = totals is not null,
+                WindowLoad = windowLoad is not null,
+                TokenCounts = expertCounts is not null,
+            });
+        }
+
+        var summary = ModelRoutingStats.Summarize(reading, entries);
+        *destination = NativeModelBalance.From(summary, entries);
+        var recentSummary = ModelRoutingStats.SummarizeRecent(reading, entries);
+        if (recentSummary is not null)
+        {
+            *recent = NativeModelBalance.From(recentSummary, entries);
+        }
+
+        for (var l = 0; l < _stats.Layers; l++)
+        {
+            if (window is not null)
+            {
+                window[l] = NativeLayerBalance.From(summary.Window.Layers[l]);
+            }
+
+            if (sinceStart is not null)
+            {
+                sinceStart[l] = NativeLayerBalance.From(summary.SinceStart.Layers[l]);
+            }
+
+            if (recentLayers is not null && recentSummary is not null)
+            {
+                recentLayers[l] = NativeLayerBalance.From(recentSummary.Window.Layers[l]);
+            }
+
+            if (totals is not null)
+            {
+                totals[l] = NativeLayerTotals.From(reading.Totals![l]);
+            }
+        }
+
+        reading.WindowLoad?.CopyTo(new Span<ulong>(windowLoad, reading.WindowLoad.Length));
+        reading.TokenCounts?.CopyTo(new Span<ulong>(expertCounts, reading.TokenCounts.Length));
+    }
+
+    /// <summary>
     /// Where the model's token counts and window load lie (<see cref="ModelRoutingStats.DeviceArrays"/>),
     /// the pending step folded first, and ordered with a reader: on CUDA the fold waits on the device
     /// for the work enqueued so far on the reader's <paramref name="stream"/> (NULL: the default stream

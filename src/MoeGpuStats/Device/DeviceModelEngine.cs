@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Engines;
@@ -34,12 +36,14 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly ArrayView<ulong> _scratchLoads;
     private readonly ArrayView<ulong> _recentLoads;
     private readonly ArrayView<LayerLoad> _layerLoads;
+    private readonly ArrayView<byte> _readback;
     private readonly ArrayView<UtilizationQueryResult> _queryResult;
     private readonly ArrayView<float> _hostLosses;
     private readonly DeviceLayerEngine[] _layers;
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
     private ModelStepArguments _shape;
     private ulong _knownSteps;
+    private int[]? _ranksOnDevice;
     private bool _disposed;
 
     /// <summary>
@@ -82,7 +86,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             _ranks = Allocate<int>(options.Experts);
             _scratchLoads = Allocate<ulong>(perLayer);
             _recentLoads = Allocate<ulong>(perLayer);
-            _layerLoads = Allocate<LayerLoad>(layers);
+            _layerLoads = Allocate<LayerLoad>(ReadbackLoads * layers);
+            _readback = Allocate<byte>(ReadbackBytes(options));
             _queryResult = Allocate<UtilizationQueryResult>(1);
             _hostLosses = Allocate<float>(2 * layers);
         }
@@ -107,6 +112,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         ClearDevice();
     }
 
+    /// <summary>Parts of the measured layer loads a reading holds: the window (or its newest steps), since the start, and a second horizon.</summary>
+    internal const int ReadbackLoads = 3;
+
     public Accelerator Accelerator { get; }
 
     /// <summary>The stream every step and read is ordered on.</summary>
@@ -115,6 +123,25 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     public override string Name => Accelerator.AcceleratorType.ToString().ToLowerInvariant();
 
     public override string DeviceName => Accelerator.Name;
+
+    /// <summary>
+    /// The bytes of the read-back buffer a reading is staged in on the device before its one copy to the host:
+    /// the measured loads, the layers' blocks, the window load and the token counts.
+    /// </summary>
+    internal static long ReadbackBytes(ModelRoutingStatsOptions options)
+    {
+        long layers = options.Layers;
+        return (ReadbackLoads * layers * Unsafe.SizeOf<LayerLoad>())
+            + (layers * Unsafe.SizeOf<RoutingStateBlock>())
+            + (2 * layers * options.Experts * sizeof(ulong));
+    }
+
+    /// <summary>
+    /// The copies between host and device the reads have made, each a wait for the stream: what reading
+    /// costs a host thread (and a step another thread records meanwhile, which waits for the lock).
+    /// Recording ids from host memory is not counted.
+    /// </summary>
+    internal int ReadWaits { get; private set; }
 
     /// <summary>The bytes of the state's buffers (the staging of host ids aside).</summary>
     internal long StateBytes => _buffers.Sum(buffer => buffer.LengthInBytes);
@@ -229,17 +256,6 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// </summary>
     private void FoldPending() => Enqueue(default(ArrayView<int>), ModelRecordLauncher.FoldOnly(_shape), default, default, default);
 
-    /// <summary>
-    /// Folds the pending step and returns the steps recorded: layer 0's batches folded in (every layer
-    /// folds every step), one copy and a wait for the stream; kept as the host's count for
-    /// <see cref="DeviceArrays"/>. The caller holds the lock.
-    /// </summary>
-    private ulong FoldAndReadSteps()
-    {
-        FoldPending();
-        return _knownSteps = DeviceStateReader.ReadBlock(Stream, _views.Layer(0, Options.Experts)).TotalRoutings;
-    }
-
     /// <summary>Of <paramref name="steps"/>, those in the window: every one, up to the window's length.</summary>
     private int WindowSteps(ulong steps) => (int)Math.Min(steps, (ulong)Options.Window);
 
@@ -257,7 +273,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             ThrowIfUnusable();
             FoldPending();
             var views = _views.Layer(layer, Options.Experts);
-            var block = DeviceStateReader.ReadBlock(Stream, views);
+            Span<RoutingStateBlock> blocks = stackalloc RoutingStateBlock[1];
+            CopyToHost(views.State, blocks);
+            var block = blocks[0];
             _knownSteps = block.TotalRoutings;
             return read(Stream, views, block);
         }
@@ -294,20 +312,22 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         lock (Gate)
         {
             ThrowIfUnusable();
-            var loads = RecentLoads(recentSteps, WindowSteps(FoldAndReadSteps()));
-            var load = new ulong[loads.Length];
-            loads.CopyToCPU(Stream, load.AsSpan());
+            FoldPending();
+            var load = new ulong[_views.WindowLoad.Length];
+            CopyToHost(RecentLoads(recentSteps), load);
             return load;
         }
     }
 
     /// <summary>
-    /// The window's running sum where <paramref name="recentSteps"/> covers every step it holds, else
-    /// the newest steps' rows of the ring summed (enqueued) into a buffer kept for it. Under the lock, folded.
+    /// The window's running sum where <paramref name="recentSteps"/> covers the whole window, else the newest
+    /// steps' rows of the ring summed (enqueued) into a buffer kept for it. Rows the ring holds no step in are
+    /// zero (a reset clears them), so the sum needs no count of the steps held, which the host would have to
+    /// wait for. Under the lock, folded.
     /// </summary>
-    private ArrayView<ulong> RecentLoads(int recentSteps, int windowSteps)
+    private ArrayView<ulong> RecentLoads(int recentSteps)
     {
-        if (recentSteps >= windowSteps)
+        if (recentSteps >= Options.Window)
         {
             return _views.WindowLoad;
         }
@@ -332,27 +352,126 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
-    public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount, int recentSteps)
+    /// <remarks>
+    /// Every part is enqueued (measured, or copied device to device into the read-back buffer) before one
+    /// copy of that buffer to the host, the reading's only wait; a placement is copied to the device only when
+    /// it differs from the last one (a copy from the host waits too).
+    /// </remarks>
+    public override ModelReading Read(ModelReadRequest request)
     {
         lock (Gate)
         {
             ThrowIfUnusable();
-            var steps = FoldAndReadSteps();
+            FoldPending();
+            var ranks = PlacementOnDevice(request.Ranks);
+            var layers = Options.Layers;
+            Measure(RecentLoads(request.RecentSteps), ranks, request.RankCount, 0);
+            Measure(_views.TokenCounts, ranks, request.RankCount, 1);
+            if (request.AlsoRecentSteps is { } recentSteps)
+            {
+                Measure(RecentLoads(recentSteps), ranks, request.RankCount, 2);
+            }
+
+            var staged = 0L;
+            Stage(_layerLoads, ref staged);
+            Stage(_views.Blocks, ref staged);
+            if (request.WindowLoad)
+            {
+                Stage(_views.WindowLoad, ref staged);
+            }
+
+            if (request.TokenCounts)
+            {
+                Stage(_views.TokenCounts, ref staged);
+            }
+
+            var bytes = new byte[staged];
+            CopyToHost(_readback.SubView(0, staged), bytes);
+
+            var read = 0L;
+            var loads = Unstage<LayerLoad>(bytes, _layerLoads.Length, ref read);
+            var blocks = Unstage<RoutingStateBlock>(bytes, layers, ref read);
+            var windowLoad = request.WindowLoad ? Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read) : null;
+            var tokenCounts = request.TokenCounts ? Unstage<ulong>(bytes, _views.TokenCounts.Length, ref read) : null;
+            var steps = _knownSteps = blocks[0].TotalRoutings;
             var windowSteps = WindowSteps(steps);
-            var rankView = _ranks.SubView(0, ranks?.Length ?? 0);
-            rankView.CopyFromCPU(Stream, ranks ?? []);
-            var window = Measure(RecentLoads(recentSteps, windowSteps), rankView, rankCount);
-            var sinceStart = Measure(_views.TokenCounts, rankView, rankCount);
-            return (window, sinceStart, steps, Math.Min(recentSteps, windowSteps));
+            return new ModelReading(
+                steps,
+                Math.Min(request.RecentSteps, windowSteps),
+                loads[..layers],
+                loads[layers..(2 * layers)],
+                request.AlsoRecentSteps is null ? null : loads[(2 * layers)..],
+                Math.Min(request.AlsoRecentSteps ?? 0, windowSteps),
+                request.Totals ? [.. blocks.Select(DeviceRoutingEngine.TotalsOf)] : null,
+                windowLoad,
+                tokenCounts);
         }
     }
 
-    private LayerLoad[] Measure(ArrayView<ulong> loads, ArrayView<int> ranks, int rankCount)
+    /// <summary>The placement's view on the device, copied there only when it differs from the one there; empty for none.</summary>
+    private ArrayView<int> PlacementOnDevice(int[]? ranks)
     {
-        _measure(Stream, Options.Layers, loads, Options.Experts, ranks, rankCount, _scratchLoads, _layerLoads);
-        var results = new LayerLoad[Options.Layers];
-        _layerLoads.CopyToCPU(Stream, results.AsSpan());
-        return results;
+        if (ranks is null)
+        {
+            return _ranks.SubView(0, 0);
+        }
+
+        if (_ranksOnDevice is null || !ranks.AsSpan().SequenceEqual(_ranksOnDevice))
+        {
+            _ranks.CopyFromCPU(Stream, ranks);
+            ReadWaits++;
+            _ranksOnDevice = [.. ranks];
+        }
+
+        return _ranks;
+    }
+
+    /// <summary>Enqueues the measure of every layer's <paramref name="loads"/> into part <paramref name="part"/> of <see cref="_layerLoads"/>.</summary>
+    private void Measure(ArrayView<ulong> loads, ArrayView<int> ranks, int rankCount, int part)
+    {
+        var layers = Options.Layers;
+        _measure(Stream, layers, loads, Options.Experts, ranks, rankCount, _scratchLoads, _layerLoads.SubView(part * (long)layers, layers));
+    }
+
+    /// <summary>Copies <paramref name="view"/> to <paramref name="host"/>, a wait for the stream, and counts it in <see cref="ReadWaits"/>.</summary>
+    private void CopyToHost<T>(ArrayView<T> view, Span<T> host)
+        where T : unmanaged
+    {
+        view.CopyToCPU(Stream, host);
+        ReadWaits++;
+    }
+
+    /// <summary>The first <paramref name="length"/> values of <paramref name="view"/>, copied to the host (a wait; none for no value).</summary>
+    private T[] CopyBack<T>(ArrayView<T> view, long length)
+        where T : unmanaged
+    {
+        if (length == 0)
+        {
+            return [];
+        }
+
+        var values = new T[length];
+        CopyToHost(view.SubView(0, length), values);
+        return values;
+    }
+
+    /// <summary>Enqueues a device-to-device copy of <paramref name="view"/> into the read-back buffer at <paramref name="offset"/>, which it advances.</summary>
+    private void Stage<T>(ArrayView<T> view, ref long offset)
+        where T : unmanaged
+    {
+        var bytes = view.Cast<byte>();
+        bytes.CopyTo(Stream, _readback.SubView(offset, bytes.Length));
+        offset += bytes.Length;
+    }
+
+    /// <summary>The <paramref name="count"/> values of <typeparamref name="T"/> staged at <paramref name="offset"/> of the copied bytes, which it advances.</summary>
+    private static T[] Unstage<T>(byte[] bytes, long count, ref long offset)
+        where T : unmanaged
+    {
+        var length = (int)(count * Unsafe.SizeOf<T>());
+        var values = MemoryMarshal.Cast<byte, T>(bytes.AsSpan((int)offset, length)).ToArray();
+        offset += length;
+        return values;
     }
 
     public override void Reset()
@@ -370,23 +489,40 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         lock (Gate)
         {
             ThrowIfUnusable();
-            var steps = FoldAndReadSteps();
+            FoldPending();
+            var blocks = new RoutingStateBlock[Options.Layers];
+            CopyToHost(_views.Blocks, blocks);
+            var steps = _knownSteps = blocks[0].TotalRoutings;
+
+            // Whole arrays, one copy each whatever the layers; a layer's arrays are empty before the first step.
             var experts = steps == 0 ? 0 : Options.Experts;
-            var layerOptions = Options.LayerOptions;
+            var entries = (long)Options.Layers * experts;
+            var utilization = CopyBack(_views.Utilization, entries);
+            var sums = CopyBack(_views.UtilizationSums, entries);
+            var decayed = CopyBack(_views.DecayedUtilization, Options.UtilizationDecay is null ? 0 : entries);
+            var counts = CopyBack(_views.TokenCounts, entries);
+            var history = CopyBack(_views.VarianceHistory, _views.VarianceHistory.Length);
             var layers = new RoutingState[Options.Layers];
             for (var l = 0; l < layers.Length; l++)
             {
-                layers[l] = DeviceStateReader.ReadState(Stream, _views.Layer(l, Options.Experts), experts, layerOptions);
+                var (at, decayedAt) = (l * experts, decayed.Length == 0 ? 0 : l * experts);
+                layers[l] = DeviceStateReader.StateOf(
+                    blocks[l],
+                    utilization[at..(at + experts)],
+                    sums[at..(at + experts)],
+                    decayed[decayedAt..(decayedAt + (decayed.Length == 0 ? 0 : experts))],
+                    counts[at..(at + experts)],
+                    history.AsSpan(l * VarianceWindow, VarianceWindow));
             }
 
             var control = new int[ModelStateLayout.ControlLength];
             var load = new ulong[_views.WindowLoad.Length];
             var ring = withRing ? new uint[_views.WindowRing.Length] : null;
-            _views.Control.CopyToCPU(Stream, control.AsSpan());
-            _views.WindowLoad.CopyToCPU(Stream, load.AsSpan());
+            CopyToHost(_views.Control, control);
+            CopyToHost(_views.WindowLoad, load);
             if (ring is not null)
             {
-                _views.WindowRing.CopyToCPU(Stream, ring.AsSpan());
+                CopyToHost(_views.WindowRing, ring);
             }
 
             return new ModelState
@@ -440,6 +576,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     private void ClearDevice()
     {
+        _ranksOnDevice = null;
         foreach (var clear in _clears)
         {
             clear();

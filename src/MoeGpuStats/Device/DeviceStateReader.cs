@@ -71,7 +71,12 @@ internal static class DeviceStateReader
         views.DecayedUtilization.SubView(0, decayed.Length).CopyToCPU(stream, decayed.AsSpan());
         views.TokenCounts.SubView(0, experts).CopyToCPU(stream, counts.AsSpan());
         views.VarianceHistory.SubView(0, ring.Length).CopyToCPU(stream, ring.AsSpan());
-        return new RoutingState
+        return StateOf(block, utilization, sums, decayed, counts, ring);
+    }
+
+    /// <summary>A state from its block and arrays copied back (the caller's: the state keeps them; <paramref name="ring"/> is unrolled).</summary>
+    public static RoutingState StateOf(RoutingStateBlock block, float[] utilization, double[] sums, float[] decayed, ulong[] counts, ReadOnlySpan<float> ring) =>
+        new()
         {
             TotalRoutings = block.TotalRoutings,
             TotalTokens = block.TotalTokens,
@@ -95,10 +100,9 @@ internal static class DeviceStateReader
             TotalCapacity = block.TotalCapacity,
             TotalUsed = block.TotalUsed,
         };
-    }
 
     /// <summary>The ring's entries, oldest first.</summary>
-    private static float[] Unroll(float[] ring, RoutingStateBlock block)
+    private static float[] Unroll(ReadOnlySpan<float> ring, RoutingStateBlock block)
     {
         var history = new float[block.VarianceCount];
         for (var i = 0; i < history.Length; i++)

@@ -301,11 +301,11 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         return load;
     }
 
-    public override (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount, int recentSteps)
+    public override ModelReading Read(ModelReadRequest request)
     {
         lock (Gate)
         {
-            var window = RecentLoad(recentSteps);
+            var window = RecentLoad(request.RecentSteps);
             var experts = Options.Experts;
             var sinceStart = new ulong[_window.Load.Length];
             for (var l = 0; l < _layers.Length; l++)
@@ -317,7 +317,18 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 }
             }
 
-            return (Measure(window, ranks, rankCount), Measure(sinceStart, ranks, rankCount), _steps, Math.Min(recentSteps, _windowSteps));
+            var (ranks, rankCount) = (request.Ranks, request.RankCount);
+            var recent = request.AlsoRecentSteps is { } steps && CanCutWindow(steps) ? Measure(RecentLoad(steps), ranks, rankCount) : null;
+            return new ModelReading(
+                _steps,
+                Math.Min(request.RecentSteps, _windowSteps),
+                Measure(window, ranks, rankCount),
+                Measure(sinceStart, ranks, rankCount),
+                recent,
+                recent is null ? 0 : Math.Min(request.AlsoRecentSteps!.Value, _windowSteps),
+                request.Totals ? [.. _layers.Select(layer => layer.Totals)] : null,
+                request.WindowLoad ? _window.Load.ToArray() : null,
+                request.TokenCounts ? sinceStart : null);
         }
     }
 

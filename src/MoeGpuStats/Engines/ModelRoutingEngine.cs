@@ -14,8 +14,8 @@ internal abstract class ModelRoutingEngine : IDisposable
     public ModelRoutingStatsOptions Options { get; }
 
     /// <summary>
-    /// The lock every call takes, so calls are serialized. <see cref="Lock"/> is reentrant: a call
-    /// inside <see cref="ReadTogether"/> takes it again on the same thread.
+    /// The lock every call takes, so calls are serialized. <see cref="Lock"/> is reentrant: a read that
+    /// calls another (<see cref="CanCutWindow"/> from a reading) takes it again on the same thread.
     /// </summary>
     protected Lock Gate { get; } = new();
 
@@ -55,15 +55,14 @@ internal abstract class ModelRoutingEngine : IDisposable
     public virtual ModelDeviceArrays? DeviceArrays() => null;
 
     /// <summary>
-    /// Per layer, the loads measured over the newest <paramref name="recentSteps"/> steps of the window
-    /// (as <see cref="WindowLoad"/>) and since the start, per expert or, with <paramref name="ranks"/>
-    /// (one per expert, each below <paramref name="rankCount"/>), per rank; and the steps recorded and
-    /// the steps measured as the window.
+    /// One reading of the model under its lock (<see cref="ModelReadRequest"/>): per layer, the loads measured
+    /// over the newest <c>RecentSteps</c> steps of the window (as <see cref="WindowLoad"/>) and since the start,
+    /// per expert or, with ranks (one per expert, each below <c>RankCount</c>), per rank; and the parts asked besides.
     /// </summary>
-    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad"/>'s.</exception>
-    public abstract (LayerLoad[] Window, LayerLoad[] SinceStart, ulong Steps, int WindowSteps) MeasureLoads(int[]? ranks, int rankCount, int recentSteps);
+    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad"/>'s, for <c>RecentSteps</c>.</exception>
+    public abstract ModelReading Read(ModelReadRequest request);
 
-    /// <summary>Whether <see cref="WindowLoad"/> and <see cref="MeasureLoads"/> can cut the window to its newest <paramref name="recentSteps"/> steps now (a window restored without its ring cannot, while it holds more).</summary>
+    /// <summary>Whether <see cref="WindowLoad"/> and <see cref="Read"/> can cut the window to its newest <paramref name="recentSteps"/> steps now (a window restored without its ring cannot, while it holds more).</summary>
     public virtual bool CanCutWindow(int recentSteps) => true;
 
     /// <summary>The error of a window restored without its ring when fewer steps than it holds are asked of it.</summary>
@@ -71,18 +70,6 @@ internal abstract class ModelRoutingEngine : IDisposable
         $"recentSteps is {recentSteps}, fewer than the {windowSteps} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps} to {Options.Window}).");
 
     public abstract void Reset();
-
-    /// <summary>
-    /// Runs <paramref name="read"/> holding the engine's lock, so that the reads it makes see one
-    /// state: no step, reset or fold from another thread comes between them.
-    /// </summary>
-    public T ReadTogether<T>(Func<T> read)
-    {
-        lock (Gate)
-        {
-            return read();
-        }
-    }
 
     /// <summary>A managed copy of the whole state; without the window's ring of steps (the largest part by far) unless <paramref name="withRing"/>.</summary>
     public abstract ModelState Export(bool withRing = true);

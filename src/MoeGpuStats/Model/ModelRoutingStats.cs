@@ -15,8 +15,8 @@ namespace MoeGpuStats;
 /// the model's balance (<see cref="Summary()"/>). On a device engine, a step is one kernel launch
 /// for all layers, which returns without waiting and needs nothing from earlier launches, and the
 /// device counts the steps: a launch a CUDA graph replays records as a <c>RecordStep</c> does (README
-/// says how to order the reads after it). A read waits on the host for its copies back (the step
-/// count and the figures it returns); recording ids on the device never waits.
+/// says how to order the reads after it). A summary or a window load waits on the host once, for one
+/// copy back of what it returns (the step count with it); recording ids on the device never waits.
 /// </summary>
 /// <remarks>
 /// Layer l equals a <see cref="RoutingStats"/> with the model's <see cref="ModelRoutingStatsOptions.Experts"/>,
@@ -288,8 +288,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingSummary Summary()
     {
-        var (window, sinceStart, steps, windowSteps) = Engine.MeasureLoads(null, 0, Options.Window);
-        return Summarize(window, sinceStart, steps, windowSteps, Experts);
+        var reading = Engine.Read(new() { RecentSteps = Options.Window });
+        return Summarize(reading, Experts);
     }
 
     /// <summary>
@@ -305,8 +305,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     public ModelRoutingSummary Summary(int recentSteps)
     {
         var engine = Engine;
-        var (window, sinceStart, steps, windowSteps) = engine.MeasureLoads(null, 0, CheckRecentSteps(recentSteps));
-        return Summarize(window, sinceStart, steps, windowSteps, Experts);
+        var reading = engine.Read(new() { RecentSteps = CheckRecentSteps(recentSteps) });
+        return Summarize(reading, Experts);
     }
 
     /// <summary>
@@ -334,8 +334,8 @@ public sealed partial class ModelRoutingStats : IDisposable
         CheckRecentSteps(recentSteps);
         var ranks = ModelStepChecks.ValidatePlacement(Options, expertRanks, nameof(expertRanks));
         var rankCount = ranks.Max() + 1;
-        var (window, sinceStart, steps, windowSteps) = engine.MeasureLoads(ranks, rankCount, recentSteps);
-        return Summarize(window, sinceStart, steps, windowSteps, rankCount);
+        var reading = engine.Read(new() { RecentSteps = recentSteps, Ranks = ranks, RankCount = rankCount });
+        return Summarize(reading, rankCount);
     }
 
     private int CheckRecentSteps(int recentSteps) =>
@@ -348,7 +348,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void Reset() => Engine.Reset();
 
-    /// <summary>A managed copy of the whole model (one wait on a device engine), which answers every read locally and records on independently.</summary>
+    /// <summary>A managed copy of the whole model (on a device engine one copy back per state array, whatever the layers), which answers every read locally and records on independently.</summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingStats Snapshot() => new(new ManagedModelEngine(Options, Engine.Export()));
 
@@ -386,18 +386,19 @@ public sealed partial class ModelRoutingStats : IDisposable
 
     internal ModelState ExportState(bool withRing = true) => Engine.Export(withRing);
 
-    /// <summary>Each layer's running totals (a device engine copies back one block per layer).</summary>
-    internal Engines.RoutingTotals[] LayerTotals()
-    {
-        var engine = Engine;
-        return [.. Enumerable.Range(0, Layers).Select(l => engine.Layer(l).Totals)];
-    }
+    /// <summary>
+    /// One reading of the model for a collection (<see cref="ModelReadRequest"/>; one wait on a device engine):
+    /// no step, reset or read from another thread comes between its parts.
+    /// </summary>
+    internal Engines.ModelReading Read(Engines.ModelReadRequest request) => Engine.Read(request);
 
-    /// <summary>Whether <see cref="Summary(int)"/> can cut the window to <paramref name="recentSteps"/> now (not a model without its window's ring, a JSON one, while the window holds more).</summary>
-    internal bool CanCutWindow(int recentSteps) => Engine.CanCutWindow(recentSteps);
+    /// <summary>The summary over experts (<paramref name="entries"/> of them) or ranks of a reading: its window and since the start.</summary>
+    internal static ModelRoutingSummary Summarize(Engines.ModelReading reading, int entries) =>
+        Summarize(reading.Window, reading.SinceStart, reading.Steps, reading.WindowSteps, entries);
 
-    /// <summary>Runs <paramref name="read"/> on this model with no step, reset or read from another thread between the reads it makes.</summary>
-    internal T ReadTogether<T>(Func<ModelRoutingStats, T> read) => Engine.ReadTogether(() => read(this));
+    /// <summary>The summary of a reading's second horizon (<see cref="Engines.ModelReadRequest.AlsoRecentSteps"/>); null where it has none.</summary>
+    internal static ModelRoutingSummary? SummarizeRecent(Engines.ModelReading reading, int entries) =>
+        reading.Recent is null ? null : Summarize(reading.Recent, reading.SinceStart, reading.Steps, reading.RecentSteps, entries);
 
     private static ModelRoutingSummary Summarize(Kernels.Model.LayerLoad[] window, Kernels.Model.LayerLoad[] sinceStart, ulong steps, int windowSteps, int entries) =>
         new(

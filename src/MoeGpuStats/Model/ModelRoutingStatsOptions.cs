@@ -36,7 +36,7 @@ public sealed record ModelRoutingStatsOptions
     /// <summary>
     /// The device memory a model's state takes, in bytes: the window ring (<c>4 × Window × Layers × Experts</c>)
     /// dominates; each layer adds its single-layer state (64 KiB of batch buffers, 4 KB of load
-    /// variances, 48 bytes per expert). 64 MB for DeepSeek-V3's 58 layers of 256 experts with the
+    /// variances, 64 bytes per expert). 64 MB for DeepSeek-V3's 58 layers of 256 experts with the
     /// default window. The managed engine keeps the same ring plus each decode step's list, up to
     /// <c>4 × Window × Layers × (Experts + min(32, Experts) + 1)</c> bytes for the window.
     /// </summary>
@@ -54,7 +54,8 @@ public sealed record ModelRoutingStatsOptions
                 + (Kernels.Model.ModelStateLayout.ControlLength * sizeof(int))
                 + (Kernels.RoutingStateLayout.BatchBuffers * layers * 2 * sizeof(float))
                 + (Experts * sizeof(int))
-                + (layers * Unsafe.SizeOf<Kernels.Model.LayerLoad>())
+                + (Device.DeviceModelEngine.ReadbackLoads * layers * Unsafe.SizeOf<Kernels.Model.LayerLoad>())
+                + Device.DeviceModelEngine.ReadbackBytes(this)
                 + Unsafe.SizeOf<Kernels.UtilizationQueryResult>()
                 + (2 * layers * sizeof(float));
         }

@@ -50,7 +50,8 @@ namespace MoeGpuStats.Telemetry;
 /// layer come back from a device) and the window load (one copy of <c>layers × experts</c>
 /// counts), plus the layers' counts with <c>expertSeries</c> and a summary of the window's newest
 /// steps with <c>recentSteps</c>, all of one state (read under the
-/// model's lock, so no step comes between them). The next collection takes a new reading when the
+/// model's lock, so no step comes between them). On a device engine the reading is staged on the
+/// device and copied back at once: one wait for the stream per reading. The next collection takes a new reading when the
 /// last is older than <c>refreshInterval</c>. A collection is the callbacks one thread runs back to
 /// back: it keeps its reading to the end however long it takes, unless its listener pauses over a
 /// second between two instruments; two listeners of different instruments collecting on one thread
@@ -289,12 +290,10 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     {
         public static Reading Of(ModelRoutingStats stats, int topExperts, bool expertSeries, int? recentSteps, int? epSize)
         {
-            var (summary, load, totals, counts, recent) = stats.ReadTogether(model => (
-                model.Summary(),
-                model.WindowLoad(),
-                model.LayerTotals(),
-                expertSeries ? TokenCounts(model) : null,
-                recentSteps is { } steps && model.CanCutWindow(steps) ? model.Summary(steps) : null));
+            var reading = stats.Read(new() { RecentSteps = stats.Options.Window, AlsoRecentSteps = recentSteps, Totals = true, WindowLoad = true, TokenCounts = expertSeries });
+            var summary = ModelRoutingStats.Summarize(reading, stats.Experts);
+            var recent = ModelRoutingStats.SummarizeRecent(reading, stats.Experts);
+            var (load, totals, counts) = (reading.WindowLoad!, reading.Totals!, reading.TokenCounts);
             var hottest = new int[stats.Layers * topExperts];
             var coldest = new int[stats.Layers * topExperts];
             if (topExperts > 0)
@@ -337,22 +336,6 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
                 }
 
                 return (maxima == 0 ? 1.0 : means / maxima, min);
-            }
-
-            static ulong[] TokenCounts(ModelRoutingStats model)
-            {
-                var counts = new ulong[model.Layers * model.Experts];
-                for (var l = 0; l < model.Layers; l++)
-                {
-                    using var layer = model.Layer(l);
-                    var layerCounts = layer.ExpertTokenCounts;
-                    for (var e = 0; e < layerCounts.Count; e++)
-                    {
-                        counts[(l * model.Experts) + e] = layerCounts[e];
-                    }
-                }
-
-                return counts;
             }
 
             Span<int> Rank(ReadOnlySpan<ulong> row, int[] order, bool descending)

@@ -71,6 +71,27 @@ public sealed unsafe partial class NativeApiTests
                 Assert.Equal(NativeSnapshot.From(snapshot), LayerSnapshot(handle, l));
             }
 
+            // moegs_model_read: every part of one reading, over ranks with the newest 2 steps beside.
+            var read = Read(handle, recentSteps: 2, ranks);
+            Assert.Equal(NativeModelBalance.From(expectedRanked, 4), read.Summary);
+            Assert.Equal(expectedRanked.Window.Layers.Select(NativeLayerBalance.From), read.Window);
+            Assert.Equal(expectedRanked.SinceStart.Layers.Select(NativeLayerBalance.From), read.SinceStart);
+            var expectedTwo = direct.Summary(2, ranks);
+            Assert.Equal(NativeModelBalance.From(expectedTwo, 4), read.Recent);
+            Assert.Equal(expectedTwo.Window.Layers.Select(NativeLayerBalance.From), read.RecentWindow);
+            Assert.Equal(direct.WindowLoad(), read.WindowLoad);
+            for (var l = 0; l < Layers; l++)
+            {
+                using var layer = direct.Layer(l);
+                Assert.Equal(layer.ExpertTokenCounts, read.Counts[(l * Experts)..((l + 1) * Experts)]);
+                var totals = read.Totals[l];
+                Assert.Equal(
+                    (layer.TotalRoutings, layer.TotalTokens, layer.TokensDropped, layer.RoutedSlots, layer.SlotsDropped, layer.InvalidExpertIds, layer.AverageLoadBalanceLoss, layer.AverageRouterZLoss, layer.RoutingEfficiency),
+                    (totals.TotalRoutings, totals.TotalTokens, totals.TokensDropped, totals.RoutedSlots, totals.SlotsDropped, totals.InvalidExpertIds, totals.AverageLoadBalanceLoss, totals.AverageRouterZLoss, totals.RoutingEfficiency));
+            }
+
+            Assert.True(read.Totals[0].RoutedSlots > 0 && read.Totals[0].InvalidExpertIds > 0 && read.Totals[^1].AverageLoadBalanceLoss > 0, "the totals check reads zeros");
+
             Assert.Equal(Ok, Call(&NativeApi.ModelReset, handle));
             direct.Reset();
             Assert.Equal(direct.WindowLoad(), WindowLoad(handle));
@@ -249,6 +270,7 @@ public sealed unsafe partial class NativeApiTests
     [InlineData("moegs_model_balance", typeof(NativeModelBalance))]
     [InlineData("moegs_layer_balance", typeof(NativeLayerBalance))]
     [InlineData("moegs_model_arrays", typeof(NativeModelArrays))]
+    [InlineData("moegs_layer_totals", typeof(NativeLayerTotals))]
     public void TheModelStructsAreTheHeadersFieldByField(string name, Type managed)
     {
         var header = File.ReadAllText(Path.Combine(Checkout.RequireRoot("include/moegs.h is not here"), "include", "moegs.h"));
@@ -257,7 +279,7 @@ public sealed unsafe partial class NativeApiTests
         var widths = new Dictionary<string, (Type Managed, int Bytes)>
         {
             ["uint64_t"] = (typeof(ulong), 8), ["int32_t"] = (typeof(int), 4), ["double"] = (typeof(double), 8),
-            ["void*"] = (typeof(IntPtr), IntPtr.Size), ["char*"] = (typeof(IntPtr), IntPtr.Size),
+            ["void*"] = (typeof(IntPtr), IntPtr.Size), ["char*"] = (typeof(IntPtr), IntPtr.Size), ["float"] = (typeof(float), 4),
         };
         long offset = 0, alignment = 1;
         var expected = new List<string>();
@@ -281,6 +303,7 @@ public sealed unsafe partial class NativeApiTests
         {
             "moegs_model_balance" => ((delegate* unmanaged<int>)&NativeApi.ModelBalanceSize)(),
             "moegs_layer_balance" => ((delegate* unmanaged<int>)&NativeApi.LayerBalanceSize)(),
+            "moegs_layer_totals" => ((delegate* unmanaged<int>)&NativeApi.LayerTotalsSize)(),
             _ => ((delegate* unmanaged<int>)&NativeApi.ModelArraysSize)(),
         });
     }
@@ -456,6 +479,29 @@ public sealed unsafe partial class NativeApiTests
         {
             return ((delegate* unmanaged<long, int, ulong*, int, int>)&NativeApi.ModelRecentWindowLoad)(handle, recentSteps, p, capacity);
         }
+    }
+
+    private sealed record ModelRead(
+        NativeModelBalance Summary, NativeLayerBalance[] Window, NativeLayerBalance[] SinceStart, NativeModelBalance Recent, NativeLayerBalance[] RecentWindow,
+        NativeLayerTotals[] Totals, ulong[] WindowLoad, ulong[] Counts);
+
+    /// <summary>moegs_model_read with every part asked.</summary>
+    private static ModelRead Read(long handle, int recentSteps, int[]? ranks)
+    {
+        var (window, sinceStart, recentWindow) = (new NativeLayerBalance[Layers], new NativeLayerBalance[Layers], new NativeLayerBalance[Layers]);
+        var totals = new NativeLayerTotals[Layers];
+        var (load, counts) = (new ulong[Layers * Experts], new ulong[Layers * Experts]);
+        NativeModelBalance summary, recent;
+        fixed (int* r = ranks)
+        fixed (NativeLayerBalance* w = window, s = sinceStart, rw = recentWindow)
+        fixed (NativeLayerTotals* t = totals)
+        fixed (ulong* l = load, c = counts)
+        {
+            Assert.Equal(Ok, ((delegate* unmanaged<long, int, int*, NativeModelBalance*, NativeLayerBalance*, NativeLayerBalance*, NativeModelBalance*, NativeLayerBalance*, NativeLayerTotals*, ulong*, ulong*, int, int>)&NativeApi.ModelRead)(
+                handle, recentSteps, r, &summary, w, s, &recent, rw, t, l, c, load.Length));
+        }
+
+        return new ModelRead(summary, window, sinceStart, recent, recentWindow, totals, load, counts);
     }
 
     private static int RecentSummary(long handle, int recentSteps, int[] ranks, out NativeModelBalance summary, out NativeLayerBalance[] window)

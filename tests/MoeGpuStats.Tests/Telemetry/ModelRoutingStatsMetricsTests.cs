@@ -305,6 +305,42 @@ public sealed partial class ModelRoutingStatsMetricsTests
         Assert.Equal([1, 0], Ranked(Collect(metrics), "moegs.layer.hot_expert", 0).Select(v => (int)v));
     }
 
+    /// <summary>
+    /// A collection of a device model, every option on, is one wait for the stream: the summaries, window
+    /// load, totals and counts are staged on the device and copied back at once, whatever the layers. Its
+    /// figures are those of the managed model fed the same steps.
+    /// </summary>
+    [Fact]
+    public void ACollectionOfADeviceModelIsOneWaitAndTheManagedModelsFigures()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = 2, ExpertCapacity = 3 };
+        var engine = new MoeGpuStats.Device.DeviceModelEngine(TestAccelerators.Require("cpu"), options);
+        using var device = new ModelRoutingStats(engine);
+        using var managed = new ModelRoutingStats(options);
+        RecordSteps(device);
+        RecordSteps(managed);
+        // Publishers share the meter's instruments: one at a time, so that a collection reads one model.
+        List<(string Name, double Value, Dictionary<string, object?> Tags)> seen, expected;
+        using (var deviceMetrics = new ModelRoutingStatsMetrics(device, topExperts: 2, expertSeries: true, refreshInterval: TimeSpan.Zero, recentSteps: 1, epSize: 2))
+        {
+            var before = engine.ReadWaits;
+            seen = Collect(deviceMetrics);
+            Assert.Equal(1, engine.ReadWaits - before);
+        }
+
+        using (var managedMetrics = new ModelRoutingStatsMetrics(managed, topExperts: 2, expertSeries: true, refreshInterval: TimeSpan.Zero, recentSteps: 1, epSize: 2))
+        {
+            expected = Collect(managedMetrics);
+        }
+
+        Assert.Equal(Readable(expected), Readable(seen));
+        Assert.Contains(seen, m => m.Name == "moegs.expert.tokens" && m.Value > 0);
+        Assert.Contains(seen, m => m.Name == "moegs.model.recent.balancedness.min");
+
+        static string[] Readable(List<(string Name, double Value, Dictionary<string, object?> Tags)> measurements) =>
+            [.. measurements.Select(m => $"{m.Name}{{{string.Join(",", m.Tags.OrderBy(t => t.Key).Select(t => $"{t.Key}={t.Value}"))}}} {m.Value:R}").Order(StringComparer.Ordinal)];
+    }
+
     private static ModelRoutingStats Model(string engine, int window)
     {
         var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = window, ExpertCapacity = 3 };
