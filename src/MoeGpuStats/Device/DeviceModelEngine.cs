@@ -313,9 +313,16 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         {
             ThrowIfUnusable();
             FoldPending();
-            var load = new ulong[_views.WindowLoad.Length];
-            CopyToHost(RecentLoads(recentSteps), load);
-            return load;
+
+            // Layer 0's block rides along, so that the host's count of steps (DeviceArrays) is the device's after this read too.
+            var staged = 0L;
+            Stage(_views.Blocks.SubView(0, 1), ref staged);
+            Stage(RecentLoads(recentSteps), ref staged);
+            var bytes = new byte[staged];
+            CopyToHost(_readback.SubView(0, staged), bytes);
+            var read = 0L;
+            _knownSteps = Unstage<RoutingStateBlock>(bytes, 1, ref read)[0].TotalRoutings;
+            return Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read);
         }
     }
 

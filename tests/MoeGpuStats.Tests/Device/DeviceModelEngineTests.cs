@@ -88,6 +88,19 @@ public sealed partial class DeviceModelEngineTests
         Assert.Equal((ulong)recorded.Count, model.DeviceArrays().Steps);
         Assert.Equal((ulong)recorded.Count + 1, model.Summary().Steps);
         Assert.Equal((ulong)recorded.Count + 1, model.DeviceArrays().Steps);
+
+        // A window load, whole or cut, and a snapshot count them too.
+        engine.Replay<int>(ids.View, captured, valid.View);
+        model.WindowLoad();
+        Assert.Equal((ulong)recorded.Count + 2, model.DeviceArrays().Steps);
+        engine.Replay<int>(ids.View, captured, valid.View);
+        model.WindowLoad(recentSteps: 1);
+        Assert.Equal((ulong)recorded.Count + 3, model.DeviceArrays().Steps);
+        engine.Replay<int>(ids.View, captured, valid.View);
+        using (model.Snapshot())
+        {
+            Assert.Equal((ulong)recorded.Count + 4, model.DeviceArrays().Steps);
+        }
     }
 
     /// <summary>
