@@ -24,6 +24,36 @@ internal static class DeviceMemory
     }
 
     /// <summary>
+    /// Copies <paramref name="source"/> into <paramref name="target"/> (as long) on <paramref name="stream"/>
+    /// and waits for it, so the caller may reuse <paramref name="source"/> at once: ILGPU's
+    /// <c>CopyFromCPU(stream, span)</c> as it runs under a context's default page locking. Under
+    /// <c>ContextBuilder.PageLocking(PageLockingMode.Aggressive)</c> ILGPU 1.5.3 enqueues that copy on the
+    /// accelerator's default stream instead (<c>CopyFromCPUUnsafeAsync</c> calls <c>CopyFromPageLockedAsync</c>
+    /// without the stream), unordered with the statistics' stream on CUDA: a launch could read the buffer
+    /// before the copy lands, or the copy overwrite ids a pending launch still reads.
+    /// </summary>
+    public static unsafe void CopyFromHost<T>(AcceleratorStream stream, ArrayView<T> target, ReadOnlySpan<T> source)
+        where T : unmanaged
+    {
+        if (source.Length != target.Length)
+        {
+            throw new ArgumentException($"{source.Length} values for a view of {target.Length}.", nameof(source));
+        }
+
+        if (source.IsEmpty)
+        {
+            return;
+        }
+
+        fixed (T* values = source)
+        {
+            using var host = ILGPU.Runtime.CPU.CPUMemoryBuffer.Create(stream.Accelerator, values, source.Length);
+            host.AsArrayView<T>(0, source.Length).CopyTo(stream, target);
+            stream.Synchronize();
+        }
+    }
+
+    /// <summary>
     /// Whether the accelerator, or the stream that orders the statistics' work, was disposed: ILGPU frees
     /// every buffer of an accelerator with it, so work enqueued after that would touch freed memory
     /// (ILGPU's CPU accelerator ends the process on it).

@@ -201,7 +201,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             }
 
             ArrayView<int> deviceIds = _hostIds.View.SubView(0, length);
-            deviceIds.CopyFromCPU(Stream, ids[..(int)length]);
+            DeviceMemory.CopyFromHost(Stream, deviceIds, ids[..(int)length]);
             var layers = Options.Layers;
             Launch(deviceIds, StepArguments(tokens, topK, layerStride, tokenStride), default, Staged(loadBalanceLosses, 0), Staged(routerZLosses, layers));
         }
@@ -211,7 +211,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private ArrayView<float> Staged(ReadOnlySpan<float> losses, int at)
     {
         var view = _hostLosses.SubView(at, losses.Length);
-        view.CopyFromCPU(Stream, losses);
+        DeviceMemory.CopyFromHost(Stream, view, losses);
         return view;
     }
 
@@ -425,7 +425,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
         if (_ranksOnDevice is null || !ranks.AsSpan().SequenceEqual(_ranksOnDevice))
         {
-            _ranks.CopyFromCPU(Stream, ranks);
+            DeviceMemory.CopyFromHost<int>(Stream, _ranks, ranks);
             ReadWaits++;
             _ranksOnDevice = [.. ranks];
         }

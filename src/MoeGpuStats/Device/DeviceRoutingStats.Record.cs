@@ -97,7 +97,7 @@ public sealed partial class DeviceRoutingStats
             }
 
             var view = _hostIds.View.SubView(0, length);
-            view.CopyFromCPU(Stream, topKExpertIds[..length]);
+            DeviceMemory.CopyFromHost(Stream, view, topKExpertIds[..length]);
             Launch(view, Arguments(experts, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss));
         }
     }
@@ -133,9 +133,9 @@ public sealed partial class DeviceRoutingStats
                 staged[i] = (ulong)RoutingDecisionValidator.ReadAgain(counts, i, paramName);
             }
 
-            // CopyFromCPU waits for the stream, so the staging array is free again when it returns;
+            // The copy waits for the stream, so the staging array is free again when it returns;
             // the buffer is free because the launch that folded its last record is done.
-            _batchHistogram.View.SubView(RoutingStateLayout.BufferStart(NextBuffer), staged.Length).CopyFromCPU(Stream, staged);
+            DeviceMemory.CopyFromHost<ulong>(Stream, _batchHistogram.View.SubView(RoutingStateLayout.BufferStart(NextBuffer), staged.Length), staged);
             // TopK 0: a histogram the caller counted, whose units are tokens.
             Launch(EmptyIds, Arguments(counts.Count, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss));
         }

@@ -19,6 +19,8 @@ public static class TestAccelerators
 
     // The default CPU device runs a record on one group; four multiprocessors of 16 threads run 16.
     private static readonly Lazy<Context> MultiprocessorContext = new(() => Context.Create(builder => builder.CPU(new CPUDevice(4, 4, 4))));
+    // Host memory locked page by page for every copy: ILGPU 1.5.3 then copies to the device on the default stream.
+    private static readonly Lazy<Context> AggressiveContext = new(() => Context.Create(builder => builder.Default().PageLocking(PageLockingMode.Aggressive)));
     private static readonly Dictionary<string, Accelerator?> Created = [];
     private static readonly Lock Gate = new();
 
@@ -32,6 +34,9 @@ public static class TestAccelerators
 
     /// <summary>The CPU accelerator with four multiprocessors, where a record has up to 16 groups (not in <see cref="Kinds"/>: slower).</summary>
     public const string CpuWithFourMultiprocessors = "cpu-4mp";
+
+    /// <summary>A kind's accelerator in a context that locks host pages aggressively (<c>PageLockingMode.Aggressive</c>): "cpu", "cuda" or "opencl" then this suffix.</summary>
+    public const string AggressivePageLocking = "-aggressive";
 
     /// <summary>The accelerator of that kind, or a skip (never a silent pass) where there is none.</summary>
     public static Accelerator Require(string kind)
@@ -71,6 +76,12 @@ public static class TestAccelerators
             return MultiprocessorContext.Value.GetCPUDevice(0).CreateAccelerator(MultiprocessorContext.Value);
         }
 
+        var context = SharedContext.Value;
+        if (kind.EndsWith(AggressivePageLocking, StringComparison.Ordinal))
+        {
+            (context, kind) = (AggressiveContext.Value, kind[..^AggressivePageLocking.Length]);
+        }
+
         var type = kind switch
         {
             "cpu" => AcceleratorType.CPU,
@@ -78,7 +89,7 @@ public static class TestAccelerators
             "opencl" => AcceleratorType.OpenCL,
             _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown accelerator kind."),
         };
-        var device = SharedContext.Value.Devices.FirstOrDefault(d => d.AcceleratorType == type);
-        return device?.CreateAccelerator(SharedContext.Value);
+        var device = context.Devices.FirstOrDefault(d => d.AcceleratorType == type);
+        return device?.CreateAccelerator(context);
     }
 }
