@@ -71,7 +71,7 @@ internal static class KernelPtx
         nameof(LayerBalanceKernel) => EntryPointDescription.FromImplicitlyGroupedKernel(
             new Action<Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>>(LayerBalanceKernel.Kernel).Method),
         nameof(RecentLoadKernel) => EntryPointDescription.FromImplicitlyGroupedKernel(
-            new Action<Index1D, ArrayView<uint>, ArrayView<int>, int, int, ArrayView<ulong>>(RecentLoadKernel.Kernel).Method),
+            new Action<Index1D, ArrayView<uint>, ArrayView<int>, ArrayView<RoutingStateBlock>, int, int, ArrayView<ulong>, ArrayView<ulong>>(RecentLoadKernel.Kernel).Method),
         _ => EntryPointDescription.FromExplicitlyGroupedKernel(Method(kernel)),
     };
 

@@ -234,16 +234,15 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_read writes the model's figures there.");
         }
 
-        if (recentSteps > 0 && recent is null)
-        {
-            return Fail(NativeStatus.InvalidArgument, $"recent_out is NULL with recent_steps = {recentSteps}: moegs_model_read writes the newest steps' figures there (recent_steps 0 reads none).");
-        }
-
         return WithModel(handle, model =>
         {
             if (recentSteps != 0)
             {
                 NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window, none: "0 for none");
+                if (recent is null)
+                {
+                    throw new NativeArgumentException($"recent_out is NULL with recent_steps = {recentSteps}: moegs_model_read writes the newest steps' figures there (recent_steps 0 reads none).");
+                }
             }
 
             if (windowLoad is not null || expertCounts is not null)

@@ -168,7 +168,6 @@ internal static class NativeChecks
         }
     }
 
-    /// <summary>The newest steps a read covers: 1 to the model's window.</summary>
     /// <summary>Refuses <paramref name="recentSteps"/> outside <c>[1, window]</c>; <paramref name="none"/>, when given, names the value that reads no recent steps.</summary>
     public static void RecentSteps(int recentSteps, int window, string? none = null)
     {

@@ -16,13 +16,13 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 
     public override CapacityStats Capacity => DeviceRoutingEngine.CapacityOf(Options, model.ReadLayer(layer, static (_, _, block) => block));
 
-    public override IReadOnlyList<float> ExpertUtilization => model.ReadLayer(layer, (stream, views, block) => DeviceStateReader.ReadUtilization(stream, views, block.Experts, Options, decayed: false));
+    public override IReadOnlyList<float> ExpertUtilization => model.ReadLayer(layer, (reader, views, block) => reader.ReadUtilization(views, block.Experts, Options, decayed: false));
 
-    public override IReadOnlyList<float> DecayedExpertUtilization => model.ReadLayer(layer, (stream, views, block) => DeviceStateReader.ReadUtilization(stream, views, block.Experts, Options, decayed: true));
+    public override IReadOnlyList<float> DecayedExpertUtilization => model.ReadLayer(layer, (reader, views, block) => reader.ReadUtilization(views, block.Experts, Options, decayed: true));
 
-    public override IReadOnlyList<ulong> ExpertTokenCounts => model.ReadLayer(layer, static (stream, views, block) => DeviceStateReader.ReadTokenCounts(stream, views, block.Experts));
+    public override IReadOnlyList<ulong> ExpertTokenCounts => model.ReadLayer(layer, static (reader, views, block) => reader.ReadTokenCounts(views, block.Experts));
 
-    public override IReadOnlyList<float> LoadVarianceHistory => model.ReadLayer(layer, static (stream, views, _) => DeviceStateReader.ReadVarianceHistory(stream, views));
+    public override IReadOnlyList<float> LoadVarianceHistory => model.ReadLayer(layer, static (reader, views, _) => reader.ReadVarianceHistory(views));
 
     public override void Record(RoutingDecision decision) => throw ReadOnly();
 
@@ -45,7 +45,7 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
     public override void ThrowIfReadOnly() => throw ReadOnly();
 
     public override ManagedRoutingEngine Snapshot() =>
-        new(Options, model.ReadLayer(layer, (stream, views, block) => DeviceStateReader.ReadState(stream, views, block.Experts, Options)));
+        new(Options, model.ReadLayer(layer, (reader, views, block) => reader.ReadState(views, block.Experts, Options)));
 
     private InvalidOperationException ReadOnly() => ReadOnlyLayerEngine.ReadOnly(layer, model.ThrowIfUnusable);
 }

@@ -28,7 +28,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly ModelRecordLauncher _record;
     private readonly UtilizationQueryLauncher _query;
     private readonly Action<AcceleratorStream, int, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>> _measure;
-    private readonly Action<AcceleratorStream, Index1D, ArrayView<uint>, ArrayView<int>, int, int, ArrayView<ulong>> _recentLoad;
+    private readonly Action<AcceleratorStream, Index1D, ArrayView<uint>, ArrayView<int>, ArrayView<RoutingStateBlock>, int, int, ArrayView<ulong>, ArrayView<ulong>> _recentLoad;
     private readonly List<MemoryBuffer> _buffers = [];
     private readonly List<Action> _clears = [];
     private readonly ModelStateViews _views;
@@ -37,6 +37,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly ArrayView<ulong> _recentLoads;
     private readonly ArrayView<LayerLoad> _layerLoads;
     private readonly ArrayView<byte> _readback;
+    private readonly DeviceStateReader _reader;
     private readonly ArrayView<UtilizationQueryResult> _queryResult;
     private readonly ArrayView<float> _hostLosses;
     private readonly DeviceLayerEngine[] _layers;
@@ -44,6 +45,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private ModelStepArguments _shape;
     private ulong _knownSteps;
     private int[]? _ranksOnDevice;
+    private int _placementCopies;
     private bool _disposed;
 
     /// <summary>
@@ -63,6 +65,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         Accelerator = accelerator;
         _ownsStream = stream is null;
         Stream = stream ?? accelerator.CreateStream();
+        _reader = new DeviceStateReader(Stream);
         long layers = options.Layers;
         var perLayer = layers * options.Experts;
         try
@@ -137,11 +140,11 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     }
 
     /// <summary>
-    /// The copies between host and device the reads have made, each a wait for the stream: what reading
-    /// costs a host thread (and a step another thread records meanwhile, which waits for the lock).
-    /// Recording ids from host memory is not counted.
+    /// The copies between host and device the reads have made (a layer's reads included), each a wait for
+    /// the stream: what reading costs a host thread (and a step another thread records meanwhile, which
+    /// waits for the lock). Recording ids from host memory is not counted.
     /// </summary>
-    internal int ReadWaits { get; private set; }
+    internal int ReadWaits => _reader.Copies + _placementCopies;
 
     /// <summary>The bytes of the state's buffers (the staging of host ids aside).</summary>
     internal long StateBytes => _buffers.Sum(buffer => buffer.LengthInBytes);
@@ -266,18 +269,16 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <c>TotalRoutings</c> the model's steps (every layer folds every step), kept as the host's count
     /// as every read keeps it.
     /// </summary>
-    internal T ReadLayer<T>(int layer, Func<AcceleratorStream, RoutingStateViews, RoutingStateBlock, T> read)
+    internal T ReadLayer<T>(int layer, Func<DeviceStateReader, RoutingStateViews, RoutingStateBlock, T> read)
     {
         lock (Gate)
         {
             ThrowIfUnusable();
             FoldPending();
             var views = _views.Layer(layer, Options.Experts);
-            Span<RoutingStateBlock> blocks = stackalloc RoutingStateBlock[1];
-            CopyToHost(views.State, blocks);
-            var block = blocks[0];
+            var block = _reader.ReadBlock(views);
             _knownSteps = block.TotalRoutings;
-            return read(Stream, views, block);
+            return read(_reader, views, block);
         }
     }
 
@@ -293,7 +294,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>Layer <paramref name="layer"/>'s utilization query.</summary>
     internal UtilizationQueryResult QueryLayer(int layer, int window) =>
-        ReadLayer(layer, (stream, views, _) => DeviceStateReader.Query(stream, views, window, _query, _queryResult));
+        ReadLayer(layer, (reader, views, _) => reader.Query(views, window, _query, _queryResult));
 
     /// <summary>
     /// Layer <paramref name="layer"/>'s utilization query for its expert count and, when
@@ -301,8 +302,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// another thread comes before or after all of it, never between the count, the query and the totals.
     /// </summary>
     internal (UtilizationQuery Query, RoutingTotals Totals) LayerSummary(int layer, bool withTotals) =>
-        ReadLayer(layer, (stream, views, block) => (
-            DeviceRoutingEngine.QueryOf(block.Experts, DeviceStateReader.Query(stream, views, 0, _query, _queryResult)),
+        ReadLayer(layer, (reader, views, block) => (
+            DeviceRoutingEngine.QueryOf(block.Experts, reader.Query(views, 0, _query, _queryResult)),
             withTotals ? DeviceRoutingEngine.TotalsOf(block) : default));
 
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];
@@ -319,7 +320,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             Stage(_views.Blocks.SubView(0, 1), ref staged);
             Stage(RecentLoads(recentSteps), ref staged);
             var bytes = new byte[staged];
-            CopyToHost(_readback.SubView(0, staged), bytes);
+            _reader.ToHost(_readback.SubView(0, staged), bytes);
             var read = 0L;
             _knownSteps = Unstage<RoutingStateBlock>(bytes, 1, ref read)[0].TotalRoutings;
             return Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read);
@@ -327,10 +328,10 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     }
 
     /// <summary>
-    /// The window's running sum where <paramref name="recentSteps"/> covers the whole window, else the newest
-    /// steps' rows of the ring summed (enqueued) into a buffer kept for it. Rows the ring holds no step in are
-    /// zero (a reset clears them), so the sum needs no count of the steps held, which the host would have to
-    /// wait for. Under the lock, folded.
+    /// The window's running sum where <paramref name="recentSteps"/> covers the whole window, else a buffer
+    /// kept for it into which the device sums the newest steps' rows of the ring (enqueued); the device
+    /// itself copies the running sum there where the steps asked cover every step the window holds, which
+    /// the host does not know without waiting. Under the lock, folded.
     /// </summary>
     private ArrayView<ulong> RecentLoads(int recentSteps)
     {
@@ -339,7 +340,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             return _views.WindowLoad;
         }
 
-        _recentLoad(Stream, (int)_recentLoads.Length, _views.WindowRing, _views.Control, Options.Window, recentSteps, _recentLoads);
+        _recentLoad(Stream, (int)_recentLoads.Length, _views.WindowRing, _views.Control, _views.Blocks, Options.Window, recentSteps, _views.WindowLoad, _recentLoads);
         return _recentLoads;
     }
 
@@ -393,7 +394,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             }
 
             var bytes = new byte[staged];
-            CopyToHost(_readback.SubView(0, staged), bytes);
+            _reader.ToHost(_readback.SubView(0, staged), bytes);
 
             var read = 0L;
             var loads = Unstage<LayerLoad>(bytes, _layerLoads.Length, ref read);
@@ -426,7 +427,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         if (_ranksOnDevice is null || !ranks.AsSpan().SequenceEqual(_ranksOnDevice))
         {
             DeviceMemory.CopyFromHost<int>(Stream, _ranks, ranks);
-            ReadWaits++;
+            _placementCopies++;
             _ranksOnDevice = [.. ranks];
         }
 
@@ -440,25 +441,12 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         _measure(Stream, layers, loads, Options.Experts, ranks, rankCount, _scratchLoads, _layerLoads.SubView(part * (long)layers, layers));
     }
 
-    /// <summary>Copies <paramref name="view"/> to <paramref name="host"/>, a wait for the stream, and counts it in <see cref="ReadWaits"/>.</summary>
-    private void CopyToHost<T>(ArrayView<T> view, Span<T> host)
-        where T : unmanaged
-    {
-        view.CopyToCPU(Stream, host);
-        ReadWaits++;
-    }
-
     /// <summary>The first <paramref name="length"/> values of <paramref name="view"/>, copied to the host (a wait; none for no value).</summary>
     private T[] CopyBack<T>(ArrayView<T> view, long length)
         where T : unmanaged
     {
-        if (length == 0)
-        {
-            return [];
-        }
-
         var values = new T[length];
-        CopyToHost(view.SubView(0, length), values);
+        _reader.ToHost(view.SubView(0, length), values);
         return values;
     }
 
@@ -498,7 +486,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             ThrowIfUnusable();
             FoldPending();
             var blocks = new RoutingStateBlock[Options.Layers];
-            CopyToHost(_views.Blocks, blocks);
+            _reader.ToHost(_views.Blocks, blocks);
             var steps = _knownSteps = blocks[0].TotalRoutings;
 
             // Whole arrays, one copy each whatever the layers; a layer's arrays are empty before the first step.
@@ -525,11 +513,11 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             var control = new int[ModelStateLayout.ControlLength];
             var load = new ulong[_views.WindowLoad.Length];
             var ring = withRing ? new uint[_views.WindowRing.Length] : null;
-            CopyToHost(_views.Control, control);
-            CopyToHost(_views.WindowLoad, load);
+            _reader.ToHost(_views.Control, control);
+            _reader.ToHost(_views.WindowLoad, load);
             if (ring is not null)
             {
-                CopyToHost(_views.WindowRing, ring);
+                _reader.ToHost(_views.WindowRing, ring);
             }
 
             return new ModelState

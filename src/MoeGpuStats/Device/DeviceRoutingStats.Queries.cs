@@ -38,7 +38,7 @@ public sealed partial class DeviceRoutingStats
         {
             ThrowIfUnusable();
             FoldPending();
-            return DeviceStateReader.ReadBlock(Stream, _views);
+            return _reader.ReadBlock(_views);
         }
     }
 
@@ -48,7 +48,7 @@ public sealed partial class DeviceRoutingStats
         {
             ThrowIfUnusable();
             FoldPending();
-            return DeviceStateReader.ReadUtilization(Stream, _views, _experts, _options, decayed);
+            return _reader.ReadUtilization(_views, _experts, _options, decayed);
         }
     }
 
@@ -58,7 +58,7 @@ public sealed partial class DeviceRoutingStats
         {
             ThrowIfUnusable();
             FoldPending();
-            return DeviceStateReader.ReadTokenCounts(Stream, _views, _experts);
+            return _reader.ReadTokenCounts(_views, _experts);
         }
     }
 
@@ -69,7 +69,7 @@ public sealed partial class DeviceRoutingStats
         {
             ThrowIfUnusable();
             FoldPending();
-            return DeviceStateReader.ReadVarianceHistory(Stream, _views);
+            return _reader.ReadVarianceHistory(_views);
         }
     }
 
@@ -80,7 +80,7 @@ public sealed partial class DeviceRoutingStats
         {
             ThrowIfUnusable();
             FoldPending();
-            return DeviceStateReader.Query(Stream, _views, window, _query, _queryResult.View);
+            return _reader.Query(_views, window, _query, _queryResult.View);
         }
     }
 
@@ -105,8 +105,8 @@ public sealed partial class DeviceRoutingStats
             ThrowIfUnusable();
             FoldPending();
             experts = _experts;
-            var result = DeviceStateReader.Query(Stream, _views, window, _query, _queryResult.View);
-            block = DeviceStateReader.ReadBlock(Stream, _views);
+            var result = _reader.Query(_views, window, _query, _queryResult.View);
+            block = _reader.ReadBlock(_views);
             return result;
         }
     }

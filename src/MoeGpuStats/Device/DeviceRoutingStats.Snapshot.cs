@@ -15,7 +15,7 @@ public sealed partial class DeviceRoutingStats
         {
             ThrowIfUnusable();
             FoldPending();
-            return DeviceStateReader.ReadState(Stream, _views, _experts, _options);
+            return _reader.ReadState(_views, _experts, _options);
         }
     }
 }

@@ -39,6 +39,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     private readonly MemoryBuffer1D<UtilizationQueryResult, Stride1D.Dense> _queryResult;
     private readonly ulong[] _hostHistogram = new ulong[RoutingStatsOptions.MaxDeviceExperts];
     private readonly RoutingStateViews _views;
+    private readonly DeviceStateReader _reader;
     private MemoryBuffer1D<int, Stride1D.Dense> _hostIds;
     private RecordArguments _pending = NoRecord;
     private int _experts;
@@ -90,6 +91,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
         Accelerator = accelerator;
         _ownsStream = stream is null;
         Stream = stream ?? accelerator.CreateStream();
+        _reader = new DeviceStateReader(Stream);
         const int experts = RoutingStatsOptions.MaxDeviceExperts;
         try
         {

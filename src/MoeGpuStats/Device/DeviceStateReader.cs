@@ -6,21 +6,37 @@ using MoeGpuStats.Kernels;
 namespace MoeGpuStats.Device;
 
 /// <summary>
-/// Copies of one routing state's device views back to the host, for a <see cref="DeviceRoutingStats"/>
-/// and for each layer of a model. The caller folds any pending record first and serializes calls;
-/// ILGPU's host copies wait for the stream, so every read sees the records enqueued before it.
+/// Copies of routing state's device views back to the host on one stream, for a <see cref="DeviceRoutingStats"/>
+/// and for each layer of a model, counted (<see cref="Copies"/>). The caller folds any pending record first
+/// and serializes calls; ILGPU's host copies wait for the stream, so every read sees the records enqueued before it.
 /// </summary>
-internal static class DeviceStateReader
+internal sealed class DeviceStateReader(AcceleratorStream stream)
 {
-    public static RoutingStateBlock ReadBlock(AcceleratorStream stream, RoutingStateViews views)
+    /// <summary>Copies made to the host so far, each a wait for the stream: what reading has cost the host (the tests pin it).</summary>
+    public int Copies { get; private set; }
+
+    /// <summary>Copies <paramref name="view"/> to <paramref name="host"/> (a wait for the stream) and counts it; nothing for no value.</summary>
+    public void ToHost<T>(ArrayView<T> view, Span<T> host)
+        where T : unmanaged
+    {
+        if (host.IsEmpty)
+        {
+            return;
+        }
+
+        view.CopyToCPU(stream, host);
+        Copies++;
+    }
+
+    public RoutingStateBlock ReadBlock(RoutingStateViews views)
     {
         Span<RoutingStateBlock> block = stackalloc RoutingStateBlock[1];
-        views.State.CopyToCPU(stream, block);
+        ToHost(views.State, block);
         return block[0];
     }
 
     /// <summary>The first <paramref name="experts"/> utilizations, or the decayed ones (empty when <paramref name="options"/> has no decay).</summary>
-    public static float[] ReadUtilization(AcceleratorStream stream, RoutingStateViews views, int experts, RoutingStatsOptions options, bool decayed)
+    public float[] ReadUtilization(RoutingStateViews views, int experts, RoutingStatsOptions options, bool decayed)
     {
         if (decayed && options.UtilizationDecay is null)
         {
@@ -28,49 +44,49 @@ internal static class DeviceStateReader
         }
 
         var values = new float[experts];
-        (decayed ? views.DecayedUtilization : views.Utilization).SubView(0, experts).CopyToCPU(stream, values.AsSpan());
+        ToHost((decayed ? views.DecayedUtilization : views.Utilization).SubView(0, experts), values);
         return values;
     }
 
-    public static ulong[] ReadTokenCounts(AcceleratorStream stream, RoutingStateViews views, int experts)
+    public ulong[] ReadTokenCounts(RoutingStateViews views, int experts)
     {
         var values = new ulong[experts];
-        views.TokenCounts.SubView(0, experts).CopyToCPU(stream, values.AsSpan());
+        ToHost(views.TokenCounts.SubView(0, experts), values);
         return values;
     }
 
     /// <summary>The variance ring's entries, oldest first (the block and the ring copied).</summary>
-    public static float[] ReadVarianceHistory(AcceleratorStream stream, RoutingStateViews views)
+    public float[] ReadVarianceHistory(RoutingStateViews views)
     {
         var ring = new float[RoutingStateLayout.VarianceWindow];
-        var block = ReadBlock(stream, views);
-        views.VarianceHistory.SubView(0, ring.Length).CopyToCPU(stream, ring.AsSpan());
+        var block = ReadBlock(views);
+        ToHost(views.VarianceHistory.SubView(0, ring.Length), ring);
         return Unroll(ring, block);
     }
 
     /// <summary>Launches the query and copies its result back.</summary>
-    public static UtilizationQueryResult Query(AcceleratorStream stream, RoutingStateViews views, int window, UtilizationQueryLauncher query, ArrayView<UtilizationQueryResult> result)
+    public UtilizationQueryResult Query(RoutingStateViews views, int window, UtilizationQueryLauncher query, ArrayView<UtilizationQueryResult> result)
     {
         query(stream, views, window, result);
         Span<UtilizationQueryResult> host = stackalloc UtilizationQueryResult[1];
-        result.CopyToCPU(stream, host);
+        ToHost(result, host);
         return host[0];
     }
 
     /// <summary>Every array of the state copied back (the first copy waits for the queued work).</summary>
-    public static RoutingState ReadState(AcceleratorStream stream, RoutingStateViews views, int experts, RoutingStatsOptions options)
+    public RoutingState ReadState(RoutingStateViews views, int experts, RoutingStatsOptions options)
     {
         var utilization = new float[experts];
         var sums = new double[experts];
         var decayed = new float[options.UtilizationDecay is null ? 0 : experts];
         var counts = new ulong[experts];
         var ring = new float[RoutingStateLayout.VarianceWindow];
-        var block = ReadBlock(stream, views);
-        views.Utilization.SubView(0, experts).CopyToCPU(stream, utilization.AsSpan());
-        views.UtilizationSums.SubView(0, experts).CopyToCPU(stream, sums.AsSpan());
-        views.DecayedUtilization.SubView(0, decayed.Length).CopyToCPU(stream, decayed.AsSpan());
-        views.TokenCounts.SubView(0, experts).CopyToCPU(stream, counts.AsSpan());
-        views.VarianceHistory.SubView(0, ring.Length).CopyToCPU(stream, ring.AsSpan());
+        var block = ReadBlock(views);
+        ToHost(views.Utilization.SubView(0, experts), utilization);
+        ToHost(views.UtilizationSums.SubView(0, experts), sums);
+        ToHost(views.DecayedUtilization.SubView(0, decayed.Length), decayed);
+        ToHost(views.TokenCounts.SubView(0, experts), counts);
+        ToHost(views.VarianceHistory.SubView(0, ring.Length), ring);
         return StateOf(block, utilization, sums, decayed, counts, ring);
     }
 

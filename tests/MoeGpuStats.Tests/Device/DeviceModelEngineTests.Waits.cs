@@ -37,6 +37,11 @@ public sealed partial class DeviceModelEngineTests
             ("Summary(ranks), the same placement", 1, m => m.Summary(ranks)),
             ("Summary(2, ranks)", 1, m => m.Summary(2, ranks)),
             ("Summary(other), another placement", 2, m => m.Summary(other)),
+
+            // A layer's seed reads: its block (the expert count), then what the read copies.
+            ("Layer(1).ExpertTokenCounts", 2, m => m.Layer(1).ExpertTokenCounts),
+            ("Layer(1).UtilizationCv()", 2, m => m.Layer(1).UtilizationCv()),
+            ("Layer(1).Snapshot()", 6, m => m.Layer(1).Snapshot().ExpertTokenCounts),
         };
         foreach (var (name, waits, read) in reads)
         {
