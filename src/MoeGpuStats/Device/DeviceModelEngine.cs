@@ -500,13 +500,13 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             var layers = new RoutingState[Options.Layers];
             for (var l = 0; l < layers.Length; l++)
             {
-                var (at, decayedAt) = (l * experts, decayed.Length == 0 ? 0 : l * experts);
+                var row = (l * experts)..((l + 1) * experts);
                 layers[l] = DeviceStateReader.StateOf(
                     blocks[l],
-                    utilization[at..(at + experts)],
-                    sums[at..(at + experts)],
-                    decayed[decayedAt..(decayedAt + (decayed.Length == 0 ? 0 : experts))],
-                    counts[at..(at + experts)],
+                    utilization[row],
+                    sums[row],
+                    decayed.Length == 0 ? [] : decayed[row],
+                    counts[row],
                     history.AsSpan(l * VarianceWindow, VarianceWindow));
             }
 
