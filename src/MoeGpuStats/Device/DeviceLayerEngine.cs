@@ -45,7 +45,7 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
     public override void ThrowIfReadOnly() => throw ReadOnly();
 
     public override ManagedRoutingEngine Snapshot() =>
-        new(Options, model.ReadLayer(layer, (reader, views, block) => reader.ReadState(views, block.Experts, Options)));
+        new(Options, model.ReadLayerState(layer));
 
     private InvalidOperationException ReadOnly() => ReadOnlyLayerEngine.ReadOnly(layer, model.ThrowIfUnusable);
 }

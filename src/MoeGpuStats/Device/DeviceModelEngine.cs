@@ -129,14 +129,16 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>
     /// The bytes of the read-back buffer a reading is staged in on the device before its one copy to the host:
-    /// the measured loads, the layers' blocks, the window load and the token counts.
+    /// the measured loads, the layers' blocks, the window load and the token counts; or a layer's whole
+    /// state (<see cref="DeviceStateReader.StateBytes"/>), where that is more.
     /// </summary>
     internal static long ReadbackBytes(ModelRoutingStatsOptions options)
     {
         long layers = options.Layers;
-        return (ReadbackLoads * layers * Unsafe.SizeOf<LayerLoad>())
+        var reading = (ReadbackLoads * layers * Unsafe.SizeOf<LayerLoad>())
             + (layers * Unsafe.SizeOf<RoutingStateBlock>())
             + (2 * layers * options.Experts * sizeof(ulong));
+        return Math.Max(reading, DeviceStateReader.StateBytes(options.Experts));
     }
 
     /// <summary>
@@ -279,6 +281,22 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             var block = _reader.ReadBlock(views);
             _knownSteps = block.TotalRoutings;
             return read(_reader, views, block);
+        }
+    }
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s whole state, folded, under the lock: its block and arrays staged in
+    /// the read-back buffer and copied back at once (its expert count, 0 before the first step, is the block's).
+    /// </summary>
+    internal RoutingState ReadLayerState(int layer)
+    {
+        lock (Gate)
+        {
+            ThrowIfUnusable();
+            FoldPending();
+            var state = _reader.ReadState(_views.Layer(layer, Options.Experts), Options.Experts, Options.LayerOptions, _readback);
+            _knownSteps = state.TotalRoutings;
+            return state;
         }
     }
 
@@ -452,22 +470,10 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>Enqueues a device-to-device copy of <paramref name="view"/> into the read-back buffer at <paramref name="offset"/>, which it advances.</summary>
     private void Stage<T>(ArrayView<T> view, ref long offset)
-        where T : unmanaged
-    {
-        var bytes = view.Cast<byte>();
-        bytes.CopyTo(Stream, _readback.SubView(offset, bytes.Length));
-        offset += bytes.Length;
-    }
+        where T : unmanaged => _reader.Stage(view, _readback, ref offset);
 
-    /// <summary>The <paramref name="count"/> values of <typeparamref name="T"/> staged at <paramref name="offset"/> of the copied bytes, which it advances.</summary>
     private static T[] Unstage<T>(byte[] bytes, long count, ref long offset)
-        where T : unmanaged
-    {
-        var length = (int)(count * Unsafe.SizeOf<T>());
-        var values = MemoryMarshal.Cast<byte, T>(bytes.AsSpan((int)offset, length)).ToArray();
-        offset += length;
-        return values;
-    }
+        where T : unmanaged => DeviceStateReader.Unstage<T>(bytes, count, ref offset);
 
     public override void Reset()
     {

@@ -37,6 +37,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _decayedUtilization;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _varianceHistory;
     private readonly MemoryBuffer1D<UtilizationQueryResult, Stride1D.Dense> _queryResult;
+    private readonly MemoryBuffer1D<byte, Stride1D.Dense> _readback;
     private readonly ulong[] _hostHistogram = new ulong[RoutingStatsOptions.MaxDeviceExperts];
     private readonly RoutingStateViews _views;
     private readonly DeviceStateReader _reader;
@@ -105,6 +106,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
             _decayedUtilization = Allocate<float>(experts);
             _varianceHistory = Allocate<float>(RoutingStateLayout.VarianceWindow);
             _queryResult = Allocate<UtilizationQueryResult>(1);
+            _readback = Allocate<byte>(DeviceStateReader.StateBytes(experts));
             _hostIds = Allocate<int>(1);
         }
         catch (InsufficientMemoryException)
@@ -192,7 +194,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     /// <summary>Frees the buffers allocated so far and the stream, when this engine made it.</summary>
     private void FreeDeviceMemory()
     {
-        foreach (var buffer in new MemoryBuffer?[] { _state, _batchHistogram, _batchInvalid, _batchPaddedTokens, _utilizationSums, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _hostIds })
+        foreach (var buffer in new MemoryBuffer?[] { _state, _batchHistogram, _batchInvalid, _batchPaddedTokens, _utilizationSums, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _readback, _hostIds })
         {
             buffer?.Dispose();
         }

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Engines;
@@ -73,21 +75,64 @@ internal sealed class DeviceStateReader(AcceleratorStream stream)
         return host[0];
     }
 
-    /// <summary>Every array of the state copied back (the first copy waits for the queued work).</summary>
-    public RoutingState ReadState(RoutingStateViews views, int experts, RoutingStatsOptions options)
+    /// <summary>The read-back bytes <see cref="ReadState"/> stages a state of up to <paramref name="experts"/> experts in.</summary>
+    public static long StateBytes(int experts) =>
+        Unsafe.SizeOf<RoutingStateBlock>() + ((long)experts * ((2 * sizeof(float)) + sizeof(double) + sizeof(ulong))) + (RoutingStateLayout.VarianceWindow * sizeof(float));
+
+    /// <summary>
+    /// Every array of the state, staged in <paramref name="readback"/> (at least <see cref="StateBytes"/>
+    /// bytes) by device-to-device copies and copied back at once: one wait. The first <paramref name="experts"/>
+    /// values of each per-expert array are staged, and the block's expert count of them kept (0 before a
+    /// model's first step, which its host does not know without a read).
+    /// </summary>
+    public RoutingState ReadState(RoutingStateViews views, int experts, RoutingStatsOptions options, ArrayView<byte> readback)
     {
-        var utilization = new float[experts];
-        var sums = new double[experts];
-        var decayed = new float[options.UtilizationDecay is null ? 0 : experts];
-        var counts = new ulong[experts];
-        var ring = new float[RoutingStateLayout.VarianceWindow];
-        var block = ReadBlock(views);
-        ToHost(views.Utilization.SubView(0, experts), utilization);
-        ToHost(views.UtilizationSums.SubView(0, experts), sums);
-        ToHost(views.DecayedUtilization.SubView(0, decayed.Length), decayed);
-        ToHost(views.TokenCounts.SubView(0, experts), counts);
-        ToHost(views.VarianceHistory.SubView(0, ring.Length), ring);
-        return StateOf(block, utilization, sums, decayed, counts, ring);
+        var decayed = options.UtilizationDecay is null ? 0 : experts;
+        var staged = 0L;
+        Stage(views.State, readback, ref staged);
+        Stage(views.Utilization.SubView(0, experts), readback, ref staged);
+        Stage(views.UtilizationSums.SubView(0, experts), readback, ref staged);
+        Stage(views.DecayedUtilization.SubView(0, decayed), readback, ref staged);
+        Stage(views.TokenCounts.SubView(0, experts), readback, ref staged);
+        Stage(views.VarianceHistory.SubView(0, RoutingStateLayout.VarianceWindow), readback, ref staged);
+        var bytes = new byte[staged];
+        ToHost(readback.SubView(0, staged), bytes);
+        var read = 0L;
+        var block = Unstage<RoutingStateBlock>(bytes, 1, ref read)[0];
+        var held = Math.Min(block.Experts, experts);
+        var utilization = Unstage<float>(bytes, experts, ref read);
+        var sums = Unstage<double>(bytes, experts, ref read);
+        var decayedUtilization = Unstage<float>(bytes, decayed, ref read);
+        var counts = Unstage<ulong>(bytes, experts, ref read);
+        var ring = Unstage<float>(bytes, RoutingStateLayout.VarianceWindow, ref read);
+        return StateOf(block, utilization[..held], sums[..held], decayed == 0 ? [] : decayedUtilization[..held], counts[..held], ring);
+    }
+
+    /// <summary>
+    /// Enqueues a device-to-device copy of <paramref name="view"/> into <paramref name="readback"/> at
+    /// <paramref name="offset"/>, which it advances; nothing for an empty view.
+    /// </summary>
+    public void Stage<T>(ArrayView<T> view, ArrayView<byte> readback, ref long offset)
+        where T : unmanaged
+    {
+        if (view.Length == 0)
+        {
+            return;
+        }
+
+        var bytes = view.Cast<byte>();
+        bytes.CopyTo(stream, readback.SubView(offset, bytes.Length));
+        offset += bytes.Length;
+    }
+
+    /// <summary>The <paramref name="count"/> values of <typeparamref name="T"/> staged at <paramref name="offset"/> of the copied bytes, which it advances.</summary>
+    public static T[] Unstage<T>(byte[] bytes, long count, ref long offset)
+        where T : unmanaged
+    {
+        var length = (int)(count * Unsafe.SizeOf<T>());
+        var values = MemoryMarshal.Cast<byte, T>(bytes.AsSpan((int)offset, length)).ToArray();
+        offset += length;
+        return values;
     }
 
     /// <summary>A state from its block and arrays copied back (the caller's: the state keeps them; <paramref name="ring"/> is unrolled).</summary>

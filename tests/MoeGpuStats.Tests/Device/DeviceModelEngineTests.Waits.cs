@@ -41,7 +41,7 @@ public sealed partial class DeviceModelEngineTests
             // A layer's seed reads: its block (the expert count), then what the read copies.
             ("Layer(1).ExpertTokenCounts", 2, m => m.Layer(1).ExpertTokenCounts),
             ("Layer(1).UtilizationCv()", 2, m => m.Layer(1).UtilizationCv()),
-            ("Layer(1).Snapshot()", 6, m => m.Layer(1).Snapshot().ExpertTokenCounts),
+            ("Layer(1).Snapshot(), staged", 1, m => m.Layer(1).Snapshot().ExpertTokenCounts),
         };
         foreach (var (name, waits, read) in reads)
         {
