@@ -290,8 +290,8 @@ typedef struct moegs_layer_totals {
 /* Everything an exporter publishes per scrape, in one call and from one state (no step between its
  * parts): on a device the parts are staged on the device and copied back at once, one wait for the
  * stream (two when expert_ranks differs from the last placement given, or a reset came since: it is
- * copied to the device first), where moegs_model_summary and moegs_model_window_load wait once each and
- * a moegs_model_layer_snapshot several times, once per layer. *out and the NULL-or-`layers` arrays window_layers and since_start_layers as
+ * copied to the device first), where moegs_model_summary, moegs_model_window_load and each layer's
+ * moegs_model_layer_snapshot wait once each. *out and the NULL-or-`layers` arrays window_layers and since_start_layers as
  * moegs_model_summary writes them (over ranks under expert_ranks, as there); with recent_steps in
  * [1, window], *recent_out and recent_layers as moegs_model_recent_summary writes its out and
  * window_layers for those steps (recent_steps 0: none, and recent_out may be NULL); totals: NULL or
