@@ -353,8 +353,8 @@ public sealed partial class RoutingStats : IDisposable
     }
 
     /// <summary>
-    /// A managed copy of the whole state (on a device engine: one wait for the queued records, then one copy per state array), which
-    /// answers every query locally and continues independently.
+    /// A managed copy of the whole state (on a device engine: the state staged on the device and copied back
+    /// at once, one wait for the queued records), which answers every query locally and continues independently.
     /// </summary>
     public RoutingStats Snapshot()
     {

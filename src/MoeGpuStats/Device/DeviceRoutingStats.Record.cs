@@ -55,8 +55,9 @@ public sealed partial class DeviceRoutingStats
     }
 
     /// <summary>
-    /// Records a batch of top-k ids that is on the host: one copy to the device (ILGPU's host copy
-    /// waits for the stream, so the caller may reuse the span at once), then one launch.
+    /// Records a batch of top-k ids that is on the host: one copy to the device on the stream, which
+    /// waits for it (<see cref="DeviceMemory.CopyFromHost"/>: the queued work first, so the caller may
+    /// reuse the span at once), then one launch.
     /// </summary>
     /// <param name="topKExpertIds">At least <c>tokens * topK</c> ids, <c>[tokens, topK]</c>.</param>
     /// <param name="tokens">Tokens in the batch, at least 0.</param>
