@@ -688,6 +688,10 @@ class MoeModelStats(_Handle):
         """Everything a scrape publishes, in one call from one state (moegs_model_read: one wait on a device): (summary()'s
         dict, summary(recent_steps=)'s or None, window_load() as `layers` lists, each layer's totals as dicts named as
         layer()'s, with expert_counts each layer's counts as lists, else None)."""
+        return self._values(self._read_structs(recent_steps, expert_counts))
+
+    def _read_structs(self, recent_steps, expert_counts):
+        """_read's C call, into ctypes arrays: what a caller holding a lock reads before it releases it."""
         recent = 0 if recent_steps is None else self._recent_steps(recent_steps)
         count = self.layers * self.experts
         out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()
@@ -696,10 +700,15 @@ class MoeModelStats(_Handle):
         counts = (ctypes.c_uint64 * count)() if expert_counts else None
         self._check(self._lib.moegs_model_read(self._handle, recent, None, ctypes.byref(out), window, since_start, ctypes.byref(recent_out),
                                                recent_layers, totals, load, counts, count))
+        return out, window, since_start, (recent_out, recent_layers) if recent else None, totals, load, counts
+
+    def _values(self, structs):
+        """_read's Python values of what _read_structs read."""
+        out, window, since_start, recent, totals, load, counts = structs
         rows = lambda values: [list(values[l * self.experts:(l + 1) * self.experts]) for l in range(self.layers)]
-        return (_summary(out, window, since_start), _summary(recent_out, recent_layers, since_start) if recent else None, rows(load),
+        return (_summary(out, window, since_start), _summary(*recent, since_start) if recent else None, rows(load),
                 [{name: getattr(layer, name) for name, _ in LayerTotals._fields_} for layer in totals],
-                rows(counts) if expert_counts else None)
+                rows(counts) if counts is not None else None)
 
     def window_load(self, recent_steps=None):
         """Each expert's slots over the window, shape (layers, experts): a NumPy uint64 array, or lists where NumPy is absent.
@@ -1132,7 +1141,9 @@ class _MetricsReading:
 
     def __init__(self, model, expert_series, recent_steps=None, ep_size=None):
         with model._lock:
-            self.summary, self.recent, self.window_load, self.layers, self.counts = model._read(recent_steps, expert_series)
+            structs = model._read_structs(recent_steps, expert_series)
+        # Converted outside the lock: a record() that arrives meanwhile waits for the C call alone.
+        self.summary, self.recent, self.window_load, self.layers, self.counts = model._values(structs)
         self.ep = None if ep_size is None else _ep_balance(self.window_load, ep_size)
 
 

@@ -361,7 +361,6 @@ internal static class NativeChecks
     }
 }
 
-/// <summary>A refused C argument; the message is the C caller's, used verbatim.</summary>
 /// <summary>The integer type of a model step's ids, as moegs_id_type numbers them.</summary>
 internal enum NativeIdType
 {
@@ -375,6 +374,7 @@ internal enum NativeIdType
     Int16 = 2,
 }
 
+/// <summary>A refused C argument; the message is the C caller's, used verbatim.</summary>
 internal sealed class NativeArgumentException(FormattableString message) : Exception(FormattableString.Invariant(message));
 
 /// <summary>A file the C caller named that could not be written; the message names it and why.</summary>

@@ -154,26 +154,14 @@ internal sealed class NativeModel : INativeHandle
     /// </summary>
     public unsafe void Summary(int recentSteps, int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
     {
-        var ranks = expertRanks is null ? null : NativeChecks.Placement(new ReadOnlySpan<int>(expertRanks, _stats.Experts));
+        var (ranks, entries) = Placement(expertRanks);
         ModelRoutingSummary summary;
         using (EnterDevice())
         {
             summary = ranks is null ? _stats.Summary(recentSteps) : _stats.Summary(recentSteps, ranks);
         }
 
-        *destination = NativeModelBalance.From(summary, ranks is null ? _stats.Experts : ranks.Max() + 1);
-        for (var l = 0; l < _stats.Layers; l++)
-        {
-            if (window is not null)
-            {
-                window[l] = NativeLayerBalance.From(summary.Window.Layers[l]);
-            }
-
-            if (sinceStart is not null)
-            {
-                sinceStart[l] = NativeLayerBalance.From(summary.SinceStart.Layers[l]);
-            }
-        }
+        WriteBalance(summary, entries, destination, window, sinceStart);
     }
 
     /// <summary>
@@ -194,8 +182,7 @@ internal sealed class NativeModel : INativeHandle
         ulong* windowLoad,
         ulong* expertCounts)
     {
-        var ranks = expertRanks is null ? null : NativeChecks.Placement(new ReadOnlySpan<int>(expertRanks, _stats.Experts));
-        var entries = ranks is null ? _stats.Experts : ranks.Max() + 1;
+        var (ranks, entries) = Placement(expertRanks);
         Engines.ModelReading reading;
         using (EnterDevice())
         {
@@ -211,14 +198,35 @@ internal sealed class NativeModel : INativeHandle
             });
         }
 
-        var summary = ModelRoutingStats.Summarize(reading, entries);
-        *destination = NativeModelBalance.From(summary, entries);
-        var recentSummary = ModelRoutingStats.SummarizeRecent(reading, entries);
-        if (recentSummary is not null)
+        WriteBalance(ModelRoutingStats.Summarize(reading, entries), entries, destination, window, sinceStart);
+        if (ModelRoutingStats.SummarizeRecent(reading, entries) is { } recentSummary)
         {
-            *recent = NativeModelBalance.From(recentSummary, entries);
+            WriteBalance(recentSummary, entries, recent, recentLayers, null);
         }
 
+        if (totals is not null)
+        {
+            for (var l = 0; l < _stats.Layers; l++)
+            {
+                totals[l] = NativeLayerTotals.From(reading.Totals![l]);
+            }
+        }
+
+        reading.WindowLoad?.CopyTo(new Span<ulong>(windowLoad, reading.WindowLoad.Length));
+        reading.TokenCounts?.CopyTo(new Span<ulong>(expertCounts, reading.TokenCounts.Length));
+    }
+
+    /// <summary>The placement under <paramref name="expertRanks"/> (host memory, <c>Experts</c> ints, checked) and the ranks it counts; null and the experts without one.</summary>
+    private unsafe (int[]? Ranks, int Entries) Placement(int* expertRanks)
+    {
+        var ranks = expertRanks is null ? null : NativeChecks.Placement(new ReadOnlySpan<int>(expertRanks, _stats.Experts));
+        return (ranks, ranks is null ? _stats.Experts : ranks.Max() + 1);
+    }
+
+    /// <summary>Writes <paramref name="summary"/>'s model figures, and its layers' balance over the window and since the start into each array given.</summary>
+    private unsafe void WriteBalance(ModelRoutingSummary summary, int entries, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
+    {
+        *destination = NativeModelBalance.From(summary, entries);
         for (var l = 0; l < _stats.Layers; l++)
         {
             if (window is not null)
@@ -230,20 +238,7 @@ internal sealed class NativeModel : INativeHandle
             {
                 sinceStart[l] = NativeLayerBalance.From(summary.SinceStart.Layers[l]);
             }
-
-            if (recentLayers is not null && recentSummary is not null)
-            {
-                recentLayers[l] = NativeLayerBalance.From(recentSummary.Window.Layers[l]);
-            }
-
-            if (totals is not null)
-            {
-                totals[l] = NativeLayerTotals.From(reading.Totals![l]);
-            }
         }
-
-        reading.WindowLoad?.CopyTo(new Span<ulong>(windowLoad, reading.WindowLoad.Length));
-        reading.TokenCounts?.CopyTo(new Span<ulong>(expertCounts, reading.TokenCounts.Length));
     }
 
     /// <summary>

@@ -46,6 +46,16 @@ internal readonly struct Int64Ids(ArrayView<long> view) : IModelIds
     public static int ToInt32(long id) => id >= int.MinValue && id <= int.MaxValue ? (int)id : int.MaxValue;
 }
 
+/// <summary>Ids of type int16.</summary>
+internal readonly struct Int16Ids(ArrayView<short> view) : IModelIds
+{
+    private readonly ArrayView<short> _view = view;
+
+    public long Length => _view.Length;
+
+    public int this[long index] => _view[index];
+}
+
 /// <summary>Host ids read as the kernel reads them, for the engines that count on the host.</summary>
 internal static class HostIds
 {
@@ -77,14 +87,4 @@ internal static class HostIds
             MemoryMarshal.Cast<T, int>(ids).CopyTo(ints);
         }
     }
-}
-
-/// <summary>Ids of type int16.</summary>
-internal readonly struct Int16Ids(ArrayView<short> view) : IModelIds
-{
-    private readonly ArrayView<short> _view = view;
-
-    public long Length => _view.Length;
-
-    public int this[long index] => _view[index];
 }

@@ -144,18 +144,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// for int64 ids, as <c>torch.topk</c> returns them, read where they lie (no cast, no copy): an id
     /// outside int32's range counts as invalid, never as the expert its low bits name.
     /// </summary>
-    /// <param name="topKExpertIds">The ids (of this overload's type) on this model's accelerator.</param>
-    /// <param name="tokens">Token rows per layer.</param>
-    /// <param name="topK">Experts per token, at least 1.</param>
-    /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × tokenStride</c>.</param>
-    /// <param name="validTokens">A device int of the rows that hold tokens, clamped to <c>[0, tokens]</c>; default for all rows.</param>
-    /// <param name="loadBalanceLosses">One loss per layer on the device, or default for zeros.</param>
-    /// <param name="routerZLosses">One z-loss per layer on the device, or default for zeros.</param>
-    /// <param name="tokenStride">Ids from one token's first id to the next's in a layer; 0 for <paramref name="topK"/>.</param>
-    /// <exception cref="ArgumentOutOfRangeException">As the int32 overload.</exception>
-    /// <exception cref="ArgumentException">As the int32 overload.</exception>
-    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one.</exception>
-    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    /// <inheritdoc cref="RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)" path="/param"/>
+    /// <inheritdoc cref="RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)" path="/exception"/>
     public void RecordStep(
         ArrayView<long> topKExpertIds,
         int tokens,
@@ -171,8 +161,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <see cref="RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)"/>
     /// for int16 ids, as vLLM's routed-experts capture keeps them, read where they lie.
     /// </summary>
-    /// <inheritdoc cref="RecordStep(ArrayView{long}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)" path="/param"/>
-    /// <inheritdoc cref="RecordStep(ArrayView{long}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)" path="/exception"/>
+    /// <inheritdoc cref="RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)" path="/param"/>
+    /// <inheritdoc cref="RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)" path="/exception"/>
     public void RecordStep(
         ArrayView<short> topKExpertIds,
         int tokens,
