@@ -11,9 +11,12 @@
  * call refused for its arguments changes no statistic. A pointer is trusted for what it points to:
  * the library cannot know a raw buffer's length, so a buffer shorter than the call reads or writes
  * (the counts and sizes each function states) is undefined behaviour, as for memcpy.
- * Calls on one handle from several threads are serialized (safe, not concurrent); calls on
- * different handles run concurrently. A handle destroyed while another thread's call on it runs
- * waits for that call; a call after the destroy is MOEGS_INVALID_HANDLE. A successful call leaves
+ * Calls on one handle from several threads are serialized (safe, not concurrent), but for a
+ * model's reads (its summaries, window loads, layer reads, moegs_model_read and moegs_model_save):
+ * those are serialized with one another, not with its records and resets. On a device a read waits
+ * for its copy back without holding up a record on another thread, and reads the state as the steps
+ * before it left it. Calls on different handles run concurrently. A handle destroyed while another
+ * thread's call on it runs waits for that call; a call after the destroy is MOEGS_INVALID_HANDLE. A successful call leaves
  * moegs_last_error() as it was.
  *
  * On "cuda" the library works in a CUDA context of its own; every call returns with the calling
@@ -289,8 +292,8 @@ typedef struct moegs_layer_totals {
 
 /* Everything an exporter publishes per scrape, in one call and from one state (no step between its
  * parts): on a device the parts are staged on the device and copied back at once, one wait for the
- * stream (two when expert_ranks differs from the last placement given, or a reset came since: it is
- * copied to the device first), where moegs_model_summary, moegs_model_window_load and each layer's
+ * stream (two when expert_ranks differs from the last placement given: it is copied to the device
+ * first), where moegs_model_summary, moegs_model_window_load and each layer's
  * moegs_model_layer_snapshot wait once each. *out and the NULL-or-`layers` arrays window_layers and since_start_layers as
  * moegs_model_summary writes them (over ranks under expert_ranks, as there); with recent_steps in
  * [1, window], *recent_out and recent_layers as moegs_model_recent_summary writes its out and

@@ -599,9 +599,9 @@ class MoeModelStats(_Handle):
         for none; window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none (kept per
         layer: layer_decayed_utilization)."""
         self._handle = ctypes.c_int64(0)
-        # Taken by record(), reset() and close(), and by ModelMetricsCollector around its reads, so that a scrape on
-        # prometheus_client's HTTP thread reads one step's state while another thread records, as the .NET publisher
-        # reads under the model's lock. Uncontended, it adds about 0.2 microseconds to a record.
+        # Taken by record(), reset() and close(): they change the handle and the count of calls that make device arrays
+        # stale. Reads take none; the library reads each call from one state (a ModelMetricsCollector's scrape is one
+        # call). Uncontended, it adds about 0.2 microseconds to a record.
         self._lock = threading.Lock()
         # DeviceArray objects alive (device_arrays()), the handle close() left for the last of them to destroy, and
         # a count of the calls that fold into the arrays' memory (records, resets), which makes older arrays stale.
@@ -691,7 +691,7 @@ class MoeModelStats(_Handle):
         return self._values(self._read_structs(recent_steps, expert_counts))
 
     def _read_structs(self, recent_steps, expert_counts):
-        """_read's C call, into ctypes arrays: what a caller holding a lock reads before it releases it."""
+        """_read's C call, into ctypes arrays."""
         recent = 0 if recent_steps is None else self._recent_steps(recent_steps)
         count = self.layers * self.experts
         out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()
@@ -1134,16 +1134,13 @@ def _ranked(row, top):
 
 
 class _MetricsReading:
-    """Everything one scrape serves, read in one call (moegs_model_read: one state, one wait on a device) under the
-    model's lock: summary() (per-layer balance), window_load() as `layers` lists of `experts` ints (slots), each layer's
+    """Everything one scrape serves, read in one call (moegs_model_read: one state, one wait on a device, which a
+    record() on another thread does not wait for): summary() (per-layer balance), window_load() as `layers` lists of `experts` ints (slots), each layer's
     totals (named as layer()'s snapshot fields), with expert series each layer's counts, and with recent steps
     summary(recent_steps=) (else None)."""
 
     def __init__(self, model, expert_series, recent_steps=None, ep_size=None):
-        with model._lock:
-            structs = model._read_structs(recent_steps, expert_series)
-        # Converted outside the lock: a record() that arrives meanwhile waits for the C call alone.
-        self.summary, self.recent, self.window_load, self.layers, self.counts = model._values(structs)
+        self.summary, self.recent, self.window_load, self.layers, self.counts = model._values(model._read_structs(recent_steps, expert_series))
         self.ep = None if ep_size is None else _ep_balance(self.window_load, ep_size)
 
 
@@ -1190,8 +1187,8 @@ class ModelMetricsCollector:
     series_count() gives the total. Values are those of the .NET endpoint for the same steps, sample for sample.
 
     One scrape is one reading: summary (and with recent_steps the newest steps' summary), window load, each layer's
-    totals (and counts) read in one call (moegs_model_read) under the model's lock, which record() and reset() take too,
-    so a scrape on prometheus_client's HTTP thread never mixes two steps. Each scrape reads anew: one device
+    totals (and counts) read in one call (moegs_model_read) from one state, so a scrape on prometheus_client's HTTP
+    thread never mixes two steps while another thread records. Each scrape reads anew: one device
     synchronization on a device accelerator, whatever the layers and options.
     After reset() the counters are served lower, which Prometheus's rate() and increase() read as a counter reset, as
     the .NET endpoint serves them. Register one model's collector per registry: a second model's has the same names

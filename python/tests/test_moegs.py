@@ -1474,11 +1474,30 @@ class ModelMetricsTests(unittest.TestCase):
         self.assertEqual(want.keys(), after.keys())
         self.assertTrue(same_statistics(want, after))
 
+    def test_a_scrape_does_not_take_the_lock_record_takes(self):
+        """A scrape is one library call that reads one state; it takes no lock of the wrapper's, so a record() on another
+        thread never waits for it (on a device, for its copy back). Here the wrapper's lock is held while a scrape runs:
+        the scrape finishes, and serves the steps recorded before it."""
+        from prometheus_client import generate_latest
+        import numpy
+        with moegs.MoeModelStats(2, 4, window=3, accelerator="managed") as model:
+            model.record(numpy.zeros((2, 3, 1), dtype=numpy.int32))
+            registry = collector_registry(model)
+            served = []
+            with model._lock:
+                scrape = threading.Thread(target=lambda: served.append(generate_latest(registry)))
+                scrape.start()
+                scrape.join(timeout=20)
+                finished = not scrape.is_alive()
+            scrape.join()
+            self.assertTrue(finished, "a scrape waited for the lock record() takes")
+            self.assertIn(b"moegpustats_moegs_model_steps_total 1.0", served[0])
+
     def test_a_scrape_racing_records_reads_one_step(self):
         """A thread records steps of known slot counts while this one scrapes: in every scrape each layer's slots are
         the first n steps' (n the steps served), its experts' tokens sum to them, and its window load is the last
-        min(n, window) steps'. Without the model's lock a scrape reads the summary, the window and the counts at
-        different steps."""
+        min(n, window) steps'. A scrape that read the summary, the window and the counts in separate calls would read
+        them at different steps."""
         import numpy
         layers, experts, window, wanted = 4, 16, 3, 20
         rng = numpy.random.default_rng(10)

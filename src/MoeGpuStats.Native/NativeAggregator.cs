@@ -28,6 +28,12 @@ internal sealed class NativeAggregator : INativeHandle
 
     public Lock Gate { get; } = new();
 
+    /// <remarks>
+    /// The same lock: a single layer's live lists on the managed engine (<c>moegs_expert_counts</c>) are read
+    /// without a lock of the engine's, so the handle's reads stay serialized with its records.
+    /// </remarks>
+    public Lock ReadGate => Gate;
+
     public bool Disposed { get; private set; }
 
     /// <summary>Where the statistics live, in the C API's words: "cuda", "opencl", "cpu" or "managed".</summary>

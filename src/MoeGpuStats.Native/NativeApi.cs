@@ -16,7 +16,7 @@ public static unsafe class NativeApi
     private static readonly ConcurrentDictionary<long, NativeAggregator> Handles = new();
 
     /// <summary>Model handles; they share the aggregators' numbering, so neither kind of handle is ever the other's.</summary>
-    private static readonly ConcurrentDictionary<long, NativeModel> Models = new();
+    internal static readonly ConcurrentDictionary<long, NativeModel> Models = new();
     private static long _nextHandle;
 
     [ThreadStatic]
@@ -128,7 +128,7 @@ public static unsafe class NativeApi
     public static int ModelSave(long handle, byte* path)
     {
         var file = FilePath(path);
-        return file is null ? FailPath("moegs_model_save") : WithModel(handle, model => SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full)));
+        return file is null ? FailPath("moegs_model_save") : ReadModel(handle, model => SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full)));
     }
 
     [UnmanagedCallersOnly]
@@ -196,7 +196,7 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_summary writes the model's figures there.");
         }
 
-        return WithModel(handle, model => model.Summary(model.Stats.Options.Window, expertRanks, destination, window, sinceStart));
+        return ReadModel(handle, model => model.Summary(model.Stats.Options.Window, expertRanks, destination, window, sinceStart));
     }
 
     [UnmanagedCallersOnly]
@@ -207,7 +207,7 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_recent_summary writes the model's figures there.");
         }
 
-        return WithModel(handle, model =>
+        return ReadModel(handle, model =>
         {
             NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window);
             model.Summary(recentSteps, expertRanks, destination, window, sinceStart);
@@ -234,7 +234,7 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_read writes the model's figures there.");
         }
 
-        return WithModel(handle, model =>
+        return ReadModel(handle, model =>
         {
             if (recentSteps != 0)
             {
@@ -280,7 +280,7 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, "dst is NULL: moegs_model_window_load copies layers * experts counts there.");
         }
 
-        return WithModel(handle, model =>
+        return ReadModel(handle, model =>
         {
             NativeChecks.WindowCapacity(capacity, model.Stats.Layers, model.Stats.Experts);
             model.Stats.WindowLoad().CopyTo(new Span<ulong>(destination, capacity));
@@ -295,7 +295,7 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, "dst is NULL: moegs_model_recent_window_load copies layers * experts counts there.");
         }
 
-        return WithModel(handle, model =>
+        return ReadModel(handle, model =>
         {
             NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window);
             NativeChecks.WindowCapacity(capacity, model.Stats.Layers, model.Stats.Experts);
@@ -343,7 +343,7 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_layer_snapshot writes the layer's snapshot there.");
         }
 
-        return WithModel(handle, model =>
+        return ReadModel(handle, model =>
         {
             NativeChecks.Layer(layer, model.Stats.Layers);
             using var stats = model.Stats.Layer(layer);
@@ -471,7 +471,7 @@ public static unsafe class NativeApi
             return Fail(NativeStatus.InvalidArgument, $"dst is NULL: {copies} there (capacity values at most).");
         }
 
-        return WithModel(handle, model =>
+        return ReadModel(handle, model =>
         {
             NativeChecks.Layer(layer, model.Stats.Layers);
             NativeChecks.Capacity(capacity, model.Stats.Experts);
@@ -501,8 +501,15 @@ public static unsafe class NativeApi
     private static int WithModel(long handle, Action<NativeModel> action) =>
         With(Models, "model", handle, action, static (model, run) => run(model), onDevice: true);
 
+    /// <summary>
+    /// Runs <paramref name="read"/> on a live model handle under its read lock alone (<see cref="INativeHandle.ReadGate"/>),
+    /// with the handle's CUDA context current: for a read of the statistics, which serialize themselves.
+    /// </summary>
+    private static int ReadModel(long handle, Action<NativeModel> read) =>
+        With(Models, "model", handle, read, static (model, run) => run(model), onDevice: true, readOnly: true);
+
     private static int With<THandle, TState>(
-        ConcurrentDictionary<long, THandle> registry, string kind, long handle, TState state, Action<THandle, TState> action, bool onDevice)
+        ConcurrentDictionary<long, THandle> registry, string kind, long handle, TState state, Action<THandle, TState> action, bool onDevice, bool readOnly = false)
         where THandle : INativeHandle
     {
         if (!registry.TryGetValue(handle, out var live))
@@ -512,7 +519,7 @@ public static unsafe class NativeApi
 
         try
         {
-            lock (live.Gate)
+            lock (readOnly ? live.ReadGate : live.Gate)
             {
                 // A destroy on another thread may have freed the handle between the look-up and the lock.
                 if (live.Disposed)
@@ -535,7 +542,7 @@ public static unsafe class NativeApi
     private static int NotLive(long handle, string kind) =>
         Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live {kind} (never created, or destroyed).");
 
-    /// <summary>Removes a live handle and frees it (serialized with calls still running on it).</summary>
+    /// <summary>Removes a live handle and frees it (serialized with calls still running on it, reads included).</summary>
     private static int Remove<THandle>(ConcurrentDictionary<long, THandle> registry, string kind, long handle)
         where THandle : INativeHandle
     {
@@ -546,6 +553,8 @@ public static unsafe class NativeApi
 
         return Guard(() =>
         {
+            // The read lock first, as a read holds it: a read in progress finishes before the handle is freed.
+            lock (live.ReadGate)
             lock (live.Gate)
             {
                 using var device = live.EnterDevice();

@@ -163,7 +163,14 @@ internal sealed class ForeignCache<T>(NativeDevice device, string kind, string n
 /// <summary>What the C API's entry points need of a handle (an aggregator's, a model's): serialized calls, and its CUDA context.</summary>
 internal interface INativeHandle : IDisposable
 {
+    /// <summary>The lock a call holds on the handle: records, resets, and whatever touches the handle's own caches.</summary>
     Lock Gate { get; }
+
+    /// <summary>
+    /// The lock a read that needs only the statistics' own locks holds instead of <see cref="Gate"/>, and a destroy
+    /// before it: a read waiting on the device does not hold up a record. <see cref="Gate"/> itself where reads wait under it anyway.
+    /// </summary>
+    Lock ReadGate { get; }
 
     /// <summary>Freed by a destroy (under <see cref="Gate"/>): a call that found the handle before it was removed must not run on it.</summary>
     bool Disposed { get; }

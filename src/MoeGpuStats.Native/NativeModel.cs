@@ -40,6 +40,9 @@ internal sealed class NativeModel : INativeHandle
 
     public Lock Gate { get; } = new();
 
+    /// <remarks>The model waits for a read's copy back with its own lock released, so a read under this lock leaves records free.</remarks>
+    public Lock ReadGate { get; } = new();
+
     public bool Disposed { get; private set; }
 
     /// <summary>Where the statistics live, in the C API's words: "cuda", "opencl", "cpu" or "managed".</summary>

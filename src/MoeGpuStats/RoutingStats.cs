@@ -18,7 +18,8 @@ namespace MoeGpuStats;
 /// </summary>
 /// <remarks>
 /// Threads: on a device engine every record, read, reset and snapshot holds the engine's lock, and a
-/// model's layer reads a copy under the model's lock, so one instance may be shared between threads.
+/// model's layer reads a copy staged under the model's lock (the copy back waits with it released), so
+/// one instance may be shared between threads.
 /// On the managed engine, records, <see cref="Reset"/>, <see cref="Snapshot"/> and the scalar totals
 /// (the counts such as <see cref="TotalTokens"/>, the loss averages and <see cref="RoutingEfficiency"/>) hold
 /// its lock: records from several threads lose nothing, and a snapshot or a total read on another thread

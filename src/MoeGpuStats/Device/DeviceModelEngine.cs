@@ -13,7 +13,8 @@ namespace MoeGpuStats.Device;
 /// A model's routing state in the memory of one accelerator. A step is one launch of
 /// <see cref="ModelRecordKernel"/> on <see cref="Stream"/>, which returns without waiting; the
 /// step stays pending on the device until the next step or a read, which first enqueues a launch
-/// that only folds it. Calls are serialized by a lock.
+/// that only folds it. Every call enqueues its work under one lock; a read then waits for its copy
+/// back under a lock of the reads' own, so a step recorded meanwhile does not wait for the copy.
 /// </summary>
 /// <remarks>
 /// The device counts the steps: a read folds whatever the device holds pending and takes the steps
@@ -41,9 +42,12 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly ArrayView<UtilizationQueryResult> _queryResult;
     private readonly ArrayView<float> _hostLosses;
     private readonly DeviceLayerEngine[] _layers;
+    private readonly Lock _readGate = new();
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
     private ModelStepArguments _shape;
     private ulong _knownSteps;
+    private ulong _launches;
+    private int _resets;
     private int[]? _ranksOnDevice;
     private int _placementCopies;
     private bool _disposed;
@@ -86,11 +90,11 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
                 Control = Allocate<int>(ModelStateLayout.ControlLength),
                 PendingLosses = Allocate<float>(BatchBuffers * layers * 2),
             };
-            _ranks = Allocate<int>(options.Experts);
+            _ranks = Allocate<int>(options.Experts, cleared: false);
             _scratchLoads = Allocate<ulong>(perLayer);
             _recentLoads = Allocate<ulong>(perLayer);
             _layerLoads = Allocate<LayerLoad>(ReadbackLoads * layers);
-            _readback = Allocate<byte>(ReadbackBytes(options));
+            _readback = Allocate<byte>(ReadbackBytes(options), cleared: false);
             _queryResult = Allocate<UtilizationQueryResult>(1);
             _hostLosses = Allocate<float>(2 * layers);
         }
@@ -143,10 +147,12 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>
     /// The copies between host and device the reads have made (a layer's reads included), each a wait for
-    /// the stream: what reading costs a host thread (and a step another thread records meanwhile, which
-    /// waits for the lock). Recording ids from host memory is not counted.
+    /// the stream: what reading costs a host thread. Recording ids from host memory is not counted.
     /// </summary>
     internal int ReadWaits => _reader.Copies + _placementCopies;
+
+    /// <summary>The reader every read copies back through (tests hold a read at its copy).</summary>
+    internal DeviceStateReader Reader => _reader;
 
     /// <summary>The bytes of the state's buffers (the staging of host ids aside).</summary>
     internal long StateBytes => _buffers.Sum(buffer => buffer.LengthInBytes);
@@ -226,6 +232,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         Enqueue(ids, arguments, validTokens, loadBalanceLosses, routerZLosses);
         _knownSteps++;
+        _launches++;
     }
 
     /// <summary>
@@ -265,39 +272,89 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private int WindowSteps(ulong steps) => (int)Math.Min(steps, (ulong)Options.Window);
 
     /// <summary>
-    /// Runs <paramref name="read"/> on the folded state of layer <paramref name="layer"/> and its block,
-    /// under the lock. The block is read once for both: its <c>Experts</c> is the expert count the
-    /// layer's reads see (0 before its first step, as a single-layer state's), and its
-    /// <c>TotalRoutings</c> the model's steps (every layer folds every step), kept as the host's count
-    /// as every read keeps it.
+    /// A read of what <paramref name="stage"/> enqueues into the read-back buffer, copied back at once. The
+    /// staging runs under the lock, the pending step folded first, and returns the bytes staged, a block
+    /// first (its <c>TotalRoutings</c> is the model's steps: every layer folds every step). The copy, the
+    /// read's wait for the stream, runs with the lock released: a step recorded meanwhile is enqueued behind
+    /// the staged reading, which it cannot change, and does not wait for the copy. The reads' own lock, held
+    /// throughout, gives the read-back buffer to one reading at a time and keeps <see cref="Dispose"/> from
+    /// freeing it under one.
     /// </summary>
-    internal T ReadLayer<T>(int layer, Func<DeviceStateReader, RoutingStateViews, RoutingStateBlock, T> read)
+    private byte[] ReadBack(Func<long> stage)
     {
-        lock (Gate)
+        lock (_readGate)
         {
-            ThrowIfUnusable();
-            FoldPending();
-            var views = _views.Layer(layer, Options.Experts);
-            var block = _reader.ReadBlock(views);
-            _knownSteps = block.TotalRoutings;
-            return read(_reader, views, block);
+            long staged;
+            ulong launches;
+            int resets;
+            lock (Gate)
+            {
+                ThrowIfUnusable();
+                FoldPending();
+                staged = stage();
+                (launches, resets) = (_launches, _resets);
+            }
+
+            var bytes = new byte[staged];
+            _reader.ToHost(_readback.SubView(0, staged), bytes);
+            var steps = MemoryMarshal.Read<RoutingStateBlock>(bytes).TotalRoutings;
+            lock (Gate)
+            {
+                // The device's count as staged, and the steps the host launched since; after a reset, the host's own count stands.
+                if (_resets == resets)
+                {
+                    _knownSteps = steps + (_launches - launches);
+                }
+            }
+
+            return bytes;
         }
     }
 
     /// <summary>
-    /// Layer <paramref name="layer"/>'s whole state, folded, under the lock: its block and arrays staged in
-    /// the read-back buffer and copied back at once (its expert count, 0 before the first step, is the block's).
+    /// Layer <paramref name="layer"/>'s block and the view <paramref name="values"/> gives of its state, staged
+    /// and copied back at once (<see cref="ReadBack"/>: one wait, the lock released for it). <paramref name="values"/>
+    /// runs under the lock and may enqueue what writes the view (a query). Its expert count, 0 before the
+    /// layer's first step as a single-layer state's, is the block's.
     /// </summary>
+    internal (RoutingStateBlock Block, T[] Values) ReadLayer<T>(int layer, Func<RoutingStateViews, ArrayView<T>> values)
+        where T : unmanaged
+    {
+        var views = _views.Layer(layer, Options.Experts);
+        var length = 0L;
+        var bytes = ReadBack(() =>
+        {
+            var staged = 0L;
+            Stage(views.State, ref staged);
+            var view = values(views);
+            length = view.Length;
+            Stage(view, ref staged);
+            return staged;
+        });
+        var read = 0L;
+        return (Unstage<RoutingStateBlock>(bytes, 1, ref read)[0], Unstage<T>(bytes, length, ref read));
+    }
+
+    /// <summary>Layer <paramref name="layer"/>'s block alone (one wait).</summary>
+    internal RoutingStateBlock ReadLayerBlock(int layer) => ReadLayer(layer, static views => views.State.SubView(0, 0)).Block;
+
+    /// <summary>Layer <paramref name="layer"/>'s utilization query over a trend of <paramref name="window"/> variances, and its block, from one launch and one wait.</summary>
+    internal (RoutingStateBlock Block, UtilizationQueryResult Result) QueryLayer(int layer, int window)
+    {
+        var (block, result) = ReadLayer(layer, views =>
+        {
+            _query(Stream, views, window, _queryResult);
+            return _queryResult;
+        });
+        return (block, result[0]);
+    }
+
+    /// <summary>Layer <paramref name="layer"/>'s whole state, folded: its block and arrays staged and copied back at once (one wait).</summary>
     internal RoutingState ReadLayerState(int layer)
     {
-        lock (Gate)
-        {
-            ThrowIfUnusable();
-            FoldPending();
-            var state = _reader.ReadState(_views.Layer(layer, Options.Experts), Options.Experts, Options.LayerOptions, _readback);
-            _knownSteps = state.TotalRoutings;
-            return state;
-        }
+        var bytes = ReadBack(() => _reader.StageState(_views.Layer(layer, Options.Experts), Options.Experts, Options.LayerOptions, _readback, 0));
+        var read = 0L;
+        return DeviceStateReader.UnstageState(bytes, Options.Experts, Options.LayerOptions, ref read);
     }
 
     /// <summary>
@@ -310,39 +367,19 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         DeviceMemory.ThrowIfGone(Accelerator, Stream, nameof(ModelRoutingStats));
     }
 
-    /// <summary>Layer <paramref name="layer"/>'s utilization query.</summary>
-    internal UtilizationQueryResult QueryLayer(int layer, int window) =>
-        ReadLayer(layer, (reader, views, _) => reader.Query(views, window, _query, _queryResult));
-
-    /// <summary>
-    /// Layer <paramref name="layer"/>'s utilization query for its expert count and, when
-    /// <paramref name="withTotals"/>, its totals, under one hold of the lock: a step or reset on
-    /// another thread comes before or after all of it, never between the count, the query and the totals.
-    /// </summary>
-    internal (UtilizationQuery Query, RoutingTotals Totals) LayerSummary(int layer, bool withTotals) =>
-        ReadLayer(layer, (reader, views, block) => (
-            DeviceRoutingEngine.QueryOf(block.Experts, reader.Query(views, 0, _query, _queryResult)),
-            withTotals ? DeviceRoutingEngine.TotalsOf(block) : default));
-
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];
 
     public override ulong[] WindowLoad(int recentSteps)
     {
-        lock (Gate)
+        var bytes = ReadBack(() =>
         {
-            ThrowIfUnusable();
-            FoldPending();
-
-            // Layer 0's block rides along, so that the host's count of steps (DeviceArrays) is the device's after this read too.
             var staged = 0L;
             Stage(_views.Blocks.SubView(0, 1), ref staged);
             Stage(RecentLoads(recentSteps), ref staged);
-            var bytes = new byte[staged];
-            _reader.ToHost(_readback.SubView(0, staged), bytes);
-            var read = 0L;
-            _knownSteps = Unstage<RoutingStateBlock>(bytes, 1, ref read)[0].TotalRoutings;
-            return Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read);
-        }
+            return staged;
+        });
+        var read = (long)Unsafe.SizeOf<RoutingStateBlock>();
+        return Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read);
     }
 
     /// <summary>
@@ -380,46 +417,48 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <remarks>
     /// Every part is enqueued (measured, or copied device to device into the read-back buffer) before one
-    /// copy of that buffer to the host, the reading's only wait; a placement is copied to the device only when
-    /// it differs from the last one (a copy from the host waits too).
+    /// copy of that buffer to the host, the reading's only wait, made with the model's lock released
+    /// (<see cref="ReadBack"/>); a placement is copied to the device only when it differs from the last one
+    /// (a copy from the host waits too, holding only the reads' lock).
     /// </remarks>
     public override ModelReading Read(ModelReadRequest request)
     {
-        lock (Gate)
+        lock (_readGate)
         {
             ThrowIfUnusable();
-            FoldPending();
             var ranks = PlacementOnDevice(request.Ranks);
             var layers = Options.Layers;
-            Measure(RecentLoads(request.RecentSteps), ranks, request.RankCount, 0);
-            Measure(_views.TokenCounts, ranks, request.RankCount, 1);
-            if (request.AlsoRecentSteps is { } recentSteps)
+            var bytes = ReadBack(() =>
             {
-                Measure(RecentLoads(recentSteps), ranks, request.RankCount, 2);
-            }
+                Measure(RecentLoads(request.RecentSteps), ranks, request.RankCount, 0);
+                Measure(_views.TokenCounts, ranks, request.RankCount, 1);
+                if (request.AlsoRecentSteps is { } recentSteps)
+                {
+                    Measure(RecentLoads(recentSteps), ranks, request.RankCount, 2);
+                }
 
-            var staged = 0L;
-            Stage(_layerLoads, ref staged);
-            Stage(_views.Blocks, ref staged);
-            if (request.WindowLoad)
-            {
-                Stage(_views.WindowLoad, ref staged);
-            }
+                var staged = 0L;
+                Stage(_views.Blocks, ref staged);
+                Stage(_layerLoads, ref staged);
+                if (request.WindowLoad)
+                {
+                    Stage(_views.WindowLoad, ref staged);
+                }
 
-            if (request.TokenCounts)
-            {
-                Stage(_views.TokenCounts, ref staged);
-            }
+                if (request.TokenCounts)
+                {
+                    Stage(_views.TokenCounts, ref staged);
+                }
 
-            var bytes = new byte[staged];
-            _reader.ToHost(_readback.SubView(0, staged), bytes);
+                return staged;
+            });
 
             var read = 0L;
-            var loads = Unstage<LayerLoad>(bytes, _layerLoads.Length, ref read);
             var blocks = Unstage<RoutingStateBlock>(bytes, layers, ref read);
+            var loads = Unstage<LayerLoad>(bytes, _layerLoads.Length, ref read);
             var windowLoad = request.WindowLoad ? Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read) : null;
             var tokenCounts = request.TokenCounts ? Unstage<ulong>(bytes, _views.TokenCounts.Length, ref read) : null;
-            var steps = _knownSteps = blocks[0].TotalRoutings;
+            var steps = blocks[0].TotalRoutings;
             var windowSteps = WindowSteps(steps);
             return new ModelReading(
                 steps,
@@ -434,7 +473,10 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
-    /// <summary>The placement's view on the device, copied there only when it differs from the one there; empty for none.</summary>
+    /// <summary>
+    /// The placement's view on the device, copied there only when it differs from the one there (a reset
+    /// keeps it: it is an input of reads, not a statistic); empty for none. The caller holds the reads' lock.
+    /// </summary>
     private ArrayView<int> PlacementOnDevice(int[]? ranks)
     {
         if (ranks is null)
@@ -482,6 +524,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             ThrowIfUnusable();
             ClearDevice();
             _knownSteps = 0;
+            _resets++;
         }
     }
 
@@ -540,6 +583,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override void Dispose()
     {
+        // The reads' lock first, as a read takes them: a read waiting for its copy finishes before the memory goes.
+        lock (_readGate)
         lock (Gate)
         {
             if (_disposed)
@@ -577,19 +622,23 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     private void ClearDevice()
     {
-        _ranksOnDevice = null;
         foreach (var clear in _clears)
         {
             clear();
         }
     }
 
-    private ArrayView<T> Allocate<T>(long length)
+    /// <summary>A buffer of the state, zeroed by every reset where <paramref name="cleared"/> (the others are written before each read of them).</summary>
+    private ArrayView<T> Allocate<T>(long length, bool cleared = true)
         where T : unmanaged
     {
         var buffer = DeviceMemory.Allocate<T>(Accelerator, length, "the model's routing state");
         _buffers.Add(buffer);
-        _clears.Add(() => buffer.View.MemSetToZero(Stream));
+        if (cleared)
+        {
+            _clears.Add(() => buffer.View.MemSetToZero(Stream));
+        }
+
         return buffer.View;
     }
 }

@@ -1,10 +1,11 @@
+using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Device;
 
-/// <summary>Reads: the pending record folded first, then one launch and/or copy, and one wait.</summary>
+/// <summary>Reads: the pending record folded first, then one launch and/or device-to-device copies, and one copy back, the only wait.</summary>
 public sealed partial class DeviceRoutingStats
 {
     /// <summary>The utilization coefficient of variation (one launch, one small copy).</summary>
@@ -32,82 +33,83 @@ public sealed partial class DeviceRoutingStats
         return Query(window).Trend;
     }
 
-    internal RoutingStateBlock ReadBlock()
-    {
-        lock (_lock)
-        {
-            ThrowIfUnusable();
-            FoldPending();
-            return _reader.ReadBlock(_views);
-        }
-    }
+    internal RoutingStateBlock ReadBlock() => MemoryMarshal.Read<RoutingStateBlock>(ReadBack(_ => Stage(_views.State, 0)).Bytes);
 
+    /// <summary>The utilization, or the decayed one (empty without a decay), of the state's experts.</summary>
     internal float[] ReadUtilization(bool decayed)
     {
-        lock (_lock)
-        {
-            ThrowIfUnusable();
-            FoldPending();
-            return _reader.ReadUtilization(_views, _experts, _options, decayed);
-        }
+        var source = decayed ? _views.DecayedUtilization : _views.Utilization;
+        var held = decayed && _options.UtilizationDecay is null ? 0 : int.MaxValue;
+        return MemoryMarshal.Cast<byte, float>(ReadBack(experts => Stage(source.SubView(0, Math.Min(held, experts)), 0)).Bytes).ToArray();
     }
 
-    internal ulong[] ReadTokenCounts()
-    {
-        lock (_lock)
-        {
-            ThrowIfUnusable();
-            FoldPending();
-            return _reader.ReadTokenCounts(_views, _experts);
-        }
-    }
+    internal ulong[] ReadTokenCounts() =>
+        MemoryMarshal.Cast<byte, ulong>(ReadBack(experts => Stage(_views.TokenCounts.SubView(0, experts), 0)).Bytes).ToArray();
 
-    /// <summary>The state block and the variance ring; not the per-expert arrays.</summary>
+    /// <summary>The variance ring's entries, oldest first: the state block and the ring, in one copy; not the per-expert arrays.</summary>
     internal float[] ReadVarianceHistory()
     {
-        lock (_lock)
-        {
-            ThrowIfUnusable();
-            FoldPending();
-            return _reader.ReadVarianceHistory(_views);
-        }
+        var (bytes, _) = ReadBack(_ => Stage(_views.VarianceHistory, Stage(_views.State, 0)));
+        var read = 0L;
+        var block = DeviceStateReader.Unstage<RoutingStateBlock>(bytes, 1, ref read)[0];
+        return DeviceStateReader.Unroll(DeviceStateReader.Unstage<float>(bytes, RoutingStateLayout.VarianceWindow, ref read), block);
     }
 
     /// <summary>The query's result: one launch, one 36-byte copy.</summary>
-    internal UtilizationQueryResult Query(int window)
+    internal UtilizationQueryResult Query(int window) => Query(window, out int _);
+
+    /// <summary>
+    /// The query's result and the expert count it is over (0 before the first record), of one state:
+    /// a reset or first record on another thread comes before or after both.
+    /// </summary>
+    internal UtilizationQueryResult Query(int window, out int experts) => Query(window, out experts, out _);
+
+    /// <summary>The query's result, its expert count and the state block (for the summary), of one state and one copy.</summary>
+    internal UtilizationQueryResult Query(int window, out int experts, out RoutingStateBlock block)
     {
-        lock (_lock)
+        (var bytes, experts) = ReadBack(_ =>
         {
-            ThrowIfUnusable();
-            FoldPending();
-            return _reader.Query(_views, window, _query, _queryResult.View);
-        }
+            _query(Stream, _views, window, _queryResult.View);
+            return Stage<UtilizationQueryResult>(_queryResult.View, Stage(_views.State, 0));
+        });
+        var read = 0L;
+        block = DeviceStateReader.Unstage<RoutingStateBlock>(bytes, 1, ref read)[0];
+        return DeviceStateReader.Unstage<UtilizationQueryResult>(bytes, 1, ref read)[0];
     }
 
     /// <summary>
-    /// The query's result and the expert count it is over (0 before the first record), read under
-    /// one hold of the lock: a reset or first record on another thread comes before or after both.
+    /// A read of what <paramref name="stage"/> enqueues into the read-back buffer, given the state's expert
+    /// count, copied back at once. The staging runs under the lock, the pending record folded first; the copy,
+    /// the read's wait for the stream, with the lock released: a record on another thread meanwhile is
+    /// enqueued behind the staged reading, which it cannot change, and does not wait for the copy. The reads'
+    /// own lock, held throughout, gives the read-back buffer to one reading at a time and keeps
+    /// <see cref="Dispose"/> from freeing it under one.
     /// </summary>
-    internal UtilizationQueryResult Query(int window, out int experts)
+    private (byte[] Bytes, int Experts) ReadBack(Func<int, long> stage)
     {
-        lock (_lock)
+        lock (_readGate)
         {
-            experts = _experts;
-            return Query(window);
+            long staged;
+            int experts;
+            lock (_lock)
+            {
+                ThrowIfUnusable();
+                FoldPending();
+                experts = _experts;
+                staged = stage(experts);
+            }
+
+            var bytes = new byte[staged];
+            _reader.ToHost(_readback.View.SubView(0, staged), bytes);
+            return (bytes, experts);
         }
     }
 
-    /// <summary>The query's result, its expert count and the state block (for the summary), in one call.</summary>
-    internal UtilizationQueryResult Query(int window, out int experts, out RoutingStateBlock block)
+    /// <summary>Enqueues a copy of <paramref name="view"/> into the read-back buffer at <paramref name="offset"/>; returns the offset past it.</summary>
+    private long Stage<T>(ArrayView<T> view, long offset)
+        where T : unmanaged
     {
-        lock (_lock)
-        {
-            ThrowIfUnusable();
-            FoldPending();
-            experts = _experts;
-            var result = _reader.Query(_views, window, _query, _queryResult.View);
-            block = _reader.ReadBlock(_views);
-            return result;
-        }
+        _reader.Stage(view, _readback.View, ref offset);
+        return offset;
     }
 }

@@ -11,14 +11,14 @@ public sealed partial class DeviceRoutingStats
     /// <summary>Copies from the device to the host the reads have made, each a wait for the stream (the tests pin them).</summary>
     internal int ReadWaits => _reader.Copies;
 
-    /// <summary>Every buffer staged and copied back on the stream (<see cref="DeviceStateReader.ReadState"/>).</summary>
+    /// <summary>The reader every read copies back through (tests hold a read at its copy).</summary>
+    internal DeviceStateReader Reader => _reader;
+
+    /// <summary>Every buffer staged and copied back at once (<see cref="DeviceStateReader.StageState"/>).</summary>
     internal RoutingState ReadState()
     {
-        lock (_lock)
-        {
-            ThrowIfUnusable();
-            FoldPending();
-            return _reader.ReadState(_views, _experts, _options, _readback.View);
-        }
+        var (bytes, experts) = ReadBack(experts => _reader.StageState(_views, experts, _options, _readback.View, 0));
+        var read = 0L;
+        return DeviceStateReader.UnstageState(bytes, experts, _options, ref read);
     }
 }

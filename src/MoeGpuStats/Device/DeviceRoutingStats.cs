@@ -16,13 +16,15 @@ namespace MoeGpuStats.Device;
 /// memory while one more group folds the previous record into the state (the seed's arithmetic,
 /// including the load variance summed in expert order). So the last record stays pending until
 /// the next record or read: a read first folds it (one more small launch), then runs. A query
-/// costs one launch of one group and one copy of a 36-byte result. Calls are serialized by a
-/// lock, so one instance may be shared between threads. At most
+/// costs one launch of one group and one copy of a 36-byte result. Calls enqueue their work under one
+/// lock, so one instance may be shared between threads; a read then waits for its copy back under a
+/// lock of the reads' own, so a record on another thread does not wait for the copy. At most
 /// <see cref="RoutingStatsOptions.MaxDeviceExperts"/> experts.
 /// </remarks>
 public sealed partial class DeviceRoutingStats : IDisposable
 {
     private readonly Lock _lock = new();
+    private readonly Lock _readGate = new();
     private readonly RoutingStatsOptions _options;
     private readonly bool _ownsStream;
     private readonly RoutingRecordLauncher _record;
@@ -153,7 +155,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     /// </summary>
     public bool RecordKernelHasLaunchBounds { get; }
 
-    /// <summary>The lock every record, read and reset holds; tests hold it to order a call on another thread after their own.</summary>
+    /// <summary>The lock every record, reset and read's enqueueing holds; tests hold it to order a call on another thread after their own.</summary>
     internal Lock Gate => _lock;
 
     /// <summary>Clears the state on the device (enqueued; no wait).</summary>
@@ -171,6 +173,8 @@ public sealed partial class DeviceRoutingStats : IDisposable
     /// <summary>Waits for the enqueued work and frees the device memory (and the stream, when it made it).</summary>
     public void Dispose()
     {
+        // The reads' lock first, as a read takes them: a read waiting for its copy finishes before the memory goes.
+        lock (_readGate)
         lock (_lock)
         {
             if (_disposed)

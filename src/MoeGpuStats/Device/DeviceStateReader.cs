@@ -8,14 +8,24 @@ using MoeGpuStats.Kernels;
 namespace MoeGpuStats.Device;
 
 /// <summary>
-/// Copies of routing state's device views back to the host on one stream, for a <see cref="DeviceRoutingStats"/>
-/// and for each layer of a model, counted (<see cref="Copies"/>). The caller folds any pending record first
-/// and serializes calls; ILGPU's host copies wait for the stream, so every read sees the records enqueued before it.
+/// Copies of routing state back to the host on one stream, for a <see cref="DeviceRoutingStats"/> and for a
+/// model, counted (<see cref="Copies"/>): a read stages what it returns in a read-back buffer by
+/// device-to-device copies (<see cref="Stage"/>, <see cref="StageState"/>), then copies that buffer back once.
+/// The caller folds any pending record first; ILGPU's host copies wait for the stream, so every read sees
+/// the records enqueued before its staging.
 /// </summary>
 internal sealed class DeviceStateReader(AcceleratorStream stream)
 {
+    private int _copies;
+
     /// <summary>Copies made to the host so far, each a wait for the stream: what reading has cost the host (the tests pin it).</summary>
-    public int Copies { get; private set; }
+    public int Copies => Volatile.Read(ref _copies);
+
+    /// <summary>
+    /// Runs on the reading thread before each copy to the host, the wait: tests hold a read there to show
+    /// what another thread can do meanwhile. Null in the library.
+    /// </summary>
+    internal Action? BeforeCopy { get; set; }
 
     /// <summary>Copies <paramref name="view"/> to <paramref name="host"/> (a wait for the stream) and counts it; nothing for no value.</summary>
     public void ToHost<T>(ArrayView<T> view, Span<T> host)
@@ -26,85 +36,46 @@ internal sealed class DeviceStateReader(AcceleratorStream stream)
             return;
         }
 
+        BeforeCopy?.Invoke();
         view.CopyToCPU(stream, host);
-        Copies++;
+        Interlocked.Increment(ref _copies);
     }
 
-    public RoutingStateBlock ReadBlock(RoutingStateViews views)
-    {
-        Span<RoutingStateBlock> block = stackalloc RoutingStateBlock[1];
-        ToHost(views.State, block);
-        return block[0];
-    }
-
-    /// <summary>The first <paramref name="experts"/> utilizations, or the decayed ones (empty when <paramref name="options"/> has no decay).</summary>
-    public float[] ReadUtilization(RoutingStateViews views, int experts, RoutingStatsOptions options, bool decayed)
-    {
-        if (decayed && options.UtilizationDecay is null)
-        {
-            return [];
-        }
-
-        var values = new float[experts];
-        ToHost((decayed ? views.DecayedUtilization : views.Utilization).SubView(0, experts), values);
-        return values;
-    }
-
-    public ulong[] ReadTokenCounts(RoutingStateViews views, int experts)
-    {
-        var values = new ulong[experts];
-        ToHost(views.TokenCounts.SubView(0, experts), values);
-        return values;
-    }
-
-    /// <summary>The variance ring's entries, oldest first (the block and the ring copied).</summary>
-    public float[] ReadVarianceHistory(RoutingStateViews views)
-    {
-        var ring = new float[RoutingStateLayout.VarianceWindow];
-        var block = ReadBlock(views);
-        ToHost(views.VarianceHistory.SubView(0, ring.Length), ring);
-        return Unroll(ring, block);
-    }
-
-    /// <summary>Launches the query and copies its result back.</summary>
-    public UtilizationQueryResult Query(RoutingStateViews views, int window, UtilizationQueryLauncher query, ArrayView<UtilizationQueryResult> result)
-    {
-        query(stream, views, window, result);
-        Span<UtilizationQueryResult> host = stackalloc UtilizationQueryResult[1];
-        ToHost(result, host);
-        return host[0];
-    }
-
-    /// <summary>The read-back bytes <see cref="ReadState"/> stages a state of up to <paramref name="experts"/> experts in.</summary>
+    /// <summary>The read-back bytes <see cref="StageState"/> stages a state of up to <paramref name="experts"/> experts in.</summary>
     public static long StateBytes(int experts) =>
         Unsafe.SizeOf<RoutingStateBlock>() + ((long)experts * ((2 * sizeof(float)) + sizeof(double) + sizeof(ulong))) + (RoutingStateLayout.VarianceWindow * sizeof(float));
 
     /// <summary>
-    /// Every array of the state, staged in <paramref name="readback"/> (at least <see cref="StateBytes"/>
-    /// bytes) by device-to-device copies and copied back at once: one wait. The first <paramref name="experts"/>
-    /// values of each per-expert array are staged, and the block's expert count of them kept (0 before a
-    /// model's first step, which its host does not know without a read).
+    /// Enqueues the copies of the block and of the first <paramref name="experts"/> values of each per-expert
+    /// array into <paramref name="readback"/> at <paramref name="offset"/>; returns the offset past them.
     /// </summary>
-    public RoutingState ReadState(RoutingStateViews views, int experts, RoutingStatsOptions options, ArrayView<byte> readback)
+    public long StageState(RoutingStateViews views, int experts, RoutingStatsOptions options, ArrayView<byte> readback, long offset)
     {
         var decayed = options.UtilizationDecay is null ? 0 : experts;
-        var staged = 0L;
-        Stage(views.State, readback, ref staged);
-        Stage(views.Utilization.SubView(0, experts), readback, ref staged);
-        Stage(views.UtilizationSums.SubView(0, experts), readback, ref staged);
-        Stage(views.DecayedUtilization.SubView(0, decayed), readback, ref staged);
-        Stage(views.TokenCounts.SubView(0, experts), readback, ref staged);
-        Stage(views.VarianceHistory.SubView(0, RoutingStateLayout.VarianceWindow), readback, ref staged);
-        var bytes = new byte[staged];
-        ToHost(readback.SubView(0, staged), bytes);
-        var read = 0L;
-        var block = Unstage<RoutingStateBlock>(bytes, 1, ref read)[0];
+        Stage(views.State, readback, ref offset);
+        Stage(views.Utilization.SubView(0, experts), readback, ref offset);
+        Stage(views.UtilizationSums.SubView(0, experts), readback, ref offset);
+        Stage(views.DecayedUtilization.SubView(0, decayed), readback, ref offset);
+        Stage(views.TokenCounts.SubView(0, experts), readback, ref offset);
+        Stage(views.VarianceHistory.SubView(0, RoutingStateLayout.VarianceWindow), readback, ref offset);
+        return offset;
+    }
+
+    /// <summary>
+    /// The state <see cref="StageState"/> staged, from the copied bytes at <paramref name="offset"/> (advanced past it):
+    /// of each per-expert array, the block's expert count of values kept (0 before a model's first step, which its
+    /// host does not know without a read).
+    /// </summary>
+    public static RoutingState UnstageState(byte[] bytes, int experts, RoutingStatsOptions options, ref long offset)
+    {
+        var decayed = options.UtilizationDecay is null ? 0 : experts;
+        var block = Unstage<RoutingStateBlock>(bytes, 1, ref offset)[0];
         var held = Math.Min(block.Experts, experts);
-        var utilization = Unstage<float>(bytes, experts, ref read);
-        var sums = Unstage<double>(bytes, experts, ref read);
-        var decayedUtilization = Unstage<float>(bytes, decayed, ref read);
-        var counts = Unstage<ulong>(bytes, experts, ref read);
-        var ring = Unstage<float>(bytes, RoutingStateLayout.VarianceWindow, ref read);
+        var utilization = Unstage<float>(bytes, experts, ref offset);
+        var sums = Unstage<double>(bytes, experts, ref offset);
+        var decayedUtilization = Unstage<float>(bytes, decayed, ref offset);
+        var counts = Unstage<ulong>(bytes, experts, ref offset);
+        var ring = Unstage<float>(bytes, RoutingStateLayout.VarianceWindow, ref offset);
         return StateOf(block, utilization[..held], sums[..held], decayed == 0 ? [] : decayedUtilization[..held], counts[..held], ring);
     }
 
@@ -163,7 +134,7 @@ internal sealed class DeviceStateReader(AcceleratorStream stream)
         };
 
     /// <summary>The ring's entries, oldest first.</summary>
-    private static float[] Unroll(ReadOnlySpan<float> ring, RoutingStateBlock block)
+    public static float[] Unroll(ReadOnlySpan<float> ring, RoutingStateBlock block)
     {
         var history = new float[block.VarianceCount];
         for (var i = 0; i < history.Length; i++)

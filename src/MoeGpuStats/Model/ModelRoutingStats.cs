@@ -16,12 +16,14 @@ namespace MoeGpuStats;
 /// for all layers, which returns without waiting and needs nothing from earlier launches, and the
 /// device counts the steps: a launch a CUDA graph replays records as a <c>RecordStep</c> does (README
 /// says how to order the reads after it). A summary or a window load waits on the host once, for one
-/// copy back of what it returns (the step count with it); recording ids on the device never waits.
+/// copy back of what it returns (the step count with it), with the model's lock released: a step recorded
+/// on another thread meanwhile does not wait for the copy, and comes after the reading. Recording ids on the device never waits.
 /// </summary>
 /// <remarks>
 /// Layer l equals a <see cref="RoutingStats"/> with the model's <see cref="ModelRoutingStatsOptions.Experts"/>,
 /// <see cref="ModelRoutingStatsOptions.ExpertCapacity"/> and <see cref="ModelRoutingStatsOptions.UtilizationDecay"/>
-/// fed layer l's ids alone, on every engine, to the bit. Thread-safe: calls are serialized.
+/// fed layer l's ids alone, on every engine, to the bit. Thread-safe: calls are serialized, but for a device
+/// engine's copies back, which a step or reset on another thread does not wait for.
 /// </remarks>
 [JsonConverter(typeof(ModelRoutingStatsJsonConverter))]
 public sealed partial class ModelRoutingStats : IDisposable

@@ -49,9 +49,10 @@ namespace MoeGpuStats.Telemetry;
 /// A collection reads every instrument from one reading of the model: a summary (a few scalars per
 /// layer come back from a device) and the window load (one copy of <c>layers × experts</c>
 /// counts), plus the layers' counts with <c>expertSeries</c> and a summary of the window's newest
-/// steps with <c>recentSteps</c>, all of one state (read under the
+/// steps with <c>recentSteps</c>, all of one state (enqueued under the
 /// model's lock, so no step comes between them). On a device engine the reading is staged on the
-/// device and copied back at once: one wait for the stream per reading. The next collection takes a new reading when the
+/// device and copied back at once: one wait for the stream per reading, made with the model's lock
+/// released, so a step recorded meanwhile does not wait for it. The next collection takes a new reading when the
 /// last is older than <c>refreshInterval</c>. A collection is the callbacks one thread runs back to
 /// back: it keeps its reading to the end however long it takes, unless its listener pauses over a
 /// second between two instruments; two listeners of different instruments collecting on one thread

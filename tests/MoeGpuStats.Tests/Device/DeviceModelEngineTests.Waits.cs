@@ -4,9 +4,9 @@ namespace MoeGpuStats.Tests.Device;
 
 /// <summary>
 /// What a read of a device model costs the host: each copy between host and device waits for the stream
-/// (the producer's queued work first), and a step another thread records meanwhile waits for the lock. A
-/// summary, a window load and a placement's summary are staged on the device and copied back once; a
-/// snapshot copies each state array once, whatever the layers.
+/// (the producer's queued work first). A summary, a window load, a placement's summary and each read of
+/// a layer are staged on the device and copied back once; a snapshot copies each state array once,
+/// whatever the layers.
 /// </summary>
 public sealed partial class DeviceModelEngineTests
 {
@@ -38,9 +38,14 @@ public sealed partial class DeviceModelEngineTests
             ("Summary(2, ranks)", 1, m => m.Summary(2, ranks)),
             ("Summary(other), another placement", 2, m => m.Summary(other)),
 
-            // A layer's seed reads: its block (the expert count), then what the read copies.
-            ("Layer(1).ExpertTokenCounts", 2, m => m.Layer(1).ExpertTokenCounts),
-            ("Layer(1).UtilizationCv()", 2, m => m.Layer(1).UtilizationCv()),
+            // A layer's seed reads: its block (the expert count) staged with what the read copies.
+            ("Layer(1).ExpertTokenCounts", 1, m => m.Layer(1).ExpertTokenCounts),
+            ("Layer(1).ExpertUtilization", 1, m => m.Layer(1).ExpertUtilization),
+            ("Layer(1).DecayedExpertUtilization", 1, m => m.Layer(1).DecayedExpertUtilization),
+            ("Layer(1).LoadVarianceHistory", 1, m => m.Layer(1).LoadVarianceHistory),
+            ("Layer(1).TotalRoutings", 1, m => m.Layer(1).TotalRoutings),
+            ("Layer(1).UtilizationCv()", 1, m => m.Layer(1).UtilizationCv()),
+            ("Layer(1).RecentLoadVarianceTrend(2)", 1, m => m.Layer(1).RecentLoadVarianceTrend(2)),
             ("Layer(1).Snapshot(), staged", 1, m => m.Layer(1).Snapshot().ExpertTokenCounts),
         };
         foreach (var (name, waits, read) in reads)
@@ -51,7 +56,7 @@ public sealed partial class DeviceModelEngineTests
             Assert.Equal(Json(read(managed)), Json(value));
         }
 
-        // A reset clears the placement on the device: the next summary copies it again, and reads it.
+        // A reset clears the statistics, not the placement on the device (an input of reads): the next summary reads it as it is.
         device.Reset();
         managed.Reset();
         var step2 = Enumerable.Range(0, 5 * 6 * 2).Select(_ => random.Next(0, 8)).ToArray();
@@ -59,7 +64,9 @@ public sealed partial class DeviceModelEngineTests
         managed.RecordStep(step2, 6, 2);
         var beforeReset = engine.ReadWaits;
         Assert.Equal(Json(managed.Summary(other)), Json(device.Summary(other)));
-        Assert.Equal(2, engine.ReadWaits - beforeReset);
+        Assert.Equal(1, engine.ReadWaits - beforeReset);
+        Assert.Equal(Json(managed.Summary(ranks)), Json(device.Summary(ranks)));
+        Assert.Equal(3, engine.ReadWaits - beforeReset);
     }
 
     [Theory]

@@ -421,6 +421,60 @@ public sealed unsafe partial class NativeApiTests
         }
     }
 
+    /// <summary>
+    /// A model's reads hold the handle's read lock, not the lock its records take: with that lock held (a record in
+    /// progress, as far as the reads can tell), every read finishes.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AModelsReadsDoNotWaitForTheLockItsRecordsTake(string accelerator)
+    {
+        var handle = Create(accelerator, Layers, Experts, 0, Window, -1f);
+        try
+        {
+            var ids = Enumerable.Range(0, Layers * Tokens * TopK).Select(i => i % Experts).ToArray();
+            Assert.Equal(Ok, Record(handle, ids, Layers, Tokens, TopK, 0, null, null, null));
+            var expected = WindowLoad(handle);
+            var reads = new (string Name, Action Read)[]
+            {
+                ("moegs_model_window_load", () => Assert.Equal(expected, WindowLoad(handle))),
+                ("moegs_model_summary", () => Summary(handle, [0, 0, 1, 1, 2, 2, 3, 3])),
+                ("moegs_model_recent_summary", () => Assert.Equal(Ok, RecentSummary(handle, 1, [0, 0, 1, 1, 2, 2, 3, 3], out _, out _))),
+                ("moegs_model_recent_window_load", () => Assert.Equal(Ok, RecentWindowLoad(handle, 1, out _, Layers * Experts))),
+            };
+            var live = NativeApi.Models[handle];
+            foreach (var (name, read) in reads)
+            {
+                Exception? failure = null;
+                var reader = new Thread(() =>
+                {
+                    try
+                    {
+                        read();
+                    }
+                    catch (Exception exception)
+                    {
+                        failure = exception;
+                    }
+                });
+                bool finished;
+                using (live.Gate.EnterScope())
+                {
+                    reader.Start();
+                    finished = reader.Join(TimeSpan.FromSeconds(20));
+                }
+
+                reader.Join();
+                Assert.True(finished, $"{name} waited for the lock a record takes");
+                Assert.Null(failure);
+            }
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
     private static long Create(string accelerator, int layers, int experts, int capacity, int window, float decay)
     {
         var status = Create(accelerator, layers, experts, capacity, window, decay, out var handle);

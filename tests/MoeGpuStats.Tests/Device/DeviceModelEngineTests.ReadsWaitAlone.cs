@@ -1,0 +1,138 @@
+using MoeGpuStats.Device;
+
+namespace MoeGpuStats.Tests.Device;
+
+/// <summary>
+/// A read of a device model waits for its copy back with the model's lock released: a step recorded (or a
+/// reset made) on another thread meanwhile goes ahead at once, lands after the reading, and the host's count
+/// of steps stays right. The tests hold a read at its copy (<see cref="DeviceStateReader.BeforeCopy"/>), where
+/// a GPU's read waits for the queued work.
+/// </summary>
+public sealed partial class DeviceModelEngineTests
+{
+    private const int HeldLayers = 3, HeldExperts = 8, HeldTokens = 5, HeldTopK = 2;
+
+    public static TheoryData<string> HeldReads => ["Summary()", "Summary(ranks)", "Summary(2)", "WindowLoad()", "WindowLoad(1)", "metrics reading", "Layer(1).ExpertTokenCounts", "Layer(1).UtilizationCv()", "Layer(1).Snapshot()"];
+
+    [Theory]
+    [MemberData(nameof(HeldReads))]
+    public async Task AStepRecordedWhileAReadWaitsForItsCopyDoesNotWaitForTheRead(string name)
+    {
+        var (engine, device, managed, step) = HeldModels();
+        using (device)
+        using (managed)
+        {
+            var read = HeldRead(name);
+            var expected = Json(read(managed));
+            using var hold = new HeldCopy(engine.Reader);
+            var reading = Task.Run(() => read(device), HeldCopy.Cancellation);
+            hold.WaitUntilHeld();
+
+            var recording = Task.Run(() => device.RecordStep(step, HeldTokens, HeldTopK), HeldCopy.Cancellation);
+            var recordedMeanwhile = await HeldCopy.Within(recording, TimeSpan.FromSeconds(10));
+            hold.Release();
+
+            Assert.True(recordedMeanwhile, $"{name}: a step recorded while the read waited for its copy waited for the read");
+            Assert.Equal(expected, Json(await reading));
+            managed.RecordStep(step, HeldTokens, HeldTopK);
+            Assert.Equal(Json(read(managed)), Json(read(device)));
+            Assert.Equal(4UL, device.DeviceArrays().Steps);
+        }
+    }
+
+    [Theory]
+    [InlineData(false, 5UL)]
+    [InlineData(true, 1UL)]
+    public async Task TheHostsCountOfStepsFollowsWhatCameWhileAReadWaited(bool resetMeanwhile, ulong steps)
+    {
+        var (engine, device, managed, step) = HeldModels();
+        using (device)
+        using (managed)
+        {
+            using var hold = new HeldCopy(engine.Reader);
+            var reading = Task.Run(() => device.Summary(), HeldCopy.Cancellation);
+            hold.WaitUntilHeld();
+            if (resetMeanwhile)
+            {
+                device.Reset();
+            }
+            else
+            {
+                device.RecordStep(step, HeldTokens, HeldTopK);
+            }
+
+            device.RecordStep(step, HeldTokens, HeldTopK);
+            hold.Release();
+
+            Assert.Equal(3UL, (await reading).Steps);
+            Assert.Equal(steps, device.DeviceArrays().Steps);
+            Assert.Equal(steps, device.Summary().Steps);
+        }
+    }
+
+    [Fact]
+    public async Task ADisposeWaitsForAReadWaitingForItsCopy()
+    {
+        var (engine, device, managed, _) = HeldModels();
+        using (managed)
+        {
+            var expected = managed.WindowLoad();
+            using var hold = new HeldCopy(engine.Reader);
+            var reading = Task.Run(() => device.WindowLoad(), HeldCopy.Cancellation);
+            hold.WaitUntilHeld();
+            var disposing = Task.Run(device.Dispose, HeldCopy.Cancellation);
+            var disposedMeanwhile = await HeldCopy.Within(disposing, TimeSpan.FromMilliseconds(500));
+            hold.Release();
+
+            Assert.False(disposedMeanwhile, "the model was disposed under a read waiting for its copy");
+            Assert.Equal(expected, await reading);
+            Assert.True(await HeldCopy.Within(disposing, TimeSpan.FromSeconds(10)));
+            Assert.Throws<ObjectDisposedException>(() => device.WindowLoad());
+        }
+    }
+
+    /// <summary>A device model (CPU accelerator) and a managed one, each with the same three steps, and a fourth step's ids.</summary>
+    private static (DeviceModelEngine Engine, ModelRoutingStats Device, ModelRoutingStats Managed, int[] Step) HeldModels()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = HeldLayers, Experts = HeldExperts, Window = 3, UtilizationDecay = 0.5f };
+        var engine = new DeviceModelEngine(TestAccelerators.Require("cpu"), options);
+        var device = new ModelRoutingStats(engine);
+        var managed = new ModelRoutingStats(options);
+        var random = new Random(17);
+        int[] Ids() => [.. Enumerable.Range(0, HeldLayers * HeldTokens * HeldTopK).Select(_ => random.Next(-1, HeldExperts))];
+        for (var s = 0; s < 3; s++)
+        {
+            var ids = Ids();
+            device.RecordStep(ids, HeldTokens, HeldTopK);
+            managed.RecordStep(ids, HeldTokens, HeldTopK);
+        }
+
+        // All to expert 0: the step moves every figure the reads return.
+        return (engine, device, managed, new int[HeldLayers * HeldTokens * HeldTopK]);
+    }
+
+    private static Func<ModelRoutingStats, object> HeldRead(string name) => name switch
+    {
+        "Summary()" => m => m.Summary(),
+        "Summary(ranks)" => m => m.Summary([0, 0, 1, 1, 2, 2, 3, 3]),
+        "Summary(2)" => m => m.Summary(recentSteps: 2),
+        "WindowLoad()" => m => m.WindowLoad(),
+        "WindowLoad(1)" => m => m.WindowLoad(recentSteps: 1),
+        "metrics reading" => m =>
+        {
+            var reading = m.Read(new() { RecentSteps = 3, AlsoRecentSteps = 1, Totals = true, WindowLoad = true, TokenCounts = true });
+            return new
+            {
+                Summary = ModelRoutingStats.Summarize(reading, HeldExperts),
+                Recent = ModelRoutingStats.SummarizeRecent(reading, HeldExperts),
+                reading.Totals,
+                reading.WindowLoad,
+                reading.TokenCounts,
+            };
+        },
+        "Layer(1).ExpertTokenCounts" => m => m.Layer(1).ExpertTokenCounts,
+        "Layer(1).UtilizationCv()" => m => m.Layer(1).UtilizationCv(),
+        "Layer(1).Snapshot()" => m => ModelSteps.Fingerprint(m.Layer(1).Snapshot()),
+        _ => throw new ArgumentOutOfRangeException(nameof(name), name, null),
+    };
+}
