@@ -153,13 +153,13 @@ internal static class ReplayCommand
                     {
                         console.Error.WriteLine(max < 0
                             ? $"{path}: no id is 0 or more, so the file does not say how many experts there are; give --experts (1 to {maxExperts:N0})."
-                            : $"{path}: the largest id is {max:N0}, which would make {(decimal)max + 1:N0} experts; the engine holds 1 to {maxExperts:N0}: give --experts (larger ids then count as invalid).");
+                            : $"{path}: the largest id is {max:N0}, which would make {(decimal)max + 1:N0} experts; the engine holds 1 to {maxExperts:N0}: give --experts (larger ids then count as invalid){PaddingHint(trace, max)}.");
                         return ExitCodes.Usage;
                     }
 
                     e = (int)max + 1;
                     // An expert no token reached leaves no id: the count may be short, and every figure with it.
-                    console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {path.Name} plus one; give --experts if the model has more (an expert no token reached is not in the file).");
+                    console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {path.Name} plus one; give --experts if the model has more (an expert no token reached is not in the file){PaddingHint(trace, max)}.");
                 }
 
                 if (layered && model.EpSizeProblem(parse, e) is { } ranks)
@@ -216,6 +216,7 @@ internal static class ReplayCommand
                         var defaulted = parse.GetValue(layout) is null ? trace.Layout : null;
                         return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => [
                             .. checks.Warnings(trace.Steps),
+                            .. PaddingWarning(trace),
                             .. IdLayout.DefaultNote(defaulted, trace.Steps, trace.Layers, trace.MaxTokens, trace.TopK)]));
                     }
 
@@ -230,12 +231,20 @@ internal static class ReplayCommand
                         ids.Span,
                         Fill,
                         (stats, batch, tokens) => stats.RecordRouting(batch[..(tokens * trace.TopK)], tokens, trace.TopK),
-                        () => checks.Warnings(trace.Steps)));
+                        () => [.. checks.Warnings(trace.Steps), .. PaddingWarning(trace)]));
                 }
             }
         });
         return command;
     }
+
+    /// <summary>Where the largest id is its unsigned dtype's largest value, what it likely is, to end a message; else nothing.</summary>
+    private static string PaddingHint(IRoutingTrace trace, long maxId) =>
+        trace.UnsignedPadding(maxId) is { } text ? $"; {maxId:N0} is {text}: if those ids are padding, save the ids in a signed type (int8 to int64)" : "";
+
+    /// <summary>The trace's warning about ids at their unsigned dtype's largest value, if any were replayed.</summary>
+    private static IEnumerable<string> PaddingWarning(IRoutingTrace trace) =>
+        trace.UnsignedPaddingWarning() is { } warning ? [warning] : [];
 
     /// <summary>The replayed steps' tokens, for the title: <c>6 tokens</c>, or <c>1 to 7 tokens (16 in all)</c> when they differ.</summary>
     private static string TokensPerStep(IRoutingTrace trace, int skipped)

@@ -15,7 +15,7 @@ internal static class SimulateCommand
         var experts = SharedOptions.WholeNumber(
             new Option<int>("--experts", "-e") { Description = $"Experts (E), 1 to {maxExperts:N0}.", DefaultValueFactory = _ => 64 }, 1, maxExperts, "the number of experts");
         var topK = SharedOptions.WholeNumber(
-            new Option<int>("--top-k", "-k") { Description = "Experts per token (k), 1 to E.", DefaultValueFactory = _ => 2 }, 1, maxExperts, "experts per token");
+            new Option<int>("--top-k", "-k") { Description = "Experts per token (k), 1 to E.", DefaultValueFactory = _ => 2 }, 1, maxExperts, "experts per token (at most --experts)");
         var tokens = SharedOptions.WholeNumber(
             new Option<int>("--tokens", "-t") { Description = $"Tokens per batch (with --layers, routed in every layer of a step); tokens x k, or layers x tokens x k, at most {NpyIds.MaxIdsPerStep:N0}.", DefaultValueFactory = _ => 4096 }, 1, int.MaxValue, "tokens per batch");
         var steps = SharedOptions.WholeNumber(

@@ -49,4 +49,10 @@ internal interface IRoutingTrace : IDisposable
 
     /// <summary>The largest id as stored (int64 ids keep their value); negative ids never count; -1 when there is no other id.</summary>
     long MaxId();
+
+    /// <summary>Where <paramref name="maxId"/> (<see cref="MaxId"/>) is the largest value of the ids' unsigned dtype, what it likely is (−1 padding saved unsigned), for a message; else null.</summary>
+    string? UnsignedPadding(long maxId) => null;
+
+    /// <summary>After the steps were read: a warning where ids held the largest value of their unsigned dtype, which −1 padding becomes saved as that type; else null.</summary>
+    string? UnsignedPaddingWarning() => null;
 }

@@ -193,6 +193,9 @@ internal readonly struct JsonTraceLine
     }
 
     /// <summary>Checks one token's ids or a pass's; returns tokens, k, whether nested, and the largest id.</summary>
+    /// <summary>Whether a JSON number's text is a whole number as written (digits, a leading minus): one too large for int64, not a fraction.</summary>
+    private static bool IsWholeNumber(string text) => text.TrimStart('-').Length > 0 && text.TrimStart('-').All(char.IsAsciiDigit);
+
     private static (int Tokens, int TopK, bool Nested, long MaxId) ReadIds(string name, JsonElement ids, string where, int topK)
     {
         const string Shape = "give one token's k ids, [3, 7], or a forward pass's, [[3, 7], [1, 2]]";
@@ -226,7 +229,9 @@ internal readonly struct JsonTraceLine
             {
                 if (id.ValueKind != JsonValueKind.Number || !id.TryGetInt64(out var value))
                 {
-                    throw new InvalidDataException($"{where}: {label}[{slot}] is {Printable(id)}; ids are whole numbers, -1 for an empty slot.");
+                    throw new InvalidDataException(id.ValueKind == JsonValueKind.Number && IsWholeNumber(id.GetRawText())
+                        ? $"{where}: {label}[{slot}] is {Printable(id)}, out of range: an id lies in [{long.MinValue:N0}, {long.MaxValue:N0}] (one past the experts counts as invalid), -1 for an empty slot."
+                        : $"{where}: {label}[{slot}] is {Printable(id)}; ids are whole numbers, -1 for an empty slot.");
                 }
 
                 maxId = Math.Max(maxId, value);
@@ -245,7 +250,7 @@ internal readonly struct JsonTraceLine
         var rows = nested && weights.ValueKind == JsonValueKind.Array ? weights.EnumerateArray().ToArray() : [weights];
         if (rows.Length != tokens)
         {
-            throw new InvalidDataException($"{where}: {name} has {rows.Length} tokens, {idsName} has {tokens}; give one weight per id, in the ids' shape.");
+            throw new InvalidDataException($"{where}: {name} has {Counted.Of(rows.Length, "token")}, {idsName} has {tokens}; give one weight per id, in the ids' shape.");
         }
 
         for (var token = 0; token < rows.Length; token++)
@@ -277,7 +282,7 @@ internal readonly struct JsonTraceLine
         {
             if (request.GetArrayLength() != tokens)
             {
-                throw new InvalidDataException($"{where}: {name} has {request.GetArrayLength()} values for {tokens} tokens; {rule}.");
+                throw new InvalidDataException($"{where}: {name} has {Counted.Of(request.GetArrayLength(), "value")} for {Counted.Of(tokens, "token")}; {rule}.");
             }
 
             var token = 0;

@@ -68,6 +68,34 @@ internal sealed class NpzMemberBytes(ZipArchiveEntry entry, string name) : NpyBy
     public override string EndedEarly(long position) =>
         $"{name}: the member ended before byte {position:N0}, which its header needs: the archive is truncated or corrupt.";
 
+    /// <summary>
+    /// Reads the whole member, for the reason a member that could not be read as a .npy array failed: the
+    /// corruption its CRC-32 (or its deflate stream) shows, as a message; null where the bytes are intact.
+    /// A flipped byte in deflated data inflates to other bytes, which would otherwise read as a garbled header.
+    /// </summary>
+    public static string? Corruption(ZipArchiveEntry entry, string name)
+    {
+        using var bytes = new NpzMemberBytes(entry, name);
+        var buffer = new byte[1 << 16];
+        try
+        {
+            for (long position = 0; position < entry.Length; position += buffer.Length)
+            {
+                var wanted = (int)Math.Min(buffer.Length, entry.Length - position);
+                if (bytes.Read(buffer.AsSpan(0, wanted), position) is var read && read < wanted)
+                {
+                    return bytes.EndedEarly(position + read + 1);
+                }
+            }
+        }
+        catch (InvalidDataException exception)
+        {
+            return exception.Message;
+        }
+
+        return null;
+    }
+
     public void Close()
     {
         _stream?.Dispose();

@@ -45,6 +45,27 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
         _ => BinaryPrimitives.ReadInt64LittleEndian(data[(index * 8)..]),
     };
 
+    /// <summary>
+    /// The largest value of this unsigned type as text (<c>255</c>), which −1 becomes when ids padded with it are
+    /// saved as that type (<c>np.array([-1]).astype(np.uint8)</c>); null for a signed type.
+    /// </summary>
+    public string? UnsignedMax => Type switch
+    {
+        NpyType.UInt8 => "255",
+        NpyType.UInt16 => "65,535",
+        NpyType.UInt64 => "18,446,744,073,709,551,615",
+        _ => null,
+    };
+
+    /// <summary>Whether value <paramref name="index"/> is the largest value of an unsigned type (<see cref="UnsignedMax"/>).</summary>
+    public bool IsUnsignedMax(ReadOnlySpan<byte> data, int index) => Type switch
+    {
+        NpyType.UInt8 => data[index] == byte.MaxValue,
+        NpyType.UInt16 => BinaryPrimitives.ReadUInt16LittleEndian(data[(index * 2)..]) == ushort.MaxValue,
+        NpyType.UInt64 => BinaryPrimitives.ReadUInt64LittleEndian(data[(index * 8)..]) == ulong.MaxValue,
+        _ => false,
+    };
+
     /// <summary>Whether value <paramref name="index"/> is a uint64 past <see cref="long.MaxValue"/>, which <see cref="Value"/> cannot hold.</summary>
     public bool IsPastInt64(ReadOnlySpan<byte> data, int index) =>
         Type == NpyType.UInt64 && BinaryPrimitives.ReadUInt64LittleEndian(data[(index * 8)..]) > long.MaxValue;

@@ -77,6 +77,24 @@ internal sealed class NpyIds : IRoutingTrace
 
     IReadOnlyList<string> IRoutingTrace.Notes => [];
 
+    string? IRoutingTrace.UnsignedPadding(long maxId) => UnsignedPaddingText(DType, UnsignedMax, maxId);
+
+    string? IRoutingTrace.UnsignedPaddingWarning() => UnsignedPaddingWarning(UnsignedMaxIds, DType, UnsignedMax);
+
+    /// <summary>The warning for <paramref name="ids"/> replayed ids at <paramref name="unsignedMax"/>, the largest <paramref name="dtype"/>; null for none.</summary>
+    internal static string? UnsignedPaddingWarning(long ids, string dtype, string? unsignedMax) =>
+        ids == 0
+            ? null
+            : $"warning: {Counted.Of(ids, "id")} replayed {(ids == 1 ? "is" : "are")} {unsignedMax}, {UnsignedPaddingText(dtype, unsignedMax, -1)}: if {(ids == 1 ? "it is" : "they are")} padding, save the ids in a signed type (int8 to int64); here {(ids == 1 ? "it counts" : "they count")} as that expert's, or as invalid past --experts.";
+
+    /// <summary>
+    /// What <paramref name="unsignedMax"/>, the largest <paramref name="dtype"/>, likely is in a file of ids (−1 padding
+    /// saved unsigned), where <paramref name="maxId"/> is that value or −1 (any); null otherwise.
+    /// </summary>
+    internal static string? UnsignedPaddingText(string dtype, string? unsignedMax, long maxId) =>
+        unsignedMax is null || (maxId >= 0 && maxId.ToString("N0", System.Globalization.CultureInfo.InvariantCulture) != unsignedMax)
+            ? null
+            : $"the largest {dtype}, which -1 padding becomes when saved as {dtype}";
     int IRoutingTrace.TokensAt(int step) => Tokens;
 
     /// <param name="path">The file.</param>
@@ -242,7 +260,21 @@ internal sealed class NpyIds : IRoutingTrace
             var value = _header.Value(bytes, first + i);
             destination[i] = value is >= int.MinValue and <= int.MaxValue ? (int)value : OutOfRangeId;
         }
+
+        if (_header.UnsignedMax is not null)
+        {
+            for (var i = 0; i < destination.Length; i++)
+            {
+                UnsignedMaxIds += _header.IsUnsignedMax(bytes, first + i) ? 1 : 0;
+            }
+        }
     }
+
+    /// <summary>Of the ids read so far, those at an unsigned dtype's largest value (<see cref="NpyHeader.UnsignedMax"/>): −1 padding saved unsigned, likely.</summary>
+    public long UnsignedMaxIds { get; private set; }
+
+    /// <summary>The dtype's largest value, where it is unsigned (<see cref="NpyHeader.UnsignedMax"/>); null for a signed one.</summary>
+    public string? UnsignedMax => _header.UnsignedMax;
 
     /// <summary>
     /// The largest id in the file as saved (int64 ids keep their value), for E when the caller does not

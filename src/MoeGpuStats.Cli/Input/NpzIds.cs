@@ -118,7 +118,16 @@ internal sealed partial class NpzIds : IRoutingTrace
             {
                 var name = $"{path}[{KeyOf(entry)}]";
                 CheckClaimedLength(entry, name, file.Length);
-                var member = NpyIds.Open(new NpzMemberBytes(entry, name), name, choose);
+                NpyIds member;
+                try
+                {
+                    member = NpyIds.Open(new NpzMemberBytes(entry, name), name, choose);
+                }
+                catch (InvalidDataException) when (NpzMemberBytes.Corruption(entry, name) is { } corrupt)
+                {
+                    throw new InvalidDataException(corrupt);
+                }
+
                 members.Add(member);
                 member.Close();
                 CheckFits(members[0], member, KeyOf(entries[0]), holds);
@@ -175,6 +184,15 @@ internal sealed partial class NpzIds : IRoutingTrace
 
         _open = member;
         return _members[member].ReadStep(step - _firstStep[member], destination);
+    }
+
+    public string? UnsignedPadding(long maxId) =>
+        _members.Select(member => NpyIds.UnsignedPaddingText(member.DType, member.UnsignedMax, maxId)).FirstOrDefault(text => text is not null);
+
+    public string? UnsignedPaddingWarning()
+    {
+        var held = _members.Where(member => member.UnsignedMaxIds > 0).ToArray();
+        return held.Length == 0 ? null : NpyIds.UnsignedPaddingWarning(held.Sum(member => member.UnsignedMaxIds), held[0].DType, held[0].UnsignedMax);
     }
 
     public long MaxId()

@@ -154,7 +154,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             if (layerState.TotalRoutings != state.Steps || layerState.ExpertUtilization.Length != (state.Steps == 0 ? 0 : options.Experts))
             {
                 throw new JsonException(
-                    $"layers[{l}] holds {layerState.TotalRoutings} batches of {layerState.ExpertUtilization.Length} experts; the model holds {state.Steps} steps of {options.Experts}.");
+                    $"layers[{l}] holds total_routings {layerState.TotalRoutings} and expert_utilization of {layerState.ExpertUtilization.Length}; the model holds steps {state.Steps} (each layer's total_routings) and {options.Experts} experts per layer (none before the first step).");
             }
 
             // A model's layers record ids alone, and every id that names an expert is one routed slot.

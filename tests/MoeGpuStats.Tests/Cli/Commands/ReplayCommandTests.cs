@@ -493,6 +493,49 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains("the largest id is 9,223,372,036,854,775,807, which would make 9,223,372,036,854,775,808 experts", error);
     }
 
+    /// <summary>
+    /// -1 padding saved in an unsigned dtype becomes its largest value (255 in uint8): a replay that reads it says
+    /// so, in the note on the inferred experts, in the refusal of too many, and in a warning after the steps, with
+    /// or without --experts; a signed file's -1 and an unsigned file without its largest value bring none of it.
+    /// </summary>
+    [Fact]
+    public void PaddingSavedUnsignedIsNamed()
+    {
+        const string Hint = "the largest uint8, which -1 padding becomes when saved as uint8";
+        var u8 = NpyFile.Write(Path.Combine(_folder.FullName, "u8pad.npy"), "|u1", "3, 2", [0, 1, 2, 3, 255, 255]);
+        var (code, _, error) = Run("replay", u8);
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"note: 256 experts, the largest id in u8pad.npy plus one; give --experts if the model has more (an expert no token reached is not in the file); 255 is {Hint}: if those ids are padding, save the ids in a signed type (int8 to int64).", error);
+        Assert.Contains($"warning: 2 ids replayed are 255, {Hint}: if they are padding, save the ids in a signed type (int8 to int64); here they count as that expert's, or as invalid past --experts.", error);
+
+        (code, var output, error) = Run("replay", u8, "--experts", "4", "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"warning: 2 ids replayed are 255, {Hint}", error);
+        using (var report = JsonDocument.Parse(output))
+        {
+            Assert.Equal(2UL, report.RootElement.GetProperty("invalid_expert_ids").GetUInt64());
+        }
+
+        var u16 = NpyFile.Write(Path.Combine(_folder.FullName, "u16pad.npy"), "<u2", "2, 2", [.. new ushort[] { 0, 1, 65_535, 65_535 }.SelectMany(BitConverter.GetBytes)]);
+        (code, _, error) = Run("replay", u16);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal($"{u16}: the largest id is 65,535, which would make 65,536 experts; the engine holds 1 to 4,096: give --experts (larger ids then count as invalid); 65,535 is the largest uint16, which -1 padding becomes when saved as uint16: if those ids are padding, save the ids in a signed type (int8 to int64).", error.TrimEnd());
+
+        var u64 = NpyFile.Write(Path.Combine(_folder.FullName, "u64pad.npy"), "<u8", "2, 2", [.. new ulong[] { 0, 1, ulong.MaxValue, ulong.MaxValue }.SelectMany(BitConverter.GetBytes)]);
+        (code, _, error) = Run("replay", u64, "--experts", "4");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("warning: 2 ids replayed are 18,446,744,073,709,551,615, the largest uint64, which -1 padding becomes when saved as uint64", error);
+
+        var signed = NpyFile.Write(Path.Combine(_folder.FullName, "i8pad.npy"), "|i1", "3, 2", [0, 1, 2, 3, 0xFF, 0xFF]);
+        var unsigned = NpyFile.Write(Path.Combine(_folder.FullName, "u8.npy"), "|u1", "3, 2", [0, 1, 2, 3, 254, 7]);
+        foreach (var file in new[] { signed, unsigned })
+        {
+            (code, _, error) = Run("replay", file);
+            Assert.True(code == ExitCodes.Ok, error);
+            Assert.DoesNotContain("padding becomes", error);
+        }
+    }
+
     [Fact]
     public void ReplayPassesPaddingThroughAndInfersExpertsWithoutIt()
     {

@@ -146,6 +146,59 @@ public sealed class TraceFileTests : IDisposable
         Assert.DoesNotContain('\n', error.Message);
     }
 
+    /// <summary>
+    /// A byte flipped anywhere in a deflated member's data, its header's bytes included (which then inflate to
+    /// another header, or to none), is named as the corruption it is, never as a garbled or missing .npy header;
+    /// a flip the inflated bytes do not show (a padding bit of the stream's last byte) changes nothing.
+    /// </summary>
+    [Fact]
+    public void EveryFlippedByteOfADeflatedMemberIsNamedAsCorruption()
+    {
+        var original = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes_compressed.npz"));
+        var first = 30 + BitConverter.ToUInt16(original, 26) + BitConverter.ToUInt16(original, 28);
+        var last = LastMemberDataByte(original);
+        var path = Path.Combine(_folder.FullName, "flipped.npz");
+        var named = 0;
+        for (var at = first; at <= last; at++)
+        {
+            var bytes = (byte[])original.Clone();
+            bytes[at] ^= 0x55;
+            File.WriteAllBytes(path, bytes);
+            try
+            {
+                using var trace = TraceFile.Open(path, IdLayout.Parse("layers,tokens,k"), null);
+                trace.MaxId();
+                Assert.True(FirstMember(bytes).SequenceEqual(FirstMember(original)), $"byte {at}: read without an error, but the member inflates to other bytes");
+            }
+            catch (InvalidDataException error)
+            {
+                named++;
+                Assert.True(error.Message.StartsWith($"{path}[", StringComparison.Ordinal), $"byte {at}: {error.Message}");
+                Assert.True(System.Text.RegularExpressions.Regex.IsMatch(error.Message, "the archive is corrupt|CRC-32|archive is truncated or corrupt"), $"byte {at}: {error.Message}");
+                Assert.DoesNotContain('\n', error.Message);
+            }
+        }
+
+        Assert.True(named >= last - first, $"{named} of {last - first + 1} flips named");
+    }
+
+    /// <summary>The first member of the archive in <paramref name="zip"/>, inflated; empty where it does not inflate.</summary>
+    private static byte[] FirstMember(byte[] zip)
+    {
+        try
+        {
+            using var archive = new ZipArchive(new MemoryStream(zip), ZipArchiveMode.Read);
+            using var stream = archive.Entries[0].Open();
+            using var copy = new MemoryStream();
+            stream.CopyTo(copy);
+            return copy.ToArray();
+        }
+        catch (InvalidDataException)
+        {
+            return [];
+        }
+    }
+
     /// <summary>Members that share a name (np.load would read only the last) are all replayed, with a warning naming them.</summary>
     [Fact]
     public void MembersThatShareANameAreReplayedWithAWarning()
