@@ -54,6 +54,8 @@ internal static class ModelDeviceCheck
             new("host enqueue per step", r => $"{r.HostEnqueueUs:F1} µs"),
             new("Summary() read", r => $"{r.SummaryUs:F0} µs"),
             new("metrics reading", r => $"{r.ReadingUs:F0} µs"),
+            new("step during a read", r => $"{r.StepDuringReadUs:F1} µs"),
+            new("that read", r => $"{r.ReadBehindQueueUs:F0} µs"),
             new("[tokens, layers, k] step", r => $"{r.TokensFirstUs:F1} µs"),
             new("its checksum", r => r.TokensFirstChecksum == r.StepChecksum ? "equal" : $"DIFFERS: {r.TokensFirstChecksum}"),
             new("step checksum", r => $"{r.StepChecksum}"),
@@ -145,7 +147,8 @@ internal static class ModelDeviceCheck
         using var tokensFirst = accelerator.Allocate1D(shape.TokensFirst(host));
         using var copyTarget = accelerator.Allocate1D<int>(shape.StepIds);
         using var stream = accelerator.CreateStream();
-        using var model = ModelRoutingStats.OnDevice(accelerator, Options(shape), stream);
+        var engine = new DeviceModelEngine(accelerator, Options(shape), stream);
+        using var model = new ModelRoutingStats(engine);
         var layers = Enumerable.Range(0, shape.Layers).Select(_ => new DeviceRoutingStats(accelerator, Options(shape).LayerOptions, stream)).ToArray();
         var views = Enumerable.Range(0, shape.Layers).Select(l => ids.View.SubView(l * shape.LayerIds, shape.LayerIds)).ToArray();
         try
@@ -193,6 +196,8 @@ internal static class ModelDeviceCheck
             // What a metrics collection reads, every option on (the newest 10 steps, totals, window load, counts): one wait.
             var reading = HostMedian(onCpu ? 3 : 50, () => model.Read(new() { RecentSteps = model.Options.Window, AlsoRecentSteps = Math.Min(10, model.Options.Window), Totals = true, WindowLoad = true, TokenCounts = true }));
 
+            var (duringRead, behindQueue) = StepDuringRead(engine, model, Step, onCpu ? 1 : 20, QueuedSteps(step));
+
             // One step into a cleared model, one record into each cleared layer: the same counts, the same checksum.
             model.Reset();
             TokensFirstStep();
@@ -218,7 +223,7 @@ internal static class ModelDeviceCheck
             var copyGbs = shape.StepIds * 8 / (copy * 1e3);
             return new ModelRow(
                 shape.Layers, shape.Experts, shape.TopK, shape.Tokens, shape.StepIds, step, backToBack, records, records / step,
-                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, reading, interleaved, stepChecksum, layersChecksum, tokensFirstChecksum);
+                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, reading, duringRead, behindQueue, interleaved, stepChecksum, layersChecksum, tokensFirstChecksum);
         }
         finally
         {
@@ -227,6 +232,51 @@ internal static class ModelDeviceCheck
                 layer.Dispose();
             }
         }
+    }
+
+    /// <summary>Steps queued ahead of the read in <see cref="StepDuringRead"/>: about 2 ms of device time at <paramref name="stepUs"/> a step (1 to 1,000).</summary>
+    private static int QueuedSteps(double stepUs) => (int)Math.Clamp(2000 / Math.Max(stepUs, 1), 1, 1000);
+
+    /// <summary>
+    /// Medians (µs) of the host time of a step recorded on this thread while a <see cref="ModelRoutingStats.Summary()"/>
+    /// on another thread waits for its copy back behind <paramref name="queued"/> steps, and of that read's wall
+    /// time: what a server's forward pass waits for a scrape (the read's enqueueing, not its copy, which
+    /// waits for the queue with the model's lock released).
+    /// </summary>
+    private static (double StepUs, double ReadUs) StepDuringRead(DeviceModelEngine engine, ModelRoutingStats model, Action step, int reps, int queued)
+    {
+        var steps = new double[reps];
+        var reads = new double[reps];
+        using var copying = new ManualResetEventSlim();
+        engine.Reader.BeforeCopy = copying.Set;
+        try
+        {
+            for (var i = 0; i < reps; i++)
+            {
+                for (var q = 0; q < queued; q++)
+                {
+                    step();
+                }
+
+                copying.Reset();
+                var start = Stopwatch.GetTimestamp();
+                var read = Task.Run(() => model.Summary());
+                copying.Wait();
+                var before = Stopwatch.GetTimestamp();
+                step();
+                steps[i] = Stopwatch.GetElapsedTime(before).TotalMicroseconds;
+                read.Wait();
+                reads[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+            }
+        }
+        finally
+        {
+            engine.Reader.BeforeCopy = null;
+        }
+
+        Array.Sort(steps);
+        Array.Sort(reads);
+        return (steps[reps / 2], reads[reps / 2]);
     }
 
     /// <summary>Median host wall time in µs of a call: an enqueue's, or a read's with its waits.</summary>
@@ -252,11 +302,13 @@ internal static class ModelDeviceCheck
     /// <summary>
     /// A shape's row: the step, back to back, the L single-layer records of the same ids, the step's
     /// read rate against the copy of the same bytes (read plus written), the host time to enqueue a
-    /// step, a read, the step of the same ids laid out <c>[tokens, layers, k]</c>; the checksums of one
+    /// step, a read, a step recorded while a read waits behind queued steps and that read, the step of the
+    /// same ids laid out <c>[tokens, layers, k]</c>; the checksums of one
     /// step, of the L records and of the tokens-first step, equal when they counted the same.
     /// </summary>
     private sealed record ModelRow(
         int Layers, int Experts, int TopK, int Tokens, long StepIds, double StepUs, double StepBackToBackUs, double LayerRecordsUs, double LayerRecordsPerStep,
-        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, double SummaryUs, double ReadingUs, double TokensFirstUs,
+        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, double SummaryUs, double ReadingUs,
+        double StepDuringReadUs, double ReadBehindQueueUs, double TokensFirstUs,
         ulong StepChecksum, ulong LayersChecksum, ulong TokensFirstChecksum);
 }
