@@ -55,7 +55,7 @@ public sealed partial class DeviceRoutingStats
         return DeviceStateReader.Unroll(DeviceStateReader.Unstage<float>(bytes, RoutingStateLayout.VarianceWindow, ref read), block);
     }
 
-    /// <summary>The query's result: one launch, one 36-byte copy.</summary>
+    /// <summary>The query's result: one launch, and one copy of it with the state block.</summary>
     internal UtilizationQueryResult Query(int window) => Query(window, out int _);
 
     /// <summary>

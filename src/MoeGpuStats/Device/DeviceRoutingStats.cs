@@ -16,9 +16,10 @@ namespace MoeGpuStats.Device;
 /// memory while one more group folds the previous record into the state (the seed's arithmetic,
 /// including the load variance summed in expert order). So the last record stays pending until
 /// the next record or read: a read first folds it (one more small launch), then runs. A query
-/// costs one launch of one group and one copy of a 36-byte result. Calls enqueue their work under one
-/// lock, so one instance may be shared between threads; a read then waits for its copy back under a
-/// lock of the reads' own, so a record on another thread does not wait for the copy. At most
+/// costs one launch of one group and one copy of its 36-byte result with the state block. Calls
+/// enqueue their work under one lock, so one instance may be shared between threads; a read then
+/// waits for its copy back under a lock of the reads' own, so a record on another thread does not
+/// wait for the copy. At most
 /// <see cref="RoutingStatsOptions.MaxDeviceExperts"/> experts.
 /// </remarks>
 public sealed partial class DeviceRoutingStats : IDisposable
