@@ -12,13 +12,31 @@ public sealed partial class DeviceModelEngineTests
 {
     private const int HeldLayers = 3, HeldExperts = 8, HeldTokens = 5, HeldTopK = 2;
 
-    public static TheoryData<string> HeldReads => ["Summary()", "Summary(ranks)", "Summary(2)", "WindowLoad()", "WindowLoad(1)", "metrics reading", "Layer(1).ExpertTokenCounts", "Layer(1).UtilizationCv()", "Layer(1).Snapshot()"];
+    private static readonly string[] HeldReadNames = ["Summary()", "Summary(ranks)", "Summary(2)", "WindowLoad()", "WindowLoad(1)", "metrics reading", "Layer(1).ExpertTokenCounts", "Layer(1).UtilizationCv()", "Layer(1).Snapshot()"];
+
+    /// <summary>Each read on each accelerator kind: on a GPU the copy back runs on the reading thread while another launches on the same stream.</summary>
+    public static TheoryData<string, string> HeldReads
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var kind in new[] { "cpu", "cuda", "opencl" })
+            {
+                foreach (var name in HeldReadNames)
+                {
+                    data.Add(kind, name);
+                }
+            }
+
+            return data;
+        }
+    }
 
     [Theory]
     [MemberData(nameof(HeldReads))]
-    public async Task AStepRecordedWhileAReadWaitsForItsCopyDoesNotWaitForTheRead(string name)
+    public async Task AStepRecordedWhileAReadWaitsForItsCopyDoesNotWaitForTheRead(string kind, string name)
     {
-        var (engine, device, managed, step) = HeldModels();
+        var (engine, device, managed, step) = HeldModels(kind);
         using (device)
         using (managed)
         {
@@ -45,7 +63,7 @@ public sealed partial class DeviceModelEngineTests
     [InlineData(true, 1UL)]
     public async Task TheHostsCountOfStepsFollowsWhatCameWhileAReadWaited(bool resetMeanwhile, ulong steps)
     {
-        var (engine, device, managed, step) = HeldModels();
+        var (engine, device, managed, step) = HeldModels("cpu");
         using (device)
         using (managed)
         {
@@ -73,7 +91,7 @@ public sealed partial class DeviceModelEngineTests
     [Fact]
     public async Task ADisposeWaitsForAReadWaitingForItsCopy()
     {
-        var (engine, device, managed, _) = HeldModels();
+        var (engine, device, managed, _) = HeldModels("cpu");
         using (managed)
         {
             var expected = managed.WindowLoad();
@@ -91,11 +109,11 @@ public sealed partial class DeviceModelEngineTests
         }
     }
 
-    /// <summary>A device model (CPU accelerator) and a managed one, each with the same three steps, and a fourth step's ids.</summary>
-    private static (DeviceModelEngine Engine, ModelRoutingStats Device, ModelRoutingStats Managed, int[] Step) HeldModels()
+    /// <summary>A device model on <paramref name="kind"/> and a managed one, each with the same three steps, and a fourth step's ids.</summary>
+    private static (DeviceModelEngine Engine, ModelRoutingStats Device, ModelRoutingStats Managed, int[] Step) HeldModels(string kind)
     {
         var options = new ModelRoutingStatsOptions { Layers = HeldLayers, Experts = HeldExperts, Window = 3, UtilizationDecay = 0.5f };
-        var engine = new DeviceModelEngine(TestAccelerators.Require("cpu"), options);
+        var engine = new DeviceModelEngine(TestAccelerators.Require(kind), options);
         var device = new ModelRoutingStats(engine);
         var managed = new ModelRoutingStats(options);
         var random = new Random(17);

@@ -9,16 +9,34 @@ namespace MoeGpuStats.Tests.Device;
 /// </summary>
 public sealed partial class DeviceRoutingStatsTests
 {
-    public static TheoryData<string> SingleLayerReads =>
+    private static readonly string[] SingleLayerReadNames =
         ["ExpertTokenCounts", "ExpertUtilization", "DecayedExpertUtilization", "LoadVarianceHistory", "TotalTokens", "Capacity", "UtilizationCv()",
          "MostUtilizedExpert()", "RecentLoadVarianceTrend(3)", "UtilizationSummary()", "Snapshot()"];
 
+    /// <summary>Each read on each accelerator kind: on a GPU the copy back runs on the reading thread while another launches on the same stream.</summary>
+    public static TheoryData<string, string> SingleLayerReads
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var kind in new[] { "cpu", "cuda", "opencl" })
+            {
+                foreach (var name in SingleLayerReadNames)
+                {
+                    data.Add(kind, name);
+                }
+            }
+
+            return data;
+        }
+    }
+
     [Theory]
     [MemberData(nameof(SingleLayerReads))]
-    public async Task ARecordMadeWhileAReadWaitsForItsCopyDoesNotWaitForTheRead(string name)
+    public async Task ARecordMadeWhileAReadWaitsForItsCopyDoesNotWaitForTheRead(string kind, string name)
     {
         var options = new RoutingStatsOptions { Experts = 9, ExpertCapacity = 4, UtilizationDecay = 0.5f };
-        var device = new DeviceRoutingStats(TestAccelerators.Require("cpu"), options);
+        var device = new DeviceRoutingStats(TestAccelerators.Require(kind), options);
         using var stats = new RoutingStats(new DeviceRoutingEngine(device));
         var managed = new RoutingStats(options);
         var random = new Random(5);
