@@ -79,6 +79,11 @@ internal static class SnapshotCommands
                     console.Error.WriteLine(identical);
                 }
 
+                if (parts[0].Model is not null && StepsDiffer(paths, [.. parts.Select(p => p.Model!)]) is { } steps)
+                {
+                    console.Error.WriteLine(steps);
+                }
+
                 var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
                 return parts[0].Model is null
                     ? Merge(console, paths, [.. parts.Select(p => p.Layer!)], RoutingStats.Merge, merged => RecordingSession.Finish(
@@ -177,6 +182,20 @@ internal static class SnapshotCommands
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// A note where the models hold different step counts: a merge takes its parts as ranks of one job that
+    /// step together and aligns their windows from the newest step, which is not a span of time for parts
+    /// that did not (one rank's snapshots at two times, say).
+    /// </summary>
+    private static string? StepsDiffer(FileInfo[] paths, List<ModelRoutingStats> models)
+    {
+        var steps = models.Select(model => model.Summary().Steps).ToArray();
+        var other = Array.FindIndex(steps, s => s != steps[0]);
+        return other < 0
+            ? null
+            : $"note: {paths[0]} holds {Counted.Of(steps[0], "step")}, {paths[other]} {Counted.Of(steps[other], "step")}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
     }
 
     /// <summary>Why the snapshots cannot merge because some hold one layer and others a whole model, naming the first of each.</summary>

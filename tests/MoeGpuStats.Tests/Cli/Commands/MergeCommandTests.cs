@@ -138,6 +138,28 @@ public sealed class MergeCommandTests : IDisposable
         Assert.DoesNotContain("Model, since the start", text);
     }
 
+    /// <summary>Models of different step counts merge, with a note that the merge takes them as ranks stepping together; the same counts bring none.</summary>
+    [Fact]
+    public void ModelsOfDifferentStepCountsMergeWithANote()
+    {
+        string Saved(string name, int steps, int seed)
+        {
+            var npy = _folder.WriteInt32($"{name}.npy", $"{steps}, {Layers}, {Tokens}, {TopK}", ModelTrace.Ids(steps, Layers, Tokens, seed));
+            var json = Path.ChangeExtension(npy, ".json");
+            Assert.Equal(ExitCodes.Ok, Moegs.Run("replay", npy, "--experts", $"{Experts}", "--save", json).Code);
+            return json;
+        }
+
+        var (early, late, twin) = (Saved("early", Steps, 1), Saved("late", Steps + 2, 2), Saved("twin", Steps, 3));
+        var (code, _, error) = Moegs.Run("merge", early, late, "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"note: {early} holds {Steps} steps, {late} {Steps + 2} steps: merge takes the snapshots as ranks of one job", error);
+
+        (code, _, error) = Moegs.Run("merge", early, twin, "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.DoesNotContain("note:", error);
+    }
+
     /// <summary>Models of different shapes are refused in one line naming the files.</summary>
     [Fact]
     public void ModelSnapshotsOfDifferentShapesDoNotMerge()
