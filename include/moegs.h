@@ -15,8 +15,8 @@
  * model's reads (its summaries, window loads, layer reads, moegs_model_read and moegs_model_save):
  * those are serialized with one another, not with its records and resets. On a device a read waits
  * for its copy back without holding up a record on another thread, and reads the state as the steps
- * before it left it; moegs_model_save's copies of the whole state (the window ring among them) hold
- * up a record, its file write does not. Calls on different handles run concurrently. A handle destroyed while another
+ * before it left it (moegs_model_save too: the state it writes is staged and copied back as a read,
+ * and its file written after). Calls on different handles run concurrently. A handle destroyed while another
  * thread's call on it runs waits for that call; a call after the destroy is MOEGS_INVALID_HANDLE. A successful call leaves
  * moegs_last_error() as it was.
  *

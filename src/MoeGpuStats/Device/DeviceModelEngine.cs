@@ -133,16 +133,20 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>
     /// The bytes of the read-back buffer a reading is staged in on the device before its one copy to the host:
-    /// the measured loads, the layers' blocks, the window load and the token counts; or a layer's whole
-    /// state (<see cref="DeviceStateReader.StateBytes"/>), where that is more.
+    /// the most of a reading (the measured loads, the layers' blocks, the window load and the token counts),
+    /// the state without its ring (what JSON saves: the blocks, four per-expert arrays, the variance histories,
+    /// the control and the window load) and a layer's whole state (<see cref="DeviceStateReader.StateBytes"/>).
     /// </summary>
     internal static long ReadbackBytes(ModelRoutingStatsOptions options)
     {
-        long layers = options.Layers;
-        var reading = (ReadbackLoads * layers * Unsafe.SizeOf<LayerLoad>())
-            + (layers * Unsafe.SizeOf<RoutingStateBlock>())
-            + (2 * layers * options.Experts * sizeof(ulong));
-        return Math.Max(reading, DeviceStateReader.StateBytes(options.Experts));
+        long layers = options.Layers, entries = layers * options.Experts;
+        var blocks = layers * Unsafe.SizeOf<RoutingStateBlock>();
+        var reading = (ReadbackLoads * layers * Unsafe.SizeOf<LayerLoad>()) + blocks + (2 * entries * sizeof(ulong));
+        var state = blocks
+            + (entries * (sizeof(float) + sizeof(double) + sizeof(float) + sizeof(ulong) + sizeof(ulong)))
+            + (layers * VarianceWindow * sizeof(float))
+            + (ModelStateLayout.ControlLength * sizeof(int));
+        return Math.Max(Math.Max(reading, state), DeviceStateReader.StateBytes(options.Experts));
     }
 
     /// <summary>
@@ -528,7 +532,50 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
     }
 
-    public override ModelState Export(bool withRing = true)
+    /// <remarks>
+    /// Without the ring (what JSON saves) the state is staged in the read-back buffer and copied back once,
+    /// with the lock released for the copy, as a read (<see cref="ReadBack"/>). The ring, the largest part
+    /// by far, does not fit that buffer: with it, each state array is copied back once (at most nine copies,
+    /// whatever the layers) under the lock.
+    /// </remarks>
+    public override ModelState Export(bool withRing = true) => withRing ? ExportWithRing() : ExportStaged();
+
+    private ModelState ExportStaged()
+    {
+        var decayed = Options.UtilizationDecay is not null;
+        var bytes = ReadBack(() =>
+        {
+            var staged = 0L;
+            Stage(_views.Blocks, ref staged);
+            Stage(_views.Utilization, ref staged);
+            Stage(_views.UtilizationSums, ref staged);
+            if (decayed)
+            {
+                Stage(_views.DecayedUtilization, ref staged);
+            }
+
+            Stage(_views.TokenCounts, ref staged);
+            Stage(_views.VarianceHistory, ref staged);
+            Stage(_views.Control, ref staged);
+            Stage(_views.WindowLoad, ref staged);
+            return staged;
+        });
+        var read = 0L;
+        var entries = (long)Options.Layers * Options.Experts;
+        return StateOf(
+            Unstage<RoutingStateBlock>(bytes, Options.Layers, ref read),
+            Options.Experts,
+            Unstage<float>(bytes, entries, ref read),
+            Unstage<double>(bytes, entries, ref read),
+            decayed ? Unstage<float>(bytes, entries, ref read) : [],
+            Unstage<ulong>(bytes, entries, ref read),
+            Unstage<float>(bytes, _views.VarianceHistory.Length, ref read),
+            Unstage<int>(bytes, ModelStateLayout.ControlLength, ref read),
+            Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read),
+            ring: null);
+    }
+
+    private ModelState ExportWithRing()
     {
         lock (Gate)
         {
@@ -536,49 +583,56 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             FoldPending();
             var blocks = new RoutingStateBlock[Options.Layers];
             _reader.ToHost(_views.Blocks, blocks);
-            var steps = _knownSteps = blocks[0].TotalRoutings;
+            _knownSteps = blocks[0].TotalRoutings;
 
             // Whole arrays, one copy each whatever the layers; a layer's arrays are empty before the first step.
-            var experts = steps == 0 ? 0 : Options.Experts;
+            var experts = _knownSteps == 0 ? 0 : Options.Experts;
             var entries = (long)Options.Layers * experts;
-            var utilization = CopyBack(_views.Utilization, entries);
-            var sums = CopyBack(_views.UtilizationSums, entries);
-            var decayed = CopyBack(_views.DecayedUtilization, Options.UtilizationDecay is null ? 0 : entries);
-            var counts = CopyBack(_views.TokenCounts, entries);
-            var history = CopyBack(_views.VarianceHistory, _views.VarianceHistory.Length);
-            var layers = new RoutingState[Options.Layers];
-            for (var l = 0; l < layers.Length; l++)
-            {
-                var row = (l * experts)..((l + 1) * experts);
-                layers[l] = DeviceStateReader.StateOf(
-                    blocks[l],
-                    utilization[row],
-                    sums[row],
-                    decayed.Length == 0 ? [] : decayed[row],
-                    counts[row],
-                    history.AsSpan(l * VarianceWindow, VarianceWindow));
-            }
-
-            var control = new int[ModelStateLayout.ControlLength];
-            var load = new ulong[_views.WindowLoad.Length];
-            var ring = withRing ? new uint[_views.WindowRing.Length] : null;
-            _reader.ToHost(_views.Control, control);
-            _reader.ToHost(_views.WindowLoad, load);
-            if (ring is not null)
-            {
-                _reader.ToHost(_views.WindowRing, ring);
-            }
-
-            return new ModelState
-            {
-                Steps = steps,
-                WindowSteps = WindowSteps(steps),
-                WindowPosition = control[ModelStateLayout.WindowPosition],
-                Layers = layers,
-                WindowLoad = load,
-                WindowRing = ring,
-            };
+            return StateOf(
+                blocks,
+                experts,
+                CopyBack(_views.Utilization, entries),
+                CopyBack(_views.UtilizationSums, entries),
+                CopyBack(_views.DecayedUtilization, Options.UtilizationDecay is null ? 0 : entries),
+                CopyBack(_views.TokenCounts, entries),
+                CopyBack(_views.VarianceHistory, _views.VarianceHistory.Length),
+                CopyBack(_views.Control, _views.Control.Length),
+                CopyBack(_views.WindowLoad, _views.WindowLoad.Length),
+                CopyBack(_views.WindowRing, _views.WindowRing.Length));
         }
+    }
+
+    /// <summary>
+    /// A model's state from its arrays copied back, each layer's per-expert values <paramref name="stride"/> apart
+    /// (none before the first step); <paramref name="control"/> gives the ring's position.
+    /// </summary>
+    private ModelState StateOf(
+        RoutingStateBlock[] blocks, int stride, float[] utilization, double[] sums, float[] decayed, ulong[] counts, float[] history, int[] control, ulong[] load, uint[]? ring)
+    {
+        var steps = blocks[0].TotalRoutings;
+        var experts = steps == 0 ? 0 : Options.Experts;
+        var layers = new RoutingState[Options.Layers];
+        for (var l = 0; l < layers.Length; l++)
+        {
+            var row = (l * stride)..((l * stride) + experts);
+            layers[l] = DeviceStateReader.StateOf(
+                blocks[l],
+                utilization[row],
+                sums[row],
+                decayed.Length == 0 ? [] : decayed[row],
+                counts[row],
+                history.AsSpan(l * VarianceWindow, VarianceWindow));
+        }
+
+        return new ModelState
+        {
+            Steps = steps,
+            WindowSteps = WindowSteps(steps),
+            WindowPosition = control[ModelStateLayout.WindowPosition],
+            Layers = layers,
+            WindowLoad = load,
+            WindowRing = ring,
+        };
     }
 
     public override void Dispose()

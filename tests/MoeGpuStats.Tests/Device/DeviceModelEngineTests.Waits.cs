@@ -47,6 +47,9 @@ public sealed partial class DeviceModelEngineTests
             ("Layer(1).UtilizationCv()", 1, m => m.Layer(1).UtilizationCv()),
             ("Layer(1).RecentLoadVarianceTrend(2)", 1, m => m.Layer(1).RecentLoadVarianceTrend(2)),
             ("Layer(1).Snapshot(), staged", 1, m => m.Layer(1).Snapshot().ExpertTokenCounts),
+
+            // The state without its ring, what JSON saves: staged and copied back once.
+            ("JSON", 1, m => Json(m)),
         };
         foreach (var (name, waits, read) in reads)
         {
