@@ -37,7 +37,7 @@ public sealed record ModelRoutingStatsOptions
     /// The device memory a model's state takes, in bytes: the window ring (<c>4 × Window × Layers × Experts</c>)
     /// dominates; each layer adds its single-layer state (64 KiB of batch buffers, 4 KB of load
     /// variances, 48 bytes per expert) and 32 bytes per expert, and its variances again, of the buffer a
-    /// read is staged in (the state without its ring, what JSON saves). 64 MB for DeepSeek-V3's 58 layers of 256 experts with the
+    /// read is staged in (the state without its ring, what JSON saves). 65 MB for DeepSeek-V3's 58 layers of 256 experts with the
     /// default window. The managed engine keeps the same ring plus each decode step's list, up to
     /// <c>4 × Window × Layers × (Experts + min(32, Experts) + 1)</c> bytes for the window.
     /// </summary>
