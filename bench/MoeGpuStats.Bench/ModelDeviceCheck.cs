@@ -261,7 +261,17 @@ internal static class ModelDeviceCheck
                 copying.Reset();
                 var start = Stopwatch.GetTimestamp();
                 var read = Task.Run(() => model.Summary());
-                copying.Wait();
+
+                // A read that fails before its copy rethrows here rather than leaving this loop waiting.
+                while (!copying.Wait(10))
+                {
+                    if (read.IsCompleted)
+                    {
+                        read.Wait();
+                        throw new InvalidOperationException("Summary() returned without a copy back to time a step against.");
+                    }
+                }
+
                 var before = Stopwatch.GetTimestamp();
                 step();
                 steps[i] = Stopwatch.GetElapsedTime(before).TotalMicroseconds;
