@@ -39,8 +39,8 @@ public sealed partial class DeviceRoutingStats
     internal float[] ReadUtilization(bool decayed)
     {
         var source = decayed ? _views.DecayedUtilization : _views.Utilization;
-        var held = decayed && _options.UtilizationDecay is null ? 0 : int.MaxValue;
-        return MemoryMarshal.Cast<byte, float>(ReadBack(experts => Stage(source.SubView(0, Math.Min(held, experts)), 0)).Bytes).ToArray();
+        var kept = !decayed || _options.UtilizationDecay is not null;
+        return MemoryMarshal.Cast<byte, float>(ReadBack(experts => Stage(source.SubView(0, kept ? experts : 0), 0)).Bytes).ToArray();
     }
 
     internal ulong[] ReadTokenCounts() =>

@@ -14,8 +14,9 @@ internal abstract class ModelRoutingEngine : IDisposable
     public ModelRoutingStatsOptions Options { get; }
 
     /// <summary>
-    /// The lock every call takes, so calls are serialized. <see cref="Lock"/> is reentrant: a read that
-    /// calls another (<see cref="CanCutWindow"/> from a reading) takes it again on the same thread.
+    /// The lock every call takes, so calls are serialized; a device engine's read releases it for its copy
+    /// back. <see cref="Lock"/> is reentrant: a read that calls another (<see cref="CanCutWindow"/> from a
+    /// reading) takes it again on the same thread.
     /// </summary>
     protected Lock Gate { get; } = new();
 

@@ -15,22 +15,7 @@ public sealed partial class DeviceModelEngineTests
     private static readonly string[] HeldReadNames = ["Summary()", "Summary(ranks)", "Summary(2)", "WindowLoad()", "WindowLoad(1)", "metrics reading", "Layer(1).ExpertTokenCounts", "Layer(1).UtilizationCv()", "Layer(1).Snapshot()", "JSON"];
 
     /// <summary>Each read on each accelerator kind: on a GPU the copy back runs on the reading thread while another launches on the same stream.</summary>
-    public static TheoryData<string, string> HeldReads
-    {
-        get
-        {
-            var data = new TheoryData<string, string>();
-            foreach (var kind in new[] { "cpu", "cuda", "opencl" })
-            {
-                foreach (var name in HeldReadNames)
-                {
-                    data.Add(kind, name);
-                }
-            }
-
-            return data;
-        }
-    }
+    public static TheoryData<string, string> HeldReads => TestAccelerators.KindsBy(HeldReadNames);
 
     [Theory]
     [MemberData(nameof(HeldReads))]

@@ -14,22 +14,7 @@ public sealed partial class DeviceRoutingStatsTests
          "MostUtilizedExpert()", "RecentLoadVarianceTrend(3)", "UtilizationSummary()", "Snapshot()"];
 
     /// <summary>Each read on each accelerator kind: on a GPU the copy back runs on the reading thread while another launches on the same stream.</summary>
-    public static TheoryData<string, string> SingleLayerReads
-    {
-        get
-        {
-            var data = new TheoryData<string, string>();
-            foreach (var kind in new[] { "cpu", "cuda", "opencl" })
-            {
-                foreach (var name in SingleLayerReadNames)
-                {
-                    data.Add(kind, name);
-                }
-            }
-
-            return data;
-        }
-    }
+    public static TheoryData<string, string> SingleLayerReads => TestAccelerators.KindsBy(SingleLayerReadNames);
 
     [Theory]
     [MemberData(nameof(SingleLayerReads))]

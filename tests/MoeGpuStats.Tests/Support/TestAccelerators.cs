@@ -26,6 +26,21 @@ public static class TestAccelerators
 
     public static TheoryData<string> Kinds => ["cpu", "cuda", "opencl"];
 
+    /// <summary>Each of <paramref name="cases"/> on each of <see cref="Kinds"/>: (kind, case).</summary>
+    public static TheoryData<string, string> KindsBy(IEnumerable<string> cases)
+    {
+        var data = new TheoryData<string, string>();
+        foreach (var kind in new[] { "cpu", "cuda", "opencl" })
+        {
+            foreach (var name in cases)
+            {
+                data.Add(kind, name);
+            }
+        }
+
+        return data;
+    }
+
     /// <summary>The variable that lists accelerator kinds whose tests skip.</summary>
     public const string SkipVariable = "MOEGS_TEST_SKIP";
 
