@@ -431,50 +431,100 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         {
             ThrowIfUnusable();
             var ranks = PlacementOnDevice(request.Ranks);
-            var layers = Options.Layers;
-            var bytes = ReadBack(() =>
-            {
-                Measure(RecentLoads(request.RecentSteps), ranks, request.RankCount, 0);
-                Measure(_views.TokenCounts, ranks, request.RankCount, 1);
-                if (request.AlsoRecentSteps is { } recentSteps)
-                {
-                    Measure(RecentLoads(recentSteps), ranks, request.RankCount, 2);
-                }
-
-                var staged = 0L;
-                Stage(_views.Blocks, ref staged);
-                Stage(_layerLoads, ref staged);
-                if (request.WindowLoad)
-                {
-                    Stage(_views.WindowLoad, ref staged);
-                }
-
-                if (request.TokenCounts)
-                {
-                    Stage(_views.TokenCounts, ref staged);
-                }
-
-                return staged;
-            });
-
-            var read = 0L;
-            var blocks = Unstage<RoutingStateBlock>(bytes, layers, ref read);
-            var loads = Unstage<LayerLoad>(bytes, _layerLoads.Length, ref read);
-            var windowLoad = request.WindowLoad ? Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read) : null;
-            var tokenCounts = request.TokenCounts ? Unstage<ulong>(bytes, _views.TokenCounts.Length, ref read) : null;
-            var steps = blocks[0].TotalRoutings;
-            var windowSteps = WindowSteps(steps);
-            return new ModelReading(
-                steps,
-                Math.Min(request.RecentSteps, windowSteps),
-                loads[..layers],
-                loads[layers..(2 * layers)],
-                request.AlsoRecentSteps is null ? null : loads[(2 * layers)..],
-                Math.Min(request.AlsoRecentSteps ?? 0, windowSteps),
-                request.Totals ? [.. blocks.Select(DeviceRoutingEngine.TotalsOf)] : null,
-                windowLoad,
-                tokenCounts);
+            return ReadingOf(ReadBack(() => StageReading(request, ranks)), request);
         }
+    }
+
+    /// <remarks>
+    /// The reading is staged as <see cref="Read"/> stages it, and its copy back enqueued behind it into host
+    /// memory of its own (<see cref="PendingCopy"/>), allocated before the locks are taken: the read-back
+    /// buffer is free for the next reading at once, whose staging the stream orders after this copy. On CUDA
+    /// nothing waits, but a placement that differs from the last one given, which is copied to the device first.
+    /// </remarks>
+    public override PendingReading BeginRead(ModelReadRequest request)
+    {
+        var copy = PendingCopy.For(Accelerator, ReadingBytes(request));
+        try
+        {
+            lock (_readGate)
+            {
+                ThrowIfUnusable();
+                var ranks = PlacementOnDevice(request.Ranks);
+                lock (Gate)
+                {
+                    ThrowIfUnusable();
+                    FoldPending();
+                    var staged = StageReading(request, ranks);
+                    copy.Start(_reader, _readback.SubView(0, staged));
+                }
+            }
+        }
+        catch
+        {
+            copy.Dispose();
+            throw;
+        }
+
+        return new PendingReading(copy, bytes => ReadingOf(bytes, request));
+    }
+
+    /// <summary>The bytes <see cref="StageReading"/> stages for <paramref name="request"/>.</summary>
+    private long ReadingBytes(ModelReadRequest request)
+    {
+        var entries = _views.WindowLoad.Length;
+        return (_views.Blocks.Length * Unsafe.SizeOf<RoutingStateBlock>())
+            + (_layerLoads.Length * Unsafe.SizeOf<LayerLoad>())
+            + ((request.WindowLoad ? entries : 0) * sizeof(ulong))
+            + ((request.TokenCounts ? entries : 0) * sizeof(ulong));
+    }
+
+    /// <summary>Enqueues the measures <paramref name="request"/> asks and stages them, the blocks first; returns the bytes staged. Under the lock, folded.</summary>
+    private long StageReading(ModelReadRequest request, ArrayView<int> ranks)
+    {
+        Measure(RecentLoads(request.RecentSteps), ranks, request.RankCount, 0);
+        Measure(_views.TokenCounts, ranks, request.RankCount, 1);
+        if (request.AlsoRecentSteps is { } recentSteps)
+        {
+            Measure(RecentLoads(recentSteps), ranks, request.RankCount, 2);
+        }
+
+        var staged = 0L;
+        Stage(_views.Blocks, ref staged);
+        Stage(_layerLoads, ref staged);
+        if (request.WindowLoad)
+        {
+            Stage(_views.WindowLoad, ref staged);
+        }
+
+        if (request.TokenCounts)
+        {
+            Stage(_views.TokenCounts, ref staged);
+        }
+
+        return staged;
+    }
+
+    /// <summary>The reading <see cref="StageReading"/> staged for <paramref name="request"/>, from its bytes copied back.</summary>
+    private ModelReading ReadingOf(byte[] bytes, ModelReadRequest request)
+    {
+        var layers = Options.Layers;
+        var read = 0L;
+        var blocks = Unstage<RoutingStateBlock>(bytes, layers, ref read);
+        var loads = Unstage<LayerLoad>(bytes, _layerLoads.Length, ref read);
+        var windowLoad = request.WindowLoad ? Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read) : null;
+        var tokenCounts = request.TokenCounts ? Unstage<ulong>(bytes, _views.TokenCounts.Length, ref read) : null;
+        var steps = blocks[0].TotalRoutings;
+        var windowSteps = WindowSteps(steps);
+        return new ModelReading(
+            steps,
+            Math.Min(request.RecentSteps, windowSteps),
+            loads[..layers],
+            loads[layers..(2 * layers)],
+            request.AlsoRecentSteps is null ? null : loads[(2 * layers)..],
+            Math.Min(request.AlsoRecentSteps ?? 0, windowSteps),
+            request.Totals ? [.. blocks.Select(DeviceRoutingEngine.TotalsOf)] : null,
+            windowLoad,
+            tokenCounts);
     }
 
     /// <summary>

@@ -18,6 +18,9 @@ internal sealed class DeviceStateReader(AcceleratorStream stream)
 {
     private int _copies;
 
+    /// <summary>The stream the reads are ordered on.</summary>
+    public AcceleratorStream Stream => stream;
+
     /// <summary>Copies made to the host so far, each a wait for the stream: what reading has cost the host (the tests pin it).</summary>
     public int Copies => Volatile.Read(ref _copies);
 

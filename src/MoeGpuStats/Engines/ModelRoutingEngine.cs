@@ -63,6 +63,13 @@ internal abstract class ModelRoutingEngine : IDisposable
     /// <exception cref="InvalidOperationException">As <see cref="WindowLoad"/>'s, for <c>RecentSteps</c>.</exception>
     public abstract ModelReading Read(ModelReadRequest request);
 
+    /// <summary>
+    /// <see cref="Read"/> begun without waiting: a device engine enqueues the reading and its copy back behind
+    /// the steps before it and returns; an engine in managed memory reads at once.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">As <see cref="Read"/>'s.</exception>
+    public virtual PendingReading BeginRead(ModelReadRequest request) => PendingReading.Completed(Read(request));
+
     /// <summary>Whether <see cref="WindowLoad"/> and <see cref="Read"/> can cut the window to its newest <paramref name="recentSteps"/> steps now (a window restored without its ring cannot, while it holds more).</summary>
     public virtual bool CanCutWindow(int recentSteps) => true;
 

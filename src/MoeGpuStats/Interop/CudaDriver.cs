@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 
 namespace MoeGpuStats.Interop;
 
-/// <summary>The few CUDA driver calls ILGPU does not expose: pointer checks, cross-stream events, the current context.</summary>
+/// <summary>The few CUDA driver calls ILGPU does not expose: pointer checks, cross-stream events, events the host polls, the current context.</summary>
 internal static partial class CudaDriver
 {
     private const string Library = "libcuda.so.1";
@@ -10,6 +10,7 @@ internal static partial class CudaDriver
     private const int PointerAttributeDeviceOrdinal = 9;
     private const int MemoryTypeDevice = 2;
     private const uint EventDisableTiming = 2;
+    private const int NotReady = 600;
 
     public static void CheckDevicePointer(IntPtr pointer, int deviceOrdinal, string paramName)
     {
@@ -86,6 +87,27 @@ internal static partial class CudaDriver
 
     public static void DestroyEvent(IntPtr cudaEvent) => cuEventDestroy_v2(cudaEvent);
 
+    /// <summary>Whether the work before <paramref name="cudaEvent"/>'s record has finished, without waiting (<c>cuEventQuery</c>).</summary>
+    public static bool HasCompleted(IntPtr cudaEvent, IntPtr context)
+    {
+        using var pushed = new PushedContext(context);
+        var status = cuEventQuery(cudaEvent);
+        if (status == NotReady)
+        {
+            return false;
+        }
+
+        Check(status, "cuEventQuery");
+        return true;
+    }
+
+    /// <summary>Waits on the host for the work before <paramref name="cudaEvent"/>'s record (<c>cuEventSynchronize</c>).</summary>
+    public static void WaitFor(IntPtr cudaEvent, IntPtr context)
+    {
+        using var pushed = new PushedContext(context);
+        Check(cuEventSynchronize(cudaEvent), "cuEventSynchronize");
+    }
+
     private static void Check(int status, string call)
     {
         if (status != 0)
@@ -126,6 +148,12 @@ internal static partial class CudaDriver
 
     [LibraryImport(Library)]
     private static partial int cuEventDestroy_v2(IntPtr cudaEvent);
+
+    [LibraryImport(Library)]
+    private static partial int cuEventQuery(IntPtr cudaEvent);
+
+    [LibraryImport(Library)]
+    private static partial int cuEventSynchronize(IntPtr cudaEvent);
 
     [LibraryImport(Library)]
     private static partial int cuGetErrorString(int status, out IntPtr text);

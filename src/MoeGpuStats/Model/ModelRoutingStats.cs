@@ -330,6 +330,33 @@ public sealed partial class ModelRoutingStats : IDisposable
         return Summarize(reading, rankCount);
     }
 
+    /// <summary>
+    /// Begins a read of the summary and the window load that does not wait for the device: on CUDA the reading
+    /// is computed and copied back on the model's stream behind the steps recorded so far, and the call returns at
+    /// once; poll <see cref="PendingModelRead.IsCompleted"/> between steps and take its results when it is true.
+    /// Steps recorded meanwhile are not in it. Arguments as <see cref="Summary(int, IReadOnlyList{int})"/>'s.
+    /// </summary>
+    /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>, the newest steps the summary's window covers; null for the whole window.</param>
+    /// <param name="expertRanks">The rank of each expert for the balance per rank (as <see cref="Summary(IReadOnlyList{int})"/>); null for the balance over experts.</param>
+    /// <returns>The pending read; dispose it (or take its results) to free the host memory it holds.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> ranks, or a rank outside <c>[0, Experts)</c>.</exception>
+    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    /// <remarks>
+    /// A placement that differs from the last one given is copied to the device first, a wait; the same
+    /// placement again is not. On OpenCL, where ILGPU gives no event to poll, the call waits for the copy.
+    /// </remarks>
+    public PendingModelRead BeginRead(int? recentSteps = null, IReadOnlyList<int>? expertRanks = null)
+    {
+        var engine = Engine;
+        var steps = recentSteps is { } recent ? CheckRecentSteps(recent) : Options.Window;
+        var ranks = expertRanks is null ? null : ModelStepChecks.ValidatePlacement(Options, expertRanks, nameof(expertRanks));
+        var rankCount = ranks is null ? 0 : ranks.Max() + 1;
+        var reading = engine.BeginRead(new() { RecentSteps = steps, Ranks = ranks, RankCount = rankCount, WindowLoad = true });
+        return new PendingModelRead(reading, ranks is null ? Experts : rankCount);
+    }
+
     private int CheckRecentSteps(int recentSteps) =>
         recentSteps >= 1 && recentSteps <= Options.Window
             ? recentSteps

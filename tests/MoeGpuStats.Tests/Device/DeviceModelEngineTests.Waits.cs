@@ -50,6 +50,12 @@ public sealed partial class DeviceModelEngineTests
 
             // The state without its ring, what JSON saves: staged and copied back once.
             ("JSON", 1, m => Json(m)),
+
+            // A read begun without waiting: staged as a summary; where ILGPU gives no event to poll (here), copied at its begin.
+            ("BeginRead()", 1, m => PendingResults(m.BeginRead())),
+            ("BeginRead(2, other), the last placement", 1, m => PendingResults(m.BeginRead(2, other))),
+            ("BeginRead(ranks), a new placement", 2, m => PendingResults(m.BeginRead(expertRanks: ranks))),
+            ("BeginRead(other), another placement", 2, m => PendingResults(m.BeginRead(expertRanks: other))),
         };
         foreach (var (name, waits, read) in reads)
         {
@@ -130,6 +136,15 @@ public sealed partial class DeviceModelEngineTests
         Assert.Equal(Json(managedSnapshot), Json(snapshot));
         Assert.Equal(steps == 0 ? 0 : 8, snapshot.Layer(2).ExpertTokenCounts.Count);
         Assert.Equal(decay is null || steps == 0 ? 0 : 8, snapshot.Layer(2).DecayedExpertUtilization.Count);
+    }
+
+    /// <summary>A pending read's results, taken (no further copy) and the read disposed.</summary>
+    private static object PendingResults(PendingModelRead read)
+    {
+        using (read)
+        {
+            return new { read.Summary, read.WindowLoad };
+        }
     }
 
     private static string Json(object value) => System.Text.Json.JsonSerializer.Serialize(value);

@@ -1,0 +1,131 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+using MoeGpuStats.Interop;
+
+namespace MoeGpuStats.Device;
+
+/// <summary>
+/// A copy of device bytes to the host that the host can poll instead of waiting for. On CUDA the copy is
+/// enqueued on the stream into page-locked memory (a copy into pageable memory would make the host wait)
+/// and an event recorded behind it, which <see cref="IsCompleted"/> queries. ILGPU gives no event to query
+/// elsewhere: there the copy is made at <see cref="Start"/>, which on ILGPU's CPU accelerator (whose launches
+/// run to their end as they are enqueued) costs no wait, and on OpenCL waits for the stream.
+/// </summary>
+internal sealed class PendingCopy : IDisposable
+{
+    private readonly Accelerator _accelerator;
+    private readonly PageLockedArray1D<byte>? _pinned;
+    private readonly IntPtr _context;
+    private readonly IntPtr _event;
+    private byte[]? _bytes;
+    private bool _started;
+    private bool _disposed;
+
+    private PendingCopy(Accelerator accelerator, long length)
+    {
+        _accelerator = accelerator;
+        if (accelerator is CudaAccelerator cuda)
+        {
+            _pinned = accelerator.AllocatePageLocked1D<byte>(length);
+            _context = cuda.NativePtr;
+            _event = CudaDriver.CreateEvent(_context);
+        }
+        else
+        {
+            _bytes = new byte[length];
+        }
+    }
+
+    /// <summary>
+    /// Host memory for a copy of <paramref name="length"/> bytes from <paramref name="accelerator"/>, allocated
+    /// before the copy is enqueued, so that the caller allocates outside its lock (page-locking takes the driver's time).
+    /// </summary>
+    public static PendingCopy For(Accelerator accelerator, long length) => new(accelerator, length);
+
+    /// <summary>
+    /// Enqueues the copy of <paramref name="source"/> (as long as the memory allocated for it) on
+    /// <paramref name="reader"/>'s stream, behind the work enqueued before it; on CUDA returns at once.
+    /// </summary>
+    public void Start(DeviceStateReader reader, ArrayView<byte> source)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_pinned is not null)
+        {
+            source.CopyToPageLockedAsync(reader.Stream, _pinned);
+            CudaDriver.Record(_event, ((CudaStream)reader.Stream).StreamPtr, _context);
+        }
+        else
+        {
+            reader.ToHost(source, _bytes);
+        }
+
+        _started = true;
+    }
+
+    /// <summary>Whether the copy has reached the host; never waits.</summary>
+    /// <exception cref="ObjectDisposedException">The copy, or its accelerator before the copy was seen to end, was disposed.</exception>
+    public bool IsCompleted
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_bytes is not null)
+            {
+                return _started;
+            }
+
+            ThrowIfAcceleratorGone();
+            return _started && CudaDriver.HasCompleted(_event, _context);
+        }
+    }
+
+    /// <summary>The bytes copied, once the copy has reached the host (a wait on the host until then).</summary>
+    /// <exception cref="ObjectDisposedException">As <see cref="IsCompleted"/>.</exception>
+    public byte[] Wait()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_bytes is null)
+        {
+            ThrowIfAcceleratorGone();
+            CudaDriver.WaitFor(_event, _context);
+            _bytes = _pinned!.GetArray();
+        }
+
+        return _bytes;
+    }
+
+    /// <summary>
+    /// Frees the page-locked memory and the event, after the copy has ended: the device must not write into
+    /// memory handed back to the runtime. With the accelerator gone, its context took both with it.
+    /// </summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (_pinned is null || _accelerator.IsDisposed)
+        {
+            return;
+        }
+
+        if (_started)
+        {
+            CudaDriver.WaitFor(_event, _context);
+        }
+
+        CudaDriver.DestroyEvent(_event);
+        _pinned.Dispose();
+    }
+
+    private void ThrowIfAcceleratorGone()
+    {
+        if (_accelerator.IsDisposed)
+        {
+            throw new ObjectDisposedException(_accelerator.Name, $"The accelerator '{_accelerator.Name}' was disposed before the read's copy back was seen to end.");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+using MoeGpuStats.Device;
+
+namespace MoeGpuStats.Engines;
+
+/// <summary>
+/// A reading of a model begun without waiting (<see cref="ModelRoutingEngine.BeginRead"/>): a device
+/// engine's copy back still on its way, unstaged into a <see cref="ModelReading"/> when it has arrived, or
+/// a reading taken at once (the managed engine's). Thread-safe.
+/// </summary>
+internal sealed class PendingReading : IDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly PendingCopy? _copy;
+    private readonly Func<byte[], ModelReading>? _unstage;
+    private ModelReading? _reading;
+    private bool _disposed;
+
+    /// <summary>A reading whose bytes <paramref name="copy"/> brings back and <paramref name="unstage"/> reads.</summary>
+    public PendingReading(PendingCopy copy, Func<byte[], ModelReading> unstage) => (_copy, _unstage) = (copy, unstage);
+
+    private PendingReading(ModelReading reading) => _reading = reading;
+
+    /// <summary>A reading already taken.</summary>
+    public static PendingReading Completed(ModelReading reading) => new(reading);
+
+    /// <summary>Whether <see cref="Result"/> would return without waiting.</summary>
+    /// <exception cref="ObjectDisposedException">The reading was disposed, or its accelerator before the copy was seen to end.</exception>
+    public bool IsCompleted
+    {
+        get
+        {
+            lock (_lock)
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                return _reading is not null || _copy!.IsCompleted;
+            }
+        }
+    }
+
+    /// <summary>The reading, waiting for its copy back where it has not arrived; the copy's memory is freed once it is read.</summary>
+    /// <exception cref="ObjectDisposedException">As <see cref="IsCompleted"/>.</exception>
+    public ModelReading Result()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_reading is null)
+            {
+                _reading = _unstage!(_copy!.Wait());
+                _copy.Dispose();
+            }
+
+            return _reading;
+        }
+    }
+
+    /// <summary>Frees the copy's memory, after waiting for a copy still on its way (the device must not write freed memory).</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            _copy?.Dispose();
+        }
+    }
+}

@@ -1,0 +1,164 @@
+namespace MoeGpuStats.Tests.Model;
+
+// A read begun without waiting (ModelRoutingStats.BeginRead): on every engine it is the blocking reads' figures
+// at the step it was begun, whatever is recorded, read or begun after it; refused in the caller's words with
+// nothing begun; its results outlive the model once taken.
+public sealed partial class ModelRoutingStatsTests
+{
+    private static readonly int[] PendingRanks = [0, 0, 1, 1, 2, 2, 3, 3, 0, 1, 2, 3, 0, 1, 2, 4];
+
+    public static TheoryData<string, int?, bool> PendingReadCases()
+    {
+        var data = new TheoryData<string, int?, bool>();
+        foreach (var engine in Engines)
+        {
+            data.Add(engine, null, false);
+            data.Add(engine, 2, false);
+            data.Add(engine, null, true);
+            data.Add(engine, 3, true);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(PendingReadCases))]
+    public void APendingReadIsTheBlockingReadsAtTheStepItWasBegun(string engine, int? recentSteps, bool ranked)
+    {
+        using var model = Create(engine, RecentOptions);
+        var steps = ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 12, seed: 37);
+        var ranks = ranked ? PendingRanks : null;
+        ModelRoutingSummary Blocking() => (recentSteps, ranks) switch
+        {
+            (null, null) => model.Summary(),
+            ({ } recent, null) => model.Summary(recent),
+            (null, { } placement) => model.Summary(placement),
+            ({ } recent, { } placement) => model.Summary(recent, placement),
+        };
+
+        var pending = new List<(PendingModelRead Read, ModelRoutingSummary Summary, ulong[] Load)>();
+        try
+        {
+            foreach (var step in steps)
+            {
+                Record(model, step);
+                pending.Add((model.BeginRead(recentSteps, ranks), Blocking(), model.WindowLoad()));
+            }
+
+            // Every read was begun before later steps, blocking reads and other pending reads; each is its own step's.
+            for (var s = 0; s < pending.Count; s++)
+            {
+                var (read, summary, load) = pending[s];
+                Assert.Equal(summary, read.Summary);
+                Assert.Equal(load, read.WindowLoad);
+                Assert.True(read.IsCompleted, $"step {s + 1}: complete once its results were taken");
+                Assert.Equal((ulong)(s + 1), read.Summary.Steps);
+            }
+        }
+        finally
+        {
+            pending.ForEach(p => p.Read.Dispose());
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void APendingReadWaitsOnlyWhereItsResultsAreTaken(string engine)
+    {
+        using var model = Create(engine, RecentOptions);
+        var steps = ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 4, seed: 41);
+        foreach (var step in steps.Take(3))
+        {
+            Record(model, step);
+        }
+
+        var expected = model.Summary();
+        using var read = model.BeginRead();
+        Record(model, steps[3]);
+        read.Wait();
+
+        Assert.True(read.IsCompleted);
+        Assert.Equal(expected, read.Summary);
+        Assert.Equal(4UL, model.Summary().Steps);
+    }
+
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void ABadPendingReadIsRefusedInTheCallersWordsWithNothingBegun(string engine)
+    {
+        using var model = Create(engine, RecentOptions);
+        var steps = ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 3, seed: 43);
+        foreach (var step in steps)
+        {
+            Record(model, step);
+        }
+
+        var before = model.Summary();
+        var tooFew = Assert.Throws<ArgumentOutOfRangeException>(() => model.BeginRead(recentSteps: 0));
+        Assert.Equal("recentSteps", tooFew.ParamName);
+        Assert.Contains("give 1 to 6", tooFew.Message, StringComparison.Ordinal);
+        Assert.Throws<ArgumentOutOfRangeException>(() => model.BeginRead(recentSteps: RecentOptions.Window + 1));
+        var shortPlacement = Assert.Throws<ArgumentException>(() => model.BeginRead(expertRanks: [0, 1]));
+        Assert.Equal("expertRanks", shortPlacement.ParamName);
+        var badRank = Assert.Throws<ArgumentException>(() => model.BeginRead(expertRanks: [.. PendingRanks[..^1], RecentOptions.Experts]));
+        Assert.Equal("expertRanks", badRank.ParamName);
+
+        Assert.Equal(before, model.Summary());
+        using var read = model.BeginRead(expertRanks: PendingRanks);
+        Assert.Equal(model.Summary(PendingRanks), read.Summary);
+    }
+
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void APendingReadsResultsOutliveTheModelOnceComplete(string engine)
+    {
+        var model = Create(engine, RecentOptions);
+        foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 3, seed: 47))
+        {
+            Record(model, step);
+        }
+
+        var (summary, load) = (model.Summary(), model.WindowLoad());
+        using var read = model.BeginRead();
+        read.Wait();
+        model.Dispose();
+
+        Assert.Equal(summary, read.Summary);
+        Assert.Equal(load, read.WindowLoad);
+        Assert.Throws<ObjectDisposedException>(() => model.BeginRead());
+    }
+
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void ADisposedPendingReadSaysSo(string engine)
+    {
+        using var model = Create(engine, RecentOptions);
+        Record(model, ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 1, seed: 53)[0]);
+        var read = model.BeginRead();
+        read.Dispose();
+        read.Dispose();
+
+        Assert.Throws<ObjectDisposedException>(() => read.IsCompleted);
+        Assert.Throws<ObjectDisposedException>(() => read.Summary);
+        Assert.Throws<ObjectDisposedException>(() => read.WindowLoad);
+        Assert.Throws<ObjectDisposedException>(read.Wait);
+        Assert.Equal(1UL, model.Summary().Steps);
+    }
+
+    [Fact]
+    public void APendingReadOfAWindowWithoutItsRingIsRefusedAsTheBlockingRead()
+    {
+        using var model = Create("managed", RecentOptions);
+        foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 4, seed: 59))
+        {
+            Record(model, step);
+        }
+
+        using var restored = System.Text.Json.JsonSerializer.Deserialize<ModelRoutingStats>(System.Text.Json.JsonSerializer.Serialize(model))!;
+        var blocking = Assert.Throws<InvalidOperationException>(() => restored.Summary(2));
+        var pending = Assert.Throws<InvalidOperationException>(() => restored.BeginRead(recentSteps: 2));
+        Assert.Equal(blocking.Message, pending.Message);
+        using var whole = restored.BeginRead();
+        Assert.Equal(model.Summary(), whole.Summary);
+    }
+}
