@@ -41,6 +41,9 @@ typedef int (*device_arrays_fn)(moegs_handle, void*, moegs_model_arrays*);
 typedef int (*layer_counts_fn)(moegs_handle, int32_t, uint64_t*, int32_t);
 typedef int (*layer_utilization_fn)(moegs_handle, int32_t, float*, int32_t);
 typedef int (*save_fn)(moegs_handle, const char*);
+typedef int (*read_begin_fn)(moegs_handle, int32_t, const int32_t*, moegs_handle*);
+typedef int (*read_ready_fn)(moegs_handle, int32_t*);
+typedef int (*read_finish_fn)(moegs_handle, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*, uint64_t*, int32_t);
 
 static struct {
     create_fn create;
@@ -75,6 +78,10 @@ static struct {
     handle_fn model_destroy;
     save_fn save;
     save_fn model_save;
+    read_begin_fn model_read_begin;
+    read_ready_fn model_read_ready;
+    read_finish_fn model_read_finish;
+    handle_fn model_read_destroy;
 } api;
 
 static pthread_once_t started = PTHREAD_ONCE_INIT;
@@ -184,6 +191,10 @@ static void start_runtime(void)
         { "ModelDestroy", (void**)&api.model_destroy },
         { "Save", (void**)&api.save },
         { "ModelSave", (void**)&api.model_save },
+        { "ModelReadBegin", (void**)&api.model_read_begin },
+        { "ModelReadReady", (void**)&api.model_read_ready },
+        { "ModelReadFinish", (void**)&api.model_read_finish },
+        { "ModelReadDestroy", (void**)&api.model_read_destroy },
     };
     for (size_t i = 0; i < sizeof entries / sizeof entries[0]; i++) {
         rc = self_contained
@@ -403,4 +414,26 @@ const char* moegs_last_error(void)
 {
     if (!ready()) return start_error;
     return api.last_error();
+}
+
+moegs_status moegs_model_read_begin(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks, moegs_handle* read)
+{
+    return ready() ? (moegs_status)api.model_read_begin(handle, recent_steps, expert_ranks, read) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_read_ready(moegs_handle read, int32_t* arrived)
+{
+    return ready() ? (moegs_status)api.model_read_ready(read, arrived) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_read_finish(moegs_handle read, moegs_model_balance* out, moegs_layer_balance* window_layers,
+                                     moegs_layer_balance* since_start_layers, uint64_t* window_load, int32_t capacity)
+{
+    return ready() ? (moegs_status)api.model_read_finish(read, out, window_layers, since_start_layers, window_load, capacity)
+                   : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_read_destroy(moegs_handle read)
+{
+    return ready() ? (moegs_status)api.model_read_destroy(read) : MOEGS_RUNTIME_ERROR;
 }

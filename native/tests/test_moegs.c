@@ -790,6 +790,71 @@ static void saves(void)
     rmdir(dir);
 }
 
+/* A read begun without waiting, on managed and cpu: each is the blocking reads' figures at the step it was begun,
+ * whatever is recorded after it; refused in the caller's words with its handle kept; it outlives its model. */
+static void model_pending_reads(void)
+{
+    const char* kinds[] = { "managed", "cpu" };
+    const int32_t ranks[M_EXPERTS] = { 0, 1, 1, 2, 2, 3, 3, 3 };
+    for (int i = 0; i < 2; i++) {
+        moegs_handle m = 0, whole = 0, recent = 0, unread = 0, outliving = 0;
+        CHECK(moegs_model_create(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &m) == MOEGS_OK, "model create %s: %s", kinds[i], moegs_last_error());
+        static int32_t ids[M_LAYERS * M_TOKENS * TOP_K];
+        for (int step = 0; step < M_STEPS; step++) {
+            for (int j = 0; j < M_LAYERS * M_TOKENS * TOP_K; j++) ids[j] = (int32_t)(next() % M_EXPERTS);
+            CHECK(moegs_model_record(m, ids, M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "record %s: %s", kinds[i], moegs_last_error());
+        }
+
+        model_reads blocking, pending;
+        read_model(m, NULL, &blocking);
+        CHECK(moegs_model_read_begin(m, 0, NULL, &whole) == MOEGS_OK && whole != 0, "read begin %s: %s", kinds[i], moegs_last_error());
+        CHECK(moegs_model_record(m, ids, M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "record after begin: %s", moegs_last_error());
+
+        int32_t arrived = -1;
+        CHECK(moegs_model_read_ready(whole, &arrived) == MOEGS_OK && arrived == 1, "%s: arrived %d at once (%s)", kinds[i], arrived, moegs_last_error());
+        REFUSED(moegs_model_read_finish(whole, &pending.summary, pending.window, pending.since_start, pending.load, M_LAYERS * M_EXPERTS - 1),
+                MOEGS_INVALID_ARGUMENT, "capacity = 23", "window_load", ">= 24");
+        REFUSED(moegs_model_read_finish(whole, NULL, NULL, NULL, NULL, 0), MOEGS_INVALID_ARGUMENT, "out is NULL", "moegs_model_read_destroy");
+        memset(&pending, 0, sizeof pending);
+        CHECK(moegs_model_read_finish(whole, &pending.summary, pending.window, pending.since_start, pending.load, M_LAYERS * M_EXPERTS) == MOEGS_OK,
+              "read finish %s, its handle kept by the refusals: %s", kinds[i], moegs_last_error());
+        same_model(&blocking, &pending, "a pending read against the blocking reads at its step");
+        REFUSED(moegs_model_read_ready(whole, &arrived), MOEGS_INVALID_HANDLE, "is not a live pending model read");
+
+        /* The newest steps over ranks: the recent summary at the same step. */
+        moegs_model_balance want;
+        moegs_layer_balance want_window[M_LAYERS];
+        CHECK(moegs_model_recent_summary(m, 2, ranks, &want, want_window, NULL) == MOEGS_OK, "recent summary: %s", moegs_last_error());
+        CHECK(moegs_model_read_begin(m, 2, ranks, &recent) == MOEGS_OK, "read begin recent: %s", moegs_last_error());
+        CHECK(moegs_model_read_finish(recent, &pending.summary, pending.window, NULL, NULL, 0) == MOEGS_OK, "read finish recent: %s", moegs_last_error());
+        CHECK(pending.summary.window_steps == 2 && pending.summary.entries == 4 && pending.summary.steps == M_STEPS + 1
+              && pending.summary.window_mean_balancedness == want.window_mean_balancedness && pending.window[1].max_load == want_window[1].max_load,
+              "%s: recent pending read %d steps over %d entries, mean %.17g (want %.17g)", kinds[i], pending.summary.window_steps,
+              pending.summary.entries, pending.summary.window_mean_balancedness, want.window_mean_balancedness);
+
+        /* Refusals begin nothing. */
+        moegs_handle none = 5;
+        REFUSED(moegs_model_read_begin(m, M_WINDOW + 1, NULL, &none), MOEGS_INVALID_ARGUMENT, "recent_steps = 5", "[1, 4]", "0 for the whole window");
+        CHECK(none == 0, "a refused begin leaves *read = 0");
+        const int32_t bad[M_EXPERTS] = { 0, 1, 2, 3, 4, 5, 6, M_EXPERTS };
+        REFUSED(moegs_model_read_begin(m, 0, bad, &none), MOEGS_INVALID_ARGUMENT, "expert_ranks[7] = 8");
+        REFUSED(moegs_model_read_begin(m, 0, NULL, NULL), MOEGS_INVALID_ARGUMENT, "read is NULL");
+        REFUSED(moegs_model_read_begin(424242, 0, NULL, &none), MOEGS_INVALID_HANDLE, "is not a live model");
+
+        CHECK(moegs_model_read_begin(m, 0, NULL, &unread) == MOEGS_OK, "read begin: %s", moegs_last_error());
+        CHECK(moegs_model_read_destroy(unread) == MOEGS_OK, "read destroy: %s", moegs_last_error());
+        REFUSED(moegs_model_read_destroy(unread), MOEGS_INVALID_HANDLE, "is not a live pending model read");
+
+        read_model(m, NULL, &blocking);
+        CHECK(moegs_model_read_begin(m, 0, NULL, &outliving) == MOEGS_OK, "read begin: %s", moegs_last_error());
+        CHECK(moegs_model_destroy(m) == MOEGS_OK, "model destroy: %s", moegs_last_error());
+        memset(&pending, 0, sizeof pending);
+        CHECK(moegs_model_read_finish(outliving, &pending.summary, pending.window, pending.since_start, pending.load, M_LAYERS * M_EXPERTS) == MOEGS_OK,
+              "%s: a read finished after its model's destroy: %s", kinds[i], moegs_last_error());
+        same_model(&blocking, &pending, "a pending read that outlived its model");
+    }
+}
+
 int main(void)
 {
     /* The library writes moegs_snapshot_size() bytes into a moegs_snapshot: the struct this header declares. */
@@ -946,6 +1011,7 @@ int main(void)
     CHECK(moegs_destroy(managed) == MOEGS_OK, "destroy managed");
 
     model_api();
+    model_pending_reads();
     model_layer_values();
     model_device_arrays();
     saves();

@@ -17,6 +17,9 @@ public static unsafe class NativeApi
 
     /// <summary>Model handles; they share the aggregators' numbering, so neither kind of handle is ever the other's.</summary>
     internal static readonly ConcurrentDictionary<long, NativeModel> Models = new();
+
+    /// <summary>Pending model reads (<c>moegs_model_read_begin</c>), numbered with the other handles.</summary>
+    private static readonly ConcurrentDictionary<long, NativeModelRead> ModelReads = new();
     private static long _nextHandle;
 
     [ThreadStatic]
@@ -373,6 +376,75 @@ public static unsafe class NativeApi
     [UnmanagedCallersOnly]
     public static int ModelDestroy(long handle) => Remove(Models, "model", handle);
 
+    [UnmanagedCallersOnly]
+    public static int ModelReadBegin(long handle, int recentSteps, int* expertRanks, long* read)
+    {
+        if (read is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "read is NULL: moegs_model_read_begin writes the pending read's handle there.");
+        }
+
+        *read = 0;
+        return ReadModel(handle, model =>
+        {
+            if (recentSteps != 0)
+            {
+                NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window, none: "0 for the whole window");
+            }
+
+            var pending = model.BeginRead(recentSteps, expertRanks);
+            var id = Interlocked.Increment(ref _nextHandle);
+            ModelReads[id] = pending;
+            *read = id;
+        });
+    }
+
+    [UnmanagedCallersOnly]
+    public static int ModelReadReady(long read, int* ready)
+    {
+        if (ready is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "ready is NULL: moegs_model_read_ready writes 1 (arrived) or 0 there.");
+        }
+
+        *ready = 0;
+        return With(ModelReads, "pending model read", read, (IntPtr)ready, static (pending, r) => *(int*)r = pending.Read.IsCompleted ? 1 : 0, onDevice: false);
+    }
+
+    /// <remarks>The results are written, then the handle freed; a call refused for its arguments keeps it.</remarks>
+    [UnmanagedCallersOnly]
+    public static int ModelReadFinish(long read, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart, ulong* windowLoad, int capacity)
+    {
+        if (destination is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_read_finish writes the model's figures there (moegs_model_read_destroy drops a read unread).");
+        }
+
+        var status = With(ModelReads, "pending model read", read, pending =>
+        {
+            var (layers, experts) = pending.Shape;
+            if (windowLoad is not null)
+            {
+                NativeChecks.WindowCapacity(capacity, layers, experts, "window_load");
+            }
+
+            NativeModel.WriteBalance(pending.Read.Summary, pending.Entries, destination, window, sinceStart);
+            if (windowLoad is not null)
+            {
+                pending.Read.WindowLoad.CopyTo(new Span<ulong>(windowLoad, capacity));
+            }
+        });
+        if (status == NativeStatus.Ok)
+        {
+            Remove(ModelReads, "pending model read", read);
+        }
+
+        return status;
+    }
+
+    [UnmanagedCallersOnly]
+    public static int ModelReadDestroy(long read) => Remove(ModelReads, "pending model read", read);
+
     /// <summary>The last error's text on this thread (UTF-8, valid until the next failing call on it), or an empty string.</summary>
     [UnmanagedCallersOnly]
     public static IntPtr LastError() => _lastError == IntPtr.Zero ? EmptyString : _lastError;
@@ -505,6 +577,10 @@ public static unsafe class NativeApi
     /// Runs <paramref name="read"/> on a live model handle under its read lock alone (<see cref="INativeHandle.ReadGate"/>),
     /// with the handle's CUDA context current: for a read of the statistics, which serialize themselves.
     /// </summary>
+    /// <summary>Runs <paramref name="action"/> on a live pending model read, serialized.</summary>
+    private static int With(ConcurrentDictionary<long, NativeModelRead> registry, string kind, long handle, Action<NativeModelRead> action) =>
+        With(registry, kind, handle, action, static (pending, run) => run(pending), onDevice: false);
+
     private static int ReadModel(long handle, Action<NativeModel> read) =>
         With(Models, "model", handle, read, static (model, run) => run(model), onDevice: true, readOnly: true);
 

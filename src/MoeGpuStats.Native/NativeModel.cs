@@ -226,11 +226,26 @@ internal sealed class NativeModel : INativeHandle
         return (ranks, ranks is null ? _stats.Experts : ranks.Max() + 1);
     }
 
+    /// <summary>
+    /// Begins a read of the summary (over the newest <paramref name="recentSteps"/> steps, 0 for the whole window,
+    /// checked by the caller) and the window load without waiting (<see cref="ModelRoutingStats.BeginRead"/>),
+    /// over ranks under <paramref name="expertRanks"/> (host memory, <c>Experts</c> ints) where given.
+    /// </summary>
+    public unsafe NativeModelRead BeginRead(int recentSteps, int* expertRanks)
+    {
+        var (ranks, entries) = Placement(expertRanks);
+        using (EnterDevice())
+        {
+            var read = _stats.BeginRead(recentSteps == 0 ? null : recentSteps, ranks);
+            return new NativeModelRead(read, _stats.Layers, _stats.Experts, entries);
+        }
+    }
+
     /// <summary>Writes <paramref name="summary"/>'s model figures, and its layers' balance over the window and since the start into each array given.</summary>
-    private unsafe void WriteBalance(ModelRoutingSummary summary, int entries, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
+    internal static unsafe void WriteBalance(ModelRoutingSummary summary, int entries, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
     {
         *destination = NativeModelBalance.From(summary, entries);
-        for (var l = 0; l < _stats.Layers; l++)
+        for (var l = 0; l < summary.Window.Layers.Count; l++)
         {
             if (window is not null)
             {

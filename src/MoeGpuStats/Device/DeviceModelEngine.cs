@@ -43,6 +43,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly ArrayView<float> _hostLosses;
     private readonly DeviceLayerEngine[] _layers;
     private readonly Lock _readGate = new();
+    private readonly List<WeakReference<PendingReading>> _pending = [];
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
     private ModelStepArguments _shape;
     private ulong _knownSteps;
@@ -440,10 +441,13 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// memory of its own (<see cref="PendingCopy"/>), allocated before the locks are taken: the read-back
     /// buffer is free for the next reading at once, whose staging the stream orders after this copy. On CUDA
     /// nothing waits, but a placement that differs from the last one given, which is copied to the device first.
+    /// The engine keeps a weak reference to each reading whose results are not taken, and takes them at its
+    /// dispose (<see cref="TakePendingReadings"/>).
     /// </remarks>
     public override PendingReading BeginRead(ModelReadRequest request)
     {
         var copy = PendingCopy.For(Accelerator, ReadingBytes(request));
+        var reading = new PendingReading(copy, bytes => ReadingOf(bytes, request));
         try
         {
             lock (_readGate)
@@ -457,15 +461,18 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
                     var staged = StageReading(request, ranks);
                     copy.Start(_reader, _readback.SubView(0, staged));
                 }
+
+                _pending.RemoveAll(static reference => !reference.TryGetTarget(out var live) || live.IsTaken);
+                _pending.Add(new(reading));
             }
         }
         catch
         {
-            copy.Dispose();
+            reading.Dispose();
             throw;
         }
 
-        return new PendingReading(copy, bytes => ReadingOf(bytes, request));
+        return reading;
     }
 
     /// <summary>The bytes <see cref="StageReading"/> stages for <paramref name="request"/>.</summary>
@@ -700,6 +707,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             try
             {
                 DeviceMemory.FinishUnlessGone(Accelerator, Stream);
+                TakePendingReadings();
             }
             finally
             {
@@ -708,6 +716,24 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
                 _owned?.Dispose();
             }
         }
+    }
+
+    /// <summary>
+    /// Takes every pending reading's results, their copies ended with the stream: the copies' events and
+    /// page-locked memory belong to the accelerator, which a model may own, so they go before it does.
+    /// The caller holds both locks.
+    /// </summary>
+    private void TakePendingReadings()
+    {
+        foreach (var reference in _pending)
+        {
+            if (reference.TryGetTarget(out var reading))
+            {
+                reading.TryTakeResult();
+            }
+        }
+
+        _pending.Clear();
     }
 
     private void FreeDeviceMemory()

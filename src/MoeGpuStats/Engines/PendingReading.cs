@@ -54,6 +54,42 @@ internal sealed class PendingReading : IDisposable
         }
     }
 
+    /// <summary>Whether the results were taken (or the reading disposed): nothing of the device's is held.</summary>
+    public bool IsTaken
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _disposed || _reading is not null;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes the results of a copy that has ended (a model's dispose, after its stream finished), so that
+    /// they outlive the accelerator; a copy that failed is left to say so when the results are asked for.
+    /// </summary>
+    public void TryTakeResult()
+    {
+        lock (_lock)
+        {
+            if (_disposed || _reading is not null)
+            {
+                return;
+            }
+
+            try
+            {
+                Result();
+            }
+            catch (Exception exception) when (exception is InvalidOperationException or ObjectDisposedException)
+            {
+                // The pending read reports it: its results are asked for again then.
+            }
+        }
+    }
+
     /// <summary>Frees the copy's memory, after waiting for a copy still on its way (the device must not write freed memory).</summary>
     public void Dispose()
     {

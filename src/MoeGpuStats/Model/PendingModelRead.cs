@@ -12,7 +12,8 @@ namespace MoeGpuStats;
 /// computed and copied back behind them on the model's stream, and steps recorded after it do not change it.
 /// On CUDA the copy lands in page-locked host memory that this object holds until its results are taken or it is
 /// disposed. ILGPU gives no event to poll on OpenCL, where <see cref="ModelRoutingStats.BeginRead"/> waits for the
-/// copy; on ILGPU's CPU accelerator and the managed engine the reading is complete when it returns. Thread-safe.
+/// copy; on ILGPU's CPU accelerator and the managed engine the reading is complete when it returns. Disposing
+/// the model completes its pending reads (its stream has finished), whose results stay readable. Thread-safe.
 /// </remarks>
 public sealed class PendingModelRead : IDisposable
 {
