@@ -177,7 +177,7 @@ def _load(path=None):
     lib.moegs_model_reset.argtypes = [h]
     lib.moegs_model_destroy.argtypes = [h]
     for newest in ("moegs_model_device_arrays", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
-                   "moegs_model_recent_window_load", "moegs_save", "moegs_model_save", "moegs_model_read"):
+                   "moegs_model_recent_window_load", "moegs_save", "moegs_model_save", "moegs_model_read", "moegs_model_read_begin"):
         if not hasattr(lib, newest):
             raise OSError(f"{os.path.abspath(candidate)} predates {newest}: rebuild it (native/build.sh)")
     lib.moegs_model_device_arrays.argtypes = [h, vp, ctypes.POINTER(ModelArrays)]
@@ -189,6 +189,11 @@ def _load(path=None):
     lib.moegs_model_read.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance), ctypes.POINTER(LayerBalance),
                                      ctypes.POINTER(LayerBalance), ctypes.POINTER(ModelBalance), ctypes.POINTER(LayerBalance),
                                      ctypes.POINTER(LayerTotals), ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint64), i32]
+    lib.moegs_model_read_begin.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(h)]
+    lib.moegs_model_read_ready.argtypes = [h, ctypes.POINTER(ctypes.c_int32)]
+    lib.moegs_model_read_finish.argtypes = [h, ctypes.POINTER(ModelBalance), ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance),
+                                            ctypes.POINTER(ctypes.c_uint64), i32]
+    lib.moegs_model_read_destroy.argtypes = [h]
     lib.moegs_model_layer_expert_counts.argtypes = [h, i32, ctypes.POINTER(ctypes.c_uint64), i32]
     lib.moegs_model_layer_expert_utilization.argtypes = [h, i32, ctypes.POINTER(ctypes.c_float), i32]
     lib.moegs_model_layer_decayed_utilization.argtypes = [h, i32, ctypes.POINTER(ctypes.c_float), i32]
@@ -666,23 +671,40 @@ class MoeModelStats(_Handle):
         Raises TypeError (recent_steps not an integer, expert_ranks not a sequence) or ValueError (recent_steps outside
         [1, window], expert_ranks not one rank per expert)."""
         recent = None if recent_steps is None else self._recent_steps(recent_steps)
-        ranks = None
-        if expert_ranks is not None:
-            try:
-                values = list(expert_ranks)
-            except TypeError:
-                # A number, a 0-d array: list()'s own error would not name the argument.
-                raise TypeError(f"expert_ranks must be a sequence of {self.experts} ranks, one per expert "
-                                f"(got {expert_ranks!r} of type {type(expert_ranks).__name__})") from None
-            if len(values) != self.experts:
-                raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
-            ranks = (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))
+        ranks = self._ranks(expert_ranks)
         out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()
         if recent is None:
             self._check(self._lib.moegs_model_summary(self._handle, ranks, ctypes.byref(out), window, since_start))
         else:
             self._check(self._lib.moegs_model_recent_summary(self._handle, recent, ranks, ctypes.byref(out), window, since_start))
         return _summary(out, window, since_start)
+
+    def _ranks(self, expert_ranks):
+        """expert_ranks as the C API takes them: None, or `experts` int32 values (their range is the library's to check)."""
+        if expert_ranks is None:
+            return None
+        try:
+            values = list(expert_ranks)
+        except TypeError:
+            # A number, a 0-d array: list()'s own error would not name the argument.
+            raise TypeError(f"expert_ranks must be a sequence of {self.experts} ranks, one per expert "
+                            f"(got {expert_ranks!r} of type {type(expert_ranks).__name__})") from None
+        if len(values) != self.experts:
+            raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
+        return (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))
+
+    def begin_read(self, expert_ranks=None, recent_steps=None):
+        """summary() and window_load() without waiting for the device, for a server's loop that must not synchronize
+        (moegs_model_read_begin): the reading is enqueued behind the steps recorded so far and the call returns; steps
+        recorded afterwards are not in it. Returns a PendingModelRead: poll done() between steps, then result() gives
+        (summary(expert_ranks, recent_steps)'s dict, window_load()'s array) of that step. On "cuda" nothing waits (but a
+        placement that differs from the last one given, copied to the device first); on "opencl" the call waits for the
+        copy; on "cpu" and "managed" the read is done when it returns. Raises as summary()."""
+        recent = 0 if recent_steps is None else self._recent_steps(recent_steps)
+        ranks = self._ranks(expert_ranks)
+        read = ctypes.c_int64(0)
+        self._check(self._lib.moegs_model_read_begin(self._handle, recent, ranks, ctypes.byref(read)))
+        return PendingModelRead(self, read.value)
 
     def _read(self, recent_steps=None, expert_counts=False):
         """Everything a scrape publishes, in one call from one state (moegs_model_read: one wait on a device): (summary()'s
@@ -720,11 +742,7 @@ class MoeModelStats(_Handle):
             self._check(self._lib.moegs_model_window_load(self._handle, buffer, count))
         else:
             self._check(self._lib.moegs_model_recent_window_load(self._handle, self._recent_steps(recent_steps), buffer, count))
-        try:
-            import numpy
-        except ImportError:
-            return [list(buffer[l * self.experts:(l + 1) * self.experts]) for l in range(self.layers)]
-        return numpy.frombuffer(buffer, dtype=numpy.uint64).reshape(self.layers, self.experts).copy()
+        return _load_rows(buffer, self.layers, self.experts)
 
     def _recent_steps(self, value):
         """recent_steps checked here, as the other arguments: 1 to the model's window."""
@@ -923,6 +941,60 @@ class MoeModelStats(_Handle):
         if value_cuda != is_cuda:
             raise ValueError(f"{name} are {'a CUDA tensor' if value_cuda else 'in host memory'}, but the ids are not: pass both in one memory")
         return _Address(alive, pointer)
+
+
+def _load_rows(buffer, layers, experts):
+    """A [layers, experts] ctypes uint64 buffer as window_load() returns it: a NumPy array, or lists where NumPy is absent."""
+    try:
+        import numpy
+    except ImportError:
+        return [list(buffer[l * experts:(l + 1) * experts]) for l in range(layers)]
+    return numpy.frombuffer(buffer, dtype=numpy.uint64).reshape(layers, experts).copy()
+
+
+class PendingModelRead(_Handle):
+    """A read begun by MoeModelStats.begin_read(): done() never waits; result() waits where the read has not arrived,
+    then returns (summary dict, window load) and frees the read's memory; close() drops a read unread. A read outlives
+    its model (closing the model completes it)."""
+
+    def __init__(self, model, handle):
+        self._lib, self._handle = model._lib, ctypes.c_int64(handle)
+        self._layers, self._experts = model.layers, model.experts
+        self._lock = threading.Lock()
+        self._result = None
+
+    def done(self):
+        """Whether result() would return without waiting (moegs_model_read_ready)."""
+        with self._lock:
+            if self._result is not None:
+                return True
+            arrived = ctypes.c_int32(0)
+            self._check(self._lib.moegs_model_read_ready(self._handle, ctypes.byref(arrived)))
+            return bool(arrived.value)
+
+    def result(self):
+        """(summary()'s dict, window_load()'s array) at the step the read was begun (moegs_model_read_finish)."""
+        with self._lock:
+            if self._result is None:
+                out, window, since_start = ModelBalance(), (LayerBalance * self._layers)(), (LayerBalance * self._layers)()
+                count = self._layers * self._experts
+                load = (ctypes.c_uint64 * count)()
+                self._check(self._lib.moegs_model_read_finish(self._handle, ctypes.byref(out), window, since_start, load, count))
+                # The finish freed the handle.
+                self._handle = ctypes.c_int64(0)
+                self._result = (_summary(out, window, since_start), _load_rows(load, self._layers, self._experts))
+            return self._result
+
+    def close(self):
+        """Drops the read (after its copy has arrived); result() raises afterwards unless it was taken before."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:
+            return
+        with lock:
+            handle = self._handle.value
+            if handle:
+                self._handle = ctypes.c_int64(0)
+                self._check(self._lib.moegs_model_read_destroy(handle))
 
 
 def _interface_stream(synchronized, raw_stream):

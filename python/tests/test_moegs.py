@@ -519,6 +519,46 @@ class ModelTests(unittest.TestCase):
                     model.save(os.fsencode(folder) + b"/bad\xff.json")
                 self.assertEqual(["rank0.json"], os.listdir(folder))
 
+    def test_a_pending_read_is_the_reads_at_the_step_it_was_begun(self):
+        """begin_read() (moegs_model_read_begin): result() is summary() and window_load() at the step it was begun,
+        whatever is recorded after it; done() is True at once on managed and cpu; a read outlives its model; bad
+        arguments raise as summary()'s and begin nothing; a closed read says so."""
+        stride = self.TOKENS * self.K
+        ranks = [0, 0, 1, 1, 2, 2, 3, 3]
+        for accelerator in ("managed", "cpu"):
+            model = moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator=accelerator)
+            steps = self.steps(stride)
+            for ids in steps[:-1]:
+                model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+            whole, recent = model.begin_read(), model.begin_read(expert_ranks=ranks, recent_steps=2)
+            expected = (model.summary(), load_rows(model.window_load()), model.summary(ranks, recent_steps=2))
+            model.record(HostArray(steps[-1], (self.LAYERS, self.TOKENS, self.K)))
+            self.assertTrue(whole.done() and recent.done())
+            summary, load = whole.result()
+            self.assertEqual(expected[:2], (summary, load_rows(load)))
+            self.assertEqual(expected[2], recent.result()[0])
+            self.assertEqual((summary, load), whole.result())
+            self.assertTrue(whole.done())
+
+            with self.assertRaisesRegex(ValueError, "recent_steps"):
+                model.begin_read(recent_steps=self.WINDOW + 1)
+            with self.assertRaisesRegex(ValueError, "one per expert"):
+                model.begin_read(expert_ranks=[0, 1])
+            with self.assertRaisesRegex(moegs.MoeGpuStatsError, r"expert_ranks\[7\] = 8"):
+                model.begin_read(expert_ranks=ranks[:-1] + [self.EXPERTS])
+
+            dropped = model.begin_read()
+            dropped.close()
+            dropped.close()
+            with self.assertRaisesRegex(moegs.MoeGpuStatsError, "PendingModelRead is closed"):
+                dropped.result()
+
+            outliving, at_close = model.begin_read(), (model.summary(), load_rows(model.window_load()))
+            model.close()
+            summary, load = outliving.result()
+            self.assertEqual(at_close, (summary, load_rows(load)))
+            self.assertEqual(self.STEPS, summary["steps"])
+
     def test_one_read_is_every_part_read_alone(self):
         """The scrape's one call (moegs_model_read) gives summary(), summary(recent_steps=), window_load(), each layer's
         totals as layer() has them and layer_expert_counts(), on both engines."""
