@@ -56,6 +56,8 @@ internal static class ModelDeviceCheck
             new("metrics reading", r => $"{r.ReadingUs:F0} µs"),
             new("step during a read", r => $"{r.StepDuringReadUs:F1} µs"),
             new("that read", r => $"{r.ReadBehindQueueUs:F0} µs"),
+            new("BeginRead() behind the queue", r => $"{r.BeginReadUs:F1} µs"),
+            new("its summary", r => r.PendingSummaryEqual ? "equal" : "DIFFERS"),
             new("[tokens, layers, k] step", r => $"{r.TokensFirstUs:F1} µs"),
             new("its checksum", r => r.TokensFirstChecksum == r.StepChecksum ? "equal" : $"DIFFERS: {r.TokensFirstChecksum}"),
             new("step checksum", r => $"{r.StepChecksum}"),
@@ -197,6 +199,7 @@ internal static class ModelDeviceCheck
             var reading = HostMedian(onCpu ? 3 : 50, () => model.Read(new() { RecentSteps = model.Options.Window, AlsoRecentSteps = Math.Min(10, model.Options.Window), Totals = true, WindowLoad = true, TokenCounts = true }));
 
             var (duringRead, behindQueue) = StepDuringRead(engine, model, Step, onCpu ? 1 : 20, QueuedSteps(step));
+            var (beginRead, pendingEqual) = BeginReadBehindQueue(model, Step, onCpu ? 1 : 20, QueuedSteps(step));
 
             // One step into a cleared model, one record into each cleared layer: the same counts, the same checksum.
             model.Reset();
@@ -223,7 +226,7 @@ internal static class ModelDeviceCheck
             var copyGbs = shape.StepIds * 8 / (copy * 1e3);
             return new ModelRow(
                 shape.Layers, shape.Experts, shape.TopK, shape.Tokens, shape.StepIds, step, backToBack, records, records / step,
-                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, reading, duringRead, behindQueue, interleaved, stepChecksum, layersChecksum, tokensFirstChecksum);
+                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, reading, duringRead, behindQueue, beginRead, pendingEqual, interleaved, stepChecksum, layersChecksum, tokensFirstChecksum);
         }
         finally
         {
@@ -289,6 +292,32 @@ internal static class ModelDeviceCheck
         return (steps[reps / 2], reads[reps / 2]);
     }
 
+    /// <summary>
+    /// Median host time (µs) of <see cref="ModelRoutingStats.BeginRead"/> with <paramref name="queued"/> steps ahead
+    /// of it on the stream (its page-locked allocation included), what a server's loop spends to begin a read that
+    /// it polls later; and whether every such read's summary equals the blocking <see cref="ModelRoutingStats.Summary()"/> of the same steps.
+    /// </summary>
+    private static (double BeginUs, bool SummariesEqual) BeginReadBehindQueue(ModelRoutingStats model, Action step, int reps, int queued)
+    {
+        var times = new double[reps];
+        var equal = true;
+        for (var i = 0; i < reps; i++)
+        {
+            for (var q = 0; q < queued; q++)
+            {
+                step();
+            }
+
+            var start = Stopwatch.GetTimestamp();
+            using var read = model.BeginRead();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+            equal &= read.Summary == model.Summary();
+        }
+
+        Array.Sort(times);
+        return (times[reps / 2], equal);
+    }
+
     /// <summary>Median host wall time in µs of a call: an enqueue's, or a read's with its waits.</summary>
     private static double HostMedian(int reps, Action call)
     {
@@ -312,13 +341,14 @@ internal static class ModelDeviceCheck
     /// <summary>
     /// A shape's row: the step, back to back, the L single-layer records of the same ids, the step's
     /// read rate against the copy of the same bytes (read plus written), the host time to enqueue a
-    /// step, a read, a step recorded while a read waits behind queued steps and that read, the step of the
+    /// step, a read, a step recorded while a read waits behind queued steps and that read, a read begun without
+    /// waiting behind as many steps (and whether its summary equals the blocking read's), the step of the
     /// same ids laid out <c>[tokens, layers, k]</c>; the checksums of one
     /// step, of the L records and of the tokens-first step, equal when they counted the same.
     /// </summary>
     private sealed record ModelRow(
         int Layers, int Experts, int TopK, int Tokens, long StepIds, double StepUs, double StepBackToBackUs, double LayerRecordsUs, double LayerRecordsPerStep,
         double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, double SummaryUs, double ReadingUs,
-        double StepDuringReadUs, double ReadBehindQueueUs, double TokensFirstUs,
+        double StepDuringReadUs, double ReadBehindQueueUs, double BeginReadUs, bool PendingSummaryEqual, double TokensFirstUs,
         ulong StepChecksum, ulong LayersChecksum, ulong TokensFirstChecksum);
 }
