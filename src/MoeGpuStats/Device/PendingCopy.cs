@@ -50,6 +50,14 @@ internal sealed class PendingCopy : IDisposable
     public void Start(DeviceStateReader reader, ArrayView<byte> source)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+
+        // ILGPU copies as many bytes as the page-locked memory holds, whatever the view's length: the two must agree.
+        var length = _pinned?.Length ?? _bytes!.Length;
+        if (source.Length != length)
+        {
+            throw new InvalidOperationException($"A copy of {source.Length} bytes into host memory allocated for {length}.");
+        }
+
         if (_pinned is not null)
         {
             source.CopyToPageLockedAsync(reader.Stream, _pinned);
