@@ -1,7 +1,7 @@
 namespace MoeGpuStats.Tests.Model;
 
 // A read begun without waiting (ModelRoutingStats.BeginRead): on every engine it is the blocking reads' figures
-// at the step it was begun, whatever is recorded, read or begun after it; refused in the caller's words with
+// at the step it was begun, whatever is recorded, read, begun or reset after it; refused in the caller's words with
 // nothing begun; its results outlive the model.
 public sealed partial class ModelRoutingStatsTests
 {
@@ -45,7 +45,8 @@ public sealed partial class ModelRoutingStatsTests
                 pending.Add((model.BeginRead(recentSteps, ranks), Blocking(), model.WindowLoad()));
             }
 
-            // Every read was begun before later steps, blocking reads and other pending reads; each is its own step's.
+            // Every read was begun before later steps, blocking reads, other pending reads and a reset; each is its own step's.
+            model.Reset();
             for (var s = 0; s < pending.Count; s++)
             {
                 var (read, summary, load) = pending[s];
