@@ -44,6 +44,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly DeviceLayerEngine[] _layers;
     private readonly Lock _readGate = new();
     private readonly List<WeakReference<PendingReading>> _pending = [];
+    private readonly PageLockedPool _pinned;
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
     private ModelStepArguments _shape;
     private ulong _knownSteps;
@@ -71,6 +72,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         _ownsStream = stream is null;
         Stream = stream ?? accelerator.CreateStream();
         _reader = new DeviceStateReader(Stream);
+        _pinned = new PageLockedPool(accelerator);
         long layers = options.Layers;
         var perLayer = layers * options.Experts;
         try
@@ -438,7 +440,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <remarks>
     /// The reading is staged as <see cref="Read"/> stages it, and its copy back enqueued behind it into host
-    /// memory of its own (<see cref="PendingCopy"/>), allocated before the locks are taken: the read-back
+    /// memory of its own (<see cref="PendingCopy"/>, page-locked on CUDA from a pool that the engine's reads reuse), taken before the locks are: the read-back
     /// buffer is free for the next reading at once, whose staging the stream orders after this copy. On CUDA
     /// nothing waits, but a placement that differs from the last one given, which is copied to the device first.
     /// The engine keeps a weak reference to each reading whose results are not taken, and takes them at its
@@ -446,7 +448,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// </remarks>
     public override PendingReading BeginRead(ModelReadRequest request)
     {
-        var copy = PendingCopy.For(Accelerator, ReadingBytes(request));
+        var copy = PendingCopy.For(Accelerator, ReadingBytes(request), _pinned);
         var reading = new PendingReading(copy, bytes => ReadingOf(bytes, request));
         try
         {
@@ -711,6 +713,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             }
             finally
             {
+                _pinned.Dispose();
                 // A wait that fails (a sticky CUDA error) must not keep the memory: the statistics are gone either way.
                 FreeDeviceMemory();
                 _owned?.Dispose();

@@ -15,6 +15,7 @@ namespace MoeGpuStats.Device;
 internal sealed class PendingCopy : IDisposable
 {
     private readonly Accelerator _accelerator;
+    private readonly PageLockedPool _pool;
     private readonly PageLockedArray1D<byte>? _pinned;
     private readonly IntPtr _context;
     private readonly IntPtr _event;
@@ -22,14 +23,23 @@ internal sealed class PendingCopy : IDisposable
     private bool _started;
     private bool _disposed;
 
-    private PendingCopy(Accelerator accelerator, long length)
+    private PendingCopy(Accelerator accelerator, long length, PageLockedPool pool)
     {
         _accelerator = accelerator;
+        _pool = pool;
         if (accelerator is CudaAccelerator cuda)
         {
-            _pinned = accelerator.AllocatePageLocked1D<byte>(length);
+            _pinned = pool.Rent(length);
             _context = cuda.NativePtr;
-            _event = CudaDriver.CreateEvent(_context);
+            try
+            {
+                _event = CudaDriver.CreateEvent(_context);
+            }
+            catch
+            {
+                pool.Return(_pinned);
+                throw;
+            }
         }
         else
         {
@@ -38,10 +48,10 @@ internal sealed class PendingCopy : IDisposable
     }
 
     /// <summary>
-    /// Host memory for a copy of <paramref name="length"/> bytes from <paramref name="accelerator"/>, allocated
-    /// before the copy is enqueued, so that the caller allocates outside its lock (page-locking takes the driver's time).
+    /// Host memory for a copy of <paramref name="length"/> bytes from <paramref name="accelerator"/>, taken before
+    /// the copy is enqueued, so that the caller allocates outside its lock: on CUDA page-locked, from <paramref name="pool"/>.
     /// </summary>
-    public static PendingCopy For(Accelerator accelerator, long length) => new(accelerator, length);
+    public static PendingCopy For(Accelerator accelerator, long length, PageLockedPool pool) => new(accelerator, length, pool);
 
     /// <summary>
     /// Enqueues the copy of <paramref name="source"/> (as long as the memory allocated for it) on
@@ -104,8 +114,8 @@ internal sealed class PendingCopy : IDisposable
     }
 
     /// <summary>
-    /// Frees the page-locked memory and the event, after the copy has ended: the device must not write into
-    /// memory handed back to the runtime. With the accelerator gone, its context took both with it.
+    /// Hands the page-locked memory back to the pool and frees the event, after the copy has ended: the device
+    /// must not write into memory another copy reuses. With the accelerator gone, its context took both with it.
     /// </summary>
     public void Dispose()
     {
@@ -126,7 +136,7 @@ internal sealed class PendingCopy : IDisposable
         }
 
         CudaDriver.DestroyEvent(_event);
-        _pinned.Dispose();
+        _pool.Return(_pinned);
     }
 
     private void ThrowIfAcceleratorGone()

@@ -10,8 +10,8 @@ namespace MoeGpuStats;
 /// <remarks>
 /// The reading is of the steps recorded before <see cref="ModelRoutingStats.BeginRead"/>: on a device it is
 /// computed and copied back behind them on the model's stream, and steps recorded after it do not change it.
-/// On CUDA the copy lands in page-locked host memory that this object holds until its results are taken or it is
-/// disposed. ILGPU gives no event to poll on OpenCL, where <see cref="ModelRoutingStats.BeginRead"/> waits for the
+/// On CUDA the copy lands in page-locked host memory (from a pool the model's reads reuse) that this object holds
+/// until its results are taken or it is disposed. ILGPU gives no event to poll on OpenCL, where <see cref="ModelRoutingStats.BeginRead"/> waits for the
 /// copy; on ILGPU's CPU accelerator and the managed engine the reading is complete when it returns. Disposing
 /// the model completes its pending reads (its stream has finished), whose results stay readable. Thread-safe.
 /// </remarks>
