@@ -43,12 +43,14 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly ArrayView<float> _hostLosses;
     private readonly DeviceLayerEngine[] _layers;
     private readonly Lock _readGate = new();
-    private readonly List<WeakReference<PendingReading>> _pending = [];
+    private readonly List<PendingReading> _pending = [];
     private readonly PageLockedPool _pinned;
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
     private ModelStepArguments _shape;
     private ulong _knownSteps;
     private ulong _launches;
+    private ulong _stagings;
+    private ulong _countedStaging;
     private int _resets;
     private int[]? _ranksOnDevice;
     private int _placementCopies;
@@ -292,31 +294,43 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         lock (_readGate)
         {
             long staged;
-            ulong launches;
-            int resets;
+            StagedAt at;
             lock (Gate)
             {
                 ThrowIfUnusable();
                 FoldPending();
                 staged = stage();
-                (launches, resets) = (_launches, _resets);
+                at = StagedNow();
             }
 
             var bytes = new byte[staged];
             _reader.ToHost(_readback.SubView(0, staged), bytes);
-            var steps = MemoryMarshal.Read<RoutingStateBlock>(bytes).TotalRoutings;
-            lock (Gate)
-            {
-                // The device's count as staged, and the steps the host launched since; after a reset, the host's own count stands.
-                if (_resets == resets)
-                {
-                    _knownSteps = steps + (_launches - launches);
-                }
-            }
-
+            Count(MemoryMarshal.Read<RoutingStateBlock>(bytes).TotalRoutings, at);
             return bytes;
         }
     }
+
+    /// <summary>When a reading was staged: its place among the stagings, the host's launches and resets then. Under the lock.</summary>
+    private StagedAt StagedNow() => new(++_stagings, _launches, _resets);
+
+    /// <summary>
+    /// Refreshes the host's count of steps from a reading's <paramref name="steps"/> (the device's count as staged) and
+    /// the steps the host launched since; after a reset, the host's own count stands, and a reading staged before the one
+    /// that last counted (a pending read taken late) counts nothing.
+    /// </summary>
+    private void Count(ulong steps, StagedAt at)
+    {
+        lock (Gate)
+        {
+            if (!_disposed && _resets == at.Resets && at.Staging > _countedStaging)
+            {
+                _knownSteps = steps + (_launches - at.Launches);
+                _countedStaging = at.Staging;
+            }
+        }
+    }
+
+    private readonly record struct StagedAt(ulong Staging, ulong Launches, int Resets);
 
     /// <summary>
     /// Layer <paramref name="layer"/>'s block and the view <paramref name="values"/> gives of its state, staged
@@ -443,29 +457,38 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// memory of its own (<see cref="PendingCopy"/>, page-locked on CUDA from a pool that the engine's reads reuse), taken before the locks are: the read-back
     /// buffer is free for the next reading at once, whose staging the stream orders after this copy. On CUDA
     /// nothing waits, but a placement that differs from the last one given, which is copied to the device first.
-    /// The engine keeps a weak reference to each reading whose results are not taken, and takes them at its
+    /// The engine holds each reading whose results are not taken (nor it disposed), and takes them at its
     /// dispose (<see cref="TakePendingReadings"/>).
     /// </remarks>
     public override PendingReading BeginRead(ModelReadRequest request)
     {
         var copy = PendingCopy.For(Accelerator, ReadingBytes(request), _pinned);
-        var reading = new PendingReading(copy, bytes => ReadingOf(bytes, request));
+        var at = default(StagedAt);
+        var reading = new PendingReading(copy, bytes => ReadingOf(bytes, request), arrived => Count(arrived.Steps, at));
         try
         {
             lock (_readGate)
             {
                 ThrowIfUnusable();
                 var ranks = PlacementOnDevice(request.Ranks);
+                ArrayView<byte> staged;
                 lock (Gate)
                 {
                     ThrowIfUnusable();
                     FoldPending();
-                    var staged = StageReading(request, ranks);
-                    copy.Start(_reader, _readback.SubView(0, staged));
+                    staged = _readback.SubView(0, StageReading(request, ranks));
+                    copy.Start(_reader, staged);
+                    at = StagedNow();
                 }
 
-                _pending.RemoveAll(static reference => !reference.TryGetTarget(out var live) || live.IsTaken);
-                _pending.Add(new(reading));
+                // Where ILGPU gives no event, the copy is made here, with the model's lock released as a blocking read's
+                // (a step on another thread does not wait for OpenCL's copy); the reads' lock keeps the read-back buffer.
+                copy.CopyWithoutEvent(_reader, staged);
+
+                // Held until taken or disposed: a reading dropped unread must not let its page-locked memory be collected
+                // while the device may still copy into it.
+                _pending.RemoveAll(static live => live.IsTaken);
+                _pending.Add(reading);
             }
         }
         catch
@@ -642,7 +665,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             FoldPending();
             var blocks = new RoutingStateBlock[Options.Layers];
             _reader.ToHost(_views.Blocks, blocks);
-            _knownSteps = blocks[0].TotalRoutings;
+            (_knownSteps, _countedStaging) = (blocks[0].TotalRoutings, ++_stagings);
 
             // Whole arrays, one copy each whatever the layers; a layer's arrays are empty before the first step.
             var experts = _knownSteps == 0 ? 0 : Options.Experts;
@@ -728,12 +751,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// </summary>
     private void TakePendingReadings()
     {
-        foreach (var reference in _pending)
+        foreach (var reading in _pending)
         {
-            if (reference.TryGetTarget(out var reading))
-            {
-                reading.TryTakeResult();
-            }
+            reading.TryTakeResult();
         }
 
         _pending.Clear();

@@ -1,4 +1,5 @@
 using ILGPU.Runtime;
+using MoeGpuStats.Interop;
 
 namespace MoeGpuStats.Device;
 
@@ -8,6 +9,12 @@ namespace MoeGpuStats.Device;
 /// for its first reads alone. Keeps at most <see cref="Kept"/> free buffers; a buffer of another length, or one
 /// handed back after the pool was disposed, is freed instead. Thread-safe.
 /// </summary>
+/// <remarks>
+/// ILGPU 1.5.3 page-locks (<c>cuMemHostRegister</c>) and unlocks without binding its CUDA context: on a thread
+/// where none is current the driver refuses, on one where the caller's is current the memory would be
+/// registered there, and an unlock binds ILGPU's and leaves it current. The pool makes the accelerator's
+/// context current around both (<see cref="CudaContextScope"/>), so the caller's is current again after.
+/// </remarks>
 internal sealed class PageLockedPool(Accelerator accelerator) : IDisposable
 {
     /// <summary>Free buffers kept: a read in flight and the next one begun before its results are taken.</summary>
@@ -30,10 +37,11 @@ internal sealed class PageLockedPool(Accelerator accelerator) : IDisposable
                     return buffer;
                 }
 
-                buffer.Dispose();
+                Free(buffer);
             }
         }
 
+        using var context = InContext();
         return accelerator.AllocatePageLocked1D<byte>(length);
     }
 
@@ -54,7 +62,7 @@ internal sealed class PageLockedPool(Accelerator accelerator) : IDisposable
             }
         }
 
-        buffer.Dispose();
+        Free(buffer);
     }
 
     /// <summary>Frees the free buffers (before the accelerator goes); buffers still rented are freed when handed back.</summary>
@@ -67,9 +75,18 @@ internal sealed class PageLockedPool(Accelerator accelerator) : IDisposable
             {
                 if (!accelerator.IsDisposed)
                 {
-                    buffer.Dispose();
+                    Free(buffer);
                 }
             }
         }
     }
+
+    private void Free(PageLockedArray1D<byte> buffer)
+    {
+        using var context = InContext();
+        buffer.Dispose();
+    }
+
+    /// <summary>The accelerator's CUDA context current until disposed, the caller's again after; nothing off CUDA.</summary>
+    private CudaContextScope InContext() => CudaContextScope.Enter(accelerator);
 }

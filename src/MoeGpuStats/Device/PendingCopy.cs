@@ -54,8 +54,9 @@ internal sealed class PendingCopy : IDisposable
     public static PendingCopy For(Accelerator accelerator, long length, PageLockedPool pool) => new(accelerator, length, pool);
 
     /// <summary>
-    /// Enqueues the copy of <paramref name="source"/> (as long as the memory allocated for it) on
-    /// <paramref name="reader"/>'s stream, behind the work enqueued before it; on CUDA returns at once.
+    /// On CUDA enqueues the copy of <paramref name="source"/> (as long as the memory allocated for it) on
+    /// <paramref name="reader"/>'s stream, behind the work enqueued before it, and returns at once; elsewhere
+    /// only checks the length: the caller then copies with <see cref="CopyWithoutEvent"/>, its model's lock released.
     /// </summary>
     public void Start(DeviceStateReader reader, ArrayView<byte> source)
     {
@@ -72,13 +73,23 @@ internal sealed class PendingCopy : IDisposable
         {
             source.CopyToPageLockedAsync(reader.Stream, _pinned);
             CudaDriver.Record(_event, ((CudaStream)reader.Stream).StreamPtr, _context);
+            _started = true;
         }
-        else
+    }
+
+    /// <summary>
+    /// Where ILGPU gives no event (off CUDA), the copy <see cref="Start"/> checked, made now: a wait for the stream on
+    /// OpenCL, which the caller makes with its model's lock released (holding only what keeps <paramref name="source"/> its own).
+    /// Nothing on CUDA.
+    /// </summary>
+    public void CopyWithoutEvent(DeviceStateReader reader, ArrayView<byte> source)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_pinned is null && !_started)
         {
             reader.ToHost(source, _bytes);
+            _started = true;
         }
-
-        _started = true;
     }
 
     /// <summary>Whether the copy has reached the host; never waits.</summary>

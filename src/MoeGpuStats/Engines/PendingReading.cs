@@ -12,13 +12,22 @@ internal sealed class PendingReading : IDisposable
     private readonly Lock _lock = new();
     private readonly PendingCopy? _copy;
     private readonly Func<byte[], ModelReading>? _unstage;
+    private readonly Action<ModelReading>? _arrived;
     private ModelReading? _reading;
     private bool _disposed;
 
-    /// <summary>A reading whose bytes <paramref name="copy"/> brings back and <paramref name="unstage"/> reads.</summary>
-    public PendingReading(PendingCopy copy, Func<byte[], ModelReading> unstage) => (_copy, _unstage) = (copy, unstage);
+    // Set once the results are taken or the reading disposed, read without the lock: the lock is held across a
+    // wait for the device (Result, Dispose), which a model's BeginRead asking IsTaken must not wait behind.
+    private volatile bool _taken;
 
-    private PendingReading(ModelReading reading) => _reading = reading;
+    /// <summary>
+    /// A reading whose bytes <paramref name="copy"/> brings back and <paramref name="unstage"/> reads; <paramref name="arrived"/>
+    /// is told the reading once, on the thread that took it, with this reading's lock released.
+    /// </summary>
+    public PendingReading(PendingCopy copy, Func<byte[], ModelReading> unstage, Action<ModelReading>? arrived = null) =>
+        (_copy, _unstage, _arrived) = (copy, unstage, arrived);
+
+    private PendingReading(ModelReading reading) => (_reading, _taken) = (reading, true);
 
     /// <summary>A reading already taken.</summary>
     public static PendingReading Completed(ModelReading reading) => new(reading);
@@ -41,30 +50,31 @@ internal sealed class PendingReading : IDisposable
     /// <exception cref="ObjectDisposedException">As <see cref="IsCompleted"/>.</exception>
     public ModelReading Result()
     {
+        ModelReading reading;
+        var first = false;
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_reading is null)
             {
                 _reading = _unstage!(_copy!.Wait());
+                (_taken, first) = (true, true);
                 _copy.Dispose();
             }
 
-            return _reading;
+            reading = _reading;
         }
+
+        if (first)
+        {
+            _arrived?.Invoke(reading);
+        }
+
+        return reading;
     }
 
-    /// <summary>Whether the results were taken (or the reading disposed): nothing of the device's is held.</summary>
-    public bool IsTaken
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _disposed || _reading is not null;
-            }
-        }
-    }
+    /// <summary>Whether the results were taken (or the reading disposed): nothing of the device's is held. Never waits.</summary>
+    public bool IsTaken => _taken;
 
     /// <summary>
     /// Takes the results of a copy that has ended (a model's dispose, after its stream finished), so that
@@ -72,21 +82,18 @@ internal sealed class PendingReading : IDisposable
     /// </summary>
     public void TryTakeResult()
     {
-        lock (_lock)
+        if (_taken)
         {
-            if (_disposed || _reading is not null)
-            {
-                return;
-            }
+            return;
+        }
 
-            try
-            {
-                Result();
-            }
-            catch (Exception exception) when (exception is InvalidOperationException or ObjectDisposedException)
-            {
-                // The pending read reports it: its results are asked for again then.
-            }
+        try
+        {
+            Result();
+        }
+        catch (Exception exception) when (exception is InvalidOperationException or ObjectDisposedException or ILGPU.Runtime.AcceleratorException)
+        {
+            // The pending read reports it: its results are asked for again then.
         }
     }
 
@@ -95,7 +102,7 @@ internal sealed class PendingReading : IDisposable
     {
         lock (_lock)
         {
-            _disposed = true;
+            (_disposed, _taken) = (true, true);
             _copy?.Dispose();
         }
     }
