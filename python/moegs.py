@@ -964,13 +964,18 @@ class PendingModelRead(_Handle):
         self._result = None
 
     def done(self):
-        """Whether result() would return without waiting (moegs_model_read_ready)."""
-        with self._lock:
+        """Whether result() would return without waiting (moegs_model_read_ready). Never waits: while another thread is
+        in result() or close(), False for now."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
             if self._result is not None:
                 return True
             arrived = ctypes.c_int32(0)
             self._check(self._lib.moegs_model_read_ready(self._handle, ctypes.byref(arrived)))
             return bool(arrived.value)
+        finally:
+            self._lock.release()
 
     def result(self):
         """(summary()'s dict, window_load()'s array) at the step the read was begun (moegs_model_read_finish)."""

@@ -408,7 +408,7 @@ public static unsafe class NativeApi
         }
 
         *ready = 0;
-        return With(ModelReads, "pending model read", read, (IntPtr)ready, static (pending, r) => *(int*)r = pending.Read.IsCompleted ? 1 : 0, onDevice: false);
+        return With(ModelReads, "pending model read", read, (IntPtr)ready, static (pending, r) => *(int*)r = pending.Read.IsCompleted ? 1 : 0, onDevice: false, readOnly: true);
     }
 
     /// <remarks>The results are written, then the handle freed; a call refused for its arguments keeps it.</remarks>

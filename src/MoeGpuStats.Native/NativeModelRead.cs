@@ -17,10 +17,11 @@ internal sealed class NativeModelRead(PendingModelRead read, int layers, int exp
     /// <summary>Experts, or the ranks counted under the placement the read was begun with.</summary>
     public int Entries => entries;
 
+    /// <summary>The lock of a finish, which may wait for the copy, and of a destroy.</summary>
     public Lock Gate { get; } = new();
 
-    /// <remarks>A pending read serializes itself; its calls take the one lock.</remarks>
-    public Lock ReadGate => Gate;
+    /// <remarks>The lock of a poll (<c>moegs_model_read_ready</c>), which must not wait behind a finish: the read serializes itself.</remarks>
+    public Lock ReadGate { get; } = new();
 
     public bool Disposed { get; private set; }
 

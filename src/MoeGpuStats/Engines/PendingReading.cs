@@ -32,16 +32,28 @@ internal sealed class PendingReading : IDisposable
     /// <summary>A reading already taken.</summary>
     public static PendingReading Completed(ModelReading reading) => new(reading);
 
-    /// <summary>Whether <see cref="Result"/> would return without waiting.</summary>
+    /// <summary>
+    /// Whether <see cref="Result"/> would return without waiting. Never waits: while another thread holds the
+    /// reading (taking its results, which may wait for the copy, or disposing it) the answer is false, for now.
+    /// </summary>
     /// <exception cref="ObjectDisposedException">The reading was disposed, or its accelerator before the copy was seen to end.</exception>
     public bool IsCompleted
     {
         get
         {
-            lock (_lock)
+            if (!_lock.TryEnter())
+            {
+                return false;
+            }
+
+            try
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
                 return _reading is not null || _copy!.IsCompleted;
+            }
+            finally
+            {
+                _lock.Exit();
             }
         }
     }

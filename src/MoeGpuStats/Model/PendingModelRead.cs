@@ -22,7 +22,10 @@ public sealed class PendingModelRead : IDisposable
 
     internal PendingModelRead(PendingReading reading, int entries) => (_reading, _entries) = (reading, entries);
 
-    /// <summary>Whether the reading has reached the host, so that <see cref="Summary"/> and <see cref="WindowLoad"/> return without waiting. Never waits.</summary>
+    /// <summary>
+    /// Whether the reading has reached the host, so that <see cref="Summary"/> and <see cref="WindowLoad"/> return without
+    /// waiting. Never waits: while another thread is taking the results (or disposing the read), it says false for now.
+    /// </summary>
     /// <exception cref="ObjectDisposedException">This read was disposed, or the model's accelerator before the copy was seen to end.</exception>
     public bool IsCompleted => _reading.IsCompleted;
 
