@@ -313,16 +313,22 @@ moegs_status moegs_model_read(moegs_handle handle, int32_t recent_steps, const i
  * whole window; over ranks under expert_ranks, as moegs_model_summary) and the whole window's load on the
  * model's stream, behind the steps recorded so far, and writes a handle of the pending read to *read; steps
  * recorded afterwards are not in it. On "cuda" the call returns without waiting: the copy lands in page-locked
- * host memory the read holds (a placement that differs from the last one given is copied to the device first,
- * a wait). ILGPU gives no event to poll on "opencl", where the call waits for the copy; on "cpu" and
- * "managed" the read has arrived when the call returns.
- * moegs_model_read_ready: *arrived = 1 once the read has arrived, else 0; never waits.
+ * host memory (a pool the model's reads reuse) and an event behind it is what moegs_model_read_ready queries (a
+ * placement that differs from the last one given is copied to the device first, a wait). stream: NULL, or on
+ * "cuda" the CUstream a CUDA graph with the model's record is replayed on: the read then waits on the device
+ * for the work enqueued there before the call, and that stream for the read, so the next replay cannot
+ * overlap it and the host never waits (without it, synchronize that stream before the call and replay only
+ * once the read has arrived). ILGPU gives no event to poll on "opencl", where the call waits for the copy; on
+ * "cpu" and "managed" the read has arrived when the call returns (stream must be NULL there).
+ * moegs_model_read_ready: *arrived = 1 once the read has arrived, else 0; never waits (0 while another thread
+ * is in moegs_model_read_finish on it).
  * moegs_model_read_finish: waits until the read has arrived (none after ready said 1), writes *out and each
  * array given (NULL, or `layers` structs; window_load NULL or capacity >= layers * experts values) as
  * moegs_model_summary and moegs_model_window_load write them, then frees the read: its handle is invalid
  * afterwards (a call refused for its arguments keeps it). moegs_model_read_destroy frees a read unread, after
  * its copy has arrived. A read outlives its model: moegs_model_destroy completes it. */
-moegs_status moegs_model_read_begin(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks, moegs_handle* read);
+moegs_status moegs_model_read_begin(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks, void* stream,
+                                    moegs_handle* read);
 moegs_status moegs_model_read_ready(moegs_handle read, int32_t* arrived);
 moegs_status moegs_model_read_finish(moegs_handle read, moegs_model_balance* out, moegs_layer_balance* window_layers,
                                      moegs_layer_balance* since_start_layers, uint64_t* window_load, int32_t capacity);

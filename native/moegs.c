@@ -41,7 +41,7 @@ typedef int (*device_arrays_fn)(moegs_handle, void*, moegs_model_arrays*);
 typedef int (*layer_counts_fn)(moegs_handle, int32_t, uint64_t*, int32_t);
 typedef int (*layer_utilization_fn)(moegs_handle, int32_t, float*, int32_t);
 typedef int (*save_fn)(moegs_handle, const char*);
-typedef int (*read_begin_fn)(moegs_handle, int32_t, const int32_t*, moegs_handle*);
+typedef int (*read_begin_fn)(moegs_handle, int32_t, const int32_t*, void*, moegs_handle*);
 typedef int (*read_ready_fn)(moegs_handle, int32_t*);
 typedef int (*read_finish_fn)(moegs_handle, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*, uint64_t*, int32_t);
 
@@ -416,9 +416,9 @@ const char* moegs_last_error(void)
     return api.last_error();
 }
 
-moegs_status moegs_model_read_begin(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks, moegs_handle* read)
+moegs_status moegs_model_read_begin(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks, void* stream, moegs_handle* read)
 {
-    return ready() ? (moegs_status)api.model_read_begin(handle, recent_steps, expert_ranks, read) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.model_read_begin(handle, recent_steps, expert_ranks, stream, read) : MOEGS_RUNTIME_ERROR;
 }
 
 moegs_status moegs_model_read_ready(moegs_handle read, int32_t* arrived)

@@ -189,7 +189,7 @@ def _load(path=None):
     lib.moegs_model_read.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance), ctypes.POINTER(LayerBalance),
                                      ctypes.POINTER(LayerBalance), ctypes.POINTER(ModelBalance), ctypes.POINTER(LayerBalance),
                                      ctypes.POINTER(LayerTotals), ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint64), i32]
-    lib.moegs_model_read_begin.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(h)]
+    lib.moegs_model_read_begin.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), vp, ctypes.POINTER(h)]
     lib.moegs_model_read_ready.argtypes = [h, ctypes.POINTER(ctypes.c_int32)]
     lib.moegs_model_read_finish.argtypes = [h, ctypes.POINTER(ModelBalance), ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance),
                                             ctypes.POINTER(ctypes.c_uint64), i32]
@@ -693,17 +693,35 @@ class MoeModelStats(_Handle):
             raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
         return (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))
 
-    def begin_read(self, expert_ranks=None, recent_steps=None):
+    def begin_read(self, expert_ranks=None, recent_steps=None, stream=None):
         """summary() and window_load() without waiting for the device, for a server's loop that must not synchronize
         (moegs_model_read_begin): the reading is enqueued behind the steps recorded so far and the call returns; steps
         recorded afterwards are not in it. Returns a PendingModelRead: poll done() between steps, then result() gives
         (summary(expert_ranks, recent_steps)'s dict, window_load()'s array) of that step. On "cuda" nothing waits (but a
         placement that differs from the last one given, copied to the device first); on "opencl" the call waits for the
-        copy; on "cpu" and "managed" the read is done when it returns. Raises as summary()."""
+        copy; on "cpu" and "managed" the read is done when it returns. Raises as summary().
+        stream (cuda): a torch.cuda.Stream, an object with .cuda_stream, or a raw CUstream; default: torch's current
+        stream where torch imports, else none. The read waits on the device for the work enqueued there before the call
+        (a replayed CUDA graph's record() among it), and that stream for the read, so a replay after the call cannot
+        overlap it. Elsewhere stream must be None."""
         recent = 0 if recent_steps is None else self._recent_steps(recent_steps)
         ranks = self._ranks(expert_ranks)
+        raw = 0
+        if self.device == "cuda":
+            if stream is None:
+                try:
+                    import torch
+                except ImportError:
+                    torch = None
+                if torch is not None:
+                    stream = torch.cuda.current_stream()
+            if stream is not None:
+                raw = _integer("stream", getattr(stream, "cuda_stream", stream), 0, _POINTER_MAX)
+        elif stream is not None:
+            raise ValueError(f"stream = {stream!r}: a stream orders the read only on cuda; this model runs on {self.device}, "
+                             "where the read has arrived when begin_read() returns: pass stream=None")
         read = ctypes.c_int64(0)
-        self._check(self._lib.moegs_model_read_begin(self._handle, recent, ranks, ctypes.byref(read)))
+        self._check(self._lib.moegs_model_read_begin(self._handle, recent, ranks, raw or None, ctypes.byref(read)))
         return PendingModelRead(self, read.value)
 
     def _read(self, recent_steps=None, expert_counts=False):

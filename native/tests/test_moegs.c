@@ -807,7 +807,7 @@ static void model_pending_reads(void)
 
         model_reads blocking, pending;
         read_model(m, NULL, &blocking);
-        CHECK(moegs_model_read_begin(m, 0, NULL, &whole) == MOEGS_OK && whole != 0, "read begin %s: %s", kinds[i], moegs_last_error());
+        CHECK(moegs_model_read_begin(m, 0, NULL, NULL, &whole) == MOEGS_OK && whole != 0, "read begin %s: %s", kinds[i], moegs_last_error());
         CHECK(moegs_model_record(m, ids, M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "record after begin: %s", moegs_last_error());
 
         int32_t arrived = -1;
@@ -825,7 +825,7 @@ static void model_pending_reads(void)
         moegs_model_balance want;
         moegs_layer_balance want_window[M_LAYERS];
         CHECK(moegs_model_recent_summary(m, 2, ranks, &want, want_window, NULL) == MOEGS_OK, "recent summary: %s", moegs_last_error());
-        CHECK(moegs_model_read_begin(m, 2, ranks, &recent) == MOEGS_OK, "read begin recent: %s", moegs_last_error());
+        CHECK(moegs_model_read_begin(m, 2, ranks, NULL, &recent) == MOEGS_OK, "read begin recent: %s", moegs_last_error());
         CHECK(moegs_model_read_finish(recent, &pending.summary, pending.window, NULL, NULL, 0) == MOEGS_OK, "read finish recent: %s", moegs_last_error());
         CHECK(pending.summary.window_steps == 2 && pending.summary.entries == 4 && pending.summary.steps == M_STEPS + 1
               && pending.summary.window_mean_balancedness == want.window_mean_balancedness && pending.window[1].max_load == want_window[1].max_load,
@@ -834,19 +834,20 @@ static void model_pending_reads(void)
 
         /* Refusals begin nothing. */
         moegs_handle none = 5;
-        REFUSED(moegs_model_read_begin(m, M_WINDOW + 1, NULL, &none), MOEGS_INVALID_ARGUMENT, "recent_steps = 5", "[1, 4]", "0 for the whole window");
+        REFUSED(moegs_model_read_begin(m, M_WINDOW + 1, NULL, NULL, &none), MOEGS_INVALID_ARGUMENT, "recent_steps = 5", "[1, 4]", "0 for the whole window");
         CHECK(none == 0, "a refused begin leaves *read = 0");
         const int32_t bad[M_EXPERTS] = { 0, 1, 2, 3, 4, 5, 6, M_EXPERTS };
-        REFUSED(moegs_model_read_begin(m, 0, bad, &none), MOEGS_INVALID_ARGUMENT, "expert_ranks[7] = 8");
-        REFUSED(moegs_model_read_begin(m, 0, NULL, NULL), MOEGS_INVALID_ARGUMENT, "read is NULL");
-        REFUSED(moegs_model_read_begin(424242, 0, NULL, &none), MOEGS_INVALID_HANDLE, "is not a live model");
+        REFUSED(moegs_model_read_begin(m, 0, bad, NULL, &none), MOEGS_INVALID_ARGUMENT, "expert_ranks[7] = 8");
+        REFUSED(moegs_model_read_begin(m, 0, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "read is NULL");
+        REFUSED(moegs_model_read_begin(424242, 0, NULL, NULL, &none), MOEGS_INVALID_HANDLE, "is not a live model");
+        REFUSED(moegs_model_read_begin(m, 0, NULL, (void*)0x10, &none), MOEGS_INVALID_ARGUMENT, "stream = 0x10", "only on cuda", "pass NULL");
 
-        CHECK(moegs_model_read_begin(m, 0, NULL, &unread) == MOEGS_OK, "read begin: %s", moegs_last_error());
+        CHECK(moegs_model_read_begin(m, 0, NULL, NULL, &unread) == MOEGS_OK, "read begin: %s", moegs_last_error());
         CHECK(moegs_model_read_destroy(unread) == MOEGS_OK, "read destroy: %s", moegs_last_error());
         REFUSED(moegs_model_read_destroy(unread), MOEGS_INVALID_HANDLE, "is not a live pending model read");
 
         read_model(m, NULL, &blocking);
-        CHECK(moegs_model_read_begin(m, 0, NULL, &outliving) == MOEGS_OK, "read begin: %s", moegs_last_error());
+        CHECK(moegs_model_read_begin(m, 0, NULL, NULL, &outliving) == MOEGS_OK, "read begin: %s", moegs_last_error());
         CHECK(moegs_model_destroy(m) == MOEGS_OK, "model destroy: %s", moegs_last_error());
         memset(&pending, 0, sizeof pending);
         CHECK(moegs_model_read_finish(outliving, &pending.summary, pending.window, pending.since_start, pending.load, M_LAYERS * M_EXPERTS) == MOEGS_OK,

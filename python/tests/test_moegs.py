@@ -546,6 +546,8 @@ class ModelTests(unittest.TestCase):
                 model.begin_read(expert_ranks=[0, 1])
             with self.assertRaisesRegex(moegs.MoeGpuStatsError, r"expert_ranks\[7\] = 8"):
                 model.begin_read(expert_ranks=ranks[:-1] + [self.EXPERTS])
+            with self.assertRaisesRegex(ValueError, f"stream = 16: a stream orders the read only on cuda; this model runs on {accelerator}"):
+                model.begin_read(stream=16)
 
             dropped = model.begin_read()
             dropped.close()

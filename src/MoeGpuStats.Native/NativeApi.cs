@@ -377,7 +377,7 @@ public static unsafe class NativeApi
     public static int ModelDestroy(long handle) => Remove(Models, "model", handle);
 
     [UnmanagedCallersOnly]
-    public static int ModelReadBegin(long handle, int recentSteps, int* expertRanks, long* read)
+    public static int ModelReadBegin(long handle, int recentSteps, int* expertRanks, IntPtr stream, long* read)
     {
         if (read is null)
         {
@@ -392,7 +392,12 @@ public static unsafe class NativeApi
                 NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window, none: "0 for the whole window");
             }
 
-            var pending = model.BeginRead(recentSteps, expertRanks);
+            if (stream != IntPtr.Zero && model.Kind != "cuda")
+            {
+                throw new NativeArgumentException($"stream = 0x{stream:x}: a stream orders the read only on cuda; on {model.Kind} the read has arrived when the call returns: pass NULL.");
+            }
+
+            var pending = model.BeginRead(recentSteps, expertRanks, stream);
             var id = Interlocked.Increment(ref _nextHandle);
             ModelReads[id] = pending;
             *read = id;

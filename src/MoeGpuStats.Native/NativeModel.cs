@@ -231,13 +231,44 @@ internal sealed class NativeModel : INativeHandle
     /// checked by the caller) and the window load without waiting (<see cref="ModelRoutingStats.BeginRead"/>),
     /// over ranks under <paramref name="expertRanks"/> (host memory, <c>Experts</c> ints) where given.
     /// </summary>
-    public unsafe NativeModelRead BeginRead(int recentSteps, int* expertRanks)
+    /// <remarks>
+    /// With a <paramref name="stream"/> (cuda only, checked by the caller), the read is ordered on the device
+    /// against the caller's stream as a record is (<see cref="CudaStreamBridge"/>): after the work enqueued there
+    /// before the call (a replayed CUDA graph's records), and before the work enqueued there after it (the next
+    /// replay), with no wait on the host.
+    /// </remarks>
+    public unsafe NativeModelRead BeginRead(int recentSteps, int* expertRanks, IntPtr stream)
     {
         var (ranks, entries) = Placement(expertRanks);
+        if (stream != IntPtr.Zero)
+        {
+            Order(() => _bridge!.WaitForProducer(stream));
+        }
+
+        NativeModelRead read;
         using (EnterDevice())
         {
-            var read = _stats.BeginRead(recentSteps == 0 ? null : recentSteps, ranks);
-            return new NativeModelRead(read, _stats.Layers, _stats.Experts, entries);
+            read = new NativeModelRead(_stats.BeginRead(recentSteps == 0 ? null : recentSteps, ranks), _stats.Layers, _stats.Experts, entries);
+        }
+
+        if (stream != IntPtr.Zero)
+        {
+            Order(() => _bridge!.SignalConsumer(stream));
+        }
+
+        return read;
+    }
+
+    /// <summary>Runs a stream ordering, its refusal of a handle that is not a CUstream in the C API's words.</summary>
+    private static void Order(Action order)
+    {
+        try
+        {
+            order();
+        }
+        catch (ArgumentException exception)
+        {
+            throw new NativeArgumentException($"stream: {NativeChecks.OneLine(exception)} Allowed: a CUstream, or NULL.");
         }
     }
 
