@@ -706,20 +706,7 @@ class MoeModelStats(_Handle):
         overlap it. Elsewhere stream must be None."""
         recent = 0 if recent_steps is None else self._recent_steps(recent_steps)
         ranks = self._ranks(expert_ranks)
-        raw = 0
-        if self.device == "cuda":
-            if stream is None:
-                try:
-                    import torch
-                except ImportError:
-                    torch = None
-                if torch is not None:
-                    stream = torch.cuda.current_stream()
-            if stream is not None:
-                raw = _integer("stream", getattr(stream, "cuda_stream", stream), 0, _POINTER_MAX)
-        elif stream is not None:
-            raise ValueError(f"stream = {stream!r}: a stream orders the read only on cuda; this model runs on {self.device}, "
-                             "where the read has arrived when begin_read() returns: pass stream=None")
+        raw = self._ordering_stream(stream, "the read", "the read has arrived when begin_read() returns")
         read = ctypes.c_int64(0)
         self._check(self._lib.moegs_model_read_begin(self._handle, recent, ranks, raw or None, ctypes.byref(read)))
         return PendingModelRead(self, read.value)
@@ -762,6 +749,23 @@ class MoeModelStats(_Handle):
             self._check(self._lib.moegs_model_recent_window_load(self._handle, self._recent_steps(recent_steps), buffer, count))
         return _load_rows(buffer, self.layers, self.experts)
 
+    def _ordering_stream(self, stream, what, elsewhere):
+        """The raw CUstream that orders `what` on cuda (0 for none): `stream` (a torch.cuda.Stream, an object with
+        .cuda_stream, or a raw CUstream), by default torch's current stream where torch imports; on another
+        accelerator stream must be None, as there `elsewhere`."""
+        if self.device != "cuda":
+            if stream is not None:
+                raise ValueError(f"stream = {stream!r}: a stream orders {what} only on cuda; this model runs on {self.device}, "
+                                 f"where {elsewhere}: pass stream=None")
+            return 0
+        if stream is None:
+            try:
+                import torch
+            except ImportError:
+                return 0
+            stream = torch.cuda.current_stream()
+        return _integer("stream", getattr(stream, "cuda_stream", stream), 0, _POINTER_MAX)
+
     def _recent_steps(self, value):
         """recent_steps checked here, as the other arguments: 1 to the model's window."""
         return _integer("recent_steps", value, 1, self._window, f"[1, {self._window}] (the model's window)")
@@ -797,20 +801,7 @@ class MoeModelStats(_Handle):
                    else "the managed engine keeps its counts in .NET arrays, which the runtime moves")
             raise ValueError(f"this model runs on {self.device}: device_arrays() needs a model on 'cuda' or 'cpu' ({why}); "
                              "window_load() returns a copy on every accelerator")
-        raw = 0
-        if self.device == "cuda":
-            if stream is None:
-                try:
-                    import torch
-                except ImportError:
-                    torch = None
-                if torch is not None:
-                    stream = torch.cuda.current_stream()
-            if stream is not None:
-                raw = _integer("stream", getattr(stream, "cuda_stream", stream), 0, _POINTER_MAX)
-        elif stream is not None:
-            raise ValueError(f"stream = {stream!r}: a stream orders the export only on cuda; this model runs on {self.device}, "
-                             "where the call finishes the fold before it returns: pass stream=None")
+        raw = self._ordering_stream(stream, "the export", "the call finishes the fold before it returns")
         out = ModelArrays()
         self._check(self._lib.moegs_model_device_arrays(self._handle, raw or None, ctypes.byref(out)))
         typestr = ("<" if sys.byteorder == "little" else ">") + ("u8" if dtype == "uint64" else "i8")
