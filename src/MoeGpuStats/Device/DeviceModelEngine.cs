@@ -454,8 +454,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <remarks>
     /// The reading is staged as <see cref="Read"/> stages it, and its copy back enqueued behind it into host
-    /// memory of its own (<see cref="PendingCopy"/>, page-locked on CUDA from a pool that the engine's reads reuse), taken before the locks are: the read-back
-    /// buffer is free for the next reading at once, whose staging the stream orders after this copy. On CUDA
+    /// memory of its own (<see cref="PendingCopy"/>; on CUDA page-locked, from a pool the engine's reads reuse),
+    /// taken before the locks are: the read-back buffer is free for the next reading at once, whose staging the
+    /// stream orders after this copy. On CUDA
     /// nothing waits, but a placement that differs from the last one given, which is copied to the device first.
     /// The engine holds each reading whose results are not taken (nor it disposed), and takes them at its
     /// dispose (<see cref="TakePendingReadings"/>).

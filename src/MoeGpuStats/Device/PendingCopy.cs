@@ -9,8 +9,8 @@ namespace MoeGpuStats.Device;
 /// A copy of device bytes to the host that the host can poll instead of waiting for. On CUDA the copy is
 /// enqueued on the stream into page-locked memory (a copy into pageable memory would make the host wait)
 /// and an event recorded behind it, which <see cref="IsCompleted"/> queries. ILGPU gives no event to query
-/// elsewhere: there the copy is made at <see cref="Start"/>, which on ILGPU's CPU accelerator (whose launches
-/// run to their end as they are enqueued) costs no wait, and on OpenCL waits for the stream.
+/// elsewhere: there the copy is made at once (<see cref="CopyWithoutEvent"/>), which on ILGPU's CPU accelerator
+/// (whose launches run to their end as they are enqueued) costs no wait, and on OpenCL waits for the stream.
 /// </summary>
 internal sealed class PendingCopy : IDisposable
 {
