@@ -470,6 +470,9 @@ def _accelerator_name(accelerator):
 class _Handle:
     """A native handle: closed on exit and when collected; a failed status raises with the library's message."""
 
+    # What to do once closed, as the error says it.
+    _another = "create another one"
+
     def __enter__(self):
         return self
 
@@ -487,7 +490,7 @@ class _Handle:
             if status == INVALID_HANDLE and not self._handle.value:
                 # The library can only say "handle 0 is not a live ...", a handle the caller never saw.
                 raise MoeGpuStatsError(status, f"this {type(self).__name__} is closed (close(), or the end of its with block): "
-                                               "create another one")
+                                               f"{self._another}")
             raise MoeGpuStatsError(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
 
 
@@ -693,11 +696,11 @@ class MoeModelStats(_Handle):
             raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
         return (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))
 
-    def begin_read(self, expert_ranks=None, recent_steps=None, stream=None):
+    def begin_read(self, *, expert_ranks=None, recent_steps=None, stream=None):
         """summary() and window_load() without waiting for the device, for a server's loop that must not synchronize
         (moegs_model_read_begin): the reading is enqueued behind the steps recorded so far and the call returns; steps
         recorded afterwards are not in it. Returns a PendingModelRead: poll done() between steps, then result() gives
-        (summary(expert_ranks, recent_steps)'s dict, window_load()'s array) of that step. On "cuda" nothing waits (but a
+        (summary(expert_ranks, recent_steps)'s dict, window_load()'s array over the whole window) of that step. On "cuda" nothing waits (but a
         placement that differs from the last one given, copied to the device first); on "opencl" the call waits for the
         copy; on "cpu" and "managed" the read is done when it returns. Raises as summary().
         stream (cuda): a torch.cuda.Stream, an object with .cuda_stream, or a raw CUstream; default: torch's current
@@ -965,6 +968,8 @@ class PendingModelRead(_Handle):
     """A read begun by MoeModelStats.begin_read(): done() never waits; result() waits where the read has not arrived,
     then returns (summary dict, window load) and frees the read's memory; close() drops a read unread. A read outlives
     its model (closing the model completes it)."""
+
+    _another = "begin another with model.begin_read()"
 
     def __init__(self, model, handle):
         self._lib, self._handle = model._lib, ctypes.c_int64(handle)

@@ -552,8 +552,10 @@ class ModelTests(unittest.TestCase):
             dropped = model.begin_read()
             dropped.close()
             dropped.close()
-            with self.assertRaisesRegex(moegs.MoeGpuStatsError, "PendingModelRead is closed"):
+            with self.assertRaisesRegex(moegs.MoeGpuStatsError, r"PendingModelRead is closed .*: begin another with model.begin_read\(\)"):
                 dropped.result()
+            with self.assertRaisesRegex(TypeError, "positional"):
+                model.begin_read(2)
 
             outliving, at_close = model.begin_read(), (model.summary(), load_rows(model.window_load()))
             model.close()

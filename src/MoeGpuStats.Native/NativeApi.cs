@@ -405,15 +405,15 @@ public static unsafe class NativeApi
     }
 
     [UnmanagedCallersOnly]
-    public static int ModelReadReady(long read, int* ready)
+    public static int ModelReadReady(long read, int* arrived)
     {
-        if (ready is null)
+        if (arrived is null)
         {
-            return Fail(NativeStatus.InvalidArgument, "ready is NULL: moegs_model_read_ready writes 1 (arrived) or 0 there.");
+            return Fail(NativeStatus.InvalidArgument, "arrived is NULL: moegs_model_read_ready writes 1 (arrived) or 0 there.");
         }
 
-        *ready = 0;
-        return With(ModelReads, "pending model read", read, (IntPtr)ready, static (pending, r) => *(int*)r = pending.Read.IsCompleted ? 1 : 0, onDevice: false, readOnly: true);
+        *arrived = 0;
+        return With(ModelReads, "pending model read", read, (IntPtr)arrived, static (pending, r) => *(int*)r = pending.Read.IsCompleted ? 1 : 0, onDevice: false, readOnly: true);
     }
 
     /// <remarks>The results are written, then the handle freed; a call refused for its arguments keeps it.</remarks>

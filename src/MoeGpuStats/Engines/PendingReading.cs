@@ -13,6 +13,9 @@ internal sealed class PendingReading : IDisposable
     private readonly PendingCopy? _copy;
     private readonly Func<byte[], ModelReading>? _unstage;
     private readonly Action<ModelReading>? _arrived;
+
+    // A reading taken at its begin (the managed engine's), handed out as the copied one is: by Result.
+    private readonly ModelReading? _atBegin;
     private ModelReading? _reading;
     private bool _disposed;
 
@@ -27,7 +30,7 @@ internal sealed class PendingReading : IDisposable
     public PendingReading(PendingCopy copy, Func<byte[], ModelReading> unstage, Action<ModelReading>? arrived = null) =>
         (_copy, _unstage, _arrived) = (copy, unstage, arrived);
 
-    private PendingReading(ModelReading reading) => (_reading, _taken) = (reading, true);
+    private PendingReading(ModelReading reading) => (_atBegin, _taken) = (reading, true);
 
     /// <summary>A reading already taken.</summary>
     public static PendingReading Completed(ModelReading reading) => new(reading);
@@ -36,7 +39,7 @@ internal sealed class PendingReading : IDisposable
     /// Whether <see cref="Result"/> would return without waiting. Never waits: while another thread holds the
     /// reading (taking its results, which may wait for the copy, or disposing it) the answer is false, for now.
     /// </summary>
-    /// <exception cref="ObjectDisposedException">The reading was disposed, or its accelerator before the copy was seen to end.</exception>
+    /// <exception cref="ObjectDisposedException">The reading was disposed before its results were taken, or its accelerator before the copy was seen to end.</exception>
     public bool IsCompleted
     {
         get
@@ -48,8 +51,13 @@ internal sealed class PendingReading : IDisposable
 
             try
             {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                return _reading is not null || _copy!.IsCompleted;
+                if (_reading is not null)
+                {
+                    return true;
+                }
+
+                ThrowIfDisposed();
+                return _copy?.IsCompleted ?? true;
             }
             finally
             {
@@ -58,7 +66,10 @@ internal sealed class PendingReading : IDisposable
         }
     }
 
-    /// <summary>The reading, waiting for its copy back where it has not arrived; the copy's memory is freed once it is read.</summary>
+    /// <summary>
+    /// The reading, waiting for its copy back where it has not arrived; the copy's memory is freed once it is read.
+    /// Once taken, the results stay, a dispose after it included.
+    /// </summary>
     /// <exception cref="ObjectDisposedException">As <see cref="IsCompleted"/>.</exception>
     public ModelReading Result()
     {
@@ -66,15 +77,22 @@ internal sealed class PendingReading : IDisposable
         var first = false;
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
             if (_reading is null)
             {
-                _reading = _unstage!(_copy!.Wait());
-                (_taken, first) = (true, true);
-                _copy.Dispose();
+                ThrowIfDisposed();
+                if (_copy is null)
+                {
+                    _reading = _atBegin;
+                }
+                else
+                {
+                    _reading = _unstage!(_copy.Wait());
+                    (_taken, first) = (true, true);
+                    _copy.Dispose();
+                }
             }
 
-            reading = _reading;
+            reading = _reading!;
         }
 
         if (first)
@@ -83,6 +101,15 @@ internal sealed class PendingReading : IDisposable
         }
 
         return reading;
+    }
+
+    /// <summary>Throws where the reading was disposed before its results were taken, in the public type's words.</summary>
+    private void ThrowIfDisposed()
+    {
+        if (_disposed)
+        {
+            throw new ObjectDisposedException(nameof(PendingModelRead), "This read was disposed before its results were taken: begin another with BeginRead.");
+        }
     }
 
     /// <summary>Whether the results were taken (or the reading disposed): nothing of the device's is held. Never waits.</summary>

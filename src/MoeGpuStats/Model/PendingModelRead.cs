@@ -26,7 +26,7 @@ public sealed class PendingModelRead : IDisposable
     /// Whether the reading has reached the host, so that <see cref="Summary"/> and <see cref="WindowLoad"/> return without
     /// waiting. Never waits: while another thread is taking the results (or disposing the read), it says false for now.
     /// </summary>
-    /// <exception cref="ObjectDisposedException">This read was disposed, or the model's accelerator before the copy was seen to end.</exception>
+    /// <exception cref="ObjectDisposedException">This read was disposed before its results were taken (once taken, they stay), or the model's accelerator before the copy was seen to end.</exception>
     public bool IsCompleted => _reading.IsCompleted;
 
     /// <summary>The model's balance, as <see cref="ModelRoutingStats.Summary(int, IReadOnlyList{int})"/> gives it for the same arguments; waits on the host while <see cref="IsCompleted"/> is false.</summary>
@@ -44,6 +44,6 @@ public sealed class PendingModelRead : IDisposable
     /// <exception cref="ObjectDisposedException">As <see cref="IsCompleted"/>.</exception>
     public void Wait() => _reading.Result();
 
-    /// <summary>Frees the host memory the copy lands in, waiting first for a copy still on its way.</summary>
+    /// <summary>Frees the host memory the copy lands in, waiting first for a copy still on its way; results already taken stay readable.</summary>
     public void Dispose() => _reading.Dispose();
 }

@@ -130,7 +130,7 @@ public sealed partial class ModelRoutingStatsTests
 
     [Theory]
     [MemberData(nameof(BadInputEngines))]
-    public void ADisposedPendingReadSaysSo(string engine)
+    public void APendingReadDisposedUnreadSaysSoAndOneReadKeepsItsResults(string engine)
     {
         using var model = Create(engine, RecentOptions);
         Record(model, ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 1, seed: 53)[0]);
@@ -139,10 +139,20 @@ public sealed partial class ModelRoutingStatsTests
         read.Dispose();
 
         Assert.Throws<ObjectDisposedException>(() => read.IsCompleted);
-        Assert.Throws<ObjectDisposedException>(() => read.Summary);
+        var disposed = Assert.Throws<ObjectDisposedException>(() => read.Summary);
+        Assert.Equal(nameof(PendingModelRead), disposed.ObjectName);
+        Assert.StartsWith("This read was disposed before its results were taken: begin another with BeginRead.", disposed.Message, StringComparison.Ordinal);
         Assert.Throws<ObjectDisposedException>(() => read.WindowLoad);
         Assert.Throws<ObjectDisposedException>(read.Wait);
         Assert.Equal(1UL, model.Summary().Steps);
+
+        // Results taken before the dispose stay, as Python's result() after close().
+        var taken = model.BeginRead();
+        var summary = taken.Summary;
+        taken.Dispose();
+        Assert.True(taken.IsCompleted);
+        Assert.Equal(summary, taken.Summary);
+        Assert.Equal(model.WindowLoad(), taken.WindowLoad);
     }
 
     [Fact]
