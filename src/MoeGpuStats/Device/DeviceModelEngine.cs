@@ -147,11 +147,17 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         long layers = options.Layers, entries = layers * options.Experts;
         var blocks = layers * Unsafe.SizeOf<RoutingStateBlock>();
         var reading = (ReadbackLoads * layers * Unsafe.SizeOf<LayerLoad>()) + blocks + (2 * entries * sizeof(ulong));
-        var state = blocks
+        return Math.Max(Math.Max(reading, ExportBytes(options)), DeviceStateReader.StateBytes(options.Experts));
+    }
+
+    /// <summary>The bytes <see cref="Export"/> stages of the state without the window ring (a decayed utilization counted whether kept or not).</summary>
+    private static long ExportBytes(ModelRoutingStatsOptions options)
+    {
+        long layers = options.Layers, entries = layers * options.Experts;
+        return (layers * Unsafe.SizeOf<RoutingStateBlock>())
             + (entries * (sizeof(float) + sizeof(double) + sizeof(float) + sizeof(ulong) + sizeof(ulong)))
             + (layers * VarianceWindow * sizeof(float))
             + (ModelStateLayout.ControlLength * sizeof(int));
-        return Math.Max(Math.Max(reading, state), DeviceStateReader.StateBytes(options.Experts));
     }
 
     /// <summary>
@@ -289,7 +295,10 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// throughout, gives the read-back buffer to one reading at a time and keeps <see cref="Dispose"/> from
     /// freeing it under one.
     /// </summary>
-    private byte[] ReadBack(Func<long> stage)
+    private byte[] ReadBack(Func<long> stage) => ReadBack(_readback, stage);
+
+    /// <summary><see cref="ReadBack(Func{long})"/> through <paramref name="into"/>, a buffer the reads' lock keeps to this reading.</summary>
+    private byte[] ReadBack(ArrayView<byte> into, Func<long> stage)
     {
         lock (_readGate)
         {
@@ -304,7 +313,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             }
 
             var bytes = new byte[staged];
-            _reader.ToHost(_readback.SubView(0, staged), bytes);
+            _reader.ToHost(into.SubView(0, staged), bytes);
             Count(MemoryMarshal.Read<RoutingStateBlock>(bytes).TotalRoutings, at);
             return bytes;
         }
@@ -334,7 +343,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>
     /// Layer <paramref name="layer"/>'s block and the view <paramref name="values"/> gives of its state, staged
-    /// and copied back at once (<see cref="ReadBack"/>: one wait, the lock released for it). <paramref name="values"/>
+    /// and copied back at once (<see cref="ReadBack(Func{long})"/>: one wait, the lock released for it). <paramref name="values"/>
     /// runs under the lock and may enqueue what writes the view (a query). Its expert count, 0 before the
     /// layer's first step as a single-layer state's, is the block's.
     /// </summary>
@@ -439,7 +448,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <remarks>
     /// Every part is enqueued (measured, or copied device to device into the read-back buffer) before one
     /// copy of that buffer to the host, the reading's only wait, made with the model's lock released
-    /// (<see cref="ReadBack"/>); a placement is copied to the device only when it differs from the last one
+    /// (<see cref="ReadBack(Func{long})"/>); a placement is copied to the device only when it differs from the last one
     /// (a copy from the host waits too, holding only the reads' lock).
     /// </remarks>
     public override ModelReading Read(ModelReadRequest request)
@@ -588,18 +597,13 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         _measure(Stream, layers, loads, Options.Experts, ranks, rankCount, _scratchLoads, _layerLoads.SubView(part * (long)layers, layers));
     }
 
-    /// <summary>The first <paramref name="length"/> values of <paramref name="view"/>, copied to the host (a wait; none for no value).</summary>
-    private T[] CopyBack<T>(ArrayView<T> view, long length)
-        where T : unmanaged
-    {
-        var values = new T[length];
-        _reader.ToHost(view.SubView(0, length), values);
-        return values;
-    }
-
     /// <summary>Enqueues a device-to-device copy of <paramref name="view"/> into the read-back buffer at <paramref name="offset"/>, which it advances.</summary>
     private void Stage<T>(ArrayView<T> view, ref long offset)
-        where T : unmanaged => _reader.Stage(view, _readback, ref offset);
+        where T : unmanaged => Stage(view, _readback, ref offset);
+
+    /// <summary>Enqueues a device-to-device copy of <paramref name="view"/> into <paramref name="into"/> at <paramref name="offset"/>, which it advances.</summary>
+    private void Stage<T>(ArrayView<T> view, ArrayView<byte> into, ref long offset)
+        where T : unmanaged => _reader.Stage(view, into, ref offset);
 
     private static T[] Unstage<T>(byte[] bytes, long count, ref long offset)
         where T : unmanaged => DeviceStateReader.Unstage<T>(bytes, count, ref offset);
@@ -616,72 +620,57 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     }
 
     /// <remarks>
-    /// Without the ring (what JSON saves) the state is staged in the read-back buffer and copied back once,
-    /// with the lock released for the copy, as a read (<see cref="ReadBack"/>). The ring, the largest part
-    /// by far, does not fit that buffer: with it, each state array is copied back once (at most nine copies,
-    /// whatever the layers) under the lock.
+    /// The state is staged on the device and copied back once, with the lock released for the copy, as a read
+    /// (<see cref="ReadBack(ArrayView{byte}, Func{long})"/>): without the window ring (what JSON saves) in the
+    /// read-back buffer; with it, the largest part by far, in a device buffer of the state's size taken for the
+    /// copy and freed after it, so that a step on another thread does not wait for the ring's copy.
     /// </remarks>
-    public override ModelState Export(bool withRing = true) => withRing ? ExportWithRing() : ExportStaged();
-
-    private ModelState ExportStaged()
+    /// <exception cref="InsufficientMemoryException">With the ring, the device could not hold the staging buffer; the message gives its size. The statistics are unchanged.</exception>
+    public override ModelState Export(bool withRing = true)
     {
-        var decayed = Options.UtilizationDecay is not null;
-        var bytes = ReadBack(() =>
-        {
-            var staged = 0L;
-            Stage(_views.Blocks, ref staged);
-            Stage(_views.Utilization, ref staged);
-            Stage(_views.UtilizationSums, ref staged);
-            if (decayed)
-            {
-                Stage(_views.DecayedUtilization, ref staged);
-            }
-
-            Stage(_views.TokenCounts, ref staged);
-            Stage(_views.VarianceHistory, ref staged);
-            Stage(_views.Control, ref staged);
-            Stage(_views.WindowLoad, ref staged);
-            return staged;
-        });
-        var read = 0L;
-        var entries = (long)Options.Layers * Options.Experts;
-        return StateOf(
-            Unstage<RoutingStateBlock>(bytes, Options.Layers, ref read),
-            Options.Experts,
-            Unstage<float>(bytes, entries, ref read),
-            Unstage<double>(bytes, entries, ref read),
-            decayed ? Unstage<float>(bytes, entries, ref read) : [],
-            Unstage<ulong>(bytes, entries, ref read),
-            Unstage<float>(bytes, _views.VarianceHistory.Length, ref read),
-            Unstage<int>(bytes, ModelStateLayout.ControlLength, ref read),
-            Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read),
-            ring: null);
-    }
-
-    private ModelState ExportWithRing()
-    {
-        lock (Gate)
+        lock (_readGate)
         {
             ThrowIfUnusable();
-            FoldPending();
-            var blocks = new RoutingStateBlock[Options.Layers];
-            _reader.ToHost(_views.Blocks, blocks);
-            (_knownSteps, _countedStaging) = (blocks[0].TotalRoutings, ++_stagings);
+            using var staging = withRing
+                ? DeviceMemory.Allocate<byte>(Accelerator, ExportBytes(Options) + (_views.WindowRing.Length * sizeof(uint)), "a snapshot's copy of the state and its window ring")
+                : null;
+            var into = staging?.View ?? _readback;
+            var decayed = Options.UtilizationDecay is not null;
+            var bytes = ReadBack(into, () =>
+            {
+                var staged = 0L;
+                Stage(_views.Blocks, into, ref staged);
+                Stage(_views.Utilization, into, ref staged);
+                Stage(_views.UtilizationSums, into, ref staged);
+                if (decayed)
+                {
+                    Stage(_views.DecayedUtilization, into, ref staged);
+                }
 
-            // Whole arrays, one copy each whatever the layers; a layer's arrays are empty before the first step.
-            var experts = _knownSteps == 0 ? 0 : Options.Experts;
-            var entries = (long)Options.Layers * experts;
+                Stage(_views.TokenCounts, into, ref staged);
+                Stage(_views.VarianceHistory, into, ref staged);
+                Stage(_views.Control, into, ref staged);
+                Stage(_views.WindowLoad, into, ref staged);
+                if (withRing)
+                {
+                    Stage(_views.WindowRing, into, ref staged);
+                }
+
+                return staged;
+            });
+            var read = 0L;
+            var entries = (long)Options.Layers * Options.Experts;
             return StateOf(
-                blocks,
-                experts,
-                CopyBack(_views.Utilization, entries),
-                CopyBack(_views.UtilizationSums, entries),
-                CopyBack(_views.DecayedUtilization, Options.UtilizationDecay is null ? 0 : entries),
-                CopyBack(_views.TokenCounts, entries),
-                CopyBack(_views.VarianceHistory, _views.VarianceHistory.Length),
-                CopyBack(_views.Control, _views.Control.Length),
-                CopyBack(_views.WindowLoad, _views.WindowLoad.Length),
-                CopyBack(_views.WindowRing, _views.WindowRing.Length));
+                Unstage<RoutingStateBlock>(bytes, Options.Layers, ref read),
+                Options.Experts,
+                Unstage<float>(bytes, entries, ref read),
+                Unstage<double>(bytes, entries, ref read),
+                decayed ? Unstage<float>(bytes, entries, ref read) : [],
+                Unstage<ulong>(bytes, entries, ref read),
+                Unstage<float>(bytes, _views.VarianceHistory.Length, ref read),
+                Unstage<int>(bytes, ModelStateLayout.ControlLength, ref read),
+                Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read),
+                withRing ? Unstage<uint>(bytes, _views.WindowRing.Length, ref read) : null);
         }
     }
 

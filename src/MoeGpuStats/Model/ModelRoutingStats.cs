@@ -367,7 +367,13 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void Reset() => Engine.Reset();
 
-    /// <summary>A managed copy of the whole model (on a device engine one copy back per state array, whatever the layers), which answers every read locally and records on independently.</summary>
+    /// <summary>
+    /// A managed copy of the whole model, which answers every read locally and records on independently. On a
+    /// device engine the state, the window ring with it, is staged in a device buffer of the state's size taken
+    /// for the copy and copied back once, with the model's lock released for the copy (a step on another thread
+    /// does not wait for it).
+    /// </summary>
+    /// <exception cref="InsufficientMemoryException">On a device engine, the device could not hold the staging buffer; the message gives its size. The statistics are unchanged.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingStats Snapshot() => new(new ManagedModelEngine(Options, Engine.Export()));
 

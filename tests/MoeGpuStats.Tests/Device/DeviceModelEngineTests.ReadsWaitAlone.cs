@@ -12,7 +12,7 @@ public sealed partial class DeviceModelEngineTests
 {
     private const int HeldLayers = 3, HeldExperts = 8, HeldTokens = 5, HeldTopK = 2;
 
-    private static readonly string[] HeldReadNames = ["Summary()", "Summary(ranks)", "Summary(2)", "WindowLoad()", "WindowLoad(1)", "metrics reading", "Layer(1).ExpertTokenCounts", "Layer(1).UtilizationCv()", "Layer(1).Snapshot()", "JSON"];
+    private static readonly string[] HeldReadNames = ["Summary()", "Summary(ranks)", "Summary(2)", "WindowLoad()", "WindowLoad(1)", "metrics reading", "Layer(1).ExpertTokenCounts", "Layer(1).UtilizationCv()", "Layer(1).Snapshot()", "JSON", "Snapshot()"];
 
     /// <summary>Each read on each accelerator kind: on a GPU the copy back runs on the reading thread while another launches on the same stream.</summary>
     public static TheoryData<string, string> HeldReads => TestAccelerators.KindsBy(HeldReadNames);
@@ -137,6 +137,11 @@ public sealed partial class DeviceModelEngineTests
         "Layer(1).UtilizationCv()" => m => m.Layer(1).UtilizationCv(),
         "Layer(1).Snapshot()" => m => ModelSteps.Fingerprint(m.Layer(1).Snapshot()),
         "JSON" => m => Json(m),
+        "Snapshot()" => m =>
+        {
+            using var snapshot = m.Snapshot();
+            return new { Model = Json(snapshot), Recent = snapshot.WindowLoad(recentSteps: 2) };
+        },
         _ => throw new ArgumentOutOfRangeException(nameof(name), name, null),
     };
 }
