@@ -12,7 +12,7 @@
  * the library cannot know a raw buffer's length, so a buffer shorter than the call reads or writes
  * (the counts and sizes each function states) is undefined behaviour, as for memcpy.
  * Calls on one handle from several threads are serialized (safe, not concurrent), but for a
- * model's reads (its summaries, window loads, layer reads, moegs_model_read and moegs_model_save):
+ * model's reads (its summaries, window loads, layer reads, moegs_model_read, moegs_model_read_begin and moegs_model_save):
  * those are serialized with one another, not with its records and resets. On a device a read waits
  * for its copy back without holding up a record on another thread, and reads the state as the steps
  * before it left it (moegs_model_save too: the state it writes is staged and copied back as a read,
@@ -319,7 +319,7 @@ moegs_status moegs_model_read(moegs_handle handle, int32_t recent_steps, const i
  * for the work enqueued there before the call, and that stream for the read, so the next replay cannot
  * overlap it and the host never waits (without it, synchronize that stream before the call and replay only
  * once the read has arrived). ILGPU gives no event to poll on "opencl", where the call waits for the copy; on
- * "cpu" and "managed" the read has arrived when the call returns (stream must be NULL there).
+ * "cpu" and "managed" the read has arrived when the call returns (stream must be NULL off "cuda").
  * moegs_model_read_ready: *arrived = 1 once the read has arrived, else 0; never waits (0 while another thread
  * is in moegs_model_read_finish on it).
  * moegs_model_read_finish: waits until the read has arrived (none after ready said 1), writes *out and each
@@ -349,9 +349,10 @@ typedef struct moegs_model_arrays {
                                * window, the values moegs_model_window_load copies out */
     const char* accelerator;  /* "cuda": both are CUdeviceptrs of the handle's GPU; "cpu": host pointers */
     uint64_t steps;           /* steps the arrays hold, as the host counts them without waiting: the device's
-                               * count at the model's last read (a summary, window load, snapshot) plus the
-                               * moegs_model_record calls since, a capture among them, a CUDA graph's replays
-                               * not; moegs_model_summary's steps reads the device's */
+                               * count at the model's latest read whose results the host has (a summary,
+                               * window load, snapshot; a pending read once finished, never over a later one)
+                               * plus the moegs_model_record calls since that read, a capture among them, a
+                               * CUDA graph's replays not; moegs_model_summary's steps reads the device's */
     int32_t window_steps;     /* of steps, those in the window */
     int32_t layers;           /* rows */
     int32_t experts;          /* columns */

@@ -779,8 +779,9 @@ class MoeModelStats(_Handle):
         Returns a DeviceArrays: .window_load (each expert's slots over the window, window_load()'s values) and
         .token_counts (since the start or the last reset), each a DeviceArray of shape (layers, experts), C-contiguous,
         that exports __cuda_array_interface__ (version 3) on "cuda" and __array_interface__ on "cpu"; and .steps,
-        .window_steps (the host's count, without a wait: the device's at the last read plus the record() calls since, a
-        CUDA graph's replays not; summary()["steps"] reads the device's). The step recorded last is folded in first (moegs_model_device_arrays).
+        .window_steps (the host's count, without a wait: the device's at the latest read whose results the host has, a
+        pending read's once taken, plus the record() calls since, a CUDA graph's replays not; summary()["steps"] reads
+        the device's). The step recorded last is folded in first (moegs_model_device_arrays).
 
         Ordering (cuda): `stream` (a torch.cuda.Stream, an object with .cuda_stream, or a raw CUstream; default: torch's
         current stream where torch imports, else the default stream of the current CUDA context): the fold waits on the
@@ -979,7 +980,7 @@ class PendingModelRead(_Handle):
 
     def done(self):
         """Whether result() would return without waiting (moegs_model_read_ready). Never waits: while another thread is
-        in result() or close(), False for now."""
+        in result() or close(), False for now. True once result() was taken; MoeGpuStatsError once closed unread."""
         if not self._lock.acquire(blocking=False):
             return False
         try:

@@ -294,7 +294,7 @@ internal static class ModelDeviceCheck
 
     /// <summary>
     /// Median host time (µs) of <see cref="ModelRoutingStats.BeginRead"/> with <paramref name="queued"/> steps ahead
-    /// of it on the stream (its page-locked allocation included), what a server's loop spends to begin a read that
+    /// of it on the stream (the page-locked buffer from the model's pool after the first reads), what a server's loop spends to begin a read that
     /// it polls later; and whether every such read's summary equals the blocking <see cref="ModelRoutingStats.Summary()"/> of the same steps.
     /// </summary>
     private static (double BeginUs, bool SummariesEqual) BeginReadBehindQueue(ModelRoutingStats model, Action step, int reps, int queued)

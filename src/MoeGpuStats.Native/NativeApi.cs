@@ -578,14 +578,14 @@ public static unsafe class NativeApi
     private static int WithModel(long handle, Action<NativeModel> action) =>
         With(Models, "model", handle, action, static (model, run) => run(model), onDevice: true);
 
-    /// <summary>
-    /// Runs <paramref name="read"/> on a live model handle under its read lock alone (<see cref="INativeHandle.ReadGate"/>),
-    /// with the handle's CUDA context current: for a read of the statistics, which serialize themselves.
-    /// </summary>
     /// <summary>Runs <paramref name="action"/> on a live pending model read, serialized.</summary>
     private static int With(ConcurrentDictionary<long, NativeModelRead> registry, string kind, long handle, Action<NativeModelRead> action) =>
         With(registry, kind, handle, action, static (pending, run) => run(pending), onDevice: false);
 
+    /// <summary>
+    /// Runs <paramref name="read"/> on a live model handle under its read lock alone (<see cref="INativeHandle.ReadGate"/>),
+    /// with the handle's CUDA context current: for a read of the statistics, which serialize themselves.
+    /// </summary>
     private static int ReadModel(long handle, Action<NativeModel> read) =>
         With(Models, "model", handle, read, static (model, run) => run(model), onDevice: true, readOnly: true);
 

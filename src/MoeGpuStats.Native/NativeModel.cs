@@ -253,7 +253,15 @@ internal sealed class NativeModel : INativeHandle
 
         if (stream != IntPtr.Zero)
         {
-            Order(() => _bridge!.SignalConsumer(stream));
+            try
+            {
+                Order(() => _bridge!.SignalConsumer(stream));
+            }
+            catch
+            {
+                read.Dispose();
+                throw;
+            }
         }
 
         return read;

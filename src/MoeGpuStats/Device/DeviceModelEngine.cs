@@ -14,7 +14,8 @@ namespace MoeGpuStats.Device;
 /// <see cref="ModelRecordKernel"/> on <see cref="Stream"/>, which returns without waiting; the
 /// step stays pending on the device until the next step or a read, which first enqueues a launch
 /// that only folds it. Every call enqueues its work under one lock; a read then waits for its copy
-/// back under a lock of the reads' own, so a step recorded meanwhile does not wait for the copy.
+/// back under a lock of the reads' own, so a step recorded meanwhile does not wait for the copy
+/// (<see cref="BeginRead"/> does not wait at all on CUDA: the caller polls an event).
 /// </summary>
 /// <remarks>
 /// The device counts the steps: a read folds whatever the device holds pending and takes the steps
@@ -44,7 +45,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly DeviceLayerEngine[] _layers;
     private readonly Lock _readGate = new();
     private readonly List<PendingReading> _pending = [];
-    private readonly PageLockedPool _pinned;
+    private readonly PageLockedPool _pageLockedPool;
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
     private ModelStepArguments _shape;
     private ulong _knownSteps;
@@ -74,7 +75,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         _ownsStream = stream is null;
         Stream = stream ?? accelerator.CreateStream();
         _reader = new DeviceStateReader(Stream);
-        _pinned = new PageLockedPool(accelerator);
+        _pageLockedPool = new PageLockedPool(accelerator);
         long layers = options.Layers;
         var perLayer = layers * options.Experts;
         try
@@ -295,10 +296,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// throughout, gives the read-back buffer to one reading at a time and keeps <see cref="Dispose"/> from
     /// freeing it under one.
     /// </summary>
-    private byte[] ReadBack(Func<long> stage) => ReadBack(_readback, stage);
-
-    /// <summary><see cref="ReadBack(Func{long})"/> through <paramref name="into"/>, a buffer the reads' lock keeps to this reading.</summary>
-    private byte[] ReadBack(ArrayView<byte> into, Func<long> stage)
+    private byte[] ReadBack(Func<long> stage)
     {
         lock (_readGate)
         {
@@ -313,8 +311,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             }
 
             var bytes = new byte[staged];
-            _reader.ToHost(into.SubView(0, staged), bytes);
-            Count(MemoryMarshal.Read<RoutingStateBlock>(bytes).TotalRoutings, at);
+            _reader.ToHost(_readback.SubView(0, staged), bytes);
+            RefreshKnownSteps(MemoryMarshal.Read<RoutingStateBlock>(bytes).TotalRoutings, at);
             return bytes;
         }
     }
@@ -327,7 +325,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// the steps the host launched since; after a reset, the host's own count stands, and a reading staged before the one
     /// that last counted (a pending read taken late) counts nothing.
     /// </summary>
-    private void Count(ulong steps, StagedAt at)
+    private void RefreshKnownSteps(ulong steps, StagedAt at)
     {
         lock (Gate)
         {
@@ -343,7 +341,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>
     /// Layer <paramref name="layer"/>'s block and the view <paramref name="values"/> gives of its state, staged
-    /// and copied back at once (<see cref="ReadBack(Func{long})"/>: one wait, the lock released for it). <paramref name="values"/>
+    /// and copied back at once (<see cref="ReadBack"/>: one wait, the lock released for it). <paramref name="values"/>
     /// runs under the lock and may enqueue what writes the view (a query). Its expert count, 0 before the
     /// layer's first step as a single-layer state's, is the block's.
     /// </summary>
@@ -448,7 +446,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <remarks>
     /// Every part is enqueued (measured, or copied device to device into the read-back buffer) before one
     /// copy of that buffer to the host, the reading's only wait, made with the model's lock released
-    /// (<see cref="ReadBack(Func{long})"/>); a placement is copied to the device only when it differs from the last one
+    /// (<see cref="ReadBack"/>); a placement is copied to the device only when it differs from the last one
     /// (a copy from the host waits too, holding only the reads' lock).
     /// </remarks>
     public override ModelReading Read(ModelReadRequest request)
@@ -465,16 +463,18 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// The reading is staged as <see cref="Read"/> stages it, and its copy back enqueued behind it into host
     /// memory of its own (<see cref="PendingCopy"/>; on CUDA page-locked, from a pool the engine's reads reuse),
     /// taken before the locks are: the read-back buffer is free for the next reading at once, whose staging the
-    /// stream orders after this copy. On CUDA
-    /// nothing waits, but a placement that differs from the last one given, which is copied to the device first.
+    /// stream orders after this copy. On CUDA nothing waits, but a placement that differs from the last one
+    /// given, which is copied to the device first.
     /// The engine holds each reading whose results are not taken (nor it disposed), and takes them at its
     /// dispose (<see cref="TakePendingReadings"/>).
     /// </remarks>
     public override PendingReading BeginRead(ModelReadRequest request)
     {
-        var copy = PendingCopy.For(Accelerator, ReadingBytes(request), _pinned);
+        // Before the allocation, so that a model or accelerator already gone says so in the library's words.
+        ThrowIfUnusable();
+        var copy = PendingCopy.For(Accelerator, ReadingBytes(request), _pageLockedPool);
         var at = default(StagedAt);
-        var reading = new PendingReading(copy, bytes => ReadingOf(bytes, request), arrived => Count(arrived.Steps, at));
+        var reading = new PendingReading(copy, bytes => ReadingOf(bytes, request), arrived => RefreshKnownSteps(arrived.Steps, at));
         try
         {
             lock (_readGate)
@@ -493,7 +493,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
                 // Where ILGPU gives no event, the copy is made here, with the model's lock released as a blocking read's
                 // (a step on another thread does not wait for OpenCL's copy); the reads' lock keeps the read-back buffer.
-                copy.CopyWithoutEvent(_reader, staged);
+                copy.CopyAtBegin(_reader, staged);
 
                 // Held until taken or disposed: a reading dropped unread must not let its page-locked memory be collected
                 // while the device may still copy into it.
@@ -599,11 +599,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>Enqueues a device-to-device copy of <paramref name="view"/> into the read-back buffer at <paramref name="offset"/>, which it advances.</summary>
     private void Stage<T>(ArrayView<T> view, ref long offset)
-        where T : unmanaged => Stage(view, _readback, ref offset);
-
-    /// <summary>Enqueues a device-to-device copy of <paramref name="view"/> into <paramref name="into"/> at <paramref name="offset"/>, which it advances.</summary>
-    private void Stage<T>(ArrayView<T> view, ArrayView<byte> into, ref long offset)
-        where T : unmanaged => _reader.Stage(view, into, ref offset);
+        where T : unmanaged => _reader.Stage(view, _readback, ref offset);
 
     private static T[] Unstage<T>(byte[] bytes, long count, ref long offset)
         where T : unmanaged => DeviceStateReader.Unstage<T>(bytes, count, ref offset);
@@ -620,44 +616,47 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     }
 
     /// <remarks>
-    /// The state is staged on the device and copied back once, with the lock released for the copy, as a read
-    /// (<see cref="ReadBack(ArrayView{byte}, Func{long})"/>): without the window ring (what JSON saves) in the
-    /// read-back buffer; with it, the largest part by far, in a device buffer of the state's size taken for the
-    /// copy and freed after it, so that a step on another thread does not wait for the ring's copy.
+    /// The state is staged on the device and copied back with the lock released for the copy, as a read
+    /// (<see cref="ReadBack"/>): the state without the window ring (what JSON saves) in the read-back
+    /// buffer, one copy; with the ring, the largest part by far, copied under the lock into a device buffer of
+    /// its size taken for the snapshot, then back with the lock released, a second copy (the stream drained by
+    /// the first), so that a step on another thread does not wait for the ring's copy.
     /// </remarks>
-    /// <exception cref="InsufficientMemoryException">With the ring, the device could not hold the staging buffer; the message gives its size. The statistics are unchanged.</exception>
+    /// <exception cref="InsufficientMemoryException">With the ring, the device could not hold the ring's copy; the message gives its size. The statistics are unchanged.</exception>
     public override ModelState Export(bool withRing = true)
     {
         lock (_readGate)
         {
             ThrowIfUnusable();
-            using var staging = withRing
-                ? DeviceMemory.Allocate<byte>(Accelerator, ExportBytes(Options) + (_views.WindowRing.Length * sizeof(uint)), "a snapshot's copy of the state and its window ring")
-                : null;
-            var into = staging?.View ?? _readback;
+            using var ringCopy = withRing ? DeviceMemory.Allocate<uint>(Accelerator, _views.WindowRing.Length, "a snapshot's copy of the window ring") : null;
             var decayed = Options.UtilizationDecay is not null;
-            var bytes = ReadBack(into, () =>
+            var bytes = ReadBack(() =>
             {
                 var staged = 0L;
-                Stage(_views.Blocks, into, ref staged);
-                Stage(_views.Utilization, into, ref staged);
-                Stage(_views.UtilizationSums, into, ref staged);
+                Stage(_views.Blocks, ref staged);
+                Stage(_views.Utilization, ref staged);
+                Stage(_views.UtilizationSums, ref staged);
                 if (decayed)
                 {
-                    Stage(_views.DecayedUtilization, into, ref staged);
+                    Stage(_views.DecayedUtilization, ref staged);
                 }
 
-                Stage(_views.TokenCounts, into, ref staged);
-                Stage(_views.VarianceHistory, into, ref staged);
-                Stage(_views.Control, into, ref staged);
-                Stage(_views.WindowLoad, into, ref staged);
-                if (withRing)
-                {
-                    Stage(_views.WindowRing, into, ref staged);
-                }
-
+                Stage(_views.TokenCounts, ref staged);
+                Stage(_views.VarianceHistory, ref staged);
+                Stage(_views.Control, ref staged);
+                Stage(_views.WindowLoad, ref staged);
+                ringCopy?.View.CopyFrom(Stream, _views.WindowRing);
                 return staged;
             });
+
+            // The ring's own copy back, the stream drained by the first: up to Array.MaxLength counts, past what one byte array holds.
+            uint[]? ring = null;
+            if (ringCopy is not null)
+            {
+                ring = new uint[ringCopy.Length];
+                _reader.ToHost(ringCopy.View, ring);
+            }
+
             var read = 0L;
             var entries = (long)Options.Layers * Options.Experts;
             return StateOf(
@@ -670,7 +669,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
                 Unstage<float>(bytes, _views.VarianceHistory.Length, ref read),
                 Unstage<int>(bytes, ModelStateLayout.ControlLength, ref read),
                 Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read),
-                withRing ? Unstage<uint>(bytes, _views.WindowRing.Length, ref read) : null);
+                ring);
         }
     }
 
@@ -726,7 +725,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             }
             finally
             {
-                _pinned.Dispose();
+                _pageLockedPool.Dispose();
                 // A wait that fails (a sticky CUDA error) must not keep the memory: the statistics are gone either way.
                 FreeDeviceMemory();
                 _owned?.Dispose();

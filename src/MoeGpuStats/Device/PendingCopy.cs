@@ -9,7 +9,7 @@ namespace MoeGpuStats.Device;
 /// A copy of device bytes to the host that the host can poll instead of waiting for. On CUDA the copy is
 /// enqueued on the stream into page-locked memory (a copy into pageable memory would make the host wait)
 /// and an event recorded behind it, which <see cref="IsCompleted"/> queries. ILGPU gives no event to query
-/// elsewhere: there the copy is made at once (<see cref="CopyWithoutEvent"/>), which on ILGPU's CPU accelerator
+/// elsewhere: there the copy is made at once (<see cref="CopyAtBegin"/>), which on ILGPU's CPU accelerator
 /// (whose launches run to their end as they are enqueued) costs no wait, and on OpenCL waits for the stream.
 /// </summary>
 internal sealed class PendingCopy : IDisposable
@@ -56,7 +56,7 @@ internal sealed class PendingCopy : IDisposable
     /// <summary>
     /// On CUDA enqueues the copy of <paramref name="source"/> (as long as the memory allocated for it) on
     /// <paramref name="reader"/>'s stream, behind the work enqueued before it, and returns at once; elsewhere
-    /// only checks the length: the caller then copies with <see cref="CopyWithoutEvent"/>, its model's lock released.
+    /// only checks the length: the caller then copies with <see cref="CopyAtBegin"/>, its model's lock released.
     /// </summary>
     public void Start(DeviceStateReader reader, ArrayView<byte> source)
     {
@@ -72,7 +72,17 @@ internal sealed class PendingCopy : IDisposable
         if (_pinned is not null)
         {
             source.CopyToPageLockedAsync(reader.Stream, _pinned);
-            CudaDriver.Record(_event, ((CudaStream)reader.Stream).StreamPtr, _context);
+            try
+            {
+                CudaDriver.Record(_event, ((CudaStream)reader.Stream).StreamPtr, _context);
+            }
+            catch
+            {
+                // No event to wait on: the copy must end before the buffer goes back to the pool.
+                reader.Stream.Synchronize();
+                throw;
+            }
+
             _started = true;
         }
     }
@@ -82,7 +92,7 @@ internal sealed class PendingCopy : IDisposable
     /// OpenCL, which the caller makes with its model's lock released (holding only what keeps <paramref name="source"/> its own).
     /// Nothing on CUDA.
     /// </summary>
-    public void CopyWithoutEvent(DeviceStateReader reader, ArrayView<byte> source)
+    public void CopyAtBegin(DeviceStateReader reader, ArrayView<byte> source)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_pinned is null && !_started)

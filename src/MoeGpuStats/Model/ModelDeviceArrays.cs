@@ -57,9 +57,10 @@ public sealed class ModelDeviceArrays
 
     /// <summary>
     /// The steps the arrays hold, as the host counts them without waiting: the device's count at the
-    /// model's last read (a summary, a window load, a snapshot, a layer's read) plus the
+    /// model's latest read whose results the host has (a summary, a window load, a snapshot, a layer's read;
+    /// a pending read once its results are taken, never over a later one) plus the
     /// <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)"/>
-    /// calls since. A CUDA graph's replays since that read are in the arrays but not in this count (and
+    /// calls since that read was staged. A CUDA graph's replays since that read are in the arrays but not in this count (and
     /// a capture of <c>RecordStep</c> is such a call); <see cref="ModelRoutingSummary.Steps"/> reads the device's.
     /// </summary>
     public ulong Steps { get; }

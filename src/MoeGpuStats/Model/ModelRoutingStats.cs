@@ -369,11 +369,11 @@ public sealed partial class ModelRoutingStats : IDisposable
 
     /// <summary>
     /// A managed copy of the whole model, which answers every read locally and records on independently. On a
-    /// device engine the state, the window ring with it, is staged in a device buffer of the state's size taken
-    /// for the copy and copied back once, with the model's lock released for the copy (a step on another thread
-    /// does not wait for it).
+    /// device engine the state is staged as a read's, the window ring copied on the device into a buffer of its
+    /// size taken for the snapshot, and both copied back with the model's lock released (a step on another
+    /// thread does not wait for them).
     /// </summary>
-    /// <exception cref="InsufficientMemoryException">On a device engine, the device could not hold the staging buffer; the message gives its size. The statistics are unchanged.</exception>
+    /// <exception cref="InsufficientMemoryException">On a device engine, the device could not hold the ring's copy; the message gives its size. The statistics are unchanged.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingStats Snapshot() => new(new ManagedModelEngine(Options, Engine.Export()));
 
@@ -390,6 +390,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// the first part that differs from <c>parts[0]</c>), or a merged layer count above 2^63 − 1, as <see cref="RoutingStats.Merge"/>.
     /// </exception>
     /// <exception cref="ObjectDisposedException">A part was disposed.</exception>
+    /// <exception cref="InsufficientMemoryException">A part on a device could not hold its window ring's copy (as <see cref="Snapshot"/>).</exception>
     /// <exception cref="OverflowException">
     /// The merged steps or an expert's window load passes 2^64 − 1, or one step's slots of an expert in the
     /// merged window ring pass 2^32 − 1 (the ring's counts are 32-bit).

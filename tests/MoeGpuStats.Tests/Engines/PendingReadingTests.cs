@@ -19,7 +19,7 @@ public sealed class PendingReadingTests
         var reader = new DeviceStateReader(accelerator.DefaultStream);
         var copy = PendingCopy.For(accelerator, 8, pool);
         copy.Start(reader, source.View);
-        copy.CopyWithoutEvent(reader, source.View);
+        copy.CopyAtBegin(reader, source.View);
 
         using var taking = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();

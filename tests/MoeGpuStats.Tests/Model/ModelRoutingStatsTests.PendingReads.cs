@@ -64,7 +64,7 @@ public sealed partial class ModelRoutingStatsTests
 
     [Theory]
     [MemberData(nameof(Engines))]
-    public void APendingReadWaitsOnlyWhereItsResultsAreTaken(string engine)
+    public void WaitGivesTheReadingOfTheStepsBeforeTheBegin(string engine)
     {
         using var model = Create(engine, RecentOptions);
         var steps = ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 4, seed: 41);
@@ -130,7 +130,7 @@ public sealed partial class ModelRoutingStatsTests
 
     [Theory]
     [MemberData(nameof(BadInputEngines))]
-    public void APendingReadDisposedUnreadSaysSoAndOneReadKeepsItsResults(string engine)
+    public void APendingReadDisposedUnreadSaysSoAndResultsTakenBeforeADisposeStay(string engine)
     {
         using var model = Create(engine, RecentOptions);
         Record(model, ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 1, seed: 53)[0]);
