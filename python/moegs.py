@@ -973,9 +973,9 @@ class PendingModelRead(_Handle):
     _another = "begin another with model.begin_read()"
 
     def __init__(self, model, handle):
+        self._lock = threading.Lock()
         self._lib, self._handle = model._lib, ctypes.c_int64(handle)
         self._layers, self._experts = model.layers, model.experts
-        self._lock = threading.Lock()
         self._result = None
 
     def done(self):
@@ -1007,13 +1007,9 @@ class PendingModelRead(_Handle):
 
     def close(self):
         """Drops the read (after its copy has arrived); result() raises afterwards unless it was taken before."""
-        lock = getattr(self, "_lock", None)
-        if lock is None:
-            return
-        with lock:
-            handle = self._handle.value
+        with self._lock:
+            handle, self._handle = self._handle.value, ctypes.c_int64(0)
             if handle:
-                self._handle = ctypes.c_int64(0)
                 self._check(self._lib.moegs_model_read_destroy(handle))
 
 

@@ -287,9 +287,7 @@ internal static class ModelDeviceCheck
             engine.Reader.BeforeCopy = null;
         }
 
-        Array.Sort(steps);
-        Array.Sort(reads);
-        return (steps[reps / 2], reads[reps / 2]);
+        return (Median(steps), Median(reads));
     }
 
     /// <summary>
@@ -314,8 +312,7 @@ internal static class ModelDeviceCheck
             equal &= read.Summary == model.Summary();
         }
 
-        Array.Sort(times);
-        return (times[reps / 2], equal);
+        return (Median(times), equal);
     }
 
     /// <summary>Median host wall time in µs of a call: an enqueue's, or a read's with its waits.</summary>
@@ -329,8 +326,14 @@ internal static class ModelDeviceCheck
             times[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
         }
 
+        return Median(times);
+    }
+
+    /// <summary>The median of <paramref name="times"/> (the upper one of an even count), sorting them in place.</summary>
+    private static double Median(double[] times)
+    {
         Array.Sort(times);
-        return times[reps / 2];
+        return times[times.Length / 2];
     }
 
     private static ModelRoutingStatsOptions Options(ModelShape shape) => new() { Layers = shape.Layers, Experts = shape.Experts };

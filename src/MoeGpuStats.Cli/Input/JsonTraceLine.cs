@@ -192,10 +192,10 @@ internal readonly struct JsonTraceLine
         return found;
     }
 
-    /// <summary>Checks one token's ids or a pass's; returns tokens, k, whether nested, and the largest id.</summary>
     /// <summary>Whether a JSON number's text is a whole number as written (digits, a leading minus): one too large for int64, not a fraction.</summary>
     private static bool IsWholeNumber(string text) => text.TrimStart('-').Length > 0 && text.TrimStart('-').All(char.IsAsciiDigit);
 
+    /// <summary>Checks one token's ids or a pass's; returns tokens, k, whether nested, and the largest id.</summary>
     private static (int Tokens, int TopK, bool Nested, long MaxId) ReadIds(string name, JsonElement ids, string where, int topK)
     {
         const string Shape = "give one token's k ids, [3, 7], or a forward pass's, [[3, 7], [1, 2]]";

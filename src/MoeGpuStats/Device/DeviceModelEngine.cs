@@ -472,7 +472,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     {
         // Before the allocation, so that a model or accelerator already gone says so in the library's words.
         ThrowIfUnusable();
-        var copy = PendingCopy.For(Accelerator, ReadingBytes(request), _pageLockedPool);
+        var copy = new PendingCopy(Accelerator, ReadingBytes(request), _pageLockedPool);
         var at = default(StagedAt);
         var reading = new PendingReading(copy, bytes => ReadingOf(bytes, request), arrived => RefreshKnownSteps(arrived.Steps, at));
         try
@@ -661,7 +661,6 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             var entries = (long)Options.Layers * Options.Experts;
             return StateOf(
                 Unstage<RoutingStateBlock>(bytes, Options.Layers, ref read),
-                Options.Experts,
                 Unstage<float>(bytes, entries, ref read),
                 Unstage<double>(bytes, entries, ref read),
                 decayed ? Unstage<float>(bytes, entries, ref read) : [],
@@ -674,18 +673,18 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     }
 
     /// <summary>
-    /// A model's state from its arrays copied back, each layer's per-expert values <paramref name="stride"/> apart
+    /// A model's state from its arrays copied back, each layer's per-expert values <c>Experts</c> apart
     /// (none before the first step); <paramref name="control"/> gives the ring's position.
     /// </summary>
     private ModelState StateOf(
-        RoutingStateBlock[] blocks, int stride, float[] utilization, double[] sums, float[] decayed, ulong[] counts, float[] history, int[] control, ulong[] load, uint[]? ring)
+        RoutingStateBlock[] blocks, float[] utilization, double[] sums, float[] decayed, ulong[] counts, float[] history, int[] control, ulong[] load, uint[]? ring)
     {
         var steps = blocks[0].TotalRoutings;
         var experts = steps == 0 ? 0 : Options.Experts;
         var layers = new RoutingState[Options.Layers];
         for (var l = 0; l < layers.Length; l++)
         {
-            var row = (l * stride)..((l * stride) + experts);
+            var row = (l * Options.Experts)..((l * Options.Experts) + experts);
             layers[l] = DeviceStateReader.StateOf(
                 blocks[l],
                 utilization[row],

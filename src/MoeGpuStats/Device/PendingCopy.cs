@@ -23,7 +23,11 @@ internal sealed class PendingCopy : IDisposable
     private bool _started;
     private bool _disposed;
 
-    private PendingCopy(Accelerator accelerator, long length, PageLockedPool pool)
+    /// <summary>
+    /// Host memory for a copy of <paramref name="length"/> bytes from <paramref name="accelerator"/>, taken before
+    /// the copy is enqueued, so that the caller allocates outside its lock: on CUDA page-locked, from <paramref name="pool"/>.
+    /// </summary>
+    public PendingCopy(Accelerator accelerator, long length, PageLockedPool pool)
     {
         _accelerator = accelerator;
         _pool = pool;
@@ -46,12 +50,6 @@ internal sealed class PendingCopy : IDisposable
             _bytes = new byte[length];
         }
     }
-
-    /// <summary>
-    /// Host memory for a copy of <paramref name="length"/> bytes from <paramref name="accelerator"/>, taken before
-    /// the copy is enqueued, so that the caller allocates outside its lock: on CUDA page-locked, from <paramref name="pool"/>.
-    /// </summary>
-    public static PendingCopy For(Accelerator accelerator, long length, PageLockedPool pool) => new(accelerator, length, pool);
 
     /// <summary>
     /// On CUDA enqueues the copy of <paramref name="source"/> (as long as the memory allocated for it) on

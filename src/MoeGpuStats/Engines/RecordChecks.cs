@@ -34,7 +34,7 @@ internal static class RecordChecks
 
         if (available < needed)
         {
-            throw new ArgumentException($"The ids hold {available} value{(available == 1 ? "" : "s")}; tokens * topK = {tokens} * {topK} = {needed} are needed.", idsName);
+            throw new ArgumentException($"The ids hold {Plural.Of(available, "value")}; tokens * topK = {tokens} * {topK} = {needed} are needed.", idsName);
         }
 
         if (tokensDropped < 0 || tokensDropped > tokens)

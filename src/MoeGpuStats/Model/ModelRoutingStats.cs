@@ -297,8 +297,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     public ModelRoutingSummary Summary(int recentSteps)
     {
         var engine = Engine;
-        var reading = engine.Read(new() { RecentSteps = CheckRecentSteps(recentSteps) });
-        return Summarize(reading, Experts);
+        var (request, entries) = SummaryRequest(recentSteps, expertRanks: null);
+        return Summarize(engine.Read(request), entries);
     }
 
     /// <summary>
@@ -323,11 +323,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     {
         ArgumentNullException.ThrowIfNull(expertRanks);
         var engine = Engine;
-        CheckRecentSteps(recentSteps);
-        var ranks = ModelStepChecks.ValidatePlacement(Options, expertRanks, nameof(expertRanks));
-        var rankCount = ranks.Max() + 1;
-        var reading = engine.Read(new() { RecentSteps = recentSteps, Ranks = ranks, RankCount = rankCount });
-        return Summarize(reading, rankCount);
+        var (request, entries) = SummaryRequest(recentSteps, expertRanks);
+        return Summarize(engine.Read(request), entries);
     }
 
     /// <summary>
@@ -350,11 +347,25 @@ public sealed partial class ModelRoutingStats : IDisposable
     public PendingModelRead BeginRead(int? recentSteps = null, IReadOnlyList<int>? expertRanks = null)
     {
         var engine = Engine;
-        var steps = recentSteps is { } recent ? CheckRecentSteps(recent) : Options.Window;
-        var ranks = expertRanks is null ? null : ModelStepChecks.ValidatePlacement(Options, expertRanks, nameof(expertRanks));
-        var rankCount = ranks is null ? 0 : ranks.Max() + 1;
-        var reading = engine.BeginRead(new() { RecentSteps = steps, Ranks = ranks, RankCount = rankCount, WindowLoad = true });
-        return new PendingModelRead(reading, ranks is null ? Experts : rankCount);
+        var (request, entries) = SummaryRequest(recentSteps ?? Options.Window, expertRanks);
+        return new PendingModelRead(engine.BeginRead(request with { WindowLoad = true }), entries);
+    }
+
+    /// <summary>
+    /// A summary's reading over the newest <paramref name="recentSteps"/> steps (checked), per rank under
+    /// <paramref name="expertRanks"/> (checked) where given, and the entries its balance counts: the experts, or the ranks.
+    /// </summary>
+    private (ModelReadRequest Request, int Entries) SummaryRequest(int recentSteps, IReadOnlyList<int>? expertRanks)
+    {
+        CheckRecentSteps(recentSteps);
+        if (expertRanks is null)
+        {
+            return (new() { RecentSteps = recentSteps }, Experts);
+        }
+
+        var ranks = ModelStepChecks.ValidatePlacement(Options, expertRanks, nameof(expertRanks));
+        var rankCount = ranks.Max() + 1;
+        return (new() { RecentSteps = recentSteps, Ranks = ranks, RankCount = rankCount }, rankCount);
     }
 
     private int CheckRecentSteps(int recentSteps) =>

@@ -70,7 +70,7 @@ internal static class ModelStepChecks
         {
             var spacing = rows == topK ? $"a layer stride of {stride}" : $"a layer stride of {stride} and a token stride of {rows}";
             throw new ArgumentException(
-                $"The ids hold {available} value{(available == 1 ? "" : "s")}; {layers} layers of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
+                $"The ids hold {Plural.Of(available, "value")}; {layers} layers of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
         }
 
         return (stride, rows);
@@ -94,7 +94,7 @@ internal static class ModelStepChecks
     {
         if (!losses.IsEmpty && losses.Length != options.Layers)
         {
-            throw new ArgumentException($"{name} holds {losses.Length} value{(losses.Length == 1 ? "" : "s")}; it must hold one per layer ({options.Layers}) or none.", name);
+            throw new ArgumentException($"{name} holds {Plural.Of(losses.Length, "value")}; it must hold one per layer ({options.Layers}) or none.", name);
         }
 
         for (var l = 0; l < losses.Length; l++)
@@ -114,7 +114,7 @@ internal static class ModelStepChecks
         var ranks = expertRanks.ToArray();
         if (ranks.Length != options.Experts)
         {
-            throw new ArgumentException($"{name} holds {ranks.Length} rank{(ranks.Length == 1 ? "" : "s")}; it must hold one per expert ({options.Experts}).", name);
+            throw new ArgumentException($"{name} holds {Plural.Of(ranks.Length, "rank")}; it must hold one per expert ({options.Experts}).", name);
         }
 
         for (var e = 0; e < ranks.Length; e++)
@@ -138,7 +138,7 @@ internal static class ModelStepChecks
 
         if (view.Length < minimum)
         {
-            throw new ArgumentException($"{name} holds {view.Length} value{(view.Length == 1 ? "" : "s")}; it must hold {what}, or be default.", name);
+            throw new ArgumentException($"{name} holds {Plural.Of(view.Length, "value")}; it must hold {what}, or be default.", name);
         }
 
         ViewAccelerator.CheckAlive(view, name);

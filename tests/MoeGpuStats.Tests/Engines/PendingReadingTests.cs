@@ -17,7 +17,7 @@ public sealed class PendingReadingTests
         using var pool = new PageLockedPool(accelerator);
         using var source = accelerator.Allocate1D<byte>(8);
         var reader = new DeviceStateReader(accelerator.DefaultStream);
-        var copy = PendingCopy.For(accelerator, 8, pool);
+        var copy = new PendingCopy(accelerator, 8, pool);
         copy.Start(reader, source.View);
         copy.CopyAtBegin(reader, source.View);
 
