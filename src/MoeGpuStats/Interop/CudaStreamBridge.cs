@@ -5,9 +5,11 @@ using MoeGpuStats.Device;
 namespace MoeGpuStats.Interop;
 
 /// <summary>
-/// Orders a device engine's records against a producer's CUDA stream with device-side waits only:
-/// the engine's stream waits for what the producer enqueued so far (before a record), and the
-/// producer's stream waits for the engine's records (before it reuses the buffer). The host never waits.
+/// Orders a device engine's work (a <see cref="DeviceRoutingStats"/>'s records, or a
+/// <see cref="ModelRoutingStats"/>'s steps and reads) against a producer's CUDA stream with device-side
+/// waits only: the engine's stream waits for what the producer enqueued so far (before a record, or
+/// before a read of steps a CUDA graph replays on the producer's stream), and the producer's stream
+/// waits for the engine's work (before it reuses the ids' buffer, or replays again). The host never waits.
 /// </summary>
 /// <remarks>
 /// Events are created in the context of the stream they are recorded on (PyTorch's streams live in
@@ -16,11 +18,12 @@ namespace MoeGpuStats.Interop;
 /// be the engine's stream: pass <c>cudaAccelerator.CreateStream(pointer, false)</c> to
 /// <see cref="DeviceRoutingStats"/>. A zero stream handle means, as in CUDA, the default stream of
 /// the calling thread's current context: call with the producer's context current (outside any
-/// <see cref="CudaContextScope"/>).
+/// <see cref="CudaContextScope"/>). Dispose the bridge before the engine: once the engine's stream is
+/// disposed (with the engine, where it was the engine's own) the bridge refuses to order.
 /// </remarks>
 public sealed class CudaStreamBridge : IDisposable
 {
-    private readonly IntPtr _engineStream;
+    private readonly CudaStream _engineStream;
     private readonly Dictionary<IntPtr, IntPtr> _events = [];
     private readonly Lock _lock = new();
     private bool _disposed;
@@ -32,30 +35,48 @@ public sealed class CudaStreamBridge : IDisposable
     {
     }
 
-    /// <summary>Creates a bridge for an engine ordered on <paramref name="engineStream"/> (a model's, which has no <see cref="DeviceRoutingStats"/>).</summary>
+    /// <summary>
+    /// Creates a bridge for <paramref name="model"/>, which must be on a CUDA accelerator: its steps
+    /// (<c>RecordStep</c>) and reads (<see cref="ModelRoutingStats.BeginRead"/> among them) run on its stream, which the bridge
+    /// orders against the producer's, as C's <c>stream</c> arguments do.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="model"/> is null.</exception>
+    /// <exception cref="ArgumentException">The model is not on CUDA.</exception>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    public CudaStreamBridge(ModelRoutingStats model)
+        : this(
+            (model ?? throw new ArgumentNullException(nameof(model))).DeviceStream
+                ?? throw new ArgumentException("model runs on the managed engine, not CUDA; create it with ModelRoutingStats.OnDevice on a CUDA accelerator.", nameof(model)),
+            nameof(model))
+    {
+    }
+
+    /// <summary>Creates a bridge for an engine ordered on <paramref name="engineStream"/>.</summary>
     /// <param name="engineStream">The stream the engine records on.</param>
     /// <param name="name">The caller's parameter, named by the exception.</param>
     /// <exception cref="ArgumentException">The stream is not a CUDA stream.</exception>
     internal CudaStreamBridge(AcceleratorStream engineStream, string name)
     {
-        _engineStream = engineStream is CudaStream cuda
-            ? cuda.StreamPtr
-            : throw new ArgumentException($"The engine runs on {engineStream.Accelerator.AcceleratorType}, not CUDA.", name);
+        _engineStream = engineStream as CudaStream
+            ?? throw new ArgumentException($"{name} runs on {engineStream.Accelerator.AcceleratorType}, not CUDA; a stream bridge orders CUDA streams alone.", name);
     }
 
     /// <summary>Enqueues on the engine's stream a wait for all work enqueued so far on <paramref name="producerStream"/>.</summary>
     /// <exception cref="ArgumentException">The handle is not a CUDA stream.</exception>
-    public void WaitForProducer(IntPtr producerStream) => Order(producerStream, _engineStream);
+    public void WaitForProducer(IntPtr producerStream) => Order(producerStream, engineWaits: true);
 
     /// <summary>Enqueues on the engine's stream a wait for an event the producer recorded.</summary>
     public void WaitForProducerEvent(IntPtr producerEvent)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        CudaDriver.Wait(_engineStream, producerEvent);
+        lock (_lock)
+        {
+            ThrowIfUnusable();
+            CudaDriver.Wait(_engineStream.StreamPtr, producerEvent);
+        }
     }
 
     /// <summary>Enqueues on <paramref name="consumerStream"/> a wait for every record enqueued so far on the engine.</summary>
-    public void SignalConsumer(IntPtr consumerStream) => Order(_engineStream, consumerStream);
+    public void SignalConsumer(IntPtr consumerStream) => Order(consumerStream, engineWaits: false);
 
     /// <summary>Destroys the bridge's events.</summary>
     public void Dispose()
@@ -75,15 +96,29 @@ public sealed class CudaStreamBridge : IDisposable
         }
     }
 
-    /// <summary>Makes <paramref name="waiter"/> wait on the device for the work enqueued so far on <paramref name="producer"/>.</summary>
-    private void Order(IntPtr producer, IntPtr waiter)
+    /// <summary>
+    /// Makes the engine's stream wait on the device for the work enqueued so far on <paramref name="other"/>
+    /// (<paramref name="engineWaits"/>), or <paramref name="other"/> for the engine's.
+    /// </summary>
+    private void Order(IntPtr other, bool engineWaits)
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            ThrowIfUnusable();
+            var (producer, waiter) = engineWaits ? (other, _engineStream.StreamPtr) : (_engineStream.StreamPtr, other);
             var (cudaEvent, context) = EventFor(producer);
             CudaDriver.Record(cudaEvent, producer, context);
             CudaDriver.Wait(waiter, cudaEvent);
+        }
+    }
+
+    /// <summary>Throws if the bridge, or the engine's stream or accelerator, was disposed: the stream's handle would be a freed one.</summary>
+    private void ThrowIfUnusable()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_engineStream.IsDisposed || _engineStream.Accelerator.IsDisposed)
+        {
+            throw new ObjectDisposedException(nameof(CudaStreamBridge), "The stream of the engine this bridge orders was disposed (with the engine, or by its owner); dispose the bridge before the engine.");
         }
     }
 

@@ -94,6 +94,10 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <summary>Experts per layer.</summary>
     public int Experts => _engine.Options.Experts;
 
+    /// <summary>The stream a device engine orders steps and reads on; null on the managed engine.</summary>
+    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    internal AcceleratorStream? DeviceStream => (Engine as DeviceModelEngine)?.Stream;
+
     private ModelRoutingEngine Engine
     {
         get

@@ -5,7 +5,7 @@ using MoeGpuStats.Interop;
 
 namespace MoeGpuStats.Tests.Interop;
 
-/// <summary><see cref="CudaStreamBridge"/>: a record ordered after a producer's stream, and the producer after the record.</summary>
+/// <summary><see cref="CudaStreamBridge"/>: a record or a model's read ordered after a producer's stream, and the producer after it.</summary>
 public sealed class CudaStreamBridgeTests
 {
     /// <summary>
@@ -80,5 +80,140 @@ public sealed class CudaStreamBridgeTests
         }
 
         Assert.Equal(before, CudaContextScope.CurrentContext());
+    }
+
+    /// <summary>
+    /// A model's step ordered as C's <c>moegs_model_record</c> orders it: the producer fills the ids on
+    /// its own stream, the model's stream waits for the fill, and the producer's next fill (invalid ids,
+    /// if the step read them) waits for the step.
+    /// </summary>
+    [Fact]
+    public void TheBridgeOrdersAModelsStepAfterTheProducerAndTheProducerAfterTheStep()
+    {
+        var accelerator = (CudaAccelerator)TestAccelerators.Require("cuda");
+        var options = new ModelRoutingStatsOptions { Layers = 4, Experts = 8, Window = 4 };
+        const int tokens = 1 << 20, topK = 2;
+        using var producer = (CudaStream)accelerator.CreateStream();
+        using var ids = accelerator.Allocate1D<int>((long)options.Layers * tokens * topK);
+        using var model = ModelRoutingStats.OnDevice(accelerator, options);
+        using var bridge = new CudaStreamBridge(model);
+
+        ids.View.MemSetToZero(producer);                 // every id 0: all slots to expert 0
+        bridge.WaitForProducer(producer.StreamPtr);
+        model.RecordStep(ids.View, tokens, topK);
+        bridge.SignalConsumer(producer.StreamPtr);
+        ids.View.MemSet(producer, 1);                    // 0x01010101: an invalid id, if the step read it
+
+        var load = model.WindowLoad();
+        for (var layer = 0; layer < options.Layers; layer++)
+        {
+            Assert.Equal((ulong)tokens * topK, load[layer * options.Experts]);
+            Assert.Equal(0UL, model.Layer(layer).InvalidExpertIds);
+        }
+    }
+
+    /// <summary>
+    /// A C# server's CUDA graph: the step is captured on the replay stream through the bridge (the model
+    /// has a stream of its own), and a <see cref="ModelRoutingStats.BeginRead"/> is ordered after the
+    /// replays enqueued before it and before the one after, with no wait on the host: it reads the
+    /// steps replayed before it, and the model then reads every replay.
+    /// </summary>
+    [Fact]
+    public void ABridgedBeginReadIsOrderedBetweenReplaysOfACapturedStep()
+    {
+        var accelerator = (CudaAccelerator)TestAccelerators.Require("cuda");
+        var options = new ModelRoutingStatsOptions { Layers = 3, Experts = 16, Window = 5 };
+        const int tokens = 64, topK = 2;
+        using var replay = (CudaStream)accelerator.CreateStream();
+        using var model = ModelRoutingStats.OnDevice(accelerator, options);
+        using var bridge = new CudaStreamBridge(model);
+        using var managed = new ModelRoutingStats(options);
+        using var ids = accelerator.Allocate1D<int>(options.Layers * tokens * topK);
+        var random = new Random(41);
+
+        void Write()
+        {
+            var host = new int[ids.Length];
+            for (var i = 0; i < host.Length; i++)
+            {
+                host[i] = random.Next(8) == 0 ? -1 : random.Next(options.Experts);
+            }
+
+            ids.View.CopyFromCPU(replay, host);
+            managed.RecordStep(host, tokens, topK);
+        }
+
+        void Step()
+        {
+            bridge.WaitForProducer(replay.StreamPtr);
+            model.RecordStep(ids.View, tokens, topK);
+            bridge.SignalConsumer(replay.StreamPtr);
+        }
+
+        // One step outside the graph first: the kernel's first launch (module loading) is not captured.
+        Write();
+        Step();
+        using var graph = CudaGraph.Capture(accelerator, replay, Step);
+        for (var step = 1; step < 7; step++)
+        {
+            Write();
+            graph.Launch(replay);
+        }
+
+        var expectedSummary = System.Text.Json.JsonSerializer.Serialize(managed.Summary());
+        var expectedLoad = managed.WindowLoad();
+        bridge.WaitForProducer(replay.StreamPtr);
+        using var pending = model.BeginRead();
+        bridge.SignalConsumer(replay.StreamPtr);
+        Write();
+        graph.Launch(replay);
+        pending.Wait();
+
+        Assert.Equal(expectedSummary, System.Text.Json.JsonSerializer.Serialize(pending.Summary));
+        Assert.Equal(expectedLoad, pending.WindowLoad);
+        replay.Synchronize();
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(managed.Summary()), System.Text.Json.JsonSerializer.Serialize(model.Summary()));
+        Assert.Equal(managed.WindowLoad(), model.WindowLoad());
+    }
+
+    /// <summary>A model whose stream went with it: the bridge refuses to order against the freed stream.</summary>
+    [Fact]
+    public void ABridgeRefusesToOrderOnceItsModelIsDisposed()
+    {
+        var accelerator = (CudaAccelerator)TestAccelerators.Require("cuda");
+        using var producer = (CudaStream)accelerator.CreateStream();
+        var model = ModelRoutingStats.OnDevice(accelerator, new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+        using var bridge = new CudaStreamBridge(model);
+        model.Dispose();
+
+        var error = Assert.Throws<ObjectDisposedException>(() => bridge.WaitForProducer(producer.StreamPtr));
+        Assert.Contains("dispose the bridge before the engine", error.Message, StringComparison.Ordinal);
+        Assert.Throws<ObjectDisposedException>(() => bridge.SignalConsumer(producer.StreamPtr));
+        Assert.Throws<ObjectDisposedException>(() => bridge.WaitForProducerEvent(IntPtr.Zero));
+    }
+
+    /// <summary>Only an engine on CUDA has a stream to bridge: a managed model or an engine on ILGPU's CPU accelerator is refused, naming the argument.</summary>
+    [Fact]
+    public void ABridgeRefusesAnEngineOffCuda()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 4 };
+        using var managed = new ModelRoutingStats(options);
+        var error = Assert.Throws<ArgumentException>(() => new CudaStreamBridge(managed));
+        Assert.Equal("model", error.ParamName);
+        Assert.StartsWith("model runs on the managed engine, not CUDA", error.Message, StringComparison.Ordinal);
+
+        var cpu = TestAccelerators.Require("cpu");
+        using var onCpu = ModelRoutingStats.OnDevice(cpu, options);
+        error = Assert.Throws<ArgumentException>(() => new CudaStreamBridge(onCpu));
+        Assert.Equal("model", error.ParamName);
+        Assert.StartsWith("model runs on CPU, not CUDA", error.Message, StringComparison.Ordinal);
+
+        using var layer = new DeviceRoutingStats(cpu, new RoutingStatsOptions { Experts = 4 });
+        error = Assert.Throws<ArgumentException>(() => new CudaStreamBridge(layer));
+        Assert.Equal("engine", error.ParamName);
+
+        Assert.Throws<ArgumentNullException>(() => new CudaStreamBridge((ModelRoutingStats)null!));
+        managed.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => new CudaStreamBridge(managed));
     }
 }
