@@ -521,7 +521,13 @@ class MoeStats(_Handle):
         current stream for its device): the record waits on the device for the producer's work, and the
         producer's later work waits for it. Host ids take no stream."""
         # `alive` holds the ids' memory until the call returns.
-        pointer, length, shape, is_cuda, device, alive = _memory(ids, "ids")
+        try:
+            pointer, length, shape, is_cuda, device, alive = _memory(ids, "ids")
+        except TypeError as error:
+            kind = str(getattr(ids, "dtype", "")).replace("torch.", "")
+            if kind in ("int64", "int16"):
+                raise TypeError(f"{error}, or record them on a MoeModelStats of one layer, which reads {kind} ids where they lie") from None
+            raise
         tokens, top_k = _tokens_and_top_k(shape, length, tokens, top_k)
         length = _integer("length (the number of ids)", length, 0, INT64_MAX)
         pointer = _integer("ids (the address)", pointer or 0, 0, _POINTER_MAX)

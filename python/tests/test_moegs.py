@@ -365,7 +365,8 @@ class MemoryTests(unittest.TestCase):
                 with self.assertRaisesRegex(TypeError, r"ids must be int32 \(got .*\); use ids.astype\(numpy.int32\)"):
                     stats.record(HostArray(values, (2, 2), typestr=typestr))
             for dtype in ("torch.int64", "torch.int16"):
-                with self.assertRaisesRegex(TypeError, r"ids must be torch.int32 \(got " + dtype):
+                with self.assertRaisesRegex(TypeError, r"ids must be torch.int32 \(got " + dtype + r"\); use ids.int\(\), or record them on a "
+                                            r"MoeModelStats of one layer, which reads " + dtype[6:] + " ids where they lie$"):
                     stats.record(HostTensor(values, (2, 2), dtype=dtype))
             for typecode in ("h", "l", "q", "I", "f"):
                 with self.assertRaisesRegex(TypeError, r"array.array\('i'\) of int32 \(got typecode"):

@@ -363,14 +363,15 @@ internal sealed class NativeModel : INativeHandle
     private static (AcceleratorStream, ModelRoutingStats, CudaStreamBridge?) OnDevice(Accelerator accelerator, ModelRoutingStatsOptions options)
     {
         var stream = accelerator.CreateStream();
-        var bridge = accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(stream, "stream") : null;
+        ModelRoutingStats? model = null;
         try
         {
-            return (stream, ModelRoutingStats.OnDevice(accelerator, options, stream), bridge);
+            model = ModelRoutingStats.OnDevice(accelerator, options, stream);
+            return (stream, model, accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(model) : null);
         }
         catch
         {
-            bridge?.Dispose();
+            model?.Dispose();
             stream.Dispose();
             throw;
         }
