@@ -39,17 +39,23 @@ internal sealed class ModelOptions(string condition)
         Description = $"{condition} and --metrics-port: publish two series per (layer, expert) as well, the slots since the start and in the window, 2 × layers × experts of them (29,696 for DeepSeek-V3); off by default.",
     };
 
-    public Option<int?> EpSize { get; } = SharedOptions.WholeNumber(
-        new Option<int?>("--ep-size") { Description = $"{condition}: also report the balance over N expert-parallel ranks that hold the experts in order, experts / N each: vLLM's placement before a rebalance, over whose ranks vLLM logs its balancedness; with --metrics-port, publish it too (moegpustats_moegs_model_ep_balancedness_token_weighted and _min). N divides the experts." },
-        1,
-        RoutingStatsOptions.MaxDeviceExperts,
-        "expert-parallel ranks (a divisor of the experts)");
+    public Option<int?> EpSize { get; } = EpSizeOption($"{condition}: also report", "; with --metrics-port, publish it too (moegpustats_moegs_model_ep_balancedness_token_weighted and _min)");
 
     public Option<int?> RecentSteps { get; } = SharedOptions.WholeNumber(
         new Option<int?>("--metrics-recent-steps") { Description = $"{condition} and --metrics-port: publish the balance over the window's newest N steps as well (moegpustats_moegs_model_recent_* and moegpustats_moegs_layer_recent_balancedness, 4 + layers series), 1 to --window; SGLang logs the last 10, 100 and 1,000 passes. One N per run (the series carry no label for it); off by default." },
         1,
         int.MaxValue,
         "the window's newest steps to publish (at most --window)");
+
+    /// <summary>
+    /// <c>--ep-size</c>: the balance over N expert-parallel ranks that hold the experts in order, which
+    /// <paramref name="lead"/> says when to report and <paramref name="tail"/> ends.
+    /// </summary>
+    public static Option<int?> EpSizeOption(string lead, string tail = "") => SharedOptions.WholeNumber(
+        new Option<int?>("--ep-size") { Description = $"{lead} the balance over N expert-parallel ranks that hold the experts in order, experts / N each: vLLM's placement before a rebalance, over whose ranks vLLM logs its balancedness{tail}. N divides the experts." },
+        1,
+        RoutingStatsOptions.MaxDeviceExperts,
+        "expert-parallel ranks (a divisor of the experts)");
 
     /// <summary>Why --ep-size cannot hold <paramref name="experts"/> experts evenly; null when it can or was not given.</summary>
     public string? EpSizeProblem(ParseResult parse, int experts) =>

@@ -15,7 +15,8 @@ internal static class SnapshotCommands
         var file = new Argument<FileInfo>("SNAPSHOT.json") { CustomParser = result => SharedOptions.ParseFile(result, "SNAPSHOT.json")!, Description = "A snapshot saved with --save (or the seed's serde JSON): one layer's, or a whole model's from a replay with a layers axis." };
         var json = SharedOptions.Json("a layer's snapshot, in the seed-compatible shape; a model's balance per layer and counts");
         var plot = SharedOptions.Plot("for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a model, a layers x experts heat map of load share");
-        var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot };
+        var epSize = ModelOptions.EpSizeOption("For a model's snapshot: also report");
+        var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot, epSize };
         SharedOptions.DistinctFiles(command, file, plot);
         command.SetAction(parse =>
         {
@@ -27,8 +28,14 @@ internal static class SnapshotCommands
 
             using (snapshot)
             {
+                if (EpSizeProblem(parse.GetValue(epSize), snapshot.Model, $"{path} holds one layer") is { } problem)
+                {
+                    console.Error.WriteLine(problem);
+                    return ExitCodes.Usage;
+                }
+
                 return snapshot.Model is { } model
-                    ? FinishModel(console, model, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}: {snapshot.Describe()}")
+                    ? FinishModel(console, model, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}: {snapshot.Describe()}", parse.GetValue(epSize))
                     : RecordingSession.Finish(console, snapshot.Layer!, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}: {snapshot.Describe()}", engine: null, "as the program that saved the snapshot timed it");
             }
         });
@@ -41,9 +48,10 @@ internal static class SnapshotCommands
         var output = SharedOptions.OutputFile(new Option<FileInfo?>("--output", "-o") { CustomParser = result => SharedOptions.ParseFile(result, "--output"), Description = "Where to write the merged snapshot; without it, merge prints the merged report (or its --json) and writes nothing." });
         var json = SharedOptions.Json("the merged layer's snapshot, in the seed-compatible shape; for models, the merged model's balance per layer and counts (-o writes the merged snapshot). Standard error names the files written");
         var plot = SharedOptions.Plot("the merged statistics: for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for models, a layers x experts heat map of load share");
+        var epSize = ModelOptions.EpSizeOption("For models' snapshots: also report the merged model's");
         var command = new Command("merge", "Combine snapshots: counts and totals exactly, utilization and loss averages weighted by batches (see docs/scaling.md for what merges approximately).")
         {
-            files, output, json, plot,
+            files, output, json, plot, epSize,
         };
         SharedOptions.DistinctFiles(command, files, output, plot);
         command.SetAction(parse =>
@@ -74,6 +82,12 @@ internal static class SnapshotCommands
                     return ExitCodes.BadInput;
                 }
 
+                if (EpSizeProblem(parse.GetValue(epSize), parts[0].Model, "the snapshots hold one layer") is { } problem)
+                {
+                    console.Error.WriteLine(problem);
+                    return ExitCodes.Usage;
+                }
+
                 if (Identical(paths) is { } identical)
                 {
                     console.Error.WriteLine(identical);
@@ -89,7 +103,7 @@ internal static class SnapshotCommands
                     ? Merge(console, paths, [.. parts.Select(p => p.Layer!)], RoutingStats.Merge, merged => RecordingSession.Finish(
                         console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "snapshot")}: one layer of {Counted.Of(merged.ExpertUtilization.Count, "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output"))
                     : Merge(console, paths, [.. parts.Select(p => p.Model!)], ModelRoutingStats.Merge, merged => FinishModel(
-                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "model snapshot")}: {Counted.Of(merged.Layers, "layer")} of {Counted.Of(merged.Experts, "expert")}"));
+                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "model snapshot")}: {Counted.Of(merged.Layers, "layer")} of {Counted.Of(merged.Experts, "expert")}", parse.GetValue(epSize)));
             }
             finally
             {
@@ -120,17 +134,27 @@ internal static class SnapshotCommands
         }
     }
 
-    /// <summary>A model's ending: the report (or JSON), then the plot (a heat map without a time axis) and the file.</summary>
-    private static int FinishModel(CliConsole console, ModelRoutingStats model, bool json, FileInfo? plot, FileInfo? save, string heading)
+    /// <summary>Why <c>--ep-size</c> cannot apply: snapshots of one layer (<paramref name="oneLayer"/> says so), or ranks that do not divide the model's experts; null when it can or was not given.</summary>
+    private static string? EpSizeProblem(int? ranks, ModelRoutingStats? model, string oneLayer) =>
+        ranks is not { } n ? null
+        : model is null ? $"--ep-size: the balance over expert-parallel ranks is a model's, across its layers; {oneLayer}."
+        : EpBalance.Problem(n, model.Experts);
+
+    /// <summary>
+    /// A model's ending: the report (or JSON), with the balance over <paramref name="epSize"/> ranks where
+    /// given, then the plot (a heat map without a time axis) and the file.
+    /// </summary>
+    private static int FinishModel(CliConsole console, ModelRoutingStats model, bool json, FileInfo? plot, FileInfo? save, string heading, int? epSize)
     {
         var summary = model.Summary();
+        var ranks = epSize is { } n ? EpBalance.Of(model, n) : null;
         if (json)
         {
-            ModelReport.WriteJson(console.Out, summary, ModelCounts.Of(model), model.Experts);
+            ModelReport.WriteJson(console.Out, summary, ModelCounts.Of(model), model.Experts, ranks: ranks);
         }
         else
         {
-            ModelReport.Print(console.Out, summary, ModelCounts.Of(model), heading, engine: null);
+            ModelReport.Print(console.Out, summary, ModelCounts.Of(model), heading, engine: null, ranks: ranks);
         }
 
         return new OutputFiles(console)

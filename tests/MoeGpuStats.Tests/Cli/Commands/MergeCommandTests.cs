@@ -58,6 +58,62 @@ public sealed class MergeCommandTests : IDisposable
     }
 
     /// <summary>
+    /// --ep-size on model snapshots: report gives the balance over ranks that the replay which saved the
+    /// snapshot gave, merge the merged model's; snapshots of one layer, or ranks that do not divide the
+    /// experts, are refused.
+    /// </summary>
+    [Fact]
+    public void EpSizeReportsTheBalanceOverRanksOfASavedOrMergedModel()
+    {
+        var saved = new string[2];
+        string replayRanks = "";
+        for (var rank = 0; rank < 2; rank++)
+        {
+            var npy = _folder.WriteInt32($"ep{rank}.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ModelTrace.Ids(Steps, Layers, Tokens, seed: 7 + rank));
+            saved[rank] = Path.ChangeExtension(npy, ".json");
+            var (code, output, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--window", "3", "--ep-size", "2", "--json", "--save", saved[rank]);
+            Assert.True(code == ExitCodes.Ok, error);
+            replayRanks = rank == 0 ? EpRanks(output) : replayRanks;
+        }
+
+        var (reportCode, reportOut, reportError) = Moegs.Run("report", saved[0], "--ep-size", "2", "--json");
+        Assert.True(reportCode == ExitCodes.Ok, reportError);
+        Assert.Equal(replayRanks, EpRanks(reportOut));
+
+        var (mergeCode, mergeOut, mergeError) = Moegs.Run("merge", saved[0], saved[1], "--ep-size", "4", "--json");
+        Assert.True(mergeCode == ExitCodes.Ok, mergeError);
+        using var parts = new DisposableList(saved.Select(path => SnapshotFile.Load(path).Model!));
+        using var merged = ModelRoutingStats.Merge(parts);
+        var overRanks = merged.Summary([.. Enumerable.Range(0, Experts).Select(e => e / (Experts / 4))]);
+        using (var report = JsonDocument.Parse(mergeOut))
+        {
+            var ranks = report.RootElement.GetProperty("ep_ranks");
+            Assert.Equal(4, ranks.GetProperty("ranks").GetInt32());
+            Assert.Equal(overRanks.Window.TokenWeightedBalancedness, ranks.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble());
+            Assert.Equal(overRanks.SinceStart.MinBalancedness, ranks.GetProperty("since_start").GetProperty("min_balancedness").GetDouble());
+        }
+
+        var (textCode, textOut, _) = Moegs.Run("report", saved[0], "--ep-size", "2");
+        Assert.Equal(ExitCodes.Ok, textCode);
+        Assert.Contains("Model over 2 EP ranks (4 experts each", textOut, StringComparison.Ordinal);
+
+        var layer = _folder.SaveSnapshot("layer.json", experts: Experts);
+        var (oneLayer, _, oneLayerError) = Moegs.Run("report", layer, "--ep-size", "2");
+        Assert.Equal(ExitCodes.Usage, oneLayer);
+        Assert.Equal($"--ep-size: the balance over expert-parallel ranks is a model's, across its layers; {layer} holds one layer.", oneLayerError.Trim());
+        var (uneven, _, unevenError) = Moegs.Run("merge", saved[0], saved[1], "--ep-size", "3");
+        Assert.Equal(ExitCodes.Usage, uneven);
+        Assert.Equal($"--ep-size 3: {Experts} experts do not split evenly over 3 ranks; give a divisor of {Experts}.", unevenError.Trim());
+    }
+
+    /// <summary>The <c>ep_ranks</c> object of a model's JSON report, as text.</summary>
+    private static string EpRanks(string report)
+    {
+        using var json = JsonDocument.Parse(report);
+        return json.RootElement.GetProperty("ep_ranks").GetRawText();
+    }
+
+    /// <summary>
     /// Two ranks' replays saved as model snapshots merge to the counts of both, which report and plan
     /// read back; a snapshot of one layer does not merge with a model's.
     /// </summary>
