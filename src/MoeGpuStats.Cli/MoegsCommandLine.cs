@@ -68,11 +68,12 @@ internal static partial class MoegsCommandLine
         {
             // Each message names its option, its value and what is allowed: one is the whole story. A
             // word the parser did not know says more than the missing command or argument it caused.
-            var error = result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal))?.Message
-                ?? MissingOptions(result.Errors)
-                ?? result.Errors[0].Message;
-            var help = result.CommandResult.Command == root ? "moegs --help" : $"moegs {result.CommandResult.Command.Name} --help";
-            console.Error.WriteLine($"{ErrorText.OneLine(error)} Run {help} for usage.");
+            var unrecognized = result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal))?.Message;
+            var error = unrecognized ?? MissingOptions(result.Errors) ?? result.Errors[0].Message;
+            var command = result.CommandResult.Command;
+            var meant = unrecognized is null ? null : Meant(unrecognized, command);
+            var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
+            console.Error.WriteLine($"{ErrorText.OneLine(error)}{(meant is null ? "" : $" Did you mean {meant}?")} Run {help} for usage.");
             return ExitCodes.Usage;
         }
 
@@ -92,6 +93,29 @@ internal static partial class MoegsCommandLine
             return ExitCodes.BadInput;
         }
     }
+
+    /// <summary>
+    /// What the word an "Unrecognized command or argument 'x'." error names most likely meant: one of
+    /// <paramref name="command"/>'s options (by any alias) for a word that starts with '-', else one of its
+    /// subcommands; null when nothing is close.
+    /// </summary>
+    private static string? Meant(string error, Command command)
+    {
+        var word = UnrecognizedWord().Match(error);
+        if (!word.Success)
+        {
+            return null;
+        }
+
+        var text = word.Groups[1].Value;
+        var names = text.StartsWith('-')
+            ? command.Options.Where(o => !o.Hidden).SelectMany(o => o.Aliases.Prepend(o.Name))
+            : command.Subcommands.Select(c => c.Name);
+        return TypoSuggestion.For(text, names);
+    }
+
+    [GeneratedRegex("^Unrecognized command or argument '(.+)'\\.$")]
+    private static partial Regex UnrecognizedWord();
 
     /// <summary>
     /// The parser's "Option '--x' is required." errors as one line naming every missing option, so

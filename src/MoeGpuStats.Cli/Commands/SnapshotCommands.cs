@@ -103,7 +103,7 @@ internal static class SnapshotCommands
                     ? Merge(console, paths, [.. parts.Select(p => p.Layer!)], RoutingStats.Merge, merged => RecordingSession.Finish(
                         console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "snapshot")}: one layer of {Counted.Of(merged.ExpertUtilization.Count, "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output"))
                     : Merge(console, paths, [.. parts.Select(p => p.Model!)], ModelRoutingStats.Merge, merged => FinishModel(
-                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "model snapshot")}: {Counted.Of(merged.Layers, "layer")} of {Counted.Of(merged.Experts, "expert")}", parse.GetValue(epSize)));
+                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "model snapshot")}: {Counted.Of(merged.Layers, "layer")} of {Counted.Of(merged.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize)));
             }
             finally
             {
@@ -233,12 +233,17 @@ internal static class SnapshotCommands
     private static string? ModelMismatch(FileInfo[] paths, List<ModelRoutingStats> parts)
     {
         var other = parts.FindIndex(p => Shape(p) != Shape(parts[0]));
-        return other < 0 ? null : $"{paths[0]} holds {Shape(parts[0])}, {paths[other]} holds {Shape(parts[other])}; only models of the same layers, experts, window and capacity merge.";
+        return other < 0 ? null
+            : $"{paths[0]} holds {Shape(parts[0])}, {paths[other]} holds {Shape(parts[other])}; only models of the same layers, experts, window and capacity merge"
+            + (parts[other].Experts != parts[0].Experts ? $"{GuessedExperts}." : ".");
 
         static string Shape(ModelRoutingStats model) =>
             $"{Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")} with a window of {Counted.Of(model.Options.Window, "step")} and "
             + (model.Options.ExpertCapacity is { } capacity ? $"a capacity of {Counted.Of(capacity, "slot")} per expert" : "no capacity");
     }
+
+    /// <summary>Why ranks' experts can differ: a replay without <c>--experts</c> takes them from the largest id of its own trace.</summary>
+    private const string GuessedExperts = " (a replay without --experts counts experts up to the largest id in its trace, which differs by rank: replay each rank with --experts)";
 
     /// <summary>Why the snapshots cannot merge, naming the files: they must count the same experts with the same capacity.</summary>
     private static string? Mismatch(FileInfo[] paths, List<RoutingStats> parts)
@@ -258,7 +263,7 @@ internal static class SnapshotCommands
             }
             else if (experts != parts[first].ExpertUtilization.Count)
             {
-                return $"{paths[first]} has {parts[first].ExpertUtilization.Count:N0} experts, {paths[i]} has {experts:N0}; only snapshots of the same experts merge.";
+                return $"{paths[first]} has {parts[first].ExpertUtilization.Count:N0} experts, {paths[i]} has {experts:N0}; only snapshots of the same experts merge{GuessedExperts}.";
             }
         }
 

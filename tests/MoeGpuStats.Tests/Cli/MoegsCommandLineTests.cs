@@ -24,6 +24,24 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Equal(message, error.Trim());
     }
 
+    /// <summary>
+    /// A mistyped option or command names the one it most likely meant, on the same line: a letter
+    /// dropped, doubled or swapped, or the start of a name; a word near none, or near two alike, names none.
+    /// </summary>
+    [Theory]
+    [InlineData("simulate --layer 4", "Unrecognized command or argument '--layer'. Did you mean --layers? Run moegs simulate --help for usage.")]
+    [InlineData("simulate --exprets 8", "Unrecognized command or argument '--exprets'. Did you mean --experts? Run moegs simulate --help for usage.")]
+    [InlineData("simulat", "Unrecognized command or argument 'simulat'. Did you mean simulate? Run moegs --help for usage.")]
+    [InlineData("simulate --top 2", "Unrecognized command or argument '--top'. Did you mean --top-k? Run moegs simulate --help for usage.")]
+    [InlineData("simulate --metrics 9", "Unrecognized command or argument '--metrics'. Run moegs simulate --help for usage.")]
+    [InlineData("simulate --zzzz", "Unrecognized command or argument '--zzzz'. Run moegs simulate --help for usage.")]
+    public void AMistypedNameSuggestsTheNearestOne(string command, string message)
+    {
+        var (code, _, error) = Run(command.Split(' '));
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal(message, error.Trim());
+    }
+
     /// <summary>No output overwrites an input or another output: refused before anything runs, the files left as they were.</summary>
     [Theory]
     [InlineData("replay IN --layout steps,tokens,k --save IN", "--save IN: is a file this command reads; give another name.")]

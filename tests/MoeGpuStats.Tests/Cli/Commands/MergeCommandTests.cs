@@ -34,7 +34,7 @@ public sealed class MergeCommandTests : IDisposable
 
         (code, _, error) = Run("merge", four, eight, "-o", Path.Combine(_folder.FullName, "c.json"));
         Assert.Equal(ExitCodes.BadInput, code);
-        Assert.Equal($"{four} has 4 experts, {eight} has 8; only snapshots of the same experts merge.", error.Trim());
+        Assert.Equal($"{four} has 4 experts, {eight} has 8; only snapshots of the same experts merge (a replay without --experts counts experts up to the largest id in its trace, which differs by rank: replay each rank with --experts).", error.Trim());
         Assert.DoesNotContain("(Parameter", error);
     }
 
@@ -88,6 +88,7 @@ public sealed class MergeCommandTests : IDisposable
         using (var report = JsonDocument.Parse(mergeOut))
         {
             var ranks = report.RootElement.GetProperty("ep_ranks");
+            Assert.Equal(2 * Steps, report.RootElement.GetProperty("steps").GetInt32());
             Assert.Equal(4, ranks.GetProperty("ranks").GetInt32());
             Assert.Equal(overRanks.Window.TokenWeightedBalancedness, ranks.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble());
             Assert.Equal(overRanks.SinceStart.MinBalancedness, ranks.GetProperty("since_start").GetProperty("min_balancedness").GetDouble());
@@ -96,6 +97,9 @@ public sealed class MergeCommandTests : IDisposable
         var (textCode, textOut, _) = Moegs.Run("report", saved[0], "--ep-size", "2");
         Assert.Equal(ExitCodes.Ok, textCode);
         Assert.Contains("Model over 2 EP ranks (4 experts each", textOut, StringComparison.Ordinal);
+        (textCode, textOut, _) = Moegs.Run("merge", saved[0], saved[1]);
+        Assert.Equal(ExitCodes.Ok, textCode);
+        Assert.Contains($"merge of 2 model snapshots: {Layers} layers of {Experts} experts, the ranks' steps summed", textOut, StringComparison.Ordinal);
 
         var layer = _folder.SaveSnapshot("layer.json", experts: Experts);
         var (oneLayer, _, oneLayerError) = Moegs.Run("report", layer, "--ep-size", "2");
@@ -235,6 +239,16 @@ public sealed class MergeCommandTests : IDisposable
             + $"{Path.ChangeExtension(two, ".json")} holds 2 layers of {Experts} experts with a window of 1,000 steps and no capacity; only models of the same layers, experts, window and capacity merge.",
             error.Trim());
         Assert.False(File.Exists(Path.ChangeExtension(three, ".m.json")));
+
+        // Ranks of other experts: the experts a replay took from its own largest id, most likely.
+        var fewer = Path.ChangeExtension(three, ".7.json");
+        Assert.Equal(ExitCodes.Ok, Moegs.Run("replay", three, "--experts", "7", "--save", fewer).Code);
+        (code, _, error) = Moegs.Run("merge", Path.ChangeExtension(three, ".json"), fewer);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.EndsWith(
+            "only models of the same layers, experts, window and capacity merge (a replay without --experts counts experts up to the largest id in its trace, which differs by rank: replay each rank with --experts).",
+            error.Trim(),
+            StringComparison.Ordinal);
     }
 
     /// <summary>Snapshots of one layer merge to the counts and totals of both, what RoutingStats.Merge gives, written to --output and printed as JSON.</summary>
