@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace MoeGpuStats.Cli.Input;
 
 /// <summary>
@@ -17,8 +19,9 @@ internal sealed class JsonLinesTrace : IRoutingTrace
     private readonly int[] _written;
     private readonly long _maxId;
 
-    private JsonLinesTrace(LineReader lines, string path, JsonTracePasses passes)
+    private JsonLinesTrace(LineReader lines, string path, JsonTracePasses passes, string? cutOff)
     {
+        Notes = cutOff is null ? [] : [cutOff];
         _lines = lines;
         _path = path;
         _starts = [.. passes.Starts];
@@ -53,8 +56,12 @@ internal sealed class JsonLinesTrace : IRoutingTrace
 
     public int MaxTokens { get; }
 
-    public IReadOnlyList<string> Notes => [];
+    public IReadOnlyList<string> Notes { get; }
 
+    /// <summary>
+    /// Reads the trace at <paramref name="path"/>. A last line without a newline that is not JSON is left
+    /// out, with a note: a log still being written, or whose writer was stopped, ends in one.
+    /// </summary>
     /// <exception cref="InvalidDataException">A line that is not a trace's, or passes that do not hold their layers' tokens; one line naming the file and line.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
     /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
@@ -64,6 +71,7 @@ internal sealed class JsonLinesTrace : IRoutingTrace
         try
         {
             var passes = new JsonTracePasses(path);
+            string? cutOff = null;
             while (lines.TryRead(out var line))
             {
                 if (line.Trim(" \t"u8).IsEmpty)
@@ -71,7 +79,18 @@ internal sealed class JsonLinesTrace : IRoutingTrace
                     continue;
                 }
 
-                var parsed = JsonTraceLine.Parse(line, path, lines.Number, passes.TopK, out var document);
+                JsonTraceLine parsed;
+                JsonDocument? document;
+                try
+                {
+                    parsed = JsonTraceLine.Parse(line, path, lines.Number, passes.TopK, out document);
+                }
+                catch (InvalidDataException exception) when (lines.Unterminated && exception.InnerException is JsonException)
+                {
+                    cutOff = $"note: {path}:{lines.Number:N0}, the last line, is cut off (not JSON, and no newline ends it, as in a log still being written): left out.";
+                    break;
+                }
+
                 using (document)
                 {
                     passes.Add(parsed, lines.Start, lines.Next, lines.Number);
@@ -79,7 +98,7 @@ internal sealed class JsonLinesTrace : IRoutingTrace
             }
 
             passes.Finish();
-            return new JsonLinesTrace(lines, path, passes);
+            return new JsonLinesTrace(lines, path, passes, cutOff);
         }
         catch
         {

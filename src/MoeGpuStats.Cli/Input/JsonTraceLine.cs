@@ -95,7 +95,7 @@ internal readonly struct JsonTraceLine
             var nonFinite = line.IndexOf("NaN"u8) >= 0 || line.IndexOf("Infinity"u8) >= 0
                 ? " NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON: write null (or dump with allow_nan=False to find them)."
                 : "";
-            throw new InvalidDataException($"{where}: not JSON ({message} at byte {exception.BytePositionInLine + 1}); a line holds one object with topk_ids.{nonFinite}");
+            throw new InvalidDataException($"{where}: not JSON ({message} at byte {exception.BytePositionInLine + 1}); a line holds one object with topk_ids.{nonFinite}", exception);
         }
 
         try

@@ -81,7 +81,10 @@ internal sealed class JsonTracePasses(string path)
         var layer = line.Layer?.Value ?? 0;
         if (Layers > 0 && layer >= Layers)
         {
-            throw new InvalidDataException($"{where}: {line.Layer!.Value.Name} {layer}, but the first forward pass holds layers 0 to {Layers - 1}; every pass holds the same layers.");
+            var grouping = _fields.Pass is null && _fields.Position is null
+                ? " Without a step or position field, each line holds all of its layer's tokens in a pass and a layer's next line starts the next pass: give lines that hold part of a pass a step or position field."
+                : "";
+            throw new InvalidDataException($"{where}: {line.Layer!.Value.Name} {layer}, but the first forward pass holds layers 0 to {Layers - 1}; every pass holds the same layers.{grouping}");
         }
 
         var newPass = !_inPass || (line.Pass is { } pass
@@ -177,8 +180,9 @@ internal sealed class JsonTracePasses(string path)
         {
             if (_tokens[layer] == 0)
             {
+                var numbering = layer == 0 ? " Number the MoE layers from 0: a model's layer index less its first MoE layer's (DeepSeek-V3's MoE layers 3 to 60 are 0 to 57)." : "";
                 throw new InvalidDataException(
-                    $"{path}:{_passLastLine}: the forward pass of {lines}{_passText} has no tokens of layer {layer}; every pass holds layers 0 to {layers - 1}{(Layers > 0 ? ", as the first does" : $", up to its largest")}.");
+                    $"{path}:{_passLastLine}: the forward pass of {lines}{_passText} has no tokens of layer {layer}; every pass holds layers 0 to {layers - 1}{(Layers > 0 ? ", as the first does" : $", up to its largest")}.{numbering}");
             }
 
             if (_tokens[layer] != _tokens[0])

@@ -34,6 +34,9 @@ internal sealed class LineReader : IDisposable
     /// <summary>Where the line last read starts.</summary>
     public long Start { get; private set; }
 
+    /// <summary>Whether the line last read ends the file without a newline: the last line of a log, or one still being written.</summary>
+    public bool Unterminated { get; private set; }
+
     /// <summary>Where the line after the one last read starts (past its newline).</summary>
     public long Next => _bufferStart + _begin;
 
@@ -61,6 +64,7 @@ internal sealed class LineReader : IDisposable
                 var length = newline >= 0 ? newline : unread.Length;
                 line = unread[..length];
                 Start = Next;
+                Unterminated = newline < 0;
                 _begin += newline >= 0 ? length + 1 : length;
                 Number++;
                 line = line is [.., (byte)'\r'] ? line[..^1] : line;

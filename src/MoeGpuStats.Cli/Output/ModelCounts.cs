@@ -47,7 +47,7 @@ internal sealed record ModelCounts((ulong Fewest, ulong Most) Tokens, ulong Rout
     /// <summary>The warning for <paramref name="invalid"/> ids that named no expert beside <paramref name="routed"/> slots, or null when none did: a model's or one layer's.</summary>
     public static string? InvalidWarning(ulong invalid, ulong routed, int experts) => invalid == 0
         ? null
-        : $"warning: {Counted.Of(invalid, "id")} ({Percent(invalid, invalid + routed)} of the ids that are not padding) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
+        : $"warning: {Counted.Of(invalid, "id")} ({Percent(invalid, invalid + routed)} of the ids other than -1) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
 
     public static string Percent(ulong part, ulong whole) =>
         whole == 0 ? "0 %"

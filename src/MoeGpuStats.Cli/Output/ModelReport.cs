@@ -92,7 +92,7 @@ internal static class ModelReport
         var (fewest, most) = counts.Tokens;
         Line(output, "tokens per layer", fewest == most ? Invariant($"{most:N0}") : Invariant($"{fewest:N0} to {most:N0}"), "padding left out");
         Line(output, "routed slots", Invariant($"{counts.RoutedSlots:N0}"));
-        Line(output, "invalid expert ids", Invariant($"{counts.InvalidExpertIds:N0}"), counts.InvalidExpertIds == 0 ? "" : $"{ModelCounts.Percent(counts.InvalidExpertIds, counts.InvalidExpertIds + counts.RoutedSlots)} of the ids that are not padding: in no expert's load");
+        Line(output, "invalid expert ids", Invariant($"{counts.InvalidExpertIds:N0}"), counts.InvalidExpertIds == 0 ? "" : $"{ModelCounts.Percent(counts.InvalidExpertIds, counts.InvalidExpertIds + counts.RoutedSlots)} of the ids other than -1: in no expert's load");
         if (counts.Capacity is { } capacity)
         {
             Line(output, "slots dropped", Invariant($"{counts.SlotsDropped:N0}"), $"{ModelCounts.Percent(counts.SlotsDropped, counts.RoutedSlots)} of routed slots, over {capacity:N0} per expert per step");

@@ -236,7 +236,9 @@ public sealed partial class ReplayCommandTests
     [InlineData("{\"layer\": \"moe.3\", \"topk_ids\": [1, 2]}\n", ":1: layer is \"moe.3\"; give the MoE layer's index")]
     [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 2, \"topk_ids\": [[1, 2]]}\n", ":2: the forward pass of lines 1 to 2 has no tokens of layer 1; every pass holds layers 0 to 2, up to its largest.")]
     [InlineData("{\"step\": 0, \"layer\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 0, \"layer\": 1, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"layer\": 0, \"topk_ids\": [1, 2]}\n", ":3: the forward pass of line 3 (step 1) has no tokens of layer 1; every pass holds layers 0 to 1, as the first does.")]
-    [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 1, \"topk_ids\": [[1, 2]]}\n{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 2, \"topk_ids\": [[1, 2]]}\n", ":4: layer 2, but the first forward pass holds layers 0 to 1; every pass holds the same layers.")]
+    [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 1, \"topk_ids\": [[1, 2]]}\n{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 2, \"topk_ids\": [[1, 2]]}\n", ":4: layer 2, but the first forward pass holds layers 0 to 1; every pass holds the same layers. Without a step or position field, each line holds all of its layer's tokens in a pass and a layer's next line starts the next pass: give lines that hold part of a pass a step or position field.")]
+    [InlineData("{\"layer\": 3, \"topk_ids\": [[1, 2]]}\n{\"layer\": 4, \"topk_ids\": [[1, 2]]}\n", ":2: the forward pass of lines 1 to 2 has no tokens of layer 0; every pass holds layers 0 to 4, up to its largest. Number the MoE layers from 0: a model's layer index less its first MoE layer's (DeepSeek-V3's MoE layers 3 to 60 are 0 to 57).")]
+    [InlineData("{\"step\": 0, \"layer\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 0, \"layer\": 1, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"layer\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"layer\": 2, \"topk_ids\": [1, 2]}\n", ":4: layer 2, but the first forward pass holds layers 0 to 1; every pass holds the same layers.")]
     [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2], [3, 4]]}\n{\"layer\": 1, \"topk_ids\": [[1, 2]]}\n", ":2: layer 1 has 1 token in the forward pass of lines 1 to 2, layer 0 has 2; every layer of a pass routes the same tokens.")]
     [InlineData("{\"step\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"topk_ids\": [1, 2]}\n{\"step\": 0, \"topk_ids\": [1, 2]}\n", ":3: step 0 again, after other passes (its lines began at line 1); a forward pass's lines come together.")]
     [InlineData("{\"step\": 1.5, \"topk_ids\": [1, 2]}\n", ":1: step is 1.5; give the forward pass's id, a whole number or a string.")]
@@ -262,6 +264,45 @@ public sealed partial class ReplayCommandTests
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(output);
         Assert.Equal($"--layout tokens,k: {path} is a JSON-lines trace, whose lines give its layers and passes (by their layer, step and position fields, or their order where those are absent); --layout is for .npy and .npz files.", error.TrimEnd());
+    }
+
+    /// <summary>
+    /// A log still being written ends in a line cut off without its newline: that line alone is left out,
+    /// with a note, and the passes before it replay as the file without it does; a complete last line
+    /// without a newline is read, and a line that is not JSON before the end is refused.
+    /// </summary>
+    [Fact]
+    public void ACutOffLastLineIsLeftOutWithANote()
+    {
+        string[] lines = [Line(0, [[1, 2], [3, 0]]), Line(1, [[2, 2], [1, 0]]), Line(0, [[3, 3], [0, 1]]), Line(1, [[1, 1], [2, 3]])];
+        var whole = Write("whole.jsonl", lines);
+        var cut = Path.Combine(_folder.FullName, "cut.jsonl");
+        File.WriteAllText(cut, string.Join("\n", lines) + "\n" + lines[0][..17]);
+        var unterminated = Path.Combine(_folder.FullName, "unterminated.jsonl");
+        File.WriteAllText(unterminated, string.Join("\n", lines));
+
+        var (wholeCode, wholeOut, wholeError) = Moegs.Run("replay", whole, "--experts", $"{Experts}", "--json");
+        var (cutCode, cutOut, cutError) = Moegs.Run("replay", cut, "--experts", $"{Experts}", "--json");
+        var (unterminatedCode, unterminatedOut, unterminatedError) = Moegs.Run("replay", unterminated, "--experts", $"{Experts}", "--json");
+
+        Assert.True(wholeCode == ExitCodes.Ok, wholeError);
+        Assert.True(cutCode == ExitCodes.Ok, cutError);
+        Assert.True(unterminatedCode == ExitCodes.Ok, unterminatedError);
+        Assert.Contains($"note: {cut}:5, the last line, is cut off (not JSON, and no newline ends it, as in a log still being written): left out.", cutError);
+        Assert.DoesNotContain("cut off", unterminatedError);
+        Assert.Equal(WithoutTimes(wholeOut), WithoutTimes(cutOut));
+        Assert.Equal(WithoutTimes(wholeOut), WithoutTimes(unterminatedOut));
+
+        File.WriteAllText(cut, lines[0] + "\n" + lines[0][..17] + "\n" + lines[1]);
+        AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: not JSON (");
+    }
+
+    /// <summary>A model's JSON report without its <c>step_time</c>, which differs from run to run.</summary>
+    private static string WithoutTimes(string report)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(report)!.AsObject();
+        json.Remove("step_time");
+        return json.ToJsonString();
     }
 
     /// <summary>Lines may end in CRLF, the file may start with a byte order mark, blank lines are skipped, and unknown fields ignored.</summary>

@@ -406,7 +406,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         var (code, _, error) = Moegs.Run("replay", WriteInt32("layer.npy", $"{Steps}, {Tokens}, {TopK}", ids), "--layout", "steps,tokens,k", "--experts", $"{experts}");
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains($"warning: {invalid:N0} ids ({ModelCounts.Percent((ulong)invalid, (ulong)(invalid + routed))} of the ids that are not padding) named no expert in [0, {experts}) and count as invalid, in no expert's load: is --experts right?", error);
+        Assert.Contains($"warning: {invalid:N0} ids ({ModelCounts.Percent((ulong)invalid, (ulong)(invalid + routed))} of the ids other than -1) named no expert in [0, {experts}) and count as invalid, in no expert's load: is --experts right?", error);
     }
 
     /// <summary>The text report lists the worst layers first, at most ten, and says how many it leaves out.</summary>
