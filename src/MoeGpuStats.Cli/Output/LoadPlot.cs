@@ -63,14 +63,15 @@ internal static class LoadPlot
             }).ToArray());
             bars.Horizontal = false;
 
-            var meanShare = shares.Average();
-            var mean = load.Add.HorizontalLine(meanShare);
-            mean.LegendText = $"mean ({meanShare:0.00} %)";
+            // The report's mean, in its words: an average of the shares rounds differently at the last digit.
+            var meanFraction = stats.UtilizationSummary()["mean_utilization"];
+            var mean = load.Add.HorizontalLine(100.0 * meanFraction);
+            mean.LegendText = $"mean ({RunReport.Percent(meanFraction)})";
             mean.Color = Colors.Red;
             mean.LinePattern = LinePattern.Dashed;
             load.ShowLegend(Alignment.UpperRight);
             load.Axes.SetLimitsX(-0.5, experts - 0.5);
-            load.Axes.SetLimitsY(0, UpperLimit(Math.Max(shares.Max(), meanShare), LegendHeadroom));
+            load.Axes.SetLimitsY(0, UpperLimit(Math.Max(shares.Max(), 100.0 * meanFraction), LegendHeadroom));
         }
         else
         {

@@ -34,7 +34,8 @@ internal static class RunReport
         var experts = stats.ExpertUtilization.Count;
         output.WriteLine();
         output.WriteLine("Expert load: each expert's share of a batch's tokens, in %, averaged over batches");
-        output.WriteLine("(a token routed to k experts counts for each of them, so the shares add up to k x 100 %)");
+        output.WriteLine("(a token routed to k experts counts for each of them, so the shares add up to k x 100 %;");
+        output.WriteLine(" every batch weighs the same whatever its tokens, as the seed's utilization: a model's per-layer figures sum the slots instead)");
         if (stats.MostUtilizedExpert() is var (most, mostShare) && stats.LeastUtilizedExpert() is var (least, leastShare))
         {
             var summary = stats.UtilizationSummary();
@@ -122,7 +123,8 @@ internal static class RunReport
         return line + (latency.TotalMeasurements > 0 ? $"; {TimeSpread.Milliseconds(latency.AverageLatency())} per batch" : "; no batch timed yet");
     }
 
-    private static string Percent(float fraction) => Invariant($"{fraction * 100:0.00} %");
+    /// <summary>A share as the report prints it, <c>9.38 %</c>; the plot's legend prints the mean so too.</summary>
+    internal static string Percent(float fraction) => Invariant($"{fraction * 100:0.00} %");
 
     private static string Count(ulong value) => value.ToString("N0", CultureInfo.InvariantCulture);
 

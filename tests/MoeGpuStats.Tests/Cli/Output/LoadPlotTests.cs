@@ -72,6 +72,26 @@ public sealed class LoadPlotTests
     /// expert (or, at 600 experts and a title of two lines, one under the legend), in the shorter chart drawn above a variance chart: the legend's pixels (those that
     /// change when it is hidden) end well above the first pixel of a bar in every column.
     /// </summary>
+    /// <summary>
+    /// The legend's mean reads as the text report's, from the same figure: at a mean of exactly 1/32
+    /// (3.125 %) an average of the shares and the seed's mean utilization round to different last digits.
+    /// </summary>
+    [Fact]
+    public void TheLegendsMeanIsTheReportsMean()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 64 });
+        stats.RecordRouting([.. Enumerable.Range(0, 44).Select(i => (i * 7) % 64)], tokens: 22, topK: 2);
+        using var text = new StringWriter();
+        RunReport.Print(text, stats, "heading", engine: null, timed: "as this test timed it");
+        var reported = text.ToString().Split('\n').Single(line => line.TrimStart().StartsWith("mean of 64 experts", StringComparison.Ordinal));
+
+        var (load, _) = LoadPlot.Build(stats);
+        var legend = load.GetPlottables().OfType<ScottPlot.Plottables.HorizontalLine>().Single().LegendText;
+
+        Assert.Matches(@"^mean \(3\.1[23] %\)$", legend);
+        Assert.EndsWith(legend["mean (".Length..^1], reported.TrimEnd(), StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData(8, 7)]
     [InlineData(600, 570)]
