@@ -69,14 +69,32 @@ internal static class ModelLoadPlot
             }
         }
 
-        // Balancedness has its own scale, 0 to 1, so that a colour means the same in every picture and yellow is even.
-        var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), "balancedness (1 = even)", largest: false, scale: new ScottPlot.Range(0, 1));
+        // From 0, so that dark is always the worst a layer can be, up to a round top over the largest value
+        // drawn: a fixed 0 to 1 left a model of balancedness 0.04 to 0.1 (DeepSeek-V3's at decode) one colour.
+        var top = BalanceScaleTop(values);
+        var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), top < 1 ? $"balancedness (1 = even; colours to {top:0.###})" : "balancedness (1 = even)", largest: false, scale: new ScottPlot.Range(0, top));
         balance.Title(timeline.StepsPerColumn == 1
             ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps{NoLoad(values)})"
             : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns{NoLoad(values)})");
         Label(balance, (timeline.StepsPerColumn == 1 ? "step" : $"steps ÷ {timeline.StepsPerColumn:N0}") + Block(balanceColumns, "smallest"), "layer" + Block(balanceRows, "smallest"));
 
         return PlotImage.Stack(load, balance, Width, Height, 0.6);
+    }
+
+    /// <summary>
+    /// The top of the balancedness colours: the largest value drawn rounded up to one significant digit
+    /// (0.0912 gives 0.1, 0.37 gives 0.4), at most 1; 1 where no value has load.
+    /// </summary>
+    internal static double BalanceScaleTop(double[,] values)
+    {
+        var largest = values.Cast<double>().Where(v => !double.IsNaN(v)).DefaultIfEmpty(1).Max();
+        if (largest <= 0)
+        {
+            return 1;
+        }
+
+        var unit = Math.Pow(10, Math.Floor(Math.Log10(largest)));
+        return Math.Min(1, Math.Round(Math.Ceiling(Math.Round(largest / unit, 9)) * unit, 12));
     }
 
     /// <summary>

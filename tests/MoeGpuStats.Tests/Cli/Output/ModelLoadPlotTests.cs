@@ -66,6 +66,29 @@ public sealed class ModelLoadPlotTests
     }
 
     /// <summary>A model of one layer (or one expert) is a heat map of one row (or column): its cells are drawn (a zero-height rectangle drew none).</summary>
+    /// <summary>
+    /// Balancedness colours run from 0 to the largest value rounded up to one significant digit, at most 1:
+    /// a model balanced between 0.04 and 0.1 spans the colours; no load (NaN) or values of 1 keep 0 to 1.
+    /// </summary>
+    [Theory]
+    [InlineData(new[] { 0.04, 0.0912 }, 0.1)]
+    [InlineData(new[] { 0.2, 0.37 }, 0.4)]
+    [InlineData(new[] { 0.3, 0.4 }, 0.4)]
+    [InlineData(new[] { 0.5, 0.95 }, 1.0)]
+    [InlineData(new[] { 0.5, 1.0 }, 1.0)]
+    [InlineData(new[] { double.NaN, 0.003 }, 0.003)]
+    [InlineData(new[] { double.NaN, double.NaN }, 1.0)]
+    public void BalancednessColoursSpanZeroToARoundTopOverTheLargest(double[] values, double top)
+    {
+        var grid = new double[1, values.Length];
+        for (var i = 0; i < values.Length; i++)
+        {
+            grid[0, i] = values[i];
+        }
+
+        Assert.Equal(top, ModelLoadPlot.BalanceScaleTop(grid), 12);
+    }
+
     [Theory]
     [InlineData(1, 16)]
     [InlineData(6, 1)]
