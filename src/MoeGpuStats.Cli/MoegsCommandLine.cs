@@ -71,7 +71,7 @@ internal static partial class MoegsCommandLine
             var unrecognized = result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal))?.Message;
             var error = unrecognized ?? MissingOptions(result.Errors) ?? result.Errors[0].Message;
             var command = result.CommandResult.Command;
-            var meant = unrecognized is null ? null : Meant(unrecognized, command);
+            var meant = unrecognized is null || result.UnmatchedTokens.Count == 0 ? null : Meant(result.UnmatchedTokens[0], command, root);
             var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
             console.Error.WriteLine($"{ErrorText.OneLine(error)}{(meant is null ? "" : $" Did you mean {meant}?")} Run {help} for usage.");
             return ExitCodes.Usage;
@@ -95,27 +95,21 @@ internal static partial class MoegsCommandLine
     }
 
     /// <summary>
-    /// What the word an "Unrecognized command or argument 'x'." error names most likely meant: one of
-    /// <paramref name="command"/>'s options (by any alias) for a word that starts with '-', else one of its
-    /// subcommands; null when nothing is close.
+    /// What a word the parser did not match most likely meant: for a word that starts with '-' (its
+    /// <c>=value</c> or <c>:value</c> aside), one of <paramref name="command"/>'s options or the root's
+    /// options that apply to every command (<c>--help</c>), by any alias; else one of its subcommands;
+    /// null when nothing is close.
     /// </summary>
-    private static string? Meant(string error, Command command)
+    private static string? Meant(string word, Command command, RootCommand root)
     {
-        var word = UnrecognizedWord().Match(error);
-        if (!word.Success)
+        if (!word.StartsWith('-'))
         {
-            return null;
+            return TypoSuggestion.For(word, command.Subcommands.Select(c => c.Name));
         }
 
-        var text = word.Groups[1].Value;
-        var names = text.StartsWith('-')
-            ? command.Options.Where(o => !o.Hidden).SelectMany(o => o.Aliases.Prepend(o.Name))
-            : command.Subcommands.Select(c => c.Name);
-        return TypoSuggestion.For(text, names);
+        var options = command.Options.Concat(command == root ? [] : root.Options.Where(o => o.Recursive)).Where(o => !o.Hidden);
+        return TypoSuggestion.For(word.Split('=', ':')[0], options.SelectMany(o => o.Aliases.Prepend(o.Name)));
     }
-
-    [GeneratedRegex("^Unrecognized command or argument '(.+)'\\.$")]
-    private static partial Regex UnrecognizedWord();
 
     /// <summary>
     /// The parser's "Option '--x' is required." errors as one line naming every missing option, so

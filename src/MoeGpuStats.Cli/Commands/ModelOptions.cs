@@ -39,7 +39,7 @@ internal sealed class ModelOptions(string condition)
         Description = $"{condition} and --metrics-port: publish two series per (layer, expert) as well, the slots since the start and in the window, 2 × layers × experts of them (29,696 for DeepSeek-V3); off by default.",
     };
 
-    public Option<int?> EpSize { get; } = EpSizeOption($"{condition}: also report", "; with --metrics-port, publish it too (moegpustats_moegs_model_ep_balancedness_token_weighted and _min)");
+    public Option<int?> EpSize { get; } = EpSizeOption($"{condition}: also report the balance", "; with --metrics-port, publish it too (moegpustats_moegs_model_ep_balancedness_token_weighted and _min)");
 
     public Option<int?> RecentSteps { get; } = SharedOptions.WholeNumber(
         new Option<int?>("--metrics-recent-steps") { Description = $"{condition} and --metrics-port: publish the balance over the window's newest N steps as well (moegpustats_moegs_model_recent_* and moegpustats_moegs_layer_recent_balancedness, 4 + layers series), 1 to --window; SGLang logs the last 10, 100 and 1,000 passes. One N per run (the series carry no label for it); off by default." },
@@ -49,10 +49,10 @@ internal sealed class ModelOptions(string condition)
 
     /// <summary>
     /// <c>--ep-size</c>: the balance over N expert-parallel ranks that hold the experts in order, which
-    /// <paramref name="lead"/> says when to report and <paramref name="tail"/> ends.
+    /// <paramref name="lead"/> says when to report (ending in the balance's noun) and <paramref name="tail"/> ends.
     /// </summary>
     public static Option<int?> EpSizeOption(string lead, string tail = "") => SharedOptions.WholeNumber(
-        new Option<int?>("--ep-size") { Description = $"{lead} the balance over N expert-parallel ranks that hold the experts in order, experts / N each: vLLM's placement before a rebalance, over whose ranks vLLM logs its balancedness{tail}. N divides the experts." },
+        new Option<int?>("--ep-size") { Description = $"{lead} over N expert-parallel ranks that hold the experts in order, experts / N each: vLLM's placement before a rebalance, over whose ranks vLLM logs its balancedness{tail}. N divides the experts." },
         1,
         RoutingStatsOptions.MaxDeviceExperts,
         "expert-parallel ranks (a divisor of the experts)");

@@ -15,7 +15,7 @@ internal static class SnapshotCommands
         var file = new Argument<FileInfo>("SNAPSHOT.json") { CustomParser = result => SharedOptions.ParseFile(result, "SNAPSHOT.json")!, Description = "A snapshot saved with --save (or the seed's serde JSON): one layer's, or a whole model's from a replay with a layers axis." };
         var json = SharedOptions.Json("a layer's snapshot, in the seed-compatible shape; a model's balance per layer and counts");
         var plot = SharedOptions.Plot("for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a model, a layers x experts heat map of load share");
-        var epSize = ModelOptions.EpSizeOption("For a model's snapshot: also report");
+        var epSize = ModelOptions.EpSizeOption("For a model's snapshot: also report the balance");
         var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot, epSize };
         SharedOptions.DistinctFiles(command, file, plot);
         command.SetAction(parse =>
@@ -48,7 +48,7 @@ internal static class SnapshotCommands
         var output = SharedOptions.OutputFile(new Option<FileInfo?>("--output", "-o") { CustomParser = result => SharedOptions.ParseFile(result, "--output"), Description = "Where to write the merged snapshot; without it, merge prints the merged report (or its --json) and writes nothing." });
         var json = SharedOptions.Json("the merged layer's snapshot, in the seed-compatible shape; for models, the merged model's balance per layer and counts (-o writes the merged snapshot). Standard error names the files written");
         var plot = SharedOptions.Plot("the merged statistics: for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for models, a layers x experts heat map of load share");
-        var epSize = ModelOptions.EpSizeOption("For models' snapshots: also report the merged model's");
+        var epSize = ModelOptions.EpSizeOption("For models' snapshots: also report the merged model's balance");
         var command = new Command("merge", "Combine snapshots: counts and totals exactly, utilization and loss averages weighted by batches (see docs/scaling.md for what merges approximately).")
         {
             files, output, json, plot, epSize,
@@ -82,7 +82,7 @@ internal static class SnapshotCommands
                     return ExitCodes.BadInput;
                 }
 
-                if (EpSizeProblem(parse.GetValue(epSize), parts[0].Model, "the snapshots hold one layer") is { } problem)
+                if (EpSizeProblem(parse.GetValue(epSize), parts[0].Model, "the snapshots given hold one layer each") is { } problem)
                 {
                     console.Error.WriteLine(problem);
                     return ExitCodes.Usage;
@@ -137,7 +137,7 @@ internal static class SnapshotCommands
     /// <summary>Why <c>--ep-size</c> cannot apply: snapshots of one layer (<paramref name="oneLayer"/> says so), or ranks that do not divide the model's experts; null when it can or was not given.</summary>
     private static string? EpSizeProblem(int? ranks, ModelRoutingStats? model, string oneLayer) =>
         ranks is not { } n ? null
-        : model is null ? $"--ep-size: the balance over expert-parallel ranks is a model's, across its layers; {oneLayer}."
+        : model is null ? $"--ep-size {n}: the balance over expert-parallel ranks is a model's, across its layers; {oneLayer}."
         : EpBalance.Problem(n, model.Experts);
 
     /// <summary>

@@ -59,8 +59,9 @@ internal sealed class JsonLinesTrace : IRoutingTrace
     public IReadOnlyList<string> Notes { get; }
 
     /// <summary>
-    /// Reads the trace at <paramref name="path"/>. A last line without a newline that is not JSON is left
-    /// out, with a note: a log still being written, or whose writer was stopped, ends in one.
+    /// Reads the trace at <paramref name="path"/>. A last line without a newline that is unfinished JSON is
+    /// left out, with a note, and so is the forward pass it may belong to: a log still being written, or
+    /// whose writer was stopped, ends in one.
     /// </summary>
     /// <exception cref="InvalidDataException">A line that is not a trace's, or passes that do not hold their layers' tokens; one line naming the file and line.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
@@ -85,9 +86,16 @@ internal sealed class JsonLinesTrace : IRoutingTrace
                 {
                     parsed = JsonTraceLine.Parse(line, path, lines.Number, passes.TopK, out document);
                 }
-                catch (InvalidDataException exception) when (lines.Unterminated && exception.InnerException is JsonException)
+                catch (InvalidDataException exception) when (lines.Unterminated && exception.InnerException is JsonException && IsJsonPrefix(line))
                 {
-                    cutOff = $"note: {path}:{lines.Number:N0}, the last line, is cut off (not JSON, and no newline ends it, as in a log still being written): left out.";
+                    var dropped = passes.DropUnfinishedPass();
+                    if (passes.Starts.Count == 0)
+                    {
+                        throw new InvalidDataException($"{path}:{lines.Number}: the last line is cut off (unfinished JSON, and no newline ends it) and no forward pass before it is whole; nothing to replay yet.");
+                    }
+
+                    var pass = dropped is var (first, last) ? $", with the forward pass it may belong to ({(first == last ? $"line {first}" : $"lines {first} to {last}")})" : "";
+                    cutOff = $"note: {path}:{lines.Number}, the last line, is cut off (unfinished JSON, and no newline ends it, as in a log still being written): left out{pass}.";
                     break;
                 }
 
@@ -104,6 +112,27 @@ internal sealed class JsonLinesTrace : IRoutingTrace
         {
             lines.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="line"/> is the start of a JSON value that more bytes could finish, as a
+    /// line cut off by its writer is; a whole line that is not JSON (a NaN, a typo) is not.
+    /// </summary>
+    private static bool IsJsonPrefix(ReadOnlySpan<byte> line)
+    {
+        var reader = new Utf8JsonReader(line, isFinalBlock: false, state: default);
+        try
+        {
+            while (reader.Read())
+            {
+            }
+
+            return true;
+        }
+        catch (JsonException)
+        {
+            return false;
         }
     }
 

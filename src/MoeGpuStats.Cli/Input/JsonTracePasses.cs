@@ -119,16 +119,37 @@ internal sealed class JsonTracePasses(string path)
         MaxId = Math.Max(MaxId, line.MaxId);
     }
 
+    /// <summary>
+    /// Drops the pass at hand, which a line cut off at the end of the file may belong to: kept only where
+    /// that line cannot (without step or position fields, a pass holding each of the first pass's layers
+    /// takes no more lines). Returns the dropped pass's first and last lines; null when none was dropped.
+    /// </summary>
+    public (long First, long Last)? DropUnfinishedPass()
+    {
+        var whole = _fields.Pass is null && _fields.Position is null && Layers > 0 && !_tokens.AsSpan(0, Layers).Contains(0);
+        if (!_inPass || whole)
+        {
+            return null;
+        }
+
+        Array.Clear(_tokens);
+        _maxLayer = -1;
+        _inPass = false;
+        return (_passFirstLine, _passLastLine);
+    }
+
     /// <summary>Ends the last pass.</summary>
-    /// <exception cref="InvalidDataException">It does not hold its layers' tokens, or the file holds no lines with ids.</exception>
+    /// <exception cref="InvalidDataException">It does not hold its layers' tokens, or the file holds no pass.</exception>
     public void Finish()
     {
-        if (!_inPass)
+        if (_inPass)
+        {
+            EndPass();
+        }
+        else if (_starts.Count == 0)
         {
             throw new InvalidDataException($"{path}: no lines; a JSON-lines trace holds one object with topk_ids a line.");
         }
-
-        EndPass();
     }
 
     /// <summary>Refuses a line that has a layer, pass or position field the first line lacks, or lacks one it has.</summary>
@@ -180,7 +201,7 @@ internal sealed class JsonTracePasses(string path)
         {
             if (_tokens[layer] == 0)
             {
-                var numbering = layer == 0 ? " Number the MoE layers from 0: a model's layer index less its first MoE layer's (DeepSeek-V3's MoE layers 3 to 60 are 0 to 57)." : "";
+                var numbering = layer == 0 && Layers == 0 ? " Number the MoE layers from 0: a model's layer index less its first MoE layer's (DeepSeek-V3's MoE layers 3 to 60 are 0 to 57)." : "";
                 throw new InvalidDataException(
                     $"{path}:{_passLastLine}: the forward pass of {lines}{_passText} has no tokens of layer {layer}; every pass holds layers 0 to {layers - 1}{(Layers > 0 ? ", as the first does" : $", up to its largest")}.{numbering}");
             }

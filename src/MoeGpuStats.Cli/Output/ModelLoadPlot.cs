@@ -72,7 +72,7 @@ internal static class ModelLoadPlot
         // From 0, so that dark is always the worst a layer can be, up to a round top over the largest value
         // drawn: a fixed 0 to 1 left a model of balancedness 0.04 to 0.1 (DeepSeek-V3's at decode) one colour.
         var top = BalanceScaleTop(values);
-        var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), top < 1 ? $"balancedness (1 = even; colours to {top:0.###})" : "balancedness (1 = even)", largest: false, scale: new ScottPlot.Range(0, top));
+        var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), top < 1 ? $"balancedness (1 = even; colours to {top:0.#####})" : "balancedness (1 = even)", largest: false, scale: new ScottPlot.Range(0, top));
         balance.Title(timeline.StepsPerColumn == 1
             ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps{NoLoad(values)})"
             : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps, {columns:N0} columns{NoLoad(values)})");

@@ -35,6 +35,8 @@ public sealed class MoegsCommandLineTests : IDisposable
     [InlineData("simulate --top 2", "Unrecognized command or argument '--top'. Did you mean --top-k? Run moegs simulate --help for usage.")]
     [InlineData("simulate --metrics 9", "Unrecognized command or argument '--metrics'. Run moegs simulate --help for usage.")]
     [InlineData("simulate --zzzz", "Unrecognized command or argument '--zzzz'. Run moegs simulate --help for usage.")]
+    [InlineData("simulate --exprts=16", "Unrecognized command or argument '--exprts=16'. Did you mean --experts? Run moegs simulate --help for usage.")]
+    [InlineData("simulate --hepl", "Unrecognized command or argument '--hepl'. Did you mean --help? Run moegs simulate --help for usage.")]
     public void AMistypedNameSuggestsTheNearestOne(string command, string message)
     {
         var (code, _, error) = Run(command.Split(' '));

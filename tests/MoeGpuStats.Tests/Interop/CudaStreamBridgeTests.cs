@@ -22,6 +22,8 @@ public sealed class CudaStreamBridgeTests
         using var bridge = new CudaStreamBridge(device);
         using var stats = RoutingStats.OnDevice(device);
 
+        ids.View.MemSet(accelerator.DefaultStream, 1);   // invalid ids until the producer's fill: a record that overtakes it counts them
+        accelerator.Synchronize();
         ids.View.MemSetToZero(producer);                 // every id 0: all slots go to expert 0
         bridge.WaitForProducer(producer.StreamPtr);
         stats.RecordRouting(ids.View, tokens: 1 << 23, topK: 2);
@@ -98,6 +100,8 @@ public sealed class CudaStreamBridgeTests
         using var model = ModelRoutingStats.OnDevice(accelerator, options);
         using var bridge = new CudaStreamBridge(model);
 
+        ids.View.MemSet(accelerator.DefaultStream, 1);   // invalid ids until the producer's fill: a step that overtakes it counts them
+        accelerator.Synchronize();
         ids.View.MemSetToZero(producer);                 // every id 0: all slots to expert 0
         bridge.WaitForProducer(producer.StreamPtr);
         model.RecordStep(ids.View, tokens, topK);

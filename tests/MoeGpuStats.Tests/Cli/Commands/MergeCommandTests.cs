@@ -104,7 +104,7 @@ public sealed class MergeCommandTests : IDisposable
         var layer = _folder.SaveSnapshot("layer.json", experts: Experts);
         var (oneLayer, _, oneLayerError) = Moegs.Run("report", layer, "--ep-size", "2");
         Assert.Equal(ExitCodes.Usage, oneLayer);
-        Assert.Equal($"--ep-size: the balance over expert-parallel ranks is a model's, across its layers; {layer} holds one layer.", oneLayerError.Trim());
+        Assert.Equal($"--ep-size 2: the balance over expert-parallel ranks is a model's, across its layers; {layer} holds one layer.", oneLayerError.Trim());
         var (uneven, _, unevenError) = Moegs.Run("merge", saved[0], saved[1], "--ep-size", "3");
         Assert.Equal(ExitCodes.Usage, uneven);
         Assert.Equal($"--ep-size 3: {Experts} experts do not split evenly over 3 ranks; give a divisor of {Experts}.", unevenError.Trim());

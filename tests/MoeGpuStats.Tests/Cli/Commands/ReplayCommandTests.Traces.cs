@@ -267,9 +267,10 @@ public sealed partial class ReplayCommandTests
     }
 
     /// <summary>
-    /// A log still being written ends in a line cut off without its newline: that line alone is left out,
-    /// with a note, and the passes before it replay as the file without it does; a complete last line
-    /// without a newline is read, and a line that is not JSON before the end is refused.
+    /// A log still being written ends in a line cut off without its newline: a line that starts a pass is
+    /// left out alone, with a note, and the passes before it replay as the file without it does; a complete
+    /// last line without a newline is read; a line that is not JSON before the end, or a whole last line
+    /// that is not JSON, is refused; a cut line with no whole pass before it leaves nothing to replay.
     /// </summary>
     [Fact]
     public void ACutOffLastLineIsLeftOutWithANote()
@@ -288,13 +289,39 @@ public sealed partial class ReplayCommandTests
         Assert.True(wholeCode == ExitCodes.Ok, wholeError);
         Assert.True(cutCode == ExitCodes.Ok, cutError);
         Assert.True(unterminatedCode == ExitCodes.Ok, unterminatedError);
-        Assert.Contains($"note: {cut}:5, the last line, is cut off (not JSON, and no newline ends it, as in a log still being written): left out.", cutError);
+        Assert.Contains($"note: {cut}:5, the last line, is cut off (unfinished JSON, and no newline ends it, as in a log still being written): left out.", cutError);
         Assert.DoesNotContain("cut off", unterminatedError);
         Assert.Equal(WithoutTimes(wholeOut), WithoutTimes(cutOut));
         Assert.Equal(WithoutTimes(wholeOut), WithoutTimes(unterminatedOut));
 
         File.WriteAllText(cut, lines[0] + "\n" + lines[0][..17] + "\n" + lines[1]);
         AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: not JSON (");
+        File.WriteAllText(cut, lines[0] + "\n" + "{\"topk_ids\": [[1, 2]], \"w\": NaN}");
+        AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: not JSON ('N' is an invalid start of a value.");
+        File.WriteAllText(cut, "\n" + lines[0][..17]);
+        AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: the last line is cut off (unfinished JSON, and no newline ends it) and no forward pass before it is whole; nothing to replay yet.");
+    }
+
+    /// <summary>
+    /// Where a pass's lines carry a step (or position) field, a cut-off last line may belong to the pass
+    /// at hand, which is left out with it: the replay is the passes before it, and the note names its lines.
+    /// </summary>
+    [Fact]
+    public void ACutOffLastLineTakesTheUnfinishedPassWithIt()
+    {
+        string Step(int step, int layer, string ids) => $"{{\"step\": {step}, \"layer\": {layer}, \"topk_ids\": {ids}}}";
+        string[] first = [Step(0, 0, "[[1, 2], [3, 0]]"), Step(0, 1, "[[2, 2], [1, 0]]")];
+        var before = Write("before.jsonl", first);
+        var cut = Path.Combine(_folder.FullName, "cut-pass.jsonl");
+        File.WriteAllText(cut, string.Join("\n", [.. first, Step(1, 0, "[[3, 3]]"), Step(1, 0, "[[0, 1]]")[..20]]));
+
+        var (beforeCode, beforeOut, beforeError) = Moegs.Run("replay", before, "--experts", $"{Experts}", "--json");
+        var (cutCode, cutOut, cutError) = Moegs.Run("replay", cut, "--experts", $"{Experts}", "--json");
+
+        Assert.True(beforeCode == ExitCodes.Ok, beforeError);
+        Assert.True(cutCode == ExitCodes.Ok, cutError);
+        Assert.Contains($"note: {cut}:4, the last line, is cut off (unfinished JSON, and no newline ends it, as in a log still being written): left out, with the forward pass it may belong to (line 3).", cutError);
+        Assert.Equal(WithoutTimes(beforeOut), WithoutTimes(cutOut));
     }
 
     /// <summary>A model's JSON report without its <c>step_time</c>, which differs from run to run.</summary>

@@ -68,11 +68,6 @@ public sealed class LoadPlotTests
     }
 
     /// <summary>
-    /// The legend in the load chart's upper right corner clears the busiest bar when that is the last
-    /// expert (or, at 600 experts and a title of two lines, one under the legend), in the shorter chart drawn above a variance chart: the legend's pixels (those that
-    /// change when it is hidden) end well above the first pixel of a bar in every column.
-    /// </summary>
-    /// <summary>
     /// The legend's mean reads as the text report's, from the same figure: at a mean of exactly 1/32
     /// (3.125 %) an average of the shares and the seed's mean utilization round to different last digits.
     /// </summary>
@@ -88,10 +83,15 @@ public sealed class LoadPlotTests
         var (load, _) = LoadPlot.Build(stats);
         var legend = load.GetPlottables().OfType<ScottPlot.Plottables.HorizontalLine>().Single().LegendText;
 
-        Assert.Matches(@"^mean \(3\.1[23] %\)$", legend);
+        Assert.StartsWith("mean (", legend, StringComparison.Ordinal);
         Assert.EndsWith(legend["mean (".Length..^1], reported.TrimEnd(), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// The legend in the load chart's upper right corner clears the busiest bar when that is the last
+    /// expert (or, at 600 experts and a title of two lines, one under the legend), in the shorter chart drawn above a variance chart: the legend's pixels (those that
+    /// change when it is hidden) end well above the first pixel of a bar in every column.
+    /// </summary>
     [Theory]
     [InlineData(8, 7)]
     [InlineData(600, 570)]

@@ -65,10 +65,9 @@ public sealed class ModelLoadPlotTests
         Assert.Equal(expected, string.Join(' ', ticks.Ticks.Select(tick => tick.Label)));
     }
 
-    /// <summary>A model of one layer (or one expert) is a heat map of one row (or column): its cells are drawn (a zero-height rectangle drew none).</summary>
     /// <summary>
     /// Balancedness colours run from 0 to the largest value rounded up to one significant digit, at most 1:
-    /// a model balanced between 0.04 and 0.1 spans the colours; no load (NaN) or values of 1 keep 0 to 1.
+    /// a model balanced between 0.04 and 0.1 spans the colours; no load (NaN) or values near 1 keep 0 to 1.
     /// </summary>
     [Theory]
     [InlineData(new[] { 0.04, 0.0912 }, 0.1)]
@@ -89,6 +88,7 @@ public sealed class ModelLoadPlotTests
         Assert.Equal(top, ModelLoadPlot.BalanceScaleTop(grid), 12);
     }
 
+    /// <summary>A model of one layer (or one expert) is a heat map of one row (or column): its cells are drawn (a zero-height rectangle drew none).</summary>
     [Theory]
     [InlineData(1, 16)]
     [InlineData(6, 1)]
