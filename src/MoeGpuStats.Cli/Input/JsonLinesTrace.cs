@@ -18,10 +18,12 @@ internal sealed class JsonLinesTrace : IRoutingTrace
     private readonly int[] _tokens;
     private readonly int[] _written;
     private readonly long _maxId;
+    private readonly int[] _layerIndex;
 
     private JsonLinesTrace(LineReader lines, string path, JsonTracePasses passes, string? cutOff)
     {
-        Notes = cutOff is null ? [] : [cutOff];
+        Notes = [.. new[] { passes.LayerNote, cutOff }.OfType<string>()];
+        _layerIndex = [.. Enumerable.Range(0, ModelRoutingStatsOptions.MaxLayers).Select(passes.LayerIndex)];
         _lines = lines;
         _path = path;
         _starts = [.. passes.Starts];
@@ -153,8 +155,8 @@ internal sealed class JsonLinesTrace : IRoutingTrace
             var parsed = JsonTraceLine.Parse(line, _path, _lines.Number, TopK, out var document);
             using (document)
             {
-                var layer = parsed.Layer?.Value ?? 0;
-                if (layer >= Layers || _written[layer] + parsed.Tokens > tokens)
+                var layer = parsed.Layer is { } field ? _layerIndex[field.Value] : 0;
+                if (layer < 0 || _written[layer] + parsed.Tokens > tokens)
                 {
                     throw Changed(_lines.Number);
                 }

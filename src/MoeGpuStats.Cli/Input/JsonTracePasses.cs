@@ -12,9 +12,11 @@ namespace MoeGpuStats.Cli.Input;
 /// <item>else with a position field: at a line of position 0 whose layer already has tokens in the pass;</item>
 /// <item>else: at a line whose layer already has tokens in the pass (each line holds all of a layer's tokens).</item>
 /// </list>
-/// Lines of one layer in a pass add tokens in file order (a position must be the count so far). When a
-/// pass ends, each of layers 0 to L − 1 must have the same tokens, at least one; the first pass sets L
-/// (one more than its largest layer), and every later pass holds the same layers.
+/// Lines of one layer in a pass add tokens in file order (a position must be the count so far). The
+/// first pass sets the layers, those its lines name; they are the model's layers 0 to L − 1 in ascending
+/// order, so that a hook logging a model's own layer indices (DeepSeek-V3's MoE layers are 3 to 60, some
+/// models' every other layer) is read as it is, with a note. Every later pass holds the same layers, each
+/// with the pass's tokens, at least one.
 /// </remarks>
 internal sealed class JsonTracePasses(string path)
 {
@@ -25,6 +27,8 @@ internal sealed class JsonTracePasses(string path)
     private readonly List<long> _ends = [];
     private readonly List<long> _firstLines = [];
     private readonly List<int> _stepTokens = [];
+    private readonly int[] _indexOf = Enumerable.Repeat(-1, ModelRoutingStatsOptions.MaxLayers).ToArray();
+    private int[] _layerIds = [];
 
     private (string? Layer, string? Pass, string? Position) _fields;
     private long _firstNumber;
@@ -42,6 +46,14 @@ internal sealed class JsonTracePasses(string path)
 
     /// <summary>Layers per pass, set by the first pass; 0 before it ends.</summary>
     public int Layers { get; private set; }
+
+    /// <summary>The model's layer (0 to <see cref="Layers"/> − 1) of a layer field's value; −1 for a layer the first pass does not hold.</summary>
+    public int LayerIndex(int layer) => _indexOf[layer];
+
+    /// <summary>A note where the first pass's layers are not 0 to L − 1, saying how they are read; null where they are.</summary>
+    public string? LayerNote => Layers == 0 || _layerIds[^1] == Layers - 1
+        ? null
+        : $"note: the first forward pass holds layers {LayerList(_layerIds)}: read as the model's layers 0 to {Layers - 1}, in that order.";
 
     /// <summary>Whether the lines name their layer.</summary>
     public bool HasLayers => _fields.Layer is not null;
@@ -79,12 +91,12 @@ internal sealed class JsonTracePasses(string path)
 
         CheckSameFields(line, where);
         var layer = line.Layer?.Value ?? 0;
-        if (Layers > 0 && layer >= Layers)
+        if (Layers > 0 && _indexOf[layer] < 0)
         {
             var grouping = _fields.Pass is null && _fields.Position is null
                 ? " Without a step or position field, each line holds all of its layer's tokens in a pass and a layer's next line starts the next pass: give lines that hold part of a pass a step or position field."
                 : "";
-            throw new InvalidDataException($"{where}: {line.Layer!.Value.Name} {layer}, but the first forward pass holds layers 0 to {Layers - 1}; every pass holds the same layers.{grouping}");
+            throw new InvalidDataException($"{where}: {line.Layer!.Value.Name} {layer}, but the first forward pass holds layers {LayerList(_layerIds)}; every pass holds the same layers.{grouping}");
         }
 
         var newPass = !_inPass || (line.Pass is { } pass
@@ -126,7 +138,7 @@ internal sealed class JsonTracePasses(string path)
     /// </summary>
     public (long First, long Last)? DropUnfinishedPass()
     {
-        var whole = _fields.Pass is null && _fields.Position is null && Layers > 0 && !_tokens.AsSpan(0, Layers).Contains(0);
+        var whole = _fields.Pass is null && _fields.Position is null && Layers > 0 && _layerIds.All(layer => _tokens[layer] > 0);
         if (!_inPass || whole)
         {
             return null;
@@ -192,41 +204,74 @@ internal sealed class JsonTracePasses(string path)
         _passText = line.Pass is { } p ? $" ({p.Name} {p.Text})" : "";
     }
 
-    /// <summary>Checks the pass at hand (each layer, the same tokens) and adds it to the index.</summary>
+    /// <summary>Checks the pass at hand (each layer, the same tokens) and adds it to the index; the first sets the layers.</summary>
     private void EndPass()
     {
-        var layers = Layers > 0 ? Layers : _maxLayer + 1;
+        var layers = Layers > 0 ? _layerIds : [.. Enumerable.Range(0, _maxLayer + 1).Where(layer => _tokens[layer] > 0)];
         var lines = _passFirstLine == _passLastLine ? $"line {_passFirstLine:N0}" : $"lines {_passFirstLine:N0} to {_passLastLine:N0}";
-        for (var layer = 0; layer < layers; layer++)
+        var first = layers[0];
+        foreach (var layer in layers)
         {
             if (_tokens[layer] == 0)
             {
-                var numbering = layer == 0 && Layers == 0 ? " Number the MoE layers from 0: a model's layer index less its first MoE layer's (DeepSeek-V3's MoE layers 3 to 60 are 0 to 57)." : "";
                 throw new InvalidDataException(
-                    $"{path}:{_passLastLine}: the forward pass of {lines}{_passText} has no tokens of layer {layer}; every pass holds layers 0 to {layers - 1}{(Layers > 0 ? ", as the first does" : $", up to its largest")}.{numbering}");
+                    $"{path}:{_passLastLine}: the forward pass of {lines}{_passText} has no tokens of layer {layer}; every pass holds layers {LayerList(layers)}, as the first does.");
             }
 
-            if (_tokens[layer] != _tokens[0])
+            if (_tokens[layer] != _tokens[first])
             {
                 throw new InvalidDataException(
-                    $"{path}:{_lastLine[layer]}: layer {layer} has {Counted.Of(_tokens[layer], "token")} in the forward pass of {lines}{_passText}, layer 0 has {_tokens[0]:N0}; every layer of a pass routes the same tokens.");
+                    $"{path}:{_lastLine[layer]}: layer {layer} has {Counted.Of(_tokens[layer], "token")} in the forward pass of {lines}{_passText}, layer {first} has {_tokens[first]:N0}; every layer of a pass routes the same tokens.");
             }
         }
 
-        if ((long)layers * _tokens[0] * TopK > NpyIds.MaxIdsPerStep || _stepTokens.Count == int.MaxValue)
+        if ((long)layers.Length * _tokens[first] * TopK > NpyIds.MaxIdsPerStep || _stepTokens.Count == int.MaxValue)
         {
             throw new InvalidDataException(_stepTokens.Count == int.MaxValue
                 ? $"{path}:{_passFirstLine}: more than {int.MaxValue:N0} forward passes; replay reads at most that many."
-                : $"{path}:{_passLastLine}: the forward pass of {lines} holds {(long)layers * _tokens[0] * TopK:N0} ids; replay reads at most {NpyIds.MaxIdsPerStep:N0} per step.");
+                : $"{path}:{_passLastLine}: the forward pass of {lines} holds {(long)layers.Length * _tokens[first] * TopK:N0} ids; replay reads at most {NpyIds.MaxIdsPerStep:N0} per step.");
         }
 
-        Layers = layers;
+        if (Layers == 0)
+        {
+            _layerIds = layers;
+            for (var i = 0; i < layers.Length; i++)
+            {
+                _indexOf[layers[i]] = i;
+            }
+
+            Layers = layers.Length;
+        }
+
         _starts.Add(_passStart);
         _ends.Add(_passEnd);
         _firstLines.Add(_passFirstLine);
-        _stepTokens.Add(_tokens[0]);
-        Array.Clear(_tokens, 0, layers);
+        _stepTokens.Add(_tokens[first]);
+        foreach (var layer in layers)
+        {
+            _tokens[layer] = 0;
+        }
+
         _maxLayer = -1;
         _inPass = false;
+    }
+
+    /// <summary>Layers in ascending order as runs, <c>3 to 60</c> or <c>0 to 2, 5</c>; past six runs the first three, an ellipsis, the last and the count.</summary>
+    internal static string LayerList(IReadOnlyList<int> layers)
+    {
+        var runs = new List<string>();
+        for (var i = 0; i < layers.Count;)
+        {
+            var last = i;
+            while (last + 1 < layers.Count && layers[last + 1] == layers[last] + 1)
+            {
+                last++;
+            }
+
+            runs.Add(last == i ? $"{layers[i]}" : $"{layers[i]} to {layers[last]}");
+            i = last + 1;
+        }
+
+        return runs.Count <= 6 ? string.Join(", ", runs) : $"{string.Join(", ", runs.Take(3))}, …, {runs[^1]} ({layers.Count} layers)";
     }
 }

@@ -234,10 +234,8 @@ public sealed partial class ReplayCommandTests
     [InlineData("{\"layer\": -1, \"topk_ids\": [1, 2]}\n", ":1: layer is -1; give the MoE layer's index, a whole number from 0 to 1,023 (a model holds at most 1,024 layers).")]
     [InlineData("{\"layer\": 5000, \"topk_ids\": [1, 2]}\n", ":1: layer is 5000; give the MoE layer's index, a whole number from 0 to 1,023")]
     [InlineData("{\"layer\": \"moe.3\", \"topk_ids\": [1, 2]}\n", ":1: layer is \"moe.3\"; give the MoE layer's index")]
-    [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 2, \"topk_ids\": [[1, 2]]}\n", ":2: the forward pass of lines 1 to 2 has no tokens of layer 1; every pass holds layers 0 to 2, up to its largest.")]
     [InlineData("{\"step\": 0, \"layer\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 0, \"layer\": 1, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"layer\": 0, \"topk_ids\": [1, 2]}\n", ":3: the forward pass of line 3 (step 1) has no tokens of layer 1; every pass holds layers 0 to 1, as the first does.")]
     [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 1, \"topk_ids\": [[1, 2]]}\n{\"layer\": 0, \"topk_ids\": [[1, 2]]}\n{\"layer\": 2, \"topk_ids\": [[1, 2]]}\n", ":4: layer 2, but the first forward pass holds layers 0 to 1; every pass holds the same layers. Without a step or position field, each line holds all of its layer's tokens in a pass and a layer's next line starts the next pass: give lines that hold part of a pass a step or position field.")]
-    [InlineData("{\"layer\": 3, \"topk_ids\": [[1, 2]]}\n{\"layer\": 4, \"topk_ids\": [[1, 2]]}\n", ":2: the forward pass of lines 1 to 2 has no tokens of layer 0; every pass holds layers 0 to 4, up to its largest. Number the MoE layers from 0: a model's layer index less its first MoE layer's (DeepSeek-V3's MoE layers 3 to 60 are 0 to 57).")]
     [InlineData("{\"step\": 0, \"layer\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 0, \"layer\": 1, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"layer\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"layer\": 2, \"topk_ids\": [1, 2]}\n", ":4: layer 2, but the first forward pass holds layers 0 to 1; every pass holds the same layers.")]
     [InlineData("{\"layer\": 0, \"topk_ids\": [[1, 2], [3, 4]]}\n{\"layer\": 1, \"topk_ids\": [[1, 2]]}\n", ":2: layer 1 has 1 token in the forward pass of lines 1 to 2, layer 0 has 2; every layer of a pass routes the same tokens.")]
     [InlineData("{\"step\": 0, \"topk_ids\": [1, 2]}\n{\"step\": 1, \"topk_ids\": [1, 2]}\n{\"step\": 0, \"topk_ids\": [1, 2]}\n", ":3: step 0 again, after other passes (its lines began at line 1); a forward pass's lines come together.")]
@@ -265,6 +263,43 @@ public sealed partial class ReplayCommandTests
         Assert.Empty(output);
         Assert.Equal($"--layout tokens,k: {path} is a JSON-lines trace, whose lines give its layers and passes (by their layer, step and position fields, or their order where those are absent); --layout is for .npy and .npz files.", error.TrimEnd());
     }
+
+    /// <summary>
+    /// A hook that logs the model's own layer indices (DeepSeek-V3's MoE layers from 3, or every other
+    /// layer) is read as the model's layers 0 to L − 1 in ascending order, with a note: the same figures
+    /// as the trace numbered from 0. A later pass with a layer the first lacks names the first's layers.
+    /// </summary>
+    [Theory]
+    [InlineData(3, 1, "3 to 4")]
+    [InlineData(1, 2, "1, 3")]
+    public void LayersNumberedAsTheModelNumbersThemAreReadInOrder(int firstLayer, int spacing, string named)
+    {
+        string Pass(int layer, int[][] ids) => Line(layer, ids);
+        int[][][] passes = [[[1, 2], [3, 0]], [[2, 2], [1, 0]], [[3, 3], [0, 1]], [[1, 1], [2, 3]]];
+        var fromZero = Write("zero.jsonl", [.. passes.Select((ids, i) => Pass(i % 2, ids))]);
+        var asModel = Write("model.jsonl", [.. passes.Select((ids, i) => Pass(firstLayer + (spacing * (i % 2)), ids))]);
+
+        var (zeroCode, zeroOut, zeroError) = Moegs.Run("replay", fromZero, "--experts", $"{Experts}", "--json");
+        var (modelCode, modelOut, modelError) = Moegs.Run("replay", asModel, "--experts", $"{Experts}", "--json");
+
+        Assert.True(zeroCode == ExitCodes.Ok, zeroError);
+        Assert.True(modelCode == ExitCodes.Ok, modelError);
+        Assert.DoesNotContain("read as the model's layers", zeroError);
+        Assert.Contains($"note: the first forward pass holds layers {named}: read as the model's layers 0 to 1, in that order.", modelError);
+        Assert.Equal(WithoutTimes(zeroOut), WithoutTimes(modelOut));
+
+        var third = firstLayer + spacing + 1;
+        var other = Write("other.jsonl", [Pass(firstLayer, [[1, 2]]), Pass(firstLayer + spacing, [[1, 2]]), Pass(firstLayer, [[1, 2]]), Pass(third, [[1, 2]])]);
+        AssertBadInput(other, ["--experts", $"{Experts}"], $"{other}:4: layer {third}, but the first forward pass holds layers {named}; every pass holds the same layers.");
+    }
+
+    [Theory]
+    [InlineData(new[] { 3, 4, 5 }, "3 to 5")]
+    [InlineData(new[] { 0, 1, 2, 5 }, "0 to 2, 5")]
+    [InlineData(new[] { 1, 3, 5, 7, 9, 11, 13 }, "1, 3, 5, …, 13 (7 layers)")]
+    [InlineData(new[] { 7 }, "7")]
+    public void LayerListsAreRuns(int[] layers, string expected) =>
+        Assert.Equal(expected, MoeGpuStats.Cli.Input.JsonTracePasses.LayerList(layers));
 
     /// <summary>
     /// A log still being written ends in a line cut off without its newline: a line that starts a pass is
