@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace MoeGpuStats.Cli.Input;
 
@@ -88,10 +90,10 @@ internal sealed class JsonLinesTrace : IRoutingTrace
                 {
                     parsed = JsonTraceLine.Parse(line, path, lines.Number, passes.TopK, out document);
                 }
-                catch (InvalidDataException exception) when (lines.Unterminated && exception.InnerException is JsonException && IsJsonPrefix(line))
+                catch (InvalidDataException exception) when (lines.Unterminated && IsUnfinished(line, exception))
                 {
                     var dropped = passes.DropUnfinishedPass();
-                    if (passes.Starts.Count == 0)
+                    if (!passes.HasPasses)
                     {
                         throw new InvalidDataException($"{path}:{lines.Number}: the last line is cut off (unfinished JSON, and no newline ends it) and no forward pass before it is whole; nothing to replay yet.");
                     }
@@ -118,9 +120,19 @@ internal sealed class JsonLinesTrace : IRoutingTrace
     }
 
     /// <summary>
-    /// Whether <paramref name="line"/> is the start of a JSON value that more bytes could finish, as a
-    /// line cut off by its writer is; a whole line that is not JSON (a NaN, a typo) is not.
+    /// Whether <paramref name="line"/>, which <paramref name="refusal"/> refused, is the start of a JSON
+    /// value that more bytes could finish, as a line cut off by its writer is (between the bytes of a
+    /// character, too); a whole line that is not JSON (a NaN, a typo) or not a trace's is not.
     /// </summary>
+    private static bool IsUnfinished(ReadOnlySpan<byte> line, InvalidDataException refusal)
+    {
+        var status = Utf8.ToUtf16(line, new char[line.Length], out var valid, out _, replaceInvalidSequences: false, isFinalBlock: false);
+        return status is OperationStatus.Done or OperationStatus.NeedMoreData
+            && (refusal.InnerException is JsonException || valid < line.Length)
+            && IsJsonPrefix(line[..valid]);
+    }
+
+    /// <summary>Whether <paramref name="line"/> is the start of a JSON value, read as far as it goes.</summary>
     private static bool IsJsonPrefix(ReadOnlySpan<byte> line)
     {
         var reader = new Utf8JsonReader(line, isFinalBlock: false, state: default);

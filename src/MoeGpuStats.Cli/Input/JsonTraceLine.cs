@@ -102,6 +102,12 @@ internal readonly struct JsonTraceLine
         {
             return Read(document.RootElement, where, topK);
         }
+        catch (InvalidOperationException exception)
+        {
+            // .NET reads a string lazily and refuses one whose escapes are half a surrogate pair, as Python's json.dumps writes them.
+            document.Dispose();
+            throw new InvalidDataException($"{where}: a string or field name escapes half a UTF-16 surrogate pair (such as \\ud800 alone), which is no text; write the line's strings as text.", exception);
+        }
         catch
         {
             document.Dispose();

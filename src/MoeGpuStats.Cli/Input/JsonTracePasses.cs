@@ -53,7 +53,9 @@ internal sealed class JsonTracePasses(string path)
     /// <summary>A note where the first pass's layers are not 0 to L − 1, saying how they are read; null where they are.</summary>
     public string? LayerNote => Layers == 0 || _layerIds[^1] == Layers - 1
         ? null
-        : $"note: the first forward pass holds layers {LayerList(_layerIds)}: read as the model's layers 0 to {Layers - 1}, in that order.";
+        : Layers == 1
+            ? $"note: the first forward pass holds layer {_layerIds[0]} alone: read as the model's layer 0."
+            : $"note: the first forward pass holds layers {LayerList(_layerIds)}: read as the model's layers 0 to {Layers - 1}, in that order.";
 
     /// <summary>Whether the lines name their layer.</summary>
     public bool HasLayers => _fields.Layer is not null;
@@ -70,6 +72,9 @@ internal sealed class JsonTracePasses(string path)
     public string? LayerField => _fields.Layer;
 
     public IReadOnlyList<long> Starts => _starts;
+
+    /// <summary>Whether a pass was read: ended, or the one at hand.</summary>
+    public bool HasPasses => _starts.Count > 0 || _inPass;
 
     public IReadOnlyList<long> Ends => _ends;
 
@@ -91,14 +96,6 @@ internal sealed class JsonTracePasses(string path)
 
         CheckSameFields(line, where);
         var layer = line.Layer?.Value ?? 0;
-        if (Layers > 0 && _indexOf[layer] < 0)
-        {
-            var grouping = _fields.Pass is null && _fields.Position is null
-                ? " Without a step or position field, each line holds all of its layer's tokens in a pass and a layer's next line starts the next pass: give lines that hold part of a pass a step or position field."
-                : "";
-            throw new InvalidDataException($"{where}: {line.Layer!.Value.Name} {layer}, but the first forward pass holds layers {LayerList(_layerIds)}; every pass holds the same layers.{grouping}");
-        }
-
         var newPass = !_inPass || (line.Pass is { } pass
             ? pass.Key != _passKey
             : (line.Position is null || line.Position.Value.Value == 0) && _tokens[layer] > 0);
@@ -110,6 +107,14 @@ internal sealed class JsonTracePasses(string path)
             }
 
             StartPass(line, start, number, where);
+        }
+
+        if (Layers > 0 && _indexOf[layer] < 0)
+        {
+            var grouping = _fields.Pass is null && _fields.Position is null
+                ? " Without a step or position field, each line holds all of its layer's tokens in a pass and a layer's next line starts the next pass: give lines that hold part of a pass a step or position field."
+                : "";
+            throw new InvalidDataException($"{where}: {line.Layer!.Value.Name} {layer}, but the first forward pass holds layers {LayerList(_layerIds)}; every pass holds the same layers.{grouping}");
         }
 
         if (line.Position is { } position && position.Value != _tokens[layer])
@@ -138,7 +143,9 @@ internal sealed class JsonTracePasses(string path)
     /// </summary>
     public (long First, long Last)? DropUnfinishedPass()
     {
-        var whole = _fields.Pass is null && _fields.Position is null && Layers > 0 && _layerIds.All(layer => _tokens[layer] > 0);
+        // Without step or position fields a pass takes no more lines once it holds every layer: each of the
+        // first pass's, or, in a trace without layers, its one line.
+        var whole = _fields.Pass is null && _fields.Position is null && (_fields.Layer is null || (Layers > 0 && _layerIds.All(layer => _tokens[layer] > 0)));
         if (!_inPass || whole)
         {
             return null;

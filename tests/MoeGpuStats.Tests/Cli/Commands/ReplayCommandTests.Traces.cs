@@ -244,6 +244,9 @@ public sealed partial class ReplayCommandTests
     [InlineData("{\"layer\": 0, \"topk_ids\": [1, 2]}\n{\"topk_ids\": [1, 2]}\n", ":2: no layer; line 1 has one, so every line names its layer.")]
     [InlineData("{\"topk_ids\": [1, 2]}\n{\"step\": 3, \"topk_ids\": [1, 2]}\n", ":2: step given, but line 1 has none, so passes are told apart without it; give it on every line or on none.")]
     [InlineData("\n\n", ": no lines; a JSON-lines trace holds one object with topk_ids a line.")]
+    [InlineData("{\"step\": 0, \"layer\": 3, \"topk_ids\": [1, 2]}\n{\"step\": 0, \"layer\": 5, \"topk_ids\": [3, 4]}\n{\"step\": 1, \"layer\": 7, \"topk_ids\": [5, 6]}\n{\"step\": 1, \"layer\": 3, \"topk_ids\": [1, 2]}\n", ":3: layer 7, but the first forward pass holds layers 3, 5; every pass holds the same layers.")]
+    [InlineData("{\"step\": \"\\ud800\", \"topk_ids\": [1]}\n", ":1: a string or field name escapes half a UTF-16 surrogate pair (such as \\ud800 alone), which is no text; write the line's strings as text.")]
+    [InlineData("{\"\\ud800\": 1, \"topk_ids\": [1]}\n", ":1: a string or field name escapes half a UTF-16 surrogate pair")]
     public void AMalformedJsonLinesTraceIsOneLineNamingTheLine(string text, string expected)
     {
         var path = Path.Combine(_folder.FullName, "bad.jsonl");
@@ -333,6 +336,18 @@ public sealed partial class ReplayCommandTests
         AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: not JSON (");
         File.WriteAllText(cut, lines[0] + "\n" + "{\"topk_ids\": [[1, 2]], \"w\": NaN}");
         AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: not JSON ('N' is an invalid start of a value.");
+        File.WriteAllBytes(cut, [.. System.Text.Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n{\"layer\": 0, \"request_id\": \"é")[..^1]]);
+        (cutCode, cutOut, cutError) = Moegs.Run("replay", cut, "--experts", $"{Experts}", "--json");
+        Assert.True(cutCode == ExitCodes.Ok, cutError);
+        Assert.Contains($"note: {cut}:5, the last line, is cut off", cutError);
+        Assert.Equal(WithoutTimes(wholeOut), WithoutTimes(cutOut));
+
+        var single = Path.Combine(_folder.FullName, "single.jsonl");
+        File.WriteAllText(single, "{\"topk_ids\": [[0, 1]]}\n{\"topk_ids\": [[1,");
+        var (singleCode, _, singleError) = Moegs.Run("replay", single, "--experts", $"{Experts}");
+        Assert.True(singleCode == ExitCodes.Ok, singleError);
+        Assert.Contains($"note: {single}:2, the last line, is cut off (unfinished JSON, and no newline ends it, as in a log still being written): left out.", singleError);
+
         File.WriteAllText(cut, "\n" + lines[0][..17]);
         AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: the last line is cut off (unfinished JSON, and no newline ends it) and no forward pass before it is whole; nothing to replay yet.");
     }
