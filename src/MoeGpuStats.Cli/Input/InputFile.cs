@@ -38,7 +38,9 @@ internal static class InputFile
         {
             // A relative name is looked up where the program runs, which the user may not have in mind.
             var where = Path.IsPathRooted(path.ToString()) ? "" : $" in {Directory.GetCurrentDirectory()}";
-            console.Error.WriteLine(ErrorText.OneLine($"{path}: no such file{where}."));
+            // A name like an option is most likely a mistyped one, which the parser took for a file.
+            var option = path.ToString().StartsWith('-') ? " It looks like an option: a mistyped one? --help lists them." : "";
+            console.Error.WriteLine(ErrorText.OneLine($"{path}: no such file{where}.{option}"));
         }
         catch (UnauthorizedAccessException)
         {

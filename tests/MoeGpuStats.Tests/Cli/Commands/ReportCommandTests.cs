@@ -65,7 +65,6 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Equal([4UL, 2UL, 1UL, 1UL], document.RootElement.GetProperty("expert_token_counts").EnumerateArray().Select(count => count.GetUInt64()));
     }
 
-    /// <summary>A snapshot that cannot be read is one line naming the file, and exit code 1.</summary>
     /// <summary>A relative name that is not there says where it was looked for: where the program runs.</summary>
     [Fact]
     public void AMissingRelativeNameSaysWhereItWasLookedFor()
@@ -76,6 +75,17 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Equal($"{name}: no such file in {Directory.GetCurrentDirectory()}.", error.Trim());
     }
 
+    /// <summary>A mistyped option the parser took for a file (merge takes any number) is named as a likely option.</summary>
+    [Fact]
+    public void AMissingFileNamedLikeAnOptionSaysItMayBeAMistypedOne()
+    {
+        var path = SaveFourTokens("run.json");
+        var (code, _, error) = Moegs.Run("merge", path, "--ouput", "merged.json");
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"--ouput: no such file in {Directory.GetCurrentDirectory()}. It looks like an option: a mistyped one? --help lists them.", error.Trim());
+    }
+
+    /// <summary>A snapshot that cannot be read is one line naming the file, and exit code 1.</summary>
     [Theory]
     [InlineData("missing.json", null, "no such file.")]
     [InlineData("text.json", "not a snapshot", "")]
