@@ -45,7 +45,7 @@ internal sealed class JsonTracePasses(string path)
     public int TopK { get; private set; }
 
     /// <summary>Layers per pass, set by the first pass; 0 before it ends.</summary>
-    public int Layers { get; private set; }
+    public int Layers => _layerIds.Length;
 
     /// <summary>The model's layer (0 to <see cref="Layers"/> − 1) of a layer field's value; −1 for a layer the first pass does not hold.</summary>
     public int LayerIndex(int layer) => _indexOf[layer];
@@ -138,13 +138,12 @@ internal sealed class JsonTracePasses(string path)
 
     /// <summary>
     /// Drops the pass at hand, which a line cut off at the end of the file may belong to: kept only where
-    /// that line cannot (without step or position fields, a pass holding each of the first pass's layers
-    /// takes no more lines). Returns the dropped pass's first and last lines; null when none was dropped.
+    /// that line cannot (without step or position fields, a pass takes no more lines once it holds every
+    /// layer: each of the first pass's, or, in a trace without layers, its one line). Returns the dropped
+    /// pass's first and last lines; null when none was dropped.
     /// </summary>
     public (long First, long Last)? DropUnfinishedPass()
     {
-        // Without step or position fields a pass takes no more lines once it holds every layer: each of the
-        // first pass's, or, in a trace without layers, its one line.
         var whole = _fields.Pass is null && _fields.Position is null && (_fields.Layer is null || (Layers > 0 && _layerIds.All(layer => _tokens[layer] > 0)));
         if (!_inPass || whole)
         {
@@ -246,8 +245,6 @@ internal sealed class JsonTracePasses(string path)
             {
                 _indexOf[layers[i]] = i;
             }
-
-            Layers = layers.Length;
         }
 
         _starts.Add(_passStart);

@@ -63,7 +63,7 @@ public sealed class CudaStreamBridge : IDisposable
 
     /// <summary>Enqueues on the engine's stream a wait for all work enqueued so far on <paramref name="producerStream"/>.</summary>
     /// <exception cref="ArgumentException">The handle is not a CUDA stream.</exception>
-    public void WaitForProducer(IntPtr producerStream) => Order(producerStream, engineWaits: true);
+    public void WaitForProducer(IntPtr producerStream) => Order(producerStream, _engineStream.StreamPtr);
 
     /// <summary>Enqueues on the engine's stream a wait for an event the producer recorded.</summary>
     public void WaitForProducerEvent(IntPtr producerEvent)
@@ -76,7 +76,7 @@ public sealed class CudaStreamBridge : IDisposable
     }
 
     /// <summary>Enqueues on <paramref name="consumerStream"/> a wait for every record enqueued so far on the engine.</summary>
-    public void SignalConsumer(IntPtr consumerStream) => Order(consumerStream, engineWaits: false);
+    public void SignalConsumer(IntPtr consumerStream) => Order(_engineStream.StreamPtr, consumerStream);
 
     /// <summary>Destroys the bridge's events.</summary>
     public void Dispose()
@@ -96,16 +96,12 @@ public sealed class CudaStreamBridge : IDisposable
         }
     }
 
-    /// <summary>
-    /// Makes the engine's stream wait on the device for the work enqueued so far on <paramref name="other"/>
-    /// (<paramref name="engineWaits"/>), or <paramref name="other"/> for the engine's.
-    /// </summary>
-    private void Order(IntPtr other, bool engineWaits)
+    /// <summary>Makes <paramref name="waiter"/> wait on the device for the work enqueued so far on <paramref name="producer"/>.</summary>
+    private void Order(IntPtr producer, IntPtr waiter)
     {
         lock (_lock)
         {
             ThrowIfUnusable();
-            var (producer, waiter) = engineWaits ? (other, _engineStream.StreamPtr) : (_engineStream.StreamPtr, other);
             var (cudaEvent, context) = EventFor(producer);
             CudaDriver.Record(cudaEvent, producer, context);
             CudaDriver.Wait(waiter, cudaEvent);
