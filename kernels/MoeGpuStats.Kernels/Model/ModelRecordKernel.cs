@@ -191,7 +191,46 @@ internal static class ModelRecordKernel
     public static float FiniteOrZero(float loss) => float.IsNaN(loss) || float.IsInfinity(loss) ? 0f : loss;
 
     /// <summary>
-    /// Takes a ticket; the last group of the launch records what the counting buffer now holds,
+    /// Whether any layer of the step just counted into <paramref name="counting"/> holds a token: a
+    /// valid row that is not padding. Run by the launch's last group, which then clears the padding
+    /// counts of a step it leaves out (its ids were all empty slots, so nothing else was counted), as a
+    /// fold would have. The counts are read by atomics: the other groups added them in L2, and this
+    /// group's cache may hold a line of them from its own fold.
+    /// </summary>
+    private static bool HoldsToken(ModelStateViews state, ModelStepArguments arguments, int validTokens, int counting, ArrayView<long> partials)
+    {
+        if (validTokens == 0)
+        {
+            return false;
+        }
+
+        var layers = arguments.Layers;
+        var holding = 0;
+        for (var layer = Group.IdxX; layer < layers; layer += Group.DimX)
+        {
+            if (Atomic.Add(ref state.BatchPaddedTokens[layer * BatchBuffers + counting], 0UL) < (ulong)validTokens)
+            {
+                holding = 1;
+            }
+        }
+
+        Group.Barrier();
+        if (GroupReduction.Sum(holding, partials) != 0)
+        {
+            return true;
+        }
+
+        for (var layer = Group.IdxX; layer < layers; layer += Group.DimX)
+        {
+            state.BatchPaddedTokens[layer * BatchBuffers + counting] = 0;
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Takes a ticket; the last group of the launch records what the counting buffer now holds (nothing,
+    /// with <see cref="ModelStepArguments.SkipEmptySteps"/>, for a step in which no layer holds a token),
     /// marks the folded buffer free, moves the window on past a folded step and swaps the buffers.
     /// </summary>
     private static void Finish(
@@ -212,6 +251,7 @@ internal static class ModelRecordKernel
         }
 
         var layers = arguments.Layers;
+        var recorded = step && (arguments.SkipEmptySteps == 0 || HoldsToken(state, arguments, ValidTokens(arguments, validTokens), counting, partials));
         for (var layer = thread; layer < layers; layer += Group.DimX)
         {
             var at = ((long)counting * layers + layer) * 2;
@@ -232,7 +272,7 @@ internal static class ModelRecordKernel
             state.Control[Field(folded, Recorded)] = 0;
         }
 
-        state.Control[Field(counting, Recorded)] = step ? 1 : 0;
+        state.Control[Field(counting, Recorded)] = recorded ? 1 : 0;
         state.Control[Field(counting, Tokens)] = ValidTokens(arguments, validTokens);
         state.Control[Field(counting, TopK)] = arguments.TopK;
         state.Control[Field(counting, Copies)] = arguments.Copies;

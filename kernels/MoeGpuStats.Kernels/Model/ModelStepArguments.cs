@@ -41,4 +41,7 @@ internal struct ModelStepArguments
 
     /// <summary>Decay of the decayed utilization; negative when it is off.</summary>
     public float UtilizationDecay;
+
+    /// <summary>1 to leave out a step in which no layer holds a token (every valid row padding, or none valid); 0 to record it.</summary>
+    public int SkipEmptySteps;
 }

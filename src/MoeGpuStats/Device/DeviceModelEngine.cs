@@ -119,6 +119,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             ExpertCapacity = options.ExpertCapacity ?? 0,
             SlotsPerExpert = options.LayerOptions.SlotsPerExpert,
             UtilizationDecay = options.UtilizationDecay ?? -1f,
+            SkipEmptySteps = options.SkipEmptySteps ? 1 : 0,
             Copies = 1,
         };
         _layers = Enumerable.Range(0, options.Layers).Select(l => new DeviceLayerEngine(this, l)).ToArray();

@@ -252,6 +252,11 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         var experts = Options.Experts;
         var layers = Options.Layers;
         var stepIds = tokens * topK;
+        if (Options.SkipEmptySteps && !HoldsToken(ids, layers, stepIds, topK, layerStride))
+        {
+            return;
+        }
+
         for (var l = 0; l < layers; l++)
         {
             var layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
@@ -263,6 +268,24 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         _window.Advance();
         _windowSteps = Math.Min(_windowSteps + 1, Options.Window);
         _steps++;
+    }
+
+    /// <summary>Whether any layer's rows (<paramref name="stepIds"/> ids each, <paramref name="layerStride"/> apart) hold a row that is not padding (k empty slots), as the device kernel decides it.</summary>
+    private static bool HoldsToken(ReadOnlySpan<int> ids, int layers, int stepIds, int topK, long layerStride)
+    {
+        for (var l = 0; l < layers; l++)
+        {
+            var layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
+            for (var row = 0; row < stepIds; row += topK)
+            {
+                if (layerIds.Slice(row, topK).ContainsAnyExcept(ExpertHistogram.EmptySlot))
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
     }
 
     public override RoutingStatsEngine Layer(int layer) => _readers[layer];

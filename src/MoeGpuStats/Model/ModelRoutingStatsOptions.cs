@@ -34,6 +34,17 @@ public sealed record ModelRoutingStatsOptions
     public float? UtilizationDecay { get; init; }
 
     /// <summary>
+    /// Whether a step in which no layer holds a token (no valid row, or every valid row padding: an idle
+    /// rank's dummy pass) is left out: it then takes no place in the window and counts in no statistic,
+    /// as vLLM leaves its dummy passes (<c>is_dummy</c>) out of its load window. Decided on the device,
+    /// from the device count of valid tokens and the ids, so that a dummy pass replayed in a CUDA graph
+    /// is left out too. False by default: such a step is a batch of no load, as the seed records one,
+    /// and layer l equals a <see cref="RoutingStats"/> fed every step's layer-l ids; when true, it equals
+    /// one fed the steps kept.
+    /// </summary>
+    public bool SkipEmptySteps { get; init; }
+
+    /// <summary>
     /// The device memory a model's state takes, in bytes: the window ring (<c>4 × Window × Layers × Experts</c>)
     /// dominates; each layer adds its single-layer state (64 KiB of batch buffers, 4 KB of load
     /// variances, 48 bytes per expert) and 32 bytes per expert, and its variances again, of the buffer a

@@ -7,7 +7,8 @@ namespace MoeGpuStats.Serialization;
 
 /// <summary>
 /// Reads and writes <see cref="ModelRoutingStats"/> as JSON: the model's own fields (<c>experts</c>,
-/// <c>window</c>, <c>expert_capacity</c>, <c>utilization_decay</c>, <c>steps</c>, <c>window_steps</c>,
+/// <c>window</c>, <c>expert_capacity</c>, <c>utilization_decay</c>, <c>skip_empty_steps</c> (written when true),
+/// <c>steps</c>, <c>window_steps</c>,
 /// <c>window_load</c> as <c>[layers][experts]</c>) and a <c>layers</c> array of seed-shaped
 /// <see cref="RoutingStats"/> objects. The window ring is not written (up to 2^31 counts), so a model
 /// read back answers every read but cannot record on.
@@ -36,6 +37,11 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         if (model.UtilizationDecay is { } decay)
         {
             writer.WriteNumber("utilization_decay", decay);
+        }
+
+        if (model.SkipEmptySteps)
+        {
+            writer.WriteBoolean("skip_empty_steps", true);
         }
 
         writer.WriteNumber("steps", state.Steps);
@@ -87,6 +93,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
                 Window = Int(root, "window"),
                 ExpertCapacity = Optional(root, "expert_capacity") is { } capacity ? WholeNumber(capacity, "expert_capacity") : null,
                 UtilizationDecay = Optional(root, "utilization_decay") is { } decay ? Float(decay, "utilization_decay") : null,
+                SkipEmptySteps = Optional(root, "skip_empty_steps") is { } skip && Boolean(skip, "skip_empty_steps"),
             };
             options.Validate();
         }
@@ -250,6 +257,9 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
     private static int WholeNumber(JsonElement element, string name) =>
         element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out var value) ? value : throw new JsonException($"The field '{name}' must be a whole number.");
+
+    private static bool Boolean(JsonElement element, string name) =>
+        element.ValueKind is JsonValueKind.True or JsonValueKind.False ? element.GetBoolean() : throw new JsonException($"The field '{name}' must be true or false.");
 
     private static float Float(JsonElement element, string name) =>
         element.ValueKind == JsonValueKind.Number && element.TryGetSingle(out var value) && float.IsFinite(value)
