@@ -208,6 +208,20 @@ typedef struct moegs_model_balance {
 moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
                                 int32_t window, float utilization_decay, moegs_handle* out);
 
+/* Flags of moegs_model_create_with_flags, or-ed together. */
+enum {
+    /* A step in which no layer holds a token (a valid_tokens of 0, or every valid row padding: an idle
+     * rank's dummy pass) is left out: it takes no place in the window and counts in no statistic, as
+     * vLLM leaves its dummy passes (is_dummy) out of its load window. Decided on the device, so a dummy
+     * pass replayed in a CUDA graph is left out too. Without it such a step is a batch of no load. */
+    MOEGS_MODEL_SKIP_EMPTY_STEPS = 1
+};
+
+/* moegs_model_create with flags (0 for none: moegs_model_create's model). A bit that is not a flag
+ * above is MOEGS_INVALID_ARGUMENT. */
+moegs_status moegs_model_create_with_flags(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
+                                           int32_t window, float utilization_decay, uint32_t flags, moegs_handle* out);
+
 /* Records one forward pass of every layer. Layer l's ids are [tokens, top_k] int32 at element
  * l * layer_stride of ids (layer_stride 0: tokens * top_k, the layers packed, as a [layers, tokens, top_k]
  * buffer; otherwise >= tokens * top_k when layers > 1). The call reads (layers - 1) * layer_stride + tokens * top_k ids.

@@ -167,6 +167,9 @@ def _load(path=None):
     if not hasattr(lib, "moegs_model_create"):
         raise OSError(f"{os.path.abspath(candidate)} predates the model API (moegs_model_*): rebuild it (native/build.sh)")
     lib.moegs_model_create.argtypes = [ctypes.c_char_p, i32, i32, i32, i32, f32, ctypes.POINTER(h)]
+    if not hasattr(lib, "moegs_model_create_with_flags"):
+        raise OSError(f"{os.path.abspath(candidate)} predates moegs_model_create_with_flags: rebuild it (native/build.sh)")
+    lib.moegs_model_create_with_flags.argtypes = [ctypes.c_char_p, i32, i32, i32, i32, f32, ctypes.c_uint32, ctypes.POINTER(h)]
     lib.moegs_model_record.argtypes = [h, vp, i32, i32, i32, i64, vp, vp, vp, vp]
     lib.moegs_model_record_strided.argtypes = [h, vp, i32, i32, i32, i32, i64, i64, vp, vp, vp, vp]
     lib.moegs_model_accelerator.argtypes = [h, ctypes.POINTER(ctypes.c_char_p)]
@@ -208,8 +211,8 @@ def _load(path=None):
     for name in ("moegs_create", "moegs_record", "moegs_record_latency", "moegs_accelerator", "moegs_snapshot_read", "moegs_expert_counts",
                  "moegs_expert_utilization", "moegs_reset", "moegs_destroy", "moegs_model_create", "moegs_model_record",
                  "moegs_model_accelerator", "moegs_model_summary", "moegs_model_window_load", "moegs_model_layer_snapshot",
-                 "moegs_model_reset", "moegs_model_destroy", "moegs_model_device_arrays", "moegs_model_layer_expert_counts",
-                 "moegs_model_layer_expert_utilization", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
+                 "moegs_model_reset", "moegs_model_destroy", "moegs_model_device_arrays", "moegs_model_create_with_flags",
+                 "moegs_model_layer_expert_counts", "moegs_model_layer_expert_utilization", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
                  "moegs_model_recent_window_load", "moegs_save", "moegs_model_save", "moegs_model_read"):
         getattr(lib, name).restype = ctypes.c_int
     return lib
@@ -221,6 +224,8 @@ INT64_MAX = 2**63 - 1
 DEVICE_EXPERTS_MAX = 4096
 MANAGED_EXPERTS_MAX = 1048576
 MODEL_LAYERS_MAX = 1024
+# moegs_model_create_with_flags's flag (include/moegs.h).
+_MODEL_SKIP_EMPTY_STEPS = 1
 _FLOAT32_MAX = 3.4028234663852886e38
 _POINTER_MAX = 2**(8 * ctypes.sizeof(ctypes.c_void_p)) - 1
 # int32 in this machine's byte order, as __array_interface__ spells it.
@@ -608,10 +613,13 @@ class MoeModelStats(_Handle):
         load = torch.as_tensor(model.device_arrays(dtype="int64").window_load, device="cuda")  # the same, without a copy
     """
 
-    def __init__(self, layers, experts, *, expert_capacity=None, window=1000, utilization_decay=None, accelerator="auto", library=None):
+    def __init__(self, layers, experts, *, expert_capacity=None, window=1000, utilization_decay=None, skip_empty_steps=False,
+                 accelerator="auto", library=None):
         """layers: [1, 1024]; experts: [1, 4096]; expert_capacity: slots per expert per step in each layer, or None (or 0)
         for none; window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none (kept per
-        layer: layer_decayed_utilization)."""
+        layer: layer_decayed_utilization); skip_empty_steps: True to leave out a step in which no layer holds a token (valid
+        rows none, or all padding: an idle rank's dummy pass), as vLLM's is_dummy, decided on the device (a CUDA graph's
+        replay of a dummy pass is left out too); False (the default) records it as a batch of no load."""
         self._handle = ctypes.c_int64(0)
         # Taken by record(), reset() and close(): they change the handle and the count of calls that make device arrays
         # stale. Reads take none; the library reads each call from one state (a ModelMetricsCollector's scrape is one
@@ -634,10 +642,14 @@ class MoeModelStats(_Handle):
             # The C API reads a negative decay as none: a caller's negative number is a mistake, not that (NaN fails too).
             if not 0.0 <= decay < 1.0:
                 raise ValueError(f"utilization_decay = {utilization_decay!r} is out of range: it must lie in [0, 1), or be None for none")
+        if not isinstance(skip_empty_steps, bool):
+            raise TypeError(f"skip_empty_steps must be True or False (got {skip_empty_steps!r} of type {type(skip_empty_steps).__name__})")
+        self.skip_empty_steps = skip_empty_steps
         self.accelerator = accelerator
         self._lib = _load(library)
-        self._check(self._lib.moegs_model_create(accelerator.encode(), self.layers, self.experts, capacity, window, decay,
-                                                 ctypes.byref(self._handle)))
+        flags = _MODEL_SKIP_EMPTY_STEPS if skip_empty_steps else 0
+        self._check(self._lib.moegs_model_create_with_flags(accelerator.encode(), self.layers, self.experts, capacity, window, decay, flags,
+                                                            ctypes.byref(self._handle)))
         kind = ctypes.c_char_p()
         self._check(self._lib.moegs_model_accelerator(self._handle, ctypes.byref(kind)))
         # What "auto" chose; it decides which memory record() can pass.

@@ -856,6 +856,55 @@ static void model_pending_reads(void)
     }
 }
 
+/* MOEGS_MODEL_SKIP_EMPTY_STEPS: a step of no valid row (valid_tokens 0) or of padding rows alone takes no
+ * place in the window and counts nowhere; a step with one token in one layer is kept whole. Without the flag
+ * each is a step. A bit that is no flag is refused, naming it. */
+static void model_skips_empty_steps(void)
+{
+    const char* kinds[] = { "managed", "cpu" };
+    for (int i = 0; i < 2; i++) {
+        moegs_handle skipping = 0, counting = 0;
+        CHECK(moegs_model_create_with_flags(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, MOEGS_MODEL_SKIP_EMPTY_STEPS, &skipping) == MOEGS_OK
+              && moegs_model_create_with_flags(kinds[i], M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, 0, &counting) == MOEGS_OK,
+              "model create with flags %s: %s", kinds[i], moegs_last_error());
+        int32_t step[M_LAYERS * 2 * 2], padding[M_LAYERS * 2 * 2], one[M_LAYERS * 2 * 2], none = 0;
+        for (int j = 0; j < M_LAYERS * 4; j++) {
+            step[j] = j % M_EXPERTS;
+            padding[j] = -1;
+            one[j] = j == M_LAYERS * 4 - 1 ? 3 : -1;
+        }
+        moegs_handle both[] = { skipping, counting };
+        for (int m = 0; m < 2; m++) {
+            CHECK(moegs_model_record(both[m], step, M_LAYERS, 2, 2, 0, NULL, NULL, NULL, NULL) == MOEGS_OK
+                  && moegs_model_record(both[m], step, M_LAYERS, 2, 2, 0, &none, NULL, NULL, NULL) == MOEGS_OK
+                  && moegs_model_record(both[m], padding, M_LAYERS, 2, 2, 0, NULL, NULL, NULL, NULL) == MOEGS_OK
+                  && moegs_model_record(both[m], one, M_LAYERS, 2, 2, 0, NULL, NULL, NULL, NULL) == MOEGS_OK,
+                  "records %s: %s", kinds[i], moegs_last_error());
+        }
+        model_reads kept, all;
+        read_model(skipping, NULL, &kept);
+        read_model(counting, NULL, &all);
+        CHECK(kept.summary.steps == 2 && kept.summary.window_steps == 2, "%s skipping: %llu steps, %d in the window (want 2, 2)", kinds[i],
+              (unsigned long long)kept.summary.steps, kept.summary.window_steps);
+        CHECK(all.summary.steps == 4 && all.summary.window_steps == 4, "%s counting: %llu steps (want 4)", kinds[i], (unsigned long long)all.summary.steps);
+        for (int j = 0; j < M_LAYERS * M_EXPERTS; j++) {
+            CHECK(kept.load[j] == all.load[j], "%s: window load %d is %llu skipping, %llu counting: empty steps hold no load", kinds[i], j,
+                  (unsigned long long)kept.load[j], (unsigned long long)all.load[j]);
+        }
+        moegs_snapshot layer;
+        CHECK(moegs_model_layer_snapshot(skipping, M_LAYERS - 1, &layer) == MOEGS_OK && layer.total_routings == 2 && layer.total_tokens == 3,
+              "%s skipping, last layer: %llu batches, %llu tokens (want 2, 3)", kinds[i], (unsigned long long)layer.total_routings,
+              (unsigned long long)layer.total_tokens);
+        moegs_model_destroy(skipping);
+        moegs_model_destroy(counting);
+    }
+
+    moegs_handle h = 42;
+    REFUSED(moegs_model_create_with_flags("managed", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, 6, &h), MOEGS_INVALID_ARGUMENT, "flags = 0x6",
+            "MOEGS_MODEL_SKIP_EMPTY_STEPS (0x1)", "0x6 is none of them");
+    CHECK(h == 0, "a refused model create leaves *out = 0");
+}
+
 int main(void)
 {
     /* The library writes moegs_snapshot_size() bytes into a moegs_snapshot: the struct this header declares. */
@@ -1012,6 +1061,7 @@ int main(void)
     CHECK(moegs_destroy(managed) == MOEGS_OK, "destroy managed");
 
     model_api();
+    model_skips_empty_steps();
     model_pending_reads();
     model_layer_values();
     model_device_arrays();

@@ -488,6 +488,32 @@ class ModelTests(unittest.TestCase):
         return [array.array("i", (rng.randrange(-1, self.EXPERTS + 1) if i % stride < self.TOKENS * self.K else -9
                                   for i in range(self.LAYERS * stride))) for _ in range(self.STEPS)]
 
+    def test_skip_empty_steps_leaves_out_dummy_passes(self):
+        """skip_empty_steps=True (MOEGS_MODEL_SKIP_EMPTY_STEPS): a step of no valid row or of padding rows alone is left
+        out of the window and the counts; the default records each as a step; a non-bool is refused naming it."""
+        stride = self.TOKENS * self.K
+        steps = self.steps(stride)
+        padding = array.array("i", [-1] * (self.LAYERS * stride))
+        for accelerator in ("managed", "cpu"):
+            with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, skip_empty_steps=True, accelerator=accelerator) as skipping, \
+                    moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator=accelerator) as counting:
+                self.assertTrue(skipping.skip_empty_steps)
+                self.assertFalse(counting.skip_empty_steps)
+                for model in (skipping, counting):
+                    for ids in steps[:2]:
+                        model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+                        model.record(HostArray(padding, (self.LAYERS, self.TOKENS, self.K)))
+                        model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)), valid_tokens=0)
+                self.assertEqual((2, 2), (skipping.summary()["steps"], skipping.summary()["window_steps"]))
+                self.assertEqual((6, self.WINDOW), (counting.summary()["steps"], counting.summary()["window_steps"]))
+                self.assertEqual([2] * self.LAYERS, [skipping.layer(l)["total_routings"] for l in range(self.LAYERS)])
+                with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator=accelerator) as plain:
+                    for ids in steps[:2]:
+                        plain.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+                    self.assertEqual(load_rows(plain.window_load()), load_rows(skipping.window_load()))
+        with self.assertRaisesRegex(TypeError, "skip_empty_steps must be True or False \\(got 1 of type int\\)"):
+            moegs.MoeModelStats(self.LAYERS, self.EXPERTS, skip_empty_steps=1, accelerator="managed")
+
     def test_a_saved_model_is_the_json_the_cli_reads(self):
         """save(path) writes the window load and each layer as `moegs replay --save` does, for `moegs report` and
         `merge`; a bad path raises naming it and leaves the file as it was."""

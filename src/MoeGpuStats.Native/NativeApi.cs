@@ -138,7 +138,7 @@ public static unsafe class NativeApi
     public static int Destroy(long handle) => Remove(Handles, "aggregator", handle);
 
     [UnmanagedCallersOnly]
-    public static int ModelCreate(byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, long* handle)
+    public static int ModelCreate(byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, uint flags, long* handle)
     {
         if (handle is null)
         {
@@ -149,7 +149,7 @@ public static unsafe class NativeApi
         return Guard(() =>
         {
             var kind = AcceleratorName(accelerator);
-            NativeChecks.ModelCreate(kind, layers, experts, expertCapacity, window, utilizationDecay);
+            NativeChecks.ModelCreate(kind, layers, experts, expertCapacity, window, utilizationDecay, flags);
             var options = new ModelRoutingStatsOptions
             {
                 Layers = layers,
@@ -157,6 +157,7 @@ public static unsafe class NativeApi
                 ExpertCapacity = expertCapacity == 0 ? null : expertCapacity,
                 Window = window == 0 ? NativeChecks.DefaultWindow : window,
                 UtilizationDecay = utilizationDecay < 0 ? null : utilizationDecay,
+                SkipEmptySteps = (flags & NativeChecks.SkipEmptySteps) != 0,
             };
             var id = Interlocked.Increment(ref _nextHandle);
             Models[id] = new NativeModel(kind, options);

@@ -34,7 +34,10 @@ internal static class NativeChecks
         ExpertCapacity(expertCapacity);
     }
 
-    public static void ModelCreate(string accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay)
+    /// <summary>MOEGS_MODEL_SKIP_EMPTY_STEPS of include/moegs.h.</summary>
+    public const uint SkipEmptySteps = 1;
+
+    public static void ModelCreate(string accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, uint flags)
     {
         if (layers < 1 || layers > ModelRoutingStatsOptions.MaxLayers)
         {
@@ -63,6 +66,11 @@ internal static class NativeChecks
         if (float.IsNaN(utilizationDecay) || utilizationDecay >= 1f)
         {
             throw new NativeArgumentException($"utilization_decay = {utilizationDecay}: must be negative (no decayed utilization) or lie in [0, 1).");
+        }
+
+        if ((flags & ~SkipEmptySteps) != 0)
+        {
+            throw new NativeArgumentException($"flags = 0x{flags:X}: the flags are MOEGS_MODEL_SKIP_EMPTY_STEPS (0x1); 0x{flags & ~SkipEmptySteps:X} is none of them.");
         }
     }
 
