@@ -63,11 +63,15 @@ internal static class ReplayCommand
             1,
             maxExperts,
             "the number of experts");
+        var skipEmpty = new Option<bool>("--skip-empty-steps")
+        {
+            Description = "With layers: leave out the steps in which no layer holds a token (padding alone, -1: an idle rank's dummy pass), as vLLM leaves its dummy passes out of its load window; they then take no place in --window and count in no figure. By default each is a step of no load.",
+        };
         var recording = new SharedOptions.Recording(models: "a trace with layers");
         var model = new ModelOptions("With layers");
         var command = new Command("replay", "Record a router's saved top-k ids step by step on the chosen engine (best accelerator by default), then report.")
         {
-            file, layout, members, experts, skip,
+            file, layout, members, experts, skip, skipEmpty,
         };
         model.AddTo(command);
         recording.AddTo(command);
@@ -101,6 +105,7 @@ internal static class ReplayCommand
                 var mismatch = layered
                     ? model.MetricsOption(parse) is { } metrics ? recording.ModelMetricsProblem(parse, metrics) : null
                     : model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; {path} is read without layers ({trace.Axes}: {trace.LayersFrom})."
+                    : parse.GetValue(skipEmpty) ? $"--skip-empty-steps: leaving steps out of the window is a model's; {path} is read without layers ({trace.Axes}: {trace.LayersFrom})."
                     : null;
                 if (mismatch is not null)
                 {
@@ -190,11 +195,11 @@ internal static class ReplayCommand
                 using (ids)
                 {
                     var steps = trace.Steps - skipped;
-                    var checks = new TraceChecks(trace.Layers, trace.TopK, trace.Layout, layered);
+                    var checks = new TraceChecks(trace.Layers, trace.TopK, trace.Layout, layered, parse.GetValue(skipEmpty));
                     int Fill(int step, Span<int> batch)
                     {
                         var tokens = trace.ReadStep(skipped + step, batch);
-                        checks.Check(skipped + step, batch, tokens);
+                        checks.Check(skipped + step, batch[..(trace.Layers * tokens * trace.TopK)], tokens);
                         return tokens;
                     }
 
@@ -206,7 +211,7 @@ internal static class ReplayCommand
                         var run = recording.Model(
                             parse,
                             console,
-                            new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = window.Steps },
+                            new ModelRoutingStatsOptions { Layers = trace.Layers, Experts = e, Window = window.Steps, SkipEmptySteps = parse.GetValue(skipEmpty) },
                             window.Named,
                             parse.GetValue(model.WindowLoad),
                             parse.GetValue(model.EpSize),
@@ -291,7 +296,8 @@ internal static class ReplayCommand
 /// <param name="topK">Experts per token.</param>
 /// <param name="layout">The file's layout, named in the warning about repeated experts; null for a trace without one (JSON lines).</param>
 /// <param name="model">Whether the trace is replayed as a model (a layers axis), whose window a step of padding takes a place in.</param>
-internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool model)
+/// <param name="skipEmpty">Whether the model leaves out steps of no token (<see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>): then they are counted, with steps of no row, for a note.</param>
+internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool model, bool skipEmpty = false)
 {
     private int _synthetic;
     private int _first = -1;
@@ -301,10 +307,10 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool m
     private int _padding;
     private int _firstPadding = -1;
 
-    /// <summary>Checks step <paramref name="step"/>, <paramref name="tokens"/> tokens per layer.</summary>
+    /// <summary>Checks step <paramref name="step"/>: <paramref name="ids"/> its layers' ids, <paramref name="tokens"/> tokens per layer.</summary>
     public void Check(int step, ReadOnlySpan<int> ids, int tokens)
     {
-        if (ids.Length > 0 && ids.IndexOfAnyExcept(-1) < 0)
+        if ((ids.Length > 0 || skipEmpty) && ids.IndexOfAnyExcept(-1) < 0)
         {
             _padding++;
             _firstPadding = _firstPadding < 0 ? step : _firstPadding;
@@ -366,12 +372,16 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool m
                 : $"warning: {Counted.Of(_synthetic, "step")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.";
         }
 
-        if (_padding > 0)
+        if (_padding > 0 && skipEmpty)
+        {
+            yield return $"note: {Counted.Of(_padding, "step")} held no token (padding alone, -1, or no rows; the first is step {_firstPadding:N0}): left out (--skip-empty-steps), in no figure and in no place of the window.";
+        }
+        else if (_padding > 0)
         {
             // The seed's record counts a batch of no token as one whose experts all had a 0 % share; a
             // model's window counts it as a step.
             var effect = model
-                ? "each counts as a step with no load, which takes a place in the window (--window) though it adds no load (the load and its balance are unaffected; a layer's saved snapshot counts it as a batch)"
+                ? "each counts as a step with no load, which takes a place in the window (--window) though it adds no load (the load and its balance are unaffected; a layer's saved snapshot counts it as a batch); --skip-empty-steps leaves them out"
                 : "each counts as a batch with no load, which lowers every expert's mean share of a batch, so the shares add up to less than k x 100 % (the load and its balance are unaffected)";
             yield return $"warning: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {_firstPadding:N0}): {effect}.";
         }

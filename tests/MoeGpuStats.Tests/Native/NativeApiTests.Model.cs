@@ -482,14 +482,14 @@ public sealed unsafe partial class NativeApiTests
         return handle;
     }
 
-    private static int Create(string accelerator, int layers, int experts, int capacity, int window, float decay, out long handle)
+    private static int Create(string accelerator, int layers, int experts, int capacity, int window, float decay, out long handle, uint flags = 0)
     {
         var name = Encoding.UTF8.GetBytes(accelerator + "\0");
         long h = 42;
         int status;
         fixed (byte* p = name)
         {
-            status = ((delegate* unmanaged<byte*, int, int, int, int, float, long*, int>)&NativeApi.ModelCreate)(p, layers, experts, capacity, window, decay, &h);
+            status = ((delegate* unmanaged<byte*, int, int, int, int, float, uint, long*, int>)&NativeApi.ModelCreate)(p, layers, experts, capacity, window, decay, flags, &h);
         }
 
         handle = h;

@@ -1,0 +1,87 @@
+using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Cli.Input;
+using static MoeGpuStats.Tests.Support.ModelTrace;
+
+namespace MoeGpuStats.Tests.Cli.Commands;
+
+/// <summary><c>replay --skip-empty-steps</c>: a model's dummy passes left out, as the model's option leaves them; the steps of no token named.</summary>
+public sealed partial class ReplayCommandTests
+{
+    /// <summary>
+    /// With the option, a trace's steps of padding alone are left out: the saved model equals a replay of
+    /// the other steps alone (its steps, window and load), and a note counts them; without it, each is a step
+    /// and the warning names the option.
+    /// </summary>
+    [Fact]
+    public void SkipEmptyStepsLeavesOutAModelsDummyPasses()
+    {
+        var real = Ids(Steps, Layers, Tokens, seed: 12);
+        var stepIds = Layers * Tokens * TopK;
+        var mixed = new List<int>();
+        for (var s = 0; s < Steps; s++)
+        {
+            mixed.AddRange(real.AsSpan(s * stepIds, stepIds).ToArray());
+            if (s % 2 == 0)
+            {
+                mixed.AddRange(Enumerable.Repeat(-1, stepIds));
+            }
+        }
+
+        var dummies = (Steps + 1) / 2;
+        var withDummies = WriteInt32("dummies.npy", $"{Steps + dummies}, {Layers}, {Tokens}, {TopK}", [.. mixed]);
+        var withoutDummies = WriteInt32("real.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", real);
+        var (skipped, alone, counted) = (Path.Combine(_folder.FullName, "skipped.json"), Path.Combine(_folder.FullName, "alone.json"), Path.Combine(_folder.FullName, "counted.json"));
+
+        var (code, _, error) = Moegs.Run("replay", withDummies, "--experts", $"{Experts}", "--window", "4", "--skip-empty-steps", "--save", skipped);
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"note: {dummies} steps held no token (padding alone, -1, or no rows; the first is step 1): left out (--skip-empty-steps), in no figure and in no place of the window.", error);
+        Assert.True(Moegs.Run("replay", withoutDummies, "--experts", $"{Experts}", "--window", "4", "--save", alone).Code == ExitCodes.Ok);
+        using (var left = SnapshotFile.Load(skipped))
+        using (var reference = SnapshotFile.Load(alone))
+        {
+            Assert.Equal((ulong)Steps, left.Model!.Summary().Steps);
+            Assert.Equal(reference.Model!.WindowLoad(), left.Model.WindowLoad());
+            Assert.Equal(System.Text.Json.JsonSerializer.Serialize(reference.Model.Summary()), System.Text.Json.JsonSerializer.Serialize(left.Model.Summary()));
+            Assert.True(left.Model.Options.SkipEmptySteps);
+        }
+
+        (code, _, error) = Moegs.Run("replay", withDummies, "--experts", $"{Experts}", "--window", "4", "--save", counted);
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"warning: {dummies} steps held padding alone (-1), no token (the first is step 1): each counts as a step with no load", error);
+        Assert.Contains("--skip-empty-steps leaves them out.", error);
+        using var all = SnapshotFile.Load(counted);
+        Assert.Equal((ulong)(Steps + dummies), all.Model!.Summary().Steps);
+    }
+
+    /// <summary>A step of padding after a larger step is found whatever the larger step left in the ids' buffer past it.</summary>
+    [Fact]
+    public void AStepOfPaddingAfterALargerStepIsNamed()
+    {
+        var path = Path.Combine(_folder.FullName, "shrinking.jsonl");
+        File.WriteAllLines(path,
+        [
+            """{"layer": 0, "topk_ids": [[0, 1], [2, 3], [1, 2]]}""",
+            """{"layer": 1, "topk_ids": [[0, 1], [2, 3], [1, 2]]}""",
+            """{"layer": 0, "topk_ids": [[-1, -1]]}""",
+            """{"layer": 1, "topk_ids": [[-1, -1]]}""",
+        ]);
+
+        var (code, _, error) = Moegs.Run("replay", path, "--experts", "4", "--skip-empty-steps", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("note: 1 step held no token (padding alone, -1, or no rows; the first is step 1): left out (--skip-empty-steps)", error);
+    }
+
+    [Fact]
+    public void SkipEmptyStepsIsRefusedForOneLayer()
+    {
+        var npy = WriteInt32("one-layer.npy", $"{Tokens}, {TopK}", Ids(1, 1, Tokens, seed: 3));
+
+        var (code, _, error) = Moegs.Run("replay", npy, "--skip-empty-steps");
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("--skip-empty-steps: leaving steps out of the window is a model's; ", error.Trim());
+        Assert.Single(error.Trim().Split('\n'));
+    }
+}
