@@ -61,7 +61,8 @@ public sealed class ModelDeviceArrays
     /// a pending read once its results are taken, never over a later one) plus the
     /// <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)"/>
     /// calls since that read was staged. A CUDA graph's replays since that read are in the arrays but not in this count (and
-    /// a capture of <c>RecordStep</c> is such a call); <see cref="ModelRoutingSummary.Steps"/> reads the device's.
+    /// a capture of <c>RecordStep</c> is such a call), and a call whose step the device left out
+    /// (<see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>) is in it until the next read; <see cref="ModelRoutingSummary.Steps"/> reads the device's.
     /// </summary>
     public ulong Steps { get; }
 
