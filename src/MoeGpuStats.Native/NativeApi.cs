@@ -142,7 +142,7 @@ public static unsafe class NativeApi
     {
         if (handle is null)
         {
-            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_create writes the new handle there.");
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_create (and _with_flags) writes the new handle there.");
         }
 
         *handle = 0;
