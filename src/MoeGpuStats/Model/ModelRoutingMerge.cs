@@ -11,7 +11,9 @@ internal static class ModelRoutingMerge
         for (var i = 1; i < parts.Count; i++)
         {
             var other = parts[i].Options;
-            if (other.Layers != options.Layers || other.Experts != options.Experts || other.Window != options.Window || other.ExpertCapacity != options.ExpertCapacity)
+            // Steps count alike only where every part leaves out the same steps: the merged ring pairs them by age.
+            if (other.Layers != options.Layers || other.Experts != options.Experts || other.Window != options.Window || other.ExpertCapacity != options.ExpertCapacity
+                || other.SkipEmptySteps != options.SkipEmptySteps)
             {
                 throw new ArgumentException(
                     $"Only models of the same shape merge: parts[0] is {Shape(options)}, parts[{i}] is {Shape(other)}.", nameof(parts));
@@ -73,5 +75,5 @@ internal static class ModelRoutingMerge
     }
 
     private static string Shape(ModelRoutingStatsOptions options) =>
-        $"{options.Layers} layers × {options.Experts} experts, window {options.Window}, capacity {options.ExpertCapacity?.ToString() ?? "none"}";
+        $"{options.Layers} layers × {options.Experts} experts, window {options.Window}, capacity {options.ExpertCapacity?.ToString() ?? "none"}{(options.SkipEmptySteps ? ", empty steps left out" : "")}";
 }

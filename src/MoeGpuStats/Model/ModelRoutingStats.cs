@@ -401,7 +401,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">
-    /// No parts, a null part, parts of different layers, experts, windows or capacities (the message names
+    /// No parts, a null part, parts of different layers, experts, windows, capacities or <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> (the message names
     /// the first part that differs from <c>parts[0]</c>), or a merged layer count above 2^63 − 1, as <see cref="RoutingStats.Merge"/>.
     /// </exception>
     /// <exception cref="ObjectDisposedException">A part was disposed.</exception>

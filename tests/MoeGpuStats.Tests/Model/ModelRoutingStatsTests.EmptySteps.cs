@@ -87,6 +87,20 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Contains("'skip_empty_steps' must be true or false", error.Message);
     }
 
+    /// <summary>A part that leaves out empty steps and one that records them count steps apart: they do not merge, in either order.</summary>
+    [Fact]
+    public void ModelsThatCountStepsApartDoNotMerge()
+    {
+        using var skipping = new ModelRoutingStats(Skipping);
+        using var counting = new ModelRoutingStats(Skipping with { SkipEmptySteps = false });
+        var error = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([skipping, counting]));
+        Assert.Equal("parts", error.ParamName);
+        Assert.StartsWith($"Only models of the same shape merge: parts[0] is 3 layers × 16 experts, window 5, capacity 6, empty steps left out, parts[1] is 3 layers × 16 experts, window 5, capacity 6.", error.Message);
+        Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([counting, skipping]));
+        using var merged = ModelRoutingStats.Merge([skipping, skipping]);
+        Assert.True(merged.Options.SkipEmptySteps);
+    }
+
     /// <summary>Whether any layer of <paramref name="step"/> has a valid row that is not k empty slots: the steps <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> keeps.</summary>
     private static bool HoldsToken(ModelSteps.Step step, int layers) =>
         Enumerable.Range(0, layers).Any(l => step.LayerIds(l).ToArray().Chunk(step.TopK).Any(row => row.Any(id => id != -1)));
