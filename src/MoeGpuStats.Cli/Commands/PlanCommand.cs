@@ -34,6 +34,10 @@ internal static class PlanCommand
             CustomParser = result => SharedOptions.ParseFile(result, "--current"),
             Description = "The placement serving now, for the balancedness before: the JSON plan --json wrote (its physical_to_logical and gpus), or a [layers][slots] JSON array of each slot's expert (vLLM's physical_to_logical_map, .tolist()), on --gpus GPUs. Without it, before is the experts in order with no replicas.",
         };
+        var perSlot = new Option<bool>("--load-per-slot")
+        {
+            Description = "LOAD's columns are the slots of the --current placement, [layers, slots], as vLLM records expert_load_pass and its window per physical expert: they are summed per logical expert through --current first, as vLLM does before it rebalances, and before is each GPU's own slots' load as recorded.",
+        };
         var json = new Option<bool>("--json")
         {
             Description = "Print only the plan as JSON on standard output: per layer physical_to_logical (length R), logical_to_physical (padded with -1), replica_counts, and the balancedness before and after.",
@@ -42,7 +46,7 @@ internal static class PlanCommand
             "plan",
             "Replicate the hottest experts and place the replicas on GPUs with DeepSeek's EPLB (hierarchical when --nodes divides --groups, global otherwise), and print each layer's balancedness across GPUs before and after.")
         {
-            file, replicas, groups, nodes, gpus, current, json,
+            file, replicas, groups, nodes, gpus, current, perSlot, json,
         };
         command.SetAction(parse =>
         {
@@ -59,10 +63,51 @@ internal static class PlanCommand
                 return ExitCodes.Usage;
             }
 
+            var deployedFile = parse.GetValue(current);
+            if (parse.GetValue(perSlot) && deployedFile is null)
+            {
+                console.Error.WriteLine("--load-per-slot: the slots are those of the placement the load was recorded under; give it with --current.");
+                return ExitCodes.Usage;
+            }
+
             var path = parse.GetValue(file)!;
             if (!LoadMatrix.TryRead(console, path, out var loads))
             {
                 return ExitCodes.BadInput;
+            }
+
+            DeployedPlacement? deployed = null;
+            if (deployedFile is not null && !DeployedPlacement.TryRead(console, deployedFile, out deployed))
+            {
+                return ExitCodes.BadInput;
+            }
+
+            double[]? measured = null;
+            if (parse.GetValue(perSlot))
+            {
+                var (rows, slots) = (loads.GetLength(0), loads.GetLength(1));
+                var against = $"{deployedFile} (against {path}: {Counted.Of(rows, "layer")} of {Counted.Of(slots, "slot")}, --load-per-slot)";
+                long[,] logical;
+                try
+                {
+                    logical = ExpertPlacement.LogicalLoads(loads, deployed!.PhysicalToLogical);
+                }
+                catch (Exception exception) when (exception is ArgumentException or OverflowException)
+                {
+                    var problem = ErrorText.Of(exception).Replace("physicalToLogical", "physical_to_logical", StringComparison.Ordinal).Replace("slotLoads", "LOAD", StringComparison.Ordinal);
+                    console.Error.WriteLine($"{against}: {problem}");
+                    return ExitCodes.BadInput;
+                }
+
+                var deployedGpus = deployed.Gpus ?? p;
+                if (slots % deployedGpus != 0)
+                {
+                    console.Error.WriteLine($"{against}: {Counted.Of(slots, "slot")} do not divide among {Counted.Of(deployedGpus, "GPU")}; every GPU holds as many.");
+                    return ExitCodes.BadInput;
+                }
+
+                measured = ExpertPlacement.IdentityBalancedness(loads, deployedGpus);
+                loads = logical;
             }
 
             var (layers, experts) = (loads.GetLength(0), loads.GetLength(1));
@@ -95,13 +140,13 @@ internal static class PlanCommand
 
             double[]? before;
             string? beforeIs = null;
-            if (parse.GetValue(current) is { } deployedFile)
+            if (measured is not null)
             {
-                if (!DeployedPlacement.TryRead(console, deployedFile, out var deployed))
-                {
-                    return ExitCodes.BadInput;
-                }
-
+                before = measured;
+                beforeIs = $"the current placement, {deployedFile!.Name}, as recorded: each GPU's own {Counted.Of(deployed!.PhysicalToLogical[0].Length / (deployed.Gpus ?? p), "slot")}' load";
+            }
+            else if (deployed is not null)
+            {
                 var deployedGpus = deployed.Gpus ?? p;
                 try
                 {
@@ -115,7 +160,7 @@ internal static class PlanCommand
                     return ExitCodes.BadInput;
                 }
 
-                beforeIs = $"the current placement, {deployedFile.Name}: {Counted.Of(deployed.PhysicalToLogical[0].Length, "slot")} per layer on {Counted.Of(deployedGpus, "GPU")}";
+                beforeIs = $"the current placement, {deployedFile!.Name}: {Counted.Of(deployed.PhysicalToLogical[0].Length, "slot")} per layer on {Counted.Of(deployedGpus, "GPU")}";
             }
             else
             {

@@ -266,6 +266,80 @@ public static class ExpertPlacement
         return result;
     }
 
+    /// <summary>
+    /// Loads recorded per physical slot summed into loads per logical expert through the placement that
+    /// served them: EPLB's input from vLLM's <c>expert_load_window</c>, which vLLM forms the same way
+    /// (<c>scatter_add_</c> over <c>physical_to_logical_map</c>) before it rebalances. The GPUs' loads
+    /// themselves are the slots' in order: <see cref="IdentityBalancedness"/> of <paramref name="slotLoads"/>
+    /// is the placement's balancedness as measured, with no assumption on how replicas share their tokens.
+    /// </summary>
+    /// <param name="slotLoads"><c>[layers, R]</c>: each slot's load, tokens, non-negative.</param>
+    /// <param name="physicalToLogical">Per layer, the logical expert in each of the <c>R</c> slots; the experts are 0 to the largest named, each with a slot in every layer.</param>
+    /// <returns><c>[layers, E]</c>, <c>E</c> the largest expert named plus one.</returns>
+    /// <exception cref="ArgumentNullException">An argument or a layer's row is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// A load is negative; the rows are not one per layer of <paramref name="slotLoads"/>'s <c>R</c> slots;
+    /// a slot's expert is negative; or an expert has no slot in a layer. The message names the layer and slot.
+    /// </exception>
+    /// <exception cref="OverflowException">An expert's summed load passes 2^63 − 1.</exception>
+    public static long[,] LogicalLoads(long[,] slotLoads, IReadOnlyList<int[]> physicalToLogical)
+    {
+        ArgumentNullException.ThrowIfNull(slotLoads);
+        ArgumentNullException.ThrowIfNull(physicalToLogical);
+        CheckLoads(slotLoads, nameof(slotLoads), "slot");
+        var (layers, slots) = (slotLoads.GetLength(0), slotLoads.GetLength(1));
+        if (physicalToLogical.Count != layers)
+        {
+            throw new ArgumentException($"physicalToLogical has {physicalToLogical.Count:N0} rows; it needs one per layer of the loads, {layers:N0}.", nameof(physicalToLogical));
+        }
+
+        var experts = 0;
+        for (var layer = 0; layer < layers; layer++)
+        {
+            var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), $"physicalToLogical[{layer}] is null.");
+            if (row.Length != slots)
+            {
+                throw new ArgumentException($"physicalToLogical[{layer}] has {row.Length:N0} slots but the loads have {slots:N0} per layer; give the placement the loads were recorded under.", nameof(physicalToLogical));
+            }
+
+            for (var p = 0; p < row.Length; p++)
+            {
+                if (row[p] < 0)
+                {
+                    throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert, 0 or more.", nameof(physicalToLogical));
+                }
+
+                experts = Math.Max(experts, row[p] + 1);
+            }
+        }
+
+        // Every expert needs a slot, so there are at most as many experts as slots: the result is no larger than the loads.
+        if (experts > slots)
+        {
+            throw new ArgumentException($"physicalToLogical names expert {experts - 1} but a layer has {slots:N0} slots; every expert from 0 up needs one.", nameof(physicalToLogical));
+        }
+
+        var logical = new long[layers, experts];
+        var counts = new int[experts];
+        for (var layer = 0; layer < layers; layer++)
+        {
+            Array.Clear(counts);
+            var row = physicalToLogical[layer];
+            for (var p = 0; p < row.Length; p++)
+            {
+                logical[layer, row[p]] = checked(logical[layer, row[p]] + slotLoads[layer, p]);
+                counts[row[p]]++;
+            }
+
+            if (Array.IndexOf(counts, 0) is var missing and >= 0)
+            {
+                throw new ArgumentException($"physicalToLogical[{layer}] gives expert {missing} no slot, though the placement names experts up to {experts - 1}; every expert needs one.", nameof(physicalToLogical));
+            }
+        }
+
+        return logical;
+    }
+
     /// <summary>One layer's balancedness over <paramref name="gpuLoad"/>'s GPUs (overwritten), each holding an equal run of the slots.</summary>
     private static double LayerBalancedness(long[,] loads, int layer, ReadOnlySpan<int> phy2log, ReadOnlySpan<int> counts, double[] gpuLoad)
     {
@@ -322,7 +396,8 @@ public static class ExpertPlacement
         return max > 0 ? gpuLoad.Average() / max : 1.0;
     }
 
-    private static void CheckLoads(long[,] loads)
+    /// <summary>Refuses a negative load, naming it as <paramref name="name"/>'s entry of <paramref name="of"/> (an expert, or a slot).</summary>
+    private static void CheckLoads(long[,] loads, string name = "loads", string of = "expert")
     {
         for (var layer = 0; layer < loads.GetLength(0); layer++)
         {
@@ -330,7 +405,7 @@ public static class ExpertPlacement
             {
                 if (loads[layer, e] < 0)
                 {
-                    throw new ArgumentException($"loads[{layer}, {e}], the load of expert {e} in layer {layer}, is {loads[layer, e]:N0}; loads are token counts, 0 or more.", nameof(loads));
+                    throw new ArgumentException($"{name}[{layer}, {e}], the load of {of} {e} in layer {layer}, is {loads[layer, e]:N0}; loads are token counts, 0 or more.", name);
                 }
             }
         }

@@ -77,6 +77,47 @@ public sealed class ExpertPlacementTests
             Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder], 4)).Message);
     }
 
+    /// <summary>
+    /// Loads recorded per slot sum to the logical experts' loads through the placement they were recorded
+    /// under (vLLM's scatter_add_ over physical_to_logical_map), however a replica's tokens were split.
+    /// </summary>
+    [Fact]
+    public void SlotLoadsSumToTheExpertsLoadsThroughTheirPlacement()
+    {
+        var slots = PublishedSlotLoads();
+        Assert.NotEqual(slots[0, 0], slots[0, 2]);   // expert 5's two replicas were loaded unevenly
+        Assert.Equal(PublishedLoads, ExpertPlacement.LogicalLoads(slots, PublishedPhy2Log));
+        int[] reversed = [.. Enumerable.Range(0, 12).Reverse()];
+        var perSlot = new long[1, 12];
+        for (var p = 0; p < 12; p++)
+        {
+            perSlot[0, p] = 100 + p;
+        }
+
+        var logical = ExpertPlacement.LogicalLoads(perSlot, [reversed]);
+        Assert.Equal(Enumerable.Range(0, 12).Select(e => 100L + 11 - e), Enumerable.Range(0, 12).Select(e => logical[0, e]));
+    }
+
+    [Fact]
+    public void SlotLoadsThatDoNotFitTheirPlacementAreRefusedNamingWhere()
+    {
+        var slots = PublishedSlotLoads();
+        int[] ok = PublishedPhy2Log[0];
+        string Refusal(long[,] loads, int[][] map) => Assert.Throws<ArgumentException>(() => ExpertPlacement.LogicalLoads(loads, map)).Message;
+
+        Assert.StartsWith("physicalToLogical has 1 rows; it needs one per layer of the loads, 2.", Refusal(slots, [ok]));
+        Assert.StartsWith("physicalToLogical[1] has 12 slots but the loads have 16 per layer;", Refusal(slots, [ok, ok[..12]]));
+        Assert.StartsWith("physicalToLogical[0][3] is -1; a slot holds an expert, 0 or more.", Refusal(slots, [[.. ok[..3], -1, .. ok[4..]], ok]));
+        Assert.StartsWith("physicalToLogical names expert 99 but a layer has 16 slots;", Refusal(slots, [[.. ok[..3], 99, .. ok[4..]], ok]));
+        Assert.StartsWith("physicalToLogical[1] gives expert 11 no slot, though the placement names experts up to 11;", Refusal(slots, [ok, [.. ok[..14], 10, ok[15]]]));
+        var negative = (long[,])slots.Clone();
+        negative[1, 4] = -3;
+        Assert.StartsWith("slotLoads[1, 4], the load of slot 4 in layer 1, is -3;", Refusal(negative, PublishedPhy2Log));
+        var huge = new long[1, 2] { { long.MaxValue, 1 } };
+        Assert.Throws<OverflowException>(() => ExpertPlacement.LogicalLoads(huge, [[0, 0]]));
+        Assert.Throws<ArgumentNullException>(() => ExpertPlacement.LogicalLoads(slots, [ok, null!]));
+    }
+
     [Fact]
     public void NodesThatDoNotDivideTheGroupsFallBackToTheGlobalPolicy()
     {

@@ -11,6 +11,30 @@ internal static class EplbExample
     };
 
     /// <summary>The README's printed <c>phy2log</c>.</summary>
+    /// <summary>
+    /// <see cref="PublishedLoads"/> as recorded per slot of <see cref="PublishedPhy2Log"/>, as vLLM records per
+    /// physical expert: a replicated expert's first slot takes three quarters of its load and the other the rest,
+    /// unevenly, as a router that prefers one replica would.
+    /// </summary>
+    internal static long[,] PublishedSlotLoads()
+    {
+        var slots = new long[PublishedPhy2Log.Length, PublishedPhy2Log[0].Length];
+        for (var layer = 0; layer < slots.GetLength(0); layer++)
+        {
+            var row = PublishedPhy2Log[layer];
+            for (var p = 0; p < row.Length; p++)
+            {
+                var expert = row[p];
+                var load = PublishedLoads[layer, expert];
+                var replicas = row.Count(e => e == expert);
+                var first = System.Array.IndexOf(row, expert) == p;
+                slots[layer, p] = replicas == 1 ? load : first ? load * 3 / 4 : load - (load * 3 / 4);
+            }
+        }
+
+        return slots;
+    }
+
     internal static readonly int[][] PublishedPhy2Log =
     [
         [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],

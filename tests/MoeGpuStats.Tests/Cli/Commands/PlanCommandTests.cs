@@ -126,6 +126,54 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal($"{missing} (against {npy}: 2 layers of 12 experts): physical_to_logical[0] gives expert 11 no slot; every expert needs one, or its tokens have nowhere to go.", error.TrimEnd());
     }
 
+    /// <summary>
+    /// --load-per-slot: a load recorded per slot of the --current placement plans as its experts' summed load
+    /// does, and before is each GPU's own slots' load as recorded (not its experts' load split evenly among
+    /// replicas); without --current, or with loads of another width, it is refused in one line.
+    /// </summary>
+    [Fact]
+    public void LoadPerSlotSumsTheSlotsThroughTheCurrentPlacement()
+    {
+        var logical = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
+        var slotLoads = EplbExample.PublishedSlotLoads();
+        var perSlot = WriteNpy("slots.npy", "<i8", slotLoads);
+        var bare = Path.Combine(_folder.FullName, "bare.json");
+        File.WriteAllText(bare, JsonSerializer.Serialize(EplbExample.PublishedPhy2Log));
+        string[] options = ["--replicas", "16", "--groups", "4", "--nodes", "2", "--gpus", "8", "--json"];
+
+        var (code, fromSlots, error) = Moegs.Run(["plan", perSlot, .. options, "--current", bare, "--load-per-slot"]);
+        Assert.True(code == ExitCodes.Ok, error);
+        var (_, fromExperts, _) = Moegs.Run(["plan", logical, .. options, "--current", bare]);
+        using var slotsPlan = JsonDocument.Parse(fromSlots);
+        using var expertsPlan = JsonDocument.Parse(fromExperts);
+        Assert.Equal(expertsPlan.RootElement.GetProperty("physical_to_logical").ToString(), slotsPlan.RootElement.GetProperty("physical_to_logical").ToString());
+        Assert.Equal(expertsPlan.RootElement.GetProperty("balancedness_after").ToString(), slotsPlan.RootElement.GetProperty("balancedness_after").ToString());
+
+        // Each GPU holds two neighbouring slots: its load is theirs, as recorded.
+        var measured = Enumerable.Range(0, 2).Select(layer =>
+        {
+            var gpu = Enumerable.Range(0, 8).Select(g => (double)(slotLoads[layer, 2 * g] + slotLoads[layer, (2 * g) + 1])).ToArray();
+            return gpu.Average() / gpu.Max();
+        });
+        Assert.Equal(measured, slotsPlan.RootElement.GetProperty("balancedness_before").EnumerateArray().Select(b => b.GetDouble()));
+        Assert.NotEqual(
+            expertsPlan.RootElement.GetProperty("balancedness_before")[0].GetDouble(),
+            slotsPlan.RootElement.GetProperty("balancedness_before")[0].GetDouble());
+
+        (code, var text, error) = Moegs.Run(["plan", perSlot, .. options[..^1], "--current", bare, "--load-per-slot"]);
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("  before: the current placement, bare.json, as recorded: each GPU's own 2 slots' load", text);
+        Assert.Contains("2 layers of 12 experts, 16 slots per layer", text);
+
+        (code, _, error) = Moegs.Run(["plan", perSlot, .. options, "--load-per-slot"]);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("--load-per-slot: the slots are those of the placement the load was recorded under; give it with --current.", error.TrimEnd());
+
+        (code, _, error) = Moegs.Run(["plan", logical, .. options, "--current", bare, "--load-per-slot"]);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"{bare} (against {logical}: 2 layers of 12 slots, --load-per-slot): physical_to_logical[0] has 16 slots but the loads have 12 per layer; give the placement the loads were recorded under.", error.TrimEnd());
+    }
+
     [Theory]
     [InlineData("object.json", "{\"gpus\": 8}", "a JSON object without physical_to_logical")]
     [InlineData("gpus.json", "{\"physical_to_logical\": [[0]], \"gpus\": 0}", "gpus is 0; a placement's GPUs are a whole number, 1 or more.")]
