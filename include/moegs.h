@@ -366,7 +366,8 @@ typedef struct moegs_model_arrays {
                                * count at the model's latest read whose results the host has (a summary,
                                * window load, snapshot; a pending read once finished, never over a later one)
                                * plus the moegs_model_record calls since that read, a capture among them, a
-                               * CUDA graph's replays not; moegs_model_summary's steps reads the device's */
+                               * CUDA graph's replays not, and a call whose step MOEGS_MODEL_SKIP_EMPTY_STEPS left
+                               * out until the next read; moegs_model_summary's steps reads the device's */
     int32_t window_steps;     /* of steps, those in the window */
     int32_t layers;           /* rows */
     int32_t experts;          /* columns */

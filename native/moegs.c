@@ -28,7 +28,8 @@ typedef int (*handle_fn)(moegs_handle);
 typedef const char* (*error_fn)(void);
 typedef int (*accelerator_fn)(moegs_handle, const char**);
 typedef int (*size_fn)(void);
-typedef int (*model_create_fn)(const char*, int32_t, int32_t, int32_t, int32_t, float, uint32_t, moegs_handle*);
+typedef int (*model_create_fn)(const char*, int32_t, int32_t, int32_t, int32_t, float, moegs_handle*);
+typedef int (*model_create_with_flags_fn)(const char*, int32_t, int32_t, int32_t, int32_t, float, uint32_t, moegs_handle*);
 typedef int (*model_record_fn)(moegs_handle, const void*, int32_t, int32_t, int32_t, int32_t, int64_t, int64_t, const void*, const void*, const void*, void*);
 typedef int (*model_summary_fn)(moegs_handle, const int32_t*, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*);
 typedef int (*window_load_fn)(moegs_handle, uint64_t*, int32_t);
@@ -58,6 +59,7 @@ static struct {
     accelerator_fn accelerator;
     size_fn snapshot_size;
     model_create_fn model_create;
+    model_create_with_flags_fn model_create_with_flags;
     model_record_fn model_record;
     accelerator_fn model_accelerator;
     model_summary_fn model_summary;
@@ -171,6 +173,7 @@ static void start_runtime(void)
         { "Accelerator", (void**)&api.accelerator },
         { "SnapshotSize", (void**)&api.snapshot_size },
         { "ModelCreate", (void**)&api.model_create },
+        { "ModelCreateWithFlags", (void**)&api.model_create_with_flags },
         { "ModelRecord", (void**)&api.model_record },
         { "ModelAccelerator", (void**)&api.model_accelerator },
         { "ModelSummary", (void**)&api.model_summary },
@@ -292,13 +295,13 @@ moegs_status moegs_destroy(moegs_handle handle)
 moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
                                 int32_t window, float utilization_decay, moegs_handle* out)
 {
-    return moegs_model_create_with_flags(accelerator, layers, experts, expert_capacity, window, utilization_decay, 0, out);
+    return ready() ? (moegs_status)api.model_create(accelerator, layers, experts, expert_capacity, window, utilization_decay, out) : MOEGS_RUNTIME_ERROR;
 }
 
 moegs_status moegs_model_create_with_flags(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
                                            int32_t window, float utilization_decay, uint32_t flags, moegs_handle* out)
 {
-    return ready() ? (moegs_status)api.model_create(accelerator, layers, experts, expert_capacity, window, utilization_decay, flags, out) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.model_create_with_flags(accelerator, layers, experts, expert_capacity, window, utilization_decay, flags, out) : MOEGS_RUNTIME_ERROR;
 }
 
 moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,

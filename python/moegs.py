@@ -798,8 +798,8 @@ class MoeModelStats(_Handle):
         .token_counts (since the start or the last reset), each a DeviceArray of shape (layers, experts), C-contiguous,
         that exports __cuda_array_interface__ (version 3) on "cuda" and __array_interface__ on "cpu"; and .steps,
         .window_steps (the host's count, without a wait: the device's at the latest read whose results the host has, a
-        pending read's once taken, plus the record() calls since, a CUDA graph's replays not; summary()["steps"] reads
-        the device's). The step recorded last is folded in first (moegs_model_device_arrays).
+        pending read's once taken, plus the record() calls since, a CUDA graph's replays not, and a call whose step
+        skip_empty_steps left out until the next read; summary()["steps"] reads the device's). The step recorded last is folded in first (moegs_model_device_arrays).
 
         Ordering (cuda): `stream` (a torch.cuda.Stream, an object with .cuda_stream, or a raw CUstream; default: torch's
         current stream where torch imports, else the default stream of the current CUDA context): the fold waits on the

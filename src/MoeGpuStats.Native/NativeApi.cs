@@ -138,11 +138,19 @@ public static unsafe class NativeApi
     public static int Destroy(long handle) => Remove(Handles, "aggregator", handle);
 
     [UnmanagedCallersOnly]
-    public static int ModelCreate(byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, uint flags, long* handle)
+    public static int ModelCreate(byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, long* handle) =>
+        CreateModel("moegs_model_create", accelerator, layers, experts, expertCapacity, window, utilizationDecay, 0, handle);
+
+    /// <remarks>moegs_model_create_with_flags: an entry of its own, so that a shim built against a managed half without it fails at its start, naming it.</remarks>
+    [UnmanagedCallersOnly]
+    public static int ModelCreateWithFlags(byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, uint flags, long* handle) =>
+        CreateModel("moegs_model_create_with_flags", accelerator, layers, experts, expertCapacity, window, utilizationDecay, flags, handle);
+
+    private static int CreateModel(string function, byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, uint flags, long* handle)
     {
         if (handle is null)
         {
-            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_create (and _with_flags) writes the new handle there.");
+            return Fail(NativeStatus.InvalidArgument, $"out is NULL: {function} writes the new handle there.");
         }
 
         *handle = 0;

@@ -143,7 +143,7 @@ internal static class PlanCommand
             if (measured is not null)
             {
                 before = measured;
-                beforeIs = $"the current placement, {deployedFile!.Name}, as recorded: each GPU's own {Counted.Of(deployed!.PhysicalToLogical[0].Length / (deployed.Gpus ?? p), "slot")}' load";
+                beforeIs = $"the current placement, {deployedFile!.Name}, as recorded: the load of each GPU's own {Counted.Of(deployed!.PhysicalToLogical[0].Length / (deployed.Gpus ?? p), "slot")}";
             }
             else if (deployed is not null)
             {

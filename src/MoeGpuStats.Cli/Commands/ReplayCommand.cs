@@ -65,7 +65,7 @@ internal static class ReplayCommand
             "the number of experts");
         var skipEmpty = new Option<bool>("--skip-empty-steps")
         {
-            Description = "With layers: leave out the steps in which no layer holds a token (padding alone, -1: an idle rank's dummy pass), as vLLM leaves its dummy passes out of its load window; they then take no place in --window and count in no figure. By default each is a step of no load.",
+            Description = "With layers: leave out the steps in which no layer holds a token (padding alone, -1: an idle rank's dummy pass), as vLLM leaves its dummy passes out of its load window; they then take no place in --window and count in no statistic (the timing and the plot still show them). By default each is a step of no load.",
         };
         var recording = new SharedOptions.Recording(models: "a trace with layers");
         var model = new ModelOptions("With layers");
@@ -296,8 +296,8 @@ internal static class ReplayCommand
 /// <param name="topK">Experts per token.</param>
 /// <param name="layout">The file's layout, named in the warning about repeated experts; null for a trace without one (JSON lines).</param>
 /// <param name="model">Whether the trace is replayed as a model (a layers axis), whose window a step of padding takes a place in.</param>
-/// <param name="skipEmpty">Whether the model leaves out steps of no token (<see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>): then they are counted, with steps of no row, for a note.</param>
-internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool model, bool skipEmpty = false)
+/// <param name="skipEmpty">Whether the model leaves out steps of no token (<see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>): then the steps of padding alone are named in a note, not a warning.</param>
+internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool model, bool skipEmpty)
 {
     private int _synthetic;
     private int _first = -1;
@@ -310,7 +310,7 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool m
     /// <summary>Checks step <paramref name="step"/>: <paramref name="ids"/> its layers' ids, <paramref name="tokens"/> tokens per layer.</summary>
     public void Check(int step, ReadOnlySpan<int> ids, int tokens)
     {
-        if ((ids.Length > 0 || skipEmpty) && ids.IndexOfAnyExcept(-1) < 0)
+        if (ids.Length > 0 && ids.IndexOfAnyExcept(-1) < 0)
         {
             _padding++;
             _firstPadding = _firstPadding < 0 ? step : _firstPadding;
@@ -374,7 +374,7 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool m
 
         if (_padding > 0 && skipEmpty)
         {
-            yield return $"note: {Counted.Of(_padding, "step")} held no token (padding alone, -1, or no rows; the first is step {_firstPadding:N0}): left out (--skip-empty-steps), in no figure and in no place of the window.";
+            yield return $"note: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {_firstPadding:N0}): left out (--skip-empty-steps), in no statistic and in no place of the window.";
         }
         else if (_padding > 0)
         {

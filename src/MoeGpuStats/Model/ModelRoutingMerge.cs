@@ -11,7 +11,7 @@ internal static class ModelRoutingMerge
         for (var i = 1; i < parts.Count; i++)
         {
             var other = parts[i].Options;
-            // Steps count alike only where every part leaves out the same steps: the merged ring pairs them by age.
+            // The merged model records on under one SkipEmptySteps: parts that differ in it would make that parts[0]'s by order alone.
             if (other.Layers != options.Layers || other.Experts != options.Experts || other.Window != options.Window || other.ExpertCapacity != options.ExpertCapacity
                 || other.SkipEmptySteps != options.SkipEmptySteps)
             {

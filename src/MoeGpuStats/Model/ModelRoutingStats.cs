@@ -397,7 +397,9 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// each layer as <see cref="RoutingStats.Merge"/> (exact counts; the decayed utilization is not
     /// merged, so the result has no <see cref="ModelRoutingStatsOptions.UtilizationDecay"/>), the window's loads summed
     /// exactly, and the window rings summed step by step from the newest (ranks that record the same
-    /// steps align exactly).
+    /// steps align exactly; with <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>, ranks that left out
+    /// different steps do not, though every sum stays exact). The parts share one
+    /// <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>, which the merged model keeps.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">

@@ -279,7 +279,8 @@ public static class ExpertPlacement
     /// <exception cref="ArgumentNullException">An argument or a layer's row is null.</exception>
     /// <exception cref="ArgumentException">
     /// A load is negative; the rows are not one per layer of <paramref name="slotLoads"/>'s <c>R</c> slots;
-    /// a slot's expert is negative; or an expert has no slot in a layer. The message names the layer and slot.
+    /// a slot's expert is negative; an expert is named past the slots (each needs one); or an expert has no
+    /// slot in a layer. The message names the row, slot or expert at fault.
     /// </exception>
     /// <exception cref="OverflowException">An expert's summed load passes 2^63 − 1.</exception>
     public static long[,] LogicalLoads(long[,] slotLoads, IReadOnlyList<int[]> physicalToLogical)

@@ -87,9 +87,9 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Contains("'skip_empty_steps' must be true or false", error.Message);
     }
 
-    /// <summary>A part that leaves out empty steps and one that records them count steps apart: they do not merge, in either order.</summary>
+    /// <summary>A part that leaves out empty steps and one that records them do not merge, in either order; parts that agree keep the setting.</summary>
     [Fact]
-    public void ModelsThatCountStepsApartDoNotMerge()
+    public void ModelsThatDifferInSkippingEmptyStepsDoNotMerge()
     {
         using var skipping = new ModelRoutingStats(Skipping);
         using var counting = new ModelRoutingStats(Skipping with { SkipEmptySteps = false });

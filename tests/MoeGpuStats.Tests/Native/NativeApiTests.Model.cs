@@ -265,6 +265,38 @@ public sealed unsafe partial class NativeApiTests
         Refused(Create("cpu", 2, 1, 0, (Array.MaxLength / 2) + 1, -1f, out _), InvalidArgument, $"window = {(Array.MaxLength / 2) + 1}");
     }
 
+    /// <summary>
+    /// moegs_model_create_with_flags: MOEGS_MODEL_SKIP_EMPTY_STEPS leaves a step of padding alone out of the
+    /// model's steps; bits that are no flag are refused naming them, writing 0; a NULL out names the function called.
+    /// </summary>
+    [Theory]
+    [InlineData("managed")]
+    [InlineData("cpu")]
+    public void TheSkipFlagLeavesOutEmptyStepsAndOtherBitsAreRefused(string accelerator)
+    {
+        Assert.Equal(Ok, Create(accelerator, Layers, Experts, 0, 0, -1f, out var skipping, flags: 1));
+        try
+        {
+            var ids = new int[Layers * 2 * 2];
+            Assert.Equal(Ok, Record(skipping, [.. ids.Select((_, i) => i % Experts)], Layers, 2, 2, 0, null, null, null));
+            Assert.Equal(Ok, Record(skipping, [.. ids.Select(_ => -1)], Layers, 2, 2, 0, null, null, null));
+            Assert.Equal(Ok, Record(skipping, ids, Layers, 2, 2, 0, 0, null, null));
+            Assert.Equal(1UL, Summary(skipping, null).Summary.Steps);
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, skipping));
+        }
+
+        Refused(Create(accelerator, Layers, Experts, 0, 0, -1f, out var refused, flags: 0x80000003), InvalidArgument, "flags = 0x80000003", "0x80000002 is none of them");
+        Assert.Equal(0, refused);
+        var name = Encoding.UTF8.GetBytes(accelerator + "\0");
+        fixed (byte* p = name)
+        {
+            Refused(((delegate* unmanaged<byte*, int, int, int, int, float, uint, long*, int>)&NativeApi.ModelCreateWithFlags)(p, Layers, Experts, 0, 0, -1f, 1, null), InvalidArgument, "out is NULL: moegs_model_create_with_flags writes");
+        }
+    }
+
     /// <summary>The model's structs are the header's, field by field (the header's size checks catch a size only).</summary>
     [Theory]
     [InlineData("moegs_model_balance", typeof(NativeModelBalance))]
@@ -489,7 +521,9 @@ public sealed unsafe partial class NativeApiTests
         int status;
         fixed (byte* p = name)
         {
-            status = ((delegate* unmanaged<byte*, int, int, int, int, float, uint, long*, int>)&NativeApi.ModelCreate)(p, layers, experts, capacity, window, decay, flags, &h);
+            status = flags == 0
+                ? ((delegate* unmanaged<byte*, int, int, int, int, float, long*, int>)&NativeApi.ModelCreate)(p, layers, experts, capacity, window, decay, &h)
+                : ((delegate* unmanaged<byte*, int, int, int, int, float, uint, long*, int>)&NativeApi.ModelCreateWithFlags)(p, layers, experts, capacity, window, decay, flags, &h);
         }
 
         handle = h;

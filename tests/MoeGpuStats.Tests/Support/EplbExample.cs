@@ -10,11 +10,10 @@ internal static class EplbExample
         { 20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27 },
     };
 
-    /// <summary>The README's printed <c>phy2log</c>.</summary>
     /// <summary>
     /// <see cref="PublishedLoads"/> as recorded per slot of <see cref="PublishedPhy2Log"/>, as vLLM records per
-    /// physical expert: a replicated expert's first slot takes three quarters of its load and the other the rest,
-    /// unevenly, as a router that prefers one replica would.
+    /// physical expert: a replicated expert's first slot takes three quarters of its load and its second the rest
+    /// (no expert has more than two replicas here), unevenly, as a router that prefers one replica would.
     /// </summary>
     internal static long[,] PublishedSlotLoads()
     {
@@ -35,6 +34,7 @@ internal static class EplbExample
         return slots;
     }
 
+    /// <summary>The README's printed <c>phy2log</c>.</summary>
     internal static readonly int[][] PublishedPhy2Log =
     [
         [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],

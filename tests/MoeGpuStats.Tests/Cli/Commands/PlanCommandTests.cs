@@ -162,7 +162,7 @@ public sealed class PlanCommandTests : IDisposable
 
         (code, var text, error) = Moegs.Run(["plan", perSlot, .. options[..^1], "--current", bare, "--load-per-slot"]);
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("  before: the current placement, bare.json, as recorded: each GPU's own 2 slots' load", text);
+        Assert.Contains("  before: the current placement, bare.json, as recorded: the load of each GPU's own 2 slots", text);
         Assert.Contains("2 layers of 12 experts, 16 slots per layer", text);
 
         (code, _, error) = Moegs.Run(["plan", perSlot, .. options, "--load-per-slot"]);

@@ -35,7 +35,7 @@ public sealed partial class ReplayCommandTests
 
         var (code, _, error) = Moegs.Run("replay", withDummies, "--experts", $"{Experts}", "--window", "4", "--skip-empty-steps", "--save", skipped);
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains($"note: {dummies} steps held no token (padding alone, -1, or no rows; the first is step 1): left out (--skip-empty-steps), in no figure and in no place of the window.", error);
+        Assert.Contains($"note: {dummies} steps held padding alone (-1), no token (the first is step 1): left out (--skip-empty-steps), in no statistic and in no place of the window.", error);
         Assert.True(Moegs.Run("replay", withoutDummies, "--experts", $"{Experts}", "--window", "4", "--save", alone).Code == ExitCodes.Ok);
         using (var left = SnapshotFile.Load(skipped))
         using (var reference = SnapshotFile.Load(alone))
@@ -70,7 +70,7 @@ public sealed partial class ReplayCommandTests
         var (code, _, error) = Moegs.Run("replay", path, "--experts", "4", "--skip-empty-steps", "--json");
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("note: 1 step held no token (padding alone, -1, or no rows; the first is step 1): left out (--skip-empty-steps)", error);
+        Assert.Contains("note: 1 step held padding alone (-1), no token (the first is step 1): left out (--skip-empty-steps)", error);
     }
 
     [Fact]
