@@ -82,9 +82,9 @@ internal static class SnapshotFile
 /// <summary>What a snapshot file holds: one layer's statistics or a whole model's, exactly one of them.</summary>
 internal sealed record Snapshot(RoutingStats? Layer, ModelRoutingStats? Model) : IDisposable
 {
-    /// <summary>What it is, for messages: "one layer of 8 experts", "a model of 32 layers of 8 experts".</summary>
+    /// <summary>What it is, for messages: "one layer of 8 experts", "a model of 32 layers of 8 experts" (", empty steps left out" where they were).</summary>
     public string Describe() => Model is { } model
-        ? $"a model of {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}"
+        ? $"a model of {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}{(model.Options.SkipEmptySteps ? ", empty steps left out" : "")}"
         : $"one layer of {Counted.Of(Layer!.ExpertUtilization.Count, "expert")}";
 
     public void Dispose()

@@ -46,12 +46,17 @@ public sealed partial class ReplayCommandTests
             Assert.True(left.Model.Options.SkipEmptySteps);
         }
 
+        var (reportCode, report, reportError) = Moegs.Run("report", skipped);
+        Assert.True(reportCode == ExitCodes.Ok, reportError);
+        Assert.StartsWith($"report {skipped}: a model of {Layers} layers of {Experts} experts, empty steps left out", report);
+
         (code, _, error) = Moegs.Run("replay", withDummies, "--experts", $"{Experts}", "--window", "4", "--save", counted);
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Contains($"warning: {dummies} steps held padding alone (-1), no token (the first is step 1): each counts as a step with no load", error);
         Assert.Contains("--skip-empty-steps leaves them out.", error);
         using var all = SnapshotFile.Load(counted);
         Assert.Equal((ulong)(Steps + dummies), all.Model!.Summary().Steps);
+        Assert.DoesNotContain("empty steps", Moegs.Run("report", counted).Out);
     }
 
     /// <summary>A step of padding after a larger step is found whatever the larger step left in the ids' buffer past it.</summary>
