@@ -66,6 +66,40 @@ public sealed partial class DeviceModelEngineTests
         Assert.Equal(1UL, model.DeviceArrays().Steps);
     }
 
+    /// <summary>
+    /// The launch's last group reads every layer's padded rows, many layers to a thread: a token in the last of
+    /// 1,024 layers, or in one far from the first, keeps its step, and only steps of padding everywhere are left out.
+    /// </summary>
+    [Fact]
+    public void ATokenInAnyOfManyLayersKeepsItsStep()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = ModelRoutingStatsOptions.MaxLayers, Experts = 2, Window = 3, SkipEmptySteps = true };
+        using var model = ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), options);
+        using var managed = new ModelRoutingStats(options);
+        int[] OneToken(int layer)
+        {
+            var ids = Enumerable.Repeat(-1, options.Layers * 2).ToArray();
+            if (layer >= 0)
+            {
+                ids[(layer * 2) + 1] = 1;
+            }
+
+            return ids;
+        }
+
+        foreach (var layer in new[] { options.Layers - 1, -1, 700, -1, 0, options.Layers - 2 })
+        {
+            model.RecordStep(OneToken(layer), 1, 2);
+            managed.RecordStep(OneToken(layer), 1, 2);
+        }
+
+        Assert.Equal(4UL, model.Summary().Steps);
+        Assert.Equal(managed.WindowLoad(), model.WindowLoad());
+        Assert.Equal(new ulong[] { 0, 1 }, model.WindowLoad().Skip((options.Layers - 2) * 2).Take(2));
+        Assert.Equal((4UL, 1UL), (model.Layer(700).TotalRoutings, model.Layer(700).TotalTokens));
+        Assert.Equal((4UL, 1UL), (model.Layer(options.Layers - 1).TotalRoutings, model.Layer(options.Layers - 1).TotalTokens));
+    }
+
     [Fact]
     public void ACudaGraphReplayOfADummyPassIsLeftOut()
     {
