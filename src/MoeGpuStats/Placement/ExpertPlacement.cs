@@ -249,7 +249,7 @@ public static class ExpertPlacement
             {
                 if ((uint)row[p] >= (uint)experts)
                 {
-                    throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert from 0 to {experts - 1}.", nameof(physicalToLogical));
+                    throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert from 0 to {experts - 1}{UnusedSlotNote(row[p])}.", nameof(physicalToLogical));
                 }
 
                 counts[row[p]]++;
@@ -307,7 +307,7 @@ public static class ExpertPlacement
             {
                 if (row[p] < 0)
                 {
-                    throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert, 0 or more.", nameof(physicalToLogical));
+                    throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert, 0 or more{UnusedSlotNote(row[p])}.", nameof(physicalToLogical));
                 }
 
                 experts = Math.Max(experts, row[p] + 1);
@@ -396,6 +396,10 @@ public static class ExpertPlacement
         var max = gpuLoad.Max();
         return max > 0 ? gpuLoad.Average() / max : 1.0;
     }
+
+    /// <summary>What a slot of −1 is where a map holds one: vLLM's mark of a slot that holds no expert (elastic EP), which a placement here does not have.</summary>
+    private static string UnusedSlotNote(int expert) =>
+        expert == -1 ? " (-1 marks a slot without an expert in vLLM's elastic EP maps; a placement here gives every slot one)" : "";
 
     /// <summary>Refuses a negative load, naming it as <paramref name="name"/>'s entry of <paramref name="of"/> (an expert, or a slot).</summary>
     private static void CheckLoads(long[,] loads, string name = "loads", string of = "expert")

@@ -66,6 +66,9 @@ public sealed class ExpertPlacementTests
         Assert.Equal(
             "physicalToLogical[1][11] is 12; a slot holds an expert from 0 to 11. (Parameter 'physicalToLogical')",
             Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder, outside], 4)).Message);
+        Assert.StartsWith(
+            "physicalToLogical[0][2] is -1; a slot holds an expert from 0 to 11 (-1 marks a slot without an expert in vLLM's elastic EP maps;",
+            Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [[0, 1, -1, .. inOrder[3..]], inOrder], 4)).Message);
         Assert.Equal(
             "physicalToLogical[0] gives expert 11 no slot; every expert needs one, or its tokens have nowhere to go. (Parameter 'physicalToLogical')",
             Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [missing, inOrder], 4)).Message);
@@ -107,7 +110,8 @@ public sealed class ExpertPlacementTests
 
         Assert.StartsWith("physicalToLogical has 1 rows; it needs one per layer of the loads, 2.", Refusal(slots, [ok]));
         Assert.StartsWith("physicalToLogical[1] has 12 slots but the loads have 16 per layer;", Refusal(slots, [ok, ok[..12]]));
-        Assert.StartsWith("physicalToLogical[0][3] is -1; a slot holds an expert, 0 or more.", Refusal(slots, [[.. ok[..3], -1, .. ok[4..]], ok]));
+        Assert.StartsWith("physicalToLogical[0][3] is -1; a slot holds an expert, 0 or more (-1 marks a slot without an expert in vLLM's elastic EP maps; a placement here gives every slot one).", Refusal(slots, [[.. ok[..3], -1, .. ok[4..]], ok]));
+        Assert.StartsWith("physicalToLogical[0][3] is -2; a slot holds an expert, 0 or more.", Refusal(slots, [[.. ok[..3], -2, .. ok[4..]], ok]));
         Assert.StartsWith("physicalToLogical names expert 99 but a layer has 16 slots;", Refusal(slots, [[.. ok[..3], 99, .. ok[4..]], ok]));
         Assert.StartsWith("physicalToLogical[1] gives expert 11 no slot, though the placement names experts up to 11;", Refusal(slots, [ok, [.. ok[..14], 10, ok[15]]]));
         var negative = (long[,])slots.Clone();
