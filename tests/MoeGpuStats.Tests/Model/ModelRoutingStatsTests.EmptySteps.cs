@@ -31,7 +31,7 @@ public sealed partial class ModelRoutingStatsTests
                 model.RecordStep(step.Ids.AsSpan(0, (Skipping.Layers - 1) * step.Stride + step.Valid * step.TopK), step.Valid, step.TopK, step.Stride, step.LoadBalanceLosses, step.RouterZLosses);
             }
 
-            if (HoldsToken(step, Skipping.Layers))
+            if (step.HoldsToken(Skipping.Layers))
             {
                 kept.Add(step);
             }
@@ -100,10 +100,6 @@ public sealed partial class ModelRoutingStatsTests
         using var merged = ModelRoutingStats.Merge([skipping, skipping]);
         Assert.True(merged.Options.SkipEmptySteps);
     }
-
-    /// <summary>Whether any layer of <paramref name="step"/> has a valid row that is not k empty slots: the steps <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> keeps.</summary>
-    private static bool HoldsToken(ModelSteps.Step step, int layers) =>
-        Enumerable.Range(0, layers).Any(l => step.LayerIds(l).ToArray().Chunk(step.TopK).Any(row => row.Any(id => id != -1)));
 
     /// <summary>
     /// <paramref name="steps"/> with empty steps of every kind between them: no rows, rows none valid,

@@ -11,6 +11,24 @@ internal static class ModelSteps
     {
         /// <summary>Layer <paramref name="layer"/>'s valid ids.</summary>
         public ReadOnlySpan<int> LayerIds(int layer) => Ids.AsSpan(layer * Stride, Valid * TopK);
+
+        /// <summary>Whether any of <paramref name="layers"/> layers has a valid row that is not k empty slots: the steps <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> keeps.</summary>
+        public bool HoldsToken(int layers)
+        {
+            for (var l = 0; l < layers; l++)
+            {
+                var ids = LayerIds(l);
+                for (var row = 0; row < ids.Length; row += TopK)
+                {
+                    if (ids.Slice(row, TopK).ContainsAnyExcept(-1))
+                    {
+                        return true;
+                    }
+                }
+            }
+
+            return false;
+        }
     }
 
     /// <summary>
