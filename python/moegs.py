@@ -232,6 +232,16 @@ _POINTER_MAX = 2**(8 * ctypes.sizeof(ctypes.c_void_p)) - 1
 _INT32_TYPESTR = ("<" if sys.byteorder == "little" else ">") + "i4"
 
 
+def _flag(name, value):
+    """value as a Python bool: True or False, or a NumPy or torch boolean scalar (numpy.bool_, a 0-d bool tensor),
+    else TypeError naming `name`. Integers are refused: 1 for True is more often a slip than a choice."""
+    if isinstance(value, bool):
+        return value
+    if str(getattr(value, "dtype", "")) in ("bool", "torch.bool") and tuple(getattr(value, "shape", (None,))) == ():
+        return bool(value)
+    raise TypeError(f"{name} must be True or False (got {value!r} of type {type(value).__name__})")
+
+
 def _integer(name, value, low, high, allowed=None):
     """value as a Python int in [low, high], else TypeError (not an integer) or ValueError naming `name` and
     what is allowed (`allowed`, where the range alone does not say it)."""
@@ -642,9 +652,7 @@ class MoeModelStats(_Handle):
             # The C API reads a negative decay as none: a caller's negative number is a mistake, not that (NaN fails too).
             if not 0.0 <= decay < 1.0:
                 raise ValueError(f"utilization_decay = {utilization_decay!r} is out of range: it must lie in [0, 1), or be None for none")
-        if not isinstance(skip_empty_steps, bool):
-            raise TypeError(f"skip_empty_steps must be True or False (got {skip_empty_steps!r} of type {type(skip_empty_steps).__name__})")
-        self.skip_empty_steps = skip_empty_steps
+        self.skip_empty_steps = skip_empty_steps = _flag("skip_empty_steps", skip_empty_steps)
         self.accelerator = accelerator
         self._lib = _load(library)
         flags = _MODEL_SKIP_EMPTY_STEPS if skip_empty_steps else 0
@@ -1324,8 +1332,7 @@ class ModelMetricsCollector:
                               f"(Debian and Ubuntu: apt install python3-prometheus-client); importing it failed: {error}") from error
         if not isinstance(model, MoeModelStats):
             raise TypeError(f"model must be a moegs.MoeModelStats (got {type(model).__name__})")
-        if not isinstance(expert_series, bool):
-            raise TypeError(f"expert_series must be True or False (got {expert_series!r} of type {type(expert_series).__name__})")
+        expert_series = _flag("expert_series", expert_series)
         self.top_experts = (min(self.DEFAULT_TOP_EXPERTS, model.experts) if top_experts is None
                             else _integer("top_experts", top_experts, 0, model.experts, f"[0, {model.experts}], the model's experts"))
         self.recent_steps = None if recent_steps is None else model._recent_steps(recent_steps)
@@ -1344,9 +1351,8 @@ class ModelMetricsCollector:
         layers = _integer("layers", layers, 0, INT64_MAX)
         experts = _integer("experts", experts, 0, INT64_MAX)
         top_experts = _integer("top_experts", top_experts, 0, INT64_MAX)
-        for name, value in (("expert_series", expert_series), ("recent_series", recent_series), ("ep_series", ep_series)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be True or False (got {value!r} of type {type(value).__name__})")
+        expert_series, recent_series, ep_series = (_flag(name, value) for name, value in (
+            ("expert_series", expert_series), ("recent_series", recent_series), ("ep_series", ep_series)))
         return (9 + 12 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
                 + (4 + layers if recent_series else 0) + (2 if ep_series else 0))
 

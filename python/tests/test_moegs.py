@@ -513,6 +513,15 @@ class ModelTests(unittest.TestCase):
                     self.assertEqual(load_rows(plain.window_load()), load_rows(skipping.window_load()))
         with self.assertRaisesRegex(TypeError, "skip_empty_steps must be True or False \\(got 1 of type int\\)"):
             moegs.MoeModelStats(self.LAYERS, self.EXPERTS, skip_empty_steps=1, accelerator="managed")
+        try:
+            import numpy
+        except ImportError:
+            return
+        # A NumPy boolean (a config read through NumPy) is a flag; a boolean array is not.
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, skip_empty_steps=numpy.bool_(True), accelerator="managed") as model:
+            self.assertIs(True, model.skip_empty_steps)
+        with self.assertRaisesRegex(TypeError, "skip_empty_steps must be True or False"):
+            moegs.MoeModelStats(self.LAYERS, self.EXPERTS, skip_empty_steps=numpy.array([True]), accelerator="managed")
 
     def test_a_saved_model_is_the_json_the_cli_reads(self):
         """save(path) writes the window load and each layer as `moegs replay --save` does, for `moegs report` and
