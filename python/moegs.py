@@ -167,9 +167,6 @@ def _load(path=None):
     if not hasattr(lib, "moegs_model_create"):
         raise OSError(f"{os.path.abspath(candidate)} predates the model API (moegs_model_*): rebuild it (native/build.sh)")
     lib.moegs_model_create.argtypes = [ctypes.c_char_p, i32, i32, i32, i32, f32, ctypes.POINTER(h)]
-    if not hasattr(lib, "moegs_model_create_with_flags"):
-        raise OSError(f"{os.path.abspath(candidate)} predates moegs_model_create_with_flags: rebuild it (native/build.sh)")
-    lib.moegs_model_create_with_flags.argtypes = [ctypes.c_char_p, i32, i32, i32, i32, f32, ctypes.c_uint32, ctypes.POINTER(h)]
     lib.moegs_model_record.argtypes = [h, vp, i32, i32, i32, i64, vp, vp, vp, vp]
     lib.moegs_model_record_strided.argtypes = [h, vp, i32, i32, i32, i32, i64, i64, vp, vp, vp, vp]
     lib.moegs_model_accelerator.argtypes = [h, ctypes.POINTER(ctypes.c_char_p)]
@@ -180,9 +177,11 @@ def _load(path=None):
     lib.moegs_model_reset.argtypes = [h]
     lib.moegs_model_destroy.argtypes = [h]
     for newest in ("moegs_model_device_arrays", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
-                   "moegs_model_recent_window_load", "moegs_save", "moegs_model_save", "moegs_model_read", "moegs_model_read_begin"):
+                   "moegs_model_recent_window_load", "moegs_save", "moegs_model_save", "moegs_model_read", "moegs_model_read_begin",
+                   "moegs_model_create_with_flags"):
         if not hasattr(lib, newest):
             raise OSError(f"{os.path.abspath(candidate)} predates {newest}: rebuild it (native/build.sh)")
+    lib.moegs_model_create_with_flags.argtypes = [ctypes.c_char_p, i32, i32, i32, i32, f32, ctypes.c_uint32, ctypes.POINTER(h)]
     lib.moegs_model_device_arrays.argtypes = [h, vp, ctypes.POINTER(ModelArrays)]
     lib.moegs_save.argtypes = [h, ctypes.c_char_p]
     lib.moegs_model_save.argtypes = [h, ctypes.c_char_p]
@@ -807,7 +806,8 @@ class MoeModelStats(_Handle):
         that exports __cuda_array_interface__ (version 3) on "cuda" and __array_interface__ on "cpu"; and .steps,
         .window_steps (the host's count, without a wait: the device's at the latest read whose results the host has, a
         pending read's once taken, plus the record() calls since, a CUDA graph's replays not, and a call whose step
-        skip_empty_steps left out until the next read; summary()["steps"] reads the device's). The step recorded last is folded in first (moegs_model_device_arrays).
+        skip_empty_steps left out until the next read; summary()["steps"] reads the device's). The step recorded last is
+        folded in first (moegs_model_device_arrays).
 
         Ordering (cuda): `stream` (a torch.cuda.Stream, an object with .cuda_stream, or a raw CUstream; default: torch's
         current stream where torch imports, else the default stream of the current CUDA context): the fold waits on the

@@ -251,7 +251,8 @@ internal static class ModelRecordKernel
         }
 
         var layers = arguments.Layers;
-        var recorded = step && (arguments.SkipEmptySteps == 0 || HoldsToken(state, arguments, ValidTokens(arguments, validTokens), counting, partials));
+        var valid = ValidTokens(arguments, validTokens);
+        var recorded = step && (arguments.SkipEmptySteps == 0 || HoldsToken(state, arguments, valid, counting, partials));
         for (var layer = thread; layer < layers; layer += Group.DimX)
         {
             var at = ((long)counting * layers + layer) * 2;
@@ -273,7 +274,7 @@ internal static class ModelRecordKernel
         }
 
         state.Control[Field(counting, Recorded)] = recorded ? 1 : 0;
-        state.Control[Field(counting, Tokens)] = ValidTokens(arguments, validTokens);
+        state.Control[Field(counting, Tokens)] = valid;
         state.Control[Field(counting, TopK)] = arguments.TopK;
         state.Control[Field(counting, Copies)] = arguments.Copies;
         state.Control[CountingBuffer] = folded;
