@@ -212,11 +212,7 @@ public static class ExpertPlacement
         ArgumentNullException.ThrowIfNull(physicalToLogical);
         CheckLoads(loads);
         var (layers, experts) = (loads.GetLength(0), loads.GetLength(1));
-        if (physicalToLogical.Count != layers)
-        {
-            throw new ArgumentException($"physicalToLogical has {physicalToLogical.Count:N0} rows; it needs one per layer of the loads, {layers:N0}.", nameof(physicalToLogical));
-        }
-
+        CheckRowCount(physicalToLogical, layers);
         if (gpus < 1)
         {
             throw new ArgumentException($"gpus is {gpus}; it must be at least 1.", nameof(gpus));
@@ -238,28 +234,8 @@ public static class ExpertPlacement
         var counts = new int[experts];
         for (var layer = 0; layer < layers; layer++)
         {
-            var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), $"physicalToLogical[{layer}] is null.");
-            if (row.Length != slots)
-            {
-                throw new ArgumentException($"physicalToLogical[{layer}] has {row.Length:N0} slots, layer 0 {slots:N0}; every layer has the same slots.", nameof(physicalToLogical));
-            }
-
-            Array.Clear(counts);
-            for (var p = 0; p < row.Length; p++)
-            {
-                if ((uint)row[p] >= (uint)experts)
-                {
-                    throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert from 0 to {experts - 1}{UnusedSlotNote(row[p])}.", nameof(physicalToLogical));
-                }
-
-                counts[row[p]]++;
-            }
-
-            if (Array.IndexOf(counts, 0) is var missing and >= 0)
-            {
-                throw new ArgumentException($"physicalToLogical[{layer}] gives expert {missing} no slot; every expert needs one, or its tokens have nowhere to go.", nameof(physicalToLogical));
-            }
-
+            var row = Row(physicalToLogical, layer, slots, $"but layer 0 has {slots:N0}; every layer has the same number");
+            CountSlots(physicalToLogical, layer, counts);
             result[layer] = LayerBalancedness(loads, layer, row, counts, gpuLoad);
         }
 
@@ -289,56 +265,78 @@ public static class ExpertPlacement
         ArgumentNullException.ThrowIfNull(physicalToLogical);
         CheckLoads(slotLoads, nameof(slotLoads), "slot");
         var (layers, slots) = (slotLoads.GetLength(0), slotLoads.GetLength(1));
-        if (physicalToLogical.Count != layers)
-        {
-            throw new ArgumentException($"physicalToLogical has {physicalToLogical.Count:N0} rows; it needs one per layer of the loads, {layers:N0}.", nameof(physicalToLogical));
-        }
-
-        var experts = 0;
+        CheckRowCount(physicalToLogical, layers);
+        var largest = -1;
         for (var layer = 0; layer < layers; layer++)
         {
-            var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), $"physicalToLogical[{layer}] is null.");
-            if (row.Length != slots)
+            foreach (var expert in Row(physicalToLogical, layer, slots, $"but the loads have {slots:N0} per layer; give the placement the loads were recorded under"))
             {
-                throw new ArgumentException($"physicalToLogical[{layer}] has {row.Length:N0} slots but the loads have {slots:N0} per layer; give the placement the loads were recorded under.", nameof(physicalToLogical));
-            }
-
-            for (var p = 0; p < row.Length; p++)
-            {
-                if (row[p] < 0)
-                {
-                    throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert, 0 or more{UnusedSlotNote(row[p])}.", nameof(physicalToLogical));
-                }
-
-                experts = Math.Max(experts, row[p] + 1);
+                largest = Math.Max(largest, expert);
             }
         }
 
         // Every expert needs a slot, so there are at most as many experts as slots: the result is no larger than the loads.
-        if (experts > slots)
+        if (largest >= slots)
         {
-            throw new ArgumentException($"physicalToLogical names expert {experts - 1} but a layer has {slots:N0} slots; every expert from 0 up needs one.", nameof(physicalToLogical));
+            throw new ArgumentException($"physicalToLogical names expert {largest} but a layer has {slots:N0} slots; every expert from 0 up needs one.", nameof(physicalToLogical));
         }
 
-        var logical = new long[layers, experts];
-        var counts = new int[experts];
+        var logical = new long[layers, largest + 1];
+        var counts = new int[largest + 1];
         for (var layer = 0; layer < layers; layer++)
         {
-            Array.Clear(counts);
+            CountSlots(physicalToLogical, layer, counts);
             var row = physicalToLogical[layer];
             for (var p = 0; p < row.Length; p++)
             {
                 logical[layer, row[p]] = checked(logical[layer, row[p]] + slotLoads[layer, p]);
-                counts[row[p]]++;
-            }
-
-            if (Array.IndexOf(counts, 0) is var missing and >= 0)
-            {
-                throw new ArgumentException($"physicalToLogical[{layer}] gives expert {missing} no slot, though the placement names experts up to {experts - 1}; every expert needs one.", nameof(physicalToLogical));
             }
         }
 
         return logical;
+    }
+
+    /// <summary>Refuses a map without one row per layer.</summary>
+    private static void CheckRowCount(IReadOnlyList<int[]> physicalToLogical, int layers)
+    {
+        if (physicalToLogical.Count != layers)
+        {
+            throw new ArgumentException($"physicalToLogical has {physicalToLogical.Count:N0} {(physicalToLogical.Count == 1 ? "row" : "rows")}; it needs one per layer of the loads, {layers:N0}.", nameof(physicalToLogical));
+        }
+    }
+
+    /// <summary>Layer <paramref name="layer"/>'s row of a map, refused where null or not of <paramref name="slots"/> slots (<paramref name="rule"/> says why that many).</summary>
+    private static int[] Row(IReadOnlyList<int[]> physicalToLogical, int layer, int slots, string rule)
+    {
+        var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), $"physicalToLogical[{layer}] is null.");
+        return row.Length == slots
+            ? row
+            : throw new ArgumentException($"physicalToLogical[{layer}] has {row.Length:N0} slots {rule}.", nameof(physicalToLogical));
+    }
+
+    /// <summary>
+    /// Counts each expert's slots in layer <paramref name="layer"/>'s row (checked by <see cref="Row"/>) into
+    /// <paramref name="counts"/> (one per expert, <c>E</c>), refusing a slot whose expert is outside <c>[0, E)</c>
+    /// and an expert without a slot, whose tokens would have nowhere to go.
+    /// </summary>
+    private static void CountSlots(IReadOnlyList<int[]> physicalToLogical, int layer, int[] counts)
+    {
+        var row = physicalToLogical[layer];
+        Array.Clear(counts);
+        for (var p = 0; p < row.Length; p++)
+        {
+            if ((uint)row[p] >= (uint)counts.Length)
+            {
+                throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert from 0 to {counts.Length - 1}{UnusedSlotNote(row[p])}.", nameof(physicalToLogical));
+            }
+
+            counts[row[p]]++;
+        }
+
+        if (Array.IndexOf(counts, 0) is var missing and >= 0)
+        {
+            throw new ArgumentException($"physicalToLogical[{layer}] gives expert {missing} no slot; every expert from 0 to {counts.Length - 1} needs one, or its tokens have nowhere to go.", nameof(physicalToLogical));
+        }
     }
 
     /// <summary>One layer's balancedness over <paramref name="gpuLoad"/>'s GPUs (overwritten), each holding an equal run of the slots.</summary>

@@ -70,13 +70,19 @@ public sealed class ExpertPlacementTests
             "physicalToLogical[0][2] is -1; a slot holds an expert from 0 to 11 (-1 marks a slot without an expert in vLLM's elastic EP maps;",
             Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [[0, 1, -1, .. inOrder[3..]], inOrder], 4)).Message);
         Assert.Equal(
-            "physicalToLogical[0] gives expert 11 no slot; every expert needs one, or its tokens have nowhere to go. (Parameter 'physicalToLogical')",
+            "physicalToLogical[0] gives expert 11 no slot; every expert from 0 to 11 needs one, or its tokens have nowhere to go. (Parameter 'physicalToLogical')",
             Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [missing, inOrder], 4)).Message);
+        Assert.Equal(
+            "physicalToLogical[1] has 8 slots but layer 0 has 12; every layer has the same number. (Parameter 'physicalToLogical')",
+            Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder, inOrder[..8]], 4)).Message);
+        Assert.StartsWith(
+            "physicalToLogical[1] is null.",
+            Assert.Throws<ArgumentNullException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder, null!], 4)).Message);
         Assert.StartsWith(
             "physicalToLogical has 12 slots per layer; 5 GPUs hold an equal number each, so give a multiple of 5.",
             Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder, inOrder], 5)).Message);
         Assert.StartsWith(
-            "physicalToLogical has 1 rows; it needs one per layer of the loads, 2.",
+            "physicalToLogical has 1 row; it needs one per layer of the loads, 2.",
             Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder], 4)).Message);
     }
 
@@ -108,18 +114,19 @@ public sealed class ExpertPlacementTests
         int[] ok = PublishedPhy2Log[0];
         string Refusal(long[,] loads, int[][] map) => Assert.Throws<ArgumentException>(() => ExpertPlacement.LogicalLoads(loads, map)).Message;
 
-        Assert.StartsWith("physicalToLogical has 1 rows; it needs one per layer of the loads, 2.", Refusal(slots, [ok]));
+        Assert.StartsWith("physicalToLogical has 1 row; it needs one per layer of the loads, 2.", Refusal(slots, [ok]));
         Assert.StartsWith("physicalToLogical[1] has 12 slots but the loads have 16 per layer;", Refusal(slots, [ok, ok[..12]]));
-        Assert.StartsWith("physicalToLogical[0][3] is -1; a slot holds an expert, 0 or more (-1 marks a slot without an expert in vLLM's elastic EP maps; a placement here gives every slot one).", Refusal(slots, [[.. ok[..3], -1, .. ok[4..]], ok]));
-        Assert.StartsWith("physicalToLogical[0][3] is -2; a slot holds an expert, 0 or more.", Refusal(slots, [[.. ok[..3], -2, .. ok[4..]], ok]));
+        Assert.StartsWith("physicalToLogical[0][3] is -1; a slot holds an expert from 0 to 11 (-1 marks a slot without an expert in vLLM's elastic EP maps; a placement here gives every slot one).", Refusal(slots, [[.. ok[..3], -1, .. ok[4..]], ok]));
+        Assert.StartsWith("physicalToLogical[0][3] is -2; a slot holds an expert from 0 to 11.", Refusal(slots, [[.. ok[..3], -2, .. ok[4..]], ok]));
         Assert.StartsWith("physicalToLogical names expert 99 but a layer has 16 slots;", Refusal(slots, [[.. ok[..3], 99, .. ok[4..]], ok]));
-        Assert.StartsWith("physicalToLogical[1] gives expert 11 no slot, though the placement names experts up to 11;", Refusal(slots, [ok, [.. ok[..14], 10, ok[15]]]));
+        Assert.StartsWith("physicalToLogical[1] gives expert 11 no slot; every expert from 0 to 11 needs one,", Refusal(slots, [ok, [.. ok[..14], 10, ok[15]]]));
         var negative = (long[,])slots.Clone();
         negative[1, 4] = -3;
         Assert.StartsWith("slotLoads[1, 4], the load of slot 4 in layer 1, is -3;", Refusal(negative, PublishedPhy2Log));
         var huge = new long[1, 2] { { long.MaxValue, 1 } };
         Assert.Throws<OverflowException>(() => ExpertPlacement.LogicalLoads(huge, [[0, 0]]));
         Assert.Throws<ArgumentNullException>(() => ExpertPlacement.LogicalLoads(slots, [ok, null!]));
+        Assert.Equal(new long[2, 0], ExpertPlacement.LogicalLoads(new long[2, 0], [[], []]));
     }
 
     [Fact]
