@@ -4,5 +4,5 @@ namespace MoeGpuStats;
 internal static class Plural
 {
     /// <summary><paramref name="count"/> and <paramref name="noun"/>, with an s unless the count is 1.</summary>
-    public static string Of(long count, string noun) => $"{count} {noun}{(count == 1 ? "" : "s")}";
+    public static string Of(long count, string noun) => $"{count:N0} {noun}{(count == 1 ? "" : "s")}";
 }

@@ -75,5 +75,5 @@ internal static class ModelRoutingMerge
     }
 
     private static string Shape(ModelRoutingStatsOptions options) =>
-        $"{options.Layers} layers × {options.Experts} experts, window {options.Window}, capacity {options.ExpertCapacity?.ToString() ?? "none"}{(options.SkipEmptySteps ? ", empty steps left out" : "")}";
+        $"{Plural.Of(options.Layers, "layer")} × {Plural.Of(options.Experts, "expert")}, window {options.Window}, capacity {options.ExpertCapacity?.ToString() ?? "none"}{(options.SkipEmptySteps ? ", empty steps left out" : "")}";
 }

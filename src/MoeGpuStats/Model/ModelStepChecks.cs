@@ -70,7 +70,7 @@ internal static class ModelStepChecks
         {
             var spacing = rows == topK ? $"a layer stride of {stride}" : $"a layer stride of {stride} and a token stride of {rows}";
             throw new ArgumentException(
-                $"The ids hold {Plural.Of(available, "value")}; {layers} layers of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
+                $"The ids hold {Plural.Of(available, "value")}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
         }
 
         return (stride, rows);

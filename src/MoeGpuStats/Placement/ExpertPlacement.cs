@@ -226,7 +226,7 @@ public static class ExpertPlacement
         var slots = (physicalToLogical[0] ?? throw new ArgumentNullException(nameof(physicalToLogical), "physicalToLogical[0] is null.")).Length;
         if (slots == 0 || slots % gpus != 0)
         {
-            throw new ArgumentException($"physicalToLogical has {slots:N0} slots per layer; {gpus:N0} GPUs hold an equal number each, so give a multiple of {gpus:N0}.", nameof(physicalToLogical));
+            throw new ArgumentException($"physicalToLogical has {Plural.Of(slots, "slot")} per layer; {gpus:N0} GPUs hold an equal number each, so give a multiple of {gpus:N0}.", nameof(physicalToLogical));
         }
 
         var result = new double[layers];
@@ -278,7 +278,7 @@ public static class ExpertPlacement
         // Every expert needs a slot, so there are at most as many experts as slots: the result is no larger than the loads.
         if (largest >= slots)
         {
-            throw new ArgumentException($"physicalToLogical names expert {largest} but a layer has {slots:N0} slots; every expert from 0 up needs one.", nameof(physicalToLogical));
+            throw new ArgumentException($"physicalToLogical names expert {largest} but a layer has {Plural.Of(slots, "slot")}; every expert from 0 up needs one.", nameof(physicalToLogical));
         }
 
         var logical = new long[layers, largest + 1];
@@ -301,7 +301,7 @@ public static class ExpertPlacement
     {
         if (physicalToLogical.Count != layers)
         {
-            throw new ArgumentException($"physicalToLogical has {physicalToLogical.Count:N0} {(physicalToLogical.Count == 1 ? "row" : "rows")}; it needs one per layer of the loads, {layers:N0}.", nameof(physicalToLogical));
+            throw new ArgumentException($"physicalToLogical has {Plural.Of(physicalToLogical.Count, "row")}; it needs one per layer of the loads, {layers:N0}.", nameof(physicalToLogical));
         }
     }
 
@@ -311,7 +311,7 @@ public static class ExpertPlacement
         var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), $"physicalToLogical[{layer}] is null.");
         return row.Length == slots
             ? row
-            : throw new ArgumentException($"physicalToLogical[{layer}] has {row.Length:N0} slots {rule}.", nameof(physicalToLogical));
+            : throw new ArgumentException($"physicalToLogical[{layer}] has {Plural.Of(row.Length, "slot")} {rule}.", nameof(physicalToLogical));
     }
 
     /// <summary>

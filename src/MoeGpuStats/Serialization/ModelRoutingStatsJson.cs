@@ -116,7 +116,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
         if (loads.GetArrayLength() != options.Layers)
         {
-            throw new JsonException($"window_load has {loads.GetArrayLength()} rows; it needs one per layer ({options.Layers}).");
+            throw new JsonException($"window_load has {Plural.Of(loads.GetArrayLength(), "row")}; it needs one per layer ({options.Layers}).");
         }
 
         // Every row's length before the arrays sized layers × experts: a file of a few empty layers
