@@ -218,6 +218,7 @@ public sealed partial class ModelRoutingStatsTests
         model.RecordStep([0, 1, 3, 3], 2, 2, layerStride: long.MaxValue);
         packed.RecordStep([0, 1, 3, 3], 2, 2);
         Assert.Equal(ModelSteps.Fingerprint(packed), ModelSteps.Fingerprint(model));
+        AssertRefused<ArgumentException>(() => model.RecordStep([0, 1, 3], 2, 2), "topKExpertIds", "The ids hold 3 values; 1 layer of tokens * topK = 2 * 2");
 
         using var two = Create(engine, options with { Layers = 2 });
         AssertRefused<ArgumentException>(() => two.RecordStep(new int[8], 2, 2, layerStride: 1L << 62), "topKExpertIds", $"need {(1L << 62) + 4}.");
