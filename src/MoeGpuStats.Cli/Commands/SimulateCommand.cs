@@ -123,7 +123,7 @@ internal static class SimulateCommand
                         Fill(batch, random, e, k, s);
                         return t;
                     },
-                    (stats, batch, tokens) => stats.RecordRouting(batch, tokens, k, loadBalanceLoss: (float)(1.0 + 0.1 * random.NextDouble()), routerZLoss: (float)(0.01 * random.NextDouble())));
+                    (stats, batch, tokens) => stats.RecordRouting(batch, tokens, k));
             }
         });
         return command;

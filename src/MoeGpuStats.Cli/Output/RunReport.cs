@@ -20,7 +20,8 @@ internal static class RunReport
     /// <param name="heading">What ran, in one line.</param>
     /// <param name="engine">Which engine counted and why, or null for a snapshot read from a file.</param>
     /// <param name="timed">What the recorded latencies time, in a phrase.</param>
-    public static void Print(TextWriter output, RoutingStats stats, string heading, string? engine, string timed)
+    /// <param name="merged">Whether the statistics are a merge of ranks, whose variance history is the parts' joined end to end.</param>
+    public static void Print(TextWriter output, RoutingStats stats, string heading, string? engine, string timed, bool merged = false)
     {
         void Line(string label, string value, string note = "") =>
             output.WriteLine($"  {label,-LabelWidth} {value,ValueWidth}{(note.Length > 0 ? "   " + note : "")}".TrimEnd());
@@ -43,17 +44,17 @@ internal static class RunReport
             Line($"mean of {Counted.Of(experts, "expert")}", Percent(mean));
             Line($"busiest: expert {most}", Percent(mostShare), mean > 0 ? Invariant($"{mostShare / mean:0.0#} x the mean") : "");
             Line($"idlest: expert {least}", Percent(leastShare), mean > 0 ? Invariant($"{leastShare / mean:0.0#} x the mean") : "");
-            Line("imbalance (std dev / mean)", Invariant($"{summary["utilization_cv"]:0.000}"), "0 = every expert equally loaded");
+            Line("balancedness (mean / busiest)", Invariant($"{(mostShare > 0 ? mean / mostShare : 1):0.000}"), "1 = every expert equally loaded (vLLM's per-layer figure)");
+            Line("CV (std dev / mean)", Invariant($"{summary["utilization_cv"]:0.000}"), "0 = every expert equally loaded");
         }
         else
         {
             Line("experts", "none recorded");
         }
 
-        var trend = stats.RecentLoadVarianceTrend(TrendWindow);
-        var trendBatches = Math.Min(TrendWindow, stats.LoadVarianceHistory.Count);
-        Line("load variance trend", Invariant($"{trend:+#,0.000;-#,0.000;0.000}"), $"per batch, over the newest {trendBatches:N0} batch{(trendBatches == 1 ? "" : "es")}: the change of the");
-        output.WriteLine($"  {"",-LabelWidth} {"",ValueWidth}   variance of tokens per expert; above 0 = the imbalance grows");
+        var fit = VarianceTrend.Of(stats.LoadVarianceHistory, TrendWindow);
+        Line("load variance trend", Invariant($"{stats.RecentLoadVarianceTrend(TrendWindow):+#,0.000;-#,0.000;0.000}"), Invariant($"(tokens per expert)² per batch, over the newest {fit.Batches:N0} batch{(fit.Batches == 1 ? "" : "es")} (mean variance {VarianceText(fit.MeanVariance)})"));
+        output.WriteLine($"  {"",-LabelWidth} {"",ValueWidth}   {TrendVerdict(fit, merged)}");
 
         output.WriteLine();
         output.WriteLine("Batches and tokens");
@@ -85,7 +86,7 @@ internal static class RunReport
         if (stats.AverageLoadBalanceLoss == 0 && stats.AverageRouterZLoss == 0)
         {
             // A router's losses are never both exactly 0: the batches came without them (a trace of ids).
-            output.WriteLine("Router losses: none recorded (every batch's were 0)");
+            output.WriteLine("Router losses: none recorded (every batch's were 0: simulate and traces of ids carry none)");
         }
         else
         {
@@ -116,12 +117,22 @@ internal static class RunReport
         var line = Invariant($"after {done:N0} of {total:N0} batches ({elapsed.TotalSeconds:0.0} s): {stats.TotalTokens:N0} tokens");
         if (stats.MostUtilizedExpert() is var (most, share))
         {
-            line += Invariant($"; busiest expert {most} at {share * 100:0.00} % of tokens; imbalance (std dev / mean) {stats.UtilizationCv():0.000}");
+            line += Invariant($"; busiest expert {most} at {share * 100:0.00} % of tokens; CV (std dev / mean) {stats.UtilizationCv():0.000}");
         }
 
         var latency = stats.RoutingLatencyStats;
         return line + (latency.TotalMeasurements > 0 ? $"; {TimeSpread.Milliseconds(latency.AverageLatency())} per batch" : "; no batch timed yet");
     }
+
+    /// <summary>What the trend says about the imbalance, in words: whether it grows, shrinks, or moves within the batches' scatter.</summary>
+    private static string TrendVerdict(VarianceTrend fit, bool merged) =>
+        merged ? "a merge joins the ranks' variance histories end to end, so this is no trend over time"
+        : fit.Batches < 3 ? "too few batches to tell a trend from the batches' scatter"
+        : !fit.IsClear ? "no clear trend: the slope lies within three standard errors of 0"
+        : Invariant($"the imbalance {(fit.Slope > 0 ? "grows" : "shrinks")}: {fit.RelativeChange * 100:+0.#;-0.#} % of the mean variance across these batches");
+
+    /// <summary>A variance as the trend's note prints it: whole numbers from 100 up, where decimals are noise.</summary>
+    internal static string VarianceText(double variance) => variance >= 100 ? Invariant($"{variance:#,0}") : Invariant($"{variance:0.###}");
 
     /// <summary>A share as the report prints it, <c>9.38 %</c>; the plot's legend prints the mean so too.</summary>
     internal static string Percent(float fraction) => Invariant($"{fraction * 100:0.00} %");

@@ -275,6 +275,7 @@ public sealed class MergeCommandTests : IDisposable
         var (textCode, text, _) = Run("merge", first, second, "-o", Path.Combine(_folder.FullName, "again.json"));
         Assert.Equal(ExitCodes.Ok, textCode);
         Assert.StartsWith("merge of 2 snapshots: one layer of 4 experts", text);
+        Assert.Contains("a merge joins the ranks' variance histories end to end, so this is no trend over time", text);
     }
 
     /// <summary>Without --output, merge writes nothing and prints the merged snapshot with --json (it refused to run without --output).</summary>

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Output;
@@ -46,8 +47,41 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Matches(@"  batches +1\r?\n", output);
         Assert.Matches(@"  tokens +4\r?\n", output);
 
-        // The trend covers the batches there are, up to 100.
-        Assert.Contains("per batch, over the newest 1 batch: the change of the", output);
+        // The trend covers the batches there are, up to 100, and one batch is no trend.
+        Assert.Contains("(tokens per expert)² per batch, over the newest 1 batch (mean variance 1.5)", output);
+        Assert.Contains("too few batches to tell a trend from the batches' scatter", output);
+        // Shares 100, 50, 25, 25 % (top-2): a mean of 50 % over the busiest's 100 %.
+        Assert.Matches(@"balancedness \(mean / busiest\) +0\.500   1 = every expert equally loaded", output);
+        Assert.Matches(@"CV \(std dev / mean\) +0\.[0-9]{3}   0 = every expert", output);
+        Assert.Contains("Router losses: none recorded", output);
+    }
+
+    /// <summary>
+    /// Batches whose busiest expert takes more every batch read as a growing imbalance, by how much of the
+    /// mean variance; the router's losses show as recorded.
+    /// </summary>
+    [Fact]
+    public void AGrowingImbalanceIsNamedWithItsSize()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        for (var batch = 0; batch < 30; batch++)
+        {
+            // 8 tokens, top-1: expert 0 takes 2 + batch / 5 of them, the rest spread over the others.
+            var ids = Enumerable.Range(0, 8).Select(t => t < 2 + (batch / 5) ? 0 : 1 + (t % 3)).ToArray();
+            stats.RecordRouting(ids, tokens: 8, topK: 1, loadBalanceLoss: 1.25f, routerZLoss: 0.5f);
+        }
+
+        var path = Path.Combine(_folder.FullName, "growing.json");
+        RoutingStatsFile.Save(stats, path);
+        var (code, output, error) = Run("report", path);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        var fit = VarianceTrend.Of(stats.LoadVarianceHistory, RunReport.TrendWindow);
+        Assert.True(fit.IsClear && fit.Slope > 0, $"{fit}");
+        Assert.Contains(string.Create(CultureInfo.InvariantCulture, $"over the newest 30 batches (mean variance {RunReport.VarianceText(fit.MeanVariance)})"), output);
+        Assert.Contains(string.Create(CultureInfo.InvariantCulture, $"the imbalance grows: +{fit.RelativeChange * 100:0.#} % of the mean variance across these batches"), output);
+        Assert.Matches(@"load-balancing loss +1\.2500\r?\n", output);
+        Assert.Matches(@"router z-loss +0\.5000\r?\n", output);
     }
 
     /// <summary>--json prints the snapshot as it reads it, alone on standard output.</summary>

@@ -1,0 +1,54 @@
+using MoeGpuStats.Cli.Output;
+
+namespace MoeGpuStats.Tests.Cli.Output;
+
+/// <summary>The trend's fit: the seed's slope, and the scatter that tells a trend from noise.</summary>
+public sealed class VarianceTrendTests
+{
+    [Fact]
+    public void AStraightLineIsItsOwnSlopeWithNoScatter()
+    {
+        var fit = VarianceTrend.Of([.. Enumerable.Range(0, 10).Select(i => 100f + (3f * i))], window: 100);
+
+        Assert.Equal((10, 3.0, 113.5, 0.0), (fit.Batches, fit.Slope, fit.MeanVariance, fit.StandardError));
+        Assert.True(fit.IsClear);
+        Assert.Equal(27.0 / 113.5, fit.RelativeChange, 12);
+    }
+
+    /// <summary>A variance that swings about a level line has a slope of its scatter's size, which the standard error covers.</summary>
+    [Fact]
+    public void ASwingAboutALevelLineIsNoTrend()
+    {
+        float[] history = [.. Enumerable.Range(0, 100).Select(i => 15_000f + (i % 2 == 0 ? 400f : -400f) + (i % 7 == 0 ? 300f : 0f))];
+        var fit = VarianceTrend.Of(history, window: 100);
+
+        Assert.NotEqual(0, fit.Slope);
+        Assert.False(fit.IsClear, $"{fit}");
+    }
+
+    /// <summary>The fit takes the newest batches only.</summary>
+    [Fact]
+    public void TheFitIsOverTheNewestBatchesAsTheSeedsSlope()
+    {
+        var random = new Random(7);
+        float[] history = [.. Enumerable.Range(0, 300).Select(i => (i < 200 ? 5_000f : 100f * i) + (float)(random.NextDouble() * 50))];
+        var fit = VarianceTrend.Of(history, window: 100);
+        var newest = VarianceTrend.Of(history[200..], window: 1_000);
+
+        Assert.Equal(newest, fit);
+        Assert.Equal(100, fit.Batches);
+        Assert.Equal(100.0, fit.Slope, 0.5);
+        Assert.True(fit.IsClear);
+    }
+
+    [Fact]
+    public void FewerThanThreeBatchesHaveNoScatterToJudge()
+    {
+        Assert.Equal(new VarianceTrend(0, 0, 0, double.PositiveInfinity), VarianceTrend.Of([], 100));
+        Assert.Equal(new VarianceTrend(1, 0, 7, double.PositiveInfinity), VarianceTrend.Of([7f], 100));
+        var two = VarianceTrend.Of([1f, 5f], 100);
+        Assert.Equal((2, 4.0, 3.0), (two.Batches, two.Slope, two.MeanVariance));
+        Assert.False(two.IsClear);
+        Assert.Equal(0, new VarianceTrend(5, 1, 0, 0.1).RelativeChange);
+    }
+}
