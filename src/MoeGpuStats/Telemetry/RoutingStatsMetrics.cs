@@ -36,7 +36,9 @@ namespace MoeGpuStats.Telemetry;
 /// the first record for the histogram to count every latency. Like every
 /// <c>System.Diagnostics.Metrics</c> histogram it reaches only listeners that were enabled when a
 /// latency was recorded; a listener enabled on instrument publication (an exporter started before
-/// this object) sees all of them. Latencies recorded earlier stay in
+/// this object) sees all of them. It is not part of a collection's reading: a latency is added as it is
+/// recorded, so while the router records, its count runs ahead of <c>moegs.routings</c> (read from the
+/// snapshot) by the batches since that snapshot. Latencies recorded earlier stay in
 /// <see cref="RoutingStats.RoutingLatencyStats"/> only; a reset of the statistics does not reset the histogram.
 /// Its buckets, advised to listeners, run from 10 µs to 10 s.
 /// </para>
