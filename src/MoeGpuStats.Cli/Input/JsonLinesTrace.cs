@@ -22,6 +22,26 @@ internal sealed class JsonLinesTrace : IRoutingTrace
     private readonly long _maxId;
     private readonly int[] _layerIndex;
 
+    /// <summary>
+    /// Whether <paramref name="start"/> (a file's first bytes) opens with a line that alone is a JSON
+    /// object: JSON lines, which do not parse as one document, so that a command given a trace where it
+    /// reads JSON can say so rather than quote the parser.
+    /// </summary>
+    public static bool StartsAsJsonLines(ReadOnlySpan<byte> start)
+    {
+        var end = start.IndexOf((byte)'\n');
+        var reader = new Utf8JsonReader(end < 0 ? start : start[..end]);
+        try
+        {
+            using var line = JsonDocument.ParseValue(ref reader);
+            return line.RootElement.ValueKind == JsonValueKind.Object;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
     private JsonLinesTrace(LineReader lines, string path, JsonTracePasses passes, string? cutOff)
     {
         Notes = [.. new[] { passes.LayerNote, cutOff }.OfType<string>()];

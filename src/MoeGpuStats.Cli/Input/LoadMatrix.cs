@@ -112,22 +112,6 @@ internal static class LoadMatrix
         return loads;
     }
 
-    /// <summary>Whether <paramref name="file"/>'s first line alone is a JSON object: JSON lines, which do not parse as one document.</summary>
-    private static bool IsJsonLines(byte[] file)
-    {
-        var end = file.AsSpan().IndexOf((byte)'\n');
-        var first = end < 0 ? file : file.AsSpan(0, end).ToArray();
-        try
-        {
-            using var line = JsonDocument.Parse(first);
-            return line.RootElement.ValueKind == JsonValueKind.Object;
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
-
     private static long[,] ReadJson(byte[] file, string path)
     {
         JsonDocument document;
@@ -138,7 +122,7 @@ internal static class LoadMatrix
         }
         catch (JsonException exception)
         {
-            throw new InvalidDataException(IsJsonLines(file)
+            throw new InvalidDataException(JsonLinesTrace.StartsAsJsonLines(file)
                 ? $"{path}: JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load to write the window load that plan reads."
                 : $"{path}: neither a .npy file nor JSON ({ErrorText.Of(exception)}).");
         }

@@ -27,7 +27,7 @@ internal static class SnapshotFile
                     $"{path}: {stream.Length:N0} bytes; a snapshot file is at most {Serialization.RoutingStatsFile.MaxFileBytes:N0} bytes (the largest that --save writes is under 600 MB).");
             }
 
-            using var document = JsonDocument.Parse(stream);
+            using var document = Parse(stream, path);
             var root = document.RootElement;
             if (root.ValueKind == JsonValueKind.Array)
             {
@@ -53,6 +53,28 @@ internal static class SnapshotFile
         catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException or InvalidOperationException or FormatException)
         {
             throw new InvalidDataException($"{path}: not a routing statistics snapshot ({ErrorText.Of(exception)}).", exception);
+        }
+    }
+
+    /// <summary>The file's one JSON document; JSON lines (a trace) are named as such, not quoted from the parser.</summary>
+    private static JsonDocument Parse(Stream stream, string path)
+    {
+        try
+        {
+            return JsonDocument.Parse(stream);
+        }
+        catch (JsonException)
+        {
+            // A trace's first line holds one step's ids: a few hundred kilobytes at prefill sizes.
+            var start = new byte[(int)Math.Min(stream.Length, 4 << 20)];
+            stream.Position = 0;
+            stream.ReadExactly(start);
+            if (JsonLinesTrace.StartsAsJsonLines(start))
+            {
+                throw new InvalidDataException($"{path}: JSON lines, as a trace of top-k ids, not a snapshot; `moegs replay {path}` reports the trace (add --save FILE.json for a snapshot that this command reads).");
+            }
+
+            throw;
         }
     }
 
