@@ -132,6 +132,8 @@ internal static class ReplayCommand
                 }
 
                 int e;
+                // The largest id, where it is -1 saved unsigned (255 in uint8) and was taken as an expert for want of --experts.
+                var unsignedPadding = -1;
                 if (parse.GetValue(experts) is { } given)
                 {
                     e = given;
@@ -163,6 +165,7 @@ internal static class ReplayCommand
                     }
 
                     e = (int)max + 1;
+                    unsignedPadding = trace.UnsignedPadding(max) is null ? -1 : (int)max;
                     // An expert no token reached leaves no id: the count may be short, and every figure with it.
                     console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {path.Name} plus one; give --experts if the model has more (an expert no token reached is not in the file){PaddingHint(trace, max)}.");
                 }
@@ -195,7 +198,7 @@ internal static class ReplayCommand
                 using (ids)
                 {
                     var steps = trace.Steps - skipped;
-                    var checks = new TraceChecks(trace.Layers, trace.TopK, trace.Layout, layered, parse.GetValue(skipEmpty));
+                    var checks = new TraceChecks(trace.Layers, trace.TopK, unsignedPadding < 0 ? e : unsignedPadding, trace.Layout, layered, parse.GetValue(skipEmpty));
                     int Fill(int step, Span<int> batch)
                     {
                         var tokens = trace.ReadStep(skipped + step, batch);
@@ -290,14 +293,17 @@ internal static class ReplayCommand
 /// in every layer, every token went to the same experts in the same order (a server's warm-up and
 /// profiling passes of synthetic tokens, which skew a trace's top experts), tokens routed to one
 /// expert twice (a router never does that: the file's axes are likely not what the layout says), and
-/// steps of padding alone (an idle rank's dummy pass), which count as batches of no load.
+/// steps of padding alone (an idle rank's dummy pass), which count as batches of no load. An id that
+/// names no expert (−1, or −1 saved unsigned as 255) is padding or invalid, which other warnings name:
+/// it is never a repeated or a shared expert.
 /// </summary>
 /// <param name="layers">Layers per step, each <c>[tokens, topK]</c> in the step's ids; 1 without a layers axis.</param>
 /// <param name="topK">Experts per token.</param>
+/// <param name="experts">Ids from 0 to one less name an expert: the experts per layer, or fewer where the largest id is −1 padding saved unsigned.</param>
 /// <param name="layout">The file's layout, named in the warning about repeated experts; null for a trace without one (JSON lines).</param>
 /// <param name="model">Whether the trace is replayed as a model (a layers axis), whose window a step of padding takes a place in.</param>
 /// <param name="skipEmpty">Whether the model leaves out steps of no token (<see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>): then the steps of padding alone are named in a note, not a warning.</param>
-internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool model, bool skipEmpty)
+internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? layout, bool model, bool skipEmpty)
 {
     private int _synthetic;
     private int _first = -1;
@@ -355,7 +361,9 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool m
     }
 
     /// <summary>Whether a token's ids all name one expert.</summary>
-    private static bool OneExpert(ReadOnlySpan<int> slots) => slots[0] != -1 && slots.IndexOfAnyExcept(slots[0]) < 0;
+    private bool OneExpert(ReadOnlySpan<int> slots) => IsExpert(slots[0]) && slots.IndexOfAnyExcept(slots[0]) < 0;
+
+    private bool IsExpert(int id) => (uint)id < (uint)experts;
 
     /// <summary>One-line warnings, none when the trace looks as a router writes it.</summary>
     /// <param name="steps">The steps the file holds, so that a suggestion to skip never asks for all of them.</param>
@@ -397,7 +405,7 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool m
     private bool AllTokensAlike(ReadOnlySpan<int> ids, int tokens)
     {
         var first = ids[..topK];
-        if (first.IndexOfAnyExcept(-1) < 0)
+        if (first.IndexOfAnyInRange(0, experts - 1) < 0)
         {
             // Padding alone routed nothing (and a padded token is not a token).
             return false;
@@ -426,7 +434,7 @@ internal sealed class TraceChecks(int layers, int topK, IdLayout? layout, bool m
             var slots = ids.Slice(token * topK, topK);
             for (var a = 1; a < slots.Length; a++)
             {
-                if (slots[a] != -1 && slots[..a].Contains(slots[a]))
+                if (IsExpert(slots[a]) && slots[..a].Contains(slots[a]))
                 {
                     _repeated++;
                     _repeatedStep = _repeatedStep < 0 ? step : _repeatedStep;

@@ -536,6 +536,28 @@ public sealed partial class ReplayCommandTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A token padded with -1 saved as uint8 holds 255 k times: that is padding, not an expert named twice, so
+    /// the warning about the layout stays away whether 255 was taken as an expert (no --experts) or is past
+    /// them; an expert a token really names twice still brings it.
+    /// </summary>
+    [Fact]
+    public void PaddingSavedUnsignedIsNoRepeatedExpert()
+    {
+        var padded = NpyFile.Write(Path.Combine(_folder.FullName, "u8steps.npy"), "|u1", "2, 2, 2", [0, 1, 255, 255, 2, 3, 255, 255]);
+        foreach (var experts in new[] { Array.Empty<string>(), ["--experts", "4"] })
+        {
+            var (code, _, error) = Run([.. new[] { "replay", padded, "--layout", "steps,tokens,k" }, .. experts]);
+            Assert.True(code == ExitCodes.Ok, error);
+            Assert.Contains("warning: 4 ids replayed are 255", error);
+            Assert.DoesNotContain("twice", error);
+        }
+
+        var repeated = NpyFile.Write(Path.Combine(_folder.FullName, "u8twice.npy"), "|u1", "2, 2, 2", [0, 0, 255, 255, 2, 3, 255, 255]);
+        var (_, _, twice) = Run("replay", repeated, "--layout", "steps,tokens,k");
+        Assert.Contains("warning: 1 token (the first in step 0) names one expert twice among its 2 ids", twice);
+    }
+
     [Fact]
     public void ReplayPassesPaddingThroughAndInfersExpertsWithoutIt()
     {
