@@ -110,22 +110,8 @@ internal static class PlanCommand
                 loads = logical;
             }
 
+            // The load file's reader refused more layers than a model has and more experts than a plan has slots.
             var (layers, experts) = (loads.GetLength(0), loads.GetLength(1));
-            if (layers > ModelRoutingStatsOptions.MaxLayers)
-            {
-                // More rows than a model has layers is most likely a trace of ids, [tokens, k], which reads as loads.
-                console.Error.WriteLine(
-                    $"{path}: {layers:N0} rows; a load has one row per MoE layer, at most {ModelRoutingStatsOptions.MaxLayers:N0}. A [tokens, k] array of top-k ids is a trace: `moegs replay {path} --experts E --save FILE.json` saves its load, which plan reads.");
-                return ExitCodes.BadInput;
-            }
-
-            if (experts > MaxReplicas)
-            {
-                // Asking for --replicas of at least the experts would name a value the option refuses.
-                console.Error.WriteLine($"{path}: {experts:N0} experts per layer; a plan places at most {MaxReplicas:N0} (the most --replicas takes), one slot each at least.");
-                return ExitCodes.BadInput;
-            }
-
             if (r < experts)
             {
                 console.Error.WriteLine($"--replicas {r}: {path} has {experts:N0} experts and each needs a slot; give at least {experts:N0} (a multiple of --gpus {p}).");

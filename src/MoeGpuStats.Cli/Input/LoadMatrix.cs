@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MoeGpuStats.Serialization;
+using MoeGpuStats.Placement;
 
 namespace MoeGpuStats.Cli.Input;
 
@@ -8,8 +9,8 @@ namespace MoeGpuStats.Cli.Input;
 /// content: the .npy magic, a JSON array (of arrays) of numbers, or a JSON snapshot object.
 /// </summary>
 /// <remarks>
-/// As <see cref="NpyIds"/> does, a .npy header's sizes are checked against the file's length, in
-/// checked 64-bit arithmetic, before anything is allocated.
+/// A shape is checked against what a plan takes (layers, experts) before anything of its size is
+/// allocated or read, and a .npy header's against the file's length, as <see cref="NpyIds"/> does.
 /// </remarks>
 internal static class LoadMatrix
 {
@@ -29,6 +30,7 @@ internal static class LoadMatrix
             throw new InvalidDataException($"{path}: no loads (a snapshot with no batch): nothing to place.");
         }
 
+        var any = false;
         for (var layer = 0; layer < loads.GetLength(0); layer++)
         {
             for (var e = 0; e < loads.GetLength(1); e++)
@@ -37,10 +39,13 @@ internal static class LoadMatrix
                 {
                     throw new InvalidDataException($"{path}: the load of expert {e} in layer {layer} is {loads[layer, e]:N0}; loads are token counts, 0 or more.");
                 }
+
+                any |= loads[layer, e] > 0;
             }
         }
 
-        return loads;
+        // Every placement balances no load perfectly: a plan of it would be an arbitrary one reported as ideal.
+        return any ? loads : throw new InvalidDataException($"{path}: every load is 0 (a snapshot before its first step, or a window of steps without tokens): nothing to balance.");
     }
 
     private static long[,] ReadNpy(string path)
@@ -72,21 +77,11 @@ internal static class LoadMatrix
             throw new InvalidDataException($"{path}: shape {shape} holds no loads; nothing to place.");
         }
 
-        long needed;
-        try
-        {
-            needed = checked(header.DataOffset + (layers * experts * header.ItemSize));
-        }
-        catch (OverflowException)
-        {
-            throw new InvalidDataException($"{path}: shape {shape} claims more loads than any file holds (the file has {length:N0} bytes).");
-        }
+        CheckShape(path, layers, experts);
 
+        // At most 1,024 × 65,536 loads of 8 bytes: 512 MiB, no overflow and within an array's length.
+        var needed = header.DataOffset + (layers * experts * header.ItemSize);
         NpyHeader.CheckLength(path, shape, needed, length);
-        if (needed - header.DataOffset > Array.MaxLength)
-        {
-            throw new InvalidDataException($"{path}: shape {shape} holds more loads than a plan reads.");
-        }
 
         var data = new byte[needed - header.DataOffset];
         if (NpyHeader.ReadFully(file, data, header.DataOffset) < data.Length)
@@ -149,6 +144,7 @@ internal static class LoadMatrix
             var oneLayer = rows.Length == 0 || rows[0].ValueKind != JsonValueKind.Array;
             var layerRows = oneLayer ? [root] : rows;
             var experts = layerRows[0].GetArrayLength();
+            CheckShape(path, layerRows.Length, experts);
             var loads = new long[layerRows.Length, experts];
             for (var layer = 0; layer < layerRows.Length; layer++)
             {
@@ -180,6 +176,26 @@ internal static class LoadMatrix
             }
 
             return loads;
+        }
+    }
+
+    /// <summary>
+    /// Refuses a shape no plan takes before anything of its size is allocated or read: more rows than a
+    /// model has layers (most likely a trace of ids, <c>[tokens, k]</c>, which reads as loads), or more
+    /// loads a row than a plan has slots.
+    /// </summary>
+    private static void CheckShape(string path, long layers, long columns)
+    {
+        if (layers > ModelRoutingStatsOptions.MaxLayers)
+        {
+            throw new InvalidDataException(
+                $"{path}: {layers:N0} rows; a load has one row per MoE layer, at most {ModelRoutingStatsOptions.MaxLayers:N0}. A [tokens, k] array of top-k ids is a trace: `moegs replay {path} --experts E --save FILE.json` saves its load, which plan reads.");
+        }
+
+        if (columns > ExpertPlacement.MaxPhysicalExperts)
+        {
+            // Asking for --replicas of at least the experts would name a value the option refuses.
+            throw new InvalidDataException($"{path}: {columns:N0} experts per layer; a plan places at most {ExpertPlacement.MaxPhysicalExperts:N0} (the most --replicas takes), one slot each at least.");
         }
     }
 

@@ -224,7 +224,12 @@ public static class ExpertPlacement
         }
 
         var slots = (physicalToLogical[0] ?? throw new ArgumentNullException(nameof(physicalToLogical), "physicalToLogical[0] is null.")).Length;
-        if (slots == 0 || slots % gpus != 0)
+        if (slots == 0)
+        {
+            throw new ArgumentException("physicalToLogical[0] has no slots; every expert needs one.", nameof(physicalToLogical));
+        }
+
+        if (slots % gpus != 0)
         {
             throw new ArgumentException($"physicalToLogical has {Plural.Of(slots, "slot")} per layer; {gpus:N0} GPUs hold an equal number each, so give a multiple of {gpus:N0}.", nameof(physicalToLogical));
         }
@@ -289,7 +294,10 @@ public static class ExpertPlacement
             var row = physicalToLogical[layer];
             for (var p = 0; p < row.Length; p++)
             {
-                logical[layer, row[p]] = checked(logical[layer, row[p]] + slotLoads[layer, p]);
+                var sum = logical[layer, row[p]] + slotLoads[layer, p];
+                logical[layer, row[p]] = sum >= 0
+                    ? sum
+                    : throw new OverflowException($"slotLoads[{layer}, {p}] brings the load of expert {row[p]} in layer {layer}, summed over its slots, past {long.MaxValue:N0}.");
             }
         }
 

@@ -76,6 +76,9 @@ public sealed class ExpertPlacementTests
             "physicalToLogical[1] has 8 slots but layer 0 has 12; every layer has the same number. (Parameter 'physicalToLogical')",
             Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder, inOrder[..8]], 4)).Message);
         Assert.StartsWith(
+            "physicalToLogical[0] has no slots; every expert needs one.",
+            Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(PublishedLoads, [[], []], 4)).Message);
+        Assert.StartsWith(
             "physicalToLogical[1] is null.",
             Assert.Throws<ArgumentNullException>(() => ExpertPlacement.Balancedness(PublishedLoads, [inOrder, null!], 4)).Message);
         Assert.StartsWith(
@@ -127,6 +130,14 @@ public sealed class ExpertPlacementTests
         Assert.Throws<OverflowException>(() => ExpertPlacement.LogicalLoads(huge, [[0, 0]]));
         Assert.Throws<ArgumentNullException>(() => ExpertPlacement.LogicalLoads(slots, [ok, null!]));
         Assert.Equal(new long[2, 0], ExpertPlacement.LogicalLoads(new long[2, 0], [[], []]));
+
+        // The largest id an int holds is refused as past the slots (its "+ 1" wrapped, and the sum indexed past the result).
+        var four = new long[1, 4] { { 1, 2, 3, 4 } };
+        Assert.StartsWith("physicalToLogical names expert 2147483647 but a layer has 4 slots;", Refusal(four, [[0, 1, 2, int.MaxValue]]));
+        Assert.StartsWith("physicalToLogical names expert 2147483647 but a layer has 4 slots;", Refusal(four, [[0, 1, int.MaxValue, int.MaxValue - 1]]));
+        Assert.Equal(
+            $"slotLoads[0, 1] brings the load of expert 0 in layer 0, summed over its slots, past {long.MaxValue:N0}.",
+            Assert.Throws<OverflowException>(() => ExpertPlacement.LogicalLoads(new long[1, 3] { { long.MaxValue, 1, 1 } }, [[0, 0, 1]])).Message);
     }
 
     [Fact]

@@ -265,6 +265,18 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Empty(output);
         Assert.Equal($"{snapshot}: no loads (a snapshot with no batch): nothing to place.", error.TrimEnd());
+
+        // A model has its experts from the start: before its first step its window load is all zeros, which every placement balances.
+        var model = Path.Combine(_folder.FullName, "empty-model.json");
+        using (var fresh = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }))
+        {
+            File.WriteAllText(model, System.Text.Json.JsonSerializer.Serialize(fresh));
+        }
+
+        (code, output, error) = Moegs.Run("plan", model, "--replicas", "6", "--gpus", "2");
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{model}: every load is 0 (a snapshot before its first step, or a window of steps without tokens): nothing to balance.", error.TrimEnd());
     }
 
     [Theory]
@@ -300,6 +312,7 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("text.json", "\"loads\"", "JSON string; give an array of arrays")]
     [InlineData("empty.json", "[]", "an empty array: no loads, nothing to place.")]
     [InlineData("empty-rows.json", "[[], []]", "2 empty rows: no loads, nothing to place.")]
+    [InlineData("zeros.json", "[[0, 0], [0, 0]]", "every load is 0 (a snapshot before its first step, or a window of steps without tokens): nothing to balance.")]
     [InlineData("garbage.json", "not json", "neither a .npy file nor JSON")]
     [InlineData("bad-snapshot.json", "{\"total_tokens\": \"many\"}", "not a routing statistics snapshot")]
     [InlineData("trace.jsonl", "{\"topk_ids\": [[1, 2]]}\n{\"topk_ids\": [[0, 3]]}\n", "JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load")]
@@ -327,7 +340,8 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("<i8", "1, 1, 2, 2, 3", "has 5 dimensions; loads are [layers, experts], or [experts] for one layer.")]
     [InlineData("<i8", "3, 12", "truncated: shape (3, 12) needs")]
     [InlineData("<i8", "1, 12", "shape (1, 12) takes 224 bytes with its header, and 320 are there")]
-    [InlineData("<i8", "4611686018427387904, 12", "claims more loads than any file holds")]
+    [InlineData("<i8", "4611686018427387904, 12", "4,611,686,018,427,387,904 rows; a load has one row per MoE layer, at most 1,024.")]
+    [InlineData("<i8", "12, 4611686018427387904", "4,611,686,018,427,387,904 experts per layer; a plan places at most 65,536")]
     [InlineData("<i8", "0, 12", "holds no loads")]
     public void NpySizesAreCheckedAgainstTheFileBeforeAnythingIsAllocated(string descr, string shape, string expected)
     {
@@ -346,15 +360,20 @@ public sealed class PlanCommandTests : IDisposable
     /// said "give at least 65,537"); more rows than a model has layers (a trace of ids, [tokens, k],
     /// reads as loads) are refused before the plan, naming how to plan a trace's load (they were planned:
     /// a trace of 4,096 tokens as 4,096 layers of k experts, and 2,000 one-expert rows asked for 2^27 slots).
+    /// Both are refused from the header, before the data is read: a file that claims a billion loads holds
+    /// none here (it was read whole, gigabytes of memory, before the refusal).
     /// </summary>
     [Theory]
     [InlineData("1, 65537", "--replicas 65536 --gpus 1", ExitCodes.BadInput, "{0}: 65,537 experts per layer; a plan places at most 65,536 (the most --replicas takes), one slot each at least.")]
     [InlineData("2000, 1", "--replicas 65536 --gpus 1", ExitCodes.BadInput, "{0}: 2,000 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: `moegs replay {0} --experts E --save FILE.json` saves its load, which plan reads.")]
+    [InlineData("1024, 1048576", "--replicas 64 --gpus 8", ExitCodes.BadInput, "{0}: 1,048,576 experts per layer; a plan places at most 65,536 (the most --replicas takes), one slot each at least.")]
+    [InlineData("1048576, 1024", "--replicas 64 --gpus 8", ExitCodes.BadInput, "{0}: 1,048,576 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: `moegs replay {0} --experts E --save FILE.json` saves its load, which plan reads.")]
     [InlineData("4096, 8", "--replicas 64 --gpus 8", ExitCodes.BadInput, "{0}: 4,096 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: `moegs replay {0} --experts E --save FILE.json` saves its load, which plan reads.")]
     public void LoadsLargerThanAPlanAreRefusedNamingWhatIsTooLarge(string shape, string arguments, int exitCode, string expected)
     {
         var dims = shape.Split(", ").Select(int.Parse).ToArray();
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "wide.npy"), "|u1", shape, new byte[dims[0] * dims[1]]);
+        var loads = (long)dims[0] * dims[1];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "wide.npy"), "|u1", shape, new byte[loads <= 1 << 20 ? loads : 0]);
 
         var (code, output, error) = Moegs.Run(["plan", npy, .. arguments.Split(' ')]);
 
