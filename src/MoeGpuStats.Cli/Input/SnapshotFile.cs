@@ -107,7 +107,10 @@ internal sealed record Snapshot(RoutingStats? Layer, ModelRoutingStats? Model) :
     /// <summary>What it is, for messages: "one layer of 8 experts", "a model of 32 layers of 8 experts" (", empty steps left out" where they were).</summary>
     public string Describe() => Model is { } model
         ? $"a model of {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}{(model.Options.SkipEmptySteps ? ", empty steps left out" : "")}"
-        : $"one layer of {Counted.Of(Layer!.ExpertUtilization.Count, "expert")}";
+        : $"one layer of {Counted.Of(Experts(Layer!), "expert")}";
+
+    /// <summary>A layer's experts: those its counts hold, or before its first batch (which sizes them, as the seed's) those its options name.</summary>
+    public static int Experts(RoutingStats layer) => layer.ExpertUtilization.Count > 0 ? layer.ExpertUtilization.Count : layer.Options.Experts ?? 0;
 
     public void Dispose()
     {

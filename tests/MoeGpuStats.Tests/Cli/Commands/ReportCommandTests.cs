@@ -56,6 +56,27 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Contains("Router losses: none recorded", output);
     }
 
+    /// <summary>A snapshot saved before its first batch names the experts its options give (its counts are sized by the first batch, as the seed's).</summary>
+    [Fact]
+    public void ASnapshotOfNoBatchNamesItsExperts()
+    {
+        var path = Path.Combine(_folder.FullName, "fresh.json");
+        using (var fresh = new RoutingStats(new RoutingStatsOptions { Experts = 4 }))
+        {
+            RoutingStatsFile.Save(fresh, path);
+        }
+
+        var (code, output, error) = Run("report", path);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.StartsWith($"report {path}: one layer of 4 experts\n", output.ReplaceLineEndings("\n"));
+        var other = Path.Combine(_folder.FullName, "fresh-rank1.json");
+        File.Copy(path, other);
+        var (mergeCode, merged, _) = Run("merge", path, other);
+        Assert.Equal(ExitCodes.Ok, mergeCode);
+        Assert.StartsWith("merge of 2 snapshots: one layer of 4 experts\n", merged.ReplaceLineEndings("\n"));
+    }
+
     /// <summary>
     /// Batches whose busiest expert takes more every batch read as a growing imbalance, by how much of the
     /// mean variance; the router's losses show as recorded.
