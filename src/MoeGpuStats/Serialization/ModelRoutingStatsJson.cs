@@ -155,8 +155,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         l = 0;
         foreach (var layer in layers.EnumerateArray())
         {
-            using var stats = Layer(layer, l);
-            CheckLayerOptions(stats.Options, options, l);
+            using var stats = Layer(layer, l, options);
             var layerState = stats.ExportState();
             if (layerState.TotalRoutings != state.Steps || layerState.ExpertUtilization.Length != (state.Steps == 0 ? 0 : options.Experts))
             {
@@ -179,14 +178,17 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         return new ModelRoutingStats(new ManagedModelEngine(options, state));
     }
 
-    /// <summary>Layer <paramref name="l"/>'s statistics; a message of the one-layer reader names the layer, which that reader does not know.</summary>
-    private static RoutingStats Layer(JsonElement layer, int l)
+    /// <summary>
+    /// Layer <paramref name="l"/>'s statistics, its settings checked against the model's first (a state
+    /// is checked against its own settings); a message of the one-layer reader names the layer, which that reader does not know.
+    /// </summary>
+    private static RoutingStats Layer(JsonElement layer, int l, ModelRoutingStatsOptions model)
     {
         try
         {
-            return RoutingStatsJson.FromElement(layer);
+            return RoutingStatsJson.FromElement(layer, settings => CheckLayerOptions(settings, model, l));
         }
-        catch (JsonException exception)
+        catch (JsonException exception) when (!exception.Message.StartsWith($"layers[{l}]", StringComparison.Ordinal))
         {
             throw new JsonException($"layers[{l}]: {exception.Message}", exception);
         }

@@ -131,7 +131,9 @@ internal static class RoutingStatsJson
     /// </summary>
     private const double AverageTolerance = 1e-6;
 
-    public static RoutingStats FromElement(JsonElement root)
+    /// <param name="root">The statistics' JSON object.</param>
+    /// <param name="checkOptions">Refuses settings the caller does not take (a model's layer, not the model's), before the state is checked against them.</param>
+    public static RoutingStats FromElement(JsonElement root, Action<RoutingStatsOptions>? checkOptions = null)
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
@@ -144,6 +146,7 @@ internal static class RoutingStatsJson
         RefuseRepeatedFields(latencyElement, "routing_latency_stats.");
         RefuseRepeatedFields(capacityElement, "capacity_stats.");
         var options = ReadOptions(root, capacityElement);
+        checkOptions?.Invoke(options);
         var state = ReadState(root, capacityElement, options);
         var latency = ReadLatency(latencyElement);
         var stats = RoutingStats.FromState(options, state);
@@ -272,6 +275,23 @@ internal static class RoutingStatsJson
         if (state.CapacityExceededCount > state.TotalRoutings)
         {
             throw new JsonException($"capacity_exceeded_count is {state.CapacityExceededCount} for total_routings {state.TotalRoutings}; a batch exceeds the capacity at most once.");
+        }
+
+        // Each batch adds its experts (1 to MaxExperts) times the slots per expert, whatever it routed. (The
+        // least, a slot per batch, is not asked: a file may hold a state near the largest count, which
+        // the capacity of its batches would pass.)
+        var slots = (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert);
+        if (state.TotalCapacity % slots != 0 || (state.TotalCapacity == 0) != (state.TotalRoutings == 0)
+            || state.TotalCapacity > (UInt128)state.TotalRoutings * slots * RoutingStatsOptions.MaxExperts)
+        {
+            throw new JsonException(
+                $"capacity_stats.total_capacity is {state.TotalCapacity} for total_routings {state.TotalRoutings} at {slots} slots per expert; each batch adds {slots} times its experts (1 to {RoutingStatsOptions.MaxExperts}).");
+        }
+
+        // A slot routed to an expert came with a token; padding rows are tokens that routed none.
+        if (state.RoutedSlots > 0 && state.TotalTokens == 0)
+        {
+            throw new JsonException($"routed_slots is {state.RoutedSlots} but total_tokens is 0; a routed slot is some token's.");
         }
 
         // experts fixes the count of a record of ids only: a decision of another count since leaves arrays of its length.
