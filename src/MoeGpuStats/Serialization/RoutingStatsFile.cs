@@ -58,10 +58,32 @@ public static class RoutingStatsFile
         // The temporary's name stays within the file system's 255 bytes wherever the target's does.
         var name = Path.GetFileName(full);
         var stem = System.Text.Encoding.UTF8.GetByteCount(name) <= 100 ? name : "snapshot";
-        var temporary = Path.Combine(Path.GetDirectoryName(full)!, $".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        var folder = Path.GetDirectoryName(full)!;
+        // Said in the caller's terms: the errors of creating the temporary would name a file they never gave.
+        if (!Directory.Exists(folder))
+        {
+            throw new DirectoryNotFoundException($"the folder {folder} does not exist");
+        }
+
+        if (Directory.Exists(full))
+        {
+            throw new IOException($"{full} is a folder");
+        }
+
+        var temporary = Path.Combine(folder, $".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            FileStream created;
+            try
+            {
+                created = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            }
+            catch (UnauthorizedAccessException exception)
+            {
+                throw new UnauthorizedAccessException($"the folder {folder} may not be written to", exception);
+            }
+
+            using (var stream = created)
             {
                 using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
                 {
