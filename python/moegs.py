@@ -434,9 +434,12 @@ def _tokens_and_top_k(shape, length, tokens, top_k):
             raise ValueError(f"the {length} ids are not whole tokens of top_k = {top_k} ids; pass tokens")
         tokens = _integer(f"tokens (the {length} ids / top_k = {top_k})", length // top_k, 0, INT32_MAX)
     elif tokens * top_k < length:
-        # Fewer ids than that are the C API's to refuse; more would be left unread without a word.
+        # More ids than that would be left unread without a word.
         raise ValueError(f"tokens * top_k = {tokens} * {top_k} = {tokens * top_k}, but the ids hold {length}: "
                          "every id must belong to a token (pad with -1 ids)")
+    elif tokens * top_k > length:
+        # Refused here rather than by the C API, whose message names its own `length` argument.
+        raise ValueError(f"ids hold {length} values, fewer than tokens * top_k = {tokens} * {top_k} = {tokens * top_k}")
     return tokens, top_k
 
 
