@@ -85,7 +85,7 @@ internal static class RunReport
         output.WriteLine();
         if (stats.AverageLoadBalanceLoss == 0 && stats.AverageRouterZLoss == 0)
         {
-            // A router's losses are never both exactly 0: the batches came without them (a trace of ids).
+            // A router's losses are never both exactly 0: the batches came without them (a trace of ids, simulate's draws).
             output.WriteLine("Router losses: none recorded (every batch's were 0: simulate and traces of ids carry none)");
         }
         else
