@@ -45,7 +45,7 @@ internal static class LoadMatrix
         }
 
         // Every placement balances no load perfectly: a plan of it would be an arbitrary one reported as ideal.
-        return any ? loads : throw new InvalidDataException($"{path}: every load is 0 (a snapshot before its first step, or a window of steps without tokens): nothing to balance.");
+        return any ? loads : throw new InvalidDataException($"{path}: every load is 0: nothing to balance.");
     }
 
     private static long[,] ReadNpy(string path)
@@ -206,6 +206,12 @@ internal static class LoadMatrix
         var (layers, experts, counts) = snapshot.Model is { } model
             ? (model.Layers, model.Experts, model.WindowLoad())
             : (1, snapshot.Layer!.ExpertTokenCounts.Count, snapshot.Layer.ExpertTokenCounts.ToArray());
+        CheckShape(path, layers, experts);
+        if (experts > 0 && counts.All(count => count == 0))
+        {
+            throw new InvalidDataException($"{path}: every load is 0 (a snapshot before its first step, or a window of steps without tokens): nothing to balance.");
+        }
+
         var loads = new long[layers, experts];
         for (var i = 0; i < counts.Length; i++)
         {

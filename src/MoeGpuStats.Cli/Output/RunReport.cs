@@ -86,7 +86,7 @@ internal static class RunReport
         if (stats.AverageLoadBalanceLoss == 0 && stats.AverageRouterZLoss == 0)
         {
             // A router's losses are never both exactly 0: the batches came without them (a trace of ids, simulate's draws).
-            output.WriteLine("Router losses: none recorded (every batch's were 0: simulate and traces of ids carry none)");
+            output.WriteLine("Router losses: none recorded (every batch's were 0: the batches came without them, as simulate's and a trace's do)");
         }
         else
         {
@@ -128,7 +128,7 @@ internal static class RunReport
     private static string TrendVerdict(VarianceTrend fit, bool merged) =>
         merged ? "a merge joins the ranks' variance histories end to end, so this is no trend over time"
         : fit.Batches < 3 ? "too few batches to tell a trend from the batches' scatter"
-        : !fit.IsClear ? "no clear trend: the slope lies within three standard errors of 0"
+        : !fit.IsClear ? Invariant($"no clear trend: 0 lies within the slope's {VarianceTrend.Confidence * 100:0.0#} % confidence interval")
         : Invariant($"the imbalance {(fit.Slope > 0 ? "grows" : "shrinks")}: {fit.RelativeChange * 100:+0.#;-0.#} % of the mean variance across these batches");
 
     /// <summary>A variance as the trend's note prints it: whole numbers from 100 up, where decimals are noise.</summary>

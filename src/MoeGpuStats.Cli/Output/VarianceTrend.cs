@@ -1,3 +1,5 @@
+using MathNet.Numerics.Distributions;
+
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
@@ -53,12 +55,17 @@ internal readonly record struct VarianceTrend(int Batches, double Slope, double 
         return new VarianceTrend(n, slope, meanY, Math.Sqrt(residuals / (n - 2) / sxx));
     }
 
+    /// <summary>The confidence at which a slope counts as a trend: that of three standard errors of a normal, 99.73 %.</summary>
+    public static readonly double Confidence = 2 * Normal.CDF(0, 1, 3) - 1;
+
     /// <summary>
-    /// Whether the slope is more than three times its standard error from 0: for independent batches of
-    /// roughly normal scatter, a level variance reads as a trend about once in 370 reports (at twice, once
-    /// in 20); serving traffic drifts between batches, which makes the standard error an underestimate.
+    /// Whether 0 lies outside the slope's two-sided <see cref="Confidence"/> interval, by Student's t with
+    /// n − 2 degrees of freedom (the slope over its standard error follows it): for independent batches of
+    /// roughly normal scatter, a level variance reads as a trend about once in 370 reports at any count of
+    /// batches (three standard errors alone: one in 5 at 3 batches). Serving traffic drifts between
+    /// batches, which makes the standard error an underestimate.
     /// </summary>
-    public bool IsClear => Math.Abs(Slope) > 3 * StandardError;
+    public bool IsClear => Batches >= 3 && Math.Abs(Slope) > StudentT.InvCDF(0, 1, Batches - 2, (1 + Confidence) / 2) * StandardError;
 
     /// <summary>The line's change from the first batch to the last, as a fraction of the mean variance; 0 where that is 0.</summary>
     public double RelativeChange => MeanVariance > 0 ? Slope * (Batches - 1) / MeanVariance : 0;

@@ -335,7 +335,8 @@ public static class ExpertPlacement
         {
             if ((uint)row[p] >= (uint)counts.Length)
             {
-                throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert from 0 to {counts.Length - 1}{UnusedSlotNote(row[p])}.", nameof(physicalToLogical));
+                var allowed = counts.Length > 0 ? $" from 0 to {counts.Length - 1}" : ", 0 or more";
+                throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert{allowed}{UnusedSlotNote(row[p])}.", nameof(physicalToLogical));
             }
 
             counts[row[p]]++;

@@ -58,16 +58,16 @@ public static class RoutingStatsFile
         // The temporary's name stays within the file system's 255 bytes wherever the target's does.
         var name = Path.GetFileName(full);
         var stem = System.Text.Encoding.UTF8.GetByteCount(name) <= 100 ? name : "snapshot";
-        var folder = Path.GetDirectoryName(full)!;
         // Said in the caller's terms: the errors of creating the temporary would name a file they never gave.
-        if (!Directory.Exists(folder))
-        {
-            throw new DirectoryNotFoundException($"the folder {folder} does not exist");
-        }
-
         if (Directory.Exists(full))
         {
             throw new IOException($"{full} is a folder");
+        }
+
+        var folder = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(folder))
+        {
+            throw new DirectoryNotFoundException($"the folder {folder} does not exist, or may not be searched");
         }
 
         var temporary = Path.Combine(folder, $".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");

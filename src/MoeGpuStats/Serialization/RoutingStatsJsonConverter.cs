@@ -277,15 +277,14 @@ internal static class RoutingStatsJson
             throw new JsonException($"capacity_exceeded_count is {state.CapacityExceededCount} for total_routings {state.TotalRoutings}; a batch exceeds the capacity at most once.");
         }
 
-        // Each batch adds its experts (1 to MaxExperts) times the slots per expert, whatever it routed. (The
-        // least, a slot per batch, is not asked: a file may hold a state near the largest count, which
-        // the capacity of its batches would pass.)
+        // Each batch adds its experts (at least 1) times the slots per expert, whatever it routed. Only that
+        // is asked: the seed's CapacityStats.Update is public, so capacity may also grow without a batch.
         var slots = (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert);
-        if (state.TotalCapacity % slots != 0 || (state.TotalCapacity == 0) != (state.TotalRoutings == 0)
-            || state.TotalCapacity > (UInt128)state.TotalRoutings * slots * RoutingStatsOptions.MaxExperts)
+        if (state.TotalCapacity % slots != 0 || (state.TotalRoutings > 0 && state.TotalCapacity == 0))
         {
+            var given = options.ExpertCapacity is null ? " (the default: slots_per_expert is absent)" : "";
             throw new JsonException(
-                $"capacity_stats.total_capacity is {state.TotalCapacity} for total_routings {state.TotalRoutings} at {slots} slots per expert; each batch adds {slots} times its experts (1 to {RoutingStatsOptions.MaxExperts}).");
+                $"capacity_stats.total_capacity is {state.TotalCapacity} for total_routings {state.TotalRoutings} at {slots} slots per expert{given}; each batch adds {slots} times its experts, so it is a multiple of {slots}, above 0 after a batch.");
         }
 
         // A slot routed to an expert came with a token; padding rows are tokens that routed none.

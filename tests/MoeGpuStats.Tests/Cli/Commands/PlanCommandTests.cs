@@ -312,7 +312,7 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("text.json", "\"loads\"", "JSON string; give an array of arrays")]
     [InlineData("empty.json", "[]", "an empty array: no loads, nothing to place.")]
     [InlineData("empty-rows.json", "[[], []]", "2 empty rows: no loads, nothing to place.")]
-    [InlineData("zeros.json", "[[0, 0], [0, 0]]", "every load is 0 (a snapshot before its first step, or a window of steps without tokens): nothing to balance.")]
+    [InlineData("zeros.json", "[[0, 0], [0, 0]]", "every load is 0: nothing to balance.")]
     [InlineData("garbage.json", "not json", "neither a .npy file nor JSON")]
     [InlineData("bad-snapshot.json", "{\"total_tokens\": \"many\"}", "not a routing statistics snapshot")]
     [InlineData("trace.jsonl", "{\"topk_ids\": [[1, 2]]}\n{\"topk_ids\": [[0, 3]]}\n", "JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load")]
@@ -380,6 +380,24 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal(exitCode, code);
         Assert.Empty(output);
         Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, expected, npy), error.TrimEnd());
+    }
+
+    /// <summary>A snapshot of one layer may count more experts than a plan has slots (the managed engine takes 2^20): named as the file's, as an array's are.</summary>
+    [Fact]
+    public void ASnapshotOfMoreExpertsThanAPlanPlacesIsRefusedNamingIt()
+    {
+        var path = Path.Combine(_folder.FullName, "wide-run.json");
+        using (var stats = new RoutingStats(new RoutingStatsOptions { Experts = 100_000 }))
+        {
+            stats.RecordRouting([5, 99_999], tokens: 1, topK: 2);
+            RoutingStatsFile.Save(stats, path);
+        }
+
+        var (code, output, error) = Moegs.Run("plan", path, "--replicas", "64", "--gpus", "8");
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{path}: 100,000 experts per layer; a plan places at most 65,536 (the most --replicas takes), one slot each at least.", error.TrimEnd());
     }
 
     private static double[] ExpertPlacement_Balancedness() =>

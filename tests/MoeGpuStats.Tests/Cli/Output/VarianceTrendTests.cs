@@ -28,7 +28,7 @@ public sealed class VarianceTrendTests
 
     /// <summary>The fit takes the newest batches only.</summary>
     [Fact]
-    public void TheFitIsOverTheNewestBatchesAsTheSeedsSlope()
+    public void TheFitIsOverTheNewestBatches()
     {
         var random = new Random(7);
         float[] history = [.. Enumerable.Range(0, 300).Select(i => (i < 200 ? 5_000f : 100f * i) + (float)(random.NextDouble() * 50))];
@@ -39,6 +39,35 @@ public sealed class VarianceTrendTests
         Assert.Equal(100, fit.Batches);
         Assert.Equal(100.0, fit.Slope, 0.5);
         Assert.True(fit.IsClear);
+    }
+
+    /// <summary>The report prints the seed's f32 slope beside the verdict on this one: they are one line's slope.</summary>
+    [Fact]
+    public void TheSlopeIsTheSeeds()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 });
+        var random = new Random(11);
+        for (var batch = 0; batch < 150; batch++)
+        {
+            stats.RecordRouting([.. Enumerable.Range(0, 64).Select(_ => random.Next(1 + (batch / 20)))], tokens: 64, topK: 1);
+        }
+
+        var fit = VarianceTrend.Of(stats.LoadVarianceHistory, 100);
+        Assert.Equal(stats.RecentLoadVarianceTrend(100), fit.Slope, Math.Abs(fit.Slope) * 1e-3);
+    }
+
+    /// <summary>
+    /// A slope three standard errors from 0 is a trend over 100 batches but not over 3, where Student's t
+    /// with one degree of freedom puts 0 well inside the interval (a level variance read as a trend once in 5 reports).
+    /// </summary>
+    [Fact]
+    public void FewBatchesNeedASteeperSlopeThanMany()
+    {
+        Assert.Equal(0.9973, VarianceTrend.Confidence, 4);
+        Assert.True(new VarianceTrend(100, 3.5, 10, 1).IsClear);
+        Assert.False(new VarianceTrend(3, 3.5, 10, 1).IsClear);
+        Assert.False(new VarianceTrend(12, 3.5, 10, 1).IsClear);
+        Assert.True(new VarianceTrend(12, 4.5, 10, 1).IsClear);
     }
 
     [Fact]
