@@ -29,6 +29,8 @@ internal sealed class JsonLinesTrace : IRoutingTrace
     /// </summary>
     public static bool StartsAsJsonLines(ReadOnlySpan<byte> start)
     {
+        // Blank lines before the first object, which the trace reader skips.
+        start = start.TrimStart(" \t\r\n"u8);
         var end = start.IndexOf((byte)'\n');
         var reader = new Utf8JsonReader(end < 0 ? start : start[..end]);
         try

@@ -155,7 +155,7 @@ internal static class LoadMatrix
 
                 if (layerRows[layer].GetArrayLength() != experts)
                 {
-                    throw new InvalidDataException($"{path}: row {layer} has {layerRows[layer].GetArrayLength():N0} loads, row 0 has {experts:N0}; every layer has the same experts.");
+                    throw new InvalidDataException($"{path}: row {layer} has {Counted.Of(layerRows[layer].GetArrayLength(), "load")}, row 0 has {experts:N0}; every layer has the same experts.");
                 }
 
                 var e = 0;

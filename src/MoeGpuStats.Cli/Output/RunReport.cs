@@ -44,7 +44,7 @@ internal static class RunReport
             Line($"mean of {Counted.Of(experts, "expert")}", Percent(mean));
             Line($"busiest: expert {most}", Percent(mostShare), mean > 0 ? Invariant($"{mostShare / mean:0.0#} x the mean") : "");
             Line($"idlest: expert {least}", Percent(leastShare), mean > 0 ? Invariant($"{leastShare / mean:0.0#} x the mean") : "");
-            Line("balancedness (mean / busiest)", Invariant($"{(mostShare > 0 ? mean / mostShare : 1):0.000}"), "1 = every expert equally loaded (vLLM's per-layer figure)");
+            Line("balancedness", Invariant($"{Balancedness(stats.ExpertTokenCounts):0.000}"), "mean over most tokens per expert, summed over batches (vLLM's per-layer figure)");
             Line("CV (std dev / mean)", Invariant($"{summary["utilization_cv"]:0.000}"), "0 = every expert equally loaded");
         }
         else
@@ -53,7 +53,7 @@ internal static class RunReport
         }
 
         var fit = VarianceTrend.Of(stats.LoadVarianceHistory, TrendWindow);
-        Line("load variance trend", Invariant($"{stats.RecentLoadVarianceTrend(TrendWindow):+#,0.000;-#,0.000;0.000}"), Invariant($"(tokens per expert)² per batch, over the newest {fit.Batches:N0} batch{(fit.Batches == 1 ? "" : "es")} (mean variance {VarianceText(fit.MeanVariance)})"));
+        Line("load variance trend", Significant(fit.Slope, signed: true), Invariant($"(tokens per expert)² per batch, over the newest {fit.Batches:N0} batch{(fit.Batches == 1 ? "" : "es")} (mean variance {VarianceText(fit.MeanVariance)})"));
         output.WriteLine($"  {"",-LabelWidth} {"",ValueWidth}   {TrendVerdict(fit, merged)}");
 
         output.WriteLine();
@@ -129,7 +129,25 @@ internal static class RunReport
         merged ? "a merge joins the ranks' variance histories end to end, so this is no trend over time"
         : fit.Batches < 3 ? "too few batches to tell a trend from the batches' scatter"
         : !fit.IsClear ? Invariant($"no clear trend: 0 lies within the slope's {VarianceTrend.Confidence * 100:0.0#} % confidence interval")
-        : Invariant($"the imbalance {(fit.Slope > 0 ? "grows" : "shrinks")}: {fit.RelativeChange * 100:+0.#;-0.#} % of the mean variance across these batches");
+        : $"the imbalance {(fit.Slope > 0 ? "grows" : "shrinks")}: {Significant(fit.RelativeChange * 100, signed: true)} % of the mean variance across these batches";
+
+    /// <summary>
+    /// <paramref name="value"/> to four significant digits (at most 12 decimals), never in E-notation: a
+    /// slope of a small variance is a few thousandths, one of a large variance a few thousands.
+    /// </summary>
+    internal static string Significant(double value, bool signed = false)
+    {
+        var decimals = value == 0 || !double.IsFinite(value) ? 0 : Math.Clamp(3 - (int)Math.Floor(Math.Log10(Math.Abs(value))), 0, 12);
+        var text = value.ToString("#,0." + new string('0', decimals), CultureInfo.InvariantCulture).TrimEnd('.');
+        return signed && value > 0 ? "+" + text : text;
+    }
+
+    /// <summary>vLLM's balancedness of one layer: mean over most slots per expert, 1 without load.</summary>
+    private static double Balancedness(IReadOnlyList<ulong> counts)
+    {
+        var max = counts.Count > 0 ? counts.Max() : 0;
+        return max > 0 ? counts.Sum(count => (double)count) / counts.Count / max : 1;
+    }
 
     /// <summary>A variance as the trend's note prints it: whole numbers from 100 up, where decimals are noise.</summary>
     internal static string VarianceText(double variance) => variance >= 100 ? Invariant($"{variance:#,0}") : Invariant($"{variance:0.###}");

@@ -4,7 +4,8 @@ namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
 /// The seed's load variance trend (the least-squares slope of each batch's variance of tokens per
-/// expert over the newest batches) with what a reader needs to weigh it: the variance it changes
+/// expert over the newest batches), fitted in double precision (the seed's f32 sums lose the slope of a
+/// large variance: 10^9 rising 30 a batch reads as -32), with what a reader needs to weigh it: the variance it changes
 /// and whether the slope stands out of the batches' scatter about the line. A variance of ~10^4
 /// drifting by ±3 a batch is noise; the slope alone cannot say so.
 /// </summary>

@@ -67,23 +67,15 @@ public static class RoutingStatsFile
         var folder = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(folder))
         {
-            throw new DirectoryNotFoundException($"the folder {folder} does not exist, or may not be searched");
+            throw new DirectoryNotFoundException(File.Exists(folder)
+                ? $"{folder} is a file, not a folder"
+                : $"the folder {folder} does not exist, or may not be searched");
         }
 
         var temporary = Path.Combine(folder, $".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
         try
         {
-            FileStream created;
-            try
-            {
-                created = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-            }
-            catch (UnauthorizedAccessException exception)
-            {
-                throw new UnauthorizedAccessException($"the folder {folder} may not be written to", exception);
-            }
-
-            using (var stream = created)
+            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
             {
                 using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
                 {
@@ -94,6 +86,15 @@ public static class RoutingStatsFile
             }
 
             File.Move(temporary, full, overwrite: true);
+        }
+        catch (UnauthorizedAccessException exception)
+        {
+            throw new UnauthorizedAccessException(exception.Message.Replace(temporary, full, StringComparison.Ordinal), exception);
+        }
+        catch (IOException exception) when (exception.Message.Contains(temporary, StringComparison.Ordinal))
+        {
+            // A full disk or a read-only file system, named against the caller's path.
+            throw new IOException(exception.Message.Replace(temporary, full, StringComparison.Ordinal), exception);
         }
         finally
         {

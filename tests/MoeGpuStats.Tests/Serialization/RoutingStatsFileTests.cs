@@ -89,6 +89,10 @@ public sealed class RoutingStatsFileTests
             var aFolder = folder.CreateSubdirectory("run.json").FullName;
             Assert.Equal($"{aFolder} is a folder", Assert.Throws<IOException>(() => RoutingStatsFile.Save(model, aFolder)).Message);
             Directory.Delete(aFolder);
+            var aFile = Path.Combine(folder.FullName, "not-a-folder");
+            File.WriteAllText(aFile, "");
+            Assert.Equal($"{aFile} is a file, not a folder", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, Path.Combine(aFile, "run.json"))).Message);
+            File.Delete(aFile);
             Assert.Throws<ArgumentException>(() => RoutingStatsFile.Save(model, ""));
             model.Dispose();
             var target = Path.Combine(folder.FullName, "run.json");

@@ -303,7 +303,7 @@ public sealed class PlanCommandTests : IDisposable
     [Theory]
     [InlineData("missing.npy", null, "no such file.")]
     [InlineData("neg.json", "[[1, 2], [3, -4]]", "the load of expert 1 in layer 1 is -4; loads are token counts, 0 or more.")]
-    [InlineData("ragged.json", "[[1, 2], [3]]", "row 1 has 1 loads, row 0 has 2")]
+    [InlineData("ragged.json", "[[1, 2], [3]]", "row 1 has 1 load, row 0 has 2")]
     [InlineData("frac.json", "[[1, 2.5]]", "row 0, load 1 is 2.5; loads are whole numbers")]
     [InlineData("float-form.json", "[[1, 2.0]]", "row 0, load 1 is 2.0; loads are whole numbers from 0 to 9,223,372,036,854,775,807, written without a decimal point or exponent (1, not 1.0 or 1e0).")]
     [InlineData("exponent.json", "[1e3, 2]", "load 0 is 1e3; loads are whole numbers from 0 to 9,223,372,036,854,775,807, written without a decimal point or exponent")]

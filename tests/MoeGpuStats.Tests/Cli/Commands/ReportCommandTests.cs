@@ -50,10 +50,29 @@ public sealed class ReportCommandTests : IDisposable
         // The trend covers the batches there are, up to 100, and one batch is no trend.
         Assert.Contains("(tokens per expert)² per batch, over the newest 1 batch (mean variance 1.5)", output);
         Assert.Contains("too few batches to tell a trend from the batches' scatter", output);
-        // Shares 100, 50, 25, 25 % (top-2): a mean of 50 % over the busiest's 100 %.
-        Assert.Matches(@"balancedness \(mean / busiest\) +0\.500   1 = every expert equally loaded", output);
+        // Tokens per expert 4, 2, 1, 1: a mean of 2 over the most, 4.
+        Assert.Matches(@"balancedness +0\.500   mean over most tokens per expert, summed over batches", output);
         Assert.Matches(@"CV \(std dev / mean\) +0\.[0-9]{3}   0 = every expert", output);
         Assert.Contains("Router losses: none recorded", output);
+    }
+
+    /// <summary>
+    /// Balancedness sums the tokens over batches, as vLLM's and the model report's do: a batch of one token
+    /// beside one of 1,000 spread evenly is nearly balanced (1,001 / 8 over 126), though each batch's shares,
+    /// averaged, put expert 0 at half of a batch.
+    /// </summary>
+    [Fact]
+    public void BalancednessSumsTheTokensOverBatches()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 });
+        stats.RecordRouting([0], tokens: 1, topK: 1);
+        stats.RecordRouting([.. Enumerable.Range(0, 1_000).Select(t => t % 8)], tokens: 1_000, topK: 1);
+        using var text = new StringWriter();
+
+        RunReport.Print(text, stats, "heading", engine: null, timed: "as this test timed it");
+
+        var expected = (1_001.0 / 8 / 126).ToString("0.000", CultureInfo.InvariantCulture);
+        Assert.Matches($"  balancedness +{System.Text.RegularExpressions.Regex.Escape(expected)}   mean over most tokens per expert", text.ToString());
     }
 
     /// <summary>A snapshot saved before its first batch names the experts its options give (its counts are sized by the first batch, as the seed's).</summary>
@@ -100,7 +119,8 @@ public sealed class ReportCommandTests : IDisposable
         var fit = VarianceTrend.Of(stats.LoadVarianceHistory, RunReport.TrendWindow);
         Assert.True(fit.IsClear && fit.Slope > 0, $"{fit}");
         Assert.Contains(string.Create(CultureInfo.InvariantCulture, $"over the newest 30 batches (mean variance {RunReport.VarianceText(fit.MeanVariance)})"), output);
-        Assert.Contains(string.Create(CultureInfo.InvariantCulture, $"the imbalance grows: +{fit.RelativeChange * 100:0.#} % of the mean variance across these batches"), output);
+        Assert.Contains($"the imbalance grows: {RunReport.Significant(fit.RelativeChange * 100, signed: true)} % of the mean variance across these batches", output);
+        Assert.Matches($"load variance trend +{System.Text.RegularExpressions.Regex.Escape(RunReport.Significant(fit.Slope, signed: true))}   ", output);
         Assert.Matches(@"load-balancing loss +1\.2500\r?\n", output);
         Assert.Matches(@"router z-loss +0\.5000\r?\n", output);
     }
@@ -151,6 +171,7 @@ public sealed class ReportCommandTests : IDisposable
     [InlineData("load.json", "[[1, 2], [3, 4]]", "a JSON array, as a window load that plan reads, not a snapshot; this command reads the JSON object that --save writes.")]
     [InlineData("trace.jsonl", "{\"step\": 0, \"topk_ids\": [[1, 2]]}\n{\"step\": 1, \"topk_ids\": [[0, 3]]}\n", "JSON lines (one object a line, as a trace of top-k ids), not a snapshot; `moegs replay ")]
     [InlineData("broken.json", "{\"a\": 1,\n\"b\": }", "not a routing statistics snapshot (")]
+    [InlineData("blank-first.jsonl", "\n{\"step\": 0, \"topk_ids\": [[1, 2]]}\n{\"step\": 1, \"topk_ids\": [[0, 3]]}\n", "JSON lines (one object a line")]
     [InlineData("report.json", "{\"layers\": 2, \"since_start\": {}}", "a model's report, as --json prints it, not a snapshot; this command reads the file that --save writes (replay --save FILE.json).")]
     public void ASnapshotThatCannotBeReadIsOneLineAndExitCodeOne(string name, string? content, string expected)
     {

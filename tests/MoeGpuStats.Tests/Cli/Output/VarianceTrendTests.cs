@@ -70,6 +70,16 @@ public sealed class VarianceTrendTests
         Assert.True(new VarianceTrend(12, 4.5, 10, 1).IsClear);
     }
 
+    /// <summary>Slopes of small and of large variances keep four significant digits, never E-notation, and a sign where asked.</summary>
+    [Theory]
+    [InlineData(0.000123456, "+0.0001235")]
+    [InlineData(-3.21549, "-3.215")]
+    [InlineData(-0.04, "-0.04000")]
+    [InlineData(1234567.8, "+1,234,568")]
+    [InlineData(0, "0")]
+    public void ReportFiguresKeepTheirSignificantDigits(double value, string expected) =>
+        Assert.Equal(expected, RunReport.Significant(value, signed: true));
+
     [Fact]
     public void FewerThanThreeBatchesHaveNoScatterToJudge()
     {
