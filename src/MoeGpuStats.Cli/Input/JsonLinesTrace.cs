@@ -24,8 +24,8 @@ internal sealed class JsonLinesTrace : IRoutingTrace
 
     /// <summary>
     /// Whether <paramref name="start"/> (a file's first bytes) opens with a line that alone is a JSON
-    /// object: JSON lines, which do not parse as one document, so that a command given a trace where it
-    /// reads JSON can say so rather than quote the parser.
+    /// object holding top-k ids (<see cref="JsonTraceLine.IdsNames"/>): a trace, which does not parse as one
+    /// document, so that a command given one where it reads JSON can say so rather than quote the parser.
     /// </summary>
     public static bool StartsAsJsonLines(ReadOnlySpan<byte> start)
     {
@@ -36,7 +36,8 @@ internal sealed class JsonLinesTrace : IRoutingTrace
         try
         {
             using var line = JsonDocument.ParseValue(ref reader);
-            return line.RootElement.ValueKind == JsonValueKind.Object;
+            return line.RootElement.ValueKind == JsonValueKind.Object
+                && JsonTraceLine.IdsNames.Any(name => line.RootElement.TryGetProperty(name, out _));
         }
         catch (JsonException)
         {

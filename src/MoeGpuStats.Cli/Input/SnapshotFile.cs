@@ -71,7 +71,7 @@ internal static class SnapshotFile
             stream.ReadExactly(start);
             if (JsonLinesTrace.StartsAsJsonLines(start))
             {
-                throw new InvalidDataException($"{path}: JSON lines (one object a line, as a trace of top-k ids), not a snapshot; `moegs replay {path}` reports a trace (add --save FILE.json for a snapshot that this command reads).");
+                throw new InvalidDataException($"{path}: JSON lines of top-k ids, a trace, not a snapshot; `moegs replay {path}` reports the trace (add --save FILE.json for a snapshot that this command reads).");
             }
 
             throw;

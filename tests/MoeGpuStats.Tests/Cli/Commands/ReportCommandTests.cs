@@ -169,9 +169,10 @@ public sealed class ReportCommandTests : IDisposable
     [InlineData("load.npy", "\u0093NUMPY\u0001\u0000", "a .npy array, not a snapshot; this command reads the JSON that --save writes")]
     [InlineData("trace.npz", "PK\u0003\u0004rest", "a .npz archive, not a snapshot")]
     [InlineData("load.json", "[[1, 2], [3, 4]]", "a JSON array, as a window load that plan reads, not a snapshot; this command reads the JSON object that --save writes.")]
-    [InlineData("trace.jsonl", "{\"step\": 0, \"topk_ids\": [[1, 2]]}\n{\"step\": 1, \"topk_ids\": [[0, 3]]}\n", "JSON lines (one object a line, as a trace of top-k ids), not a snapshot; `moegs replay ")]
+    [InlineData("trace.jsonl", "{\"step\": 0, \"topk_ids\": [[1, 2]]}\n{\"step\": 1, \"topk_ids\": [[0, 3]]}\n", "JSON lines of top-k ids, a trace, not a snapshot; `moegs replay ")]
     [InlineData("broken.json", "{\"a\": 1,\n\"b\": }", "not a routing statistics snapshot (")]
-    [InlineData("blank-first.jsonl", "\n{\"step\": 0, \"topk_ids\": [[1, 2]]}\n{\"step\": 1, \"topk_ids\": [[0, 3]]}\n", "JSON lines (one object a line")]
+    [InlineData("blank-first.jsonl", "\n{\"step\": 0, \"topk_ids\": [[1, 2]]}\n{\"step\": 1, \"topk_ids\": [[0, 3]]}\n", "JSON lines of top-k ids, a trace")]
+    [InlineData("records.jsonl", "{\"total_routings\": 1}\n{\"total_routings\": 2}\n", "not a routing statistics snapshot (")]
     [InlineData("report.json", "{\"layers\": 2, \"since_start\": {}}", "a model's report, as --json prints it, not a snapshot; this command reads the file that --save writes (replay --save FILE.json).")]
     public void ASnapshotThatCannotBeReadIsOneLineAndExitCodeOne(string name, string? content, string expected)
     {
