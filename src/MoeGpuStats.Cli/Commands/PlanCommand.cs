@@ -82,6 +82,10 @@ internal static class PlanCommand
                 return ExitCodes.BadInput;
             }
 
+            // The library names its parameters; the files name their fields.
+            static string InFileTerms(Exception exception) =>
+                ErrorText.Of(exception).Replace("physicalToLogical", "physical_to_logical", StringComparison.Ordinal).Replace("slotLoads", "LOAD", StringComparison.Ordinal);
+            var deployedGpus = deployed?.Gpus ?? p;
             double[]? measured = null;
             if (parse.GetValue(perSlot))
             {
@@ -94,12 +98,10 @@ internal static class PlanCommand
                 }
                 catch (Exception exception) when (exception is ArgumentException or OverflowException)
                 {
-                    var problem = ErrorText.Of(exception).Replace("physicalToLogical", "physical_to_logical", StringComparison.Ordinal).Replace("slotLoads", "LOAD", StringComparison.Ordinal);
-                    console.Error.WriteLine($"{against}: {problem}");
+                    console.Error.WriteLine($"{against}: {InFileTerms(exception)}");
                     return ExitCodes.BadInput;
                 }
 
-                var deployedGpus = deployed.Gpus ?? p;
                 if (slots % deployedGpus != 0)
                 {
                     console.Error.WriteLine($"{against}: {Counted.Of(slots, "slot")} do not divide among {Counted.Of(deployedGpus, "GPU")}; every GPU holds as many.");
@@ -129,20 +131,17 @@ internal static class PlanCommand
             if (measured is not null)
             {
                 before = measured;
-                beforeIs = $"the current placement, {deployedFile!.Name}, as recorded: the load of each GPU's own {Counted.Of(deployed!.PhysicalToLogical[0].Length / (deployed.Gpus ?? p), "slot")}";
+                beforeIs = $"the current placement, {deployedFile!.Name}, as recorded: the load of each GPU's own {Counted.Of(deployed!.PhysicalToLogical[0].Length / deployedGpus, "slot")}";
             }
             else if (deployed is not null)
             {
-                var deployedGpus = deployed.Gpus ?? p;
                 try
                 {
                     before = ExpertPlacement.Balancedness(loads, deployed.PhysicalToLogical, deployedGpus);
                 }
                 catch (ArgumentException exception)
                 {
-                    // The library names its parameter; the file names the field.
-                    var problem = ErrorText.Of(exception).Replace("physicalToLogical", "physical_to_logical", StringComparison.Ordinal);
-                    console.Error.WriteLine($"{deployedFile} (against {path}: {Counted.Of(layers, "layer")} of {Counted.Of(experts, "expert")}): {problem}");
+                    console.Error.WriteLine($"{deployedFile} (against {path}: {Counted.Of(layers, "layer")} of {Counted.Of(experts, "expert")}): {InFileTerms(exception)}");
                     return ExitCodes.BadInput;
                 }
 
