@@ -71,7 +71,7 @@ internal static class PlanCommand
             }
 
             var path = parse.GetValue(file)!;
-            if (!LoadMatrix.TryRead(console, path, out var loads))
+            if (!LoadMatrix.TryRead(console, path, parse.GetValue(perSlot) ? "slot" : "expert", out var loads))
             {
                 return ExitCodes.BadInput;
             }

@@ -229,17 +229,18 @@ internal static class SnapshotCommands
         return other < 0 ? null : $"{paths[0]} holds {parts[0].Describe()}, {paths[other]} holds {parts[other].Describe()}; merge layers with layers and models with models.";
     }
 
-    /// <summary>Why the models cannot merge, naming the files: they must have the same layers, experts, window and capacity.</summary>
+    /// <summary>Why the models cannot merge, naming the files: they must have the same layers, experts, window, capacity and empty-step rule.</summary>
     private static string? ModelMismatch(FileInfo[] paths, List<ModelRoutingStats> parts)
     {
         var other = parts.FindIndex(p => Shape(p) != Shape(parts[0]));
         return other < 0 ? null
-            : $"{paths[0]} holds {Shape(parts[0])}, {paths[other]} holds {Shape(parts[other])}; only models of the same layers, experts, window and capacity merge"
+            : $"{paths[0]} holds {Shape(parts[0])}, {paths[other]} holds {Shape(parts[other])}; only models of the same layers, experts, window, capacity and --skip-empty-steps merge"
             + (parts[other].Experts != parts[0].Experts ? $"{GuessedExperts}." : ".");
 
         static string Shape(ModelRoutingStats model) =>
             $"{Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")} with a window of {Counted.Of(model.Options.Window, "step")} and "
-            + (model.Options.ExpertCapacity is { } capacity ? $"a capacity of {Counted.Of(capacity, "slot")} per expert" : "no capacity");
+            + (model.Options.ExpertCapacity is { } capacity ? $"a capacity of {Counted.Of(capacity, "slot")} per expert" : "no capacity")
+            + (model.Options.SkipEmptySteps ? ", empty steps left out (--skip-empty-steps)" : "");
     }
 
     /// <summary>Why ranks' experts can differ: a replay without <c>--experts</c> takes them from the largest id of its own trace.</summary>

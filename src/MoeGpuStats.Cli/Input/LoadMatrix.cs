@@ -18,13 +18,17 @@ internal static class LoadMatrix
     private const int MaxJsonBytes = 256 << 20;
 
     /// <summary>Reads <paramref name="path"/>; on failure writes one line naming the file and returns false.</summary>
-    public static bool TryRead(CliConsole console, FileInfo path, out long[,] loads) =>
-        InputFile.TryRead(console, path, "a load file (.npy or .json)", Read, out loads);
+    /// <param name="console">Where the failure's line goes.</param>
+    /// <param name="path">The load file.</param>
+    /// <param name="column">What a column counts, for the messages: "expert", or "slot" for a load per physical slot.</param>
+    /// <param name="loads">The matrix read, <c>[layers, columns]</c>.</param>
+    public static bool TryRead(CliConsole console, FileInfo path, string column, out long[,] loads) =>
+        InputFile.TryRead(console, path, "a load file (.npy or .json)", file => Read(file, column), out loads);
 
     /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
-    internal static long[,] Read(string path)
+    internal static long[,] Read(string path, string column = "expert")
     {
-        var loads = StartsWithNpyMagic(path) ? ReadNpy(path) : ReadJson(ReadJsonBytes(path), path);
+        var loads = StartsWithNpyMagic(path) ? ReadNpy(path, column) : ReadJson(ReadJsonBytes(path), path, column);
         if (loads.GetLength(1) == 0)
         {
             throw new InvalidDataException($"{path}: no loads (a snapshot with no batch): nothing to place.");
@@ -37,7 +41,7 @@ internal static class LoadMatrix
             {
                 if (loads[layer, e] < 0)
                 {
-                    throw new InvalidDataException($"{path}: the load of expert {e} in layer {layer} is {loads[layer, e]:N0}; loads are token counts, 0 or more.");
+                    throw new InvalidDataException($"{path}: the load of {column} {e} in layer {layer} is {loads[layer, e]:N0}; loads are token counts, 0 or more.");
                 }
 
                 any |= loads[layer, e] > 0;
@@ -48,7 +52,7 @@ internal static class LoadMatrix
         return any ? loads : throw new InvalidDataException($"{path}: every load is 0: nothing to balance.");
     }
 
-    private static long[,] ReadNpy(string path)
+    private static long[,] ReadNpy(string path, string column)
     {
         using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
         var length = RandomAccess.GetLength(file);
@@ -77,7 +81,7 @@ internal static class LoadMatrix
             throw new InvalidDataException($"{path}: shape {shape} holds no loads; nothing to place.");
         }
 
-        CheckShape(path, layers, experts);
+        CheckShape(path, layers, experts, column);
 
         // At most 1,024 × 65,536 loads of 8 bytes: 512 MiB, no overflow and within an array's length.
         var needed = header.DataOffset + (layers * experts * header.ItemSize);
@@ -97,7 +101,7 @@ internal static class LoadMatrix
                 var index = (int)((layer * experts) + e);
                 if (header.IsPastInt64(data, index))
                 {
-                    throw new InvalidDataException($"{path}: the load of expert {e} in layer {layer} is past {long.MaxValue:N0}, the largest a plan reads.");
+                    throw new InvalidDataException($"{path}: the load of {column} {e} in layer {layer} is past {long.MaxValue:N0}, the largest a plan reads.");
                 }
 
                 loads[layer, e] = header.Value(data, index);
@@ -107,7 +111,7 @@ internal static class LoadMatrix
         return loads;
     }
 
-    private static long[,] ReadJson(byte[] file, string path)
+    private static long[,] ReadJson(byte[] file, string path, string column)
     {
         JsonDocument document;
         try
@@ -127,7 +131,7 @@ internal static class LoadMatrix
             var root = document.RootElement;
             if (root.ValueKind == JsonValueKind.Object)
             {
-                return FromSnapshot(path);
+                return FromSnapshot(path, column);
             }
 
             if (root.ValueKind != JsonValueKind.Array)
@@ -144,7 +148,7 @@ internal static class LoadMatrix
             var oneLayer = rows.Length == 0 || rows[0].ValueKind != JsonValueKind.Array;
             var layerRows = oneLayer ? [root] : rows;
             var experts = layerRows[0].GetArrayLength();
-            CheckShape(path, layerRows.Length, experts);
+            CheckShape(path, layerRows.Length, experts, column);
             var loads = new long[layerRows.Length, experts];
             for (var layer = 0; layer < layerRows.Length; layer++)
             {
@@ -155,7 +159,7 @@ internal static class LoadMatrix
 
                 if (layerRows[layer].GetArrayLength() != experts)
                 {
-                    throw new InvalidDataException($"{path}: row {layer} has {Counted.Of(layerRows[layer].GetArrayLength(), "load")}, row 0 has {experts:N0}; every layer has the same experts.");
+                    throw new InvalidDataException($"{path}: row {layer} has {Counted.Of(layerRows[layer].GetArrayLength(), "load")}, row 0 has {experts:N0}; every layer has the same {column}s.");
                 }
 
                 var e = 0;
@@ -184,7 +188,7 @@ internal static class LoadMatrix
     /// model has layers (most likely a trace of ids, <c>[tokens, k]</c>, which reads as loads), or more
     /// loads a row than a plan has slots.
     /// </summary>
-    private static void CheckShape(string path, long layers, long columns)
+    private static void CheckShape(string path, long layers, long columns, string column)
     {
         if (layers > ModelRoutingStatsOptions.MaxLayers)
         {
@@ -195,18 +199,18 @@ internal static class LoadMatrix
         if (columns > ExpertPlacement.MaxPhysicalExperts)
         {
             // Asking for --replicas of at least the experts would name a value the option refuses.
-            throw new InvalidDataException($"{path}: {columns:N0} experts per layer; a plan places at most {ExpertPlacement.MaxPhysicalExperts:N0} (the most --replicas takes), one slot each at least.");
+            throw new InvalidDataException($"{path}: {Counted.Of(columns, column)} per layer; a plan places at most {ExpertPlacement.MaxPhysicalExperts:N0} (the most --replicas takes), one slot each at least.");
         }
     }
 
     /// <summary>A model snapshot's window load (what rebalancing acts on), or one layer's counts since the start.</summary>
-    private static long[,] FromSnapshot(string path)
+    private static long[,] FromSnapshot(string path, string column)
     {
         using var snapshot = SnapshotFile.Load(path);
         var (layers, experts, counts) = snapshot.Model is { } model
             ? (model.Layers, model.Experts, model.WindowLoad())
             : (1, snapshot.Layer!.ExpertTokenCounts.Count, snapshot.Layer.ExpertTokenCounts.ToArray());
-        CheckShape(path, layers, experts);
+        CheckShape(path, layers, experts, column);
         if (experts > 0 && counts.All(count => count == 0))
         {
             throw new InvalidDataException($"{path}: every load is 0 (a snapshot before its first step, or a window of steps without tokens): nothing to balance.");
@@ -218,7 +222,7 @@ internal static class LoadMatrix
             var (layer, e) = Math.DivRem(i, experts);
             if (counts[i] > long.MaxValue)
             {
-                throw new InvalidDataException($"{path}: layer {layer}, expert {e} has {counts[i]:N0} slots, more than a plan reads ({long.MaxValue:N0}).");
+                throw new InvalidDataException($"{path}: layer {layer}, {column} {e} has {counts[i]:N0} slots, more than a plan reads ({long.MaxValue:N0}).");
             }
 
             loads[layer, e] = (long)counts[i];

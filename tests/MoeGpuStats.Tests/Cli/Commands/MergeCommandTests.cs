@@ -236,7 +236,7 @@ public sealed class MergeCommandTests : IDisposable
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Equal(
             $"{Path.ChangeExtension(three, ".json")} holds {Layers} layers of {Experts} experts with a window of 1,000 steps and no capacity, "
-            + $"{Path.ChangeExtension(two, ".json")} holds 2 layers of {Experts} experts with a window of 1,000 steps and no capacity; only models of the same layers, experts, window and capacity merge.",
+            + $"{Path.ChangeExtension(two, ".json")} holds 2 layers of {Experts} experts with a window of 1,000 steps and no capacity; only models of the same layers, experts, window, capacity and --skip-empty-steps merge.",
             error.Trim());
         Assert.False(File.Exists(Path.ChangeExtension(three, ".m.json")));
 
@@ -246,9 +246,19 @@ public sealed class MergeCommandTests : IDisposable
         (code, _, error) = Moegs.Run("merge", Path.ChangeExtension(three, ".json"), fewer);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.EndsWith(
-            "only models of the same layers, experts, window and capacity merge (a replay without --experts counts experts up to the largest id in its trace, which differs by rank: replay each rank with --experts).",
+            "only models of the same layers, experts, window, capacity and --skip-empty-steps merge (a replay without --experts counts experts up to the largest id in its trace, which differs by rank: replay each rank with --experts).",
             error.Trim(),
             StringComparison.Ordinal);
+
+        // Ranks replayed one with --skip-empty-steps, one without: the CLI names it, as it names the other settings.
+        var skipping = Path.ChangeExtension(three, ".skip.json");
+        Assert.Equal(ExitCodes.Ok, Moegs.Run("replay", three, "--experts", $"{Experts}", "--skip-empty-steps", "--save", skipping).Code);
+        (code, _, error) = Moegs.Run("merge", Path.ChangeExtension(three, ".json"), skipping);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal(
+            $"{Path.ChangeExtension(three, ".json")} holds {Layers} layers of {Experts} experts with a window of 1,000 steps and no capacity, "
+            + $"{skipping} holds {Layers} layers of {Experts} experts with a window of 1,000 steps and no capacity, empty steps left out (--skip-empty-steps); only models of the same layers, experts, window, capacity and --skip-empty-steps merge.",
+            error.Trim());
     }
 
     /// <summary>Snapshots of one layer merge to the counts and totals of both, what RoutingStats.Merge gives, written to --output and printed as JSON.</summary>

@@ -400,6 +400,25 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal($"{path}: 100,000 experts per layer; a plan places at most 65,536 (the most --replicas takes), one slot each at least.", error.TrimEnd());
     }
 
+    /// <summary>With --load-per-slot a load's columns are slots, and its refusals call them so (they said "experts").</summary>
+    [Fact]
+    public void ALoadPerSlotIsRefusedInSlots()
+    {
+        var bare = Path.Combine(_folder.FullName, "bare.json");
+        File.WriteAllText(bare, JsonSerializer.Serialize(EplbExample.PublishedPhy2Log));
+        var wide = NpyFile.Write(Path.Combine(_folder.FullName, "wide-slots.npy"), "|u1", "1, 65537", new byte[65_537]);
+        var negative = WriteNpy("negative-slots.npy", "<i8", new long[,] { { 4, -1, 2 } });
+
+        var (code, output, error) = Moegs.Run("plan", wide, "--replicas", "16", "--gpus", "8", "--current", bare, "--load-per-slot");
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{wide}: 65,537 slots per layer; a plan places at most 65,536 (the most --replicas takes), one slot each at least.", error.TrimEnd());
+
+        (code, _, error) = Moegs.Run("plan", negative, "--replicas", "16", "--gpus", "8", "--current", bare, "--load-per-slot");
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"{negative}: the load of slot 1 in layer 0 is -1; loads are token counts, 0 or more.", error.TrimEnd());
+    }
+
     private static double[] ExpertPlacement_Balancedness() =>
         MoeGpuStats.Placement.ExpertPlacement.Balancedness(
             EplbExample.PublishedLoads,
