@@ -71,7 +71,9 @@ internal static partial class MoegsCommandLine
             var unrecognized = result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal))?.Message;
             var error = unrecognized ?? MissingOptions(result.Errors) ?? result.Errors[0].Message;
             var command = result.CommandResult.Command;
-            var meant = unrecognized is null || result.UnmatchedTokens.Count == 0 ? null : Meant(result.UnmatchedTokens[0], command, root);
+            // A word the parser left unmatched, or one a file argument refused as a likely option (quoted in its message).
+            var word = unrecognized is null ? null : result.UnmatchedTokens.Count > 0 ? result.UnmatchedTokens[0] : QuotedWord().Match(unrecognized).Groups[1].Value;
+            var meant = string.IsNullOrEmpty(word) ? null : Meant(word, command, root);
             var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
             console.Error.WriteLine($"{ErrorText.OneLine(error)}{(meant is null ? "" : $" Did you mean {meant}?")} Run {help} for usage.");
             return ExitCodes.Usage;
@@ -129,4 +131,7 @@ internal static partial class MoegsCommandLine
 
     [GeneratedRegex("^Option ('[^']+') is required\\.$")]
     private static partial Regex RequiredOption();
+
+    [GeneratedRegex("'([^']+)'")]
+    private static partial Regex QuotedWord();
 }

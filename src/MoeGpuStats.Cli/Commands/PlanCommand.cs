@@ -71,7 +71,7 @@ internal static class PlanCommand
             }
 
             var path = parse.GetValue(file)!;
-            if (!LoadMatrix.TryRead(console, path, parse.GetValue(perSlot) ? "slot" : "expert", out var loads))
+            if (!LoadMatrix.TryRead(console, path, parse.GetValue(perSlot) ? "slot" : "expert", out var loads, out var loadSource))
             {
                 return ExitCodes.BadInput;
             }
@@ -160,7 +160,7 @@ internal static class PlanCommand
             }
             else
             {
-                Print(console.Out, path.ToString(), plan, before, beforeIs, after);
+                Print(console.Out, path.ToString(), loadSource, plan, before, beforeIs, after);
             }
 
             return ExitCodes.Ok;
@@ -168,13 +168,21 @@ internal static class PlanCommand
         return command;
     }
 
+    /// <param name="loadSource">Which of a snapshot's loads was planned, in a phrase; null for an array of loads.</param>
     /// <param name="beforeIs">What <paramref name="before"/> is of, for the placement given by --current; null for the experts in order.</param>
-    private static void Print(TextWriter output, string path, PlacementPlan plan, double[]? before, string? beforeIs, double[] after)
+    private static void Print(TextWriter output, string path, string? loadSource, PlacementPlan plan, double[]? before, string? beforeIs, double[] after)
     {
         var policy = plan.Policy == PlacementPolicy.Hierarchical
             ? "hierarchical: groups packed to nodes, experts replicated within nodes, replicas packed to GPUs"
-            : $"global: {plan.Nodes:N0} nodes do not divide {plan.Groups:N0} groups, so experts are replicated over all GPUs";
+            : plan.Nodes > 1 && plan.Groups == 1
+            ? $"global, experts replicated over all GPUs (--groups G, a multiple of the {plan.Nodes:N0} nodes, would place groups of experts by node)"
+            : $"global: {Counted.Of(plan.Nodes, "node")} do not divide {Counted.Of(plan.Groups, "group")}, so experts are replicated over all GPUs";
         output.WriteLine($"plan {path}: {Counted.Of(plan.Layers, "layer")} of {Counted.Of(plan.LogicalExperts, "expert")}, {Counted.Of(plan.PhysicalExperts, "slot")} per layer on {Counted.Of(plan.Gpus, "GPU")} ({plan.SlotsPerGpu:N0} each) in {Counted.Of(plan.Nodes, "node")}, {Counted.Of(plan.Groups, "group")}");
+        if (loadSource is not null)
+        {
+            output.WriteLine($"load: {loadSource}");
+        }
+
         output.WriteLine($"policy: {policy} (DeepSeek EPLB)");
         output.WriteLine();
         output.WriteLine("balancedness across GPUs (mean GPU load / max GPU load; 1 is even):");
@@ -196,6 +204,7 @@ internal static class PlanCommand
 
         output.WriteLine();
         output.WriteLine("placement: the logical expert in each slot, [one GPU], one node a line");
+        var sharing = 0;
         var gpusPerNode = plan.Gpus / plan.Nodes;
         for (var layer = 0; layer < plan.Layers; layer++)
         {
@@ -219,12 +228,33 @@ internal static class PlanCommand
             {
                 if (counts[e] > 1)
                 {
-                    replicated.Add($"{e} x{counts[e]}");
+                    var gpus = GpusHolding(phy2log, e, plan.SlotsPerGpu);
+                    replicated.Add(gpus < counts[e] ? $"{e} x{counts[e]} on {Counted.Of(gpus, "GPU")}" : $"{e} x{counts[e]}");
+                    sharing += gpus < counts[e] ? 1 : 0;
                 }
             }
 
             output.WriteLine($"    replicated: {(replicated.Count == 0 ? "none" : string.Join(", ", replicated))}");
         }
+
+        if (sharing > 0)
+        {
+            // EPLB packs replicas onto GPUs by load alone; the balancedness above counts them where they are.
+            output.WriteLine();
+            output.WriteLine($"note: {Counted.Of(sharing, "replicated expert")} (over all layers) {(sharing == 1 ? "has" : "have")} two or more replicas on one GPU (\"on N GPUs\" above), as EPLB's packing by load alone may place them: such replicas spread no load across GPUs, and their extra slots could hold other experts.");
+        }
+    }
+
+    /// <summary>How many GPUs hold a slot of <paramref name="expert"/>, the slots being laid out GPU by GPU.</summary>
+    private static int GpusHolding(ReadOnlySpan<int> phy2log, int expert, int slotsPerGpu)
+    {
+        var gpus = 0;
+        for (var first = 0; first < phy2log.Length; first += slotsPerGpu)
+        {
+            gpus += phy2log.Slice(first, slotsPerGpu).Contains(expert) ? 1 : 0;
+        }
+
+        return gpus;
     }
 
     private static string Figure(double value) => value.ToString("0.000", CultureInfo.InvariantCulture);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
+using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Cli.Commands;
@@ -32,7 +33,7 @@ internal static class SharedOptions
     {
         CustomParser = result => ParseFile(result, "--save"),
         Description = $"Save {what} as JSON to this file (written atomically), for `report`, `merge` and `plan`.",
-    });
+    }, SnapshotFile.NameProblem);
 
     /// <summary>
     /// Refuses, while parsing, an output path that cannot be written (no such folder, a folder itself,
@@ -108,6 +109,14 @@ internal static class SharedOptions
         if (string.IsNullOrWhiteSpace(text))
         {
             result.AddError($"{name} '{text}': the file name is empty.");
+            return null;
+        }
+
+        // A mistyped option where a command takes files (merge takes any number) is parsed as an input file's
+        // name: a usage error with a suggestion, as an unknown option is elsewhere, unless such a file exists.
+        if (result.Parent is CommandResult && text.Length > 1 && text.StartsWith('-') && !File.Exists(text) && !Directory.Exists(text))
+        {
+            result.AddError($"Unrecognized option '{ErrorText.OneLine(text)}', and no file of that name.");
             return null;
         }
 

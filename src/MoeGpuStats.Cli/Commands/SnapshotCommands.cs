@@ -45,7 +45,7 @@ internal static class SnapshotCommands
     public static Command Merge(CliConsole console)
     {
         var files = new Argument<FileInfo[]>("SNAPSHOTS") { CustomParser = result => SharedOptions.ParseFiles(result, "SNAPSHOTS"), Description = "Snapshots of ranks or replicas that route to the same experts: all of one layer, or all of whole models of the same shape.", Arity = ArgumentArity.OneOrMore };
-        var output = SharedOptions.OutputFile(new Option<FileInfo?>("--output", "-o") { CustomParser = result => SharedOptions.ParseFile(result, "--output"), Description = "Where to write the merged snapshot; without it, merge prints the merged report (or its --json) and writes nothing." });
+        var output = SharedOptions.OutputFile(new Option<FileInfo?>("--output", "-o") { CustomParser = result => SharedOptions.ParseFile(result, "--output"), Description = "Where to write the merged snapshot; without it, merge prints the merged report (or its --json) and writes nothing." }, SnapshotFile.NameProblem);
         var json = SharedOptions.Json("the merged layer's snapshot, in the seed-compatible shape; for models, the merged model's balance per layer and counts (-o writes the merged snapshot). Standard error names the files written");
         var plot = SharedOptions.Plot("the merged statistics: for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for models, a layers x experts heat map of load share");
         var epSize = ModelOptions.EpSizeOption("For models' snapshots: also report the merged model's balance");

@@ -16,7 +16,7 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
 
     /// <summary>Reads <paramref name="path"/>; on failure writes one line naming the file and returns false.</summary>
     public static bool TryRead(CliConsole console, FileInfo path, out DeployedPlacement placement) =>
-        InputFile.TryRead(console, path, "a placement (plan --json output, or a [layers][slots] JSON array)", Read, out placement);
+        InputFile.TryRead(console, path, "a placement (plan --json output, or a [layers][slots] JSON array)", Read, out placement, "--current");
 
     /// <exception cref="InvalidDataException">The file is not a placement; the message names it and the field.</exception>
     internal static DeployedPlacement Read(string path)
@@ -43,6 +43,11 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
             int? gpus = null;
             if (root.ValueKind == JsonValueKind.Object)
             {
+                if (root.TryGetProperty("window_load", out _) || root.TryGetProperty("expert_token_counts", out _))
+                {
+                    throw new InvalidDataException($"{path}: a snapshot of routing statistics, not a placement; give the output of plan --json, or a [layers][slots] array (the snapshot is the LOAD).");
+                }
+
                 if (!root.TryGetProperty("physical_to_logical", out var rows))
                 {
                     throw new InvalidDataException($"{path}: a JSON object without physical_to_logical; give the output of plan --json, or a [layers][slots] array.");

@@ -13,19 +13,21 @@ internal static class InputFile
     /// <param name="expected">What the command reads, for a folder given instead ("a .npy file").</param>
     /// <param name="read">Reads the file at a path.</param>
     /// <param name="value">What <paramref name="read"/> returned.</param>
-    public static bool TryRead<T>(CliConsole console, FileInfo path, string expected, Func<string, T> read, out T value)
+    /// <param name="option">The option that named the file, which begins the line ("--current"); null for a command's argument.</param>
+    public static bool TryRead<T>(CliConsole console, FileInfo path, string expected, Func<string, T> read, out T value, string? option = null)
     {
         value = default!;
+        void Fail(string line) => console.Error.WriteLine(option is null ? line : $"{option} {line}");
         if (Directory.Exists(path.FullName))
         {
-            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: is a folder; give {expected}.");
+            Fail($"{ErrorText.OneLine(path.ToString())}: is a folder; give {expected}.");
             return false;
         }
 
         // A pipe or a device has no length: refused before opening it, which would wait for a writer.
         if (new FileInfo(path.FullName) is { Exists: true, Length: 0 })
         {
-            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: is empty, or a pipe or a device; give {expected}.");
+            Fail($"{ErrorText.OneLine(path.ToString())}: is empty, or a pipe or a device; give {expected}.");
             return false;
         }
 
@@ -38,25 +40,23 @@ internal static class InputFile
         {
             // A relative name is looked up where the program runs, which the user may not have in mind.
             var where = Path.IsPathRooted(path.ToString()) ? "" : $" in {Directory.GetCurrentDirectory()}";
-            // A name like an option is most likely a mistyped one, which the parser took for a file.
-            var option = path.ToString().StartsWith('-') ? " It looks like an option: a mistyped one? --help lists them." : "";
-            console.Error.WriteLine(ErrorText.OneLine($"{path}: no such file{where}.{option}"));
+            Fail(ErrorText.OneLine($"{path}: no such file{where}."));
         }
         catch (UnauthorizedAccessException)
         {
-            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: no permission to read it.");
+            Fail($"{ErrorText.OneLine(path.ToString())}: no permission to read it.");
         }
         catch (InvalidDataException exception)
         {
-            console.Error.WriteLine(ErrorText.Of(exception));
+            Fail(ErrorText.Of(exception));
         }
         catch (NotSupportedException)
         {
-            console.Error.WriteLine(NotAFile(path));
+            Fail(NotAFile(path));
         }
         catch (IOException exception)
         {
-            console.Error.WriteLine($"{ErrorText.OneLine(path.ToString())}: cannot read it ({ErrorText.Of(exception)}).");
+            Fail($"{ErrorText.OneLine(path.ToString())}: cannot read it ({ErrorText.Of(exception)}).");
         }
 
         return false;

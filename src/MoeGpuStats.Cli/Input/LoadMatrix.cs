@@ -22,13 +22,28 @@ internal static class LoadMatrix
     /// <param name="path">The load file.</param>
     /// <param name="column">What a column counts, for the messages: "expert", or "slot" for a load per physical slot.</param>
     /// <param name="loads">The matrix read, <c>[layers, columns]</c>.</param>
-    public static bool TryRead(CliConsole console, FileInfo path, string column, out long[,] loads) =>
-        InputFile.TryRead(console, path, "a load file (.npy or .json)", file => Read(file, column), out loads);
+    /// <param name="source">Which of a snapshot's loads was read, in a phrase; null for an array, which is its own load.</param>
+    public static bool TryRead(CliConsole console, FileInfo path, string column, out long[,] loads, out string? source)
+    {
+        var read = InputFile.TryRead(console, path, "a load file (.npy or .json)", file => (Read(file, column, out var from), from), out var file);
+        (loads, source) = file;
+        return read;
+    }
 
     /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
-    internal static long[,] Read(string path, string column = "expert")
+    internal static long[,] Read(string path) => Read(path, "expert", out _);
+
+    /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
+    private static long[,] Read(string path, string column, out string? source)
     {
-        var loads = StartsWithNpyMagic(path) ? ReadNpy(path, column) : ReadJson(ReadJsonBytes(path), path, column);
+        source = null;
+        var start = FirstBytes(path);
+        if (start.StartsWith("PK\u0003\u0004"u8))
+        {
+            throw new InvalidDataException($"{path}: an .npz archive (of top-k ids?), not a load; `moegs replay {path} --window-load load.npy` writes its window load, which plan reads.");
+        }
+
+        var loads = start.SequenceEqual(NpyHeader.MagicBytes) ? ReadNpy(path, column) : ReadJson(ReadJsonBytes(path), path, column, out source);
         if (loads.GetLength(1) == 0)
         {
             throw new InvalidDataException($"{path}: no loads (a snapshot with no batch): nothing to place.");
@@ -111,8 +126,9 @@ internal static class LoadMatrix
         return loads;
     }
 
-    private static long[,] ReadJson(byte[] file, string path, string column)
+    private static long[,] ReadJson(byte[] file, string path, string column, out string? source)
     {
+        source = null;
         JsonDocument document;
         try
         {
@@ -131,7 +147,7 @@ internal static class LoadMatrix
             var root = document.RootElement;
             if (root.ValueKind == JsonValueKind.Object)
             {
-                return FromSnapshot(path, column);
+                return FromSnapshot(path, column, out source);
             }
 
             if (root.ValueKind != JsonValueKind.Array)
@@ -204,9 +220,12 @@ internal static class LoadMatrix
     }
 
     /// <summary>A model snapshot's window load (what rebalancing acts on), or one layer's counts since the start.</summary>
-    private static long[,] FromSnapshot(string path, string column)
+    private static long[,] FromSnapshot(string path, string column, out string source)
     {
         using var snapshot = SnapshotFile.Load(path);
+        source = snapshot.Model is { } snapshotModel
+            ? $"the snapshot's window load: {WindowSteps(snapshotModel)}"
+            : $"the snapshot's tokens per expert since the start, over {Counted.Of(snapshot.Layer!.TotalRoutings, "batch", "batches")}";
         var (layers, experts, counts) = snapshot.Model is { } model
             ? (model.Layers, model.Experts, model.WindowLoad())
             : (1, snapshot.Layer!.ExpertTokenCounts.Count, snapshot.Layer.ExpertTokenCounts.ToArray());
@@ -231,11 +250,19 @@ internal static class LoadMatrix
         return loads;
     }
 
-    private static bool StartsWithNpyMagic(string path)
+    /// <summary>The steps a model's window load holds, in a phrase.</summary>
+    private static string WindowSteps(ModelRoutingStats model)
+    {
+        var summary = model.Summary();
+        return summary.WindowSteps == (long)summary.Steps ? $"all {Counted.Of(summary.Steps, "step")}" : $"the newest {summary.WindowSteps:N0} of {Counted.Of(summary.Steps, "step")}";
+    }
+
+    /// <summary>The file's first bytes, as many as the .npy magic (fewer in a shorter file): enough to tell a .npy or .npz.</summary>
+    private static ReadOnlySpan<byte> FirstBytes(string path)
     {
         using var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-        Span<byte> prefix = stackalloc byte[6];
-        return NpyHeader.ReadFully(file, prefix, 0) == prefix.Length && prefix.SequenceEqual(NpyHeader.MagicBytes);
+        var prefix = new byte[NpyHeader.MagicBytes.Length];
+        return prefix.AsSpan(0, NpyHeader.ReadFully(file, prefix, 0));
     }
 
     private static byte[] ReadJsonBytes(string path)

@@ -39,6 +39,11 @@ internal static class SnapshotFile
                 throw new JsonException($"Routing statistics must be a JSON object, not {root.ValueKind}.");
             }
 
+            if (root.TryGetProperty("physical_to_logical", out _))
+            {
+                throw new InvalidDataException($"{path}: an expert placement, as plan --json writes it, not a snapshot; plan reads it with --current (the placement serving now).");
+            }
+
             if (root.TryGetProperty("since_start", out _))
             {
                 throw new InvalidDataException($"{path}: a model's report, as --json prints it, not a snapshot; this command reads the file that --save writes (replay --save FILE.json).");
@@ -95,6 +100,15 @@ internal static class SnapshotFile
             throw new InvalidDataException($"{path}: a {kind}, not a snapshot; this command reads the JSON that --save writes (replay reads traces, plan reads load arrays).");
         }
     }
+
+    /// <summary>
+    /// Why <paramref name="path"/>'s name says a format a snapshot is not, or null: a snapshot is JSON,
+    /// and under a NumPy, archive, picture or JSON-lines name the tools that go by the name would misread it.
+    /// </summary>
+    public static string? NameProblem(string path) =>
+        Path.GetExtension(path).ToLowerInvariant() is ".npy" or ".npz" or ".png" or ".jpg" or ".jpeg" or ".jsonl" or ".ndjson" or ".csv"
+            ? $"a snapshot is written as JSON, which a {Path.GetExtension(path)} name would misname; give a name ending in .json."
+            : null;
 
     /// <summary>Writes <paramref name="model"/> as JSON to <paramref name="path"/>, whole or not at all.</summary>
     public static void Save(ModelRoutingStats model, string path) =>

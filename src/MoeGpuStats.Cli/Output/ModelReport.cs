@@ -105,8 +105,11 @@ internal static class ModelReport
             if (times.Latency.TotalMeasurements > 0)
             {
                 Line(output, "mean", TimeSpread.Milliseconds(times.Latency.AverageLatency()));
-                var (label, value, note) = TimeSpread.Of(times.Latency);
-                Line(output, label, value, note);
+                foreach (var (label, value, note) in TimeSpread.Of(times.Latency))
+                {
+                    Line(output, label, value, note);
+                }
+
                 Line(output, "tokens per second", Invariant($"{times.TokensPerSecond ?? 0:#,0}"), "through every layer: the timed steps' tokens (padding rows included) / their time");
             }
             else

@@ -44,7 +44,7 @@ internal static class RunReport
             Line($"mean of {Counted.Of(experts, "expert")}", Percent(mean));
             Line($"busiest: expert {most}", Percent(mostShare), mean > 0 ? Invariant($"{mostShare / mean:0.0#} x the mean") : "");
             Line($"idlest: expert {least}", Percent(leastShare), mean > 0 ? Invariant($"{leastShare / mean:0.0#} x the mean") : "");
-            Line("balancedness", Invariant($"{Balancedness(stats.ExpertTokenCounts):0.000}"), "mean over most tokens per expert, summed over batches (vLLM's per-layer figure)");
+            Line("balancedness", Invariant($"{Balancedness(stats.ExpertTokenCounts):0.000}"), "mean / most tokens per expert, summed over batches (1 = even): batches weigh by their tokens here, not above");
             Line("CV (std dev / mean)", Invariant($"{summary["utilization_cv"]:0.000}"), "0 = every expert equally loaded");
         }
         else
@@ -101,8 +101,11 @@ internal static class RunReport
         if (latency.TotalMeasurements > 0)
         {
             Line("mean", TimeSpread.Milliseconds(latency.AverageLatency()));
-            var (label, value, note) = TimeSpread.Of(latency);
-            Line(label, value, note);
+            foreach (var (label, value, note) in TimeSpread.Of(latency))
+            {
+                Line(label, value, note);
+            }
+
             Line("tokens per second", Invariant($"{stats.GetThroughputStats().TokensPerSecond():#,0}"), "tokens per batch / mean time");
         }
         else

@@ -12,13 +12,22 @@ internal static class TimeSpread
     /// <summary>The fewest times whose 95th percentile a report shows: its rank is then at least the second slowest.</summary>
     public const int MinForPercentile = 20;
 
-    /// <summary>The report line's label, value in milliseconds and note.</summary>
-    public static (string Label, string Value, string Note) Of(LatencyStats latency)
+    /// <summary>
+    /// The report's lines after the mean (label, value in milliseconds, note): the 95th percentile and the
+    /// slowest of all, which a mean above the percentile comes from (a first call that compiles the kernels);
+    /// of too few times for a percentile, the slowest alone.
+    /// </summary>
+    public static IEnumerable<(string Label, string Value, string Note)> Of(LatencyStats latency)
     {
         var count = latency.TotalMeasurements;
-        return count >= MinForPercentile
-            ? ("95th percentile", Milliseconds(latency.P95Latency()), $"of the newest {Math.Min(count, (ulong)LatencyStats.WindowSize):N0}")
-            : ("slowest", Milliseconds(latency.MaxLatencyMs), $"of {count:N0}, too few for a 95th percentile");
+        if (count < MinForPercentile)
+        {
+            yield return ("slowest", Milliseconds(latency.MaxLatencyMs), $"of {count:N0}, too few for a 95th percentile");
+            yield break;
+        }
+
+        yield return ("95th percentile", Milliseconds(latency.P95Latency()), $"of the newest {Math.Min(count, (ulong)LatencyStats.WindowSize):N0}");
+        yield return ("slowest", Milliseconds(latency.MaxLatencyMs), $"of all {count:N0}");
     }
 
     /// <summary>A time in milliseconds as the reports print it.</summary>

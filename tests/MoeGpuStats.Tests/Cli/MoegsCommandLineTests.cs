@@ -47,6 +47,7 @@ public sealed class MoegsCommandLineTests : IDisposable
     /// <summary>No output overwrites an input or another output: refused before anything runs, the files left as they were.</summary>
     [Theory]
     [InlineData("replay IN --layout steps,tokens,k --save IN", "--save IN: is a file this command reads; give another name.")]
+    [InlineData("replay IN --layout steps,tokens,k --save OUT.npy", "--save OUT.npy: a snapshot is written as JSON, which a .npy name would misname; give a name ending in .json.")]
     [InlineData("replay IN --layout steps,tokens,k --plot OUT.png --save OUT.png", "--save OUT.png: --plot writes that file too; give another name.")]
     [InlineData("replay IN --layout steps,tokens,k --window-load IN", "--window-load IN: is a file this command reads; give another name.")]
     [InlineData("merge SNAP SNAP -o SNAP", "--output SNAP: is a file this command reads; give another name.")]
@@ -66,14 +67,14 @@ public sealed class MoegsCommandLineTests : IDisposable
     /// </summary>
     [Theory]
     [InlineData("replay @link --layout steps,tokens,k --save @in", "--save @in: is a file this command reads; give another name.")]
-    [InlineData("replay @in --layout steps,tokens,k --save @dir/in.npy", "--save @dir/in.npy: is a file this command reads; give another name.")]
-    [InlineData("replay @in --layout steps,tokens,k --plot @out.png --save @dir/out.png", "--save @dir/out.png: --plot writes that file too; give another name.")]
+    [InlineData("replay @in --layout steps,tokens,k --save @dir/in.ids", "--save @dir/in.ids: is a file this command reads; give another name.")]
+    [InlineData("simulate --layers 2 --steps 1 --save @out.json --window-load @dir/out.json", "--window-load @dir/out.json: --save writes that file too; give another name.")]
     [InlineData("merge @snap @dir/snap.json -o @out.json", "SNAPSHOTS @dir/snap.json: the same file as @snap; give each rank's snapshot once.")]
     [InlineData("merge @snap @snap -o @out.json", "SNAPSHOTS @snap: given twice; give each rank's snapshot once.")]
     public void NoOutputOverwritesAnInputThroughALinkAndNoInputCountsTwice(string arguments, string expected)
     {
         var (input, snapshot, output) = WriteInputs();
-        var link = Path.Combine(_folder.FullName, "link.npy");
+        var link = Path.Combine(_folder.FullName, "link.ids");
         File.CreateSymbolicLink(link, input);
         var folder = Path.Combine(_folder.FullName, "dir");
         Directory.CreateSymbolicLink(folder, _folder.FullName);
@@ -224,9 +225,9 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Null(OutputPath.Problem($"/dev/shm/moegs-{Guid.NewGuid():N}.json"));
     }
 
-    /// <summary>A one-step trace and a snapshot in the test's folder, and where an output would go (no extension).</summary>
+    /// <summary>A trace (a name that says no format, which replay reads by its first bytes, as an output may be named), a snapshot in the test's folder, and where an output would go (no extension).</summary>
     private (string Input, string Snapshot, string Output) WriteInputs() => (
-        NpyFile.Write(Path.Combine(_folder.FullName, "in.npy"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]),
+        NpyFile.Write(Path.Combine(_folder.FullName, "in.ids"), "<i4", "2, 1, 2", [.. new[] { 0, 1, 1, 0 }.SelectMany(BitConverter.GetBytes)]),
         _folder.SaveSnapshot("snap.json", experts: 4),
         Path.Combine(_folder.FullName, "out"));
 

@@ -191,7 +191,7 @@ public sealed class PlanCommandTests : IDisposable
 
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Empty(output);
-        Assert.StartsWith($"{current}: ", error);
+        Assert.StartsWith($"--current {current}: ", error);
         Assert.Contains(expected, error);
         Assert.Single(error.TrimEnd().Split('\n'));
     }

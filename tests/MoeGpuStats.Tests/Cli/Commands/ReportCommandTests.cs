@@ -51,7 +51,7 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Contains("(tokens per expert)² per batch, over the newest 1 batch (mean variance 1.5)", output);
         Assert.Contains("too few batches to tell a trend from the batches' scatter", output);
         // Tokens per expert 4, 2, 1, 1: a mean of 2 over the most, 4.
-        Assert.Matches(@"balancedness +0\.500   mean over most tokens per expert, summed over batches", output);
+        Assert.Matches(@"balancedness +0\.500   mean / most tokens per expert, summed over batches", output);
         Assert.Matches(@"CV \(std dev / mean\) +0\.[0-9]{3}   0 = every expert", output);
         Assert.Contains("Router losses: none recorded", output);
     }
@@ -72,7 +72,7 @@ public sealed class ReportCommandTests : IDisposable
         RunReport.Print(text, stats, "heading", engine: null, timed: "as this test timed it");
 
         var expected = (1_001.0 / 8 / 126).ToString("0.000", CultureInfo.InvariantCulture);
-        Assert.Matches($"  balancedness +{System.Text.RegularExpressions.Regex.Escape(expected)}   mean over most tokens per expert", text.ToString());
+        Assert.Matches($"  balancedness +{System.Text.RegularExpressions.Regex.Escape(expected)}   mean / most tokens per expert", text.ToString());
     }
 
     /// <summary>A snapshot saved before its first batch names the experts its options give (its counts are sized by the first batch, as the seed's).</summary>
@@ -150,14 +150,35 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Equal($"{name}: no such file in {Directory.GetCurrentDirectory()}.", error.Trim());
     }
 
-    /// <summary>A mistyped option the parser took for a file (merge takes any number) is named as a likely option.</summary>
-    [Fact]
-    public void AMissingFileNamedLikeAnOptionSaysItMayBeAMistypedOne()
+    /// <summary>
+    /// A mistyped option the parser took for a file (merge takes any number) is a usage error suggesting the
+    /// option meant; a file whose name starts with '-' is still read.
+    /// </summary>
+    [Theory]
+    [InlineData("--ouput", "--output")]
+    [InlineData("--out", "--output")]
+    [InlineData("--jsn", "--json")]
+    public void AMissingFileNamedLikeAnOptionIsAUsageErrorSuggestingTheOption(string typo, string meant)
     {
         var path = SaveFourTokens("run.json");
-        var (code, _, error) = Moegs.Run("merge", path, "--ouput", "merged.json");
-        Assert.Equal(ExitCodes.BadInput, code);
-        Assert.Equal($"--ouput: no such file in {Directory.GetCurrentDirectory()}. It looks like an option: a mistyped one? --help lists them.", error.Trim());
+        var (code, output, error) = Moegs.Run("merge", path, typo, "merged.json");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Equal($"Unrecognized option '{typo}', and no file of that name. Did you mean {meant}? Run moegs merge --help for usage.", error.Trim());
+
+        // Relative to where the tests run: only a relative name can start with '-'.
+        var dashed = $"-dashed-{Guid.NewGuid():N}.json";
+        File.Copy(path, dashed);
+        try
+        {
+            (code, _, error) = Moegs.Run("report", dashed);
+        }
+        finally
+        {
+            File.Delete(dashed);
+        }
+
+        Assert.True(code == ExitCodes.Ok, error);
     }
 
     /// <summary>A snapshot that cannot be read is one line naming the file, and exit code 1.</summary>
