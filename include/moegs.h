@@ -268,8 +268,9 @@ moegs_status moegs_model_accelerator(moegs_handle handle, const char** out);
 
 /* The model's balance into *out, and each layer's into window_layers and since_start_layers (each
  * NULL, or an array of `layers` structs). expert_ranks: NULL for the balance over experts, or the rank
- * of each expert (host memory, `experts` int32 values in [0, experts - 1]) for the balance over ranks
- * under that expert-parallel placement: each layer's load summed over the experts each rank holds. */
+ * of each expert (host memory, `experts` int32 values in [0, experts - 1], every rank up to the largest
+ * holding an expert) for the balance over ranks under that expert-parallel placement: each layer's load
+ * summed over the experts each rank holds. */
 moegs_status moegs_model_summary(moegs_handle handle, const int32_t* expert_ranks, moegs_model_balance* out,
                                  moegs_layer_balance* window_layers, moegs_layer_balance* since_start_layers);
 

@@ -696,11 +696,12 @@ class MoeModelStats(_Handle):
         per layer: layer, load, mean_load, max_load, min_load, balancedness, max_mean_ratio, coefficient_of_variation,
         hottest_expert, coldest_expert, dead_experts, gini_coefficient, top10_percent_share), named as
         `moegs replay --json` names them.
-        expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1]) for the balance over ranks.
+        expert_ranks: None, or the rank of each expert (`experts` ints in [0, experts - 1], numbered from 0 with no rank
+            left empty) for the balance over ranks.
         recent_steps: None for the whole window, or 1 to the window: "window" covers only the newest that many steps
         (window_steps says how many it holds), as SGLang logs balance over the last 10, 100 and 1,000 passes.
         Raises TypeError (recent_steps not an integer, expert_ranks not a sequence) or ValueError (recent_steps outside
-        [1, window], expert_ranks not one rank per expert)."""
+        [1, window], expert_ranks not one rank per expert, or a rank below the largest without an expert)."""
         recent = None if recent_steps is None else self._recent_steps(recent_steps)
         ranks = self._ranks(expert_ranks)
         out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()

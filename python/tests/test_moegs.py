@@ -804,6 +804,10 @@ class ModelTests(unittest.TestCase):
             self.assertIn("expert_ranks[7] = 8", str(placement.exception))
             with self.assertRaisesRegex(ValueError, "expert_ranks holds 7 ranks"):
                 model.summary(expert_ranks=[0] * (self.EXPERTS - 1))
+            with self.assertRaises(moegs.MoeGpuStatsError) as from_one:
+                model.summary(expert_ranks=[e // 2 + 1 for e in range(self.EXPERTS)])
+            self.assertEqual(moegs.INVALID_ARGUMENT, from_one.exception.status)
+            self.assertIn("rank 0 holds no expert", str(from_one.exception))
             for ranks in (3, HostArray(ids, ())):
                 with self.assertRaisesRegex(TypeError, r"^expert_ranks must be a sequence of 8 ranks, one per expert \(got "):
                     model.summary(expert_ranks=ranks)

@@ -5,7 +5,7 @@ internal static class ExitCodes
 {
     public const int Ok = 0;
 
-    /// <summary>An input file is missing, unreadable or malformed.</summary>
+    /// <summary>An input file is missing, unreadable, malformed, or unfit for the command (snapshots of different models to merge).</summary>
     public const int BadInput = 1;
 
     /// <summary>The arguments are invalid.</summary>

@@ -6,8 +6,9 @@ namespace MoeGpuStats.Cli;
 /// </summary>
 /// <remarks>
 /// .NET has no <c>realpath</c>: the links are followed one component at a time, as far as the path
-/// exists. Hard links are not found (a second name of the same data): an output written over one
-/// name replaces that name only, and the data stays reachable under the other.
+/// exists. Names are compared as paths, where hard links (a second name of the same data) are apart:
+/// an output written over one name replaces that name only, and the data stays reachable under the
+/// other. Inputs that must not count twice are compared by their data as well (<see cref="OfInputData"/>).
 /// </remarks>
 internal static class FileIdentity
 {
@@ -16,6 +17,20 @@ internal static class FileIdentity
 
     /// <summary>The file an input name reads: every link followed, the last component's too.</summary>
     public static string OfInput(string path) => Resolved(Path.GetFullPath(path));
+
+    /// <summary>
+    /// The data an input name reads, on Unix its device and inode (so a hard link is the file it links,
+    /// as a symbolic link is); the path <see cref="OfInput"/> reaches where the file cannot be examined.
+    /// </summary>
+    public static string OfInputData(string path)
+    {
+        if (!OperatingSystem.IsWindows() && Mono.Unix.Native.Syscall.stat(path, out var stat) == 0)
+        {
+            return $"inode {stat.st_dev}:{stat.st_ino}";
+        }
+
+        return OfInput(path);
+    }
 
     /// <summary>
     /// The file an output name writes: its folder's links followed, not the last component's, because

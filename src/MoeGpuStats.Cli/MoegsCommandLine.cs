@@ -50,7 +50,8 @@ internal static partial class MoegsCommandLine
                          moegs plan load.npy --replicas 16 --gpus 8
                                                    (an expert placement by DeepSeek's EPLB)
 
-            Exit codes: 0 done, 1 unreadable or malformed input file, 2 invalid arguments,
+            Exit codes: 0 done, 1 an input file unreadable, malformed or unfit for the command
+                        (snapshots of different models to merge), 2 invalid arguments,
                         3 the accelerator named by MOEGS_ACCELERATOR is not present,
                         4 an output file or standard output could not be written (the other outputs were),
                         130 simulate or replay stopped by Ctrl-C or SIGTERM (what was recorded

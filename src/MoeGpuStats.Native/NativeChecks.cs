@@ -195,7 +195,7 @@ internal static class NativeChecks
         }
     }
 
-    /// <summary>The placement, checked: one rank per expert in [0, experts).</summary>
+    /// <summary>The placement, checked: one rank per expert in [0, experts), and every rank up to the largest holding an expert.</summary>
     public static int[] Placement(ReadOnlySpan<int> expertRanks)
     {
         for (var e = 0; e < expertRanks.Length; e++)
@@ -207,7 +207,14 @@ internal static class NativeChecks
             }
         }
 
-        return expertRanks.ToArray();
+        var ranks = expertRanks.ToArray();
+        if (ModelStepChecks.EmptyRank(ranks) is var (empty, largest))
+        {
+            throw new NativeArgumentException(
+                $"expert_ranks: rank {empty} holds no expert while rank {largest} holds one; ranks are numbered from 0 with none left empty{(empty == 0 ? " (numbered from 1? subtract 1)" : "")}.");
+        }
+
+        return ranks;
     }
 
     public static void Record(string kind, IntPtr ids, long length, int tokens, int topK, float loadBalanceLoss, float routerZLoss, IntPtr stream)

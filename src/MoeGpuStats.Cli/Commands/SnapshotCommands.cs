@@ -163,16 +163,17 @@ internal static class SnapshotCommands
             .WriteAll();
     }
 
-    /// <summary>A snapshot named twice, or under two names of one file (through a link): a rank merged twice would count twice.</summary>
+    /// <summary>A snapshot named twice, or under two names of one file (through a symbolic or hard link): a rank merged twice would count twice.</summary>
     private static string? Repeated(FileInfo[] paths)
     {
         var seen = new Dictionary<string, string>();
         foreach (var path in paths)
         {
             var given = path.ToString();
-            if (!seen.TryAdd(FileIdentity.OfInput(given), given))
+            var file = FileIdentity.OfInputData(given);
+            if (!seen.TryAdd(file, given))
             {
-                var earlier = seen[FileIdentity.OfInput(given)];
+                var earlier = seen[file];
                 return $"SNAPSHOTS {given}: {(earlier == given ? "given twice" : $"the same file as {earlier}")}; give each rank's snapshot once.";
             }
         }
@@ -196,7 +197,7 @@ internal static class SnapshotCommands
                 var hash = Convert.ToHexString(SHA256.HashData(stream));
                 if (!seen.TryAdd(hash, path.ToString()))
                 {
-                    return $"warning: {path} holds the same bytes as {seen[hash]} (a copy, or a link to one file?); if it is the same rank, the merge counts it twice.";
+                    return $"warning: {path} holds the same bytes as {seen[hash]} (a copy?); if it is the same rank, the merge counts it twice.";
                 }
             }
         }

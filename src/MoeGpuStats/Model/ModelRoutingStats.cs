@@ -309,18 +309,18 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// The balance per rank under an expert-parallel placement: each layer's load summed over the
     /// experts each rank holds, what expert-parallel serving waits on (vLLM's balancedness with a placement).
     /// </summary>
-    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each 0 to <c>Experts − 1</c>; the ranks counted are 0 to the largest given.</param>
+    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each 0 to <c>Experts − 1</c>; the ranks counted are 0 to the largest given, each holding an expert at least.</param>
     /// <exception cref="ArgumentNullException"><paramref name="expertRanks"/> is null.</exception>
-    /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a rank outside <c>[0, Experts)</c>.</exception>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> values, a rank outside <c>[0, Experts)</c>, or a rank below the largest that holds no expert.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingSummary Summary(IReadOnlyList<int> expertRanks) => Summary(Options.Window, expertRanks);
 
     /// <summary>The balance per rank (as <see cref="Summary(IReadOnlyList{int})"/>) with the window cut to the newest <paramref name="recentSteps"/> steps (as <see cref="Summary(int)"/>).</summary>
     /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>.</param>
-    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each 0 to <c>Experts − 1</c>; the ranks counted are 0 to the largest given.</param>
+    /// <param name="expertRanks">The rank of each expert, <c>Experts</c> values, each 0 to <c>Experts − 1</c>; the ranks counted are 0 to the largest given, each holding an expert at least.</param>
     /// <exception cref="ArgumentNullException"><paramref name="expertRanks"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
-    /// <exception cref="ArgumentException">Not <c>Experts</c> ranks, or a rank outside <c>[0, Experts)</c>.</exception>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> ranks, a rank outside <c>[0, Experts)</c>, or a rank below the largest that holds no expert.</exception>
     /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ModelRoutingSummary Summary(int recentSteps, IReadOnlyList<int> expertRanks)
@@ -341,7 +341,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="expertRanks">The rank of each expert for the balance per rank (as <see cref="Summary(IReadOnlyList{int})"/>); null for the balance over experts.</param>
     /// <returns>The pending read; dispose it (or take its results) to free the host memory it holds.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
-    /// <exception cref="ArgumentException">Not <c>Experts</c> ranks, or a rank outside <c>[0, Experts)</c>.</exception>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> ranks, a rank outside <c>[0, Experts)</c>, or a rank below the largest that holds no expert.</exception>
     /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     /// <remarks>

@@ -106,8 +106,8 @@ internal static class ModelStepChecks
         }
     }
 
-    /// <summary>The placement as an array, checked: one rank per expert, each in <c>[0, Experts)</c>.</summary>
-    /// <exception cref="ArgumentException">Not <c>Experts</c> values, or a rank outside <c>[0, Experts)</c>.</exception>
+    /// <summary>The placement as an array, checked: one rank per expert, each in <c>[0, Experts)</c>, every rank up to the largest holding one.</summary>
+    /// <exception cref="ArgumentException">Not <c>Experts</c> values, a rank outside <c>[0, Experts)</c>, or a rank below the largest that holds no expert.</exception>
     public static int[] ValidatePlacement(ModelRoutingStatsOptions options, IReadOnlyList<int> expertRanks, string name)
     {
         // Read once: every check and the engine see the same ranks, whatever the list's Count says.
@@ -125,7 +125,31 @@ internal static class ModelStepChecks
             }
         }
 
+        if (EmptyRank(ranks) is var (empty, largest))
+        {
+            throw new ArgumentException(
+                $"{name} gives rank {empty} no expert while rank {largest} holds one; ranks are numbered from 0 with none left empty{(empty == 0 ? " (numbered from 1? subtract 1)" : "")}.", name);
+        }
+
         return ranks;
+    }
+
+    /// <summary>
+    /// The first rank below the largest that holds no expert, with the largest; null when every rank holds one.
+    /// A rank of no expert would count as an idle rank and lower every balance: a placement numbered from 1, most likely.
+    /// </summary>
+    /// <param name="ranks">Each expert's rank, every one 0 to <c>ranks.Length − 1</c>.</param>
+    public static (int Empty, int Largest)? EmptyRank(int[] ranks)
+    {
+        var largest = ranks.Max();
+        var held = new bool[largest + 1];
+        foreach (var rank in ranks)
+        {
+            held[rank] = true;
+        }
+
+        var empty = Array.IndexOf(held, false);
+        return empty < 0 ? null : (empty, largest);
     }
 
     private static void CheckView<T>(Accelerator? accelerator, ArrayView<T> view, long minimum, string name, string what)

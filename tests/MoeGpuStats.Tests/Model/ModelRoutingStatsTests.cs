@@ -198,6 +198,10 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(() => model.Summary([0, 1, 2, 3, -1, 0, 1, 2]), "expertRanks", "expertRanks[4] is -1");
         AssertRefused<ArgumentException>(() => model.Summary([0, 1, 2, 3, 8, 0, 1, 2]), "expertRanks", "expertRanks[4] is 8");
 
+        // A rank of no expert would count as an idle rank: ranks numbered from 1, or a gap.
+        AssertRefused<ArgumentException>(() => model.Summary([1, 1, 2, 2, 3, 3, 4, 4]), "expertRanks", "expertRanks gives rank 0 no expert while rank 4 holds one; ranks are numbered from 0 with none left empty (numbered from 1? subtract 1).");
+        AssertRefused<ArgumentException>(() => model.Summary([0, 0, 0, 0, 3, 3, 3, 3]), "expertRanks", "expertRanks gives rank 1 no expert while rank 3 holds one; ranks are numbered from 0 with none left empty.");
+
         // A list whose Count disagrees with what it holds: judged by what it holds (the device engine read past its buffer).
         AssertRefused<ArgumentException>(() => model.Summary(new MiscountedList(8, new int[9])), "expertRanks", "holds 9 ranks");
         AssertRefused<ArgumentException>(() => model.Summary(new MiscountedList(8, new int[7])), "expertRanks", "holds 7 ranks");

@@ -128,6 +128,7 @@ public sealed unsafe partial class NativeApiTests
             Refused(WindowLoad(handle, out _, (Layers * Experts) - 1), InvalidArgument, "capacity = 23", "layers * experts = 3 * 8 = 24");
             Refused(Summary(handle, [0, 0, 1, 1, 2, 2, 3, -1], out _), InvalidArgument, "expert_ranks[7] = -1", "[0, experts - 1 = 7]");
             Refused(Summary(handle, [0, 0, 1, 1, 2, 2, 3, 8], out _), InvalidArgument, "expert_ranks[7] = 8");
+            Refused(Summary(handle, [1, 1, 2, 2, 3, 3, 4, 4], out _), InvalidArgument, "expert_ranks: rank 0 holds no expert while rank 4 holds one; ranks are numbered from 0 with none left empty (numbered from 1? subtract 1).");
             Refused(LayerSnapshot(handle, Layers, out _), InvalidArgument, "layer = 3", "[0, 2]");
             Refused(Call(&NativeApi.ModelSummary, handle, null, null, null, null), InvalidArgument, "out is NULL");
             Refused(Call(&NativeApi.ModelWindowLoad, handle, null, Layers * Experts), InvalidArgument, "dst is NULL: moegs_model_window_load copies layers * experts counts there.");

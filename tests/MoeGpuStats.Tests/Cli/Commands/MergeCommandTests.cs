@@ -38,7 +38,23 @@ public sealed class MergeCommandTests : IDisposable
         Assert.DoesNotContain("(Parameter", error);
     }
 
-    /// <summary>A copy of one rank's snapshot (or a hard link, which no path resolution shows) merges with a warning naming both files.</summary>
+    /// <summary>A hard link to a rank's snapshot is that snapshot, as a symbolic link is: refused, not counted twice.</summary>
+    [Fact]
+    public void AHardLinkToASnapshotIsRefusedAsTheSameFile()
+    {
+        var first = _folder.SaveSnapshot("rank0.json", experts: 4);
+        var other = _folder.SaveSnapshot("rank1.json", experts: 4, firstSlot: 3);
+        var hard = Path.Combine(_folder.FullName, "rank0-hard.json");
+        Assert.Equal(0, Mono.Unix.Native.Syscall.link(first, hard));
+
+        var (code, output, error) = Run("merge", first, other, hard);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Equal($"SNAPSHOTS {hard}: the same file as {first}; give each rank's snapshot once.", error.Trim());
+    }
+
+    /// <summary>A copy of one rank's snapshot merges with a warning naming both files.</summary>
     [Fact]
     public void SnapshotsOfTheSameBytesMergeWithAWarning()
     {
@@ -51,7 +67,7 @@ public sealed class MergeCommandTests : IDisposable
         var (code, _, error) = Run("merge", first, other, copy, "-o", merged);
 
         Assert.Equal(ExitCodes.Ok, code);
-        Assert.Contains($"warning: {copy} holds the same bytes as {first} (a copy, or a link to one file?); if it is the same rank, the merge counts it twice.", error);
+        Assert.Contains($"warning: {copy} holds the same bytes as {first} (a copy?); if it is the same rank, the merge counts it twice.", error);
         var (distinct, _, quiet) = Run("merge", first, other, "-o", merged);
         Assert.Equal(ExitCodes.Ok, distinct);
         Assert.DoesNotContain("warning", quiet);
