@@ -339,7 +339,17 @@ public sealed partial class RoutingStats : IDisposable
     {
         Engine.Reset();
         _latency.Reset();
+        MergedParts = 1;
     }
+
+    /// <summary>
+    /// How many recordings these statistics combine: 1 for statistics recorded here or read from one
+    /// recording's snapshot; for a <see cref="Merge"/>, the sum of its parts' (a merge of merges counts
+    /// every rank). A merge's batches are its parts' summed and its variance history their histories
+    /// joined end to end, no span of time: reports say so from this. Snapshots keep it
+    /// (<c>merged_parts</c>, written above 1); <see cref="Reset"/> sets it back to 1.
+    /// </summary>
+    public int MergedParts { get; internal set; } = 1;
 
     /// <summary>Tokens, batches, efficiency and mean latency together.</summary>
     public ThroughputStats GetThroughputStats()
@@ -359,7 +369,7 @@ public sealed partial class RoutingStats : IDisposable
     /// </summary>
     public RoutingStats Snapshot()
     {
-        var copy = new RoutingStats(Engine.Snapshot());
+        var copy = new RoutingStats(Engine.Snapshot()) { MergedParts = MergedParts };
         _latency.CopyTo(copy._latency);
         return copy;
     }
@@ -372,16 +382,20 @@ public sealed partial class RoutingStats : IDisposable
     /// batches interleave in an order no snapshot records: the capacity EMA (batch-weighted mean of the
     /// parts' EMAs), the variance history and the latency window (the parts' windows concatenated in
     /// the order given, newest 1,000 kept, so percentiles see a window mixing ranks). Peak utilization
-    /// is the maximum. The decayed utilization is not merged.
+    /// is the maximum. The decayed utilization is not merged. <see cref="MergedParts"/> is the parts' summed.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">
     /// No parts, a null part, parts with different expert counts or capacities, a merged count above
-    /// 2^63 − 1 (the most a snapshot file holds), or a merged total latency beyond a double's range.
+    /// 2^63 − 1 (the most a snapshot file holds), a merged total latency beyond a double's range, or
+    /// merged parts above <see cref="MaxMergedParts"/>.
     /// </exception>
     /// <exception cref="ObjectDisposedException">A part (or, for a model's layer, its model) was disposed.</exception>
     public static RoutingStats Merge(IEnumerable<RoutingStats> parts) =>
         RoutingStatsMerge.Merge(MergeParts.Collect(parts, nameof(parts)));
+
+    /// <summary>The most recordings one merge combines, <see cref="MergedParts"/>'s bound: far above any job's ranks.</summary>
+    public const int MaxMergedParts = 1 << 20;
 
     /// <summary>Frees the engine's device memory (nothing on the managed engine).</summary>
     public void Dispose()

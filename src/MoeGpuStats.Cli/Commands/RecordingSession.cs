@@ -94,7 +94,7 @@ internal sealed class RecordingSession : RecordingRun
     }
 
     /// <summary>The ending every command shares: JSON or the report, then the plot and the file.</summary>
-    public static int Finish(CliConsole console, RoutingStats snapshot, bool json, FileInfo? plot, FileInfo? save, string heading, string? engine, string timed, string saveOption = "--save", bool merged = false)
+    public static int Finish(CliConsole console, RoutingStats snapshot, bool json, FileInfo? plot, FileInfo? save, string heading, string? engine, string timed, string saveOption = "--save")
     {
         if (json)
         {
@@ -107,7 +107,7 @@ internal sealed class RecordingSession : RecordingRun
         }
         else
         {
-            RunReport.Print(console.Out, snapshot, heading, engine, timed, merged);
+            RunReport.Print(console.Out, snapshot, heading, engine, timed);
         }
 
         return new OutputFiles(console)

@@ -101,7 +101,7 @@ internal static class SnapshotCommands
                 var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
                 return parts[0].Model is null
                     ? Merge(console, paths, [.. parts.Select(p => p.Layer!)], RoutingStats.Merge, merged => RecordingSession.Finish(
-                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "snapshot")}: one layer of {Counted.Of(Snapshot.Experts(merged), "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output", merged: parts.Count > 1))
+                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "snapshot")}: one layer of {Counted.Of(Snapshot.Experts(merged), "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output"))
                     : Merge(console, paths, [.. parts.Select(p => p.Model!)], ModelRoutingStats.Merge, merged => FinishModel(
                         console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "model snapshot")}: {Counted.Of(merged.Layers, "layer")} of {Counted.Of(merged.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize)));
             }

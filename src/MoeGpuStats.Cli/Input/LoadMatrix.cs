@@ -250,11 +250,13 @@ internal static class LoadMatrix
         return loads;
     }
 
-    /// <summary>The steps a model's window load holds, in a phrase.</summary>
+    /// <summary>The steps a model's window load holds, in a phrase; a merge's are its snapshots' newest, added up step by step.</summary>
     private static string WindowSteps(ModelRoutingStats model)
     {
         var summary = model.Summary();
-        return summary.WindowSteps == (long)summary.Steps ? $"all {Counted.Of(summary.Steps, "step")}" : $"the newest {summary.WindowSteps:N0} of {Counted.Of(summary.Steps, "step")}";
+        return model.MergedParts > 1 ? $"the newest {Counted.Of((ulong)summary.WindowSteps, "step")} of each of {model.MergedParts:N0} merged snapshots ({Counted.Of(summary.Steps, "step")} summed)"
+            : summary.WindowSteps == (long)summary.Steps ? $"all {Counted.Of(summary.Steps, "step")}"
+            : $"the newest {summary.WindowSteps:N0} of {Counted.Of(summary.Steps, "step")}";
     }
 
     /// <summary>The file's first bytes, as many as the .npy magic (fewer in a shorter file): enough to tell a .npy or .npz.</summary>

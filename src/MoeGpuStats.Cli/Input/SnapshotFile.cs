@@ -118,10 +118,12 @@ internal static class SnapshotFile
 /// <summary>What a snapshot file holds: one layer's statistics or a whole model's, exactly one of them.</summary>
 internal sealed record Snapshot(RoutingStats? Layer, ModelRoutingStats? Model) : IDisposable
 {
-    /// <summary>What it is, for messages: "one layer of 8 experts", "a model of 32 layers of 8 experts" (", empty steps left out" where they were).</summary>
+    /// <summary>What it is, for messages: "one layer of 8 experts", "a model of 32 layers of 8 experts" (", empty steps left out" where they were; ", a merge of 2 snapshots" for a merge's).</summary>
     public string Describe() => Model is { } model
-        ? $"a model of {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}{(model.Options.SkipEmptySteps ? ", empty steps left out" : "")}"
-        : $"one layer of {Counted.Of(Experts(Layer!), "expert")}";
+        ? $"a model of {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}{(model.Options.SkipEmptySteps ? ", empty steps left out" : "")}{Merge(model.MergedParts)}"
+        : $"one layer of {Counted.Of(Experts(Layer!), "expert")}{Merge(Layer!.MergedParts)}";
+
+    private static string Merge(int parts) => parts > 1 ? $", a merge of {parts:N0} snapshots" : "";
 
     /// <summary>A layer's experts: those its counts hold, or before its first batch (which sizes them, as the seed's) those its options name.</summary>
     public static int Experts(RoutingStats layer) => layer.ExpertUtilization.Count > 0 ? layer.ExpertUtilization.Count : layer.Options.Experts ?? 0;

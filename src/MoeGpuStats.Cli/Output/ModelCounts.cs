@@ -17,7 +17,8 @@ namespace MoeGpuStats.Cli.Output;
 /// its load); and in a run whose steps that left the window routed nothing (the two spans' balance is
 /// then the same, so one is printed).
 /// </param>
-internal sealed record ModelCounts((ulong Fewest, ulong Most) Tokens, ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity, bool WindowHoldsAll)
+/// <param name="MergedParts">The recordings the model combines (<see cref="ModelRoutingStats.MergedParts"/>): above 1, its steps are theirs summed and its window their newest steps added up.</param>
+internal sealed record ModelCounts((ulong Fewest, ulong Most) Tokens, ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity, bool WindowHoldsAll, int MergedParts)
 {
     public static ModelCounts Of(ModelRoutingStats model)
     {
@@ -38,7 +39,7 @@ internal sealed record ModelCounts((ulong Fewest, ulong Most) Tokens, ulong Rout
 
         // Each window load is at most its count since the start, so equal sums mean equal loads.
         var window = model.WindowLoad().Aggregate(0UL, (sum, load) => sum + load);
-        return new ModelCounts(tokens, routed, invalid, dropped, model.Options.ExpertCapacity, window == sinceStart);
+        return new ModelCounts(tokens, routed, invalid, dropped, model.Options.ExpertCapacity, window == sinceStart, model.MergedParts);
     }
 
     /// <summary>A warning for standard error when ids named no expert, or null.</summary>

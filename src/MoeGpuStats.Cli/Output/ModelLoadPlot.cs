@@ -50,7 +50,7 @@ internal static class ModelLoadPlot
 
         var load = new Plot();
         var (loadRows, loadColumns) = Heatmap(load, shares, new ScottPlot.Colormaps.Inferno(), "% of the layer's slots", largest: true);
-        load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({Counted.Of(layers, "layer")} × {Counted.Of(experts, "expert")}, {Counted.Of(steps, "step")}; an even split is {100.0 / experts:0.###} %{NoLoad(shares)})");
+        load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({Counted.Of(layers, "layer")} × {Counted.Of(experts, "expert")}, {Counted.Of(steps, "step")}{(stats.MergedParts > 1 ? $" summed over {stats.MergedParts:N0} merged snapshots" : "")}; an even split is {100.0 / experts:0.###} %{NoLoad(shares)})");
         Label(load, "expert" + Block(loadColumns, "largest"), "layer" + Block(loadRows, "largest"));
 
         if (timeline is null)

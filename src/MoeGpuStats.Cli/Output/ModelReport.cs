@@ -40,11 +40,15 @@ internal static class ModelReport
         // the window with no load), though the window counts fewer steps.
         // Each span picks its part of a summary, the model's and the one over EP ranks alike.
         Func<ModelRoutingSummary, BalanceSummary> window = s => s.Window, sinceStart = s => s.SinceStart;
+        // A merge's steps are its snapshots' summed, and its window their newest steps added up step by step.
+        var (summed, ofEach) = counts.MergedParts > 1
+            ? ($" summed over {counts.MergedParts:N0} merged snapshots", $" of each of the {counts.MergedParts:N0} merged snapshots")
+            : ("", "");
         var spans = summary.WindowSteps == (long)summary.Steps
-            ? new[] { ($"over all {Counted.Of(summary.Steps, "step")} (the window holds them all)", sinceStart) }
+            ? new[] { ($"over all {Counted.Of(summary.Steps, "step")}{summed} (the window holds them all)", sinceStart) }
             : counts.WindowHoldsAll
-                ? [($"over all {Counted.Of(summary.Steps, "step")} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", sinceStart)]
-                : [($"over the window, the newest {Counted.Of((ulong)summary.WindowSteps, "step")}", window), ($"since the start, {Counted.Of(summary.Steps, "step")}", sinceStart)];
+                ? [($"over all {Counted.Of(summary.Steps, "step")}{summed} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", sinceStart)]
+                : [($"over the window, the newest {Counted.Of((ulong)summary.WindowSteps, "step")}{ofEach}", window), ($"since the start, {Counted.Of(summary.Steps, "step")}{summed}", sinceStart)];
         foreach (var (span, part) in spans)
         {
             var balance = part(summary);
@@ -134,6 +138,11 @@ internal static class ModelReport
         writer.WriteStartObject();
         writer.WriteNumber("steps", summary.Steps);
         writer.WriteNumber("window_steps", summary.WindowSteps);
+        if (counts.MergedParts > 1)
+        {
+            writer.WriteNumber("merged_parts", counts.MergedParts);
+        }
+
         writer.WriteNumber("layers", summary.SinceStart.Layers.Count);
         writer.WriteNumber("experts", experts);
         var (fewest, most) = counts.Tokens;

@@ -20,8 +20,7 @@ internal static class RunReport
     /// <param name="heading">What ran, in one line.</param>
     /// <param name="engine">Which engine counted and why, or null for a snapshot read from a file.</param>
     /// <param name="timed">What the recorded latencies time, in a phrase.</param>
-    /// <param name="merged">Whether the statistics are a merge of ranks, whose variance history is the parts' joined end to end.</param>
-    public static void Print(TextWriter output, RoutingStats stats, string heading, string? engine, string timed, bool merged = false)
+    public static void Print(TextWriter output, RoutingStats stats, string heading, string? engine, string timed)
     {
         void Line(string label, string value, string note = "") =>
             output.WriteLine($"  {label,-LabelWidth} {value,ValueWidth}{(note.Length > 0 ? "   " + note : "")}".TrimEnd());
@@ -54,7 +53,7 @@ internal static class RunReport
 
         var fit = VarianceTrend.Of(stats.LoadVarianceHistory, TrendWindow);
         Line("load variance trend", Significant(fit.Slope, signed: true), Invariant($"(tokens per expert)² per batch, over the newest {fit.Batches:N0} batch{(fit.Batches == 1 ? "" : "es")} (mean variance {VarianceText(fit.MeanVariance)})"));
-        output.WriteLine($"  {"",-LabelWidth} {"",ValueWidth}   {TrendVerdict(fit, merged)}");
+        output.WriteLine($"  {"",-LabelWidth} {"",ValueWidth}   {TrendVerdict(fit, stats.MergedParts)}");
 
         output.WriteLine();
         output.WriteLine("Batches and tokens");
@@ -128,8 +127,10 @@ internal static class RunReport
     }
 
     /// <summary>What the trend says about the imbalance, in words: whether it grows, shrinks, or moves within the batches' scatter.</summary>
-    private static string TrendVerdict(VarianceTrend fit, bool merged) =>
-        merged ? "a merge joins the ranks' variance histories end to end, so this is no trend over time"
+    /// <param name="fit">The fit of the newest variances.</param>
+    /// <param name="mergedParts">The recordings the statistics combine (<see cref="RoutingStats.MergedParts"/>): a merge's history is theirs joined end to end.</param>
+    private static string TrendVerdict(VarianceTrend fit, int mergedParts) =>
+        mergedParts > 1 ? $"a merge of {mergedParts:N0} snapshots joins their variance histories end to end, so this is no trend over time"
         : fit.Batches < 3 ? "too few batches to tell a trend from the batches' scatter"
         : !fit.IsClear ? Invariant($"no clear trend: 0 lies within the slope's {VarianceTrend.Confidence * 100:0.0#} % confidence interval")
         : $"the imbalance {(fit.Slope > 0 ? "grows" : "shrinks")}: {Significant(fit.RelativeChange * 100, signed: true)} % of the mean variance across these batches";

@@ -94,6 +94,7 @@ internal static class RoutingStatsMerge
 
         var options = parts[0].Options with { UtilizationDecay = null };
         var result = RoutingStats.FromState(options, merged);
+        result.MergedParts = MergedParts(parts.Select(p => p.MergedParts));
         result.RoutingLatencyStats.Restore(
             measurements,
             totalLatency,
@@ -101,6 +102,15 @@ internal static class RoutingStatsMerge
             latencies.Max(l => l.MaxLatencyMs),
             latencies.SelectMany(l => l.RecentLatencies).TakeLast(LatencyStats.WindowSize));
         return result;
+    }
+
+    /// <summary>The recordings a merge of <paramref name="parts"/> combines, refused past <see cref="RoutingStats.MaxMergedParts"/>.</summary>
+    public static int MergedParts(IEnumerable<int> parts)
+    {
+        var sum = parts.Sum(p => (long)p);
+        return sum <= RoutingStats.MaxMergedParts
+            ? (int)sum
+            : throw new ArgumentException($"The merge would combine {sum} recordings (merged_parts); at most {RoutingStats.MaxMergedParts} merge.", "parts");
     }
 
     /// <summary>

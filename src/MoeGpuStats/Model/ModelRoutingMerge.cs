@@ -50,7 +50,10 @@ internal static class ModelRoutingMerge
         }
 
         // As RoutingStats.Merge, whose layers these are: decayed utilization does not merge, so the result has no decay.
-        return new ModelRoutingStats(new ManagedModelEngine(options with { UtilizationDecay = null }, merged));
+        return new ModelRoutingStats(new ManagedModelEngine(options with { UtilizationDecay = null }, merged))
+        {
+            MergedParts = RoutingStatsMerge.MergedParts(parts.Select(part => part.MergedParts)),
+        };
     }
 
     /// <summary>The rings summed step by step from the newest; the merged ring's newest step sits just before position <c>steps mod window</c>.</summary>

@@ -234,7 +234,7 @@ public sealed partial class ModelRoutingStats : IDisposable
             throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer is {layer}; this model has layers 0 to {Layers - 1}.");
         }
 
-        return new RoutingStats(engine.Layer(layer));
+        return new RoutingStats(engine.Layer(layer)) { MergedParts = MergedParts };
     }
 
     /// <summary>
@@ -380,7 +380,21 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <summary>Clears every layer and the window (enqueued on a device; no wait).</summary>
     /// <exception cref="InsufficientMemoryException">A model read from JSON could not allocate the window's ring it records into after a reset; the statistics are unchanged.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
-    public void Reset() => Engine.Reset();
+    public void Reset()
+    {
+        Engine.Reset();
+        MergedParts = 1;
+    }
+
+    /// <summary>
+    /// How many recordings the model combines: 1 for a model recorded here or read from one recording's
+    /// snapshot; for a <see cref="Merge"/>, the sum of its parts' (a merge of merges counts every rank). A
+    /// merge's steps are its parts' summed and its window their newest steps added up step by step, so a
+    /// merge of N ranks of S steps each holds N × S steps of one job's S forward passes: reports say so
+    /// from this. Snapshots keep it (<c>merged_parts</c>, written above 1); each <see cref="Layer"/> has it;
+    /// <see cref="Reset"/> sets it back to 1.
+    /// </summary>
+    public int MergedParts { get; internal set; } = 1;
 
     /// <summary>
     /// A managed copy of the whole model, which answers every read locally and records on independently. On a
@@ -390,7 +404,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// </summary>
     /// <exception cref="InsufficientMemoryException">On a device engine, the device could not hold the ring's copy; the message gives its size. The statistics are unchanged.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
-    public ModelRoutingStats Snapshot() => new(new ManagedModelEngine(Options, Engine.Export()));
+    public ModelRoutingStats Snapshot() => new(new ManagedModelEngine(Options, Engine.Export())) { MergedParts = MergedParts };
 
     /// <summary>
     /// Combines models of several ranks or replicas with the same shape into one managed model:
@@ -399,12 +413,13 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// exactly, and the window rings summed step by step from the newest (ranks that record the same
     /// steps align exactly; with <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>, ranks that left out
     /// different steps do not, though every sum stays exact). The parts share one
-    /// <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>, which the merged model keeps.
+    /// <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>, which the merged model keeps. <see cref="MergedParts"/> is the parts' summed.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">
     /// No parts, a null part, parts of different layers, experts, windows, capacities or <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> (the message names
-    /// the first part that differs from <c>parts[0]</c>), or a merged layer count above 2^63 − 1, as <see cref="RoutingStats.Merge"/>.
+    /// the first part that differs from <c>parts[0]</c>), a merged layer count above 2^63 − 1, as <see cref="RoutingStats.Merge"/>,
+    /// or merged parts above <see cref="RoutingStats.MaxMergedParts"/>.
     /// </exception>
     /// <exception cref="ObjectDisposedException">A part was disposed.</exception>
     /// <exception cref="InsufficientMemoryException">A part on a device could not hold its window ring's copy (as <see cref="Snapshot"/>).</exception>

@@ -8,7 +8,7 @@ namespace MoeGpuStats.Serialization;
 /// <summary>
 /// Reads and writes <see cref="ModelRoutingStats"/> as JSON: the model's own fields (<c>experts</c>,
 /// <c>window</c>, <c>expert_capacity</c>, <c>utilization_decay</c>, <c>skip_empty_steps</c> (written when true),
-/// <c>steps</c>, <c>window_steps</c>,
+/// <c>steps</c>, <c>window_steps</c>, <c>merged_parts</c> (written above 1),
 /// <c>window_load</c> as <c>[layers][experts]</c>) and a <c>layers</c> array of seed-shaped
 /// <see cref="RoutingStats"/> objects. The window ring is not written (up to 2^31 counts), so a model
 /// read back answers every read but cannot record on.
@@ -42,6 +42,11 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         if (model.SkipEmptySteps)
         {
             writer.WriteBoolean("skip_empty_steps", true);
+        }
+
+        if (value.MergedParts > 1)
+        {
+            writer.WriteNumber("merged_parts", value.MergedParts);
         }
 
         writer.WriteNumber("steps", state.Steps);
@@ -175,7 +180,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             state.Layers[l++] = layerState;
         }
 
-        return new ModelRoutingStats(new ManagedModelEngine(options, state));
+        return new ModelRoutingStats(new ManagedModelEngine(options, state)) { MergedParts = RoutingStatsJson.ReadMergedParts(root) };
     }
 
     /// <summary>

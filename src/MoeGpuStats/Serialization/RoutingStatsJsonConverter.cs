@@ -107,6 +107,11 @@ internal static class RoutingStatsJson
             writer.WriteNumber("experts", experts);
         }
 
+        if (stats.MergedParts > 1)
+        {
+            writer.WriteNumber("merged_parts", stats.MergedParts);
+        }
+
         if (options.UtilizationDecay is { } decay)
         {
             WriteFloat(writer, "utilization_decay", decay);
@@ -150,6 +155,7 @@ internal static class RoutingStatsJson
         var state = ReadState(root, capacityElement, options);
         var latency = ReadLatency(latencyElement);
         var stats = RoutingStats.FromState(options, state);
+        stats.MergedParts = ReadMergedParts(root);
         stats.RoutingLatencyStats.Restore(
             latency.Measurements,
             latency.Total,
@@ -492,6 +498,14 @@ internal static class RoutingStatsJson
 
     private static JsonElement RequiredObject(JsonElement parent, string name) =>
         Required(parent, name) is { ValueKind: JsonValueKind.Object } element ? element : throw new JsonException($"The field '{name}' must be an object.");
+
+    /// <summary>The recordings a snapshot combines (<c>merged_parts</c>): 1 where the field is absent, as every snapshot but a merge's.</summary>
+    public static int ReadMergedParts(JsonElement root) => OptionalInt(root, "merged_parts") switch
+    {
+        null => 1,
+        >= 1 and <= RoutingStats.MaxMergedParts and var parts => parts,
+        var parts => throw new JsonException($"The field 'merged_parts' is {parts}; it must be 1 to {RoutingStats.MaxMergedParts} (the recordings a merge combines)."),
+    };
 
     private static int? OptionalInt(JsonElement parent, string name) =>
         !parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null ? null

@@ -175,12 +175,19 @@ public sealed class MergeCommandTests : IDisposable
         using (var report = JsonDocument.Parse(reportOut))
         {
             Assert.Equal(2 * Steps, report.RootElement.GetProperty("steps").GetInt32());
+            Assert.Equal(2, report.RootElement.GetProperty("merged_parts").GetInt32());
         }
 
+        // The saved merge says what its steps and its window are: the ranks' steps summed, and each rank's newest.
         var (textCode, text, _) = Moegs.Run("report", merged);
         Assert.Equal(ExitCodes.Ok, textCode);
-        Assert.StartsWith($"report {merged}: a model of {Layers} layers of {Experts} experts", text);
+        Assert.StartsWith($"report {merged}: a model of {Layers} layers of {Experts} experts, a merge of 2 snapshots", text);
+        Assert.Contains("Model, over the window, the newest 3 steps of each of the 2 merged snapshots", text);
+        Assert.Contains($"Model, since the start, {2 * Steps} steps summed over 2 merged snapshots", text);
         Assert.Equal(ToMatrix(whole.Model!.WindowLoad()), LoadMatrix.Read(merged));
+        var (planCode, plan, planError) = Moegs.Run("plan", merged, "--replicas", $"{Experts}", "--gpus", "2");
+        Assert.True(planCode == ExitCodes.Ok, planError);
+        Assert.Contains($"load: the snapshot's window load: the newest 3 steps of each of 2 merged snapshots ({2 * Steps} steps summed)", plan);
 
         var single = _folder.WriteInt32("layer.npy", $"{Tokens}, {TopK}", ModelTrace.Ids(1, 1, Tokens, seed: 3));
         var singleSaved = Path.ChangeExtension(single, ".json");
@@ -210,7 +217,7 @@ public sealed class MergeCommandTests : IDisposable
         var (code, text, error) = Moegs.Run("report", merged);
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains($"Model, over all {2 * Steps} steps (the window, {Steps} steps long, holds all their load)", text);
+        Assert.Contains($"Model, over all {2 * Steps} steps summed over 2 merged snapshots (the window, {Steps} steps long, holds all their load)", text);
         Assert.DoesNotContain("Model, since the start", text);
     }
 
@@ -301,7 +308,16 @@ public sealed class MergeCommandTests : IDisposable
         var (textCode, text, _) = Run("merge", first, second, "-o", Path.Combine(_folder.FullName, "again.json"));
         Assert.Equal(ExitCodes.Ok, textCode);
         Assert.StartsWith("merge of 2 snapshots: one layer of 4 experts", text);
-        Assert.Contains("a merge joins the ranks' variance histories end to end, so this is no trend over time", text);
+        Assert.Contains("a merge of 2 snapshots joins their variance histories end to end, so this is no trend over time", text);
+
+        // A saved merge says so itself: report of it tells the same, and so does a merge of it with a third snapshot.
+        var (reportCode, report, _) = Run("report", merged);
+        Assert.Equal(ExitCodes.Ok, reportCode);
+        Assert.StartsWith($"report {merged}: one layer of 4 experts, a merge of 2 snapshots", report);
+        Assert.Contains("a merge of 2 snapshots joins their variance histories end to end, so this is no trend over time", report);
+        var (thirdCode, third, _) = Run("merge", merged, first);
+        Assert.Equal(ExitCodes.Ok, thirdCode);
+        Assert.Contains("a merge of 3 snapshots joins their variance histories", third);
     }
 
     /// <summary>Without --output, merge writes nothing and prints the merged snapshot with --json (it refused to run without --output).</summary>
