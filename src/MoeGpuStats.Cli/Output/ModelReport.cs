@@ -102,6 +102,13 @@ internal static class ModelReport
             Line(output, "slots dropped", Invariant($"{counts.SlotsDropped:N0}"), $"{ModelCounts.Percent(counts.SlotsDropped, counts.RoutedSlots)} of routed slots, over {capacity:N0} per expert per step");
         }
 
+        output.WriteLine();
+        output.WriteLine("Checks at the alerting rules' starting thresholds (docs/monitoring/moegpustats-alerts.yml): expert load over the window, counts since the start");
+        foreach (var (label, value, note) in ModelChecks.Of(summary.Window, counts))
+        {
+            Line(output, label, value, note);
+        }
+
         if (times is not null)
         {
             output.WriteLine();

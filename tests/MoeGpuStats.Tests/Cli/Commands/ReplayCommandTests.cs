@@ -391,6 +391,10 @@ public sealed partial class ReplayCommandTests : IDisposable
         var line = text.Split('\n').Single(l => l.StartsWith("  invalid expert ids", StringComparison.Ordinal));
         Assert.Contains($" {invalid:N0} ", line);
         Assert.Contains(text.Split('\n'), l => l.StartsWith("  slots dropped", StringComparison.Ordinal) && l.Contains($" {dropped:N0} ", StringComparison.Ordinal));
+
+        // The checks at the alerting rules' thresholds name both.
+        Assert.Contains(text.Split('\n'), l => l.StartsWith("  ids naming no expert", StringComparison.Ordinal) && l.Contains($" {invalid:N0} ", StringComparison.Ordinal));
+        Assert.Contains(text.Split('\n'), l => l.StartsWith("  over 1 % of slots dropped", StringComparison.Ordinal) && l.Contains(" yes ", StringComparison.Ordinal));
     }
 
     /// <summary>Ids beyond --experts in one layer's trace bring the model's warning too: they are in no expert's share, so the shares no longer add up to k x 100 %.</summary>

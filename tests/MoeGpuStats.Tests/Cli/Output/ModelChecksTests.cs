@@ -1,0 +1,96 @@
+using MoeGpuStats.Cli.Output;
+
+namespace MoeGpuStats.Tests.Cli.Output;
+
+/// <summary>
+/// The model report's checks: the conditions of the alerting rules, at their thresholds, named by layer;
+/// the load checks not judged over a window of too little load, as the rules leave it out.
+/// </summary>
+public sealed class ModelChecksTests
+{
+    private const int Experts = 10;
+
+    [Fact]
+    public void OverloadedAndDeadLayersAreNamedWithTheWorst()
+    {
+        // Layer 1: one expert at 6 × the mean; layer 3: two experts without a token; layer 0 at exactly 5 × is not over.
+        var window = Window(Layer(hottest: 500), Layer(hottest: 600), Layer(hottest: 200), Layer(hottest: 200, dead: 2));
+        var counts = Counts(routed: 100_000, dropped: 0, invalid: 0, capacity: null);
+
+        var checks = ModelChecks.Of(window, counts).ToList();
+
+        Assert.Equal(
+            [
+                ("busiest expert over 5 x the mean", "1 layer", "layer 1; the most 6.00 x, layer 1"),
+                ("experts without a token", "1 layer", "layer 3; 2 experts in all"),
+                ("ids naming no expert", "none", ""),
+            ],
+            checks);
+    }
+
+    [Fact]
+    public void AWindowOfTooLittleLoadIsNotJudgedAndCountsAreAlwaysJudged()
+    {
+        // 19 slots per expert: under the rules' 20.
+        var layers = Enumerable.Range(0, 3).Select(_ => Balance(Enumerable.Repeat(19UL, Experts - 2).Concat([38UL, 0UL]).ToArray())).ToArray();
+        var counts = Counts(routed: 1_000, dropped: 11, invalid: 3, capacity: 4);
+
+        var checks = ModelChecks.Of(new BalanceSummary(layers), counts).ToList();
+
+        Assert.Equal(("-", "-"), (checks[0].Value, checks[1].Value));
+        Assert.StartsWith("not judged: each expert averages 19 slots in the window, under 20", checks[0].Note);
+        Assert.Equal(("over 1 % of slots dropped", "yes", "1.1 % of routed slots"), checks[2]);
+        Assert.Equal(("ids naming no expert", "3", "the router or --experts is wrong: those ids are in no expert's load"), checks[3]);
+        Assert.Equal("no", ModelChecks.Of(new BalanceSummary(layers), Counts(routed: 1_000, dropped: 10, invalid: 0, capacity: 4)).ElementAt(2).Value);
+    }
+
+    [Fact]
+    public void ManyLayersAreCountedPastTheTenthNamed()
+    {
+        var window = Window([.. Enumerable.Range(0, 13).Select(_ => Layer(hottest: 900, dead: 1))]);
+
+        var checks = ModelChecks.Of(window, Counts(routed: 1, dropped: 0, invalid: 0, capacity: null)).ToList();
+
+        Assert.Equal(("13 layers", "layers 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 3 more; the most 9.00 x, layer 0"), (checks[0].Value, checks[0].Note));
+        Assert.Equal("layers 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 3 more; 13 experts in all", checks[1].Note);
+    }
+
+    /// <summary>The checks' thresholds are the rules' own: a change to one file shows here until the other follows.</summary>
+    [Fact]
+    public void TheThresholdsAreTheAlertingRules()
+    {
+        var rules = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "monitoring", "moegpustats-alerts.yml"));
+
+        Assert.Matches($@"layer_max_mean_ratio > {ModelChecks.OverloadedMaxMean}\b", rules);
+        Assert.Matches($@"window_mean_expert_load < {ModelChecks.MinMeanLoad}\b", rules);
+        Assert.Matches($@"\) > {ModelChecks.DroppedShare.ToString(System.Globalization.CultureInfo.InvariantCulture)}\b", rules);
+    }
+
+    /// <summary>A layer of 10 experts, 1,000 slots: the hottest with <paramref name="hottest"/>, <paramref name="dead"/> without one, the rest even.</summary>
+    private static LayerBalance Layer(ulong hottest, int dead = 0)
+    {
+        var loads = new ulong[Experts];
+        loads[0] = hottest;
+        var rest = Experts - 1 - dead;
+        for (var e = 1; e <= rest; e++)
+        {
+            loads[e] = (1_000 - hottest) / (ulong)rest;
+        }
+
+        loads[1] += 1_000 - loads.Aggregate(0UL, (sum, load) => sum + load);
+        return Balance(loads);
+    }
+
+    /// <summary>The balance the summary gives of <paramref name="loads"/> (the fields the checks read).</summary>
+    private static LayerBalance Balance(ulong[] loads)
+    {
+        var total = loads.Aggregate(0UL, (sum, load) => sum + load);
+        var mean = total / (double)loads.Length;
+        return new LayerBalance(total, mean, loads.Max(), loads.Min(), mean / loads.Max(), loads.Max() / mean, 0, Array.IndexOf(loads, loads.Max()), Array.IndexOf(loads, loads.Min()), loads.Count(load => load == 0), 0, 0);
+    }
+
+    private static BalanceSummary Window(params LayerBalance[] layers) => new(layers);
+
+    private static ModelCounts Counts(ulong routed, ulong dropped, ulong invalid, int? capacity) =>
+        new((0, 0), routed, invalid, dropped, capacity, WindowHoldsAll: false, MergedParts: 1);
+}
