@@ -256,7 +256,7 @@ typedef enum { MOEGS_IDS_INT32 = 0, MOEGS_IDS_INT64 = 1, MOEGS_IDS_INT16 = 2 } m
  * refused with MOEGS_INVALID_ARGUMENT. A step of a [tokens, layers, top_k] routed-experts buffer (SGLang's,
  * int32; some vLLM versions', int16) is read where it lies with layer_stride = top_k and token_stride = layers * top_k.
  * The call reads (layers - 1) * layer_stride + (tokens - 1) * token_stride + top_k ids
- * ((layers - 1) * layer_stride for no token), whose bytes must fit in an int64; otherwise as
+ * (none for no token, whatever the strides), whose bytes must fit in an int64; otherwise as
  * moegs_model_record. A model loads the int64 or int16 kernel at its first step of that type: make
  * that step outside a CUDA graph capture, as the warm-up step before capturing any record. */
 moegs_status moegs_model_record_strided(moegs_handle handle, const void* ids, moegs_id_type id_type, int32_t layers, int32_t tokens,

@@ -131,7 +131,7 @@ internal static class NativeChecks
 
         if (ids == IntPtr.Zero && length > 0)
         {
-            throw new NativeArgumentException($"ids is NULL with {length} ids to read: NULL is allowed only when the step reads none (tokens is 0, and layers is 1 or layer_stride 0).");
+            throw new NativeArgumentException($"ids is NULL with {length} ids to read: NULL is allowed only when the step reads none (tokens is 0).");
         }
 
         Aligned(kind, "ids", ids, idBytes);

@@ -27,11 +27,13 @@ internal static class ModelIdLayout
 
     /// <summary>
     /// The ids a step reads, <c>(layers − 1) × layerStride + LayerExtent</c>: the last layer starts
-    /// layers − 1 strides in (none for one layer, whose stride is never used). Null where that passes
+    /// layers − 1 strides in (none for one layer, whose stride is never used); 0 for no token, whose step
+    /// reads no id whatever the strides (an empty slice of a preallocated buffer). Null where that passes
     /// long's range, which no ids can hold.
     /// </summary>
     public static long? StepExtent(long layers, long layerStride, long tokens, long topK, long tokenStride) =>
-        LayerExtent(tokens, topK, tokenStride) is not { } layer ? null
+        tokens == 0 ? 0
+        : LayerExtent(tokens, topK, tokenStride) is not { } layer ? null
         : layers > 1 && layerStride > (long.MaxValue - layer) / (layers - 1) ? null
         : ((layers - 1) * layerStride) + layer;
 

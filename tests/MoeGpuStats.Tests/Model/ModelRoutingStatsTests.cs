@@ -286,8 +286,12 @@ public sealed partial class ModelRoutingStatsTests
         using var model = ModelRoutingStatsTests.Create(engine, BadInputOptions);
         model.RecordStep(default(ArrayView<int>), 0, 2);
         model.RecordStep(ReadOnlySpan<int>.Empty, 0, 2);
-        Assert.Equal(2UL, model.Summary().Steps);
-        Assert.Equal(2UL, model.Layer(2).TotalRoutings);
+
+        // Strides too, as an empty slice of a preallocated [tokens, layers, k] or padded [layers, tokens, k] buffer.
+        model.RecordStep(ReadOnlySpan<int>.Empty, tokens: 0, topK: 2, layerStride: 2, tokenStride: 6);
+        model.RecordStep(default(ArrayView<int>), tokens: 0, topK: 2, layerStride: 10);
+        Assert.Equal(4UL, model.Summary().Steps);
+        Assert.Equal(4UL, model.Layer(2).TotalRoutings);
         Assert.Equal(0UL, model.Layer(2).TotalTokens);
     }
 

@@ -16,6 +16,10 @@ public sealed class ModelIdLayoutTests
         // [tokens, layers, k] of 4 tokens, 3 layers, k = 8: the last layer's last token ends the buffer.
         Assert.Equal(4 * 3 * 8, ModelIdLayout.StepExtent(layers: 3, layerStride: 8, tokens: 4, topK: 8, tokenStride: 24));
         Assert.Equal(0, ModelIdLayout.StepExtent(layers: 1, layerStride: long.MaxValue, tokens: 0, topK: 8, tokenStride: 8));
+
+        // No token reads no id, whatever the strides: an empty slice of a buffer laid out [tokens, layers, k] or [layers, tokens, k].
+        Assert.Equal(0, ModelIdLayout.StepExtent(layers: 3, layerStride: 2, tokens: 0, topK: 2, tokenStride: 6));
+        Assert.Equal(0, ModelIdLayout.StepExtent(layers: 58, layerStride: long.MaxValue, tokens: 0, topK: 8, tokenStride: 8));
         Assert.Null(ModelIdLayout.StepExtent(layers: 3, layerStride: long.MaxValue / 2, tokens: 1, topK: 8, tokenStride: 8));
     }
 
