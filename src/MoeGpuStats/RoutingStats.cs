@@ -158,7 +158,7 @@ public sealed partial class RoutingStats : IDisposable
     /// </summary>
     public IReadOnlyList<float> ExpertUtilization => Engine.ExpertUtilization;
 
-    /// <summary>Per expert, <c>count / tokens</c> decayed by <see cref="RoutingStatsOptions.UtilizationDecay"/>; empty when that is not set.</summary>
+    /// <summary>Per expert, <c>count / tokens</c> decayed by <see cref="RoutingStatsOptions.UtilizationDecay"/> from 0; empty when that is not set.</summary>
     public IReadOnlyList<float> DecayedExpertUtilization => Engine.DecayedExpertUtilization;
 
     /// <summary>Mean of the load-balancing loss over batches (an f64 sum over the batches, as f32).</summary>

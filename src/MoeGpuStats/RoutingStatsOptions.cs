@@ -31,7 +31,9 @@ public sealed record RoutingStatsOptions
 
     /// <summary>
     /// When set, <see cref="RoutingStats.DecayedExpertUtilization"/> tracks
-    /// <c>u = decay * u + (1 - decay) * count / tokens</c> per batch besides the seed's cumulative mean.
+    /// <c>u = decay * u + (1 - decay) * count / tokens</c> per batch besides the seed's cumulative mean,
+    /// from u = 0 (so after one batch it reads <c>(1 - decay) * count / tokens</c>, rising towards the
+    /// share over about 1 / (1 - decay) batches, as an exponential moving average without bias correction).
     /// Must lie in [0, 1).
     /// </summary>
     public float? UtilizationDecay { get; init; }
