@@ -103,8 +103,8 @@ internal static class ModelReport
         }
 
         output.WriteLine();
-        output.WriteLine("Checks at the alerting rules' starting thresholds (docs/monitoring/moegpustats-alerts.yml): expert load over the window, counts since the start");
-        foreach (var (label, value, note) in ModelChecks.Of(summary.Window, counts))
+        output.WriteLine($"Checks at {AlertChecks.Rules}: expert load over the window, counts since the start");
+        foreach (var (label, value, note) in AlertChecks.Model(summary.Window, counts))
         {
             Line(output, label, value, note);
         }

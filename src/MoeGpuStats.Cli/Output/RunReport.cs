@@ -94,6 +94,13 @@ internal static class RunReport
             Line("router z-loss", Invariant($"{stats.AverageRouterZLoss:0.0000}"));
         }
 
+        output.WriteLine();
+        output.WriteLine($"Checks at {AlertChecks.Rules}");
+        foreach (var (label, value, note) in AlertChecks.Router(stats))
+        {
+            Line(label, value, note);
+        }
+
         var latency = stats.RoutingLatencyStats;
         output.WriteLine();
         output.WriteLine($"Time per batch: {timed}");

@@ -3,15 +3,15 @@ using static System.FormattableString;
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
-/// The model report's checks: the conditions the alerting rules in <c>docs/monitoring/moegpustats-alerts.yml</c>
-/// watch (an overloaded expert, dead experts, dropped slots, invalid ids), judged once over the report's
-/// window at the rules' starting thresholds, so that a report says whether anything needs a look.
+/// The reports' checks: the conditions the alerting rules in <c>docs/monitoring/moegpustats-alerts.yml</c>
+/// watch (an overloaded expert, dead experts, dropped slots, invalid ids), judged once at the rules'
+/// starting thresholds, so that a report says whether anything needs a look.
 /// </summary>
 /// <remarks>
-/// As the rules do, the load checks leave out a window where each expert averages fewer than
+/// As the rules do, a model's load checks leave out a window where each expert averages fewer than
 /// <see cref="MinMeanLoad"/> slots: there a few tokens to one expert pass the threshold by chance.
 /// </remarks>
-internal static class ModelChecks
+internal static class AlertChecks
 {
     /// <summary>MoeExpertOverloaded: the busiest expert's load over the layer's mean.</summary>
     public const double OverloadedMaxMean = 5;
@@ -22,17 +22,23 @@ internal static class ModelChecks
     /// <summary>MoeSlotsDropped: the share of routed slots a capacity may drop.</summary>
     public const double DroppedShare = 0.01;
 
+    /// <summary>What the checks judge by, for the reports' heading.</summary>
+    public const string Rules = "the alerting rules' starting thresholds (docs/monitoring/moegpustats-alerts.yml)";
+
     /// <summary>The most layers a check names; the rest are counted.</summary>
     private const int NamedLayers = 10;
 
-    /// <summary>The checks' report lines: label, value, note.</summary>
+    private const string Overloaded = "busiest expert over 5 x the mean";
+    private const string DroppedLabel = "over 1 % of slots dropped";
+    private const string InvalidLabel = "ids naming no expert";
+
+    /// <summary>A model's checks as report lines: label, value, note.</summary>
     /// <param name="window">The model's balance over the window.</param>
     /// <param name="counts">Its counts since the start.</param>
-    public static IEnumerable<(string Label, string Value, string Note)> Of(BalanceSummary window, ModelCounts counts)
+    public static IEnumerable<(string Label, string Value, string Note)> Model(BalanceSummary window, ModelCounts counts)
     {
         var layers = window.Layers;
         var meanLoad = layers.Count == 0 ? 0 : layers.Average(layer => layer.MeanLoad);
-        const string Overloaded = "busiest expert over 5 x the mean";
         const string Dead = "experts without a token";
         if (meanLoad < MinMeanLoad)
         {
@@ -51,12 +57,39 @@ internal static class ModelChecks
 
         if (counts.Capacity is not null)
         {
-            var over = counts.RoutedSlots > 0 && counts.SlotsDropped > DroppedShare * counts.RoutedSlots;
-            yield return ("over 1 % of slots dropped", over ? "yes" : "no", $"{ModelCounts.Percent(counts.SlotsDropped, counts.RoutedSlots)} of routed slots");
+            yield return Dropped(counts.SlotsDropped, counts.RoutedSlots);
         }
 
-        yield return ("ids naming no expert", counts.InvalidExpertIds == 0 ? "none" : Invariant($"{counts.InvalidExpertIds:N0}"), counts.InvalidExpertIds == 0 ? "" : "the router or --experts is wrong: those ids are in no expert's load");
+        yield return Invalid(counts.InvalidExpertIds);
     }
+
+    /// <summary>
+    /// One router's checks as report lines, as its rules judge it: the busiest expert's mean share over the
+    /// experts' mean (the <c>load_max_mean_ratio</c> gauge), dropped slots where a capacity drops any, invalid ids.
+    /// </summary>
+    /// <param name="stats">The router's statistics.</param>
+    public static IEnumerable<(string Label, string Value, string Note)> Router(RoutingStats stats)
+    {
+        var summary = stats.UtilizationSummary();
+        if (stats.MostUtilizedExpert() is var (most, _) && summary["mean_utilization"] is > 0 and var mean)
+        {
+            var ratio = summary["max_utilization"] / mean;
+            yield return (Overloaded, ratio > OverloadedMaxMean ? "yes" : "no", Invariant($"{ratio:0.00} x, expert {most}"));
+        }
+
+        if (stats.Options.ExpertCapacity is not null || stats.SlotsDropped > 0)
+        {
+            yield return Dropped(stats.SlotsDropped, stats.RoutedSlots);
+        }
+
+        yield return Invalid(stats.InvalidExpertIds);
+    }
+
+    private static (string, string, string) Dropped(ulong dropped, ulong routed) =>
+        (DroppedLabel, routed > 0 && dropped > DroppedShare * routed ? "yes" : "no", $"{ModelCounts.Percent(dropped, routed)} of routed slots");
+
+    private static (string, string, string) Invalid(ulong invalid) =>
+        (InvalidLabel, invalid == 0 ? "none" : Invariant($"{invalid:N0}"), invalid == 0 ? "" : "the router or --experts is wrong: those ids are in no expert's load");
 
     private static List<int> Matching(IReadOnlyList<LayerBalance> layers, Func<LayerBalance, bool> found) =>
         [.. Enumerable.Range(0, layers.Count).Where(l => found(layers[l]))];

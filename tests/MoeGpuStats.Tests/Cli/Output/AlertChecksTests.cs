@@ -6,7 +6,7 @@ namespace MoeGpuStats.Tests.Cli.Output;
 /// The model report's checks: the conditions of the alerting rules, at their thresholds, named by layer;
 /// the load checks not judged over a window of too little load, as the rules leave it out.
 /// </summary>
-public sealed class ModelChecksTests
+public sealed class AlertChecksTests
 {
     private const int Experts = 10;
 
@@ -17,7 +17,7 @@ public sealed class ModelChecksTests
         var window = Window(Layer(hottest: 500), Layer(hottest: 600), Layer(hottest: 200), Layer(hottest: 200, dead: 2));
         var counts = Counts(routed: 100_000, dropped: 0, invalid: 0, capacity: null);
 
-        var checks = ModelChecks.Of(window, counts).ToList();
+        var checks = AlertChecks.Model(window, counts).ToList();
 
         Assert.Equal(
             [
@@ -35,13 +35,13 @@ public sealed class ModelChecksTests
         var layers = Enumerable.Range(0, 3).Select(_ => Balance(Enumerable.Repeat(19UL, Experts - 2).Concat([38UL, 0UL]).ToArray())).ToArray();
         var counts = Counts(routed: 1_000, dropped: 11, invalid: 3, capacity: 4);
 
-        var checks = ModelChecks.Of(new BalanceSummary(layers), counts).ToList();
+        var checks = AlertChecks.Model(new BalanceSummary(layers), counts).ToList();
 
         Assert.Equal(("-", "-"), (checks[0].Value, checks[1].Value));
         Assert.StartsWith("not judged: each expert averages 19 slots in the window, under 20", checks[0].Note);
         Assert.Equal(("over 1 % of slots dropped", "yes", "1.1 % of routed slots"), checks[2]);
         Assert.Equal(("ids naming no expert", "3", "the router or --experts is wrong: those ids are in no expert's load"), checks[3]);
-        Assert.Equal("no", ModelChecks.Of(new BalanceSummary(layers), Counts(routed: 1_000, dropped: 10, invalid: 0, capacity: 4)).ElementAt(2).Value);
+        Assert.Equal("no", AlertChecks.Model(new BalanceSummary(layers), Counts(routed: 1_000, dropped: 10, invalid: 0, capacity: 4)).ElementAt(2).Value);
     }
 
     [Fact]
@@ -49,10 +49,34 @@ public sealed class ModelChecksTests
     {
         var window = Window([.. Enumerable.Range(0, 13).Select(_ => Layer(hottest: 900, dead: 1))]);
 
-        var checks = ModelChecks.Of(window, Counts(routed: 1, dropped: 0, invalid: 0, capacity: null)).ToList();
+        var checks = AlertChecks.Model(window, Counts(routed: 1, dropped: 0, invalid: 0, capacity: null)).ToList();
 
         Assert.Equal(("13 layers", "layers 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 3 more; the most 9.00 x, layer 0"), (checks[0].Value, checks[0].Note));
         Assert.Equal("layers 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 3 more; 13 experts in all", checks[1].Note);
+    }
+
+    /// <summary>One router is judged as its rules judge it: the busiest expert's mean share over the mean, drops where a capacity drops, invalid ids.</summary>
+    [Fact]
+    public void ARouterIsJudgedByItsOwnGauges()
+    {
+        using var collapsed = new RoutingStats(new RoutingStatsOptions { Experts = Experts, ExpertCapacity = 5 });
+        collapsed.RecordRouting([0, 0, 0, 0, 0, 0, 0, 0, 0, 12], tokens: 10, topK: 1);
+        using var even = new RoutingStats(new RoutingStatsOptions { Experts = Experts });
+        even.RecordRouting([.. Enumerable.Range(0, Experts)], tokens: Experts, topK: 1);
+
+        Assert.Equal(
+            [
+                ("busiest expert over 5 x the mean", "yes", "10.00 x, expert 0"),
+                ("over 1 % of slots dropped", "yes", "44.44 % of routed slots"),
+                ("ids naming no expert", "1", "the router or --experts is wrong: those ids are in no expert's load"),
+            ],
+            AlertChecks.Router(collapsed).ToList());
+        Assert.Equal(
+            [
+                ("busiest expert over 5 x the mean", "no", "1.00 x, expert 9"),
+                ("ids naming no expert", "none", ""),
+            ],
+            AlertChecks.Router(even).ToList());
     }
 
     /// <summary>The checks' thresholds are the rules' own: a change to one file shows here until the other follows.</summary>
@@ -61,9 +85,9 @@ public sealed class ModelChecksTests
     {
         var rules = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "monitoring", "moegpustats-alerts.yml"));
 
-        Assert.Matches($@"layer_max_mean_ratio > {ModelChecks.OverloadedMaxMean}\b", rules);
-        Assert.Matches($@"window_mean_expert_load < {ModelChecks.MinMeanLoad}\b", rules);
-        Assert.Matches($@"\) > {ModelChecks.DroppedShare.ToString(System.Globalization.CultureInfo.InvariantCulture)}\b", rules);
+        Assert.Matches($@"layer_max_mean_ratio > {AlertChecks.OverloadedMaxMean}\b", rules);
+        Assert.Matches($@"window_mean_expert_load < {AlertChecks.MinMeanLoad}\b", rules);
+        Assert.Matches($@"\) > {AlertChecks.DroppedShare.ToString(System.Globalization.CultureInfo.InvariantCulture)}\b", rules);
     }
 
     /// <summary>A layer of 10 experts, 1,000 slots: the hottest with <paramref name="hottest"/>, <paramref name="dead"/> without one, the rest even.</summary>
