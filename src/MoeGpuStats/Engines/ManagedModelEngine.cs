@@ -252,6 +252,8 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         var experts = Options.Experts;
         var layers = Options.Layers;
         var stepIds = tokens * topK;
+        // A step of no token reads no id, wherever its strides would put the layers (past an empty span).
+        layerStride = stepIds == 0 ? 0 : layerStride;
         if (Options.SkipEmptySteps && !HoldsToken(ids, layers, stepIds, topK, layerStride))
         {
             return;

@@ -290,8 +290,17 @@ public sealed partial class ModelRoutingStatsTests
         // Strides too, as an empty slice of a preallocated [tokens, layers, k] or padded [layers, tokens, k] buffer.
         model.RecordStep(ReadOnlySpan<int>.Empty, tokens: 0, topK: 2, layerStride: 2, tokenStride: 6);
         model.RecordStep(default(ArrayView<int>), tokens: 0, topK: 2, layerStride: 10);
-        Assert.Equal(4UL, model.Summary().Steps);
-        Assert.Equal(4UL, model.Layer(2).TotalRoutings);
+        model.RecordStep(ReadOnlySpan<int>.Empty, tokens: 0, topK: 2, layerStride: 10);
+        model.RecordStep(ReadOnlySpan<int>.Empty, tokens: 0, topK: 2, layerStride: 1L << 40);
+        Assert.Equal(6UL, model.Summary().Steps);
+        Assert.All(Enumerable.Range(0, BadInputOptions.Layers), l => Assert.Equal(6UL, model.Layer(l).TotalRoutings));
+
+        // Left out where empty steps are, on every engine alike.
+        using var skipping = ModelRoutingStatsTests.Create(engine, BadInputOptions with { SkipEmptySteps = true });
+        skipping.RecordStep(ReadOnlySpan<int>.Empty, tokens: 0, topK: 2, layerStride: 10);
+        skipping.RecordStep(default(ArrayView<int>), tokens: 0, topK: 2, layerStride: 10);
+        Assert.Equal(0UL, skipping.Summary().Steps);
+        Assert.Equal(6UL, model.Layer(2).TotalRoutings);
         Assert.Equal(0UL, model.Layer(2).TotalTokens);
     }
 

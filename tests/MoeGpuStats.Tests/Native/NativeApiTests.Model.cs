@@ -157,6 +157,24 @@ public sealed unsafe partial class NativeApiTests
         Refused(Call(&NativeApi.ModelDestroy, handle), InvalidHandle, "not a live model");
     }
 
+    /// <summary>A step of no token reads no id: NULL ids at any layer stride record it on every engine (the managed engine failed part-way, a layer ahead of the others).</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AStepOfNoTokenTakesNullIdsAtAnyLayerStride(string accelerator)
+    {
+        var handle = Create(accelerator, Layers, Experts, 0, Window, -1f);
+        try
+        {
+            Assert.Equal(Ok, Record(handle, [], Layers, 0, TopK, 10, null, null, null, nullIds: true));
+            Assert.Equal(Ok, Record(handle, [], Layers, 0, TopK, 1L << 40, null, null, null, nullIds: true));
+            Assert.Equal(2UL, Summary(handle, null).Summary.Steps);
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
     /// <summary>A model of one layer never steps to a second layer: any layer_stride takes its ids, as ModelRoutingStats.RecordStep takes them.</summary>
     [Theory]
     [MemberData(nameof(Engines))]
