@@ -224,7 +224,7 @@ moegs_status moegs_model_create_with_flags(const char* accelerator, int32_t laye
 
 /* Records one forward pass of every layer. Layer l's ids are [tokens, top_k] int32 at element
  * l * layer_stride of ids (layer_stride 0: tokens * top_k, the layers packed, as a [layers, tokens, top_k]
- * buffer; otherwise >= tokens * top_k when layers > 1). The call reads (layers - 1) * layer_stride + tokens * top_k ids.
+ * buffer; otherwise >= tokens * top_k when layers > 1). The call reads (layers - 1) * layer_stride + tokens * top_k ids (none for no token).
  * layers must equal the model's layers; tokens >= 0, top_k >= 1, tokens * top_k <= 2^31 - 1, and the ids
  * read <= (2^63 - 1) / 4 (their bytes fit in an int64; <= 2^31 - 1 on "managed"). Ids: as moegs_record's (-1 an empty slot, a row of -1 padding).
  * valid_tokens: NULL, or an int32 holding the rows that are tokens (later rows are padding, as vLLM's

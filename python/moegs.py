@@ -700,8 +700,9 @@ class MoeModelStats(_Handle):
             left empty) for the balance over ranks.
         recent_steps: None for the whole window, or 1 to the window: "window" covers only the newest that many steps
         (window_steps says how many it holds), as SGLang logs balance over the last 10, 100 and 1,000 passes.
-        Raises TypeError (recent_steps not an integer, expert_ranks not a sequence) or ValueError (recent_steps outside
-        [1, window], expert_ranks not one rank per expert, or a rank below the largest without an expert)."""
+        Raises TypeError (recent_steps not an integer, expert_ranks not a sequence), ValueError (recent_steps outside
+        [1, window], expert_ranks not one rank per expert) or MoeGpuStatsError (a rank outside [0, experts - 1], or a rank
+        below the largest without an expert)."""
         recent = None if recent_steps is None else self._recent_steps(recent_steps)
         ranks = self._ranks(expert_ranks)
         out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()

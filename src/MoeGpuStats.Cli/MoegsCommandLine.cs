@@ -69,11 +69,15 @@ internal static partial class MoegsCommandLine
         {
             // Each message names its option, its value and what is allowed: one is the whole story. A
             // word the parser did not know says more than the missing command or argument it caused.
-            var unrecognized = result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal))?.Message;
+            // A mistyped option taken for an input file says more than the word it pushed out of place.
+            var unrecognized = (result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized option '", StringComparison.Ordinal))
+                ?? result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)))?.Message;
             var error = unrecognized ?? MissingOptions(result.Errors) ?? result.Errors[0].Message;
             var command = result.CommandResult.Command;
             // A word the parser left unmatched, or one a file argument refused as a likely option (quoted in its message).
-            var word = unrecognized is null ? null : result.UnmatchedTokens.Count > 0 ? result.UnmatchedTokens[0] : QuotedWord().Match(unrecognized).Groups[1].Value;
+            var word = unrecognized is null ? null
+                : unrecognized.StartsWith("Unrecognized option '", StringComparison.Ordinal) || result.UnmatchedTokens.Count == 0 ? QuotedWord().Match(unrecognized).Groups[1].Value
+                : result.UnmatchedTokens[0];
             var meant = string.IsNullOrEmpty(word) ? null : Meant(word, command, root);
             var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
             console.Error.WriteLine($"{ErrorText.OneLine(error)}{(meant is null ? "" : $" Did you mean {meant}?")} Run {help} for usage.");

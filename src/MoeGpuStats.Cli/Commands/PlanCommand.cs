@@ -90,7 +90,7 @@ internal static class PlanCommand
             if (parse.GetValue(perSlot))
             {
                 var (rows, slots) = (loads.GetLength(0), loads.GetLength(1));
-                var against = $"{deployedFile} (against {path}: {Counted.Of(rows, "layer")} of {Counted.Of(slots, "slot")}, --load-per-slot)";
+                var against = $"--current {deployedFile} (against {path}: {Counted.Of(rows, "layer")} of {Counted.Of(slots, "slot")}, --load-per-slot)";
                 long[,] logical;
                 try
                 {
@@ -141,7 +141,7 @@ internal static class PlanCommand
                 }
                 catch (ArgumentException exception)
                 {
-                    console.Error.WriteLine($"{deployedFile} (against {path}: {Counted.Of(layers, "layer")} of {Counted.Of(experts, "expert")}): {InFileTerms(exception)}");
+                    console.Error.WriteLine($"--current {deployedFile} (against {path}: {Counted.Of(layers, "layer")} of {Counted.Of(experts, "expert")}): {InFileTerms(exception)}");
                     return ExitCodes.BadInput;
                 }
 

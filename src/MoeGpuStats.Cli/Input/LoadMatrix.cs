@@ -225,7 +225,7 @@ internal static class LoadMatrix
         using var snapshot = SnapshotFile.Load(path);
         source = snapshot.Model is { } snapshotModel
             ? $"the snapshot's window load: {WindowSteps(snapshotModel)}"
-            : $"the snapshot's tokens per expert since the start, over {Counted.Of(snapshot.Layer!.TotalRoutings, "batch", "batches")}";
+            : $"the snapshot's tokens per expert since the start, over {Counted.Of(snapshot.Layer!.TotalRoutings, "batch", "batches")}{(snapshot.Layer.MergedParts > 1 ? $" summed over {snapshot.Layer.MergedParts:N0} merged snapshots" : "")}";
         var (layers, experts, counts) = snapshot.Model is { } model
             ? (model.Layers, model.Experts, model.WindowLoad())
             : (1, snapshot.Layer!.ExpertTokenCounts.Count, snapshot.Layer.ExpertTokenCounts.ToArray());
@@ -254,7 +254,7 @@ internal static class LoadMatrix
     private static string WindowSteps(ModelRoutingStats model)
     {
         var summary = model.Summary();
-        return model.MergedParts > 1 ? $"the newest {Counted.Of((ulong)summary.WindowSteps, "step")} of each of {model.MergedParts:N0} merged snapshots ({Counted.Of(summary.Steps, "step")} summed)"
+        return model.MergedParts > 1 ? $"the newest {Counted.Of((ulong)summary.WindowSteps, "step")} (at most) of each of {model.MergedParts:N0} merged snapshots ({Counted.Of(summary.Steps, "step")} summed)"
             : summary.WindowSteps == (long)summary.Steps ? $"all {Counted.Of(summary.Steps, "step")}"
             : $"the newest {summary.WindowSteps:N0} of {Counted.Of(summary.Steps, "step")}";
     }

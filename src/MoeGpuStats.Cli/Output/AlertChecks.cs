@@ -57,7 +57,13 @@ internal static class AlertChecks
 
         if (counts.Capacity is not null)
         {
-            yield return Dropped(counts.SlotsDropped, counts.RoutedSlots);
+            // Per layer, as the rule divides each layer's counters: one layer's drops can hide in the model's sum.
+            var drops = counts.LayerDrops;
+            var dropping = Enumerable.Range(0, drops.Count).Where(l => Over(drops[l].Dropped, drops[l].Routed)).ToList();
+            var most = Enumerable.Range(0, drops.Count).MaxBy(l => drops[l].Routed == 0 ? 0 : drops[l].Dropped / (double)drops[l].Routed);
+            yield return (DroppedLabel, Found(dropping), dropping.Count == 0
+                ? $"{ModelCounts.Percent(counts.SlotsDropped, counts.RoutedSlots)} of routed slots in all"
+                : $"{Named(dropping)}; the most {ModelCounts.Percent(drops[most].Dropped, drops[most].Routed)}, layer {most}");
         }
 
         yield return Invalid(counts.InvalidExpertIds);
@@ -86,7 +92,9 @@ internal static class AlertChecks
     }
 
     private static (string, string, string) Dropped(ulong dropped, ulong routed) =>
-        (DroppedLabel, routed > 0 && dropped > DroppedShare * routed ? "yes" : "no", $"{ModelCounts.Percent(dropped, routed)} of routed slots");
+        (DroppedLabel, Over(dropped, routed) ? "yes" : "no", $"{ModelCounts.Percent(dropped, routed)} of routed slots");
+
+    private static bool Over(ulong dropped, ulong routed) => routed > 0 && dropped > DroppedShare * routed;
 
     private static (string, string, string) Invalid(ulong invalid) =>
         (InvalidLabel, invalid == 0 ? "none" : Invariant($"{invalid:N0}"), invalid == 0 ? "" : "the router or --experts is wrong: those ids are in no expert's load");

@@ -18,15 +18,19 @@ namespace MoeGpuStats.Cli.Output;
 /// then the same, so one is printed).
 /// </param>
 /// <param name="MergedParts">The recordings the model combines (<see cref="ModelRoutingStats.MergedParts"/>): above 1, its steps are theirs summed and its window their newest steps added up.</param>
-internal sealed record ModelCounts((ulong Fewest, ulong Most) Tokens, ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity, bool WindowHoldsAll, int MergedParts)
+/// <param name="LayerDrops">Per layer, its routed slots and the slots its capacity dropped, since the start.</param>
+internal sealed record ModelCounts(
+    (ulong Fewest, ulong Most) Tokens, ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity, bool WindowHoldsAll, int MergedParts, IReadOnlyList<(ulong Routed, ulong Dropped)> LayerDrops)
 {
     public static ModelCounts Of(ModelRoutingStats model)
     {
         ulong routed = 0, invalid = 0, dropped = 0, sinceStart = 0;
         var tokens = (Fewest: ulong.MaxValue, Most: 0UL);
+        var drops = new (ulong Routed, ulong Dropped)[model.Layers];
         for (var l = 0; l < model.Layers; l++)
         {
             using var layer = model.Layer(l);
+            drops[l] = (layer.RoutedSlots, layer.SlotsDropped);
             tokens = (Math.Min(tokens.Fewest, layer.TotalTokens), Math.Max(tokens.Most, layer.TotalTokens));
             routed += layer.RoutedSlots;
             invalid += layer.InvalidExpertIds;
@@ -39,7 +43,7 @@ internal sealed record ModelCounts((ulong Fewest, ulong Most) Tokens, ulong Rout
 
         // Each window load is at most its count since the start, so equal sums mean equal loads.
         var window = model.WindowLoad().Aggregate(0UL, (sum, load) => sum + load);
-        return new ModelCounts(tokens, routed, invalid, dropped, model.Options.ExpertCapacity, window == sinceStart, model.MergedParts);
+        return new ModelCounts(tokens, routed, invalid, dropped, model.Options.ExpertCapacity, window == sinceStart, model.MergedParts, drops);
     }
 
     /// <summary>A warning for standard error when ids named no expert, or null.</summary>

@@ -42,7 +42,7 @@ internal static class ModelReport
         Func<ModelRoutingSummary, BalanceSummary> window = s => s.Window, sinceStart = s => s.SinceStart;
         // A merge's steps are its snapshots' summed, and its window their newest steps added up step by step.
         var (summed, ofEach) = counts.MergedParts > 1
-            ? ($" summed over {counts.MergedParts:N0} merged snapshots", $" of each of the {counts.MergedParts:N0} merged snapshots")
+            ? ($" summed over {counts.MergedParts:N0} merged snapshots", $" (at most) of each of the {counts.MergedParts:N0} merged snapshots")
             : ("", "");
         var spans = summary.WindowSteps == (long)summary.Steps
             ? new[] { ($"over all {Counted.Of(summary.Steps, "step")}{summed} (the window holds them all)", sinceStart) }

@@ -189,6 +189,12 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
     /// </summary>
     private static RoutingStats Layer(JsonElement layer, int l, ModelRoutingStatsOptions model)
     {
+        // The model's merge is written once, beside its steps: a layer's own would be read and lost.
+        if (layer.ValueKind == JsonValueKind.Object && layer.TryGetProperty("merged_parts", out _))
+        {
+            throw new JsonException($"layers[{l}] holds merged_parts, which is the model's field (beside steps), not a layer's.");
+        }
+
         try
         {
             return RoutingStatsJson.FromElement(layer, settings => CheckLayerOptions(settings, model, l));

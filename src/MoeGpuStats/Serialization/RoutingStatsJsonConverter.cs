@@ -500,12 +500,10 @@ internal static class RoutingStatsJson
         Required(parent, name) is { ValueKind: JsonValueKind.Object } element ? element : throw new JsonException($"The field '{name}' must be an object.");
 
     /// <summary>The recordings a snapshot combines (<c>merged_parts</c>): 1 where the field is absent, as every snapshot but a merge's.</summary>
-    public static int ReadMergedParts(JsonElement root) => OptionalInt(root, "merged_parts") switch
-    {
-        null => 1,
-        >= 1 and <= RoutingStats.MaxMergedParts and var parts => parts,
-        var parts => throw new JsonException($"The field 'merged_parts' is {parts}; it must be 1 to {RoutingStats.MaxMergedParts} (the recordings a merge combines)."),
-    };
+    public static int ReadMergedParts(JsonElement root) =>
+        !root.TryGetProperty("merged_parts", out var value) || value.ValueKind == JsonValueKind.Null ? 1
+        : value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var parts) && parts is >= 1 and <= RoutingStats.MaxMergedParts ? (int)parts
+        : throw new JsonException($"The field 'merged_parts' is {value.GetRawText()}; it must be a whole number from 1 to {RoutingStats.MaxMergedParts} (the recordings a merge combines).");
 
     private static int? OptionalInt(JsonElement parent, string name) =>
         !parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null ? null

@@ -71,6 +71,7 @@ public sealed class MergedPartsTests
     [InlineData("1048577")]
     [InlineData("\"2\"")]
     [InlineData("2.5")]
+    [InlineData("99999999999")]
     public void AMergedPartsOutOfRangeIsRefusedByName(string value)
     {
         using var stats = Recorded(seed: 1);
@@ -85,6 +86,19 @@ public sealed class MergedPartsTests
 
         Assert.Contains("'merged_parts'", error.Message);
         Assert.Contains("'merged_parts'", modelError.Message);
+    }
+
+    /// <summary>A model writes merged_parts once, beside its steps; one in a layer would be read and lost, so it is refused.</summary>
+    [Fact]
+    public void AMergedPartsInAModelsLayerIsRefused()
+    {
+        using var model = RecordedModel(seed: 1);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        node["layers"]![1]!["merged_parts"] = 7;
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+
+        Assert.Equal("layers[1] holds merged_parts, which is the model's field (beside steps), not a layer's.", error.Message);
     }
 
     /// <summary>Merges past the bound are refused naming it, the parts unchanged, not wrapped.</summary>

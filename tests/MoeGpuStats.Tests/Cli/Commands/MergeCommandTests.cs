@@ -182,12 +182,12 @@ public sealed class MergeCommandTests : IDisposable
         var (textCode, text, _) = Moegs.Run("report", merged);
         Assert.Equal(ExitCodes.Ok, textCode);
         Assert.StartsWith($"report {merged}: a model of {Layers} layers of {Experts} experts, a merge of 2 snapshots", text);
-        Assert.Contains("Model, over the window, the newest 3 steps of each of the 2 merged snapshots", text);
+        Assert.Contains("Model, over the window, the newest 3 steps (at most) of each of the 2 merged snapshots", text);
         Assert.Contains($"Model, since the start, {2 * Steps} steps summed over 2 merged snapshots", text);
         Assert.Equal(ToMatrix(whole.Model!.WindowLoad()), LoadMatrix.Read(merged));
         var (planCode, plan, planError) = Moegs.Run("plan", merged, "--replicas", $"{Experts}", "--gpus", "2");
         Assert.True(planCode == ExitCodes.Ok, planError);
-        Assert.Contains($"load: the snapshot's window load: the newest 3 steps of each of 2 merged snapshots ({2 * Steps} steps summed)", plan);
+        Assert.Contains($"load: the snapshot's window load: the newest 3 steps (at most) of each of 2 merged snapshots ({2 * Steps} steps summed)", plan);
 
         var single = _folder.WriteInt32("layer.npy", $"{Tokens}, {TopK}", ModelTrace.Ids(1, 1, Tokens, seed: 3));
         var singleSaved = Path.ChangeExtension(single, ".json");

@@ -123,7 +123,7 @@ public sealed class PlanCommandTests : IDisposable
         File.WriteAllText(missing, "[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 0, 1, 2, 3], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1, 2, 3]]");
         (code, _, error) = Moegs.Run(["plan", npy, .. options, "--current", missing]);
         Assert.Equal(ExitCodes.BadInput, code);
-        Assert.Equal($"{missing} (against {npy}: 2 layers of 12 experts): physical_to_logical[0] gives expert 11 no slot; every expert from 0 to 11 needs one, or its tokens have nowhere to go.", error.TrimEnd());
+        Assert.Equal($"--current {missing} (against {npy}: 2 layers of 12 experts): physical_to_logical[0] gives expert 11 no slot; every expert from 0 to 11 needs one, or its tokens have nowhere to go.", error.TrimEnd());
     }
 
     /// <summary>
@@ -171,7 +171,7 @@ public sealed class PlanCommandTests : IDisposable
 
         (code, _, error) = Moegs.Run(["plan", logical, .. options, "--current", bare, "--load-per-slot"]);
         Assert.Equal(ExitCodes.BadInput, code);
-        Assert.Equal($"{bare} (against {logical}: 2 layers of 12 slots, --load-per-slot): physical_to_logical[0] has 16 slots but the loads have 12 per layer; give the placement the loads were recorded under.", error.TrimEnd());
+        Assert.Equal($"--current {bare} (against {logical}: 2 layers of 12 slots, --load-per-slot): physical_to_logical[0] has 16 slots but the loads have 12 per layer; give the placement the loads were recorded under.", error.TrimEnd());
     }
 
     [Theory]

@@ -394,7 +394,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
         // The checks at the alerting rules' thresholds name both.
         Assert.Contains(text.Split('\n'), l => l.StartsWith("  ids naming no expert", StringComparison.Ordinal) && l.Contains($" {invalid:N0} ", StringComparison.Ordinal));
-        Assert.Contains(text.Split('\n'), l => l.StartsWith("  over 1 % of slots dropped", StringComparison.Ordinal) && l.Contains(" yes ", StringComparison.Ordinal));
+        Assert.Contains(text.Split('\n'), l => l.StartsWith("  over 1 % of slots dropped", StringComparison.Ordinal) && l.Contains(" layer", StringComparison.Ordinal));
     }
 
     /// <summary>Ids beyond --experts in one layer's trace bring the model's warning too: they are in no expert's share, so the shares no longer add up to k x 100 %.</summary>

@@ -181,6 +181,20 @@ public sealed class ReportCommandTests : IDisposable
         Assert.True(code == ExitCodes.Ok, error);
     }
 
+    /// <summary>A mistyped option before the file is named, not the file it pushed out of place (the parser named the file).</summary>
+    [Fact]
+    public void AMistypedOptionBeforeTheFileIsNamedWithASuggestion()
+    {
+        var path = SaveFourTokens("run.json");
+
+        var (code, _, error) = Moegs.Run("report", "--jsno", path);
+        var (planCode, _, planError) = Moegs.Run("plan", "--replica", "16", "--gpus", "2", path);
+
+        Assert.Equal((ExitCodes.Usage, ExitCodes.Usage), (code, planCode));
+        Assert.Equal("Unrecognized option '--jsno', and no file of that name. Did you mean --json? Run moegs report --help for usage.", error.Trim());
+        Assert.Equal("Unrecognized option '--replica', and no file of that name. Did you mean --replicas? Run moegs plan --help for usage.", planError.Trim());
+    }
+
     /// <summary>A snapshot that cannot be read is one line naming the file, and exit code 1.</summary>
     [Theory]
     [InlineData("missing.json", null, "no such file.")]

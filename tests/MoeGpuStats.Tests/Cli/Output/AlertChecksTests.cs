@@ -39,9 +39,14 @@ public sealed class AlertChecksTests
 
         Assert.Equal(("-", "-"), (checks[0].Value, checks[1].Value));
         Assert.StartsWith("not judged: each expert averages 19 slots in the window, under 20", checks[0].Note);
-        Assert.Equal(("over 1 % of slots dropped", "yes", "1.1 % of routed slots"), checks[2]);
+        Assert.Equal(("over 1 % of slots dropped", "1 layer", "layer 0; the most 1.1 %, layer 0"), checks[2]);
         Assert.Equal(("ids naming no expert", "3", "the router or --experts is wrong: those ids are in no expert's load"), checks[3]);
-        Assert.Equal("no", AlertChecks.Model(new BalanceSummary(layers), Counts(routed: 1_000, dropped: 10, invalid: 0, capacity: 4)).ElementAt(2).Value);
+        var quiet = AlertChecks.Model(new BalanceSummary(layers), Counts(routed: 1_000, dropped: 10, invalid: 0, capacity: 4)).ElementAt(2);
+        Assert.Equal(("none", "1 % of routed slots in all"), (quiet.Value, quiet.Note));
+
+        // Each layer is judged, as the rule divides each layer's counters: 5 % in layer 2 hides in the model's 0.5 %.
+        var perLayer = Counts(routed: 10_000, dropped: 50, invalid: 0, capacity: 4, layers: [(4_500, 0), (4_500, 0), (1_000, 50)]);
+        Assert.Equal(("over 1 % of slots dropped", "1 layer", "layer 2; the most 5 %, layer 2"), AlertChecks.Model(new BalanceSummary(layers), perLayer).ElementAt(2));
     }
 
     [Fact]
@@ -115,6 +120,7 @@ public sealed class AlertChecksTests
 
     private static BalanceSummary Window(params LayerBalance[] layers) => new(layers);
 
-    private static ModelCounts Counts(ulong routed, ulong dropped, ulong invalid, int? capacity) =>
-        new((0, 0), routed, invalid, dropped, capacity, WindowHoldsAll: false, MergedParts: 1);
+    /// <summary>A model's counts; its layers' routed and dropped slots <paramref name="layers"/>, or one layer of them all.</summary>
+    private static ModelCounts Counts(ulong routed, ulong dropped, ulong invalid, int? capacity, (ulong Routed, ulong Dropped)[]? layers = null) =>
+        new((0, 0), routed, invalid, dropped, capacity, WindowHoldsAll: false, MergedParts: 1, layers ?? [(routed, dropped)]);
 }
