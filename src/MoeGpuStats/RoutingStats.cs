@@ -339,7 +339,6 @@ public sealed partial class RoutingStats : IDisposable
     {
         Engine.Reset();
         _latency.Reset();
-        MergedParts = 1;
     }
 
     /// <summary>
@@ -347,9 +346,10 @@ public sealed partial class RoutingStats : IDisposable
     /// recording's snapshot; for a <see cref="Merge"/>, the sum of its parts' (a merge of merges counts
     /// every rank). A merge's batches are its parts' summed and its variance history their histories
     /// joined end to end, no span of time: reports say so from this. Snapshots keep it
-    /// (<c>merged_parts</c>, written above 1); <see cref="Reset"/> sets it back to 1.
+    /// (<c>merged_parts</c>, written above 1). Fixed for the object's life, so that every read agrees
+    /// with every other thread's: <see cref="Reset"/> clears the statistics, not what they were made as.
     /// </summary>
-    public int MergedParts { get; internal set; } = 1;
+    public int MergedParts { get; internal init; } = 1;
 
     /// <summary>Tokens, batches, efficiency and mean latency together.</summary>
     public ThroughputStats GetThroughputStats()
@@ -411,7 +411,11 @@ public sealed partial class RoutingStats : IDisposable
 
     internal RoutingState ExportState() => Engine.Snapshot().Export();
 
-    internal static RoutingStats FromState(RoutingStatsOptions options, RoutingState state) => new(new ManagedRoutingEngine(options, state));
+    /// <param name="options">The statistics' options.</param>
+    /// <param name="state">The state to start from, validated by the caller.</param>
+    /// <param name="mergedParts">The recordings the state combines (<see cref="MergedParts"/>).</param>
+    internal static RoutingStats FromState(RoutingStatsOptions options, RoutingState state, int mergedParts = 1) =>
+        new(new ManagedRoutingEngine(options, state)) { MergedParts = mergedParts };
 
     private static partial class Log
     {

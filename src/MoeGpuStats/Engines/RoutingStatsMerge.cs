@@ -93,8 +93,7 @@ internal static class RoutingStatsMerge
         }
 
         var options = parts[0].Options with { UtilizationDecay = null };
-        var result = RoutingStats.FromState(options, merged);
-        result.MergedParts = MergedParts(parts.Select(p => p.MergedParts));
+        var result = RoutingStats.FromState(options, merged, MergedParts(parts.Select(p => p.MergedParts)));
         result.RoutingLatencyStats.Restore(
             measurements,
             totalLatency,

@@ -380,21 +380,18 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <summary>Clears every layer and the window (enqueued on a device; no wait).</summary>
     /// <exception cref="InsufficientMemoryException">A model read from JSON could not allocate the window's ring it records into after a reset; the statistics are unchanged.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
-    public void Reset()
-    {
-        Engine.Reset();
-        MergedParts = 1;
-    }
+    public void Reset() => Engine.Reset();
 
     /// <summary>
     /// How many recordings the model combines: 1 for a model recorded here or read from one recording's
     /// snapshot; for a <see cref="Merge"/>, the sum of its parts' (a merge of merges counts every rank). A
     /// merge's steps are its parts' summed and its window their newest steps added up step by step, so a
     /// merge of N ranks of S steps each holds N × S steps of one job's S forward passes: reports say so
-    /// from this. Snapshots keep it (<c>merged_parts</c>, written above 1); each <see cref="Layer"/> has it;
-    /// <see cref="Reset"/> sets it back to 1.
+    /// from this. Snapshots keep it (<c>merged_parts</c>, written above 1); each <see cref="Layer"/> has it.
+    /// Fixed for the object's life, so that every read agrees with every other thread's: <see cref="Reset"/>
+    /// clears the statistics, not what they were made as.
     /// </summary>
-    public int MergedParts { get; internal set; } = 1;
+    public int MergedParts { get; internal init; } = 1;
 
     /// <summary>
     /// A managed copy of the whole model, which answers every read locally and records on independently. On a

@@ -154,8 +154,7 @@ internal static class RoutingStatsJson
         checkOptions?.Invoke(options);
         var state = ReadState(root, capacityElement, options);
         var latency = ReadLatency(latencyElement);
-        var stats = RoutingStats.FromState(options, state);
-        stats.MergedParts = ReadMergedParts(root);
+        var stats = RoutingStats.FromState(options, state, ReadMergedParts(root));
         stats.RoutingLatencyStats.Restore(
             latency.Measurements,
             latency.Total,
