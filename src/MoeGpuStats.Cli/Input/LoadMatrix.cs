@@ -25,8 +25,8 @@ internal static class LoadMatrix
     /// <param name="source">Which of a snapshot's loads was read, in a phrase; null for an array, which is its own load.</param>
     public static bool TryRead(CliConsole console, FileInfo path, string column, out long[,] loads, out string? source)
     {
-        var read = InputFile.TryRead(console, path, "a load file (.npy or .json)", file => (Read(file, column, out var from), from), out var file);
-        (loads, source) = file;
+        var read = InputFile.TryRead(console, path, "a load file (.npy or .json)", name => (Read(name, column, out var from), from), out var result);
+        (loads, source) = result;
         return read;
     }
 

@@ -28,9 +28,10 @@ internal static class AlertChecks
     /// <summary>The most layers a check names; the rest are counted.</summary>
     private const int NamedLayers = 10;
 
-    private const string Overloaded = "busiest expert over 5 x the mean";
-    private const string DroppedLabel = "over 1 % of slots dropped";
+    private const string Dead = "experts without a token";
     private const string InvalidLabel = "ids naming no expert";
+    private static readonly string Overloaded = Invariant($"busiest expert over {OverloadedMaxMean:0.#} x the mean");
+    private static readonly string DroppedLabel = Invariant($"over {DroppedShare * 100:0.#} % of slots dropped");
 
     /// <summary>A model's checks as report lines: label, value, note.</summary>
     /// <param name="window">The model's balance over the window.</param>
@@ -39,7 +40,6 @@ internal static class AlertChecks
     {
         var layers = window.Layers;
         var meanLoad = layers.Count == 0 ? 0 : layers.Average(layer => layer.MeanLoad);
-        const string Dead = "experts without a token";
         if (meanLoad < MinMeanLoad)
         {
             var why = Invariant($"not judged: each expert averages {meanLoad:0.#} slots in the window, under {MinMeanLoad:0}, too few to tell chance from imbalance");
