@@ -70,13 +70,13 @@ internal static partial class MoegsCommandLine
             // Each message names its option, its value and what is allowed: one is the whole story. A
             // word the parser did not know says more than the missing command or argument it caused.
             // A mistyped option taken for an input file says more than the word it pushed out of place.
-            var unrecognized = (result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized option '", StringComparison.Ordinal))
+            var unrecognized = (result.Errors.FirstOrDefault(e => e.Message.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal))
                 ?? result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)))?.Message;
             var error = unrecognized ?? MissingOptions(result.Errors) ?? result.Errors[0].Message;
             var command = result.CommandResult.Command;
             // A word the parser left unmatched, or one a file argument refused as a likely option (quoted in its message).
             var word = unrecognized is null ? null
-                : unrecognized.StartsWith("Unrecognized option '", StringComparison.Ordinal) || result.UnmatchedTokens.Count == 0 ? QuotedWord().Match(unrecognized).Groups[1].Value
+                : unrecognized.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal) || result.UnmatchedTokens.Count == 0 ? QuotedWord().Match(unrecognized).Groups[1].Value
                 : result.UnmatchedTokens[0];
             var meant = string.IsNullOrEmpty(word) ? null : Meant(word, command, root);
             var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";

@@ -104,6 +104,9 @@ internal static class SharedOptions
     public static FileInfo[] ParseFiles(ArgumentResult result, string name) =>
         [.. result.Tokens.Select(token => ParseFile(result, name, token.Value)).OfType<FileInfo>()];
 
+    /// <summary>How the refusal of a mistyped option taken for an input file begins, which the program's error line prefers.</summary>
+    public const string UnrecognizedOption = "Unrecognized option ";
+
     private static FileInfo? ParseFile(ArgumentResult result, string name, string text)
     {
         if (string.IsNullOrWhiteSpace(text))
@@ -116,7 +119,7 @@ internal static class SharedOptions
         // name: a usage error with a suggestion, as an unknown option is elsewhere, unless such a file exists.
         if (result.Parent is CommandResult && text.Length > 1 && text.StartsWith('-') && !File.Exists(text) && !Directory.Exists(text))
         {
-            result.AddError($"Unrecognized option '{ErrorText.OneLine(text)}', and no file of that name.");
+            result.AddError($"{UnrecognizedOption}'{ErrorText.OneLine(text)}', and no file of that name.");
             return null;
         }
 

@@ -58,7 +58,7 @@ internal static class AlertChecks
         if (counts.Capacity is not null)
         {
             // Per layer, as the rule divides each layer's counters: one layer's drops can hide in the model's sum.
-            var drops = counts.LayerDrops;
+            var drops = counts.LayerSlots;
             var dropping = Enumerable.Range(0, drops.Count).Where(l => Over(drops[l].Dropped, drops[l].Routed)).ToList();
             var most = Enumerable.Range(0, drops.Count).MaxBy(l => drops[l].Routed == 0 ? 0 : drops[l].Dropped / (double)drops[l].Routed);
             yield return (DroppedLabel, Found(dropping), dropping.Count == 0

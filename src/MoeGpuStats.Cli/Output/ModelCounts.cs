@@ -6,9 +6,7 @@ namespace MoeGpuStats.Cli.Output;
 /// slots a capacity dropped.
 /// </summary>
 /// <param name="Tokens">The fewest and the most tokens a layer recorded, padding left out (a trace's rows count padding too).</param>
-/// <param name="RoutedSlots">Token-expert slots routed to a valid expert.</param>
 /// <param name="InvalidExpertIds">Ids outside <c>[0, experts)</c> other than −1 (padding).</param>
-/// <param name="SlotsDropped">Routed slots over the expert capacity; 0 without one.</param>
 /// <param name="Capacity">Slots per expert per step, or null for none.</param>
 /// <param name="WindowHoldsAll">
 /// Whether the window's load is all the load since the start (the window's and the since-start sums
@@ -18,13 +16,19 @@ namespace MoeGpuStats.Cli.Output;
 /// then the same, so one is printed).
 /// </param>
 /// <param name="MergedParts">The recordings the model combines (<see cref="ModelRoutingStats.MergedParts"/>): above 1, its steps are theirs summed and its window their newest steps added up.</param>
-/// <param name="LayerDrops">Per layer, its routed slots and the slots its capacity dropped, since the start.</param>
+/// <param name="LayerSlots">Per layer, its token-expert slots routed to a valid expert and those its capacity dropped, since the start.</param>
 internal sealed record ModelCounts(
-    (ulong Fewest, ulong Most) Tokens, ulong RoutedSlots, ulong InvalidExpertIds, ulong SlotsDropped, int? Capacity, bool WindowHoldsAll, int MergedParts, IReadOnlyList<(ulong Routed, ulong Dropped)> LayerDrops)
+    (ulong Fewest, ulong Most) Tokens, ulong InvalidExpertIds, int? Capacity, bool WindowHoldsAll, int MergedParts, IReadOnlyList<(ulong Routed, ulong Dropped)> LayerSlots)
 {
+    /// <summary>Token-expert slots routed to a valid expert, over all layers.</summary>
+    public ulong RoutedSlots => LayerSlots.Aggregate(0UL, (sum, layer) => sum + layer.Routed);
+
+    /// <summary>Routed slots over the expert capacity, over all layers; 0 without one.</summary>
+    public ulong SlotsDropped => LayerSlots.Aggregate(0UL, (sum, layer) => sum + layer.Dropped);
+
     public static ModelCounts Of(ModelRoutingStats model)
     {
-        ulong routed = 0, invalid = 0, dropped = 0, sinceStart = 0;
+        ulong invalid = 0, sinceStart = 0;
         var tokens = (Fewest: ulong.MaxValue, Most: 0UL);
         var drops = new (ulong Routed, ulong Dropped)[model.Layers];
         for (var l = 0; l < model.Layers; l++)
@@ -32,9 +36,7 @@ internal sealed record ModelCounts(
             using var layer = model.Layer(l);
             drops[l] = (layer.RoutedSlots, layer.SlotsDropped);
             tokens = (Math.Min(tokens.Fewest, layer.TotalTokens), Math.Max(tokens.Most, layer.TotalTokens));
-            routed += layer.RoutedSlots;
             invalid += layer.InvalidExpertIds;
-            dropped += layer.SlotsDropped;
             foreach (var count in layer.ExpertTokenCounts)
             {
                 sinceStart += count;
@@ -43,7 +45,7 @@ internal sealed record ModelCounts(
 
         // Each window load is at most its count since the start, so equal sums mean equal loads.
         var window = model.WindowLoad().Aggregate(0UL, (sum, load) => sum + load);
-        return new ModelCounts(tokens, routed, invalid, dropped, model.Options.ExpertCapacity, window == sinceStart, model.MergedParts, drops);
+        return new ModelCounts(tokens, invalid, model.Options.ExpertCapacity, window == sinceStart, model.MergedParts, drops);
     }
 
     /// <summary>A warning for standard error when ids named no expert, or null.</summary>

@@ -120,7 +120,11 @@ public sealed class AlertChecksTests
 
     private static BalanceSummary Window(params LayerBalance[] layers) => new(layers);
 
-    /// <summary>A model's counts; its layers' routed and dropped slots <paramref name="layers"/>, or one layer of them all.</summary>
-    private static ModelCounts Counts(ulong routed, ulong dropped, ulong invalid, int? capacity, (ulong Routed, ulong Dropped)[]? layers = null) =>
-        new((0, 0), routed, invalid, dropped, capacity, WindowHoldsAll: false, MergedParts: 1, layers ?? [(routed, dropped)]);
+    /// <summary>A model's counts; its layers' routed and dropped slots <paramref name="layers"/> (which sum to <paramref name="routed"/> and <paramref name="dropped"/>), or one layer of them all.</summary>
+    private static ModelCounts Counts(ulong routed, ulong dropped, ulong invalid, int? capacity, (ulong Routed, ulong Dropped)[]? layers = null)
+    {
+        var counts = new ModelCounts((0, 0), invalid, capacity, WindowHoldsAll: false, MergedParts: 1, layers ?? [(routed, dropped)]);
+        Assert.Equal((routed, dropped), (counts.RoutedSlots, counts.SlotsDropped));
+        return counts;
+    }
 }
