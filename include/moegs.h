@@ -51,7 +51,8 @@ typedef int64_t moegs_handle;
  *
  * Units: a token is a row of top_k ids with at least one id other than -1; a slot is one
  * token-expert pair, an id in [0, experts). An id of -1 is an empty slot (neither counted nor
- * invalid), so a row of k ids all -1 is padding, not a token. */
+ * invalid), so a row of k ids all -1 is padding, not a token. Its padding bytes, and those of every struct the
+ * library writes, are written as 0: two reads of one state are equal under memcmp. */
 typedef struct moegs_snapshot {
     uint64_t total_routings;           /* batches recorded */
     uint64_t total_tokens;             /* tokens recorded, padding rows excluded */

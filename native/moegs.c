@@ -91,7 +91,11 @@ static char start_error[PATH_MAX + 256];
 
 static void fail_start(const char* what, int code)
 {
-    snprintf(start_error, sizeof start_error, "moegs: could not start the .NET runtime: %s (0x%x)", what, (unsigned)code);
+    /* No "moegs:" prefix: callers print the reason after their own, as the library's other errors. */
+    if (code == 0)
+        snprintf(start_error, sizeof start_error, "could not start the .NET runtime: %s", what);
+    else
+        snprintf(start_error, sizeof start_error, "could not start the .NET runtime: %s (hostfxr status 0x%x)", what, (unsigned)code);
 }
 
 /* dir + "/" + name into out; 0 when it did not fit. */
@@ -145,7 +149,13 @@ static void start_runtime(void)
     } else {
         rc = init(config, NULL, &context);
     }
-    if (rc < 0 || !context) { fail_start(config, rc); return; }
+    if (rc < 0 || !context) {
+        char what[PATH_MAX + 128];
+        snprintf(what, sizeof what, "%s cannot start it; the files the build wrote beside libmoegs.so must stay beside it",
+                 self_contained ? assembly : config);
+        fail_start(what, rc);
+        return;
+    }
     load_assembly_and_get_function_pointer_fn load = NULL;
     load_assembly_fn load_assembly = NULL;
     get_function_pointer_fn get_function = NULL;
@@ -236,9 +246,17 @@ static int ready(void)
     return api.create != NULL;
 }
 
+/* The runtime did not start: what a failed call documents for its out-parameter (0, or a zeroed struct)
+ * holds even then, so that a caller that checks *out and not the status reads no stale handle. */
+static moegs_status not_started(void* out, size_t size)
+{
+    if (out != NULL) memset(out, 0, size);
+    return MOEGS_RUNTIME_ERROR;
+}
+
 moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expert_capacity, moegs_handle* out)
 {
-    return ready() ? (moegs_status)api.create(accelerator, experts, expert_capacity, out) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.create(accelerator, experts, expert_capacity, out) : not_started(out, sizeof *out);
 }
 
 moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, int32_t tokens, int32_t top_k,
@@ -295,13 +313,15 @@ moegs_status moegs_destroy(moegs_handle handle)
 moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
                                 int32_t window, float utilization_decay, moegs_handle* out)
 {
-    return ready() ? (moegs_status)api.model_create(accelerator, layers, experts, expert_capacity, window, utilization_decay, out) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.model_create(accelerator, layers, experts, expert_capacity, window, utilization_decay, out)
+                   : not_started(out, sizeof *out);
 }
 
 moegs_status moegs_model_create_with_flags(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
                                            int32_t window, float utilization_decay, uint32_t flags, moegs_handle* out)
 {
-    return ready() ? (moegs_status)api.model_create_with_flags(accelerator, layers, experts, expert_capacity, window, utilization_decay, flags, out) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.model_create_with_flags(accelerator, layers, experts, expert_capacity, window, utilization_decay, flags, out)
+                   : not_started(out, sizeof *out);
 }
 
 moegs_status moegs_model_record(moegs_handle handle, const void* ids, int32_t layers, int32_t tokens, int32_t top_k,
@@ -396,7 +416,7 @@ moegs_status moegs_model_layer_decayed_utilization(moegs_handle handle, int32_t 
 
 moegs_status moegs_model_device_arrays(moegs_handle handle, void* stream, moegs_model_arrays* out)
 {
-    return ready() ? (moegs_status)api.model_device_arrays(handle, stream, out) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.model_device_arrays(handle, stream, out) : not_started(out, sizeof *out);
 }
 
 int32_t moegs_model_arrays_size(void)
@@ -427,7 +447,7 @@ const char* moegs_last_error(void)
 
 moegs_status moegs_model_read_begin(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks, void* stream, moegs_handle* read)
 {
-    return ready() ? (moegs_status)api.model_read_begin(handle, recent_steps, expert_ranks, stream, read) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.model_read_begin(handle, recent_steps, expert_ranks, stream, read) : not_started(read, sizeof *read);
 }
 
 moegs_status moegs_model_read_ready(moegs_handle read, int32_t* arrived)

@@ -55,9 +55,9 @@ static void refused(int line, const char* call, int got, int want, ...)
 
 #define REFUSED(call, want, ...) refused(__LINE__, #call, (call), (want), __VA_ARGS__, (const char*)NULL)
 
-/* Every statistic a caller can read: the snapshot's fields (156 bytes, no padding between them; the 4 bytes of tail
- * padding hold nothing to compare) and the per-expert arrays. */
-typedef struct { unsigned char snapshot[offsetof(moegs_snapshot, load_variance_history_len) + sizeof(int32_t)]; uint64_t counts[EXPERTS]; float utilization[EXPERTS]; } statistics;
+/* Every statistic a caller can read: the whole snapshot, its tail padding included (the library writes it zero, so
+ * that memcmp compares states), and the per-expert arrays. */
+typedef struct { unsigned char snapshot[sizeof(moegs_snapshot)]; uint64_t counts[EXPERTS]; float utilization[EXPERTS]; } statistics;
 
 static void read_statistics(moegs_handle h, statistics* out)
 {

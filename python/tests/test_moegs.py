@@ -82,6 +82,24 @@ class Pair:
 
 
 class WrapperTests(unittest.TestCase):
+    def test_a_runtime_that_cannot_start_zeroes_the_handle_and_says_why(self):
+        """libmoegs.so copied without the files beside it: create fails with RUNTIME_ERROR, *out is 0 as the header
+        says of a failed create (not the caller's stale value), and the reason names the missing file once, unprefixed."""
+        script = ("import ctypes, sys\nlib = ctypes.CDLL(sys.argv[1])\nlib.moegs_last_error.restype = ctypes.c_char_p\n"
+                  "for create, args in ((lib.moegs_create, (b'managed', 4, 0)), (lib.moegs_model_create, (b'managed', 2, 4, 0, 0, ctypes.c_float(-1.0)))):\n"
+                  "    out = ctypes.c_int64(5)\n"
+                  "    print(create(*args, ctypes.byref(out)), out.value)\n"
+                  "print(lib.moegs_last_error().decode())\n")
+        with tempfile.TemporaryDirectory() as folder:
+            lonely = shutil.copy(os.path.abspath(moegs._load()._name), folder)
+            run = subprocess.run([sys.executable, "-c", script, lonely], capture_output=True, text=True, timeout=120)
+        self.assertEqual(0, run.returncode, run.stderr)
+        first, second, reason = run.stdout.splitlines()
+        self.assertEqual(f"{moegs.RUNTIME_ERROR} 0", first)
+        self.assertEqual(f"{moegs.RUNTIME_ERROR} 0", second)
+        self.assertRegex(reason, r"^could not start the \.NET runtime: .*MoeGpuStats\.Native\.runtimeconfig\.json cannot start it; the files "
+                                 r"the build wrote beside libmoegs\.so must stay beside it \(hostfxr status 0x[0-9a-f]+\)$")
+
     def test_a_saved_aggregator_is_the_seed_shaped_json(self):
         """save(path) writes the seed-compatible snapshot that `moegs report` reads; a missing folder is IO_ERROR."""
         rng = random.Random(3)

@@ -98,7 +98,7 @@ public static unsafe class NativeApi
         return With(handle, aggregator =>
         {
             using var s = aggregator.Stats.Snapshot();
-            *destination = NativeSnapshot.From(s);
+            NativeStruct.Write(destination, NativeSnapshot.From(s));
         });
     }
 
@@ -360,7 +360,7 @@ public static unsafe class NativeApi
             NativeChecks.Layer(layer, model.Stats.Layers);
             using var stats = model.Stats.Layer(layer);
             using var s = stats.Snapshot();
-            *destination = NativeSnapshot.From(s);
+            NativeStruct.Write(destination, NativeSnapshot.From(s));
         });
     }
 

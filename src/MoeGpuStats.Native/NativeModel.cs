@@ -211,7 +211,7 @@ internal sealed class NativeModel : INativeHandle
         {
             for (var l = 0; l < _stats.Layers; l++)
             {
-                totals[l] = NativeLayerTotals.From(reading.Totals![l]);
+                NativeStruct.Write(totals + l, NativeLayerTotals.From(reading.Totals![l]));
             }
         }
 
@@ -283,17 +283,17 @@ internal sealed class NativeModel : INativeHandle
     /// <summary>Writes <paramref name="summary"/>'s model figures, and its layers' balance over the window and since the start into each array given.</summary>
     internal static unsafe void WriteBalance(ModelRoutingSummary summary, int entries, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
     {
-        *destination = NativeModelBalance.From(summary, entries);
+        NativeStruct.Write(destination, NativeModelBalance.From(summary, entries));
         for (var l = 0; l < summary.Window.Layers.Count; l++)
         {
             if (window is not null)
             {
-                window[l] = NativeLayerBalance.From(summary.Window.Layers[l]);
+                NativeStruct.Write(window + l, NativeLayerBalance.From(summary.Window.Layers[l]));
             }
 
             if (sinceStart is not null)
             {
-                sinceStart[l] = NativeLayerBalance.From(summary.SinceStart.Layers[l]);
+                NativeStruct.Write(sinceStart + l, NativeLayerBalance.From(summary.SinceStart.Layers[l]));
             }
         }
     }

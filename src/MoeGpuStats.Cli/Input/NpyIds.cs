@@ -24,7 +24,11 @@ internal sealed class NpyIds : IRoutingTrace
     private readonly long _dataOffset;
     private readonly NpyHeader _header;
     private readonly int _itemSize;
-    private byte[] _buffer = [];
+
+    // One chunk buffer per thread, shared by every array it reads: an archive of thousands of members would
+    // otherwise keep a buffer per member for the whole replay. A chunk is converted before the next is read.
+    [ThreadStatic]
+    private static byte[]? t_chunk;
 
     private NpyIds(NpyBytes bytes, string path, NpyHeader header, NpyShape shape)
     {
@@ -316,12 +320,12 @@ internal sealed class NpyIds : IRoutingTrace
     private ReadOnlySpan<byte> ReadChunk(long position, int count)
     {
         var bytes = count * _itemSize;
-        if (_buffer.Length < bytes)
+        if (t_chunk is null || t_chunk.Length < bytes)
         {
-            _buffer = new byte[bytes];
+            t_chunk = new byte[bytes];
         }
 
-        var chunk = _buffer.AsSpan(0, bytes);
+        var chunk = t_chunk.AsSpan(0, bytes);
         if (_bytes.Read(chunk, position) < bytes)
         {
             throw new InvalidDataException(_bytes.EndedEarly(position + bytes));

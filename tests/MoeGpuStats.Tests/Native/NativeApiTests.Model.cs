@@ -526,6 +526,55 @@ public sealed unsafe partial class NativeApiTests
         }
     }
 
+    /// <summary>
+    /// The structs written through a caller's pointer carry zero in their padding (a snapshot's last 4 bytes, a
+    /// layer balance's 4 after <c>dead</c>, layer totals' last 4), not what the writer's stack held there: two
+    /// reads of one state are equal under memcmp. The destinations start as 0xFF so that a gap left unwritten shows.
+    /// </summary>
+    [Theory]
+    [InlineData("managed")]
+    [InlineData("cpu")]
+    public void WrittenStructsHaveZeroPadding(string accelerator)
+    {
+        Assert.Equal([(156, 4)], NativeStruct.Gaps<NativeSnapshot>());
+        Assert.Equal([(68, 4)], NativeStruct.Gaps<NativeLayerBalance>());
+        Assert.Equal([(60, 4)], NativeStruct.Gaps<NativeLayerTotals>());
+        Assert.Empty(NativeStruct.Gaps<NativeModelBalance>());
+
+        const int Layers = 2, Experts = 8, Tokens = 4, TopK = 2;
+        var handle = Create(accelerator, Layers, Experts, 0, 0, -1f);
+        try
+        {
+            Assert.Equal(Ok, Record(handle, [.. Enumerable.Range(0, Layers * Tokens * TopK).Select(i => i % Experts)], Layers, Tokens, TopK, 0, null, null, null));
+            var snapshot = new byte[sizeof(NativeSnapshot)];
+            var summary = new byte[sizeof(NativeModelBalance)];
+            var window = new byte[Layers * sizeof(NativeLayerBalance)];
+            var sinceStart = new byte[Layers * sizeof(NativeLayerBalance)];
+            foreach (var bytes in new[] { snapshot, summary, window, sinceStart })
+            {
+                bytes.AsSpan().Fill(0xFF);
+            }
+
+            fixed (byte* s = snapshot, m = summary, w = window, a = sinceStart)
+            {
+                Assert.Equal(Ok, ((delegate* unmanaged<long, int, NativeSnapshot*, int>)&NativeApi.ModelLayerSnapshot)(handle, 1, (NativeSnapshot*)s));
+                Assert.Equal(Ok, Call(&NativeApi.ModelSummary, handle, null, (NativeModelBalance*)m, (NativeLayerBalance*)w, (NativeLayerBalance*)a));
+            }
+
+            Assert.Equal(new byte[4], snapshot[156..]);
+            for (var layer = 0; layer < Layers; layer++)
+            {
+                var at = (layer * sizeof(NativeLayerBalance)) + 68;
+                Assert.Equal(new byte[4], window[at..(at + 4)]);
+                Assert.Equal(new byte[4], sinceStart[at..(at + 4)]);
+            }
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
     private static long Create(string accelerator, int layers, int experts, int capacity, int window, float decay)
     {
         var status = Create(accelerator, layers, experts, capacity, window, decay, out var handle);
