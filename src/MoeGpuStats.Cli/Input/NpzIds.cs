@@ -114,10 +114,21 @@ internal sealed partial class NpzIds : IRoutingTrace
                 throw new InvalidDataException($"{path}: {entries.Count:N0} members, one per layer (--members layers); a model holds at most {ModelRoutingStatsOptions.MaxLayers:N0} layers.");
             }
 
+            var compressed = 0L;
             foreach (var entry in entries)
             {
                 var name = $"{path}[{KeyOf(entry)}]";
                 CheckClaimedLength(entry, name, file.Length);
+
+                // Entries whose data overlap (a directory pointing many names at one deflated member) would each
+                // pass the per-member bound, while the archive as a whole unpacks to any size: members' data are
+                // disjoint parts of the file, so their compressed sizes sum to less than its length.
+                compressed += entry.CompressedLength;
+                if (compressed > file.Length)
+                {
+                    throw new InvalidDataException($"{path}: its first {members.Count + 1:N0} members claim {compressed:N0} compressed bytes, more than the archive's {file.Length:N0}: their data overlap, and the archive is corrupt.");
+                }
+
                 NpyIds member;
                 try
                 {

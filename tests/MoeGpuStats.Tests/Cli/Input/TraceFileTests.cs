@@ -236,6 +236,45 @@ public sealed class TraceFileTests : IDisposable
     }
 
     /// <summary>
+    /// A directory that points several names at one member's data (a 59 KB file unpacked to 1 Gi ids) is refused
+    /// when the members' compressed sizes together pass the archive's length: each member alone is within bounds.
+    /// </summary>
+    [Fact]
+    public void MembersWhoseDataOverlapAreRefused()
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "step.npy"), "<i4", "2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
+        byte[] zip;
+        using (var memory = new MemoryStream())
+        {
+            using (var archive = new ZipArchive(memory, ZipArchiveMode.Create, leaveOpen: true))
+            {
+                archive.CreateEntryFromFile(npy, "arr_0.npy", CompressionLevel.NoCompression);
+            }
+
+            zip = memory.ToArray();
+        }
+
+        // Three central-directory records of the one member, and the end record counting them.
+        const int Copies = 3;
+        var central = zip.AsSpan().IndexOf("PK\u0001\u0002"u8);
+        var end = zip.AsSpan().IndexOf("PK\u0005\u0006"u8);
+        var record = zip[central..end];
+        byte[] forged = [.. zip[..end], .. Enumerable.Repeat(record, Copies - 1).SelectMany(bytes => bytes), .. zip[end..]];
+        var endRecord = forged.AsSpan(end + ((Copies - 1) * record.Length));
+        BitConverter.TryWriteBytes(endRecord[8..], (ushort)Copies);
+        BitConverter.TryWriteBytes(endRecord[10..], (ushort)Copies);
+        BitConverter.TryWriteBytes(endRecord[12..], (uint)(Copies * record.Length));
+        var path = Path.Combine(_folder.FullName, "overlapping.npz");
+        File.WriteAllBytes(path, forged);
+
+        var compressed = new FileInfo(npy).Length;
+        var first = (int)(forged.Length / compressed) + 1;
+        Assert.True(first <= Copies, $"{Copies} copies of {compressed} bytes do not pass an archive of {forged.Length}");
+        var error = Assert.Throws<InvalidDataException>(() => TraceFile.Open(path, null, null));
+        Assert.Equal($"{path}: its first {first} members claim {first * compressed:N0} compressed bytes, more than the archive's {forged.Length:N0}: their data overlap, and the archive is corrupt.", error.Message);
+    }
+
+    /// <summary>
     /// An archive of many forward passes is read with one chunk buffer, not one per member kept for the
     /// whole replay (3,000 members of 1 MiB took 3 GB): 64 members of 256 KiB allocate well under one member's
     /// share each.
