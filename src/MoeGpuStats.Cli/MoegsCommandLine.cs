@@ -79,8 +79,10 @@ internal static partial class MoegsCommandLine
                 : unrecognized.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal) || result.UnmatchedTokens.Count == 0 ? QuotedWord().Match(unrecognized).Groups[1].Value
                 : result.UnmatchedTokens[0];
             var meant = string.IsNullOrEmpty(word) ? null : Meant(word, command, root);
+            // The option itself, refused: it came after "--", where every word is an input.
+            var hint = meant is null ? "" : meant == word ? $" Words after -- are inputs; put {word} before it." : $" Did you mean {meant}?";
             var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
-            console.Error.WriteLine($"{ErrorText.OneLine(error)}{(meant is null ? "" : $" Did you mean {meant}?")} Run {help} for usage.");
+            console.Error.WriteLine($"{ErrorText.OneLine(error)}{hint} Run {help} for usage.");
             return ExitCodes.Usage;
         }
 

@@ -26,7 +26,8 @@ public sealed class MoegsCommandLineTests : IDisposable
 
     /// <summary>
     /// A mistyped option or command names the one it most likely meant, on the same line: a letter
-    /// dropped, doubled or swapped, or the start of a name; a word near none, or near two alike, names none.
+    /// dropped, doubled or swapped, or the start of a name; a word near none, or near two alike, names none. An
+    /// option's own name after <c>--</c>, where every word is an input, is not suggested as itself.
     /// </summary>
     [Theory]
     [InlineData("simulate --layer 4", "Unrecognized command or argument '--layer'. Did you mean --layers? Run moegs simulate --help for usage.")]
@@ -37,6 +38,7 @@ public sealed class MoegsCommandLineTests : IDisposable
     [InlineData("simulate --zzzz", "Unrecognized command or argument '--zzzz'. Run moegs simulate --help for usage.")]
     [InlineData("simulate --exprts=16", "Unrecognized command or argument '--exprts=16'. Did you mean --experts? Run moegs simulate --help for usage.")]
     [InlineData("simulate --hepl", "Unrecognized command or argument '--hepl'. Did you mean --help? Run moegs simulate --help for usage.")]
+    [InlineData("replay trace.npy -- --experts", "Unrecognized command or argument '--experts'. Words after -- are inputs; put --experts before it. Run moegs replay --help for usage.")]
     public void AMistypedNameSuggestsTheNearestOne(string command, string message)
     {
         var (code, _, error) = Run(command.Split(' '));
