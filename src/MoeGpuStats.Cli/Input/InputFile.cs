@@ -24,8 +24,9 @@ internal static class InputFile
             return false;
         }
 
-        // A pipe or a device has no length: refused before opening it, which would wait for a writer.
-        if (new FileInfo(path.FullName) is { Exists: true, Length: 0 })
+        // A pipe or a device is refused before it is opened, which would wait for a writer; a name that links to
+        // one (/dev/stdin, /dev/fd/3, a shell's <(...)) is examined where it leads.
+        if (IsPipeOrDevice(path.FullName) || new FileInfo(path.FullName) is { Exists: true, Length: 0 })
         {
             Fail($"{ErrorText.OneLine(path.ToString())}: is empty, or a pipe or a device; give {expected}.");
             return false;
@@ -61,6 +62,12 @@ internal static class InputFile
 
         return false;
     }
+
+    /// <summary>Whether <paramref name="path"/>, its links followed, is something other than a regular file or a folder.</summary>
+    private static bool IsPipeOrDevice(string path) =>
+        !OperatingSystem.IsWindows()
+        && Mono.Unix.Native.Syscall.stat(path, out var stat) == 0
+        && (stat.st_mode & Mono.Unix.Native.FilePermissions.S_IFMT) is not (Mono.Unix.Native.FilePermissions.S_IFREG or Mono.Unix.Native.FilePermissions.S_IFDIR);
 
     /// <summary>The line for a pipe or a device given where a file is read by position (more than once, or from its end).</summary>
     public static string NotAFile(FileInfo path) =>

@@ -195,6 +195,25 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Equal("Unrecognized option '--replica', and no file of that name. Did you mean --replicas? Run moegs plan --help for usage.", planError.Trim());
     }
 
+    /// <summary>
+    /// A name that links to a pipe (<c>/dev/stdin</c>, <c>/dev/fd/N</c>, a shell's <c>&lt;(...)</c>) is refused before
+    /// it is opened, as a pipe given by its own name is: reading it would wait for a writer that may never close.
+    /// </summary>
+    [Fact]
+    public async Task ANameLinkingToAPipeIsRefusedWithoutWaiting()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "needs /proc/self/fd");
+        using var pipe = new System.IO.Pipes.AnonymousPipeServerStream(System.IO.Pipes.PipeDirection.Out);
+        var path = $"/proc/self/fd/{pipe.ClientSafePipeHandle.DangerousGetHandle()}";
+
+        var (code, output, error) = await Task.Run(() => Run("report", path), TestContext.Current.CancellationToken)
+            .WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{path}: is empty, or a pipe or a device; give a snapshot file.", error.Trim());
+    }
+
     /// <summary>A snapshot that cannot be read is one line naming the file, and exit code 1.</summary>
     [Theory]
     [InlineData("missing.json", null, "no such file.")]
