@@ -156,6 +156,12 @@ internal static class PlanCommand
             var after = ExpertPlacement.Balancedness(loads, plan);
             if (parse.GetValue(json))
             {
+                if (TooLargeForJson(plan) is { } tooLarge)
+                {
+                    console.Error.WriteLine(tooLarge);
+                    return ExitCodes.BadInput;
+                }
+
                 WriteJson(console.Out, plan, before, after);
             }
             else
@@ -258,6 +264,23 @@ internal static class PlanCommand
     }
 
     private static string Figure(double value) => value.ToString("0.000", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// The most entries of the padded <c>logical_to_physical</c> --json writes: as many as the largest
+    /// <c>physical_to_logical</c> (1,024 layers of 65,536 slots), so that the whole output stays under the 1 GiB
+    /// --current reads back. One expert given most of the replicas pads every expert's list to its count (4 layers
+    /// of 4,096 experts, 65,536 slots: 3 GB).
+    /// </summary>
+    internal const long MaxJsonEntries = 1L << 26;
+
+    /// <summary>The line refusing --json where the padded <c>logical_to_physical</c> would pass <see cref="MaxJsonEntries"/>; null when it fits.</summary>
+    private static string? TooLargeForJson(PlacementPlan plan)
+    {
+        var entries = (long)plan.Layers * plan.LogicalExperts * plan.MaxReplicas;
+        return entries <= MaxJsonEntries ? null
+            : $"--json: logical_to_physical, EPLB's [layers, experts, most replicas] padded with -1, would hold {entries:N0} entries ({Counted.Of(plan.Layers, "layer")} x {Counted.Of(plan.LogicalExperts, "expert")} x {plan.MaxReplicas:N0} replicas of the most replicated expert); "
+              + $"--json writes at most {MaxJsonEntries:N0}: give fewer --replicas, or run without --json for the plan's summary.";
+    }
 
     private static void WriteJson(TextWriter output, PlacementPlan plan, double[]? before, double[] after)
     {

@@ -11,7 +11,7 @@ namespace MoeGpuStats.Cli.Input;
 /// <param name="Gpus">The plan's GPUs where the file says; null for a bare array.</param>
 internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
 {
-    /// <summary>A placement file is read whole; a plan of 1,024 layers of 65,536 slots writes under 600 MB.</summary>
+    /// <summary>A placement file is read whole; plan --json writes at most PlanCommand.MaxJsonEntries padded entries, under 1 GiB.</summary>
     private const int MaxBytes = 1 << 30;
 
     /// <summary>Reads <paramref name="path"/>; on failure writes one line naming the file and returns false.</summary>

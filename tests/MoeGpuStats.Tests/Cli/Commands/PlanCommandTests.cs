@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Commands;
 using MoeGpuStats.Serialization;
 
 namespace MoeGpuStats.Tests.Cli.Commands;
@@ -380,6 +381,33 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal(exitCode, code);
         Assert.Empty(output);
         Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, expected, npy), error.TrimEnd());
+    }
+
+    /// <summary>
+    /// --json refuses a plan whose padded logical_to_physical would pass its bound, before writing anything: one
+    /// expert given nearly every replica pads each expert's list to that count (a 32 KB load wrote 3 GB). The
+    /// plan itself is still printed without --json.
+    /// </summary>
+    [Fact]
+    public void JsonRefusesAPaddedMapPastItsBound()
+    {
+        const int Experts = 1_100, Replicas = 65_536;
+        var loads = new long[Experts];
+        Array.Fill(loads, 1L);
+        loads[0] = 1_000_000_000_000_000;
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "hot.npy"), "<i8", $"1, {Experts}", [.. loads.SelectMany(BitConverter.GetBytes)]);
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", $"{Replicas}", "--gpus", "1", "--json");
+
+        const int Most = Replicas - Experts + 1;
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal(
+            $"--json: logical_to_physical, EPLB's [layers, experts, most replicas] padded with -1, would hold {(long)Experts * Most:N0} entries (1 layer x 1,100 experts x {Most:N0} replicas of the most replicated expert); "
+            + $"--json writes at most {PlanCommand.MaxJsonEntries:N0}: give fewer --replicas, or run without --json for the plan's summary.",
+            error.TrimEnd());
+        var summary = Moegs.Run("plan", npy, "--replicas", $"{Replicas}", "--gpus", "1");
+        Assert.True(summary.Code == ExitCodes.Ok, summary.Error);
     }
 
     /// <summary>A snapshot of one layer may count more experts than a plan has slots (the managed engine takes 2^20): named as the file's, as an array's are.</summary>
