@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 
@@ -319,8 +321,15 @@ internal readonly struct JsonTraceLine
             : throw new InvalidDataException($"{where}: {name} is {Printable(value)}; give the MoE layer's index, a whole number from 0 to {max:N0} (a model holds at most {max + 1:N0} layers).");
     }
 
+    /// <summary>
+    /// The longest string pass id kept as written; a longer one is kept as its SHA-256, so that the ids seen, one
+    /// per pass for the whole trace, cost a few dozen bytes each (2,000 ids of 200 KB took 1.2 GB).
+    /// </summary>
+    private const int MaxPassKeyChars = 64;
+
     private static string PassKey(string name, JsonElement value, string where) => value.ValueKind switch
     {
+        JsonValueKind.String when value.GetString() is { Length: > MaxPassKeyChars } id => "h" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(id))),
         JsonValueKind.String => "s" + value.GetString(),
         JsonValueKind.Number when value.TryGetInt64(out var id) => "n" + id.ToString(CultureInfo.InvariantCulture),
         _ => throw new InvalidDataException($"{where}: {name} is {Printable(value)}; give the forward pass's id, a whole number or a string."),

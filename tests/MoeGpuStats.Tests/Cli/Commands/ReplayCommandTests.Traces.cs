@@ -254,6 +254,29 @@ public sealed partial class ReplayCommandTests
         AssertBadInput(path, ["--experts", $"{Experts}"], path + expected);
     }
 
+    /// <summary>
+    /// Long string pass ids are told apart and recognized when they come back as short ones are (they are kept as
+    /// a hash past 64 characters): ids alike in their first 200 characters are two passes, and an id seen before,
+    /// after another pass, is refused.
+    /// </summary>
+    [Fact]
+    public void LongStringPassIdsAreToldApartAndRecognized()
+    {
+        var prefix = new string('r', 200);
+        var apart = Path.Combine(_folder.FullName, "apart.jsonl");
+        File.WriteAllText(apart, $"{{\"step\": \"{prefix}a\", \"topk_ids\": [1, 2]}}\n{{\"step\": \"{prefix}b\", \"topk_ids\": [1, 2]}}\n");
+        var (code, output, error) = Moegs.Run("replay", apart, "--experts", $"{Experts}");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("2 steps of 1 token", output, StringComparison.Ordinal);
+
+        var back = Path.Combine(_folder.FullName, "back.jsonl");
+        File.WriteAllText(back, $"{{\"step\": \"{prefix}a\", \"topk_ids\": [1, 2]}}\n{{\"step\": \"{prefix}b\", \"topk_ids\": [1, 2]}}\n{{\"step\": \"{prefix}a\", \"topk_ids\": [1, 2]}}\n");
+        (code, output, error) = Moegs.Run("replay", back, "--experts", $"{Experts}");
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.StartsWith($"{back}:3: step ", error, StringComparison.Ordinal);
+        Assert.Contains(" again, after other passes (its lines began at line 1); a forward pass's lines come together.", error, StringComparison.Ordinal);
+    }
+
     /// <summary>--layout on a JSON-lines trace is refused saying where its layers and passes come from, true of a trace whose lines name neither.</summary>
     [Fact]
     public void LayoutOnAJsonLinesTraceIsAUsageError()
