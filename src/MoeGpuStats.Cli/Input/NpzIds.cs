@@ -118,6 +118,11 @@ internal sealed partial class NpzIds : IRoutingTrace
             foreach (var entry in entries)
             {
                 var name = $"{path}[{KeyOf(entry)}]";
+                if (entry.IsEncrypted)
+                {
+                    throw new InvalidDataException($"{name}: encrypted (a password-protected archive), which replay cannot read; np.savez encrypts nothing: give the archive unencrypted.");
+                }
+
                 CheckClaimedLength(entry, name, file.Length);
 
                 // Entries whose data overlap (a directory pointing many names at one deflated member) would each

@@ -274,6 +274,27 @@ public sealed class TraceFileTests : IDisposable
         Assert.Equal($"{path}: its first {first} members claim {first * compressed:N0} compressed bytes, more than the archive's {forged.Length:N0}: their data overlap, and the archive is corrupt.", error.Message);
     }
 
+    /// <summary>A password-protected member is named as encrypted (it was called corrupt, by its CRC-32 or its method).</summary>
+    [Fact]
+    public void AnEncryptedMemberIsNamedSo()
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "step.npy"), "<i4", "2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
+        var path = Path.Combine(_folder.FullName, "locked.npz");
+        using (var archive = ZipFile.Open(path, ZipArchiveMode.Create))
+        {
+            archive.CreateEntryFromFile(npy, "arr_0.npy", CompressionLevel.NoCompression);
+        }
+
+        // The "encrypted" flag, bit 0 of the general-purpose flags, in the local and the central header.
+        var zip = File.ReadAllBytes(path);
+        zip[6] |= 1;
+        zip[zip.AsSpan().IndexOf("PK\u0001\u0002"u8) + 8] |= 1;
+        File.WriteAllBytes(path, zip);
+
+        var error = Assert.Throws<InvalidDataException>(() => TraceFile.Open(path, null, null));
+        Assert.Equal($"{path}[arr_0]: encrypted (a password-protected archive), which replay cannot read; np.savez encrypts nothing: give the archive unencrypted.", error.Message);
+    }
+
     /// <summary>
     /// An archive of many forward passes is read with one chunk buffer, not one per member kept for the
     /// whole replay (3,000 members of 1 MiB took 3 GB): 64 members of 256 KiB allocate well under one member's
