@@ -95,7 +95,7 @@ internal readonly struct JsonTraceLine
 
             var message = exception.Message.Split(" LineNumber:", 2)[0].Trim();
             var nonFinite = line.IndexOf("NaN"u8) >= 0 || line.IndexOf("Infinity"u8) >= 0
-                ? " NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON: write null (or dump with allow_nan=False to find them)."
+                ? " NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON, and ids and weights are finite numbers: dump with allow_nan=False to find where they come from."
                 : "";
             throw new InvalidDataException($"{where}: not JSON ({message} at byte {exception.BytePositionInLine + 1}); a line holds one object with topk_ids.{nonFinite}", exception);
         }

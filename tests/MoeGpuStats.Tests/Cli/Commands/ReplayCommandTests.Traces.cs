@@ -215,7 +215,7 @@ public sealed partial class ReplayCommandTests
     [InlineData("[1, 2]\n", ":1: a JSON array, not an object; a line holds one object with topk_ids.")]
     [InlineData("{\"layer\": 0}\n", ":1: no topk_ids (nor topk_indices, selected_experts, routed_experts, expert_ids); each line holds top-k ids.")]
     [InlineData("{\"topk_ids\": [[1, 2], [3]]}\n", ":1: topk_ids[1] has 1 id, the trace's other tokens have 2.")]
-    [InlineData("{\"topk_ids\": [[1, 2]], \"gate_weights\": [[NaN, 0.5]]}\n", ":1: not JSON ('N' is an invalid start of a value. at byte 42); a line holds one object with topk_ids. NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON: write null")]
+    [InlineData("{\"topk_ids\": [[1, 2]], \"gate_weights\": [[NaN, 0.5]]}\n", ":1: not JSON ('N' is an invalid start of a value. at byte 42); a line holds one object with topk_ids. NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON, and ids and weights are finite numbers: dump with allow_nan=False to find where they come from.")]
     [InlineData("{\n  \"total_routings\": 1\n}\n", ":1: not JSON lines: the file starts a JSON value over several lines, as a snapshot that --save writes (report reads those)")]
     [InlineData("{\"topk_ids\": [1, 2]}\n{\"topk_ids\": [1, 2, 3]}\n", ":2: topk_ids has 3 ids, the trace's other tokens have 2.")]
     [InlineData("{\"topk_ids\": [[1, 2], 3]}\n", ":1: topk_ids[1] is 3; in a list of tokens each token is a list of k ids")]
