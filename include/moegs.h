@@ -18,7 +18,13 @@
  * before it left it (moegs_model_save too: the state it writes is staged and copied back as a read,
  * and its file written after). Calls on different handles run concurrently. A handle destroyed while another
  * thread's call on it runs waits for that call; a call after the destroy is MOEGS_INVALID_HANDLE. A successful call leaves
- * moegs_last_error() as it was.
+ * moegs_last_error() as it was; the string it returns lives until the thread's next failing call, so copy it
+ * before another call. A model whose state cannot be allocated is MOEGS_DEVICE_ERROR on every accelerator,
+ * "managed" included, the message giving the bytes it needs.
+ *
+ * The .NET runtime the library hosts starts threads of its own and installs signal handlers (SIGSEGV among
+ * them) that chain to the handlers installed before the first call. "auto" (or NULL) reads
+ * MOEGS_ACCELERATOR; accelerator names ignore case and surrounding spaces.
  *
  * On "cuda" the library works in a CUDA context of its own; every call returns with the calling
  * thread's current CUDA context as it found it (PyTorch's primary context, say), so the caller's
@@ -281,7 +287,8 @@ int32_t moegs_model_balance_size(void);
 int32_t moegs_layer_balance_size(void);
 
 /* Each expert's slots over the last `window` steps (fewer before that many), row-major
- * [layers, experts], into dst (capacity: the values dst holds, >= layers * experts). */
+ * [layers, experts], into dst (capacity: the values dst holds, >= layers * experts). Slots a capacity
+ * dropped are in it: the load is what the router asked of each expert, the input EPLB plans for. */
 moegs_status moegs_model_window_load(moegs_handle handle, uint64_t* dst, int32_t capacity);
 
 /* The window cut to its newest recent_steps steps, [1, window] (every step it holds while it holds fewer),
