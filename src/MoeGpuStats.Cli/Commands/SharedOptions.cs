@@ -237,7 +237,10 @@ internal static class SharedOptions
 
         /// <summary>Why the options cannot go together, or null.</summary>
         public string? Problem(ParseResult parse) =>
-            parse.GetValue(_serveAfter) && parse.GetValue(_port) is null ? "--serve-after: needs --metrics-port, whose endpoint it keeps serving." : null;
+            parse.GetValue(_port) is not null ? null
+            : parse.GetValue(_serveAfter) ? "--serve-after: needs --metrics-port, whose endpoint it keeps serving."
+            : parse.GetResult(_host) is { Implicit: false } ? $"--metrics-host {ErrorText.OneLine(parse.GetValue(_host)!)}: places the endpoint of --metrics-port, which was not given."
+            : null;
 
         /// <summary>A replay of a whole model with these options; <paramref name="window"/>: how an error names its window (<see cref="ModelWindow.Named"/>).</summary>
         public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, string window, FileInfo? windowLoad, int? epSize, ModelMetrics metrics, string title, string timed) => new()

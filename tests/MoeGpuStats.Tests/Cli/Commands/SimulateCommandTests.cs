@@ -174,6 +174,15 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Equal("--serve-after: needs --metrics-port, whose endpoint it keeps serving.", error.Trim());
     }
 
+    /// <summary>--metrics-host alone is a usage error (it was ignored without a word); with --metrics-port it places the endpoint.</summary>
+    [Fact]
+    public void MetricsHostNeedsAMetricsPort()
+    {
+        var (code, _, error) = Run("simulate", "--steps", "1", "--metrics-host", "localhost");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal("--metrics-host localhost: places the endpoint of --metrics-port, which was not given.", error.Trim());
+    }
+
     [Fact]
     public void TheReportIsPrintedOnceInOneUnitPerKindOfFigure()
     {
