@@ -108,10 +108,9 @@ internal sealed class JsonLinesTrace : IRoutingTrace
                 }
 
                 JsonTraceLine parsed;
-                JsonDocument? document;
                 try
                 {
-                    parsed = JsonTraceLine.Parse(line, path, lines.Number, passes.TopK, out document);
+                    parsed = JsonTraceLine.Parse(line, path, lines.Number, passes.TopK);
                 }
                 catch (InvalidDataException exception) when (lines.Unterminated && IsUnfinished(line, exception))
                 {
@@ -126,10 +125,7 @@ internal sealed class JsonLinesTrace : IRoutingTrace
                     break;
                 }
 
-                using (document)
-                {
-                    passes.Add(parsed, lines.Start, lines.Next, lines.Number);
-                }
+                passes.Add(parsed, lines.Start, lines.Next, lines.Number);
             }
 
             passes.Finish();
@@ -187,18 +183,15 @@ internal sealed class JsonLinesTrace : IRoutingTrace
                 continue;
             }
 
-            var parsed = JsonTraceLine.Parse(line, _path, _lines.Number, TopK, out var document);
-            using (document)
+            var parsed = JsonTraceLine.Parse(line, _path, _lines.Number, TopK);
+            var layer = parsed.Layer is { } field ? _layerIndex[field.Value] : 0;
+            if (layer < 0 || _written[layer] + parsed.Tokens > tokens)
             {
-                var layer = parsed.Layer is { } field ? _layerIndex[field.Value] : 0;
-                if (layer < 0 || _written[layer] + parsed.Tokens > tokens)
-                {
-                    throw Changed(_lines.Number);
-                }
-
-                parsed.CopyIds(destination.Slice(((layer * tokens) + _written[layer]) * TopK, parsed.Tokens * TopK));
-                _written[layer] += parsed.Tokens;
+                throw Changed(_lines.Number);
             }
+
+            parsed.CopyIds(line, destination.Slice(((layer * tokens) + _written[layer]) * TopK, parsed.Tokens * TopK));
+            _written[layer] += parsed.Tokens;
         }
 
         if (_written.Any(written => written != tokens))

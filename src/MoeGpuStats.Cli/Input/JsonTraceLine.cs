@@ -1,3 +1,4 @@
+using System.Buffers.Text;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
@@ -21,10 +22,15 @@ internal readonly struct JsonTraceLine
     public static readonly string[] RequestNames = ["request_id", "req_id"];
     public static readonly string[] WeightsNames = ["gate_weights", "topk_weights", "routing_weights"];
 
-    private JsonTraceLine(JsonElement ids, bool nested, int tokens, int topK, long maxId, (string Name, int Value)? layer, (string Name, string Key, string Text)? pass, (string Name, long Value)? position)
+    /// <summary>The fields replay reads, in the order their problems are told.</summary>
+    private static readonly string[][] Fields = [LayerNames, IdsNames, PassNames, PositionNames, RequestNames, WeightsNames];
+
+    private readonly int _idsStart;
+    private readonly int _idsLength;
+
+    private JsonTraceLine(Range ids, int lineLength, int tokens, int topK, long maxId, (string Name, int Value)? layer, (string Name, string Key, string Text)? pass, (string Name, long Value)? position)
     {
-        Ids = ids;
-        Nested = nested;
+        (_idsStart, _idsLength) = ids.GetOffsetAndLength(lineLength);
         Tokens = tokens;
         TopK = topK;
         MaxId = maxId;
@@ -35,12 +41,7 @@ internal readonly struct JsonTraceLine
 
     /// <summary>Every field replay reads with its other spellings, for the help: <c>layer (or layer_id, layer_idx); ...</c>.</summary>
     public static string Spellings =>
-        string.Join("; ", new[] { IdsNames, LayerNames, PassNames, PositionNames, RequestNames, WeightsNames }.Select(names => $"{names[0]} (or {string.Join(", ", names[1..])})"));
-
-    /// <summary>The ids: one token's k, or (<see cref="Nested"/>) a list of tokens of k each; valid while the line's document is.</summary>
-    public JsonElement Ids { get; }
-
-    public bool Nested { get; }
+        string.Join("; ", Fields.Select(names => $"{names[0]} (or {string.Join(", ", names[1..])})"));
 
     /// <summary>Tokens on the line, at least 1.</summary>
     public int Tokens { get; }
@@ -60,14 +61,17 @@ internal readonly struct JsonTraceLine
     /// <summary>The index of the line's first token in its forward pass, and the spelling; null without one.</summary>
     public (string Name, long Value)? Position { get; }
 
-    /// <summary>Parses one line of <paramref name="path"/>, number <paramref name="number"/>.</summary>
+    /// <summary>
+    /// Parses one line of <paramref name="path"/>, number <paramref name="number"/>. The line is read as it
+    /// stands, value by value, without a document of it: a prefill's line of millions of ids costs its own
+    /// bytes, not the dozen bytes a value that a parsed document keeps.
+    /// </summary>
     /// <param name="line">The line's bytes, UTF-8.</param>
     /// <param name="path">The file, for messages.</param>
     /// <param name="number">The line's number, for messages.</param>
     /// <param name="topK">The trace's k, from its first token; 0 before it.</param>
-    /// <param name="document">The parsed line, which <see cref="Ids"/> reads from: the caller disposes it.</param>
     /// <exception cref="InvalidDataException">Not a JSON object, or a field replay reads that is missing or malformed; one line starting <c>path:number:</c>.</exception>
-    public static JsonTraceLine Parse(ReadOnlySpan<byte> line, string path, long number, int topK, out JsonDocument document)
+    public static JsonTraceLine Parse(ReadOnlySpan<byte> line, string path, long number, int topK)
     {
         var where = $"{path}:{number}";
         if (!Utf8.IsValid(line))
@@ -76,13 +80,47 @@ internal readonly struct JsonTraceLine
             throw new InvalidDataException($"{where}: not UTF-8 text; JSON lines are UTF-8.");
         }
 
+        var fields = new FieldValue?[Fields.Length];
+        var twice = new string?[Fields.Length];
+        JsonTokenType root;
+        var unreadableName = false;
         try
         {
             var reader = new Utf8JsonReader(line);
-            document = JsonDocument.ParseValue(ref reader);
+            reader.Read();
+            root = reader.TokenType;
+            if (root == JsonTokenType.StartObject)
+            {
+                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                {
+                    var (field, name) = FieldOf(ref reader, ref unreadableName);
+                    reader.Read();
+                    var start = (int)reader.TokenStartIndex;
+                    reader.Skip();
+                    if (field < 0)
+                    {
+                        continue;
+                    }
+
+                    if (fields[field] is { } first)
+                    {
+                        twice[field] ??= first.Name == name
+                            ? $"{where}: {name} twice; give it once."
+                            : $"{where}: both {first.Name} and {name}, two names of one field; give one.";
+                    }
+                    else
+                    {
+                        fields[field] = new FieldValue(name, start..(int)reader.BytesConsumed);
+                    }
+                }
+            }
+            else
+            {
+                reader.Skip();
+            }
+
             if (reader.Read())
             {
-                document.Dispose();
                 throw new InvalidDataException($"{where}: more than one JSON value; a line holds one object.");
             }
         }
@@ -102,179 +140,201 @@ internal readonly struct JsonTraceLine
 
         try
         {
-            return Read(document.RootElement, where, topK);
+            if (root != JsonTokenType.StartObject)
+            {
+                throw new InvalidDataException($"{where}: a JSON {KindName(root)}, not an object; a line holds one object with topk_ids.");
+            }
+
+            if (unreadableName)
+            {
+                throw new InvalidDataException(SurrogateHalf(where));
+            }
+
+            if (twice.FirstOrDefault(message => message is not null) is { } duplicate)
+            {
+                throw new InvalidDataException(duplicate);
+            }
+
+            return Read(line, fields, where, topK);
         }
         catch (InvalidOperationException exception)
         {
             // .NET reads a string lazily and refuses one whose escapes are half a surrogate pair, as Python's json.dumps writes them.
-            document.Dispose();
-            throw new InvalidDataException($"{where}: a string or field name escapes half a UTF-16 surrogate pair (such as \\ud800 alone), which is no text; write the line's strings as text.", exception);
-        }
-        catch
-        {
-            document.Dispose();
-            throw;
+            throw new InvalidDataException(SurrogateHalf(where), exception);
         }
     }
 
-    /// <summary>Writes the line's <c>Tokens × TopK</c> ids to <paramref name="destination"/>; ids outside the int32 range become <see cref="NpyIds.OutOfRangeId"/>.</summary>
-    public void CopyIds(Span<int> destination)
+    private static string SurrogateHalf(string where) =>
+        $"{where}: a string or field name escapes half a UTF-16 surrogate pair (such as \\ud800 alone), which is no text; write the line's strings as text.";
+
+    /// <summary>
+    /// Writes the line's <c>Tokens × TopK</c> ids to <paramref name="destination"/>; ids outside the int32 range
+    /// become <see cref="NpyIds.OutOfRangeId"/>. <paramref name="line"/> is the line this was parsed from.
+    /// </summary>
+    public void CopyIds(ReadOnlySpan<byte> line, Span<int> destination)
     {
+        // Parse checked the shape: the ids' numbers, in order, are the tokens' ids.
+        var reader = new Utf8JsonReader(line.Slice(_idsStart, _idsLength));
         var at = 0;
-        foreach (var token in Nested ? Ids.EnumerateArray() : Enumerate(Ids))
+        while (reader.Read())
         {
-            foreach (var id in token.EnumerateArray())
+            if (reader.TokenType == JsonTokenType.Number)
             {
-                var value = id.GetInt64();
+                var value = reader.GetInt64();
                 destination[at++] = value is >= int.MinValue and <= int.MaxValue ? (int)value : NpyIds.OutOfRangeId;
             }
         }
     }
 
-    private static IEnumerable<JsonElement> Enumerate(JsonElement one)
+    /// <summary>The field of <see cref="Fields"/> the reader's property names, with its spelling; -1 (and "") for a field replay ignores.</summary>
+    private static (int Field, string Name) FieldOf(ref Utf8JsonReader reader, ref bool unreadable)
     {
-        yield return one;
-    }
-
-    private static JsonTraceLine Read(JsonElement root, string where, int topK)
-    {
-        if (root.ValueKind != JsonValueKind.Object)
+        if (reader.ValueIsEscaped)
         {
-            throw new InvalidDataException($"{where}: a JSON {root.ValueKind.ToString().ToLowerInvariant()}, not an object; a line holds one object with topk_ids.");
+            try
+            {
+                var name = reader.GetString()!;
+                var escaped = Array.FindIndex(Fields, names => Array.IndexOf(names, name) >= 0);
+                return (escaped, escaped < 0 ? "" : name);
+            }
+            catch (InvalidOperationException)
+            {
+                unreadable = true;
+                return (-1, "");
+            }
         }
 
-        var layer = Find(root, LayerNames, where);
-        var ids = Find(root, IdsNames, where);
-        var pass = Find(root, PassNames, where);
-        var position = Find(root, PositionNames, where);
-        var request = Find(root, RequestNames, where);
-        var weights = Find(root, WeightsNames, where);
-        if (ids is not { } found)
+        for (var field = 0; field < Fields.Length; field++)
+        {
+            foreach (var name in Fields[field])
+            {
+                if (reader.ValueTextEquals(name))
+                {
+                    return (field, name);
+                }
+            }
+        }
+
+        return (-1, "");
+    }
+
+    private static JsonTraceLine Read(ReadOnlySpan<byte> line, FieldValue?[] fields, string where, int topK)
+    {
+        if (fields[1] is not { } ids)
         {
             throw new InvalidDataException($"{where}: no topk_ids (nor {string.Join(", ", IdsNames[1..])}); each line holds top-k ids.");
         }
 
-        var (tokens, k, nested, maxId) = ReadIds(found.Name, found.Value, where, topK);
-        if (weights is { } w)
+        var (tokens, k, nested, maxId) = ReadIds(ids.Name, line[ids.Value], where, topK);
+        if (fields[5] is { } weights)
         {
-            CheckWeights(w.Name, w.Value, found.Name, nested, tokens, k, where);
+            CheckWeights(weights.Name, line[weights.Value], ids.Name, nested, tokens, k, where);
         }
 
-        if (request is { } r)
+        if (fields[4] is { } request)
         {
-            CheckRequest(r.Name, r.Value, nested, tokens, where);
+            CheckRequest(request.Name, line[request.Value], nested, tokens, where);
         }
 
         return new JsonTraceLine(
-            found.Value,
-            nested,
+            ids.Value,
+            line.Length,
             tokens,
             k,
             maxId,
-            layer is { } l ? (l.Name, LayerIndex(l.Name, l.Value, where)) : null,
-            pass is { } p ? (p.Name, PassKey(p.Name, p.Value, where), Printable(p.Value)) : null,
-            position is { } at ? (at.Name, WholeNumber(at.Name, at.Value, where, "the index of the line's first token in its forward pass")) : null);
+            fields[0] is { } l ? (l.Name, LayerIndex(l.Name, line[l.Value], where)) : null,
+            fields[2] is { } p ? (p.Name, PassKey(p.Name, line[p.Value], where), Printable(line[p.Value])) : null,
+            fields[3] is { } at ? (at.Name, WholeNumber(at.Name, line[at.Value], where, "the index of the line's first token in its forward pass")) : null);
     }
-
-    /// <summary>The one field of <paramref name="names"/> the object has, or null; two spellings of one field are refused.</summary>
-    private static (string Name, JsonElement Value)? Find(JsonElement root, string[] names, string where)
-    {
-        (string Name, JsonElement Value)? found = null;
-        foreach (var property in root.EnumerateObject())
-        {
-            if (Array.IndexOf(names, property.Name) < 0)
-            {
-                continue;
-            }
-
-            if (found is { } first)
-            {
-                throw new InvalidDataException(first.Name == property.Name
-                    ? $"{where}: {property.Name} twice; give it once."
-                    : $"{where}: both {first.Name} and {property.Name}, two names of one field; give one.");
-            }
-
-            found = (property.Name, property.Value);
-        }
-
-        return found;
-    }
-
-    /// <summary>Whether a JSON number's text is a whole number as written (digits, a leading minus): one too large for int64, not a fraction.</summary>
-    private static bool IsWholeNumber(string text) => text.TrimStart('-').Length > 0 && text.TrimStart('-').All(char.IsAsciiDigit);
 
     /// <summary>Checks one token's ids or a pass's; returns tokens, k, whether nested, and the largest id.</summary>
-    private static (int Tokens, int TopK, bool Nested, long MaxId) ReadIds(string name, JsonElement ids, string where, int topK)
+    private static (int Tokens, int TopK, bool Nested, long MaxId) ReadIds(string name, ReadOnlySpan<byte> ids, string where, int topK)
     {
         const string Shape = "give one token's k ids, [3, 7], or a forward pass's, [[3, 7], [1, 2]]";
-        if (ids.ValueKind != JsonValueKind.Array || ids.GetArrayLength() == 0)
+        var first = new Elements(ids);
+        if (Kind(ids) != JsonTokenType.StartArray || !first.MoveNext())
         {
             throw new InvalidDataException($"{where}: {name} is {Printable(ids)}; {Shape}.");
         }
 
-        var nested = ids[0].ValueKind == JsonValueKind.Array;
+        var nested = Kind(first.Current) == JsonTokenType.StartArray;
         var maxId = -1L;
         var tokens = 0;
-        foreach (var token in nested ? ids.EnumerateArray() : Enumerate(ids))
+        var pass = new Elements(ids);
+        while (nested ? pass.MoveNext() : tokens == 0)
         {
-            var label = nested ? $"{name}[{tokens}]" : name;
-            if (token.ValueKind != JsonValueKind.Array)
+            var token = nested ? pass.Current : ids;
+            if (Kind(token) != JsonTokenType.StartArray)
             {
-                throw new InvalidDataException($"{where}: {label} is {Printable(token)}; in a list of tokens each token is a list of k ids ({Shape}).");
+                throw new InvalidDataException($"{where}: {Label(name, nested, tokens)} is {Printable(token)}; in a list of tokens each token is a list of k ids ({Shape}).");
             }
 
-            var count = token.GetArrayLength();
+            // A token's count is told before a bad id in it, so the id's message waits for the count.
+            var count = 0;
+            string? badId = null;
+            foreach (var id in new Elements(token))
+            {
+                if (TryGetInt64(id, out var value))
+                {
+                    maxId = Math.Max(maxId, value);
+                }
+                else
+                {
+                    badId ??= Kind(id) == JsonTokenType.Number && IsWholeNumber(id)
+                        ? $"{where}: {Label(name, nested, tokens)}[{count}] is {Printable(id)}, out of range: an id lies in [{long.MinValue:N0}, {long.MaxValue:N0}] (one past the experts counts as invalid), -1 for an empty slot."
+                        : $"{where}: {Label(name, nested, tokens)}[{count}] is {Printable(id)}; ids are whole numbers, -1 for an empty slot.";
+                }
+
+                count++;
+            }
+
             if (count == 0 || (topK > 0 && count != topK))
             {
                 throw new InvalidDataException(count == 0
-                    ? $"{where}: {label} holds no ids; a token has its k ids."
-                    : $"{where}: {label} has {Counted.Of(count, "id")}, the trace's other tokens have {topK}.");
+                    ? $"{where}: {Label(name, nested, tokens)} holds no ids; a token has its k ids."
+                    : $"{where}: {Label(name, nested, tokens)} has {Counted.Of(count, "id")}, the trace's other tokens have {topK}.");
+            }
+
+            if (badId is not null)
+            {
+                throw new InvalidDataException(badId);
             }
 
             topK = count;
-            var slot = 0;
-            foreach (var id in token.EnumerateArray())
-            {
-                if (id.ValueKind != JsonValueKind.Number || !id.TryGetInt64(out var value))
-                {
-                    throw new InvalidDataException(id.ValueKind == JsonValueKind.Number && IsWholeNumber(id.GetRawText())
-                        ? $"{where}: {label}[{slot}] is {Printable(id)}, out of range: an id lies in [{long.MinValue:N0}, {long.MaxValue:N0}] (one past the experts counts as invalid), -1 for an empty slot."
-                        : $"{where}: {label}[{slot}] is {Printable(id)}; ids are whole numbers, -1 for an empty slot.");
-                }
-
-                maxId = Math.Max(maxId, value);
-                slot++;
-            }
-
             tokens++;
         }
 
         return (tokens, topK, nested, maxId);
     }
 
+    /// <summary>How a message names token <paramref name="token"/> of a field: <c>topk_ids[3]</c>, or the field alone for one token's line.</summary>
+    private static string Label(string name, bool nested, int token) => nested ? $"{name}[{token}]" : name;
+
     /// <summary>Gate weights must be numbers in the ids' shape; replay does not use them.</summary>
-    private static void CheckWeights(string name, JsonElement weights, string idsName, bool nested, int tokens, int topK, string where)
+    private static void CheckWeights(string name, ReadOnlySpan<byte> weights, string idsName, bool nested, int tokens, int topK, string where)
     {
-        var rows = nested && weights.ValueKind == JsonValueKind.Array ? weights.EnumerateArray().ToArray() : [weights];
-        if (rows.Length != tokens)
+        var rowsNested = nested && Kind(weights) == JsonTokenType.StartArray;
+        var rowCount = rowsNested ? Count(weights) : 1;
+        if (rowCount != tokens)
         {
-            throw new InvalidDataException($"{where}: {name} has {Counted.Of(rows.Length, "token")}, {idsName} has {tokens}; give one weight per id, in the ids' shape.");
+            throw new InvalidDataException($"{where}: {name} has {Counted.Of(rowCount, "token")}, {idsName} has {tokens}; give one weight per id, in the ids' shape.");
         }
 
-        for (var token = 0; token < rows.Length; token++)
+        var rows = new Elements(weights);
+        for (var token = 0; rowsNested ? rows.MoveNext() : token == 0; token++)
         {
-            var label = nested ? $"{name}[{token}]" : name;
-            if (rows[token].ValueKind != JsonValueKind.Array || rows[token].GetArrayLength() != topK)
+            var row = rowsNested ? rows.Current : weights;
+            if (Kind(row) != JsonTokenType.StartArray || Count(row) != topK)
             {
-                throw new InvalidDataException($"{where}: {label} is {Printable(rows[token])}; give {Counted.Of(topK, "weight")}, one per id of {idsName}{(nested ? $"[{token}]" : "")}.");
+                throw new InvalidDataException($"{where}: {Label(name, nested, token)} is {Printable(row)}; give {Counted.Of(topK, "weight")}, one per id of {idsName}{(nested ? $"[{token}]" : "")}.");
             }
 
             var slot = 0;
-            foreach (var weight in rows[token].EnumerateArray())
+            foreach (var weight in new Elements(row))
             {
-                if (weight.ValueKind != JsonValueKind.Number)
+                if (Kind(weight) != JsonTokenType.Number)
                 {
-                    throw new InvalidDataException($"{where}: {label}[{slot}] is {Printable(weight)}; weights are numbers.");
+                    throw new InvalidDataException($"{where}: {Label(name, nested, token)}[{slot}] is {Printable(weight)}; weights are numbers.");
                 }
 
                 slot++;
@@ -283,18 +343,19 @@ internal readonly struct JsonTraceLine
     }
 
     /// <summary>A request id is a string or a whole number; a pass's line may give one per token.</summary>
-    private static void CheckRequest(string name, JsonElement request, bool nested, int tokens, string where)
+    private static void CheckRequest(string name, ReadOnlySpan<byte> request, bool nested, int tokens, string where)
     {
         var rule = $"give a string or a whole number{(nested ? ", or a list of them with one per token" : "")}";
-        if (nested && request.ValueKind == JsonValueKind.Array)
+        if (nested && Kind(request) == JsonTokenType.StartArray)
         {
-            if (request.GetArrayLength() != tokens)
+            var count = Count(request);
+            if (count != tokens)
             {
-                throw new InvalidDataException($"{where}: {name} has {Counted.Of(request.GetArrayLength(), "value")} for {Counted.Of(tokens, "token")}; {rule}.");
+                throw new InvalidDataException($"{where}: {name} has {Counted.Of(count, "value")} for {Counted.Of(tokens, "token")}; {rule}.");
             }
 
             var token = 0;
-            foreach (var one in request.EnumerateArray())
+            foreach (var one in new Elements(request))
             {
                 if (!IsRequestId(one))
                 {
@@ -310,13 +371,13 @@ internal readonly struct JsonTraceLine
         }
     }
 
-    private static bool IsRequestId(JsonElement value) =>
-        value.ValueKind == JsonValueKind.String || (value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out _));
+    private static bool IsRequestId(ReadOnlySpan<byte> value) =>
+        Kind(value) == JsonTokenType.String || TryGetInt64(value, out _);
 
-    private static int LayerIndex(string name, JsonElement value, string where)
+    private static int LayerIndex(string name, ReadOnlySpan<byte> value, string where)
     {
         var max = ModelRoutingStatsOptions.MaxLayers - 1;
-        return value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var layer) && layer is >= 0 && layer <= max
+        return TryGetInt64(value, out var layer) && layer is >= 0 && layer <= max
             ? (int)layer
             : throw new InvalidDataException($"{where}: {name} is {Printable(value)}; give the MoE layer's index, a whole number from 0 to {max:N0} (a model holds at most {max + 1:N0} layers).");
     }
@@ -327,19 +388,111 @@ internal readonly struct JsonTraceLine
     /// </summary>
     private const int MaxPassKeyChars = 64;
 
-    private static string PassKey(string name, JsonElement value, string where) => value.ValueKind switch
+    private static string PassKey(string name, ReadOnlySpan<byte> value, string where)
     {
-        JsonValueKind.String when value.GetString() is { Length: > MaxPassKeyChars } id => "h" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(id))),
-        JsonValueKind.String => "s" + value.GetString(),
-        JsonValueKind.Number when value.TryGetInt64(out var id) => "n" + id.ToString(CultureInfo.InvariantCulture),
-        _ => throw new InvalidDataException($"{where}: {name} is {Printable(value)}; give the forward pass's id, a whole number or a string."),
-    };
+        if (Kind(value) == JsonTokenType.String)
+        {
+            var reader = new Utf8JsonReader(value);
+            reader.Read();
+            var id = reader.GetString()!;
+            return id.Length > MaxPassKeyChars ? "h" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(id))) : "s" + id;
+        }
 
-    private static long WholeNumber(string name, JsonElement value, string where, string what) =>
-        value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var number) && number >= 0
+        return TryGetInt64(value, out var number)
+            ? "n" + number.ToString(CultureInfo.InvariantCulture)
+            : throw new InvalidDataException($"{where}: {name} is {Printable(value)}; give the forward pass's id, a whole number or a string.");
+    }
+
+    private static long WholeNumber(string name, ReadOnlySpan<byte> value, string where, string what) =>
+        TryGetInt64(value, out var number) && number >= 0
             ? number
             : throw new InvalidDataException($"{where}: {name} is {Printable(value)}; give {what}, a whole number from 0.");
 
-    /// <summary>A value as written, cut to one short line.</summary>
-    private static string Printable(JsonElement value) => NpyHeader.Printable(value.GetRawText());
+    /// <summary>The kind of the JSON value whose text is <paramref name="value"/>, told by its first byte.</summary>
+    private static JsonTokenType Kind(ReadOnlySpan<byte> value) => value[0] switch
+    {
+        (byte)'{' => JsonTokenType.StartObject,
+        (byte)'[' => JsonTokenType.StartArray,
+        (byte)'"' => JsonTokenType.String,
+        (byte)'t' => JsonTokenType.True,
+        (byte)'f' => JsonTokenType.False,
+        (byte)'n' => JsonTokenType.Null,
+        _ => JsonTokenType.Number,
+    };
+
+    private static string KindName(JsonTokenType kind) => kind switch
+    {
+        JsonTokenType.StartArray => "array",
+        JsonTokenType.String => "string",
+        JsonTokenType.Number => "number",
+        JsonTokenType.True => "true",
+        JsonTokenType.False => "false",
+        _ => "null",
+    };
+
+    /// <summary>A JSON number that is an int64 as written (what <see cref="JsonElement.TryGetInt64"/> accepts); false for any other value.</summary>
+    private static bool TryGetInt64(ReadOnlySpan<byte> value, out long number)
+    {
+        number = 0;
+        return Kind(value) == JsonTokenType.Number && Utf8Parser.TryParse(value, out number, out var used) && used == value.Length;
+    }
+
+    /// <summary>Whether a JSON number's text is a whole number as written (digits, a leading minus): one too large for int64, not a fraction.</summary>
+    private static bool IsWholeNumber(ReadOnlySpan<byte> number)
+    {
+        var digits = number.StartsWith("-"u8) ? number[1..] : number;
+        return !digits.IsEmpty && !digits.ContainsAnyExceptInRange((byte)'0', (byte)'9');
+    }
+
+    private static int Count(ReadOnlySpan<byte> array)
+    {
+        var count = 0;
+        foreach (var element in new Elements(array))
+        {
+            count++;
+        }
+
+        return count;
+    }
+
+    /// <summary>A value as written, cut to one short line; only its first bytes are decoded.</summary>
+    private static string Printable(ReadOnlySpan<byte> value) =>
+        NpyHeader.Printable(Encoding.UTF8.GetString(value[..Math.Min(value.Length, 4 * ShownChars)]));
+
+    /// <summary>More than the characters <see cref="NpyHeader.Printable"/> shows of a value.</summary>
+    private const int ShownChars = 128;
+
+    /// <summary>Where a field's value lies in its line, and the field's spelling.</summary>
+    private readonly record struct FieldValue(string Name, Range Value);
+
+    /// <summary>The elements of a JSON array's text, each as its own text, read one at a time.</summary>
+    private ref struct Elements
+    {
+        private readonly ReadOnlySpan<byte> _array;
+        private Utf8JsonReader _reader;
+
+        public Elements(ReadOnlySpan<byte> array)
+        {
+            _array = array;
+            _reader = new Utf8JsonReader(array);
+            _reader.Read();
+        }
+
+        public ReadOnlySpan<byte> Current { get; private set; }
+
+        public readonly Elements GetEnumerator() => this;
+
+        public bool MoveNext()
+        {
+            if (!_reader.Read() || _reader.TokenType is JsonTokenType.EndArray or JsonTokenType.EndObject)
+            {
+                return false;
+            }
+
+            var start = (int)_reader.TokenStartIndex;
+            _reader.Skip();
+            Current = _array[start..(int)_reader.BytesConsumed];
+            return true;
+        }
+    }
 }
