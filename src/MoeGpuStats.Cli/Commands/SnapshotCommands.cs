@@ -88,7 +88,7 @@ internal static class SnapshotCommands
                     return ExitCodes.Usage;
                 }
 
-                if (Identical(paths) is { } identical)
+                foreach (var identical in Identical(paths))
                 {
                     console.Error.WriteLine(identical);
                 }
@@ -182,32 +182,41 @@ internal static class SnapshotCommands
     }
 
     /// <summary>
-    /// A warning when two snapshots hold the same bytes: a copy, or a hard link (which no path
-    /// resolution shows), of one rank's file. Two ranks never save the same bytes (their routing,
-    /// latencies and losses differ), but a merge of them is still well defined, so it goes on.
+    /// A warning for each set of snapshots that hold the same bytes: copies, or hard links (which no path
+    /// resolution shows), of one rank's file. Two ranks never save the same bytes (their routing, latencies
+    /// and losses differ), but a merge of them is still well defined, so it goes on.
     /// </summary>
-    private static string? Identical(FileInfo[] paths)
+    private static IEnumerable<string> Identical(FileInfo[] paths)
     {
-        var seen = new Dictionary<string, string>();
+        var byHash = new Dictionary<string, List<string>>();
         try
         {
             foreach (var path in paths)
             {
                 using var stream = File.OpenRead(path.FullName);
                 var hash = Convert.ToHexString(SHA256.HashData(stream));
-                if (!seen.TryAdd(hash, path.ToString()))
+                if (!byHash.TryGetValue(hash, out var same))
                 {
-                    return $"warning: {path} holds the same bytes as {seen[hash]} (a copy?); if it is the same rank, the merge counts it twice.";
+                    byHash[hash] = same = [];
                 }
+
+                same.Add(path.ToString());
             }
         }
         catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
         {
             // Every file was just read whole: one that went since only loses this warning.
+            return [];
         }
 
-        return null;
+        return byHash.Values.Where(same => same.Count > 1).Select(same => same.Count == 2
+            ? $"warning: {same[1]} holds the same bytes as {same[0]} (a copy?); if it is the same rank, the merge counts it twice."
+            : $"warning: {Listed(same[1..])} hold the same bytes as {same[0]} (copies?); if they are the same rank, the merge counts it {same.Count:N0} times.");
     }
+
+    /// <summary>Names a few files, and how many more: <c>a, b, c and 46 more</c>.</summary>
+    private static string Listed(List<string> names) =>
+        names.Count <= 3 ? $"{string.Join(", ", names[..^1])} and {names[^1]}" : $"{string.Join(", ", names[..3])} and {names.Count - 3:N0} more";
 
     /// <summary>
     /// A note where the models hold different step counts: a merge takes its parts as ranks of one job that

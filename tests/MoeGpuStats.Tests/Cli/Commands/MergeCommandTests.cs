@@ -74,6 +74,32 @@ public sealed class MergeCommandTests : IDisposable
     }
 
     /// <summary>
+    /// Many copies of one snapshot are counted in the warning, with a few named; each set of copies has its own
+    /// warning.
+    /// </summary>
+    [Fact]
+    public void ManyCopiesOfASnapshotAreCountedInTheWarning()
+    {
+        var first = _folder.SaveSnapshot("rank0.json", experts: 4);
+        var other = _folder.SaveSnapshot("rank1.json", experts: 4, firstSlot: 3);
+        var copies = Enumerable.Range(1, 5).Select(i => Path.Combine(_folder.FullName, $"rank0-copy{i}.json")).ToArray();
+        foreach (var copy in copies)
+        {
+            File.Copy(first, copy);
+        }
+
+        var otherCopy = Path.Combine(_folder.FullName, "rank1-copy.json");
+        File.Copy(other, otherCopy);
+        var merged = Path.Combine(_folder.FullName, "merged.json");
+
+        var (code, _, error) = Run(["merge", first, other, .. copies, otherCopy, "-o", merged]);
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains($"warning: {copies[0]}, {copies[1]}, {copies[2]} and 2 more hold the same bytes as {first} (copies?); if they are the same rank, the merge counts it 6 times.", error);
+        Assert.Contains($"warning: {otherCopy} holds the same bytes as {other} (a copy?); if it is the same rank, the merge counts it twice.", error);
+    }
+
+    /// <summary>
     /// --ep-size on model snapshots: report gives the balance over ranks that the replay which saved the
     /// snapshot gave, merge the merged model's; snapshots of one layer, or ranks that do not divide the
     /// experts, are refused.
