@@ -8,7 +8,7 @@ internal enum TraceFormat
     JsonLines,
 }
 
-/// <summary>Opens a routing trace with the reader its format needs: by the file's name, else by its first bytes.</summary>
+/// <summary>Opens a routing trace with the reader its format needs: by a magic in its first bytes, else by its name, else by a JSON start.</summary>
 internal static class TraceFile
 {
     /// <summary>The names replay knows, for messages.</summary>
@@ -47,20 +47,13 @@ internal static class TraceFile
         };
     }
 
-    /// <summary>The format of <paramref name="path"/>: its extension, else its first bytes (a .npy magic, a zip's, or a JSON object).</summary>
+    /// <summary>
+    /// The format of <paramref name="path"/>: a .npy magic or a zip's in its first bytes, as np.load reads a file
+    /// whatever its name; else its extension; else a JSON object at its start.
+    /// </summary>
     /// <exception cref="InvalidDataException">Neither says a format replay reads.</exception>
     public static TraceFormat FormatOf(string path)
     {
-        switch (Path.GetExtension(path).ToLowerInvariant())
-        {
-            case ".npy":
-                return TraceFormat.Npy;
-            case ".npz":
-                return TraceFormat.Npz;
-            case ".jsonl" or ".ndjson":
-                return TraceFormat.JsonLines;
-        }
-
         Span<byte> first = stackalloc byte[8];
         int read;
         using (var file = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read))
@@ -78,6 +71,16 @@ internal static class TraceFile
         if (start.StartsWith("PK\x03\x04"u8) || start.StartsWith("PK\x05\x06"u8))
         {
             return TraceFormat.Npz;
+        }
+
+        switch (Path.GetExtension(path).ToLowerInvariant())
+        {
+            case ".npy":
+                return TraceFormat.Npy;
+            case ".npz":
+                return TraceFormat.Npz;
+            case ".jsonl" or ".ndjson":
+                return TraceFormat.JsonLines;
         }
 
         if (start.StartsWith("\uFEFF"u8) ? start[3..].TrimStart(" \t\r\n"u8).StartsWith("{"u8) : start.TrimStart(" \t\r\n"u8).StartsWith("{"u8))

@@ -463,6 +463,31 @@ public sealed partial class ReplayCommandTests
     }
 
     /// <summary>
+    /// A .npy or zip magic in the first bytes decides over the name, as np.load reads a file: an archive or an
+    /// array named as JSON lines (or an archive named .npy) replays as what it holds, not as text.
+    /// </summary>
+    [Theory]
+    [InlineData("trace.jsonl")]
+    [InlineData("trace.npy")]
+    public void AMagicDecidesOverTheName(string name)
+    {
+        var archive = Path.Combine(_folder.FullName, name);
+        File.Copy(Data("passes_compressed.npz"), archive);
+        var ids = ModelTrace.Ids(Steps, Layers, Tokens, seed: 5);
+        var array = WriteInt32("array.jsonl", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids);
+        var named = WriteInt32("array.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids);
+
+        var (code, output, error) = Moegs.Run("replay", archive, "--layout", "layers,tokens,k", "--experts", $"{Experts}", "--json");
+        var (arrayCode, arrayOutput, arrayError) = Moegs.Run("replay", array, "--experts", $"{Experts}", "--json");
+        var (_, namedOutput, _) = Moegs.Run("replay", named, "--experts", $"{Experts}", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Equal(Figures(Direct(TraceData.Steps("trace_ids.json"))), Figures(output));
+        Assert.True(arrayCode == ExitCodes.Ok, arrayError);
+        Assert.Equal(Figures(namedOutput), Figures(arrayOutput));
+    }
+
+    /// <summary>
     /// A model's <c>--json</c> report without its <c>step_time</c>, the run's own times, which differ from
     /// run to run: the figures that two records of the same ids share.
     /// </summary>
