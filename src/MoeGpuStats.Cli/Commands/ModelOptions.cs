@@ -91,27 +91,39 @@ internal sealed class ModelOptions(string condition)
         new(parse.GetValue(TopExperts) ?? ModelRoutingStatsMetrics.DefaultTopExperts, parse.GetValue(ExpertSeries), parse.GetValue(RecentSteps));
 
     /// <summary>
-    /// The window, and how an error names it: --window as given; by default 1,000 steps, or where a ring
-    /// of 1,000 would pass the limit (<see cref="ModelRoutingStatsOptions.MaxWindowEntries"/>) the steps
-    /// recorded, at most the longest window that fits: a window of every step gives the same figures,
-    /// and a few steps of a large model need no more.
+    /// The most memory the ring of a window chosen without --window takes: 1,000 steps of today's largest models
+    /// (64 layers of 1,024 experts: 262 MB) fit, and a small trace that claims many layers and experts cannot
+    /// make a default of gigabytes. --window given goes up to the engine's limit.
+    /// </summary>
+    public const long DefaultRingBytes = 1L << 30;
+
+    /// <summary>
+    /// The window, how an error names it, and a note when it holds fewer steps than the run records: --window as
+    /// given; by default 1,000 steps, or where the ring of 1,000 would pass <see cref="DefaultRingBytes"/> the steps
+    /// recorded, at most the longest window within it: a window of every step gives the same figures, and a few
+    /// steps of a large model need no more.
     /// </summary>
     public ModelWindow WindowFor(ParseResult parse, int layers, int experts, int steps)
     {
         var value = parse.GetValue(Window);
         if (WindowGiven(parse))
         {
-            return new(value, $"--window {value}");
+            return new(value, $"--window {value}", []);
         }
 
-        var longest = (int)Math.Min(LongestWindow(layers, experts), int.MaxValue);
+        var stepBytes = (long)layers * experts * sizeof(uint);
+        var longest = (int)Math.Max(1, DefaultRingBytes / stepBytes);
         if (value <= longest)
         {
-            return new(value, $"the window of {Counted.Of(value, "step")} (--window not given: its default)");
+            return new(value, $"the window of {Counted.Of(value, "step")} (--window not given: its default)", []);
         }
 
         var chosen = Math.Clamp(steps, 1, longest);
-        return new(chosen, $"the window of {Counted.Of(chosen, "step")} (--window not given: {(chosen == steps ? "the steps to record" : "the longest that fits")}, as {value:N0} would not fit)");
+        var ring = $"{value:N0} would take a ring of {value * stepBytes / (1024.0 * 1024 * 1024):F1} GiB";
+        string[] notes = chosen < steps
+            ? [$"note: the window holds the newest {chosen:N0} of {steps:N0} steps: --window was not given, and {ring} ({Counted.Of(layers, "layer")} x {Counted.Of(experts, "expert")} a step); without --window the ring stays within {DefaultRingBytes >> 30} GiB. Give --window, up to {Math.Min(LongestWindow(layers, experts), int.MaxValue):N0}, for a longer one."]
+            : [];
+        return new(chosen, $"the window of {Counted.Of(chosen, "step")} (--window not given: {(chosen == steps ? "the steps to record" : $"the longest whose ring fits in {DefaultRingBytes >> 30} GiB")}, as {ring})", notes);
     }
 
     /// <summary>The longest window whose ring of <paramref name="layers"/> × <paramref name="experts"/> counts a step fits the limit (<see cref="ModelRoutingStatsOptions.MaxWindowEntries"/>).</summary>
@@ -158,5 +170,5 @@ internal sealed class ModelOptions(string condition)
     }
 }
 
-/// <summary>A model's window in steps, and how an error names it (<c>--window 700</c>, or where the replay's choice came from).</summary>
-internal readonly record struct ModelWindow(int Steps, string Named);
+/// <summary>A model's window in steps, how an error names it (<c>--window 700</c>, or where the replay's choice came from), and notes for standard error.</summary>
+internal readonly record struct ModelWindow(int Steps, string Named, IReadOnlyList<string> Notes);

@@ -225,7 +225,8 @@ internal static class ReplayCommand
                         return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => [
                             .. checks.Warnings(trace.Steps),
                             .. PaddingWarning(trace),
-                            .. IdLayout.DefaultNote(defaulted, trace.Steps, trace.Layers, trace.MaxTokens, trace.TopK)]));
+                            .. IdLayout.DefaultNote(defaulted, trace.Steps, trace.Layers, trace.MaxTokens, trace.TopK),
+                            .. window.Notes]));
                     }
 
                     var session = recording.Session(

@@ -106,7 +106,7 @@ internal static class SimulateCommand
 
                             return t;
                         },
-                        () => []);
+                        () => window.Notes);
                 }
 
                 var session = recording.Session(

@@ -306,14 +306,14 @@ public sealed class SimulateCommandTests : IDisposable
     /// <summary>
     /// A model whose window ring the engine cannot allocate is a one-line usage error naming the window, not
     /// an unexpected error: --window where it was given; else where the run's choice came from, the steps to
-    /// record where a ring of 1,000 would not fit, at most the longest that fits (873 steps of 600 × 4,096),
-    /// not a --window never given. A heap limit of 1 GiB makes the managed engine's ring of 4 to 8 GiB fail
-    /// (run as a process to set it).
+    /// record where a ring of 1,000 would pass the default's bound, at most the longest within it (109 steps of
+    /// 600 × 4,096 in 1 GiB), not a --window never given. A heap limit of 512 MiB makes the managed engine's rings
+    /// of 0.98 to 8 GiB fail (run as a process to set it).
     /// </summary>
     [Theory]
     [InlineData("--layers 1 --experts 4096 --tokens 8 --steps 2 --window 524287", "--window 524287: the model's state (524,287 steps x 1 layer x 4,096 experts in the window) needs ")]
-    [InlineData("--layers 600 --experts 4096 --top-k 1 --tokens 1 --steps 500", "the window of 500 steps (--window not given: the steps to record, as 1,000 would not fit): the model's state (500 steps x 600 layers x 4,096 experts in the window) needs ")]
-    [InlineData("--layers 600 --experts 4096 --top-k 1 --tokens 1 --steps 900", "the window of 873 steps (--window not given: the longest that fits, as 1,000 would not fit): the model's state (873 steps x 600 layers x 4,096 experts in the window) needs ")]
+    [InlineData("--layers 600 --experts 4096 --top-k 1 --tokens 1 --steps 100", "the window of 100 steps (--window not given: the steps to record, as 1,000 would take a ring of 9.2 GiB): the model's state (100 steps x 600 layers x 4,096 experts in the window) needs ")]
+    [InlineData("--layers 600 --experts 4096 --top-k 1 --tokens 1 --steps 900", "the window of 109 steps (--window not given: the longest whose ring fits in 1 GiB, as 1,000 would take a ring of 9.2 GiB): the model's state (109 steps x 600 layers x 4,096 experts in the window) needs ")]
     public void AWindowRingTooLargeForMemoryIsAUsageErrorNamingTheWindow(string arguments, string expected)
     {
         var text = ExternalProgram.Run(
@@ -321,7 +321,7 @@ public sealed class SimulateCommandTests : IDisposable
             $"\"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\" simulate {arguments}",
             out var code,
             (RoutingStats.AcceleratorVariable, "managed"),
-            ("DOTNET_GCHeapHardLimit", "0x40000000"));
+            ("DOTNET_GCHeapHardLimit", "0x20000000"));
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.StartsWith(expected, text);
