@@ -1,3 +1,5 @@
+using System.Buffers.Text;
+using System.Text;
 using System.Text.Json;
 
 namespace MoeGpuStats.Cli.Input;
@@ -27,70 +29,127 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
             throw new InvalidDataException($"{path}: {length:N0} bytes; a placement file is read whole, up to {MaxBytes:N0}.");
         }
 
-        JsonDocument document;
+        var json = File.ReadAllBytes(path);
         try
         {
-            document = JsonDocument.Parse(File.ReadAllBytes(path));
+            // Checked whole first, so that a file broken anywhere is "not JSON" before any field is judged.
+            var check = new Utf8JsonReader(json);
+            while (check.Read())
+            {
+            }
+
+            return Parse(json, path);
         }
         catch (JsonException exception)
         {
             throw new InvalidDataException($"{path}: not JSON ({ErrorText.Of(exception)}); give the output of plan --json, or a [layers][slots] array.");
         }
-
-        using (document)
-        {
-            var root = document.RootElement;
-            int? gpus = null;
-            if (root.ValueKind == JsonValueKind.Object)
-            {
-                if (root.TryGetProperty("window_load", out _) || root.TryGetProperty("expert_token_counts", out _))
-                {
-                    throw new InvalidDataException($"{path}: a snapshot of routing statistics, not a placement; give the output of plan --json, or a [layers][slots] array (the snapshot is the LOAD).");
-                }
-
-                if (!root.TryGetProperty("physical_to_logical", out var rows))
-                {
-                    throw new InvalidDataException($"{path}: a JSON object without physical_to_logical; give the output of plan --json, or a [layers][slots] array.");
-                }
-
-                if (root.TryGetProperty("gpus", out var given))
-                {
-                    gpus = given.TryGetInt32(out var count) && count >= 1
-                        ? count
-                        : throw new InvalidDataException($"{path}: gpus is {given.GetRawText()}; a placement's GPUs are a whole number, 1 or more.");
-                }
-
-                root = rows;
-            }
-
-            if (root.ValueKind != JsonValueKind.Array || root.GetArrayLength() == 0)
-            {
-                throw new InvalidDataException($"{path}: physical_to_logical must be a non-empty array of one array of slots per layer.");
-            }
-
-            var layers = new int[root.GetArrayLength()][];
-            var layer = 0;
-            foreach (var row in root.EnumerateArray())
-            {
-                if (row.ValueKind != JsonValueKind.Array)
-                {
-                    throw new InvalidDataException($"{path}: layer {layer} of physical_to_logical is {row.ValueKind}, not an array of slots.");
-                }
-
-                var slots = new int[row.GetArrayLength()];
-                var slot = 0;
-                foreach (var expert in row.EnumerateArray())
-                {
-                    slots[slot] = expert.ValueKind == JsonValueKind.Number && expert.TryGetInt32(out var id)
-                        ? id
-                        : throw new InvalidDataException($"{path}: layer {layer}, slot {slot} is {NpyHeader.Printable(expert.GetRawText())}; a slot holds an expert's index.");
-                    slot++;
-                }
-
-                layers[layer++] = slots;
-            }
-
-            return new DeployedPlacement(layers, gpus);
-        }
     }
+
+    /// <summary>
+    /// The placement in <paramref name="json"/>, read token by token: the slots go straight into arrays of
+    /// int, and the rest of plan's output (its padded logical_to_physical, up to 2^26 entries) is skipped, not
+    /// kept as a document's 12 bytes a value.
+    /// </summary>
+    private static DeployedPlacement Parse(ReadOnlySpan<byte> json, string path)
+    {
+        var reader = new Utf8JsonReader(json);
+        reader.Read();
+        int? gpus = null;
+        if (reader.TokenType == JsonTokenType.StartObject)
+        {
+            var (rows, given) = Fields(ref reader, json, path);
+            gpus = given;
+            json = json[rows];
+            reader = new Utf8JsonReader(json);
+            reader.Read();
+        }
+
+        var layers = new List<int[]>();
+        if (reader.TokenType == JsonTokenType.StartArray)
+        {
+            var slots = new List<int>();
+            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+            {
+                if (reader.TokenType != JsonTokenType.StartArray)
+                {
+                    throw new InvalidDataException($"{path}: layer {layers.Count} of physical_to_logical is {KindName(reader.TokenType)}, not an array of slots.");
+                }
+
+                slots.Clear();
+                while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
+                {
+                    slots.Add(reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var id)
+                        ? id
+                        : throw new InvalidDataException($"{path}: layer {layers.Count}, slot {slots.Count} is {RawText(ref reader, json)}; a slot holds an expert's index."));
+                }
+
+                layers.Add([.. slots]);
+            }
+        }
+
+        return layers.Count > 0
+            ? new DeployedPlacement([.. layers], gpus)
+            : throw new InvalidDataException($"{path}: physical_to_logical must be a non-empty array of one array of slots per layer.");
+    }
+
+    /// <summary>Where plan's output (<paramref name="json"/>) holds physical_to_logical, and its gpus; the reader is at the object's start.</summary>
+    private static (Range Rows, int? Gpus) Fields(ref Utf8JsonReader reader, ReadOnlySpan<byte> json, string path)
+    {
+        Range? rows = null, gpus = null;
+        var snapshot = false;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var name = reader.GetString();
+            reader.Read();
+            var start = (int)reader.TokenStartIndex;
+            reader.Skip();
+            var value = start..(int)reader.BytesConsumed;
+            snapshot |= name is "window_load" or "expert_token_counts";
+            rows = name == "physical_to_logical" ? value : rows;
+            gpus = name == "gpus" ? value : gpus;
+        }
+
+        if (snapshot)
+        {
+            throw new InvalidDataException($"{path}: a snapshot of routing statistics, not a placement; give the output of plan --json, or a [layers][slots] array (the snapshot is the LOAD).");
+        }
+
+        if (rows is not { } found)
+        {
+            throw new InvalidDataException($"{path}: a JSON object without physical_to_logical; give the output of plan --json, or a [layers][slots] array.");
+        }
+
+        if (gpus is not { } given)
+        {
+            return (found, null);
+        }
+
+        var text = json[given];
+        return Utf8Parser.TryParse(text, out int count, out var used) && used == text.Length && count >= 1
+            ? (found, count)
+            : throw new InvalidDataException($"{path}: gpus is {Printable(text)}; a placement's GPUs are a whole number, 1 or more.");
+    }
+
+    /// <summary>The reader's current value as written, cut to one short line.</summary>
+    private static string RawText(ref Utf8JsonReader reader, ReadOnlySpan<byte> json)
+    {
+        var start = (int)reader.TokenStartIndex;
+        reader.Skip();
+        return Printable(json[start..(int)reader.BytesConsumed]);
+    }
+
+    private static string Printable(ReadOnlySpan<byte> text) =>
+        NpyHeader.Printable(Encoding.UTF8.GetString(text[..Math.Min(text.Length, 512)]));
+
+    /// <summary>A value's kind as <see cref="JsonValueKind"/> names it, from the token that starts it.</summary>
+    private static string KindName(JsonTokenType token) => token switch
+    {
+        JsonTokenType.StartObject => nameof(JsonValueKind.Object),
+        JsonTokenType.String => nameof(JsonValueKind.String),
+        JsonTokenType.Number => nameof(JsonValueKind.Number),
+        JsonTokenType.True => nameof(JsonValueKind.True),
+        JsonTokenType.False => nameof(JsonValueKind.False),
+        _ => nameof(JsonValueKind.Null),
+    };
 }

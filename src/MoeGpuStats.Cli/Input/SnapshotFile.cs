@@ -61,25 +61,27 @@ internal static class SnapshotFile
         }
     }
 
-    /// <summary>The file's one JSON document; JSON lines (a trace) are named as such, not quoted from the parser.</summary>
+    /// <summary>
+    /// The file's one JSON document, refused past <see cref="Serialization.RoutingStatsFile.MaxJsonTokens"/> before it
+    /// is parsed; JSON lines (a trace) are named as such, not quoted from the parser.
+    /// </summary>
     private static JsonDocument Parse(Stream stream, string path)
     {
+        var json = new byte[stream.Length];
+        stream.ReadExactly(json);
+        if (Serialization.JsonTokenCount.UpTo(json, Serialization.RoutingStatsFile.MaxJsonTokens) > Serialization.RoutingStatsFile.MaxJsonTokens)
+        {
+            throw new InvalidDataException(Serialization.RoutingStatsFile.TooManyTokens(path));
+        }
+
         try
         {
-            return JsonDocument.Parse(stream);
+            return JsonDocument.Parse(json);
         }
-        catch (JsonException)
+        catch (JsonException) when (JsonLinesTrace.StartsAsJsonLines(json.AsSpan(0, Math.Min(json.Length, 4 << 20))))
         {
             // A trace's first line holds one step's ids: a few hundred kilobytes at prefill sizes.
-            var start = new byte[(int)Math.Min(stream.Length, 4 << 20)];
-            stream.Position = 0;
-            stream.ReadExactly(start);
-            if (JsonLinesTrace.StartsAsJsonLines(start))
-            {
-                throw new InvalidDataException($"{path}: JSON lines of top-k ids, a trace, not a snapshot; `moegs replay {path}` reports the trace (add --save FILE.json for a snapshot that this command reads).");
-            }
-
-            throw;
+            throw new InvalidDataException($"{path}: JSON lines of top-k ids, a trace, not a snapshot; `moegs replay {path}` reports the trace (add --save FILE.json for a snapshot that this command reads).");
         }
     }
 

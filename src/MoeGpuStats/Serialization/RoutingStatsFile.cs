@@ -13,6 +13,13 @@ public static class RoutingStatsFile
     public const long MaxFileBytes = 1L << 30;
 
     /// <summary>
+    /// The most JSON tokens a snapshot file may hold: 2^25. The largest model (1,024 layers of 4,096 experts,
+    /// with a decay and a full latency window in every layer) writes about 25 million; a file of more is refused
+    /// before the parser's 12 bytes a token are spent on it.
+    /// </summary>
+    internal const long MaxJsonTokens = 1L << 25;
+
+    /// <summary>
     /// Writes a snapshot of <paramref name="stats"/> to <paramref name="path"/> atomically: a temporary
     /// file in the same folder, flushed, then renamed over the target, so a reader never sees half a file.
     /// The file keeps the state and options, not the engine: <see cref="Load"/> returns statistics on the managed engine.
@@ -135,18 +142,18 @@ public static class RoutingStatsFile
     }
 
     /// <summary>
-    /// The file's JSON, refused past <see cref="MaxFileBytes"/> before it is read: the parser holds the
-    /// whole file, and above 2 GiB fails with an overflow that names nothing.
+    /// The file's JSON, refused past <see cref="MaxFileBytes"/> before it is read and past <see cref="MaxJsonTokens"/>
+    /// before it is parsed: the parser holds the whole file, and above 2 GiB fails with an overflow that names nothing.
     /// </summary>
     private static JsonDocument Parse(FileStream stream, string path)
     {
-        if (stream.CanSeek)
+        if (stream.CanSeek && stream.Length > MaxFileBytes)
         {
-            return stream.Length <= MaxFileBytes ? JsonDocument.Parse(stream) : throw TooLarge(path, $"{stream.Length:N0} bytes");
+            throw TooLarge(path, $"{stream.Length:N0} bytes");
         }
 
-        // A pipe or a device has no length: it is read up to one byte past the limit.
-        using var bounded = new MemoryStream();
+        // Read up to one byte past the limit whatever the length says: a pipe or a device has none.
+        using var bounded = new MemoryStream(stream.CanSeek ? (int)stream.Length : 0);
         var buffer = new byte[81920];
         int read;
         while ((read = stream.Read(buffer)) > 0)
@@ -159,9 +166,15 @@ public static class RoutingStatsFile
             bounded.Write(buffer, 0, read);
         }
 
-        bounded.Position = 0;
-        return JsonDocument.Parse(bounded);
+        var json = bounded.GetBuffer().AsMemory(0, (int)bounded.Length);
+        return JsonTokenCount.UpTo(json.Span, MaxJsonTokens) > MaxJsonTokens
+            ? throw new InvalidDataException(TooManyTokens(path))
+            : JsonDocument.Parse(json);
     }
+
+    /// <summary>The refusal of a file of more than <see cref="MaxJsonTokens"/> tokens, naming <paramref name="path"/>.</summary>
+    internal static string TooManyTokens(string path) =>
+        $"{path}: more than {MaxJsonTokens:N0} JSON values and field names; a routing statistics snapshot holds at most that many (the largest model the library writes, 1,024 layers of 4,096 experts, about 25 million).";
 
     private static InvalidDataException TooLarge(string path, string size) =>
         new($"{path}: {size}; a routing statistics snapshot file is at most {MaxFileBytes:N0} bytes (the largest the library writes is under 600 MB).");

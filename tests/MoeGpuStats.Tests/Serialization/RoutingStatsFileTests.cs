@@ -158,6 +158,43 @@ public sealed class RoutingStatsFileTests
         }
     }
 
+    /// <summary>
+    /// A file of more JSON values than any snapshot holds is refused before it is parsed: a document of it keeps
+    /// 12 bytes a value (a 128 MB file of zeros took 2.8 GB), past the 1 GiB file limit's worth.
+    /// </summary>
+    [Fact]
+    public void AFileOfMoreValuesThanAnySnapshotIsRefusedBeforeItIsParsed()
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        try
+        {
+            var path = WriteZeros(Path.Combine(folder.FullName, "zeros.json"), RoutingStatsFile.MaxJsonTokens);
+
+            var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
+
+            Assert.Equal(RoutingStatsFile.TooManyTokens(path), error.Message);
+            Assert.StartsWith($"{path}: more than 33,554,432 JSON values and field names; ", error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>Writes <c>{"expert_token_counts": [0, 0, …]}</c> with <paramref name="zeros"/> zeros: that many values and 4 tokens more.</summary>
+    internal static string WriteZeros(string path, long zeros)
+    {
+        using var file = new BufferedStream(File.Create(path), 1 << 20);
+        file.Write("{\"expert_token_counts\": [0"u8);
+        for (var i = 1L; i < zeros; i++)
+        {
+            file.Write(",0"u8);
+        }
+
+        file.Write("]}"u8);
+        return path;
+    }
+
     [Fact]
     public void ATruncatedSnapshotGivesAnErrorNamingTheFile()
     {

@@ -182,6 +182,11 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("text.json", "[[0, \"one\"]]", "layer 0, slot 1 is \"one\"; a slot holds an expert's index.")]
     [InlineData("empty.json", "[]", "physical_to_logical must be a non-empty array")]
     [InlineData("garbage.json", "not json", "not JSON")]
+    [InlineData("late.json", "{\"physical_to_logical\": [[\"one\"]], \"x\": [1, }", "not JSON")]
+    [InlineData("gpus-text.json", "{\"physical_to_logical\": [[0]], \"gpus\": \"8\"}", "gpus is \"8\"; a placement's GPUs are a whole number, 1 or more.")]
+    [InlineData("snapshot.json", "{\"physical_to_logical\": [[0]], \"window_load\": [[1]]}", "a snapshot of routing statistics, not a placement")]
+    [InlineData("row.json", "[[0], {\"a\": 1}]", "layer 1 of physical_to_logical is Object, not an array of slots.")]
+    [InlineData("deep.json", "[[0, [1, 2]]]", "layer 0, slot 1 is [1, 2]; a slot holds an expert's index.")]
     public void ACurrentPlacementThatCannotBeReadIsOneLineNamingTheFile(string name, string content, string expected)
     {
         var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);

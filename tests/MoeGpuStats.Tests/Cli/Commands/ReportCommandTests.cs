@@ -31,6 +31,19 @@ public sealed class ReportCommandTests : IDisposable
     }
 
     /// <summary>The report of a saved snapshot is its figures under the file's name, without an engine (nothing was counted now).</summary>
+    /// <summary>report, as the library, refuses a file of more JSON values than any snapshot before it parses it, in one line.</summary>
+    [Fact]
+    public void AFileOfMoreValuesThanAnySnapshotIsRefusedInOneLine()
+    {
+        var path = Tests.Serialization.RoutingStatsFileTests.WriteZeros(Path.Combine(_folder.FullName, "zeros.json"), RoutingStatsFile.MaxJsonTokens);
+
+        var (code, output, error) = Run("report", path);
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal(RoutingStatsFile.TooManyTokens(path), error.TrimEnd());
+    }
+
     [Fact]
     public void TheReportOfASnapshotIsItsFiguresUnderItsName()
     {
