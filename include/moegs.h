@@ -10,7 +10,10 @@
  * ("top_k = 0: must lie in [1, 2147483647]."). No call crashes the process on bad arguments, and a
  * call refused for its arguments changes no statistic. A pointer is trusted for what it points to:
  * the library cannot know a raw buffer's length, so a buffer shorter than the call reads or writes
- * (the counts and sizes each function states) is undefined behaviour, as for memcpy.
+ * (the counts and sizes each function states) is undefined behaviour, as for memcpy. A call's arguments are
+ * checked before its handle, so a bad argument on a destroyed handle is MOEGS_INVALID_ARGUMENT. Floating-point
+ * figures sum their terms in expert (or layer) order: NumPy's pairwise sums of the same terms may differ in the
+ * last bit or two.
  * Calls on one handle from several threads are serialized (safe, not concurrent), but for a
  * model's reads (its summaries, window loads, layer reads, moegs_model_read, moegs_model_read_begin and moegs_model_save):
  * those are serialized with one another, not with its records and resets. On a device a read waits
@@ -42,7 +45,7 @@ extern "C" {
 typedef enum moegs_status {
     MOEGS_OK = 0,
     MOEGS_INVALID_ARGUMENT = 1, /* an argument out of its range, NULL, misaligned or foreign pointer, unusable stream */
-    MOEGS_INVALID_HANDLE = 2,   /* never created, or already destroyed */
+    MOEGS_INVALID_HANDLE = 2,   /* never created, already destroyed, or another kind's (a model's given to an aggregator call) */
     MOEGS_NO_DEVICE = 3,        /* the requested accelerator is not present */
     MOEGS_DEVICE_ERROR = 4,     /* the device or driver failed (allocation, launch, CUDA call) */
     MOEGS_RUNTIME_ERROR = 5,    /* the .NET runtime could not start, or an unexpected error */

@@ -630,7 +630,25 @@ public static unsafe class NativeApi
     }
 
     private static int NotLive(long handle, string kind) =>
-        Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live {kind} (never created, or destroyed).");
+        Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live {kind} ({LiveKind(handle) switch
+        {
+            null => "never created, or destroyed",
+            var other => $"it is a live {other}'s; give the handle {CreatorOf(kind)} returned",
+        }}).");
+
+    /// <summary>What <paramref name="handle"/> is, where it is live: one counter numbers every kind, so a handle is one kind's only.</summary>
+    private static string? LiveKind(long handle) =>
+        Handles.ContainsKey(handle) ? "aggregator"
+        : Models.ContainsKey(handle) ? "model"
+        : ModelReads.ContainsKey(handle) ? "pending model read"
+        : null;
+
+    private static string CreatorOf(string kind) => kind switch
+    {
+        "aggregator" => "moegs_create",
+        "model" => "moegs_model_create",
+        _ => "moegs_model_read_begin",
+    };
 
     /// <summary>Removes a live handle and frees it (serialized with calls still running on it, reads included).</summary>
     private static int Remove<THandle>(ConcurrentDictionary<long, THandle> registry, string kind, long handle)

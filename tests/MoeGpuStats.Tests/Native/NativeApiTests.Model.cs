@@ -145,8 +145,8 @@ public sealed unsafe partial class NativeApiTests
 
             // A model handle is not an aggregator's, nor is a handle never created a model.
             NativeSnapshot snapshot;
-            Refused(((delegate* unmanaged<long, NativeSnapshot*, int>)&NativeApi.Snapshot)(handle, &snapshot), InvalidHandle, $"handle {handle} is not a live aggregator");
-            Refused(WindowLoad(0, out _, Layers * Experts), InvalidHandle, "handle 0 is not a live model");
+            Refused(((delegate* unmanaged<long, NativeSnapshot*, int>)&NativeApi.Snapshot)(handle, &snapshot), InvalidHandle, $"handle {handle} is not a live aggregator (it is a live model's; give the handle moegs_create returned).");
+            Refused(WindowLoad(0, out _, Layers * Experts), InvalidHandle, "handle 0 is not a live model (never created, or destroyed).");
             Assert.Equal(before, Reads(handle));
         }
         finally
