@@ -98,6 +98,11 @@ public static class RoutingStatsFile
         {
             throw new UnauthorizedAccessException(exception.Message.Replace(temporary, full, StringComparison.Ordinal), exception);
         }
+        catch (FileNotFoundException exception) when (exception.FileName == temporary)
+        {
+            // /proc and /sys refuse a new name with ENOENT, which .NET reports as the (existing) target not found.
+            throw new IOException($"{full}: its folder {folder} lets no file be created in it (as /proc and /sys do not); give a path elsewhere.", exception);
+        }
         catch (IOException exception) when (exception.Message.Contains(temporary, StringComparison.Ordinal))
         {
             // A full disk or a read-only file system, named against the caller's path.

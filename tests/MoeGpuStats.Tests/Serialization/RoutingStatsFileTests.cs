@@ -195,6 +195,18 @@ public sealed class RoutingStatsFileTests
         return path;
     }
 
+    /// <summary>A folder that lets no file be created (/proc) is named as such: the target, which exists, was "not found".</summary>
+    [Fact]
+    public void AFolderThatLetsNoFileBeCreatedIsNamed()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux() && File.Exists("/proc/version"), "needs Linux's /proc");
+        using var stats = new RoutingStats();
+
+        var error = Assert.Throws<IOException>(() => RoutingStatsFile.Save(stats, "/proc/version"));
+
+        Assert.Equal("/proc/version: its folder /proc lets no file be created in it (as /proc and /sys do not); give a path elsewhere.", error.Message);
+    }
+
     [Fact]
     public void ATruncatedSnapshotGivesAnErrorNamingTheFile()
     {
