@@ -207,6 +207,12 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
                 throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension '{Printable(parts[i])}' is not a whole number.");
             }
 
+            // Python reads 0, 00 and 7 but not 007 (the octal spelling it dropped), and neither does np.load.
+            if (digits.Length > 1 && digits[0] == '0' && digits.TrimStart('0').Length > 0)
+            {
+                throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension {parts[i]} has leading zeros, which Python (and so np.load) refuses.");
+            }
+
             if (!long.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out dims[i]))
             {
                 throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension {parts[i]} is larger than any file holds.");

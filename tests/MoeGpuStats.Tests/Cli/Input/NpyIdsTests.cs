@@ -102,6 +102,7 @@ public sealed partial class NpyIdsTests : IDisposable
     [InlineData("a, 2", "dimension 'a' is not a whole number")]
     [InlineData("2.5, 2", "dimension '2.5' is not a whole number")]
     [InlineData("0x10, 2", "dimension '0x10' is not a whole number")]
+    [InlineData("2, 007", "dimension 007 has leading zeros, which Python (and so np.load) refuses.")]
     [InlineData("3, 0, 2", "holds no ids")]
     [InlineData("0, 4, 2", "holds no ids")]
     [InlineData("2147483647, 0, 2", "holds no ids")]
