@@ -386,7 +386,7 @@ public sealed partial class RoutingStats : IDisposable
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">
-    /// No parts, a null part, parts with different expert counts or capacities, a merged count above
+    /// No parts, a null part, one object given twice, parts with different expert counts or capacities, a merged count above
     /// 2^63 − 1 (the most a snapshot file holds), a merged total latency beyond a double's range, or
     /// merged parts above <see cref="MaxMergedParts"/>.
     /// </exception>

@@ -383,12 +383,31 @@ public sealed class RoutingStatsTests
         using var idle = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
 
         using var alone = RoutingStats.Merge([part]);
-        using var twice = RoutingStats.Merge([part, part]);
+        using var twice = RoutingStats.Merge([part, alone]);
         using var besideIdle = RoutingStats.Merge([idle, part]);
 
         Assert.Equal(8, alone.ExpertTokenCounts.Count);
         Assert.Equal(Enumerable.Repeat(2UL, 8), twice.ExpertTokenCounts);
         Assert.Equal(Enumerable.Repeat(1UL, 8), besideIdle.ExpertTokenCounts);
+    }
+
+    /// <summary>One object given twice is refused naming both places (it counted its steps twice); an equal copy merges.</summary>
+    [Fact]
+    public void AnObjectGivenTwiceIsRefusedNamingBothPlaces()
+    {
+        using var a = new RoutingStats();
+        using var b = new RoutingStats();
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([a, b, a]));
+        Assert.Equal("parts", error.ParamName);
+        Assert.StartsWith("parts[2] is parts[0] again; one object merged twice would count its steps twice", error.Message);
+
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+        model.RecordStep([0, 1, 2, 3], tokens: 1, topK: 2);
+        var modelError = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([model, model]));
+        Assert.StartsWith("parts[1] is parts[0] again", modelError.Message);
+        using var copy = model.Snapshot();
+        using var merged = ModelRoutingStats.Merge([model, copy]);
+        Assert.Equal(2UL, merged.Summary().Steps);
     }
 
     [Fact]

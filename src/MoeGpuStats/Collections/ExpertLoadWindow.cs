@@ -36,10 +36,13 @@ internal sealed class ExpertLoadWindow
     private int[] _listed = [];
 
     /// <summary>
-    /// An empty window, or one holding <paramref name="ring"/> (<c>[window, layers, experts]</c>) and its
-    /// sum <paramref name="load"/> at <paramref name="position"/>. A window restored from its load
-    /// alone (no ring) allocates nothing per step until <see cref="Clear"/>: a file's window size
-    /// costs no memory while the model is only read.
+    /// An empty window, or one holding <paramref name="ring"/> and its sum <paramref name="load"/> at
+    /// <paramref name="position"/>. The ring is <c>[rows, layers, experts]</c>: all <c>window</c> rows, or
+    /// before the window has wrapped only the steps it holds, at positions 0 to <paramref name="position"/> − 1
+    /// (the rest hold none), so that a snapshot of a few steps of a long window copies those steps alone. The
+    /// whole ring is allocated when a step is added (<see cref="EnsureWhole"/>). A window restored from its load
+    /// alone (no ring) allocates nothing per step until <see cref="Clear"/>: a file's window size costs no memory
+    /// while the model is only read.
     /// </summary>
     /// <exception cref="InsufficientMemoryException">The steps' arrays could not be allocated; the message gives their size.</exception>
     public ExpertLoadWindow(int layers, int experts, int window, ulong[]? load = null, uint[]? ring = null, int position = 0)
@@ -55,14 +58,23 @@ internal sealed class ExpertLoadWindow
         {
             AllocateSteps();
         }
-        else if (ring is not null)
+        else if (ring is not null && ring.LongLength == WholeLength)
         {
             AllocateSteps(ring);
+        }
+        else if (ring is not null)
+        {
+            Debug.Assert(ring.Length == position * layers * experts, "a ring short of the window holds the steps before its position");
+            _ring = ring;
+            _listed = new int[ring.Length / experts];
             Array.Fill(_listed, Whole);
         }
 
         Position = position;
     }
+
+    /// <summary>The counts of a whole ring: <c>window × layers × experts</c>.</summary>
+    private long WholeLength => (long)_window * _layers * _experts;
 
     /// <summary>
     /// The managed memory a window's steps take, in bytes: the ring of counts (<c>4 × window × layers × experts</c>),
@@ -137,6 +149,19 @@ internal sealed class ExpertLoadWindow
         _listed[row] = length;
     }
 
+    /// <summary>
+    /// Gives a window restored with the steps it holds alone its whole ring, before a step is added (the steps
+    /// kept in their rows); nothing where it has it. Only where <see cref="CanSlide"/>.
+    /// </summary>
+    /// <exception cref="InsufficientMemoryException">The ring could not be allocated; the window is unchanged.</exception>
+    public void EnsureWhole()
+    {
+        if (_ring!.LongLength != WholeLength)
+        {
+            AllocateSteps(_ring);
+        }
+    }
+
     /// <summary>Moves on to the next position, after every layer of a step was added.</summary>
     public void Advance() => Position = Position + 1 == _window ? 0 : Position + 1;
 
@@ -144,7 +169,7 @@ internal sealed class ExpertLoadWindow
     /// <exception cref="InsufficientMemoryException">A window restored from its load alone could not allocate its steps; the window is unchanged.</exception>
     public void Clear()
     {
-        if (_ring is null)
+        if (_ring is null || _ring.LongLength != WholeLength)
         {
             AllocateSteps();
         }
@@ -157,15 +182,29 @@ internal sealed class ExpertLoadWindow
         Position = 0;
     }
 
-    /// <summary>Allocates the steps' arrays, all or none (taking over <paramref name="ring"/> when given), so a failure leaves the window as it was.</summary>
-    private void AllocateSteps(uint[]? ring = null)
+    /// <summary>
+    /// Allocates the steps' arrays, all or none, so a failure leaves the window as it was: empty, or holding the
+    /// rows of <paramref name="held"/> (taken over when it is a whole ring, copied into one otherwise).
+    /// </summary>
+    private void AllocateSteps(uint[]? held = null)
     {
         try
         {
             var rows = _window * _layers;
             var entries = new uint[rows * _listLength];
             var listed = new int[rows];
-            (_ring, _entries, _listed) = (ring ?? new uint[(long)rows * _experts], entries, listed);
+            var ring = held?.LongLength == WholeLength ? held : new uint[WholeLength];
+            if (held is not null)
+            {
+                if (ring != held)
+                {
+                    held.CopyTo(ring, 0);
+                }
+
+                listed.AsSpan(0, held.Length / _experts).Fill(Whole);
+            }
+
+            (_ring, _entries, _listed) = (ring, entries, listed);
         }
         catch (OutOfMemoryException)
         {
@@ -208,16 +247,22 @@ internal sealed class ExpertLoadWindow
         }
     }
 
-    /// <summary>The steps as a ring of rows, <c>[window, layers, experts]</c>; null where <see cref="CanSlide"/> is false.</summary>
-    public uint[]? ToRing()
+    /// <summary>
+    /// The <paramref name="steps"/> steps the window holds as a ring of rows, <c>[rows, layers, experts]</c>: all
+    /// <c>window</c> rows once it has wrapped, else those of its steps, at positions 0 to <paramref name="steps"/> − 1
+    /// (as the constructor takes a ring); null where <see cref="CanSlide"/> is false.
+    /// </summary>
+    public uint[]? ToRing(int steps)
     {
         if (_ring is null)
         {
             return null;
         }
 
-        var ring = (uint[])_ring.Clone();
-        for (var row = 0; row < _listed.Length; row++)
+        Debug.Assert(steps == _window || steps == Position, "before the window wraps its steps sit before its position");
+        var rows = Math.Min(steps, _window) * _layers;
+        var ring = _ring.AsSpan(0, rows * _experts).ToArray();
+        for (var row = 0; row < rows; row++)
         {
             if (_listed[row] == Whole)
             {

@@ -249,6 +249,9 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             throw new InvalidOperationException(
                 "This model's window keeps its load but not its ring of steps (a model read from JSON, or a merge or snapshot of one): it can be read and merged, not recorded into (Reset() clears it and gives it a ring to record into).");
         }
+
+        // A snapshot or merge holds its window's steps alone until its first step: the whole ring comes now, before any count changes.
+        _window.EnsureWhole();
         var experts = Options.Experts;
         var layers = Options.Layers;
         var stepIds = tokens * topK;
@@ -418,7 +421,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 WindowPosition = _window.Position,
                 Layers = _layers.Select(layer => layer.Export()).ToArray(),
                 WindowLoad = _window.Load.ToArray(),
-                WindowRing = withRing ? _window.ToRing() : null,
+                WindowRing = withRing ? _window.ToRing(_windowSteps) : null,
             };
         }
     }

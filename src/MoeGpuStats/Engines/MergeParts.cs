@@ -3,9 +3,9 @@ namespace MoeGpuStats.Engines;
 /// <summary>The parts given to a merge, read once and checked before any is exported.</summary>
 internal static class MergeParts
 {
-    /// <summary>The parts as an array: at least one, none null.</summary>
+    /// <summary>The parts as an array: at least one, none null, none given twice.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
-    /// <exception cref="ArgumentException">No parts, or a null part (named by its index).</exception>
+    /// <exception cref="ArgumentException">No parts, a null part, or one object given twice (named by their indices).</exception>
     public static T[] Collect<T>(IEnumerable<T> parts, string name)
         where T : class
     {
@@ -20,6 +20,15 @@ internal static class MergeParts
         if (missing >= 0)
         {
             throw new ArgumentException($"{name}[{missing}] is null; every part must be statistics to merge.", name);
+        }
+
+        var first = new Dictionary<T, int>(ReferenceEqualityComparer.Instance);
+        for (var i = 0; i < list.Length; i++)
+        {
+            if (!first.TryAdd(list[i], i))
+            {
+                throw new ArgumentException($"{name}[{i}] is {name}[{first[list[i]]}] again; one object merged twice would count its steps twice: give each rank's statistics once.", name);
+            }
         }
 
         return list;

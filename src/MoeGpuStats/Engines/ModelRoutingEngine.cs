@@ -111,6 +111,10 @@ internal sealed class ModelState
     /// <summary>The window's load, <c>[layers, experts]</c>.</summary>
     public ulong[] WindowLoad = [];
 
-    /// <summary>The window ring, <c>[window, layers, experts]</c>; null where the source (a JSON file) has only the window's load.</summary>
+    /// <summary>
+    /// The window ring, <c>[rows, layers, experts]</c>: all <c>window</c> rows, or (before the window has wrapped)
+    /// those of its <see cref="WindowSteps"/> steps alone, at positions 0 to <see cref="WindowPosition"/> − 1; null where
+    /// the source (a JSON file) has only the window's load.
+    /// </summary>
     public uint[]? WindowRing;
 }

@@ -56,11 +56,15 @@ internal static class ModelRoutingMerge
         };
     }
 
-    /// <summary>The rings summed step by step from the newest; the merged ring's newest step sits just before position <c>steps mod window</c>.</summary>
+    /// <summary>
+    /// The rings summed step by step from the newest into rows 0 to <paramref name="steps"/> − 1 (a ring short of
+    /// the window where <paramref name="steps"/> is: the merged model allocates the rest when it records); the
+    /// merged ring's newest step sits just before position <c>steps mod window</c>.
+    /// </summary>
     private static uint[] MergeRings(ModelRoutingStatsOptions options, ModelState[] states, int steps)
     {
         var stepLength = options.Layers * options.Experts;
-        var ring = new uint[options.WindowEntries];
+        var ring = new uint[(long)steps * stepLength];
         foreach (var state in states)
         {
             for (var age = 0; age < state.WindowSteps; age++)

@@ -414,7 +414,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">
-    /// No parts, a null part, parts of different layers, experts, windows, capacities or <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> (the message names
+    /// No parts, a null part, one object given twice, parts of different layers, experts, windows, capacities or <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> (the message names
     /// the first part that differs from <c>parts[0]</c>), a merged layer count above 2^63 − 1, as <see cref="RoutingStats.Merge"/>,
     /// or merged parts above <see cref="RoutingStats.MaxMergedParts"/>.
     /// </exception>

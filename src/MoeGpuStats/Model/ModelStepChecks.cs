@@ -65,12 +65,18 @@ internal static class ModelStepChecks
                 nameof(layerStride));
         }
 
-        var needed = ModelIdLayout.StepExtent(layers, stride, tokens, topK, rows) ?? long.MaxValue;
+        var spacing = rows == topK ? $"a layer stride of {stride}" : $"a layer stride of {stride} and a token stride of {rows}";
+        // Past a long, the step is named by its larger stride, the one that took it there.
+        var (strideName, strideValue) = rows > stride ? (nameof(tokenStride), rows) : (nameof(layerStride), stride);
+        var needed = ModelIdLayout.StepExtent(layers, stride, tokens, topK, rows)
+            ?? throw new ArgumentException(
+                $"{strideName} is {strideValue}: {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} pass the range of long (no buffer holds them).",
+                strideName);
         if (available < needed)
         {
-            var spacing = rows == topK ? $"a layer stride of {stride}" : $"a layer stride of {stride} and a token stride of {rows}";
+            var empty = available == 0 ? " (an empty span or view, or a view of a disposed buffer)" : "";
             throw new ArgumentException(
-                $"The ids hold {Plural.Of(available, "value")}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
+                $"The ids hold {Plural.Of(available, "value")}{empty}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
         }
 
         return (stride, rows);

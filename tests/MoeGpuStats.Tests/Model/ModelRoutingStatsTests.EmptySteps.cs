@@ -97,7 +97,8 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal("parts", error.ParamName);
         Assert.StartsWith($"Only models of the same shape merge: parts[0] is 3 layers × 16 experts, window 5, capacity 6, empty steps left out, parts[1] is 3 layers × 16 experts, window 5, capacity 6.", error.Message);
         Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([counting, skipping]));
-        using var merged = ModelRoutingStats.Merge([skipping, skipping]);
+        using var alike = new ModelRoutingStats(Skipping);
+        using var merged = ModelRoutingStats.Merge([skipping, alike]);
         Assert.True(merged.Options.SkipEmptySteps);
     }
 

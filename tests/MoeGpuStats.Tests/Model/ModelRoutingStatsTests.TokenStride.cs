@@ -83,7 +83,7 @@ public sealed partial class ModelRoutingStatsTests
         // [tokens, layers, k] of 4 tokens, 3 layers, k = 2: (3 - 1) * 2 + (4 - 1) * 6 + 2 = 24 ids.
         AssertRefused<ArgumentException>(() => model.RecordStep(new int[23], 4, 2, layerStride: 2, tokenStride: 6), "topKExpertIds", "and a token stride of 6 need 24.");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, tokenStride: long.MaxValue), "tokenStride", "passes the range of long");
-        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, layerStride: 2, tokenStride: long.MaxValue), "topKExpertIds", $"need {long.MaxValue}.");
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, layerStride: 2, tokenStride: long.MaxValue), "tokenStride", $"tokenStride is {long.MaxValue}: ");
         Assert.Equal(before, ModelSteps.Fingerprint(model));
 
         // The same ids interleaved and packed record the same step.
