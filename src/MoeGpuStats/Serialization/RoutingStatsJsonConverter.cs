@@ -160,7 +160,7 @@ internal static class RoutingStatsJson
             latency.Total,
             latency.Min,
             latency.Max,
-            latency.Recent.Skip(Math.Max(0, latency.Recent.Length - LatencyStats.WindowSize)));
+            latency.Recent);
         return stats;
     }
 
@@ -197,7 +197,7 @@ internal static class RoutingStatsJson
             AverageRouterZLoss = ReadFloat(Required(root, "average_router_z_loss"), "average_router_z_loss"),
             RoutingEfficiency = ReadFloat(Required(root, "routing_efficiency"), "routing_efficiency"),
             ExpertTokenCounts = Counts(Required(root, "expert_token_counts"), "expert_token_counts"),
-            LoadVarianceHistory = ReadFloats(Required(root, "load_variance_history"), "load_variance_history"),
+            LoadVarianceHistory = ReadFloats(AtMost(Required(root, "load_variance_history"), "load_variance_history", Kernels.RoutingStateLayout.VarianceWindow), "load_variance_history"),
             CapacityAverageUtilization = ReadFloat(Required(capacityElement, "average_utilization"), "average_utilization"),
             CapacityPeakUtilization = ReadFloat(Required(capacityElement, "peak_utilization"), "peak_utilization"),
             CapacityExceededCount = CountField(capacityElement, "capacity_exceeded_count"),
@@ -402,9 +402,19 @@ internal static class RoutingStatsJson
     private readonly record struct Latency(ulong Measurements, double Total, double Min, double Max, double[] Recent);
 
     /// <summary>The latency statistics, refused where no run of measurements leaves them.</summary>
+    /// <summary>
+    /// <paramref name="element"/>, refused before any entry is read where it is an array of more than
+    /// <paramref name="most"/>: the seed keeps the newest 1,000 variances and latencies, and a file of millions
+    /// was read whole before it was judged.
+    /// </summary>
+    private static JsonElement AtMost(JsonElement element, string name, int most) =>
+        element.ValueKind == JsonValueKind.Array && element.GetArrayLength() > most
+            ? throw new JsonException($"{name} holds {element.GetArrayLength():N0} entries; the seed keeps the newest {most:N0}, and so does every state written here.")
+            : element;
+
     private static Latency ReadLatency(JsonElement element)
     {
-        var recent = ReadDoubles(Required(element, "recent_latencies"), "recent_latencies", nullMeans: double.NaN);
+        var recent = ReadDoubles(AtMost(Required(element, "recent_latencies"), "recent_latencies", LatencyStats.WindowSize), "recent_latencies", nullMeans: double.NaN);
         if (recent.Any(value => !(value >= 0.0) || double.IsInfinity(value)))
         {
             throw new JsonException("recent_latencies must hold finite, non-negative milliseconds.");

@@ -181,6 +181,37 @@ public sealed class RoutingStatsFileTests
         }
     }
 
+    /// <summary>
+    /// Variances and latencies past the 1,000 the seed keeps are refused before they are read (a file of 5
+    /// million allocated 400 MB before it was judged), naming the field.
+    /// </summary>
+    [Theory]
+    [InlineData("load_variance_history")]
+    [InlineData("recent_latencies")]
+    public void MoreVariancesOrLatenciesThanTheSeedKeepsAreRefused(string field)
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        try
+        {
+            using var stats = new RoutingStats();
+            Decisions.Feed(stats, new Random(6), 1_200);
+            var path = Path.Combine(folder.FullName, "long.json");
+            RoutingStatsFile.Save(stats, path);
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+            var parent = field == "recent_latencies" ? json["routing_latency_stats"]! : json;
+            parent[field] = new System.Text.Json.Nodes.JsonArray([.. Enumerable.Repeat(1.0, 1_001).Select(value => (System.Text.Json.Nodes.JsonNode?)value)]);
+            File.WriteAllText(path, json.ToJsonString());
+
+            var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
+
+            Assert.Contains($"{field} holds 1,001 entries; the seed keeps the newest 1,000", error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
     /// <summary>Writes <c>{"expert_token_counts": [0, 0, …]}</c> with <paramref name="zeros"/> zeros: that many values and 4 tokens more.</summary>
     internal static string WriteZeros(string path, long zeros)
     {
