@@ -80,6 +80,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     }
 
     /// <summary>The engine: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed (<see cref="Options"/> still answers).</exception>
     public string Backend => Engine.Name;
 
     /// <summary>The accelerator's name, or <c>managed</c>, as <see cref="RoutingStats.DeviceName"/>.</summary>
@@ -130,9 +131,14 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// packed: a layer stride below <c>tokens × topK</c>), more than
     /// 2^31 − 1 ids per layer, a view on another accelerator or of a disposed buffer, or a loss view shorter than <c>Layers</c>;
     /// on the managed engine (which copies a step's ids to the host), more than <see cref="Array.MaxLength"/>
-    /// ids in all (<c>Layers × tokens × topK</c>). The statistics are left unchanged.
+    /// ids in all (<c>Layers × tokens × topK</c>), or a layer or token stride whose step passes the range of long.
+    /// The statistics are left unchanged.
     /// </exception>
     /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one (it has no window ring to record into).</exception>
+    /// <exception cref="InsufficientMemoryException">
+    /// A snapshot or merge, at its first step, could not allocate its window's whole ring (it holds its window's steps
+    /// alone until then); the message gives the size. The statistics are unchanged.
+    /// </exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordStep(
         ArrayView<int> topKExpertIds,
@@ -202,6 +208,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">As the view overload.</exception>
     /// <exception cref="ArgumentException">As the view overload, or a loss span neither empty nor <c>Layers</c> long, or a non-finite loss.</exception>
     /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one.</exception>
+    /// <exception cref="InsufficientMemoryException">As the view overload: a snapshot's or merge's first step could not allocate its whole ring.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordStep(
         ReadOnlySpan<int> topKExpertIds,
@@ -394,10 +401,11 @@ public sealed partial class ModelRoutingStats : IDisposable
     public int MergedParts { get; internal init; } = 1;
 
     /// <summary>
-    /// A managed copy of the whole model, which answers every read locally and records on independently. On a
-    /// device engine the state is staged as a read's, the window ring copied on the device into a buffer of its
-    /// size taken for the snapshot, and both copied back with the model's lock released (a step on another
-    /// thread does not wait for them).
+    /// A managed copy of the whole model, which answers every read locally and records on independently. Before the
+    /// window has wrapped the copy holds the steps the window holds, not its empty rows, and takes its whole ring at its
+    /// first step. On a device engine the state is staged as a read's, the window ring copied on the device into a
+    /// buffer of its size taken for the snapshot, and both copied back with the model's lock released (a step on
+    /// another thread does not wait for them).
     /// </summary>
     /// <exception cref="InsufficientMemoryException">On a device engine, the device could not hold the ring's copy; the message gives its size. The statistics are unchanged.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
