@@ -621,7 +621,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// (<see cref="ReadBack"/>): the state without the window ring (what JSON saves) in the read-back
     /// buffer, one copy; with the ring, the largest part by far, copied under the lock into a device buffer of
     /// its size taken for the snapshot, then back with the lock released, a second copy (the stream drained by
-    /// the first), so that a step on another thread does not wait for the ring's copy.
+    /// the first; before the window wraps, of the rows that hold steps alone), so that a step on another thread
+    /// does not wait for the ring's copy.
     /// </remarks>
     /// <exception cref="InsufficientMemoryException">With the ring, the device could not hold the ring's copy; the message gives its size. The statistics are unchanged.</exception>
     public override ModelState Export(bool withRing = true)
@@ -650,26 +651,28 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
                 return staged;
             });
 
-            // The ring's own copy back, the stream drained by the first: up to Array.MaxLength counts, past what one byte array holds.
+            var read = 0L;
+            var entries = (long)Options.Layers * Options.Experts;
+            var blocks = Unstage<RoutingStateBlock>(bytes, Options.Layers, ref read);
+            var utilization = Unstage<float>(bytes, entries, ref read);
+            var sums = Unstage<double>(bytes, entries, ref read);
+            var decayedUtilization = decayed ? Unstage<float>(bytes, entries, ref read) : [];
+            var counts = Unstage<ulong>(bytes, entries, ref read);
+            var history = Unstage<float>(bytes, _views.VarianceHistory.Length, ref read);
+            var control = Unstage<int>(bytes, ModelStateLayout.ControlLength, ref read);
+            var load = Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read);
+
+            // The ring's own copy back, the stream drained by the first: before the window wraps only the rows of
+            // its steps (as the managed engine exports them), up to Array.MaxLength counts, past what one byte array holds.
             uint[]? ring = null;
             if (ringCopy is not null)
             {
-                ring = new uint[ringCopy.Length];
-                _reader.ToHost(ringCopy.View, ring);
+                var windowSteps = WindowSteps(blocks[0].TotalRoutings);
+                ring = new uint[windowSteps < Options.Window ? windowSteps * entries : ringCopy.Length];
+                _reader.ToHost(ringCopy.View.SubView(0, ring.LongLength), ring);
             }
 
-            var read = 0L;
-            var entries = (long)Options.Layers * Options.Experts;
-            return StateOf(
-                Unstage<RoutingStateBlock>(bytes, Options.Layers, ref read),
-                Unstage<float>(bytes, entries, ref read),
-                Unstage<double>(bytes, entries, ref read),
-                decayed ? Unstage<float>(bytes, entries, ref read) : [],
-                Unstage<ulong>(bytes, entries, ref read),
-                Unstage<float>(bytes, _views.VarianceHistory.Length, ref read),
-                Unstage<int>(bytes, ModelStateLayout.ControlLength, ref read),
-                Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read),
-                ring);
+            return StateOf(blocks, utilization, sums, decayedUtilization, counts, history, control, load, ring);
         }
     }
 

@@ -404,8 +404,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// A managed copy of the whole model, which answers every read locally and records on independently. Before the
     /// window has wrapped the copy holds the steps the window holds, not its empty rows, and takes its whole ring at its
     /// first step. On a device engine the state is staged as a read's, the window ring copied on the device into a
-    /// buffer of its size taken for the snapshot, and both copied back with the model's lock released (a step on
-    /// another thread does not wait for them).
+    /// buffer of its size taken for the snapshot, and both (of the ring, the rows that hold steps) copied back with
+    /// the model's lock released (a step on another thread does not wait for them).
     /// </summary>
     /// <exception cref="InsufficientMemoryException">On a device engine, the device could not hold the ring's copy; the message gives its size. The statistics are unchanged.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
