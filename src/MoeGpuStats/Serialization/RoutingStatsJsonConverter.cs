@@ -446,7 +446,7 @@ internal static class RoutingStatsJson
         if ((ulong)recent.Length > measurements || (measurements > 0 && min > max))
         {
             throw new JsonException(
-                $"total_measurements {measurements}, {recent.Length} recent_latencies, min_latency_ms {min}, max_latency_ms {max}: no run records more recent latencies than measurements, or a smallest above the largest.");
+                $"total_measurements {measurements}, {recent.Length} recent_latencies, min_latency_ms {Shown(min)}, max_latency_ms {max}: no run records more recent latencies than measurements, or a smallest above the largest.");
         }
 
         // Before the first measurement the seed's LatencyStats::new() holds: no total, min +infinity (null), max 0.
@@ -465,7 +465,7 @@ internal static class RoutingStatsJson
         if (recent.AsSpan().IndexOfAnyExceptInRange(min, max) is var outside and >= 0)
         {
             throw new JsonException(
-                $"recent_latencies[{outside}] is {recent[outside]} but min_latency_ms is {min} and max_latency_ms {max}; every measurement lies between them.");
+                $"recent_latencies[{outside}] is {recent[outside]} but min_latency_ms is {Shown(min)} and max_latency_ms {max}; every measurement lies between them.");
         }
     }
 

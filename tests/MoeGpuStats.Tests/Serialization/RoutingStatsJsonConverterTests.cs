@@ -91,6 +91,7 @@ public sealed class RoutingStatsJsonConverterTests
     [Theory]
     [InlineData("recent_latencies", "[2, 2]", "total_measurements 1, 2 recent_latencies")]
     [InlineData("min_latency_ms", "9", "min_latency_ms 9, max_latency_ms 2")]
+    [InlineData("min_latency_ms", "null", "total_measurements 1, 1 recent_latencies, min_latency_ms null, max_latency_ms 2")]
     [InlineData("load_variance_history", "[1, 1]", "load_variance_history has 2 entries for total_routings 1")]
     public void LatenciesAndVariancesNoRunRecordsAreRefused(string field, string value, string message)
     {
