@@ -23,7 +23,9 @@ namespace MoeGpuStats;
 /// Layer l equals a <see cref="RoutingStats"/> with the model's <see cref="ModelRoutingStatsOptions.Experts"/>,
 /// <see cref="ModelRoutingStatsOptions.ExpertCapacity"/> and <see cref="ModelRoutingStatsOptions.UtilizationDecay"/>
 /// fed layer l's ids alone, on every engine, to the bit. Thread-safe: calls are serialized, but for a device
-/// engine's copies back, which a step or reset on another thread does not wait for.
+/// engine's copies back, which a step or reset on another thread does not wait for. <c>JsonSerializer</c> writes
+/// and reads the snapshot's JSON (a model read back is on the managed engine); a JSON <c>null</c> reads as null,
+/// as for any class.
 /// </remarks>
 [JsonConverter(typeof(ModelRoutingStatsJsonConverter))]
 public sealed partial class ModelRoutingStats : IDisposable
