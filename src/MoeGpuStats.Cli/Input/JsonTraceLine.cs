@@ -22,8 +22,10 @@ internal readonly struct JsonTraceLine
     public static readonly string[] RequestNames = ["request_id", "req_id"];
     public static readonly string[] WeightsNames = ["gate_weights", "topk_weights", "routing_weights"];
 
-    /// <summary>The fields replay reads, in the order their problems are told.</summary>
+    /// <summary>The fields replay reads, in the order their problems are told; indexed by the constants below.</summary>
     private static readonly string[][] Fields = [LayerNames, IdsNames, PassNames, PositionNames, RequestNames, WeightsNames];
+
+    private const int LayerField = 0, IdsField = 1, PassField = 2, PositionField = 3, RequestField = 4, WeightsField = 5;
 
     private readonly int _idsStart;
     private readonly int _idsLength;
@@ -41,7 +43,7 @@ internal readonly struct JsonTraceLine
 
     /// <summary>Every field replay reads with its other spellings, for the help: <c>layer (or layer_id, layer_idx); ...</c>.</summary>
     public static string Spellings =>
-        string.Join("; ", Fields.Select(names => $"{names[0]} (or {string.Join(", ", names[1..])})"));
+        string.Join("; ", new[] { IdsNames, LayerNames, PassNames, PositionNames, RequestNames, WeightsNames }.Select(names => $"{names[0]} (or {string.Join(", ", names[1..])})"));
 
     /// <summary>Tokens on the line, at least 1.</summary>
     public int Tokens { get; }
@@ -220,18 +222,18 @@ internal readonly struct JsonTraceLine
 
     private static JsonTraceLine Read(ReadOnlySpan<byte> line, FieldValue?[] fields, string where, int topK)
     {
-        if (fields[1] is not { } ids)
+        if (fields[IdsField] is not { } ids)
         {
             throw new InvalidDataException($"{where}: no topk_ids (nor {string.Join(", ", IdsNames[1..])}); each line holds top-k ids.");
         }
 
         var (tokens, k, nested, maxId) = ReadIds(ids.Name, line[ids.Value], where, topK);
-        if (fields[5] is { } weights)
+        if (fields[WeightsField] is { } weights)
         {
             CheckWeights(weights.Name, line[weights.Value], ids.Name, nested, tokens, k, where);
         }
 
-        if (fields[4] is { } request)
+        if (fields[RequestField] is { } request)
         {
             CheckRequest(request.Name, line[request.Value], nested, tokens, where);
         }
@@ -242,9 +244,9 @@ internal readonly struct JsonTraceLine
             tokens,
             k,
             maxId,
-            fields[0] is { } l ? (l.Name, LayerIndex(l.Name, line[l.Value], where)) : null,
-            fields[2] is { } p ? (p.Name, PassKey(p.Name, line[p.Value], where), Printable(line[p.Value])) : null,
-            fields[3] is { } at ? (at.Name, WholeNumber(at.Name, line[at.Value], where, "the index of the line's first token in its forward pass")) : null);
+            fields[LayerField] is { } l ? (l.Name, LayerIndex(l.Name, line[l.Value], where)) : null,
+            fields[PassField] is { } p ? (p.Name, PassKey(p.Name, line[p.Value], where), Printable(line[p.Value])) : null,
+            fields[PositionField] is { } at ? (at.Name, WholeNumber(at.Name, line[at.Value], where, "the index of the line's first token in its forward pass")) : null);
     }
 
     /// <summary>Checks one token's ids or a pass's; returns tokens, k, whether nested, and the largest id.</summary>
