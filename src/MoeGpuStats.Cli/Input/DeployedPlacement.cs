@@ -29,7 +29,7 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
             throw new InvalidDataException($"{path}: {length:N0} bytes; a placement file is read whole, up to {MaxBytes:N0}.");
         }
 
-        var json = File.ReadAllBytes(path);
+        var json = Serialization.RoutingStatsFile.WithoutByteOrderMark(File.ReadAllBytes(path)).Span;
         try
         {
             // Checked whole first, so that a file broken anywhere is "not JSON" before any field is judged.

@@ -67,9 +67,10 @@ internal static class SnapshotFile
     /// </summary>
     private static JsonDocument Parse(Stream stream, string path)
     {
-        var json = new byte[stream.Length];
-        stream.ReadExactly(json);
-        if (Serialization.JsonTokenCount.UpTo(json, Serialization.RoutingStatsFile.MaxJsonTokens) > Serialization.RoutingStatsFile.MaxJsonTokens)
+        var file = new byte[stream.Length];
+        stream.ReadExactly(file);
+        var json = Serialization.RoutingStatsFile.WithoutByteOrderMark(file);
+        if (Serialization.JsonTokenCount.UpTo(json.Span, Serialization.RoutingStatsFile.MaxJsonTokens) > Serialization.RoutingStatsFile.MaxJsonTokens)
         {
             throw new InvalidDataException(Serialization.RoutingStatsFile.TooManyTokens(path));
         }
@@ -78,7 +79,7 @@ internal static class SnapshotFile
         {
             return JsonDocument.Parse(json);
         }
-        catch (JsonException) when (JsonLinesTrace.StartsAsJsonLines(json.AsSpan(0, Math.Min(json.Length, 4 << 20))))
+        catch (JsonException) when (JsonLinesTrace.StartsAsJsonLines(json.Span[..Math.Min(json.Length, 4 << 20)]))
         {
             // A trace's first line holds one step's ids: a few hundred kilobytes at prefill sizes.
             throw new InvalidDataException($"{path}: JSON lines of top-k ids, a trace, not a snapshot; `moegs replay {path}` reports the trace (add --save FILE.json for a snapshot that this command reads).");

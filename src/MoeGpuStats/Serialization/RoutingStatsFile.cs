@@ -171,11 +171,15 @@ public static class RoutingStatsFile
             bounded.Write(buffer, 0, read);
         }
 
-        var json = bounded.GetBuffer().AsMemory(0, (int)bounded.Length);
+        var json = WithoutByteOrderMark(bounded.GetBuffer().AsMemory(0, (int)bounded.Length));
         return JsonTokenCount.UpTo(json.Span, MaxJsonTokens) > MaxJsonTokens
             ? throw new InvalidDataException(TooManyTokens(path))
             : JsonDocument.Parse(json);
     }
+
+    /// <summary><paramref name="json"/> past a UTF-8 byte order mark, as editors on Windows may write one (the parser of bytes refuses it).</summary>
+    internal static ReadOnlyMemory<byte> WithoutByteOrderMark(ReadOnlyMemory<byte> json) =>
+        json.Span.StartsWith("\uFEFF"u8) ? json[3..] : json;
 
     /// <summary>The refusal of a file of more than <see cref="MaxJsonTokens"/> tokens, naming <paramref name="path"/>.</summary>
     internal static string TooManyTokens(string path) =>

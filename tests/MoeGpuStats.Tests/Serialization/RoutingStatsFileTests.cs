@@ -212,6 +212,30 @@ public sealed class RoutingStatsFileTests
         }
     }
 
+    /// <summary>A snapshot an editor saved with a UTF-8 byte order mark reads as the one without.</summary>
+    [Fact]
+    public void ASnapshotWithAByteOrderMarkLoads()
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        try
+        {
+            using var stats = new RoutingStats();
+            Decisions.Feed(stats, new Random(8), 20);
+            var path = Path.Combine(folder.FullName, "bom.json");
+            RoutingStatsFile.Save(stats, path);
+            File.WriteAllBytes(path, [0xEF, 0xBB, 0xBF, .. File.ReadAllBytes(path)]);
+
+            using var loaded = RoutingStatsFile.Load(path);
+
+            Assert.Equal(stats.ExpertTokenCounts, loaded.ExpertTokenCounts);
+            Assert.Equal(stats.TotalRoutings, loaded.TotalRoutings);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
     /// <summary>Writes <c>{"expert_token_counts": [0, 0, …]}</c> with <paramref name="zeros"/> zeros: that many values and 4 tokens more.</summary>
     internal static string WriteZeros(string path, long zeros)
     {

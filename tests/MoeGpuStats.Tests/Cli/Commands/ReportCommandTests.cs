@@ -44,6 +44,21 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Equal(RoutingStatsFile.TooManyTokens(path), error.TrimEnd());
     }
 
+    /// <summary>A snapshot with a UTF-8 byte order mark reports as the one without.</summary>
+    [Fact]
+    public void ASnapshotWithAByteOrderMarkReports()
+    {
+        var snapshot = _folder.SaveSnapshot("plain.json", experts: 6);
+        var marked = Path.Combine(_folder.FullName, "marked.json");
+        File.WriteAllBytes(marked, [0xEF, 0xBB, 0xBF, .. File.ReadAllBytes(snapshot)]);
+
+        var (code, output, error) = Run("report", marked);
+        var (_, plain, _) = Run("report", snapshot);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Equal(plain.Replace("plain.json", "marked.json", StringComparison.Ordinal), output);
+    }
+
     [Fact]
     public void TheReportOfASnapshotIsItsFiguresUnderItsName()
     {
