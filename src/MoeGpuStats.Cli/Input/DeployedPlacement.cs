@@ -100,14 +100,14 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
         var snapshot = false;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {
-            var name = reader.GetString();
+            snapshot |= NameIs(ref reader, "window_load") || NameIs(ref reader, "expert_token_counts");
+            var (isRows, isGpus) = (NameIs(ref reader, "physical_to_logical"), NameIs(ref reader, "gpus"));
             reader.Read();
             var start = (int)reader.TokenStartIndex;
             reader.Skip();
             var value = start..(int)reader.BytesConsumed;
-            snapshot |= name is "window_load" or "expert_token_counts";
-            rows = name == "physical_to_logical" ? value : rows;
-            gpus = name == "gpus" ? value : gpus;
+            rows = isRows ? value : rows;
+            gpus = isGpus ? value : gpus;
         }
 
         if (snapshot)
@@ -129,6 +129,19 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
         return Utf8Parser.TryParse(text, out int count, out var used) && used == text.Length && count >= 1
             ? (found, count)
             : throw new InvalidDataException($"{path}: gpus is {Printable(text)}; a placement's GPUs are a whole number, 1 or more.");
+    }
+
+    /// <summary>Whether the reader's field name is <paramref name="name"/>; one that escapes half a surrogate pair (no text) is none of plan's fields.</summary>
+    private static bool NameIs(ref Utf8JsonReader reader, string name)
+    {
+        try
+        {
+            return reader.ValueTextEquals(name);
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
     }
 
     /// <summary>The reader's current value as written, cut to one short line.</summary>

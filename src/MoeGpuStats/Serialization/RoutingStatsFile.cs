@@ -13,9 +13,9 @@ public static class RoutingStatsFile
     public const long MaxFileBytes = 1L << 30;
 
     /// <summary>
-    /// The most JSON tokens a snapshot file may hold: 2^25. The largest model (1,024 layers of 4,096 experts,
-    /// with a decay and a full latency window in every layer) writes about 25 million; a file of more is refused
-    /// before the parser's 12 bytes a token are spent on it.
+    /// The most JSON tokens (values, field names and the ends of objects and arrays) a snapshot file may hold: 2^25.
+    /// The largest model (1,024 layers of 4,096 experts, with a decay and a full latency window in every layer)
+    /// writes about 22 million; a file of more is refused before the parser's 12 bytes a token are spent on it.
     /// </summary>
     internal const long MaxJsonTokens = 1L << 25;
 
@@ -183,7 +183,7 @@ public static class RoutingStatsFile
 
     /// <summary>The refusal of a file of more than <see cref="MaxJsonTokens"/> tokens, naming <paramref name="path"/>.</summary>
     internal static string TooManyTokens(string path) =>
-        $"{path}: more than {MaxJsonTokens:N0} JSON values and field names; a routing statistics snapshot holds at most that many (the largest model the library writes, 1,024 layers of 4,096 experts, about 25 million).";
+        $"{path}: more than {MaxJsonTokens:N0} JSON tokens (values, field names and the ends of objects and arrays); a routing statistics snapshot holds at most that many (the largest model the library writes, 1,024 layers of 4,096 experts, about 22 million).";
 
     private static InvalidDataException TooLarge(string path, string size) =>
         new($"{path}: {size}; a routing statistics snapshot file is at most {MaxFileBytes:N0} bytes (the largest the library writes is under 600 MB).");

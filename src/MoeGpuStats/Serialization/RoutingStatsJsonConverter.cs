@@ -401,7 +401,6 @@ internal static class RoutingStatsJson
 
     private readonly record struct Latency(ulong Measurements, double Total, double Min, double Max, double[] Recent);
 
-    /// <summary>The latency statistics, refused where no run of measurements leaves them.</summary>
     /// <summary>
     /// <paramref name="element"/>, refused before any entry is read where it is an array of more than
     /// <paramref name="most"/>: the seed keeps the newest 1,000 variances and latencies, and a file of millions
@@ -412,6 +411,7 @@ internal static class RoutingStatsJson
             ? throw new JsonException($"{name} holds {element.GetArrayLength():N0} entries; the seed keeps the newest {most:N0}, and so does every state written here.")
             : element;
 
+    /// <summary>The latency statistics, refused where no run of measurements leaves them.</summary>
     private static Latency ReadLatency(JsonElement element)
     {
         var recent = ReadDoubles(AtMost(Required(element, "recent_latencies"), "recent_latencies", LatencyStats.WindowSize), "recent_latencies", nullMeans: double.NaN);

@@ -173,7 +173,7 @@ public sealed class RoutingStatsFileTests
             var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
 
             Assert.Equal(RoutingStatsFile.TooManyTokens(path), error.Message);
-            Assert.StartsWith($"{path}: more than 33,554,432 JSON values and field names; ", error.Message, StringComparison.Ordinal);
+            Assert.StartsWith($"{path}: more than 33,554,432 JSON tokens (values, field names and the ends of objects and arrays); ", error.Message, StringComparison.Ordinal);
         }
         finally
         {

@@ -188,6 +188,7 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("row.json", "[[0], {\"a\": 1}]", "layer 1 of physical_to_logical is Object, not an array of slots.")]
     [InlineData("deep.json", "[[0, [1, 2]]]", "layer 0, slot 1 is [1, 2]; a slot holds an expert's index.")]
     [InlineData("marked.json", "\uFEFF[[0], \"one\"]", "layer 1 of physical_to_logical is String, not an array of slots.")]
+    [InlineData("surrogate.json", "{\"\\ud800\": 1, \"physical_to_logical\": [[0, \"x\"]]}", "layer 0, slot 1 is \"x\"; a slot holds an expert's index.")]
     public void ACurrentPlacementThatCannotBeReadIsOneLineNamingTheFile(string name, string content, string expected)
     {
         var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
