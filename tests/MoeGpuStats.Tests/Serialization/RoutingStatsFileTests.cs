@@ -4,33 +4,29 @@ using MoeGpuStats.Serialization;
 namespace MoeGpuStats.Tests.Serialization;
 
 /// <summary><see cref="RoutingStatsFile"/>: a snapshot saved and loaded back, and a file cut short or too large.</summary>
-public sealed class RoutingStatsFileTests
+public sealed class RoutingStatsFileTests : IDisposable
 {
+    private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-");
+
+    public void Dispose() => _folder.Delete(recursive: true);
+
     [Fact]
     public void ASavedSnapshotLoadsBackEqualAndLeavesNoTemporaryFile()
     {
-        var folder = Directory.CreateTempSubdirectory("moegs-");
-        try
-        {
-            using var stats = new RoutingStats();
-            Decisions.Feed(stats, new Random(4), 200);
-            var path = Path.Combine(folder.FullName, "snapshot.json");
-            RoutingStatsFile.Save(stats, path);
-            RoutingStatsFile.Save(stats, path);
+        using var stats = new RoutingStats();
+        Decisions.Feed(stats, new Random(4), 200);
+        var path = Path.Combine(_folder.FullName, "snapshot.json");
+        RoutingStatsFile.Save(stats, path);
+        RoutingStatsFile.Save(stats, path);
 
-            using var loaded = RoutingStatsFile.Load(path);
-            Assert.Equal(JsonSerializer.Serialize(stats), JsonSerializer.Serialize(loaded));
-            Assert.Equal(["snapshot.json"], folder.GetFiles().Select(f => f.Name));
+        using var loaded = RoutingStatsFile.Load(path);
+        Assert.Equal(JsonSerializer.Serialize(stats), JsonSerializer.Serialize(loaded));
+        Assert.Equal(["snapshot.json"], _folder.GetFiles().Select(f => f.Name));
 
-            // A name near the file system's 255 bytes: the temporary's name must not be longer than 255.
-            var longName = new string('n', 245) + ".json";
-            RoutingStatsFile.Save(stats, Path.Combine(folder.FullName, longName));
-            Assert.Equal(new[] { "snapshot.json", longName }.Order(), folder.GetFiles().Select(f => f.Name).Order());
-        }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+        // A name near the file system's 255 bytes: the temporary's name must not be longer than 255.
+        var longName = new string('n', 245) + ".json";
+        RoutingStatsFile.Save(stats, Path.Combine(_folder.FullName, longName));
+        Assert.Equal(new[] { "snapshot.json", longName }.Order(), _folder.GetFiles().Select(f => f.Name).Order());
     }
 
     /// <summary>
@@ -40,71 +36,55 @@ public sealed class RoutingStatsFileTests
     [Fact]
     public void SavedModelsReadBackAndMergeAsTheLiveModels()
     {
-        var folder = Directory.CreateTempSubdirectory("moegs-");
-        try
+        var options = new ModelRoutingStatsOptions { Layers = 3, Experts = 8, Window = 4, ExpertCapacity = 3 };
+        using var rank0 = new ModelRoutingStats(options);
+        using var rank1 = new ModelRoutingStats(options);
+        foreach (var (rank, seed) in new[] { (rank0, 1), (rank1, 2) })
         {
-            var options = new ModelRoutingStatsOptions { Layers = 3, Experts = 8, Window = 4, ExpertCapacity = 3 };
-            using var rank0 = new ModelRoutingStats(options);
-            using var rank1 = new ModelRoutingStats(options);
-            foreach (var (rank, seed) in new[] { (rank0, 1), (rank1, 2) })
+            foreach (var step in ModelSteps.Random(options.Layers, options.Experts, 2, 6, seed))
             {
-                foreach (var step in ModelSteps.Random(options.Layers, options.Experts, 2, 6, seed))
-                {
-                    rank.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
-                }
+                rank.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
             }
-
-            var (path0, path1) = (Path.Combine(folder.FullName, "rank0.json"), Path.Combine(folder.FullName, "rank1.json"));
-            RoutingStatsFile.Save(rank0, path0);
-            RoutingStatsFile.Save(rank1, path1);
-
-            using var read0 = JsonSerializer.Deserialize<ModelRoutingStats>(File.ReadAllText(path0))!;
-            using var read1 = JsonSerializer.Deserialize<ModelRoutingStats>(File.ReadAllText(path1))!;
-            Assert.Equal(rank0.Summary(), read0.Summary());
-            Assert.Equal(rank0.WindowLoad(), read0.WindowLoad());
-            Assert.Equal(JsonSerializer.Serialize(rank0), JsonSerializer.Serialize(read0));
-            using var merged = ModelRoutingStats.Merge([read0, read1]);
-            using var live = ModelRoutingStats.Merge([rank0, rank1]);
-            Assert.Equal(live.Summary(), merged.Summary());
-            Assert.Equal(live.WindowLoad(), merged.WindowLoad());
-            Assert.Equal(["rank0.json", "rank1.json"], folder.GetFiles().Select(f => f.Name).Order());
         }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+
+        var (path0, path1) = (Path.Combine(_folder.FullName, "rank0.json"), Path.Combine(_folder.FullName, "rank1.json"));
+        RoutingStatsFile.Save(rank0, path0);
+        RoutingStatsFile.Save(rank1, path1);
+
+        using var read0 = JsonSerializer.Deserialize<ModelRoutingStats>(File.ReadAllText(path0))!;
+        using var read1 = JsonSerializer.Deserialize<ModelRoutingStats>(File.ReadAllText(path1))!;
+        Assert.Equal(rank0.Summary(), read0.Summary());
+        Assert.Equal(rank0.WindowLoad(), read0.WindowLoad());
+        Assert.Equal(JsonSerializer.Serialize(rank0), JsonSerializer.Serialize(read0));
+        using var merged = ModelRoutingStats.Merge([read0, read1]);
+        using var live = ModelRoutingStats.Merge([rank0, rank1]);
+        Assert.Equal(live.Summary(), merged.Summary());
+        Assert.Equal(live.WindowLoad(), merged.WindowLoad());
+        Assert.Equal(["rank0.json", "rank1.json"], _folder.GetFiles().Select(f => f.Name).Order());
     }
 
     /// <summary>A model that cannot be written leaves the target as it was and no temporary file.</summary>
     [Fact]
     public void AModelThatCannotBeWrittenLeavesTheTargetAsItWas()
     {
-        var folder = Directory.CreateTempSubdirectory("moegs-");
-        try
-        {
-            using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
-            var missing = Path.Combine(folder.FullName, "no-such-folder", "run.json");
-            // Named as the caller gave it: the temporary the save writes first is no file of theirs.
-            Assert.Equal($"the folder {Path.GetDirectoryName(missing)} does not exist, or may not be searched", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, missing)).Message);
-            var aFolder = folder.CreateSubdirectory("run.json").FullName;
-            Assert.Equal($"{aFolder} is a folder", Assert.Throws<IOException>(() => RoutingStatsFile.Save(model, aFolder)).Message);
-            Directory.Delete(aFolder);
-            var aFile = Path.Combine(folder.FullName, "not-a-folder");
-            File.WriteAllText(aFile, "");
-            Assert.Equal($"{aFile} is a file, not a folder", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, Path.Combine(aFile, "run.json"))).Message);
-            File.Delete(aFile);
-            Assert.Throws<ArgumentException>(() => RoutingStatsFile.Save(model, ""));
-            model.Dispose();
-            var target = Path.Combine(folder.FullName, "run.json");
-            File.WriteAllText(target, "before");
-            Assert.Throws<ObjectDisposedException>(() => RoutingStatsFile.Save(model, target));
-            Assert.Equal("before", File.ReadAllText(target));
-            Assert.Equal(["run.json"], folder.GetFiles().Select(f => f.Name));
-        }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+        var missing = Path.Combine(_folder.FullName, "no-such-folder", "run.json");
+        // Named as the caller gave it: the temporary the save writes first is no file of theirs.
+        Assert.Equal($"the folder {Path.GetDirectoryName(missing)} does not exist, or may not be searched", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, missing)).Message);
+        var aFolder = _folder.CreateSubdirectory("run.json").FullName;
+        Assert.Equal($"{aFolder} is a folder", Assert.Throws<IOException>(() => RoutingStatsFile.Save(model, aFolder)).Message);
+        Directory.Delete(aFolder);
+        var aFile = Path.Combine(_folder.FullName, "not-a-folder");
+        File.WriteAllText(aFile, "");
+        Assert.Equal($"{aFile} is a file, not a folder", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, Path.Combine(aFile, "run.json"))).Message);
+        File.Delete(aFile);
+        Assert.Throws<ArgumentException>(() => RoutingStatsFile.Save(model, ""));
+        model.Dispose();
+        var target = Path.Combine(_folder.FullName, "run.json");
+        File.WriteAllText(target, "before");
+        Assert.Throws<ObjectDisposedException>(() => RoutingStatsFile.Save(model, target));
+        Assert.Equal("before", File.ReadAllText(target));
+        Assert.Equal(["run.json"], _folder.GetFiles().Select(f => f.Name));
     }
 
     /// <summary>A path through a folder that does not exist is a missing file, as documented (it threw DirectoryNotFoundException).</summary>
@@ -121,16 +101,8 @@ public sealed class RoutingStatsFileTests
     [Fact]
     public void AFolderIsRefusedAsNotASnapshotFile()
     {
-        var folder = Directory.CreateTempSubdirectory("moegs-");
-        try
-        {
-            var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(folder.FullName));
-            Assert.Equal($"{folder.FullName}: a folder, not a routing statistics snapshot file; give the file that Save wrote.", error.Message);
-        }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+        var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(_folder.FullName));
+        Assert.Equal($"{_folder.FullName}: a folder, not a routing statistics snapshot file; give the file that Save wrote.", error.Message);
     }
 
     /// <summary>
@@ -140,22 +112,14 @@ public sealed class RoutingStatsFileTests
     [Fact]
     public void AFileLargerThanTheLimitIsRefusedByItsLength()
     {
-        var folder = Directory.CreateTempSubdirectory("moegs-");
-        try
+        var path = Path.Combine(_folder.FullName, "huge.json");
+        using (var file = new FileStream(path, FileMode.CreateNew))
         {
-            var path = Path.Combine(folder.FullName, "huge.json");
-            using (var file = new FileStream(path, FileMode.CreateNew))
-            {
-                file.SetLength(3L << 30);
-            }
+            file.SetLength(3L << 30);
+        }
 
-            var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
-            Assert.Equal($"{path}: 3,221,225,472 bytes; a routing statistics snapshot file is at most 1,073,741,824 bytes (the largest the library writes is under 600 MB).", error.Message);
-        }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+        var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
+        Assert.Equal($"{path}: 3,221,225,472 bytes; a routing statistics snapshot file is at most 1,073,741,824 bytes (the largest the library writes is under 600 MB).", error.Message);
     }
 
     /// <summary>
@@ -165,20 +129,12 @@ public sealed class RoutingStatsFileTests
     [Fact]
     public void AFileOfMoreValuesThanAnySnapshotIsRefusedBeforeItIsParsed()
     {
-        var folder = Directory.CreateTempSubdirectory("moegs-");
-        try
-        {
-            var path = WriteZeros(Path.Combine(folder.FullName, "zeros.json"), RoutingStatsFile.MaxJsonTokens);
+        var path = WriteZeros(Path.Combine(_folder.FullName, "zeros.json"), RoutingStatsFile.MaxJsonTokens);
 
-            var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
+        var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
 
-            Assert.Equal(RoutingStatsFile.TooManyTokens(path), error.Message);
-            Assert.StartsWith($"{path}: more than 33,554,432 JSON tokens (values, field names and the ends of objects and arrays); ", error.Message, StringComparison.Ordinal);
-        }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+        Assert.Equal(RoutingStatsFile.TooManyTokens(path), error.Message);
+        Assert.StartsWith($"{path}: more than 33,554,432 JSON tokens (values, field names and the ends of objects and arrays); ", error.Message, StringComparison.Ordinal);
     }
 
     /// <summary>
@@ -190,50 +146,34 @@ public sealed class RoutingStatsFileTests
     [InlineData("recent_latencies")]
     public void MoreVariancesOrLatenciesThanTheSeedKeepsAreRefused(string field)
     {
-        var folder = Directory.CreateTempSubdirectory("moegs-");
-        try
-        {
-            using var stats = new RoutingStats();
-            Decisions.Feed(stats, new Random(6), 1_200);
-            var path = Path.Combine(folder.FullName, "long.json");
-            RoutingStatsFile.Save(stats, path);
-            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
-            var parent = field == "recent_latencies" ? json["routing_latency_stats"]! : json;
-            parent[field] = new System.Text.Json.Nodes.JsonArray([.. Enumerable.Repeat(1.0, 1_001).Select(value => (System.Text.Json.Nodes.JsonNode?)value)]);
-            File.WriteAllText(path, json.ToJsonString());
+        using var stats = new RoutingStats();
+        Decisions.Feed(stats, new Random(6), 1_200);
+        var path = Path.Combine(_folder.FullName, "long.json");
+        RoutingStatsFile.Save(stats, path);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+        var parent = field == "recent_latencies" ? json["routing_latency_stats"]! : json;
+        parent[field] = new System.Text.Json.Nodes.JsonArray([.. Enumerable.Repeat(1.0, 1_001).Select(value => (System.Text.Json.Nodes.JsonNode?)value)]);
+        File.WriteAllText(path, json.ToJsonString());
 
-            var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
+        var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
 
-            Assert.Contains($"{field} holds 1,001 entries; the seed keeps the newest 1,000", error.Message, StringComparison.Ordinal);
-        }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+        Assert.Contains($"{field} holds 1,001 entries; the seed keeps the newest 1,000", error.Message, StringComparison.Ordinal);
     }
 
     /// <summary>A snapshot an editor saved with a UTF-8 byte order mark reads as the one without.</summary>
     [Fact]
     public void ASnapshotWithAByteOrderMarkLoads()
     {
-        var folder = Directory.CreateTempSubdirectory("moegs-");
-        try
-        {
-            using var stats = new RoutingStats();
-            Decisions.Feed(stats, new Random(8), 20);
-            var path = Path.Combine(folder.FullName, "bom.json");
-            RoutingStatsFile.Save(stats, path);
-            File.WriteAllBytes(path, [0xEF, 0xBB, 0xBF, .. File.ReadAllBytes(path)]);
+        using var stats = new RoutingStats();
+        Decisions.Feed(stats, new Random(8), 20);
+        var path = Path.Combine(_folder.FullName, "bom.json");
+        RoutingStatsFile.Save(stats, path);
+        File.WriteAllBytes(path, [0xEF, 0xBB, 0xBF, .. File.ReadAllBytes(path)]);
 
-            using var loaded = RoutingStatsFile.Load(path);
+        using var loaded = RoutingStatsFile.Load(path);
 
-            Assert.Equal(stats.ExpertTokenCounts, loaded.ExpertTokenCounts);
-            Assert.Equal(stats.TotalRoutings, loaded.TotalRoutings);
-        }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+        Assert.Equal(stats.ExpertTokenCounts, loaded.ExpertTokenCounts);
+        Assert.Equal(stats.TotalRoutings, loaded.TotalRoutings);
     }
 
     /// <summary>Writes <c>{"expert_token_counts": [0, 0, …]}</c> with <paramref name="zeros"/> zeros: that many values and 4 tokens more.</summary>
@@ -265,22 +205,14 @@ public sealed class RoutingStatsFileTests
     [Fact]
     public void ATruncatedSnapshotGivesAnErrorNamingTheFile()
     {
-        var folder = Directory.CreateTempSubdirectory("moegs-");
-        try
-        {
-            using var stats = new RoutingStats();
-            Decisions.Feed(stats, new Random(4), 50);
-            var path = Path.Combine(folder.FullName, "cut.json");
-            RoutingStatsFile.Save(stats, path);
-            var text = File.ReadAllText(path);
-            File.WriteAllText(path, text[..(text.Length / 2)]);
+        using var stats = new RoutingStats();
+        Decisions.Feed(stats, new Random(4), 50);
+        var path = Path.Combine(_folder.FullName, "cut.json");
+        RoutingStatsFile.Save(stats, path);
+        var text = File.ReadAllText(path);
+        File.WriteAllText(path, text[..(text.Length / 2)]);
 
-            var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
-            Assert.Contains(path, error.Message);
-        }
-        finally
-        {
-            folder.Delete(recursive: true);
-        }
+        var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
+        Assert.Contains(path, error.Message);
     }
 }
