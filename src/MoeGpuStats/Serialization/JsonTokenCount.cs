@@ -30,4 +30,34 @@ internal static class JsonTokenCount
 
         return tokens;
     }
+
+    /// <summary>
+    /// Refuses the value <paramref name="reader"/> (a copy; the caller's reader does not move) starts with where it
+    /// holds more than <see cref="RoutingStatsFile.MaxJsonTokens"/> tokens: a snapshot handed to <c>JsonSerializer</c>,
+    /// as one received from another rank, is bounded as a snapshot file is. A converter's reader holds its whole value.
+    /// </summary>
+    /// <exception cref="JsonException">More tokens than a snapshot holds.</exception>
+    public static void CheckSnapshotValue(Utf8JsonReader reader)
+    {
+        if (reader.TokenType is not (JsonTokenType.StartObject or JsonTokenType.StartArray))
+        {
+            return;
+        }
+
+        var depth = reader.CurrentDepth;
+        var tokens = 1L;
+        while (reader.Read())
+        {
+            if (++tokens > RoutingStatsFile.MaxJsonTokens)
+            {
+                throw new JsonException(
+                    $"The snapshot holds more than {RoutingStatsFile.MaxJsonTokens:N0} JSON tokens (values, field names and the ends of objects and arrays); a routing statistics snapshot holds at most that many.");
+            }
+
+            if (reader.CurrentDepth == depth && reader.TokenType is JsonTokenType.EndObject or JsonTokenType.EndArray)
+            {
+                return;
+            }
+        }
+    }
 }

@@ -17,6 +17,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 {
     public override ModelRoutingStats Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
+        JsonTokenCount.CheckSnapshotValue(reader);
         using var document = JsonDocument.ParseValue(ref reader);
         return FromElement(document.RootElement);
     }

@@ -17,6 +17,7 @@ internal sealed class RoutingStatsJsonConverter : JsonConverter<RoutingStats>
 {
     public override RoutingStats Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
+        JsonTokenCount.CheckSnapshotValue(reader);
         using var document = JsonDocument.ParseValue(ref reader);
         return RoutingStatsJson.FromElement(document.RootElement);
     }

@@ -176,6 +176,27 @@ public sealed class RoutingStatsFileTests : IDisposable
         Assert.Equal(stats.TotalRoutings, loaded.TotalRoutings);
     }
 
+    /// <summary>
+    /// A snapshot handed to <c>JsonSerializer</c> (one received from another rank) is bounded as a file is: more
+    /// tokens than any snapshot holds are refused before a document of them is built, a layer's or a model's.
+    /// </summary>
+    [Fact]
+    public void JsonSerializerRefusesMoreValuesThanAnySnapshot()
+    {
+        var path = WriteZeros(Path.Combine(_folder.FullName, "zeros.json"), RoutingStatsFile.MaxJsonTokens);
+        const string Expected = "The snapshot holds more than 33,554,432 JSON tokens";
+
+        using (var stream = File.OpenRead(path))
+        {
+            Assert.StartsWith(Expected, Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(stream)).Message, StringComparison.Ordinal);
+        }
+
+        using (var stream = File.OpenRead(path))
+        {
+            Assert.StartsWith(Expected, Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(stream)).Message, StringComparison.Ordinal);
+        }
+    }
+
     /// <summary>Writes <c>{"expert_token_counts": [0, 0, …]}</c> with <paramref name="zeros"/> zeros: that many values and 4 tokens more.</summary>
     internal static string WriteZeros(string path, long zeros)
     {
