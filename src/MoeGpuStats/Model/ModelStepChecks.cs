@@ -66,8 +66,8 @@ internal static class ModelStepChecks
         }
 
         var spacing = rows == topK ? $"a layer stride of {stride}" : $"a layer stride of {stride} and a token stride of {rows}";
-        // Past a long, the step is named by its larger stride, the one that took it there.
-        var (strideName, strideValue) = rows > stride ? (nameof(tokenStride), rows) : (nameof(layerStride), stride);
+        // Past a long, the step is named by the stride given that took it there: the larger, or the token stride of packed layers.
+        var (strideName, strideValue) = layerStride == 0 || rows > stride ? (nameof(tokenStride), tokenStride) : (nameof(layerStride), layerStride);
         var needed = ModelIdLayout.StepExtent(layers, stride, tokens, topK, rows)
             ?? throw new ArgumentException(
                 $"{strideName} is {strideValue}: {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} pass the range of long (no buffer holds them).",

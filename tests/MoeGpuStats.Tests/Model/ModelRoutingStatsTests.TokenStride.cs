@@ -84,6 +84,8 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(() => model.RecordStep(new int[23], 4, 2, layerStride: 2, tokenStride: 6), "topKExpertIds", "and a token stride of 6 need 24.");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, tokenStride: long.MaxValue), "tokenStride", "passes the range of long");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, layerStride: 2, tokenStride: long.MaxValue), "tokenStride", $"tokenStride is {long.MaxValue}: ");
+        // Packed layers of 4 rows 2^60 apart: each layer fits a long, the three do not; the token stride given is named.
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, tokenStride: 1L << 60), "tokenStride", $"tokenStride is {1L << 60}: 3 layers of tokens * topK = 4 * 2 at a layer stride of ");
         Assert.Equal(before, ModelSteps.Fingerprint(model));
 
         // The same ids interleaved and packed record the same step.
