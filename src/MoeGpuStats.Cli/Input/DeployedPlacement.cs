@@ -1,5 +1,4 @@
 using System.Buffers.Text;
-using System.Text;
 using System.Text.Json;
 
 namespace MoeGpuStats.Cli.Input;
@@ -73,7 +72,7 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
             {
                 if (reader.TokenType != JsonTokenType.StartArray)
                 {
-                    throw new InvalidDataException($"{path}: layer {layers.Count} of physical_to_logical is {KindName(reader.TokenType)}, not an array of slots.");
+                    throw new InvalidDataException($"{path}: layer {layers.Count} of physical_to_logical is {JsonText.KindOf(reader.TokenType)}, not an array of slots.");
                 }
 
                 slots.Clear();
@@ -128,7 +127,7 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
         var text = json[given];
         return Utf8Parser.TryParse(text, out int count, out var used) && used == text.Length && count >= 1
             ? (found, count)
-            : throw new InvalidDataException($"{path}: gpus is {Printable(text)}; a placement's GPUs are a whole number, 1 or more.");
+            : throw new InvalidDataException($"{path}: gpus is {JsonText.Printable(text)}; a placement's GPUs are a whole number, 1 or more.");
     }
 
     /// <summary>Whether the reader's field name is <paramref name="name"/>; one that escapes half a surrogate pair (no text) is none of plan's fields.</summary>
@@ -149,20 +148,6 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
     {
         var start = (int)reader.TokenStartIndex;
         reader.Skip();
-        return Printable(json[start..(int)reader.BytesConsumed]);
+        return JsonText.Printable(json[start..(int)reader.BytesConsumed]);
     }
-
-    private static string Printable(ReadOnlySpan<byte> text) =>
-        NpyHeader.Printable(Encoding.UTF8.GetString(text[..Math.Min(text.Length, 512)]));
-
-    /// <summary>A value's kind as <see cref="JsonValueKind"/> names it, from the token that starts it.</summary>
-    private static string KindName(JsonTokenType token) => token switch
-    {
-        JsonTokenType.StartObject => nameof(JsonValueKind.Object),
-        JsonTokenType.String => nameof(JsonValueKind.String),
-        JsonTokenType.Number => nameof(JsonValueKind.Number),
-        JsonTokenType.True => nameof(JsonValueKind.True),
-        JsonTokenType.False => nameof(JsonValueKind.False),
-        _ => nameof(JsonValueKind.Null),
-    };
 }

@@ -144,7 +144,7 @@ internal readonly struct JsonTraceLine
         {
             if (root != JsonTokenType.StartObject)
             {
-                throw new InvalidDataException($"{where}: a JSON {KindName(root)}, not an object; a line holds one object with topk_ids.");
+                throw new InvalidDataException($"{where}: a JSON {JsonText.KindOf(root).ToString().ToLowerInvariant()}, not an object; a line holds one object with topk_ids.");
             }
 
             if (unreadableName)
@@ -245,7 +245,7 @@ internal readonly struct JsonTraceLine
             k,
             maxId,
             fields[LayerField] is { } l ? (l.Name, LayerIndex(l.Name, line[l.Value], where)) : null,
-            fields[PassField] is { } p ? (p.Name, PassKey(p.Name, line[p.Value], where), Printable(line[p.Value])) : null,
+            fields[PassField] is { } p ? (p.Name, PassKey(p.Name, line[p.Value], where), JsonText.Printable(line[p.Value])) : null,
             fields[PositionField] is { } at ? (at.Name, WholeNumber(at.Name, line[at.Value], where, "the index of the line's first token in its forward pass")) : null);
     }
 
@@ -256,7 +256,7 @@ internal readonly struct JsonTraceLine
         var first = new Elements(ids);
         if (Kind(ids) != JsonTokenType.StartArray || !first.MoveNext())
         {
-            throw new InvalidDataException($"{where}: {name} is {Printable(ids)}; {Shape}.");
+            throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(ids)}; {Shape}.");
         }
 
         var nested = Kind(first.Current) == JsonTokenType.StartArray;
@@ -268,7 +268,7 @@ internal readonly struct JsonTraceLine
             var token = nested ? pass.Current : ids;
             if (Kind(token) != JsonTokenType.StartArray)
             {
-                throw new InvalidDataException($"{where}: {Label(name, nested, tokens)} is {Printable(token)}; in a list of tokens each token is a list of k ids ({Shape}).");
+                throw new InvalidDataException($"{where}: {Label(name, nested, tokens)} is {JsonText.Printable(token)}; in a list of tokens each token is a list of k ids ({Shape}).");
             }
 
             // A token's count is told before a bad id in it, so the id's message waits for the count.
@@ -283,8 +283,8 @@ internal readonly struct JsonTraceLine
                 else
                 {
                     badId ??= Kind(id) == JsonTokenType.Number && IsWholeNumber(id)
-                        ? $"{where}: {Label(name, nested, tokens)}[{count}] is {Printable(id)}, out of range: an id lies in [{long.MinValue:N0}, {long.MaxValue:N0}] (one past the experts counts as invalid), -1 for an empty slot."
-                        : $"{where}: {Label(name, nested, tokens)}[{count}] is {Printable(id)}; ids are whole numbers, -1 for an empty slot.";
+                        ? $"{where}: {Label(name, nested, tokens)}[{count}] is {JsonText.Printable(id)}, out of range: an id lies in [{long.MinValue:N0}, {long.MaxValue:N0}] (one past the experts counts as invalid), -1 for an empty slot."
+                        : $"{where}: {Label(name, nested, tokens)}[{count}] is {JsonText.Printable(id)}; ids are whole numbers, -1 for an empty slot.";
                 }
 
                 count++;
@@ -328,7 +328,7 @@ internal readonly struct JsonTraceLine
             var row = rowsNested ? rows.Current : weights;
             if (Kind(row) != JsonTokenType.StartArray || Count(row) != topK)
             {
-                throw new InvalidDataException($"{where}: {Label(name, nested, token)} is {Printable(row)}; give {Counted.Of(topK, "weight")}, one per id of {idsName}{(nested ? $"[{token}]" : "")}.");
+                throw new InvalidDataException($"{where}: {Label(name, nested, token)} is {JsonText.Printable(row)}; give {Counted.Of(topK, "weight")}, one per id of {idsName}{(nested ? $"[{token}]" : "")}.");
             }
 
             var slot = 0;
@@ -336,7 +336,7 @@ internal readonly struct JsonTraceLine
             {
                 if (Kind(weight) != JsonTokenType.Number)
                 {
-                    throw new InvalidDataException($"{where}: {Label(name, nested, token)}[{slot}] is {Printable(weight)}; weights are numbers.");
+                    throw new InvalidDataException($"{where}: {Label(name, nested, token)}[{slot}] is {JsonText.Printable(weight)}; weights are numbers.");
                 }
 
                 slot++;
@@ -361,7 +361,7 @@ internal readonly struct JsonTraceLine
             {
                 if (!IsRequestId(one))
                 {
-                    throw new InvalidDataException($"{where}: {name}[{token}] is {Printable(one)}; {rule}.");
+                    throw new InvalidDataException($"{where}: {name}[{token}] is {JsonText.Printable(one)}; {rule}.");
                 }
 
                 token++;
@@ -369,7 +369,7 @@ internal readonly struct JsonTraceLine
         }
         else if (!IsRequestId(request))
         {
-            throw new InvalidDataException($"{where}: {name} is {Printable(request)}; {rule}.");
+            throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(request)}; {rule}.");
         }
     }
 
@@ -381,7 +381,7 @@ internal readonly struct JsonTraceLine
         var max = ModelRoutingStatsOptions.MaxLayers - 1;
         return TryGetInt64(value, out var layer) && layer is >= 0 && layer <= max
             ? (int)layer
-            : throw new InvalidDataException($"{where}: {name} is {Printable(value)}; give the MoE layer's index, a whole number from 0 to {max:N0} (a model holds at most {max + 1:N0} layers).");
+            : throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(value)}; give the MoE layer's index, a whole number from 0 to {max:N0} (a model holds at most {max + 1:N0} layers).");
     }
 
     /// <summary>
@@ -402,13 +402,13 @@ internal readonly struct JsonTraceLine
 
         return TryGetInt64(value, out var number)
             ? "n" + number.ToString(CultureInfo.InvariantCulture)
-            : throw new InvalidDataException($"{where}: {name} is {Printable(value)}; give the forward pass's id, a whole number or a string.");
+            : throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(value)}; give the forward pass's id, a whole number or a string.");
     }
 
     private static long WholeNumber(string name, ReadOnlySpan<byte> value, string where, string what) =>
         TryGetInt64(value, out var number) && number >= 0
             ? number
-            : throw new InvalidDataException($"{where}: {name} is {Printable(value)}; give {what}, a whole number from 0.");
+            : throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(value)}; give {what}, a whole number from 0.");
 
     /// <summary>The kind of the JSON value whose text is <paramref name="value"/>, told by its first byte.</summary>
     private static JsonTokenType Kind(ReadOnlySpan<byte> value) => value[0] switch
@@ -420,16 +420,6 @@ internal readonly struct JsonTraceLine
         (byte)'f' => JsonTokenType.False,
         (byte)'n' => JsonTokenType.Null,
         _ => JsonTokenType.Number,
-    };
-
-    private static string KindName(JsonTokenType kind) => kind switch
-    {
-        JsonTokenType.StartArray => "array",
-        JsonTokenType.String => "string",
-        JsonTokenType.Number => "number",
-        JsonTokenType.True => "true",
-        JsonTokenType.False => "false",
-        _ => "null",
     };
 
     /// <summary>A JSON number that is an int64 as written (what <see cref="JsonElement.TryGetInt64"/> accepts); false for any other value.</summary>
@@ -456,13 +446,6 @@ internal readonly struct JsonTraceLine
 
         return count;
     }
-
-    /// <summary>A value as written, cut to one short line; only its first bytes are decoded.</summary>
-    private static string Printable(ReadOnlySpan<byte> value) =>
-        NpyHeader.Printable(Encoding.UTF8.GetString(value[..Math.Min(value.Length, 4 * ShownChars)]));
-
-    /// <summary>More than the characters <see cref="NpyHeader.Printable"/> shows of a value.</summary>
-    private const int ShownChars = 128;
 
     /// <summary>Where a field's value lies in its line, and the field's spelling.</summary>
     private readonly record struct FieldValue(string Name, Range Value);

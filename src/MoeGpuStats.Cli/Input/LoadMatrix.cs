@@ -132,8 +132,7 @@ internal static class LoadMatrix
         JsonDocument document;
         try
         {
-            // Editors on Windows may start UTF-8 with a byte order mark, which the JSON reader refuses.
-            document = JsonDocument.Parse(file.AsMemory(file.AsSpan().StartsWith((byte[])[0xEF, 0xBB, 0xBF]) ? 3 : 0));
+            document = JsonDocument.Parse(RoutingStatsFile.WithoutByteOrderMark(file));
         }
         catch (JsonException exception)
         {

@@ -62,28 +62,28 @@ internal static class SnapshotFile
     }
 
     /// <summary>
-    /// The file's one JSON document, refused past <see cref="Serialization.RoutingStatsFile.MaxJsonTokens"/> before it
-    /// is parsed; JSON lines (a trace) are named as such, not quoted from the parser.
+    /// The file's one JSON document, read as the library reads a snapshot (<see cref="Serialization.RoutingStatsFile.Parse"/>:
+    /// bounded in tokens before it is parsed); JSON lines (a trace) are named as such, not quoted from the parser.
     /// </summary>
     private static JsonDocument Parse(Stream stream, string path)
     {
-        var file = new byte[stream.Length];
-        stream.ReadExactly(file);
-        var json = Serialization.RoutingStatsFile.WithoutByteOrderMark(file);
-        if (Serialization.JsonTokenCount.UpTo(json.Span, Serialization.RoutingStatsFile.MaxJsonTokens) > Serialization.RoutingStatsFile.MaxJsonTokens)
-        {
-            throw new InvalidDataException(Serialization.RoutingStatsFile.TooManyTokens(path));
-        }
-
         try
         {
-            return JsonDocument.Parse(json);
+            return Serialization.RoutingStatsFile.Parse(stream, path);
         }
-        catch (JsonException) when (JsonLinesTrace.StartsAsJsonLines(json.Span[..Math.Min(json.Length, 4 << 20)]))
+        catch (JsonException) when (StartsAsJsonLines(stream))
         {
-            // A trace's first line holds one step's ids: a few hundred kilobytes at prefill sizes.
             throw new InvalidDataException($"{path}: JSON lines of top-k ids, a trace, not a snapshot; `moegs replay {path}` reports the trace (add --save FILE.json for a snapshot that this command reads).");
         }
+    }
+
+    /// <summary>Whether the file starts as a trace's JSON lines; a trace's first line holds one step's ids, a few hundred kilobytes at prefill sizes.</summary>
+    private static bool StartsAsJsonLines(Stream stream)
+    {
+        var start = new byte[(int)Math.Min(stream.Length, 4 << 20)];
+        stream.Position = 0;
+        stream.ReadExactly(start);
+        return JsonLinesTrace.StartsAsJsonLines(Serialization.RoutingStatsFile.WithoutByteOrderMark(start).Span);
     }
 
     /// <summary>

@@ -148,9 +148,12 @@ public static class RoutingStatsFile
 
     /// <summary>
     /// The file's JSON, refused past <see cref="MaxFileBytes"/> before it is read and past <see cref="MaxJsonTokens"/>
-    /// before it is parsed: the parser holds the whole file, and above 2 GiB fails with an overflow that names nothing.
+    /// before it is parsed (the parser holds the whole file, and above 2 GiB fails with an overflow that names
+    /// nothing), read past a UTF-8 byte order mark; the CLI's snapshot reader shares it.
     /// </summary>
-    private static JsonDocument Parse(FileStream stream, string path)
+    /// <exception cref="InvalidDataException">Past either limit; the message names <paramref name="path"/>.</exception>
+    /// <exception cref="JsonException">Not JSON.</exception>
+    internal static JsonDocument Parse(Stream stream, string path)
     {
         if (stream.CanSeek && stream.Length > MaxFileBytes)
         {
@@ -172,7 +175,7 @@ public static class RoutingStatsFile
         }
 
         var json = WithoutByteOrderMark(bounded.GetBuffer().AsMemory(0, (int)bounded.Length));
-        return JsonTokenCount.UpTo(json.Span, MaxJsonTokens) > MaxJsonTokens
+        return JsonTokenCount.ExceedsSnapshot(json.Span)
             ? throw new InvalidDataException(TooManyTokens(path))
             : JsonDocument.Parse(json);
     }

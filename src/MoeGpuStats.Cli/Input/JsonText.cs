@@ -1,0 +1,24 @@
+using System.Text;
+using System.Text.Json;
+
+namespace MoeGpuStats.Cli.Input;
+
+/// <summary>What the readers that walk JSON token by token say of a value in their messages.</summary>
+internal static class JsonText
+{
+    /// <summary>A value as written, cut to one short line; only its first bytes are decoded (enough for what <see cref="NpyHeader.Printable"/> shows).</summary>
+    public static string Printable(ReadOnlySpan<byte> value) =>
+        NpyHeader.Printable(Encoding.UTF8.GetString(value[..Math.Min(value.Length, 512)]));
+
+    /// <summary>The kind of the value a token starts, as <see cref="JsonValueKind"/> names it.</summary>
+    public static JsonValueKind KindOf(JsonTokenType token) => token switch
+    {
+        JsonTokenType.StartObject => JsonValueKind.Object,
+        JsonTokenType.StartArray => JsonValueKind.Array,
+        JsonTokenType.String => JsonValueKind.String,
+        JsonTokenType.Number => JsonValueKind.Number,
+        JsonTokenType.True => JsonValueKind.True,
+        JsonTokenType.False => JsonValueKind.False,
+        _ => JsonValueKind.Null,
+    };
+}
