@@ -121,10 +121,8 @@ internal readonly struct JsonTraceLine
                 reader.Skip();
             }
 
-            if (reader.Read())
-            {
-                throw new InvalidDataException($"{where}: more than one JSON value; a line holds one object.");
-            }
+            // Anything after the value is refused by the reader itself ("invalid after a single JSON value").
+            reader.Read();
         }
         catch (JsonException exception)
         {
