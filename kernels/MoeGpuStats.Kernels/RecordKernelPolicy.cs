@@ -39,7 +39,7 @@ internal sealed record RecordKernelPolicy
     public HistogramCounting Counting
     {
         get => _counting;
-        init => _counting = Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(nameof(Counting), value, "Not a histogram counting.");
+        init => _counting = Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(nameof(Counting), $"Counting is {value}; give a defined HistogramCounting.");
     }
 
     /// <summary>The fewest ids per thread before another group is launched, once every multiprocessor has one.</summary>
@@ -47,11 +47,7 @@ internal sealed record RecordKernelPolicy
     public int IdsPerThread
     {
         get => _idsPerThread;
-        init
-        {
-            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1, nameof(IdsPerThread));
-            _idsPerThread = value;
-        }
+        init => _idsPerThread = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(IdsPerThread), $"IdsPerThread is {value}; give at least 1.");
     }
 
     /// <summary>The counting groups per copy of the batch histogram (<see cref="RecordArguments.Copies"/>, at most <see cref="RoutingStateLayout.MaxCopies"/>).</summary>
@@ -59,11 +55,7 @@ internal sealed record RecordKernelPolicy
     public int GroupsPerCopy
     {
         get => _groupsPerCopy;
-        init
-        {
-            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1, nameof(GroupsPerCopy));
-            _groupsPerCopy = value;
-        }
+        init => _groupsPerCopy = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(GroupsPerCopy), $"GroupsPerCopy is {value}; give at least 1.");
     }
 
     /// <summary>The fewest ids per expert a group takes before another group is launched, once every multiprocessor has one; 0 for no such bound.</summary>
@@ -71,11 +63,7 @@ internal sealed record RecordKernelPolicy
     public int IdsPerBin
     {
         get => _idsPerBin;
-        init
-        {
-            ArgumentOutOfRangeException.ThrowIfNegative(value, nameof(IdsPerBin));
-            _idsPerBin = value;
-        }
+        init => _idsPerBin = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(IdsPerBin), $"IdsPerBin is {value}; give 0 (no bound) or more.");
     }
 
     /// <summary>

@@ -13,17 +13,17 @@ internal static partial class RoutingRecordKernel
     {
         if (record.Buffer is < -1 or >= BatchBuffers)
         {
-            throw new ArgumentOutOfRangeException(name, record.Buffer, $"{name}.Buffer must be -1 (no record) or a batch buffer, 0 to {BatchBuffers - 1}.");
+            throw new ArgumentOutOfRangeException(name, $"{name}.Buffer is {record.Buffer}; give -1 (no record) or a batch buffer, 0 to {BatchBuffers - 1}.");
         }
 
         if (record.Buffer >= 0 && record.Experts is < 1 or > MaxExperts)
         {
-            throw new ArgumentOutOfRangeException(name, record.Experts, $"{name}.Experts must be 1 to {MaxExperts}.");
+            throw new ArgumentOutOfRangeException(name, $"{name}.Experts is {record.Experts}; give 1 to {MaxExperts}.");
         }
 
         if (record.Buffer >= 0 && (record.TopK < 0 || record.Tokens < 0))
         {
-            throw new ArgumentOutOfRangeException(name, record.TopK, $"{name}.TopK and {name}.Tokens cannot be negative.");
+            throw new ArgumentOutOfRangeException(name, $"{name}.TopK is {record.TopK} and {name}.Tokens {record.Tokens}; neither can be negative.");
         }
 
         if (record.Buffer >= 0

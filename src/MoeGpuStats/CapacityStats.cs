@@ -22,7 +22,11 @@ public sealed class CapacityStats
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="slotsPerExpert"/> is not positive.</exception>
     public CapacityStats(int slotsPerExpert)
     {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(slotsPerExpert);
+        if (slotsPerExpert < 1)
+        {
+            throw OutOfRange.Error(nameof(slotsPerExpert), slotsPerExpert, "give at least 1 slot per expert.");
+        }
+
         SlotsPerExpert = slotsPerExpert;
     }
 

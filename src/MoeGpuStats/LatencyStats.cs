@@ -94,7 +94,7 @@ public sealed class LatencyStats
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="latency"/> is negative.</exception>
     public void RecordLatency(TimeSpan latency)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(latency, TimeSpan.Zero);
+        OutOfRange.ThrowIfNegative(latency);
         var latencyMs = ToMilliseconds(latency);
         lock (_lock)
         {
@@ -124,7 +124,7 @@ public sealed class LatencyStats
     {
         if (!(p >= 0.0 && p <= 100.0))
         {
-            throw new ArgumentOutOfRangeException(nameof(p), p, "A percentile must lie in [0, 100].");
+            throw OutOfRange.Error(nameof(p), p, "a percentile lies in [0, 100].");
         }
 
         lock (_lock)

@@ -28,7 +28,7 @@ public sealed record RoutingDecision
     {
         ArgumentNullException.ThrowIfNull(expertAssignments);
         ArgumentNullException.ThrowIfNull(expertCapacities);
-        ArgumentOutOfRangeException.ThrowIfNegative(totalTokens);
+        OutOfRange.ThrowIfNegative(totalTokens);
 
         var assigned = 0;
         foreach (var token in expertAssignments)

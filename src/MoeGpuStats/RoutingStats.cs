@@ -328,7 +328,7 @@ public sealed partial class RoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="window"/> is negative.</exception>
     public float RecentLoadVarianceTrend(int window)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(window);
+        OutOfRange.ThrowIfNegative(window);
         return Engine.VarianceTrend(window);
     }
 

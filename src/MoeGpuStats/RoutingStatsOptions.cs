@@ -44,17 +44,17 @@ public sealed record RoutingStatsOptions
     {
         if (Experts is < 1 or > MaxExperts)
         {
-            throw new ArgumentOutOfRangeException(nameof(Experts), Experts, $"Experts is {Experts}; give 1 to {MaxExperts:N0}.");
+            throw OutOfRange.Error(nameof(Experts), Experts, $"give 1 to {MaxExperts:N0}.");
         }
 
         if (ExpertCapacity is < 1)
         {
-            throw new ArgumentOutOfRangeException(nameof(ExpertCapacity), ExpertCapacity, "The capacity per expert must be positive.");
+            throw OutOfRange.Error(nameof(ExpertCapacity), ExpertCapacity, "give at least 1 slot per expert, or null for no capacity.");
         }
 
         if (UtilizationDecay is { } decay && !(decay >= 0f && decay < 1f))
         {
-            throw new ArgumentOutOfRangeException(nameof(UtilizationDecay), decay, "The decay must lie in [0, 1).");
+            throw OutOfRange.Error(nameof(UtilizationDecay), decay, "give a decay in [0, 1), or null for none.");
         }
     }
 }

@@ -55,10 +55,11 @@ internal sealed class ModelReplay : RecordingRun
             Console.Error.WriteLine(exception.Message);
             return ExitCodes.NoAccelerator;
         }
-        catch (ArgumentOutOfRangeException exception)
+        catch (ArgumentOutOfRangeException)
         {
             // Layers and experts were checked against the file; what is left is the window ring's size.
-            Console.Error.WriteLine($"{WindowNamed}: {ErrorText.Of(exception)} Give --window {ModelOptions.LongestWindow(Options.Layers, Options.Experts):N0} or less.");
+            Console.Error.WriteLine(
+                $"{WindowNamed}: Window × Layers × Experts is {Options.WindowEntries:N0}; at most {ModelRoutingStatsOptions.MaxWindowEntries:N0} (the window ring's counts). Give --window {ModelOptions.LongestWindow(Options.Layers, Options.Experts):N0} or less.");
             return ExitCodes.Usage;
         }
         catch (InsufficientMemoryException)

@@ -52,10 +52,7 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     {
         get
         {
-            if ((uint)index >= (uint)Count)
-            {
-                throw new ArgumentOutOfRangeException(nameof(index), index, $"The window holds {Count} values.");
-            }
+            OutOfRange.ThrowIfNotIndex(index, Count, "value");
 
             Materialize();
             return _values[Slot(index)];

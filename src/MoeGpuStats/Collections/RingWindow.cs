@@ -13,7 +13,11 @@ internal sealed class RingWindow<T> : IReadOnlyList<T>
 
     public RingWindow(int capacity)
     {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(capacity);
+        if (capacity < 1)
+        {
+            throw OutOfRange.Error(nameof(capacity), capacity, "a window holds at least 1 value.");
+        }
+
         _items = new T[capacity];
     }
 
@@ -25,10 +29,7 @@ internal sealed class RingWindow<T> : IReadOnlyList<T>
     {
         get
         {
-            if ((uint)index >= (uint)Count)
-            {
-                throw new ArgumentOutOfRangeException(nameof(index), index, $"The window holds {Count} values.");
-            }
+            OutOfRange.ThrowIfNotIndex(index, Count, "value");
 
             return _items[Slot(index)];
         }

@@ -29,7 +29,7 @@ public sealed partial class DeviceRoutingStats
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="window"/> is negative.</exception>
     public float RecentLoadVarianceTrend(int window)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(window);
+        OutOfRange.ThrowIfNegative(window);
         return Query(window).Trend;
     }
 

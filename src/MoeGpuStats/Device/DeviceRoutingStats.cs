@@ -79,8 +79,8 @@ public sealed partial class DeviceRoutingStats : IDisposable
         _options.Validate();
         if (_options.Experts > RoutingStatsOptions.MaxDeviceExperts)
         {
-            throw new ArgumentOutOfRangeException(
-                nameof(RoutingStatsOptions.Experts), _options.Experts, $"Experts is {_options.Experts:N0}; the device engine holds 1 to {RoutingStatsOptions.MaxDeviceExperts:N0}.");
+            throw OutOfRange.Error(
+                nameof(RoutingStatsOptions.Experts), _options.Experts, $"the device engine holds 1 to {RoutingStatsOptions.MaxDeviceExperts:N0}.");
         }
 
         // Loaded before anything is allocated, so a kernel the accelerator refuses leaks nothing.

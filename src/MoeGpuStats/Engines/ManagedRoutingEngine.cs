@@ -430,8 +430,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         {
             get
             {
-                ArgumentOutOfRangeException.ThrowIfNegative(index);
-                ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, means.Length);
+                OutOfRange.ThrowIfNotIndex(index, means.Length, "expert");
                 _ = engine.Utilization;
                 return means[index];
             }

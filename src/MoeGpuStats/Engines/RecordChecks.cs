@@ -16,13 +16,10 @@ internal static class RecordChecks
     {
         if (topK < 1)
         {
-            throw new ArgumentOutOfRangeException(nameof(topK), topK, $"topK is {topK}; it must be at least 1.");
+            throw OutOfRange.Error(nameof(topK), topK, "it must be at least 1.");
         }
 
-        if (tokens < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"tokens is {tokens}; it cannot be negative.");
-        }
+        OutOfRange.ThrowIfNegative(tokens);
 
         var needed = (long)tokens * topK;
         if (needed > MaxIdsPerRecord)

@@ -52,7 +52,7 @@ public static class ForeignMemory
         where T : unmanaged
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        OutOfRange.ThrowIfNegative(length);
         if (pointer == IntPtr.Zero)
         {
             throw new ArgumentException("The pointer is null.", nameof(pointer));

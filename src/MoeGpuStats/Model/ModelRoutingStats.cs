@@ -240,7 +240,7 @@ public sealed partial class ModelRoutingStats : IDisposable
         var engine = Engine;
         if ((uint)layer >= (uint)Layers)
         {
-            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer is {layer}; this model has layers 0 to {Layers - 1}.");
+            throw OutOfRange.Error(nameof(layer), layer, $"this model has layers 0 to {Layers - 1}.");
         }
 
         return new RoutingStats(engine.Layer(layer)) { MergedParts = MergedParts };
@@ -384,7 +384,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     private int CheckRecentSteps(int recentSteps) =>
         recentSteps >= 1 && recentSteps <= Options.Window
             ? recentSteps
-            : throw new ArgumentOutOfRangeException(nameof(recentSteps), recentSteps, $"recentSteps is {recentSteps}; give 1 to {Options.Window}, the model's window.");
+            : throw OutOfRange.Error(nameof(recentSteps), recentSteps, $"give 1 to {Options.Window}, the model's window.");
 
     /// <summary>Clears every layer and the window (enqueued on a device; no wait).</summary>
     /// <exception cref="InsufficientMemoryException">A model read from JSON could not allocate the window's ring it records into after a reset; the statistics are unchanged.</exception>

@@ -84,23 +84,23 @@ public sealed record ModelRoutingStatsOptions
     {
         if (Layers is < 1 or > MaxLayers)
         {
-            throw new ArgumentOutOfRangeException(nameof(Layers), Layers, $"Layers must be 1 to {MaxLayers}.");
+            throw OutOfRange.Error(nameof(Layers), Layers, $"give 1 to {MaxLayers:N0}.");
         }
 
         if (Experts is < 1 or > RoutingStatsOptions.MaxDeviceExperts)
         {
-            throw new ArgumentOutOfRangeException(nameof(Experts), Experts, $"Experts must be 1 to {RoutingStatsOptions.MaxDeviceExperts}.");
+            throw OutOfRange.Error(nameof(Experts), Experts, $"give 1 to {RoutingStatsOptions.MaxDeviceExperts:N0}.");
         }
 
         if (Window < 1)
         {
-            throw new ArgumentOutOfRangeException(nameof(Window), Window, "Window must be at least 1 step.");
+            throw OutOfRange.Error(nameof(Window), Window, "give at least 1 step.");
         }
 
         if (WindowEntries > MaxWindowEntries)
         {
-            throw new ArgumentOutOfRangeException(
-                nameof(Window), Window, $"Window × Layers × Experts is {WindowEntries:N0}; at most {MaxWindowEntries:N0} (the window ring's counts).");
+            throw OutOfRange.Error(
+                nameof(Window), Window, $"Window × Layers × Experts is {WindowEntries:N0}, at most {MaxWindowEntries:N0} (the window ring's counts): give {MaxWindowEntries / ((long)Layers * Experts):N0} steps or fewer.");
         }
 
         LayerOptions.Validate();

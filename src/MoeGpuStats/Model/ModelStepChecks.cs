@@ -21,22 +21,19 @@ internal static class ModelStepChecks
     {
         if (topK < 1)
         {
-            throw new ArgumentOutOfRangeException(nameof(topK), topK, $"topK is {topK}; it must be at least 1.");
+            throw OutOfRange.Error(nameof(topK), topK, "it must be at least 1.");
         }
 
-        if (tokens < 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"tokens is {tokens}; it cannot be negative.");
-        }
+        OutOfRange.ThrowIfNegative(tokens);
 
         if (layerStride < 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(layerStride), layerStride, $"layerStride is {layerStride}; it cannot be negative (0 packs the layers).");
+            throw OutOfRange.Error(nameof(layerStride), layerStride, "it cannot be negative (0 packs the layers).");
         }
 
         if (tokenStride < 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(tokenStride), tokenStride, $"tokenStride is {tokenStride}; it cannot be negative (0 packs each layer's rows).");
+            throw OutOfRange.Error(nameof(tokenStride), tokenStride, "it cannot be negative (0 packs each layer's rows).");
         }
 
         var perLayer = (long)tokens * topK;

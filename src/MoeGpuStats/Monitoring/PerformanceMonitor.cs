@@ -28,7 +28,7 @@ public sealed partial class PerformanceMonitor : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="reportInterval"/> is negative.</exception>
     public PerformanceMonitor(TimeSpan reportInterval, ILogger logger, RoutingStats stats)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(reportInterval, TimeSpan.Zero);
+        OutOfRange.ThrowIfNegative(reportInterval);
         ArgumentNullException.ThrowIfNull(logger);
         ArgumentNullException.ThrowIfNull(stats);
         _reportInterval = reportInterval;
@@ -44,7 +44,7 @@ public sealed partial class PerformanceMonitor : IDisposable
     /// <exception cref="ArgumentException">The decision or latency is invalid (see <see cref="RoutingStats.RecordRouting(RoutingDecision)"/>); nothing is recorded.</exception>
     public void RecordRouting(RoutingDecision routingDecision, TimeSpan latency)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(latency, TimeSpan.Zero);
+        OutOfRange.ThrowIfNegative(latency);
         Stats.RecordRouting(routingDecision);
         Stats.RecordRoutingLatency(latency);
         if (Stopwatch.GetElapsedTime(_lastReportTimestamp) >= _reportInterval)

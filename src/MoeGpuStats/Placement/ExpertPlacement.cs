@@ -374,7 +374,11 @@ public static class ExpertPlacement
     public static double[]? IdentityBalancedness(long[,] loads, int gpus)
     {
         ArgumentNullException.ThrowIfNull(loads);
-        ArgumentOutOfRangeException.ThrowIfLessThan(gpus, 1);
+        if (gpus < 1)
+        {
+            throw OutOfRange.Error(nameof(gpus), gpus, "give at least 1.");
+        }
+
         CheckLoads(loads);
         var experts = loads.GetLength(1);
         if (experts % gpus != 0)

@@ -110,16 +110,14 @@ public sealed class PlacementPlan
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="layer"/> or <paramref name="expert"/> is out of range.</exception>
     public ReadOnlySpan<int> LogicalToPhysical(int layer, int expert)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(expert);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(expert, LogicalExperts);
+        OutOfRange.ThrowIfNotIndex(expert, LogicalExperts, "logical expert");
         var at = (Row(layer) * LogicalExperts) + expert;
         return _log2phy.AsSpan(_firstReplica[at], _logcnt[at]);
     }
 
     private int Row(int layer)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(layer);
-        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(layer, Layers);
+        OutOfRange.ThrowIfNotIndex(layer, Layers, "layer");
         return layer;
     }
 }

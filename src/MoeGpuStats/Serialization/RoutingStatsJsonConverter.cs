@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Numerics;
 using System.Text.Json;
@@ -471,8 +472,9 @@ internal static class RoutingStatsJson
     }
 
     /// <summary>
-    /// A setting the options refuse, named as the file names it and shown with its value: the options'
-    /// message names the property (<c>UtilizationDecay</c>), not the field the user would edit.
+    /// A setting the options refuse, named as the file names it: the options' message names the property
+    /// (<c>"UtilizationDecay is 1.5; give …"</c>, as <see cref="OutOfRange"/> words it), not the field the
+    /// user would edit, so its subject is replaced by the field's.
     /// </summary>
     /// <param name="exception">The options' refusal.</param>
     /// <param name="renamedProperty">The property whose field is not its snake_case name.</param>
@@ -481,8 +483,11 @@ internal static class RoutingStatsJson
     {
         var property = exception.ParamName ?? "";
         var subject = property == renamedProperty ? renamedSubject : $"The field '{JsonNamingPolicy.SnakeCaseLower.ConvertName(property)}' is {{0}}";
-        var value = exception is ArgumentOutOfRangeException { ActualValue: IFormattable actual } ? actual.ToString(null, CultureInfo.InvariantCulture) : "out of range";
-        return new JsonException($"{string.Format(CultureInfo.InvariantCulture, subject, value)}: {exception.Message.Split(" (Parameter", 2)[0]}", exception);
+        var message = exception.Message.Split(" (Parameter", 2)[0];
+        var prefix = $"{property} is ";
+        var end = message.IndexOf("; ", StringComparison.Ordinal);
+        Debug.Assert(message.StartsWith(prefix, StringComparison.Ordinal) && end > prefix.Length, $"The options' refusal is worded by OutOfRange: {message}");
+        return new JsonException($"{string.Format(CultureInfo.InvariantCulture, subject, message[prefix.Length..end])}{message[end..]}", exception);
     }
 
     /// <summary>

@@ -102,22 +102,22 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         _topExperts = topExperts ?? Math.Min(DefaultTopExperts, experts);
         if (_topExperts < 0 || _topExperts > experts)
         {
-            throw new ArgumentOutOfRangeException(nameof(topExperts), topExperts, $"topExperts is {topExperts}; give 0 to {experts}, the model's experts.");
+            throw OutOfRange.Error(nameof(topExperts), topExperts, $"give 0 to {experts}, the model's experts.");
         }
 
         var window = stats.Options.Window;
         if (recentSteps is < 1 || recentSteps > window)
         {
-            throw new ArgumentOutOfRangeException(nameof(recentSteps), recentSteps, $"recentSteps is {recentSteps}; give 1 to {window}, the model's window, or null for no recent series.");
+            throw OutOfRange.Error(nameof(recentSteps), recentSteps, $"give 1 to {window}, the model's window, or null for no recent series.");
         }
 
         if (epSize is { } ranks && (ranks < 1 || ranks > experts || experts % ranks != 0))
         {
-            throw new ArgumentOutOfRangeException(nameof(epSize), epSize, $"epSize is {epSize}; give a divisor of the model's {experts} experts, or null for no EP series.");
+            throw OutOfRange.Error(nameof(epSize), epSize, $"give a divisor of the model's {experts} experts, or null for no EP series.");
         }
 
         var interval = refreshInterval ?? TimeSpan.FromSeconds(1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(interval, TimeSpan.Zero, nameof(refreshInterval));
+        OutOfRange.ThrowIfNegative(interval, nameof(refreshInterval));
         _stats = stats;
         _reading = new CollectionReading<Reading>(() => Reading.Of(stats, _topExperts, expertSeries, recentSteps, epSize), interval);
         _layerTags = [.. Enumerable.Range(0, stats.Layers).Select(l => new KeyValuePair<string, object?>[] { new("layer", l.ToString(System.Globalization.CultureInfo.InvariantCulture)) })];
@@ -202,9 +202,9 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="layers"/>, <paramref name="experts"/> or <paramref name="topExperts"/> is negative.</exception>
     public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries, bool recentSeries = false, bool epSeries = false)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(layers);
-        ArgumentOutOfRangeException.ThrowIfNegative(experts);
-        ArgumentOutOfRangeException.ThrowIfNegative(topExperts);
+        OutOfRange.ThrowIfNegative(layers);
+        OutOfRange.ThrowIfNegative(experts);
+        OutOfRange.ThrowIfNegative(topExperts);
         return ModelWideSeries
             + ((long)SeriesPerLayer * layers)
             + ((long)SeriesPerRank * layers * topExperts)

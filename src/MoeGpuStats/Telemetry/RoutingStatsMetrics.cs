@@ -85,7 +85,7 @@ public sealed class RoutingStatsMetrics : IDisposable
     {
         ArgumentNullException.ThrowIfNull(stats);
         var interval = refreshInterval ?? TimeSpan.FromSeconds(1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(interval, TimeSpan.Zero, nameof(refreshInterval));
+        OutOfRange.ThrowIfNegative(interval, nameof(refreshInterval));
         _stats = stats;
         _reading = new CollectionReading<Reading>(() => Reading.Of(stats), interval);
         _tags = layer is null ? [] : [new("layer", layer)];

@@ -209,7 +209,7 @@ public sealed class DevicePropertyTests
 
         Assert.Equal(nameof(RecordKernelPolicy.IdsPerThread), Assert.Throws<ArgumentOutOfRangeException>(() => new RecordKernelPolicy { IdsPerThread = 0 }).ParamName);
         var negative = Assert.Throws<ArgumentOutOfRangeException>(() => RecordKernelPolicy.For(device) with { IdsPerBin = -1 });
-        Assert.Equal((nameof(RecordKernelPolicy.IdsPerBin), -1), (negative.ParamName, negative.ActualValue));
+        Assert.Equal((nameof(RecordKernelPolicy.IdsPerBin), "IdsPerBin is -1; give 0 (no bound) or more. (Parameter 'IdsPerBin')"), (negative.ParamName, negative.Message));
     }
 
     /// <summary>The usual kinds and a CPU accelerator whose records run on several groups.</summary>

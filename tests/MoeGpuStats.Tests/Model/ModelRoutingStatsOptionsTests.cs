@@ -20,6 +20,6 @@ public sealed class ModelRoutingStatsOptionsTests
 
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 1, Experts = 1, Window = Array.MaxLength + 1 }));
         Assert.Equal("Window", error.ParamName);
-        Assert.StartsWith("Window × Layers × Experts is 2,147,483,592; at most 2,147,483,591", error.Message);
+        Assert.Equal("Window is 2147483592; Window × Layers × Experts is 2,147,483,592, at most 2,147,483,591 (the window ring's counts): give 2,147,483,591 steps or fewer. (Parameter 'Window')", error.Message);
     }
 }

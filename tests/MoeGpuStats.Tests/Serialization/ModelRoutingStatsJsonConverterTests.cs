@@ -112,10 +112,10 @@ public sealed class ModelRoutingStatsJsonConverterTests
 
     /// <summary>A model's setting out of range, whose message named the options' property ("Window must be at least 1 step.") without the field or its value.</summary>
     [Theory]
-    [InlineData("window", "0", "The field 'window' is 0: Window must be at least 1 step.")]
-    [InlineData("expert_capacity", "0", "The field 'expert_capacity' is 0: The capacity per expert must be positive.")]
-    [InlineData("experts", "5000", "The field 'experts' is 5000: Experts must be 1 to 4096.")]
-    [InlineData("layers", "[]", "The field 'layers' has 0 entries: Layers must be 1 to 1024.")]
+    [InlineData("window", "0", "The field 'window' is 0; give at least 1 step.")]
+    [InlineData("expert_capacity", "0", "The field 'expert_capacity' is 0; give at least 1 slot per expert, or null for no capacity.")]
+    [InlineData("experts", "5000", "The field 'experts' is 5000; give 1 to 4,096.")]
+    [InlineData("layers", "[]", "The field 'layers' has 0 entries; give 1 to 1,024.")]
     public void AModelSettingOutOfRangeIsNamedAsTheFileNamesIt(string field, string value, string message)
     {
         using var model = Recorded(Options);

@@ -367,9 +367,9 @@ public sealed class RoutingStatsJsonConverterTests
 
     /// <summary>A setting out of range, whose message named the options' property without the field or its value ("Invalid settings in routing statistics: The decay must lie in [0, 1).").</summary>
     [Theory]
-    [InlineData("utilization_decay", "1.5", "The field 'utilization_decay' is 1.5: The decay must lie in [0, 1).")]
-    [InlineData("experts", "0", "The field 'experts' is 0: Experts is 0; give 1 to 1,048,576.")]
-    [InlineData("capacity_stats/slots_per_expert", "-2", "The field 'capacity_stats.slots_per_expert' is -2: The capacity per expert must be positive.")]
+    [InlineData("utilization_decay", "1.5", "The field 'utilization_decay' is 1.5; give a decay in [0, 1), or null for none.")]
+    [InlineData("experts", "0", "The field 'experts' is 0; give 1 to 1,048,576.")]
+    [InlineData("capacity_stats/slots_per_expert", "-2", "The field 'capacity_stats.slots_per_expert' is -2; give at least 1 slot per expert, or null for no capacity.")]
     public void ASettingOutOfRangeIsNamedAsTheFileNamesIt(string path, string value, string message)
     {
         var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
