@@ -46,7 +46,7 @@ internal static class OutOfRange
     {
         if ((uint)value >= (uint)count)
         {
-            throw Error(name, value, count == 0 ? $"there is no {what}." : $"give 0 to {count - 1}, one of the {Plural.Of(count, what)}.");
+            throw Error(name, value, count == 0 ? $"there is no {what}." : $"give 0 to {count - 1} ({Plural.Of(count, what)}).");
         }
     }
 }

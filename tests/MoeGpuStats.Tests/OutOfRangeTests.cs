@@ -30,8 +30,8 @@ public sealed class OutOfRangeTests
         ["RoutingStats.RecordRouting tokens"] = (() => Use(new RoutingStats(), s => s.RecordRouting([1, 2], tokens: -1, topK: 1)), "tokens is -1; it cannot be negative."),
         ["RoutingStats.RecentLoadVarianceTrend"] = (() => Use(new RoutingStats(), s => s.RecentLoadVarianceTrend(-2)), "window is -2; it cannot be negative."),
         ["RoutingStats.RecordRoutingLatency"] = (() => Use(new RoutingStats(), s => s.RecordRoutingLatency(TimeSpan.FromMilliseconds(-1.5))), "latency is -1.5 ms; it cannot be negative."),
-        ["RoutingStats.ExpertUtilization[index]"] = (() => Use(Recorded(), s => _ = s.ExpertUtilization[4]), "index is 4; give 0 to 3, one of the 4 experts."),
-        ["RoutingStats.LoadVarianceHistory[index]"] = (() => Use(Recorded(), s => _ = s.LoadVarianceHistory[-1]), "index is -1; give 0 to 0, one of the 1 value."),
+        ["RoutingStats.ExpertUtilization[index]"] = (() => Use(Recorded(), s => _ = s.ExpertUtilization[4]), "index is 4; give 0 to 3 (4 experts)."),
+        ["RoutingStats.LoadVarianceHistory[index]"] = (() => Use(Recorded(), s => _ = s.LoadVarianceHistory[-1]), "index is -1; give 0 to 0 (1 value)."),
         ["RoutingDecision.totalTokens"] = (() => _ = new RoutingDecision([], [], totalTokens: -4, 0f, 0f, 0f), "totalTokens is -4; it cannot be negative."),
         ["LatencyStats.Percentile"] = (() => new LatencyStats().Percentile(100.5), "p is 100.5; a percentile lies in [0, 100]."),
         ["CapacityStats.slotsPerExpert"] = (() => _ = new CapacityStats(0), "slotsPerExpert is 0; give at least 1 slot per expert."),
@@ -46,8 +46,8 @@ public sealed class OutOfRangeTests
         ["ModelRoutingStatsMetrics.SeriesCount"] = (() => ModelRoutingStatsMetrics.SeriesCount(-1, 4, 0, expertSeries: false), "layers is -1; it cannot be negative."),
         ["RoutingStatsMetrics.refreshInterval"] = (() => Use(new RoutingStats(), s => new RoutingStatsMetrics(s, refreshInterval: TimeSpan.FromTicks(-1))), "refreshInterval is -0.0001 ms; it cannot be negative."),
         ["ExpertPlacement.IdentityBalancedness gpus"] = (() => ExpertPlacement.IdentityBalancedness(Loads, 0), "gpus is 0; give at least 1."),
-        ["PlacementPlan.ReplicaCounts layer"] = (() => ExpertPlacement.Rebalance(Loads, 4, 1, 1, 2).ReplicaCounts(1), "layer is 1; give 0 to 0, one of the 1 layer."),
-        ["PlacementPlan.LogicalToPhysical expert"] = (() => ExpertPlacement.Rebalance(Loads, 4, 1, 1, 2).LogicalToPhysical(0, -1), "expert is -1; give 0 to 3, one of the 4 logical experts."),
+        ["PlacementPlan.ReplicaCounts layer"] = (() => ExpertPlacement.Rebalance(Loads, 4, 1, 1, 2).ReplicaCounts(1), "layer is 1; give 0 to 0 (1 layer)."),
+        ["PlacementPlan.LogicalToPhysical expert"] = (() => ExpertPlacement.Rebalance(Loads, 4, 1, 1, 2).LogicalToPhysical(0, -1), "expert is -1; give 0 to 3 (4 logical experts)."),
         ["DeviceRoutingStats experts"] = (() => _ = new DeviceRoutingStats(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = 5000 }), "Experts is 5000; the device engine holds 1 to 4,096."),
         ["DeviceRoutingStats.RecentLoadVarianceTrend"] = (() => Use(new DeviceRoutingStats(TestAccelerators.Require("cpu")), s => s.RecentLoadVarianceTrend(-1)), "window is -1; it cannot be negative."),
         ["ForeignMemory.Wrap length"] = (() => ForeignMemory.Wrap<int>(TestAccelerators.Require("cpu"), 64, -1), "length is -1; it cannot be negative."),
@@ -86,9 +86,9 @@ public sealed class OutOfRangeTests
 
     [Theory]
     [InlineData(0, 0, "index is 0; there is no value.")]
-    [InlineData(-1, 3, "index is -1; give 0 to 2, one of the 3 values.")]
-    [InlineData(3, 3, "index is 3; give 0 to 2, one of the 3 values.")]
-    [InlineData(int.MinValue, 3, "index is -2147483648; give 0 to 2, one of the 3 values.")]
+    [InlineData(-1, 3, "index is -1; give 0 to 2 (3 values).")]
+    [InlineData(3, 3, "index is 3; give 0 to 2 (3 values).")]
+    [InlineData(int.MinValue, 3, "index is -2147483648; give 0 to 2 (3 values).")]
     public void NotAnIndexNamesTheRange(int index, int count, string message)
     {
         Assert.StartsWith(message, Assert.Throws<ArgumentOutOfRangeException>(() => OutOfRange.ThrowIfNotIndex(index, count, "value")).Message);
