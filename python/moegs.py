@@ -649,6 +649,7 @@ class MoeModelStats(_Handle):
         window = _integer("window", window, 1, INT32_MAX)
         self._window = window
         decay = -1.0
+        self._decayed = utilization_decay is not None
         if utilization_decay is not None:
             decay = _number("utilization_decay", utilization_decay)
             # The C API reads a negative decay as none: a caller's negative number is a mistake, not that (NaN fails too).
@@ -724,7 +725,10 @@ class MoeModelStats(_Handle):
                             f"(got {expert_ranks!r} of type {type(expert_ranks).__name__})") from None
         if len(values) != self.experts:
             raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
-        return (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, -2**31, INT32_MAX) for e, r in enumerate(values)))
+        # At most one rank per expert; a rank with no expert is the library's to name, with the ranks that are empty.
+        return (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, 0, self.experts - 1,
+                                                           f"[0, {self.experts - 1}] (at most one rank per expert)")
+                                                 for e, r in enumerate(values)))
 
     def begin_read(self, *, expert_ranks=None, recent_steps=None, stream=None):
         """summary() and window_load() without waiting for the device, for a server's loop that must not synchronize
@@ -846,7 +850,7 @@ class MoeModelStats(_Handle):
 
     def layer(self, layer):
         """Layer `layer`'s statistics as MoeStats.snapshot's dict."""
-        layer = _integer("layer", layer, -2**31, INT32_MAX)
+        layer = self._layer_index(layer)
         out = Snapshot()
         self._check(self._lib.moegs_model_layer_snapshot(self._handle, layer, ctypes.byref(out)))
         return {name: getattr(out, name) for name, _ in Snapshot._fields_}
@@ -862,10 +866,17 @@ class MoeModelStats(_Handle):
     def layer_decayed_utilization(self, layer):
         """Layer `layer`'s decayed utilization per expert (decay * previous + (1 - decay) * count / tokens at each step):
         `experts` floats; a model created without utilization_decay refuses it (MoeGpuStatsError)."""
+        if not self._decayed:
+            # The C API's refusal names its handle and its negative decay for none, which a Python caller never gave.
+            raise MoeGpuStatsError(INVALID_ARGUMENT, "this model keeps no decayed utilization: it was created with "
+                                                     "utilization_decay=None; give utilization_decay in [0, 1) to keep one")
         return self._layer_values(layer, ctypes.c_float, self._lib.moegs_model_layer_decayed_utilization)
 
+    def _layer_index(self, layer):
+        return _integer("layer", layer, 0, self.layers - 1, f"[0, {self.layers - 1}], the model's layers")
+
     def _layer_values(self, layer, ctype, read):
-        layer = _integer("layer", layer, -2**31, INT32_MAX)
+        layer = self._layer_index(layer)
         buffer = (ctype * self.experts)()
         self._check(read(self._handle, layer, buffer, self.experts))
         return list(buffer)

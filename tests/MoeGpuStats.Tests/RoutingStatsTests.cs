@@ -350,7 +350,8 @@ public sealed class RoutingStatsTests
         using var b = new RoutingStats();
         a.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2], TotalTokens = 3 });
         b.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2, 3], TotalTokens = 6 });
-        Assert.Throws<ArgumentException>(() => RoutingStats.Merge([a, b]));
+        using var idle = new RoutingStats();
+        Assert.StartsWith("Only the same experts merge: parts[1] counts 2 experts, parts[2] 3.", Assert.Throws<ArgumentException>(() => RoutingStats.Merge([idle, a, b])).Message);
     }
 
     /// <summary>
@@ -359,8 +360,8 @@ public sealed class RoutingStatsTests
     /// and wrote a snapshot that did not read back.
     /// </summary>
     [Theory]
-    [InlineData("experts", "The snapshots have different expert counts (4, 8)")]
-    [InlineData("capacity", "The snapshots have different capacities per expert (100, none)")]
+    [InlineData("experts", "Only the same experts merge: parts[0] has Experts = 4, parts[1] 8.")]
+    [InlineData("capacity", "Only the same capacity merges: parts[0] has a capacity of 100 per expert, parts[1] no capacity.")]
     public void PartsOfDifferentOptionsDoNotMerge(string differs, string expected)
     {
         using var a = new RoutingStats(differs == "experts" ? new RoutingStatsOptions { Experts = 4 } : new RoutingStatsOptions { Experts = 4, ExpertCapacity = 100 });

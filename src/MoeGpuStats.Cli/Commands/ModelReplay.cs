@@ -59,7 +59,7 @@ internal sealed class ModelReplay : RecordingRun
         {
             // Layers and experts were checked against the file; what is left is the window ring's size.
             Console.Error.WriteLine(
-                $"{WindowNamed}: Window × Layers × Experts is {Options.WindowEntries:N0}; at most {ModelRoutingStatsOptions.MaxWindowEntries:N0} (the window ring's counts). Give --window {ModelOptions.LongestWindow(Options.Layers, Options.Experts):N0} or less.");
+                $"{WindowNamed}: the window ring would hold {Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} = {Options.WindowEntries:N0} counts; it holds at most {ModelRoutingStatsOptions.MaxWindowEntries:N0}. Give --window {ModelOptions.LongestWindow(Options.Layers, Options.Experts)} or less.");
             return ExitCodes.Usage;
         }
         catch (InsufficientMemoryException)

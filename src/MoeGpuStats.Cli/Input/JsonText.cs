@@ -10,6 +10,16 @@ internal static class JsonText
     public static string Printable(ReadOnlySpan<byte> value) =>
         NpyHeader.Printable(Encoding.UTF8.GetString(value[..Math.Min(value.Length, 512)]));
 
+    /// <summary>
+    /// What a message that asks for a whole number adds where <paramref name="value"/> is a number in float form
+    /// (1.0, 1e3, as <c>json.dump</c> of a float tensor writes): its value may well be whole, so the form is what to
+    /// name; empty for any other value.
+    /// </summary>
+    public static string FloatFormHint(ReadOnlySpan<byte> value) =>
+        value.Length > 0 && (value[0] == (byte)'-' || char.IsAsciiDigit((char)value[0])) && value.IndexOfAny((byte)'.', (byte)'e', (byte)'E') >= 0
+            ? ", written without a decimal point or exponent (1, not 1.0 or 1e0)"
+            : "";
+
     /// <summary>The kind of the value a token starts, as <see cref="JsonValueKind"/> names it.</summary>
     public static JsonValueKind KindOf(JsonTokenType token) => token switch
     {

@@ -282,7 +282,7 @@ internal readonly struct JsonTraceLine
                 {
                     badId ??= Kind(id) == JsonTokenType.Number && IsWholeNumber(id)
                         ? $"{where}: {Label(name, nested, tokens)}[{count}] is {JsonText.Printable(id)}, out of range: an id lies in [{long.MinValue:N0}, {long.MaxValue:N0}] (one past the experts counts as invalid), -1 for an empty slot."
-                        : $"{where}: {Label(name, nested, tokens)}[{count}] is {JsonText.Printable(id)}; ids are whole numbers, -1 for an empty slot.";
+                        : $"{where}: {Label(name, nested, tokens)}[{count}] is {JsonText.Printable(id)}; ids are whole numbers{JsonText.FloatFormHint(id)}, -1 for an empty slot.";
                 }
 
                 count++;
@@ -379,7 +379,7 @@ internal readonly struct JsonTraceLine
         var max = ModelRoutingStatsOptions.MaxLayers - 1;
         return TryGetInt64(value, out var layer) && layer is >= 0 && layer <= max
             ? (int)layer
-            : throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(value)}; give the MoE layer's index, a whole number from 0 to {max:N0} (a model holds at most {max + 1:N0} layers).");
+            : throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(value)}; give the MoE layer's index, a whole number from 0 to {max:N0} (a model holds at most {max + 1:N0} layers){JsonText.FloatFormHint(value)}.");
     }
 
     /// <summary>
@@ -406,7 +406,7 @@ internal readonly struct JsonTraceLine
     private static long WholeNumber(string name, ReadOnlySpan<byte> value, string where, string what) =>
         TryGetInt64(value, out var number) && number >= 0
             ? number
-            : throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(value)}; give {what}, a whole number from 0.");
+            : throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(value)}; give {what}, a whole number from 0{JsonText.FloatFormHint(value)}.");
 
     /// <summary>The kind of the JSON value whose text is <paramref name="value"/>, told by its first byte.</summary>
     private static JsonTokenType Kind(ReadOnlySpan<byte> value) => value[0] switch

@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using MoeGpuStats.Serialization;
 using MoeGpuStats.Placement;
@@ -185,8 +186,7 @@ internal static class LoadMatrix
                         // A whole number in float form (1.0, 1e3, as json.dump of a float tensor writes) is refused too,
                         // so the message says how to write one; an integer beyond long's range has no such form to blame.
                         var where = oneLayer ? $"load {e}" : $"row {layer}, load {e}";
-                        var floatForm = value.ValueKind == JsonValueKind.Number && value.GetRawText().IndexOfAny(['.', 'e', 'E']) >= 0;
-                        var form = floatForm ? ", written without a decimal point or exponent (1, not 1.0 or 1e0)" : "";
+                        var form = value.ValueKind == JsonValueKind.Number ? JsonText.FloatFormHint(Encoding.UTF8.GetBytes(value.GetRawText())) : "";
                         throw new InvalidDataException($"{path}: {where} is {NpyHeader.Printable(value.GetRawText())}; loads are whole numbers from 0 to {long.MaxValue:N0}{form}.");
                     }
 

@@ -115,8 +115,11 @@ internal static class DeviceMemory
 
         if (stream.Accelerator != accelerator)
         {
+            var other = stream.Accelerator.Name == accelerator.Name
+                ? $"another '{accelerator.Name}' accelerator object than the one given"
+                : $"'{stream.Accelerator.Name}', not to the accelerator given ('{accelerator.Name}')";
             throw new ArgumentException(
-                $"stream belongs to another accelerator ('{stream.Accelerator.Name}') than the one given ('{accelerator.Name}'); pass a stream of that accelerator, or null for a stream of the statistics' own.",
+                $"stream belongs to {other}; pass a stream of that accelerator, or null for a stream of the statistics' own.",
                 nameof(stream));
         }
     }

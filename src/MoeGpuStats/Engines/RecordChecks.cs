@@ -26,12 +26,12 @@ internal static class RecordChecks
         {
             throw new ArgumentException(
                 $"tokens * topK = {tokens} * {topK} = {needed} ids; one record takes at most {MaxIdsPerRecord} (2^31 - 1): record the batch in parts.",
-                idsName);
+                nameof(tokens));
         }
 
         if (available < needed)
         {
-            throw new ArgumentException($"The ids hold {Plural.Of(available, "value")}; tokens * topK = {tokens} * {topK} = {needed} are needed.", idsName);
+            throw new ArgumentException($"{idsName} holds {Plural.Of(available, "value")}; tokens * topK = {tokens} * {topK} = {needed} are needed.", idsName);
         }
 
         if (tokensDropped < 0 || tokensDropped > tokens)

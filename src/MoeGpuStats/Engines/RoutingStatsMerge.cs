@@ -3,29 +3,59 @@ namespace MoeGpuStats.Engines;
 /// <summary>Combines the states of several ranks or replicas that route to the same experts.</summary>
 internal static class RoutingStatsMerge
 {
+    /// <summary>
+    /// The first part with a value (any, or with <paramref name="skipNull"/> a non-null one) and the first after
+    /// it whose value differs; null where all agree.
+    /// </summary>
+    private static (int First, int Other)? Disagreeing(int count, Func<int, int?> value, bool skipNull)
+    {
+        var first = -1;
+        for (var part = 0; part < count; part++)
+        {
+            if (skipNull && value(part) is null)
+            {
+                continue;
+            }
+
+            if (first < 0)
+            {
+                first = part;
+            }
+            else if (value(part) != value(first))
+            {
+                return (first, part);
+            }
+        }
+
+        return null;
+    }
+
     public static RoutingStats Merge(IReadOnlyList<RoutingStats> parts)
     {
         var states = parts.Select(p => p.ExportState()).ToArray();
         // The experts the parts count must agree, and so must the experts their options fix; not the one
         // with the other, since options fix the experts of records of ids only and a decision of another
         // count may follow (an idle rank beside one that recorded such a decision merges).
-        var counted = states.Select(s => s.ExpertUtilization.Length).Where(e => e > 0).Distinct().ToArray();
-        var configured = parts.Select(p => p.Options.Experts).OfType<int>().Distinct().ToArray();
-        var experts = counted.Length > 1 ? counted : configured;
-        if (experts.Length > 1)
+        int? Counted(int part) => states[part].ExpertUtilization.Length is > 0 and var e ? e : null;
+        if (Disagreeing(parts.Count, Counted, skipNull: true) is var (first, other))
         {
-            throw new ArgumentException($"The snapshots have different expert counts ({string.Join(", ", experts)}); only the same experts merge.", nameof(parts));
+            throw new ArgumentException($"Only the same experts merge: parts[{first}] counts {Counted(first)} experts, parts[{other}] {Counted(other)}.", nameof(parts));
+        }
+
+        int? Configured(int part) => parts[part].Options.Experts;
+        if (Disagreeing(parts.Count, Configured, skipNull: true) is var (a, b))
+        {
+            throw new ArgumentException($"Only the same experts merge: parts[{a}] has Experts = {Configured(a)}, parts[{b}] {Configured(b)}.", nameof(parts));
         }
 
         // A capacity derives drops and an unset one does not, even where its placeholder is the same number.
-        var capacities = parts.Select(p => p.Options.ExpertCapacity).Distinct().ToArray();
-        if (capacities.Length > 1)
+        string Capacity(int part) => parts[part].Options.ExpertCapacity is { } slots ? $"a capacity of {slots} per expert" : "no capacity";
+        if (Disagreeing(parts.Count, part => parts[part].Options.ExpertCapacity, skipNull: false) is var (c, d))
         {
-            throw new ArgumentException(
-                $"The snapshots have different capacities per expert ({string.Join(", ", capacities.Select(c => c?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"))}).", nameof(parts));
+            throw new ArgumentException($"Only the same capacity merges: parts[{c}] has {Capacity(c)}, parts[{d}] {Capacity(d)}.", nameof(parts));
         }
 
-        var expertCount = counted.FirstOrDefault();
+        var expertCount = states.Select(s => s.ExpertUtilization.Length).FirstOrDefault(e => e > 0);
         var merged = new RoutingState
         {
             ExpertUtilization = new float[expertCount],

@@ -63,7 +63,7 @@ public sealed class CudaStreamBridge : IDisposable
 
     /// <summary>Enqueues on the engine's stream a wait for all work enqueued so far on <paramref name="producerStream"/>.</summary>
     /// <exception cref="ArgumentException">The handle is not a CUDA stream.</exception>
-    public void WaitForProducer(IntPtr producerStream) => Order(producerStream, _engineStream.StreamPtr);
+    public void WaitForProducer(IntPtr producerStream) => Order(producerStream, _engineStream.StreamPtr, nameof(producerStream));
 
     /// <summary>Enqueues on the engine's stream a wait for an event the producer recorded.</summary>
     public void WaitForProducerEvent(IntPtr producerEvent)
@@ -76,7 +76,7 @@ public sealed class CudaStreamBridge : IDisposable
     }
 
     /// <summary>Enqueues on <paramref name="consumerStream"/> a wait for every record enqueued so far on the engine.</summary>
-    public void SignalConsumer(IntPtr consumerStream) => Order(_engineStream.StreamPtr, consumerStream);
+    public void SignalConsumer(IntPtr consumerStream) => Order(_engineStream.StreamPtr, consumerStream, "the engine's stream");
 
     /// <summary>Destroys the bridge's events.</summary>
     public void Dispose()
@@ -96,13 +96,16 @@ public sealed class CudaStreamBridge : IDisposable
         }
     }
 
-    /// <summary>Makes <paramref name="waiter"/> wait on the device for the work enqueued so far on <paramref name="producer"/>.</summary>
-    private void Order(IntPtr producer, IntPtr waiter)
+    /// <summary>
+    /// Makes <paramref name="waiter"/> wait on the device for the work enqueued so far on <paramref name="producer"/>,
+    /// a stream refused as the caller's <paramref name="producerName"/> where it is none.
+    /// </summary>
+    private void Order(IntPtr producer, IntPtr waiter, string producerName)
     {
         lock (_lock)
         {
             ThrowIfUnusable();
-            var (cudaEvent, context) = EventFor(producer);
+            var (cudaEvent, context) = EventFor(producer, producerName);
             CudaDriver.Record(cudaEvent, producer, context);
             CudaDriver.Wait(waiter, cudaEvent);
         }
@@ -120,11 +123,11 @@ public sealed class CudaStreamBridge : IDisposable
 
     /// <summary>
     /// The bridge's event in <paramref name="stream"/>'s context (a NULL stream: the thread's current
-    /// context, whose default stream it is), and that context.
+    /// context, whose default stream it is), and that context; a stream that is none is refused as <paramref name="name"/>.
     /// </summary>
-    private (IntPtr Event, IntPtr Context) EventFor(IntPtr stream)
+    private (IntPtr Event, IntPtr Context) EventFor(IntPtr stream, string name)
     {
-        var context = CudaDriver.StreamContext(stream, nameof(stream));
+        var context = CudaDriver.StreamContext(stream, name);
         if (!_events.TryGetValue(context, out var cudaEvent))
         {
             cudaEvent = CudaDriver.CreateEvent(context);

@@ -40,7 +40,7 @@ internal static class ModelStepChecks
         if (perLayer > RecordChecks.MaxIdsPerRecord)
         {
             throw new ArgumentException(
-                $"tokens * topK = {tokens} * {topK} = {perLayer} ids per layer; a layer takes at most {RecordChecks.MaxIdsPerRecord} (2^31 - 1) per step.", idsName);
+                $"tokens * topK = {tokens} * {topK} = {perLayer} ids per layer; a layer takes at most {RecordChecks.MaxIdsPerRecord} (2^31 - 1) per step.", nameof(tokens));
         }
 
         var rows = tokenStride == 0 ? topK : tokenStride;
@@ -73,7 +73,7 @@ internal static class ModelStepChecks
         {
             var empty = available == 0 ? " (an empty span or view, or a view of a disposed buffer)" : "";
             throw new ArgumentException(
-                $"The ids hold {Plural.Of(available, "value")}{empty}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
+                $"{idsName} holds {Plural.Of(available, "value")}{empty}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
         }
 
         return (stride, rows);

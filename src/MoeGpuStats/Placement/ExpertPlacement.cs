@@ -202,7 +202,7 @@ public static class ExpertPlacement
     /// <returns>One figure per layer, in (0, 1].</returns>
     /// <exception cref="ArgumentNullException">An argument or a layer's row is null.</exception>
     /// <exception cref="ArgumentException">
-    /// A load is negative; the rows are not one per layer of one length <c>R</c>; <paramref name="gpus"/> is
+    /// The loads have no expert, or a load is negative; the rows are not one per layer of one length <c>R</c>; <paramref name="gpus"/> is
     /// below 1 or does not divide <c>R</c>; a slot's expert is outside <c>[0, E)</c>; or an expert has no
     /// slot (its tokens would have nowhere to go). The message names the layer and slot.
     /// </exception>
@@ -210,6 +210,7 @@ public static class ExpertPlacement
     {
         ArgumentNullException.ThrowIfNull(loads);
         ArgumentNullException.ThrowIfNull(physicalToLogical);
+        CheckHasExperts(loads);
         CheckLoads(loads);
         var (layers, experts) = (loads.GetLength(0), loads.GetLength(1));
         CheckRowCount(physicalToLogical, layers);
@@ -369,7 +370,7 @@ public static class ExpertPlacement
     /// <param name="loads"><c>[layers, E]</c>, tokens, non-negative.</param>
     /// <param name="gpus">GPUs, <c>P</c>, at least 1.</param>
     /// <exception cref="ArgumentNullException"><paramref name="loads"/> is null.</exception>
-    /// <exception cref="ArgumentException">A load is negative.</exception>
+    /// <exception cref="ArgumentException">The loads have no expert, or a load is negative.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="gpus"/> is below 1.</exception>
     public static double[]? IdentityBalancedness(long[,] loads, int gpus)
     {
@@ -379,6 +380,7 @@ public static class ExpertPlacement
             throw OutOfRange.Error(nameof(gpus), gpus, "give at least 1.");
         }
 
+        CheckHasExperts(loads);
         CheckLoads(loads);
         var experts = loads.GetLength(1);
         if (experts % gpus != 0)
@@ -411,6 +413,15 @@ public static class ExpertPlacement
     /// <summary>What a slot of −1 is where a map holds one: vLLM's mark of a slot that holds no expert (elastic EP), which a placement here does not have.</summary>
     private static string UnusedSlotNote(int expert) =>
         expert == -1 ? " (-1 marks a slot without an expert in vLLM's elastic EP maps; a placement here gives every slot one)" : "";
+
+    /// <summary>Refuses loads of no expert, whose balance is no figure (a map of theirs could only name experts that are not there).</summary>
+    private static void CheckHasExperts(long[,] loads)
+    {
+        if (loads.GetLength(1) == 0)
+        {
+            throw new ArgumentException($"loads is [{loads.GetLength(0)}, 0]; give each layer's load of at least one expert.", nameof(loads));
+        }
+    }
 
     /// <summary>Refuses a negative load, naming it as <paramref name="name"/>'s entry of <paramref name="of"/> (an expert, or a slot).</summary>
     private static void CheckLoads(long[,] loads, string name = "loads", string of = "expert")

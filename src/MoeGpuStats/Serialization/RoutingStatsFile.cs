@@ -68,15 +68,15 @@ public static class RoutingStatsFile
         // Said in the caller's terms: the errors of creating the temporary would name a file they never gave.
         if (Directory.Exists(full))
         {
-            throw new IOException($"{full} is a folder");
+            throw new IOException($"{full} is a folder; give the path of a file to write.");
         }
 
         var folder = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(folder))
         {
             throw new DirectoryNotFoundException(File.Exists(folder)
-                ? $"{folder} is a file, not a folder"
-                : $"the folder {folder} does not exist, or may not be searched");
+                ? $"{folder} is a file, not a folder; give a path in a folder."
+                : $"the folder {folder} does not exist, or may not be searched; create it, or give a path in an existing folder.");
         }
 
         var temporary = Path.Combine(folder, $".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
@@ -123,9 +123,29 @@ public static class RoutingStatsFile
     /// <exception cref="FileNotFoundException">There is no such file, or no such folder on its path.</exception>
     /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
     /// <exception cref="InvalidDataException">
-    /// The path is a folder, or the file is larger than <see cref="MaxFileBytes"/>, truncated, not JSON, or not routing statistics; the message names the path.
+    /// The path is a folder, or the file is larger than <see cref="MaxFileBytes"/>, truncated, not JSON, a model's
+    /// snapshot (read by <see cref="LoadModel"/>), or not routing statistics; the message names the path.
     /// </exception>
-    public static RoutingStats Load(string path)
+    public static RoutingStats Load(string path) => Read(path, model: false, root => RoutingStatsJson.FromElement(root));
+
+    /// <summary>
+    /// Reads a model's snapshot written by <see cref="Save(ModelRoutingStats, string)"/> (or <c>moegs</c>'s
+    /// <c>--save</c>, or <c>moegs merge</c>), as a model on the managed engine that reads and merges as the one
+    /// saved did; it holds its window's load but not the window's steps, so it records no more until
+    /// <see cref="ModelRoutingStats.Reset"/>.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
+    /// <exception cref="FileNotFoundException">There is no such file, or no such folder on its path.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
+    /// <exception cref="InvalidDataException">
+    /// The path is a folder, or the file is larger than <see cref="MaxFileBytes"/>, truncated, not JSON, one
+    /// layer's snapshot (read by <see cref="Load"/>), or not a model's routing statistics; the message names the path.
+    /// </exception>
+    public static ModelRoutingStats LoadModel(string path) => Read(path, model: true, ModelRoutingStatsJsonConverter.FromElement);
+
+    /// <summary>The snapshot at <paramref name="path"/>, of a model or of one layer, read by <paramref name="read"/>.</summary>
+    private static T Read<T>(string path, bool model, Func<JsonElement, T> read)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         // Opening a folder fails as "access denied", which sends the user looking at permissions.
@@ -138,13 +158,25 @@ public static class RoutingStatsFile
         try
         {
             using var document = Parse(stream, path);
-            return RoutingStatsJson.FromElement(document.RootElement);
+            var root = document.RootElement;
+            if (IsModel(root) != model)
+            {
+                throw new InvalidDataException(model
+                    ? $"{path}: one layer's snapshot, not a model's; read it with RoutingStatsFile.Load."
+                    : $"{path}: a model's snapshot (of {Plural.Of(root.GetProperty("layers").GetArrayLength(), "layer")}), not one layer's; read it with RoutingStatsFile.LoadModel.");
+            }
+
+            return read(root);
         }
         catch (Exception exception) when (exception is JsonException or InvalidOperationException or FormatException)
         {
-            throw new InvalidDataException($"{path}: not a routing statistics snapshot ({exception.Message})", exception);
+            throw new InvalidDataException($"{path}: not a {(model ? "model's " : "")}routing statistics snapshot ({exception.Message})", exception);
         }
     }
+
+    /// <summary>Whether <paramref name="root"/> is a model's snapshot: an object with a <c>layers</c> array, which one layer's has not.</summary>
+    private static bool IsModel(JsonElement root) =>
+        root.ValueKind == JsonValueKind.Object && root.TryGetProperty("layers", out var layers) && layers.ValueKind == JsonValueKind.Array;
 
     /// <summary>
     /// The file's JSON, refused past <see cref="MaxFileBytes"/> before it is read and past <see cref="MaxJsonTokens"/>

@@ -192,6 +192,7 @@ public sealed class RecordSemanticsTests
         stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
         var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1, 2, 3], tokens: 1 << 29, topK: 4));
         Assert.Contains("2147483648 ids", error.Message);
+        Assert.Equal("tokens", error.ParamName);
         Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1], tokens: int.MaxValue, topK: 2));
         AssertOneRecordOfFour(stats);
     }

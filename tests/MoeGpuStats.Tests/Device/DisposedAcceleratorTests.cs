@@ -105,8 +105,8 @@ public sealed class DisposedAcceleratorTests
         AssertRefused("accelerator", "was disposed", () => ModelRoutingStats.OnDevice(gone, modelOptions));
         AssertRefused("stream", "stream was disposed", () => new DeviceRoutingStats(accelerator, Options, goneStream));
         AssertRefused("stream", "stream was disposed", () => ModelRoutingStats.OnDevice(accelerator, modelOptions, goneStream));
-        AssertRefused("stream", "stream belongs to another accelerator", () => new DeviceRoutingStats(accelerator, Options, otherStream));
-        AssertRefused("stream", "stream belongs to another accelerator", () => ModelRoutingStats.OnDevice(accelerator, modelOptions, otherStream));
+        AssertRefused("stream", $"stream belongs to another '{other.Name}' accelerator object than the one given;", () => new DeviceRoutingStats(accelerator, Options, otherStream));
+        AssertRefused("stream", $"stream belongs to another '{other.Name}' accelerator object than the one given;", () => ModelRoutingStats.OnDevice(accelerator, modelOptions, otherStream));
 
         using var own = accelerator.CreateStream();
         using var stats = new DeviceRoutingStats(accelerator, Options, own);

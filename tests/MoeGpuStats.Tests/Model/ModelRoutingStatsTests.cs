@@ -224,7 +224,7 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentOutOfRangeException>(() => model.RecordStep(good, -1, 2), "tokens", "negative");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, new float[2]), "loadBalanceLosses", "one per layer (3)");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [], [0f, float.NaN, 0f]), "routerZLosses", "routerZLosses[1] is NaN");
-        AssertRefused<ArgumentException>(() => model.RecordStep(good, 1 << 20, 1 << 12), "topKExpertIds", "2^31 - 1");
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 1 << 20, 1 << 12), "tokens", "2^31 - 1");
         AssertRefused<ArgumentOutOfRangeException>(() => model.Layer(3), "layer", "0 to 2");
         AssertRefused<ArgumentOutOfRangeException>(() => model.Layer(-1), "layer", "0 to 2");
         AssertRefused<ArgumentException>(() => model.Summary(new int[7]), "expertRanks", "one per expert (8)");
@@ -255,7 +255,7 @@ public sealed partial class ModelRoutingStatsTests
         model.RecordStep([0, 1, 3, 3], 2, 2, layerStride: long.MaxValue);
         packed.RecordStep([0, 1, 3, 3], 2, 2);
         Assert.Equal(ModelSteps.Fingerprint(packed), ModelSteps.Fingerprint(model));
-        AssertRefused<ArgumentException>(() => model.RecordStep([0, 1, 3], 2, 2), "topKExpertIds", "The ids hold 3 values; 1 layer of tokens * topK = 2 * 2");
+        AssertRefused<ArgumentException>(() => model.RecordStep([0, 1, 3], 2, 2), "topKExpertIds", "topKExpertIds holds 3 values; 1 layer of tokens * topK = 2 * 2");
 
         using var two = Create(engine, options with { Layers = 2 });
         AssertRefused<ArgumentException>(() => two.RecordStep(new int[8], 2, 2, layerStride: 1L << 62), "topKExpertIds", $"need {(1L << 62) + 4}.");
@@ -263,7 +263,7 @@ public sealed partial class ModelRoutingStatsTests
         // A stride whose layers pass what a long counts is named, not called a need of 2^63 − 1 ids.
         using var three = Create(engine, options with { Layers = 3 });
         AssertRefused<ArgumentException>(() => three.RecordStep(new int[12], 2, 2, layerStride: long.MaxValue), "layerStride", $"layerStride is {long.MaxValue}: 3 layers of tokens * topK = 2 * 2 at a layer stride of {long.MaxValue} pass the range of long");
-        AssertRefused<ArgumentException>(() => three.RecordStep([], 2, 2), "topKExpertIds", "The ids hold 0 values (an empty span or view, or a view of a disposed buffer)");
+        AssertRefused<ArgumentException>(() => three.RecordStep([], 2, 2), "topKExpertIds", "topKExpertIds holds 0 values (an empty span or view, or a view of a disposed buffer)");
     }
 
     /// <summary>A list that says it holds <paramref name="count"/> values and enumerates <paramref name="values"/>.</summary>

@@ -235,6 +235,13 @@ public sealed class ExpertPlacementTests
         Assert.StartsWith("loads is [1, 12] but the plan is for [2, 12]", shape.Message);
         Assert.Equal("loads", Assert.Throws<ArgumentException>(() => ExpertPlacement.Balancedness(loads, plan)).ParamName);
         Assert.Equal("loads", Assert.Throws<ArgumentException>(() => ExpertPlacement.IdentityBalancedness(loads, 4)).ParamName);
+
+        // Loads of no expert have no balance; a map for them named a slot's expert 0 as out of "0 or more".
+        foreach (var none in new Action[] { () => ExpertPlacement.Balancedness(new long[1, 0], [[0, 1]], 1), () => ExpertPlacement.IdentityBalancedness(new long[1, 0], 1) })
+        {
+            var noExpert = Assert.Throws<ArgumentException>(none);
+            Assert.Equal(("loads", "loads is [1, 0]; give each layer's load of at least one expert. (Parameter 'loads')"), (noExpert.ParamName, noExpert.Message));
+        }
     }
 
     /// <summary>The other arguments out of range, on the plan too: each exception names its parameter.</summary>

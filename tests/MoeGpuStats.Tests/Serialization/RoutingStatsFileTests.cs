@@ -51,7 +51,7 @@ public sealed class RoutingStatsFileTests : IDisposable
         RoutingStatsFile.Save(rank0, path0);
         RoutingStatsFile.Save(rank1, path1);
 
-        using var read0 = JsonSerializer.Deserialize<ModelRoutingStats>(File.ReadAllText(path0))!;
+        using var read0 = RoutingStatsFile.LoadModel(path0);
         using var read1 = JsonSerializer.Deserialize<ModelRoutingStats>(File.ReadAllText(path1))!;
         Assert.Equal(rank0.Summary(), read0.Summary());
         Assert.Equal(rank0.WindowLoad(), read0.WindowLoad());
@@ -64,19 +64,41 @@ public sealed class RoutingStatsFileTests : IDisposable
     }
 
     /// <summary>A model that cannot be written leaves the target as it was and no temporary file.</summary>
+    /// <summary>Each reader refuses the other kind of snapshot by name, and says which reads it.</summary>
+    [Fact]
+    public void ASnapshotOfTheOtherKindNamesTheReaderThatReadsIt()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+        model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1);
+        using var layer = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        layer.RecordRouting([0, 1], tokens: 2, topK: 1);
+        var (modelPath, layerPath) = (Path.Combine(_folder.FullName, "model.json"), Path.Combine(_folder.FullName, "layer.json"));
+        RoutingStatsFile.Save(model, modelPath);
+        RoutingStatsFile.Save(layer, layerPath);
+
+        Assert.Equal(
+            $"{modelPath}: a model's snapshot (of 2 layers), not one layer's; read it with RoutingStatsFile.LoadModel.",
+            Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(modelPath)).Message);
+        Assert.Equal(
+            $"{layerPath}: one layer's snapshot, not a model's; read it with RoutingStatsFile.Load.",
+            Assert.Throws<InvalidDataException>(() => RoutingStatsFile.LoadModel(layerPath)).Message);
+        using var read = RoutingStatsFile.LoadModel(modelPath);
+        Assert.Equal(JsonSerializer.Serialize(model), JsonSerializer.Serialize(read));
+    }
+
     [Fact]
     public void AModelThatCannotBeWrittenLeavesTheTargetAsItWas()
     {
         using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
         var missing = Path.Combine(_folder.FullName, "no-such-folder", "run.json");
         // Named as the caller gave it: the temporary the save writes first is no file of theirs.
-        Assert.Equal($"the folder {Path.GetDirectoryName(missing)} does not exist, or may not be searched", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, missing)).Message);
+        Assert.Equal($"the folder {Path.GetDirectoryName(missing)} does not exist, or may not be searched; create it, or give a path in an existing folder.", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, missing)).Message);
         var aFolder = _folder.CreateSubdirectory("run.json").FullName;
-        Assert.Equal($"{aFolder} is a folder", Assert.Throws<IOException>(() => RoutingStatsFile.Save(model, aFolder)).Message);
+        Assert.Equal($"{aFolder} is a folder; give the path of a file to write.", Assert.Throws<IOException>(() => RoutingStatsFile.Save(model, aFolder)).Message);
         Directory.Delete(aFolder);
         var aFile = Path.Combine(_folder.FullName, "not-a-folder");
         File.WriteAllText(aFile, "");
-        Assert.Equal($"{aFile} is a file, not a folder", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, Path.Combine(aFile, "run.json"))).Message);
+        Assert.Equal($"{aFile} is a file, not a folder; give a path in a folder.", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, Path.Combine(aFile, "run.json"))).Message);
         File.Delete(aFile);
         Assert.Throws<ArgumentException>(() => RoutingStatsFile.Save(model, ""));
         model.Dispose();

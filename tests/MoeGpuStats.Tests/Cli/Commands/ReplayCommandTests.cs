@@ -310,7 +310,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
         var (given, _, refused) = Run("replay", npy, "--experts", $"{experts}", "--window", "1000");
         Assert.Equal(ExitCodes.Usage, given);
-        Assert.StartsWith("--window 1000: Window × Layers × Experts is 2,457,600,000", refused);
+        Assert.StartsWith("--window 1000: the window ring would hold 1,000 steps x 600 layers x 4,096 experts = 2,457,600,000 counts", refused);
         Assert.EndsWith("Give --window 873 or less.", refused.TrimEnd());
     }
 

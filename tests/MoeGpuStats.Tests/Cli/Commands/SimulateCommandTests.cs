@@ -93,7 +93,7 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData("--layers 2 --metrics-recent-steps 2", "--metrics-recent-steps: shapes the metrics of --metrics-port, which was not given.")]
     [InlineData("--layers 2 --metrics-port 9 --metrics-recent-steps 0", "--metrics-recent-steps 0: give the window's newest steps to publish (at most --window), a whole number from 1")]
     [InlineData("--layers 2 --metrics-port 9 --window 10 --metrics-recent-steps 11", "--metrics-recent-steps 11: the window holds 10 steps (--window 10); give 1 to 10.")]
-    [InlineData("--layers 600 -e 4096 -k 1 --window 1000", "--window 1000: Window × Layers × Experts is 2,457,600,000; at most 2,147,483,591 (the window ring's counts). Give --window 873 or less.")]
+    [InlineData("--layers 600 -e 4096 -k 1 --window 1000", "--window 1000: the window ring would hold 1,000 steps x 600 layers x 4,096 experts = 2,457,600,000 counts; it holds at most 2,147,483,591. Give --window 873 or less.")]
     public void InvalidArgumentsAreOneLineUsageErrorsNamingTheOption(string arguments, string expected)
     {
         var given = arguments.Split(' ');
