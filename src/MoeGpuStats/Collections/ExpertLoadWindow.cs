@@ -41,8 +41,8 @@ internal sealed class ExpertLoadWindow
     /// before the window has wrapped only the steps it holds, at positions 0 to <paramref name="position"/> − 1
     /// (the rest hold none), so that a snapshot of a few steps of a long window copies those steps alone. The
     /// whole ring is allocated when a step is added (<see cref="EnsureWhole"/>). A window restored from its load
-    /// alone (no ring) allocates nothing per step until <see cref="Clear"/>: a file's window size costs no memory
-    /// while the model is only read.
+    /// alone (no ring) allocates nothing per step, and after <see cref="Clear"/> nothing until its next step: a file's
+    /// window size costs no memory while the model is only read or reset.
     /// </summary>
     /// <exception cref="InsufficientMemoryException">The steps' arrays could not be allocated; the message gives their size.</exception>
     public ExpertLoadWindow(int layers, int experts, int window, ulong[]? load = null, uint[]? ring = null, int position = 0)
@@ -165,13 +165,16 @@ internal sealed class ExpertLoadWindow
     /// <summary>Moves on to the next position, after every layer of a step was added.</summary>
     public void Advance() => Position = Position + 1 == _window ? 0 : Position + 1;
 
-    /// <summary>Empties the window (and gives a window restored from its load alone its steps).</summary>
-    /// <exception cref="InsufficientMemoryException">A window restored from its load alone could not allocate its steps; the window is unchanged.</exception>
+    /// <summary>
+    /// Empties the window. A window without its whole ring (restored from its load alone, or with the steps it held)
+    /// is left holding no step, to take its whole ring at its next step (<see cref="EnsureWhole"/>): a reset allocates
+    /// nothing, whatever window a file names.
+    /// </summary>
     public void Clear()
     {
         if (_ring is null || _ring.LongLength != WholeLength)
         {
-            AllocateSteps();
+            (_ring, _entries, _listed) = ([], [], []);
         }
         else
         {

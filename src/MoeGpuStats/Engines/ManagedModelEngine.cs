@@ -396,7 +396,6 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            // First: the only part that may allocate (the ring of a window restored from JSON).
             _window.Clear();
             foreach (var layer in _layers)
             {

@@ -136,10 +136,10 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// ids in all (<c>Layers × tokens × topK</c>), or a layer or token stride whose step passes the range of long.
     /// The statistics are left unchanged.
     /// </exception>
-    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one (it has no window ring to record into).</exception>
+    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one, and not reset since (it has no window ring to record into).</exception>
     /// <exception cref="InsufficientMemoryException">
-    /// A snapshot or merge, at its first step, could not allocate its window's whole ring (it holds its window's steps
-    /// alone until then); the message gives the size. The statistics are unchanged.
+    /// A snapshot or merge, or a model read from JSON and reset, at its first step could not allocate its window's
+    /// whole ring (it holds its window's steps alone until then); the message gives the size. The statistics are unchanged.
     /// </exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordStep(
@@ -209,7 +209,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="routerZLosses">One finite z-loss per layer, or empty for zeros.</param>
     /// <exception cref="ArgumentOutOfRangeException">As the view overload.</exception>
     /// <exception cref="ArgumentException">As the view overload, or a loss span neither empty nor <c>Layers</c> long, or a non-finite loss.</exception>
-    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one.</exception>
+    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one, and not reset since.</exception>
     /// <exception cref="InsufficientMemoryException">As the view overload: a snapshot's or merge's first step could not allocate its whole ring.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordStep(
@@ -387,7 +387,6 @@ public sealed partial class ModelRoutingStats : IDisposable
             : throw OutOfRange.Error(nameof(recentSteps), recentSteps, $"give 1 to {Options.Window}, the model's window.");
 
     /// <summary>Clears every layer and the window (enqueued on a device; no wait).</summary>
-    /// <exception cref="InsufficientMemoryException">A model read from JSON could not allocate the window's ring it records into after a reset; the statistics are unchanged.</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void Reset() => Engine.Reset();
 

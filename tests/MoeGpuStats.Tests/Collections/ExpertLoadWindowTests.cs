@@ -144,8 +144,8 @@ public sealed class ExpertLoadWindowTests
 
     /// <summary>
     /// A window restored from its load alone (a model read from JSON) allocates nothing per step, so a
-    /// file that names a window of 2,000,000,000 steps costs no memory while it is read (it cost 16 GB);
-    /// a clear then gives it its steps and it slides.
+    /// file that names a window of 2,000,000,000 steps costs no memory while it is read or cleared (it cost 16 GB);
+    /// after a clear it takes its steps at its first step and slides.
     /// </summary>
     [Fact]
     public void AWindowRestoredFromItsLoadAloneAllocatesNoSteps()
@@ -158,9 +158,19 @@ public sealed class ExpertLoadWindowTests
         Assert.False(huge.CanSlide);
         Assert.Equal([5UL], huge.Load.ToArray());
 
+        // A clear leaves it empty and able to slide, its steps still unallocated until a step comes.
+        before = GC.GetAllocatedBytesForCurrentThread();
+        huge.Clear();
+        allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated < 1_000_000, $"{allocated:N0} bytes allocated by a clear");
+        Assert.True(huge.CanSlide);
+        Assert.Equal([0UL], huge.Load.ToArray());
+        Assert.Empty(huge.ToRing(0)!);
+
         var small = new ExpertLoadWindow(layers: 2, experts: 3, window: 2, load: [1, 0, 0, 0, 0, 2], ring: null);
         small.Clear();
         Assert.True(small.CanSlide);
+        small.EnsureWhole();
         small.Add(0, [2], [0, 0, 1]);
         small.Add(1, [0], [1, 0, 0]);
         small.Advance();

@@ -135,4 +135,28 @@ public sealed partial class ModelRoutingStatsTests
         read.RecordStep(steps[0].Ids, steps[0].Valid, steps[0].TopK, steps[0].Stride, steps[0].LoadBalanceLosses, steps[0].RouterZLosses);
         Assert.Equal(ModelSteps.WindowLoad(RecentOptions, steps.Take(1).ToList()), read.WindowLoad(1));
     }
+
+    /// <summary>
+    /// A file's window costs no memory until the model records: a reset of a model read from JSON whose window
+    /// would take gigabytes allocates nothing (it took the whole ring), and the model reads and saves as empty.
+    /// </summary>
+    [Fact]
+    public void AResetOfAModelReadFromJsonTakesItsRingOnlyAtItsNextStep()
+    {
+        using var model = new ModelRoutingStats(RecentOptions);
+        Record(model, ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 1, seed: 44)[0]);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(JsonSerializer.Serialize(model))!.AsObject();
+        json["window"] = 40_000_000;
+        using var read = JsonSerializer.Deserialize<ModelRoutingStats>(json.ToJsonString())!;
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        read.Reset();
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 1 << 20);
+
+        Assert.Equal(new ulong[RecentOptions.Layers * RecentOptions.Experts], read.WindowLoad(1));
+        using var fresh = new ModelRoutingStats(RecentOptions);
+        Assert.Equal(fresh.Summary(), read.Summary());
+        var saved = System.Text.Json.Nodes.JsonNode.Parse(JsonSerializer.Serialize(read))!;
+        Assert.Equal((0, 0, 40_000_000), ((int)saved["steps"]!, (int)saved["window_steps"]!, (int)saved["window"]!));
+    }
 }
