@@ -702,7 +702,7 @@ class MoeModelStats(_Handle):
         recent_steps: None for the whole window, or 1 to the window: "window" covers only the newest that many steps
         (window_steps says how many it holds), as SGLang logs balance over the last 10, 100 and 1,000 passes.
         Raises TypeError (recent_steps not an integer, expert_ranks not a sequence), ValueError (recent_steps outside
-        [1, window], expert_ranks not one rank per expert) or MoeGpuStatsError (a rank outside [0, experts - 1], or a rank
+        [1, window], expert_ranks not one rank per expert, or a rank outside [0, experts - 1]) or MoeGpuStatsError (a rank
         below the largest without an expert)."""
         recent = None if recent_steps is None else self._recent_steps(recent_steps)
         ranks = self._ranks(expert_ranks)
@@ -714,7 +714,8 @@ class MoeModelStats(_Handle):
         return _summary(out, window, since_start)
 
     def _ranks(self, expert_ranks):
-        """expert_ranks as the C API takes them: None, or `experts` int32 values (their range is the library's to check)."""
+        """expert_ranks as the C API takes them: None, or `experts` int32 values in [0, experts - 1] (a rank left without an
+        expert is the library's to refuse, naming the empty ranks)."""
         if expert_ranks is None:
             return None
         try:
@@ -866,8 +867,10 @@ class MoeModelStats(_Handle):
     def layer_decayed_utilization(self, layer):
         """Layer `layer`'s decayed utilization per expert (decay * previous + (1 - decay) * count / tokens at each step):
         `experts` floats; a model created without utilization_decay refuses it (MoeGpuStatsError)."""
-        if not self._decayed:
-            # The C API's refusal names its handle and its negative decay for none, which a Python caller never gave.
+        layer = self._layer_index(layer)
+        if not self._decayed and self._handle.value:
+            # The C API's refusal names its handle and its negative decay for none, which a Python caller never gave
+            # (a closed model is left to the library, which says it is closed).
             raise MoeGpuStatsError(INVALID_ARGUMENT, "this model keeps no decayed utilization: it was created with "
                                                      "utilization_decay=None; give utilization_decay in [0, 1) to keep one")
         return self._layer_values(layer, ctypes.c_float, self._lib.moegs_model_layer_decayed_utilization)

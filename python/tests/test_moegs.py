@@ -779,9 +779,13 @@ class ModelTests(unittest.TestCase):
             before = model.layer(1)
             with self.assertRaisesRegex(moegs.MoeGpuStatsError, "keeps no decayed utilization: it was created with utilization_decay=None; give utilization_decay in \\[0, 1\\) to keep one$"):
                 model.layer_decayed_utilization(1)
+            with self.assertRaisesRegex(TypeError, "^layer must be an integer"):
+                model.layer_decayed_utilization("1")
             with self.assertRaisesRegex(ValueError, r"^layer = 3 is out of range: it must lie in \[0, 2\], the model's layers$"):
                 model.layer_expert_counts(3)
             self.assertEqual(before, model.layer(1))
+        with self.assertRaisesRegex(moegs.MoeGpuStatsError, "is closed"):
+            model.layer_decayed_utilization(1)
 
     def test_views_of_one_buffer_are_read_at_their_stride(self):
         stride = self.TOKENS * self.K + 10

@@ -1,3 +1,4 @@
+using System.Buffers.Text;
 using System.Text;
 using System.Text.Json;
 
@@ -11,12 +12,14 @@ internal static class JsonText
         NpyHeader.Printable(Encoding.UTF8.GetString(value[..Math.Min(value.Length, 512)]));
 
     /// <summary>
-    /// What a message that asks for a whole number adds where <paramref name="value"/> is a number in float form
-    /// (1.0, 1e3, as <c>json.dump</c> of a float tensor writes): its value may well be whole, so the form is what to
-    /// name; empty for any other value.
+    /// What a message that asks for a whole number adds where <paramref name="value"/> is a whole number in float form
+    /// (2.0, 1e3, as <c>json.dump</c> of a float tensor writes): the form is what is refused, so it is named; empty for
+    /// any other value (2.5 is refused for its value, which the message's rule names).
     /// </summary>
     public static string FloatFormHint(ReadOnlySpan<byte> value) =>
-        value.Length > 0 && (value[0] == (byte)'-' || char.IsAsciiDigit((char)value[0])) && value.IndexOfAny((byte)'.', (byte)'e', (byte)'E') >= 0
+        value.IndexOfAny((byte)'.', (byte)'e', (byte)'E') >= 0
+        && Utf8Parser.TryParse(value, out double number, out var consumed) && consumed == value.Length
+        && double.IsFinite(number) && Math.Floor(number) == number
             ? ", written without a decimal point or exponent (1, not 1.0 or 1e0)"
             : "";
 

@@ -247,7 +247,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         if (!_window.CanSlide)
         {
             throw new InvalidOperationException(
-                "This model's window keeps its load but not its ring of steps (a model read from JSON, or a merge or snapshot of one): it can be read and merged, not recorded into (Reset() clears it and gives it a ring to record into).");
+                "This model's window keeps its load but not its ring of steps (a model read from JSON, or a merge or snapshot of one): it can be read and merged, not recorded into (after Reset() it records, taking its ring at its first step).");
         }
 
         // A snapshot or merge holds its window's steps alone until its first step: the whole ring comes now, before any count changes.

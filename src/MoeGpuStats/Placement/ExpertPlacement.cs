@@ -414,10 +414,10 @@ public static class ExpertPlacement
     private static string UnusedSlotNote(int expert) =>
         expert == -1 ? " (-1 marks a slot without an expert in vLLM's elastic EP maps; a placement here gives every slot one)" : "";
 
-    /// <summary>Refuses loads of no expert, whose balance is no figure (a map of theirs could only name experts that are not there).</summary>
+    /// <summary>Refuses layers of no expert, whose balance is no figure (a map of theirs could only name experts that are not there).</summary>
     private static void CheckHasExperts(long[,] loads)
     {
-        if (loads.GetLength(1) == 0)
+        if (loads.GetLength(0) > 0 && loads.GetLength(1) == 0)
         {
             throw new ArgumentException($"loads is [{loads.GetLength(0)}, 0]; give each layer's load of at least one expert.", nameof(loads));
         }

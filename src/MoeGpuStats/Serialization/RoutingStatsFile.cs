@@ -159,11 +159,14 @@ public static class RoutingStatsFile
         {
             using var document = Parse(stream, path);
             var root = document.RootElement;
-            if (IsModel(root) != model)
+            if (model && IsLayer(root))
             {
-                throw new InvalidDataException(model
-                    ? $"{path}: one layer's snapshot, not a model's; read it with RoutingStatsFile.Load."
-                    : $"{path}: a model's snapshot (of {Plural.Of(root.GetProperty("layers").GetArrayLength(), "layer")}), not one layer's; read it with RoutingStatsFile.LoadModel.");
+                throw new InvalidDataException($"{path}: one layer's snapshot, not a model's; read it with RoutingStatsFile.Load.");
+            }
+
+            if (!model && IsModel(root))
+            {
+                throw new InvalidDataException($"{path}: a model's snapshot (of {Plural.Of(root.GetProperty("layers").GetArrayLength(), "layer")}), not one layer's; read it with RoutingStatsFile.LoadModel.");
             }
 
             return read(root);
@@ -174,9 +177,18 @@ public static class RoutingStatsFile
         }
     }
 
-    /// <summary>Whether <paramref name="root"/> is a model's snapshot: an object with a <c>layers</c> array, which one layer's has not.</summary>
+    /// <summary>
+    /// Whether <paramref name="root"/> is a model's snapshot and not one layer's: an object with a <c>layers</c> array
+    /// and without the seed's <c>total_routings</c>, which a model keeps in each layer. Anything else is for the reader
+    /// to refuse in its own words.
+    /// </summary>
     private static bool IsModel(JsonElement root) =>
-        root.ValueKind == JsonValueKind.Object && root.TryGetProperty("layers", out var layers) && layers.ValueKind == JsonValueKind.Array;
+        root.ValueKind == JsonValueKind.Object && root.TryGetProperty("layers", out var layers) && layers.ValueKind == JsonValueKind.Array
+        && !root.TryGetProperty("total_routings", out _);
+
+    /// <summary>Whether <paramref name="root"/> is one layer's snapshot and not a model's: an object with the seed's <c>total_routings</c> and no <c>layers</c>.</summary>
+    private static bool IsLayer(JsonElement root) =>
+        root.ValueKind == JsonValueKind.Object && root.TryGetProperty("total_routings", out _) && !root.TryGetProperty("layers", out _);
 
     /// <summary>
     /// The file's JSON, refused past <see cref="MaxFileBytes"/> before it is read and past <see cref="MaxJsonTokens"/>

@@ -172,7 +172,8 @@ internal static class RoutingStatsJson
         {
             Experts = OptionalInt(root, "experts"),
             ExpertCapacity = OptionalInt(capacityElement, "slots_per_expert"),
-            UtilizationDecay = root.TryGetProperty("utilization_decay", out var decay) ? ReadFloat(decay, "utilization_decay") : null,
+            // Null is no decay, as a model's file reads it (serde's null elsewhere stands for a NaN).
+            UtilizationDecay = root.TryGetProperty("utilization_decay", out var decay) && decay.ValueKind != JsonValueKind.Null ? ReadFloat(decay, "utilization_decay") : null,
         };
         try
         {

@@ -242,6 +242,10 @@ public sealed class ExpertPlacementTests
             var noExpert = Assert.Throws<ArgumentException>(none);
             Assert.Equal(("loads", "loads is [1, 0]; give each layer's load of at least one expert. (Parameter 'loads')"), (noExpert.ParamName, noExpert.Message));
         }
+
+        // No layer is no figure, not a refusal.
+        Assert.Empty(ExpertPlacement.Balancedness(new long[0, 0], [], 1));
+        Assert.Empty(ExpertPlacement.IdentityBalancedness(new long[0, 0], 1)!);
     }
 
     /// <summary>The other arguments out of range, on the plan too: each exception names its parameter.</summary>

@@ -84,6 +84,14 @@ public sealed class RoutingStatsFileTests : IDisposable
             Assert.Throws<InvalidDataException>(() => RoutingStatsFile.LoadModel(layerPath)).Message);
         using var read = RoutingStatsFile.LoadModel(modelPath);
         Assert.Equal(JsonSerializer.Serialize(model), JsonSerializer.Serialize(read));
+
+        // What is neither is refused by the reader asked, in its own words, not sent to the other.
+        var array = Path.Combine(_folder.FullName, "array.json");
+        File.WriteAllText(array, "[[1, 2]]");
+        Assert.Equal(
+            $"{array}: not a model's routing statistics snapshot (Model routing statistics must be a JSON object, not Array.)",
+            Assert.Throws<InvalidDataException>(() => RoutingStatsFile.LoadModel(array)).Message);
+        Assert.StartsWith($"{array}: not a routing statistics snapshot (", Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(array)).Message);
     }
 
     [Fact]

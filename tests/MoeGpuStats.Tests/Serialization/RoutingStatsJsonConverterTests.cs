@@ -378,6 +378,16 @@ public sealed class RoutingStatsJsonConverterTests
         Assert.Equal(message, error.Message);
     }
 
+    /// <summary>A null decay is none, as a model's file reads it (it was read as NaN and refused as one).</summary>
+    [Fact]
+    public void ANullDecayIsNone()
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        Set(node, "utilization_decay", "null");
+        using var read = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+        Assert.Null(read.Options.UtilizationDecay);
+    }
+
     /// <summary>No measurement, yet a latency: the seed's LatencyStats starts at 0, null and 0.</summary>
     [Theory]
     [InlineData("total_latency_ms", "2", "total_measurements is 0 but total_latency_ms is 2")]
