@@ -111,7 +111,7 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal(before, ModelSteps.Fingerprint(model));
     }
 
-    /// <summary>JSON keeps the window's load, not its steps: the whole window reads, fewer steps are refused, and after a reset (which gives it a ring) they read.</summary>
+    /// <summary>JSON keeps the window's load, not its steps: the whole window reads, fewer steps are refused, and after a reset (it takes a ring at its next step) they read.</summary>
     [Fact]
     public void AModelReadFromJsonReadsItsWholeWindowAndRefusesFewerSteps()
     {
