@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using static System.FormattableString;
 
 namespace MoeGpuStats;
 
@@ -10,13 +11,15 @@ namespace MoeGpuStats;
 /// .NET's <see cref="ArgumentOutOfRangeException"/> given an actual value continues its message on a second
 /// line ("Actual value was N."), and its <c>ThrowIf…</c> helpers word the rule their own way; these errors
 /// name the value in the message instead and leave <see cref="ArgumentOutOfRangeException.ActualValue"/> null.
+/// Numbers are written invariantly, whatever the caller's culture, the rule's as its caller builds it
+/// (<c>Invariant($"give 1 to {max:N0}.")</c>): a JSON reader quotes the value as the file wrote it.
 /// </remarks>
 internal static class OutOfRange
 {
     /// <summary>The error for <paramref name="name"/> holding <paramref name="value"/>, formatted invariantly.</summary>
     /// <param name="name">The argument or option as the caller writes it.</param>
     /// <param name="value">What the caller gave.</param>
-    /// <param name="allowed">What is allowed, as a clause ending in a full stop ("give 1 to 4,096.").</param>
+    /// <param name="allowed">What is allowed, as a clause ending in a full stop ("give 1 to 4,096."), its numbers written invariantly.</param>
     public static ArgumentOutOfRangeException Error<T>(string name, T value, string allowed) =>
         new(name, string.Create(CultureInfo.InvariantCulture, $"{name} is {value}; {allowed}"));
 
@@ -46,7 +49,7 @@ internal static class OutOfRange
     {
         if ((uint)value >= (uint)count)
         {
-            throw Error(name, value, count == 0 ? $"there is no {what}." : $"give 0 to {count - 1} ({Plural.Of(count, what)}).");
+            throw Error(name, value, count == 0 ? $"there is no {what}." : Invariant($"give 0 to {count - 1:N0} ({Plural.Of(count, what)})."));
         }
     }
 }

@@ -1,3 +1,5 @@
+using static System.FormattableString;
+
 namespace MoeGpuStats;
 
 /// <summary>Settings of a <see cref="RoutingStats"/> that the seed hard-codes or lacks.</summary>
@@ -44,7 +46,7 @@ public sealed record RoutingStatsOptions
     {
         if (Experts is < 1 or > MaxExperts)
         {
-            throw OutOfRange.Error(nameof(Experts), Experts, $"give 1 to {MaxExperts:N0}.");
+            throw OutOfRange.Error(nameof(Experts), Experts, Invariant($"give 1 to {MaxExperts:N0}."));
         }
 
         if (ExpertCapacity is < 1)

@@ -68,8 +68,9 @@ public sealed class OutOfRangeTests
         Assert.Null(error.ActualValue);
     }
 
+    /// <summary>Under a culture that writes 1.048.576 and 100,5, every refusal (those needing no accelerator) reads as in any other.</summary>
     [Fact]
-    public void ErrorFormatsTheValueInvariantly()
+    public void RefusalsAreWrittenInvariantlyInAnyCulture()
     {
         var previous = Thread.CurrentThread.CurrentCulture;
         Thread.CurrentThread.CurrentCulture = new System.Globalization.CultureInfo("de-DE");
@@ -77,6 +78,12 @@ public sealed class OutOfRangeTests
         {
             Assert.Equal("p is 100.5; a percentile lies in [0, 100]. (Parameter 'p')", OutOfRange.Error("p", 100.5, "a percentile lies in [0, 100].").Message);
             Assert.Equal("latency is -1.5 ms; it cannot be negative. (Parameter 'latency')", Assert.Throws<ArgumentOutOfRangeException>(() => OutOfRange.ThrowIfNegative(TimeSpan.FromMilliseconds(-1.5), "latency")).Message);
+            foreach (var refusal in Refusals.Where(r => !r.Key.StartsWith("Device", StringComparison.Ordinal) && !r.Key.StartsWith("ForeignMemory", StringComparison.Ordinal)))
+            {
+                Assert.StartsWith(refusal.Value.Starts, Assert.Throws<ArgumentOutOfRangeException>(refusal.Value.Refused).Message);
+            }
+
+            Assert.StartsWith("index is 1500; give 0 to 1,499 (1,500 values).", Assert.Throws<ArgumentOutOfRangeException>(() => OutOfRange.ThrowIfNotIndex(1500, 1500, "value", "index")).Message);
         }
         finally
         {

@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using Microsoft.Extensions.Logging;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Kernels;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Device;
 
@@ -80,7 +81,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
         if (_options.Experts > RoutingStatsOptions.MaxDeviceExperts)
         {
             throw OutOfRange.Error(
-                nameof(RoutingStatsOptions.Experts), _options.Experts, $"the device engine holds 1 to {RoutingStatsOptions.MaxDeviceExperts:N0}.");
+                nameof(RoutingStatsOptions.Experts), _options.Experts, Invariant($"the device engine holds 1 to {RoutingStatsOptions.MaxDeviceExperts:N0}."));
         }
 
         // Loaded before anything is allocated, so a kernel the accelerator refuses leaks nothing.

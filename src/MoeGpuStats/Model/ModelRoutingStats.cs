@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Serialization;
+using static System.FormattableString;
 
 namespace MoeGpuStats;
 
@@ -240,7 +241,7 @@ public sealed partial class ModelRoutingStats : IDisposable
         var engine = Engine;
         if ((uint)layer >= (uint)Layers)
         {
-            throw OutOfRange.Error(nameof(layer), layer, $"this model has layers 0 to {Layers - 1}.");
+            throw OutOfRange.Error(nameof(layer), layer, Invariant($"this model has layers 0 to {Layers - 1}."));
         }
 
         return new RoutingStats(engine.Layer(layer)) { MergedParts = MergedParts };
@@ -384,7 +385,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     private int CheckRecentSteps(int recentSteps) =>
         recentSteps >= 1 && recentSteps <= Options.Window
             ? recentSteps
-            : throw OutOfRange.Error(nameof(recentSteps), recentSteps, $"give 1 to {Options.Window}, the model's window.");
+            : throw OutOfRange.Error(nameof(recentSteps), recentSteps, Invariant($"give 1 to {Options.Window}, the model's window."));
 
     /// <summary>Clears every layer and the window (enqueued on a device; no wait).</summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>

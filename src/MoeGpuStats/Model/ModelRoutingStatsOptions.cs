@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using static System.FormattableString;
 
 namespace MoeGpuStats;
 
@@ -84,12 +85,12 @@ public sealed record ModelRoutingStatsOptions
     {
         if (Layers is < 1 or > MaxLayers)
         {
-            throw OutOfRange.Error(nameof(Layers), Layers, $"give 1 to {MaxLayers:N0}.");
+            throw OutOfRange.Error(nameof(Layers), Layers, Invariant($"give 1 to {MaxLayers:N0}."));
         }
 
         if (Experts is < 1 or > RoutingStatsOptions.MaxDeviceExperts)
         {
-            throw OutOfRange.Error(nameof(Experts), Experts, $"give 1 to {RoutingStatsOptions.MaxDeviceExperts:N0}.");
+            throw OutOfRange.Error(nameof(Experts), Experts, Invariant($"give 1 to {RoutingStatsOptions.MaxDeviceExperts:N0}."));
         }
 
         if (Window < 1)
@@ -100,7 +101,7 @@ public sealed record ModelRoutingStatsOptions
         if (WindowEntries > MaxWindowEntries)
         {
             throw OutOfRange.Error(
-                nameof(Window), Window, $"Window × Layers × Experts is {WindowEntries:N0}, at most {MaxWindowEntries:N0} (the window ring's counts): give {MaxWindowEntries / ((long)Layers * Experts):N0} steps or fewer.");
+                nameof(Window), Window, Invariant($"Window × Layers × Experts is {WindowEntries:N0}, at most {MaxWindowEntries:N0} (the window ring's counts): give {MaxWindowEntries / ((long)Layers * Experts):N0} steps or fewer."));
         }
 
         LayerOptions.Validate();
