@@ -121,13 +121,10 @@ internal sealed class ModelOptions(string condition)
         var chosen = Math.Clamp(steps, 1, longest);
         var ring = $"{value:N0} would take a ring of {value * stepBytes / (1024.0 * 1024 * 1024):F1} GiB";
         string[] notes = chosen < steps
-            ? [$"note: the window holds the newest {chosen:N0} of {steps:N0} steps: --window was not given, and {ring} ({Counted.Of(layers, "layer")} x {Counted.Of(experts, "expert")} a step); without --window the ring stays within {DefaultRingBytes >> 30} GiB. Give --window, up to {Math.Min(LongestWindow(layers, experts), int.MaxValue)}, for a longer one."]
+            ? [$"note: the window holds the newest {chosen:N0} of {steps:N0} steps: --window was not given, and {ring} ({Counted.Of(layers, "layer")} x {Counted.Of(experts, "expert")} a step); without --window the ring stays within {DefaultRingBytes >> 30} GiB. Give --window, up to {Math.Min(ModelRoutingStatsOptions.LongestWindow(layers, experts), int.MaxValue)}, for a longer one."]
             : [];
         return new(chosen, $"the window of {Counted.Of(chosen, "step")} (--window not given: {(chosen == steps ? "the steps to record" : $"the longest whose ring fits in {DefaultRingBytes >> 30} GiB")}, as {ring})", notes);
     }
-
-    /// <summary>The longest window whose ring of <paramref name="layers"/> × <paramref name="experts"/> counts a step fits the limit (<see cref="ModelRoutingStatsOptions.MaxWindowEntries"/>).</summary>
-    public static long LongestWindow(int layers, int experts) => ModelRoutingStatsOptions.MaxWindowEntries / ((long)layers * experts);
 
     /// <summary>Whether --window was given, rather than chosen by <see cref="WindowFor"/>.</summary>
     private bool WindowGiven(ParseResult parse) => parse.GetResult(Window) is { Implicit: false };

@@ -59,7 +59,7 @@ internal sealed class ModelReplay : RecordingRun
         {
             // Layers and experts were checked against the file; what is left is the window ring's size.
             Console.Error.WriteLine(
-                $"{WindowNamed}: the window ring would hold {Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} = {Options.WindowEntries:N0} counts; it holds at most {ModelRoutingStatsOptions.MaxWindowEntries:N0}. Give --window {ModelOptions.LongestWindow(Options.Layers, Options.Experts)} or less.");
+                $"{WindowNamed}: the window ring would hold {Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} = {Options.WindowEntries:N0} counts; it holds at most {ModelRoutingStatsOptions.MaxWindowEntries:N0}. Give --window {ModelRoutingStatsOptions.LongestWindow(Options.Layers, Options.Experts)} or less.");
             return ExitCodes.Usage;
         }
         catch (InsufficientMemoryException)

@@ -3,33 +3,6 @@ namespace MoeGpuStats.Engines;
 /// <summary>Combines the states of several ranks or replicas that route to the same experts.</summary>
 internal static class RoutingStatsMerge
 {
-    /// <summary>
-    /// The first part with a value (any, or with <paramref name="skipNull"/> a non-null one) and the first after
-    /// it whose value differs; null where all agree.
-    /// </summary>
-    private static (int First, int Other)? Disagreeing(int count, Func<int, int?> value, bool skipNull)
-    {
-        var first = -1;
-        for (var part = 0; part < count; part++)
-        {
-            if (skipNull && value(part) is null)
-            {
-                continue;
-            }
-
-            if (first < 0)
-            {
-                first = part;
-            }
-            else if (value(part) != value(first))
-            {
-                return (first, part);
-            }
-        }
-
-        return null;
-    }
-
     public static RoutingStats Merge(IReadOnlyList<RoutingStats> parts)
     {
         var states = parts.Select(p => p.ExportState()).ToArray();
@@ -153,5 +126,32 @@ internal static class RoutingStatsMerge
             ? (ulong)sum
             : throw new ArgumentException(
                 $"The merged {field} exceeds {Serialization.RoutingStatsJson.MaxCount} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly.", "parts");
+    }
+
+    /// <summary>
+    /// The first part with a value (any, or with <paramref name="skipNull"/> a non-null one) and the first after
+    /// it whose value differs; null where all agree.
+    /// </summary>
+    private static (int First, int Other)? Disagreeing(int count, Func<int, int?> value, bool skipNull)
+    {
+        var first = -1;
+        for (var part = 0; part < count; part++)
+        {
+            if (skipNull && value(part) is null)
+            {
+                continue;
+            }
+
+            if (first < 0)
+            {
+                first = part;
+            }
+            else if (value(part) != value(first))
+            {
+                return (first, part);
+            }
+        }
+
+        return null;
     }
 }

@@ -80,6 +80,9 @@ public sealed record ModelRoutingStatsOptions
     /// <summary>Entries of the window ring.</summary>
     internal long WindowEntries => (long)Window * Layers * Experts;
 
+    /// <summary>The longest window whose ring of <paramref name="layers"/> × <paramref name="experts"/> counts a step fits <see cref="MaxWindowEntries"/>.</summary>
+    internal static long LongestWindow(int layers, int experts) => MaxWindowEntries / ((long)layers * experts);
+
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message names it and what is allowed.</exception>
     internal void Validate()
     {
@@ -101,7 +104,7 @@ public sealed record ModelRoutingStatsOptions
         if (WindowEntries > MaxWindowEntries)
         {
             throw OutOfRange.Error(
-                nameof(Window), Window, Invariant($"Window × Layers × Experts is {WindowEntries:N0}, at most {MaxWindowEntries:N0} (the window ring's counts): give {MaxWindowEntries / ((long)Layers * Experts):N0} steps or fewer."));
+                nameof(Window), Window, Invariant($"Window × Layers × Experts is {WindowEntries:N0}, at most {MaxWindowEntries:N0} (the window ring's counts): give {LongestWindow(Layers, Experts):N0} steps or fewer."));
         }
 
         LayerOptions.Validate();

@@ -35,7 +35,7 @@ public sealed class ModelOptionsTests
         if (noted)
         {
             Assert.Contains($"the window holds the newest {expected} of {steps} steps", window.Notes[0], StringComparison.Ordinal);
-            Assert.Contains($"Give --window, up to {ModelOptions.LongestWindow(layers, experts)}, for a longer one.", window.Notes[0], StringComparison.Ordinal);
+            Assert.Contains($"Give --window, up to {ModelRoutingStatsOptions.LongestWindow(layers, experts)}, for a longer one.", window.Notes[0], StringComparison.Ordinal);
         }
     }
 }
