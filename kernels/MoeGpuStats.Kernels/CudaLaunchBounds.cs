@@ -5,6 +5,7 @@ using ILGPU.Backends;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Kernels;
 
@@ -43,8 +44,8 @@ internal static class CudaLaunchBounds
         " and ",
         new[]
         {
-            CompiledKernelConstructor is null ? $"{nameof(PTXCompiledKernel)}'s internal constructor (context, entry point, info, PTX)" : null,
-            EntryPointProperty is null ? $"{nameof(CompiledKernel)}.EntryPoint" : null,
+            CompiledKernelConstructor is null ? Invariant($"{nameof(PTXCompiledKernel)}'s internal constructor (context, entry point, info, PTX)") : null,
+            EntryPointProperty is null ? Invariant($"{nameof(CompiledKernel)}.EntryPoint") : null,
         }.OfType<string>());
 
     /// <summary>Whether the record kernels load on <paramref name="accelerator"/> with launch bounds: on CUDA, where this ILGPU allows it.</summary>
@@ -72,12 +73,12 @@ internal static class CudaLaunchBounds
         {
             if (header.Contains(directive, StringComparison.Ordinal))
             {
-                throw new ArgumentException($"The PTX's entry has launch bounds already ({directive.Trim()}).", nameof(ptx));
+                throw new ArgumentException(Invariant($"The PTX's entry has launch bounds already ({directive.Trim()})."), nameof(ptx));
             }
         }
 
         var groupsPerMultiprocessor = Math.Max(1, threadsPerMultiprocessor / groupSize);
-        return ptx.Insert(body, $"\n.maxntid {groupSize}, 1, 1\n.minnctapersm {groupsPerMultiprocessor}");
+        return ptx.Insert(body, Invariant($"\n.maxntid {groupSize}, 1, 1\n.minnctapersm {groupsPerMultiprocessor}"));
     }
 
     /// <summary>

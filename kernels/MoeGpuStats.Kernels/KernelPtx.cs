@@ -6,6 +6,7 @@ using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using MoeGpuStats.Kernels.Model;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Kernels;
 
@@ -100,6 +101,6 @@ internal static class KernelPtx
         ModelRecordKernelInt64 => ModelRecordKernelFor<Int64Ids>(),
         ModelRecordKernelInt16 => ModelRecordKernelFor<Int16Ids>(),
         LayerSortKernel => new Action<ArrayView<ulong>, int, int, ArrayView<LayerLoad>>(LayerBalanceKernel.SortKernel).Method,
-        _ => throw new ArgumentException($"'{kernel}' is not one of {string.Join(", ", Kernels)}.", nameof(kernel)),
+        _ => throw new ArgumentException(Invariant($"'{kernel}' is not one of {string.Join(", ", Kernels)}."), nameof(kernel)),
     };
 }

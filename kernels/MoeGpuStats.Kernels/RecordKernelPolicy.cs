@@ -1,4 +1,5 @@
 using ILGPU.Runtime;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Kernels;
 
@@ -39,7 +40,7 @@ internal sealed record RecordKernelPolicy
     public HistogramCounting Counting
     {
         get => _counting;
-        init => _counting = Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(nameof(Counting), $"Counting is {value}; give a defined HistogramCounting.");
+        init => _counting = Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(nameof(Counting), Invariant($"Counting is {value}; give a defined HistogramCounting."));
     }
 
     /// <summary>The fewest ids per thread before another group is launched, once every multiprocessor has one.</summary>
@@ -47,7 +48,7 @@ internal sealed record RecordKernelPolicy
     public int IdsPerThread
     {
         get => _idsPerThread;
-        init => _idsPerThread = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(IdsPerThread), $"IdsPerThread is {value}; give at least 1.");
+        init => _idsPerThread = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(IdsPerThread), Invariant($"IdsPerThread is {value}; give at least 1."));
     }
 
     /// <summary>The counting groups per copy of the batch histogram (<see cref="RecordArguments.Copies"/>, at most <see cref="RoutingStateLayout.MaxCopies"/>).</summary>
@@ -55,7 +56,7 @@ internal sealed record RecordKernelPolicy
     public int GroupsPerCopy
     {
         get => _groupsPerCopy;
-        init => _groupsPerCopy = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(GroupsPerCopy), $"GroupsPerCopy is {value}; give at least 1.");
+        init => _groupsPerCopy = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(GroupsPerCopy), Invariant($"GroupsPerCopy is {value}; give at least 1."));
     }
 
     /// <summary>The fewest ids per expert a group takes before another group is launched, once every multiprocessor has one; 0 for no such bound.</summary>
@@ -63,7 +64,7 @@ internal sealed record RecordKernelPolicy
     public int IdsPerBin
     {
         get => _idsPerBin;
-        init => _idsPerBin = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(IdsPerBin), $"IdsPerBin is {value}; give 0 (no bound) or more.");
+        init => _idsPerBin = value >= 0 ? value : throw new ArgumentOutOfRangeException(nameof(IdsPerBin), Invariant($"IdsPerBin is {value}; give 0 (no bound) or more."));
     }
 
     /// <summary>

@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Kernels;
 
@@ -17,7 +18,7 @@ internal static partial class RoutingRecordKernel
         {
             HistogramCounting.QuadLoadRuns when accelerator is CudaAccelerator or CPUAccelerator => null,
             HistogramCounting.QuadLoadRuns =>
-                $"Quad-load counting runs on CUDA and the CPU accelerator, not on {accelerator.AcceleratorType} ({accelerator.Name}), where its 128-bit loads are unmeasured.",
+                Invariant($"Quad-load counting runs on CUDA and the CPU accelerator, not on {accelerator.AcceleratorType} ({accelerator.Name}), where its 128-bit loads are unmeasured."),
             _ => null,
         };
         return reason is null;

@@ -1,4 +1,5 @@
 using static MoeGpuStats.Kernels.RoutingStateLayout;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Kernels;
 
@@ -13,17 +14,17 @@ internal static partial class RoutingRecordKernel
     {
         if (record.Buffer is < -1 or >= BatchBuffers)
         {
-            throw new ArgumentOutOfRangeException(name, $"{name}.Buffer is {record.Buffer}; give -1 (no record) or a batch buffer, 0 to {BatchBuffers - 1}.");
+            throw new ArgumentOutOfRangeException(name, Invariant($"{name}.Buffer is {record.Buffer}; give -1 (no record) or a batch buffer, 0 to {BatchBuffers - 1}."));
         }
 
         if (record.Buffer >= 0 && record.Experts is < 1 or > MaxExperts)
         {
-            throw new ArgumentOutOfRangeException(name, $"{name}.Experts is {record.Experts}; give 1 to {MaxExperts}.");
+            throw new ArgumentOutOfRangeException(name, Invariant($"{name}.Experts is {record.Experts}; give 1 to {MaxExperts}."));
         }
 
         if (record.Buffer >= 0 && (record.TopK < 0 || record.Tokens < 0))
         {
-            throw new ArgumentOutOfRangeException(name, $"{name}.TopK is {record.TopK} and {name}.Tokens {record.Tokens}; neither can be negative.");
+            throw new ArgumentOutOfRangeException(name, Invariant($"{name}.TopK is {record.TopK} and {name}.Tokens {record.Tokens}; neither can be negative."));
         }
 
         if (record.Buffer >= 0
@@ -33,7 +34,7 @@ internal static partial class RoutingRecordKernel
                 || state.DecayedUtilization.Length < record.Experts || state.VarianceHistory.Length < VarianceWindow))
         {
             throw new ArgumentException(
-                $"The state's views are too short for {record.Experts} experts: one block, {BatchBuffers} × {BufferLength} batch counts, {BatchBuffers} invalid and padded-token counts, E of each per-expert array, {VarianceWindow} variances.",
+                Invariant($"The state's views are too short for {record.Experts} experts: one block, {BatchBuffers} × {BufferLength} batch counts, {BatchBuffers} invalid and padded-token counts, E of each per-expert array, {VarianceWindow} variances."),
                 nameof(state));
         }
     }

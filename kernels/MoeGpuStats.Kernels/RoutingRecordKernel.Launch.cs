@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using static MoeGpuStats.Kernels.RoutingStateLayout;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Kernels;
 
@@ -66,7 +67,7 @@ internal static partial class RoutingRecordKernel
             if (pending.Buffer >= 0 && (pending.Copies < 1 || pending.Copies > CopiesHeld(pending.Experts)))
             {
                 throw new ArgumentOutOfRangeException(
-                    nameof(pending), $"pending.Copies is {pending.Copies}; give 1 to {MaxCopies} and at most {BufferLength} / pending.Experts: the copies its launch returned.");
+                    nameof(pending), Invariant($"pending.Copies is {pending.Copies}; give 1 to {MaxCopies} and at most {BufferLength} / pending.Experts: the copies its launch returned."));
             }
 
             // The folding group takes a place in the one wave. A histogram uploaded into the buffer
@@ -76,7 +77,7 @@ internal static partial class RoutingRecordKernel
             if (counting > 0 && arguments.TopK < 1)
             {
                 // The padding check divides positions by k.
-                throw new ArgumentOutOfRangeException(nameof(arguments), $"arguments.TopK is {arguments.TopK}; a record of ids takes at least 1.");
+                throw new ArgumentOutOfRangeException(nameof(arguments), Invariant($"arguments.TopK is {arguments.TopK}; a record of ids takes at least 1."));
             }
 
             arguments.Copies = counting > 0 ? grid.Copies(counting, arguments.Experts) : 1;

@@ -1,6 +1,7 @@
 using ILGPU;
 using ILGPU.Runtime;
 using static MoeGpuStats.Kernels.UnfusedMath;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Kernels;
 
@@ -153,7 +154,7 @@ internal static class UtilizationQueryKernel
             if (result.Length < 1 || state.State.Length < 1 || state.VarianceHistory.Length < RoutingStateLayout.VarianceWindow)
             {
                 throw new ArgumentException(
-                    $"The query needs a result element, the state block and {RoutingStateLayout.VarianceWindow} variances; it got {result.Length}, {state.State.Length} and {state.VarianceHistory.Length}.",
+                    Invariant($"The query needs a result element, the state block and {RoutingStateLayout.VarianceWindow} variances; it got {result.Length}, {state.State.Length} and {state.VarianceHistory.Length}."),
                     result.Length < 1 ? nameof(result) : nameof(state));
             }
 

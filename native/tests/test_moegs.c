@@ -600,6 +600,8 @@ static void model_api(void)
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, -1, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "expert_capacity = -1", "0 (no capacity: nothing dropped");
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, -1, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "window = -1", "default of 1000");
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, 0, 1.0f, &h), MOEGS_INVALID_ARGUMENT, "utilization_decay = 1", "[0, 1)");
+    /* Under main's German locale a culture-following message would read "1,5". */
+    REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, 0, 1.5f, &h), MOEGS_INVALID_ARGUMENT, "utilization_decay = 1.5:", "[0, 1)");
     REFUSED(moegs_model_create("tpu", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"tpu\"");
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, NULL), MOEGS_INVALID_ARGUMENT, "out is NULL");
 
@@ -907,6 +909,11 @@ static void model_skips_empty_steps(void)
 
 int main(void)
 {
+    /* The library's messages are written alike in every locale, as C's and Python's own are: the runtime
+     * starts at the first call, so it starts under a locale that writes 1.5 as "1,5" and 1000 as "1.000". */
+    setenv("LC_ALL", "de_DE.UTF-8", 1);
+    setenv("LANG", "de_DE.UTF-8", 1);
+
     /* The library writes moegs_snapshot_size() bytes into a moegs_snapshot: the struct this header declares. */
     CHECK(moegs_snapshot_size() == (int32_t)sizeof(moegs_snapshot), "moegs_snapshot is %zu bytes here, the library writes %d: %s",
           sizeof(moegs_snapshot), moegs_snapshot_size(), moegs_last_error());

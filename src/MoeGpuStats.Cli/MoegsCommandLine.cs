@@ -20,8 +20,11 @@ internal static partial class MoegsCommandLine
     /// </summary>
     public static async Task<int> RunAsync(string[] args, CliConsole console)
     {
-        // Figures and messages read the same on every machine: "1,234.50", never "1.234,50" (this flow only).
+        // Figures and messages read the same on every machine: "1,234.50", never "1.234,50" (this flow only);
+        // and in English: System.CommandLine words its parse errors and help headings in the UI culture, and a
+        // half-translated message would lose the suggestion that follows its English text.
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        CultureInfo.CurrentUICulture = CultureInfo.InvariantCulture;
         var output = new StandardOutput(console.Out);
         var code = await RunCommandAsync(args, console with { Out = output });
         output.Flush();

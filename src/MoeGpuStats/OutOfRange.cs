@@ -39,7 +39,7 @@ internal static class OutOfRange
     {
         if (value < TimeSpan.Zero)
         {
-            throw Error(name, $"{value.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} ms", "it cannot be negative.");
+            throw Error(name, Invariant($"{value.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} ms"), "it cannot be negative.");
         }
     }
 
@@ -49,7 +49,7 @@ internal static class OutOfRange
     {
         if ((uint)value >= (uint)count)
         {
-            throw Error(name, value, count == 0 ? $"there is no {what}." : Invariant($"give 0 to {count - 1:N0} ({Plural.Of(count, what)})."));
+            throw Error(name, value, count == 0 ? Invariant($"there is no {what}.") : Invariant($"give 0 to {count - 1:N0} ({Plural.Of(count, what)})."));
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using static System.FormattableString;
 
 namespace MoeGpuStats;
 
@@ -18,13 +19,13 @@ internal static class RoutingDecisionValidator
 
         if (counts.Count > RoutingStatsOptions.MaxExperts)
         {
-            throw new ArgumentException($"ExpertCapacities holds {counts.Count:N0} experts; a decision has at most {RoutingStatsOptions.MaxExperts:N0}.", paramName);
+            throw new ArgumentException(Invariant($"ExpertCapacities holds {counts.Count:N0} experts; a decision has at most {RoutingStatsOptions.MaxExperts:N0}."), paramName);
         }
 
         var negative = TryGetSpan(counts, out var span) ? span.IndexOfAnyInRange(int.MinValue, -1) : IndexOfNegative(counts);
         if (negative >= 0)
         {
-            throw new ArgumentException($"ExpertCapacities[{negative}] is {counts[negative]}; slot counts cannot be negative.", paramName);
+            throw new ArgumentException(Invariant($"ExpertCapacities[{negative}] is {counts[negative]}; slot counts cannot be negative."), paramName);
         }
 
         ValidateScalars(decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, paramName);
@@ -58,7 +59,7 @@ internal static class RoutingDecisionValidator
         var count = counts[index];
         return count >= 0
             ? count
-            : throw new ArgumentException($"ExpertCapacities[{index}] read {count} after the checks; a decision's counts must not change while it is recorded.", paramName);
+            : throw new ArgumentException(Invariant($"ExpertCapacities[{index}] read {count} after the checks; a decision's counts must not change while it is recorded."), paramName);
     }
 
     private static int IndexOfNegative(IReadOnlyList<int> counts)
@@ -78,24 +79,24 @@ internal static class RoutingDecisionValidator
     {
         if (totalTokens < 0)
         {
-            throw new ArgumentException($"TotalTokens is {totalTokens}; it cannot be negative.", paramName);
+            throw new ArgumentException(Invariant($"TotalTokens is {totalTokens}; it cannot be negative."), paramName);
         }
 
         if (tokensDropped < 0 || tokensDropped > totalTokens)
         {
             throw new ArgumentException(
-                $"TokensDropped is {tokensDropped}; it must lie in [0, TotalTokens = {totalTokens}] (the seed wraps around above that).",
+                Invariant($"TokensDropped is {tokensDropped}; it must lie in [0, TotalTokens = {totalTokens}] (the seed wraps around above that)."),
                 paramName);
         }
 
         if (!float.IsFinite(loadBalanceLoss))
         {
-            throw new ArgumentException($"LoadBalanceLoss is {loadBalanceLoss}; losses must be finite.", paramName);
+            throw new ArgumentException(Invariant($"LoadBalanceLoss is {loadBalanceLoss}; losses must be finite."), paramName);
         }
 
         if (!float.IsFinite(routerZLoss))
         {
-            throw new ArgumentException($"RouterZLoss is {routerZLoss}; losses must be finite.", paramName);
+            throw new ArgumentException(Invariant($"RouterZLoss is {routerZLoss}; losses must be finite."), paramName);
         }
     }
 }

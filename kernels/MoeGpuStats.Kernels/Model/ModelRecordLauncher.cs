@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using static MoeGpuStats.Kernels.RoutingStateLayout;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Kernels.Model;
 
@@ -96,7 +97,7 @@ internal sealed class ModelRecordLauncher
         object kernel = typeof(TIds) == typeof(Int32Ids) ? _int32
             : typeof(TIds) == typeof(Int64Ids) ? _int64 ??= Load<Int64Ids>()
             : typeof(TIds) == typeof(Int16Ids) ? _int16 ??= Load<Int16Ids>()
-            : throw new ArgumentException($"{typeof(TIds).Name}: the model kernel reads Int32Ids, Int64Ids or Int16Ids.", nameof(TIds));
+            : throw new ArgumentException(Invariant($"{typeof(TIds).Name}: the model kernel reads Int32Ids, Int64Ids or Int16Ids."), nameof(TIds));
         return (Action<AcceleratorStream, KernelConfig, TIds, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>)kernel;
     }
 
@@ -114,12 +115,12 @@ internal sealed class ModelRecordLauncher
         var experts = arguments.Experts;
         if (layers < 1 || experts is < 1 or > MaxExperts || arguments.Window < 1)
         {
-            throw new ArgumentOutOfRangeException(nameof(arguments), $"arguments: layers {layers} (at least 1), experts {experts} (1 to {MaxExperts}), window {arguments.Window} (at least 1).");
+            throw new ArgumentOutOfRangeException(nameof(arguments), Invariant($"arguments: layers {layers} (at least 1), experts {experts} (1 to {MaxExperts}), window {arguments.Window} (at least 1)."));
         }
 
         if (arguments.GroupsPerLayer < 0 || arguments.Copies < 1 || arguments.Copies > CopiesHeld(experts) || arguments.Tokens < 0 || arguments.TopK < 0)
         {
-            throw new ArgumentOutOfRangeException(nameof(arguments), $"arguments: groups per layer {arguments.GroupsPerLayer}, copies {arguments.Copies} (1 to {CopiesHeld(experts)}), tokens {arguments.Tokens}, top-k {arguments.TopK}.");
+            throw new ArgumentOutOfRangeException(nameof(arguments), Invariant($"arguments: groups per layer {arguments.GroupsPerLayer}, copies {arguments.Copies} (1 to {CopiesHeld(experts)}), tokens {arguments.Tokens}, top-k {arguments.TopK}."));
         }
 
         var perLayer = layers * experts;
@@ -129,7 +130,7 @@ internal sealed class ModelRecordLauncher
             || state.WindowRing.Length < arguments.Window * perLayer || state.WindowLoad.Length < perLayer
             || state.Control.Length < ModelStateLayout.ControlLength || state.PendingLosses.Length < BatchBuffers * layers * 2)
         {
-            throw new ArgumentException($"The model state's views are too short for {layers} layers of {experts} experts and a window of {arguments.Window}.", nameof(state));
+            throw new ArgumentException(Invariant($"The model state's views are too short for {layers} layers of {experts} experts and a window of {arguments.Window}."), nameof(state));
         }
 
         if (arguments.GroupsPerLayer == 0)
@@ -142,12 +143,12 @@ internal sealed class ModelRecordLauncher
             || ModelIdLayout.StepExtent(layers, arguments.LayerStride, arguments.Tokens, arguments.TopK, arguments.TokenStride) is not { } extent || ids < extent)
         {
             throw new ArgumentException(
-                $"The ids ({ids}) do not hold {layers} layers of {arguments.Tokens} tokens × top-k {arguments.TopK} at a layer stride of {arguments.LayerStride} and a token stride of {arguments.TokenStride}, rows apart.", nameof(ids));
+                Invariant($"The ids ({ids}) do not hold {layers} layers of {arguments.Tokens} tokens × top-k {arguments.TopK} at a layer stride of {arguments.LayerStride} and a token stride of {arguments.TokenStride}, rows apart."), nameof(ids));
         }
 
         if (loadBalanceLosses.Length is > 0 && loadBalanceLosses.Length < layers || routerZLosses.Length is > 0 && routerZLosses.Length < layers)
         {
-            throw new ArgumentException($"Per-layer losses need {layers} values, or none.", nameof(loadBalanceLosses));
+            throw new ArgumentException(Invariant($"Per-layer losses need {layers} values, or none."), nameof(loadBalanceLosses));
         }
     }
 }

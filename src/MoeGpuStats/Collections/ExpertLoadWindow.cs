@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Numerics;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Collections;
 
@@ -212,7 +213,7 @@ internal sealed class ExpertLoadWindow
         catch (OutOfMemoryException)
         {
             throw new InsufficientMemoryException(
-                $"The window of {_window:N0} steps × {_layers:N0} layers × {_experts:N0} experts needs {StepBytes(_layers, _experts, _window):N0} bytes of managed memory, more than this process can allocate; give a smaller Window.");
+                Invariant($"The window of {_window:N0} steps × {_layers:N0} layers × {_experts:N0} experts needs {StepBytes(_layers, _experts, _window):N0} bytes of managed memory, more than this process can allocate; give a smaller Window."));
         }
     }
 

@@ -1,3 +1,5 @@
+using static System.FormattableString;
+
 namespace MoeGpuStats.Collections;
 
 /// <summary>
@@ -32,7 +34,7 @@ internal sealed class SortedWindow
         var removeAt = LowerBound(evicted);
         if (removeAt == Count || _sorted[removeAt] != evicted)
         {
-            throw new InvalidOperationException($"The value {evicted} is not in the window.");
+            throw new InvalidOperationException(Invariant($"The value {evicted} is not in the window."));
         }
 
         var insertAt = LowerBound(value);

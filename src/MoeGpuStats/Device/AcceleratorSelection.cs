@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using Microsoft.Extensions.Logging;
 using MoeGpuStats.Engines;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Device;
 
@@ -48,7 +49,7 @@ internal static class AcceleratorSelection
     {
         var choice = requested?.Trim().ToLowerInvariant() ?? "";
         var order = Order(choice) ?? throw new InvalidOperationException(
-            $"{RoutingStats.AcceleratorVariable}='{requested}' is not one of {string.Join(", ", Names)}.");
+            Invariant($"{RoutingStats.AcceleratorVariable}='{requested}' is not one of {string.Join(", ", Names)}."));
         if (order.Length == 0)
         {
             return managed();
@@ -78,7 +79,7 @@ internal static class AcceleratorSelection
         context.Dispose();
         return string.IsNullOrEmpty(choice)
             ? managed()
-            : throw new InvalidOperationException($"{RoutingStats.AcceleratorVariable}={choice}, but ILGPU finds no such accelerator on this machine.");
+            : throw new InvalidOperationException(Invariant($"{RoutingStats.AcceleratorVariable}={choice}, but ILGPU finds no such accelerator on this machine."));
     }
 
     /// <summary>The context and accelerator that <see cref="RoutingStats.Create"/> made, freed with the statistics.</summary>

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Device;
 
@@ -18,7 +19,7 @@ internal static class DeviceMemory
         {
             var bytes = length * Unsafe.SizeOf<T>();
             throw new InsufficientMemoryException(
-                $"Could not allocate {bytes:N0} bytes ({length:N0} x {typeof(T).Name}) on '{accelerator.Name}' for {purpose}.",
+                Invariant($"Could not allocate {bytes:N0} bytes ({length:N0} x {typeof(T).Name}) on '{accelerator.Name}' for {purpose}."),
                 exception);
         }
     }
@@ -37,7 +38,7 @@ internal static class DeviceMemory
     {
         if (source.Length != target.Length)
         {
-            throw new ArgumentException($"{source.Length} values for a view of {target.Length}.", nameof(source));
+            throw new ArgumentException(Invariant($"{source.Length} values for a view of {target.Length}."), nameof(source));
         }
 
         if (source.IsEmpty)
@@ -81,7 +82,7 @@ internal static class DeviceMemory
     {
         if (accelerator.IsDisposed)
         {
-            throw new ObjectDisposedException(owner, $"The accelerator '{accelerator.Name}' that holds these statistics was disposed, which freed their state; dispose the statistics before their accelerator.");
+            throw new ObjectDisposedException(owner, Invariant($"The accelerator '{accelerator.Name}' that holds these statistics was disposed, which freed their state; dispose the statistics before their accelerator."));
         }
 
         if (stream.IsDisposed)
@@ -100,7 +101,7 @@ internal static class DeviceMemory
     {
         if (accelerator.IsDisposed)
         {
-            throw new ArgumentException($"accelerator '{accelerator.Name}' was disposed; pass a live accelerator.", nameof(accelerator));
+            throw new ArgumentException(Invariant($"accelerator '{accelerator.Name}' was disposed; pass a live accelerator."), nameof(accelerator));
         }
 
         if (stream is null)
@@ -116,10 +117,10 @@ internal static class DeviceMemory
         if (stream.Accelerator != accelerator)
         {
             var other = stream.Accelerator.Name == accelerator.Name
-                ? $"another '{accelerator.Name}' accelerator object than the one given"
-                : $"'{stream.Accelerator.Name}', not to the accelerator given ('{accelerator.Name}')";
+                ? Invariant($"another '{accelerator.Name}' accelerator object than the one given")
+                : Invariant($"'{stream.Accelerator.Name}', not to the accelerator given ('{accelerator.Name}')");
             throw new ArgumentException(
-                $"stream belongs to {other}; pass a stream of that accelerator, or null for a stream of the statistics' own.",
+                Invariant($"stream belongs to {other}; pass a stream of that accelerator, or null for a stream of the statistics' own."),
                 nameof(stream));
         }
     }

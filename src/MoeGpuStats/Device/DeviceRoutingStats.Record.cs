@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Kernels;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Device;
 
@@ -125,7 +126,7 @@ public sealed partial class DeviceRoutingStats
             var counts = decision.ExpertCapacities;
             if (counts.Count > RoutingStatsOptions.MaxDeviceExperts)
             {
-                throw new ArgumentException($"The decision has {counts.Count} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts}.", paramName);
+                throw new ArgumentException(Invariant($"The decision has {counts.Count} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts}."), paramName);
             }
 
             var staged = _hostHistogram.AsSpan(0, counts.Count);

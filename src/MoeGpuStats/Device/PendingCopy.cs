@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using MoeGpuStats.Interop;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Device;
 
@@ -64,7 +65,7 @@ internal sealed class PendingCopy : IDisposable
         var length = _pinned?.Length ?? _bytes!.Length;
         if (source.Length != length)
         {
-            throw new InvalidOperationException($"A copy of {source.Length} bytes into host memory allocated for {length}.");
+            throw new InvalidOperationException(Invariant($"A copy of {source.Length} bytes into host memory allocated for {length}."));
         }
 
         if (_pinned is not null)
@@ -162,7 +163,7 @@ internal sealed class PendingCopy : IDisposable
     {
         if (_accelerator.IsDisposed)
         {
-            throw new ObjectDisposedException(_accelerator.Name, $"The accelerator '{_accelerator.Name}' was disposed before the read's copy back was seen to end.");
+            throw new ObjectDisposedException(_accelerator.Name, Invariant($"The accelerator '{_accelerator.Name}' was disposed before the read's copy back was seen to end."));
         }
     }
 }

@@ -1,5 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Device;
 
@@ -18,7 +19,7 @@ internal static class ViewAccelerator
     {
         if (view.IsValid && view.Length > 0 && BufferOf(view).IsDisposed)
         {
-            throw new ArgumentException($"{name} is a view of a buffer that was disposed; pass a view of a live buffer.", name);
+            throw new ArgumentException(Invariant($"{name} is a view of a buffer that was disposed; pass a view of a live buffer."), name);
         }
     }
 
@@ -46,8 +47,8 @@ internal static class ViewAccelerator
 
         throw new ArgumentException(
             other?.Name == accelerator.Name
-                ? $"{name} lives on another '{accelerator.Name}' accelerator than this {owner}'s: a view works only with the accelerator object that allocated it."
-                : $"{name} lives on '{other?.Name}', not on this {owner}'s accelerator '{accelerator.Name}'.",
+                ? Invariant($"{name} lives on another '{accelerator.Name}' accelerator than this {owner}'s: a view works only with the accelerator object that allocated it.")
+                : Invariant($"{name} lives on '{other?.Name}', not on this {owner}'s accelerator '{accelerator.Name}'."),
             name);
     }
 }

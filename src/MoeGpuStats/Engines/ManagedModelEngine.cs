@@ -4,6 +4,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Collections;
 using MoeGpuStats.Kernels.Model;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Engines;
 
@@ -64,7 +65,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         if (!asIs && span > Array.MaxLength)
         {
             throw new ArgumentException(
-                $"The ids span {span} values {(layerByLayer ? "in a layer" : "in the step")} from the first to the last; the managed engine copies them to the host, at most {Array.MaxLength}.",
+                Invariant($"The ids span {span} values {(layerByLayer ? "in a layer" : "in the step")} from the first to the last; the managed engine copies them to the host, at most {Array.MaxLength}."),
                 "topKExpertIds");
         }
 
@@ -201,7 +202,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         return packed <= Array.MaxLength
             ? packed
             : throw new ArgumentException(
-                $"{Options.Layers} layers of tokens * topK = {tokens} * {topK} ids are {packed} ids; the managed engine copies a step's ids to the host, at most {Array.MaxLength} of them.",
+                Invariant($"{Options.Layers} layers of tokens * topK = {tokens} * {topK} ids are {packed} ids; the managed engine copies a step's ids to the host, at most {Array.MaxLength} of them."),
                 "topKExpertIds");
     }
 

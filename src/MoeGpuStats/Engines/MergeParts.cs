@@ -1,3 +1,5 @@
+using static System.FormattableString;
+
 namespace MoeGpuStats.Engines;
 
 /// <summary>The parts given to a merge, read once and checked before any is exported.</summary>
@@ -13,13 +15,13 @@ internal static class MergeParts
         var list = parts.ToArray();
         if (list.Length == 0)
         {
-            throw new ArgumentException($"{name} is empty; give at least one part to merge.", name);
+            throw new ArgumentException(Invariant($"{name} is empty; give at least one part to merge."), name);
         }
 
         var missing = Array.IndexOf(list, null);
         if (missing >= 0)
         {
-            throw new ArgumentException($"{name}[{missing}] is null; every part must be statistics to merge.", name);
+            throw new ArgumentException(Invariant($"{name}[{missing}] is null; every part must be statistics to merge."), name);
         }
 
         var first = new Dictionary<T, int>(ReferenceEqualityComparer.Instance);
@@ -27,7 +29,7 @@ internal static class MergeParts
         {
             if (!first.TryAdd(list[i], i))
             {
-                throw new ArgumentException($"{name}[{i}] is {name}[{first[list[i]]}] again; one object merged twice would count its steps twice: give each rank's statistics once.", name);
+                throw new ArgumentException(Invariant($"{name}[{i}] is {name}[{first[list[i]]}] again; one object merged twice would count its steps twice: give each rank's statistics once."), name);
             }
         }
 

@@ -1,4 +1,5 @@
 using ILGPU;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Engines;
 
@@ -57,7 +58,7 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, L
     internal static InvalidOperationException ReadOnly(int layer, Action throwIfModelDisposed)
     {
         throwIfModelDisposed();
-        return new($"Layer {layer} of a model is read-only: record it with ModelRoutingStats.RecordStep and reset it with ModelRoutingStats.Reset; a model keeps no latencies.");
+        return new(Invariant($"Layer {layer} of a model is read-only: record it with ModelRoutingStats.RecordStep and reset it with ModelRoutingStats.Reset; a model keeps no latencies."));
     }
 
     private InvalidOperationException ReadOnly() => ReadOnly(index, throwIfModelDisposed);

@@ -1,3 +1,5 @@
+using static System.FormattableString;
+
 namespace MoeGpuStats.Engines;
 
 /// <summary>The checks on a record from top-k ids that every engine makes before touching state.</summary>
@@ -25,35 +27,35 @@ internal static class RecordChecks
         if (needed > MaxIdsPerRecord)
         {
             throw new ArgumentException(
-                $"tokens * topK = {tokens} * {topK} = {needed} ids; one record takes at most {MaxIdsPerRecord} (2^31 - 1): record the batch in parts.",
+                Invariant($"tokens * topK = {tokens} * {topK} = {needed} ids; one record takes at most {MaxIdsPerRecord} (2^31 - 1): record the batch in parts."),
                 nameof(tokens));
         }
 
         if (available < needed)
         {
-            throw new ArgumentException($"{idsName} holds {Plural.Of(available, "value")}; tokens * topK = {tokens} * {topK} = {needed} are needed.", idsName);
+            throw new ArgumentException(Invariant($"{idsName} holds {Plural.Of(available, "value")}; tokens * topK = {tokens} * {topK} = {needed} are needed."), idsName);
         }
 
         if (tokensDropped < 0 || tokensDropped > tokens)
         {
-            throw new ArgumentException($"tokensDropped is {tokensDropped}; it must lie in [0, tokens = {tokens}].", nameof(tokensDropped));
+            throw new ArgumentException(Invariant($"tokensDropped is {tokensDropped}; it must lie in [0, tokens = {tokens}]."), nameof(tokensDropped));
         }
 
         if (tokensDropped != 0 && options.ExpertCapacity is { } capacity)
         {
             throw new ArgumentException(
-                $"tokensDropped is {tokensDropped}, but ExpertCapacity ({capacity}) derives the dropped slots from the ids; pass 0, or leave ExpertCapacity unset to report drops yourself.",
+                Invariant($"tokensDropped is {tokensDropped}, but ExpertCapacity ({capacity}) derives the dropped slots from the ids; pass 0, or leave ExpertCapacity unset to report drops yourself."),
                 nameof(tokensDropped));
         }
 
         if (!float.IsFinite(loadBalanceLoss))
         {
-            throw new ArgumentException($"loadBalanceLoss is {loadBalanceLoss}; losses must be finite.", nameof(loadBalanceLoss));
+            throw new ArgumentException(Invariant($"loadBalanceLoss is {loadBalanceLoss}; losses must be finite."), nameof(loadBalanceLoss));
         }
 
         if (!float.IsFinite(routerZLoss))
         {
-            throw new ArgumentException($"routerZLoss is {routerZLoss}; losses must be finite.", nameof(routerZLoss));
+            throw new ArgumentException(Invariant($"routerZLoss is {routerZLoss}; losses must be finite."), nameof(routerZLoss));
         }
     }
 

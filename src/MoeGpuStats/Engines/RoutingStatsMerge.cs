@@ -1,3 +1,5 @@
+using static System.FormattableString;
+
 namespace MoeGpuStats.Engines;
 
 /// <summary>Combines the states of several ranks or replicas that route to the same experts.</summary>
@@ -12,20 +14,20 @@ internal static class RoutingStatsMerge
         int? Counted(int part) => states[part].ExpertUtilization.Length is > 0 and var e ? e : null;
         if (Disagreeing(parts.Count, Counted, skipNull: true) is var (first, other))
         {
-            throw new ArgumentException($"Only the same experts merge: parts[{first}] counts {Counted(first)} experts, parts[{other}] {Counted(other)}.", nameof(parts));
+            throw new ArgumentException(Invariant($"Only the same experts merge: parts[{first}] counts {Counted(first)} experts, parts[{other}] {Counted(other)}."), nameof(parts));
         }
 
         int? Configured(int part) => parts[part].Options.Experts;
         if (Disagreeing(parts.Count, Configured, skipNull: true) is var (a, b))
         {
-            throw new ArgumentException($"Only the same experts merge: parts[{a}] has Experts = {Configured(a)}, parts[{b}] {Configured(b)}.", nameof(parts));
+            throw new ArgumentException(Invariant($"Only the same experts merge: parts[{a}] has Experts = {Configured(a)}, parts[{b}] {Configured(b)}."), nameof(parts));
         }
 
         // A capacity derives drops and an unset one does not, even where its placeholder is the same number.
-        string Capacity(int part) => parts[part].Options.ExpertCapacity is { } slots ? $"a capacity of {slots} per expert" : "no capacity";
+        string Capacity(int part) => parts[part].Options.ExpertCapacity is { } slots ? Invariant($"a capacity of {slots} per expert") : "no capacity";
         if (Disagreeing(parts.Count, part => parts[part].Options.ExpertCapacity, skipNull: false) is var (c, d))
         {
-            throw new ArgumentException($"Only the same capacity merges: parts[{c}] has {Capacity(c)}, parts[{d}] {Capacity(d)}.", nameof(parts));
+            throw new ArgumentException(Invariant($"Only the same capacity merges: parts[{c}] has {Capacity(c)}, parts[{d}] {Capacity(d)}."), nameof(parts));
         }
 
         var expertCount = states.Select(s => s.ExpertUtilization.Length).FirstOrDefault(e => e > 0);
@@ -57,7 +59,7 @@ internal static class RoutingStatsMerge
             capacityAverageSum += weight * state.CapacityAverageUtilization;
             for (var e = 0; e < state.ExpertTokenCounts.Length; e++)
             {
-                merged.ExpertTokenCounts[e] = Add(merged.ExpertTokenCounts[e], state.ExpertTokenCounts[e], $"expert_token_counts[{e}]");
+                merged.ExpertTokenCounts[e] = Add(merged.ExpertTokenCounts[e], state.ExpertTokenCounts[e], Invariant($"expert_token_counts[{e}]"));
                 merged.UtilizationSums[e] += state.UtilizationSums?[e] ?? weight * state.ExpertUtilization[e];
             }
 
@@ -112,7 +114,7 @@ internal static class RoutingStatsMerge
         var sum = parts.Sum(p => (long)p);
         return sum <= RoutingStats.MaxMergedParts
             ? (int)sum
-            : throw new ArgumentException($"The merge would combine {sum} recordings (merged_parts); at most {RoutingStats.MaxMergedParts} merge.", "parts");
+            : throw new ArgumentException(Invariant($"The merge would combine {sum} recordings (merged_parts); at most {RoutingStats.MaxMergedParts} merge."), "parts");
     }
 
     /// <summary>
@@ -125,7 +127,7 @@ internal static class RoutingStatsMerge
         return sum <= Serialization.RoutingStatsJson.MaxCount
             ? (ulong)sum
             : throw new ArgumentException(
-                $"The merged {field} exceeds {Serialization.RoutingStatsJson.MaxCount} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly.", "parts");
+                Invariant($"The merged {field} exceeds {Serialization.RoutingStatsJson.MaxCount} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly."), "parts");
     }
 
     /// <summary>

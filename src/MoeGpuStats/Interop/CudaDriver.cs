@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Interop;
 
@@ -18,18 +19,18 @@ internal static partial class CudaDriver
         var status = cuPointerGetAttribute(ref memoryType, PointerAttributeMemoryType, pointer);
         if (status != 0)
         {
-            throw new ArgumentException($"0x{pointer:x} is not memory CUDA knows (cuPointerGetAttribute: {Describe(status)}).", paramName);
+            throw new ArgumentException(Invariant($"0x{pointer:x} is not memory CUDA knows (cuPointerGetAttribute: {Describe(status)})."), paramName);
         }
 
         if (memoryType != MemoryTypeDevice)
         {
-            throw new ArgumentException($"0x{pointer:x} is {(memoryType == 1 ? "host" : $"type-{memoryType}")} memory, not device memory.", paramName);
+            throw new ArgumentException(Invariant($"0x{pointer:x} is {(memoryType == 1 ? "host" : $"type-{memoryType}")} memory, not device memory."), paramName);
         }
 
         Check(cuPointerGetAttribute(ref ordinal, PointerAttributeDeviceOrdinal, pointer), "cuPointerGetAttribute");
         if (ordinal != deviceOrdinal)
         {
-            throw new ArgumentException($"0x{pointer:x} lives on GPU {ordinal}; this accelerator is GPU {deviceOrdinal}.", paramName);
+            throw new ArgumentException(Invariant($"0x{pointer:x} lives on GPU {ordinal}; this accelerator is GPU {deviceOrdinal}."), paramName);
         }
     }
 
@@ -37,7 +38,7 @@ internal static partial class CudaDriver
     public static IntPtr StreamContext(IntPtr stream, string paramName)
     {
         var status = cuStreamGetCtx(stream, out var context);
-        return status == 0 ? context : throw new ArgumentException($"0x{stream:x} is not a CUDA stream ({Describe(status)}).", paramName);
+        return status == 0 ? context : throw new ArgumentException(Invariant($"0x{stream:x} is not a CUDA stream ({Describe(status)})."), paramName);
     }
 
     /// <summary>An event created in <paramref name="context"/> (events are recorded on streams of their own context).</summary>
@@ -82,8 +83,21 @@ internal static partial class CudaDriver
         Check(cuEventRecord(cudaEvent, stream), "cuEventRecord");
     }
 
-    /// <summary>Makes <paramref name="stream"/> wait on the device, not the host, for <paramref name="cudaEvent"/> (any context of the same process).</summary>
-    public static void Wait(IntPtr stream, IntPtr cudaEvent) => Check(cuStreamWaitEvent(stream, cudaEvent, 0), "cuStreamWaitEvent");
+    /// <summary>
+    /// Makes <paramref name="stream"/> wait on the device, not the host, for <paramref name="cudaEvent"/> (any
+    /// context of the same process). Where <paramref name="culprit"/> names the caller's argument that gave one of
+    /// the two handles, a refusal is that argument's (only the driver checks the handle, so a good one costs nothing more).
+    /// </summary>
+    public static void Wait(IntPtr stream, IntPtr cudaEvent, (string Name, IntPtr Handle, string Kind)? culprit)
+    {
+        var status = cuStreamWaitEvent(stream, cudaEvent, 0);
+        if (status != 0 && culprit is var (name, handle, kind))
+        {
+            throw new ArgumentException(Invariant($"{name} is 0x{handle:x}, which CUDA refuses (cuStreamWaitEvent: {Describe(status)}); give a live {kind} of this process."), name);
+        }
+
+        Check(status, "cuStreamWaitEvent");
+    }
 
     public static void DestroyEvent(IntPtr cudaEvent) => cuEventDestroy_v2(cudaEvent);
 
@@ -112,12 +126,12 @@ internal static partial class CudaDriver
     {
         if (status != 0)
         {
-            throw new InvalidOperationException($"{call} failed: {Describe(status)}.");
+            throw new InvalidOperationException(Invariant($"{call} failed: {Describe(status)}."));
         }
     }
 
     private static string Describe(int status) =>
-        cuGetErrorString(status, out var text) == 0 && text != IntPtr.Zero ? $"{Marshal.PtrToStringAnsi(text)} ({status})" : $"CUDA error {status}";
+        cuGetErrorString(status, out var text) == 0 && text != IntPtr.Zero ? Invariant($"{Marshal.PtrToStringAnsi(text)} ({status})") : Invariant($"CUDA error {status}");
 
     [LibraryImport(Library)]
     private static partial int cuPointerGetAttribute(ref int data, int attribute, IntPtr pointer);

@@ -1,6 +1,7 @@
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using MoeGpuStats.Device;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Interop;
 
@@ -58,25 +59,32 @@ public sealed class CudaStreamBridge : IDisposable
     internal CudaStreamBridge(AcceleratorStream engineStream, string name)
     {
         _engineStream = engineStream as CudaStream
-            ?? throw new ArgumentException($"{name} runs on {engineStream.Accelerator.AcceleratorType}, not CUDA; a stream bridge orders CUDA streams alone.", name);
+            ?? throw new ArgumentException(Invariant($"{name} runs on {engineStream.Accelerator.AcceleratorType}, not CUDA; a stream bridge orders CUDA streams alone."), name);
     }
 
     /// <summary>Enqueues on the engine's stream a wait for all work enqueued so far on <paramref name="producerStream"/>.</summary>
     /// <exception cref="ArgumentException">The handle is not a CUDA stream.</exception>
-    public void WaitForProducer(IntPtr producerStream) => Order(producerStream, _engineStream.StreamPtr, nameof(producerStream));
+    public void WaitForProducer(IntPtr producerStream) => Order(producerStream, nameof(producerStream), _engineStream.StreamPtr, waiterName: null);
 
     /// <summary>Enqueues on the engine's stream a wait for an event the producer recorded.</summary>
+    /// <exception cref="ArgumentException">The handle is zero, or CUDA refuses it as an event to wait for.</exception>
     public void WaitForProducerEvent(IntPtr producerEvent)
     {
         lock (_lock)
         {
             ThrowIfUnusable();
-            CudaDriver.Wait(_engineStream.StreamPtr, producerEvent);
+            if (producerEvent == IntPtr.Zero)
+            {
+                throw new ArgumentException("producerEvent is 0x0; give an event the producer recorded (cuEventRecord, torch.cuda.Event.record).", nameof(producerEvent));
+            }
+
+            CudaDriver.Wait(_engineStream.StreamPtr, producerEvent, (nameof(producerEvent), producerEvent, "event"));
         }
     }
 
     /// <summary>Enqueues on <paramref name="consumerStream"/> a wait for every record enqueued so far on the engine.</summary>
-    public void SignalConsumer(IntPtr consumerStream) => Order(_engineStream.StreamPtr, consumerStream, "the engine's stream");
+    /// <exception cref="ArgumentException">CUDA refuses the handle as a stream to wait on.</exception>
+    public void SignalConsumer(IntPtr consumerStream) => Order(_engineStream.StreamPtr, "the engine's stream", consumerStream, nameof(consumerStream));
 
     /// <summary>Destroys the bridge's events.</summary>
     public void Dispose()
@@ -98,16 +106,17 @@ public sealed class CudaStreamBridge : IDisposable
 
     /// <summary>
     /// Makes <paramref name="waiter"/> wait on the device for the work enqueued so far on <paramref name="producer"/>,
-    /// a stream refused as the caller's <paramref name="producerName"/> where it is none.
+    /// a stream refused as the caller's <paramref name="producerName"/> where it is none; a wait CUDA refuses
+    /// names the caller's <paramref name="waiterName"/> (null for the engine's own stream, which is known good).
     /// </summary>
-    private void Order(IntPtr producer, IntPtr waiter, string producerName)
+    private void Order(IntPtr producer, string producerName, IntPtr waiter, string? waiterName)
     {
         lock (_lock)
         {
             ThrowIfUnusable();
             var (cudaEvent, context) = EventFor(producer, producerName);
             CudaDriver.Record(cudaEvent, producer, context);
-            CudaDriver.Wait(waiter, cudaEvent);
+            CudaDriver.Wait(waiter, cudaEvent, waiterName is null ? null : (waiterName, waiter, "stream"));
         }
     }
 

@@ -4,6 +4,7 @@ using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Interop;
 
@@ -64,7 +65,7 @@ public static class ForeignMemory
             CPUAccelerator => CPUMemoryBuffer.Create(accelerator, pointer, length, elementSize),
             CudaAccelerator cuda => CudaForeignBuffer.Create(cuda, pointer, length, elementSize),
             CLAccelerator cl => new CLForeignBuffer(cl, pointer, length, elementSize),
-            _ => throw new NotSupportedException($"Foreign memory on a {accelerator.AcceleratorType} accelerator is not supported."),
+            _ => throw new NotSupportedException(Invariant($"Foreign memory on a {accelerator.AcceleratorType} accelerator is not supported.")),
         };
         return new ForeignView<T>(wrapper, length);
     }

@@ -1,4 +1,6 @@
+using System.Globalization;
 using MoeGpuStats.Engines;
+using static System.FormattableString;
 
 namespace MoeGpuStats;
 
@@ -16,7 +18,7 @@ internal static class ModelRoutingMerge
                 || other.SkipEmptySteps != options.SkipEmptySteps)
             {
                 throw new ArgumentException(
-                    $"Only models of the same shape merge: parts[0] is {Shape(options)}, parts[{i}] is {Shape(other)}.", nameof(parts));
+                    Invariant($"Only models of the same shape merge: parts[0] is {Shape(options)}, parts[{i}] is {Shape(other)}."), nameof(parts));
             }
         }
 
@@ -82,5 +84,5 @@ internal static class ModelRoutingMerge
     }
 
     private static string Shape(ModelRoutingStatsOptions options) =>
-        $"{Plural.Of(options.Layers, "layer")} × {Plural.Of(options.Experts, "expert")}, window {options.Window}, capacity {options.ExpertCapacity?.ToString() ?? "none"}{(options.SkipEmptySteps ? ", empty steps left out" : "")}";
+        Invariant($"{Plural.Of(options.Layers, "layer")} × {Plural.Of(options.Experts, "expert")}, window {options.Window}, capacity {options.ExpertCapacity?.ToString(CultureInfo.InvariantCulture) ?? "none"}{(options.SkipEmptySteps ? ", empty steps left out" : "")}");
 }

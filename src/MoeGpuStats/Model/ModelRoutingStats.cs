@@ -285,7 +285,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     public ModelDeviceArrays DeviceArrays() =>
         Engine.DeviceArrays()
         ?? throw new InvalidOperationException(
-            $"This model runs on the {Backend} engine, which keeps its counts in .NET arrays, not in an accelerator's memory: read WindowLoad() (a copy), or create the model on an accelerator (ModelRoutingStats.OnDevice).");
+            Invariant($"This model runs on the {Backend} engine, which keeps its counts in .NET arrays, not in an accelerator's memory: read WindowLoad() (a copy), or create the model on an accelerator (ModelRoutingStats.OnDevice)."));
 
     /// <summary>
     /// The balance of every layer over its experts, over the window and since the start (on a device

@@ -1,8 +1,10 @@
+using System.Globalization;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Kernels.Model;
+using static System.FormattableString;
 
 namespace MoeGpuStats;
 
@@ -40,40 +42,40 @@ internal static class ModelStepChecks
         if (perLayer > RecordChecks.MaxIdsPerRecord)
         {
             throw new ArgumentException(
-                $"tokens * topK = {tokens} * {topK} = {perLayer} ids per layer; a layer takes at most {RecordChecks.MaxIdsPerRecord} (2^31 - 1) per step.", nameof(tokens));
+                Invariant($"tokens * topK = {tokens} * {topK} = {perLayer} ids per layer; a layer takes at most {RecordChecks.MaxIdsPerRecord} (2^31 - 1) per step."), nameof(tokens));
         }
 
         var rows = tokenStride == 0 ? topK : tokenStride;
         if (rows < topK)
         {
-            throw new ArgumentException($"tokenStride is {tokenStride}; it must be at least topK = {topK} (a token's ids side by side), or 0 for topK.", nameof(tokenStride));
+            throw new ArgumentException(Invariant($"tokenStride is {tokenStride}; it must be at least topK = {topK} (a token's ids side by side), or 0 for topK."), nameof(tokenStride));
         }
 
         var layers = options.Layers;
         var stride = layerStride != 0 ? layerStride
             : ModelIdLayout.PackedLayerStride(tokens, rows)
-            ?? throw new ArgumentException($"tokenStride is {tokenStride}: tokens * tokenStride = {tokens} * {tokenStride} passes the range of long; give the layer stride.", nameof(tokenStride));
+            ?? throw new ArgumentException(Invariant($"tokenStride is {tokenStride}: tokens * tokenStride = {tokens} * {tokenStride} passes the range of long; give the layer stride."), nameof(tokenStride));
         if (!ModelIdLayout.Supported(layers, tokens, topK, stride, rows))
         {
             throw new ArgumentException(
                 rows == topK
-                    ? $"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer}, or 0 to pack the layers."
-                    : $"layerStride is {layerStride} with tokenStride {tokenStride}: the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = {ModelIdLayout.LayerExtent(tokens, topK, rows)?.ToString() ?? "more than long holds"}; layers interleaved, as [tokens, layers, topK], need topK = {topK} <= layerStride <= (tokenStride - topK) / (layers - 1) = {(rows - topK) / Math.Max(1, layers - 1)}.",
+                    ? Invariant($"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer}, or 0 to pack the layers.")
+                    : Invariant($"layerStride is {layerStride} with tokenStride {tokenStride}: the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = {ModelIdLayout.LayerExtent(tokens, topK, rows)?.ToString(CultureInfo.InvariantCulture) ?? "more than long holds"}; layers interleaved, as [tokens, layers, topK], need topK = {topK} <= layerStride <= (tokenStride - topK) / (layers - 1) = {(rows - topK) / Math.Max(1, layers - 1)}."),
                 nameof(layerStride));
         }
 
-        var spacing = rows == topK ? $"a layer stride of {stride}" : $"a layer stride of {stride} and a token stride of {rows}";
+        var spacing = rows == topK ? Invariant($"a layer stride of {stride}") : Invariant($"a layer stride of {stride} and a token stride of {rows}");
         // Past a long, the step is named by the stride given that took it there: the larger, or the token stride of packed layers.
         var (strideName, strideValue) = layerStride == 0 || rows > stride ? (nameof(tokenStride), tokenStride) : (nameof(layerStride), layerStride);
         var needed = ModelIdLayout.StepExtent(layers, stride, tokens, topK, rows)
             ?? throw new ArgumentException(
-                $"{strideName} is {strideValue}: {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} pass the range of long (no buffer holds them).",
+                Invariant($"{strideName} is {strideValue}: {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} pass the range of long (no buffer holds them)."),
                 strideName);
         if (available < needed)
         {
             var empty = available == 0 ? " (an empty span or view, or a view of a disposed buffer)" : "";
             throw new ArgumentException(
-                $"{idsName} holds {Plural.Of(available, "value")}{empty}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} need {needed}.", idsName);
+                Invariant($"{idsName} holds {Plural.Of(available, "value")}{empty}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} need {needed}."), idsName);
         }
 
         return (stride, rows);
@@ -87,8 +89,8 @@ internal static class ModelStepChecks
         var accelerator = (engine as DeviceModelEngine)?.Accelerator;
         CheckView(accelerator, ids, 0, "topKExpertIds", "ids");
         CheckView(accelerator, validTokens, 1, nameof(validTokens), "one int");
-        CheckView(accelerator, loadBalanceLosses, engine.Options.Layers, nameof(loadBalanceLosses), $"{engine.Options.Layers} floats (one per layer)");
-        CheckView(accelerator, routerZLosses, engine.Options.Layers, nameof(routerZLosses), $"{engine.Options.Layers} floats (one per layer)");
+        CheckView(accelerator, loadBalanceLosses, engine.Options.Layers, nameof(loadBalanceLosses), Invariant($"{engine.Options.Layers} floats (one per layer)"));
+        CheckView(accelerator, routerZLosses, engine.Options.Layers, nameof(routerZLosses), Invariant($"{engine.Options.Layers} floats (one per layer)"));
     }
 
     /// <summary>Throws unless <paramref name="losses"/> is empty or one finite loss per layer.</summary>
@@ -97,14 +99,14 @@ internal static class ModelStepChecks
     {
         if (!losses.IsEmpty && losses.Length != options.Layers)
         {
-            throw new ArgumentException($"{name} holds {Plural.Of(losses.Length, "value")}; it must hold one per layer ({options.Layers}) or none.", name);
+            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(losses.Length, "value")}; it must hold one per layer ({options.Layers}) or none."), name);
         }
 
         for (var l = 0; l < losses.Length; l++)
         {
             if (!float.IsFinite(losses[l]))
             {
-                throw new ArgumentException($"{name}[{l}] is {losses[l]}; losses must be finite.", name);
+                throw new ArgumentException(Invariant($"{name}[{l}] is {losses[l]}; losses must be finite."), name);
             }
         }
     }
@@ -117,21 +119,21 @@ internal static class ModelStepChecks
         var ranks = expertRanks.ToArray();
         if (ranks.Length != options.Experts)
         {
-            throw new ArgumentException($"{name} holds {Plural.Of(ranks.Length, "rank")}; it must hold one per expert ({options.Experts}).", name);
+            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(ranks.Length, "rank")}; it must hold one per expert ({options.Experts})."), name);
         }
 
         for (var e = 0; e < ranks.Length; e++)
         {
             if (ranks[e] < 0 || ranks[e] >= options.Experts)
             {
-                throw new ArgumentException($"{name}[{e}] is {ranks[e]}; a rank must be 0 to {options.Experts - 1} (at most one rank per expert).", name);
+                throw new ArgumentException(Invariant($"{name}[{e}] is {ranks[e]}; a rank must be 0 to {options.Experts - 1} (at most one rank per expert)."), name);
             }
         }
 
         if (EmptyRank(ranks) is var (empty, largest))
         {
             throw new ArgumentException(
-                $"{name} gives rank {empty} no expert while rank {largest} holds one; ranks are numbered from 0 with none left empty{(empty == 0 ? " (numbered from 1? subtract 1)" : "")}.", name);
+                Invariant($"{name} gives rank {empty} no expert while rank {largest} holds one; ranks are numbered from 0 with none left empty{(empty == 0 ? " (numbered from 1? subtract 1)" : "")}."), name);
         }
 
         return ranks;
@@ -165,7 +167,7 @@ internal static class ModelStepChecks
 
         if (view.Length < minimum)
         {
-            throw new ArgumentException($"{name} holds {Plural.Of(view.Length, "value")}; it must hold {what}, or be default.", name);
+            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(view.Length, "value")}; it must hold {what}, or be default."), name);
         }
 
         ViewAccelerator.CheckAlive(view, name);

@@ -1,3 +1,5 @@
+using static System.FormattableString;
+
 namespace MoeGpuStats.Placement;
 
 /// <summary>
@@ -106,7 +108,7 @@ public static class ExpertPlacement
     {
         if (layers < 1 || experts < 1)
         {
-            return ("loads", $"loads is [{layers}, {experts}]; a plan needs at least one layer of at least one expert.");
+            return ("loads", Invariant($"loads is [{layers}, {experts}]; a plan needs at least one layer of at least one expert."));
         }
 
         if (BelowOne(replicas, groups, nodes, gpus) is { } below)
@@ -116,37 +118,37 @@ public static class ExpertPlacement
 
         if (replicas > MaxPhysicalExperts)
         {
-            return (nameof(replicas), $"replicas is {replicas:N0}; a plan has at most {MaxPhysicalExperts:N0} slots per layer.");
+            return (nameof(replicas), Invariant($"replicas is {replicas:N0}; a plan has at most {MaxPhysicalExperts:N0} slots per layer."));
         }
 
         if (experts > MaxPhysicalExperts)
         {
-            return ("loads", $"loads has {experts:N0} experts per layer; a plan places at most {MaxPhysicalExperts:N0} (one slot each at least).");
+            return ("loads", Invariant($"loads has {experts:N0} experts per layer; a plan places at most {MaxPhysicalExperts:N0} (one slot each at least)."));
         }
 
         if (replicas < experts)
         {
-            return (nameof(replicas), $"replicas is {replicas:N0} for {experts:N0} experts; every expert needs at least one, so give at least {experts:N0}.");
+            return (nameof(replicas), Invariant($"replicas is {replicas:N0} for {experts:N0} experts; every expert needs at least one, so give at least {experts:N0}."));
         }
 
         if (replicas % gpus != 0)
         {
-            return (nameof(replicas), $"replicas is {replicas:N0}, which does not divide among gpus = {gpus:N0}; give a multiple of {gpus:N0}.");
+            return (nameof(replicas), Invariant($"replicas is {replicas:N0}, which does not divide among gpus = {gpus:N0}; give a multiple of {gpus:N0}."));
         }
 
         if (experts % groups != 0)
         {
-            return (nameof(groups), $"groups is {groups:N0}, which does not divide the {experts:N0} experts; give a divisor of {experts:N0} (1 when the model has no groups).");
+            return (nameof(groups), Invariant($"groups is {groups:N0}, which does not divide the {experts:N0} experts; give a divisor of {experts:N0} (1 when the model has no groups)."));
         }
 
         if (gpus % nodes != 0)
         {
-            return (nameof(nodes), $"nodes is {nodes:N0}, which does not divide gpus = {gpus:N0}; give a divisor of {gpus:N0}.");
+            return (nameof(nodes), Invariant($"nodes is {nodes:N0}, which does not divide gpus = {gpus:N0}; give a divisor of {gpus:N0}."));
         }
 
         if ((long)layers * replicas > MaxSlots)
         {
-            return (nameof(replicas), $"replicas is {replicas:N0} for {layers:N0} layers: {(long)layers * replicas:N0} slots, more than a plan holds ({MaxSlots:N0}).");
+            return (nameof(replicas), Invariant($"replicas is {replicas:N0} for {layers:N0} layers: {(long)layers * replicas:N0} slots, more than a plan holds ({MaxSlots:N0})."));
         }
 
         return null;
@@ -154,10 +156,10 @@ public static class ExpertPlacement
 
     /// <summary>The first count below 1, named as <see cref="Rebalance"/>'s parameter; null when each is at least 1.</summary>
     private static (string ParamName, string Message)? BelowOne(int replicas, int groups, int nodes, int gpus) =>
-        replicas < 1 ? (nameof(replicas), $"replicas is {replicas}; it must be at least 1.")
-        : groups < 1 ? (nameof(groups), $"groups is {groups}; it must be at least 1 (1 when the model has no groups).")
-        : nodes < 1 ? (nameof(nodes), $"nodes is {nodes}; it must be at least 1.")
-        : gpus < 1 ? (nameof(gpus), $"gpus is {gpus}; it must be at least 1.")
+        replicas < 1 ? (nameof(replicas), Invariant($"replicas is {replicas}; it must be at least 1."))
+        : groups < 1 ? (nameof(groups), Invariant($"groups is {groups}; it must be at least 1 (1 when the model has no groups)."))
+        : nodes < 1 ? (nameof(nodes), Invariant($"nodes is {nodes}; it must be at least 1."))
+        : gpus < 1 ? (nameof(gpus), Invariant($"gpus is {gpus}; it must be at least 1."))
         : null;
 
     /// <summary>
@@ -177,7 +179,7 @@ public static class ExpertPlacement
         ArgumentNullException.ThrowIfNull(plan);
         if (loads.GetLength(0) != plan.Layers || loads.GetLength(1) != plan.LogicalExperts)
         {
-            throw new ArgumentException($"loads is [{loads.GetLength(0)}, {loads.GetLength(1)}] but the plan is for [{plan.Layers}, {plan.LogicalExperts}]; give the loads of the plan's layers and experts.", nameof(loads));
+            throw new ArgumentException(Invariant($"loads is [{loads.GetLength(0)}, {loads.GetLength(1)}] but the plan is for [{plan.Layers}, {plan.LogicalExperts}]; give the loads of the plan's layers and experts."), nameof(loads));
         }
 
         CheckLoads(loads);
@@ -216,7 +218,7 @@ public static class ExpertPlacement
         CheckRowCount(physicalToLogical, layers);
         if (gpus < 1)
         {
-            throw new ArgumentException($"gpus is {gpus}; it must be at least 1.", nameof(gpus));
+            throw new ArgumentException(Invariant($"gpus is {gpus}; it must be at least 1."), nameof(gpus));
         }
 
         if (layers == 0)
@@ -232,7 +234,7 @@ public static class ExpertPlacement
 
         if (slots % gpus != 0)
         {
-            throw new ArgumentException($"physicalToLogical has {Plural.Of(slots, "slot")} per layer; {gpus:N0} GPUs hold an equal number each, so give a multiple of {gpus:N0}.", nameof(physicalToLogical));
+            throw new ArgumentException(Invariant($"physicalToLogical has {Plural.Of(slots, "slot")} per layer; {gpus:N0} GPUs hold an equal number each, so give a multiple of {gpus:N0}."), nameof(physicalToLogical));
         }
 
         var result = new double[layers];
@@ -240,7 +242,7 @@ public static class ExpertPlacement
         var counts = new int[experts];
         for (var layer = 0; layer < layers; layer++)
         {
-            var row = Row(physicalToLogical, layer, slots, $"but layer 0 has {slots:N0}; every layer has the same number");
+            var row = Row(physicalToLogical, layer, slots, Invariant($"but layer 0 has {slots:N0}; every layer has the same number"));
             CountSlots(physicalToLogical, layer, counts);
             result[layer] = LayerBalancedness(loads, layer, row, counts, gpuLoad);
         }
@@ -275,7 +277,7 @@ public static class ExpertPlacement
         var largest = -1;
         for (var layer = 0; layer < layers; layer++)
         {
-            foreach (var expert in Row(physicalToLogical, layer, slots, $"but the loads have {slots:N0} per layer; give the placement the loads were recorded under"))
+            foreach (var expert in Row(physicalToLogical, layer, slots, Invariant($"but the loads have {slots:N0} per layer; give the placement the loads were recorded under")))
             {
                 largest = Math.Max(largest, expert);
             }
@@ -284,7 +286,7 @@ public static class ExpertPlacement
         // Every expert needs a slot, so there are at most as many experts as slots: the result is no larger than the loads.
         if (largest >= slots)
         {
-            throw new ArgumentException($"physicalToLogical names expert {largest} but a layer has {Plural.Of(slots, "slot")}; every expert from 0 up needs one.", nameof(physicalToLogical));
+            throw new ArgumentException(Invariant($"physicalToLogical names expert {largest} but a layer has {Plural.Of(slots, "slot")}; every expert from 0 up needs one."), nameof(physicalToLogical));
         }
 
         var logical = new long[layers, largest + 1];
@@ -298,7 +300,7 @@ public static class ExpertPlacement
                 var sum = logical[layer, row[p]] + slotLoads[layer, p];
                 logical[layer, row[p]] = sum >= 0
                     ? sum
-                    : throw new OverflowException($"slotLoads[{layer}, {p}] brings the load of expert {row[p]} in layer {layer}, summed over its slots, past {long.MaxValue:N0}.");
+                    : throw new OverflowException(Invariant($"slotLoads[{layer}, {p}] brings the load of expert {row[p]} in layer {layer}, summed over its slots, past {long.MaxValue:N0}."));
             }
         }
 
@@ -310,17 +312,17 @@ public static class ExpertPlacement
     {
         if (physicalToLogical.Count != layers)
         {
-            throw new ArgumentException($"physicalToLogical has {Plural.Of(physicalToLogical.Count, "row")}; it needs one per layer of the loads, {layers:N0}.", nameof(physicalToLogical));
+            throw new ArgumentException(Invariant($"physicalToLogical has {Plural.Of(physicalToLogical.Count, "row")}; it needs one per layer of the loads, {layers:N0}."), nameof(physicalToLogical));
         }
     }
 
     /// <summary>Layer <paramref name="layer"/>'s row of a map, refused where null or not of <paramref name="slots"/> slots (<paramref name="rule"/> says why that many).</summary>
     private static int[] Row(IReadOnlyList<int[]> physicalToLogical, int layer, int slots, string rule)
     {
-        var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), $"physicalToLogical[{layer}] is null.");
+        var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), Invariant($"physicalToLogical[{layer}] is null."));
         return row.Length == slots
             ? row
-            : throw new ArgumentException($"physicalToLogical[{layer}] has {Plural.Of(row.Length, "slot")} {rule}.", nameof(physicalToLogical));
+            : throw new ArgumentException(Invariant($"physicalToLogical[{layer}] has {Plural.Of(row.Length, "slot")} {rule}."), nameof(physicalToLogical));
     }
 
     /// <summary>
@@ -336,8 +338,8 @@ public static class ExpertPlacement
         {
             if ((uint)row[p] >= (uint)counts.Length)
             {
-                var allowed = counts.Length > 0 ? $" from 0 to {counts.Length - 1}" : ", 0 or more";
-                throw new ArgumentException($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert{allowed}{UnusedSlotNote(row[p])}.", nameof(physicalToLogical));
+                var allowed = counts.Length > 0 ? Invariant($" from 0 to {counts.Length - 1}") : ", 0 or more";
+                throw new ArgumentException(Invariant($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert{allowed}{UnusedSlotNote(row[p])}."), nameof(physicalToLogical));
             }
 
             counts[row[p]]++;
@@ -345,7 +347,7 @@ public static class ExpertPlacement
 
         if (Array.IndexOf(counts, 0) is var missing and >= 0)
         {
-            throw new ArgumentException($"physicalToLogical[{layer}] gives expert {missing} no slot; every expert from 0 to {counts.Length - 1} needs one, or its tokens have nowhere to go.", nameof(physicalToLogical));
+            throw new ArgumentException(Invariant($"physicalToLogical[{layer}] gives expert {missing} no slot; every expert from 0 to {counts.Length - 1} needs one, or its tokens have nowhere to go."), nameof(physicalToLogical));
         }
     }
 
@@ -419,7 +421,7 @@ public static class ExpertPlacement
     {
         if (loads.GetLength(0) > 0 && loads.GetLength(1) == 0)
         {
-            throw new ArgumentException($"loads is [{loads.GetLength(0)}, 0]; give each layer's load of at least one expert.", nameof(loads));
+            throw new ArgumentException(Invariant($"loads is [{loads.GetLength(0)}, 0]; give each layer's load of at least one expert."), nameof(loads));
         }
     }
 
@@ -432,7 +434,7 @@ public static class ExpertPlacement
             {
                 if (loads[layer, e] < 0)
                 {
-                    throw new ArgumentException($"{name}[{layer}, {e}], the load of {of} {e} in layer {layer}, is {loads[layer, e]:N0}; loads are token counts, 0 or more.", name);
+                    throw new ArgumentException(Invariant($"{name}[{layer}, {e}], the load of {of} {e} in layer {layer}, is {loads[layer, e]:N0}; loads are token counts, 0 or more."), name);
                 }
             }
         }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Serialization;
 
@@ -17,7 +18,7 @@ internal static class JsonTokenCount
         if (ExceedsSnapshot(reader))
         {
             throw new JsonException(
-                $"The snapshot holds more than {RoutingStatsFile.MaxJsonTokens:N0} JSON tokens (values, field names and the ends of objects and arrays); a routing statistics snapshot holds at most that many.");
+                Invariant($"The snapshot holds more than {RoutingStatsFile.MaxJsonTokens:N0} JSON tokens (values, field names and the ends of objects and arrays); a routing statistics snapshot holds at most that many."));
         }
     }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using MoeGpuStats.Engines;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Serialization;
 
@@ -82,7 +83,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
-            throw new JsonException($"Model routing statistics must be a JSON object, not {root.ValueKind}.");
+            throw new JsonException(Invariant($"Model routing statistics must be a JSON object, not {root.ValueKind}."));
         }
 
         RoutingStatsJson.RefuseRepeatedFields(root, "");
@@ -112,17 +113,17 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         var windowSteps = Int(root, "window_steps");
         if (windowSteps < 0 || windowSteps > options.Window || (ulong)windowSteps > steps)
         {
-            throw new JsonException($"window_steps is {windowSteps}; it must be 1 to min(window = {options.Window}, steps = {steps}), or 0 while steps = 0.");
+            throw new JsonException(Invariant($"window_steps is {windowSteps}; it must be 1 to min(window = {options.Window}, steps = {steps}), or 0 while steps = 0."));
         }
 
         if (windowSteps == 0 && steps > 0)
         {
-            throw new JsonException($"window_steps is 0 with steps = {steps}; the window holds the last step of a model that recorded one (window_steps 1 or more).");
+            throw new JsonException(Invariant($"window_steps is 0 with steps = {steps}; the window holds the last step of a model that recorded one (window_steps 1 or more)."));
         }
 
         if (loads.GetArrayLength() != options.Layers)
         {
-            throw new JsonException($"window_load has {Plural.Of(loads.GetArrayLength(), "row")}; it needs one per layer ({options.Layers}).");
+            throw new JsonException(Invariant($"window_load has {Plural.Of(loads.GetArrayLength(), "row")}; it needs one per layer ({options.Layers})."));
         }
 
         // Every row's length before the arrays sized layers × experts: a file of a few empty layers
@@ -132,7 +133,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         {
             if (row.ValueKind != JsonValueKind.Array || row.GetArrayLength() != options.Experts)
             {
-                throw new JsonException($"window_load[{l}] must be an array of {options.Experts} counts (one per expert).");
+                throw new JsonException(Invariant($"window_load[{l}] must be an array of {options.Experts} counts (one per expert)."));
             }
 
             l++;
@@ -151,7 +152,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             var e = 0;
             foreach (var load in row.EnumerateArray())
             {
-                state.WindowLoad[(l * options.Experts) + e] = RoutingStatsJson.CountValue(load, $"window_load[{l}][{e}]");
+                state.WindowLoad[(l * options.Experts) + e] = RoutingStatsJson.CountValue(load, Invariant($"window_load[{l}][{e}]"));
                 e++;
             }
 
@@ -166,7 +167,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             if (layerState.TotalRoutings != state.Steps || layerState.ExpertUtilization.Length != (state.Steps == 0 ? 0 : options.Experts))
             {
                 throw new JsonException(
-                    $"layers[{l}] holds total_routings {layerState.TotalRoutings} and expert_utilization of {layerState.ExpertUtilization.Length}; the model holds steps {state.Steps} (each layer's total_routings) and {options.Experts} experts per layer (none before the first step).");
+                    Invariant($"layers[{l}] holds total_routings {layerState.TotalRoutings} and expert_utilization of {layerState.ExpertUtilization.Length}; the model holds steps {state.Steps} (each layer's total_routings) and {options.Experts} experts per layer (none before the first step)."));
             }
 
             // A model's layers record ids alone, and every id that names an expert is one routed slot.
@@ -174,7 +175,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             if (counted != layerState.RoutedSlots)
             {
                 throw new JsonException(
-                    $"layers[{l}]'s expert_token_counts sum to {counted} slots but its routed_slots is {layerState.RoutedSlots}; in a model every routed slot is one expert's.");
+                    Invariant($"layers[{l}]'s expert_token_counts sum to {counted} slots but its routed_slots is {layerState.RoutedSlots}; in a model every routed slot is one expert's."));
             }
 
             CheckWindowWithinRun(state, layerState, l, options.Experts);
@@ -193,16 +194,16 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         // The model's merge is written once, beside its steps: a layer's own would be read and lost.
         if (layer.ValueKind == JsonValueKind.Object && layer.TryGetProperty("merged_parts", out _))
         {
-            throw new JsonException($"layers[{l}] holds merged_parts, which is the model's field (beside steps), not a layer's.");
+            throw new JsonException(Invariant($"layers[{l}] holds merged_parts, which is the model's field (beside steps), not a layer's."));
         }
 
         try
         {
             return RoutingStatsJson.FromElement(layer, settings => CheckLayerOptions(settings, model, l));
         }
-        catch (JsonException exception) when (!exception.Message.StartsWith($"layers[{l}]", StringComparison.Ordinal))
+        catch (JsonException exception) when (!exception.Message.StartsWith(Invariant($"layers[{l}]"), StringComparison.Ordinal))
         {
-            throw new JsonException($"layers[{l}]: {exception.Message}", exception);
+            throw new JsonException(Invariant($"layers[{l}]: {exception.Message}"), exception);
         }
     }
 
@@ -214,19 +215,19 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
     {
         if (layer.Experts != model.Experts)
         {
-            throw new JsonException($"layers[{l}]'s experts is {Shown(layer.Experts)} but the model's experts is {model.Experts}; every layer has the model's.");
+            throw new JsonException(Invariant($"layers[{l}]'s experts is {Shown(layer.Experts)} but the model's experts is {model.Experts}; every layer has the model's."));
         }
 
         if (layer.ExpertCapacity != model.ExpertCapacity)
         {
             throw new JsonException(
-                $"layers[{l}]'s capacity_stats.slots_per_expert is {Shown(layer.ExpertCapacity)} but the model's expert_capacity is {Shown(model.ExpertCapacity)}; every layer has the model's.");
+                Invariant($"layers[{l}]'s capacity_stats.slots_per_expert is {Shown(layer.ExpertCapacity)} but the model's expert_capacity is {Shown(model.ExpertCapacity)}; every layer has the model's."));
         }
 
         if (layer.UtilizationDecay != model.UtilizationDecay)
         {
             throw new JsonException(
-                $"layers[{l}]'s utilization_decay is {Shown(layer.UtilizationDecay)} but the model's utilization_decay is {Shown(model.UtilizationDecay)}; every layer has the model's.");
+                Invariant($"layers[{l}]'s utilization_decay is {Shown(layer.UtilizationDecay)} but the model's utilization_decay is {Shown(model.UtilizationDecay)}; every layer has the model's."));
         }
     }
 
@@ -249,18 +250,18 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             if (load > sinceStart || (wholeRun && load != sinceStart))
             {
                 throw new JsonException(
-                    $"window_load[{l}][{e}] is {load}, layers[{l}] counts {sinceStart} for expert {e} since the start; the window's load is part of the run's{(wholeRun ? ", and all of it while window_steps = steps" : "")}.");
+                    Invariant($"window_load[{l}][{e}] is {load}, layers[{l}] counts {sinceStart} for expert {e} since the start; the window's load is part of the run's{(wholeRun ? ", and all of it while window_steps = steps" : "")}."));
             }
         }
     }
 
     private static JsonElement Required(JsonElement parent, string name) =>
-        parent.TryGetProperty(name, out var element) ? element : throw new JsonException($"The field '{name}' is missing.");
+        parent.TryGetProperty(name, out var element) ? element : throw new JsonException(Invariant($"The field '{name}' is missing."));
 
     private static JsonElement Array(JsonElement parent, string name)
     {
         var element = Required(parent, name);
-        return element.ValueKind == JsonValueKind.Array ? element : throw new JsonException($"The field '{name}' must be an array, not {element.ValueKind}.");
+        return element.ValueKind == JsonValueKind.Array ? element : throw new JsonException(Invariant($"The field '{name}' must be an array, not {element.ValueKind}."));
     }
 
     /// <summary>The field, or null where it is missing or null (the setting's default), as the one-layer reader takes them.</summary>
@@ -270,13 +271,13 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
     private static int Int(JsonElement parent, string name) => WholeNumber(Required(parent, name), name);
 
     private static int WholeNumber(JsonElement element, string name) =>
-        element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out var value) ? value : throw new JsonException($"The field '{name}' must be a whole number.");
+        element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out var value) ? value : throw new JsonException(Invariant($"The field '{name}' must be a whole number."));
 
     private static bool Boolean(JsonElement element, string name) =>
-        element.ValueKind is JsonValueKind.True or JsonValueKind.False ? element.GetBoolean() : throw new JsonException($"The field '{name}' must be true or false.");
+        element.ValueKind is JsonValueKind.True or JsonValueKind.False ? element.GetBoolean() : throw new JsonException(Invariant($"The field '{name}' must be true or false."));
 
     private static float Float(JsonElement element, string name) =>
         element.ValueKind == JsonValueKind.Number && element.TryGetSingle(out var value) && float.IsFinite(value)
             ? value
-            : throw new JsonException($"The field '{name}' must be a finite number.");
+            : throw new JsonException(Invariant($"The field '{name}' must be a finite number."));
 }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Serialization;
 
@@ -68,18 +69,18 @@ public static class RoutingStatsFile
         // Said in the caller's terms: the errors of creating the temporary would name a file they never gave.
         if (Directory.Exists(full))
         {
-            throw new IOException($"{full} is a folder; give the path of a file to write.");
+            throw new IOException(Invariant($"{full} is a folder; give the path of a file to write."));
         }
 
         var folder = Path.GetDirectoryName(full)!;
         if (!Directory.Exists(folder))
         {
             throw new DirectoryNotFoundException(File.Exists(folder)
-                ? $"{folder} is a file, not a folder; give a path in a folder."
-                : $"the folder {folder} does not exist, or may not be searched; create it, or give a path in an existing folder.");
+                ? Invariant($"{folder} is a file, not a folder; give a path in a folder.")
+                : Invariant($"the folder {folder} does not exist, or may not be searched; create it, or give a path in an existing folder."));
         }
 
-        var temporary = Path.Combine(folder, $".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        var temporary = Path.Combine(folder, Invariant($".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp"));
         try
         {
             using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
@@ -101,7 +102,7 @@ public static class RoutingStatsFile
         catch (FileNotFoundException exception) when (exception.FileName == temporary)
         {
             // /proc and /sys refuse a new name with ENOENT, which .NET reports as the (existing) target not found.
-            throw new IOException($"{full}: its folder {folder} lets no file be created in it (as /proc and /sys do not); give a path elsewhere.", exception);
+            throw new IOException(Invariant($"{full}: its folder {folder} lets no file be created in it (as /proc and /sys do not); give a path elsewhere."), exception);
         }
         catch (IOException exception) when (exception.Message.Contains(temporary, StringComparison.Ordinal))
         {
@@ -151,7 +152,7 @@ public static class RoutingStatsFile
         // Opening a folder fails as "access denied", which sends the user looking at permissions.
         if (Directory.Exists(path))
         {
-            throw new InvalidDataException($"{path}: a folder, not a routing statistics snapshot file; give the file that Save wrote.");
+            throw new InvalidDataException(Invariant($"{path}: a folder, not a routing statistics snapshot file; give the file that Save wrote."));
         }
 
         using var stream = OpenRead(path);
@@ -161,19 +162,19 @@ public static class RoutingStatsFile
             var root = document.RootElement;
             if (model && IsLayer(root))
             {
-                throw new InvalidDataException($"{path}: one layer's snapshot, not a model's; read it with RoutingStatsFile.Load.");
+                throw new InvalidDataException(Invariant($"{path}: one layer's snapshot, not a model's; read it with RoutingStatsFile.Load."));
             }
 
             if (!model && IsModel(root))
             {
-                throw new InvalidDataException($"{path}: a model's snapshot (of {Plural.Of(root.GetProperty("layers").GetArrayLength(), "layer")}), not one layer's; read it with RoutingStatsFile.LoadModel.");
+                throw new InvalidDataException(Invariant($"{path}: a model's snapshot (of {Plural.Of(root.GetProperty("layers").GetArrayLength(), "layer")}), not one layer's; read it with RoutingStatsFile.LoadModel."));
             }
 
             return read(root);
         }
         catch (Exception exception) when (exception is JsonException or InvalidOperationException or FormatException)
         {
-            throw new InvalidDataException($"{path}: not a {(model ? "model's " : "")}routing statistics snapshot ({exception.Message})", exception);
+            throw new InvalidDataException(Invariant($"{path}: not a {(model ? "model's " : "")}routing statistics snapshot ({exception.Message})"), exception);
         }
     }
 
@@ -201,7 +202,7 @@ public static class RoutingStatsFile
     {
         if (stream.CanSeek && stream.Length > MaxFileBytes)
         {
-            throw TooLarge(path, $"{stream.Length:N0} bytes");
+            throw TooLarge(path, Invariant($"{stream.Length:N0} bytes"));
         }
 
         // Read up to one byte past the limit whatever the length says: a pipe or a device has none.
@@ -212,7 +213,7 @@ public static class RoutingStatsFile
         {
             if (bounded.Length + read > MaxFileBytes)
             {
-                throw TooLarge(path, $"more than {MaxFileBytes:N0} bytes");
+                throw TooLarge(path, Invariant($"more than {MaxFileBytes:N0} bytes"));
             }
 
             bounded.Write(buffer, 0, read);
@@ -230,10 +231,10 @@ public static class RoutingStatsFile
 
     /// <summary>The refusal of a file of more than <see cref="MaxJsonTokens"/> tokens, naming <paramref name="path"/>.</summary>
     internal static string TooManyTokens(string path) =>
-        $"{path}: more than {MaxJsonTokens:N0} JSON tokens (values, field names and the ends of objects and arrays); a routing statistics snapshot holds at most that many (the largest model the library writes, 1,024 layers of 4,096 experts, about 22 million).";
+        Invariant($"{path}: more than {MaxJsonTokens:N0} JSON tokens (values, field names and the ends of objects and arrays); a routing statistics snapshot holds at most that many (the largest model the library writes, 1,024 layers of 4,096 experts, about 22 million).");
 
     private static InvalidDataException TooLarge(string path, string size) =>
-        new($"{path}: {size}; a routing statistics snapshot file is at most {MaxFileBytes:N0} bytes (the largest the library writes is under 600 MB).");
+        new(Invariant($"{path}: {size}; a routing statistics snapshot file is at most {MaxFileBytes:N0} bytes (the largest the library writes is under 600 MB)."));
 
     /// <summary>Opens <paramref name="path"/>; a missing folder on the path is a missing file, as documented.</summary>
     private static FileStream OpenRead(string path)
@@ -244,7 +245,7 @@ public static class RoutingStatsFile
         }
         catch (DirectoryNotFoundException exception)
         {
-            throw new FileNotFoundException($"{path}: no such file (its folder does not exist).", path, exception);
+            throw new FileNotFoundException(Invariant($"{path}: no such file (its folder does not exist)."), path, exception);
         }
     }
 }

@@ -4,6 +4,7 @@ using System.Numerics;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using MoeGpuStats.Engines;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Serialization;
 
@@ -144,7 +145,7 @@ internal static class RoutingStatsJson
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
-            throw new JsonException($"Routing statistics must be a JSON object, not {root.ValueKind}.");
+            throw new JsonException(Invariant($"Routing statistics must be a JSON object, not {root.ValueKind}."));
         }
 
         RefuseRepeatedFields(root, "");
@@ -213,7 +214,7 @@ internal static class RoutingStatsJson
             if (state.UtilizationSums.Length != state.ExpertUtilization.Length)
             {
                 throw new JsonException(
-                    $"expert_utilization_sums has {state.UtilizationSums.Length} entries but expert_utilization has {state.ExpertUtilization.Length}.");
+                    Invariant($"expert_utilization_sums has {state.UtilizationSums.Length} entries but expert_utilization has {state.ExpertUtilization.Length}."));
             }
         }
 
@@ -247,10 +248,10 @@ internal static class RoutingStatsJson
 
         var decayed = present
             ? ReadFloats(element, "decayed_expert_utilization")
-            : throw new JsonException($"utilization_decay is {decay} but decayed_expert_utilization is missing; statistics with a decay have one per expert.");
+            : throw new JsonException(Invariant($"utilization_decay is {decay} but decayed_expert_utilization is missing; statistics with a decay have one per expert."));
         return decayed.Length == experts
             ? decayed
-            : throw new JsonException($"decayed_expert_utilization has {decayed.Length} entries but expert_utilization has {experts}; it holds one per expert.");
+            : throw new JsonException(Invariant($"decayed_expert_utilization has {decayed.Length} entries but expert_utilization has {experts}; it holds one per expert."));
     }
 
     /// <summary>Counts that no sequence of records leaves behind together: such a file was edited or is another format.</summary>
@@ -259,30 +260,30 @@ internal static class RoutingStatsJson
         if (state.TokensDropped > state.TotalTokens || state.SlotsDropped > state.RoutedSlots)
         {
             throw new JsonException(
-                $"More dropped than routed: tokens_dropped {state.TokensDropped} of total_tokens {state.TotalTokens}, slots_dropped {state.SlotsDropped} of routed_slots {state.RoutedSlots}.");
+                Invariant($"More dropped than routed: tokens_dropped {state.TokensDropped} of total_tokens {state.TotalTokens}, slots_dropped {state.SlotsDropped} of routed_slots {state.RoutedSlots}."));
         }
 
         if (state.ExpertUtilization.Length != state.ExpertTokenCounts.Length)
         {
             throw new JsonException(
-                $"expert_utilization has {state.ExpertUtilization.Length} entries but expert_token_counts has {state.ExpertTokenCounts.Length}.");
+                Invariant($"expert_utilization has {state.ExpertUtilization.Length} entries but expert_token_counts has {state.ExpertTokenCounts.Length}."));
         }
 
         if (state.TotalRoutings == 0 && (state.TotalTokens > 0 || state.RoutedSlots > 0 || state.ExpertTokenCounts.Any(count => count > 0)))
         {
-            throw new JsonException($"total_routings is 0 but total_tokens is {state.TotalTokens} and expert_token_counts sum to {Sum(state.ExpertTokenCounts)}: counts without a batch.");
+            throw new JsonException(Invariant($"total_routings is 0 but total_tokens is {state.TotalTokens} and expert_token_counts sum to {Sum(state.ExpertTokenCounts)}: counts without a batch."));
         }
 
         // One load variance per batch (the newest 1,000 kept), as the seed's record_routing pushes them.
         if ((ulong)state.LoadVarianceHistory.Length > state.TotalRoutings)
         {
-            throw new JsonException($"load_variance_history has {state.LoadVarianceHistory.Length} entries for total_routings {state.TotalRoutings}; a batch adds one.");
+            throw new JsonException(Invariant($"load_variance_history has {state.LoadVarianceHistory.Length} entries for total_routings {state.TotalRoutings}; a batch adds one."));
         }
 
         // A batch counts at most one time the capacity was exceeded.
         if (state.CapacityExceededCount > state.TotalRoutings)
         {
-            throw new JsonException($"capacity_exceeded_count is {state.CapacityExceededCount} for total_routings {state.TotalRoutings}; a batch exceeds the capacity at most once.");
+            throw new JsonException(Invariant($"capacity_exceeded_count is {state.CapacityExceededCount} for total_routings {state.TotalRoutings}; a batch exceeds the capacity at most once."));
         }
 
         // Each batch adds its experts (at least 1) times the slots per expert, whatever it routed. Only that
@@ -292,13 +293,13 @@ internal static class RoutingStatsJson
         {
             var given = options.ExpertCapacity is null ? " (the default: slots_per_expert is absent)" : "";
             throw new JsonException(
-                $"capacity_stats.total_capacity is {state.TotalCapacity} for total_routings {state.TotalRoutings} at {slots} slots per expert{given}; each batch adds {slots} times its experts, so it is a multiple of {slots}, above 0 after a batch.");
+                Invariant($"capacity_stats.total_capacity is {state.TotalCapacity} for total_routings {state.TotalRoutings} at {slots} slots per expert{given}; each batch adds {slots} times its experts, so it is a multiple of {slots}, above 0 after a batch."));
         }
 
         // A slot routed to an expert came with a token; padding rows are tokens that routed none.
         if (state.RoutedSlots > 0 && state.TotalTokens == 0)
         {
-            throw new JsonException($"routed_slots is {state.RoutedSlots} but total_tokens is 0; a routed slot is some token's.");
+            throw new JsonException(Invariant($"routed_slots is {state.RoutedSlots} but total_tokens is 0; a routed slot is some token's."));
         }
 
         // experts fixes the count of a record of ids only: a decision of another count since leaves arrays of its length.
@@ -336,7 +337,7 @@ internal static class RoutingStatsJson
     {
         for (var i = 0; i < values.Length; i++)
         {
-            CheckNonNegative(values[i], $"{name}[{i}]", rule);
+            CheckNonNegative(values[i], Invariant($"{name}[{i}]"), rule);
         }
     }
 
@@ -345,7 +346,7 @@ internal static class RoutingStatsJson
     {
         if (!(value >= T.Zero))
         {
-            throw new JsonException($"{name} is {Shown(value)}; {rule}.");
+            throw new JsonException(Invariant($"{name} is {Shown(value)}; {rule}."));
         }
     }
 
@@ -359,7 +360,7 @@ internal static class RoutingStatsJson
         if (!(Math.Abs(state.RoutingEfficiency - expected) <= EfficiencyTolerance))
         {
             throw new JsonException(
-                $"routing_efficiency is {Shown(state.RoutingEfficiency)} but routed_slots {state.RoutedSlots} and slots_dropped {state.SlotsDropped} give {expected}; it is the percent of routed slots kept (0 before any).");
+                Invariant($"routing_efficiency is {Shown(state.RoutingEfficiency)} but routed_slots {state.RoutedSlots} and slots_dropped {state.SlotsDropped} give {expected}; it is the percent of routed slots kept (0 before any)."));
         }
     }
 
@@ -372,7 +373,7 @@ internal static class RoutingStatsJson
     {
         for (var e = 0; e < state.ExpertUtilization.Length; e++)
         {
-            CheckAverage(state.ExpertUtilization[e], state.UtilizationSums?[e], state.TotalRoutings, $"expert_utilization[{e}]", $"expert_utilization_sums[{e}]");
+            CheckAverage(state.ExpertUtilization[e], state.UtilizationSums?[e], state.TotalRoutings, Invariant($"expert_utilization[{e}]"), Invariant($"expert_utilization_sums[{e}]"));
         }
     }
 
@@ -387,7 +388,7 @@ internal static class RoutingStatsJson
         {
             if (routings == 0 && average != 0)
             {
-                throw new JsonException($"{averageName} is {Shown(average)} with total_routings 0; an average is 0 before the first batch.");
+                throw new JsonException(Invariant($"{averageName} is {Shown(average)} with total_routings 0; an average is 0 before the first batch."));
             }
 
             return;
@@ -398,7 +399,7 @@ internal static class RoutingStatsJson
         if (!double.IsFinite(total) || (routings == 0 && total != 0) || !(Math.Abs(average - expected) <= tolerance))
         {
             throw new JsonException(
-                $"{averageName} is {Shown(average)} but {sumName} is {Shown(total)} over total_routings {routings}; the average is the sum over the batches divided by them.");
+                Invariant($"{averageName} is {Shown(average)} but {sumName} is {Shown(total)} over total_routings {routings}; the average is the sum over the batches divided by them."));
         }
     }
 
@@ -411,7 +412,7 @@ internal static class RoutingStatsJson
     /// </summary>
     private static JsonElement AtMost(JsonElement element, string name, int most) =>
         element.ValueKind == JsonValueKind.Array && element.GetArrayLength() > most
-            ? throw new JsonException($"{name} holds {element.GetArrayLength():N0} entries; the seed keeps the newest {most:N0}, and so does every state written here.")
+            ? throw new JsonException(Invariant($"{name} holds {element.GetArrayLength():N0} entries; the seed keeps the newest {most:N0}, and so does every state written here."))
             : element;
 
     /// <summary>The latency statistics, refused where no run of measurements leaves them.</summary>
@@ -438,37 +439,37 @@ internal static class RoutingStatsJson
         var (measurements, total, min, max, recent) = latency;
         if (double.IsNaN(total) || double.IsNaN(max))
         {
-            throw new JsonException($"total_latency_ms {Shown(total)}, max_latency_ms {Shown(max)}: they are numbers (only min_latency_ms is null, before the first measurement).");
+            throw new JsonException(Invariant($"total_latency_ms {Shown(total)}, max_latency_ms {Shown(max)}: they are numbers (only min_latency_ms is null, before the first measurement)."));
         }
 
         if (total < 0 || min < 0 || max < 0)
         {
-            throw new JsonException($"total_latency_ms {total}, min_latency_ms {min}, max_latency_ms {max}: latencies cannot be negative.");
+            throw new JsonException(Invariant($"total_latency_ms {total}, min_latency_ms {min}, max_latency_ms {max}: latencies cannot be negative."));
         }
 
         if ((ulong)recent.Length > measurements || (measurements > 0 && min > max))
         {
             throw new JsonException(
-                $"total_measurements {measurements}, {recent.Length} recent_latencies, min_latency_ms {Shown(min)}, max_latency_ms {max}: no run records more recent latencies than measurements, or a smallest above the largest.");
+                Invariant($"total_measurements {measurements}, {recent.Length} recent_latencies, min_latency_ms {Shown(min)}, max_latency_ms {max}: no run records more recent latencies than measurements, or a smallest above the largest."));
         }
 
         // Before the first measurement the seed's LatencyStats::new() holds: no total, min +infinity (null), max 0.
         if (measurements == 0 && (total != 0 || max != 0 || !double.IsPositiveInfinity(min)))
         {
             throw new JsonException(
-                $"total_measurements is 0 but total_latency_ms is {total}, min_latency_ms {Shown(min)}, max_latency_ms {max}; without a measurement they are 0, null and 0.");
+                Invariant($"total_measurements is 0 but total_latency_ms is {total}, min_latency_ms {Shown(min)}, max_latency_ms {max}; without a measurement they are 0, null and 0."));
         }
 
         // A sum of non-negative doubles is at least each of them, rounding included.
         if (total < max)
         {
-            throw new JsonException($"total_latency_ms {total} is below max_latency_ms {max}; the total sums every measurement.");
+            throw new JsonException(Invariant($"total_latency_ms {total} is below max_latency_ms {max}; the total sums every measurement."));
         }
 
         if (recent.AsSpan().IndexOfAnyExceptInRange(min, max) is var outside and >= 0)
         {
             throw new JsonException(
-                $"recent_latencies[{outside}] is {recent[outside]} but min_latency_ms is {Shown(min)} and max_latency_ms {max}; every measurement lies between them.");
+                Invariant($"recent_latencies[{outside}] is {recent[outside]} but min_latency_ms is {Shown(min)} and max_latency_ms {max}; every measurement lies between them."));
         }
     }
 
@@ -483,12 +484,12 @@ internal static class RoutingStatsJson
     internal static JsonException SettingError(ArgumentException exception, string renamedProperty, string renamedSubject)
     {
         var property = exception.ParamName ?? "";
-        var subject = property == renamedProperty ? renamedSubject : $"The field '{JsonNamingPolicy.SnakeCaseLower.ConvertName(property)}' is {{0}}";
+        var subject = property == renamedProperty ? renamedSubject : Invariant($"The field '{JsonNamingPolicy.SnakeCaseLower.ConvertName(property)}' is {{0}}");
         var message = exception.Message.Split(" (Parameter", 2)[0];
-        var prefix = $"{property} is ";
+        var prefix = Invariant($"{property} is ");
         var end = message.IndexOf("; ", StringComparison.Ordinal);
-        Debug.Assert(message.StartsWith(prefix, StringComparison.Ordinal) && end > prefix.Length, $"The options' refusal is worded by OutOfRange: {message}");
-        return new JsonException($"{string.Format(CultureInfo.InvariantCulture, subject, message[prefix.Length..end])}{message[end..]}", exception);
+        Debug.Assert(message.StartsWith(prefix, StringComparison.Ordinal) && end > prefix.Length, Invariant($"The options' refusal is worded by OutOfRange: {message}"));
+        return new JsonException(Invariant($"{string.Format(CultureInfo.InvariantCulture, subject, message[prefix.Length..end])}{message[end..]}"), exception);
     }
 
     /// <summary>
@@ -504,27 +505,27 @@ internal static class RoutingStatsJson
             {
                 // Escaped as JSON escapes it, so that a name with a line break keeps the message one line.
                 var name = JsonEncodedText.Encode(property.Name.Length > 40 ? property.Name[..40] + "..." : property.Name, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
-                throw new JsonException($"The field '{prefix}{name}' is given twice; a snapshot gives each field once.");
+                throw new JsonException(Invariant($"The field '{prefix}{name}' is given twice; a snapshot gives each field once."));
             }
         }
     }
 
     private static JsonElement Required(JsonElement parent, string name) =>
-        parent.TryGetProperty(name, out var value) ? value : throw new JsonException($"The field '{name}' is missing.");
+        parent.TryGetProperty(name, out var value) ? value : throw new JsonException(Invariant($"The field '{name}' is missing."));
 
     private static JsonElement RequiredObject(JsonElement parent, string name) =>
-        Required(parent, name) is { ValueKind: JsonValueKind.Object } element ? element : throw new JsonException($"The field '{name}' must be an object.");
+        Required(parent, name) is { ValueKind: JsonValueKind.Object } element ? element : throw new JsonException(Invariant($"The field '{name}' must be an object."));
 
     /// <summary>The recordings a snapshot combines (<c>merged_parts</c>): 1 where the field is absent, as every snapshot but a merge's.</summary>
     public static int ReadMergedParts(JsonElement root) =>
         !root.TryGetProperty("merged_parts", out var value) || value.ValueKind == JsonValueKind.Null ? 1
         : value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var parts) && parts is >= 1 and <= RoutingStats.MaxMergedParts ? (int)parts
-        : throw new JsonException($"The field 'merged_parts' is {value.GetRawText()}; it must be a whole number from 1 to {RoutingStats.MaxMergedParts} (the recordings a merge combines).");
+        : throw new JsonException(Invariant($"The field 'merged_parts' is {value.GetRawText()}; it must be a whole number from 1 to {RoutingStats.MaxMergedParts} (the recordings a merge combines)."));
 
     private static int? OptionalInt(JsonElement parent, string name) =>
         !parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null ? null
         : value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var number) ? number
-        : throw new JsonException($"The field '{name}' is {value.GetRawText()}; it must be a whole number.");
+        : throw new JsonException(Invariant($"The field '{name}' is {value.GetRawText()}; it must be a whole number."));
 
     private static ulong CountField(JsonElement parent, string name) => CountValue(Required(parent, name), name);
 
@@ -536,16 +537,16 @@ internal static class RoutingStatsJson
     {
         if (element.ValueKind != JsonValueKind.Number || !element.TryGetUInt64(out var count))
         {
-            throw new JsonException($"The field '{shownAs}' is {Shown(element)}; a count is a whole number from 0 to {MaxCount}.");
+            throw new JsonException(Invariant($"The field '{shownAs}' is {Shown(element)}; a count is a whole number from 0 to {MaxCount}."));
         }
 
-        return count <= MaxCount ? count : throw new JsonException($"The field '{shownAs}' is {count}; a count is at most {MaxCount}.");
+        return count <= MaxCount ? count : throw new JsonException(Invariant($"The field '{shownAs}' is {count}; a count is at most {MaxCount}."));
     }
 
     private static ulong[] Counts(JsonElement element, string name) =>
         element.ValueKind == JsonValueKind.Array
-            ? [.. element.EnumerateArray().Select((value, i) => CountValue(value, $"{name}[{i}]"))]
-            : throw new JsonException($"The field '{name}' must be an array.");
+            ? [.. element.EnumerateArray().Select((value, i) => CountValue(value, Invariant($"{name}[{i}]")))]
+            : throw new JsonException(Invariant($"The field '{name}' must be an array."));
 
     /// <summary>A value as the file has it, cut short so that a message stays one line.</summary>
     private static string Shown(JsonElement element)
@@ -563,27 +564,27 @@ internal static class RoutingStatsJson
     {
         JsonValueKind.Null => float.NaN,
         JsonValueKind.Number when element.TryGetSingle(out var value) && float.IsFinite(value) => value,
-        JsonValueKind.Number => throw new JsonException($"The field '{name}' is {Shown(element)}; beyond a float's range (null stands for NaN)."),
-        _ => throw new JsonException($"The field '{name}' must be a number or null, not {element.ValueKind}."),
+        JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {Shown(element)}; beyond a float's range (null stands for NaN).")),
+        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {element.ValueKind}.")),
     };
 
     private static double ReadDouble(JsonElement element, double nullMeans, string name) => element.ValueKind switch
     {
         JsonValueKind.Null => nullMeans,
         JsonValueKind.Number when element.TryGetDouble(out var value) && double.IsFinite(value) => value,
-        JsonValueKind.Number => throw new JsonException($"The field '{name}' is {Shown(element)}; beyond a double's range (null stands for NaN)."),
-        _ => throw new JsonException($"The field '{name}' must be a number or null, not {element.ValueKind}."),
+        JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {Shown(element)}; beyond a double's range (null stands for NaN).")),
+        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {element.ValueKind}.")),
     };
 
     private static float[] ReadFloats(JsonElement element, string name) =>
         element.ValueKind == JsonValueKind.Array
             ? [.. element.EnumerateArray().Select(e => ReadFloat(e, name))]
-            : throw new JsonException($"The field '{name}' must be an array.");
+            : throw new JsonException(Invariant($"The field '{name}' must be an array."));
 
     private static double[] ReadDoubles(JsonElement element, string name, double nullMeans) =>
         element.ValueKind == JsonValueKind.Array
             ? [.. element.EnumerateArray().Select(e => ReadDouble(e, nullMeans, name))]
-            : throw new JsonException($"The field '{name}' must be an array.");
+            : throw new JsonException(Invariant($"The field '{name}' must be an array."));
 
     private static void WriteArray(Utf8JsonWriter writer, string name, float[] values)
     {

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Telemetry;
 
@@ -117,7 +118,7 @@ internal sealed class SharedInstruments
                 return observed;
             }
 
-            return instrument as Observed<T> ?? throw new InvalidOperationException($"The instrument {name} exists with another kind or type.");
+            return instrument as Observed<T> ?? throw new InvalidOperationException(Invariant($"The instrument {name} exists with another kind or type."));
         }
     }
 

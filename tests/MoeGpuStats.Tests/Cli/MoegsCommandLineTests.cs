@@ -8,6 +8,7 @@ namespace MoeGpuStats.Tests.Cli;
 /// <c>moegs</c> as a whole, run in-process as a user runs it (<see cref="MoeGpuStats.Cli.MoegsCommandLine"/>): parse
 /// errors, and what every command does alike. A command's own behaviour is in Commands/.
 /// </summary>
+[UseCulture("de-DE")]
 public sealed class MoegsCommandLineTests : IDisposable
 {
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-cli-");

@@ -196,6 +196,31 @@ public sealed class CudaStreamBridgeTests
         Assert.Throws<ObjectDisposedException>(() => bridge.WaitForProducerEvent(IntPtr.Zero));
     }
 
+    /// <summary>
+    /// A zero event is refused before the driver is called, naming the argument, and the bridge still
+    /// orders afterwards: the step after the refusal counts the producer's fill.
+    /// </summary>
+    [Fact]
+    public void AZeroProducerEventIsRefusedAndTheBridgeStillOrders()
+    {
+        var accelerator = (CudaAccelerator)TestAccelerators.Require("cuda");
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 4 };
+        using var producer = (CudaStream)accelerator.CreateStream();
+        using var ids = accelerator.Allocate1D<int>(options.Layers * 8L);
+        using var model = ModelRoutingStats.OnDevice(accelerator, options);
+        using var bridge = new CudaStreamBridge(model);
+
+        var error = Assert.Throws<ArgumentException>(() => bridge.WaitForProducerEvent(IntPtr.Zero));
+        Assert.Equal("producerEvent", error.ParamName);
+        Assert.StartsWith("producerEvent is 0x0; give an event the producer recorded", error.Message, StringComparison.Ordinal);
+
+        ids.View.MemSetToZero(producer);
+        bridge.WaitForProducer(producer.StreamPtr);
+        model.RecordStep(ids.View, tokens: 4, topK: 2);
+        bridge.SignalConsumer(producer.StreamPtr);
+        Assert.Equal(8UL, model.WindowLoad()[0]);
+    }
+
     /// <summary>Only an engine on CUDA has a stream to bridge: a managed model or an engine on ILGPU's CPU accelerator is refused, naming the argument.</summary>
     [Fact]
     public void ABridgeRefusesAnEngineOffCuda()

@@ -5,6 +5,7 @@ using static MoeGpuStats.Tests.Support.EplbExample;
 namespace MoeGpuStats.Tests.Placement;
 
 /// <summary>EPLB's published example, and what every plan must satisfy on any loads.</summary>
+[UseCulture("de-DE")]
 public sealed class ExpertPlacementTests
 {
     [Fact]
@@ -137,7 +138,7 @@ public sealed class ExpertPlacementTests
         Assert.StartsWith("physicalToLogical names expert 2147483647 but a layer has 4 slots;", Refusal(four, [[0, 1, int.MaxValue, int.MaxValue - 1]]));
         Assert.StartsWith("physicalToLogical[0][0] is -1; a slot holds an expert, 0 or more (-1 marks", Refusal(four, [[-1, -1, -1, -1]]));
         Assert.Equal(
-            $"slotLoads[0, 1] brings the load of expert 0 in layer 0, summed over its slots, past {long.MaxValue:N0}.",
+            "slotLoads[0, 1] brings the load of expert 0 in layer 0, summed over its slots, past 9,223,372,036,854,775,807.",
             Assert.Throws<OverflowException>(() => ExpertPlacement.LogicalLoads(new long[1, 3] { { long.MaxValue, 1, 1 } }, [[0, 0, 1]])).Message);
     }
 

@@ -30,8 +30,8 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Contains("    node 1: [2 4] [5 1] [5 0] [3 1]", output);
         Assert.Contains("replicated: 1 x2, 4 x2, 5 x2, 10 x2", output);
         var after = ExpertPlacement_Balancedness();
-        Assert.Contains($"      0     n/a   {after[0]:0.000}", output);
-        Assert.Contains($"      1     n/a   {after[1]:0.000}", output);
+        Assert.Contains(FormattableString.Invariant($"      0     n/a   {after[0]:0.000}"), output);
+        Assert.Contains(FormattableString.Invariant($"      1     n/a   {after[1]:0.000}"), output);
     }
 
     [Fact]
@@ -410,8 +410,8 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Empty(output);
         Assert.Equal(
-            $"--json: logical_to_physical, EPLB's [layers, experts, most replicas] padded with -1, would hold {(long)Experts * Most:N0} entries (1 layer x 1,100 experts x {Most:N0} replicas of the most replicated expert); "
-            + $"--json writes at most {PlanCommand.MaxJsonEntries:N0}: give fewer --replicas, or run without --json for the plan's summary.",
+            FormattableString.Invariant($"--json: logical_to_physical, EPLB's [layers, experts, most replicas] padded with -1, would hold {(long)Experts * Most:N0} entries (1 layer x 1,100 experts x {Most:N0} replicas of the most replicated expert); ")
+            + FormattableString.Invariant($"--json writes at most {PlanCommand.MaxJsonEntries:N0}: give fewer --replicas, or run without --json for the plan's summary."),
             error.TrimEnd());
         var summary = Moegs.Run("plan", npy, "--replicas", $"{Replicas}", "--gpus", "1");
         Assert.True(summary.Code == ExitCodes.Ok, summary.Error);

@@ -30,7 +30,6 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Equal((LoadPlot.Width, LoadPlot.Height), (bitmap.Width, bitmap.Height));
     }
 
-    /// <summary>The report of a saved snapshot is its figures under the file's name, without an engine (nothing was counted now).</summary>
     /// <summary>report, as the library, refuses a file of more JSON values than any snapshot before it parses it, in one line.</summary>
     [Fact]
     public void AFileOfMoreValuesThanAnySnapshotIsRefusedInOneLine()

@@ -6,8 +6,10 @@ namespace MoeGpuStats.Tests.Cli.Input;
 
 /// <summary>
 /// <see cref="NpyIds"/>: the .npy files replay reads, the ones it refuses before allocating anything, and
-/// (in NpyIdsTests.Fuzz.cs) mutations of valid files.
+/// (in NpyIdsTests.Fuzz.cs) mutations of valid files. The reader runs in the culture moegs runs in, the
+/// invariant one (<see cref="MoeGpuStats.Cli.MoegsCommandLine.RunAsync"/>), whatever the machine's.
 /// </summary>
+[UseCulture("")]
 public sealed partial class NpyIdsTests : IDisposable
 {
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-npy-");
