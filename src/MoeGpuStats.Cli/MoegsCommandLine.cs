@@ -13,6 +13,15 @@ internal static partial class MoegsCommandLine
     /// <summary>Set to 1 to see where an unexpected error came from.</summary>
     public const string DebugVariable = "MOEGS_DEBUG";
 
+    /// <summary>Each command's input, as its missing-input message names it.</summary>
+    private static readonly Dictionary<string, string> InputNeeded = new()
+    {
+        ["replay"] = "the router's top-k ids, a .npy, .npz or JSON-lines file",
+        ["report"] = "a snapshot that --save wrote (one layer's or a model's)",
+        ["merge"] = "the snapshots of the ranks to combine, each once",
+        ["plan"] = "the expert load, [layers, experts] in a .npy or JSON file, or a snapshot that --save wrote",
+    };
+
     /// <summary>
     /// Runs <c>moegs</c> with <paramref name="args"/>, writing to <paramref name="console"/>; returns the
     /// exit code. Standard output that cannot be written (a full disk) is named as such after the
@@ -48,7 +57,8 @@ internal static partial class MoegsCommandLine
             set MOEGS_ACCELERATOR=cuda|opencl|cpu|managed to choose (cpu = ILGPU's CPU accelerator).
 
             Start with:  moegs simulate            (synthetic routing, then a report)
-                         moegs replay ids.npy      (your router's saved top-k ids)
+                         moegs replay ids.npy --layout steps,tokens,k
+                                                   (your router's saved top-k ids)
                          moegs report run.json     (a snapshot saved with --save)
                          moegs plan load.npy --replicas 16 --gpus 8
                                                    (an expert placement by DeepSeek's EPLB)
@@ -75,8 +85,8 @@ internal static partial class MoegsCommandLine
             // A mistyped option taken for an input file says more than the word it pushed out of place.
             var unrecognized = (result.Errors.FirstOrDefault(e => e.Message.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal))
                 ?? result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)))?.Message;
-            var error = unrecognized ?? MissingOptions(result.Errors) ?? result.Errors[0].Message;
             var command = result.CommandResult.Command;
+            var error = unrecognized ?? MissingOptions(result.Errors) ?? MissingInput(result.Errors, command) ?? result.Errors[0].Message;
             // A word the parser left unmatched, or one a file argument refused as a likely option (quoted in its message).
             var word = unrecognized is null ? null
                 : unrecognized.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal) || result.UnmatchedTokens.Count == 0 ? QuotedWord().Match(unrecognized).Groups[1].Value
@@ -138,6 +148,17 @@ internal static partial class MoegsCommandLine
             ? null
             : $"Options {string.Join(", ", missing.SkipLast(1))} and {missing[^1]} are required.";
     }
+
+    /// <summary>
+    /// The parser's "Required argument missing for command: 'replay'." as what the command reads, so that a user
+    /// who typed the command alone learns what to give it; null when no input is missing.
+    /// </summary>
+    private static string? MissingInput(IReadOnlyList<ParseError> errors, Command command) =>
+        errors.Any(e => e.Message.StartsWith("Required argument missing", StringComparison.Ordinal))
+        && command.Arguments.FirstOrDefault() is { } input
+        && InputNeeded.TryGetValue(command.Name, out var needed)
+            ? $"{command.Name} needs {input.Name}: {needed}."
+            : null;
 
     [GeneratedRegex("^Option ('[^']+') is required\\.$")]
     private static partial Regex RequiredOption();

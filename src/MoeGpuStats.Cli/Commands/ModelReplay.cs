@@ -77,7 +77,7 @@ internal sealed class ModelReplay : RecordingRun
         }
 
         using var served = metrics;
-        var timeline = Plot is null ? null : new BalanceTimeline(Options.Layers, Options.Experts, steps);
+        var timeline = Plot is null ? null : new BalanceTimeline(Options.Layers, Options.Experts, steps, Options.SkipEmptySteps);
         var times = new StepTimes { Timed = Timed };
         var started = Stopwatch.GetTimestamp();
         var lastReport = started;

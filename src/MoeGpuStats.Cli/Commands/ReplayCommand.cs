@@ -65,7 +65,7 @@ internal static class ReplayCommand
             "the number of experts");
         var skipEmpty = new Option<bool>("--skip-empty-steps")
         {
-            Description = "With layers: leave out the steps in which no layer holds a token (padding alone, -1: an idle rank's dummy pass), as vLLM leaves its dummy passes out of its load window; they then take no place in --window and count in no statistic (the timing and the plot still show them). By default each is a step of no load.",
+            Description = "With layers: leave out the steps in which no layer holds a token (padding alone, -1: an idle rank's dummy pass), as vLLM leaves its dummy passes out of its load window; they then take no place in --window and count in no statistic (the timing still counts their calls). By default each is a step of no load.",
         };
         var recording = new SharedOptions.Recording(models: "a trace with layers");
         var model = new ModelOptions("With layers");

@@ -88,6 +88,12 @@ internal static class SnapshotCommands
                     return ExitCodes.Usage;
                 }
 
+                if (paths.Length == 1)
+                {
+                    // A glob of ranks' files that matched one (the others not yet written, or named otherwise).
+                    console.Error.WriteLine($"warning: one snapshot given ({paths[0]}): the merge is that snapshot alone; give every rank's.");
+                }
+
                 foreach (var identical in Identical(paths))
                 {
                     console.Error.WriteLine(identical);
@@ -174,7 +180,7 @@ internal static class SnapshotCommands
             if (!seen.TryAdd(file, given))
             {
                 var earlier = seen[file];
-                return $"SNAPSHOTS {given}: {(earlier == given ? "given twice" : $"the same file as {earlier}")}; give each rank's snapshot once.";
+                return $"{given}: {(earlier == given ? "given twice" : $"the same file as {earlier}")}; give each rank's snapshot once.";
             }
         }
 

@@ -82,7 +82,7 @@ internal static class LoadMatrix
                 $"{path}: shape {shape} has {Counted.Of(header.Shape.Length, "dimension")}; loads are [layers, experts], or [experts] for one layer"
                 + header.Shape.Length switch
                 {
-                    3 => " (a trace of top-k ids with a layers axis? `moegs replay FILE --layout layers,tokens,k --window-load load.npy` writes its load; tokens,layers,k likewise).",
+                    3 => " (a trace of top-k ids? a model's, `[layers, tokens, k]`: `moegs replay FILE --layout layers,tokens,k --window-load load.npy` writes its load, tokens,layers,k likewise; one layer's, `[steps, tokens, k]`: `moegs replay FILE --layout steps,tokens,k --save run.json`, then plan run.json).",
                     4 => " (a trace of top-k ids? `moegs replay FILE --window-load load.npy` writes its load).",
                     _ => ".",
                 }),

@@ -17,16 +17,22 @@ internal sealed class BalanceTimeline
     private readonly int _layers;
     private readonly int _experts;
     private readonly long[] _load;
+    private readonly bool _skipEmptySteps;
     private int _stepsInColumn;
     private int _column;
 
     /// <param name="layers">Layers per step.</param>
     /// <param name="experts">Experts per layer; ids outside <c>[0, experts)</c> are not load.</param>
     /// <param name="steps">The steps the replay records (at least 1), which fixes the columns.</param>
-    public BalanceTimeline(int layers, int experts, int steps)
+    /// <param name="skipEmptySteps">
+    /// Whether steps of padding alone are left out, as the model leaves them out (<see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>):
+    /// the timeline then counts the model's steps, as the heat map above it does.
+    /// </param>
+    public BalanceTimeline(int layers, int experts, int steps, bool skipEmptySteps = false)
     {
         _layers = layers;
         _experts = experts;
+        _skipEmptySteps = skipEmptySteps;
         StepsPerColumn = (steps + MaxColumns - 1) / MaxColumns;
         Columns = (steps + StepsPerColumn - 1) / StepsPerColumn;
         Balancedness = new double[layers, Columns];
@@ -45,10 +51,15 @@ internal sealed class BalanceTimeline
     /// <summary><c>[layers, columns]</c>: each filled column's balancedness per layer, NaN for a column without load (nothing to balance: drawn apart, not as even).</summary>
     public double[,] Balancedness { get; }
 
-    /// <summary>Adds one step's ids, <c>[layers, tokens, topK]</c>.</summary>
+    /// <summary>Adds one step's ids, <c>[layers, tokens, topK]</c>; a step of padding alone (-1) is left out where the model leaves it out.</summary>
     public void Add(ReadOnlySpan<int> ids, int tokens, int topK)
     {
         var perLayer = tokens * topK;
+        if (_skipEmptySteps && ids[..(_layers * perLayer)].IndexOfAnyExcept(-1) < 0)
+        {
+            return;
+        }
+
         for (var layer = 0; layer < _layers; layer++)
         {
             var load = _load.AsSpan(layer * _experts, _experts);

@@ -17,10 +17,13 @@ public sealed class MoegsCommandLineTests : IDisposable
 
     [Theory]
     [InlineData("bogus", "Unrecognized command or argument 'bogus'. Run moegs --help for usage.")]
-    [InlineData("replay", "Required argument missing for command: 'replay'. Run moegs replay --help for usage.")]
+    [InlineData("replay", "replay needs FILE: the router's top-k ids, a .npy, .npz or JSON-lines file. Run moegs replay --help for usage.")]
+    [InlineData("report", "report needs SNAPSHOT.json: a snapshot that --save wrote (one layer's or a model's). Run moegs report --help for usage.")]
+    [InlineData("merge", "merge needs SNAPSHOTS: the snapshots of the ranks to combine, each once. Run moegs merge --help for usage.")]
+    [InlineData("plan --replicas 8 --gpus 2", "plan needs LOAD: the expert load, [layers, experts] in a .npy or JSON file, or a snapshot that --save wrote. Run moegs plan --help for usage.")]
     public void AParseErrorIsOneLineNamingWhatWasWrongAndWhereHelpIs(string command, string message)
     {
-        var (code, _, error) = Run(command);
+        var (code, _, error) = Run(command.Split(' '));
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Equal(message, error.Trim());
     }
@@ -72,8 +75,8 @@ public sealed class MoegsCommandLineTests : IDisposable
     [InlineData("replay @link --layout steps,tokens,k --save @in", "--save @in: is a file this command reads; give another name.")]
     [InlineData("replay @in --layout steps,tokens,k --save @dir/in.ids", "--save @dir/in.ids: is a file this command reads; give another name.")]
     [InlineData("simulate --layers 2 --steps 1 --save @out.json --window-load @dir/out.json", "--window-load @dir/out.json: --save writes that file too; give another name.")]
-    [InlineData("merge @snap @dir/snap.json -o @out.json", "SNAPSHOTS @dir/snap.json: the same file as @snap; give each rank's snapshot once.")]
-    [InlineData("merge @snap @snap -o @out.json", "SNAPSHOTS @snap: given twice; give each rank's snapshot once.")]
+    [InlineData("merge @snap @dir/snap.json -o @out.json", "@dir/snap.json: the same file as @snap; give each rank's snapshot once.")]
+    [InlineData("merge @snap @snap -o @out.json", "@snap: given twice; give each rank's snapshot once.")]
     public void NoOutputOverwritesAnInputThroughALinkAndNoInputCountsTwice(string arguments, string expected)
     {
         var (input, snapshot, output) = WriteInputs();

@@ -51,7 +51,7 @@ public sealed class MergeCommandTests : IDisposable
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(output);
-        Assert.Equal($"SNAPSHOTS {hard}: the same file as {first}; give each rank's snapshot once.", error.Trim());
+        Assert.Equal($"{hard}: the same file as {first}; give each rank's snapshot once.", error.Trim());
     }
 
     /// <summary>A copy of one rank's snapshot merges with a warning naming both files.</summary>
@@ -71,6 +71,22 @@ public sealed class MergeCommandTests : IDisposable
         var (distinct, _, quiet) = Run("merge", first, other, "-o", merged);
         Assert.Equal(ExitCodes.Ok, distinct);
         Assert.DoesNotContain("warning", quiet);
+    }
+
+    /// <summary>One snapshot merges to itself with a warning (a glob of ranks' files that matched one), its counts unchanged.</summary>
+    [Fact]
+    public void OneSnapshotMergesWithAWarning()
+    {
+        var only = _folder.SaveSnapshot("rank0.json", experts: 4);
+        var merged = Path.Combine(_folder.FullName, "merged.json");
+
+        var (code, _, error) = Run("merge", only, "-o", merged);
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains($"warning: one snapshot given ({only}): the merge is that snapshot alone; give every rank's.", error);
+        using var original = RoutingStatsFile.Load(only);
+        using var result = RoutingStatsFile.Load(merged);
+        Assert.Equal(original.ExpertTokenCounts, result.ExpertTokenCounts);
     }
 
     /// <summary>

@@ -343,7 +343,7 @@ public sealed class PlanCommandTests : IDisposable
 
     [Theory]
     [InlineData("<f8", "2, 12", "dtype '<f8'")]
-    [InlineData("<i8", "2, 2, 3", "has 3 dimensions; loads are [layers, experts], or [experts] for one layer (a trace of top-k ids with a layers axis? `moegs replay FILE --layout layers,tokens,k --window-load load.npy` writes its load; tokens,layers,k likewise).")]
+    [InlineData("<i8", "2, 2, 3", "has 3 dimensions; loads are [layers, experts], or [experts] for one layer (a trace of top-k ids? a model's, `[layers, tokens, k]`: `moegs replay FILE --layout layers,tokens,k --window-load load.npy` writes its load, tokens,layers,k likewise; one layer's, `[steps, tokens, k]`: `moegs replay FILE --layout steps,tokens,k --save run.json`, then plan run.json).")]
     [InlineData("<i8", "1, 2, 2, 3", "has 4 dimensions; loads are [layers, experts], or [experts] for one layer (a trace of top-k ids?")]
     [InlineData("<i8", "1, 1, 2, 2, 3", "has 5 dimensions; loads are [layers, experts], or [experts] for one layer.")]
     [InlineData("<i8", "3, 12", "truncated: shape (3, 12) needs")]

@@ -69,6 +69,33 @@ public sealed class BalanceTimelineTests
         Assert.Equal([double.NaN, double.NaN, 0.75], Enumerable.Range(0, Layers).Select(l => timeline.Balancedness[l, 1]));
     }
 
+    /// <summary>
+    /// With the model's <c>SkipEmptySteps</c>, a step of padding alone takes no column, as it takes no step of the
+    /// model's (the heat map above counts those); a step with one token left keeps its column, and without the
+    /// option the padding step is a column of no load.
+    /// </summary>
+    [Theory]
+    [InlineData(true, 2)]
+    [InlineData(false, 3)]
+    public void AStepOfPaddingAloneTakesNoColumnWhereTheModelLeavesItOut(bool skipEmptySteps, int columns)
+    {
+        var timeline = new BalanceTimeline(Layers, Experts, steps: 3, skipEmptySteps);
+        var loaded = Enumerable.Range(0, Layers * Tokens * TopK).Select(i => i % Experts).ToArray();
+        var padding = Enumerable.Repeat(-1, Layers * Tokens * TopK).ToArray();
+        var oneToken = (int[])padding.Clone();
+        oneToken[^1] = 3;
+
+        timeline.Add(loaded, Tokens, TopK);
+        timeline.Add([.. padding, .. loaded], Tokens, TopK);   // the buffer past the step is not the step's
+        timeline.Add(oneToken, Tokens, TopK);
+        timeline.Complete();
+
+        Assert.Equal(columns, timeline.Filled);
+        Assert.Equal(0.75, timeline.Balancedness[0, 0]);
+        Assert.Equal(1.0 / Experts, timeline.Balancedness[Layers - 1, columns - 1]);
+        Assert.Equal(skipEmptySteps ? 1.0 / Experts : double.NaN, timeline.Balancedness[Layers - 1, 1]);
+    }
+
     private static double Balancedness(long[,] load, int layer)
     {
         var row = Enumerable.Range(0, Experts).Select(e => load[layer, e]).ToArray();
