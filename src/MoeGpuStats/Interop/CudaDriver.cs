@@ -24,7 +24,7 @@ internal static partial class CudaDriver
 
         if (memoryType != MemoryTypeDevice)
         {
-            throw new ArgumentException(Invariant($"0x{pointer:x} is {(memoryType == 1 ? "host" : $"type-{memoryType}")} memory, not device memory."), paramName);
+            throw new ArgumentException(Invariant($"0x{pointer:x} is {(memoryType == 1 ? "host" : Invariant($"type-{memoryType}"))} memory, not device memory."), paramName);
         }
 
         Check(cuPointerGetAttribute(ref ordinal, PointerAttributeDeviceOrdinal, pointer), "cuPointerGetAttribute");
