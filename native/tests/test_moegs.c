@@ -600,8 +600,9 @@ static void model_api(void)
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, -1, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "expert_capacity = -1", "0 (no capacity: nothing dropped");
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, -1, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "window = -1", "default of 1000");
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, 0, 1.0f, &h), MOEGS_INVALID_ARGUMENT, "utilization_decay = 1", "[0, 1)");
-    /* Under main's German locale a culture-following message would read "1,5". */
+    /* Under main's Swedish locale a culture-following message would read "1,5", and a handle "−7". */
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, 0, 1.5f, &h), MOEGS_INVALID_ARGUMENT, "utilization_decay = 1.5:", "[0, 1)");
+    REFUSED(moegs_model_destroy(-7), MOEGS_INVALID_HANDLE, "handle -7 is not a live model");
     REFUSED(moegs_model_create("tpu", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, &h), MOEGS_INVALID_ARGUMENT, "accelerator = \"tpu\"");
     REFUSED(moegs_model_create("managed", M_LAYERS, M_EXPERTS, 0, 0, -1.0f, NULL), MOEGS_INVALID_ARGUMENT, "out is NULL");
 
@@ -910,9 +911,9 @@ static void model_skips_empty_steps(void)
 int main(void)
 {
     /* The library's messages are written alike in every locale, as C's and Python's own are: the runtime
-     * starts at the first call, so it starts under a locale that writes 1.5 as "1,5" and 1000 as "1.000". */
-    setenv("LC_ALL", "de_DE.UTF-8", 1);
-    setenv("LANG", "de_DE.UTF-8", 1);
+     * starts at the first call, so it starts under a locale that writes 1.5 as "1,5" and -7 with U+2212. */
+    setenv("LC_ALL", "sv_SE.UTF-8", 1);
+    setenv("LANG", "sv_SE.UTF-8", 1);
 
     /* The library writes moegs_snapshot_size() bytes into a moegs_snapshot: the struct this header declares. */
     CHECK(moegs_snapshot_size() == (int32_t)sizeof(moegs_snapshot), "moegs_snapshot is %zu bytes here, the library writes %d: %s",

@@ -13,6 +13,9 @@ internal static partial class MoegsCommandLine
     /// <summary>Set to 1 to see where an unexpected error came from.</summary>
     public const string DebugVariable = "MOEGS_DEBUG";
 
+    /// <summary>How the parser's refusal of a command without its input begins.</summary>
+    private const string MissingArgument = "Required argument missing";
+
     /// <summary>Each command's input, as its missing-input message names it.</summary>
     private static readonly Dictionary<string, string> InputNeeded = new()
     {
@@ -86,7 +89,7 @@ internal static partial class MoegsCommandLine
             var unrecognized = (result.Errors.FirstOrDefault(e => e.Message.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal))
                 ?? result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)))?.Message;
             var command = result.CommandResult.Command;
-            var error = unrecognized ?? MissingOptions(result.Errors) ?? MissingInput(result.Errors, command) ?? result.Errors[0].Message;
+            var error = unrecognized ?? ValueError(result.Errors) ?? Missing(result.Errors, command) ?? result.Errors[0].Message;
             // A word the parser left unmatched, or one a file argument refused as a likely option (quoted in its message).
             var word = unrecognized is null ? null
                 : unrecognized.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal) || result.UnmatchedTokens.Count == 0 ? QuotedWord().Match(unrecognized).Groups[1].Value
@@ -133,32 +136,41 @@ internal static partial class MoegsCommandLine
         return TypoSuggestion.For(word.Split('=', ':')[0], options.SelectMany(o => o.Aliases.Prepend(o.Name)));
     }
 
+    /// <summary>The first refusal of a value the user gave (a malformed number, an unknown layout): what was typed says more than what was left out.</summary>
+    private static string? ValueError(IReadOnlyList<ParseError> errors) =>
+        errors.FirstOrDefault(e => !e.Message.StartsWith(MissingArgument, StringComparison.Ordinal) && !RequiredOption().IsMatch(e.Message))?.Message;
+
     /// <summary>
-    /// The parser's "Option '--x' is required." errors as one line naming every missing option, so
-    /// that a user learns them all at once; null with fewer than two.
+    /// What the command still needs, on one line, so that a user learns it all at once: its input, as the
+    /// command reads it (the parser said "Required argument missing for command: 'replay'."), and every
+    /// required option left out (the parser said "Option '--x' is required." for each); null when nothing is missing.
     /// </summary>
-    private static string? MissingOptions(IReadOnlyList<ParseError> errors)
+    private static string? Missing(IReadOnlyList<ParseError> errors, Command command)
     {
-        var missing = errors
+        var input = errors.Any(e => e.Message.StartsWith(MissingArgument, StringComparison.Ordinal))
+            && command.Arguments.FirstOrDefault() is { } argument
+            && InputNeeded.TryGetValue(command.Name, out var needed)
+                ? $"{command.Name} needs {argument.Name}: {needed}."
+                : null;
+        var options = errors
             .Select(e => RequiredOption().Match(e.Message))
             .Where(m => m.Success)
             .Select(m => m.Groups[1].Value)
             .ToList();
-        return missing.Count < 2
-            ? null
-            : $"Options {string.Join(", ", missing.SkipLast(1))} and {missing[^1]} are required.";
+        var required = options.Count switch
+        {
+            0 => null,
+            1 => $"Option {options[0]} is required",
+            _ => $"Options {string.Join(", ", options.SkipLast(1))} and {options[^1]} are required",
+        };
+        return (input, required) switch
+        {
+            (null, null) => null,
+            (null, _) => $"{required}.",
+            (_, null) => input,
+            _ => $"{input} {required} too.",
+        };
     }
-
-    /// <summary>
-    /// The parser's "Required argument missing for command: 'replay'." as what the command reads, so that a user
-    /// who typed the command alone learns what to give it; null when no input is missing.
-    /// </summary>
-    private static string? MissingInput(IReadOnlyList<ParseError> errors, Command command) =>
-        errors.Any(e => e.Message.StartsWith("Required argument missing", StringComparison.Ordinal))
-        && command.Arguments.FirstOrDefault() is { } input
-        && InputNeeded.TryGetValue(command.Name, out var needed)
-            ? $"{command.Name} needs {input.Name}: {needed}."
-            : null;
 
     [GeneratedRegex("^Option ('[^']+') is required\\.$")]
     private static partial Regex RequiredOption();

@@ -630,11 +630,11 @@ public static unsafe class NativeApi
     }
 
     private static int NotLive(long handle, string kind) =>
-        Fail(NativeStatus.InvalidHandle, $"handle {handle} is not a live {kind} ({LiveKind(handle) switch
+        Fail(NativeStatus.InvalidHandle, FormattableString.Invariant($"handle {handle} is not a live {kind} ({LiveKind(handle) switch
         {
             null => "never created, or destroyed",
             var other => $"it is a live {other}'s; give the handle {CreatorOf(kind)} returned",
-        }}).");
+        }})."));
 
     /// <summary>What <paramref name="handle"/> is, where it is live: one counter numbers every kind, so a handle is one kind's only.</summary>
     private static string? LiveKind(long handle) =>

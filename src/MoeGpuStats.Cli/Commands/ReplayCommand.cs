@@ -167,7 +167,7 @@ internal static class ReplayCommand
                     e = (int)max + 1;
                     unsignedPadding = trace.UnsignedPadding(max) is null ? -1 : (int)max;
                     // An expert no token reached leaves no id: the count may be short, and every figure with it.
-                    console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {path.Name} plus one; give --experts if the model has more (an expert no token reached is not in the file){PaddingHint(trace, max)}.");
+                    console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {ErrorText.OneLine(path.Name)} plus one; give --experts if the model has more (an expert no token reached is not in the file){PaddingHint(trace, max)}.");
                 }
 
                 if (layered && model.EpSizeProblem(parse, e) is { } ranks)

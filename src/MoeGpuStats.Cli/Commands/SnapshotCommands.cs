@@ -91,7 +91,7 @@ internal static class SnapshotCommands
                 if (paths.Length == 1)
                 {
                     // A glob of ranks' files that matched one (the others not yet written, or named otherwise).
-                    console.Error.WriteLine($"warning: one snapshot given ({paths[0]}): the merge is that snapshot alone; give every rank's.");
+                    console.Error.WriteLine($"warning: one snapshot given ({ErrorText.OneLine(paths[0].ToString())}): the merge is that snapshot alone; give every rank's.");
                 }
 
                 foreach (var identical in Identical(paths))
@@ -180,7 +180,7 @@ internal static class SnapshotCommands
             if (!seen.TryAdd(file, given))
             {
                 var earlier = seen[file];
-                return $"{given}: {(earlier == given ? "given twice" : $"the same file as {earlier}")}; give each rank's snapshot once.";
+                return $"{ErrorText.OneLine(given)}: {(earlier == given ? "given twice" : $"the same file as {ErrorText.OneLine(earlier)}")}; give each rank's snapshot once.";
             }
         }
 
@@ -206,7 +206,7 @@ internal static class SnapshotCommands
                     byHash[hash] = same = [];
                 }
 
-                same.Add(path.ToString());
+                same.Add(ErrorText.OneLine(path.ToString()));
             }
         }
         catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
@@ -235,7 +235,7 @@ internal static class SnapshotCommands
         var other = Array.FindIndex(steps, s => s != steps[0]);
         return other < 0
             ? null
-            : $"note: {paths[0]} holds {Counted.Of(steps[0], "step")}, {paths[other]} {Counted.Of(steps[other], "step")}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
+            : $"note: {ErrorText.OneLine(paths[0].ToString())} holds {Counted.Of(steps[0], "step")}, {ErrorText.OneLine(paths[other].ToString())} {Counted.Of(steps[other], "step")}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
     }
 
     /// <summary>Why the snapshots cannot merge because some hold one layer and others a whole model, naming the first of each.</summary>

@@ -314,7 +314,7 @@ internal sealed partial class NpzIds : IRoutingTrace
     private static IEnumerable<string> RepeatedNameNotes(string path, IReadOnlyList<ZipArchiveEntry> entries) =>
         entries.GroupBy(entry => entry.FullName, StringComparer.Ordinal)
             .Where(group => group.Count() > 1)
-            .Select(group => $"warning: {path}: {group.Count():N0} members are named {KeyOf(group.First())}; replay takes each of them in the archive's order, where np.load reads only the last.");
+            .Select(group => $"warning: {ErrorText.OneLine(path)}: {group.Count():N0} members are named {KeyOf(group.First())}; replay takes each of them in the archive's order, where np.load reads only the last.");
 
     /// <summary>
     /// A warning when the members' names end in numbers that the archive's order does not follow (keys
@@ -339,7 +339,7 @@ internal sealed partial class NpzIds : IRoutingTrace
         {
             if (numbers[i].Number < numbers[i - 1].Number)
             {
-                return [$"warning: {path}: replay takes the members in the archive's order, and {numbers[i - 1].Key} comes before {numbers[i].Key}; if the numbers give the order of the {(holds == NpzMembers.Layers ? "layers" : "forward passes")}, save the members in that order."];
+                return [$"warning: {ErrorText.OneLine(path)}: replay takes the members in the archive's order, and {numbers[i - 1].Key} comes before {numbers[i].Key}; if the numbers give the order of the {(holds == NpzMembers.Layers ? "layers" : "forward passes")}, save the members in that order."];
             }
         }
 

@@ -12,6 +12,8 @@ internal static partial class CudaDriver
     private const int MemoryTypeDevice = 2;
     private const uint EventDisableTiming = 2;
     private const int NotReady = 600;
+    private const int InvalidValue = 1;
+    private const int InvalidHandle = 400;
 
     public static void CheckDevicePointer(IntPtr pointer, int deviceOrdinal, string paramName)
     {
@@ -86,12 +88,13 @@ internal static partial class CudaDriver
     /// <summary>
     /// Makes <paramref name="stream"/> wait on the device, not the host, for <paramref name="cudaEvent"/> (any
     /// context of the same process). Where <paramref name="culprit"/> names the caller's argument that gave one of
-    /// the two handles, a refusal is that argument's (only the driver checks the handle, so a good one costs nothing more).
+    /// the two handles, CUDA's refusal of a handle is that argument's (only the driver checks the handle, so a good one
+    /// costs nothing more); any other failure, such as an earlier launch's fault this call reports, stays the device's.
     /// </summary>
     public static void Wait(IntPtr stream, IntPtr cudaEvent, (string Name, IntPtr Handle, string Kind)? culprit)
     {
         var status = cuStreamWaitEvent(stream, cudaEvent, 0);
-        if (status != 0 && culprit is var (name, handle, kind))
+        if (status is InvalidValue or InvalidHandle && culprit is var (name, handle, kind))
         {
             throw new ArgumentException(Invariant($"{name} is 0x{handle:x}, which CUDA refuses (cuStreamWaitEvent: {Describe(status)}); give a live {kind} of this process."), name);
         }

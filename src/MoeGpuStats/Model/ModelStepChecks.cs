@@ -64,18 +64,19 @@ internal static class ModelStepChecks
                 nameof(layerStride));
         }
 
-        var spacing = rows == topK ? Invariant($"a layer stride of {stride}") : Invariant($"a layer stride of {stride} and a token stride of {rows}");
+        // Built only to refuse: the checks run at every step, which must not allocate.
+        string Spacing() => rows == topK ? Invariant($"a layer stride of {stride}") : Invariant($"a layer stride of {stride} and a token stride of {rows}");
         // Past a long, the step is named by the stride given that took it there: the larger, or the token stride of packed layers.
         var (strideName, strideValue) = layerStride == 0 || rows > stride ? (nameof(tokenStride), tokenStride) : (nameof(layerStride), layerStride);
         var needed = ModelIdLayout.StepExtent(layers, stride, tokens, topK, rows)
             ?? throw new ArgumentException(
-                Invariant($"{strideName} is {strideValue}: {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} pass the range of long (no buffer holds them)."),
+                Invariant($"{strideName} is {strideValue}: {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {Spacing()} pass the range of long (no buffer holds them)."),
                 strideName);
         if (available < needed)
         {
             var empty = available == 0 ? " (an empty span or view, or a view of a disposed buffer)" : "";
             throw new ArgumentException(
-                Invariant($"{idsName} holds {Plural.Of(available, "value")}{empty}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {spacing} need {needed}."), idsName);
+                Invariant($"{idsName} holds {Plural.Of(available, "value")}{empty}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {Spacing()} need {needed}."), idsName);
         }
 
         return (stride, rows);
@@ -87,10 +88,10 @@ internal static class ModelStepChecks
         where T : unmanaged
     {
         var accelerator = (engine as DeviceModelEngine)?.Accelerator;
-        CheckView(accelerator, ids, 0, "topKExpertIds", "ids");
-        CheckView(accelerator, validTokens, 1, nameof(validTokens), "one int");
-        CheckView(accelerator, loadBalanceLosses, engine.Options.Layers, nameof(loadBalanceLosses), Invariant($"{engine.Options.Layers} floats (one per layer)"));
-        CheckView(accelerator, routerZLosses, engine.Options.Layers, nameof(routerZLosses), Invariant($"{engine.Options.Layers} floats (one per layer)"));
+        CheckView(accelerator, ids, 0, "topKExpertIds", static _ => "ids");
+        CheckView(accelerator, validTokens, 1, nameof(validTokens), static _ => "one int");
+        CheckView(accelerator, loadBalanceLosses, engine.Options.Layers, nameof(loadBalanceLosses), LossesNeeded);
+        CheckView(accelerator, routerZLosses, engine.Options.Layers, nameof(routerZLosses), LossesNeeded);
     }
 
     /// <summary>Throws unless <paramref name="losses"/> is empty or one finite loss per layer.</summary>
@@ -157,7 +158,11 @@ internal static class ModelStepChecks
         return empty < 0 ? null : (empty, largest);
     }
 
-    private static void CheckView<T>(Accelerator? accelerator, ArrayView<T> view, long minimum, string name, string what)
+    /// <summary>What a loss view must hold, for its refusal: a method, so that the checks at every step allocate no text.</summary>
+    private static string LossesNeeded(long layers) => Invariant($"{layers} floats (one per layer)");
+
+    /// <summary>Throws unless <paramref name="view"/> is default, or at least <paramref name="minimum"/> long on <paramref name="accelerator"/>; <paramref name="what"/> words the length it needs, called only to refuse.</summary>
+    private static void CheckView<T>(Accelerator? accelerator, ArrayView<T> view, long minimum, string name, Func<long, string> what)
         where T : unmanaged
     {
         if (!view.IsValid)
@@ -167,7 +172,7 @@ internal static class ModelStepChecks
 
         if (view.Length < minimum)
         {
-            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(view.Length, "value")}; it must hold {what}, or be default."), name);
+            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(view.Length, "value")}; it must hold {what(minimum)}, or be default."), name);
         }
 
         ViewAccelerator.CheckAlive(view, name);

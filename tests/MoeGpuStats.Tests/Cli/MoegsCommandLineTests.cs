@@ -8,7 +8,7 @@ namespace MoeGpuStats.Tests.Cli;
 /// <c>moegs</c> as a whole, run in-process as a user runs it (<see cref="MoeGpuStats.Cli.MoegsCommandLine"/>): parse
 /// errors, and what every command does alike. A command's own behaviour is in Commands/.
 /// </summary>
-[UseCulture("de-DE")]
+[UseCulture("sv-SE")]
 public sealed class MoegsCommandLineTests : IDisposable
 {
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-cli-");
@@ -21,6 +21,10 @@ public sealed class MoegsCommandLineTests : IDisposable
     [InlineData("report", "report needs SNAPSHOT.json: a snapshot that --save wrote (one layer's or a model's). Run moegs report --help for usage.")]
     [InlineData("merge", "merge needs SNAPSHOTS: the snapshots of the ranks to combine, each once. Run moegs merge --help for usage.")]
     [InlineData("plan --replicas 8 --gpus 2", "plan needs LOAD: the expert load, [layers, experts] in a .npy or JSON file, or a snapshot that --save wrote. Run moegs plan --help for usage.")]
+    [InlineData("plan", "plan needs LOAD: the expert load, [layers, experts] in a .npy or JSON file, or a snapshot that --save wrote. Options '--replicas' and '--gpus' are required too. Run moegs plan --help for usage.")]
+    [InlineData("plan --replicas 16", "plan needs LOAD: the expert load, [layers, experts] in a .npy or JSON file, or a snapshot that --save wrote. Option '--gpus' is required too. Run moegs plan --help for usage.")]
+    [InlineData("replay --window abc", "--window abc: give the steps in the window, a whole number from 1 to 2,147,483,647. Run moegs replay --help for usage.")]
+    [InlineData("plan --replicas abc", "--replicas abc: give the physical experts per layer, a whole number from 1 to 65,536. Run moegs plan --help for usage.")]
     public void AParseErrorIsOneLineNamingWhatWasWrongAndWhereHelpIs(string command, string message)
     {
         var (code, _, error) = Run(command.Split(' '));

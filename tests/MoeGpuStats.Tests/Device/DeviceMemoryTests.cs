@@ -3,7 +3,7 @@ using MoeGpuStats.Device;
 namespace MoeGpuStats.Tests.Device;
 
 /// <summary>DeviceMemory: an allocation the device cannot hold says how much was asked for.</summary>
-[UseCulture("de-DE")]
+[UseCulture("sv-SE")]
 public sealed class DeviceMemoryTests
 {
     [Fact]

@@ -105,7 +105,7 @@ public sealed partial class ModelRoutingStatsTests
         {
             var error = Assert.Throws<ArgumentOutOfRangeException>(call);
             Assert.Equal("recentSteps", error.ParamName);
-            Assert.StartsWith($"recentSteps is {recent}; give 1 to 6, the model's window.", error.Message);
+            Assert.StartsWith(FormattableString.Invariant($"recentSteps is {recent}; give 1 to 6, the model's window."), error.Message);
         }
 
         Assert.Equal(before, ModelSteps.Fingerprint(model));

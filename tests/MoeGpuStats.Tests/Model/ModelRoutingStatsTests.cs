@@ -57,6 +57,47 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal(ModelSteps.WindowLoad(Options, recorded), model.WindowLoad());
     }
 
+    /// <summary>
+    /// A managed model's step allocates nothing once warm: its checks word no message unless they refuse, with losses,
+    /// strides, a window that wraps, and steps small (a list of pairs in the window) and large (a whole row).
+    /// </summary>
+    [Fact]
+    public void AManagedStepAllocatesNothing()
+    {
+        const int layers = 4, experts = 64, topK = 2, tokenStride = layers * topK;
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = layers, Experts = experts, Window = 16 });
+        var random = new Random(5);
+        int[][] steps = [.. new[] { 1, 64 }.Select(tokens => Enumerable.Range(0, tokens * tokenStride).Select(_ => random.Next(-1, experts)).ToArray())];
+        var losses = Enumerable.Range(0, layers).Select(l => 0.1f * l).ToArray();
+        void Step(int i)
+        {
+            var ids = steps[i % steps.Length];
+            model.RecordStep(ids, ids.Length / tokenStride, topK, layerStride: topK, loadBalanceLosses: losses, routerZLosses: losses, tokenStride: tokenStride);
+        }
+
+        for (var i = 0; i < 100; i++)
+        {
+            Step(i);
+        }
+
+        // A round may see the runtime's tiered recompilation land, as RecordRouting's test says: up to five.
+        long allocated = -1;
+        var rounds = 0;
+        for (; rounds < 5 && allocated != 0; rounds++)
+        {
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            for (var i = 0; i < 1000; i++)
+            {
+                Step(i);
+            }
+
+            allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        }
+
+        Assert.Equal(0, allocated);
+        Assert.Equal(100UL + (1000UL * (ulong)rounds), model.Layer(0).TotalRoutings);
+    }
+
     [Fact]
     public void TheManagedEngineRecordsFromDeviceViews()
     {

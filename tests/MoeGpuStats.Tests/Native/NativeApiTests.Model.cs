@@ -134,8 +134,8 @@ public sealed unsafe partial class NativeApiTests
             Refused(Call(&NativeApi.ModelWindowLoad, handle, null, Layers * Experts), InvalidArgument, "dst is NULL: moegs_model_window_load copies layers * experts counts there.");
             foreach (var recent in new[] { 0, -1, Window + 1, int.MinValue, int.MaxValue })
             {
-                Refused(RecentWindowLoad(handle, recent, out _, Layers * Experts), InvalidArgument, $"recent_steps = {recent}: must lie in [1, 4] (the model's window).");
-                Refused(RecentSummary(handle, recent, [0, 0, 1, 1, 2, 2, 3, -1], out _, out _), InvalidArgument, $"recent_steps = {recent}: must lie in [1, 4]");
+                Refused(RecentWindowLoad(handle, recent, out _, Layers * Experts), InvalidArgument, FormattableString.Invariant($"recent_steps = {recent}: must lie in [1, 4] (the model's window)."));
+                Refused(RecentSummary(handle, recent, [0, 0, 1, 1, 2, 2, 3, -1], out _, out _), InvalidArgument, FormattableString.Invariant($"recent_steps = {recent}: must lie in [1, 4]"));
             }
 
             Refused(RecentWindowLoad(handle, 1, out _, (Layers * Experts) - 1), InvalidArgument, "capacity = 23", "layers * experts = 3 * 8 = 24");

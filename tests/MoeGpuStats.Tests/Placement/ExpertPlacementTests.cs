@@ -5,7 +5,7 @@ using static MoeGpuStats.Tests.Support.EplbExample;
 namespace MoeGpuStats.Tests.Placement;
 
 /// <summary>EPLB's published example, and what every plan must satisfy on any loads.</summary>
-[UseCulture("de-DE")]
+[UseCulture("sv-SE")]
 public sealed class ExpertPlacementTests
 {
     [Fact]

@@ -4,7 +4,7 @@ using MoeGpuStats.Serialization;
 namespace MoeGpuStats.Tests.Serialization;
 
 /// <summary><see cref="RoutingStatsFile"/>: a snapshot saved and loaded back, and a file cut short or too large.</summary>
-[UseCulture("de-DE")]
+[UseCulture("sv-SE")]
 public sealed class RoutingStatsFileTests : IDisposable
 {
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-");

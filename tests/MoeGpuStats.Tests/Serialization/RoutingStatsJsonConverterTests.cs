@@ -9,7 +9,7 @@ namespace MoeGpuStats.Tests.Serialization;
 /// <see cref="RoutingStats"/> through System.Text.Json (RoutingStatsJsonConverter): a round trip continues
 /// exactly, the seed's fields are read, and a state no sequence of records leaves is refused by field.
 /// </summary>
-[UseCulture("de-DE")]
+[UseCulture("sv-SE")]
 public sealed class RoutingStatsJsonConverterTests
 {
     [Fact]

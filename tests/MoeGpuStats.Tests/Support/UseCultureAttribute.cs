@@ -7,8 +7,8 @@ namespace MoeGpuStats.Tests.Support;
 /// <summary>
 /// Runs a test under <see cref="Culture"/> (both the culture and the UI culture), then restores the thread's.
 /// The suite runs in the machine's culture, the invariant one here and in CI; a test of a message that holds
-/// numbers runs under "de-DE", which writes 1,024 as "1.024" and 0.5 as "0,5", so that a message written in
-/// the caller's culture fails it.
+/// numbers runs under "sv-SE", which writes 1,024 as "1 024", 0.5 as "0,5" and -1 as "−1" (U+2212), so that a
+/// message written in the caller's culture fails it.
 /// </summary>
 [AttributeUsage(AttributeTargets.Class | AttributeTargets.Method)]
 public sealed class UseCultureAttribute(string culture) : BeforeAfterTestAttribute

@@ -151,7 +151,7 @@ public sealed partial class ModelRoutingStatsMetricsTests
         using var stats = Model("managed", window: 2);
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStatsMetrics(stats, recentSteps: recentSteps));
         Assert.Equal("recentSteps", error.ParamName);
-        Assert.StartsWith($"recentSteps is {recentSteps}; give 1 to 2, the model's window", error.Message);
+        Assert.StartsWith(FormattableString.Invariant($"recentSteps is {recentSteps}; give 1 to 2, the model's window"), error.Message);
     }
 
     /// <summary>The recent series equal <c>Summary(N)</c> and the balance of the newest N of <paramref name="recorded"/> (ids of <c>[Layers, tokens, k]</c>), counted here.</summary>

@@ -286,7 +286,7 @@ public sealed partial class ModelRoutingStatsMetricsTests
         using var stats = Model("managed", window: 2);
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStatsMetrics(stats, topExperts));
         Assert.Equal("topExperts", error.ParamName);
-        Assert.StartsWith($"topExperts is {topExperts}; give 0 to {Experts}", error.Message);
+        Assert.StartsWith(FormattableString.Invariant($"topExperts is {topExperts}; give 0 to {Experts}"), error.Message);
     }
 
     [Theory]
