@@ -39,7 +39,7 @@ internal static class OutOfRange
     {
         if (value < TimeSpan.Zero)
         {
-            throw Error(name, Invariant($"{value.TotalMilliseconds.ToString(CultureInfo.InvariantCulture)} ms"), "it cannot be negative.");
+            throw Error(name, Invariant($"{value.TotalMilliseconds} ms"), "it cannot be negative.");
         }
     }
 

@@ -59,7 +59,7 @@ internal static class RoutingStatsMerge
             capacityAverageSum += weight * state.CapacityAverageUtilization;
             for (var e = 0; e < state.ExpertTokenCounts.Length; e++)
             {
-                merged.ExpertTokenCounts[e] = Add(merged.ExpertTokenCounts[e], state.ExpertTokenCounts[e], Invariant($"expert_token_counts[{e}]"));
+                merged.ExpertTokenCounts[e] = Add(merged.ExpertTokenCounts[e], state.ExpertTokenCounts[e], "expert_token_counts", e);
                 merged.UtilizationSums[e] += state.UtilizationSums?[e] ?? weight * state.ExpertUtilization[e];
             }
 
@@ -119,15 +119,16 @@ internal static class RoutingStatsMerge
 
     /// <summary>
     /// Exact sums of counters, refused where they pass the largest count a snapshot file holds
-    /// (<see cref="Serialization.RoutingStatsJson.MaxCount"/>, 2^63 − 1), so that every merge can be saved and read back.
+    /// (<see cref="Serialization.RoutingStatsJson.MaxCount"/>, 2^63 − 1), so that every merge can be saved and read back;
+    /// a refusal names <paramref name="field"/>, or its entry <paramref name="index"/> where that is not -1.
     /// </summary>
-    private static ulong Add(ulong total, ulong part, string field)
+    private static ulong Add(ulong total, ulong part, string field, int index = -1)
     {
         var sum = (UInt128)total + part;
         return sum <= Serialization.RoutingStatsJson.MaxCount
             ? (ulong)sum
             : throw new ArgumentException(
-                Invariant($"The merged {field} exceeds {Serialization.RoutingStatsJson.MaxCount} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly."), "parts");
+                Invariant($"The merged {Serialization.RoutingStatsJson.Entry(field, index)} exceeds {Serialization.RoutingStatsJson.MaxCount} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly."), "parts");
     }
 
     /// <summary>

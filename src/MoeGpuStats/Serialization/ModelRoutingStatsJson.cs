@@ -150,9 +150,10 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         foreach (var row in loads.EnumerateArray())
         {
             var e = 0;
+            var rowName = Invariant($"window_load[{l}]");
             foreach (var load in row.EnumerateArray())
             {
-                state.WindowLoad[(l * options.Experts) + e] = RoutingStatsJson.CountValue(load, Invariant($"window_load[{l}][{e}]"));
+                state.WindowLoad[(l * options.Experts) + e] = RoutingStatsJson.CountValue(load, rowName, e);
                 e++;
             }
 

@@ -337,7 +337,10 @@ internal static class RoutingStatsJson
     {
         for (var i = 0; i < values.Length; i++)
         {
-            CheckNonNegative(values[i], Invariant($"{name}[{i}]"), rule);
+            if (!(values[i] >= T.Zero))
+            {
+                CheckNonNegative(values[i], Invariant($"{name}[{i}]"), rule);
+            }
         }
     }
 
@@ -373,22 +376,23 @@ internal static class RoutingStatsJson
     {
         for (var e = 0; e < state.ExpertUtilization.Length; e++)
         {
-            CheckAverage(state.ExpertUtilization[e], state.UtilizationSums?[e], state.TotalRoutings, Invariant($"expert_utilization[{e}]"), Invariant($"expert_utilization_sums[{e}]"));
+            CheckAverage(state.ExpertUtilization[e], state.UtilizationSums?[e], state.TotalRoutings, "expert_utilization", "expert_utilization_sums", e);
         }
     }
 
     /// <summary>
     /// An average (a loss, an expert's share) is its f64 sum over the batches divided by the batches,
     /// rounded to float32; where the file has no sum (the seed's), it is 0 before the first batch,
-    /// since the sum taken for it is then 0 and the next record would replace it.
+    /// since the sum taken for it is then 0 and the next record would replace it. With an <paramref name="index"/>
+    /// (not -1) the names are of per-expert arrays, and their entry is named only when refused.
     /// </summary>
-    private static void CheckAverage(float average, double? sum, ulong routings, string averageName, string sumName)
+    private static void CheckAverage(float average, double? sum, ulong routings, string averageName, string sumName, int index = -1)
     {
         if (sum is not { } total)
         {
             if (routings == 0 && average != 0)
             {
-                throw new JsonException(Invariant($"{averageName} is {Shown(average)} with total_routings 0; an average is 0 before the first batch."));
+                throw new JsonException(Invariant($"{Entry(averageName, index)} is {Shown(average)} with total_routings 0; an average is 0 before the first batch."));
             }
 
             return;
@@ -399,7 +403,7 @@ internal static class RoutingStatsJson
         if (!double.IsFinite(total) || (routings == 0 && total != 0) || !(Math.Abs(average - expected) <= tolerance))
         {
             throw new JsonException(
-                Invariant($"{averageName} is {Shown(average)} but {sumName} is {Shown(total)} over total_routings {routings}; the average is the sum over the batches divided by them."));
+                Invariant($"{Entry(averageName, index)} is {Shown(average)} but {Entry(sumName, index)} is {Shown(total)} over total_routings {routings}; the average is the sum over the batches divided by them."));
         }
     }
 
@@ -543,9 +547,18 @@ internal static class RoutingStatsJson
         return count <= MaxCount ? count : throw new JsonException(Invariant($"The field '{shownAs}' is {count}; a count is at most {MaxCount}."));
     }
 
+    /// <summary><see cref="CountValue(JsonElement, string)"/> for entry <paramref name="index"/> of the array <paramref name="name"/>, named only when refused.</summary>
+    internal static ulong CountValue(JsonElement element, string name, int index) =>
+        element.ValueKind == JsonValueKind.Number && element.TryGetUInt64(out var count) && count <= MaxCount
+            ? count
+            : CountValue(element, Entry(name, index));
+
+    /// <summary><paramref name="name"/>'s entry <paramref name="index"/> as a message names it (<c>expert_token_counts[3]</c>); the name alone for -1.</summary>
+    internal static string Entry(string name, int index) => index < 0 ? name : Invariant($"{name}[{index}]");
+
     private static ulong[] Counts(JsonElement element, string name) =>
         element.ValueKind == JsonValueKind.Array
-            ? [.. element.EnumerateArray().Select((value, i) => CountValue(value, Invariant($"{name}[{i}]")))]
+            ? [.. element.EnumerateArray().Select((value, i) => CountValue(value, name, i))]
             : throw new JsonException(Invariant($"The field '{name}' must be an array."));
 
     /// <summary>A value as the file has it, cut short so that a message stays one line.</summary>
