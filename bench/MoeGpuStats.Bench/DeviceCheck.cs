@@ -441,10 +441,10 @@ internal static class DeviceCheck
         return times[times.Length / 2];
     }
 
-    private static int Option(string[] args, string name, int fallback) =>
+    internal static int Option(string[] args, string name, int fallback) =>
         int.TryParse(OptionText(args, name, ""), out var value) ? value : fallback;
 
-    private static string OptionText(string[] args, string name, string fallback)
+    internal static string OptionText(string[] args, string name, string fallback)
     {
         var position = Array.IndexOf(args, name);
         return position >= 0 && position + 1 < args.Length ? args[position + 1] : fallback;

@@ -7,6 +7,11 @@ if (args.Contains("--seed-workload"))
     return SeedWorkload.Run(args);
 }
 
+if (args.Contains("--model-step-alternation"))
+{
+    return ModelStepAlternation.Run(args);
+}
+
 if (args.Contains("--device-check") || args.Contains("--model-check"))
 {
     try

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using static System.FormattableString;
 
 namespace MoeGpuStats.Collections;
@@ -286,23 +288,29 @@ internal sealed class ExpertLoadWindow
 
     /// <summary>
     /// Replaces a whole row by <paramref name="counts"/> (none: zeros), the load losing the old
-    /// counts and gaining the new, in one vectorized pass as the single-layer fold.
+    /// counts and gaining the new, in one vectorized pass as the single-layer fold, through references as
+    /// that fold (<c>ManagedRoutingEngine.UpdateExperts</c> says why).
     /// </summary>
     private static void Slide(ReadOnlySpan<int> counts, Span<uint> ringRow, Span<ulong> load)
     {
+        load = load[..ringRow.Length];
         var e = 0;
         if (Vector.IsHardwareAccelerated && !counts.IsEmpty)
         {
-            var half = Vector<ulong>.Count;
-            for (; e <= ringRow.Length - Vector<uint>.Count; e += Vector<uint>.Count)
+            counts = counts[..ringRow.Length];
+            ref var count0 = ref MemoryMarshal.GetReference(counts);
+            ref var row0 = ref Unsafe.As<uint, int>(ref MemoryMarshal.GetReference(ringRow));
+            ref var load0 = ref Unsafe.As<ulong, long>(ref MemoryMarshal.GetReference(load));
+            var half = (nuint)Vector<long>.Count;
+            for (; e <= ringRow.Length - Vector<int>.Count; e += Vector<int>.Count)
             {
-                var count = Vector.AsVectorUInt32(new Vector<int>(counts[e..]));
-                var leaving = new Vector<uint>(ringRow[e..]);
-                count.CopyTo(ringRow[e..]);
-                Vector.Widen(count, out var countLow, out var countHigh);
-                Vector.Widen(leaving, out var leavingLow, out var leavingHigh);
-                (new Vector<ulong>(load[e..]) - leavingLow + countLow).CopyTo(load[e..]);
-                (new Vector<ulong>(load[(e + half)..]) - leavingHigh + countHigh).CopyTo(load[(e + half)..]);
+                // Counts are below 2^31, so their difference fits an int; the load takes it in two's complement.
+                var at = (nuint)e;
+                var count = Vector.LoadUnsafe(ref count0, at);
+                var change = count - Vector.LoadUnsafe(ref row0, at);
+                count.StoreUnsafe(ref row0, at);
+                (Vector.LoadUnsafe(ref load0, at) + Vector.WidenLower(change)).StoreUnsafe(ref load0, at);
+                (Vector.LoadUnsafe(ref load0, at + half) + Vector.WidenUpper(change)).StoreUnsafe(ref load0, at + half);
             }
         }
 

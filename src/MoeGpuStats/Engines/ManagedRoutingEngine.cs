@@ -338,6 +338,13 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// read (<see cref="Utilization"/>). Element-wise IEEE operations, so the vector path gives the
     /// scalar path's values bit for bit, and both the device fold's.
     /// </summary>
+    /// <remarks>
+    /// The vector loops load and store through references (<see cref="Vector.LoadUnsafe{T}(ref readonly T, nuint)"/>,
+    /// which the JIT always expands) into spans whose lengths are fixed above, not through span constructors and
+    /// <c>CopyTo</c>: those are calls the JIT inlines only while its inlining budget lasts, and when dynamic PGO
+    /// inlined a whole model step into its hot caller they stayed calls and the step ran 2.2 times slower
+    /// (docs/performance.md). <see cref="ExpertLoadWindow"/>'s slide and <see cref="DivideMeans"/> do the same.
+    /// </remarks>
     private long UpdateExperts(ReadOnlySpan<int> counts, int tokens)
     {
         var sums = _utilizationSums.AsSpan(0, counts.Length);
@@ -347,19 +354,23 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         long sum = 0;
         if (Vector.IsHardwareAccelerated && counts.Length >= Vector<int>.Count)
         {
+            ref var count0 = ref MemoryMarshal.GetReference(counts);
+            ref var sum0 = ref MemoryMarshal.GetReference(sums);
+            ref var tokenCount0 = ref MemoryMarshal.GetReference(tokenCounts);
             var vectorTokens = new Vector<float>(batchTokens);
             var vectorSum = Vector<long>.Zero;
-            var half = Vector<long>.Count;
+            var half = (nuint)Vector<long>.Count;
             for (; i <= counts.Length - Vector<int>.Count; i += Vector<int>.Count)
             {
-                var count = new Vector<int>(counts[i..]);
+                var at = (nuint)i;
+                var count = Vector.LoadUnsafe(ref count0, at);
                 var shares = tokens > 0 ? Vector.ConvertToSingle(count) / vectorTokens : Vector<float>.Zero;
-                Vector.Widen(shares, out var lowShares, out var highShares);
-                (new Vector<double>(sums[i..]) + lowShares).CopyTo(sums[i..]);
-                (new Vector<double>(sums[(i + half)..]) + highShares).CopyTo(sums[(i + half)..]);
-                Vector.Widen(count, out var low, out var high);
-                (new Vector<long>(tokenCounts[i..]) + low).CopyTo(tokenCounts[i..]);
-                (new Vector<long>(tokenCounts[(i + half)..]) + high).CopyTo(tokenCounts[(i + half)..]);
+                (Vector.LoadUnsafe(ref sum0, at) + Vector.WidenLower(shares)).StoreUnsafe(ref sum0, at);
+                (Vector.LoadUnsafe(ref sum0, at + half) + Vector.WidenUpper(shares)).StoreUnsafe(ref sum0, at + half);
+                var low = Vector.WidenLower(count);
+                var high = Vector.WidenUpper(count);
+                (Vector.LoadUnsafe(ref tokenCount0, at) + low).StoreUnsafe(ref tokenCount0, at);
+                (Vector.LoadUnsafe(ref tokenCount0, at + half) + high).StoreUnsafe(ref tokenCount0, at + half);
                 vectorSum += low + high;
             }
 
@@ -449,14 +460,18 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     private static void DivideMeans(ReadOnlySpan<double> sums, double batches, Span<float> means)
     {
+        means = means[..sums.Length];
         var i = 0;
         if (Vector.IsHardwareAccelerated && sums.Length >= Vector<float>.Count)
         {
+            ref var sum0 = ref MemoryMarshal.GetReference(sums);
+            ref var mean0 = ref MemoryMarshal.GetReference(means);
             var vectorBatches = new Vector<double>(batches);
-            var half = Vector<double>.Count;
+            var half = (nuint)Vector<double>.Count;
             for (; i <= sums.Length - Vector<float>.Count; i += Vector<float>.Count)
             {
-                Vector.Narrow(new Vector<double>(sums[i..]) / vectorBatches, new Vector<double>(sums[(i + half)..]) / vectorBatches).CopyTo(means[i..]);
+                var at = (nuint)i;
+                Vector.Narrow(Vector.LoadUnsafe(ref sum0, at) / vectorBatches, Vector.LoadUnsafe(ref sum0, at + half) / vectorBatches).StoreUnsafe(ref mean0, at);
             }
         }
 
