@@ -88,10 +88,12 @@ internal sealed class ModelReplay : RecordingRun
             for (var step = 0; step < steps && !interrupt.Requested; step++, done++)
             {
                 var tokens = fill(step, ids);
+                var stepIds = ids[..(Options.Layers * tokens * topK)];
                 var recording = Stopwatch.GetTimestamp();
-                stats.RecordStep(ids[..(Options.Layers * tokens * topK)], tokens, topK);
-                // The first step compiles the engine's code: timed, it would make the mean describe the warm-up.
-                if (step > 0)
+                stats.RecordStep(stepIds, tokens, topK);
+                // The first step compiles the engine's code: timed, it would make the mean describe the warm-up. A step the
+                // model leaves out (padding alone) is a check, not a record: timed, it would lower the mean of the steps recorded.
+                if (step > 0 && !(Options.SkipEmptySteps && stepIds.IndexOfAnyExcept(-1) < 0))
                 {
                     times.Add(Stopwatch.GetElapsedTime(recording), tokens);
                 }

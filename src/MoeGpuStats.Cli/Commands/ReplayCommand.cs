@@ -220,7 +220,8 @@ internal static class ReplayCommand
                             parse.GetValue(model.EpSize),
                             model.Metrics(parse),
                             $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",
-                            "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");
+                            "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)"
+                            + (parse.GetValue(skipEmpty) ? ", nor the steps of padding alone the model leaves out" : ""));
                         var defaulted = parse.GetValue(layout) is null ? trace.Layout : null;
                         return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => [
                             .. checks.Warnings(trace.Steps),

@@ -59,6 +59,38 @@ public sealed partial class ReplayCommandTests
         Assert.DoesNotContain("empty steps", Moegs.Run("report", counted).Out);
     }
 
+    /// <summary>
+    /// The steps the model leaves out are not timed (each is a check, not a record: timed, they would lower the
+    /// mean step), and the report says so; without the option each is a step, and timed.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void TheStepsLeftOutAreNotTimed(bool skipEmptySteps)
+    {
+        var real = Ids(Steps, Layers, Tokens, seed: 5);
+        var stepIds = Layers * Tokens * TopK;
+        var mixed = new List<int>();
+        for (var s = 0; s < Steps; s++)
+        {
+            mixed.AddRange(real.AsSpan(s * stepIds, stepIds).ToArray());
+            mixed.AddRange(Enumerable.Repeat(-1, stepIds));
+        }
+
+        var path = WriteInt32("timed.npy", $"{2 * Steps}, {Layers}, {Tokens}, {TopK}", [.. mixed]);
+        string[] options = skipEmptySteps ? ["--skip-empty-steps"] : [];
+
+        var (code, output, error) = Moegs.Run(["replay", path, "--experts", $"{Experts}", "--json", .. options]);
+        var (textCode, text, _) = Moegs.Run(["replay", path, "--experts", $"{Experts}", .. options]);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Equal(ExitCodes.Ok, textCode);
+        using var json = System.Text.Json.JsonDocument.Parse(output);
+        // The first step is not timed either: it loads the engine.
+        Assert.Equal(skipEmptySteps ? Steps - 1 : (2 * Steps) - 1, json.RootElement.GetProperty("step_time").GetProperty("timed_steps").GetInt32());
+        Assert.Equal(skipEmptySteps, text.Contains("nor the steps of padding alone the model leaves out", StringComparison.Ordinal));
+    }
+
     /// <summary>A step of padding after a larger step is found whatever the larger step left in the ids' buffer past it.</summary>
     [Fact]
     public void AStepOfPaddingAfterALargerStepIsNamed()
