@@ -298,19 +298,19 @@ internal sealed class ExpertLoadWindow
         if (Vector.IsHardwareAccelerated && !counts.IsEmpty)
         {
             counts = counts[..ringRow.Length];
-            ref var count0 = ref MemoryMarshal.GetReference(counts);
-            ref var row0 = ref Unsafe.As<uint, int>(ref MemoryMarshal.GetReference(ringRow));
-            ref var load0 = ref Unsafe.As<ulong, long>(ref MemoryMarshal.GetReference(load));
-            var half = (nuint)Vector<long>.Count;
-            for (; e <= ringRow.Length - Vector<int>.Count; e += Vector<int>.Count)
+            ref var count0 = ref Unsafe.As<int, uint>(ref MemoryMarshal.GetReference(counts));
+            ref var row0 = ref MemoryMarshal.GetReference(ringRow);
+            ref var load0 = ref MemoryMarshal.GetReference(load);
+            var half = (nuint)Vector<ulong>.Count;
+            for (; e <= ringRow.Length - Vector<uint>.Count; e += Vector<uint>.Count)
             {
-                // Counts are below 2^31, so their difference fits an int; the load takes it in two's complement.
+                // Unsigned throughout: a merge's ring sums ranks' rows, up to 2^32 - 1 a count.
                 var at = (nuint)e;
                 var count = Vector.LoadUnsafe(ref count0, at);
-                var change = count - Vector.LoadUnsafe(ref row0, at);
+                var leaving = Vector.LoadUnsafe(ref row0, at);
                 count.StoreUnsafe(ref row0, at);
-                (Vector.LoadUnsafe(ref load0, at) + Vector.WidenLower(change)).StoreUnsafe(ref load0, at);
-                (Vector.LoadUnsafe(ref load0, at + half) + Vector.WidenUpper(change)).StoreUnsafe(ref load0, at + half);
+                (Vector.LoadUnsafe(ref load0, at) - Vector.WidenLower(leaving) + Vector.WidenLower(count)).StoreUnsafe(ref load0, at);
+                (Vector.LoadUnsafe(ref load0, at + half) - Vector.WidenUpper(leaving) + Vector.WidenUpper(count)).StoreUnsafe(ref load0, at + half);
             }
         }
 

@@ -68,6 +68,25 @@ public sealed class ExpertLoadWindowTests
     }
 
     /// <summary>
+    /// A merge's ring sums the ranks' rows, so a count may pass 2^31 (up to 2^32 − 1): a whole step evicting it,
+    /// in the vector loop and its scalar tail alike (17 experts), leaves the load exactly the new step's counts.
+    /// </summary>
+    [Fact]
+    public void ARowOfCountsPast2To31SlidesOutExactly()
+    {
+        const int experts = 17;
+        var merged = Enumerable.Range(0, experts).Select(e => uint.MaxValue - (uint)e).ToArray();
+        var loads = new ExpertLoadWindow(1, experts, 1, load: merged.Select(count => (ulong)count).ToArray(), ring: merged, position: 0);
+        var ids = Enumerable.Range(0, 40).Select(i => i % experts).ToArray();
+        var counts = Histogram(ids, experts);
+
+        loads.Add(0, ids, counts);
+        loads.Advance();
+
+        Assert.Equal(counts.Select(count => (ulong)count), loads.Load.ToArray());
+    }
+
+    /// <summary>
     /// A cleared window's ring holds only the steps since the clear, also in rows that held a whole step
     /// before it and a decode step (kept as a list) after: that ring, the rows of those steps alone, is what a
     /// model exports to a merge.
