@@ -612,6 +612,34 @@ public sealed partial class ModelRoutingStatsTests
     }
 
     /// <summary>
+    /// A merge's ring sums its parts' rows, so an expert's count in one step may pass 2^31 (128 parts of a step
+    /// of 2^24 + 1 slots to expert 0, 2^31 + 128 merged): the merged model's next whole step evicts it exactly, the window then
+    /// holding that step alone, in the vector loop and its scalar tail (9 experts).
+    /// </summary>
+    [Fact]
+    public void AMergedStepOfCountsPast2To31SlidesOutExactly()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 1, Experts = 9, Window = 1 };
+        using var model = new ModelRoutingStats(options);
+        const int tokens = (1 << 24) + 9;
+        var big = new int[tokens];
+        big.AsSpan(tokens - 8).Fill(8);
+        model.RecordStep(big, tokens, topK: 1);
+        var parts = Enumerable.Range(0, 128).Select(_ => model.Snapshot()).ToArray();
+        using var merged = ModelRoutingStats.Merge(parts);
+        Assert.Equal(128UL * (tokens - 8), merged.WindowLoad()[0]);
+
+        var next = Enumerable.Range(0, 33).Select(i => i % options.Experts).ToArray();
+        merged.RecordStep(next, next.Length, topK: 1);
+
+        Assert.Equal([4UL, 4, 4, 4, 4, 4, 3, 3, 3], merged.WindowLoad());
+        foreach (var part in parts)
+        {
+            part.Dispose();
+        }
+    }
+
+    /// <summary>
     /// A part read from JSON keeps its window's load but not its steps: merged beside a live part, the
     /// loads add up and the merge, like that part, is read but not recorded into.
     /// </summary>
