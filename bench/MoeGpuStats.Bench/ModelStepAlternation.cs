@@ -23,6 +23,12 @@ internal static class ModelStepAlternation
     {
         var shapes = ModelShape.ParseList(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1,58x256x8x64,58x256x8x256,32x8x2x64"));
         var rounds = DeviceCheck.Option(args, "--rounds", 30);
+        if (rounds < 1)
+        {
+            Console.Error.WriteLine(Invariant($"--rounds {rounds}: give at least 1 round to measure."));
+            return 2;
+        }
+
         Console.WriteLine("| L × E × k × T | L single-layer records | RecordStep | step, window of 1 | step / L records, median of rounds | range |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
         foreach (var shape in shapes)
@@ -71,6 +77,11 @@ internal static class ModelStepAlternation
             {
                 times[c][round] = RunRound(contenders[c]);
             }
+        }
+
+        foreach (var layer in layers)
+        {
+            layer.Dispose();
         }
 
         var ratios = Enumerable.Range(0, rounds).Select(round => times[1][round] / times[0][round]).ToArray();
