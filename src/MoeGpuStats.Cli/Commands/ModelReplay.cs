@@ -82,6 +82,7 @@ internal sealed class ModelReplay : RecordingRun
         var started = Stopwatch.GetTimestamp();
         var lastReport = started;
         var done = 0;
+        var recorded = 0;
         using (var interrupt = new Interruption())
         using (var progress = new ProgressDisplay(Console, steps, enabled: !Json, unit: "steps"))
         {
@@ -91,11 +92,16 @@ internal sealed class ModelReplay : RecordingRun
                 var stepIds = ids[..(Options.Layers * tokens * topK)];
                 var recording = Stopwatch.GetTimestamp();
                 stats.RecordStep(stepIds, tokens, topK);
-                // The first step compiles the engine's code: timed, it would make the mean describe the warm-up. A step the
-                // model leaves out (padding alone) is a check, not a record: timed, it would lower the mean of the steps recorded.
-                if (step > 0 && !(Options.SkipEmptySteps && stepIds.IndexOfAnyExcept(-1) < 0))
+                // A step the model leaves out (padding alone) is a check, not a record: timed, it would lower the mean of the
+                // steps recorded. The first step recorded compiles the engine's code: timed, the mean would describe the warm-up.
+                if (!(Options.SkipEmptySteps && stepIds.IndexOfAnyExcept(-1) < 0))
                 {
-                    times.Add(Stopwatch.GetElapsedTime(recording), tokens);
+                    if (recorded > 0)
+                    {
+                        times.Add(Stopwatch.GetElapsedTime(recording), tokens);
+                    }
+
+                    recorded++;
                 }
 
                 timeline?.Add(ids, tokens, topK);

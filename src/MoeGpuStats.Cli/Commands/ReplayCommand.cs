@@ -65,7 +65,7 @@ internal static class ReplayCommand
             "the number of experts");
         var skipEmpty = new Option<bool>("--skip-empty-steps")
         {
-            Description = "With layers: leave out the steps in which no layer holds a token (padding alone, -1: an idle rank's dummy pass), as vLLM leaves its dummy passes out of its load window; they then take no place in --window and count in no statistic (the timing still counts their calls). By default each is a step of no load.",
+            Description = "With layers: leave out the steps in which no layer holds a token (padding alone, -1: an idle rank's dummy pass), as vLLM leaves its dummy passes out of its load window; they then take no place in --window, count in no statistic and are not timed. By default each is a step of no load.",
         };
         var recording = new SharedOptions.Recording(models: "a trace with layers");
         var model = new ModelOptions("With layers");
@@ -220,7 +220,7 @@ internal static class ReplayCommand
                             parse.GetValue(model.EpSize),
                             model.Metrics(parse),
                             $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",
-                            "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)"
+                            "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step recorded, which loads the engine (JIT, kernels)"
                             + (parse.GetValue(skipEmpty) ? ", nor the steps of padding alone the model leaves out" : ""));
                         var defaulted = parse.GetValue(layout) is null ? trace.Layout : null;
                         return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => [
