@@ -39,6 +39,9 @@ internal sealed class BalanceTimeline
         _load = new long[layers * experts];
     }
 
+    /// <summary>Whether steps of padding alone are left out, the columns then counting the steps recorded.</summary>
+    public bool SkipsEmptySteps => _skipEmptySteps;
+
     /// <summary>Steps summed into one column (the last may hold fewer).</summary>
     public int StepsPerColumn { get; }
 

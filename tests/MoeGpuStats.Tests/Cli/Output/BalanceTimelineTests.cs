@@ -91,6 +91,7 @@ public sealed class BalanceTimelineTests
         timeline.Complete();
 
         Assert.Equal(columns, timeline.Filled);
+        Assert.Equal(skipEmptySteps, timeline.SkipsEmptySteps);
         Assert.Equal(0.75, timeline.Balancedness[0, 0]);
         Assert.Equal(1.0 / Experts, timeline.Balancedness[Layers - 1, columns - 1]);
         Assert.Equal(skipEmptySteps ? 1.0 / Experts : double.NaN, timeline.Balancedness[Layers - 1, 1]);
