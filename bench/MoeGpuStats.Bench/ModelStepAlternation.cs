@@ -29,6 +29,8 @@ internal static class ModelStepAlternation
             return 2;
         }
 
+        Console.WriteLine(Invariant($"Managed engine; {rounds} rounds of {StepsPerRound:N0} steps per contender, taking turns, each called through an Action; median µs per step; \"window of 1\": the step with Window = 1 (no ring to evict); the ratio is the step's over the L records', per round."));
+        Console.WriteLine();
         Console.WriteLine("| L × E × k × T | L single-layer records | RecordStep | step, window of 1 | step / L records, median of rounds | range |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
         foreach (var shape in shapes)

@@ -122,7 +122,7 @@ internal static class ReplayCommand
                 var skipped = parse.GetValue(skip);
                 if (skipped >= trace.Steps)
                 {
-                    console.Error.WriteLine($"--skip-steps {skipped}: {path} has {Counted.Of(trace.Steps, "step")}; leave out fewer.");
+                    console.Error.WriteLine($"--skip-steps {skipped}: {path} has {Counted.Of(trace.Steps, "step")}; leave out at most {trace.Steps - 1:N0}, so that one is replayed.");
                     return ExitCodes.Usage;
                 }
 

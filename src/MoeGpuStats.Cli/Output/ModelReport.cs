@@ -121,7 +121,7 @@ internal static class ModelReport
                     Line(output, label, value, note);
                 }
 
-                Line(output, "tokens per second", Invariant($"{times.TokensPerSecond ?? 0:#,0}"), "through every layer: the timed steps' tokens (padding rows included) / their time");
+                Line(output, "tokens per second", Invariant($"{times.TokensPerSecond ?? 0:#,0}"), "the timed steps' tokens, each counted once for all layers (padding rows included) / their time");
             }
             else
             {
@@ -135,7 +135,7 @@ internal static class ModelReport
     /// JSON. A run's <paramref name="times"/> add <c>step_time</c>: the steps timed, the mean, the seed's
     /// 95th percentile of the newest (<c>p95_steps</c> of them; null of fewer than
     /// <see cref="TimeSpread.MinForPercentile"/>, as the text report) and the slowest in milliseconds, and
-    /// the tokens a second through every layer (padding rows included); null before a step is timed.
+    /// the tokens a second, each counted once for all layers (padding rows included); null before a step is timed.
     /// </summary>
     /// <remarks>With <paramref name="ranks"/>, <c>ep_ranks</c> adds the model's figures over those ranks (<c>--ep-size</c>), window and since the start.</remarks>
     public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts, StepTimes? times = null, EpBalance? ranks = null)

@@ -22,6 +22,6 @@ internal sealed class StepTimes
         _tokens += tokens;
     }
 
-    /// <summary>The timed steps' tokens over their time: tokens a second through every layer; null when no time was measured.</summary>
+    /// <summary>The timed steps' tokens over their time: tokens a second, each counted once for all layers; null when no time was measured.</summary>
     public double? TokensPerSecond => Latency.TotalLatencyMs > 0 ? _tokens / (Latency.TotalLatencyMs / 1000.0) : null;
 }

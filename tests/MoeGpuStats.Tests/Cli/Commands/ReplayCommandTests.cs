@@ -605,7 +605,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
         var (tooMany, _, refused) = Run("replay", npy, "--layout", "steps,tokens,k", "--skip-steps", "3");
         Assert.Equal(ExitCodes.Usage, tooMany);
-        Assert.Equal($"--skip-steps 3: {npy} has 3 steps; leave out fewer.", refused.Trim());
+        Assert.Equal($"--skip-steps 3: {npy} has 3 steps; leave out at most 2, so that one is replayed.", refused.Trim());
     }
 
     /// <summary>Warm-up tokens of all zeros repeat an expert: the warm-up warning says what they are, not a warning about the layout.</summary>

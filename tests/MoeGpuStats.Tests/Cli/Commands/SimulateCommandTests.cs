@@ -474,7 +474,7 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Contains("drawing the random ids is not timed, nor the first step", output);
         Assert.Matches(@"\n  mean +[0-9.,]+ ms\r?\n", output);
         Assert.Matches(@"95th percentile +[0-9.,]+ ms +of the newest 24\r?\n", output);
-        Assert.Matches(@"tokens per second +[0-9,]+ +through every layer", output);
+        Assert.Matches(@"tokens per second +[0-9,]+ +the timed steps' tokens, each counted once for all layers", output);
 
         // Of fewer than 20 times the seed's 95th percentile is not one: the slowest is shown instead, and --json's is null.
         (code, output, error) = Run("simulate", "--layers", "3", "--experts", "8", "--tokens", "4", "--steps", "7");
