@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Json;
 
 namespace MoeGpuStats.Cli;
 
@@ -10,8 +11,9 @@ internal static class ErrorText
     /// The message of <paramref name="exception"/> on one line. An <see cref="ArgumentException"/> is
     /// cut to its first line and loses the <c>(Parameter 'name')</c> .NET appends (the name is the
     /// library's, not anything the user typed; the lines after it are .NET's too, such as "Actual
-    /// value was"). Any other message keeps all of it, its line breaks shown as <c>\n</c>: they come
-    /// from what the user gave, such as a file name with a newline.
+    /// value was"). A <see cref="JsonException"/> gives its line and byte counted from 1, not .NET's
+    /// <c>LineNumber: 0 | BytePositionInLine: 0</c>. Any other message keeps all of it, its line breaks shown as
+    /// <c>\n</c>: they come from what the user gave, such as a file name with a newline.
     /// </summary>
     public static string Of(Exception exception)
     {
@@ -25,6 +27,12 @@ internal static class ErrorText
             }
 
             message = message.Split('\n', 2)[0];
+        }
+
+        if (exception is JsonException { LineNumber: { } lineNumber } json && message.IndexOf(" LineNumber:", StringComparison.Ordinal) is var at and >= 0)
+        {
+            // .NET counts a JSON error's line and byte from 0; an editor, and the JSON-lines errors, count from 1.
+            message = string.Create(CultureInfo.InvariantCulture, $"{message[..at].TrimEnd(' ', '|').TrimEnd('.')}, at line {lineNumber + 1}, byte {json.BytePositionInLine + 1}");
         }
 
         var line = OneLine(message.Trim());

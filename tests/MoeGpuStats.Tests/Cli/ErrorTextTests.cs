@@ -21,6 +21,33 @@ public sealed class ErrorTextTests
         Assert.Equal("plain text", ErrorText.OneLine("plain text"));
     }
 
+    /// <summary>
+    /// A JSON error gives its line and byte from 1, as an editor does, not .NET's zero-based <c>LineNumber</c>; a
+    /// serializer's path is kept. Checked on what the parser throws, and through <c>report</c> and <c>plan</c>.
+    /// </summary>
+    [Fact]
+    public void AJsonErrorCountsItsLineAndByteFromOne()
+    {
+        var parse = Assert.ThrowsAny<System.Text.Json.JsonException>(() => System.Text.Json.JsonDocument.Parse("{\"a\": 1,\n \"b\": tru}"));
+        Assert.Equal("'tru}' is an invalid JSON literal. Expected the literal 'true', at line 2, byte 10", ErrorText.Of(parse));
+        var convert = Assert.Throws<System.Text.Json.JsonException>(() => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int>>("{\"a\": \"x\"}"));
+        Assert.StartsWith("The JSON value could not be converted to System.Int32. Path: $.a, at line 1, byte ", ErrorText.Of(convert));
+        Assert.Equal("Not a layer.", ErrorText.Of(new System.Text.Json.JsonException("Not a layer.")));
+
+        var folder = Directory.CreateTempSubdirectory("moegs-json-");
+        try
+        {
+            var path = Path.Combine(folder.FullName, "notes.json");
+            File.WriteAllText(path, "hello");
+            Assert.Equal($"{path}: not a routing statistics snapshot ('h' is an invalid start of a value, at line 1, byte 1).", Moegs.Run("report", path).Error.Trim());
+            Assert.Equal($"{path}: neither a .npy file nor JSON ('h' is an invalid start of a value, at line 1, byte 1).", Moegs.Run("plan", path, "--replicas", "16", "--gpus", "8").Error.Trim());
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
     /// <summary>Each command's lines about a file (a missing input, a bad output name, a file it cannot read) stay one line when the name holds a newline.</summary>
     [Theory]
     [InlineData("replay", "missing\nfile.npy")]
