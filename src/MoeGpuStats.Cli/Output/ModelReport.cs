@@ -137,13 +137,22 @@ internal static class ModelReport
     /// <see cref="TimeSpread.MinForPercentile"/>, as the text report) and the slowest in milliseconds, and
     /// the tokens a second, each counted once for all layers (padding rows included); null before a step is timed.
     /// </summary>
-    /// <remarks>With <paramref name="ranks"/>, <c>ep_ranks</c> adds the model's figures over those ranks (<c>--ep-size</c>), window and since the start.</remarks>
-    public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts, StepTimes? times = null, EpBalance? ranks = null)
+    /// <remarks>
+    /// With <paramref name="ranks"/>, <c>ep_ranks</c> adds the model's figures over those ranks (<c>--ep-size</c>), window and since the start.
+    /// With <paramref name="emptyStepsLeftOut"/> (a replay with <c>--skip-empty-steps</c>), <c>empty_steps_left_out</c> counts the
+    /// steps of padding alone the model left out, which <c>steps</c> does not count.
+    /// </remarks>
+    public static void WriteJson(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, int experts, StepTimes? times = null, EpBalance? ranks = null, int? emptyStepsLeftOut = null)
     {
         using var json = new JsonOut(output);
         var writer = json.Writer;
         writer.WriteStartObject();
         writer.WriteNumber("steps", summary.Steps);
+        if (emptyStepsLeftOut is { } leftOut)
+        {
+            writer.WriteNumber("empty_steps_left_out", leftOut);
+        }
+
         writer.WriteNumber("window_steps", summary.WindowSteps);
         if (counts.MergedParts > 1)
         {

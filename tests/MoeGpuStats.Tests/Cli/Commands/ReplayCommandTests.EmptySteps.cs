@@ -62,7 +62,7 @@ public sealed partial class ReplayCommandTests
     /// <summary>
     /// The steps the model leaves out are not timed (each is a check, not a record: timed, they would lower the
     /// mean step), nor the first step recorded, which loads the engine, though a step left out comes first; the
-    /// report says so. Without the option each is a step, and timed but the first.
+    /// report says so, and the JSON counts them apart from the steps. Without the option each is a step, and timed but the first.
     /// </summary>
     [Theory]
     [InlineData(true)]
@@ -89,6 +89,8 @@ public sealed partial class ReplayCommandTests
         using var json = System.Text.Json.JsonDocument.Parse(output);
         Assert.Equal(skipEmptySteps ? Steps - 1 : (2 * Steps) - 1, json.RootElement.GetProperty("step_time").GetProperty("timed_steps").GetInt32());
         Assert.Equal(skipEmptySteps, text.Contains("nor the steps of padding alone the model leaves out", StringComparison.Ordinal));
+        Assert.Equal(skipEmptySteps ? Steps : (int?)null, json.RootElement.TryGetProperty("empty_steps_left_out", out var leftOut) ? leftOut.GetInt32() : null);
+        Assert.Equal(skipEmptySteps ? Steps : 2 * Steps, json.RootElement.GetProperty("steps").GetInt32());
     }
 
     /// <summary>A step of padding after a larger step is found whatever the larger step left in the ids' buffer past it.</summary>
