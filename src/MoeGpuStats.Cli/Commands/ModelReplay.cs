@@ -83,7 +83,6 @@ internal sealed class ModelReplay : RecordingRun
         var lastReport = started;
         var done = 0;
         var recorded = 0;
-        var leftOut = 0;
         using (var interrupt = new Interruption())
         using (var progress = new ProgressDisplay(Console, steps, enabled: !Json, unit: "steps"))
         {
@@ -95,11 +94,7 @@ internal sealed class ModelReplay : RecordingRun
                 stats.RecordStep(stepIds, tokens, topK);
                 // A step the model leaves out (padding alone) is a check, not a record: timed, it would lower the mean of the
                 // steps recorded. The first step recorded compiles the engine's code: timed, the mean would describe the warm-up.
-                if (Options.SkipEmptySteps && stepIds.IndexOfAnyExcept(-1) < 0)
-                {
-                    leftOut++;
-                }
-                else
+                if (!(Options.SkipEmptySteps && stepIds.IndexOfAnyExcept(-1) < 0))
                 {
                     if (recorded > 0)
                     {
@@ -139,7 +134,7 @@ internal sealed class ModelReplay : RecordingRun
 
         if (Json)
         {
-            ModelReport.WriteJson(Console.Out, summary, counts, Options.Experts, times, ranks, Options.SkipEmptySteps ? leftOut : null);
+            ModelReport.WriteJson(Console.Out, summary, counts, Options.Experts, times, ranks, Options.SkipEmptySteps ? done - recorded : null);
             Console.Error.WriteLine($"engine: {EngineChoice.Describe(stats)}");
         }
         else
