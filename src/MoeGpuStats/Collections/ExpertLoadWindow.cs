@@ -12,7 +12,8 @@ namespace MoeGpuStats.Collections;
 /// <see cref="ListedIds"/> ids (decode) is kept as a short list of (expert, count) pairs, each
 /// packed in one 32-bit entry, instead of a row of E counts: a decode step of 8 ids then touches one
 /// cold cache line per layer of a ring of 1,000 steps, not a row of E counts. Larger steps keep a
-/// whole row in the dense ring.
+/// whole row in the dense ring, as do all steps of layers of at most <see cref="ListedIds"/> experts,
+/// whose rows are no longer than a list.
 /// </summary>
 internal sealed class ExpertLoadWindow
 {
@@ -54,8 +55,8 @@ internal sealed class ExpertLoadWindow
         (_layers, _experts, _window) = (layers, experts, window);
         _load = load ?? new ulong[layers * experts];
 
-        // A list holds at most min(32, E) distinct experts, so the lists take no more entries than the ring.
-        _listLength = Math.Min(ListedIds, experts);
+        // Up to 32 experts a row is no longer than a list, and sliding it costs less than keeping one: rows alone.
+        _listLength = experts > ListedIds ? ListedIds : 0;
         _seen = new bool[experts];
         if (load is null)
         {
@@ -81,12 +82,13 @@ internal sealed class ExpertLoadWindow
 
     /// <summary>
     /// The managed memory a window's steps take, in bytes: the ring of counts (<c>4 × window × layers × experts</c>),
-    /// the decode steps' lists (<c>4 × window × layers × min(32, experts)</c>) and their lengths (<c>4 × window × layers</c>).
+    /// the decode steps' lists (<c>4 × window × layers × 32</c>, where the experts are more than 32) and the rows'
+    /// list lengths (<c>4 × window × layers</c>).
     /// </summary>
     public static long StepBytes(int layers, int experts, int window)
     {
         long rows = (long)window * layers;
-        return sizeof(uint) * rows * (experts + Math.Min(ListedIds, experts) + 1);
+        return sizeof(uint) * rows * (experts + (experts > ListedIds ? ListedIds : 0) + 1);
     }
 
     /// <summary>The ring position the next step writes.</summary>
@@ -109,7 +111,7 @@ internal sealed class ExpertLoadWindow
         var ringRow = _ring.AsSpan(row * _experts, _experts);
         var load = _load.AsSpan(layer * _experts, _experts);
         var entries = _entries.AsSpan(row * _listLength, _listLength);
-        var listed = ids.Length <= ListedIds;
+        var listed = ids.Length <= _listLength;
         if (_listed[row] == Whole)
         {
             Slide(listed ? default : counts, ringRow, load);
@@ -151,6 +153,14 @@ internal sealed class ExpertLoadWindow
 
         _listed[row] = length;
     }
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s rows as the histograms of its batches, keyed by ring position: what a layer's
+    /// <see cref="LoadVarianceWindow"/> of at most <c>window</c> batches reads its deferred variances from. Every
+    /// step the model records adds one batch to each layer's variances and one row to the window, so the batch a
+    /// variance window holds longest is the row the window evicts next.
+    /// </summary>
+    public IRecentBatchCounts Layer(int layer) => new LayerRows(this, layer);
 
     /// <summary>
     /// Gives a window restored with the steps it holds alone its whole ring, before a step is added (the steps
@@ -322,6 +332,23 @@ internal sealed class ExpertLoadWindow
         }
     }
 
+    /// <summary>Writes the counts of the row of layer <paramref name="layer"/> at <paramref name="position"/> into <paramref name="counts"/> (E ints).</summary>
+    private void CopyRow(int position, int layer, Span<int> counts)
+    {
+        var row = (position * _layers) + layer;
+        if (_listed[row] == Whole)
+        {
+            MemoryMarshal.Cast<uint, int>(_ring.AsSpan(row * _experts, _experts)).CopyTo(counts);
+            return;
+        }
+
+        counts[.._experts].Clear();
+        foreach (var entry in _entries.AsSpan(row * _listLength, _listed[row]))
+        {
+            counts[(int)(entry & 0xFFFF)] = (int)(entry >> CountShift);
+        }
+    }
+
     /// <summary>Writes <paramref name="counts"/> into a row that holds no step (its last was a list), adding them to the load.</summary>
     private static void Write(ReadOnlySpan<int> counts, Span<uint> ringRow, Span<ulong> load)
     {
@@ -330,5 +357,14 @@ internal sealed class ExpertLoadWindow
             ringRow[e] = (uint)counts[e];
             load[e] += (uint)counts[e];
         }
+    }
+
+    private sealed class LayerRows(ExpertLoadWindow window, int layer) : IRecentBatchCounts
+    {
+        public int Batches => window._window;
+
+        public int NextKey => window.Position;
+
+        public void CopyCounts(int key, Span<int> counts) => window.CopyRow(key, layer, counts);
     }
 }

@@ -1,4 +1,5 @@
 using System.Collections;
+using System.Diagnostics;
 
 namespace MoeGpuStats.Collections;
 
@@ -12,6 +13,9 @@ namespace MoeGpuStats.Collections;
 /// histogram into a slot (E ints, no allocation) and the variance is computed, in the seed's order,
 /// the first time the history is read. Batches evicted before any read are never computed.
 /// Memory: <c>Capacity × E</c> ints (about 4 KB per expert), at most <see cref="MaxDeferredCounts"/>.
+/// A model's layer keeps no copy: its window of expert load holds every batch's counts as long as the
+/// history does, when its window is at least <see cref="Capacity"/> steps (<see cref="IRecentBatchCounts"/>),
+/// and a variance is computed from the window's row.
 /// </remarks>
 internal sealed class LoadVarianceWindow : IReadOnlyList<float>
 {
@@ -19,6 +23,8 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     private readonly int[] _lengths;
     private readonly long[] _sums;
     private readonly Lock _gate;
+    private readonly IRecentBatchCounts? _kept;
+    private readonly int[] _keys;
     private int[] _histograms = [];
     private int _stride;
     private int _head;
@@ -36,12 +42,19 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// so a read on another thread takes it too. Unlocked, such a read could clear a batch the owner had
     /// just added as pending, whose variance then stayed the slot's old value for good.
     /// </param>
-    public LoadVarianceWindow(int capacity, Lock gate)
+    /// <param name="kept">
+    /// Where the batches' histograms are kept (a model's window of at least <paramref name="capacity"/> steps,
+    /// written under <paramref name="gate"/>), each batch added here before it is kept there; null to keep copies.
+    /// </param>
+    public LoadVarianceWindow(int capacity, Lock gate, IRecentBatchCounts? kept = null)
     {
+        Debug.Assert(kept is null || kept.Batches >= capacity, "the kept batches outlast every batch the history holds");
         _gate = gate;
+        _kept = kept;
         _values = new float[capacity];
         _lengths = new int[capacity];
         _sums = new long[capacity];
+        _keys = kept is null ? [] : new int[capacity];
     }
 
     public int Capacity => _values.Length;
@@ -62,7 +75,8 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// <summary>
     /// Makes room to defer batches of <paramref name="experts"/> counts, allocating before anything
     /// changes (so a failed allocation leaves the window as it was). Batches wider than
-    /// <see cref="MaxDeferredCounts"/> / <see cref="Capacity"/> are not deferred.
+    /// <see cref="MaxDeferredCounts"/> / <see cref="Capacity"/> are not deferred. Where the counts are kept
+    /// elsewhere, the room is one row, to compute a variance in.
     /// </summary>
     public void Reserve(int experts)
     {
@@ -71,7 +85,7 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
             return;
         }
 
-        var grown = new int[_values.Length * experts];
+        var grown = new int[_kept is null ? _values.Length * experts : experts];
         Materialize();
         _stride = experts;
         _histograms = grown;
@@ -90,7 +104,15 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
         }
 
         var slot = Append();
-        counts.CopyTo(_histograms.AsSpan(slot * _stride, counts.Length));
+        if (_kept is null)
+        {
+            counts.CopyTo(_histograms.AsSpan(slot * _stride, counts.Length));
+        }
+        else
+        {
+            _keys[slot] = _kept.NextKey;
+        }
+
         _lengths[slot] = counts.Length;
         _sums[slot] = sum;
         _pending = Math.Min(_pending + 1, Count);
@@ -129,16 +151,15 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     public float[] ToArray()
     {
         var histograms = _histograms;
-        var stride = histograms.Length / _values.Length;
+        var stride = _kept is null ? histograms.Length / _values.Length : histograms.Length;
         var count = Count;
         var computed = count - _pending;
         var values = new float[count];
+        var scratch = _kept is null || computed == count ? [] : new int[stride];
         for (var i = 0; i < count; i++)
         {
             var slot = Slot(i);
-            values[i] = i < computed
-                ? _values[slot]
-                : RoutingMath.LoadVariance(histograms.AsSpan(slot * stride, Math.Min(_lengths[slot], stride)), _sums[slot]);
+            values[i] = i < computed ? _values[slot] : Variance(slot, histograms, stride, scratch);
         }
 
         return values;
@@ -180,11 +201,27 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
             for (var i = Count - _pending; i < Count; i++)
             {
                 var slot = Slot(i);
-                _values[slot] = RoutingMath.LoadVariance(_histograms.AsSpan(slot * _stride, _lengths[slot]), _sums[slot]);
+                _values[slot] = Variance(slot, _histograms, _stride, _histograms);
             }
 
             _pending = 0;
         }
+    }
+
+    /// <summary>
+    /// The variance of the batch in <paramref name="slot"/>, from its copy in <paramref name="histograms"/> (rows of
+    /// <paramref name="stride"/>) or from where it is kept, read into <paramref name="scratch"/>.
+    /// </summary>
+    private float Variance(int slot, int[] histograms, int stride, int[] scratch)
+    {
+        var length = Math.Min(_lengths[slot], stride);
+        if (_kept is null)
+        {
+            return RoutingMath.LoadVariance(histograms.AsSpan(slot * stride, length), _sums[slot]);
+        }
+
+        _kept.CopyCounts(_keys[slot], scratch);
+        return RoutingMath.LoadVariance(scratch.AsSpan(0, length), _sums[slot]);
     }
 
     private int Slot(int index)

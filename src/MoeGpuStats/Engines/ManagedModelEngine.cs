@@ -12,7 +12,7 @@ namespace MoeGpuStats.Engines;
 /// A model in managed memory: one <see cref="ManagedRoutingEngine"/> per layer, so that each layer
 /// is exactly a single-layer engine fed its ids, and the window of expert load (<see cref="ExpertLoadWindow"/>).
 /// A step costs the layers' records and the window's update: O(ids) for a layer of at most
-/// <see cref="ExpertLoadWindow.ListedIds"/> ids, O(experts) above.
+/// <see cref="ExpertLoadWindow.ListedIds"/> ids among more experts, O(experts) otherwise.
 /// </summary>
 internal sealed class ManagedModelEngine : ModelRoutingEngine
 {
@@ -31,18 +31,22 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     public ManagedModelEngine(ModelRoutingStatsOptions options, ModelState? state = null)
         : base(options)
     {
+        _window = state is null
+            ? new ExpertLoadWindow(options.Layers, options.Experts, options.Window)
+            : new ExpertLoadWindow(options.Layers, options.Experts, options.Window, state.WindowLoad, state.WindowRing, state.WindowPosition);
+
+        // A window at least as long as the variance history holds every batch the history defers: the layers read
+        // their variances from its rows instead of copying each step's histograms (E ints a layer, cold memory).
+        var keepsBatches = options.Window >= ManagedRoutingEngine.HistoryWindow;
         var layerOptions = options.LayerOptions;
         _layers = new ManagedRoutingEngine[options.Layers];
         for (var l = 0; l < _layers.Length; l++)
         {
-            _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l], Gate);
+            _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l], Gate, keepsBatches ? _window.Layer(l) : null);
         }
 
         _hostLosses = new float[2 * options.Layers];
         _readers = _layers.Select((layer, l) => new ReadOnlyLayerEngine(layer, l, Gate, () => ThrowIfDisposed(_disposed))).ToArray();
-        _window = state is null
-            ? new ExpertLoadWindow(options.Layers, options.Experts, options.Window)
-            : new ExpertLoadWindow(options.Layers, options.Experts, options.Window, state.WindowLoad, state.WindowRing, state.WindowPosition);
         _windowSteps = state?.WindowSteps ?? 0;
         _steps = state?.Steps ?? 0;
     }

@@ -44,11 +44,16 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// layers share the model's: its step records every layer under that lock, whose re-entry per
     /// layer costs less than taking a lock of each layer's.
     /// </param>
-    public ManagedRoutingEngine(RoutingStatsOptions options, RoutingState? state = null, Lock? gate = null)
+    /// <param name="keptBatches">
+    /// Where a model keeps this layer's batch histograms for at least <see cref="HistoryWindow"/> batches (its
+    /// window of expert load), written under <paramref name="gate"/>: the variances are computed from there and the
+    /// engine keeps no copies. Null for copies of its own.
+    /// </param>
+    public ManagedRoutingEngine(RoutingStatsOptions options, RoutingState? state = null, Lock? gate = null, IRecentBatchCounts? keptBatches = null)
         : base(options)
     {
         _lock = gate ?? new Lock();
-        _varianceHistory = new LoadVarianceWindow(HistoryWindow, _lock);
+        _varianceHistory = new LoadVarianceWindow(HistoryWindow, _lock, keptBatches);
         _capacity = new CapacityStats(options.SlotsPerExpert);
         if (state is not null)
         {

@@ -48,6 +48,11 @@ public sealed class ExpertLoadWindowTests
                 {
                     var row = ring.AsSpan((position * layers + l) * experts, experts).ToArray();
                     Assert.Equal(Histogram(steps[^(age + 1)][l], experts).Select(count => (uint)count), row);
+
+                    // What a layer's variance history reads, keyed by the position the step was added at.
+                    var counts = Enumerable.Repeat(-7, experts).ToArray();
+                    loads.Layer(l).CopyCounts(position, counts);
+                    Assert.Equal(Histogram(steps[^(age + 1)][l], experts), counts);
                 }
             }
         }
