@@ -147,6 +147,8 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// The values, oldest first. Pending variances are computed into the copy, not stored: a
     /// snapshot taken on another thread (a metrics collector) while the owner records then only
     /// reads the window; at worst it sees a batch half written, never leaves the window corrupted.
+    /// Where the counts are kept elsewhere, the caller holds the gate: a step recorded meanwhile
+    /// could put a newer batch's counts in the row of the oldest one pending.
     /// </summary>
     public float[] ToArray()
     {

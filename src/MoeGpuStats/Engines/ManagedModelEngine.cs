@@ -20,6 +20,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     private readonly ReadOnlyLayerEngine[] _readers;
     private readonly ExpertLoadWindow _window;
     private int _windowSteps;
+    private bool _layersReserved;
     private bool _disposed;
     private ulong _steps;
     private int[] _hostIds = [];
@@ -255,7 +256,8 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 "This model's window keeps its load but not its ring of steps (a model read from JSON, or a merge or snapshot of one): it can be read and merged, not recorded into (after Reset() it records, taking its ring at its first step).");
         }
 
-        // A snapshot or merge holds its window's steps alone until its first step: the whole ring comes now, before any count changes.
+        // A snapshot or merge holds its window's steps alone until its first step: the whole ring comes now, before any
+        // count changes, as every layer's arrays do (below, once the step is known to be kept).
         _window.EnsureWhole();
         var experts = Options.Experts;
         var layers = Options.Layers;
@@ -266,6 +268,8 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         {
             return;
         }
+
+        ReserveLayers();
 
         for (var l = 0; l < layers; l++)
         {
@@ -278,6 +282,22 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         _window.Advance();
         _windowSteps = Math.Min(_windowSteps + 1, Options.Window);
         _steps++;
+    }
+
+    /// <summary>Allocates every layer's arrays before a step records any layer: after construction and after a reset.</summary>
+    private void ReserveLayers()
+    {
+        if (_layersReserved)
+        {
+            return;
+        }
+
+        foreach (var layer in _layers)
+        {
+            layer.ReserveRecord(Options.Experts);
+        }
+
+        _layersReserved = true;
     }
 
     /// <summary>Whether any layer's rows (<paramref name="stepIds"/> ids each, <paramref name="layerStride"/> apart) hold a row that is not padding (k empty slots), as the device kernel decides it.</summary>
@@ -407,7 +427,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
                 layer.Reset();
             }
 
-            (_windowSteps, _steps) = (0, 0UL);
+            (_windowSteps, _steps, _layersReserved) = (0, 0UL, false);
         }
     }
 

@@ -298,16 +298,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         // Everything that allocates runs before the first change, so that a record that fails
         // (out of memory on a huge expert count) leaves the statistics as they were.
         var experts = counts.Length;
-        _varianceHistory.Reserve(experts);
-        if (_utilization.Length != experts)
-        {
-            var utilization = new float[experts];
-            var sums = new double[experts];
-            var tokenCounts = new ulong[experts];
-            float[] decayed = Options.UtilizationDecay is null ? [] : new float[experts];
-            (_utilization, _utilizationSums, _tokenCounts, _decayedUtilization) = (utilization, sums, tokenCounts, decayed);
-        }
-
+        ReserveFold(experts);
         var totals = _totals;
         var routings = totals.TotalRoutings + 1;
         var batchSum = UpdateExperts(counts, tokens);
@@ -483,6 +474,34 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         for (; i < sums.Length; i++)
         {
             means[i] = (float)(sums[i] / batches);
+        }
+    }
+
+    /// <summary>
+    /// Allocates what a record of ids over <paramref name="experts"/> experts needs (nothing where it has it), so
+    /// that a model can allocate for every layer before its step changes any: a step that fails then leaves every
+    /// layer as it was, and no layer's variance history is keyed to a step the window did not keep.
+    /// </summary>
+    internal void ReserveRecord(int experts)
+    {
+        lock (_lock)
+        {
+            HistogramBuffer(experts);
+            ReserveFold(experts);
+        }
+    }
+
+    /// <summary>Allocates the per-expert arrays and the variance history's room for a batch of <paramref name="experts"/>.</summary>
+    private void ReserveFold(int experts)
+    {
+        _varianceHistory.Reserve(experts);
+        if (_utilization.Length != experts)
+        {
+            var utilization = new float[experts];
+            var sums = new double[experts];
+            var tokenCounts = new ulong[experts];
+            float[] decayed = Options.UtilizationDecay is null ? [] : new float[experts];
+            (_utilization, _utilizationSums, _tokenCounts, _decayedUtilization) = (utilization, sums, tokenCounts, decayed);
         }
     }
 

@@ -50,8 +50,9 @@ public sealed record ModelRoutingStatsOptions
     /// dominates; each layer adds its single-layer state (64 KiB of batch buffers, 4 KB of load
     /// variances, 48 bytes per expert) and 32 bytes per expert, and its variances again, of the buffer a
     /// read is staged in (the state without its ring, what JSON saves). 65 MB for DeepSeek-V3's 58 layers of 256 experts with the
-    /// default window. The managed engine keeps the same ring plus each decode step's list, up to
-    /// <c>4 × Window × Layers × (Experts + min(32, Experts) + 1)</c> bytes for the window.
+    /// default window. The managed engine keeps the same ring plus each decode step's list where a layer has more
+    /// than 32 experts, <c>4 × Window × Layers × (Experts + 32 + 1)</c> bytes for the window
+    /// (<c>4 × Window × Layers × (Experts + 1)</c> up to 32 experts).
     /// </summary>
     public long DeviceStateBytes
     {
