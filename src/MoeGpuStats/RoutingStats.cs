@@ -2,6 +2,7 @@ using System.Text.Json.Serialization;
 using ILGPU;
 using ILGPU.Runtime;
 using Microsoft.Extensions.Logging;
+using MoeGpuStats.Collections;
 using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Serialization;
@@ -41,6 +42,12 @@ public sealed partial class RoutingStats : IDisposable
     private readonly RoutingStatsEngine _engine;
     private readonly LatencyStats _latency = new();
     private bool _disposed;
+
+    // The views of the engine's per-expert arrays last handed out: a reading of the same array allocates nothing.
+    private ReadOnlyArray<float>? _utilizationView;
+    private ReadOnlyArray<float>? _decayedView;
+    private ReadOnlyArray<ulong>? _tokenCountsView;
+    private ReadOnlyArray<float>? _varianceView;
 
     /// <summary>Creates empty statistics on the managed engine, as the seed's <c>RoutingStats::new</c>.</summary>
     public RoutingStats()
@@ -156,10 +163,10 @@ public sealed partial class RoutingStats : IDisposable
     /// seed's <c>alpha = 1 / total_routings</c> does. Kept as an f64 sum, so it does not stall on long
     /// runs as the seed's f32 update does.
     /// </summary>
-    public IReadOnlyList<float> ExpertUtilization => Engine.ExpertUtilization;
+    public IReadOnlyList<float> ExpertUtilization => ReadOnlyArray<float>.Of(Engine.ExpertUtilization, "expert", ref _utilizationView);
 
     /// <summary>Per expert, <c>count / tokens</c> decayed by <see cref="RoutingStatsOptions.UtilizationDecay"/> from 0; empty when that is not set.</summary>
-    public IReadOnlyList<float> DecayedExpertUtilization => Engine.DecayedExpertUtilization;
+    public IReadOnlyList<float> DecayedExpertUtilization => ReadOnlyArray<float>.Of(Engine.DecayedExpertUtilization, "expert", ref _decayedView);
 
     /// <summary>Mean of the load-balancing loss over batches (an f64 sum over the batches, as f32).</summary>
     public float AverageLoadBalanceLoss => Engine.Totals.AverageLoadBalanceLoss;
@@ -175,7 +182,7 @@ public sealed partial class RoutingStats : IDisposable
     public float RoutingEfficiency => Engine.Totals.RoutingEfficiency;
 
     /// <summary>Per expert, slots received over all batches. Restarts when the expert count changes.</summary>
-    public IReadOnlyList<ulong> ExpertTokenCounts => Engine.ExpertTokenCounts;
+    public IReadOnlyList<ulong> ExpertTokenCounts => ReadOnlyArray<ulong>.Of(Engine.ExpertTokenCounts, "expert", ref _tokenCountsView);
 
     /// <summary>
     /// Routing latency statistics, kept on the host whatever the engine. Thread-safe on either engine:
@@ -196,7 +203,7 @@ public sealed partial class RoutingStats : IDisposable
     /// per-expert slot counts, in slots² (the seed's <c>calculate_load_variance</c>; for a <see cref="RoutingDecision"/>,
     /// of its <see cref="RoutingDecision.ExpertCapacities"/>).
     /// </summary>
-    public IReadOnlyList<float> LoadVarianceHistory => Engine.LoadVarianceHistory;
+    public IReadOnlyList<float> LoadVarianceHistory => ReadOnlyArray<float>.Of(Engine.LoadVarianceHistory, "batch", ref _varianceView);
 
     /// <summary>Slot capacity statistics (on a device engine, a copy read when asked for).</summary>
     public CapacityStats CapacityStats => Engine.Capacity;

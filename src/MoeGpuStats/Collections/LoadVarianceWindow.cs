@@ -65,7 +65,7 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     {
         get
         {
-            OutOfRange.ThrowIfNotIndex(index, Count, "value");
+            OutOfRange.ThrowIfNotIndex(index, Count, "batch");
 
             Materialize();
             return _values[Slot(index)];
