@@ -13,12 +13,8 @@ public sealed class PerExpertListTests
     [MemberData(nameof(Sources))]
     public void AnIndexOutsideAListIsRefusedInTheCallersWords(string source)
     {
-        using var model = source.EndsWith("model layer", StringComparison.Ordinal) ? Model(source) : null;
-        using var stats = model?.Layer(1) ?? Single(source);
-        if (model is null)
-        {
-            stats.RecordRouting([0, 1, 1, 3, 7, 7], tokens: 3, topK: 2);
-        }
+        using var model = ModelOf(source);
+        using var stats = Recorded(source, model);
 
         (string Name, Action Read)[] reads =
         [
@@ -47,12 +43,8 @@ public sealed class PerExpertListTests
     [MemberData(nameof(Sources))]
     public void NoCastReachesTheEnginesArrays(string source)
     {
-        using var model = source.EndsWith("model layer", StringComparison.Ordinal) ? Model(source) : null;
-        using var stats = model?.Layer(1) ?? Single(source);
-        if (model is null)
-        {
-            stats.RecordRouting([0, 1, 1, 3, 7, 7], tokens: 3, topK: 2);
-        }
+        using var model = ModelOf(source);
+        using var stats = Recorded(source, model);
 
         Assert.False(stats.ExpertTokenCounts is ulong[]);
         Assert.False(stats.ExpertUtilization is float[]);
@@ -85,13 +77,32 @@ public sealed class PerExpertListTests
     private static RoutingStats Single(string engine) =>
         engine == "managed" ? new RoutingStats(Options) : RoutingStats.OnDevice(TestAccelerators.Require(engine), Options);
 
-    private static ModelRoutingStats Model(string source)
+    /// <summary>The model whose layer <paramref name="source"/> names, after one step; null for a single layer's source.</summary>
+    private static ModelRoutingStats? ModelOf(string source)
     {
+        if (!source.EndsWith("model layer", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
         var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 8, UtilizationDecay = 0.5f };
         var model = source.StartsWith("managed", StringComparison.Ordinal)
             ? new ModelRoutingStats(options)
             : ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), options);
         model.RecordStep([4, 4, 4, 4, 4, 4, 0, 1, 1, 3, 7, 7], tokens: 3, topK: 2);
         return model;
+    }
+
+    /// <summary>Layer 1 of <paramref name="model"/>, or a single layer of <paramref name="source"/> that recorded the same ids.</summary>
+    private static RoutingStats Recorded(string source, ModelRoutingStats? model)
+    {
+        if (model is not null)
+        {
+            return model.Layer(1);
+        }
+
+        var stats = Single(source);
+        stats.RecordRouting([0, 1, 1, 3, 7, 7], tokens: 3, topK: 2);
+        return stats;
     }
 }
