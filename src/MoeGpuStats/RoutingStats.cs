@@ -29,6 +29,8 @@ namespace MoeGpuStats;
 /// (a read that computes pending variances takes it for that, as it writes them) and can see a batch in
 /// part: while another thread records, read them from a <see cref="Snapshot"/>.
 /// Latencies are thread-safe on every engine (<see cref="RoutingLatencyStats"/>).
+/// The per-expert lists and <see cref="LoadVarianceHistory"/> are read-only: an index outside one throws
+/// <see cref="ArgumentOutOfRangeException"/> (<c>index is 8; give 0 to 7 (8 experts).</c>).
 /// </remarks>
 [JsonConverter(typeof(RoutingStatsJsonConverter))]
 public sealed partial class RoutingStats : IDisposable
