@@ -13,6 +13,8 @@ namespace MoeGpuStats.Collections;
 /// histogram into a slot (E ints, no allocation) and the variance is computed, in the seed's order,
 /// the first time the history is read. Batches evicted before any read are never computed.
 /// Memory: <c>Capacity × E</c> ints (about 4 KB per expert), at most <see cref="MaxDeferredCounts"/>.
+/// A batch of at most <see cref="ListedIds"/> ids over more experts (decode) keeps its ids instead (128 bytes,
+/// not a row of E counts out of the caches), and its histogram is counted again when its variance is computed.
 /// A model's layer keeps no copy: its window of expert load holds every batch's counts as long as the
 /// history does, when its window is at least <see cref="Capacity"/> steps (<see cref="IRecentBatchCounts"/>),
 /// and a variance is computed from the window's row.
@@ -26,6 +28,8 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     private readonly IRecentBatchCounts? _kept;
     private readonly int[] _keys;
     private int[] _histograms = [];
+    private int[] _ids = [];
+    private int[] _listed = [];
     private int _stride;
     private int _head;
     private int _pending;
@@ -35,6 +39,12 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// bound, a decision of two million experts would ask for 1,000 × 2,000,000 ints.
     /// </summary>
     public const int MaxDeferredCounts = 1 << 22;
+
+    /// <summary>The most ids a batch may have to be kept as its ids rather than a copy of its histogram.</summary>
+    public const int ListedIds = 32;
+
+    /// <summary>A slot's entry in <see cref="_listed"/> where it holds a copy of the histogram, not ids.</summary>
+    private const int Copied = -1;
 
     /// <param name="capacity">The variances kept.</param>
     /// <param name="gate">
@@ -86,16 +96,22 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
         }
 
         var grown = new int[_kept is null ? _values.Length * experts : experts];
+        var lists = _kept is null && experts > ListedIds && _ids.Length == 0;
+        var ids = lists ? new int[_values.Length * ListedIds] : _ids;
+        var listed = lists ? new int[_values.Length] : _listed;
         Materialize();
         _stride = experts;
-        _histograms = grown;
+        (_histograms, _ids, _listed) = (grown, ids, listed);
     }
 
     /// <summary>
     /// Appends a batch: its variance is computed on first read, or now when the batch is wider than
     /// <see cref="Reserve"/> made room for.
     /// </summary>
-    public void Add(ReadOnlySpan<int> counts, long sum)
+    /// <param name="counts">The batch's histogram, one count per expert.</param>
+    /// <param name="sum">The sum of <paramref name="counts"/>.</param>
+    /// <param name="ids">The ids <paramref name="counts"/> counts (those outside <c>[0, experts)</c> count nowhere); empty for a histogram given as counts.</param>
+    public void Add(ReadOnlySpan<int> counts, long sum, ReadOnlySpan<int> ids = default)
     {
         if (counts.Length > _stride)
         {
@@ -104,13 +120,22 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
         }
 
         var slot = Append();
-        if (_kept is null)
+        if (_kept is not null)
         {
-            counts.CopyTo(_histograms.AsSpan(slot * _stride, counts.Length));
+            _keys[slot] = _kept.NextKey;
+        }
+        else if (!ids.IsEmpty && ids.Length <= ListedIds && _listed.Length > 0)
+        {
+            ids.CopyTo(_ids.AsSpan(slot * ListedIds, ListedIds));
+            _listed[slot] = ids.Length;
         }
         else
         {
-            _keys[slot] = _kept.NextKey;
+            counts.CopyTo(_histograms.AsSpan(slot * _stride, counts.Length));
+            if (_listed.Length > 0)
+            {
+                _listed[slot] = Copied;
+            }
         }
 
         _lengths[slot] = counts.Length;
@@ -157,7 +182,7 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
         var count = Count;
         var computed = count - _pending;
         var values = new float[count];
-        var scratch = _kept is null || computed == count ? [] : new int[stride];
+        var scratch = computed == count ? [] : new int[stride];
         for (var i = 0; i < count; i++)
         {
             var slot = Slot(i);
@@ -203,7 +228,9 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
             for (var i = Count - _pending; i < Count; i++)
             {
                 var slot = Slot(i);
-                _values[slot] = Variance(slot, _histograms, _stride, _histograms);
+                // A listed batch is counted into its own unused row; kept ones into the one row there is.
+                var scratch = _kept is null ? _histograms.AsSpan(slot * _stride, _stride) : _histograms;
+                _values[slot] = Variance(slot, _histograms, _stride, scratch);
             }
 
             _pending = 0;
@@ -212,18 +239,33 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
 
     /// <summary>
     /// The variance of the batch in <paramref name="slot"/>, from its copy in <paramref name="histograms"/> (rows of
-    /// <paramref name="stride"/>) or from where it is kept, read into <paramref name="scratch"/>.
+    /// <paramref name="stride"/>), or counted into <paramref name="scratch"/> from its ids or from where it is kept.
     /// </summary>
-    private float Variance(int slot, int[] histograms, int stride, int[] scratch)
+    private float Variance(int slot, int[] histograms, int stride, Span<int> scratch)
     {
         var length = Math.Min(_lengths[slot], stride);
-        if (_kept is null)
+        if (_kept is not null)
+        {
+            _kept.CopyCounts(_keys[slot], scratch);
+            return RoutingMath.LoadVariance(scratch[..length], _sums[slot]);
+        }
+
+        if (_listed.Length == 0 || _listed[slot] == Copied)
         {
             return RoutingMath.LoadVariance(histograms.AsSpan(slot * stride, length), _sums[slot]);
         }
 
-        _kept.CopyCounts(_keys[slot], scratch);
-        return RoutingMath.LoadVariance(scratch.AsSpan(0, length), _sums[slot]);
+        var counts = scratch[..length];
+        counts.Clear();
+        foreach (var id in _ids.AsSpan(slot * ListedIds, _listed[slot]))
+        {
+            if ((uint)id < (uint)length)
+            {
+                counts[id]++;
+            }
+        }
+
+        return RoutingMath.LoadVariance(counts, _sums[slot]);
     }
 
     private int Slot(int index)

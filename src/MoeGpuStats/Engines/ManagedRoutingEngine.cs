@@ -99,7 +99,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         lock (_lock)
         {
             var counts = RoutingDecisionValidator.TryGetSpan(decision.ExpertCapacities, out var span) ? span : CopyToHistogram(decision.ExpertCapacities);
-            Fold(counts, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, invalidIds: 0);
+            Fold(counts, [], decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, invalidIds: 0);
         }
     }
 
@@ -152,7 +152,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
         // Only a batch with ids outside the experts can hold padding, as on the device.
         var (emptySlots, paddedTokens) = outside == 0 ? (0UL, 0) : ExpertHistogram.Padding(batch, topK);
-        Fold(histogram, tokens - paddedTokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, outside - emptySlots);
+        Fold(histogram, batch, tokens - paddedTokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, outside - emptySlots);
     }
 
     public override UtilizationQuery QueryUtilization()
@@ -291,9 +291,11 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// tokens (padded tokens excluded). Dropped and kept are counted as the device fold counts them
     /// (RoutingRecordKernel's UpdateBlock): token-expert slots for top-k ids (<paramref name="topK"/>
     /// ≥ 1), where a capacity drops slots; tokens for a decision (<paramref name="topK"/> 0), as the seed.
+    /// <paramref name="ids"/> are the ids <paramref name="counts"/> counts (a decode batch's variance keeps them, not a
+    /// copy of the counts), empty for a decision.
     /// The running means are f64 sums over the batches (<see cref="RoutingStatsEngine"/> remarks).
     /// </summary>
-    private void Fold(ReadOnlySpan<int> counts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss, ulong invalidIds)
+    private void Fold(ReadOnlySpan<int> counts, ReadOnlySpan<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss, ulong invalidIds)
     {
         // Everything that allocates runs before the first change, so that a record that fails
         // (out of memory on a huge expert count) leaves the statistics as they were.
@@ -324,7 +326,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             (float)(_routerZLossSum / routings),
             routedSlots > 0 ? (float)(routedSlots - slotsDropped) / routedSlots * 100.0f : totals.RoutingEfficiency);
 
-        _varianceHistory.Add(counts, batchSum);
+        _varianceHistory.Add(counts, batchSum, ids);
         _capacity.Apply(capacity is not null ? batchSum - overflow : batchSum, experts, droppedSlots > 0);
     }
 

@@ -1,0 +1,76 @@
+namespace MoeGpuStats.Tests;
+
+/// <summary>
+/// The managed engine's load variances, kept for a decode batch (at most 32 ids over more experts) as its ids and
+/// for a larger one as a copy of its histogram, equal the seed's variance of each batch's histogram, computed here
+/// directly: over runs that wrap the 1,000-batch history many times, read late, often, or through a snapshot.
+/// </summary>
+public sealed class VarianceHistoryTests
+{
+    [Theory]
+    [InlineData(40, 0)]
+    [InlineData(40, 333)]
+    [InlineData(300, 0)]
+    [InlineData(300, 1)]
+    [InlineData(8, 0)]
+    public void EveryBatchsVarianceIsTheSeedsOfItsHistogram(int experts, int readEvery)
+    {
+        var random = new Random(experts + readEvery);
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
+        var expected = new List<float>();
+        for (var batch = 0; batch < 2_600; batch++)
+        {
+            // Decode batches (1 to 32 ids), larger ones, none; padding, invalid ids and repeats among them.
+            var topK = random.Next(1, 5);
+            var tokens = batch % 9 == 4 ? 0 : batch % 3 == 0 ? random.Next(9, 40) : random.Next(1, 32 / topK + 1);
+            var ids = new int[tokens * topK];
+            for (var i = 0; i < ids.Length; i++)
+            {
+                ids[i] = random.Next(10) switch
+                {
+                    0 => -1,
+                    1 => experts + random.Next(3),
+                    2 => 0,
+                    _ => random.Next(experts),
+                };
+            }
+
+            stats.RecordRouting(ids, tokens, topK);
+            expected.Add(SeedVariance(ids, experts));
+            if (readEvery > 0 && batch % readEvery == readEvery - 1)
+            {
+                Assert.Equal(expected.TakeLast(1_000).Select(Bits), stats.LoadVarianceHistory.Select(Bits));
+            }
+
+            if (batch == 1_700)
+            {
+                using var snapshot = stats.Snapshot();
+                Assert.Equal(expected.TakeLast(1_000).Select(Bits), snapshot.LoadVarianceHistory.Select(Bits));
+            }
+        }
+
+        Assert.Equal(expected.TakeLast(1_000).Select(Bits), stats.LoadVarianceHistory.Select(Bits));
+    }
+
+    /// <summary>The seed's <c>calculate_load_variance</c>: the f32 population variance of the histogram, summed in order.</summary>
+    private static float SeedVariance(int[] ids, int experts)
+    {
+        var counts = new int[experts];
+        foreach (var id in ids.Where(id => id >= 0 && id < experts))
+        {
+            counts[id]++;
+        }
+
+        var mean = (float)counts.Sum() / experts;
+        var total = 0f;
+        foreach (var count in counts)
+        {
+            var difference = count - mean;
+            total += difference * difference;
+        }
+
+        return total / experts;
+    }
+
+    private static int Bits(float value) => BitConverter.SingleToInt32Bits(value);
+}
