@@ -14,7 +14,8 @@ namespace MoeGpuStats.Collections;
 /// the first time the history is read. Batches evicted before any read are never computed.
 /// Memory: <c>Capacity × E</c> ints (about 4 KB per expert), at most <see cref="MaxDeferredCounts"/>.
 /// A batch of at most <see cref="ListedIds"/> ids over more experts (decode) keeps its ids instead (128 bytes,
-/// not a row of E counts out of the caches), and its histogram is counted again when its variance is computed.
+/// not a row of E counts out of the caches), and its histogram is counted again when its variance is computed;
+/// the ids take <c>Capacity × 33</c> ints more (132 KB) where E is above 32.
 /// A model's layer keeps no copy: its window of expert load holds every batch's counts as long as the
 /// history does, when its window is at least <see cref="Capacity"/> steps (<see cref="IRecentBatchCounts"/>),
 /// and a variance is computed from the window's row.
