@@ -170,11 +170,10 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     }
 
     /// <summary>
-    /// The values, oldest first. Pending variances are computed into the copy, not stored: a
-    /// snapshot taken on another thread (a metrics collector) while the owner records then only
-    /// reads the window; at worst it sees a batch half written, never leaves the window corrupted.
-    /// Where the counts are kept elsewhere, the caller holds the gate: a step recorded meanwhile
-    /// could put a newer batch's counts in the row of the oldest one pending.
+    /// The values, oldest first. Pending variances are computed into the copy, not stored, so the
+    /// window is never left changed by it. The caller holds the gate (the engine's export does): a record
+    /// meanwhile could pair a grown row stride with the slots of the old one, or put a newer batch's counts
+    /// in the row of the oldest one pending where the counts are kept elsewhere.
     /// </summary>
     public float[] ToArray()
     {
