@@ -177,16 +177,14 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// </summary>
     public float[] ToArray()
     {
-        var histograms = _histograms;
-        var stride = _kept is null ? histograms.Length / _values.Length : histograms.Length;
         var count = Count;
         var computed = count - _pending;
         var values = new float[count];
-        var scratch = computed == count ? [] : new int[stride];
+        var scratch = computed == count ? [] : new int[_stride];
         for (var i = 0; i < count; i++)
         {
             var slot = Slot(i);
-            values[i] = i < computed ? _values[slot] : Variance(slot, histograms, stride, scratch);
+            values[i] = i < computed ? _values[slot] : Variance(slot, scratch);
         }
 
         return values;
@@ -230,7 +228,7 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
                 var slot = Slot(i);
                 // A listed batch is counted into its own unused row; kept ones into the one row there is.
                 var scratch = _kept is null ? _histograms.AsSpan(slot * _stride, _stride) : _histograms;
-                _values[slot] = Variance(slot, _histograms, _stride, scratch);
+                _values[slot] = Variance(slot, scratch);
             }
 
             _pending = 0;
@@ -238,12 +236,12 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     }
 
     /// <summary>
-    /// The variance of the batch in <paramref name="slot"/>, from its copy in <paramref name="histograms"/> (rows of
-    /// <paramref name="stride"/>), or counted into <paramref name="scratch"/> from its ids or from where it is kept.
+    /// The variance of the batch in <paramref name="slot"/>, from its copy in its row, or counted into
+    /// <paramref name="scratch"/> (a row's length) from its ids or from where it is kept.
     /// </summary>
-    private float Variance(int slot, int[] histograms, int stride, Span<int> scratch)
+    private float Variance(int slot, Span<int> scratch)
     {
-        var length = Math.Min(_lengths[slot], stride);
+        var length = Math.Min(_lengths[slot], _stride);
         if (_kept is not null)
         {
             _kept.CopyCounts(_keys[slot], scratch);
@@ -252,7 +250,7 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
 
         if (_listed.Length == 0 || _listed[slot] == Copied)
         {
-            return RoutingMath.LoadVariance(histograms.AsSpan(slot * stride, length), _sums[slot]);
+            return RoutingMath.LoadVariance(_histograms.AsSpan(slot * _stride, length), _sums[slot]);
         }
 
         var counts = scratch[..length];

@@ -340,8 +340,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// The vector loops load and store through references (<see cref="Vector.LoadUnsafe{T}(ref readonly T, nuint)"/>,
     /// which the JIT always expands) into spans whose lengths are fixed above, not through span constructors and
     /// <c>CopyTo</c>: those are calls the JIT inlines only while its inlining budget lasts, and when dynamic PGO
-    /// inlined a whole model step into its hot caller they stayed calls and the step ran 2.2 times slower
-    /// (docs/performance.md). <see cref="ExpertLoadWindow"/>'s slide and <see cref="DivideMeans"/> do the same.
+    /// inlined a whole model step into its hot caller they stayed calls and the step ran 1.5 to 3.5 times the
+    /// L single-layer records (docs/performance.md). <see cref="ExpertLoadWindow"/>'s slide and <see cref="DivideMeans"/> do the same.
     /// </remarks>
     private long UpdateExperts(ReadOnlySpan<int> counts, int tokens)
     {
