@@ -214,7 +214,7 @@ public sealed partial class RoutingStats : IDisposable
     {
         get
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            Disposed.ThrowIf(_disposed, nameof(RoutingStats));
             return _engine;
         }
     }

@@ -244,7 +244,7 @@ public sealed class RoutingStatsTests
         var stats = Seeded();
         stats.Dispose();
         Assert.Throws<ObjectDisposedException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1], TotalTokens = 1 }));
-        Assert.Throws<ObjectDisposedException>(() => stats.TotalRoutings);
+        Assert.Equal("This RoutingStats was disposed.", Assert.Throws<ObjectDisposedException>(() => stats.TotalRoutings).Message);
     }
 
     [Theory]

@@ -18,7 +18,7 @@ internal sealed unsafe class IdBuffer : IDisposable
 
     public int Length { get; }
 
-    public Span<int> Span => _ids is null ? throw new ObjectDisposedException(nameof(IdBuffer)) : new(_ids, Length);
+    public Span<int> Span => _ids is null ? throw new ObjectDisposedException(objectName: null, "The step's id buffer was freed.") : new(_ids, Length);
 
     /// <exception cref="OutOfMemoryException">The machine cannot lend that much memory.</exception>
     public static IdBuffer Allocate(int length) =>

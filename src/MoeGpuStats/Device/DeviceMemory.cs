@@ -74,20 +74,22 @@ internal static class DeviceMemory
         }
     }
 
-    /// <summary>Throws <see cref="ObjectDisposedException"/> naming <paramref name="owner"/> when <see cref="IsGone"/>.</summary>
+    /// <summary>
+    /// Throws <see cref="ObjectDisposedException"/> when <see cref="IsGone"/>, in words that fit every public
+    /// type on a device (a <see cref="RoutingStats"/> on a device holds a <see cref="DeviceRoutingStats"/>).
+    /// </summary>
     /// <param name="accelerator">The accelerator that holds the state.</param>
     /// <param name="stream">The stream the state's work is ordered on.</param>
-    /// <param name="owner">The public type the caller holds, as the exception names it.</param>
-    public static void ThrowIfGone(Accelerator accelerator, AcceleratorStream stream, string owner)
+    public static void ThrowIfGone(Accelerator accelerator, AcceleratorStream stream)
     {
         if (accelerator.IsDisposed)
         {
-            throw new ObjectDisposedException(owner, Invariant($"The accelerator '{accelerator.Name}' that holds these statistics was disposed, which freed their state; dispose the statistics before their accelerator."));
+            throw Disposed.Error(Invariant($"The accelerator '{accelerator.Name}' that holds these statistics was disposed, which freed their state; dispose the statistics before their accelerator."));
         }
 
         if (stream.IsDisposed)
         {
-            throw new ObjectDisposedException(owner, $"The stream these statistics are ordered on was disposed; dispose the statistics before the stream given to them.");
+            throw Disposed.Error("The stream these statistics are ordered on was disposed; dispose the statistics before the stream given to them.");
         }
     }
 

@@ -393,7 +393,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     internal void ThrowIfUnusable()
     {
         ThrowIfDisposed(_disposed);
-        DeviceMemory.ThrowIfGone(Accelerator, Stream, nameof(ModelRoutingStats));
+        DeviceMemory.ThrowIfGone(Accelerator, Stream);
     }
 
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];

@@ -214,8 +214,8 @@ public sealed partial class DeviceRoutingStats : IDisposable
     /// <summary>Throws if this engine, its accelerator or its stream was disposed: work enqueued after that would touch freed memory.</summary>
     private void ThrowIfUnusable()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        DeviceMemory.ThrowIfGone(Accelerator, Stream, nameof(DeviceRoutingStats));
+        Disposed.ThrowIf(_disposed, nameof(DeviceRoutingStats));
+        DeviceMemory.ThrowIfGone(Accelerator, Stream);
     }
 
     private void ClearDevice()

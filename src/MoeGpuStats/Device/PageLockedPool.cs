@@ -29,7 +29,7 @@ internal sealed class PageLockedPool(Accelerator accelerator) : IDisposable
     {
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            Disposed.ThrowIf(_disposed, nameof(ModelRoutingStats));
             while (_free.TryPop(out var buffer))
             {
                 if (buffer.Length == length)

@@ -59,7 +59,7 @@ internal sealed class PendingCopy : IDisposable
     /// </summary>
     public void Start(DeviceStateReader reader, ArrayView<byte> source)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        Disposed.ThrowIf(_disposed, nameof(PendingModelRead));
 
         // ILGPU copies as many bytes as the page-locked memory holds, whatever the view's length: the two must agree.
         var length = _pinned?.Length ?? _bytes!.Length;
@@ -93,7 +93,7 @@ internal sealed class PendingCopy : IDisposable
     /// </summary>
     public void CopyAtBegin(DeviceStateReader reader, ArrayView<byte> source)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        Disposed.ThrowIf(_disposed, nameof(PendingModelRead));
         if (_pinned is null && !_started)
         {
             reader.ToHost(source, _bytes);
@@ -107,7 +107,7 @@ internal sealed class PendingCopy : IDisposable
     {
         get
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            Disposed.ThrowIf(_disposed, nameof(PendingModelRead));
             if (_bytes is not null)
             {
                 return _started;
@@ -122,7 +122,7 @@ internal sealed class PendingCopy : IDisposable
     /// <exception cref="ObjectDisposedException">As <see cref="IsCompleted"/>.</exception>
     public byte[] Wait()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        Disposed.ThrowIf(_disposed, nameof(PendingModelRead));
         if (_bytes is null)
         {
             ThrowIfAcceleratorGone();
@@ -163,7 +163,7 @@ internal sealed class PendingCopy : IDisposable
     {
         if (_accelerator.IsDisposed)
         {
-            throw new ObjectDisposedException(_accelerator.Name, Invariant($"The accelerator '{_accelerator.Name}' was disposed before the read's copy back was seen to end."));
+            throw Disposed.Error(Invariant($"The accelerator '{_accelerator.Name}' was disposed before the read's copy back was seen to end."));
         }
     }
 }

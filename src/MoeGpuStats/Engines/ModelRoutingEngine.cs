@@ -91,7 +91,7 @@ internal abstract class ModelRoutingEngine : IDisposable
     /// Throws where <paramref name="disposed"/>, naming the public type: a layer's handle reaches the
     /// engine past the model's own check, and its caller knows a model, not an engine.
     /// </summary>
-    protected static void ThrowIfDisposed(bool disposed) => ObjectDisposedException.ThrowIf(disposed, typeof(ModelRoutingStats));
+    protected static void ThrowIfDisposed(bool disposed) => Disposed.ThrowIf(disposed, nameof(ModelRoutingStats));
 }
 
 /// <summary>A model's whole state as plain arrays: what moves between engines, snapshots, merges and JSON.</summary>

@@ -108,7 +108,7 @@ internal sealed class PendingReading : IDisposable
     {
         if (_disposed)
         {
-            throw new ObjectDisposedException(nameof(PendingModelRead), "This read was disposed before its results were taken: begin another with BeginRead.");
+            throw Disposed.Error("This read was disposed before its results were taken: begin another with BeginRead.");
         }
     }
 

@@ -123,10 +123,10 @@ public sealed class CudaStreamBridge : IDisposable
     /// <summary>Throws if the bridge, or the engine's stream or accelerator, was disposed: the stream's handle would be a freed one.</summary>
     private void ThrowIfUnusable()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        Disposed.ThrowIf(_disposed, nameof(CudaStreamBridge));
         if (_engineStream.IsDisposed || _engineStream.Accelerator.IsDisposed)
         {
-            throw new ObjectDisposedException(nameof(CudaStreamBridge), "The stream of the engine this bridge orders was disposed (with the engine, or by its owner); dispose the bridge before the engine.");
+            throw Disposed.Error("The stream of the engine this bridge orders was disposed (with the engine, or by its owner); dispose the bridge before the engine.");
         }
     }
 

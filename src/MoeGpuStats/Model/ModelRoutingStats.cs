@@ -106,7 +106,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     {
         get
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
+            Disposed.ThrowIf(_disposed, nameof(ModelRoutingStats));
             return _engine;
         }
     }

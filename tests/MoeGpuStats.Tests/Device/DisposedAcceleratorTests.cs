@@ -81,7 +81,7 @@ public sealed class DisposedAcceleratorTests
         stream.Dispose();
 
         var error = Assert.Throws<ObjectDisposedException>(() => stats.RecordRouting([0, 1], tokens: 1, topK: 2));
-        Assert.Contains("stream these statistics are ordered on was disposed", error.Message);
+        Assert.Equal("The stream these statistics are ordered on was disposed; dispose the statistics before the stream given to them.", error.Message);
         Assert.Throws<ObjectDisposedException>(() => model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1));
         stats.Dispose();
         model.Dispose();
@@ -123,6 +123,6 @@ public sealed class DisposedAcceleratorTests
     private static void AssertGone(Action call)
     {
         var error = Assert.Throws<ObjectDisposedException>(call);
-        Assert.Contains("accelerator 'CPUAccelerator' that holds these statistics was disposed", error.Message);
+        Assert.Equal("The accelerator 'CPUAccelerator' that holds these statistics was disposed, which freed their state; dispose the statistics before their accelerator.", error.Message);
     }
 }

@@ -452,12 +452,17 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Throws<ObjectDisposedException>(() => model.Summary());
 
         // A layer's handle outlives the model's own check: it names the model, on every engine.
-        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.ExpertTokenCounts).ObjectName);
-        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.TotalRoutings).ObjectName);
-        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.RoutingLatencyStats).ObjectName);
-        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.RecordRoutingLatency(TimeSpan.FromMilliseconds(1))).ObjectName);
-        Assert.Equal(typeof(ModelRoutingStats).FullName, Assert.Throws<ObjectDisposedException>(() => layer.Reset()).ObjectName);
+        AssertModelDisposed(() => layer.ExpertTokenCounts);
+        AssertModelDisposed(() => layer.TotalRoutings);
+        AssertModelDisposed(() => layer.RoutingLatencyStats);
+        AssertModelDisposed(() => layer.RecordRoutingLatency(TimeSpan.FromMilliseconds(1)));
+        AssertModelDisposed(layer.Reset);
     }
+
+    private static void AssertModelDisposed(Action call) =>
+        Assert.Equal("This ModelRoutingStats was disposed.", Assert.Throws<ObjectDisposedException>(call).Message);
+
+    private static void AssertModelDisposed(Func<object> read) => AssertModelDisposed(() => { _ = read(); });
 
     /// <summary>A layer takes no latency (the model keeps none): recording one is refused, not kept by the handle and lost with it.</summary>
     [Theory]

@@ -1,0 +1,96 @@
+using System.Reflection;
+using MoeGpuStats.Device;
+using MoeGpuStats.Tests.Support;
+
+namespace MoeGpuStats.Tests;
+
+/// <summary>
+/// Every public call on a disposed object is refused on one line that names the object (.NET's own form
+/// adds "Object name: '…'." on a second line), on the managed engine and on a device.
+/// </summary>
+public sealed class DisposedTests
+{
+    private static readonly RoutingStatsOptions LayerOptions = new() { Experts = 4 };
+    private static readonly ModelRoutingStatsOptions ModelOptions = new() { Layers = 2, Experts = 4, Window = 3 };
+
+    public static TheoryData<string> Engines => ["managed", "cpu"];
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void ARoutingStatsSaysItWasDisposedOnOneLine(string engine)
+    {
+        var stats = engine == "managed" ? new RoutingStats(LayerOptions) : RoutingStats.OnDevice(TestAccelerators.Require(engine), LayerOptions);
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        stats.Dispose();
+
+        AssertEveryMemberRefuses(stats, "This RoutingStats was disposed.");
+        AssertRefuses(() => stats.RecordRouting([0, 1], tokens: 1, topK: 2), "This RoutingStats was disposed.");
+        AssertRefuses(() => stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(1)), "This RoutingStats was disposed.");
+    }
+
+    [Fact]
+    public void ADeviceRoutingStatsSaysItWasDisposedOnOneLine()
+    {
+        var stats = new DeviceRoutingStats(TestAccelerators.Require("cpu"), LayerOptions);
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        stats.Dispose();
+
+        AssertEveryMemberRefuses(stats, "This DeviceRoutingStats was disposed.");
+        AssertRefuses(() => stats.RecordRouting([0, 1], tokens: 1, topK: 2), "This DeviceRoutingStats was disposed.");
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AModelItsLayersAndItsReadsSayTheyWereDisposedOnOneLine(string engine)
+    {
+        var model = engine == "managed" ? new ModelRoutingStats(ModelOptions) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), ModelOptions);
+        model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1);
+        var layer = model.Layer(1);
+        var ownLayer = model.Layer(0);
+        var read = model.BeginRead();
+        read.Dispose();
+        ownLayer.Dispose();
+        model.Dispose();
+
+        AssertEveryMemberRefuses(model, "This ModelRoutingStats was disposed.");
+        AssertRefuses(() => model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1), "This ModelRoutingStats was disposed.");
+        AssertRefuses(() => model.Layer(0), "This ModelRoutingStats was disposed.");
+        AssertEveryMemberRefuses(layer, "This ModelRoutingStats was disposed.");
+        AssertEveryMemberRefuses(ownLayer, "This RoutingStats was disposed.");
+        AssertEveryMemberRefuses(read, "This read was disposed before its results were taken: begin another with BeginRead.");
+    }
+
+    /// <summary>
+    /// Calls every public property and parameterless method of <paramref name="disposed"/> (those that still
+    /// answer, such as <c>Options</c>, aside) and checks each refusal's whole message.
+    /// </summary>
+    private static void AssertEveryMemberRefuses(object disposed, string message)
+    {
+        var type = disposed.GetType();
+        var getters = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(property => property.GetIndexParameters().Length == 0)
+            .Select(property => property.GetMethod!);
+        var methods = type.GetMethods(BindingFlags.Public | BindingFlags.Instance)
+            .Where(method => method.GetParameters().Length == 0 && !method.IsSpecialName && method.DeclaringType != typeof(object) && method.Name != nameof(IDisposable.Dispose));
+        var refused = 0;
+        foreach (var member in getters.Concat(methods))
+        {
+            try
+            {
+                member.Invoke(disposed, null);
+            }
+            catch (TargetInvocationException error) when (error.InnerException is ObjectDisposedException inner)
+            {
+                Assert.True(message == inner.Message, $"{type.Name}.{member.Name}: \"{inner.Message}\"");
+                refused++;
+            }
+        }
+
+        Assert.True(refused >= 3, $"{type.Name}: only {refused} members refused after Dispose");
+    }
+
+    private static void AssertRefuses(Action call, string message) =>
+        Assert.Equal(message, Assert.Throws<ObjectDisposedException>(call).Message);
+
+    private static void AssertRefuses(Func<object> call, string message) => AssertRefuses(() => { _ = call(); }, message);
+}
