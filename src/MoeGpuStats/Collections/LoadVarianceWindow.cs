@@ -12,10 +12,12 @@ namespace MoeGpuStats.Collections;
 /// changing the result (the variance trend amplifies last-bit differences). So a record copies its
 /// histogram into a slot (E ints, no allocation) and the variance is computed, in the seed's order,
 /// the first time the history is read. Batches evicted before any read are never computed.
-/// Memory: <c>Capacity × E</c> ints (about 4 KB per expert), at most <see cref="MaxDeferredCounts"/>.
+/// Memory: <c>Capacity × E</c> ints (about 4 KB per expert).
 /// A batch of at most <see cref="ListedIds"/> ids over more experts (decode) keeps its ids instead (128 bytes,
 /// not a row of E counts out of the caches), and its histogram is counted again when its variance is computed;
-/// the ids take <c>Capacity × 33</c> ints more (132 KB) where E is above 32.
+/// the ids take <c>Capacity × 33</c> ints more (132 KB) where E is above 32. Counts and ids together take at
+/// most the window's budget (<see cref="MaxDeferredCounts"/> unless its owner gives less); wider batches are
+/// computed as they are added.
 /// A model's layer keeps no copy: its window of expert load holds every batch's counts as long as the
 /// history does, when its window is at least <see cref="Capacity"/> steps (<see cref="IRecentBatchCounts"/>),
 /// and a variance is computed from the window's row.
@@ -28,6 +30,7 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     private readonly Lock _gate;
     private readonly IRecentBatchCounts? _kept;
     private readonly int[] _keys;
+    private readonly int _maxDeferredCounts;
     private int[] _histograms = [];
     private int[] _ids = [];
     private int[] _listed = [];
@@ -36,8 +39,9 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     private int _pending;
 
     /// <summary>
-    /// The most counts kept for deferred variances: 1,000 batches of 4,096 experts (16 MiB). Without a
-    /// bound, a decision of two million experts would ask for 1,000 × 2,000,000 ints.
+    /// The most counts and ids a window keeps for deferred variances unless its owner gives less: 1,000
+    /// batches of 4,096 experts (16 MiB). Without a bound, a decision of two million experts would ask for
+    /// 1,000 × 2,000,000 ints.
     /// </summary>
     public const int MaxDeferredCounts = 1 << 22;
 
@@ -57,8 +61,14 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// Where the batches' histograms are kept (a model's window of at least <paramref name="capacity"/> steps,
     /// written under <paramref name="gate"/>), each batch added here before it is kept there; null to keep copies.
     /// </param>
-    public LoadVarianceWindow(int capacity, Lock gate, IRecentBatchCounts? kept = null)
+    /// <param name="maxDeferredCounts">
+    /// The most counts and ids kept for copies (at most <see cref="MaxDeferredCounts"/>): a model's layers share one
+    /// budget, which a model of a thousand layers would otherwise multiply.
+    /// </param>
+    public LoadVarianceWindow(int capacity, Lock gate, IRecentBatchCounts? kept = null, int maxDeferredCounts = MaxDeferredCounts)
     {
+        Debug.Assert(maxDeferredCounts is >= 0 and <= MaxDeferredCounts, "a budget within the window's own");
+        _maxDeferredCounts = maxDeferredCounts;
         Debug.Assert(kept is null || kept.Batches >= capacity, "the kept batches outlast every batch the history holds");
         _gate = gate;
         _kept = kept;
@@ -85,19 +95,21 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
 
     /// <summary>
     /// Makes room to defer batches of <paramref name="experts"/> counts, allocating before anything
-    /// changes (so a failed allocation leaves the window as it was). Batches wider than
-    /// <see cref="MaxDeferredCounts"/> / <see cref="Capacity"/> are not deferred. Where the counts are kept
-    /// elsewhere, the room is one row, to compute a variance in.
+    /// changes (so a failed allocation leaves the window as it was). Batches whose copies (and ids, above
+    /// <see cref="ListedIds"/> experts) would pass the window's budget are not deferred. Where the counts are
+    /// kept elsewhere, the room is one row, to compute a variance in.
     /// </summary>
     public void Reserve(int experts)
     {
-        if (experts <= _stride || (long)experts * _values.Length > MaxDeferredCounts)
+        var lists = _kept is null && experts > ListedIds;
+        var copies = (long)_values.Length * (experts + (lists ? ListedIds + 1 : 0));
+        if (experts <= _stride || (_kept is null && copies > _maxDeferredCounts))
         {
             return;
         }
 
         var grown = new int[_kept is null ? _values.Length * experts : experts];
-        var lists = _kept is null && experts > ListedIds && _ids.Length == 0;
+        lists &= _ids.Length == 0;
         var ids = lists ? new int[_values.Length * ListedIds] : _ids;
         var listed = lists ? new int[_values.Length] : _listed;
         Materialize();

@@ -16,6 +16,13 @@ namespace MoeGpuStats.Engines;
 /// </summary>
 internal sealed class ManagedModelEngine : ModelRoutingEngine
 {
+    /// <summary>
+    /// The most counts and ids the layers of a window shorter than the variance history keep together for their
+    /// deferred variances (512 MiB: a 64 × 1,024 model's fit). Each layer's own bound, 16 MiB, would let 1,024 layers
+    /// of 4,096 experts take 16 GB at their first step; beyond the budget a layer computes its variances as it records.
+    /// </summary>
+    private const int DeferredCounts = 1 << 27;
+
     private readonly ManagedRoutingEngine[] _layers;
     private readonly ReadOnlyLayerEngine[] _readers;
     private readonly ExpertLoadWindow _window;
@@ -38,12 +45,14 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
         // A window at least as long as the variance history holds every batch the history defers: the layers read
         // their variances from its rows instead of copying each step's histograms (E ints a layer, cold memory).
+        // A shorter window's layers copy, sharing one budget.
         var keepsBatches = options.Window >= ManagedRoutingEngine.HistoryWindow;
+        var layerBudget = Math.Min(LoadVarianceWindow.MaxDeferredCounts, DeferredCounts / options.Layers);
         var layerOptions = options.LayerOptions;
         _layers = new ManagedRoutingEngine[options.Layers];
         for (var l = 0; l < _layers.Length; l++)
         {
-            _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l], Gate, keepsBatches ? _window.Layer(l) : null);
+            _layers[l] = new ManagedRoutingEngine(layerOptions, state?.Layers[l], Gate, keepsBatches ? _window.Layer(l) : null, layerBudget);
         }
 
         _hostLosses = new float[2 * options.Layers];

@@ -49,11 +49,13 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// window of expert load), written under <paramref name="gate"/>: the variances are computed from there and the
     /// engine keeps no copies. Null for copies of its own.
     /// </param>
-    public ManagedRoutingEngine(RoutingStatsOptions options, RoutingState? state = null, Lock? gate = null, IRecentBatchCounts? keptBatches = null)
+    /// <param name="maxDeferredCounts">The most counts and ids its copies may take (<see cref="LoadVarianceWindow"/>): a model's layers share one budget.</param>
+    public ManagedRoutingEngine(
+        RoutingStatsOptions options, RoutingState? state = null, Lock? gate = null, IRecentBatchCounts? keptBatches = null, int maxDeferredCounts = LoadVarianceWindow.MaxDeferredCounts)
         : base(options)
     {
         _lock = gate ?? new Lock();
-        _varianceHistory = new LoadVarianceWindow(HistoryWindow, _lock, keptBatches);
+        _varianceHistory = new LoadVarianceWindow(HistoryWindow, _lock, keptBatches, maxDeferredCounts);
         _capacity = new CapacityStats(options.SlotsPerExpert);
         if (state is not null)
         {

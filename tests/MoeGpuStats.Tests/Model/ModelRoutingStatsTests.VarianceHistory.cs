@@ -98,6 +98,37 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal(alone.LoadVarianceHistory, model.Layer(3).LoadVarianceHistory);
     }
 
+    /// <summary>
+    /// A window shorter than the history keeps copies, within one budget for all layers: 128 layers of 4,096
+    /// experts would otherwise take 128 × 1,000 × 4,096 ints (2.1 GB) at their first step. Past the budget a
+    /// layer computes each variance as it records, to the same value.
+    /// </summary>
+    [Fact]
+    public void AShortWindowsLayersShareOneBudgetForCopies()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 128, Experts = 4_096, Window = 2 };
+        using var model = new ModelRoutingStats(options);
+        var steps = ModelSteps.Random(options.Layers, options.Experts, topK: 2, count: 3, seed: 97);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        Record(model, steps[0]);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(allocated < 64_000_000, $"{allocated:N0} bytes allocated by the first step");
+        Record(model, steps[1]);
+        Record(model, steps[2]);
+        foreach (var layer in new[] { 0, 127 })
+        {
+            using var alone = new RoutingStats(options.LayerOptions);
+            foreach (var step in steps)
+            {
+                alone.RecordRouting(step.LayerIds(layer), step.Valid, step.TopK, step.LoadBalanceLosses[layer], step.RouterZLosses.Length == 0 ? 0f : step.RouterZLosses[layer]);
+            }
+
+            Assert.Equal(alone.LoadVarianceHistory, model.Layer(layer).LoadVarianceHistory);
+        }
+    }
+
     private static List<ModelSteps.Step> Kept(IEnumerable<ModelSteps.Step> steps, ModelRoutingStatsOptions options) =>
         [.. steps.Where(step => !options.SkipEmptySteps || step.HoldsToken(options.Layers))];
 }
