@@ -293,7 +293,10 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         _steps++;
     }
 
-    /// <summary>Allocates every layer's arrays before a step records any layer: after construction and after a reset.</summary>
+    /// <summary>
+    /// Allocates every layer's arrays before a step records any layer, and before any layer takes its own, so that
+    /// running out of memory changes nothing: after construction and after a reset.
+    /// </summary>
     private void ReserveLayers()
     {
         if (_layersReserved)
@@ -301,9 +304,18 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             return;
         }
 
-        foreach (var layer in _layers)
+        var arrays = new ManagedRoutingEngine.ExpertArrays?[_layers.Length];
+        for (var l = 0; l < _layers.Length; l++)
         {
-            layer.ReserveRecord(Options.Experts);
+            arrays[l] = _layers[l].ReserveRecord(Options.Experts);
+        }
+
+        for (var l = 0; l < _layers.Length; l++)
+        {
+            if (arrays[l] is { } started)
+            {
+                _layers[l].Adopt(started);
+            }
         }
 
         _layersReserved = true;

@@ -482,16 +482,28 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     }
 
     /// <summary>
-    /// Allocates what a record of ids over <paramref name="experts"/> experts needs (nothing where it has it), so
-    /// that a model can allocate for every layer before its step changes any: a step that fails then leaves every
-    /// layer as it was, and no layer's variance history is keyed to a step the window did not keep.
+    /// Allocates what a record of ids over <paramref name="experts"/> experts needs and no reading shows (the
+    /// histogram, the variance history's room), and returns the per-expert arrays it would start, not yet in use
+    /// (null where the layer has them): a model allocates for every layer before any layer takes its arrays
+    /// (<see cref="Adopt"/>), so a step that runs out of memory leaves every layer as it was, and no layer's variance
+    /// history is keyed to a step the window did not keep.
     /// </summary>
-    internal void ReserveRecord(int experts)
+    internal ExpertArrays? ReserveRecord(int experts)
     {
         lock (_lock)
         {
             HistogramBuffer(experts);
-            ReserveFold(experts);
+            _varianceHistory.Reserve(experts);
+            return NewExpertArrays(experts);
+        }
+    }
+
+    /// <summary>Starts the per-expert arrays <see cref="ReserveRecord"/> allocated (zeros: no batch yet).</summary>
+    internal void Adopt(ExpertArrays arrays)
+    {
+        lock (_lock)
+        {
+            (_utilization, _utilizationSums, _tokenCounts, _decayedUtilization) = arrays;
         }
     }
 
@@ -499,15 +511,19 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     private void ReserveFold(int experts)
     {
         _varianceHistory.Reserve(experts);
-        if (_utilization.Length != experts)
+        if (NewExpertArrays(experts) is { } arrays)
         {
-            var utilization = new float[experts];
-            var sums = new double[experts];
-            var tokenCounts = new ulong[experts];
-            float[] decayed = Options.UtilizationDecay is null ? [] : new float[experts];
-            (_utilization, _utilizationSums, _tokenCounts, _decayedUtilization) = (utilization, sums, tokenCounts, decayed);
+            (_utilization, _utilizationSums, _tokenCounts, _decayedUtilization) = arrays;
         }
     }
+
+    /// <summary>Zeroed per-expert arrays for <paramref name="experts"/>, or null where the engine's are that long.</summary>
+    private ExpertArrays? NewExpertArrays(int experts) => _utilization.Length == experts
+        ? null
+        : new(new float[experts], new double[experts], new ulong[experts], Options.UtilizationDecay is null ? [] : new float[experts]);
+
+    /// <summary>A layer's per-expert arrays: utilization means and their sums, token counts, decayed utilization (empty without a decay).</summary>
+    internal sealed record ExpertArrays(float[] Utilization, double[] UtilizationSums, ulong[] TokenCounts, float[] DecayedUtilization);
 
     private Span<int> HistogramBuffer(int experts)
     {
