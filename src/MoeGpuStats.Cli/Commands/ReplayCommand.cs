@@ -30,7 +30,7 @@ internal static class ReplayCommand
                     return parsed;
                 }
 
-                result.AddError($"--layout {text}: give one of {string.Join("; ", IdLayout.All)}.");
+                result.AddError(IdLayout.Unknown(text));
                 return null;
             },
         };

@@ -45,6 +45,20 @@ internal sealed class IdLayout
     }
 
     /// <summary>
+    /// The one-line refusal of <c>--layout <paramref name="text"/></c>, no layout's name: the layouts by the rank of
+    /// file they read (the file is not read yet, so all ranks are listed), then the one it most likely meant.
+    /// </summary>
+    public static string Unknown(string text)
+    {
+        var meant = TypoSuggestion.For(text.Replace(" ", "", StringComparison.Ordinal).ToLowerInvariant(), All.Select(layout => layout.Name));
+        var byRank = All.GroupBy(layout => layout.Rank).Select(rank => $"{rank.Key}-D {Listed(rank.Select(layout => layout.Name).ToList())}");
+        return $"--layout {text}: give one for the file's dimensions: {string.Join("; ", byRank)}.{(meant is null ? "" : $" Did you mean {meant}?")}";
+    }
+
+    private static string Listed(IReadOnlyList<string> names) =>
+        names.Count == 1 ? names[0] : $"{string.Join(", ", names.Take(names.Count - 1))} or {names[^1]}";
+
+    /// <summary>
     /// A note for a trace read in <paramref name="defaulted"/>, the layout chosen without <c>--layout</c>:
     /// the default for 4-D, [steps, layers, tokens, k], has the rank of [steps, tokens, layers, k] (vLLM's
     /// routed experts of each step, stacked), and nothing in the ids tells the two apart. Empty for any

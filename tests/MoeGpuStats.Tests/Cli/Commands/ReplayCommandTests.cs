@@ -209,16 +209,20 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal($"{npy}: shape (5, 6, 2) could be [steps, tokens, k], [layers, tokens, k] or [tokens, layers, k]; give --layout steps,tokens,k, layers,tokens,k or tokens,layers,k.", error.Trim());
     }
 
-    [Fact]
-    public void AnUnknownLayoutIsOneLineListingTheLayouts()
+    [Theory]
+    [InlineData("tokens,steps,k", "")]
+    [InlineData("steps,layer,tokens,k", "Did you mean steps,layers,tokens,k? ")]
+    public void AnUnknownLayoutIsOneLineListingTheLayoutsByRank(string given, string meant)
     {
         var npy = WriteInt32("two.npy", $"{Tokens}, {TopK}", Ids(1, 1, Tokens, seed: 1));
-        var (code, output, error) = Moegs.Run("replay", npy, "--layout", "tokens,steps,k");
+        var (code, output, error) = Moegs.Run("replay", npy, "--layout", given);
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(output);
         Assert.Single(error.TrimEnd().Split('\n'));
-        Assert.StartsWith("--layout tokens,steps,k: give one of steps,layers,tokens,k; steps,tokens,layers,k; layers,tokens,k; tokens,layers,k; steps,tokens,k; tokens,k.", error);
+        Assert.StartsWith(
+            $"--layout {given}: give one for the file's dimensions: 4-D steps,layers,tokens,k or steps,tokens,layers,k; 3-D layers,tokens,k, tokens,layers,k or steps,tokens,k; 2-D tokens,k. {meant}Run ",
+            error);
     }
 
     [Theory]
