@@ -85,9 +85,15 @@ public sealed partial class RoutingStats : IDisposable
     /// made). The returned statistics own <paramref name="device"/> and dispose it.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="device"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="device"/> was disposed.</exception>
     public static RoutingStats OnDevice(DeviceRoutingStats device)
     {
         ArgumentNullException.ThrowIfNull(device);
+        if (device.IsDisposed)
+        {
+            throw new ArgumentException("device was disposed; pass DeviceRoutingStats that are not.", nameof(device));
+        }
+
         return new(new DeviceRoutingEngine(device));
     }
 
@@ -335,10 +341,12 @@ public sealed partial class RoutingStats : IDisposable
 
     /// <summary>Least-squares slope of the last <paramref name="window"/> load variances per batch; 0 with fewer than 2.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="window"/> is negative.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public float RecentLoadVarianceTrend(int window)
     {
+        var engine = Engine;
         OutOfRange.ThrowIfNegative(window);
-        return Engine.VarianceTrend(window);
+        return engine.VarianceTrend(window);
     }
 
     /// <summary>Clears every statistic, latency included; the engine and options stay.</summary>

@@ -28,6 +28,49 @@ public sealed class DisposedTests
         AssertRefuses(() => stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(1)), "This RoutingStats was disposed.");
     }
 
+    /// <summary>Disposal is told before a bad argument: the object, not the argument, is what the caller must change.</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void DisposalIsToldBeforeABadArgument(string engine)
+    {
+        var stats = engine == "managed" ? new RoutingStats(LayerOptions) : RoutingStats.OnDevice(TestAccelerators.Require(engine), LayerOptions);
+        stats.Dispose();
+
+        AssertRefuses(() => stats.RecentLoadVarianceTrend(-1), "This RoutingStats was disposed.");
+        AssertRefuses(() => stats.RecordRouting([0, 1], tokens: -1, topK: 0), "This RoutingStats was disposed.");
+        AssertRefuses(() => stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(-1)), "This RoutingStats was disposed.");
+    }
+
+    /// <summary>The seed's API over device statistics already disposed is refused at once, not at the first read.</summary>
+    [Fact]
+    public void OnDeviceRefusesDisposedDeviceStatistics()
+    {
+        var device = new DeviceRoutingStats(TestAccelerators.Require("cpu"), LayerOptions);
+        device.Dispose();
+
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.OnDevice(device));
+
+        Assert.Equal("device", error.ParamName);
+        Assert.Equal("device was disposed; pass DeviceRoutingStats that are not. (Parameter 'device')", error.Message);
+    }
+
+    /// <summary>What names the engine answers after a dispose, for a log line written in a <c>finally</c>, as <c>Options</c> does.</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void TheEnginesNameAnswersAfterADispose(string engine)
+    {
+        var model = engine == "managed" ? new ModelRoutingStats(ModelOptions) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), ModelOptions);
+        var stats = engine == "managed" ? new RoutingStats(LayerOptions) : RoutingStats.OnDevice(TestAccelerators.Require(engine), LayerOptions);
+        var (modelNames, statsNames) = ((model.Backend, model.DeviceName), (stats.Backend, stats.DeviceName));
+        model.Dispose();
+        stats.Dispose();
+
+        Assert.Equal(engine, model.Backend);
+        Assert.Equal(modelNames, (model.Backend, model.DeviceName));
+        Assert.Equal(statsNames, (stats.Backend, stats.DeviceName));
+        Assert.Equal(ModelOptions, model.Options);
+    }
+
     [Fact]
     public void ADeviceRoutingStatsSaysItWasDisposedOnOneLine()
     {

@@ -172,6 +172,9 @@ public sealed partial class DeviceRoutingStats : IDisposable
         }
     }
 
+    /// <summary>Whether <see cref="Dispose"/> was called.</summary>
+    internal bool IsDisposed => Volatile.Read(ref _disposed);
+
     /// <summary>Waits for the enqueued work and frees the device memory (and the stream, when it made it).</summary>
     public void Dispose()
     {

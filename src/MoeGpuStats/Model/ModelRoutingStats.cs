@@ -82,12 +82,11 @@ public sealed partial class ModelRoutingStats : IDisposable
         return stats;
     }
 
-    /// <summary>The engine: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>.</summary>
-    /// <exception cref="ObjectDisposedException">The statistics were disposed (<see cref="Options"/> still answers).</exception>
-    public string Backend => Engine.Name;
+    /// <summary>The engine: <c>managed</c>, <c>cpu</c>, <c>cuda</c> or <c>opencl</c>; it answers after <see cref="Dispose"/>, for logs, as <see cref="RoutingStats.Backend"/> does.</summary>
+    public string Backend => _engine.Name;
 
-    /// <summary>The accelerator's name, or <c>managed</c>, as <see cref="RoutingStats.DeviceName"/>.</summary>
-    public string DeviceName => Engine.DeviceName;
+    /// <summary>The accelerator's name, or <c>managed</c>, as <see cref="RoutingStats.DeviceName"/>; it answers after <see cref="Dispose"/>.</summary>
+    public string DeviceName => _engine.DeviceName;
 
     /// <summary>The options the model was made with.</summary>
     public ModelRoutingStatsOptions Options => _engine.Options;
