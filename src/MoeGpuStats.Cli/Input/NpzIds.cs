@@ -77,13 +77,14 @@ internal sealed partial class NpzIds : IRoutingTrace
 
     /// <param name="path">The archive.</param>
     /// <param name="layout">Each member's axes (<c>--layout</c>); null for the default of its rank.</param>
-    /// <param name="holds">What each member holds (<c>--members</c>).</param>
+    /// <param name="given">What each member holds (<c>--members</c>); null for forward passes, the default.</param>
     /// <exception cref="InvalidDataException">Not a zip archive, a member that is not a .npy array replay reads, or members that do not fit together; the message names the archive or the member.</exception>
     /// <exception cref="IdLayoutException">A 3-D member of forward passes without <paramref name="layout"/>, or a layout of another rank than a member's.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
     /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
-    public static NpzIds Open(string path, IdLayout? layout, NpzMembers holds)
+    public static NpzIds Open(string path, IdLayout? layout, NpzMembers? given)
     {
+        var holds = given ?? NpzMembers.Steps;
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
         ZipArchive archive;
         IReadOnlyList<ZipArchiveEntry> entries;
@@ -103,7 +104,7 @@ internal sealed partial class NpzIds : IRoutingTrace
         {
             Func<string, IReadOnlyList<long>, IdLayout> choose = holds == NpzMembers.Layers
                 ? (name, dims) => IdLayout.ForLayerMember(name, dims, layout)
-                : (name, dims) => IdLayout.For(name, dims, layout);
+                : (name, dims) => StepsMemberLayout(name, dims, layout, entries.Count);
             if (entries.Count == 0)
             {
                 throw new InvalidDataException($"{path}: the archive holds no arrays; nothing to replay.");
@@ -160,7 +161,8 @@ internal sealed partial class NpzIds : IRoutingTrace
                 ? ($"a member per layer, {first.Layout.Name}", "--members layers")
                 : (members.Count == 1 ? $"{first.Layout.Name} in its one member" : $"{first.Layout.Name} in each of {members.Count:N0} members",
                    first.Layout.HasLayers ? $"--layout {first.Layout.Name}" : "--layout names the axis that holds them; --members layers makes each member a layer");
-            return new NpzIds(archive, [.. members], holds, firstStep, axes, layersFrom, [.. RepeatedNameNotes(path, entries), .. OrderNotes(path, entries, holds)]);
+            return new NpzIds(
+                archive, [.. members], holds, firstStep, axes, layersFrom, [.. RepeatedNameNotes(path, entries), .. OrderNotes(path, entries, holds), .. LayerNameNotes(path, entries, given)]);
         }
         catch
         {
@@ -304,6 +306,35 @@ internal sealed partial class NpzIds : IRoutingTrace
 
         firstStep[^1] = (int)total;
         return firstStep;
+    }
+
+    /// <summary>
+    /// A member of forward passes's layout (<see cref="IdLayout.For(string, IReadOnlyList{long}, IdLayout?)"/>); a 3-D
+    /// member without a layout, in an archive of several, may also be one layer's steps, so the refusal names
+    /// <c>--members layers</c> too: following its --layout advice alone would read each layer as a step.
+    /// </summary>
+    private static IdLayout StepsMemberLayout(string name, IReadOnlyList<long> dims, IdLayout? layout, int members)
+    {
+        try
+        {
+            return IdLayout.For(name, dims, layout);
+        }
+        catch (IdLayoutException refused) when (layout is null && members > 1)
+        {
+            throw new IdLayoutException($"{refused.Message} If each of the archive's {members:N0} members is one layer, give --members layers instead.");
+        }
+    }
+
+    /// <summary>
+    /// A note where members named as layers (<c>layer_0</c>, <c>layers.3</c>) are read as forward passes because
+    /// <c>--members</c> was not given: the ids cannot tell a layer from a step, the names can hint at it.
+    /// </summary>
+    private static IEnumerable<string> LayerNameNotes(string path, IReadOnlyList<ZipArchiveEntry> entries, NpzMembers? given)
+    {
+        if (given is null && entries.Count > 1 && entries.All(entry => KeyOf(entry).Contains("layer", StringComparison.OrdinalIgnoreCase)))
+        {
+            yield return $"note: {ErrorText.OneLine(path)}: its members are named as layers ({KeyOf(entries[0])}, {KeyOf(entries[1])}, ...) and are read as forward passes, one after another (--members steps, the default); give --members layers if member l is layer l.";
+        }
     }
 
     /// <summary>

@@ -42,7 +42,7 @@ internal static class TraceFile
         return format switch
         {
             TraceFormat.Npy => NpyIds.Open(path, layout),
-            TraceFormat.Npz => NpzIds.Open(path, layout, members ?? NpzMembers.Steps),
+            TraceFormat.Npz => NpzIds.Open(path, layout, members),
             _ => JsonLinesTrace.Open(path),
         };
     }

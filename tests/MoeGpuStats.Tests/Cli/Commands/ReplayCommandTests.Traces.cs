@@ -141,6 +141,23 @@ public sealed partial class ReplayCommandTests
         Assert.Contains($"warning: {reordered}: replay takes the members in the archive's order, and arr_3 comes before arr_2;", error);
     }
 
+    /// <summary>
+    /// Members named as layers but read as forward passes (no --members) get a note: read with a layout alone,
+    /// each layer's steps would pass for steps of a one-layer model. Said once --members is given, the note goes.
+    /// </summary>
+    [Theory]
+    [InlineData(new string[0], true)]
+    [InlineData(new[] { "--members", "steps" }, false)]
+    public void MembersNamedAsLayersReadAsStepsGetANote(string[] members, bool noted)
+    {
+        var path = Data("layers.npz");
+        var (code, _, error) = Moegs.Run(["replay", path, "--layout", "steps,tokens,k", "--experts", $"{Experts}", "--json", .. members]);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        var note = $"note: {path}: its members are named as layers (layer_0, layer_1, ...) and are read as forward passes, one after another (--members steps, the default); give --members layers if member l is layer l.";
+        Assert.Equal(noted, error.Split('\n').Any(line => line.TrimEnd() == note));
+    }
+
     [Fact]
     public void ATruncatedArchiveIsOneLineNamingIt()
     {
@@ -181,7 +198,8 @@ public sealed partial class ReplayCommandTests
     }
 
     [Theory]
-    [InlineData("passes.npz", "", "passes.npz[arr_0]: shape (7, 3, 2) could be [steps, tokens, k], [layers, tokens, k] or [tokens, layers, k]; give --layout steps,tokens,k, layers,tokens,k or tokens,layers,k.")]
+    [InlineData("passes.npz", "", "passes.npz[arr_0]: shape (7, 3, 2) could be [steps, tokens, k], [layers, tokens, k] or [tokens, layers, k]; give --layout steps,tokens,k, layers,tokens,k or tokens,layers,k. If each of the archive's 4 members is one layer, give --members layers instead.")]
+    [InlineData("layers.npz", "", "layers.npz[layer_0]: shape (5, 4, 2) could be [steps, tokens, k], [layers, tokens, k] or [tokens, layers, k]; give --layout steps,tokens,k, layers,tokens,k or tokens,layers,k. If each of the archive's 3 members is one layer, give --members layers instead.")]
     [InlineData("passes.npz", "--layout tokens,k", "--layout tokens,k: ")]
     [InlineData("layers.npz", "--members layers --layout layers,tokens,k", "--layout layers,tokens,k: with --members layers each member is one layer; give steps,tokens,k or tokens,k.")]
     [InlineData("layers.npz", "--members layers --layout tokens,k", "has shape (5, 4, 2), 3 dimensions, and tokens,k has 2; give steps,tokens,k.")]
