@@ -49,7 +49,7 @@ internal static class OutOfRange
     {
         if ((uint)value >= (uint)count)
         {
-            throw Error(name, value, count == 0 ? Invariant($"there is no {what}.") : Invariant($"give 0 to {count - 1:N0} ({Plural.Of(count, what)})."));
+            throw Error(name, value, count == 0 ? Invariant($"there is no {what} yet.") : Invariant($"give 0 to {count - 1:N0} ({Plural.Of(count, what)})."));
         }
     }
 }

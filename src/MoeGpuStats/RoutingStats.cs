@@ -174,7 +174,8 @@ public sealed partial class RoutingStats : IDisposable
     public IReadOnlyList<float> ExpertUtilization => ReadOnlyArray<float>.Of(Engine.ExpertUtilization, "expert", ref _utilizationView);
 
     /// <summary>Per expert, <c>count / tokens</c> decayed by <see cref="RoutingStatsOptions.UtilizationDecay"/> from 0; empty when that is not set.</summary>
-    public IReadOnlyList<float> DecayedExpertUtilization => ReadOnlyArray<float>.Of(Engine.DecayedExpertUtilization, "expert", ref _decayedView);
+    public IReadOnlyList<float> DecayedExpertUtilization => ReadOnlyArray<float>.Of(
+        Engine.DecayedExpertUtilization, "expert", ref _decayedView, Options.UtilizationDecay is null ? "there is none without RoutingStatsOptions.UtilizationDecay." : null);
 
     /// <summary>Mean of the load-balancing loss over batches (an f64 sum over the batches, as f32).</summary>
     public float AverageLoadBalanceLoss => Engine.Totals.AverageLoadBalanceLoss;

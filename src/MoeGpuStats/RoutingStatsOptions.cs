@@ -18,7 +18,9 @@ public sealed record RoutingStatsOptions
     /// <summary>
     /// Experts per batch when recording from top-k ids (ids outside <c>[0, Experts)</c> are counted as
     /// invalid), 1 to <see cref="MaxExperts"/> (<see cref="MaxDeviceExperts"/> on a device engine).
-    /// Null: the expert count of the last recorded <see cref="RoutingDecision"/>.
+    /// Null: the expert count of the last recorded <see cref="RoutingDecision"/>. A decision records over its own
+    /// expert count whatever this says, as the seed's does; and the per-expert lists stay empty until the first
+    /// record, as the seed's (a read of index 0 before it is refused: "there is no expert yet").
     /// </summary>
     public int? Experts { get; init; }
 

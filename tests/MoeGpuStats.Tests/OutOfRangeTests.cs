@@ -33,7 +33,9 @@ public sealed class OutOfRangeTests
         ["RoutingStats.ExpertUtilization[index]"] = (() => Use(Recorded(), s => _ = s.ExpertUtilization[4]), "index is 4; give 0 to 3 (4 experts)."),
         ["RoutingStats.LoadVarianceHistory[index]"] = (() => Use(Recorded(), s => _ = s.LoadVarianceHistory[-1]), "index is -1; give 0 to 0 (1 batch)."),
         ["RoutingStats.ExpertTokenCounts[index]"] = (() => Use(Recorded(), s => _ = s.ExpertTokenCounts[4]), "index is 4; give 0 to 3 (4 experts)."),
-        ["RoutingStats.DecayedExpertUtilization[index]"] = (() => Use(Recorded(), s => _ = s.DecayedExpertUtilization[0]), "index is 0; there is no expert."),
+        ["RoutingStats.ExpertTokenCounts[index] before a record"] = (() => Use(new RoutingStats(new RoutingStatsOptions { Experts = 8 }), s => _ = s.ExpertTokenCounts[0]), "index is 0; there is no expert yet."),
+        ["RoutingStats.ExpertUtilization[index] before a record"] = (() => Use(new RoutingStats(new RoutingStatsOptions { Experts = 8 }), s => _ = s.ExpertUtilization[0]), "index is 0; there is no expert yet."),
+        ["RoutingStats.DecayedExpertUtilization[index]"] = (() => Use(Recorded(), s => _ = s.DecayedExpertUtilization[0]), "index is 0; there is none without RoutingStatsOptions.UtilizationDecay."),
         ["RoutingDecision.totalTokens"] = (() => _ = new RoutingDecision([], [], totalTokens: -4, 0f, 0f, 0f), "totalTokens is -4; it cannot be negative."),
         ["LatencyStats.Percentile"] = (() => new LatencyStats().Percentile(100.5), "p is 100.5; a percentile lies in [0, 100]."),
         ["CapacityStats.slotsPerExpert"] = (() => _ = new CapacityStats(0), "slotsPerExpert is 0; give at least 1 slot per expert."),
@@ -94,7 +96,7 @@ public sealed class OutOfRangeTests
     }
 
     [Theory]
-    [InlineData(0, 0, "index is 0; there is no value.")]
+    [InlineData(0, 0, "index is 0; there is no value yet.")]
     [InlineData(-1, 3, "index is -1; give 0 to 2 (3 values).")]
     [InlineData(3, 3, "index is 3; give 0 to 2 (3 values).")]
     [InlineData(int.MinValue, 3, "index is -2147483648; give 0 to 2 (3 values).")]

@@ -9,7 +9,8 @@ namespace MoeGpuStats.Collections;
 /// </summary>
 /// <param name="items">The array viewed, not copied.</param>
 /// <param name="item">What one element is, for the refusal ("expert", "batch").</param>
-internal sealed class ReadOnlyArray<T>(T[] items, string item) : IReadOnlyList<T>
+/// <param name="none">Why the list is empty, where "there is no expert yet" would mislead (a list an option turns on); null for that.</param>
+internal sealed class ReadOnlyArray<T>(T[] items, string item, string? none = null) : IReadOnlyList<T>
 {
     public int Count => items.Length;
 
@@ -17,6 +18,11 @@ internal sealed class ReadOnlyArray<T>(T[] items, string item) : IReadOnlyList<T
     {
         get
         {
+            if (items.Length == 0 && none is not null)
+            {
+                throw OutOfRange.Error(nameof(index), index, none);
+            }
+
             OutOfRange.ThrowIfNotIndex(index, items.Length, item);
             return items[index];
         }
@@ -27,7 +33,7 @@ internal sealed class ReadOnlyArray<T>(T[] items, string item) : IReadOnlyList<T
     /// of the array: the one in <paramref name="cached"/> where that views the same array (a read of an engine's own
     /// array allocates nothing), a new one kept there otherwise.
     /// </summary>
-    public static IReadOnlyList<T> Of(IReadOnlyList<T> list, string item, ref ReadOnlyArray<T>? cached)
+    public static IReadOnlyList<T> Of(IReadOnlyList<T> list, string item, ref ReadOnlyArray<T>? cached, string? none = null)
     {
         if (list is not T[] array)
         {
@@ -37,7 +43,7 @@ internal sealed class ReadOnlyArray<T>(T[] items, string item) : IReadOnlyList<T
         var view = cached;
         if (view is null || !ReferenceEquals(view.Items, array))
         {
-            view = new ReadOnlyArray<T>(array, item);
+            view = new ReadOnlyArray<T>(array, item, none);
             cached = view;
         }
 
