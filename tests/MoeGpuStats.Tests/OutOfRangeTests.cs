@@ -43,7 +43,7 @@ public sealed class OutOfRangeTests
         ["ModelRoutingStats.RecordStep layerStride"] = (() => Use(Model(), m => m.RecordStep(new int[8], tokens: 2, topK: 2, layerStride: -1)), "layerStride is -1; it cannot be negative (0 packs the layers)."),
         ["ModelRoutingStats.RecordStep tokenStride"] = (() => Use(Model(), m => m.RecordStep(new int[8], tokens: 2, topK: 2, tokenStride: -1)), "tokenStride is -1; it cannot be negative"),
         ["ModelRoutingStats.Layer"] = (() => Use(Model(), m => m.Layer(2)), "layer is 2; this model has layers 0 to 1."),
-        ["ModelRoutingStats.Summary recentSteps"] = (() => Use(Model(), m => m.Summary(0)), "recentSteps is 0; give 1 to 1000, the model's window."),
+        ["ModelRoutingStats.Summary recentSteps"] = (() => Use(Model(), m => m.Summary(0)), "recentSteps is 0; give 1 to 1,000, the model's window."),
         ["ModelRoutingStatsMetrics.topExperts"] = (() => Use(Model(), m => new ModelRoutingStatsMetrics(m, topExperts: 5)), "topExperts is 5; give 0 to 4, the model's experts."),
         ["ModelRoutingStatsMetrics.epSize"] = (() => Use(Model(), m => new ModelRoutingStatsMetrics(m, epSize: 3)), "epSize is 3; give a divisor of the model's 4 experts"),
         ["ModelRoutingStatsMetrics.refreshInterval"] = (() => Use(Model(), m => new ModelRoutingStatsMetrics(m, refreshInterval: TimeSpan.FromMilliseconds(-1))), "refreshInterval is -1 ms; it cannot be negative."),

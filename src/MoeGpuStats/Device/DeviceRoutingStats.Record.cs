@@ -126,7 +126,7 @@ public sealed partial class DeviceRoutingStats
             var counts = decision.ExpertCapacities;
             if (counts.Count > RoutingStatsOptions.MaxDeviceExperts)
             {
-                throw new ArgumentException(Invariant($"The decision has {counts.Count} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts}."), paramName);
+                throw new ArgumentException(Invariant($"The decision has {counts.Count:N0} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts:N0}."), paramName);
             }
 
             var staged = _hostHistogram.AsSpan(0, counts.Count);

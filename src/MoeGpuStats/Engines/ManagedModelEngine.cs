@@ -79,7 +79,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         if (!asIs && span > Array.MaxLength)
         {
             throw new ArgumentException(
-                Invariant($"The ids span {span} values {(layerByLayer ? "in a layer" : "in the step")} from the first to the last; the managed engine copies them to the host, at most {Array.MaxLength}."),
+                Invariant($"The ids span {span:N0} values {(layerByLayer ? "in a layer" : "in the step")} from the first to the last; the managed engine copies them to the host, at most {Array.MaxLength:N0}."),
                 "topKExpertIds");
         }
 
@@ -216,7 +216,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         return packed <= Array.MaxLength
             ? packed
             : throw new ArgumentException(
-                Invariant($"{Options.Layers} layers of tokens * topK = {tokens} * {topK} ids are {packed} ids; the managed engine copies a step's ids to the host, at most {Array.MaxLength} of them."),
+                Invariant($"{Options.Layers} layers of tokens * topK = {tokens} * {topK} ids are {packed:N0} ids; the managed engine copies a step's ids to the host, at most {Array.MaxLength:N0} of them."),
                 "topKExpertIds");
     }
 

@@ -27,7 +27,7 @@ internal static class RecordChecks
         if (needed > MaxIdsPerRecord)
         {
             throw new ArgumentException(
-                Invariant($"tokens * topK = {tokens} * {topK} = {needed} ids; one record takes at most {MaxIdsPerRecord} (2^31 - 1): record the batch in parts."),
+                Invariant($"tokens * topK = {tokens} * {topK} = {needed:N0} ids; one record takes at most {MaxIdsPerRecord:N0} (2^31 - 1): record the batch in parts."),
                 nameof(tokens));
         }
 

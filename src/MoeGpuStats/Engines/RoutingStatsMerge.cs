@@ -114,7 +114,7 @@ internal static class RoutingStatsMerge
         var sum = parts.Sum(p => (long)p);
         return sum <= RoutingStats.MaxMergedParts
             ? (int)sum
-            : throw new ArgumentException(Invariant($"The merge would combine {sum} recordings (merged_parts); at most {RoutingStats.MaxMergedParts} merge."), "parts");
+            : throw new ArgumentException(Invariant($"The merge would combine {sum:N0} recordings (merged_parts); at most {RoutingStats.MaxMergedParts:N0} merge."), "parts");
     }
 
     /// <summary>

@@ -384,7 +384,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     private int CheckRecentSteps(int recentSteps) =>
         recentSteps >= 1 && recentSteps <= Options.Window
             ? recentSteps
-            : throw OutOfRange.Error(nameof(recentSteps), recentSteps, Invariant($"give 1 to {Options.Window}, the model's window."));
+            : throw OutOfRange.Error(nameof(recentSteps), recentSteps, Invariant($"give 1 to {Options.Window:N0}, the model's window."));
 
     /// <summary>Clears every layer and the window (enqueued on a device; no wait).</summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>

@@ -42,7 +42,7 @@ internal static class ModelStepChecks
         if (perLayer > RecordChecks.MaxIdsPerRecord)
         {
             throw new ArgumentException(
-                Invariant($"tokens * topK = {tokens} * {topK} = {perLayer} ids per layer; a layer takes at most {RecordChecks.MaxIdsPerRecord} (2^31 - 1) per step."), nameof(tokens));
+                Invariant($"tokens * topK = {tokens} * {topK} = {perLayer:N0} ids per layer; a layer takes at most {RecordChecks.MaxIdsPerRecord:N0} (2^31 - 1) per step."), nameof(tokens));
         }
 
         var rows = tokenStride == 0 ? topK : tokenStride;

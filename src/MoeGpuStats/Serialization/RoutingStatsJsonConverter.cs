@@ -544,7 +544,7 @@ internal static class RoutingStatsJson
             throw new JsonException(Invariant($"The field '{shownAs}' is {Shown(element)}; a count is a whole number from 0 to {MaxCount}."));
         }
 
-        return count <= MaxCount ? count : throw new JsonException(Invariant($"The field '{shownAs}' is {count}; a count is at most {MaxCount}."));
+        return count <= MaxCount ? count : throw new JsonException(Invariant($"The field '{shownAs}' is {count}; a count is at most {MaxCount:N0}."));
     }
 
     /// <summary><see cref="CountValue(JsonElement, string)"/> for entry <paramref name="index"/> of the array <paramref name="name"/>, named only when refused.</summary>

@@ -103,18 +103,18 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         _topExperts = topExperts ?? Math.Min(DefaultTopExperts, experts);
         if (_topExperts < 0 || _topExperts > experts)
         {
-            throw OutOfRange.Error(nameof(topExperts), topExperts, Invariant($"give 0 to {experts}, the model's experts."));
+            throw OutOfRange.Error(nameof(topExperts), topExperts, Invariant($"give 0 to {experts:N0}, the model's experts."));
         }
 
         var window = stats.Options.Window;
         if (recentSteps is < 1 || recentSteps > window)
         {
-            throw OutOfRange.Error(nameof(recentSteps), recentSteps, Invariant($"give 1 to {window}, the model's window, or null for no recent series."));
+            throw OutOfRange.Error(nameof(recentSteps), recentSteps, Invariant($"give 1 to {window:N0}, the model's window, or null for no recent series."));
         }
 
         if (epSize is { } ranks && (ranks < 1 || ranks > experts || experts % ranks != 0))
         {
-            throw OutOfRange.Error(nameof(epSize), epSize, Invariant($"give a divisor of the model's {experts} experts, or null for no EP series."));
+            throw OutOfRange.Error(nameof(epSize), epSize, Invariant($"give a divisor of the model's {experts:N0} experts, or null for no EP series."));
         }
 
         var interval = refreshInterval ?? TimeSpan.FromSeconds(1);

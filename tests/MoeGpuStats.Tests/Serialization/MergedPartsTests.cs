@@ -113,7 +113,7 @@ public sealed class MergedPartsTests
         var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([full, stats]));
 
         Assert.Equal("parts", error.ParamName);
-        Assert.Contains($"1048577 recordings (merged_parts); at most {RoutingStats.MaxMergedParts} merge", error.Message);
+        Assert.Contains("1,048,577 recordings (merged_parts); at most 1,048,576 merge", error.Message);
         Assert.Equal((RoutingStats.MaxMergedParts, 1), (full.MergedParts, stats.MergedParts));
     }
 

@@ -148,8 +148,8 @@ public sealed class ModelRoutingStatsJsonConverterTests
     /// message used to be another check's, or none: 2^64 − 1 steps was read.
     /// </summary>
     [Theory]
-    [InlineData("steps", "The field 'steps' is 18446744073709551615; a count is at most 9223372036854775807.")]
-    [InlineData("window_load", "The field 'window_load[0][0]' is 18446744073709551615; a count is at most 9223372036854775807.")]
+    [InlineData("steps", "The field 'steps' is 18446744073709551615; a count is at most 9,223,372,036,854,775,807.")]
+    [InlineData("window_load", "The field 'window_load[0][0]' is 18446744073709551615; a count is at most 9,223,372,036,854,775,807.")]
     public void AModelCountAboveTwoToTheSixtyThreeIsRefused(string field, string message)
     {
         using var model = Recorded(Options);

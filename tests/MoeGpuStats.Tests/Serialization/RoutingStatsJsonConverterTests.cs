@@ -142,7 +142,7 @@ public sealed class RoutingStatsJsonConverterTests
         var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
         Set(node, path, "18446744073709551615");
         var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
-        Assert.Equal($"The field '{shownAs}' is 18446744073709551615; a count is at most 9223372036854775807.", error.Message);
+        Assert.Equal($"The field '{shownAs}' is 18446744073709551615; a count is at most 9,223,372,036,854,775,807.", error.Message);
     }
 
     /// <summary>No capacity after a batch, or slots not whole experts', is no state a run leaves.</summary>
