@@ -440,7 +440,7 @@ public sealed class RoutingStatsTests
         using var other = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: 100, tokensDropped: 50))!;
         var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([part, other]));
         Assert.Equal("parts", error.ParamName);
-        Assert.StartsWith($"The merged total_tokens exceeds 9223372036854775807 ({long.MaxValue - 10} + 100), the most a snapshot holds", error.Message);
+        Assert.StartsWith(FormattableString.Invariant($"The merged total_tokens exceeds 9,223,372,036,854,775,807 ({long.MaxValue - 10} + 100), the most a snapshot holds"), error.Message);
 
         using var near = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: long.MaxValue - 100, tokensDropped: 5))!;
         using var merged = RoutingStats.Merge([near, other]);

@@ -33,7 +33,7 @@ internal static class RecordChecks
 
         if (available < needed)
         {
-            throw new ArgumentException(Invariant($"{idsName} holds {Plural.Of(available, "value")}; tokens * topK = {tokens} * {topK} = {needed} are needed."), idsName);
+            throw new ArgumentException(Invariant($"{idsName} holds {Plural.Of(available, "value")}; tokens * topK = {tokens} * {topK} = {needed:N0} are needed."), idsName);
         }
 
         if (tokensDropped < 0 || tokensDropped > tokens)

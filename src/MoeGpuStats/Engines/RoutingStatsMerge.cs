@@ -128,7 +128,7 @@ internal static class RoutingStatsMerge
         return sum <= Serialization.RoutingStatsJson.MaxCount
             ? (ulong)sum
             : throw new ArgumentException(
-                Invariant($"The merged {Serialization.RoutingStatsJson.Entry(field, index)} exceeds {Serialization.RoutingStatsJson.MaxCount} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly."), "parts");
+                Invariant($"The merged {Serialization.RoutingStatsJson.Entry(field, index)} exceeds {Serialization.RoutingStatsJson.MaxCount:N0} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly."), "parts");
     }
 
     /// <summary>

@@ -100,7 +100,7 @@ internal static class ModelStepChecks
     {
         if (!losses.IsEmpty && losses.Length != options.Layers)
         {
-            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(losses.Length, "value")}; it must hold one per layer ({options.Layers}) or none."), name);
+            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(losses.Length, "value")}; it must hold one per layer ({options.Layers:N0}) or none."), name);
         }
 
         for (var l = 0; l < losses.Length; l++)
@@ -120,14 +120,14 @@ internal static class ModelStepChecks
         var ranks = expertRanks.ToArray();
         if (ranks.Length != options.Experts)
         {
-            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(ranks.Length, "rank")}; it must hold one per expert ({options.Experts})."), name);
+            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(ranks.Length, "rank")}; it must hold one per expert ({options.Experts:N0})."), name);
         }
 
         for (var e = 0; e < ranks.Length; e++)
         {
             if (ranks[e] < 0 || ranks[e] >= options.Experts)
             {
-                throw new ArgumentException(Invariant($"{name}[{e}] is {ranks[e]}; a rank must be 0 to {options.Experts - 1} (at most one rank per expert)."), name);
+                throw new ArgumentException(Invariant($"{name}[{e}] is {ranks[e]}; a rank must be 0 to {options.Experts - 1:N0} (at most one rank per expert)."), name);
             }
         }
 

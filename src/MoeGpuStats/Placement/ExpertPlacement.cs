@@ -347,7 +347,7 @@ public static class ExpertPlacement
 
         if (Array.IndexOf(counts, 0) is var missing and >= 0)
         {
-            throw new ArgumentException(Invariant($"physicalToLogical[{layer}] gives expert {missing} no slot; every expert from 0 to {counts.Length - 1} needs one, or its tokens have nowhere to go."), nameof(physicalToLogical));
+            throw new ArgumentException(Invariant($"physicalToLogical[{layer}] gives expert {missing} no slot; every expert from 0 to {counts.Length - 1:N0} needs one, or its tokens have nowhere to go."), nameof(physicalToLogical));
         }
     }
 

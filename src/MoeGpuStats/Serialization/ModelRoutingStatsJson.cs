@@ -123,7 +123,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
         if (loads.GetArrayLength() != options.Layers)
         {
-            throw new JsonException(Invariant($"window_load has {Plural.Of(loads.GetArrayLength(), "row")}; it needs one per layer ({options.Layers})."));
+            throw new JsonException(Invariant($"window_load has {Plural.Of(loads.GetArrayLength(), "row")}; it needs one per layer ({options.Layers:N0})."));
         }
 
         // Every row's length before the arrays sized layers × experts: a file of a few empty layers
@@ -133,7 +133,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         {
             if (row.ValueKind != JsonValueKind.Array || row.GetArrayLength() != options.Experts)
             {
-                throw new JsonException(Invariant($"window_load[{l}] must be an array of {options.Experts} counts (one per expert)."));
+                throw new JsonException(Invariant($"window_load[{l}] must be an array of {options.Experts:N0} counts (one per expert)."));
             }
 
             l++;

@@ -524,7 +524,7 @@ internal static class RoutingStatsJson
     public static int ReadMergedParts(JsonElement root) =>
         !root.TryGetProperty("merged_parts", out var value) || value.ValueKind == JsonValueKind.Null ? 1
         : value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var parts) && parts is >= 1 and <= RoutingStats.MaxMergedParts ? (int)parts
-        : throw new JsonException(Invariant($"The field 'merged_parts' is {value.GetRawText()}; it must be a whole number from 1 to {RoutingStats.MaxMergedParts} (the recordings a merge combines)."));
+        : throw new JsonException(Invariant($"The field 'merged_parts' is {value.GetRawText()}; it must be a whole number from 1 to {RoutingStats.MaxMergedParts:N0} (the recordings a merge combines)."));
 
     private static int? OptionalInt(JsonElement parent, string name) =>
         !parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null ? null
@@ -541,7 +541,7 @@ internal static class RoutingStatsJson
     {
         if (element.ValueKind != JsonValueKind.Number || !element.TryGetUInt64(out var count))
         {
-            throw new JsonException(Invariant($"The field '{shownAs}' is {Shown(element)}; a count is a whole number from 0 to {MaxCount}."));
+            throw new JsonException(Invariant($"The field '{shownAs}' is {Shown(element)}; a count is a whole number from 0 to {MaxCount:N0}."));
         }
 
         return count <= MaxCount ? count : throw new JsonException(Invariant($"The field '{shownAs}' is {count}; a count is at most {MaxCount:N0}."));

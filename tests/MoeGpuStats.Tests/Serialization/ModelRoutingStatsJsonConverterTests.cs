@@ -84,13 +84,13 @@ public sealed class ModelRoutingStatsJsonConverterTests
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json));
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
 
-        Assert.Equal("window_load has 0 rows; it needs one per layer (1024).", error.Message);
+        Assert.Equal("window_load has 0 rows; it needs one per layer (1,024).", error.Message);
         Assert.True(allocated < 1 << 20, $"{allocated:N0} bytes allocated to refuse a file of {json.Length:N0} bytes");
     }
 
     /// <summary>A layer's own malformed field, whose message did not say which of the layers it was in.</summary>
     [Theory]
-    [InlineData(0, "total_tokens", "-1", "layers[0]: The field 'total_tokens' is -1; a count is a whole number from 0 to 9223372036854775807.")]
+    [InlineData(0, "total_tokens", "-1", "layers[0]: The field 'total_tokens' is -1; a count is a whole number from 0 to 9,223,372,036,854,775,807.")]
     [InlineData(2, "capacity_stats", "\"x\"", "layers[2]: The field 'capacity_stats' must be an object.")]
     [InlineData(1, null, "\"x\"", "layers[1]: Routing statistics must be a JSON object, not String.")]
     public void AMalformedLayerIsNamedByItsIndex(int layer, string? field, string value, string message)
