@@ -39,6 +39,11 @@ public sealed class CapacityStats
     /// without <see cref="RoutingStatsOptions.ExpertCapacity"/> (the placeholder of 100 cuts nothing), or for a
     /// <see cref="RoutingDecision"/>, whose counts no capacity cuts.
     /// </summary>
+    /// <remarks>
+    /// It starts from 0, as the seed's does, so it reads low for the first few dozen batches: after n batches
+    /// each full, <c>1 − 0.9^n</c> (0.1, 0.19, 0.27, …, 0.88 after 20). <see cref="OverallUtilization"/> is the
+    /// exact share over every batch.
+    /// </remarks>
     public float AverageUtilization { get; private set; }
 
     /// <summary>Largest per-batch used / available slots seen: a fraction like <see cref="AverageUtilization"/>, which can exceed 1.</summary>
