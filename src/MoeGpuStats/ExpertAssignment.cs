@@ -5,4 +5,8 @@ namespace MoeGpuStats;
 /// <param name="Probability">The router's gate probability for this expert.</param>
 /// <param name="TokenIndex">The token's index in its batch.</param>
 /// <param name="ExpertRank">The rank of this expert among the token's top-k choices (0 = best).</param>
-public readonly record struct ExpertAssignment(int ExpertId, float Probability, int TokenIndex, int ExpertRank);
+public readonly record struct ExpertAssignment(int ExpertId, float Probability, int TokenIndex, int ExpertRank)
+{
+    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(nameof(ExpertAssignment), PrintMembers);
+}

@@ -7,6 +7,9 @@ namespace MoeGpuStats;
 /// </summary>
 public sealed record RoutingDecision
 {
+    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(nameof(RoutingDecision), PrintMembers);
+
     /// <summary>Creates an empty decision; set the properties with an object initializer.</summary>
     public RoutingDecision()
     {

@@ -39,6 +39,9 @@ public readonly record struct LayerBalance(
     double GiniCoefficient,
     double Top10PercentShare)
 {
+    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(nameof(LayerBalance), PrintMembers);
+
     /// <summary>The balance of <paramref name="count"/> entries measured as <paramref name="load"/>.</summary>
     internal static LayerBalance From(Kernels.Model.LayerLoad load, int count)
     {
@@ -172,4 +175,8 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
 /// <param name="WindowSteps">Steps in the window: <see cref="Steps"/>, at most <see cref="ModelRoutingStatsOptions.Window"/> (at most <c>recentSteps</c> for <see cref="ModelRoutingStats.Summary(int)"/>).</param>
 /// <param name="Window">Over the last <see cref="WindowSteps"/> steps.</param>
 /// <param name="SinceStart">Over every step.</param>
-public sealed record ModelRoutingSummary(ulong Steps, int WindowSteps, BalanceSummary Window, BalanceSummary SinceStart);
+public sealed record ModelRoutingSummary(ulong Steps, int WindowSteps, BalanceSummary Window, BalanceSummary SinceStart)
+{
+    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(nameof(ModelRoutingSummary), PrintMembers);
+}
