@@ -191,7 +191,7 @@ public sealed class RecordSemanticsTests
         using var stats = Create(engine, new RoutingStatsOptions { Experts = 4 });
         stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
         var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1, 2, 3], tokens: 1 << 29, topK: 4));
-        Assert.Contains("2147483648 ids", error.Message);
+        Assert.Contains("= 2,147,483,648 ids; one record takes at most 2,147,483,647", error.Message);
         Assert.Equal("tokens", error.ParamName);
         Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1], tokens: int.MaxValue, topK: 2));
         AssertOneRecordOfFour(stats);
