@@ -7,6 +7,6 @@ namespace MoeGpuStats;
 /// <param name="ExpertRank">The rank of this expert among the token's top-k choices (0 = best).</param>
 public readonly record struct ExpertAssignment(int ExpertId, float Probability, int TokenIndex, int ExpertRank)
 {
-    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
-    public override string ToString() => RecordText.Of(nameof(ExpertAssignment), PrintMembers);
+    /// <summary>The record's members in the compiler's form, numbers written invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(this);
 }

@@ -1,37 +1,42 @@
 using System.Globalization;
+using System.Reflection;
 using System.Text;
 
 namespace MoeGpuStats;
 
 /// <summary>
-/// A public record's text as the compiler writes it (<c>LayerBalance { Load = 1024, Balancedness = 0.5, … }</c>),
-/// its numbers written invariantly, as the library's messages and JSON write them.
+/// A public record's text in the compiler's form (<c>LayerBalance { Load = 1024, Balancedness = 0.5, … }</c>), its
+/// numbers written invariantly, as the library's messages and JSON write them.
 /// </summary>
 /// <remarks>
 /// The compiler's <c>PrintMembers</c> appends each member in the current culture (<c>0,5</c> in sv-SE, <c>−1</c>
-/// with U+2212), so a log line of a summary read differently from its JSON. It runs here under the invariant
-/// culture, which keeps the compiler's member list: a member added to a record is printed without a change here.
+/// with U+2212), so a log line of a summary read differently from its JSON. Running it under the invariant culture
+/// would pin the calling thread's culture (a culture once set no longer follows
+/// <see cref="CultureInfo.DefaultThreadCurrentCulture"/>), so the members are written here, as the compiler lists
+/// them: public instance properties in declaration order (<c>RecordTextTests</c> checks the lists agree).
 /// </remarks>
 internal static class RecordText
 {
-    /// <summary>The text of a record named <paramref name="name"/> whose members <paramref name="printMembers"/> appends.</summary>
-    public static string Of(string name, Func<StringBuilder, bool> printMembers)
+    /// <summary>The text of <paramref name="record"/>.</summary>
+    public static string Of<T>(T record)
+        where T : notnull
     {
-        var culture = CultureInfo.CurrentCulture;
-        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
-        try
+        var text = new StringBuilder(typeof(T).Name).Append(" { ");
+        var members = Members<T>.Properties;
+        for (var i = 0; i < members.Length; i++)
         {
-            var text = new StringBuilder(name).Append(" { ");
-            if (printMembers(text))
-            {
-                text.Append(' ');
-            }
+            var value = members[i].GetValue(record);
+            text.Append(i == 0 ? "" : ", ").Append(members[i].Name).Append(" = ")
+                .Append(value is IFormattable formattable ? formattable.ToString(null, CultureInfo.InvariantCulture) : value?.ToString());
+        }
 
-            return text.Append('}').ToString();
-        }
-        finally
-        {
-            CultureInfo.CurrentCulture = culture;
-        }
+        return text.Append(members.Length == 0 ? "}" : " }").ToString();
+    }
+
+    private static class Members<T>
+    {
+        public static readonly PropertyInfo[] Properties = typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(property => property.GetIndexParameters().Length == 0 && property.GetMethod is { IsPublic: true })
+            .ToArray();
     }
 }

@@ -7,8 +7,8 @@ namespace MoeGpuStats;
 /// </summary>
 public sealed record RoutingDecision
 {
-    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
-    public override string ToString() => RecordText.Of(nameof(RoutingDecision), PrintMembers);
+    /// <summary>The record's members in the compiler's form, numbers written invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(this);
 
     /// <summary>Creates an empty decision; set the properties with an object initializer.</summary>
     public RoutingDecision()

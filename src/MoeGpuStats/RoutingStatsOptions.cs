@@ -5,8 +5,8 @@ namespace MoeGpuStats;
 /// <summary>Settings of a <see cref="RoutingStats"/> that the seed hard-codes or lacks.</summary>
 public sealed record RoutingStatsOptions
 {
-    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
-    public override string ToString() => RecordText.Of(nameof(RoutingStatsOptions), PrintMembers);
+    /// <summary>The record's members in the compiler's form, numbers written invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(this);
 
     /// <summary>The largest expert count the device engine holds (its per-expert state is allocated once): 4,096.</summary>
     public const int MaxDeviceExperts = Kernels.RoutingStateLayout.MaxExperts;

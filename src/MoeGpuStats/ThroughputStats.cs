@@ -16,8 +16,8 @@ public sealed record ThroughputStats(
     float RoutingEfficiency,
     double AverageLatency)
 {
-    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
-    public override string ToString() => RecordText.Of(nameof(ThroughputStats), PrintMembers);
+    /// <summary>The record's members in the compiler's form, numbers written invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(this);
 
     /// <summary>Tokens per second at the mean latency; 0 when no latency was recorded.</summary>
     public double TokensPerSecond() => AverageLatency > 0.0 ? TokensPerRouting * 1000.0 / AverageLatency : 0.0;

@@ -1,5 +1,7 @@
+using System.Globalization;
 using System.Reflection;
 using System.Runtime.CompilerServices;
+using System.Text;
 using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests;
@@ -47,11 +49,39 @@ public sealed class RecordTextTests
     [Fact]
     public void NoPublicRecordKeepsTheCompilersText()
     {
-        var records = typeof(RoutingStats).Assembly.GetExportedTypes()
-            .Where(type => type.GetMethod("PrintMembers", BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public) is not null)
-            .ToList();
+        var records = PublicRecords();
 
         Assert.True(records.Count >= 7, string.Join(", ", records));
         Assert.All(records, type => Assert.Null(type.GetMethod(nameof(ToString), Type.EmptyTypes)!.GetCustomAttribute<CompilerGeneratedAttribute>()));
     }
+
+    /// <summary>Each record's text lists the members the compiler's <c>PrintMembers</c> lists, in its order and form (under the invariant culture, where the two agree).</summary>
+    [Fact]
+    public void EveryPublicRecordListsTheCompilersMembers()
+    {
+        var culture = CultureInfo.CurrentCulture;
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        try
+        {
+            foreach (var type in PublicRecords())
+            {
+                var record = RuntimeHelpers.GetUninitializedObject(type);
+                var compilers = new StringBuilder(type.Name).Append(" { ");
+                if ((bool)type.GetMethod("PrintMembers", BindingFlags.Instance | BindingFlags.NonPublic)!.Invoke(record, [compilers])!)
+                {
+                    compilers.Append(' ');
+                }
+
+                Assert.Equal(compilers.Append('}').ToString(), record.ToString());
+            }
+        }
+        finally
+        {
+            CultureInfo.CurrentCulture = culture;
+        }
+    }
+
+    private static List<Type> PublicRecords() => typeof(RoutingStats).Assembly.GetExportedTypes()
+        .Where(type => type.GetMethod("PrintMembers", BindingFlags.Instance | BindingFlags.NonPublic | BindingFlags.Public) is not null)
+        .ToList();
 }

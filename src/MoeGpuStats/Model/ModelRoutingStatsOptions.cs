@@ -6,8 +6,8 @@ namespace MoeGpuStats;
 /// <summary>Settings of a <see cref="ModelRoutingStats"/>: the model's shape and what its layers share.</summary>
 public sealed record ModelRoutingStatsOptions
 {
-    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
-    public override string ToString() => RecordText.Of(nameof(ModelRoutingStatsOptions), PrintMembers);
+    /// <summary>The record's members in the compiler's form, numbers written invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(this);
 
     /// <summary>The most layers a model holds: 1,024.</summary>
     public const int MaxLayers = 1024;

@@ -39,8 +39,8 @@ public readonly record struct LayerBalance(
     double GiniCoefficient,
     double Top10PercentShare)
 {
-    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
-    public override string ToString() => RecordText.Of(nameof(LayerBalance), PrintMembers);
+    /// <summary>The record's members in the compiler's form, numbers written invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(this);
 
     /// <summary>The balance of <paramref name="count"/> entries measured as <paramref name="load"/>.</summary>
     internal static LayerBalance From(Kernels.Model.LayerLoad load, int count)
@@ -177,6 +177,6 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
 /// <param name="SinceStart">Over every step.</param>
 public sealed record ModelRoutingSummary(ulong Steps, int WindowSteps, BalanceSummary Window, BalanceSummary SinceStart)
 {
-    /// <summary>The record's members, as the compiler writes them, numbers invariantly (<see cref="RecordText"/>).</summary>
-    public override string ToString() => RecordText.Of(nameof(ModelRoutingSummary), PrintMembers);
+    /// <summary>The record's members in the compiler's form, numbers written invariantly (<see cref="RecordText"/>).</summary>
+    public override string ToString() => RecordText.Of(this);
 }
