@@ -18,7 +18,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 {
     /// <summary>
     /// The most counts and ids the layers of a window shorter than the variance history keep together for their
-    /// deferred variances (512 MiB: a 64 × 1,024 model's fit). Each layer's own bound, 16 MiB, would let 1,024 layers
+    /// deferred variances (512 MiB: a 64 × 1,024 model's copies fit). Each layer's own bound, 16 MiB, would let 1,024 layers
     /// of 4,096 experts take 16 GB at their first step; beyond the budget a layer computes its variances as it records.
     /// </summary>
     private const int DeferredCounts = 1 << 27;
