@@ -15,6 +15,12 @@ internal static class Disposed
     /// <param name="message">One line naming what was disposed and what to do, ending in a full stop.</param>
     public static ObjectDisposedException Error(string message) => new(objectName: null, message);
 
+    /// <summary>
+    /// The refusal of an argument that was disposed, naming it: "<paramref name="name"/> was disposed; pass
+    /// <paramref name="what"/> that are not." (a constructor would otherwise build on statistics that answer nothing).
+    /// </summary>
+    public static ArgumentException ArgumentError(string name, string what) => new($"{name} was disposed; pass {what} that are not.", name);
+
     /// <summary>Throws where <paramref name="disposed"/>: "This <paramref name="type"/> was disposed."</summary>
     /// <exception cref="ObjectDisposedException"><paramref name="disposed"/> is true.</exception>
     public static void ThrowIf(bool disposed, string type)

@@ -91,7 +91,7 @@ public sealed partial class RoutingStats : IDisposable
         ArgumentNullException.ThrowIfNull(device);
         if (device.IsDisposed)
         {
-            throw new ArgumentException("device was disposed; pass DeviceRoutingStats that are not.", nameof(device));
+            throw Disposed.ArgumentError(nameof(device), nameof(DeviceRoutingStats));
         }
 
         return new(new DeviceRoutingEngine(device));
@@ -216,6 +216,23 @@ public sealed partial class RoutingStats : IDisposable
 
     /// <summary>Slot capacity statistics (on a device engine, a copy read when asked for).</summary>
     public CapacityStats CapacityStats => Engine.Capacity;
+
+    /// <summary>Whether these statistics, or for a model's layer its model, were disposed.</summary>
+    internal bool IsDisposed
+    {
+        get
+        {
+            try
+            {
+                Engine.ThrowIfDisposed();
+                return false;
+            }
+            catch (ObjectDisposedException)
+            {
+                return true;
+            }
+        }
+    }
 
     private RoutingStatsEngine Engine
     {

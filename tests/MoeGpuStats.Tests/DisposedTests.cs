@@ -1,5 +1,8 @@
 using System.Reflection;
+using Microsoft.Extensions.Logging.Abstractions;
 using MoeGpuStats.Device;
+using MoeGpuStats.Monitoring;
+using MoeGpuStats.Telemetry;
 using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests;
@@ -52,6 +55,31 @@ public sealed class DisposedTests
 
         Assert.Equal("device", error.ParamName);
         Assert.Equal("device was disposed; pass DeviceRoutingStats that are not. (Parameter 'device')", error.Message);
+    }
+
+    /// <summary>Publishers and monitors refuse statistics already disposed (or a layer of a disposed model) at once, naming the argument: their series would stay empty.</summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void PublishersRefuseDisposedStatistics(string engine)
+    {
+        var stats = engine == "managed" ? new RoutingStats(LayerOptions) : RoutingStats.OnDevice(TestAccelerators.Require(engine), LayerOptions);
+        var model = engine == "managed" ? new ModelRoutingStats(ModelOptions) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), ModelOptions);
+        var layer = model.Layer(0);
+        stats.Dispose();
+        model.Dispose();
+
+        foreach (var refused in new Func<IDisposable>[]
+        {
+            () => new RoutingStatsMetrics(stats),
+            () => new RoutingStatsMetrics(layer),
+            () => new ModelRoutingStatsMetrics(model),
+            () => new PerformanceMonitor(TimeSpan.Zero, NullLogger.Instance, stats),
+        })
+        {
+            var error = Assert.Throws<ArgumentException>(() => refused().Dispose());
+            Assert.Equal("stats", error.ParamName);
+            Assert.Equal("stats was disposed; pass statistics that are not. (Parameter 'stats')", error.Message);
+        }
     }
 
     /// <summary>What names the engine answers after a dispose, for a log line written in a <c>finally</c>, as <c>Options</c> does.</summary>

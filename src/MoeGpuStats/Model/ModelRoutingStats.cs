@@ -448,6 +448,9 @@ public sealed partial class ModelRoutingStats : IDisposable
         _engine.Dispose();
     }
 
+    /// <summary>Whether the model was disposed.</summary>
+    internal bool IsDisposed => _disposed;
+
     internal ModelState ExportState(bool withRing = true) => Engine.Export(withRing);
 
     /// <summary>

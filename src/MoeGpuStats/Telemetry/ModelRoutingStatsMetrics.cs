@@ -95,10 +95,16 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// reading copies anyway); null (the default) publishes none.
     /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="stats"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="stats"/> were disposed.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topExperts"/> is negative or more than the experts, <paramref name="refreshInterval"/> is negative, <paramref name="recentSteps"/> is outside <c>[1, Window]</c>, or <paramref name="epSize"/> does not divide the experts.</exception>
     public ModelRoutingStatsMetrics(ModelRoutingStats stats, int? topExperts = null, bool expertSeries = false, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null, int? recentSteps = null, int? epSize = null)
     {
         ArgumentNullException.ThrowIfNull(stats);
+        if (stats.IsDisposed)
+        {
+            throw Disposed.ArgumentError(nameof(stats), "statistics");
+        }
+
         var experts = stats.Experts;
         _topExperts = topExperts ?? Math.Min(DefaultTopExperts, experts);
         if (_topExperts < 0 || _topExperts > experts)

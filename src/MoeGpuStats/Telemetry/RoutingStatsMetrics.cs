@@ -80,10 +80,16 @@ public sealed class RoutingStatsMetrics : IDisposable
     /// <param name="refreshInterval">How old a reading may be before a collection takes a new snapshot; default 1 s.</param>
     /// <param name="meterFactory">The host's meter factory; null creates the meter directly.</param>
     /// <exception cref="ArgumentNullException"><paramref name="stats"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="stats"/> were disposed.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="refreshInterval"/> is negative.</exception>
     public RoutingStatsMetrics(RoutingStats stats, string? layer = null, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(stats);
+        if (stats.IsDisposed)
+        {
+            throw Disposed.ArgumentError(nameof(stats), "statistics");
+        }
+
         var interval = refreshInterval ?? TimeSpan.FromSeconds(1);
         OutOfRange.ThrowIfNegative(interval, nameof(refreshInterval));
         _stats = stats;
