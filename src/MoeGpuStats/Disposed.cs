@@ -1,7 +1,7 @@
 namespace MoeGpuStats;
 
 /// <summary>
-/// Use after dispose refused on one line that names the object: <c>"This ModelRoutingStats was disposed; …"</c>.
+/// Use after dispose refused on one line that names the object: <c>"This ModelRoutingStats was disposed."</c>.
 /// </summary>
 /// <remarks>
 /// .NET's <see cref="ObjectDisposedException"/> given an object name continues its message on a second line
@@ -16,10 +16,24 @@ internal static class Disposed
     public static ObjectDisposedException Error(string message) => new(objectName: null, message);
 
     /// <summary>
-    /// The refusal of an argument that was disposed, naming it: "<paramref name="name"/> was disposed; pass
-    /// <paramref name="what"/> that are not." (a constructor would otherwise build on statistics that answer nothing).
+    /// The refusal of an argument that cannot be used, naming it and why: "<paramref name="name"/> cannot be used:
+    /// This RoutingStats was disposed." (a constructor would otherwise build on statistics that answer nothing).
     /// </summary>
-    public static ArgumentException ArgumentError(string name, string what) => new($"{name} was disposed; pass {what} that are not.", name);
+    public static ArgumentException ArgumentError(string name, ObjectDisposedException gone) => new($"{name} cannot be used: {gone.Message}", name, gone);
+
+    /// <summary>The refusal <paramref name="throwIfGone"/> throws, or null where it throws none.</summary>
+    public static ObjectDisposedException? Of(Action throwIfGone)
+    {
+        try
+        {
+            throwIfGone();
+            return null;
+        }
+        catch (ObjectDisposedException gone)
+        {
+            return gone;
+        }
+    }
 
     /// <summary>Throws where <paramref name="disposed"/>: "This <paramref name="type"/> was disposed."</summary>
     /// <exception cref="ObjectDisposedException"><paramref name="disposed"/> is true.</exception>

@@ -89,9 +89,9 @@ public sealed partial class RoutingStats : IDisposable
     public static RoutingStats OnDevice(DeviceRoutingStats device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        if (device.IsDisposed)
+        if (device.Gone() is { } gone)
         {
-            throw Disposed.ArgumentError(nameof(device), nameof(DeviceRoutingStats));
+            throw Disposed.ArgumentError(nameof(device), gone);
         }
 
         return new(new DeviceRoutingEngine(device));
@@ -217,28 +217,16 @@ public sealed partial class RoutingStats : IDisposable
     /// <summary>Slot capacity statistics (on a device engine, a copy read when asked for).</summary>
     public CapacityStats CapacityStats => Engine.Capacity;
 
-    /// <summary>Whether these statistics, or for a model's layer its model, were disposed.</summary>
-    internal bool IsDisposed
-    {
-        get
-        {
-            try
-            {
-                Engine.ThrowIfDisposed();
-                return false;
-            }
-            catch (ObjectDisposedException)
-            {
-                return true;
-            }
-        }
-    }
+    /// <summary>Why these statistics cannot be used (disposed; a model's layer, its model; on a device, its accelerator or stream), or null where they can.</summary>
+    internal ObjectDisposedException? Gone() => Disposed.Of(() => _ = Engine);
 
+    /// <summary>The engine, once these statistics (and a layer's model, and a device's accelerator) are known usable: every call checks that before its arguments.</summary>
     private RoutingStatsEngine Engine
     {
         get
         {
             Disposed.ThrowIf(_disposed, nameof(RoutingStats));
+            _engine.ThrowIfDisposed();
             return _engine;
         }
     }
@@ -254,8 +242,9 @@ public sealed partial class RoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRouting(RoutingDecision routingDecision)
     {
+        var engine = Engine;
         RoutingDecisionValidator.Validate(routingDecision, nameof(routingDecision));
-        Engine.Record(routingDecision);
+        engine.Record(routingDecision);
     }
 
     /// <summary>

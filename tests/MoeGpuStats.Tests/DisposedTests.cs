@@ -1,4 +1,6 @@
 using System.Reflection;
+using ILGPU;
+using ILGPU.Runtime.CPU;
 using Microsoft.Extensions.Logging.Abstractions;
 using MoeGpuStats.Device;
 using MoeGpuStats.Monitoring;
@@ -42,6 +44,15 @@ public sealed class DisposedTests
         AssertRefuses(() => stats.RecentLoadVarianceTrend(-1), "This RoutingStats was disposed.");
         AssertRefuses(() => stats.RecordRouting([0, 1], tokens: -1, topK: 0), "This RoutingStats was disposed.");
         AssertRefuses(() => stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(-1)), "This RoutingStats was disposed.");
+        AssertRefuses(() => stats.RecordRouting(new RoutingDecision()), "This RoutingStats was disposed.");
+
+        // A layer's handle is not disposed itself: its model's disposal is told before the argument too.
+        var model = engine == "managed" ? new ModelRoutingStats(ModelOptions) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), ModelOptions);
+        var layer = model.Layer(0);
+        model.Dispose();
+        AssertRefuses(() => layer.RecentLoadVarianceTrend(-1), "This ModelRoutingStats was disposed.");
+        AssertRefuses(() => layer.RecordRouting([0, 1], tokens: -1, topK: 1), "This ModelRoutingStats was disposed.");
+        AssertRefuses(() => layer.RecordRouting(new RoutingDecision()), "This ModelRoutingStats was disposed.");
     }
 
     /// <summary>The seed's API over device statistics already disposed is refused at once, not at the first read.</summary>
@@ -54,7 +65,7 @@ public sealed class DisposedTests
         var error = Assert.Throws<ArgumentException>(() => RoutingStats.OnDevice(device));
 
         Assert.Equal("device", error.ParamName);
-        Assert.Equal("device was disposed; pass DeviceRoutingStats that are not. (Parameter 'device')", error.Message);
+        Assert.Equal("device cannot be used: This DeviceRoutingStats was disposed. (Parameter 'device')", error.Message);
     }
 
     /// <summary>Publishers and monitors refuse statistics already disposed (or a layer of a disposed model) at once, naming the argument: their series would stay empty.</summary>
@@ -68,18 +79,41 @@ public sealed class DisposedTests
         stats.Dispose();
         model.Dispose();
 
-        foreach (var refused in new Func<IDisposable>[]
+        foreach (var (refused, why) in new (Func<IDisposable>, string)[]
         {
-            () => new RoutingStatsMetrics(stats),
-            () => new RoutingStatsMetrics(layer),
-            () => new ModelRoutingStatsMetrics(model),
-            () => new PerformanceMonitor(TimeSpan.Zero, NullLogger.Instance, stats),
+            (() => new RoutingStatsMetrics(stats), "This RoutingStats was disposed."),
+            (() => new RoutingStatsMetrics(layer), "This ModelRoutingStats was disposed."),
+            (() => new ModelRoutingStatsMetrics(model), "This ModelRoutingStats was disposed."),
+            (() => new PerformanceMonitor(TimeSpan.Zero, NullLogger.Instance, stats), "This RoutingStats was disposed."),
         })
         {
             var error = Assert.Throws<ArgumentException>(() => refused().Dispose());
             Assert.Equal("stats", error.ParamName);
-            Assert.Equal("stats was disposed; pass statistics that are not. (Parameter 'stats')", error.Message);
+            Assert.Equal($"stats cannot be used: {why} (Parameter 'stats')", error.Message);
         }
+    }
+
+    /// <summary>Statistics whose accelerator was disposed (their state freed with it) are refused the same way, saying so.</summary>
+    [Fact]
+    public void PublishersRefuseStatisticsWhoseAcceleratorWasDisposed()
+    {
+        using var context = Context.Create(builder => builder.CPU());
+        var accelerator = context.GetCPUDevice(0).CreateAccelerator(context);
+        using var stats = RoutingStats.OnDevice(accelerator, LayerOptions);
+        using var model = ModelRoutingStats.OnDevice(accelerator, ModelOptions);
+        using var device = new DeviceRoutingStats(accelerator, LayerOptions);
+        var layer = model.Layer(1);
+        accelerator.Dispose();
+
+        const string Gone = "The accelerator 'CPUAccelerator' that holds these statistics was disposed, which freed their state; dispose the statistics before their accelerator.";
+        foreach (var refused in new Func<IDisposable>[] { () => new RoutingStatsMetrics(stats), () => new RoutingStatsMetrics(layer), () => new ModelRoutingStatsMetrics(model) })
+        {
+            Assert.Equal($"stats cannot be used: {Gone} (Parameter 'stats')", Assert.Throws<ArgumentException>(() => refused().Dispose()).Message);
+        }
+
+        Assert.Equal($"device cannot be used: {Gone} (Parameter 'device')", Assert.Throws<ArgumentException>(() => RoutingStats.OnDevice(device)).Message);
+        AssertRefuses(() => stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(-1)), Gone);
+        AssertRefuses(() => layer.RecentLoadVarianceTrend(-1), Gone);
     }
 
     /// <summary>What names the engine answers after a dispose, for a log line written in a <c>finally</c>, as <c>Options</c> does.</summary>
@@ -132,33 +166,60 @@ public sealed class DisposedTests
     }
 
     /// <summary>
-    /// Calls every public property and parameterless method of <paramref name="disposed"/> (those that still
-    /// answer, such as <c>Options</c>, aside) and checks each refusal's whole message.
+    /// Calls every public property, and every public method whose arguments a test can make, of
+    /// <paramref name="disposed"/> with bad arguments (-1, NaN, a negative latency, a decision without experts):
+    /// each must refuse with <paramref name="message"/>, the disposal told before the argument, unless it is one of
+    /// <see cref="Answers"/>, which answer after a dispose.
     /// </summary>
     private static void AssertEveryMemberRefuses(object disposed, string message)
     {
         var type = disposed.GetType();
         var getters = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .Where(property => property.GetIndexParameters().Length == 0)
-            .Select(property => property.GetMethod!);
+            .Select(property => (Method: property.GetMethod!, Name: property.Name));
         var methods = type.GetMethods(BindingFlags.Public | BindingFlags.Instance)
-            .Where(method => method.GetParameters().Length == 0 && !method.IsSpecialName && method.DeclaringType != typeof(object) && method.Name != nameof(IDisposable.Dispose));
+            .Where(method => !method.IsSpecialName && method.DeclaringType != typeof(object) && method.Name != nameof(IDisposable.Dispose)
+                && method.GetParameters().All(parameter => BadArguments.ContainsKey(parameter.ParameterType)))
+            .Select(method => (Method: method, method.Name));
         var refused = 0;
-        foreach (var member in getters.Concat(methods))
+        foreach (var (member, name) in getters.Concat(methods))
         {
+            var arguments = member.GetParameters().Select(parameter => BadArguments[parameter.ParameterType]).ToArray();
+            var answers = Answers.Contains(name);
             try
             {
-                member.Invoke(disposed, null);
+                member.Invoke(disposed, arguments);
+                Assert.True(answers, $"{type.Name}.{name} answered after Dispose");
             }
-            catch (TargetInvocationException error) when (error.InnerException is ObjectDisposedException inner)
+            catch (TargetInvocationException error)
             {
-                Assert.True(message == inner.Message, $"{type.Name}.{member.Name}: \"{inner.Message}\"");
+                Assert.False(answers, $"{type.Name}.{name} threw after Dispose: {error.InnerException}");
+                var inner = Assert.IsType<ObjectDisposedException>(error.InnerException, exactMatch: false);
+                Assert.True(message == inner.Message, $"{type.Name}.{name}: \"{inner.Message}\"");
                 refused++;
             }
         }
 
         Assert.True(refused >= 3, $"{type.Name}: only {refused} members refused after Dispose");
     }
+
+    /// <summary>What answers after a dispose: the options, names and sizes the host holds, for logs and messages written after it.</summary>
+    private static readonly HashSet<string> Answers = ["Options", "Backend", "DeviceName", "Layers", "Experts", "ExpertCount", "MergedParts", "Accelerator", "Stream", "RecordKernelHasLaunchBounds"];
+
+    /// <summary>A bad value of each parameter type the sweep can make.</summary>
+    private static readonly Dictionary<Type, object?> BadArguments = new()
+    {
+        [typeof(int)] = -1,
+        [typeof(int?)] = -1,
+        [typeof(long)] = -1L,
+        [typeof(float)] = float.NaN,
+        [typeof(double)] = double.NaN,
+        [typeof(bool)] = false,
+        [typeof(TimeSpan)] = TimeSpan.FromMilliseconds(-1),
+        [typeof(RoutingDecision)] = new RoutingDecision(),
+        [typeof(IReadOnlyList<int>)] = Array.Empty<int>(),
+        [typeof(int[])] = Array.Empty<int>(),
+    };
 
     private static void AssertRefuses(Action call, string message) =>
         Assert.Equal(message, Assert.Throws<ObjectDisposedException>(call).Message);

@@ -29,6 +29,7 @@ public sealed partial class DeviceRoutingStats
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="window"/> is negative.</exception>
     public float RecentLoadVarianceTrend(int window)
     {
+        ThrowIfUnusable();
         OutOfRange.ThrowIfNegative(window);
         return Query(window).Trend;
     }

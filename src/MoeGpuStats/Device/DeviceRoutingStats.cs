@@ -172,8 +172,8 @@ public sealed partial class DeviceRoutingStats : IDisposable
         }
     }
 
-    /// <summary>Whether <see cref="Dispose"/> was called.</summary>
-    internal bool IsDisposed => Volatile.Read(ref _disposed);
+    /// <summary>Why these statistics cannot be used (disposed, or their accelerator or stream), or null where they can.</summary>
+    internal ObjectDisposedException? Gone() => Disposed.Of(ThrowIfUnusable);
 
     /// <summary>Waits for the enqueued work and frees the device memory (and the stream, when it made it).</summary>
     public void Dispose()
@@ -215,7 +215,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     }
 
     /// <summary>Throws if this engine, its accelerator or its stream was disposed: work enqueued after that would touch freed memory.</summary>
-    private void ThrowIfUnusable()
+    internal void ThrowIfUnusable()
     {
         Disposed.ThrowIf(_disposed, nameof(DeviceRoutingStats));
         DeviceMemory.ThrowIfGone(Accelerator, Stream);

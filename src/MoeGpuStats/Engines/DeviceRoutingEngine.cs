@@ -23,6 +23,8 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public DeviceRoutingStats Device => _device;
 
+    public override void ThrowIfDisposed() => _device.ThrowIfUnusable();
+
     public override int ExpertCount => _device.ExpertCount;
 
     public override RoutingTotals Totals => TotalsOf(_device.ReadBlock());

@@ -76,7 +76,7 @@ internal abstract class ModelRoutingEngine : IDisposable
 
     /// <summary>The error of a window restored without its ring when fewer steps than it holds are asked of it.</summary>
     protected InvalidOperationException NoRecentSteps(int recentSteps, int windowSteps) => new(
-        Invariant($"recentSteps is {recentSteps}, fewer than the {windowSteps} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps} to {Options.Window})."));
+        Invariant($"recentSteps is {recentSteps}, fewer than the {windowSteps:N0} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps:N0} to {Options.Window:N0})."));
 
     public abstract void Reset();
 

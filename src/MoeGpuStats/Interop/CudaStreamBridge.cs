@@ -30,9 +30,10 @@ public sealed class CudaStreamBridge : IDisposable
     private bool _disposed;
 
     /// <summary>Creates a bridge for <paramref name="engine"/>, which must be on a CUDA accelerator.</summary>
-    /// <exception cref="ArgumentException">The engine is not on CUDA.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="engine"/> is null.</exception>
+    /// <exception cref="ArgumentException">The engine is not on CUDA, or was disposed (or its accelerator or stream).</exception>
     public CudaStreamBridge(DeviceRoutingStats engine)
-        : this((engine ?? throw new ArgumentNullException(nameof(engine))).Stream, nameof(engine))
+        : this(Usable(engine, nameof(engine)).Stream, nameof(engine))
     {
     }
 
@@ -42,15 +43,22 @@ public sealed class CudaStreamBridge : IDisposable
     /// orders against the producer's, as C's <c>stream</c> arguments do.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="model"/> is null.</exception>
-    /// <exception cref="ArgumentException">The model is not on CUDA.</exception>
-    /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    /// <exception cref="ArgumentException">The model is not on CUDA, or was disposed (or its accelerator or stream).</exception>
     public CudaStreamBridge(ModelRoutingStats model)
         : this(
-            (model ?? throw new ArgumentNullException(nameof(model))).DeviceStream
+            Usable(model, nameof(model)).DeviceStream
                 ?? throw new ArgumentException("model runs on the managed engine, not CUDA; create it with ModelRoutingStats.OnDevice on a CUDA accelerator.", nameof(model)),
             nameof(model))
     {
     }
+
+    /// <summary><paramref name="engine"/>, refused where it is null or cannot be used: a bridge on its freed stream would fail at its first wait.</summary>
+    private static DeviceRoutingStats Usable(DeviceRoutingStats? engine, string name) =>
+        (engine ?? throw new ArgumentNullException(name)).Gone() is { } gone ? throw Disposed.ArgumentError(name, gone) : engine;
+
+    /// <summary><paramref name="model"/>, refused where it is null or cannot be used.</summary>
+    private static ModelRoutingStats Usable(ModelRoutingStats? model, string name) =>
+        (model ?? throw new ArgumentNullException(name)).Gone() is { } gone ? throw Disposed.ArgumentError(name, gone) : model;
 
     /// <summary>Creates a bridge for an engine ordered on <paramref name="engineStream"/>.</summary>
     /// <param name="engineStream">The stream the engine records on.</param>

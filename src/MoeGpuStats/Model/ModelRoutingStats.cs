@@ -448,8 +448,8 @@ public sealed partial class ModelRoutingStats : IDisposable
         _engine.Dispose();
     }
 
-    /// <summary>Whether the model was disposed.</summary>
-    internal bool IsDisposed => _disposed;
+    /// <summary>Why the model cannot be used (disposed; on a device, its accelerator or stream), or null where it can.</summary>
+    internal ObjectDisposedException? Gone() => Disposed.Of(() => (Engine as DeviceModelEngine)?.ThrowIfUnusable());
 
     internal ModelState ExportState(bool withRing = true) => Engine.Export(withRing);
 

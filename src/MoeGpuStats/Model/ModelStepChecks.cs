@@ -59,8 +59,8 @@ internal static class ModelStepChecks
         {
             throw new ArgumentException(
                 rows == topK
-                    ? Invariant($"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer}, or 0 to pack the layers.")
-                    : Invariant($"layerStride is {layerStride} with tokenStride {tokenStride}: the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = {ModelIdLayout.LayerExtent(tokens, topK, rows)?.ToString(CultureInfo.InvariantCulture) ?? "more than long holds"}; layers interleaved, as [tokens, layers, topK], need topK = {topK} <= layerStride <= (tokenStride - topK) / (layers - 1) = {(rows - topK) / Math.Max(1, layers - 1)}."),
+                    ? Invariant($"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer:N0}, or 0 to pack the layers.")
+                    : Invariant($"layerStride is {layerStride} with tokenStride {tokenStride}: the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = {ModelIdLayout.LayerExtent(tokens, topK, rows)?.ToString("N0", CultureInfo.InvariantCulture) ?? "more than long holds"}; layers interleaved, as [tokens, layers, topK], need topK = {topK} <= layerStride <= (tokenStride - topK) / (layers - 1) = {(rows - topK) / Math.Max(1, layers - 1):N0}."),
                 nameof(layerStride));
         }
 
@@ -76,7 +76,7 @@ internal static class ModelStepChecks
         {
             var empty = available == 0 ? " (an empty span or view, or a view of a disposed buffer)" : "";
             throw new ArgumentException(
-                Invariant($"{idsName} holds {Plural.Of(available, "value")}{empty}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {Spacing()} need {needed}."), idsName);
+                Invariant($"{idsName} holds {Plural.Of(available, "value")}{empty}; {Plural.Of(layers, "layer")} of tokens * topK = {tokens} * {topK} at {Spacing()} need {needed:N0}."), idsName);
         }
 
         return (stride, rows);
@@ -159,7 +159,7 @@ internal static class ModelStepChecks
     }
 
     /// <summary>What a loss view must hold, for its refusal: a method, so that the checks at every step allocate no text.</summary>
-    private static string LossesNeeded(long layers) => Invariant($"{layers} floats (one per layer)");
+    private static string LossesNeeded(long layers) => Invariant($"{layers:N0} floats (one per layer)");
 
     /// <summary>Throws unless <paramref name="view"/> is default, or at least <paramref name="minimum"/> long on <paramref name="accelerator"/>; <paramref name="what"/> words the length it needs, called only to refuse.</summary>
     private static void CheckView<T>(Accelerator? accelerator, ArrayView<T> view, long minimum, string name, Func<long, string> what)

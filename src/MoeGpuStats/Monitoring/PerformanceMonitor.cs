@@ -25,16 +25,16 @@ public sealed partial class PerformanceMonitor : IDisposable
 
     /// <summary>Creates a monitor over <paramref name="stats"/> (any engine); the monitor owns and disposes them.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="logger"/> or <paramref name="stats"/> is null.</exception>
-    /// <exception cref="ArgumentException"><paramref name="stats"/> were disposed.</exception>
+    /// <exception cref="ArgumentException"><paramref name="stats"/> were disposed (or, on a device, their accelerator).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="reportInterval"/> is negative.</exception>
     public PerformanceMonitor(TimeSpan reportInterval, ILogger logger, RoutingStats stats)
     {
         OutOfRange.ThrowIfNegative(reportInterval);
         ArgumentNullException.ThrowIfNull(logger);
         ArgumentNullException.ThrowIfNull(stats);
-        if (stats.IsDisposed)
+        if (stats.Gone() is { } gone)
         {
-            throw Disposed.ArgumentError(nameof(stats), "statistics");
+            throw Disposed.ArgumentError(nameof(stats), gone);
         }
 
         _reportInterval = reportInterval;

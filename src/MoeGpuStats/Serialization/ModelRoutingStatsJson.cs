@@ -113,7 +113,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         var windowSteps = Int(root, "window_steps");
         if (windowSteps < 0 || windowSteps > options.Window || (ulong)windowSteps > steps)
         {
-            throw new JsonException(Invariant($"window_steps is {windowSteps}; it must be 1 to min(window = {options.Window}, steps = {steps}), or 0 while steps = 0."));
+            throw new JsonException(Invariant($"window_steps is {windowSteps}; it must be 1 to min(window = {options.Window:N0}, steps = {steps:N0}), or 0 while steps = 0."));
         }
 
         if (windowSteps == 0 && steps > 0)
@@ -168,7 +168,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             if (layerState.TotalRoutings != state.Steps || layerState.ExpertUtilization.Length != (state.Steps == 0 ? 0 : options.Experts))
             {
                 throw new JsonException(
-                    Invariant($"layers[{l}] holds total_routings {layerState.TotalRoutings} and expert_utilization of {layerState.ExpertUtilization.Length}; the model holds steps {state.Steps} (each layer's total_routings) and {options.Experts} experts per layer (none before the first step)."));
+                    Invariant($"layers[{l}] holds total_routings {layerState.TotalRoutings} and expert_utilization of {layerState.ExpertUtilization.Length}; the model holds steps {state.Steps} (each layer's total_routings) and {options.Experts:N0} experts per layer (none before the first step)."));
             }
 
             // A model's layers record ids alone, and every id that names an expert is one routed slot.

@@ -95,14 +95,14 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// reading copies anyway); null (the default) publishes none.
     /// </param>
     /// <exception cref="ArgumentNullException"><paramref name="stats"/> is null.</exception>
-    /// <exception cref="ArgumentException"><paramref name="stats"/> were disposed.</exception>
+    /// <exception cref="ArgumentException"><paramref name="stats"/> were disposed (or, on a device, their accelerator).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topExperts"/> is negative or more than the experts, <paramref name="refreshInterval"/> is negative, <paramref name="recentSteps"/> is outside <c>[1, Window]</c>, or <paramref name="epSize"/> does not divide the experts.</exception>
     public ModelRoutingStatsMetrics(ModelRoutingStats stats, int? topExperts = null, bool expertSeries = false, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null, int? recentSteps = null, int? epSize = null)
     {
         ArgumentNullException.ThrowIfNull(stats);
-        if (stats.IsDisposed)
+        if (stats.Gone() is { } gone)
         {
-            throw Disposed.ArgumentError(nameof(stats), "statistics");
+            throw Disposed.ArgumentError(nameof(stats), gone);
         }
 
         var experts = stats.Experts;

@@ -80,14 +80,14 @@ public sealed class RoutingStatsMetrics : IDisposable
     /// <param name="refreshInterval">How old a reading may be before a collection takes a new snapshot; default 1 s.</param>
     /// <param name="meterFactory">The host's meter factory; null creates the meter directly.</param>
     /// <exception cref="ArgumentNullException"><paramref name="stats"/> is null.</exception>
-    /// <exception cref="ArgumentException"><paramref name="stats"/> were disposed.</exception>
+    /// <exception cref="ArgumentException"><paramref name="stats"/> were disposed (or, on a device, their accelerator).</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="refreshInterval"/> is negative.</exception>
     public RoutingStatsMetrics(RoutingStats stats, string? layer = null, TimeSpan? refreshInterval = null, IMeterFactory? meterFactory = null)
     {
         ArgumentNullException.ThrowIfNull(stats);
-        if (stats.IsDisposed)
+        if (stats.Gone() is { } gone)
         {
-            throw Disposed.ArgumentError(nameof(stats), "statistics");
+            throw Disposed.ArgumentError(nameof(stats), gone);
         }
 
         var interval = refreshInterval ?? TimeSpan.FromSeconds(1);

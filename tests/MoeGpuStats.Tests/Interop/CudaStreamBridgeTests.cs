@@ -242,7 +242,14 @@ public sealed class CudaStreamBridgeTests
         Assert.Equal("engine", error.ParamName);
 
         Assert.Throws<ArgumentNullException>(() => new CudaStreamBridge((ModelRoutingStats)null!));
+        Assert.Throws<ArgumentNullException>(() => new CudaStreamBridge((DeviceRoutingStats)null!));
+
+        // Disposed statistics are refused before their engine is looked at, naming the argument.
         managed.Dispose();
-        Assert.Throws<ObjectDisposedException>(() => new CudaStreamBridge(managed));
+        layer.Dispose();
+        error = Assert.Throws<ArgumentException>(() => new CudaStreamBridge(managed));
+        Assert.Equal("model cannot be used: This ModelRoutingStats was disposed. (Parameter 'model')", error.Message);
+        error = Assert.Throws<ArgumentException>(() => new CudaStreamBridge(layer));
+        Assert.Equal("engine cannot be used: This DeviceRoutingStats was disposed. (Parameter 'engine')", error.Message);
     }
 }

@@ -335,7 +335,7 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(() => model.RecordStep([0, 1, 3], 2, 2), "topKExpertIds", "topKExpertIds holds 3 values; 1 layer of tokens * topK = 2 * 2");
 
         using var two = Create(engine, options with { Layers = 2 });
-        AssertRefused<ArgumentException>(() => two.RecordStep(new int[8], 2, 2, layerStride: 1L << 62), "topKExpertIds", $"need {(1L << 62) + 4}.");
+        AssertRefused<ArgumentException>(() => two.RecordStep(new int[8], 2, 2, layerStride: 1L << 62), "topKExpertIds", FormattableString.Invariant($"need {(1L << 62) + 4:N0}."));
 
         // A stride whose layers pass what a long counts is named, not called a need of 2^63 − 1 ids.
         using var three = Create(engine, options with { Layers = 3 });
