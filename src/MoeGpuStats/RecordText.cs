@@ -23,9 +23,10 @@ internal static class RecordText
     {
         var text = new StringBuilder(typeof(T).Name).Append(" { ");
         var members = Members<T>.Properties;
+        object boxed = record;
         for (var i = 0; i < members.Length; i++)
         {
-            var value = members[i].GetValue(record);
+            var value = members[i].GetValue(boxed);
             text.Append(i == 0 ? "" : ", ").Append(members[i].Name).Append(" = ")
                 .Append(value is IFormattable formattable ? formattable.ToString(null, CultureInfo.InvariantCulture) : value?.ToString());
         }

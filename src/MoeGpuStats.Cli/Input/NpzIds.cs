@@ -326,12 +326,12 @@ internal sealed partial class NpzIds : IRoutingTrace
     }
 
     /// <summary>
-    /// A note where members named as layers (<c>layer_0</c>, <c>layers.3</c>) are read as forward passes because
+    /// A note where members named as layers (<c>layer_0</c>, <c>layers.3</c>, <c>Layer12</c>) are read as forward passes because
     /// <c>--members</c> was not given: the ids cannot tell a layer from a step, the names can hint at it.
     /// </summary>
     private static IEnumerable<string> LayerNameNotes(string path, IReadOnlyList<ZipArchiveEntry> entries, NpzMembers? given)
     {
-        if (given is null && entries.Count > 1 && entries.All(entry => KeyOf(entry).Contains("layer", StringComparison.OrdinalIgnoreCase)))
+        if (given is null && entries.Count > 1 && entries.All(entry => LayerName().IsMatch(KeyOf(entry))))
         {
             yield return $"note: {ErrorText.OneLine(path)}: its members are named as layers ({KeyOf(entries[0])}, {KeyOf(entries[1])}, ...) and are read as forward passes, one after another (--members steps, the default); give --members layers if member l is layer l.";
         }
@@ -386,4 +386,8 @@ internal sealed partial class NpzIds : IRoutingTrace
 
     [GeneratedRegex(@"[0-9]{1,18}$")]
     private static partial Regex TrailingNumber();
+
+    /// <summary>A member's key that names a layer by its number and nothing else: <c>layer_0</c>, <c>layers.3</c>, <c>Layer12</c>.</summary>
+    [GeneratedRegex(@"^layers?[._-]?[0-9]+$", RegexOptions.IgnoreCase)]
+    private static partial Regex LayerName();
 }

@@ -101,17 +101,17 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// </summary>
     public void Reserve(int experts)
     {
-        var lists = _kept is null && experts > ListedIds;
-        var copies = (long)_values.Length * (experts + (lists ? ListedIds + 1 : 0));
+        var listsIds = _kept is null && experts > ListedIds;
+        var copies = (long)_values.Length * (experts + (listsIds ? ListedIds + 1 : 0));
         if (experts <= _stride || (_kept is null && copies > _maxDeferredCounts))
         {
             return;
         }
 
         var grown = new int[_kept is null ? _values.Length * experts : experts];
-        lists &= _ids.Length == 0;
-        var ids = lists ? new int[_values.Length * ListedIds] : _ids;
-        var listed = lists ? new int[_values.Length] : _listed;
+        var newLists = listsIds && _ids.Length == 0;
+        var ids = newLists ? new int[_values.Length * ListedIds] : _ids;
+        var listed = newLists ? new int[_values.Length] : _listed;
         Materialize();
         _stride = experts;
         (_histograms, _ids, _listed) = (grown, ids, listed);

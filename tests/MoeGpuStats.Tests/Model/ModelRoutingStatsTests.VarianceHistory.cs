@@ -129,6 +129,23 @@ public sealed partial class ModelRoutingStatsTests
         }
     }
 
+    /// <summary>
+    /// Within the budget a short window's layers still defer: 4 layers of 1,024 experts take 1,000 steps' copies and
+    /// ids each (4 × 1,000 × 1,057 ints, 16.9 MB) at their first step, as the single layer does.
+    /// </summary>
+    [Fact]
+    public void AShortWindowsLayersWithinTheBudgetKeepCopies()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 4, Experts = 1_024, Window = 2 });
+        int[] ids = [.. Enumerable.Range(0, 4 * 64)];
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        model.RecordStep(ids, tokens: 64, topK: 1);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.True(allocated > 4L * 1_000 * 1_057 * sizeof(int), $"{allocated:N0} bytes allocated by the first step");
+    }
+
     private static List<ModelSteps.Step> Kept(IEnumerable<ModelSteps.Step> steps, ModelRoutingStatsOptions options) =>
         [.. steps.Where(step => !options.SkipEmptySteps || step.HoldsToken(options.Layers))];
 }
