@@ -85,7 +85,7 @@ public sealed partial class RoutingStats : IDisposable
     /// made). The returned statistics own <paramref name="device"/> and dispose it.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="device"/> is null.</exception>
-    /// <exception cref="ArgumentException"><paramref name="device"/> was disposed.</exception>
+    /// <exception cref="ArgumentException"><paramref name="device"/> was disposed (or its accelerator or stream): the message says which.</exception>
     public static RoutingStats OnDevice(DeviceRoutingStats device)
     {
         ArgumentNullException.ThrowIfNull(device);
