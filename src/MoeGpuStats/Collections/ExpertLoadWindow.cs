@@ -277,20 +277,10 @@ internal sealed class ExpertLoadWindow
 
         Debug.Assert(steps == _window || steps == Position, "before the window wraps its steps sit before its position");
         var rows = Math.Min(steps, _window) * _layers;
-        var ring = _ring.AsSpan(0, rows * _experts).ToArray();
+        var ring = new uint[rows * _experts];
         for (var row = 0; row < rows; row++)
         {
-            if (_listed[row] == Whole)
-            {
-                continue;
-            }
-
-            var counts = ring.AsSpan(row * _experts, _experts);
-            counts.Clear();
-            foreach (var entry in _entries.AsSpan(row * _listLength, _listed[row]))
-            {
-                counts[(int)(entry & 0xFFFF)] = entry >> CountShift;
-            }
+            WriteCounts(row, ring.AsSpan(row * _experts, _experts));
         }
 
         return ring;
@@ -333,19 +323,22 @@ internal sealed class ExpertLoadWindow
     }
 
     /// <summary>Writes the counts of the row of layer <paramref name="layer"/> at <paramref name="position"/> into <paramref name="counts"/> (E ints).</summary>
-    private void CopyRow(int position, int layer, Span<int> counts)
+    private void CopyRow(int position, int layer, Span<int> counts) =>
+        WriteCounts((position * _layers) + layer, MemoryMarshal.Cast<int, uint>(counts[.._experts]));
+
+    /// <summary>Writes ring row <paramref name="row"/>'s counts into <paramref name="counts"/> (E of them), whether the row is whole or a list.</summary>
+    private void WriteCounts(int row, Span<uint> counts)
     {
-        var row = (position * _layers) + layer;
         if (_listed[row] == Whole)
         {
-            MemoryMarshal.Cast<uint, int>(_ring.AsSpan(row * _experts, _experts)).CopyTo(counts);
+            _ring.AsSpan(row * _experts, _experts).CopyTo(counts);
             return;
         }
 
-        counts[.._experts].Clear();
+        counts.Clear();
         foreach (var entry in _entries.AsSpan(row * _listLength, _listed[row]))
         {
-            counts[(int)(entry & 0xFFFF)] = (int)(entry >> CountShift);
+            counts[(int)(entry & 0xFFFF)] = entry >> CountShift;
         }
     }
 

@@ -45,8 +45,8 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// </summary>
     public const int MaxDeferredCounts = 1 << 22;
 
-    /// <summary>The most ids a batch may have to be kept as its ids rather than a copy of its histogram.</summary>
-    public const int ListedIds = 32;
+    /// <summary>The most ids a batch may have to be kept as its ids rather than a copy of its histogram: a model window's bound for its lists.</summary>
+    public const int ListedIds = ExpertLoadWindow.ListedIds;
 
     /// <summary>A slot's entry in <see cref="_listed"/> where it holds a copy of the histogram, not ids.</summary>
     private const int Copied = -1;
@@ -101,9 +101,14 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
     /// </summary>
     public void Reserve(int experts)
     {
+        if (experts <= _stride)
+        {
+            return;
+        }
+
         var listsIds = _kept is null && experts > ListedIds;
         var copies = (long)_values.Length * (experts + (listsIds ? ListedIds + 1 : 0));
-        if (experts <= _stride || (_kept is null && copies > _maxDeferredCounts))
+        if (_kept is null && copies > _maxDeferredCounts)
         {
             return;
         }

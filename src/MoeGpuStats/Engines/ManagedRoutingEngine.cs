@@ -513,7 +513,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         _varianceHistory.Reserve(experts);
         if (NewExpertArrays(experts) is { } arrays)
         {
-            (_utilization, _utilizationSums, _tokenCounts, _decayedUtilization) = arrays;
+            Adopt(arrays);
         }
     }
 
