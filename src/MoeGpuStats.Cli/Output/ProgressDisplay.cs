@@ -1,40 +1,60 @@
-using System.Diagnostics;
+using System.Globalization;
+using Humanizer;
 
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
 /// Progress of a long run on standard error: a redrawn bar on a terminal, a line per 10 % when
-/// redirected. Silent for runs shorter than a second, and when disabled (<c>--json</c>).
+/// redirected, each with the time left at the pace so far (so a run of 40-second steps says how long
+/// it will take at its first step). Silent for runs shorter than a second, and when disabled (<c>--json</c>).
 /// Other lines written while it runs go through <see cref="WriteLine"/>, which never leaves them on the bar's line.
 /// </summary>
 /// <param name="unit">What the run counts, plural: <c>batches</c> of one layer, <c>steps</c> of a model.</param>
-internal sealed class ProgressDisplay(CliConsole console, int total, bool enabled, string unit) : IDisposable
+/// <param name="clock">The clock the run is timed by; the system's unless a test gives its own.</param>
+internal sealed class ProgressDisplay(CliConsole console, int total, bool enabled, string unit, TimeProvider? clock = null) : IDisposable
 {
     private const int BarWidth = 30;
-    private readonly long _started = Stopwatch.GetTimestamp();
+    private readonly TimeProvider _clock = clock ?? TimeProvider.System;
+    private readonly long _started = (clock ?? TimeProvider.System).GetTimestamp();
     private int _lastDecile = -1;
     private string _bar = "";
 
     public void Report(int done)
     {
-        if (!enabled || total == 0 || Stopwatch.GetElapsedTime(_started) < TimeSpan.FromSeconds(1))
+        var elapsed = _clock.GetElapsedTime(_started);
+        if (!enabled || total == 0 || elapsed < TimeSpan.FromSeconds(1))
         {
             return;
         }
 
         var fraction = (double)done / total;
+        var left = TimeLeft(elapsed, done);
         if (console.ErrorIsTerminal)
         {
             var filled = (int)(fraction * BarWidth);
-            _bar = $"[{new string('#', filled)}{new string(' ', BarWidth - filled)}] {fraction * 100,3:0} % {done:N0}/{total:N0} {unit}";
-            console.Error.Write($"\r{_bar}");
+            var bar = $"[{new string('#', filled)}{new string(' ', BarWidth - filled)}] {fraction * 100,3:0} % {done:N0}/{total:N0} {unit}{left}";
+            // A shorter estimate than the last must not leave the end of the last one on the line.
+            console.Error.Write($"\r{bar.PadRight(_bar.Length)}");
+            _bar = bar;
         }
         else if ((int)(fraction * 10) is var decile && decile > _lastDecile)
         {
             _lastDecile = decile;
             // Whole percents rounded down, as the deciles are: 29.5 % rounded up would print 30 % twice.
-            console.Error.WriteLine($"progress: {Math.Floor(fraction * 100):0} % ({done:N0}/{total:N0} {unit})");
+            console.Error.WriteLine($"progress: {Math.Floor(fraction * 100):0} % ({done:N0}/{total:N0} {unit}{left})");
         }
+    }
+
+    /// <summary><c>, about 9 minutes, 12 seconds left</c> at the pace so far; empty before the first unit and after the last.</summary>
+    private string TimeLeft(TimeSpan elapsed, int done)
+    {
+        if (done <= 0 || done >= total)
+        {
+            return "";
+        }
+
+        var left = elapsed * ((double)(total - done) / done);
+        return $", about {left.Humanize(precision: 2, culture: CultureInfo.InvariantCulture, minUnit: TimeUnit.Second)} left";
     }
 
     /// <summary>Writes a line on standard error: on a terminal the bar is wiped first and drawn again below it.</summary>

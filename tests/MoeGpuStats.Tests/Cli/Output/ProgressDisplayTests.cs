@@ -1,4 +1,5 @@
 using System.Text;
+using Microsoft.Extensions.Time.Testing;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Output;
 
@@ -10,10 +11,13 @@ public sealed class ProgressDisplayTests
     public void ALineWrittenDuringTheBarIsAloneOnItsTerminalLine()
     {
         using var error = new StringWriter();
-        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: true), total: 10, enabled: true, unit: "batches"))
+        var clock = new FakeTimeProvider();
+        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: true), total: 10, enabled: true, unit: "batches", clock))
         {
             // The bar stays silent for the first second of a run.
-            Thread.Sleep(TimeSpan.FromSeconds(1.1));
+            progress.Report(3);
+            Assert.Empty(error.ToString());
+            clock.Advance(TimeSpan.FromSeconds(1.1));
             progress.Report(4);
             progress.WriteLine("after 4 of 10 batches: a periodic report");
             progress.Report(5);
@@ -30,20 +34,22 @@ public sealed class ProgressDisplayTests
     public void ARedirectedRunReportsEachTenthInItsUnit()
     {
         using var error = new StringWriter();
-        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), total: 20, enabled: true, unit: "steps"))
+        var clock = new FakeTimeProvider();
+        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), total: 20, enabled: true, unit: "steps", clock))
         {
-            Thread.Sleep(TimeSpan.FromSeconds(1.1));
             for (var done = 1; done <= 20; done++)
             {
+                clock.Advance(TimeSpan.FromSeconds(2));
                 progress.Report(done);
             }
         }
 
-        var lines = error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var lines = error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => line.TrimEnd()).ToArray();
         Assert.Equal(11, lines.Length);
-        Assert.Equal("progress: 5 % (1/20 steps)", lines[0].TrimEnd());
-        Assert.Equal("progress: 100 % (20/20 steps)", lines[^1].TrimEnd());
-        Assert.All(lines, line => Assert.EndsWith("steps)", line.TrimEnd(), StringComparison.Ordinal));
+        Assert.Equal("progress: 5 % (1/20 steps, about 38 seconds left)", lines[0]);
+        Assert.Equal("progress: 10 % (2/20 steps, about 36 seconds left)", lines[1]);
+        Assert.Equal("progress: 100 % (20/20 steps)", lines[^1]);
+        Assert.All(lines, line => Assert.Contains(" steps", line, StringComparison.Ordinal));
     }
 
     /// <summary>Redirected, a run that passes its first second between two tenths prints each percent once: 118 of 400 is 29 %, not a second 30 %.</summary>
@@ -51,9 +57,10 @@ public sealed class ProgressDisplayTests
     public void ARedirectedRunNeverPrintsOnePercentTwice()
     {
         using var error = new StringWriter();
-        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), total: 400, enabled: true, unit: "batches"))
+        var clock = new FakeTimeProvider();
+        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), total: 400, enabled: true, unit: "batches", clock))
         {
-            Thread.Sleep(TimeSpan.FromSeconds(1.1));
+            clock.Advance(TimeSpan.FromSeconds(1.18));
             for (var done = 118; done <= 120; done++)
             {
                 progress.Report(done);
@@ -61,7 +68,31 @@ public sealed class ProgressDisplayTests
         }
 
         var lines = error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => line.TrimEnd()).ToArray();
-        Assert.Equal(["progress: 29 % (118/400 batches)", "progress: 30 % (120/400 batches)"], lines);
+        Assert.Equal(["progress: 29 % (118/400 batches, about 2 seconds left)", "progress: 30 % (120/400 batches, about 2 seconds left)"], lines);
+    }
+
+    /// <summary>
+    /// A run of slow steps tells its length at the first step, in hours and minutes, and the bar's estimate
+    /// shrinks without leaving the end of a longer one on the terminal's line.
+    /// </summary>
+    [Fact]
+    public void TheTimeLeftIsTheRestAtThePaceSoFar()
+    {
+        using var error = new StringWriter();
+        var clock = new FakeTimeProvider();
+        using (var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: true), total: 100, enabled: true, unit: "steps", clock))
+        {
+            clock.Advance(TimeSpan.FromSeconds(40));
+            progress.Report(1);
+            Assert.EndsWith("1/100 steps, about 1 hour, 6 minutes left", Terminal(error.ToString())[^1], StringComparison.Ordinal);
+
+            clock.Advance(TimeSpan.FromSeconds(40 * 98));
+            progress.Report(99);
+            Assert.EndsWith("99/100 steps, about 40 seconds left", Terminal(error.ToString())[^1], StringComparison.Ordinal);
+
+            progress.Report(100);
+            Assert.EndsWith("100/100 steps", Terminal(error.ToString())[^1], StringComparison.Ordinal);
+        }
     }
 
     /// <summary>What a terminal shows for <paramref name="written"/>: a carriage return goes back to the line's start and later text overwrites.</summary>
