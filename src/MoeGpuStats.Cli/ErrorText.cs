@@ -29,14 +29,32 @@ internal static class ErrorText
             message = message.Split('\n', 2)[0];
         }
 
-        if (exception is JsonException { LineNumber: { } lineNumber } json && message.IndexOf(" LineNumber:", StringComparison.Ordinal) is var at and >= 0)
+        if (exception is JsonException { LineNumber: { } lineNumber } json && message.Contains(" LineNumber:", StringComparison.Ordinal))
         {
             // .NET counts a JSON error's line and byte from 0; an editor, and the JSON-lines errors, count from 1.
-            message = string.Create(CultureInfo.InvariantCulture, $"{message[..at].TrimEnd(' ', '|').TrimEnd('.')}, at line {lineNumber + 1}, byte {json.BytePositionInLine + 1}");
+            message = string.Create(CultureInfo.InvariantCulture, $"{JsonReason(json)}, at line {lineNumber + 1}, byte {json.BytePositionInLine + 1}");
         }
 
         var line = OneLine(message.Trim());
         return line.Length > 0 ? line : exception.GetType().Name;
+    }
+
+    /// <summary>
+    /// What a JSON reader's error says is wrong, as one clause: without .NET's position (<c>LineNumber: 0 |
+    /// BytePositionInLine: 0</c>), which the caller gives counted from 1, its closing period, and its advice to a
+    /// programmer ("not supported in this mode. Change the reader options." of a trailing comma: no option of this
+    /// tool allows one, and JSON does not).
+    /// </summary>
+    public static string JsonReason(JsonException exception)
+    {
+        var message = exception.Message;
+        if (message.IndexOf(" LineNumber:", StringComparison.Ordinal) is var at and >= 0)
+        {
+            message = message[..at].TrimEnd(' ', '|');
+        }
+
+        message = message.Replace(" which is not supported in this mode. Change the reader options.", ", which JSON does not allow.", StringComparison.Ordinal);
+        return message.Trim().TrimEnd('.');
     }
 
     /// <summary><paramref name="text"/> with its control characters escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>, <c>\x1b</c>), so that a name printed in a message keeps the message on one line.</summary>

@@ -131,11 +131,10 @@ internal readonly struct JsonTraceLine
                 throw new InvalidDataException($"{where}: not JSON lines: the file starts a JSON value over several lines, as a snapshot that --save writes (report reads those); a trace holds one object with topk_ids per line.");
             }
 
-            var message = exception.Message.Split(" LineNumber:", 2)[0].Trim();
             var nonFinite = line.IndexOf("NaN"u8) >= 0 || line.IndexOf("Infinity"u8) >= 0
                 ? " NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON, and ids and weights are finite numbers: dump with allow_nan=False to find where they come from."
                 : "";
-            throw new InvalidDataException($"{where}: not JSON ({message} at byte {exception.BytePositionInLine + 1}); a line holds one object with topk_ids.{nonFinite}", exception);
+            throw new InvalidDataException($"{where}: not JSON ({ErrorText.JsonReason(exception)}, at byte {exception.BytePositionInLine + 1}); a line holds one object with topk_ids.{nonFinite}", exception);
         }
 
         try

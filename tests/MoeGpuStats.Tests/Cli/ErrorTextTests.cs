@@ -33,6 +33,8 @@ public sealed class ErrorTextTests
         var convert = Assert.Throws<System.Text.Json.JsonException>(() => System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int>>("{\"a\": \"x\"}"));
         Assert.StartsWith("The JSON value could not be converted to System.Int32. Path: $.a, at line 1, byte ", ErrorText.Of(convert));
         Assert.Equal("Not a layer.", ErrorText.Of(new System.Text.Json.JsonException("Not a layer.")));
+        var comma = Assert.ThrowsAny<System.Text.Json.JsonException>(() => System.Text.Json.JsonDocument.Parse("[1, 2,]"));
+        Assert.Equal("The JSON array contains a trailing comma at the end, which JSON does not allow, at line 1, byte 7", ErrorText.Of(comma));
 
         var folder = Directory.CreateTempSubdirectory("moegs-json-");
         try

@@ -230,10 +230,11 @@ public sealed partial class ReplayCommandTests
     /// <summary>Each malformed trace is one line naming the file and line, and exit code 1.</summary>
     [Theory]
     [InlineData("{\"layer\": 0, \"topk_ids\": [1, 2]}\n{oops\n", ":2: not JSON (")]
+    [InlineData("{\"topk_ids\": [[1, 2]], }\n", ":1: not JSON (The JSON object contains a trailing comma at the end, which JSON does not allow, at byte 24); a line holds one object with topk_ids.")]
     [InlineData("[1, 2]\n", ":1: a JSON array, not an object; a line holds one object with topk_ids.")]
     [InlineData("{\"layer\": 0}\n", ":1: no topk_ids (nor topk_indices, selected_experts, routed_experts, expert_ids); each line holds top-k ids.")]
     [InlineData("{\"topk_ids\": [[1, 2], [3]]}\n", ":1: topk_ids[1] has 1 id, the trace's other tokens have 2.")]
-    [InlineData("{\"topk_ids\": [[1, 2]], \"gate_weights\": [[NaN, 0.5]]}\n", ":1: not JSON ('N' is an invalid start of a value. at byte 42); a line holds one object with topk_ids. NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON, and ids and weights are finite numbers: dump with allow_nan=False to find where they come from.")]
+    [InlineData("{\"topk_ids\": [[1, 2]], \"gate_weights\": [[NaN, 0.5]]}\n", ":1: not JSON ('N' is an invalid start of a value, at byte 42); a line holds one object with topk_ids. NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON, and ids and weights are finite numbers: dump with allow_nan=False to find where they come from.")]
     [InlineData("{\n  \"total_routings\": 1\n}\n", ":1: not JSON lines: the file starts a JSON value over several lines, as a snapshot that --save writes (report reads those)")]
     [InlineData("{\"topk_ids\": [1, 2]}\n{\"topk_ids\": [1, 2, 3]}\n", ":2: topk_ids has 3 ids, the trace's other tokens have 2.")]
     [InlineData("{\"topk_ids\": [[1, 2], 3]}\n", ":1: topk_ids[1] is 3; in a list of tokens each token is a list of k ids")]
@@ -380,7 +381,7 @@ public sealed partial class ReplayCommandTests
         File.WriteAllText(cut, lines[0] + "\n" + lines[0][..17] + "\n" + lines[1]);
         AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: not JSON (");
         File.WriteAllText(cut, lines[0] + "\n" + "{\"topk_ids\": [[1, 2]], \"w\": NaN}");
-        AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: not JSON ('N' is an invalid start of a value.");
+        AssertBadInput(cut, ["--experts", $"{Experts}"], $"{cut}:2: not JSON ('N' is an invalid start of a value, at byte ");
         File.WriteAllBytes(cut, [.. System.Text.Encoding.UTF8.GetBytes(string.Join("\n", lines) + "\n{\"layer\": 0, \"request_id\": \"é")[..^1]]);
         (cutCode, cutOut, cutError) = Moegs.Run("replay", cut, "--experts", $"{Experts}", "--json");
         Assert.True(cutCode == ExitCodes.Ok, cutError);
