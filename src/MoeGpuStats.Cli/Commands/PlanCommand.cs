@@ -76,6 +76,11 @@ internal static class PlanCommand
                 return ExitCodes.BadInput;
             }
 
+            if (LoadMatrix.IdsNote(path, loads, loadSource) is { } idsNote)
+            {
+                console.Error.WriteLine(idsNote);
+            }
+
             DeployedPlacement? deployed = null;
             if (deployedFile is not null && !DeployedPlacement.TryRead(console, deployedFile, out deployed))
             {

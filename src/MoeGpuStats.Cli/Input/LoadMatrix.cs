@@ -31,6 +31,22 @@ internal static class LoadMatrix
         return read;
     }
 
+    /// <summary>
+    /// A note when an array read as loads looks like a trace of top-k ids instead, <c>[tokens, k]</c>: more rows than
+    /// any MoE model has layers (Qwen3-235B has 94) and few columns, as k is; else null. Both shapes are a
+    /// matrix of whole numbers, so the shape is all that tells them apart, and a model's load may have that shape too:
+    /// a note, not a refusal. A snapshot (<paramref name="source"/> set) is a load whatever its shape.
+    /// </summary>
+    public static string? IdsNote(FileInfo path, long[,] loads, string? source)
+    {
+        const int MostModelLayers = 128;
+        const int MostTopK = 16;
+        var (rows, columns) = (loads.GetLength(0), loads.GetLength(1));
+        return source is null && rows > MostModelLayers && columns <= MostTopK
+            ? $"note: {ErrorText.OneLine(path.Name)} is read as the load of {Counted.Of(rows, "layer")} of {Counted.Of(columns, "expert")}, more MoE layers than a model has; if it holds top-k ids, [tokens, k], it is a trace: `moegs replay {ErrorText.OneLine(path.Name)} --experts E --save FILE.json` saves its load, which plan reads."
+            : null;
+    }
+
     /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
     internal static long[,] Read(string path) => Read(path, "expert", out _);
 

@@ -459,6 +459,36 @@ public sealed class PlanCommandTests : IDisposable
             EplbExample.PublishedLoads,
             MoeGpuStats.Placement.ExpertPlacement.Rebalance(EplbExample.PublishedLoads, 16, 4, 2, 8));
 
+    /// <summary>
+    /// A [tokens, k] array of ids under 1,025 rows reads as a load of that many layers: planned, with a note naming
+    /// replay; a load of a model's layers, however few its experts, gets no note, nor a snapshot's.
+    /// </summary>
+    [Theory]
+    [InlineData(200, 8, true)]
+    [InlineData(129, 16, true)]
+    [InlineData(128, 8, false)]
+    [InlineData(200, 17, false)]
+    public void AnArrayShapedAsTopKIdsIsPlannedWithANote(int rows, int columns, bool noted)
+    {
+        var ids = new long[rows, columns];
+        for (var t = 0; t < rows; t++)
+        {
+            for (var j = 0; j < columns; j++)
+            {
+                ids[t, j] = ((t * 7) + j) % (columns * 2);
+            }
+        }
+
+        var npy = WriteNpy("ids.npy", "<i4", ids);
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", $"{columns * 2}", "--gpus", "2");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"plan {npy}: {rows:N0} layers of {columns} experts", output);
+        var note = $"note: ids.npy is read as the load of {rows:N0} layers of {columns} experts, more MoE layers than a model has; if it holds top-k ids, [tokens, k], it is a trace: `moegs replay ids.npy --experts E --save FILE.json` saves its load, which plan reads.";
+        Assert.Equal(noted ? note : "", error.Trim());
+    }
+
     private string WriteNpy(string name, string descr, long[,] loads, string? shape = null)
     {
         var data = descr == "<i4"
