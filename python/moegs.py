@@ -17,7 +17,7 @@ ids outside [0, experts) count as invalid_expert_ids. The wrapper never reads, r
     print(stats.snapshot()["utilization_cv"], stats.expert_counts())
 
 Arguments the C API cannot take raise before any call: TypeError for a wrong kind (a float count,
-int64 ids), ValueError naming the argument, its value and what is allowed.
+int64 ids to MoeStats, which takes int32), ValueError naming the argument, its value and what is allowed.
 """
 import ctypes
 import heapq
@@ -676,7 +676,8 @@ class MoeModelStats(_Handle):
         valid_tokens: None (every row), an int (host accelerators), or one int32 in the ids' memory: the rows that are
         tokens, later rows padding; clamped to [0, tokens] when read (a negative count records no token, a larger one
         every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or float32 arrays of
-        `layers` in the ids' memory. A CUDA record is ordered on `stream` as MoeStats.record's."""
+        `layers` in the ids' memory. On host accelerators NumPy and CPU torch values of other types are read as numbers
+        (a count from ids.sum() is int64, NumPy's floats float64). A CUDA record is ordered on `stream` as MoeStats.record's."""
         # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
         pointer, kind, tokens, top_k, layer_stride, token_stride, is_cuda, device, alive = self._layers_of(ids)
         _placed("model", self.device, is_cuda, "ids")
@@ -984,6 +985,15 @@ class MoeModelStats(_Handle):
             return None
         ctype = ctypes.c_int32 if element == "int32" else ctypes.c_float
         memory = hasattr(value, "data_ptr") or hasattr(value, "__array_interface__") or hasattr(value, "buffer_info")
+        if memory and not is_cuda and not getattr(value, "is_cuda", False) and hasattr(value, "tolist") \
+                and str(getattr(value, "dtype", element)) not in (element, f"torch.{element}"):
+            # Host values of another type are numbers, as Python's are: a count from ids.sum() is int64, NumPy's losses
+            # float64. Only memory of the element type is read where it lies, as a CUDA tensor must be.
+            length = value.numel() if hasattr(value, "numel") else value.size
+            if length != count:
+                raise ValueError(f"{name} holds {length} values; it must hold {count}")
+            value = value.reshape(-1).tolist()
+            memory = False
         numbers = [value] if count == 1 and not memory and not isinstance(value, (list, tuple)) else value
         if isinstance(numbers, (list, tuple)):
             if is_cuda:

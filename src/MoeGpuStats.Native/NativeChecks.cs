@@ -26,7 +26,9 @@ internal static class NativeChecks
         var most = managed ? RoutingStatsOptions.MaxExperts : RoutingStatsOptions.MaxDeviceExperts;
         if (experts < 1 || experts > most)
         {
-            var on = managed && accelerator == "auto" ? $"auto ({RoutingStats.AcceleratorVariable} = managed, which \"auto\" follows)" : accelerator;
+            // Where the variable chose the engine, its name says why this limit applies, not another.
+            var chosen = accelerator == "auto" ? NativeDevice.AutoChoice() : "";
+            var on = AcceleratorSelection.Names.Contains(chosen) ? $"auto ({RoutingStats.AcceleratorVariable} = {chosen}, which \"auto\" follows)" : accelerator;
             var why = managed ? " (the library's limit)" : $" (the device engine's limit; managed takes up to {RoutingStatsOptions.MaxExperts})";
             throw new NativeArgumentException($"experts = {experts}: must lie in [1, {most}] on {on}{why}.");
         }
