@@ -81,7 +81,8 @@ typedef struct moegs_snapshot {
     float average_load_balance_loss;
     float average_router_z_loss;
     float routing_efficiency;          /* percent of routed token-expert slots kept:
-                                        * (routed_slots - slots_dropped) / routed_slots * 100 */
+                                        * (routed_slots - slots_dropped) / routed_slots * 100;
+                                        * 0 while routed_slots is 0 (the seed's) */
     float utilization_cv;              /* coefficient of variation of expert utilization */
     float capacity_average_utilization; /* exponential average (alpha 0.1, from 0, as the seed's) of each batch's kept /
                                         * available slots, a fraction: one fully used batch reads 0.1 */
@@ -314,7 +315,7 @@ typedef struct moegs_layer_totals {
     uint64_t invalid_expert_ids;  /* ids outside [0, E) other than -1 */
     float average_load_balance_loss;
     float average_router_z_loss;
-    float routing_efficiency;     /* percent of routed_slots kept */
+    float routing_efficiency;     /* percent of routed_slots kept; 0 while routed_slots is 0 */
 } moegs_layer_totals;
 
 /* Everything an exporter publishes per scrape, in one call and from one state (no step between its

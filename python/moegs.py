@@ -569,7 +569,7 @@ class MoeStats(_Handle):
     def snapshot(self):
         """Every statistic as a dict, read in one call (one device synchronization). Slots are token-expert
         pairs: routed_slots counts the ids in [0, experts), slots_dropped those beyond expert_capacity,
-        routing_efficiency the percent of routed slots kept; tokens_dropped stays 0 (record() reports none)."""
+        routing_efficiency the percent of routed slots kept (0 while none is routed); tokens_dropped stays 0 (record() reports none)."""
         out = Snapshot()
         self._check(self._lib.moegs_snapshot_read(self._handle, ctypes.byref(out)))
         return {name: getattr(out, name) for name, _ in Snapshot._fields_}
