@@ -27,8 +27,9 @@ internal static partial class MoegsCommandLine
 
     /// <summary>
     /// Runs <c>moegs</c> with <paramref name="args"/>, writing to <paramref name="console"/>; returns the
-    /// exit code. Standard output that cannot be written (a full disk) is named as such after the
-    /// command, which still writes its files: exit code <see cref="ExitCodes.WriteFailed"/>.
+    /// exit code. Standard output that cannot be written (a full disk, a closed descriptor) is named as such
+    /// after the command, which still writes its files: exit code <see cref="ExitCodes.WriteFailed"/>; standard
+    /// error that cannot be written is let be. Ctrl-C and SIGTERM are the <see cref="Interruption"/>'s for the whole run.
     /// </summary>
     public static async Task<int> RunAsync(string[] args, CliConsole console)
     {
@@ -37,15 +38,21 @@ internal static partial class MoegsCommandLine
         // half-translated message would lose the suggestion that follows its English text.
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         CultureInfo.CurrentUICulture = CultureInfo.InvariantCulture;
-        var output = new StandardOutput(console.Out);
-        var code = await RunCommandAsync(args, console with { Out = output });
+        var output = new GuardedWriter(console.Out);
+        var error = new GuardedWriter(console.Error);
+        int code;
+        using (var interruption = new Interruption(error, console.ErrorIsTerminal))
+        {
+            code = await RunCommandAsync(args, console with { Out = output, Error = error, Interrupt = interruption });
+        }
+
         output.Flush();
         if (output.Failure is not { } failure)
         {
             return code;
         }
 
-        console.Error.WriteLine($"moegs: cannot write to standard output ({ErrorText.Of(failure)}): what went there is incomplete; output files are written as usual.");
+        error.WriteLine($"moegs: cannot write to standard output ({ErrorText.Of(failure)}): what went there is incomplete; output files are written as usual.");
         return code == ExitCodes.Ok ? ExitCodes.WriteFailed : code;
     }
 
@@ -71,7 +78,8 @@ internal static partial class MoegsCommandLine
                         3 the accelerator named by MOEGS_ACCELERATOR is not present,
                         4 an output file or standard output could not be written (the other outputs were),
                         130 simulate or replay stopped by Ctrl-C or SIGTERM (what was recorded
-                        is still reported and saved; a second Ctrl-C ends at once).
+                        is still reported and saved; a second Ctrl-C, a second or more later,
+                        ends at once).
             """)
         {
             SimulateCommand.Create(console),

@@ -38,8 +38,15 @@ internal static class MetricsServing
     /// <summary>Keeps the endpoint serving the final state, until Ctrl-C or SIGTERM (<c>--serve-after</c>).</summary>
     public static void ServeUntilInterrupted(CliConsole console, string host, int port)
     {
+        var interrupt = console.Interrupt;
+        interrupt.Serving();
+        if (interrupt.Requested)
+        {
+            // Stopped while it finished: the operator asked for the end, not for serving.
+            return;
+        }
+
         console.Error.WriteLine($"metrics: serving the final state at http://{host}:{port}/metrics until Ctrl-C or SIGTERM");
-        using var interrupt = new Interruption();
         while (!interrupt.Requested)
         {
             Thread.Sleep(100);

@@ -83,7 +83,8 @@ internal sealed class ModelReplay : RecordingRun
         var lastReport = started;
         var done = 0;
         var recorded = 0;
-        using (var interrupt = new Interruption())
+        var interrupt = Console.Interrupt;
+        interrupt.Recording();
         using (var progress = new ProgressDisplay(Console, steps, enabled: !Json, unit: "steps"))
         {
             for (var step = 0; step < steps && !interrupt.Requested; step++, done++)
@@ -114,6 +115,7 @@ internal sealed class ModelReplay : RecordingRun
             }
         }
 
+        interrupt.Finishing();
         foreach (var warning in warnings())
         {
             Console.Error.WriteLine(warning);

@@ -47,7 +47,8 @@ internal sealed class RecordingSession : RecordingRun
         var started = Stopwatch.GetTimestamp();
         var lastReport = started;
         var done = 0;
-        using (var interrupt = new Interruption())
+        var interrupt = Console.Interrupt;
+        interrupt.Recording();
         using (var progress = new ProgressDisplay(Console, steps, enabled: !Json, unit: "batches"))
         {
             for (var step = 0; step < steps && !interrupt.Requested; step++, done++)
@@ -71,6 +72,7 @@ internal sealed class RecordingSession : RecordingRun
             }
         }
 
+        interrupt.Finishing();
         foreach (var warning in warnings?.Invoke() ?? [])
         {
             Console.Error.WriteLine(warning);
@@ -114,35 +116,5 @@ internal sealed class RecordingSession : RecordingRun
             .Add("--plot", plot, "plot", full => LoadPlot.Save(snapshot, full))
             .Add(saveOption, save, "snapshot", full => OutputPath.WriteAtomically(full, stream => JsonSerializer.Serialize(stream, snapshot, SnapshotFile.Indented)))
             .WriteAll();
-    }
-}
-
-/// <summary>
-/// A first Ctrl-C or SIGTERM during a run asks it to stop after the batch at hand, so that the
-/// batches recorded so far are still reported and saved; a second one ends the process at once.
-/// </summary>
-internal sealed class Interruption : IDisposable
-{
-    private readonly PosixSignalRegistration[] _registrations;
-    private volatile bool _requested;
-
-    public Interruption() =>
-        _registrations = [PosixSignalRegistration.Create(PosixSignal.SIGINT, Handle), PosixSignalRegistration.Create(PosixSignal.SIGTERM, Handle)];
-
-    public bool Requested => _requested;
-
-    public void Dispose()
-    {
-        foreach (var registration in _registrations)
-        {
-            registration.Dispose();
-        }
-    }
-
-    private void Handle(PosixSignalContext context)
-    {
-        // The second signal takes the default action: the process ends.
-        context.Cancel = !_requested;
-        _requested = true;
     }
 }

@@ -11,6 +11,10 @@ namespace MoeGpuStats.Cli.Output;
 internal sealed class OutputFiles(CliConsole console)
 {
     private readonly List<(string Option, FileInfo File, string Label, Action<string> Write)> _files = [];
+    private volatile int _done;
+
+    /// <summary>The files not yet written, as <c>--save run.json</c> (one that failed has said so): what a process ended at once leaves unwritten.</summary>
+    public IReadOnlyList<string> Unwritten => [.. _files.Skip(_done).Select(f => ErrorText.OneLine($"{f.Option} {f.File}"))];
 
     /// <summary>Adds a file to write, unless <paramref name="file"/> is null (its option was not given).</summary>
     /// <param name="option">The option that named the file, for the error line.</param>
@@ -36,6 +40,7 @@ internal sealed class OutputFiles(CliConsole console)
     {
         var code = ExitCodes.Ok;
         System.Runtime.ExceptionServices.ExceptionDispatchInfo? unexpected = null;
+        console.Interrupt.Finishing(this);
         foreach (var (option, file, label, write) in _files)
         {
             OutputPath.RemoveStaleTemporaries(file.FullName);
@@ -53,6 +58,8 @@ internal sealed class OutputFiles(CliConsole console)
             {
                 unexpected ??= System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(exception);
             }
+
+            _done++;
         }
 
         unexpected?.Throw();

@@ -157,6 +157,56 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.True(File.Exists(output + ".json"));
     }
 
+    /// <summary>
+    /// A closed standard output (<c>&gt;&amp;-</c>, which .NET reports as "Access to the path is denied" around the
+    /// system's "Bad file descriptor") is named as a full one is; a standard error that cannot be written is let be.
+    /// Either way the files are written. In-process with writers that fail as .NET's console streams do, and through a
+    /// shell that closes the descriptors of a moegs process.
+    /// </summary>
+    [Fact]
+    public async Task AClosedStandardOutputOrErrorStillWritesTheFiles()
+    {
+        var (input, _, output) = WriteInputs();
+        string[] Args(string name) => ["replay", input, "--layout", "steps,tokens,k", "--save", $"{output}-{name}.json"];
+        using var error = new StringWriter();
+
+        var closedOut = await MoegsCommandLine.RunAsync(Args("out"), new CliConsole(new ClosedDescriptor(), error, ErrorIsTerminal: false));
+        var closedError = await MoegsCommandLine.RunAsync(Args("error"), new CliConsole(new StringWriter(), new ClosedDescriptor(), ErrorIsTerminal: false));
+
+        Assert.Equal(ExitCodes.WriteFailed, closedOut);
+        Assert.EndsWith("moegs: cannot write to standard output (Bad file descriptor): what went there is incomplete; output files are written as usual.", error.ToString().TrimEnd());
+        Assert.Equal(ExitCodes.Ok, closedError);
+        Assert.True(File.Exists($"{output}-out.json"));
+        Assert.True(File.Exists($"{output}-error.json"));
+
+        Assert.SkipUnless(OperatingSystem.IsLinux() && File.Exists("/bin/sh"), "needs /bin/sh to close a process's descriptors");
+        string Command(string name) => string.Join(' ', Args(name).Select(a => $"'{a}'"));
+        var script = Path.Combine(_folder.FullName, "closed.sh");
+        File.WriteAllText(script, $"""
+            "$1" "$2" {Command("shell-out")} 2>&1 >&-; echo code $?
+            "$1" "$2" {Command("shell-error")} 2>&- >/dev/null; echo code $?
+            """);
+        var said = ExternalProgram.Run("/bin/sh", $"\"{script}\" \"{DotnetHost()}\" \"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\"", out _, (RoutingStats.AcceleratorVariable, "managed"));
+        Assert.Contains("moegs: cannot write to standard output (Bad file descriptor)", said);
+        Assert.DoesNotContain("unexpected error", said);
+        Assert.Contains($"code {ExitCodes.WriteFailed}", said);
+        Assert.EndsWith($"code {ExitCodes.Ok}", said.TrimEnd());
+        Assert.True(File.Exists($"{output}-shell-out.json"));
+        Assert.True(File.Exists($"{output}-shell-error.json"));
+    }
+
+    /// <summary>A console stream whose descriptor was closed: .NET throws "Access to the path is denied" around the system's error.</summary>
+    private sealed class ClosedDescriptor : StringWriter
+    {
+        public override void Write(char value) => throw Closed();
+
+        public override void Write(string? value) => throw Closed();
+
+        public override void Write(char[] buffer, int index, int count) => throw Closed();
+
+        private static UnauthorizedAccessException Closed() => new("Access to the path is denied.", new IOException("Bad file descriptor"));
+    }
+
     /// <summary>A writer that takes <c>allowed</c> characters, then fails as a full disk does.</summary>
     private sealed class FullDisk(int allowed) : StringWriter
     {

@@ -60,9 +60,13 @@ internal static class Moegs
     }
 
     /// <summary>Sends <paramref name="process"/> SIGINT, as Ctrl-C does.</summary>
-    public static async Task Interrupt(System.Diagnostics.Process process)
+    public static Task Interrupt(System.Diagnostics.Process process) => Signal(process, "INT", times: 1);
+
+    /// <summary>Sends <paramref name="process"/> the signal named (kill(1)'s name: INT, TERM, STOP, CONT) <paramref name="times"/> times in one call, as close together as kill(1) sends them.</summary>
+    public static async Task Signal(System.Diagnostics.Process process, string signal, int times)
     {
-        using var kill = System.Diagnostics.Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        var id = process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using var kill = System.Diagnostics.Process.Start("kill", [$"-{signal}", .. Enumerable.Repeat(id, times)]);
         await kill.WaitForExitAsync(TestContext.Current.CancellationToken);
     }
 

@@ -396,6 +396,29 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.InRange(saved.TotalRoutings, 1UL, 99_999_999UL);
     }
 
+    /// <summary>
+    /// One SIGTERM sent twice at once, as timeout(1) sends it to the process and its group, is one request: the run
+    /// still reports and saves (a later second signal is InterruptionTests').
+    /// </summary>
+    [Fact]
+    public async Task ASignalSentTwiceAtOnceIsOneRequestAndTheRunStillSaves()
+    {
+        var save = Path.Combine(_folder.FullName, "twice.json");
+        using var moegs = StartSignallable("simulate", "--steps", "100000000", "--tokens", "64", "--experts", "8", "--report-interval", "1", "--save", save);
+        using var cleanup = new ProcessCleanup(moegs);
+        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        Assert.NotNull(await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken));
+        var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await Signal(moegs, "TERM", times: 2);
+
+        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        Assert.Equal(ExitCodes.Interrupted, moegs.ExitCode);
+        Assert.Contains("moegs: stopping after the step at hand", await errors);
+        Assert.Contains("(interrupted after", await output);
+        using var saved = RoutingStatsFile.Load(save);
+        Assert.InRange(saved.TotalRoutings, 1UL, 99_999_999UL);
+    }
+
     /// <summary>Every batch is recorded, each token to k distinct experts: the saved run holds steps x tokens x k slots, no invalid id, and no expert more slots than there were tokens.</summary>
     [Fact]
     public void TheSavedRunHoldsEveryBatchOfKDistinctExpertsPerToken()

@@ -3,14 +3,14 @@ using System.Text;
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
-/// Standard output that a failed write (a full disk, a closed pipe) does not abort: the first failure
-/// is kept and later writes are dropped, so that the command still writes its files (--save, -o, ...),
-/// and the program then names standard output, not the input, and exits with
-/// <see cref="ExitCodes.WriteFailed"/>.
+/// Standard output or error that a failed write (a full disk, a closed pipe, a descriptor the caller closed:
+/// <c>&gt;&amp;-</c>) does not abort: the first failure is kept and later writes are dropped, so that the command
+/// still writes its files (--save, -o, ...). The program then names a failed standard output, not the input, and
+/// exits with <see cref="ExitCodes.WriteFailed"/>; a failed standard error has nowhere to be named.
 /// </summary>
-internal sealed class StandardOutput(TextWriter inner) : TextWriter(inner.FormatProvider)
+internal sealed class GuardedWriter(TextWriter inner) : TextWriter(inner.FormatProvider)
 {
-    /// <summary>The first write that failed, or null.</summary>
+    /// <summary>The first write that failed, or null: what the system said (a closed descriptor's "Bad file descriptor").</summary>
     public IOException? Failure { get; private set; }
 
     public override Encoding Encoding => inner.Encoding;
@@ -39,6 +39,11 @@ internal sealed class StandardOutput(TextWriter inner) : TextWriter(inner.Format
         catch (IOException exception)
         {
             Failure = exception;
+        }
+        catch (UnauthorizedAccessException exception)
+        {
+            // .NET reports a closed descriptor (EBADF) as "Access to the path is denied", the system's words inside.
+            Failure = exception.InnerException as IOException ?? new IOException(exception.Message, exception);
         }
     }
 }
