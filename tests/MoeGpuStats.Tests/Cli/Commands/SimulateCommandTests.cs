@@ -154,15 +154,23 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Empty(Directory.GetFiles(_folder.FullName, "*", SearchOption.AllDirectories));
     }
 
-    /// <summary>A host the endpoint cannot serve on is named with the port, with what a host may be.</summary>
-    [Fact]
-    public void AHostTheEndpointCannotServeOnIsNamed()
+    /// <summary>
+    /// A host the endpoint cannot serve on is named with the port, with what a host may be, and why where the name
+    /// says it (not the listener's "The request is not supported"): a name that does not resolve, another machine's address.
+    /// </summary>
+    [Theory]
+    [InlineData("::1", null)]
+    [InlineData("no-such-host.invalid", "(no-such-host.invalid does not resolve: ")]
+    [InlineData("192.0.2.1", "(192.0.2.1 is not an address of this machine)")]
+    public void AHostTheEndpointCannotServeOnIsNamed(string host, string? why)
     {
-        var (code, output, error) = Moegs.Run("simulate", "--steps", "1", "--tokens", "2", "--metrics-port", "1", "--metrics-host", "::1");
+        var (code, output, error) = Moegs.Run("simulate", "--steps", "1", "--tokens", "2", "--metrics-port", "1", "--metrics-host", host);
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(output);
-        Assert.StartsWith("--metrics-host ::1 --metrics-port 1: cannot serve metrics there (", error);
+        Assert.StartsWith($"--metrics-host {host} --metrics-port 1: cannot serve metrics there (", error);
+        Assert.Contains(why ?? "(", error);
+        Assert.DoesNotContain("not supported", error);
         Assert.EndsWith("the host is localhost, this machine's name or IPv4 address, or + for every interface (no IPv6 address).", error.Trim());
     }
 
