@@ -24,6 +24,7 @@ import heapq
 import math
 import operator
 import os
+import struct
 import sys
 import threading
 import weakref
@@ -1157,6 +1158,21 @@ METRICS_PREFIX = "moegpustats_"
 _EXPERT_TOKENS_HELP = "Token-expert slots per expert since the start (tags: expert, and layer when given)."
 
 # (instrument, counter?, unit, description, value of a _MetricsReading)
+def _float32_decimal(value):
+    """A float32 statistic (a Python float since ctypes read it) as the shortest decimal that is the same float32, as
+    the library's own exporters publish it: 0.1, not the float32's binary value 0.10000000149011612."""
+    exact = struct.pack("<f", value)
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        try:
+            if struct.pack("<f", float(text)) == exact:
+                return float(text)
+        except OverflowError:
+            # Rounded past float32's largest (3.4028235e38 to one digit, 3e38 is fine; 4e38 is not): more digits.
+            continue
+    return value
+
+
 _MODEL_SERIES = (
     ("moegs.model.steps", True, "{step}", "Forward passes recorded.", lambda r: r.summary["steps"]),
     ("moegs.model.balancedness.min", False, None, "The smallest layer balancedness in the window.",
@@ -1203,9 +1219,9 @@ _LAYER_SERIES = (
     ("moegs.layer.expert_ids.invalid", True, "{id}", "Top-k ids outside [0, E) since the start (tag: layer).",
      lambda r, l: r.layers[l]["invalid_expert_ids"]),
     ("moegs.layer.loss.load_balance", False, None, "Mean load-balancing loss since the start (tag: layer).",
-     lambda r, l: r.layers[l]["average_load_balance_loss"]),
+     lambda r, l: _float32_decimal(r.layers[l]["average_load_balance_loss"])),
     ("moegs.layer.loss.router_z", False, None, "Mean router z-loss since the start (tag: layer).",
-     lambda r, l: r.layers[l]["average_router_z_loss"]),
+     lambda r, l: _float32_decimal(r.layers[l]["average_router_z_loss"])),
 )
 
 # With recent_steps, over the window's newest steps (_MetricsReading.recent, summary(recent_steps=)):

@@ -1410,6 +1410,21 @@ class ModelMetricsTests(unittest.TestCase):
     def new_model(self, accelerator="managed"):
         return moegs.MoeModelStats(self.LAYERS, self.EXPERTS, expert_capacity=self.CAPACITY, window=self.WINDOW, accelerator=accelerator)
 
+    def test_float32_statistics_are_served_as_their_shortest_decimal(self):
+        """As the .NET exporters serve them: a float32 loss of 0.1 is 0.1, not 0.10000000149011612."""
+        import numpy
+        for value in (0.1, 5.6250005, 1e-45, 3.4028235e38, -2.5, 0.0):
+            with self.subTest(value=value):
+                widened = float(numpy.float32(value))
+                served = moegs._float32_decimal(widened)
+                self.assertEqual(numpy.float32(served), numpy.float32(value))
+                self.assertEqual(repr(served), repr(float(str(numpy.float32(value)))))
+        with moegs.MoeModelStats(1, 4, accelerator="managed") as model:
+            model.record(numpy.zeros((1, 2, 2), numpy.int32), load_balance_losses=[0.1], router_z_losses=[0.3])
+            _, samples = prometheus_samples(collector_registry(model))
+            self.assertEqual([0.1], layer_values(samples, "layer_loss_load_balance", 1))
+            self.assertEqual([0.3], layer_values(samples, "layer_loss_router_z", 1))
+
     def test_ep_series_are_numpys_balance_over_ranks_of_experts_in_order(self):
         """ep_size: the window's token-weighted and smallest balancedness over ranks holding the experts in order, as
         vLLM logs them (expert_load.reshape(layers, ranks, -1).sum(-1)); one that does not divide the experts is refused."""

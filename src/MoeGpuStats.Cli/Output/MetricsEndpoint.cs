@@ -62,7 +62,6 @@ internal sealed class MetricsEndpoint : IDisposable
             }
         };
         _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Export(instrument, value, tags));
-        _listener.SetMeasurementEventCallback<float>((instrument, value, tags, _) => Export(instrument, value, tags));
         _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Export(instrument, value, tags));
         _listener.Start();
         _registry.AddBeforeCollectCallback(_listener.RecordObservableInstruments);
@@ -376,7 +375,7 @@ internal sealed class MetricsEndpoint : IDisposable
         Collector? collector = instrument switch
         {
             ObservableCounter<long> => _factory.CreateCounter($"{name}_total", help, labelNames),
-            ObservableGauge<float> or ObservableGauge<double> or ObservableGauge<long> => _factory.CreateGauge(name, help, labelNames),
+            ObservableGauge<double> or ObservableGauge<long> => _factory.CreateGauge(name, help, labelNames),
             // The buckets the publisher advises (RoutingStatsMetrics: 10 µs to 10 s), as OpenTelemetry's exporters take them.
             Histogram<double> histogram => _factory.CreateHistogram(
                 instrument.Unit == "s" ? $"{name}_seconds" : name, help, labelNames, new HistogramConfiguration { Buckets = histogram.Advice?.HistogramBucketBoundaries?.ToArray() }),

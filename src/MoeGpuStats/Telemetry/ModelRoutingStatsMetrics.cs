@@ -167,8 +167,8 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         _shared.ObservableCounter(this, "moegs.layer.tokens.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.TokensDropped)), "{token}", "Tokens dropped since the start (tag: layer).");
         _shared.ObservableCounter(this, "moegs.layer.slots.dropped", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.SlotsDropped)), "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).");
         _shared.ObservableCounter(this, "moegs.layer.expert_ids.invalid", _reading.Observe(r => PerLayer(r.Totals, t => (long)t.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E) since the start (tag: layer).");
-        _shared.ObservableGauge(this, "moegs.layer.loss.load_balance", _reading.Observe(r => PerLayer(r.Totals, t => (double)t.AverageLoadBalanceLoss)), null, "Mean load-balancing loss since the start (tag: layer).");
-        _shared.ObservableGauge(this, "moegs.layer.loss.router_z", _reading.Observe(r => PerLayer(r.Totals, t => (double)t.AverageRouterZLoss)), null, "Mean router z-loss since the start (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.loss.load_balance", _reading.Observe(r => PerLayer(r.Totals, t => FloatStatistic.ToDouble(t.AverageLoadBalanceLoss))), null, "Mean load-balancing loss since the start (tag: layer).");
+        _shared.ObservableGauge(this, "moegs.layer.loss.router_z", _reading.Observe(r => PerLayer(r.Totals, t => FloatStatistic.ToDouble(t.AverageRouterZLoss))), null, "Mean router z-loss since the start (tag: layer).");
         if (_topExperts > 0)
         {
             _shared.ObservableGauge(this, "moegs.layer.hot_expert", _reading.Observe(r => Ranked(r, r.Hottest, id: true)), null, "The id of the expert at this position among the layer's hottest in the window (tags: layer, position).");

@@ -177,12 +177,13 @@ public sealed class RoutingStatsMetrics : IDisposable
         ulong SlotsDropped,
         ulong InvalidExpertIds,
         ulong[] ExpertTokenCounts,
-        float UtilizationCv,
-        float MaxMeanRatio,
-        float RoutingEfficiency,
-        float AverageLoadBalanceLoss,
-        float AverageRouterZLoss)
+        double UtilizationCv,
+        double MaxMeanRatio,
+        double RoutingEfficiency,
+        double AverageLoadBalanceLoss,
+        double AverageRouterZLoss)
     {
+
         public static Reading Of(RoutingStats stats)
         {
             using var snapshot = stats.Snapshot();
@@ -196,11 +197,11 @@ public sealed class RoutingStatsMetrics : IDisposable
                 snapshot.SlotsDropped,
                 snapshot.InvalidExpertIds,
                 [.. snapshot.ExpertTokenCounts],
-                snapshot.UtilizationCv(),
-                ratio,
-                snapshot.RoutingEfficiency,
-                snapshot.AverageLoadBalanceLoss,
-                snapshot.AverageRouterZLoss);
+                FloatStatistic.ToDouble(snapshot.UtilizationCv()),
+                FloatStatistic.ToDouble(ratio),
+                FloatStatistic.ToDouble(snapshot.RoutingEfficiency),
+                FloatStatistic.ToDouble(snapshot.AverageLoadBalanceLoss),
+                FloatStatistic.ToDouble(snapshot.AverageRouterZLoss));
         }
     }
 }

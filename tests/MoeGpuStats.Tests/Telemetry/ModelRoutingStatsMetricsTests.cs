@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using System.Globalization;
 using MoeGpuStats.Telemetry;
 
 namespace MoeGpuStats.Tests.Telemetry;
@@ -49,8 +50,9 @@ public sealed partial class ModelRoutingStatsMetricsTests
             Assert.Equal(layer.TokensDropped, (ulong)PerLayer(seen, "moegs.layer.tokens.dropped", l));
             Assert.Equal(layer.SlotsDropped, (ulong)PerLayer(seen, "moegs.layer.slots.dropped", l));
             Assert.Equal(layer.InvalidExpertIds, (ulong)PerLayer(seen, "moegs.layer.expert_ids.invalid", l));
-            Assert.Equal(layer.AverageLoadBalanceLoss, PerLayer(seen, "moegs.layer.loss.load_balance", l));
-            Assert.Equal(layer.AverageRouterZLoss, PerLayer(seen, "moegs.layer.loss.router_z", l));
+            Assert.Equal(double.Parse(layer.AverageLoadBalanceLoss.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture), PerLayer(seen, "moegs.layer.loss.load_balance", l));
+            Assert.Equal(double.Parse(layer.AverageRouterZLoss.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture), PerLayer(seen, "moegs.layer.loss.router_z", l));
+            Assert.NotEqual((double)layer.AverageRouterZLoss, PerLayer(seen, "moegs.layer.loss.router_z", l));
             Assert.True(layer.SlotsDropped > 0 && layer.InvalidExpertIds > 0 && layer.AverageRouterZLoss > 0, "the steps drop slots, hold invalid ids and carry losses");
 
             var row = load.AsSpan(l * Experts, Experts).ToArray();
@@ -365,7 +367,8 @@ public sealed partial class ModelRoutingStatsMetricsTests
                 };
             }
 
-            float[] losses = [.. Enumerable.Range(0, Layers).Select(l => 0.25f * (l + step))];
+            // Tenths, whose float is no short binary fraction: published as the float's shortest decimal, not its binary tail.
+            float[] losses = [.. Enumerable.Range(0, Layers).Select(l => 0.1f * (l + step + 1))];
             stats.RecordStep(ids, tokens: 8, topK: 2, loadBalanceLosses: losses, routerZLosses: [.. losses.Select(x => x + 1)]);
         }
     }
