@@ -163,7 +163,7 @@ internal sealed class ModelOptions(string condition)
         var perExpert = total - withoutRanked - ranked;
         return perExpert > 0
             ? $"--metrics-expert-series: {layers:N0} layers × {experts:N0} experts make {perExpert:N0} series (2 per layer and expert), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: leave it out (--metrics-top-experts names each layer's hottest and coldest)."
-            : $"--metrics-top-experts {top}: {layers:N0} layers make {ranked:N0} series (4 per layer and rank), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: give at most {(MaxSeries - withoutRanked) / (4L * layers):N0}.";
+            : $"--metrics-top-experts {top}: {layers:N0} layers make {ranked:N0} series (4 per layer and position: a hot and a cold expert and their loads), {total:N0} in all; an endpoint publishes at most {MaxSeries:N0}: give at most {(MaxSeries - withoutRanked) / (4L * layers):N0}.";
     }
 }
 

@@ -324,7 +324,7 @@ public sealed partial class ReplayCommandTests : IDisposable
     /// </summary>
     [Theory]
     [InlineData("--metrics-expert-series", "--metrics-expert-series: 1,024 layers × 256 experts make 524,288 series (2 per layer and expert), 557,065 in all; an endpoint publishes at most 250,000")]
-    [InlineData("--metrics-top-experts 256", "--metrics-top-experts 256: 1,024 layers make 1,048,576 series (4 per layer and rank), 1,060,873 in all; an endpoint publishes at most 250,000: give at most 58.")]
+    [InlineData("--metrics-top-experts 256", "--metrics-top-experts 256: 1,024 layers make 1,048,576 series (4 per layer and position: a hot and a cold expert and their loads), 1,060,873 in all; an endpoint publishes at most 250,000: give at most 58.")]
     [InlineData("--metrics-top-experts 257", "--metrics-top-experts 257: a layer has 256 experts; give 0 to 256.")]
     public void MetricsAnEndpointCannotPublishAreRefused(string option, string expected)
     {

@@ -118,8 +118,8 @@ public sealed class SimulateCommandTests : IDisposable
     [Theory]
     // 332 layers, K = 185: 249,673 series, 250,009 with the 4 + 332 recent ones.
     [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 185 --metrics-recent-steps 5", "250,009 in all", "give at most 184.")]
-    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 186 --metrics-recent-steps 5", "--metrics-top-experts 186: 332 layers make 247,008 series (4 per layer and rank), 251,337 in all", "give at most 184.")]
-    [InlineData("--layers 100 -e 1000 --metrics-port 9 --metrics-top-experts 1000 --metrics-recent-steps 5", "--metrics-top-experts 1000: 100 layers make 400,000 series (4 per layer and rank), 401,313 in all", "give at most 621.")]
+    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 186 --metrics-recent-steps 5", "--metrics-top-experts 186: 332 layers make 247,008 series (4 per layer and position: a hot and a cold expert and their loads), 251,337 in all", "give at most 184.")]
+    [InlineData("--layers 100 -e 1000 --metrics-port 9 --metrics-top-experts 1000 --metrics-recent-steps 5", "--metrics-top-experts 1000: 100 layers make 400,000 series (4 per layer and position: a hot and a cold expert and their loads), 401,313 in all", "give at most 621.")]
     [InlineData("--layers 100 -e 2000 --metrics-port 9 --metrics-top-experts 0 --metrics-expert-series --metrics-recent-steps 5", "--metrics-expert-series: 100 layers × 2,000 experts make 400,000 series (2 per layer and expert), 401,313 in all", "")]
     public void TheRecentSeriesCountTowardTheEndpointsLimitAndItsRefusalNamesTheRightOption(string arguments, string expected, string advice)
     {
