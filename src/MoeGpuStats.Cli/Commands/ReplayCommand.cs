@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Humanizer;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
 
@@ -88,7 +89,7 @@ internal static class ReplayCommand
             IRoutingTrace trace;
             try
             {
-                if (!InputFile.TryRead(console, path, $"a {TraceFile.Names} file", name => TraceFile.Open(name, parse.GetValue(layout), parse.GetValue(members)), out trace))
+                if (!InputFile.TryRead(console, path, $"a {TraceFile.Names} file", name => TraceFile.Open(name, parse.GetValue(layout), parse.GetValue(members), NoteLongRead(console, path)), out trace))
                 {
                     return ExitCodes.BadInput;
                 }
@@ -143,6 +144,11 @@ internal static class ReplayCommand
                     long max;
                     try
                     {
+                        if (trace is not JsonLinesTrace)
+                        {
+                            NoteLongRead(console, path)(LongBinaryRead, "for its largest id (--experts skips this)");
+                        }
+
                         max = trace.MaxId();
                     }
                     catch (IdPastInt64Exception exception)
@@ -247,6 +253,22 @@ internal static class ReplayCommand
         });
         return command;
     }
+
+    /// <summary>The size from which reading a .npy file or an .npz archive whole before the replay gets a note: seconds of silence (hundreds of MB/s).</summary>
+    private const long LongBinaryRead = 2L << 30;
+
+    /// <summary>
+    /// Writes a note before <paramref name="path"/> is read whole ahead of the replay, when it is at least the given
+    /// size, so that a long silence is not taken for a hang; the note ends with why it is read.
+    /// </summary>
+    internal static Action<long, string> NoteLongRead(CliConsole console, FileInfo path) => (bytes, why) =>
+    {
+        var length = path.Exists ? path.Length : 0;
+        if (length >= bytes)
+        {
+            console.Error.WriteLine($"note: reading {ErrorText.OneLine(path.Name)} ({ByteSize.FromBytes(length).Humanize("0.#", System.Globalization.CultureInfo.InvariantCulture)}) whole {why}, before the replay starts.");
+        }
+    };
 
     /// <summary>Where the largest id is its unsigned dtype's largest value, what it likely is, to end a message; else nothing.</summary>
     private static string PaddingHint(IRoutingTrace trace, long maxId) =>

@@ -21,7 +21,8 @@ internal static class TraceFile
     /// <exception cref="IdLayoutException">An option that does not go with the file's format or shape.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
     /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
-    public static IRoutingTrace Open(string path, IdLayout? layout, NpzMembers? members)
+    /// <param name="longRead">Told before a read of the whole file ahead of the replay (JSON lines are indexed first), with the size from which that read is long and why it is made.</param>
+    public static IRoutingTrace Open(string path, IdLayout? layout, NpzMembers? members, Action<long, string>? longRead = null)
     {
         var format = FormatOf(path);
         if (members is { } holds && format != TraceFormat.Npz)
@@ -43,8 +44,15 @@ internal static class TraceFile
         {
             TraceFormat.Npy => NpyIds.Open(path, layout),
             TraceFormat.Npz => NpzIds.Open(path, layout, members),
-            _ => JsonLinesTrace.Open(path),
+            _ => OpenJsonLines(path, longRead),
         };
+    }
+
+    private static JsonLinesTrace OpenJsonLines(string path, Action<long, string>? longRead)
+    {
+        // Parsed at tens of MB/s: 128 MiB is seconds.
+        longRead?.Invoke(128L << 20, "to find its forward passes");
+        return JsonLinesTrace.Open(path);
     }
 
     /// <summary>

@@ -18,6 +18,29 @@ public sealed class TraceFileTests : IDisposable
 
     public void Dispose() => _folder.Delete(recursive: true);
 
+    /// <summary>
+    /// JSON lines are read whole before the replay (their passes indexed), and the caller is told so with the size
+    /// from which that is a long read; a .npy or .npz file is not read whole to open. The note names the file and its size.
+    /// </summary>
+    [Fact]
+    public void AWholeReadBeforeTheReplayIsToldAndNamed()
+    {
+        var told = new List<(long Bytes, string Why)>();
+        using (TraceFile.Open(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes_step.jsonl"), null, null, (bytes, why) => told.Add((bytes, why))))
+        using (TraceFile.Open(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes.npz"), IdLayout.Parse("tokens,layers,k"), null, (bytes, why) => told.Add((bytes, why))))
+        {
+            Assert.Equal([(128L << 20, "to find its forward passes")], told);
+        }
+
+        var file = new FileInfo(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes_step.jsonl"));
+        using var error = new StringWriter();
+        var note = MoeGpuStats.Cli.Commands.ReplayCommand.NoteLongRead(new MoeGpuStats.Cli.CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), file);
+        note(file.Length + 1, "to find its forward passes");
+        Assert.Empty(error.ToString());
+        note(file.Length, "to find its forward passes");
+        Assert.Matches(@"^note: reading passes_step\.jsonl \([0-9]+(\.[0-9])? KB\) whole to find its forward passes, before the replay starts\.$", error.ToString().Trim());
+    }
+
     [Theory]
     [InlineData("passes.npz", "tokens,layers,k", false)]
     [InlineData("passes_compressed.npz", "layers,tokens,k", false)]
