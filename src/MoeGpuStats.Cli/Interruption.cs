@@ -4,11 +4,14 @@ using MoeGpuStats.Cli.Output;
 namespace MoeGpuStats.Cli;
 
 /// <summary>
-/// Ctrl-C and SIGTERM over a whole run, by its stage. Before a run records anything, and in a command that records
-/// nothing, a signal ends the process at once: no output file has been written. While a run records, the first
-/// signal stops it after the step at hand, and what it recorded is still reported and saved; so is a run whose
-/// signal comes while it writes its report and files. A later signal ends the process at once, naming the output
-/// files it leaves unwritten. Every stage says on standard error what a signal did.
+/// Ctrl-C and SIGTERM over a whole run, by its stage. Before a run records anything, or before any command writes its
+/// files, a signal ends the process at once: no output file has been written. While a run records, the first signal
+/// stops it after the step at hand, and what it recorded is still reported and saved; a first signal while a command
+/// reports and writes its files lets it finish. Either way the command then exits with
+/// <see cref="ExitCodes.Interrupted"/> (<see cref="StoppedEarly"/>), so that a supervisor does not take a signalled
+/// run for a complete one. A later signal ends the process at once, naming the output files it leaves unwritten.
+/// Serving the final state (<c>--serve-after</c>), the first signal ends the serving, the expected end: exit 0. Each
+/// request says on standard error what it does; a resent one adds nothing.
 /// </summary>
 /// <remarks>
 /// A signal less than <see cref="Resent"/> after the one that asked the run to stop is that request again, not a
@@ -30,6 +33,7 @@ internal sealed class Interruption : IDisposable
     private readonly Lock _lock = new();
     private Stage _stage = Stage.Preparing;
     private long? _requestedAt;
+    private Stage _requestedBefore;
     private OutputFiles? _files;
 
     /// <param name="error">Where a signal's line goes.</param>
@@ -52,6 +56,18 @@ internal sealed class Interruption : IDisposable
         Recording,
         Finishing,
         Serving,
+    }
+
+    /// <summary>Whether a signal asked the run to stop before it served its final state: it then exits with <see cref="ExitCodes.Interrupted"/>.</summary>
+    public bool StoppedEarly
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _requestedAt is not null && _requestedBefore != Stage.Serving;
+            }
+        }
     }
 
     /// <summary>Whether a signal asked the run to stop: a recording loop ends after the step at hand, a served endpoint stops.</summary>
@@ -105,14 +121,18 @@ internal sealed class Interruption : IDisposable
 
             var second = _requestedAt is not null;
             endNow = second || _stage == Stage.Preparing;
-            _requestedAt ??= now;
+            if (!second)
+            {
+                (_requestedAt, _requestedBefore) = (now, _stage);
+            }
+
             line = (_stage, endNow) switch
             {
                 (Stage.Preparing, _) => "moegs: stopped by Ctrl-C or SIGTERM: no output file was written.",
                 (_, true) => $"moegs: ended at once by a second Ctrl-C or SIGTERM{Unwritten()}",
                 (Stage.Recording, _) => $"moegs: stopping after the step at hand; what was recorded is still reported and saved (Ctrl-C or SIGTERM again, {Resent.TotalSeconds:0} s or more later, ends at once).",
                 (Stage.Finishing, _) => $"moegs: finishing the report and output files (Ctrl-C or SIGTERM again, {Resent.TotalSeconds:0} s or more later, ends at once).",
-                _ => null,
+                _ => "moegs: stopped serving the final state.",
             };
         }
 
@@ -133,7 +153,7 @@ internal sealed class Interruption : IDisposable
         }
 
         var unwritten = _files?.Unwritten ?? [];
-        return _files is null ? ": nothing reported or saved (a file an earlier run left under an output's name stays as it was)."
+        return _files is null ? $": {(_stage == Stage.Recording ? "nothing reported or saved" : "no output file was written")} (a file an earlier run left under an output's name stays as it was)."
             : unwritten.Count == 0 ? "; every output file was written."
             : $": {string.Join(", ", unwritten.SkipLast(1))}{(unwritten.Count > 1 ? " and " : "")}{unwritten[^1]} not written (a file an earlier run left under such a name stays as it was).";
     }

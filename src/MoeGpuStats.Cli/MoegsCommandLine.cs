@@ -29,9 +29,13 @@ internal static partial class MoegsCommandLine
     /// Runs <c>moegs</c> with <paramref name="args"/>, writing to <paramref name="console"/>; returns the
     /// exit code. Standard output that cannot be written (a full disk, a closed descriptor) is named as such
     /// after the command, which still writes its files: exit code <see cref="ExitCodes.WriteFailed"/>; standard
-    /// error that cannot be written is let be. Ctrl-C and SIGTERM are the <see cref="Interruption"/>'s for the whole run.
+    /// error that cannot be written is let be.
     /// </summary>
-    public static async Task<int> RunAsync(string[] args, CliConsole console)
+    /// <param name="handleSignals">
+    /// Whether Ctrl-C and SIGTERM are the run's (<see cref="Interruption"/>): the program's own run; not a run in a process
+    /// that hosts it, such as the tests', whose signals are the host's.
+    /// </param>
+    public static async Task<int> RunAsync(string[] args, CliConsole console, bool handleSignals = false)
     {
         // Figures and messages read the same on every machine: "1,234.50", never "1.234,50" (this flow only);
         // and in English: System.CommandLine words its parse errors and help headings in the UI culture, and a
@@ -41,9 +45,10 @@ internal static partial class MoegsCommandLine
         var output = new GuardedWriter(console.Out);
         var error = new GuardedWriter(console.Error);
         int code;
-        using (var interruption = new Interruption(error, console.ErrorIsTerminal))
+        using (var interruption = new Interruption(error, console.ErrorIsTerminal, handleSignals))
         {
             code = await RunCommandAsync(args, console with { Out = output, Error = error, Interrupt = interruption });
+            code = code == ExitCodes.Ok && interruption.StoppedEarly ? ExitCodes.Interrupted : code;
         }
 
         output.Flush();
@@ -52,8 +57,9 @@ internal static partial class MoegsCommandLine
             return code;
         }
 
-        error.WriteLine($"moegs: cannot write to standard output ({ErrorText.Of(failure)}): what went there is incomplete; output files are written as usual.");
-        return code == ExitCodes.Ok ? ExitCodes.WriteFailed : code;
+        error.WriteLine($"moegs: cannot write to standard output ({ErrorText.Of(failure)}): what went there is incomplete; output files, if any, are written as usual.");
+        // As for an output file, the failed write wins over the interruption: what was saved is not all there is.
+        return code is ExitCodes.Ok or ExitCodes.Interrupted ? ExitCodes.WriteFailed : code;
     }
 
     private static async Task<int> RunCommandAsync(string[] args, CliConsole console)
@@ -77,9 +83,9 @@ internal static partial class MoegsCommandLine
                         (snapshots of different models to merge), 2 invalid arguments,
                         3 the accelerator named by MOEGS_ACCELERATOR is not present,
                         4 an output file or standard output could not be written (the other outputs were),
-                        130 simulate or replay stopped by Ctrl-C or SIGTERM (what was recorded
-                        is still reported and saved; a second Ctrl-C, a second or more later,
-                        ends at once).
+                        130 stopped by Ctrl-C or SIGTERM (a run of simulate or replay still
+                        reports and saves what it recorded; a second Ctrl-C, a second or more
+                        later, ends at once).
             """)
         {
             SimulateCommand.Create(console),

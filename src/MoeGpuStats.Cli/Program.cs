@@ -1,3 +1,3 @@
 using MoeGpuStats.Cli;
 
-return await MoegsCommandLine.RunAsync(args, CliConsole.System);
+return await MoegsCommandLine.RunAsync(args, CliConsole.System, handleSignals: true);

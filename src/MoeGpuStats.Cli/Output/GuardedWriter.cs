@@ -22,6 +22,10 @@ internal sealed class GuardedWriter(TextWriter inner) : TextWriter(inner.FormatP
     public override void Write(char[] buffer, int index, int count) =>
         Guarded((buffer, index, count), static (writer, part) => writer.Write(part.buffer, part.index, part.count));
 
+    // A line in one call to the inner writer, which takes the console's lock once: a line another thread writes (a
+    // signal's) never lands between this one and its newline.
+    public override void WriteLine(string? value) => Guarded(value, static (writer, text) => writer.WriteLine(text));
+
     public override void Flush() => Guarded(0, static (writer, _) => writer.Flush());
 
     /// <summary>Runs <paramref name="write"/> on the inner writer unless a write failed before; keeps the first failure.</summary>

@@ -14,6 +14,9 @@ namespace MoeGpuStats.Cli.Output;
 internal sealed class ProgressDisplay(CliConsole console, int total, bool enabled, string unit, TimeProvider? clock = null) : IDisposable
 {
     private const int BarWidth = 30;
+
+    /// <summary>The longest time left told: longer says only that the run will not end.</summary>
+    private static readonly TimeSpan MostLeft = TimeSpan.FromDays(3_650);
     private readonly TimeProvider _clock = clock ?? TimeProvider.System;
     private readonly long _started = (clock ?? TimeProvider.System).GetTimestamp();
     private int _lastDecile = -1;
@@ -45,7 +48,10 @@ internal sealed class ProgressDisplay(CliConsole console, int total, bool enable
         }
     }
 
-    /// <summary><c>, about 9 minutes, 12 seconds left</c> at the pace so far; empty before the first unit and after the last.</summary>
+    /// <summary>
+    /// <c>, about 9 minutes, 12 seconds left</c> at the pace so far, in its two largest units, the smaller rounded (a
+    /// run of hours says minutes, not seconds); empty before the first unit and after the last.
+    /// </summary>
     private string TimeLeft(TimeSpan elapsed, int done)
     {
         if (done <= 0 || done >= total)
@@ -53,8 +59,21 @@ internal sealed class ProgressDisplay(CliConsole console, int total, bool enable
             return "";
         }
 
-        var left = elapsed * ((double)(total - done) / done);
-        return $", about {left.Humanize(precision: 2, culture: CultureInfo.InvariantCulture, minUnit: TimeUnit.Second)} left";
+        // Seconds in a double: a slow run of 2^31 steps would pass TimeSpan's range.
+        var seconds = Math.Min(elapsed.TotalSeconds * ((double)(total - done) / done), MostLeft.TotalSeconds);
+        if (seconds < 0.5)
+        {
+            return ", less than a second left";
+        }
+
+        var (unit, length) = seconds switch
+        {
+            >= 86_400 => (TimeUnit.Hour, TimeSpan.FromHours(1)),
+            >= 3_600 => (TimeUnit.Minute, TimeSpan.FromMinutes(1)),
+            _ => (TimeUnit.Second, TimeSpan.FromSeconds(1)),
+        };
+        var left = length * Math.Round(seconds / length.TotalSeconds, MidpointRounding.AwayFromZero);
+        return $", about {left.Humanize(precision: 2, culture: CultureInfo.InvariantCulture, minUnit: unit)} left";
     }
 
     /// <summary>Writes a line on standard error: on a terminal the bar is wiped first and drawn again below it.</summary>

@@ -183,7 +183,6 @@ public sealed class RoutingStatsMetrics : IDisposable
         double AverageLoadBalanceLoss,
         double AverageRouterZLoss)
     {
-
         public static Reading Of(RoutingStats stats)
         {
             using var snapshot = stats.Snapshot();

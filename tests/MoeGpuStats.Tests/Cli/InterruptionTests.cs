@@ -29,8 +29,10 @@ public sealed class InterruptionTests
         using var interruption = Create();
         interruption.Recording();
 
+        Assert.False(interruption.StoppedEarly);
         Assert.False(interruption.Receive());
         Assert.True(interruption.Requested);
+        Assert.True(interruption.StoppedEarly);
         _clock.Advance(TimeSpan.FromMilliseconds(1));
         Assert.False(interruption.Receive());
         _clock.Advance(TimeSpan.FromMilliseconds(998));
@@ -78,16 +80,17 @@ public sealed class InterruptionTests
         }
     }
 
-    /// <summary>Serving the final state, the first signal ends the serving without a word: the run is complete.</summary>
+    /// <summary>Serving the final state, the first signal ends the serving, the expected end: the run is complete and not stopped early.</summary>
     [Fact]
-    public void ServingAFirstSignalEndsTheServingQuietly()
+    public void ServingAFirstSignalEndsTheServing()
     {
         using var interruption = Create();
         interruption.Serving();
 
         Assert.False(interruption.Receive());
         Assert.True(interruption.Requested);
-        Assert.Empty(Lines());
+        Assert.False(interruption.StoppedEarly);
+        Assert.Equal(["moegs: stopped serving the final state."], Lines());
     }
 
     /// <summary>On a terminal the line starts a line of its own: the progress bar, or the terminal's "^C", is on the one at hand.</summary>

@@ -151,7 +151,7 @@ public sealed class MoegsCommandLineTests : IDisposable
         var code = await MoegsCommandLine.RunAsync(args, new CliConsole(full, error, ErrorIsTerminal: false));
 
         Assert.Equal(ExitCodes.WriteFailed, code);
-        Assert.EndsWith("moegs: cannot write to standard output (No space left on device): what went there is incomplete; output files are written as usual.", error.ToString().TrimEnd());
+        Assert.EndsWith("moegs: cannot write to standard output (No space left on device): what went there is incomplete; output files, if any, are written as usual.", error.ToString().TrimEnd());
         Assert.DoesNotContain(": No space left", error.ToString());
         Assert.DoesNotContain("unexpected error", error.ToString());
         Assert.True(File.Exists(output + ".json"));
@@ -174,7 +174,7 @@ public sealed class MoegsCommandLineTests : IDisposable
         var closedError = await MoegsCommandLine.RunAsync(Args("error"), new CliConsole(new StringWriter(), new ClosedDescriptor(), ErrorIsTerminal: false));
 
         Assert.Equal(ExitCodes.WriteFailed, closedOut);
-        Assert.EndsWith("moegs: cannot write to standard output (Bad file descriptor): what went there is incomplete; output files are written as usual.", error.ToString().TrimEnd());
+        Assert.EndsWith("moegs: cannot write to standard output (Bad file descriptor): what went there is incomplete; output files, if any, are written as usual.", error.ToString().TrimEnd());
         Assert.Equal(ExitCodes.Ok, closedError);
         Assert.True(File.Exists($"{output}-out.json"));
         Assert.True(File.Exists($"{output}-error.json"));

@@ -68,7 +68,7 @@ public sealed class ProgressDisplayTests
         }
 
         var lines = error.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => line.TrimEnd()).ToArray();
-        Assert.Equal(["progress: 29 % (118/400 batches, about 2 seconds left)", "progress: 30 % (120/400 batches, about 2 seconds left)"], lines);
+        Assert.Equal(["progress: 29 % (118/400 batches, about 3 seconds left)", "progress: 30 % (120/400 batches, about 3 seconds left)"], lines);
     }
 
     /// <summary>
@@ -93,6 +93,41 @@ public sealed class ProgressDisplayTests
             progress.Report(100);
             Assert.EndsWith("100/100 steps", Terminal(error.ToString())[^1], StringComparison.Ordinal);
         }
+    }
+
+    /// <summary>Two units, the smaller rounded: an hour and a half minute is "1 hour, 1 minute", never "1 hour, 30 seconds".</summary>
+    [Theory]
+    [InlineData(3_630, "about 1 hour, 1 minute left")]
+    [InlineData(3_629, "about 1 hour left")]
+    [InlineData(86_405, "about 1 day left")]
+    [InlineData(90_000, "about 1 day, 1 hour left")]
+    [InlineData(59.6, "about 1 minute left")]
+    [InlineData(75, "about 1 minute, 15 seconds left")]
+    [InlineData(1e10, "about 521 weeks, 3 days left")]
+    public void TheTimeLeftIsInItsTwoLargestUnits(double secondsLeft, string expected)
+    {
+        using var error = new StringWriter();
+        var clock = new FakeTimeProvider();
+        using var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), total: 2, enabled: true, unit: "steps", clock);
+
+        // One step of two done in secondsLeft: the other takes as long.
+        clock.Advance(TimeSpan.FromSeconds(secondsLeft));
+        progress.Report(1);
+
+        Assert.Equal($"progress: 50 % (1/2 steps, {expected})", error.ToString().Trim());
+    }
+
+    [Fact]
+    public void UnderASecondLeftSaysSo()
+    {
+        using var error = new StringWriter();
+        var clock = new FakeTimeProvider();
+        using var progress = new ProgressDisplay(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), total: 10, enabled: true, unit: "steps", clock);
+
+        clock.Advance(TimeSpan.FromSeconds(1.1));
+        progress.Report(9);
+
+        Assert.Equal("progress: 90 % (9/10 steps, less than a second left)", error.ToString().Trim());
     }
 
     /// <summary>What a terminal shows for <paramref name="written"/>: a carriage return goes back to the line's start and later text overwrites.</summary>
