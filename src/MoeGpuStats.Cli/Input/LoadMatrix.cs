@@ -43,9 +43,14 @@ internal static class LoadMatrix
         const int MostTopK = 16;
         var (rows, columns) = (loads.GetLength(0), loads.GetLength(1));
         return source is null && rows > MostModelLayers && columns <= MostTopK
-            ? $"note: {ErrorText.OneLine(path.Name)} is read as the load of {Counted.Of(rows, "layer")} of {Counted.Of(columns, "expert")}, more MoE layers than a model has; if it holds top-k ids, [tokens, k], it is a trace: `moegs replay {ErrorText.OneLine(path.Name)} --experts E --save FILE.json` saves its load, which plan reads."
+            ? $"note: {ErrorText.OneLine(path.Name)} is read as the load of {Counted.Of(rows, "layer")} of {Counted.Of(columns, "expert")}, more layers than today's MoE models have (94, Qwen3-235B); if it holds top-k ids, [tokens, k], it is a trace: {ReplayFirst(ErrorText.OneLine(path.Name), FirstBytes(path.FullName).SequenceEqual(NpyHeader.MagicBytes))}."
             : null;
     }
+
+    /// <summary>How a trace of top-k ids becomes a load plan reads: replay saves its load; replay reads a .npy, not a JSON array.</summary>
+    private static string ReplayFirst(string path, bool npy) => npy
+        ? $"`moegs replay {path} --experts E --save FILE.json` saves its load, which plan reads"
+        : "saved as .npy (np.save), `moegs replay FILE.npy --experts E --save FILE.json` saves its load, which plan reads";
 
     /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
     internal static long[,] Read(string path) => Read(path, "expert", out _);
@@ -113,7 +118,7 @@ internal static class LoadMatrix
             throw new InvalidDataException($"{path}: shape {shape} holds no loads; nothing to place.");
         }
 
-        CheckShape(path, layers, experts, column);
+        CheckShape(path, layers, experts, column, npy: true);
 
         // At most 1,024 × 65,536 loads of 8 bytes: 512 MiB, no overflow and within an array's length.
         var needed = header.DataOffset + (layers * experts * header.ItemSize);
@@ -180,7 +185,7 @@ internal static class LoadMatrix
             var oneLayer = rows.Length == 0 || rows[0].ValueKind != JsonValueKind.Array;
             var layerRows = oneLayer ? [root] : rows;
             var experts = layerRows[0].GetArrayLength();
-            CheckShape(path, layerRows.Length, experts, column);
+            CheckShape(path, layerRows.Length, experts, column, npy: false);
             var loads = new long[layerRows.Length, experts];
             for (var layer = 0; layer < layerRows.Length; layer++)
             {
@@ -219,12 +224,12 @@ internal static class LoadMatrix
     /// model has layers (most likely a trace of ids, <c>[tokens, k]</c>, which reads as loads), or more
     /// loads a row than a plan has slots.
     /// </summary>
-    private static void CheckShape(string path, long layers, long columns, string column)
+    private static void CheckShape(string path, long layers, long columns, string column, bool npy)
     {
         if (layers > ModelRoutingStatsOptions.MaxLayers)
         {
             throw new InvalidDataException(
-                $"{path}: {layers:N0} rows; a load has one row per MoE layer, at most {ModelRoutingStatsOptions.MaxLayers:N0}. A [tokens, k] array of top-k ids is a trace: `moegs replay {path} --experts E --save FILE.json` saves its load, which plan reads.");
+                $"{path}: {layers:N0} rows; a load has one row per MoE layer, at most {ModelRoutingStatsOptions.MaxLayers:N0}. A [tokens, k] array of top-k ids is a trace: {ReplayFirst(path, npy)}.");
         }
 
         if (columns > ExpertPlacement.MaxPhysicalExperts)
@@ -244,7 +249,7 @@ internal static class LoadMatrix
         var (layers, experts, counts) = snapshot.Model is { } model
             ? (model.Layers, model.Experts, model.WindowLoad())
             : (1, snapshot.Layer!.ExpertTokenCounts.Count, snapshot.Layer.ExpertTokenCounts.ToArray());
-        CheckShape(path, layers, experts, column);
+        CheckShape(path, layers, experts, column, npy: false);
         if (experts > 0 && counts.All(count => count == 0))
         {
             throw new InvalidDataException($"{path}: every load is 0 (a snapshot before its first step, or a window of steps without tokens): nothing to balance.");

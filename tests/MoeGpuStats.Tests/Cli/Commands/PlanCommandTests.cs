@@ -485,8 +485,27 @@ public sealed class PlanCommandTests : IDisposable
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Contains($"plan {npy}: {rows:N0} layers of {columns} experts", output);
-        var note = $"note: ids.npy is read as the load of {rows:N0} layers of {columns} experts, more MoE layers than a model has; if it holds top-k ids, [tokens, k], it is a trace: `moegs replay ids.npy --experts E --save FILE.json` saves its load, which plan reads.";
+        var note = $"note: ids.npy is read as the load of {rows:N0} layers of {columns} experts, more layers than today's MoE models have (94, Qwen3-235B); if it holds top-k ids, [tokens, k], it is a trace: `moegs replay ids.npy --experts E --save FILE.json` saves its load, which plan reads.";
         Assert.Equal(noted ? note : "", error.Trim());
+    }
+
+    /// <summary>Replay reads ids from a .npy, not from a JSON array: for a JSON file, the note and the refusal say to save it with np.save first.</summary>
+    [Fact]
+    public void AJsonArrayShapedAsTopKIdsIsToldToBeSavedAsNpyForReplay()
+    {
+        var json = Path.Combine(_folder.FullName, "ids.json");
+        string Rows(int rows) => $"[{string.Join(", ", Enumerable.Range(0, rows).Select(t => $"[{t % 8}, {(t + 1) % 8}]"))}]";
+        const string Replay = "saved as .npy (np.save), `moegs replay FILE.npy --experts E --save FILE.json` saves its load, which plan reads.";
+
+        File.WriteAllText(json, Rows(200));
+        var (code, _, error) = Moegs.Run("plan", json, "--replicas", "4", "--gpus", "2");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.EndsWith($"it is a trace: {Replay}", error.Trim());
+
+        File.WriteAllText(json, Rows(2_000));
+        (code, _, error) = Moegs.Run("plan", json, "--replicas", "4", "--gpus", "2");
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"{json}: 2,000 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: {Replay}", error.Trim());
     }
 
     private string WriteNpy(string name, string descr, long[,] loads, string? shape = null)
