@@ -144,9 +144,9 @@ internal static class ReplayCommand
                     long max;
                     try
                     {
-                        if (trace is not JsonLinesTrace)
+                        if (LargestIdNote(trace, path, LongIdScan) is { } note)
                         {
-                            NoteLongRead(console, path)(LongBinaryRead, "for its largest id (--experts skips this)");
+                            console.Error.WriteLine(note);
                         }
 
                         max = trace.MaxId();
@@ -254,12 +254,35 @@ internal static class ReplayCommand
         return command;
     }
 
-    /// <summary>The size from which reading a .npy file or an .npz archive whole before the replay gets a note: seconds of silence (hundreds of MB/s).</summary>
-    private const long LongBinaryRead = 2L << 30;
+    /// <summary>The ids from which reading a .npy file or an .npz archive whole for its largest id gets a note: seconds of silence (about 250 million ids a second here).</summary>
+    private const long LongIdScan = 1L << 29;
 
     /// <summary>
-    /// Writes a note before <paramref name="path"/> is read whole ahead of the replay, when it is at least the given
-    /// size, so that a long silence is not taken for a hang; the note ends with why it is read.
+    /// The note before <paramref name="trace"/> (a .npy file or an .npz archive) is read whole for its largest id, when it
+    /// holds at least <paramref name="ids"/> ids: counted from its shape, as an archive's size says nothing of its
+    /// members' once decompressed. Null for fewer, and for JSON lines, read whole when opened.
+    /// </summary>
+    internal static string? LargestIdNote(IRoutingTrace trace, FileInfo path, long ids)
+    {
+        if (trace is JsonLinesTrace)
+        {
+            return null;
+        }
+
+        var held = 0L;
+        for (var step = 0; step < trace.Steps; step++)
+        {
+            held += (long)trace.Layers * trace.TokensAt(step) * trace.TopK;
+        }
+
+        return held >= ids
+            ? $"note: reading {ErrorText.OneLine(path.Name)} ({held:N0} ids) whole for its largest id (--experts skips this), before the replay starts."
+            : null;
+    }
+
+    /// <summary>
+    /// Writes a note before <paramref name="path"/> (JSON lines) is read whole ahead of the replay, when it is at least the
+    /// given size, so that a long silence is not taken for a hang; the note ends with why it is read.
     /// </summary>
     internal static Action<long, string> NoteLongRead(CliConsole console, FileInfo path) => (bytes, why) =>
     {

@@ -41,6 +41,25 @@ public sealed class TraceFileTests : IDisposable
         Assert.Matches(@"^note: reading passes_step\.jsonl \([0-9]+(\.[0-9])? KB\) whole to find its forward passes, before the replay starts\.$", error.ToString().Trim());
     }
 
+    /// <summary>
+    /// A .npy file or an .npz archive read whole for its largest id gets its note by the ids it holds, counted from its
+    /// shape (a compressed archive's size says nothing of them); JSON lines, read whole when opened, get none here.
+    /// </summary>
+    [Fact]
+    public void TheLargestIdNoteCountsTheIdsAnArchiveHolds()
+    {
+        var archive = new FileInfo(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes_compressed.npz"));
+        using var trace = TraceFile.Open(archive.FullName, IdLayout.Parse("layers,tokens,k"), null);
+        var ids = Enumerable.Range(0, trace.Steps).Sum(step => (long)trace.Layers * trace.TokensAt(step) * trace.TopK);
+        using var lines = TraceFile.Open(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes_step.jsonl"), null, null);
+
+        Assert.Null(MoeGpuStats.Cli.Commands.ReplayCommand.LargestIdNote(trace, archive, ids + 1));
+        Assert.Equal(
+            $"note: reading passes_compressed.npz ({ids:N0} ids) whole for its largest id (--experts skips this), before the replay starts.",
+            MoeGpuStats.Cli.Commands.ReplayCommand.LargestIdNote(trace, archive, ids));
+        Assert.Null(MoeGpuStats.Cli.Commands.ReplayCommand.LargestIdNote(lines, archive, 0));
+    }
+
     [Theory]
     [InlineData("passes.npz", "tokens,layers,k", false)]
     [InlineData("passes_compressed.npz", "layers,tokens,k", false)]
