@@ -287,12 +287,13 @@ def _memory(value, name, element="int32"):
     Other element types are refused, never reinterpreted: the C API reads them as `element`."""
     torch_dtype, conversion, typestr, typecode = _ELEMENTS[element]
     if hasattr(value, "data_ptr") and hasattr(value, "is_cuda"):  # torch.Tensor
+        # Where the memory is comes first: a conversion of the dtype would not make it readable.
+        if not value.is_cuda and value.device.type != "cpu":
+            raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
         if str(value.dtype) != torch_dtype:
             raise TypeError(f"{name} must be {torch_dtype} (got {value.dtype}); use {name}.{conversion}")
         if not value.is_contiguous():
             raise ValueError(f"{name} must be contiguous; use {name}.contiguous()")
-        if not value.is_cuda and value.device.type != "cpu":
-            raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
         return value.data_ptr(), value.numel(), tuple(value.shape), value.is_cuda, (value.device.index if value.is_cuda else None), value
     if hasattr(value, "__array_interface__"):  # NumPy, or any array exporting the interface
         interface = value.__array_interface__
@@ -325,11 +326,11 @@ def _strided(value, name):
     """(pointer, shape, strides in ids, is_cuda, device index, keep, id type name) of int32, int64 or int16 ids from
     torch or __array_interface__, at whatever strides the array has; other objects go through _memory (int32, contiguous)."""
     if hasattr(value, "data_ptr") and hasattr(value, "is_cuda") and hasattr(value, "stride"):  # torch.Tensor
+        if not value.is_cuda and value.device.type != "cpu":
+            raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
         kind = str(value.dtype).replace("torch.", "")
         if kind not in _ID_TYPES:
             raise TypeError(f"{name} must be torch.int32, torch.int64 or torch.int16 (got {value.dtype}); use {name}.int()")
-        if not value.is_cuda and value.device.type != "cpu":
-            raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
         return (value.data_ptr(), tuple(value.shape), tuple(value.stride()), value.is_cuda,
                 value.device.index if value.is_cuda else None, value, kind)
     interface = getattr(value, "__array_interface__", None)
@@ -986,19 +987,18 @@ class MoeModelStats(_Handle):
             return None
         ctype = ctypes.c_int32 if element == "int32" else ctypes.c_float
         memory = hasattr(value, "data_ptr") or hasattr(value, "__array_interface__") or hasattr(value, "buffer_info")
-        if memory and not is_cuda and not getattr(value, "is_cuda", False) and hasattr(value, "tolist") \
-                and str(getattr(value, "dtype", element)) not in (element, f"torch.{element}"):
+        if memory and not is_cuda and _host_array(value) and str(value.dtype) not in (element, f"torch.{element}"):
             # Host values of another type are numbers, as Python's are: a count from ids.sum() is int64, NumPy's losses
             # float64. Only memory of the element type is read where it lies, as a CUDA tensor must be.
             length = value.numel() if hasattr(value, "numel") else value.size
             if length != count:
                 raise ValueError(f"{name} holds {length} values; it must hold {count}")
-            value = value.reshape(-1).tolist()
+            value = _flat(value.tolist())
             memory = False
         numbers = [value] if count == 1 and not memory and not isinstance(value, (list, tuple)) else value
         if isinstance(numbers, (list, tuple)):
             if is_cuda:
-                raise ValueError(f"{name} are Python numbers, but the ids are a CUDA tensor: pass a {element} CUDA tensor of {count}")
+                raise ValueError(f"{name} are Python numbers, but the ids are a CUDA tensor: pass an {element} CUDA tensor of {count}")
             if len(numbers) != count:
                 raise ValueError(f"{name} holds {len(numbers)} values; it must hold {count}")
             checked = ([_integer(name, v, -2**31, INT32_MAX) for v in numbers] if element == "int32"
@@ -1010,6 +1010,21 @@ class MoeModelStats(_Handle):
         if value_cuda != is_cuda:
             raise ValueError(f"{name} are {'a CUDA tensor' if value_cuda else 'in host memory'}, but the ids are not: pass both in one memory")
         return _Address(alive, pointer)
+
+
+def _host_array(value):
+    """Whether `value` is a NumPy array or scalar, or a dense torch tensor in host memory: values a host accelerator can
+    take as numbers. A tensor on another device (meta, MPS, XPU) is not: _memory refuses it, naming its device."""
+    if hasattr(value, "data_ptr"):
+        return getattr(getattr(value, "device", None), "type", None) == "cpu" and str(getattr(value, "layout", "")) == "torch.strided"
+    return hasattr(value, "__array_interface__") and hasattr(value, "dtype") and hasattr(value, "tolist")
+
+
+def _flat(values):
+    """tolist()'s nested lists (or scalar) as one flat list: a [layers, 1] array, or an np.matrix, whose rows stay 2-D."""
+    if not isinstance(values, list):
+        return [values]
+    return [item for value in values for item in _flat(value)]
 
 
 def _load_rows(buffer, layers, experts):

@@ -1010,16 +1010,20 @@ class ModelTests(unittest.TestCase):
                 with self.assertRaisesRegex(TypeError, r"^expert_ranks\[0\] must be an integer \(got True"):
                     model.summary(numpy.array([True, False, True, False]))
         # Host values of another type are numbers: a count from a NumPy sum (int64), NumPy's default floats (float64).
+        class Unlisted(numpy.ndarray):
+            def tolist(self):
+                raise AssertionError("listed before its size was checked")
+
         with moegs.MoeModelStats(2, 4, accelerator="managed") as model:
             two_layers = numpy.array([[[0, 0], [1, 1], [2, 2]], [[3, 3], [3, 3], [3, 3]]], numpy.int32)
-            model.record(two_layers, valid_tokens=numpy.array([1, 1]).sum(), load_balance_losses=numpy.array([0.5, 1.5]),
+            model.record(two_layers, valid_tokens=numpy.array([1, 1]).sum(), load_balance_losses=numpy.matrix([0.5, 1.5]),
                          router_z_losses=numpy.array([[0.25], [0.75]]))
             self.assertEqual([[2, 2, 0, 0], [0, 0, 0, 4]], load_rows(model.window_load()))
             self.assertEqual((1.5, 0.75), (model.layer(1)["average_load_balance_loss"], model.layer(1)["average_router_z_loss"]))
             for bad, message in ((dict(valid_tokens=numpy.arange(2)), r"^valid_tokens holds 2 values; it must hold 1$"),
                                  (dict(valid_tokens=numpy.float64(2.0)), r"^valid_tokens must be an integer \(got 2\.0"),
                                  (dict(valid_tokens=numpy.int64(2**31)), r"^valid_tokens = 2147483648 is out of range"),
-                                 (dict(load_balance_losses=numpy.zeros(10**6)), r"^load_balance_losses holds 1000000 values; it must hold 2$"),
+                                 (dict(load_balance_losses=numpy.zeros(10**6).view(Unlisted)), r"^load_balance_losses holds 1000000 values; it must hold 2$"),
                                  (dict(router_z_losses=numpy.array([0.5, numpy.nan])), r"^router_z_losses\[1\]")):
                 with self.subTest(bad=bad), self.assertRaisesRegex((TypeError, ValueError), message):
                     model.record(two_layers, **bad)
@@ -1029,6 +1033,11 @@ class ModelTests(unittest.TestCase):
             with moegs.MoeModelStats(1, 4, accelerator="managed") as model:
                 model.record(torch.tensor(ids), valid_tokens=torch.tensor(2), load_balance_losses=torch.tensor([0.5], dtype=torch.float64))
                 self.assertEqual([[2, 2, 0, 0]], load_rows(model.window_load()))
+                # A tensor on another device is refused naming its device, whatever its dtype: never copied to the host.
+                for dtype in (torch.float64, torch.float32):
+                    with self.subTest(dtype=dtype), self.assertRaisesRegex(ValueError, r"^load_balance_losses are on meta; "):
+                        model.record(torch.tensor(ids), load_balance_losses=torch.empty(1, dtype=dtype, device="meta"))
+                self.assertEqual(1, model.summary()["steps"])
         if importlib.util.find_spec("torch"):
             import torch
             with moegs.MoeModelStats(1, 4, accelerator="managed") as model, \
