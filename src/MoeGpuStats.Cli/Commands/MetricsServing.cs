@@ -36,11 +36,20 @@ internal static class MetricsServing
     }
 
     /// <summary>
-    /// Why <paramref name="host"/> cannot be listened on, where the name says it, in place of the listener's "The request
-    /// is not supported": a name that does not resolve, or one that names another machine; null otherwise.
+    /// Why <paramref name="host"/> cannot be listened on, where the name says it, in place of the listener's words ("The
+    /// request is not supported", "Invalid port in prefix"): the unspecified address, an IPv6 address, a name that does
+    /// not resolve, or one whose first address (the one the listener takes) is another machine's; null otherwise.
     /// </summary>
     private static string? HostProblem(string host)
     {
+        if (IPAddress.TryParse(host.Trim('[', ']'), out var literal))
+        {
+            return literal.Equals(IPAddress.Any) || literal.Equals(IPAddress.IPv6Any) ? $"{host} is the unspecified address: give + for every interface"
+                : literal.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"{host} is an IPv6 address; the endpoint serves IPv4"
+                : IsThisMachines(literal) ? null
+                : $"{host} is not an address of this machine";
+        }
+
         IPAddress[] addresses;
         try
         {
@@ -51,15 +60,14 @@ internal static class MetricsServing
             return $"{host} does not resolve: {ErrorText.Of(exception)}";
         }
 
-        var own = System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
-            .SelectMany(network => network.GetIPProperties().UnicastAddresses)
-            .Select(unicast => unicast.Address)
-            .ToHashSet();
-        return addresses.Any(address => IPAddress.IsLoopback(address) || own.Contains(address))
-            ? null
-            : IPAddress.TryParse(host, out _) ? $"{host} is not an address of this machine"
-            : $"{host} is {string.Join(", ", addresses.Select(address => address.ToString()))}, not an address of this machine";
+        return addresses.Length == 0 || IsThisMachines(addresses[0]) ? null : $"{host} is {addresses[0]} first, not an address of this machine";
     }
+
+    private static bool IsThisMachines(IPAddress address) =>
+        IPAddress.IsLoopback(address)
+        || System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+            .SelectMany(network => network.GetIPProperties().UnicastAddresses)
+            .Any(unicast => unicast.Address.Equals(address));
 
     /// <summary>Keeps the endpoint serving the final state, until Ctrl-C or SIGTERM (<c>--serve-after</c>).</summary>
     public static void ServeUntilInterrupted(CliConsole console, string host, int port)
