@@ -40,6 +40,16 @@ internal static class ErrorText
     }
 
     /// <summary>
+    /// <see cref="Of"/> as a clause inside a message's parentheses, without its closing period: "(No such file or
+    /// directory)", as the JSON errors read, not "(No such file or directory.)".
+    /// </summary>
+    public static string Clause(Exception exception)
+    {
+        var text = Of(exception);
+        return text.EndsWith('.') && !text.EndsWith("..", StringComparison.Ordinal) ? text[..^1] : text;
+    }
+
+    /// <summary>
     /// What a JSON reader's error says is wrong, as one clause: without .NET's position (<c>LineNumber: 0 |
     /// BytePositionInLine: 0</c>), which the caller gives counted from 1, its closing period, and its advice to a
     /// programmer ("not supported in this mode. Change the reader options." of a trailing comma: no option of this

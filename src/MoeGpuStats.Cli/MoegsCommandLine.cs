@@ -57,7 +57,7 @@ internal static partial class MoegsCommandLine
             return code;
         }
 
-        error.WriteLine($"moegs: cannot write to standard output ({ErrorText.Of(failure)}): what went there is incomplete; output files, if any, are written as usual.");
+        error.WriteLine($"moegs: cannot write to standard output ({ErrorText.Clause(failure)}): what went there is incomplete; output files, if any, are written as usual.");
         // As for an output file, the failed write wins over the interruption: what was saved is not all there is.
         return code is ExitCodes.Ok or ExitCodes.Interrupted ? ExitCodes.WriteFailed : code;
     }
@@ -123,7 +123,7 @@ internal static partial class MoegsCommandLine
         catch (Exception exception) when (exception is not OperationCanceledException)
         {
             // Every known kind of bad input has its own message; this line is for the ones nobody foresaw.
-            console.Error.WriteLine($"moegs: unexpected error: {ErrorText.Of(exception)} ({exception.GetType().Name}); set {DebugVariable}=1 to see where, and please report it.");
+            console.Error.WriteLine($"moegs: unexpected error: {ErrorText.Clause(exception)} ({exception.GetType().Name}); set {DebugVariable}=1 to see where, and please report it.");
             if (Environment.GetEnvironmentVariable(DebugVariable) == "1")
             {
                 console.Error.WriteLine(exception);

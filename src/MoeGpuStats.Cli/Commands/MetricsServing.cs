@@ -26,8 +26,8 @@ internal static class MetricsServing
         {
             // A host other than the default may be the cause as well as the port: name both, and what a host may be.
             console.Error.WriteLine(host == "localhost"
-                ? $"--metrics-port {given}: cannot serve metrics on {host}:{given} ({ErrorText.Of(exception)})."
-                : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({HostProblem(host) ?? ErrorText.Of(exception)}); the host is localhost, this machine's name or IPv4 address, or + for every interface (no IPv6 address).");
+                ? $"--metrics-port {given}: cannot serve metrics on {host}:{given} ({ErrorText.Clause(exception)})."
+                : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({HostProblem(host) ?? ErrorText.Clause(exception)}); the host is localhost, this machine's name or IPv4 address, or + for every interface (no IPv6 address).");
             return false;
         }
 
@@ -57,7 +57,7 @@ internal static class MetricsServing
         }
         catch (Exception exception) when (exception is System.Net.Sockets.SocketException or ArgumentException)
         {
-            return $"{host} does not resolve: {ErrorText.Of(exception)}";
+            return $"{host} does not resolve: {ErrorText.Clause(exception)}";
         }
 
         return addresses.Length == 0 || IsThisMachines(addresses[0]) ? null : $"{host} is {addresses[0]} first, not an address of this machine";

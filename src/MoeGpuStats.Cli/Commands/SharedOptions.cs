@@ -129,7 +129,7 @@ internal static class SharedOptions
         }
         catch (Exception exception) when (exception is ArgumentException or NotSupportedException or PathTooLongException)
         {
-            result.AddError($"{name} '{ErrorText.OneLine(text)}': not a file name ({ErrorText.Of(exception)}).");
+            result.AddError($"{name} '{ErrorText.OneLine(text)}': not a file name ({ErrorText.Clause(exception)}).");
             return null;
         }
     }

@@ -41,7 +41,7 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
         }
         catch (JsonException exception)
         {
-            throw new InvalidDataException($"{path}: not JSON ({ErrorText.Of(exception)}); give the output of plan --json, or a [layers][slots] array.");
+            throw new InvalidDataException($"{path}: not JSON ({ErrorText.Clause(exception)}); give the output of plan --json, or a [layers][slots] array.");
         }
     }
 

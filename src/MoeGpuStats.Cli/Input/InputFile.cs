@@ -57,7 +57,7 @@ internal static class InputFile
         }
         catch (IOException exception)
         {
-            Fail($"{ErrorText.OneLine(path.ToString())}: cannot read it ({ErrorText.Of(exception)}).");
+            Fail($"{ErrorText.OneLine(path.ToString())}: cannot read it ({ErrorText.Clause(exception)}).");
         }
 
         return false;

@@ -160,7 +160,7 @@ internal static class LoadMatrix
         {
             throw new InvalidDataException(JsonLinesTrace.StartsAsJsonLines(file)
                 ? $"{path}: JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load to write the window load that plan reads."
-                : $"{path}: neither a .npy file nor JSON ({ErrorText.Of(exception)}).");
+                : $"{path}: neither a .npy file nor JSON ({ErrorText.Clause(exception)}).");
         }
 
         using (document)

@@ -134,7 +134,7 @@ internal sealed class NpzMemberBytes(ZipArchiveEntry entry, string name) : NpyBy
         {
             // A broken deflate stream, a corrupt local header or an unsupported compression method:
             // .NET may call a corrupt deflate stream an unsupported method, so the line says both.
-            throw new InvalidDataException($"{name}: cannot read the member: the archive is corrupt, or compressed otherwise than np.savez does ({ErrorText.Of(exception)}).", exception);
+            throw new InvalidDataException($"{name}: cannot read the member: the archive is corrupt, or compressed otherwise than np.savez does ({ErrorText.Clause(exception)}).", exception);
         }
     }
 

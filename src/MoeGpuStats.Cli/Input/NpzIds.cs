@@ -96,7 +96,7 @@ internal sealed partial class NpzIds : IRoutingTrace
         catch (InvalidDataException exception)
         {
             file.Dispose();
-            throw new InvalidDataException($"{path}: not a readable .npz archive ({ErrorText.Of(exception)})");
+            throw new InvalidDataException($"{path}: not a readable .npz archive ({ErrorText.Clause(exception)})");
         }
 
         var members = new List<NpyIds>();

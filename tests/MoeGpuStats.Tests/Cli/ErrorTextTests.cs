@@ -22,6 +22,30 @@ public sealed class ErrorTextTests
     }
 
     /// <summary>
+    /// A message inside a message's parentheses loses its closing period, as the JSON errors' do: "(… is missing).",
+    /// not "(… is missing.).". An ellipsis stays.
+    /// </summary>
+    [Fact]
+    public void AClauseInParenthesesEndsWithoutItsPeriod()
+    {
+        Assert.Equal("The field 'x' is missing", ErrorText.Clause(new InvalidDataException("The field 'x' is missing.")));
+        Assert.Equal("Reading...", ErrorText.Clause(new IOException("Reading...")));
+        Assert.Equal("No such file", ErrorText.Clause(new IOException("No such file")));
+
+        var folder = Directory.CreateTempSubdirectory("moegs-clause-");
+        try
+        {
+            var path = Path.Combine(folder.FullName, "empty.json");
+            File.WriteAllText(path, "{}");
+            Assert.Equal($"{path}: not a routing statistics snapshot (The field 'routing_latency_stats' is missing).", Moegs.Run("report", path).Error.Trim());
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>
     /// A JSON error gives its line and byte from 1, as an editor does, not .NET's zero-based <c>LineNumber</c>; a
     /// serializer's path is kept. Checked on what the parser throws, and through <c>report</c> and <c>plan</c>.
     /// </summary>
