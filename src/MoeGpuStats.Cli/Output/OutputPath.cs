@@ -218,12 +218,17 @@ internal static partial class OutputPath
         return removed;
     }
 
-    /// <summary>An exception's message with any temporary of <paramref name="full"/> named as the user named the target.</summary>
+    /// <summary>
+    /// An exception's message as a clause in a line that names the file: any temporary of <paramref name="full"/> named
+    /// as the user named the target, without .NET's <c> : 'path'</c> naming the target again, nor a closing period.
+    /// </summary>
     public static string InUserWords(string message, string full, string given)
     {
         var name = Path.GetFileName(full);
         var withoutTemporaries = TemporaryPattern().Replace(message, match => match.Groups["name"].Value == NameInTemporary(name) ? name : match.Groups["name"].Value);
-        return withoutTemporaries.Replace(full, given, StringComparison.Ordinal);
+        var words = withoutTemporaries.Replace(full, given, StringComparison.Ordinal).Trim();
+        var target = $" : '{given}'";
+        return (words.EndsWith(target, StringComparison.Ordinal) ? words[..^target.Length] : words).TrimEnd('.');
     }
 
     private static string TemporaryFor(string full) =>
