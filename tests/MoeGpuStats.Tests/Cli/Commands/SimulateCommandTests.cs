@@ -382,9 +382,14 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Equal("MOEGS_ACCELERATOR=gpu: give one of cuda, opencl, cpu, managed, or leave it unset for the best accelerator present.", text.Trim());
     }
 
-    /// <summary>A long run stopped with SIGINT still reports and saves the batches it recorded.</summary>
-    [Fact]
-    public async Task AnInterruptedRunReportsAndSavesWhatItRecorded()
+    /// <summary>
+    /// A long run stopped with SIGINT or SIGTERM still reports and saves the batches it recorded; one signal sent twice at
+    /// once, as timeout(1) sends it to the process and its group, is one request (a later second signal is InterruptionTests').
+    /// </summary>
+    [Theory]
+    [InlineData("INT", 1)]
+    [InlineData("TERM", 2)]
+    public async Task AnInterruptedRunReportsAndSavesWhatItRecorded(string signal, int times)
     {
         var save = Path.Combine(_folder.FullName, "interrupted.json");
         using var moegs = StartSignallable("simulate", "--steps", "100000000", "--tokens", "64", "--experts", "8", "--report-interval", "1", "--save", save);
@@ -395,34 +400,12 @@ public sealed class SimulateCommandTests : IDisposable
         var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
         Assert.NotNull(first);
         var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
-        await Interrupt(moegs);
-
-        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
-        Assert.Equal(ExitCodes.Interrupted, moegs.ExitCode);
-        Assert.Contains("interrupted after", await errors);
-        Assert.Contains("(interrupted after", await output);
-        using var saved = RoutingStatsFile.Load(save);
-        Assert.InRange(saved.TotalRoutings, 1UL, 99_999_999UL);
-    }
-
-    /// <summary>
-    /// One SIGTERM sent twice at once, as timeout(1) sends it to the process and its group, is one request: the run
-    /// still reports and saves (a later second signal is InterruptionTests').
-    /// </summary>
-    [Fact]
-    public async Task ASignalSentTwiceAtOnceIsOneRequestAndTheRunStillSaves()
-    {
-        var save = Path.Combine(_folder.FullName, "twice.json");
-        using var moegs = StartSignallable("simulate", "--steps", "100000000", "--tokens", "64", "--experts", "8", "--report-interval", "1", "--save", save);
-        using var cleanup = new ProcessCleanup(moegs);
-        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
-        Assert.NotNull(await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken));
-        var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
-        await Signal(moegs, "TERM", times: 2);
+        await Signal(moegs, signal, times);
 
         await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
         Assert.Equal(ExitCodes.Interrupted, moegs.ExitCode);
         Assert.Contains("moegs: stopping after the step at hand", await errors);
+        Assert.Contains("interrupted after", await errors);
         Assert.Contains("(interrupted after", await output);
         using var saved = RoutingStatsFile.Load(save);
         Assert.InRange(saved.TotalRoutings, 1UL, 99_999_999UL);
