@@ -23,9 +23,6 @@ internal sealed class Interruption : IDisposable
     /// <summary>How long after a stop request a signal is that request sent again.</summary>
     public static readonly TimeSpan Resent = TimeSpan.FromSeconds(1);
 
-    /// <summary>No signal handling: for a console a test builds, whose runs are never signalled.</summary>
-    public static readonly Interruption None = new(TextWriter.Null, onNewLine: false, handleSignals: false);
-
     private readonly TextWriter _error;
     private readonly bool _onNewLine;
     private readonly TimeProvider _clock;
@@ -109,7 +106,7 @@ internal sealed class Interruption : IDisposable
     /// <summary>Takes one SIGINT or SIGTERM: writes what it does and returns whether the process ends at once (the signal's default action).</summary>
     internal bool Receive()
     {
-        string? line;
+        string line;
         bool endNow;
         lock (_lock)
         {
@@ -136,11 +133,7 @@ internal sealed class Interruption : IDisposable
             };
         }
 
-        if (line is not null)
-        {
-            _error.WriteLine(_onNewLine ? Environment.NewLine + line : line);
-        }
-
+        _error.WriteLine(_onNewLine ? Environment.NewLine + line : line);
         return endNow;
     }
 

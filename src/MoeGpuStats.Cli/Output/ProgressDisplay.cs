@@ -17,6 +17,7 @@ internal sealed class ProgressDisplay(CliConsole console, int total, bool enable
 
     /// <summary>The longest time left told: longer says only that the run will not end.</summary>
     private static readonly TimeSpan MostLeft = TimeSpan.FromDays(3_650);
+
     private readonly TimeProvider _clock = clock ?? TimeProvider.System;
     private readonly long _started = (clock ?? TimeProvider.System).GetTimestamp();
     private int _lastDecile = -1;
