@@ -1,5 +1,4 @@
 using System.CommandLine;
-using Humanizer;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
 
@@ -89,7 +88,7 @@ internal static class ReplayCommand
             IRoutingTrace trace;
             try
             {
-                if (!InputFile.TryRead(console, path, $"a {TraceFile.Names} file", name => TraceFile.Open(name, parse.GetValue(layout), parse.GetValue(members), NoteLongRead(console, path)), out trace))
+                if (!InputFile.TryRead(console, path, $"a {TraceFile.Names} file", name => TraceFile.Open(name, parse.GetValue(layout), parse.GetValue(members), InputFile.LongReadNote(console, path)), out trace))
                 {
                     return ExitCodes.BadInput;
                 }
@@ -279,19 +278,6 @@ internal static class ReplayCommand
             ? $"note: reading {ErrorText.OneLine(path.Name)} ({held:N0} ids) whole for its largest id (--experts skips this), before the replay starts."
             : null;
     }
-
-    /// <summary>
-    /// Writes a note before <paramref name="path"/> (JSON lines) is read whole ahead of the replay, when it is at least the
-    /// given size, so that a long silence is not taken for a hang; the note ends with why it is read.
-    /// </summary>
-    internal static Action<long, string> NoteLongRead(CliConsole console, FileInfo path) => (bytes, why) =>
-    {
-        var length = path.Exists ? path.Length : 0;
-        if (length >= bytes)
-        {
-            console.Error.WriteLine($"note: reading {ErrorText.OneLine(path.Name)} ({ByteSize.FromBytes(length).Humanize("0.#", System.Globalization.CultureInfo.InvariantCulture)}) whole {why}, before the replay starts.");
-        }
-    };
 
     /// <summary>Where the largest id is its unsigned dtype's largest value, what it likely is, to end a message; else nothing.</summary>
     private static string PaddingHint(IRoutingTrace trace, long maxId) =>

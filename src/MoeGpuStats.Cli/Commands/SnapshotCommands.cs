@@ -298,6 +298,10 @@ internal static class SnapshotCommands
     private static string Capacity(RoutingStats stats) =>
         stats.Options.ExpertCapacity is { } slots ? $"a capacity of {slots:N0} slots per expert" : "no capacity (the seed's placeholder of 100 slots per expert)";
 
-    private static bool TryLoad(CliConsole console, FileInfo path, out Snapshot snapshot) =>
-        InputFile.TryRead(console, path, "a snapshot file", SnapshotFile.Load, out snapshot);
+    private static bool TryLoad(CliConsole console, FileInfo path, out Snapshot snapshot)
+    {
+        // A model's snapshot holds its window's every count: hundreds of MB parse for seconds.
+        InputFile.LongReadNote(console, path)(128L << 20, "as a snapshot (seconds of parsing)");
+        return InputFile.TryRead(console, path, "a snapshot file", SnapshotFile.Load, out snapshot);
+    }
 }

@@ -1,3 +1,6 @@
+using System.Globalization;
+using Humanizer;
+
 namespace MoeGpuStats.Cli.Input;
 
 /// <summary>Opening the file a command reads, with one line naming it when that fails (exit code 1 follows).</summary>
@@ -62,6 +65,19 @@ internal static class InputFile
 
         return false;
     }
+
+    /// <summary>
+    /// Writes a note before <paramref name="path"/> is read whole ahead of a command's work, when it is at least the
+    /// given size, so that seconds of silence are not taken for a hang; the note ends with why it is read.
+    /// </summary>
+    public static Action<long, string> LongReadNote(CliConsole console, FileInfo path) => (bytes, why) =>
+    {
+        var length = path.Exists ? path.Length : 0;
+        if (length >= bytes)
+        {
+            console.Error.WriteLine($"note: reading {ErrorText.OneLine(path.Name)} ({ByteSize.FromBytes(length).Humanize("0.#", CultureInfo.InvariantCulture)}) whole {why}.");
+        }
+    };
 
     /// <summary>Whether <paramref name="path"/>, its links followed, is something other than a regular file or a folder.</summary>
     private static bool IsPipeOrDevice(string path) =>

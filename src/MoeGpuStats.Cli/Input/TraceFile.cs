@@ -51,7 +51,7 @@ internal static class TraceFile
     private static JsonLinesTrace OpenJsonLines(string path, Action<long, string>? longRead)
     {
         // Parsed at tens of MB/s: 128 MiB is seconds.
-        longRead?.Invoke(128L << 20, "to find its forward passes");
+        longRead?.Invoke(128L << 20, "to find its forward passes, before the replay starts");
         return JsonLinesTrace.Open(path);
     }
 

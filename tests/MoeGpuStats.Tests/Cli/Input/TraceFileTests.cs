@@ -29,15 +29,15 @@ public sealed class TraceFileTests : IDisposable
         using (TraceFile.Open(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes_step.jsonl"), null, null, (bytes, why) => told.Add((bytes, why))))
         using (TraceFile.Open(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes.npz"), IdLayout.Parse("tokens,layers,k"), null, (bytes, why) => told.Add((bytes, why))))
         {
-            Assert.Equal([(128L << 20, "to find its forward passes")], told);
+            Assert.Equal([(128L << 20, "to find its forward passes, before the replay starts")], told);
         }
 
         var file = new FileInfo(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes_step.jsonl"));
         using var error = new StringWriter();
-        var note = MoeGpuStats.Cli.Commands.ReplayCommand.NoteLongRead(new MoeGpuStats.Cli.CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), file);
-        note(file.Length + 1, "to find its forward passes");
+        var note = InputFile.LongReadNote(new MoeGpuStats.Cli.CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), file);
+        note(file.Length + 1, "to find its forward passes, before the replay starts");
         Assert.Empty(error.ToString());
-        note(file.Length, "to find its forward passes");
+        note(file.Length, "to find its forward passes, before the replay starts");
         Assert.Matches(@"^note: reading passes_step\.jsonl \([0-9]+(\.[0-9])? KB\) whole to find its forward passes, before the replay starts\.$", error.ToString().Trim());
     }
 
