@@ -300,8 +300,13 @@ internal static class SnapshotCommands
 
     private static bool TryLoad(CliConsole console, FileInfo path, out Snapshot snapshot)
     {
-        // A model's snapshot holds its window's every count: hundreds of MB parse for seconds.
-        InputFile.LongReadNote(console, path)(128L << 20, "as a snapshot (seconds of parsing)");
+        // A model's snapshot holds its window's every count: hundreds of MB parse for seconds. A larger file than a
+        // snapshot can be is refused by its length, unread.
+        if (path.Exists && path.Length <= RoutingStatsFile.MaxFileBytes)
+        {
+            InputFile.LongReadNote(console, path)(128L << 20, "as a snapshot (seconds of parsing)");
+        }
+
         return InputFile.TryRead(console, path, "a snapshot file", SnapshotFile.Load, out snapshot);
     }
 }

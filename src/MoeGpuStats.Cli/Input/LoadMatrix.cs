@@ -26,7 +26,18 @@ internal static class LoadMatrix
     /// <param name="source">Which of a snapshot's loads was read, in a phrase; null for an array, which is its own load.</param>
     public static bool TryRead(CliConsole console, FileInfo path, string column, out long[,] loads, out string? source)
     {
-        var read = InputFile.TryRead(console, path, "a load file (.npy or .json)", name => (Read(name, column, out var from), from), out var result);
+        var read = InputFile.TryRead(console, path, "a load file (.npy or .json)", name =>
+        {
+            // A model's snapshot parses for seconds from hundreds of MB (a .npy of loads reads at once); a larger JSON
+            // file, and an .npz archive, are refused unread.
+            var start = FirstBytes(name);
+            if (new FileInfo(name).Length <= MaxJsonBytes && !start.SequenceEqual(NpyHeader.MagicBytes) && !start.StartsWith("PK\u0003\u0004"u8))
+            {
+                InputFile.LongReadNote(console, path)(128L << 20, "as JSON (seconds of parsing)");
+            }
+
+            return (Read(name, column, out var from), from);
+        }, out var result);
         (loads, source) = result;
         return read;
     }
