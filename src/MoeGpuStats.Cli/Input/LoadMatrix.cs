@@ -26,18 +26,8 @@ internal static class LoadMatrix
     /// <param name="source">Which of a snapshot's loads was read, in a phrase; null for an array, which is its own load.</param>
     public static bool TryRead(CliConsole console, FileInfo path, string column, out long[,] loads, out string? source)
     {
-        var read = InputFile.TryRead(console, path, "a load file (.npy or .json)", name =>
-        {
-            // A model's snapshot parses for seconds from hundreds of MB (a .npy of loads reads at once); a larger JSON
-            // file, and an .npz archive, are refused unread.
-            var start = FirstBytes(name);
-            if (new FileInfo(name).Length <= MaxJsonBytes && !start.SequenceEqual(NpyHeader.MagicBytes) && !start.StartsWith("PK\u0003\u0004"u8))
-            {
-                InputFile.LongReadNote(console, path)(128L << 20, "as JSON (seconds of parsing)");
-            }
-
-            return (Read(name, column, out var from), from);
-        }, out var result);
+        var longRead = InputFile.LongReadNote(console, path);
+        var read = InputFile.TryRead(console, path, "a load file (.npy or .json)", name => (Read(name, column, out var from, longRead), from), out var result);
         (loads, source) = result;
         return read;
     }
@@ -64,10 +54,11 @@ internal static class LoadMatrix
         : "saved as .npy (np.save), `moegs replay FILE.npy --experts E --save FILE.json` saves its load, which plan reads";
 
     /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
-    internal static long[,] Read(string path) => Read(path, "expert", out _);
+    internal static long[,] Read(string path) => Read(path, "expert", out _, longRead: null);
 
+    /// <param name="longRead">Told before a JSON file is read whole (a model's snapshot parses for seconds from hundreds of MB), with the size from which that is long and why.</param>
     /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
-    private static long[,] Read(string path, string column, out string? source)
+    private static long[,] Read(string path, string column, out string? source, Action<long, string>? longRead)
     {
         source = null;
         var start = FirstBytes(path);
@@ -76,7 +67,7 @@ internal static class LoadMatrix
             throw new InvalidDataException($"{path}: an .npz archive (of top-k ids?), not a load; `moegs replay {path} --window-load load.npy` writes its window load, which plan reads.");
         }
 
-        var loads = start.SequenceEqual(NpyHeader.MagicBytes) ? ReadNpy(path, column) : ReadJson(ReadJsonBytes(path), path, column, out source);
+        var loads = start.SequenceEqual(NpyHeader.MagicBytes) ? ReadNpy(path, column) : ReadJson(ReadJsonBytes(path, longRead), path, column, out source);
         if (loads.GetLength(1) == 0)
         {
             throw new InvalidDataException($"{path}: no loads (a snapshot with no batch): nothing to place.");
@@ -298,11 +289,15 @@ internal static class LoadMatrix
         return prefix.AsSpan(0, NpyHeader.ReadFully(file, prefix, 0));
     }
 
-    private static byte[] ReadJsonBytes(string path)
+    private static byte[] ReadJsonBytes(string path, Action<long, string>? longRead)
     {
         var length = new FileInfo(path).Length;
-        return length <= MaxJsonBytes
-            ? File.ReadAllBytes(path)
-            : throw new InvalidDataException($"{path}: {length:N0} bytes; a JSON load file is read whole, up to {MaxJsonBytes:N0} (save large matrices with np.save).");
+        if (length > MaxJsonBytes)
+        {
+            throw new InvalidDataException($"{path}: {length:N0} bytes; a JSON load file is read whole, up to {MaxJsonBytes:N0} (save large matrices with np.save).");
+        }
+
+        longRead?.Invoke(128L << 20, "as JSON (seconds of parsing)");
+        return File.ReadAllBytes(path);
     }
 }
