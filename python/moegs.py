@@ -678,8 +678,8 @@ class MoeModelStats(_Handle):
         valid_tokens: None (every row), an int (host accelerators), or one int32 in the ids' memory: the rows that are
         tokens, later rows padding; clamped to [0, tokens] when read (a negative count records no token, a larger one
         every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or float32 arrays of
-        `layers` in the ids' memory. On host accelerators NumPy and CPU torch values of other types are read as numbers
-        (a count from ids.sum() is int64, NumPy's floats float64). A CUDA record is ordered on `stream` as MoeStats.record's."""
+        `layers` in the ids' memory (contiguous). On host accelerators NumPy and CPU torch values of other types or
+        layouts are read as numbers (a count from ids.sum() is int64, NumPy's floats float64, losses[:, 0] strided). A CUDA record is ordered on `stream` as MoeStats.record's."""
         # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
         pointer, kind, tokens, top_k, layer_stride, token_stride, is_cuda, device, alive = self._layers_of(ids)
         _placed("model", self.device, is_cuda, "ids")
@@ -987,28 +987,35 @@ class MoeModelStats(_Handle):
             return None
         ctype = ctypes.c_int32 if element == "int32" else ctypes.c_float
         memory = hasattr(value, "data_ptr") or hasattr(value, "__array_interface__") or hasattr(value, "buffer_info")
-        if memory and not is_cuda and _host_array(value) and str(value.dtype) not in (element, f"torch.{element}"):
-            # Host values of another type are numbers, as Python's are: a count from ids.sum() is int64, NumPy's losses
-            # float64. Only memory of the element type is read where it lies, as a CUDA tensor must be.
+        if memory and not is_cuda and _host_array(value) and (str(value.dtype) not in (element, f"torch.{element}")
+                                                              or not _contiguous(value)):
+            # Host values of another type or layout are numbers, as Python's are: a count from ids.sum() is int64, NumPy's
+            # losses float64, a column of a [layers, 2] array strided. Only dense memory of the element type is read where
+            # it lies, as a CUDA tensor must be.
             length = value.numel() if hasattr(value, "numel") else value.size
             if length != count:
                 raise ValueError(f"{name} holds {length} values; it must hold {count}")
             value = _flat(value.tolist())
             memory = False
         numbers = [value] if count == 1 and not memory and not isinstance(value, (list, tuple)) else value
+        on_cuda = f"the ids are a CUDA tensor: pass an {element} CUDA tensor of {count}"
         if isinstance(numbers, (list, tuple)):
             if is_cuda:
-                raise ValueError(f"{name} are Python numbers, but the ids are a CUDA tensor: pass an {element} CUDA tensor of {count}")
+                raise ValueError(f"{name} are Python numbers, but {on_cuda}")
             if len(numbers) != count:
                 raise ValueError(f"{name} holds {len(numbers)} values; it must hold {count}")
             checked = ([_integer(name, v, -2**31, INT32_MAX) for v in numbers] if element == "int32"
                        else [_finite(f"{name}[{i}]", v) for i, v in enumerate(numbers)])
             return (ctype * count)(*checked)
+        # Where the memory is comes before its type, as in _memory: an int64 count from a host sum is not made readable
+        # by a conversion (a tensor on meta or another device is left to _memory, which names the device).
+        if is_cuda and not getattr(value, "is_cuda", False) and getattr(getattr(value, "device", None), "type", "cpu") == "cpu":
+            raise ValueError(f"{name} are in host memory, but {on_cuda}")
         pointer, length, _, value_cuda, _, alive = _memory(value, name, element)
         if length != count:
             raise ValueError(f"{name} holds {length} values; it must hold {count}")
-        if value_cuda != is_cuda:
-            raise ValueError(f"{name} are {'a CUDA tensor' if value_cuda else 'in host memory'}, but the ids are not: pass both in one memory")
+        if value_cuda and not is_cuda:
+            raise ValueError(f"{name} are a CUDA tensor, but the ids are not: pass both in one memory")
         return _Address(alive, pointer)
 
 
@@ -1018,6 +1025,13 @@ def _host_array(value):
     if hasattr(value, "data_ptr"):
         return getattr(getattr(value, "device", None), "type", None) == "cpu" and str(getattr(value, "layout", "")) == "torch.strided"
     return hasattr(value, "__array_interface__") and hasattr(value, "dtype") and hasattr(value, "tolist")
+
+
+def _contiguous(value):
+    """Whether a host array (see _host_array) is dense in row-major order, as the C API reads memory."""
+    if hasattr(value, "is_contiguous"):
+        return value.is_contiguous()
+    return bool(getattr(value, "flags", {"C_CONTIGUOUS": True})["C_CONTIGUOUS"])
 
 
 def _flat(values):

@@ -1028,8 +1028,16 @@ class ModelTests(unittest.TestCase):
                 with self.subTest(bad=bad), self.assertRaisesRegex((TypeError, ValueError), message):
                     model.record(two_layers, **bad)
             self.assertEqual(1, model.summary()["steps"])
+            # So are host values of the element type at any layout: a column of a [layers, 2] float32 array is strided.
+            losses = numpy.array([[2.5, 1.25], [3.5, 0.25]], numpy.float32)
+            model.record(two_layers, valid_tokens=numpy.int32(1), load_balance_losses=losses[:, 0], router_z_losses=losses[:, 1])
+            self.assertEqual((2.5, 0.5), (model.layer(1)["average_load_balance_loss"], model.layer(1)["average_router_z_loss"]))
         if importlib.util.find_spec("torch"):
             import torch
+            with moegs.MoeModelStats(2, 4, accelerator="managed") as model:
+                columns = torch.tensor([[0.5, 0.25], [1.5, 0.75]])
+                model.record(torch.tensor(two_layers), load_balance_losses=columns[:, 0], router_z_losses=columns[:, 1])
+                self.assertEqual((1.5, 0.75), (model.layer(1)["average_load_balance_loss"], model.layer(1)["average_router_z_loss"]))
             with moegs.MoeModelStats(1, 4, accelerator="managed") as model:
                 model.record(torch.tensor(ids), valid_tokens=torch.tensor(2), load_balance_losses=torch.tensor([0.5], dtype=torch.float64))
                 self.assertEqual([[2, 2, 0, 0]], load_rows(model.window_load()))
@@ -1043,6 +1051,26 @@ class ModelTests(unittest.TestCase):
             with moegs.MoeModelStats(1, 4, accelerator="managed") as model, \
                     self.assertRaisesRegex(TypeError, r"^expert_ranks\[0\] must be an integer \(got tensor\(0\.\)"):
                 model.summary(torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
+    def test_a_per_step_argument_in_other_memory_than_the_ids_is_named_by_its_memory_first(self):
+        """With CUDA ids, a host count or loss is refused for where it lies, whatever its type (a conversion would not
+        make it readable); host ids refuse a CUDA tensor. No GPU is needed: the check precedes any read."""
+        host = [("int32", 1, array.array("i", [2]), "valid_tokens"), ("int32", 1, array.array("q", [2]), "valid_tokens"),
+                ("int32", 1, HostTensor(array.array("q", [2]), (), dtype="torch.int64"), "valid_tokens"),
+                ("float32", 2, HostTensor(array.array("d", [0.5, 1.5]), (2,), dtype="torch.float64"), "load_balance_losses")]
+        if importlib.util.find_spec("numpy"):
+            import numpy
+            host += [("int32", 1, numpy.array([1, 1]).sum(), "valid_tokens"), ("float32", 2, numpy.zeros(2), "router_z_losses")]
+        with moegs.MoeModelStats(2, 4, accelerator="managed") as model:
+            for element, count, value, name in host:
+                with self.subTest(value=value), self.assertRaisesRegex(
+                        ValueError, rf"^{name} are in host memory, but the ids are a CUDA tensor: pass an {element} CUDA tensor of {count}$"):
+                    model._per_step(name, value, element, count, is_cuda=True)
+            with self.assertRaisesRegex(ValueError, r"^valid_tokens are on meta; "):
+                model._per_step("valid_tokens", HostTensor(array.array("q", [2]), (), dtype="torch.int64", kind="meta"), "int32", 1, True)
+            with self.assertRaisesRegex(ValueError, r"^load_balance_losses are a CUDA tensor, but the ids are not: pass both in one memory$"):
+                model._per_step("load_balance_losses", HostTensor(array.array("f", [0.5, 1.5]), (2,), dtype="torch.float32", kind="cuda"),
+                                "float32", 2, False)
 
     @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
     def test_numpy_and_torch_booleans_are_not_numbers(self):
