@@ -14,8 +14,10 @@ namespace MoeGpuStats;
 /// load variance, capacity, dropped tokens, losses and latency. The C# port of the seed's
 /// <c>RoutingStats</c>, with its API and numbers, backed by either engine: managed memory
 /// (<c>new RoutingStats()</c>, as in the seed) or an ILGPU accelerator (<see cref="OnDevice(Accelerator, RoutingStatsOptions?)"/>,
-/// <see cref="Create"/>). On a device engine, records do not wait for the device; each read
-/// synchronizes once and copies back only what it returns (use <see cref="Snapshot"/> to read many values).
+/// <see cref="Create"/>). On a device engine, a record of ids already on the device does not wait for it, while a
+/// record of host ids or of a <see cref="RoutingDecision"/> copies them to the device and waits for that copy (and the
+/// stream's work queued before it); each read synchronizes once and copies back only what it returns (use
+/// <see cref="Snapshot"/> to read many values).
 /// </summary>
 /// <remarks>
 /// Threads: on a device engine every record, read, reset and snapshot holds the engine's lock, and a
@@ -25,12 +27,17 @@ namespace MoeGpuStats;
 /// (the counts such as <see cref="TotalTokens"/>, the loss averages and <see cref="RoutingEfficiency"/>) hold
 /// its lock: records from several threads lose nothing, and a snapshot or a total read on another thread
 /// sees whole batches. Its other reads (the per-expert lists, <see cref="LoadVarianceHistory"/>,
-/// <see cref="CapacityStats"/>, the utilization and trend queries) read the live state without the lock
+/// the utilization and trend queries) read the live state without the lock
 /// (a read that computes pending variances takes it for that, as it writes them) and can see a batch in
 /// part: while another thread records, read them from a <see cref="Snapshot"/>.
 /// Latencies are thread-safe on every engine (<see cref="RoutingLatencyStats"/>).
+/// Once disposed (for a model's layer, once the model is; on a device, once its accelerator or stream is), every
+/// record, read, reset and snapshot throws <see cref="ObjectDisposedException"/> on one line naming the object.
 /// The per-expert lists and <see cref="LoadVarianceHistory"/> are read-only: an index outside one throws
-/// <see cref="ArgumentOutOfRangeException"/> (<c>index is 8; give 0 to 7 (8 experts).</c>).
+/// <see cref="ArgumentOutOfRangeException"/> (<c>index is 8; give 0 to 7 (8 experts).</c>). On the managed engine
+/// they are live views, so a list held across a record shows it (until the expert count changes or a reset); on a
+/// device engine and a model's layer each read is a copy of one moment's, as <see cref="CapacityStats"/> is on every
+/// engine: take a <see cref="Snapshot"/> for values that stay put on any engine.
 /// </remarks>
 [JsonConverter(typeof(RoutingStatsJsonConverter))]
 public sealed partial class RoutingStats : IDisposable
@@ -214,11 +221,30 @@ public sealed partial class RoutingStats : IDisposable
     /// </summary>
     public IReadOnlyList<float> LoadVarianceHistory => ReadOnlyArray<float>.Of(Engine.LoadVarianceHistory, "batch", ref _varianceView);
 
-    /// <summary>Slot capacity statistics (on a device engine, a copy read when asked for).</summary>
+    /// <summary>
+    /// Slot capacity statistics: a copy of one moment's, taken when asked for (on a device engine, read back). The
+    /// seed hands out its own object, whose public <c>update</c> then changes the statistics without a batch; a
+    /// <see cref="CapacityStats.Update"/> on this copy changes only the copy.
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public CapacityStats CapacityStats => Engine.Capacity;
 
     /// <summary>Why these statistics cannot be used (disposed; a model's layer, its model; on a device, its accelerator or stream), or null where they can.</summary>
     internal ObjectDisposedException? Gone() => Disposed.Of(() => _ = Engine);
+
+    /// <summary>Why these statistics take no record (a model's layer), or null where they do.</summary>
+    internal InvalidOperationException? ReadOnlyReason()
+    {
+        try
+        {
+            Engine.ThrowIfReadOnly();
+            return null;
+        }
+        catch (InvalidOperationException readOnly) when (readOnly is not ObjectDisposedException)
+        {
+            return readOnly;
+        }
+    }
 
     /// <summary>The engine, once these statistics (and a layer's model, and a device's accelerator) are known usable: every call checks that before its arguments.</summary>
     private RoutingStatsEngine Engine
@@ -271,10 +297,14 @@ public sealed partial class RoutingStats : IDisposable
         engine.Record(topKExpertIds, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);
     }
 
-    /// <summary>Folds one batch of top-k ids that is on the host in (copied to the device on a device engine), as the view overload does.</summary>
+    /// <summary>
+    /// Folds one batch of top-k ids that is on the host in, as the view overload does; on a device engine the ids are
+    /// copied to the device first, and the call waits for that copy (the caller may reuse the span once it returns).
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> is below 1 or <paramref name="tokens"/> negative.</exception>
     /// <exception cref="ArgumentException">As the view overload: the ids, a loss or <paramref name="tokensDropped"/>.</exception>
     /// <exception cref="InvalidOperationException">No expert count is known, or these are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only.</exception>
+    /// <exception cref="InsufficientMemoryException">On a device engine, the device could not hold the batch's ids (the buffer they are copied into grows to the largest batch).</exception>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
@@ -324,9 +354,10 @@ public sealed partial class RoutingStats : IDisposable
     }
 
     /// <summary>
-    /// The seed's summary: <c>mean_utilization</c>, <c>min_utilization</c>, <c>max_utilization</c> and
-    /// <c>utilization_cv</c> (when there are experts), <c>routing_efficiency</c>,
-    /// <c>average_load_balance_loss</c>, <c>average_router_z_loss</c>.
+    /// The seed's summary: <c>mean_utilization</c>, <c>min_utilization</c>, <c>max_utilization</c> (fractions of a
+    /// batch's tokens, as <see cref="ExpertUtilization"/>: they sum to about k over the experts) and
+    /// <c>utilization_cv</c> (unitless; these four when there are experts), <c>routing_efficiency</c> (a percentage,
+    /// 0 to 100, as <see cref="RoutingEfficiency"/>), <c>average_load_balance_loss</c>, <c>average_router_z_loss</c>.
     /// </summary>
     public IReadOnlyDictionary<string, float> UtilizationSummary()
     {
@@ -346,7 +377,11 @@ public sealed partial class RoutingStats : IDisposable
         return summary;
     }
 
-    /// <summary>Least-squares slope of the last <paramref name="window"/> load variances per batch; 0 with fewer than 2.</summary>
+    /// <summary>
+    /// The seed's <c>recent_load_variance_trend</c>: the least-squares slope of the last <paramref name="window"/> load
+    /// variances (<see cref="LoadVarianceHistory"/>) against their batch index, in slots² per batch; a window longer than
+    /// the history (at most 1,000) takes all of it, as the seed does; 0 with fewer than 2 variances.
+    /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="window"/> is negative.</exception>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public float RecentLoadVarianceTrend(int window)

@@ -32,7 +32,9 @@ public sealed record RoutingStatsOptions
     /// <see cref="CapacityStats"/>. When set, a record of top-k ids drops the slots beyond it,
     /// <c>sum over experts of max(0, count − capacity)</c> (<see cref="RoutingStats.SlotsDropped"/>),
     /// and the capacity statistics count the kept slots, so that 8 tokens sent to all 8 experts with a
-    /// capacity of 7 keep 56 of 64 slots: 87.5 % efficiency, 100 % of the capacity used.
+    /// capacity of 7 keep 56 of 64 slots: 87.5 % efficiency, 100 % of the capacity used. A capacity factor
+    /// <c>cf</c> (GShard's, Switch Transformer's, Megatron-Core's <c>moe_expert_capacity_factor</c>) is
+    /// <c>ceil(cf × tokens × k / E)</c> slots, fixed here for batches of <c>tokens</c>: one capacity serves every batch.
     /// </summary>
     public int? ExpertCapacity { get; init; }
 

@@ -25,8 +25,9 @@ public sealed partial class DeviceRoutingStats
         return experts == 0 ? null : (result.LeastUtilized, result.LeastUtilization);
     }
 
-    /// <summary>The least-squares slope of the last <paramref name="window"/> load variances.</summary>
+    /// <summary>The least-squares slope of the last <paramref name="window"/> load variances, as <see cref="RoutingStats.RecentLoadVarianceTrend"/>.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="window"/> is negative.</exception>
+    /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public float RecentLoadVarianceTrend(int window)
     {
         ThrowIfUnusable();

@@ -72,6 +72,7 @@ public sealed partial class DeviceRoutingStats
     /// outside [0, tokens] or set beside a capacity.
     /// </exception>
     /// <exception cref="InvalidOperationException">No expert count is known.</exception>
+    /// <exception cref="InsufficientMemoryException">The device could not hold the batch's ids (the buffer they are copied into grows to the largest batch).</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {

@@ -9,8 +9,9 @@ namespace MoeGpuStats.Device;
 
 /// <summary>
 /// Routing statistics kept in the memory of one ILGPU accelerator and updated there. Recording
-/// from top-k ids enqueues one kernel launch on <see cref="Stream"/> and returns without waiting;
-/// only reads synchronize, once each, and copy back only what they return.
+/// from top-k ids in device memory enqueues one kernel launch on <see cref="Stream"/> and returns without
+/// waiting; a record from host memory (ids or a decision) first copies them to the device and waits for the
+/// copy. Reads synchronize, once each, and copy back only what they return.
 /// </summary>
 /// <remarks>
 /// A record from top-k ids costs one launch: its groups histogram their shares of the ids in shared

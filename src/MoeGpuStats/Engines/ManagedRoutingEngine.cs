@@ -78,7 +78,16 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         }
     }
 
-    public override CapacityStats Capacity => _capacity;
+    public override CapacityStats Capacity
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _capacity.Copy();
+            }
+        }
+    }
 
     public override IReadOnlyList<float> ExpertUtilization
     {

@@ -22,7 +22,7 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, L
 
     public override RoutingTotals Totals => Read(engine => engine.Totals);
 
-    public override CapacityStats Capacity => Read(engine => engine.Capacity.Copy());
+    public override CapacityStats Capacity => Read(engine => engine.Capacity);
 
     public override IReadOnlyList<float> ExpertUtilization => Read(engine => engine.ExpertUtilization.ToArray());
 

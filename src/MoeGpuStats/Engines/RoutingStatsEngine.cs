@@ -65,6 +65,7 @@ internal abstract class RoutingStatsEngine : IDisposable
 
     public abstract RoutingTotals Totals { get; }
 
+    /// <summary>The capacity statistics as a copy of one moment's: the caller may fold batches into it (its public Update) without reaching the engine.</summary>
     public abstract CapacityStats Capacity { get; }
 
     public abstract IReadOnlyList<float> ExpertUtilization { get; }

@@ -5,7 +5,9 @@ namespace MoeGpuStats.Engines;
 /// <summary>Combines the states of several ranks or replicas that route to the same experts.</summary>
 internal static class RoutingStatsMerge
 {
-    public static RoutingStats Merge(IReadOnlyList<RoutingStats> parts)
+    /// <param name="parts">The statistics to combine.</param>
+    /// <param name="within">What the parts are within, prefixed to a refused count's name: <c>layers[3].</c> for a model's layer.</param>
+    public static RoutingStats Merge(IReadOnlyList<RoutingStats> parts, string within = "")
     {
         var states = parts.Select(p => p.ExportState()).ToArray();
         // The experts the parts count must agree, and so must the experts their options fix; not the one
@@ -43,15 +45,15 @@ internal static class RoutingStatsMerge
         var history = new List<float>();
         foreach (var state in states)
         {
-            merged.TotalRoutings = Add(merged.TotalRoutings, state.TotalRoutings, "total_routings");
-            merged.TotalTokens = Add(merged.TotalTokens, state.TotalTokens, "total_tokens");
-            merged.TokensDropped = Add(merged.TokensDropped, state.TokensDropped, "tokens_dropped");
-            merged.RoutedSlots = Add(merged.RoutedSlots, state.RoutedSlots, "routed_slots");
-            merged.SlotsDropped = Add(merged.SlotsDropped, state.SlotsDropped, "slots_dropped");
-            merged.InvalidExpertIds = Add(merged.InvalidExpertIds, state.InvalidExpertIds, "invalid_expert_ids");
-            merged.CapacityExceededCount = Add(merged.CapacityExceededCount, state.CapacityExceededCount, "capacity_exceeded_count");
-            merged.TotalCapacity = Add(merged.TotalCapacity, state.TotalCapacity, "total_capacity");
-            merged.TotalUsed = Add(merged.TotalUsed, state.TotalUsed, "total_used");
+            merged.TotalRoutings = Add(within, merged.TotalRoutings, state.TotalRoutings, "total_routings");
+            merged.TotalTokens = Add(within, merged.TotalTokens, state.TotalTokens, "total_tokens");
+            merged.TokensDropped = Add(within, merged.TokensDropped, state.TokensDropped, "tokens_dropped");
+            merged.RoutedSlots = Add(within, merged.RoutedSlots, state.RoutedSlots, "routed_slots");
+            merged.SlotsDropped = Add(within, merged.SlotsDropped, state.SlotsDropped, "slots_dropped");
+            merged.InvalidExpertIds = Add(within, merged.InvalidExpertIds, state.InvalidExpertIds, "invalid_expert_ids");
+            merged.CapacityExceededCount = Add(within, merged.CapacityExceededCount, state.CapacityExceededCount, "capacity_exceeded_count");
+            merged.TotalCapacity = Add(within, merged.TotalCapacity, state.TotalCapacity, "total_capacity");
+            merged.TotalUsed = Add(within, merged.TotalUsed, state.TotalUsed, "total_used");
             merged.CapacityPeakUtilization = Math.Max(merged.CapacityPeakUtilization, state.CapacityPeakUtilization);
             double weight = state.TotalRoutings;
             merged.LoadBalanceLossSum += state.LoadBalanceLossSum ?? weight * state.AverageLoadBalanceLoss;
@@ -59,7 +61,7 @@ internal static class RoutingStatsMerge
             capacityAverageSum += weight * state.CapacityAverageUtilization;
             for (var e = 0; e < state.ExpertTokenCounts.Length; e++)
             {
-                merged.ExpertTokenCounts[e] = Add(merged.ExpertTokenCounts[e], state.ExpertTokenCounts[e], "expert_token_counts", e);
+                merged.ExpertTokenCounts[e] = Add(within, merged.ExpertTokenCounts[e], state.ExpertTokenCounts[e], "expert_token_counts", e);
                 merged.UtilizationSums[e] += state.UtilizationSums?[e] ?? weight * state.ExpertUtilization[e];
             }
 
@@ -85,7 +87,7 @@ internal static class RoutingStatsMerge
         merged.LoadVarianceHistory = [.. history.TakeLast(ManagedRoutingEngine.HistoryWindow)];
 
         var latencies = parts.Select(p => p.RoutingLatencyStats.Copy()).ToArray();
-        var measurements = latencies.Aggregate(0UL, (sum, l) => Add(sum, l.TotalMeasurements, "total_measurements"));
+        var measurements = latencies.Aggregate(0UL, (sum, l) => Add(within, sum, l.TotalMeasurements, "total_measurements"));
         // Each part's total is finite, their sum need not be; an infinite one is written as null, which no reader takes back.
         var totalLatency = latencies.Sum(l => l.TotalLatencyMs);
         if (!double.IsFinite(totalLatency))
@@ -120,15 +122,15 @@ internal static class RoutingStatsMerge
     /// <summary>
     /// Exact sums of counters, refused where they pass the largest count a snapshot file holds
     /// (<see cref="Serialization.RoutingStatsJson.MaxCount"/>, 2^63 − 1), so that every merge can be saved and read back;
-    /// a refusal names <paramref name="field"/>, or its entry <paramref name="index"/> where that is not -1.
+    /// a refusal names <paramref name="field"/>, or its entry <paramref name="index"/> where that is not -1, after <paramref name="within"/>.
     /// </summary>
-    private static ulong Add(ulong total, ulong part, string field, int index = -1)
+    internal static ulong Add(string within, ulong total, ulong part, string field, int index = -1)
     {
         var sum = (UInt128)total + part;
         return sum <= Serialization.RoutingStatsJson.MaxCount
             ? (ulong)sum
             : throw new ArgumentException(
-                Invariant($"The merged {Serialization.RoutingStatsJson.Entry(field, index)} exceeds {Serialization.RoutingStatsJson.MaxCount:N0} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly."), "parts");
+                Invariant($"The merged {within}{Serialization.RoutingStatsJson.Entry(field, index)} exceeds {Serialization.RoutingStatsJson.MaxCount:N0} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly."), "parts");
     }
 
     /// <summary>

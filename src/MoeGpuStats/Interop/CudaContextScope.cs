@@ -10,7 +10,7 @@ namespace MoeGpuStats.Interop;
 /// TorchSharp, ONNX Runtime) would then run those calls in ILGPU's context instead of the runtime's
 /// primary one. Wrap the MoeGpuStats calls of such a thread in a scope:
 /// <code>using (CudaContextScope.Enter(accelerator)) { stats.RecordRouting(view, tokens, k); }</code>
-/// Off CUDA the scope does nothing. Create the accelerator inside a scope too (creation pushes
+/// Off CUDA the scope does nothing, and no call here needs a CUDA driver. Create the accelerator inside a scope too (creation pushes
 /// ILGPU's context), or call <see cref="RestoreAfterCreate"/> right after. Once a thread has its
 /// own context back, every call that reaches ILGPU on it (records, reads, allocations, disposal)
 /// belongs inside a scope: ILGPU still believes its context is current there and would not bind it.
@@ -51,8 +51,13 @@ public readonly struct CudaContextScope : IDisposable
         }
     }
 
-    /// <summary>The calling thread's current CUDA context, to hand to <see cref="RestoreAfterCreate"/>.</summary>
-    public static IntPtr CurrentContext() => CudaDriver.CurrentContext();
+    /// <summary>
+    /// The calling thread's current CUDA context, to hand to <see cref="RestoreAfterCreate"/>: zero where it has none,
+    /// where the process has not initialized CUDA, or where there is no CUDA driver (a machine without a GPU, where
+    /// the same code then creates another accelerator and the scope does nothing).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The CUDA driver failed otherwise; the message names its error.</exception>
+    public static IntPtr CurrentContext() => CudaDriver.CurrentContextIfAny();
 
     /// <summary>Makes the thread's previous context current again.</summary>
     public void Dispose()

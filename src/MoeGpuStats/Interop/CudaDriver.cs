@@ -10,6 +10,7 @@ internal static partial class CudaDriver
     private const int PointerAttributeMemoryType = 2;
     private const int PointerAttributeDeviceOrdinal = 9;
     private const int MemoryTypeDevice = 2;
+    private const int NotInitialized = 3;
     private const uint EventDisableTiming = 2;
     private const int NotReady = 600;
     private const int InvalidValue = 1;
@@ -56,6 +57,29 @@ internal static partial class CudaDriver
     {
         Check(cuCtxGetCurrent(out var context), "cuCtxGetCurrent");
         return context;
+    }
+
+    /// <summary>
+    /// <see cref="CurrentContext"/>, or zero where CUDA has no context to give: the driver is not initialized
+    /// (<c>CUDA_ERROR_NOT_INITIALIZED</c>) or not installed.
+    /// </summary>
+    public static IntPtr CurrentContextIfAny()
+    {
+        try
+        {
+            var status = cuCtxGetCurrent(out var context);
+            if (status == NotInitialized)
+            {
+                return IntPtr.Zero;
+            }
+
+            Check(status, "cuCtxGetCurrent");
+            return context;
+        }
+        catch (DllNotFoundException)
+        {
+            return IntPtr.Zero;
+        }
     }
 
     /// <summary>Makes <paramref name="context"/> current on the calling thread (zero pops the current one).</summary>

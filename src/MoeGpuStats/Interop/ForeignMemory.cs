@@ -43,7 +43,8 @@ public static class ForeignMemory
     /// On CUDA the pointer is checked with <c>cuPointerGetAttribute</c>: it must be device memory
     /// (not host memory; managed memory counts as device memory) on this accelerator's GPU. A buffer
     /// allocated in the CUDA primary context (PyTorch's) is readable from ILGPU's context on the same
-    /// GPU (verified on an H200).
+    /// GPU (verified on an H200). <paramref name="length"/> is taken as given, not checked against the
+    /// allocation: a length past it makes every read of the view read past it.
     /// </remarks>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentException">The pointer is null, or (CUDA) not device memory of this GPU.</exception>
@@ -56,7 +57,7 @@ public static class ForeignMemory
         OutOfRange.ThrowIfNegative(length);
         if (pointer == IntPtr.Zero)
         {
-            throw new ArgumentException("The pointer is null.", nameof(pointer));
+            throw new ArgumentException("pointer is 0 (null); give the address of the memory to wrap: a CUDA device pointer (tensor.data_ptr()), a cl_mem, or host memory on the CPU accelerator.", nameof(pointer));
         }
 
         var elementSize = Unsafe.SizeOf<T>();

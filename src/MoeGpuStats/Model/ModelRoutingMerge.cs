@@ -32,16 +32,17 @@ internal static class ModelRoutingMerge
         };
         for (var l = 0; l < options.Layers; l++)
         {
-            using var layer = RoutingStatsMerge.Merge(states.Select(state => RoutingStats.FromState(layerOptions, state.Layers[l])).ToArray());
+            using var layer = RoutingStatsMerge.Merge(states.Select(state => RoutingStats.FromState(layerOptions, state.Layers[l])).ToArray(), Invariant($"layers[{l}]."));
             merged.Layers[l] = layer.ExportState();
         }
 
+        // A window load is part of its layer's counts, whose merge above is bounded: only the steps can pass what a file holds here.
         foreach (var state in states)
         {
-            merged.Steps = checked(merged.Steps + state.Steps);
+            merged.Steps = RoutingStatsMerge.Add("", merged.Steps, state.Steps, "steps");
             for (var i = 0; i < merged.WindowLoad.Length; i++)
             {
-                merged.WindowLoad[i] = checked(merged.WindowLoad[i] + state.WindowLoad[i]);
+                merged.WindowLoad[i] += state.WindowLoad[i];
             }
         }
 
@@ -75,7 +76,13 @@ internal static class ModelRoutingMerge
                 var to = steps - 1 - age;
                 for (var i = 0; i < stepLength; i++)
                 {
-                    ring[((long)to * stepLength) + i] = checked(ring[((long)to * stepLength) + i] + state.WindowRing![((long)from * stepLength) + i]);
+                    var total = ring[((long)to * stepLength) + i];
+                    var part = state.WindowRing![((long)from * stepLength) + i];
+                    ring[((long)to * stepLength) + i] = total + part >= total
+                        ? total + part
+                        : throw new ArgumentException(
+                            Invariant($"The merged slots of expert {i % options.Experts} in layer {i / options.Experts}, {age} steps before the newest, exceed {uint.MaxValue:N0} ({total} + {part}), the most one step of the window holds; these models cannot be combined exactly."),
+                            "parts");
                 }
             }
         }

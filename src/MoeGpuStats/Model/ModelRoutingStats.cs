@@ -18,7 +18,9 @@ namespace MoeGpuStats;
 /// device counts the steps: a launch a CUDA graph replays records as a <c>RecordStep</c> does (README
 /// says how to order the reads after it). A summary or a window load waits on the host once, for one
 /// copy back of what it returns (the step count with it), with the model's lock released: a step recorded
-/// on another thread meanwhile does not wait for the copy, and comes after the reading. Recording ids on the device never waits.
+/// on another thread meanwhile does not wait for the copy, and comes after the reading (a placement a summary has
+/// not seen before is copied to the device first: one more wait). Recording ids on the device never waits; a step of
+/// host ids copies them to the device and waits for that copy.
 /// </summary>
 /// <remarks>
 /// Layer l equals a <see cref="RoutingStats"/> with the model's <see cref="ModelRoutingStatsOptions.Experts"/>,
@@ -37,7 +39,10 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <summary>Creates empty statistics on the managed engine.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message names it.</exception>
-    /// <exception cref="InsufficientMemoryException">The window could not be allocated (<see cref="ModelRoutingStatsOptions.DeviceStateBytes"/> gives its size); the message gives the size.</exception>
+    /// <exception cref="InsufficientMemoryException">
+    /// The window could not be allocated (about <c>4 × Window × Layers × (Experts + 33)</c> bytes on this engine, as
+    /// <see cref="ModelRoutingStatsOptions.DeviceStateBytes"/> says); the message gives the size.
+    /// </exception>
     public ModelRoutingStats(ModelRoutingStatsOptions options)
         : this(new ManagedModelEngine(Validated(options)))
     {
@@ -199,7 +204,10 @@ public sealed partial class ModelRoutingStats : IDisposable
         engine.RecordStep(topKExpertIds, tokens, topK, layers, rows, validTokens, loadBalanceLosses, routerZLosses);
     }
 
-    /// <summary>Records one forward pass whose ids are on the host (copied to the device on a device engine), as the view overload.</summary>
+    /// <summary>
+    /// Records one forward pass whose ids are on the host, as the view overload; on a device engine the ids are copied to
+    /// the device first, and the call waits for that copy (the caller may reuse the span once it returns).
+    /// </summary>
     /// <param name="topKExpertIds">The ids, token t's of layer l at <c>l × layerStride + t × tokenStride</c>.</param>
     /// <param name="tokens">Tokens per layer.</param>
     /// <param name="topK">Experts per token, at least 1.</param>
@@ -210,7 +218,10 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">As the view overload.</exception>
     /// <exception cref="ArgumentException">As the view overload, or a loss span neither empty nor <c>Layers</c> long, or a non-finite loss.</exception>
     /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one, and not reset since.</exception>
-    /// <exception cref="InsufficientMemoryException">As the view overload: a snapshot's or merge's first step could not allocate its whole ring.</exception>
+    /// <exception cref="InsufficientMemoryException">
+    /// As the view overload: a snapshot's or merge's first step could not allocate its whole ring; or, on a device
+    /// engine, the device could not hold the step's ids (the buffer they are copied into grows to the largest step).
+    /// </exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public void RecordStep(
         ReadOnlySpan<int> topKExpertIds,
@@ -424,15 +435,13 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">
     /// No parts, a null part, one object given twice, parts of different layers, experts, windows, capacities or <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> (the message names
-    /// the first part that differs from <c>parts[0]</c>), a merged layer count above 2^63 − 1, as <see cref="RoutingStats.Merge"/>,
-    /// or merged parts above <see cref="RoutingStats.MaxMergedParts"/>.
+    /// the first part that differs from <c>parts[0]</c>), a merged layer count or the merged steps above 2^63 − 1 (the most
+    /// a snapshot holds), as <see cref="RoutingStats.Merge"/>, one step's slots of an expert in the merged window above
+    /// 2^32 − 1 (the window ring's counts are 32-bit), or merged parts above <see cref="RoutingStats.MaxMergedParts"/>;
+    /// each message names the count as a snapshot file does (<c>layers[3].expert_token_counts[5]</c>).
     /// </exception>
     /// <exception cref="ObjectDisposedException">A part was disposed.</exception>
     /// <exception cref="InsufficientMemoryException">A part on a device could not hold its window ring's copy (as <see cref="Snapshot"/>).</exception>
-    /// <exception cref="OverflowException">
-    /// The merged steps or an expert's window load passes 2^64 − 1, or one step's slots of an expert in the
-    /// merged window ring pass 2^32 − 1 (the ring's counts are 32-bit).
-    /// </exception>
     public static ModelRoutingStats Merge(IEnumerable<ModelRoutingStats> parts) =>
         ModelRoutingMerge.Merge(MergeParts.Collect(parts, nameof(parts)));
 

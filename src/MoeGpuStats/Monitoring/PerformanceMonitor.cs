@@ -4,9 +4,10 @@ using Microsoft.Extensions.Logging;
 namespace MoeGpuStats.Monitoring;
 
 /// <summary>
-/// Records decisions with their latency and logs the seed's performance report every
-/// <c>reportInterval</c> (the seed's <c>monitoring::PerformanceMonitor</c>, through
-/// Microsoft.Extensions.Logging instead of the <c>log</c> crate).
+/// Records decisions with their latency and logs the seed's performance report from the first
+/// <see cref="RecordRouting"/> after each <c>reportInterval</c> (no timer: a monitor that records nothing
+/// reports nothing; the seed's <c>monitoring::PerformanceMonitor</c>, through Microsoft.Extensions.Logging
+/// instead of the <c>log</c> crate).
 /// </summary>
 public sealed partial class PerformanceMonitor : IDisposable
 {
@@ -25,7 +26,10 @@ public sealed partial class PerformanceMonitor : IDisposable
 
     /// <summary>Creates a monitor over <paramref name="stats"/> (any engine); the monitor owns and disposes them.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="logger"/> or <paramref name="stats"/> is null.</exception>
-    /// <exception cref="ArgumentException"><paramref name="stats"/> were disposed (or, on a device, their accelerator).</exception>
+    /// <exception cref="ArgumentException">
+    /// <paramref name="stats"/> were disposed (or, on a device, their accelerator), or are a model's layer
+    /// (<see cref="ModelRoutingStats.Layer"/>), which takes no record: the model records every layer.
+    /// </exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="reportInterval"/> is negative.</exception>
     public PerformanceMonitor(TimeSpan reportInterval, ILogger logger, RoutingStats stats)
     {
@@ -35,6 +39,11 @@ public sealed partial class PerformanceMonitor : IDisposable
         if (stats.Gone() is { } gone)
         {
             throw Disposed.ArgumentError(nameof(stats), gone);
+        }
+
+        if (stats.ReadOnlyReason() is { } readOnly)
+        {
+            throw new ArgumentException($"{nameof(stats)} cannot be monitored: {readOnly.Message}", nameof(stats), readOnly);
         }
 
         _reportInterval = reportInterval;
@@ -48,6 +57,7 @@ public sealed partial class PerformanceMonitor : IDisposable
 
     /// <summary>Records a decision and its latency; logs a report when the interval has passed.</summary>
     /// <exception cref="ArgumentException">The decision or latency is invalid (see <see cref="RoutingStats.RecordRouting(RoutingDecision)"/>); nothing is recorded.</exception>
+    /// <exception cref="ObjectDisposedException">The monitor, and so its statistics, was disposed.</exception>
     public void RecordRouting(RoutingDecision routingDecision, TimeSpan latency)
     {
         OutOfRange.ThrowIfNegative(latency);
@@ -61,8 +71,14 @@ public sealed partial class PerformanceMonitor : IDisposable
     }
 
     /// <summary>Logs the report at Information level, one message per line as the seed does.</summary>
+    /// <exception cref="ObjectDisposedException">The monitor, and so its statistics, was disposed.</exception>
     public void PrintReport()
     {
+        if (Stats.Gone() is { } gone)
+        {
+            throw gone;
+        }
+
         if (!_logger.IsEnabled(LogLevel.Information))
         {
             return;
@@ -97,6 +113,7 @@ public sealed partial class PerformanceMonitor : IDisposable
     }
 
     /// <summary>Clears the statistics and restarts the uptime and report clocks.</summary>
+    /// <exception cref="ObjectDisposedException">The monitor, and so its statistics, was disposed.</exception>
     public void Reset()
     {
         Stats.Reset();

@@ -40,8 +40,9 @@ public static class ExpertPlacement
     /// to nodes first) when <paramref name="nodes"/> divides <paramref name="groups"/>, globally otherwise.
     /// </summary>
     /// <param name="loads">
-    /// <c>[layers, E]</c>: the load of each logical expert, in tokens (or any non-negative unit, the same
-    /// for a whole layer), e.g. tokens routed to it over a window of steps.
+    /// <c>[layers, E]</c>: the expert load of each logical expert, in token-expert slots (a token routed to k
+    /// experts adds 1 to each; any non-negative unit works, the same for a whole layer), e.g. a window of steps'
+    /// <see cref="ModelRoutingStats.WindowLoad()"/>.
     /// </param>
     /// <param name="replicas">Physical expert slots per layer, <c>R</c>: at least <c>E</c>, a multiple of <paramref name="gpus"/>, at most <see cref="MaxPhysicalExperts"/>.</param>
     /// <param name="groups">Expert groups, <c>G</c>, dividing <c>E</c> (consecutive experts form a group; 1 when the model has none).</param>
@@ -50,17 +51,19 @@ public static class ExpertPlacement
     /// <returns>The plan: <c>phy2log</c>, <c>log2phy</c> and <c>logcnt</c> per layer.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="loads"/> is null.</exception>
     /// <exception cref="ArgumentException">
-    /// A load is negative; <paramref name="loads"/> has no layer or no expert; a count is below 1;
+    /// A load is negative; <paramref name="loads"/> has no layer or no expert;
     /// <c>R</c> or <c>E</c> is above <see cref="MaxPhysicalExperts"/>; <c>R &lt; E</c>;
     /// <paramref name="gpus"/> does not divide <c>R</c>; <paramref name="groups"/> does not divide
     /// <c>E</c>; <paramref name="nodes"/> does not divide <paramref name="gpus"/>; or <c>layers · R</c>
     /// is above <see cref="MaxSlots"/>.
     /// </exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="replicas"/>, <paramref name="groups"/>, <paramref name="nodes"/> or <paramref name="gpus"/> is below 1.</exception>
     public static PlacementPlan Rebalance(long[,] loads, int replicas, int groups, int nodes, int gpus)
     {
         ArgumentNullException.ThrowIfNull(loads);
         var layers = loads.GetLength(0);
         var experts = loads.GetLength(1);
+        ThrowIfBelowOne(replicas, groups, nodes, gpus);
         if (Problem(layers, experts, replicas, groups, nodes, gpus) is { } problem)
         {
             throw new ArgumentException(problem.Message, problem.ParamName);
@@ -96,7 +99,7 @@ public static class ExpertPlacement
 
     /// <summary>
     /// Why <see cref="Rebalance"/> refuses these sizes: the name of its parameter at fault and a message
-    /// that names it; null when it accepts them. Loads are not looked at.
+    /// that names it; null when it accepts them. Loads are not looked at, and each count is at least 1 (refused before).
     /// </summary>
     /// <param name="layers">Rows of the load matrix.</param>
     /// <param name="experts">Logical experts per layer, <c>E</c>.</param>
@@ -109,11 +112,6 @@ public static class ExpertPlacement
         if (layers < 1 || experts < 1)
         {
             return ("loads", Invariant($"loads is [{layers}, {experts}]; a plan needs at least one layer of at least one expert."));
-        }
-
-        if (BelowOne(replicas, groups, nodes, gpus) is { } below)
-        {
-            return below;
         }
 
         if (replicas > MaxPhysicalExperts)
@@ -154,13 +152,28 @@ public static class ExpertPlacement
         return null;
     }
 
-    /// <summary>The first count below 1, named as <see cref="Rebalance"/>'s parameter; null when each is at least 1.</summary>
-    private static (string ParamName, string Message)? BelowOne(int replicas, int groups, int nodes, int gpus) =>
-        replicas < 1 ? (nameof(replicas), Invariant($"replicas is {replicas}; it must be at least 1."))
-        : groups < 1 ? (nameof(groups), Invariant($"groups is {groups}; it must be at least 1 (1 when the model has no groups)."))
-        : nodes < 1 ? (nameof(nodes), Invariant($"nodes is {nodes}; it must be at least 1."))
-        : gpus < 1 ? (nameof(gpus), Invariant($"gpus is {gpus}; it must be at least 1."))
-        : null;
+    /// <summary>Refuses the first count below 1, named as <see cref="Rebalance"/>'s parameter.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">A count is below 1.</exception>
+    private static void ThrowIfBelowOne(int replicas, int groups, int nodes, int gpus)
+    {
+        ThrowIfBelowOne(replicas);
+        if (groups < 1)
+        {
+            throw OutOfRange.Error(nameof(groups), groups, "it must be at least 1 (1 when the model has no groups).");
+        }
+
+        ThrowIfBelowOne(nodes);
+        ThrowIfBelowOne(gpus);
+    }
+
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is below 1.</exception>
+    private static void ThrowIfBelowOne(int count, [System.Runtime.CompilerServices.CallerArgumentExpression(nameof(count))] string name = "")
+    {
+        if (count < 1)
+        {
+            throw OutOfRange.Error(name, count, "it must be at least 1.");
+        }
+    }
 
     /// <summary>
     /// vLLM's balancedness of each layer across GPUs: mean GPU load over the largest GPU load, where a
@@ -168,7 +181,7 @@ public static class ExpertPlacement
     /// count (replicas share their expert's tokens evenly). 1 is perfect balance; 1/P is one GPU doing all.
     /// A layer without load counts as balanced (1).
     /// </summary>
-    /// <param name="loads"><c>[layers, E]</c>, the loads the plan is judged against (tokens, non-negative).</param>
+    /// <param name="loads"><c>[layers, E]</c>, the expert loads the plan is judged against (token-expert slots, non-negative).</param>
     /// <param name="plan">A plan for the same layers and experts.</param>
     /// <returns>One figure per layer, in (0, 1].</returns>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
@@ -198,16 +211,17 @@ public static class ExpertPlacement
     /// slots' experts: a deployed one, as vLLM's <c>physical_to_logical_map</c> or a plan's
     /// <c>physical_to_logical</c> holds it, to compare a new plan with what serves now.
     /// </summary>
-    /// <param name="loads"><c>[layers, E]</c>, tokens, non-negative.</param>
+    /// <param name="loads"><c>[layers, E]</c>, expert loads in token-expert slots, non-negative.</param>
     /// <param name="physicalToLogical">Per layer, the logical expert in each of the <c>R</c> slots; GPU <c>g</c> holds slots <c>g·R/P</c> to <c>(g+1)·R/P − 1</c>. Every expert has a slot.</param>
     /// <param name="gpus">GPUs, <c>P</c>, dividing <c>R</c>.</param>
     /// <returns>One figure per layer, in (0, 1].</returns>
     /// <exception cref="ArgumentNullException">An argument or a layer's row is null.</exception>
     /// <exception cref="ArgumentException">
-    /// The loads have no expert, or a load is negative; the rows are not one per layer of one length <c>R</c>; <paramref name="gpus"/> is
-    /// below 1 or does not divide <c>R</c>; a slot's expert is outside <c>[0, E)</c>; or an expert has no
+    /// The loads have no expert, or a load is negative; the rows are not one per layer of one length <c>R</c>; <paramref name="gpus"/>
+    /// does not divide <c>R</c>; a slot's expert is outside <c>[0, E)</c>; or an expert has no
     /// slot (its tokens would have nowhere to go). The message names the layer and slot.
     /// </exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="gpus"/> is below 1.</exception>
     public static double[] Balancedness(long[,] loads, IReadOnlyList<int[]> physicalToLogical, int gpus)
     {
         ArgumentNullException.ThrowIfNull(loads);
@@ -216,10 +230,7 @@ public static class ExpertPlacement
         CheckLoads(loads);
         var (layers, experts) = (loads.GetLength(0), loads.GetLength(1));
         CheckRowCount(physicalToLogical, layers);
-        if (gpus < 1)
-        {
-            throw new ArgumentException(Invariant($"gpus is {gpus}; it must be at least 1."), nameof(gpus));
-        }
+        ThrowIfBelowOne(gpus);
 
         if (layers == 0)
         {
@@ -257,7 +268,7 @@ public static class ExpertPlacement
     /// themselves are the slots' in order: <see cref="IdentityBalancedness"/> of <paramref name="slotLoads"/>
     /// is the placement's balancedness as measured, with no assumption on how replicas share their tokens.
     /// </summary>
-    /// <param name="slotLoads"><c>[layers, R]</c>: each slot's load, tokens, non-negative.</param>
+    /// <param name="slotLoads"><c>[layers, R]</c>: each physical slot's load, token-expert slots, non-negative.</param>
     /// <param name="physicalToLogical">Per layer, the logical expert in each of the <c>R</c> slots; the experts are 0 to the largest named, each with a slot in every layer.</param>
     /// <returns><c>[layers, E]</c>, <c>E</c> the largest expert named plus one.</returns>
     /// <exception cref="ArgumentNullException">An argument or a layer's row is null.</exception>
@@ -369,7 +380,7 @@ public static class ExpertPlacement
     /// replication: experts in order, <c>E / P</c> consecutive ones on each GPU. Null when
     /// <paramref name="gpus"/> does not divide <c>E</c>, where there is no such placement.
     /// </summary>
-    /// <param name="loads"><c>[layers, E]</c>, tokens, non-negative.</param>
+    /// <param name="loads"><c>[layers, E]</c>, expert loads in token-expert slots, non-negative.</param>
     /// <param name="gpus">GPUs, <c>P</c>, at least 1.</param>
     /// <exception cref="ArgumentNullException"><paramref name="loads"/> is null.</exception>
     /// <exception cref="ArgumentException">The loads have no expert, or a load is negative.</exception>
@@ -377,10 +388,7 @@ public static class ExpertPlacement
     public static double[]? IdentityBalancedness(long[,] loads, int gpus)
     {
         ArgumentNullException.ThrowIfNull(loads);
-        if (gpus < 1)
-        {
-            throw OutOfRange.Error(nameof(gpus), gpus, "give at least 1.");
-        }
+        ThrowIfBelowOne(gpus);
 
         CheckHasExperts(loads);
         CheckLoads(loads);

@@ -287,7 +287,7 @@ internal static class RoutingStatsJson
         }
 
         // Each batch adds its experts (at least 1) times the slots per expert, whatever it routed. Only that
-        // is asked: the seed's CapacityStats.Update is public, so capacity may also grow without a batch.
+        // is asked: the seed's CapacityStats.update is public, so a seed's capacity may also grow without a batch.
         var slots = (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert);
         if (state.TotalCapacity % slots != 0 || (state.TotalRoutings > 0 && state.TotalCapacity == 0))
         {

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using MoeGpuStats.Device;
 using MoeGpuStats.Kernels;
 using MoeGpuStats.Lab;
@@ -40,6 +41,24 @@ public sealed class RecordSemanticsTests
         Assert.Equal(1f, snapshot.CapacityStats.PeakUtilization);
         Assert.Equal(56UL, snapshot.CapacityStats.TotalUsed);
         Assert.Equal(1UL, snapshot.CapacityStats.CapacityExceededCount);
+    }
+
+    /// <summary>
+    /// <see cref="RoutingStats.CapacityStats"/> is a copy on every engine: its public <c>Update</c> (the seed's) changes
+    /// the copy, never the statistics, which would then count capacity without a batch and save a state that does not load.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void CapacityStatsIsACopyThatAnUpdateLeavesTheStatisticsOutOf(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 2 });
+        stats.RecordRouting([0, 1, 0, 0], tokens: 4, topK: 1);
+        var capacity = stats.CapacityStats;
+        capacity.Update(new RoutingDecision { ExpertCapacities = [3, 1], TotalTokens = 4, TokensDropped = 1 });
+        Assert.Equal((1UL, 400UL, 8UL), (capacity.CapacityExceededCount, capacity.TotalCapacity, capacity.TotalUsed));
+        Assert.Equal((0UL, 200UL, 4UL), (stats.CapacityStats.CapacityExceededCount, stats.CapacityStats.TotalCapacity, stats.CapacityStats.TotalUsed));
+        using var read = JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(stats))!;
+        Assert.Equal((1UL, 200UL), (read.TotalRoutings, read.CapacityStats.TotalCapacity));
     }
 
     /// <summary>

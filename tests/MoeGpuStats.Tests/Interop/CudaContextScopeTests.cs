@@ -23,6 +23,24 @@ public sealed class CudaContextScopeTests
     }
 
     /// <summary>
+    /// Code written for CUDA and CPU alike asks for the thread's context before creating an accelerator: without a
+    /// CUDA driver that is zero, not a DllNotFoundException, and restoring it after a CPU accelerator does nothing.
+    /// </summary>
+    [Fact]
+    public void TheCurrentContextIsZeroWithoutACudaDriver()
+    {
+        if (System.Runtime.InteropServices.NativeLibrary.TryLoad("libcuda.so.1", out var driver))
+        {
+            System.Runtime.InteropServices.NativeLibrary.Free(driver);
+            Assert.Skip("A CUDA driver is installed here: the context is whatever this thread has.");
+        }
+
+        var caller = CudaContextScope.CurrentContext();
+        Assert.Equal(IntPtr.Zero, caller);
+        CudaContextScope.RestoreAfterCreate(TestAccelerators.Require("cpu"), caller);
+    }
+
+    /// <summary>
     /// A thread whose current context is another one (the CUDA runtime's primary context, as under
     /// PyTorch) gets it back after a scope, and ILGPU's context is current inside it.
     /// </summary>

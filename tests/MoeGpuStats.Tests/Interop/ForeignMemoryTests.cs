@@ -35,7 +35,9 @@ public sealed unsafe class ForeignMemoryTests
     public void ANullPointerOrNegativeLengthIsRejected()
     {
         var accelerator = TestAccelerators.Require("cpu");
-        Assert.Equal("pointer", Assert.Throws<ArgumentException>(() => ForeignMemory.Wrap<int>(accelerator, IntPtr.Zero, 4)).ParamName);
+        var error = Assert.Throws<ArgumentException>(() => ForeignMemory.Wrap<int>(accelerator, IntPtr.Zero, 4));
+        Assert.Equal("pointer", error.ParamName);
+        Assert.StartsWith("pointer is 0 (null); give the address of the memory to wrap", error.Message);
         Assert.Equal("length", Assert.Throws<ArgumentOutOfRangeException>(() => ForeignMemory.Wrap<int>(accelerator, (IntPtr)64, -1)).ParamName);
     }
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
+using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Tests.Model;
 
@@ -576,6 +577,38 @@ public sealed partial class ModelRoutingStatsTests
         var expected = ModelSteps.WindowLoad(MergeOptions, [.. a.Skip(2), next[0]])
             .Zip(ModelSteps.WindowLoad(MergeOptions, [.. b.Skip(2)]), (x, y) => x + y).ToArray();
         Assert.Equal(expected, merged.WindowLoad());
+    }
+
+    /// <summary>
+    /// A merge refuses a count it cannot hold, naming it as a snapshot file does (.NET's checked sums named
+    /// nothing): a layer's count past 2^63 − 1, the steps past it, one step of an expert in the 32-bit window ring.
+    /// </summary>
+    [Fact]
+    public void AMergePastWhatItHoldsIsRefusedNamingTheCount()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 2, Window = 4 };
+        using var live = new ModelRoutingStats(options);
+        live.RecordStep([0, 1, 1, 1], tokens: 2, topK: 1);
+        ModelRoutingStats Edited(Action<ModelState> edit)
+        {
+            var state = live.ExportState();
+            edit(state);
+            return new ModelRoutingStats(new ManagedModelEngine(options, state));
+        }
+
+        foreach (var (edit, message) in new (Action<ModelState>, string)[]
+        {
+            (state => state.Layers[1].TotalTokens = long.MaxValue - 1, $"The merged layers[1].total_tokens exceeds 9,223,372,036,854,775,807 ({long.MaxValue - 1} + {long.MaxValue - 1}), the most a snapshot holds"),
+            (state => state.Steps = long.MaxValue - 1, $"The merged steps exceeds 9,223,372,036,854,775,807 ({long.MaxValue - 1} + {long.MaxValue - 1})"),
+            (state => state.WindowRing![3] = uint.MaxValue - 1, $"The merged slots of expert 1 in layer 1, 0 steps before the newest, exceed 4,294,967,295 ({uint.MaxValue - 1} + {uint.MaxValue - 1}), the most one step of the window holds"),
+        })
+        {
+            using var part = Edited(edit);
+            using var other = Edited(edit);
+            var error = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([part, other]));
+            Assert.Equal("parts", error.ParamName);
+            Assert.StartsWith(message, error.Message);
+        }
     }
 
     /// <summary>

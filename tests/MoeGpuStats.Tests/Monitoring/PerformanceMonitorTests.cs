@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging.Testing;
 using MoeGpuStats.Monitoring;
 
@@ -68,5 +69,24 @@ public sealed class PerformanceMonitorTests
         Assert.Empty(logger.Collector.GetSnapshot());
         monitor.PrintReport();
         Assert.Equal("  Total routings: 5", logger.Collector.GetSnapshot()[2].Message);
+    }
+
+    /// <summary>
+    /// A monitor records, so a model's layer (read-only: the model records it) is refused at construction, naming the
+    /// layer, not at the first record; a disposed monitor refuses a report even where the logger is off.
+    /// </summary>
+    [Fact]
+    public void AModelsLayerIsRefusedAndADisposedMonitorReportsNothing()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+        var error = Assert.Throws<ArgumentException>(() => new PerformanceMonitor(TimeSpan.Zero, NullLogger.Instance, model.Layer(1)));
+        Assert.Equal("stats", error.ParamName);
+        Assert.StartsWith("stats cannot be monitored: Layer 1 of a model is read-only: record it with ModelRoutingStats.RecordStep", error.Message);
+
+        var logger = new FakeLogger();
+        logger.ControlLevel(LogLevel.Information, enabled: false);
+        var monitor = new PerformanceMonitor(TimeSpan.Zero, logger);
+        monitor.Dispose();
+        Assert.Equal("This RoutingStats was disposed.", Assert.Throws<ObjectDisposedException>(monitor.PrintReport).Message);
     }
 }

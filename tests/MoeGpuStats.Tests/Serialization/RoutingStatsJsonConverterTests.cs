@@ -157,14 +157,15 @@ public sealed class RoutingStatsJsonConverterTests
         Assert.StartsWith(message, error.Message);
     }
 
-    /// <summary>The seed's <c>CapacityStats.Update</c> is public: a capacity counted without a batch reads back.</summary>
+    /// <summary>The seed's <c>CapacityStats.update</c> is public: a seed's state with capacity counted without a batch reads back.</summary>
     [Fact]
-    public void ACapacityUpdatedWithoutABatchReadsBack()
+    public void ASeedStateWithCapacityCountedWithoutABatchReadsBack()
     {
-        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
-        stats.CapacityStats.Update(new RoutingDecision { ExpertCapacities = [3, 1], TotalTokens = 4 });
-        using var read = JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(stats))!;
-        Assert.Equal((0UL, 200UL, 4UL), (read.TotalRoutings, read.CapacityStats.TotalCapacity, read.CapacityStats.TotalUsed));
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        Set(node, "capacity_stats/total_capacity", "400");
+        Set(node, "capacity_stats/total_used", "8");
+        using var read = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+        Assert.Equal((1UL, 400UL, 8UL), (read.TotalRoutings, read.CapacityStats.TotalCapacity, read.CapacityStats.TotalUsed));
     }
 
     [Fact]
