@@ -76,7 +76,7 @@ internal static partial class MoegsCommandLine
                          moegs replay ids.npy --layout steps,tokens,k
                                                    (your router's saved top-k ids)
                          moegs report run.json     (a snapshot saved with --save)
-                         moegs plan load.npy --replicas 16 --gpus 8
+                         moegs plan load.npy --replicas 288 --gpus 32
                                                    (an expert placement by DeepSeek's EPLB)
 
             Exit codes: 0 done, 1 an input file unreadable, malformed or unfit for the command
