@@ -110,6 +110,14 @@ public sealed class OutOfRangeTests
         Assert.StartsWith(message, Assert.Throws<ArgumentOutOfRangeException>(() => OutOfRange.ThrowIfNotIndex(index, count, "value")).Message);
     }
 
+    /// <summary>"94 batchs" was the variance history's range; a noun ending in a hissing sound takes es.</summary>
+    [Fact]
+    public void ACountOfBatchesIsSpelledAsAPersonWritesIt()
+    {
+        Assert.StartsWith("index is 94; give 0 to 93 (94 batches).", Assert.Throws<ArgumentOutOfRangeException>(() => OutOfRange.ThrowIfNotIndex(94, 94, "batch", "index")).Message);
+        Assert.Equal(["1 batch", "2 experts", "3 layers"], [Plural.Of(1, "batch"), Plural.Of(2, "expert"), Plural.Of(3, "layer")]);
+    }
+
     [Theory]
     [InlineData(0, 1)]
     [InlineData(2, 3)]

@@ -73,4 +73,42 @@ public sealed class VarianceHistoryTests
     }
 
     private static int Bits(float value) => BitConverter.SingleToInt32Bits(value);
+
+    /// <summary>
+    /// The managed engine's trend reads the history without the lock (its docs: it may see a batch in part), so a
+    /// reset on another thread comes between its reads; it read the history's length twice, and a reset between
+    /// them put the tail's start before the buffer (ArgumentOutOfRangeException within milliseconds here).
+    /// </summary>
+    [Fact]
+    public void TheTrendReadDuringResetsNeverThrows()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 64 });
+        int[] ids = [.. Enumerable.Range(0, 32)];
+        var stop = false;
+        var resets = new Thread(() =>
+        {
+            for (var i = 0; i < 200_000 && !Volatile.Read(ref stop); i++)
+            {
+                stats.Reset();
+                for (var batch = 0; batch < 3; batch++)
+                {
+                    stats.RecordRouting(ids, 8, 4);
+                }
+            }
+        });
+        resets.Start();
+        try
+        {
+            while (resets.IsAlive)
+            {
+                Assert.True(float.IsFinite(stats.RecentLoadVarianceTrend(1000)));
+            }
+        }
+        finally
+        {
+            // The statistics outlive the other thread's last call, whatever the reads did.
+            Volatile.Write(ref stop, true);
+            resets.Join();
+        }
+    }
 }

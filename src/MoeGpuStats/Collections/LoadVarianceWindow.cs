@@ -175,12 +175,16 @@ internal sealed class LoadVarianceWindow : IReadOnlyList<float>
         _pending = 0;
     }
 
-    /// <summary>The last <paramref name="count"/> values as at most two spans, oldest first.</summary>
+    /// <summary>
+    /// The last <paramref name="count"/> values as at most two spans, oldest first. Unlocked, as the managed engine's
+    /// trend reads it: <see cref="Count"/> is read once, so a reset meanwhile cannot put the start before the buffer.
+    /// </summary>
     public void GetTail(int count, out ReadOnlySpan<float> first, out ReadOnlySpan<float> second)
     {
         Materialize();
-        count = Math.Min(count, Count);
-        var start = Slot(Count - count);
+        var available = Count;
+        count = Math.Min(count, available);
+        var start = Slot(available - count);
         var firstLength = Math.Min(count, _values.Length - start);
         first = _values.AsSpan(start, firstLength);
         second = _values.AsSpan(0, count - firstLength);

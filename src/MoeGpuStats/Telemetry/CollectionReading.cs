@@ -5,15 +5,16 @@ namespace MoeGpuStats.Telemetry;
 
 /// <summary>
 /// The reading that a meter's observable instruments report, so that every instrument of one
-/// collection reports the same state. A collection runs its instruments' callbacks on one thread,
-/// back to back, so each thread keeps the reading it is reporting until its next collection starts:
-/// an instrument it has already reported is observed again, or the listener was last busy with this
-/// reading more than <see cref="CollectionGap"/> ago (another listener's collection, of other
-/// instruments): at its last callback, or when it took the last of an instrument's many
-/// measurements, however long it spent on them. A new
-/// collection takes the latest reading, or a new one when the latest is older than the refresh
-/// interval. A collection that outlasts the interval, or runs beside collections on other threads,
-/// does not switch readings halfway.
+/// collection reports the same state. A collection runs the callbacks of every publisher's instruments
+/// on one thread, back to back, so a thread's collection is one for all publishers (<see cref="CollectionThread"/>):
+/// it ends when any publisher's instrument it has already reported is observed again, or when the listener
+/// was last busy with any of them more than <see cref="CollectionGap"/> ago (another listener's collection, of
+/// other instruments): at the end of a callback, a publisher's reading taken in it included, or when it took the
+/// last of an instrument's many measurements, however long it spent on them. Each publisher reports one reading
+/// per collection: the latest, or a new one when the latest is older than the refresh interval. A collection that
+/// outlasts the interval, waits on another publisher's slow reading, or runs beside collections on other threads,
+/// does not switch readings halfway; nor does a publisher created during a collection carry that collection's
+/// reading into the next.
 /// </summary>
 /// <remarks>
 /// The thread-local state is left to its finalizer, not disposed with the meter: a listener may
@@ -72,23 +73,27 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
             yield return measurement;
         }
 
-        collection.LastCallback = Stopwatch.GetTimestamp();
+        CollectionThread.LastCallback = Stopwatch.GetTimestamp();
     }
 
     private Collection Read(int instrument)
     {
         var collection = _collection.Value;
-        if (collection is null
-            || collection.Reported.Length <= instrument
-            || collection.Reported[instrument]
-            || Stopwatch.GetElapsedTime(collection.LastCallback) > CollectionGap)
+        var repeated = collection is not null && collection.Epoch == CollectionThread.Epoch
+            && instrument < collection.Reported.Length && collection.Reported[instrument];
+        if (repeated || Stopwatch.GetElapsedTime(CollectionThread.LastCallback) > CollectionGap)
         {
-            collection = new Collection(Latest(), new bool[Volatile.Read(ref _instruments)]);
+            CollectionThread.Epoch++;
+        }
+
+        if (collection is null || collection.Epoch != CollectionThread.Epoch || collection.Reported.Length <= instrument)
+        {
+            collection = new Collection(Latest(), new bool[Volatile.Read(ref _instruments)], CollectionThread.Epoch);
             _collection.Value = collection;
         }
 
         collection.Reported[instrument] = true;
-        collection.LastCallback = Stopwatch.GetTimestamp();
+        CollectionThread.LastCallback = Stopwatch.GetTimestamp();
         return collection;
     }
 
@@ -107,13 +112,29 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
         }
     }
 
-    /// <summary>One thread's collection: the reading it reports, the instruments it has reported, and when it last reported one.</summary>
-    private sealed class Collection(T reading, bool[] reported)
+    /// <summary>A publisher's part of one thread's collection: the reading it reports, the instruments it has reported, and the collection's epoch.</summary>
+    private sealed class Collection(T reading, bool[] reported, long epoch)
     {
         public T Reading { get; } = reading;
 
         public bool[] Reported { get; } = reported;
 
-        public long LastCallback { get; set; }
+        public long Epoch { get; } = epoch;
     }
+}
+
+/// <summary>
+/// The collection a thread is running, shared by every publisher's <see cref="CollectionReading{T}"/>: a listener
+/// runs all their callbacks of one collection back to back on one thread, so one publisher's repeated instrument, or
+/// a pause since any publisher's callback, ends it for all of them.
+/// </summary>
+internal static class CollectionThread
+{
+    /// <summary>The thread's collection: a new number at each collection's start.</summary>
+    [ThreadStatic]
+    public static long Epoch;
+
+    /// <summary>When the thread's last callback of any publisher ended (<see cref="Stopwatch.GetTimestamp"/>).</summary>
+    [ThreadStatic]
+    public static long LastCallback;
 }

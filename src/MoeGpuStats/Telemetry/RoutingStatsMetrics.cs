@@ -24,7 +24,8 @@ namespace MoeGpuStats.Telemetry;
 /// one snapshot (one device synchronization on a device engine). The next collection takes a new
 /// reading when the last is older than <c>refreshInterval</c>. A collection is the callbacks one
 /// thread runs back to back: it keeps its reading to the end however long it takes, unless its
-/// listener pauses over a second between two instruments; two listeners of different instruments
+/// listener pauses over a second between two instruments (time in any publisher's callback, its reading included,
+/// is work, not a pause); two listeners of different instruments
 /// collecting on one thread less than a second apart count as one collection. Collections may run
 /// on any threads at once; they share the reading's values, never a snapshot that another
 /// collection could dispose. A snapshot may be taken while another thread records, on either engine.

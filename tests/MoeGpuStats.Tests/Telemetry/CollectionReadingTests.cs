@@ -1,0 +1,72 @@
+using MoeGpuStats.Telemetry;
+
+namespace MoeGpuStats.Tests.Telemetry;
+
+/// <summary>
+/// One collection reports one reading per publisher, however its publishers' callbacks interleave on the listener's
+/// thread: a listener runs every publisher's instruments back to back, so a collection is one for all of them.
+/// </summary>
+public sealed class CollectionReadingTests
+{
+    /// <summary>
+    /// Another publisher's reading that takes longer than <see cref="CollectionReading{T}.CollectionGap"/> is work of
+    /// the same collection, not a pause after it: the first publisher's next instrument still reports its reading
+    /// (it took a second one, mixing two states in one scrape).
+    /// </summary>
+    [Fact]
+    public void AnotherPublishersSlowReadingDoesNotSplitTheCollection()
+    {
+        var a = Publisher(out var aRoutings, out var aTokens);
+        var slowReads = 0;
+        var b = new CollectionReading<Reading>(
+            () =>
+            {
+                Thread.Sleep(CollectionReading<object>.CollectionGap + TimeSpan.FromMilliseconds(200));
+                return new Reading(++slowReads);
+            },
+            TimeSpan.Zero);
+        var bRoutings = b.ObserveOne(r => new System.Diagnostics.Metrics.Measurement<int>(r.Value));
+
+        var routings = Value(aRoutings);
+        Value(bRoutings);
+        Assert.Equal(routings, Value(aTokens));
+        Assert.Equal(1, a.Taken);
+    }
+
+    /// <summary>
+    /// A publisher created during a collection reports the instruments it has left there from that collection's
+    /// reading, and in the next collection every instrument from the next one: it carried the old reading into
+    /// the instruments it had not reported, beside new values in those it had.
+    /// </summary>
+    [Fact]
+    public void APublisherCreatedDuringACollectionReportsOneReadingInTheNext()
+    {
+        var a = Publisher(out var aRoutings, out var aTokens);
+        Value(aRoutings);
+        var late = Publisher(out var lateRoutings, out var lateTokens);
+        Value(aTokens);
+        var first = Value(lateTokens);
+
+        Value(aRoutings);
+        var routings = Value(lateRoutings);
+        Assert.Equal(routings, Value(lateTokens));
+        Assert.True(routings > first, $"the next collection reported reading {routings}, the first {first}");
+        Value(aTokens);
+        Assert.Equal(2, a.Taken);
+    }
+
+    private static int Value(Func<IEnumerable<System.Diagnostics.Metrics.Measurement<int>>> instrument) => instrument().Single().Value;
+
+    /// <summary>A publisher of two instruments whose every reading is numbered, a new one at each collection.</summary>
+    private static CollectionReading<Reading> Publisher(
+        out Func<IEnumerable<System.Diagnostics.Metrics.Measurement<int>>> routings, out Func<IEnumerable<System.Diagnostics.Metrics.Measurement<int>>> tokens)
+    {
+        var taken = 0;
+        var reading = new CollectionReading<Reading>(() => new Reading(++taken), TimeSpan.Zero);
+        routings = reading.ObserveOne(r => new System.Diagnostics.Metrics.Measurement<int>(r.Value));
+        tokens = reading.ObserveOne(r => new System.Diagnostics.Metrics.Measurement<int>(r.Value));
+        return reading;
+    }
+
+    private sealed record Reading(int Value);
+}
