@@ -30,14 +30,15 @@ namespace MoeGpuStats;
 /// the utilization and trend queries) read the live state without the lock
 /// (a read that computes pending variances takes it for that, as it writes them) and can see a batch in
 /// part: while another thread records, read them from a <see cref="Snapshot"/>.
-/// Latencies are thread-safe on every engine (<see cref="RoutingLatencyStats"/>).
+/// Latencies are thread-safe on every engine (<see cref="RecordRoutingLatency"/>, <see cref="RoutingLatencyStats"/>).
 /// Once disposed (for a model's layer, once the model is; on a device, once its accelerator or stream is), every
 /// record, read, reset and snapshot throws <see cref="ObjectDisposedException"/> on one line naming the object.
 /// The per-expert lists and <see cref="LoadVarianceHistory"/> are read-only: an index outside one throws
 /// <see cref="ArgumentOutOfRangeException"/> (<c>index is 8; give 0 to 7 (8 experts).</c>). On the managed engine
-/// they are live views, so a list held across a record shows it (until the expert count changes or a reset); on a
-/// device engine and a model's layer each read is a copy of one moment's, as <see cref="CapacityStats"/> is on every
-/// engine: take a <see cref="Snapshot"/> for values that stay put on any engine.
+/// they are live views, so a list held across a record shows it (a per-expert list until the expert count changes or
+/// a reset); on a device engine and a model's layer each read is a copy of one moment's, as
+/// <see cref="CapacityStats"/> and <see cref="RoutingLatencyStats"/> are on every engine: take a <see cref="Snapshot"/>
+/// for values that stay put on any engine.
 /// </remarks>
 [JsonConverter(typeof(RoutingStatsJsonConverter))]
 public sealed partial class RoutingStats : IDisposable
@@ -201,8 +202,10 @@ public sealed partial class RoutingStats : IDisposable
     public IReadOnlyList<ulong> ExpertTokenCounts => ReadOnlyArray<ulong>.Of(Engine.ExpertTokenCounts, "expert", ref _tokenCountsView);
 
     /// <summary>
-    /// Routing latency statistics, kept on the host whatever the engine. Thread-safe on either engine:
-    /// latencies may be recorded and read from any threads at once, and none is lost.
+    /// Routing latency statistics, kept on the host whatever the engine: a copy of one moment's, taken when asked for
+    /// (the seed hands out its own, whose public <c>record_latency</c> would add a latency that no publisher's histogram
+    /// sees, and to a model's layer, which takes none). Latencies are recorded with <see cref="RecordRoutingLatency"/>,
+    /// from any threads at once, beside reads, and none is lost.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public LatencyStats RoutingLatencyStats
@@ -210,9 +213,12 @@ public sealed partial class RoutingStats : IDisposable
         get
         {
             Engine.ThrowIfDisposed();
-            return _latency;
+            return _latency.Copy();
         }
     }
+
+    /// <summary>The latency statistics themselves, for a merge or a JSON read to restore into.</summary>
+    internal LatencyStats LatencyState => _latency;
 
     /// <summary>
     /// The newest 1,000 per-batch load variances, oldest first: each the population variance of one batch's
@@ -323,7 +329,7 @@ public sealed partial class RoutingStats : IDisposable
     public void RecordRoutingLatency(TimeSpan latency)
     {
         Engine.ThrowIfReadOnly();
-        RoutingLatencyStats.RecordLatency(latency);
+        _latency.RecordLatency(latency);
         LatencyRecorded?.Invoke(LatencyStats.ToMilliseconds(latency));
     }
 

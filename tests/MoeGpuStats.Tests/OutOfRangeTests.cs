@@ -110,7 +110,7 @@ public sealed class OutOfRangeTests
         Assert.StartsWith(message, Assert.Throws<ArgumentOutOfRangeException>(() => OutOfRange.ThrowIfNotIndex(index, count, "value")).Message);
     }
 
-    /// <summary>"94 batchs" was the variance history's range; a noun ending in a hissing sound takes es.</summary>
+    /// <summary>A count in a range is spelled as a person writes it: a noun ending in a hissing sound takes es ("94 batches").</summary>
     [Fact]
     public void ACountOfBatchesIsSpelledAsAPersonWritesIt()
     {

@@ -128,7 +128,7 @@ internal static class SnapshotCommands
         {
             merged = merge(parts);
         }
-        catch (Exception exception) when (exception is ArgumentException or OverflowException)
+        catch (ArgumentException exception)
         {
             console.Error.WriteLine($"cannot merge {string.Join(", ", paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}");
             return ExitCodes.BadInput;

@@ -438,7 +438,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// the first part that differs from <c>parts[0]</c>), a merged layer count or the merged steps above 2^63 − 1 (the most
     /// a snapshot holds), as <see cref="RoutingStats.Merge"/>, one step's slots of an expert in the merged window above
     /// 2^32 − 1 (the window ring's counts are 32-bit), or merged parts above <see cref="RoutingStats.MaxMergedParts"/>;
-    /// each message names the count as a snapshot file does (<c>layers[3].expert_token_counts[5]</c>).
+    /// each message names the count: a layer's as a snapshot file does (<c>layers[3].expert_token_counts[5]</c>), the
+    /// ring's by layer, expert and step.
     /// </exception>
     /// <exception cref="ObjectDisposedException">A part was disposed.</exception>
     /// <exception cref="InsufficientMemoryException">A part on a device could not hold its window ring's copy (as <see cref="Snapshot"/>).</exception>

@@ -15,6 +15,7 @@ public sealed partial class PerformanceMonitor : IDisposable
     private readonly ILogger _logger;
     private long _startTimestamp;
     private long _lastReportTimestamp;
+    private bool _disposed;
 
     /// <summary>Creates a monitor over new managed statistics.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="logger"/> is null.</exception>
@@ -57,9 +58,10 @@ public sealed partial class PerformanceMonitor : IDisposable
 
     /// <summary>Records a decision and its latency; logs a report when the interval has passed.</summary>
     /// <exception cref="ArgumentException">The decision or latency is invalid (see <see cref="RoutingStats.RecordRouting(RoutingDecision)"/>); nothing is recorded.</exception>
-    /// <exception cref="ObjectDisposedException">The monitor, and so its statistics, was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The monitor was disposed: "This PerformanceMonitor was disposed."</exception>
     public void RecordRouting(RoutingDecision routingDecision, TimeSpan latency)
     {
+        Disposed.ThrowIf(_disposed, nameof(PerformanceMonitor));
         OutOfRange.ThrowIfNegative(latency);
         Stats.RecordRouting(routingDecision);
         Stats.RecordRoutingLatency(latency);
@@ -71,14 +73,10 @@ public sealed partial class PerformanceMonitor : IDisposable
     }
 
     /// <summary>Logs the report at Information level, one message per line as the seed does.</summary>
-    /// <exception cref="ObjectDisposedException">The monitor, and so its statistics, was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The monitor was disposed: "This PerformanceMonitor was disposed."</exception>
     public void PrintReport()
     {
-        if (Stats.Gone() is { } gone)
-        {
-            throw gone;
-        }
-
+        Disposed.ThrowIf(_disposed, nameof(PerformanceMonitor));
         if (!_logger.IsEnabled(LogLevel.Information))
         {
             return;
@@ -113,15 +111,20 @@ public sealed partial class PerformanceMonitor : IDisposable
     }
 
     /// <summary>Clears the statistics and restarts the uptime and report clocks.</summary>
-    /// <exception cref="ObjectDisposedException">The monitor, and so its statistics, was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">The monitor was disposed: "This PerformanceMonitor was disposed."</exception>
     public void Reset()
     {
+        Disposed.ThrowIf(_disposed, nameof(PerformanceMonitor));
         Stats.Reset();
         _startTimestamp = _lastReportTimestamp = Stopwatch.GetTimestamp();
     }
 
     /// <summary>Disposes the statistics.</summary>
-    public void Dispose() => Stats.Dispose();
+    public void Dispose()
+    {
+        _disposed = true;
+        Stats.Dispose();
+    }
 
     private static partial class Log
     {

@@ -57,15 +57,11 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
         where TValue : struct
     {
         var instrument = Interlocked.Increment(ref _instruments) - 1;
-        return () =>
-        {
-            var collection = Read(instrument);
-            return Listed(collection, values(collection.Reading));
-        };
+        return () => Listed(values(Read(instrument).Reading));
     }
 
     /// <summary><paramref name="measurements"/> as the listener takes them, one at a time, marking the collection busy after the last.</summary>
-    private static IEnumerable<Measurement<TValue>> Listed<TValue>(Collection collection, IEnumerable<Measurement<TValue>> measurements)
+    private static IEnumerable<Measurement<TValue>> Listed<TValue>(IEnumerable<Measurement<TValue>> measurements)
         where TValue : struct
     {
         foreach (var measurement in measurements)
@@ -86,15 +82,22 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
             CollectionThread.Epoch++;
         }
 
-        if (collection is null || collection.Epoch != CollectionThread.Epoch || collection.Reported.Length <= instrument)
+        try
         {
-            collection = new Collection(Latest(), new bool[Volatile.Read(ref _instruments)], CollectionThread.Epoch);
-            _collection.Value = collection;
-        }
+            if (collection is null || collection.Epoch != CollectionThread.Epoch)
+            {
+                collection = new Collection(Latest(), CollectionThread.Epoch);
+                _collection.Value = collection;
+            }
 
-        collection.Reported[instrument] = true;
-        CollectionThread.LastCallback = Stopwatch.GetTimestamp();
-        return collection;
+            collection.Report(instrument, Volatile.Read(ref _instruments));
+            return collection;
+        }
+        finally
+        {
+            // The reading's time is work of the collection, also when it fails: the listener goes on to the other publishers.
+            CollectionThread.LastCallback = Stopwatch.GetTimestamp();
+        }
     }
 
     private T Latest()
@@ -113,13 +116,26 @@ internal sealed class CollectionReading<T>(Func<T> take, TimeSpan refreshInterva
     }
 
     /// <summary>A publisher's part of one thread's collection: the reading it reports, the instruments it has reported, and the collection's epoch.</summary>
-    private sealed class Collection(T reading, bool[] reported, long epoch)
+    private sealed class Collection(T reading, long epoch)
     {
         public T Reading { get; } = reading;
 
-        public bool[] Reported { get; } = reported;
+        public bool[] Reported { get; private set; } = [];
 
         public long Epoch { get; } = epoch;
+
+        /// <summary>Marks <paramref name="instrument"/> reported, of <paramref name="instruments"/> (more where the publisher registered one since).</summary>
+        public void Report(int instrument, int instruments)
+        {
+            if (Reported.Length <= instrument)
+            {
+                var reported = Reported;
+                Array.Resize(ref reported, Math.Max(instruments, instrument + 1));
+                Reported = reported;
+            }
+
+            Reported[instrument] = true;
+        }
     }
 }
 

@@ -580,8 +580,8 @@ public sealed partial class ModelRoutingStatsTests
     }
 
     /// <summary>
-    /// A merge refuses a count it cannot hold, naming it as a snapshot file does (.NET's checked sums named
-    /// nothing): a layer's count past 2^63 − 1, the steps past it, one step of an expert in the 32-bit window ring.
+    /// A merge refuses a count it cannot hold, naming it: a layer's count past 2^63 − 1 as a snapshot file does, the
+    /// steps past it, one step of an expert in the 32-bit window ring by its layer, expert and step.
     /// </summary>
     [Fact]
     public void AMergePastWhatItHoldsIsRefusedNamingTheCount()

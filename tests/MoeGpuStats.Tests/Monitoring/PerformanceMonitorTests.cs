@@ -87,6 +87,7 @@ public sealed class PerformanceMonitorTests
         logger.ControlLevel(LogLevel.Information, enabled: false);
         var monitor = new PerformanceMonitor(TimeSpan.Zero, logger);
         monitor.Dispose();
-        Assert.Equal("This RoutingStats was disposed.", Assert.Throws<ObjectDisposedException>(monitor.PrintReport).Message);
+        Assert.Equal("This PerformanceMonitor was disposed.", Assert.Throws<ObjectDisposedException>(monitor.PrintReport).Message);
+        Assert.Equal("This PerformanceMonitor was disposed.", Assert.Throws<ObjectDisposedException>(monitor.Reset).Message);
     }
 }

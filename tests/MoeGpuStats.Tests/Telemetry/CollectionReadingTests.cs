@@ -9,34 +9,43 @@ namespace MoeGpuStats.Tests.Telemetry;
 public sealed class CollectionReadingTests
 {
     /// <summary>
-    /// Another publisher's reading that takes longer than <see cref="CollectionReading{T}.CollectionGap"/> is work of
-    /// the same collection, not a pause after it: the first publisher's next instrument still reports its reading
-    /// (it took a second one, mixing two states in one scrape).
+    /// Another publisher's reading that takes longer than <see cref="CollectionReading{T}.CollectionGap"/>, and fails
+    /// or not, is work of the same collection, not a pause after it: the first publisher's next instrument reports
+    /// the reading its first one did, and no second reading is taken.
     /// </summary>
-    [Fact]
-    public void AnotherPublishersSlowReadingDoesNotSplitTheCollection()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AnotherPublishersSlowReadingDoesNotSplitTheCollection(bool fails)
     {
         var a = Publisher(out var aRoutings, out var aTokens);
-        var slowReads = 0;
         var b = new CollectionReading<Reading>(
             () =>
             {
                 Thread.Sleep(CollectionReading<object>.CollectionGap + TimeSpan.FromMilliseconds(200));
-                return new Reading(++slowReads);
+                return fails ? throw new InvalidOperationException("the device failed") : new Reading(1);
             },
             TimeSpan.Zero);
         var bRoutings = b.ObserveOne(r => new System.Diagnostics.Metrics.Measurement<int>(r.Value));
 
         var routings = Value(aRoutings);
-        Value(bRoutings);
+        if (fails)
+        {
+            Assert.Throws<InvalidOperationException>(() => Value(bRoutings));
+        }
+        else
+        {
+            Value(bRoutings);
+        }
+
         Assert.Equal(routings, Value(aTokens));
         Assert.Equal(1, a.Taken);
     }
 
     /// <summary>
     /// A publisher created during a collection reports the instruments it has left there from that collection's
-    /// reading, and in the next collection every instrument from the next one: it carried the old reading into
-    /// the instruments it had not reported, beside new values in those it had.
+    /// reading, and in the next collection every instrument from the next one, those it did not report in the first
+    /// included.
     /// </summary>
     [Fact]
     public void APublisherCreatedDuringACollectionReportsOneReadingInTheNext()
