@@ -26,7 +26,9 @@
  * "managed" included, the message giving the bytes it needs.
  *
  * The .NET runtime the library hosts starts threads of its own and installs signal handlers (SIGSEGV among
- * them) that chain to the handlers installed before the first call. "auto" (or NULL) reads
+ * them) that chain to the handlers installed before the first call. It does not survive fork(): a child forked
+ * after the first call must not call the library (it crashes or hangs, and can take the parent with it); start
+ * each process that uses it with exec (posix_spawn, Python's "spawn"). "auto" (or NULL) reads
  * MOEGS_ACCELERATOR; accelerator names ignore case and surrounding spaces.
  *
  * On "cuda" the library works in a CUDA context of its own; every call returns with the calling

@@ -859,6 +859,62 @@ static void model_pending_reads(void)
     }
 }
 
+/* Several finishes and a destroy racing on one pending read: exactly one has it (MOEGS_OK, the figures written), the
+ * others find no live read, and a call that succeeds leaves the thread's last error as it was. */
+#define FINISHERS 3
+
+typedef struct { moegs_handle read; pthread_barrier_t* start; int status; int error_kept; int refused_right; } finish_args;
+
+static void* finish_worker(void* p)
+{
+    finish_args* a = p;
+    moegs_model_read_destroy(-7); /* a failing call first: its message must outlive a successful finish */
+    char before[128];
+    snprintf(before, sizeof before, "%s", moegs_last_error());
+    model_reads out;
+    pthread_barrier_wait(a->start);
+    a->status = a->read < 0 ? moegs_model_read_destroy(-a->read)
+                            : moegs_model_read_finish(a->read, &out.summary, out.window, out.since_start, out.load, M_LAYERS * M_EXPERTS);
+    a->error_kept = a->status != MOEGS_OK || strcmp(before, moegs_last_error()) == 0;
+    a->refused_right = a->status == MOEGS_OK || (a->status == MOEGS_INVALID_HANDLE && strstr(moegs_last_error(), "is not a live pending model read") != NULL);
+    return NULL;
+}
+
+static void finishes_racing_on_one_read(const char* accelerator, int rounds)
+{
+    moegs_handle m = 0;
+    CHECK(moegs_model_create(accelerator, M_LAYERS, M_EXPERTS, 0, M_WINDOW, -1.0f, &m) == MOEGS_OK, "model create %s: %s", accelerator, moegs_last_error());
+    static int32_t ids[M_LAYERS * M_TOKENS * TOP_K];
+    CHECK(moegs_model_record(m, ids, M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "record %s: %s", accelerator, moegs_last_error());
+    int twice = 0, none = 0, error_lost = 0, wrong_refusal = 0;
+    for (int round = 0; round < rounds; round++) {
+        moegs_handle read = 0;
+        CHECK(moegs_model_read_begin(m, 0, NULL, NULL, &read) == MOEGS_OK, "read begin %s: %s", accelerator, moegs_last_error());
+        pthread_barrier_t start;
+        pthread_barrier_init(&start, NULL, FINISHERS + 1);
+        pthread_t threads[FINISHERS + 1];
+        finish_args args[FINISHERS + 1];
+        for (int t = 0; t <= FINISHERS; t++) {
+            args[t] = (finish_args){ t == FINISHERS ? -read : read, &start, -1, 0, 0 };
+            pthread_create(&threads[t], NULL, finish_worker, &args[t]);
+        }
+        int ok = 0;
+        for (int t = 0; t <= FINISHERS; t++) {
+            pthread_join(threads[t], NULL);
+            ok += args[t].status == MOEGS_OK;
+            error_lost += !args[t].error_kept;
+            wrong_refusal += !args[t].refused_right;
+        }
+        pthread_barrier_destroy(&start);
+        twice += ok > 1;
+        none += ok == 0;
+    }
+    CHECK(twice == 0 && none == 0, "%s: %d of %d rounds had more than one finish or destroy succeed on one read, %d none", accelerator, twice, rounds, none);
+    CHECK(error_lost == 0 && wrong_refusal == 0, "%s: %d successful calls changed the thread's last error, %d refusals were not \"is not a live pending model read\"",
+          accelerator, error_lost, wrong_refusal);
+    moegs_model_destroy(m);
+}
+
 /* MOEGS_MODEL_SKIP_EMPTY_STEPS: a step of no valid row (valid_tokens 0) or of padding rows alone takes no
  * place in the window and counts nowhere; a step with one token in one layer is kept whole. Without the flag
  * each is a step. A bit that is no flag is refused, naming it. */
@@ -1071,6 +1127,8 @@ int main(void)
     model_api();
     model_skips_empty_steps();
     model_pending_reads();
+    finishes_racing_on_one_read("managed", 300);
+    finishes_racing_on_one_read("cpu", 40);
     model_layer_values();
     model_device_arrays();
     saves();

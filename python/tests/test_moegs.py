@@ -169,6 +169,27 @@ class WrapperTests(unittest.TestCase):
             self.assertRegex(str(closed.exception), r"^invalid handle: this Moe(Model)?Stats is closed \(close\(\), or the end of its with block\)")
             self.assertNotIn("handle 0", str(closed.exception))
 
+    def test_closes_on_several_threads_destroy_the_handle_once(self):
+        """close() from several threads at once: one destroys the handle, the others find it closed, and none raises."""
+        for accelerator in ("managed", "cpu"):
+            for _ in range(20 if accelerator == "managed" else 5):
+                stats = moegs.MoeStats(EXPERTS, accelerator)
+                start, errors = threading.Barrier(4), []
+
+                def close():
+                    start.wait()
+                    try:
+                        stats.close()
+                    except Exception as error:  # noqa: BLE001 - any exception is the failure this test looks for
+                        errors.append(error)
+
+                threads = [threading.Thread(target=close) for _ in range(4)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                self.assertEqual([], errors, accelerator)
+
     def test_a_closed_aggregator_refuses_calls(self):
         stats = moegs.MoeStats(EXPERTS, "managed")
         handle = stats._handle
@@ -1183,6 +1204,49 @@ class DeviceArrayTests(unittest.TestCase):
         del arrays
         gc.collect()
         self.assertEqual(moegs.INVALID_HANDLE, lib.moegs_model_accelerator(handle, ctypes.byref(where)), "the last array is gone: not freed")
+
+    class Exporting:
+        """The library, but for an export that runs `during` (another thread's call) while it is in the library."""
+
+        def __init__(self, lib, during):
+            self._lib, self._during = lib, during
+
+        def __getattr__(self, name):
+            return getattr(self._lib, name)
+
+        def moegs_model_device_arrays(self, *args):
+            status = self._lib.moegs_model_device_arrays(*args)
+            self._during()
+            return status
+
+    def during_the_export(self, model, call):
+        """device_arrays() with `call` started on another thread while the export is in the library; the arrays once
+        both are done."""
+        other = threading.Thread(target=call)
+        model._lib = self.Exporting(model._lib, lambda: (other.start(), other.join(timeout=0.5)))
+        arrays = model.device_arrays()
+        other.join(timeout=30)
+        self.assertFalse(other.is_alive())
+        return arrays
+
+    def test_a_close_during_the_export_leaves_the_memory_to_the_arrays(self):
+        """A close() on another thread while device_arrays() is in the library waits for the export, then leaves the
+        memory to the arrays: they read the model's counts, never freed memory."""
+        model = moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator="cpu")
+        window, _ = next(self.record_steps(model, steps=1))
+        arrays = self.during_the_export(model, model.close)
+        self.assertNotEqual(0, model._orphan, "closed during the export: the model was destroyed under its arrays")
+        self.assertEqual(window, self.read(arrays.window_load.__array_interface__))
+
+    def test_a_reset_during_the_export_makes_the_arrays_stale(self):
+        """A reset() on another thread while device_arrays() is in the library comes after the export, so the arrays
+        know themselves stale: their interface raises instead of giving the reset's zeros as the exported steps'."""
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator="cpu") as model:
+            next(self.record_steps(model, steps=1))
+            arrays = self.during_the_export(model, model.reset)
+            self.assertEqual(1, arrays.steps)
+            with self.assertRaisesRegex(RuntimeError, "call device_arrays\\(\\) again"):
+                arrays.window_load.__array_interface__
 
     def test_models_without_an_address_and_bad_arguments_are_refused(self):
         with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:

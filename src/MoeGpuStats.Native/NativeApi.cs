@@ -425,35 +425,67 @@ public static unsafe class NativeApi
         return With(ModelReads, "pending model read", read, (IntPtr)arrived, static (pending, r) => *(int*)r = pending.Read.IsCompleted ? 1 : 0, onDevice: false, readOnly: true);
     }
 
-    /// <remarks>The results are written, then the handle freed; a call refused for its arguments keeps it.</remarks>
+    /// <remarks>
+    /// The results are written, then the handle freed; a call refused for its arguments keeps it. The read's removal from
+    /// the registry decides which of several finishes (or a destroy) racing on one read has it: the others find no live
+    /// read and say so, as after it.
+    /// </remarks>
     [UnmanagedCallersOnly]
     public static int ModelReadFinish(long read, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart, ulong* windowLoad, int capacity)
     {
+        const string Kind = "pending model read";
         if (destination is null)
         {
             return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_read_finish writes the model's figures there (moegs_model_read_destroy drops a read unread).");
         }
 
-        var status = With(ModelReads, "pending model read", read, pending =>
+        if (!ModelReads.TryGetValue(read, out var pending))
         {
-            var (layers, experts) = pending.Shape;
-            if (windowLoad is not null)
-            {
-                NativeChecks.WindowCapacity(capacity, layers, experts, "window_load");
-            }
-
-            NativeModel.WriteBalance(pending.Read.Summary, pending.Entries, destination, window, sinceStart);
-            if (windowLoad is not null)
-            {
-                pending.Read.WindowLoad.CopyTo(new Span<ulong>(windowLoad, capacity));
-            }
-        });
-        if (status == NativeStatus.Ok)
-        {
-            Remove(ModelReads, "pending model read", read);
+            return NotLive(read, Kind);
         }
 
-        return status;
+        var claimed = false;
+        try
+        {
+            lock (pending.Gate)
+            {
+                if (pending.Disposed)
+                {
+                    return NotLive(read, Kind);
+                }
+
+                var (layers, experts) = pending.Shape;
+                if (windowLoad is not null)
+                {
+                    NativeChecks.WindowCapacity(capacity, layers, experts, "window_load");
+                }
+
+                if (!ModelReads.TryRemove(read, out _))
+                {
+                    return NotLive(read, Kind);
+                }
+
+                claimed = true;
+                NativeModel.WriteBalance(pending.Read.Summary, pending.Entries, destination, window, sinceStart);
+                if (windowLoad is not null)
+                {
+                    pending.Read.WindowLoad.CopyTo(new Span<ulong>(windowLoad, capacity));
+                }
+            }
+
+            return NativeStatus.Ok;
+        }
+        catch (Exception exception)
+        {
+            return Fail(exception);
+        }
+        finally
+        {
+            if (claimed)
+            {
+                Free(pending);
+            }
+        }
     }
 
     [UnmanagedCallersOnly]
@@ -587,10 +619,6 @@ public static unsafe class NativeApi
     private static int WithModel(long handle, Action<NativeModel> action) =>
         With(Models, "model", handle, action, static (model, run) => run(model), onDevice: true);
 
-    /// <summary>Runs <paramref name="action"/> on a live pending model read, serialized.</summary>
-    private static int With(ConcurrentDictionary<long, NativeModelRead> registry, string kind, long handle, Action<NativeModelRead> action) =>
-        With(registry, kind, handle, action, static (pending, run) => run(pending), onDevice: false);
-
     /// <summary>
     /// Runs <paramref name="read"/> on a live model handle under its read lock alone (<see cref="INativeHandle.ReadGate"/>),
     /// with the handle's CUDA context current: for a read of the statistics, which serialize themselves.
@@ -659,16 +687,19 @@ public static unsafe class NativeApi
             return NotLive(handle, kind);
         }
 
-        return Guard(() =>
+        return Guard(() => Free(live));
+    }
+
+    /// <summary>Frees a handle taken out of its registry, once the calls still running on it, reads included, are done.</summary>
+    private static void Free(INativeHandle live)
+    {
+        // The read lock first, as a read holds it: a read in progress finishes before the handle is freed.
+        lock (live.ReadGate)
+        lock (live.Gate)
         {
-            // The read lock first, as a read holds it: a read in progress finishes before the handle is freed.
-            lock (live.ReadGate)
-            lock (live.Gate)
-            {
-                using var device = live.EnterDevice();
-                live.Dispose();
-            }
-        });
+            using var device = live.EnterDevice();
+            live.Dispose();
+        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
