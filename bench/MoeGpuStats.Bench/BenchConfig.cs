@@ -6,21 +6,33 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// A short job with the memory diagnoser. <c>--in-process</c> runs in this process, for the GPU
-/// machine, which has no SDK to build the usual benchmark child process with.
+/// A short job with the memory diagnoser, or the job <c>--job</c> names instead (<c>--job Dry</c> to try a suite).
+/// <c>--in-process</c> runs in this process, for the GPU machine, which has no SDK to build the usual benchmark child
+/// process with.
 /// </summary>
 internal static class BenchConfig
 {
     public const string InProcess = "--in-process";
 
+    /// <summary>The config: the short job unless the command line names one, which would otherwise run beside it.</summary>
     public static IConfig Create(string[] args)
     {
-        var job = Job.ShortRun;
-        if (args.Contains(InProcess))
+        var config = DefaultConfig.Instance.AddDiagnoser(MemoryDiagnoser.Default).WithOptions(ConfigOptions.DisableOptimizationsValidator);
+        if (NamesAJob(args))
         {
-            job = job.WithToolchain(InProcessEmitToolchain.Instance);
+            return config;
         }
 
-        return DefaultConfig.Instance.AddJob(job).AddDiagnoser(MemoryDiagnoser.Default).WithOptions(ConfigOptions.DisableOptimizationsValidator);
+        var job = args.Contains(InProcess) ? Job.ShortRun.WithToolchain(InProcessEmitToolchain.Instance) : Job.ShortRun;
+        return config.AddJob(job);
     }
+
+    /// <summary>
+    /// The arguments for BenchmarkDotNet: ours taken out (it rejects options it does not know), and <c>--in-process</c>
+    /// given to a job the command line names as BenchmarkDotNet's own <c>--inProcess</c>.
+    /// </summary>
+    public static string[] SwitcherArguments(string[] args) =>
+        [.. args.Where(arg => arg != InProcess), .. NamesAJob(args) && args.Contains(InProcess) ? ["--inProcess"] : Array.Empty<string>()];
+
+    private static bool NamesAJob(string[] args) => args.Any(arg => arg is "--job" or "-j" || arg.StartsWith("--job=", StringComparison.Ordinal));
 }

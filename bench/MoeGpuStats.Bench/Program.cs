@@ -31,6 +31,5 @@ if (args.Contains("--emit-ptx"))
     return EmitPtx.Run(args);
 }
 
-// BenchmarkDotNet rejects options it does not know; --in-process is ours (BenchConfig reads it).
-BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run([.. args.Where(a => a != BenchConfig.InProcess)], BenchConfig.Create(args));
+BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(BenchConfig.SwitcherArguments(args), BenchConfig.Create(args));
 return 0;

@@ -37,8 +37,7 @@ namespace MoeGpuStats;
 /// <see cref="ArgumentOutOfRangeException"/> (<c>index is 8; give 0 to 7 (8 experts).</c>). On the managed engine
 /// they are live views, so a list held across a record shows it (a per-expert list until the expert count changes or
 /// a reset); on a device engine and a model's layer each read is a copy of one moment's, as
-/// <see cref="CapacityStats"/> and <see cref="RoutingLatencyStats"/> are on every engine: take a <see cref="Snapshot"/>
-/// for values that stay put on any engine.
+/// <see cref="CapacityStats"/> is on every engine: take a <see cref="Snapshot"/> for values that stay put on any engine.
 /// </remarks>
 [JsonConverter(typeof(RoutingStatsJsonConverter))]
 public sealed partial class RoutingStats : IDisposable
@@ -202,23 +201,22 @@ public sealed partial class RoutingStats : IDisposable
     public IReadOnlyList<ulong> ExpertTokenCounts => ReadOnlyArray<ulong>.Of(Engine.ExpertTokenCounts, "expert", ref _tokenCountsView);
 
     /// <summary>
-    /// Routing latency statistics, kept on the host whatever the engine: a copy of one moment's, taken when asked for
-    /// (the seed hands out its own, whose public <c>record_latency</c> would add a latency that no publisher's histogram
-    /// sees, and to a model's layer, which takes none). Latencies are recorded with <see cref="RecordRoutingLatency"/>,
-    /// from any threads at once, beside reads, and none is lost.
+    /// Routing latency statistics, kept on the host whatever the engine: the statistics' own, as the seed's, so that
+    /// repeated percentile queries read a sorted window kept up to date instead of sorting a copy. Thread-safe:
+    /// latencies may be recorded and read from any threads at once, and none is lost. Record them with
+    /// <see cref="RecordRoutingLatency"/>: one recorded through this object's own <see cref="LatencyStats.RecordLatency"/>
+    /// (the seed's way) is kept, but reaches no <see cref="Telemetry.RoutingStatsMetrics"/> histogram. A model's layer,
+    /// which keeps no latencies, gives an empty copy.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public LatencyStats RoutingLatencyStats
     {
         get
         {
-            Engine.ThrowIfDisposed();
-            return _latency.Copy();
+            var engine = Engine;
+            return engine.IsModelLayer ? _latency.Copy() : _latency;
         }
     }
-
-    /// <summary>The latency statistics themselves, for a merge or a JSON read to restore into.</summary>
-    internal LatencyStats LatencyState => _latency;
 
     /// <summary>
     /// The newest 1,000 per-batch load variances, oldest first: each the population variance of one batch's

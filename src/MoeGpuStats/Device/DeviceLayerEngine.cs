@@ -57,6 +57,8 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 
     public override void ThrowIfDisposed() => model.ThrowIfUnusable();
 
+    public override bool IsModelLayer => true;
+
     public override void ThrowIfReadOnly() => throw ReadOnly();
 
     public override ManagedRoutingEngine Snapshot() =>

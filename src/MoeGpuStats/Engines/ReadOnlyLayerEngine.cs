@@ -52,6 +52,8 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, L
 
     public override void ThrowIfDisposed() => throwIfModelDisposed();
 
+    public override bool IsModelLayer => true;
+
     public override void ThrowIfReadOnly() => throw ReadOnly();
 
     /// <summary>The refusal of a record, reset or latency on layer <paramref name="layer"/>; a disposed model is named first.</summary>

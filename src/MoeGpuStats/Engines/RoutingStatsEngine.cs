@@ -95,6 +95,9 @@ internal abstract class RoutingStatsEngine : IDisposable
     {
     }
 
+    /// <summary>Whether this is a model's layer, which records through its model and keeps no latencies.</summary>
+    public virtual bool IsModelLayer => false;
+
     /// <summary>Throws where the facade may not record (latencies included): a model's layer, which records through its model.</summary>
     public virtual void ThrowIfReadOnly()
     {

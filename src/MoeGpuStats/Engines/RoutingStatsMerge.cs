@@ -86,7 +86,7 @@ internal static class RoutingStatsMerge
             : 0f;
         merged.LoadVarianceHistory = [.. history.TakeLast(ManagedRoutingEngine.HistoryWindow)];
 
-        var latencies = parts.Select(p => p.RoutingLatencyStats).ToArray();
+        var latencies = parts.Select(p => p.RoutingLatencyStats.Copy()).ToArray();
         var measurements = latencies.Aggregate(0UL, (sum, l) => Add(within, sum, l.TotalMeasurements, "total_measurements"));
         // Each part's total is finite, their sum need not be; an infinite one is written as null, which no reader takes back.
         var totalLatency = latencies.Sum(l => l.TotalLatencyMs);
@@ -101,7 +101,7 @@ internal static class RoutingStatsMerge
 
         var options = parts[0].Options with { UtilizationDecay = null };
         var result = RoutingStats.FromState(options, merged, MergedParts(parts.Select(p => p.MergedParts)));
-        result.LatencyState.Restore(
+        result.RoutingLatencyStats.Restore(
             measurements,
             totalLatency,
             latencies.Min(l => l.MinLatencyMs),

@@ -35,7 +35,7 @@ internal static class RoutingStatsJson
     {
         var state = stats.ExportState();
         // One copy: fields read one by one while another thread records would disagree (a recent latency above the largest).
-        var latency = stats.RoutingLatencyStats;
+        var latency = stats.RoutingLatencyStats.Copy();
         var options = stats.Options;
         writer.WriteStartObject();
         writer.WriteNumber("total_routings", state.TotalRoutings);
@@ -158,7 +158,7 @@ internal static class RoutingStatsJson
         var state = ReadState(root, capacityElement, options);
         var latency = ReadLatency(latencyElement);
         var stats = RoutingStats.FromState(options, state, ReadMergedParts(root));
-        stats.LatencyState.Restore(
+        stats.RoutingLatencyStats.Restore(
             latency.Measurements,
             latency.Total,
             latency.Min,

@@ -465,7 +465,10 @@ public sealed partial class ModelRoutingStatsTests
 
     private static void AssertModelDisposed(Func<object> read) => AssertModelDisposed(() => { _ = read(); });
 
-    /// <summary>A layer takes no latency (the model keeps none): recording one is refused, not kept by the handle and lost with it.</summary>
+    /// <summary>
+    /// A layer takes no latency (the model keeps none): recording one is refused, not kept by the handle and lost with
+    /// it, and one recorded through its <c>RoutingLatencyStats</c> (an empty copy) is not kept either.
+    /// </summary>
     [Theory]
     [MemberData(nameof(BadInputEngines))]
     public void ALayerRefusesALatency(string engine)
@@ -474,9 +477,11 @@ public sealed partial class ModelRoutingStatsTests
         using var layer = model.Layer(2);
 
         var error = Assert.Throws<InvalidOperationException>(() => layer.RecordRoutingLatency(TimeSpan.FromMilliseconds(1)));
+        layer.RoutingLatencyStats.RecordLatency(TimeSpan.FromMilliseconds(5));
 
         Assert.StartsWith("Layer 2 of a model is read-only", error.Message);
         Assert.Equal(0UL, layer.RoutingLatencyStats.TotalMeasurements);
+        Assert.DoesNotContain("\"total_measurements\":1", JsonSerializer.Serialize(layer));
     }
 
     /// <summary>Losses in device arrays are not read by the host first: a NaN or infinite one counts as 0 on every engine, and the averages stay finite.</summary>
