@@ -196,11 +196,11 @@ internal static class RoutingStatsJson
             TotalTokens = CountField(root, "total_tokens"),
             TokensDropped = CountField(root, "tokens_dropped"),
             InvalidExpertIds = root.TryGetProperty("invalid_expert_ids", out var invalid) ? CountValue(invalid, "invalid_expert_ids") : 0,
-            ExpertUtilization = ReadFloats(Required(root, "expert_utilization"), "expert_utilization"),
+            ExpertUtilization = ReadFloats(PerExpert(Required(root, "expert_utilization"), "expert_utilization"), "expert_utilization"),
             AverageLoadBalanceLoss = ReadFloat(Required(root, "average_load_balance_loss"), "average_load_balance_loss"),
             AverageRouterZLoss = ReadFloat(Required(root, "average_router_z_loss"), "average_router_z_loss"),
             RoutingEfficiency = ReadFloat(Required(root, "routing_efficiency"), "routing_efficiency"),
-            ExpertTokenCounts = Counts(Required(root, "expert_token_counts"), "expert_token_counts"),
+            ExpertTokenCounts = Counts(PerExpert(Required(root, "expert_token_counts"), "expert_token_counts"), "expert_token_counts"),
             LoadVarianceHistory = ReadFloats(AtMost(Required(root, "load_variance_history"), "load_variance_history", Kernels.RoutingStateLayout.VarianceWindow), "load_variance_history"),
             CapacityAverageUtilization = ReadFloat(Required(capacityElement, "average_utilization"), "average_utilization"),
             CapacityPeakUtilization = ReadFloat(Required(capacityElement, "peak_utilization"), "peak_utilization"),
@@ -210,7 +210,7 @@ internal static class RoutingStatsJson
         };
         if (root.TryGetProperty("expert_utilization_sums", out var sums))
         {
-            state.UtilizationSums = ReadDoubles(sums, "expert_utilization_sums", double.NaN);
+            state.UtilizationSums = ReadDoubles(PerExpert(sums, "expert_utilization_sums"), "expert_utilization_sums", double.NaN);
             if (state.UtilizationSums.Length != state.ExpertUtilization.Length)
             {
                 throw new JsonException(
@@ -247,7 +247,7 @@ internal static class RoutingStatsJson
         }
 
         var decayed = present
-            ? ReadFloats(element, "decayed_expert_utilization")
+            ? ReadFloats(PerExpert(element, "decayed_expert_utilization"), "decayed_expert_utilization")
             : throw new JsonException(Invariant($"utilization_decay is {decay} but decayed_expert_utilization is missing; statistics with a decay have one per expert."));
         return decayed.Length == experts
             ? decayed
@@ -417,6 +417,12 @@ internal static class RoutingStatsJson
     private static JsonElement AtMost(JsonElement element, string name, int most) =>
         element.ValueKind == JsonValueKind.Array && element.GetArrayLength() > most
             ? throw new JsonException(Invariant($"{name} holds {element.GetArrayLength():N0} entries; the seed keeps the newest {most:N0}, and so does every state written here."))
+            : element;
+
+    /// <summary>A per-expert array, refused past <see cref="RoutingStatsOptions.MaxExperts"/> before its values are read: no state has more experts.</summary>
+    private static JsonElement PerExpert(JsonElement element, string name) =>
+        element.ValueKind == JsonValueKind.Array && element.GetArrayLength() > RoutingStatsOptions.MaxExperts
+            ? throw new JsonException(Invariant($"{name} holds {element.GetArrayLength():N0} entries, one per expert; statistics have at most {RoutingStatsOptions.MaxExperts:N0} experts."))
             : element;
 
     /// <summary>The latency statistics, refused where no run of measurements leaves them.</summary>

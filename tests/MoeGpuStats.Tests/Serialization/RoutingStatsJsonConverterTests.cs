@@ -157,6 +157,21 @@ public sealed class RoutingStatsJsonConverterTests
         Assert.StartsWith(message, error.Message);
     }
 
+    /// <summary>
+    /// A per-expert array longer than any state (more than <see cref="RoutingStatsOptions.MaxExperts"/> experts) is
+    /// refused by its length, naming it, whatever its values: no statistics of that many experts can be made.
+    /// </summary>
+    [Theory]
+    [InlineData("expert_token_counts")]
+    [InlineData("expert_utilization")]
+    public void MorePerExpertEntriesThanAnyStateAreRefused(string field)
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        node[field] = new JsonArray([.. Enumerable.Repeat<JsonNode?>(0, RoutingStatsOptions.MaxExperts + 1)]);
+        var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
+        Assert.Equal($"{field} holds 1,048,577 entries, one per expert; statistics have at most 1,048,576 experts.", error.Message);
+    }
+
     /// <summary>The seed's <c>CapacityStats.update</c> is public: a seed's state with capacity counted without a batch reads back.</summary>
     [Fact]
     public void ASeedStateWithCapacityCountedWithoutABatchReadsBack()
