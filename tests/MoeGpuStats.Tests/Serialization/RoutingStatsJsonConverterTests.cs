@@ -167,7 +167,7 @@ public sealed class RoutingStatsJsonConverterTests
     public void MorePerExpertEntriesThanAnyStateAreRefused(string field)
     {
         var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
-        node[field] = new JsonArray([.. Enumerable.Repeat<JsonNode?>(0, RoutingStatsOptions.MaxExperts + 1)]);
+        node[field] = JsonNode.Parse($"[{string.Join(',', Enumerable.Repeat('0', RoutingStatsOptions.MaxExperts + 1))}]");
         var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
         Assert.Equal($"{field} holds 1,048,577 entries, one per expert; statistics have at most 1,048,576 experts.", error.Message);
     }
