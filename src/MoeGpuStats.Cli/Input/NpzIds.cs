@@ -118,7 +118,7 @@ internal sealed partial class NpzIds : IRoutingTrace
             var compressed = 0L;
             foreach (var entry in entries)
             {
-                var name = $"{path}[{KeyOf(entry)}]";
+                var name = ErrorText.OneLine($"{path}[{KeyOf(entry)}]");
                 if (entry.IsEncrypted)
                 {
                     throw new InvalidDataException($"{name}: encrypted (a password-protected archive), which replay cannot read; np.savez encrypts nothing: give the archive unencrypted.");
@@ -147,7 +147,7 @@ internal sealed partial class NpzIds : IRoutingTrace
 
                 members.Add(member);
                 member.Close();
-                CheckFits(members[0], member, KeyOf(entries[0]), holds);
+                CheckFits(members[0], member, ShownKey(entries[0]), holds);
             }
 
             var firstStep = holds == NpzMembers.Layers ? [members[0].Steps] : FirstSteps(path, members);
@@ -239,6 +239,9 @@ internal sealed partial class NpzIds : IRoutingTrace
     /// <summary>A member's key as <c>np.load</c> gives it: its name less <c>.npy</c>.</summary>
     private static string KeyOf(ZipArchiveEntry entry) =>
         entry.FullName.EndsWith(".npy", StringComparison.Ordinal) ? entry.FullName[..^4] : entry.FullName;
+
+    /// <summary>A member's key as a line shows it: an archive may name a member with a line break or a terminal's escape.</summary>
+    private static string ShownKey(ZipArchiveEntry entry) => ErrorText.OneLine(KeyOf(entry));
 
     /// <summary>Refuses a length the archive's directory claims that the archive cannot hold, before the member's header is trusted with it.</summary>
     private static void CheckClaimedLength(ZipArchiveEntry entry, string name, long archiveLength)
@@ -333,7 +336,7 @@ internal sealed partial class NpzIds : IRoutingTrace
     {
         if (given is null && entries.Count > 1 && entries.All(entry => LayerName().IsMatch(KeyOf(entry))))
         {
-            yield return $"note: {ErrorText.OneLine(path)}: its members are named as layers ({KeyOf(entries[0])}, {KeyOf(entries[1])}, ...) and are read as forward passes, one after another (--members steps, the default); give --members layers if member l is layer l.";
+            yield return $"note: {ErrorText.OneLine(path)}: its members are named as layers ({ShownKey(entries[0])}, {ShownKey(entries[1])}, ...) and are read as forward passes, one after another (--members steps, the default); give --members layers if member l is layer l.";
         }
     }
 
@@ -345,7 +348,7 @@ internal sealed partial class NpzIds : IRoutingTrace
     private static IEnumerable<string> RepeatedNameNotes(string path, IReadOnlyList<ZipArchiveEntry> entries) =>
         entries.GroupBy(entry => entry.FullName, StringComparer.Ordinal)
             .Where(group => group.Count() > 1)
-            .Select(group => $"warning: {ErrorText.OneLine(path)}: {group.Count():N0} members are named {KeyOf(group.First())}; replay takes each of them in the archive's order, where np.load reads only the last.");
+            .Select(group => $"warning: {ErrorText.OneLine(path)}: {group.Count():N0} members are named {ShownKey(group.First())}; replay takes each of them in the archive's order, where np.load reads only the last.");
 
     /// <summary>
     /// A warning when the members' names end in numbers that the archive's order does not follow (keys
@@ -370,7 +373,7 @@ internal sealed partial class NpzIds : IRoutingTrace
         {
             if (numbers[i].Number < numbers[i - 1].Number)
             {
-                return [$"warning: {ErrorText.OneLine(path)}: replay takes the members in the archive's order, and {numbers[i - 1].Key} comes before {numbers[i].Key}; if the numbers give the order of the {(holds == NpzMembers.Layers ? "layers" : "forward passes")}, save the members in that order."];
+                return [$"warning: {ErrorText.OneLine(path)}: replay takes the members in the archive's order, and {ErrorText.OneLine(numbers[i - 1].Key)} comes before {ErrorText.OneLine(numbers[i].Key)}; if the numbers give the order of the {(holds == NpzMembers.Layers ? "layers" : "forward passes")}, save the members in that order."];
             }
         }
 

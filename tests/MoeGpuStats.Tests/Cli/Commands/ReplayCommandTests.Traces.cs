@@ -175,6 +175,14 @@ public sealed partial class ReplayCommandTests
         AssertBadInput(path, [], $"{path}[arr_0]: not a NumPy .npy file (no \\x93NUMPY magic).");
     }
 
+    /// <summary>A member named with a line break and a terminal escape is named escaped: its line stays one, and no colour leaks.</summary>
+    [Fact]
+    public void AMemberNamedWithControlCharactersIsNamedEscaped()
+    {
+        var path = Zip("names.npz", ("arr\n0\u001b[31m.npy", File.ReadAllBytes(Data("trace_ids.json"))));
+        AssertBadInput(path, [], $"{path}[arr\\n0\\x1b[31m]: not a NumPy .npy file");
+    }
+
     [Fact]
     public void AMemberWithAnotherKIsOneLineNamingIt()
     {
