@@ -175,12 +175,23 @@ public sealed partial class ReplayCommandTests
         AssertBadInput(path, [], $"{path}[arr_0]: not a NumPy .npy file (no \\x93NUMPY magic).");
     }
 
-    /// <summary>A member named with a line break and a terminal escape is named escaped: its line stays one, and no colour leaks.</summary>
+    /// <summary>
+    /// Members named with a line break and a terminal escape are named escaped in the error and in the warnings: each
+    /// stays one line, and no colour leaks into the terminal.
+    /// </summary>
     [Fact]
     public void AMemberNamedWithControlCharactersIsNamedEscaped()
     {
-        var path = Zip("names.npz", ("arr\n0\u001b[31m.npy", File.ReadAllBytes(Data("trace_ids.json"))));
-        AssertBadInput(path, [], $"{path}[arr\\n0\\x1b[31m]: not a NumPy .npy file");
+        var notNpy = Zip("names.npz", ("arr\n0\u001b[31m.npy", File.ReadAllBytes(Data("trace_ids.json"))));
+        AssertBadInput(notNpy, [], $"{notNpy}[arr\\n0\\x1b[31m]: not a NumPy .npy file");
+
+        using var archive = ZipFile.OpenRead(Data("mixed_k.npz"));
+        var member = Bytes(archive.GetEntry("arr_0.npy")!);
+        var twice = Zip("twice.npz", ("arr\u001b[31m0\n.npy", member), ("arr\u001b[31m0\n.npy", member));
+        var (code, _, error) = Moegs.Run(["replay", twice]);
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("2 members are named arr\\x1b[31m0\\n; replay takes each of them", error);
+        Assert.DoesNotContain('\u001b', error);
     }
 
     [Fact]
