@@ -87,6 +87,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         }
 
         RoutingStatsJson.RefuseRepeatedFields(root, "");
+        RoutingStatsJson.RefuseLayerAndModel(root);
 
         var layers = Array(root, "layers");
         var loads = Array(root, "window_load");

@@ -149,6 +149,7 @@ internal static class RoutingStatsJson
         }
 
         RefuseRepeatedFields(root, "");
+        RefuseLayerAndModel(root);
         var latencyElement = RequiredObject(root, "routing_latency_stats");
         var capacityElement = RequiredObject(root, "capacity_stats");
         RefuseRepeatedFields(latencyElement, "routing_latency_stats.");
@@ -418,6 +419,18 @@ internal static class RoutingStatsJson
         element.ValueKind == JsonValueKind.Array && element.GetArrayLength() > most
             ? throw new JsonException(Invariant($"{name} holds {element.GetArrayLength():N0} entries; the seed keeps the newest {most:N0}, and so does every state written here."))
             : element;
+
+    /// <summary>
+    /// Refuses an object with both one layer's <c>total_routings</c> and a model's <c>layers</c>: each reader would
+    /// take it for its own and ignore the other's fields, so one file would hold two states.
+    /// </summary>
+    internal static void RefuseLayerAndModel(JsonElement root)
+    {
+        if (root.TryGetProperty("total_routings", out _) && root.TryGetProperty("layers", out _))
+        {
+            throw new JsonException("A snapshot has one layer's total_routings or a model's layers, not both: one file would read as two states.");
+        }
+    }
 
     /// <summary>A per-expert array, refused past <see cref="RoutingStatsOptions.MaxExperts"/> before its values are read: no state has more experts.</summary>
     private static JsonElement PerExpert(JsonElement element, string name) =>

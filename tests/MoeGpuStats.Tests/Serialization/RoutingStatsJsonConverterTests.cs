@@ -158,6 +158,24 @@ public sealed class RoutingStatsJsonConverterTests
     }
 
     /// <summary>
+    /// An object with one layer's <c>total_routings</c> and a model's <c>layers</c> is refused by both readers: each
+    /// took it for its own (one layer's statistics, or a model's), so one file held two states.
+    /// </summary>
+    [Fact]
+    public void ALayerAndAModelInOneObjectAreRefusedByBothReaders()
+    {
+        const string Both = "A snapshot has one layer's total_routings or a model's layers, not both: one file would read as two states.";
+        var layer = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 2 });
+        var modelNode = JsonNode.Parse(JsonSerializer.Serialize(model))!.AsObject();
+        layer["layers"] = modelNode["layers"]!.DeepClone();
+        modelNode["total_routings"] = 1;
+
+        Assert.Equal(Both, Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(layer.ToJsonString())).Message);
+        Assert.Equal(Both, Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(modelNode.ToJsonString())).Message);
+    }
+
+    /// <summary>
     /// A per-expert array longer than any state (more than <see cref="RoutingStatsOptions.MaxExperts"/> experts) is
     /// refused by its length, naming it, whatever its values: no statistics of that many experts can be made.
     /// </summary>
