@@ -213,8 +213,7 @@ public sealed partial class RoutingStats : IDisposable
     {
         get
         {
-            var engine = Engine;
-            return engine.IsModelLayer ? _latency.Copy() : _latency;
+            return Engine.RecordRefusal() is null ? _latency : _latency.Copy();
         }
     }
 
@@ -237,18 +236,7 @@ public sealed partial class RoutingStats : IDisposable
     internal ObjectDisposedException? Gone() => Disposed.Of(() => _ = Engine);
 
     /// <summary>Why these statistics take no record (a model's layer), or null where they do.</summary>
-    internal InvalidOperationException? ReadOnlyReason()
-    {
-        try
-        {
-            Engine.ThrowIfReadOnly();
-            return null;
-        }
-        catch (InvalidOperationException readOnly) when (readOnly is not ObjectDisposedException)
-        {
-            return readOnly;
-        }
-    }
+    internal InvalidOperationException? RecordRefusal() => Engine.RecordRefusal();
 
     /// <summary>The engine, once these statistics (and a layer's model, and a device's accelerator) are known usable: every call checks that before its arguments.</summary>
     private RoutingStatsEngine Engine
@@ -326,7 +314,11 @@ public sealed partial class RoutingStats : IDisposable
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRoutingLatency(TimeSpan latency)
     {
-        Engine.ThrowIfReadOnly();
+        if (Engine.RecordRefusal() is { } refused)
+        {
+            throw refused;
+        }
+
         _latency.RecordLatency(latency);
         LatencyRecorded?.Invoke(LatencyStats.ToMilliseconds(latency));
     }

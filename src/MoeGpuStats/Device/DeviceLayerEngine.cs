@@ -57,9 +57,7 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 
     public override void ThrowIfDisposed() => model.ThrowIfUnusable();
 
-    public override bool IsModelLayer => true;
-
-    public override void ThrowIfReadOnly() => throw ReadOnly();
+    public override InvalidOperationException RecordRefusal() => ReadOnly();
 
     public override ManagedRoutingEngine Snapshot() =>
         new(Options, model.ReadLayerState(layer));

@@ -52,9 +52,7 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, L
 
     public override void ThrowIfDisposed() => throwIfModelDisposed();
 
-    public override bool IsModelLayer => true;
-
-    public override void ThrowIfReadOnly() => throw ReadOnly();
+    public override InvalidOperationException RecordRefusal() => ReadOnly();
 
     /// <summary>The refusal of a record, reset or latency on layer <paramref name="layer"/>; a disposed model is named first.</summary>
     internal static InvalidOperationException ReadOnly(int layer, Action throwIfModelDisposed)

@@ -95,13 +95,11 @@ internal abstract class RoutingStatsEngine : IDisposable
     {
     }
 
-    /// <summary>Whether this is a model's layer, which records through its model and keeps no latencies.</summary>
-    public virtual bool IsModelLayer => false;
-
-    /// <summary>Throws where the facade may not record (latencies included): a model's layer, which records through its model.</summary>
-    public virtual void ThrowIfReadOnly()
-    {
-    }
+    /// <summary>
+    /// The refusal of a record (latencies included) where the facade may not record: a model's layer, which records
+    /// through its model and keeps no latencies; null where it may.
+    /// </summary>
+    public virtual InvalidOperationException? RecordRefusal() => null;
 
     public virtual void Dispose()
     {

@@ -42,7 +42,7 @@ public sealed partial class PerformanceMonitor : IDisposable
             throw Disposed.ArgumentError(nameof(stats), gone);
         }
 
-        if (stats.ReadOnlyReason() is { } readOnly)
+        if (stats.RecordRefusal() is { } readOnly)
         {
             throw new ArgumentException($"{nameof(stats)} cannot be monitored: {readOnly.Message}", nameof(stats), readOnly);
         }

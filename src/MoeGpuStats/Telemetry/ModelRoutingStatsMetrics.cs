@@ -56,7 +56,8 @@ namespace MoeGpuStats.Telemetry;
 /// released, so a step recorded meanwhile does not wait for it. The next collection takes a new reading when the
 /// last is older than <c>refreshInterval</c>. A collection is the callbacks one thread runs back to
 /// back: it keeps its reading to the end however long it takes, unless its listener pauses over a
-/// second between two instruments (time in any publisher's callback, its reading included, is work, not a pause); two listeners of different instruments collecting on one thread
+/// second between two instruments (time in any publisher's callback, its reading included, is work, not a pause);
+/// two listeners of different instruments collecting on one thread
 /// less than a second apart count as one collection. Collections may run on any threads, while
 /// another thread records.
 /// </para>
