@@ -1,5 +1,6 @@
 using System.Buffers.Text;
 using System.Text.Json;
+using MoeGpuStats.Placement;
 
 namespace MoeGpuStats.Cli.Input;
 
@@ -8,7 +9,7 @@ namespace MoeGpuStats.Cli.Input;
 /// from the JSON <c>plan --json</c> writes (its <c>physical_to_logical</c>, and its <c>gpus</c>), or from a
 /// bare <c>[layers][slots]</c> array such as vLLM's <c>physical_to_logical_map</c> dumped with <c>.tolist()</c>.
 /// </summary>
-/// <param name="PhysicalToLogical">Per layer, each slot's expert; checked against the loads by <see cref="Placement.ExpertPlacement.Balancedness(long[,], IReadOnlyList{int[]}, int)"/>.</param>
+/// <param name="PhysicalToLogical">Per layer, each slot's expert; checked against the loads by <see cref="ExpertPlacement.Balancedness(long[,], IReadOnlyList{int[]}, int)"/>.</param>
 /// <param name="Gpus">The plan's GPUs where the file says; null for a bare array.</param>
 internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
 {
@@ -72,15 +73,22 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
             {
                 if (reader.TokenType != JsonTokenType.StartArray)
                 {
-                    throw new InvalidDataException($"{path}: layer {layers.Count} of physical_to_logical is {JsonText.KindOf(reader.TokenType)}, not an array of slots.");
+                    throw new InvalidDataException($"{path}: layer {layers.Count} of physical_to_logical is {JsonText.KindPhrase(reader.TokenType)}, not an array of slots.");
+                }
+
+                if (layers.Count == ModelRoutingStatsOptions.MaxLayers)
+                {
+                    throw new InvalidDataException($"{path}: physical_to_logical has more than {Counted.Of(ModelRoutingStatsOptions.MaxLayers, "layer")}, the most a model has.");
                 }
 
                 slots.Clear();
                 while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
                 {
-                    slots.Add(reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var id)
+                    slots.Add(slots.Count == ExpertPlacement.MaxPhysicalExperts
+                        ? throw new InvalidDataException($"{path}: layer {layers.Count} of physical_to_logical has more than {Counted.Of(ExpertPlacement.MaxPhysicalExperts, "slot")}, the most a plan places.")
+                        : reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var id)
                         ? id
-                        : throw new InvalidDataException($"{path}: layer {layers.Count}, slot {slots.Count} is {RawText(ref reader, json)}; a slot holds an expert's index."));
+                        : throw new InvalidDataException($"{path}: layer {layers.Count}, slot {slots.Count} is {JsonText.RawValue(ref reader, json)}; a slot holds an expert's index."));
                 }
 
                 layers.Add([.. slots]);
@@ -141,13 +149,5 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
         {
             return false;
         }
-    }
-
-    /// <summary>The reader's current value as written, cut to one short line.</summary>
-    private static string RawText(ref Utf8JsonReader reader, ReadOnlySpan<byte> json)
-    {
-        var start = (int)reader.TokenStartIndex;
-        reader.Skip();
-        return JsonText.Printable(json[start..(int)reader.BytesConsumed]);
     }
 }

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using MoeGpuStats.Serialization;
 using MoeGpuStats.Placement;
@@ -153,71 +152,31 @@ internal static class LoadMatrix
     private static long[,] ReadJson(byte[] file, string path, string column, out string? source)
     {
         source = null;
-        JsonDocument document;
+        var json = RoutingStatsFile.WithoutByteOrderMark(file).Span;
         try
         {
-            document = JsonDocument.Parse(RoutingStatsFile.WithoutByteOrderMark(file));
+            var reader = new Utf8JsonReader(json);
+            reader.Read();
+            if (reader.TokenType == JsonTokenType.StartArray)
+            {
+                return JsonLoadArray.Read(json, path, column, (layers, columns) => CheckShape(path, layers, columns, column, npy: false));
+            }
+
+            // The whole file is JSON before its root is judged, as for an array.
+            var root = reader.TokenType;
+            while (reader.Read())
+            {
+            }
+
+            return root == JsonTokenType.StartObject
+                ? FromSnapshot(path, column, out source)
+                : throw new InvalidDataException($"{path}: JSON {JsonText.KindOf(root).ToString().ToLowerInvariant()}; give an array of arrays of loads ([layers][experts]) or a snapshot saved with --save.");
         }
         catch (JsonException exception)
         {
             throw new InvalidDataException(JsonLinesTrace.StartsAsJsonLines(file)
                 ? $"{path}: JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load to write the window load that plan reads."
                 : $"{path}: neither a .npy file nor JSON ({ErrorText.Clause(exception)}).");
-        }
-
-        using (document)
-        {
-            var root = document.RootElement;
-            if (root.ValueKind == JsonValueKind.Object)
-            {
-                return FromSnapshot(path, column, out source);
-            }
-
-            if (root.ValueKind != JsonValueKind.Array)
-            {
-                throw new InvalidDataException($"{path}: JSON {root.ValueKind.ToString().ToLowerInvariant()}; give an array of arrays of loads ([layers][experts]) or a snapshot saved with --save.");
-            }
-
-            var rows = root.EnumerateArray().ToArray();
-            if (rows.Length == 0 || rows.All(row => row.ValueKind == JsonValueKind.Array && row.GetArrayLength() == 0))
-            {
-                throw new InvalidDataException($"{path}: {(rows.Length == 0 ? "an empty array" : Counted.Of(rows.Length, "empty row"))}: no loads, nothing to place.");
-            }
-
-            var oneLayer = rows.Length == 0 || rows[0].ValueKind != JsonValueKind.Array;
-            var layerRows = oneLayer ? [root] : rows;
-            var experts = layerRows[0].GetArrayLength();
-            CheckShape(path, layerRows.Length, experts, column, npy: false);
-            var loads = new long[layerRows.Length, experts];
-            for (var layer = 0; layer < layerRows.Length; layer++)
-            {
-                if (layerRows[layer].ValueKind != JsonValueKind.Array)
-                {
-                    throw new InvalidDataException($"{path}: row {layer} is a {layerRows[layer].ValueKind.ToString().ToLowerInvariant()}, not an array of loads.");
-                }
-
-                if (layerRows[layer].GetArrayLength() != experts)
-                {
-                    throw new InvalidDataException($"{path}: row {layer} has {Counted.Of(layerRows[layer].GetArrayLength(), "load")}, row 0 has {experts:N0}; every layer has the same {column}s.");
-                }
-
-                var e = 0;
-                foreach (var value in layerRows[layer].EnumerateArray())
-                {
-                    if (value.ValueKind != JsonValueKind.Number || !value.TryGetInt64(out loads[layer, e]))
-                    {
-                        // A whole number in float form (1.0, 1e3, as json.dump of a float tensor writes) is refused too,
-                        // so the message says how to write one; an integer beyond long's range has no such form to blame.
-                        var where = oneLayer ? $"load {e}" : $"row {layer}, load {e}";
-                        var form = value.ValueKind == JsonValueKind.Number ? JsonText.FloatFormHint(Encoding.UTF8.GetBytes(value.GetRawText())) : "";
-                        throw new InvalidDataException($"{path}: {where} is {NpyHeader.Printable(value.GetRawText())}; loads are whole numbers from 0 to {long.MaxValue:N0}{form}.");
-                    }
-
-                    e++;
-                }
-            }
-
-            return loads;
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Commands;
+using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Serialization;
 
 namespace MoeGpuStats.Tests.Cli.Commands;
@@ -178,16 +179,16 @@ public sealed class PlanCommandTests : IDisposable
     [Theory]
     [InlineData("object.json", "{\"gpus\": 8}", "a JSON object without physical_to_logical")]
     [InlineData("gpus.json", "{\"physical_to_logical\": [[0]], \"gpus\": 0}", "gpus is 0; a placement's GPUs are a whole number, 1 or more.")]
-    [InlineData("flat.json", "[0, 1, 2]", "layer 0 of physical_to_logical is Number, not an array of slots.")]
+    [InlineData("flat.json", "[0, 1, 2]", "layer 0 of physical_to_logical is a number, not an array of slots.")]
     [InlineData("text.json", "[[0, \"one\"]]", "layer 0, slot 1 is \"one\"; a slot holds an expert's index.")]
     [InlineData("empty.json", "[]", "physical_to_logical must be a non-empty array")]
     [InlineData("garbage.json", "not json", "not JSON")]
     [InlineData("late.json", "{\"physical_to_logical\": [[\"one\"]], \"x\": [1, }", "not JSON")]
     [InlineData("gpus-text.json", "{\"physical_to_logical\": [[0]], \"gpus\": \"8\"}", "gpus is \"8\"; a placement's GPUs are a whole number, 1 or more.")]
     [InlineData("snapshot.json", "{\"physical_to_logical\": [[0]], \"window_load\": [[1]]}", "a snapshot of routing statistics, not a placement")]
-    [InlineData("row.json", "[[0], {\"a\": 1}]", "layer 1 of physical_to_logical is Object, not an array of slots.")]
+    [InlineData("row.json", "[[0], {\"a\": 1}]", "layer 1 of physical_to_logical is an object, not an array of slots.")]
     [InlineData("deep.json", "[[0, [1, 2]]]", "layer 0, slot 1 is [1, 2]; a slot holds an expert's index.")]
-    [InlineData("marked.json", "\uFEFF[[0], \"one\"]", "layer 1 of physical_to_logical is String, not an array of slots.")]
+    [InlineData("marked.json", "\uFEFF[[0], \"one\"]", "layer 1 of physical_to_logical is a string, not an array of slots.")]
     [InlineData("surrogate.json", "{\"\\ud800\": 1, \"physical_to_logical\": [[0, \"x\"]]}", "layer 0, slot 1 is \"x\"; a slot holds an expert's index.")]
     public void ACurrentPlacementThatCannotBeReadIsOneLineNamingTheFile(string name, string content, string expected)
     {
@@ -322,6 +323,11 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("empty-rows.json", "[[], []]", "2 empty rows: no loads, nothing to place.")]
     [InlineData("zeros.json", "[[0, 0], [0, 0]]", "every load is 0: nothing to balance.")]
     [InlineData("garbage.json", "not json", "neither a .npy file nor JSON")]
+    [InlineData("trailing.json", "[[1, 2]] [3]", "neither a .npy file nor JSON ('[' is invalid after a single JSON value")]
+    [InlineData("late-break.json", "[[1, 2], [3, 4], [5, ]]", "neither a .npy file nor JSON")]
+    [InlineData("mixed.json", "[[1, 2], {\"a\": 1}]", "row 1 is an object, not an array of loads.")]
+    [InlineData("flat-then-row.json", "[1, [2]]", "load 1 is [2]; loads are whole numbers")]
+    [InlineData("null-row.json", "[[1, 2], null]", "row 1 is null, not an array of loads.")]
     [InlineData("bad-snapshot.json", "{\"total_tokens\": \"many\"}", "not a routing statistics snapshot")]
     [InlineData("trace.jsonl", "{\"topk_ids\": [[1, 2]]}\n{\"topk_ids\": [[0, 3]]}\n", "JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load")]
     public void UnreadableOrMalformedFilesExitWithOneLineNamingTheFile(string name, string? content, string expected)
@@ -506,6 +512,62 @@ public sealed class PlanCommandTests : IDisposable
         (code, _, error) = Moegs.Run("plan", json, "--replicas", "4", "--gpus", "2");
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Equal($"{json}: 2,000 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: {Replay}", error.Trim());
+    }
+
+    /// <summary>
+    /// A JSON array's shape is refused before a matrix of it is allocated, and the array is not kept as a document on
+    /// the way: a 4 MB file of one row of 2^21 zeros allocated 164 MB before its refusal (a document, then an array of
+    /// its elements). Now the file's bytes are about all a refusal allocates (4.2 MB).
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1 << 21, "2,097,152 experts per layer; a plan places at most 65,536")]
+    [InlineData(1 << 18, 1, "262,144 rows; a load has one row per MoE layer, at most 1,024.")]
+    public void AJsonLoadTooLargeForAPlanIsRefusedAllocatingLittleMoreThanTheFile(int rows, int columns, string expected)
+    {
+        var json = Path.Combine(_folder.FullName, "wide.json");
+        var row = $"[{string.Join(',', Enumerable.Repeat('0', columns))}]";
+        File.WriteAllText(json, rows == 1 ? row : $"[{string.Join(',', Enumerable.Repeat(row, rows))}]");
+        var length = new FileInfo(json).Length;
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var refusal = Assert.Throws<InvalidDataException>(() => LoadMatrix.Read(json));
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal($"{json}: {expected}", refusal.Message[..(json.Length + 2 + expected.Length)]);
+        Assert.True(allocated < length + (1 << 20), $"{allocated:N0} bytes allocated to refuse a {length:N0}-byte file");
+    }
+
+    /// <summary>A ragged row is found by the shape pass, before any value is read: the last row's fault is named, not a value's.</summary>
+    [Fact]
+    public void AJsonLoadIsRefusedForItsShapeBeforeItsValues()
+    {
+        var json = Path.Combine(_folder.FullName, "ragged.json");
+        File.WriteAllText(json, "[[1, \"x\"], [3, 4], [5]]");
+
+        var refusal = Assert.Throws<InvalidDataException>(() => LoadMatrix.Read(json));
+
+        Assert.Equal($"{json}: row 2 has 1 load, row 0 has 2; every layer has the same experts.", refusal.Message);
+    }
+
+    /// <summary>
+    /// A --current placement larger than any plan is refused while it is read, not gathered whole first: a 128 MB
+    /// bare array of one layer's slots took 925 MB before the placement was compared with the loads.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 65_537, "layer 0 of physical_to_logical has more than 65,536 slots, the most a plan places.")]
+    [InlineData(1_025, 1, "physical_to_logical has more than 1,024 layers, the most a model has.")]
+    public void ACurrentPlacementLargerThanAnyPlanIsRefusedWhileRead(int layers, int slots, string expected)
+    {
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
+        var current = Path.Combine(_folder.FullName, "current.json");
+        var row = $"[{string.Join(',', Enumerable.Repeat('0', slots))}]";
+        File.WriteAllText(current, $"[{string.Join(',', Enumerable.Repeat(row, layers))}]");
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", "16", "--gpus", "8", "--current", current);
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"--current {current}: {expected}", error.TrimEnd());
     }
 
     private string WriteNpy(string name, string descr, long[,] loads, string? shape = null)
