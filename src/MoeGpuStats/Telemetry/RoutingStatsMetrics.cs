@@ -188,7 +188,8 @@ public sealed class RoutingStatsMetrics : IDisposable
         {
             using var snapshot = stats.Snapshot();
             var summary = snapshot.UtilizationSummary();
-            var ratio = summary.TryGetValue("mean_utilization", out var mean) && mean > 0f ? summary["max_utilization"] / mean : 0f;
+            // No load is balanced (every expert at the mean), as a model's layer reads it: 0 would be a ratio no load has.
+            var ratio = summary.TryGetValue("mean_utilization", out var mean) && mean > 0f ? summary["max_utilization"] / mean : 1f;
             return new Reading(
                 snapshot.TotalRoutings,
                 snapshot.TotalTokens,

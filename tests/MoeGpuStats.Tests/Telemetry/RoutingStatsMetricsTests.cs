@@ -66,6 +66,33 @@ public sealed class RoutingStatsMetricsTests
         Assert.Equal(2L, value);
     }
 
+    /// <summary>
+    /// Before any load, one layer's max/mean gauge reads 1, as a model's layer gauge does (it read 0, a ratio no load
+    /// has, so the two gauges of one alert rule disagreed on the same empty layer).
+    /// </summary>
+    [Fact]
+    public void MaxMeanRatioWithoutLoadIsOneAsForAModelsLayer()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 1, Experts = 4 });
+        using var metrics = new RoutingStatsMetrics(stats);
+        double? ratio = null;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name == "moegs.load.max_mean_ratio")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, v, _, _) => ratio = v);
+        listener.Start();
+        listener.RecordObservableInstruments();
+
+        Assert.Equal(model.Summary().Window.Layers[0].MaxMeanRatio, ratio);
+        Assert.Equal(1, ratio);
+    }
+
     [Fact]
     public void OneCollectionReadsEveryInstrumentFromOneSnapshot()
     {
