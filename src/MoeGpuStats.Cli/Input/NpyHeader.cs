@@ -132,6 +132,12 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
             throw new InvalidDataException($"{path}: .npy format version {major} is not supported (1, 2 or 3).");
         }
 
+        // Only an archive's directory can claim fewer bytes than were read: a file's length is what it holds.
+        if (length < offset)
+        {
+            throw new InvalidDataException($"{path}: truncated: {Counted.Of(length, "byte")}, fewer than the .npy preamble's {offset}.");
+        }
+
         if (offset + headerLength > length)
         {
             throw new InvalidDataException($"{path}: truncated: the header claims {headerLength:N0} bytes, the file has {length - offset:N0} after the preamble.");

@@ -246,6 +246,12 @@ internal sealed partial class NpzIds : IRoutingTrace
     /// <summary>Refuses a length the archive's directory claims that the archive cannot hold, before the member's header is trusted with it.</summary>
     private static void CheckClaimedLength(ZipArchiveEntry entry, string name, long archiveLength)
     {
+        // A zip64 size is unsigned: past 2^63 - 1, .NET reads it negative.
+        if (entry.Length < 0 || entry.CompressedLength < 0)
+        {
+            throw new InvalidDataException($"{name}: the archive's directory claims {(ulong)entry.Length:N0} bytes from {(ulong)entry.CompressedLength:N0} compressed, more than any file holds: the archive is corrupt.");
+        }
+
         if (entry.CompressedLength > archiveLength)
         {
             throw new InvalidDataException($"{name}: the archive's directory claims {entry.CompressedLength:N0} compressed bytes, the archive has {archiveLength:N0}: it is truncated or corrupt.");

@@ -60,6 +60,56 @@ public sealed class TraceFileTests : IDisposable
         Assert.Null(MoeGpuStats.Cli.Commands.ReplayCommand.LargestIdNote(lines, archive, 0));
     }
 
+    /// <summary>
+    /// A member size the archive's directory claims that no .npy fits in: 0 bytes (below the preamble, which was
+    /// read: "the file has -10 after the preamble"), or 2^64 − 1 in a zip64 field, which .NET reads as −1 and which
+    /// passed every bound ("-11 after the preamble"). Each is named as what the archive claims.
+    /// </summary>
+    [Theory]
+    [InlineData(0UL, "[ids]: truncated: 0 bytes, fewer than the .npy preamble's 10.")]
+    [InlineData(ulong.MaxValue, "[ids]: the archive's directory claims 18,446,744,073,709,551,615 bytes from {0} compressed, more than any file holds: the archive is corrupt.")]
+    public void AMemberSizeNoNpyFitsInIsNamedAsTheArchivesClaim(ulong claimed, string expected)
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "1, 2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
+        var archive = Path.Combine(_folder.FullName, "claims.npz");
+        using (var zip = ZipFile.Open(archive, ZipArchiveMode.Create))
+        {
+            zip.CreateEntryFromFile(npy, "ids.npy", CompressionLevel.NoCompression);
+        }
+
+        var (bytes, stored) = WithClaimedSize(File.ReadAllBytes(archive), claimed);
+        File.WriteAllBytes(archive, bytes);
+
+        var refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(archive, IdLayout.Parse("layers,tokens,k"), null).Dispose());
+
+        Assert.Equal(archive + string.Format(System.Globalization.CultureInfo.InvariantCulture, expected, stored), refusal.Message);
+    }
+
+    /// <summary>
+    /// The one-member <paramref name="zip"/> with its central directory claiming <paramref name="claimed"/> bytes for
+    /// the member; a claim past 32 bits goes in a zip64 extra field, as zip writes one. Also the member's stored size.
+    /// </summary>
+    private static (byte[] Zip, uint Stored) WithClaimedSize(byte[] zip, ulong claimed)
+    {
+        var entry = zip.AsSpan().IndexOf("PK\u0001\u0002"u8);
+        var stored = BitConverter.ToUInt32(zip, entry + 20);
+        var (nameLength, extraLength) = (BitConverter.ToUInt16(zip, entry + 28), BitConverter.ToUInt16(zip, entry + 30));
+        if (claimed <= uint.MaxValue)
+        {
+            BitConverter.GetBytes((uint)claimed).CopyTo(zip, entry + 24);
+            return (zip, stored);
+        }
+
+        var header = zip[entry..(entry + 46 + nameLength)];
+        BitConverter.GetBytes(uint.MaxValue).CopyTo(header, 20);
+        BitConverter.GetBytes(uint.MaxValue).CopyTo(header, 24);
+        BitConverter.GetBytes((ushort)20).CopyTo(header, 30);
+        byte[] zip64 = [.. BitConverter.GetBytes((ushort)1), .. BitConverter.GetBytes((ushort)16), .. BitConverter.GetBytes(claimed), .. BitConverter.GetBytes((ulong)stored)];
+        var end = zip[(entry + 46 + nameLength + extraLength)..];
+        BitConverter.GetBytes((uint)(header.Length + zip64.Length)).CopyTo(end, end.AsSpan().IndexOf("PK\u0005\u0006"u8) + 12);
+        return ([.. zip[..entry], .. header, .. zip64, .. end], stored);
+    }
+
     [Theory]
     [InlineData("passes.npz", "tokens,layers,k", false)]
     [InlineData("passes_compressed.npz", "layers,tokens,k", false)]
