@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Unicode;
 using static System.FormattableString;
 
 namespace MoeGpuStats.Serialization;
@@ -196,7 +197,7 @@ public static class RoutingStatsFile
     /// before it is parsed (the parser holds the whole file, and above 2 GiB fails with an overflow that names
     /// nothing), read past a UTF-8 byte order mark; the CLI's snapshot reader shares it.
     /// </summary>
-    /// <exception cref="InvalidDataException">Past either limit; the message names <paramref name="path"/>.</exception>
+    /// <exception cref="InvalidDataException">Past either limit, or not UTF-8; the message names <paramref name="path"/>.</exception>
     /// <exception cref="JsonException">Not JSON.</exception>
     internal static JsonDocument Parse(Stream stream, string path)
     {
@@ -220,6 +221,14 @@ public static class RoutingStatsFile
         }
 
         var json = WithoutByteOrderMark(bounded.GetBuffer().AsMemory(0, (int)bounded.Length));
+
+        // The parser leaves strings' UTF-8 unchecked until they are read: a field name that is not would be refused
+        // deep in the reader as a value that "could not be converted".
+        if (!Utf8.IsValid(json.Span))
+        {
+            throw new InvalidDataException(Invariant($"{path}: not UTF-8 text; a routing statistics snapshot is UTF-8 JSON."));
+        }
+
         return JsonTokenCount.ExceedsSnapshot(json.Span)
             ? throw new InvalidDataException(TooManyTokens(path))
             : JsonDocument.Parse(json);

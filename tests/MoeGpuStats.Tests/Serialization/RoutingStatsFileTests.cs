@@ -208,6 +208,23 @@ public sealed class RoutingStatsFileTests : IDisposable
     }
 
     /// <summary>
+    /// A snapshot with bytes that are not UTF-8 (here in a field name, which the parser leaves unchecked) is refused
+    /// as such by both readers: it was "the JSON value could not be converted to MoeGpuStats.RoutingStats".
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ASnapshotThatIsNotUtf8IsRefusedAsSuch(bool model)
+    {
+        var path = Path.Combine(_folder.FullName, "latin1.json");
+        File.WriteAllBytes(path, [.. "{\"total_routings\": 0, \""u8, 0xE9, .. "\": 1}"u8]);
+
+        var error = Assert.Throws<InvalidDataException>(() => (model ? RoutingStatsFile.LoadModel(path) : (IDisposable)RoutingStatsFile.Load(path)).Dispose());
+
+        Assert.Equal($"{path}: not UTF-8 text; a routing statistics snapshot is UTF-8 JSON.", error.Message);
+    }
+
+    /// <summary>
     /// A snapshot handed to <c>JsonSerializer</c> (one received from another rank) is bounded as a file is: more
     /// tokens than any snapshot holds are refused before a document of them is built, a layer's or a model's.
     /// </summary>
