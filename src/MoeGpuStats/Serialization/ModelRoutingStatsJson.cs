@@ -117,9 +117,15 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException(Invariant($"window_steps is {windowSteps}; it must be 1 to min(window = {options.Window:N0}, steps = {steps:N0}), or 0 while steps = 0."));
         }
 
-        if (windowSteps == 0 && steps > 0)
+        // A recording's window holds its newest min(window, steps) steps; a merge's, its longest part's (ModelRoutingMerge), which
+        // is at least the steps an even split among the merged parts gives each. A merge of merges counts every recording in both.
+        var mergedParts = RoutingStatsJson.ReadMergedParts(root);
+        var fewest = (int)Math.Min((ulong)options.Window, (steps + (ulong)mergedParts - 1) / (ulong)mergedParts);
+        if (windowSteps < fewest)
         {
-            throw new JsonException(Invariant($"window_steps is 0 with steps = {steps}; the window holds the last step of a model that recorded one (window_steps 1 or more)."));
+            throw new JsonException(mergedParts == 1
+                ? Invariant($"window_steps is {windowSteps} with steps = {steps} and window = {options.Window:N0}; the window holds the newest min(window, steps) = {fewest:N0} steps.")
+                : Invariant($"window_steps is {windowSteps} with steps = {steps} from merged_parts = {mergedParts:N0} and window = {options.Window:N0}; a merge's window holds its longest part's, at least min(window, steps / merged_parts rounded up) = {fewest:N0} steps."));
         }
 
         if (loads.GetArrayLength() != options.Layers)
@@ -184,7 +190,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             state.Layers[l++] = layerState;
         }
 
-        return new ModelRoutingStats(new ManagedModelEngine(options, state)) { MergedParts = RoutingStatsJson.ReadMergedParts(root) };
+        return new ModelRoutingStats(new ManagedModelEngine(options, state)) { MergedParts = mergedParts };
     }
 
     /// <summary>

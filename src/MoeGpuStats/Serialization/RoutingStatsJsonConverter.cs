@@ -287,20 +287,45 @@ internal static class RoutingStatsJson
             throw new JsonException(Invariant($"capacity_exceeded_count is {state.CapacityExceededCount} for total_routings {state.TotalRoutings}; a batch exceeds the capacity at most once."));
         }
 
-        // Each batch adds its experts (at least 1) times the slots per expert, whatever it routed. Only that
-        // is asked: the seed's CapacityStats.update is public, so a seed's capacity may also grow without a batch.
+        // Every engine, and the seed's record_routing in tokens, counts a batch as exceeding the capacity exactly when it
+        // drops one or more; a merge adds both counts. Named tokens_dropped where the slots are the tokens (a seed's file has no slots_dropped).
+        if (state.CapacityExceededCount > state.SlotsDropped || (state.SlotsDropped > 0 && state.CapacityExceededCount == 0))
+        {
+            var dropped = state.SlotsDropped == state.TokensDropped ? "tokens_dropped" : "slots_dropped";
+            throw new JsonException(Invariant($"capacity_exceeded_count is {state.CapacityExceededCount} for {dropped} {state.SlotsDropped}; it counts the batches that dropped, each at least one."));
+        }
+
+        // Each batch adds its experts (at least 1) times the slots per expert, whatever it routed. Only that lower
+        // bound is asked: the seed's CapacityStats.update is public, so a seed's capacity may also grow without a batch.
         var slots = (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert);
-        if (state.TotalCapacity % slots != 0 || (state.TotalRoutings > 0 && state.TotalCapacity == 0))
+        var least = (UInt128)state.TotalRoutings * slots;
+        if (state.TotalCapacity % slots != 0 || state.TotalCapacity < least)
         {
             var given = options.ExpertCapacity is null ? " (the default: slots_per_expert is absent)" : "";
             throw new JsonException(
-                Invariant($"capacity_stats.total_capacity is {state.TotalCapacity} for total_routings {state.TotalRoutings} at {slots} slots per expert{given}; each batch adds {slots} times its experts, so it is a multiple of {slots}, above 0 after a batch."));
+                Invariant($"capacity_stats.total_capacity is {state.TotalCapacity} for total_routings {state.TotalRoutings} at {slots} slots per expert{given}; each batch adds {slots} times its experts (1 or more), so it is a multiple of {slots}, at least {least}."));
+        }
+
+        // Each batch adds the slots it counts to those used, less the ones a capacity dropped: a change of the experts
+        // restarts the counts, not the slots used, and the seed's public CapacityStats.update only adds to those.
+        var counted = Sum(state.ExpertTokenCounts);
+        var cut = options.ExpertCapacity is null ? 0UL : state.SlotsDropped;
+        if ((UInt128)state.TotalUsed + cut < counted)
+        {
+            var (dropped, rule) = options.ExpertCapacity is null ? ("", "was used") : (Invariant($" and slots_dropped {cut}"), "was used or dropped beyond the capacity");
+            throw new JsonException(Invariant($"capacity_stats.total_used is {state.TotalUsed}{dropped} but expert_token_counts sum to {counted}; every slot an expert counts {rule}."));
         }
 
         // A slot routed to an expert came with a token; padding rows are tokens that routed none.
         if (state.RoutedSlots > 0 && state.TotalTokens == 0)
         {
             throw new JsonException(Invariant($"routed_slots is {state.RoutedSlots} but total_tokens is 0; a routed slot is some token's."));
+        }
+
+        // An invalid id came with a token too: a token is padding only where all its ids are -1.
+        if (state.InvalidExpertIds > 0 && state.TotalTokens == 0)
+        {
+            throw new JsonException(Invariant($"invalid_expert_ids is {state.InvalidExpertIds} but total_tokens is 0; an invalid id is some token's (a token of -1 ids alone is padding)."));
         }
 
         // experts fixes the count of a record of ids only: a decision of another count since leaves arrays of its length.

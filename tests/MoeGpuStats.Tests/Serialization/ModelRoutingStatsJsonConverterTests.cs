@@ -55,6 +55,36 @@ public sealed class ModelRoutingStatsJsonConverterTests
         Assert.Contains(field, error.Message);
     }
 
+    /// <summary>
+    /// A window of fewer steps than the model's newest min(window, steps), which was read: only a merge's is
+    /// shorter, its longest part's, and that is at least the steps an even split among merged_parts gives each.
+    /// </summary>
+    [Theory]
+    [InlineData(3, false, 2, "window_steps is 2 with steps = 7 and window = 3; the window holds the newest min(window, steps) = 3 steps.")]
+    [InlineData(10, false, 6, "window_steps is 6 with steps = 7 and window = 10; the window holds the newest min(window, steps) = 7 steps.")]
+    [InlineData(10, true, 6, "window_steps is 6 with steps = 14 from merged_parts = 2 and window = 10; a merge's window holds its longest part's, at least min(window, steps / merged_parts rounded up) = 7 steps.")]
+    public void AWindowShorterThanAnyRecordingLeavesIsRefused(int window, bool merged, int windowSteps, string message)
+    {
+        using var model = Recorded(Options with { Window = window });
+        using var other = Recorded(Options with { Window = window }, seed: 27);
+        using var written = merged ? ModelRoutingStats.Merge([model, other]) : model.Snapshot();
+        var node = JsonNode.Parse(JsonSerializer.Serialize(written))!;
+        node["window_steps"] = windowSteps;
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal(message, error.Message);
+    }
+
+    /// <summary>A merge's window is its longest part's, shorter than min(window, steps) of the summed steps: it reads back.</summary>
+    [Fact]
+    public void AMergesWindowOfItsLongestPartReadsBack()
+    {
+        using var model = Recorded(Options with { Window = 10 });
+        using var other = Recorded(Options with { Window = 10 }, seed: 27);
+        using var merged = ModelRoutingStats.Merge([model, other]);
+        using var read = JsonSerializer.Deserialize<ModelRoutingStats>(JsonSerializer.Serialize(merged))!;
+        Assert.Equal((14UL, 7), (read.Summary().Steps, read.Summary().WindowSteps));
+    }
+
     /// <summary>A model's own field given twice, which the reader took the last of without a word; a layer's goes through the one-layer reader.</summary>
     [Theory]
     [InlineData("\"steps\":7", "\"steps\":7,\"steps\":7", "The field 'steps' is given twice; a snapshot gives each field once.")]
@@ -169,7 +199,8 @@ public sealed class ModelRoutingStatsJsonConverterTests
 
     /// <summary>
     /// Three counts of 2^63 − 1 summed in 64 bits wrap to 2^63 − 3: a layer claiming that many routed
-    /// slots passed the check that its counts sum to them. The sum is exact now.
+    /// slots passed the check that its counts sum to them. The sums are exact now, and the layer's check
+    /// that its used slots hold its counts, which no count of used slots passes here, names the whole sum.
     /// </summary>
     [Fact]
     public void CountsWhoseSumWouldWrapAreRefused()
@@ -183,9 +214,10 @@ public sealed class ModelRoutingStatsJsonConverterTests
         }
 
         layer["routed_slots"] = long.MaxValue - 2;
+        layer["capacity_stats"]!["total_used"] = long.MaxValue;
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
         Assert.Equal(
-            $"layers[0]'s expert_token_counts sum to {3 * (UInt128)long.MaxValue} slots but its routed_slots is {long.MaxValue - 2}; in a model every routed slot is one expert's.",
+            $"layers[0]: capacity_stats.total_used is {long.MaxValue} but expert_token_counts sum to {3 * (UInt128)long.MaxValue}; every slot an expert counts was used.",
             error.Message);
     }
 

@@ -145,9 +145,9 @@ public sealed class RoutingStatsJsonConverterTests
         Assert.Equal($"The field '{shownAs}' is 18446744073709551615; a count is at most 9,223,372,036,854,775,807.", error.Message);
     }
 
-    /// <summary>No capacity after a batch, or slots not whole experts', is no state a run leaves.</summary>
+    /// <summary>Less capacity than the batches add, or slots not whole experts', is no state a run leaves.</summary>
     [Theory]
-    [InlineData("capacity_stats/total_capacity", "0", "capacity_stats.total_capacity is 0 for total_routings 1 at 100 slots per expert (the default: slots_per_expert is absent); each batch adds 100 times its experts, so it is a multiple of 100, above 0 after a batch.")]
+    [InlineData("capacity_stats/total_capacity", "0", "capacity_stats.total_capacity is 0 for total_routings 1 at 100 slots per expert (the default: slots_per_expert is absent); each batch adds 100 times its experts (1 or more), so it is a multiple of 100, at least 100.")]
     [InlineData("capacity_stats/total_capacity", "250", "capacity_stats.total_capacity is 250 for total_routings 1 at 100 slots per expert (the default")]
     public void CountsNoRunLeavesAreRefused(string path, string value, string message)
     {
@@ -155,6 +155,49 @@ public sealed class RoutingStatsJsonConverterTests
         Set(node, path, value);
         var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
         Assert.StartsWith(message, error.Message);
+    }
+
+    /// <summary>
+    /// Counts that imply others the file lacks, which were read: an invalid id without a token (a token of
+    /// only -1 ids is padding, one with an invalid id is a token), a drop in no batch that exceeded the
+    /// capacity or such a batch without a drop, and fewer slots used than the experts counted.
+    /// </summary>
+    [Theory]
+    [InlineData("tokens_dropped", "1", "capacity_exceeded_count is 0 for tokens_dropped 1; it counts the batches that dropped, each at least one.")]
+    [InlineData("capacity_stats/capacity_exceeded_count", "1", "capacity_exceeded_count is 1 for tokens_dropped 0; it counts the batches that dropped, each at least one.")]
+    [InlineData("capacity_stats/total_used", "3", "capacity_stats.total_used is 3 but expert_token_counts sum to 4; every slot an expert counts was used.")]
+    public void CountsThatImplyOthersTheFileLacksAreRefused(string path, string value, string message)
+    {
+        var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
+        Set(node, path, value);
+        if (path == "tokens_dropped")
+        {
+            node["routing_efficiency"] = 75;   // 3 of the 4 tokens kept, so that only the count disagrees
+        }
+
+        var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
+        Assert.Equal(message, error.Message);
+    }
+
+    /// <summary>
+    /// Invalid ids with no token, before any batch or after batches of padding alone, which were read: an
+    /// invalid id is in some token's slots, and a token of only -1 ids is padding, not a token.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void InvalidIdsWithoutATokenAreRefused(bool paddingBatch)
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        if (paddingBatch)
+        {
+            stats.RecordRouting([-1, -1], tokens: 1, topK: 2);
+        }
+
+        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        node["invalid_expert_ids"] = 3;
+        var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
+        Assert.Equal("invalid_expert_ids is 3 but total_tokens is 0; an invalid id is some token's (a token of -1 ids alone is padding).", error.Message);
     }
 
     /// <summary>
@@ -218,6 +261,11 @@ public sealed class RoutingStatsJsonConverterTests
         var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
         node["total_routings"] = long.MaxValue;
         node["expert_token_counts"]![0] = long.MaxValue;
+        node["expert_token_counts"]![1] = 0;
+        // Every slot counted was used, and each batch added at least one slot per expert to the capacity.
+        node["capacity_stats"]!["total_used"] = long.MaxValue;
+        node["capacity_stats"]!["slots_per_expert"] = 1;
+        node["capacity_stats"]!["total_capacity"] = long.MaxValue;
         using var stats = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
         stats.RecordRouting(new RoutingDecision { ExpertCapacities = [2, 0], TotalTokens = 2 });
         Assert.Equal((ulong)long.MaxValue + 1, stats.TotalRoutings);
@@ -321,8 +369,11 @@ public sealed class RoutingStatsJsonConverterTests
     [InlineData("load_variance_history/0", "null", "load_variance_history[0] is null")]
     [InlineData("routing_efficiency", "3.25", "routing_efficiency is 3.25 but routed_slots ")]
     [InlineData("capacity_stats/capacity_exceeded_count", "1000", "capacity_exceeded_count is 1000 for total_routings 40; a batch exceeds the capacity at most once.")]
-    [InlineData("capacity_stats/total_capacity", "0", "capacity_stats.total_capacity is 0 for total_routings 40 at 3 slots per expert; each batch adds 3 times its experts, so it is a multiple of 3, above 0 after a batch.")]
+    [InlineData("capacity_stats/capacity_exceeded_count", "0", "capacity_exceeded_count is 0 for slots_dropped ")]
+    [InlineData("capacity_stats/total_capacity", "0", "capacity_stats.total_capacity is 0 for total_routings 40 at 3 slots per expert; each batch adds 3 times its experts (1 or more), so it is a multiple of 3, at least 120.")]
+    [InlineData("capacity_stats/total_capacity", "117", "capacity_stats.total_capacity is 117 for total_routings 40 at 3 slots per expert; each batch adds 3 times its experts (1 or more), so it is a multiple of 3, at least 120.")]
     [InlineData("capacity_stats/total_capacity", "481", "capacity_stats.total_capacity is 481 for total_routings 40 at 3 slots per expert;")]
+    [InlineData("capacity_stats/total_used", "0", "capacity_stats.total_used is 0 and slots_dropped ")]
     [InlineData("load_balance_loss_sum", "1e6", "average_load_balance_loss is ")]
     [InlineData("router_z_loss_sum", "null", "but router_z_loss_sum is null over total_routings 40")]
     [InlineData("average_router_z_loss", "null", "average_router_z_loss is null but router_z_loss_sum is ")]
