@@ -36,7 +36,7 @@ internal static class SnapshotFile
 
             if (root.ValueKind != JsonValueKind.Object)
             {
-                throw new JsonException($"Routing statistics must be a JSON object, not {root.ValueKind}.");
+                throw new JsonException($"Routing statistics must be a JSON object, not {Serialization.JsonKinds.Phrase(root.ValueKind)}.");
             }
 
             if (root.TryGetProperty("physical_to_logical", out _))

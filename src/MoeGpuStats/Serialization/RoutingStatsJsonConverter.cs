@@ -145,7 +145,7 @@ internal static class RoutingStatsJson
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
-            throw new JsonException(Invariant($"Routing statistics must be a JSON object, not {root.ValueKind}."));
+            throw new JsonException(Invariant($"Routing statistics must be a JSON object, not {JsonKinds.Phrase(root.ValueKind)}."));
         }
 
         RefuseRepeatedFields(root, "");
@@ -549,12 +549,28 @@ internal static class RoutingStatsJson
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var property in element.EnumerateObject())
         {
-            if (!seen.Add(property.Name))
+            if (!seen.Add(NameOf(property, prefix)))
             {
                 // Escaped as JSON escapes it, so that a name with a line break keeps the message one line.
                 var name = JsonEncodedText.Encode(property.Name.Length > 40 ? property.Name[..40] + "..." : property.Name, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
                 throw new JsonException(Invariant($"The field '{prefix}{name}' is given twice; a snapshot gives each field once."));
             }
+        }
+    }
+
+    /// <summary>
+    /// The field's name; refused where it is not text: the parser leaves a name's UTF-8 (and an escaped half of a
+    /// surrogate pair) unchecked until it is read, which fails with no word of JSON or of where.
+    /// </summary>
+    private static string NameOf(JsonProperty property, string prefix)
+    {
+        try
+        {
+            return property.Name;
+        }
+        catch (InvalidOperationException)
+        {
+            throw new JsonException(Invariant($"A field name{(prefix.Length > 0 ? $" in '{prefix.TrimEnd('.')}'" : "")} is not text (invalid UTF-8, or half of a surrogate pair escaped); a snapshot is UTF-8 JSON."));
         }
     }
 
@@ -622,7 +638,7 @@ internal static class RoutingStatsJson
         JsonValueKind.Null => float.NaN,
         JsonValueKind.Number when element.TryGetSingle(out var value) && float.IsFinite(value) => value,
         JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {Shown(element)}; beyond a float's range (null stands for NaN).")),
-        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {element.ValueKind}.")),
+        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonKinds.Phrase(element.ValueKind)}.")),
     };
 
     private static double ReadDouble(JsonElement element, double nullMeans, string name) => element.ValueKind switch
@@ -630,7 +646,7 @@ internal static class RoutingStatsJson
         JsonValueKind.Null => nullMeans,
         JsonValueKind.Number when element.TryGetDouble(out var value) && double.IsFinite(value) => value,
         JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {Shown(element)}; beyond a double's range (null stands for NaN).")),
-        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {element.ValueKind}.")),
+        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonKinds.Phrase(element.ValueKind)}.")),
     };
 
     private static float[] ReadFloats(JsonElement element, string name) =>

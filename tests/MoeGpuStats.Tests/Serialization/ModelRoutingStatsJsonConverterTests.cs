@@ -122,7 +122,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [Theory]
     [InlineData(0, "total_tokens", "-1", "layers[0]: The field 'total_tokens' is -1; a count is a whole number from 0 to 9,223,372,036,854,775,807.")]
     [InlineData(2, "capacity_stats", "\"x\"", "layers[2]: The field 'capacity_stats' must be an object.")]
-    [InlineData(1, null, "\"x\"", "layers[1]: Routing statistics must be a JSON object, not String.")]
+    [InlineData(1, null, "\"x\"", "layers[1]: Routing statistics must be a JSON object, not a string.")]
     public void AMalformedLayerIsNamedByItsIndex(int layer, string? field, string value, string message)
     {
         using var model = Recorded(Options);

@@ -90,7 +90,7 @@ public sealed class RoutingStatsFileTests : IDisposable
         var array = Path.Combine(_folder.FullName, "array.json");
         File.WriteAllText(array, "[[1, 2]]");
         Assert.Equal(
-            $"{array}: not a model's routing statistics snapshot (Model routing statistics must be a JSON object, not Array.)",
+            $"{array}: not a model's routing statistics snapshot (Model routing statistics must be a JSON object, not an array.)",
             Assert.Throws<InvalidDataException>(() => RoutingStatsFile.LoadModel(array)).Message);
         Assert.StartsWith($"{array}: not a routing statistics snapshot (", Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(array)).Message);
     }

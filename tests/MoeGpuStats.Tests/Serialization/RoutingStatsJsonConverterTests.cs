@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using static MoeGpuStats.Tests.Support.Decisions;
@@ -449,6 +450,29 @@ public sealed class RoutingStatsJsonConverterTests
         Assert.Contains(find, ValidTwoExperts);
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(ValidTwoExperts.Replace(find, replace)));
         Assert.Equal(message, error.Message);
+    }
+
+    /// <summary>
+    /// A field name that is not text, which the parser leaves unchecked until it is read: invalid UTF-8 in a name, or
+    /// half of a surrogate pair escaped, was "The JSON value could not be converted to MoeGpuStats.RoutingStats".
+    /// </summary>
+    [Theory]
+    [InlineData("\"total_routings\":1,", "\"total_routings\":1,\"\\ud800\":0,", "A field name is not text")]
+    [InlineData("\"total_used\":4", "\"total_used\":4,\"\\udc00x\":0", "A field name in 'capacity_stats' is not text")]
+    [InlineData("\"total_routings\":1,", "\"total_routings\":1,\"\u00e9\":0,", "A field name is not text")]
+    public void AFieldNameThatIsNotTextIsRefusedAsSuch(string find, string replace, string message)
+    {
+        Assert.Contains(find, ValidTwoExperts);
+        var json = Encoding.UTF8.GetBytes(ValidTwoExperts.Replace(find, replace));
+        if (replace.Contains('\u00e9'))
+        {
+            // Latin-1's é where UTF-8 wants two bytes.
+            var at = Array.IndexOf(json, (byte)0xC3);
+            json = [.. json[..at], 0xE9, .. json[(at + 2)..]];
+        }
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json));
+        Assert.Equal($"{message} (invalid UTF-8, or half of a surrogate pair escaped); a snapshot is UTF-8 JSON.", error.Message);
     }
 
     /// <summary>A setting out of range, whose message named the options' property without the field or its value ("Invalid settings in routing statistics: The decay must lie in [0, 1).").</summary>
