@@ -1,6 +1,6 @@
 namespace MoeGpuStats.Bench;
 
-/// <summary>The routing data of ../shared/device/torch_baseline.py, so counts and checksums compare.</summary>
+/// <summary>The routing data of bench/torch/torch_baseline.py, so counts and checksums compare.</summary>
 internal static class RoutingIds
 {
     /// <summary>id[i] = floor(u_i^2 * E), u_i = ((i * 2654435761) mod 2^32) / 2^32 in float64: a skewed, deterministic load.</summary>
