@@ -6,7 +6,7 @@ using BenchmarkDotNet.Toolchains.InProcess.Emit;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// A short job with the memory diagnoser, or the job <c>--job</c> names instead (<c>--job Dry</c> to try a suite).
+/// A short job with the memory diagnoser and the accelerator column, or the job <c>--job</c> names instead (<c>--job Dry</c> to try a suite).
 /// <c>--in-process</c> runs in this process, for the GPU machine, which has no SDK to build the usual benchmark child
 /// process with.
 /// </summary>
@@ -17,7 +17,7 @@ internal static class BenchConfig
     /// <summary>The config: the short job unless the command line names one, which would otherwise run beside it.</summary>
     public static IConfig Create(string[] args)
     {
-        var config = DefaultConfig.Instance.AddDiagnoser(MemoryDiagnoser.Default).WithOptions(ConfigOptions.DisableOptimizationsValidator);
+        var config = DefaultConfig.Instance.AddDiagnoser(MemoryDiagnoser.Default).AddColumn(new AcceleratorColumn()).WithOptions(ConfigOptions.DisableOptimizationsValidator);
         if (NamesAJob(args))
         {
             return config;
