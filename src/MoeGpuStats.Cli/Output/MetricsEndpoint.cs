@@ -31,6 +31,14 @@ internal sealed class MetricsEndpoint : IDisposable
 {
     private const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
 
+    /// <summary>
+    /// Scrapes answered at once; each holds its body (megabytes for a large model's per-expert series) until a slow
+    /// scraper has read it: 200 slow scrapes held 700 MB. An HA pair of Prometheus servers and a few people's curls
+    /// stay far under it (an answer leaves the count just after its scraper has it, so a busy scraper may briefly count
+    /// twice); more are told to retry.
+    /// </summary>
+    internal const int MaxAnswersInFlight = 32;
+
     private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
     private readonly IMetricFactory _factory;
     private readonly MeterListener _listener = new();
@@ -185,6 +193,12 @@ internal sealed class MetricsEndpoint : IDisposable
                 return;
             }
 
+            if (_answers.Count >= MaxAnswersInFlight)
+            {
+                _ = Task.Run(() => AnswerBusyAsync(context.Response));
+                continue;
+            }
+
             // A slow scraper must not hold up the next one.
             var answer = Task.Run(() => AnswerAsync(context));
             _answers.TryAdd(answer, true);
@@ -298,6 +312,26 @@ internal sealed class MetricsEndpoint : IDisposable
         catch (Exception)
         {
             // The endpoint stopped or the scraper went away in the middle of the body: nothing more to answer.
+        }
+        finally
+        {
+            try
+            {
+                response.Close();
+            }
+            catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Answers a scrape beyond <see cref="MaxAnswersInFlight"/>: 503 with Retry-After, nothing collected.</summary>
+    private static async Task AnswerBusyAsync(HttpListenerResponse response)
+    {
+        try
+        {
+            response.AddHeader("Retry-After", "1");
+            await AnswerUnavailableAsync(response, $"busy: {MaxAnswersInFlight} scrapes are being answered, the most at once; retry").ConfigureAwait(false);
         }
         finally
         {

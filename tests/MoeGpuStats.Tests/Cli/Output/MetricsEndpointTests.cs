@@ -188,6 +188,58 @@ public sealed class MetricsEndpointTests
         Assert.Equal("the metrics endpoint is stopping\n", await response.Content.ReadAsStringAsync(cancel));
     }
 
+    /// <summary>
+    /// Scrapes past the most answered at once are told to retry without a collection: each answer holds its body until
+    /// its scraper reads it, and 200 slow scrapers held 700 MB. Once those in flight are answered, the next is served.
+    /// </summary>
+    [Fact]
+    public async Task ScrapesPastTheMostAnsweredAtOnceAreToldToRetry()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+
+        // Holding the collection gate keeps the scrapes in flight.
+        await endpoint.CollectionGate.WaitAsync(cancel);
+        var held = Enumerable.Range(0, MetricsEndpoint.MaxAnswersInFlight).Select(_ => http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel)).ToArray();
+        var waited = Stopwatch.StartNew();
+        while (endpoint.AnswersInFlight < MetricsEndpoint.MaxAnswersInFlight)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} scrapes reached the endpoint.");
+            await Task.Delay(10, cancel);
+        }
+
+        // Bounded: were it served, it would wait behind the held gate.
+        using var patience = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        patience.CancelAfter(TimeSpan.FromSeconds(30));
+        using (var busy = await http.GetAsync($"http://127.0.0.1:{port}/metrics", patience.Token))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, busy.StatusCode);
+            Assert.Equal("1", busy.Headers.RetryAfter?.Delta?.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal($"busy: {MetricsEndpoint.MaxAnswersInFlight} scrapes are being answered, the most at once; retry\n", await busy.Content.ReadAsStringAsync(cancel));
+        }
+
+        endpoint.CollectionGate.Release();
+        foreach (var scrape in held)
+        {
+            using var response = await scrape;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        // An answer leaves the count just after its scraper has the response.
+        waited.Restart();
+        while (endpoint.AnswersInFlight > 0)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} answers never ended.");
+            await Task.Delay(10, cancel);
+        }
+
+        using var after = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+        Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+    }
+
     [Fact]
     public async Task ScrapesArrivingWhileTheEndpointWaitsForOneInFlightAreAnsweredUnavailable()
     {
