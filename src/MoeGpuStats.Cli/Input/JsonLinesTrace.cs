@@ -8,16 +8,13 @@ namespace MoeGpuStats.Cli.Input;
 /// A JSON-lines routing trace (<c>.jsonl</c>, <c>.ndjson</c>): one object a line, as a serving hook logs
 /// them (<see cref="JsonTraceLine"/>), grouped into forward passes (<see cref="JsonTracePasses"/>).
 /// Opening reads the file once to check it and index the passes; each step is then read again from its
-/// lines, so memory holds the index (a few dozen bytes a pass) and one step's ids, not the trace.
+/// lines, so memory holds the index (28 bytes a pass) and one step's ids, not the trace.
 /// </summary>
 internal sealed class JsonLinesTrace : IRoutingTrace
 {
     private readonly LineReader _lines;
     private readonly string _path;
-    private readonly long[] _starts;
-    private readonly long[] _ends;
-    private readonly long[] _firstLines;
-    private readonly int[] _tokens;
+    private readonly JsonTracePassIndex _passes;
     private readonly int[] _written;
     private readonly long _maxId;
     private readonly int[] _layerIndex;
@@ -51,16 +48,13 @@ internal sealed class JsonLinesTrace : IRoutingTrace
         _layerIndex = [.. Enumerable.Range(0, ModelRoutingStatsOptions.MaxLayers).Select(passes.LayerIndex)];
         _lines = lines;
         _path = path;
-        _starts = [.. passes.Starts];
-        _ends = [.. passes.Ends];
-        _firstLines = [.. passes.FirstLines];
-        _tokens = [.. passes.StepTokens];
+        _passes = passes.Index;
         _written = new int[passes.Layers];
         _maxId = passes.MaxId;
         Layers = passes.Layers;
         TopK = passes.TopK;
         HasLayers = passes.HasLayers;
-        MaxTokens = _tokens.Max();
+        MaxTokens = _passes.MaxTokens;
         Axes = $"JSON lines, {passes.Grouping}";
         LayersFrom = passes.LayerField is { } field ? $"the {field} field" : "no line has a layer field";
     }
@@ -73,7 +67,7 @@ internal sealed class JsonLinesTrace : IRoutingTrace
 
     public string IdType => "JSON";
 
-    public int Steps => _tokens.Length;
+    public int Steps => _passes.Count;
 
     public bool HasLayers { get; }
 
@@ -145,7 +139,17 @@ internal sealed class JsonLinesTrace : IRoutingTrace
     /// </summary>
     private static bool IsUnfinished(ReadOnlySpan<byte> line, InvalidDataException refusal)
     {
-        var status = Utf8.ToUtf16(line, new char[line.Length], out var valid, out _, replaceInvalidSequences: false, isFinalBlock: false);
+        // Decoded a chunk at a time, to find where the valid UTF-8 ends: a cut-off line may be as long as a line gets.
+        Span<char> chunk = stackalloc char[1024];
+        var valid = 0;
+        OperationStatus status;
+        do
+        {
+            status = Utf8.ToUtf16(line[valid..], chunk, out var read, out _, replaceInvalidSequences: false, isFinalBlock: false);
+            valid += read;
+        }
+        while (status == OperationStatus.DestinationTooSmall);
+
         return status is OperationStatus.Done or OperationStatus.NeedMoreData
             && (refusal.InnerException is JsonException || valid < line.Length)
             && IsJsonPrefix(line[..valid]);
@@ -169,13 +173,14 @@ internal sealed class JsonLinesTrace : IRoutingTrace
         }
     }
 
-    public int TokensAt(int step) => _tokens[step];
+    public int TokensAt(int step) => _passes[step].Tokens;
 
     public int ReadStep(int step, Span<int> destination)
     {
-        var tokens = _tokens[step];
+        var pass = _passes[step];
+        var tokens = pass.Tokens;
         Array.Clear(_written);
-        _lines.Seek(_starts[step], _ends[step], _firstLines[step]);
+        _lines.Seek(pass.Start, pass.End, pass.FirstLine);
         while (_lines.TryRead(out var line))
         {
             if (line.Trim(" \t"u8).IsEmpty)

@@ -1,5 +1,4 @@
 using System.Buffers.Text;
-using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -30,7 +29,7 @@ internal readonly struct JsonTraceLine
     private readonly int _idsStart;
     private readonly int _idsLength;
 
-    private JsonTraceLine(Range ids, int lineLength, int tokens, int topK, long maxId, (string Name, int Value)? layer, (string Name, string Key, string Text)? pass, (string Name, long Value)? position)
+    private JsonTraceLine(Range ids, int lineLength, int tokens, int topK, long maxId, (string Name, int Value)? layer, (string Name, PassId Id, string Text)? pass, (string Name, long Value)? position)
     {
         (_idsStart, _idsLength) = ids.GetOffsetAndLength(lineLength);
         Tokens = tokens;
@@ -57,8 +56,8 @@ internal readonly struct JsonTraceLine
     /// <summary>The MoE layer, and the field's spelling; null without one.</summary>
     public (string Name, int Value)? Layer { get; }
 
-    /// <summary>The forward pass's id: the spelling, a key equal for equal ids (3 and "3" differ), and the id as written.</summary>
-    public (string Name, string Key, string Text)? Pass { get; }
+    /// <summary>The forward pass's id: the spelling, the id as a key (3 and "3" differ), and the id as written.</summary>
+    public (string Name, PassId Id, string Text)? Pass { get; }
 
     /// <summary>The index of the line's first token in its forward pass, and the spelling; null without one.</summary>
     public (string Name, long Value)? Position { get; }
@@ -188,19 +187,11 @@ internal readonly struct JsonTraceLine
     /// <summary>The field of <see cref="Fields"/> the reader's property names, with its spelling; -1 (and "") for a field replay ignores.</summary>
     private static (int Field, string Name) FieldOf(ref Utf8JsonReader reader, ref bool unreadable)
     {
-        if (reader.ValueIsEscaped)
+        // An escaped name is checked and compared as written, never unescaped whole: a name of any length is one line's bytes, not a string as long.
+        if (reader.ValueIsEscaped && !PairsItsSurrogates(reader.ValueSpan))
         {
-            try
-            {
-                var name = reader.GetString()!;
-                var escaped = Array.FindIndex(Fields, names => Array.IndexOf(names, name) >= 0);
-                return (escaped, escaped < 0 ? "" : name);
-            }
-            catch (InvalidOperationException)
-            {
-                unreadable = true;
-                return (-1, "");
-            }
+            unreadable = true;
+            return (-1, "");
         }
 
         for (var field = 0; field < Fields.Length; field++)
@@ -215,6 +206,39 @@ internal readonly struct JsonTraceLine
         }
 
         return (-1, "");
+    }
+
+    /// <summary>
+    /// Whether the <c>\u</c> escapes of a string as written (escapes the reader has checked) pair every UTF-16
+    /// surrogate, so that it unescapes to text: what <see cref="Utf8JsonReader.GetString"/> refuses, told without the string.
+    /// </summary>
+    private static bool PairsItsSurrogates(ReadOnlySpan<byte> escaped)
+    {
+        var awaitingLow = false;
+        for (var at = 0; at < escaped.Length; at++)
+        {
+            var isUnit = escaped[at] == (byte)'\\' && escaped[++at] == (byte)'u';
+            if (!isUnit)
+            {
+                if (awaitingLow)
+                {
+                    return false;
+                }
+
+                continue;
+            }
+
+            Utf8Parser.TryParse(escaped.Slice(at + 1, 4), out ushort unit, out _, 'X');
+            at += 4;
+            if (awaitingLow != char.IsLowSurrogate((char)unit))
+            {
+                return false;
+            }
+
+            awaitingLow = char.IsHighSurrogate((char)unit);
+        }
+
+        return !awaitingLow;
     }
 
     private static JsonTraceLine Read(ReadOnlySpan<byte> line, FieldValue?[] fields, string where, int topK)
@@ -383,22 +407,34 @@ internal readonly struct JsonTraceLine
 
     /// <summary>
     /// The longest string pass id kept as written; a longer one is kept as its SHA-256, so that the ids seen, one
-    /// per pass for the whole trace, cost a few dozen bytes each (2,000 ids of 200 KB took 1.2 GB).
+    /// per pass while the trace is read, cost at most some 200 bytes each (2,000 ids of 200 KB took 1.2 GB).
     /// </summary>
     private const int MaxPassKeyChars = 64;
 
-    private static string PassKey(string name, ReadOnlySpan<byte> value, string where)
+    /// <summary>
+    /// The longest string pass id, in bytes as written: ids are request ids and step numbers, and every line's is
+    /// read, at the index and again at the replay, so a longer one is refused before it is unescaped.
+    /// </summary>
+    private const int MaxPassIdBytes = 1024;
+
+    private static PassId PassKey(string name, ReadOnlySpan<byte> value, string where)
     {
         if (Kind(value) == JsonTokenType.String)
         {
+            var written = value.Length - 2;
+            if (written > MaxPassIdBytes)
+            {
+                throw new InvalidDataException($"{where}: {name} is a string of {written:N0} bytes; a forward pass's id is a whole number or a string of at most {MaxPassIdBytes:N0} bytes as written.");
+            }
+
             var reader = new Utf8JsonReader(value);
             reader.Read();
             var id = reader.GetString()!;
-            return id.Length > MaxPassKeyChars ? "h" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(id))) : "s" + id;
+            return new PassId(0, id.Length > MaxPassKeyChars ? "h" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(id))) : "s" + id);
         }
 
         return TryGetInt64(value, out var number)
-            ? "n" + number.ToString(CultureInfo.InvariantCulture)
+            ? new PassId(number, null)
             : throw new InvalidDataException($"{where}: {name} is {JsonText.Printable(value)}; give the forward pass's id, a whole number or a string.");
     }
 
@@ -477,4 +513,10 @@ internal readonly struct JsonTraceLine
             return true;
         }
     }
+
+    /// <summary>
+    /// A forward pass's id as the passes seen keep it, one per pass: a whole number as itself, with no string
+    /// (most traces number their steps); a string as <c>"s"</c> and the id, or past 64 characters <c>"h"</c> and its SHA-256.
+    /// </summary>
+    internal readonly record struct PassId(long Number, string? Key);
 }

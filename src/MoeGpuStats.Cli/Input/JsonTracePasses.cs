@@ -22,11 +22,9 @@ internal sealed class JsonTracePasses(string path)
 {
     private readonly int[] _tokens = new int[ModelRoutingStatsOptions.MaxLayers];
     private readonly long[] _lastLine = new long[ModelRoutingStatsOptions.MaxLayers];
-    private readonly Dictionary<string, long> _passesSeen = [];
-    private readonly List<long> _starts = [];
-    private readonly List<long> _ends = [];
-    private readonly List<long> _firstLines = [];
-    private readonly List<int> _stepTokens = [];
+    // The first line of each pass id seen; a number is its own key, so that a trace of numbered steps keeps no string per pass.
+    private readonly Dictionary<long, long> _numbersSeen = [];
+    private readonly Dictionary<string, long> _stringsSeen = [];
     private readonly int[] _indexOf = Enumerable.Repeat(-1, ModelRoutingStatsOptions.MaxLayers).ToArray();
     private int[] _layerIds = [];
 
@@ -38,7 +36,7 @@ internal sealed class JsonTracePasses(string path)
     private long _passEnd;
     private long _passFirstLine;
     private long _passLastLine;
-    private string? _passKey;
+    private JsonTraceLine.PassId? _passId;
     private string? _passText;
 
     /// <summary>The trace's k, from its first token; 0 before it.</summary>
@@ -71,16 +69,11 @@ internal sealed class JsonTracePasses(string path)
     /// <summary>The layer field's spelling, for messages.</summary>
     public string? LayerField => _fields.Layer;
 
-    public IReadOnlyList<long> Starts => _starts;
+    /// <summary>The passes ended so far.</summary>
+    public JsonTracePassIndex Index { get; } = new();
 
     /// <summary>Whether a pass was read: ended, or the one at hand.</summary>
-    public bool HasPasses => _starts.Count > 0 || _inPass;
-
-    public IReadOnlyList<long> Ends => _ends;
-
-    public IReadOnlyList<long> FirstLines => _firstLines;
-
-    public IReadOnlyList<int> StepTokens => _stepTokens;
+    public bool HasPasses => Index.Count > 0 || _inPass;
 
     /// <summary>Adds line <paramref name="number"/>, which runs from <paramref name="start"/> to <paramref name="next"/> (the next line's start).</summary>
     /// <exception cref="InvalidDataException">The line does not fit the trace so far; one line starting <c>path:number:</c>.</exception>
@@ -97,7 +90,7 @@ internal sealed class JsonTracePasses(string path)
         CheckSameFields(line, where);
         var layer = line.Layer?.Value ?? 0;
         var newPass = !_inPass || (line.Pass is { } pass
-            ? pass.Key != _passKey
+            ? pass.Id != _passId
             : (line.Position is null || line.Position.Value.Value == 0) && _tokens[layer] > 0);
         if (newPass)
         {
@@ -164,7 +157,7 @@ internal sealed class JsonTracePasses(string path)
         {
             EndPass();
         }
-        else if (_starts.Count == 0)
+        else if (Index.Count == 0)
         {
             throw new InvalidDataException($"{path}: no lines; a JSON-lines trace holds one object with topk_ids a line.");
         }
@@ -195,18 +188,18 @@ internal sealed class JsonTracePasses(string path)
     {
         if (line.Pass is { } pass)
         {
-            if (_passesSeen.TryGetValue(pass.Key, out var first))
+            var added = pass.Id.Key is { } key ? _stringsSeen.TryAdd(key, number) : _numbersSeen.TryAdd(pass.Id.Number, number);
+            if (!added)
             {
+                var first = pass.Id.Key is { } seen ? _stringsSeen[seen] : _numbersSeen[pass.Id.Number];
                 throw new InvalidDataException($"{where}: {pass.Name} {pass.Text} again, after other passes (its lines began at line {first:N0}); a forward pass's lines come together.");
             }
-
-            _passesSeen.Add(pass.Key, number);
         }
 
         _inPass = true;
         _passStart = start;
         _passFirstLine = number;
-        _passKey = line.Pass?.Key;
+        _passId = line.Pass?.Id;
         _passText = line.Pass is { } p ? $" ({p.Name} {p.Text})" : "";
     }
 
@@ -214,28 +207,27 @@ internal sealed class JsonTracePasses(string path)
     private void EndPass()
     {
         var layers = Layers > 0 ? _layerIds : [.. Enumerable.Range(0, _maxLayer + 1).Where(layer => _tokens[layer] > 0)];
-        var lines = _passFirstLine == _passLastLine ? $"line {_passFirstLine:N0}" : $"lines {_passFirstLine:N0} to {_passLastLine:N0}";
         var first = layers[0];
         foreach (var layer in layers)
         {
             if (_tokens[layer] == 0)
             {
                 throw new InvalidDataException(
-                    $"{path}:{_passLastLine}: the forward pass of {lines}{_passText} has no tokens of layer {layer}; every pass holds layers {LayerList(layers)}, as the first does.");
+                    $"{path}:{_passLastLine}: the forward pass of {Lines()}{_passText} has no tokens of layer {layer}; every pass holds layers {LayerList(layers)}, as the first does.");
             }
 
             if (_tokens[layer] != _tokens[first])
             {
                 throw new InvalidDataException(
-                    $"{path}:{_lastLine[layer]}: layer {layer} has {Counted.Of(_tokens[layer], "token")} in the forward pass of {lines}{_passText}, layer {first} has {_tokens[first]:N0}; every layer of a pass routes the same tokens.");
+                    $"{path}:{_lastLine[layer]}: layer {layer} has {Counted.Of(_tokens[layer], "token")} in the forward pass of {Lines()}{_passText}, layer {first} has {_tokens[first]:N0}; every layer of a pass routes the same tokens.");
             }
         }
 
-        if ((long)layers.Length * _tokens[first] * TopK > NpyIds.MaxIdsPerStep || _stepTokens.Count == int.MaxValue)
+        if ((long)layers.Length * _tokens[first] * TopK > NpyIds.MaxIdsPerStep || Index.Count == int.MaxValue)
         {
-            throw new InvalidDataException(_stepTokens.Count == int.MaxValue
+            throw new InvalidDataException(Index.Count == int.MaxValue
                 ? $"{path}:{_passFirstLine}: more than {int.MaxValue:N0} forward passes; replay reads at most that many."
-                : $"{path}:{_passLastLine}: the forward pass of {lines} holds {(long)layers.Length * _tokens[first] * TopK:N0} ids; replay reads at most {NpyIds.MaxIdsPerStep:N0} per step.");
+                : $"{path}:{_passLastLine}: the forward pass of {Lines()} holds {(long)layers.Length * _tokens[first] * TopK:N0} ids; replay reads at most {NpyIds.MaxIdsPerStep:N0} per step.");
         }
 
         if (Layers == 0)
@@ -247,10 +239,7 @@ internal sealed class JsonTracePasses(string path)
             }
         }
 
-        _starts.Add(_passStart);
-        _ends.Add(_passEnd);
-        _firstLines.Add(_passFirstLine);
-        _stepTokens.Add(_tokens[first]);
+        Index.Add(new JsonTracePassIndex.Pass(_passStart, _passEnd, _passFirstLine, _tokens[first]));
         foreach (var layer in layers)
         {
             _tokens[layer] = 0;
@@ -258,6 +247,9 @@ internal sealed class JsonTracePasses(string path)
 
         _maxLayer = -1;
         _inPass = false;
+
+        // Told only in a refusal: a pass's lines are not worth a string per pass.
+        string Lines() => _passFirstLine == _passLastLine ? $"line {_passFirstLine:N0}" : $"lines {_passFirstLine:N0} to {_passLastLine:N0}";
     }
 
     /// <summary>Layers in ascending order as runs, <c>3 to 60</c> or <c>0 to 2, 5</c>; past six runs the first three, an ellipsis, the last and the count.</summary>
