@@ -346,6 +346,13 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
     private int _padding;
     private int _firstPadding = -1;
 
+    /// <summary>
+    /// For each expert, the stamp of the last token that named it (<see cref="CheckRepeats"/>): made once, for the first
+    /// token checked. Stamps are 64-bit: a replay's tokens over all its steps and layers pass 2^31, never 2^63.
+    /// </summary>
+    private long[]? _seenIn;
+    private long _stamp;
+
     /// <summary>Checks step <paramref name="step"/>: <paramref name="ids"/> its layers' ids, <paramref name="tokens"/> tokens per layer.</summary>
     public void Check(int step, ReadOnlySpan<int> ids, int tokens)
     {
@@ -462,17 +469,27 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
             return;
         }
 
+        // k is not bounded by E (a file's last axis can hold thousands of ids): each expert keeps the stamp of
+        // the last token that named it, so a token's check is one pass over its k ids, not every pair of them.
+        var seenIn = _seenIn ??= new long[experts];
         for (var token = 0; token < layers * tokens; token++)
         {
-            var slots = ids.Slice(token * topK, topK);
-            for (var a = 1; a < slots.Length; a++)
+            _stamp++;
+            foreach (var id in ids.Slice(token * topK, topK))
             {
-                if (IsExpert(slots[a]) && slots[..a].Contains(slots[a]))
+                if (!IsExpert(id))
+                {
+                    continue;
+                }
+
+                if (seenIn[id] == _stamp)
                 {
                     _repeated++;
                     _repeatedStep = _repeatedStep < 0 ? step : _repeatedStep;
                     break;
                 }
+
+                seenIn[id] = _stamp;
             }
         }
     }

@@ -232,12 +232,24 @@ internal sealed class NpyIds : IRoutingTrace
     /// <summary>
     /// Reads a step stored <c>[tokens, layers, k]</c> from id <paramref name="first"/> into
     /// <paramref name="destination"/> as <c>[layers, tokens, k]</c>: whole rows of k ids a chunk at a
-    /// time, each put in its place, so the reorder needs no second buffer.
+    /// time, each put in its place, so the reorder needs no second buffer. A row longer than a chunk is
+    /// read in pieces straight into its place: k comes from the file, and a chunk that held a whole row
+    /// took as many bytes (a row of 2^28 int64 ids overflowed the chunk's byte count).
     /// </summary>
     private void ReadTokensFirst(long first, Span<int> destination)
     {
         var rows = Tokens * Layers;
-        var rowsPerChunk = Math.Max(1, ChunkBytes / (_itemSize * TopK));
+        var rowsPerChunk = (int)Math.Min(rows, ChunkBytes / ((long)_itemSize * TopK));
+        if (rowsPerChunk == 0)
+        {
+            for (var row = 0; row < rows; row++)
+            {
+                ReadIds(first + ((long)row * TopK), destination.Slice(Place(row), TopK));
+            }
+
+            return;
+        }
+
         var position = _dataOffset + (first * _itemSize);
         for (var row = 0; row < rows;)
         {
@@ -245,11 +257,17 @@ internal sealed class NpyIds : IRoutingTrace
             var bytes = ReadChunk(position, count * TopK);
             for (var r = 0; r < count; r++, row++)
             {
-                var (token, layer) = Math.DivRem(row, Layers);
-                Convert(bytes, r * TopK, destination.Slice(((layer * Tokens) + token) * TopK, TopK));
+                Convert(bytes, r * TopK, destination.Slice(Place(row), TopK));
             }
 
             position += (long)count * TopK * _itemSize;
+        }
+
+        // Where row (token, layer) of the file goes in [layers, tokens, k].
+        int Place(int row)
+        {
+            var (token, layer) = Math.DivRem(row, Layers);
+            return ((layer * Tokens) + token) * TopK;
         }
     }
 
@@ -317,8 +335,15 @@ internal sealed class NpyIds : IRoutingTrace
 
     public void Dispose() => _bytes.Dispose();
 
+    /// <summary>Reads <paramref name="count"/> ids from byte <paramref name="position"/>, at most a chunk's worth.</summary>
     private ReadOnlySpan<byte> ReadChunk(long position, int count)
     {
+        // Counts come from the file's shape: one past a chunk is a reader's bug, refused before its byte count can overflow.
+        if (count > ChunkBytes / _itemSize)
+        {
+            throw new InvalidOperationException($"A read of {count:N0} ids of {_itemSize} bytes, more than a chunk of {ChunkBytes:N0} bytes.");
+        }
+
         var bytes = count * _itemSize;
         if (t_chunk is null || t_chunk.Length < bytes)
         {

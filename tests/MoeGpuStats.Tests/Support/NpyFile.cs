@@ -8,14 +8,20 @@ internal static class NpyFile
     /// <summary>Writes a version-1 .npy file as np.save does (header padded to 64 bytes).</summary>
     internal static string Write(string path, string descr, string shape, byte[] data, bool fortran = false)
     {
-        var header = $"{{'descr': '{descr}', 'fortran_order': {(fortran ? "True" : "False")}, 'shape': ({shape}), }}";
-        header += new string(' ', (64 - (10 + header.Length + 1) % 64) % 64) + "\n";
         using var file = File.Create(path);
-        file.Write([0x93, .. "NUMPY"u8, 1, 0]);
-        file.Write(BitConverter.GetBytes((ushort)header.Length));
-        file.Write(Encoding.Latin1.GetBytes(header));
+        WriteHeader(file, descr, shape, fortran);
         file.Write(data);
         return path;
+    }
+
+    /// <summary>Writes the preamble and header of a version-1 .npy array to <paramref name="stream"/>, for data written after it in pieces.</summary>
+    internal static void WriteHeader(Stream stream, string descr, string shape, bool fortran = false)
+    {
+        var header = $"{{'descr': '{descr}', 'fortran_order': {(fortran ? "True" : "False")}, 'shape': ({shape}), }}";
+        header += new string(' ', (64 - (10 + header.Length + 1) % 64) % 64) + "\n";
+        stream.Write([0x93, .. "NUMPY"u8, 1, 0]);
+        stream.Write(BitConverter.GetBytes((ushort)header.Length));
+        stream.Write(Encoding.Latin1.GetBytes(header));
     }
 
     /// <summary>Writes <paramref name="ids"/> as int32 of shape <paramref name="shape"/> to <paramref name="name"/> in <paramref name="folder"/>; returns its path.</summary>

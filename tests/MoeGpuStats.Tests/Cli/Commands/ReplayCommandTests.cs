@@ -692,6 +692,26 @@ public sealed partial class ReplayCommandTests : IDisposable
     }
 
     /// <summary>
+    /// Only an expert (an id in [0, E)) named twice by one token counts as repeated: padding (-1), other negative ids
+    /// and ids at or past E repeat without it, and tokens that share experts with the token before them repeat nothing.
+    /// </summary>
+    [Fact]
+    public void OnlyAnExpertNamedTwiceByOneTokenCountsAsRepeated()
+    {
+        int[] ids =
+        [
+            5, 5, 0, 1, -1, -1, 2, 3, 0, 1, 2, 3, 3, 2, 1, 0,
+            -7, -7, 4, 4, 1, -1, 1, 2, 2, 3, 2, -1, 0, 1, 2, 3,
+        ];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "repeats.npy"), "<i4", "2, 4, 4", [.. ids.SelectMany(BitConverter.GetBytes)]);
+
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("warning: 2 tokens (the first in step 1) name one expert twice among their 4 ids, which a top-k router never does: is the file shaped [steps,tokens,k] (--layout)?", error);
+    }
+
+    /// <summary>
     /// A pipe where replay reads a file by position is one line asking for a file, not an unexpected
     /// error, and is refused before it is opened: opening a pipe without a writer would wait for one.
     /// </summary>

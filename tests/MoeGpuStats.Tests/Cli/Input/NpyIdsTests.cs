@@ -240,6 +240,53 @@ public sealed partial class NpyIdsTests : IDisposable
         Assert.Equal([0, 11, -1, 13], tail);
     }
 
+    /// <summary>
+    /// Tokens-first rows of k ids each longer than the reader's 1 MiB chunk (1.5 MiB: a chunk and a half) are read
+    /// in pieces into their places, for the second step as for the first, and no chunk as large as a row is
+    /// allocated: such a chunk took as many bytes as the row, and a row of 2^28 int64 ids overflowed its byte count.
+    /// </summary>
+    [Theory]
+    [InlineData("<i4", 4)]
+    [InlineData("<i8", 8)]
+    public async Task RowsLongerThanAChunkAreReadInPiecesIntoTheirPlaces(string descr, int itemSize)
+    {
+        const int steps = 2, tokens = 2, layers = 2, rowBytes = 3 << 19;
+        var topK = rowBytes / itemSize;
+        var values = Enumerable.Range(0, steps * tokens * layers * topK);
+        var path = Write(
+            Path.Combine(_folder.FullName, "rows.npy"), descr, $"{steps}, {tokens}, {layers}, {topK}",
+            itemSize == 4 ? [.. values.SelectMany(BitConverter.GetBytes)] : [.. values.SelectMany(value => BitConverter.GetBytes((long)value))]);
+        using var npy = NpyIds.Open(path, IdLayout.StepsTokensLayersK);
+        var step = new int[npy.IdsPerStep];
+
+        // On a thread of its own, whose chunk buffer no other read has grown: the read allocates the chunk, and only the chunk.
+        var allocated = await Task.Factory.StartNew(
+            () =>
+            {
+                var before = GC.GetAllocatedBytesForCurrentThread();
+                npy.ReadStep(0, step);
+                return GC.GetAllocatedBytesForCurrentThread() - before;
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+        Assert.True(allocated < rowBytes, $"{allocated:N0} bytes allocated to read rows of {rowBytes:N0} bytes");
+
+        for (var s = 0; s < steps; s++)
+        {
+            npy.ReadStep(s, step);
+            for (var token = 0; token < tokens; token++)
+            {
+                for (var layer = 0; layer < layers; layer++)
+                {
+                    var row = step.AsSpan(((layer * tokens) + token) * topK, topK);
+                    var first = ((((s * tokens) + token) * layers) + layer) * topK;
+                    Assert.True(row.SequenceEqual(Enumerable.Range(first, topK).ToArray()), $"step {s}, token {token}, layer {layer} holds other ids");
+                }
+            }
+        }
+    }
+
     /// <summary>A step larger than the reader's 1 MiB chunk: rows that straddle chunks land in their places.</summary>
     [Fact]
     public void TheReorderIsExactAcrossReadChunks()

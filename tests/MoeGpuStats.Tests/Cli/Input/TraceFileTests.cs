@@ -421,6 +421,38 @@ public sealed class TraceFileTests : IDisposable
     }
 
     /// <summary>
+    /// A deflated member in a tokens-first layout whose one row holds k = 2^21 int64 ids (16 MiB, 16 KB deflated) is
+    /// read in pieces of the reader's chunk, not in a chunk of the row's size: with k = 2^27 that chunk took a GiB
+    /// beyond the step's ids, and with k = 2^28 its byte count overflowed (an unexpected error).
+    /// </summary>
+    [Fact]
+    public void ADeflatedRowLongerThanAChunkIsReadInPieces()
+    {
+        const int TopK = 1 << 21;
+        var path = Path.Combine(_folder.FullName, "wide.npz");
+        using (var archive = ZipFile.Open(path, ZipArchiveMode.Create))
+        using (var member = archive.CreateEntry("arr_0.npy", CompressionLevel.Optimal).Open())
+        {
+            NpyFile.WriteHeader(member, "<i8", $"1, 1, 1, {TopK}");
+            var zeros = new byte[1 << 16];
+            for (var written = 0L; written < TopK * 8L; written += zeros.Length)
+            {
+                member.Write(zeros);
+            }
+        }
+
+        using var trace = TraceFile.Open(path, IdLayout.StepsTokensLayersK, null);
+        var step = new int[TopK];
+        Array.Fill(step, -1);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Equal(1, trace.ReadStep(0, step));
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(-1, step.AsSpan().IndexOfAnyExcept(0));
+        Assert.True(allocated < 4 << 20, $"{allocated:N0} bytes allocated to read a row of {TopK * 8L:N0} bytes");
+    }
+
+    /// <summary>
     /// A JSON-lines step is read from its line's text, value by value: reading a line of 2^18 tokens again
     /// allocates a small part of its length (a name for each token's messages took 5.8 times the line), and its
     /// ids are the ones written. The parsed document this replaced rented its rows (12 bytes a value) from a
