@@ -39,6 +39,9 @@ internal static class SnapshotFile
                 throw new JsonException($"Routing statistics must be a JSON object, not {Serialization.JsonKinds.Phrase(root.ValueKind)}.");
             }
 
+            // Bounded before the lookups below, which scan the fields.
+            Serialization.SnapshotFields.RefuseUnbounded(root, "");
+
             if (root.TryGetProperty("physical_to_logical", out _))
             {
                 throw new InvalidDataException($"{path}: an expert placement, as plan --json writes it, not a snapshot; plan reads it with --current (the placement serving now).");

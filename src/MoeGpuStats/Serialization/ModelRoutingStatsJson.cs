@@ -86,7 +86,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException(Invariant($"Model routing statistics must be a JSON object, not {JsonKinds.Phrase(root.ValueKind)}."));
         }
 
-        RoutingStatsJson.RefuseRepeatedFields(root, "");
+        SnapshotFields.RefuseRepeated(root, "");
         RoutingStatsJson.RefuseLayerAndModel(root);
 
         var layers = Array(root, "layers");
@@ -199,14 +199,19 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
     /// </summary>
     private static RoutingStats Layer(JsonElement layer, int l, ModelRoutingStatsOptions model)
     {
-        // The model's merge is written once, beside its steps: a layer's own would be read and lost.
-        if (layer.ValueKind == JsonValueKind.Object && layer.TryGetProperty("merged_parts", out _))
-        {
-            throw new JsonException(Invariant($"layers[{l}] holds merged_parts, which is the model's field (beside steps), not a layer's."));
-        }
-
         try
         {
+            // The model's merge is written once, beside its steps: a layer's own would be read and lost. The layer's
+            // fields are bounded before it is looked for, as before every lookup.
+            if (layer.ValueKind == JsonValueKind.Object)
+            {
+                SnapshotFields.RefuseUnbounded(layer, "");
+                if (layer.TryGetProperty("merged_parts", out _))
+                {
+                    throw new JsonException(Invariant($"layers[{l}] holds merged_parts, which is the model's field (beside steps), not a layer's."));
+                }
+            }
+
             return RoutingStatsJson.FromElement(layer, settings => CheckLayerOptions(settings, model, l));
         }
         catch (JsonException exception) when (!exception.Message.StartsWith(Invariant($"layers[{l}]"), StringComparison.Ordinal))

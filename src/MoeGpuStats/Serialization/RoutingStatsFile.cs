@@ -161,6 +161,12 @@ public static class RoutingStatsFile
         {
             using var document = Parse(stream, path);
             var root = document.RootElement;
+            // Bounded before the lookups that tell a model from a layer, which scan the fields.
+            if (root.ValueKind == JsonValueKind.Object)
+            {
+                SnapshotFields.RefuseUnbounded(root, "");
+            }
+
             if (model && IsLayer(root))
             {
                 throw new InvalidDataException(Invariant($"{path}: one layer's snapshot, not a model's; read it with RoutingStatsFile.Load."));

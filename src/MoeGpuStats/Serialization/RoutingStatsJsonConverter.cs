@@ -12,7 +12,8 @@ namespace MoeGpuStats.Serialization;
 /// Reads and writes <see cref="RoutingStats"/> in the shape of the seed's serde derive: snake_case
 /// names, <c>routing_latency_stats</c> and <c>capacity_stats</c> nested, non-finite floats as
 /// <c>null</c> (a <c>null</c> minimum latency is +infinity: no measurement yet). Fields the seed lacks
-/// are written only when they carry information, and unknown fields are skipped, as serde does.
+/// are written only when they carry information, and unknown fields are skipped, as serde does (up to
+/// <see cref="SnapshotFields.MaxFields"/> fields an object, which serde does not bound).
 /// A deserialized object is on the managed engine and continues exactly where the written one stopped.
 /// </summary>
 internal sealed class RoutingStatsJsonConverter : JsonConverter<RoutingStats>
@@ -148,12 +149,12 @@ internal static class RoutingStatsJson
             throw new JsonException(Invariant($"Routing statistics must be a JSON object, not {JsonKinds.Phrase(root.ValueKind)}."));
         }
 
-        RefuseRepeatedFields(root, "");
+        SnapshotFields.RefuseRepeated(root, "");
         RefuseLayerAndModel(root);
         var latencyElement = RequiredObject(root, "routing_latency_stats");
         var capacityElement = RequiredObject(root, "capacity_stats");
-        RefuseRepeatedFields(latencyElement, "routing_latency_stats.");
-        RefuseRepeatedFields(capacityElement, "capacity_stats.");
+        SnapshotFields.RefuseRepeated(latencyElement, "routing_latency_stats.");
+        SnapshotFields.RefuseRepeated(capacityElement, "capacity_stats.");
         var options = ReadOptions(root, capacityElement);
         checkOptions?.Invoke(options);
         var state = ReadState(root, capacityElement, options);
@@ -540,40 +541,6 @@ internal static class RoutingStatsJson
         return new JsonException(Invariant($"{string.Format(CultureInfo.InvariantCulture, subject, message[prefix.Length..end])}{message[end..]}"), exception);
     }
 
-    /// <summary>
-    /// Refuses a field given twice in the object <paramref name="element"/>: the reader would take one
-    /// of them without a word and the seed's serde refuses the file, so two readers would see two states.
-    /// </summary>
-    internal static void RefuseRepeatedFields(JsonElement element, string prefix)
-    {
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var property in element.EnumerateObject())
-        {
-            if (!seen.Add(NameOf(property, prefix)))
-            {
-                // Escaped as JSON escapes it, so that a name with a line break keeps the message one line.
-                var name = JsonEncodedText.Encode(property.Name.Length > 40 ? property.Name[..40] + "..." : property.Name, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
-                throw new JsonException(Invariant($"The field '{prefix}{name}' is given twice; a snapshot gives each field once."));
-            }
-        }
-    }
-
-    /// <summary>
-    /// The field's name; refused where it is not text: the parser leaves a name's UTF-8 (and an escaped half of a
-    /// surrogate pair) unchecked until it is read, which fails with no word of JSON or of where.
-    /// </summary>
-    private static string NameOf(JsonProperty property, string prefix)
-    {
-        try
-        {
-            return property.Name;
-        }
-        catch (InvalidOperationException)
-        {
-            throw new JsonException(Invariant($"A field name{(prefix.Length > 0 ? $" in '{prefix.TrimEnd('.')}'" : "")} is not text (invalid UTF-8, or half of a surrogate pair escaped); a snapshot is UTF-8 JSON."));
-        }
-    }
-
     private static JsonElement Required(JsonElement parent, string name) =>
         parent.TryGetProperty(name, out var value) ? value : throw new JsonException(Invariant($"The field '{name}' is missing."));
 
@@ -584,12 +551,12 @@ internal static class RoutingStatsJson
     public static int ReadMergedParts(JsonElement root) =>
         !root.TryGetProperty("merged_parts", out var value) || value.ValueKind == JsonValueKind.Null ? 1
         : value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var parts) && parts is >= 1 and <= RoutingStats.MaxMergedParts ? (int)parts
-        : throw new JsonException(Invariant($"The field 'merged_parts' is {value.GetRawText()}; it must be a whole number from 1 to {RoutingStats.MaxMergedParts:N0} (the recordings a merge combines)."));
+        : throw new JsonException(Invariant($"The field 'merged_parts' is {JsonShown.Value(value)}; it must be a whole number from 1 to {RoutingStats.MaxMergedParts:N0} (the recordings a merge combines)."));
 
     private static int? OptionalInt(JsonElement parent, string name) =>
         !parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null ? null
         : value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var number) ? number
-        : throw new JsonException(Invariant($"The field '{name}' is {value.GetRawText()}; it must be a whole number."));
+        : throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(value)}; it must be a whole number."));
 
     private static ulong CountField(JsonElement parent, string name) => CountValue(Required(parent, name), name);
 
@@ -601,7 +568,7 @@ internal static class RoutingStatsJson
     {
         if (element.ValueKind != JsonValueKind.Number || !element.TryGetUInt64(out var count))
         {
-            throw new JsonException(Invariant($"The field '{shownAs}' is {Shown(element)}; a count is a whole number from 0 to {MaxCount:N0}."));
+            throw new JsonException(Invariant($"The field '{shownAs}' is {JsonShown.Value(element)}; a count is a whole number from 0 to {MaxCount:N0}."));
         }
 
         return count <= MaxCount ? count : throw new JsonException(Invariant($"The field '{shownAs}' is {count}; a count is at most {MaxCount:N0}."));
@@ -621,13 +588,6 @@ internal static class RoutingStatsJson
             ? [.. element.EnumerateArray().Select((value, i) => CountValue(value, name, i))]
             : throw new JsonException(Invariant($"The field '{name}' must be an array."));
 
-    /// <summary>A value as the file has it, cut short so that a message stays one line.</summary>
-    private static string Shown(JsonElement element)
-    {
-        var text = element.GetRawText();
-        return text.Length > 40 ? text[..40] + "..." : text;
-    }
-
     /// <summary>A float as the file has it: null for NaN or an infinity (the writer's null).</summary>
     private static string Shown<T>(T value)
         where T : IFloatingPointIeee754<T> =>
@@ -637,7 +597,7 @@ internal static class RoutingStatsJson
     {
         JsonValueKind.Null => float.NaN,
         JsonValueKind.Number when element.TryGetSingle(out var value) && float.IsFinite(value) => value,
-        JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {Shown(element)}; beyond a float's range (null stands for NaN).")),
+        JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(element)}; beyond a float's range (null stands for NaN).")),
         _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonKinds.Phrase(element.ValueKind)}.")),
     };
 
@@ -645,7 +605,7 @@ internal static class RoutingStatsJson
     {
         JsonValueKind.Null => nullMeans,
         JsonValueKind.Number when element.TryGetDouble(out var value) && double.IsFinite(value) => value,
-        JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {Shown(element)}; beyond a double's range (null stands for NaN).")),
+        JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(element)}; beyond a double's range (null stands for NaN).")),
         _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonKinds.Phrase(element.ValueKind)}.")),
     };
 

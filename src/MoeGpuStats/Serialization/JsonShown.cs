@@ -1,0 +1,45 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using static System.FormattableString;
+
+namespace MoeGpuStats.Serialization;
+
+/// <summary>
+/// How the snapshot readers show a value of the file in a message: its first characters as written, never the
+/// whole of it. A 200 MB string given as <c>experts</c> was copied whole into its message (2.3 GB, and a line of 200 MB).
+/// </summary>
+internal static class JsonShown
+{
+    /// <summary>The most characters a message shows of a value: enough to recognise it, few enough for one line.</summary>
+    private const int MaxChars = 40;
+
+    /// <summary>
+    /// A string (in its quotes), number or literal as written, cut to <see cref="MaxChars"/>; an array or an object by
+    /// its kind and size, which the parsed document holds without a walk (an indented one spans lines as written).
+    /// </summary>
+    public static string Value(JsonElement element) => element.ValueKind switch
+    {
+        JsonValueKind.Array => Invariant($"an array of {Plural.Of(element.GetArrayLength(), "value")}"),
+        JsonValueKind.Object => Invariant($"an object of {Plural.Of(element.GetPropertyCount(), "field")}"),
+        _ => Text(JsonMarshal.GetRawUtf8Value(element)),
+    };
+
+    /// <summary>
+    /// UTF-8 as the file has it (a value, a field name), cut to <see cref="MaxChars"/> with "..." where longer. Only the
+    /// bytes those characters can take are decoded; JSON escapes every line break in a string, so the text is one line.
+    /// </summary>
+    public static string Text(ReadOnlySpan<byte> utf8)
+    {
+        // A UTF-16 character takes at most 3 bytes of UTF-8 (a surrogate pair 4 for two), and a byte that is not UTF-8
+        // decodes to one: a value longer than these bytes decodes to more than MaxChars.
+        var text = Encoding.UTF8.GetString(utf8[..Math.Min(utf8.Length, (MaxChars + 1) * 3)]);
+        if (text.Length <= MaxChars)
+        {
+            return text;
+        }
+
+        var cut = char.IsHighSurrogate(text[MaxChars - 1]) ? MaxChars - 1 : MaxChars;
+        return text[..cut] + "...";
+    }
+}
