@@ -33,7 +33,7 @@ internal sealed class MetricsEndpoint : IDisposable
 
     /// <summary>
     /// Scrapes answered at once; each holds its body (megabytes for a large model's per-expert series) until a slow
-    /// scraper has read it: 200 slow scrapes held 700 MB. An HA pair of Prometheus servers and a few people's curls
+    /// scraper has read it, so this bounds the memory they hold. An HA pair of Prometheus servers and a few people's curls
     /// stay far under it (an answer leaves the count just after its scraper has it, so a busy scraper may briefly count
     /// twice); more are told to retry.
     /// </summary>
@@ -55,6 +55,9 @@ internal sealed class MetricsEndpoint : IDisposable
     // during shutdown gets a 503 (the target is down) rather than an empty 200, which Prometheus would
     // take for every series gone.
     private readonly ConcurrentDictionary<Task, bool> _answers = new();
+
+    // Scrapes told the endpoint is busy: not counted against the most answered at once, but drained alike.
+    private readonly ConcurrentDictionary<Task, bool> _busyAnswers = new();
     private IDisposable? _metrics;
     private Task? _serving;
     private int _disposed;
@@ -142,9 +145,9 @@ internal sealed class MetricsEndpoint : IDisposable
         // until none is left. A scrape accepted in the moment between the last look and Stop can still
         // get the empty answer.
         var draining = System.Diagnostics.Stopwatch.StartNew();
-        for (var left = AnswersDrainTimeout; !_answers.IsEmpty && left > TimeSpan.Zero; left = AnswersDrainTimeout - draining.Elapsed)
+        for (var left = AnswersDrainTimeout; !(_answers.IsEmpty && _busyAnswers.IsEmpty) && left > TimeSpan.Zero; left = AnswersDrainTimeout - draining.Elapsed)
         {
-            Task.WaitAll([.. _answers.Keys], left);
+            Task.WaitAll([.. _answers.Keys, .. _busyAnswers.Keys], left);
         }
 
         if (_http.IsListening)
@@ -193,16 +196,12 @@ internal sealed class MetricsEndpoint : IDisposable
                 return;
             }
 
-            if (_answers.Count >= MaxAnswersInFlight)
-            {
-                _ = Task.Run(() => AnswerBusyAsync(context.Response));
-                continue;
-            }
-
             // A slow scraper must not hold up the next one.
-            var answer = Task.Run(() => AnswerAsync(context));
-            _answers.TryAdd(answer, true);
-            _ = answer.ContinueWith(done => _answers.TryRemove(done, out _), TaskScheduler.Default);
+            var busy = _answers.Count >= MaxAnswersInFlight;
+            var answers = busy ? _busyAnswers : _answers;
+            var answer = Task.Run(() => busy ? AnswerBusyAsync(context) : AnswerAsync(context));
+            answers.TryAdd(answer, true);
+            _ = answer.ContinueWith(done => answers.TryRemove(done, out _), TaskScheduler.Default);
         }
     }
 
@@ -249,6 +248,7 @@ internal sealed class MetricsEndpoint : IDisposable
     private async Task AnswerAsync(HttpListenerContext context)
     {
         var response = context.Response;
+        var head = IsHead(context);
         var answering = false;
         try
         {
@@ -259,9 +259,6 @@ internal sealed class MetricsEndpoint : IDisposable
                 return;
             }
 
-            // HEAD answers GET's headers without the body: body bytes after a HEAD answer are read by a
-            // keep-alive client as the start of its next response.
-            var head = context.Request.HttpMethod == "HEAD";
             if (!head && context.Request.HttpMethod != "GET")
             {
                 response.StatusCode = 405;
@@ -303,11 +300,11 @@ internal sealed class MetricsEndpoint : IDisposable
         }
         catch (OperationCanceledException) when (!answering)
         {
-            await AnswerUnavailableAsync(response, "the metrics endpoint is stopping").ConfigureAwait(false);
+            await AnswerUnavailableAsync(response, head, "the metrics endpoint is stopping").ConfigureAwait(false);
         }
         catch (Exception exception) when (!answering && exception is not HttpListenerException and not ObjectDisposedException)
         {
-            await AnswerUnavailableAsync(response, $"collection failed: {exception.Message}").ConfigureAwait(false);
+            await AnswerUnavailableAsync(response, head, $"collection failed: {exception.Message}").ConfigureAwait(false);
         }
         catch (Exception)
         {
@@ -326,12 +323,17 @@ internal sealed class MetricsEndpoint : IDisposable
     }
 
     /// <summary>Answers a scrape beyond <see cref="MaxAnswersInFlight"/>: 503 with Retry-After, nothing collected.</summary>
-    private static async Task AnswerBusyAsync(HttpListenerResponse response)
+    private static async Task AnswerBusyAsync(HttpListenerContext context)
     {
+        var response = context.Response;
         try
         {
             response.AddHeader("Retry-After", "1");
-            await AnswerUnavailableAsync(response, $"busy: {MaxAnswersInFlight} scrapes are being answered, the most at once; retry").ConfigureAwait(false);
+            await AnswerUnavailableAsync(response, IsHead(context), $"busy: {MaxAnswersInFlight} scrapes are being answered, the most at once; retry").ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The scraper went away or the endpoint stopped: nothing to answer.
         }
         finally
         {
@@ -345,7 +347,13 @@ internal sealed class MetricsEndpoint : IDisposable
         }
     }
 
-    private static async Task AnswerUnavailableAsync(HttpListenerResponse response, string reason)
+    /// <summary>
+    /// Whether the scrape is a HEAD request, answered with GET's headers and no body: body bytes after a HEAD answer
+    /// are read by a keep-alive client as the start of its next response.
+    /// </summary>
+    private static bool IsHead(HttpListenerContext context) => context.Request.HttpMethod == "HEAD";
+
+    private static async Task AnswerUnavailableAsync(HttpListenerResponse response, bool head, string reason)
     {
         try
         {
@@ -353,7 +361,10 @@ internal sealed class MetricsEndpoint : IDisposable
             response.StatusCode = 503;
             response.ContentType = "text/plain; charset=utf-8";
             response.ContentLength64 = message.Length;
-            await response.OutputStream.WriteAsync(message, CancellationToken.None).ConfigureAwait(false);
+            if (!head)
+            {
+                await response.OutputStream.WriteAsync(message, CancellationToken.None).ConfigureAwait(false);
+            }
         }
         catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException or IOException)
         {

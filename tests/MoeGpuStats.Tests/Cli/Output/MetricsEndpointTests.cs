@@ -189,8 +189,8 @@ public sealed class MetricsEndpointTests
     }
 
     /// <summary>
-    /// Scrapes past the most answered at once are told to retry without a collection: each answer holds its body until
-    /// its scraper reads it, and 200 slow scrapers held 700 MB. Once those in flight are answered, the next is served.
+    /// Scrapes past the most answered at once are told to retry without a collection (a HEAD without a body): each
+    /// answer holds its body until its scraper reads it. Once those in flight are answered, the next is served.
     /// </summary>
     [Fact]
     public async Task ScrapesPastTheMostAnsweredAtOnceAreToldToRetry()
@@ -219,6 +219,13 @@ public sealed class MetricsEndpointTests
             Assert.Equal(HttpStatusCode.ServiceUnavailable, busy.StatusCode);
             Assert.Equal("1", busy.Headers.RetryAfter?.Delta?.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
             Assert.Equal($"busy: {MetricsEndpoint.MaxAnswersInFlight} scrapes are being answered, the most at once; retry\n", await busy.Content.ReadAsStringAsync(cancel));
+        }
+
+        // HEAD gets the headers alone: a body after them would be read as the start of the next response.
+        using (var head = await http.SendAsync(new HttpRequestMessage(HttpMethod.Head, $"http://127.0.0.1:{port}/metrics"), patience.Token))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, head.StatusCode);
+            Assert.Empty(await head.Content.ReadAsByteArrayAsync(cancel));
         }
 
         endpoint.CollectionGate.Release();
