@@ -86,6 +86,23 @@ internal sealed partial class NpzIds : IRoutingTrace
     {
         var holds = given ?? NpzMembers.Steps;
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1 << 16);
+        ZipDirectory? directory;
+        try
+        {
+            directory = ZipDirectory.Read(file);
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+
+        if (LargeDirectory(path, directory, holds) is { } large)
+        {
+            file.Dispose();
+            throw new InvalidDataException(large);
+        }
+
         ZipArchive archive;
         IReadOnlyList<ZipArchiveEntry> entries;
         try
@@ -110,9 +127,9 @@ internal sealed partial class NpzIds : IRoutingTrace
                 throw new InvalidDataException($"{path}: the archive holds no arrays; nothing to replay.");
             }
 
-            if (holds == NpzMembers.Layers && entries.Count > ModelRoutingStatsOptions.MaxLayers)
+            if (LargeDirectory(path, new ZipDirectory((ulong)entries.Count, 0), holds) is { } listed)
             {
-                throw new InvalidDataException($"{path}: {entries.Count:N0} members, one per layer (--members layers); a model holds at most {ModelRoutingStatsOptions.MaxLayers:N0} layers.");
+                throw new InvalidDataException(listed);
             }
 
             var compressed = 0L;
@@ -242,6 +259,29 @@ internal sealed partial class NpzIds : IRoutingTrace
 
     /// <summary>A member's key as a line shows it: an archive may name a member with a line break or a terminal's escape.</summary>
     private static string ShownKey(ZipArchiveEntry entry) => ErrorText.OneLine(KeyOf(entry));
+
+    /// <summary>
+    /// The most members an archive of forward passes may list: a member per step of a long run is 100,000s, and the
+    /// archive reader keeps an object of about 1 KB a member for the whole replay.
+    /// </summary>
+    internal const int MaxMembers = 1 << 18;
+
+    /// <summary>The longest directory read, in bytes: <see cref="MaxMembers"/> members with names of a hundred bytes or more.</summary>
+    private const long MaxDirectoryBytes = 64L << 20;
+
+    /// <summary>Why replay does not read a directory that lists more members than it reads, or takes more bytes; null where it reads it.</summary>
+    private static string? LargeDirectory(string path, ZipDirectory? directory, NpzMembers holds)
+    {
+        var most = holds == NpzMembers.Layers ? ModelRoutingStatsOptions.MaxLayers : MaxMembers;
+        return directory switch
+        {
+            { } listed when listed.Members > (ulong)most => holds == NpzMembers.Layers
+                ? $"{path}: {listed.Members:N0} members, one per layer (--members layers); a model holds at most {ModelRoutingStatsOptions.MaxLayers:N0} layers."
+                : $"{path}: the archive's directory lists {listed.Members:N0} members; replay reads at most {MaxMembers:N0} (save the trace in fewer, larger arrays).",
+            { } sized when sized.Bytes > MaxDirectoryBytes => $"{path}: the archive's directory takes {sized.Bytes:N0} bytes; replay reads one of at most {MaxDirectoryBytes:N0} (its members' names and fields).",
+            _ => null,
+        };
+    }
 
     /// <summary>Refuses a length the archive's directory claims that the archive cannot hold, before the member's header is trusted with it.</summary>
     private static void CheckClaimedLength(ZipArchiveEntry entry, string name, long archiveLength)

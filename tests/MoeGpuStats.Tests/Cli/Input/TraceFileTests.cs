@@ -61,6 +61,59 @@ public sealed class TraceFileTests : IDisposable
     }
 
     /// <summary>
+    /// An archive whose end record lists more members than replay reads, or a larger directory, is refused from that
+    /// record, before the archive reader builds an object a member (4,500,000 members listed took 1.6 GB and 9 s to be
+    /// refused). Here the end record is all the file holds: nothing else is read.
+    /// </summary>
+    [Theory]
+    [InlineData(NpzIds.MaxMembers + 1L, 1_000L, false, "the archive's directory lists 262,145 members; replay reads at most 262,144 (save the trace in fewer, larger arrays).")]
+    [InlineData(1_025L, 60_000L, true, "1,025 members, one per layer (--members layers); a model holds at most 1,024 layers.")]
+    [InlineData(10L, (64L << 20) + 1, false, "the archive's directory takes 67,108,865 bytes; replay reads one of at most 67,108,864 (its members' names and fields).")]
+    public void ADirectoryListingMoreThanReplayReadsIsRefusedFromItsEndRecord(long members, long bytes, bool layerMembers, string expected)
+    {
+        var archive = Path.Combine(_folder.FullName, "listed.npz");
+        File.WriteAllBytes(archive, EndRecords((ulong)members, (ulong)bytes));
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(archive, null, layerMembers ? NpzMembers.Layers : null).Dispose());
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal($"{archive}: {expected}", refusal.Message);
+        Assert.True(allocated < 1 << 20, $"{allocated:N0} bytes allocated");
+    }
+
+    /// <summary>A zip64 end record, its locator and the end record that points to them, listing <paramref name="members"/> members in <paramref name="bytes"/> bytes.</summary>
+    private static byte[] EndRecords(ulong members, ulong bytes)
+    {
+        using var zip = new MemoryStream();
+        using var write = new BinaryWriter(zip);
+        write.Write(0x06064b50u);
+        write.Write(44UL);
+        write.Write((ushort)45);
+        write.Write((ushort)45);
+        write.Write(0u);
+        write.Write(0u);
+        write.Write(members);
+        write.Write(members);
+        write.Write(bytes);
+        write.Write(0UL);
+        write.Write(0x07064b50u);
+        write.Write(0u);
+        write.Write(0UL);
+        write.Write(1u);
+        write.Write(0x06054b50u);
+        write.Write((ushort)0);
+        write.Write((ushort)0);
+        write.Write(ushort.MaxValue);
+        write.Write(ushort.MaxValue);
+        write.Write(uint.MaxValue);
+        write.Write(uint.MaxValue);
+        write.Write((ushort)0);
+        write.Flush();
+        return zip.ToArray();
+    }
+
+    /// <summary>
     /// A member size the archive's directory claims that no .npy fits in: 0 bytes (below the preamble, which was
     /// read: "the file has -10 after the preamble"), or 2^64 − 1 in a zip64 field, which .NET reads as −1 and which
     /// passed every bound ("-11 after the preamble"). Each is named as what the archive claims.
