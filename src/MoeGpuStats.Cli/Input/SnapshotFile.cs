@@ -52,11 +52,11 @@ internal static class SnapshotFile
                 throw new InvalidDataException($"{path}: a model's report, as --json prints it, not a snapshot; this command reads the file that --save writes (replay --save FILE.json).");
             }
 
-            // The document already read, not the file again: the file is parsed once, and is the one
-            // whose fields told a model from a layer.
+            // The document already read, not the file again, nor a copy of it (as JsonElement.Deserialize makes for a
+            // converter): the file is parsed once, and is the one whose fields told a model from a layer.
             return root.TryGetProperty("layers", out _) || root.TryGetProperty("window_load", out _)
-                ? new Snapshot(null, root.Deserialize<ModelRoutingStats>()!)
-                : new Snapshot(root.Deserialize<RoutingStats>()!, null);
+                ? new Snapshot(null, Serialization.ModelRoutingStatsJsonConverter.FromElement(root))
+                : new Snapshot(Serialization.RoutingStatsJson.FromElement(root), null);
         }
         catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException or InvalidOperationException or FormatException)
         {
