@@ -84,9 +84,12 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
                 slots.Clear();
                 while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
                 {
-                    slots.Add(slots.Count == ExpertPlacement.MaxPhysicalExperts
-                        ? throw new InvalidDataException($"{path}: layer {layers.Count} of physical_to_logical has more than {Counted.Of(ExpertPlacement.MaxPhysicalExperts, "slot")}, the most a plan places.")
-                        : reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var id)
+                    if (slots.Count == ExpertPlacement.MaxPhysicalExperts)
+                    {
+                        throw new InvalidDataException($"{path}: layer {layers.Count} of physical_to_logical has more than {Counted.Of(ExpertPlacement.MaxPhysicalExperts, "slot")}, the most a plan places.");
+                    }
+
+                    slots.Add(reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var id)
                         ? id
                         : throw new InvalidDataException($"{path}: layer {layers.Count}, slot {slots.Count} is {JsonText.RawValue(ref reader, json)}; a slot holds an expert's index."));
                 }

@@ -6,7 +6,7 @@ namespace MoeGpuStats.Cli.Input;
 /// A load matrix written as a JSON array: <c>[[l0e0, l0e1, ...], ...]</c> for <c>[layers, experts]</c>, or a flat
 /// <c>[e0, e1, ...]</c> for one layer. Read token by token in two passes: the first measures the shape without keeping
 /// anything, so that a shape no plan takes is refused before a matrix of its size is allocated; the second fills the
-/// matrix. A document of the same file would hold 12 bytes a value before either check.
+/// matrix. A document of the file would hold 12 bytes a value before either check.
 /// </summary>
 internal static class JsonLoadArray
 {
@@ -51,9 +51,9 @@ internal static class JsonLoadArray
 
     /// <summary>
     /// The matrix's shape, from a pass over the whole document that keeps no value: an array of arrays is
-    /// <c>[rows, row 0's length]</c>, any other array one layer. Refused in the order a reader sees faults: JSON broken
-    /// anywhere (<see cref="JsonException"/>), no loads, a shape no plan takes, a row that is not an array or not as
-    /// long as row 0.
+    /// <c>[rows, row 0's length]</c>, any other array one layer. Refused in this order: JSON broken anywhere
+    /// (<see cref="JsonException"/>), no loads, a shape no plan takes (many rows are most likely a trace of ids, which
+    /// that message names), a row that is not an array or not as long as row 0.
     /// </summary>
     private static (int Layers, int Columns, bool OneLayer) Shape(ReadOnlySpan<byte> json, string path, string column, Action<long, long> checkShape)
     {

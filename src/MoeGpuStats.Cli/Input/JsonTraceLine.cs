@@ -407,7 +407,7 @@ internal readonly struct JsonTraceLine
 
     /// <summary>
     /// The longest string pass id kept as written; a longer one is kept as its SHA-256, so that the ids seen, one
-    /// per pass while the trace is read, cost at most some 200 bytes each (2,000 ids of 200 KB took 1.2 GB).
+    /// per pass while the trace is read, cost at most some 200 bytes each, however long the ids.
     /// </summary>
     private const int MaxPassKeyChars = 64;
 
@@ -424,7 +424,7 @@ internal readonly struct JsonTraceLine
             var written = value.Length - 2;
             if (written > MaxPassIdBytes)
             {
-                throw new InvalidDataException($"{where}: {name} is a string of {written:N0} bytes; a forward pass's id is a whole number or a string of at most {MaxPassIdBytes:N0} bytes as written.");
+                throw new InvalidDataException($"{where}: {name} is a string of {written:N0} bytes ({JsonText.Printable(value)}); a forward pass's id is a whole number or a string of at most {MaxPassIdBytes:N0} bytes as written.");
             }
 
             var reader = new Utf8JsonReader(value);

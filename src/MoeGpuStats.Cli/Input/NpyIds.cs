@@ -234,7 +234,7 @@ internal sealed class NpyIds : IRoutingTrace
     /// <paramref name="destination"/> as <c>[layers, tokens, k]</c>: whole rows of k ids a chunk at a
     /// time, each put in its place, so the reorder needs no second buffer. A row longer than a chunk is
     /// read in pieces straight into its place: k comes from the file, and a chunk that held a whole row
-    /// took as many bytes (a row of 2^28 int64 ids overflowed the chunk's byte count).
+    /// would take as many bytes.
     /// </summary>
     private void ReadTokensFirst(long first, Span<int> destination)
     {

@@ -7,7 +7,7 @@ namespace MoeGpuStats.Serialization;
 
 /// <summary>
 /// How the snapshot readers show a value of the file in a message: its first characters as written, never the
-/// whole of it. A 200 MB string given as <c>experts</c> was copied whole into its message (2.3 GB, and a line of 200 MB).
+/// whole of it: a message holding a long value whole would be as large as the value, and as many lines.
 /// </summary>
 internal static class JsonShown
 {

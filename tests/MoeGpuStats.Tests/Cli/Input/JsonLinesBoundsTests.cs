@@ -67,14 +67,14 @@ public sealed class JsonLinesBoundsTests : IDisposable
         var refusal = Assert.Throws<InvalidDataException>(() => JsonTraceLine.Parse(line, "t.jsonl", 1, 0));
 
         allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
-        Assert.Equal("t.jsonl:1: step is a string of 8,388,608 bytes; a forward pass's id is a whole number or a string of at most 1,024 bytes as written.", refusal.Message);
+        Assert.Equal($"t.jsonl:1: step is a string of 8,388,608 bytes (\"{new string('a', 119)}...); a forward pass's id is a whole number or a string of at most 1,024 bytes as written.", refusal.Message);
         Assert.InRange(allocated, 0, 64 << 10);
     }
 
     /// <summary>The bound is on the bytes as written, escapes counted as written: 1,024 is read, 1,025 refused.</summary>
     [Theory]
     [InlineData(1024, null)]
-    [InlineData(1025, ":2: forward_pass is a string of 1,025 bytes; a forward pass's id is a whole number or a string of at most 1,024 bytes as written.")]
+    [InlineData(1025, ":2: forward_pass is a string of 1,025 bytes (\"bbbbb\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061\\u0061...); a forward pass's id is a whole number or a string of at most 1,024 bytes as written.")]
     public void AStringPassIdIsReadUpTo1024BytesAsWritten(int bytes, string? refusal)
     {
         // An escape is 6 bytes as written and one character unescaped.
