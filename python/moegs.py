@@ -109,15 +109,15 @@ def _path_bytes(path):
     try:
         name = os.fspath(path)
     except TypeError:
-        raise TypeError(f"path must be a str or os.PathLike (got {path!r} of type {type(path).__name__})") from None
+        raise TypeError(f"path must be a str or os.PathLike (got {_shown(path)} of type {type(path).__name__})") from None
     try:
         encoded = name.encode("utf-8") if isinstance(name, str) else name.decode("utf-8").encode("utf-8")
     except UnicodeError:
-        raise ValueError(f"path {path!r} is not UTF-8, which the library names files in") from None
+        raise ValueError(f"path {_shown(path)} is not UTF-8, which the library names files in") from None
     if not encoded:
         raise ValueError("path is empty: give the file to write")
     if b"\0" in encoded:
-        raise ValueError(f"path {path!r} holds a NUL character, which no file name can")
+        raise ValueError(f"path {_shown(path)} holds a NUL character, which no file name can")
     return encoded
 
 
@@ -471,6 +471,12 @@ def _finite(name, value):
     return number
 
 
+def _shown(value):
+    """A caller's value as a message shows it: its repr (which escapes what a terminal acts on), cut to 64 characters."""
+    text = repr(value)
+    return text if len(text) <= 64 else text[:64] + "..."
+
+
 def _accelerator_name(accelerator):
     """The accelerator a handle asks for: "auto" for None; a str without NUL characters."""
     if accelerator is None:
@@ -478,11 +484,11 @@ def _accelerator_name(accelerator):
     if not isinstance(accelerator, str):
         raise TypeError(f"accelerator must be a str (got {type(accelerator).__name__})")
     if "\0" in accelerator:
-        raise ValueError(f"accelerator = {accelerator!r} holds a NUL character")
+        raise ValueError(f"accelerator = {_shown(accelerator)} holds a NUL character")
     try:
         accelerator.encode()
     except UnicodeEncodeError:
-        raise ValueError(f"accelerator = {accelerator!r} is not text the library can read (it holds a lone surrogate)") from None
+        raise ValueError(f"accelerator = {_shown(accelerator)} is not text the library can read (it holds a lone surrogate)") from None
     return accelerator
 
 

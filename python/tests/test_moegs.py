@@ -1016,6 +1016,16 @@ class ModelTests(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "lone surrogate"):
             moegs.MoeModelStats(1, self.EXPERTS, accelerator="\udc80")
 
+    def test_a_long_argument_is_shown_by_its_start(self):
+        """A message echoes an argument cut to 64 characters of its repr, not a megabyte of it."""
+        with self.assertRaises(ValueError) as refused:
+            moegs.MoeModelStats(1, self.EXPERTS, accelerator="\0" + "x" * (1 << 20))
+        self.assertEqual("accelerator = '\\x00" + "x" * 59 + "... holds a NUL character", str(refused.exception))
+        # The library's refusal is cut and escaped too: a bidirectional override would reorder the terminal's line.
+        with self.assertRaises(moegs.MoeGpuStatsError) as refused:
+            moegs.MoeModelStats(1, self.EXPERTS, accelerator="\u202e" + "x" * (1 << 20))
+        self.assertIn('accelerator = "\\u202e' + "x" * 63 + '...": must be one of', str(refused.exception))
+
     @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
     def test_numpy_scalars_and_one_layer_lists_are_read_as_given(self):
         """A NumPy scalar's interface points into a temporary array: the memory must live through the call."""

@@ -67,10 +67,14 @@ internal static class ErrorText
         return message.Trim().TrimEnd('.');
     }
 
-    /// <summary><paramref name="text"/> with its control characters escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>, <c>\x1b</c>), so that a name printed in a message keeps the message on one line.</summary>
+    /// <summary>
+    /// <paramref name="text"/> with its control characters escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>, <c>\x1b</c>), and the
+    /// other characters a terminal acts on (<see cref="UnsafeText"/>: <c>\u202e</c>), so that a name printed in a message
+    /// keeps the message on one line and shows as written.
+    /// </summary>
     public static string OneLine(string text)
     {
-        if (!text.Any(char.IsControl))
+        if (!text.Any(UnsafeText.IsUnsafe))
         {
             return text;
         }
@@ -78,7 +82,7 @@ internal static class ErrorText
         var escaped = new StringBuilder(text.Length + 8);
         foreach (var c in text)
         {
-            if (!char.IsControl(c))
+            if (!UnsafeText.IsUnsafe(c))
             {
                 escaped.Append(c);
                 continue;
@@ -89,7 +93,8 @@ internal static class ErrorText
                 '\n' => @"\n",
                 '\r' => @"\r",
                 '\t' => @"\t",
-                _ => string.Create(CultureInfo.InvariantCulture, $@"\x{(int)c:x2}"),
+                _ when c <= '\u00ff' => string.Create(CultureInfo.InvariantCulture, $@"\x{(int)c:x2}"),
+                _ => string.Create(CultureInfo.InvariantCulture, $@"\u{(int)c:x4}"),
             });
         }
 

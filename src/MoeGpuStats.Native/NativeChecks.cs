@@ -285,25 +285,28 @@ internal static class NativeChecks
     }
 
     /// <summary>
-    /// The caller's text with line breaks and other control characters escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>,
-    /// else <c>\uXXXX</c>), so that a message echoing it stays one line.
+    /// The caller's text, its first 64 characters, with line breaks and other characters a terminal acts on escaped
+    /// (<c>\n</c>, <c>\r</c>, <c>\t</c>, else <c>\uXXXX</c>; <see cref="UnsafeText"/>), so that a message echoing it
+    /// stays one short line, shown as written.
     /// </summary>
     public static string Escaped(string text)
     {
-        if (!text.Any(c => char.IsControl(c) || c is '\u2028' or '\u2029'))
+        const int MostShown = 64;
+        var shown = text.Length > MostShown ? text[..MostShown] + "..." : text;
+        if (!shown.Any(UnsafeText.IsUnsafe))
         {
-            return text;
+            return shown;
         }
 
-        var escaped = new System.Text.StringBuilder(text.Length + 8);
-        foreach (var c in text)
+        var escaped = new System.Text.StringBuilder(shown.Length + 8);
+        foreach (var c in shown)
         {
             escaped.Append(c switch
             {
                 '\n' => "\\n",
                 '\r' => "\\r",
                 '\t' => "\\t",
-                _ when char.IsControl(c) || c is '\u2028' or '\u2029' => $"\\u{(int)c:x4}",
+                _ when UnsafeText.IsUnsafe(c) => $"\\u{(int)c:x4}",
                 _ => c.ToString(),
             });
         }

@@ -256,7 +256,7 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
         {
             for (var i = 0; i < span.Length; i++)
             {
-                span[i] = char.IsControl(source[i]) ? '?' : source[i];
+                span[i] = UnsafeText.IsUnsafe(source[i]) ? '?' : source[i];
             }
         });
     }

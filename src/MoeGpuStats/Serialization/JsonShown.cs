@@ -36,10 +36,17 @@ internal static class JsonShown
         var text = Encoding.UTF8.GetString(utf8[..Math.Min(utf8.Length, (MaxChars + 1) * 3)]);
         if (text.Length <= MaxChars)
         {
-            return text;
+            return Visible(text);
         }
 
         var cut = char.IsHighSurrogate(text[MaxChars - 1]) ? MaxChars - 1 : MaxChars;
-        return text[..cut] + "...";
+        return Visible(text[..cut]) + "...";
     }
+
+    /// <summary>
+    /// <paramref name="text"/> with what a terminal acts on (<see cref="UnsafeText"/>) as <c>\uXXXX</c>: JSON lets a string
+    /// hold U+009B (a terminal's CSI) and the bidirectional overrides unescaped.
+    /// </summary>
+    private static string Visible(string text) =>
+        text.Any(UnsafeText.IsUnsafe) ? string.Concat(text.Select(c => UnsafeText.IsUnsafe(c) ? Invariant($"\\u{(int)c:x4}") : c.ToString())) : text;
 }

@@ -19,6 +19,10 @@ public sealed class ErrorTextTests
         Assert.Equal(@"x\ny.npy: not a NumPy .npy file.", ErrorText.Of(new InvalidDataException("x\ny.npy: not a NumPy .npy file.")));
         Assert.Equal(@"a\r\tb\x1b", ErrorText.OneLine("a\r\tb\u001b"));
         Assert.Equal("plain text", ErrorText.OneLine("plain text"));
+
+        // What a terminal acts on beyond line breaks: CSI (U+009B), and the bidirectional override and isolate that
+        // reorder what follows them on the screen.
+        Assert.Equal(@"a\x9bb\u202ec\u2066d\u2028", ErrorText.OneLine("a\u009bb\u202ec\u2066d\u2028"));
     }
 
     /// <summary>

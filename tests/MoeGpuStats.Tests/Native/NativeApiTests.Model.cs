@@ -279,6 +279,9 @@ public sealed unsafe partial class NativeApiTests
         Refused(Create("tpu", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \"tpu\"");
         Refused(Create(" ", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \" \": must be one of auto");
 
+        // A name is echoed by its first 64 characters, a terminal's controls and bidirectional overrides escaped.
+        Refused(Create("\u202e" + new string('x', 1 << 20), Layers, Experts, 0, 0, -1f, out _), InvalidArgument, $"accelerator = \"\\u202e{new string('x', 63)}...\": must be one of auto");
+
         // The managed engine's ring is one .NET array: the limit is Array.MaxLength, not 2^31 - 1, on every accelerator.
         Refused(Create("managed", 1, 1, 0, Array.MaxLength + 1, -1f, out _), InvalidArgument, $"window = {Array.MaxLength + 1}", $"at most {Array.MaxLength}");
         Refused(Create("cpu", 2, 1, 0, (Array.MaxLength / 2) + 1, -1f, out _), InvalidArgument, $"window = {(Array.MaxLength / 2) + 1}");

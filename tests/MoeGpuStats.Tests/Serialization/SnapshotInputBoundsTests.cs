@@ -120,6 +120,20 @@ public sealed class SnapshotInputBoundsTests : IDisposable
     }
 
     /// <summary>
+    /// A value shown in a message has what a terminal acts on escaped: JSON lets a string hold U+009B (CSI) and the
+    /// bidirectional overrides unescaped, which a message printed them raw.
+    /// </summary>
+    [Fact]
+    public void AValueShownInAMessageHasWhatATerminalActsOnEscaped()
+    {
+        var json = WithField(Layer, "experts", "\"\u009b31m\u202eevil\"");
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json));
+
+        Assert.Equal(@"The field 'experts' is ""\u009b31m\u202eevil""; it must be a whole number.", error.Message);
+    }
+
+    /// <summary>
     /// A field name past 256 bytes as written is refused by its length, before any lookup: a long one was kept as a
     /// string and accepted, and an escaped one was unescaped again by each lookup of a field.
     /// </summary>
