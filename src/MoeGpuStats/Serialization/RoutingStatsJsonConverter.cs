@@ -289,7 +289,8 @@ internal static class RoutingStatsJson
         }
 
         // Every engine, and the seed's record_routing in tokens, counts a batch as exceeding the capacity exactly when it
-        // drops one or more; a merge adds both counts. Named tokens_dropped where the slots are the tokens (a seed's file has no slots_dropped).
+        // drops one or more; a merge adds both counts. Only a call of the seed's public CapacityStats.update breaks this,
+        // and such a state is refused (README). Named tokens_dropped where the slots are the tokens (a seed's file has no slots_dropped).
         if (state.CapacityExceededCount > state.SlotsDropped || (state.SlotsDropped > 0 && state.CapacityExceededCount == 0))
         {
             var dropped = state.SlotsDropped == state.TokensDropped ? "tokens_dropped" : "slots_dropped";
@@ -297,7 +298,7 @@ internal static class RoutingStatsJson
         }
 
         // Each batch adds its experts (at least 1) times the slots per expert, whatever it routed. Only that lower
-        // bound is asked: the seed's CapacityStats.update is public, so a seed's capacity may also grow without a batch.
+        // bound is asked: the capacity of a seed's state that CapacityStats.update grew without a batch still reads.
         var slots = (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert);
         var least = (UInt128)state.TotalRoutings * slots;
         if (state.TotalCapacity % slots != 0 || state.TotalCapacity < least)
