@@ -80,15 +80,7 @@ public sealed class SnapshotInputBoundsTests : IDisposable
     {
         var json = WithFields(Layer, within, Enumerable.Range(0, unknown).Select(i => $"\"unknown_{i}\":0"));
 
-        if (message is null)
-        {
-            using var read = JsonSerializer.Deserialize<RoutingStats>(json)!;
-            Assert.Equal(1UL, read.TotalRoutings);
-        }
-        else
-        {
-            Assert.Equal(message, Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json)).Message);
-        }
+        ReadsOrRefuses(json, message);
     }
 
     /// <summary>A million unknown fields cost no string of each name: they were read into a set and accepted.</summary>
@@ -160,15 +152,7 @@ public sealed class SnapshotInputBoundsTests : IDisposable
     {
         var json = WithFields(Layer, "", [$"\"{new string('n', bytes)}\":0"]);
 
-        if (message is null)
-        {
-            using var read = JsonSerializer.Deserialize<RoutingStats>(json)!;
-            Assert.Equal(1UL, read.TotalRoutings);
-        }
-        else
-        {
-            Assert.Equal(message, Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json)).Message);
-        }
+        ReadsOrRefuses(json, message);
     }
 
     /// <summary>Names are still compared as text: an escaped name repeats the name it spells.</summary>
@@ -216,6 +200,20 @@ public sealed class SnapshotInputBoundsTests : IDisposable
         Assert.Contains(start, snapshot);
         var at = snapshot.IndexOf(start, StringComparison.Ordinal) + start.Length;
         return Encoding.UTF8.GetBytes(snapshot[..at] + string.Join(',', fields) + "," + snapshot[at..]);
+    }
+
+    /// <summary>Reads <paramref name="json"/>, the one batch of <see cref="Layer"/>, where <paramref name="message"/> is null; else asserts the converter refuses it with that message.</summary>
+    private static void ReadsOrRefuses(byte[] json, string? message)
+    {
+        if (message is null)
+        {
+            using var read = JsonSerializer.Deserialize<RoutingStats>(json)!;
+            Assert.Equal(1UL, read.TotalRoutings);
+        }
+        else
+        {
+            Assert.Equal(message, Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json)).Message);
+        }
     }
 
     /// <summary>The converter's refusal of <paramref name="json"/> and the bytes it allocated, as <see cref="Measured{T}"/>.</summary>
