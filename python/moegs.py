@@ -510,6 +510,19 @@ class _Handle:
         except Exception:
             pass
 
+    def _close(self, lock_name, destroy):
+        """Zeroes the handle and hands it to destroy (which returns a status) under the lock named, once whatever the
+        threads: closes racing one another destroy it once, and a call racing the close is told this object is closed,
+        not of a handle it never saw. An __init__ that raised before the lock existed leaves nothing to close."""
+        lock = getattr(self, lock_name, None)
+        if lock is None:
+            return
+        with lock:
+            handle = self._handle.value
+            if handle:
+                self._handle = ctypes.c_int64(0)
+                self._check(destroy(handle))
+
     def _check(self, status):
         if status != OK:
             if status == INVALID_HANDLE and not self._handle.value:
@@ -605,16 +618,7 @@ class MoeStats(_Handle):
         self._check(self._lib.moegs_reset(self._handle))
 
     def close(self):
-        # An __init__ that raised before the lock existed leaves nothing to close.
-        closing = getattr(self, "_closing", None)
-        if closing is None:
-            return
-        with closing:
-            handle = self._handle.value
-            if handle:
-                # Zeroed first: a call racing the close is told this MoeStats is closed, not of a handle it never saw.
-                self._handle = ctypes.c_int64(0)
-                self._check(self._lib.moegs_destroy(handle))
+        self._close("_closing", lambda handle: self._lib.moegs_destroy(handle))
 
 
 def _summary(out, window, since_start):
@@ -926,16 +930,12 @@ class MoeModelStats(_Handle):
         """Ends the model: later calls raise. Its memory is freed now, or, while arrays from device_arrays() (or
         tensors made from them) still refer to it, when the last of them is collected. A scrape in progress finishes
         first; unregister a ModelMetricsCollector before closing its model, as its next scrape would fail."""
-        # An __init__ that raised before the lock existed leaves nothing to close.
-        lock = getattr(self, "_lock", None)
-        if lock is None:
-            return
-        with lock:
-            handle = self._handle.value
-            if handle:
-                self._handle = ctypes.c_int64(0)
-                self._orphan = handle
-                self._check(self._destroy_if_unexported())
+        self._close("_lock", self._orphaned)
+
+    def _orphaned(self, handle):
+        """Under the lock: the handle close() took, destroyed now or by the release of the last DeviceArray; the status."""
+        self._orphan = handle
+        return self._destroy_if_unexported()
 
     def _release_export(self):
         """A DeviceArray was collected: the last one frees the memory of a model closed before it."""

@@ -36,7 +36,7 @@ internal static class JsonText
     };
 
     /// <summary>The value a token starts, in a phrase with its article ("a number", "an object", "null").</summary>
-    public static string KindPhrase(JsonTokenType token) => Serialization.JsonKinds.Phrase(KindOf(token));
+    public static string KindPhrase(JsonTokenType token) => Serialization.JsonShown.Kind(KindOf(token));
 
     /// <summary>The reader's current value as written, cut to one short line; the reader is left at the value's end.</summary>
     public static string RawValue(ref Utf8JsonReader reader, ReadOnlySpan<byte> json)

@@ -36,7 +36,7 @@ internal static class SnapshotFile
 
             if (root.ValueKind != JsonValueKind.Object)
             {
-                throw new JsonException($"Routing statistics must be a JSON object, not {Serialization.JsonKinds.Phrase(root.ValueKind)}.");
+                throw new JsonException($"Routing statistics must be a JSON object, not {Serialization.JsonShown.Kind(root.ValueKind)}.");
             }
 
             // Bounded before the lookups below, which scan the fields.

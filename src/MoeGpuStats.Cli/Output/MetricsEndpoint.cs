@@ -312,13 +312,7 @@ internal sealed class MetricsEndpoint : IDisposable
         }
         finally
         {
-            try
-            {
-                response.Close();
-            }
-            catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
-            {
-            }
+            Close(response);
         }
     }
 
@@ -337,13 +331,19 @@ internal sealed class MetricsEndpoint : IDisposable
         }
         finally
         {
-            try
-            {
-                response.Close();
-            }
-            catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
-            {
-            }
+            Close(response);
+        }
+    }
+
+    /// <summary>Ends the response; a scraper gone, or the endpoint stopped, leaves nothing to end.</summary>
+    private static void Close(HttpListenerResponse response)
+    {
+        try
+        {
+            response.Close();
+        }
+        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+        {
         }
     }
 

@@ -6,7 +6,7 @@ using static System.FormattableString;
 namespace MoeGpuStats.Serialization;
 
 /// <summary>
-/// How the snapshot readers show a value of the file in a message: its first characters as written, never the
+/// How the readers show a value of the file in a message: its kind, or its first characters as written, never the
 /// whole of it: a message holding a long value whole would be as large as the value, and as many lines.
 /// </summary>
 internal static class JsonShown
@@ -20,9 +20,21 @@ internal static class JsonShown
     /// </summary>
     public static string Value(JsonElement element) => element.ValueKind switch
     {
-        JsonValueKind.Array => Invariant($"an array of {Plural.Of(element.GetArrayLength(), "value")}"),
-        JsonValueKind.Object => Invariant($"an object of {Plural.Of(element.GetPropertyCount(), "field")}"),
+        JsonValueKind.Array => Invariant($"{Kind(JsonValueKind.Array)} of {Plural.Of(element.GetArrayLength(), "value")}"),
+        JsonValueKind.Object => Invariant($"{Kind(JsonValueKind.Object)} of {Plural.Of(element.GetPropertyCount(), "field")}"),
         _ => Text(JsonMarshal.GetRawUtf8Value(element)),
+    };
+
+    /// <summary>A kind of value the reader did not expect, in a phrase with its article ("a number", "an object"); the literals bare ("null", "true").</summary>
+    public static string Kind(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True => "true",
+        JsonValueKind.False => "false",
+        _ => "null",
     };
 
     /// <summary>

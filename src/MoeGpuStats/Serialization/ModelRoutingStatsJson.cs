@@ -83,7 +83,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
-            throw new JsonException(Invariant($"Model routing statistics must be a JSON object, not {JsonKinds.Phrase(root.ValueKind)}."));
+            throw new JsonException(Invariant($"Model routing statistics must be a JSON object, not {JsonShown.Kind(root.ValueKind)}."));
         }
 
         SnapshotFields.RefuseRepeated(root, "");
@@ -274,7 +274,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
     private static JsonElement Array(JsonElement parent, string name)
     {
         var element = Required(parent, name);
-        return element.ValueKind == JsonValueKind.Array ? element : throw new JsonException(Invariant($"The field '{name}' must be an array, not {JsonKinds.Phrase(element.ValueKind)}."));
+        return element.ValueKind == JsonValueKind.Array ? element : throw new JsonException(Invariant($"The field '{name}' must be an array, not {JsonShown.Kind(element.ValueKind)}."));
     }
 
     /// <summary>The field, or null where it is missing or null (the setting's default), as the one-layer reader takes them.</summary>

@@ -146,7 +146,7 @@ internal static class RoutingStatsJson
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
-            throw new JsonException(Invariant($"Routing statistics must be a JSON object, not {JsonKinds.Phrase(root.ValueKind)}."));
+            throw new JsonException(Invariant($"Routing statistics must be a JSON object, not {JsonShown.Kind(root.ValueKind)}."));
         }
 
         SnapshotFields.RefuseRepeated(root, "");
@@ -599,7 +599,7 @@ internal static class RoutingStatsJson
         JsonValueKind.Null => float.NaN,
         JsonValueKind.Number when element.TryGetSingle(out var value) && float.IsFinite(value) => value,
         JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(element)}; beyond a float's range (null stands for NaN).")),
-        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonKinds.Phrase(element.ValueKind)}.")),
+        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonShown.Kind(element.ValueKind)}.")),
     };
 
     private static double ReadDouble(JsonElement element, double nullMeans, string name) => element.ValueKind switch
@@ -607,7 +607,7 @@ internal static class RoutingStatsJson
         JsonValueKind.Null => nullMeans,
         JsonValueKind.Number when element.TryGetDouble(out var value) && double.IsFinite(value) => value,
         JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(element)}; beyond a double's range (null stands for NaN).")),
-        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonKinds.Phrase(element.ValueKind)}.")),
+        _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonShown.Kind(element.ValueKind)}.")),
     };
 
     private static float[] ReadFloats(JsonElement element, string name) =>
