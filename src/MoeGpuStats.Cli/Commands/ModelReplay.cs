@@ -109,7 +109,8 @@ internal sealed class ModelReplay : RecordingRun
                 progress.Report(step + 1);
                 if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
                 {
-                    progress.WriteLine(ModelReport.Periodic(stats.Summary(), times, step + 1, steps, Stopwatch.GetElapsedTime(started)));
+                    using var now = stats.ReadOnlyCopy();
+                    progress.WriteLine(ModelReport.Periodic(now.Summary(), times, step + 1, steps, Stopwatch.GetElapsedTime(started)));
                     lastReport = Stopwatch.GetTimestamp();
                 }
             }
@@ -126,9 +127,12 @@ internal sealed class ModelReplay : RecordingRun
             Console.Error.WriteLine($"interrupted after {done:N0} of {steps:N0} steps: reporting and saving what was recorded.");
         }
 
-        var summary = stats.Summary();
-        var counts = ModelCounts.Of(stats);
-        var ranks = EpSize is { } n ? EpBalance.Of(stats, n) : null;
+        // One copy of the state for every figure and file below: read on the engine, each layer's counts would be a device
+        // read of their own, and the report would grow with the square of the layers on ILGPU's CPU accelerator.
+        using var final = stats.ReadOnlyCopy();
+        var summary = final.Summary();
+        var counts = ModelCounts.Of(final);
+        var ranks = EpSize is { } n ? EpBalance.Of(final, n) : null;
         if (counts.Warning(Options.Experts) is { } invalid)
         {
             Console.Error.WriteLine(invalid);
@@ -145,9 +149,9 @@ internal sealed class ModelReplay : RecordingRun
         }
 
         var written = new OutputFiles(Console)
-            .Add("--window-load", WindowLoad, "window load", full => WindowLoadFile.Save(full, stats.WindowLoad(), Options.Layers, Options.Experts))
-            .Add("--plot", Plot, "plot", full => ModelLoadPlot.Save(stats, timeline!, full))
-            .Add("--save", Save, "snapshot", full => SnapshotFile.Save(stats, full))
+            .Add("--window-load", WindowLoad, "window load", full => WindowLoadFile.Save(full, final.WindowLoad(), Options.Layers, Options.Experts))
+            .Add("--plot", Plot, "plot", full => ModelLoadPlot.Save(final, timeline!, full))
+            .Add("--save", Save, "snapshot", full => SnapshotFile.Save(final, full))
             .WriteAll();
         ServeAfterTheRun(finished: done == steps);
 

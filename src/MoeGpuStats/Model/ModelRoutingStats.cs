@@ -464,6 +464,16 @@ public sealed partial class ModelRoutingStats : IDisposable
     internal ModelState ExportState(bool withRing = true) => Engine.Export(withRing);
 
     /// <summary>
+    /// A managed copy without the window ring, as a snapshot read from JSON: it reads (every read but a
+    /// <see cref="Summary(int)"/> or <see cref="WindowLoad(int)"/> of fewer steps than the window holds) and
+    /// merges, and refuses to record on. One staging and one copy of the state without the ring, where
+    /// <see cref="Snapshot"/> copies the ring as well; reports read it, a layer at a time, without a device
+    /// read per layer and property (on ILGPU's CPU accelerator each is a launch over every layer).
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    internal ModelRoutingStats ReadOnlyCopy() => new(new ManagedModelEngine(Options, Engine.Export(withRing: false))) { MergedParts = MergedParts };
+
+    /// <summary>
     /// One reading of the model for a collection (<see cref="ModelReadRequest"/>; one wait on a device engine):
     /// no step, reset or read from another thread comes between its parts.
     /// </summary>

@@ -249,6 +249,36 @@ public sealed partial class ModelRoutingStatsTests
     }
 
     /// <summary>
+    /// The copy reports read (the CLI's model report): every layer, the window's load, the summaries and the
+    /// JSON equal the model's on every engine, a window that wrapped included; it keeps no ring, so it
+    /// refuses to record on and to sum fewer steps than the window holds, as a model read from JSON.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AReadOnlyCopyReadsAsTheModel(string engine)
+    {
+        using var model = Create(engine, Options);
+        var steps = ModelSteps.Random(Options.Layers, Options.Experts, 2, 9, seed: 13);
+        foreach (var step in steps)
+        {
+            Record(model, step);
+        }
+
+        using var copy = model.ReadOnlyCopy();
+        Assert.Equal("managed", copy.Backend);
+        AssertLayersEqual(copy, ModelSteps.SingleLayers(Options, steps), "in a read-only copy");
+        Assert.Equal(model.WindowLoad(), copy.WindowLoad());
+        int[] ranks = [0, 0, 1, 1, 2, 2, 3, 1, 0, 1, 2, 3, 3, 2, 1, 0];
+        Assert.Equal(JsonSerializer.Serialize(model.Summary()), JsonSerializer.Serialize(copy.Summary()));
+        Assert.Equal(JsonSerializer.Serialize(model.Summary(ranks)), JsonSerializer.Serialize(copy.Summary(ranks)));
+        Assert.Equal(JsonSerializer.Serialize(model), JsonSerializer.Serialize(copy));
+
+        Assert.Throws<InvalidOperationException>(() => Record(copy, steps[0]));
+        Assert.Throws<InvalidOperationException>(() => copy.WindowLoad(recentSteps: 2));
+        AssertLayersEqual(copy, ModelSteps.SingleLayers(Options, steps), "after the refused calls");
+    }
+
+    /// <summary>
     /// A snapshot and a merge of a few steps of a long window copy those steps, not the window's whole ring
     /// (10 steps of 58 × 256 in a window of 20,000 took 9.5 s and 2.3 GB): here 4 steps of a 100,000-step window
     /// allocate a small part of its 150 MB, and each records on as the model does, its whole ring taken then.

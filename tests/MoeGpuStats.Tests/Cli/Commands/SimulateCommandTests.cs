@@ -383,6 +383,35 @@ public sealed class SimulateCommandTests : IDisposable
     }
 
     /// <summary>
+    /// A model's report, snapshot and window load from ILGPU's CPU accelerator are the managed engine's, figure for
+    /// figure and byte for byte (the report reads one copy of the state, not the device layer by layer).
+    /// </summary>
+    [Fact]
+    public void AModelsReportAndFilesAreTheSameOnTheCpuAcceleratorAsOnTheManagedEngine()
+    {
+        string[] outputs = ["snapshot.json", "load.npy"];
+        var reports = new Dictionary<string, string>();
+        foreach (var engine in new[] { "managed", "cpu" })
+        {
+            var files = outputs.Select(name => Path.Combine(_folder.FullName, $"{engine}-{name}")).ToArray();
+            var text = ExternalProgram.Run(
+                DotnetHost(),
+                $"\"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\" simulate --layers 3 --experts 16 --top-k 2 --tokens 40 --steps 9 --window 4 --capacity 6 --ep-size 4 --json --save \"{files[0]}\" --window-load \"{files[1]}\"",
+                out var code,
+                (RoutingStats.AcceleratorVariable, engine));
+            Assert.True(code == ExitCodes.Ok, text);
+
+            // Standard output, the JSON, comes first; standard error from "engine:" on. Times differ by nature.
+            using var report = System.Text.Json.JsonDocument.Parse(text[..text.IndexOf("engine:", StringComparison.Ordinal)]);
+            reports[engine] = string.Join('\n', report.RootElement.EnumerateObject().Where(field => field.Name != "step_time").Select(field => field.ToString()))
+                + string.Concat(files.Select(file => Convert.ToHexString(File.ReadAllBytes(file))));
+        }
+
+        Assert.Contains("ep_ranks", reports["managed"]);
+        Assert.Equal(reports["managed"], reports["cpu"]);
+    }
+
+    /// <summary>
     /// A long run stopped with SIGINT or SIGTERM still reports and saves the batches it recorded; one signal sent twice at
     /// once, as timeout(1) sends it to the process and its group, is one request (a later second signal is InterruptionTests').
     /// </summary>
