@@ -35,6 +35,51 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Contains(FormattableString.Invariant($"      1     n/a   {after[1]:0.000}"), output);
     }
 
+    /// <summary>
+    /// The report's "x2 on 1 GPU" counts the GPUs each replicated expert's slots sit on, as the placement lines above it
+    /// show them: a skewed load whose packing by load puts replicas of one expert together on a GPU, counted here apart.
+    /// </summary>
+    [Fact]
+    public void AReplicatedExpertsGpusAreThoseItsSlotsSitOn()
+    {
+        var random = new Random(5);
+        var loads = new long[3, 16];
+        for (var l = 0; l < 3; l++)
+        {
+            for (var e = 0; e < 16; e++)
+            {
+                loads[l, e] = e < 2 ? 10_000 + random.Next(1_000) : random.Next(1, 50);
+            }
+        }
+
+        var (code, output, error) = Moegs.Run("plan", WriteNpy("skewed.npy", "<i8", loads), "--replicas", "32", "--gpus", "4");
+        Assert.True(code == ExitCodes.Ok, error);
+
+        var lines = output.Split('\n');
+        var checkedExperts = 0;
+        var sharedGpus = 0;
+        for (var l = 0; l < 3; l++)
+        {
+            var at = Array.IndexOf(lines, $"  layer {l}:");
+            var gpus = System.Text.RegularExpressions.Regex.Matches(lines[at + 1], @"\[([^\]]*)\]").Select(match => match.Groups[1].Value.Split(' ').Select(int.Parse).ToArray()).ToArray();
+            Assert.Equal(4, gpus.Length);
+            foreach (var entry in lines[at + 2].Split(':')[1].Split(',', StringSplitOptions.TrimEntries))
+            {
+                var parts = entry.Split(' ');
+                var expert = int.Parse(parts[0]);
+                var replicas = int.Parse(parts[1].TrimStart('x'));
+                var holding = gpus.Count(slots => slots.Contains(expert));
+                Assert.Equal(replicas, gpus.Sum(slots => slots.Count(slot => slot == expert)));
+                Assert.Equal(holding < replicas ? $"{expert} x{replicas} on {holding} GPU{(holding == 1 ? "" : "s")}" : $"{expert} x{replicas}", entry);
+                sharedGpus += holding < replicas ? 1 : 0;
+                checkedExperts++;
+            }
+        }
+
+        Assert.True(checkedExperts >= 6, output);
+        Assert.True(sharedGpus > 0, output);
+    }
+
     [Fact]
     public void JsonGivesPerLayerMapsCountsAndBalancednessAndMatchesTheNpyPlan()
     {
