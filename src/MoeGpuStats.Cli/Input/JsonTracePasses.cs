@@ -23,7 +23,7 @@ internal sealed class JsonTracePasses(string path)
     private readonly int[] _tokens = new int[ModelRoutingStatsOptions.MaxLayers];
     private readonly long[] _lastLine = new long[ModelRoutingStatsOptions.MaxLayers];
     // The first line of each pass id seen; a number is its own key, so that a trace of numbered steps keeps no string per pass.
-    private readonly Dictionary<long, long> _numbersSeen = [];
+    private readonly Dictionary<long, long> _numbersSeen = new(SeededLongComparer.Instance);
     private readonly Dictionary<string, long> _stringsSeen = [];
     private readonly int[] _indexOf = Enumerable.Repeat(-1, ModelRoutingStatsOptions.MaxLayers).ToArray();
     private int[] _layerIds = [];
