@@ -39,6 +39,13 @@ internal sealed class MetricsEndpoint : IDisposable
     /// </summary>
     internal const int MaxAnswersInFlight = 32;
 
+    /// <summary>
+    /// How long a scrape may take from its arrival to the end of its body: a scraper that stops reading would hold its
+    /// answer's place among <see cref="MaxAnswersInFlight"/>, and its connection, for good. Prometheus gives up on a
+    /// scrape after its scrape_timeout (10 s by default).
+    /// </summary>
+    internal static readonly TimeSpan DefaultAnswerTimeout = TimeSpan.FromSeconds(30);
+
     private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
     private readonly IMetricFactory _factory;
     private readonly MeterListener _listener = new();
@@ -48,6 +55,10 @@ internal sealed class MetricsEndpoint : IDisposable
     // One collection at a time: a counter's reset is recognized by a lower total, which two
     // overlapping collections could otherwise serve out of order.
     private readonly SemaphoreSlim _collecting = new(1, 1);
+
+    // The newest collection, which a scrape that arrived before it began takes as its own (it is as new as one of its
+    // own would be): scrapes that wait for the gate together share one collection and one body.
+    private Collection? _latest;
     private readonly HttpListener _http = new();
     private readonly CancellationTokenSource _stopping = new();
 
@@ -125,6 +136,12 @@ internal sealed class MetricsEndpoint : IDisposable
 
     /// <summary>The number of scrapes accepted and not yet answered.</summary>
     internal int AnswersInFlight => _answers.Count;
+
+    /// <summary>How long a scrape may take before it is dropped (<see cref="DefaultAnswerTimeout"/>); tests shorten it.</summary>
+    internal TimeSpan AnswerTimeout { get; set; } = DefaultAnswerTimeout;
+
+    /// <summary>The collections made so far.</summary>
+    internal int Collections { get; private set; }
 
     /// <summary>The gate one collection holds at a time; tests hold it to keep a scrape in flight.</summary>
     internal SemaphoreSlim CollectionGate => _collecting;
@@ -233,23 +250,37 @@ internal sealed class MetricsEndpoint : IDisposable
         return (gzip ?? any ?? 0) > 0;
     }
 
-    private static MemoryStream Gzip(MemoryStream body)
+    /// <summary>The metrics as of a scrape that arrived at <paramref name="arrived"/>: the newest collection if it began since, else a new one.</summary>
+    private async Task<Collection> CollectAsync(long arrived, CancellationToken cancel)
     {
-        var compressed = new MemoryStream();
-        using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest, leaveOpen: true))
+        await _collecting.WaitAsync(cancel).ConfigureAwait(false);
+        try
         {
-            body.Position = 0;
-            body.CopyTo(gzip);
-        }
+            if (_latest is { } latest && latest.Began >= arrived)
+            {
+                return latest;
+            }
 
-        return compressed;
+            var began = System.Diagnostics.Stopwatch.GetTimestamp();
+            using var text = new MemoryStream();
+            await _registry.CollectAndExportAsTextAsync(text, ExpositionFormat.PrometheusText, _stopping.Token).ConfigureAwait(false);
+            Collections++;
+            return _latest = new Collection(began, text.ToArray());
+        }
+        finally
+        {
+            _collecting.Release();
+        }
     }
 
     private async Task AnswerAsync(HttpListenerContext context)
     {
+        var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
         var response = context.Response;
         var head = IsHead(context);
         var answering = false;
+        using var late = new CancellationTokenSource(AnswerTimeout);
+        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, late.Token);
         try
         {
             var path = context.Request.Url?.AbsolutePath.TrimEnd('/');
@@ -266,24 +297,15 @@ internal sealed class MetricsEndpoint : IDisposable
                 return;
             }
 
-            using var body = new MemoryStream();
-            await _collecting.WaitAsync(_stopping.Token).ConfigureAwait(false);
-            try
-            {
-                await _registry.CollectAndExportAsTextAsync(body, ExpositionFormat.PrometheusText, _stopping.Token).ConfigureAwait(false);
-            }
-            finally
-            {
-                _collecting.Release();
-            }
+            var collection = await CollectAsync(arrived, waiting.Token).ConfigureAwait(false);
 
             // Prometheus asks for gzip: a large model's per-expert series are megabytes of text.
-            using var compressed = AcceptsGzip(context.Request.Headers["Accept-Encoding"]) ? Gzip(body) : null;
-            var payload = compressed ?? body;
+            var gzip = AcceptsGzip(context.Request.Headers["Accept-Encoding"]);
+            var payload = gzip ? collection.Gzipped() : collection.Text;
             response.StatusCode = 200;
             response.ContentType = ContentType;
             response.AddHeader("Vary", "Accept-Encoding");
-            if (compressed is not null)
+            if (gzip)
             {
                 response.AddHeader("Content-Encoding", "gzip");
             }
@@ -294,13 +316,19 @@ internal sealed class MetricsEndpoint : IDisposable
                 return;
             }
 
-            payload.Position = 0;
             answering = true;
-            await payload.CopyToAsync(response.OutputStream, _stopping.Token).ConfigureAwait(false);
+            // The listener's writes take no cancellation: past the deadline, the connection is closed under the write.
+            using (late.Token.Register(static state => ((HttpListenerResponse)state!).Abort(), response))
+            {
+                await response.OutputStream.WriteAsync(payload, _stopping.Token).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException) when (!answering)
         {
-            await AnswerUnavailableAsync(response, head, "the metrics endpoint is stopping").ConfigureAwait(false);
+            var reason = _stopping.IsCancellationRequested
+                ? "the metrics endpoint is stopping"
+                : $"timed out: no collection within {AnswerTimeout.TotalSeconds:0.###} s; retry";
+            await AnswerUnavailableAsync(response, head, reason).ConfigureAwait(false);
         }
         catch (Exception exception) when (!answering && exception is not HttpListenerException and not ObjectDisposedException)
         {
@@ -441,6 +469,25 @@ internal sealed class MetricsEndpoint : IDisposable
     }
 
     private sealed record Exported(Collector Collector, string[] LabelNames);
+
+    /// <summary>One collection's text, begun at <paramref name="Began"/> (a <see cref="System.Diagnostics.Stopwatch"/> timestamp), and its gzip, made once when first asked.</summary>
+    private sealed record Collection(long Began, byte[] Text)
+    {
+        private readonly Lazy<byte[]> _gzipped = new(() => Gzip(Text));
+
+        public byte[] Gzipped() => _gzipped.Value;
+
+        private static byte[] Gzip(byte[] text)
+        {
+            using var compressed = new MemoryStream();
+            using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest, leaveOpen: true))
+            {
+                gzip.Write(text);
+            }
+
+            return compressed.ToArray();
+        }
+    }
 
     /// <summary>Creates meters whose <see cref="Meter.Scope"/> is this factory, so the endpoint listens to its own instruments only; disposes them with the endpoint (a factory's meters are the factory's to dispose).</summary>
     private sealed class ScopedMeterFactory : IMeterFactory

@@ -247,6 +247,75 @@ public sealed class MetricsEndpointTests
         Assert.Equal(HttpStatusCode.OK, after.StatusCode);
     }
 
+    /// <summary>
+    /// Scrapes that wait for the collection together take one collection, begun after they all arrived, and the same
+    /// body (gzipped once for those that ask): each would otherwise hold a body of its own.
+    /// </summary>
+    [Fact]
+    public async Task ScrapesWaitingTogetherShareOneCollection()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 1, 3], tokens: 2, topK: 2);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var plain = new HttpClient();
+        using var gzip = new HttpClient(new HttpClientHandler { AutomaticDecompression = DecompressionMethods.GZip });
+
+        await endpoint.CollectionGate.WaitAsync(cancel);
+        var scrapes = Enumerable.Range(0, 6).Select(i => (i % 2 == 0 ? plain : gzip).GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel)).ToArray();
+        var waited = Stopwatch.StartNew();
+        while (endpoint.AnswersInFlight < scrapes.Length)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} scrapes reached the endpoint.");
+            await Task.Delay(10, cancel);
+        }
+
+        // Recorded before the collection begins, so every scrape's body counts it.
+        stats.RecordRouting([2, 2], tokens: 1, topK: 2);
+        var before = endpoint.Collections;
+        endpoint.CollectionGate.Release();
+        var bodies = await Task.WhenAll(scrapes);
+
+        Assert.Equal(before + 1, endpoint.Collections);
+        Assert.Single(bodies.Distinct());
+        Assert.Equal(2, Parse(bodies[0]).Samples["moegpustats_moegs_routings_total"]);
+
+        // A scrape arriving after that collection began gets one of its own.
+        Assert.Equal(2, Parse(await plain.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel)).Samples["moegpustats_moegs_routings_total"]);
+        Assert.Equal(before + 2, endpoint.Collections);
+    }
+
+    /// <summary>A scrape not collected within the answer timeout is told to retry (503) and leaves its place.</summary>
+    [Fact]
+    public async Task AScrapeNotCollectedInTimeIsAnsweredUnavailable()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        endpoint.AnswerTimeout = TimeSpan.FromMilliseconds(500);
+        using var http = new HttpClient();
+
+        await endpoint.CollectionGate.WaitAsync(cancel);
+        using var response = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("timed out: no collection within 0.5 s; retry\n", await response.Content.ReadAsStringAsync(cancel));
+        endpoint.CollectionGate.Release();
+        await AnswersEnd(endpoint, cancel);
+    }
+
+    private static async Task AnswersEnd(MetricsEndpoint endpoint, CancellationToken cancel)
+    {
+        var waited = Stopwatch.StartNew();
+        while (endpoint.AnswersInFlight > 0)
+        {
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} answers never ended.");
+            await Task.Delay(10, cancel);
+        }
+    }
+
     [Fact]
     public async Task ScrapesArrivingWhileTheEndpointWaitsForOneInFlightAreAnsweredUnavailable()
     {
