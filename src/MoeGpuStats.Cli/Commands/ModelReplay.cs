@@ -109,8 +109,7 @@ internal sealed class ModelReplay : RecordingRun
                 progress.Report(step + 1);
                 if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
                 {
-                    using var now = stats.ReadOnlyCopy();
-                    progress.WriteLine(ModelReport.Periodic(now.Summary(), times, step + 1, steps, Stopwatch.GetElapsedTime(started)));
+                    progress.WriteLine(ModelReport.Periodic(stats.Summary(), times, step + 1, steps, Stopwatch.GetElapsedTime(started)));
                     lastReport = Stopwatch.GetTimestamp();
                 }
             }
@@ -128,31 +127,36 @@ internal sealed class ModelReplay : RecordingRun
         }
 
         // One copy of the state for every figure and file below: read on the engine, each layer's counts would be a device
-        // read of their own, and the report would grow with the square of the layers on ILGPU's CPU accelerator.
-        using var final = stats.ReadOnlyCopy();
-        var summary = final.Summary();
-        var counts = ModelCounts.Of(final);
-        var ranks = EpSize is { } n ? EpBalance.Of(final, n) : null;
-        if (counts.Warning(Options.Experts) is { } invalid)
+        // read of their own, and the report would grow with the square of the layers on ILGPU's CPU accelerator. The copy
+        // goes before the serving after the run, which reads the model itself.
+        int written;
+        using (var final = stats.ReadOnlyCopy())
         {
-            Console.Error.WriteLine(invalid);
+            var summary = final.Summary();
+            var counts = ModelCounts.Of(final);
+            var ranks = EpSize is { } n ? EpBalance.Of(final, n) : null;
+            if (counts.Warning(Options.Experts) is { } invalid)
+            {
+                Console.Error.WriteLine(invalid);
+            }
+
+            if (Json)
+            {
+                ModelReport.WriteJson(Console.Out, summary, counts, Options.Experts, times, ranks, Options.SkipEmptySteps ? done - recorded : null);
+                Console.Error.WriteLine($"engine: {EngineChoice.Describe(stats)}");
+            }
+            else
+            {
+                ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats), times, ranks);
+            }
+
+            written = new OutputFiles(Console)
+                .Add("--window-load", WindowLoad, "window load", full => WindowLoadFile.Save(full, final.WindowLoad(), Options.Layers, Options.Experts))
+                .Add("--plot", Plot, "plot", full => ModelLoadPlot.Save(final, timeline!, full))
+                .Add("--save", Save, "snapshot", full => SnapshotFile.Save(final, full))
+                .WriteAll();
         }
 
-        if (Json)
-        {
-            ModelReport.WriteJson(Console.Out, summary, counts, Options.Experts, times, ranks, Options.SkipEmptySteps ? done - recorded : null);
-            Console.Error.WriteLine($"engine: {EngineChoice.Describe(stats)}");
-        }
-        else
-        {
-            ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats), times, ranks);
-        }
-
-        var written = new OutputFiles(Console)
-            .Add("--window-load", WindowLoad, "window load", full => WindowLoadFile.Save(full, final.WindowLoad(), Options.Layers, Options.Experts))
-            .Add("--plot", Plot, "plot", full => ModelLoadPlot.Save(final, timeline!, full))
-            .Add("--save", Save, "snapshot", full => SnapshotFile.Save(final, full))
-            .WriteAll();
         ServeAfterTheRun(finished: done == steps);
 
         return written != ExitCodes.Ok ? written : done < steps ? ExitCodes.Interrupted : ExitCodes.Ok;

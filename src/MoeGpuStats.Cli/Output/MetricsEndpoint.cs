@@ -40,9 +40,9 @@ internal sealed class MetricsEndpoint : IDisposable
     internal const int MaxAnswersInFlight = 32;
 
     /// <summary>
-    /// How long a scrape may take from its arrival to the end of its body: a scraper that stops reading would hold its
-    /// answer's place among <see cref="MaxAnswersInFlight"/>, and its connection, for good. Prometheus gives up on a
-    /// scrape after its scrape_timeout (10 s by default).
+    /// How long a scraper may take to read its body: one that stops reading would hold its answer's place among
+    /// <see cref="MaxAnswersInFlight"/>, and its connection, for good. Prometheus gives up on a scrape after its
+    /// scrape_timeout (10 s by default).
     /// </summary>
     internal static readonly TimeSpan DefaultAnswerTimeout = TimeSpan.FromSeconds(30);
 
@@ -57,8 +57,10 @@ internal sealed class MetricsEndpoint : IDisposable
     private readonly SemaphoreSlim _collecting = new(1, 1);
 
     // The newest collection, which a scrape that arrived before it began takes as its own (it is as new as one of its
-    // own would be): scrapes that wait for the gate together share one collection and one body.
+    // own would be): scrapes that wait for the gate together share one collection and one body. Kept only while a
+    // scrape waits for the gate, so that no body outlives the scrapes that may take it.
     private Collection? _latest;
+    private int _waiting;
     private readonly HttpListener _http = new();
     private readonly CancellationTokenSource _stopping = new();
 
@@ -137,7 +139,7 @@ internal sealed class MetricsEndpoint : IDisposable
     /// <summary>The number of scrapes accepted and not yet answered.</summary>
     internal int AnswersInFlight => _answers.Count;
 
-    /// <summary>How long a scrape may take before it is dropped (<see cref="DefaultAnswerTimeout"/>); tests shorten it.</summary>
+    /// <summary>How long a scraper may take to read its body before it is dropped (<see cref="DefaultAnswerTimeout"/>); tests shorten it.</summary>
     internal TimeSpan AnswerTimeout { get; set; } = DefaultAnswerTimeout;
 
     /// <summary>The collections made so far.</summary>
@@ -204,9 +206,11 @@ internal sealed class MetricsEndpoint : IDisposable
         while (true)
         {
             HttpListenerContext context;
+            long arrived;
             try
             {
                 context = await _http.GetContextAsync().ConfigureAwait(false);
+                arrived = System.Diagnostics.Stopwatch.GetTimestamp();
             }
             catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
             {
@@ -216,7 +220,7 @@ internal sealed class MetricsEndpoint : IDisposable
             // A slow scraper must not hold up the next one.
             var busy = _answers.Count >= MaxAnswersInFlight;
             var answers = busy ? _busyAnswers : _answers;
-            var answer = Task.Run(() => busy ? AnswerBusyAsync(context) : AnswerAsync(context));
+            var answer = Task.Run(() => busy ? AnswerBusyAsync(context) : AnswerAsync(context, arrived));
             answers.TryAdd(answer, true);
             _ = answer.ContinueWith(done => answers.TryRemove(done, out _), TaskScheduler.Default);
         }
@@ -253,19 +257,30 @@ internal sealed class MetricsEndpoint : IDisposable
     /// <summary>The metrics as of a scrape that arrived at <paramref name="arrived"/>: the newest collection if it began since, else a new one.</summary>
     private async Task<Collection> CollectAsync(long arrived, CancellationToken cancel)
     {
-        await _collecting.WaitAsync(cancel).ConfigureAwait(false);
+        Interlocked.Increment(ref _waiting);
         try
         {
-            if (_latest is { } latest && latest.Began >= arrived)
+            await _collecting.WaitAsync(cancel).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _waiting);
+        }
+
+        try
+        {
+            var latest = _latest;
+            if (latest is null || latest.Began < arrived)
             {
-                return latest;
+                var began = System.Diagnostics.Stopwatch.GetTimestamp();
+                var text = new MemoryStream();
+                await _registry.CollectAndExportAsTextAsync(text, ExpositionFormat.PrometheusText, cancel).ConfigureAwait(false);
+                Collections++;
+                latest = new Collection(began, text.GetBuffer().AsMemory(0, (int)text.Length));
             }
 
-            var began = System.Diagnostics.Stopwatch.GetTimestamp();
-            using var text = new MemoryStream();
-            await _registry.CollectAndExportAsTextAsync(text, ExpositionFormat.PrometheusText, _stopping.Token).ConfigureAwait(false);
-            Collections++;
-            return _latest = new Collection(began, text.ToArray());
+            _latest = Volatile.Read(ref _waiting) > 0 ? latest : null;
+            return latest;
         }
         finally
         {
@@ -273,14 +288,11 @@ internal sealed class MetricsEndpoint : IDisposable
         }
     }
 
-    private async Task AnswerAsync(HttpListenerContext context)
+    private async Task AnswerAsync(HttpListenerContext context, long arrived)
     {
-        var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
         var response = context.Response;
         var head = IsHead(context);
         var answering = false;
-        using var late = new CancellationTokenSource(AnswerTimeout);
-        using var waiting = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, late.Token);
         try
         {
             var path = context.Request.Url?.AbsolutePath.TrimEnd('/');
@@ -297,7 +309,7 @@ internal sealed class MetricsEndpoint : IDisposable
                 return;
             }
 
-            var collection = await CollectAsync(arrived, waiting.Token).ConfigureAwait(false);
+            var collection = await CollectAsync(arrived, _stopping.Token).ConfigureAwait(false);
 
             // Prometheus asks for gzip: a large model's per-expert series are megabytes of text.
             var gzip = AcceptsGzip(context.Request.Headers["Accept-Encoding"]);
@@ -318,17 +330,15 @@ internal sealed class MetricsEndpoint : IDisposable
 
             answering = true;
             // The listener's writes take no cancellation: past the deadline, the connection is closed under the write.
-            using (late.Token.Register(static state => ((HttpListenerResponse)state!).Abort(), response))
+            using var late = new CancellationTokenSource(AnswerTimeout);
+            using (late.Token.Register(static state => Abort((HttpListenerResponse)state!), response))
             {
                 await response.OutputStream.WriteAsync(payload, _stopping.Token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (!answering)
         {
-            var reason = _stopping.IsCancellationRequested
-                ? "the metrics endpoint is stopping"
-                : $"timed out: no collection within {AnswerTimeout.TotalSeconds:0.###} s; retry";
-            await AnswerUnavailableAsync(response, head, reason).ConfigureAwait(false);
+            await AnswerUnavailableAsync(response, head, "the metrics endpoint is stopping").ConfigureAwait(false);
         }
         catch (Exception exception) when (!answering && exception is not HttpListenerException and not ObjectDisposedException)
         {
@@ -360,6 +370,18 @@ internal sealed class MetricsEndpoint : IDisposable
         finally
         {
             Close(response);
+        }
+    }
+
+    /// <summary>Closes a response's connection under its body; on the timer's thread, where an exception would end the process.</summary>
+    private static void Abort(HttpListenerResponse response)
+    {
+        try
+        {
+            response.Abort();
+        }
+        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException or IOException)
+        {
         }
     }
 
@@ -471,21 +493,21 @@ internal sealed class MetricsEndpoint : IDisposable
     private sealed record Exported(Collector Collector, string[] LabelNames);
 
     /// <summary>One collection's text, begun at <paramref name="Began"/> (a <see cref="System.Diagnostics.Stopwatch"/> timestamp), and its gzip, made once when first asked.</summary>
-    private sealed record Collection(long Began, byte[] Text)
+    private sealed record Collection(long Began, ReadOnlyMemory<byte> Text)
     {
-        private readonly Lazy<byte[]> _gzipped = new(() => Gzip(Text));
+        private readonly Lazy<ReadOnlyMemory<byte>> _gzipped = new(() => Gzip(Text));
 
-        public byte[] Gzipped() => _gzipped.Value;
+        public ReadOnlyMemory<byte> Gzipped() => _gzipped.Value;
 
-        private static byte[] Gzip(byte[] text)
+        private static ReadOnlyMemory<byte> Gzip(ReadOnlyMemory<byte> text)
         {
-            using var compressed = new MemoryStream();
+            var compressed = new MemoryStream();
             using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest, leaveOpen: true))
             {
-                gzip.Write(text);
+                gzip.Write(text.Span);
             }
 
-            return compressed.ToArray();
+            return compressed.GetBuffer().AsMemory(0, (int)compressed.Length);
         }
     }
 
