@@ -80,7 +80,7 @@ internal sealed class ModelReplay : RecordingRun
         var timeline = Plot is null ? null : new BalanceTimeline(Options.Layers, Options.Experts, steps, Options.SkipEmptySteps);
         var times = new StepTimes { Timed = Timed };
         var started = Stopwatch.GetTimestamp();
-        var lastReport = started;
+        var reports = new ReportSchedule(ReportInterval);
         var done = 0;
         var recorded = 0;
         var interrupt = Console.Interrupt;
@@ -107,10 +107,10 @@ internal sealed class ModelReplay : RecordingRun
 
                 timeline?.Add(ids, tokens, topK);
                 progress.Report(step + 1);
-                if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
+                if (reports.Due)
                 {
-                    progress.WriteLine(ModelReport.Periodic(stats.Summary(), times, step + 1, steps, Stopwatch.GetElapsedTime(started)));
-                    lastReport = Stopwatch.GetTimestamp();
+                    var at = step + 1;
+                    reports.Report(() => progress.WriteLine(ModelReport.Periodic(stats.Summary(), times, at, steps, Stopwatch.GetElapsedTime(started))));
                 }
             }
         }

@@ -45,7 +45,7 @@ internal sealed class RecordingSession : RecordingRun
 
         using var served = metrics;
         var started = Stopwatch.GetTimestamp();
-        var lastReport = started;
+        var reports = new ReportSchedule(ReportInterval);
         var done = 0;
         var interrupt = Console.Interrupt;
         interrupt.Recording();
@@ -63,11 +63,14 @@ internal sealed class RecordingSession : RecordingRun
                     stats.RecordRoutingLatency(Stopwatch.GetElapsedTime(recording));
                 }
                 progress.Report(step + 1);
-                if (ReportInterval > 0 && Stopwatch.GetElapsedTime(lastReport).TotalSeconds >= ReportInterval)
+                if (reports.Due)
                 {
-                    using var now = stats.Snapshot();
-                    progress.WriteLine(RunReport.Periodic(now, step + 1, steps, Stopwatch.GetElapsedTime(started)));
-                    lastReport = Stopwatch.GetTimestamp();
+                    var at = step + 1;
+                    reports.Report(() =>
+                    {
+                        using var now = stats.Snapshot();
+                        progress.WriteLine(RunReport.Periodic(now, at, steps, Stopwatch.GetElapsedTime(started)));
+                    });
                 }
             }
         }
