@@ -149,7 +149,7 @@ internal static class SharedOptions
     public static Option<double> ReportInterval() => Number(
         new("--report-interval")
         {
-            Description = $"Seconds between periodic reports on standard error while recording; 0 turns them off (0 to {MaxReportInterval:N0}).",
+            Description = $"Seconds between periodic reports on standard error while recording, spaced further where a report is slow (reports take at most a tenth of the run); 0 turns them off (0 to {MaxReportInterval:N0}).",
             DefaultValueFactory = _ => 5.0,
         },
         value => value is >= 0 and <= MaxReportInterval,
