@@ -331,7 +331,7 @@ internal sealed class MetricsEndpoint : IDisposable
             answering = true;
             // The listener's writes take no cancellation: past the deadline, the connection is closed under the write.
             using var late = new CancellationTokenSource(AnswerTimeout);
-            using (late.Token.Register(static state => Abort((HttpListenerResponse)state!), response))
+            using (late.Token.Register(static state => End((HttpListenerResponse)state!, abort: true), response))
             {
                 await response.OutputStream.WriteAsync(payload, _stopping.Token).ConfigureAwait(false);
             }
@@ -350,7 +350,7 @@ internal sealed class MetricsEndpoint : IDisposable
         }
         finally
         {
-            Close(response);
+            End(response);
         }
     }
 
@@ -369,30 +369,28 @@ internal sealed class MetricsEndpoint : IDisposable
         }
         finally
         {
-            Close(response);
+            End(response);
         }
     }
 
-    /// <summary>Closes a response's connection under its body; on the timer's thread, where an exception would end the process.</summary>
-    private static void Abort(HttpListenerResponse response)
+    /// <summary>
+    /// Ends the response, or with <paramref name="abort"/> closes its connection under its body (from the answer timeout's
+    /// timer thread, where an exception would end the process); a scraper gone, or the endpoint stopped, leaves nothing to end.
+    /// </summary>
+    private static void End(HttpListenerResponse response, bool abort = false)
     {
         try
         {
-            response.Abort();
+            if (abort)
+            {
+                response.Abort();
+            }
+            else
+            {
+                response.Close();
+            }
         }
         catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException or IOException)
-        {
-        }
-    }
-
-    /// <summary>Ends the response; a scraper gone, or the endpoint stopped, leaves nothing to end.</summary>
-    private static void Close(HttpListenerResponse response)
-    {
-        try
-        {
-            response.Close();
-        }
-        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
         {
         }
     }

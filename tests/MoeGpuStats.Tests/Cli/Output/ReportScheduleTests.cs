@@ -1,4 +1,4 @@
-using System.Diagnostics;
+using Microsoft.Extensions.Time.Testing;
 using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Tests.Cli.Output;
@@ -6,14 +6,14 @@ namespace MoeGpuStats.Tests.Cli.Output;
 /// <summary>Periodic reports come every interval, spaced further where a report itself is slow, and never at an interval of 0.</summary>
 public sealed class ReportScheduleTests
 {
-    private long _now;
+    private readonly FakeTimeProvider _clock = new();
 
-    private void Advance(double seconds) => _now += (long)(seconds * Stopwatch.Frequency);
+    private void Advance(double seconds) => _clock.Advance(TimeSpan.FromSeconds(seconds));
 
     [Fact]
     public void ACheapReportComesEveryInterval()
     {
-        var schedule = new ReportSchedule(5, () => _now);
+        var schedule = new ReportSchedule(5, _clock);
         Advance(4.9);
         Assert.False(schedule.Due);
         Advance(0.1);
@@ -29,7 +29,7 @@ public sealed class ReportScheduleTests
     [Fact]
     public void ASlowReportSpacesTheNextToKeepReportsToATenthOfTheRun()
     {
-        var schedule = new ReportSchedule(0.001, () => _now);
+        var schedule = new ReportSchedule(0.001, _clock);
         Advance(0.001);
         Assert.True(schedule.Due);
 
@@ -49,7 +49,7 @@ public sealed class ReportScheduleTests
     [Fact]
     public void AnIntervalOfZeroIsNeverDue()
     {
-        var schedule = new ReportSchedule(0, () => _now);
+        var schedule = new ReportSchedule(0, _clock);
         Advance(86_400);
         Assert.False(schedule.Due);
     }
