@@ -22,46 +22,56 @@ internal static class MetricsServing
         {
             endpoint = start(given);
         }
-        catch (Exception exception) when (exception is HttpListenerException or ArgumentException)
+        catch (Exception exception) when (exception is IOException or System.Net.Sockets.SocketException or ArgumentException)
         {
             // A host other than the default may be the cause as well as the port: name both, and what a host may be.
             console.Error.WriteLine(host == "localhost"
                 ? $"--metrics-port {given}: cannot serve metrics on {host}:{given} ({ErrorText.Clause(exception)})."
-                : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({HostProblem(host) ?? ErrorText.Clause(exception)}); the host is localhost, this machine's name or IPv4 address, or + for every interface (no IPv6 address).");
+                : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({HostProblem(host) ?? ErrorText.Clause(exception)}); the host is localhost, this machine's name or address, or + for every interface.");
             return false;
         }
 
-        console.Error.WriteLine($"metrics: http://{host}:{given}/metrics");
+        console.Error.WriteLine($"metrics: {Url(host, given)}");
         return true;
     }
 
     /// <summary>
-    /// Why <paramref name="host"/> cannot be listened on, where the name says it, in place of the listener's words ("The
-    /// request is not supported", "Invalid port in prefix"): the unspecified address, an IPv6 address, a name that does
-    /// not resolve, or one whose first address (the one the listener takes) is another machine's; null otherwise.
+    /// Why <paramref name="host"/> cannot be listened on, where the name says it, in place of the server's words ("Cannot
+    /// assign requested address"): a name that does not resolve, or one with an address of another machine; null otherwise.
     /// </summary>
     private static string? HostProblem(string host)
     {
-        if (IPAddress.TryParse(host.Trim('[', ']'), out var literal))
+        if (host == "+")
         {
-            return literal.Equals(IPAddress.Any) || literal.Equals(IPAddress.IPv6Any) ? $"{host} is the unspecified address: give + for every interface"
-                : literal.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"{host} is an IPv6 address; the endpoint serves IPv4"
-                : IsThisMachines(literal) ? null
-                : $"{host} is not an address of this machine";
+            return null;
         }
 
         IPAddress[] addresses;
-        try
+        if (IPAddress.TryParse(host.Trim('[', ']'), out var literal))
         {
-            addresses = Dns.GetHostAddresses(host);
+            addresses = [literal];
         }
-        catch (Exception exception) when (exception is System.Net.Sockets.SocketException or ArgumentException)
+        else
         {
-            return $"{host} does not resolve: {ErrorText.Clause(exception)}";
+            try
+            {
+                addresses = Dns.GetHostAddresses(host);
+            }
+            catch (Exception exception) when (exception is System.Net.Sockets.SocketException or ArgumentException)
+            {
+                return $"{host} does not resolve: {ErrorText.Clause(exception)}";
+            }
         }
 
-        return addresses.Length == 0 || IsThisMachines(addresses[0]) ? null : $"{host} is {addresses[0]} first, not an address of this machine";
+        var other = addresses.FirstOrDefault(address => !address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any) && !IsThisMachines(address));
+        return other is null ? null : other.ToString() == host.Trim('[', ']') ? $"{host} is not an address of this machine" : $"{host} is {other}, not an address of this machine";
     }
+
+    /// <summary>The endpoint's address as a scraper gives it: an IPv6 address in brackets.</summary>
+    private static string Url(string host, int port) =>
+        IPAddress.TryParse(host, out var address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+            ? $"http://[{address}]:{port}/metrics"
+            : $"http://{host}:{port}/metrics";
 
     private static bool IsThisMachines(IPAddress address) =>
         IPAddress.IsLoopback(address)
@@ -80,7 +90,7 @@ internal static class MetricsServing
             return;
         }
 
-        console.Error.WriteLine($"metrics: serving the final state at http://{host}:{port}/metrics until Ctrl-C or SIGTERM");
+        console.Error.WriteLine($"metrics: serving the final state at {Url(host, port)} until Ctrl-C or SIGTERM");
         while (!interrupt.Requested)
         {
             Thread.Sleep(100);

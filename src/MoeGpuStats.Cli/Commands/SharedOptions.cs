@@ -142,7 +142,7 @@ internal static class SharedOptions
 
     public static Option<string> MetricsHost() => new("--metrics-host")
     {
-        Description = "Host name to bind the metrics endpoint to: localhost (the default), this machine's name or IPv4 address, or '+' for all interfaces.",
+        Description = "Host name to bind the metrics endpoint to: localhost (the default), this machine's name or address (IPv4 or IPv6), or '+' for all interfaces.",
         DefaultValueFactory = _ => "localhost",
     };
 

@@ -1,31 +1,29 @@
-using System.Collections.Concurrent;
-using System.Diagnostics.Metrics;
-using System.IO.Compression;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using MoeGpuStats.Telemetry;
-using Prometheus;
 
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
 /// Serves the metrics of one <see cref="RoutingStats"/> (<see cref="RoutingStatsMetrics"/>) or one
 /// <see cref="ModelRoutingStats"/> (<see cref="ModelRoutingStatsMetrics"/>) for Prometheus to scrape at
-/// <c>http://HOST:PORT/metrics</c>, in the Prometheus text format (0.0.4).
+/// <c>http://HOST:PORT/metrics</c>, in the Prometheus text format (0.0.4, <see cref="MetricsExposition"/>), on Kestrel.
 /// </summary>
 /// <remarks>
-/// Only the instruments this endpoint's publisher creates are served, each named
-/// <c>moegpustats_</c> plus the instrument's name with <c>.</c> as <c>_</c>: observable counters as
-/// Prometheus counters with the <c>_total</c> suffix (a total lower than the last one served, after a
-/// reset, is served as a counter reset), gauges as gauges, and the latency histogram (unit <c>s</c>)
-/// as a histogram with the <c>_seconds</c> suffix. prometheus-net's own meter adapter is not used: it serves every counter as a
-/// gauge and listens only from the first scrape on, so the histogram would miss earlier latencies.
-/// The listener here attaches before the instruments exist and so counts every latency recorded
-/// after <see cref="Start"/>. The host <c>localhost</c> or <c>127.0.0.1</c> serves both names, on
-/// the loopback interface only; any other host is served as given. GET and HEAD (the headers alone)
-/// are answered, gzip-compressed when the scraper accepts it (as Prometheus does); other methods get
-/// 405, other paths 404.
+/// The host <c>localhost</c> or <c>127.0.0.1</c> serves on the loopback interface only (IPv4 and IPv6); <c>+</c> on
+/// every interface; an address on that address; any other name on the addresses it resolves to. GET and HEAD (the
+/// headers alone) are answered, gzip-compressed when the scraper accepts it (as Prometheus does); other methods get
+/// 405, other paths 404. Kestrel bounds the connections held (<see cref="MaxConnections"/>; more are closed unanswered),
+/// the time a request's headers may take (<see cref="RequestHeadersTimeout"/>), an idle connection
+/// (<see cref="KeepAliveTimeout"/>) and a scraper that reads its body slower than 240 bytes/s; the endpoint bounds the
+/// time a body may take (<see cref="AnswerTimeout"/>).
 /// </remarks>
 internal sealed class MetricsEndpoint : IDisposable
 {
@@ -40,63 +38,48 @@ internal sealed class MetricsEndpoint : IDisposable
     internal const int MaxAnswersInFlight = 32;
 
     /// <summary>
-    /// How long a scraper may take to read its body: one that stops reading would hold its answer's place among
-    /// <see cref="MaxAnswersInFlight"/>, and its connection, for good. Prometheus gives up on a scrape after its
+    /// Connections held at once, idle or not: each takes a file descriptor and buffers, and unbounded, enough idle ones
+    /// end the process at the open-file limit. Twice <see cref="MaxAnswersInFlight"/>, so that a scrape past those
+    /// answered is still told to retry rather than refused.
+    /// </summary>
+    internal const int MaxConnections = 2 * MaxAnswersInFlight;
+
+    /// <summary>How long a connection may take to send a request's headers (Prometheus sends them at once; Kestrel's own default is 30 s).</summary>
+    internal static readonly TimeSpan RequestHeadersTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a connection may idle before its first request or between requests (Kestrel's own default is 130 s). A
+    /// scraper whose interval is longer connects again for each scrape, which costs it a TCP handshake.
+    /// </summary>
+    internal static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long a scraper may take to read its body: one that reads a few hundred bytes a second would hold its answer's
+    /// place among <see cref="MaxAnswersInFlight"/>, and its connection, for hours. Prometheus gives up on a scrape after its
     /// scrape_timeout (10 s by default).
     /// </summary>
     internal static readonly TimeSpan DefaultAnswerTimeout = TimeSpan.FromSeconds(30);
 
-    private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
-    private readonly IMetricFactory _factory;
-    private readonly MeterListener _listener = new();
-    private readonly ScopedMeterFactory _meters = new();
-    private readonly ConcurrentDictionary<Instrument, Exported?> _exported = new();
+    /// <summary>The time <see cref="Dispose"/> gives scrapes in flight to be answered before it closes their connections.</summary>
+    internal static readonly TimeSpan AnswersDrainTimeout = TimeSpan.FromSeconds(5);
 
-    // One collection at a time: a counter's reset is recognized by a lower total, which two
-    // overlapping collections could otherwise serve out of order.
-    private readonly SemaphoreSlim _collecting = new(1, 1);
-
-    // The newest collection, which a scrape that arrived before it began takes as its own (it is as new as one of its
-    // own would be): scrapes that wait for the gate together share one collection and one body. Kept only while a
-    // scrape waits for the gate, so that no body outlives the scrapes that may take it.
-    private Collection? _latest;
-    private int _waiting;
-    private readonly HttpListener _http = new();
+    private readonly MetricsExposition _exposition = new();
     private readonly CancellationTokenSource _stopping = new();
-
-    // Scrapes being answered: Dispose lets them finish before it stops the listener, so that a scrape
-    // during shutdown gets a 503 (the target is down) rather than an empty 200, which Prometheus would
-    // take for every series gone.
-    private readonly ConcurrentDictionary<Task, bool> _answers = new();
-
-    // Scrapes told the endpoint is busy: not counted against the most answered at once, but drained alike.
-    private readonly ConcurrentDictionary<Task, bool> _busyAnswers = new();
+    private WebApplication? _server;
     private IDisposable? _metrics;
-    private Task? _serving;
+    private int _answering;
     private int _disposed;
 
     private MetricsEndpoint()
     {
-        _factory = Metrics.WithCustomRegistry(_registry);
-        _listener.InstrumentPublished = (instrument, listener) =>
-        {
-            if (ReferenceEquals(instrument.Meter.Scope, _meters))
-            {
-                listener.EnableMeasurementEvents(instrument);
-            }
-        };
-        _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Export(instrument, value, tags));
-        _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Export(instrument, value, tags));
-        _listener.Start();
-        _registry.AddBeforeCollectCallback(_listener.RecordObservableInstruments);
     }
 
     /// <summary>
     /// Starts serving <paramref name="stats"/> at <c>http://<paramref name="host"/>:<paramref name="port"/>/metrics</c>.
     /// The caller keeps ownership of <paramref name="stats"/>; dispose the endpoint before it.
     /// </summary>
-    /// <exception cref="HttpListenerException">The port is in use or the host cannot be bound.</exception>
-    /// <exception cref="ArgumentException">The host or port do not make a valid address.</exception>
+    /// <exception cref="IOException">The port is in use or the host cannot be bound.</exception>
+    /// <exception cref="System.Net.Sockets.SocketException">The host does not resolve.</exception>
     public static MetricsEndpoint Start(RoutingStats stats, string host, int port, string? layer = null) =>
         Start(meters => new RoutingStatsMetrics(stats, layer, meterFactory: meters), host, port);
 
@@ -105,23 +88,23 @@ internal sealed class MetricsEndpoint : IDisposable
     /// <paramref name="topExperts"/> hottest and coldest experts per layer, per-expert series only with <paramref name="expertSeries"/>,
     /// the balance over the window's newest <paramref name="recentSteps"/> steps, and over <paramref name="epSize"/> EP ranks, where given.
     /// </summary>
-    /// <exception cref="HttpListenerException">The port is in use or the host cannot be bound.</exception>
-    /// <exception cref="ArgumentException">The host or port do not make a valid address.</exception>
+    /// <exception cref="IOException">The port is in use or the host cannot be bound.</exception>
+    /// <exception cref="System.Net.Sockets.SocketException">The host does not resolve.</exception>
     public static MetricsEndpoint Start(ModelRoutingStats stats, string host, int port, int topExperts, bool expertSeries, int? recentSteps = null, int? epSize = null) =>
         Start(meters => new ModelRoutingStatsMetrics(stats, topExperts, expertSeries, meterFactory: meters, recentSteps: recentSteps, epSize: epSize), host, port);
 
-    private static MetricsEndpoint Start(Func<IMeterFactory, IDisposable> publish, string host, int port)
+    /// <summary>Starts serving <paramref name="stats"/> with Kestrel's limits as <paramref name="limits"/> sets them (tests shorten them).</summary>
+    internal static MetricsEndpoint Start(RoutingStats stats, string host, int port, Action<KestrelServerLimits> limits) =>
+        Start(meters => new RoutingStatsMetrics(stats, meterFactory: meters), host, port, limits);
+
+    private static MetricsEndpoint Start(Func<System.Diagnostics.Metrics.IMeterFactory, IDisposable> publish, string host, int port, Action<KestrelServerLimits>? limits = null)
     {
         var endpoint = new MetricsEndpoint();
         try
         {
-            foreach (var name in HostNames(host))
-            {
-                endpoint._http.Prefixes.Add($"http://{name}:{port}/");
-            }
-
-            endpoint._metrics = publish(endpoint._meters);
-            endpoint._http.Start();
+            endpoint._metrics = publish(endpoint._exposition.Meters);
+            endpoint._server = Server(host, port, limits, endpoint.AnswerAsync);
+            endpoint._server.StartAsync().GetAwaiter().GetResult();
         }
         catch
         {
@@ -129,25 +112,71 @@ internal sealed class MetricsEndpoint : IDisposable
             throw;
         }
 
-        endpoint._serving = endpoint.ServeAsync();
         return endpoint;
     }
 
-    /// <summary>The time <see cref="Dispose"/> gives scrapes in flight to be answered before it closes their connections.</summary>
-    internal static readonly TimeSpan AnswersDrainTimeout = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// A Kestrel server alone: no configuration files, environment variables or logging of ASP.NET Core's (a tool's
+    /// endpoint is placed by its options, and its standard error is the operator's).
+    /// </summary>
+    private static WebApplication Server(string host, int port, Action<KestrelServerLimits>? limits, RequestDelegate answer)
+    {
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+        builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Limits.MaxConcurrentConnections = MaxConnections;
+            kestrel.Limits.RequestHeadersTimeout = RequestHeadersTimeout;
+            kestrel.Limits.KeepAliveTimeout = KeepAliveTimeout;
+            limits?.Invoke(kestrel.Limits);
+            Listen(kestrel, host, port);
+        });
+        builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = AnswersDrainTimeout);
+        var server = builder.Build();
+        server.Run(answer);
+        return server;
+    }
 
-    /// <summary>The number of scrapes accepted and not yet answered.</summary>
-    internal int AnswersInFlight => _answers.Count;
+    private static void Listen(KestrelServerOptions kestrel, string host, int port)
+    {
+        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || host == "127.0.0.1")
+        {
+            kestrel.ListenLocalhost(port);
+        }
+        else if (host == "+")
+        {
+            kestrel.ListenAnyIP(port);
+        }
+        else if (IPAddress.TryParse(host.Trim('[', ']'), out var address))
+        {
+            kestrel.Listen(address, port);
+        }
+        else
+        {
+            foreach (var resolved in Dns.GetHostAddresses(host).Distinct())
+            {
+                kestrel.Listen(resolved, port);
+            }
+        }
+    }
+
+    /// <summary>The number of scrapes being answered (past the path and method checks, not told to retry).</summary>
+    internal int AnswersInFlight => Volatile.Read(ref _answering);
 
     /// <summary>How long a scraper may take to read its body before it is dropped (<see cref="DefaultAnswerTimeout"/>); tests shorten it.</summary>
     internal TimeSpan AnswerTimeout { get; set; } = DefaultAnswerTimeout;
 
     /// <summary>The collections made so far.</summary>
-    internal int Collections { get; private set; }
+    internal int Collections => _exposition.Collections;
 
     /// <summary>The gate one collection holds at a time; tests hold it to keep a scrape in flight.</summary>
-    internal SemaphoreSlim CollectionGate => _collecting;
+    internal SemaphoreSlim CollectionGate => _exposition.CollectionGate;
 
+    /// <summary>
+    /// Stops serving: scrapes waiting for a collection are answered 503 (the target is down) rather than with an empty
+    /// page, which Prometheus would take for every series gone; those being answered get up to
+    /// <see cref="AnswersDrainTimeout"/> to finish; new connections are refused.
+    /// </summary>
     public void Dispose()
     {
         // Calls after the first are ignored, as IDisposable asks: a second Cancel would throw on the disposed source.
@@ -157,73 +186,23 @@ internal sealed class MetricsEndpoint : IDisposable
         }
 
         _stopping.Cancel();
-
-        // Stopping the listener submits every response not yet sent as an empty 200, so the scrapes in
-        // flight are answered first; once cancelled, each answers 503 at once. The accept loop runs
-        // until Stop, so a scrape arriving during this wait is answered 503 too, and the wait goes on
-        // until none is left. A scrape accepted in the moment between the last look and Stop can still
-        // get the empty answer.
-        var draining = System.Diagnostics.Stopwatch.StartNew();
-        for (var left = AnswersDrainTimeout; !(_answers.IsEmpty && _busyAnswers.IsEmpty) && left > TimeSpan.Zero; left = AnswersDrainTimeout - draining.Elapsed)
+        if (_server is not null)
         {
-            Task.WaitAll([.. _answers.Keys, .. _busyAnswers.Keys], left);
-        }
-
-        if (_http.IsListening)
-        {
-            _http.Stop();
-        }
-
-        try
-        {
-            _serving?.GetAwaiter().GetResult();
-        }
-        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or OperationCanceledException)
-        {
-        }
-
-        _http.Close();
-        _metrics?.Dispose();
-        _meters.Dispose();
-        _listener.Dispose();
-        _stopping.Dispose();
-    }
-
-    /// <summary>The names to serve for <paramref name="host"/>: both loopback names for either, IPv6 literals in brackets.</summary>
-    internal static IEnumerable<string> HostNames(string host)
-    {
-        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || host == "127.0.0.1")
-        {
-            return ["localhost", "127.0.0.1"];
-        }
-
-        return [IPAddress.TryParse(host, out var address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : host];
-    }
-
-    /// <summary>Accepts scrapes until the listener stops, also while <see cref="Dispose"/> waits for those in flight: a scrape left in the listener's queue would get Stop's empty 200.</summary>
-    private async Task ServeAsync()
-    {
-        while (true)
-        {
-            HttpListenerContext context;
-            long arrived;
             try
             {
-                context = await _http.GetContextAsync().ConfigureAwait(false);
-                arrived = System.Diagnostics.Stopwatch.GetTimestamp();
+                _server.StopAsync().GetAwaiter().GetResult();
             }
-            catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+            catch (InvalidOperationException)
             {
-                return;
+                // It never started (its bind failed): nothing to stop.
             }
 
-            // A slow scraper must not hold up the next one.
-            var busy = _answers.Count >= MaxAnswersInFlight;
-            var answers = busy ? _busyAnswers : _answers;
-            var answer = Task.Run(() => busy ? AnswerBusyAsync(context) : AnswerAsync(context, arrived));
-            answers.TryAdd(answer, true);
-            _ = answer.ContinueWith(done => answers.TryRemove(done, out _), TaskScheduler.Default);
+            _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
+
+        _metrics?.Dispose();
+        _exposition.Dispose();
+        _stopping.Dispose();
     }
 
     /// <summary>
@@ -254,283 +233,111 @@ internal sealed class MetricsEndpoint : IDisposable
         return (gzip ?? any ?? 0) > 0;
     }
 
-    /// <summary>The metrics as of a scrape that arrived at <paramref name="arrived"/>: the newest collection if it began since, else a new one.</summary>
-    private async Task<Collection> CollectAsync(long arrived, CancellationToken cancel)
+    private async Task AnswerAsync(HttpContext context)
     {
-        Interlocked.Increment(ref _waiting);
-        try
+        var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
+        var request = context.Request;
+        var response = context.Response;
+        var head = HttpMethods.IsHead(request.Method);
+        if (request.Path.Value?.TrimEnd('/') != "/metrics")
         {
-            await _collecting.WaitAsync(cancel).ConfigureAwait(false);
+            response.StatusCode = 404;
+            return;
         }
-        finally
+
+        if (!head && !HttpMethods.IsGet(request.Method))
         {
-            Interlocked.Decrement(ref _waiting);
+            response.StatusCode = 405;
+            response.Headers.Allow = "GET, HEAD";
+            return;
+        }
+
+        if (Interlocked.Increment(ref _answering) > MaxAnswersInFlight)
+        {
+            Interlocked.Decrement(ref _answering);
+            response.Headers.RetryAfter = "1";
+            await AnswerUnavailableAsync(response, head, $"busy: {MaxAnswersInFlight} scrapes are being answered, the most at once; retry").ConfigureAwait(false);
+            return;
         }
 
         try
         {
-            var latest = _latest;
-            if (latest is null || latest.Began < arrived)
-            {
-                var began = System.Diagnostics.Stopwatch.GetTimestamp();
-                var text = new MemoryStream();
-                await _registry.CollectAndExportAsTextAsync(text, ExpositionFormat.PrometheusText, cancel).ConfigureAwait(false);
-                Collections++;
-                latest = new Collection(began, text.GetBuffer().AsMemory(0, (int)text.Length));
-            }
-
-            _latest = Volatile.Read(ref _waiting) > 0 ? latest : null;
-            return latest;
+            await AnswerMetricsAsync(context, arrived, head).ConfigureAwait(false);
         }
         finally
         {
-            _collecting.Release();
+            Interlocked.Decrement(ref _answering);
         }
     }
 
-    private async Task AnswerAsync(HttpListenerContext context, long arrived)
+    private async Task AnswerMetricsAsync(HttpContext context, long arrived, bool head)
     {
         var response = context.Response;
-        var head = IsHead(context);
-        var answering = false;
+        MetricsExposition.Collection collection;
         try
         {
-            var path = context.Request.Url?.AbsolutePath.TrimEnd('/');
-            if (path != "/metrics")
-            {
-                response.StatusCode = 404;
-                return;
-            }
-
-            if (!head && context.Request.HttpMethod != "GET")
-            {
-                response.StatusCode = 405;
-                response.AddHeader("Allow", "GET, HEAD");
-                return;
-            }
-
-            var collection = await CollectAsync(arrived, _stopping.Token).ConfigureAwait(false);
-
-            // Prometheus asks for gzip: a large model's per-expert series are megabytes of text.
-            var gzip = AcceptsGzip(context.Request.Headers["Accept-Encoding"]);
-            var payload = gzip ? collection.Gzipped() : collection.Text;
-            response.StatusCode = 200;
-            response.ContentType = ContentType;
-            response.AddHeader("Vary", "Accept-Encoding");
-            if (gzip)
-            {
-                response.AddHeader("Content-Encoding", "gzip");
-            }
-
-            response.ContentLength64 = payload.Length;
-            if (head)
-            {
-                return;
-            }
-
-            answering = true;
-            // The listener's writes take no cancellation: past the deadline, the connection is closed under the write.
-            using var late = new CancellationTokenSource(AnswerTimeout);
-            using (late.Token.Register(static state => End((HttpListenerResponse)state!, abort: true), response))
-            {
-                await response.OutputStream.WriteAsync(payload, _stopping.Token).ConfigureAwait(false);
-            }
+            collection = await _exposition.CollectAsync(arrived, _stopping.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (!answering)
+        catch (OperationCanceledException)
         {
             await AnswerUnavailableAsync(response, head, "the metrics endpoint is stopping").ConfigureAwait(false);
+            return;
         }
-        catch (Exception exception) when (!answering && exception is not HttpListenerException and not ObjectDisposedException)
+        catch (Exception exception)
         {
             await AnswerUnavailableAsync(response, head, $"collection failed: {exception.Message}").ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            // The endpoint stopped or the scraper went away in the middle of the body: nothing more to answer.
-        }
-        finally
-        {
-            End(response);
-        }
-    }
-
-    /// <summary>Answers a scrape beyond <see cref="MaxAnswersInFlight"/>: 503 with Retry-After, nothing collected.</summary>
-    private static async Task AnswerBusyAsync(HttpListenerContext context)
-    {
-        var response = context.Response;
-        try
-        {
-            response.AddHeader("Retry-After", "1");
-            await AnswerUnavailableAsync(response, IsHead(context), $"busy: {MaxAnswersInFlight} scrapes are being answered, the most at once; retry").ConfigureAwait(false);
-        }
-        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException)
-        {
-            // The scraper went away or the endpoint stopped: nothing to answer.
-        }
-        finally
-        {
-            End(response);
-        }
-    }
-
-    /// <summary>
-    /// Ends the response, or with <paramref name="abort"/> closes its connection under its body (from the answer timeout's
-    /// timer thread, where an exception would end the process); a scraper gone, or the endpoint stopped, leaves nothing to end.
-    /// </summary>
-    private static void End(HttpListenerResponse response, bool abort = false)
-    {
-        try
-        {
-            if (abort)
-            {
-                response.Abort();
-            }
-            else
-            {
-                response.Close();
-            }
-        }
-        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException or IOException)
-        {
-        }
-    }
-
-    /// <summary>
-    /// Whether the scrape is a HEAD request, answered with GET's headers and no body: body bytes after a HEAD answer
-    /// are read by a keep-alive client as the start of its next response.
-    /// </summary>
-    private static bool IsHead(HttpListenerContext context) => context.Request.HttpMethod == "HEAD";
-
-    private static async Task AnswerUnavailableAsync(HttpListenerResponse response, bool head, string reason)
-    {
-        try
-        {
-            var message = Encoding.UTF8.GetBytes(reason + "\n");
-            response.StatusCode = 503;
-            response.ContentType = "text/plain; charset=utf-8";
-            response.ContentLength64 = message.Length;
-            if (!head)
-            {
-                await response.OutputStream.WriteAsync(message, CancellationToken.None).ConfigureAwait(false);
-            }
-        }
-        catch (Exception exception) when (exception is HttpListenerException or ObjectDisposedException or InvalidOperationException or IOException)
-        {
-            // The scraper went away: nothing to answer.
-        }
-    }
-
-    private void Export<T>(Instrument instrument, T measurement, ReadOnlySpan<KeyValuePair<string, object?>> tags)
-        where T : struct
-    {
-        var names = new string[tags.Length];
-        var values = new string[tags.Length];
-        var sorted = tags.ToArray();
-        Array.Sort(sorted, (a, b) => string.CompareOrdinal(a.Key, b.Key));
-        for (var i = 0; i < sorted.Length; i++)
-        {
-            names[i] = PrometheusName(sorted[i].Key);
-            values[i] = Convert.ToString(sorted[i].Value, System.Globalization.CultureInfo.InvariantCulture) ?? "";
+            return;
         }
 
-        var exported = _exported.GetOrAdd(instrument, i => Create(i, names));
-        if (exported is null || !exported.LabelNames.AsSpan().SequenceEqual(names))
+        // Prometheus asks for gzip: a large model's per-expert series are megabytes of text.
+        var gzip = AcceptsGzip(context.Request.Headers.AcceptEncoding);
+        var payload = gzip ? collection.Gzipped() : collection.Text;
+        response.StatusCode = 200;
+        response.ContentType = ContentType;
+        response.Headers.Vary = "Accept-Encoding";
+        if (gzip)
+        {
+            response.Headers.ContentEncoding = "gzip";
+        }
+
+        response.ContentLength = payload.Length;
+        if (head)
         {
             return;
         }
 
-        var value = Convert.ToDouble(measurement, System.Globalization.CultureInfo.InvariantCulture);
-        switch (exported.Collector)
+        using var late = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
+        late.CancelAfter(AnswerTimeout);
+        try
         {
-            case Counter counter:
-                var child = counter.WithLabels(values);
-                if (value < child.Value)
-                {
-                    counter.RemoveLabelled(values);
-                    child = counter.WithLabels(values);
-                }
-
-                child.IncTo(value);
-                break;
-            case Gauge gauge:
-                gauge.WithLabels(values).Set(value);
-                break;
-            case Histogram histogram:
-                histogram.WithLabels(values).Observe(value);
-                break;
+            await response.Body.WriteAsync(payload, late.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Past the timeout, or the scraper went away: the connection is closed under the body.
+            context.Abort();
+        }
+        catch (IOException)
+        {
+            // The scraper went away, or the endpoint stopped, in the middle of the body: nothing more to answer.
         }
     }
 
-    private Exported? Create(Instrument instrument, string[] labelNames)
+    private static async Task AnswerUnavailableAsync(HttpResponse response, bool head, string reason)
     {
-        var name = PrometheusName($"{instrument.Meter.Name}_{instrument.Name}");
-        var help = string.IsNullOrEmpty(instrument.Unit) ? instrument.Description ?? "" : $"({instrument.Unit}) {instrument.Description}";
-        Collector? collector = instrument switch
+        var message = Encoding.UTF8.GetBytes(reason + "\n");
+        response.StatusCode = 503;
+        response.ContentType = "text/plain; charset=utf-8";
+        response.ContentLength = message.Length;
+        if (!head)
         {
-            ObservableCounter<long> => _factory.CreateCounter($"{name}_total", help, labelNames),
-            ObservableGauge<double> or ObservableGauge<long> => _factory.CreateGauge(name, help, labelNames),
-            // The buckets the publisher advises (RoutingStatsMetrics: 10 µs to 10 s), as OpenTelemetry's exporters take them.
-            Histogram<double> histogram => _factory.CreateHistogram(
-                instrument.Unit == "s" ? $"{name}_seconds" : name, help, labelNames, new HistogramConfiguration { Buckets = histogram.Advice?.HistogramBucketBoundaries?.ToArray() }),
-            _ => null,
-        };
-        return collector is null ? null : new Exported(collector, labelNames);
-    }
-
-    private static string PrometheusName(string name)
-    {
-        var result = new StringBuilder(name.Length);
-        foreach (var c in name)
-        {
-            result.Append(char.IsAsciiLetterOrDigit(c) ? char.ToLowerInvariant(c) : '_');
-        }
-
-        return result.ToString();
-    }
-
-    private sealed record Exported(Collector Collector, string[] LabelNames);
-
-    /// <summary>One collection's text, begun at <paramref name="Began"/> (a <see cref="System.Diagnostics.Stopwatch"/> timestamp), and its gzip, made once when first asked.</summary>
-    private sealed record Collection(long Began, ReadOnlyMemory<byte> Text)
-    {
-        private readonly Lazy<ReadOnlyMemory<byte>> _gzipped = new(() => Gzip(Text));
-
-        public ReadOnlyMemory<byte> Gzipped() => _gzipped.Value;
-
-        private static ReadOnlyMemory<byte> Gzip(ReadOnlyMemory<byte> text)
-        {
-            var compressed = new MemoryStream();
-            using (var gzip = new GZipStream(compressed, CompressionLevel.Fastest, leaveOpen: true))
+            try
             {
-                gzip.Write(text.Span);
+                await response.Body.WriteAsync(message, CancellationToken.None).ConfigureAwait(false);
             }
-
-            return compressed.GetBuffer().AsMemory(0, (int)compressed.Length);
-        }
-    }
-
-    /// <summary>Creates meters whose <see cref="Meter.Scope"/> is this factory, so the endpoint listens to its own instruments only; disposes them with the endpoint (a factory's meters are the factory's to dispose).</summary>
-    private sealed class ScopedMeterFactory : IMeterFactory
-    {
-        private readonly List<Meter> _created = [];
-
-        public Meter Create(MeterOptions options)
-        {
-            var meter = new Meter(new MeterOptions(options.Name) { Version = options.Version, Tags = options.Tags, Scope = this });
-            lock (_created)
+            catch (IOException)
             {
-                _created.Add(meter);
-            }
-
-            return meter;
-        }
-
-        public void Dispose()
-        {
-            lock (_created)
-            {
-                _created.ForEach(meter => meter.Dispose());
-                _created.Clear();
+                // The scraper went away: nothing to answer.
             }
         }
     }

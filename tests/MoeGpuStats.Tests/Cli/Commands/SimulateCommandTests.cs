@@ -159,9 +159,6 @@ public sealed class SimulateCommandTests : IDisposable
     /// says it (not the listener's "The request is not supported"): a name that does not resolve, another machine's address.
     /// </summary>
     [Theory]
-    [InlineData("::1", "(::1 is an IPv6 address; the endpoint serves IPv4)")]
-    [InlineData("[::1]", "([::1] is an IPv6 address; the endpoint serves IPv4)")]
-    [InlineData("0.0.0.0", "(0.0.0.0 is the unspecified address: give + for every interface)")]
     [InlineData("no-such-host.invalid", "(no-such-host.invalid does not resolve: ")]
     [InlineData("192.0.2.1", "(192.0.2.1 is not an address of this machine)")]
     public void AHostTheEndpointCannotServeOnIsNamed(string host, string why)
@@ -172,7 +169,7 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Empty(output);
         Assert.StartsWith($"--metrics-host {host} --metrics-port 1: cannot serve metrics there (", error);
         Assert.Contains(why, error);
-        Assert.EndsWith("the host is localhost, this machine's name or IPv4 address, or + for every interface (no IPv6 address).", error.Trim());
+        Assert.EndsWith("the host is localhost, this machine's name or address, or + for every interface.", error.Trim());
     }
 
     [Fact]
