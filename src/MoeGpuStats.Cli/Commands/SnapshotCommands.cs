@@ -63,81 +63,78 @@ internal static class SnapshotCommands
                 return ExitCodes.Usage;
             }
 
-            var parts = new List<Snapshot>();
-            try
+            var merge = new SnapshotMerge(paths);
+            foreach (var path in paths)
             {
-                foreach (var path in paths)
+                if (!TryLoad(console, path, out var snapshot))
                 {
-                    if (!TryLoad(console, path, out var snapshot))
-                    {
-                        return ExitCodes.BadInput;
-                    }
-
-                    parts.Add(snapshot);
-                }
-
-                if ((KindMismatch(paths, parts) ?? (parts[0].Model is null ? Mismatch(paths, [.. parts.Select(p => p.Layer!)]) : ModelMismatch(paths, [.. parts.Select(p => p.Model!)]))) is { } mismatch)
-                {
-                    console.Error.WriteLine(mismatch);
                     return ExitCodes.BadInput;
                 }
 
-                if (EpSizeProblem(parse.GetValue(epSize), parts[0].Model, "the snapshots given hold one layer each") is { } problem)
+                using (snapshot)
                 {
-                    console.Error.WriteLine(problem);
-                    return ExitCodes.Usage;
-                }
+                    // Checked at the first snapshot, before the others are read: the option does not fit what they hold.
+                    if (path == paths[0] && EpSizeProblem(parse.GetValue(epSize), snapshot.Model, "the snapshots given hold one layer each") is { } problem)
+                    {
+                        console.Error.WriteLine(problem);
+                        return ExitCodes.Usage;
+                    }
 
-                if (paths.Length == 1)
-                {
-                    // A glob of ranks' files that matched one (the others not yet written, or named otherwise).
-                    console.Error.WriteLine($"warning: one snapshot given ({ErrorText.OneLine(paths[0].ToString())}): the merge is that snapshot alone; give every rank's.");
+                    if (merge.Add(snapshot) is { } refused)
+                    {
+                        console.Error.WriteLine(refused);
+                        return ExitCodes.BadInput;
+                    }
                 }
-
-                foreach (var identical in Identical(paths))
-                {
-                    console.Error.WriteLine(identical);
-                }
-
-                if (parts[0].Model is not null && StepsDiffer(paths, [.. parts.Select(p => p.Model!)]) is { } steps)
-                {
-                    console.Error.WriteLine(steps);
-                }
-
-                var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
-                return parts[0].Model is null
-                    ? Merge(console, paths, [.. parts.Select(p => p.Layer!)], RoutingStats.Merge, merged => RecordingSession.Finish(
-                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "snapshot")}: one layer of {Counted.Of(Snapshot.Experts(merged), "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output"))
-                    : Merge(console, paths, [.. parts.Select(p => p.Model!)], ModelRoutingStats.Merge, merged => FinishModel(
-                        console, merged, asJson, picture, file, $"merge of {Counted.Of(parts.Count, "model snapshot")}: {Counted.Of(merged.Layers, "layer")} of {Counted.Of(merged.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize)));
             }
-            finally
+
+            if (paths.Length == 1)
             {
-                parts.ForEach(p => p.Dispose());
+                // A glob of ranks' files that matched one (the others not yet written, or named otherwise).
+                console.Error.WriteLine($"warning: one snapshot given ({ErrorText.OneLine(paths[0].ToString())}): the merge is that snapshot alone; give every rank's.");
+            }
+
+            foreach (var identical in Identical(paths))
+            {
+                console.Error.WriteLine(identical);
+            }
+
+            if (merge.StepsNote is { } steps)
+            {
+                console.Error.WriteLine(steps);
+            }
+
+            RoutingStats? layer = null;
+            ModelRoutingStats? model = null;
+            try
+            {
+                if (merge.OfModels)
+                {
+                    model = merge.ModelResult();
+                }
+                else
+                {
+                    layer = merge.LayerResult();
+                }
+            }
+            catch (ArgumentException exception)
+            {
+                console.Error.WriteLine(merge.Refused(exception));
+                return ExitCodes.BadInput;
+            }
+
+            using (layer)
+            using (model)
+            {
+                var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
+                return model is null
+                    ? RecordingSession.Finish(
+                        console, layer!, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "snapshot")}: one layer of {Counted.Of(Snapshot.Experts(layer!), "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output")
+                    : FinishModel(
+                        console, model, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "model snapshot")}: {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize));
             }
         });
         return command;
-    }
-
-    /// <summary>Merges <paramref name="parts"/> and ends with <paramref name="finish"/>; parts that do not merge are one line naming the files.</summary>
-    private static int Merge<T>(CliConsole console, FileInfo[] paths, List<T> parts, Func<IEnumerable<T>, T> merge, Func<T, int> finish)
-        where T : IDisposable
-    {
-        T merged;
-        try
-        {
-            merged = merge(parts);
-        }
-        catch (ArgumentException exception)
-        {
-            console.Error.WriteLine($"cannot merge {string.Join(", ", paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}");
-            return ExitCodes.BadInput;
-        }
-
-        using (merged)
-        {
-            return finish(merged);
-        }
     }
 
     /// <summary>Why <c>--ep-size</c> cannot apply: snapshots of one layer (<paramref name="oneLayer"/> says so), or ranks that do not divide the model's experts; null when it can or was not given.</summary>
@@ -223,80 +220,6 @@ internal static class SnapshotCommands
     /// <summary>Names a few files, and how many more: <c>a, b, c and 46 more</c>.</summary>
     private static string Listed(List<string> names) =>
         names.Count <= 3 ? $"{string.Join(", ", names[..^1])} and {names[^1]}" : $"{string.Join(", ", names[..3])} and {names.Count - 3:N0} more";
-
-    /// <summary>
-    /// A note where the models hold different step counts: a merge takes its parts as ranks of one job that
-    /// step together and aligns their windows from the newest step, which is not a span of time for parts
-    /// that did not (one rank's snapshots at two times, say).
-    /// </summary>
-    private static string? StepsDiffer(FileInfo[] paths, List<ModelRoutingStats> models)
-    {
-        var steps = models.Select(model => model.Summary().Steps).ToArray();
-        var other = Array.FindIndex(steps, s => s != steps[0]);
-        return other < 0
-            ? null
-            : $"note: {ErrorText.OneLine(paths[0].ToString())} holds {Counted.Of(steps[0], "step")}, {ErrorText.OneLine(paths[other].ToString())} {Counted.Of(steps[other], "step")}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
-    }
-
-    /// <summary>Why the snapshots cannot merge because some hold one layer and others a whole model, naming the first of each.</summary>
-    private static string? KindMismatch(FileInfo[] paths, List<Snapshot> parts)
-    {
-        var other = parts.FindIndex(p => (p.Model is null) != (parts[0].Model is null));
-        return other < 0 ? null : $"{paths[0]} holds {parts[0].Describe()}, {paths[other]} holds {parts[other].Describe()}; merge layers with layers and models with models.";
-    }
-
-    /// <summary>Why the models cannot merge, naming the files: they must have the same layers, experts, window, capacity and empty-step rule.</summary>
-    private static string? ModelMismatch(FileInfo[] paths, List<ModelRoutingStats> parts)
-    {
-        var other = parts.FindIndex(p => Shape(p) != Shape(parts[0]));
-        return other < 0 ? null
-            : $"{paths[0]} holds {Shape(parts[0])}, {paths[other]} holds {Shape(parts[other])}; only models of the same layers, experts, window, capacity and --skip-empty-steps merge"
-            + (parts[other].Experts != parts[0].Experts ? $"{GuessedExperts}." : ".");
-
-        static string Shape(ModelRoutingStats model) =>
-            $"{Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")} with a window of {Counted.Of(model.Options.Window, "step")} and "
-            + (model.Options.ExpertCapacity is { } capacity ? $"a capacity of {Counted.Of(capacity, "slot")} per expert" : "no capacity")
-            + (model.Options.SkipEmptySteps ? ", empty steps left out (--skip-empty-steps)" : "");
-    }
-
-    /// <summary>Why ranks' experts can differ: a replay without <c>--experts</c> takes them from the largest id of its own trace.</summary>
-    private const string GuessedExperts = " (a replay without --experts counts experts up to the largest id in its trace, which differs by rank: replay each rank with --experts)";
-
-    /// <summary>Why the snapshots cannot merge, naming the files: they must count the same experts with the same capacity.</summary>
-    private static string? Mismatch(FileInfo[] paths, List<RoutingStats> parts)
-    {
-        var first = -1;
-        for (var i = 0; i < parts.Count; i++)
-        {
-            var experts = parts[i].ExpertUtilization.Count;
-            if (experts == 0)
-            {
-                continue;
-            }
-
-            if (first < 0)
-            {
-                first = i;
-            }
-            else if (experts != parts[first].ExpertUtilization.Count)
-            {
-                return $"{paths[first]} has {parts[first].ExpertUtilization.Count:N0} experts, {paths[i]} has {experts:N0}; only snapshots of the same experts merge{GuessedExperts}.";
-            }
-        }
-
-        for (var i = 1; i < parts.Count; i++)
-        {
-            if (parts[i].CapacityStats.SlotsPerExpert != parts[0].CapacityStats.SlotsPerExpert)
-            {
-                return $"{paths[0]} has {Capacity(parts[0])}, {paths[i]} has {Capacity(parts[i])}; only snapshots of the same capacity merge.";
-            }
-        }
-
-        return null;
-    }
-
-    private static string Capacity(RoutingStats stats) =>
-        stats.Options.ExpertCapacity is { } slots ? $"a capacity of {slots:N0} slots per expert" : "no capacity (the seed's placeholder of 100 slots per expert)";
 
     private static bool TryLoad(CliConsole console, FileInfo path, out Snapshot snapshot)
     {

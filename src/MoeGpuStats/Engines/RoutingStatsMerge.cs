@@ -2,78 +2,132 @@ using static System.FormattableString;
 
 namespace MoeGpuStats.Engines;
 
-/// <summary>Combines the states of several ranks or replicas that route to the same experts.</summary>
-internal static class RoutingStatsMerge
+/// <summary>
+/// Combines the states of several ranks or replicas that route to the same experts, one part at a time: a merge holds
+/// its result and the part it adds, not every part (a job's hundreds of ranks' snapshots read one after another).
+/// Parts are added in order, each sum in the order of the parts, so a merge is the same to the bit however its parts
+/// arrive.
+/// </summary>
+internal sealed class RoutingStatsMerge
 {
-    /// <param name="parts">The statistics to combine.</param>
+    private readonly string _within;
+    private readonly RoutingState _merged = new() { LoadBalanceLossSum = 0, RouterZLossSum = 0 };
+    private readonly Queue<float> _history = new();
+    private readonly Queue<double> _recentLatencies = new();
+    private readonly List<(double Total, double Min, double Max)> _latencies = [];
+    private RoutingStatsOptions? _options;
+    private (int Part, int Experts)? _counted;
+    private (int Part, int Experts)? _configured;
+    private double _capacityAverageSum;
+    private ulong _measurements;
+    private long _mergedParts;
+    private int _parts;
+
     /// <param name="within">What the parts are within, prefixed to a refused count's name: <c>layers[3].</c> for a model's layer.</param>
+    public RoutingStatsMerge(string within = "") => _within = within;
+
+    /// <summary>Combines <paramref name="parts"/> (at least one).</summary>
+    /// <exception cref="ArgumentException">The parts count different experts or have different capacities, or a sum passes what a snapshot holds.</exception>
     public static RoutingStats Merge(IReadOnlyList<RoutingStats> parts, string within = "")
     {
-        var states = parts.Select(p => p.ExportState()).ToArray();
+        var merge = new RoutingStatsMerge(within);
+        foreach (var part in parts)
+        {
+            merge.Add(part);
+        }
+
+        return merge.Result();
+    }
+
+    /// <summary>Adds the next part, named <c>parts[i]</c> by its place in the order added.</summary>
+    /// <exception cref="ArgumentException">The part does not merge with those before it, or a sum passes what a snapshot holds: give the merge up (it holds some of the part).</exception>
+    public void Add(RoutingStats part)
+    {
+        var state = part.ExportState();
+        var index = _parts;
+
         // The experts the parts count must agree, and so must the experts their options fix; not the one
         // with the other, since options fix the experts of records of ids only and a decision of another
         // count may follow (an idle rank beside one that recorded such a decision merges).
-        int? Counted(int part) => states[part].ExpertUtilization.Length is > 0 and var e ? e : null;
-        if (Disagreeing(parts.Count, Counted, skipNull: true) is var (first, other))
+        if (state.ExpertUtilization.Length is > 0 and var counted && _counted is var (first, experts) && counted != experts)
         {
-            throw new ArgumentException(Invariant($"Only the same experts merge: parts[{first}] counts {Counted(first)} experts, parts[{other}] {Counted(other)}."), nameof(parts));
+            throw new ArgumentException(Invariant($"Only the same experts merge: parts[{first}] counts {experts} experts, parts[{index}] {counted}."), "parts");
         }
 
-        int? Configured(int part) => parts[part].Options.Experts;
-        if (Disagreeing(parts.Count, Configured, skipNull: true) is var (a, b))
+        if (part.Options.Experts is { } configured && _configured is var (a, fixedExperts) && configured != fixedExperts)
         {
-            throw new ArgumentException(Invariant($"Only the same experts merge: parts[{a}] has Experts = {Configured(a)}, parts[{b}] {Configured(b)}."), nameof(parts));
+            throw new ArgumentException(Invariant($"Only the same experts merge: parts[{a}] has Experts = {fixedExperts}, parts[{index}] {configured}."), "parts");
         }
 
         // A capacity derives drops and an unset one does not, even where its placeholder is the same number.
-        string Capacity(int part) => parts[part].Options.ExpertCapacity is { } slots ? Invariant($"a capacity of {slots} per expert") : "no capacity";
-        if (Disagreeing(parts.Count, part => parts[part].Options.ExpertCapacity, skipNull: false) is var (c, d))
+        if (_options is { } options && options.ExpertCapacity != part.Options.ExpertCapacity)
         {
-            throw new ArgumentException(Invariant($"Only the same capacity merges: parts[{c}] has {Capacity(c)}, parts[{d}] {Capacity(d)}."), nameof(parts));
+            throw new ArgumentException(Invariant($"Only the same capacity merges: parts[0] has {Capacity(options)}, parts[{index}] {Capacity(part.Options)}."), "parts");
         }
 
-        var expertCount = states.Select(s => s.ExpertUtilization.Length).FirstOrDefault(e => e > 0);
-        var merged = new RoutingState
+        _options ??= part.Options;
+        _counted ??= state.ExpertUtilization.Length > 0 ? (index, state.ExpertUtilization.Length) : null;
+        _configured ??= part.Options.Experts is { } given ? (index, given) : null;
+        var merged = _merged;
+        merged.TotalRoutings = Add(_within, merged.TotalRoutings, state.TotalRoutings, "total_routings");
+        merged.TotalTokens = Add(_within, merged.TotalTokens, state.TotalTokens, "total_tokens");
+        merged.TokensDropped = Add(_within, merged.TokensDropped, state.TokensDropped, "tokens_dropped");
+        merged.RoutedSlots = Add(_within, merged.RoutedSlots, state.RoutedSlots, "routed_slots");
+        merged.SlotsDropped = Add(_within, merged.SlotsDropped, state.SlotsDropped, "slots_dropped");
+        merged.InvalidExpertIds = Add(_within, merged.InvalidExpertIds, state.InvalidExpertIds, "invalid_expert_ids");
+        merged.CapacityExceededCount = Add(_within, merged.CapacityExceededCount, state.CapacityExceededCount, "capacity_exceeded_count");
+        merged.TotalCapacity = Add(_within, merged.TotalCapacity, state.TotalCapacity, "total_capacity");
+        merged.TotalUsed = Add(_within, merged.TotalUsed, state.TotalUsed, "total_used");
+        merged.CapacityPeakUtilization = Math.Max(merged.CapacityPeakUtilization, state.CapacityPeakUtilization);
+        double weight = state.TotalRoutings;
+        merged.LoadBalanceLossSum += state.LoadBalanceLossSum ?? weight * state.AverageLoadBalanceLoss;
+        merged.RouterZLossSum += state.RouterZLossSum ?? weight * state.AverageRouterZLoss;
+        _capacityAverageSum += weight * state.CapacityAverageUtilization;
+        if (state.ExpertTokenCounts.Length > 0 && merged.ExpertTokenCounts.Length == 0)
         {
-            ExpertUtilization = new float[expertCount],
-            ExpertTokenCounts = new ulong[expertCount],
-            UtilizationSums = new double[expertCount],
-            LoadBalanceLossSum = 0,
-            RouterZLossSum = 0,
-        };
-        double capacityAverageSum = 0;
-        var history = new List<float>();
-        foreach (var state in states)
-        {
-            merged.TotalRoutings = Add(within, merged.TotalRoutings, state.TotalRoutings, "total_routings");
-            merged.TotalTokens = Add(within, merged.TotalTokens, state.TotalTokens, "total_tokens");
-            merged.TokensDropped = Add(within, merged.TokensDropped, state.TokensDropped, "tokens_dropped");
-            merged.RoutedSlots = Add(within, merged.RoutedSlots, state.RoutedSlots, "routed_slots");
-            merged.SlotsDropped = Add(within, merged.SlotsDropped, state.SlotsDropped, "slots_dropped");
-            merged.InvalidExpertIds = Add(within, merged.InvalidExpertIds, state.InvalidExpertIds, "invalid_expert_ids");
-            merged.CapacityExceededCount = Add(within, merged.CapacityExceededCount, state.CapacityExceededCount, "capacity_exceeded_count");
-            merged.TotalCapacity = Add(within, merged.TotalCapacity, state.TotalCapacity, "total_capacity");
-            merged.TotalUsed = Add(within, merged.TotalUsed, state.TotalUsed, "total_used");
-            merged.CapacityPeakUtilization = Math.Max(merged.CapacityPeakUtilization, state.CapacityPeakUtilization);
-            double weight = state.TotalRoutings;
-            merged.LoadBalanceLossSum += state.LoadBalanceLossSum ?? weight * state.AverageLoadBalanceLoss;
-            merged.RouterZLossSum += state.RouterZLossSum ?? weight * state.AverageRouterZLoss;
-            capacityAverageSum += weight * state.CapacityAverageUtilization;
-            for (var e = 0; e < state.ExpertTokenCounts.Length; e++)
-            {
-                merged.ExpertTokenCounts[e] = Add(within, merged.ExpertTokenCounts[e], state.ExpertTokenCounts[e], "expert_token_counts", e);
-                merged.UtilizationSums[e] += state.UtilizationSums?[e] ?? weight * state.ExpertUtilization[e];
-            }
-
-            history.AddRange(state.LoadVarianceHistory);
+            // The first part that counts experts sizes the merge; parts before it (idle ranks) counted none.
+            (merged.ExpertTokenCounts, merged.UtilizationSums) = (new ulong[state.ExpertTokenCounts.Length], new double[state.ExpertTokenCounts.Length]);
         }
 
+        for (var e = 0; e < state.ExpertTokenCounts.Length; e++)
+        {
+            merged.ExpertTokenCounts[e] = Add(_within, merged.ExpertTokenCounts[e], state.ExpertTokenCounts[e], "expert_token_counts", e);
+            merged.UtilizationSums![e] += state.UtilizationSums?[e] ?? weight * state.ExpertUtilization[e];
+        }
+
+        foreach (var variance in state.LoadVarianceHistory)
+        {
+            Keep(_history, variance, ManagedRoutingEngine.HistoryWindow);
+        }
+
+        var latency = part.RoutingLatencyStats.Copy();
+        _measurements = Add(_within, _measurements, latency.TotalMeasurements, "total_measurements");
+        _latencies.Add((latency.TotalLatencyMs, latency.MinLatencyMs, latency.MaxLatencyMs));
+        foreach (var recent in latency.RecentLatencies)
+        {
+            Keep(_recentLatencies, recent, LatencyStats.WindowSize);
+        }
+
+        _mergedParts += part.MergedParts;
+        _parts++;
+    }
+
+    /// <summary>The merge of the parts added: a managed <see cref="RoutingStats"/> without decay (decayed utilization does not merge).</summary>
+    /// <exception cref="ArgumentException">The latencies' total is not finite, or the parts combine more than <see cref="RoutingStats.MaxMergedParts"/> recordings.</exception>
+    /// <exception cref="InvalidOperationException">No part was added.</exception>
+    public RoutingStats Result()
+    {
+        var options = _options ?? throw new InvalidOperationException("A merge needs at least one part.");
+        var merged = _merged;
+        var expertCount = merged.ExpertTokenCounts.Length;
+        merged.ExpertUtilization = new float[expertCount];
+        merged.UtilizationSums ??= new double[expertCount];
         double routings = merged.TotalRoutings;
         if (routings > 0)
         {
-            merged.AverageLoadBalanceLoss = (float)(merged.LoadBalanceLossSum / routings);
-            merged.AverageRouterZLoss = (float)(merged.RouterZLossSum / routings);
-            merged.CapacityAverageUtilization = (float)(capacityAverageSum / routings);
+            merged.AverageLoadBalanceLoss = (float)(merged.LoadBalanceLossSum!.Value / routings);
+            merged.AverageRouterZLoss = (float)(merged.RouterZLossSum!.Value / routings);
+            merged.CapacityAverageUtilization = (float)(_capacityAverageSum / routings);
             for (var e = 0; e < expertCount; e++)
             {
                 merged.ExpertUtilization[e] = (float)(merged.UtilizationSums[e] / routings);
@@ -84,40 +138,42 @@ internal static class RoutingStatsMerge
         merged.RoutingEfficiency = merged.RoutedSlots > 0
             ? (float)(merged.RoutedSlots - merged.SlotsDropped) / merged.RoutedSlots * 100.0f
             : 0f;
-        merged.LoadVarianceHistory = [.. history.TakeLast(ManagedRoutingEngine.HistoryWindow)];
+        merged.LoadVarianceHistory = [.. _history];
 
-        var latencies = parts.Select(p => p.RoutingLatencyStats.Copy()).ToArray();
-        var measurements = latencies.Aggregate(0UL, (sum, l) => Add(within, sum, l.TotalMeasurements, "total_measurements"));
         // Each part's total is finite, their sum need not be; an infinite one is written as null, which no reader takes back.
-        var totalLatency = latencies.Sum(l => l.TotalLatencyMs);
+        var totalLatency = _latencies.Sum(l => l.Total);
         if (!double.IsFinite(totalLatency))
         {
             throw new ArgumentException(
                 string.Create(
                     System.Globalization.CultureInfo.InvariantCulture,
-                    $"The merged total_latency_ms exceeds {double.MaxValue} ({string.Join(" + ", latencies.Select(l => l.TotalLatencyMs.ToString(System.Globalization.CultureInfo.InvariantCulture)))}), the most a snapshot holds; these snapshots cannot be combined."),
+                    $"The merged total_latency_ms exceeds {double.MaxValue} ({string.Join(" + ", _latencies.Select(l => l.Total.ToString(System.Globalization.CultureInfo.InvariantCulture)))}), the most a snapshot holds; these snapshots cannot be combined."),
                 "parts");
         }
 
-        var options = parts[0].Options with { UtilizationDecay = null };
-        var result = RoutingStats.FromState(options, merged, MergedParts(parts.Select(p => p.MergedParts)));
-        result.RoutingLatencyStats.Restore(
-            measurements,
-            totalLatency,
-            latencies.Min(l => l.MinLatencyMs),
-            latencies.Max(l => l.MaxLatencyMs),
-            latencies.SelectMany(l => l.RecentLatencies).TakeLast(LatencyStats.WindowSize));
+        var result = RoutingStats.FromState(options with { UtilizationDecay = null }, merged, MergedParts(_mergedParts));
+        result.RoutingLatencyStats.Restore(_measurements, totalLatency, _latencies.Min(l => l.Min), _latencies.Max(l => l.Max), _recentLatencies);
         return result;
     }
 
-    /// <summary>The recordings a merge of <paramref name="parts"/> combines, refused past <see cref="RoutingStats.MaxMergedParts"/>.</summary>
-    public static int MergedParts(IEnumerable<int> parts)
+    /// <summary>Appends <paramref name="value"/>, keeping the newest <paramref name="most"/>: the parts' values joined end to end, as many as one state holds.</summary>
+    private static void Keep<T>(Queue<T> kept, T value, int most)
     {
-        var sum = parts.Sum(p => (long)p);
-        return sum <= RoutingStats.MaxMergedParts
+        kept.Enqueue(value);
+        if (kept.Count > most)
+        {
+            kept.Dequeue();
+        }
+    }
+
+    private static string Capacity(RoutingStatsOptions options) =>
+        options.ExpertCapacity is { } slots ? Invariant($"a capacity of {slots} per expert") : "no capacity";
+
+    /// <summary>The recordings a merge combines, <paramref name="sum"/> of its parts' <see cref="RoutingStats.MergedParts"/>, refused past <see cref="RoutingStats.MaxMergedParts"/>.</summary>
+    public static int MergedParts(long sum) =>
+        sum <= RoutingStats.MaxMergedParts
             ? (int)sum
             : throw new ArgumentException(Invariant($"The merge would combine {sum:N0} recordings (merged_parts); at most {RoutingStats.MaxMergedParts:N0} merge."), "parts");
-    }
 
     /// <summary>
     /// Exact sums of counters, refused where they pass the largest count a snapshot file holds
@@ -131,32 +187,5 @@ internal static class RoutingStatsMerge
             ? (ulong)sum
             : throw new ArgumentException(
                 Invariant($"The merged {within}{Serialization.RoutingStatsJson.Entry(field, index)} exceeds {Serialization.RoutingStatsJson.MaxCount:N0} ({total} + {part}), the most a snapshot holds; these snapshots cannot be combined exactly."), "parts");
-    }
-
-    /// <summary>
-    /// The first part with a value (any, or with <paramref name="skipNull"/> a non-null one) and the first after
-    /// it whose value differs; null where all agree.
-    /// </summary>
-    private static (int First, int Other)? Disagreeing(int count, Func<int, int?> value, bool skipNull)
-    {
-        var first = -1;
-        for (var part = 0; part < count; part++)
-        {
-            if (skipNull && value(part) is null)
-            {
-                continue;
-            }
-
-            if (first < 0)
-            {
-                first = part;
-            }
-            else if (value(part) != value(first))
-            {
-                return (first, part);
-            }
-        }
-
-        return null;
     }
 }

@@ -362,6 +362,65 @@ public sealed class MergeCommandTests : IDisposable
         Assert.Contains("a merge of 3 snapshots joins their variance histories", third);
     }
 
+    /// <summary>
+    /// merge reads its snapshots one at a time, in the order given, and writes what the library's merge of every part
+    /// held at once writes, byte for byte: for models of different step counts, and for layers after an idle rank,
+    /// whose empty counts size nothing; a part that does not fit is named even after several that do.
+    /// </summary>
+    [Fact]
+    public void AMergeOfManyRanksIsTheMergeOfAllOfThemAtOnce()
+    {
+        var models = Enumerable.Range(0, 6).Select(rank =>
+        {
+            var steps = Steps + (rank % 3);
+            var npy = _folder.WriteInt32($"model{rank}.npy", $"{steps}, {Layers}, {Tokens}, {TopK}", ModelTrace.Ids(steps, Layers, Tokens, seed: 10 + rank));
+            var json = Path.ChangeExtension(npy, ".json");
+            Assert.Equal(ExitCodes.Ok, Run("replay", npy, "--experts", $"{Experts}", "--window", "4", "--save", json).Code);
+            return json;
+        }).ToArray();
+        var idle = Path.Combine(_folder.FullName, "idle.json");
+        using (var nothing = new RoutingStats())
+        {
+            RoutingStatsFile.Save(nothing, idle);
+        }
+
+        var layers = new[] { idle }.Concat(Enumerable.Range(0, 5).Select(rank => Save($"layer{rank}.json", new RoutingStatsOptions { Experts = 4 }, [rank % 4, 3, 2, rank % 2], tokens: 2))).ToArray();
+
+        foreach (var (parts, name) in new[] { (models, "models.json"), (layers, "layers.json") })
+        {
+            var merged = Path.Combine(_folder.FullName, name);
+            var (code, _, error) = Run(["merge", .. parts, "-o", merged]);
+            Assert.True(code == ExitCodes.Ok, error);
+
+            var loaded = parts.Select(SnapshotFile.Load).ToArray();
+            try
+            {
+                var expected = Path.Combine(_folder.FullName, "expected-" + name);
+                if (loaded[0].Model is null)
+                {
+                    using var all = RoutingStats.Merge(loaded.Select(part => part.Layer!));
+                    RoutingStatsFile.Save(all, expected);
+                }
+                else
+                {
+                    using var all = ModelRoutingStats.Merge(loaded.Select(part => part.Model!));
+                    SnapshotFile.Save(all, expected);
+                }
+
+                Assert.Equal(File.ReadAllBytes(expected), File.ReadAllBytes(merged));
+            }
+            finally
+            {
+                Array.ForEach(loaded, part => part.Dispose());
+            }
+        }
+
+        var other = Save("other.json", new RoutingStatsOptions { Experts = 5 }, [4, 0], tokens: 2);
+        var (refusedCode, _, refused) = Run(["merge", .. layers, other]);
+        Assert.Equal(ExitCodes.BadInput, refusedCode);
+        Assert.StartsWith($"{layers[1]} has 4 experts, {other} has 5; only snapshots of the same experts merge", refused.Trim());
+    }
+
     /// <summary>Without --output, merge writes nothing and prints the merged snapshot with --json (it refused to run without --output).</summary>
     [Fact]
     public void AMergeWithoutAnOutputPrintsTheMergedSnapshot()

@@ -1,0 +1,150 @@
+using MoeGpuStats.Cli.Input;
+using MoeGpuStats.Engines;
+
+namespace MoeGpuStats.Cli.Commands;
+
+/// <summary>
+/// <c>merge</c>'s snapshots taken one at a time, in the order given: each checked against the first and added to the
+/// merge, then let go, so that a job's hundreds of ranks' snapshots take the memory of one and the merge.
+/// </summary>
+internal sealed class SnapshotMerge
+{
+    /// <summary>Why ranks' experts can differ: a replay without <c>--experts</c> takes them from the largest id of its own trace.</summary>
+    private const string GuessedExperts = " (a replay without --experts counts experts up to the largest id in its trace, which differs by rank: replay each rank with --experts)";
+
+    private readonly FileInfo[] _paths;
+    private RoutingStatsMerge? _layers;
+    private ModelRoutingMerge? _models;
+    private string _firstHolds = "";
+    private string _firstShape = "";
+    private int _firstExperts;
+    private ulong _firstSteps;
+    private int? _firstCapacity;
+    private string _firstCapacityText = "";
+    private (int Part, int Experts)? _counted;
+    private int _added;
+
+    public SnapshotMerge(FileInfo[] paths) => _paths = paths;
+
+    /// <summary>Whether the snapshots are models' (as the first is); false for one layer's.</summary>
+    public bool OfModels => _models is not null;
+
+    /// <summary>A note where the models hold different step counts (the first such part), or null.</summary>
+    public string? StepsNote { get; private set; }
+
+    /// <summary>
+    /// Checks <paramref name="part"/>, the snapshot of the next path, against the first and adds it; the reason, one
+    /// line naming the files, where it cannot merge (the merge is then given up).
+    /// </summary>
+    public string? Add(Snapshot part)
+    {
+        var index = _added;
+        if (index == 0)
+        {
+            First(part);
+        }
+        else if (Mismatch(index, part) is { } mismatch)
+        {
+            return mismatch;
+        }
+
+        try
+        {
+            if (part.Model is { } model)
+            {
+                _models!.Add(model);
+            }
+            else
+            {
+                _layers!.Add(part.Layer!);
+            }
+        }
+        catch (ArgumentException exception)
+        {
+            return Refused(exception);
+        }
+
+        _added++;
+        return null;
+    }
+
+    /// <summary>The merge of the snapshots added.</summary>
+    /// <exception cref="ArgumentException">The parts cannot be combined exactly (the message names the sum).</exception>
+    public RoutingStats LayerResult() => _layers!.Result();
+
+    /// <inheritdoc cref="LayerResult"/>
+    public ModelRoutingStats ModelResult() => _models!.Result();
+
+    /// <summary>The message naming every file, for a merge refused at its end.</summary>
+    public string Refused(ArgumentException exception) => $"cannot merge {string.Join(", ", _paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}";
+
+    private void First(Snapshot part)
+    {
+        _firstHolds = part.Describe();
+        if (part.Model is { } model)
+        {
+            _models = new ModelRoutingMerge();
+            (_firstShape, _firstExperts, _firstSteps) = (Shape(model), model.Experts, model.Summary().Steps);
+        }
+        else
+        {
+            _layers = new RoutingStatsMerge();
+            (_firstCapacity, _firstCapacityText) = (part.Layer!.CapacityStats.SlotsPerExpert, Capacity(part.Layer));
+            Count(0, part.Layer);
+        }
+    }
+
+    private string? Mismatch(int index, Snapshot part)
+    {
+        if ((part.Model is not null) != OfModels)
+        {
+            return $"{_paths[0]} holds {_firstHolds}, {_paths[index]} holds {part.Describe()}; merge layers with layers and models with models.";
+        }
+
+        if (part.Model is { } model)
+        {
+            if (Shape(model) != _firstShape)
+            {
+                return $"{_paths[0]} holds {_firstShape}, {_paths[index]} holds {Shape(model)}; only models of the same layers, experts, window, capacity and --skip-empty-steps merge"
+                    + (model.Experts != _firstExperts ? $"{GuessedExperts}." : ".");
+            }
+
+            // A merge takes its parts as ranks of one job that step together and aligns their windows from the newest
+            // step, which is not a span of time for parts that did not (one rank's snapshots at two times, say).
+            var steps = model.Summary().Steps;
+            if (StepsNote is null && steps != _firstSteps)
+            {
+                StepsNote = $"note: {ErrorText.OneLine(_paths[0].ToString())} holds {Counted.Of(_firstSteps, "step")}, {ErrorText.OneLine(_paths[index].ToString())} {Counted.Of(steps, "step")}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
+            }
+
+            return null;
+        }
+
+        var layer = part.Layer!;
+        var experts = layer.ExpertUtilization.Count;
+        if (experts > 0 && _counted is var (first, counted) && experts != counted)
+        {
+            return $"{_paths[first]} has {counted:N0} experts, {_paths[index]} has {experts:N0}; only snapshots of the same experts merge{GuessedExperts}.";
+        }
+
+        if (layer.CapacityStats.SlotsPerExpert != _firstCapacity)
+        {
+            return $"{_paths[0]} has {_firstCapacityText}, {_paths[index]} has {Capacity(layer)}; only snapshots of the same capacity merge.";
+        }
+
+        Count(index, layer);
+        return null;
+    }
+
+    /// <summary>Keeps the first part that counts experts, whose count every later one must have.</summary>
+    private void Count(int index, RoutingStats layer) =>
+        _counted ??= layer.ExpertUtilization.Count > 0 ? (index, layer.ExpertUtilization.Count) : null;
+
+    private static string Shape(ModelRoutingStats model) =>
+        $"{Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")} with a window of {Counted.Of(model.Options.Window, "step")} and "
+        + (model.Options.ExpertCapacity is { } capacity ? $"a capacity of {Counted.Of(capacity, "slot")} per expert" : "no capacity")
+        + (model.Options.SkipEmptySteps ? ", empty steps left out (--skip-empty-steps)" : "");
+
+    private static string Capacity(RoutingStats stats) =>
+        stats.Options.ExpertCapacity is { } slots ? $"a capacity of {slots:N0} slots per expert" : "no capacity (the seed's placeholder of 100 slots per expert)";
+}
