@@ -27,28 +27,37 @@ internal static class MetricsServing
             // A host other than the default may be the cause as well as the port: name both, and what a host may be.
             console.Error.WriteLine(host == "localhost"
                 ? $"--metrics-port {given}: cannot serve metrics on {host}:{given} ({ErrorText.Clause(exception)})."
-                : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({HostProblem(host) ?? ErrorText.Clause(exception)}); the host is localhost, this machine's name or address, or + for every interface.");
+                : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({HostProblem(host) ?? ErrorText.Clause(exception)}); {MetricsHost.Allowed}.");
             return false;
         }
 
-        console.Error.WriteLine($"metrics: {Url(host, given)}");
+        console.Error.WriteLine($"metrics: {MetricsHost.Parse(host).Url(given)}");
         return true;
     }
 
     /// <summary>
     /// Why <paramref name="host"/> cannot be listened on, where the name says it, in place of the server's words ("Cannot
-    /// assign requested address"): a name that does not resolve, or one with an address of another machine; null otherwise.
+    /// assign requested address", "Invalid argument"): a name that does not resolve, an address of another machine, or
+    /// a link-local address without its interface; null otherwise.
     /// </summary>
     private static string? HostProblem(string host)
     {
+        var where = MetricsHost.Parse(host);
         if (host == "+")
         {
             return null;
         }
 
         IPAddress[] addresses;
-        if (IPAddress.TryParse(host.Trim('[', ']'), out var literal))
+        if (where.Address is { } literal)
         {
+            if (literal.IsIPv6LinkLocal && literal.ScopeId == 0)
+            {
+                var owner = System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+                    .FirstOrDefault(network => network.GetIPProperties().UnicastAddresses.Any(unicast => new IPAddress(unicast.Address.GetAddressBytes()).Equals(literal)));
+                return $"{host} is a link-local address, which needs its interface: {literal}%{owner?.Name ?? "INTERFACE"}";
+            }
+
             addresses = [literal];
         }
         else
@@ -63,15 +72,14 @@ internal static class MetricsServing
             }
         }
 
-        var other = addresses.FirstOrDefault(address => !address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any) && !IsThisMachines(address));
-        return other is null ? null : other.ToString() == host.Trim('[', ']') ? $"{host} is not an address of this machine" : $"{host} is {other}, not an address of this machine";
-    }
+        if (addresses.Length == 0)
+        {
+            return $"{host} resolves to no address";
+        }
 
-    /// <summary>The endpoint's address as a scraper gives it: an IPv6 address in brackets.</summary>
-    private static string Url(string host, int port) =>
-        IPAddress.TryParse(host, out var address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
-            ? $"http://[{address}]:{port}/metrics"
-            : $"http://{host}:{port}/metrics";
+        var other = addresses.FirstOrDefault(address => !address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any) && !IsThisMachines(address));
+        return other is null ? null : other.Equals(where.Address) ? $"{host} is not an address of this machine" : $"{host} is {other}, not an address of this machine";
+    }
 
     private static bool IsThisMachines(IPAddress address) =>
         IPAddress.IsLoopback(address)
@@ -90,7 +98,7 @@ internal static class MetricsServing
             return;
         }
 
-        console.Error.WriteLine($"metrics: serving the final state at {Url(host, port)} until Ctrl-C or SIGTERM");
+        console.Error.WriteLine($"metrics: serving the final state at {MetricsHost.Parse(host).Url(port)} until Ctrl-C or SIGTERM");
         while (!interrupt.Requested)
         {
             Thread.Sleep(100);

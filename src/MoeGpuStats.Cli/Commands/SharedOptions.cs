@@ -140,11 +140,22 @@ internal static class SharedOptions
         65_535,
         "a TCP port");
 
-    public static Option<string> MetricsHost() => new("--metrics-host")
+    public static Option<string> MetricsHost()
     {
-        Description = "Host name to bind the metrics endpoint to: localhost (the default), this machine's name or address (IPv4 or IPv6), or '+' for all interfaces.",
-        DefaultValueFactory = _ => "localhost",
-    };
+        var option = new Option<string>("--metrics-host")
+        {
+            Description = "Host name to bind the metrics endpoint to: localhost (the default), this machine's name or address (IPv4 or IPv6), or '+' for all interfaces.",
+            DefaultValueFactory = _ => "localhost",
+        };
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && Output.MetricsHost.Problem(result.Tokens[^1].Value) is { } problem)
+            {
+                result.AddError($"{option.Name} {(string.IsNullOrWhiteSpace(result.Tokens[^1].Value) ? $"'{result.Tokens[^1].Value}'" : ErrorText.OneLine(result.Tokens[^1].Value))}: {problem}.");
+            }
+        });
+        return option;
+    }
 
     public static Option<double> ReportInterval() => Number(
         new("--report-interval")

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using Microsoft.AspNetCore.Builder;
@@ -17,8 +16,7 @@ namespace MoeGpuStats.Cli.Output;
 /// <c>http://HOST:PORT/metrics</c>, in the Prometheus text format (0.0.4, <see cref="MetricsExposition"/>), on Kestrel.
 /// </summary>
 /// <remarks>
-/// The host <c>localhost</c> or <c>127.0.0.1</c> serves on the loopback interface only (IPv4 and IPv6); <c>+</c> on
-/// every interface; an address on that address; any other name on the addresses it resolves to. GET and HEAD (the
+/// The host is read as <see cref="MetricsHost"/> reads it. GET and HEAD (the
 /// headers alone) are answered, gzip-compressed when the scraper accepts it (as Prometheus does); other methods get
 /// 405, other paths 404. Kestrel bounds the connections held (<see cref="MaxConnections"/>; more are closed unanswered),
 /// the time a request's headers may take (<see cref="RequestHeadersTimeout"/>), an idle connection
@@ -78,8 +76,9 @@ internal sealed class MetricsEndpoint : IDisposable
     /// Starts serving <paramref name="stats"/> at <c>http://<paramref name="host"/>:<paramref name="port"/>/metrics</c>.
     /// The caller keeps ownership of <paramref name="stats"/>; dispose the endpoint before it.
     /// </summary>
-    /// <exception cref="IOException">The port is in use or the host cannot be bound.</exception>
-    /// <exception cref="System.Net.Sockets.SocketException">The host does not resolve.</exception>
+    /// <exception cref="IOException">The port is in use.</exception>
+    /// <exception cref="System.Net.Sockets.SocketException">The host does not resolve, or its address cannot be listened on.</exception>
+    /// <exception cref="ArgumentException">The host is none that <see cref="MetricsHost"/> reads.</exception>
     public static MetricsEndpoint Start(RoutingStats stats, string host, int port, string? layer = null) =>
         Start(meters => new RoutingStatsMetrics(stats, layer, meterFactory: meters), host, port);
 
@@ -88,8 +87,9 @@ internal sealed class MetricsEndpoint : IDisposable
     /// <paramref name="topExperts"/> hottest and coldest experts per layer, per-expert series only with <paramref name="expertSeries"/>,
     /// the balance over the window's newest <paramref name="recentSteps"/> steps, and over <paramref name="epSize"/> EP ranks, where given.
     /// </summary>
-    /// <exception cref="IOException">The port is in use or the host cannot be bound.</exception>
-    /// <exception cref="System.Net.Sockets.SocketException">The host does not resolve.</exception>
+    /// <exception cref="IOException">The port is in use.</exception>
+    /// <exception cref="System.Net.Sockets.SocketException">The host does not resolve, or its address cannot be listened on.</exception>
+    /// <exception cref="ArgumentException">The host is none that <see cref="MetricsHost"/> reads.</exception>
     public static MetricsEndpoint Start(ModelRoutingStats stats, string host, int port, int topExperts, bool expertSeries, int? recentSteps = null, int? epSize = null) =>
         Start(meters => new ModelRoutingStatsMetrics(stats, topExperts, expertSeries, meterFactory: meters, recentSteps: recentSteps, epSize: epSize), host, port);
 
@@ -99,11 +99,12 @@ internal sealed class MetricsEndpoint : IDisposable
 
     private static MetricsEndpoint Start(Func<System.Diagnostics.Metrics.IMeterFactory, IDisposable> publish, string host, int port, Action<KestrelServerLimits>? limits = null)
     {
+        var where = MetricsHost.Parse(host);
         var endpoint = new MetricsEndpoint();
         try
         {
             endpoint._metrics = publish(endpoint._exposition.Meters);
-            endpoint._server = Server(host, port, limits, endpoint.AnswerAsync);
+            endpoint._server = Server(where, port, limits, endpoint.AnswerAsync);
             endpoint._server.StartAsync().GetAwaiter().GetResult();
         }
         catch
@@ -117,9 +118,10 @@ internal sealed class MetricsEndpoint : IDisposable
 
     /// <summary>
     /// A Kestrel server alone: no configuration files, environment variables or logging of ASP.NET Core's (a tool's
-    /// endpoint is placed by its options, and its standard error is the operator's).
+    /// endpoint is placed by its options, and its standard error is the operator's), and no handlers of Ctrl-C and
+    /// SIGTERM of its own (the command's are the ones that end it, <see cref="Interruption"/>).
     /// </summary>
-    private static WebApplication Server(string host, int port, Action<KestrelServerLimits>? limits, RequestDelegate answer)
+    private static WebApplication Server(MetricsHost host, int port, Action<KestrelServerLimits>? limits, RequestDelegate answer)
     {
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
@@ -129,35 +131,13 @@ internal sealed class MetricsEndpoint : IDisposable
             kestrel.Limits.RequestHeadersTimeout = RequestHeadersTimeout;
             kestrel.Limits.KeepAliveTimeout = KeepAliveTimeout;
             limits?.Invoke(kestrel.Limits);
-            Listen(kestrel, host, port);
+            host.Listen(kestrel, port);
         });
         builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = AnswersDrainTimeout);
+        builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         var server = builder.Build();
         server.Run(answer);
         return server;
-    }
-
-    private static void Listen(KestrelServerOptions kestrel, string host, int port)
-    {
-        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || host == "127.0.0.1")
-        {
-            kestrel.ListenLocalhost(port);
-        }
-        else if (host == "+")
-        {
-            kestrel.ListenAnyIP(port);
-        }
-        else if (IPAddress.TryParse(host.Trim('[', ']'), out var address))
-        {
-            kestrel.Listen(address, port);
-        }
-        else
-        {
-            foreach (var resolved in Dns.GetHostAddresses(host).Distinct())
-            {
-                kestrel.Listen(resolved, port);
-            }
-        }
     }
 
     /// <summary>The number of scrapes being answered (past the path and method checks, not told to retry).</summary>
@@ -188,15 +168,7 @@ internal sealed class MetricsEndpoint : IDisposable
         _stopping.Cancel();
         if (_server is not null)
         {
-            try
-            {
-                _server.StopAsync().GetAwaiter().GetResult();
-            }
-            catch (InvalidOperationException)
-            {
-                // It never started (its bind failed): nothing to stop.
-            }
-
+            _server.StopAsync().GetAwaiter().GetResult();
             _server.DisposeAsync().AsTask().GetAwaiter().GetResult();
         }
 
@@ -238,14 +210,15 @@ internal sealed class MetricsEndpoint : IDisposable
         var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
         var request = context.Request;
         var response = context.Response;
-        var head = HttpMethods.IsHead(request.Method);
+        // Methods are case-sensitive (RFC 9110): "get" is not GET.
+        var head = request.Method == HttpMethods.Head;
         if (request.Path.Value?.TrimEnd('/') != "/metrics")
         {
             response.StatusCode = 404;
             return;
         }
 
-        if (!head && !HttpMethods.IsGet(request.Method))
+        if (!head && request.Method != HttpMethods.Get)
         {
             response.StatusCode = 405;
             response.Headers.Allow = "GET, HEAD";
@@ -340,5 +313,13 @@ internal sealed class MetricsEndpoint : IDisposable
                 // The scraper went away: nothing to answer.
             }
         }
+    }
+
+    /// <summary>The host's lifetime as the command has it: started and stopped by the endpoint alone.</summary>
+    private sealed class CommandLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }

@@ -89,7 +89,8 @@ internal sealed class MetricsExposition : IDisposable
                 var text = new MemoryStream();
                 await _registry.CollectAndExportAsTextAsync(text, ExpositionFormat.PrometheusText, cancel).ConfigureAwait(false);
                 Collections++;
-                latest = new Collection(began, text.GetBuffer().AsMemory(0, (int)text.Length));
+                // Exactly the text's length: a stream's buffer may be twice it, held as long as a slow scraper reads.
+                latest = new Collection(began, text.ToArray());
             }
 
             _latest = Volatile.Read(ref _waiting) > 0 ? latest : null;
@@ -192,7 +193,7 @@ internal sealed class MetricsExposition : IDisposable
                 gzip.Write(text.Span);
             }
 
-            return compressed.GetBuffer().AsMemory(0, (int)compressed.Length);
+            return compressed.ToArray();
         }
     }
 

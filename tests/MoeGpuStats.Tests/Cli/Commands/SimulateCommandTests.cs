@@ -169,7 +169,20 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Empty(output);
         Assert.StartsWith($"--metrics-host {host} --metrics-port 1: cannot serve metrics there (", error);
         Assert.Contains(why, error);
-        Assert.EndsWith("the host is localhost, this machine's name or address, or + for every interface.", error.Trim());
+        Assert.EndsWith("give localhost, this machine's name or address (IPv4, or IPv6 bare or in brackets), or + for every interface.", error.Trim());
+    }
+
+    /// <summary>A host that is no host is a usage error before the run: an empty one served on every address of the machine.</summary>
+    [Theory]
+    [InlineData("", "''")]
+    [InlineData("[::1]:80", "[::1]:80")]
+    public void AHostThatIsNoHostIsAUsageError(string host, string shown)
+    {
+        var (code, output, error) = Moegs.Run("simulate", "--steps", "1", "--tokens", "2", "--metrics-port", "1", "--metrics-host", host);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.StartsWith($"--metrics-host {shown}: give localhost, this machine's name or address", error);
     }
 
     [Fact]

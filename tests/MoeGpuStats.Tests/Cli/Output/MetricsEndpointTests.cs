@@ -414,7 +414,8 @@ public sealed class MetricsEndpointTests
             var disposing = Task.Run(endpoint.Dispose, cancel);
 
             // One after another: a scrape that reaches the endpoint before it stops accepting waits for the collection
-            // and is answered 503 once the stop begins; one after that is refused. Neither gets an empty page.
+            // and is answered 503 once the stop begins; one after that is refused, or reset where the server accepted
+            // its connection as it stopped. None gets an empty page.
             for (var i = 0; i < 3; i++)
             {
                 try
@@ -423,7 +424,7 @@ public sealed class MetricsEndpointTests
                     Assert.Equal(HttpStatusCode.ServiceUnavailable, during.StatusCode);
                     Assert.Equal("the metrics endpoint is stopping\n", await during.Content.ReadAsStringAsync(cancel));
                 }
-                catch (HttpRequestException refused) when (refused.InnerException is SocketException)
+                catch (HttpRequestException refused) when (refused.InnerException is SocketException or IOException)
                 {
                 }
             }
@@ -604,6 +605,42 @@ public sealed class MetricsEndpointTests
 
         Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
         Assert.Equal(["GET", "HEAD"], response.Content.Headers.Allow);
+    }
+
+    /// <summary>Methods are case-sensitive (RFC 9110): a lower-case <c>get</c> is not GET.</summary>
+    [Fact]
+    public async Task AMethodInLowerCaseIsNotGet()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, port, cancel);
+
+        var answer = await HeadersAsync(client.GetStream(), "get /metrics", cancel);
+
+        Assert.StartsWith("HTTP/1.1 405 ", answer, StringComparison.Ordinal);
+    }
+
+    /// <summary>The address 127.0.0.1 is served on that address alone: another program may hold the port on IPv6's loopback.</summary>
+    [Fact]
+    public void AnIPv4AddressLeavesIPv6Alone()
+    {
+        if (!LoopbackServesIPv6())
+        {
+            Assert.Skip("This machine has no IPv6 loopback address.");
+        }
+
+        using var taken = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = false };
+        taken.Bind(new IPEndPoint(IPAddress.IPv6Loopback, 0));
+        taken.Listen();
+        var port = ((IPEndPoint)taken.LocalEndPoint!).Port;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+
+        using var endpoint = MetricsEndpoint.Start(stats, "127.0.0.1", port);
+
+        Assert.ThrowsAny<IOException>(() => MetricsEndpoint.Start(stats, "localhost", port).Dispose());
     }
 
     /// <summary>A scraper that accepts gzip (Prometheus does) gets the same text compressed; one that does not, plain text.</summary>
