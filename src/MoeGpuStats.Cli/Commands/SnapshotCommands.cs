@@ -104,18 +104,10 @@ internal static class SnapshotCommands
                 console.Error.WriteLine(steps);
             }
 
-            RoutingStats? layer = null;
-            ModelRoutingStats? model = null;
+            Snapshot merged;
             try
             {
-                if (merge.OfModels)
-                {
-                    model = merge.ModelResult();
-                }
-                else
-                {
-                    layer = merge.LayerResult();
-                }
+                merged = merge.Result();
             }
             catch (ArgumentException exception)
             {
@@ -123,15 +115,14 @@ internal static class SnapshotCommands
                 return ExitCodes.BadInput;
             }
 
-            using (layer)
-            using (model)
+            using (merged)
             {
                 var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
-                return model is null
-                    ? RecordingSession.Finish(
-                        console, layer!, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "snapshot")}: one layer of {Counted.Of(Snapshot.Experts(layer!), "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output")
-                    : FinishModel(
-                        console, model, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "model snapshot")}: {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize));
+                return merged.Model is { } model
+                    ? FinishModel(
+                        console, model, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "model snapshot")}: {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize))
+                    : RecordingSession.Finish(
+                        console, merged.Layer!, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "snapshot")}: one layer of {Counted.Of(Snapshot.Experts(merged.Layer!), "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output");
             }
         });
         return command;

@@ -27,7 +27,7 @@ internal sealed class SnapshotMerge
     public SnapshotMerge(FileInfo[] paths) => _paths = paths;
 
     /// <summary>Whether the snapshots are models' (as the first is); false for one layer's.</summary>
-    public bool OfModels => _models is not null;
+    private bool OfModels => _models is not null;
 
     /// <summary>A note where the models hold different step counts (the first such part), or null.</summary>
     public string? StepsNote { get; private set; }
@@ -68,12 +68,9 @@ internal sealed class SnapshotMerge
         return null;
     }
 
-    /// <summary>The merge of the snapshots added.</summary>
+    /// <summary>The merge of the snapshots added: a layer's or a model's, as they are.</summary>
     /// <exception cref="ArgumentException">The parts cannot be combined exactly (the message names the sum).</exception>
-    public RoutingStats LayerResult() => _layers!.Result();
-
-    /// <inheritdoc cref="LayerResult"/>
-    public ModelRoutingStats ModelResult() => _models!.Result();
+    public Snapshot Result() => _models is { } models ? new Snapshot(null, models.Result()) : new Snapshot(_layers!.Result(), null);
 
     /// <summary>The message naming every file, for a merge refused at its end.</summary>
     public string Refused(ArgumentException exception) => $"cannot merge {string.Join(", ", _paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}";

@@ -20,8 +20,8 @@ namespace MoeGpuStats.Cli.Output;
 /// headers alone) are answered, gzip-compressed when the scraper accepts it (as Prometheus does); other methods get
 /// 405, other paths 404. Kestrel bounds the connections held (<see cref="MaxConnections"/>; more are closed unanswered),
 /// the time a request's headers may take (<see cref="RequestHeadersTimeout"/>), an idle connection
-/// (<see cref="KeepAliveTimeout"/>) and a scraper that reads its body slower than 240 bytes/s; the endpoint bounds the
-/// time a body may take (<see cref="AnswerTimeout"/>).
+/// (<see cref="KeepAliveTimeout"/>); the endpoint bounds the time a body may take (<see cref="AnswerTimeout"/>): with
+/// a body of megabytes in the sockets' buffers, Kestrel's minimum read rate does not drop a scraper that stops reading.
 /// </remarks>
 internal sealed class MetricsEndpoint : IDisposable
 {

@@ -1,3 +1,4 @@
+using MoeGpuStats.Collections;
 using static System.FormattableString;
 
 namespace MoeGpuStats.Engines;
@@ -5,15 +6,15 @@ namespace MoeGpuStats.Engines;
 /// <summary>
 /// Combines the states of several ranks or replicas that route to the same experts, one part at a time: a merge holds
 /// its result and the part it adds, not every part (a job's hundreds of ranks' snapshots read one after another).
-/// Parts are added in order, each sum in the order of the parts, so a merge is the same to the bit however its parts
-/// arrive.
+/// Each sum is taken in the order the parts are added, so adding them one at a time gives, to the bit, the merge of
+/// the same parts given as one list.
 /// </summary>
 internal sealed class RoutingStatsMerge
 {
     private readonly string _within;
     private readonly RoutingState _merged = new() { LoadBalanceLossSum = 0, RouterZLossSum = 0 };
-    private readonly Queue<float> _history = new();
-    private readonly Queue<double> _recentLatencies = new();
+    private readonly RingWindow<float> _history = new(ManagedRoutingEngine.HistoryWindow);
+    private readonly RingWindow<double> _recentLatencies = new(LatencyStats.WindowSize);
     private readonly List<(double Total, double Min, double Max)> _latencies = [];
     private RoutingStatsOptions? _options;
     private (int Part, int Experts)? _counted;
@@ -41,9 +42,14 @@ internal sealed class RoutingStatsMerge
 
     /// <summary>Adds the next part, named <c>parts[i]</c> by its place in the order added.</summary>
     /// <exception cref="ArgumentException">The part does not merge with those before it, or a sum passes what a snapshot holds: give the merge up (it holds some of the part).</exception>
-    public void Add(RoutingStats part)
+    public void Add(RoutingStats part) => Add(part.ExportState(), part.Options, part.RoutingLatencyStats.Copy(), part.MergedParts);
+
+    /// <summary>Adds a model's layer, as its model exported it (a model's layer keeps no latencies).</summary>
+    /// <exception cref="ArgumentException">A sum passes what a snapshot holds: give the merge up (it holds some of the part).</exception>
+    public void Add(RoutingState state, RoutingStatsOptions options) => Add(state, options, latency: null, mergedParts: 1);
+
+    private void Add(RoutingState state, RoutingStatsOptions partOptions, LatencyStats? latency, int mergedParts)
     {
-        var state = part.ExportState();
         var index = _parts;
 
         // The experts the parts count must agree, and so must the experts their options fix; not the one
@@ -54,20 +60,20 @@ internal sealed class RoutingStatsMerge
             throw new ArgumentException(Invariant($"Only the same experts merge: parts[{first}] counts {experts} experts, parts[{index}] {counted}."), "parts");
         }
 
-        if (part.Options.Experts is { } configured && _configured is var (a, fixedExperts) && configured != fixedExperts)
+        if (partOptions.Experts is { } configured && _configured is var (a, fixedExperts) && configured != fixedExperts)
         {
             throw new ArgumentException(Invariant($"Only the same experts merge: parts[{a}] has Experts = {fixedExperts}, parts[{index}] {configured}."), "parts");
         }
 
         // A capacity derives drops and an unset one does not, even where its placeholder is the same number.
-        if (_options is { } options && options.ExpertCapacity != part.Options.ExpertCapacity)
+        if (_options is { } options && options.ExpertCapacity != partOptions.ExpertCapacity)
         {
-            throw new ArgumentException(Invariant($"Only the same capacity merges: parts[0] has {Capacity(options)}, parts[{index}] {Capacity(part.Options)}."), "parts");
+            throw new ArgumentException(Invariant($"Only the same capacity merges: parts[0] has {Capacity(options)}, parts[{index}] {Capacity(partOptions)}."), "parts");
         }
 
-        _options ??= part.Options;
+        _options ??= partOptions;
         _counted ??= state.ExpertUtilization.Length > 0 ? (index, state.ExpertUtilization.Length) : null;
-        _configured ??= part.Options.Experts is { } given ? (index, given) : null;
+        _configured ??= partOptions.Experts is { } given ? (index, given) : null;
         var merged = _merged;
         merged.TotalRoutings = Add(_within, merged.TotalRoutings, state.TotalRoutings, "total_routings");
         merged.TotalTokens = Add(_within, merged.TotalTokens, state.TotalTokens, "total_tokens");
@@ -95,20 +101,23 @@ internal sealed class RoutingStatsMerge
             merged.UtilizationSums![e] += state.UtilizationSums?[e] ?? weight * state.ExpertUtilization[e];
         }
 
+        // The parts' histories joined end to end, as many as one state holds.
         foreach (var variance in state.LoadVarianceHistory)
         {
-            Keep(_history, variance, ManagedRoutingEngine.HistoryWindow);
+            _history.Add(variance, out _);
         }
 
-        var latency = part.RoutingLatencyStats.Copy();
-        _measurements = Add(_within, _measurements, latency.TotalMeasurements, "total_measurements");
-        _latencies.Add((latency.TotalLatencyMs, latency.MinLatencyMs, latency.MaxLatencyMs));
-        foreach (var recent in latency.RecentLatencies)
+        if (latency is not null)
         {
-            Keep(_recentLatencies, recent, LatencyStats.WindowSize);
+            _measurements = Add(_within, _measurements, latency.TotalMeasurements, "total_measurements");
+            _latencies.Add((latency.TotalLatencyMs, latency.MinLatencyMs, latency.MaxLatencyMs));
+            foreach (var recent in latency.RecentLatencies)
+            {
+                _recentLatencies.Add(recent, out _);
+            }
         }
 
-        _mergedParts += part.MergedParts;
+        _mergedParts += mergedParts;
         _parts++;
     }
 
@@ -152,18 +161,14 @@ internal sealed class RoutingStatsMerge
         }
 
         var result = RoutingStats.FromState(options with { UtilizationDecay = null }, merged, MergedParts(_mergedParts));
+        if (_latencies.Count == 0)
+        {
+            // A model's layers: their model keeps no latencies.
+            return result;
+        }
+
         result.RoutingLatencyStats.Restore(_measurements, totalLatency, _latencies.Min(l => l.Min), _latencies.Max(l => l.Max), _recentLatencies);
         return result;
-    }
-
-    /// <summary>Appends <paramref name="value"/>, keeping the newest <paramref name="most"/>: the parts' values joined end to end, as many as one state holds.</summary>
-    private static void Keep<T>(Queue<T> kept, T value, int most)
-    {
-        kept.Enqueue(value);
-        if (kept.Count > most)
-        {
-            kept.Dequeue();
-        }
     }
 
     private static string Capacity(RoutingStatsOptions options) =>

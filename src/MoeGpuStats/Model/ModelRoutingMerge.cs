@@ -57,8 +57,7 @@ internal sealed class ModelRoutingMerge
         var layerOptions = other.LayerOptions;
         for (var l = 0; l < other.Layers; l++)
         {
-            using var layer = RoutingStats.FromState(layerOptions, state.Layers[l]);
-            _layers[l].Add(layer);
+            _layers[l].Add(state.Layers[l], layerOptions);
         }
 
         // A window load is part of its layer's counts, whose merge above is bounded: only the steps can pass what a file holds here.
