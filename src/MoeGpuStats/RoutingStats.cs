@@ -209,13 +209,7 @@ public sealed partial class RoutingStats : IDisposable
     /// which keeps no latencies, gives an empty copy.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
-    public LatencyStats RoutingLatencyStats
-    {
-        get
-        {
-            return Engine.RecordRefusal() is null ? _latency : _latency.Copy();
-        }
-    }
+    public LatencyStats RoutingLatencyStats => Engine.IsReadOnly ? _latency.Copy() : _latency;
 
     /// <summary>
     /// The newest 1,000 per-batch load variances, oldest first: each the population variance of one batch's

@@ -52,7 +52,7 @@ internal sealed class SnapshotMerge
         {
             if (part.Model is { } model)
             {
-                _models!.Add(model);
+                NoteSteps(index, _models!.Add(model));
             }
             else
             {
@@ -81,7 +81,7 @@ internal sealed class SnapshotMerge
         if (part.Model is { } model)
         {
             _models = new ModelRoutingMerge();
-            (_firstShape, _firstExperts, _firstSteps) = (Shape(model), model.Experts, model.Summary().Steps);
+            (_firstShape, _firstExperts) = (Shape(model), model.Experts);
         }
         else
         {
@@ -106,14 +106,6 @@ internal sealed class SnapshotMerge
                     + (model.Experts != _firstExperts ? $"{GuessedExperts}." : ".");
             }
 
-            // A merge takes its parts as ranks of one job that step together and aligns their windows from the newest
-            // step, which is not a span of time for parts that did not (one rank's snapshots at two times, say).
-            var steps = model.Summary().Steps;
-            if (StepsNote is null && steps != _firstSteps)
-            {
-                StepsNote = $"note: {ErrorText.OneLine(_paths[0].ToString())} holds {Counted.Of(_firstSteps, "step")}, {ErrorText.OneLine(_paths[index].ToString())} {Counted.Of(steps, "step")}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
-            }
-
             return null;
         }
 
@@ -131,6 +123,21 @@ internal sealed class SnapshotMerge
 
         Count(index, layer);
         return null;
+    }
+
+    /// <summary>Keeps the first part's steps, and the note on the first part whose steps differ.</summary>
+    private void NoteSteps(int index, ulong steps)
+    {
+        // A merge takes its parts as ranks of one job that step together and aligns their windows from the newest
+        // step, which is not a span of time for parts that did not (one rank's snapshots at two times, say).
+        if (index == 0)
+        {
+            _firstSteps = steps;
+        }
+        else if (StepsNote is null && steps != _firstSteps)
+        {
+            StepsNote = $"note: {ErrorText.OneLine(_paths[0].ToString())} holds {Counted.Of(_firstSteps, "step")}, {ErrorText.OneLine(_paths[index].ToString())} {Counted.Of(steps, "step")}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
+        }
     }
 
     /// <summary>Keeps the first part that counts experts, whose count every later one must have.</summary>

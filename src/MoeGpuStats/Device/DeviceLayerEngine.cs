@@ -59,6 +59,8 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 
     public override InvalidOperationException RecordRefusal() => ReadOnly();
 
+    public override bool IsReadOnly => true;
+
     public override ManagedRoutingEngine Snapshot() =>
         new(Options, model.ReadLayerState(layer));
 

@@ -54,6 +54,8 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, L
 
     public override InvalidOperationException RecordRefusal() => ReadOnly();
 
+    public override bool IsReadOnly => true;
+
     /// <summary>The refusal of a record, reset or latency on layer <paramref name="layer"/>; a disposed model is named first.</summary>
     internal static InvalidOperationException ReadOnly(int layer, Action throwIfModelDisposed)
     {

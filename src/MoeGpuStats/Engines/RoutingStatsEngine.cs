@@ -101,6 +101,9 @@ internal abstract class RoutingStatsEngine : IDisposable
     /// </summary>
     public virtual InvalidOperationException? RecordRefusal() => null;
 
+    /// <summary>Whether the facade may not record (a model's layer); the cheap test where <see cref="RecordRefusal"/>'s message is not needed.</summary>
+    public virtual bool IsReadOnly => false;
+
     public virtual void Dispose()
     {
     }

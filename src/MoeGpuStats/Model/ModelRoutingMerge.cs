@@ -35,8 +35,9 @@ internal sealed class ModelRoutingMerge
     }
 
     /// <summary>Adds the next part, named <c>parts[i]</c> by its place in the order added.</summary>
+    /// <returns>The part's steps (its <see cref="ModelRoutingSummary.Steps"/>), which ranks of one job share.</returns>
     /// <exception cref="ArgumentException">The part differs in shape from the first, or a sum passes what a snapshot holds.</exception>
-    public void Add(ModelRoutingStats part)
+    public ulong Add(ModelRoutingStats part)
     {
         var other = part.Options;
         // The merged model records on under one SkipEmptySteps: parts that differ in it would make that parts[0]'s by order alone.
@@ -76,6 +77,7 @@ internal sealed class ModelRoutingMerge
 
         _mergedParts += part.MergedParts;
         _parts++;
+        return state.Steps;
     }
 
     /// <summary>The merge of the parts added: a managed model without decay (decayed utilization does not merge).</summary>
