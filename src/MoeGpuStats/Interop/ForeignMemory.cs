@@ -44,7 +44,9 @@ public static class ForeignMemory
     /// (not host memory; managed memory counts as device memory) on this accelerator's GPU. A buffer
     /// allocated in the CUDA primary context (PyTorch's) is readable from ILGPU's context on the same
     /// GPU (verified on an H200). <paramref name="length"/> is taken as given, not checked against the
-    /// allocation: a length past it makes every read of the view read past it.
+    /// allocation: a length past it makes every read of the view read past it. CUDA's allocation range
+    /// (<c>cuMemGetAddressRange</c>) is one physical segment of virtual-memory allocations (PyTorch's
+    /// expandable segments), so a check against it would refuse tensors that span several.
     /// </remarks>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     /// <exception cref="ArgumentException">The pointer is null, or (CUDA) not device memory of this GPU.</exception>
