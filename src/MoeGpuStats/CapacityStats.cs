@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace MoeGpuStats;
 
 /// <summary>
@@ -72,14 +74,24 @@ public sealed class CapacityStats
     /// </exception>
     public void Update(RoutingDecision routingDecision)
     {
-        var counts = RoutingDecisionValidator.Validate(routingDecision, nameof(routingDecision));
-        long used = 0;
-        foreach (var count in counts)
+        var experts = RoutingDecisionValidator.Validate(routingDecision, nameof(routingDecision));
+        var buffer = ArrayPool<int>.Shared.Rent(experts);
+        try
         {
-            used += count;
-        }
+            var counts = buffer.AsSpan(0, experts);
+            RoutingDecisionValidator.ReadCounts(routingDecision.ExpertCapacities, counts, nameof(routingDecision));
+            long used = 0;
+            foreach (var count in counts)
+            {
+                used += count;
+            }
 
-        Apply(used, counts.Count, routingDecision.TokensDropped > 0);
+            Apply(used, experts, routingDecision.TokensDropped > 0);
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(buffer);
+        }
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.InteropServices;
 using static System.FormattableString;
 
@@ -6,34 +7,64 @@ namespace MoeGpuStats;
 /// <summary>The checks every engine makes before a decision touches any state.</summary>
 internal static class RoutingDecisionValidator
 {
-    public static IReadOnlyList<int> Validate(RoutingDecision? decision, string paramName)
+    /// <summary>Checks <paramref name="decision"/> as given; returns the experts it holds, the count an engine reads (<see cref="ReadCounts"/>).</summary>
+    public static int Validate(RoutingDecision? decision, string paramName)
     {
         ArgumentNullException.ThrowIfNull(decision, paramName);
         var counts = decision.ExpertCapacities;
-        if (counts is null || counts.Count == 0)
+        var experts = counts?.Count ?? 0;
+        if (counts is null || experts == 0)
         {
             throw new ArgumentException(
                 "The routing decision has no experts (ExpertCapacities is empty); the seed divides 0 by 0 on such a decision.",
                 paramName);
         }
 
-        if (counts.Count > RoutingStatsOptions.MaxExperts)
+        if (experts > RoutingStatsOptions.MaxExperts)
         {
-            throw new ArgumentException(Invariant($"ExpertCapacities holds {counts.Count:N0} experts; a decision has at most {RoutingStatsOptions.MaxExperts:N0}."), paramName);
+            throw new ArgumentException(Invariant($"ExpertCapacities holds {experts:N0} experts; a decision has at most {RoutingStatsOptions.MaxExperts:N0}."), paramName);
         }
 
-        var negative = TryGetSpan(counts, out var span) ? span.IndexOfAnyInRange(int.MinValue, -1) : IndexOfNegative(counts);
+        var negative = TryGetSpan(counts, out var span) ? span.IndexOfAnyInRange(int.MinValue, -1) : IndexOfNegative(counts, experts);
         if (negative >= 0)
         {
             throw new ArgumentException(Invariant($"ExpertCapacities[{negative}] is {counts[negative]}; slot counts cannot be negative."), paramName);
         }
 
         ValidateScalars(decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, paramName);
-        return counts;
+        return experts;
+    }
+
+    /// <summary>
+    /// Reads the counts once into the engine's own <paramref name="destination"/>, which holds the experts
+    /// <see cref="Validate"/> returned, and checks what was read: a list of the caller's may change after the checks
+    /// (another thread, a computed list), and neither another length nor a negative count may reach the state.
+    /// </summary>
+    /// <exception cref="ArgumentException">The list holds another number of experts now, or a count read is negative.</exception>
+    public static void ReadCounts<T>(IReadOnlyList<int> counts, Span<T> destination, string paramName)
+        where T : unmanaged, INumberBase<T>
+    {
+        var isSpan = TryGetSpan(counts, out var span);
+        var experts = isSpan ? span.Length : counts.Count;
+        if (experts != destination.Length)
+        {
+            throw new ArgumentException(Invariant($"ExpertCapacities held {destination.Length:N0} experts when checked and {experts:N0} when read; a decision's counts must not change while it is recorded."), paramName);
+        }
+
+        for (var i = 0; i < destination.Length; i++)
+        {
+            var count = isSpan ? span[i] : counts[i];
+            if (count < 0)
+            {
+                throw new ArgumentException(Invariant($"ExpertCapacities[{i}] read {count} after the checks; a decision's counts must not change while it is recorded."), paramName);
+            }
+
+            destination[i] = T.CreateTruncating(count);
+        }
     }
 
     /// <summary>The counts as a span without copying, where the list is an array or a <see cref="List{T}"/>.</summary>
-    public static bool TryGetSpan(IReadOnlyList<int> counts, out ReadOnlySpan<int> span)
+    private static bool TryGetSpan(IReadOnlyList<int> counts, out ReadOnlySpan<int> span)
     {
         switch (counts)
         {
@@ -49,22 +80,9 @@ internal static class RoutingDecisionValidator
         }
     }
 
-    /// <summary>
-    /// Count <paramref name="index"/> as an engine reads it into its own buffer, after <see cref="Validate"/>:
-    /// a list of the caller's own type may answer differently the second time (a concurrent writer, a
-    /// computed list), and a negative count must not reach the state.
-    /// </summary>
-    public static int ReadAgain(IReadOnlyList<int> counts, int index, string paramName)
+    private static int IndexOfNegative(IReadOnlyList<int> counts, int experts)
     {
-        var count = counts[index];
-        return count >= 0
-            ? count
-            : throw new ArgumentException(Invariant($"ExpertCapacities[{index}] read {count} after the checks; a decision's counts must not change while it is recorded."), paramName);
-    }
-
-    private static int IndexOfNegative(IReadOnlyList<int> counts)
-    {
-        for (var i = 0; i < counts.Count; i++)
+        for (var i = 0; i < experts; i++)
         {
             if (counts[i] < 0)
             {

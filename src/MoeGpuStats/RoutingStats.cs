@@ -255,8 +255,8 @@ public sealed partial class RoutingStats : IDisposable
     public void RecordRouting(RoutingDecision routingDecision)
     {
         var engine = Engine;
-        RoutingDecisionValidator.Validate(routingDecision, nameof(routingDecision));
-        engine.Record(routingDecision);
+        var experts = RoutingDecisionValidator.Validate(routingDecision, nameof(routingDecision));
+        engine.Record(routingDecision, experts);
     }
 
     /// <summary>

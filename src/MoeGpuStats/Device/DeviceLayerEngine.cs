@@ -35,7 +35,7 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
         }
     }
 
-    public override void Record(RoutingDecision decision) => throw ReadOnly();
+    public override void Record(RoutingDecision decision, int experts) => throw ReadOnly();
 
     public override void Record(ArrayView<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
 

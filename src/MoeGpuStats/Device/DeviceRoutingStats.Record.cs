@@ -114,33 +114,32 @@ public sealed partial class DeviceRoutingStats
     public void RecordRouting(RoutingDecision decision)
     {
         ThrowIfUnusable();
-        RoutingDecisionValidator.Validate(decision, nameof(decision));
-        RecordValidated(decision, nameof(decision));
+        var experts = RoutingDecisionValidator.Validate(decision, nameof(decision));
+        RecordValidated(decision, experts, nameof(decision));
     }
 
-    /// <summary>The record of a decision that <see cref="RoutingDecisionValidator"/> accepted already (the facade, whose argument is <paramref name="paramName"/>).</summary>
-    internal void RecordValidated(RoutingDecision decision, string paramName)
+    /// <summary>
+    /// The record of a decision that <see cref="RoutingDecisionValidator"/> accepted already with <paramref name="experts"/>
+    /// experts (the facade, whose argument is <paramref name="paramName"/>).
+    /// </summary>
+    internal void RecordValidated(RoutingDecision decision, int experts, string paramName)
     {
         lock (_lock)
         {
             ThrowIfUnusable();
-            var counts = decision.ExpertCapacities;
-            if (counts.Count > RoutingStatsOptions.MaxDeviceExperts)
+            if (experts > RoutingStatsOptions.MaxDeviceExperts)
             {
-                throw new ArgumentException(Invariant($"The decision has {counts.Count:N0} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts:N0}."), paramName);
+                throw new ArgumentException(Invariant($"The decision has {experts:N0} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts:N0}."), paramName);
             }
 
-            var staged = _hostHistogram.AsSpan(0, counts.Count);
-            for (var i = 0; i < staged.Length; i++)
-            {
-                staged[i] = (ulong)RoutingDecisionValidator.ReadAgain(counts, i, paramName);
-            }
+            var staged = _hostHistogram.AsSpan(0, experts);
+            RoutingDecisionValidator.ReadCounts(decision.ExpertCapacities, staged, paramName);
 
             // The copy waits for the stream, so the staging array is free again when it returns;
             // the buffer is free because the launch that folded its last record is done.
             DeviceMemory.CopyFromHost<ulong>(Stream, _batchHistogram.View.SubView(RoutingStateLayout.BufferStart(NextBuffer), staged.Length), staged);
             // TopK 0: a histogram the caller counted, whose units are tokens.
-            Launch(EmptyIds, Arguments(counts.Count, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss));
+            Launch(EmptyIds, Arguments(experts, decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss));
         }
     }
 

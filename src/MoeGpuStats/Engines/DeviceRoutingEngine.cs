@@ -39,7 +39,7 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public override IReadOnlyList<float> LoadVarianceHistory => _device.ReadVarianceHistory();
 
-    public override void Record(RoutingDecision decision) => _device.RecordValidated(decision, "routingDecision");
+    public override void Record(RoutingDecision decision, int experts) => _device.RecordValidated(decision, experts, "routingDecision");
 
     public override void Record(ArrayView<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) =>
         _device.RecordValidated(ids, tokens, topK, tokensDropped, loadBalanceLoss, routerZLoss);

@@ -105,11 +105,12 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
     public override IReadOnlyList<float> LoadVarianceHistory => _varianceHistory;
 
-    public override void Record(RoutingDecision decision)
+    public override void Record(RoutingDecision decision, int experts)
     {
         lock (_lock)
         {
-            var counts = RoutingDecisionValidator.TryGetSpan(decision.ExpertCapacities, out var span) ? span : CopyToHistogram(decision.ExpertCapacities);
+            var counts = HistogramBuffer(experts);
+            RoutingDecisionValidator.ReadCounts(decision.ExpertCapacities, counts, "routingDecision");
             Fold(counts, [], decision.TotalTokens, topK: 0, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, invalidIds: 0);
         }
     }
@@ -542,17 +543,5 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         }
 
         return _histogram.AsSpan(0, experts);
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private ReadOnlySpan<int> CopyToHistogram(IReadOnlyList<int> counts)
-    {
-        var buffer = HistogramBuffer(counts.Count);
-        for (var i = 0; i < buffer.Length; i++)
-        {
-            buffer[i] = RoutingDecisionValidator.ReadAgain(counts, i, "routingDecision");
-        }
-
-        return buffer;
     }
 }

@@ -32,7 +32,7 @@ internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, L
 
     public override IReadOnlyList<float> LoadVarianceHistory => Read(engine => engine.LoadVarianceHistory.ToArray());
 
-    public override void Record(RoutingDecision decision) => throw ReadOnly();
+    public override void Record(RoutingDecision decision, int experts) => throw ReadOnly();
 
     public override void Record(ArrayView<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss) => throw ReadOnly();
 

@@ -47,7 +47,7 @@ internal abstract class RoutingStatsEngine : IDisposable
     public virtual string DeviceName => "managed";
 
     /// <summary>Folds a decision whose histogram is on the host.</summary>
-    public abstract void Record(RoutingDecision decision);
+    public abstract void Record(RoutingDecision decision, int experts);
 
     /// <summary>
     /// Folds a batch of top-k ids: <paramref name="ids"/> holds at least <c>tokens * topK</c> values. The

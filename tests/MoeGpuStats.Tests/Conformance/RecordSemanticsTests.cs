@@ -232,6 +232,79 @@ public sealed class RecordSemanticsTests
         AssertOneRecordOfFour(stats);
     }
 
+    /// <summary>
+    /// A decision's list that holds another number of experts when the engine reads it than when it was checked (a
+    /// list another thread clears or fills) is refused before it is read, with no allocation from the new count,
+    /// and changes nothing.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(CountChanges))]
+    public void AListWhoseExpertsChangeAfterTheChecksIsRefused(string engine, int later)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
+
+        var error = Assert.Throws<ArgumentException>(
+            () => stats.RecordRouting(new RoutingDecision { ExpertCapacities = new CountChangesAfterFirstRead([3, 0, 1, 2], later), TotalTokens = 6 }));
+
+        Assert.Equal("routingDecision", error.ParamName);
+        Assert.StartsWith(FormattableString.Invariant($"ExpertCapacities held 4 experts when checked and {later:N0} when read"), error.Message);
+        AssertOneRecordOfFour(stats);
+    }
+
+    /// <summary>The seed's public <c>CapacityStats.update</c> reads a decision as a record does: once, its experts as checked.</summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(5)]
+    [InlineData(int.MaxValue)]
+    public void ACapacityUpdateFromAListWhoseExpertsChangeIsRefused(int later)
+    {
+        var capacity = new CapacityStats(slotsPerExpert: 2);
+        capacity.Update(new RoutingDecision { ExpertCapacities = [1, 2, 0, 1], TotalTokens = 4 });
+
+        var error = Assert.Throws<ArgumentException>(
+            () => capacity.Update(new RoutingDecision { ExpertCapacities = new CountChangesAfterFirstRead([3, 0, 1, 2], later), TotalTokens = 6 }));
+
+        Assert.Equal("routingDecision", error.ParamName);
+        Assert.Equal((4UL, 8UL, 0.5f), (capacity.TotalUsed, capacity.TotalCapacity, capacity.PeakUtilization));
+    }
+
+    public static TheoryData<string, int> CountChanges()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (var engine in new[] { "managed", "cpu", "cuda", "opencl" })
+        {
+            foreach (var later in new[] { 0, 3, 5, 2_000_000, int.MaxValue })
+            {
+                data.Add(engine, later);
+            }
+        }
+
+        return data;
+    }
+
+    /// <summary>Four counts whose <see cref="Count"/> says <paramref name="later"/> after its first read.</summary>
+    private sealed class CountChangesAfterFirstRead(int[] counts, int later) : IReadOnlyList<int>
+    {
+        private bool _countRead;
+
+        public int Count
+        {
+            get
+            {
+                var count = _countRead ? later : counts.Length;
+                _countRead = true;
+                return count;
+            }
+        }
+
+        public int this[int index] => index < counts.Length ? counts[index] : 1;
+
+        public IEnumerator<int> GetEnumerator() => ((IEnumerable<int>)counts).GetEnumerator();
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+
     /// <summary>Counts that read as −1 once each has been read.</summary>
     private sealed class NegativeWhenReadAgain(int[] counts) : IReadOnlyList<int>
     {
