@@ -13,7 +13,7 @@ internal static partial class MoegsCommandLine
     /// <summary>Set to 1 to see where an unexpected error came from.</summary>
     public const string DebugVariable = "MOEGS_DEBUG";
 
-    /// <summary>How the parser's refusal of a command without its input begins.</summary>
+    /// <summary>How the parser's refusal of a command without its input, or of an option without its value, begins.</summary>
     private const string MissingArgument = "Required argument missing";
 
     /// <summary>Each command's input, as its missing-input message names it.</summary>
@@ -103,7 +103,10 @@ internal static partial class MoegsCommandLine
             var unrecognized = (result.Errors.FirstOrDefault(e => e.Message.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal))
                 ?? result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)))?.Message;
             var command = result.CommandResult.Command;
-            var error = unrecognized ?? ValueError(result.Errors) ?? Missing(result.Errors, command) ?? result.Errors[0].Message;
+            // An option left without its value comes first: what follows it was read as other options and inputs.
+            var withoutValue = WithoutValue(result, command);
+            unrecognized = withoutValue is null ? unrecognized : null;
+            var error = withoutValue ?? unrecognized ?? ValueError(result.Errors) ?? Missing(result.Errors, command) ?? result.Errors[0].Message;
             // A word the parser left unmatched, or one a file argument refused as a likely option (quoted in its message).
             var word = unrecognized is null ? null
                 : unrecognized.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal) || result.UnmatchedTokens.Count == 0 ? QuotedWord().Match(unrecognized).Groups[1].Value
@@ -155,13 +158,42 @@ internal static partial class MoegsCommandLine
         errors.FirstOrDefault(e => !e.Message.StartsWith(MissingArgument, StringComparison.Ordinal) && !RequiredOption().IsMatch(e.Message))?.Message;
 
     /// <summary>
+    /// The first option given without its value, named as typed, with what its value is; null when every option has
+    /// one. Either the parser said so ("Required argument missing for option: '-o'.") or the option took the next
+    /// option as its value (<c>--seed --steps 3</c>, where the 3 is then left over).
+    /// </summary>
+    private static string? WithoutValue(ParseResult result, Command command)
+    {
+        var typed = result.Errors.Select(e => OptionWithoutValue().Match(e.Message)).FirstOrDefault(m => m.Success)?.Groups[1].Value;
+        var takenAsValue = "";
+        if (typed is null
+            && result.CommandResult.Children.OfType<OptionResult>().FirstOrDefault(o => o.Tokens.Any(t => OptionNamed(t.Value, command) is not null)) is { } took)
+        {
+            typed = took.IdentifierToken?.Value ?? took.Option.Name;
+            takenAsValue = $" ({took.Tokens.First(t => OptionNamed(t.Value, command) is not null).Value} was read as its value)";
+        }
+
+        if (typed is null)
+        {
+            return null;
+        }
+
+        var description = OptionNamed(typed, command)?.Description is { Length: > 0 } text ? $": {text}" : ".";
+        return $"{typed} needs a value, given right after it{takenAsValue}{description}";
+    }
+
+    /// <summary>The option of <paramref name="command"/> that <paramref name="word"/> names by its name or an alias, or null.</summary>
+    private static Option? OptionNamed(string word, Command command) =>
+        command.Options.FirstOrDefault(o => o.Name == word || o.Aliases.Contains(word));
+
+    /// <summary>
     /// What the command still needs, on one line, so that a user learns it all at once: its input, as the
     /// command reads it (the parser said "Required argument missing for command: 'replay'."), and every
     /// required option left out (the parser said "Option '--x' is required." for each); null when nothing is missing.
     /// </summary>
     private static string? Missing(IReadOnlyList<ParseError> errors, Command command)
     {
-        var input = errors.Any(e => e.Message.StartsWith(MissingArgument, StringComparison.Ordinal))
+        var input = errors.Any(e => e.Message.StartsWith(MissingArgument, StringComparison.Ordinal) && !OptionWithoutValue().IsMatch(e.Message))
             && command.Arguments.FirstOrDefault() is { } argument
             && InputNeeded.TryGetValue(command.Name, out var needed)
                 ? $"{command.Name} needs {argument.Name}: {needed}."
@@ -185,6 +217,9 @@ internal static partial class MoegsCommandLine
             _ => $"{input} {required} too.",
         };
     }
+
+    [GeneratedRegex("^Required argument missing for option: '([^']+)'\\.$")]
+    private static partial Regex OptionWithoutValue();
 
     [GeneratedRegex("^Option ('[^']+') is required\\.$")]
     private static partial Regex RequiredOption();

@@ -22,6 +22,7 @@ internal sealed class SnapshotMerge
     private int? _firstCapacity;
     private string _firstCapacityText = "";
     private (int Part, int Experts)? _counted;
+    private (int Part, int Experts)? _configured;
     private int _added;
 
     public SnapshotMerge(FileInfo[] paths) => _paths = paths;
@@ -61,7 +62,8 @@ internal sealed class SnapshotMerge
         }
         catch (ArgumentException exception)
         {
-            return Refused(exception);
+            // The shapes were checked above: what the merge refuses here is a sum past what a snapshot holds.
+            return $"cannot merge {ErrorText.OneLine(_paths[index].ToString())} with the {Counted.Of(index, "snapshot")} before it: {ErrorText.Of(exception)}";
         }
 
         _added++;
@@ -72,8 +74,8 @@ internal sealed class SnapshotMerge
     /// <exception cref="ArgumentException">The parts cannot be combined exactly (the message names the sum).</exception>
     public Snapshot Result() => _models is { } models ? new Snapshot(null, models.Result()) : new Snapshot(_layers!.Result(), null);
 
-    /// <summary>The message naming every file, for a merge refused at its end.</summary>
-    public string Refused(ArgumentException exception) => $"cannot merge {string.Join(", ", _paths.Select(p => p.ToString()))}: {ErrorText.Of(exception)}";
+    /// <summary>The message for a merge refused at its end, which no one file caused.</summary>
+    public string Refused(ArgumentException exception) => $"cannot merge the {Counted.Of(_paths.Length, "snapshot")}: {ErrorText.Of(exception)}";
 
     private void First(Snapshot part)
     {
@@ -86,7 +88,7 @@ internal sealed class SnapshotMerge
         else
         {
             _layers = new RoutingStatsMerge();
-            (_firstCapacity, _firstCapacityText) = (part.Layer!.CapacityStats.SlotsPerExpert, Capacity(part.Layer));
+            (_firstCapacity, _firstCapacityText) = (part.Layer!.Options.ExpertCapacity, Capacity(part.Layer));
             Count(0, part.Layer);
         }
     }
@@ -110,13 +112,20 @@ internal sealed class SnapshotMerge
         }
 
         var layer = part.Layer!;
-        var experts = layer.ExpertUtilization.Count;
-        if (experts > 0 && _counted is var (first, counted) && experts != counted)
+        var countedExperts = layer.ExpertUtilization.Count;
+        if (countedExperts > 0 && _counted is var (first, counted) && countedExperts != counted)
         {
-            return $"{_paths[first]} has {counted:N0} experts, {_paths[index]} has {experts:N0}; only snapshots of the same experts merge{GuessedExperts}.";
+            return $"{_paths[first]} has {counted:N0} experts, {_paths[index]} has {countedExperts:N0}; only snapshots of the same experts merge{GuessedExperts}.";
         }
 
-        if (layer.CapacityStats.SlotsPerExpert != _firstCapacity)
+        // As the library's merge: the experts counted must agree, and so must the experts the options fix (an idle rank's).
+        if (layer.Options.Experts is { } configured && _configured is var (fixedBy, fixedExperts) && configured != fixedExperts)
+        {
+            return $"{_paths[fixedBy]} has experts = {fixedExperts:N0}, {_paths[index]} has experts = {configured:N0}; only snapshots of the same experts merge{GuessedExperts}.";
+        }
+
+        // A capacity derives drops and an unset one does not, even where its placeholder is the same number.
+        if (layer.Options.ExpertCapacity != _firstCapacity)
         {
             return $"{_paths[0]} has {_firstCapacityText}, {_paths[index]} has {Capacity(layer)}; only snapshots of the same capacity merge.";
         }
@@ -140,9 +149,12 @@ internal sealed class SnapshotMerge
         }
     }
 
-    /// <summary>Keeps the first part that counts experts, whose count every later one must have.</summary>
-    private void Count(int index, RoutingStats layer) =>
+    /// <summary>Keeps the first part that counts experts, and the first whose options fix them: every later one must have their counts.</summary>
+    private void Count(int index, RoutingStats layer)
+    {
         _counted ??= layer.ExpertUtilization.Count > 0 ? (index, layer.ExpertUtilization.Count) : null;
+        _configured ??= layer.Options.Experts is { } configured ? (index, configured) : null;
+    }
 
     private static string Shape(ModelRoutingStats model) =>
         $"{Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")} with a window of {Counted.Of(model.Options.Window, "step")} and "

@@ -25,6 +25,10 @@ public sealed class MoegsCommandLineTests : IDisposable
     [InlineData("plan --replicas 16", "plan needs LOAD: the expert load, [layers, experts] in a .npy or JSON file, or a snapshot that --save wrote. Option '--gpus' is required too. Run moegs plan --help for usage.")]
     [InlineData("replay --window abc", "--window abc: give the steps in the window, a whole number from 1 to 2,147,483,647. Run moegs replay --help for usage.")]
     [InlineData("plan --replicas abc", "--replicas abc: give the physical experts per layer, a whole number from 1 to 65,536. Run moegs plan --help for usage.")]
+    [InlineData("merge a.json b.json -o", "-o needs a value, given right after it: Where to write the merged snapshot; without it, merge prints the merged report (or its --json) and writes nothing. Run moegs merge --help for usage.")]
+    [InlineData("simulate --seed", "--seed needs a value, given right after it: Random seed, for repeatable runs. Run moegs simulate --help for usage.")]
+    [InlineData("simulate --seed --steps 3", "--seed needs a value, given right after it (--steps was read as its value): Random seed, for repeatable runs. Run moegs simulate --help for usage.")]
+    [InlineData("simulate --seed -n 3 --experts", "--experts needs a value, given right after it: Experts (E), 1 to 4,096. Run moegs simulate --help for usage.")]
     public void AParseErrorIsOneLineNamingWhatWasWrongAndWhereHelpIs(string command, string message)
     {
         var (code, _, error) = Run(command.Split(' '));

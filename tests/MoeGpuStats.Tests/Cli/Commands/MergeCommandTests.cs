@@ -452,11 +452,49 @@ public sealed class MergeCommandTests : IDisposable
         Assert.False(File.Exists(merged));
     }
 
+    /// <summary>
+    /// Every refusal of one-layer snapshots names the files, not the merge's parts: a capacity of 100 against none (the
+    /// placeholder's number), idle ranks whose experts differ, and a sum past what a snapshot holds (the file added).
+    /// </summary>
+    [Fact]
+    public void OneLayerRefusalsNameTheFiles()
+    {
+        var hundred = Save("hundred.json", new RoutingStatsOptions { Experts = 4, ExpertCapacity = 100 }, [0, 1, 2, 3], tokens: 4);
+        var open = Save("open.json", new RoutingStatsOptions { Experts = 4 }, [0, 1, 2, 3], tokens: 4);
+        var (code, _, error) = Run("merge", open, hundred);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"{open} has no capacity (the seed's placeholder of 100 slots per expert), {hundred} has a capacity of 100 slots per expert; only snapshots of the same capacity merge.", error.Trim());
+
+        var idleFour = SaveIdle("idle4.json", new RoutingStatsOptions { Experts = 4 });
+        var idleFive = SaveIdle("idle5.json", new RoutingStatsOptions { Experts = 5 });
+        (code, _, error) = Run("merge", idleFour, open, idleFive);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.StartsWith($"{idleFour} has experts = 4, {idleFive} has experts = 5; only snapshots of the same experts merge", error.Trim());
+
+        var full = Path.Combine(_folder.FullName, "full.json");
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(open))!;
+        json["total_tokens"] = long.MaxValue;
+        File.WriteAllText(full, json.ToJsonString());
+        var second = Save("second.json", new RoutingStatsOptions { Experts = 4 }, [3, 2, 1, 0], tokens: 4);
+        (code, _, error) = Run("merge", open, second, full);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.StartsWith($"cannot merge {full} with the 2 snapshots before it: The merged total_tokens exceeds 9,223,372,036,854,775,807", error.Trim());
+    }
+
     /// <summary>Saves statistics of <paramref name="options"/> after one record of <paramref name="ids"/> (top-1) as <paramref name="name"/>.</summary>
     private string Save(string name, RoutingStatsOptions options, int[] ids, int tokens)
     {
         using var stats = new RoutingStats(options);
         stats.RecordRouting(ids, tokens, ids.Length / tokens);
+        var path = Path.Combine(_folder.FullName, name);
+        RoutingStatsFile.Save(stats, path);
+        return path;
+    }
+
+    /// <summary>Saves statistics of <paramref name="options"/> that recorded nothing (an idle rank's) as <paramref name="name"/>.</summary>
+    private string SaveIdle(string name, RoutingStatsOptions options)
+    {
+        using var stats = new RoutingStats(options);
         var path = Path.Combine(_folder.FullName, name);
         RoutingStatsFile.Save(stats, path);
         return path;
