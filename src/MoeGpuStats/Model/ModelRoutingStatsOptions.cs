@@ -57,10 +57,12 @@ public sealed record ModelRoutingStatsOptions
     /// than 32 experts, <c>4 × Window × Layers × (Experts + 32 + 1)</c> bytes for the window
     /// (<c>4 × Window × Layers × (Experts + 1)</c> up to 32 experts).
     /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The options are invalid (as a model's constructor refuses them): no model has their size.</exception>
     public long DeviceStateBytes
     {
         get
         {
+            Validate();
             long layers = Layers, perLayer = layers * Experts;
             return (layers * Unsafe.SizeOf<Kernels.RoutingStateBlock>())
                 + (layers * Kernels.RoutingStateLayout.BatchHistogramLength * sizeof(ulong))

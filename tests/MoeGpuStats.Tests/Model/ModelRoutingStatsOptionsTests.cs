@@ -11,6 +11,19 @@ public sealed class ModelRoutingStatsOptionsTests
         Assert.True(4L * 1000 * 58 * 256 > deepSeek.DeviceStateBytes * 0.9);
     }
 
+    /// <summary>Options no model takes have no size: asked for one, they are refused by name, not answered with a negative or wrapped sum.</summary>
+    [Theory]
+    [InlineData(3, 4, -5, "Window")]
+    [InlineData(0, 4, 1000, "Layers")]
+    [InlineData(int.MaxValue, int.MaxValue, int.MaxValue, "Layers")]
+    [InlineData(1024, 4096, 1000, "Window")]
+    public void InvalidOptionsHaveNoDeviceSize(int layers, int experts, int window, string refused)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = layers, Experts = experts, Window = window };
+
+        Assert.Equal(refused, Assert.Throws<ArgumentOutOfRangeException>(() => options.DeviceStateBytes).ParamName);
+    }
+
     /// <summary>The managed engine's ring is one .NET array: a larger ring is refused by name, not an OutOfMemoryException on allocation.</summary>
     [Fact]
     public void TheWindowRingHoldsAtMostTheMostElementsOfAnArray()

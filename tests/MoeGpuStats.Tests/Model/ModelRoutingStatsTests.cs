@@ -401,10 +401,12 @@ public sealed partial class ModelRoutingStatsTests
         using var ids = accelerator.Allocate1D<int>(BadInputOptions.Layers * 8);
         using var foreign = other.Allocate1D<int>(BadInputOptions.Layers * 8);
         using var shortLosses = accelerator.Allocate1D<float>(2);
+        using var longLosses = accelerator.Allocate1D<float>(4);
         var before = ModelSteps.Fingerprint(model);
 
         AssertRefused<ArgumentException>(() => model.RecordStep(foreign.View, 4, 2), "topKExpertIds", $"topKExpertIds lives on another '{accelerator.Name}' accelerator than this model's");
         AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, shortLosses.View), "loadBalanceLosses", "3 floats");
+        AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, default, longLosses.View), "routerZLosses", "routerZLosses holds 4 values; it must hold 3 floats (one per layer)");
         AssertRefused<ArgumentException>(() => model.RecordStep(ids.View.SubView(0, 20), 4, 2), "topKExpertIds", "need 24");
         Assert.Equal(before, ModelSteps.Fingerprint(model));
     }
