@@ -85,7 +85,8 @@ internal static partial class MoegsCommandLine
                         4 an output file or standard output could not be written (the other outputs were),
                         130 stopped by Ctrl-C or SIGTERM (a run of simulate or replay still
                         reports and saves what it recorded; a second Ctrl-C, a second or more
-                        later, ends at once).
+                        later, ends at once; a signal that ends a command before it writes
+                        anything ends the process by the signal: 130 or 143 in a shell).
             """)
         {
             SimulateCommand.Create(console),

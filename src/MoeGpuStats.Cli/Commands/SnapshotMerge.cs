@@ -18,7 +18,7 @@ internal sealed class SnapshotMerge
     private string _firstHolds = "";
     private string _firstShape = "";
     private int _firstExperts;
-    private ulong _firstSteps;
+    private (ulong Steps, long Ranks) _first;
     private int? _firstCapacity;
     private string _firstCapacityText = "";
     private (int Part, int Experts)? _counted;
@@ -53,7 +53,7 @@ internal sealed class SnapshotMerge
         {
             if (part.Model is { } model)
             {
-                NoteSteps(index, _models!.Add(model));
+                NoteSteps(index, _models!.Add(model), model.MergedParts);
             }
             else
             {
@@ -134,19 +134,22 @@ internal sealed class SnapshotMerge
         return null;
     }
 
-    /// <summary>Keeps the first part's steps, and the note on the first part whose steps differ.</summary>
-    private void NoteSteps(int index, ulong steps)
+    /// <summary>Keeps the first part's steps, and the note on the first part whose steps per rank differ.</summary>
+    /// <param name="ranks">The ranks the part merged already (its <c>MergedParts</c>), whose steps it sums.</param>
+    private void NoteSteps(int index, ulong steps, long ranks)
     {
         // A merge takes its parts as ranks of one job that step together and aligns their windows from the newest
         // step, which is not a span of time for parts that did not (one rank's snapshots at two times, say).
         if (index == 0)
         {
-            _firstSteps = steps;
+            _first = (steps, ranks);
         }
-        else if (StepsNote is null && steps != _firstSteps)
+        else if (StepsNote is null && (UInt128)steps * (ulong)_first.Ranks != (UInt128)_first.Steps * (ulong)ranks)
         {
-            StepsNote = $"note: {ErrorText.OneLine(_paths[0].ToString())} holds {Counted.Of(_firstSteps, "step")}, {ErrorText.OneLine(_paths[index].ToString())} {Counted.Of(steps, "step")}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
+            StepsNote = $"note: {ErrorText.OneLine(_paths[0].ToString())} holds {Held(_first.Steps, _first.Ranks)}, {ErrorText.OneLine(_paths[index].ToString())} {Held(steps, ranks)}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
         }
+
+        static string Held(ulong steps, long ranks) => ranks > 1 ? $"{Counted.Of(steps, "step")} of {ranks:N0} merged ranks" : Counted.Of(steps, "step");
     }
 
     /// <summary>Keeps the first part that counts experts, and the first whose options fix them: every later one must have their counts.</summary>

@@ -283,6 +283,18 @@ public sealed class MergeCommandTests : IDisposable
         (code, _, error) = Moegs.Run("merge", early, twin, "--json");
         Assert.True(code == ExitCodes.Ok, error);
         Assert.DoesNotContain("note:", error);
+
+        // A merge of two ranks sums their steps: per rank, as many as a third rank's.
+        var pair = Path.Combine(_folder.FullName, "pair.json");
+        Assert.Equal(ExitCodes.Ok, Moegs.Run("merge", early, twin, "-o", pair).Code);
+        var third = Saved("third", Steps, 4);
+        (code, _, error) = Moegs.Run("merge", pair, third, "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.DoesNotContain("note:", error);
+
+        (code, _, error) = Moegs.Run("merge", pair, late, "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"note: {pair} holds {2 * Steps} steps of 2 merged ranks, {late} {Steps + 2} steps: merge takes", error);
     }
 
     /// <summary>Models of different shapes are refused in one line naming the files.</summary>
