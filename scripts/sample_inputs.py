@@ -9,7 +9,11 @@ import json
 import os
 import sys
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    sys.exit(f"sample_inputs.py needs NumPy, which {sys.executable} does not have: install it (pip install numpy, "
+             "or Debian's python3-numpy for /usr/bin/python3) or run the script with a Python that has it.")
 
 rng = np.random.default_rng(0)
 
@@ -33,6 +37,7 @@ def main(folder):
                 lines.write(json.dumps({"step": step, "layer": layer, "topk_ids": top_k(8, experts=16, k=2).tolist()}) + "\n")
     np.save(path("eplb_example.npy"), np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
                                                 [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]]))
+    print("wrote", " ".join(path(name) for name in ("ids.npy", "trace.npy", "passes.npz", "trace.jsonl", "eplb_example.npy")))
 
 
 if __name__ == "__main__":

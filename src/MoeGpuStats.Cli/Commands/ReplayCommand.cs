@@ -240,7 +240,7 @@ internal static class ReplayCommand
                         console,
                         e,
                         $"replay {path.Name}: {what}{left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",
-                        "one RecordRouting call, which hands the step's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step, which loads the engine (JIT, kernels)");
+                        "one RecordRouting call, which hands the batch's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first batch, which loads the engine (JIT, kernels)");
                     return Replay(console, path, () => session.Run(
                         steps,
                         ids.Span,

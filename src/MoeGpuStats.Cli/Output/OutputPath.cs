@@ -166,6 +166,7 @@ internal static partial class OutputPath
                 stream.Flush(flushToDisk: true);
             }
 
+            Serialization.ReplacedFileMode.Keep(full, temporary);
             File.Move(temporary, full, overwrite: true);
         }
         finally

@@ -94,6 +94,7 @@ public static class RoutingStatsFile
                 stream.Flush(flushToDisk: true);
             }
 
+            ReplacedFileMode.Keep(full, temporary);
             File.Move(temporary, full, overwrite: true);
         }
         catch (UnauthorizedAccessException exception)

@@ -30,6 +30,31 @@ public sealed class RoutingStatsFileTests : IDisposable
         Assert.Equal(new[] { "snapshot.json", longName }.Order(), _folder.GetFiles().Select(f => f.Name).Order());
     }
 
+    /// <summary>A file replaced by a save keeps its permissions, the library's save and the command line's alike; a new one gets the umask's.</summary>
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void AReplacedFileKeepsItsMode()
+    {
+        using var stats = new RoutingStats();
+        Decisions.Feed(stats, new Random(4), 20);
+        var (library, cli, fresh) = (Path.Combine(_folder.FullName, "library.json"), Path.Combine(_folder.FullName, "cli.json"), Path.Combine(_folder.FullName, "fresh.json"));
+        const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        foreach (var path in new[] { library, cli })
+        {
+            File.WriteAllText(path, "old");
+            File.SetUnixFileMode(path, Private);
+        }
+
+        RoutingStatsFile.Save(stats, library);
+        MoeGpuStats.Cli.Output.OutputPath.WriteAtomically(cli, stream => JsonSerializer.Serialize(stream, stats));
+        RoutingStatsFile.Save(stats, fresh);
+
+        Assert.Equal(Private, File.GetUnixFileMode(library));
+        Assert.Equal(Private, File.GetUnixFileMode(cli));
+        Assert.NotEqual(Private, File.GetUnixFileMode(fresh));
+        Assert.Equal(JsonSerializer.Serialize(stats), File.ReadAllText(cli));
+    }
+
     /// <summary>
     /// A saved model reads back with its summary, window load and layers, and saved ranks merge as the
     /// live ranks do: what a server that cannot run the CLI hands to <c>moegs merge</c>.
