@@ -44,7 +44,10 @@ internal static class InputFile
         {
             // A relative name is looked up where the program runs, which the user may not have in mind.
             var where = Path.IsPathRooted(path.ToString()) ? "" : $" in {Directory.GetCurrentDirectory()}";
-            Fail(ErrorText.OneLine($"{path}: no such file{where}."));
+            // "-" is standard input to many tools; moegs reads files alone (a trace is read twice, a snapshot by its length).
+            Fail(path.ToString() == "-"
+                ? $"-: moegs does not read standard input; give {expected} by its path."
+                : ErrorText.OneLine($"{path}: no such file{where}."));
         }
         catch (UnauthorizedAccessException)
         {

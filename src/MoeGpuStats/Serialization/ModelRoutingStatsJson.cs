@@ -114,7 +114,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         var windowSteps = Int(root, "window_steps");
         if (windowSteps < 0 || windowSteps > options.Window || (ulong)windowSteps > steps)
         {
-            throw new JsonException(Invariant($"window_steps is {windowSteps}; it must be 1 to min(window = {options.Window:N0}, steps = {steps:N0}), or 0 while steps = 0."));
+            throw new JsonException(Invariant($"window_steps is {windowSteps:N0}; it must be 1 to min(window = {options.Window:N0}, steps = {steps:N0}), or 0 while steps = 0."));
         }
 
         // A recording's window holds its newest min(window, steps) steps; a merge's, its longest part's (ModelRoutingMerge), which
@@ -124,8 +124,8 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         if (windowSteps < fewest)
         {
             throw new JsonException(mergedParts == 1
-                ? Invariant($"window_steps is {windowSteps} with steps = {steps} and window = {options.Window:N0}; the window holds the newest min(window, steps) = {fewest:N0} steps.")
-                : Invariant($"window_steps is {windowSteps} with steps = {steps} from merged_parts = {mergedParts:N0} and window = {options.Window:N0}; a merge's window holds its longest part's, at least min(window, steps / merged_parts rounded up) = {fewest:N0} steps."));
+                ? Invariant($"window_steps is {windowSteps:N0} with steps = {steps:N0} and window = {options.Window:N0}; the window holds the newest min(window, steps) = {fewest:N0} steps.")
+                : Invariant($"window_steps is {windowSteps:N0} with steps = {steps:N0} from merged_parts = {mergedParts:N0} and window = {options.Window:N0}; a merge's window holds its longest part's, at least min(window, steps / merged_parts rounded up) = {fewest:N0} steps."));
         }
 
         if (loads.GetArrayLength() != options.Layers)
@@ -284,7 +284,8 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
     private static int Int(JsonElement parent, string name) => WholeNumber(Required(parent, name), name);
 
     private static int WholeNumber(JsonElement element, string name) =>
-        element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out var value) ? value : throw new JsonException(Invariant($"The field '{name}' must be a whole number."));
+        element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out var value) ? value
+        : throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(element)}; it must be a whole number from {int.MinValue:N0} to {int.MaxValue:N0}."));
 
     private static bool Boolean(JsonElement element, string name) =>
         element.ValueKind is JsonValueKind.True or JsonValueKind.False ? element.GetBoolean() : throw new JsonException(Invariant($"The field '{name}' must be true or false."));

@@ -177,6 +177,19 @@ public sealed class ReportCommandTests : IDisposable
         Assert.Equal($"{name}: no such file in {Directory.GetCurrentDirectory()}.", error.Trim());
     }
 
+    /// <summary>"-", standard input to many tools, is named as such where no file of that name is there, for every command that reads files.</summary>
+    [Theory]
+    [InlineData("report -", "a snapshot file")]
+    [InlineData("merge -", "a snapshot file")]
+    [InlineData("replay -", "a .npy, .npz, .jsonl or .ndjson file")]
+    [InlineData("plan - --replicas 4 --gpus 2", "a load file (.npy or .json)")]
+    public void StandardInputIsNamedAsNotRead(string command, string expected)
+    {
+        var (code, _, error) = Moegs.Run(command.Split(' '));
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"-: moegs does not read standard input; give {expected} by its path.", error.Trim());
+    }
+
     /// <summary>
     /// A mistyped option the parser took for a file (merge takes any number) is a usage error suggesting the
     /// option meant; a file whose name starts with '-' is still read.
