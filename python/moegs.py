@@ -466,8 +466,8 @@ def _finite(name, value):
     number = _number(name, value)
     # ctypes would turn a double beyond float32's range into an infinity the C API then refuses under another value.
     if not abs(number) <= _FLOAT32_MAX:
-        shown = value if isinstance(value, int) else number
-        raise ValueError(f"{name} = {shown!r} is out of range: a loss must be finite, within [-{_FLOAT32_MAX!r}, {_FLOAT32_MAX!r}] (float32)")
+        shown = _shown(value if isinstance(value, int) else number)
+        raise ValueError(f"{name} = {shown} is out of range: a loss must be finite, within [-{_FLOAT32_MAX!r}, {_FLOAT32_MAX!r}] (float32)")
     return number
 
 

@@ -311,7 +311,7 @@ class IntegerTests(unittest.TestCase):
                 with self.assertRaises(TypeError):
                     stats.record(ids, **arguments)
             # Numbers float() cannot take raise naming the argument, not float()'s own error.
-            with self.assertRaisesRegex(ValueError, r"^load_balance_loss = 10{400} is out of range: a loss must be finite"):
+            with self.assertRaisesRegex(ValueError, r"^load_balance_loss = 10{63}\.\.\. is out of range: a loss must be finite"):
                 stats.record(ids, tokens=4, top_k=2, load_balance_loss=10**400)
             with self.assertRaisesRegex(TypeError, r"^router_z_loss must be a number"):
                 stats.record(ids, tokens=4, top_k=2, router_z_loss=Pair())
