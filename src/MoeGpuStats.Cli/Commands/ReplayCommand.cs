@@ -175,6 +175,12 @@ internal static class ReplayCommand
                     console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {ErrorText.OneLine(path.Name)} plus one; give --experts if the model has more (an expert no token reached is not in the file){PaddingHint(trace, max)}.");
                 }
 
+                if (trace.TopK > e)
+                {
+                    // The ids are counted as given, but no router wrote them: the axes or the experts are likely wrong.
+                    console.Error.WriteLine($"warning: each token holds {trace.TopK:N0} ids and there {(e == 1 ? "is 1 expert" : $"are {e:N0} experts")}: a top-k router picks k different experts, so k is at most E; is --experts right, and is the file's last axis k (--layout)?");
+                }
+
                 if (layered && model.EpSizeProblem(parse, e) is { } ranks)
                 {
                     console.Error.WriteLine(ranks);

@@ -691,6 +691,27 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains("warning: 2 tokens (the first in step 0) name one expert twice among their 2 ids", error);
     }
 
+    /// <summary>More ids per token than experts, which no top-k router writes, are warned about whether E is inferred or given; k = E is not.</summary>
+    [Theory]
+    [InlineData(null, "4, 2", "warning: each token holds 2 ids and there is 1 expert: a top-k router picks k different experts, so k is at most E")]
+    [InlineData("3", "2, 4", "warning: each token holds 4 ids and there are 3 experts")]
+    [InlineData("2", "4, 2", null)]
+    public void MoreIdsPerTokenThanExpertsAreWarnedAbout(string? experts, string shape, string? warning)
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "k.npy"), "<i4", shape, new byte[8 * sizeof(int)]);
+        var (code, _, error) = experts is null ? Run("replay", npy) : Run("replay", npy, "--experts", experts);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        if (warning is null)
+        {
+            Assert.DoesNotContain("ids and there", error);
+        }
+        else
+        {
+            Assert.Contains(warning, error);
+        }
+    }
+
     /// <summary>
     /// Only an expert (an id in [0, E)) named twice by one token counts as repeated: padding (-1), other negative ids
     /// and ids at or past E repeat without it, and tokens that share experts with the token before them repeat nothing.
