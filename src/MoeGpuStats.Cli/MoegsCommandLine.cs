@@ -159,9 +159,9 @@ internal static partial class MoegsCommandLine
         errors.FirstOrDefault(e => !e.Message.StartsWith(MissingArgument, StringComparison.Ordinal) && !RequiredOption().IsMatch(e.Message))?.Message;
 
     /// <summary>
-    /// The first option given without its value, named as typed, with what its value is; null when every option has
-    /// one. Either the parser said so ("Required argument missing for option: '-o'.") or the option took the next
-    /// option as its value (<c>--seed --steps 3</c>, where the 3 is then left over).
+    /// An option given without its value, named as typed, with what its value is; null when every option has one. The
+    /// first the parser names as such ("Required argument missing for option: '-o'."), else the first that took the
+    /// next option as its value (<c>--seed --steps 3</c>, where the 3 is then left over).
     /// </summary>
     private static string? WithoutValue(ParseResult result, Command command)
     {
@@ -194,7 +194,7 @@ internal static partial class MoegsCommandLine
     /// </summary>
     private static string? Missing(IReadOnlyList<ParseError> errors, Command command)
     {
-        var input = errors.Any(e => e.Message.StartsWith(MissingArgument, StringComparison.Ordinal) && !OptionWithoutValue().IsMatch(e.Message))
+        var input = errors.Any(e => e.Message.StartsWith(MissingArgument, StringComparison.Ordinal))
             && command.Arguments.FirstOrDefault() is { } argument
             && InputNeeded.TryGetValue(command.Name, out var needed)
                 ? $"{command.Name} needs {argument.Name}: {needed}."

@@ -70,7 +70,8 @@ public sealed class CapacityStats
     /// <exception cref="ArgumentException">
     /// The decision has no experts (the seed divides 0 by 0 there), more than <see cref="RoutingStatsOptions.MaxExperts"/>,
     /// a negative count, a negative <c>TotalTokens</c>, <c>TokensDropped</c> outside [0, TotalTokens], or a
-    /// non-finite loss, as <see cref="RoutingStats.RecordRouting(RoutingDecision)"/>. The statistics are left unchanged.
+    /// non-finite loss, or counts that change while they are read, as <see cref="RoutingStats.RecordRouting(RoutingDecision)"/>.
+    /// The statistics are left unchanged.
     /// </exception>
     public void Update(RoutingDecision routingDecision)
     {

@@ -25,10 +25,10 @@ internal static class RoutingDecisionValidator
             throw new ArgumentException(Invariant($"ExpertCapacities holds {experts:N0} experts; a decision has at most {RoutingStatsOptions.MaxExperts:N0}."), paramName);
         }
 
-        var negative = TryGetSpan(counts, out var span) ? span.IndexOfAnyInRange(int.MinValue, -1) : IndexOfNegative(counts, experts);
+        var (negative, count) = TryGetSpan(counts, out var span) ? IndexOfNegative(span) : IndexOfNegative(counts, experts);
         if (negative >= 0)
         {
-            throw new ArgumentException(Invariant($"ExpertCapacities[{negative}] is {counts[negative]}; slot counts cannot be negative."), paramName);
+            throw new ArgumentException(Invariant($"ExpertCapacities[{negative}] is {count}; slot counts cannot be negative."), paramName);
         }
 
         ValidateScalars(decision.TotalTokens, decision.TokensDropped, decision.LoadBalanceLoss, decision.RouterZLoss, paramName);
@@ -80,17 +80,22 @@ internal static class RoutingDecisionValidator
         }
     }
 
-    private static int IndexOfNegative(IReadOnlyList<int> counts, int experts)
+    /// <summary>The first negative count and its value, as read once; (−1, 0) where none is.</summary>
+    private static (int Index, int Count) IndexOfNegative(ReadOnlySpan<int> counts) =>
+        counts.IndexOfAnyInRange(int.MinValue, -1) is var index and >= 0 ? (index, counts[index]) : (-1, 0);
+
+    /// <inheritdoc cref="IndexOfNegative(ReadOnlySpan{int})"/>
+    private static (int Index, int Count) IndexOfNegative(IReadOnlyList<int> counts, int experts)
     {
         for (var i = 0; i < experts; i++)
         {
-            if (counts[i] < 0)
+            if (counts[i] is var count && count < 0)
             {
-                return i;
+                return (i, count);
             }
         }
 
-        return -1;
+        return (-1, 0);
     }
 
     public static void ValidateScalars(int totalTokens, int tokensDropped, float loadBalanceLoss, float routerZLoss, string paramName)

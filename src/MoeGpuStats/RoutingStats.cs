@@ -248,7 +248,8 @@ public sealed partial class RoutingStats : IDisposable
     /// <exception cref="ArgumentException">
     /// No experts, more than <see cref="RoutingStatsOptions.MaxExperts"/> (on a device engine, more than
     /// <see cref="RoutingStatsOptions.MaxDeviceExperts"/>, 4,096), a negative count, negative tokens,
-    /// <c>TokensDropped</c> outside [0, TotalTokens], or a non-finite loss. The statistics are left unchanged.
+    /// <c>TokensDropped</c> outside [0, TotalTokens], a non-finite loss, or <c>ExpertCapacities</c> that change while
+    /// they are read (another number of experts, a negative count). The statistics are left unchanged.
     /// </exception>
     /// <exception cref="InvalidOperationException">These are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only: record through the model.</exception>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>

@@ -66,7 +66,7 @@ internal sealed class ModelReplay : RecordingRun
         {
             // The engine could not allocate the state, whose window ring is nearly all of it.
             Console.Error.WriteLine(
-                $"{WindowNamed}: the model's state ({Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} in the window) needs {Options.DeviceStateBytes / (1024.0 * 1024 * 1024):F1} GiB, more memory than the engine could allocate; give a shorter --window.");
+                $"{WindowNamed}: the model's state ({Options.Window:N0} steps x {Counted.Of(Options.Layers, "layer")} x {Counted.Of(Options.Experts, "expert")} in the window) needs {Options.DeviceStateBytes() / (1024.0 * 1024 * 1024):F1} GiB, more memory than the engine could allocate; give a shorter --window.");
             return ExitCodes.Usage;
         }
 

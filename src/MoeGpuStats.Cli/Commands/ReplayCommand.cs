@@ -178,7 +178,8 @@ internal static class ReplayCommand
                 if (trace.TopK > e)
                 {
                     // The ids are counted as given, but no router wrote them: the axes or the experts are likely wrong.
-                    console.Error.WriteLine($"warning: each token holds {trace.TopK:N0} ids and there {(e == 1 ? "is 1 expert" : $"are {e:N0} experts")}: a top-k router picks k different experts, so k is at most E; is --experts right, and is the file's last axis k (--layout)?");
+                    var axes = trace.Layout is null ? "does each token's topk_ids hold its own k experts?" : "is the file's last axis k (--layout)?";
+                    console.Error.WriteLine($"warning: each token holds {trace.TopK:N0} ids and there {(e == 1 ? "is 1 expert" : $"are {e:N0} experts")}: a top-k router picks k different experts, so k is at most E; is --experts right, and {axes}");
                 }
 
                 if (layered && model.EpSizeProblem(parse, e) is { } ranks)

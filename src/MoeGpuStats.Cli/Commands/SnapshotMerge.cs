@@ -18,7 +18,7 @@ internal sealed class SnapshotMerge
     private string _firstHolds = "";
     private string _firstShape = "";
     private int _firstExperts;
-    private (ulong Steps, long Ranks) _first;
+    private (ulong Steps, long Ranks) _firstSteps;
     private int? _firstCapacity;
     private string _firstCapacityText = "";
     private (int Part, int Experts)? _counted;
@@ -142,11 +142,11 @@ internal sealed class SnapshotMerge
         // step, which is not a span of time for parts that did not (one rank's snapshots at two times, say).
         if (index == 0)
         {
-            _first = (steps, ranks);
+            _firstSteps = (steps, ranks);
         }
-        else if (StepsNote is null && (UInt128)steps * (ulong)_first.Ranks != (UInt128)_first.Steps * (ulong)ranks)
+        else if (StepsNote is null && (UInt128)steps * (ulong)_firstSteps.Ranks != (UInt128)_firstSteps.Steps * (ulong)ranks)
         {
-            StepsNote = $"note: {ErrorText.OneLine(_paths[0].ToString())} holds {Held(_first.Steps, _first.Ranks)}, {ErrorText.OneLine(_paths[index].ToString())} {Held(steps, ranks)}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
+            StepsNote = $"note: {ErrorText.OneLine(_paths[0].ToString())} holds {Held(_firstSteps.Steps, _firstSteps.Ranks)}, {ErrorText.OneLine(_paths[index].ToString())} {Held(steps, ranks)}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
         }
 
         static string Held(ulong steps, long ranks) => ranks > 1 ? $"{Counted.Of(steps, "step")} of {ranks:N0} merged ranks" : Counted.Of(steps, "step");

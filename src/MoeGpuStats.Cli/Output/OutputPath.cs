@@ -29,6 +29,12 @@ internal static partial class OutputPath
             return "give a file name.";
         }
 
+        if (path == "-")
+        {
+            // Standard output to many tools; here it would be a file named "-" where the command runs.
+            return "moegs does not write standard output by this name; leave the option out (--json prints on standard output), or give a file name (./- for a file named -).";
+        }
+
         string full;
         try
         {
@@ -160,13 +166,12 @@ internal static partial class OutputPath
         var temporary = TemporaryFor(full);
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            using (var stream = Serialization.ReplacedFileMode.CreateTemporary(temporary, full))
             {
                 write(stream);
                 stream.Flush(flushToDisk: true);
             }
 
-            Serialization.ReplacedFileMode.Keep(full, temporary);
             File.Move(temporary, full, overwrite: true);
         }
         finally

@@ -284,7 +284,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         {
             var layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
             var counts = _layers[l].RecordAndCount(
-                layerIds, experts, tokens, topK, loadBalanceLosses.IsEmpty ? 0f : loadBalanceLosses[l], routerZLosses.IsEmpty ? 0f : routerZLosses[l]);
+                layerIds, experts, tokens, topK, HostLoss(loadBalanceLosses, l), HostLoss(routerZLosses, l));
             _window.Add(l, layerIds, counts);
         }
 
@@ -292,6 +292,12 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         _windowSteps = Math.Min(_windowSteps + 1, Options.Window);
         _steps++;
     }
+
+    /// <summary>
+    /// Layer <paramref name="layer"/>'s loss of a host span the checks found finite, read again as a device loss is
+    /// (<see cref="ModelRecordKernel.FiniteOrZero"/>): a caller's buffer that changes meanwhile cannot put a NaN in the sums.
+    /// </summary>
+    private static float HostLoss(ReadOnlySpan<float> losses, int layer) => losses.IsEmpty ? 0f : ModelRecordKernel.FiniteOrZero(losses[layer]);
 
     /// <summary>
     /// Allocates every layer's arrays before a step records any layer, and before any layer takes its own, so that

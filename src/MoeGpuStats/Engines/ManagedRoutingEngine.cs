@@ -1,5 +1,4 @@
 using System.Numerics;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
@@ -164,7 +163,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
         // Only a batch with ids outside the experts can hold padding, as on the device.
         var (emptySlots, paddedTokens) = outside == 0 ? (0UL, 0) : ExpertHistogram.Padding(batch, topK);
-        Fold(histogram, batch, tokens - paddedTokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, outside - emptySlots);
+        // The ids are read twice: a caller's buffer that changes in between must not wrap the invalid count around.
+        Fold(histogram, batch, tokens - paddedTokens, topK, tokensDropped, loadBalanceLoss, routerZLoss, outside - Math.Min(emptySlots, outside));
     }
 
     public override UtilizationQuery QueryUtilization()

@@ -128,7 +128,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="topK">Experts per token, at least 1.</param>
     /// <param name="layerStride">Ids from one layer's first id to the next's; 0 for <c>tokens × tokenStride</c> (layers packed).</param>
     /// <param name="tokenStride">Ids from one token's first id to the next's in a layer, at least <paramref name="topK"/>; 0 for <paramref name="topK"/> (rows packed).</param>
-    /// <param name="validTokens">A device int: the rows that hold tokens (later rows are padding, as vLLM's unpadded count under CUDA graphs), clamped to <c>[0, tokens]</c> when read; default (or empty) for all rows.</param>
+    /// <param name="validTokens">A device int (a view of one): the rows that hold tokens (later rows are padding, as vLLM's unpadded count under CUDA graphs), clamped to <c>[0, tokens]</c> when read; default (or empty) for all rows.</param>
     /// <param name="loadBalanceLosses">The step's load-balancing loss per layer, <c>Layers</c> floats on the device; default (or empty) for zeros. A NaN or infinite loss counts as 0 on every engine (the host overload refuses one; a device engine never reads these on the host).</param>
     /// <param name="routerZLosses">The step's router z-loss per layer, <c>Layers</c> floats; default for zeros; a non-finite one counts as 0.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> below 1, <paramref name="tokens"/>, <paramref name="layerStride"/> or <paramref name="tokenStride"/> negative.</exception>
@@ -136,7 +136,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// The ids are too few for the layers at the strides, a token stride below <paramref name="topK"/>,
     /// strides that lay the layers neither one after another nor interleaved token by token (with rows
     /// packed: a layer stride below <c>tokens × topK</c>), more than
-    /// 2^31 − 1 ids per layer, a view on another accelerator or of a disposed buffer, or a loss view shorter than <c>Layers</c>;
+    /// 2^31 − 1 ids per layer, a view on another accelerator or of a disposed buffer, a loss view not <c>Layers</c> long, or a <paramref name="validTokens"/> view not one int long;
     /// on the managed engine (which copies a step's ids to the host), more than <see cref="Array.MaxLength"/>
     /// ids in all (<c>Layers × tokens × topK</c>), or a layer or token stride whose step passes the range of long.
     /// The statistics are left unchanged.

@@ -58,26 +58,23 @@ public sealed record ModelRoutingStatsOptions
     /// (<c>4 × Window × Layers × (Experts + 1)</c> up to 32 experts).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The options are invalid (as a model's constructor refuses them): no model has their size.</exception>
-    public long DeviceStateBytes
+    public long DeviceStateBytes()
     {
-        get
-        {
-            Validate();
-            long layers = Layers, perLayer = layers * Experts;
-            return (layers * Unsafe.SizeOf<Kernels.RoutingStateBlock>())
-                + (layers * Kernels.RoutingStateLayout.BatchHistogramLength * sizeof(ulong))
-                + (2 * layers * Kernels.RoutingStateLayout.BatchBuffers * sizeof(ulong))
-                + (perLayer * (sizeof(double) + sizeof(ulong) + sizeof(float) + sizeof(float) + sizeof(ulong) + sizeof(ulong) + sizeof(ulong)))
-                + (layers * Kernels.RoutingStateLayout.VarianceWindow * sizeof(float))
-                + (WindowEntries * sizeof(uint))
-                + (Kernels.Model.ModelStateLayout.ControlLength * sizeof(int))
-                + (Kernels.RoutingStateLayout.BatchBuffers * layers * 2 * sizeof(float))
-                + (Experts * sizeof(int))
-                + (Device.DeviceModelEngine.ReadbackLoads * layers * Unsafe.SizeOf<Kernels.Model.LayerLoad>())
-                + Device.DeviceModelEngine.ReadbackBytes(this)
-                + Unsafe.SizeOf<Kernels.UtilizationQueryResult>()
-                + (2 * layers * sizeof(float));
-        }
+        Validate();
+        long layers = Layers, perLayer = layers * Experts;
+        return (layers * Unsafe.SizeOf<Kernels.RoutingStateBlock>())
+            + (layers * Kernels.RoutingStateLayout.BatchHistogramLength * sizeof(ulong))
+            + (2 * layers * Kernels.RoutingStateLayout.BatchBuffers * sizeof(ulong))
+            + (perLayer * (sizeof(double) + sizeof(ulong) + sizeof(float) + sizeof(float) + sizeof(ulong) + sizeof(ulong) + sizeof(ulong)))
+            + (layers * Kernels.RoutingStateLayout.VarianceWindow * sizeof(float))
+            + (WindowEntries * sizeof(uint))
+            + (Kernels.Model.ModelStateLayout.ControlLength * sizeof(int))
+            + (Kernels.RoutingStateLayout.BatchBuffers * layers * 2 * sizeof(float))
+            + (Experts * sizeof(int))
+            + (Device.DeviceModelEngine.ReadbackLoads * layers * Unsafe.SizeOf<Kernels.Model.LayerLoad>())
+            + Device.DeviceModelEngine.ReadbackBytes(this)
+            + Unsafe.SizeOf<Kernels.UtilizationQueryResult>()
+            + (2 * layers * sizeof(float));
     }
 
     /// <summary>The options of one layer's <see cref="RoutingStats"/>.</summary>

@@ -89,7 +89,7 @@ internal static class ModelStepChecks
     {
         var accelerator = (engine as DeviceModelEngine)?.Accelerator;
         CheckView(accelerator, ids, 0, "topKExpertIds", static _ => "ids");
-        CheckView(accelerator, validTokens, 1, nameof(validTokens), static _ => "one int");
+        CheckView(accelerator, validTokens, 1, nameof(validTokens), static _ => "one int", exactly: true);
         // A loss view of another length is a mistake (another model's, a batch's), as a host span of another length.
         CheckView(accelerator, loadBalanceLosses, engine.Options.Layers, nameof(loadBalanceLosses), LossesNeeded, exactly: true);
         CheckView(accelerator, routerZLosses, engine.Options.Layers, nameof(routerZLosses), LossesNeeded, exactly: true);
@@ -163,10 +163,10 @@ internal static class ModelStepChecks
     private static string LossesNeeded(long layers) => Invariant($"{layers:N0} floats (one per layer)");
 
     /// <summary>
-    /// Throws unless <paramref name="view"/> is default, or at least (<paramref name="exactly"/>: exactly) <paramref name="minimum"/>
+    /// Throws unless <paramref name="view"/> is default, or at least (<paramref name="exactly"/>: exactly) <paramref name="length"/>
     /// long on <paramref name="accelerator"/>; <paramref name="what"/> words the length it needs, called only to refuse.
     /// </summary>
-    private static void CheckView<T>(Accelerator? accelerator, ArrayView<T> view, long minimum, string name, Func<long, string> what, bool exactly = false)
+    private static void CheckView<T>(Accelerator? accelerator, ArrayView<T> view, long length, string name, Func<long, string> what, bool exactly = false)
         where T : unmanaged
     {
         if (!view.IsValid)
@@ -174,9 +174,9 @@ internal static class ModelStepChecks
             return;
         }
 
-        if (view.Length < minimum || (exactly && view.Length != minimum))
+        if (view.Length < length || (exactly && view.Length != length))
         {
-            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(view.Length, "value")}; it must hold {what(minimum)}, or be default."), name);
+            throw new ArgumentException(Invariant($"{name} holds {Plural.Of(view.Length, "value")}; it must hold {what(length)}, or be default."), name);
         }
 
         ViewAccelerator.CheckAlive(view, name);

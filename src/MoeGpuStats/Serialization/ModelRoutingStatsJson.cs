@@ -285,7 +285,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
     private static int WholeNumber(JsonElement element, string name) =>
         element.ValueKind == JsonValueKind.Number && element.TryGetInt32(out var value) ? value
-        : throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(element)}; it must be a whole number from {int.MinValue:N0} to {int.MaxValue:N0}."));
+        : throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(element)}; it must be a 32-bit whole number (at most {int.MaxValue:N0})."));
 
     private static bool Boolean(JsonElement element, string name) =>
         element.ValueKind is JsonValueKind.True or JsonValueKind.False ? element.GetBoolean() : throw new JsonException(Invariant($"The field '{name}' must be true or false."));

@@ -6,21 +6,27 @@ namespace MoeGpuStats.Serialization;
 /// </summary>
 internal static class ReplacedFileMode
 {
-    /// <summary>Gives <paramref name="temporary"/> the mode of <paramref name="target"/> where that exists (on Unix).</summary>
-    public static void Keep(string target, string temporary)
+    /// <summary>
+    /// Creates <paramref name="temporary"/> for writing with the mode of <paramref name="target"/> where that exists (on
+    /// Unix), set while the temporary is still empty, so that no byte of a private file is ever readable by others.
+    /// </summary>
+    public static FileStream CreateTemporary(string temporary, string target)
     {
+        var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None);
         if (OperatingSystem.IsWindows())
         {
-            return;
+            return stream;
         }
 
         try
         {
-            File.SetUnixFileMode(temporary, File.GetUnixFileMode(target));
+            File.SetUnixFileMode(stream.SafeFileHandle, File.GetUnixFileMode(target));
         }
-        catch (FileNotFoundException)
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
         {
-            // No file to replace (or it went meanwhile): the new one has the umask's mode.
+            // No file to replace (or it went meanwhile), or a file system without modes: the umask's mode.
         }
+
+        return stream;
     }
 }

@@ -23,8 +23,8 @@ public static class RoutingStatsFile
 
     /// <summary>
     /// Writes a snapshot of <paramref name="stats"/> to <paramref name="path"/> atomically: a temporary
-    /// file in the same folder, flushed, then renamed over the target, so a reader never sees half a file.
-    /// The file keeps the state and options, not the engine: <see cref="Load"/> returns statistics on the managed engine.
+    /// file in the same folder, flushed, then renamed over the target, so a reader never sees half a file; a
+    /// target replaced keeps its permissions (on Unix). The file keeps the state and options, not the engine: <see cref="Load"/> returns statistics on the managed engine.
     /// </summary>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
@@ -84,7 +84,7 @@ public static class RoutingStatsFile
         var temporary = Path.Combine(folder, Invariant($".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp"));
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            using (var stream = ReplacedFileMode.CreateTemporary(temporary, full))
             {
                 using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
                 {
@@ -94,7 +94,6 @@ public static class RoutingStatsFile
                 stream.Flush(flushToDisk: true);
             }
 
-            ReplacedFileMode.Keep(full, temporary);
             File.Move(temporary, full, overwrite: true);
         }
         catch (UnauthorizedAccessException exception)

@@ -557,7 +557,7 @@ internal static class RoutingStatsJson
     private static int? OptionalInt(JsonElement parent, string name) =>
         !parent.TryGetProperty(name, out var value) || value.ValueKind == JsonValueKind.Null ? null
         : value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var number) ? number
-        : throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(value)}; it must be a whole number from {int.MinValue:N0} to {int.MaxValue:N0}."));
+        : throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(value)}; it must be a 32-bit whole number (at most {int.MaxValue:N0})."));
 
     private static ulong CountField(JsonElement parent, string name) => CountValue(Required(parent, name), name);
 

@@ -61,6 +61,7 @@ public sealed class MoegsCommandLineTests : IDisposable
     /// <summary>No output overwrites an input or another output: refused before anything runs, the files left as they were.</summary>
     [Theory]
     [InlineData("replay IN --layout steps,tokens,k --save IN", "--save IN: is a file this command reads; give another name.")]
+    [InlineData("replay IN --layout steps,tokens,k --save -", "--save -: moegs does not write standard output by this name; leave the option out (--json prints on standard output), or give a file name (./- for a file named -).")]
     [InlineData("replay IN --layout steps,tokens,k --save OUT.npy", "--save OUT.npy: a snapshot is written as JSON, which a .npy name would misname; give a name ending in .json.")]
     [InlineData("replay IN --layout steps,tokens,k --plot OUT.png --save OUT.png", "--save OUT.png: --plot writes that file too; give another name.")]
     [InlineData("replay IN --layout steps,tokens,k --window-load IN", "--window-load IN: is a file this command reads; give another name.")]

@@ -29,7 +29,7 @@ public sealed partial class DeviceModelEngineTests
         var engine = new DeviceModelEngine(accelerator, options);
         using var device = new ModelRoutingStats(engine);
         using var managed = new ModelRoutingStats(options);
-        Assert.Equal(options.DeviceStateBytes, engine.StateBytes);
+        Assert.Equal(options.DeviceStateBytes(), engine.StateBytes);
         var random = new Random(layers * experts);
         for (var step = 0; step < 3; step++)
         {

@@ -7,8 +7,8 @@ public sealed class ModelRoutingStatsOptionsTests
     public void TheWindowRingDominatesTheDeviceMemory()
     {
         var deepSeek = new ModelRoutingStatsOptions { Layers = 58, Experts = 256 };
-        Assert.InRange(deepSeek.DeviceStateBytes, 63_000_000, 65_000_000);
-        Assert.True(4L * 1000 * 58 * 256 > deepSeek.DeviceStateBytes * 0.9);
+        Assert.InRange(deepSeek.DeviceStateBytes(), 63_000_000, 65_000_000);
+        Assert.True(4L * 1000 * 58 * 256 > deepSeek.DeviceStateBytes() * 0.9);
     }
 
     /// <summary>Options no model takes have no size: asked for one, they are refused by name, not answered with a negative or wrapped sum.</summary>
@@ -21,7 +21,8 @@ public sealed class ModelRoutingStatsOptionsTests
     {
         var options = new ModelRoutingStatsOptions { Layers = layers, Experts = experts, Window = window };
 
-        Assert.Equal(refused, Assert.Throws<ArgumentOutOfRangeException>(() => options.DeviceStateBytes).ParamName);
+        Assert.Equal(refused, Assert.Throws<ArgumentOutOfRangeException>(() => options.DeviceStateBytes()).ParamName);
+        Assert.Contains(FormattableString.Invariant($"Window = {window}"), options.ToString());
     }
 
     /// <summary>The managed engine's ring is one .NET array: a larger ring is refused by name, not an OutOfMemoryException on allocation.</summary>

@@ -36,9 +36,9 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData("\"steps\":7", "\"steps\":8", "layers[0]")]
     [InlineData("\"experts\":8", "\"experts\":9", "window_load[0]")]
     [InlineData("\"steps\":7", "\"steps\":\"7\"", "The field 'steps' is \"7\"; a count is a whole number")]
-    [InlineData("\"experts\":8", "\"experts\":\"8\"", "The field 'experts' is \"8\"; it must be a whole number from")]
+    [InlineData("\"experts\":8", "\"experts\":\"8\"", "The field 'experts' is \"8\"; it must be a 32-bit whole number")]
     [InlineData("\"utilization_decay\":0.5", "\"utilization_decay\":\"x\"", "'utilization_decay' must be a finite number")]
-    [InlineData("\"window_steps\":3", "\"window_steps\":\"3\"", "The field 'window_steps' is \"3\"; it must be a whole number from")]
+    [InlineData("\"window_steps\":3", "\"window_steps\":\"3\"", "The field 'window_steps' is \"3\"; it must be a 32-bit whole number")]
     [InlineData("\"routing_latency_stats\":{", "\"routing_latency_stats\":\"x\",\"unused\":{", "'routing_latency_stats' must be an object")]
     [InlineData("\"expert_utilization\":[", "\"expert_utilization\":[1e300,", "beyond a float's range")]
     public void AJsonFileThatNoRecordsCanProduceIsRefusedByField(string find, string replace, string field)

@@ -39,19 +39,22 @@ public sealed class RoutingStatsFileTests : IDisposable
         Decisions.Feed(stats, new Random(4), 20);
         var (library, cli, fresh) = (Path.Combine(_folder.FullName, "library.json"), Path.Combine(_folder.FullName, "cli.json"), Path.Combine(_folder.FullName, "fresh.json"));
         const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        // Neither the umask's mode nor one the umask could give: a mode that only a kept one explains.
+        const UnixFileMode Kept = Private | UnixFileMode.OtherExecute;
         foreach (var path in new[] { library, cli })
         {
             File.WriteAllText(path, "old");
-            File.SetUnixFileMode(path, Private);
+            File.SetUnixFileMode(path, Kept);
         }
 
         RoutingStatsFile.Save(stats, library);
         MoeGpuStats.Cli.Output.OutputPath.WriteAtomically(cli, stream => JsonSerializer.Serialize(stream, stats));
         RoutingStatsFile.Save(stats, fresh);
 
-        Assert.Equal(Private, File.GetUnixFileMode(library));
-        Assert.Equal(Private, File.GetUnixFileMode(cli));
-        Assert.NotEqual(Private, File.GetUnixFileMode(fresh));
+        Assert.Equal(Kept, File.GetUnixFileMode(library));
+        Assert.Equal(Kept, File.GetUnixFileMode(cli));
+        File.WriteAllText(Path.Combine(_folder.FullName, "umask.txt"), "");
+        Assert.Equal(File.GetUnixFileMode(Path.Combine(_folder.FullName, "umask.txt")), File.GetUnixFileMode(fresh));
         Assert.Equal(JsonSerializer.Serialize(stats), File.ReadAllText(cli));
     }
 

@@ -34,7 +34,7 @@ public sealed class SnapshotInputBoundsTests : IDisposable
 
     /// <summary>A long value is shown by its first 40 characters, or as an array by its length: <c>merged_parts</c> and <c>experts</c> quoted it whole.</summary>
     [Theory]
-    [InlineData("experts", "string", "The field 'experts' is \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...; it must be a whole number from -2,147,483,648 to 2,147,483,647.")]
+    [InlineData("experts", "string", "The field 'experts' is \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...; it must be a 32-bit whole number (at most 2,147,483,647).")]
     [InlineData("merged_parts", "zeros", "The field 'merged_parts' is an array of 5,000,000 values; it must be a whole number from 1 to 1,048,576 (the recordings a merge combines).")]
     [InlineData("total_tokens", "digits", "The field 'total_tokens' is 1111111111111111111111111111111111111111...; a count is a whole number from 0 to 9,223,372,036,854,775,807.")]
     [InlineData("average_router_z_loss", "digits", "The field 'average_router_z_loss' is 1111111111111111111111111111111111111111...; beyond a float's range (null stands for NaN).")]
@@ -63,7 +63,7 @@ public sealed class SnapshotInputBoundsTests : IDisposable
 
         var (error, allocated) = Measured<InvalidDataException>(() => RoutingStatsFile.Load(path));
 
-        Assert.Equal($"{path}: not a routing statistics snapshot (The field 'experts' is \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...; it must be a whole number from -2,147,483,648 to 2,147,483,647.)", error.Message);
+        Assert.Equal($"{path}: not a routing statistics snapshot (The field 'experts' is \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...; it must be a 32-bit whole number (at most 2,147,483,647).)", error.Message);
         Assert.InRange(allocated, 0, (2L * json.Length) + Slack);
     }
 
@@ -122,7 +122,7 @@ public sealed class SnapshotInputBoundsTests : IDisposable
 
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json));
 
-        Assert.Equal(@"The field 'experts' is ""\u009b31m\u202eevil""; it must be a whole number from -2,147,483,648 to 2,147,483,647.", error.Message);
+        Assert.Equal(@"The field 'experts' is ""\u009b31m\u202eevil""; it must be a 32-bit whole number (at most 2,147,483,647).", error.Message);
     }
 
     /// <summary>
