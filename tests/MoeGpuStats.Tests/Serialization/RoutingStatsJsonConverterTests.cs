@@ -72,7 +72,7 @@ public sealed class RoutingStatsJsonConverterTests
     [InlineData("total_tokens", "18446744073709551616", "The field 'total_tokens' is 18446744073709551616")]
     [InlineData("expert_token_counts", "[1, -1]", "The field 'expert_token_counts[1]' is -1")]
     [InlineData("expert_utilization", "[-3.0, 0.5]", "expert_utilization[0] is -3; utilization cannot be negative")]
-    [InlineData("experts", "\"two\"", "The field 'experts' is \"two\"; it must be a whole number")]
+    [InlineData("experts", "\"two\"", "The field 'experts' is \"two\"; it must be a 32-bit whole number")]
     public void AnImpossibleStateIsRefusedNamingTheField(string field, string value, string message)
     {
         var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
