@@ -229,7 +229,8 @@ public static class ExpertPlacement
         CheckHasExperts(loads);
         CheckLoads(loads);
         var (layers, experts) = (loads.GetLength(0), loads.GetLength(1));
-        CheckRowCount(physicalToLogical, layers);
+        var rows = Rows(physicalToLogical);
+        CheckRowCount(rows, layers);
         ThrowIfBelowOne(gpus);
 
         if (layers == 0)
@@ -237,7 +238,7 @@ public static class ExpertPlacement
             return [];
         }
 
-        var slots = (physicalToLogical[0] ?? throw new ArgumentNullException(nameof(physicalToLogical), "physicalToLogical[0] is null.")).Length;
+        var slots = (rows[0] ?? throw new ArgumentNullException(nameof(physicalToLogical), "physicalToLogical[0] is null.")).Length;
         if (slots == 0)
         {
             throw new ArgumentException("physicalToLogical[0] has no slots; every expert needs one.", nameof(physicalToLogical));
@@ -253,8 +254,8 @@ public static class ExpertPlacement
         var counts = new int[experts];
         for (var layer = 0; layer < layers; layer++)
         {
-            var row = Row(physicalToLogical, layer, slots, Invariant($"but layer 0 has {slots:N0}; every layer has the same number"));
-            CountSlots(physicalToLogical, layer, counts);
+            var row = Row(rows, layer, slots, Invariant($"but layer 0 has {slots:N0}; every layer has the same number"));
+            CountSlots(row, layer, counts);
             result[layer] = LayerBalancedness(loads, layer, row, counts, gpuLoad);
         }
 
@@ -284,11 +285,12 @@ public static class ExpertPlacement
         ArgumentNullException.ThrowIfNull(physicalToLogical);
         CheckLoads(slotLoads, nameof(slotLoads), "slot");
         var (layers, slots) = (slotLoads.GetLength(0), slotLoads.GetLength(1));
-        CheckRowCount(physicalToLogical, layers);
+        var rows = Rows(physicalToLogical);
+        CheckRowCount(rows, layers);
         var largest = -1;
         for (var layer = 0; layer < layers; layer++)
         {
-            foreach (var expert in Row(physicalToLogical, layer, slots, Invariant($"but the loads have {slots:N0} per layer; give the placement the loads were recorded under")))
+            foreach (var expert in Row(rows, layer, slots, Invariant($"but the loads have {slots:N0} per layer; give the placement the loads were recorded under")))
             {
                 largest = Math.Max(largest, expert);
             }
@@ -304,8 +306,8 @@ public static class ExpertPlacement
         var counts = new int[largest + 1];
         for (var layer = 0; layer < layers; layer++)
         {
-            CountSlots(physicalToLogical, layer, counts);
-            var row = physicalToLogical[layer];
+            var row = rows[layer];
+            CountSlots(row, layer, counts);
             for (var p = 0; p < row.Length; p++)
             {
                 var sum = logical[layer, row[p]] + slotLoads[layer, p];
@@ -318,17 +320,20 @@ public static class ExpertPlacement
         return logical;
     }
 
+    /// <summary>The map's rows, read once: every check and the sums see the same rows, whatever a computed list gives later.</summary>
+    private static int[][] Rows(IReadOnlyList<int[]> physicalToLogical) => [.. physicalToLogical];
+
     /// <summary>Refuses a map without one row per layer.</summary>
-    private static void CheckRowCount(IReadOnlyList<int[]> physicalToLogical, int layers)
+    private static void CheckRowCount(int[][] physicalToLogical, int layers)
     {
-        if (physicalToLogical.Count != layers)
+        if (physicalToLogical.Length != layers)
         {
-            throw new ArgumentException(Invariant($"physicalToLogical has {Plural.Of(physicalToLogical.Count, "row")}; it needs one per layer of the loads, {layers:N0}."), nameof(physicalToLogical));
+            throw new ArgumentException(Invariant($"physicalToLogical has {Plural.Of(physicalToLogical.Length, "row")}; it needs one per layer of the loads, {layers:N0}."), nameof(physicalToLogical));
         }
     }
 
     /// <summary>Layer <paramref name="layer"/>'s row of a map, refused where null or not of <paramref name="slots"/> slots (<paramref name="rule"/> says why that many).</summary>
-    private static int[] Row(IReadOnlyList<int[]> physicalToLogical, int layer, int slots, string rule)
+    private static int[] Row(int[][] physicalToLogical, int layer, int slots, string rule)
     {
         var row = physicalToLogical[layer] ?? throw new ArgumentNullException(nameof(physicalToLogical), Invariant($"physicalToLogical[{layer}] is null."));
         return row.Length == slots
@@ -341,16 +346,15 @@ public static class ExpertPlacement
     /// <paramref name="counts"/> (one per expert, <c>E</c>), refusing a slot whose expert is outside <c>[0, E)</c>
     /// and an expert without a slot, whose tokens would have nowhere to go.
     /// </summary>
-    private static void CountSlots(IReadOnlyList<int[]> physicalToLogical, int layer, int[] counts)
+    private static void CountSlots(int[] row, int layer, int[] counts)
     {
-        var row = physicalToLogical[layer];
         Array.Clear(counts);
         for (var p = 0; p < row.Length; p++)
         {
             if ((uint)row[p] >= (uint)counts.Length)
             {
                 var allowed = counts.Length > 0 ? Invariant($" from 0 to {counts.Length - 1}") : ", 0 or more";
-                throw new ArgumentException(Invariant($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert{allowed}{UnusedSlotNote(row[p])}."), nameof(physicalToLogical));
+                throw new ArgumentException(Invariant($"physicalToLogical[{layer}][{p}] is {row[p]}; a slot holds an expert{allowed}{UnusedSlotNote(row[p])}."), "physicalToLogical");
             }
 
             counts[row[p]]++;
@@ -358,7 +362,7 @@ public static class ExpertPlacement
 
         if (Array.IndexOf(counts, 0) is var missing and >= 0)
         {
-            throw new ArgumentException(Invariant($"physicalToLogical[{layer}] gives expert {missing} no slot; every expert from 0 to {counts.Length - 1:N0} needs one, or its tokens have nowhere to go."), nameof(physicalToLogical));
+            throw new ArgumentException(Invariant($"physicalToLogical[{layer}] gives expert {missing} no slot; every expert from 0 to {counts.Length - 1:N0} needs one, or its tokens have nowhere to go."), "physicalToLogical");
         }
     }
 

@@ -54,6 +54,29 @@ public sealed class ExpertPlacementTests
     /// outside the layer, one that leaves an expert without a slot, or slots that do not divide the GPUs
     /// is refused naming the layer and slot.
     /// </summary>
+    /// <summary>A map's rows are read once: a computed list that gives other rows when asked again is judged by the rows it gave first.</summary>
+    [Fact]
+    public void AMapsRowsAreReadOnce()
+    {
+        int[] inOrder = [.. Enumerable.Range(0, 12)];
+        var rows = new RowsThatChangeWhenIndexed([inOrder, inOrder]);
+
+        Assert.Equal(ExpertPlacement.IdentityBalancedness(PublishedLoads, 4), ExpertPlacement.Balancedness(PublishedLoads, rows, 4));
+        Assert.Equal(PublishedLoads, ExpertPlacement.LogicalLoads(PublishedLoads, rows));
+    }
+
+    /// <summary>Rows enumerated as given; indexed, a row of one slot, which no check of the enumerated rows would pass.</summary>
+    private sealed class RowsThatChangeWhenIndexed(int[][] rows) : IReadOnlyList<int[]>
+    {
+        public int Count => rows.Length;
+
+        public int[] this[int index] => [0];
+
+        public IEnumerator<int[]> GetEnumerator() => ((IEnumerable<int[]>)rows).GetEnumerator();
+
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+
     [Fact]
     public void ADeployedPlacementIsJudgedAsAPlanIs()
     {
