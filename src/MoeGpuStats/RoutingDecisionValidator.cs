@@ -1,4 +1,3 @@
-using System.Numerics;
 using System.Runtime.InteropServices;
 using static System.FormattableString;
 
@@ -41,8 +40,7 @@ internal static class RoutingDecisionValidator
     /// (another thread, a computed list), and neither another length nor a negative count may reach the state.
     /// </summary>
     /// <exception cref="ArgumentException">The list holds another number of experts now, or a count read is negative.</exception>
-    public static void ReadCounts<T>(IReadOnlyList<int> counts, Span<T> destination, string paramName)
-        where T : unmanaged, INumberBase<T>
+    public static void ReadCounts(IReadOnlyList<int> counts, Span<int> destination, string paramName)
     {
         var isSpan = TryGetSpan(counts, out var span);
         var experts = isSpan ? span.Length : counts.Count;
@@ -51,15 +49,22 @@ internal static class RoutingDecisionValidator
             throw new ArgumentException(Invariant($"ExpertCapacities held {destination.Length:N0} experts when checked and {experts:N0} when read; a decision's counts must not change while it is recorded."), paramName);
         }
 
-        for (var i = 0; i < destination.Length; i++)
+        if (isSpan)
         {
-            var count = isSpan ? span[i] : counts[i];
-            if (count < 0)
+            span.CopyTo(destination);
+        }
+        else
+        {
+            for (var i = 0; i < destination.Length; i++)
             {
-                throw new ArgumentException(Invariant($"ExpertCapacities[{i}] read {count} after the checks; a decision's counts must not change while it is recorded."), paramName);
+                destination[i] = counts[i];
             }
+        }
 
-            destination[i] = T.CreateTruncating(count);
+        var (negative, count) = IndexOfNegative(destination);
+        if (negative >= 0)
+        {
+            throw new ArgumentException(Invariant($"ExpertCapacities[{negative}] read {count} after the checks; a decision's counts must not change while it is recorded."), paramName);
         }
     }
 

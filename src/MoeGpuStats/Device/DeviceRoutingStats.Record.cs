@@ -132,8 +132,13 @@ public sealed partial class DeviceRoutingStats
                 throw new ArgumentException(Invariant($"The decision has {experts:N0} experts; the device engine holds at most {RoutingStatsOptions.MaxDeviceExperts:N0}."), paramName);
             }
 
+            var counts = _decisionCounts.AsSpan(0, experts);
+            RoutingDecisionValidator.ReadCounts(decision.ExpertCapacities, counts, paramName);
             var staged = _hostHistogram.AsSpan(0, experts);
-            RoutingDecisionValidator.ReadCounts(decision.ExpertCapacities, staged, paramName);
+            for (var i = 0; i < staged.Length; i++)
+            {
+                staged[i] = (ulong)counts[i];
+            }
 
             // The copy waits for the stream, so the staging array is free again when it returns;
             // the buffer is free because the launch that folded its last record is done.

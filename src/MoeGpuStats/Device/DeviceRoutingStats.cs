@@ -44,6 +44,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     private readonly MemoryBuffer1D<UtilizationQueryResult, Stride1D.Dense> _queryResult;
     private readonly MemoryBuffer1D<byte, Stride1D.Dense> _readback;
     private readonly ulong[] _hostHistogram = new ulong[RoutingStatsOptions.MaxDeviceExperts];
+    private readonly int[] _decisionCounts = new int[RoutingStatsOptions.MaxDeviceExperts];
     private readonly RoutingStateViews _views;
     private readonly DeviceStateReader _reader;
     private MemoryBuffer1D<int, Stride1D.Dense> _hostIds;
