@@ -159,25 +159,11 @@ internal static partial class OutputPath
         _ => null,
     };
 
-    /// <summary>Writes <paramref name="path"/> whole or not at all: a temporary file, then a rename over the target.</summary>
+    /// <summary>Writes <paramref name="path"/> as an <see cref="Serialization.AtomicFile"/>, through a temporary named as <see cref="RemoveStaleTemporaries"/> finds it.</summary>
     public static void WriteAtomically(string path, Action<Stream> write)
     {
         var full = Path.GetFullPath(path);
-        var temporary = TemporaryFor(full);
-        try
-        {
-            using (var stream = Serialization.ReplacedFileMode.CreateTemporary(temporary, full))
-            {
-                write(stream);
-                stream.Flush(flushToDisk: true);
-            }
-
-            File.Move(temporary, full, overwrite: true);
-        }
-        finally
-        {
-            File.Delete(temporary);
-        }
+        Serialization.AtomicFile.Write(full, TemporaryFor(full), write);
     }
 
     /// <summary>

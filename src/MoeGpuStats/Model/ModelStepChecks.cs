@@ -174,7 +174,7 @@ internal static class ModelStepChecks
             return;
         }
 
-        if (view.Length < length || (exactly && view.Length != length))
+        if (exactly ? view.Length != length : view.Length < length)
         {
             throw new ArgumentException(Invariant($"{name} holds {Plural.Of(view.Length, "value")}; it must hold {what(length)}, or be default."), name);
         }

@@ -57,8 +57,8 @@ public static class RoutingStatsFile
     }
 
     /// <summary>
-    /// Writes the JSON <paramref name="write"/> writes to <paramref name="path"/> through a temporary
-    /// file in the same folder, flushed, then renamed over the target, so a reader never sees half a file.
+    /// Writes the JSON <paramref name="write"/> writes to <paramref name="path"/> as an <see cref="AtomicFile"/>, its
+    /// failures named against <paramref name="path"/>, not the temporary.
     /// </summary>
     private static void WriteAtomically(string path, Action<Utf8JsonWriter> write)
     {
@@ -84,17 +84,11 @@ public static class RoutingStatsFile
         var temporary = Path.Combine(folder, Invariant($".{stem}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp"));
         try
         {
-            using (var stream = ReplacedFileMode.CreateTemporary(temporary, full))
+            AtomicFile.Write(full, temporary, stream =>
             {
-                using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
-                {
-                    write(writer);
-                }
-
-                stream.Flush(flushToDisk: true);
-            }
-
-            File.Move(temporary, full, overwrite: true);
+                using var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+                write(writer);
+            });
         }
         catch (UnauthorizedAccessException exception)
         {
@@ -109,10 +103,6 @@ public static class RoutingStatsFile
         {
             // A full disk or a read-only file system, named against the caller's path.
             throw new IOException(exception.Message.Replace(temporary, full, StringComparison.Ordinal), exception);
-        }
-        finally
-        {
-            File.Delete(temporary);
         }
     }
 
