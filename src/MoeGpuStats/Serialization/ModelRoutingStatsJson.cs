@@ -186,6 +186,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
                     Invariant($"layers[{l}]'s expert_token_counts sum to {counted} slots but its routed_slots is {layerState.RoutedSlots}; in a model every routed slot is one expert's."));
             }
 
+            CheckRecordedByModel(layerState, l, options);
             CheckWindowWithinRun(state, layerState, l, options.Experts);
             state.Layers[l++] = layerState;
         }
@@ -248,6 +249,43 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
     private static string Shown<T>(T? value)
         where T : struct, IFormattable =>
         value is { } given ? given.ToString(null, CultureInfo.InvariantCulture) : "none";
+
+    /// <summary>
+    /// Refuses a layer that no model step leaves behind: a step records ids alone, at most 2^31 − 1 tokens
+    /// each, against every expert's capacity, so no token is dropped (a capacity drops slots), no slot without one,
+    /// each step adds experts × slots per expert to the capacity, and every counted slot was used or dropped.
+    /// A merge adds every one of these, so a merged file holds them too.
+    /// </summary>
+    private static void CheckRecordedByModel(RoutingState layer, int l, ModelRoutingStatsOptions options)
+    {
+        if (layer.TokensDropped != 0)
+        {
+            throw new JsonException(Invariant($"layers[{l}]'s tokens_dropped is {layer.TokensDropped}; a model's step records ids, where a capacity drops slots (slots_dropped), never tokens."));
+        }
+
+        if (options.ExpertCapacity is null && layer.SlotsDropped != 0)
+        {
+            throw new JsonException(Invariant($"layers[{l}]'s slots_dropped is {layer.SlotsDropped} without an expert_capacity; only a capacity drops a model's slots."));
+        }
+
+        var mostTokens = (UInt128)layer.TotalRoutings * int.MaxValue;
+        if (layer.TotalTokens > mostTokens)
+        {
+            throw new JsonException(Invariant($"layers[{l}]'s total_tokens is {layer.TotalTokens} for {layer.TotalRoutings} steps; a step records at most {int.MaxValue:N0} tokens, so at most {mostTokens}."));
+        }
+
+        var capacity = (UInt128)layer.TotalRoutings * (ulong)options.Experts * (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert);
+        if (layer.TotalCapacity != capacity)
+        {
+            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_capacity is {layer.TotalCapacity}; each of its {layer.TotalRoutings} steps adds experts × slots per expert, so it is {capacity}."));
+        }
+
+        var counted = RoutingStatsJson.Sum(layer.ExpertTokenCounts);
+        if ((UInt128)layer.TotalUsed + layer.SlotsDropped != counted)
+        {
+            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_used is {layer.TotalUsed} and slots_dropped {layer.SlotsDropped}, but its expert_token_counts sum to {counted}; each slot a step counts is used or dropped, never both."));
+        }
+    }
 
     /// <summary>
     /// Refuses a window load that the layer's counts since the start cannot hold: the window is part

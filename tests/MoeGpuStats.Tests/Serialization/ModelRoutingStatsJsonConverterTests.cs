@@ -260,6 +260,11 @@ public sealed class ModelRoutingStatsJsonConverterTests
         AssertReadsBackTheSame(fresh);
         using var recorded = Recorded(options, engine, seed: 25);
         AssertReadsBackTheSame(recorded);
+        recorded.RecordStep([], 0, 2);
+        AssertReadsBackTheSame(recorded);
+        using var skipping = Recorded(options with { SkipEmptySteps = true }, engine, seed: 27);
+        skipping.RecordStep([], 0, 2);
+        AssertReadsBackTheSame(skipping);
         using var other = Recorded(options, engine, seed: 26);
         using (var merged = ModelRoutingStats.Merge([recorded, other]))
         {
@@ -290,6 +295,48 @@ public sealed class ModelRoutingStatsJsonConverterTests
         var json = JsonSerializer.Serialize(model);
         using var read = JsonSerializer.Deserialize<ModelRoutingStats>(json)!;
         Assert.Equal(json, JsonSerializer.Serialize(read));
+    }
+
+    /// <summary>
+    /// A layer that a one-layer file could hold but no model step leaves behind: a dropped token, dropped slots
+    /// without a capacity, more tokens than steps of 2^31 − 1 hold, a capacity other than steps × experts × slots,
+    /// used slots other than the counted less the dropped. The report of such a file printed a rate from its tokens.
+    /// </summary>
+    [Theory]
+    [InlineData(false, "tokens_dropped", "layers[1]'s tokens_dropped is 1; a model's step records ids, where a capacity drops slots (slots_dropped), never tokens.")]
+    [InlineData(false, "slots_dropped", "layers[1]'s slots_dropped is 1 without an expert_capacity; only a capacity drops a model's slots.")]
+    [InlineData(false, "total_tokens", "layers[1]'s total_tokens is 15032385530 for 7 steps; a step records at most 2,147,483,647 tokens, so at most 15032385529.")]
+    [InlineData(true, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 256; each of its 7 steps adds experts × slots per expert, so it is 224.")]
+    [InlineData(false, "total_used", "layers[1]'s capacity_stats.total_used is {0} and slots_dropped 0, but its expert_token_counts sum to {1}; each slot a step counts is used or dropped, never both.")]
+    public void ALayerNoModelStepLeavesIsRefused(bool capacity, string field, string message)
+    {
+        using var model = Recorded(Options with { ExpertCapacity = capacity ? 4 : null });
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        var layer = node["layers"]![1]!;
+        var used = layer["capacity_stats"]!["total_used"]!.GetValue<ulong>();
+        switch (field)
+        {
+            case "tokens_dropped":
+                layer["tokens_dropped"] = 1;
+                break;
+            case "slots_dropped":
+                layer["slots_dropped"] = 1;
+                layer["capacity_stats"]!["capacity_exceeded_count"] = 1;
+                layer["routing_efficiency"] = (float)(layer["routed_slots"]!.GetValue<ulong>() - 1) / layer["routed_slots"]!.GetValue<ulong>() * 100.0f;
+                break;
+            case "total_tokens":
+                layer["total_tokens"] = (7UL * int.MaxValue) + 1;
+                break;
+            case "total_capacity":
+                layer["capacity_stats"]!["total_capacity"] = 7 * 8 * 4 + 32;
+                break;
+            default:
+                layer["capacity_stats"]!["total_used"] = used + 1;
+                break;
+        }
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, message, used + 1, used), error.Message);
     }
 
     [Theory]
