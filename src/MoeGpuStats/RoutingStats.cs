@@ -141,9 +141,11 @@ public sealed partial class RoutingStats : IDisposable
     public RoutingStatsOptions Options => _engine.Options;
 
     /// <summary>Batches recorded.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public ulong TotalRoutings => Engine.Totals.TotalRoutings;
 
     /// <summary>Tokens recorded; from top-k ids, padded tokens (all k ids −1) are not tokens.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public ulong TotalTokens => Engine.Totals.TotalTokens;
 
     /// <summary>
@@ -153,6 +155,7 @@ public sealed partial class RoutingStats : IDisposable
     /// engine (a device engine learns the padding on the device and cannot refuse them). A capacity drops
     /// token-expert slots, not whole tokens: those are <see cref="SlotsDropped"/>, and do not count here.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public ulong TokensDropped => Engine.Totals.TokensDropped;
 
     /// <summary>
@@ -160,6 +163,7 @@ public sealed partial class RoutingStats : IDisposable
     /// token-expert slots sent to a valid expert (−1 and invalid ids excluded); for a
     /// <see cref="RoutingDecision"/>, its tokens, the seed's unit. Not in the seed.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public ulong RoutedSlots => Engine.Totals.RoutedSlots;
 
     /// <summary>
@@ -167,9 +171,11 @@ public sealed partial class RoutingStats : IDisposable
     /// (<c>sum over experts of max(0, count − capacity)</c>) for ids recorded with a capacity; k per
     /// reported dropped token for ids without one; a decision's dropped tokens. Not in the seed.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public ulong SlotsDropped => Engine.Totals.SlotsDropped;
 
     /// <summary>Top-k ids outside <c>[0, E)</c> seen when recording from ids, other than −1 (an empty slot); not in the seed.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public ulong InvalidExpertIds => Engine.Totals.InvalidExpertIds;
 
     /// <summary>
@@ -178,16 +184,20 @@ public sealed partial class RoutingStats : IDisposable
     /// seed's <c>alpha = 1 / total_routings</c> does. Kept as an f64 sum, so it does not stall on long
     /// runs as the seed's f32 update does.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public IReadOnlyList<float> ExpertUtilization => ReadOnlyArray<float>.Of(Engine.ExpertUtilization, "expert", ref _utilizationView);
 
     /// <summary>Per expert, <c>count / tokens</c> decayed by <see cref="RoutingStatsOptions.UtilizationDecay"/> from 0; empty when that is not set.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public IReadOnlyList<float> DecayedExpertUtilization => ReadOnlyArray<float>.Of(
         Engine.DecayedExpertUtilization, "expert", ref _decayedView, Options.UtilizationDecay is null ? "there is none without RoutingStatsOptions.UtilizationDecay." : null);
 
     /// <summary>Mean of the load-balancing loss over batches (an f64 sum over the batches, as f32).</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public float AverageLoadBalanceLoss => Engine.Totals.AverageLoadBalanceLoss;
 
     /// <summary>Mean of the router z-loss over batches (an f64 sum over the batches, as f32).</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public float AverageRouterZLoss => Engine.Totals.AverageRouterZLoss;
 
     /// <summary>
@@ -195,9 +205,11 @@ public sealed partial class RoutingStats : IDisposable
     /// slots for top-k ids and tokens for decisions (the seed's <c>routing_efficiency</c>); 0 until something is
     /// routed, and unchanged by a batch that routes nothing.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public float RoutingEfficiency => Engine.Totals.RoutingEfficiency;
 
     /// <summary>Per expert, slots received over all batches. Restarts when the expert count changes.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public IReadOnlyList<ulong> ExpertTokenCounts => ReadOnlyArray<ulong>.Of(Engine.ExpertTokenCounts, "expert", ref _tokenCountsView);
 
     /// <summary>
@@ -216,6 +228,7 @@ public sealed partial class RoutingStats : IDisposable
     /// per-expert slot counts, in slots² (the seed's <c>calculate_load_variance</c>; for a <see cref="RoutingDecision"/>,
     /// of its <see cref="RoutingDecision.ExpertCapacities"/>).
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public IReadOnlyList<float> LoadVarianceHistory => ReadOnlyArray<float>.Of(Engine.LoadVarianceHistory, "batch", ref _varianceView);
 
     /// <summary>
@@ -328,9 +341,11 @@ public sealed partial class RoutingStats : IDisposable
     /// The coefficient of variation of <see cref="ExpertUtilization"/>: its population standard deviation over its
     /// mean (the seed's <c>utilization_cv</c>); 0 when empty or the mean is not positive.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public float UtilizationCv() => Engine.UtilizationCv();
 
     /// <summary>The expert with the highest utilization (the last one on ties), or null before the first record.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public (int Index, float Utilization)? MostUtilizedExpert()
     {
         var query = Engine.QueryUtilization();
@@ -338,6 +353,7 @@ public sealed partial class RoutingStats : IDisposable
     }
 
     /// <summary>The expert with the lowest utilization (the first one on ties), or null before the first record.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public (int Index, float Utilization)? LeastUtilizedExpert()
     {
         var query = Engine.QueryUtilization();
@@ -350,6 +366,7 @@ public sealed partial class RoutingStats : IDisposable
     /// <c>utilization_cv</c> (unitless; these four when there are experts), <c>routing_efficiency</c> (a percentage,
     /// 0 to 100, as <see cref="RoutingEfficiency"/>), <c>average_load_balance_loss</c>, <c>average_router_z_loss</c>.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public IReadOnlyDictionary<string, float> UtilizationSummary()
     {
         var (query, totals) = Engine.QuerySummary();
@@ -402,6 +419,7 @@ public sealed partial class RoutingStats : IDisposable
     public int MergedParts { get; internal init; } = 1;
 
     /// <summary>Tokens, batches, efficiency and mean latency together.</summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public ThroughputStats GetThroughputStats()
     {
         var totals = Engine.Totals;
@@ -417,6 +435,7 @@ public sealed partial class RoutingStats : IDisposable
     /// A managed copy of the whole state (on a device engine: the state staged on the device and copied back
     /// at once, one wait for the queued records), which answers every query locally and continues independently.
     /// </summary>
+    /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public RoutingStats Snapshot()
     {
         var copy = new RoutingStats(Engine.Snapshot()) { MergedParts = MergedParts };
