@@ -43,7 +43,7 @@ public static class ForeignMemory
     /// On CUDA the pointer is checked with <c>cuPointerGetAttribute</c>: it must be device memory
     /// (not host memory; managed memory counts as device memory) on this accelerator's GPU. A buffer
     /// allocated in the CUDA primary context (PyTorch's) is readable from ILGPU's context on the same
-    /// GPU (verified on an H200). <paramref name="length"/> is taken as given, not checked against the
+    /// GPU (verified on an H200 and an H100, 2026-11-26: docs/measurements/2026-11-26-*/interop.log). <paramref name="length"/> is taken as given, not checked against the
     /// allocation: a length past it makes every read of the view read past it. CUDA's allocation range
     /// (<c>cuMemGetAddressRange</c>) is one physical segment of virtual-memory allocations (PyTorch's
     /// expandable segments), so a check against it would refuse tensors that span several.
