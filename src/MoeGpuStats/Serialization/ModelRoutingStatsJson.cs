@@ -107,7 +107,9 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         }
         catch (ArgumentException exception)
         {
-            throw RoutingStatsJson.SettingError(exception, nameof(ModelRoutingStatsOptions.Layers), "The field 'layers' has {0} entries");
+            // The ring's limit spans three settings, named by the options' property names; a file's reader knows its fields.
+            var error = RoutingStatsJson.SettingError(exception, nameof(ModelRoutingStatsOptions.Layers), "The field 'layers' has {0} entries");
+            throw new JsonException(error.Message.Replace("Window × Layers × Experts", "window × layers × experts", StringComparison.Ordinal), exception);
         }
 
         var steps = RoutingStatsJson.CountValue(Required(root, "steps"), "steps");

@@ -146,6 +146,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData("expert_capacity", "0", "The field 'expert_capacity' is 0; give at least 1 slot per expert, or null for no capacity.")]
     [InlineData("experts", "5000", "The field 'experts' is 5000; give 1 to 4,096.")]
     [InlineData("layers", "[]", "The field 'layers' has 0 entries; give 1 to 1,024.")]
+    [InlineData("window", "100000000", "The field 'window' is 100000000; window × layers × experts is 2,400,000,000, at most 2,147,483,591 (the window ring's counts): give 89,478,482 steps or fewer.")]
     public void AModelSettingOutOfRangeIsNamedAsTheFileNamesIt(string field, string value, string message)
     {
         using var model = Recorded(Options);
