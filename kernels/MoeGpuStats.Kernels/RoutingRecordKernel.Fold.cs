@@ -223,7 +223,8 @@ internal static partial class RoutingRecordKernel
         }
 
         block.TotalUsed += (ulong)kept;
-        block.TotalCapacity += (ulong)experts * (ulong)arguments.SlotsPerExpert;
+        // Stops at MaxCount rather than wrap (a state's total never passes it, so the headroom does not underflow).
+        block.TotalCapacity += Math.Min((ulong)experts * (ulong)arguments.SlotsPerExpert, MaxCount - block.TotalCapacity);
         return ringPosition;
     }
 }

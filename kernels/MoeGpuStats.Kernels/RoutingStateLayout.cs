@@ -21,6 +21,12 @@ internal static class RoutingStateLayout
     /// <summary>The most experts a state can hold (16 KiB of shared bins per record group).</summary>
     public const int MaxExperts = 4096;
 
+    /// <summary>
+    /// The most a state's counts hold, 2^63 − 1, as a snapshot writes them. Only the slots of capacity near it in a
+    /// real run (experts × slots per expert, up to 2^43 a batch on a device): their total stops here rather than wrap.
+    /// </summary>
+    public const ulong MaxCount = long.MaxValue;
+
     /// <summary>Length of the variance ring, as the seed's history window.</summary>
     public const int VarianceWindow = 1000;
 

@@ -114,8 +114,16 @@ public sealed class CapacityStats
         }
 
         TotalUsed += (ulong)used;
-        TotalCapacity += (ulong)experts * (ulong)SlotsPerExpert;
+        TotalCapacity = AddCapacity(TotalCapacity, (ulong)experts * (ulong)SlotsPerExpert);
     }
+
+    /// <summary>
+    /// <paramref name="total"/> slots of capacity and <paramref name="added"/> more, stopped at 2^63 − 1, the most a
+    /// snapshot holds, as the device fold stops them: a large capacity over many experts reaches it in a real run
+    /// (4,096 experts of 2^31 − 1 slots in 2^20 batches), where the seed's u64 wraps.
+    /// </summary>
+    internal static ulong AddCapacity(ulong total, ulong added) =>
+        total + Math.Min(added, Kernels.RoutingStateLayout.MaxCount - total);
 
     /// <summary>A copy that later batches folded into this one do not change.</summary>
     internal CapacityStats Copy()

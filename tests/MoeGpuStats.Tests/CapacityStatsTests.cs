@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using static MoeGpuStats.Tests.Support.Decisions;
 
 namespace MoeGpuStats.Tests;
@@ -41,5 +43,34 @@ public sealed class CapacityStatsTests
         Assert.Equal(
             (capacity.SlotsPerExpert, capacity.AverageUtilization, capacity.PeakUtilization, capacity.CapacityExceededCount, capacity.TotalCapacity, capacity.TotalUsed),
             (copy.SlotsPerExpert, copy.AverageUtilization, copy.PeakUtilization, copy.CapacityExceededCount, copy.TotalCapacity, copy.TotalUsed));
+    }
+    /// <summary>
+    /// The slots of capacity stop at 2^63 − 1, the most a snapshot holds, on the managed engine, in a merge, and read
+    /// back: 4,096 experts of 2^31 − 1 slots pass it after 2^20 batches, which saved a file its reader refused and, 2^20
+    /// batches later, wrapped (the seed's u64 wraps too).
+    /// </summary>
+    [Fact]
+    public void TheTotalCapacityStopsAtTheMostASnapshotHolds()
+    {
+        const ulong most = long.MaxValue;
+        var options = new RoutingStatsOptions { Experts = 8, ExpertCapacity = int.MaxValue };
+        using var recorded = new RoutingStats(options);
+        recorded.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(recorded))!;
+        var nearly = most / int.MaxValue * int.MaxValue;
+        node["capacity_stats"]!["total_capacity"] = nearly;
+        using var near = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+        Assert.Equal(nearly, near.CapacityStats.TotalCapacity);
+
+        near.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        Assert.Equal(most, near.CapacityStats.TotalCapacity);
+        near.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        Assert.Equal(most, near.CapacityStats.TotalCapacity);
+
+        using var readBack = JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(near))!;
+        Assert.Equal(most, readBack.CapacityStats.TotalCapacity);
+        using var merged = RoutingStats.Merge([near, readBack]);
+        Assert.Equal(most, merged.CapacityStats.TotalCapacity);
+        Assert.Equal(2 * near.TotalRoutings, merged.TotalRoutings);
     }
 }

@@ -82,7 +82,7 @@ internal sealed class RoutingStatsMerge
         merged.SlotsDropped = Add(_within, merged.SlotsDropped, state.SlotsDropped, "slots_dropped");
         merged.InvalidExpertIds = Add(_within, merged.InvalidExpertIds, state.InvalidExpertIds, "invalid_expert_ids");
         merged.CapacityExceededCount = Add(_within, merged.CapacityExceededCount, state.CapacityExceededCount, "capacity_exceeded_count");
-        merged.TotalCapacity = Add(_within, merged.TotalCapacity, state.TotalCapacity, "total_capacity");
+        merged.TotalCapacity = CapacityStats.AddCapacity(merged.TotalCapacity, state.TotalCapacity);
         merged.TotalUsed = Add(_within, merged.TotalUsed, state.TotalUsed, "total_used");
         merged.CapacityPeakUtilization = Math.Max(merged.CapacityPeakUtilization, state.CapacityPeakUtilization);
         double weight = state.TotalRoutings;

@@ -276,10 +276,10 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException(Invariant($"layers[{l}]'s total_tokens is {layer.TotalTokens} for {layer.TotalRoutings} steps; a step records at most {int.MaxValue:N0} tokens, so at most {mostTokens}."));
         }
 
-        var capacity = (UInt128)layer.TotalRoutings * (ulong)options.Experts * (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert);
+        var capacity = UInt128.Min((UInt128)layer.TotalRoutings * (ulong)options.Experts * (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert), RoutingStatsJson.MaxCount);
         if (layer.TotalCapacity != capacity)
         {
-            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_capacity is {layer.TotalCapacity}; each of its {layer.TotalRoutings} steps adds experts × slots per expert, so it is {capacity}."));
+            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_capacity is {layer.TotalCapacity}; each of its {layer.TotalRoutings} steps adds experts × slots per expert (the total stops at {RoutingStatsJson.MaxCount:N0}), so it is {capacity}."));
         }
 
         var counted = RoutingStatsJson.Sum(layer.ExpertTokenCounts);

@@ -126,7 +126,7 @@ internal static class RoutingStatsJson
     }
 
     /// <summary>The largest count a file may hold: 2^63 − 1, which no run reaches by recording, so a state read back records on without wrapping.</summary>
-    internal const ulong MaxCount = long.MaxValue;
+    internal const ulong MaxCount = Kernels.RoutingStateLayout.MaxCount;
 
     /// <summary>
     /// How far a written <c>routing_efficiency</c> may lie from the one its slots give, in percentage
@@ -297,11 +297,12 @@ internal static class RoutingStatsJson
             throw new JsonException(Invariant($"capacity_exceeded_count is {state.CapacityExceededCount} for {dropped} {state.SlotsDropped}; it counts the batches that dropped, each at least one."));
         }
 
-        // Each batch adds its experts (at least 1) times the slots per expert, whatever it routed. Only that lower
-        // bound is asked: the capacity of a seed's state that CapacityStats.update grew without a batch still reads.
+        // Each batch adds its experts (at least 1) times the slots per expert, whatever it routed, up to MaxCount, where
+        // the total stops. Only that lower bound is asked: the capacity of a seed's state that CapacityStats.update grew
+        // without a batch still reads.
         var slots = (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert);
         var least = (UInt128)state.TotalRoutings * slots;
-        if (state.TotalCapacity % slots != 0 || state.TotalCapacity < least)
+        if (state.TotalCapacity != MaxCount && (state.TotalCapacity % slots != 0 || state.TotalCapacity < least))
         {
             var given = options.ExpertCapacity is null ? " (the default: slots_per_expert is absent)" : "";
             throw new JsonException(

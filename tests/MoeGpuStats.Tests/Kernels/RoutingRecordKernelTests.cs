@@ -135,5 +135,30 @@ public sealed class RoutingRecordKernelTests
         Assert.Equal([1.25f, 0.75f], state.Floats.GetAsArray1D());
     }
 
+    /// <summary>
+    /// The device fold stops the slots of capacity at 2^63 − 1, as the managed engine does (CapacityStatsTests): 4,096
+    /// experts of 2^31 − 1 slots reach it in 2^20 steps, past which the state no longer saved, then wrapped.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void TheFoldStopsTheTotalCapacityAtTheMostASnapshotHolds(string accelerator)
+    {
+        const ulong most = long.MaxValue;
+        var device = TestAccelerators.Require(accelerator);
+        var launch = RoutingRecordKernel.Create(device);
+        using var state = new LauncherState(device, experts: 2);
+        state.Block.View.CopyFromCPU(new[] { new RoutingStateBlock { TotalRoutings = 1, TotalTokens = 4, RoutedSlots = 8, TotalCapacity = most - 5, Experts = 2 } });
+        using var ids = device.Allocate1D(new[] { 0, 0, 0, 0, 0, 1, 1, 1 });
+        var none = new RecordArguments { Buffer = -1 };
+        var arguments = new RecordArguments { Experts = 2, Tokens = 4, TopK = 2, SlotsPerExpert = int.MaxValue, UtilizationDecay = -1f };
+        var first = launch(device.DefaultStream, ids.View, state.Views, arguments with { Buffer = 0 }, none);
+        var second = launch(device.DefaultStream, ids.View, state.Views, arguments with { Buffer = 1 }, first);
+        launch(device.DefaultStream, ids.View.SubView(0, 0), state.Views, none, second);
+        device.DefaultStream.Synchronize();
+        var block = state.Block.GetAsArray1D()[0];
+        Assert.Equal(3UL, block.TotalRoutings);
+        Assert.Equal(most, block.TotalCapacity);
+    }
+
     private const ulong BillionLess1 = 999_999_999;
 }

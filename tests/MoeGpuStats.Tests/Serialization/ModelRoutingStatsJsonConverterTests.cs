@@ -307,7 +307,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData(false, "tokens_dropped", "layers[1]'s tokens_dropped is 1; a model's step records ids, where a capacity drops slots (slots_dropped), never tokens.")]
     [InlineData(false, "slots_dropped", "layers[1]'s slots_dropped is 1 without an expert_capacity; only a capacity drops a model's slots.")]
     [InlineData(false, "total_tokens", "layers[1]'s total_tokens is 15032385530 for 7 steps; a step records at most 2,147,483,647 tokens, so at most 15032385529.")]
-    [InlineData(true, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 256; each of its 7 steps adds experts × slots per expert, so it is 224.")]
+    [InlineData(true, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 256; each of its 7 steps adds experts × slots per expert (the total stops at 9,223,372,036,854,775,807), so it is 224.")]
     [InlineData(false, "total_used", "layers[1]'s capacity_stats.total_used is {0} and slots_dropped 0, but its expert_token_counts sum to {1}; each slot a step counts is used or dropped, never both.")]
     public void ALayerNoModelStepLeavesIsRefused(bool capacity, string field, string message)
     {
