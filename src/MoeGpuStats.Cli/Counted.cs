@@ -16,5 +16,10 @@ internal static class Counted
     public static string Of(ulong count, string noun, string? plural = null) =>
         Join(count.ToString("N0", CultureInfo.InvariantCulture), count == 1, noun, plural);
 
+    /// <summary><see cref="Of(long, string, string?)"/> for a sum over layers, which may pass 2^64 − 1.</summary>
+    /// <inheritdoc cref="Of(long, string, string?)"/>
+    public static string OfSum(UInt128 count, string noun, string? plural = null) =>
+        Join(count.ToString("N0", CultureInfo.InvariantCulture), count == 1, noun, plural);
+
     private static string Join(string count, bool one, string noun, string? plural) => $"{count} {(one ? noun : plural ?? noun + "s")}";
 }

@@ -96,7 +96,7 @@ internal static class AlertChecks
 
     private static bool Over(ulong dropped, ulong routed) => routed > 0 && dropped > DroppedShare * routed;
 
-    private static (string, string, string) Invalid(ulong invalid) =>
+    private static (string, string, string) Invalid(UInt128 invalid) =>
         (InvalidLabel, invalid == 0 ? "none" : Invariant($"{invalid:N0}"), invalid == 0 ? "" : "the router or --experts is wrong: those ids are in no expert's load");
 
     private static List<int> Matching(IReadOnlyList<LayerBalance> layers, Func<LayerBalance, bool> found) =>

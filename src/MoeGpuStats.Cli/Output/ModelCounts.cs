@@ -3,7 +3,7 @@ namespace MoeGpuStats.Cli.Output;
 /// <summary>
 /// A model's counts summed over its layers since the start, beside its balance in the report: the
 /// slots routed, the ids that named no expert (a wrong <c>--experts</c> shows here first), and the
-/// slots a capacity dropped.
+/// slots a capacity dropped. Summed in 128 bits: 1,024 layers of counts up to 2^63 − 1 each pass 2^64.
 /// </summary>
 /// <param name="Tokens">The fewest and the most tokens a layer recorded, padding left out (a trace's rows count padding too).</param>
 /// <param name="InvalidExpertIds">Ids outside <c>[0, experts)</c> other than −1 (padding).</param>
@@ -18,17 +18,17 @@ namespace MoeGpuStats.Cli.Output;
 /// <param name="MergedParts">The recordings the model combines (<see cref="ModelRoutingStats.MergedParts"/>): above 1, its steps are theirs summed and its window their newest steps added up.</param>
 /// <param name="LayerSlots">Per layer, its token-expert slots routed to a valid expert and those its capacity dropped, since the start.</param>
 internal sealed record ModelCounts(
-    (ulong Fewest, ulong Most) Tokens, ulong InvalidExpertIds, int? Capacity, bool WindowHoldsAll, int MergedParts, IReadOnlyList<(ulong Routed, ulong Dropped)> LayerSlots)
+    (ulong Fewest, ulong Most) Tokens, UInt128 InvalidExpertIds, int? Capacity, bool WindowHoldsAll, int MergedParts, IReadOnlyList<(ulong Routed, ulong Dropped)> LayerSlots)
 {
     /// <summary>Token-expert slots routed to a valid expert, over all layers.</summary>
-    public ulong RoutedSlots => LayerSlots.Aggregate(0UL, (sum, layer) => sum + layer.Routed);
+    public UInt128 RoutedSlots => LayerSlots.Aggregate(UInt128.Zero, (sum, layer) => sum + layer.Routed);
 
     /// <summary>Routed slots over the expert capacity, over all layers; 0 without one.</summary>
-    public ulong SlotsDropped => LayerSlots.Aggregate(0UL, (sum, layer) => sum + layer.Dropped);
+    public UInt128 SlotsDropped => LayerSlots.Aggregate(UInt128.Zero, (sum, layer) => sum + layer.Dropped);
 
     public static ModelCounts Of(ModelRoutingStats model)
     {
-        ulong invalid = 0, sinceStart = 0;
+        UInt128 invalid = 0, sinceStart = 0;
         var tokens = (Fewest: ulong.MaxValue, Most: 0UL);
         var drops = new (ulong Routed, ulong Dropped)[model.Layers];
         for (var l = 0; l < model.Layers; l++)
@@ -44,7 +44,7 @@ internal sealed record ModelCounts(
         }
 
         // Each window load is at most its count since the start, so equal sums mean equal loads.
-        var window = model.WindowLoad().Aggregate(0UL, (sum, load) => sum + load);
+        var window = model.WindowLoad().Aggregate(UInt128.Zero, (sum, load) => sum + load);
         return new ModelCounts(tokens, invalid, model.Options.ExpertCapacity, window == sinceStart, model.MergedParts, drops);
     }
 
@@ -52,12 +52,12 @@ internal sealed record ModelCounts(
     public string? Warning(int experts) => InvalidWarning(InvalidExpertIds, RoutedSlots, experts);
 
     /// <summary>The warning for <paramref name="invalid"/> ids that named no expert beside <paramref name="routed"/> slots, or null when none did: a model's or one layer's.</summary>
-    public static string? InvalidWarning(ulong invalid, ulong routed, int experts) => invalid == 0
+    public static string? InvalidWarning(UInt128 invalid, UInt128 routed, int experts) => invalid == 0
         ? null
-        : $"warning: {Counted.Of(invalid, "id")} ({Percent(invalid, invalid + routed)} of the ids other than -1) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
+        : $"warning: {Counted.OfSum(invalid, "id")} ({Percent(invalid, invalid + routed)} of the ids other than -1) named no expert in [0, {experts:N0}) and count as invalid, in no expert's load: is --experts right?";
 
-    public static string Percent(ulong part, ulong whole) =>
+    public static string Percent(UInt128 part, UInt128 whole) =>
         whole == 0 ? "0 %"
-        : part > 0 && 100.0 * part / whole < 0.005 ? "< 0.01 %"
-        : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{100.0 * part / whole:0.##} %");
+        : part > 0 && 100.0 * (double)part / (double)whole < 0.005 ? "< 0.01 %"
+        : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{100.0 * (double)part / (double)whole:0.##} %");
 }

@@ -166,12 +166,12 @@ internal static class ModelReport
         writer.WriteNumber("min", fewest);
         writer.WriteNumber("max", most);
         writer.WriteEndObject();
-        writer.WriteNumber("routed_slots", counts.RoutedSlots);
-        writer.WriteNumber("invalid_expert_ids", counts.InvalidExpertIds);
+        WriteCount(writer, "routed_slots", counts.RoutedSlots);
+        WriteCount(writer, "invalid_expert_ids", counts.InvalidExpertIds);
         if (counts.Capacity is { } capacity)
         {
             writer.WriteNumber("expert_capacity", capacity);
-            writer.WriteNumber("slots_dropped", counts.SlotsDropped);
+            WriteCount(writer, "slots_dropped", counts.SlotsDropped);
         }
         foreach (var (name, balance) in new[] { ("window", summary.Window), ("since_start", summary.SinceStart) })
         {
@@ -251,6 +251,13 @@ internal static class ModelReport
         writer.WriteNumber("mean_balancedness", balance.MeanBalancedness);
         writer.WriteNumber("token_weighted_balancedness", balance.TokenWeightedBalancedness);
         writer.WriteNumber("worst_layer", balance.WorstLayer);
+    }
+
+    /// <summary>A count summed over layers, which may pass what <c>WriteNumber</c> takes (2^64 − 1), written exactly.</summary>
+    private static void WriteCount(System.Text.Json.Utf8JsonWriter writer, string name, UInt128 count)
+    {
+        writer.WritePropertyName(name);
+        writer.WriteRawValue(count.ToString(CultureInfo.InvariantCulture));
     }
 
     private static void WriteOrNull(System.Text.Json.Utf8JsonWriter writer, string name, double? value)

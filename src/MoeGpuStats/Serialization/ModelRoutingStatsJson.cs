@@ -253,8 +253,8 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         value is { } given ? given.ToString(null, CultureInfo.InvariantCulture) : "none";
 
     /// <summary>
-    /// Refuses a layer that no model step leaves behind: a step records ids alone, at most 2^31 − 1 tokens
-    /// each, against every expert's capacity, so no token is dropped (a capacity drops slots), no slot without one,
+    /// Refuses a layer that no model step leaves behind: a step records ids alone, at most 2^31 − 1 of them
+    /// (tokens × k), against every expert's capacity: no token is dropped (a capacity drops slots), no slot where no capacity is set,
     /// each step adds experts × slots per expert to the capacity, and every counted slot was used or dropped.
     /// A merge adds every one of these, so a merged file holds them too.
     /// </summary>
@@ -270,10 +270,16 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException(Invariant($"layers[{l}]'s slots_dropped is {layer.SlotsDropped} without an expert_capacity; only a capacity drops a model's slots."));
         }
 
-        var mostTokens = (UInt128)layer.TotalRoutings * int.MaxValue;
-        if (layer.TotalTokens > mostTokens)
+        // A step's layer takes at most 2^31 − 1 ids (tokens × k): its tokens, and its routed slots and invalid ids together.
+        var mostIds = (UInt128)layer.TotalRoutings * int.MaxValue;
+        if (layer.TotalTokens > mostIds)
         {
-            throw new JsonException(Invariant($"layers[{l}]'s total_tokens is {layer.TotalTokens} for {layer.TotalRoutings} steps; a step records at most {int.MaxValue:N0} tokens, so at most {mostTokens}."));
+            throw new JsonException(Invariant($"layers[{l}]'s total_tokens is {layer.TotalTokens} for {layer.TotalRoutings} steps; a step records at most {int.MaxValue:N0} tokens, so at most {mostIds}."));
+        }
+
+        if ((UInt128)layer.RoutedSlots + layer.InvalidExpertIds > mostIds)
+        {
+            throw new JsonException(Invariant($"layers[{l}]'s routed_slots {layer.RoutedSlots} and invalid_expert_ids {layer.InvalidExpertIds} are more ids than its {layer.TotalRoutings} steps hold; a step records at most {int.MaxValue:N0} ids (tokens × k), so at most {mostIds}."));
         }
 
         var capacity = UInt128.Min((UInt128)layer.TotalRoutings * (ulong)options.Experts * (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert), RoutingStatsJson.MaxCount);

@@ -307,6 +307,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData(false, "tokens_dropped", "layers[1]'s tokens_dropped is 1; a model's step records ids, where a capacity drops slots (slots_dropped), never tokens.")]
     [InlineData(false, "slots_dropped", "layers[1]'s slots_dropped is 1 without an expert_capacity; only a capacity drops a model's slots.")]
     [InlineData(false, "total_tokens", "layers[1]'s total_tokens is 15032385530 for 7 steps; a step records at most 2,147,483,647 tokens, so at most 15032385529.")]
+    [InlineData(false, "invalid_expert_ids", "layers[1]'s routed_slots {2} and invalid_expert_ids {3} are more ids than its 7 steps hold; a step records at most 2,147,483,647 ids (tokens × k), so at most 15032385529.")]
     [InlineData(true, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 256; each of its 7 steps adds experts × slots per expert (the total stops at 9,223,372,036,854,775,807), so it is 224.")]
     [InlineData(false, "total_used", "layers[1]'s capacity_stats.total_used is {0} and slots_dropped 0, but its expert_token_counts sum to {1}; each slot a step counts is used or dropped, never both.")]
     public void ALayerNoModelStepLeavesIsRefused(bool capacity, string field, string message)
@@ -328,6 +329,9 @@ public sealed class ModelRoutingStatsJsonConverterTests
             case "total_tokens":
                 layer["total_tokens"] = (7UL * int.MaxValue) + 1;
                 break;
+            case "invalid_expert_ids":
+                layer["invalid_expert_ids"] = (7UL * int.MaxValue) - layer["routed_slots"]!.GetValue<ulong>() + 1;
+                break;
             case "total_capacity":
                 layer["capacity_stats"]!["total_capacity"] = 7 * 8 * 4 + 32;
                 break;
@@ -337,7 +341,8 @@ public sealed class ModelRoutingStatsJsonConverterTests
         }
 
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
-        Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, message, used + 1, used), error.Message);
+        var routed = layer["routed_slots"]!.GetValue<ulong>();
+        Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, message, used + 1, used, routed, (7UL * int.MaxValue) - routed + 1), error.Message);
     }
 
     [Theory]

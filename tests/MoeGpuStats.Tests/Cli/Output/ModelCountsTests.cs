@@ -15,4 +15,19 @@ public sealed class ModelCountsTests
     [InlineData(10UL, 10UL, "100 %")]
     public void APartThatIsNotZeroIsNeverShownAsZeroPercent(ulong part, ulong whole, string expected) =>
         Assert.Equal(expected, ModelCounts.Percent(part, whole));
+
+    /// <summary>
+    /// Sums over layers pass 2^64 − 1 where each layer holds up to 2^63 − 1: three such layers read as
+    /// 9,223,372,036,854,775,805 routed slots, wrapped, where the sum is 27,670,116,110,564,327,421.
+    /// </summary>
+    [Fact]
+    public void SumsOverLayersDoNotWrap()
+    {
+        const ulong most = long.MaxValue;
+        var counts = new ModelCounts((1, 1), most, Capacity: 4, WindowHoldsAll: true, MergedParts: 1, [(most, most / 2), (most, most / 2), (most, most / 2)]);
+        Assert.Equal(3 * (UInt128)most, counts.RoutedSlots);
+        Assert.Equal(3 * (UInt128)(most / 2), counts.SlotsDropped);
+        Assert.Equal("50 %", ModelCounts.Percent(counts.SlotsDropped, counts.RoutedSlots));
+        Assert.StartsWith("warning: 9,223,372,036,854,775,807 ids (25 % of the ids other than -1)", counts.Warning(8));
+    }
 }
