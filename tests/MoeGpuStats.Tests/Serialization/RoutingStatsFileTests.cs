@@ -252,6 +252,22 @@ public sealed class RoutingStatsFileTests : IDisposable
         Assert.Equal($"{path}: not UTF-8 text; a routing statistics snapshot is UTF-8 JSON.", error.Message);
     }
 
+    /// <summary>A gzip-compressed snapshot, as snapshots are often kept, is named as such, with what to do.</summary>
+    [Fact]
+    public void AGzippedSnapshotIsNamedAsCompressed()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        var path = Path.Combine(_folder.FullName, "run.json.gz");
+        using (var file = File.Create(path))
+        using (var gzip = new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionLevel.Fastest))
+        {
+            System.Text.Json.JsonSerializer.Serialize(gzip, stats);
+        }
+
+        var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path).Dispose());
+        Assert.Equal($"{path}: not UTF-8 text (it is gzip-compressed: decompress it first, as with gunzip); a routing statistics snapshot is UTF-8 JSON.", error.Message);
+    }
+
     /// <summary>
     /// A snapshot handed to <c>JsonSerializer</c> (one received from another rank) is bounded as a file is: more
     /// tokens than any snapshot holds are refused before a document of them is built, a layer's or a model's.
