@@ -309,6 +309,14 @@ internal static class RoutingStatsJson
                 Invariant($"capacity_stats.total_capacity is {state.TotalCapacity} for total_routings {state.TotalRoutings} at {slots} slots per expert{given}; each batch adds {slots} times its experts (1 or more), so it is a multiple of {slots}, at least {least}."));
         }
 
+        // A batch uses at most the capacity it is given (what is beyond is dropped), so its share of it, and the
+        // peak and moving average of those shares, lie in [0, 1]; without a capacity set, the default 100 slots is no
+        // limit and a batch may use more.
+        if (options.ExpertCapacity is not null && !(state.CapacityPeakUtilization <= 1f && state.CapacityAverageUtilization <= 1f))
+        {
+            throw new JsonException(Invariant($"capacity_stats.peak_utilization is {Shown(state.CapacityPeakUtilization)} and average_utilization {Shown(state.CapacityAverageUtilization)} with slots_per_expert {options.ExpertCapacity}; a batch uses at most its capacity, so both are at most 1."));
+        }
+
         // Each batch adds the slots it counts to those used, less the ones a capacity dropped: a change of the experts
         // restarts the counts, not the slots used, and the seed's public CapacityStats.update only adds to those.
         var counted = Sum(state.ExpertTokenCounts);

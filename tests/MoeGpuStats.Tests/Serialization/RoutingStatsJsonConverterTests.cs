@@ -375,6 +375,8 @@ public sealed class RoutingStatsJsonConverterTests
     [InlineData("capacity_stats/total_capacity", "117", "capacity_stats.total_capacity is 117 for total_routings 40 at 3 slots per expert; each batch adds 3 times its experts (1 or more), so it is a multiple of 3, at least 120.")]
     [InlineData("capacity_stats/total_capacity", "481", "capacity_stats.total_capacity is 481 for total_routings 40 at 3 slots per expert;")]
     [InlineData("capacity_stats/total_used", "0", "capacity_stats.total_used is 0 and slots_dropped ")]
+    [InlineData("capacity_stats/peak_utilization", "3e38", "capacity_stats.peak_utilization is 3E+38 and average_utilization ")]
+    [InlineData("capacity_stats/average_utilization", "1.5", "and average_utilization 1.5 with slots_per_expert 3; a batch uses at most its capacity, so both are at most 1.")]
     [InlineData("load_balance_loss_sum", "1e6", "average_load_balance_loss is ")]
     [InlineData("router_z_loss_sum", "null", "but router_z_loss_sum is null over total_routings 40")]
     [InlineData("average_router_z_loss", "null", "average_router_z_loss is null but router_z_loss_sum is ")]
