@@ -22,8 +22,8 @@ internal static class RoutingStateLayout
     public const int MaxExperts = 4096;
 
     /// <summary>
-    /// The most a state's counts hold, 2^63 − 1, as a snapshot writes them. Only the slots of capacity near it in a
-    /// real run (experts × slots per expert, up to 2^43 a batch on a device): their total stops here rather than wrap.
+    /// The most a state's counts hold, 2^63 − 1, as a snapshot writes them. The slots of capacity, the one count a
+    /// real run can drive this far (experts × slots per expert, up to 2^43 a batch on a device), stop here.
     /// </summary>
     public const ulong MaxCount = long.MaxValue;
 

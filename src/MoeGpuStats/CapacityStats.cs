@@ -59,7 +59,7 @@ public sealed class CapacityStats
     /// </summary>
     public ulong CapacityExceededCount { get; private set; }
 
-    /// <summary>Slots available over all batches.</summary>
+    /// <summary>Slots available over all batches: each adds its experts × <see cref="SlotsPerExpert"/>, up to 2^63 − 1, where the total stops.</summary>
     public ulong TotalCapacity { get; private set; }
 
     /// <summary>Slots used over all batches.</summary>
@@ -120,7 +120,7 @@ public sealed class CapacityStats
     /// <summary>
     /// <paramref name="total"/> slots of capacity and <paramref name="added"/> more, stopped at 2^63 − 1, the most a
     /// snapshot holds, as the device fold stops them: a large capacity over many experts reaches it in a real run
-    /// (4,096 experts of 2^31 − 1 slots in 2^20 batches), where the seed's u64 wraps.
+    /// (4,096 experts of 2^31 − 1 slots in just over 2^20 batches), where the seed's u64 wraps.
     /// </summary>
     internal static ulong AddCapacity(ulong total, ulong added) =>
         total + Math.Min(added, Kernels.RoutingStateLayout.MaxCount - total);

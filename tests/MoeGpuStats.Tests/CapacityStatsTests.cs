@@ -44,10 +44,11 @@ public sealed class CapacityStatsTests
             (capacity.SlotsPerExpert, capacity.AverageUtilization, capacity.PeakUtilization, capacity.CapacityExceededCount, capacity.TotalCapacity, capacity.TotalUsed),
             (copy.SlotsPerExpert, copy.AverageUtilization, copy.PeakUtilization, copy.CapacityExceededCount, copy.TotalCapacity, copy.TotalUsed));
     }
+
     /// <summary>
     /// The slots of capacity stop at 2^63 − 1, the most a snapshot holds, on the managed engine, in a merge, and read
-    /// back: 4,096 experts of 2^31 − 1 slots pass it after 2^20 batches, which saved a file its reader refused and, 2^20
-    /// batches later, wrapped (the seed's u64 wraps too).
+    /// back: 4,096 experts of 2^31 − 1 slots reach it in just over 2^20 batches, where a total past it could not be
+    /// saved and the seed's u64 wraps.
     /// </summary>
     [Fact]
     public void TheTotalCapacityStopsAtTheMostASnapshotHolds()

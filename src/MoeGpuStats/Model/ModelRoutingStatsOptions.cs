@@ -83,6 +83,9 @@ public sealed record ModelRoutingStatsOptions
     /// <summary>Entries of the window ring.</summary>
     internal long WindowEntries => (long)Window * Layers * Experts;
 
+    /// <summary>The ring's entries as the window's refusal names them, in the options' property names (a file's reader renames them).</summary>
+    internal const string WindowEntriesTerm = "Window × Layers × Experts";
+
     /// <summary>The longest window whose ring of <paramref name="layers"/> × <paramref name="experts"/> counts a step fits <see cref="MaxWindowEntries"/>.</summary>
     internal static long LongestWindow(int layers, int experts) => MaxWindowEntries / ((long)layers * experts);
 
@@ -107,7 +110,7 @@ public sealed record ModelRoutingStatsOptions
         if (WindowEntries > MaxWindowEntries)
         {
             throw OutOfRange.Error(
-                nameof(Window), Window, Invariant($"Window × Layers × Experts is {WindowEntries:N0}, at most {MaxWindowEntries:N0} (the window ring's counts): give {LongestWindow(Layers, Experts):N0} steps or fewer."));
+                nameof(Window), Window, Invariant($"{WindowEntriesTerm} is {WindowEntries:N0}, at most {MaxWindowEntries:N0} (the window ring's counts): give {LongestWindow(Layers, Experts):N0} steps or fewer."));
         }
 
         LayerOptions.Validate();

@@ -109,7 +109,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         {
             // The ring's limit spans three settings, named by the options' property names; a file's reader knows its fields.
             var error = RoutingStatsJson.SettingError(exception, nameof(ModelRoutingStatsOptions.Layers), "The field 'layers' has {0} entries");
-            throw new JsonException(error.Message.Replace("Window × Layers × Experts", "window × layers × experts", StringComparison.Ordinal), exception);
+            throw new JsonException(error.Message.Replace(ModelRoutingStatsOptions.WindowEntriesTerm, "window × layers × experts", StringComparison.Ordinal), exception);
         }
 
         var steps = RoutingStatsJson.CountValue(Required(root, "steps"), "steps");
@@ -254,11 +254,12 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
     /// <summary>
     /// Refuses a layer that no model step leaves behind: a step records ids alone, at most 2^31 − 1 of them
-    /// (tokens × k), against every expert's capacity: no token is dropped (a capacity drops slots), no slot where no capacity is set,
-    /// each step adds experts × slots per expert to the capacity, and every counted slot was used or dropped.
+    /// (tokens × k), a token at least one that is not padding, against every expert's capacity: no token is dropped (a
+    /// capacity drops slots), no slot where no capacity is set, each step adds experts × slots per expert to the
+    /// capacity (up to 2^63 − 1), and every counted slot was used or dropped.
     /// A merge adds every one of these, so a merged file holds them too.
     /// </summary>
-    private static void CheckRecordedByModel(RoutingState layer, int l, ModelRoutingStatsOptions options)
+    internal static void CheckRecordedByModel(RoutingState layer, int l, ModelRoutingStatsOptions options)
     {
         if (layer.TokensDropped != 0)
         {
@@ -270,28 +271,32 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException(Invariant($"layers[{l}]'s slots_dropped is {layer.SlotsDropped} without an expert_capacity; only a capacity drops a model's slots."));
         }
 
-        // A step's layer takes at most 2^31 − 1 ids (tokens × k): its tokens, and its routed slots and invalid ids together.
+        // A step's layer takes at most 2^31 − 1 ids (tokens × k), each a routed slot, an invalid id or padding (−1), and a
+        // token that is not padding has at least one id that is not.
+        var ids = (UInt128)layer.RoutedSlots + layer.InvalidExpertIds;
         var mostIds = (UInt128)layer.TotalRoutings * int.MaxValue;
-        if (layer.TotalTokens > mostIds)
+        if (ids > mostIds)
         {
-            throw new JsonException(Invariant($"layers[{l}]'s total_tokens is {layer.TotalTokens} for {layer.TotalRoutings} steps; a step records at most {int.MaxValue:N0} tokens, so at most {mostIds}."));
+            throw new JsonException(Invariant($"layers[{l}]'s routed_slots {layer.RoutedSlots:N0} and invalid_expert_ids {layer.InvalidExpertIds:N0} are more ids than its {layer.TotalRoutings:N0} steps hold; a step records at most {int.MaxValue:N0} ids (tokens × k), so at most {mostIds:N0}."));
         }
 
-        if ((UInt128)layer.RoutedSlots + layer.InvalidExpertIds > mostIds)
+        if (layer.TotalTokens > ids)
         {
-            throw new JsonException(Invariant($"layers[{l}]'s routed_slots {layer.RoutedSlots} and invalid_expert_ids {layer.InvalidExpertIds} are more ids than its {layer.TotalRoutings} steps hold; a step records at most {int.MaxValue:N0} ids (tokens × k), so at most {mostIds}."));
+            throw new JsonException(Invariant($"layers[{l}]'s total_tokens is {layer.TotalTokens:N0} but its routed_slots and invalid_expert_ids are {ids:N0}; a token that is not padding has at least one id other than −1."));
         }
 
-        var capacity = UInt128.Min((UInt128)layer.TotalRoutings * (ulong)options.Experts * (ulong)(options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert), RoutingStatsJson.MaxCount);
+        var slots = options.ExpertCapacity ?? CapacityStats.DefaultSlotsPerExpert;
+        var capacity = UInt128.Min((UInt128)layer.TotalRoutings * (ulong)options.Experts * (ulong)slots, RoutingStatsJson.MaxCount);
         if (layer.TotalCapacity != capacity)
         {
-            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_capacity is {layer.TotalCapacity}; each of its {layer.TotalRoutings} steps adds experts × slots per expert (the total stops at {RoutingStatsJson.MaxCount:N0}), so it is {capacity}."));
+            var given = options.ExpertCapacity is null ? " (the default: expert_capacity is none)" : "";
+            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_capacity is {layer.TotalCapacity:N0}; each of its {layer.TotalRoutings:N0} steps adds {options.Experts:N0} experts × {slots:N0} slots per expert{given}, stopping at {RoutingStatsJson.MaxCount:N0}, so it is {capacity:N0}."));
         }
 
         var counted = RoutingStatsJson.Sum(layer.ExpertTokenCounts);
         if ((UInt128)layer.TotalUsed + layer.SlotsDropped != counted)
         {
-            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_used is {layer.TotalUsed} and slots_dropped {layer.SlotsDropped}, but its expert_token_counts sum to {counted}; each slot a step counts is used or dropped, never both."));
+            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_used is {layer.TotalUsed:N0} and slots_dropped {layer.SlotsDropped:N0}, but its expert_token_counts sum to {counted:N0}; each slot a step counts is used or dropped, never both."));
         }
     }
 

@@ -125,7 +125,10 @@ internal static class RoutingStatsJson
         writer.WriteEndObject();
     }
 
-    /// <summary>The largest count a file may hold: 2^63 − 1, which no run reaches by recording, so a state read back records on without wrapping.</summary>
+    /// <summary>
+    /// The largest count a file may hold: 2^63 − 1, which no run's batches, tokens or slots reach, so a state read back
+    /// records on without wrapping; the slots of capacity stop at it (<see cref="CapacityStats.TotalCapacity"/>).
+    /// </summary>
     internal const ulong MaxCount = Kernels.RoutingStateLayout.MaxCount;
 
     /// <summary>

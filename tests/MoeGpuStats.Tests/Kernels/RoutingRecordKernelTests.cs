@@ -137,7 +137,7 @@ public sealed class RoutingRecordKernelTests
 
     /// <summary>
     /// The device fold stops the slots of capacity at 2^63 − 1, as the managed engine does (CapacityStatsTests): 4,096
-    /// experts of 2^31 − 1 slots reach it in 2^20 steps, past which the state no longer saved, then wrapped.
+    /// experts of 2^31 − 1 slots reach it in just over 2^20 steps.
     /// </summary>
     [Theory]
     [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]

@@ -300,16 +300,17 @@ public sealed class ModelRoutingStatsJsonConverterTests
 
     /// <summary>
     /// A layer that a one-layer file could hold but no model step leaves behind: a dropped token, dropped slots
-    /// without a capacity, more tokens than steps of 2^31 − 1 hold, a capacity other than steps × experts × slots,
-    /// used slots other than the counted less the dropped. The report of such a file printed a rate from its tokens.
+    /// without a capacity, more tokens than ids, more ids than steps of 2^31 − 1 hold, a capacity other than
+    /// steps × experts × slots, used slots other than the counted less the dropped.
     /// </summary>
     [Theory]
     [InlineData(false, "tokens_dropped", "layers[1]'s tokens_dropped is 1; a model's step records ids, where a capacity drops slots (slots_dropped), never tokens.")]
     [InlineData(false, "slots_dropped", "layers[1]'s slots_dropped is 1 without an expert_capacity; only a capacity drops a model's slots.")]
-    [InlineData(false, "total_tokens", "layers[1]'s total_tokens is 15032385530 for 7 steps; a step records at most 2,147,483,647 tokens, so at most 15032385529.")]
-    [InlineData(false, "invalid_expert_ids", "layers[1]'s routed_slots {2} and invalid_expert_ids {3} are more ids than its 7 steps hold; a step records at most 2,147,483,647 ids (tokens × k), so at most 15032385529.")]
-    [InlineData(true, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 256; each of its 7 steps adds experts × slots per expert (the total stops at 9,223,372,036,854,775,807), so it is 224.")]
-    [InlineData(false, "total_used", "layers[1]'s capacity_stats.total_used is {0} and slots_dropped 0, but its expert_token_counts sum to {1}; each slot a step counts is used or dropped, never both.")]
+    [InlineData(false, "total_tokens", "layers[1]'s total_tokens is {4:N0} but its routed_slots and invalid_expert_ids are {5:N0}; a token that is not padding has at least one id other than −1.")]
+    [InlineData(false, "invalid_expert_ids", "layers[1]'s routed_slots {2:N0} and invalid_expert_ids {3:N0} are more ids than its 7 steps hold; a step records at most 2,147,483,647 ids (tokens × k), so at most 15,032,385,529.")]
+    [InlineData(true, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 256; each of its 7 steps adds 8 experts × 4 slots per expert, stopping at 9,223,372,036,854,775,807, so it is 224.")]
+    [InlineData(false, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 6,400; each of its 7 steps adds 8 experts × 100 slots per expert (the default: expert_capacity is none), stopping at 9,223,372,036,854,775,807, so it is 5,600.")]
+    [InlineData(false, "total_used", "layers[1]'s capacity_stats.total_used is {0:N0} and slots_dropped 0, but its expert_token_counts sum to {1:N0}; each slot a step counts is used or dropped, never both.")]
     public void ALayerNoModelStepLeavesIsRefused(bool capacity, string field, string message)
     {
         using var model = Recorded(Options with { ExpertCapacity = capacity ? 4 : null });
@@ -327,13 +328,13 @@ public sealed class ModelRoutingStatsJsonConverterTests
                 layer["routing_efficiency"] = (float)(layer["routed_slots"]!.GetValue<ulong>() - 1) / layer["routed_slots"]!.GetValue<ulong>() * 100.0f;
                 break;
             case "total_tokens":
-                layer["total_tokens"] = (7UL * int.MaxValue) + 1;
+                layer["total_tokens"] = Ids(layer) + 1;
                 break;
             case "invalid_expert_ids":
                 layer["invalid_expert_ids"] = (7UL * int.MaxValue) - layer["routed_slots"]!.GetValue<ulong>() + 1;
                 break;
             case "total_capacity":
-                layer["capacity_stats"]!["total_capacity"] = 7 * 8 * 4 + 32;
+                layer["capacity_stats"]!["total_capacity"] = layer["capacity_stats"]!["total_capacity"]!.GetValue<ulong>() + (8UL * (capacity ? 4UL : 100UL));
                 break;
             default:
                 layer["capacity_stats"]!["total_used"] = used + 1;
@@ -342,7 +343,33 @@ public sealed class ModelRoutingStatsJsonConverterTests
 
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
         var routed = layer["routed_slots"]!.GetValue<ulong>();
-        Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, message, used + 1, used, routed, (7UL * int.MaxValue) - routed + 1), error.Message);
+        var invalid = layer["invalid_expert_ids"]!.GetValue<ulong>();
+        var tokens = layer["total_tokens"]!.GetValue<ulong>();
+        Assert.Equal(string.Format(System.Globalization.CultureInfo.InvariantCulture, message, used + 1, used, routed, invalid, tokens, tokens - 1), error.Message);
+    }
+
+    private static ulong Ids(JsonNode layer) => layer["routed_slots"]!.GetValue<ulong>() + layer["invalid_expert_ids"]!.GetValue<ulong>();
+
+    /// <summary>
+    /// A layer whose capacity stopped at 2^63 − 1 reads, and only that stopped total does once steps × experts × slots
+    /// pass it: 4,096 experts of 2^31 − 1 slots over 2^20 + 1 steps, more than a test records.
+    /// </summary>
+    [Theory]
+    [InlineData(0UL, true)]
+    [InlineData(1UL, false)]
+    public void ALayerWhoseCapacityStoppedReads(ulong belowMost, bool reads)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 1, Experts = 4096, ExpertCapacity = int.MaxValue };
+        var layer = new MoeGpuStats.Engines.RoutingState { TotalRoutings = (1UL << 20) + 1, TotalCapacity = long.MaxValue - belowMost, ExpertTokenCounts = new ulong[4096] };
+        Action check = () => MoeGpuStats.Serialization.ModelRoutingStatsJsonConverter.CheckRecordedByModel(layer, 0, options);
+        if (reads)
+        {
+            check();
+        }
+        else
+        {
+            Assert.StartsWith("layers[0]'s capacity_stats.total_capacity is 9,223,372,036,854,775,806;", Assert.Throws<JsonException>(check).Message);
+        }
     }
 
     [Theory]

@@ -17,8 +17,8 @@ public sealed class ModelCountsTests
         Assert.Equal(expected, ModelCounts.Percent(part, whole));
 
     /// <summary>
-    /// Sums over layers pass 2^64 − 1 where each layer holds up to 2^63 − 1: three such layers read as
-    /// 9,223,372,036,854,775,805 routed slots, wrapped, where the sum is 27,670,116,110,564,327,421.
+    /// Sums over layers pass 2^64 − 1 where each layer holds up to 2^63 − 1: three such layers route
+    /// 27,670,116,110,564,327,421 slots, which 64 bits wrap to 9,223,372,036,854,775,805.
     /// </summary>
     [Fact]
     public void SumsOverLayersDoNotWrap()
