@@ -78,7 +78,7 @@ internal readonly struct JsonTraceLine
         if (!Utf8.IsValid(line))
         {
             // The JSON reader leaves strings' UTF-8 unchecked until they are read: check it once, here.
-            throw new InvalidDataException($"{where}: not UTF-8 text; JSON lines are UTF-8.");
+            throw new InvalidDataException($"{where}: not UTF-8 text{MoeGpuStats.Serialization.CompressedData.Hint(line)}; JSON lines are UTF-8.");
         }
 
         var fields = new FieldValue?[Fields.Length];

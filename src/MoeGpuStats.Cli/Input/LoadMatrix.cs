@@ -176,6 +176,8 @@ internal static class LoadMatrix
         {
             throw new InvalidDataException(JsonLinesTrace.StartsAsJsonLines(file)
                 ? $"{path}: JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load to write the window load that plan reads."
+                : MoeGpuStats.Serialization.CompressedData.Hint(file) is { Length: > 0 } compressed
+                ? $"{path}: neither a .npy file nor JSON{compressed}."
                 : $"{path}: neither a .npy file nor JSON ({ErrorText.Clause(exception)}).");
         }
     }

@@ -96,7 +96,7 @@ internal static class TraceFile
             return TraceFormat.JsonLines;
         }
 
-        throw new InvalidDataException($"{path}: neither its name nor its first bytes say a format replay reads; give a {Names} file.");
+        throw new InvalidDataException($"{path}: neither its name nor its first bytes say a format replay reads{MoeGpuStats.Serialization.CompressedData.Hint(start)}; give a {Names} file.");
     }
 
     private static string Describe(TraceFormat format) => format switch

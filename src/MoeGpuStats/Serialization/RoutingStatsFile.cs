@@ -222,9 +222,7 @@ public static class RoutingStatsFile
         // deep in the reader as a value that "could not be converted".
         if (!Utf8.IsValid(json.Span))
         {
-            // Snapshots are often kept compressed; gzip's magic bytes say what to do rather than only what is wrong.
-            var compressed = json.Span.StartsWith((ReadOnlySpan<byte>)[0x1F, 0x8B]) ? " (it is gzip-compressed: decompress it first, as with gunzip)" : "";
-            throw new InvalidDataException(Invariant($"{path}: not UTF-8 text{compressed}; a routing statistics snapshot is UTF-8 JSON."));
+            throw new InvalidDataException(Invariant($"{path}: not UTF-8 text{CompressedData.Hint(json.Span)}; a routing statistics snapshot is UTF-8 JSON."));
         }
 
         return JsonTokenCount.ExceedsSnapshot(json.Span)

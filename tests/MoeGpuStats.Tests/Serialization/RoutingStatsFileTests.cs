@@ -265,7 +265,7 @@ public sealed class RoutingStatsFileTests : IDisposable
         }
 
         var error = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path).Dispose());
-        Assert.Equal($"{path}: not UTF-8 text (it is gzip-compressed: decompress it first, as with gunzip); a routing statistics snapshot is UTF-8 JSON.", error.Message);
+        Assert.Equal($"{path}: not UTF-8 text (it is gzip-compressed: decompress it first); a routing statistics snapshot is UTF-8 JSON.", error.Message);
     }
 
     /// <summary>
