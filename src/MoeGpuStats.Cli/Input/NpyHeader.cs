@@ -107,7 +107,9 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
         var got = read(prefix[..10], 0);
         if (got < 10 || !prefix[..6].SequenceEqual(Magic))
         {
-            throw new InvalidDataException($"{path}: not a NumPy .npy file (no \\x93NUMPY magic).");
+            throw new InvalidDataException(MoeGpuStats.Serialization.CompressedData.Hint(prefix[..got]) is { Length: > 0 } compressed
+                ? $"{path}: not a NumPy .npy file{compressed}."
+                : $"{path}: not a NumPy .npy file (no \\x93NUMPY magic).");
         }
 
         var major = prefix[6];
