@@ -253,10 +253,10 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         value is { } given ? given.ToString(null, CultureInfo.InvariantCulture) : "none";
 
     /// <summary>
-    /// Refuses a layer that no model step leaves behind: a step records ids alone, at most 2^31 − 1 of them
-    /// (tokens × k), a token at least one that is not padding, against every expert's capacity: no token is dropped (a
-    /// capacity drops slots), no slot where no capacity is set, each step adds experts × slots per expert to the
-    /// capacity (up to 2^63 − 1), and every counted slot was used or dropped.
+    /// Refuses a layer that no model step leaves behind. A step records ids alone, at most 2^31 − 1 of them
+    /// (tokens × k), and a token that is not padding has at least one id other than −1. It records them against every
+    /// expert's capacity: no token is dropped (a capacity drops slots), no slot where no capacity is set, each step adds
+    /// experts × slots per expert to the capacity (up to 2^63 − 1), and every counted slot was used or dropped.
     /// A merge adds every one of these, so a merged file holds them too.
     /// </summary>
     internal static void CheckRecordedByModel(RoutingState layer, int l, ModelRoutingStatsOptions options)
