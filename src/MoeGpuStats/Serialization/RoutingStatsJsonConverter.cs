@@ -606,10 +606,11 @@ internal static class RoutingStatsJson
         where T : IFloatingPointIeee754<T> =>
         T.IsFinite(value) ? value.ToString(null, CultureInfo.InvariantCulture) : "null";
 
+    // −0, which no record writes (every mean and sum starts at +0), is read as 0: an edited file's −0 printed "-0.00 %".
     private static float ReadFloat(JsonElement element, string name) => element.ValueKind switch
     {
         JsonValueKind.Null => float.NaN,
-        JsonValueKind.Number when element.TryGetSingle(out var value) && float.IsFinite(value) => value,
+        JsonValueKind.Number when element.TryGetSingle(out var value) && float.IsFinite(value) => value == 0f ? 0f : value,
         JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(element)}; beyond a float's range (null stands for NaN).")),
         _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonShown.Kind(element.ValueKind)}.")),
     };
@@ -617,7 +618,7 @@ internal static class RoutingStatsJson
     private static double ReadDouble(JsonElement element, double nullMeans, string name) => element.ValueKind switch
     {
         JsonValueKind.Null => nullMeans,
-        JsonValueKind.Number when element.TryGetDouble(out var value) && double.IsFinite(value) => value,
+        JsonValueKind.Number when element.TryGetDouble(out var value) && double.IsFinite(value) => value == 0d ? 0d : value,
         JsonValueKind.Number => throw new JsonException(Invariant($"The field '{name}' is {JsonShown.Value(element)}; beyond a double's range (null stands for NaN).")),
         _ => throw new JsonException(Invariant($"The field '{name}' must be a number or null, not {JsonShown.Kind(element.ValueKind)}.")),
     };

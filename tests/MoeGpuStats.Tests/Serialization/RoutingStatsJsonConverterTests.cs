@@ -581,4 +581,18 @@ public sealed class RoutingStatsJsonConverterTests
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: 4, tokensDropped: 5)));
         Assert.Contains("tokens_dropped 5 of total_tokens 4", error.Message);
     }
+
+    /// <summary>An edited file's −0, which no record writes, reads as 0, so no report prints "-0.00 %".</summary>
+    [Fact]
+    public void ANegativeZeroReadsAsZero()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 0, 1, 1], tokens: 2, topK: 2);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        node["expert_utilization"]![2] = JsonNode.Parse("-0");
+        node["expert_utilization_sums"]![2] = JsonNode.Parse("-0.0");
+        using var read = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+        Assert.False(float.IsNegative(read.ExpertUtilization[2]));
+        Assert.Equal("0", JsonNode.Parse(JsonSerializer.Serialize(read))!["expert_utilization"]![2]!.ToJsonString());
+    }
 }
