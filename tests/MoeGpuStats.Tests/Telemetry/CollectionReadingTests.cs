@@ -35,7 +35,7 @@ public sealed class CollectionReadingTests
         }
         else
         {
-            Value(bRoutings);
+            Assert.Equal(1, Value(bRoutings));
         }
 
         Assert.Equal(routings, Value(aTokens));

@@ -49,7 +49,12 @@ public sealed class JsonLinesBoundsTests : IDisposable
 
         if (refusal is null)
         {
-            Assert.Equal(3, JsonTraceLine.Parse(line, "t.jsonl", 1, 0).MaxId);
+            var parsed = JsonTraceLine.Parse(line, "t.jsonl", 1, 0);
+            Assert.Equal(3, parsed.MaxId);
+
+            // The escaped step is read as the step field, under its unescaped name.
+            (string, long)? expected = json.Contains("st\\u0065p", StringComparison.Ordinal) ? ("step", 2L) : null;
+            Assert.Equal(expected, parsed.Pass is { } pass ? (pass.Name, pass.Id.Number) : null);
         }
         else
         {

@@ -1,16 +1,16 @@
-using System.Diagnostics;
 using System.Text;
 using MoeGpuStats.Cli.Input;
 
 namespace MoeGpuStats.Tests.Cli.Input;
 
 /// <summary>
-/// Mutations of valid .npy files (a fixed seed, a few seconds at most): the reader either refuses a
+/// Mutations of valid .npy files (a fixed seed, a fixed number): the reader either refuses a
 /// file with <see cref="InvalidDataException"/> or reads it, and never allocates more than the file holds.
 /// </summary>
 public sealed partial class NpyIdsTests
 {
-    private static readonly TimeSpan Budget = TimeSpan.FromSeconds(3);
+    /// <summary>Mutants tried, the same ones on every machine (a time budget tried fewer on a slow one).</summary>
+    private const int Mutants = 1_000;
 
     private static readonly string[] ShapeWords =
     [
@@ -29,9 +29,8 @@ public sealed partial class NpyIdsTests
             VersionTwo("{'descr': '<i4', 'fortran_order': False, 'shape': (2L, 2L, 1L), }\n", [.. new[] { 1, 2, 3, 4 }.SelectMany(BitConverter.GetBytes)]),
         };
         var path = Path.Combine(_folder.FullName, "mutant.npy");
-        var clock = Stopwatch.StartNew();
         int tries = 0, opened = 0;
-        while (clock.Elapsed < Budget && tries < 20_000)
+        while (tries < Mutants)
         {
             var bytes = Mutate(seeds[random.Next(seeds.Length)], random);
             File.WriteAllBytes(path, bytes);
@@ -45,7 +44,6 @@ public sealed partial class NpyIdsTests
             Assert.True(allocated <= (3L * bytes.Length) + (256 << 10), $"{Describe(bytes)}: {allocated:N0} bytes allocated for a file of {bytes.Length:N0}");
         }
 
-        Assert.True(tries >= 200, $"only {tries} files tried in {Budget}");
         Assert.True(opened > 0 && opened < tries, $"{opened} of {tries} mutants opened: the mutations should keep some files valid and break others");
     }
 

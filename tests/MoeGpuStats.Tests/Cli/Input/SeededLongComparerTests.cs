@@ -14,7 +14,10 @@ public sealed class SeededLongComparerTests
 
         var comparer = SeededLongComparer.Instance;
         Assert.True(ids.Select(comparer.GetHashCode).Distinct().Count() > 990);
-        Assert.All(ids, id => Assert.Equal(comparer.GetHashCode(id), comparer.GetHashCode(id + 0)));
+        // An equal id built another way (its two halves joined) hashes the same, and a set finds it.
+        Assert.All(Enumerable.Range(0, 1_000), i => Assert.Equal(comparer.GetHashCode(ids[i]), comparer.GetHashCode(((long)i << 32) | (uint)i)));
+        var set = new HashSet<long>(ids, comparer);
+        Assert.All(Enumerable.Range(0, 1_000), i => Assert.Contains(((long)i << 32) | (uint)i, set));
         Assert.True(comparer.Equals(ids[7], 7 * 4_294_967_297L));
         Assert.False(comparer.Equals(ids[7], ids[8]));
     }

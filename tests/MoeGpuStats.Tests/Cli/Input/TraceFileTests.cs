@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.IO.Compression;
 using MoeGpuStats.Cli.Input;
 
@@ -12,7 +11,8 @@ namespace MoeGpuStats.Tests.Cli.Input;
 /// </summary>
 public sealed class TraceFileTests : IDisposable
 {
-    private static readonly TimeSpan Budget = TimeSpan.FromSeconds(1.5);
+    /// <summary>Mutants tried per trace, the same ones on every machine (a time budget tried fewer on a slow one).</summary>
+    private const int Mutants = 150;
 
     private readonly DirectoryInfo _folder = Directory.CreateTempSubdirectory("moegs-trace-fuzz-");
 
@@ -176,9 +176,8 @@ public sealed class TraceFileTests : IDisposable
         var layout = layoutName is null ? null : IdLayout.Parse(layoutName);
         var random = new Random(name.Length);
         var path = Path.Combine(_folder.FullName, "mutant" + Path.GetExtension(name));
-        var clock = Stopwatch.StartNew();
         int tries = 0, opened = 0;
-        while (clock.Elapsed < Budget && tries < 5_000)
+        while (tries < Mutants)
         {
             var bytes = Mutate(seed, random);
             File.WriteAllBytes(path, bytes);
@@ -208,7 +207,6 @@ public sealed class TraceFileTests : IDisposable
             }
         }
 
-        Assert.True(tries >= 30, $"only {tries} files tried in {Budget}");
         Assert.True(opened > 0 && opened < tries, $"{opened} of {tries} mutants opened: the mutations should keep some files valid and break others");
     }
 
