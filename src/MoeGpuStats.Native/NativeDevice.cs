@@ -28,13 +28,13 @@ internal sealed class NativeDevice : IDisposable
     /// </summary>
     /// <exception cref="NativeArgumentException">"auto" and a <c>MOEGS_ACCELERATOR</c> that names no engine.</exception>
     /// <exception cref="NoDeviceException">The named accelerator is not present.</exception>
-    public static NativeDevice? Open<T>(string accelerator, Func<Accelerator, T> build, out T? built)
+    public static NativeDevice? Open<T>(string accelerator, Func<Accelerator, T> build, out T? built, AcceleratorType[]? best = null)
     {
         built = default;
         var choice = accelerator is "auto" ? AutoChoice() : accelerator;
 
         // The checks refused every other name before, so only "auto" can bring one that is not an engine's.
-        var order = AcceleratorSelection.Order(choice)
+        var order = AcceleratorSelection.Order(choice, best)
             ?? throw new NativeArgumentException(
                 $"{RoutingStats.AcceleratorVariable} = \"{NativeChecks.Escaped(AutoVariable()!)}\", which \"auto\" follows: must be one of {string.Join(", ", AcceleratorSelection.Names)}, or unset for the best accelerator present.");
         if (order.Length == 0)

@@ -22,7 +22,7 @@ internal sealed class NativeModel : INativeHandle
 
     public NativeModel(string accelerator, ModelRoutingStatsOptions options)
     {
-        _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options), out var built);
+        _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options), out var built, MoeGpuStats.Device.AcceleratorSelection.ModelBestFirst);
         if (_accelerator is null)
         {
             _stats = new ModelRoutingStats(options);

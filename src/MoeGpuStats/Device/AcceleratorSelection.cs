@@ -7,8 +7,9 @@ using static System.FormattableString;
 namespace MoeGpuStats.Device;
 
 /// <summary>
-/// The one rule for the best engine present: CUDA, then OpenCL, then the managed engine.
-/// <see cref="RoutingStats.Create"/>, the CLI and the C API's <c>"auto"</c> all follow it; ILGPU's CPU
+/// The one rule for the best engine present: CUDA, then OpenCL, then the managed engine; for a whole model CUDA,
+/// then the managed engine (<see cref="ModelBestFirst"/>). <see cref="RoutingStats.Create"/>,
+/// <see cref="ModelRoutingStats.Create"/>, the CLI and the C API's <c>"auto"</c> all follow it; ILGPU's CPU
 /// accelerator runs only when asked for (<c>cpu</c>), as it is slower than the managed engine.
 /// </summary>
 internal static class AcceleratorSelection
@@ -16,16 +17,23 @@ internal static class AcceleratorSelection
     /// <summary>The accelerators tried, in order, before the managed engine.</summary>
     public static readonly AcceleratorType[] BestFirst = [AcceleratorType.Cuda, AcceleratorType.OpenCL];
 
+    /// <summary>
+    /// The accelerators tried for a whole model: CUDA alone. The model engine failed every model test on OpenCL (PoCL,
+    /// 2026-12-04, docs/performance.md), so OpenCL runs a model only when named (<c>opencl</c>).
+    /// </summary>
+    public static readonly AcceleratorType[] ModelBestFirst = [AcceleratorType.Cuda];
+
     /// <summary>The engines by name, as <see cref="RoutingStats.AcceleratorVariable"/>, the CLI and the C API take them (the C API adds <c>auto</c>).</summary>
     public static readonly string[] Names = ["cuda", "opencl", "cpu", "managed"];
 
     /// <summary>
     /// The accelerator types to try for <paramref name="choice"/> (a lower-case name of <see cref="Names"/>,
-    /// or empty for the best present: <see cref="BestFirst"/>); empty for <c>managed</c>; null for a name not in <see cref="Names"/>.
+    /// or empty for the best present: <paramref name="best"/>, <see cref="BestFirst"/> by default); empty for <c>managed</c>;
+    /// null for a name not in <see cref="Names"/>.
     /// </summary>
-    public static AcceleratorType[]? Order(string choice) => choice switch
+    public static AcceleratorType[]? Order(string choice, AcceleratorType[]? best = null) => choice switch
     {
-        "" => BestFirst,
+        "" => best ?? BestFirst,
         "cuda" => [AcceleratorType.Cuda],
         "opencl" => [AcceleratorType.OpenCL],
         "cpu" => [AcceleratorType.CPU],
@@ -41,14 +49,14 @@ internal static class AcceleratorSelection
 
     /// <summary>
     /// The engine <paramref name="requested"/> names (<c>cuda</c>, <c>opencl</c>, <c>cpu</c>, <c>managed</c>),
-    /// or the best present when null or empty: <paramref name="onDevice"/> with the accelerator and what
-    /// frees it with the engine, or <paramref name="managed"/>.
+    /// or the best present of <paramref name="best"/> (<see cref="BestFirst"/> by default) when null or empty:
+    /// <paramref name="onDevice"/> with the accelerator and what frees it with the engine, or <paramref name="managed"/>.
     /// </summary>
     /// <exception cref="InvalidOperationException">An unknown name, or an accelerator that is not present.</exception>
-    public static T Choose<T>(string? requested, Func<Accelerator, IDisposable, T> onDevice, Func<T> managed)
+    public static T Choose<T>(string? requested, Func<Accelerator, IDisposable, T> onDevice, Func<T> managed, AcceleratorType[]? best = null)
     {
         var choice = requested?.Trim().ToLowerInvariant() ?? "";
-        var order = Order(choice) ?? throw new InvalidOperationException(
+        var order = Order(choice, best) ?? throw new InvalidOperationException(
             Invariant($"{RoutingStats.AcceleratorVariable}='{requested}' is not one of {string.Join(", ", Names)}."));
         if (order.Length == 0)
         {

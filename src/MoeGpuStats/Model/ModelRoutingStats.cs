@@ -65,8 +65,9 @@ public sealed partial class ModelRoutingStats : IDisposable
     }
 
     /// <summary>
-    /// Creates statistics on the best engine present, as <see cref="RoutingStats.Create"/>: CUDA, then
-    /// OpenCL, then managed; <c>MOEGS_ACCELERATOR</c> overrides the choice, which is logged once.
+    /// Creates statistics on the best engine present: CUDA, then managed; <c>MOEGS_ACCELERATOR</c> overrides the
+    /// choice, which is logged once. Unlike <see cref="RoutingStats.Create"/> it takes OpenCL only when the variable
+    /// names it: the model engine failed its tests on OpenCL (PoCL, 2026-12-04; docs/performance.md).
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
@@ -78,7 +79,8 @@ public sealed partial class ModelRoutingStats : IDisposable
         var stats = AcceleratorSelection.Choose<ModelRoutingStats>(
             Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable),
             (accelerator, owned) => new(new DeviceModelEngine(accelerator, options, stream: null, owned)),
-            () => new(options));
+            () => new(options),
+            AcceleratorSelection.ModelBestFirst);
         if (logger is not null)
         {
             Log.EngineSelected(logger, stats.Backend, stats._engine.DeviceName);
