@@ -13,8 +13,7 @@ internal static class Counted
         Join(count.ToString("N0", CultureInfo.InvariantCulture), count == 1, noun, plural);
 
     /// <inheritdoc cref="Of(long, string, string?)"/>
-    public static string Of(ulong count, string noun, string? plural = null) =>
-        Join(count.ToString("N0", CultureInfo.InvariantCulture), count == 1, noun, plural);
+    public static string Of(ulong count, string noun, string? plural = null) => OfSum(count, noun, plural);
 
     /// <summary><see cref="Of(long, string, string?)"/> for a sum over layers, which may pass 2^64 − 1.</summary>
     /// <inheritdoc cref="Of(long, string, string?)"/>

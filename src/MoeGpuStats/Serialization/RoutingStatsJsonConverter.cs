@@ -606,7 +606,7 @@ internal static class RoutingStatsJson
         where T : IFloatingPointIeee754<T> =>
         T.IsFinite(value) ? value.ToString(null, CultureInfo.InvariantCulture) : "null";
 
-    // −0, which no record writes (every mean and sum starts at +0), is read as 0: an edited file's −0 printed "-0.00 %".
+    // −0, which no record writes (every mean and sum starts at +0), is read as 0, so no report prints "-0.00 %".
     private static float ReadFloat(JsonElement element, string name) => element.ValueKind switch
     {
         JsonValueKind.Null => float.NaN,
