@@ -26,6 +26,11 @@ if (args.Contains("--device-check") || args.Contains("--model-check"))
     }
 }
 
+if (args.Contains("--model-probe"))
+{
+    return ModelEngineProbe.Run(args);
+}
+
 if (args.Contains("--emit-ptx"))
 {
     return EmitPtx.Run(args);
