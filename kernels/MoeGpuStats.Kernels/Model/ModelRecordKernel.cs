@@ -238,9 +238,12 @@ internal static class ModelRecordKernel
     {
         var thread = Group.IdxX;
         Group.Barrier();
+
+        // Every thread fences, not thread 0 alone: ILGPU's OpenCL backend emits a fence as a work-group barrier
+        // with device scope, which every work-item must reach (PoCL ran the guarded ticket on all 256 of them).
+        MemoryFence.DeviceLevel();
         if (thread == 0)
         {
-            MemoryFence.DeviceLevel();
             partials[0] = Atomic.Add(ref state.Control[Ticket], 1);
         }
 
