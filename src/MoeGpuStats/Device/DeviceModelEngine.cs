@@ -63,10 +63,12 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <paramref name="boundGroupsPerMultiprocessor"/> as <see cref="ModelRecordLauncher"/>'s (0: the library's kernel).
     /// </summary>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
+    /// <exception cref="ArgumentException"><see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> on OpenCL (<see cref="CheckEngineRuns"/>).</exception>
     public DeviceModelEngine(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null, IDisposable? owned = null, int boundGroupsPerMultiprocessor = 0)
         : base(options)
     {
         DeviceMemory.CheckConstructorArguments(accelerator, stream);
+        CheckEngineRuns(accelerator, options);
         _record = new ModelRecordLauncher(accelerator, boundGroupsPerMultiprocessor);
         _query = UtilizationQueryKernel.Create(accelerator);
         _measure = LayerBalanceKernel.Create(accelerator);
@@ -124,6 +126,21 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         };
         _layers = Enumerable.Range(0, options.Layers).Select(l => new DeviceLayerEngine(this, l)).ToArray();
         ClearDevice();
+    }
+
+    /// <summary>
+    /// Refuses what the model engine does not run on <paramref name="accelerator"/>: skipping empty steps on OpenCL,
+    /// whose empty-step check crashed PoCL's process (a segmentation fault, 2026-12-04 on the GPU machine; cause not
+    /// found; docs/performance.md), where a refusal costs a caller one line instead.
+    /// </summary>
+    /// <exception cref="ArgumentException">The options ask for it.</exception>
+    internal static void CheckEngineRuns(Accelerator accelerator, ModelRoutingStatsOptions options)
+    {
+        if (options.SkipEmptySteps && accelerator.AcceleratorType == AcceleratorType.OpenCL)
+        {
+            throw new ArgumentException(
+                "options.SkipEmptySteps is true, which the OpenCL engine does not run (it crashed PoCL): use CUDA or the managed engine, or record empty steps.", nameof(options));
+        }
     }
 
     /// <summary>Parts of the measured layer loads a reading holds: the window (or its newest steps), since the start, and a second horizon.</summary>

@@ -44,7 +44,8 @@ public sealed record ModelRoutingStatsOptions
     /// from the device count of valid tokens and the ids, so that a dummy pass replayed in a CUDA graph
     /// is left out too. False by default: such a step is a batch of no load, as the seed records one,
     /// and layer l equals a <see cref="RoutingStats"/> fed every step's layer-l ids; when true, it equals
-    /// one fed the steps kept.
+    /// one fed the steps kept. The OpenCL engine refuses it (its empty-step check crashed PoCL); CUDA and the managed
+    /// engine run it.
     /// </summary>
     public bool SkipEmptySteps { get; init; }
 
