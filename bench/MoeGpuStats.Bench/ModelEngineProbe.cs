@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using ILGPU;
-using ILGPU.Backends.OpenCL;
 using ILGPU.Runtime;
 using ILGPU.Runtime.OpenCL;
 using MoeGpuStats.Device;
@@ -40,10 +39,8 @@ internal static class ModelEngineProbe
         {
             Console.WriteLine($"OpenCL: C {cl.CVersion}, CL {cl.CLStdVersion}, vendor {cl.Vendor}, generic address space {cl.Capabilities.GenericAddressSpace}, "
                 + $"int64 atomics {cl.Capabilities.Int64_Atomics}, sub-groups {cl.Capabilities.SubGroups}");
-            using var backend = new CLBackend(context, cl.Capabilities, cl.Vendor, cl.CVersion);
-            var compiled = (CLCompiledKernel)backend.Compile(KernelPtx.EntryPoint(nameof(ModelRecordKernel)), KernelSpecialization.Empty);
             Directory.CreateDirectory(folder);
-            File.WriteAllText(Path.Combine(folder, "model-kernel.cl"), compiled.Source);
+            File.WriteAllText(Path.Combine(folder, "model-kernel.cl"), KernelOpenCl.Generate(nameof(ModelRecordKernel), cl.Capabilities, cl.Vendor, cl.CVersion));
         }
 
         HandLaunches(accelerator, deviceValidTokens: false);
