@@ -31,7 +31,9 @@ internal static class DeviceMemory
     /// <c>ContextBuilder.PageLocking(PageLockingMode.Aggressive)</c> ILGPU 1.5.3 enqueues that copy on the
     /// accelerator's default stream instead (<c>CopyFromCPUUnsafeAsync</c> calls <c>CopyFromPageLockedAsync</c>
     /// without the stream), unordered with the statistics' stream on CUDA: a launch could read the buffer
-    /// before the copy lands, or the copy overwrite ids a pending launch still reads.
+    /// before the copy lands, or the copy overwrite ids a pending launch still reads. It waits for the stream
+    /// before the copy too, as <see cref="DeviceStateReader.ToHost"/> does: CUDA holds the stream through a
+    /// copy from pageable memory, so a step another thread launched meanwhile would wait for the queue ahead.
     /// </summary>
     public static unsafe void CopyFromHost<T>(AcceleratorStream stream, ArrayView<T> target, ReadOnlySpan<T> source)
         where T : unmanaged
@@ -46,6 +48,7 @@ internal static class DeviceMemory
             return;
         }
 
+        stream.Synchronize();
         fixed (T* values = source)
         {
             using var host = ILGPU.Runtime.CPU.CPUMemoryBuffer.Create(stream.Accelerator, values, source.Length);

@@ -14,8 +14,9 @@ namespace MoeGpuStats.Device;
 /// <see cref="ModelRecordKernel"/> on <see cref="Stream"/>, which returns without waiting; the
 /// step stays pending on the device until the next step or a read, which first enqueues a launch
 /// that only folds it. Every call enqueues its work under one lock; a read then waits for its copy
-/// back under a lock of the reads' own, so a step recorded meanwhile does not wait for the copy
-/// (<see cref="BeginRead"/> does not wait at all on CUDA: the caller polls an event).
+/// back under a lock of the reads' own, so a step recorded meanwhile does not wait for the queue
+/// ahead of the copy, at most for the copy's transfer (<see cref="DeviceStateReader.ToHost"/>;
+/// <see cref="BeginRead"/> does not wait at all on CUDA: the caller polls an event).
 /// </summary>
 /// <remarks>
 /// The device counts the steps: a read folds whatever the device holds pending and takes the steps
@@ -310,7 +311,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// staging runs under the lock, the pending step folded first, and returns the bytes staged, a block
     /// first (its <c>TotalRoutings</c> is the model's steps: every layer folds every step). The copy, the
     /// read's wait for the stream, runs with the lock released: a step recorded meanwhile is enqueued behind
-    /// the staged reading, which it cannot change, and does not wait for the copy. The reads' own lock, held
+    /// the staged reading, which it cannot change, and waits at most for the copy's transfer. The reads' own lock, held
     /// throughout, gives the read-back buffer to one reading at a time and keeps <see cref="Dispose"/> from
     /// freeing it under one.
     /// </summary>

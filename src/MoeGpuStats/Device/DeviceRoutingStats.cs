@@ -21,7 +21,7 @@ namespace MoeGpuStats.Device;
 /// costs one launch of one group and one copy of its 36-byte result with the state block. Calls
 /// enqueue their work under one lock, so one instance may be shared between threads; a read then
 /// waits for its copy back under a lock of the reads' own, so a record on another thread does not
-/// wait for the copy. At most
+/// wait for the queue ahead of the copy (at most for the copy's transfer). At most
 /// <see cref="RoutingStatsOptions.MaxDeviceExperts"/> experts.
 /// </remarks>
 public sealed partial class DeviceRoutingStats : IDisposable
