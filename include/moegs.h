@@ -436,7 +436,10 @@ moegs_status moegs_model_save(moegs_handle handle, const char* path);
 /* Clears every layer and the window. */
 moegs_status moegs_model_reset(moegs_handle handle);
 
-/* Frees the model and its device memory; the handle is invalid afterwards. */
+/* Frees the model and its device memory; the handle is invalid afterwards. On "cuda" this destroys the library's
+ * CUDA context with the model's kernels: destroy every CUDA graph that captured this model's moegs_model_record or
+ * moegs_model_read_begin first (cuGraphExecDestroy and cuGraphDestroy; torch: CUDAGraph.reset() or its collection), as a
+ * graph replayed or destroyed after the model refers to an unloaded kernel and freed memory (undefined behaviour). */
 moegs_status moegs_model_destroy(moegs_handle handle);
 
 /* The last error's text on this thread ("" if none). Valid until the next failing call on it. */

@@ -930,7 +930,9 @@ class MoeModelStats(_Handle):
     def close(self):
         """Ends the model: later calls raise. Its memory is freed now, or, while arrays from device_arrays() (or
         tensors made from them) still refer to it, when the last of them is collected. A scrape in progress finishes
-        first; unregister a ModelMetricsCollector before closing its model, as its next scrape would fail."""
+        first; unregister a ModelMetricsCollector before closing its model, as its next scrape would fail. On "cuda",
+        reset() (or drop) every torch.cuda.CUDAGraph that captured this model's record() or begin_read() before closing
+        it: the graph holds a kernel of the model's own CUDA context, which close() destroys."""
         self._close("_lock", self._orphaned)
 
     def _orphaned(self, handle):

@@ -75,6 +75,13 @@ def main():
         early, early_load = pending.result()
         same = (same and early == got and (early_load == want_load).all() and model.summary() == managed.summary()
                 and model.summary()["steps"] == a.replays + 2)
+        # The graph holds a kernel of the model's module, in the library's own CUDA context, and the model's memory:
+        # destroy it before the model, whose close() destroys both. Left to main's return, after the with block, it
+        # would be destroyed against an unloaded module (undefined behaviour; the likeliest cause of one run's abort
+        # at its teardown on the H200, glibc's "free(): invalid next size", not confirmed there).
+        torch.cuda.synchronize()
+        graph.reset()
+        del graph
     layout = "[tokens, layers, k] int16" if a.routed_experts else "[layers, tokens, k] int32"
     print(f"torch_cuda_graph_check: {a.replays} replays of one captured record ({a.layers}x{a.tokens}x{a.top_k} {layout}, "
           f"E={a.experts}) on {torch.cuda.get_device_name(0)}: steps {got['steps']} (want {a.replays + 1}); "
