@@ -16,8 +16,10 @@ namespace MoeGpuStats.Tests.Kernels;
 /// <c>get_local_id</c> (or a global or sub-group id), from an atomic (each work-item gets its own old value),
 /// from a value that differs, or when it is assigned inside a branch on one (its value after the branches meet
 /// depends on the path). A load through a pointer that does not differ gives the same value to every
-/// work-item: the kernels read a group's shared result only after a barrier. A branch's region is every
-/// block reachable from it before its immediate post-dominator, where every path meets again.
+/// work-item: the kernels read a group's shared result only after a barrier (so a race on memory read without
+/// one is not caught here). A branch (an <c>if</c> or a <c>switch</c>)'s region is every block reachable from it
+/// before its immediate post-dominator, where every path meets again. A line of no form it reads, or a function
+/// beside the kernel, is refused rather than skipped, so a change in ILGPU's output fails the tests.
 /// </remarks>
 internal static partial class OpenClBarrierDivergence
 {
@@ -32,9 +34,10 @@ internal static partial class OpenClBarrierDivergence
             throw new InvalidDataException("No kernel in the OpenCL C.");
         }
 
-        if (lines.Take(start).Any(IsBarrier))
+        if (lines.Take(start).FirstOrDefault(line => FunctionLine().IsMatch(line)) is { } function)
         {
-            throw new InvalidDataException("A barrier outside the kernel, in a function it calls: not analysed.");
+            // A callee's barriers and its result (get_local_id in it) are not followed: refuse rather than miss them.
+            throw new InvalidDataException($"A function beside the kernel, '{function.Trim()}': not analysed.");
         }
 
         var blocks = Blocks(lines.Skip(start).ToArray());
@@ -139,8 +142,8 @@ internal static partial class OpenClBarrierDivergence
                     continue;
                 }
 
-                current.Targets.Add(GotoLine().Match(taken).Groups[1].Value);
-                current.Targets.Add(GotoLine().Match(kernel[++i].Trim()).Groups[1].Value);
+                current.Targets.Add(Target(taken));
+                current.Targets.Add(Target(kernel[++i].Trim()));
                 ended = true;
             }
             else if (GotoLine().Match(line) is { Success: true } jump)
@@ -153,6 +156,19 @@ internal static partial class OpenClBarrierDivergence
                 current.Targets.Add(Exit);
                 ended = true;
             }
+            else if (SwitchLine().Match(line) is { Success: true } choice)
+            {
+                current.Condition = choice.Groups[1].Value;
+                while (!kernel[++i].Trim().StartsWith('}'))
+                {
+                    if (GotoLine().Match(kernel[i].Trim()) is { Success: true } target)
+                    {
+                        current.Targets.Add(target.Groups[1].Value);
+                    }
+                }
+
+                ended = true;
+            }
             else if (IsBarrier(line))
             {
                 current.Barriers.Add(line);
@@ -160,6 +176,18 @@ internal static partial class OpenClBarrierDivergence
             else if (Assignment().Match(line) is { Success: true } assignment)
             {
                 current.Assignments.Add((assignment.Groups[1].Value, assignment.Groups[2].Value));
+            }
+            else if (WorkItemSource().IsMatch(line) && !line.Contains('='))
+            {
+                // A bare atomic call (compare-exchange) writes each work-item's old value through its pointer argument.
+                foreach (Match written in AddressOf().Matches(line))
+                {
+                    current.Assignments.Add((written.Groups[1].Value, line));
+                }
+            }
+            else if (!Ignored().IsMatch(line))
+            {
+                throw new InvalidDataException($"Line {i + 1} of the kernel, '{line}', is no statement this analysis reads.");
             }
         }
 
@@ -172,6 +200,9 @@ internal static partial class OpenClBarrierDivergence
 
         return blocks;
     }
+
+    private static string Target(string line) =>
+        GotoLine().Match(line) is { Success: true } jump ? jump.Groups[1].Value : throw new InvalidDataException($"'{line}' after an if is no goto.");
 
     /// <summary>Each block's post-dominators, itself included, as bits over the blocks and the exit (the last bit).</summary>
     private static BitArray[] PostDominators(List<Block> blocks)
@@ -256,7 +287,7 @@ internal static partial class OpenClBarrierDivergence
     [GeneratedRegex(@"\b(work_group_barrier|barrier|sub_group_barrier|work_group_broadcast|work_group_all|work_group_any|work_group_reduce_\w+|work_group_scan_\w+)\s*\(")]
     private static partial Regex Barrier();
 
-    [GeneratedRegex(@"\b(get_local_id|get_global_id|get_sub_group_local_id|atomic_\w+|atom_\w+)\s*\(")]
+    [GeneratedRegex(@"\b(get_local_id|get_global_id|get_local_linear_id|get_global_linear_id|get_sub_group_local_id|get_sub_group_id|atomic_\w+|atom_\w+)\s*\(")]
     private static partial Regex WorkItemSource();
 
     [GeneratedRegex(@"\bvar\d+\b")]
@@ -268,9 +299,22 @@ internal static partial class OpenClBarrierDivergence
     [GeneratedRegex(@"^if\s*\((var\d+)\)$")]
     private static partial Regex IfLine();
 
+    [GeneratedRegex(@"^switch\s*\((var\d+)\)\s*\{$")]
+    private static partial Regex SwitchLine();
+
+    /// <summary>What changes no value a branch reads: the signature, declarations, empty statements, stores through a pointer.</summary>
+    [GeneratedRegex(@"^($|;|\{|kernel void .*|[\w ]+\*?\s+(var|view_)\d+(\[\d+\])?[,);]$|\*\s*var\d+\s*=.*;$)")]
+    private static partial Regex Ignored();
+
+    [GeneratedRegex(@"&\s*(var\d+)\b")]
+    private static partial Regex AddressOf();
+
+    [GeneratedRegex(@"^\w[\w\s\*]*\s\w+\($")]
+    private static partial Regex FunctionLine();
+
     [GeneratedRegex(@"^goto\s+(L_\d+)\s*;$")]
     private static partial Regex GotoLine();
 
-    [GeneratedRegex(@"^(var\d+)\s*=\s*(.*);$")]
+    [GeneratedRegex(@"^(var\d+)(?:\.field_\d+)*\s*=\s*(.*);$")]
     private static partial Regex Assignment();
 }

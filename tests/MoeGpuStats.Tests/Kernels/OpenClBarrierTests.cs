@@ -1,4 +1,5 @@
 using MoeGpuStats.Kernels;
+using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests.Kernels;
 
@@ -16,6 +17,15 @@ public sealed class OpenClBarrierTests
     public void EveryWorkItemOfAGroupReachesEachBarrier(string kernel)
     {
         Assert.Empty(OpenClBarrierDivergence.Find(KernelOpenCl.Generate(kernel)));
+    }
+
+    /// <summary>The model kernel's OpenCL C before the fix, as PoCL's driver got it, has exactly the fence under the ticket.</summary>
+    [Fact]
+    public void TheModelKernelBeforeTheFixIsFound()
+    {
+        var path = Path.Combine(Checkout.RequireRoot("the probe's model-kernel.cl is not here"), "docs/measurements/2026-12-04-h200-probe-b118cd3/model-kernel.cl");
+        var found = Assert.Single(OpenClBarrierDivergence.Find(File.ReadAllText(path)));
+        Assert.Contains("memory_scope_device", found, StringComparison.Ordinal);
     }
 
     /// <summary>The analysis finds a fence (a barrier in ILGPU's OpenCL C) under a branch on the local id, as the model kernel had one.</summary>
