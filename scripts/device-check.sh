@@ -2,7 +2,7 @@
 # The whole GPU check, in one call to the GPU machine (no .NET SDK there).
 #
 # Here:   bash scripts/pack-device.sh
-# There:  device tool, carry [".device"], timeout_s that fits the device time left (it ran 476 s on an H200 with OpenCL failing; give it about 640 s):   bash scripts/device-check.sh
+# There:  device tool, carry [".device"], timeout_s that fits the device time left (a call's limit is 600 s; it ran 425 s on an H200):   bash scripts/device-check.sh
 # Writes env.txt, bench.log, targets.md, interop.log, tests.log, tests-opencl.log and json.tgz (device-check.json,
 # model-check.json, torch.json, model-torch.json, cli-device.json) under $OUT: the device tool brings back at most 8 files.
 # Copy the figures into docs/performance.md with the card, driver and date.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A short GPU-machine experiment (about 3 minutes), beside the whole check (scripts/device-check.sh):
+# A short GPU-machine experiment (about 130 s), beside the whole check (scripts/device-check.sh):
 # where the model engine stops counting on OpenCL, and what a step waits for while another thread reads.
 #
 # Here:   bash scripts/pack-device.sh

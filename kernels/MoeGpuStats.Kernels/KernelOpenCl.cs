@@ -12,15 +12,15 @@ namespace MoeGpuStats.Kernels;
 internal static class KernelOpenCl
 {
     /// <summary>
-    /// The capabilities of PoCL's CPU device on the GPU machine (2026-12-04): doubles, the generic address space,
-    /// 64-bit atomics and sub-groups, no halves.
+    /// The capabilities PoCL's CPU device reports, the OpenCL driver of the GPU machine: doubles, the generic address
+    /// space, 64-bit atomics and sub-groups, no halves.
     /// </summary>
     public static CLCapabilityContext PoclCapabilities { get; } = new(float16: false, float64: true, genericAddressSpace: true, int64_Atomics: true, subGroups: true);
 
     /// <summary>
     /// <paramref name="kernel"/> (one of <see cref="KernelPtx.Kernels"/>) as OpenCL C for a device of
-    /// <paramref name="capabilities"/>, <paramref name="vendor"/> and OpenCL C <paramref name="version"/>
-    /// (PoCL's by default), compiled with ILGPU's default (O1) pipeline as the library's contexts do.
+    /// <paramref name="capabilities"/> (PoCL's by default), <paramref name="vendor"/> and OpenCL C
+    /// <paramref name="version"/> (2.0 by default), compiled with ILGPU's default (O1) pipeline as the library's contexts do.
     /// </summary>
     /// <exception cref="ArgumentException"><paramref name="kernel"/> is not one of <see cref="KernelPtx.Kernels"/>.</exception>
     public static string Generate(string kernel, CLCapabilityContext? capabilities = null, CLDeviceVendor vendor = CLDeviceVendor.Other, CLCVersion? version = null)

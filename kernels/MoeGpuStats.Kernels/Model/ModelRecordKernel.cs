@@ -240,7 +240,7 @@ internal static class ModelRecordKernel
         Group.Barrier();
 
         // Every thread fences, not thread 0 alone: ILGPU's OpenCL backend emits a fence as a work-group barrier
-        // with device scope, which every work-item must reach (PoCL ran the guarded ticket on all 256 of them).
+        // with device scope, which every work-item of the group must reach.
         MemoryFence.DeviceLevel();
         if (thread == 0)
         {

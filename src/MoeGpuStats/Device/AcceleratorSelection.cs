@@ -18,9 +18,8 @@ internal static class AcceleratorSelection
     public static readonly AcceleratorType[] BestFirst = [AcceleratorType.Cuda, AcceleratorType.OpenCL];
 
     /// <summary>
-    /// The accelerators tried for a whole model: CUDA alone. On OpenCL (PoCL, the one OpenCL driver tried) the model
-    /// engine's tests have run only in part: those that ran pass, skipping empty steps crashed the process, and the
-    /// OpenCL tests after it never ran (2026-12-04, docs/performance.md); so OpenCL runs a model only when named (<c>opencl</c>).
+    /// The accelerators tried for a whole model: CUDA alone. OpenCL runs a model only when named (<c>opencl</c>), as the
+    /// model engine's tests have run there only in part (docs/performance.md).
     /// </summary>
     public static readonly AcceleratorType[] ModelBestFirst = [AcceleratorType.Cuda];
 

@@ -32,8 +32,10 @@ internal static class DeviceMemory
     /// accelerator's default stream instead (<c>CopyFromCPUUnsafeAsync</c> calls <c>CopyFromPageLockedAsync</c>
     /// without the stream), unordered with the statistics' stream on CUDA: a launch could read the buffer
     /// before the copy lands, or the copy overwrite ids a pending launch still reads. It waits for the stream
-    /// before the copy too, as <see cref="DeviceStateReader.ToHost"/> does: CUDA holds the stream through a
-    /// copy from pageable memory, so a step another thread launched meanwhile would wait for the queue ahead.
+    /// before the copy too, as <see cref="DeviceStateReader.ToHost"/> does: CUDA synchronizes the stream itself
+    /// before a copy from pageable memory, and a launch from another thread onto a stream held so waited for
+    /// the queue in the reads' case (this direction is unmeasured); the explicit wait costs nothing the copy
+    /// would not.
     /// </summary>
     public static unsafe void CopyFromHost<T>(AcceleratorStream stream, ArrayView<T> target, ReadOnlySpan<T> source)
         where T : unmanaged

@@ -131,8 +131,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <summary>
     /// Refuses what the model engine does not run on <paramref name="accelerator"/>: skipping empty steps on OpenCL,
-    /// whose empty-step check crashed PoCL's process (a segmentation fault, 2026-12-04 on the GPU machine; cause not
-    /// found; docs/performance.md), where a refusal costs a caller one line instead.
+    /// whose empty-step path crashed the process under PoCL (docs/performance.md), where a refusal costs a caller one
+    /// line instead.
     /// </summary>
     /// <exception cref="ArgumentException">The options ask for it.</exception>
     internal static void CheckEngineRuns(Accelerator accelerator, ModelRoutingStatsOptions options)
@@ -140,7 +140,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         if (options.SkipEmptySteps && accelerator.AcceleratorType == AcceleratorType.OpenCL)
         {
             throw new ArgumentException(
-                "options.SkipEmptySteps is true, which the OpenCL engine does not run (it crashed PoCL): use CUDA or the managed engine, or record empty steps.", nameof(options));
+                "options.SkipEmptySteps is true; the OpenCL engine takes only false: set it false, or use CUDA or the managed engine.", nameof(options));
         }
     }
 

@@ -42,8 +42,7 @@ internal sealed class DeviceStateReader(AcceleratorStream stream)
         BeforeCopy?.Invoke();
 
         // The wait first, then the copy: CUDA copies into pageable memory with the stream held, so a step another
-        // thread enqueued meanwhile waited for the queue ahead of the copy (0.48-0.58 ms behind 2 ms of steps on an
-        // H200, against 12 us after a synchronization; docs/performance.md).
+        // thread enqueued meanwhile would wait for the whole queue ahead of the copy (docs/performance.md measures both).
         stream.Synchronize();
         view.CopyToCPU(stream, host);
         Interlocked.Increment(ref _copies);

@@ -163,7 +163,7 @@ public sealed partial class ModelRoutingStatsTests
         var accelerator = TestAccelerators.Require("opencl");
         var error = Assert.Throws<ArgumentException>(() => ModelRoutingStats.OnDevice(accelerator, Skipping));
         Assert.Equal("options", error.ParamName);
-        Assert.StartsWith("options.SkipEmptySteps is true, which the OpenCL engine does not run", error.Message, StringComparison.Ordinal);
+        Assert.StartsWith("options.SkipEmptySteps is true; the OpenCL engine takes only false: set it false, or use CUDA or the managed engine.", error.Message, StringComparison.Ordinal);
         using var recording = ModelRoutingStats.OnDevice(accelerator, Options);
         Assert.Equal(0UL, recording.Summary().Steps);
     }

@@ -287,6 +287,17 @@ public sealed unsafe partial class NativeApiTests
         Refused(Create("cpu", 2, 1, 0, (Array.MaxLength / 2) + 1, -1f, out _), InvalidArgument, $"window = {(Array.MaxLength / 2) + 1}");
     }
 
+    /// <summary>"opencl" refuses MOEGS_MODEL_SKIP_EMPTY_STEPS in the caller's terms, writing no handle; without it, it creates.</summary>
+    [Fact]
+    public void OpenClRefusesTheSkipFlagNamingIt()
+    {
+        TestAccelerators.Require("opencl");
+        Refused(Create("opencl", Layers, Experts, 0, 0, -1f, out var refused, flags: 1), InvalidArgument, "flags has MOEGS_MODEL_SKIP_EMPTY_STEPS (Python: skip_empty_steps=True), which \"opencl\" does not take");
+        Assert.Equal(0, refused);
+        Assert.Equal(Ok, Create("opencl", Layers, Experts, 0, 0, -1f, out var created));
+        Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, created));
+    }
+
     /// <summary>
     /// moegs_model_create_with_flags: MOEGS_MODEL_SKIP_EMPTY_STEPS leaves a step of padding alone out of the
     /// model's steps; bits that are no flag are refused naming them, writing 0; a NULL out names the function called.
