@@ -98,6 +98,6 @@ echo "cli done at ${SECONDS}s" | tee -a "$out/env.txt"
 #    check is DeviceRoutingStatsTests.AThousandRecordsReturnBeforeTheDeviceFinishes. One test at a time,
 #    each named as it starts: an abort inside a native driver then names its test.
 MOEGS_TEST_SKIP=opencl,cpu,cpu-warp32,cpu-4mp timeout 240 ./MoeGpuStats.Tests -diagnostics -parallelMode none -reporter verbose > "$out/tests.log" 2>&1; echo "tests exit $?" >> "$out/tests.log"
-MOEGS_TEST_SKIP=cpu,cpu-warp32,cpu-4mp,cuda timeout 200 ./MoeGpuStats.Tests -diagnostics -parallelMode none -reporter verbose > "$out/tests-opencl.log" 2>&1; echo "opencl tests exit $?" >> "$out/tests-opencl.log"
+MOEGS_TEST_SKIP=cpu,cpu-warp32,cpu-4mp,cuda timeout 160 ./MoeGpuStats.Tests -diagnostics -parallelMode none -reporter verbose > "$out/tests-opencl.log" 2>&1; echo "opencl tests exit $?" >> "$out/tests-opencl.log"
 for log in "$out/tests.log" "$out/tests-opencl.log"; do grep -aE "Total:|\[FAIL\]|enqueued in|tests exit" "$log" | tail -12; done
 echo "tests done at ${SECONDS}s" | tee -a "$out/env.txt"
