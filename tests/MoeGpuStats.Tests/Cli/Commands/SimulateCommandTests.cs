@@ -254,11 +254,13 @@ public sealed class SimulateCommandTests : IDisposable
     [Fact]
     public void PeriodicReportsGoToStandardErrorInTheReportsUnits()
     {
-        var (code, output, error) = Run("simulate", "--steps", "30", "--tokens", "64", "--report-interval", "0.000001");
+        // Enough batches for a second report: after each, the next waits nine times that report's own time, and the
+        // first compiles the report's code (some 30,000 batches of 8 tokens).
+        var (code, output, error) = Run("simulate", "--steps", "100000", "--tokens", "8", "--report-interval", "0.000001");
 
         Assert.True(code == ExitCodes.Ok, error);
         var periodic = error.Split('\n').Where(line => line.StartsWith("after ", StringComparison.Ordinal)).ToArray();
-        Assert.NotEmpty(periodic);
+        Assert.True(periodic.Length >= 2, error);
         Assert.All(periodic, line => Assert.Matches(@"busiest expert \d+ at \d+\.\d\d % of tokens", line));
         Assert.DoesNotMatch("(?m)^after ", output);
 
@@ -271,12 +273,14 @@ public sealed class SimulateCommandTests : IDisposable
     [Fact]
     public void AModelsPeriodicReportsSayNoStepIsTimedBeforeTheSecond()
     {
-        // Due at the first step; later ones as often as a tenth of the run allows (ReportScheduleTests).
-        var (code, _, error) = Run("simulate", "--layers", "2", "--experts", "8", "--tokens", "4", "--steps", "200", "--report-interval", "0.000001");
+        // Due at the first step; later ones as often as a tenth of the run allows (ReportScheduleTests): the first
+        // report compiles the summary's code, and the next waits nine times as long, some 20,000 steps of this model.
+        var (code, _, error) = Run("simulate", "--layers", "2", "--experts", "8", "--tokens", "4", "--steps", "100000", "--report-interval", "0.000001");
 
         Assert.True(code == ExitCodes.Ok, error);
         var periodic = error.Split('\n').Where(line => line.StartsWith("after ", StringComparison.Ordinal)).ToArray();
-        Assert.StartsWith("after 1 of 200 steps", periodic[0]);
+        Assert.True(periodic.Length >= 2, error);
+        Assert.StartsWith("after 1 of 100,000 steps", periodic[0]);
         Assert.EndsWith("; no step timed yet", periodic[0].TrimEnd());
         Assert.All(periodic.Skip(1), line => Assert.Matches(@"window balancedness min [0-9.]+ \(layer \d\), mean [0-9.]+; [0-9.,]+ ms per step\r?$", line));
     }
