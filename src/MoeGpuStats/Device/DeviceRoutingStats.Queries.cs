@@ -84,8 +84,8 @@ public sealed partial class DeviceRoutingStats
     /// count, copied back at once. The staging runs under the lock, the pending record folded first; the copy,
     /// the read's wait for the stream, with the lock released: a record on another thread meanwhile is
     /// enqueued behind the staged reading, which it cannot change, and waits at most for the copy's transfer, not
-    /// the queue ahead of it (<see cref="DeviceStateReader.ToHost"/>). The reads' own lock, held throughout, gives the read-back buffer to one reading at a time and keeps
-    /// <see cref="Dispose"/> from freeing it under one.
+    /// the queue ahead of it (<see cref="DeviceStateReader.ToHost"/>). The reads' own lock, held throughout, gives
+    /// the read-back buffer to one reading at a time and keeps <see cref="Dispose"/> from freeing it under one.
     /// </summary>
     private (byte[] Bytes, int Experts) ReadBack(Func<int, long> stage)
     {

@@ -19,8 +19,8 @@ namespace MoeGpuStats;
 /// says how to order the reads after it). A summary or a window load waits on the host once, for one
 /// copy back of what it returns (the step count with it), with the model's lock released: a step recorded
 /// on another thread meanwhile does not wait for the queue ahead of the copy (the read waits for the stream
-/// first, then copies: a step may still wait for the short copy itself), and comes after the reading (a placement a summary has
-/// not seen before is copied to the device first: one more wait). Recording ids on the device never waits; a step of
+/// first, then copies: a step may still wait for the short copy itself), and comes after the reading (a
+/// placement a summary has not seen before is copied to the device first: one more wait). Recording ids on the device never waits; a step of
 /// host ids copies them to the device and waits for that copy.
 /// </summary>
 /// <remarks>
