@@ -316,7 +316,7 @@ internal static class ModelDeviceCheck
     }
 
     /// <summary>Median host wall time in µs of a call: an enqueue's, or a read's with its waits.</summary>
-    private static double HostMedian(int reps, Action call)
+    internal static double HostMedian(int reps, Action call)
     {
         var times = new double[reps];
         for (var i = 0; i < reps; i++)
@@ -330,7 +330,7 @@ internal static class ModelDeviceCheck
     }
 
     /// <summary>The median of <paramref name="times"/> (the upper one of an even count), sorting them in place.</summary>
-    private static double Median(double[] times)
+    internal static double Median(double[] times)
     {
         Array.Sort(times);
         return times[times.Length / 2];

@@ -200,7 +200,7 @@ internal static class ModelEngineProbe
         }
 
         stream.Synchronize();
-        Console.WriteLine($"  a step alone: {StepAlone(Step):F1}");
+        Console.WriteLine($"  a step alone: {ModelDeviceCheck.HostMedian(20, Step):F1}");
         Console.WriteLine($"  during Summary(): {DuringWait(Step, () => model.Summary()):F1}");
         Console.WriteLine($"  during BeginRead() then its Wait(): {DuringWait(Step, () =>
         {
@@ -210,20 +210,6 @@ internal static class ModelEngineProbe
         Console.WriteLine($"  during the stream's Synchronize(): {DuringWait(Step, stream.Synchronize):F1}");
         Console.WriteLine($"  during a copy of 64 KiB to pageable memory: {DuringWait(Step, () => pageable.View.CopyToCPU(stream, host)):F1}");
         Console.WriteLine($"  during a Synchronize() then that copy: {DuringWait(Step, () => { stream.Synchronize(); pageable.View.CopyToCPU(stream, host); }):F1}");
-    }
-
-    private static double StepAlone(Action step)
-    {
-        var times = new double[20];
-        for (var i = 0; i < times.Length; i++)
-        {
-            var start = Stopwatch.GetTimestamp();
-            step();
-            times[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
-        }
-
-        Array.Sort(times);
-        return times[times.Length / 2];
     }
 
     /// <summary>
@@ -259,7 +245,6 @@ internal static class ModelEngineProbe
             waiting.Wait();
         }
 
-        Array.Sort(times);
-        return times[times.Length / 2];
+        return ModelDeviceCheck.Median(times);
     }
 }

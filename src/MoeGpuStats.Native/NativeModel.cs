@@ -363,7 +363,7 @@ internal sealed class NativeModel : INativeHandle
     private static (AcceleratorStream, ModelRoutingStats, CudaStreamBridge?) OnDevice(Accelerator accelerator, ModelRoutingStatsOptions options)
     {
         // The engine's own refusal names the .NET option; a C or Python caller set a flag.
-        if (options.SkipEmptySteps && accelerator.AcceleratorType == AcceleratorType.OpenCL)
+        if (!MoeGpuStats.Device.DeviceModelEngine.Runs(accelerator.AcceleratorType, options))
         {
             throw new NativeArgumentException($"flags has MOEGS_MODEL_SKIP_EMPTY_STEPS (Python: skip_empty_steps=True), which \"opencl\" does not take: clear it, or use \"cuda\" or \"managed\".");
         }

@@ -130,14 +130,17 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     }
 
     /// <summary>
-    /// Refuses what the model engine does not run on <paramref name="accelerator"/>: skipping empty steps on OpenCL,
-    /// whose empty-step path crashed the process under PoCL (docs/performance.md), where a refusal costs a caller one
-    /// line instead.
+    /// Whether the model engine runs <paramref name="options"/> on an accelerator of <paramref name="type"/>: not
+    /// skipping empty steps on OpenCL, whose empty-step path crashed the process under PoCL (docs/performance.md),
+    /// where a refusal costs a caller one line instead.
     /// </summary>
+    internal static bool Runs(AcceleratorType type, ModelRoutingStatsOptions options) => !(options.SkipEmptySteps && type == AcceleratorType.OpenCL);
+
+    /// <summary>Refuses what the model engine does not run on <paramref name="accelerator"/> (<see cref="Runs"/>).</summary>
     /// <exception cref="ArgumentException">The options ask for it.</exception>
     internal static void CheckEngineRuns(Accelerator accelerator, ModelRoutingStatsOptions options)
     {
-        if (options.SkipEmptySteps && accelerator.AcceleratorType == AcceleratorType.OpenCL)
+        if (!Runs(accelerator.AcceleratorType, options))
         {
             throw new ArgumentException(
                 "options.SkipEmptySteps is true; the OpenCL engine takes only false: set it false, or use CUDA or the managed engine.", nameof(options));
