@@ -9,9 +9,10 @@ namespace MoeGpuStats.Collections;
 /// <summary>
 /// The sliding window of expert load in managed memory: the last <c>window</c> steps' counts per
 /// layer and expert beside their running sum, as the device keeps them. A layer's step of at most
-/// <see cref="ListedIds"/> ids (decode) is kept as a short list of (expert, count) pairs, each
-/// packed in one 32-bit entry, instead of a row of E counts: a decode step of 8 ids then touches one
-/// cold cache line per layer of a ring of 1,000 steps, not a row of E counts. Larger steps keep a
+/// <see cref="ListedIds"/> ids (decode) is kept as the list of its valid ids, 16 bits each, instead
+/// of a row of E counts: a decode step of 8 ids then touches one cold cache line per layer of a ring
+/// of 1,000 steps, not a row of E counts, and adds and evicts one count per id, with no histogram to
+/// consult and no repeated expert to merge. Larger steps keep a
 /// whole row in the dense ring, as do all steps of layers of at most <see cref="ListedIds"/> experts,
 /// whose rows are no longer than a list.
 /// </summary>
@@ -22,21 +23,13 @@ internal sealed class ExpertLoadWindow
 
     private const int Whole = -1;
 
-    /// <summary>
-    /// A list entry is the expert in its low 16 bits and the count (at most <see cref="ListedIds"/>) above:
-    /// a model's experts are at most <see cref="RoutingStatsOptions.MaxDeviceExperts"/> (4,096), which
-    /// <see cref="ModelRoutingStatsOptions"/> checks; more than 65,536 would not fit.
-    /// </summary>
-    private const int CountShift = 16;
-
     private readonly int _layers;
     private readonly int _experts;
     private readonly int _window;
     private readonly int _listLength;
     private readonly ulong[] _load;
-    private readonly bool[] _seen;
     private uint[]? _ring;
-    private uint[] _entries = [];
+    private ushort[] _entries = [];
     private int[] _listed = [];
 
     /// <summary>
@@ -51,13 +44,13 @@ internal sealed class ExpertLoadWindow
     /// <exception cref="InsufficientMemoryException">The steps' arrays could not be allocated; the message gives their size.</exception>
     public ExpertLoadWindow(int layers, int experts, int window, ulong[]? load = null, uint[]? ring = null, int position = 0)
     {
-        Debug.Assert(experts <= 1 << CountShift, "a list entry keeps the expert in 16 bits");
+        // A model's experts are at most RoutingStatsOptions.MaxDeviceExperts (4,096), which its options check.
+        Debug.Assert(experts <= ushort.MaxValue + 1, "a list entry is an expert in 16 bits");
         (_layers, _experts, _window) = (layers, experts, window);
         _load = load ?? new ulong[layers * experts];
 
         // Up to 32 experts a row is no longer than a list, and sliding it costs less than keeping one: rows alone.
         _listLength = experts > ListedIds ? ListedIds : 0;
-        _seen = new bool[experts];
         if (load is null)
         {
             AllocateSteps();
@@ -82,13 +75,13 @@ internal sealed class ExpertLoadWindow
 
     /// <summary>
     /// The managed memory a window's steps take, in bytes: the ring of counts (<c>4 × window × layers × experts</c>),
-    /// the decode steps' lists (<c>4 × window × layers × 32</c>, where the experts are more than 32) and the rows'
+    /// the decode steps' lists (<c>2 × window × layers × 32</c>, where the experts are more than 32) and the rows'
     /// list lengths (<c>4 × window × layers</c>).
     /// </summary>
     public static long StepBytes(int layers, int experts, int window)
     {
         long rows = (long)window * layers;
-        return sizeof(uint) * rows * (experts + (experts > ListedIds ? ListedIds : 0) + 1);
+        return rows * ((sizeof(uint) * (experts + 1L)) + (experts > ListedIds ? sizeof(ushort) * ListedIds : 0));
     }
 
     /// <summary>The ring position the next step writes.</summary>
@@ -118,9 +111,9 @@ internal sealed class ExpertLoadWindow
         }
         else
         {
-            foreach (var entry in entries[.._listed[row]])
+            foreach (var expert in entries[.._listed[row]])
             {
-                load[(int)(entry & 0xFFFF)] -= entry >> CountShift;
+                load[expert]--;
             }
 
             if (!listed)
@@ -138,17 +131,11 @@ internal sealed class ExpertLoadWindow
         var length = 0;
         foreach (var id in ids)
         {
-            if ((uint)id < (uint)_experts && !_seen[id])
+            if ((uint)id < (uint)load.Length)
             {
-                _seen[id] = true;
-                entries[length++] = (uint)id | ((uint)counts[id] << CountShift);
-                load[id] += (uint)counts[id];
+                entries[length++] = (ushort)id;
+                load[id]++;
             }
-        }
-
-        foreach (var entry in entries[..length])
-        {
-            _seen[(int)(entry & 0xFFFF)] = false;
         }
 
         _listed[row] = length;
@@ -207,7 +194,7 @@ internal sealed class ExpertLoadWindow
         try
         {
             var rows = _window * _layers;
-            var entries = new uint[rows * _listLength];
+            var entries = new ushort[rows * _listLength];
             var listed = new int[rows];
             var ring = held?.LongLength == WholeLength ? held : new uint[WholeLength];
             if (held is not null)
@@ -255,9 +242,9 @@ internal sealed class ExpertLoadWindow
                     continue;
                 }
 
-                foreach (var entry in _entries.AsSpan(row * _listLength, _listed[row]))
+                foreach (var expert in _entries.AsSpan(row * _listLength, _listed[row]))
                 {
-                    layerLoad[(int)(entry & 0xFFFF)] += entry >> CountShift;
+                    layerLoad[expert]++;
                 }
             }
         }
@@ -336,9 +323,9 @@ internal sealed class ExpertLoadWindow
         }
 
         counts.Clear();
-        foreach (var entry in _entries.AsSpan(row * _listLength, _listed[row]))
+        foreach (var expert in _entries.AsSpan(row * _listLength, _listed[row]))
         {
-            counts[(int)(entry & 0xFFFF)] = entry >> CountShift;
+            counts[expert]++;
         }
     }
 

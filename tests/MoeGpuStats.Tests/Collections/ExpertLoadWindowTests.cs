@@ -15,11 +15,13 @@ public sealed class ExpertLoadWindowTests
         var loads = new ExpertLoadWindow(layers, experts, window);
         var kinds = new HashSet<int>();
         var steps = new List<int[][]>();
+        var listedRepeats = 0;
         for (var step = 0; step < 40; step++)
         {
-            // Sparse steps (at most 32 ids: listed experts) and whole rows, some with counts beyond 16
-            // bits (an expert given 300 or 70,000 ids), in any order, with padding and invalid ids.
+            // Sparse steps (at most 32 ids: listed, some naming an expert twice) and whole rows, some with counts
+            // beyond 16 bits (an expert given 300 or 70,000 ids), in any order, with padding and invalid ids.
             var ids = Enumerable.Range(0, layers).Select(_ => Step(random, experts, kinds)).ToArray();
+            listedRepeats += ids.Count(layer => layer.Length <= ExpertLoadWindow.ListedIds && layer.Where(id => id >= 0 && id < experts).GroupBy(id => id).Any(group => group.Count() > 1));
             for (var l = 0; l < layers; l++)
             {
                 loads.Add(l, ids[l], Histogram(ids[l], experts));
@@ -58,6 +60,23 @@ public sealed class ExpertLoadWindowTests
         }
 
         Assert.Equal(4, kinds.Count);
+        Assert.True(listedRepeats > 0, "no listed step named an expert twice");
+    }
+
+    /// <summary>The size an allocation failure's message gives is what the steps' arrays take, beside the load's.</summary>
+    [Theory]
+    [InlineData(3, 40, 50)]
+    [InlineData(5, 8, 20)]
+    public void StepBytesIsWhatTheStepsTake(int layers, int experts, int window)
+    {
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var loads = new ExpertLoadWindow(layers, experts, window);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        GC.KeepAlive(loads);
+
+        var load = sizeof(ulong) * layers * experts;
+        var steps = ExpertLoadWindow.StepBytes(layers, experts, window);
+        Assert.InRange(allocated - load, steps, steps + 256);
     }
 
     [Fact]
