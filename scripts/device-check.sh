@@ -76,6 +76,12 @@ MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 60 python3 "$root/python/examples/torch_t
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 40 python3 "$root/python/examples/torch_cuda_graph_check.py" 2>&1 | tee -a "$out/interop.log"
 #    The same with a [tokens, layers, k] int16 routed-experts buffer (some vLLM versions' capture), read where it lies.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 40 python3 "$root/python/examples/torch_cuda_graph_check.py" --routed-experts 2>&1 | tee -a "$out/interop.log"
+#    Four more runs, exit statuses only: an abort at teardown (glibc's "free(): invalid next size", once at 5086965)
+#    would show as 134 in one of them.
+for run in 1 2 3 4; do
+  MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 40 python3 "$root/python/examples/torch_cuda_graph_check.py" > /dev/null 2>&1
+  echo "graph check, repeat $run: exit $?" | tee -a "$out/interop.log"
+done
 echo "interop done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 5. The main job, the CLI, on the best accelerator (CUDA there) and on the managed engine: same routing, same numbers.
