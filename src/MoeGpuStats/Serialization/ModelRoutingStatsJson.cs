@@ -190,6 +190,13 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
             CheckRecordedByModel(layerState, l, options);
             CheckWindowWithinRun(state, layerState, l, options.Experts);
+            CheckWindowWithinSteps(state, l, options.Experts, mergedParts);
+            if (stats.RoutingLatencyStats.TotalMeasurements != 0)
+            {
+                throw new JsonException(
+                    Invariant($"layers[{l}] holds routing_latency_stats of {Plural.Of((long)stats.RoutingLatencyStats.TotalMeasurements, "measurement")}; a model's layers measure no latency, and the model would read them and lose them."));
+            }
+
             state.Layers[l++] = layerState;
         }
 
@@ -316,6 +323,22 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
                 throw new JsonException(
                     Invariant($"window_load[{l}][{e}] is {load}, layers[{l}] counts {sinceStart} for expert {e} since the start; the window's load is part of the run's{(wholeRun ? ", and all of it while window_steps = steps" : "")}."));
             }
+        }
+    }
+
+    /// <summary>
+    /// Refuses a window load that its steps cannot hold: a step records at most 2^31 − 1 ids a layer (tokens × k),
+    /// and a merge's window row sums one row of each part, as the counts since the start are bounded by the steps.
+    /// </summary>
+    private static void CheckWindowWithinSteps(ModelState state, int l, int experts, int mergedParts)
+    {
+        var load = RoutingStatsJson.Sum(state.WindowLoad.AsSpan(l * experts, experts));
+        var most = (UInt128)(ulong)state.WindowSteps * (ulong)mergedParts * int.MaxValue;
+        if (load > most)
+        {
+            var parts = mergedParts == 1 ? "" : Invariant($" of merged_parts = {mergedParts:N0}");
+            throw new JsonException(
+                Invariant($"window_load[{l}] sums to {load:N0} ids over window_steps = {state.WindowSteps:N0}{parts}; a step records at most {int.MaxValue:N0} ids a layer (tokens × k), so at most {most:N0}."));
         }
     }
 

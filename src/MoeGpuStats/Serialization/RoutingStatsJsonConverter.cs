@@ -143,6 +143,19 @@ internal static class RoutingStatsJson
     /// </summary>
     private const double AverageTolerance = 1e-6;
 
+    /// <summary>
+    /// The largest share a batch gives an expert: its count over the batch's tokens, where a count is at most
+    /// 2^31 − 1 (the ids of a batch, tokens × k, or a decision's count of one expert) and the tokens at least 1.
+    /// Utilization, decayed or not, is a mean of such shares.
+    /// </summary>
+    private const float MaxShare = int.MaxValue;
+
+    /// <summary>
+    /// The largest load variance a batch gives: the variance of counts of at most 2^31 − 1 is at most a quarter
+    /// of (2^31 − 1)²; the bound is (2^31 − 1)², room for float32's rounding, and 1,000 of them sum in float32.
+    /// </summary>
+    private const float MaxLoadVariance = (float)int.MaxValue * int.MaxValue;
+
     /// <param name="root">The statistics' JSON object.</param>
     /// <param name="checkOptions">Refuses settings the caller does not take (a model's layer, not the model's), before the state is checked against them.</param>
     public static RoutingStats FromElement(JsonElement root, Action<RoutingStatsOptions>? checkOptions = null)
@@ -346,7 +359,7 @@ internal static class RoutingStatsJson
     }
 
     /// <summary>The exact sum of counts, which up to 2^31 counts of at most 2^63 − 1 cannot wrap.</summary>
-    internal static UInt128 Sum(ulong[] counts)
+    internal static UInt128 Sum(ReadOnlySpan<ulong> counts)
     {
         UInt128 sum = 0;
         foreach (var count in counts)
@@ -367,6 +380,11 @@ internal static class RoutingStatsJson
         CheckNonNegative(state.ExpertUtilization, "expert_utilization", "utilization cannot be negative or null");
         CheckNonNegative(state.DecayedExpertUtilization, "decayed_expert_utilization", "utilization cannot be negative or null");
         CheckNonNegative(state.LoadVarianceHistory, "load_variance_history", "a load variance cannot be negative or null");
+        const string shareRule = "utilization is a mean of shares, an expert's count over its batch's tokens, at most 2,147,483,647 (2^31 − 1 ids to one expert from one token)";
+        const string varianceRule = "a batch's load variance, over counts of at most 2^31 − 1, is at most (2^31 − 1)², about 4.61e18";
+        CheckAtMost(state.ExpertUtilization, "expert_utilization", MaxShare, shareRule);
+        CheckAtMost(state.DecayedExpertUtilization, "decayed_expert_utilization", MaxShare, shareRule);
+        CheckAtMost(state.LoadVarianceHistory, "load_variance_history", MaxLoadVariance, varianceRule);
         CheckNonNegative(state.UtilizationSums ?? [], "expert_utilization_sums", "a sum of shares cannot be negative or null");
         CheckNonNegative(state.CapacityAverageUtilization, "capacity_stats.average_utilization", "a utilization cannot be negative or null");
         CheckNonNegative(state.CapacityPeakUtilization, "capacity_stats.peak_utilization", "a utilization cannot be negative or null");
@@ -380,6 +398,18 @@ internal static class RoutingStatsJson
             if (!(values[i] >= T.Zero))
             {
                 CheckNonNegative(values[i], Invariant($"{name}[{i}]"), rule);
+            }
+        }
+    }
+
+    /// <summary>Refuses a value above <paramref name="most"/>: no run records it, and sums and means of it overflow float32 (a trend, a CV, a merge's mean).</summary>
+    private static void CheckAtMost(float[] values, string name, float most, string rule)
+    {
+        for (var i = 0; i < values.Length; i++)
+        {
+            if (values[i] > most)
+            {
+                throw new JsonException(Invariant($"{name}[{i}] is {Shown(values[i])}; {rule}."));
             }
         }
     }
@@ -444,6 +474,14 @@ internal static class RoutingStatsJson
         {
             throw new JsonException(
                 Invariant($"{Entry(averageName, index)} is {Shown(average)} but {Entry(sumName, index)} is {Shown(total)} over total_routings {routings}; the average is the sum over the batches divided by them."));
+        }
+
+        // The tolerance lets a sum's mean pass float32's range beside an average at its largest value; a merge's mean of
+        // two such sums would then be infinite. No run's mean of float32 values rounds to an infinity.
+        if (float.IsInfinity((float)expected))
+        {
+            throw new JsonException(
+                Invariant($"{Entry(sumName, index)} is {Shown(total)} over total_routings {routings}, a mean beyond float32's range ({float.MaxValue:G9}); every value averaged is a float32."));
         }
     }
 

@@ -372,6 +372,47 @@ public sealed class ModelRoutingStatsJsonConverterTests
         }
     }
 
+    /// <summary>
+    /// A window load more than its steps hold (2^31 − 1 ids a layer a step), which the counts since the start allowed:
+    /// one step of 2^62 ids was reported and planned on. The bound itself reads.
+    /// </summary>
+    [Theory]
+    [InlineData(4611686018427387904UL, false)]
+    [InlineData(2147483648UL, false)]
+    [InlineData(2147483647UL, true)]
+    public void AWindowLoadItsStepsCannotHoldIsRefused(ulong load, bool reads)
+    {
+        var json = "{\"experts\":1,\"window\":1,\"steps\":8589934592,\"window_steps\":1,\"window_load\":[[" + load.ToString(System.Globalization.CultureInfo.InvariantCulture) + "]],"
+            + "\"layers\":[{\"total_routings\":8589934592,\"total_tokens\":4611686018427387904,\"tokens_dropped\":0,\"expert_utilization\":[1.0],"
+            + "\"average_load_balance_loss\":0.0,\"average_router_z_loss\":0.0,\"routing_efficiency\":100.0,\"expert_token_counts\":[4611686018427387904],"
+            + "\"routing_latency_stats\":{\"total_measurements\":0,\"total_latency_ms\":0,\"min_latency_ms\":null,\"max_latency_ms\":0,\"recent_latencies\":[]},"
+            + "\"load_variance_history\":[],\"capacity_stats\":{\"average_utilization\":0,\"peak_utilization\":0,\"capacity_exceeded_count\":0,"
+            + "\"total_capacity\":858993459200,\"total_used\":4611686018427387904},\"experts\":1,\"expert_utilization_sums\":[8589934592.0],"
+            + "\"load_balance_loss_sum\":0.0,\"router_z_loss_sum\":0.0}]}";
+        if (reads)
+        {
+            using var model = JsonSerializer.Deserialize<ModelRoutingStats>(json)!;
+            Assert.Equal([load], model.WindowLoad());
+            return;
+        }
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json));
+        Assert.Equal(
+            $"window_load[0] sums to {load:N0} ids over window_steps = 1; a step records at most 2,147,483,647 ids a layer (tokens × k), so at most 2,147,483,647.",
+            error.Message);
+    }
+
+    /// <summary>A latency in a model's layer, which no model step measures and a model read back would drop, is refused.</summary>
+    [Fact]
+    public void ALatencyInAModelsLayerIsRefused()
+    {
+        using var model = Recorded(Options);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        node["layers"]![2]!["routing_latency_stats"] = JsonNode.Parse("{\"total_measurements\":1,\"total_latency_ms\":5,\"min_latency_ms\":5,\"max_latency_ms\":5,\"recent_latencies\":[5]}");
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal("layers[2] holds routing_latency_stats of 1 measurement; a model's layers measure no latency, and the model would read them and lose them.", error.Message);
+    }
+
     [Theory]
     [InlineData(3, 1)]    // the window holds 3 of 7 steps: a load above the run's count is refused
     [InlineData(10, 0)]   // the window holds every step: a load other than the run's count is refused

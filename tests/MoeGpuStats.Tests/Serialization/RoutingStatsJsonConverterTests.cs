@@ -373,6 +373,9 @@ public sealed class RoutingStatsJsonConverterTests
     [InlineData("expert_utilization_sums/2", "null", "expert_utilization_sums[2] is null")]
     [InlineData("load_variance_history/0", "-1", "load_variance_history[0] is -1; a load variance cannot be negative or null.")]
     [InlineData("load_variance_history/0", "null", "load_variance_history[0] is null")]
+    [InlineData("expert_utilization/1", "3e9", "expert_utilization[1] is 3E+09; utilization is a mean of shares, an expert's count over its batch's tokens, at most 2,147,483,647")]
+    [InlineData("decayed_expert_utilization/0", "1e10", "decayed_expert_utilization[0] is 1E+10; utilization is a mean of shares")]
+    [InlineData("load_variance_history/0", "1e19", "load_variance_history[0] is 1E+19; a batch's load variance, over counts of at most 2^31 − 1, is at most (2^31 − 1)², about 4.61e18.")]
     [InlineData("routing_efficiency", "3.25", "routing_efficiency is 3.25 but routed_slots ")]
     [InlineData("capacity_stats/capacity_exceeded_count", "1000", "capacity_exceeded_count is 1000 for total_routings 40; a batch exceeds the capacity at most once.")]
     [InlineData("capacity_stats/capacity_exceeded_count", "0", "capacity_exceeded_count is 0 for slots_dropped ")]
@@ -396,6 +399,36 @@ public sealed class RoutingStatsJsonConverterTests
         var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
         Assert.Contains(message, error.Message);
         Assert.DoesNotContain('\n', error.Message);
+    }
+
+    /// <summary>
+    /// A loss sum whose mean lies past float32's largest value, within the tolerance of an average at it, is refused:
+    /// two such files merged into an infinite average, written as null, and the merge's file was refused on reading.
+    /// A sum whose mean is float32's largest value reads, and its merge stays finite.
+    /// </summary>
+    [Theory]
+    [InlineData("3.4028252e38", false)]
+    [InlineData("3.4028235e38", true)]
+    public void ALossSumWhoseMeanIsPastFloat32IsRefused(string sum, bool reads)
+    {
+        var json = "{\"total_routings\":1,\"total_tokens\":1,\"tokens_dropped\":0,\"expert_utilization\":[1],\"average_load_balance_loss\":3.4028235e38,"
+            + "\"average_router_z_loss\":0,\"routing_efficiency\":100,\"expert_token_counts\":[1],\"routing_latency_stats\":{\"total_measurements\":0,"
+            + "\"total_latency_ms\":0,\"min_latency_ms\":null,\"max_latency_ms\":0,\"recent_latencies\":[]},\"load_variance_history\":[0],"
+            + "\"capacity_stats\":{\"average_utilization\":0.01,\"peak_utilization\":0.01,\"capacity_exceeded_count\":0,\"total_capacity\":100,\"total_used\":1},"
+            + "\"expert_utilization_sums\":[1],\"load_balance_loss_sum\":" + sum + ",\"router_z_loss_sum\":0,\"experts\":1}";
+        if (!reads)
+        {
+            var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json));
+            Assert.Equal("load_balance_loss_sum is 3.4028252E+38 over total_routings 1, a mean beyond float32's range (3.40282347E+38); every value averaged is a float32.", error.Message);
+            return;
+        }
+
+        using var first = JsonSerializer.Deserialize<RoutingStats>(json)!;
+        using var second = JsonSerializer.Deserialize<RoutingStats>(json)!;
+        using var merged = RoutingStats.Merge([first, second]);
+        Assert.Equal(float.MaxValue, merged.AverageLoadBalanceLoss);
+        using var readBack = JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(merged))!;
+        Assert.Equal(float.MaxValue, readBack.AverageLoadBalanceLoss);
     }
 
     /// <summary>
