@@ -373,21 +373,29 @@ internal static class RoutingStatsJson
     /// <summary>
     /// Shares, their sums, load variances and the capacity's utilization figures are non-negative and
     /// finite in every state a run leaves; a null one (NaN) or a negative one was edited, and a record
-    /// would carry a null capacity average on for good.
+    /// would carry a null capacity average on for good. Shares and variances are bounded by what a batch's
+    /// counts give, and the capacity's moving average by its peak: past those, sums and means of them overflow.
     /// </summary>
     private static void CheckShares(RoutingState state)
     {
         CheckNonNegative(state.ExpertUtilization, "expert_utilization", "utilization cannot be negative or null");
         CheckNonNegative(state.DecayedExpertUtilization, "decayed_expert_utilization", "utilization cannot be negative or null");
         CheckNonNegative(state.LoadVarianceHistory, "load_variance_history", "a load variance cannot be negative or null");
+        CheckNonNegative(state.UtilizationSums ?? [], "expert_utilization_sums", "a sum of shares cannot be negative or null");
+        CheckNonNegative(state.CapacityAverageUtilization, "capacity_stats.average_utilization", "a utilization cannot be negative or null");
+        CheckNonNegative(state.CapacityPeakUtilization, "capacity_stats.peak_utilization", "a utilization cannot be negative or null");
         const string shareRule = "utilization is a mean of shares, an expert's count over its batch's tokens, at most 2,147,483,647 (2^31 − 1 ids to one expert from one token)";
         const string varianceRule = "a batch's load variance, over counts of at most 2^31 − 1, is at most (2^31 − 1)², about 4.61e18";
         CheckAtMost(state.ExpertUtilization, "expert_utilization", MaxShare, shareRule);
         CheckAtMost(state.DecayedExpertUtilization, "decayed_expert_utilization", MaxShare, shareRule);
         CheckAtMost(state.LoadVarianceHistory, "load_variance_history", MaxLoadVariance, varianceRule);
-        CheckNonNegative(state.UtilizationSums ?? [], "expert_utilization_sums", "a sum of shares cannot be negative or null");
-        CheckNonNegative(state.CapacityAverageUtilization, "capacity_stats.average_utilization", "a utilization cannot be negative or null");
-        CheckNonNegative(state.CapacityPeakUtilization, "capacity_stats.peak_utilization", "a utilization cannot be negative or null");
+
+        // The moving average of the batches' uses is at most the largest of them, and so is a merge's weighted mean of
+        // such averages, within float32's rounding of each step.
+        if (state.CapacityAverageUtilization > (state.CapacityPeakUtilization * (1 + AverageTolerance)) + float.Epsilon)
+        {
+            throw new JsonException(Invariant($"capacity_stats.average_utilization is {Shown(state.CapacityAverageUtilization)} above peak_utilization {Shown(state.CapacityPeakUtilization)}; a moving average of the batches' uses is at most the largest."));
+        }
     }
 
     private static void CheckNonNegative<T>(T[] values, string name, string rule)
@@ -440,13 +448,22 @@ internal static class RoutingStatsJson
     /// <summary>
     /// Each expert's mean share is its f64 sum over the batches divided by them, as for the losses: a
     /// record continues from the sums and divides them out again, so a mean the sums contradict would
-    /// jump (a huge sum to infinity) at the next record.
+    /// jump (a huge sum to infinity) at the next record. An expert that counted nothing has a mean share,
+    /// decayed or not, of 0.
     /// </summary>
     private static void CheckUtilization(RoutingState state)
     {
         for (var e = 0; e < state.ExpertUtilization.Length; e++)
         {
             CheckAverage(state.ExpertUtilization[e], state.UtilizationSums?[e], state.TotalRoutings, "expert_utilization", "expert_utilization_sums", e);
+
+            // A share is the expert's count over the batch's tokens: an expert that counted nothing had 0 in every batch.
+            if (state.ExpertTokenCounts[e] == 0 && (state.ExpertUtilization[e] != 0 || (state.DecayedExpertUtilization.Length > 0 && state.DecayedExpertUtilization[e] != 0)))
+            {
+                var decayed = state.DecayedExpertUtilization.Length > 0 ? Invariant($" (decayed {Shown(state.DecayedExpertUtilization[e])})") : "";
+                throw new JsonException(
+                    Invariant($"expert_utilization[{e}] is {Shown(state.ExpertUtilization[e])}{decayed} but expert_token_counts[{e}] is 0; an expert that counted no slot had a share of 0 in every batch."));
+            }
         }
     }
 

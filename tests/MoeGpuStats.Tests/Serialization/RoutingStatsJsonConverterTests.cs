@@ -263,6 +263,8 @@ public sealed class RoutingStatsJsonConverterTests
         node["total_routings"] = long.MaxValue;
         node["expert_token_counts"]![0] = long.MaxValue;
         node["expert_token_counts"]![1] = 0;
+        node["expert_utilization"]![0] = 1;
+        node["expert_utilization"]![1] = 0;
         // Every slot counted was used, and each batch added at least one slot per expert to the capacity.
         node["capacity_stats"]!["total_used"] = long.MaxValue;
         node["capacity_stats"]!["slots_per_expert"] = 1;
@@ -385,6 +387,8 @@ public sealed class RoutingStatsJsonConverterTests
     [InlineData("capacity_stats/total_used", "0", "capacity_stats.total_used is 0 and slots_dropped ")]
     [InlineData("capacity_stats/peak_utilization", "3e38", "capacity_stats.peak_utilization is 3E+38 and average_utilization ")]
     [InlineData("capacity_stats/average_utilization", "1.5", "and average_utilization 1.5 with slots_per_expert 3; a batch uses at most its capacity, so both are at most 1.")]
+    [InlineData("capacity_stats/peak_utilization", "0", " above peak_utilization 0; a moving average of the batches' uses is at most the largest.")]
+    [InlineData("expert_token_counts/1", "0", "but expert_token_counts[1] is 0; an expert that counted no slot had a share of 0 in every batch.")]
     [InlineData("load_balance_loss_sum", "1e6", "average_load_balance_loss is ")]
     [InlineData("router_z_loss_sum", "null", "but router_z_loss_sum is null over total_routings 40")]
     [InlineData("average_router_z_loss", "null", "average_router_z_loss is null but router_z_loss_sum is ")]
