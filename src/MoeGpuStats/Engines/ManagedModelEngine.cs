@@ -280,9 +280,18 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
         ReserveLayers();
 
+        Span<int> listed = stackalloc int[ExpertLoadWindow.ListedIds];
         for (var l = 0; l < layers; l++)
         {
-            var layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
+            scoped ReadOnlySpan<int> layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
+            if (stepIds <= listed.Length)
+            {
+                // The window may keep these ids as a list: the layer counts the same copy, so a caller's buffer that
+                // changes between the two reads cannot leave the window's load above the layer's counts.
+                layerIds.CopyTo(listed);
+                layerIds = listed[..stepIds];
+            }
+
             var counts = _layers[l].RecordAndCount(
                 layerIds, experts, tokens, topK, HostLoss(loadBalanceLosses, l), HostLoss(routerZLosses, l));
             _window.Add(l, layerIds, counts);

@@ -336,7 +336,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         var most = (UInt128)(ulong)state.WindowSteps * (ulong)mergedParts * int.MaxValue;
         if (load > most)
         {
-            var parts = mergedParts == 1 ? "" : Invariant($" of merged_parts = {mergedParts:N0}");
+            var parts = mergedParts == 1 ? "" : Invariant($" and merged_parts = {mergedParts:N0}");
             throw new JsonException(
                 Invariant($"window_load[{l}] sums to {load:N0} ids over window_steps = {state.WindowSteps:N0}{parts}; a step records at most {int.MaxValue:N0} ids a layer (tokens × k), so at most {most:N0}."));
         }

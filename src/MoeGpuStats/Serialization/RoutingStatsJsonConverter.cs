@@ -458,11 +458,16 @@ internal static class RoutingStatsJson
             CheckAverage(state.ExpertUtilization[e], state.UtilizationSums?[e], state.TotalRoutings, "expert_utilization", "expert_utilization_sums", e);
 
             // A share is the expert's count over the batch's tokens: an expert that counted nothing had 0 in every batch.
-            if (state.ExpertTokenCounts[e] == 0 && (state.ExpertUtilization[e] != 0 || (state.DecayedExpertUtilization.Length > 0 && state.DecayedExpertUtilization[e] != 0)))
+            if (state.ExpertTokenCounts[e] == 0)
             {
-                var decayed = state.DecayedExpertUtilization.Length > 0 ? Invariant($" (decayed {Shown(state.DecayedExpertUtilization[e])})") : "";
-                throw new JsonException(
-                    Invariant($"expert_utilization[{e}] is {Shown(state.ExpertUtilization[e])}{decayed} but expert_token_counts[{e}] is 0; an expert that counted no slot had a share of 0 in every batch."));
+                var (name, share) = state.ExpertUtilization[e] != 0 ? ("expert_utilization", state.ExpertUtilization[e])
+                    : state.DecayedExpertUtilization.Length > 0 ? ("decayed_expert_utilization", state.DecayedExpertUtilization[e])
+                    : ("", 0f);
+                if (share != 0)
+                {
+                    throw new JsonException(
+                        Invariant($"{name}[{e}] is {Shown(share)} but expert_token_counts[{e}] is 0; an expert that counted no slot had a share of 0 in every batch."));
+                }
             }
         }
     }

@@ -118,20 +118,23 @@ public sealed class ExpertLoadWindowTests
     [Fact]
     public void AClearedWindowsRingHoldsOnlyTheStepsSinceTheClear()
     {
-        var loads = new ExpertLoadWindow(layers: 1, experts: 4, window: 2);
+        const int Experts = ExpertLoadWindow.ListedIds + 8;
+        var loads = new ExpertLoadWindow(layers: 1, experts: Experts, window: 2);
         var dense = Enumerable.Repeat(2, 40).ToArray();
         for (var step = 0; step < 2; step++)
         {
-            loads.Add(0, dense, [0, 0, 40, 0]);
+            loads.Add(0, dense, Histogram(dense, Experts));
             loads.Advance();
         }
 
         loads.Clear();
-        loads.Add(0, [1], [0, 1, 0, 0]);
+        loads.Add(0, [1, 1], Histogram([1, 1], Experts));
         loads.Advance();
 
-        Assert.Equal([0UL, 1, 0, 0], loads.Load.ToArray());
-        Assert.Equal([0u, 1, 0, 0], loads.ToRing(1));
+        var expected = new ulong[Experts];
+        expected[1] = 2;
+        Assert.Equal(expected, loads.Load.ToArray());
+        Assert.Equal(expected.Select(count => (uint)count), loads.ToRing(1)!);
     }
 
     /// <summary>

@@ -405,6 +405,20 @@ public sealed class RoutingStatsJsonConverterTests
         Assert.DoesNotContain('\n', error.Message);
     }
 
+    /// <summary>An expert that counted nothing with a decayed utilization other than 0 is refused naming that field, not the mean's.</summary>
+    [Fact]
+    public void ADecayedShareOfAnExpertThatCountedNothingIsRefusedByName()
+    {
+        using var stats = Recorded("managed", new RoutingStatsOptions { Experts = 4, UtilizationDecay = 0.5f }, seed: 34);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        Set(node, "expert_token_counts/1", "0");
+        Set(node, "expert_utilization/1", "0");
+        Set(node, "expert_utilization_sums/1", "0");
+        Set(node, "decayed_expert_utilization/1", "0.125");
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
+        Assert.Equal("decayed_expert_utilization[1] is 0.125 but expert_token_counts[1] is 0; an expert that counted no slot had a share of 0 in every batch.", error.Message);
+    }
+
     /// <summary>
     /// A loss sum whose mean lies past float32's largest value, within the tolerance of an average at it, is refused:
     /// two such files merged into an infinite average, written as null, and the merge's file was refused on reading.
