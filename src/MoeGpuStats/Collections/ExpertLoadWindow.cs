@@ -90,6 +90,9 @@ internal sealed class ExpertLoadWindow
     /// <summary>The window's load, <c>[layers, experts]</c>.</summary>
     public ReadOnlySpan<ulong> Load => _load;
 
+    /// <summary>Whether a layer's step of <paramref name="ids"/> ids is kept as a list of them (<see cref="Add"/> reads them), not a row of counts.</summary>
+    public bool Lists(int ids) => ids <= _listLength;
+
     /// <summary>False for a window restored from its load alone (without its steps), which cannot slide.</summary>
     public bool CanSlide => _ring is not null;
 
@@ -104,7 +107,7 @@ internal sealed class ExpertLoadWindow
         var ringRow = _ring.AsSpan(row * _experts, _experts);
         var load = _load.AsSpan(layer * _experts, _experts);
         var entries = _entries.AsSpan(row * _listLength, _listLength);
-        var listed = ids.Length <= _listLength;
+        var listed = Lists(ids.Length);
         if (_listed[row] == Whole)
         {
             Slide(listed ? default : counts, ringRow, load);

@@ -284,9 +284,9 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         for (var l = 0; l < layers; l++)
         {
             scoped ReadOnlySpan<int> layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
-            if (stepIds <= listed.Length)
+            if (_window.Lists(stepIds))
             {
-                // The window may keep these ids as a list: the layer counts the same copy, so a caller's buffer that
+                // The window keeps these ids as a list: the layer counts the same copy, so a caller's buffer that
                 // changes between the two reads cannot leave the window's load above the layer's counts.
                 layerIds.CopyTo(listed);
                 layerIds = listed[..stepIds];
