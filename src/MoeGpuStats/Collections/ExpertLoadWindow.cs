@@ -99,7 +99,8 @@ internal sealed class ExpertLoadWindow
     /// <summary>
     /// Puts layer <paramref name="layer"/>'s step at <see cref="Position"/>, evicting the step kept
     /// there: <paramref name="ids"/> are the step's ids (those outside <c>[0, experts)</c> count
-    /// nowhere), <paramref name="counts"/> their histogram.
+    /// nowhere), <paramref name="counts"/> their histogram. A step the window lists (<see cref="Lists"/>)
+    /// is read from its ids alone, a whole row from the histogram alone: the caller gives both from one read.
     /// </summary>
     public void Add(int layer, ReadOnlySpan<int> ids, ReadOnlySpan<int> counts)
     {
