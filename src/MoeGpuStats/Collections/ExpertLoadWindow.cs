@@ -12,9 +12,8 @@ namespace MoeGpuStats.Collections;
 /// <see cref="ListedIds"/> ids (decode) is kept as the list of its valid ids, 16 bits each, instead
 /// of a row of E counts: a decode step of 8 ids then touches one cold cache line per layer of a ring
 /// of 1,000 steps, not a row of E counts, and adds and evicts one count per id, with no histogram to
-/// consult and no repeated expert to merge. Larger steps keep a
-/// whole row in the dense ring, as do all steps of layers of at most <see cref="ListedIds"/> experts,
-/// whose rows are no longer than a list.
+/// consult and no repeated expert to merge. Larger steps keep a whole row in the dense ring, as do all
+/// steps of layers of at most <see cref="ListedIds"/> experts, whose rows are no longer than a list.
 /// </summary>
 internal sealed class ExpertLoadWindow
 {

@@ -457,18 +457,24 @@ internal static class RoutingStatsJson
         {
             CheckAverage(state.ExpertUtilization[e], state.UtilizationSums?[e], state.TotalRoutings, "expert_utilization", "expert_utilization_sums", e);
 
-            // A share is the expert's count over the batch's tokens: an expert that counted nothing had 0 in every batch.
             if (state.ExpertTokenCounts[e] == 0)
             {
-                var (name, share) = state.ExpertUtilization[e] != 0 ? ("expert_utilization", state.ExpertUtilization[e])
-                    : state.DecayedExpertUtilization.Length > 0 ? ("decayed_expert_utilization", state.DecayedExpertUtilization[e])
-                    : ("", 0f);
-                if (share != 0)
-                {
-                    throw new JsonException(
-                        Invariant($"{name}[{e}] is {Shown(share)} but expert_token_counts[{e}] is 0; an expert that counted no slot had a share of 0 in every batch."));
-                }
+                CheckNoShare(state.ExpertUtilization, "expert_utilization", e);
+                CheckNoShare(state.DecayedExpertUtilization, "decayed_expert_utilization", e);
             }
+        }
+    }
+
+    /// <summary>
+    /// Refuses a share of expert <paramref name="e"/>, which counted nothing, in <paramref name="shares"/> (empty: none kept):
+    /// a share is the expert's count over the batch's tokens, 0 in every batch.
+    /// </summary>
+    private static void CheckNoShare(float[] shares, string name, int e)
+    {
+        if (shares.Length > 0 && shares[e] != 0)
+        {
+            throw new JsonException(
+                Invariant($"{name}[{e}] is {Shown(shares[e])} but expert_token_counts[{e}] is 0; an expert that counted no slot had a share of 0 in every batch."));
         }
     }
 
