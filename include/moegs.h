@@ -10,8 +10,10 @@
  * ("top_k = 0: must lie in [1, 2147483647]."). No call crashes the process on bad arguments, and a
  * call refused for its arguments changes no statistic. A pointer is trusted for what it points to:
  * the library cannot know a raw buffer's length, so a buffer shorter than the call reads or writes
- * (the counts and sizes each function states) is undefined behaviour, as for memcpy. A call's arguments are
- * checked before its handle, so a bad argument on a destroyed handle is MOEGS_INVALID_ARGUMENT. Floating-point
+ * (the counts and sizes each function states) is undefined behaviour, as for memcpy. An out-pointer a call always
+ * writes, and a save's path, are refused before the handle is looked up (MOEGS_INVALID_ARGUMENT on a destroyed handle
+ * too); every other argument (those the object's shape bounds, and an out-pointer only some values need, as
+ * moegs_model_read's recent_out) after it: a call on a destroyed handle is then MOEGS_INVALID_HANDLE. Floating-point
  * figures sum their terms in expert (or layer) order: NumPy's pairwise sums of the same terms may differ in the
  * last bit or two.
  * Calls on one handle from several threads are serialized (safe, not concurrent), but for a

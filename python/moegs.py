@@ -35,11 +35,26 @@ _STATUS = {INVALID_ARGUMENT: "invalid argument", INVALID_HANDLE: "invalid handle
 
 
 class MoeGpuStatsError(Exception):
-    """A failed call: .status is the moegs_status code, the message is moegs_last_error()."""
+    """A failed call: .status is the moegs_status code, .message moegs_last_error()."""
 
     def __init__(self, status, message):
         super().__init__(f"{_STATUS.get(status, status)}: {message}")
         self.status = status
+        self.message = message
+
+    def __reduce__(self):
+        # Rebuilt from what __init__ takes, so that an error crosses a process pool (pickle) and copy.copy keeps it.
+        return type(self), (self.status, self.message)
+
+
+class InvalidArgumentError(MoeGpuStatsError, ValueError):
+    """A call the library refused for its arguments (status INVALID_ARGUMENT): a ValueError too, as the wrapper's
+    own checks raise, so that one except clause catches a bad value whichever side finds it."""
+
+
+def _error(status, message):
+    """The error a failed call raises: InvalidArgumentError for INVALID_ARGUMENT, else MoeGpuStatsError."""
+    return (InvalidArgumentError if status == INVALID_ARGUMENT else MoeGpuStatsError)(status, message)
 
 
 class Snapshot(ctypes.Structure):
@@ -529,7 +544,7 @@ class _Handle:
                 # The library can only say "handle 0 is not a live ...", a handle the caller never saw.
                 raise MoeGpuStatsError(status, f"this {type(self).__name__} is closed (close(), or the end of its with block): "
                                                f"{self._another}")
-            raise MoeGpuStatsError(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
+            raise _error(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
 
 
 class MoeStats(_Handle):
@@ -727,8 +742,8 @@ class MoeModelStats(_Handle):
         recent_steps: None for the whole window, or 1 to the window: "window" covers only the newest that many steps
         (window_steps says how many it holds), as SGLang logs balance over the last 10, 100 and 1,000 passes.
         Raises TypeError (recent_steps not an integer, expert_ranks not a sequence), ValueError (recent_steps outside
-        [1, window], expert_ranks not one rank per expert, or a rank outside [0, experts - 1]) or MoeGpuStatsError (a rank
-        below the largest without an expert)."""
+        [1, window], expert_ranks not one rank per expert, or a rank outside [0, experts - 1]; and InvalidArgumentError, a
+        ValueError too, for a rank below the largest without an expert, which the library refuses)."""
         recent = None if recent_steps is None else self._recent_steps(recent_steps)
         ranks = self._ranks(expert_ranks)
         out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()
@@ -861,7 +876,8 @@ class MoeModelStats(_Handle):
         copies its load on every accelerator."""
         if dtype not in ("uint64", "int64"):
             raise ValueError(f"dtype = {dtype!r}: must be 'uint64' (the counts' type) or 'int64' (the same memory read as signed, for torch)")
-        if self.device not in ("cuda", "cpu"):
+        if self.device not in ("cuda", "cpu") and self._handle.value:
+            # A closed model is left to the library, which says it is closed.
             why = ("a cl_mem is not an address" if self.device == "opencl"
                    else "the managed engine keeps its counts in .NET arrays, which the runtime moves")
             raise ValueError(f"this model runs on {self.device}: device_arrays() needs a model on 'cuda' or 'cpu' ({why}); "
@@ -899,7 +915,7 @@ class MoeModelStats(_Handle):
         if not self._decayed and self._handle.value:
             # The C API's refusal names its handle and its negative decay for none, which a Python caller never gave
             # (a closed model is left to the library, which says it is closed).
-            raise MoeGpuStatsError(INVALID_ARGUMENT, "this model keeps no decayed utilization: it was created with "
+            raise InvalidArgumentError(INVALID_ARGUMENT, "this model keeps no decayed utilization: it was created with "
                                                      "utilization_decay=None; give utilization_decay in [0, 1) to keep one")
         return self._layer_values(layer, ctypes.c_float, self._lib.moegs_model_layer_decayed_utilization)
 
@@ -974,6 +990,9 @@ class MoeModelStats(_Handle):
                     _integer("top_k", top_k, 1, INT32_MAX), layer_stride, token_stride, is_cuda, device, alive)
         # The views counted as they are read: the library reads `layers` of them whatever len() says.
         ids = list(ids)
+        if any(isinstance(view, (list, tuple)) for view in ids):
+            raise TypeError("ids are nested Python lists, which the library cannot read where they lie: pass "
+                            "numpy.asarray(ids, numpy.int32) (a [layers, tokens, k] array) or a list of [tokens, k] views of one buffer")
         if len(ids) != self.layers:
             raise ValueError(f"ids holds {len(ids)} views; this model has {self.layers} layers, one [tokens, k] view each")
         views = [_strided(view, f"ids[{l}]") for l, view in enumerate(ids)]
@@ -1034,6 +1053,9 @@ class MoeModelStats(_Handle):
             checked = ([_integer(name, v, -2**31, INT32_MAX) for v in numbers] if element == "int32"
                        else [_finite(f"{name}[{i}]", v) for i, v in enumerate(numbers)])
             return (ctype * count)(*checked)
+        if not memory:
+            raise TypeError(f"{name} must be {count} numbers (a list or tuple, on a host accelerator) or an array or tensor "
+                            f"of {count} {element} values (got {_shown(value)} of type {type(value).__name__})")
         # Where the memory is comes before its type, as in _memory: an int64 count from a host sum is not made readable
         # by a conversion (a tensor on meta or another device is left to _memory, which names the device).
         if is_cuda and not getattr(value, "is_cuda", False) and getattr(getattr(value, "device", None), "type", "cpu") == "cpu":

@@ -609,6 +609,9 @@ static void model_api(void)
     for (int i = 0; i < 2; i++) CHECK(moegs_model_destroy(models[i]) == MOEGS_OK, "model destroy %s: %s", kinds[i], moegs_last_error());
     REFUSED(moegs_model_destroy(models[0]), MOEGS_INVALID_HANDLE, "not a live model");
     REFUSED(moegs_model_window_load(models[1], want, M_LAYERS * M_EXPERTS), MOEGS_INVALID_HANDLE, "not a live model");
+    /* As moegs.h orders the checks: a NULL out before the handle, the arguments its shape bounds after it. */
+    REFUSED(moegs_model_summary(models[1], NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT, "out is NULL");
+    REFUSED(moegs_model_record(models[1], NULL, M_LAYERS, 1, 0, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_HANDLE, "not a live model");
 }
 
 /* The arrays of moegs_model_device_arrays are the model's own memory: after every step, read straight

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pathlib
+import pickle
 import random
 import re
 import shutil
@@ -1027,6 +1028,41 @@ class ModelTests(unittest.TestCase):
         self.assertIn('accelerator = "\\u202e' + "x" * 63 + '...": must be one of', str(refused.exception))
 
     @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_a_bad_value_is_a_value_error_whichever_side_refuses_it(self):
+        """A list's infinite loss is refused by the wrapper, an array's by the library: both are ValueErrors, and the
+        library's is an InvalidArgumentError (a MoeGpuStatsError of status INVALID_ARGUMENT) that changes nothing. Values of
+        the wrong kind name what is taken; a closed model says it is closed, whatever the call (not a ValueError)."""
+        import numpy
+        ids = numpy.zeros((3, 2, 2), numpy.int32)
+        with moegs.MoeModelStats(3, 4, accelerator="managed") as model:
+            model.record(ids)
+            before = model.layer(1)
+            with self.assertRaisesRegex(ValueError, r"load_balance_losses\[1\] = inf"):
+                model.record(ids, load_balance_losses=[0.0, float("inf"), 0.0])
+            with self.assertRaises(ValueError) as refused:
+                model.record(ids, load_balance_losses=numpy.array([0.0, numpy.inf, 0.0], numpy.float32))
+            self.assertIsInstance(refused.exception, moegs.InvalidArgumentError)
+            self.assertEqual(moegs.INVALID_ARGUMENT, refused.exception.status)
+            self.assertIn("load_balance_losses[1] = Infinity", str(refused.exception))
+            # It crosses a process pool as it is.
+            copied = pickle.loads(pickle.dumps(refused.exception))
+            self.assertEqual((moegs.InvalidArgumentError, str(refused.exception), moegs.INVALID_ARGUMENT),
+                             (type(copied), str(copied), copied.status))
+            self.assertEqual(before, model.layer(1))
+            with self.assertRaisesRegex(TypeError, r"^load_balance_losses must be 3 numbers \(a list or tuple, on a host accelerator\) "
+                                                   r"or an array or tensor of 3 float32 values \(got 0\.5 of type float\)$"):
+                model.record(ids, load_balance_losses=0.5)
+            with self.assertRaisesRegex(TypeError, r"^ids are nested Python lists, which the library cannot read where they lie: "
+                                                   r"pass numpy.asarray\(ids, numpy.int32\)"):
+                model.record(ids.tolist())
+            with self.assertRaises(moegs.MoeGpuStatsError) as closed:
+                model.close()
+                model.record(ids)
+            self.assertNotIsInstance(closed.exception, ValueError)
+            with self.assertRaisesRegex(moegs.MoeGpuStatsError, "^invalid handle: this MoeModelStats is closed"):
+                model.device_arrays()
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
     def test_numpy_scalars_and_one_layer_lists_are_read_as_given(self):
         """A NumPy scalar's interface points into a temporary array: the memory must live through the call."""
         import numpy
@@ -1355,6 +1391,28 @@ class AcceleratorVariableTests(unittest.TestCase):
 
     def test_an_empty_variable_is_unset(self):
         self.assertEqual(self.probe(None), self.probe(""))
+
+
+class ReadmeExampleTests(unittest.TestCase):
+    """README's Python examples that say what they print, run as a reader runs them: one after another in one session,
+    from the checkout's root (they put python/ on sys.path themselves)."""
+
+    def test_each_example_prints_what_the_readme_says(self):
+        root = pathlib.Path(__file__).resolve().parents[2]
+        examples = re.findall(r"```python\n((?:(?!```).)*)```\n\nprints ((?:`[^`]*`(?: and )?)+)", (root / "README.md").read_text(encoding="utf-8"), re.S)
+        self.assertGreaterEqual(len(examples), 3, "README's Python examples that say what they print")
+        if not importlib.util.find_spec("numpy"):
+            # Those that import NumPy are left to a Python that has it (.ci/run gives Debian's one).
+            examples = [(code, claim) for code, claim in examples if "numpy" not in code]
+            self.assertGreaterEqual(len(examples), 2, "README's Python examples without NumPy that say what they print")
+        marker = "--- the next example ---"
+        script = f"\nprint({marker!r})\n".join(code for code, _ in examples)
+        environment = dict(os.environ, MOEGS_LIB=os.path.abspath(moegs._load()._name))
+        run = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, env=environment, timeout=300)
+        self.assertEqual(0, run.returncode, run.stderr)
+        printed = [part.strip().splitlines() for part in run.stdout.split(marker)]
+        for (code, claim), lines in zip(examples, printed, strict=True):
+            self.assertEqual(re.findall(r"`([^`]*)`", claim), lines, code)
 
 
 class AllReduceExampleTests(unittest.TestCase):

@@ -62,7 +62,7 @@ internal static class NativeChecks
         if (entries > ModelRoutingStatsOptions.MaxWindowEntries)
         {
             throw new NativeArgumentException(
-                $"window = {window}: window * layers * experts = {(window == 0 ? DefaultWindow : window)} * {layers} * {experts} = {entries} counts; the window ring holds at most {ModelRoutingStatsOptions.MaxWindowEntries}.");
+                $"window = {window}: window * layers * experts = {(window == 0 ? DefaultWindow : window)} * {layers} * {experts} = {entries} counts; the window ring holds at most {ModelRoutingStatsOptions.MaxWindowEntries}: give a window of 1 to {ModelRoutingStatsOptions.LongestWindow(layers, experts)} steps.");
         }
 
         if (float.IsNaN(utilizationDecay) || utilizationDecay >= 1f)

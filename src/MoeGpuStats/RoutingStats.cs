@@ -107,10 +107,11 @@ public sealed partial class RoutingStats : IDisposable
     /// <summary>
     /// Creates statistics on the best engine present: CUDA, then OpenCL, then the managed engine.
     /// The variable <c>MOEGS_ACCELERATOR</c> (<c>cuda</c>, <c>opencl</c>, <c>cpu</c>, <c>managed</c>)
-    /// overrides the choice; <c>cpu</c> is ILGPU's CPU accelerator. The choice is logged once.
+    /// overrides the choice; <c>cpu</c> is ILGPU's CPU accelerator. The choice is logged once. A program that
+    /// cannot generate code (native AOT; PublishAot) gets the managed engine: ILGPU compiles its kernels at run time.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or, where an accelerator is chosen, <see cref="RoutingStatsOptions.Experts"/> exceeds <see cref="RoutingStatsOptions.MaxDeviceExperts"/> (4,096); the exception names the option.</exception>
-    /// <exception cref="InvalidOperationException">The variable names an accelerator that is not present, or an unknown value.</exception>
+    /// <exception cref="InvalidOperationException">The variable names an accelerator that is not present or that this program cannot run (no code generation), or an unknown value.</exception>
     /// <exception cref="InsufficientMemoryException">The chosen accelerator could not allocate the state; the message gives the size.</exception>
     public static RoutingStats Create(RoutingStatsOptions? options = null, ILogger? logger = null)
     {

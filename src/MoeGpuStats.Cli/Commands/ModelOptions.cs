@@ -19,7 +19,7 @@ internal sealed class ModelOptions(string condition)
     private static readonly int DefaultWindow = new ModelRoutingStatsOptions().Window;
 
     public Option<int> Window { get; } = SharedOptions.WholeNumber(
-        new Option<int>("--window") { Description = $"{condition}: steps in the sliding window of expert load (the window figures and --window-load).", DefaultValueFactory = _ => DefaultWindow },
+        new Option<int>("--window") { Description = $"{condition}: steps in the sliding window of expert load (the window figures and --window-load); without it, {DefaultWindow:N0} steps, or fewer where a ring of {DefaultWindow:N0} would pass {DefaultRingBytes >> 30} GiB.", DefaultValueFactory = _ => DefaultWindow },
         1,
         int.MaxValue,
         "the steps in the window");
@@ -41,6 +41,8 @@ internal sealed class ModelOptions(string condition)
 
     public Option<int?> EpSize { get; } = EpSizeOption($"{condition}: also report the balance", "; with --metrics-port, publish it too (moegpustats_moegs_model_ep_balancedness_token_weighted and _min)");
 
+    public Option<int?> LayersShown { get; } = LayersShownOption(condition);
+
     public Option<int?> RecentSteps { get; } = SharedOptions.WholeNumber(
         new Option<int?>("--metrics-recent-steps") { Description = $"{condition} and --metrics-port: publish the balance over the window's newest N steps as well (moegpustats_moegs_model_recent_* and moegpustats_moegs_layer_recent_balancedness, 4 + layers series), 1 to --window; SGLang logs the last 10, 100 and 1,000 passes. One N per run (the series carry no label for it); off by default." },
         1,
@@ -57,6 +59,13 @@ internal sealed class ModelOptions(string condition)
         RoutingStatsOptions.MaxDeviceExperts,
         "expert-parallel ranks (a divisor of the experts)");
 
+    /// <summary><c>--layers-shown</c>: the layers a model's text report lists per span, worst first; <paramref name="lead"/> says when it applies.</summary>
+    public static Option<int?> LayersShownOption(string lead) => SharedOptions.WholeNumber(
+        new Option<int?>("--layers-shown") { Description = $"{lead}: the layers the report lists per span, worst first, 0 for every layer (default {ModelReport.ShownLayers}; --json lists every layer)." },
+        0,
+        int.MaxValue,
+        "the layers to list (0 for every layer)");
+
     /// <summary>Why --ep-size cannot hold <paramref name="experts"/> experts evenly; null when it can or was not given.</summary>
     public string? EpSizeProblem(ParseResult parse, int experts) =>
         parse.GetValue(EpSize) is { } ranks ? EpBalance.Problem(ranks, experts) : null;
@@ -64,7 +73,7 @@ internal sealed class ModelOptions(string condition)
     /// <summary>Adds these options to <paramref name="command"/>, as <see cref="SharedOptions.Recording.AddTo"/> adds the recording's.</summary>
     public void AddTo(Command command)
     {
-        foreach (var option in (Option[])[Window, WindowLoad, EpSize, TopExperts, ExpertSeries, RecentSteps])
+        foreach (var option in (Option[])[Window, WindowLoad, EpSize, LayersShown, TopExperts, ExpertSeries, RecentSteps])
         {
             command.Options.Add(option);
         }
@@ -72,8 +81,9 @@ internal sealed class ModelOptions(string condition)
 
     /// <summary>The first of these options given for a recording of one layer, with why it is a model's; null when none was.</summary>
     public (string Option, string Why)? GivenForOneLayer(ParseResult parse) =>
-        parse.GetValue(WindowLoad) is not null ? ("--window-load", "the window load is a model's, [layers, experts]")
+        parse.GetValue(WindowLoad) is not null ? ("--window-load", "the window load is a model's, [layers, experts] (one router's load: --save a snapshot, which plan reads)")
         : parse.GetValue(EpSize) is not null ? ("--ep-size", "the balance over expert-parallel ranks is a model's, across its layers")
+        : parse.GetValue(LayersShown) is { } shown ? ($"--layers-shown {shown}", "the report's list of layers is a model's")
         : MetricsOption(parse) is { } metrics ? (metrics.Name, metrics == RecentSteps
             ? "publishes the balance over a model's sliding window (one layer's metrics have none)"
             : "shapes a whole model's metrics (one layer's metrics publish every expert)")

@@ -28,6 +28,9 @@ internal sealed class ModelReplay : RecordingRun
     /// <summary>The window's newest steps the recent series cover; null publishes none.</summary>
     public int? MetricsRecentSteps { get; init; }
 
+    /// <summary>The layers the text report lists per span, worst first (<c>--layers-shown</c>); 0 lists every layer.</summary>
+    public int LayersShown { get; init; } = ModelReport.ShownLayers;
+
     /// <summary>The expert-parallel ranks the report and the metrics add the balance over (<c>--ep-size</c>, checked to divide the experts); null for none.</summary>
     public int? EpSize { get; init; }
 
@@ -147,7 +150,7 @@ internal sealed class ModelReplay : RecordingRun
             }
             else
             {
-                ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats), times, ranks);
+                ModelReport.Print(Console.Out, summary, counts, done < steps ? $"{Title} (interrupted after {done:N0} of {steps:N0} steps)" : Title, EngineChoice.Describe(stats), times, ranks, LayersShown);
             }
 
             written = new OutputFiles(Console)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Cli.Commands;
 
@@ -230,6 +231,7 @@ internal static class ReplayCommand
                             window.Named,
                             parse.GetValue(model.WindowLoad),
                             parse.GetValue(model.EpSize),
+                            parse.GetValue(model.LayersShown),
                             model.Metrics(parse),
                             $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",
                             "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step recorded, which loads the engine (JIT, kernels)"
@@ -363,7 +365,7 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
     /// <summary>Checks step <paramref name="step"/>: <paramref name="ids"/> its layers' ids, <paramref name="tokens"/> tokens per layer.</summary>
     public void Check(int step, ReadOnlySpan<int> ids, int tokens)
     {
-        if (ids.Length > 0 && ids.IndexOfAnyExcept(-1) < 0)
+        if (ids.Length > 0 && ids.IndexOfAnyExcept(ExpertHistogram.EmptySlot) < 0)
         {
             _padding++;
             _firstPadding = _firstPadding < 0 ? step : _firstPadding;
@@ -385,20 +387,19 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
     /// <summary>
     /// Whether every layer of the step routed its tokens (two or more) all alike, or, in a step of one
     /// token, sent it to one expert k (two or more) times: a warm-up pass of one token of zeros shows
-    /// only that, and its warning, not the one about the layout, says what it is.
+    /// only that, and its warning, not the one about the layout, says what it is. Padding rows (k empty
+    /// slots) are not tokens: a warm-up pass under CUDA graphs pads its alike tokens to the captured size.
     /// </summary>
     private bool Synthetic(ReadOnlySpan<int> ids, int tokens)
     {
-        if (tokens == 0 || (tokens == 1 && topK < 2))
+        if (tokens == 0)
         {
             return false;
         }
 
         for (var layer = 0; layer < layers; layer++)
         {
-            var layerIds = ids.Slice(layer * tokens * topK, tokens * topK);
-            var alike = tokens == 1 ? OneExpert(layerIds) : AllTokensAlike(layerIds, tokens);
-            if (!alike)
+            if (!TokensAlike(ids.Slice(layer * tokens * topK, tokens * topK)))
             {
                 return false;
             }
@@ -448,25 +449,42 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
         }
     }
 
-    /// <summary>Whether one layer's tokens all went to the same experts in the same order.</summary>
-    private bool AllTokensAlike(ReadOnlySpan<int> ids, int tokens)
+    /// <summary>
+    /// Whether one layer's tokens, padding rows aside, all went to the same experts in the same order (two or
+    /// more tokens, three or more of one id each), or its one token to one expert k (two or more) times.
+    /// </summary>
+    private bool TokensAlike(ReadOnlySpan<int> ids)
     {
-        var first = ids[..topK];
-        if (first.IndexOfAnyInRange(0, experts - 1) < 0)
+        var first = ReadOnlySpan<int>.Empty;
+        var tokens = 0;
+        for (var row = 0; row < ids.Length; row += topK)
         {
-            // Padding alone routed nothing (and a padded token is not a token).
-            return false;
-        }
+            var slots = ids.Slice(row, topK);
+            if (slots.IndexOfAnyExcept(ExpertHistogram.EmptySlot) < 0)
+            {
+                continue;
+            }
 
-        for (var token = 1; token < tokens; token++)
-        {
-            if (!ids.Slice(token * topK, topK).SequenceEqual(first))
+            if (tokens++ == 0)
+            {
+                first = slots;
+            }
+            else if (!slots.SequenceEqual(first))
             {
                 return false;
             }
         }
 
-        return true;
+        return tokens switch
+        {
+            0 => false,
+            // One token is alike only where it names one expert k (two or more) times, which no router does.
+            1 => topK >= 2 && OneExpert(first),
+            // Two tokens of one id each meet on one expert by chance once in E steps.
+            2 when topK == 1 => false,
+            // A token whose ids name no expert routed nothing.
+            _ => first.IndexOfAnyInRange(0, experts - 1) >= 0,
+        };
     }
 
     private void CheckRepeats(int step, ReadOnlySpan<int> ids, int tokens)

@@ -19,7 +19,7 @@ internal static class SimulateCommand
         var tokens = SharedOptions.WholeNumber(
             new Option<int>("--tokens", "-t") { Description = $"Tokens per batch (with --layers, routed in every layer of a step); tokens x k, or layers x tokens x k, at most {NpyIds.MaxIdsPerStep:N0}.", DefaultValueFactory = _ => 4096 }, 1, int.MaxValue, "tokens per batch");
         var steps = SharedOptions.WholeNumber(
-            new Option<int>("--steps", "-n") { Description = "Batches to route (with --layers, steps of the model), at least 1.", DefaultValueFactory = _ => 200 }, 1, int.MaxValue, "the number of batches");
+            new Option<int>("--steps", "-n") { Description = "Batches to route (with --layers, steps of the model), at least 1.", DefaultValueFactory = _ => 200 }, 1, int.MaxValue, "the number of batches (steps of a model)");
         var skew = SharedOptions.Number(
             new Option<double>("--skew", "-s") { Description = "Load skew, above 0: 1 is uniform; larger sends more tokens to low-numbered experts (id = floor(u^skew * E)).", DefaultValueFactory = _ => 2.0 },
             value => value > 0,
@@ -85,6 +85,7 @@ internal static class SimulateCommand
                         window.Named,
                         parse.GetValue(model.WindowLoad),
                         parse.GetValue(model.EpSize),
+                        parse.GetValue(model.LayersShown),
                         model.Metrics(parse),
                         $"simulate: {Counted.Of(n, "step")} of {Counted.Of(t, "token")} in {Counted.Of(modelLayers, "layer")}, {shape}",
                         "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); drawing the random ids is not timed, nor the first step, which loads the engine (JIT, kernels)");

@@ -16,7 +16,8 @@ internal static class SnapshotCommands
         var json = SharedOptions.Json("a layer's snapshot, in the seed-compatible shape; a model's balance per layer and counts");
         var plot = SharedOptions.Plot("for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for a model, a layers x experts heat map of load share");
         var epSize = ModelOptions.EpSizeOption("For a model's snapshot: also report the balance");
-        var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot, epSize };
+        var layersShown = ModelOptions.LayersShownOption("For a model's snapshot");
+        var command = new Command("report", "Print the report of a saved snapshot (and plot it).") { file, json, plot, epSize, layersShown };
         SharedOptions.DistinctFiles(command, file, plot);
         command.SetAction(parse =>
         {
@@ -28,14 +29,14 @@ internal static class SnapshotCommands
 
             using (snapshot)
             {
-                if (EpSizeProblem(parse.GetValue(epSize), snapshot.Model, $"{path} holds one layer") is { } problem)
+                if (ModelOnlyProblem(parse.GetValue(epSize), parse.GetValue(layersShown), snapshot.Model, $"{path} holds one layer") is { } problem)
                 {
                     console.Error.WriteLine(problem);
                     return ExitCodes.Usage;
                 }
 
                 return snapshot.Model is { } model
-                    ? FinishModel(console, model, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}: {snapshot.Describe()}", parse.GetValue(epSize))
+                    ? FinishModel(console, model, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}: {snapshot.Describe()}", parse.GetValue(epSize), parse.GetValue(layersShown))
                     : RecordingSession.Finish(console, snapshot.Layer!, parse.GetValue(json), parse.GetValue(plot), save: null, $"report {path}: {snapshot.Describe()}", engine: null, "as the program that saved the snapshot timed it");
             }
         });
@@ -49,9 +50,10 @@ internal static class SnapshotCommands
         var json = SharedOptions.Json("the merged layer's snapshot, in the seed-compatible shape; for models, the merged model's balance per layer and counts (-o writes the merged snapshot). Standard error names the files written");
         var plot = SharedOptions.Plot("the merged statistics: for one layer, each expert's share of tokens with the mean marked and the load variance per batch; for models, a layers x experts heat map of load share");
         var epSize = ModelOptions.EpSizeOption("For models' snapshots: also report the merged model's balance");
+        var layersShown = ModelOptions.LayersShownOption("For models' snapshots");
         var command = new Command("merge", "Combine snapshots: counts and totals exactly, utilization and loss averages weighted by batches (see docs/scaling.md for what merges approximately).")
         {
-            files, output, json, plot, epSize,
+            files, output, json, plot, epSize, layersShown,
         };
         SharedOptions.DistinctFiles(command, files, output, plot);
         command.SetAction(parse =>
@@ -74,7 +76,7 @@ internal static class SnapshotCommands
                 using (snapshot)
                 {
                     // Checked at the first snapshot, before the others are read: the option does not fit what they hold.
-                    if (path == paths[0] && EpSizeProblem(parse.GetValue(epSize), snapshot.Model, "the snapshots given hold one layer each") is { } problem)
+                    if (path == paths[0] && ModelOnlyProblem(parse.GetValue(epSize), parse.GetValue(layersShown), snapshot.Model, "the snapshots given hold one layer each") is { } problem)
                     {
                         console.Error.WriteLine(problem);
                         return ExitCodes.Usage;
@@ -120,7 +122,7 @@ internal static class SnapshotCommands
                 var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
                 return merged.Model is { } model
                     ? FinishModel(
-                        console, model, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "model snapshot")}: {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize))
+                        console, model, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "model snapshot")}: {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize), parse.GetValue(layersShown))
                     : RecordingSession.Finish(
                         console, merged.Layer!, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "snapshot")}: one layer of {Counted.Of(Snapshot.Experts(merged.Layer!), "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output");
             }
@@ -128,17 +130,21 @@ internal static class SnapshotCommands
         return command;
     }
 
-    /// <summary>Why <c>--ep-size</c> cannot apply: snapshots of one layer (<paramref name="oneLayer"/> says so), or ranks that do not divide the model's experts; null when it can or was not given.</summary>
-    private static string? EpSizeProblem(int? ranks, ModelRoutingStats? model, string oneLayer) =>
-        ranks is not { } n ? null
-        : model is null ? $"--ep-size {n}: the balance over expert-parallel ranks is a model's, across its layers; {oneLayer}."
-        : EpBalance.Problem(n, model.Experts);
+    /// <summary>
+    /// Why a model's option cannot apply: <c>--ep-size</c> or <c>--layers-shown</c> given for snapshots of one layer
+    /// (<paramref name="oneLayer"/> says so), or ranks that do not divide the model's experts; null when they can or were not given.
+    /// </summary>
+    private static string? ModelOnlyProblem(int? ranks, int? layersShown, ModelRoutingStats? model, string oneLayer) =>
+        model is null && ranks is { } n ? $"--ep-size {n}: the balance over expert-parallel ranks is a model's, across its layers; {oneLayer}."
+        : model is null && layersShown is { } shown ? $"--layers-shown {shown}: the report's list of layers is a model's; {oneLayer}."
+        : model is not null && ranks is { } r ? EpBalance.Problem(r, model.Experts)
+        : null;
 
     /// <summary>
     /// A model's ending: the report (or JSON), with the balance over <paramref name="epSize"/> ranks where
-    /// given, then the plot (a heat map without a time axis) and the file.
+    /// given and <paramref name="layersShown"/> layers listed, then the plot (a heat map without a time axis) and the file.
     /// </summary>
-    private static int FinishModel(CliConsole console, ModelRoutingStats model, bool json, FileInfo? plot, FileInfo? save, string heading, int? epSize)
+    private static int FinishModel(CliConsole console, ModelRoutingStats model, bool json, FileInfo? plot, FileInfo? save, string heading, int? epSize, int? layersShown)
     {
         var summary = model.Summary();
         var ranks = epSize is { } n ? EpBalance.Of(model, n) : null;
@@ -148,7 +154,7 @@ internal static class SnapshotCommands
         }
         else
         {
-            ModelReport.Print(console.Out, summary, ModelCounts.Of(model), heading, engine: null, ranks: ranks);
+            ModelReport.Print(console.Out, summary, ModelCounts.Of(model), heading, engine: null, ranks: ranks, shown: layersShown ?? ModelReport.ShownLayers);
         }
 
         return new OutputFiles(console)

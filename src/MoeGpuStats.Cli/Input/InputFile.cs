@@ -29,9 +29,15 @@ internal static class InputFile
 
         // A pipe or a device is refused before it is opened, which would wait for a writer; a name that links to
         // one (/dev/stdin, /dev/fd/3, a shell's <(...)) is examined where it leads.
-        if (IsPipeOrDevice(path.FullName) || new FileInfo(path.FullName) is { Exists: true, Length: 0 })
+        if (IsPipeOrDevice(path.FullName))
         {
-            Fail($"{ErrorText.OneLine(path.ToString())}: is empty, or a pipe or a device; give {expected}.");
+            Fail($"{ErrorText.OneLine(path.ToString())}: is a pipe or a device; give {expected}.");
+            return false;
+        }
+
+        if (new FileInfo(path.FullName) is { Exists: true, Length: 0 })
+        {
+            Fail($"{ErrorText.OneLine(path.ToString())}: is empty (0 bytes); give {expected}.");
             return false;
         }
 

@@ -171,21 +171,26 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
             throw new InvalidDataException($"{path}: header '{Printable(text)}' names 'descr', 'fortran_order' or 'shape' twice; np.save writes each once.");
         }
 
-        // Byte order '<' (little) or '=' (native: little on every machine .NET runs this on); '|' for single bytes.
+        // Byte order '<' (little) or '=' (native: little on every machine .NET runs this on); a single byte has none,
+        // '|' (or any of the three).
         var type = descr.Groups[1].Value switch
         {
-            "|i1" or "<i1" or "=i1" => NpyType.Int8,
-            "|u1" or "<u1" or "=u1" => NpyType.UInt8,
+            "|i1" or "<i1" or "=i1" or ">i1" => NpyType.Int8,
+            "|u1" or "<u1" or "=u1" or ">u1" => NpyType.UInt8,
             "<i2" or "=i2" => NpyType.Int16,
             "<u2" or "=u2" => NpyType.UInt16,
             "<i4" or "=i4" => NpyType.Int32,
             "<i8" or "=i8" => NpyType.Int64,
             "<u8" or "=u8" => NpyType.UInt64,
             var other => throw new InvalidDataException(
-                $"{path}: dtype '{Printable(other)}'; expected little-endian integers: int8, uint8, int16, uint16, int32, int64 or uint64."),
+                $"{path}: dtype '{Printable(other)}'; expected little-endian integers: int8, uint8, int16, uint16, int32, int64 or uint64{BigEndianHint(other)}."),
         };
         return new NpyHeader(offset + headerLength, type, ParseShape(shape.Groups[1].Value, path), fortran.Groups[1].Value == "True");
     }
+
+    /// <summary>For big-endian integers, how NumPy writes them little-endian; else nothing.</summary>
+    private static string BigEndianHint(string dtype) =>
+        dtype is ">i2" or ">u2" or ">i4" or ">i8" or ">u8" ? $" (save it as a.astype('<{dtype[1..]}'))" : "";
 
     /// <summary>A Python tuple of non-negative integers, as <c>ast.literal_eval</c> reads it (Python 2's <c>4L</c> included).</summary>
     private static long[] ParseShape(string tuple, string path)

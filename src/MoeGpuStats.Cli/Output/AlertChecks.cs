@@ -58,12 +58,12 @@ internal static class AlertChecks
         if (counts.Capacity is not null)
         {
             // Per layer, as the rule divides each layer's counters: one layer's drops can hide in the model's sum.
-            var drops = counts.LayerSlots;
-            var dropping = Enumerable.Range(0, drops.Count).Where(l => Over(drops[l].Dropped, drops[l].Routed)).ToList();
-            var most = Enumerable.Range(0, drops.Count).MaxBy(l => drops[l].Routed == 0 ? 0 : drops[l].Dropped / (double)drops[l].Routed);
+            var drops = counts.Layers;
+            var dropping = Enumerable.Range(0, drops.Count).Where(l => Over(drops[l].SlotsDropped, drops[l].RoutedSlots)).ToList();
+            var most = Enumerable.Range(0, drops.Count).MaxBy(l => drops[l].RoutedSlots == 0 ? 0 : drops[l].SlotsDropped / (double)drops[l].RoutedSlots);
             yield return (DroppedLabel, Found(dropping), dropping.Count == 0
                 ? $"{ModelCounts.Percent(counts.SlotsDropped, counts.RoutedSlots)} of routed slots in all"
-                : $"{Named(dropping)}; the most {ModelCounts.Percent(drops[most].Dropped, drops[most].Routed)}, layer {most}");
+                : $"{Named(dropping)}; the most {ModelCounts.Percent(drops[most].SlotsDropped, drops[most].RoutedSlots)}, layer {most}");
         }
 
         yield return Invalid(counts.InvalidExpertIds);

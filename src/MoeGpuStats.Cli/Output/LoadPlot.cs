@@ -80,7 +80,8 @@ internal static class LoadPlot
 
         load.Title(experts == 0
             ? "expert load: no batch recorded"
-            : $"expert load: share of a batch's tokens per expert, % ({Counted.Of(experts, "expert")}, {Counted.Of(stats.TotalRoutings, "batch", "batches")}, {Counted.Of(stats.TotalTokens, "token")})"
+            // The counts on a line of their own: a long run's (or a merge's) numbers made one line wider than the picture.
+            : $"expert load: share of a batch's tokens per expert, %\n{Counted.Of(experts, "expert")}, {Counted.Of(stats.TotalRoutings, "batch", "batches")}, {Counted.Of(stats.TotalTokens, "token")}"
                 + (experts > BarredExperts ? $"\neach bar covers {(experts + BarredExperts - 1) / BarredExperts} neighbouring experts and shows the busiest of them" : ""));
         load.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         load.XLabel("expert");

@@ -50,7 +50,10 @@ internal static class ModelLoadPlot
 
         var load = new Plot();
         var (loadRows, loadColumns) = Heatmap(load, shares, new ScottPlot.Colormaps.Inferno(), "% of the layer's slots", largest: true);
-        load.Title($"expert load: each expert's share of its layer's token-expert slots, % ({Counted.Of(layers, "layer")} × {Counted.Of(experts, "expert")}, {Counted.Of(steps, "step")}{(stats.MergedParts > 1 ? $" summed over {stats.MergedParts:N0} merged snapshots" : "")}; an even split is {100.0 / experts:0.###} %{NoLoad(shares)})");
+        // Two lines: a merge's step count and the grey cells' key made one line wider than the picture.
+        load.Title(
+            $"expert load since the start: each expert's share of its layer's token-expert slots, %\n"
+            + $"{Counted.Of(layers, "layer")} × {Counted.Of(experts, "expert")}, {Counted.Of(steps, "step")}{(stats.MergedParts > 1 ? $" summed over {stats.MergedParts:N0} merged snapshots" : "")}; an even split is {100.0 / experts:0.###} %{NoLoad(shares)}");
         Label(load, "expert" + Block(loadColumns, "largest"), "layer" + Block(loadRows, "largest"));
 
         if (timeline is null)
@@ -76,8 +79,8 @@ internal static class ModelLoadPlot
         // Steps left out are not drawn, so the axis counts the steps recorded, not the trace's: the title says so.
         var recorded = timeline.SkipsEmptySteps ? " recorded, padding alone left out" : "";
         balance.Title(timeline.StepsPerColumn == 1
-            ? $"balancedness per layer and step (mean over max expert load; {columns:N0} steps{recorded}{NoLoad(values)})"
-            : $"balancedness per layer over the steps (mean over max expert load; each column {timeline.StepsPerColumn:N0} steps{recorded}, {columns:N0} columns{NoLoad(values)})");
+            ? $"balancedness per layer and step: mean over max expert load\n{columns:N0} steps{recorded}{NoLoad(values)}"
+            : $"balancedness per layer over the steps: mean over max expert load\neach column {timeline.StepsPerColumn:N0} steps{recorded}, {columns:N0} columns{NoLoad(values)}");
         Label(balance, (timeline.StepsPerColumn == 1 ? "step" : $"steps ÷ {timeline.StepsPerColumn:N0}") + Block(balanceColumns, "smallest"), "layer" + Block(balanceRows, "smallest"));
 
         return PlotImage.Stack(load, balance, Width, Height, 0.6);

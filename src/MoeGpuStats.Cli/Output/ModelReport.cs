@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 
 namespace MoeGpuStats.Cli.Output;
 
@@ -8,7 +9,7 @@ namespace MoeGpuStats.Cli.Output;
 /// </summary>
 internal static class ModelReport
 {
-    /// <summary>Layers listed per span in the text report; <c>--json</c> lists them all.</summary>
+    /// <summary>Layers listed per span in the text report without <c>--layers-shown</c>; <c>--json</c> lists them all.</summary>
     public const int ShownLayers = 10;
 
     private const int LabelWidth = 34;
@@ -21,8 +22,10 @@ internal static class ModelReport
     /// <param name="engine">Which engine counted and why; null for a snapshot read back, which no engine here counted.</param>
     /// <param name="times">The run's time per step; null for a snapshot read back, whose steps no one here timed.</param>
     /// <param name="ranks">The balance over expert-parallel ranks (<c>--ep-size</c>); null for none.</param>
-    public static void Print(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, string heading, string? engine, StepTimes? times = null, EpBalance? ranks = null)
+    /// <param name="shown">Layers listed per span, worst first; 0 lists every layer.</param>
+    public static void Print(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, string heading, string? engine, StepTimes? times = null, EpBalance? ranks = null, int shown = ShownLayers)
     {
+        var listed = shown == 0 ? int.MaxValue : shown;
         output.WriteLine(heading);
         if (engine is not null)
         {
@@ -72,7 +75,7 @@ internal static class ModelReport
             output.WriteLine($"Layers, worst first, {span}");
             output.WriteLine("  layer  balancedness  max/mean      CV   Gini  top 10 %  hottest  coldest  dead experts");
             var withoutLoad = false;
-            foreach (var layer in WorstFirst(balance).Take(ShownLayers))
+            foreach (var layer in WorstFirst(balance).Take(listed))
             {
                 var b = balance.Layers[layer];
                 withoutLoad |= b.Load == 0;
@@ -85,9 +88,9 @@ internal static class ModelReport
                 output.WriteLine("  (-: a layer without load, whose balancedness is 1 by convention: nothing to balance)");
             }
 
-            if (balance.Layers.Count > ShownLayers)
+            if (balance.Layers.Count > listed)
             {
-                output.WriteLine($"  ... {Counted.Of((ulong)(balance.Layers.Count - ShownLayers), "more layer")}, better balanced (--json lists every layer)");
+                output.WriteLine($"  ... {Counted.Of((ulong)(balance.Layers.Count - listed), "more layer")}, better balanced (--layers-shown 0 or --json lists every layer)");
             }
         }
 
@@ -173,32 +176,14 @@ internal static class ModelReport
             writer.WriteNumber("expert_capacity", capacity);
             WriteCount(writer, "slots_dropped", counts.SlotsDropped);
         }
+
+        WriteLayerCounts(writer, counts);
+        json.Drain();
         foreach (var (name, balance) in new[] { ("window", summary.Window), ("since_start", summary.SinceStart) })
         {
             writer.WriteStartObject(name);
             WriteAcrossLayers(writer, balance);
-            writer.WriteStartArray("per_layer");
-            for (var layer = 0; layer < balance.Layers.Count; layer++)
-            {
-                var b = balance.Layers[layer];
-                writer.WriteStartObject();
-                writer.WriteNumber("layer", layer);
-                writer.WriteNumber("load", b.Load);
-                writer.WriteNumber("mean_load", b.MeanLoad);
-                writer.WriteNumber("max_load", b.MaxLoad);
-                writer.WriteNumber("min_load", b.MinLoad);
-                writer.WriteNumber("balancedness", b.Balancedness);
-                writer.WriteNumber("max_mean_ratio", b.MaxMeanRatio);
-                writer.WriteNumber("coefficient_of_variation", b.CoefficientOfVariation);
-                writer.WriteNumber("hottest_expert", b.HottestExpert);
-                writer.WriteNumber("coldest_expert", b.ColdestExpert);
-                writer.WriteNumber("dead_experts", b.DeadExperts);
-                writer.WriteNumber("gini_coefficient", b.GiniCoefficient);
-                writer.WriteNumber("top10_percent_share", b.Top10PercentShare);
-                writer.WriteEndObject();
-            }
-
-            writer.WriteEndArray();
+            WritePerLayer(writer, balance);
             writer.WriteEndObject();
             json.Drain();
         }
@@ -243,7 +228,7 @@ internal static class ModelReport
         + (times.Latency.TotalMeasurements > 0 ? $"{TimeSpread.Milliseconds(times.Latency.AverageLatency())} per step" : "no step timed yet");
 
     /// <summary>The figures across layers of <paramref name="balance"/>, into the object being written.</summary>
-    private static void WriteAcrossLayers(System.Text.Json.Utf8JsonWriter writer, BalanceSummary balance)
+    private static void WriteAcrossLayers(Utf8JsonWriter writer, BalanceSummary balance)
     {
         writer.WriteNumber("min_balancedness", balance.MinBalancedness);
         writer.WriteNumber("p10_balancedness", balance.P10Balancedness);
@@ -253,14 +238,68 @@ internal static class ModelReport
         writer.WriteNumber("worst_layer", balance.WorstLayer);
     }
 
+    /// <summary><c>per_layer</c>: each layer's balance over the span, in layer order, named as a model's summary names it in C and Python.</summary>
+    private static void WritePerLayer(Utf8JsonWriter writer, BalanceSummary balance)
+    {
+        writer.WriteStartArray("per_layer");
+        for (var layer = 0; layer < balance.Layers.Count; layer++)
+        {
+            var b = balance.Layers[layer];
+            writer.WriteStartObject();
+            writer.WriteNumber("layer", layer);
+            writer.WriteNumber("load", b.Load);
+            writer.WriteNumber("mean_load", b.MeanLoad);
+            writer.WriteNumber("max_load", b.MaxLoad);
+            writer.WriteNumber("min_load", b.MinLoad);
+            writer.WriteNumber("balancedness", b.Balancedness);
+            writer.WriteNumber("max_mean_ratio", b.MaxMeanRatio);
+            writer.WriteNumber("coefficient_of_variation", b.CoefficientOfVariation);
+            writer.WriteNumber("hottest_expert", b.HottestExpert);
+            writer.WriteNumber("coldest_expert", b.ColdestExpert);
+            writer.WriteNumber("dead_experts", b.DeadExperts);
+            writer.WriteNumber("gini_coefficient", b.GiniCoefficient);
+            writer.WriteNumber("top10_percent_share", b.Top10PercentShare);
+            writer.WriteEndObject();
+        }
+
+        writer.WriteEndArray();
+    }
+
+    /// <summary>
+    /// <c>layer_counts</c>: each layer's counts since the start, named as the model's sums (<c>slots_dropped</c> with a
+    /// capacity): which layers the sums' invalid ids and drops come from. An array of its own, not fields of
+    /// <c>per_layer</c>: those are a span's balance, the same fields as a model's summary in C and Python.
+    /// </summary>
+    private static void WriteLayerCounts(Utf8JsonWriter writer, ModelCounts counts)
+    {
+        writer.WriteStartArray("layer_counts");
+        for (var l = 0; l < counts.Layers.Count; l++)
+        {
+            var layer = counts.Layers[l];
+            writer.WriteStartObject();
+            writer.WriteNumber("layer", l);
+            writer.WriteNumber("tokens", layer.Tokens);
+            writer.WriteNumber("routed_slots", layer.RoutedSlots);
+            writer.WriteNumber("invalid_expert_ids", layer.InvalidExpertIds);
+            if (counts.Capacity is not null)
+            {
+                writer.WriteNumber("slots_dropped", layer.SlotsDropped);
+            }
+
+            writer.WriteEndObject();
+        }
+
+        writer.WriteEndArray();
+    }
+
     /// <summary>A count summed over layers, which may pass what <c>WriteNumber</c> takes (2^64 − 1), written exactly.</summary>
-    private static void WriteCount(System.Text.Json.Utf8JsonWriter writer, string name, UInt128 count)
+    private static void WriteCount(Utf8JsonWriter writer, string name, UInt128 count)
     {
         writer.WritePropertyName(name);
         writer.WriteRawValue(count.ToString(CultureInfo.InvariantCulture));
     }
 
-    private static void WriteOrNull(System.Text.Json.Utf8JsonWriter writer, string name, double? value)
+    private static void WriteOrNull(Utf8JsonWriter writer, string name, double? value)
     {
         if (value is { } number)
         {

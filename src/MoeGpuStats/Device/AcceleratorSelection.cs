@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 using Microsoft.Extensions.Logging;
@@ -52,8 +53,14 @@ internal static class AcceleratorSelection
     /// or the best present of <paramref name="best"/> (<see cref="BestFirst"/> by default) when null or empty:
     /// <paramref name="onDevice"/> with the accelerator and what frees it with the engine, or <paramref name="managed"/>.
     /// </summary>
-    /// <exception cref="InvalidOperationException">An unknown name, or an accelerator that is not present.</exception>
-    public static T Choose<T>(string? requested, Func<Accelerator, IDisposable, T> onDevice, Func<T> managed, AcceleratorType[]? best = null)
+    /// <remarks>
+    /// ILGPU compiles its kernels at run time; a program that cannot generate code (native AOT, or a .NET 10 file-based
+    /// program, which sets PublishAot: <see cref="RuntimeFeature.IsDynamicCodeSupported"/> false) has no accelerator
+    /// ILGPU can run, so the best present there is the managed engine, and a named accelerator is refused saying why.
+    /// <paramref name="dynamicCode"/>, null but in tests, stands for that flag.
+    /// </remarks>
+    /// <exception cref="InvalidOperationException">An unknown name, or an accelerator that is not present or cannot run here.</exception>
+    public static T Choose<T>(string? requested, Func<Accelerator, IDisposable, T> onDevice, Func<T> managed, AcceleratorType[]? best = null, bool? dynamicCode = null)
     {
         var choice = requested?.Trim().ToLowerInvariant() ?? "";
         var order = Order(choice, best) ?? throw new InvalidOperationException(
@@ -61,6 +68,14 @@ internal static class AcceleratorSelection
         if (order.Length == 0)
         {
             return managed();
+        }
+
+        if (!(dynamicCode ?? RuntimeFeature.IsDynamicCodeSupported))
+        {
+            return string.IsNullOrEmpty(choice)
+                ? managed()
+                : throw new InvalidOperationException(Invariant(
+                    $"{RoutingStats.AcceleratorVariable}={choice}, but this program cannot generate code (native AOT, or PublishAot set, as a file-based program sets it), which ILGPU's kernels need: use managed, or set PublishAot to false."));
         }
 
         var context = Context.Create(builder => builder.Default());

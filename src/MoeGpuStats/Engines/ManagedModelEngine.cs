@@ -281,10 +281,11 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         ReserveLayers();
 
         Span<int> listed = stackalloc int[ExpertLoadWindow.ListedIds];
+        var copied = _window.Lists(stepIds);
         for (var l = 0; l < layers; l++)
         {
             scoped ReadOnlySpan<int> layerIds = ids.Slice(checked((int)(l * layerStride)), stepIds);
-            if (_window.Lists(stepIds))
+            if (copied)
             {
                 // The window keeps these ids as a list: the layer counts the same copy, so a caller's buffer that
                 // changes between the two reads cannot leave the window's load above the layer's counts.

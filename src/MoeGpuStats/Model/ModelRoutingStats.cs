@@ -69,12 +69,13 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// Creates statistics on the best engine present: CUDA, then managed; <c>MOEGS_ACCELERATOR</c> overrides the
     /// choice, which is logged once. Unlike <see cref="RoutingStats.Create"/> it takes OpenCL only when the variable
     /// names it: OpenCL's model tests have run in part (PoCL: those that ran pass; skipping empty steps crashed it, and
-    /// the engine refuses it there; docs/performance.md).
+    /// the engine refuses it there; docs/performance.md). A program that cannot generate code (native AOT; PublishAot)
+    /// gets the managed engine: ILGPU compiles its kernels at run time.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
     /// <exception cref="ArgumentException">The variable names OpenCL and the options skip empty steps.</exception>
-    /// <exception cref="InvalidOperationException">The variable names an accelerator that is not present, or an unknown value.</exception>
+    /// <exception cref="InvalidOperationException">The variable names an accelerator that is not present or that this program cannot run (no code generation), or an unknown value.</exception>
     /// <exception cref="InsufficientMemoryException">The state could not be allocated, on the chosen accelerator or (the window) on the managed engine; the message gives the size.</exception>
     public static ModelRoutingStats Create(ModelRoutingStatsOptions options, ILogger? logger = null)
     {

@@ -84,8 +84,12 @@ public sealed record ModelRoutingStatsOptions
     /// <summary>Entries of the window ring.</summary>
     internal long WindowEntries => (long)Window * Layers * Experts;
 
-    /// <summary>The ring's entries as the window's refusal names them, in the options' property names (a file's reader renames them).</summary>
-    internal const string WindowEntriesTerm = "Window × Layers × Experts";
+    /// <summary>
+    /// Why the window ring is too long, after the window's value: <paramref name="entriesTerm"/> names its entries in the
+    /// caller's words (the options' property names, or a file's fields).
+    /// </summary>
+    internal string WindowRingRefusal(string entriesTerm) =>
+        Invariant($"{entriesTerm} is {WindowEntries:N0}, at most {MaxWindowEntries:N0} (the window ring's counts): give {LongestWindow(Layers, Experts):N0} steps or fewer.");
 
     /// <summary>The longest window whose ring of <paramref name="layers"/> × <paramref name="experts"/> counts a step fits <see cref="MaxWindowEntries"/>.</summary>
     internal static long LongestWindow(int layers, int experts) => MaxWindowEntries / ((long)layers * experts);
@@ -110,8 +114,7 @@ public sealed record ModelRoutingStatsOptions
 
         if (WindowEntries > MaxWindowEntries)
         {
-            throw OutOfRange.Error(
-                nameof(Window), Window, Invariant($"{WindowEntriesTerm} is {WindowEntries:N0}, at most {MaxWindowEntries:N0} (the window ring's counts): give {LongestWindow(Layers, Experts):N0} steps or fewer."));
+            throw OutOfRange.Error(nameof(Window), Window, WindowRingRefusal("Window × Layers × Experts"));
         }
 
         LayerOptions.Validate();

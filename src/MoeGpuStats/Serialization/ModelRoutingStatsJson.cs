@@ -91,25 +91,27 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
 
         var layers = Array(root, "layers");
         var loads = Array(root, "window_load");
-        ModelRoutingStatsOptions options;
+        var options = new ModelRoutingStatsOptions
+        {
+            Layers = layers.GetArrayLength(),
+            Experts = Int(root, "experts"),
+            Window = Int(root, "window"),
+            ExpertCapacity = Optional(root, "expert_capacity") is { } capacity ? WholeNumber(capacity, "expert_capacity") : null,
+            UtilizationDecay = Optional(root, "utilization_decay") is { } decay ? Float(decay, "utilization_decay") : null,
+            SkipEmptySteps = Optional(root, "skip_empty_steps") is { } skip && Boolean(skip, "skip_empty_steps"),
+        };
         try
         {
-            options = new ModelRoutingStatsOptions
-            {
-                Layers = layers.GetArrayLength(),
-                Experts = Int(root, "experts"),
-                Window = Int(root, "window"),
-                ExpertCapacity = Optional(root, "expert_capacity") is { } capacity ? WholeNumber(capacity, "expert_capacity") : null,
-                UtilizationDecay = Optional(root, "utilization_decay") is { } decay ? Float(decay, "utilization_decay") : null,
-                SkipEmptySteps = Optional(root, "skip_empty_steps") is { } skip && Boolean(skip, "skip_empty_steps"),
-            };
             options.Validate();
+        }
+        catch (ArgumentException exception) when (exception.ParamName == nameof(ModelRoutingStatsOptions.Window) && options.WindowEntries > ModelRoutingStatsOptions.MaxWindowEntries)
+        {
+            // The ring's limit spans three settings: the file names them by its fields.
+            throw new JsonException(Invariant($"The field 'window' is {options.Window}; {options.WindowRingRefusal("window × layers × experts")}"), exception);
         }
         catch (ArgumentException exception)
         {
-            // The ring's limit spans three settings, named by the options' property names; a file's reader knows its fields.
-            var error = RoutingStatsJson.SettingError(exception, nameof(ModelRoutingStatsOptions.Layers), "The field 'layers' has {0} entries");
-            throw new JsonException(error.Message.Replace(ModelRoutingStatsOptions.WindowEntriesTerm, "window × layers × experts", StringComparison.Ordinal), exception);
+            throw RoutingStatsJson.SettingError(exception, nameof(ModelRoutingStatsOptions.Layers), "The field 'layers' has {0} entries");
         }
 
         var steps = RoutingStatsJson.CountValue(Required(root, "steps"), "steps");

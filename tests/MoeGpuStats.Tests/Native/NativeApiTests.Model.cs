@@ -273,7 +273,7 @@ public sealed unsafe partial class NativeApiTests
         Refused(Create("managed", Layers, 4097, 0, 0, -1f, out _), InvalidArgument, "experts = 4097", "[1, 4096]");
         Refused(Create("managed", Layers, Experts, -1, 0, -1f, out _), InvalidArgument, "expert_capacity = -1");
         Refused(Create("managed", Layers, Experts, 0, -1, -1f, out _), InvalidArgument, "window = -1", "default of 1000");
-        Refused(Create("managed", 1024, 4096, 0, 0, -1f, out _), InvalidArgument, "window = 0", "1000 * 1024 * 4096");
+        Refused(Create("managed", 1024, 4096, 0, 0, -1f, out _), InvalidArgument, "window = 0: window * layers * experts = 1000 * 1024 * 4096 = 4194304000 counts", "give a window of 1 to 511 steps.");
         Refused(Create("managed", Layers, Experts, 0, 0, 1f, out _), InvalidArgument, "utilization_decay = 1", "[0, 1)");
         Refused(Create("managed", Layers, Experts, 0, 0, float.NaN, out _), InvalidArgument, "utilization_decay = NaN");
         Refused(Create("tpu", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \"tpu\"");

@@ -22,6 +22,48 @@ public sealed partial class NativeApiTests
     }
 
     /// <summary>
+    /// README's C examples, built as it says (<c>cc example.c -I include -L native/out -lmoegs</c>; a body of
+    /// <c>main</c> inside one), print what the README says they print.
+    /// </summary>
+    [Fact]
+    public void TheReadmesCExamplesPrintWhatItSays()
+    {
+        var root = NativeOut();
+        var checkout = Path.GetFullPath(Path.Combine(root, "..", ".."));
+        var examples = CExample().Matches(File.ReadAllText(Path.Combine(checkout, "README.md")));
+        Assert.True(examples.Count >= 2, $"README has {examples.Count} C examples that say what they print");
+        var compiler = Environment.GetEnvironmentVariable("CC") is { Length: > 0 } cc ? cc : "cc";
+        var folder = Directory.CreateTempSubdirectory("moegs-readme-c-").FullName;
+        try
+        {
+            for (var i = 0; i < examples.Count; i++)
+            {
+                var code = examples[i].Groups["code"].Value;
+                var program = code.Contains("int main", StringComparison.Ordinal)
+                    ? code
+                    : $"#include <stdio.h>\n#include \"moegs.h\"\n\nint main(void)\n{{\n{code}return 0;\n}}\n";
+                var source = Path.Combine(folder, $"example{i}.c");
+                File.WriteAllText(source, program);
+                var executable = Path.Combine(folder, $"example{i}");
+                var built = ExternalProgram.Run(
+                    compiler, $"\"{source}\" -I \"{Path.Combine(checkout, "include")}\" -L \"{root}\" -lmoegs -Wl,-rpath,\"{root}\" -o \"{executable}\"", out var buildCode);
+                Assert.True(buildCode == 0, $"{compiler} example {i}: {built}");
+                var printed = ExternalProgram.Run(executable, "", out var exitCode);
+                Assert.True(exitCode == 0, printed);
+                Assert.Equal(examples[i].Groups["prints"].Value, printed.Trim());
+            }
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>A C code block of README, then (after a shell block, where one shows how to build it) what it prints.</summary>
+    [GeneratedRegex(@"```c\n(?<code>(?:(?!```).)*)```\n(?:\n```\n(?:(?!```).)*```\n)?\nprints `(?<prints>[^`]*)`", RegexOptions.Singleline)]
+    private static partial Regex CExample();
+
+    /// <summary>
     /// The Python tests under python3 on PATH, and under Debian's /usr/bin/python3 where that is another
     /// interpreter (a pyenv or venv python3 first on PATH): Debian's is the one .ci/run gives NumPy and torch,
     /// so the checks that need them (NumPy's zero-copy view) run there instead of skipping. The test of the

@@ -156,6 +156,18 @@ public sealed class ModelRoutingStatsJsonConverterTests
         Assert.Equal(message, error.Message);
     }
 
+    /// <summary>A file whose experts and window are both out of range: the experts are refused first, as the options refuse them.</summary>
+    [Fact]
+    public void ExpertsOutOfRangeAreNamedBeforeAWindowRingTooLong()
+    {
+        using var model = Recorded(Options);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        node["experts"] = 5000;
+        node["window"] = 100000000;
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal("The field 'experts' is 5000; give 1 to 4,096.", error.Message);
+    }
+
     /// <summary>A layer's counts that do not add up to its routed slots: no step of ids leaves that behind.</summary>
     [Fact]
     public void ALayerWhoseCountsDoNotSumToItsRoutedSlotsIsRefused()

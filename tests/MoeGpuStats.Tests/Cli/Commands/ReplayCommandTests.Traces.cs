@@ -243,7 +243,7 @@ public sealed partial class ReplayCommandTests
         var (code, _, error) = Moegs.Run("replay", path, "--window-load", Path.Combine(_folder.FullName, "w.npy"));
 
         Assert.Equal(ExitCodes.Usage, code);
-        Assert.Equal($"--window-load: the window load is a model's, [layers, experts]; {path} is read without layers (JSON lines, a line per layer and forward pass: no line has a layer field).", error.Trim());
+        Assert.Equal($"--window-load: the window load is a model's, [layers, experts] (one router's load: --save a snapshot, which plan reads); {path} is read without layers (JSON lines, a line per layer and forward pass: no line has a layer field).", error.Trim());
     }
 
     /// <summary>Each malformed trace is one line naming the file and line, and exit code 1.</summary>

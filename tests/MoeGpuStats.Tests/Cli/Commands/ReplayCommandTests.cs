@@ -391,6 +391,20 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal(dropped, report.RootElement.GetProperty("slots_dropped").GetUInt64());
         Assert.True(dropped > 0, "the test's capacity should drop slots");
 
+        // Each layer's counts, which the sums hide.
+        var layerCounts = report.RootElement.GetProperty("layer_counts").EnumerateArray().ToArray();
+        Assert.Equal(Layers, layerCounts.Length);
+        for (var l = 0; l < Layers; l++)
+        {
+            using var layer = expected.Layer(l);
+            var got = layerCounts[l];
+            Assert.Equal(
+                (l, layer.TotalTokens, layer.RoutedSlots, layer.InvalidExpertIds, layer.SlotsDropped),
+                (got.GetProperty("layer").GetInt32(), got.GetProperty("tokens").GetUInt64(), got.GetProperty("routed_slots").GetUInt64(), got.GetProperty("invalid_expert_ids").GetUInt64(), got.GetProperty("slots_dropped").GetUInt64()));
+        }
+
+        Assert.Contains(layerCounts, layer => layer.GetProperty("invalid_expert_ids").GetUInt64() != layerCounts[0].GetProperty("invalid_expert_ids").GetUInt64());
+
         var (_, text, _) = Moegs.Run("replay", npy, "--experts", $"{experts}", "--capacity", "2");
         var line = text.Split('\n').Single(l => l.StartsWith("  invalid expert ids", StringComparison.Ordinal));
         Assert.Contains($" {invalid:N0} ", line);
@@ -438,13 +452,51 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains("over all 5 steps (the window holds them all)", output);
         var rows = output.Split('\n').SkipWhile(line => !line.StartsWith("  layer  balancedness", StringComparison.Ordinal)).Skip(1).Take(11).ToArray();
         Assert.Equal(worstFirst, rows[..10].Select(row => int.Parse(row.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0], System.Globalization.CultureInfo.InvariantCulture)));
-        Assert.Contains("2 more layers, better balanced", rows[10]);
+        Assert.Contains("2 more layers, better balanced (--layers-shown 0 or --json lists every layer)", rows[10]);
+    }
+
+    /// <summary>
+    /// --layers-shown sets how many layers the report lists, 0 every one, for a replay and for report of its snapshot;
+    /// given for one layer's trace or snapshot, it is refused naming why.
+    /// </summary>
+    [Fact]
+    public void LayersShownSetsTheLayersTheReportLists()
+    {
+        const int layers = 12;
+        var npy = WriteInt32("twelve.npy", $"{Steps}, {layers}, {Tokens}, {TopK}", Ids(Steps, layers, Tokens, seed: 11));
+        var saved = Path.Combine(_folder.FullName, "twelve.json");
+        static string[] Listed(string output) =>
+            [.. output.Split('\n').SkipWhile(line => !line.StartsWith("  layer  balancedness", StringComparison.Ordinal)).Skip(1).TakeWhile(line => line.StartsWith("  ", StringComparison.Ordinal))];
+
+        var (allCode, all, allError) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--layers-shown", "0", "--save", saved);
+        Assert.True(allCode == ExitCodes.Ok, allError);
+        Assert.Equal(layers, Listed(all).Length);
+        Assert.DoesNotContain("more layer", all);
+
+        var (fewCode, few, _) = Moegs.Run("report", saved, "--layers-shown", "3");
+        Assert.Equal(ExitCodes.Ok, fewCode);
+        Assert.Equal(4, Listed(few).Length);
+        Assert.Contains("9 more layers, better balanced", Listed(few)[3]);
+
+        var one = WriteInt32("one.npy", $"{Steps}, {Tokens}, {TopK}", Ids(Steps, 1, Tokens, seed: 11));
+        var (oneCode, _, oneError) = Moegs.Run("replay", one, "--layout", "steps,tokens,k", "--experts", $"{Experts}", "--layers-shown", "3");
+        Assert.Equal(ExitCodes.Usage, oneCode);
+        Assert.StartsWith("--layers-shown 3: the report's list of layers is a model's;", oneError.Trim());
+        var oneSaved = Path.Combine(_folder.FullName, "one.json");
+        Assert.Equal(ExitCodes.Ok, Moegs.Run("replay", one, "--layout", "steps,tokens,k", "--experts", $"{Experts}", "--save", oneSaved).Code);
+        var (reportCode, _, reportError) = Moegs.Run("report", oneSaved, "--layers-shown", "3");
+        Assert.Equal(ExitCodes.Usage, reportCode);
+        Assert.Equal($"--layers-shown 3: the report's list of layers is a model's; {oneSaved} holds one layer.", reportError.Trim());
+
+        var (negativeCode, _, negative) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--layers-shown", "-1");
+        Assert.Equal(ExitCodes.Usage, negativeCode);
+        Assert.StartsWith("--layers-shown -1: give the layers to list (0 for every layer)", negative.Trim());
     }
 
     [Fact]
     public void ReplayExpertsOutOfRangeIsAUsageError()
     {
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "2, 1", [.. new[] { 0, 1 }.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("ids.npy", "2, 1", [0, 1]);
         var (code, _, error) = Run("replay", npy, "--experts", "5000");
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Equal("--experts 5000: give the number of experts, a whole number from 1 to 4,096. Run moegs replay --help for usage.", error.Trim());
@@ -454,7 +506,7 @@ public sealed partial class ReplayCommandTests : IDisposable
     [Fact]
     public void ATraceWithoutLossesReportsNoneRatherThanZeroMeans()
     {
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "noloss.npy"), "<i4", "2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("noloss.npy", "2, 2", [0, 1, 2, 3]);
         var (code, output, error) = Run("replay", npy);
 
         Assert.True(code == ExitCodes.Ok, error);
@@ -465,7 +517,7 @@ public sealed partial class ReplayCommandTests : IDisposable
     [Fact]
     public void TheLargestIntIdWithoutExpertsIsExplainedNotWrapped()
     {
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "max.npy"), "<i4", "1, 2", [.. new[] { 3, int.MaxValue }.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("max.npy", "1, 2", [3, int.MaxValue]);
         var (code, _, error) = Run("replay", npy);
 
         Assert.Equal(ExitCodes.Usage, code);
@@ -570,7 +622,7 @@ public sealed partial class ReplayCommandTests : IDisposable
     public void ReplayPassesPaddingThroughAndInfersExpertsWithoutIt()
     {
         int[] ids = [-1, 2, 1, -1, 2, 0, -1, -1];
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "pad.npy"), "<i4", "2, 2, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("pad.npy", "2, 2, 2", ids);
         var saved = Path.Combine(_folder.FullName, "pad.json");
 
         var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--save", saved);
@@ -593,7 +645,7 @@ public sealed partial class ReplayCommandTests : IDisposable
     {
         // Two synthetic steps (every token to experts 0 and 1), then a real one.
         int[] ids = [0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 1, 2, 3, 0];
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "warm.npy"), "<i4", "3, 3, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("warm.npy", "3, 3, 2", ids);
         var saved = Path.Combine(_folder.FullName, "warm.json");
 
         var (all, _, warned) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--save", saved);
@@ -612,12 +664,51 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal($"--skip-steps 3: {npy} has 3 steps; leave out at most 2, so that one is replayed.", refused.Trim());
     }
 
+    /// <summary>
+    /// A warm-up pass padded to a captured size (its alike tokens, then rows of -1) is named as warm-up: padding rows
+    /// are not tokens. A step of one real token among padding is warm-up only where that token names one expert k times.
+    /// </summary>
+    [Fact]
+    public void PaddedWarmUpStepsAreNamed()
+    {
+        int[] ids =
+        [
+            0, 1, 0, 1, -1, -1,
+            0, 1, 2, 3, -1, -1,
+            2, 2, -1, -1, -1, -1,
+            3, 1, -1, -1, -1, -1,
+            1, 2, 1, -1, -1, -1,
+        ];
+        var npy = WriteInt32("padwarm.npy", "5, 3, 2", ids);
+
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: 2 steps (first 0, last 2) routed every token to the same experts", error);
+    }
+
+    /// <summary>
+    /// Tokens of one id each (top-1) among padding: one token, or two on one expert, are what a router does by chance;
+    /// three on one expert are named as warm-up.
+    /// </summary>
+    [Fact]
+    public void TopOneTokensAlikeByChanceAreNotWarmUp()
+    {
+        int[] ids = [2, -1, -1, 2, 2, -1, 1, 1, 1, 0, 1, 2];
+        var npy = WriteInt32("topone.npy", "4, 3, 1", ids);
+
+        var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: 1 step (first 2, last 2) routed every token to the same experts", error);
+    }
+
     /// <summary>Warm-up tokens of all zeros repeat an expert: the warm-up warning says what they are, not a warning about the layout.</summary>
     [Fact]
     public void WarmUpTokensThatRepeatAnExpertAreNotBlamedOnTheLayout()
     {
         int[] ids = [0, 0, 0, 0, 0, 0, 2, 3, 1, 2, 3, 0, 3, 3, 1, 2, 0, 1];
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "zeros.npy"), "<i4", "3, 3, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("zeros.npy", "3, 3, 2", ids);
 
         var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
 
@@ -631,7 +722,7 @@ public sealed partial class ReplayCommandTests : IDisposable
     public void AOneTokenWarmUpStepIsNamedAsWarmUpNotBlamedOnTheLayout()
     {
         int[] ids = [0, 0, 2, 3, 1, 1, 1, 2];
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "one.npy"), "<i4", "4, 1, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("one.npy", "4, 1, 2", ids);
 
         var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
 
@@ -640,7 +731,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.DoesNotContain("twice", error);
 
         int[] repeated = [0, 1, 2, 2, 2, 3];
-        var layered = NpyFile.Write(Path.Combine(_folder.FullName, "layered.npy"), "<i4", "1, 3, 1, 2", [.. repeated.SelectMany(BitConverter.GetBytes)]);
+        var layered = WriteInt32("layered.npy", "1, 3, 1, 2", repeated);
         var (layeredCode, _, layeredError) = Run("replay", layered, "--layout", "steps,layers,tokens,k", "--experts", "4");
         Assert.Equal(ExitCodes.Ok, layeredCode);
         Assert.DoesNotContain("same experts", layeredError);
@@ -651,14 +742,14 @@ public sealed partial class ReplayCommandTests : IDisposable
     public void ATraceOfOnlyIdenticalStepsIsNamedWithoutSuggestingToSkipThemAll()
     {
         int[] ids = [3, 1, 3, 1, 3, 1, 3, 1];
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "same.npy"), "<i4", "2, 2, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("same.npy", "2, 2, 2", ids);
         var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
         Assert.Equal(ExitCodes.Ok, code);
         Assert.Contains("warning: every step routed every token to the same experts", error);
         Assert.DoesNotContain("--skip-steps", error);
 
         int[] padded = [-1, -1, -1, -1, 0, 1, 2, 3];
-        var pad = NpyFile.Write(Path.Combine(_folder.FullName, "padstep.npy"), "<i4", "2, 2, 2", [.. padded.SelectMany(BitConverter.GetBytes)]);
+        var pad = WriteInt32("padstep.npy", "2, 2, 2", padded);
         var (padCode, _, padError) = Run("replay", pad, "--layout", "steps,tokens,k", "--experts", "4");
         Assert.Equal(ExitCodes.Ok, padCode);
         Assert.DoesNotContain("same experts", padError);
@@ -669,7 +760,7 @@ public sealed partial class ReplayCommandTests : IDisposable
     public void StepsOfPaddingAloneAreNamedWithWhatTheyDoToTheShares()
     {
         int[] ids = [0, 1, 2, 3, 0, 2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "idle.npy"), "<i4", "3, 3, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("idle.npy", "3, 3, 2", ids);
         var saved = Path.Combine(_folder.FullName, "idle.json");
 
         var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--save", saved);
@@ -685,7 +776,7 @@ public sealed partial class ReplayCommandTests : IDisposable
     public void TokensThatNameAnExpertTwiceAreWarnedAbout()
     {
         int[] ids = [0, 0, 1, 2, 3, 3, 2, 1, -1, -1];
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "twice.npy"), "<i4", "5, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("twice.npy", "5, 2", ids);
         var (code, _, error) = Run("replay", npy);
         Assert.Equal(ExitCodes.Ok, code);
         Assert.Contains("warning: 2 tokens (the first in step 0) name one expert twice among their 2 ids", error);
@@ -724,7 +815,7 @@ public sealed partial class ReplayCommandTests : IDisposable
             5, 5, 0, 1, -1, -1, 2, 3, 0, 1, 2, 3, 3, 2, 1, 0,
             -7, -7, 4, 4, 1, -1, 1, 2, 2, 3, 2, -1, 0, 1, 2, 3,
         ];
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "repeats.npy"), "<i4", "2, 4, 4", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("repeats.npy", "2, 4, 4", ids);
 
         var (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
 
@@ -751,7 +842,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Empty(output);
-        Assert.Equal($"{fifo}: is empty, or a pipe or a device; give a .npy, .npz, .jsonl or .ndjson file.", error.Trim());
+        Assert.Equal($"{fifo}: is a pipe or a device; give a .npy, .npz, .jsonl or .ndjson file.", error.Trim());
     }
 
     /// <summary>After a replay with --serve-after the endpoint still answers, with the final totals, until Ctrl-C.</summary>
@@ -759,7 +850,7 @@ public sealed partial class ReplayCommandTests : IDisposable
     public async Task TheEndpointServesTheFinalStateAfterTheRun()
     {
         int[] ids = [0, 1, 2, 3, 1, 2, 3, 0, 2, 3];
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "serve.npy"), "<i4", "5, 1, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var npy = WriteInt32("serve.npy", "5, 1, 2", ids);
         var port = PrometheusText.FreePort();
         using var moegs = StartSignallable("replay", npy, "--layout", "steps,tokens,k", "--experts", "4", "--metrics-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--serve-after");
         using var cleanup = new ProcessCleanup(moegs);

@@ -251,7 +251,7 @@ public sealed class ReportCommandTests : IDisposable
 
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Empty(output);
-        Assert.Equal($"{path}: is empty, or a pipe or a device; give a snapshot file.", error.Trim());
+        Assert.Equal($"{path}: is a pipe or a device; give a snapshot file.", error.Trim());
     }
 
     /// <summary>A snapshot that cannot be read is one line naming the file, and exit code 1.</summary>
@@ -259,7 +259,7 @@ public sealed class ReportCommandTests : IDisposable
     [InlineData("missing.json", null, "no such file.")]
     [InlineData("text.json", "not a snapshot", "")]
     [InlineData("empty.json", "{}", "")]
-    [InlineData("zero.json", "", "is empty, or a pipe or a device; give a snapshot file.")]
+    [InlineData("zero.json", "", "is empty (0 bytes); give a snapshot file.")]
     [InlineData("load.npy", "\u0093NUMPY\u0001\u0000", "a .npy array, not a snapshot; this command reads the JSON that --save writes")]
     [InlineData("trace.npz", "PK\u0003\u0004rest", "a .npz archive, not a snapshot")]
     [InlineData("load.json", "[[1, 2], [3, 4]]", "a JSON array, as a window load that plan reads, not a snapshot; this command reads the JSON object that --save writes.")]

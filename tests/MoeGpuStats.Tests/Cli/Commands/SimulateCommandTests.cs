@@ -78,7 +78,7 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData("-k 80", "--top-k 80: give at most --experts (64) experts per token")]
     [InlineData("--experts 0", "--experts 0: give the number of experts, a whole number from 1 to 4,096.")]
     [InlineData("--steps -5", "--steps -5:")]
-    [InlineData("--steps 0", "--steps 0: give the number of batches, a whole number from 1 to 2,147,483,647.")]
+    [InlineData("--steps 0", "--steps 0: give the number of batches (steps of a model), a whole number from 1 to 2,147,483,647.")]
     [InlineData("--skew NaN", "--skew NaN: give the load skew, a number above 0")]
     [InlineData("--skew -2", "--skew -2:")]
     [InlineData("--capacity 0", "--capacity 0: give slots per expert per batch (of a model: per layer and step), a whole number from 1")]
@@ -416,8 +416,10 @@ public sealed class SimulateCommandTests : IDisposable
                 (RoutingStats.AcceleratorVariable, engine));
             Assert.True(code == ExitCodes.Ok, text);
 
-            // Standard output, the JSON, comes first; standard error from "engine:" on. Times differ by nature.
-            using var report = System.Text.Json.JsonDocument.Parse(text[..text.IndexOf("engine:", StringComparison.Ordinal)]);
+            // Standard output, the JSON, comes first; standard error after it (a periodic "after N of M steps" line where
+            // the machine is slow, then "engine:"). Times differ by nature.
+            var reader = new System.Text.Json.Utf8JsonReader(System.Text.Encoding.UTF8.GetBytes(text), new System.Text.Json.JsonReaderOptions { AllowMultipleValues = true });
+            using var report = System.Text.Json.JsonDocument.ParseValue(ref reader);
             reports[engine] = string.Join('\n', report.RootElement.EnumerateObject().Where(field => field.Name != "step_time").Select(field => field.ToString()))
                 + string.Concat(files.Select(file => Convert.ToHexString(File.ReadAllBytes(file))));
         }

@@ -16,12 +16,14 @@ public sealed partial class NpyIdsTests : IDisposable
 
     public void Dispose() => _folder.Delete(recursive: true);
 
-    /// <summary>vLLM returns routed experts as int16; other recorders save uint8 or int8 where E fits.</summary>
+    /// <summary>vLLM returns routed experts as int16; other recorders save uint8 or int8 where E fits (a single byte's order, '>i1', is no order).</summary>
     [Theory]
     [InlineData("<i2", "int16")]
     [InlineData("<u2", "uint16")]
     [InlineData("|i1", "int8")]
     [InlineData("|u1", "uint8")]
+    [InlineData(">i1", "int8")]
+    [InlineData(">u1", "uint8")]
     [InlineData("<i8", "int64")]
     public void NarrowAndWideIntegerIdsReadAsTheirValues(string descr, string name)
     {
@@ -30,8 +32,8 @@ public sealed partial class NpyIdsTests : IDisposable
         {
             "<i2" => values.SelectMany(v => BitConverter.GetBytes((short)v)).ToArray(),
             "<u2" => values.SelectMany(v => BitConverter.GetBytes((ushort)v)).ToArray(),
-            "|i1" => values.Select(v => (byte)(sbyte)v).ToArray(),
-            "|u1" => values.Select(v => (byte)v).ToArray(),
+            "|i1" or ">i1" => values.Select(v => (byte)(sbyte)v).ToArray(),
+            "|u1" or ">u1" => values.Select(v => (byte)v).ToArray(),
             _ => values.SelectMany(BitConverter.GetBytes).ToArray(),
         };
         var path = Write(Path.Combine(_folder.FullName, $"{name}.npy"), descr, "3, 2", bytes);
@@ -41,7 +43,7 @@ public sealed partial class NpyIdsTests : IDisposable
         npy.ReadStep(0, step);
 
         // Unsigned types have no -1: their largest value is an id like any other (invalid unless E exceeds it).
-        var minusOne = descr switch { "<u2" => ushort.MaxValue, "|u1" => byte.MaxValue, _ => -1 };
+        var minusOne = descr switch { "<u2" => ushort.MaxValue, "|u1" or ">u1" => byte.MaxValue, _ => -1 };
         Assert.Equal([0, 7, 3, minusOne, 1, 2], step);
         Assert.Equal(Math.Max(7, minusOne), npy.MaxId());
     }
@@ -72,8 +74,8 @@ public sealed partial class NpyIdsTests : IDisposable
     }
 
     [Theory]
-    [InlineData("<f4", "2, 2", false, 16, "dtype '<f4'")]
-    [InlineData(">i4", "2, 2", false, 16, "dtype '>i4'")]
+    [InlineData("<f4", "2, 2", false, 16, "dtype '<f4'; expected little-endian integers: int8, uint8, int16, uint16, int32, int64 or uint64.")]
+    [InlineData(">i4", "2, 2", false, 16, "dtype '>i4'; expected little-endian integers: int8, uint8, int16, uint16, int32, int64 or uint64 (save it as a.astype('<i4')).")]
     [InlineData("<i4", "2, 2", true, 16, "Fortran")]
     [InlineData("<i4", "2, 2, 2, 2, 2", false, 128, "5 dimensions")]
     [InlineData("<i4", "4, 2", false, 16, "truncated")]

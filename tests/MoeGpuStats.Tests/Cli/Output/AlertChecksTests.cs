@@ -120,11 +120,16 @@ public sealed class AlertChecksTests
 
     private static BalanceSummary Window(params LayerBalance[] layers) => new(layers);
 
-    /// <summary>A model's counts; its layers' routed and dropped slots <paramref name="layers"/> (which sum to <paramref name="routed"/> and <paramref name="dropped"/>), or one layer of them all.</summary>
+    /// <summary>
+    /// A model's counts; its layers' routed and dropped slots <paramref name="layers"/> (which sum to <paramref name="routed"/>
+    /// and <paramref name="dropped"/>), or one layer of them all; the invalid ids in the first layer.
+    /// </summary>
     private static ModelCounts Counts(ulong routed, ulong dropped, ulong invalid, int? capacity, (ulong Routed, ulong Dropped)[]? layers = null)
     {
-        var counts = new ModelCounts((0, 0), invalid, capacity, WindowHoldsAll: false, MergedParts: 1, layers ?? [(routed, dropped)]);
-        Assert.Equal((routed, dropped), (counts.RoutedSlots, counts.SlotsDropped));
+        var slots = layers ?? [(routed, dropped)];
+        var counts = new ModelCounts(
+            [.. slots.Select((layer, l) => new LayerCounts(0, layer.Routed, l == 0 ? invalid : 0, layer.Dropped))], capacity, WindowHoldsAll: false, MergedParts: 1);
+        Assert.Equal((routed, dropped, (UInt128)invalid), (counts.RoutedSlots, counts.SlotsDropped, counts.InvalidExpertIds));
         return counts;
     }
 }

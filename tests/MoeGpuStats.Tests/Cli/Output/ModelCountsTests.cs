@@ -24,7 +24,7 @@ public sealed class ModelCountsTests
     public void SumsOverLayersDoNotWrap()
     {
         const ulong most = long.MaxValue;
-        var counts = new ModelCounts((1, 1), most, Capacity: 4, WindowHoldsAll: true, MergedParts: 1, [(most, most / 2), (most, most / 2), (most, most / 2)]);
+        var counts = new ModelCounts([new(1, most, most, most / 2), new(1, most, 0, most / 2), new(1, most, 0, most / 2)], Capacity: 4, WindowHoldsAll: true, MergedParts: 1);
         Assert.Equal(3 * (UInt128)most, counts.RoutedSlots);
         Assert.Equal(3 * (UInt128)(most / 2), counts.SlotsDropped);
         Assert.Equal("50 %", ModelCounts.Percent(counts.SlotsDropped, counts.RoutedSlots));

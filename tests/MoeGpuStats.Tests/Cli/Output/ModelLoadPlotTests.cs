@@ -109,4 +109,41 @@ public sealed class ModelLoadPlotTests
             File.Delete(path);
         }
     }
+
+    /// <summary>
+    /// The heat map's title for the widest model and a merge of many snapshots: no text reaches the picture's edges, where a
+    /// title wider than the picture was cut on both sides.
+    /// </summary>
+    [Fact]
+    public void TheTitleOfAMergedModelFitsThePicture()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 94, Experts = 4096, Window = 1 };
+        using var model = new ModelRoutingStats(options);
+        model.RecordStep([.. Enumerable.Range(0, 94 * 2 * 8).Select(i => i == 0 ? 4095 : -1)], tokens: 2, topK: 8);
+        // 128 snapshots, merged two at a time.
+        var merged = model.Snapshot();
+        while (merged.MergedParts < 128)
+        {
+            using var half = merged;
+            using var copy = half.Snapshot();
+            merged = ModelRoutingStats.Merge([half, copy]);
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-title-{Guid.NewGuid():N}.png");
+        try
+        {
+            ModelLoadPlot.Save(merged, timeline: null, path);
+            using var bitmap = SkiaSharp.SKBitmap.Decode(path);
+            var edges = from y in Enumerable.Range(0, 80)
+                        from x in new[] { 0, 1, 2, 3, bitmap.Width - 4, bitmap.Width - 3, bitmap.Width - 2, bitmap.Width - 1 }
+                        where bitmap.GetPixel(x, y) != SkiaSharp.SKColors.White
+                        select (x, y);
+            Assert.Empty(edges);
+        }
+        finally
+        {
+            merged.Dispose();
+            File.Delete(path);
+        }
+    }
 }
