@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Numerics;
 using System.Runtime.InteropServices;
 using ILGPU;
@@ -40,8 +41,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// <param name="state">The state to start from, validated by the caller; null for none.</param>
     /// <param name="gate">
     /// The lock that serializes this engine's records, resets and copies; null for its own. A model's
-    /// layers share the model's: its step records every layer under that lock, whose re-entry per
-    /// layer costs less than taking a lock of each layer's.
+    /// layers share the model's: its step takes that lock once and records every layer under it
+    /// (<see cref="RecordAndCount"/>).
     /// </param>
     /// <param name="keptBatches">
     /// Where a model keeps this layer's batch histograms for at least <see cref="HistoryWindow"/> batches (its
@@ -144,14 +145,17 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         }
     }
 
-    /// <summary>Records a batch of top-k ids as <see cref="Record(ReadOnlySpan{int}, int, int, int, float, float)"/> and returns its histogram, valid until the next record.</summary>
+    /// <summary>
+    /// Records a batch of top-k ids as <see cref="Record(ReadOnlySpan{int}, int, int, int, float, float)"/> and returns its
+    /// histogram, valid until the next record. The caller holds the gate the engine was made with: a model's step takes
+    /// its lock once for all its layers, where re-entering it per layer (a failed compare-and-swap and the lock's slow
+    /// path) would cost as many lock operations as L single-layer records pay.
+    /// </summary>
     internal ReadOnlySpan<int> RecordAndCount(ReadOnlySpan<int> ids, int experts, int tokens, int topK, float loadBalanceLoss, float routerZLoss)
     {
-        lock (_lock)
-        {
-            RecordLocked(ids, experts, tokens, topK, tokensDropped: 0, loadBalanceLoss, routerZLoss);
-            return _histogram.AsSpan(0, experts);
-        }
+        Debug.Assert(_lock.IsHeldByCurrentThread, "A model's step records its layers under the gate they share.");
+        RecordLocked(ids, experts, tokens, topK, tokensDropped: 0, loadBalanceLoss, routerZLoss);
+        return _histogram.AsSpan(0, experts);
     }
 
     private void RecordLocked(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss)
