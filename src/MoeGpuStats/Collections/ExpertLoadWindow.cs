@@ -108,21 +108,16 @@ internal sealed class ExpertLoadWindow
         var load = _load.AsSpan(layer * _experts, _experts);
         var entries = _entries.AsSpan(row * _listLength, _listLength);
         var listed = Lists(ids.Length);
-        if (_listed[row] == Whole)
+        var evicted = _listed[row];
+        if (evicted == Whole)
         {
             Slide(listed ? default : counts, ringRow, load);
+            evicted = 0;
         }
-        else
+        else if (!listed)
         {
-            foreach (var expert in entries[.._listed[row]])
-            {
-                load[expert]--;
-            }
-
-            if (!listed)
-            {
-                Write(counts, ringRow, load);
-            }
+            Evict(entries[..evicted], load);
+            Write(counts, ringRow, load);
         }
 
         if (!listed)
@@ -131,9 +126,31 @@ internal sealed class ExpertLoadWindow
             return;
         }
 
-        var length = 0;
-        foreach (var id in ids)
+        _listed[row] = Replace(entries, evicted, ids, load);
+    }
+
+    private static void Evict(ReadOnlySpan<ushort> entries, Span<ulong> load)
+    {
+        foreach (var expert in entries)
         {
+            load[expert]--;
+        }
+    }
+
+    /// <summary>
+    /// Takes the <paramref name="evicted"/> experts listed in <paramref name="entries"/> out of <paramref name="load"/> and
+    /// lists <paramref name="ids"/>' valid ids in their place, adding them; returns how many it listed. One loop does both,
+    /// so that an eviction and an addition run side by side: entry i is read before any write reaches it (the writes
+    /// lag the reads, as ids outside the experts are not listed).
+    /// </summary>
+    private static int Replace(Span<ushort> entries, int evicted, ReadOnlySpan<int> ids, Span<ulong> load)
+    {
+        var length = 0;
+        var both = Math.Min(evicted, ids.Length);
+        for (var i = 0; i < both; i++)
+        {
+            load[entries[i]]--;
+            var id = ids[i];
             if ((uint)id < (uint)load.Length)
             {
                 entries[length++] = (ushort)id;
@@ -141,7 +158,18 @@ internal sealed class ExpertLoadWindow
             }
         }
 
-        _listed[row] = length;
+        Evict(entries[both..evicted], load);
+        for (var i = both; i < ids.Length; i++)
+        {
+            var id = ids[i];
+            if ((uint)id < (uint)load.Length)
+            {
+                entries[length++] = (ushort)id;
+                load[id]++;
+            }
+        }
+
+        return length;
     }
 
     /// <summary>

@@ -63,6 +63,33 @@ public sealed class ExpertLoadWindowTests
         Assert.True(listedRepeats > 0, "no listed step named an expert twice");
     }
 
+    /// <summary>
+    /// A listed step evicting a listed step, the longer of the two either one, with ids outside the experts among the
+    /// first (their entries are not listed, so the list is written behind where it is read).
+    /// </summary>
+    [Fact]
+    public void AListedStepReplacesAListedStepOfAnyLength()
+    {
+        const int experts = 64;
+        var loads = new ExpertLoadWindow(layers: 1, experts, window: 1);
+        int[][] steps =
+        [
+            [5, 5, 7, 63, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+            [-1, 64, 9, -1, 9, 12],
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32],
+            [-1, -1, -1, 40, -2, 41, 99, 40],
+            [],
+            [3],
+        ];
+        foreach (var ids in steps)
+        {
+            Assert.True(loads.Lists(ids.Length));
+            loads.Add(0, ids, Histogram(ids, experts));
+            loads.Advance();
+            Assert.Equal(Histogram(ids, experts).Select(count => (ulong)count), loads.Load.ToArray());
+        }
+    }
+
     /// <summary>The size an allocation failure's message gives is what the steps' arrays take, beside the load's.</summary>
     [Theory]
     [InlineData(3, 40, 50)]
