@@ -12,6 +12,11 @@ if (args.Contains("--model-step-alternation"))
     return ModelStepAlternation.Run(args);
 }
 
+if (args.Contains("--model-step-processes"))
+{
+    return ModelStepProcesses.Run(args);
+}
+
 if (args.Contains("--device-check") || args.Contains("--model-check"))
 {
     try

@@ -1,0 +1,143 @@
+using System.Diagnostics;
+using static System.FormattableString;
+
+namespace MoeGpuStats.Bench;
+
+/// <summary>
+/// The issue's CPU target measured with each contender alone in its process: the managed engine's
+/// <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float}, long)"/>
+/// and L single-layer records of the same ids, in child processes that take turns, so that neither runs on caches the
+/// other left (in <see cref="ModelStepAlternation"/>'s one process the L records' variance copies, 128 KiB a layer, and
+/// the step's window ring evict each other between rounds). Each child warms up, times rounds of
+/// <see cref="StepsPerRound"/> steps called in a plain loop and prints its median µs per step; the parent prints, per
+/// shape, each contender's median over its processes and the ratio of neighbouring pairs (step / L records).
+/// <c>--model-step-processes [--model-shapes ..] [--pairs N] [--rounds N]</c>.
+/// </summary>
+internal static class ModelStepProcesses
+{
+    private const int StepsPerRound = 1_000;
+    private const string ChildFlag = "--model-step-child";
+    private static readonly TimeSpan WarmUp = TimeSpan.FromSeconds(1);
+    private static readonly string[] Contenders = ["records", "step"];
+
+    public static int Run(string[] args)
+    {
+        if (args.Contains(ChildFlag))
+        {
+            return RunChild(args);
+        }
+
+        var shapes = ModelShape.ParseList(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1,58x256x8x4,58x256x8x64,32x8x2x1,32x8x2x64"));
+        var pairs = DeviceCheck.Option(args, "--pairs", 6);
+        var rounds = DeviceCheck.Option(args, "--rounds", 20);
+        if (pairs < 1 || rounds < 1)
+        {
+            Console.Error.WriteLine(Invariant($"--pairs {pairs}, --rounds {rounds}: give at least 1 of each."));
+            return 2;
+        }
+
+        Console.WriteLine(Invariant($"Managed engine; per shape {pairs} pairs of processes taking turns (L single-layer records, then RecordStep), each timing {rounds} rounds of {StepsPerRound:N0} steps in a plain loop after {WarmUp.TotalSeconds:0} s of warm-up; µs per step, the median over the processes of each process's median; the ratio is the step's over the L records', per pair."));
+        Console.WriteLine();
+        Console.WriteLine("| L × E × k × T | L single-layer records | RecordStep | step / L records, median of pairs | range |");
+        Console.WriteLine("| --- | --- | --- | --- | --- |");
+        foreach (var shape in shapes)
+        {
+            var times = Contenders.Select(_ => new double[pairs]).ToArray();
+            for (var pair = 0; pair < pairs; pair++)
+            {
+                for (var c = 0; c < Contenders.Length; c++)
+                {
+                    times[c][pair] = RunProcess(Contenders[c], shape, rounds);
+                }
+            }
+
+            var ratios = Enumerable.Range(0, pairs).Select(pair => times[1][pair] / times[0][pair]).ToArray();
+            Console.WriteLine(Invariant($"| {shape.Layers} × {shape.Experts} × {shape.TopK} × {shape.Tokens} | {Median(times[0]):F2} µs | {Median(times[1]):F2} µs | {Median(ratios):F2} | {ratios.Min():F2}–{ratios.Max():F2} |"));
+        }
+
+        return 0;
+    }
+
+    /// <summary>Runs this program again as one contender's child and reads the median it prints.</summary>
+    private static double RunProcess(string contender, ModelShape shape, int rounds)
+    {
+        var start = new ProcessStartInfo(Environment.ProcessPath!)
+        {
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        if (!Environment.ProcessPath!.EndsWith("MoeGpuStats.Bench", StringComparison.Ordinal))
+        {
+            // Run as "dotnet MoeGpuStats.Bench.dll": the host is the process, the assembly its first argument.
+            start.ArgumentList.Add(typeof(ModelStepProcesses).Assembly.Location);
+        }
+
+        foreach (var argument in new[] { "--model-step-processes", ChildFlag, contender, "--model-shapes", shape.ToString(), "--rounds", rounds.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        using var child = Process.Start(start)!;
+        var output = child.StandardOutput.ReadToEnd();
+        child.WaitForExit();
+        return child.ExitCode == 0
+            ? double.Parse(output.Trim(), System.Globalization.CultureInfo.InvariantCulture)
+            : throw new InvalidOperationException(Invariant($"The {contender} process for {shape} exited with {child.ExitCode}: {output}"));
+    }
+
+    private static int RunChild(string[] args)
+    {
+        var contender = DeviceCheck.OptionText(args, ChildFlag, "step");
+        var shape = ModelShape.Parse(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1"));
+        var rounds = DeviceCheck.Option(args, "--rounds", 20);
+        var ids = shape.Ids();
+        var perLayer = (int)shape.LayerIds;
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = shape.Layers, Experts = shape.Experts });
+        var layers = Enumerable.Range(0, shape.Layers).Select(_ => new RoutingStats(new RoutingStatsOptions { Experts = shape.Experts })).ToArray();
+        Func<double> round = contender == "records"
+            ? () =>
+            {
+                var clock = Stopwatch.StartNew();
+                for (var i = 0; i < StepsPerRound; i++)
+                {
+                    for (var l = 0; l < layers.Length; l++)
+                    {
+                        layers[l].RecordRouting(ids.AsSpan(l * perLayer, perLayer), shape.Tokens, shape.TopK);
+                    }
+                }
+
+                return clock.Elapsed.TotalMicroseconds / StepsPerRound;
+            }
+            : () =>
+            {
+                var clock = Stopwatch.StartNew();
+                for (var i = 0; i < StepsPerRound; i++)
+                {
+                    model.RecordStep(ids, shape.Tokens, shape.TopK);
+                }
+
+                return clock.Elapsed.TotalMicroseconds / StepsPerRound;
+            };
+
+        var warm = Stopwatch.StartNew();
+        while (warm.Elapsed < WarmUp)
+        {
+            round();
+        }
+
+        var times = Enumerable.Range(0, rounds).Select(_ => round()).ToArray();
+        foreach (var layer in layers)
+        {
+            layer.Dispose();
+        }
+
+        Console.WriteLine(Median(times).ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+        return 0;
+    }
+
+    private static double Median(double[] values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted[sorted.Length / 2];
+    }
+}
