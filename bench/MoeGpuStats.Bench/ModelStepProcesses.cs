@@ -7,10 +7,11 @@ namespace MoeGpuStats.Bench;
 /// The CPU target measured with each contender alone in its process: the managed engine's
 /// <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float}, long)"/>
 /// and L single-layer records of the same ids, in child processes that take turns, so that neither runs on caches the
-/// other left (in <see cref="ModelStepAlternation"/>'s one process the L records' variance copies, 128 KiB a layer, and
+/// other left (in <see cref="ModelStepAlternation"/>'s one process the L records' variance copies, the ids of 1,000 batches a layer, and
 /// the step's window ring evict each other between rounds). Each child warms up, times rounds of
 /// <see cref="StepsPerRound"/> steps called in a plain loop and prints its median µs per step; the parent prints, per
-/// shape, each contender's median over its processes and the ratio of neighbouring pairs (step / L records).
+/// shape, each contender's median over its processes and the ratio of each pair (step / L records), the pairs taking
+/// the two orders in turn so that a drift within a pair favours neither.
 /// <c>--model-step-processes [--model-shapes ..] [--pairs N] [--rounds N]</c>.
 /// </summary>
 internal static class ModelStepProcesses
@@ -28,15 +29,15 @@ internal static class ModelStepProcesses
         }
 
         var shapes = ModelShape.ParseList(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1,58x256x8x4,58x256x8x64,32x8x2x1,32x8x2x64"));
-        var pairs = DeviceCheck.Option(args, "--pairs", 6);
-        var rounds = DeviceCheck.Option(args, "--rounds", 20);
+        var pairs = DeviceCheck.Option(args, "--pairs", 5);
+        var rounds = DeviceCheck.Option(args, "--rounds", 21);
         if (pairs < 1 || rounds < 1)
         {
             Console.Error.WriteLine(Invariant($"--pairs {pairs}, --rounds {rounds}: give at least 1 of each."));
             return 2;
         }
 
-        Console.WriteLine(Invariant($"Managed engine; per shape {pairs} pairs of processes taking turns (L single-layer records, then RecordStep), each timing {rounds} rounds of {StepsPerRound:N0} steps in a plain loop after {WarmUp.TotalSeconds:0} s of warm-up; µs per step, the median over the processes of each process's median; the ratio is the step's over the L records', per pair."));
+        Console.WriteLine(Invariant($"Managed engine; per shape {pairs} pairs of processes taking turns (L single-layer records and RecordStep, in either order by turns), each timing {rounds} rounds of {StepsPerRound:N0} steps in a plain loop after {WarmUp.TotalSeconds:0} s of warm-up; µs per step, the median over the processes of each process's median; the ratio is the step's over the L records', per pair."));
         Console.WriteLine();
         Console.WriteLine("| L × E × k × T | L single-layer records | RecordStep | step / L records, median of pairs | range |");
         Console.WriteLine("| --- | --- | --- | --- | --- |");
@@ -45,7 +46,7 @@ internal static class ModelStepProcesses
             var times = Contenders.Select(_ => new double[pairs]).ToArray();
             for (var pair = 0; pair < pairs; pair++)
             {
-                for (var c = 0; c < Contenders.Length; c++)
+                foreach (var c in pair % 2 == 0 ? new[] { 0, 1 } : new[] { 1, 0 })
                 {
                     times[c][pair] = RunProcess(Contenders[c], shape, rounds);
                 }
@@ -66,7 +67,7 @@ internal static class ModelStepProcesses
             RedirectStandardOutput = true,
             UseShellExecute = false,
         };
-        if (!Environment.ProcessPath!.EndsWith("MoeGpuStats.Bench", StringComparison.Ordinal))
+        if (Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet")
         {
             // Run as "dotnet MoeGpuStats.Bench.dll": the host is the process, the assembly its first argument.
             start.ArgumentList.Add(typeof(ModelStepProcesses).Assembly.Location);
@@ -89,7 +90,7 @@ internal static class ModelStepProcesses
     {
         var contender = DeviceCheck.OptionText(args, ChildFlag, "step");
         var shape = ModelShape.Parse(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1"));
-        var rounds = DeviceCheck.Option(args, "--rounds", 20);
+        var rounds = DeviceCheck.Option(args, "--rounds", 21);
         var ids = shape.Ids();
         var perLayer = (int)shape.LayerIds;
         using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = shape.Layers, Experts = shape.Experts });
@@ -135,6 +136,7 @@ internal static class ModelStepProcesses
         return 0;
     }
 
+    /// <summary>The middle value; of an even count, the upper of the two middle ones.</summary>
     private static double Median(double[] values)
     {
         var sorted = values.Order().ToArray();

@@ -7,14 +7,18 @@ if (args.Contains("--seed-workload"))
     return SeedWorkload.Run(args);
 }
 
-if (args.Contains("--model-step-alternation"))
+if (args.Contains("--model-step-alternation") || args.Contains("--model-step-processes"))
 {
-    return ModelStepAlternation.Run(args);
-}
-
-if (args.Contains("--model-step-processes"))
-{
-    return ModelStepProcesses.Run(args);
+    try
+    {
+        return args.Contains("--model-step-alternation") ? ModelStepAlternation.Run(args) : ModelStepProcesses.Run(args);
+    }
+    catch (FormatException exception)
+    {
+        // A --model-shapes entry that is not LxExkxT: the line that says so, not a stack trace.
+        Console.Error.WriteLine(exception.Message);
+        return 2;
+    }
 }
 
 if (args.Contains("--device-check") || args.Contains("--model-check"))
