@@ -7,8 +7,8 @@ namespace MoeGpuStats.Bench;
 /// The CPU target measured with each contender alone in its process: the managed engine's
 /// <see cref="ModelRoutingStats.RecordStep(ReadOnlySpan{int}, int, int, long, ReadOnlySpan{float}, ReadOnlySpan{float}, long)"/>
 /// and L single-layer records of the same ids, in child processes that take turns, so that neither runs on caches the
-/// other left (in <see cref="ModelStepAlternation"/>'s one process the L records' variance copies, the ids of 1,000 batches a layer, and
-/// the step's window ring evict each other between rounds). Each child warms up, times rounds of
+/// other left (in <see cref="ModelStepAlternation"/>'s one process the L records' variance copies, the ids of 1,000
+/// batches a layer, and the step's window ring can evict each other between rounds). Each child warms up, times rounds of
 /// <see cref="StepsPerRound"/> steps called in a plain loop and prints its median µs per step; the parent prints, per
 /// shape, each contender's median over its processes and the ratio of each pair (step / L records), the pairs taking
 /// the two orders in turn so that a drift within a pair favours neither.
