@@ -90,6 +90,114 @@ public sealed class ExpertLoadWindowTests
         }
     }
 
+    /// <summary>
+    /// Over a thousand random steps (lists, whole rows, empty steps, ids outside the experts at any rate), with clears,
+    /// restores from the ring and restores from the load alone between them, every read of the window equals a recount
+    /// of the steps it holds: the load, the newest k steps for every k, the ring and each layer's rows.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 8, 1)]
+    [InlineData(3, 33, 3)]
+    [InlineData(1, 64, 2)]
+    [InlineData(3, 300, 7)]
+    [InlineData(2, 40, 1)]
+    public void EveryReadMatchesARecountThroughClearsAndRestores(int layers, int experts, int window)
+    {
+        var random = new Random(layers * 1_000 + experts * 10 + window);
+        var loads = new ExpertLoadWindow(layers, experts, window);
+        var steps = new List<int[][]>();
+        for (var step = 0; step < 1_000; step++)
+        {
+            switch (random.Next(100))
+            {
+                case 0:
+                    loads.Clear();
+                    steps.Clear();
+                    break;
+                case 1:
+                    loads = new ExpertLoadWindow(layers, experts, window, loads.Load.ToArray(), loads.ToRing(Math.Min(window, steps.Count)), loads.Position);
+                    loads.EnsureWhole();
+                    break;
+                case 2:
+                    loads = new ExpertLoadWindow(layers, experts, window, loads.Load.ToArray(), ring: null, position: loads.Position);
+                    loads.Clear();
+                    steps.Clear();
+                    loads.EnsureWhole();
+                    break;
+            }
+
+            var ids = Enumerable.Range(0, layers).Select(_ => MixedStep(random, experts)).ToArray();
+            for (var l = 0; l < layers; l++)
+            {
+                // A listed step is read from its ids alone: a histogram of zeros beside them must not matter.
+                var counts = loads.Lists(ids[l].Length) && random.Next(2) == 0 ? new int[experts] : Histogram(ids[l], experts);
+                loads.Add(l, ids[l], counts);
+            }
+
+            loads.Advance();
+            steps.Add(ids);
+            CheckAgainstRecount(loads, steps, layers, experts, window);
+        }
+    }
+
+    /// <summary>A layer's step of 0 to 120 ids, mostly listed lengths, with ids outside the experts at a rate of 0 to 100 %.</summary>
+    private static int[] MixedStep(Random random, int experts)
+    {
+        int[] outside = [-1, -1, -2, int.MinValue, int.MaxValue, 65_535, 65_536, experts, experts + 1];
+        var length = random.Next(10) switch
+        {
+            0 => 0,
+            < 7 => random.Next(0, ExpertLoadWindow.ListedIds + 1),
+            < 9 => ExpertLoadWindow.ListedIds,
+            _ => random.Next(ExpertLoadWindow.ListedIds + 1, 120),
+        };
+        var outsideRate = random.Next(4) / 3.0;
+        return Enumerable.Range(0, length)
+            .Select(_ => random.NextDouble() < outsideRate ? outside[random.Next(outside.Length)] : random.Next(experts))
+            .ToArray();
+    }
+
+    private static void CheckAgainstRecount(ExpertLoadWindow loads, List<int[][]> steps, int layers, int experts, int window)
+    {
+        var held = Math.Min(window, steps.Count);
+        for (var newest = 1; newest <= held; newest++)
+        {
+            var expected = new ulong[layers * experts];
+            foreach (var kept in steps.Skip(steps.Count - newest))
+            {
+                for (var l = 0; l < layers; l++)
+                {
+                    foreach (var id in kept[l].Where(id => id >= 0 && id < experts))
+                    {
+                        expected[l * experts + id]++;
+                    }
+                }
+            }
+
+            var sum = new ulong[layers * experts];
+            loads.AddNewest(newest, sum);
+            Assert.Equal(expected, sum);
+            if (newest == held)
+            {
+                Assert.Equal(expected, loads.Load.ToArray());
+            }
+        }
+
+        var ring = loads.ToRing(held)!;
+        for (var age = 0; age < held; age++)
+        {
+            var position = (loads.Position - 1 - age + window) % window;
+            for (var l = 0; l < layers; l++)
+            {
+                var histogram = Histogram(steps[^(age + 1)][l], experts);
+                Assert.Equal(histogram.Select(count => (uint)count), ring.AsSpan((position * layers + l) * experts, experts).ToArray());
+                var counts = Enumerable.Repeat(-7, experts).ToArray();
+                loads.Layer(l).CopyCounts(position, counts);
+                Assert.Equal(histogram, counts);
+            }
+        }
+    }
+
     /// <summary>The size an allocation failure's message gives is what the steps' arrays take, beside the load's.</summary>
     [Theory]
     [InlineData(3, 40, 50)]
