@@ -102,7 +102,8 @@ internal static class ModelStepAlternation
         return clock.Elapsed.TotalMicroseconds / StepsPerRound;
     }
 
-    private static double Median(double[] values)
+    /// <summary>The middle value; of an even count, the upper of the two middle ones.</summary>
+    internal static double Median(double[] values)
     {
         var sorted = values.Order().ToArray();
         return sorted[sorted.Length / 2];

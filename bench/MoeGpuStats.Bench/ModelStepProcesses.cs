@@ -53,7 +53,7 @@ internal static class ModelStepProcesses
             }
 
             var ratios = Enumerable.Range(0, pairs).Select(pair => times[1][pair] / times[0][pair]).ToArray();
-            Console.WriteLine(Invariant($"| {shape.Layers} × {shape.Experts} × {shape.TopK} × {shape.Tokens} | {Median(times[0]):F2} µs | {Median(times[1]):F2} µs | {Median(ratios):F2} | {ratios.Min():F2}–{ratios.Max():F2} |"));
+            Console.WriteLine(Invariant($"| {shape.Layers} × {shape.Experts} × {shape.TopK} × {shape.Tokens} | {ModelStepAlternation.Median(times[0]):F2} µs | {ModelStepAlternation.Median(times[1]):F2} µs | {ModelStepAlternation.Median(ratios):F2} | {ratios.Min():F2}–{ratios.Max():F2} |"));
         }
 
         return 0;
@@ -132,14 +132,7 @@ internal static class ModelStepProcesses
             layer.Dispose();
         }
 
-        Console.WriteLine(Median(times).ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+        Console.WriteLine(ModelStepAlternation.Median(times).ToString("R", System.Globalization.CultureInfo.InvariantCulture));
         return 0;
-    }
-
-    /// <summary>The middle value; of an even count, the upper of the two middle ones.</summary>
-    private static double Median(double[] values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted[sorted.Length / 2];
     }
 }

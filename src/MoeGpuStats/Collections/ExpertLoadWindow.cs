@@ -146,10 +146,13 @@ internal sealed class ExpertLoadWindow
     private static int Replace(Span<ushort> entries, int evicted, ReadOnlySpan<int> ids, Span<ulong> load)
     {
         var length = 0;
-        var both = Math.Min(evicted, ids.Length);
-        for (var i = 0; i < both; i++)
+        for (var i = 0; i < ids.Length; i++)
         {
-            load[entries[i]]--;
+            if (i < evicted)
+            {
+                load[entries[i]]--;
+            }
+
             var id = ids[i];
             if ((uint)id < (uint)load.Length)
             {
@@ -158,15 +161,9 @@ internal sealed class ExpertLoadWindow
             }
         }
 
-        Evict(entries[both..evicted], load);
-        for (var i = both; i < ids.Length; i++)
+        if (evicted > ids.Length)
         {
-            var id = ids[i];
-            if ((uint)id < (uint)load.Length)
-            {
-                entries[length++] = (ushort)id;
-                load[id]++;
-            }
+            Evict(entries[ids.Length..evicted], load);
         }
 
         return length;
