@@ -211,6 +211,10 @@ typedef struct moegs_model_balance {
     int32_t since_start_worst_layer;
     int32_t entries;                                 /* what each layer's balance is over: experts, or the ranks
                                                       * (the largest rank + 1) of the placement given */
+    double window_max_balancedness;                  /* the largest layer balancedness (1 where a layer has no load) */
+    double since_start_max_balancedness;
+    int32_t window_best_layer;                       /* the first layer with the largest balancedness */
+    int32_t since_start_best_layer;
 } moegs_model_balance;
 
 /* Creates a model of `layers` MoE layers of `experts` experts each. accelerator: as moegs_create

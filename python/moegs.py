@@ -85,7 +85,9 @@ class ModelBalance(ctypes.Structure):
         ("since_start_median_balancedness", ctypes.c_double), ("since_start_mean_balancedness", ctypes.c_double),
         ("since_start_token_weighted_balancedness", ctypes.c_double),
         ("window_steps", ctypes.c_int32), ("window_worst_layer", ctypes.c_int32), ("since_start_worst_layer", ctypes.c_int32),
-        ("entries", ctypes.c_int32)]
+        ("entries", ctypes.c_int32),
+        ("window_max_balancedness", ctypes.c_double), ("since_start_max_balancedness", ctypes.c_double),
+        ("window_best_layer", ctypes.c_int32), ("since_start_best_layer", ctypes.c_int32)]
 
 
 class LayerBalance(ctypes.Structure):
@@ -641,7 +643,7 @@ def _summary(out, window, since_start):
     def span(prefix, layers):
         figures = {name: getattr(out, f"{prefix}_{name}") for name in
                    ("min_balancedness", "p10_balancedness", "median_balancedness", "mean_balancedness",
-                    "token_weighted_balancedness", "worst_layer")}
+                    "max_balancedness", "token_weighted_balancedness", "worst_layer", "best_layer")}
         figures["per_layer"] = [{"layer": index, **{_SUMMARY_NAMES.get(name, name): getattr(layer, name) for name, _ in LayerBalance._fields_}}
                                 for index, layer in enumerate(layers)]
         return figures
@@ -732,8 +734,9 @@ class MoeModelStats(_Handle):
 
     def summary(self, expert_ranks=None, recent_steps=None):
         """The model's balance as a dict: steps, window_steps, entries (experts, or ranks under a placement), and for
-        "window" and "since_start": min/p10/median/mean/token_weighted balancedness (p10: the 10th percentile across
-        layers, as numpy.percentile(..., 10) interpolates it), worst_layer and "per_layer" (one dict
+        "window" and "since_start": min/p10/median/mean/max/token_weighted balancedness (p10: the 10th percentile across
+        layers, as numpy.percentile(..., 10) interpolates it), worst_layer and best_layer (the first layer with the
+        smallest, the largest balancedness) and "per_layer" (one dict
         per layer: layer, load, mean_load, max_load, min_load, balancedness, max_mean_ratio, coefficient_of_variation,
         hottest_expert, coldest_expert, dead_experts, gini_coefficient, top10_percent_share), named as
         `moegs replay --json` names them.
@@ -1262,11 +1265,15 @@ _MODEL_SERIES = (
      lambda r: r.summary["window"]["median_balancedness"]),
     ("moegs.model.balancedness.mean", False, None, "The mean layer balancedness in the window.",
      lambda r: r.summary["window"]["mean_balancedness"]),
+    ("moegs.model.balancedness.max", False, None, "The largest layer balancedness in the window.",
+     lambda r: r.summary["window"]["max_balancedness"]),
     ("moegs.model.balancedness.token_weighted", False, None,
      "Sum over layers of the mean expert load over the sum of the max expert load, in the window (vLLM's formula, over experts; vLLM logs it over EP ranks).",
      lambda r: r.summary["window"]["token_weighted_balancedness"]),
     ("moegs.model.worst_layer", False, None, "The first layer with the smallest balancedness in the window.",
      lambda r: r.summary["window"]["worst_layer"]),
+    ("moegs.model.best_layer", False, None, "The first layer with the largest balancedness in the window.",
+     lambda r: r.summary["window"]["best_layer"]),
     ("moegs.model.window.steps", False, "{step}", "Steps the window holds, up to its length.", lambda r: r.summary["window_steps"]),
     ("moegs.model.window.mean_expert_load", False, "{slot}",
      "Mean slots per expert in the window, over every layer: 0 for an idle window, whose balance is 1 by convention; "
@@ -1407,11 +1414,11 @@ class ModelMetricsCollector:
 
     Series (prefix moegpustats_moegs_; balance figures over the model's sliding window, counts since the start or the
     last reset):
-      model (no label): model_steps_total (counter), model_balancedness_min, _p10, _median, _mean, _token_weighted,
-        model_worst_layer;
+      model (no label): model_steps_total (counter), model_balancedness_min, _p10, _median, _mean, _max, _token_weighted,
+        model_worst_layer, model_best_layer, model_window_steps, model_window_mean_expert_load;
       per layer (label layer): layer_slots_total, layer_tokens_dropped_total, layer_slots_dropped_total,
         layer_expert_ids_invalid_total (counters), layer_balancedness, layer_max_mean_ratio, layer_cv, layer_dead_experts,
-        layer_loss_load_balance, layer_loss_router_z (mean losses since the start);
+        layer_gini, layer_top10_share, layer_loss_load_balance, layer_loss_router_z (mean losses since the start);
       per layer and position 1..top_experts (labels layer, position): layer_hot_expert and layer_cold_expert (the expert's
         id, as a value, so the series stay the same however the ranking moves), layer_hot_expert_load and
         layer_cold_expert_load (its window slots). Position 1 is summary()'s hottest_expert / coldest_expert: among equal
@@ -1467,7 +1474,7 @@ class ModelMetricsCollector:
 
     @staticmethod
     def series_count(layers, experts, top_experts, expert_series, recent_series=False, ep_series=False):
-        """The series one collector serves: 9 for the model, 12 per layer, 4 per layer and position, with
+        """The series one collector serves: 11 for the model, 12 per layer, 4 per layer and position, with
         expert_series 2 per (layer, expert), with recent_series (recent_steps given) 4 more for the model and 1 more
         per layer, and with ep_series (ep_size given) 2 more; what a scraper stores per instance
         (ModelRoutingStatsMetrics.SeriesCount)."""
@@ -1476,7 +1483,7 @@ class ModelMetricsCollector:
         top_experts = _integer("top_experts", top_experts, 0, INT64_MAX)
         expert_series, recent_series, ep_series = (_flag(name, value) for name, value in (
             ("expert_series", expert_series), ("recent_series", recent_series), ("ep_series", ep_series)))
-        return (9 + 12 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
+        return (11 + 12 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)
                 + (4 + layers if recent_series else 0) + (2 if ep_series else 0))
 
     def describe(self):

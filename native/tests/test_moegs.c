@@ -351,6 +351,12 @@ static void read_model(moegs_handle h, const int32_t* ranks, model_reads* out)
     double rank = 0.1 * (M_LAYERS - 1), p10 = sorted[(int)rank] + (sorted[(int)rank + 1] - sorted[(int)rank]) * (rank - (int)rank);
     CHECK(fabs(out->summary.window_p10_balancedness - p10) < 1e-12 && out->summary.window_min_balancedness == sorted[0],
           "model summary: p10 %.17g, recomputed %.17g", out->summary.window_p10_balancedness, p10);
+    /* The best layer: the first whose balancedness is the largest, sorted[M_LAYERS - 1]. */
+    int best = 0;
+    while (out->window[best].balancedness != sorted[M_LAYERS - 1]) best++;
+    CHECK(out->summary.window_max_balancedness == sorted[M_LAYERS - 1] && out->summary.window_best_layer == best,
+          "model summary: max %.17g, best layer %d; recomputed %.17g, layer %d", out->summary.window_max_balancedness,
+          out->summary.window_best_layer, sorted[M_LAYERS - 1], best);
     CHECK(moegs_model_window_load(h, out->load, M_LAYERS * M_EXPERTS) == MOEGS_OK, "window load: %s", moegs_last_error());
 }
 
@@ -359,9 +365,11 @@ static void same_model(const model_reads* a, const model_reads* b, const char* w
 {
     CHECK(memcmp(a->load, b->load, sizeof a->load) == 0, "%s: window loads differ", what);
     CHECK(a->summary.steps == b->summary.steps && a->summary.window_steps == b->summary.window_steps && a->summary.entries == b->summary.entries
-          && a->summary.window_worst_layer == b->summary.window_worst_layer && a->summary.since_start_worst_layer == b->summary.since_start_worst_layer,
-          "%s: steps %llu / %llu, window steps %d / %d, worst %d / %d", what, (unsigned long long)a->summary.steps, (unsigned long long)b->summary.steps,
-          a->summary.window_steps, b->summary.window_steps, a->summary.window_worst_layer, b->summary.window_worst_layer);
+          && a->summary.window_worst_layer == b->summary.window_worst_layer && a->summary.since_start_worst_layer == b->summary.since_start_worst_layer
+          && a->summary.window_best_layer == b->summary.window_best_layer && a->summary.since_start_best_layer == b->summary.since_start_best_layer,
+          "%s: steps %llu / %llu, window steps %d / %d, worst %d / %d, best %d / %d", what, (unsigned long long)a->summary.steps,
+          (unsigned long long)b->summary.steps, a->summary.window_steps, b->summary.window_steps, a->summary.window_worst_layer,
+          b->summary.window_worst_layer, a->summary.window_best_layer, b->summary.window_best_layer);
     CHECK(fabs(a->summary.window_token_weighted_balancedness - b->summary.window_token_weighted_balancedness) < 1e-12
           && fabs(a->summary.since_start_median_balancedness - b->summary.since_start_median_balancedness) < 1e-12,
           "%s: balancedness %.17g / %.17g", what, a->summary.window_token_weighted_balancedness, b->summary.window_token_weighted_balancedness);

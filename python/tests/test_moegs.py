@@ -757,8 +757,11 @@ class ModelTests(unittest.TestCase):
                 self.assertEqual([sum(row) for row in want], [layer["load"] for layer in summary["window"]["per_layer"]])
                 # Named as `moegs replay --json` names them (ReplayCommandTests checks the CLI's).
                 self.assertEqual(["min_balancedness", "p10_balancedness", "median_balancedness", "mean_balancedness",
-                                  "token_weighted_balancedness", "worst_layer", "per_layer"], list(summary["window"]))
+                                  "max_balancedness", "token_weighted_balancedness", "worst_layer", "best_layer", "per_layer"],
+                                 list(summary["window"]))
                 balancedness = [layer["balancedness"] for layer in summary["window"]["per_layer"]]
+                self.assertEqual((max(balancedness), balancedness.index(max(balancedness))),
+                                 (summary["window"]["max_balancedness"], summary["window"]["best_layer"]))
                 self.assertAlmostEqual(statistics.quantiles(balancedness, n=10, method="inclusive")[0],
                                        summary["window"]["p10_balancedness"], places=12)
                 self.assertEqual(["layer", "load", "mean_load", "max_load", "min_load", "balancedness", "max_mean_ratio",
@@ -1535,8 +1538,10 @@ class ModelMetricsTests(unittest.TestCase):
                    ("moegpustats_moegs_model_balancedness_p10", ()): numpy.percentile(balancedness, 10),
                    ("moegpustats_moegs_model_balancedness_median", ()): numpy.median(balancedness),
                    ("moegpustats_moegs_model_balancedness_mean", ()): balancedness.mean(),
+                   ("moegpustats_moegs_model_balancedness_max", ()): balancedness.max(),
                    ("moegpustats_moegs_model_balancedness_token_weighted", ()): mean.sum() / peak.sum(),
                    ("moegpustats_moegs_model_worst_layer", ()): int(numpy.argmin(balancedness)),
+                   ("moegpustats_moegs_model_best_layer", ()): int(numpy.argmax(balancedness)),
                    ("moegpustats_moegs_model_window_steps", ()): min(len(plan), W),
                    ("moegpustats_moegs_model_window_mean_expert_load", ()): window.mean()}
         per_layer = {"layer_slots_total": counts.sum(1), "layer_balancedness": balancedness, "layer_max_mean_ratio": peak / mean,
@@ -1890,8 +1895,8 @@ class ModelMetricsTests(unittest.TestCase):
         with self.assertRaisesRegex(TypeError, r"model must be a moegs.MoeModelStats \(got MoeStats\)"):
             with moegs.MoeStats(4, "managed") as stats:
                 moegs.ModelMetricsCollector(stats)
-        self.assertEqual(9 + 58 * 12 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
-        self.assertEqual(9 + 58 * 12 + 4 + 58, moegs.ModelMetricsCollector.series_count(58, 256, 0, False, recent_series=True))
+        self.assertEqual(11 + 58 * 12 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
+        self.assertEqual(11 + 58 * 12 + 4 + 58, moegs.ModelMetricsCollector.series_count(58, 256, 0, False, recent_series=True))
 
     def test_registering_reads_nothing_and_a_closed_model_fails_the_scrape(self):
         """describe() gives the families without samples, so register() does not read the model (here a closed one); a

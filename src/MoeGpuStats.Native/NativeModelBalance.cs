@@ -25,6 +25,10 @@ public struct NativeModelBalance
     public int WindowWorstLayer;
     public int SinceStartWorstLayer;
     public int Entries;
+    public double WindowMaxBalancedness;
+    public double SinceStartMaxBalancedness;
+    public int WindowBestLayer;
+    public int SinceStartBestLayer;
 
     /// <summary>The C struct of <paramref name="summary"/>, whose per-layer balance is over <paramref name="entries"/> experts or ranks.</summary>
     internal static NativeModelBalance From(ModelRoutingSummary summary, int entries) => new()
@@ -44,6 +48,10 @@ public struct NativeModelBalance
         WindowWorstLayer = summary.Window.WorstLayer,
         SinceStartWorstLayer = summary.SinceStart.WorstLayer,
         Entries = entries,
+        WindowMaxBalancedness = summary.Window.MaxBalancedness,
+        SinceStartMaxBalancedness = summary.SinceStart.MaxBalancedness,
+        WindowBestLayer = summary.Window.BestLayer,
+        SinceStartBestLayer = summary.SinceStart.BestLayer,
     };
 }
 

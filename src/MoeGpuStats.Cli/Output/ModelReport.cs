@@ -60,6 +60,7 @@ internal static class ModelReport
             Line(output, "min balancedness", Figure(balance.MinBalancedness), $"layer {balance.WorstLayer}, the worst");
             Line(output, "p10 balancedness", Figure(balance.P10Balancedness), "the 10th percentile across layers");
             Line(output, "median balancedness", Figure(balance.MedianBalancedness));
+            Line(output, "max balancedness", Figure(balance.MaxBalancedness), $"layer {balance.BestLayer}, the best");
             Line(output, "mean balancedness", Figure(balance.MeanBalancedness));
             Line(output, "token-weighted balancedness", Figure(balance.TokenWeightedBalancedness), "sum of mean loads / sum of max loads: vLLM's formula, here over experts (vLLM logs it over EP ranks)");
             if (ranks is not null)
@@ -234,8 +235,10 @@ internal static class ModelReport
         writer.WriteNumber("p10_balancedness", balance.P10Balancedness);
         writer.WriteNumber("median_balancedness", balance.MedianBalancedness);
         writer.WriteNumber("mean_balancedness", balance.MeanBalancedness);
+        writer.WriteNumber("max_balancedness", balance.MaxBalancedness);
         writer.WriteNumber("token_weighted_balancedness", balance.TokenWeightedBalancedness);
         writer.WriteNumber("worst_layer", balance.WorstLayer);
+        writer.WriteNumber("best_layer", balance.BestLayer);
     }
 
     /// <summary><c>per_layer</c>: each layer's balance over the span, in layer order, named as a model's summary names it in C and Python.</summary>

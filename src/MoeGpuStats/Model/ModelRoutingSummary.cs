@@ -78,11 +78,17 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
         P10Balancedness = LinearPercentile(sorted, 0.1);
         MedianBalancedness = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
         MeanBalancedness = sorted.Average();
+        MaxBalancedness = sorted[^1];
         for (var l = 0; l < layers.Count; l++)
         {
             if (layers[l].Balancedness < layers[WorstLayer].Balancedness)
             {
                 WorstLayer = l;
+            }
+
+            if (layers[l].Balancedness > layers[BestLayer].Balancedness)
+            {
+                BestLayer = l;
             }
         }
 
@@ -120,6 +126,16 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
     public int WorstLayer { get; }
 
     /// <summary>
+    /// The largest layer balancedness: beside <see cref="MinBalancedness"/>, how far apart the layers are (the worst
+    /// and the best layer are what operators ask a serving engine's metrics for, beside the hot and cold experts).
+    /// A layer without load counts as 1.
+    /// </summary>
+    public double MaxBalancedness { get; }
+
+    /// <summary>The first layer with the largest balancedness (a layer without load, where any is, as its balancedness is 1).</summary>
+    public int BestLayer { get; }
+
+    /// <summary>
     /// <c>Σ_l mean load / Σ_l max load</c>, 1 without load: the formula of vLLM's logged balancedness, which
     /// vLLM takes over its EP ranks' loads; a summary over ranks (<c>Summary(expertRanks)</c>) gives that figure,
     /// one over experts a stricter one.
@@ -153,7 +169,7 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
     /// <summary>The model's figures across layers, as a record prints its members.</summary>
     public override string ToString() => string.Create(
         System.Globalization.CultureInfo.InvariantCulture,
-        $"BalanceSummary {{ Layers = {Layers.Count}, MinBalancedness = {MinBalancedness}, P10Balancedness = {P10Balancedness}, MedianBalancedness = {MedianBalancedness}, MeanBalancedness = {MeanBalancedness}, WorstLayer = {WorstLayer}, TokenWeightedBalancedness = {TokenWeightedBalancedness} }}");
+        $"BalanceSummary {{ Layers = {Layers.Count}, MinBalancedness = {MinBalancedness}, P10Balancedness = {P10Balancedness}, MedianBalancedness = {MedianBalancedness}, MeanBalancedness = {MeanBalancedness}, MaxBalancedness = {MaxBalancedness}, WorstLayer = {WorstLayer}, BestLayer = {BestLayer}, TokenWeightedBalancedness = {TokenWeightedBalancedness} }}");
 
     /// <summary>The value at <paramref name="fraction"/> of <paramref name="sorted"/>'s ranks, interpolated as NumPy's <c>_lerp</c> does (from the nearer end, so a fraction of 1 gives the upper value exactly).</summary>
     private static double LinearPercentile(double[] sorted, double fraction)

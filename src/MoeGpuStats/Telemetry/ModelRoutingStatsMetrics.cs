@@ -18,7 +18,7 @@ namespace MoeGpuStats.Telemetry;
 /// (mean losses since the start); the counters <c>moegs.layer.slots</c> (token-expert slots since the
 /// start), <c>moegs.layer.tokens.dropped</c>, <c>moegs.layer.slots.dropped</c> (beyond the expert
 /// capacity) and <c>moegs.layer.expert_ids.invalid</c>, named as <see cref="RoutingStatsMetrics"/>'s. Across layers: gauges <c>moegs.model.balancedness.min</c>, <c>.p10</c>, <c>.median</c>, <c>.mean</c>,
-/// <c>.token_weighted</c>, <c>moegs.model.worst_layer</c>, <c>moegs.model.window.steps</c> (the steps the
+/// <c>.max</c>, <c>.token_weighted</c>, <c>moegs.model.worst_layer</c>, <c>moegs.model.best_layer</c>, <c>moegs.model.window.steps</c> (the steps the
 /// window holds) and <c>moegs.model.window.mean_expert_load</c> (the mean slots per expert in the window,
 /// over every layer: what tells an idle window, balanced by convention, from a balanced one); the counter
 /// <c>moegs.model.steps</c>.
@@ -67,7 +67,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <summary>The top-K depth when none is given: as many hottest and coldest experts per layer.</summary>
     public const int DefaultTopExperts = 5;
 
-    private const int ModelWideSeries = 9;
+    private const int ModelWideSeries = 11;
     private const int SeriesPerLayer = 12;
     private const int RecentModelWideSeries = 4;
     private const int RecentSeriesPerLayer = 1;
@@ -154,8 +154,10 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
         _shared.ObservableGauge(this, "moegs.model.balancedness.p10", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.P10Balancedness)), null, "The 10th percentile of the layer balancedness in the window (linear interpolation, as numpy.percentile).");
         _shared.ObservableGauge(this, "moegs.model.balancedness.median", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MedianBalancedness)), null, "The median layer balancedness in the window.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.mean", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MeanBalancedness)), null, "The mean layer balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.balancedness.max", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.MaxBalancedness)), null, "The largest layer balancedness in the window.");
         _shared.ObservableGauge(this, "moegs.model.balancedness.token_weighted", _reading.ObserveOne(r => new Measurement<double>(r.Summary.Window.TokenWeightedBalancedness)), null, "Sum over layers of the mean expert load over the sum of the max expert load, in the window (vLLM's formula, over experts; vLLM logs it over EP ranks).");
         _shared.ObservableGauge(this, "moegs.model.worst_layer", _reading.ObserveOne(r => new Measurement<long>((long)r.Summary.Window.WorstLayer)), null, "The first layer with the smallest balancedness in the window.");
+        _shared.ObservableGauge(this, "moegs.model.best_layer", _reading.ObserveOne(r => new Measurement<long>((long)r.Summary.Window.BestLayer)), null, "The first layer with the largest balancedness in the window.");
         _shared.ObservableGauge(this, "moegs.model.window.steps", _reading.ObserveOne(r => new Measurement<long>(r.Summary.WindowSteps)), "{step}", "Steps the window holds, up to its length.");
         _shared.ObservableGauge(this, "moegs.model.window.mean_expert_load", _reading.ObserveOne(r => new Measurement<double>(MeanExpertLoad(r.Summary.Window))), "{slot}", "Mean slots per expert in the window, over every layer: 0 for an idle window, whose balance is 1 by convention; under about 20, an expert without a slot may be chance.");
         _shared.ObservableCounter(this, "moegs.layer.slots", _reading.Observe(r => PerLayer(r.Summary.SinceStart.Layers, b => (long)b.Load)), "{slot}", "Token-expert slots since the start (tag: layer).");
@@ -195,7 +197,7 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     }
 
     /// <summary>
-    /// The series a model's metrics publish: 9 for the model, 12 per layer, 4 per layer and top-K
+    /// The series a model's metrics publish: 11 for the model, 12 per layer, 4 per layer and top-K
     /// position, with <paramref name="expertSeries"/> 2 per (layer, expert), and with
     /// <paramref name="recentSeries"/> 4 more for the model and 1 more per layer, and with
     /// <paramref name="epSeries"/> 2 more for the model. What a scraper

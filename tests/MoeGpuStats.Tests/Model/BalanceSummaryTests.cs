@@ -42,8 +42,8 @@ public sealed class BalanceSummaryTests
         // percentile lies a fifth of the way from the first to the second (numpy.percentile gives 0.23333333333333334).
         Assert.Equal(
             "ModelRoutingSummary { Steps = 1, WindowSteps = 1, "
-            + "Window = BalanceSummary { Layers = 3, MinBalancedness = 0.16666666666666666, P10Balancedness = 0.23333333333333334, MedianBalancedness = 0.5, MeanBalancedness = 0.38888888888888884, WorstLayer = 0, TokenWeightedBalancedness = 0.3 }, "
-            + "SinceStart = BalanceSummary { Layers = 3, MinBalancedness = 0.16666666666666666, P10Balancedness = 0.23333333333333334, MedianBalancedness = 0.5, MeanBalancedness = 0.38888888888888884, WorstLayer = 0, TokenWeightedBalancedness = 0.3 } }",
+            + "Window = BalanceSummary { Layers = 3, MinBalancedness = 0.16666666666666666, P10Balancedness = 0.23333333333333334, MedianBalancedness = 0.5, MeanBalancedness = 0.38888888888888884, MaxBalancedness = 0.5, WorstLayer = 0, BestLayer = 1, TokenWeightedBalancedness = 0.3 }, "
+            + "SinceStart = BalanceSummary { Layers = 3, MinBalancedness = 0.16666666666666666, P10Balancedness = 0.23333333333333334, MedianBalancedness = 0.5, MeanBalancedness = 0.38888888888888884, MaxBalancedness = 0.5, WorstLayer = 0, BestLayer = 1, TokenWeightedBalancedness = 0.3 } }",
             text);
     }
 
@@ -70,6 +70,7 @@ public sealed class BalanceSummaryTests
             Assert.Equal(0.5, summary.MedianBalancedness);
             Assert.Equal(((0.5 / 3) + 1 + 0.5) / 3, summary.MeanBalancedness, 15);
             Assert.Equal(0, summary.WorstLayer);
+            Assert.Equal((1.0, 1), (summary.MaxBalancedness, summary.BestLayer));
             Assert.Equal((0.5 + 0 + 0.5) / (3 + 0 + 1), summary.TokenWeightedBalancedness);
         }
     }
@@ -86,6 +87,20 @@ public sealed class BalanceSummaryTests
         Assert.Equal(summary.Layers[0].Balancedness, summary.Layers[2].Balancedness);
         Assert.Equal(0, summary.WorstLayer);
         Assert.Equal((5, 0), (summary.Layers[2].HottestExpert, summary.Layers[2].ColdestExpert));
+    }
+
+    /// <summary>Layers that tie for the largest balancedness: the best layer is the first of them, and the largest is theirs.</summary>
+    [Fact]
+    public void TheBestLayerIsTheFirstOfThoseThatTie()
+    {
+        using var model = new ModelRoutingStats(Options);
+        // Layer 0: three slots to one expert and one to another (balancedness 1/6); layers 1 and 2: four experts one each (1/2).
+        model.RecordStep([0, 0, 0, 1, 0, 1, 2, 3, 4, 5, 6, 7], 2, 2);
+
+        var summary = model.Summary().Window;
+        Assert.Equal(summary.Layers[1].Balancedness, summary.Layers[2].Balancedness);
+        Assert.Equal((0.5, 1), (summary.MaxBalancedness, summary.BestLayer));
+        Assert.Equal((0.5 / 3, 0), (summary.MinBalancedness, summary.WorstLayer));
     }
 
     /// <summary>The operators take null on either side; summaries of different layers hash apart.</summary>

@@ -844,6 +844,8 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal(sorted[below] + ((sorted[Math.Min(below + 1, layers - 1)] - sorted[below]) * (rank - below)), summary.P10Balancedness, 15);
         Assert.Equal(balancedness.Average(), summary.MeanBalancedness, 15);
         Assert.Equal(System.Array.IndexOf(balancedness, sorted[0]), summary.WorstLayer);
+        Assert.Equal(sorted[^1], summary.MaxBalancedness, 15);
+        Assert.Equal(System.Array.IndexOf(balancedness, sorted[^1]), summary.BestLayer);
         Assert.Equal(maxima == 0 ? 1 : means / maxima, summary.TokenWeightedBalancedness, 15);
     }
 

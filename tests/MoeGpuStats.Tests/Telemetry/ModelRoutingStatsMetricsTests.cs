@@ -33,7 +33,9 @@ public sealed partial class ModelRoutingStatsMetricsTests
         Assert.Equal(summary.Window.MedianBalancedness, Single(seen, "moegs.model.balancedness.median"));
         Assert.Equal(summary.Window.MeanBalancedness, Single(seen, "moegs.model.balancedness.mean"));
         Assert.Equal(summary.Window.TokenWeightedBalancedness, Single(seen, "moegs.model.balancedness.token_weighted"));
+        Assert.Equal(summary.Window.MaxBalancedness, Single(seen, "moegs.model.balancedness.max"));
         Assert.Equal(summary.Window.WorstLayer, Single(seen, "moegs.model.worst_layer"));
+        Assert.Equal(summary.Window.BestLayer, Single(seen, "moegs.model.best_layer"));
         Assert.Equal(summary.WindowSteps, Single(seen, "moegs.model.window.steps"));
         Assert.Equal(load.Select(l => (double)l).Sum() / load.Length, Single(seen, "moegs.model.window.mean_expert_load"), 12);
         for (var l = 0; l < Layers; l++)
@@ -64,8 +66,8 @@ public sealed partial class ModelRoutingStatsMetricsTests
             Assert.Equal(coldest.Select(e => (double)row[e]), Ranked(seen, "moegs.layer.cold_expert.load", l));
         }
 
-        // Bounded: 9 model series, 12 per layer, 4 per layer and position; no per-expert series.
-        Assert.Equal(9 + (12 * Layers) + (4 * Layers * 3), seen.Count);
+        // Bounded: 11 model series, 12 per layer, 4 per layer and position; no per-expert series.
+        Assert.Equal(11 + (12 * Layers) + (4 * Layers * 3), seen.Count);
         Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 3, expertSeries: false), seen.Count);
         Assert.DoesNotContain(seen, m => m.Tags.ContainsKey("expert"));
     }
@@ -117,7 +119,7 @@ public sealed partial class ModelRoutingStatsMetricsTests
         }
 
         Assert.DoesNotContain(seen, m => m.Name.Contains("hot_expert", StringComparison.Ordinal));
-        Assert.Equal(9 + (12 * Layers) + (2 * Layers * Experts), seen.Count);
+        Assert.Equal(11 + (12 * Layers) + (2 * Layers * Experts), seen.Count);
         Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, topExperts: 0, expertSeries: true), seen.Count);
     }
 

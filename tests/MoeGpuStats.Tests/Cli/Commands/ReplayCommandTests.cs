@@ -129,7 +129,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
         // Python's MoeModelStats.summary() names the span's and a layer's figures the same (python/tests/test_moegs.py).
         Assert.Equal(
-            ["min_balancedness", "p10_balancedness", "median_balancedness", "mean_balancedness", "token_weighted_balancedness", "worst_layer", "per_layer"],
+            ["min_balancedness", "p10_balancedness", "median_balancedness", "mean_balancedness", "max_balancedness", "token_weighted_balancedness", "worst_layer", "best_layer", "per_layer"],
             report.RootElement.GetProperty("since_start").EnumerateObject().Select(p => p.Name));
         Assert.Equal(
             ["layer", "load", "mean_load", "max_load", "min_load", "balancedness", "max_mean_ratio", "coefficient_of_variation", "hottest_expert", "coldest_expert", "dead_experts", "gini_coefficient", "top10_percent_share"],
@@ -323,8 +323,8 @@ public sealed partial class ReplayCommandTests : IDisposable
     /// them, before the run; so is a top-K above the experts.
     /// </summary>
     [Theory]
-    [InlineData("--metrics-expert-series", "--metrics-expert-series: 1,024 layers × 256 experts make 524,288 series (2 per layer and expert), 557,065 in all; an endpoint publishes at most 250,000")]
-    [InlineData("--metrics-top-experts 256", "--metrics-top-experts 256: 1,024 layers make 1,048,576 series (4 per layer and position: a hot and a cold expert and their loads), 1,060,873 in all; an endpoint publishes at most 250,000: give at most 58.")]
+    [InlineData("--metrics-expert-series", "--metrics-expert-series: 1,024 layers × 256 experts make 524,288 series (2 per layer and expert), 557,067 in all; an endpoint publishes at most 250,000")]
+    [InlineData("--metrics-top-experts 256", "--metrics-top-experts 256: 1,024 layers make 1,048,576 series (4 per layer and position: a hot and a cold expert and their loads), 1,060,875 in all; an endpoint publishes at most 250,000: give at most 58.")]
     [InlineData("--metrics-top-experts 257", "--metrics-top-experts 257: a layer has 256 experts; give 0 to 256.")]
     public void MetricsAnEndpointCannotPublishAreRefused(string option, string expected)
     {
@@ -453,6 +453,15 @@ public sealed partial class ReplayCommandTests : IDisposable
         var rows = output.Split('\n').SkipWhile(line => !line.StartsWith("  layer  balancedness", StringComparison.Ordinal)).Skip(1).Take(11).ToArray();
         Assert.Equal(worstFirst, rows[..10].Select(row => int.Parse(row.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0], System.Globalization.CultureInfo.InvariantCulture)));
         Assert.Contains("2 more layers, better balanced (--layers-shown 0 or --json lists every layer)", rows[10]);
+
+        // The best layer, which the list leaves out, is named beside the largest balancedness; the worst beside the smallest.
+        var perLayer = report.RootElement.GetProperty("since_start").GetProperty("per_layer").EnumerateArray().Select(layer => layer.GetProperty("balancedness").GetDouble()).ToList();
+        var best = perLayer.IndexOf(perLayer.Max());
+        Assert.DoesNotContain(best, worstFirst);
+        Assert.Equal(best, report.RootElement.GetProperty("since_start").GetProperty("best_layer").GetInt32());
+        Assert.Equal(perLayer.Max(), report.RootElement.GetProperty("since_start").GetProperty("max_balancedness").GetDouble());
+        Assert.Contains(output.Split('\n'), line => line.StartsWith("  max balancedness", StringComparison.Ordinal) && line.EndsWith($"layer {best}, the best", StringComparison.Ordinal));
+        Assert.Contains(output.Split('\n'), line => line.StartsWith("  min balancedness", StringComparison.Ordinal) && line.EndsWith($"layer {worstFirst[0]}, the worst", StringComparison.Ordinal));
     }
 
     /// <summary>
@@ -905,7 +914,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
         Assert.Equal(2, samples["moegpustats_moegs_model_recent_steps"]);
         Assert.Equal(recent.Window.MinBalancedness, samples["moegpustats_moegs_model_recent_balancedness_min"], 12);
-        Assert.Equal(9 + (12 * layers) + (4 * layers * 2) + 4 + layers, samples.Count);
+        Assert.Equal(11 + (12 * layers) + (4 * layers * 2) + 4 + layers, samples.Count);
         await Interrupt(moegs);
 
         await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);

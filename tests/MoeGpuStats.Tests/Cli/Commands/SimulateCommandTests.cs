@@ -47,6 +47,8 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Equal(means / maxima, byRank.GetProperty("token_weighted_balancedness").GetDouble(), 12);
         Assert.Equal(sorted[0], byRank.GetProperty("min_balancedness").GetDouble(), 12);
         Assert.Equal(balancedness.IndexOf(sorted[0]), byRank.GetProperty("worst_layer").GetInt32());
+        Assert.Equal(sorted[^1], byRank.GetProperty("max_balancedness").GetDouble(), 12);
+        Assert.Equal(balancedness.IndexOf(sorted[^1]), byRank.GetProperty("best_layer").GetInt32());
         Assert.Equal(sorted[1], byRank.GetProperty("median_balancedness").GetDouble(), 12);
         // numpy.percentile's linear rank 0.1 × (3 − 1) = 0.2: a fifth of the way from the first to the second.
         Assert.Equal(sorted[0] + (0.2 * (sorted[1] - sorted[0])), byRank.GetProperty("p10_balancedness").GetDouble(), 12);
@@ -116,11 +118,11 @@ public sealed class SimulateCommandTests : IDisposable
     /// and expert, and the top-K it advises fits with the recent series.
     /// </summary>
     [Theory]
-    // 332 layers, K = 185: 249,673 series, 250,009 with the 4 + 332 recent ones.
-    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 185 --metrics-recent-steps 5", "250,009 in all", "give at most 184.")]
-    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 186 --metrics-recent-steps 5", "--metrics-top-experts 186: 332 layers make 247,008 series (4 per layer and position: a hot and a cold expert and their loads), 251,337 in all", "give at most 184.")]
-    [InlineData("--layers 100 -e 1000 --metrics-port 9 --metrics-top-experts 1000 --metrics-recent-steps 5", "--metrics-top-experts 1000: 100 layers make 400,000 series (4 per layer and position: a hot and a cold expert and their loads), 401,313 in all", "give at most 621.")]
-    [InlineData("--layers 100 -e 2000 --metrics-port 9 --metrics-top-experts 0 --metrics-expert-series --metrics-recent-steps 5", "--metrics-expert-series: 100 layers × 2,000 experts make 400,000 series (2 per layer and expert), 401,313 in all", "")]
+    // 332 layers, K = 185: 249,675 series, 250,011 with the 4 + 332 recent ones.
+    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 185 --metrics-recent-steps 5", "250,011 in all", "give at most 184.")]
+    [InlineData("--layers 332 -e 200 --metrics-port 9 --metrics-top-experts 186 --metrics-recent-steps 5", "--metrics-top-experts 186: 332 layers make 247,008 series (4 per layer and position: a hot and a cold expert and their loads), 251,339 in all", "give at most 184.")]
+    [InlineData("--layers 100 -e 1000 --metrics-port 9 --metrics-top-experts 1000 --metrics-recent-steps 5", "--metrics-top-experts 1000: 100 layers make 400,000 series (4 per layer and position: a hot and a cold expert and their loads), 401,315 in all", "give at most 621.")]
+    [InlineData("--layers 100 -e 2000 --metrics-port 9 --metrics-top-experts 0 --metrics-expert-series --metrics-recent-steps 5", "--metrics-expert-series: 100 layers × 2,000 experts make 400,000 series (2 per layer and expert), 401,315 in all", "")]
     public void TheRecentSeriesCountTowardTheEndpointsLimitAndItsRefusalNamesTheRightOption(string arguments, string expected, string advice)
     {
         var (code, output, error) = Run(["simulate", "--steps", "1", "--tokens", "1", .. arguments.Split(' ')]);
