@@ -343,7 +343,9 @@ class IntegerTests(unittest.TestCase):
             with self.assertRaises(moegs.MoeGpuStatsError) as unknown:
                 moegs.MoeStats(5000, name)
             self.assertEqual(moegs.INVALID_ARGUMENT, unknown.exception.status)
-            self.assertRegex(str(unknown.exception), r"^invalid argument: accelerator = " + re.escape(shown) + r": must be one of [^\n]*$")
+            # In Python's words as in C's: no name (None, NULL) is auto.
+            self.assertRegex(str(unknown.exception), r"^invalid argument: accelerator = " + re.escape(shown)
+                             + r": must be one of auto, cuda, opencl, cpu, managed \(no name: auto\); [^\n]*$")
         # "auto" may choose the managed engine, which takes more experts: the message names both limits.
         with self.assertRaisesRegex(ValueError, r'^experts = 0 is out of range: it must lie in \[1, 4096\] on a device accelerator, \[1, 1048576\] on "managed"$'):
             moegs.MoeStats(0)

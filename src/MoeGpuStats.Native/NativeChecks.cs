@@ -280,7 +280,7 @@ internal static class NativeChecks
     {
         if (Array.IndexOf(Accelerators, name) < 0)
         {
-            throw new NativeArgumentException($"accelerator = \"{Escaped(given)}\": must be one of auto (or NULL), {string.Join(", ", AcceleratorSelection.Names)}; case and surrounding blanks do not count.");
+            throw new NativeArgumentException($"accelerator = \"{Escaped(given)}\": must be one of auto, {string.Join(", ", AcceleratorSelection.Names)} (no name: auto); case and surrounding blanks do not count.");
         }
     }
 

@@ -33,10 +33,17 @@ internal static class ModelReport
         }
 
         output.WriteLine();
-        output.WriteLine("Balancedness: a layer's mean expert load over its largest, 1 = every expert equally loaded");
-        output.WriteLine("(loads are token-expert slots: a token routed to k experts counts for each);");
-        output.WriteLine("Gini: 0 when every expert has the same load, (E - 1) / E when one has all of it;");
-        output.WriteLine("top 10 %: the share of the slots on the hottest tenth of the experts (rounded up), ceil(E / 10) / E when even");
+        if (summary.Steps == 0)
+        {
+            output.WriteLine("Model: no step recorded, so no balance to report (until one is, every layer reads as balanced, by convention)");
+        }
+        else
+        {
+            output.WriteLine("Balancedness: a layer's mean expert load over its largest, 1 = every expert equally loaded");
+            output.WriteLine("(loads are token-expert slots: a token routed to k experts counts for each);");
+            output.WriteLine("Gini: 0 when every expert has the same load, (E - 1) / E when one has all of it;");
+            output.WriteLine("top 10 %: the share of the slots on the hottest tenth of the experts (rounded up), ceil(E / 10) / E when even");
+        }
 
         // Before the window fills, the window is every step: one span says it all. So it is whenever the
         // window holds all the load (merged ranks whose windows each held every step, or steps that left
@@ -47,7 +54,10 @@ internal static class ModelReport
         var (summed, ofEach) = counts.MergedParts > 1
             ? ($" summed over {counts.MergedParts:N0} merged snapshots", $" (at most) of each of the {counts.MergedParts:N0} merged snapshots")
             : ("", "");
-        var spans = summary.WindowSteps == (long)summary.Steps
+        // A model without steps has no span to report: the note above says so.
+        var spans = summary.Steps == 0
+            ? []
+            : summary.WindowSteps == (long)summary.Steps
             ? new[] { ($"over all {Counted.Of(summary.Steps, "step")}{summed} (the window holds them all)", sinceStart) }
             : counts.WindowHoldsAll
                 ? [($"over all {Counted.Of(summary.Steps, "step")}{summed} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", sinceStart)]
@@ -198,7 +208,9 @@ internal static class ModelReport
             {
                 writer.WriteStartObject(name);
                 WriteAcrossLayers(writer, balance);
+                WritePerLayer(writer, balance);
                 writer.WriteEndObject();
+                json.Drain();
             }
 
             writer.WriteEndObject();

@@ -277,7 +277,8 @@ public sealed unsafe partial class NativeApiTests
         Refused(Create("managed", Layers, Experts, 0, 0, 1f, out _), InvalidArgument, "utilization_decay = 1", "[0, 1)");
         Refused(Create("managed", Layers, Experts, 0, 0, float.NaN, out _), InvalidArgument, "utilization_decay = NaN");
         Refused(Create("tpu", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \"tpu\"");
-        Refused(Create(" ", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \" \": must be one of auto");
+        // In the words of every caller: C's NULL and Python's None are both "no name".
+        Refused(Create(" ", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \" \": must be one of auto, cuda, opencl, cpu, managed (no name: auto)");
 
         // A name is echoed by its first 64 characters, a terminal's controls and bidirectional overrides escaped.
         Refused(Create("\u202e" + new string('x', 1 << 20), Layers, Experts, 0, 0, -1f, out _), InvalidArgument, $"accelerator = \"\\u202e{new string('x', 63)}...\": must be one of auto");

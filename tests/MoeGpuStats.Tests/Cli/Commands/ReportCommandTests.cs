@@ -124,6 +124,33 @@ public sealed class ReportCommandTests : IDisposable
     }
 
     /// <summary>
+    /// A model saved before its first step says it has no balance to report, rather than balance figures of 1 over
+    /// "all 0 steps"; its counts and checks still print. Once a step is recorded, the model's figures are back.
+    /// </summary>
+    [Fact]
+    public void AModelOfNoStepSaysItHasNoBalanceToReport()
+    {
+        var path = Path.Combine(_folder.FullName, "fresh-model.json");
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 3, Experts = 8 });
+        File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(model));
+
+        var (code, output, error) = Run("report", path, "--ep-size", "2");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("Model: no step recorded, so no balance to report", output);
+        Assert.DoesNotContain("balancedness", output);
+        Assert.DoesNotContain("0 steps", output);
+        Assert.Contains("Counts, all layers, since the start", output);
+
+        model.RecordStep([0, 1, 2, 3, 4, 5], 1, 2);
+        File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(model));
+        (code, output, error) = Run("report", path);
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.DoesNotContain("no step recorded", output);
+        Assert.Contains("Model, over all 1 step (the window holds them all)", output);
+    }
+
+    /// <summary>
     /// Batches whose busiest expert takes more every batch read as a growing imbalance, by how much of the
     /// mean variance; the router's losses show as recorded.
     /// </summary>

@@ -30,10 +30,12 @@ public sealed class SimulateCommandTests : IDisposable
         using var window = System.Text.Json.JsonDocument.Parse(File.ReadAllText(load));
         double means = 0, maxima = 0;
         var balancedness = new List<double>();
+        var rankLoads = new List<long[]>();
         foreach (var row in window.RootElement.EnumerateArray())
         {
             var loads = row.EnumerateArray().Select(v => v.GetInt64()).ToArray();
             var ranks = Enumerable.Range(0, Ranks).Select(r => loads.Skip(r * (Experts / Ranks)).Take(Experts / Ranks).Sum()).ToArray();
+            rankLoads.Add(ranks);
             means += ranks.Average();
             maxima += ranks.Max();
             balancedness.Add(ranks.Average() / ranks.Max());
@@ -54,6 +56,20 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Equal(sorted[0] + (0.2 * (sorted[1] - sorted[0])), byRank.GetProperty("p10_balancedness").GetDouble(), 12);
         Assert.Equal(balancedness.Average(), byRank.GetProperty("mean_balancedness").GetDouble(), 12);
         Assert.True(ep.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble() > report.RootElement.GetProperty("window").GetProperty("token_weighted_balancedness").GetDouble());
+        // Each layer's balance over its ranks, a rank where the experts' per_layer names an expert.
+        var perLayer = byRank.GetProperty("per_layer").EnumerateArray().ToArray();
+        Assert.Equal(Layers, perLayer.Length);
+        for (var l = 0; l < Layers; l++)
+        {
+            var ranks = rankLoads[l];
+            Assert.Equal(
+                (l, ranks.Sum(), ranks.Max(), ranks.Min(), System.Array.LastIndexOf(ranks, ranks.Max()), System.Array.IndexOf(ranks, ranks.Min())),
+                (perLayer[l].GetProperty("layer").GetInt32(), perLayer[l].GetProperty("load").GetInt64(), perLayer[l].GetProperty("max_load").GetInt64(),
+                    perLayer[l].GetProperty("min_load").GetInt64(), perLayer[l].GetProperty("hottest_expert").GetInt32(), perLayer[l].GetProperty("coldest_expert").GetInt32()));
+            Assert.Equal(balancedness[l], perLayer[l].GetProperty("balancedness").GetDouble(), 12);
+        }
+
+        Assert.Equal(Layers, ep.GetProperty("since_start").GetProperty("per_layer").GetArrayLength());
 
         (code, output, error) = Run("simulate", "--layers", $"{Layers}", "--experts", $"{Experts}", "--steps", "2", "--ep-size", $"{Ranks}");
         Assert.True(code == ExitCodes.Ok, error);
