@@ -1452,7 +1452,9 @@ class ModelMetricsCollector:
         recent_steps: None (the default: no recent series), or the window's newest steps the recent series cover, in
         [1, window] (SGLang logs balancedness over the last 10, 100 and 1,000 passes);
         ep_size: None (the default), or the expert-parallel ranks holding the experts in order, dividing the experts:
-        publishes model_ep_balancedness_token_weighted and _min, vLLM's logged balancedness before a rebalance.
+        publishes model_ep_balancedness_token_weighted and _min, vLLM's logged balancedness before a rebalance (after
+        one with redundant experts, record the physical expert ids, as vLLM's expert_load_pass counts them: vLLM places
+        the physical experts on the ranks in order, so the figures are again the ranks' own).
         Raises TypeError for a model that is not a MoeModelStats, a top_experts or recent_steps that is not an integer, or an
         expert_series that is not a bool; ValueError for a top_experts or recent_steps out of its range."""
         try:
