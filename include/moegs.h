@@ -191,7 +191,9 @@ typedef struct moegs_layer_balance {
 } moegs_layer_balance;
 
 /* The model's figures across layers, over the window and since the start (or the last reset).
- * Its size is moegs_model_balance_size(), the per-layer struct's moegs_layer_balance_size(). */
+ * Its size is moegs_model_balance_size(), the per-layer struct's moegs_layer_balance_size(): a caller built
+ * against another version of this header compares them with its own before the first read, since the
+ * calls that fill them write that many bytes. */
 typedef struct moegs_model_balance {
     uint64_t steps;                                  /* steps recorded */
     double window_min_balancedness;                  /* the smallest layer balancedness */
