@@ -82,6 +82,7 @@ internal static class LoadPlot
             ? "expert load: no batch recorded"
             // The counts on a line of their own: a long run's (or a merge's) numbers made one line wider than the picture.
             : $"expert load: share of a batch's tokens per expert, %\n{Counted.Of(experts, "expert")}, {Counted.Of(stats.TotalRoutings, "batch", "batches")}, {Counted.Of(stats.TotalTokens, "token")}"
+                + (stats.MergedParts > 1 ? $", summed over {stats.MergedParts:N0} merged snapshots" : "")
                 + (experts > BarredExperts ? $"\neach bar covers {(experts + BarredExperts - 1) / BarredExperts} neighbouring experts and shows the busiest of them" : ""));
         load.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
         load.XLabel("expert");
@@ -96,9 +97,13 @@ internal static class LoadPlot
         var variance = new Plot();
         variance.Add.Signal(history);
         variance.Axes.SetLimits(0, history.Length - 1, 0, UpperLimit(history.Max()));
-        variance.Title($"load variance per batch: variance of tokens per expert (newest {history.Length:N0} batches)");
+        // A merge's history is its snapshots' joined end to end (the report says so too): batches, not a time line.
+        var merged = stats.MergedParts > 1;
+        variance.Title(merged
+            ? $"load variance per batch: variance of tokens per expert ({history.Length:N0} batches)\nthe {stats.MergedParts:N0} merged snapshots' histories joined end to end: no trend over time"
+            : $"load variance per batch: variance of tokens per expert (newest {history.Length:N0} batches)");
         variance.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
-        variance.XLabel("batch (oldest to newest)");
+        variance.XLabel(merged ? "batch (each snapshot's oldest to newest, one snapshot after another)" : "batch (oldest to newest)");
         variance.YLabel("variance");
 
         return (load, variance);

@@ -58,9 +58,9 @@ internal static class ModelReport
         var spans = summary.Steps == 0
             ? []
             : summary.WindowSteps == (long)summary.Steps
-            ? new[] { ($"over all {Counted.Of(summary.Steps, "step")}{summed} (the window holds them all)", sinceStart) }
+            ? new[] { ($"{OverAll(summary.Steps)}{summed} (the window holds them all)", sinceStart) }
             : counts.WindowHoldsAll
-                ? [($"over all {Counted.Of(summary.Steps, "step")}{summed} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", sinceStart)]
+                ? [($"{OverAll(summary.Steps)}{summed} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", sinceStart)]
                 : [($"over the window, the newest {Counted.Of((ulong)summary.WindowSteps, "step")}{ofEach}", window), ($"since the start, {Counted.Of(summary.Steps, "step")}{summed}", sinceStart)];
         foreach (var (span, part) in spans)
         {
@@ -101,7 +101,7 @@ internal static class ModelReport
 
             if (balance.Layers.Count > listed)
             {
-                output.WriteLine($"  ... {Counted.Of((ulong)(balance.Layers.Count - listed), "more layer")}, better balanced (--layers-shown 0 or --json lists every layer)");
+                output.WriteLine($"  ... {Counted.Of((ulong)(balance.Layers.Count - listed), "more layer")}, at least as well balanced (--layers-shown 0 or --json lists every layer)");
             }
         }
 
@@ -234,6 +234,9 @@ internal static class ModelReport
         json.Drain();
         output.WriteLine();
     }
+
+    /// <summary>"over all N steps", or "over its 1 step".</summary>
+    private static string OverAll(ulong steps) => steps == 1 ? "over its 1 step" : $"over all {Counted.Of(steps, "step")}";
 
     /// <summary>One line while recording: the figures an operator watches, in the final report's units.</summary>
     public static string Periodic(ModelRoutingSummary summary, StepTimes times, int done, int total, TimeSpan elapsed) =>

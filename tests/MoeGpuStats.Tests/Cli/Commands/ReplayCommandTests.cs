@@ -452,7 +452,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Contains("over all 5 steps (the window holds them all)", output);
         var rows = output.Split('\n').SkipWhile(line => !line.StartsWith("  layer  balancedness", StringComparison.Ordinal)).Skip(1).Take(11).ToArray();
         Assert.Equal(worstFirst, rows[..10].Select(row => int.Parse(row.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0], System.Globalization.CultureInfo.InvariantCulture)));
-        Assert.Contains("2 more layers, better balanced (--layers-shown 0 or --json lists every layer)", rows[10]);
+        Assert.Contains("2 more layers, at least as well balanced (--layers-shown 0 or --json lists every layer)", rows[10]);
 
         // The best layer, which the list leaves out, is named beside the largest balancedness; the worst beside the smallest.
         var perLayer = report.RootElement.GetProperty("since_start").GetProperty("per_layer").EnumerateArray().Select(layer => layer.GetProperty("balancedness").GetDouble()).ToList();
@@ -485,7 +485,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         var (fewCode, few, _) = Moegs.Run("report", saved, "--layers-shown", "3");
         Assert.Equal(ExitCodes.Ok, fewCode);
         Assert.Equal(4, Listed(few).Length);
-        Assert.Contains("9 more layers, better balanced", Listed(few)[3]);
+        Assert.Contains("9 more layers, at least as well balanced", Listed(few)[3]);
 
         var one = WriteInt32("one.npy", $"{Steps}, {Tokens}, {TopK}", Ids(Steps, 1, Tokens, seed: 11));
         var (oneCode, _, oneError) = Moegs.Run("replay", one, "--layout", "steps,tokens,k", "--experts", $"{Experts}", "--layers-shown", "3");

@@ -147,7 +147,7 @@ public sealed class ReportCommandTests : IDisposable
         (code, output, error) = Run("report", path);
         Assert.True(code == ExitCodes.Ok, error);
         Assert.DoesNotContain("no step recorded", output);
-        Assert.Contains("Model, over all 1 step (the window holds them all)", output);
+        Assert.Contains("Model, over its 1 step (the window holds them all)", output);
     }
 
     /// <summary>

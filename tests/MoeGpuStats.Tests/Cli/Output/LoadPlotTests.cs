@@ -172,6 +172,32 @@ public sealed class LoadPlotTests
         }
     }
 
+    /// <summary>
+    /// A merge's variance history is its snapshots' joined end to end: its chart says so and does not read as a time
+    /// line (the text report says "no trend over time"); the load chart's title names the merge. One recording's do not.
+    /// </summary>
+    [Fact]
+    public void AMergesChartsSayItsHistoryIsJoinedNotATimeLine()
+    {
+        using var first = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        using var second = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        foreach (var stats in new[] { first, second })
+        {
+            stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+            stats.RecordRouting([0, 1, 0, 2], tokens: 2, topK: 2);
+        }
+
+        using var merged = RoutingStats.Merge([first, second]);
+        var (load, variance) = LoadPlot.Build(merged);
+        var (alone, aloneVariance) = LoadPlot.Build(first);
+
+        Assert.EndsWith("summed over 2 merged snapshots", load.Axes.Title.Label.Text);
+        Assert.Contains("the 2 merged snapshots' histories joined end to end: no trend over time", variance!.Axes.Title.Label.Text);
+        Assert.Equal("batch (each snapshot's oldest to newest, one snapshot after another)", variance.Axes.Bottom.Label.Text);
+        Assert.DoesNotContain("merged", alone.Axes.Title.Label.Text);
+        Assert.Equal("batch (oldest to newest)", aloneVariance!.Axes.Bottom.Label.Text);
+    }
+
     /// <summary>The most pixels of the bars' color in one column: the busiest expert's bar.</summary>
     private static int TallestBar(RoutingStats stats)
     {
