@@ -544,9 +544,18 @@ class _Handle:
         if status != OK:
             if status == INVALID_HANDLE and not self._handle.value:
                 # The library can only say "handle 0 is not a live ...", a handle the caller never saw.
-                raise MoeGpuStatsError(status, f"this {type(self).__name__} is closed (close(), or the end of its with block): "
-                                               f"{self._another}")
+                raise self._closed_error()
             raise _error(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
+
+    def _require_open(self):
+        """Raises the closed error before a call checks its arguments, so that a closed object says so first (a close
+        racing the call is still told by the library, through _check)."""
+        if not self._handle.value:
+            raise self._closed_error()
+
+    def _closed_error(self):
+        return MoeGpuStatsError(INVALID_HANDLE, f"this {type(self).__name__} is closed (close(), or the end of its with block): "
+                                                f"{self._another}")
 
 
 class MoeStats(_Handle):
@@ -577,6 +586,7 @@ class MoeStats(_Handle):
         read where it lies, ordered on `stream` (a torch.cuda.Stream or a raw CUstream; default: torch's
         current stream for its device): the record waits on the device for the producer's work, and the
         producer's later work waits for it. Host ids take no stream."""
+        self._require_open()
         # `alive` holds the ids' memory until the call returns.
         try:
             pointer, length, shape, is_cuda, device, alive = _memory(ids, "ids")
@@ -597,6 +607,7 @@ class MoeStats(_Handle):
 
     def record_latency(self, seconds):
         """Records one routing latency of `seconds` (>= 0; kept to the nearest 100 ns)."""
+        self._require_open()
         value = _number("seconds", seconds)
         # The sign before rounding: -5e-11 s would round to 0 ns and be recorded as a latency of 0.
         if not (0.0 <= value <= INT64_MAX / 1e9):
@@ -610,17 +621,20 @@ class MoeStats(_Handle):
         """Every statistic as a dict, read in one call (one device synchronization). Slots are token-expert
         pairs: routed_slots counts the ids in [0, experts), slots_dropped those beyond expert_capacity,
         routing_efficiency the percent of routed slots kept (0 while none is routed); tokens_dropped stays 0 (record() reports none)."""
+        self._require_open()
         out = Snapshot()
         self._check(self._lib.moegs_snapshot_read(self._handle, ctypes.byref(out)))
         return {name: getattr(out, name) for name, _ in Snapshot._fields_}
 
     def expert_counts(self):
         """Slots routed to each expert (dropped ones included; -1 and invalid ids in none)."""
+        self._require_open()
         buffer = (ctypes.c_uint64 * self.experts)()
         self._check(self._lib.moegs_expert_counts(self._handle, buffer, self.experts))
         return list(buffer)
 
     def expert_utilization(self):
+        self._require_open()
         buffer = (ctypes.c_float * self.experts)()
         self._check(self._lib.moegs_expert_utilization(self._handle, buffer, self.experts))
         return list(buffer)
@@ -629,6 +643,7 @@ class MoeStats(_Handle):
         """Writes the statistics to `path` (str or os.PathLike) as the seed-compatible JSON that `moegs report`, `merge`
         and `plan` read, atomically: a reader never sees half a file. Raises TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL) or MoeGpuStatsError
         with status IO_ERROR (the file cannot be written; it is left as it was)."""
+        self._require_open()
         self._check(self._lib.moegs_save(self._handle, _path_bytes(path)))
 
     def reset(self):
@@ -719,6 +734,7 @@ class MoeModelStats(_Handle):
         every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or float32 arrays of
         `layers` in the ids' memory (contiguous). On host accelerators NumPy and CPU torch values of other types or
         layouts are read as numbers (a count from ids.sum() is int64, NumPy's floats float64, losses[:, 0] strided). A CUDA record is ordered on `stream` as MoeStats.record's."""
+        self._require_open()
         # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
         pointer, kind, tokens, top_k, layer_stride, token_stride, is_cuda, device, alive = self._layers_of(ids)
         _placed("model", self.device, is_cuda, "ids")
@@ -747,6 +763,7 @@ class MoeModelStats(_Handle):
         Raises TypeError (recent_steps not an integer, expert_ranks not a sequence), ValueError (recent_steps outside
         [1, window], expert_ranks not one rank per expert, or a rank outside [0, experts - 1]; and InvalidArgumentError, a
         ValueError too, for a rank below the largest without an expert, which the library refuses)."""
+        self._require_open()
         recent = None if recent_steps is None else self._recent_steps(recent_steps)
         ranks = self._ranks(expert_ranks)
         out, window, since_start = ModelBalance(), (LayerBalance * self.layers)(), (LayerBalance * self.layers)()
@@ -785,6 +802,7 @@ class MoeModelStats(_Handle):
         stream where torch imports, else none. The read waits on the device for the work enqueued there before the call
         (a replayed CUDA graph's record() among it), and that stream for the read, so a replay after the call cannot
         overlap it. Elsewhere stream must be None."""
+        self._require_open()
         recent = 0 if recent_steps is None else self._recent_steps(recent_steps)
         ranks = self._ranks(expert_ranks)
         raw = self._ordering_stream(stream, "the read", "the read has arrived when begin_read() returns")
@@ -822,6 +840,7 @@ class MoeModelStats(_Handle):
         """Each expert's slots over the window, shape (layers, experts): a NumPy uint64 array, or lists where NumPy is absent.
         recent_steps: None for the whole window, or 1 to the window for its newest that many steps alone (TypeError when
         not an integer, ValueError outside [1, window])."""
+        self._require_open()
         count = self.layers * self.experts
         buffer = (ctypes.c_uint64 * count)()
         if recent_steps is None:
@@ -877,6 +896,7 @@ class MoeModelStats(_Handle):
         dtype: "uint64" (the counts' type) or "int64", the same memory read as signed, for torch before 2.3 (no uint64);
         counts stay below 2**63 in any run. A model on "managed" or "opencl" has no address to give: window_load()
         copies its load on every accelerator."""
+        self._require_open()
         if dtype not in ("uint64", "int64"):
             raise ValueError(f"dtype = {dtype!r}: must be 'uint64' (the counts' type) or 'int64' (the same memory read as signed, for torch)")
         if self.device not in ("cuda", "cpu") and self._handle.value:
@@ -898,6 +918,7 @@ class MoeModelStats(_Handle):
 
     def layer(self, layer):
         """Layer `layer`'s statistics as MoeStats.snapshot's dict."""
+        self._require_open()
         layer = self._layer_index(layer)
         out = Snapshot()
         self._check(self._lib.moegs_model_layer_snapshot(self._handle, layer, ctypes.byref(out)))
@@ -905,15 +926,18 @@ class MoeModelStats(_Handle):
 
     def layer_expert_counts(self, layer):
         """Layer `layer`'s slots per expert since the start (or the last reset): `experts` ints, MoeStats.expert_counts'."""
+        self._require_open()
         return self._layer_values(layer, ctypes.c_uint64, self._lib.moegs_model_layer_expert_counts)
 
     def layer_expert_utilization(self, layer):
         """Layer `layer`'s utilization per expert (the mean over steps of count / tokens): `experts` floats."""
+        self._require_open()
         return self._layer_values(layer, ctypes.c_float, self._lib.moegs_model_layer_expert_utilization)
 
     def layer_decayed_utilization(self, layer):
         """Layer `layer`'s decayed utilization per expert (decay * previous + (1 - decay) * count / tokens at each step):
         `experts` floats; a model created without utilization_decay refuses it (MoeGpuStatsError)."""
+        self._require_open()
         layer = self._layer_index(layer)
         if not self._decayed and self._handle.value:
             # The C API's refusal names its handle and its negative decay for none, which a Python caller never gave
@@ -937,6 +961,7 @@ class MoeModelStats(_Handle):
         atomically. Each rank of an expert-parallel job saves its own file; `moegs merge` sums them exactly. Raises
         TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL) or MoeGpuStatsError with status
         IO_ERROR (the file cannot be written; it is left as it was)."""
+        self._require_open()
         # The library reads the model once under its own lock; this wrapper's lock would hold record() for the disk.
         self._check(self._lib.moegs_model_save(self._handle, _path_bytes(path)))
 
@@ -996,6 +1021,9 @@ class MoeModelStats(_Handle):
         if any(isinstance(view, (list, tuple)) for view in ids):
             raise TypeError("ids are nested Python lists, which the library cannot read where they lie: pass "
                             "numpy.asarray(ids, numpy.int32) (a [layers, tokens, k] array) or a list of [tokens, k] views of one buffer")
+        if ids and all(isinstance(view, int) for view in ids):
+            raise TypeError(f"ids are a flat list of {len(ids)} Python ints, which the library cannot read where they lie: pass "
+                            "numpy.asarray(ids, numpy.int32).reshape(layers, tokens, k) or a list of [tokens, k] views of one buffer")
         if len(ids) != self.layers:
             raise ValueError(f"ids holds {len(ids)} views; this model has {self.layers} layers, one [tokens, k] view each")
         views = [_strided(view, f"ids[{l}]") for l, view in enumerate(ids)]
@@ -1043,7 +1071,7 @@ class MoeModelStats(_Handle):
             # it lies, as a CUDA tensor must be.
             length = value.numel() if hasattr(value, "numel") else value.size
             if length != count:
-                raise ValueError(f"{name} holds {length} values; it must hold {count}")
+                raise ValueError(f"{name} holds {_values(length)}; it must hold {count}")
             value = _flat(value.tolist())
             memory = False
         numbers = [value] if count == 1 and not memory and not isinstance(value, (list, tuple)) else value
@@ -1052,7 +1080,7 @@ class MoeModelStats(_Handle):
             if is_cuda:
                 raise ValueError(f"{name} are Python numbers, but {on_cuda}")
             if len(numbers) != count:
-                raise ValueError(f"{name} holds {len(numbers)} values; it must hold {count}")
+                raise ValueError(f"{name} holds {_values(len(numbers))}; it must hold {count}")
             checked = ([_integer(name, v, -2**31, INT32_MAX) for v in numbers] if element == "int32"
                        else [_finite(f"{name}[{i}]", v) for i, v in enumerate(numbers)])
             return (ctype * count)(*checked)
@@ -1065,10 +1093,15 @@ class MoeModelStats(_Handle):
             raise ValueError(f"{name} are in host memory, but {on_cuda}")
         pointer, length, _, value_cuda, _, alive = _memory(value, name, element)
         if length != count:
-            raise ValueError(f"{name} holds {length} values; it must hold {count}")
+            raise ValueError(f"{name} holds {_values(length)}; it must hold {count}")
         if value_cuda and not is_cuda:
             raise ValueError(f"{name} are a CUDA tensor, but the ids are not: pass both in one memory")
         return _Address(alive, pointer)
+
+
+def _values(count):
+    """'1 value' or 'N values'."""
+    return f"{count} value" if count == 1 else f"{count} values"
 
 
 def _host_array(value):

@@ -162,8 +162,12 @@ class WrapperTests(unittest.TestCase):
         stats.close()
         with moegs.MoeModelStats(2, EXPERTS, accelerator="managed") as model:
             pass
+        # Arguments a live object would refuse: a closed one says it is closed first.
         for call in (stats.snapshot, stats.reset, lambda: stats.record(array.array("i", [0, 1]), top_k=2), model.window_load, model.summary,
-                     lambda: model.layer(0)):
+                     lambda: model.layer(0), lambda: stats.record(array.array("i", [0, 1, 2]), tokens=2, top_k=2),
+                     lambda: stats.record_latency(-1.0), lambda: model.layer(99), lambda: model.window_load(recent_steps=10**6),
+                     lambda: model.summary(recent_steps=0), lambda: model.layer_expert_counts(-1), lambda: model.save(""),
+                     lambda: model.record([[0, 1]] * 3), lambda: model.begin_read(recent_steps=-1)):
             with self.assertRaises(moegs.MoeGpuStatsError) as closed:
                 call()
             self.assertEqual(moegs.INVALID_HANDLE, closed.exception.status)
@@ -1060,6 +1064,11 @@ class ModelTests(unittest.TestCase):
             with self.assertRaisesRegex(TypeError, r"^ids are nested Python lists, which the library cannot read where they lie: "
                                                    r"pass numpy.asarray\(ids, numpy.int32\)"):
                 model.record(ids.tolist())
+            with self.assertRaisesRegex(TypeError, r"^ids are a flat list of 12 Python ints, which the library cannot read where they "
+                                                   r"lie: pass numpy.asarray\(ids, numpy.int32\).reshape\(layers, tokens, k\)"):
+                model.record(ids.ravel().tolist())
+            with self.assertRaisesRegex(ValueError, r"^load_balance_losses holds 1 value; it must hold 3$"):
+                model.record(ids, load_balance_losses=numpy.float32(0.5))
             with self.assertRaises(moegs.MoeGpuStatsError) as closed:
                 model.close()
                 model.record(ids)
