@@ -734,7 +734,9 @@ public sealed class MetricsEndpointTests
             Assert.Equal(summary.Window.Layers[l].Load, (ulong)samples[$"moegpustats_moegs_layer_slots_total{{layer=\"{l}\"}}"]);
         }
 
-        Assert.Equal(9 + (12 * Layers) + (4 * Layers * 2), samples.Count);
+        Assert.Equal(summary.Window.MaxBalancedness, samples["moegpustats_moegs_model_balancedness_max"], 12);
+        Assert.Equal(summary.Window.BestLayer, samples["moegpustats_moegs_model_best_layer"]);
+        Assert.Equal(11 + (12 * Layers) + (4 * Layers * 2), samples.Count);
         Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
     }
 
