@@ -317,7 +317,9 @@ moegs_status moegs_model_recent_summary(moegs_handle handle, int32_t recent_step
                                         moegs_layer_balance* window_layers, moegs_layer_balance* since_start_layers);
 moegs_status moegs_model_recent_window_load(moegs_handle handle, int32_t recent_steps, uint64_t* dst, int32_t capacity);
 
-/* One layer's running totals, named and typed as the moegs_snapshot fields of the same names. */
+/* One layer's running totals, named and typed as the moegs_snapshot fields of the same names. Its size is
+ * moegs_layer_totals_size(): a caller built against another version of this header compares it with its own before
+ * the first read, since the calls that fill it write that many bytes. */
 typedef struct moegs_layer_totals {
     uint64_t total_routings;      /* steps folded into the layer: the model's steps */
     uint64_t total_tokens;        /* tokens recorded, padding rows excluded */
@@ -380,7 +382,8 @@ int32_t moegs_layer_totals_size(void);
 
 /* Where a model keeps its per-expert counters, for a job that sums them across GPUs with its own
  * collective (an NCCL all-reduce of the window load before DeepSeek's EPLB) or reads them in its own
- * kernels, without a copy. Its size is moegs_model_arrays_size(). */
+ * kernels, without a copy. Its size is moegs_model_arrays_size(): a caller built against another version of this
+ * header compares it with its own before the first call, which writes that many bytes. */
 typedef struct moegs_model_arrays {
     void* token_counts;       /* uint64_t [layers][experts], row-major, contiguous: each expert's slots since
                                * the start (or the last reset); row l sums to layer l's routed_slots */

@@ -785,7 +785,7 @@ class MoeModelStats(_Handle):
             raise TypeError(f"expert_ranks must be a sequence of {self.experts} ranks, one per expert "
                             f"(got {expert_ranks!r} of type {type(expert_ranks).__name__})") from None
         if len(values) != self.experts:
-            raise ValueError(f"expert_ranks holds {len(values)} ranks; it must hold one per expert ({self.experts})")
+            raise ValueError(f"expert_ranks holds {_count(len(values), 'rank')}; it must hold one per expert ({self.experts})")
         # At most one rank per expert; a rank with no expert is the library's to name, with the ranks that are empty.
         return (ctypes.c_int32 * self.experts)(*(_integer(f"expert_ranks[{e}]", r, 0, self.experts - 1,
                                                            f"[0, {self.experts - 1}] (at most one rank per expert)")
@@ -1021,11 +1021,12 @@ class MoeModelStats(_Handle):
         if any(isinstance(view, (list, tuple)) for view in ids):
             raise TypeError("ids are nested Python lists, which the library cannot read where they lie: pass "
                             "numpy.asarray(ids, numpy.int32) (a [layers, tokens, k] array) or a list of [tokens, k] views of one buffer")
-        if ids and all(isinstance(view, int) for view in ids):
-            raise TypeError(f"ids are a flat list of {len(ids)} Python ints, which the library cannot read where they lie: pass "
+        if ids and all(isinstance(view, int) or getattr(view, "shape", None) == () for view in ids):
+            # Numbers, Python's or NumPy's and torch's scalars alike, are no views of a layer's ids.
+            raise TypeError(f"ids are a flat list of {_count(len(ids), 'number')}, which the library cannot read where they lie: pass "
                             "numpy.asarray(ids, numpy.int32).reshape(layers, tokens, k) or a list of [tokens, k] views of one buffer")
         if len(ids) != self.layers:
-            raise ValueError(f"ids holds {len(ids)} views; this model has {self.layers} layers, one [tokens, k] view each")
+            raise ValueError(f"ids holds {_count(len(ids), 'view')}; this model has {self.layers} layers, one [tokens, k] view each")
         views = [_strided(view, f"ids[{l}]") for l, view in enumerate(ids)]
         pointer, shape, strides, is_cuda, device, _, kind = views[0]
         if len(shape) != 2 or shape[1] == 0:
@@ -1071,7 +1072,7 @@ class MoeModelStats(_Handle):
             # it lies, as a CUDA tensor must be.
             length = value.numel() if hasattr(value, "numel") else value.size
             if length != count:
-                raise ValueError(f"{name} holds {_values(length)}; it must hold {count}")
+                raise ValueError(f"{name} holds {_count(length, 'value')}; it must hold {count}")
             value = _flat(value.tolist())
             memory = False
         numbers = [value] if count == 1 and not memory and not isinstance(value, (list, tuple)) else value
@@ -1080,7 +1081,7 @@ class MoeModelStats(_Handle):
             if is_cuda:
                 raise ValueError(f"{name} are Python numbers, but {on_cuda}")
             if len(numbers) != count:
-                raise ValueError(f"{name} holds {_values(len(numbers))}; it must hold {count}")
+                raise ValueError(f"{name} holds {_count(len(numbers), 'value')}; it must hold {count}")
             checked = ([_integer(name, v, -2**31, INT32_MAX) for v in numbers] if element == "int32"
                        else [_finite(f"{name}[{i}]", v) for i, v in enumerate(numbers)])
             return (ctype * count)(*checked)
@@ -1093,15 +1094,15 @@ class MoeModelStats(_Handle):
             raise ValueError(f"{name} are in host memory, but {on_cuda}")
         pointer, length, _, value_cuda, _, alive = _memory(value, name, element)
         if length != count:
-            raise ValueError(f"{name} holds {_values(length)}; it must hold {count}")
+            raise ValueError(f"{name} holds {_count(length, 'value')}; it must hold {count}")
         if value_cuda and not is_cuda:
             raise ValueError(f"{name} are a CUDA tensor, but the ids are not: pass both in one memory")
         return _Address(alive, pointer)
 
 
-def _values(count):
-    """'1 value' or 'N values'."""
-    return f"{count} value" if count == 1 else f"{count} values"
+def _count(count, noun):
+    """'1 value' or 'N values': a count and its noun, plural but for one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _host_array(value):

@@ -1064,9 +1064,13 @@ class ModelTests(unittest.TestCase):
             with self.assertRaisesRegex(TypeError, r"^ids are nested Python lists, which the library cannot read where they lie: "
                                                    r"pass numpy.asarray\(ids, numpy.int32\)"):
                 model.record(ids.tolist())
-            with self.assertRaisesRegex(TypeError, r"^ids are a flat list of 12 Python ints, which the library cannot read where they "
-                                                   r"lie: pass numpy.asarray\(ids, numpy.int32\).reshape\(layers, tokens, k\)"):
-                model.record(ids.ravel().tolist())
+            for flat in (ids.ravel().tolist(), list(ids.ravel())):
+                # Python's ints, and NumPy's scalars, which have a shape of their own.
+                with self.assertRaisesRegex(TypeError, r"^ids are a flat list of 12 numbers, which the library cannot read where they "
+                                                       r"lie: pass numpy.asarray\(ids, numpy.int32\).reshape\(layers, tokens, k\)"):
+                    model.record(flat)
+            with self.assertRaisesRegex(ValueError, r"^ids holds 1 view; this model has 3 layers"):
+                model.record([ids[0]])
             with self.assertRaisesRegex(ValueError, r"^load_balance_losses holds 1 value; it must hold 3$"):
                 model.record(ids, load_balance_losses=numpy.float32(0.5))
             with self.assertRaises(moegs.MoeGpuStatsError) as closed:

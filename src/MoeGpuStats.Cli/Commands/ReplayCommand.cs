@@ -238,7 +238,7 @@ internal static class ReplayCommand
                             + (parse.GetValue(skipEmpty) ? ", nor the steps of padding alone the model leaves out" : ""));
                         var defaulted = parse.GetValue(layout) is null ? trace.Layout : null;
                         return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => [
-                            .. checks.Warnings(trace.Steps),
+                            .. checks.Warnings(),
                             .. PaddingWarning(trace),
                             .. IdLayout.DefaultNote(defaulted, trace.Steps, trace.Layers, trace.MaxTokens, trace.TopK),
                             .. window.Notes]));
@@ -255,7 +255,7 @@ internal static class ReplayCommand
                         ids.Span,
                         Fill,
                         (stats, batch, tokens) => stats.RecordRouting(batch[..(tokens * trace.TopK)], tokens, trace.TopK),
-                        () => [.. checks.Warnings(trace.Steps), .. PaddingWarning(trace)]));
+                        () => [.. checks.Warnings(), .. PaddingWarning(trace)]));
                 }
             }
         });

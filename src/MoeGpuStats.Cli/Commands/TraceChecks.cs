@@ -6,12 +6,13 @@ namespace MoeGpuStats.Cli.Commands;
 
 /// <summary>
 /// What a trace's ids say about how it was recorded, for warnings after the replay: steps in which,
-/// in every layer, every token went to the same experts in the same order (a server's warm-up and
-/// profiling passes of synthetic tokens, which skew a trace's top experts), tokens routed to one
-/// expert twice (a router never does that: the file's axes are likely not what the layout says), and
-/// steps of padding alone (an idle rank's dummy pass), which count as batches of no load. An id that
-/// names no expert (−1, or −1 saved unsigned as 255) is padding or invalid, which other warnings name:
-/// it is never a repeated or a shared expert.
+/// in every layer, every token went to the same experts in the same order, beyond what a router does by
+/// chance (<see cref="ChanceDecades"/>: a server's warm-up and profiling passes of synthetic tokens, which
+/// skew a trace's top experts), tokens routed to one expert twice (a router never does that: the file's
+/// axes are likely not what the layout says), and steps of padding alone (an idle rank's dummy pass),
+/// which count as batches of no load. An id that names no expert (−1, or −1 saved unsigned as 255) is
+/// padding or invalid, which other warnings name: it is never a repeated or a shared expert, nor a pick
+/// that makes alike tokens less likely. Steps are numbered as the file orders them, from 0.
 /// </summary>
 /// <param name="layers">Layers per step, each <c>[tokens, topK]</c> in the step's ids; 1 without a layers axis.</param>
 /// <param name="topK">Experts per token.</param>
@@ -19,17 +20,18 @@ namespace MoeGpuStats.Cli.Commands;
 /// <param name="layout">The file's layout, named in the warning about repeated experts; null for a trace without one (JSON lines).</param>
 /// <param name="model">Whether the trace is replayed as a model (a layers axis), whose window a step of padding takes a place in.</param>
 /// <param name="skipEmpty">Whether the model leaves out steps of no token (<see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>): then the steps of padding alone are named in a note, not a warning.</param>
-/// <param name="skipped">The file's steps left out before the first checked (<c>--skip-steps</c>): steps are numbered as the file numbers them.</param>
-internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? layout, bool model, bool skipEmpty, int skipped = 0)
+/// <param name="skipped">The file's steps left out before the first checked (<c>--skip-steps</c>).</param>
+internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? layout, bool model, bool skipEmpty, int skipped)
 {
     /// <summary>
     /// How unlikely, in decades, a step's alike tokens must be from a router that picks its k experts uniformly before
-    /// the step is named a warm-up pass: once in 10^9 steps. A real router is skewed, which makes alike tokens likelier
-    /// than uniform routing does, hence the margin; a warm-up pass of hundreds of tokens, or of any model's layers,
-    /// clears it by far.
+    /// the step is named a warm-up pass: more than this, less than once in 10^9 steps. A real router is skewed, which
+    /// makes alike tokens likelier than uniform routing does, hence the margin; a warm-up pass of hundreds of tokens,
+    /// or of a deep model's layers (Mixtral's 32 of two top-2 tokens over 8 experts: 56 decades), clears it by far.
     /// </summary>
     internal const double ChanceDecades = 9;
 
+    private int _checked;
     private int _synthetic;
     private int _first = -1;
     private int _last = -1;
@@ -47,14 +49,15 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
     private long _stamp;
 
     /// <summary>
-    /// log10 of the rows of k distinct experts in order a uniform router picks from, <c>E × (E − 1) × … × (E − k + 1)</c>:
-    /// each token past the first that repeats the first's row is that many decades less likely. None where k exceeds E.
+    /// <c>log10(E × (E − 1) × … × (E − n + 1))</c> at index n: the decades of the rows of n distinct experts in order a
+    /// uniform router picks from, which each token past the first that repeats a row of n experts costs.
     /// </summary>
-    private readonly double _rowDecades = topK <= experts ? Enumerable.Range(0, topK).Sum(i => Math.Log10(experts - i)) : 0;
+    private readonly double[] _rowDecades = RowDecades(topK, experts);
 
     /// <summary>Checks step <paramref name="step"/> of the file: <paramref name="ids"/> its layers' ids, <paramref name="tokens"/> tokens per layer.</summary>
     public void Check(int step, ReadOnlySpan<int> ids, int tokens)
     {
+        _checked++;
         if (ids.Length > 0 && ids.IndexOfAnyExcept(ExpertHistogram.EmptySlot) < 0)
         {
             _padding++;
@@ -64,7 +67,8 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
 
         if (!Synthetic(ids, tokens))
         {
-            _firstReal = _firstReal < 0 ? step : _firstReal;
+            // A step whose ids name no expert (padding saved unsigned, say) routed no token: it is no traffic either.
+            _firstReal = _firstReal < 0 && ids.IndexOfAnyInRange(0, experts - 1) >= 0 ? step : _firstReal;
             CheckRepeats(step, ids, tokens);
             return;
         }
@@ -76,10 +80,10 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
     }
 
     /// <summary>
-    /// Whether every layer of the step routed its tokens alike, beyond chance (<see cref="ChanceDecades"/>), or, in a
-    /// step of one token, sent it to one expert k (two or more) times: a warm-up pass of one token of zeros shows only
-    /// that, and its warning, not the one about the layout, says what it is. Padding rows (k empty slots) are not
-    /// tokens: a warm-up pass under CUDA graphs pads its alike tokens to the captured size.
+    /// Whether every layer of the step routed its tokens alike, beyond chance (<see cref="ChanceDecades"/>), or sent
+    /// them, even one, to one expert k (two or more) times: a warm-up pass of one token of zeros shows only that, and
+    /// its warning, not the one about the layout, says what it is. Padding rows (k empty slots) are not tokens: a
+    /// warm-up pass under CUDA graphs pads its alike tokens to the captured size.
     /// </summary>
     private bool Synthetic(ReadOnlySpan<int> ids, int tokens)
     {
@@ -99,14 +103,15 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
             decades += alike;
         }
 
-        return decades >= ChanceDecades;
+        return decades > ChanceDecades;
     }
 
     /// <summary>
     /// Null where one layer's tokens, padding rows aside, did not all go to the same experts in the same order; else
     /// how unlikely that is from a uniform router, in decades: infinite where their row names one expert k (two or
-    /// more) times (no router does, so a token of zeros is warm-up even alone), <c>(tokens − 1) × log10(E! / (E − k)!)</c>
-    /// otherwise (none for one token).
+    /// more) times (no router does, so a token of zeros is warm-up even alone), else
+    /// <c>(tokens − 1) × log10(E! / (E − n)!)</c> for the row's n distinct experts (its −1 and invalid ids pick none;
+    /// none for one token).
     /// </summary>
     private double? AlikeDecades(ReadOnlySpan<int> ids)
     {
@@ -141,7 +146,31 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
             return double.PositiveInfinity;
         }
 
-        return tokens == 1 ? null : (tokens - 1) * _rowDecades;
+        return tokens == 1 ? null : (tokens - 1) * _rowDecades[DistinctExperts(first)];
+    }
+
+    /// <summary>The distinct experts a row names (k is small: each id against those before it).</summary>
+    private int DistinctExperts(ReadOnlySpan<int> slots)
+    {
+        var distinct = 0;
+        for (var i = 0; i < slots.Length; i++)
+        {
+            distinct += IsExpert(slots[i]) && !slots[..i].Contains(slots[i]) ? 1 : 0;
+        }
+
+        return distinct;
+    }
+
+    /// <summary>The decades of rows of 0 to <paramref name="topK"/> distinct experts in order, of <paramref name="experts"/>.</summary>
+    private static double[] RowDecades(int topK, int experts)
+    {
+        var decades = new double[Math.Min(topK, experts) + 1];
+        for (var n = 1; n < decades.Length; n++)
+        {
+            decades[n] = decades[n - 1] + Math.Log10(experts - n + 1);
+        }
+
+        return decades;
     }
 
     /// <summary>Whether a token's ids all name one expert.</summary>
@@ -149,14 +178,16 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
 
     private bool IsExpert(int id) => (uint)id < (uint)experts;
 
-    /// <summary>One-line warnings, none when the trace looks as a router writes it.</summary>
-    /// <param name="steps">The steps the file holds, so that a suggestion to skip never asks for all of them.</param>
-    public IEnumerable<string> Warnings(int steps)
+    /// <summary>
+    /// One-line warnings about the steps checked (all the replay's, or those before an interruption), none when the
+    /// trace looks as a router writes it. A suggestion to skip steps never asks for all of them: it is made only where a
+    /// step of other tokens follows those it leaves out.
+    /// </summary>
+    public IEnumerable<string> Warnings()
     {
-        var replayed = steps - skipped;
         if (_synthetic > 0 && _firstReal < 0)
         {
-            yield return _synthetic == replayed
+            yield return _synthetic == _checked
                 ? "warning: every step routed every token to the same experts, as warm-up passes of synthetic tokens do: this trace may hold no real traffic."
                 : $"warning: every step routed every token to the same experts ({_synthetic:N0}) or held padding alone ({_padding:N0}), as warm-up and idle passes do: this trace may hold no real traffic.";
         }

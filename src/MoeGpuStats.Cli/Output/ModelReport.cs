@@ -45,24 +45,7 @@ internal static class ModelReport
             output.WriteLine("top 10 %: the share of the slots on the hottest tenth of the experts (rounded up), ceil(E / 10) / E when even");
         }
 
-        // Before the window fills, the window is every step: one span says it all. So it is whenever the
-        // window holds all the load (merged ranks whose windows each held every step, or steps that left
-        // the window with no load), though the window counts fewer steps.
-        // Each span picks its part of a summary, the model's and the one over EP ranks alike.
-        Func<ModelRoutingSummary, BalanceSummary> window = s => s.Window, sinceStart = s => s.SinceStart;
-        // A merge's steps are its snapshots' summed, and its window their newest steps added up step by step.
-        var (summed, ofEach) = counts.MergedParts > 1
-            ? ($" summed over {counts.MergedParts:N0} merged snapshots", $" (at most) of each of the {counts.MergedParts:N0} merged snapshots")
-            : ("", "");
-        // A model without steps has no span to report: the note above says so.
-        var spans = summary.Steps == 0
-            ? []
-            : summary.WindowSteps == (long)summary.Steps
-            ? new[] { ($"{OverAll(summary.Steps)}{summed} (the window holds them all)", sinceStart) }
-            : counts.WindowHoldsAll
-                ? [($"{OverAll(summary.Steps)}{summed} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", sinceStart)]
-                : [($"over the window, the newest {Counted.Of((ulong)summary.WindowSteps, "step")}{ofEach}", window), ($"since the start, {Counted.Of(summary.Steps, "step")}{summed}", sinceStart)];
-        foreach (var (span, part) in spans)
+        foreach (var (span, part) in Spans(summary, counts))
         {
             var balance = part(summary);
             output.WriteLine();
@@ -70,8 +53,8 @@ internal static class ModelReport
             Line(output, "min balancedness", Figure(balance.MinBalancedness), $"layer {balance.WorstLayer}, the worst");
             Line(output, "p10 balancedness", Figure(balance.P10Balancedness), "the 10th percentile across layers");
             Line(output, "median balancedness", Figure(balance.MedianBalancedness));
-            Line(output, "max balancedness", Figure(balance.MaxBalancedness), $"layer {balance.BestLayer}, the best");
             Line(output, "mean balancedness", Figure(balance.MeanBalancedness));
+            Line(output, "max balancedness", Figure(balance.MaxBalancedness), $"layer {balance.BestLayer}, the best");
             Line(output, "token-weighted balancedness", Figure(balance.TokenWeightedBalancedness), "sum of mean loads / sum of max loads: vLLM's formula, here over experts (vLLM logs it over EP ranks)");
             if (ranks is not null)
             {
@@ -81,6 +64,7 @@ internal static class ModelReport
                 Line(output, "token-weighted balancedness", Figure(byRank.TokenWeightedBalancedness), "vLLM's logged balancedness");
                 Line(output, "min balancedness", Figure(byRank.MinBalancedness), $"layer {byRank.WorstLayer}, the worst");
                 Line(output, "mean balancedness", Figure(byRank.MeanBalancedness));
+                Line(output, "max balancedness", Figure(byRank.MaxBalancedness), $"layer {byRank.BestLayer}, the best");
             }
             output.WriteLine();
             output.WriteLine($"Layers, worst first, {span}");
@@ -233,6 +217,33 @@ internal static class ModelReport
         writer.WriteEndObject();
         json.Drain();
         output.WriteLine();
+    }
+
+    /// <summary>
+    /// The spans the report gives, each named and picking its part of a summary (the model's and the one over EP ranks
+    /// alike): none without steps (the report's note says so); one where the window holds every step, or all the load
+    /// (merged ranks whose windows each held every step, or steps that left the window with no load), though it counts
+    /// fewer steps; else the window and the time since the start.
+    /// </summary>
+    private static (string Span, Func<ModelRoutingSummary, BalanceSummary> Part)[] Spans(ModelRoutingSummary summary, ModelCounts counts)
+    {
+        if (summary.Steps == 0)
+        {
+            return [];
+        }
+
+        // A merge's steps are its snapshots' summed, and its window their newest steps added up step by step.
+        var (summed, ofEach) = counts.MergedParts > 1
+            ? ($" summed over {counts.MergedParts:N0} merged snapshots", $" (at most) of each of the {counts.MergedParts:N0} merged snapshots")
+            : ("", "");
+        if (summary.WindowSteps == (long)summary.Steps)
+        {
+            return [($"{OverAll(summary.Steps)}{summed} (the window holds them all)", s => s.SinceStart)];
+        }
+
+        return counts.WindowHoldsAll
+            ? [($"{OverAll(summary.Steps)}{summed} (the window, {Counted.Of((ulong)summary.WindowSteps, "step")} long, holds all their load)", s => s.SinceStart)]
+            : [($"over the window, the newest {Counted.Of((ulong)summary.WindowSteps, "step")}{ofEach}", s => s.Window), ($"since the start, {Counted.Of(summary.Steps, "step")}{summed}", s => s.SinceStart)];
     }
 
     /// <summary>"over all N steps", or "over its 1 step".</summary>

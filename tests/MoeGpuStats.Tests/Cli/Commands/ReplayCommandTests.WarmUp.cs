@@ -71,6 +71,12 @@ public sealed partial class ReplayCommandTests
         (code, _, error) = Run("replay", noTraffic, "--layout", "steps,tokens,k", "--experts", "64");
         Assert.Equal(ExitCodes.Ok, code);
         Assert.Contains("warning: every step routed every token to the same experts (1) or held padding alone (2), as warm-up and idle passes do: this trace may hold no real traffic.", error);
+
+        // Padding saved unsigned (255 in uint8) names no expert: a step of it is no traffic before the warm-up either.
+        var unsigned = NpyFile.Write(Path.Combine(_folder.FullName, "u8warm.npy"), "|u1", "3, 3, 4", [.. Enumerable.Repeat((byte)255, 12), .. warm.Select(id => (byte)id), .. real.Select(id => (byte)id)]);
+        (code, _, error) = Run("replay", unsigned, "--layout", "steps,tokens,k");
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: 1 step (first 1, last 1) routed every token to the same experts, as warm-up passes of synthetic tokens do, before the first step of other tokens (step 2); --skip-steps 2 leaves them out.", error);
     }
 
     /// <summary>
@@ -98,7 +104,9 @@ public sealed partial class ReplayCommandTests
 
     /// <summary>
     /// Alike tokens that a uniform router gives once in 10^9 steps or more often are chance, not warm-up: top-1 of 4
-    /// experts, 16 tokens on one expert are 15 × log10(4) = 9.03 decades (named), 15 tokens 8.4 (not).
+    /// experts, 16 tokens on one expert are 15 × log10(4) = 9.03 decades (named), 15 tokens 8.4 (not); top-1 of 10, 10
+    /// tokens are exactly 9 (not). A token's empty slots pick no expert: two tokens of one expert and three -1 slots
+    /// among 256 experts meet once in 256 steps (not).
     /// </summary>
     [Fact]
     public void AlikeTokensAreWarmUpOnlyBeyondChance()
@@ -111,6 +119,16 @@ public sealed partial class ReplayCommandTests
 
         Assert.Equal(ExitCodes.Ok, code);
         Assert.Contains("warning: 1 step (first 2, last 2) routed every token to the same experts", error);
+
+        var exactly = WriteInt32("nine.npy", "2, 10, 1", [.. Enumerable.Repeat(3, 10), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        (code, _, error) = Run("replay", exactly, "--layout", "steps,tokens,k", "--experts", "10");
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.DoesNotContain("same experts", error);
+
+        var empty = WriteInt32("emptyslots.npy", "2, 2, 4", [5, -1, -1, -1, 5, -1, -1, -1, 1, 2, 3, 4, 5, 6, 7, 8]);
+        (code, _, error) = Run("replay", empty, "--layout", "steps,tokens,k", "--experts", "256");
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.DoesNotContain("same experts", error);
     }
 
     /// <summary>

@@ -74,6 +74,10 @@ public sealed class SimulateCommandTests : IDisposable
         (code, output, error) = Run("simulate", "--layers", $"{Layers}", "--experts", $"{Experts}", "--steps", "2", "--ep-size", $"{Ranks}");
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Contains($"Model over {Ranks} EP ranks ({Experts / Ranks} experts each, in order, as vLLM places them before a rebalance), over all 2 steps", output);
+        // The ranks' section names the worst and the best layer over ranks, as the JSON's ep_ranks does.
+        var overRanks = output[output.IndexOf("Model over", StringComparison.Ordinal)..].Split('\n').Skip(1).TakeWhile(line => line.Length > 0).ToArray();
+        Assert.Contains(overRanks, line => line.StartsWith("  min balancedness", StringComparison.Ordinal) && line.EndsWith(", the worst", StringComparison.Ordinal));
+        Assert.Contains(overRanks, line => line.StartsWith("  max balancedness", StringComparison.Ordinal) && line.EndsWith(", the best", StringComparison.Ordinal));
 
         (code, _, error) = Run("simulate", "--layers", $"{Layers}", "--experts", $"{Experts}", "--ep-size", "3");
         Assert.Equal(ExitCodes.Usage, code);
