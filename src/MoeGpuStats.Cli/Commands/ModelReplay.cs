@@ -34,6 +34,9 @@ internal sealed class ModelReplay : RecordingRun
     /// <summary>The expert-parallel ranks the report and the metrics add the balance over (<c>--ep-size</c>, checked to divide the experts); null for none.</summary>
     public int? EpSize { get; init; }
 
+    /// <summary>The trace's steps left out before the first recorded (<c>--skip-steps</c>), which the plot says its steps start after.</summary>
+    public int StepsSkipped { get; init; }
+
     /// <summary>
     /// The recent series' steps, at most the window: --window's value was checked against them, but a
     /// large model's window may be cut to the steps recorded, whose recent steps are all of it.
@@ -80,7 +83,7 @@ internal sealed class ModelReplay : RecordingRun
         }
 
         using var served = metrics;
-        var timeline = Plot is null ? null : new BalanceTimeline(Options.Layers, Options.Experts, steps, Options.SkipEmptySteps);
+        var timeline = Plot is null ? null : new BalanceTimeline(Options.Layers, Options.Experts, steps, Options.SkipEmptySteps, StepsSkipped);
         var times = new StepTimes { Timed = Timed };
         var started = Stopwatch.GetTimestamp();
         var reports = new ReportSchedule(ReportInterval);

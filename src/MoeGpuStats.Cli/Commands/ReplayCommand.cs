@@ -235,7 +235,8 @@ internal static class ReplayCommand
                             model.Metrics(parse),
                             $"replay {path.Name}: {what} in {Counted.Of(trace.Layers, "layer")} ({trace.Axes}){left}, top-{trace.TopK} of {Counted.Of(e, "expert")} ({trace.IdType})",
                             "one RecordStep call, which hands every layer's ids to the engine and counts them (a GPU may finish counting after it returns); reading the file is not timed, nor the first step recorded, which loads the engine (JIT, kernels)"
-                            + (parse.GetValue(skipEmpty) ? ", nor the steps of padding alone the model leaves out" : ""));
+                            + (parse.GetValue(skipEmpty) ? ", nor the steps of padding alone the model leaves out" : ""),
+                            skipped);
                         var defaulted = parse.GetValue(layout) is null ? trace.Layout : null;
                         return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => [
                             .. checks.Warnings(),

@@ -254,9 +254,10 @@ internal static class SharedOptions
             : null;
 
         /// <summary>A replay of a whole model with these options; <paramref name="window"/>: how an error names its window (<see cref="ModelWindow.Named"/>).</summary>
-        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, string window, FileInfo? windowLoad, int? epSize, int? layersShown, ModelMetrics metrics, string title, string timed) => new()
+        public ModelReplay Model(ParseResult parse, CliConsole console, ModelRoutingStatsOptions shape, string window, FileInfo? windowLoad, int? epSize, int? layersShown, ModelMetrics metrics, string title, string timed, int stepsSkipped = 0) => new()
         {
             EpSize = epSize,
+            StepsSkipped = stepsSkipped,
             LayersShown = layersShown ?? ModelReport.ShownLayers,
             Console = console,
             Options = shape with { ExpertCapacity = parse.GetValue(_capacity) },

@@ -28,11 +28,13 @@ internal sealed class BalanceTimeline
     /// Whether steps of padding alone are left out, as the model leaves them out (<see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>):
     /// the timeline then counts the model's steps, as the heat map above it does.
     /// </param>
-    public BalanceTimeline(int layers, int experts, int steps, bool skipEmptySteps = false)
+    /// <param name="stepsSkipped">The trace's steps left out before the first added (<c>--skip-steps</c>).</param>
+    public BalanceTimeline(int layers, int experts, int steps, bool skipEmptySteps = false, int stepsSkipped = 0)
     {
         _layers = layers;
         _experts = experts;
         _skipEmptySteps = skipEmptySteps;
+        StepsSkipped = stepsSkipped;
         StepsPerColumn = (steps + MaxColumns - 1) / MaxColumns;
         Columns = (steps + StepsPerColumn - 1) / StepsPerColumn;
         Balancedness = new double[layers, Columns];
@@ -41,6 +43,9 @@ internal sealed class BalanceTimeline
 
     /// <summary>Whether steps of padding alone are left out, the columns then counting the steps recorded.</summary>
     public bool SkipsEmptySteps => _skipEmptySteps;
+
+    /// <summary>The trace's steps left out before the first column's first step (<c>--skip-steps</c>).</summary>
+    public int StepsSkipped { get; }
 
     /// <summary>Steps summed into one column (the last may hold fewer).</summary>
     public int StepsPerColumn { get; }

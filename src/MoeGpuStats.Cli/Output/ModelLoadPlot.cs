@@ -76,14 +76,23 @@ internal static class ModelLoadPlot
         // drawn: a fixed 0 to 1 left a model of balancedness 0.04 to 0.1 (DeepSeek-V3's at decode) one colour.
         var top = BalanceScaleTop(values);
         var (balanceRows, balanceColumns) = Heatmap(balance, values, new ScottPlot.Colormaps.Viridis(), top < 1 ? $"balancedness (1 = even; colours to {top:0.#####})" : "balancedness (1 = even)", largest: false, scale: new ScottPlot.Range(0, top));
-        // Steps left out are not drawn, so the axis counts the steps recorded, not the trace's: the title says so.
-        var recorded = timeline.SkipsEmptySteps ? " recorded, padding alone left out" : "";
-        balance.Title(timeline.StepsPerColumn == 1
-            ? $"balancedness per layer and step: mean over max expert load\n{columns:N0} steps{recorded}{NoLoad(values)}"
-            : $"balancedness per layer over the steps: mean over max expert load\neach column {timeline.StepsPerColumn:N0} steps{recorded}, {columns:N0} columns{NoLoad(values)}");
+        balance.Title(BalanceTitle(timeline, columns, NoLoad(values)));
         Label(balance, (timeline.StepsPerColumn == 1 ? "step" : $"steps ÷ {timeline.StepsPerColumn:N0}") + Block(balanceColumns, "smallest"), "layer" + Block(balanceRows, "smallest"));
 
         return PlotImage.Stack(load, balance, Width, Height, 0.6);
+    }
+
+    /// <summary>
+    /// The balancedness panel's title: its columns, and the steps left out, which are not drawn, so that an axis that
+    /// counts the steps recorded from 0 is not read as the trace's (<paramref name="noLoad"/>: the note on columns without load).
+    /// </summary>
+    internal static string BalanceTitle(BalanceTimeline timeline, int columns, string noLoad)
+    {
+        var recorded = (timeline.SkipsEmptySteps ? " recorded, padding alone left out" : "")
+            + (timeline.StepsSkipped > 0 ? $", from the trace's step {timeline.StepsSkipped:N0} (--skip-steps)" : "");
+        return timeline.StepsPerColumn == 1
+            ? $"balancedness per layer and step: mean over max expert load\n{columns:N0} steps{recorded}{noLoad}"
+            : $"balancedness per layer over the steps: mean over max expert load\neach column {timeline.StepsPerColumn:N0} steps{recorded}, {columns:N0} columns{noLoad}";
     }
 
     /// <summary>

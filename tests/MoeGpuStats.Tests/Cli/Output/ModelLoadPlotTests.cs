@@ -5,6 +5,25 @@ namespace MoeGpuStats.Tests.Cli.Output;
 /// <summary>The model heat map's cells beyond its pixels: a block of values by its largest (load) or smallest (balancedness), none left out.</summary>
 public sealed class ModelLoadPlotTests
 {
+    /// <summary>
+    /// The balancedness panel's steps count from 0 at the first step recorded: its title says which of the trace's steps
+    /// that is (--skip-steps) and that steps of padding alone were left out (--skip-empty-steps), each only when so.
+    /// </summary>
+    [Theory]
+    [InlineData(false, 0, 10, "10 steps")]
+    [InlineData(true, 0, 10, "10 steps recorded, padding alone left out")]
+    [InlineData(false, 5, 10, "10 steps, from the trace's step 5 (--skip-steps)")]
+    [InlineData(true, 5, 10, "10 steps recorded, padding alone left out, from the trace's step 5 (--skip-steps)")]
+    [InlineData(false, 5, 1_200, "each column 2 steps, from the trace's step 5 (--skip-steps), 600 columns")]
+    public void TheBalanceTitleSaysWhichStepsItsAxisCounts(bool skipEmpty, int skipped, int steps, string expected)
+    {
+        var timeline = new BalanceTimeline(layers: 2, experts: 4, steps, skipEmpty, skipped);
+
+        var title = ModelLoadPlot.BalanceTitle(timeline, timeline.Columns, noLoad: "");
+
+        Assert.Equal(expected, title.Split('\n')[1]);
+    }
+
     [Fact]
     public void EveryValueReachesACellTheLastBlocksPartial()
     {
