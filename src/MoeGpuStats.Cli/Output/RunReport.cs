@@ -52,8 +52,15 @@ internal static class RunReport
         }
 
         var fit = VarianceTrend.Of(stats.LoadVarianceHistory, TrendWindow);
-        Line("load variance trend", Significant(fit.Slope, signed: true), Invariant($"(tokens per expert)² per batch, over the newest {fit.Batches:N0} batch{(fit.Batches == 1 ? "" : "es")} (mean variance {VarianceText(fit.MeanVariance)})"));
-        output.WriteLine($"  {"",-LabelWidth} {"",ValueWidth}   {TrendVerdict(fit, stats.MergedParts)}");
+        if (fit.Batches == 0)
+        {
+            Line("load variance trend", "-", "no batch recorded");
+        }
+        else
+        {
+            Line("load variance trend", Significant(fit.Slope, signed: true), Invariant($"(tokens per expert)² per batch, over the newest {fit.Batches:N0} batch{(fit.Batches == 1 ? "" : "es")} (mean variance {VarianceText(fit.MeanVariance)})"));
+            output.WriteLine($"  {"",-LabelWidth} {"",ValueWidth}   {TrendVerdict(fit, stats.MergedParts)}");
+        }
 
         output.WriteLine();
         output.WriteLine("Batches and tokens");

@@ -116,6 +116,9 @@ public sealed class ReportCommandTests : IDisposable
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.StartsWith($"report {path}: one layer of 4 experts\n", output.ReplaceLineEndings("\n"));
+        // No batch, no trend: said as such, not as a slope of 0 over "the newest 0 batches".
+        Assert.Matches(@"\n  load variance trend +-   no batch recorded\n", output.ReplaceLineEndings("\n"));
+        Assert.DoesNotContain("0 batches", output);
         var other = Path.Combine(_folder.FullName, "fresh-rank1.json");
         File.Copy(path, other);
         var (mergeCode, merged, _) = Run("merge", path, other);
