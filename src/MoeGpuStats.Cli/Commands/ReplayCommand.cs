@@ -211,7 +211,7 @@ internal static class ReplayCommand
                 using (ids)
                 {
                     var steps = trace.Steps - skipped;
-                    var checks = new TraceChecks(trace.Layers, trace.TopK, unsignedPadding < 0 ? e : unsignedPadding, trace.Layout, layered, parse.GetValue(skipEmpty), skipped);
+                    var checks = new TraceChecks(trace.Layers, trace.TopK, unsignedPadding < 0 ? e : unsignedPadding, trace.Layout, layered, parse.GetValue(skipEmpty), skipped, trace.StepName);
                     int Fill(int step, Span<int> batch)
                     {
                         var tokens = trace.ReadStep(skipped + step, batch);

@@ -21,7 +21,8 @@ namespace MoeGpuStats.Cli.Commands;
 /// <param name="model">Whether the trace is replayed as a model (a layers axis), whose window a step of padding takes a place in.</param>
 /// <param name="skipEmpty">Whether the model leaves out steps of no token (<see cref="ModelRoutingStatsOptions.SkipEmptySteps"/>): then the steps of padding alone are named in a note, not a warning.</param>
 /// <param name="skipped">The file's steps left out before the first checked (<c>--skip-steps</c>).</param>
-internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? layout, bool model, bool skipEmpty, int skipped)
+/// <param name="stepName">A step as warnings name it (<see cref="IRoutingTrace.StepName"/>).</param>
+internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? layout, bool model, bool skipEmpty, int skipped, Func<int, string> stepName)
 {
     /// <summary>
     /// How unlikely, in decades, a step's alike tokens must be from a router that picks its k experts uniformly before
@@ -198,14 +199,14 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
             yield return (firstSteps, before) switch
             {
                 (true, _) => $"warning: the first {(_synthetic == 1 ? "step" : $"{_synthetic:N0} steps")}{After()} routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps {_last + 1} leaves them out.",
-                (false, true) => $"warning: {Counted.Of(_synthetic, "step")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do, before the first step of other tokens (step {_firstReal:N0}); --skip-steps {_last + 1} leaves them out.",
-                _ => $"warning: {Counted.Of(_synthetic, "step")} (first {_first:N0}, last {_last:N0}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.",
+                (false, true) => $"warning: {Counted.Of(_synthetic, "step")} (first {stepName(_first)}, last {stepName(_last)}) routed every token to the same experts, as warm-up passes of synthetic tokens do, before the first step of other tokens (step {stepName(_firstReal)}); --skip-steps {_last + 1} leaves them out.",
+                _ => $"warning: {Counted.Of(_synthetic, "step")} (first {stepName(_first)}, last {stepName(_last)}) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.",
             };
         }
 
         if (_padding > 0 && skipEmpty)
         {
-            yield return $"note: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {_firstPadding:N0}): left out (--skip-empty-steps), in no statistic and in no place of the window.";
+            yield return $"note: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {stepName(_firstPadding)}): left out (--skip-empty-steps), in no statistic and in no place of the window.";
         }
         else if (_padding > 0)
         {
@@ -214,13 +215,13 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
             var effect = model
                 ? "each counts as a step with no load, which takes a place in the window (--window) though it adds no load (the load and its balance are unaffected; a layer's saved snapshot counts it as a batch); --skip-empty-steps leaves them out"
                 : "each counts as a batch with no load, which lowers every expert's mean share of a batch, so the shares add up to less than k x 100 % (the load and its balance are unaffected)";
-            yield return $"warning: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {_firstPadding:N0}): {effect}.";
+            yield return $"warning: {Counted.Of(_padding, "step")} held padding alone (-1), no token (the first is step {stepName(_firstPadding)}): {effect}.";
         }
 
         if (_repeated > 0)
         {
             var question = layout is null ? "does each token's topk_ids hold its own k experts?" : $"is the file shaped [{layout.Name}] (--layout)?";
-            yield return $"warning: {Counted.Of(_repeated, "token")} (the first in step {_repeatedStep:N0}) {(_repeated == 1 ? "names one expert twice among its" : "name one expert twice among their")} {topK} ids, which a top-k router never does: {question}";
+            yield return $"warning: {Counted.Of(_repeated, "token")} (the first in step {stepName(_repeatedStep)}) {(_repeated == 1 ? "names one expert twice among its" : "name one expert twice among their")} {topK} ids, which a top-k router never does: {question}";
         }
     }
 

@@ -39,6 +39,12 @@ internal interface IRoutingTrace : IDisposable
     /// <summary>Lines for standard error before the replay, about how the file was read; none when there is nothing to say.</summary>
     IReadOnlyList<string> Notes { get; }
 
+    /// <summary>
+    /// Step <paramref name="step"/> as a message names it: its number from 0 in the file's order, and where the file numbers
+    /// its steps otherwise (a JSON-lines trace's passes carry step fields of their own) what finds it there.
+    /// </summary>
+    string StepName(int step) => step.ToString("N0", System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>Tokens per layer in step <paramref name="step"/>, at least 1.</summary>
     int TokensAt(int step);
 

@@ -175,6 +175,9 @@ internal sealed class JsonLinesTrace : IRoutingTrace
 
     public int TokensAt(int step) => _passes[step].Tokens;
 
+    /// <summary>The pass's position and the line it starts on: a pass's own step field may hold any number, or none.</summary>
+    public string StepName(int step) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{step:N0} at line {_passes[step].FirstLine:N0}");
+
     public int ReadStep(int step, Span<int> destination)
     {
         var pass = _passes[step];

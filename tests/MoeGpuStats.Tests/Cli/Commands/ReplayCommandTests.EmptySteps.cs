@@ -109,7 +109,7 @@ public sealed partial class ReplayCommandTests
         var (code, _, error) = Moegs.Run("replay", path, "--experts", "4", "--skip-empty-steps", "--json");
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("note: 1 step held padding alone (-1), no token (the first is step 1): left out (--skip-empty-steps)", error);
+        Assert.Contains("note: 1 step held padding alone (-1), no token (the first is step 1 at line 3): left out (--skip-empty-steps)", error);
     }
 
     [Fact]

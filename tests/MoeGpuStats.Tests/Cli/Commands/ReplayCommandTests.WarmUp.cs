@@ -162,6 +162,27 @@ public sealed partial class ReplayCommandTests
         Assert.Contains("warning: the first step routed every token to the same experts, as warm-up passes of synthetic tokens do; --skip-steps 1 leaves them out.", error);
     }
 
+    /// <summary>
+    /// A JSON-lines trace's passes are numbered by position, which their own step fields need not match: a warning names
+    /// the line each pass starts on as well.
+    /// </summary>
+    [Fact]
+    public void AJsonLinesTracesWarningsNameTheLinesOfItsPasses()
+    {
+        var path = Path.Combine(_folder.FullName, "warm.jsonl");
+        File.WriteAllLines(path,
+        [
+            """{"step": 100, "topk_ids": [[0, 1], [2, 3], [1, 2]]}""",
+            """{"step": 101, "topk_ids": [[5, 5], [5, 5], [5, 5]]}""",
+            """{"step": 102, "topk_ids": [[0, 3], [2, 1], [4, 2]]}""",
+        ]);
+
+        var (code, _, error) = Run("replay", path, "--experts", "8");
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains("warning: 1 step (first 1 at line 2, last 1 at line 2) routed every token to the same experts, as warm-up passes of synthetic tokens do; their counts are in the report.", error);
+    }
+
     /// <summary>Warm-up tokens of all zeros repeat an expert: the warm-up warning says what they are, not a warning about the layout.</summary>
     [Fact]
     public void WarmUpTokensThatRepeatAnExpertAreNotBlamedOnTheLayout()
