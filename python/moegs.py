@@ -899,8 +899,7 @@ class MoeModelStats(_Handle):
         self._require_open()
         if dtype not in ("uint64", "int64"):
             raise ValueError(f"dtype = {dtype!r}: must be 'uint64' (the counts' type) or 'int64' (the same memory read as signed, for torch)")
-        if self.device not in ("cuda", "cpu") and self._handle.value:
-            # A closed model is left to the library, which says it is closed.
+        if self.device not in ("cuda", "cpu"):
             why = ("a cl_mem is not an address" if self.device == "opencl"
                    else "the managed engine keeps its counts in .NET arrays, which the runtime moves")
             raise ValueError(f"this model runs on {self.device}: device_arrays() needs a model on 'cuda' or 'cpu' ({why}); "
@@ -939,9 +938,8 @@ class MoeModelStats(_Handle):
         `experts` floats; a model created without utilization_decay refuses it (MoeGpuStatsError)."""
         self._require_open()
         layer = self._layer_index(layer)
-        if not self._decayed and self._handle.value:
-            # The C API's refusal names its handle and its negative decay for none, which a Python caller never gave
-            # (a closed model is left to the library, which says it is closed).
+        if not self._decayed:
+            # The C API's refusal names its handle and its negative decay for none, which a Python caller never gave.
             raise InvalidArgumentError(INVALID_ARGUMENT, "this model keeps no decayed utilization: it was created with "
                                                      "utilization_decay=None; give utilization_decay in [0, 1) to keep one")
         return self._layer_values(layer, ctypes.c_float, self._lib.moegs_model_layer_decayed_utilization)

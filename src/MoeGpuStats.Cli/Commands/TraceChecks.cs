@@ -43,7 +43,7 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
     private int _firstPadding = -1;
 
     /// <summary>
-    /// For each expert, the stamp of the last token that named it (<see cref="CheckRepeats"/>): made once, for the first
+    /// For each expert, the stamp of the last token (or row) that named it (<see cref="FirstSight"/>): made once, for the first
     /// token checked. Stamps are 64-bit: a replay's tokens over all its steps and layers pass 2^31, never 2^63.
     /// </summary>
     private long[]? _seenIn;
@@ -150,13 +150,14 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
         return tokens == 1 ? null : (tokens - 1) * _rowDecades[DistinctExperts(first)];
     }
 
-    /// <summary>The distinct experts a row names (k is small: each id against those before it).</summary>
+    /// <summary>The distinct experts a row names, marked as <see cref="CheckRepeats"/> marks a token's.</summary>
     private int DistinctExperts(ReadOnlySpan<int> slots)
     {
+        _stamp++;
         var distinct = 0;
-        for (var i = 0; i < slots.Length; i++)
+        foreach (var id in slots)
         {
-            distinct += IsExpert(slots[i]) && !slots[..i].Contains(slots[i]) ? 1 : 0;
+            distinct += IsExpert(id) && FirstSight(id) ? 1 : 0;
         }
 
         return distinct;
@@ -235,28 +236,35 @@ internal sealed class TraceChecks(int layers, int topK, int experts, IdLayout? l
             return;
         }
 
-        // k is not bounded by E (a file's last axis can hold thousands of ids): each expert keeps the stamp of
-        // the last token that named it, so a token's check is one pass over its k ids, not every pair of them.
-        var seenIn = _seenIn ??= new long[experts];
         for (var token = 0; token < layers * tokens; token++)
         {
             _stamp++;
             foreach (var id in ids.Slice(token * topK, topK))
             {
-                if (!IsExpert(id))
-                {
-                    continue;
-                }
-
-                if (seenIn[id] == _stamp)
+                if (IsExpert(id) && !FirstSight(id))
                 {
                     _repeated++;
                     _repeatedStep = _repeatedStep < 0 ? step : _repeatedStep;
                     break;
                 }
-
-                seenIn[id] = _stamp;
             }
         }
+    }
+
+    /// <summary>
+    /// Marks expert <paramref name="id"/> as named by the token (or row) of the current stamp; false where it already was.
+    /// k is not bounded by E (a file's last axis can hold thousands of ids): each expert keeps the stamp of the last
+    /// token that named it, so a token's check is one pass over its k ids, not every pair of them.
+    /// </summary>
+    private bool FirstSight(int id)
+    {
+        var seenIn = _seenIn ??= new long[experts];
+        if (seenIn[id] == _stamp)
+        {
+            return false;
+        }
+
+        seenIn[id] = _stamp;
+        return true;
     }
 }

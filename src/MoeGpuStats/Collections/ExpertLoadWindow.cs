@@ -107,26 +107,31 @@ internal sealed class ExpertLoadWindow
         var ringRow = _ring.AsSpan(row * _experts, _experts);
         var load = _load.AsSpan(layer * _experts, _experts);
         var entries = _entries.AsSpan(row * _listLength, _listLength);
-        var listed = Lists(ids.Length);
-        var evicted = _listed[row];
-        if (evicted == Whole)
+        var held = _listed[row];
+        if (!Lists(ids.Length))
         {
-            Slide(listed ? default : counts, ringRow, load);
-            evicted = 0;
-        }
-        else if (!listed)
-        {
-            Evict(entries[..evicted], load);
-            Write(counts, ringRow, load);
-        }
+            if (held == Whole)
+            {
+                Slide(counts, ringRow, load);
+            }
+            else
+            {
+                Evict(entries[..held], load);
+                Write(counts, ringRow, load);
+            }
 
-        if (!listed)
-        {
             _listed[row] = Whole;
             return;
         }
 
-        _listed[row] = Replace(entries, evicted, ids, load);
+        if (held == Whole)
+        {
+            // The row's counts leave the load and the row reads as zeros; the list takes the step.
+            Slide(default, ringRow, load);
+            held = 0;
+        }
+
+        _listed[row] = Replace(entries, held, ids, load);
     }
 
     private static void Evict(ReadOnlySpan<ushort> entries, Span<ulong> load)

@@ -73,24 +73,15 @@ public sealed class BalanceSummary : IEquatable<BalanceSummary>
     internal BalanceSummary(IReadOnlyList<LayerBalance> layers)
     {
         Layers = layers;
-        var sorted = layers.Select(layer => layer.Balancedness).Order().ToArray();
+        var balancedness = layers.Select(layer => layer.Balancedness).ToArray();
+        var sorted = balancedness.Order().ToArray();
         MinBalancedness = sorted[0];
         P10Balancedness = LinearPercentile(sorted, 0.1);
         MedianBalancedness = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
         MeanBalancedness = sorted.Average();
         MaxBalancedness = sorted[^1];
-        for (var l = 0; l < layers.Count; l++)
-        {
-            if (layers[l].Balancedness < layers[WorstLayer].Balancedness)
-            {
-                WorstLayer = l;
-            }
-
-            if (layers[l].Balancedness > layers[BestLayer].Balancedness)
-            {
-                BestLayer = l;
-            }
-        }
+        WorstLayer = Array.IndexOf(balancedness, MinBalancedness);
+        BestLayer = Array.IndexOf(balancedness, MaxBalancedness);
 
         double means = 0, maxima = 0;
         foreach (var layer in layers)
