@@ -105,7 +105,7 @@ internal static class AcceleratorSelection
             : throw new InvalidOperationException(Invariant($"{RoutingStats.AcceleratorVariable}={choice}, but ILGPU finds no such accelerator on this machine."));
     }
 
-    /// <summary>The context and accelerator that <see cref="RoutingStats.Create"/> made, freed with the statistics.</summary>
+    /// <summary>The context and accelerator that <see cref="Choose{T}"/> made for the statistics it returns (a single layer's or a model's), freed with them.</summary>
     private sealed class OwnedDevice(Context context, Accelerator accelerator) : IDisposable
     {
         public void Dispose()

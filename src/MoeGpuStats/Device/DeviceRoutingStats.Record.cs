@@ -109,6 +109,7 @@ public sealed partial class DeviceRoutingStats
     /// Records a decision whose histogram is on the host: one copy of E counts to the device
     /// (synchronous, so the caller may reuse the decision at once) and one launch.
     /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="decision"/> is null.</exception>
     /// <exception cref="ArgumentException">The decision is invalid (see <see cref="RoutingStats.RecordRouting(RoutingDecision)"/>) or has too many experts.</exception>
     /// <exception cref="ObjectDisposedException">The engine was disposed.</exception>
     public void RecordRouting(RoutingDecision decision)

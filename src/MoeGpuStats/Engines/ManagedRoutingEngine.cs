@@ -9,7 +9,8 @@ namespace MoeGpuStats.Engines;
 
 /// <summary>
 /// The seed's statistics in managed memory, with the seed's arithmetic and without its O(n)
-/// window moves: a record costs O(E) and allocates nothing unless the expert count changes.
+/// window moves: a record costs O(E) and allocates nothing unless the expert count changes or a record from a
+/// device view is the longest yet (its ids are copied into a host buffer that grows to the longest).
 /// </summary>
 internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 {

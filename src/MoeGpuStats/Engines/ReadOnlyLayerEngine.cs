@@ -10,7 +10,7 @@ namespace MoeGpuStats.Engines;
 /// <remarks>
 /// Each read holds <paramref name="gate"/>, the model's lock, and returns a copy: the layer's arrays
 /// change in place at every step, and a model is thread-safe, so a read on one thread must see
-/// whole steps recorded on another, as a device layer's read (a copy made under the model's lock) does.
+/// whole steps recorded on another, as a device layer's read (staged under the model's lock) does.
 /// </remarks>
 internal sealed class ReadOnlyLayerEngine(RoutingStatsEngine layer, int index, Lock gate, Action throwIfModelDisposed) : RoutingStatsEngine(layer.Options)
 {

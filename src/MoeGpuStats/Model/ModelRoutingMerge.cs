@@ -22,7 +22,10 @@ internal sealed class ModelRoutingMerge
     private List<uint[]>? _ringByAge = [];
 
     /// <summary>Combines <paramref name="parts"/> (at least one).</summary>
-    /// <exception cref="ArgumentException">The parts differ in shape, or a sum passes what a snapshot holds.</exception>
+    /// <exception cref="ArgumentException">
+    /// The parts differ in shape, a sum passes what a snapshot holds, one step's merged slots of an expert in the window
+    /// ring pass 2^32 − 1, or the parts combine more than <see cref="RoutingStats.MaxMergedParts"/> recordings.
+    /// </exception>
     public static ModelRoutingStats Merge(IReadOnlyList<ModelRoutingStats> parts)
     {
         var merge = new ModelRoutingMerge();
@@ -36,7 +39,7 @@ internal sealed class ModelRoutingMerge
 
     /// <summary>Adds the next part, named <c>parts[i]</c> by its place in the order added.</summary>
     /// <returns>The part's steps (its <see cref="ModelRoutingSummary.Steps"/>), which ranks of one job share.</returns>
-    /// <exception cref="ArgumentException">The part differs in shape from the first, or a sum passes what a snapshot holds.</exception>
+    /// <exception cref="ArgumentException">The part differs in shape from the first, a sum passes what a snapshot holds, or one step's merged slots of an expert in the window ring pass 2^32 − 1.</exception>
     public ulong Add(ModelRoutingStats part)
     {
         var other = part.Options;
@@ -81,7 +84,7 @@ internal sealed class ModelRoutingMerge
     }
 
     /// <summary>The merge of the parts added: a managed model without decay (decayed utilization does not merge).</summary>
-    /// <exception cref="ArgumentException">A layer's latencies' total is not finite, or the parts combine more than <see cref="RoutingStats.MaxMergedParts"/> recordings.</exception>
+    /// <exception cref="ArgumentException">The parts combine more than <see cref="RoutingStats.MaxMergedParts"/> recordings.</exception>
     /// <exception cref="InvalidOperationException">No part was added.</exception>
     public ModelRoutingStats Result()
     {

@@ -20,7 +20,7 @@ namespace MoeGpuStats;
 /// copy back of what it returns (the step count with it), with the model's lock released: a step recorded
 /// on another thread meanwhile does not wait for the queue ahead of the copy (the read waits for the stream
 /// first, then copies: a step may still wait for the short copy itself), and comes after the reading (a
-/// placement a summary has not seen before is copied to the device first: one more wait). Recording ids on the device never waits; a step of
+/// placement that differs from the last one given is copied to the device first: one more wait). Recording ids on the device never waits; a step of
 /// host ids copies them to the device and waits for that copy.
 /// </summary>
 /// <remarks>
@@ -41,7 +41,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range; the message names it.</exception>
     /// <exception cref="InsufficientMemoryException">
-    /// The window could not be allocated (about <c>4 × Window × Layers × (Experts + 33)</c> bytes on this engine, as
+    /// The window could not be allocated (about <c>4 × Window × Layers × (Experts + 17)</c> bytes on this engine, <c>Experts + 1</c> up to 32 experts, as
     /// <see cref="ModelRoutingStatsOptions.DeviceStateBytes"/> says); the message gives the size.
     /// </exception>
     public ModelRoutingStats(ModelRoutingStatsOptions options)
@@ -141,10 +141,11 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ArgumentException">
     /// The ids are too few for the layers at the strides, a token stride below <paramref name="topK"/>,
     /// strides that lay the layers neither one after another nor interleaved token by token (with rows
-    /// packed: a layer stride below <c>tokens × topK</c>), more than
+    /// packed: a layer stride below <c>tokens × topK</c>), strides whose step passes the range of long, more than
     /// 2^31 − 1 ids per layer, a view on another accelerator or of a disposed buffer, a loss view not <c>Layers</c> long, or a <paramref name="validTokens"/> view not one int long;
     /// on the managed engine (which copies a step's ids to the host), more than <see cref="Array.MaxLength"/>
-    /// ids in all (<c>Layers × tokens × topK</c>), or a layer or token stride whose step passes the range of long.
+    /// ids in all (<c>Layers × tokens × topK</c>), or strided or non-int ids spanning more than <see cref="Array.MaxLength"/>
+    /// values from first to last (a layer's, or the step's where the layers interleave).
     /// The statistics are left unchanged.
     /// </exception>
     /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one, and not reset since (it has no window ring to record into).</exception>

@@ -44,18 +44,19 @@ public sealed record ModelRoutingStatsOptions
     /// from the device count of valid tokens and the ids, so that a dummy pass replayed in a CUDA graph
     /// is left out too. False by default: such a step is a batch of no load, as the seed records one,
     /// and layer l equals a <see cref="RoutingStats"/> fed every step's layer-l ids; when true, it equals
-    /// one fed the steps kept. The OpenCL engine refuses it (its empty-step check crashed PoCL); CUDA and the managed
-    /// engine run it.
+    /// one fed the steps kept. The OpenCL engine refuses it (its empty-step check crashed PoCL); every other engine
+    /// (CUDA, ILGPU's CPU accelerator, managed) runs it.
     /// </summary>
     public bool SkipEmptySteps { get; init; }
 
     /// <summary>
     /// The device memory a model's state takes, in bytes: the window ring (<c>4 × Window × Layers × Experts</c>)
     /// dominates; each layer adds its single-layer state (64 KiB of batch buffers, 4 KB of load
-    /// variances, 48 bytes per expert) and 32 bytes per expert, and its variances again, of the buffer a
-    /// read is staged in (the state without its ring, what JSON saves). 65 MB for DeepSeek-V3's 58 layers of 256 experts with the
-    /// default window. The managed engine keeps the same ring plus each decode step's list where a layer has more
-    /// than 32 experts, <c>4 × Window × Layers × (Experts + 32 + 1)</c> bytes for the window
+    /// variances), 48 bytes per expert (its per-expert arrays, the window load and two buffers reads sum into) and
+    /// 32 bytes per expert, and its variances again, of the buffer a read is staged in (the state without its ring,
+    /// what JSON saves). 65 MB for DeepSeek-V3's 58 layers of 256 experts with the default window. The managed engine
+    /// keeps the same ring, each step's list length, and each decode step's list of 32 16-bit ids where a layer has
+    /// more than 32 experts: <c>4 × Window × Layers × (Experts + 17)</c> bytes for the window
     /// (<c>4 × Window × Layers × (Experts + 1)</c> up to 32 experts).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">The options are invalid (as a model's constructor refuses them): no model has their size.</exception>

@@ -17,7 +17,7 @@ internal static class ModelStepChecks
     /// <c>topK</c>, a layer stride of <c>tokens × tokenStride</c>).
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/>, <paramref name="tokens"/>, <paramref name="layerStride"/> or <paramref name="tokenStride"/> is out of range.</exception>
-    /// <exception cref="ArgumentException">Too many ids per layer, a token stride below <c>topK</c>, layers neither one after another nor interleaved, or too few ids.</exception>
+    /// <exception cref="ArgumentException">Too many ids per layer, a token stride below <c>topK</c>, layers neither one after another nor interleaved, strides whose step passes the range of long, or too few ids.</exception>
     public static (long LayerStride, long TokenStride) Validate(
         ModelRoutingStatsOptions options, long available, int tokens, int topK, long layerStride, long tokenStride, string idsName)
     {
@@ -83,7 +83,7 @@ internal static class ModelStepChecks
     }
 
     /// <summary>Throws unless the device views belong to the model's accelerator and are long enough.</summary>
-    /// <exception cref="ArgumentException">A view on another accelerator or of a disposed buffer, or a loss view neither empty nor <c>Layers</c> long.</exception>
+    /// <exception cref="ArgumentException">A view on another accelerator or of a disposed buffer, a <c>validTokens</c> view neither empty nor one int long, or a loss view neither empty nor <c>Layers</c> long.</exception>
     public static void ValidateViews<T>(ModelRoutingEngine engine, ArrayView<T> ids, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
         where T : unmanaged
     {
