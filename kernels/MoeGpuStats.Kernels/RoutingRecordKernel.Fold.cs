@@ -20,7 +20,7 @@ internal static partial class RoutingRecordKernel
         var experts = arguments.Experts;
         // An index, not a sub-view: the sub-view's base pointer held across the loop took a 33rd register.
         var first = arguments.Buffer * BufferLength;
-        // Two fields here and the block staged in shared memory below: a copy of the whole block
+        // One field here (the expert count) and the block staged in shared memory below: a copy of the whole block
         // held across this loop cost 20 registers per thread (52 instead of 32 on sm_90), which
         // halved the groups a multiprocessor holds.
         var resize = state.State[0].Experts != experts;

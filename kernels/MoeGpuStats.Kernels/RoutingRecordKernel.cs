@@ -18,7 +18,7 @@ namespace MoeGpuStats.Kernels;
 /// at 16 Mi ids on an H100 and an H200 (one copy against 16), far more than the fold's sum of the copies.
 /// The fold runs beside the counting rather than after it: groups need no ticket to find the last
 /// one to finish, nor device-wide fences, and a record's time is the longer of the two parts
-/// instead of their sum. The fold's one group is a few microseconds of dependent steps that used to
+/// instead of their sum. The fold's one group is a few microseconds of dependent steps, which would otherwise
 /// follow every record's read.
 /// Shared memory is statically sized (<see cref="MaxExperts"/> + 1 bins):
 /// ILGPU's dynamic shared memory returned wrong histograms on PoCL 5's OpenCL device.

@@ -151,7 +151,7 @@ internal struct RecordArguments
     /// <summary>
     /// The index of the first id on a 16-byte boundary, 0 to 3 (at most the ids' length), where
     /// <see cref="HistogramCounting.QuadLoadRuns"/>' 128-bit loads begin. The launcher sets it from
-    /// the view's address.
+    /// the view's address (on OpenCL, its offset into its buffer).
     /// </summary>
     public int AlignedStart;
 }

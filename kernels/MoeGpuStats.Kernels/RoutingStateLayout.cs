@@ -10,8 +10,8 @@ namespace MoeGpuStats.Kernels;
 /// <see cref="BufferLength"/> counts, each holding <see cref="RecordArguments.Copies"/> histograms of
 /// E counts one after another: copy c of buffer b starts at <c>b * BufferLength + c * E</c>. The
 /// per-expert arrays are <c>[expert]</c>, the variance ring <c>[ring position]</c>, the entry after
-/// the head at <c>head + i</c> less <see cref="VarianceWindow"/> once it passes the end. Several
-/// layers in one state would put the layer first in each.
+/// the head at <c>head + i</c> less <see cref="VarianceWindow"/> once it passes the end. A model's
+/// state (<see cref="Model.ModelStateViews"/>) puts the layer first in each, and its <c>Layer</c> cuts out one layer's views.
 /// The record kernel spells its indices inline with these constants: through a helper method,
 /// ILGPU ordered the fold's code differently, and the PTX the project measured would change
 /// (tests/MoeGpuStats.Tests/Kernels/Golden).

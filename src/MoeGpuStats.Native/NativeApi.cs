@@ -9,7 +9,9 @@ namespace MoeGpuStats.Native;
 /// The C API's managed side (include/moegs.h documents it). Every entry point catches everything:
 /// an exception never crosses into the host process; it becomes a status code and the text that
 /// <c>moegs_last_error</c> returns on the same thread. Handles are looked up in a registry, so a
-/// destroyed or foreign handle is a status code, not a crash. Calls on one handle are serialized.
+/// destroyed or foreign handle is a status code, not a crash. Calls that change a handle (records, resets, a destroy)
+/// are serialized on its lock, as an aggregator's reads are; a model's reads are serialized on a read lock of their
+/// own and run beside its records, the model's own locks keeping each read to one state.
 /// </summary>
 public static unsafe class NativeApi
 {

@@ -344,7 +344,7 @@ internal static class NativeChecks
         return needed;
     }
 
-    /// <summary>On OpenCL a buffer is a cl_mem handle, not an address; elsewhere a misaligned 4-byte read faults on the GPU.</summary>
+    /// <summary>On OpenCL a buffer is a cl_mem handle, not an address; elsewhere a pointer must be a multiple of its values' size (<paramref name="bytes"/>), as a misaligned read faults on the GPU.</summary>
     private static void Aligned(string kind, string name, IntPtr pointer, int bytes = 4)
     {
         if (kind != "opencl" && pointer % bytes != 0)

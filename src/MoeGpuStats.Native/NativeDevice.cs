@@ -21,7 +21,7 @@ internal sealed class NativeDevice : IDisposable
     /// <summary>
     /// Opens the accelerator the C caller named and builds the handle's engine on it with
     /// <paramref name="build"/>. Null (and <paramref name="built"/> default) for the managed engine:
-    /// "managed", or "auto" without a GPU (the library's rule, AcceleratorSelection). "auto" follows
+    /// "managed", or "auto" where no accelerator of <paramref name="best"/> is present (the library's rule and order, AcceleratorSelection). "auto" follows
     /// <c>MOEGS_ACCELERATOR</c> where it is set, as <see cref="RoutingStats.Create"/> does, so an
     /// operator can move a server onto another engine without a change to its code. When
     /// <paramref name="build"/> throws, the accelerator is freed again; it must free what it made itself.

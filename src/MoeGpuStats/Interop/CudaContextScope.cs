@@ -32,6 +32,7 @@ public readonly struct CudaContextScope : IDisposable
 
     /// <summary>Makes <paramref name="accelerator"/>'s context current (on CUDA) until the scope is disposed.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    /// <exception cref="InvalidOperationException">The CUDA driver failed; the message names its error.</exception>
     public static CudaContextScope Enter(Accelerator accelerator)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
@@ -42,6 +43,8 @@ public readonly struct CudaContextScope : IDisposable
     /// After a CUDA accelerator was created on this thread (which pushed its context), makes
     /// <paramref name="caller"/>, the context current before, current again.
     /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
+    /// <exception cref="InvalidOperationException">The CUDA driver failed; the message names its error.</exception>
     public static void RestoreAfterCreate(Accelerator accelerator, IntPtr caller)
     {
         ArgumentNullException.ThrowIfNull(accelerator);

@@ -72,10 +72,14 @@ public sealed class CudaStreamBridge : IDisposable
 
     /// <summary>Enqueues on the engine's stream a wait for all work enqueued so far on <paramref name="producerStream"/>.</summary>
     /// <exception cref="ArgumentException">The handle is not a CUDA stream.</exception>
+    /// <exception cref="ObjectDisposedException">The bridge, or the engine's stream or accelerator, was disposed.</exception>
+    /// <exception cref="InvalidOperationException">The CUDA driver failed otherwise (an earlier launch's fault among them).</exception>
     public void WaitForProducer(IntPtr producerStream) => Order(producerStream, nameof(producerStream), _engineStream.StreamPtr, waiterName: null);
 
     /// <summary>Enqueues on the engine's stream a wait for an event the producer recorded.</summary>
     /// <exception cref="ArgumentException">The handle is zero, or CUDA refuses it as an event to wait for.</exception>
+    /// <exception cref="ObjectDisposedException">The bridge, or the engine's stream or accelerator, was disposed.</exception>
+    /// <exception cref="InvalidOperationException">The CUDA driver failed otherwise (an earlier launch's fault among them).</exception>
     public void WaitForProducerEvent(IntPtr producerEvent)
     {
         lock (_lock)
@@ -92,6 +96,8 @@ public sealed class CudaStreamBridge : IDisposable
 
     /// <summary>Enqueues on <paramref name="consumerStream"/> a wait for every record enqueued so far on the engine.</summary>
     /// <exception cref="ArgumentException">CUDA refuses the handle as a stream to wait on.</exception>
+    /// <exception cref="ObjectDisposedException">The bridge, or the engine's stream or accelerator, was disposed.</exception>
+    /// <exception cref="InvalidOperationException">The CUDA driver failed otherwise (an earlier launch's fault among them).</exception>
     public void SignalConsumer(IntPtr consumerStream) => Order(_engineStream.StreamPtr, "the engine's stream", consumerStream, nameof(consumerStream));
 
     /// <summary>Destroys the bridge's events.</summary>

@@ -52,6 +52,7 @@ public static class ForeignMemory
     /// <exception cref="ArgumentException">The pointer is null, or (CUDA) not device memory of this GPU.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="length"/> is negative.</exception>
     /// <exception cref="NotSupportedException">The accelerator is of another kind.</exception>
+    /// <exception cref="InvalidOperationException">(CUDA) The driver failed to say which GPU the memory is on; the message names its error.</exception>
     public static ForeignView<T> Wrap<T>(Accelerator accelerator, IntPtr pointer, long length)
         where T : unmanaged
     {

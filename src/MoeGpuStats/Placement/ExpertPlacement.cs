@@ -30,7 +30,7 @@ public static class ExpertPlacement
     /// <summary>
     /// The most slots of a whole plan, <c>layers · R</c>: 2^26, a model's most layers
     /// (<see cref="ModelRoutingStatsOptions.MaxLayers"/>) of <see cref="MaxPhysicalExperts"/> each (<c>moegs plan</c> of that
-    /// size takes about 2.5 GB, README says). It keeps a small load matrix (one expert, thousands of rows) from asking for tens of GB.
+    /// size takes about 2 GB, README says). It keeps a small load matrix (one expert, thousands of rows) from asking for tens of GB.
     /// </summary>
     public const int MaxSlots = ModelRoutingStatsOptions.MaxLayers * MaxPhysicalExperts;
 

@@ -16,7 +16,7 @@ public static class RoutingStatsFile
 
     /// <summary>
     /// The most JSON tokens (values, field names and the ends of objects and arrays) a snapshot file may hold: 2^25.
-    /// The largest model (1,024 layers of 4,096 experts, with a decay and a full latency window in every layer)
+    /// The largest model (1,024 layers of 4,096 experts, with a decay; a model's layers keep no latencies)
     /// writes about 22 million; a file of more is refused before the parser's 12 bytes a token are spent on it.
     /// </summary>
     internal const long MaxJsonTokens = 1L << 25;

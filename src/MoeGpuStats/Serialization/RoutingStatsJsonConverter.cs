@@ -518,7 +518,7 @@ internal static class RoutingStatsJson
     /// <summary>
     /// <paramref name="element"/>, refused before any entry is read where it is an array of more than
     /// <paramref name="most"/>: the seed keeps the newest 1,000 variances and latencies, and a file of millions
-    /// was read whole before it was judged.
+    /// would otherwise be read whole before it is judged.
     /// </summary>
     private static JsonElement AtMost(JsonElement element, string name, int most) =>
         element.ValueKind == JsonValueKind.Array && element.GetArrayLength() > most

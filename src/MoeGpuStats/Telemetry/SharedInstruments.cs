@@ -16,9 +16,9 @@ namespace MoeGpuStats.Telemetry;
 /// One meter per publisher, all of one name, is what a listener cannot tell apart: the OpenTelemetry
 /// SDK merges identical instruments of same-named meters into one metric stream and stops the stream
 /// when any one of them is disposed (open-telemetry/opentelemetry-dotnet#6412), so disposing one
-/// layer's publisher ended every other layer's series; and an <see cref="IMeterFactory"/> (the host's,
+/// layer's publisher would end every other layer's series; and an <see cref="IMeterFactory"/> (the host's,
 /// from <c>AddMetrics</c>) hands every publisher the same meter, whose <c>Dispose</c> it ignores, so a
-/// disposed publisher kept publishing. The meter created here without a factory is disposed when its
+/// disposed publisher would keep publishing. The meter created here without a factory is disposed when its
 /// last publisher is; a factory's meter is the factory's to dispose.
 /// </remarks>
 internal sealed class SharedInstruments
