@@ -8,13 +8,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 ptxas=$(bash "$root/scripts/ptxas.sh")
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-dotnet build -c Release -v q "$root/bench/MoeGpuStats.Bench" >/dev/null
+dotnet build -c Release -v q "$root/bench/MoeGpuStats.Bench" >&2
 dotnet "$root/bench/MoeGpuStats.Bench/bin/Release/net10.0/MoeGpuStats.Bench.dll" --emit-ptx "$out" >/dev/null
 for groups in 4 6 8; do
   awk -v groups="$groups" '!done && /^\{/ && entry { print ".maxntid 256, 1, 1"; print ".minnctapersm " groups; done = 1 }
     /\.entry / { entry = 1 } { print }' "$out/ModelRecordKernel.ptx" > "$out/ModelRecordKernel.bounded-$groups.ptx"
 done
-echo "$("$ptxas" --version | tail -1); -arch=sm_90 -O3 -v; $(date -u +%F), commit $(git -C "$root" rev-parse --short HEAD)"
+echo "$("$ptxas" --version | tail -1); -arch=sm_90 -O3 -v; $(date -u +%F), commit $(git -C "$root" describe --always --dirty)"
 for ptx in "$out"/*.ptx; do
   info=$("$ptxas" -arch=sm_90 -O3 -v "$ptx" -o "$out/kernel.cubin" 2>&1 | grep -E "registers|spill" | tr -s ' \n' ' ')
   echo "$(basename "$ptx" .ptx): $info"

@@ -11,12 +11,20 @@ namespace MoeGpuStats.Tests.Conformance;
 /// </summary>
 public sealed class EarlierVersionsTests
 {
-    public static TheoryData<string> Snapshots() =>
-    [
-        "2026-11-30-b061888-layer",
-        "2026-12-01-37af7cc-model",
-        "2026-12-03-44e5ed5-merged-model",
-    ];
+    private const string ReportSuffix = ".report.json";
+
+    /// <summary>Every snapshot beside its report in the build's copy of the folder, so that a pair added there is read.</summary>
+    public static TheoryData<string> Snapshots() => [.. Names()];
+
+    /// <summary>The folder holds the three versions it was made with, each snapshot beside its report.</summary>
+    [Fact]
+    public void EverySnapshotHasItsReport()
+    {
+        var snapshots = Directory.GetFiles(Data(""), "*.json").Select(Path.GetFileName).Where(name => !name!.EndsWith(ReportSuffix, StringComparison.Ordinal));
+
+        Assert.Equal(["2026-11-30-b061888-layer", "2026-12-01-37af7cc-model", "2026-12-03-44e5ed5-merged-model"], Names());
+        Assert.Equal(Names().Select(name => $"{name}.json"), snapshots.Order(StringComparer.Ordinal));
+    }
 
     /// <summary>Every value of the earlier version's report stands at the same place in today's, equal; today's may add fields.</summary>
     [Theory]
@@ -26,13 +34,16 @@ public sealed class EarlierVersionsTests
         var (code, output, error) = Moegs.Run("report", Data($"{name}.json"), "--json");
 
         Assert.True(code == ExitCodes.Ok, error);
-        using var earlier = JsonDocument.Parse(File.ReadAllText(Data($"{name}.report.json")));
+        using var earlier = JsonDocument.Parse(File.ReadAllText(Data(name + ReportSuffix)));
         using var today = JsonDocument.Parse(output);
         var compared = AssertHolds(earlier.RootElement, today.RootElement, "$");
         Assert.True(compared > 100, $"{name}: only {compared} values compared");
     }
 
     private static string Data(string name) => Path.Combine(AppContext.BaseDirectory, "earlier-versions", name);
+
+    private static string[] Names() =>
+        [.. Directory.GetFiles(Data(""), "*" + ReportSuffix).Select(path => Path.GetFileName(path)[..^ReportSuffix.Length]).Order(StringComparer.Ordinal)];
 
     /// <summary>Asserts that every leaf of <paramref name="earlier"/> is in <paramref name="today"/> at <paramref name="path"/>, equal (numbers as doubles); returns how many leaves it compared.</summary>
     private static int AssertHolds(JsonElement earlier, JsonElement today, string path)
