@@ -12,13 +12,14 @@ namespace MoeGpuStats.Bench;
 /// <see cref="StepsPerRound"/> steps called in a plain loop and prints its median µs per step; the parent prints, per
 /// shape, each contender's median over its processes and the ratio of each pair (step / L records), the pairs taking
 /// the two orders in turn so that a drift within a pair favours neither.
-/// <c>--model-step-processes [--model-shapes ..] [--pairs N] [--rounds N]</c>.
+/// <c>--model-step-processes [--model-shapes ..] [--pairs N] [--rounds N] [--warm-up S]</c>: S whole seconds of warm-up
+/// (default 1), more where a child runs on one CPU, whose background compiler delivers the optimized code seconds late.
 /// </summary>
 internal static class ModelStepProcesses
 {
     private const int StepsPerRound = 1_000;
     private const string ChildFlag = "--model-step-child";
-    private static readonly TimeSpan WarmUp = TimeSpan.FromSeconds(1);
+    private const int DefaultWarmUpSeconds = 1;
     private static readonly string[] Contenders = ["records", "step"];
 
     public static int Run(string[] args)
@@ -31,13 +32,14 @@ internal static class ModelStepProcesses
         var shapes = ModelShape.ParseList(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1,58x256x8x4,58x256x8x64,32x8x2x1,32x8x2x64"));
         var pairs = DeviceCheck.Option(args, "--pairs", 5);
         var rounds = DeviceCheck.Option(args, "--rounds", 21);
-        if (pairs < 1 || rounds < 1)
+        var warmUp = DeviceCheck.Option(args, "--warm-up", DefaultWarmUpSeconds);
+        if (pairs < 1 || rounds < 1 || warmUp < 0)
         {
-            Console.Error.WriteLine(Invariant($"--pairs {pairs}, --rounds {rounds}: give at least 1 of each."));
+            Console.Error.WriteLine(Invariant($"--pairs {pairs}, --rounds {rounds}, --warm-up {warmUp}: give at least 1 pair and 1 round, and whole seconds of warm-up from 0."));
             return 2;
         }
 
-        Console.WriteLine(Invariant($"Managed engine; per shape {pairs} pairs of processes taking turns (L single-layer records and RecordStep, in either order by turns), each timing {rounds} rounds of {StepsPerRound:N0} steps in a plain loop after {WarmUp.TotalSeconds:0} s of warm-up; µs per step, the median over the processes of each process's median; the ratio is the step's over the L records', per pair."));
+        Console.WriteLine(Invariant($"Managed engine; per shape {pairs} pairs of processes taking turns (L single-layer records and RecordStep, in either order by turns), each timing {rounds} rounds of {StepsPerRound:N0} steps in a plain loop after {warmUp} s of warm-up; µs per step, the median over the processes of each process's median; the ratio is the step's over the L records', per pair."));
         Console.WriteLine();
         Console.WriteLine("| L × E × k × T | L single-layer records | RecordStep | step / L records, median of pairs | range |");
         Console.WriteLine("| --- | --- | --- | --- | --- |");
@@ -48,7 +50,7 @@ internal static class ModelStepProcesses
             {
                 foreach (var c in pair % 2 == 0 ? new[] { 0, 1 } : new[] { 1, 0 })
                 {
-                    times[c][pair] = RunProcess(Contenders[c], shape, rounds);
+                    times[c][pair] = RunProcess(Contenders[c], shape, rounds, warmUp);
                 }
             }
 
@@ -60,7 +62,7 @@ internal static class ModelStepProcesses
     }
 
     /// <summary>Runs this program again as one contender's child and reads the median it prints.</summary>
-    private static double RunProcess(string contender, ModelShape shape, int rounds)
+    private static double RunProcess(string contender, ModelShape shape, int rounds, int warmUp)
     {
         var start = new ProcessStartInfo(Environment.ProcessPath!)
         {
@@ -73,7 +75,7 @@ internal static class ModelStepProcesses
             start.ArgumentList.Add(typeof(ModelStepProcesses).Assembly.Location);
         }
 
-        foreach (var argument in new[] { "--model-step-processes", ChildFlag, contender, "--model-shapes", shape.ToString(), "--rounds", rounds.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+        foreach (var argument in new[] { "--model-step-processes", ChildFlag, contender, "--model-shapes", shape.ToString(), "--rounds", rounds.ToString(System.Globalization.CultureInfo.InvariantCulture), "--warm-up", warmUp.ToString(System.Globalization.CultureInfo.InvariantCulture) })
         {
             start.ArgumentList.Add(argument);
         }
@@ -91,6 +93,7 @@ internal static class ModelStepProcesses
         var contender = DeviceCheck.OptionText(args, ChildFlag, "step");
         var shape = ModelShape.Parse(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1"));
         var rounds = DeviceCheck.Option(args, "--rounds", 21);
+        var warmUp = TimeSpan.FromSeconds(DeviceCheck.Option(args, "--warm-up", DefaultWarmUpSeconds));
         var ids = shape.Ids();
         var perLayer = (int)shape.LayerIds;
         using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = shape.Layers, Experts = shape.Experts });
@@ -121,7 +124,7 @@ internal static class ModelStepProcesses
             };
 
         var warm = Stopwatch.StartNew();
-        while (warm.Elapsed < WarmUp)
+        while (warm.Elapsed < warmUp)
         {
             round();
         }
