@@ -111,15 +111,23 @@ class TargetsTests(unittest.TestCase):
 
     def test_whole_model_targets(self):
         out = self.run_targets(model_check=MODEL_CHECK, model_torch=MODEL_TORCH)
-        self.assertIn("| 58 × 256 × 8 | 256 | 9.0 µs | 180.0 µs (20.0×) | 900.0 µs | 100.0× | 3000.0 µs | 333.3× | 50% | equal | ≥ 20× vLLM-style: yes; < 10 µs: yes |", out)
+        self.assertIn("| 58 × 256 × 8 | 256 | 9.0 µs | 180.0 µs (20.0×) | 900.0 µs | 100.0× | - | - | 3000.0 µs | 333.3× | 50% | equal | ≥ 20× vLLM-style: yes; < 10 µs: yes |", out)
         self.assertIn("| decode step, L = 58, E = 256, k = 8, T = 256, under 10 µs | 9.0 µs | yes |", out)
         self.assertIn("| at least 20× faster than per-layer PyTorch recording (vLLM's scatter_add_) | 10.0× to 100.0× | not at 58×256×8 T=16384 (10.0×) |", out)
+        self.assertIn("| the same, against that recording replayed in a CUDA graph (as vLLM's decode runs) | not measured | - |", out)
         self.assertIn("| prefill step, L = 58, T = 16,384, at 80 % or more of the copy | 70% | no |", out)
+
+    def test_whole_model_against_a_graph_replayed_baseline(self):
+        # A CUDA run's baseline: the per-layer recording replayed in a graph, 0.18 ms at decode (20×), 0.5 ms at prefill.
+        torch = [dict(MODEL_TORCH[0], scatter_add_graph_ms=0.18), dict(MODEL_TORCH[1], scatter_add_graph_ms=0.5)]
+        out = self.run_targets(model_check=MODEL_CHECK, model_torch=torch)
+        self.assertIn("| 58 × 256 × 8 | 256 | 9.0 µs | 180.0 µs (20.0×) | 900.0 µs | 100.0× | 180.0 µs | 20.0× | 3000.0 µs | 333.3× | 50% | equal |", out)
+        self.assertIn("| the same, against that recording replayed in a CUDA graph (as vLLM's decode runs) | 1.7× to 20.0× | not at 58×256×8 T=16384 (1.7×) |", out)
 
     def test_a_missing_baseline_leaves_the_comparison_unmeasured(self):
         out = self.run_targets(model_check=MODEL_CHECK)
         self.assertIn("No model baseline (not given): the comparison with PyTorch is not measured.", out)
-        self.assertIn("| 58 × 256 × 8 | 256 | 9.0 µs | 180.0 µs (20.0×) | - | - | - | - | 50% | equal | < 10 µs: yes |", out)
+        self.assertIn("| 58 × 256 × 8 | 256 | 9.0 µs | 180.0 µs (20.0×) | - | - | - | - | - | - | 50% | equal | < 10 µs: yes |", out)
         self.assertIn("| at least 20× faster than per-layer PyTorch recording (vLLM's scatter_add_) | no baseline | - |", out)
 
     def test_each_check_is_headed_by_its_device_and_one_not_cuda_is_named(self):

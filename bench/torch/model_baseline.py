@@ -13,6 +13,9 @@ Per step of L layers, into a [layers, experts] load tensor (int64 counts):
                       (bincount reads the ids' range back to the host: a synchronization per layer)
   one scatter_add     for reference, not per layer: the whole step in one scatter_add_ into
                       load.view(-1) after adding each layer's offset l*E to its ids (three kernels)
+  scatter_add, graph  the per-layer scatter_add step captured once in a CUDA graph and replayed, as vLLM's decode
+                      replays its forward pass (the launches from Python gone, the L layers' kernels left);
+                      CUDA only (null in the JSON on the CPU)
 
 Data: ids [layers, tokens, k] packed, int32, id[i] = floor(u_i^2 * E) over the whole step's flat
 index i, u_i = ((i * 2654435761) mod 2^32) / 2^32 in float64 (torch_baseline.py's skewed load).
@@ -62,6 +65,20 @@ def median_step_ms(step, reps, device, warmup=5):
     return times[len(times) // 2]
 
 
+def captured(step):
+    """`step` captured in a CUDA graph (after warm-up on a side stream, as torch.cuda.graphs asks): its replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
 def checksum(load):
     flat = load.flatten().to(torch.int64).cpu()
     weights = torch.arange(1, flat.numel() + 1, dtype=torch.int64)
@@ -80,8 +97,8 @@ def main():
     print()
     clock = "CUDA events" if dev == "cuda" else "the host clock"
     print(f"PyTorch per step of L layers (median of steps between {clock}), into a [L, E] int64 load tensor.")
-    print("| L | E | k | tokens | scatter_add (vLLM) | index_add | bincount | one scatter_add | checksum |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| L | E | k | tokens | scatter_add (vLLM) | index_add | bincount | one scatter_add | scatter_add (vLLM), CUDA graph | checksum |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
     for text in a.shapes.split(","):
         layers, experts, topk, tokens = (int(p) for p in text.strip().split("x"))
@@ -113,19 +130,29 @@ def main():
         reps = a.reps or (50 if large else 200)
         timings = {}
         sums = set()
-        for name, step in (("scatter_add_ms", scatter_add), ("index_add_ms", index_add),
-                           ("bincount_ms", bincount), ("one_scatter_add_ms", one_scatter_add)):
+        steps = [("scatter_add_ms", scatter_add), ("index_add_ms", index_add),
+                 ("bincount_ms", bincount), ("one_scatter_add_ms", one_scatter_add)]
+        if dev == "cuda":
+            try:
+                steps.append(("scatter_add_graph_ms", captured(scatter_add)))
+            except RuntimeError as error:  # the other rows still count; the JSON says null for this one
+                print(f"({text}: the per-layer scatter_add_ could not be captured in a CUDA graph: {error})", flush=True)
+        for name, step in steps:
             timings[name] = median_step_ms(step, reps, dev)
             load.zero_()
             step()
             sums.add(checksum(load))
+        timings.setdefault("scatter_add_graph_ms", None)
         same = len(sums) == 1
         row = dict(layers=layers, experts=experts, topk=topk, tokens=tokens, **timings,
                    checksum=min(sums), checksums_agree=same)
         rows.append(row)
+        graph_ms = timings["scatter_add_graph_ms"]
+        graphed = "-" if graph_ms is None else f"{graph_ms * 1e3:.1f} µs"
         print(f"| {layers} | {experts} | {topk} | {tokens} | {timings['scatter_add_ms'] * 1e3:.1f} µs | "
               f"{timings['index_add_ms'] * 1e3:.1f} µs | {timings['bincount_ms'] * 1e3:.1f} µs | "
-              f"{timings['one_scatter_add_ms'] * 1e3:.1f} µs | {row['checksum'] if same else 'DIFFER: ' + str(sorted(sums))} |",
+              f"{timings['one_scatter_add_ms'] * 1e3:.1f} µs | {graphed} | "
+              f"{row['checksum'] if same else 'DIFFER: ' + str(sorted(sums))} |",
               flush=True)
     if a.json:
         with open(a.json, "w") as f:
