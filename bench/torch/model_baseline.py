@@ -67,6 +67,7 @@ def median_step_ms(step, reps, device, warmup=5):
 
 def captured(step):
     """`step` captured in a CUDA graph (after warm-up on a side stream, as torch.cuda.graphs asks): its replay."""
+    outer = torch.cuda.current_stream()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -74,8 +75,12 @@ def captured(step):
             step()
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
+    try:
+        with torch.cuda.graph(graph):
+            step()
+    finally:
+        # torch.cuda.graph's exit skips restoring the stream when the capture's end raises.
+        torch.cuda.set_stream(outer)
     return graph.replay
 
 
@@ -100,6 +105,8 @@ def main():
     print("| L | E | k | tokens | scatter_add (vLLM) | index_add | bincount | one scatter_add | scatter_add (vLLM), CUDA graph | checksum |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     rows = []
+    # After a failed capture the caching allocator may still route allocations to the dead graph's pool: no second try.
+    can_capture = dev == "cuda"
     for text in a.shapes.split(","):
         layers, experts, topk, tokens = (int(p) for p in text.strip().split("x"))
         per_layer = tokens * topk
@@ -132,11 +139,13 @@ def main():
         sums = set()
         steps = [("scatter_add_ms", scatter_add), ("index_add_ms", index_add),
                  ("bincount_ms", bincount), ("one_scatter_add_ms", one_scatter_add)]
-        if dev == "cuda":
+        if can_capture:
             try:
                 steps.append(("scatter_add_graph_ms", captured(scatter_add)))
-            except RuntimeError as error:  # the other rows still count; the JSON says null for this one
-                print(f"({text}: the per-layer scatter_add_ could not be captured in a CUDA graph: {error})", flush=True)
+            except RuntimeError as error:  # the other rows still count; the JSON says null for this one and the rest
+                can_capture = False
+                print(f"({text}: the per-layer scatter_add_ could not be captured in a CUDA graph, and no later shape "
+                      f"is: {error})", flush=True)
         for name, step in steps:
             timings[name] = median_step_ms(step, reps, dev)
             load.zero_()
