@@ -126,6 +126,15 @@ PREFILL = (58, 256, 8, 16384)  # the step's read rate at 80 % or more of the cop
 FASTER = 20                    # times faster than the per-layer PyTorch recording (vLLM's scatter_add_)
 
 
+def faster_row(target, ratios, unmeasured):
+    """A target row for the step's speed-up over a baseline: (shape key, ratio) per shape, held where every ratio is FASTER or more."""
+    if not ratios:
+        return f"| {target} | {unmeasured} | - |"
+    missed = [f"{k[0]}×{k[1]}×{k[2]} T={k[3]} ({x:.1f}×)" for k, x in ratios if x < FASTER]
+    span = f"{min(x for _, x in ratios):.1f}× to {max(x for _, x in ratios):.1f}×"
+    return f"| {target} | {span} | {'yes, every shape' if not missed else 'not at ' + ', '.join(missed)} |"
+
+
 def model_targets(check_path, model_torch_path):
     """The model check's rows against model_baseline.py's, then the three targets."""
     found = check_tables(check_path, "--model-check")
@@ -178,16 +187,10 @@ def model_targets(check_path, model_torch_path):
     decode = verdicts.get("decode")
     print(f"| decode step, L = 58, E = 256, k = 8, T = 256, under 10 µs | {f'{decode:.1f} µs' if decode is not None else 'not in the table'} | "
           f"{'-' if decode is None else 'yes' if decode < 10 else 'no'} |")
-    faster = verdicts.get("faster", [])
-    missed = [f"{k[0]}×{k[1]}×{k[2]} T={k[3]} ({x:.1f}×)" for k, x in faster if x < FASTER]
-    span = f"{min(x for _, x in faster):.1f}× to {max(x for _, x in faster):.1f}×" if faster else "no baseline"
-    print(f"| at least {FASTER}× faster than per-layer PyTorch recording (vLLM's scatter_add_) | {span} | "
-          f"{'-' if not faster else 'yes, every shape' if not missed else 'not at ' + ', '.join(missed)} |")
-    graphed = verdicts.get("faster_graph", [])
-    missed = [f"{k[0]}×{k[1]}×{k[2]} T={k[3]} ({x:.1f}×)" for k, x in graphed if x < FASTER]
-    span = f"{min(x for _, x in graphed):.1f}× to {max(x for _, x in graphed):.1f}×" if graphed else "not measured"
-    print(f"| the same, against that recording replayed in a CUDA graph (as vLLM's decode runs) | {span} | "
-          f"{'-' if not graphed else 'yes, every shape' if not missed else 'not at ' + ', '.join(missed)} |")
+    print(faster_row(f"at least {FASTER}× faster than per-layer PyTorch recording (vLLM's scatter_add_)",
+                     verdicts.get("faster", []), "no baseline"))
+    print(faster_row("the same, against that recording replayed in a CUDA graph (as vLLM's decode runs)",
+                     verdicts.get("faster_graph", []), "not measured"))
     prefill = verdicts.get("prefill")
     print(f"| prefill step, L = 58, T = 16,384, at 80 % or more of the copy | {f'{prefill:.0%}' if prefill is not None else 'not in the table'} | "
           f"{'-' if prefill is None else 'yes' if prefill >= 0.8 else 'no'} |")

@@ -5,8 +5,9 @@ using MoeGpuStats.Lab;
 namespace MoeGpuStats.Bench;
 
 /// <summary>
-/// <c>--emit-ptx DIR</c>: writes each kernel's PTX (and the record kernel's with each candidate counting) for sm_90 (PTX ISA 7.8, which CUDA 11.8's ptxas
-/// and every newer one read) into DIR, with the commands that show its registers and its SASS:
+/// <c>--emit-ptx DIR</c>: writes each kernel's PTX (the record kernel's with each candidate counting too, and the whole-model
+/// step kernel's under the launch bounds the model check times, <c>ModelRecordKernel.bounded-N</c> for N groups a
+/// multiprocessor) for sm_90 (PTX ISA 7.8, which CUDA 11.8's ptxas and every newer one read) into DIR, with the commands that show its registers and its SASS:
 /// static facts about the GPU code that need no GPU (<c>bash scripts/ptxas.sh</c> fetches ptxas).
 /// </summary>
 internal static class EmitPtx
@@ -19,6 +20,12 @@ internal static class EmitPtx
         foreach (var kernel in KernelPtx.Kernels)
         {
             Write(folder, kernel, KernelPtx.Generate(kernel, CudaArchitecture.SM_90, CudaInstructionSet.ISA_78));
+        }
+
+        var model = KernelPtx.Generate(nameof(Kernels.Model.ModelRecordKernel), CudaArchitecture.SM_90, CudaInstructionSet.ISA_78);
+        foreach (var groups in ModelDeviceCheck.LaunchBounds)
+        {
+            Write(folder, $"{nameof(Kernels.Model.ModelRecordKernel)}.bounded-{groups}", CudaLaunchBounds.Add(model, RoutingRecordKernel.PreferredGroupSize, groups * RoutingRecordKernel.PreferredGroupSize));
         }
 
         foreach (var candidate in CandidateCounting.All)

@@ -95,7 +95,7 @@ internal static class ModelDeviceCheck
     }
 
     /// <summary>The groups per multiprocessor the bounded step kernels are compiled for.</summary>
-    private static readonly int[] LaunchBounds = [4, 6, 8];
+    internal static readonly int[] LaunchBounds = [4, 6, 8];
 
     /// <summary>Decode at one and 256 tokens, prefill, Mixtral: where the grid is small, full, and one wave.</summary>
     private const string BoundsShapes = "58x256x8x1,58x256x8x256,58x256x8x16384,32x8x2x256";

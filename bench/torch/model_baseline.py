@@ -69,11 +69,11 @@ def captured(step):
     """`step` captured in a CUDA graph (after warm-up on a side stream, as torch.cuda.graphs asks): its replay."""
     outer = torch.cuda.current_stream()
     side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
+    side.wait_stream(outer)
     with torch.cuda.stream(side):
         for _ in range(3):
             step()
-    torch.cuda.current_stream().wait_stream(side)
+    outer.wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.graph(graph):
