@@ -1036,11 +1036,18 @@ class MoeModelStats(_Handle):
                                  f"must be shaped {list(shape)}, {kind}, in the memory of ids[0]")
             if _token_stride(f"ids[{l}]", other_shape, other_strides) != token_stride:
                 raise ValueError(f"ids[{l}] has rows {other_strides[0]} ids apart, ids[0] {strides[0]}: every layer's rows must lie alike")
-        # Equal spacing is all the addresses show; torch also says which buffer each view is of.
+        # Equal spacing is all the addresses show; torch and NumPy also say which buffer each view is of, so that arrays
+        # allocated apart are refused whichever lies first in memory.
         storages = [_storage_address(view) for view in ids if hasattr(view, "data_ptr")]
         if storages and (len(storages) != len(ids) or len(set(storages)) > 1):
             raise ValueError("ids are views of different torch storages (or mix tensors with other arrays): "
                              "pass views of one buffer, e.g. buffer[l] of a [layers, tokens, k] tensor")
+        owners = [_owning_array(view) for view in ids]
+        known = {id(owner) for owner in owners if owner is not None}
+        if len(known) > 1 or (known and any(owner is None for owner in owners)):
+            first = next(l for l, owner in enumerate(owners) if owner is not owners[0])
+            raise ValueError(f"ids[0] and ids[{first}] are views of different arrays (or mix NumPy arrays with other memory): "
+                             "pass views of one buffer, e.g. buffer[l] of a [layers, tokens, k] array")
         tokens, top_k = shape
         size, rows = _ID_TYPES[kind][1], token_stride or top_k
         extent = (tokens - 1) * rows + top_k if tokens else 0
@@ -1238,6 +1245,21 @@ class DeviceArrays:
 
     def __repr__(self):
         return f"DeviceArrays({self.window_load!r}, {self.token_counts!r}, steps={self.steps}, window_steps={self.window_steps})"
+
+
+def _owning_array(value):
+    """The NumPy array that owns the memory `value` views (through views, NumPy arrays made from a buffer and memoryviews),
+    or None where that is unknown: not NumPy, or memory NumPy does not own (a bytearray, an mmap, a torch tensor's)."""
+    numpy = sys.modules.get("numpy")  # no NumPy array exists unless the caller imported NumPy
+    if numpy is None or not isinstance(value, numpy.ndarray):
+        return None
+    while True:
+        base = value.obj if isinstance(value, memoryview) else getattr(value, "base", None)
+        if base is None:
+            return value if isinstance(value, numpy.ndarray) else None
+        if not isinstance(base, (numpy.ndarray, memoryview)):
+            return None
+        value = base
 
 
 def _storage_address(tensor):

@@ -892,6 +892,30 @@ class ModelTests(unittest.TestCase):
             moegs.MoeModelStats(self.LAYERS, self.EXPERTS, expert_capacity=-1, accelerator="managed")
 
     @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_arrays_allocated_apart_are_refused_in_either_order(self):
+        """A list of NumPy arrays that are no views of one buffer is refused whichever lies first in memory: two arrays'
+        addresses alone look like one buffer's layers at a stride in one order or the other. So is a list mixing NumPy
+        with other memory. Views of one array, or of one buffer through frombuffer, are read."""
+        import numpy
+        layers, size = 2, self.TOKENS * self.K
+        arrays = [numpy.full((self.TOKENS, self.K), layer, numpy.int32) for layer in range(layers)]
+        mixed = [arrays[0], HostArray(array.array("i", [1] * size), (self.TOKENS, self.K))]
+        buffer = numpy.arange(layers * size, dtype=numpy.int32) % self.EXPERTS
+        through_bytes = [numpy.frombuffer(memoryview(buffer), numpy.int32, size, 4 * layer * size).reshape(self.TOKENS, self.K)
+                         for layer in range(layers)]
+        want = [numpy.bincount(row, minlength=self.EXPERTS).tolist() for row in buffer.reshape(layers, -1)]
+        with moegs.MoeModelStats(layers, self.EXPERTS, accelerator="managed") as model:
+            for order in (arrays, arrays[::-1], mixed, mixed[::-1]):
+                with self.subTest(addresses=[hex(a.__array_interface__["data"][0]) for a in order]):
+                    with self.assertRaisesRegex(ValueError, r"^ids\[0\] and ids\[1\] are views of different arrays \(or mix NumPy arrays "
+                                                            r"with other memory\): pass views of one buffer, e\.g\. buffer\[l\] of a \[layers, tokens, k\] array$"):
+                        model.record(order)
+                    self.assertEqual(0, model.summary()["steps"])
+            model.record(list(buffer.reshape(layers, self.TOKENS, self.K)))
+            model.record(through_bytes)
+            self.assertEqual([[2 * count for count in row] for row in want], load_rows(model.window_load()))
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
     def test_a_slice_of_a_padded_buffer_is_read_at_its_layer_stride(self):
         """buffer[:, :tokens] is [layers, tokens, k] at a layer stride: recorded without a copy, as list(ids) is."""
         import numpy
