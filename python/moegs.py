@@ -702,7 +702,8 @@ class MoeModelStats(_Handle):
         # 0 is no capacity, as in MoeStats and moegs_model_create.
         capacity = 0 if expert_capacity is None else _integer("expert_capacity", expert_capacity, 0, INT32_MAX,
                                                                f"[0, {INT32_MAX}] (0, or None: no capacity)")
-        window = _integer("window", window, 1, INT32_MAX)
+        # moegs_model_create reads a window of 0 as its default; here the default is spelled (window=1000), and 0 is a mistake.
+        window = _integer("window", window, 1, INT32_MAX, f"[1, {INT32_MAX}] steps (omit it for the default, 1000, which the C API's 0 means)")
         self._window = window
         decay = -1.0
         self._decayed = utilization_decay is not None

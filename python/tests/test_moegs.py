@@ -877,7 +877,7 @@ class ModelTests(unittest.TestCase):
         for decay in (-0.5, 1.0, float("nan")):
             with self.assertRaisesRegex(ValueError, rf"^utilization_decay = {decay!r} is out of range: it must lie in \[0, 1\), or be None for none$"):
                 moegs.MoeModelStats(self.LAYERS, self.EXPERTS, utilization_decay=decay, accelerator="managed")
-        with self.assertRaisesRegex(ValueError, "window = 0"):
+        with self.assertRaisesRegex(ValueError, r"^window = 0 is out of range: it must lie in \[1, 2147483647\] steps \(omit it for the default, 1000, which the C API's 0 means\)$"):
             moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=0, accelerator="managed")
 
     def test_a_capacity_of_0_is_none_as_in_moestats_and_the_c_api(self):
