@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Serialization;
 
 namespace MoeGpuStats.Cli.Commands;
 

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
-using Mono.Unix;
+using MoeGpuStats.Serialization;
 
 namespace MoeGpuStats.Cli.Output;
 
@@ -94,58 +94,9 @@ internal static partial class OutputPath
         }
     }
 
-    /// <summary>The folders whose names are the system's own: devices, processes, the kernel's objects (/dev/shm, a place for files, aside).</summary>
-    private static readonly string[] SystemFolders = ["/dev", "/proc", "/sys"];
-
-    /// <summary>
-    /// Why <paramref name="full"/> names no file a write may replace, or null. A write goes to a
-    /// temporary file renamed over the name, which would put a file where a device, a pipe or a link
-    /// of the system was (as root, /dev/null or /dev/stdout themselves): so a name in /dev, /proc or
-    /// /sys, a device, a pipe or a socket, and a link to one of those are refused. A link to a file
-    /// is the name itself, replaced by the file, its target left alone.
-    /// </summary>
-    private static string? SpecialFile(string full)
-    {
-        if (OperatingSystem.IsWindows())
-        {
-            return null;
-        }
-
-        var resolved = FileIdentity.OfOutput(full);
-        if (!resolved.StartsWith("/dev/shm/", StringComparison.Ordinal)
-            && SystemFolders.FirstOrDefault(root => resolved.StartsWith(root + "/", StringComparison.Ordinal)) is { } system)
-        {
-            return $"is in {system}, the system's own names (devices, the links of /dev/stdout), not a file a write may replace; give a file elsewhere, or leave the option out to write nothing.";
-        }
-
-        try
-        {
-            var entry = UnixFileSystemInfo.GetFileSystemEntry(full);
-            if (!entry.Exists)
-            {
-                return null;
-            }
-
-            var link = entry.FileType == FileTypes.SymbolicLink;
-            var target = link ? new UnixFileInfo(full) : entry;
-            var kind = !target.Exists ? null : target.FileType switch
-            {
-                FileTypes.RegularFile or FileTypes.Directory or FileTypes.SymbolicLink => null,
-                FileTypes.CharacterDevice => "a character device",
-                FileTypes.BlockDevice => "a block device",
-                FileTypes.Fifo => "a named pipe",
-                FileTypes.Socket => "a socket",
-                _ => "not a regular file",
-            };
-            return kind is null ? null : $"is {(link ? "a link to " : "")}{kind}, not a file: the write would replace it with a file; give a file name, or leave the option out to write nothing.";
-        }
-        catch (Exception exception) when (exception is UnixIOException or IOException or UnauthorizedAccessException)
-        {
-            // A name too long, a file used as a folder, a loop of links, a folder we may not search:
-            // the checks below say which, in the user's words.
-            return null;
-        }
-    }
+    /// <summary>Why <paramref name="full"/> names no file a write may replace (<see cref="OutputTarget"/>), with what to do, or null.</summary>
+    private static string? SpecialFile(string full) =>
+        OutputTarget.Problem(full) is { } problem ? $"{problem}; give a file name, or leave the option out to write nothing." : null;
 
     /// <summary>Why a plot cannot be written under <paramref name="path"/>'s name, or null.</summary>
     public static string? PlotFormatProblem(string path) =>

@@ -24,11 +24,11 @@ public static class RoutingStatsFile
     /// <summary>
     /// Writes a snapshot of <paramref name="stats"/> to <paramref name="path"/> atomically: a temporary
     /// file in the same folder, flushed, then renamed over the target, so a reader never sees half a file; a
-    /// target replaced keeps its permissions (on Unix). The file keeps the state and options, not the engine: <see cref="Load"/> returns statistics on the managed engine.
+    /// target replaced keeps its permissions (on Unix), and a link is replaced by the file, its target left alone. The file keeps the state and options, not the engine: <see cref="Load"/> returns statistics on the managed engine.
     /// </summary>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
-    /// <exception cref="IOException">The file cannot be written; the target is left as it was.</exception>
+    /// <exception cref="IOException">The file cannot be written, or <paramref name="path"/> names a device, a pipe, a socket, a link to one, or a name in /dev, /proc or /sys (<see cref="OutputTarget"/>); the target is left as it was.</exception>
     /// <exception cref="UnauthorizedAccessException">The folder or the target may not be written; the target is left as it was.</exception>
     /// <exception cref="ObjectDisposedException"><paramref name="stats"/> (or, for a model's layer, its model) were disposed.</exception>
     public static void Save(RoutingStats stats, string path)
@@ -48,7 +48,7 @@ public static class RoutingStatsFile
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
     /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
-    /// <exception cref="IOException">The file cannot be written; the target is left as it was.</exception>
+    /// <exception cref="IOException">The file cannot be written, or <paramref name="path"/> names no file a write may replace, as in <see cref="Save(RoutingStats, string)"/>; the target is left as it was.</exception>
     /// <exception cref="UnauthorizedAccessException">The folder may not be written to; the target is left as it was.</exception>
     public static void Save(ModelRoutingStats model, string path)
     {
@@ -71,6 +71,11 @@ public static class RoutingStatsFile
         if (Directory.Exists(full))
         {
             throw new IOException(Invariant($"{full} is a folder; give the path of a file to write."));
+        }
+
+        if (OutputTarget.Problem(full) is { } problem)
+        {
+            throw new IOException(Invariant($"{full} {problem}; give the path of a file to write."));
         }
 
         var folder = Path.GetDirectoryName(full)!;
@@ -96,7 +101,8 @@ public static class RoutingStatsFile
         }
         catch (FileNotFoundException exception) when (exception.FileName == temporary)
         {
-            // /proc and /sys refuse a new name with ENOENT, which .NET reports as the (existing) target not found.
+            // A proc or sys file system mounted elsewhere than OutputTarget knows (a host's /proc at /host/proc) refuses a
+            // new name with ENOENT, which .NET reports as the (existing) target not found.
             throw new IOException(Invariant($"{full}: its folder {folder} lets no file be created in it (as /proc and /sys do not); give a path elsewhere."), exception);
         }
         catch (IOException exception) when (exception.Message.Contains(temporary, StringComparison.Ordinal))

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using MoeGpuStats.Serialization;
+using Mono.Unix;
 
 namespace MoeGpuStats.Tests.Serialization;
 
@@ -121,6 +122,41 @@ public sealed class RoutingStatsFileTests : IDisposable
             $"{array}: not a model's routing statistics snapshot (Model routing statistics must be a JSON object, not an array.)",
             Assert.Throws<InvalidDataException>(() => RoutingStatsFile.LoadModel(array)).Message);
         Assert.StartsWith($"{array}: not a routing statistics snapshot (", Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(array)).Message);
+    }
+
+    /// <summary>
+    /// A save is a file renamed over the name, which would put a file where a pipe or a device was (as root, /dev/null
+    /// itself): a pipe, a link to one and a name in /dev, /proc or /sys are refused, with the target left as it was, for a
+    /// layer and a model alike; a link to a file is replaced by the file, its target left alone.
+    /// </summary>
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void ASaveOverAPipeADeviceOrASystemNameIsRefused()
+    {
+        using var stats = new RoutingStats();
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+        var fifo = Path.Combine(_folder.FullName, "fifo.json");
+        Assert.Equal(0, Mono.Unix.Native.Syscall.mkfifo(fifo, Mono.Unix.Native.FilePermissions.DEFFILEMODE));
+        var toFifo = Path.Combine(_folder.FullName, "to-fifo.json");
+        File.CreateSymbolicLink(toFifo, fifo);
+        var inSys = "/sys/moegs-test.json";
+        foreach (var save in new Action<string>[] { path => RoutingStatsFile.Save(stats, path), path => RoutingStatsFile.Save(model, path) })
+        {
+            Assert.Equal($"{fifo} is a named pipe, not a file: the write would replace it with a file; give the path of a file to write.", Assert.Throws<IOException>(() => save(fifo)).Message);
+            Assert.Equal($"{toFifo} is a link to a named pipe, not a file: the write would replace it with a file; give the path of a file to write.", Assert.Throws<IOException>(() => save(toFifo)).Message);
+            Assert.Equal($"{inSys} is in /sys, the system's own names (devices, the links of /dev/stdout), not a file a write may replace; give the path of a file to write.", Assert.Throws<IOException>(() => save(inSys)).Message);
+            Assert.Equal(FileTypes.Fifo, UnixFileSystemInfo.GetFileSystemEntry(fifo).FileType);
+            Assert.Equal(FileTypes.SymbolicLink, UnixFileSystemInfo.GetFileSystemEntry(toFifo).FileType);
+        }
+
+        var target = Path.Combine(_folder.FullName, "target.json");
+        File.WriteAllText(target, "before");
+        var link = Path.Combine(_folder.FullName, "link.json");
+        File.CreateSymbolicLink(link, target);
+        RoutingStatsFile.Save(model, link);
+        Assert.Equal(("before", FileTypes.RegularFile), (File.ReadAllText(target), UnixFileSystemInfo.GetFileSystemEntry(link).FileType));
+        using var saved = RoutingStatsFile.LoadModel(link);
+        Assert.Equal(2, saved.Layers);
     }
 
     [Fact]
@@ -303,16 +339,16 @@ public sealed class RoutingStatsFileTests : IDisposable
         return path;
     }
 
-    /// <summary>A folder that lets no file be created (/proc) is named as such: the target, which exists, was "not found".</summary>
+    /// <summary>A file of /proc is refused as the system's own name before a temporary is tried beside it.</summary>
     [Fact]
-    public void AFolderThatLetsNoFileBeCreatedIsNamed()
+    public void AFileOfProcIsRefusedAsTheSystemsOwn()
     {
         Assert.SkipUnless(OperatingSystem.IsLinux() && File.Exists("/proc/version"), "needs Linux's /proc");
         using var stats = new RoutingStats();
 
         var error = Assert.Throws<IOException>(() => RoutingStatsFile.Save(stats, "/proc/version"));
 
-        Assert.Equal("/proc/version: its folder /proc lets no file be created in it (as /proc and /sys do not); give a path elsewhere.", error.Message);
+        Assert.Equal("/proc/version is in /proc, the system's own names (devices, the links of /dev/stdout), not a file a write may replace; give the path of a file to write.", error.Message);
     }
 
     [Fact]

@@ -1,4 +1,4 @@
-namespace MoeGpuStats.Cli;
+namespace MoeGpuStats.Serialization;
 
 /// <summary>
 /// Which file a name reaches, so that a run can refuse an output that would replace one of its
