@@ -15,6 +15,7 @@ import pickle
 import random
 import re
 import shutil
+import stat
 import statistics
 import subprocess
 import sys
@@ -116,6 +117,13 @@ class WrapperTests(unittest.TestCase):
                 with self.assertRaises(moegs.MoeGpuStatsError) as raised:
                     stats.save(os.path.join(folder, "missing", "router.json"))
                 self.assertEqual(moegs.IO_ERROR, raised.exception.status)
+                # A save renames a file over the name: a pipe stays a pipe (as root, /dev/null stays a device).
+                pipe = os.path.join(folder, "pipe.json")
+                os.mkfifo(pipe)
+                for target in (pipe, "/dev/null"):
+                    with self.assertRaisesRegex(moegs.MoeGpuStatsError, rf"^i/o error: {target}: cannot be written \({target} is (a named pipe, not a file|in /dev, the system's own names)"):
+                        stats.save(target)
+                self.assertTrue(stat.S_ISFIFO(os.lstat(pipe).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode))
 
     def test_counts_match_a_bincount_and_the_managed_engine(self):
         rng = random.Random(5)
