@@ -19,6 +19,7 @@ ids outside [0, experts) count as invalid_expert_ids. The wrapper never reads, r
 Arguments the C API cannot take raise before any call: TypeError for a wrong kind (a float count,
 int64 ids to MoeStats, which takes int32), ValueError naming the argument, its value and what is allowed.
 """
+import collections.abc
 import ctypes
 import heapq
 import math
@@ -147,7 +148,26 @@ def _installed_library():
     return os.path.join(_moegs_native.NATIVE_DIR, "libmoegs.so")
 
 
+# The process that loaded the library, whose .NET runtime its first call starts: a child forked from it has the runtime
+# without its threads, where a call crashes or hangs (and can take the parent with it), so the child is told instead.
+_runtime_process = None
+
+
+def _forked_error(what, owner):
+    return MoeGpuStatsError(RUNTIME_ERROR, f"{what} belongs to process {owner}, which forked this one ({os.getpid()}): .NET does not survive "
+                                           "fork(), so only that process may call the library; start workers with multiprocessing's "
+                                           "spawn or forkserver method and create their own")
+
+
 def _load(path=None):
+    global _runtime_process
+    if _runtime_process not in (None, os.getpid()):
+        raise _forked_error("the library's runtime", _runtime_process)
+    if path is not None and not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"library must be a path (str or os.PathLike) to libmoegs.so, or None for the one beside this module "
+                        f"(got {_shown(path)} of type {type(path).__name__})")
+    if path is not None and not os.fspath(path):
+        raise ValueError("library is an empty path: give the path to libmoegs.so, or None for the one beside this module")
     here = os.path.dirname(os.path.abspath(__file__))
     named = path or os.environ.get("MOEGS_LIB")
     if named and not os.path.exists(named):
@@ -159,6 +179,7 @@ def _load(path=None):
     for candidate in candidates:
         if candidate and os.path.exists(candidate):
             lib = ctypes.CDLL(os.path.abspath(candidate))
+            _runtime_process = _runtime_process or os.getpid()
             break
     else:
         raise OSError("libmoegs.so not found: run native/build.sh (before or after pip install ./python), or set MOEGS_LIB")
@@ -256,15 +277,18 @@ def _flag(name, value):
         return value
     if str(getattr(value, "dtype", "")) in ("bool", "torch.bool") and tuple(getattr(value, "shape", (None,))) == ():
         return bool(value)
-    raise TypeError(f"{name} must be True or False (got {value!r} of type {type(value).__name__})")
+    raise TypeError(f"{name} must be True or False (got {_shown(value)} of type {type(value).__name__})")
 
 
 def _integer(name, value, low, high, allowed=None):
     """value as a Python int in [low, high], else TypeError (not an integer) or ValueError naming `name` and
     what is allowed (`allowed`, where the range alone does not say it)."""
-    not_integer = TypeError(f"{name} must be an integer (got {value!r} of type {type(value).__name__})")
+    not_integer = TypeError(f"{name} must be an integer (got {_shown(value)} of type {type(value).__name__})")
     # NumPy's and torch's booleans convert to 0 and 1 as Python's do: refused alike.
     if isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool") or not hasattr(type(value), "__index__"):
+        raise not_integer
+    if len(getattr(value, "shape", None) or ()) > 0:
+        # A one-element torch tensor converts as its element would; an array of one is a list, not a number (NumPy refuses too).
         raise not_integer
     try:
         value = operator.index(value)
@@ -272,7 +296,7 @@ def _integer(name, value, low, high, allowed=None):
         # A torch tensor has __index__ whatever its dtype; a float one refuses it in torch's words.
         raise not_integer from None
     if not low <= value <= high:
-        raise ValueError(f"{name} = {value} is out of range: it must lie in {allowed or f'[{low}, {high}]'}")
+        raise ValueError(f"{name} = {_shown(value)} is out of range: it must lie in {allowed or f'[{low}, {high}]'}")
     return value
 
 
@@ -297,6 +321,13 @@ _ELEMENTS = {"int32": ("torch.int32", "int()", _INT32_TYPESTR, "i"),
              "float32": ("torch.float32", "float()", _INT32_TYPESTR[0] + "f4", "f")}
 
 
+def _require_dense(tensor, name):
+    """Refuses a torch tensor of another layout than strided (sparse, MKL-DNN): its values lie at no address to read."""
+    layout = str(getattr(tensor, "layout", "torch.strided"))
+    if layout != "torch.strided":
+        raise TypeError(f"{name} are a {layout.replace('torch.', '')} tensor, whose values lie at no one address: use {name}.to_dense()")
+
+
 def _memory(value, name, element="int32"):
     """(pointer, length, shape, is_cuda, device index, keep) of 4-byte values from torch, __array_interface__ or
     array.array; `keep` holds the memory alive, so the caller keeps it until the C call returns (a NumPy scalar's
@@ -307,6 +338,7 @@ def _memory(value, name, element="int32"):
         # Where the memory is comes first: a conversion of the dtype would not make it readable.
         if not value.is_cuda and value.device.type != "cpu":
             raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
+        _require_dense(value, name)
         if str(value.dtype) != torch_dtype:
             raise TypeError(f"{name} must be {torch_dtype} (got {value.dtype}); use {name}.{conversion}")
         if not value.is_contiguous():
@@ -345,6 +377,7 @@ def _strided(value, name):
     if hasattr(value, "data_ptr") and hasattr(value, "is_cuda") and hasattr(value, "stride"):  # torch.Tensor
         if not value.is_cuda and value.device.type != "cpu":
             raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
+        _require_dense(value, name)
         kind = str(value.dtype).replace("torch.", "")
         if kind not in _ID_TYPES:
             raise TypeError(f"{name} must be torch.int32, torch.int64 or torch.int16 (got {value.dtype}); use {name}.int()")
@@ -415,7 +448,7 @@ def _raw_stream(is_cuda, device, stream):
             stream = torch.cuda.current_stream(device)
         return _integer("stream", getattr(stream, "cuda_stream", stream), 0, _POINTER_MAX) or None
     if stream is not None:
-        raise ValueError(f"stream = {stream!r}: a stream orders only CUDA tensors; these ids are in host memory, pass stream=None")
+        raise ValueError(f"stream = {_shown(stream)}: a stream orders only CUDA tensors; these ids are in host memory, pass stream=None")
     return None
 
 
@@ -465,7 +498,7 @@ def _tokens_and_top_k(shape, length, tokens, top_k):
 def _number(name, value):
     """value as a Python float, else TypeError naming `name`. A number beyond any float (an int of 400 digits) is an
     infinity of its sign: out of every range the callers check, which then name the value as given."""
-    not_number = TypeError(f"{name} must be a number (got {value!r} of type {type(value).__name__})")
+    not_number = TypeError(f"{name} must be a number (got {_shown(value)} of type {type(value).__name__})")
     # NumPy's and torch's booleans convert to 0.0 and 1.0 as Python's do: refused alike, as _integer refuses them.
     if isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool") or not hasattr(type(value), "__float__"):
         raise not_number
@@ -489,7 +522,10 @@ def _finite(name, value):
 
 
 def _shown(value):
-    """A caller's value as a message shows it: its repr (which escapes what a terminal acts on), cut to 64 characters."""
+    """A caller's value as a message shows it: its repr (which escapes what a terminal acts on), cut to 64 characters;
+    an integer too long to show, by its digits (repr refuses past 4,300 of them)."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"{'-' if value < 0 else ''}(an integer of {math.floor(value.bit_length() * math.log10(2)) + 1:,} digits)"
     text = repr(value)
     return text if len(text) <= 64 else text[:64] + "..."
 
@@ -510,10 +546,34 @@ def _accelerator_name(accelerator):
 
 
 class _Handle:
-    """A native handle: closed on exit and when collected; a failed status raises with the library's message."""
+    """A native handle: closed on exit and when collected; a failed status raises with the library's message. Every
+    library call goes through _lib, which refuses in a child forked from the handle's process (_forked_error)."""
 
     # What to do once closed, as the error says it.
     _another = "create another one"
+    # What to do instead of a copy, as the error says it.
+    _instead = "save(path) writes it for another process (moegs report and merge read the file)"
+
+    def __new__(cls, *args, **kwargs):
+        handle = super().__new__(cls)
+        handle._process = os.getpid()
+        return handle
+
+    @property
+    def _lib(self):
+        if self._process != os.getpid():
+            raise _forked_error(f"this {type(self).__name__}", self._process)
+        return self._library
+
+    def _forked(self):
+        """Whether this is a child forked from the handle's process, where the handle is the parent's to destroy."""
+        return self._process != os.getpid()
+
+    def __reduce_ex__(self, protocol):
+        # copy.copy, copy.deepcopy and pickle all come here. A copy would share the handle and destroy it when collected,
+        # under the original (and its device arrays); another process has no such handle.
+        raise TypeError(f"a {type(self).__name__} is a handle to the library's state in this process: it cannot be copied or pickled; "
+                        f"{self._instead}")
 
     def __enter__(self):
         return self
@@ -533,6 +593,10 @@ class _Handle:
         not of a handle it never saw. An __init__ that raised before the lock existed leaves nothing to close."""
         lock = getattr(self, lock_name, None)
         if lock is None:
+            return
+        if self._forked():
+            # The parent's handle, and perhaps the parent's lock held by a thread this child does not have: let go of it.
+            self._handle = ctypes.c_int64(0)
             return
         with lock:
             handle = self._handle.value
@@ -572,7 +636,7 @@ class MoeStats(_Handle):
         self.experts = _experts(experts, accelerator)
         expert_capacity = _integer("expert_capacity", expert_capacity, 0, INT32_MAX)
         self.accelerator = accelerator
-        self._lib = _load(library)
+        self._library = _load(library)
         self._check(self._lib.moegs_create(accelerator.encode(), self.experts, expert_capacity, ctypes.byref(self._handle)))
         kind = ctypes.c_char_p()
         self._check(self._lib.moegs_accelerator(self._handle, ctypes.byref(kind)))
@@ -611,7 +675,7 @@ class MoeStats(_Handle):
         value = _number("seconds", seconds)
         # The sign before rounding: -5e-11 s would round to 0 ns and be recorded as a latency of 0.
         if not (0.0 <= value <= INT64_MAX / 1e9):
-            raise ValueError(f"seconds = {seconds!r} is out of range: a latency must lie in [0, {INT64_MAX / 1e9!r}] seconds")
+            raise ValueError(f"seconds = {_shown(seconds)} is out of range: a latency must lie in [0, {INT64_MAX / 1e9!r}] seconds")
         # Rounded once, to the library's 100 ns and half up as it rounds: rounding to 1 ns first would send
         # 149.6 ns as 150 ns, which the library then rounds up to 200 ns.
         ticks = min(math.floor(value * 1e7 + 0.5), INT64_MAX // 100)
@@ -710,11 +774,13 @@ class MoeModelStats(_Handle):
         if utilization_decay is not None:
             decay = _number("utilization_decay", utilization_decay)
             # The C API reads a negative decay as none: a caller's negative number is a mistake, not that (NaN fails too).
-            if not 0.0 <= decay < 1.0:
-                raise ValueError(f"utilization_decay = {utilization_decay!r} is out of range: it must lie in [0, 1), or be None for none")
+            # The library takes a float32: a decay just below 1 would arrive as 1, which it refuses under that value.
+            if not 0.0 <= decay < 1.0 or ctypes.c_float(decay).value >= 1.0:
+                raise ValueError(f"utilization_decay = {_shown(utilization_decay)} is out of range: it must lie in [0, 1) as a float32 "
+                                 f"(at most {ctypes.c_float(1.0 - 2**-24).value!r}), or be None for none")
         self.skip_empty_steps = skip_empty_steps = _flag("skip_empty_steps", skip_empty_steps)
         self.accelerator = accelerator
-        self._lib = _load(library)
+        self._library = _load(library)
         flags = _MODEL_SKIP_EMPTY_STEPS if skip_empty_steps else 0
         self._check(self._lib.moegs_model_create_with_flags(accelerator.encode(), self.layers, self.experts, capacity, window, decay, flags,
                                                             ctypes.byref(self._handle)))
@@ -779,12 +845,16 @@ class MoeModelStats(_Handle):
         expert is the library's to refuse, naming the empty ranks)."""
         if expert_ranks is None:
             return None
+        if isinstance(expert_ranks, (collections.abc.Mapping, collections.abc.Set, str, bytes, bytearray)):
+            # A mapping lists its keys, a set in no order, text its characters: none is a rank per expert in order.
+            raise TypeError(f"expert_ranks must be a sequence of {self.experts} ranks in expert order, expert_ranks[e] the rank of "
+                            f"expert e (got a {type(expert_ranks).__name__}); for a mapping, [ranks[e] for e in range({self.experts})]")
         try:
             values = list(expert_ranks)
         except TypeError:
             # A number, a 0-d array: list()'s own error would not name the argument.
             raise TypeError(f"expert_ranks must be a sequence of {self.experts} ranks, one per expert "
-                            f"(got {expert_ranks!r} of type {type(expert_ranks).__name__})") from None
+                            f"(got {_shown(expert_ranks)} of type {type(expert_ranks).__name__})") from None
         if len(values) != self.experts:
             raise ValueError(f"expert_ranks holds {_count(len(values), 'rank')}; it must hold one per expert ({self.experts})")
         # At most one rank per expert; a rank with no expert is the library's to name, with the ranks that are empty.
@@ -856,7 +926,7 @@ class MoeModelStats(_Handle):
         accelerator stream must be None, as there `elsewhere`."""
         if self.device != "cuda":
             if stream is not None:
-                raise ValueError(f"stream = {stream!r}: a stream orders {what} only on cuda; this model runs on {self.device}, "
+                raise ValueError(f"stream = {_shown(stream)}: a stream orders {what} only on cuda; this model runs on {self.device}, "
                                  f"where {elsewhere}: pass stream=None")
             return 0
         if stream is None:
@@ -898,8 +968,11 @@ class MoeModelStats(_Handle):
         counts stay below 2**63 in any run. A model on "managed" or "opencl" has no address to give: window_load()
         copies its load on every accelerator."""
         self._require_open()
-        if dtype not in ("uint64", "int64"):
-            raise ValueError(f"dtype = {dtype!r}: must be 'uint64' (the counts' type) or 'int64' (the same memory read as signed, for torch)")
+        # Spelled as text, a NumPy or torch dtype, or a NumPy scalar type (numpy.uint64): the name decides.
+        kind = str(getattr(dtype, "__name__", dtype)).replace("torch.", "")
+        if kind not in ("uint64", "int64"):
+            raise ValueError(f"dtype = {_shown(dtype)}: must be 'uint64' (the counts' type) or 'int64' (the same memory read as signed, for torch)")
+        dtype = kind
         if self.device not in ("cuda", "cpu"):
             why = ("a cl_mem is not an address" if self.device == "opencl"
                    else "the managed engine keeps its counts in .NET arrays, which the runtime moves")
@@ -984,7 +1057,9 @@ class MoeModelStats(_Handle):
         return self._destroy_if_unexported()
 
     def _release_export(self):
-        """A DeviceArray was collected: the last one frees the memory of a model closed before it."""
+        """A DeviceArray was collected: the last one frees the memory of a model closed before it (in its own process)."""
+        if self._forked():
+            return
         with self._lock:
             self._exports -= 1
             self._destroy_if_unexported()
@@ -1148,10 +1223,11 @@ class PendingModelRead(_Handle):
     its model (closing the model completes it)."""
 
     _another = "begin another with model.begin_read()"
+    _instead = "take its result() and pass that"
 
     def __init__(self, model, handle):
         self._lock = threading.Lock()
-        self._lib, self._handle = model._lib, ctypes.c_int64(handle)
+        self._library, self._handle = model._lib, ctypes.c_int64(handle)
         self._layers, self._experts = model.layers, model.experts
         self._result = None
 
@@ -1184,6 +1260,9 @@ class PendingModelRead(_Handle):
 
     def close(self):
         """Drops the read (after its copy has arrived); result() raises afterwards unless it was taken before."""
+        if self._forked():
+            self._handle = ctypes.c_int64(0)
+            return
         with self._lock:
             handle, self._handle = self._handle.value, ctypes.c_int64(0)
             if handle:
@@ -1210,6 +1289,11 @@ class DeviceArray:
         self.name, self.ptr, self.shape, self.typestr, self.device = name, pointer, (model.layers, model.experts), typestr, model.device
         model._exports += 1
         weakref.finalize(self, model._release_export)
+
+    def __reduce_ex__(self, protocol):
+        # A copy would view the model's memory without counting as an export, so the model could free it under the copy.
+        raise TypeError(f"a DeviceArray views a model's memory in this process: it cannot be copied or pickled; copy its counts "
+                        "(numpy.asarray(a).copy(), torch.as_tensor(a, device='cuda').clone())")
 
     def __repr__(self):
         return f"DeviceArray({self.name}, shape={self.shape}, typestr={self.typestr!r}, device={self.device!r}, ptr=0x{self.ptr:x})"
@@ -1519,6 +1603,8 @@ class ModelMetricsCollector:
                               f"(Debian and Ubuntu: apt install python3-prometheus-client); importing it failed: {error}") from error
         if not isinstance(model, MoeModelStats):
             raise TypeError(f"model must be a moegs.MoeModelStats (got {type(model).__name__})")
+        # A closed model would fail at every scrape, far from here.
+        model._require_open()
         expert_series = _flag("expert_series", expert_series)
         self.top_experts = (min(self.DEFAULT_TOP_EXPERTS, model.experts) if top_experts is None
                             else _integer("top_experts", top_experts, 0, model.experts, f"[0, {model.experts}], the model's experts"))

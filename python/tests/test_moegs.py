@@ -324,7 +324,7 @@ class IntegerTests(unittest.TestCase):
                 with self.assertRaises(TypeError):
                     stats.record(ids, **arguments)
             # Numbers float() cannot take raise naming the argument, not float()'s own error.
-            with self.assertRaisesRegex(ValueError, r"^load_balance_loss = 10{63}\.\.\. is out of range: a loss must be finite"):
+            with self.assertRaisesRegex(ValueError, r"^load_balance_loss = \(an integer of 401 digits\) is out of range: a loss must be finite"):
                 stats.record(ids, tokens=4, top_k=2, load_balance_loss=10**400)
             with self.assertRaisesRegex(TypeError, r"^router_z_loss must be a number"):
                 stats.record(ids, tokens=4, top_k=2, router_z_loss=Pair())
@@ -376,7 +376,7 @@ class IntegerTests(unittest.TestCase):
             with self.assertRaises(TypeError):
                 stats.record_latency("1")
             # Numbers float() cannot take raise naming the argument, not float()'s own error.
-            with self.assertRaisesRegex(ValueError, r"^seconds = 10{400} is out of range: a latency must lie in \[0, "):
+            with self.assertRaisesRegex(ValueError, r"^seconds = \(an integer of 401 digits\) is out of range: a latency must lie in \[0, "):
                 stats.record_latency(10**400)
             with self.assertRaisesRegex(TypeError, r"^seconds must be a number"):
                 stats.record_latency(HostArray(array.array("f", [1.0, 2.0]), (2,), typestr="<f4"))
@@ -883,7 +883,7 @@ class ModelTests(unittest.TestCase):
             with self.assertRaisesRegex(ValueError, message):
                 moegs.MoeModelStats(layers, experts, accelerator="managed")
         for decay in (-0.5, 1.0, float("nan")):
-            with self.assertRaisesRegex(ValueError, rf"^utilization_decay = {decay!r} is out of range: it must lie in \[0, 1\), or be None for none$"):
+            with self.assertRaisesRegex(ValueError, rf"^utilization_decay = {decay!r} is out of range: it must lie in \[0, 1\) as a float32 \(at most 0\.9999999403953552\), or be None for none$"):
                 moegs.MoeModelStats(self.LAYERS, self.EXPERTS, utilization_decay=decay, accelerator="managed")
         with self.assertRaisesRegex(ValueError, r"^window = 0 is out of range: it must lie in \[1, 2147483647\] steps \(omit it for the default, 1000, which the C API's 0 means\)$"):
             moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=0, accelerator="managed")
@@ -1319,7 +1319,7 @@ class DeviceArrayTests(unittest.TestCase):
         """device_arrays() with `call` started on another thread while the export is in the library; the arrays once
         both are done."""
         other = threading.Thread(target=call)
-        model._lib = self.Exporting(model._lib, lambda: (other.start(), other.join(timeout=0.5)))
+        model._library = self.Exporting(model._lib, lambda: (other.start(), other.join(timeout=0.5)))
         arrays = model.device_arrays()
         other.join(timeout=30)
         self.assertFalse(other.is_alive())
@@ -1946,18 +1946,22 @@ class ModelMetricsTests(unittest.TestCase):
         self.assertEqual(11 + 58 * 12 + 4 + 58, moegs.ModelMetricsCollector.series_count(58, 256, 0, False, recent_series=True))
 
     def test_registering_reads_nothing_and_a_closed_model_fails_the_scrape(self):
-        """describe() gives the families without samples, so register() does not read the model (here a closed one); a
-        scrape of a closed model raises (the HTTP endpoint answers an error, never a page of stale or empty series)."""
+        """describe() gives the families without samples, so register() does not read the model (here one closed right
+        after); a scrape of a closed model raises (the HTTP endpoint answers an error, never a page of stale or empty
+        series); a collector of a model already closed is refused where it is made."""
         from prometheus_client import CollectorRegistry, generate_latest
         model = self.new_model()
+        collector = moegs.ModelMetricsCollector(model)
         model.close()
         registry = CollectorRegistry()
-        registry.register(moegs.ModelMetricsCollector(model))
+        registry.register(collector)
         with self.assertRaisesRegex(moegs.MoeGpuStatsError, "closed"):
             generate_latest(registry)
+        with self.assertRaisesRegex(moegs.MoeGpuStatsError, "^invalid handle: this MoeModelStats is closed"):
+            moegs.ModelMetricsCollector(model)
         # A second model's collector has the same names: one model per registry, as the docstring says.
-        with self.assertRaisesRegex(ValueError, "Duplicated timeseries"):
-            registry.register(moegs.ModelMetricsCollector(model))
+        with self.assertRaisesRegex(ValueError, "Duplicated timeseries"), self.new_model() as other:
+            registry.register(moegs.ModelMetricsCollector(other))
 
 
 class MetricsWithoutPrometheusClientTests(unittest.TestCase):
@@ -1969,6 +1973,152 @@ class MetricsWithoutPrometheusClientTests(unittest.TestCase):
         run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
         self.assertEqual(0, run.returncode, run.stderr)
         self.assertIn("ModelMetricsCollector needs prometheus_client: pip install prometheus-client", run.stdout)
+
+
+class HandleTests(unittest.TestCase):
+    """What a handle to the library's state refuses: copies and pickles (a copy would destroy the state when collected),
+    and calls from a child forked after the library started (.NET does not survive fork())."""
+
+    def test_handles_cannot_be_copied_or_pickled_and_stay_as_they_were(self):
+        import copy
+        with moegs.MoeModelStats(2, EXPERTS, accelerator="cpu") as model, moegs.MoeStats(EXPERTS, "cpu") as stats:
+            ids = array.array("i", [1, 2, 3, 4] * 2)
+            model.record(HostArray(ids, (2, 2, 2)))
+            stats.record(ids, top_k=2)
+            read = model.begin_read()
+            arrays = model.device_arrays()
+            before = (model.summary(), load_rows(model.window_load()), stats.expert_counts())
+            for handle, instead in ((model, r"save\(path\) writes it"), (stats, r"save\(path\) writes it"), (read, r"take its result\(\)"),
+                                    (arrays.window_load, r"copy its counts")):
+                for copier in (copy.copy, copy.deepcopy, pickle.dumps):
+                    with self.subTest(kind=type(handle).__name__, copier=copier.__name__):
+                        with self.assertRaisesRegex(TypeError, rf"^a {type(handle).__name__} (is a handle to the library's state|views a model's memory) "
+                                                               rf"in this process: it cannot be copied or pickled; {instead}"):
+                            copier(handle)
+            gc.collect()
+            self.assertEqual(before, (model.summary(), load_rows(model.window_load()), stats.expert_counts()))
+            self.assertEqual(before[1], load_rows(read.result()[1]))
+            self.assertEqual(before[1], [[int(v) for v in row] for row in numpy_free_view(arrays.window_load)])
+
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_a_forked_child_is_told_and_leaves_the_parent_as_it_was(self):
+        """A child forked after the library started gets a clear error from the parent's objects and from new ones, and
+        its exit (dropping its copies, leaving a with block) neither destroys the parent's state nor hangs."""
+        for accelerator in ("managed", "cpu"):
+            with self.subTest(accelerator=accelerator), moegs.MoeModelStats(2, EXPERTS, accelerator=accelerator) as model:
+                model.record(HostArray(array.array("i", [1, 2, 3, 4] * 2), (2, 2, 2)))
+                read = model.begin_read()
+                before = (model.summary(), load_rows(model.window_load()))
+                child = os.fork()
+                if child == 0:
+                    code = 1
+                    try:
+                        told = []
+                        for call in (model.summary, lambda: moegs.MoeStats(EXPERTS, "managed"), read.result):
+                            try:
+                                call()
+                            except moegs.MoeGpuStatsError as error:
+                                told.append(error.status == moegs.RUNTIME_ERROR and "which forked this one" in error.message)
+                        model.__exit__(None, None, None)
+                        del read
+                        gc.collect()
+                        code = 0 if told == [True, True, True] else 2
+                    finally:
+                        os._exit(code)
+                deadline = time.monotonic() + 120
+                while (waited := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if waited[0] == 0:
+                    os.kill(child, 9)
+                    os.waitpid(child, 0)
+                    self.fail("the forked child hung")
+                self.assertEqual(0, os.waitstatus_to_exitcode(waited[1]))
+                self.assertEqual(before, (model.summary(), load_rows(model.window_load())))
+                model.record(HostArray(array.array("i", [1, 2, 3, 4] * 2), (2, 2, 2)))
+                self.assertEqual(2, model.summary()["steps"])
+
+
+def numpy_free_view(device_array):
+    """A DeviceArray on "cpu" read through its __array_interface__ without NumPy: rows of uint64 at its address."""
+    interface = device_array.__array_interface__
+    layers, experts = interface["shape"]
+    row = ctypes.c_uint64 * experts
+    return [row.from_address(interface["data"][0] + 8 * experts * l) for l in range(layers)]
+
+
+class ArgumentKindTests(unittest.TestCase):
+    """Arguments whose kind would be misread: refused naming the argument, or read as the caller meant."""
+
+    def test_a_placement_is_a_sequence_in_expert_order(self):
+        with moegs.MoeModelStats(1, 8, accelerator="managed") as model:
+            model.record(HostArray(array.array("i", range(8)), (1, 4, 2)))
+            ranks = {expert: expert // 4 for expert in range(8)}
+            self.assertEqual(2, model.summary(expert_ranks=list(ranks.values()))["entries"])
+            for given in (ranks, set(range(8)), "01234567", b"\0" * 8):
+                with self.subTest(kind=type(given).__name__), \
+                        self.assertRaisesRegex(TypeError, rf"^expert_ranks must be a sequence of 8 ranks in expert order, .*\(got a {type(given).__name__}\)"):
+                    model.summary(expert_ranks=given)
+
+    def test_a_decay_that_rounds_to_1_in_float32_is_refused_by_its_value(self):
+        with self.assertRaisesRegex(ValueError, r"^utilization_decay = 0\.99999999 is out of range: it must lie in \[0, 1\) as a float32 \(at most 0\.99999994"):
+            moegs.MoeModelStats(2, 4, accelerator="managed", utilization_decay=0.99999999)
+        with moegs.MoeModelStats(2, 4, accelerator="managed", utilization_decay=0.99999994) as model:
+            model.record(HostArray(array.array("i", [0, 1, 2, 3]), (2, 1, 2)))
+            self.assertEqual(4, len(model.layer_decayed_utilization(0)))
+
+    def test_huge_integers_are_named_by_their_digits(self):
+        with moegs.MoeModelStats(2, 4, accelerator="managed") as model, moegs.MoeStats(4, "managed") as stats:
+            for value, shown in ((10**5000, r"\(an integer of 5,001 digits\)"), (-(10**400), r"-\(an integer of 401 digits\)"), (10**30, "1" + "0" * 30)):
+                with self.subTest(digits=len(str(abs(value))) if abs(value) < 10**4000 else 5001):
+                    with self.assertRaisesRegex(ValueError, rf"^layer = {shown} is out of range"):
+                        model.layer(value)
+                    with self.assertRaisesRegex(ValueError, rf"^recent_steps = {shown} is out of range"):
+                        model.summary(recent_steps=value)
+            with self.assertRaisesRegex(ValueError, r"^seconds = \(an integer of 401 digits\) is out of range"):
+                stats.record_latency(10**400)
+            with self.assertRaisesRegex(TypeError, rf"^layer must be an integer \(got 1{'0' * 63}\.\.\. of type _BigIndex\)$"):
+                model.layer(_BigIndex())
+
+    def test_a_library_argument_is_a_path(self):
+        for given, error, message in ((3, TypeError, r"^library must be a path \(str or os\.PathLike\) to libmoegs\.so, or None .*\(got 3 of type int\)$"),
+                                      (0, TypeError, r"^library must be a path .*\(got 0 of type int\)$"),
+                                      ("", ValueError, r"^library is an empty path: give the path to libmoegs\.so, or None")):
+            with self.subTest(library=given), self.assertRaisesRegex(error, message):
+                moegs.MoeStats(4, "managed", library=given)
+
+    @unittest.skipUnless(importlib.util.find_spec("torch"), "PyTorch is not installed for this Python")
+    def test_tensors_of_another_layout_or_of_one_element_are_refused_by_name(self):
+        import torch
+        with moegs.MoeStats(8, "cpu") as stats, moegs.MoeModelStats(2, 8, accelerator="cpu") as model:
+            ids = torch.zeros(4, 2, dtype=torch.int32)
+            with self.assertRaisesRegex(TypeError, r"^ids are a sparse_coo tensor, whose values lie at no one address: use ids\.to_dense\(\)$"):
+                stats.record(ids.to_sparse())
+            with self.assertRaisesRegex(TypeError, r"^ids are a sparse_coo tensor"):
+                model.record(torch.zeros(2, 4, 2, dtype=torch.int32).to_sparse())
+            with self.assertRaisesRegex(TypeError, r"^ids\[0\] are a sparse_coo tensor"):
+                model.record([ids.to_sparse(), ids.to_sparse()])
+            with self.assertRaisesRegex(TypeError, r"^layer must be an integer \(got tensor\(\[1\]"):
+                model.layer(torch.tensor([1]))
+            self.assertEqual(model.layer(0), model.layer(torch.tensor(0)))
+            self.assertEqual(0, stats.snapshot()["total_routings"])
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_device_arrays_take_a_dtype_however_it_is_spelled(self):
+        import numpy
+        with moegs.MoeModelStats(2, 4, accelerator="cpu") as model:
+            model.record(numpy.array([[[0, 1]], [[2, 3]]], numpy.int32))
+            for dtype, want in (("uint64", numpy.uint64), (numpy.uint64, numpy.uint64), (numpy.dtype("int64"), numpy.int64)):
+                with self.subTest(dtype=dtype):
+                    self.assertEqual(want, numpy.asarray(model.device_arrays(dtype=dtype).window_load).dtype)
+            with self.assertRaisesRegex(ValueError, r"^dtype = <class 'numpy\.float64'>: must be 'uint64'"):
+                model.device_arrays(dtype=numpy.float64)
+
+
+class _BigIndex:
+    """An object that is no integer (no __index__), whose repr would be too long to show whole."""
+
+    def __repr__(self):
+        return repr(10**200)
 
 
 if __name__ == "__main__":
