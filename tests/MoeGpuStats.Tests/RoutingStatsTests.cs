@@ -374,6 +374,24 @@ public sealed class RoutingStatsTests
         Assert.StartsWith(expected, error.Message);
     }
 
+    /// <summary>
+    /// A part that fixes the experts fixes the merge's, whichever place it has: before, only the first part's options
+    /// counted, so a merge that began with a part of no fixed experts dropped them, and merged on with parts of others.
+    /// </summary>
+    [Fact]
+    public void APartThatFixesTheExpertsFixesTheMergesInAnyOrder()
+    {
+        using var open = new RoutingStats();
+        using var fixedEight = new RoutingStats(new RoutingStatsOptions { Experts = 8 });
+        using var first = RoutingStats.Merge([fixedEight, open]);
+        using var last = RoutingStats.Merge([open, fixedEight]);
+        Assert.Equal((8, 8), (first.Options.Experts, last.Options.Experts));
+        Assert.Equal(JsonSerializer.Serialize(first), JsonSerializer.Serialize(last));
+
+        using var sixteen = new RoutingStats(new RoutingStatsOptions { Experts = 16 });
+        Assert.StartsWith("Only the same experts merge: parts[0] has Experts = 8, parts[1] 16.", Assert.Throws<ArgumentException>(() => RoutingStats.Merge([last, sixteen])).Message);
+    }
+
     /// <summary>A part whose options fix 4 experts but which recorded a decision of 8 merges by the experts it counts, alone, beside its copy, or beside an idle part of the same options.</summary>
     [Fact]
     public void APartMergesByTheExpertsItCounts()

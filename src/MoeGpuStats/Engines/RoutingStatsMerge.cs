@@ -126,7 +126,8 @@ internal sealed class RoutingStatsMerge
     /// <exception cref="InvalidOperationException">No part was added.</exception>
     public RoutingStats Result()
     {
-        var options = _options ?? throw new InvalidOperationException("A merge needs at least one part.");
+        // Whichever part fixed the experts, the merge keeps them, so that the order of the parts does not decide it.
+        var options = (_options ?? throw new InvalidOperationException("A merge needs at least one part.")) with { Experts = _configured?.Experts ?? _options.Experts };
         var merged = _merged;
         var expertCount = merged.ExpertTokenCounts.Length;
         merged.ExpertUtilization = new float[expertCount];

@@ -292,10 +292,12 @@ internal static class RoutingStatsJson
             throw new JsonException(Invariant($"total_routings is 0 but total_tokens is {state.TotalTokens} and expert_token_counts sum to {Sum(state.ExpertTokenCounts)}: counts without a batch."));
         }
 
-        // One load variance per batch (the newest 1,000 kept), as the seed's record_routing pushes them.
-        if ((ulong)state.LoadVarianceHistory.Length > state.TotalRoutings)
+        // One load variance per batch, the newest 1,000 kept, as the seed's record_routing pushes them; a merge keeps the
+        // newest 1,000 of its parts' together. Fewer would make the trend a report prints disagree with its batches.
+        var histories = Math.Min(state.TotalRoutings, (ulong)ManagedRoutingEngine.HistoryWindow);
+        if ((ulong)state.LoadVarianceHistory.Length != histories)
         {
-            throw new JsonException(Invariant($"load_variance_history has {state.LoadVarianceHistory.Length} entries for total_routings {state.TotalRoutings}; a batch adds one."));
+            throw new JsonException(Invariant($"load_variance_history has {state.LoadVarianceHistory.Length} entries for total_routings {state.TotalRoutings}; each batch adds one, the newest {ManagedRoutingEngine.HistoryWindow:N0} kept, so it holds {histories}."));
         }
 
         // A batch counts at most one time the capacity was exceeded.
@@ -331,6 +333,12 @@ internal static class RoutingStatsJson
         if (options.ExpertCapacity is not null && !(state.CapacityPeakUtilization <= 1f && state.CapacityAverageUtilization <= 1f))
         {
             throw new JsonException(Invariant($"capacity_stats.peak_utilization is {Shown(state.CapacityPeakUtilization)} and average_utilization {Shown(state.CapacityAverageUtilization)} with slots_per_expert {options.ExpertCapacity}; a batch uses at most its capacity, so both are at most 1."));
+        }
+
+        // For the same reason the slots used sum to at most the capacity given (whose total stops at MaxCount).
+        if (options.ExpertCapacity is not null && state.TotalCapacity != MaxCount && state.TotalUsed > state.TotalCapacity)
+        {
+            throw new JsonException(Invariant($"capacity_stats.total_used is {state.TotalUsed} but total_capacity {state.TotalCapacity} with slots_per_expert {options.ExpertCapacity}; a batch uses at most its capacity, so the slots used are at most the capacity."));
         }
 
         // Each batch adds the slots it counts to those used, less the ones a capacity dropped: a change of the experts
@@ -562,6 +570,9 @@ internal static class RoutingStatsJson
         return latency;
     }
 
+    /// <summary>The relative margin by which a latency mean may stray past the smallest or largest measurement, for the sum's rounding.</summary>
+    private const double MeanMargin = 1e-6;
+
     private static void CheckLatency(Latency latency)
     {
         var (measurements, total, min, max, recent) = latency;
@@ -575,10 +586,12 @@ internal static class RoutingStatsJson
             throw new JsonException(Invariant($"total_latency_ms {total}, min_latency_ms {min}, max_latency_ms {max}: latencies cannot be negative."));
         }
 
-        if ((ulong)recent.Length > measurements || (measurements > 0 && min > max))
+        // The seed keeps the newest 1,000 measurements, a merge the newest 1,000 of its parts' together.
+        var kept = Math.Min(measurements, (ulong)LatencyStats.WindowSize);
+        if ((ulong)recent.Length != kept || (measurements > 0 && min > max))
         {
             throw new JsonException(
-                Invariant($"total_measurements {measurements}, {recent.Length} recent_latencies, min_latency_ms {Shown(min)}, max_latency_ms {max}: no run records more recent latencies than measurements, or a smallest above the largest."));
+                Invariant($"total_measurements {measurements}, {recent.Length} recent_latencies, min_latency_ms {Shown(min)}, max_latency_ms {max}: every run keeps the newest {kept} of its measurements ({LatencyStats.WindowSize:N0} at most), and none has a smallest above the largest."));
         }
 
         // Before the first measurement the seed's LatencyStats::new() holds: no total, min +infinity (null), max 0.
@@ -592,6 +605,14 @@ internal static class RoutingStatsJson
         if (total < max)
         {
             throw new JsonException(Invariant($"total_latency_ms {total} is below max_latency_ms {max}; the total sums every measurement."));
+        }
+
+        // n measurements sum to between n times the smallest and n times the largest: the mean lies between them. The
+        // margin (one part in a million) is far above a double sum's rounding for any count a run reaches.
+        var mean = total / measurements;
+        if (measurements > 0 && (mean > max * (1 + MeanMargin) || mean < min * (1 - MeanMargin)))
+        {
+            throw new JsonException(Invariant($"total_latency_ms {total} over total_measurements {measurements} is a mean of {mean} ms, outside min_latency_ms {Shown(min)} to max_latency_ms {max}; the mean of measurements lies between the smallest and the largest."));
         }
 
         if (recent.AsSpan().IndexOfAnyExceptInRange(min, max) is var outside and >= 0)

@@ -398,7 +398,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
             + "\"layers\":[{\"total_routings\":8589934592,\"total_tokens\":4611686018427387904,\"tokens_dropped\":0,\"expert_utilization\":[1.0],"
             + "\"average_load_balance_loss\":0.0,\"average_router_z_loss\":0.0,\"routing_efficiency\":100.0,\"expert_token_counts\":[4611686018427387904],"
             + "\"routing_latency_stats\":{\"total_measurements\":0,\"total_latency_ms\":0,\"min_latency_ms\":null,\"max_latency_ms\":0,\"recent_latencies\":[]},"
-            + "\"load_variance_history\":[],\"capacity_stats\":{\"average_utilization\":0,\"peak_utilization\":0,\"capacity_exceeded_count\":0,"
+            + "\"load_variance_history\":[" + string.Join(",", Enumerable.Repeat("0", 1000)) + "],\"capacity_stats\":{\"average_utilization\":0,\"peak_utilization\":0,\"capacity_exceeded_count\":0,"
             + "\"total_capacity\":858993459200,\"total_used\":4611686018427387904},\"experts\":1,\"expert_utilization_sums\":[8589934592.0],"
             + "\"load_balance_loss_sum\":0.0,\"router_z_loss_sum\":0.0}]}";
         if (reads)

@@ -269,6 +269,8 @@ public sealed class RoutingStatsJsonConverterTests
         node["capacity_stats"]!["total_used"] = long.MaxValue;
         node["capacity_stats"]!["slots_per_expert"] = 1;
         node["capacity_stats"]!["total_capacity"] = long.MaxValue;
+        // The newest 1,000 batches' variances, as every run keeps them.
+        node["load_variance_history"] = new JsonArray([.. Enumerable.Range(0, 1000).Select(_ => (JsonNode?)0.25)]);
         using var stats = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
         stats.RecordRouting(new RoutingDecision { ExpertCapacities = [2, 0], TotalTokens = 2 });
         Assert.Equal((ulong)long.MaxValue + 1, stats.TotalRoutings);
@@ -395,6 +397,10 @@ public sealed class RoutingStatsJsonConverterTests
     [InlineData("routing_latency_stats/recent_latencies/0", "1e9", "recent_latencies[0] is 1000000000 but min_latency_ms is 1 and max_latency_ms 5")]
     [InlineData("routing_latency_stats/total_latency_ms", "null", "total_latency_ms null, max_latency_ms 5")]
     [InlineData("routing_latency_stats/total_latency_ms", "0.5", "total_latency_ms 0.5 is below max_latency_ms 5")]
+    [InlineData("routing_latency_stats/total_latency_ms", "1e6", "ms, outside min_latency_ms 1 to max_latency_ms 5; the mean of measurements lies between the smallest and the largest.")]
+    [InlineData("routing_latency_stats/recent_latencies", "[5]", "total_measurements 3, 1 recent_latencies, min_latency_ms 1, max_latency_ms 5: every run keeps the newest 3 of its measurements")]
+    [InlineData("load_variance_history", "[]", "load_variance_history has 0 entries for total_routings 40; each batch adds one, the newest 1,000 kept, so it holds 40.")]
+    [InlineData("capacity_stats/total_used", "1000", "capacity_stats.total_used is 1000 but total_capacity 480 with slots_per_expert 3; a batch uses at most its capacity")]
     public void AFieldThatDisagreesWithTheStateIsRefusedNamingIt(string path, string? value, string message)
     {
         using var stats = Recorded("managed", new RoutingStatsOptions { Experts = 4, ExpertCapacity = 3, UtilizationDecay = 0.5f }, seed: 34);
