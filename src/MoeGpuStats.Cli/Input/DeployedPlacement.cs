@@ -112,6 +112,12 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
         {
             snapshot |= NameIs(ref reader, "window_load") || NameIs(ref reader, "expert_token_counts");
             var (isRows, isGpus) = (NameIs(ref reader, "physical_to_logical"), NameIs(ref reader, "gpus"));
+            if ((isRows && rows is not null) || (isGpus && gpus is not null))
+            {
+                // A reader would take one of the two silently, and which one is the writer's guess.
+                throw new InvalidDataException($"{path}: {(isRows ? "physical_to_logical" : "gpus")} is given twice; plan --json gives each field once.");
+            }
+
             reader.Read();
             var start = (int)reader.TokenStartIndex;
             reader.Skip();

@@ -219,10 +219,19 @@ public sealed class PlanCommandTests : IDisposable
         (code, _, error) = Moegs.Run(["plan", logical, .. options, "--current", bare, "--load-per-slot"]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Equal($"--current {bare} (against {logical}: 2 layers of 12 slots, --load-per-slot): physical_to_logical[0] has 16 slots but the loads have 12 per layer; give the placement the loads were recorded under.", error.TrimEnd());
+
+        // The GPUs of a placement written by plan --json are its own, not --gpus: a refusal says whose they are.
+        var onThree = Path.Combine(_folder.FullName, "three.json");
+        File.WriteAllText(onThree, JsonSerializer.Serialize(new { physical_to_logical = EplbExample.PublishedPhy2Log, gpus = 3 }));
+        (code, _, error) = Moegs.Run(["plan", perSlot, .. options, "--current", onThree, "--load-per-slot"]);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"--current {onThree} (against {perSlot}: 2 layers of 16 slots, --load-per-slot): 16 slots do not divide among 3 GPUs (the file's gpus field); every GPU holds as many.", error.TrimEnd());
     }
 
     [Theory]
     [InlineData("object.json", "{\"gpus\": 8}", "a JSON object without physical_to_logical")]
+    [InlineData("rows-twice.json", "{\"physical_to_logical\": [[0]], \"physical_to_logical\": [[1]]}", "physical_to_logical is given twice; plan --json gives each field once.")]
+    [InlineData("gpus-twice.json", "{\"gpus\": 8, \"physical_to_logical\": [[0]], \"gpus\": 4}", "gpus is given twice; plan --json gives each field once.")]
     [InlineData("gpus.json", "{\"physical_to_logical\": [[0]], \"gpus\": 0}", "gpus is 0; a placement's GPUs are a whole number, 1 or more.")]
     [InlineData("flat.json", "[0, 1, 2]", "layer 0 of physical_to_logical is a number, not an array of slots.")]
     [InlineData("text.json", "[[0, \"one\"]]", "layer 0, slot 1 is \"one\"; a slot holds an expert's index.")]
