@@ -191,7 +191,17 @@ internal sealed class JsonLinesTrace : IRoutingTrace
                 continue;
             }
 
-            var parsed = JsonTraceLine.Parse(line, _path, _lines.Number, TopK);
+            JsonTraceLine parsed;
+            try
+            {
+                parsed = JsonTraceLine.Parse(line, _path, _lines.Number, TopK);
+            }
+            catch (InvalidDataException exception)
+            {
+                // Open parsed every line of the pass: one that no longer parses was changed since (cut off, rewritten).
+                throw Changed(_lines.Number, exception);
+            }
+
             var layer = parsed.Layer is { } field ? _layerIndex[field.Value] : 0;
             if (layer < 0 || _written[layer] + parsed.Tokens > tokens)
             {
@@ -214,6 +224,11 @@ internal sealed class JsonLinesTrace : IRoutingTrace
 
     public void Dispose() => _lines.Dispose();
 
-    private InvalidDataException Changed(long number) =>
-        new($"{_path}:{number}: the file changed during the replay: this forward pass no longer holds what it held when the replay began.");
+    /// <summary>The error of a pass that no longer reads as it did when the trace was opened; <paramref name="now"/>, the line's refusal now.</summary>
+    private InvalidDataException Changed(long number, InvalidDataException? now = null)
+    {
+        var at = $"{_path}:{number}: ";
+        var reads = now is null ? "" : $" (the line now reads as {(now.Message.StartsWith(at, StringComparison.Ordinal) ? now.Message[at.Length..] : now.Message)})";
+        return new($"{at}the file changed during the replay: this forward pass no longer holds what it held when the replay began{reads}.", now);
+    }
 }

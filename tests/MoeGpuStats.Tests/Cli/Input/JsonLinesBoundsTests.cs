@@ -97,6 +97,34 @@ public sealed class JsonLinesBoundsTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A pass read again after the file changed (cut short, or a line rewritten) is refused as a change of the file,
+    /// not blamed on the line as if the trace had always held it.
+    /// </summary>
+    [Fact]
+    public void APassThatChangedSinceTheTraceWasOpenedIsNamedAsAChange()
+    {
+        var path = Write("changing.jsonl", "{\"step\": 0, \"topk_ids\": [0, 1]}\n{\"step\": 1, \"topk_ids\": [2, 3]}\n{\"step\": 2, \"topk_ids\": [1, 1]}\n");
+        using var trace = JsonLinesTrace.Open(path);
+        var ids = new int[2];
+        Assert.Equal(1, trace.ReadStep(0, ids));
+        Assert.Equal([0, 1], ids);
+
+        using (var writer = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+        {
+            // The second line now holds three ids where it held two; the third is cut in the middle.
+            writer.Position = "{\"step\": 0, \"topk_ids\": [0, 1]}\n{\"step\": 1, \"topk_ids\": [2, 3".Length;
+            writer.Write(",4]}\n"u8);
+            writer.SetLength(writer.Position + 12);
+        }
+
+        var changed = $"the file changed during the replay: this forward pass no longer holds what it held when the replay began";
+        Assert.StartsWith($"{path}:2: {changed}", Assert.Throws<InvalidDataException>(() => trace.ReadStep(1, ids)).Message);
+        var cut = Assert.Throws<InvalidDataException>(() => trace.ReadStep(2, ids)).Message;
+        Assert.StartsWith($"{path}:3: {changed} (the line now reads as ", cut);
+        Assert.DoesNotContain('\n', cut);
+    }
+
     /// <summary>A cut-off last line is told from a whole one in constant memory: the line buffer is its only copy.</summary>
     [Fact]
     public void ALongCutOffLastLineCostsOnlyTheLineBuffer()
