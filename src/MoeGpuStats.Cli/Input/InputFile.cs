@@ -53,7 +53,7 @@ internal static class InputFile
             // "-" is standard input to many tools; moegs reads files alone (a trace is read twice, a snapshot by its length).
             Fail(path.ToString() == "-"
                 ? $"-: moegs does not read standard input; give {expected} by its path."
-                : ErrorText.OneLine($"{path}: no such file{where}."));
+                : ErrorText.OneLine($"{path}: no such file{where}{NotUtf8Hint(path.ToString())}."));
         }
         catch (UnauthorizedAccessException)
         {
@@ -97,4 +97,13 @@ internal static class InputFile
     /// <summary>The line for a pipe or a device given where a file is read by position (more than once, or from its end).</summary>
     public static string NotAFile(FileInfo path) =>
         $"{ErrorText.OneLine(path.ToString())}: cannot be read by position (a pipe or a device?); save it to a file and give that.";
+
+    /// <summary>
+    /// Why a name the system does not find may be one it holds after all: .NET reads an argument's bytes that are not
+    /// UTF-8 as U+FFFD, so a file so named cannot be given by name; empty for a name without U+FFFD.
+    /// </summary>
+    private static string NotUtf8Hint(string path) =>
+        path.Contains('\uFFFD', StringComparison.Ordinal)
+            ? " (the name holds \uFFFD, which stands for bytes that are not UTF-8: moegs reads names as UTF-8, so rename the file to a UTF-8 name)"
+            : "";
 }

@@ -29,6 +29,12 @@ internal static partial class OutputPath
             return "give a file name.";
         }
 
+        if (path.Contains('\uFFFD', StringComparison.Ordinal))
+        {
+            // The file would be written under \uFFFD itself, not under the bytes given.
+            return "the name holds \uFFFD, which stands for bytes that are not UTF-8 (moegs reads names as UTF-8, so the file would get another name); give a UTF-8 name.";
+        }
+
         if (path == "-")
         {
             // Standard output to many tools; here it would be a file named "-" where the command runs.

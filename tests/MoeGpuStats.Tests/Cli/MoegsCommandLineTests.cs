@@ -283,6 +283,13 @@ public sealed class MoegsCommandLineTests : IDisposable
     public void TheSystemsNamesAreNoOutputFiles(string path, string expected) =>
         Assert.StartsWith(expected, OutputPath.Problem(path));
 
+    /// <summary>A name .NET read from bytes that are not UTF-8 would be written as U+FFFD itself: another name than the one given.</summary>
+    [Fact]
+    public void ANameWithBytesThatAreNotUtf8IsNoOutputFile() =>
+        Assert.Equal(
+            "the name holds \uFFFD, which stands for bytes that are not UTF-8 (moegs reads names as UTF-8, so the file would get another name); give a UTF-8 name.",
+            OutputPath.Problem(Path.Combine(Path.GetTempPath(), "out\uFFFD.json")));
+
     [Fact]
     public void AFileInDevShmIsAnOutputFile()
     {
