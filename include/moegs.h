@@ -154,7 +154,9 @@ moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t c
  * `plan` read (what `moegs replay --save` writes): through a temporary file in the same folder, renamed
  * over the target, so a reader never sees half a file. One read of the statistics (a device
  * synchronization on a device accelerator). MOEGS_INVALID_ARGUMENT for a NULL or empty path;
- * MOEGS_IO_ERROR (the message names the path and why) when it cannot be written. */
+ * MOEGS_IO_ERROR (the message names the path and why) when it cannot be written, or names a pipe, a
+ * device, a socket, a link to one, or a name in /dev, /proc or /sys, which the renamed file would
+ * replace (a link to a file is replaced by the file, its target left alone). */
 moegs_status moegs_save(moegs_handle handle, const char* path);
 
 /* Clears the statistics. */

@@ -18,6 +18,9 @@ ids outside [0, experts) count as invalid_expert_ids. The wrapper never reads, r
 
 Arguments the C API cannot take raise before any call: TypeError for a wrong kind (a float count,
 int64 ids to MoeStats, which takes int32), ValueError naming the argument, its value and what is allowed.
+The objects hold the library's state in this process: a copy or pickle raises TypeError (save(path) writes a model for
+another process), and a child forked after the library started gets MoeGpuStatsError (RUNTIME_ERROR) from them and from
+new ones, as .NET does not survive fork() (start workers with multiprocessing's spawn or forkserver method).
 """
 import collections.abc
 import ctypes
@@ -148,9 +151,21 @@ def _installed_library():
     return os.path.join(_moegs_native.NATIVE_DIR, "libmoegs.so")
 
 
-# The process that loaded the library, whose .NET runtime its first call starts: a child forked from it has the runtime
-# without its threads, where a call crashes or hangs (and can take the parent with it), so the child is told instead.
-_runtime_process = None
+# A child forked from a process whose library started its .NET runtime has the runtime without its threads, where a call
+# crashes or hangs (and can take the parent with it), and perhaps a lock held by a thread it does not have: the child is
+# told instead. _fork_epoch counts the forks this process descends through (os.register_at_fork), without a system call
+# a record; an object made in an earlier epoch, and the runtime loaded in one, belong to the parent.
+_fork_epoch = 0
+_runtime_process = _runtime_epoch = None
+
+
+def _entered_child():
+    global _fork_epoch
+    _fork_epoch += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_entered_child)
 
 
 def _forked_error(what, owner):
@@ -160,8 +175,8 @@ def _forked_error(what, owner):
 
 
 def _load(path=None):
-    global _runtime_process
-    if _runtime_process not in (None, os.getpid()):
+    global _runtime_process, _runtime_epoch
+    if _runtime_epoch not in (None, _fork_epoch):
         raise _forked_error("the library's runtime", _runtime_process)
     if path is not None and not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"library must be a path (str or os.PathLike) to libmoegs.so, or None for the one beside this module "
@@ -179,7 +194,8 @@ def _load(path=None):
     for candidate in candidates:
         if candidate and os.path.exists(candidate):
             lib = ctypes.CDLL(os.path.abspath(candidate))
-            _runtime_process = _runtime_process or os.getpid()
+            if _runtime_epoch is None:
+                _runtime_process, _runtime_epoch = os.getpid(), _fork_epoch
             break
     else:
         raise OSError("libmoegs.so not found: run native/build.sh (before or after pip install ./python), or set MOEGS_LIB")
@@ -525,8 +541,14 @@ def _shown(value):
     """A caller's value as a message shows it: its repr (which escapes what a terminal acts on), cut to 64 characters;
     an integer too long to show, by its digits (repr refuses past 4,300 of them)."""
     if isinstance(value, int) and value.bit_length() > 200:
-        return f"{'-' if value < 0 else ''}(an integer of {math.floor(value.bit_length() * math.log10(2)) + 1:,} digits)"
-    text = repr(value)
+        digits = math.floor(value.bit_length() * math.log10(2)) + 1
+        digits -= abs(value) < 10 ** (digits - 1)  # the estimate is one too many just below a power of ten
+        return f"{'-' if value < 0 else ''}(an integer of {digits:,} digits)"
+    try:
+        text = repr(value)
+    except ValueError:
+        # A Fraction or an object array holding such an integer: repr refuses it as a whole.
+        return f"(a {type(value).__name__} too long to show)"
     return text if len(text) <= 64 else text[:64] + "..."
 
 
@@ -556,18 +578,22 @@ class _Handle:
 
     def __new__(cls, *args, **kwargs):
         handle = super().__new__(cls)
-        handle._process = os.getpid()
+        handle._process, handle._epoch = os.getpid(), _fork_epoch
         return handle
 
     @property
     def _lib(self):
-        if self._process != os.getpid():
-            raise _forked_error(f"this {type(self).__name__}", self._process)
+        self._require_process()
         return self._library
 
     def _forked(self):
         """Whether this is a child forked from the handle's process, where the handle is the parent's to destroy."""
-        return self._process != os.getpid()
+        return self._epoch != _fork_epoch
+
+    def _require_process(self):
+        """Raises in a child forked from the handle's process, before any lock (a parent's thread may have held it)."""
+        if self._forked():
+            raise _forked_error(f"this {type(self).__name__}", self._process)
 
     def __reduce_ex__(self, protocol):
         # copy.copy, copy.deepcopy and pickle all come here. A copy would share the handle and destroy it when collected,
@@ -613,7 +639,8 @@ class _Handle:
 
     def _require_open(self):
         """Raises the closed error before a call checks its arguments, so that a closed object says so first (a close
-        racing the call is still told by the library, through _check)."""
+        racing the call is still told by the library, through _check); in a forked child, the fork's error first."""
+        self._require_process()
         if not self._handle.value:
             raise self._closed_error()
 
@@ -706,7 +733,8 @@ class MoeStats(_Handle):
     def save(self, path):
         """Writes the statistics to `path` (str or os.PathLike) as the seed-compatible JSON that `moegs report`, `merge`
         and `plan` read, atomically: a reader never sees half a file. Raises TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL) or MoeGpuStatsError
-        with status IO_ERROR (the file cannot be written; it is left as it was)."""
+        with status IO_ERROR (the file cannot be written, or the path names a pipe, a device, a socket, a link to one, or a name
+        in /dev, /proc or /sys, which a file renamed over it would replace; it is left as it was)."""
         self._require_open()
         self._check(self._lib.moegs_save(self._handle, _path_bytes(path)))
 
@@ -746,7 +774,7 @@ class MoeModelStats(_Handle):
     def __init__(self, layers, experts, *, expert_capacity=None, window=1000, utilization_decay=None, skip_empty_steps=False,
                  accelerator="auto", library=None):
         """layers: [1, 1024]; experts: [1, 4096]; expert_capacity: slots per expert per step in each layer, or None (or 0)
-        for none; window: steps in the sliding window of expert load; utilization_decay: in [0, 1), or None for none (kept per
+        for none; window: steps in the sliding window of expert load; utilization_decay: in [0, 1) as a float32 (at most 1 - 2**-24), or None for none (kept per
         layer: layer_decayed_utilization); skip_empty_steps: True to leave out a step in which no layer holds a token (valid
         rows none, or all padding: an idle rank's dummy pass), as vLLM's is_dummy, decided on the device (a CUDA graph's
         replay of a dummy pass is left out too); False (the default) records it as a batch of no load."""
@@ -964,7 +992,8 @@ class MoeModelStats(_Handle):
         The arrays are the model's state: writing through them changes the statistics, so all_reduce a copy
         (tensor.clone() on the device), never the exported memory itself. Each DeviceArray keeps the memory alive: a
         close() while one exists refuses further calls at once and frees the memory when the last one goes.
-        dtype: "uint64" (the counts' type) or "int64", the same memory read as signed, for torch before 2.3 (no uint64);
+        dtype: "uint64" (the counts' type) or "int64", the same memory read as signed, for torch before 2.3 (no uint64),
+        as text or as NumPy's or torch's dtype;
         counts stay below 2**63 in any run. A model on "managed" or "opencl" has no address to give: window_load()
         copies its load on every accelerator."""
         self._require_open()
@@ -1032,13 +1061,15 @@ class MoeModelStats(_Handle):
         `moegs replay --save` writes): each layer's statistics and the window load, from one read of the model, written
         atomically. Each rank of an expert-parallel job saves its own file; `moegs merge` sums them exactly. Raises
         TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL) or MoeGpuStatsError with status
-        IO_ERROR (the file cannot be written; it is left as it was)."""
+        IO_ERROR (the file cannot be written, or the path names a pipe, a device, a socket, a link to one, or a name
+        in /dev, /proc or /sys, which a file renamed over it would replace; it is left as it was)."""
         self._require_open()
         # The library reads the model once under its own lock; this wrapper's lock would hold record() for the disk.
         self._check(self._lib.moegs_model_save(self._handle, _path_bytes(path)))
 
     def reset(self):
         """Zeroes every count, total and the window; counters a ModelMetricsCollector serves then go down (a counter reset)."""
+        self._require_process()
         with self._lock:
             self._check(self._lib.moegs_model_reset(self._handle))
             self._generation += 1
@@ -1234,6 +1265,7 @@ class PendingModelRead(_Handle):
     def done(self):
         """Whether result() would return without waiting (moegs_model_read_ready). Never waits: while another thread is
         in result() or close(), False for now. True once result() was taken; MoeGpuStatsError once closed unread."""
+        self._require_process()
         if not self._lock.acquire(blocking=False):
             return False
         try:
@@ -1247,6 +1279,7 @@ class PendingModelRead(_Handle):
 
     def result(self):
         """(summary()'s dict, window_load()'s array) at the step the read was begun (moegs_model_read_finish)."""
+        self._require_process()
         with self._lock:
             if self._result is None:
                 out, window, since_start = ModelBalance(), (LayerBalance * self._layers)(), (LayerBalance * self._layers)()
@@ -1260,13 +1293,7 @@ class PendingModelRead(_Handle):
 
     def close(self):
         """Drops the read (after its copy has arrived); result() raises afterwards unless it was taken before."""
-        if self._forked():
-            self._handle = ctypes.c_int64(0)
-            return
-        with self._lock:
-            handle, self._handle = self._handle.value, ctypes.c_int64(0)
-            if handle:
-                self._check(self._lib.moegs_model_read_destroy(handle))
+        self._close("_lock", lambda handle: self._lib.moegs_model_read_destroy(handle))
 
 
 def _interface_stream(synchronized, raw_stream):
@@ -1299,6 +1326,8 @@ class DeviceArray:
         return f"DeviceArray({self.name}, shape={self.shape}, typestr={self.typestr!r}, device={self.device!r}, ptr=0x{self.ptr:x})"
 
     def _interface(self, kind):
+        # The parent's memory, and on CUDA the parent's context: nothing a child may read or write.
+        self._model._require_process()
         if self.device != kind:
             # AttributeError, so that hasattr() tells a consumer which interface this array has.
             raise AttributeError(f"this {self.name} array is in {self.device} memory: it exports "

@@ -1356,7 +1356,8 @@ class DeviceArrayTests(unittest.TestCase):
 
     def test_the_cuda_interface_names_the_stream_to_read_on(self):
         """The __cuda_array_interface__ a CUDA model's arrays give (built here over a stand-in: no GPU in these tests)."""
-        model = types.SimpleNamespace(layers=2, experts=4, device="cuda", _generation=0, _exports=0, _release_export=lambda: None)
+        model = types.SimpleNamespace(layers=2, experts=4, device="cuda", _generation=0, _exports=0, _release_export=lambda: None,
+                                      _require_process=lambda: None)
         for synchronized, raw, stream in ((False, 0x1234, 0x1234), (False, 0, 1), (True, 0x1234, None)):
             array_ = moegs.DeviceArray(model, "window_load", 0x7000, "<u8", moegs._interface_stream(synchronized, raw))
             self.assertEqual({"version": 3, "shape": (2, 4), "typestr": "<u8", "data": (0x7000, False), "strides": None, "stream": stream},
@@ -2002,19 +2003,32 @@ class HandleTests(unittest.TestCase):
 
     @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
     def test_a_forked_child_is_told_and_leaves_the_parent_as_it_was(self):
-        """A child forked after the library started gets a clear error from the parent's objects and from new ones, and
+        """A child forked after the library started gets a clear error from the parent's objects and from new ones, even
+        while another of the parent's threads held their locks at the fork (which no thread of the child releases), and
         its exit (dropping its copies, leaving a with block) neither destroys the parent's state nor hangs."""
+        ids = HostArray(array.array("i", [1, 2, 3, 4] * 2), (2, 2, 2))
         for accelerator in ("managed", "cpu"):
             with self.subTest(accelerator=accelerator), moegs.MoeModelStats(2, EXPERTS, accelerator=accelerator) as model:
-                model.record(HostArray(array.array("i", [1, 2, 3, 4] * 2), (2, 2, 2)))
+                model.record(ids)
                 read = model.begin_read()
+                arrays = model.device_arrays() if accelerator == "cpu" else None
                 before = (model.summary(), load_rows(model.window_load()))
+                held, release = threading.Event(), threading.Event()
+
+                def hold():
+                    with model._lock, read._lock:
+                        held.set()
+                        release.wait()
+                holder = threading.Thread(target=hold)
+                holder.start()
+                held.wait()
                 child = os.fork()
                 if child == 0:
                     code = 1
                     try:
                         told = []
-                        for call in (model.summary, lambda: moegs.MoeStats(EXPERTS, "managed"), read.result):
+                        for call in (model.summary, lambda: moegs.MoeStats(EXPERTS, "managed"), read.result, read.done, model.reset,
+                                     lambda: model.record(ids), lambda: arrays.window_load.__array_interface__ if arrays else model.device_arrays()):
                             try:
                                 call()
                             except moegs.MoeGpuStatsError as error:
@@ -2022,9 +2036,11 @@ class HandleTests(unittest.TestCase):
                         model.__exit__(None, None, None)
                         del read
                         gc.collect()
-                        code = 0 if told == [True, True, True] else 2
+                        code = 0 if told == [True] * 7 else 2
                     finally:
                         os._exit(code)
+                release.set()
+                holder.join()
                 deadline = time.monotonic() + 120
                 while (waited := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
                     time.sleep(0.05)

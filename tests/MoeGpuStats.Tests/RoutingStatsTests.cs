@@ -375,8 +375,8 @@ public sealed class RoutingStatsTests
     }
 
     /// <summary>
-    /// A part that fixes the experts fixes the merge's, whichever place it has: before, only the first part's options
-    /// counted, so a merge that began with a part of no fixed experts dropped them, and merged on with parts of others.
+    /// A part that fixes the experts fixes the merge's, whichever place it has, so that a merge beginning with a part of
+    /// no fixed experts keeps them, and refuses parts of others when merged on.
     /// </summary>
     [Fact]
     public void APartThatFixesTheExpertsFixesTheMergesInAnyOrder()

@@ -109,7 +109,7 @@ internal static class PlanCommand
 
                 if (slots % deployedGpus != 0)
                 {
-                    var whose = deployed?.Gpus is null ? "--gpus" : "the file's gpus field";
+                    var whose = deployed!.Gpus is null ? "--gpus" : "the file's gpus field";
                     console.Error.WriteLine($"{against}: {Counted.Of(slots, "slot")} do not divide among {Counted.Of(deployedGpus, "GPU")} ({whose}); every GPU holds as many.");
                     return ExitCodes.BadInput;
                 }

@@ -104,6 +104,6 @@ internal static class InputFile
     /// </summary>
     private static string NotUtf8Hint(string path) =>
         path.Contains('\uFFFD', StringComparison.Ordinal)
-            ? " (the name holds \uFFFD, which stands for bytes that are not UTF-8: moegs reads names as UTF-8, so rename the file to a UTF-8 name)"
+            ? " (the name holds \uFFFD, which may stand for bytes that are not UTF-8: moegs reads names as UTF-8, so rename the file to a UTF-8 name)"
             : "";
 }

@@ -228,7 +228,8 @@ internal sealed class JsonLinesTrace : IRoutingTrace
     private InvalidDataException Changed(long number, InvalidDataException? now = null)
     {
         var at = $"{_path}:{number}: ";
-        var reads = now is null ? "" : $" (the line now reads as {(now.Message.StartsWith(at, StringComparison.Ordinal) ? now.Message[at.Length..] : now.Message)})";
+        var reason = now is null ? "" : (now.Message.StartsWith(at, StringComparison.Ordinal) ? now.Message[at.Length..] : now.Message).TrimEnd('.');
+        var reads = now is null ? "" : $" (the line now reads as {reason})";
         return new($"{at}the file changed during the replay: this forward pass no longer holds what it held when the replay began{reads}.", now);
     }
 }

@@ -32,7 +32,7 @@ internal static partial class OutputPath
         if (path.Contains('\uFFFD', StringComparison.Ordinal))
         {
             // The file would be written under \uFFFD itself, not under the bytes given.
-            return "the name holds \uFFFD, which stands for bytes that are not UTF-8 (moegs reads names as UTF-8, so the file would get another name); give a UTF-8 name.";
+            return "the name holds \uFFFD, which may stand for bytes that are not UTF-8 (moegs reads names as UTF-8, so the file would get another name); give a name without it.";
         }
 
         if (path == "-")

@@ -54,8 +54,9 @@ internal static class OutputTarget
             };
             return kind is null ? null : $"is {(link ? "a link to " : "")}{kind}, not a file: the write would replace it with a file";
         }
-        catch (Exception exception) when (exception is UnixIOException or IOException or UnauthorizedAccessException)
+        catch (Exception exception) when (exception is UnixIOException or IOException or UnauthorizedAccessException or DllNotFoundException or EntryPointNotFoundException)
         {
+            // Where Mono.Unix has no native library (a musl system) the name goes unexamined, and the write replaces it.
             return null;
         }
     }

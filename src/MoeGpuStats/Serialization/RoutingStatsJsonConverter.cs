@@ -327,18 +327,16 @@ internal static class RoutingStatsJson
                 Invariant($"capacity_stats.total_capacity is {state.TotalCapacity} for total_routings {state.TotalRoutings} at {slots} slots per expert{given}; each batch adds {slots} times its experts (1 or more), so it is a multiple of {slots}, at least {least}."));
         }
 
-        // A batch uses at most the capacity it is given (what is beyond is dropped), so its share of it, and the
-        // peak and moving average of those shares, lie in [0, 1]; without a capacity set, the default 100 slots is no
-        // limit and a batch may use more.
-        if (options.ExpertCapacity is not null && !(state.CapacityPeakUtilization <= 1f && state.CapacityAverageUtilization <= 1f))
+        // A batch of ids uses at most the capacity it is given (what is beyond is dropped), but a RoutingDecision is not
+        // cut by it (CapacityStats): its share of the capacity is an expert's slots, at most 2^31 − 1, over the slots per
+        // expert. The peak and moving average of the shares are at most that; the margin is the float32 division's.
+        if (options.ExpertCapacity is { } perExpert)
         {
-            throw new JsonException(Invariant($"capacity_stats.peak_utilization is {Shown(state.CapacityPeakUtilization)} and average_utilization {Shown(state.CapacityAverageUtilization)} with slots_per_expert {options.ExpertCapacity}; a batch uses at most its capacity, so both are at most 1."));
-        }
-
-        // For the same reason the slots used sum to at most the capacity given (whose total stops at MaxCount).
-        if (options.ExpertCapacity is not null && state.TotalCapacity != MaxCount && state.TotalUsed > state.TotalCapacity)
-        {
-            throw new JsonException(Invariant($"capacity_stats.total_used is {state.TotalUsed} but total_capacity {state.TotalCapacity} with slots_per_expert {options.ExpertCapacity}; a batch uses at most its capacity, so the slots used are at most the capacity."));
+            var most = int.MaxValue / (double)perExpert * (1 + 1e-6);
+            if (!(state.CapacityPeakUtilization <= most && state.CapacityAverageUtilization <= most))
+            {
+                throw new JsonException(Invariant($"capacity_stats.peak_utilization is {Shown(state.CapacityPeakUtilization)} and average_utilization {Shown(state.CapacityAverageUtilization)} with slots_per_expert {perExpert}; a batch's share of its capacity is at most (2^31 − 1) / {perExpert} = {int.MaxValue / (double)perExpert:G6} (an expert's slots over its capacity), and so are both."));
+            }
         }
 
         // Each batch adds the slots it counts to those used, less the ones a capacity dropped: a change of the experts
@@ -570,9 +568,6 @@ internal static class RoutingStatsJson
         return latency;
     }
 
-    /// <summary>The relative margin by which a latency mean may stray past the smallest or largest measurement, for the sum's rounding.</summary>
-    private const double MeanMargin = 1e-6;
-
     private static void CheckLatency(Latency latency)
     {
         var (measurements, total, min, max, recent) = latency;
@@ -607,10 +602,12 @@ internal static class RoutingStatsJson
             throw new JsonException(Invariant($"total_latency_ms {total} is below max_latency_ms {max}; the total sums every measurement."));
         }
 
-        // n measurements sum to between n times the smallest and n times the largest: the mean lies between them. The
-        // margin (one part in a million) is far above a double sum's rounding for any count a run reaches.
+        // n measurements sum to between n times the smallest and n times the largest: the mean lies between them. A sum
+        // of n non-negative doubles is off by at most n units of its last place (2^-52 each), whatever merges summed
+        // it in parts: the margin, with a millionth besides for the few measurements' case.
         var mean = total / measurements;
-        if (measurements > 0 && (mean > max * (1 + MeanMargin) || mean < min * (1 - MeanMargin)))
+        var margin = 1e-6 + (measurements * Math.Pow(2, -52));
+        if (measurements > 0 && (mean > max * (1 + margin) || mean < min * (1 - margin)))
         {
             throw new JsonException(Invariant($"total_latency_ms {total} over total_measurements {measurements} is a mean of {mean} ms, outside min_latency_ms {Shown(min)} to max_latency_ms {max}; the mean of measurements lies between the smallest and the largest."));
         }

@@ -287,7 +287,7 @@ public sealed class MoegsCommandLineTests : IDisposable
     [Fact]
     public void ANameWithBytesThatAreNotUtf8IsNoOutputFile() =>
         Assert.Equal(
-            "the name holds \uFFFD, which stands for bytes that are not UTF-8 (moegs reads names as UTF-8, so the file would get another name); give a UTF-8 name.",
+            "the name holds \uFFFD, which may stand for bytes that are not UTF-8 (moegs reads names as UTF-8, so the file would get another name); give a name without it.",
             OutputPath.Problem(Path.Combine(Path.GetTempPath(), "out\uFFFD.json")));
 
     [Fact]

@@ -208,8 +208,8 @@ public sealed class ReportCommandTests : IDisposable
     }
 
     /// <summary>
-    /// .NET reads an argument's bytes that are not UTF-8 as U+FFFD, so a file named by them is not found: the refusal says
-    /// why, where it said only that no such file was there (the file was).
+    /// .NET reads an argument's bytes that are not UTF-8 as U+FFFD, so a file named by them is not found although it is
+    /// there: the refusal says why.
     /// </summary>
     [Fact]
     public void AMissingNameWithBytesThatAreNotUtf8SaysSo()
@@ -217,7 +217,7 @@ public sealed class ReportCommandTests : IDisposable
         var name = Path.Combine(Path.GetTempPath(), $"bad\uFFFD-{Guid.NewGuid():N}.json");
         var (code, _, error) = Moegs.Run("report", name);
         Assert.Equal(ExitCodes.BadInput, code);
-        Assert.Equal($"{name}: no such file (the name holds \uFFFD, which stands for bytes that are not UTF-8: moegs reads names as UTF-8, so rename the file to a UTF-8 name).", error.Trim());
+        Assert.Equal($"{name}: no such file (the name holds \uFFFD, which may stand for bytes that are not UTF-8: moegs reads names as UTF-8, so rename the file to a UTF-8 name).", error.Trim());
     }
 
     /// <summary>"-", standard input to many tools, is named as such where no file of that name is there, for every command that reads files.</summary>
