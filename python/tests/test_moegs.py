@@ -5,6 +5,7 @@ NumPy and PyTorch may be absent: HostArray and HostTensor stand in for them with
 the wrapper reads (__array_interface__; torch's data_ptr/is_cuda/dtype/shape), over host memory."""
 import array
 import ctypes
+import fractions
 import gc
 import importlib.util
 import json
@@ -2092,6 +2093,10 @@ class ArgumentKindTests(unittest.TestCase):
                         model.summary(recent_steps=value)
             with self.assertRaisesRegex(ValueError, r"^seconds = \(an integer of 401 digits\) is out of range"):
                 stats.record_latency(10**400)
+            with self.assertRaisesRegex(ValueError, r"^seconds = \(an integer of 400 digits\) is out of range"):
+                stats.record_latency(10**400 - 1)
+            with self.assertRaisesRegex(ValueError, r"^seconds = \(a Fraction too long to show\) is out of range"):
+                stats.record_latency(fractions.Fraction(10**5000, 3))
             with self.assertRaisesRegex(TypeError, rf"^layer must be an integer \(got 1{'0' * 63}\.\.\. of type _BigIndex\)$"):
                 model.layer(_BigIndex())
 

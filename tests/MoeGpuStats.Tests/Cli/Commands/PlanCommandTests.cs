@@ -226,6 +226,9 @@ public sealed class PlanCommandTests : IDisposable
         (code, _, error) = Moegs.Run(["plan", perSlot, .. options, "--current", onThree, "--load-per-slot"]);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Equal($"--current {onThree} (against {perSlot}: 2 layers of 16 slots, --load-per-slot): 16 slots do not divide among 3 GPUs (the file's gpus field); every GPU holds as many.", error.TrimEnd());
+        (code, _, error) = Moegs.Run(["plan", perSlot, "--replicas", "12", "--gpus", "3", "--current", bare, "--load-per-slot"]);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"--current {bare} (against {perSlot}: 2 layers of 16 slots, --load-per-slot): 16 slots do not divide among 3 GPUs (--gpus); every GPU holds as many.", error.TrimEnd());
     }
 
     [Theory]
