@@ -599,6 +599,15 @@ class ModelTests(unittest.TestCase):
                     model.save(missing)
                 self.assertEqual(moegs.IO_ERROR, raised.exception.status)
                 self.assertIn(missing, str(raised.exception))
+                # A path that holds line breaks and a terminal's escapes, or runs to thousands of bytes, is shown
+                # escaped and cut: the message stays one line of bounded length.
+                for odd in (os.path.join(folder, "no\ndir\r", "x\x1b[2J.json"), os.path.join(folder, "d" * 200, *(["e" * 200] * 25), "x.json")):
+                    with self.assertRaises(moegs.MoeGpuStatsError) as raised:
+                        model.save(odd)
+                    message = str(raised.exception)
+                    self.assertEqual((moegs.IO_ERROR, 1), (raised.exception.status, len(message.splitlines())))
+                    self.assertNotIn("\x1b", message)
+                    self.assertLess(len(message), 1800)
                 with self.assertRaisesRegex(ValueError, "path is empty"):
                     model.save("")
                 with self.assertRaisesRegex(ValueError, "NUL"):

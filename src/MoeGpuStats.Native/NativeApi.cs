@@ -540,6 +540,9 @@ public static unsafe class NativeApi
     private static int FailPath(string function) =>
         Fail(NativeStatus.InvalidArgument, $"path is NULL, empty or not UTF-8: {function} writes the statistics as JSON to that file, named in UTF-8.");
 
+    /// <summary>The most characters of a path an error shows: any path a file system takes in a component or two.</summary>
+    private const int MostPathShown = 512;
+
     /// <summary>Runs <paramref name="save"/>; a file that cannot be written is an <see cref="NativeIoException"/> naming it.</summary>
     private static void SaveTo(string path, Action<string> save)
     {
@@ -549,7 +552,10 @@ public static unsafe class NativeApi
         }
         catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
         {
-            throw new NativeIoException($"{path}: cannot be written ({NativeChecks.OneLine(exception)}); the file is as it was.", exception);
+            // The path, and the library's reason, which names it again, escaped and bounded: one line, whatever the path holds.
+            throw new NativeIoException(
+                $"{NativeChecks.Escaped(path, MostPathShown)}: cannot be written ({NativeChecks.Escaped(NativeChecks.OneLine(exception), 2 * MostPathShown)}); the file is as it was.",
+                exception);
         }
     }
 

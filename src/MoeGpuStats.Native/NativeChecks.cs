@@ -285,14 +285,13 @@ internal static class NativeChecks
     }
 
     /// <summary>
-    /// The caller's text, its first 64 characters, with line breaks and other characters a terminal acts on escaped
-    /// (<c>\n</c>, <c>\r</c>, <c>\t</c>, else <c>\uXXXX</c>; <see cref="UnsafeText"/>), so that a message echoing it
-    /// stays one short line, shown as written.
+    /// The caller's text, its first <paramref name="mostShown"/> characters, with line breaks and other characters a
+    /// terminal acts on escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>, else <c>\uXXXX</c>; <see cref="UnsafeText"/>), so that
+    /// a message echoing it stays one short line, shown as written.
     /// </summary>
-    public static string Escaped(string text)
+    public static string Escaped(string text, int mostShown = 64)
     {
-        const int MostShown = 64;
-        var shown = text.Length > MostShown ? text[..MostShown] + "..." : text;
+        var shown = text.Length > mostShown ? text[..mostShown] + "..." : text;
         if (!shown.Any(UnsafeText.IsUnsafe))
         {
             return shown;

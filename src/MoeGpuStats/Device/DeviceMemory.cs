@@ -13,6 +13,7 @@ internal static class DeviceMemory
     {
         try
         {
+            RefuseBeyondHostMemory(accelerator, length * (long)Unsafe.SizeOf<T>());
             return accelerator.Allocate1D<T>(length);
         }
         catch (Exception exception) when (exception is OutOfMemoryException or AcceleratorException or ArgumentOutOfRangeException or OverflowException)
@@ -21,6 +22,26 @@ internal static class DeviceMemory
             throw new InsufficientMemoryException(
                 Invariant($"Could not allocate {bytes:N0} bytes ({length:N0} x {typeof(T).Name}) on '{accelerator.Name}' for {purpose}."),
                 exception);
+        }
+    }
+
+    /// <summary>
+    /// ILGPU's CPU accelerator takes its buffers from host memory the system lends past what it has (overcommit), and
+    /// the zeroing that follows touches every page: past the machine's or its container's limit the kernel kills the
+    /// process, where an allocation should fail. So a buffer larger than the memory the process has left under that limit
+    /// (the GC's <see cref="GCMemoryInfo.TotalAvailableMemoryBytes"/>, which honours a container's) is refused first.
+    /// </summary>
+    private static void RefuseBeyondHostMemory(Accelerator accelerator, long bytes)
+    {
+        if (accelerator.AcceleratorType != AcceleratorType.CPU)
+        {
+            return;
+        }
+
+        var left = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet;
+        if (bytes > left)
+        {
+            throw new OutOfMemoryException(Invariant($"{bytes:N0} bytes are more than the {Math.Max(left, 0):N0} this process has left of the host's memory."));
         }
     }
 

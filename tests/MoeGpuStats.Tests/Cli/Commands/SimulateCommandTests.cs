@@ -376,6 +376,26 @@ public sealed class SimulateCommandTests : IDisposable
     }
 
     /// <summary>
+    /// On ILGPU's CPU accelerator the ring is host memory the system lends past its limit, and zeroing it touched every
+    /// page until the kernel killed the process (or, under a limit the GC alone honours, ran on past it): a ring above
+    /// what the process has left is refused as the managed engine's is.
+    /// </summary>
+    [Fact]
+    public void AWindowRingBeyondHostMemoryIsRefusedOnTheCpuAcceleratorToo()
+    {
+        var text = ExternalProgram.Run(
+            DotnetHost(),
+            $"\"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\" simulate --layers 600 --experts 4096 --top-k 1 --tokens 1 --steps 100",
+            out var code,
+            (RoutingStats.AcceleratorVariable, "cpu"),
+            ("DOTNET_GCHeapHardLimit", "0x20000000"));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("the window of 100 steps (--window not given: the steps to record, as 1,000 would take a ring of 9.2 GiB): the model's state (100 steps x 600 layers x 4,096 experts in the window) needs ", text);
+        Assert.Single(text.TrimEnd().Split('\n'));
+    }
+
+    /// <summary>
     /// A batch the machine cannot lend memory for is refused naming --tokens with --top-k, in the words it had
     /// before --layers (a step of a model adds --layers); an address-space limit makes the 8 GiB allocation fail.
     /// </summary>
