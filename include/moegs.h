@@ -28,7 +28,11 @@
  * "managed" included, the message giving the bytes it needs.
  *
  * The .NET runtime the library hosts starts threads of its own and installs signal handlers (SIGSEGV among
- * them) that chain to the handlers installed before the first call. It does not survive fork(): a child forked
+ * them) that chain to the handlers installed before the first call; SIGPIPE it sets to ignored, so a write to a
+ * closed pipe then fails with EPIPE instead of ending the process, and children inherit that (set SIGPIPE back
+ * after the first call where the program relies on it). The first call, which starts the runtime, needs a thread
+ * stack of at least 256 KiB (a thread of 64 KiB overflows it). The library finds the runtime's files beside its
+ * own file, links resolved, whatever name and working folder it was loaded by. It does not survive fork(): a child forked
  * after the first call must not call the library (it crashes or hangs, and can take the parent with it); start
  * each process that uses it with exec (posix_spawn, Python's "spawn"). "auto" (or NULL) reads
  * MOEGS_ACCELERATOR; accelerator names ignore case and surrounding spaces.

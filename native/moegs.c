@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -105,17 +106,29 @@ static int join(char* out, size_t size, const char* dir, const char* name)
     return n > 0 && (size_t)n < size;
 }
 
-static void start_runtime(void)
+/* The folder of the library's file, links resolved, found when the library is loaded: the name it was loaded by may be
+ * relative to a working folder the program leaves before its first call, or a link in a folder without the files the
+ * build wrote beside libmoegs.so. Empty where it could not be found. */
+static char library_dir[PATH_MAX];
+
+__attribute__((constructor)) static void find_library_dir(void)
 {
     Dl_info self;
-    if (!dladdr((void*)&start_runtime, &self) || !self.dli_fname) {
-        fail_start("cannot locate libmoegs.so", 0);
+    char resolved[PATH_MAX];
+    if (!dladdr((void*)&find_library_dir, &self) || !self.dli_fname || !realpath(self.dli_fname, resolved))
+        return;
+    char* slash = strrchr(resolved, '/');
+    if (slash) *slash = '\0';
+    snprintf(library_dir, sizeof library_dir, "%s", resolved);
+}
+
+static void start_runtime(void)
+{
+    if (!library_dir[0]) {
+        fail_start("cannot locate libmoegs.so's folder", 0);
         return;
     }
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", self.dli_fname);
-    char* slash = strrchr(dir, '/');
-    if (slash) *slash = '\0'; else snprintf(dir, sizeof dir, ".");
+    const char* dir = library_dir;
 
     char assembly[PATH_MAX], config[PATH_MAX], local_hostfxr[PATH_MAX], hostfxr_path[PATH_MAX];
     if (!join(assembly, sizeof assembly, dir, "MoeGpuStats.Native.dll")

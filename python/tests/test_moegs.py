@@ -85,6 +85,22 @@ class Pair:
 
 
 class WrapperTests(unittest.TestCase):
+    def test_the_runtime_starts_from_a_link_and_from_a_relative_name_after_a_chdir(self):
+        """The library finds the files beside its own file, links resolved, when it is loaded: through a link in a folder
+        without them, and by a relative name from a working folder the program left before its first call."""
+        real = os.path.abspath(moegs._load()._name)
+        script = ("import ctypes, os, sys\nos.chdir(sys.argv[2])\nlib = ctypes.CDLL(sys.argv[1])\nos.chdir('/')\n"
+                  "lib.moegs_last_error.restype = ctypes.c_char_p\nout = ctypes.c_int64(0)\n"
+                  "print(lib.moegs_create(b'managed', 4, 0, ctypes.byref(out)), lib.moegs_last_error())\n")
+        with tempfile.TemporaryDirectory() as folder:
+            link = os.path.join(folder, "libmoegs.so")
+            os.symlink(real, link)
+            for name, where in ((link, folder), ("./libmoegs.so", os.path.dirname(real)), ("./libmoegs.so", folder)):
+                with self.subTest(name=name, where=where):
+                    run = subprocess.run([sys.executable, "-c", script, name, where], capture_output=True, text=True, timeout=120)
+                    self.assertEqual(0, run.returncode, run.stderr)
+                    self.assertEqual(f"{moegs.OK} b''", run.stdout.strip())
+
     def test_a_runtime_that_cannot_start_zeroes_the_handle_and_says_why(self):
         """libmoegs.so copied without the files beside it: create fails with RUNTIME_ERROR, *out is 0 as the header
         says of a failed create (not the caller's stale value), and the reason names the missing file once, unprefixed."""
