@@ -88,13 +88,27 @@ static struct {
 } api;
 
 static pthread_once_t started = PTHREAD_ONCE_INIT;
-static char start_error[PATH_MAX + 256];
+static char start_error[PATH_MAX + 1024];
+
+/* hostfxr's own first error line while the runtime starts: it would write it to the host's stderr, and it says why. */
+static char hostfxr_said[512];
+
+static void hear_hostfxr(const char* message)
+{
+    if (hostfxr_said[0] || !message)
+        return;
+    snprintf(hostfxr_said, sizeof hostfxr_said, "%s", message);
+    for (char* c = hostfxr_said; *c; c++)
+        if (*c == '\n' || *c == '\r') { *c = '\0'; break; }
+}
 
 static void fail_start(const char* what, int code)
 {
     /* No "moegs:" prefix: callers print the reason after their own, as the library's other errors. */
     if (code == 0)
         snprintf(start_error, sizeof start_error, "could not start the .NET runtime: %s", what);
+    else if (hostfxr_said[0])
+        snprintf(start_error, sizeof start_error, "could not start the .NET runtime: %s (hostfxr status 0x%x: %s)", what, (unsigned)code, hostfxr_said);
     else
         snprintf(start_error, sizeof start_error, "could not start the .NET runtime: %s (hostfxr status 0x%x)", what, (unsigned)code);
 }
@@ -149,6 +163,8 @@ static void start_runtime(void)
     hostfxr_get_runtime_delegate_fn get_delegate = (hostfxr_get_runtime_delegate_fn)dlsym(hostfxr, "hostfxr_get_runtime_delegate");
     hostfxr_close_fn close = (hostfxr_close_fn)dlsym(hostfxr, "hostfxr_close");
     if (!init || !get_delegate || !close) { fail_start("hostfxr lacks the hosting API", 0); return; }
+    hostfxr_set_error_writer_fn set_error_writer = (hostfxr_set_error_writer_fn)dlsym(hostfxr, "hostfxr_set_error_writer");
+    if (set_error_writer) set_error_writer(hear_hostfxr);
 
     /* A framework-dependent build loads as a component; a self-contained one (hostfxr beside the
      * library, no runtime installed, e.g. the GPU machine) must start as an app, then load the assembly. */
@@ -167,6 +183,7 @@ static void start_runtime(void)
         snprintf(what, sizeof what, "%s cannot start it; the files the build wrote beside libmoegs.so must stay beside it",
                  self_contained ? assembly : config);
         fail_start(what, rc);
+        if (set_error_writer) set_error_writer(NULL);
         return;
     }
     load_assembly_and_get_function_pointer_fn load = NULL;
@@ -180,6 +197,7 @@ static void start_runtime(void)
         rc = get_delegate(context, hdt_load_assembly_and_get_function_pointer, (void**)&load);
     }
     close(context);
+    if (set_error_writer) set_error_writer(NULL);
     if (rc != 0) { fail_start("getting the runtime's loader", rc); return; }
 
     const char* type = "MoeGpuStats.Native.NativeApi, MoeGpuStats.Native";

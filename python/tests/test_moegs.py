@@ -103,7 +103,8 @@ class WrapperTests(unittest.TestCase):
 
     def test_a_runtime_that_cannot_start_zeroes_the_handle_and_says_why(self):
         """libmoegs.so copied without the files beside it: create fails with RUNTIME_ERROR, *out is 0 as the header
-        says of a failed create (not the caller's stale value), and the reason names the missing file once, unprefixed."""
+        says of a failed create (not the caller's stale value), and the reason names the missing file, unprefixed, with
+        what hostfxr said of it (which it would have written to the host's stderr)."""
         script = ("import ctypes, sys\nlib = ctypes.CDLL(sys.argv[1])\nlib.moegs_last_error.restype = ctypes.c_char_p\n"
                   "for create, args in ((lib.moegs_create, (b'managed', 4, 0)), (lib.moegs_model_create, (b'managed', 2, 4, 0, 0, ctypes.c_float(-1.0)))):\n"
                   "    out = ctypes.c_int64(5)\n"
@@ -116,8 +117,11 @@ class WrapperTests(unittest.TestCase):
         first, second, reason = run.stdout.splitlines()
         self.assertEqual(f"{moegs.RUNTIME_ERROR} 0", first)
         self.assertEqual(f"{moegs.RUNTIME_ERROR} 0", second)
+        # hostfxr's own reason is in the message, not on the host's stderr.
         self.assertRegex(reason, r"^could not start the \.NET runtime: .*MoeGpuStats\.Native\.runtimeconfig\.json cannot start it; the files "
-                                 r"the build wrote beside libmoegs\.so must stay beside it \(hostfxr status 0x[0-9a-f]+\)$")
+                                 r"the build wrote beside libmoegs\.so must stay beside it \(hostfxr status 0x[0-9a-f]+: "
+                                 r"The specified runtimeconfig\.json \[.*\] does not exist\)$")
+        self.assertEqual("", run.stderr)
 
     def test_a_saved_aggregator_is_the_seed_shaped_json(self):
         """save(path) writes the seed-compatible snapshot that `moegs report` reads; a missing folder is IO_ERROR."""
