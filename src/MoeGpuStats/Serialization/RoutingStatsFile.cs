@@ -82,7 +82,7 @@ public static class RoutingStatsFile
         if (!Directory.Exists(folder))
         {
             throw new DirectoryNotFoundException(File.Exists(folder)
-                ? Invariant($"{folder} is a file, not a folder; give a path in a folder.")
+                ? Invariant($"{folder} is not a folder (a file, a pipe or a device); give a path in a folder.")
                 : Invariant($"the folder {folder} does not exist, or may not be searched; create it, or give a path in an existing folder."));
         }
 

@@ -145,6 +145,7 @@ public sealed class RoutingStatsFileTests : IDisposable
             Assert.Equal($"{fifo} is a named pipe, not a file: the write would replace it with a file; give the path of a file to write.", Assert.Throws<IOException>(() => save(fifo)).Message);
             Assert.Equal($"{toFifo} is a link to a named pipe, not a file: the write would replace it with a file; give the path of a file to write.", Assert.Throws<IOException>(() => save(toFifo)).Message);
             Assert.Equal($"{inSys} is in /sys, the system's own names (devices, the links of /dev/stdout), not a file a write may replace; give the path of a file to write.", Assert.Throws<IOException>(() => save(inSys)).Message);
+            Assert.Equal($"{fifo} is not a folder (a file, a pipe or a device); give a path in a folder.", Assert.Throws<DirectoryNotFoundException>(() => save(Path.Combine(fifo, "x.json"))).Message);
             Assert.Equal(FileTypes.Fifo, UnixFileSystemInfo.GetFileSystemEntry(fifo).FileType);
             Assert.Equal(FileTypes.SymbolicLink, UnixFileSystemInfo.GetFileSystemEntry(toFifo).FileType);
         }
@@ -171,7 +172,7 @@ public sealed class RoutingStatsFileTests : IDisposable
         Directory.Delete(aFolder);
         var aFile = Path.Combine(_folder.FullName, "not-a-folder");
         File.WriteAllText(aFile, "");
-        Assert.Equal($"{aFile} is a file, not a folder; give a path in a folder.", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, Path.Combine(aFile, "run.json"))).Message);
+        Assert.Equal($"{aFile} is not a folder (a file, a pipe or a device); give a path in a folder.", Assert.Throws<DirectoryNotFoundException>(() => RoutingStatsFile.Save(model, Path.Combine(aFile, "run.json"))).Message);
         File.Delete(aFile);
         Assert.Throws<ArgumentException>(() => RoutingStatsFile.Save(model, ""));
         model.Dispose();
