@@ -332,10 +332,10 @@ internal static class RoutingStatsJson
         // expert. The peak and moving average of the shares are at most that; the margin is the float32 division's.
         if (options.ExpertCapacity is { } perExpert)
         {
-            var most = int.MaxValue / (double)perExpert * (1 + 1e-6);
-            if (!(state.CapacityPeakUtilization <= most && state.CapacityAverageUtilization <= most))
+            var most = int.MaxValue / (double)perExpert;
+            if (!(state.CapacityPeakUtilization <= most * (1 + 1e-6) && state.CapacityAverageUtilization <= most * (1 + 1e-6)))
             {
-                throw new JsonException(Invariant($"capacity_stats.peak_utilization is {Shown(state.CapacityPeakUtilization)} and average_utilization {Shown(state.CapacityAverageUtilization)} with slots_per_expert {perExpert}; a batch's share of its capacity is at most (2^31 − 1) / {perExpert} = {int.MaxValue / (double)perExpert:G6} (an expert's slots over its capacity), and so are both."));
+                throw new JsonException(Invariant($"capacity_stats.peak_utilization is {Shown(state.CapacityPeakUtilization)} and average_utilization {Shown(state.CapacityAverageUtilization)} with slots_per_expert {perExpert}; a batch's share of its capacity is at most (2^31 − 1) / {perExpert} = {most:G6} (an expert's slots over its capacity), and so are both."));
             }
         }
 
@@ -605,8 +605,7 @@ internal static class RoutingStatsJson
         // n measurements sum to between n times the smallest and n times the largest: the mean lies between them. A sum
         // of n non-negative doubles is off by at most n units of its last place (2^-52 each), whatever merges summed
         // it in parts: the margin, with a millionth besides for the few measurements' case.
-        var mean = total / measurements;
-        var margin = 1e-6 + (measurements * Math.Pow(2, -52));
+        var (mean, margin) = (total / measurements, 1e-6 + (measurements * Math.Pow(2, -52)));
         if (measurements > 0 && (mean > max * (1 + margin) || mean < min * (1 - margin)))
         {
             throw new JsonException(Invariant($"total_latency_ms {total} over total_measurements {measurements} is a mean of {mean} ms, outside min_latency_ms {Shown(min)} to max_latency_ms {max}; the mean of measurements lies between the smallest and the largest."));
