@@ -114,7 +114,7 @@ internal static partial class MoegsCommandLine
                 : result.UnmatchedTokens[0];
             var meant = string.IsNullOrEmpty(word) ? null : Meant(word, command, root);
             // The option itself, refused: it came after "--", where every word is an input.
-            var hint = meant is null ? "" : meant == word ? $" Words after -- are inputs; put {word} before it." : $" Did you mean {meant}?";
+            var hint = meant is null ? SecondInput(word, command) : meant == word ? $" Words after -- are inputs; put {word} before it." : $" Did you mean {meant}?";
             var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
             console.Error.WriteLine($"{ErrorText.OneLine(error)}{hint} Run {help} for usage.");
             return ExitCodes.Usage;
@@ -153,6 +153,15 @@ internal static partial class MoegsCommandLine
         var options = command.Options.Concat(command == root ? [] : root.Options.Where(o => o.Recursive)).Where(o => !o.Hidden);
         return TypoSuggestion.For(word.Split('=', ':')[0], options.SelectMany(o => o.Aliases.Prepend(o.Name)));
     }
+
+    /// <summary>
+    /// For a word that is a second input to a command that reads one (<c>report a.json b.json</c>): that it reads one,
+    /// and for snapshots, the command that reads several; empty otherwise.
+    /// </summary>
+    private static string SecondInput(string? word, Command command) =>
+        string.IsNullOrEmpty(word) || word.StartsWith('-') || command.Arguments is not [{ Arity.MaximumNumberOfValues: 1 } input] ? ""
+        : command.Name == "report" ? $" report reads one {input.Name}; moegs merge A.json B.json ... combines snapshots and prints their report."
+        : $" {command.Name} reads one {input.Name}.";
 
     /// <summary>The first refusal of a value the user gave (a malformed number, an unknown layout): what was typed says more than what was left out.</summary>
     private static string? ValueError(IReadOnlyList<ParseError> errors) =>

@@ -60,6 +60,11 @@ internal static class MetricsServing
 
             addresses = [literal];
         }
+        else if (host.All(c => char.IsAsciiDigit(c) || c == '.'))
+        {
+            // The resolver's "Name or service not known" would call an address mistyped by a digit a name.
+            return $"{host} is not an IPv4 address: four numbers from 0 to 255, separated by dots";
+        }
         else
         {
             try

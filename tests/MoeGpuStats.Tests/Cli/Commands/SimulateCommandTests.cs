@@ -178,11 +178,13 @@ public sealed class SimulateCommandTests : IDisposable
 
     /// <summary>
     /// A host the endpoint cannot serve on is named with the port, with what a host may be, and why where the name
-    /// says it (not the listener's "The request is not supported"): a name that does not resolve, another machine's address.
+    /// says it (not the listener's "The request is not supported"): a name that does not resolve, another machine's address,
+    /// a mistyped IPv4 address (not called a name).
     /// </summary>
     [Theory]
     [InlineData("no-such-host.invalid", "(no-such-host.invalid does not resolve: ")]
     [InlineData("192.0.2.1", "(192.0.2.1 is not an address of this machine)")]
+    [InlineData("256.1.1.1", "(256.1.1.1 is not an IPv4 address: four numbers from 0 to 255, separated by dots)")]
     public void AHostTheEndpointCannotServeOnIsNamed(string host, string why)
     {
         var (code, output, error) = Moegs.Run("simulate", "--steps", "1", "--tokens", "2", "--metrics-port", "1", "--metrics-host", host);
