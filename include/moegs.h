@@ -137,7 +137,7 @@ moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, 
 moegs_status moegs_record_latency(moegs_handle handle, int64_t nanoseconds);
 
 /* Where the handle's statistics live: *out = "cuda", "opencl", "cpu" or "managed" (what "auto"
- * chose), a static string; it says what moegs_record's ids must be. */
+ * chose), a static string; it says what moegs_record's ids must be. *out is NULL when the call fails. */
 moegs_status moegs_accelerator(moegs_handle handle, const char** out);
 
 /* Reads the statistics into *out (moegs_snapshot_size() bytes). */
@@ -292,7 +292,7 @@ moegs_status moegs_model_record_strided(moegs_handle handle, const void* ids, mo
                                         int32_t top_k, int64_t layer_stride, int64_t token_stride, const void* valid_tokens,
                                         const void* load_balance_losses, const void* router_z_losses, void* stream);
 
-/* Where the model lives: *out = "cuda", "opencl", "cpu" or "managed", a static string. */
+/* Where the model lives: *out = "cuda", "opencl", "cpu" or "managed", a static string; NULL when the call fails. */
 moegs_status moegs_model_accelerator(moegs_handle handle, const char** out);
 
 /* The model's balance into *out, and each layer's into window_layers and since_start_layers (each

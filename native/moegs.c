@@ -303,7 +303,7 @@ moegs_status moegs_record_latency(moegs_handle handle, int64_t nanoseconds)
 
 moegs_status moegs_accelerator(moegs_handle handle, const char** out)
 {
-    return ready() ? (moegs_status)api.accelerator(handle, out) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.accelerator(handle, out) : not_started(out, sizeof *out);
 }
 
 moegs_status moegs_snapshot_read(moegs_handle handle, moegs_snapshot* out)
@@ -374,7 +374,7 @@ moegs_status moegs_model_record_strided(moegs_handle handle, const void* ids, mo
 
 moegs_status moegs_model_accelerator(moegs_handle handle, const char** out)
 {
-    return ready() ? (moegs_status)api.model_accelerator(handle, out) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.model_accelerator(handle, out) : not_started(out, sizeof *out);
 }
 
 moegs_status moegs_model_summary(moegs_handle handle, const int32_t* expert_ranks, moegs_model_balance* out,

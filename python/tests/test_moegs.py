@@ -103,20 +103,26 @@ class WrapperTests(unittest.TestCase):
 
     def test_a_runtime_that_cannot_start_zeroes_the_handle_and_says_why(self):
         """libmoegs.so copied without the files beside it: create fails with RUNTIME_ERROR, *out is 0 as the header
-        says of a failed create (not the caller's stale value), and the reason names the missing file, unprefixed, with
+        says of a failed create (not the caller's stale value), an accelerator's name NULL as after any other failure, and the reason names the missing file, unprefixed, with
         what hostfxr said of it (which it would have written to the host's stderr)."""
         script = ("import ctypes, sys\nlib = ctypes.CDLL(sys.argv[1])\nlib.moegs_last_error.restype = ctypes.c_char_p\n"
                   "for create, args in ((lib.moegs_create, (b'managed', 4, 0)), (lib.moegs_model_create, (b'managed', 2, 4, 0, 0, ctypes.c_float(-1.0)))):\n"
                   "    out = ctypes.c_int64(5)\n"
                   "    print(create(*args, ctypes.byref(out)), out.value)\n"
+                  "for name in (lib.moegs_accelerator, lib.moegs_model_accelerator):\n"
+                  "    out = ctypes.c_char_p(b'stale')\n"
+                  "    print(name(ctypes.c_int64(1), ctypes.byref(out)), out.value)\n"
                   "print(lib.moegs_last_error().decode())\n")
         with tempfile.TemporaryDirectory() as folder:
             lonely = shutil.copy(os.path.abspath(moegs._load()._name), folder)
             run = subprocess.run([sys.executable, "-c", script, lonely], capture_output=True, text=True, timeout=120)
         self.assertEqual(0, run.returncode, run.stderr)
-        first, second, reason = run.stdout.splitlines()
+        first, second, accelerator, model_accelerator, reason = run.stdout.splitlines()
         self.assertEqual(f"{moegs.RUNTIME_ERROR} 0", first)
         self.assertEqual(f"{moegs.RUNTIME_ERROR} 0", second)
+        # The accelerator's name is NULL, as after any other failure, not the caller's stale pointer.
+        self.assertEqual(f"{moegs.RUNTIME_ERROR} None", accelerator)
+        self.assertEqual(f"{moegs.RUNTIME_ERROR} None", model_accelerator)
         # hostfxr's own reason is in the message, not on the host's stderr.
         self.assertRegex(reason, r"^could not start the \.NET runtime: .*MoeGpuStats\.Native\.runtimeconfig\.json cannot start it; the files "
                                  r"the build wrote beside libmoegs\.so must stay beside it \(hostfxr status 0x[0-9a-f]+: "
@@ -1469,6 +1475,13 @@ class AcceleratorVariableTests(unittest.TestCase):
         message = self.probe("tpu\nx")
         self.assertRegex(message, r'^error invalid argument: MOEGS_ACCELERATOR = "tpu\\nx", which "auto" follows: must be one of '
                                   r'cuda, opencl, cpu, managed, or unset for the best accelerator present\.$')
+
+    def test_an_unknown_value_is_named_before_a_limit_that_depends_on_it(self):
+        # The experts' limit depends on the engine the variable names: with no engine named, that comes first.
+        self.assertRegex(self.probe("tpu", experts=5000), r'^error invalid argument: MOEGS_ACCELERATOR = "tpu", which "auto" follows')
+        model = ("import ctypes, sys; sys.path.insert(0, sys.argv[1]); import moegs; lib = moegs._load(); h = ctypes.c_int64(0)\n"
+                 "print(lib.moegs_model_create(b'auto', 2, 5000, 0, 0, ctypes.c_float(-1.0), ctypes.byref(h)), lib.moegs_last_error().decode())\n")
+        self.assertRegex(self.probe("tpu", script=model), r'^%d MOEGS_ACCELERATOR = "tpu", which "auto" follows' % moegs.INVALID_ARGUMENT)
 
     def test_an_empty_variable_is_unset(self):
         self.assertEqual(self.probe(None), self.probe(""))

@@ -19,6 +19,7 @@ internal static class NativeChecks
 
     public static void Create(string accelerator, int experts, int expertCapacity)
     {
+        NativeDevice.CheckAutoChoice(accelerator);
         // Every accelerator but "managed" keeps its per-expert state on a device engine of fixed size;
         // the managed engine keeps it in .NET arrays. "auto" that MOEGS_ACCELERATOR sends to the managed
         // engine takes what "managed" takes, as RoutingStats.Create does; else "auto" may pick a device.
@@ -41,6 +42,7 @@ internal static class NativeChecks
 
     public static void ModelCreate(string accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, uint flags)
     {
+        NativeDevice.CheckAutoChoice(accelerator);
         if (layers < 1 || layers > ModelRoutingStatsOptions.MaxLayers)
         {
             throw new NativeArgumentException($"layers = {layers}: must lie in [1, {ModelRoutingStatsOptions.MaxLayers}].");

@@ -34,9 +34,7 @@ internal sealed class NativeDevice : IDisposable
         var choice = accelerator is "auto" ? AutoChoice() : accelerator;
 
         // The checks refused every other name before, so only "auto" can bring one that is not an engine's.
-        var order = AcceleratorSelection.Order(choice, best)
-            ?? throw new NativeArgumentException(
-                $"{RoutingStats.AcceleratorVariable} = \"{NativeChecks.Escaped(AutoVariable()!)}\", which \"auto\" follows: must be one of {string.Join(", ", AcceleratorSelection.Names)}, or unset for the best accelerator present.");
+        var order = AcceleratorSelection.Order(choice, best) ?? throw UnknownAutoChoice();
         if (order.Length == 0)
         {
             return null;
@@ -72,6 +70,22 @@ internal sealed class NativeDevice : IDisposable
             CudaContextScope.RestoreAfterCreate(opened, caller);
         }
     }
+
+    /// <summary>
+    /// Refuses "auto" where <c>MOEGS_ACCELERATOR</c> names no engine: checked before the other arguments, as the
+    /// limits of some (the experts) depend on the engine it names.
+    /// </summary>
+    /// <exception cref="NativeArgumentException">"auto" and a <c>MOEGS_ACCELERATOR</c> that names no engine.</exception>
+    public static void CheckAutoChoice(string accelerator)
+    {
+        if (accelerator is "auto" && AcceleratorSelection.Order(AutoChoice()) is null)
+        {
+            throw UnknownAutoChoice();
+        }
+    }
+
+    private static NativeArgumentException UnknownAutoChoice() => new(
+        $"{RoutingStats.AcceleratorVariable} = \"{NativeChecks.Escaped(AutoVariable()!)}\", which \"auto\" follows: must be one of {string.Join(", ", AcceleratorSelection.Names)}, or unset for the best accelerator present.");
 
     /// <summary><c>MOEGS_ACCELERATOR</c> as set, without surrounding blanks; null when unset.</summary>
     private static string? AutoVariable() => Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable)?.Trim();
