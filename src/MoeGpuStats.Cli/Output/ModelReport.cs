@@ -119,7 +119,7 @@ internal static class ModelReport
                     Line(output, label, value, note);
                 }
 
-                Line(output, "tokens per second", Invariant($"{times.TokensPerSecond ?? 0:#,0}"), "the timed steps' tokens, each counted once for all layers (padding rows included) / their time");
+                Line(output, "tokens per second", FigureText.Fixed(times.TokensPerSecond ?? 0, "#,0"), "the timed steps' tokens, each counted once for all layers (padding rows included) / their time");
             }
             else
             {

@@ -97,8 +97,8 @@ internal static class RunReport
         else
         {
             output.WriteLine("Router losses, mean per batch");
-            Line("load-balancing loss", Invariant($"{stats.AverageLoadBalanceLoss:0.0000}"));
-            Line("router z-loss", Invariant($"{stats.AverageRouterZLoss:0.0000}"));
+            Line("load-balancing loss", FigureText.Fixed(stats.AverageLoadBalanceLoss, "0.0000"));
+            Line("router z-loss", FigureText.Fixed(stats.AverageRouterZLoss, "0.0000"));
         }
 
         output.WriteLine();
@@ -119,7 +119,7 @@ internal static class RunReport
                 Line(label, value, note);
             }
 
-            Line("tokens per second", Invariant($"{stats.GetThroughputStats().TokensPerSecond():#,0}"), "tokens per batch / mean time");
+            Line("tokens per second", FigureText.Fixed(stats.GetThroughputStats().TokensPerSecond(), "#,0"), "tokens per batch / mean time");
         }
         else
         {
@@ -156,7 +156,7 @@ internal static class RunReport
     internal static string Significant(double value, bool signed = false)
     {
         var decimals = value == 0 || !double.IsFinite(value) ? 0 : Math.Clamp(3 - (int)Math.Floor(Math.Log10(Math.Abs(value))), 0, 12);
-        var text = value.ToString("#,0." + new string('0', decimals), CultureInfo.InvariantCulture).TrimEnd('.');
+        var text = FigureText.Fixed(value, "#,0." + new string('0', decimals)).TrimEnd('.');
         return signed && value > 0 ? "+" + text : text;
     }
 
@@ -168,7 +168,7 @@ internal static class RunReport
     }
 
     /// <summary>A variance as the trend's note prints it: whole numbers from 100 up, where decimals are noise.</summary>
-    internal static string VarianceText(double variance) => variance >= 100 ? Invariant($"{variance:#,0}") : Invariant($"{variance:0.###}");
+    internal static string VarianceText(double variance) => FigureText.Fixed(variance, variance >= 100 ? "#,0" : "0.###");
 
     /// <summary>A share as the report prints it, <c>9.38 %</c>; the plot's legend prints the mean so too.</summary>
     internal static string Percent(float fraction) => Invariant($"{fraction * 100:0.00} %");

@@ -31,5 +31,5 @@ internal static class TimeSpread
     }
 
     /// <summary>A time in milliseconds as the reports print it.</summary>
-    public static string Milliseconds(double ms) => ms.ToString("#,0.000", CultureInfo.InvariantCulture) + " ms";
+    public static string Milliseconds(double ms) => FigureText.Fixed(ms, "#,0.000") + " ms";
 }

@@ -84,6 +84,34 @@ public sealed class ReportCommandTests : IDisposable
     }
 
     /// <summary>
+    /// Times a snapshot may hold but no run makes print in scientific notation, not as lines of hundreds of digits: a
+    /// mean of 10^300 ms, and the rate of tokens that a time of 10^-300 ms gives.
+    /// </summary>
+    [Theory]
+    [InlineData(1e300, @"  mean +1e\+300 ms\r?\n")]
+    [InlineData(1e-300, @"  tokens per second +4e\+303   ")]
+    public void AnExtremeTimeInASnapshotPrintsInScientificNotation(double milliseconds, string line)
+    {
+        var path = SaveFourTokens("timed.json");
+        var snapshot = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!;
+        snapshot["routing_latency_stats"] = new System.Text.Json.Nodes.JsonObject
+        {
+            ["total_measurements"] = 1,
+            ["total_latency_ms"] = milliseconds,
+            ["min_latency_ms"] = milliseconds,
+            ["max_latency_ms"] = milliseconds,
+            ["recent_latencies"] = new System.Text.Json.Nodes.JsonArray(milliseconds),
+        };
+        File.WriteAllText(path, snapshot.ToJsonString());
+
+        var (code, output, error) = Run("report", path);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Matches(line, output);
+        Assert.All(output.Split('\n'), text => Assert.True(text.Length < 200, text));
+    }
+
+    /// <summary>
     /// Balancedness sums the tokens over batches, as vLLM's and the model report's do: a batch of one token
     /// beside one of 1,000 spread evenly is nearly balanced (1,001 / 8 over 126), though each batch's shares,
     /// averaged, put expert 0 at half of a batch.
