@@ -828,7 +828,8 @@ class MoeModelStats(_Handle):
         tokens, later rows padding; clamped to [0, tokens] when read (a negative count records no token, a larger one
         every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or float32 arrays of
         `layers` in the ids' memory (contiguous). On host accelerators NumPy and CPU torch values of other types or
-        layouts are read as numbers (a count from ids.sum() is int64, NumPy's floats float64, losses[:, 0] strided). A CUDA record is ordered on `stream` as MoeStats.record's."""
+        layouts or at unaligned addresses are read as numbers (a count from ids.sum() is int64, NumPy's floats float64,
+        losses[:, 0] strided, a view at an odd offset of a byte buffer unaligned). A CUDA record is ordered on `stream` as MoeStats.record's."""
         self._require_open()
         # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
         pointer, kind, tokens, top_k, layer_stride, token_stride, is_cuda, device, alive = self._layers_of(ids)
@@ -1178,10 +1179,10 @@ class MoeModelStats(_Handle):
         ctype = ctypes.c_int32 if element == "int32" else ctypes.c_float
         memory = hasattr(value, "data_ptr") or hasattr(value, "__array_interface__") or hasattr(value, "buffer_info")
         if memory and not is_cuda and _host_array(value) and (str(value.dtype) not in (element, f"torch.{element}")
-                                                              or not _contiguous(value)):
+                                                              or not _contiguous(value) or not _aligned(value, 4)):
             # Host values of another type or layout are numbers, as Python's are: a count from ids.sum() is int64, NumPy's
-            # losses float64, a column of a [layers, 2] array strided. Only dense memory of the element type is read where
-            # it lies, as a CUDA tensor must be.
+            # losses float64, a column of a [layers, 2] array strided, a view at an odd offset of a byte buffer unaligned.
+            # Only dense, aligned memory of the element type is read where it lies, as a CUDA tensor must be.
             length = value.numel() if hasattr(value, "numel") else value.size
             if length != count:
                 raise ValueError(f"{name} holds {_count(length, 'value')}; it must hold {count}")
@@ -1230,6 +1231,12 @@ def _contiguous(value):
     if hasattr(value, "is_contiguous"):
         return value.is_contiguous()
     return bool(getattr(value, "flags", {"C_CONTIGUOUS": True})["C_CONTIGUOUS"])
+
+
+def _aligned(value, size):
+    """Whether a host array (see _host_array) starts at a multiple of `size` bytes, as the C API reads its elements."""
+    address = value.data_ptr() if hasattr(value, "data_ptr") else value.__array_interface__["data"][0]
+    return address % size == 0
 
 
 def _flat(values):

@@ -1185,6 +1185,13 @@ class ModelTests(unittest.TestCase):
             losses = numpy.array([[2.5, 1.25], [3.5, 0.25]], numpy.float32)
             model.record(two_layers, valid_tokens=numpy.int32(1), load_balance_losses=losses[:, 0], router_z_losses=losses[:, 1])
             self.assertEqual((2.5, 0.5), (model.layer(1)["average_load_balance_loss"], model.layer(1)["average_router_z_loss"]))
+            # And at any address: views at an odd offset of a byte buffer are unaligned, which the C API refuses to read.
+            packed = numpy.zeros(13, numpy.uint8)
+            packed[1:9].view(numpy.float32)[:] = [4.5, 5.5]
+            packed[9:13].view(numpy.int32)[:] = 1
+            model.record(two_layers, valid_tokens=packed[9:13].view(numpy.int32), load_balance_losses=packed[1:9].view(numpy.float32))
+            self.assertEqual((2.5, 3.5), (model.layer(0)["average_load_balance_loss"], model.layer(1)["average_load_balance_loss"]))
+            self.assertEqual([[6, 2, 0, 0], [0, 0, 0, 8]], load_rows(model.window_load()))
         if importlib.util.find_spec("torch"):
             import torch
             with moegs.MoeModelStats(2, 4, accelerator="managed") as model:
