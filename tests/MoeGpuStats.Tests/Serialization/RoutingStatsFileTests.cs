@@ -352,6 +352,33 @@ public sealed class RoutingStatsFileTests : IDisposable
         Assert.Equal("/proc/version is in /proc, the system's own names (devices, the links of /dev/stdout), not a file a write may replace; give the path of a file to write.", error.Message);
     }
 
+    /// <summary>
+    /// A proc file system mounted where <see cref="OutputTarget"/> does not look (a host's /proc at /host/proc in a
+    /// container) refuses a new name with ENOENT, which .NET reports as the file not found: the save says the folder
+    /// lets no file be created. One is mounted where the tests may mount (root with CAP_SYS_ADMIN, as in CI).
+    /// </summary>
+    [Fact]
+    public void AFolderThatLetsNoFileBeCreatedIsNamed()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux() && Support.ExternalProgram.FindOnPath("mount") is not null, "needs Linux's mount");
+        var point = _folder.CreateSubdirectory("proc").FullName;
+        Support.ExternalProgram.Run("mount", $"-t proc proc \"{point}\"", out var mounted);
+        Assert.SkipWhen(mounted != 0, "mounting a proc file system needs root and the right to mount (CAP_SYS_ADMIN)");
+        try
+        {
+            using var stats = new RoutingStats();
+            var path = Path.Combine(point, "s.json");
+
+            var error = Assert.Throws<IOException>(() => RoutingStatsFile.Save(stats, path));
+
+            Assert.Equal($"{path}: its folder {point} lets no file be created in it (as /proc and /sys do not); give a path elsewhere.", error.Message);
+        }
+        finally
+        {
+            Support.ExternalProgram.Run("umount", $"\"{point}\"", out _);
+        }
+    }
+
     [Fact]
     public void ATruncatedSnapshotGivesAnErrorNamingTheFile()
     {
