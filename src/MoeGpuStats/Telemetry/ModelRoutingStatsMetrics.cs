@@ -209,12 +209,29 @@ public sealed class ModelRoutingStatsMetrics : IDisposable
     /// <param name="expertSeries">Whether per-expert series are published.</param>
     /// <param name="recentSeries">Whether the recent series are published (a <c>recentSteps</c> given).</param>
     /// <param name="epSeries">Whether the EP ranks' series are published (an <c>epSize</c> given).</param>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="layers"/>, <paramref name="experts"/> or <paramref name="topExperts"/> is negative.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">
+    /// <paramref name="layers"/> or <paramref name="experts"/> is outside what a model takes (1 to
+    /// <see cref="ModelRoutingStatsOptions.MaxLayers"/>, 1 to <see cref="RoutingStatsOptions.MaxDeviceExperts"/>), or
+    /// <paramref name="topExperts"/> outside 0 to <paramref name="experts"/>, as the constructor takes it.
+    /// </exception>
     public static long SeriesCount(int layers, int experts, int topExperts, bool expertSeries, bool recentSeries = false, bool epSeries = false)
     {
-        OutOfRange.ThrowIfNegative(layers);
-        OutOfRange.ThrowIfNegative(experts);
-        OutOfRange.ThrowIfNegative(topExperts);
+        // Within a model's sizes the count cannot pass 2^33; beyond them it would wrap a long.
+        if (layers is < 1 or > ModelRoutingStatsOptions.MaxLayers)
+        {
+            throw OutOfRange.Error(nameof(layers), layers, Invariant($"give 1 to {ModelRoutingStatsOptions.MaxLayers:N0}, as a model takes."));
+        }
+
+        if (experts is < 1 or > RoutingStatsOptions.MaxDeviceExperts)
+        {
+            throw OutOfRange.Error(nameof(experts), experts, Invariant($"give 1 to {RoutingStatsOptions.MaxDeviceExperts:N0}, as a model takes."));
+        }
+
+        if (topExperts < 0 || topExperts > experts)
+        {
+            throw OutOfRange.Error(nameof(topExperts), topExperts, Invariant($"give 0 to {experts:N0}, the experts."));
+        }
+
         return ModelWideSeries
             + ((long)SeriesPerLayer * layers)
             + ((long)SeriesPerRank * layers * topExperts)

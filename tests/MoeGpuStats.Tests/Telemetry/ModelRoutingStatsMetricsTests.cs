@@ -293,12 +293,25 @@ public sealed partial class ModelRoutingStatsMetricsTests
         Assert.StartsWith(FormattableString.Invariant($"topExperts is {topExperts}; give 0 to {Experts}"), error.Message);
     }
 
+    /// <summary>
+    /// A series count of sizes no model has is refused naming the size, as the constructor refuses them: beyond a
+    /// model's sizes the count wrapped a long (int.MaxValue layers and experts counted -9.2e18 series).
+    /// </summary>
     [Theory]
-    [InlineData(-1, 4, 2, "layers")]
-    [InlineData(3, -4, 2, "experts")]
-    [InlineData(3, 4, -2, "topExperts")]
-    public void ASeriesCountOfANegativeSizeIsRefusedNamingIt(int layers, int experts, int topExperts, string parameter) =>
-        Assert.Equal(parameter, Assert.Throws<ArgumentOutOfRangeException>(() => ModelRoutingStatsMetrics.SeriesCount(layers, experts, topExperts, expertSeries: true)).ParamName);
+    [InlineData(-1, 4, 2, "layers is -1; give 1 to 1,024, as a model takes.")]
+    [InlineData(0, 4, 2, "layers is 0; give 1 to 1,024, as a model takes.")]
+    [InlineData(int.MaxValue, 4, 2, "layers is 2147483647; give 1 to 1,024, as a model takes.")]
+    [InlineData(3, -4, 2, "experts is -4; give 1 to 4,096, as a model takes.")]
+    [InlineData(3, int.MaxValue, 0, "experts is 2147483647; give 1 to 4,096, as a model takes.")]
+    [InlineData(3, 4, -2, "topExperts is -2; give 0 to 4, the experts.")]
+    [InlineData(1, 4, 10, "topExperts is 10; give 0 to 4, the experts.")]
+    public void ASeriesCountOfSizesNoModelHasIsRefusedNamingThem(int layers, int experts, int topExperts, string message)
+    {
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => ModelRoutingStatsMetrics.SeriesCount(layers, experts, topExperts, expertSeries: true));
+
+        Assert.Equal(message[..message.IndexOf(' ', StringComparison.Ordinal)], error.ParamName);
+        Assert.StartsWith(message, error.Message, StringComparison.Ordinal);
+    }
 
     [Fact]
     public void TheDefaultTopKIsAtMostTheExperts()
