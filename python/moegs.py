@@ -1656,10 +1656,11 @@ class ModelMetricsCollector:
         """The series one collector serves: 11 for the model, 12 per layer, 4 per layer and position, with
         expert_series 2 per (layer, expert), with recent_series (recent_steps given) 4 more for the model and 1 more
         per layer, and with ep_series (ep_size given) 2 more; what a scraper stores per instance
-        (ModelRoutingStatsMetrics.SeriesCount)."""
-        layers = _integer("layers", layers, 0, INT64_MAX)
-        experts = _integer("experts", experts, 0, INT64_MAX)
-        top_experts = _integer("top_experts", top_experts, 0, INT64_MAX)
+        (ModelRoutingStatsMetrics.SeriesCount). Sizes are a model's (layers 1 to 1,024, experts 1 to 4,096) and
+        top_experts 0 to the experts, as a collector takes them; others raise ValueError."""
+        layers = _integer("layers", layers, 1, MODEL_LAYERS_MAX)
+        experts = _integer("experts", experts, 1, DEVICE_EXPERTS_MAX)
+        top_experts = _integer("top_experts", top_experts, 0, experts, allowed=f"[0, {experts}], 0 to the experts")
         expert_series, recent_series, ep_series = (_flag(name, value) for name, value in (
             ("expert_series", expert_series), ("recent_series", recent_series), ("ep_series", ep_series)))
         return (11 + 12 * layers + 4 * layers * top_experts + (2 * layers * experts if expert_series else 0)

@@ -1995,6 +1995,11 @@ class ModelMetricsTests(unittest.TestCase):
                 moegs.ModelMetricsCollector(stats)
         self.assertEqual(11 + 58 * 12 + 4 * 58 * 5 + 2 * 58 * 256, moegs.ModelMetricsCollector.series_count(58, 256, 5, True))
         self.assertEqual(11 + 58 * 12 + 4 + 58, moegs.ModelMetricsCollector.series_count(58, 256, 0, False, recent_series=True))
+        # Sizes no model has are refused, as ModelRoutingStatsMetrics.SeriesCount refuses them.
+        for sizes, message in (((0, 4, 0), r"^layers = 0 is out of range"), ((1025, 4, 0), r"^layers = 1025 is out of range"),
+                               ((2, 4097, 0), r"^experts = 4097 is out of range"), ((2, 4, 5), r"^top_experts = 5 is out of range: it must lie in \[0, 4\], 0 to the experts$")):
+            with self.subTest(sizes=sizes), self.assertRaisesRegex(ValueError, message):
+                moegs.ModelMetricsCollector.series_count(*sizes, False)
 
     def test_registering_reads_nothing_and_a_closed_model_fails_the_scrape(self):
         """describe() gives the families without samples, so register() does not read the model (here one closed right
