@@ -47,7 +47,7 @@ public sealed class OutOfRangeTests
         ["ModelRoutingStatsMetrics.topExperts"] = (() => Use(Model(), m => new ModelRoutingStatsMetrics(m, topExperts: 5)), "topExperts is 5; give 0 to 4, the model's experts."),
         ["ModelRoutingStatsMetrics.epSize"] = (() => Use(Model(), m => new ModelRoutingStatsMetrics(m, epSize: 3)), "epSize is 3; give a divisor of the model's 4 experts"),
         ["ModelRoutingStatsMetrics.refreshInterval"] = (() => Use(Model(), m => new ModelRoutingStatsMetrics(m, refreshInterval: TimeSpan.FromMilliseconds(-1))), "refreshInterval is -1 ms; it cannot be negative."),
-        ["ModelRoutingStatsMetrics.SeriesCount"] = (() => ModelRoutingStatsMetrics.SeriesCount(-1, 4, 0, expertSeries: false), "layers is -1; it cannot be negative."),
+        ["ModelRoutingStatsMetrics.SeriesCount"] = (() => ModelRoutingStatsMetrics.SeriesCount(-1, 4, 0, expertSeries: false), "layers is -1; give 1 to 1,024, as a model takes."),
         ["RoutingStatsMetrics.refreshInterval"] = (() => Use(new RoutingStats(), s => new RoutingStatsMetrics(s, refreshInterval: TimeSpan.FromTicks(-1))), "refreshInterval is -0.0001 ms; it cannot be negative."),
         ["ExpertPlacement.IdentityBalancedness gpus"] = (() => ExpertPlacement.IdentityBalancedness(Loads, 0), "gpus is 0; it must be at least 1."),
         ["ExpertPlacement.Balancedness gpus"] = (() => ExpertPlacement.Balancedness(Loads, [[0, 1, 2, 3]], 0), "gpus is 0; it must be at least 1."),
