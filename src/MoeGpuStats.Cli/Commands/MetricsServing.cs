@@ -31,7 +31,7 @@ internal static class MetricsServing
             return false;
         }
 
-        console.Error.WriteLine($"metrics: {MetricsHost.Parse(host).Url(given)}");
+        console.Error.WriteLine($"metrics: {MetricsHost.Parse(host).Described(given)}");
         return true;
     }
 
@@ -103,7 +103,7 @@ internal static class MetricsServing
             return;
         }
 
-        console.Error.WriteLine($"metrics: serving the final state at {MetricsHost.Parse(host).Url(port)} until Ctrl-C or SIGTERM");
+        console.Error.WriteLine($"metrics: serving the final state at {MetricsHost.Parse(host).Described(port)} until Ctrl-C or SIGTERM");
         while (!interrupt.Requested)
         {
             Thread.Sleep(100);
