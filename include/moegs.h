@@ -23,8 +23,8 @@
  * before it left it (moegs_model_save too: the state it writes is staged and copied back as a read,
  * and its file written after). Calls on different handles run concurrently. A handle destroyed while another
  * thread's call on it runs waits for that call; a call after the destroy is MOEGS_INVALID_HANDLE. A successful call leaves
- * moegs_last_error() as it was; the string it returns lives until the thread's next failing call, so copy it
- * before another call. A model whose state cannot be allocated is MOEGS_DEVICE_ERROR on every accelerator,
+ * moegs_last_error() as it was; the string it returns lives until the thread's next failing call or its end, so copy
+ * it before another call (a thread's message is freed some time after the thread ends). A model whose state cannot be allocated is MOEGS_DEVICE_ERROR on every accelerator,
  * "managed" included, the message giving the bytes it needs.
  *
  * The .NET runtime the library hosts starts threads of its own and installs signal handlers (SIGSEGV among

@@ -25,7 +25,7 @@ public static unsafe class NativeApi
     private static long _nextHandle;
 
     [ThreadStatic]
-    private static IntPtr _lastError;
+    private static LastErrorText? _lastError;
 
     [UnmanagedCallersOnly]
     public static int Create(byte* accelerator, int experts, int expertCapacity, long* handle)
@@ -495,7 +495,7 @@ public static unsafe class NativeApi
 
     /// <summary>The last error's text on this thread (UTF-8, valid until the next failing call on it), or an empty string.</summary>
     [UnmanagedCallersOnly]
-    public static IntPtr LastError() => _lastError == IntPtr.Zero ? EmptyString : _lastError;
+    public static IntPtr LastError() => _lastError?.Text ?? EmptyString;
 
     /// <summary>
     /// The C caller's accelerator name as the checks spell it: NULL is "auto"; case and surrounding
@@ -738,13 +738,22 @@ public static unsafe class NativeApi
 
     private static int Fail(int status, string message)
     {
-        var previous = _lastError;
-        _lastError = Marshal.StringToCoTaskMemUTF8(message);
-        if (previous != IntPtr.Zero)
-        {
-            Marshal.FreeCoTaskMem(previous);
-        }
-
+        var holder = _lastError ??= new LastErrorText();
+        var previous = holder.Text;
+        holder.Text = Marshal.StringToCoTaskMemUTF8(message);
+        Marshal.FreeCoTaskMem(previous);
         return status;
+    }
+
+    /// <summary>
+    /// A thread's last failure message, UTF-8 in native memory that <c>moegs_last_error()</c> hands out. Its finalizer
+    /// frees it once the thread has ended and its thread statics are gone: a host that starts a thread per task would
+    /// otherwise leave one message behind for every thread that ended after a failure.
+    /// </summary>
+    private sealed class LastErrorText
+    {
+        public IntPtr Text;
+
+        ~LastErrorText() => Marshal.FreeCoTaskMem(Text);
     }
 }
