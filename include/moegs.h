@@ -368,7 +368,7 @@ moegs_status moegs_model_read(moegs_handle handle, int32_t recent_steps, const i
  * once the read has arrived). ILGPU gives no event to poll on "opencl", where the call waits for the copy; on
  * "cpu" and "managed" the read has arrived when the call returns (stream must be NULL off "cuda").
  * moegs_model_read_ready: *arrived = 1 once the read has arrived, else 0; never waits (0 while another thread
- * is in moegs_model_read_finish on it).
+ * is in moegs_model_read_finish on it, and when the call fails).
  * moegs_model_read_finish: waits until the read has arrived (none after ready said 1), writes *out and each
  * array given (NULL, or `layers` structs; window_load NULL or capacity >= layers * experts values) as
  * moegs_model_summary and moegs_model_window_load write them, then frees the read: its handle is invalid

@@ -483,7 +483,7 @@ moegs_status moegs_model_read_begin(moegs_handle handle, int32_t recent_steps, c
 
 moegs_status moegs_model_read_ready(moegs_handle read, int32_t* arrived)
 {
-    return ready() ? (moegs_status)api.model_read_ready(read, arrived) : MOEGS_RUNTIME_ERROR;
+    return ready() ? (moegs_status)api.model_read_ready(read, arrived) : not_started(arrived, sizeof *arrived);
 }
 
 moegs_status moegs_model_read_finish(moegs_handle read, moegs_model_balance* out, moegs_layer_balance* window_layers,

@@ -373,6 +373,7 @@ def _memory(value, name, element="int32"):
         data = interface.get("data")
         if not isinstance(data, tuple):
             raise TypeError(f"{name} must expose their memory as an address (__array_interface__['data'] = (pointer, read_only))")
+        _require_aligned(name, data[0], 4)
         return data[0], math.prod(shape), shape, False, None, (value, interface)
     if hasattr(value, "buffer_info") and hasattr(value, "typecode"):  # array.array
         if value.typecode != typecode or value.itemsize != 4:
@@ -380,6 +381,14 @@ def _memory(value, name, element="int32"):
         address, count = value.buffer_info()
         return address, count, (count,), False, None, value
     raise TypeError(f"{name} must be a torch.Tensor, a NumPy array or an array.array('{typecode}') of {element} (got {type(value).__name__})")
+
+
+def _require_aligned(name, address, size):
+    """Refuses host memory that does not start at a multiple of its values' size, which the C API cannot read, with
+    the copy that realigns it (numpy.ascontiguousarray returns such an array as it is)."""
+    if address % size:
+        raise ValueError(f"{name} start at {hex(address)}, not at a multiple of {size} bytes (a view at an odd offset of a "
+                         f"byte buffer); copy them: numpy.array({name})")
 
 
 # A model's ids by type: moegs_id_type, bytes, and the names torch and __array_interface__ give the type.
@@ -414,6 +423,7 @@ def _strided(value, name):
             strides = tuple(size * math.prod(shape[i + 1:]) for i in range(len(shape)))
         if any(stride % size for stride in strides):
             raise ValueError(f"{name} have strides {tuple(strides)} bytes, not whole {kind} ids: use numpy.ascontiguousarray({name})")
+        _require_aligned(name, data[0], size)
         return data[0], shape, tuple(stride // size for stride in strides), False, None, (value, interface), kind
     pointer, _, shape, is_cuda, device, alive = _memory(value, name)
     return pointer, shape, tuple(math.prod(shape[i + 1:]) for i in range(len(shape))), is_cuda, device, alive, "int32"

@@ -103,7 +103,8 @@ class WrapperTests(unittest.TestCase):
 
     def test_a_runtime_that_cannot_start_zeroes_the_handle_and_says_why(self):
         """libmoegs.so copied without the files beside it: create fails with RUNTIME_ERROR, *out is 0 as the header
-        says of a failed create (not the caller's stale value), an accelerator's name NULL as after any other failure, and the reason names the missing file, unprefixed, with
+        says of a failed create (not the caller's stale value), an accelerator's name NULL and a read's arrival 0 as after any
+        other failure, and the reason names the missing file, unprefixed, with
         what hostfxr said of it (which it would have written to the host's stderr)."""
         script = ("import ctypes, sys\nlib = ctypes.CDLL(sys.argv[1])\nlib.moegs_last_error.restype = ctypes.c_char_p\n"
                   "for create, args in ((lib.moegs_create, (b'managed', 4, 0)), (lib.moegs_model_create, (b'managed', 2, 4, 0, 0, ctypes.c_float(-1.0)))):\n"
@@ -112,17 +113,20 @@ class WrapperTests(unittest.TestCase):
                   "for name in (lib.moegs_accelerator, lib.moegs_model_accelerator):\n"
                   "    out = ctypes.c_char_p(b'stale')\n"
                   "    print(name(ctypes.c_int64(1), ctypes.byref(out)), out.value)\n"
+                  "arrived = ctypes.c_int32(7)\n"
+                  "print(lib.moegs_model_read_ready(ctypes.c_int64(1), ctypes.byref(arrived)), arrived.value)\n"
                   "print(lib.moegs_last_error().decode())\n")
         with tempfile.TemporaryDirectory() as folder:
             lonely = shutil.copy(os.path.abspath(moegs._load()._name), folder)
             run = subprocess.run([sys.executable, "-c", script, lonely], capture_output=True, text=True, timeout=120)
         self.assertEqual(0, run.returncode, run.stderr)
-        first, second, accelerator, model_accelerator, reason = run.stdout.splitlines()
+        first, second, accelerator, model_accelerator, arrived, reason = run.stdout.splitlines()
         self.assertEqual(f"{moegs.RUNTIME_ERROR} 0", first)
         self.assertEqual(f"{moegs.RUNTIME_ERROR} 0", second)
         # The accelerator's name is NULL, as after any other failure, not the caller's stale pointer.
         self.assertEqual(f"{moegs.RUNTIME_ERROR} None", accelerator)
         self.assertEqual(f"{moegs.RUNTIME_ERROR} None", model_accelerator)
+        self.assertEqual(f"{moegs.RUNTIME_ERROR} 0", arrived)
         # hostfxr's own reason is in the message, not on the host's stderr.
         self.assertRegex(reason, r"^could not start the \.NET runtime: .*MoeGpuStats\.Native\.runtimeconfig\.json cannot start it; the files "
                                  r"the build wrote beside libmoegs\.so must stay beside it \(hostfxr status 0x[0-9a-f]+: "
@@ -1185,6 +1189,15 @@ class ModelTests(unittest.TestCase):
             losses = numpy.array([[2.5, 1.25], [3.5, 0.25]], numpy.float32)
             model.record(two_layers, valid_tokens=numpy.int32(1), load_balance_losses=losses[:, 0], router_z_losses=losses[:, 1])
             self.assertEqual((2.5, 0.5), (model.layer(1)["average_load_balance_loss"], model.layer(1)["average_router_z_loss"]))
+            # Ids at an odd offset are refused with the copy that realigns them: they are read where they lie.
+            packed_ids = numpy.zeros(64, numpy.uint8)
+            with moegs.MoeStats(4, "managed") as stats:
+                for record, unaligned in ((stats.record, packed_ids[1:33].view(numpy.int32).reshape(4, 2)),
+                                          (model.record, packed_ids[1:25].view(numpy.int16).reshape(2, 3, 2))):
+                    with self.subTest(ids=unaligned.dtype), self.assertRaisesRegex(
+                            ValueError, r"^ids start at 0x[0-9a-f]+, not at a multiple of \d bytes .*; copy them: numpy\.array\(ids\)$"):
+                        record(unaligned)
+            self.assertEqual(2, model.summary()["steps"])
             # And at any address: views at an odd offset of a byte buffer are unaligned, which the C API refuses to read.
             packed = numpy.zeros(13, numpy.uint8)
             packed[1:9].view(numpy.float32)[:] = [4.5, 5.5]

@@ -156,10 +156,12 @@ internal static partial class MoegsCommandLine
 
     /// <summary>
     /// For a word that is a second input to a command that reads one (<c>report a.json b.json</c>): that it reads one,
-    /// and for snapshots, the command that reads several; empty otherwise.
+    /// and for snapshots, the command that reads several; empty otherwise, and for a number, more likely a second
+    /// value given to an option (<c>--replicas 8 16</c>) than a file's name.
     /// </summary>
     private static string SecondInput(string? word, Command command) =>
-        string.IsNullOrEmpty(word) || word.StartsWith('-') || command.Arguments is not [{ Arity.MaximumNumberOfValues: 1 } input] ? ""
+        string.IsNullOrEmpty(word) || word.StartsWith('-') || double.TryParse(word, CultureInfo.InvariantCulture, out _)
+        || command.Arguments is not [{ Arity.MaximumNumberOfValues: 1 } input] ? ""
         : command.Name == "report" ? $" report reads one {input.Name}; moegs merge A.json B.json ... combines snapshots and prints their report."
         : $" {command.Name} reads one {input.Name}.";
 

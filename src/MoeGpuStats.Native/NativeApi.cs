@@ -493,7 +493,7 @@ public static unsafe class NativeApi
     [UnmanagedCallersOnly]
     public static int ModelReadDestroy(long read) => Remove(ModelReads, "pending model read", read);
 
-    /// <summary>The last error's text on this thread (UTF-8, valid until the next failing call on it), or an empty string.</summary>
+    /// <summary>The last error's text on this thread (UTF-8, valid until the next failing call on it or the thread's end), or an empty string.</summary>
     [UnmanagedCallersOnly]
     public static IntPtr LastError() => _lastError?.Text ?? EmptyString;
 

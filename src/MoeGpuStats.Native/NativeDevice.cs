@@ -33,7 +33,8 @@ internal sealed class NativeDevice : IDisposable
         built = default;
         var choice = accelerator is "auto" ? AutoChoice() : accelerator;
 
-        // The checks refused every other name before, so only "auto" can bring one that is not an engine's.
+        // The checks refused every unknown name before (CheckAutoChoice "auto"'s); this one guards against a variable
+        // changed by another thread in between.
         var order = AcceleratorSelection.Order(choice, best) ?? throw UnknownAutoChoice();
         if (order.Length == 0)
         {

@@ -57,20 +57,27 @@ internal sealed class MetricsHost
     }
 
     /// <summary>
-    /// The endpoint's address as a scraper gives it: an IPv6 address in brackets; for every interface (<c>+</c>, which
-    /// no scraper reads as a host), this machine's name.
+    /// The endpoint's address as a scraper gives it: an IPv6 address in brackets; for every address (<c>+</c>,
+    /// <c>0.0.0.0</c>, <c>::</c>, which no scraper reads as a host), this machine's name.
     /// </summary>
     public string Url(int port) => Address switch
     {
-        null when IsEveryInterface => $"http://{Dns.GetHostName()}:{port}/metrics",
+        _ when EveryAddressOf is not null => $"http://{Dns.GetHostName()}:{port}/metrics",
         // A zone as given (%eth0, not the index .NET writes), escaped as RFC 6874 has it in a URL.
         { AddressFamily: AddressFamily.InterNetworkV6 } => $"http://[{_given.TrimStart('[').TrimEnd(']').Replace("%", "%25", StringComparison.Ordinal)}]:{port}/metrics",
         { } v4 => $"http://{v4}:{port}/metrics",
         null => $"http://{_given}:{port}/metrics",
     };
 
-    /// <summary>The address as the command line reports it: <see cref="Url"/>, and for <c>+</c> that every interface serves.</summary>
-    public string Described(int port) => IsEveryInterface ? $"{Url(port)} (and every other address of this machine)" : Url(port);
+    /// <summary>The address as the command line reports it: <see cref="Url"/>, and where every address serves, that they do.</summary>
+    public string Described(int port) => EveryAddressOf is { } family ? $"{Url(port)} (and every other {family}address of this machine)" : Url(port);
+
+    /// <summary>
+    /// Where the endpoint serves every address of the machine: "" for <c>+</c>, "IPv4 " for <c>0.0.0.0</c>, "IPv6 " for
+    /// <c>::</c>; null where it serves the addresses named.
+    /// </summary>
+    private string? EveryAddressOf =>
+        IsEveryInterface ? "" : IPAddress.Any.Equals(Address) ? "IPv4 " : IPAddress.IPv6Any.Equals(Address) ? "IPv6 " : null;
 
     /// <summary>Has <paramref name="kestrel"/> listen on <paramref name="port"/> of this host's addresses.</summary>
     /// <exception cref="SocketException">A name that does not resolve, or resolves to no address.</exception>

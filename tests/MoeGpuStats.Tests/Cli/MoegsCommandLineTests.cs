@@ -31,6 +31,7 @@ public sealed class MoegsCommandLineTests : IDisposable
     [InlineData("report a.json b.json", "Unrecognized command or argument 'b.json'. report reads one SNAPSHOT.json; moegs merge A.json B.json ... combines snapshots and prints their report. Run moegs report --help for usage.")]
     [InlineData("plan a.npy b.npy --replicas 8 --gpus 2", "Unrecognized command or argument 'b.npy'. plan reads one LOAD. Run moegs plan --help for usage.")]
     [InlineData("replay a.npy b.npy", "Unrecognized command or argument 'b.npy'. replay reads one FILE. Run moegs replay --help for usage.")]
+    [InlineData("plan a.npy --replicas 8 16 --gpus 2", "Unrecognized command or argument '16'. Run moegs plan --help for usage.")]
     [InlineData("simulate --seed -n 3 --experts", "--experts needs a value, given right after it: Experts (E), 1 to 4,096. Run moegs simulate --help for usage.")]
     public void AParseErrorIsOneLineNamingWhatWasWrongAndWhereHelpIs(string command, string message)
     {

@@ -85,7 +85,7 @@ public sealed class ReportCommandTests : IDisposable
 
     /// <summary>
     /// Times a snapshot may hold but no run makes print in scientific notation, not as lines of hundreds of digits: a
-    /// mean of 10^300 ms, and the rate of tokens that a time of 10^-300 ms gives.
+    /// mean of 10^300 ms, and the rate of tokens that a time of 10^-300 ms gives; so do losses of 10^30.
     /// </summary>
     [Theory]
     [InlineData(1e300, @"  mean +1e\+300 ms\r?\n")]
@@ -102,12 +102,17 @@ public sealed class ReportCommandTests : IDisposable
             ["max_latency_ms"] = milliseconds,
             ["recent_latencies"] = new System.Text.Json.Nodes.JsonArray(milliseconds),
         };
+        // One batch: its losses are their averages.
+        (snapshot["load_balance_loss_sum"], snapshot["average_load_balance_loss"]) = (1e30, 1e30);
+        (snapshot["router_z_loss_sum"], snapshot["average_router_z_loss"]) = (-2.5e30, -2.5e30);
         File.WriteAllText(path, snapshot.ToJsonString());
 
         var (code, output, error) = Run("report", path);
 
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Matches(line, output);
+        Assert.Matches(@"  load-balancing loss +1e\+30\r?\n", output);
+        Assert.Matches(@"  router z-loss +-2\.5e\+30\r?\n", output);
         Assert.All(output.Split('\n'), text => Assert.True(text.Length < 200, text));
     }
 

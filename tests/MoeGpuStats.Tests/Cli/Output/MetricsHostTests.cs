@@ -15,7 +15,6 @@ public sealed class MetricsHostTests
     [InlineData("127.0.0.1", "http://127.0.0.1:9/metrics")]
     [InlineData("::1", "http://[::1]:9/metrics")]
     [InlineData("[::1]", "http://[::1]:9/metrics")]
-    [InlineData("::", "http://[::]:9/metrics")]
     [InlineData("::ffff:127.0.0.1", "http://127.0.0.1:9/metrics")]
     [InlineData("fe80::1%eth0", "http://[fe80::1%25eth0]:9/metrics")]
     [InlineData("node-7.cluster.example", "http://node-7.cluster.example:9/metrics")]
@@ -26,16 +25,25 @@ public sealed class MetricsHostTests
         Assert.True(Uri.TryCreate(url, UriKind.Absolute, out _), url);
     }
 
-    /// <summary>Every interface (<c>+</c>) is named by this machine's name, which a scraper elsewhere reads (not <c>http://+:9</c>), and said to serve every address.</summary>
-    [Fact]
-    public void EveryInterfaceIsNamedByThisMachinesName()
+    /// <summary>
+    /// A host that serves every address (<c>+</c>, and <c>0.0.0.0</c> and <c>::</c> for a family) is named by this
+    /// machine's name, which a scraper elsewhere reads (not <c>http://+:9</c> or <c>http://0.0.0.0:9</c>), and said to
+    /// serve every address.
+    /// </summary>
+    [Theory]
+    [InlineData("+", "")]
+    [InlineData("0.0.0.0", "IPv4 ")]
+    [InlineData("::ffff:0.0.0.0", "IPv4 ")]
+    [InlineData("::", "IPv6 ")]
+    [InlineData("[::]", "IPv6 ")]
+    public void EveryAddressIsNamedByThisMachinesName(string host, string family)
     {
-        var every = MetricsHost.Parse("+");
+        var every = MetricsHost.Parse(host);
         var url = $"http://{System.Net.Dns.GetHostName()}:9/metrics";
 
         Assert.Equal(url, every.Url(9));
         Assert.True(Uri.TryCreate(url, UriKind.Absolute, out _), url);
-        Assert.Equal($"{url} (and every other address of this machine)", every.Described(9));
+        Assert.Equal($"{url} (and every other {family}address of this machine)", every.Described(9));
         Assert.Equal("http://localhost:9/metrics", MetricsHost.Parse("localhost").Described(9));
     }
 
