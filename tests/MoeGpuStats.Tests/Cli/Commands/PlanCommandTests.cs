@@ -455,54 +455,36 @@ public sealed class PlanCommandTests : IDisposable
 
     /// <summary>
     /// --json refuses a plan whose padded logical_to_physical would pass its bound, before writing anything: one
-    /// expert given nearly every replica pads each expert's list to that count (a 32 KB load wrote 3 GB). The
-    /// plan itself is still printed without --json.
+    /// expert given nearly every replica pads each expert's list to that count (a 32 KB load wrote 3 GB). Of many
+    /// layers, it is refused before the plan is made, by the plan of the layer whose hottest expert has the largest
+    /// share (1,024 layers of 65,536 slots took a minute and 2.6 GB to be refused). The plan itself is still printed
+    /// without --json.
     /// </summary>
-    [Fact]
-    public void JsonRefusesAPaddedMapPastItsBound()
+    [Theory]
+    [InlineData(1, 0)]
+    [InlineData(16, 5)]
+    public void JsonRefusesAPaddedMapPastItsBound(int layers, int hot)
     {
         const int Experts = 1_100, Replicas = 65_536;
-        var loads = new long[Experts];
+        var loads = new long[layers * Experts];
         Array.Fill(loads, 1L);
-        loads[0] = 1_000_000_000_000_000;
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "hot.npy"), "<i8", $"1, {Experts}", [.. loads.SelectMany(BitConverter.GetBytes)]);
+        loads[((layers - 1) * Experts) + 7] = 1_000;
+        loads[hot * Experts] = 1_000_000_000_000_000;
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "hot.npy"), "<i8", $"{layers}, {Experts}", [.. loads.SelectMany(BitConverter.GetBytes)]);
 
         var (code, output, error) = Moegs.Run("plan", npy, "--replicas", $"{Replicas}", "--gpus", "1", "--json");
 
         const int Most = Replicas - Experts + 1;
+        var entries = FormattableString.Invariant($"{(long)layers * Experts * Most:N0} entries ({Counted.Of(layers, "layer")} x 1,100 experts x {Most:N0} replicas of ");
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Empty(output);
         Assert.Equal(
-            FormattableString.Invariant($"--json: logical_to_physical, EPLB's [layers, experts, most replicas] padded with -1, would hold {(long)Experts * Most:N0} entries (1 layer x 1,100 experts x {Most:N0} replicas of the most replicated expert); ")
+            "--json: logical_to_physical, EPLB's [layers, experts, most replicas] padded with -1, would hold "
+            + (layers == 1 ? $"{entries}the most replicated expert); " : $"at least {entries}layer {hot}'s most replicated expert, at most the plan's most); ")
             + FormattableString.Invariant($"--json writes at most {PlanCommand.MaxJsonEntries:N0}: give fewer --replicas, or run without --json for the plan's summary."),
             error.TrimEnd());
         var summary = Moegs.Run("plan", npy, "--replicas", $"{Replicas}", "--gpus", "1");
         Assert.True(summary.Code == ExitCodes.Ok, summary.Error);
-    }
-
-    /// <summary>
-    /// Of many layers, --json refuses a plan too large for it before the plan is made, by the plan of the layer whose
-    /// hottest expert has the largest share (1,024 layers of 65,536 slots took a minute and 2.6 GB to be refused).
-    /// </summary>
-    [Fact]
-    public void JsonRefusesAPlanOfManyLayersPastItsBoundByItsHottestLayer()
-    {
-        const int Layers = 16, Experts = 1_100, Replicas = 65_536, Hot = 5;
-        var loads = new long[Layers * Experts];
-        Array.Fill(loads, 1L);
-        loads[(3 * Experts) + 7] = 1_000;
-        loads[Hot * Experts] = 1_000_000_000_000_000;
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "hot.npy"), "<i8", $"{Layers}, {Experts}", [.. loads.SelectMany(BitConverter.GetBytes)]);
-
-        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", $"{Replicas}", "--gpus", "1", "--json");
-
-        const int Most = Replicas - Experts + 1;
-        Assert.Equal(ExitCodes.BadInput, code);
-        Assert.Empty(output);
-        Assert.Equal(
-            FormattableString.Invariant($"--json: logical_to_physical, EPLB's [layers, experts, most replicas] padded with -1, would hold at least {(long)Layers * Experts * Most:N0} entries (16 layers x 1,100 experts x {Most:N0} replicas of layer {Hot}'s most replicated expert, at most the plan's most); ")
-            + FormattableString.Invariant($"--json writes at most {PlanCommand.MaxJsonEntries:N0}: give fewer --replicas, or run without --json for the plan's summary."),
-            error.TrimEnd());
     }
 
     /// <summary>A snapshot of one layer may count more experts than a plan has slots (the managed engine takes 2^20): named as the file's, as an array's are.</summary>
