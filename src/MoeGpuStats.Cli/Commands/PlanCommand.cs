@@ -160,8 +160,8 @@ internal static class PlanCommand
 
             // --json's size needs the most replicated expert, known once the plan is made: of many layers of many slots a
             // minute's work. One layer's plan gives a lower bound, and refuses most plans too large before that.
-            if (parse.GetValue(json) && loads.GetLength(0) > 1 && HottestLayerPlan(loads, r, g, n, p) is var (hottest, layerPlan)
-                && TooLargeForJson(layerPlan, loads.GetLength(0), hottest) is { } early)
+            if (parse.GetValue(json) && layers > 1 && HottestLayerPlan(loads, r, g, n, p) is var (hottest, layerPlan)
+                && TooLargeForJson(layerPlan, layers, hottest) is { } early)
             {
                 console.Error.WriteLine(early);
                 return ExitCodes.BadInput;
