@@ -162,9 +162,10 @@ public sealed class JsonLinesBoundsTests : IDisposable
         var rounds = Enumerable.Range(0, 4).Select(_ => (Many: Indexing(onePerLine, Lines), One: Indexing(oneInAll, 1))).ToList();
         var perPass = (double)(rounds.Min(round => round.Many) - rounds.Min(round => round.One)) / Lines;
 
-        // Below 28 as well: under a loaded run the runtime's own allocations on this thread (tiered compilation) shift
-        // the two minima by a few bytes a pass; what matters is the upper end.
-        Assert.InRange(perPass, 20, 36);
+        // Only the upper end: under a loaded run the runtime's own allocations on this thread (tiered compilation) shift
+        // the two minima apart, by as much as 40 bytes a pass below 28 on a busy CI machine; what the index must not do
+        // is grow past 28 bytes a pass.
+        Assert.True(perPass <= 36, $"indexing allocated {perPass:F1} bytes a pass, more than the 28 (+8) the index keeps");
     }
 
     private static (JsonTraceLine Parsed, long Allocated) Parse(byte[] line)
