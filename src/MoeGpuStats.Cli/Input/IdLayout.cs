@@ -68,7 +68,7 @@ internal sealed class IdLayout
     {
         if (defaulted == StepsLayersTokensK)
         {
-            yield return $"note: read as [{defaulted.Name}] = [{steps:N0}, {layers:N0}, {tokens:N0}, {topK}], the default for 4-D; give --layout {StepsTokensLayersK.Name} if each step is [tokens, layers, k] (vLLM's routed experts, stacked): the ids cannot tell.";
+            yield return $"note: read as [{defaulted.Name}] = [{steps}, {layers}, {tokens}, {topK}], the default for 4-D; give --layout {StepsTokensLayersK.Name} if each step is [tokens, layers, k] (vLLM's routed experts, stacked): the ids cannot tell.";
         }
     }
 

@@ -304,7 +304,7 @@ internal readonly struct JsonTraceLine
                 else
                 {
                     badId ??= Kind(id) == JsonTokenType.Number && IsWholeNumber(id)
-                        ? $"{where}: {Label(name, nested, tokens)}[{count}] is {JsonText.Printable(id)}, out of range: an id lies in [{long.MinValue:N0}, {long.MaxValue:N0}] (one past the experts counts as invalid), -1 for an empty slot."
+                        ? $"{where}: {Label(name, nested, tokens)}[{count}] is {JsonText.Printable(id)}, out of range: an id lies in [{long.MinValue}, {long.MaxValue}] (one past the experts counts as invalid), -1 for an empty slot."
                         : $"{where}: {Label(name, nested, tokens)}[{count}] is {JsonText.Printable(id)}; ids are whole numbers{JsonText.FloatFormHint(id)}, -1 for an empty slot.";
                 }
 

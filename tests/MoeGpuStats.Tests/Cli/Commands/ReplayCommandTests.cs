@@ -29,16 +29,19 @@ public sealed partial class ReplayCommandTests : IDisposable
 
     /// <summary>
     /// A 4-D file read without --layout is read as [steps, layers, tokens, k] and says so, naming the
-    /// layout of stacked vLLM steps, which has the same rank; with --layout given it says nothing.
+    /// layout of stacked vLLM steps, which has the same rank; with --layout given it says nothing. The shape's sizes
+    /// have no thousands separator, which would read as more dimensions ([1,100, 3, 6, 2]).
     /// </summary>
-    [Fact]
-    public void TheDefaultFourDimensionalLayoutIsNamed()
+    [Theory]
+    [InlineData(Steps)]
+    [InlineData(1_100)]
+    public void TheDefaultFourDimensionalLayoutIsNamed(int steps)
     {
-        var npy = WriteInt32("four.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", Ids(Steps, Layers, Tokens, seed: 4));
+        var npy = WriteInt32("four.npy", $"{steps}, {Layers}, {Tokens}, {TopK}", Ids(steps, Layers, Tokens, seed: 4));
 
         var (code, _, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}");
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains($"note: read as [steps,layers,tokens,k] = [{Steps}, {Layers}, {Tokens}, {TopK}], the default for 4-D; give --layout steps,tokens,layers,k if each step is [tokens, layers, k] (vLLM's routed experts, stacked): the ids cannot tell.", error);
+        Assert.Contains($"note: read as [steps,layers,tokens,k] = [{steps}, {Layers}, {Tokens}, {TopK}], the default for 4-D; give --layout steps,tokens,layers,k if each step is [tokens, layers, k] (vLLM's routed experts, stacked): the ids cannot tell.", error);
 
         (code, _, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--layout", "steps,layers,tokens,k");
         Assert.True(code == ExitCodes.Ok, error);
