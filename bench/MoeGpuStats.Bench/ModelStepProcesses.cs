@@ -12,8 +12,11 @@ namespace MoeGpuStats.Bench;
 /// <see cref="StepsPerRound"/> steps called in a plain loop and prints its median µs per step; the parent prints, per
 /// shape, each contender's median over its processes and the ratio of each pair (step / L records), the pairs taking
 /// the two orders in turn so that a drift within a pair favours neither.
-/// <c>--model-step-processes [--model-shapes ..] [--pairs N] [--rounds N] [--warm-up S]</c>: S whole seconds of warm-up
-/// (default 1), more where a child runs on one CPU, whose background compiler delivers the optimized code seconds late.
+/// <c>--model-step-processes [--model-shapes ..] [--pairs N] [--rounds N] [--warm-up S] [--read-every N]</c>: S whole
+/// seconds of warm-up (default 1), more where a child runs on one CPU, whose background compiler delivers the optimized
+/// code seconds late; the step's child reads the window's load (<see cref="ModelRoutingStats.WindowLoad"/>) after every N
+/// steps (default 0, never), where a server's rebalancer or scraper reads it, so that the time counts the listed steps'
+/// ids the window adds to its sum at a read.
 /// </summary>
 internal static class ModelStepProcesses
 {
@@ -33,13 +36,15 @@ internal static class ModelStepProcesses
         var pairs = DeviceCheck.Option(args, "--pairs", 5);
         var rounds = DeviceCheck.Option(args, "--rounds", 21);
         var warmUp = DeviceCheck.Option(args, "--warm-up", DefaultWarmUpSeconds);
-        if (pairs < 1 || rounds < 1 || warmUp < 0)
+        var readEvery = DeviceCheck.Option(args, "--read-every", 0);
+        if (pairs < 1 || rounds < 1 || warmUp < 0 || readEvery < 0)
         {
-            Console.Error.WriteLine(Invariant($"--pairs {pairs}, --rounds {rounds}, --warm-up {warmUp}: give at least 1 pair and 1 round, and whole seconds of warm-up from 0."));
+            Console.Error.WriteLine(Invariant($"--pairs {pairs}, --rounds {rounds}, --warm-up {warmUp}, --read-every {readEvery}: give at least 1 pair and 1 round, whole seconds of warm-up from 0, and steps between reads from 0 (never)."));
             return 2;
         }
 
-        Console.WriteLine(Invariant($"Managed engine; per shape {pairs} pairs of processes taking turns (L single-layer records and RecordStep, in either order by turns), each timing {rounds} rounds of {StepsPerRound:N0} steps in a plain loop after {warmUp} s of warm-up; µs per step, the median over the processes of each process's median; the ratio is the step's over the L records', per pair."));
+        var reads = readEvery == 0 ? "no read of the window" : Invariant($"the step reading the window's load after every {readEvery:N0} steps");
+        Console.WriteLine(Invariant($"Managed engine; per shape {pairs} pairs of processes taking turns (L single-layer records and RecordStep, in either order by turns), each timing {rounds} rounds of {StepsPerRound:N0} steps in a plain loop after {warmUp} s of warm-up, {reads}; µs per step, the median over the processes of each process's median; the ratio is the step's over the L records', per pair."));
         Console.WriteLine();
         Console.WriteLine("| L × E × k × T | L single-layer records | RecordStep | step / L records, median of pairs | range |");
         Console.WriteLine("| --- | --- | --- | --- | --- |");
@@ -50,7 +55,7 @@ internal static class ModelStepProcesses
             {
                 foreach (var c in pair % 2 == 0 ? new[] { 0, 1 } : new[] { 1, 0 })
                 {
-                    times[c][pair] = RunProcess(Contenders[c], shape, rounds, warmUp);
+                    times[c][pair] = RunProcess(Contenders[c], shape, rounds, warmUp, readEvery);
                 }
             }
 
@@ -62,7 +67,7 @@ internal static class ModelStepProcesses
     }
 
     /// <summary>Runs this program again as one contender's child and reads the median it prints.</summary>
-    private static double RunProcess(string contender, ModelShape shape, int rounds, int warmUp)
+    private static double RunProcess(string contender, ModelShape shape, int rounds, int warmUp, int readEvery)
     {
         var start = new ProcessStartInfo(Environment.ProcessPath!)
         {
@@ -75,7 +80,7 @@ internal static class ModelStepProcesses
             start.ArgumentList.Add(typeof(ModelStepProcesses).Assembly.Location);
         }
 
-        foreach (var argument in new[] { "--model-step-processes", ChildFlag, contender, "--model-shapes", shape.ToString(), "--rounds", rounds.ToString(System.Globalization.CultureInfo.InvariantCulture), "--warm-up", warmUp.ToString(System.Globalization.CultureInfo.InvariantCulture) })
+        foreach (var argument in new[] { "--model-step-processes", ChildFlag, contender, "--model-shapes", shape.ToString(), "--rounds", Invariant($"{rounds}"), "--warm-up", Invariant($"{warmUp}"), "--read-every", Invariant($"{readEvery}") })
         {
             start.ArgumentList.Add(argument);
         }
@@ -94,6 +99,8 @@ internal static class ModelStepProcesses
         var shape = ModelShape.Parse(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1"));
         var rounds = DeviceCheck.Option(args, "--rounds", 21);
         var warmUp = TimeSpan.FromSeconds(DeviceCheck.Option(args, "--warm-up", DefaultWarmUpSeconds));
+        var readEvery = DeviceCheck.Option(args, "--read-every", 0);
+        var stepsRecorded = 0L;
         var ids = shape.Ids();
         var perLayer = (int)shape.LayerIds;
         using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = shape.Layers, Experts = shape.Experts });
@@ -118,6 +125,10 @@ internal static class ModelStepProcesses
                 for (var i = 0; i < StepsPerRound; i++)
                 {
                     model.RecordStep(ids, shape.Tokens, shape.TopK);
+                    if (readEvery > 0 && ++stepsRecorded % readEvery == 0)
+                    {
+                        model.WindowLoad();
+                    }
                 }
 
                 return clock.Elapsed.TotalMicroseconds / StepsPerRound;

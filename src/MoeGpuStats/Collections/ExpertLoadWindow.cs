@@ -11,9 +11,16 @@ namespace MoeGpuStats.Collections;
 /// layer and expert beside their running sum, as the device keeps them. A layer's step of at most
 /// <see cref="ListedIds"/> ids (decode) is kept as the list of its valid ids, 16 bits each, instead
 /// of a row of E counts: a decode step of 8 ids then touches one cold cache line per layer of a ring
-/// of 1,000 steps, not a row of E counts, and adds and evicts one count per id, with no histogram to
-/// consult and no repeated expert to merge. Larger steps keep a whole row in the dense ring, as do all
-/// steps of layers of at most <see cref="ListedIds"/> experts, whose rows are no longer than a list.
+/// of 1,000 steps, not a row of E counts, with no histogram to consult and no repeated expert to merge.
+/// Larger steps keep a whole row in the dense ring, as do all steps of layers of at most
+/// <see cref="ListedIds"/> experts, whose rows are no longer than a list.
+/// <para>
+/// A step joins the running sum when the sum is next read (<see cref="Load"/>), not when it is added: a
+/// server reads its window once in hundreds or thousands of steps (a rebalance, a scrape), and the steps
+/// that left the window meanwhile never touch the sum. A step then costs the copy of its row or list, and
+/// the eviction of the step it replaces only where that one was counted; a read adds the steps since the
+/// last, at most <c>window</c> of them.
+/// </para>
 /// </summary>
 internal sealed class ExpertLoadWindow
 {
@@ -30,6 +37,9 @@ internal sealed class ExpertLoadWindow
     private uint[]? _ring;
     private ushort[] _entries = [];
     private int[] _listed = [];
+
+    // The newest steps (at most _window) not yet counted in _load.
+    private int _pending;
 
     /// <summary>
     /// An empty window, or one holding <paramref name="ring"/> and its sum <paramref name="load"/> at
@@ -86,8 +96,18 @@ internal sealed class ExpertLoadWindow
     /// <summary>The ring position the next step writes.</summary>
     public int Position { get; private set; }
 
-    /// <summary>The window's load, <c>[layers, experts]</c>.</summary>
-    public ReadOnlySpan<ulong> Load => _load;
+    /// <summary>
+    /// The window's load, <c>[layers, experts]</c>. Reading it first adds the steps added since the last read (those
+    /// still in the window) to the running sum; the caller holds the engine's lock, as for every call.
+    /// </summary>
+    public ReadOnlySpan<ulong> Load
+    {
+        get
+        {
+            CountPending();
+            return _load;
+        }
+    }
 
     /// <summary>Whether a layer's step of <paramref name="ids"/> ids is kept as a list of them (<see cref="Add"/> reads them), not a row of counts.</summary>
     public bool Lists(int ids) => ids <= _listLength;
@@ -100,78 +120,50 @@ internal sealed class ExpertLoadWindow
     /// there: <paramref name="ids"/> are the step's ids (those outside <c>[0, experts)</c> count
     /// nowhere), <paramref name="counts"/> their histogram. A step the window lists (<see cref="Lists"/>)
     /// is read from its ids alone, a whole row from the histogram alone: the caller gives both from one read.
+    /// The step joins the load at the next read (<see cref="Load"/>).
     /// </summary>
     public void Add(int layer, ReadOnlySpan<int> ids, ReadOnlySpan<int> counts)
     {
         var row = (Position * _layers) + layer;
         var ringRow = _ring.AsSpan(row * _experts, _experts);
-        var load = _load.AsSpan(layer * _experts, _experts);
         var entries = _entries.AsSpan(row * _listLength, _listLength);
         var held = _listed[row];
-        if (!Lists(ids.Length))
+
+        // The step leaving this row is the window's oldest: it is in the load unless every step the window holds is
+        // pending, and then it leaves without ever having been counted.
+        if (_pending < _window)
         {
+            var load = _load.AsSpan(layer * _experts, _experts);
             if (held == Whole)
             {
-                Slide(counts, ringRow, load);
+                Accumulate(ringRow, load, subtract: true);
             }
             else
             {
-                Evict(entries[..held], load);
-                Write(counts, ringRow, load);
+                foreach (var expert in entries[..held])
+                {
+                    load[expert]--;
+                }
             }
+        }
 
+        if (!Lists(ids.Length))
+        {
+            MemoryMarshal.Cast<int, uint>(counts[.._experts]).CopyTo(ringRow);
             _listed[row] = Whole;
             return;
         }
 
-        if (held == Whole)
-        {
-            // The row's counts leave the load and the row reads as zeros; the list takes the step.
-            Slide(default, ringRow, load);
-            held = 0;
-        }
-
-        _listed[row] = Replace(entries, held, ids, load);
-    }
-
-    private static void Evict(ReadOnlySpan<ushort> entries, Span<ulong> load)
-    {
-        foreach (var expert in entries)
-        {
-            load[expert]--;
-        }
-    }
-
-    /// <summary>
-    /// Takes the <paramref name="evicted"/> experts listed in <paramref name="entries"/> out of <paramref name="load"/> and
-    /// lists <paramref name="ids"/>' valid ids in their place, adding them; returns how many it listed. One loop does both,
-    /// so that an eviction and an addition run side by side: entry i is read before any write reaches it (the writes
-    /// lag the reads, as ids outside the experts are not listed).
-    /// </summary>
-    private static int Replace(Span<ushort> entries, int evicted, ReadOnlySpan<int> ids, Span<ulong> load)
-    {
         var length = 0;
-        for (var i = 0; i < ids.Length; i++)
+        foreach (var id in ids)
         {
-            if (i < evicted)
-            {
-                load[entries[i]]--;
-            }
-
-            var id = ids[i];
-            if ((uint)id < (uint)load.Length)
+            if ((uint)id < (uint)_experts)
             {
                 entries[length++] = (ushort)id;
-                load[id]++;
             }
         }
 
-        if (evicted > ids.Length)
-        {
-            Evict(entries[ids.Length..evicted], load);
-        }
-
-        return length;
+        _listed[row] = length;
     }
 
     /// <summary>
@@ -196,7 +188,36 @@ internal sealed class ExpertLoadWindow
     }
 
     /// <summary>Moves on to the next position, after every layer of a step was added.</summary>
-    public void Advance() => Position = Position + 1 == _window ? 0 : Position + 1;
+    public void Advance()
+    {
+        Position = Position + 1 == _window ? 0 : Position + 1;
+        _pending = Math.Min(_pending + 1, _window);
+    }
+
+    /// <summary>Adds the pending steps to the load, newest first.</summary>
+    private void CountPending()
+    {
+        var position = Position;
+        for (; _pending > 0; _pending--)
+        {
+            position = position == 0 ? _window - 1 : position - 1;
+            for (var layer = 0; layer < _layers; layer++)
+            {
+                var row = (position * _layers) + layer;
+                var load = _load.AsSpan(layer * _experts, _experts);
+                if (_listed[row] == Whole)
+                {
+                    Accumulate(_ring.AsSpan(row * _experts, _experts), load, subtract: false);
+                    continue;
+                }
+
+                foreach (var expert in _entries.AsSpan(row * _listLength, _listed[row]))
+                {
+                    load[expert]++;
+                }
+            }
+        }
+    }
 
     /// <summary>
     /// Empties the window. A window without its whole ring (restored from its load alone, or with the steps it held)
@@ -215,7 +236,7 @@ internal sealed class ExpertLoadWindow
         }
 
         Array.Clear(_load);
-        Position = 0;
+        (Position, _pending) = (0, 0);
     }
 
     /// <summary>
@@ -307,18 +328,15 @@ internal sealed class ExpertLoadWindow
     }
 
     /// <summary>
-    /// Replaces a whole row by <paramref name="counts"/> (none: zeros), the load losing the old
-    /// counts and gaining the new, in one vectorized pass as the single-layer fold, through references as
-    /// that fold (<c>ManagedRoutingEngine.UpdateExperts</c> says why).
+    /// Adds a ring row's counts to a layer's <paramref name="load"/>, or subtracts them, in one vectorized pass through
+    /// references, as the single-layer fold (<c>ManagedRoutingEngine.UpdateExperts</c> says why).
     /// </summary>
-    private static void Slide(ReadOnlySpan<int> counts, Span<uint> ringRow, Span<ulong> load)
+    private static void Accumulate(ReadOnlySpan<uint> ringRow, Span<ulong> load, bool subtract)
     {
         load = load[..ringRow.Length];
         var e = 0;
-        if (Vector.IsHardwareAccelerated && !counts.IsEmpty)
+        if (Vector.IsHardwareAccelerated)
         {
-            counts = counts[..ringRow.Length];
-            ref var count0 = ref Unsafe.As<int, uint>(ref MemoryMarshal.GetReference(counts));
             ref var row0 = ref MemoryMarshal.GetReference(ringRow);
             ref var load0 = ref MemoryMarshal.GetReference(load);
             var half = (nuint)Vector<ulong>.Count;
@@ -326,19 +344,17 @@ internal sealed class ExpertLoadWindow
             {
                 // Unsigned throughout: a merge's ring sums ranks' rows, up to 2^32 - 1 a count.
                 var at = (nuint)e;
-                var count = Vector.LoadUnsafe(ref count0, at);
-                var leaving = Vector.LoadUnsafe(ref row0, at);
-                count.StoreUnsafe(ref row0, at);
-                (Vector.LoadUnsafe(ref load0, at) - Vector.WidenLower(leaving) + Vector.WidenLower(count)).StoreUnsafe(ref load0, at);
-                (Vector.LoadUnsafe(ref load0, at + half) - Vector.WidenUpper(leaving) + Vector.WidenUpper(count)).StoreUnsafe(ref load0, at + half);
+                var counts = Vector.LoadUnsafe(ref row0, at);
+                var (lower, upper) = (Vector.WidenLower(counts), Vector.WidenUpper(counts));
+                var (low, high) = (Vector.LoadUnsafe(ref load0, at), Vector.LoadUnsafe(ref load0, at + half));
+                (subtract ? low - lower : low + lower).StoreUnsafe(ref load0, at);
+                (subtract ? high - upper : high + upper).StoreUnsafe(ref load0, at + half);
             }
         }
 
         for (; e < ringRow.Length; e++)
         {
-            var count = counts.IsEmpty ? 0u : (uint)counts[e];
-            load[e] = load[e] - ringRow[e] + count;
-            ringRow[e] = count;
+            load[e] = subtract ? load[e] - ringRow[e] : load[e] + ringRow[e];
         }
     }
 
@@ -359,16 +375,6 @@ internal sealed class ExpertLoadWindow
         foreach (var expert in _entries.AsSpan(row * _listLength, _listed[row]))
         {
             counts[expert]++;
-        }
-    }
-
-    /// <summary>Writes <paramref name="counts"/> into a row that holds no step (its last was a list), adding them to the load.</summary>
-    private static void Write(ReadOnlySpan<int> counts, Span<uint> ringRow, Span<ulong> load)
-    {
-        for (var e = 0; e < ringRow.Length; e++)
-        {
-            ringRow[e] = (uint)counts[e];
-            load[e] += (uint)counts[e];
         }
     }
 

@@ -93,7 +93,9 @@ public sealed class ExpertLoadWindowTests
     /// <summary>
     /// Over a thousand random steps (lists, whole rows, empty steps, ids outside the experts at any rate), with clears,
     /// restores from the ring and restores from the load alone between them, every read of the window equals a recount
-    /// of the steps it holds: the load, the newest k steps for every k, the ring and each layer's rows.
+    /// of the steps it holds: the load, the newest k steps for every k, the ring and each layer's rows. Reads come
+    /// after every step for a while, then after gaps of up to three windows, so that a read finds no step, some or
+    /// every step of the window not yet counted, and listed steps leave the window without ever having been counted.
     /// </summary>
     [Theory]
     [InlineData(1, 8, 1)]
@@ -106,8 +108,15 @@ public sealed class ExpertLoadWindowTests
         var random = new Random(layers * 1_000 + experts * 10 + window);
         var loads = new ExpertLoadWindow(layers, experts, window);
         var steps = new List<int[][]>();
+        var (readEvery, gaps) = (1, new HashSet<int>());
         for (var step = 0; step < 1_000; step++)
         {
+            if (random.Next(40) == 0)
+            {
+                readEvery = random.Next(3) == 0 ? 1 : random.Next(1, (3 * window) + 2);
+                gaps.Add(readEvery);
+            }
+
             switch (random.Next(100))
             {
                 case 0:
@@ -136,8 +145,13 @@ public sealed class ExpertLoadWindowTests
 
             loads.Advance();
             steps.Add(ids);
-            CheckAgainstRecount(loads, steps, layers, experts, window);
+            if (step % readEvery == 0)
+            {
+                CheckAgainstRecount(loads, steps, layers, experts, window);
+            }
         }
+
+        Assert.Contains(gaps, gap => gap > window);
     }
 
     /// <summary>A layer's step of 0 to 120 ids, mostly listed lengths, with ids outside the experts at a rate of 0 to 100 %.</summary>
