@@ -37,7 +37,9 @@ internal static class InputFile
 
         if (new FileInfo(path.FullName) is { Exists: true, Length: 0 })
         {
-            Fail($"{ErrorText.OneLine(path.ToString())}: is empty (0 bytes); give {expected}.");
+            Fail(HasBytes(path.FullName)
+                ? $"{ErrorText.OneLine(path.ToString())}: reports a size of 0 bytes yet holds some (a /proc file, written as it is read); give {expected}."
+                : $"{ErrorText.OneLine(path.ToString())}: is empty (0 bytes); give {expected}.");
             return false;
         }
 
@@ -67,6 +69,11 @@ internal static class InputFile
         {
             Fail(NotAFile(path));
         }
+        catch (EndOfStreamException)
+        {
+            // A regular file that ends before its size: cut while it was read, or a /sys file, whose size is a page.
+            Fail($"{ErrorText.OneLine(path.ToString())}: ends before the {new FileInfo(path.FullName).Length:N0} bytes its size claims (a file cut while it was read, or a /sys file); give {expected}.");
+        }
         catch (IOException exception)
         {
             Fail($"{ErrorText.OneLine(path.ToString())}: cannot read it ({ErrorText.Clause(exception)}).");
@@ -93,6 +100,20 @@ internal static class InputFile
         !OperatingSystem.IsWindows()
         && Mono.Unix.Native.Syscall.stat(path, out var stat) == 0
         && (stat.st_mode & Mono.Unix.Native.FilePermissions.S_IFMT) is not (Mono.Unix.Native.FilePermissions.S_IFREG or Mono.Unix.Native.FilePermissions.S_IFDIR);
+
+    /// <summary>Whether a file that reports 0 bytes gives one when read: a kernel's pseudo-file, not an empty file.</summary>
+    private static bool HasBytes(string path)
+    {
+        try
+        {
+            using var stream = File.OpenRead(path);
+            return stream.ReadByte() >= 0;
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>The line for a pipe or a device given where a file is read by position (more than once, or from its end).</summary>
     public static string NotAFile(FileInfo path) =>

@@ -105,6 +105,11 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
     {
         Span<byte> prefix = stackalloc byte[12];
         var got = read(prefix[..10], 0);
+        if (got is > 0 and < 10 && Magic.AsSpan(0, Math.Min(got, Magic.Length)).SequenceEqual(prefix[..Math.Min(got, Magic.Length)]))
+        {
+            throw new InvalidDataException($"{path}: truncated: the file ends inside the .npy preamble ({Counted.Of(got, "byte")}).");
+        }
+
         if (got < 10 || !prefix[..6].SequenceEqual(Magic))
         {
             throw new InvalidDataException(MoeGpuStats.Serialization.CompressedData.Hint(prefix[..got]) is { Length: > 0 } compressed

@@ -176,6 +176,26 @@ public sealed partial class ReplayCommandTests
     }
 
     /// <summary>
+    /// A .npy cut inside its 10-byte preamble, within its magic or after it, is called truncated, not a file without the
+    /// magic, as a file and as an archive's member.
+    /// </summary>
+    [Theory]
+    [InlineData(1, "1 byte")]
+    [InlineData(6, "6 bytes")]
+    [InlineData(9, "9 bytes")]
+    public void AnNpyCutInsideItsPreambleIsCalledTruncated(int kept, string bytes)
+    {
+        var whole = Support.NpyFile.Write(Path.Combine(_folder.FullName, "whole.npy"), "<i4", "1, 2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
+        var cut = File.ReadAllBytes(whole)[..kept];
+        var path = Path.Combine(_folder.FullName, "cut.npy");
+        File.WriteAllBytes(path, cut);
+        AssertBadInput(path, [], $"{path}: truncated: the file ends inside the .npy preamble ({bytes}).");
+
+        var archive = Zip("cut.npz", ("arr_0.npy", cut));
+        AssertBadInput(archive, [], $"{archive}[arr_0]: truncated: the file ends inside the .npy preamble ({bytes}).");
+    }
+
+    /// <summary>
     /// Members named with a line break and a terminal escape are named escaped in the error and in the warnings: each
     /// stays one line, and no colour leaks into the terminal.
     /// </summary>

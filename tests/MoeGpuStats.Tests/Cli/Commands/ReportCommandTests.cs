@@ -312,6 +312,27 @@ public sealed class ReportCommandTests : IDisposable
     }
 
     /// <summary>
+    /// The kernel's pseudo-files are named as such, not as empty or with .NET's own words: a /proc file reports 0 bytes
+    /// and holds some; a /sys file reports a page (4,096 bytes) and holds fewer.
+    /// </summary>
+    [Theory]
+    [InlineData("report", "/proc/self/status", "reports a size of 0 bytes yet holds some (a /proc file, written as it is read); give a snapshot file.")]
+    [InlineData("plan", "/sys/devices/system/cpu/online", "bytes its size claims (a file cut while it was read, or a /sys file); give ")]
+    public void AKernelPseudoFileIsNamedSo(string command, string path, string expected)
+    {
+        Assert.SkipUnless(File.Exists(path), $"needs {path}");
+        string[] arguments = command == "plan" ? ["plan", path, "--replicas", "16", "--gpus", "4"] : [command, path];
+
+        var (code, output, error) = Moegs.Run(arguments);
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.StartsWith($"{path}: ", error);
+        Assert.Contains(expected, error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
+    /// <summary>
     /// A name that links to a pipe (<c>/dev/stdin</c>, <c>/dev/fd/N</c>, a shell's <c>&lt;(...)</c>) is refused before
     /// it is opened, as a pipe given by its own name is: reading it would wait for a writer that may never close.
     /// </summary>
