@@ -11,15 +11,15 @@ namespace MoeGpuStats.Collections;
 /// layer and expert beside their running sum, as the device keeps them. A layer's step of at most
 /// <see cref="ListedIds"/> ids (decode) is kept as the list of its valid ids, 16 bits each, instead
 /// of a row of E counts: a decode step of 8 ids then touches one cold cache line per layer of a ring
-/// of 1,000 steps, not a row of E counts, with no histogram to consult and no repeated expert to merge.
-/// Larger steps keep a whole row in the dense ring, as do all steps of layers of at most
-/// <see cref="ListedIds"/> experts, whose rows are no longer than a list.
+/// of 1,000 steps, not a row of E counts, and adds and evicts one count per id, with no histogram to
+/// consult and no repeated expert to merge. Larger steps keep a whole row in the dense ring, as do all
+/// steps of layers of at most <see cref="ListedIds"/> experts, whose rows are no longer than a list.
 /// <para>
-/// A step joins the running sum when the sum is next read (<see cref="Load"/>), not when it is added: a
-/// server reads its window once in hundreds or thousands of steps (a rebalance, a scrape), and the steps
-/// that left the window meanwhile never touch the sum. A step then costs the copy of its row or list, and
-/// the eviction of the step it replaces only where that one was counted; a read adds the steps since the
-/// last, at most <c>window</c> of them.
+/// The running sum is kept step by step only while the window is read at least once a window of steps.
+/// Read more rarely (a rebalance every few thousand steps; never, in a benchmark), a step only writes its
+/// row or list, and the next read sums the ring's rows afresh: each row is then read once, by that sum,
+/// where keeping the sum would read it at its eviction, a window's worth of rows per window of steps. A
+/// read after a gap of a window or more chooses the second way until a read comes sooner.
 /// </para>
 /// </summary>
 internal sealed class ExpertLoadWindow
@@ -38,8 +38,11 @@ internal sealed class ExpertLoadWindow
     private ushort[] _entries = [];
     private int[] _listed = [];
 
-    // The newest steps (at most _window) not yet counted in _load.
-    private int _pending;
+    // Whether steps only write their rows (the last read came a window or more after the one before it, or none
+    // came yet), whether the load misses steps so written, and the steps since the last read (at most _window).
+    private bool _writeOnly = true;
+    private bool _stale;
+    private int _sinceRead;
 
     /// <summary>
     /// An empty window, or one holding <paramref name="ring"/> and its sum <paramref name="load"/> at
@@ -97,17 +100,34 @@ internal sealed class ExpertLoadWindow
     public int Position { get; private set; }
 
     /// <summary>
-    /// The window's load, <c>[layers, experts]</c>. Reading it first adds the steps added since the last read (those
-    /// still in the window) to the running sum; the caller holds the engine's lock, as for every call.
+    /// The window's load, <c>[layers, experts]</c>. Where steps only wrote their rows since the last read, it is summed
+    /// from the ring first; the gap since the last read decides how the next steps keep it. The caller holds the
+    /// engine's lock, as for every call.
     /// </summary>
     public ReadOnlySpan<ulong> Load
     {
         get
         {
-            CountPending();
+            if (_stale)
+            {
+                Recount();
+            }
+
+            // A second look within one read (no step between) leaves the choice as the read made it.
+            if (_sinceRead > 0)
+            {
+                (_writeOnly, _sinceRead) = (_sinceRead >= _window, 0);
+            }
+
             return _load;
         }
     }
+
+    /// <summary>
+    /// Whether steps keep the running sum as they are added (the window was last read less than a window of steps after
+    /// the read before), rather than only writing their rows for the next read to sum.
+    /// </summary>
+    public bool KeepsSum => !_writeOnly;
 
     /// <summary>Whether a layer's step of <paramref name="ids"/> ids is kept as a list of them (<see cref="Add"/> reads them), not a row of counts.</summary>
     public bool Lists(int ids) => ids <= _listLength;
@@ -120,50 +140,105 @@ internal sealed class ExpertLoadWindow
     /// there: <paramref name="ids"/> are the step's ids (those outside <c>[0, experts)</c> count
     /// nowhere), <paramref name="counts"/> their histogram. A step the window lists (<see cref="Lists"/>)
     /// is read from its ids alone, a whole row from the histogram alone: the caller gives both from one read.
-    /// The step joins the load at the next read (<see cref="Load"/>).
     /// </summary>
     public void Add(int layer, ReadOnlySpan<int> ids, ReadOnlySpan<int> counts)
     {
         var row = (Position * _layers) + layer;
         var ringRow = _ring.AsSpan(row * _experts, _experts);
+        var load = _load.AsSpan(layer * _experts, _experts);
         var entries = _entries.AsSpan(row * _listLength, _listLength);
-        var held = _listed[row];
-
-        // The step leaving this row is the window's oldest: it is in the load unless every step the window holds is
-        // pending, and then it leaves without ever having been counted.
-        if (_pending < _window)
+        if (_writeOnly)
         {
-            var load = _load.AsSpan(layer * _experts, _experts);
+            _stale = true;
+            _listed[row] = Lists(ids.Length) ? List(entries, ids, _experts) : Whole;
+            if (_listed[row] == Whole)
+            {
+                MemoryMarshal.Cast<int, uint>(counts[.._experts]).CopyTo(ringRow);
+            }
+
+            return;
+        }
+
+        var held = _listed[row];
+        if (!Lists(ids.Length))
+        {
             if (held == Whole)
             {
-                Accumulate(ringRow, load, subtract: true);
+                Slide(counts, ringRow, load);
             }
             else
             {
-                foreach (var expert in entries[..held])
-                {
-                    load[expert]--;
-                }
+                Evict(entries[..held], load);
+                Write(counts, ringRow, load);
             }
-        }
 
-        if (!Lists(ids.Length))
-        {
-            MemoryMarshal.Cast<int, uint>(counts[.._experts]).CopyTo(ringRow);
             _listed[row] = Whole;
             return;
         }
 
+        if (held == Whole)
+        {
+            // The row's counts leave the load and the row reads as zeros; the list takes the step.
+            Slide(default, ringRow, load);
+            held = 0;
+        }
+
+        _listed[row] = Replace(entries, held, ids, load);
+    }
+
+    /// <summary>Lists <paramref name="ids"/>' valid ids in <paramref name="entries"/>; returns how many it listed.</summary>
+    private static int List(Span<ushort> entries, ReadOnlySpan<int> ids, int experts)
+    {
         var length = 0;
         foreach (var id in ids)
         {
-            if ((uint)id < (uint)_experts)
+            if ((uint)id < (uint)experts)
             {
                 entries[length++] = (ushort)id;
             }
         }
 
-        _listed[row] = length;
+        return length;
+    }
+
+    private static void Evict(ReadOnlySpan<ushort> entries, Span<ulong> load)
+    {
+        foreach (var expert in entries)
+        {
+            load[expert]--;
+        }
+    }
+
+    /// <summary>
+    /// Takes the <paramref name="evicted"/> experts listed in <paramref name="entries"/> out of <paramref name="load"/> and
+    /// lists <paramref name="ids"/>' valid ids in their place, adding them; returns how many it listed. One loop does both,
+    /// so that an eviction and an addition run side by side: entry i is read before any write reaches it (the writes
+    /// lag the reads, as ids outside the experts are not listed).
+    /// </summary>
+    private static int Replace(Span<ushort> entries, int evicted, ReadOnlySpan<int> ids, Span<ulong> load)
+    {
+        var length = 0;
+        for (var i = 0; i < ids.Length; i++)
+        {
+            if (i < evicted)
+            {
+                load[entries[i]]--;
+            }
+
+            var id = ids[i];
+            if ((uint)id < (uint)load.Length)
+            {
+                entries[length++] = (ushort)id;
+                load[id]++;
+            }
+        }
+
+        if (evicted > ids.Length)
+        {
+            Evict(entries[ids.Length..evicted], load);
+        }
+
+        return length;
     }
 
     /// <summary>
@@ -191,32 +266,29 @@ internal sealed class ExpertLoadWindow
     public void Advance()
     {
         Position = Position + 1 == _window ? 0 : Position + 1;
-        _pending = Math.Min(_pending + 1, _window);
+        _sinceRead = Math.Min(_sinceRead + 1, _window);
     }
 
-    /// <summary>Adds the pending steps to the load, newest first.</summary>
-    private void CountPending()
+    /// <summary>Sums the load afresh from every row of the ring (rows that hold no step are empty).</summary>
+    private void Recount()
     {
-        var position = Position;
-        for (; _pending > 0; _pending--)
+        Array.Clear(_load);
+        for (var row = 0; row < _listed.Length; row++)
         {
-            position = position == 0 ? _window - 1 : position - 1;
-            for (var layer = 0; layer < _layers; layer++)
+            var load = _load.AsSpan(row % _layers * _experts, _experts);
+            if (_listed[row] == Whole)
             {
-                var row = (position * _layers) + layer;
-                var load = _load.AsSpan(layer * _experts, _experts);
-                if (_listed[row] == Whole)
-                {
-                    Accumulate(_ring.AsSpan(row * _experts, _experts), load, subtract: false);
-                    continue;
-                }
+                AddRow(_ring.AsSpan(row * _experts, _experts), load);
+                continue;
+            }
 
-                foreach (var expert in _entries.AsSpan(row * _listLength, _listed[row]))
-                {
-                    load[expert]++;
-                }
+            foreach (var expert in _entries.AsSpan(row * _listLength, _listed[row]))
+            {
+                load[expert]++;
             }
         }
+
+        _stale = false;
     }
 
     /// <summary>
@@ -236,7 +308,7 @@ internal sealed class ExpertLoadWindow
         }
 
         Array.Clear(_load);
-        (Position, _pending) = (0, 0);
+        (Position, _writeOnly, _stale, _sinceRead) = (0, true, false, 0);
     }
 
     /// <summary>
@@ -328,10 +400,43 @@ internal sealed class ExpertLoadWindow
     }
 
     /// <summary>
-    /// Adds a ring row's counts to a layer's <paramref name="load"/>, or subtracts them, in one vectorized pass through
-    /// references, as the single-layer fold (<c>ManagedRoutingEngine.UpdateExperts</c> says why).
+    /// Replaces a whole row by <paramref name="counts"/> (none: zeros), the load losing the old
+    /// counts and gaining the new, in one vectorized pass as the single-layer fold, through references as
+    /// that fold (<c>ManagedRoutingEngine.UpdateExperts</c> says why).
     /// </summary>
-    private static void Accumulate(ReadOnlySpan<uint> ringRow, Span<ulong> load, bool subtract)
+    private static void Slide(ReadOnlySpan<int> counts, Span<uint> ringRow, Span<ulong> load)
+    {
+        load = load[..ringRow.Length];
+        var e = 0;
+        if (Vector.IsHardwareAccelerated && !counts.IsEmpty)
+        {
+            counts = counts[..ringRow.Length];
+            ref var count0 = ref Unsafe.As<int, uint>(ref MemoryMarshal.GetReference(counts));
+            ref var row0 = ref MemoryMarshal.GetReference(ringRow);
+            ref var load0 = ref MemoryMarshal.GetReference(load);
+            var half = (nuint)Vector<ulong>.Count;
+            for (; e <= ringRow.Length - Vector<uint>.Count; e += Vector<uint>.Count)
+            {
+                // Unsigned throughout: a merge's ring sums ranks' rows, up to 2^32 - 1 a count.
+                var at = (nuint)e;
+                var count = Vector.LoadUnsafe(ref count0, at);
+                var leaving = Vector.LoadUnsafe(ref row0, at);
+                count.StoreUnsafe(ref row0, at);
+                (Vector.LoadUnsafe(ref load0, at) - Vector.WidenLower(leaving) + Vector.WidenLower(count)).StoreUnsafe(ref load0, at);
+                (Vector.LoadUnsafe(ref load0, at + half) - Vector.WidenUpper(leaving) + Vector.WidenUpper(count)).StoreUnsafe(ref load0, at + half);
+            }
+        }
+
+        for (; e < ringRow.Length; e++)
+        {
+            var count = counts.IsEmpty ? 0u : (uint)counts[e];
+            load[e] = load[e] - ringRow[e] + count;
+            ringRow[e] = count;
+        }
+    }
+
+    /// <summary>Adds a ring row's counts to a layer's <paramref name="load"/>, vectorized as <see cref="Slide"/>.</summary>
+    private static void AddRow(ReadOnlySpan<uint> ringRow, Span<ulong> load)
     {
         load = load[..ringRow.Length];
         var e = 0;
@@ -342,19 +447,16 @@ internal sealed class ExpertLoadWindow
             var half = (nuint)Vector<ulong>.Count;
             for (; e <= ringRow.Length - Vector<uint>.Count; e += Vector<uint>.Count)
             {
-                // Unsigned throughout: a merge's ring sums ranks' rows, up to 2^32 - 1 a count.
                 var at = (nuint)e;
                 var counts = Vector.LoadUnsafe(ref row0, at);
-                var (lower, upper) = (Vector.WidenLower(counts), Vector.WidenUpper(counts));
-                var (low, high) = (Vector.LoadUnsafe(ref load0, at), Vector.LoadUnsafe(ref load0, at + half));
-                (subtract ? low - lower : low + lower).StoreUnsafe(ref load0, at);
-                (subtract ? high - upper : high + upper).StoreUnsafe(ref load0, at + half);
+                (Vector.LoadUnsafe(ref load0, at) + Vector.WidenLower(counts)).StoreUnsafe(ref load0, at);
+                (Vector.LoadUnsafe(ref load0, at + half) + Vector.WidenUpper(counts)).StoreUnsafe(ref load0, at + half);
             }
         }
 
         for (; e < ringRow.Length; e++)
         {
-            load[e] = subtract ? load[e] - ringRow[e] : load[e] + ringRow[e];
+            load[e] += ringRow[e];
         }
     }
 
@@ -375,6 +477,16 @@ internal sealed class ExpertLoadWindow
         foreach (var expert in _entries.AsSpan(row * _listLength, _listed[row]))
         {
             counts[expert]++;
+        }
+    }
+
+    /// <summary>Writes <paramref name="counts"/> into a row that holds no step (its last was a list), adding them to the load.</summary>
+    private static void Write(ReadOnlySpan<int> counts, Span<uint> ringRow, Span<ulong> load)
+    {
+        for (var e = 0; e < ringRow.Length; e++)
+        {
+            ringRow[e] = (uint)counts[e];
+            load[e] += (uint)counts[e];
         }
     }
 

@@ -154,6 +154,47 @@ public sealed class ExpertLoadWindowTests
         Assert.Contains(gaps, gap => gap > window);
     }
 
+    /// <summary>
+    /// Steps only write their rows until a read comes less than a window of steps after the one before it, and again
+    /// after a read that comes a window or more later; a second read with no step between (a summary reads the load
+    /// twice) changes nothing. The load is right in either way (the theory above).
+    /// </summary>
+    [Fact]
+    public void TheGapBetweenReadsChoosesWhetherStepsKeepTheSum()
+    {
+        const int window = 4;
+        var loads = new ExpertLoadWindow(layers: 2, experts: 40, window);
+        void Steps(int count)
+        {
+            for (var step = 0; step < count; step++)
+            {
+                loads.Add(0, [1, 2], []);
+                loads.Add(1, [3], []);
+                loads.Advance();
+            }
+        }
+
+        Assert.False(loads.KeepsSum);
+        Steps(window + 3);
+        Assert.Equal(1UL * window, loads.Load[2]);
+        Assert.False(loads.KeepsSum);
+        Steps(window - 1);
+        Assert.Equal(1UL * window, loads.Load[40 + 3]);
+        Assert.True(loads.KeepsSum);
+        Assert.Equal(1UL * window, loads.Load[40 + 3]);
+        Assert.True(loads.KeepsSum);
+        Steps(window);
+        Assert.Equal(1UL * window, loads.Load[1]);
+        Assert.False(loads.KeepsSum);
+        Assert.Equal(1UL * window, loads.Load[1]);
+        Assert.False(loads.KeepsSum);
+        Steps(1);
+        Assert.Equal(1UL * window, loads.Load[2]);
+        Assert.True(loads.KeepsSum);
+        loads.Clear();
+        Assert.False(loads.KeepsSum);
+    }
+
     /// <summary>A layer's step of 0 to 120 ids, mostly listed lengths, with ids outside the experts at a rate of 0 to 100 %.</summary>
     private static int[] MixedStep(Random random, int experts)
     {
