@@ -15,11 +15,12 @@ namespace MoeGpuStats.Collections;
 /// consult and no repeated expert to merge. Larger steps keep a whole row in the dense ring, as do all
 /// steps of layers of at most <see cref="ListedIds"/> experts, whose rows are no longer than a list.
 /// <para>
-/// The running sum is kept step by step only while the window is read at least once a window of steps.
+/// The running sum is kept step by step while the window is read at least once in two windows of steps.
 /// Read more rarely (a rebalance every few thousand steps; never, in a benchmark), a step only writes its
-/// row or list, and the next read sums the ring's rows afresh: each row is then read once, by that sum,
-/// where keeping the sum would read it at its eviction, a window's worth of rows per window of steps. A
-/// read after a gap of a window or more chooses the second way until a read comes sooner.
+/// row or list, and the next read sums the whole ring afresh: a window's rows read once per read, where
+/// keeping the sum reads a row at each step's eviction. The sum afresh reads the ring at once, out of the
+/// caches, and costs about two windows of evictions, hence the gap of two windows. A read after such a gap
+/// chooses the second way until a read comes sooner.
 /// </para>
 /// </summary>
 internal sealed class ExpertLoadWindow
@@ -38,11 +39,12 @@ internal sealed class ExpertLoadWindow
     private ushort[] _entries = [];
     private int[] _listed = [];
 
-    // Whether steps only write their rows (the last read came a window or more after the one before it, or none
-    // came yet), whether the load misses steps so written, and the steps since the last read (at most _window).
+    // Whether steps only write their rows (the last read came two windows of steps or more after the one before it,
+    // or none came yet), whether the load misses steps so written, and the steps since the last read (at most two
+    // windows).
     private bool _writeOnly = true;
     private bool _stale;
-    private int _sinceRead;
+    private long _sinceRead;
 
     /// <summary>
     /// An empty window, or one holding <paramref name="ring"/> and its sum <paramref name="load"/> at
@@ -116,7 +118,7 @@ internal sealed class ExpertLoadWindow
             // A second look within one read (no step between) leaves the choice as the read made it.
             if (_sinceRead > 0)
             {
-                (_writeOnly, _sinceRead) = (_sinceRead >= _window, 0);
+                (_writeOnly, _sinceRead) = (_sinceRead >= 2L * _window, 0);
             }
 
             return _load;
@@ -124,8 +126,8 @@ internal sealed class ExpertLoadWindow
     }
 
     /// <summary>
-    /// Whether steps keep the running sum as they are added (the window was last read less than a window of steps after
-    /// the read before), rather than only writing their rows for the next read to sum.
+    /// Whether steps keep the running sum as they are added (the window was last read less than two windows of steps
+    /// after the read before), rather than only writing their rows for the next read to sum.
     /// </summary>
     public bool KeepsSum => !_writeOnly;
 
@@ -266,7 +268,7 @@ internal sealed class ExpertLoadWindow
     public void Advance()
     {
         Position = Position + 1 == _window ? 0 : Position + 1;
-        _sinceRead = Math.Min(_sinceRead + 1, _window);
+        _sinceRead = Math.Min(_sinceRead + 1, 2L * _window);
     }
 
     /// <summary>Sums the load afresh from every row of the ring (rows that hold no step are empty).</summary>
