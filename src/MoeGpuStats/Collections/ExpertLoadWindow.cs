@@ -15,12 +15,12 @@ namespace MoeGpuStats.Collections;
 /// consult and no repeated expert to merge. Larger steps keep a whole row in the dense ring, as do all
 /// steps of layers of at most <see cref="ListedIds"/> experts, whose rows are no longer than a list.
 /// <para>
-/// The running sum is kept step by step while the window is read at least once in two windows of steps.
-/// Read more rarely (a rebalance every few thousand steps; never, in a benchmark), a step only writes its
-/// row or list, and the next read sums the whole ring afresh: a window's rows read once per read, where
+/// The running sum is kept step by step while the window is read more often than once in two windows of
+/// steps. Read more rarely (a rebalance every few thousand steps; never, in a benchmark), a step only writes
+/// its row or list, and the next read sums the whole ring afresh: a window's rows read once per read, where
 /// keeping the sum reads a row at each step's eviction. The sum afresh reads the ring at once, out of the
-/// caches, and costs about two windows of evictions, hence the gap of two windows. A read after such a gap
-/// chooses the second way until a read comes sooner.
+/// caches, and cost about one and a half windows of evictions (5.4 ms against 3.8 at 58 × 256 × 8 × 64),
+/// hence the gap of two windows. A read after such a gap chooses the second way until a read comes sooner.
 /// </para>
 /// </summary>
 internal sealed class ExpertLoadWindow

@@ -365,6 +365,18 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
     }
 
+    /// <summary>Whether the window's steps keep its running sum (<see cref="ExpertLoadWindow.KeepsSum"/>).</summary>
+    internal bool WindowKeepsSum
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return _window.KeepsSum;
+            }
+        }
+    }
+
     public override bool CanCutWindow(int recentSteps)
     {
         lock (Gate)
@@ -386,7 +398,8 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             return _window.Load.ToArray();
         }
 
-        var load = new ulong[_window.Load.Length];
+        // The length alone: reading Load would sum a ring whose steps only wrote their rows, and count as a read.
+        var load = new ulong[Options.Layers * Options.Experts];
         _window.AddNewest(recentSteps, load);
         return load;
     }
@@ -397,7 +410,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         {
             var window = RecentLoad(request.RecentSteps);
             var experts = Options.Experts;
-            var sinceStart = new ulong[_window.Load.Length];
+            var sinceStart = new ulong[Options.Layers * Options.Experts];
             for (var l = 0; l < _layers.Length; l++)
             {
                 var counts = _layers[l].ExpertTokenCounts;

@@ -267,8 +267,10 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <summary>
     /// Each expert's token-expert slots over the last <see cref="ModelRoutingStatsOptions.Window"/>
     /// steps (fewer before that many), row-major <c>[layers, experts]</c>: the <c>weight</c> of
-    /// DeepSeek's EPLB <c>rebalance_experts</c> and of vLLM's rebalancer. Kept as a running sum (on a
-    /// device engine, in the accelerator's memory), so a read is one copy.
+    /// DeepSeek's EPLB <c>rebalance_experts</c> and of vLLM's rebalancer. A device engine keeps it as a
+    /// running sum in the accelerator's memory, so a read is one copy. The managed engine keeps the sum so
+    /// while the window is read more often than once in two windows of steps; read more rarely, the read sums the
+    /// ring afresh (<c>Window × Layers × Experts</c> counts read) and the steps between cost less.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ulong[] WindowLoad() => Engine.WindowLoad(Options.Window);

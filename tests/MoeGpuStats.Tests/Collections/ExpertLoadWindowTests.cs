@@ -1,4 +1,5 @@
 using MoeGpuStats.Collections;
+using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Tests.Collections;
 
@@ -193,6 +194,36 @@ public sealed class ExpertLoadWindowTests
         Assert.True(loads.KeepsSum);
         loads.Clear();
         Assert.False(loads.KeepsSum);
+    }
+
+    /// <summary>
+    /// A model's reads of fewer steps than the window holds sum the ring's newest rows and leave the window's sum and
+    /// its choice alone: they neither sum the whole ring afresh nor count as a read of it. A read of the whole window
+    /// does.
+    /// </summary>
+    [Fact]
+    public void AModelsReadOfItsNewestStepsLeavesTheWindowsSumAlone()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 40, Window = 4 };
+        var engine = new ManagedModelEngine(options);
+        using var model = new ModelRoutingStats(engine);
+        void Steps(int count)
+        {
+            for (var step = 0; step < count; step++)
+            {
+                model.RecordStep([1, 2, 3, 3], tokens: 2, topK: 1);
+            }
+        }
+
+        Steps(9);
+        Assert.Equal(4UL, model.WindowLoad()[1]);
+        Assert.False(engine.WindowKeepsSum);
+        Steps(2);
+        Assert.Equal(2, model.Summary(recentSteps: 2).WindowSteps);
+        Assert.Equal(2UL, model.WindowLoad(recentSteps: 1)[40 + 3]);
+        Assert.False(engine.WindowKeepsSum);
+        Assert.Equal(4UL, model.WindowLoad()[2]);
+        Assert.True(engine.WindowKeepsSum);
     }
 
     /// <summary>A layer's step of 0 to 120 ids, mostly listed lengths, with ids outside the experts at a rate of 0 to 100 %.</summary>
