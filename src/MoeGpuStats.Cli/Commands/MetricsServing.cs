@@ -24,15 +24,31 @@ internal static class MetricsServing
         }
         catch (Exception exception) when (exception is IOException or System.Net.Sockets.SocketException or ArgumentException)
         {
-            // A host other than the default may be the cause as well as the port: name both, and what a host may be.
-            console.Error.WriteLine(host == "localhost"
-                ? $"--metrics-port {given}: cannot serve metrics on {host}:{given} ({ErrorText.Clause(exception)})."
+            // A host other than the default may be the cause as well as the port: name both, and what a host may be,
+            // unless the port is the cause, taken by another program on a host that is fine.
+            console.Error.WriteLine(host == "localhost" || PortInUse(exception)
+                ? $"--metrics-port {given}: cannot serve metrics on {(host.Contains(':') && !host.StartsWith('[') ? $"[{host}]" : host)}:{given} ({ErrorText.Clause(exception)})."
                 : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({HostProblem(host) ?? ErrorText.Clause(exception)}); {MetricsHost.Allowed}.");
             return false;
         }
 
         console.Error.WriteLine($"metrics: {MetricsHost.Parse(host).Described(given)}");
         return true;
+    }
+
+    /// <summary>Whether the listener failed because another program holds the port (Kestrel wraps the socket's error).</summary>
+    private static bool PortInUse(Exception exception)
+    {
+        for (var cause = exception; cause is not null; cause = cause.InnerException)
+        {
+            if (cause is Microsoft.AspNetCore.Connections.AddressInUseException
+                or System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse })
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>

@@ -182,30 +182,70 @@ internal static class SimulateCommand
     private static string SkewText(ParseResult parse, Option<double> skew) =>
         parse.GetResult(skew) is { Implicit: false, Tokens: [var token] } ? token.Value : parse.GetValue(skew).ToString("0.###", System.Globalization.CultureInfo.InvariantCulture);
 
-    /// <summary>k distinct experts per token, drawn with the skewed distribution.</summary>
+    /// <summary>
+    /// k distinct experts per token, drawn with the skewed distribution: an expert the token already has is drawn again,
+    /// up to <see cref="DrawsPerPick"/> draws, then the next expert it has not (cyclically) is taken.
+    /// </summary>
     private static void Fill(Span<int> ids, Random random, int experts, int topK, double skew)
     {
         Span<int> chosen = stackalloc int[topK];
+
+        // next[e] is e while the token has not expert e, else a link towards the next one it has not (experts: none
+        // up to the end). Links are followed and shortened as in a disjoint-set forest, so that a token's picks cost
+        // about k even where a steep skew draws the chosen experts again and again (k², k in the thousands, before).
+        Span<int> next = stackalloc int[experts + 1];
+        for (var e = 0; e <= experts; e++)
+        {
+            next[e] = e;
+        }
+
         for (var token = 0; token < ids.Length / topK; token++)
         {
             for (var picked = 0; picked < topK; picked++)
             {
                 var id = Draw(random, experts, skew);
-                for (var draw = 1; chosen[..picked].Contains(id) && draw < DrawsPerPick; draw++)
+                for (var draw = 1; next[id] != id && draw < DrawsPerPick; draw++)
                 {
                     id = Draw(random, experts, skew);
                 }
 
-                while (chosen[..picked].Contains(id))
+                id = NextFree(next, id);
+                if (id == experts)
                 {
-                    id = (id + 1) % experts;
+                    id = NextFree(next, 0);
                 }
 
                 chosen[picked] = id;
+                next[id] = id + 1;
             }
 
             chosen.CopyTo(ids.Slice(token * topK, topK));
+
+            // Only the chosen experts' links were written (a shortened path runs through chosen experts alone).
+            foreach (var id in chosen)
+            {
+                next[id] = id;
+            }
         }
+    }
+
+    /// <summary>The first expert from <paramref name="id"/> on that the token has not, or the experts' count where none is; shortens the path it followed.</summary>
+    private static int NextFree(Span<int> next, int id)
+    {
+        var free = id;
+        while (next[free] != free)
+        {
+            free = next[free];
+        }
+
+        while (id != free)
+        {
+            var link = next[id];
+            next[id] = free;
+            id = link;
+        }
+
+        return free;
     }
 
     private static int Draw(Random random, int experts, double skew) =>

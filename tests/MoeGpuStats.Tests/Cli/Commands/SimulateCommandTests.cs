@@ -181,6 +181,22 @@ public sealed class SimulateCommandTests : IDisposable
     /// says it (not the listener's "The request is not supported"): a name that does not resolve, another machine's address,
     /// a mistyped IPv4 address (not called a name).
     /// </summary>
+    [Fact]
+    public void APortTakenOnAGoodHostIsNamedAsThePortAlone()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+
+        var (code, output, error) = Moegs.Run("simulate", "--steps", "1", "--tokens", "2", "--metrics-port", $"{port}", "--metrics-host", "127.0.0.1");
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.StartsWith($"--metrics-port {port}: cannot serve metrics on 127.0.0.1:{port} (", error);
+        Assert.DoesNotContain("--metrics-host", error);
+        Assert.Single(error.TrimEnd().Split('\n'));
+    }
+
     [Theory]
     [InlineData("no-such-host.invalid", "(no-such-host.invalid does not resolve: ")]
     [InlineData("192.0.2.1", "(192.0.2.1 is not an address of this machine)")]
@@ -484,24 +500,33 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.InRange(saved.TotalRoutings, 1UL, 99_999_999UL);
     }
 
-    /// <summary>Every batch is recorded, each token to k distinct experts: the saved run holds steps x tokens x k slots, no invalid id, and no expert more slots than there were tokens.</summary>
-    [Fact]
-    public void TheSavedRunHoldsEveryBatchOfKDistinctExpertsPerToken()
+    /// <summary>
+    /// Every batch is recorded, each token to k distinct experts: the saved run holds steps x tokens x k slots, no invalid
+    /// id, and no expert more slots than there were tokens; where k is all the experts, each has exactly one slot a
+    /// token, even under a skew so steep that nearly every draw names an expert the token already has.
+    /// </summary>
+    [Theory]
+    [InlineData(7, 50, 3, 8, "2")]
+    [InlineData(3, 40, 60, 64, "50")]
+    [InlineData(2, 30, 8, 8, "50")]
+    [InlineData(1, 4, 4096, 4096, "50")]
+    public void TheSavedRunHoldsEveryBatchOfKDistinctExpertsPerToken(int steps, int tokens, int topK, int experts, string skew)
     {
         var saved = Path.Combine(_folder.FullName, "run.json");
 
-        var (code, output, error) = Run("simulate", "--steps", "7", "--tokens", "50", "--top-k", "3", "--experts", "8", "--save", saved);
+        var (code, output, error) = Run("simulate", "--steps", $"{steps}", "--tokens", $"{tokens}", "--top-k", $"{topK}", "--experts", $"{experts}", "--skew", skew, "--save", saved);
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("simulate: 7 batches of 50 tokens, top-3 of 8 experts", output);
+        Assert.Contains($"simulate: {Counted.Of(steps, "batch", "batches")} of {tokens} tokens, top-{topK} of {Counted.Of(experts, "expert")}, skew {skew}", output);
         Assert.Contains($"snapshot: {saved}", error);
         using var stats = RoutingStatsFile.Load(saved);
-        Assert.Equal(7UL, stats.TotalRoutings);
-        Assert.Equal(350UL, stats.TotalTokens);
-        Assert.Equal(8, stats.ExpertTokenCounts.Count);
-        Assert.Equal(1050UL, stats.ExpertTokenCounts.Aggregate(0UL, (sum, count) => sum + count));
+        var slots = (ulong)steps * (ulong)tokens;
+        Assert.Equal((ulong)steps, stats.TotalRoutings);
+        Assert.Equal(slots, stats.TotalTokens);
+        Assert.Equal(experts, stats.ExpertTokenCounts.Count);
+        Assert.Equal(slots * (ulong)topK, stats.ExpertTokenCounts.Aggregate(0UL, (sum, count) => sum + count));
         Assert.Equal(0UL, stats.InvalidExpertIds);
-        Assert.All(stats.ExpertTokenCounts, count => Assert.InRange(count, 0UL, 350UL));
+        Assert.All(stats.ExpertTokenCounts, count => Assert.InRange(count, topK == experts ? slots : 0UL, slots));
     }
 
     /// <summary>
