@@ -186,7 +186,7 @@ internal static class SimulateCommand
     /// k distinct experts per token, drawn with the skewed distribution: an expert the token already has is drawn again,
     /// up to <see cref="DrawsPerPick"/> draws, then the next expert it has not (cyclically) is taken.
     /// </summary>
-    private static void Fill(Span<int> ids, Random random, int experts, int topK, double skew)
+    internal static void Fill(Span<int> ids, Random random, int experts, int topK, double skew)
     {
         Span<int> chosen = stackalloc int[topK];
 

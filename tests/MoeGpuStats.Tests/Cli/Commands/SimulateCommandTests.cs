@@ -177,26 +177,34 @@ public sealed class SimulateCommandTests : IDisposable
     }
 
     /// <summary>
-    /// A host the endpoint cannot serve on is named with the port, with what a host may be, and why where the name
-    /// says it (not the listener's "The request is not supported"): a name that does not resolve, another machine's address,
-    /// a mistyped IPv4 address (not called a name).
+    /// A port another program holds is named as the port alone, on the host given (an IPv6 address in brackets), not
+    /// with advice to change a host that is fine.
     /// </summary>
-    [Fact]
-    public void APortTakenOnAGoodHostIsNamedAsThePortAlone()
+    [Theory]
+    [InlineData("127.0.0.1", "127.0.0.1")]
+    [InlineData("::1", "[::1]")]
+    public void APortTakenOnAGoodHostIsNamedAsThePortAlone(string host, string shown)
     {
-        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        var address = System.Net.IPAddress.Parse(host);
+        Assert.SkipUnless(address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6 || System.Net.Sockets.Socket.OSSupportsIPv6, "needs IPv6");
+        using var taken = new System.Net.Sockets.TcpListener(address, 0);
         taken.Start();
         var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
 
-        var (code, output, error) = Moegs.Run("simulate", "--steps", "1", "--tokens", "2", "--metrics-port", $"{port}", "--metrics-host", "127.0.0.1");
+        var (code, output, error) = Moegs.Run("simulate", "--steps", "1", "--tokens", "2", "--metrics-port", $"{port}", "--metrics-host", host);
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(output);
-        Assert.StartsWith($"--metrics-port {port}: cannot serve metrics on 127.0.0.1:{port} (", error);
+        Assert.StartsWith($"--metrics-port {port}: cannot serve metrics on {shown}:{port} (", error);
         Assert.DoesNotContain("--metrics-host", error);
         Assert.Single(error.TrimEnd().Split('\n'));
     }
 
+    /// <summary>
+    /// A host the endpoint cannot serve on is named with the port, with what a host may be, and why where the name
+    /// says it (not the listener's "The request is not supported"): a name that does not resolve, another machine's address,
+    /// a mistyped IPv4 address (not called a name).
+    /// </summary>
     [Theory]
     [InlineData("no-such-host.invalid", "(no-such-host.invalid does not resolve: ")]
     [InlineData("192.0.2.1", "(192.0.2.1 is not an address of this machine)")]
@@ -510,6 +518,7 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData(3, 40, 60, 64, "50")]
     [InlineData(2, 30, 8, 8, "50")]
     [InlineData(1, 4, 4096, 4096, "50")]
+    [InlineData(2, 30, 8, 8, "0.05")]
     public void TheSavedRunHoldsEveryBatchOfKDistinctExpertsPerToken(int steps, int tokens, int topK, int experts, string skew)
     {
         var saved = Path.Combine(_folder.FullName, "run.json");
@@ -527,6 +536,60 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.Equal(slots * (ulong)topK, stats.ExpertTokenCounts.Aggregate(0UL, (sum, count) => sum + count));
         Assert.Equal(0UL, stats.InvalidExpertIds);
         Assert.All(stats.ExpertTokenCounts, count => Assert.InRange(count, topK == experts ? slots : 0UL, slots));
+    }
+
+    /// <summary>
+    /// The draws of k distinct experts per token equal those of the plain method, token by token: an expert already
+    /// drawn is drawn again up to 64 times, then the next expert not yet drawn, cyclically, is taken (a scan of the
+    /// token's experts, k² a token, which the forest of free experts replaces). Over skews that keep the draws near
+    /// expert 0, that reach the end and wrap, and k up to all the experts; the random source ends where the plain
+    /// method leaves it.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(8, 8)]
+    [InlineData(64, 7)]
+    [InlineData(300, 300)]
+    [InlineData(4096, 64)]
+    public void ATokensExpertsAreThePlainMethodsDraws(int experts, int topK)
+    {
+        foreach (var skew in new[] { 0.01, 0.05, 0.5, 1, 3, 50 })
+        {
+            var (fast, plain) = (new int[5 * topK], new int[5 * topK]);
+            var (fastRandom, plainRandom) = (new Random(experts + topK), new Random(experts + topK));
+
+            MoeGpuStats.Cli.Commands.SimulateCommand.Fill(fast, fastRandom, experts, topK, skew);
+            PlainFill(plain, plainRandom, experts, topK, skew);
+
+            Assert.Equal(plain, fast);
+            Assert.Equal(plainRandom.Next(), fastRandom.Next());
+        }
+    }
+
+    private static void PlainFill(int[] ids, Random random, int experts, int topK, double skew)
+    {
+        int Draw() => Math.Min(experts - 1, (int)(Math.Pow(random.NextDouble(), skew) * experts));
+        for (var token = 0; token < ids.Length / topK; token++)
+        {
+            var chosen = new List<int>();
+            for (var picked = 0; picked < topK; picked++)
+            {
+                var id = Draw();
+                for (var draw = 1; chosen.Contains(id) && draw < 64; draw++)
+                {
+                    id = Draw();
+                }
+
+                while (chosen.Contains(id))
+                {
+                    id = (id + 1) % experts;
+                }
+
+                chosen.Add(id);
+            }
+
+            chosen.CopyTo(ids, token * topK);
+        }
     }
 
     /// <summary>
