@@ -192,7 +192,7 @@ internal static class SimulateCommand
 
         // next[e] is e while the token has not expert e, else a link towards the next one it has not (experts: none
         // up to the end). Links are followed and shortened as in a disjoint-set forest, so that a token's picks cost
-        // about k even where a steep skew draws the chosen experts again and again (k², k in the thousands, before).
+        // about k even where a steep skew draws the chosen experts again and again (a scan of them would cost k²).
         Span<int> next = stackalloc int[experts + 1];
         for (var e = 0; e <= experts; e++)
         {
