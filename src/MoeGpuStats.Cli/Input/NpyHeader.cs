@@ -105,7 +105,7 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
     {
         Span<byte> prefix = stackalloc byte[12];
         var got = read(prefix[..10], 0);
-        if (got is > 0 and < 10 && Magic.AsSpan(0, Math.Min(got, Magic.Length)).SequenceEqual(prefix[..Math.Min(got, Magic.Length)]))
+        if (got is > 0 and < 10 && Magic.AsSpan().StartsWith(prefix[..Math.Min(got, Magic.Length)]))
         {
             throw new InvalidDataException($"{path}: truncated: the file ends inside the .npy preamble ({Counted.Of(got, "byte")}).");
         }

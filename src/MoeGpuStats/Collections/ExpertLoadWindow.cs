@@ -40,10 +40,9 @@ internal sealed class ExpertLoadWindow
     private int[] _listed = [];
 
     // Whether steps only write their rows (the last read came two windows of steps or more after the one before it,
-    // or none came yet), whether the load misses steps so written, and the steps since the last read (at most two
-    // windows).
+    // or none came yet), and the steps since the last read (at most two windows): while both hold, the load misses
+    // those steps.
     private bool _writeOnly = true;
-    private bool _stale;
     private long _sinceRead;
 
     /// <summary>
@@ -110,14 +109,16 @@ internal sealed class ExpertLoadWindow
     {
         get
         {
-            if (_stale)
-            {
-                Recount();
-            }
-
-            // A second look within one read (no step between) leaves the choice as the read made it.
+            // Steps that wrote their rows alone since the last read are counted by summing the ring afresh; a second
+            // look within one read (no step between) changes nothing.
             if (_sinceRead > 0)
             {
+                if (_writeOnly)
+                {
+                    Array.Clear(_load);
+                    AddNewest(_window, _load);
+                }
+
                 (_writeOnly, _sinceRead) = (_sinceRead >= 2L * _window, 0);
             }
 
@@ -147,20 +148,21 @@ internal sealed class ExpertLoadWindow
     {
         var row = (Position * _layers) + layer;
         var ringRow = _ring.AsSpan(row * _experts, _experts);
-        var load = _load.AsSpan(layer * _experts, _experts);
         var entries = _entries.AsSpan(row * _listLength, _listLength);
         if (_writeOnly)
         {
-            _stale = true;
-            _listed[row] = Lists(ids.Length) ? List(entries, ids, _experts) : Whole;
-            if (_listed[row] == Whole)
+            if (Lists(ids.Length))
             {
-                MemoryMarshal.Cast<int, uint>(counts[.._experts]).CopyTo(ringRow);
+                _listed[row] = List(entries, ids, _experts);
+                return;
             }
 
+            MemoryMarshal.Cast<int, uint>(counts[.._experts]).CopyTo(ringRow);
+            _listed[row] = Whole;
             return;
         }
 
+        var load = _load.AsSpan(layer * _experts, _experts);
         var held = _listed[row];
         if (!Lists(ids.Length))
         {
@@ -271,28 +273,6 @@ internal sealed class ExpertLoadWindow
         _sinceRead = Math.Min(_sinceRead + 1, 2L * _window);
     }
 
-    /// <summary>Sums the load afresh from every row of the ring (rows that hold no step are empty).</summary>
-    private void Recount()
-    {
-        Array.Clear(_load);
-        for (var row = 0; row < _listed.Length; row++)
-        {
-            var load = _load.AsSpan(row % _layers * _experts, _experts);
-            if (_listed[row] == Whole)
-            {
-                AddRow(_ring.AsSpan(row * _experts, _experts), load);
-                continue;
-            }
-
-            foreach (var expert in _entries.AsSpan(row * _listLength, _listed[row]))
-            {
-                load[expert]++;
-            }
-        }
-
-        _stale = false;
-    }
-
     /// <summary>
     /// Empties the window. A window without its whole ring (restored from its load alone, or with the steps it held)
     /// is left holding no step, to take its whole ring at its next step (<see cref="EnsureWhole"/>): a reset allocates
@@ -310,7 +290,7 @@ internal sealed class ExpertLoadWindow
         }
 
         Array.Clear(_load);
-        (Position, _writeOnly, _stale, _sinceRead) = (0, true, false, 0);
+        (Position, _writeOnly, _sinceRead) = (0, true, 0);
     }
 
     /// <summary>
@@ -345,9 +325,9 @@ internal sealed class ExpertLoadWindow
     }
 
     /// <summary>
-    /// Adds the counts of the newest <paramref name="steps"/> steps (those before <see cref="Position"/>,
-    /// at most the steps added since the last <see cref="Clear"/>) to <paramref name="load"/>
-    /// (<c>[layers, experts]</c>). Only where <see cref="CanSlide"/>.
+    /// Adds the counts of the newest <paramref name="steps"/> steps (those before <see cref="Position"/>, at most
+    /// <c>window</c>; rows that hold no step add nothing) to <paramref name="load"/> (<c>[layers, experts]</c>).
+    /// Only where <see cref="CanSlide"/>.
     /// </summary>
     public void AddNewest(int steps, Span<ulong> load)
     {
@@ -361,12 +341,7 @@ internal sealed class ExpertLoadWindow
                 var layerLoad = load.Slice(layer * _experts, _experts);
                 if (_listed[row] == Whole)
                 {
-                    var counts = _ring.AsSpan(row * _experts, _experts);
-                    for (var e = 0; e < counts.Length; e++)
-                    {
-                        layerLoad[e] += counts[e];
-                    }
-
+                    AddRow(_ring.AsSpan(row * _experts, _experts), layerLoad);
                     continue;
                 }
 
