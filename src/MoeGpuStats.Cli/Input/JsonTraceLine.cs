@@ -333,7 +333,7 @@ internal readonly struct JsonTraceLine
     /// <summary>How a message names token <paramref name="token"/> of a field: <c>topk_ids[3]</c>, or the field alone for one token's line.</summary>
     private static string Label(string name, bool nested, int token) => nested ? $"{name}[{token}]" : name;
 
-    /// <summary>Gate weights must be numbers in the ids' shape; replay does not use them.</summary>
+    /// <summary>Gate weights must be finite numbers (as doubles) in the ids' shape; replay does not use them.</summary>
     private static void CheckWeights(string name, ReadOnlySpan<byte> weights, string idsName, bool nested, int tokens, int topK, string where)
     {
         var rowsNested = nested && Kind(weights) == JsonTokenType.StartArray;
@@ -358,6 +358,11 @@ internal readonly struct JsonTraceLine
                 if (Kind(weight) != JsonTokenType.Number)
                 {
                     throw new InvalidDataException($"{where}: {Label(name, nested, token)}[{slot}] is {JsonText.Printable(weight)}; weights are numbers.");
+                }
+
+                if (!Utf8Parser.TryParse(weight, out double value, out _) || !double.IsFinite(value))
+                {
+                    throw new InvalidDataException($"{where}: {Label(name, nested, token)}[{slot}] is {JsonText.Printable(weight)}, beyond a double's range; weights are finite numbers.");
                 }
 
                 slot++;

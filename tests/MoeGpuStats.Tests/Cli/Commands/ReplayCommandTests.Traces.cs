@@ -282,6 +282,8 @@ public sealed partial class ReplayCommandTests
     [InlineData("{\"topk_ids\": []}\n", ":1: topk_ids is []; give one token's k ids, [3, 7], or a forward pass's, [[3, 7], [1, 2]].")]
     [InlineData("{\"topk_ids\": [1, 2], \"expert_ids\": [1, 2]}\n", ":1: both topk_ids and expert_ids, two names of one field; give one.")]
     [InlineData("{\"topk_ids\": [1, 2], \"topk_weights\": [0.5]}\n", ":1: topk_weights is [0.5]; give 2 weights, one per id of topk_ids.")]
+    [InlineData("{\"topk_ids\": [[1, 2]], \"gate_weights\": [[0.5, 1e400]]}\n", ":1: gate_weights[0][1] is 1e400, beyond a double's range; weights are finite numbers.")]
+    [InlineData("{\"topk_ids\": [1, 2], \"topk_weights\": [-1E999, 0.5]}\n", ":1: topk_weights[0] is -1E999, beyond a double's range; weights are finite numbers.")]
     [InlineData("{\"topk_ids\": [[1, 2]], \"gate_weights\": [[0.5, 0.5], [0.5, 0.5]]}\n", ":1: gate_weights has 2 tokens, topk_ids has 1;")]
     [InlineData("{\"topk_ids\": [[1, 2], [3, 4]], \"gate_weights\": [[0.5, 0.5]]}\n", ":1: gate_weights has 1 token, topk_ids has 2;")]
     [InlineData("{\"topk_ids\": [[1, 2]], \"request_id\": [\"a\", \"b\"]}\n", ":1: request_id has 2 values for 1 token;")]
