@@ -60,6 +60,7 @@ internal static partial class RoutingRecordKernel
     {
         var kernel = Load<TCounting>(accelerator);
         var grid = CountingGrid.For(accelerator, kernel.GetKernel(), policy);
+        var gate = new LaunchGate(accelerator);
         return (stream, ids, state, arguments, pending) =>
         {
             CheckLaunch(state, arguments, nameof(arguments));
@@ -84,6 +85,7 @@ internal static partial class RoutingRecordKernel
             arguments.AlignedStart = counting > 0 ? IdAlignment.AlignedStart(accelerator, ids) : 0;
             if (counting + folding > 0)
             {
+                using var held = gate.Enter();
                 kernel(stream, new KernelConfig(counting + folding, grid.GroupSize), ids, state, arguments, pending);
             }
 

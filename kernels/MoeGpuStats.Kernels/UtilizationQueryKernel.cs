@@ -149,6 +149,7 @@ internal static class UtilizationQueryKernel
         ArgumentNullException.ThrowIfNull(accelerator);
         var kernel = accelerator.LoadKernel<RoutingStateViews, int, ArrayView<UtilizationQueryResult>>(Kernel);
         var config = new KernelConfig(1, RoutingRecordKernel.GroupSize(accelerator));
+        var gate = new LaunchGate(accelerator);
         return (stream, state, trendWindow, result) =>
         {
             if (result.Length < 1 || state.State.Length < 1 || state.VarianceHistory.Length < RoutingStateLayout.VarianceWindow)
@@ -158,6 +159,7 @@ internal static class UtilizationQueryKernel
                     result.Length < 1 ? nameof(result) : nameof(state));
             }
 
+            using var held = gate.Enter();
             kernel(stream, config, state, trendWindow, result);
         };
     }

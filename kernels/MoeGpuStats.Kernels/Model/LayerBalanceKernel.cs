@@ -248,8 +248,10 @@ internal static class LayerBalanceKernel
         var measure = accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<ulong>, int, ArrayView<int>, int, ArrayView<ulong>, ArrayView<LayerLoad>>(Kernel);
         var sort = accelerator.LoadKernel<ArrayView<ulong>, int, int, ArrayView<LayerLoad>>(SortKernel);
         var groupSize = RoutingRecordKernel.GroupSize(accelerator);
+        var gate = new LaunchGate(accelerator);
         return (stream, layers, loads, experts, ranks, rankCount, scratch, results) =>
         {
+            using var held = gate.Enter();
             measure(stream, layers, loads, experts, ranks, rankCount, scratch, results);
             var entries = ranks.Length == 0 ? experts : rankCount;
             sort(stream, new KernelConfig(layers, groupSize), scratch, entries, entries, results);

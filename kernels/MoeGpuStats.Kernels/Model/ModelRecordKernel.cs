@@ -199,11 +199,9 @@ internal static class ModelRecordKernel
     /// </summary>
     private static bool HoldsToken(ModelStateViews state, ModelStepArguments arguments, int validTokens, int counting, ArrayView<long> partials)
     {
-        if (validTokens == 0)
-        {
-            return false;
-        }
-
+        // No early return for a step without valid tokens (no layer's padded count is below 0, so it holds none):
+        // under PoCL's default work-group method a return on a value read from memory before the barriers below
+        // corrupted the host's heap (docs/performance.md, OpenCL).
         var layers = arguments.Layers;
         var holding = 0;
         for (var layer = Group.IdxX; layer < layers; layer += Group.DimX)

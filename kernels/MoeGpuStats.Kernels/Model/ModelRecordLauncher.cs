@@ -18,6 +18,7 @@ namespace MoeGpuStats.Kernels.Model;
 internal sealed class ModelRecordLauncher
 {
     private readonly Accelerator _accelerator;
+    private readonly LaunchGate _gate;
     private readonly Action<AcceleratorStream, KernelConfig, Int32Ids, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>> _int32;
     private Action<AcceleratorStream, KernelConfig, Int64Ids, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>? _int64;
     private Action<AcceleratorStream, KernelConfig, Int16Ids, ModelStateViews, ModelStepArguments, ArrayView<int>, ArrayView<float>, ArrayView<float>>? _int16;
@@ -36,6 +37,7 @@ internal sealed class ModelRecordLauncher
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         _accelerator = accelerator;
+        _gate = new LaunchGate(accelerator);
         _groupSize = RoutingRecordKernel.GroupSize(accelerator);
         Kernel kernel;
         if (boundGroupsPerMultiprocessor > 0 && CudaLaunchBounds.AppliesTo(accelerator) && accelerator is CudaAccelerator cuda)
@@ -87,7 +89,9 @@ internal sealed class ModelRecordLauncher
     {
         Check(ids.Length, state, arguments, loadBalanceLosses, routerZLosses);
         var groups = (arguments.GroupsPerLayer + 1) * arguments.Layers;
-        KernelFor<TIds>()(stream, new KernelConfig(groups, _groupSize), ids, state, arguments, validTokens, loadBalanceLosses, routerZLosses);
+        var kernel = KernelFor<TIds>();
+        using var held = _gate.Enter();
+        kernel(stream, new KernelConfig(groups, _groupSize), ids, state, arguments, validTokens, loadBalanceLosses, routerZLosses);
     }
 
     /// <summary>The loaded kernel for <typeparamref name="TIds"/>, loaded now if it is the first step of that type.</summary>

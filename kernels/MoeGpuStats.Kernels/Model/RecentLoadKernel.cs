@@ -51,7 +51,15 @@ internal static class RecentLoadKernel
         load[index] = sum;
     }
 
-    /// <summary>Loads the kernel on <paramref name="accelerator"/>.</summary>
-    public static Action<AcceleratorStream, Index1D, ArrayView<uint>, ArrayView<int>, ArrayView<RoutingStateBlock>, int, int, ArrayView<ulong>, ArrayView<ulong>> Create(Accelerator accelerator) =>
-        accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<uint>, ArrayView<int>, ArrayView<RoutingStateBlock>, int, int, ArrayView<ulong>, ArrayView<ulong>>(Kernel);
+    /// <summary>Loads the kernel on <paramref name="accelerator"/>; its launches hold the accelerator's <see cref="LaunchGate"/>.</summary>
+    public static Action<AcceleratorStream, Index1D, ArrayView<uint>, ArrayView<int>, ArrayView<RoutingStateBlock>, int, int, ArrayView<ulong>, ArrayView<ulong>> Create(Accelerator accelerator)
+    {
+        var kernel = accelerator.LoadAutoGroupedKernel<Index1D, ArrayView<uint>, ArrayView<int>, ArrayView<RoutingStateBlock>, int, int, ArrayView<ulong>, ArrayView<ulong>>(Kernel);
+        var gate = new LaunchGate(accelerator);
+        return (stream, extent, ring, control, blocks, window, steps, windowLoad, load) =>
+        {
+            using var held = gate.Enter();
+            kernel(stream, extent, ring, control, blocks, window, steps, windowLoad, load);
+        };
+    }
 }
