@@ -60,11 +60,19 @@ internal static class ModelStepChecks
             throw new ArgumentException(
                 rows == topK
                     ? Invariant($"layerStride is {layerStride}; it must be at least tokens * topK = {perLayer:N0}, or 0 to pack the layers.")
-                    : Invariant($"layerStride is {layerStride} with tokenStride {tokenStride}: the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = {ModelIdLayout.LayerExtent(tokens, topK, rows)?.ToString("N0", CultureInfo.InvariantCulture) ?? "more than long holds"}; layers interleaved, as [tokens, layers, topK], need topK = {topK} <= layerStride <= (tokenStride - topK) / (layers - 1) = {(rows - topK) / Math.Max(1, layers - 1):N0}."),
+                    : Invariant($"layerStride is {layerStride} with tokenStride {tokenStride}: the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = {ModelIdLayout.LayerExtent(tokens, topK, rows)?.ToString("N0", CultureInfo.InvariantCulture) ?? "more than long holds"}; {Interleaved()}."),
                 nameof(layerStride));
         }
 
         // Built only to refuse: the checks run at every step, which must not allocate.
+        string Interleaved()
+        {
+            var most = (rows - topK) / Math.Max(1, layers - 1);
+            return most >= topK
+                ? Invariant($"layers interleaved, as [tokens, layers, topK], need topK = {topK} <= layerStride <= (tokenStride - topK) / (layers - 1) = {most:N0}")
+                : Invariant($"layers interleaved, as [tokens, layers, topK], need tokenStride >= layers * topK = {(long)layers * topK:N0}");
+        }
+
         string Spacing() => rows == topK ? Invariant($"a layer stride of {stride}") : Invariant($"a layer stride of {stride} and a token stride of {rows}");
         // Past a long, the step is named by the stride given that took it there: the larger, or the token stride of packed layers.
         var (strideName, strideValue) = layerStride == 0 || rows > stride ? (nameof(tokenStride), tokenStride) : (nameof(layerStride), layerStride);
@@ -160,7 +168,7 @@ internal static class ModelStepChecks
     }
 
     /// <summary>What a loss view must hold, for its refusal: a method, so that the checks at every step allocate no text.</summary>
-    private static string LossesNeeded(long layers) => Invariant($"{layers:N0} floats (one per layer)");
+    private static string LossesNeeded(long layers) => Invariant($"{Plural.Of(layers, "float")} (one per layer)");
 
     /// <summary>
     /// Throws unless <paramref name="view"/> is default, or at least (<paramref name="exactly"/>: exactly) <paramref name="length"/>

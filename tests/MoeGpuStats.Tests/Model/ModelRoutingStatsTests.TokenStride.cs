@@ -80,6 +80,8 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(
             () => model.RecordStep(new int[64], 4, 2, layerStride: 3, tokenStride: 4), "layerStride", "the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = 14");
         AssertRefused<ArgumentException>(() => model.RecordStep(new int[64], 4, 2, layerStride: 1, tokenStride: 6), "layerStride", "topK = 2 <= layerStride <= (tokenStride - topK) / (layers - 1) = 2");
+        // No layer stride interleaves 3 layers of k = 2 in a token stride of 5: the rule names the token stride, not an empty range.
+        AssertRefused<ArgumentException>(() => model.RecordStep(new int[64], 4, 2, layerStride: 2, tokenStride: 5), "layerStride", "layers interleaved, as [tokens, layers, topK], need tokenStride >= layers * topK = 6.");
         // [tokens, layers, k] of 4 tokens, 3 layers, k = 2: (3 - 1) * 2 + (4 - 1) * 6 + 2 = 24 ids.
         AssertRefused<ArgumentException>(() => model.RecordStep(new int[23], 4, 2, layerStride: 2, tokenStride: 6), "topKExpertIds", "and a token stride of 6 need 24.");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, tokenStride: long.MaxValue), "tokenStride", "passes the range of long");

@@ -409,6 +409,9 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, default, longLosses.View), "routerZLosses", "routerZLosses holds 4 values; it must hold 3 floats (one per layer)");
         AssertRefused<ArgumentException>(() => model.RecordStep(ids.View.SubView(0, 20), 4, 2), "topKExpertIds", "need 24");
         Assert.Equal(before, ModelSteps.Fingerprint(model));
+
+        using var oneLayer = ModelRoutingStats.OnDevice(accelerator, BadInputOptions with { Layers = 1 });
+        AssertRefused<ArgumentException>(() => oneLayer.RecordStep(ids.View, 4, 2, 0, default, shortLosses.View), "loadBalanceLosses", "loadBalanceLosses holds 2 values; it must hold 1 float (one per layer)");
     }
 
     [Theory]
