@@ -227,8 +227,7 @@ typedef struct moegs_model_balance {
 
 /* Creates a model of `layers` MoE layers of `experts` experts each. accelerator: as moegs_create
  * ("auto" or NULL, "cuda", "opencl", "cpu", "managed"), but "auto" takes CUDA, then managed: OpenCL only when
- * named (its model tests have run only in part; docs/performance.md). "opencl" refuses MOEGS_MODEL_SKIP_EMPTY_STEPS
- * (MOEGS_INVALID_ARGUMENT).
+ * named (its model engine has run only on PoCL's CPU device; docs/performance.md).
  * layers: [1, 1024]. experts: [1, 4096] on every accelerator, "managed" included.
  * expert_capacity: slots per expert per step in each layer, as moegs_create's; 0 for none.
  * window: steps in the sliding window of expert load, 0 for the default of 1000 (vLLM's and SGLang's

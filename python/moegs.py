@@ -772,7 +772,7 @@ def _summary(out, window, since_start):
 class MoeModelStats(_Handle):
     """A whole model's routing statistics: every MoE layer at once (moegs_model_* in include/moegs.h), on an
     accelerator as MoeStats: "auto", "cuda", "opencl", "cpu" or "managed" ("auto" takes CUDA, then managed: OpenCL
-    only when named, as its model tests have run only in part; "opencl" refuses skip_empty_steps).
+    only when named, as its model engine has run only on PoCL's CPU device).
 
         model = moegs.MoeModelStats(layers=24, experts=64, accelerator="cuda")
         model.record(topk_ids)                   # [layers, tokens, k] int32, or a list of [tokens, k] views of one buffer

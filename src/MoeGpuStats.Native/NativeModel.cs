@@ -362,12 +362,6 @@ internal sealed class NativeModel : INativeHandle
     /// <summary>The model on a stream of its own, which the CUDA bridge orders against the producer's.</summary>
     private static (AcceleratorStream, ModelRoutingStats, CudaStreamBridge?) OnDevice(Accelerator accelerator, ModelRoutingStatsOptions options)
     {
-        // The engine's own refusal names the .NET option; a C or Python caller set a flag.
-        if (!MoeGpuStats.Device.DeviceModelEngine.Runs(accelerator.AcceleratorType, options))
-        {
-            throw new NativeArgumentException($"flags has MOEGS_MODEL_SKIP_EMPTY_STEPS (Python: skip_empty_steps=True), which \"opencl\" does not take: clear it, or use \"cuda\" or \"managed\".");
-        }
-
         var stream = accelerator.CreateStream();
         ModelRoutingStats? model = null;
         try

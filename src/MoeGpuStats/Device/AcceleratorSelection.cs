@@ -20,7 +20,7 @@ internal static class AcceleratorSelection
 
     /// <summary>
     /// The accelerators tried for a whole model: CUDA alone. OpenCL runs a model only when named (<c>opencl</c>), as the
-    /// model engine's tests have run there only in part (docs/performance.md).
+    /// model engine has run on OpenCL only on PoCL's CPU device (docs/performance.md).
     /// </summary>
     public static readonly AcceleratorType[] ModelBestFirst = [AcceleratorType.Cuda];
 

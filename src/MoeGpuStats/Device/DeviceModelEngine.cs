@@ -64,12 +64,10 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// <paramref name="boundGroupsPerMultiprocessor"/> as <see cref="ModelRecordLauncher"/>'s (0: the library's kernel).
     /// </summary>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
-    /// <exception cref="ArgumentException"><see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> on OpenCL (<see cref="CheckEngineRuns"/>).</exception>
     public DeviceModelEngine(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null, IDisposable? owned = null, int boundGroupsPerMultiprocessor = 0)
         : base(options)
     {
         DeviceMemory.CheckConstructorArguments(accelerator, stream);
-        CheckEngineRuns(accelerator, options);
         _record = new ModelRecordLauncher(accelerator, boundGroupsPerMultiprocessor);
         _query = UtilizationQueryKernel.Create(accelerator);
         _measure = LayerBalanceKernel.Create(accelerator);
@@ -127,24 +125,6 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         };
         _layers = Enumerable.Range(0, options.Layers).Select(l => new DeviceLayerEngine(this, l)).ToArray();
         ClearDevice();
-    }
-
-    /// <summary>
-    /// Whether the model engine runs <paramref name="options"/> on an accelerator of <paramref name="type"/>: not
-    /// skipping empty steps on OpenCL, whose empty-step path crashed the process under PoCL (docs/performance.md),
-    /// where a refusal costs a caller one line instead.
-    /// </summary>
-    internal static bool Runs(AcceleratorType type, ModelRoutingStatsOptions options) => !(options.SkipEmptySteps && type == AcceleratorType.OpenCL);
-
-    /// <summary>Refuses what the model engine does not run on <paramref name="accelerator"/> (<see cref="Runs"/>).</summary>
-    /// <exception cref="ArgumentException">The options ask for it.</exception>
-    internal static void CheckEngineRuns(Accelerator accelerator, ModelRoutingStatsOptions options)
-    {
-        if (!Runs(accelerator.AcceleratorType, options))
-        {
-            throw new ArgumentException(
-                "options.SkipEmptySteps is true; the OpenCL engine takes only false: set it false, or use CUDA or the managed engine.", nameof(options));
-        }
     }
 
     /// <summary>Parts of the measured layer loads a reading holds: the window (or its newest steps), since the start, and a second horizon.</summary>

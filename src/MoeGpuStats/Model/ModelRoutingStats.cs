@@ -57,7 +57,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="stream">The stream steps and reads are ordered on (the producer's, so a step follows the router's kernels without a wait); null for a stream of its own.</param>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> or <paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
-    /// <exception cref="ArgumentException">The accelerator or the stream was disposed, or the stream belongs to another accelerator; or <see cref="ModelRoutingStatsOptions.SkipEmptySteps"/> on OpenCL, which crashed PoCL.</exception>
+    /// <exception cref="ArgumentException">The accelerator or the stream was disposed, or the stream belongs to another accelerator.</exception>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
     public static ModelRoutingStats OnDevice(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null)
     {
@@ -68,13 +68,12 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <summary>
     /// Creates statistics on the best engine present: CUDA, then managed; <c>MOEGS_ACCELERATOR</c> overrides the
     /// choice, which is logged once. Unlike <see cref="RoutingStats.Create"/> it takes OpenCL only when the variable
-    /// names it: OpenCL's model tests have run in part (PoCL: those that ran pass; skipping empty steps crashed it, and
-    /// the engine refuses it there; docs/performance.md). A program that cannot generate code (native AOT; PublishAot)
+    /// names it: the model engine has run on OpenCL only on PoCL's CPU device, where its tests pass
+    /// (docs/performance.md). A program that cannot generate code (native AOT; PublishAot)
     /// gets the managed engine: ILGPU compiles its kernels at run time.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
-    /// <exception cref="ArgumentException">The variable names OpenCL and the options skip empty steps.</exception>
     /// <exception cref="InvalidOperationException">The variable names an accelerator that is not present or that this program cannot run (no code generation), or an unknown value.</exception>
     /// <exception cref="InsufficientMemoryException">The state could not be allocated, on the chosen accelerator or (the window) on the managed engine; the message gives the size.</exception>
     public static ModelRoutingStats Create(ModelRoutingStatsOptions options, ILogger? logger = null)

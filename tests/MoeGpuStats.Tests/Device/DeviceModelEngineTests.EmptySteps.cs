@@ -31,8 +31,9 @@ public sealed partial class DeviceModelEngineTests
         for (var step = 0; step < 20; step++)
         {
             var (host, count) = EmptyOrRandomStep(random, step, rows, topK, stride);
-            ids.View.CopyFromCPU(host);
-            valid.View.CopyFromCPU([count]);
+            // On the engine's stream: OpenCL orders no queue after another, so a write on the default stream overtook the step before it.
+            ids.View.CopyFromCPU(engine.Stream, host);
+            valid.View.CopyFromCPU(engine.Stream, [count]);
             engine.Replay<int>(ids.View, captured, valid.View);
             managed.RecordStep(host, count, topK, stride);
             var recorded = new ModelSteps.Step(host, rows, topK, stride, count, new float[SkippingModel.Layers], []);

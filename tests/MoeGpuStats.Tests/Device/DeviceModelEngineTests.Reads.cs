@@ -58,10 +58,11 @@ public sealed partial class DeviceModelEngineTests
             var (host, count) = RandomStep(random, step, options, rows, topK, stride);
             var lossValues = Enumerable.Range(0, layers).Select(_ => (float)random.NextDouble()).ToArray();
             var zValues = Enumerable.Range(0, layers).Select(_ => (float)random.NextDouble() * 2).ToArray();
-            ids.View.CopyFromCPU(host);
-            valid.View.CopyFromCPU([count]);
-            losses.View.CopyFromCPU(lossValues);
-            zLosses.View.CopyFromCPU(zValues);
+            // On the engine's stream: OpenCL orders no queue after another, so a write on the default stream overtook the step before it.
+            ids.View.CopyFromCPU(engine.Stream, host);
+            valid.View.CopyFromCPU(engine.Stream, [count]);
+            losses.View.CopyFromCPU(engine.Stream, lossValues);
+            zLosses.View.CopyFromCPU(engine.Stream, zValues);
             model.RecordStep(ids.View, rows, topK, stride, valid.View, losses.View, zLosses.View);
             managed.RecordStep(host, count, topK, stride, lossValues, zValues);
 
@@ -118,8 +119,9 @@ public sealed partial class DeviceModelEngineTests
             }
 
             var (host, count) = RandomStep(random, step, options, rows, topK, stride);
-            ids.View.CopyFromCPU(host);
-            valid.View.CopyFromCPU([count]);
+            // On the engine's stream: OpenCL orders no queue after another, so a write on the default stream overtook the step before it.
+            ids.View.CopyFromCPU(engine.Stream, host);
+            valid.View.CopyFromCPU(engine.Stream, [count]);
             engine.Replay<int>(ids.View, captured, valid.View);
             managed.RecordStep(host, count, topK, stride);
             recorded++;

@@ -69,8 +69,9 @@ public sealed partial class DeviceModelEngineTests
         {
             // The step's ids and valid rows change in device memory only; the arguments never change.
             var (host, count) = RandomStep(random, step, options, rows, topK, stride);
-            ids.View.CopyFromCPU(host);
-            valid.View.CopyFromCPU([count]);
+            // On the engine's stream: OpenCL orders no queue after another, so a write on the default stream overtook the step before it.
+            ids.View.CopyFromCPU(engine.Stream, host);
+            valid.View.CopyFromCPU(engine.Stream, [count]);
             engine.Replay<int>(ids.View, captured, valid.View);
             managed.RecordStep(host, count, topK, stride);
             recorded.Add(new ModelSteps.Step(host, rows, topK, stride, count, new float[options.Layers], []));
@@ -128,8 +129,9 @@ public sealed partial class DeviceModelEngineTests
         {
             var (host, count) = RandomStep(random, step, options, rows, topK, stride);
             var packed = new ModelSteps.Step(host, rows, topK, stride, count, new float[options.Layers], []);
-            ids.View.CopyFromCPU(ModelSteps.Laid(packed, options.Layers, topK, options.Layers * topK)[..(int)ids.Length]);
-            valid.View.CopyFromCPU([count]);
+            // On the engine's stream: OpenCL orders no queue after another, so a write on the default stream overtook the step before it.
+            ids.View.CopyFromCPU(engine.Stream, ModelSteps.Laid(packed, options.Layers, topK, options.Layers * topK)[..(int)ids.Length]);
+            valid.View.CopyFromCPU(engine.Stream, [count]);
             engine.Replay<int>(ids.View, captured, valid.View);
             managed.RecordStep(host, count, topK, stride);
             recorded.Add(packed);
