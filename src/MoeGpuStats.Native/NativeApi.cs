@@ -553,8 +553,10 @@ public static unsafe class NativeApi
         catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
         {
             // The path, and the library's reason, which names it again, escaped and bounded: one line, whatever the path holds.
+            // The reason's own full stop goes: the parenthesis ends its sentence.
+            var reason = NativeChecks.OneLine(exception).TrimEnd('.');
             throw new NativeIoException(
-                $"{NativeChecks.Escaped(path, MostPathShown)}: cannot be written ({NativeChecks.Escaped(NativeChecks.OneLine(exception), 2 * MostPathShown)}); the file is as it was.",
+                $"{NativeChecks.Escaped(path, MostPathShown)}: cannot be written ({NativeChecks.Escaped(reason, 2 * MostPathShown)}); the file is as it was.",
                 exception);
         }
     }

@@ -11,8 +11,9 @@ namespace MoeGpuStats.Serialization;
 /// </summary>
 internal static class OutputTarget
 {
-    /// <summary>The folders whose names are the system's own: devices, processes, the kernel's objects (/dev/shm, a place for files, aside).</summary>
-    private static readonly string[] SystemFolders = ["/dev", "/proc", "/sys"];
+    /// <summary>The folders whose names are the system's own, and what they name (/dev/shm, a place for files, aside).</summary>
+    private static readonly (string Folder, string Names)[] SystemFolders =
+        [("/dev", "devices, the links of /dev/stdout"), ("/proc", "processes, the kernel's settings"), ("/sys", "the kernel's objects")];
 
     /// <summary>
     /// Why <paramref name="full"/> (a full path) names nothing a file may replace, as a clause after the name
@@ -28,9 +29,9 @@ internal static class OutputTarget
 
         var resolved = FileIdentity.OfOutput(full);
         if (!resolved.StartsWith("/dev/shm/", StringComparison.Ordinal)
-            && SystemFolders.FirstOrDefault(root => resolved.StartsWith(root + "/", StringComparison.Ordinal)) is { } system)
+            && SystemFolders.FirstOrDefault(system => resolved.StartsWith(system.Folder + "/", StringComparison.Ordinal)) is ({ } folder, var names))
         {
-            return $"is in {system}, the system's own names (devices, the links of /dev/stdout), not a file a write may replace";
+            return $"is in {folder}, the system's own names ({names}), not a file a write may replace";
         }
 
         try
@@ -50,7 +51,7 @@ internal static class OutputTarget
                 FileTypes.BlockDevice => "a block device",
                 FileTypes.Fifo => "a named pipe",
                 FileTypes.Socket => "a socket",
-                _ => "not a regular file",
+                _ => "an entry of another type",
             };
             return kind is null ? null : $"is {(link ? "a link to " : "")}{kind}, not a file: the write would replace it with a file";
         }

@@ -283,7 +283,7 @@ public sealed class MoegsCommandLineTests : IDisposable
     [Theory]
     [InlineData("/dev/stdout", "is in /dev, the system's own names (devices, the links of /dev/stdout), not a file a write may replace")]
     [InlineData("/dev/null", "is in /dev, ")]
-    [InlineData("/proc/self/fd/1", "is in /proc, ")]
+    [InlineData("/proc/self/fd/1", "is in /proc, the system's own names (processes, the kernel's settings), not a file a write may replace")]
     public void TheSystemsNamesAreNoOutputFiles(string path, string expected) =>
         Assert.StartsWith(expected, OutputPath.Problem(path));
 

@@ -407,7 +407,8 @@ public sealed unsafe partial class NativeApiTests
             Refused(Save(&NativeApi.ModelSave, handle, null), InvalidArgument, "path is NULL, empty or not UTF-8", "moegs_model_save");
             Refused(Save(&NativeApi.ModelSave, handle, ""), InvalidArgument, "path is NULL, empty or not UTF-8", "moegs_model_save");
             var missing = Path.Combine(folder.FullName, "no-such-folder", "rank0.json");
-            Refused(Save(&NativeApi.ModelSave, handle, missing), IoError, missing, "cannot be written", "as it was");
+            // The library's reason ends inside the parenthesis, without its own full stop.
+            Refused(Save(&NativeApi.ModelSave, handle, missing), IoError, missing, "cannot be written", "in an existing folder); the file is as it was.");
             Refused(Save(&NativeApi.ModelSave, handle + 1000, path), InvalidHandle, "not a live model");
 
             // A name that is not UTF-8 would be written as another name (a replacement character): refused.
@@ -415,6 +416,15 @@ public sealed unsafe partial class NativeApiTests
             fixed (byte* p = notUtf8)
             {
                 Refused(((delegate* unmanaged<long, byte*, int>)&NativeApi.ModelSave)(handle, p), InvalidArgument, "not UTF-8");
+            }
+
+            // /proc holds processes, not devices (which are /dev's): each system folder is named for what it holds.
+            if (OperatingSystem.IsLinux())
+            {
+                Refused(
+                    Save(&NativeApi.ModelSave, handle, "/proc/self/moegs.json"),
+                    IoError,
+                    "/proc/self/moegs.json: cannot be written (/proc/self/moegs.json is in /proc, the system's own names (processes, the kernel's settings), not a file a write may replace; give the path of a file to write); the file is as it was.");
             }
 
             // A target that cannot be replaced (a folder) is left as it was, and no temporary stays beside it.

@@ -144,7 +144,7 @@ public sealed class RoutingStatsFileTests : IDisposable
         {
             Assert.Equal($"{fifo} is a named pipe, not a file: the write would replace it with a file; give the path of a file to write.", Assert.Throws<IOException>(() => save(fifo)).Message);
             Assert.Equal($"{toFifo} is a link to a named pipe, not a file: the write would replace it with a file; give the path of a file to write.", Assert.Throws<IOException>(() => save(toFifo)).Message);
-            Assert.Equal($"{inSys} is in /sys, the system's own names (devices, the links of /dev/stdout), not a file a write may replace; give the path of a file to write.", Assert.Throws<IOException>(() => save(inSys)).Message);
+            Assert.Equal($"{inSys} is in /sys, the system's own names (the kernel's objects), not a file a write may replace; give the path of a file to write.", Assert.Throws<IOException>(() => save(inSys)).Message);
             Assert.Equal($"{fifo} is not a folder (a file, a pipe or a device); give a path in a folder.", Assert.Throws<DirectoryNotFoundException>(() => save(Path.Combine(fifo, "x.json"))).Message);
             Assert.Equal(FileTypes.Fifo, UnixFileSystemInfo.GetFileSystemEntry(fifo).FileType);
             Assert.Equal(FileTypes.SymbolicLink, UnixFileSystemInfo.GetFileSystemEntry(toFifo).FileType);
@@ -349,7 +349,7 @@ public sealed class RoutingStatsFileTests : IDisposable
 
         var error = Assert.Throws<IOException>(() => RoutingStatsFile.Save(stats, "/proc/version"));
 
-        Assert.Equal("/proc/version is in /proc, the system's own names (devices, the links of /dev/stdout), not a file a write may replace; give the path of a file to write.", error.Message);
+        Assert.Equal("/proc/version is in /proc, the system's own names (processes, the kernel's settings), not a file a write may replace; give the path of a file to write.", error.Message);
     }
 
     /// <summary>
