@@ -157,7 +157,8 @@ moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t c
 /* Writes the statistics to `path` (UTF-8) as the seed-compatible JSON that `moegs report`, `merge` and
  * `plan` read (what `moegs replay --save` writes): through a temporary file in the same folder, renamed
  * over the target, so a reader never sees half a file. One read of the statistics (a device
- * synchronization on a device accelerator). MOEGS_INVALID_ARGUMENT for a NULL or empty path;
+ * synchronization on a device accelerator). MOEGS_INVALID_ARGUMENT for a NULL or empty path, or one that is not
+ * UTF-8 (the message shows its undecodable bytes as \xNN);
  * MOEGS_IO_ERROR (the message names the path and why) when it cannot be written, or names a pipe, a
  * device, a socket, a link to one, or a name in /dev, /proc or /sys, which the renamed file would
  * replace (a link to a file is replaced by the file, its target left alone). */

@@ -125,15 +125,15 @@ public static unsafe class NativeApi
     [UnmanagedCallersOnly]
     public static int Save(long handle, byte* path)
     {
-        var file = FilePath(path);
-        return file is null ? FailPath("moegs_save") : With(handle, aggregator => SaveTo(file, full => Serialization.RoutingStatsFile.Save(aggregator.Stats, full)));
+        var file = FilePath(path, "moegs_save", out var refusal);
+        return file is null ? Fail(NativeStatus.InvalidArgument, refusal) : With(handle, aggregator => SaveTo(file, full => Serialization.RoutingStatsFile.Save(aggregator.Stats, full)));
     }
 
     [UnmanagedCallersOnly]
     public static int ModelSave(long handle, byte* path)
     {
-        var file = FilePath(path);
-        return file is null ? FailPath("moegs_model_save") : ReadModel(handle, model => SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full)));
+        var file = FilePath(path, "moegs_model_save", out var refusal);
+        return file is null ? Fail(NativeStatus.InvalidArgument, refusal) : ReadModel(handle, model => SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full)));
     }
 
     [UnmanagedCallersOnly]
@@ -508,37 +508,32 @@ public static unsafe class NativeApi
             return "auto";
         }
 
-        var given = Marshal.PtrToStringUTF8((IntPtr)accelerator)!;
+        var given = NativeChecks.Utf8(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(accelerator), out var utf8);
         var name = given.Trim().ToLowerInvariant();
-        NativeChecks.Accelerator(name, given);
+        NativeChecks.Accelerator(name, given, utf8);
         return name;
     }
 
     private static readonly IntPtr EmptyString = Marshal.StringToCoTaskMemUTF8(string.Empty);
 
-    /// <summary>Decodes strictly: a replacement character would name another file than the caller's.</summary>
-    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
-
-    /// <summary>The C caller's path; null for a NULL or empty one, or one that is not UTF-8.</summary>
-    private static string? FilePath(byte* path)
+    /// <summary>
+    /// The C caller's path; null for a NULL or empty one, or one that is not UTF-8 (a replacement character would name
+    /// another file than the caller's), with <paramref name="refusal"/> saying which, in <paramref name="function"/>'s words.
+    /// </summary>
+    private static string? FilePath(byte* path, string function, out string refusal)
     {
-        if (path is null)
+        var writes = $"{function} writes the statistics as JSON to the file it names, in UTF-8";
+        var utf8 = true;
+        var text = path is null ? null : NativeChecks.Utf8(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(path), out utf8);
+        refusal = text switch
         {
-            return null;
-        }
-
-        try
-        {
-            return StrictUtf8.GetString(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(path)) is { Length: > 0 } text ? text : null;
-        }
-        catch (System.Text.DecoderFallbackException)
-        {
-            return null;
-        }
+            null => $"path is NULL: {writes}.",
+            "" => $"path is empty: {writes}.",
+            _ when !utf8 => $"path = \"{NativeChecks.Escaped(text, MostPathShown)}\": not UTF-8 (undecodable bytes shown as \\xNN): {writes}.",
+            _ => "",
+        };
+        return refusal.Length == 0 ? text : null;
     }
-
-    private static int FailPath(string function) =>
-        Fail(NativeStatus.InvalidArgument, $"path is NULL, empty or not UTF-8: {function} writes the statistics as JSON to that file, named in UTF-8.");
 
     /// <summary>The most characters of a path an error shows: any path a file system takes in a component or two.</summary>
     private const int MostPathShown = 512;

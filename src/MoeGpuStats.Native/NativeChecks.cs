@@ -277,13 +277,46 @@ internal static class NativeChecks
         return string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
     }
 
-    /// <summary>Refuses an unknown accelerator <paramref name="name"/> (normalized), naming it as <paramref name="given"/>.</summary>
-    public static void Accelerator(string name, string given)
+    /// <summary>
+    /// Refuses an unknown accelerator <paramref name="name"/> (normalized), naming it as <paramref name="given"/>; a name
+    /// that was not UTF-8 (<paramref name="utf8"/> false; <see cref="Utf8"/>) is no accelerator's, and said to be not UTF-8.
+    /// </summary>
+    public static void Accelerator(string name, string given, bool utf8 = true)
     {
-        if (Array.IndexOf(Accelerators, name) < 0)
+        if (!utf8 || Array.IndexOf(Accelerators, name) < 0)
         {
-            throw new NativeArgumentException($"accelerator = \"{Escaped(given)}\": must be one of auto, {string.Join(", ", AcceleratorSelection.Names)} (no name: auto); case and surrounding blanks do not count.");
+            throw new NativeArgumentException($"accelerator = \"{Escaped(given)}\"{(utf8 ? "" : ", not UTF-8 (undecodable bytes shown as \\xNN)")}: must be one of auto, {string.Join(", ", AcceleratorSelection.Names)} (no name: auto); case and surrounding blanks do not count.");
         }
+    }
+
+    /// <summary>
+    /// A C string argument's <paramref name="bytes"/> as text: UTF-8 decoded strictly, each byte that is not part of UTF-8
+    /// shown as <c>\xNN</c> (never U+FFFD, which would show another value than the caller's); <paramref name="utf8"/> says
+    /// whether all of them were.
+    /// </summary>
+    public static string Utf8(ReadOnlySpan<byte> bytes, out bool utf8)
+    {
+        utf8 = true;
+        var text = new System.Text.StringBuilder(bytes.Length);
+        while (!bytes.IsEmpty)
+        {
+            if (System.Text.Rune.DecodeFromUtf8(bytes, out var rune, out var consumed) == System.Buffers.OperationStatus.Done)
+            {
+                text.Append(rune.ToString());
+            }
+            else
+            {
+                utf8 = false;
+                foreach (var b in bytes[..consumed])
+                {
+                    text.Append(FormattableString.Invariant($"\\x{b:x2}"));
+                }
+            }
+
+            bytes = bytes[consumed..];
+        }
+
+        return text.ToString();
     }
 
     /// <summary>

@@ -280,6 +280,18 @@ public sealed unsafe partial class NativeApiTests
         // In the words of every caller: C's NULL and Python's None are both "no name".
         Refused(Create(" ", Layers, Experts, 0, 0, -1f, out _), InvalidArgument, "accelerator = \" \": must be one of auto, cuda, opencl, cpu, managed (no name: auto)");
 
+        // A name that is not UTF-8 is shown as its bytes, not as U+FFFD, which would show another name.
+        fixed (byte* p = new byte[] { 0xFF, 0xFE, (byte)'c', (byte)'p', (byte)'u', 0 })
+        {
+            long refused = 0;
+            Refused(
+                ((delegate* unmanaged<byte*, int, int, int, int, float, long*, int>)&NativeApi.ModelCreate)(p, Layers, Experts, 0, 0, -1f, &refused),
+                InvalidArgument,
+                "accelerator = \"\\xff\\xfecpu\", not UTF-8 (undecodable bytes shown as \\xNN): must be one of auto, cuda, opencl, cpu, managed (no name: auto)");
+            Assert.Equal(0, refused);
+            Refused(((delegate* unmanaged<byte*, int, int, long*, int>)&NativeApi.Create)(p, Experts, 0, &refused), InvalidArgument, "accelerator = \"\\xff\\xfecpu\", not UTF-8");
+        }
+
         // A name is echoed by its first 64 characters, a terminal's controls and bidirectional overrides escaped.
         Refused(Create("\u202e" + new string('x', 1 << 20), Layers, Experts, 0, 0, -1f, out _), InvalidArgument, $"accelerator = \"\\u202e{new string('x', 63)}...\": must be one of auto");
 
@@ -404,18 +416,23 @@ public sealed unsafe partial class NativeApiTests
                 Assert.Equal(expected.Window.Layers.Select(NativeLayerBalance.From), window);
             }
 
-            Refused(Save(&NativeApi.ModelSave, handle, null), InvalidArgument, "path is NULL, empty or not UTF-8", "moegs_model_save");
-            Refused(Save(&NativeApi.ModelSave, handle, ""), InvalidArgument, "path is NULL, empty or not UTF-8", "moegs_model_save");
+            // Each refusal says which case it is.
+            Refused(Save(&NativeApi.ModelSave, handle, null), InvalidArgument, "path is NULL: moegs_model_save writes the statistics as JSON to the file it names, in UTF-8.");
+            Refused(Save(&NativeApi.ModelSave, handle, ""), InvalidArgument, "path is empty: moegs_model_save writes the statistics as JSON to the file it names, in UTF-8.");
             var missing = Path.Combine(folder.FullName, "no-such-folder", "rank0.json");
             // The library's reason ends inside the parenthesis, without its own full stop.
             Refused(Save(&NativeApi.ModelSave, handle, missing), IoError, missing, "cannot be written", "in an existing folder); the file is as it was.");
             Refused(Save(&NativeApi.ModelSave, handle + 1000, path), InvalidHandle, "not a live model");
 
-            // A name that is not UTF-8 would be written as another name (a replacement character): refused.
-            var notUtf8 = Encoding.UTF8.GetBytes(Path.Combine(folder.FullName, "bad")).Concat(new byte[] { 0xFF, (byte)'.', (byte)'j', 0 }).ToArray();
+            // A name that is not UTF-8 would be written as another name (a replacement character): refused, its bytes shown.
+            var bad = Path.Combine(folder.FullName, "bad");
+            var notUtf8 = Encoding.UTF8.GetBytes(bad).Concat(new byte[] { 0xFF, 0xFE, (byte)'.', (byte)'j', 0 }).ToArray();
             fixed (byte* p = notUtf8)
             {
-                Refused(((delegate* unmanaged<long, byte*, int>)&NativeApi.ModelSave)(handle, p), InvalidArgument, "not UTF-8");
+                Refused(
+                    ((delegate* unmanaged<long, byte*, int>)&NativeApi.ModelSave)(handle, p),
+                    InvalidArgument,
+                    $"path = \"{bad}\\xff\\xfe.j\": not UTF-8 (undecodable bytes shown as \\xNN): moegs_model_save writes the statistics as JSON to the file it names, in UTF-8.");
             }
 
             // /proc holds processes, not devices (which are /dev's): each system folder is named for what it holds.
@@ -447,7 +464,7 @@ public sealed unsafe partial class NativeApiTests
                 Assert.Equal(Experts, loaded.Options.Experts);
             }
 
-            Refused(Save(&NativeApi.Save, aggregator, null), InvalidArgument, "path is NULL, empty or not UTF-8", "moegs_save");
+            Refused(Save(&NativeApi.Save, aggregator, null), InvalidArgument, "path is NULL: moegs_save writes");
             Refused(Save(&NativeApi.Save, handle, one), InvalidHandle, "not a live aggregator");
         }
         finally
