@@ -133,6 +133,25 @@ class WrapperTests(unittest.TestCase):
                                  r"The specified runtimeconfig\.json \[.*\] does not exist\)$")
         self.assertEqual("", run.stderr)
 
+    def test_a_model_too_large_to_allocate_names_the_window_as_callers_do(self):
+        """A model whose state cannot be allocated (here under a .NET heap limit of 512 MiB) is DEVICE_ERROR, in the words of
+        C and Python callers: their window, not the library's option Window, nor .NET's names of types."""
+        script = ("import sys\nsys.path.insert(0, sys.argv[1])\nimport moegs\n"
+                  "for accelerator in ('managed', 'cpu'):\n"
+                  "    try:\n"
+                  "        moegs.MoeModelStats(64, 1024, window=8000, accelerator=accelerator)\n"
+                  "    except moegs.MoeGpuStatsError as error:\n"
+                  "        print(error.status, error)\n")
+        environment = dict(os.environ, DOTNET_GCHeapHardLimit="0x20000000", MOEGS_LIB=os.path.abspath(moegs._load()._name))
+        run = subprocess.run([sys.executable, "-c", script, os.path.dirname(os.path.abspath(moegs.__file__))],
+                             capture_output=True, text=True, timeout=300, env=environment)
+        self.assertEqual(0, run.returncode, run.stderr)
+        managed, cpu = run.stdout.splitlines()
+        self.assertEqual(f"{moegs.DEVICE_ERROR} device error: the model's window of 8,000 steps x 64 layers x 1,024 experts needs "
+                         "2,131,968,000 bytes of managed memory, more than this process can allocate; give a smaller window.", managed)
+        self.assertRegex(cpu, rf"^{moegs.DEVICE_ERROR} device error: the model's state \(a window of 8,000 steps x 64 layers x 1,024 experts\) "
+                              r"needs [0-9,]+ bytes of host memory, more than the cpu accelerator can allocate; give a smaller window\.$")
+
     def test_a_saved_aggregator_is_the_seed_shaped_json(self):
         """save(path) writes the seed-compatible snapshot that `moegs report` reads; a missing folder is IO_ERROR."""
         rng = random.Random(3)

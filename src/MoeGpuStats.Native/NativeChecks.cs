@@ -263,6 +263,21 @@ internal static class NativeChecks
     }
 
     /// <summary>
+    /// A model's state that the engine on <paramref name="kind"/> could not allocate, in the C caller's words: the library's
+    /// message names its own option (<c>Window</c>) or .NET's types, where C and Python callers know the <c>window</c>.
+    /// </summary>
+    public static InsufficientMemoryException StateTooLarge(string kind, ModelRoutingStatsOptions options, InsufficientMemoryException inner)
+    {
+        var window = FormattableString.Invariant($"{options.Window:N0} steps x {options.Layers:N0} layers x {options.Experts:N0} experts");
+        var message = kind == "managed"
+            ? FormattableString.Invariant(
+                $"the model's window of {window} needs {MoeGpuStats.Collections.ExpertLoadWindow.StepBytes(options.Layers, options.Experts, options.Window):N0} bytes of managed memory, more than this process can allocate; give a smaller window.")
+            : FormattableString.Invariant(
+                $"the model's state (a window of {window}) needs {options.DeviceStateBytes():N0} bytes of {(kind == "cpu" ? "host" : "device")} memory, more than the {kind} accelerator can allocate; give a smaller window.");
+        return new InsufficientMemoryException(message, inner);
+    }
+
+    /// <summary>
     /// A message from below the C API as one line without .NET's decorations: the <c>(Parameter 'x')</c>
     /// suffix names a C# parameter the C caller never sees, and out-of-range messages continue on a second line.
     /// </summary>

@@ -25,7 +25,15 @@ internal sealed class NativeModel : INativeHandle
         _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options), out var built, MoeGpuStats.Device.AcceleratorSelection.ModelBestFirst);
         if (_accelerator is null)
         {
-            _stats = new ModelRoutingStats(options);
+            try
+            {
+                _stats = new ModelRoutingStats(options);
+            }
+            catch (InsufficientMemoryException exception)
+            {
+                throw NativeChecks.StateTooLarge("managed", options, exception);
+            }
+
             return;
         }
 
@@ -369,10 +377,15 @@ internal sealed class NativeModel : INativeHandle
             model = ModelRoutingStats.OnDevice(accelerator, options, stream);
             return (stream, model, accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(model) : null);
         }
-        catch
+        catch (Exception exception)
         {
             model?.Dispose();
             stream.Dispose();
+            if (exception is InsufficientMemoryException memory)
+            {
+                throw NativeChecks.StateTooLarge(accelerator.AcceleratorType == AcceleratorType.Cuda ? "cuda" : accelerator.AcceleratorType == AcceleratorType.OpenCL ? "opencl" : "cpu", options, memory);
+            }
+
             throw;
         }
     }

@@ -20,7 +20,7 @@ internal static class DeviceMemory
         {
             var bytes = length * Unsafe.SizeOf<T>();
             throw new InsufficientMemoryException(
-                Invariant($"Could not allocate {bytes:N0} bytes ({length:N0} x {typeof(T).Name}) on '{accelerator.Name}' for {purpose}."),
+                Invariant($"Could not allocate {bytes:N0} bytes ({length:N0} values of {Unsafe.SizeOf<T>()} bytes) on '{accelerator.Name}' for {purpose}."),
                 exception);
         }
     }
