@@ -233,7 +233,8 @@ typedef struct moegs_model_balance {
  * expert_capacity: slots per expert per step in each layer, as moegs_create's; 0 for none.
  * window: steps in the sliding window of expert load, 0 for the default of 1000 (vLLM's and SGLang's
  * ring); window * layers * experts <= 2,147,483,591 (the most elements of a .NET array). utilization_decay: each layer's decayed utilization
- * decay in [0, 1), negative for none (read it with moegs_model_layer_decayed_utilization). *out is 0 when the call fails. */
+ * decay in [0, 1) (-0.0 is 0), or a value below 0 (-1) for none (read it with moegs_model_layer_decayed_utilization). *out is 0
+ * when the call fails. */
 moegs_status moegs_model_create(const char* accelerator, int32_t layers, int32_t experts, int32_t expert_capacity,
                                 int32_t window, float utilization_decay, moegs_handle* out);
 

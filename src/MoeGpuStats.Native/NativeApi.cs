@@ -166,7 +166,8 @@ public static unsafe class NativeApi
                 Experts = experts,
                 ExpertCapacity = expertCapacity == 0 ? null : expertCapacity,
                 Window = window == 0 ? NativeChecks.DefaultWindow : window,
-                UtilizationDecay = utilizationDecay < 0 ? null : utilizationDecay,
+                // -0.0 is not below 0: decay 0, as the library's [0, 1) holds it, kept (and saved) as 0.
+                UtilizationDecay = utilizationDecay < 0 ? null : Math.Abs(utilizationDecay),
                 SkipEmptySteps = (flags & NativeChecks.SkipEmptySteps) != 0,
             };
             var id = Interlocked.Increment(ref _nextHandle);
@@ -378,7 +379,7 @@ public static unsafe class NativeApi
     public static int ModelLayerDecayedUtilization(long handle, int layer, float* destination, int capacity) =>
         CopyOutLayer(handle, layer, destination, capacity, "moegs_model_layer_decayed_utilization copies each expert's decayed utilization", stats =>
             stats.Options.UtilizationDecay is null
-                ? throw new NativeArgumentException($"handle {handle}: this model keeps no decayed utilization: create it with a utilization_decay in [0, 1), not a negative one.")
+                ? throw new NativeArgumentException($"handle {handle}: this model keeps no decayed utilization: create it with a utilization_decay in [0, 1), not one below 0.")
                 : stats.DecayedExpertUtilization);
 
     [UnmanagedCallersOnly]

@@ -69,7 +69,7 @@ internal static class NativeChecks
 
         if (float.IsNaN(utilizationDecay) || utilizationDecay >= 1f)
         {
-            throw new NativeArgumentException($"utilization_decay = {utilizationDecay}: must be negative (no decayed utilization) or lie in [0, 1).");
+            throw new NativeArgumentException($"utilization_decay = {utilizationDecay}: must be below 0 (no decayed utilization; -0.0 is 0) or lie in [0, 1).");
         }
 
         if ((flags & ~SkipEmptySteps) != 0)

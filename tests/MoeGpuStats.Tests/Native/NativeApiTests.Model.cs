@@ -300,6 +300,39 @@ public sealed unsafe partial class NativeApiTests
         Refused(Create("cpu", 2, 1, 0, (Array.MaxLength / 2) + 1, -1f, out _), InvalidArgument, $"window = {(Array.MaxLength / 2) + 1}");
     }
 
+    /// <summary>
+    /// utilization_decay: -0.0 is not below 0, so it is decay 0, as the library's [0, 1) holds it (decayed utilization kept,
+    /// saved as 0, not -0); the value nearest below 0 is none.
+    /// </summary>
+    [Fact]
+    public void ADecayOfNegativeZeroIsDecayZeroAndAnyValueBelowZeroNone()
+    {
+        var folder = Directory.CreateTempSubdirectory("moegs-");
+        var zero = Create("managed", Layers, Experts, 0, Window, -0f);
+        var none = Create("managed", Layers, Experts, 0, Window, -float.Epsilon);
+        try
+        {
+            var decayed = (delegate* unmanaged<long, int, float*, int, int>)&NativeApi.ModelLayerDecayedUtilization;
+            var utilization = new float[Experts];
+            fixed (float* p = utilization)
+            {
+                Assert.Equal(Ok, decayed(zero, 0, p, Experts));
+                Refused(decayed(none, 0, p, Experts), InvalidArgument, "this model keeps no decayed utilization", "not one below 0.");
+            }
+
+            var path = Path.Combine(folder.FullName, "zero.json");
+            Assert.Equal(Ok, Save(&NativeApi.ModelSave, zero, path));
+            using var saved = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
+            Assert.Equal("0", saved.RootElement.GetProperty("utilization_decay").GetRawText());
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, zero));
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, none));
+            folder.Delete(recursive: true);
+        }
+    }
+
     /// <summary>"opencl" takes MOEGS_MODEL_SKIP_EMPTY_STEPS (its steps take a cl_mem, which the C# tests of the engine record through).</summary>
     [Fact]
     public void OpenClTakesTheSkipFlag()
