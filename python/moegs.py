@@ -396,9 +396,10 @@ _ID_TYPES = {"int32": (0, 4), "int64": (1, 8), "int16": (2, 2)}
 _BYTE_ORDER = "<" if sys.byteorder == "little" else ">"
 
 
-def _strided(value, name):
+def _strided(value, name, shaped):
     """(pointer, shape, strides in ids, is_cuda, device index, keep, id type name) of int32, int64 or int16 ids from
-    torch or __array_interface__, at whatever strides the array has; other objects go through _memory (int32, contiguous)."""
+    torch or __array_interface__, at whatever strides the array has; other tensor-like objects go through _memory (int32,
+    contiguous). Anything else is refused as what a model reads: ids `shaped` so (array.array is flat, never that)."""
     if hasattr(value, "data_ptr") and hasattr(value, "is_cuda") and hasattr(value, "stride"):  # torch.Tensor
         if not value.is_cuda and value.device.type != "cpu":
             raise ValueError(f"{name} are on {value.device}; the wrapper reads CUDA tensors and host memory: use {name}.cpu()")
@@ -425,6 +426,8 @@ def _strided(value, name):
             raise ValueError(f"{name} have strides {tuple(strides)} bytes, not whole {kind} ids: use numpy.ascontiguousarray({name})")
         _require_aligned(name, data[0], size)
         return data[0], shape, tuple(stride // size for stride in strides), False, None, (value, interface), kind
+    if not (hasattr(value, "data_ptr") and hasattr(value, "is_cuda")):
+        raise TypeError(f"{name} must be a torch.Tensor or a NumPy array of int32, int64 or int16 ids shaped {shaped} (got {type(value).__name__})")
     pointer, _, shape, is_cuda, device, alive = _memory(value, name)
     return pointer, shape, tuple(math.prod(shape[i + 1:]) for i in range(len(shape))), is_cuda, device, alive, "int32"
 
@@ -1117,7 +1120,7 @@ class MoeModelStats(_Handle):
         """(pointer, id type name, tokens, k, layer stride and token stride in ids, is_cuda, device, what keeps the memory
         alive) of one [layers, tokens, k] array at its strides or a list of [tokens, k] views."""
         if not isinstance(ids, (list, tuple)):
-            pointer, shape, strides, is_cuda, device, alive, kind = _strided(ids, "ids")
+            pointer, shape, strides, is_cuda, device, alive, kind = _strided(ids, "ids", "[layers, tokens, k], or a list of [tokens, k] views of one buffer")
             if len(shape) != 3:
                 raise ValueError(f"ids shaped {list(shape)}: a model's ids are shaped [layers, tokens, k] (or a list of [tokens, k] views)")
             layers, tokens, top_k = shape
@@ -1143,7 +1146,7 @@ class MoeModelStats(_Handle):
                             "numpy.asarray(ids, numpy.int32).reshape(layers, tokens, k) or a list of [tokens, k] views of one buffer")
         if len(ids) != self.layers:
             raise ValueError(f"ids holds {_count(len(ids), 'view')}; this model has {self.layers} layers, one [tokens, k] view each")
-        views = [_strided(view, f"ids[{l}]") for l, view in enumerate(ids)]
+        views = [_strided(view, f"ids[{l}]", "[tokens, k], a view of the buffer that holds every layer's") for l, view in enumerate(ids)]
         pointer, shape, strides, is_cuda, device, _, kind = views[0]
         if len(shape) != 2 or shape[1] == 0:
             raise ValueError(f"ids[0] shaped {list(shape)}: each layer's ids are shaped [tokens, k] with k >= 1")
@@ -1196,8 +1199,11 @@ class MoeModelStats(_Handle):
             length = value.numel() if hasattr(value, "numel") else value.size
             if length != count:
                 raise ValueError(f"{name} holds {_count(length, 'value')}; it must hold {count}")
-            value = _flat(value.tolist())
+            # The array as given, for a refusal of its elements' type: named by its dtype, not by the Python number it listed.
+            converted, value = value, _flat(value.tolist())
             memory = False
+        else:
+            converted = None
         numbers = [value] if count == 1 and not memory and not isinstance(value, (list, tuple)) else value
         on_cuda = f"the ids are a CUDA tensor: pass an {element} CUDA tensor of {count}"
         if isinstance(numbers, (list, tuple)):
@@ -1205,8 +1211,17 @@ class MoeModelStats(_Handle):
                 raise ValueError(f"{name} are Python numbers, but {on_cuda}")
             if len(numbers) != count:
                 raise ValueError(f"{name} holds {_count(len(numbers), 'value')}; it must hold {count}")
-            checked = ([_integer(name, v, -2**31, INT32_MAX) for v in numbers] if element == "int32"
-                       else [_finite(f"{name}[{i}]", v) for i, v in enumerate(numbers)])
+            # Elements are named by index where the caller gave several (a list, an array of a dimension or more); a number as given.
+            listed = len(converted.shape) > 0 if converted is not None else isinstance(value, (list, tuple))
+            try:
+                checked = ([_integer(name, v, -2**31, INT32_MAX) for v in numbers] if element == "int32"
+                           else [_finite(f"{name}[{i}]" if listed else name, v) for i, v in enumerate(numbers)])
+            except TypeError:
+                if converted is None:
+                    raise
+                kind = "tensor" if hasattr(converted, "data_ptr") else "array" if hasattr(converted, "__len__") else "scalar"
+                wanted = ("an integer" if count == 1 else "integers") if element == "int32" else ("a number" if count == 1 else "numbers")
+                raise TypeError(f"{name} must hold {wanted} (got {_shown(converted)}, a {str(converted.dtype).replace('torch.', '')} {kind})") from None
             return (ctype * count)(*checked)
         if not memory:
             raise TypeError(f"{name} must be {count} numbers (a list or tuple, on a host accelerator) or an array or tensor "

@@ -1172,6 +1172,40 @@ class ModelTests(unittest.TestCase):
                 model.device_arrays()
 
     @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_refusals_name_what_a_model_takes_and_what_the_caller_passed(self):
+        """A model's ids are tensors or arrays of int32, int64 or int16 shaped [layers, tokens, k] (or a list of [tokens, k]
+        views), never an array.array, which is flat; per-step numbers of the wrong kind are named by the array passed and
+        its dtype, not by the Python number an element became; a number given for one layer is named as given."""
+        import numpy
+        ids = numpy.zeros((2, 3, 2), numpy.int32)
+        with moegs.MoeModelStats(2, 4, accelerator="managed") as model:
+            for bad in (None, "ids", array.array("i", [0] * 12)):
+                with self.subTest(ids=bad), self.assertRaisesRegex(
+                        TypeError, r"^ids must be a torch\.Tensor or a NumPy array of int32, int64 or int16 ids shaped \[layers, tokens, k\], "
+                                   r"or a list of \[tokens, k\] views of one buffer \(got (NoneType|str|array)\)$"):
+                    model.record(bad)
+            with self.assertRaisesRegex(TypeError, r"^ids\[1\] must be a torch\.Tensor or a NumPy array of int32, int64 or int16 ids shaped "
+                                                   r"\[tokens, k\], a view of the buffer that holds every layer's \(got NoneType\)$"):
+                model.record([ids[0], None])
+            for bad, message in ((dict(valid_tokens=numpy.array([2.5])), r"^valid_tokens must hold an integer \(got array\(\[2\.5\]\), a float64 array\)$"),
+                                 (dict(valid_tokens=numpy.array([True])), r"^valid_tokens must hold an integer \(got array\(\[ True\]\), a bool array\)$"),
+                                 (dict(load_balance_losses=numpy.array([1j, 2j])),
+                                  r"^load_balance_losses must hold numbers \(got array\(\[0\.\+1\.j, 0\.\+2\.j\]\), a complex128 array\)$")):
+                with self.subTest(bad=bad), self.assertRaisesRegex(TypeError, message):
+                    model.record(ids, **bad)
+            if importlib.util.find_spec("torch"):
+                import torch
+                with self.assertRaisesRegex(TypeError, r"^valid_tokens must hold an integer \(got tensor\(\[2\.5000\]\), a float32 tensor\)$"):
+                    model.record(ids, valid_tokens=torch.tensor([2.5]))
+            self.assertEqual(0, model.summary()["steps"])
+        with moegs.MoeModelStats(1, 4, accelerator="managed") as model:
+            for loss in (float("inf"), numpy.float64("inf")):
+                with self.subTest(loss=loss), self.assertRaisesRegex(ValueError, r"^router_z_losses = inf is out of range"):
+                    model.record(ids[:1], router_z_losses=loss)
+            with self.assertRaisesRegex(ValueError, r"^router_z_losses\[0\] = inf is out of range"):
+                model.record(ids[:1], router_z_losses=numpy.array([numpy.inf]))
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
     def test_numpy_scalars_and_one_layer_lists_are_read_as_given(self):
         """A NumPy scalar's interface points into a temporary array: the memory must live through the call."""
         import numpy
@@ -1197,7 +1231,7 @@ class ModelTests(unittest.TestCase):
             self.assertEqual([[2, 2, 0, 0], [0, 0, 0, 4]], load_rows(model.window_load()))
             self.assertEqual((1.5, 0.75), (model.layer(1)["average_load_balance_loss"], model.layer(1)["average_router_z_loss"]))
             for bad, message in ((dict(valid_tokens=numpy.arange(2)), r"^valid_tokens holds 2 values; it must hold 1$"),
-                                 (dict(valid_tokens=numpy.float64(2.0)), r"^valid_tokens must be an integer \(got 2\.0"),
+                                 (dict(valid_tokens=numpy.float64(2.0)), r"^valid_tokens must hold an integer \(got 2\.0, a float64 scalar\)$"),
                                  (dict(valid_tokens=numpy.int64(2**31)), r"^valid_tokens = 2147483648 is out of range"),
                                  (dict(load_balance_losses=numpy.zeros(10**6).view(Unlisted)), r"^load_balance_losses holds 1000000 values; it must hold 2$"),
                                  (dict(router_z_losses=numpy.array([0.5, numpy.nan])), r"^router_z_losses\[1\]")):
