@@ -1127,7 +1127,7 @@ class MoeModelStats(_Handle):
             if top_k == 0:
                 raise ValueError(f"ids shaped {list(shape)} have k = 0 ids per token; k must be at least 1")
             if layers != self.layers:
-                raise ValueError(f"ids shaped {list(shape)} hold {layers} layers; this model has {self.layers}")
+                raise ValueError(f"ids shaped {list(shape)} hold {_count(layers, 'layer')}; this model has {self.layers}")
             token_stride = _token_stride("ids", shape, strides)
             layer_stride = strides[0] if layers > 1 and tokens > 0 else 0
             if not _layers_apart(layers, tokens, top_k, layer_stride, token_stride or top_k) or (layers > 1 and tokens > 0 and layer_stride <= 0):
@@ -1145,7 +1145,7 @@ class MoeModelStats(_Handle):
             raise TypeError(f"ids are a flat list of {_count(len(ids), 'number')}, which the library cannot read where they lie: pass "
                             "numpy.asarray(ids, numpy.int32).reshape(layers, tokens, k) or a list of [tokens, k] views of one buffer")
         if len(ids) != self.layers:
-            raise ValueError(f"ids holds {_count(len(ids), 'view')}; this model has {self.layers} layers, one [tokens, k] view each")
+            raise ValueError(f"ids holds {_count(len(ids), 'view')}; this model has {_count(self.layers, 'layer')}, one [tokens, k] view each")
         views = [_strided(view, f"ids[{l}]", "[tokens, k], a view of the buffer that holds every layer's") for l, view in enumerate(ids)]
         pointer, shape, strides, is_cuda, device, _, kind = views[0]
         if len(shape) != 2 or shape[1] == 0:

@@ -7,8 +7,8 @@ namespace MoeGpuStats.Kernels;
 /// Serializes this library's kernel launches on one OpenCL accelerator; on CUDA and the CPU accelerator it holds
 /// nothing. ILGPU keeps one loaded kernel per method and accelerator, so every statistics object on an accelerator
 /// launches the same <c>cl_kernel</c>, and ILGPU's OpenCL launch sets that kernel's arguments
-/// (<c>clSetKernelArg</c>) before it enqueues: the one OpenCL call that is not thread-safe on one kernel object (the
-/// OpenCL 3.0 API specification, "Multiple Host Threads"). Unserialized, two objects recording from two threads swap
+/// (<c>clSetKernelArg</c>) before it enqueues, which OpenCL does not allow from two threads on one kernel object at once
+/// (the OpenCL 3.0 API specification, "Multiple Host Threads"). Unserialized, two objects recording from two threads swap
 /// arguments (a step lands in the other object's state) or corrupt the driver's heap, as PoCL 5.0 showed.
 /// </summary>
 internal readonly struct LaunchGate

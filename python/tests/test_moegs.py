@@ -1111,7 +1111,7 @@ class ModelTests(unittest.TestCase):
         ids = array.array("i", [1] * (2 * self.TOKENS * self.K))
         with moegs.MoeModelStats(1, self.EXPERTS, accelerator="managed") as model:
             views = Liar([HostArray(ids, (self.TOKENS, self.K)), HostArray(ids, (self.TOKENS, self.K), address=ids.buffer_info()[0] + 240)])
-            with self.assertRaisesRegex(ValueError, "^ids holds 2 views; this model has 1 layers"):
+            with self.assertRaisesRegex(ValueError, "^ids holds 2 views; this model has 1 layer,"):
                 model.record(views)
             self.assertEqual(0, model.summary()["steps"])
         with self.assertRaisesRegex(ValueError, "lone surrogate"):

@@ -176,7 +176,7 @@ internal static class NativeChecks
     {
         if (layer < 0 || layer >= layers)
         {
-            throw new NativeArgumentException($"layer = {layer}: must lie in [0, {layers - 1}] (the model's {layers} layers).");
+            throw new NativeArgumentException($"layer = {layer}: must lie in [0, {layers - 1}] (the model's {MoeGpuStats.Plural.Of(layers, "layer")}).");
         }
     }
 
@@ -268,7 +268,7 @@ internal static class NativeChecks
     /// </summary>
     public static InsufficientMemoryException StateTooLarge(string kind, ModelRoutingStatsOptions options, InsufficientMemoryException inner)
     {
-        var window = FormattableString.Invariant($"{options.Window:N0} steps x {options.Layers:N0} layers x {options.Experts:N0} experts");
+        var window = $"{MoeGpuStats.Plural.Of(options.Window, "step")} x {MoeGpuStats.Plural.Of(options.Layers, "layer")} x {MoeGpuStats.Plural.Of(options.Experts, "expert")}";
         var message = kind == "managed"
             ? FormattableString.Invariant(
                 $"the model's window of {window} needs {MoeGpuStats.Collections.ExpertLoadWindow.StepBytes(options.Layers, options.Experts, options.Window):N0} bytes of managed memory, more than this process can allocate; give a smaller window.")
@@ -305,23 +305,28 @@ internal static class NativeChecks
     }
 
     /// <summary>
-    /// A C string argument's <paramref name="bytes"/> as text: UTF-8 decoded strictly, each byte that is not part of UTF-8
-    /// shown as <c>\xNN</c> (never U+FFFD, which would show another value than the caller's); <paramref name="utf8"/> says
-    /// whether all of them were.
+    /// A C string argument's <paramref name="bytes"/> as text: UTF-8 decoded strictly; <paramref name="utf8"/> says
+    /// whether they were UTF-8. Where they were not, the text is for a message alone: each byte that is not part of UTF-8
+    /// is shown as <c>\xNN</c> (never U+FFFD, which would show another value than the caller's), and a backslash as
+    /// <c>\\</c>, so that a path holding the characters <c>\xff</c> reads apart from the byte 0xFF.
     /// </summary>
     public static string Utf8(ReadOnlySpan<byte> bytes, out bool utf8)
     {
-        utf8 = true;
-        var text = new System.Text.StringBuilder(bytes.Length);
+        utf8 = System.Text.Unicode.Utf8.IsValid(bytes);
+        if (utf8)
+        {
+            return System.Text.Encoding.UTF8.GetString(bytes);
+        }
+
+        var text = new System.Text.StringBuilder(bytes.Length + 8);
         while (!bytes.IsEmpty)
         {
             if (System.Text.Rune.DecodeFromUtf8(bytes, out var rune, out var consumed) == System.Buffers.OperationStatus.Done)
             {
-                text.Append(rune.ToString());
+                text.Append(rune.Value == '\\' ? "\\\\" : rune.ToString());
             }
             else
             {
-                utf8 = false;
                 foreach (var b in bytes[..consumed])
                 {
                     text.Append(FormattableString.Invariant($"\\x{b:x2}"));

@@ -200,8 +200,8 @@ internal static class ModelRecordKernel
     private static bool HoldsToken(ModelStateViews state, ModelStepArguments arguments, int validTokens, int counting, ArrayView<long> partials)
     {
         // No early return for a step without valid tokens (no layer's padded count is below 0, so it holds none):
-        // under PoCL's default work-group method a return on a value read from memory before the barriers below
-        // corrupted the host's heap (docs/performance.md, OpenCL).
+        // that return, before the barriers below, corrupted the host's heap under PoCL's default work-group method
+        // (docs/performance.md, OpenCL on PoCL 5.0; why that return and not the kernel's others is not known).
         var layers = arguments.Layers;
         var holding = 0;
         for (var layer = Group.IdxX; layer < layers; layer += Group.DimX)

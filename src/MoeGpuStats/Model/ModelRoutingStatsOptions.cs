@@ -44,8 +44,7 @@ public sealed record ModelRoutingStatsOptions
     /// from the device count of valid tokens and the ids, so that a dummy pass replayed in a CUDA graph
     /// is left out too. False by default: such a step is a batch of no load, as the seed records one,
     /// and layer l equals a <see cref="RoutingStats"/> fed every step's layer-l ids; when true, it equals
-    /// one fed the steps kept. The OpenCL engine refuses it (its empty-step check crashed PoCL); every other engine
-    /// (CUDA, ILGPU's CPU accelerator, managed) runs it.
+    /// one fed the steps kept. Every engine runs it.
     /// </summary>
     public bool SkipEmptySteps { get; init; }
 

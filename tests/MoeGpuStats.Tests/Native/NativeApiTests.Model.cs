@@ -292,6 +292,13 @@ public sealed unsafe partial class NativeApiTests
             Refused(((delegate* unmanaged<byte*, int, int, long*, int>)&NativeApi.Create)(p, Experts, 0, &refused), InvalidArgument, "accelerator = \"\\xff\\xfecpu\", not UTF-8");
         }
 
+        // The characters \xff beside the byte 0xFF: the backslash is doubled, so the two read apart.
+        fixed (byte* p = new byte[] { (byte)'\\', (byte)'x', (byte)'f', (byte)'f', 0xFF, 0 })
+        {
+            long refused = 0;
+            Refused(((delegate* unmanaged<byte*, int, int, int, int, float, long*, int>)&NativeApi.ModelCreate)(p, Layers, Experts, 0, 0, -1f, &refused), InvalidArgument, "accelerator = \"\\\\xff\\xff\", not UTF-8 (undecodable bytes shown as \\xNN)");
+        }
+
         // A name is echoed by its first 64 characters, a terminal's controls and bidirectional overrides escaped.
         Refused(Create("\u202e" + new string('x', 1 << 20), Layers, Experts, 0, 0, -1f, out _), InvalidArgument, $"accelerator = \"\\u202e{new string('x', 63)}...\": must be one of auto");
 
