@@ -1008,17 +1008,23 @@ static long resident_kib(void)
 
 /* A failure's message belongs to its thread (moegs_last_error()), and goes with it when the thread ends: a host that
  * starts a thread per task must not grow by a message for every thread that ended after a failure. After 5,000 such
- * threads (the runtime's own per-thread state warmed up), 40,000 more grow the resident set by less than half what
- * their messages took when kept (3.5 MB; with them freed, the growth measured -1.5 to +0.2 MB). */
+ * threads (the runtime's own per-thread state warmed up), a batch of 40,000 more grows the resident set by less than
+ * half what their messages took when kept (3.5 MB a batch; with them freed, the growth measured -1.5 to +0.2 MB).
+ * The smaller of two batches' growths is bounded: a kept message grows every batch alike, while the runtime's heap,
+ * on a loaded machine, once grew by 4.3 MB in one batch. */
 static void messages_of_ended_threads_are_freed(void)
 {
     moegs_handle h = 0;
     CHECK(moegs_create("managed", EXPERTS, 0, &h) == MOEGS_OK, "create: %s", moegs_last_error());
     run_failing_threads(h, 5000);
-    long before = resident_kib();
-    run_failing_threads(h, 40000);
-    long grown = resident_kib() - before;
-    CHECK(grown < 1500, "40,000 threads that ended after a failure grew the resident set by %ld KiB", grown);
+    long least = 0;
+    for (int batch = 0; batch < 2; batch++) {
+        long before = resident_kib();
+        run_failing_threads(h, 40000);
+        long grown = resident_kib() - before;
+        least = batch == 0 || grown < least ? grown : least;
+    }
+    CHECK(least < 1500, "each of two batches of 40,000 threads that ended after a failure grew the resident set by %ld KiB or more", least);
     moegs_destroy(h);
 }
 
