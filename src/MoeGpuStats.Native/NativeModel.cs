@@ -383,7 +383,8 @@ internal sealed class NativeModel : INativeHandle
             stream.Dispose();
             if (exception is InsufficientMemoryException memory)
             {
-                throw NativeChecks.StateTooLarge(accelerator.AcceleratorType == AcceleratorType.Cuda ? "cuda" : accelerator.AcceleratorType == AcceleratorType.OpenCL ? "opencl" : "cpu", options, memory);
+                // The engine's name, as DeviceModelEngine.Name gives it: "cuda", "opencl" or "cpu".
+                throw NativeChecks.StateTooLarge(accelerator.AcceleratorType.ToString().ToLowerInvariant(), options, memory);
             }
 
             throw;
