@@ -949,18 +949,22 @@ class MoeModelStats(_Handle):
                 [{name: getattr(layer, name) for name, _ in LayerTotals._fields_} for layer in totals],
                 rows(counts) if counts is not None else None)
 
-    def window_load(self, recent_steps=None):
+    def window_load(self, recent_steps=None, out=None):
         """Each expert's slots over the window, shape (layers, experts): a NumPy uint64 array, or lists where NumPy is absent.
         recent_steps: None for the whole window, or 1 to the window for its newest that many steps alone (TypeError when
-        not an integer, ValueError outside [1, window])."""
+        not an integer, ValueError outside [1, window]).
+        out: None, or a NumPy uint64 array of shape (layers, experts), C-contiguous and writable, which the load is
+        written into and returned, so that a rebalancer reading often allocates no array (TypeError or ValueError
+        otherwise, before anything is read or written)."""
         self._require_open()
+        recent = None if recent_steps is None else self._recent_steps(recent_steps)
         count = self.layers * self.experts
-        buffer = (ctypes.c_uint64 * count)()
-        if recent_steps is None:
+        buffer = (ctypes.c_uint64 * count)() if out is None else _load_out(out, self.layers, self.experts)
+        if recent is None:
             self._check(self._lib.moegs_model_window_load(self._handle, buffer, count))
         else:
-            self._check(self._lib.moegs_model_recent_window_load(self._handle, self._recent_steps(recent_steps), buffer, count))
-        return _load_rows(buffer, self.layers, self.experts)
+            self._check(self._lib.moegs_model_recent_window_load(self._handle, recent, buffer, count))
+        return _load_rows(buffer, self.layers, self.experts) if out is None else out
 
     def _ordering_stream(self, stream, what, elsewhere):
         """The raw CUstream that orders `what` on cuda (0 for none): `stream` (a torch.cuda.Stream, an object with
@@ -1269,6 +1273,23 @@ def _flat(values):
     if not isinstance(values, list):
         return [values]
     return [item for value in values for item in _flat(value)]
+
+
+def _load_out(out, layers, experts):
+    """window_load()'s `out` checked (a writable C-contiguous NumPy uint64 array of shape (layers, experts)): the address
+    the library writes the load to."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None or not isinstance(out, numpy.ndarray):
+        raise TypeError(f"out must be a NumPy array of uint64, shape ({layers}, {experts}), or None (got {type(out).__name__})")
+    if out.dtype != numpy.uint64:
+        raise TypeError(f"out must be a NumPy array of uint64 (got {out.dtype}); make it with numpy.empty(({layers}, {experts}), numpy.uint64)")
+    if out.shape != (layers, experts):
+        raise ValueError(f"out has shape {out.shape}; the window load has shape ({layers}, {experts}), (layers, experts)")
+    if not out.flags.c_contiguous or not out.flags.aligned:
+        raise ValueError(f"out must be C-contiguous and aligned (strides {out.strides}); make it with numpy.empty(({layers}, {experts}), numpy.uint64)")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; pass a writable array")
+    return out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64))
 
 
 def _load_rows(buffer, layers, experts):

@@ -959,6 +959,42 @@ class ModelTests(unittest.TestCase):
             moegs.MoeModelStats(self.LAYERS, self.EXPERTS, expert_capacity=-1, accelerator="managed")
 
     @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
+    def test_the_window_load_is_written_into_out(self):
+        """window_load(out=a) writes into a uint64 array of shape (layers, experts) and returns it, with or without
+        recent_steps, as window_load() returns it; an out of another type, dtype, shape or layout, or read-only, is
+        refused naming out, with the array unchanged."""
+        import numpy
+        stride = self.TOKENS * self.K
+        steps = self.steps(stride)
+        for accelerator in ("managed", "cpu"):
+            with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, accelerator=accelerator) as model:
+                for ids in steps:
+                    model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)))
+                out = numpy.full((self.LAYERS, self.EXPERTS), 7, numpy.uint64)
+                self.assertIs(out, model.window_load(out=out))
+                self.assertEqual(load_rows(model.window_load()), out.tolist())
+                self.assertIs(out, model.window_load(recent_steps=1, out=out))
+                self.assertEqual(load_rows(model.window_load(recent_steps=1)), out.tolist())
+
+                shape = rf"\({self.LAYERS}, {self.EXPERTS}\)"
+                read_only = numpy.zeros((self.LAYERS, self.EXPERTS), numpy.uint64)
+                read_only.flags.writeable = False
+                wide = numpy.zeros((self.LAYERS, 2 * self.EXPERTS), numpy.uint64)
+                for bad, error, message in (
+                        ([[0] * self.EXPERTS] * self.LAYERS, TypeError, rf"^out must be a NumPy array of uint64, shape {shape}, or None \(got list\)$"),
+                        (numpy.zeros((self.LAYERS, self.EXPERTS), numpy.int64), TypeError, r"^out must be a NumPy array of uint64 \(got int64\)"),
+                        (numpy.zeros((self.EXPERTS, self.LAYERS), numpy.uint64), ValueError, rf"^out has shape \({self.EXPERTS}, {self.LAYERS}\); the window load has shape {shape}"),
+                        (wide[:, ::2], ValueError, r"^out must be C-contiguous and aligned"),
+                        (read_only, ValueError, r"^out is read-only; pass a writable array$")):
+                    with self.subTest(accelerator=accelerator, out=message):
+                        before = numpy.array(bad, copy=True)
+                        with self.assertRaisesRegex(error, message):
+                            model.window_load(out=bad)
+                        self.assertEqual(before.tolist(), numpy.asarray(bad).tolist())
+                with self.assertRaisesRegex(ValueError, "recent_steps"):
+                    model.window_load(recent_steps=0, out=out)
+
+    @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
     def test_arrays_allocated_apart_are_refused_in_either_order(self):
         """A list of NumPy arrays that are no views of one buffer is refused whichever lies first in memory: two arrays'
         addresses alone look like one buffer's layers at a stride in one order or the other. So is a list mixing NumPy

@@ -298,7 +298,7 @@ public static unsafe class NativeApi
         return ReadModel(handle, model =>
         {
             NativeChecks.WindowCapacity(capacity, model.Stats.Layers, model.Stats.Experts);
-            model.Stats.WindowLoad().CopyTo(new Span<ulong>(destination, capacity));
+            model.Stats.WindowLoad(new Span<ulong>(destination, capacity));
         });
     }
 
@@ -314,7 +314,7 @@ public static unsafe class NativeApi
         {
             NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window);
             NativeChecks.WindowCapacity(capacity, model.Stats.Layers, model.Stats.Experts);
-            model.Stats.WindowLoad(recentSteps).CopyTo(new Span<ulong>(destination, capacity));
+            model.Stats.WindowLoad(recentSteps, new Span<ulong>(destination, capacity));
         });
     }
 

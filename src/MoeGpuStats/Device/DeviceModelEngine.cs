@@ -399,7 +399,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];
 
-    public override ulong[] WindowLoad(int recentSteps)
+    public override void WindowLoad(int recentSteps, Span<ulong> destination)
     {
         var bytes = ReadBack(() =>
         {
@@ -409,7 +409,7 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             return staged;
         });
         var read = (long)Unsafe.SizeOf<RoutingStateBlock>();
-        return Unstage<ulong>(bytes, _views.WindowLoad.Length, ref read);
+        DeviceStateReader.Unstage(bytes, destination[..(int)_views.WindowLoad.Length], ref read);
     }
 
     /// <summary>

@@ -107,10 +107,18 @@ internal sealed class DeviceStateReader(AcceleratorStream stream)
     public static T[] Unstage<T>(byte[] bytes, long count, ref long offset)
         where T : unmanaged
     {
-        var length = (int)(count * Unsafe.SizeOf<T>());
-        var values = MemoryMarshal.Cast<byte, T>(bytes.AsSpan((int)offset, length)).ToArray();
-        offset += length;
+        var values = new T[count];
+        Unstage<T>(bytes, values, ref offset);
         return values;
+    }
+
+    /// <summary>As <see cref="Unstage{T}(byte[], long, ref long)"/>, into <paramref name="values"/>: as many as it holds.</summary>
+    public static void Unstage<T>(byte[] bytes, Span<T> values, ref long offset)
+        where T : unmanaged
+    {
+        var length = values.Length * Unsafe.SizeOf<T>();
+        MemoryMarshal.Cast<byte, T>(bytes.AsSpan((int)offset, length)).CopyTo(values);
+        offset += length;
     }
 
     /// <summary>A state from its block and arrays copied back (the caller's: the state keeps them; <paramref name="ring"/> is unrolled).</summary>

@@ -357,11 +357,11 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override RoutingStatsEngine Layer(int layer) => _readers[layer];
 
-    public override ulong[] WindowLoad(int recentSteps)
+    public override void WindowLoad(int recentSteps, Span<ulong> destination)
     {
         lock (Gate)
         {
-            return RecentLoad(recentSteps);
+            RecentLoad(recentSteps, destination);
         }
     }
 
@@ -385,8 +385,19 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
     }
 
-    /// <summary>The window's running sum where the steps asked cover it, else the sum of the newest steps' rows. Under the lock (<see cref="CanCutWindow"/> takes it again).</summary>
+    /// <summary><see cref="RecentLoad(int, Span{ulong})"/> into a new array.</summary>
     private ulong[] RecentLoad(int recentSteps)
+    {
+        var load = new ulong[Options.Layers * Options.Experts];
+        RecentLoad(recentSteps, load);
+        return load;
+    }
+
+    /// <summary>
+    /// The window's running sum where the steps asked cover it, else the sum of the newest steps' rows, into the first
+    /// <c>Layers × Experts</c> values of <paramref name="destination"/>. Under the lock (<see cref="CanCutWindow"/> takes it again).
+    /// </summary>
+    private void RecentLoad(int recentSteps, Span<ulong> destination)
     {
         if (!CanCutWindow(recentSteps))
         {
@@ -395,13 +406,14 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
         if (recentSteps >= _windowSteps)
         {
-            return _window.Load.ToArray();
+            _window.Load.CopyTo(destination);
+            return;
         }
 
         // The length alone: reading Load would sum a ring whose steps only wrote their rows, and count as a read.
-        var load = new ulong[Options.Layers * Options.Experts];
+        var load = destination[..(Options.Layers * Options.Experts)];
+        load.Clear();
         _window.AddNewest(recentSteps, load);
-        return load;
     }
 
     public override ModelReading Read(ModelReadRequest request)

@@ -48,7 +48,19 @@ internal abstract class ModelRoutingEngine : IDisposable
     /// <c>Window</c>; every step it holds where it holds fewer), <c>[layers, experts]</c> row-major.
     /// </summary>
     /// <exception cref="InvalidOperationException">Fewer steps than the window holds were asked of a window restored without its ring of steps.</exception>
-    public abstract ulong[] WindowLoad(int recentSteps);
+    public ulong[] WindowLoad(int recentSteps)
+    {
+        var load = new ulong[Options.Layers * Options.Experts];
+        WindowLoad(recentSteps, load);
+        return load;
+    }
+
+    /// <summary>
+    /// <see cref="WindowLoad(int)"/> written into the first <c>Layers × Experts</c> values of <paramref name="destination"/>
+    /// (the caller checked its length); nothing is written where it throws.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s.</exception>
+    public abstract void WindowLoad(int recentSteps, Span<ulong> destination);
 
     /// <summary>
     /// The token counts and window load in device memory, the pending step folded first (enqueued on
@@ -58,10 +70,10 @@ internal abstract class ModelRoutingEngine : IDisposable
 
     /// <summary>
     /// One reading of the model under its lock (<see cref="ModelReadRequest"/>): per layer, the loads measured
-    /// over the newest <c>RecentSteps</c> steps of the window (as <see cref="WindowLoad"/>) and since the start,
+    /// over the newest <c>RecentSteps</c> steps of the window (as <see cref="WindowLoad(int)"/>) and since the start,
     /// per expert or, with ranks (one per expert, each below <c>RankCount</c>), per rank; and the parts asked besides.
     /// </summary>
-    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad"/>'s, for <c>RecentSteps</c>.</exception>
+    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s, for <c>RecentSteps</c>.</exception>
     public abstract ModelReading Read(ModelReadRequest request);
 
     /// <summary>
@@ -71,7 +83,7 @@ internal abstract class ModelRoutingEngine : IDisposable
     /// <exception cref="InvalidOperationException">As <see cref="Read"/>'s.</exception>
     public virtual PendingReading BeginRead(ModelReadRequest request) => PendingReading.Completed(Read(request));
 
-    /// <summary>Whether <see cref="WindowLoad"/> and <see cref="Read"/> can cut the window to its newest <paramref name="recentSteps"/> steps now (a window restored without its ring cannot, while it holds more).</summary>
+    /// <summary>Whether <see cref="WindowLoad(int)"/> and <see cref="Read"/> can cut the window to its newest <paramref name="recentSteps"/> steps now (a window restored without its ring cannot, while it holds more).</summary>
     public virtual bool CanCutWindow(int recentSteps) => true;
 
     /// <summary>The error of a window restored without its ring when fewer steps than it holds are asked of it.</summary>

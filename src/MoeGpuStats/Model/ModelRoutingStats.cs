@@ -292,6 +292,37 @@ public sealed partial class ModelRoutingStats : IDisposable
     }
 
     /// <summary>
+    /// <see cref="WindowLoad()"/> written into a buffer of the caller's, for a rebalancer or an exporter that reads it
+    /// often: the first <c>Layers × Experts</c> values of <paramref name="destination"/>, row-major
+    /// <c>[layers, experts]</c>; the values after them are left as they are. The managed engine allocates nothing for
+    /// it, where <see cref="WindowLoad()"/> allocates the array (116 KiB at 58 layers of 256 experts, in the large-object
+    /// heap); a device engine still allocates the host copy it stages the read in.
+    /// </summary>
+    /// <param name="destination">At least <c>Layers × Experts</c> values.</param>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> holds fewer than <c>Layers × Experts</c> values; nothing is written.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void WindowLoad(Span<ulong> destination)
+    {
+        var engine = Engine;
+        engine.WindowLoad(Options.Window, CheckLoadDestination(destination));
+    }
+
+    /// <summary>
+    /// <see cref="WindowLoad(int)"/> written into a buffer of the caller's, as <see cref="WindowLoad(Span{ulong})"/>.
+    /// </summary>
+    /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>.</param>
+    /// <param name="destination">At least <c>Layers × Experts</c> values.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> holds fewer than <c>Layers × Experts</c> values; nothing is written.</exception>
+    /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s; nothing is written.</exception>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    public void WindowLoad(int recentSteps, Span<ulong> destination)
+    {
+        var engine = Engine;
+        engine.WindowLoad(CheckRecentSteps(recentSteps), CheckLoadDestination(destination));
+    }
+
+    /// <summary>
     /// The token counts and the window load in the accelerator's memory, without a copy, each
     /// <c>[Layers, Experts]</c> 64-bit slots (<see cref="ModelDeviceArrays"/> says how long they hold
     /// and how to order a reader): for a job that sums them across ranks with its own collective (an
@@ -398,6 +429,16 @@ public sealed partial class ModelRoutingStats : IDisposable
         var ranks = ModelStepChecks.ValidatePlacement(Options, expertRanks, nameof(expertRanks));
         var rankCount = ranks.Max() + 1;
         return (new() { RecentSteps = recentSteps, Ranks = ranks, RankCount = rankCount }, rankCount);
+    }
+
+    private Span<ulong> CheckLoadDestination(Span<ulong> destination)
+    {
+        var needed = Layers * Experts;
+        return destination.Length >= needed
+            ? destination
+            : throw new ArgumentException(
+                Invariant($"destination holds {Plural.Of(destination.Length, "value")}; the window load needs Layers * Experts = {Layers} * {Experts} = {needed:N0}."),
+                nameof(destination));
     }
 
     private int CheckRecentSteps(int recentSteps) =>
