@@ -129,7 +129,9 @@ moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expe
  * thread's current CUDA context (CUDA's own meaning of NULL; no ordering if no context is current).
  * Elsewhere stream must be NULL: nothing there orders on a CUDA stream.
  * The record waits on the device for the producer's work enqueued so far, and the producer's later
- * work waits for the record, so the buffer can be reused; the host never waits. */
+ * work waits for the record, so the buffer can be reused; the host never waits. On "opencl" the library reads the
+ * cl_mem on a command queue of its own, which no caller can order against: there the call waits until the
+ * batch has read the buffer, so that it can be rewritten once the call returns. */
 moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, int32_t tokens, int32_t top_k,
                           float load_balance_loss, float router_z_loss, void* stream);
 
@@ -264,7 +266,8 @@ moegs_status moegs_model_create_with_flags(const char* accelerator, int32_t laye
  * its GPU on "cuda", a cl_mem on "opencl", host memory on "cpu" and "managed"; 4-byte aligned (except
  * a cl_mem). Losses in host memory must be finite; device memory is not read by the host, and there a
  * NaN or infinite loss counts as 0.
- * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere); the host never waits.
+ * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere); the host never waits, but on
+ * "opencl", where the call waits until the step has read its buffers, as moegs_record's.
  * The device counts the steps, so a call with device pointers may be captured in a CUDA graph with the
  * forward pass and each replay records a step: read the model only outside the capture, after
  * synchronizing the stream the graph is launched on, or pass that stream to moegs_model_device_arrays,
