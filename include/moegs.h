@@ -128,9 +128,10 @@ moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expe
  * stream (on "cuda"): the producer's CUstream, or NULL for the default stream of the calling
  * thread's current CUDA context (CUDA's own meaning of NULL; no ordering if no context is current).
  * Elsewhere stream must be NULL: nothing there orders on a CUDA stream.
- * The record waits on the device for the producer's work enqueued so far, and the producer's later
- * work waits for the record, so the buffer can be reused; the host never waits. On "opencl" the library reads the
- * cl_mem on a command queue of its own, which no caller can order against: there the call waits until the
+ * On "cuda" the record waits on the device for the producer's work enqueued so far, and the producer's
+ * later work waits for the record, so the buffer can be reused; the host never waits. On "opencl" the
+ * library reads the cl_mem on a command queue of its own, which it cannot order against the caller's:
+ * the caller's writes to it must be complete (clFinish) before the call, and the call waits until the
  * batch has read the buffer, so that it can be rewritten once the call returns. */
 moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, int32_t tokens, int32_t top_k,
                           float load_balance_loss, float router_z_loss, void* stream);

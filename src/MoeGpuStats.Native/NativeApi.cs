@@ -729,6 +729,7 @@ public static unsafe class NativeApi
         NoDeviceException => Fail(NativeStatus.NoDevice, NativeChecks.OneLine(exception)),
         ArgumentException => Fail(NativeStatus.InvalidArgument, NativeChecks.OneLine(exception)),
         ObjectDisposedException => Fail(NativeStatus.InvalidHandle, NativeChecks.OneLine(exception)),
+        ILGPU.Runtime.OpenCL.CLException refused => Fail(NativeStatus.DeviceError, NativeChecks.OpenCl(refused.Error)),
         ILGPU.Runtime.AcceleratorException or InsufficientMemoryException or InvalidOperationException or DllNotFoundException
             => Fail(NativeStatus.DeviceError, NativeChecks.OneLine(exception)),
         _ => Fail(NativeStatus.RuntimeError, $"{exception.GetType().Name}: {NativeChecks.OneLine(exception)}"),

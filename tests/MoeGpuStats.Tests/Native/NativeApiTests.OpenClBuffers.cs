@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.OpenCL;
 using MoeGpuStats.Native;
 
 namespace MoeGpuStats.Tests.Native;
@@ -60,6 +61,17 @@ public sealed unsafe partial class NativeApiTests
             Assert.Equal(Ok, Call(&NativeApi.Destroy, aggregatorReference));
         }
     }
+
+    /// <summary>
+    /// An OpenCL error reaches a C caller by its code, and a pointer that is no cl_mem by what it must be (ILGPU's
+    /// exception says "Exception of type 'CLException' was thrown" alone). Not driven through a record with a host
+    /// pointer: PoCL reports CL_INVALID_MEM_OBJECT for it, then faults the process later, as the C caller's undefined
+    /// behaviour may.
+    /// </summary>
+    [Theory]
+    [InlineData(CLError.CL_INVALID_KERNEL_ARGS, "the OpenCL driver refused the call with CL_INVALID_KERNEL_ARGS (-52): on \"opencl\" the ids, valid-token and loss pointers must be cl_mem objects, not host or CUDA pointers.")]
+    [InlineData(CLError.CL_OUT_OF_RESOURCES, "the OpenCL driver refused the call with CL_OUT_OF_RESOURCES (-5).")]
+    public void AnOpenClErrorIsNamedByItsCode(CLError error, string message) => Assert.Equal(message, NativeChecks.OpenCl(error));
 
     private static long CreateAggregator(string accelerator)
     {
