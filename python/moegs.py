@@ -663,7 +663,9 @@ class _Handle:
 
 
 class MoeStats(_Handle):
-    """One aggregator for `experts` experts on an accelerator: "auto", "cuda", "opencl", "cpu" or "managed"."""
+    """One aggregator for `experts` experts on an accelerator: "auto", "cuda", "opencl", "cpu" or "managed" ("auto"
+    takes CUDA, then managed, or what MOEGS_ACCELERATOR names: never OpenCL unasked, where the wrapper could record
+    nothing, as it passes no cl_mem)."""
 
     def __init__(self, experts, accelerator="auto", expert_capacity=0, library=None):
         """experts: [1, 4096] on a device accelerator, [1, 1048576] on "managed"; expert_capacity: slots
@@ -678,10 +680,20 @@ class MoeStats(_Handle):
         self.accelerator = accelerator
         self._library = _load(library)
         self._check(self._lib.moegs_create(accelerator.encode(), self.experts, expert_capacity, ctypes.byref(self._handle)))
+        # What "auto" chose: "cuda", "opencl", "cpu" or "managed"; it decides which ids record() can pass.
+        self.device = self._device()
+        if self.device == "opencl" and accelerator == "auto" and not os.environ.get("MOEGS_ACCELERATOR"):
+            # The wrapper never passes a cl_mem, so an aggregator on OpenCL could record nothing from here: "auto"
+            # takes what a model's "auto" takes after CUDA.
+            handle, self._handle = self._handle.value, ctypes.c_int64(0)
+            self._check(self._lib.moegs_destroy(handle))
+            self._check(self._lib.moegs_create(b"managed", self.experts, expert_capacity, ctypes.byref(self._handle)))
+            self.device = self._device()
+
+    def _device(self):
         kind = ctypes.c_char_p()
         self._check(self._lib.moegs_accelerator(self._handle, ctypes.byref(kind)))
-        # What "auto" chose: "cuda", "opencl", "cpu" or "managed"; it decides which ids record() can pass.
-        self.device = kind.value.decode()
+        return kind.value.decode()
 
     def record(self, ids, tokens=None, top_k=None, load_balance_loss=0.0, router_z_loss=0.0, stream=None):
         """Records one batch of top-k ids shaped [..., k] (what torch.topk returns: [tokens, k], [batch, seq, k]):

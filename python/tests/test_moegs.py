@@ -1595,6 +1595,18 @@ class AcceleratorVariableTests(unittest.TestCase):
     def test_an_empty_variable_is_unset(self):
         self.assertEqual(self.probe(None), self.probe(""))
 
+    def test_auto_never_takes_opencl_unasked(self):
+        """Where OpenCL is the best device present (no CUDA), "auto" takes managed for a MoeStats as for a
+        MoeModelStats: the wrapper passes no cl_mem, so an aggregator on OpenCL could record nothing from Python.
+        MOEGS_ACCELERATOR=opencl still takes it."""
+        if self.probe(None, accelerator="opencl").startswith("error"):
+            self.skipTest("No OpenCL device here (PoCL 5 registered through OCL_ICD_VENDORS is one)")
+        chosen = self.probe(None)
+        if chosen.startswith("cuda"):
+            self.skipTest("CUDA is present, which \"auto\" takes first")
+        self.assertEqual("managed managed", chosen)
+        self.assertEqual("opencl opencl", self.probe("opencl"))
+
 
 class ReadmeExampleTests(unittest.TestCase):
     """README's Python examples that say what they print, run as a reader runs them: one after another in one session,
