@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.OpenCL;
 using static System.FormattableString;
 
 namespace MoeGpuStats.Device;
@@ -26,14 +27,15 @@ internal static class DeviceMemory
     }
 
     /// <summary>
-    /// ILGPU's CPU accelerator takes its buffers from host memory the system lends past what it has (overcommit), and
-    /// the zeroing that follows touches every page: past the machine's or its container's limit the kernel kills the
-    /// process, where an allocation should fail. So a buffer larger than the memory the process has left under that limit
-    /// (the GC's <see cref="GCMemoryInfo.TotalAvailableMemoryBytes"/>, which honours a container's) is refused first.
+    /// ILGPU's CPU accelerator and an OpenCL device that is a CPU (PoCL's) take their buffers from host memory the
+    /// system lends past what it has (overcommit), and the zeroing that follows touches every page: past the machine's
+    /// or its container's limit the kernel kills the process, where an allocation should fail. So a buffer larger than
+    /// the memory the process has left under that limit (the GC's <see cref="GCMemoryInfo.TotalAvailableMemoryBytes"/>,
+    /// which honours a container's) is refused first.
     /// </summary>
     private static void RefuseBeyondHostMemory(Accelerator accelerator, long bytes)
     {
-        if (accelerator.AcceleratorType != AcceleratorType.CPU)
+        if (!TakesHostMemory(accelerator))
         {
             return;
         }
@@ -44,6 +46,11 @@ internal static class DeviceMemory
             throw new OutOfMemoryException(Invariant($"{bytes:N0} bytes are more than the {Math.Max(left, 0):N0} this process has left of the host's memory."));
         }
     }
+
+    /// <summary>Whether the accelerator's buffers are host memory: ILGPU's CPU accelerator, or an OpenCL CPU device.</summary>
+    internal static bool TakesHostMemory(Accelerator accelerator) =>
+        accelerator.AcceleratorType == AcceleratorType.CPU
+        || (accelerator is CLAccelerator device && device.DeviceType.HasFlag(CLDeviceType.CL_DEVICE_TYPE_CPU));
 
     /// <summary>
     /// Copies <paramref name="source"/> into <paramref name="target"/> (as long) on <paramref name="stream"/>

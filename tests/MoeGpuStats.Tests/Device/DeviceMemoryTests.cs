@@ -16,4 +16,23 @@ public sealed class DeviceMemoryTests
         // In words every caller shares: the values' size, not .NET's name of their type (UInt64), which the C API passes on.
         Assert.Contains("(1,125,899,906,842,624 values of 8 bytes)", error.Message);
     }
+
+    /// <summary>
+    /// An OpenCL CPU device (PoCL) lends host memory as ILGPU's CPU accelerator does (it reports the host's memory as its
+    /// own), and the state's zeroing touches it page by page: a buffer of more than the memory the process has left is
+    /// refused before the driver sees it, naming the memory left. The buffer here is 1 GiB past what is left, which PoCL
+    /// on the dev machine also refuses itself (with its own error) as beyond its largest allocation; a model's buffers
+    /// that each fit that allocation but together pass the memory left reach the driver only through this guard.
+    /// </summary>
+    [Fact]
+    public void AnOpenClCpuDeviceRefusesMoreThanTheHostMemoryLeft()
+    {
+        var device = TestAccelerators.Require("opencl");
+        Assert.SkipUnless(DeviceMemory.TakesHostMemory(device), $"The OpenCL device here ({device.Name}) is no CPU: its memory is its own.");
+        var left = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes - Environment.WorkingSet;
+        var bytes = left + (1L << 30);
+
+        var error = Assert.Throws<InsufficientMemoryException>(() => DeviceMemory.Allocate<byte>(device, bytes, "a test"));
+        Assert.Contains("this process has left of the host's memory", error.InnerException!.Message);
+    }
 }
