@@ -123,7 +123,7 @@ moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expe
  * host memory on "cpu" and "managed"; 4-byte aligned (except a cl_mem); NULL only with length 0.
  * The OpenCL standard lets a kernel read only a cl_mem of its own context, and this API does not give
  * out the library's: PoCL reads a cl_mem of the caller's context on the same device; another driver
- * may refuse it (CL_INVALID_MEM_OBJECT) or worse. No GPU's OpenCL driver has run this path.
+ * may refuse it (CL_INVALID_MEM_OBJECT). No GPU's OpenCL driver has run this path.
  * The memory is read in place, never copied to the host.
  * An id of -1 is an empty slot: neither counted nor invalid, and a token whose top_k ids are all -1
  * is padding, not counted in total_tokens (so a batch padded to a fixed shape can be recorded whole).
