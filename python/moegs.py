@@ -682,7 +682,10 @@ class MoeStats(_Handle):
         self._check(self._lib.moegs_create(accelerator.encode(), self.experts, expert_capacity, ctypes.byref(self._handle)))
         # What "auto" chose: "cuda", "opencl", "cpu" or "managed"; it decides which ids record() can pass.
         self.device = self._device()
-        if self.device == "opencl" and accelerator == "auto" and not os.environ.get("MOEGS_ACCELERATOR"):
+        # The library reads the name and the variable without case or surrounding blanks: " Auto" is "auto", and a
+        # variable of blanks is unset.
+        if (self.device == "opencl" and accelerator.strip().lower() == "auto"
+                and not os.environ.get("MOEGS_ACCELERATOR", "").strip()):
             # The wrapper never passes a cl_mem, so an aggregator on OpenCL could record nothing from here: "auto"
             # takes what a model's "auto" takes after CUDA.
             handle, self._handle = self._handle.value, ctypes.c_int64(0)

@@ -1606,6 +1606,9 @@ class AcceleratorVariableTests(unittest.TestCase):
             self.skipTest("CUDA is present, which \"auto\" takes first")
         self.assertEqual("managed managed", chosen)
         self.assertEqual("opencl opencl", self.probe("opencl"))
+        # The library reads "auto" without case or surrounding blanks, and a blank variable as unset: so does the wrapper.
+        self.assertEqual("managed managed", self.probe(None, accelerator=" Auto "))
+        self.assertEqual("managed managed", self.probe("  "))
 
 
 class ReadmeExampleTests(unittest.TestCase):
