@@ -279,10 +279,6 @@ internal static class NativeChecks
     }
 
     /// <summary>
-    /// A message from below the C API as one line without .NET's decorations: the <c>(Parameter 'x')</c>
-    /// suffix names a C# parameter the C caller never sees, and out-of-range messages continue on a second line.
-    /// </summary>
-    /// <summary>
     /// What an OpenCL error says to a C caller: ILGPU's exception carries the code alone, with .NET's stock message. A
     /// pointer that is no cl_mem is the error a caller can make (moegs.h: every pointer on "opencl" is one).
     /// </summary>
@@ -291,6 +287,10 @@ internal static class NativeChecks
             ? FormattableString.Invariant($"the OpenCL driver refused the call with {error} ({(int)error}): on \"opencl\" the ids, valid-token and loss pointers must be cl_mem objects, not host or CUDA pointers.")
             : FormattableString.Invariant($"the OpenCL driver refused the call with {error} ({(int)error}).");
 
+    /// <summary>
+    /// A message from below the C API as one line without .NET's decorations: the <c>(Parameter 'x')</c>
+    /// suffix names a C# parameter the C caller never sees, and out-of-range messages continue on a second line.
+    /// </summary>
     public static string OneLine(Exception exception)
     {
         var message = exception.Message;
