@@ -104,9 +104,10 @@ typedef struct moegs_snapshot {
     int32_t load_variance_history_len;
 } moegs_snapshot;
 
-/* Creates an aggregator for `experts` experts. accelerator: "auto" (or NULL: CUDA, then OpenCL,
- * then the managed engine, the rule RoutingStats.Create and the CLI follow; where MOEGS_ACCELERATOR
- * is set in the environment before the library loads, the engine it names), "cuda", "opencl", "cpu"
+/* Creates an aggregator for `experts` experts. accelerator: "auto" (or NULL: CUDA, then the managed
+ * engine, as for a model: OpenCL only when named, since a cl_mem of the caller's context is outside the
+ * OpenCL standard (below); where MOEGS_ACCELERATOR is set in the environment before the library loads,
+ * the engine it names), "cuda", "opencl", "cpu"
  * (ILGPU's CPU accelerator: the device kernels run thread by thread, to test the device path without a
  * GPU; far slower than "managed"), or "managed" (no accelerator).
  * experts: [1, 4096] on the accelerators (their device engine's limit), [1, 1048576] on "managed" (the library's limit);
@@ -270,8 +271,8 @@ moegs_status moegs_model_create_with_flags(const char* accelerator, int32_t laye
  * its GPU on "cuda", a cl_mem on "opencl", host memory on "cpu" and "managed"; 4-byte aligned (except
  * a cl_mem). Losses in host memory must be finite; device memory is not read by the host, and there a
  * NaN or infinite loss counts as 0.
- * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere); the host never waits, but on
- * "opencl", where the call waits until the step has read its buffers, as moegs_record's.
+ * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere). The host never waits, except
+ * on "opencl", where the call waits until the step has read its buffers, as moegs_record does.
  * The device counts the steps, so a call with device pointers may be captured in a CUDA graph with the
  * forward pass and each replay records a step: read the model only outside the capture, after
  * synchronizing the stream the graph is launched on, or pass that stream to moegs_model_device_arrays,

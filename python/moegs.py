@@ -664,7 +664,7 @@ class _Handle:
 
 class MoeStats(_Handle):
     """One aggregator for `experts` experts on an accelerator: "auto", "cuda", "opencl", "cpu" or "managed" ("auto"
-    takes CUDA, then managed, or what MOEGS_ACCELERATOR names: never OpenCL unasked, where the wrapper could record
+    takes CUDA, then managed, or what MOEGS_ACCELERATOR names: OpenCL only when named, where the wrapper can record
     nothing, as it passes no cl_mem)."""
 
     def __init__(self, experts, accelerator="auto", expert_capacity=0, library=None):
@@ -680,23 +680,10 @@ class MoeStats(_Handle):
         self.accelerator = accelerator
         self._library = _load(library)
         self._check(self._lib.moegs_create(accelerator.encode(), self.experts, expert_capacity, ctypes.byref(self._handle)))
-        # What "auto" chose: "cuda", "opencl", "cpu" or "managed"; it decides which ids record() can pass.
-        self.device = self._device()
-        # The library reads the name and the variable without case or surrounding blanks: " Auto" is "auto", and a
-        # variable of blanks is unset.
-        if (self.device == "opencl" and accelerator.strip().lower() == "auto"
-                and not os.environ.get("MOEGS_ACCELERATOR", "").strip()):
-            # The wrapper never passes a cl_mem, so an aggregator on OpenCL could record nothing from here: "auto"
-            # takes what a model's "auto" takes after CUDA.
-            handle, self._handle = self._handle.value, ctypes.c_int64(0)
-            self._check(self._lib.moegs_destroy(handle))
-            self._check(self._lib.moegs_create(b"managed", self.experts, expert_capacity, ctypes.byref(self._handle)))
-            self.device = self._device()
-
-    def _device(self):
         kind = ctypes.c_char_p()
         self._check(self._lib.moegs_accelerator(self._handle, ctypes.byref(kind)))
-        return kind.value.decode()
+        # What "auto" chose: "cuda", "cpu" or "managed" (or "opencl" where named); it decides which ids record() can pass.
+        self.device = kind.value.decode()
 
     def record(self, ids, tokens=None, top_k=None, load_balance_loss=0.0, router_z_loss=0.0, stream=None):
         """Records one batch of top-k ids shaped [..., k] (what torch.topk returns: [tokens, k], [batch, seq, k]):
@@ -968,7 +955,7 @@ class MoeModelStats(_Handle):
         """Each expert's slots over the window, shape (layers, experts): a NumPy uint64 array, or lists where NumPy is absent.
         recent_steps: None for the whole window, or 1 to the window for its newest that many steps alone (TypeError when
         not an integer, ValueError outside [1, window]).
-        out: None, or a NumPy uint64 array of shape (layers, experts), C-contiguous and writable, which the load is
+        out: None, or a NumPy uint64 array of shape (layers, experts), C-contiguous, aligned and writable, which the load is
         written into and returned, so that a rebalancer reading often allocates no array (TypeError or ValueError
         otherwise, before anything is read or written)."""
         self._require_open()
@@ -1300,8 +1287,10 @@ def _load_out(out, layers, experts):
         raise TypeError(f"out must be a NumPy array of uint64 (got {out.dtype}); make it with numpy.empty(({layers}, {experts}), numpy.uint64)")
     if out.shape != (layers, experts):
         raise ValueError(f"out has shape {out.shape}; the window load has shape ({layers}, {experts}), (layers, experts)")
-    if not out.flags.c_contiguous or not out.flags.aligned:
-        raise ValueError(f"out must be C-contiguous and aligned (strides {out.strides}); make it with numpy.empty(({layers}, {experts}), numpy.uint64)")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous (strides {out.strides}); make it with numpy.empty(({layers}, {experts}), numpy.uint64)")
+    if not out.flags.aligned:
+        raise ValueError(f"out starts at {hex(out.ctypes.data)}, not at a multiple of 8 bytes; make it with numpy.empty(({layers}, {experts}), numpy.uint64)")
     if not out.flags.writeable:
         raise ValueError("out is read-only; pass a writable array")
     return out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64))

@@ -980,11 +980,13 @@ class ModelTests(unittest.TestCase):
                 read_only = numpy.zeros((self.LAYERS, self.EXPERTS), numpy.uint64)
                 read_only.flags.writeable = False
                 wide = numpy.zeros((self.LAYERS, 2 * self.EXPERTS), numpy.uint64)
+                unaligned = numpy.frombuffer(bytearray(8 * self.LAYERS * self.EXPERTS + 1), numpy.uint64, self.LAYERS * self.EXPERTS, 1).reshape(self.LAYERS, self.EXPERTS)
                 for bad, error, message in (
                         ([[0] * self.EXPERTS] * self.LAYERS, TypeError, rf"^out must be a NumPy array of uint64, shape {shape}, or None \(got list\)$"),
                         (numpy.zeros((self.LAYERS, self.EXPERTS), numpy.int64), TypeError, r"^out must be a NumPy array of uint64 \(got int64\)"),
                         (numpy.zeros((self.EXPERTS, self.LAYERS), numpy.uint64), ValueError, rf"^out has shape \({self.EXPERTS}, {self.LAYERS}\); the window load has shape {shape}"),
-                        (wide[:, ::2], ValueError, r"^out must be C-contiguous and aligned"),
+                        (wide[:, ::2], ValueError, r"^out must be C-contiguous \(strides"),
+                        (unaligned, ValueError, r"^out starts at 0x[0-9a-f]+, not at a multiple of 8 bytes"),
                         (read_only, ValueError, r"^out is read-only; pass a writable array$")):
                     with self.subTest(accelerator=accelerator, out=message):
                         before = numpy.array(bad, copy=True)
@@ -1606,7 +1608,7 @@ class AcceleratorVariableTests(unittest.TestCase):
             self.skipTest("CUDA is present, which \"auto\" takes first")
         self.assertEqual("managed managed", chosen)
         self.assertEqual("opencl opencl", self.probe("opencl"))
-        # The library reads "auto" without case or surrounding blanks, and a blank variable as unset: so does the wrapper.
+        # The library reads "auto" without case or surrounding blanks, and a blank variable as unset.
         self.assertEqual("managed managed", self.probe(None, accelerator=" Auto "))
         self.assertEqual("managed managed", self.probe("  "))
 

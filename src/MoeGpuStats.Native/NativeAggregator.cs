@@ -15,7 +15,7 @@ internal sealed class NativeAggregator : INativeHandle
 
     public NativeAggregator(string accelerator, RoutingStatsOptions options)
     {
-        _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options), out var built);
+        _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options), out var built, AcceleratorSelection.ForeignMemoryBestFirst);
         if (_accelerator is null)
         {
             _stats = new RoutingStats(options);

@@ -280,12 +280,12 @@ internal static class NativeChecks
 
     /// <summary>
     /// What an OpenCL error says to a C caller: ILGPU's exception carries the code alone, with .NET's stock message. A
-    /// pointer that is no cl_mem is the error a caller can make (moegs.h: every pointer on "opencl" is one).
+    /// pointer that is no cl_mem is the error a caller can make (moegs.h: every pointer on "opencl" is one), and the
+    /// driver's code for it depends on the bytes it finds there (PoCL: CL_INVALID_MEM_OBJECT, CL_MISALIGNED_SUB_BUFFER_OFFSET),
+    /// so every code names it.
     /// </summary>
-    public static string OpenCl(CLError error) =>
-        error is CLError.CL_INVALID_MEM_OBJECT or CLError.CL_INVALID_ARG_VALUE or CLError.CL_INVALID_KERNEL_ARGS
-            ? FormattableString.Invariant($"the OpenCL driver refused the call with {error} ({(int)error}): on \"opencl\" the ids, valid-token and loss pointers must be cl_mem objects, not host or CUDA pointers.")
-            : FormattableString.Invariant($"the OpenCL driver refused the call with {error} ({(int)error}).");
+    public static string OpenCl(CLError error) => FormattableString.Invariant(
+        $"the OpenCL driver refused the call with {error} ({(int)error}); on \"opencl\" the ids, valid-token and loss pointers must be cl_mem objects, and a host or CUDA pointer there draws an error of any code.");
 
     /// <summary>
     /// A message from below the C API as one line without .NET's decorations: the <c>(Parameter 'x')</c>

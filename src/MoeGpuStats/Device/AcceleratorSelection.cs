@@ -8,10 +8,11 @@ using static System.FormattableString;
 namespace MoeGpuStats.Device;
 
 /// <summary>
-/// The one rule for the best engine present: CUDA, then OpenCL, then the managed engine; for a whole model CUDA,
-/// then the managed engine (<see cref="ModelBestFirst"/>). <see cref="RoutingStats.Create"/>,
-/// <see cref="ModelRoutingStats.Create"/>, the CLI and the C API's <c>"auto"</c> all follow it; ILGPU's CPU
-/// accelerator runs only when asked for (<c>cpu</c>), as it is slower than the managed engine.
+/// The one rule for the best engine present: CUDA, then OpenCL, then the managed engine; for a whole model, and for
+/// anything the C API's <c>"auto"</c> makes, CUDA, then the managed engine (<see cref="ModelBestFirst"/>,
+/// <see cref="ForeignMemoryBestFirst"/>). <see cref="RoutingStats.Create"/>, <see cref="ModelRoutingStats.Create"/>,
+/// the CLI and the C API all follow it; ILGPU's CPU accelerator runs only when asked for (<c>cpu</c>), as it is slower
+/// than the managed engine.
 /// </summary>
 internal static class AcceleratorSelection
 {
@@ -23,6 +24,14 @@ internal static class AcceleratorSelection
     /// model engine has run on OpenCL only on PoCL's CPU device (docs/performance.md).
     /// </summary>
     public static readonly AcceleratorType[] ModelBestFirst = [AcceleratorType.Cuda];
+
+    /// <summary>
+    /// The accelerators the C API's <c>"auto"</c> tries for one layer, as for a model: CUDA alone. Its callers hand it
+    /// memory of their own: from C, OpenCL memory would be a cl_mem of the caller's context, which the OpenCL standard
+    /// does not let the library's kernels read (PoCL does), and Python passes no cl_mem at all. OpenCL runs there only
+    /// when named.
+    /// </summary>
+    public static readonly AcceleratorType[] ForeignMemoryBestFirst = [AcceleratorType.Cuda];
 
     /// <summary>The engines by name, as <see cref="RoutingStats.AcceleratorVariable"/>, the CLI and the C API take them (the C API adds <c>auto</c>).</summary>
     public static readonly string[] Names = ["cuda", "opencl", "cpu", "managed"];

@@ -27,6 +27,24 @@ internal static class DeviceMemory
     }
 
     /// <summary>
+    /// Refuses, on an accelerator that lends host memory (<see cref="TakesHostMemory"/>), a state of
+    /// <paramref name="bytes"/> in all that is more than the memory the process has left: each buffer's own check
+    /// (<see cref="Allocate"/>) passes buffers that only together pass it, where they are zeroed after the last is made.
+    /// </summary>
+    /// <exception cref="InsufficientMemoryException">The state is larger than the memory left; the message gives both.</exception>
+    public static void CheckHostMemory(Accelerator accelerator, long bytes, string purpose)
+    {
+        try
+        {
+            RefuseBeyondHostMemory(accelerator, bytes);
+        }
+        catch (OutOfMemoryException exception)
+        {
+            throw new InsufficientMemoryException(Invariant($"Could not allocate {bytes:N0} bytes on '{accelerator.Name}' for {purpose}."), exception);
+        }
+    }
+
+    /// <summary>
     /// ILGPU's CPU accelerator and an OpenCL device that is a CPU (PoCL's) take their buffers from host memory the
     /// system lends past what it has (overcommit), and the zeroing that follows touches every page: past the machine's
     /// or its container's limit the kernel kills the process, where an allocation should fail. So a buffer larger than

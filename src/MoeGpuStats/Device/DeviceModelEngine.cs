@@ -81,6 +81,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         var perLayer = layers * options.Experts;
         try
         {
+            // The buffers are zeroed after the last is made, so the memory they take together is checked first.
+            DeviceMemory.CheckHostMemory(accelerator, options.DeviceStateBytes(), "the model's routing state");
             _views = new ModelStateViews
             {
                 Blocks = Allocate<RoutingStateBlock>(layers),

@@ -4,8 +4,8 @@ using MoeGpuStats.Device;
 namespace MoeGpuStats.Tests.Device;
 
 /// <summary>
-/// The best engine present for one layer is CUDA, then OpenCL; for a whole model CUDA alone, as the model engine failed
-/// its tests on OpenCL (PoCL): OpenCL runs a model only when named.
+/// The best engine present for one layer is CUDA, then OpenCL; for a whole model, and for anything the C API's "auto"
+/// makes, CUDA alone: OpenCL runs there only when named.
 /// </summary>
 public sealed class AcceleratorSelectionTests
 {
@@ -16,6 +16,13 @@ public sealed class AcceleratorSelectionTests
         Assert.Equal([AcceleratorType.Cuda], AcceleratorSelection.Order("", AcceleratorSelection.ModelBestFirst));
         Assert.Equal([AcceleratorType.OpenCL], AcceleratorSelection.Order("opencl", AcceleratorSelection.ModelBestFirst));
         Assert.Empty(AcceleratorSelection.Order("managed", AcceleratorSelection.ModelBestFirst)!);
+    }
+
+    [Fact]
+    public void TheCApisAutoLeavesOpenClOutUnlessItIsNamed()
+    {
+        Assert.Equal([AcceleratorType.Cuda], AcceleratorSelection.Order("", AcceleratorSelection.ForeignMemoryBestFirst));
+        Assert.Equal([AcceleratorType.OpenCL], AcceleratorSelection.Order("opencl", AcceleratorSelection.ForeignMemoryBestFirst));
     }
 
     /// <summary>

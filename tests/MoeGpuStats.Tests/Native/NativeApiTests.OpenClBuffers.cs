@@ -63,15 +63,18 @@ public sealed unsafe partial class NativeApiTests
     }
 
     /// <summary>
-    /// An OpenCL error reaches a C caller by its code, and a pointer that is no cl_mem by what it must be (ILGPU's
-    /// exception says "Exception of type 'CLException' was thrown" alone). Not driven through a record with a host
-    /// pointer: PoCL reports CL_INVALID_MEM_OBJECT for it, then faults the process later, as the C caller's undefined
-    /// behaviour may.
+    /// An OpenCL error reaches a C caller by its code, with what every pointer must be (ILGPU's exception says
+    /// "Exception of type 'CLException' was thrown" alone). Not driven through a record with a host pointer: PoCL reports
+    /// an error whose code depends on the bytes there (CL_MISALIGNED_SUB_BUFFER_OFFSET, CL_INVALID_MEM_OBJECT), or
+    /// faults the process then or later, as the C caller's undefined behaviour may.
     /// </summary>
     [Theory]
-    [InlineData(CLError.CL_INVALID_KERNEL_ARGS, "the OpenCL driver refused the call with CL_INVALID_KERNEL_ARGS (-52): on \"opencl\" the ids, valid-token and loss pointers must be cl_mem objects, not host or CUDA pointers.")]
-    [InlineData(CLError.CL_OUT_OF_RESOURCES, "the OpenCL driver refused the call with CL_OUT_OF_RESOURCES (-5).")]
-    public void AnOpenClErrorIsNamedByItsCode(CLError error, string message) => Assert.Equal(message, NativeChecks.OpenCl(error));
+    [InlineData(CLError.CL_INVALID_MEM_OBJECT, "CL_INVALID_MEM_OBJECT (-38)")]
+    [InlineData(CLError.CL_MISALIGNED_SUB_BUFFER_OFFSET, "CL_MISALIGNED_SUB_BUFFER_OFFSET (-13)")]
+    [InlineData(CLError.CL_OUT_OF_RESOURCES, "CL_OUT_OF_RESOURCES (-5)")]
+    public void AnOpenClErrorIsNamedByItsCode(CLError error, string code) => Assert.Equal(
+        $"the OpenCL driver refused the call with {code}; on \"opencl\" the ids, valid-token and loss pointers must be cl_mem objects, and a host or CUDA pointer there draws an error of any code.",
+        NativeChecks.OpenCl(error));
 
     private static long CreateAggregator(string accelerator)
     {
