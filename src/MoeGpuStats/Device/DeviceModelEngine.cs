@@ -48,6 +48,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly List<PendingReading> _pending = [];
     private readonly PageLockedPool _pageLockedPool;
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
+
+    /// <summary>The host bytes a window load read into a caller's buffer is copied back into, made at the first such read; under the reads' lock.</summary>
+    private byte[]? _loadBytes;
     private ModelStepArguments _shape;
     private ulong _knownSteps;
     private ulong _launches;
@@ -300,7 +303,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// throughout, gives the read-back buffer to one reading at a time and keeps <see cref="Dispose"/> from
     /// freeing it under one.
     /// </summary>
-    private byte[] ReadBack(Func<long> stage)
+    /// <param name="stage">Enqueues the reading's copies into the read-back buffer; returns the bytes staged.</param>
+    /// <param name="into">Where the bytes are copied, at least as many as staged; null for a new array of them.</param>
+    private byte[] ReadBack(Func<long> stage, byte[]? into = null)
     {
         lock (_readGate)
         {
@@ -314,8 +319,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
                 at = StagedNow();
             }
 
-            var bytes = new byte[staged];
-            _reader.ToHost(_readback.SubView(0, staged), bytes);
+            var bytes = into ?? new byte[staged];
+            _reader.ToHost(_readback.SubView(0, staged), bytes.AsSpan(0, (int)staged));
             RefreshKnownSteps(MemoryMarshal.Read<RoutingStateBlock>(bytes).TotalRoutings, at);
             return bytes;
         }
@@ -401,17 +406,28 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];
 
+    /// <remarks>
+    /// The bytes come back into a host buffer kept for these reads, not a new array (the load of 58 layers of 256
+    /// experts is a large-object allocation): a caller that gives its own buffer reads often. The reads' lock is held
+    /// until they are copied out, as the next read writes the same buffer.
+    /// </remarks>
     public override void WindowLoad(int recentSteps, Span<ulong> destination)
     {
-        var bytes = ReadBack(() =>
+        lock (_readGate)
         {
-            var staged = 0L;
-            Stage(_views.Blocks.SubView(0, 1), ref staged);
-            Stage(RecentLoads(recentSteps), ref staged);
-            return staged;
-        });
-        var read = (long)Unsafe.SizeOf<RoutingStateBlock>();
-        DeviceStateReader.Unstage(bytes, destination[..(int)_views.WindowLoad.Length], ref read);
+            var read = (long)Unsafe.SizeOf<RoutingStateBlock>();
+            _loadBytes ??= new byte[read + (_views.WindowLoad.Length * sizeof(ulong))];
+            var bytes = ReadBack(
+                () =>
+                {
+                    var staged = 0L;
+                    Stage(_views.Blocks.SubView(0, 1), ref staged);
+                    Stage(RecentLoads(recentSteps), ref staged);
+                    return staged;
+                },
+                _loadBytes);
+            DeviceStateReader.Unstage(bytes, destination[..(int)_views.WindowLoad.Length], ref read);
+        }
     }
 
     /// <summary>
