@@ -385,14 +385,6 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         }
     }
 
-    /// <summary><see cref="RecentLoad(int, Span{ulong})"/> into a new array.</summary>
-    private ulong[] RecentLoad(int recentSteps)
-    {
-        var load = new ulong[Options.Layers * Options.Experts];
-        RecentLoad(recentSteps, load);
-        return load;
-    }
-
     /// <summary>
     /// The window's running sum where the steps asked cover it, else the sum of the newest steps' rows, into the first
     /// <c>Layers × Experts</c> values of <paramref name="destination"/>. Under the lock (<see cref="CanCutWindow"/> takes it again).
@@ -420,7 +412,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     {
         lock (Gate)
         {
-            var window = RecentLoad(request.RecentSteps);
+            var window = WindowLoad(request.RecentSteps);
             var experts = Options.Experts;
             var sinceStart = new ulong[Options.Layers * Options.Experts];
             for (var l = 0; l < _layers.Length; l++)
@@ -433,7 +425,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             }
 
             var (ranks, rankCount) = (request.Ranks, request.RankCount);
-            var recent = request.AlsoRecentSteps is { } steps && CanCutWindow(steps) ? Measure(RecentLoad(steps), ranks, rankCount) : null;
+            var recent = request.AlsoRecentSteps is { } steps && CanCutWindow(steps) ? Measure(WindowLoad(steps), ranks, rankCount) : null;
             return new ModelReading(
                 _steps,
                 Math.Min(request.RecentSteps, _windowSteps),
