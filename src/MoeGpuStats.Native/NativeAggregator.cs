@@ -68,12 +68,7 @@ internal sealed class NativeAggregator : INativeHandle
         using (EnterDevice())
         {
             _stats.RecordRouting(view, tokens, topK, loadBalanceLoss, routerZLoss);
-            if (Kind == "opencl")
-            {
-                // The caller's cl_mem is read on the engine's own command queue, which nothing the caller holds can order
-                // against: the batch has read it when the call returns, so the caller may write the next batch into it.
-                _device!.Stream.Synchronize();
-            }
+            NativeDevice.WaitUntilCallersMemoryIsRead(Kind, _device.Stream);
         }
 
         if (ordered)

@@ -120,6 +120,19 @@ internal sealed class NativeDevice : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// On "opencl", waits until <paramref name="stream"/> has run the record just enqueued. The caller's cl_mem is
+    /// read on the engine's own command queue, which nothing the caller holds can order against: once the record
+    /// returns, the caller may write the next step into the same buffer. CUDA orders through the bridge instead.
+    /// </summary>
+    public static void WaitUntilCallersMemoryIsRead(string kind, AcceleratorStream? stream)
+    {
+        if (kind == "opencl")
+        {
+            stream!.Synchronize();
+        }
+    }
+
     /// <summary>ILGPU's CUDA context current until the scope ends, then the caller's again (see <see cref="CudaContextScope"/>).</summary>
     public CudaContextScope Enter() => CudaContextScope.Enter(Accelerator);
 

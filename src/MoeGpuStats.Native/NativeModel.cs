@@ -117,12 +117,7 @@ internal sealed class NativeModel : INativeHandle
                     break;
             }
 
-            if (Kind == "opencl")
-            {
-                // The caller's cl_mem is read on the model's own command queue, which nothing the caller holds can order
-                // against: the step has read it when the call returns, so the caller may write the next step into it.
-                _stream!.Synchronize();
-            }
+            NativeDevice.WaitUntilCallersMemoryIsRead(Kind, _stream);
         }
 
         if (ordered)
