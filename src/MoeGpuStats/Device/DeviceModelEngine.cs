@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ILGPU;
@@ -467,7 +468,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     /// Every part is enqueued (measured, or copied device to device into the read-back buffer) before one
     /// copy of that buffer to the host, the reading's only wait, made with the model's lock released
     /// (<see cref="ReadBack"/>); a placement is copied to the device only when it differs from the last one
-    /// (a copy from the host waits too, holding only the reads' lock).
+    /// (a copy from the host waits too, holding only the reads' lock). The bytes come back into an array rented
+    /// from the shared pool: the reading copies out what it keeps.
     /// </remarks>
     public override ModelReading Read(ModelReadRequest request)
     {
@@ -475,7 +477,15 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         {
             ThrowIfUnusable();
             var ranks = PlacementOnDevice(request.Ranks);
-            return ReadingOf(ReadBack(() => StageReading(request, ranks)), request);
+            var bytes = ArrayPool<byte>.Shared.Rent((int)ReadingBytes(request));
+            try
+            {
+                return ReadingOf(ReadBack(() => StageReading(request, ranks), bytes), request);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(bytes);
+            }
         }
     }
 

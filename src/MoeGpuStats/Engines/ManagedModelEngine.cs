@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using ILGPU;
@@ -408,34 +409,60 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         _window.AddNewest(recentSteps, load);
     }
 
+    /// <remarks>
+    /// The loads measured are rented from the shared pool unless the reading returns them, so that a summary read
+    /// every step allocates its figures alone, not two <c>[layers, experts]</c> arrays besides.
+    /// </remarks>
     public override ModelReading Read(ModelReadRequest request)
     {
-        lock (Gate)
+        var size = Options.Layers * Options.Experts;
+        var loads = ArrayPool<ulong>.Shared.Rent(size);
+        var sinceStart = request.TokenCounts ? new ulong[size] : ArrayPool<ulong>.Shared.Rent(size);
+        try
         {
-            var window = WindowLoad(request.RecentSteps);
-            var experts = Options.Experts;
-            var sinceStart = new ulong[Options.Layers * Options.Experts];
-            for (var l = 0; l < _layers.Length; l++)
+            lock (Gate)
             {
-                var counts = _layers[l].ExpertTokenCounts;
-                for (var e = 0; e < counts.Count; e++)
+                var experts = Options.Experts;
+                // A pooled array holds what its last renter left: a layer before its first step has no counts to copy.
+                sinceStart.AsSpan(0, size).Clear();
+                for (var l = 0; l < _layers.Length; l++)
                 {
-                    sinceStart[l * experts + e] = counts[e];
+                    var counts = _layers[l].ExpertTokenCounts;
+                    for (var e = 0; e < counts.Count; e++)
+                    {
+                        sinceStart[l * experts + e] = counts[e];
+                    }
                 }
-            }
 
-            var (ranks, rankCount) = (request.Ranks, request.RankCount);
-            var recent = request.AlsoRecentSteps is { } steps && CanCutWindow(steps) ? Measure(WindowLoad(steps), ranks, rankCount) : null;
-            return new ModelReading(
-                _steps,
-                Math.Min(request.RecentSteps, _windowSteps),
-                Measure(window, ranks, rankCount),
-                Measure(sinceStart, ranks, rankCount),
-                recent,
-                recent is null ? 0 : Math.Min(request.AlsoRecentSteps!.Value, _windowSteps),
-                request.Totals ? [.. _layers.Select(layer => layer.Totals)] : null,
-                request.WindowLoad ? _window.Load.ToArray() : null,
-                request.TokenCounts ? sinceStart : null);
+                var (ranks, rankCount) = (request.Ranks, request.RankCount);
+                RecentLoad(request.RecentSteps, loads);
+                var window = Measure(loads, ranks, rankCount);
+                LayerLoad[]? recent = null;
+                if (request.AlsoRecentSteps is { } steps && CanCutWindow(steps))
+                {
+                    RecentLoad(steps, loads);
+                    recent = Measure(loads, ranks, rankCount);
+                }
+
+                return new ModelReading(
+                    _steps,
+                    Math.Min(request.RecentSteps, _windowSteps),
+                    window,
+                    Measure(sinceStart, ranks, rankCount),
+                    recent,
+                    recent is null ? 0 : Math.Min(request.AlsoRecentSteps!.Value, _windowSteps),
+                    request.Totals ? [.. _layers.Select(layer => layer.Totals)] : null,
+                    request.WindowLoad ? _window.Load.ToArray() : null,
+                    request.TokenCounts ? sinceStart : null);
+            }
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(loads);
+            if (!request.TokenCounts)
+            {
+                ArrayPool<ulong>.Shared.Return(sinceStart);
+            }
         }
     }
 
@@ -445,27 +472,34 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         var experts = Options.Experts;
         var results = new LayerLoad[Options.Layers];
         var entries = ranks is null ? experts : rankCount;
-        var copy = new ulong[entries];
+        var copy = ArrayPool<ulong>.Shared.Rent(entries);
         var scratch = new ArrayLoads(copy);
-        for (var l = 0; l < results.Length; l++)
+        try
         {
-            if (ranks is null)
+            for (var l = 0; l < results.Length; l++)
             {
-                results[l] = LayerBalanceKernel.Measure(new ArrayLoads(loads), (long)l * experts, experts, scratch, 0);
-            }
-            else
-            {
-                Array.Clear(copy);
-                for (var e = 0; e < experts; e++)
+                if (ranks is null)
                 {
-                    copy[ranks[e]] += loads[(l * experts) + e];
+                    results[l] = LayerBalanceKernel.Measure(new ArrayLoads(loads), (long)l * experts, experts, scratch, 0);
+                }
+                else
+                {
+                    copy.AsSpan(0, entries).Clear();
+                    for (var e = 0; e < experts; e++)
+                    {
+                        copy[ranks[e]] += loads[(l * experts) + e];
+                    }
+
+                    results[l] = LayerBalanceKernel.Measure(scratch, 0, rankCount, scratch, 0);
                 }
 
-                results[l] = LayerBalanceKernel.Measure(scratch, 0, rankCount, scratch, 0);
+                copy.AsSpan(0, entries).Sort();
+                LayerBalanceKernel.AddOrderFigures(ref results[l], scratch, 0, entries);
             }
-
-            Array.Sort(copy);
-            LayerBalanceKernel.AddOrderFigures(ref results[l], scratch, 0, entries);
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(copy);
         }
 
         return results;
