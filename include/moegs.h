@@ -167,7 +167,7 @@ moegs_status moegs_expert_utilization(moegs_handle handle, float* dst, int32_t c
  * synchronization on a device accelerator). MOEGS_INVALID_ARGUMENT for a NULL or empty path, or one that is not
  * UTF-8 (the message shows its undecodable bytes as \xNN);
  * MOEGS_IO_ERROR (the message names the path and why) when it cannot be written, or names a pipe, a
- * device, a socket, a link to one, or a name in /dev, /proc or /sys, which the renamed file would
+ * device, a socket, a link to one, or a name in /dev (but /dev/shm), /proc or /sys, which the renamed file would
  * replace (a link to a file is replaced by the file, its target left alone). */
 moegs_status moegs_save(moegs_handle handle, const char* path);
 

@@ -69,7 +69,8 @@ internal static partial class MoegsCommandLine
             moegs: Mixture-of-Experts routing statistics (tokens per expert, load imbalance, utilization,
             dropped tokens, losses, latency), kept on the GPU with ILGPU.
 
-            Engine: the best accelerator present (CUDA, then OpenCL, then the managed engine);
+            Engine: the best accelerator present (CUDA, then OpenCL, then the managed engine; for a
+            whole model CUDA, then managed);
             set MOEGS_ACCELERATOR=cuda|opencl|cpu|managed to choose (cpu = ILGPU's CPU accelerator).
 
             Start with:  moegs simulate            (synthetic routing, then a report)

@@ -12,14 +12,16 @@ internal static class EngineChoice
             : null;
 
     /// <summary>Which engine counted, in the report's words, with the reason when it is the fallback.</summary>
-    public static string Describe(RoutingStats stats) => Describe(stats.Backend, stats.DeviceName);
+    public static string Describe(RoutingStats stats) => Describe(stats.Backend, stats.DeviceName, "no CUDA or OpenCL device found; using the managed engine");
 
     /// <inheritdoc cref="Describe(RoutingStats)"/>
-    public static string Describe(ModelRoutingStats stats) => Describe(stats.Backend, stats.DeviceName);
+    /// <remarks>A whole model's best engine is CUDA, then managed (<c>AcceleratorSelection.ModelBestFirst</c>): its fallback says so.</remarks>
+    public static string Describe(ModelRoutingStats stats) =>
+        Describe(stats.Backend, stats.DeviceName, $"no CUDA device found; using the managed engine (a whole model runs on OpenCL only when {RoutingStats.AcceleratorVariable}=opencl names it)");
 
-    private static string Describe(string engine, string device) => (Requested is { Length: > 0 } value ? value.ToLowerInvariant() : null, engine) switch
+    private static string Describe(string engine, string device, string fallback) => (Requested is { Length: > 0 } value ? value.ToLowerInvariant() : null, engine) switch
     {
-        (null, "managed") => "no CUDA or OpenCL device found; using the managed engine",
+        (null, "managed") => fallback,
         (null, var backend) => $"{backend} on {device} (the best accelerator present)",
         (var chosen, "managed") => $"the managed engine ({RoutingStats.AcceleratorVariable}={chosen})",
         (var chosen, "cpu") => $"ILGPU's CPU accelerator ({RoutingStats.AcceleratorVariable}={chosen})",
