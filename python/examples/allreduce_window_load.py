@@ -1,6 +1,6 @@
 """Sums a model's window load across ranks with torch.distributed, without copying it to the host.
 
-Two processes (ranks) each record their own steps into a moegs.MoeModelStats, view the model's window load
+Two processes (ranks; --ranks N for another count) each record their own steps into a moegs.MoeModelStats, view the model's window load
 where the model keeps it (MoeModelStats.device_arrays: __array_interface__ on the CPU accelerator,
 __cuda_array_interface__ on CUDA), copy that view on the device into a tensor of their own and all-reduce
 the copy: the job's [layers, experts] slots over the window, the weight of DeepSeek's EPLB for the whole job.
@@ -11,7 +11,8 @@ ranks' own copies (window_load()) and prints it. Exit status 0 when every check 
     MOEGS_LIB=native/out/libmoegs.so python3 python/examples/allreduce_window_load.py --device cuda  # NCCL, a GPU per rank
 
 Needs torch (with gloo) and NumPy. The CPU run is what the tests run; the CUDA run is the same code on NCCL
-and has not been run on a GPU.
+and has not been run on a GPU. On one GPU, --ranks 1 checks the export alone: torch's copy of the model's
+memory against window_load() (the device check runs it).
 """
 import argparse
 import os
@@ -26,14 +27,11 @@ import torch.multiprocessing as mp
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import moegs  # noqa: E402
 
-RANKS = 2
-
-
 def rank_main(rank, a, rendezvous):
     if a.device == "cuda":
         # moegs_model_create("cuda") takes the first GPU this process sees: show each rank only its own.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(rank)
-    dist.init_process_group("nccl" if a.device == "cuda" else "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=RANKS)
+    dist.init_process_group("nccl" if a.device == "cuda" else "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=a.ranks)
     device = torch.device("cuda" if a.device == "cuda" else "cpu")
     model = moegs.MoeModelStats(a.layers, a.experts, window=a.window, accelerator=a.device)
 
@@ -59,9 +57,9 @@ def rank_main(rank, a, rendezvous):
 
     after = torch.from_numpy(model.window_load().astype(numpy.int64)).to(device)
     unchanged = bool(torch.equal(after, own))
-    parts = [torch.empty_like(own) for _ in range(RANKS)]
+    parts = [torch.empty_like(own) for _ in range(a.ranks)]
     dist.all_gather(parts, own)
-    flags = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(RANKS)]
+    flags = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(a.ranks)]
     dist.all_gather(flags, torch.tensor([int(unchanged)], dtype=torch.int64, device=device))
     ok = True
     if rank == 0:
@@ -69,7 +67,7 @@ def rank_main(rank, a, rendezvous):
         equal = bool(torch.equal(summed, expected))
         every_state_kept = all(int(flag.item()) == 1 for flag in flags)
         backend = dist.get_backend()
-        print(f"allreduce_window_load: {RANKS} ranks on {a.device} ({backend}), {a.steps} steps each, window {a.window}: "
+        print(f"allreduce_window_load: {a.ranks} rank{'' if a.ranks == 1 else 's'} on {a.device} ({backend}), {a.steps} steps each, window {a.window}: "
               f"the all-reduced window load of {a.layers} layers x {a.experts} experts {'EQUALS' if equal else 'DIFFERS FROM'} "
               f"the sum of the ranks' copies; every model's own state {'unchanged' if every_state_kept else 'CHANGED'}")
         for layer, row in enumerate(summed.cpu().tolist()):
@@ -93,10 +91,13 @@ def main():
     ap.add_argument("--tokens", type=int, default=24)
     ap.add_argument("--window", type=int, default=4)
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--ranks", type=int, default=2, help="processes, each a rank (on cuda, each takes the GPU of its rank's index)")
     a = ap.parse_args()
+    if a.ranks < 1:
+        ap.error(f"--ranks is {a.ranks}; give 1 or more")
     with tempfile.TemporaryDirectory() as folder:
         try:
-            mp.spawn(rank_main, args=(a, os.path.join(folder, "rendezvous")), nprocs=RANKS)
+            mp.spawn(rank_main, args=(a, os.path.join(folder, "rendezvous")), nprocs=a.ranks)
         except mp.ProcessExitedException as failed:
             print(f"allreduce_window_load: {failed}", file=sys.stderr)
             return 1
