@@ -25,7 +25,7 @@ internal static class SimulateCommand
             value => value > 0,
             "give the load skew, a number above 0 (1 is uniform)");
         var seed = SharedOptions.WholeNumber(
-            new Option<int>("--seed") { Description = "Random seed, for repeatable runs.", DefaultValueFactory = _ => 1 }, int.MinValue, int.MaxValue, "a random seed");
+            new Option<int>("--seed") { Description = "Random seed of the routed tokens (not of a model's hot experts), for repeatable runs.", DefaultValueFactory = _ => 1 }, int.MinValue, int.MaxValue, "a random seed");
         var layers = SharedOptions.WholeNumber(
             new Option<int?>("--layers", "-l") { Description = $"Simulate a whole model of this many MoE layers, 1 to {ModelRoutingStatsOptions.MaxLayers:N0}: each step routes its tokens in every layer, each layer with hot experts of its own, recorded as one step of a model; the report is the model's, as replay gives for a trace with layers." },
             1,
@@ -76,7 +76,7 @@ internal static class SimulateCommand
                 var shape = $"top-{k} of {Counted.Of(e, "expert")}, skew {SkewText(parse, skew)}";
                 if (l is { } modelLayers)
                 {
-                    var hotExperts = HotExperts(random, modelLayers, e);
+                    var hotExperts = HotExperts(modelLayers, e);
                     var window = model.WindowFor(parse, modelLayers, e, n);
                     var run = recording.Model(
                         parse,
@@ -130,12 +130,18 @@ internal static class SimulateCommand
         return command;
     }
 
+    /// <summary>The seed of the simulated model's hot experts, the same for every <c>--seed</c>.</summary>
+    private const int ModelSeed = 20;
+
     /// <summary>
     /// Each layer's experts in order of heat: the skewed draw's expert i is layer l's <c>[l][i]</c>, a
-    /// shuffle of its own, so that layers differ in which experts are hot, as a real model's do.
+    /// shuffle of its own, so that layers differ in which experts are hot, as a real model's do. The shuffles
+    /// are the model's, not the seed's: runs of different seeds are ranks of one model, whose snapshots merge into
+    /// one job's load (as one layer's hottest expert is 0 whatever the seed).
     /// </summary>
-    private static int[][] HotExperts(Random random, int layers, int experts)
+    private static int[][] HotExperts(int layers, int experts)
     {
+        var random = new Random(ModelSeed);
         var order = new int[layers][];
         for (var layer = 0; layer < layers; layer++)
         {

@@ -595,7 +595,8 @@ public sealed class SimulateCommandTests : IDisposable
     /// <summary>
     /// --layers records a whole model: every layer of a step routes the step's tokens to k distinct experts,
     /// each layer with hot experts of its own; the window load written for plan is the layers' counts
-    /// (the window holds every step), and the same seed repeats the model.
+    /// (the window holds every step), the same seed repeats the run, and another seed routes other tokens through the
+    /// same model (its layers' hot experts).
     /// </summary>
     [Fact]
     public void ALayersRunIsAModelWhoseLayersEachRouteEveryStep()
@@ -635,6 +636,14 @@ public sealed class SimulateCommandTests : IDisposable
         using var other = SnapshotFile.Load(Simulate("other", "6")).Model!;
         Assert.Equal(model.WindowLoad(), again.WindowLoad());
         Assert.NotEqual(model.WindowLoad(), other.WindowLoad());
+
+        // Another seed routes other tokens through the same model, as another rank of one job: each layer's hot expert stays.
+        for (var l = 0; l < layers; l++)
+        {
+            using var layer = model.Layer(l);
+            using var otherLayer = other.Layer(l);
+            Assert.Equal(layer.MostUtilizedExpert()!.Value.Index, otherLayer.MostUtilizedExpert()!.Value.Index);
+        }
     }
 
     /// <summary>
