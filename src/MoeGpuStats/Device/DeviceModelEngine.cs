@@ -50,8 +50,6 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly PageLockedPool _pageLockedPool;
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
 
-    /// <summary>The host bytes a window load read into a caller's buffer is copied back into, made at the first such read; under the reads' lock.</summary>
-    private byte[]? _loadBytes;
     private ModelStepArguments _shape;
     private ulong _knownSteps;
     private ulong _launches;
@@ -408,26 +406,32 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     public override RoutingStatsEngine Layer(int layer) => _layers[layer];
 
     /// <remarks>
-    /// The bytes come back into a host buffer kept for these reads, not a new array (the load of 58 layers of 256
-    /// experts is a large-object allocation): a caller that gives its own buffer reads often. The reads' lock is held
-    /// until they are copied out, as the next read writes the same buffer.
+    /// The bytes come back into an array rented from the shared pool, not a new one (the load of 58 layers of 256
+    /// experts is a large-object allocation): a caller that gives its own buffer reads often.
     /// </remarks>
     public override void WindowLoad(int recentSteps, Span<ulong> destination)
     {
         lock (_readGate)
         {
             var read = (long)Unsafe.SizeOf<RoutingStateBlock>();
-            _loadBytes ??= new byte[read + (_views.WindowLoad.Length * sizeof(ulong))];
-            var bytes = ReadBack(
-                () =>
-                {
-                    var staged = 0L;
-                    Stage(_views.Blocks.SubView(0, 1), ref staged);
-                    Stage(RecentLoads(recentSteps), ref staged);
-                    return staged;
-                },
-                _loadBytes);
-            DeviceStateReader.Unstage(bytes, destination[..(int)_views.WindowLoad.Length], ref read);
+            var bytes = ArrayPool<byte>.Shared.Rent((int)(read + (_views.WindowLoad.Length * sizeof(ulong))));
+            try
+            {
+                ReadBack(
+                    () =>
+                    {
+                        var staged = 0L;
+                        Stage(_views.Blocks.SubView(0, 1), ref staged);
+                        Stage(RecentLoads(recentSteps), ref staged);
+                        return staged;
+                    },
+                    bytes);
+                DeviceStateReader.Unstage(bytes, destination[..(int)_views.WindowLoad.Length], ref read);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(bytes);
+            }
         }
     }
 

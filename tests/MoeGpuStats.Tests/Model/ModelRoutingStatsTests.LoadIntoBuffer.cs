@@ -170,7 +170,7 @@ public sealed partial class ModelRoutingStatsTests
     }
 
     /// <summary>
-    /// A device engine copies the load back into a host buffer it keeps for these reads, not a new array each read (the
+    /// A device engine copies the load back through bytes rented from the shared array pool, not a new array each read (the
     /// array alone is the load's size, a large-object allocation at 58 × 256). What a read still allocates is its
     /// launch's and copy's own (ILGPU's CPU accelerator allocates some for each launch it emulates).
     /// </summary>
