@@ -4,8 +4,8 @@ using Humanizer;
 namespace MoeGpuStats.Cli.Output;
 
 /// <summary>
-/// Progress of a long run on standard error: a redrawn bar on a terminal, a line per 10 % when
-/// redirected, each with the time left at the pace so far (so a run of 40-second steps says how long
+/// Progress of a long run on standard error: a redrawn bar on a terminal; when redirected, a line at the first
+/// second, then one per further 10 %; each with the time left at the pace so far (so a run of 40-second steps says how long
 /// it will take at its first step). Silent for runs shorter than a second, and when disabled (<c>--json</c>).
 /// Other lines written while it runs go through <see cref="WriteLine"/>, which never leaves them on the bar's line.
 /// </summary>
