@@ -84,6 +84,7 @@ for run in 1 2 3 4; do
 done
 #    torch copying the model's own memory (device_arrays, __cuda_array_interface__) on the one GPU: one rank of NCCL.
 MOEGS_LIB=/tmp/pkg/libmoegs.so timeout 90 python3 "$root/python/examples/allreduce_window_load.py" --device cuda --ranks 1 2>&1 | tee -a "$out/interop.log"
+echo "allreduce_window_load: exit ${PIPESTATUS[0]}" | tee -a "$out/interop.log"
 echo "interop done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 5. The main job, the CLI, on the best accelerator (CUDA there) and on the managed engine: same routing, same numbers.

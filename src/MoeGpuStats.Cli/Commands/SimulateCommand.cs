@@ -130,14 +130,14 @@ internal static class SimulateCommand
         return command;
     }
 
-    /// <summary>The seed of the simulated model's hot experts, the same for every <c>--seed</c>.</summary>
+    /// <summary>The seed of the simulated model's hot experts, the same for every <c>--seed</c> (any fixed value would do).</summary>
     private const int ModelSeed = 20;
 
     /// <summary>
     /// Each layer's experts in order of heat: the skewed draw's expert i is layer l's <c>[l][i]</c>, a
     /// shuffle of its own, so that layers differ in which experts are hot, as a real model's do. The shuffles
     /// are the model's, not the seed's: runs of different seeds are ranks of one model, whose snapshots merge into
-    /// one job's load (as one layer's hottest expert is 0 whatever the seed).
+    /// one job's load (as a single-layer run's hottest expert is 0 whatever the seed).
     /// </summary>
     private static int[][] HotExperts(int layers, int experts)
     {

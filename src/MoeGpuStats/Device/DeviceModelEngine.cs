@@ -407,31 +407,29 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
 
     /// <remarks>
     /// The bytes come back into an array rented from the shared pool, not a new one (the load of 58 layers of 256
-    /// experts is a large-object allocation): a caller that gives its own buffer reads often.
+    /// experts is a large-object allocation): a caller that gives its own buffer reads often. The array is this call's
+    /// alone, so only <see cref="ReadBack"/>'s staging and copy hold the reads' lock, not the copy out of it.
     /// </remarks>
     public override void WindowLoad(int recentSteps, Span<ulong> destination)
     {
-        lock (_readGate)
+        var read = (long)Unsafe.SizeOf<RoutingStateBlock>();
+        var bytes = ArrayPool<byte>.Shared.Rent((int)(read + (_views.WindowLoad.Length * sizeof(ulong))));
+        try
         {
-            var read = (long)Unsafe.SizeOf<RoutingStateBlock>();
-            var bytes = ArrayPool<byte>.Shared.Rent((int)(read + (_views.WindowLoad.Length * sizeof(ulong))));
-            try
-            {
-                ReadBack(
-                    () =>
-                    {
-                        var staged = 0L;
-                        Stage(_views.Blocks.SubView(0, 1), ref staged);
-                        Stage(RecentLoads(recentSteps), ref staged);
-                        return staged;
-                    },
-                    bytes);
-                DeviceStateReader.Unstage(bytes, destination[..(int)_views.WindowLoad.Length], ref read);
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(bytes);
-            }
+            ReadBack(
+                () =>
+                {
+                    var staged = 0L;
+                    Stage(_views.Blocks.SubView(0, 1), ref staged);
+                    Stage(RecentLoads(recentSteps), ref staged);
+                    return staged;
+                },
+                bytes);
+            DeviceStateReader.Unstage(bytes, destination[..(int)_views.WindowLoad.Length], ref read);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(bytes);
         }
     }
 

@@ -295,8 +295,9 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <see cref="WindowLoad()"/> written into a buffer of the caller's, for a rebalancer or an exporter that reads it
     /// often: the first <c>Layers × Experts</c> values of <paramref name="destination"/>, row-major
     /// <c>[layers, experts]</c>; the values after them are left as they are. No array of the load's size is allocated
-    /// (but the pool's first, below), where <see cref="WindowLoad()"/> allocates the array (116 KiB at 58 layers of 256 experts, in the large-object
-    /// heap): the managed engine copies its sum, and a device engine copies back into bytes rented from the shared array pool.
+    /// per read, where <see cref="WindowLoad()"/> allocates the array (116 KiB at 58 layers of 256 experts, in the
+    /// large-object heap): the managed engine copies its sum, and a device engine copies back through bytes rented from
+    /// the shared array pool (allocated at the pool's first rent, and again after the pool trims them).
     /// </summary>
     /// <param name="destination">At least <c>Layers × Experts</c> values.</param>
     /// <exception cref="ArgumentException"><paramref name="destination"/> holds fewer than <c>Layers × Experts</c> values; nothing is written.</exception>
