@@ -60,7 +60,7 @@ internal static class SnapshotFile
         }
         catch (Exception exception) when (exception is JsonException or ArgumentException or OverflowException or InvalidOperationException or FormatException)
         {
-            throw new InvalidDataException($"{path}: not a routing statistics snapshot ({ErrorText.Clause(exception)}).", exception);
+            throw new InvalidDataException($"{path}: not a routing statistics snapshot ({ErrorText.Clause(exception)}); this command reads the file that --save writes (replay --save FILE.json).", exception);
         }
     }
 

@@ -41,7 +41,7 @@ public sealed class ErrorTextTests
         {
             var path = Path.Combine(folder.FullName, "empty.json");
             File.WriteAllText(path, "{}");
-            Assert.Equal($"{path}: not a routing statistics snapshot (The field 'routing_latency_stats' is missing).", Moegs.Run("report", path).Error.Trim());
+            Assert.Equal($"{path}: not a routing statistics snapshot (The field 'routing_latency_stats' is missing); this command reads the file that --save writes (replay --save FILE.json).", Moegs.Run("report", path).Error.Trim());
         }
         finally
         {
@@ -69,7 +69,7 @@ public sealed class ErrorTextTests
         {
             var path = Path.Combine(folder.FullName, "notes.json");
             File.WriteAllText(path, "hello");
-            Assert.Equal($"{path}: not a routing statistics snapshot ('h' is an invalid start of a value, at line 1, byte 1).", Moegs.Run("report", path).Error.Trim());
+            Assert.Equal($"{path}: not a routing statistics snapshot ('h' is an invalid start of a value, at line 1, byte 1); this command reads the file that --save writes (replay --save FILE.json).", Moegs.Run("report", path).Error.Trim());
             Assert.Equal($"{path}: neither a .npy file nor JSON ('h' is an invalid start of a value, at line 1, byte 1).", Moegs.Run("plan", path, "--replicas", "16", "--gpus", "8").Error.Trim());
         }
         finally
