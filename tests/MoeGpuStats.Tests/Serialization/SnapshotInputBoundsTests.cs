@@ -108,7 +108,7 @@ public sealed class SnapshotInputBoundsTests : IDisposable
 
         Assert.Equal($"{path}: {Refusal}.)", error.Message);
         Assert.InRange(allocated, 0, (2L * json.Length) + Slack);
-        Assert.Equal($"{path}: {Refusal}).", Assert.Throws<InvalidDataException>(() => SnapshotFile.Load(path)).Message);
+        Assert.Equal($"{path}: {Refusal}); this command reads the file that --save writes (replay --save FILE.json).", Assert.Throws<InvalidDataException>(() => SnapshotFile.Load(path)).Message);
     }
 
     /// <summary>
