@@ -1638,31 +1638,29 @@ class ReadmeExampleTests(unittest.TestCase):
 class AllReduceExampleTests(unittest.TestCase):
     """python/examples/allreduce_window_load.py: two processes, gloo, each model's window load all-reduced from its own memory."""
 
-    def test_two_ranks_sum_their_window_loads_and_keep_their_state(self):
+    def run_example(self, *arguments):
+        """The example run with `arguments` by a Python that imports torch (the test skips where none does), on this library."""
         python = torch_python()
         if python is None:
             self.skipTest("no Python here imports torch with gloo and NumPy (tried this one, python3 on PATH and /usr/bin/python3); "
                           ".ci/run installs Debian's python3-torch and python3-numpy")
         example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "allreduce_window_load.py")
         library = os.path.abspath(moegs._load()._name)
-        run = subprocess.run([python, example], capture_output=True, text=True, timeout=600, env={**os.environ, "MOEGS_LIB": library})
+        return subprocess.run([python, example, *arguments], capture_output=True, text=True, timeout=600, env={**os.environ, "MOEGS_LIB": library})
+
+    def test_two_ranks_sum_their_window_loads_and_keep_their_state(self):
+        run = self.run_example()
         self.assertEqual(0, run.returncode, run.stdout + run.stderr)
         self.assertIn("EQUALS the sum of the ranks' copies; every model's own state unchanged", run.stdout)
         self.assertEqual(3, len(re.findall(r"^  layer \d+: \[(?:\d+, ){7}\d+\]$", run.stdout, re.MULTILINE)), run.stdout)
 
     def test_one_rank_checks_the_export_alone(self):
         """--ranks 1, as the device check runs it on its one GPU: the reduced copy equals the model's own window load."""
-        python = torch_python()
-        if python is None:
-            self.skipTest("no Python here imports torch with gloo and NumPy (tried this one, python3 on PATH and /usr/bin/python3); "
-                          ".ci/run installs Debian's python3-torch and python3-numpy")
-        example = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "allreduce_window_load.py")
-        library = os.path.abspath(moegs._load()._name)
-        run = subprocess.run([python, example, "--ranks", "1"], capture_output=True, text=True, timeout=600, env={**os.environ, "MOEGS_LIB": library})
+        run = self.run_example("--ranks", "1")
         self.assertEqual(0, run.returncode, run.stdout + run.stderr)
         self.assertIn("allreduce_window_load: 1 rank on cpu (gloo)", run.stdout)
         self.assertIn("EQUALS the sum of the ranks' copies; every model's own state unchanged", run.stdout)
-        refused = subprocess.run([python, example, "--ranks", "0"], capture_output=True, text=True, timeout=600, env={**os.environ, "MOEGS_LIB": library})
+        refused = self.run_example("--ranks", "0")
         self.assertEqual(2, refused.returncode)
         self.assertIn("--ranks is 0; give 1 or more", refused.stderr)
 

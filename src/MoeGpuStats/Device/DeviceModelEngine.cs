@@ -49,7 +49,6 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
     private readonly List<PendingReading> _pending = [];
     private readonly PageLockedPool _pageLockedPool;
     private MemoryBuffer1D<int, Stride1D.Dense>? _hostIds;
-
     private ModelStepArguments _shape;
     private ulong _knownSteps;
     private ulong _launches;

@@ -15,12 +15,7 @@ public sealed partial class ModelRoutingStatsTests
     [MemberData(nameof(Engines))]
     public void ASummaryAllocatesItsFiguresNotCopiesOfTheLoads(string engine)
     {
-        using var model = Create(engine, WideOptions);
-        foreach (var step in ModelSteps.Random(WideOptions.Layers, WideOptions.Experts, topK: 8, count: 9, seed: 71))
-        {
-            Record(model, step);
-        }
-
+        using var model = WideModelAfterSteps(engine, seed: 71);
         var ranks = Enumerable.Range(0, WideOptions.Experts).Select(e => e % 8).ToArray();
         foreach (var (name, read) in new (string, Action)[]
         {
@@ -39,12 +34,7 @@ public sealed partial class ModelRoutingStatsTests
     [MemberData(nameof(Engines))]
     public void AReadingThatReturnsTheLoadsAllocatesThemOnce(string engine)
     {
-        using var model = Create(engine, WideOptions);
-        foreach (var step in ModelSteps.Random(WideOptions.Layers, WideOptions.Experts, topK: 8, count: 9, seed: 73))
-        {
-            Record(model, step);
-        }
-
+        using var model = WideModelAfterSteps(engine, seed: 73);
         var request = new ModelReadRequest { RecentSteps = WideOptions.Window, AlsoRecentSteps = 2, Totals = true, WindowLoad = true, TokenCounts = true };
         var allocated = AllocatedOnSecondCall(() => model.Read(request));
 
@@ -64,13 +54,8 @@ public sealed partial class ModelRoutingStatsTests
     [MemberData(nameof(Engines))]
     public void AFreshModelReadAfterABusyOneReadsNoLoad(string engine)
     {
-        using (var busy = Create(engine, WideOptions))
+        using (var busy = WideModelAfterSteps(engine, seed: 79))
         {
-            foreach (var step in ModelSteps.Random(WideOptions.Layers, WideOptions.Experts, topK: 8, count: 9, seed: 79))
-            {
-                Record(busy, step);
-            }
-
             Assert.NotEqual(0UL, busy.Summary().SinceStart.Layers[0].Load);
             Assert.NotEqual(0UL, busy.Summary(1).Window.Layers[0].Load);
         }
@@ -81,6 +66,18 @@ public sealed partial class ModelRoutingStatsTests
         {
             Assert.All(balance.Layers, layer => Assert.Equal((0UL, WideOptions.Experts), (layer.Load, layer.DeadExperts)));
         }
+    }
+
+    /// <summary>A model of <see cref="WideOptions"/> on <paramref name="engine"/> after nine random steps of top-8 ids.</summary>
+    private static ModelRoutingStats WideModelAfterSteps(string engine, int seed)
+    {
+        var model = Create(engine, WideOptions);
+        foreach (var step in ModelSteps.Random(WideOptions.Layers, WideOptions.Experts, topK: 8, count: 9, seed: seed))
+        {
+            Record(model, step);
+        }
+
+        return model;
     }
 
     /// <summary>The bytes <paramref name="read"/> allocates on this thread the second time it runs (the first may compile and fill pools).</summary>
