@@ -17,5 +17,12 @@ mkdir -p .device
 tar cJf .device/pkg.txz -C "$stage" pkg
 cp bench/torch/torch_baseline.py .device/
 cp native/out/libmoegs.so .device/
-echo "packed into .device/pkg.txz ($(du -m .device/pkg.txz | cut -f1) MiB; the device call carries at most 64 MiB)"
-du -sh .device
+# The device call carries the working tree (tracked and untracked files git does not ignore) with .device: 64 MiB in all.
+tree=$(git ls-files -z -co --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+device=$(du -sb .device | cut -f1)
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
+echo "packed into .device: $(mib "$device") MiB; with the working tree's $(mib "$tree") MiB the device call carries $(mib $((tree + device))) MiB of its 64"
+if [ $((tree + device)) -gt $((64 * 1048576)) ]; then
+  echo "too large for the device call: commit or ignore less, or pack fewer projects" >&2
+  exit 1
+fi
