@@ -448,8 +448,8 @@ public sealed class RoutingStatsTests
     }
 
     /// <summary>
-    /// Totals near 2^64 used to wrap in a merge (merged tokens below merged dropped, an efficiency of
-    /// 6.6e18 %). A merge now stops at 2^63 − 1, the most a snapshot file holds, so that every merge can be saved and read back.
+    /// Totals near 2^64 would wrap in a merge (merged tokens below merged dropped, an efficiency of
+    /// 6.6e18 %). A merge stops at 2^63 − 1, the most a snapshot file holds, so that every merge can be saved and read back.
     /// </summary>
     [Fact]
     public void AMergeThatWouldPassTheLargestCountIsRefused()

@@ -180,8 +180,8 @@ public sealed class ExpertPlacementTests
     }
 
     /// <summary>
-    /// Each size refused names its parameter, in ParamName and in the message (ParamName used to be null,
-    /// and the message spoke of "GPUs" and "replicas" for the parameters gpus and replicas alike).
+    /// Each size refused names its parameter, in ParamName and in the message (not a null ParamName, nor
+    /// "GPUs" and "replicas" for the parameters gpus and replicas alike).
     /// </summary>
     [Theory]
     [InlineData(11, 4, 1, 8, "replicas", "replicas is 11 for 12 experts; every expert needs at least one, so give at least 12.")]

@@ -187,8 +187,8 @@ public sealed class ModelRoutingStatsJsonConverterTests
     }
 
     /// <summary>
-    /// Counts past 2^63 − 1 in the model's own fields, read through the same reader as a layer's. The
-    /// message used to be another check's, or none: 2^64 − 1 steps was read.
+    /// Counts past 2^63 − 1 in the model's own fields, read through the same reader as a layer's, and
+    /// refused in its words (not another check's, and 2^64 − 1 steps not read).
     /// </summary>
     [Theory]
     [InlineData("steps", "The field 'steps' is 18446744073709551615; a count is at most 9,223,372,036,854,775,807.")]
@@ -234,7 +234,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
             error.Message);
     }
 
-    /// <summary>A layer's settings other than the model's, which the reader used to replace with the model's without a word.</summary>
+    /// <summary>A layer's settings other than the model's are refused, not replaced with the model's without a word.</summary>
     [Theory]
     [InlineData("capacity_stats/slots_per_expert", "5", "layers[1]'s capacity_stats.slots_per_expert is 5 but the model's expert_capacity is 4; every layer has the model's.")]
     [InlineData("capacity_stats/slots_per_expert", null, "layers[1]'s capacity_stats.slots_per_expert is none but the model's expert_capacity is 4; every layer has the model's.")]

@@ -193,7 +193,7 @@ public sealed class RoutingStatsFileTests : IDisposable
         Assert.Equal($"{path}: no such file (its folder does not exist).", error.Message);
     }
 
-    /// <summary>A folder used to give "Access to the path is denied", which is not a documented exception and sent users to its permissions.</summary>
+    /// <summary>A folder is named as such, not with .NET's "Access to the path is denied", which is not a documented exception and sends users to its permissions.</summary>
     [Fact]
     public void AFolderIsRefusedAsNotASnapshotFile()
     {

@@ -127,8 +127,8 @@ public sealed class RoutingStatsJsonConverterTests
         """;
 
     /// <summary>
-    /// Counts past 2^63 − 1, which no run reaches by recording: 2^64 − 1 used to be read, and the next
-    /// record wrapped it to 0. Every count goes through one reader, so each field is refused alike.
+    /// Counts past 2^63 − 1, which no run reaches by recording: 2^64 − 1 read as a count would wrap to 0 at
+    /// the next record. Every count goes through one reader, so each field is refused alike.
     /// </summary>
     [Theory]
     [InlineData("total_routings", "total_routings")]

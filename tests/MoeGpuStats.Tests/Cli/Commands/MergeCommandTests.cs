@@ -433,7 +433,7 @@ public sealed class MergeCommandTests : IDisposable
         Assert.StartsWith($"{layers[1]} has 4 experts, {other} has 5; only snapshots of the same experts merge", refused.Trim());
     }
 
-    /// <summary>Without --output, merge writes nothing and prints the merged snapshot with --json (it refused to run without --output).</summary>
+    /// <summary>Without --output, merge writes nothing and prints the merged snapshot with --json.</summary>
     [Fact]
     public void AMergeWithoutAnOutputPrintsTheMergedSnapshot()
     {
