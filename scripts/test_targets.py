@@ -117,6 +117,12 @@ class TargetsTests(unittest.TestCase):
         self.assertIn("| the same, against that recording replayed in a CUDA graph (as vLLM's decode runs) | not measured | - |", out)
         self.assertIn("| prefill step, L = 58, T = 16,384, at 80 % or more of the copy | 70% | no |", out)
 
+    def test_the_prefill_target_gives_the_bare_reads_ceiling_where_the_check_timed_it(self):
+        rows = MODEL_CHECK["tables"]["model"]
+        check = dict(MODEL_CHECK, tables={"model": [rows[0], dict(rows[1], bare_read_us=250.0, bare_read_per_copy=0.76)]})
+        out = self.run_targets(model_check=check, model_torch=MODEL_TORCH)
+        self.assertIn("| prefill step, L = 58, T = 16,384, at 80 % or more of the copy | 70% (a bare read of the same ids in one launch, no counting: 76%) | no |", out)
+
     def test_whole_model_against_a_graph_replayed_baseline(self):
         # A CUDA run's baseline: the per-layer recording replayed in a graph, 0.18 ms at decode (20×), 0.5 ms at prefill.
         torch = [dict(MODEL_TORCH[0], scatter_add_graph_ms=0.18), dict(MODEL_TORCH[1], scatter_add_graph_ms=0.5)]

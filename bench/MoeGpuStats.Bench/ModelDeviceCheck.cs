@@ -13,9 +13,10 @@ namespace MoeGpuStats.Bench;
 /// (<see cref="ModelShape.Default"/>): one <see cref="ModelRoutingStats.RecordStep(ArrayView{int}, int, int, long, ArrayView{int}, ArrayView{float}, ArrayView{float}, long)"/>
 /// (one launch for every layer), the same ids as L single-layer records (L launches of
 /// <see cref="DeviceRoutingStats"/>, one per layer, on the same stream), the step's read rate
-/// against a device-to-device copy of the same bytes in the same run, and the host time to enqueue
-/// a step. The ids and checksum are model_baseline.py's, so its table compares row by row, and
-/// scripts/targets.py reads both (this check's through <c>--json</c>, table <c>model</c>: <see cref="ModelRow"/>).
+/// against a device-to-device copy of the same bytes in the same run, a bare read of the same ids in one
+/// launch (<see cref="RecordBreakdown.BareQuadReadMedian"/>: the ceiling of the prefill target's measure at the
+/// shape's size), and the host time to enqueue a step. The ids and checksum are model_baseline.py's, so its table
+/// compares row by row, and scripts/targets.py reads both (this check's through <c>--json</c>, table <c>model</c>: <see cref="ModelRow"/>).
 /// On CUDA a second table, <c>model_bounds</c>, times the step kernel as compiled against launch
 /// bounds of 4, 6 and 8 groups per multiprocessor (<see cref="BoundsRow"/>).
 /// </summary>
@@ -51,6 +52,8 @@ internal static class ModelDeviceCheck
             new("step read GB/s", r => $"{r.StepReadGbs:F1}"),
             new("d2d copy GB/s", r => $"{r.CopyGbs:F1}"),
             new("read/copy", r => $"{r.ReadPerCopy:P0}"),
+            new("bare read of the ids", r => $"{r.BareReadUs:F1} µs"),
+            new("its read/copy", r => $"{r.BareReadPerCopy:P0}"),
             new("host enqueue per step", r => $"{r.HostEnqueueUs:F1} µs"),
             new("Summary() read", r => $"{r.SummaryUs:F0} µs"),
             new("metrics reading", r => $"{r.ReadingUs:F0} µs"),
@@ -177,6 +180,7 @@ internal static class ModelDeviceCheck
             var step = DeviceCheck.Median(reps, stream, Step);
             var records = DeviceCheck.Median(Math.Max(3, reps / 5), stream, SingleLayerRecords);
             var copy = DeviceCheck.Median(Math.Max(3, reps / 5), stream, () => copyTarget.View.CopyFrom(stream, ids.View));
+            var bareRead = RecordBreakdown.BareQuadReadMedian(accelerator, stream, ids.View, shape.Experts, Math.Max(3, reps / 5));
             TokensFirstStep();
             var interleaved = DeviceCheck.Median(Math.Max(3, reps / 5), stream, TokensFirstStep);
 
@@ -226,7 +230,7 @@ internal static class ModelDeviceCheck
             var copyGbs = shape.StepIds * 8 / (copy * 1e3);
             return new ModelRow(
                 shape.Layers, shape.Experts, shape.TopK, shape.Tokens, shape.StepIds, step, backToBack, records, records / step,
-                readGbs, copyGbs, readGbs / copyGbs, enqueue, summary, reading, duringRead, behindQueue, beginRead, pendingEqual, interleaved, stepChecksum, layersChecksum, tokensFirstChecksum);
+                readGbs, copyGbs, readGbs / copyGbs, bareRead, copy / bareRead / 2, enqueue, summary, reading, duringRead, behindQueue, beginRead, pendingEqual, interleaved, stepChecksum, layersChecksum, tokensFirstChecksum);
         }
         finally
         {
@@ -343,7 +347,8 @@ internal static class ModelDeviceCheck
 
     /// <summary>
     /// A shape's row: the step, back to back, the L single-layer records of the same ids, the step's
-    /// read rate against the copy of the same bytes (read plus written), the host time to enqueue a
+    /// read rate against the copy of the same bytes (read plus written), a bare read of the step's ids in one launch
+    /// (no counting: what any one-launch step could reach) and its rate against the copy, the host time to enqueue a
     /// step, a read, a step recorded while a read waits behind queued steps and that read, a read begun without
     /// waiting behind as many steps (and whether its summary equals the blocking read's), the step of the
     /// same ids laid out <c>[tokens, layers, k]</c>; the checksums of one
@@ -351,7 +356,7 @@ internal static class ModelDeviceCheck
     /// </summary>
     private sealed record ModelRow(
         int Layers, int Experts, int TopK, int Tokens, long StepIds, double StepUs, double StepBackToBackUs, double LayerRecordsUs, double LayerRecordsPerStep,
-        double StepReadGbs, double CopyGbs, double ReadPerCopy, double HostEnqueueUs, double SummaryUs, double ReadingUs,
+        double StepReadGbs, double CopyGbs, double ReadPerCopy, double BareReadUs, double BareReadPerCopy, double HostEnqueueUs, double SummaryUs, double ReadingUs,
         double StepDuringReadUs, double ReadBehindQueueUs, double BeginReadUs, bool PendingSummaryEqual, double TokensFirstUs,
         ulong StepChecksum, ulong LayersChecksum, ulong TokensFirstChecksum);
 }

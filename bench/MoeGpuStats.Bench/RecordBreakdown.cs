@@ -54,6 +54,21 @@ internal readonly record struct RecordBreakdown(long Ids, double BareReadUs, dou
             copy);
     }
 
+    /// <summary>
+    /// The bare read with 128-bit loads alone over <paramref name="ids"/> (16-byte aligned), launched as the single-layer
+    /// record of that many ids would be, median of <paramref name="reps"/> (µs): the whole-model check's ceiling for
+    /// one launch that reads a step's ids.
+    /// </summary>
+    public static double BareQuadReadMedian(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps)
+    {
+        var bareQuadRead = accelerator.LoadKernel<ArrayView<int>, ArrayView<int>>(BareQuadReadKernel);
+        using var sink = accelerator.Allocate1D<int>(1);
+        var config = RecordGrid(accelerator, bareQuadRead.GetKernel(), ids.Length, experts).Config;
+        bareQuadRead(stream, config, ids, sink.View);
+        stream.Synchronize();
+        return DeviceCheck.Median(reps, stream, () => bareQuadRead(stream, config, ids, sink.View));
+    }
+
     public static void Print(CheckReport report, IReadOnlyList<RecordBreakdown> rows)
     {
         Console.WriteLine();
