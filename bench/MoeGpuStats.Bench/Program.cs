@@ -35,6 +35,24 @@ if (args.Contains("--device-check") || args.Contains("--model-check"))
     }
 }
 
+if (args.Contains("--model-steps"))
+{
+    try
+    {
+        return ModelStepsRun.Run(args);
+    }
+    catch (FormatException exception)
+    {
+        Console.Error.WriteLine(exception.Message);
+        return 2;
+    }
+    catch (NoSuchDeviceException exception)
+    {
+        Console.Error.WriteLine(exception.Message);
+        return 3;
+    }
+}
+
 if (args.Contains("--model-probe"))
 {
     return ModelEngineProbe.Run(args);
