@@ -104,6 +104,7 @@ public sealed class ExpertLoadWindowTests
     [InlineData(1, 64, 2)]
     [InlineData(3, 300, 7)]
     [InlineData(2, 40, 1)]
+    [InlineData(2, 5, 2)]
     public void EveryReadMatchesARecountThroughClearsAndRestores(int layers, int experts, int window)
     {
         var random = new Random(layers * 1_000 + experts * 10 + window);
@@ -288,6 +289,8 @@ public sealed class ExpertLoadWindowTests
     [Theory]
     [InlineData(3, 40, 50)]
     [InlineData(5, 8, 20)]
+    [InlineData(2, ExpertLoadWindow.ListedIds, 10)]
+    [InlineData(2, ExpertLoadWindow.ListedIds + 1, 10)]
     public void StepBytesIsWhatTheStepsTake(int layers, int experts, int window)
     {
         var before = GC.GetAllocatedBytesForCurrentThread();
@@ -383,11 +386,18 @@ public sealed class ExpertLoadWindowTests
 
         var before = GC.GetAllocatedBytesForCurrentThread();
         var ring = original.ToRing(3)!;
-        var restored = new ExpertLoadWindow(Layers, Experts, Window, original.Load.ToArray(), ring, position: 3);
-        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        var load = original.Load.ToArray();
+        var restoring = GC.GetAllocatedBytesForCurrentThread();
+        var restored = new ExpertLoadWindow(Layers, Experts, Window, load, ring, position: 3);
+        var after = GC.GetAllocatedBytesForCurrentThread();
+        var allocated = after - before;
 
         Assert.Equal(3 * Layers * Experts, ring.Length);
         Assert.True(allocated < 1 << 20, $"{allocated:N0} bytes to export and restore 3 steps");
+
+        // The restored window takes the exported rows over, with a length for each of its 3 × 2 rows: less than the
+        // rows' own bytes, nothing that grows with the rows times the experts.
+        Assert.True(after - restoring < sizeof(uint) * ring.Length, $"{after - restoring:N0} bytes to restore 3 steps of {sizeof(uint) * ring.Length:N0} bytes");
         foreach (var steps in new[] { 1, 3 })
         {
             var (expected, actual) = (new ulong[Layers * Experts], new ulong[Layers * Experts]);
@@ -407,6 +417,23 @@ public sealed class ExpertLoadWindowTests
 
         Assert.Equal(original.Load.ToArray(), restored.Load.ToArray());
         Assert.Equal(original.ToRing(4), restored.ToRing(4));
+    }
+
+    /// <summary>
+    /// A ring the runtime cannot allocate is refused as <see cref="InsufficientMemoryException"/> naming the bytes the
+    /// steps take (<see cref="ExpertLoadWindow.StepBytes"/>), not swallowed: 32,769 steps of 65,534 experts are
+    /// 2,147,483,646 counts, past <see cref="Array.MaxLength"/> and within an int, which the runtime refuses with an
+    /// <see cref="OutOfMemoryException"/> without allocating them (the lists and lengths before it take 2 MB).
+    /// </summary>
+    [Fact]
+    public void ARingThatCannotBeAllocatedIsRefusedWithItsSize()
+    {
+        const int Experts = 65_534, Window = 32_769;
+        Assert.InRange((long)Experts * Window, Array.MaxLength + 1L, int.MaxValue);
+
+        var error = Assert.Throws<InsufficientMemoryException>(() => new ExpertLoadWindow(layers: 1, Experts, Window));
+
+        Assert.Contains(FormattableString.Invariant($"needs {ExpertLoadWindow.StepBytes(1, Experts, Window):N0} bytes"), error.Message);
     }
 
     /// <summary>
