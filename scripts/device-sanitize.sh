@@ -4,10 +4,10 @@
 #
 # Here:   bash scripts/pack-device.sh
 # There:  device tool, carry [".device"], timeout_s 540:   bash scripts/device-sanitize.sh
-# Writes env.txt, sanitizer.log (memcheck, racecheck, synccheck and initcheck on a few steps of four shapes),
-# tests-memcheck.log (the CUDA model tests under memcheck: padding, device token counts, losses, capacities, skipped
-# empty steps, int64 and int16 ids, [tokens, layers, k], windows that wrap, reads), ncu-decode.log and ncu-prefill.log
-# (one step kernel each, 58 × 256 × 8 at 256 and 16,384 tokens) under $OUT.
+# Writes under $OUT: env.txt; sanitizer.log (memcheck, racecheck, synccheck and initcheck on three steps of three
+# shapes, and of a prefill under memcheck); tests-memcheck.log (the CUDA model tests under memcheck: padding, device
+# token counts, losses, capacities, skipped empty steps, int64 and int16 ids, [tokens, layers, k], windows that wrap,
+# reads); ncu-decode.log and ncu-prefill.log (one step kernel each, 58 × 256 × 8 at 256 and 16,384 tokens).
 # A checker's errors are lines starting "=========" with a summary "ERROR SUMMARY: N errors"; every run's exit status
 # is logged after it (99: the checker found errors; 124: its timeout).
 set -uo pipefail
@@ -24,8 +24,8 @@ ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/
   "$sanitizer" --version 2>&1 | tail -2; "${ncu:-ncu}" --version 2>&1 | tail -1; } > "$out/env.txt" 2>&1
 cat "$out/env.txt"
 
-# 1. Each checker on three steps of four shapes (MoeGpuStats.Bench --model-steps: the step kernel alone, then a read
-#    compared with the managed engine). The prefill shape only under memcheck: racecheck instruments every shared
+# 1. Each checker on three steps of three shapes (MoeGpuStats.Bench --model-steps: the step kernel alone, then a read
+#    compared with the managed engine). A prefill's only under memcheck: racecheck instruments every shared
 #    access of its 7.6 million ids.
 small=3x16x2x5,58x256x8x256,32x8x2x1024
 for tool in memcheck racecheck synccheck initcheck; do
