@@ -19,9 +19,8 @@ keep_json() { tar czf "$out/json.tgz.part" -C "$js" . && mv -f "$out/json.tgz.pa
 trap keep_json EXIT
 trap 'exit 143' TERM
 root=$(pwd)
-[ -f "$root/.device/pkg.txz" ] || { echo "no .device/pkg.txz: run bash scripts/pack-device.sh on the dev machine and carry .device"; exit 1; }
-rm -rf /tmp/pkg && tar xJf "$root/.device/pkg.txz" -C /tmp && cp "$root/.device/libmoegs.so" /tmp/pkg/
-cd /tmp/pkg || exit 1
+source "$root/scripts/lib/device-package.sh"
+enter_device_package "$root"
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'; } > "$out/env.txt" 2>&1
 cat "$out/env.txt"
 

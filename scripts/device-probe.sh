@@ -10,9 +10,8 @@ set -uo pipefail
 out=${OUT:-/tmp/moegs-out}
 mkdir -p "$out"
 root=$(pwd)
-[ -f "$root/.device/pkg.txz" ] || { echo "no .device/pkg.txz: run bash scripts/pack-device.sh on the dev machine and carry .device"; exit 1; }
-rm -rf /tmp/pkg && tar xJf "$root/.device/pkg.txz" -C /tmp && cp "$root/.device/libmoegs.so" /tmp/pkg/
-cd /tmp/pkg || exit 1
+source "$root/scripts/lib/device-package.sh"
+enter_device_package "$root"
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; ls /etc/OpenCL/vendors 2>&1; cat /etc/OpenCL/vendors/*.icd 2>&1; \
   ldconfig -p | grep -iE 'pocl|OpenCL' ; } > "$out/env.txt" 2>&1
 cat "$out/env.txt"

@@ -14,9 +14,8 @@ set -uo pipefail
 out=${OUT:-/tmp/moegs-out}
 mkdir -p "$out"
 root=$(pwd)
-[ -f "$root/.device/pkg.txz" ] || { echo "no .device/pkg.txz: run bash scripts/pack-device.sh on the dev machine and carry .device"; exit 1; }
-rm -rf /tmp/pkg && tar xJf "$root/.device/pkg.txz" -C /tmp && cp "$root/.device/libmoegs.so" /tmp/pkg/
-cd /tmp/pkg || exit 1
+source "$root/scripts/lib/device-package.sh"
+enter_device_package "$root"
 
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)

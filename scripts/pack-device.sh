@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares the GPU machine's package here (it has no .NET SDK): the tests, the benchmarks, the CLI
 # and the C API's managed half published self-contained into .device/pkg.txz, plus libmoegs.so and
-# bench/torch/torch_baseline.py. Then run scripts/device-check.sh there in one call, carrying ".device".
+# bench/torch/torch_baseline.py. Then run scripts/device-check.sh (or device-probe.sh, device-sanitize.sh) there in
+# one call, carrying ".device".
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

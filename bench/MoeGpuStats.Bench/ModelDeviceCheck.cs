@@ -14,8 +14,8 @@ namespace MoeGpuStats.Bench;
 /// (one launch for every layer), the same ids as L single-layer records (L launches of
 /// <see cref="DeviceRoutingStats"/>, one per layer, on the same stream), the step's read rate
 /// against a device-to-device copy of the same bytes in the same run, a bare read of the same ids in one
-/// launch (<see cref="RecordBreakdown.BareQuadReadMedian"/>: the ceiling of the prefill target's measure at the
-/// shape's size), and the host time to enqueue a step. The ids and checksum are model_baseline.py's, so its table
+/// launch (<see cref="RecordBreakdown.BareQuadReadMedian"/>: what a launch that counts nothing reaches against the
+/// copy at the shape's size), and the host time to enqueue a step. The ids and checksum are model_baseline.py's, so its table
 /// compares row by row, and scripts/targets.py reads both (this check's through <c>--json</c>, table <c>model</c>: <see cref="ModelRow"/>).
 /// On CUDA a second table, <c>model_bounds</c>, times the step kernel as compiled against launch
 /// bounds of 4, 6 and 8 groups per multiprocessor (<see cref="BoundsRow"/>).
@@ -348,7 +348,7 @@ internal static class ModelDeviceCheck
     /// <summary>
     /// A shape's row: the step, back to back, the L single-layer records of the same ids, the step's
     /// read rate against the copy of the same bytes (read plus written), a bare read of the step's ids in one launch
-    /// (no counting: what any one-launch step could reach) and its rate against the copy, the host time to enqueue a
+    /// (no counting: what a launch that only reads the ids reaches) and its rate against the copy, the host time to enqueue a
     /// step, a read, a step recorded while a read waits behind queued steps and that read, a read begun without
     /// waiting behind as many steps (and whether its summary equals the blocking read's), the step of the
     /// same ids laid out <c>[tokens, layers, k]</c>; the checksums of one

@@ -2,16 +2,23 @@ using BenchmarkDotNet.Running;
 using MoeGpuStats.Bench;
 
 // Quick modes that print one table or line each; everything else goes to BenchmarkDotNet.
-if (args.Contains("--seed-workload"))
+Func<string[], int>? quickMode = args switch
 {
-    return SeedWorkload.Run(args);
-}
-
-if (args.Contains("--model-step-alternation") || args.Contains("--model-step-processes"))
+    _ when args.Contains("--seed-workload") => SeedWorkload.Run,
+    _ when args.Contains("--model-step-alternation") => ModelStepAlternation.Run,
+    _ when args.Contains("--model-step-processes") => ModelStepProcesses.Run,
+    _ when args.Contains("--device-check") => DeviceCheck.Run,
+    _ when args.Contains("--model-check") => ModelDeviceCheck.Run,
+    _ when args.Contains("--model-steps") => ModelStepsRun.Run,
+    _ when args.Contains("--model-probe") => ModelEngineProbe.Run,
+    _ when args.Contains("--emit-ptx") => EmitPtx.Run,
+    _ => null,
+};
+if (quickMode is not null)
 {
     try
     {
-        return args.Contains("--model-step-alternation") ? ModelStepAlternation.Run(args) : ModelStepProcesses.Run(args);
+        return quickMode(args);
     }
     catch (FormatException exception)
     {
@@ -19,48 +26,12 @@ if (args.Contains("--model-step-alternation") || args.Contains("--model-step-pro
         Console.Error.WriteLine(exception.Message);
         return 2;
     }
-}
-
-if (args.Contains("--device-check") || args.Contains("--model-check"))
-{
-    try
-    {
-        return args.Contains("--device-check") ? DeviceCheck.Run(args) : ModelDeviceCheck.Run(args);
-    }
     catch (NoSuchDeviceException exception)
     {
-        // The GPU check asks for CUDA by name: a machine without one says so in a line and stops at once.
+        // The GPU checks ask for CUDA by name: a machine without one says so in a line and stops at once.
         Console.Error.WriteLine(exception.Message);
         return 3;
     }
-}
-
-if (args.Contains("--model-steps"))
-{
-    try
-    {
-        return ModelStepsRun.Run(args);
-    }
-    catch (FormatException exception)
-    {
-        Console.Error.WriteLine(exception.Message);
-        return 2;
-    }
-    catch (NoSuchDeviceException exception)
-    {
-        Console.Error.WriteLine(exception.Message);
-        return 3;
-    }
-}
-
-if (args.Contains("--model-probe"))
-{
-    return ModelEngineProbe.Run(args);
-}
-
-if (args.Contains("--emit-ptx"))
-{
-    return EmitPtx.Run(args);
 }
 
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(BenchConfig.SwitcherArguments(args), BenchConfig.Create(args));

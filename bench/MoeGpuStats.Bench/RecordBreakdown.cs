@@ -56,8 +56,8 @@ internal readonly record struct RecordBreakdown(long Ids, double BareReadUs, dou
 
     /// <summary>
     /// The bare read with 128-bit loads alone over <paramref name="ids"/> (16-byte aligned), launched as the single-layer
-    /// record of that many ids would be, median of <paramref name="reps"/> (µs): the whole-model check's ceiling for
-    /// one launch that reads a step's ids.
+    /// record of that many ids would be, median of <paramref name="reps"/> (µs): what the whole-model check sets a step
+    /// against, one launch that reads the step's ids and counts nothing.
     /// </summary>
     public static double BareQuadReadMedian(Accelerator accelerator, AcceleratorStream stream, ArrayView<int> ids, int experts, int reps)
     {
