@@ -130,9 +130,8 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     }
 
     /// <summary>
-    /// A device view's losses (empty, or one per layer) copied into the host buffer at
-    /// <paramref name="at"/>, each non-finite one read as 0 as the device kernel reads it
-    /// (<see cref="ModelRecordKernel.FiniteOrZero"/>).
+    /// A device view's losses (empty, or one per layer) copied into the host buffer at <paramref name="at"/>, as they
+    /// are: <see cref="HostLoss"/> reads each non-finite one as 0, as for a host span.
     /// </summary>
     private Span<float> HostLosses(ArrayView<float> losses, int at)
     {
@@ -143,11 +142,6 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
         var host = _hostLosses.AsSpan(at, Options.Layers);
         losses.SubView(0, host.Length).CopyToCPU(host);
-        foreach (ref var loss in host)
-        {
-            loss = ModelRecordKernel.FiniteOrZero(loss);
-        }
-
         return host;
     }
 
