@@ -176,7 +176,7 @@ def model_targets(check_path, model_torch_path):
         if key == PREFILL:
             held.append(f"≥ 80 % of copy: {'yes' if share >= 0.8 else 'no'}")
             verdicts["prefill"] = share
-            # Checks before the bare read's column have no ceiling to give.
+            # Checks from before the bare read's column have none: the verdict then stands alone.
             verdicts["prefill_bare"] = r.get("bare_read_per_copy")
         graph_cells = f"{graph:.1f} µs | {graph / step:.1f}×" if graph is not None else "- | -"
         vllm_cells = f"{vllm:.1f} µs | {vllm / step:.1f}× | {graph_cells} | {bincount:.1f} µs | {bincount / step:.1f}×" if base else "- | - | - | - | - | -"
@@ -195,8 +195,8 @@ def model_targets(check_path, model_torch_path):
                      verdicts.get("faster_graph", []), "not measured"))
     prefill = verdicts.get("prefill")
     bare = verdicts.get("prefill_bare")
-    ceiling = f" (a bare read of the same ids in one launch, no counting: {bare:.0%})" if bare is not None else ""
-    print(f"| prefill step, L = 58, T = 16,384, at 80 % or more of the copy | {f'{prefill:.0%}{ceiling}' if prefill is not None else 'not in the table'} | "
+    bare_cell = f" (a bare read of the same ids in one launch, no counting: {bare:.0%})" if bare is not None else ""
+    print(f"| prefill step, L = 58, T = 16,384, at 80 % or more of the copy | {f'{prefill:.0%}{bare_cell}' if prefill is not None else 'not in the table'} | "
           f"{'-' if prefill is None else 'yes' if prefill >= 0.8 else 'no'} |")
     print()
 

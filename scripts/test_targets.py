@@ -117,7 +117,7 @@ class TargetsTests(unittest.TestCase):
         self.assertIn("| the same, against that recording replayed in a CUDA graph (as vLLM's decode runs) | not measured | - |", out)
         self.assertIn("| prefill step, L = 58, T = 16,384, at 80 % or more of the copy | 70% | no |", out)
 
-    def test_the_prefill_target_gives_the_bare_reads_ceiling_where_the_check_timed_it(self):
+    def test_the_prefill_target_gives_the_bare_read_beside_it_where_the_check_timed_it(self):
         rows = MODEL_CHECK["tables"]["model"]
         check = dict(MODEL_CHECK, tables={"model": [rows[0], dict(rows[1], bare_read_us=250.0, bare_read_per_copy=0.76)]})
         out = self.run_targets(model_check=check, model_torch=MODEL_TORCH)
