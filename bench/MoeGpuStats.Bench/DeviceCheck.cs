@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -30,15 +31,33 @@ internal static class DeviceCheck
                 $"{RoutingStats.AcceleratorVariable}={wanted}: ILGPU lists no such device here ({string.Join(", ", context.Devices.Select(d => $"{d.AcceleratorType} {d.Name}"))}).");
     }
 
-    public static int Run(string[] args)
+    private static readonly Option<int> Experts = QuickOptions.WholeNumber("--experts", 256, 1, RoutingStateLayout.MaxExperts, "the experts each record counts");
+    private static readonly Option<long[]> Sizes = QuickOptions.WholeNumbers("--sizes", [32768L, 1048576, 16777216, 134217728], 8L, Array.MaxLength, "the ids of each record");
+    private static readonly Option<int> SkewSize = QuickOptions.WholeNumber("--skew-size", 1 << 24, 8, Array.MaxLength, "the ids of the skew table's records");
+    private static readonly Option<int[]> IdsPerBin = QuickOptions.WholeNumbers("--ids-per-bin", [0, 4, 8, 16, 32, 64], 0, int.MaxValue, "the grid rule's settings to sweep (0: no bound)");
+    private static readonly Option<int[]> SweepExperts = QuickOptions.WholeNumbers("--sweep-experts", [], 1, RoutingStateLayout.MaxExperts, "the experts the grid rule's sweep counts (default --experts, 1024 and 4096)");
+    private static readonly Option<int[]> GroupsPerCopy = QuickOptions.WholeNumbers("--groups-per-copy", [0, 256, 128, 64, 32], 0, int.MaxValue, "the flush copies' settings to sweep (0: one copy)");
+    private static readonly Option<string?> Json = QuickOptions.Json();
+
+    public static QuickMode Mode { get; } = new(
+        new Option<bool>("--device-check"),
+        "Times the single-layer record on the best accelerator (or MOEGS_ACCELERATOR) against the copy of its ids and the managed path.",
+        [Experts, Sizes, SkewSize, IdsPerBin, SweepExperts, GroupsPerCopy, Json],
+        Run);
+
+    private static int Run(ParseResult parsed)
     {
-        var experts = Option(args, "--experts", 256);
-        var sizes = OptionText(args, "--sizes", "32768,1048576,16777216,134217728").Split(',').Select(long.Parse).ToArray();
+        var experts = parsed.GetValue(Experts);
+        var sizes = parsed.GetRequiredValue(Sizes);
+        var skewLength = parsed.GetValue(SkewSize);
+        var perBin = parsed.GetRequiredValue(IdsPerBin);
+        var sweepExperts = parsed.GetRequiredValue(SweepExperts) is { Length: > 0 } chosen ? chosen.Distinct() : new[] { experts, 1024, RoutingStateLayout.MaxExperts }.Distinct();
+        var perCopy = parsed.GetRequiredValue(GroupsPerCopy);
         using var context = Context.Create(builder => builder.Default().Profiling());
         var device = ChooseDevice(context);
         using var accelerator = device.CreateAccelerator(context);
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
-        var report = new CheckReport("device-check", accelerator, JsonPath(args));
+        var report = new CheckReport("device-check", accelerator, parsed.GetValue(Json));
         var launchBounds = CudaLaunchBounds.AppliesTo(accelerator);
         report.Set("experts", experts);
         report.Set("sizes", sizes);
@@ -62,7 +81,6 @@ internal static class DeviceCheck
         var breakdowns = sizes.Select(length => Row(accelerator, experts, length, onCpu, records)).ToArray();
         RecordBreakdown.Print(report, breakdowns);
 
-        var skewLength = Option(args, "--skew-size", 1 << 24);
         var policy = RecordKernelPolicy.For(accelerator);
         report.Set("skew_ids", skewLength);
         report.Set("default_counting", policy.Counting.ToString());
@@ -109,8 +127,6 @@ internal static class DeviceCheck
         // Each extra group flushes up to E counts, so at thousands of experts fewer, longer groups
         // should pay: at 4,096 experts and 16 Mi ids, 256 ids per thread (a quarter of the groups)
         // took 50.1 µs against 85.4 on an H100 (a4037c7). 0 is the rule before that.
-        var perBin = OptionText(args, "--ids-per-bin", "0,4,8,16,32,64").Split(',').Select(int.Parse).ToArray();
-        var sweepExperts = OptionText(args, "--sweep-experts", $"{experts},1024,{RoutingStateLayout.MaxExperts}").Split(',').Select(int.Parse).Distinct();
         Console.WriteLine();
         Console.WriteLine($"Grid rule: the fewest ids per expert a group takes before another group (default {policy.IdsPerBin}; 0: no such bound), with at least {policy.IdsPerThread} ids per thread (a small batch first gets a group per multiprocessor, down to {RecordKernelPolicy.FewestIdsPerThread}); record median in µs.");
         var idsPerBin = report.Table("ids_per_bin", SweepColumns(perBin.Select(n => $"{n}")));
@@ -126,7 +142,6 @@ internal static class DeviceCheck
         // Every group adds up to E counts into the record's batch buffer at the end of the record; spread
         // over copies, those atomics meet on fewer of the same addresses, and the fold sums the copies.
         // Buffers of 16,384 counts lost at 1,024 and 4,096 experts; back to 4,096.
-        var perCopy = OptionText(args, "--groups-per-copy", "0,256,128,64,32").Split(',').Select(int.Parse).ToArray();
         Console.WriteLine();
         Console.WriteLine($"Flush copies: counting groups per copy of the batch histogram (default {policy.GroupsPerCopy}; 0: one copy; at most {RoutingStateLayout.MaxCopies} copies and {RoutingStateLayout.BufferLength} / E), record median in µs.");
         var groupsPerCopy = report.Table("groups_per_copy", SweepColumns(perCopy.Select(n => n == 0 ? "one copy" : $"{n}")));
@@ -144,9 +159,6 @@ internal static class DeviceCheck
         report.Complete();
         return 0;
     }
-
-    /// <summary>The JSON file <c>--json FILE</c> names, or null.</summary>
-    internal static string? JsonPath(string[] args) => OptionText(args, "--json", "") is { Length: > 0 } path ? path : null;
 
     /// <summary>Distinct checksums as the tables print them: one when every run counted the same, else all of them.</summary>
     internal static string Checksums(IEnumerable<ulong> checksums) => string.Join(" ≠ ", checksums);
@@ -439,15 +451,6 @@ internal static class DeviceCheck
         }
 
         return times[times.Length / 2];
-    }
-
-    internal static int Option(string[] args, string name, int fallback) =>
-        int.TryParse(OptionText(args, name, ""), out var value) ? value : fallback;
-
-    internal static string OptionText(string[] args, string name, string fallback)
-    {
-        var position = Array.IndexOf(args, name);
-        return position >= 0 && position + 1 < args.Length ? args[position + 1] : fallback;
     }
 
     /// <summary>

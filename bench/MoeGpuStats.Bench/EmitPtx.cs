@@ -1,3 +1,4 @@
+using System.CommandLine;
 using ILGPU.Runtime.Cuda;
 using MoeGpuStats.Kernels;
 using MoeGpuStats.Lab;
@@ -12,10 +13,15 @@ namespace MoeGpuStats.Bench;
 /// </summary>
 internal static class EmitPtx
 {
-    public static int Run(string[] args)
+    private static readonly Option<string> Folder = QuickOptions.Path(
+        new Option<string>("--emit-ptx") { Description = "The folder to write each kernel's PTX into.", Arity = ArgumentArity.ZeroOrOne, DefaultValueFactory = _ => "ptx" },
+        "the folder to write the PTX into");
+
+    public static QuickMode Mode { get; } = new(Folder, "Writes the kernels' PTX and the commands that show their registers and SASS.", [], Run);
+
+    private static int Run(ParseResult parsed)
     {
-        var position = Array.IndexOf(args, "--emit-ptx");
-        var folder = position + 1 < args.Length ? args[position + 1] : "ptx";
+        var folder = parsed.GetRequiredValue(Folder);
         Directory.CreateDirectory(folder);
         foreach (var kernel in KernelPtx.Kernels)
         {

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -22,15 +23,23 @@ namespace MoeGpuStats.Bench;
 /// </summary>
 internal static class ModelDeviceCheck
 {
-    public static int Run(string[] args)
+    private static readonly Option<ModelShape[]> Shapes = QuickOptions.Shapes(ModelShape.Default);
+    private static readonly Option<string?> Json = QuickOptions.Json();
+
+    public static QuickMode Mode { get; } = new(
+        new Option<bool>("--model-check"),
+        "Times one whole-model step on the best accelerator (or MOEGS_ACCELERATOR) against L single-layer records, the copy of its ids and a bare read.",
+        [Shapes, Json],
+        Run);
+
+    private static int Run(ParseResult parsed)
     {
-        var position = Array.IndexOf(args, "--model-shapes");
-        var shapes = ModelShape.ParseList(position >= 0 && position + 1 < args.Length ? args[position + 1] : ModelShape.Default);
+        var shapes = parsed.GetRequiredValue(Shapes);
         using var context = Context.Create(builder => builder.Default().Profiling());
         var device = DeviceCheck.ChooseDevice(context);
         using var accelerator = device.CreateAccelerator(context);
         var onCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
-        var report = new CheckReport("model-check", accelerator, DeviceCheck.JsonPath(args));
+        var report = new CheckReport("model-check", accelerator, parsed.GetValue(Json));
         Console.WriteLine($"device: {accelerator.Name} ({accelerator.AcceleratorType}); whole-model steps, ids [layers, tokens, k] packed, the baseline's skewed data over the whole step");
         WarmUp(accelerator, onCpu);
         var emptyLaunch = DeviceCheck.EmptyLaunchMedian(accelerator, onCpu);

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
@@ -26,10 +27,19 @@ internal static class ModelEngineProbe
     private const int Tokens = 4;
     private const int TopK = 2;
 
-    public static int Run(string[] args)
+    private static readonly Option<string> Out = QuickOptions.Path(
+        new Option<string>("--out") { Description = "The folder the model kernel's OpenCL C is written to.", DefaultValueFactory = _ => "." },
+        "the folder for the OpenCL C");
+
+    public static QuickMode Mode { get; } = new(
+        new Option<bool>("--model-probe"),
+        "Launches the model kernel by hand on a small model and prints the device state after each launch; on CUDA, times a step beside a waiting read.",
+        [Out],
+        Run);
+
+    private static int Run(ParseResult parsed)
     {
-        var position = Array.IndexOf(args, "--out");
-        var folder = position >= 0 && position + 1 < args.Length ? args[position + 1] : ".";
+        var folder = parsed.GetRequiredValue(Out);
         using var context = Context.Create(builder => builder.Default().Profiling());
         var device = DeviceCheck.ChooseDevice(context);
         using var accelerator = device.CreateAccelerator(context);

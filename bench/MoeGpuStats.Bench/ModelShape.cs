@@ -23,19 +23,42 @@ internal readonly record struct ModelShape(int Layers, int Experts, int TopK, in
     /// <summary>Ids of the whole step, layers packed.</summary>
     public long StepIds => Layers * LayerIds;
 
+    /// <exception cref="FormatException">
+    /// <paramref name="text"/> is not four positive whole numbers joined by x, or a model of the shape cannot be built
+    /// (layers or experts out of <see cref="ModelRoutingStatsOptions"/>' range, its default window's ring too long) or
+    /// its step's ids do not fit one array.
+    /// </exception>
     public static ModelShape Parse(string text)
     {
-        var parts = text.Trim().Split('x').Select(p => int.Parse(p, CultureInfo.InvariantCulture)).ToArray();
-        if (parts.Length != 4 || parts.Any(p => p < 1))
+        var numbers = text.Trim().Split('x')
+            .Select(part => int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var number) ? number : 0)
+            .ToArray();
+        if (numbers.Length != 4 || numbers.Contains(0))
         {
-            throw new FormatException($"A model shape is LxExkxT with positive numbers (58x256x8x256); got '{text}'.");
+            throw new FormatException($"A model shape is LxExkxT with positive whole numbers (58x256x8x256); got '{text}'.");
         }
 
-        return new(parts[0], parts[1], parts[2], parts[3]);
+        // The bench's models keep the default window, whose ring holds Window × L × E counts.
+        var window = new ModelRoutingStatsOptions().Window;
+        var shape = new ModelShape(numbers[0], numbers[1], numbers[2], numbers[3]);
+        var fits = shape.Layers <= ModelRoutingStatsOptions.MaxLayers
+            && shape.Experts <= RoutingStatsOptions.MaxDeviceExperts
+            && (long)window * shape.Layers * shape.Experts <= ModelRoutingStatsOptions.MaxWindowEntries
+            && shape.LayerIds <= Array.MaxLength
+            && shape.StepIds <= Array.MaxLength;
+        return fits
+            ? shape
+            : throw new FormatException(string.Create(
+                CultureInfo.InvariantCulture,
+                $"Model shape '{text}' is out of range: L is 1 to {ModelRoutingStatsOptions.MaxLayers:N0}, E 1 to {RoutingStatsOptions.MaxDeviceExperts:N0}, L × E at most {ModelRoutingStatsOptions.MaxWindowEntries / window:N0} (a window of {window:N0} steps), and L × k × T at most {Array.MaxLength:N0}."));
     }
 
+    /// <summary>The comma-separated shapes of <paramref name="text"/>, at least one.</summary>
+    /// <exception cref="FormatException">The list is empty, or a shape does not parse (<see cref="Parse"/>).</exception>
     public static ModelShape[] ParseList(string text) =>
-        text.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(Parse).ToArray();
+        text.Split(',', StringSplitOptions.RemoveEmptyEntries) is { Length: > 0 } entries
+            ? [.. entries.Select(Parse)]
+            : throw new FormatException($"A list of model shapes is LxExkxT entries joined by commas (58x256x8x1,32x8x2x64); got '{text}'.");
 
     /// <summary>
     /// The step's ids, <c>[layers, tokens, k]</c> packed: torch_baseline.py's skewed data over the

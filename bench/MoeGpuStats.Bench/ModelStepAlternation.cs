@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using static System.FormattableString;
 
@@ -19,15 +20,19 @@ internal static class ModelStepAlternation
     private const int StepsPerRound = 1_000;
     private static readonly TimeSpan WarmUp = TimeSpan.FromSeconds(2);
 
-    public static int Run(string[] args)
+    private static readonly Option<ModelShape[]> Shapes = QuickOptions.Shapes("58x256x8x1,58x256x8x64,58x256x8x256,32x8x2x64");
+    private static readonly Option<int> Rounds = QuickOptions.WholeNumber("--rounds", 30, 1, int.MaxValue, "the rounds each contender takes");
+
+    public static QuickMode Mode { get; } = new(
+        new Option<bool>("--model-step-alternation"),
+        "Times the managed engine's RecordStep against L single-layer records, taking turns in one process.",
+        [Shapes, Rounds],
+        Run);
+
+    private static int Run(ParseResult parsed)
     {
-        var shapes = ModelShape.ParseList(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1,58x256x8x64,58x256x8x256,32x8x2x64"));
-        var rounds = DeviceCheck.Option(args, "--rounds", 30);
-        if (rounds < 1)
-        {
-            Console.Error.WriteLine(Invariant($"--rounds {rounds}: give at least 1 round to measure."));
-            return 2;
-        }
+        var shapes = parsed.GetRequiredValue(Shapes);
+        var rounds = parsed.GetValue(Rounds);
 
         Console.WriteLine(Invariant($"Managed engine; {rounds} rounds of {StepsPerRound:N0} steps per contender, taking turns, each called through an Action; median µs per step; \"window of 1\": the step with Window = 1 (no ring to evict); the ratio is the step's over the L records', per round."));
         Console.WriteLine();

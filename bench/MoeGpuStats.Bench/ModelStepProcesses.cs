@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 using static System.FormattableString;
 
@@ -24,24 +25,31 @@ internal static class ModelStepProcesses
     private const string ChildFlag = "--model-step-child";
     private const int DefaultWarmUpSeconds = 1;
     private static readonly string[] Contenders = ["records", "step"];
+    private static readonly Option<ModelShape[]> Shapes = QuickOptions.Shapes("58x256x8x1,58x256x8x4,58x256x8x64,32x8x2x1,32x8x2x64");
+    private static readonly Option<int> Pairs = QuickOptions.WholeNumber("--pairs", 5, 1, int.MaxValue, "the pairs of processes per shape");
+    private static readonly Option<int> Rounds = QuickOptions.WholeNumber("--rounds", 21, 1, int.MaxValue, "the rounds each process times");
+    private static readonly Option<int> WarmUp = QuickOptions.WholeNumber("--warm-up", DefaultWarmUpSeconds, 0, int.MaxValue, "the whole seconds of warm-up in each process");
+    private static readonly Option<int> ReadEvery = QuickOptions.WholeNumber("--read-every", 0, 0, int.MaxValue, "the steps between the step's reads of the window's load (0: never)");
+    private static readonly Option<string?> Child = QuickOptions.OneOf(ChildFlag, Contenders, "Run as one contender's child process (the parent passes it).");
 
-    public static int Run(string[] args)
+    public static QuickMode Mode { get; } = new(
+        new Option<bool>("--model-step-processes"),
+        "Times the managed engine's RecordStep against L single-layer records, each contender in processes of its own taking turns.",
+        [Shapes, Pairs, Rounds, WarmUp, ReadEvery, Child],
+        Run);
+
+    private static int Run(ParseResult parsed)
     {
-        if (args.Contains(ChildFlag))
+        var shapes = parsed.GetRequiredValue(Shapes);
+        var rounds = parsed.GetValue(Rounds);
+        var warmUp = parsed.GetValue(WarmUp);
+        var readEvery = parsed.GetValue(ReadEvery);
+        if (parsed.GetValue(Child) is { } contender)
         {
-            return RunChild(args);
+            return RunChild(contender, shapes[0], rounds, TimeSpan.FromSeconds(warmUp), readEvery);
         }
 
-        var shapes = ModelShape.ParseList(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1,58x256x8x4,58x256x8x64,32x8x2x1,32x8x2x64"));
-        var pairs = DeviceCheck.Option(args, "--pairs", 5);
-        var rounds = DeviceCheck.Option(args, "--rounds", 21);
-        var warmUp = DeviceCheck.Option(args, "--warm-up", DefaultWarmUpSeconds);
-        var readEvery = DeviceCheck.Option(args, "--read-every", 0);
-        if (pairs < 1 || rounds < 1 || warmUp < 0 || readEvery < 0)
-        {
-            Console.Error.WriteLine(Invariant($"--pairs {pairs}, --rounds {rounds}, --warm-up {warmUp}, --read-every {readEvery}: give at least 1 pair and 1 round, whole seconds of warm-up from 0, and steps between reads from 0 (never)."));
-            return 2;
-        }
+        var pairs = parsed.GetValue(Pairs);
 
         var reads = readEvery == 0 ? "no read of the window" : Invariant($"the step reading the window's load after every {readEvery:N0} steps");
         Console.WriteLine(Invariant($"Managed engine; per shape {pairs} pairs of processes taking turns (L single-layer records and RecordStep, in either order by turns), each timing {rounds} rounds of {StepsPerRound:N0} steps in a plain loop after {warmUp} s of warm-up, {reads}; µs per step, the median over the processes of each process's median; the ratio is the step's over the L records', per pair."));
@@ -93,13 +101,8 @@ internal static class ModelStepProcesses
             : throw new InvalidOperationException(Invariant($"The {contender} process for {shape} exited with {child.ExitCode}: {output}"));
     }
 
-    private static int RunChild(string[] args)
+    private static int RunChild(string contender, ModelShape shape, int rounds, TimeSpan warmUp, int readEvery)
     {
-        var contender = DeviceCheck.OptionText(args, ChildFlag, "step");
-        var shape = ModelShape.Parse(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x1"));
-        var rounds = DeviceCheck.Option(args, "--rounds", 21);
-        var warmUp = TimeSpan.FromSeconds(DeviceCheck.Option(args, "--warm-up", DefaultWarmUpSeconds));
-        var readEvery = DeviceCheck.Option(args, "--read-every", 0);
         var stepsRecorded = 0L;
         var ids = shape.Ids();
         var perLayer = (int)shape.LayerIds;

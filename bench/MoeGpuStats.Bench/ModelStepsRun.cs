@@ -1,3 +1,4 @@
+using System.CommandLine;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
@@ -15,15 +16,19 @@ namespace MoeGpuStats.Bench;
 /// </summary>
 internal static class ModelStepsRun
 {
-    public static int Run(string[] args)
+    private static readonly Option<ModelShape[]> Shapes = QuickOptions.Shapes("58x256x8x256,58x256x8x16384");
+    private static readonly Option<int> Steps = QuickOptions.WholeNumber("--steps", 3, 1, int.MaxValue, "the steps each shape records");
+
+    public static QuickMode Mode { get; } = new(
+        new Option<bool>("--model-steps"),
+        "Records N steps of each shape on the device and then on the managed engine, for a profiler or a memory checker.",
+        [Shapes, Steps],
+        Run);
+
+    private static int Run(ParseResult parsed)
     {
-        var shapes = ModelShape.ParseList(DeviceCheck.OptionText(args, "--model-shapes", "58x256x8x256,58x256x8x16384"));
-        var steps = DeviceCheck.Option(args, "--steps", 3);
-        if (steps < 1)
-        {
-            Console.Error.WriteLine($"--steps is {steps}; give 1 or more.");
-            return 2;
-        }
+        var shapes = parsed.GetRequiredValue(Shapes);
+        var steps = parsed.GetValue(Steps);
 
         using var context = Context.Create(builder => builder.Default());
         using var accelerator = DeviceCheck.ChooseDevice(context).CreateAccelerator(context);

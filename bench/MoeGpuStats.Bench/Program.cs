@@ -1,30 +1,13 @@
 using BenchmarkDotNet.Running;
 using MoeGpuStats.Bench;
 
-// Quick modes that print one table or line each; everything else goes to BenchmarkDotNet.
-Func<string[], int>? quickMode = args switch
-{
-    _ when args.Contains("--seed-workload") => SeedWorkload.Run,
-    _ when args.Contains("--model-step-alternation") => ModelStepAlternation.Run,
-    _ when args.Contains("--model-step-processes") => ModelStepProcesses.Run,
-    _ when args.Contains("--device-check") => DeviceCheck.Run,
-    _ when args.Contains("--model-check") => ModelDeviceCheck.Run,
-    _ when args.Contains("--model-steps") => ModelStepsRun.Run,
-    _ when args.Contains("--model-probe") => ModelEngineProbe.Run,
-    _ when args.Contains("--emit-ptx") => EmitPtx.Run,
-    _ => null,
-};
+// Quick modes that print one table or line each, picked by their flag; everything else goes to BenchmarkDotNet.
+var quickMode = QuickModes.For(args);
 if (quickMode is not null)
 {
     try
     {
-        return quickMode(args);
-    }
-    catch (FormatException exception)
-    {
-        // A --model-shapes entry that is not LxExkxT: the line that says so, not a stack trace.
-        Console.Error.WriteLine(exception.Message);
-        return 2;
+        return quickMode.Invoke(args, Console.Error);
     }
     catch (NoSuchDeviceException exception)
     {

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Diagnostics;
 
 namespace MoeGpuStats.Bench;
@@ -13,10 +14,13 @@ internal static class SeedWorkload
     private const int Latencies = 200_000;
     private const int Queries = 20_000;
 
-    public static int Run(string[] args)
+    private static readonly Option<int> Experts = QuickOptions.OptionalWholeNumber("--seed-workload", 256, 1, RoutingStatsOptions.MaxExperts, "the experts of the workload");
+
+    public static QuickMode Mode { get; } = new(Experts, "Times the seed's workload on the managed engine.", [], Run);
+
+    private static int Run(ParseResult parsed)
     {
-        var position = Array.IndexOf(args, "--seed-workload");
-        var experts = position + 1 < args.Length && int.TryParse(args[position + 1], out var e) ? e : 256;
+        var experts = parsed.GetValue(Experts);
         var decisions = Decisions(experts);
         var stats = new RoutingStats();
 
