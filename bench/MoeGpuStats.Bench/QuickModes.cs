@@ -1,6 +1,6 @@
 namespace MoeGpuStats.Bench;
 
-/// <summary>The bench's quick modes, in the order their flags are looked for on the command line.</summary>
+/// <summary>The bench's quick modes, each picked by its flag.</summary>
 internal static class QuickModes
 {
     public static IReadOnlyList<QuickMode> All { get; } =
@@ -15,6 +15,19 @@ internal static class QuickModes
         EmitPtx.Mode,
     ];
 
-    /// <summary>The mode whose flag <paramref name="args"/> holds (the first in <see cref="All"/>), or null: a BenchmarkDotNet run.</summary>
-    public static QuickMode? For(string[] args) => All.FirstOrDefault(mode => args.Contains(mode.Flag));
+    /// <summary>
+    /// Runs the mode whose flag <paramref name="args"/> holds (<see cref="QuickMode.Invoke"/>) and returns its exit code;
+    /// null where they hold none (a BenchmarkDotNet run). Two modes' flags are one line to <paramref name="error"/> and exit code 2.
+    /// </summary>
+    public static int? Run(string[] args, TextWriter error)
+    {
+        var chosen = All.Where(mode => args.Contains(mode.Flag)).ToArray();
+        if (chosen.Length > 1)
+        {
+            error.WriteLine($"{string.Join(" and ", chosen.Select(mode => mode.Flag))} are two modes; give one at a time.");
+            return 2;
+        }
+
+        return chosen.Length == 1 ? chosen[0].Invoke(args, error) : null;
+    }
 }

@@ -16,6 +16,7 @@ internal static class QuickOptions
     public static Option<ModelShape[]> Shapes(string fallback) => new("--model-shapes")
     {
         Description = "Whole-model shapes LxExkxT, comma-separated.",
+        Arity = ArgumentArity.ExactlyOne,
         DefaultValueFactory = _ => ModelShape.ParseList(fallback),
         CustomParser = result =>
         {
@@ -47,6 +48,7 @@ internal static class QuickOptions
         where T : IBinaryInteger<T>, IMinMaxValue<T> => new(name)
     {
         Description = $"{Capitalized(what)}, comma-separated, each {Range(min, max)}.",
+        Arity = ArgumentArity.ExactlyOne,
         DefaultValueFactory = _ => fallback,
         CustomParser = result =>
         {
@@ -83,22 +85,21 @@ internal static class QuickOptions
     public static Option<string?> Json() => Path(new Option<string?>("--json") { Description = "Also write every table's rows to this file as JSON." }, "the file to write the tables to");
 
     /// <summary>
-    /// A path option; a value that starts with '-' is refused, since the parser takes an unknown option written after
-    /// the path's name for the path itself (<c>--emit-ptx --json</c> would write into a folder named --json).
+    /// A path option; an empty value is refused, and so is one that starts with '-', since the parser takes an unknown
+    /// option written after the path's name for the path itself (<c>--emit-ptx --json</c> would write into a folder
+    /// named --json).
     /// </summary>
     public static Option<T> Path<T>(Option<T> option, string what)
         where T : class?
     {
-        var fallback = option.DefaultValueFactory;
         option.CustomParser = result =>
         {
-            if (result.Tokens.Count == 0)
-            {
-                return fallback is null ? default! : fallback(result);
-            }
-
             var path = Token(result);
-            if (path.StartsWith('-'))
+            if (path.Length == 0)
+            {
+                result.AddError($"{option.Name} '': give {what}.");
+            }
+            else if (path.StartsWith('-'))
             {
                 result.AddError($"{option.Name} {path}: give {what}; {path} is no option of this mode, and a path here cannot start with '-'.");
             }
@@ -114,7 +115,7 @@ internal static class QuickOptions
         Description = $"{Capitalized(what)}, {Range(min, max)}.",
         Arity = ArgumentArity.ZeroOrOne,
         DefaultValueFactory = _ => fallback,
-        CustomParser = result => result.Tokens.Count == 0 ? fallback : Parse(result, name, Token(result), min, max, what),
+        CustomParser = result => Parse(result, name, Token(result), min, max, what),
     };
 
     private static T Parse<T>(ArgumentResult result, string name, string text, T min, T max, string what, string? entry = null)

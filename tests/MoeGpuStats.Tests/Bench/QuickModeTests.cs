@@ -17,10 +17,7 @@ public sealed class QuickModeTests
     [MemberData(nameof(Flags))]
     public void EveryModesFlagAloneParsesToItsDefaults(string flag)
     {
-        var mode = QuickModes.For([flag]);
-        Assert.NotNull(mode);
-        Assert.Equal(flag, mode.Flag);
-        Assert.Empty(mode.Parse([flag]).Errors);
+        Assert.Empty(QuickModes.All.Single(mode => mode.Flag == flag).Parse([flag]).Errors);
     }
 
     [Fact]
@@ -53,7 +50,8 @@ public sealed class QuickModeTests
     [InlineData("--model-steps --setps 5", "Unrecognized command or argument '--setps'.")]
     [InlineData("--model-check --model-shapes 58x256x8", "--model-shapes: A model shape is LxExkxT with positive whole numbers (58x256x8x256); got '58x256x8'.")]
     [InlineData("--model-check --model-shapes 58x5000x8x1", "--model-shapes: Model shape '58x5000x8x1' is out of range: L is 1 to 1,024, E 1 to 4,096, L × E at most 2,147,483 (a window of 1,000 steps), and L × k × T at most 2,147,483,591.")]
-    [InlineData("--model-check --device-check", "Unrecognized command or argument '--model-check'.")]
+    [InlineData("--model-steps --model-shapes 1x8x1x1 --model-shapes 2x8x1x1", "Option '--model-shapes' expects a single argument but 2 were provided.")]
+    [InlineData("--model-steps --steps 1 --steps 2", "Option '--steps' expects a single argument but 2 were provided.")]
     [InlineData("--device-check --experts 4097", "--experts 4097: give the experts each record counts, a whole number from 1 to 4,096.")]
     [InlineData("--device-check --sizes 32768,1e6", "--sizes 32768,1e6: '1e6' is not a whole number from 8 to 2,147,483,591; give the ids of each record, comma-separated.")]
     [InlineData("--device-check --sizes 4", "--sizes 4: '4' is not a whole number from 8 to 2,147,483,591; give the ids of each record, comma-separated.")]
@@ -63,15 +61,24 @@ public sealed class QuickModeTests
     [InlineData("--model-step-processes --model-step-child foo", "--model-step-child foo: give one of records, step.")]
     [InlineData("--seed-workload sixty", "--seed-workload sixty: give the experts of the workload, a whole number from 1 to 1,048,576.")]
     [InlineData("--emit-ptx --json", "--emit-ptx --json: give the folder to write the PTX into; --json is no option of this mode, and a path here cannot start with '-'.")]
+    [InlineData("--model-check --json ", "--json '': give the file to write the tables to.")]
     [InlineData("--model-probe --out -o", "--out -o: give the folder for the OpenCL C; -o is no option of this mode, and a path here cannot start with '-'.")]
     public void AMalformedCommandLineIsOneLineAndExitCode2BeforeTheModeRuns(string arguments, string expected)
     {
         var args = arguments.Split(' ');
-        var mode = QuickModes.For(args);
-        Assert.NotNull(mode);
         using var error = new StringWriter(CultureInfo.InvariantCulture);
 
-        Assert.Equal(2, mode.Invoke(args, error));
-        Assert.Equal($"{expected} Run with {mode.Flag} --help for the mode's options.{Environment.NewLine}", error.ToString());
+        Assert.Equal(2, QuickModes.Run(args, error));
+        Assert.Equal($"{expected} Run with {args[0]} --help for the mode's options.{Environment.NewLine}", error.ToString());
+    }
+
+    [Fact]
+    public void TwoModesAreRefusedAndACommandLineWithoutAModeIsLeftToBenchmarkDotNet()
+    {
+        using var error = new StringWriter(CultureInfo.InvariantCulture);
+        Assert.Equal(2, QuickModes.Run(["--device-check", "--model-check"], error));
+        Assert.Equal($"--device-check and --model-check are two modes; give one at a time.{Environment.NewLine}", error.ToString());
+
+        Assert.Null(QuickModes.Run(["--filter", "*ModelStepBenchmarks*"], error));
     }
 }
