@@ -60,7 +60,7 @@ timeout 40 ./MoeGpuStats.Bench --seed-workload 256 2>&1 | tee -a "$out/bench.log
 echo "bench done at ${SECONDS}s" | tee -a "$out/env.txt"
 
 # 3a. The PyTorch baseline on the same data, in the same call.
-timeout 90 python3 "$root/.device/torch_baseline.py" --experts 256 --json "$js/torch.json" 2>&1 | tee -a "$out/bench.log"
+timeout 90 python3 "$root/bench/torch/torch_baseline.py" --experts 256 --json "$js/torch.json" 2>&1 | tee -a "$out/bench.log"
 keep_json
 echo "torch baseline done at ${SECONDS}s" | tee -a "$out/env.txt"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares the GPU machine's package here (it has no .NET SDK): the tests, the benchmarks, the CLI
-# and the C API's managed half published self-contained into .device/pkg.txz, plus libmoegs.so and
-# bench/torch/torch_baseline.py. Then run scripts/device-check.sh (or device-probe.sh, device-sanitize.sh) there in
+# and the C API's managed half published self-contained into .device/pkg.txz, plus libmoegs.so (the PyTorch
+# baselines travel in the working tree, bench/torch/). Then run scripts/device-check.sh (or device-probe.sh, device-sanitize.sh) there in
 # one call, carrying ".device".
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +16,6 @@ for proj in tests/MoeGpuStats.Tests/MoeGpuStats.Tests.csproj bench/MoeGpuStats.B
 done
 mkdir -p .device
 tar cJf .device/pkg.txz -C "$stage" pkg
-cp bench/torch/torch_baseline.py .device/
 cp native/out/libmoegs.so .device/
 # The device call carries the working tree (tracked and untracked files git does not ignore) with .device: 64 MiB in all.
 tree=$(git ls-files -z -co --exclude-standard | xargs -0 stat -c %s 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
