@@ -21,6 +21,16 @@ public sealed class ProgramTests
         Assert.Contains("3x16x2x5: 2 step launches; window load equal to the managed engine's", output, StringComparison.Ordinal);
     }
 
-    private static string RunBench(string arguments, out int exitCode, params (string Name, string Value)[] environment) =>
-        ExternalProgram.Run(Moegs.DotnetHost(), $"\"{Path.Combine(AppContext.BaseDirectory, "MoeGpuStats.Bench.dll")}\" {arguments}", out exitCode, environment);
+    /// <summary>
+    /// Runs the bench as the device scripts do where the tests are published self-contained (the GPU machine has no
+    /// SDK: the bench's own executable, beside the runtime's host library), else through the dotnet host.
+    /// </summary>
+    private static string RunBench(string arguments, out int exitCode, params (string Name, string Value)[] environment)
+    {
+        var folder = AppContext.BaseDirectory;
+        var selfContained = File.Exists(Path.Combine(folder, "libhostfxr.so")) && File.Exists(Path.Combine(folder, "MoeGpuStats.Bench"));
+        return selfContained
+            ? ExternalProgram.Run(Path.Combine(folder, "MoeGpuStats.Bench"), arguments, out exitCode, environment)
+            : ExternalProgram.Run(Moegs.DotnetHost(), $"\"{Path.Combine(folder, "MoeGpuStats.Bench.dll")}\" {arguments}", out exitCode, environment);
+    }
 }
