@@ -343,6 +343,7 @@ public sealed class RoutingStatsTests
         Assert.Equal(whole.RoutingLatencyStats.TotalLatencyMs, merged.RoutingLatencyStats.TotalLatencyMs, 1e-9 * whole.RoutingLatencyStats.TotalLatencyMs);
     }
 
+    /// <summary>The first part that counts experts fixes them: an idle part after it does not, and the refusal names that first part.</summary>
     [Fact]
     public void DifferentExpertCountsDoNotMerge()
     {
@@ -351,7 +352,9 @@ public sealed class RoutingStatsTests
         a.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2], TotalTokens = 3 });
         b.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2, 3], TotalTokens = 6 });
         using var idle = new RoutingStats();
+        using var copy = a.Snapshot();
         Assert.StartsWith("Only the same experts merge: parts[1] counts 2 experts, parts[2] 3.", Assert.Throws<ArgumentException>(() => RoutingStats.Merge([idle, a, b])).Message);
+        Assert.StartsWith("Only the same experts merge: parts[0] counts 2 experts, parts[3] 3.", Assert.Throws<ArgumentException>(() => RoutingStats.Merge([a, copy, idle, b])).Message);
     }
 
     /// <summary>
@@ -388,8 +391,13 @@ public sealed class RoutingStatsTests
         Assert.Equal((8, 8), (first.Options.Experts, last.Options.Experts));
         Assert.Equal(JsonSerializer.Serialize(first), JsonSerializer.Serialize(last));
 
+        using var openAgain = new RoutingStats();
+        using var between = RoutingStats.Merge([open, fixedEight, openAgain]);
+        Assert.Equal(8, between.Options.Experts);
+
         using var sixteen = new RoutingStats(new RoutingStatsOptions { Experts = 16 });
         Assert.StartsWith("Only the same experts merge: parts[0] has Experts = 8, parts[1] 16.", Assert.Throws<ArgumentException>(() => RoutingStats.Merge([last, sixteen])).Message);
+        Assert.StartsWith("Only the same experts merge: parts[0] has Experts = 8, parts[2] 16.", Assert.Throws<ArgumentException>(() => RoutingStats.Merge([fixedEight, open, sixteen])).Message);
     }
 
     /// <summary>A part whose options fix 4 experts but which recorded a decision of 8 merges by the experts it counts, alone, beside its copy, or beside an idle part of the same options.</summary>
@@ -408,6 +416,19 @@ public sealed class RoutingStatsTests
         Assert.Equal(8, alone.ExpertTokenCounts.Count);
         Assert.Equal(Enumerable.Repeat(2UL, 8), twice.ExpertTokenCounts);
         Assert.Equal(Enumerable.Repeat(1UL, 8), besideIdle.ExpertTokenCounts);
+    }
+
+    /// <summary>Parts that never routed merge to zeros: no average is taken over no routings.</summary>
+    [Fact]
+    public void PartsThatNeverRoutedMergeToZeros()
+    {
+        using var a = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        using var b = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+
+        using var merged = RoutingStats.Merge([a, b]);
+
+        Assert.Equal((0UL, 0f, 0f, 0f, 0f), (merged.TotalRoutings, merged.AverageLoadBalanceLoss, merged.AverageRouterZLoss, merged.RoutingEfficiency, merged.CapacityStats.AverageUtilization));
+        Assert.All(merged.ExpertUtilization, utilization => Assert.Equal(0f, utilization));
     }
 
     /// <summary>One object given twice is refused naming both places (it counted its steps twice); an equal copy merges.</summary>

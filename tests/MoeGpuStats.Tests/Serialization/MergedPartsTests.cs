@@ -101,12 +101,17 @@ public sealed class MergedPartsTests
         Assert.Equal("layers[1] holds merged_parts, which is the model's field (beside steps), not a layer's.", error.Message);
     }
 
-    /// <summary>Merges past the bound are refused naming it, the parts unchanged, not wrapped.</summary>
+    /// <summary>A merge of the most parts is taken; one past the bound is refused naming it, the parts unchanged, not wrapped.</summary>
     [Fact]
-    public void AMergeOfMoreThanTheMostPartsIsRefused()
+    public void AMergeOfTheMostPartsIsTakenAndOfMoreRefused()
     {
         using var stats = Recorded(seed: 1);
         var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!;
+        node["merged_parts"] = RoutingStats.MaxMergedParts - 1;
+        using var nearlyFull = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+        using var atTheMost = RoutingStats.Merge([nearlyFull, stats]);
+        Assert.Equal(RoutingStats.MaxMergedParts, atTheMost.MergedParts);
+
         node["merged_parts"] = RoutingStats.MaxMergedParts;
         using var full = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
 
