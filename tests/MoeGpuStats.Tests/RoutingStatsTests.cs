@@ -418,6 +418,28 @@ public sealed class RoutingStatsTests
         Assert.Equal(Enumerable.Repeat(1UL, 8), besideIdle.ExpertTokenCounts);
     }
 
+    /// <summary>
+    /// A merge adds the parts' f64 sums behind the averages, which a snapshot keeps, not each average times its routings:
+    /// a third of 1 is not exact in binary, so sums rebuilt from averages would be off in the last bits.
+    /// </summary>
+    [Fact]
+    public void AMergeAddsThePartsExactSumsNotTheirAveragesTimesTheirRoutings()
+    {
+        using var part = new RoutingStats(new RoutingStatsOptions { Experts = 3 });
+        part.RecordRouting([0, 1, 2], tokens: 3, topK: 1, loadBalanceLoss: 0.5f, routerZLoss: 0.25f);
+        part.RecordRouting([0, 0, 1], tokens: 3, topK: 1, loadBalanceLoss: 0.25f, routerZLoss: 0.5f);
+        part.RecordRouting([2, 2, 2], tokens: 3, topK: 1, loadBalanceLoss: 0.25f, routerZLoss: 0.25f);
+        using var copy = part.Snapshot();
+
+        using var merged = RoutingStats.Merge([part, copy]);
+
+        var (lossSum, zLossSum, utilizationSums) = Sums(part);
+        Assert.Equal((1.0, 1.0), (lossSum, zLossSum));
+        var mergedSums = Sums(merged);
+        Assert.Equal((2 * lossSum, 2 * zLossSum), (mergedSums.LossSum, mergedSums.ZLossSum));
+        Assert.Equal(utilizationSums.Select(sum => 2 * sum), mergedSums.UtilizationSums);
+    }
+
     /// <summary>Parts that never routed merge to zeros: no average is taken over no routings.</summary>
     [Fact]
     public void PartsThatNeverRoutedMergeToZeros()
@@ -644,6 +666,16 @@ public sealed class RoutingStatsTests
         Assert.Equal(expected, layer.DeviceName);
         Assert.Equal(engine, model.Backend);
         Assert.Equal(engine, layer.Backend);
+    }
+
+    /// <summary>The sums behind the averages, as a snapshot writes them.</summary>
+    private static (double LossSum, double ZLossSum, double[] UtilizationSums) Sums(RoutingStats stats)
+    {
+        var node = System.Text.Json.Nodes.JsonNode.Parse(JsonSerializer.Serialize(stats))!;
+        return (
+            node["load_balance_loss_sum"]!.GetValue<double>(),
+            node["router_z_loss_sum"]!.GetValue<double>(),
+            [.. node["expert_utilization_sums"]!.AsArray().Select(sum => sum!.GetValue<double>())]);
     }
 
     private static RoutingStats OnDeviceWithGate(out Lock gate)
