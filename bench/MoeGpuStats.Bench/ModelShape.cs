@@ -44,7 +44,7 @@ internal readonly record struct ModelShape(int Layers, int Experts, int TopK, in
         var fits = shape.Layers <= ModelRoutingStatsOptions.MaxLayers
             && shape.Experts <= RoutingStatsOptions.MaxDeviceExperts
             && (long)window * shape.Layers * shape.Experts <= ModelRoutingStatsOptions.MaxWindowEntries
-            && shape.LayerIds <= Array.MaxLength
+            && shape.LayerIds <= Array.MaxLength // first: L × k × T of a larger T × k can pass a long
             && shape.StepIds <= Array.MaxLength;
         return fits
             ? shape

@@ -109,14 +109,13 @@ internal static class QuickOptions
         return option;
     }
 
-    /// <summary>A mode's own flag whose whole-number value may be left out (<c>--seed-workload [E]</c>).</summary>
-    public static Option<int> OptionalWholeNumber(string name, int fallback, int min, int max, string what) => new(name)
+    /// <summary>A mode's own flag whose whole-number value may be left out (<c>--seed-workload [E]</c>): <see cref="WholeNumber"/>, the value optional.</summary>
+    public static Option<int> OptionalWholeNumber(string name, int fallback, int min, int max, string what)
     {
-        Description = $"{Capitalized(what)}, {Range(min, max)}.",
-        Arity = ArgumentArity.ZeroOrOne,
-        DefaultValueFactory = _ => fallback,
-        CustomParser = result => Parse(result, name, Token(result), min, max, what),
-    };
+        var option = WholeNumber(name, fallback, min, max, what);
+        option.Arity = ArgumentArity.ZeroOrOne;
+        return option;
+    }
 
     private static T Parse<T>(ArgumentResult result, string name, string text, T min, T max, string what, string? entry = null)
         where T : IBinaryInteger<T>, IMinMaxValue<T>
