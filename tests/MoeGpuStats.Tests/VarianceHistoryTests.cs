@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace MoeGpuStats.Tests;
 
 /// <summary>
@@ -50,6 +52,44 @@ public sealed class VarianceHistoryTests
         }
 
         Assert.Equal(expected.TakeLast(1_000).Select(Bits), stats.LoadVarianceHistory.Select(Bits));
+    }
+
+    /// <summary>
+    /// A state restored with a full history (1,000 computed variances) goes on as the original: each new batch's
+    /// variance waits for a read and evicts the oldest restored one, which no read computes again (a restored
+    /// variance has no histogram to compute it from).
+    /// </summary>
+    [Theory]
+    [InlineData(8)]
+    [InlineData(300)]
+    public void ARestoredFullHistoryGoesOnAsTheOriginal(int experts)
+    {
+        var random = new Random(experts);
+        using var original = new RoutingStats(new RoutingStatsOptions { Experts = experts });
+        var expected = new List<float>();
+        void Record(params RoutingStats[] stats)
+        {
+            var ids = Enumerable.Range(0, 16).Select(_ => random.Next(experts)).ToArray();
+            foreach (var each in stats)
+            {
+                each.RecordRouting(ids, tokens: 16, topK: 1);
+            }
+
+            expected.Add(SeedVariance(ids, experts));
+        }
+
+        for (var batch = 0; batch < 1_200; batch++)
+        {
+            Record(original);
+        }
+
+        using var restored = JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(original))!;
+        for (var batch = 0; batch < 3; batch++)
+        {
+            Record(original, restored);
+            Assert.Equal(expected.TakeLast(1_000).Select(Bits), restored.LoadVarianceHistory.Select(Bits));
+            Assert.Equal(expected.TakeLast(1_000).Select(Bits), original.LoadVarianceHistory.Select(Bits));
+        }
     }
 
     /// <summary>The seed's <c>calculate_load_variance</c>: the f32 population variance of the histogram, summed in order.</summary>

@@ -1,0 +1,141 @@
+using MoeGpuStats.Collections;
+
+namespace MoeGpuStats.Tests.Collections;
+
+/// <summary>
+/// What the variance window's deferral promises beyond the values the engines' tests check: a variance is computed
+/// once, when first read, and never for a batch evicted unread; a read with nothing pending takes no lock; and the
+/// room reserved is what the window's kind of batch needs (LoadVarianceWindow's remarks).
+/// </summary>
+public sealed class LoadVarianceWindowTests
+{
+    private const int Capacity = 1_000;
+
+    [Fact]
+    public void AVarianceIsComputedOnceWhenFirstReadAndNeverForABatchEvictedUnread()
+    {
+        const int experts = 8;
+        var kept = new KeptBatches(Capacity, experts);
+        var window = new LoadVarianceWindow(Capacity, new Lock(), kept);
+        window.Reserve(experts);
+        var expected = new List<float>();
+        for (var batch = 0; batch < 1_500; batch++)
+        {
+            int[] counts = [batch % 7, 3, 0, batch % 5, 1, 0, 2, batch % 3];
+            window.Add(counts, counts.Sum());
+            kept.Keep(counts);
+            expected.Add(RoutingMath.LoadVariance(counts, counts.Sum()));
+        }
+
+        Assert.Equal(0, kept.Copies);
+        Assert.Equal(expected[500], window[0]);
+        Assert.Equal(Capacity, kept.Copies);
+
+        Assert.Equal(expected.TakeLast(Capacity), window);
+        Assert.Equal(expected.TakeLast(Capacity), window.ToArray());
+        Assert.Equal(Capacity, kept.Copies);
+    }
+
+    [Fact]
+    public async Task AReadWithNothingPendingTakesNoLock()
+    {
+        var cancellation = TestContext.Current.CancellationToken;
+        var gate = new Lock();
+        var window = new LoadVarianceWindow(Capacity, gate);
+        window.Reserve(2);
+        window.Add([1, 3], 4);
+        window.Add([2, 2], 4);
+        Assert.Equal(1f, window[0]);
+
+        using var held = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        var record = new Thread(() =>
+        {
+            lock (gate)
+            {
+                held.Set();
+                release.Wait();
+            }
+        });
+        record.Start();
+        held.Wait(cancellation);
+        try
+        {
+            // A trend read is unlocked by design: it must not wait for a record on another thread.
+            var read = Task.Run(
+                () =>
+                {
+                    window.GetTail(2, out var first, out _);
+                    return (window[1], first.ToArray());
+                },
+                cancellation);
+            var answered = await Task.WhenAny(read, Task.Delay(TimeSpan.FromSeconds(30), cancellation)) == read;
+            Assert.True(answered, "a read with nothing pending waited for the gate");
+            var (second, tail) = await read;
+            Assert.Equal(0f, second);
+            Assert.Equal([1f, 0f], tail);
+        }
+        finally
+        {
+            release.Set();
+            record.Join();
+        }
+    }
+
+    /// <summary>Up to 32 experts a batch is kept as a copy of its histogram only; above, its ids take 33 ints a slot more.</summary>
+    [Theory]
+    [InlineData(ExpertLoadWindow.ListedIds, 0)]
+    [InlineData(ExpertLoadWindow.ListedIds + 1, ExpertLoadWindow.ListedIds + 1)]
+    public void AWindowOfCopiesReservesEachSlotsCopyAndIdsOnlyAboveTheListedIds(int experts, int idInts)
+    {
+        var window = new LoadVarianceWindow(Capacity, new Lock());
+
+        var allocated = Allocated(() => window.Reserve(experts));
+
+        var needed = (long)Capacity * (experts + idInts) * sizeof(int);
+        Assert.InRange(allocated, needed, needed + 1_024);
+    }
+
+    /// <summary>A model's layer keeps its batches in the model's window: its own room is one row to count a variance in.</summary>
+    [Fact]
+    public void AWindowOfCountsKeptElsewhereReservesOneRow()
+    {
+        const int experts = 1_024;
+        var window = new LoadVarianceWindow(Capacity, new Lock(), new KeptBatches(Capacity, experts));
+
+        var allocated = Allocated(() => window.Reserve(experts));
+
+        Assert.InRange(allocated, experts * sizeof(int), experts * sizeof(int) + 1_024);
+    }
+
+    private static long Allocated(Action action)
+    {
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        action();
+        return GC.GetAllocatedBytesForCurrentThread() - before;
+    }
+
+    /// <summary>A ring of the newest batches' counts, as a model's window keeps them, counting the copies asked of it.</summary>
+    private sealed class KeptBatches(int batches, int experts) : IRecentBatchCounts
+    {
+        private readonly int[] _rows = new int[batches * experts];
+
+        public int Batches => batches;
+
+        public int NextKey { get; private set; }
+
+        public int Copies { get; private set; }
+
+        public void Keep(int[] counts)
+        {
+            counts.CopyTo(_rows.AsSpan(NextKey * experts));
+            NextKey = (NextKey + 1) % batches;
+        }
+
+        public void CopyCounts(int key, Span<int> counts)
+        {
+            Copies++;
+            _rows.AsSpan(key * experts, experts).CopyTo(counts);
+        }
+    }
+}
