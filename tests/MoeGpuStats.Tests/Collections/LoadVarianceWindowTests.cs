@@ -11,6 +11,9 @@ public sealed class LoadVarianceWindowTests
 {
     private const int Capacity = 1_000;
 
+    /// <summary>A slot's variance, its batch's length and its sum.</summary>
+    private const int SlotBytes = sizeof(float) + sizeof(int) + sizeof(long);
+
     [Fact]
     public void AVarianceIsComputedOnceWhenFirstReadAndNeverForABatchEvictedUnread()
     {
@@ -82,30 +85,32 @@ public sealed class LoadVarianceWindowTests
         }
     }
 
-    /// <summary>Up to 32 experts a batch is kept as a copy of its histogram only; above, its ids take 33 ints a slot more.</summary>
+    /// <summary>
+    /// Each slot holds its variance, its batch's length and sum; up to 32 experts a copy of its histogram too, above
+    /// that its ids as well (33 ints).
+    /// </summary>
     [Theory]
     [InlineData(ExpertLoadWindow.ListedIds, 0)]
     [InlineData(ExpertLoadWindow.ListedIds + 1, ExpertLoadWindow.ListedIds + 1)]
-    public void AWindowOfCopiesReservesEachSlotsCopyAndIdsOnlyAboveTheListedIds(int experts, int idInts)
+    public void AWindowOfCopiesTakesEachSlotsCopyAndIdsOnlyAboveTheListedIds(int experts, int idInts)
     {
-        var window = new LoadVarianceWindow(Capacity, new Lock());
+        var allocated = Allocated(() => new LoadVarianceWindow(Capacity, new Lock()).Reserve(experts));
 
-        var allocated = Allocated(() => window.Reserve(experts));
-
-        var needed = (long)Capacity * (experts + idInts) * sizeof(int);
+        var needed = Capacity * (SlotBytes + (long)(experts + idInts) * sizeof(int));
         Assert.InRange(allocated, needed, needed + 1_024);
     }
 
-    /// <summary>A model's layer keeps its batches in the model's window: its own room is one row to count a variance in.</summary>
+    /// <summary>A model's layer keeps its batches in the model's window: a slot holds the batch's key there, and one row counts a variance.</summary>
     [Fact]
-    public void AWindowOfCountsKeptElsewhereReservesOneRow()
+    public void AWindowOfCountsKeptElsewhereTakesAKeyASlotAndOneRow()
     {
         const int experts = 1_024;
-        var window = new LoadVarianceWindow(Capacity, new Lock(), new KeptBatches(Capacity, experts));
+        var kept = new KeptBatches(Capacity, experts);
 
-        var allocated = Allocated(() => window.Reserve(experts));
+        var allocated = Allocated(() => new LoadVarianceWindow(Capacity, new Lock(), kept).Reserve(experts));
 
-        Assert.InRange(allocated, experts * sizeof(int), experts * sizeof(int) + 1_024);
+        var needed = Capacity * (SlotBytes + sizeof(int)) + experts * sizeof(int);
+        Assert.InRange(allocated, needed, needed + 1_024);
     }
 
     private static long Allocated(Action action)
