@@ -92,7 +92,84 @@ public sealed class VarianceHistoryTests
         }
     }
 
-    /// <summary>The seed's <c>calculate_load_variance</c>: the f32 population variance of the histogram, summed in order.</summary>
+    /// <summary>
+    /// Once the history has wrapped its ring (1,500 batches: the oldest kept sits mid-ring), a trend over a tail that
+    /// crosses the ring's end equals the seed's over the same variances, read first (with every variance pending) or
+    /// after the history.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ATrendAcrossTheRingsEndIsTheSeeds(bool historyFirst)
+    {
+        var random = new Random(17);
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 40 });
+        var expected = new List<float>();
+        for (var batch = 0; batch < 1_500; batch++)
+        {
+            var ids = Enumerable.Range(0, random.Next(1, 60)).Select(_ => random.Next(40)).ToArray();
+            stats.RecordRouting(ids, ids.Length, topK: 1);
+            expected.Add(SeedVariance(ids, 40));
+        }
+
+        if (historyFirst)
+        {
+            Assert.Equal(expected.TakeLast(1_000).Select(Bits), stats.LoadVarianceHistory.Select(Bits));
+        }
+
+        foreach (var window in new[] { 1_000, 999, 501, 500, 499, 2, 5_000 })
+        {
+            Assert.Equal(Bits(SeedTrend(expected.TakeLast(Math.Min(window, 1_000)).ToArray())), Bits(stats.RecentLoadVarianceTrend(window)));
+        }
+    }
+
+    /// <summary>
+    /// Decisions over different expert counts, one too wide to defer within the window's budget (1,000 × 5,000 counts
+    /// and more): that one is computed as it comes, the others when read, each the seed's variance of its own histogram.
+    /// </summary>
+    [Fact]
+    public void DecisionsOfDifferentExpertCountsKeepTheirOwnVariances()
+    {
+        var random = new Random(19);
+        using var stats = new RoutingStats();
+        var expected = new List<float>();
+        foreach (var experts in new[] { 4, 8, 5_000, 4, 300, 5_000, 8 })
+        {
+            var counts = Enumerable.Range(0, experts).Select(_ => random.Next(6)).ToArray();
+            stats.RecordRouting(new RoutingDecision { ExpertCapacities = counts, TotalTokens = counts.Sum() });
+            expected.Add(SeedVarianceOfCounts(counts));
+        }
+
+        Assert.Equal(expected.Select(Bits), stats.LoadVarianceHistory.Select(Bits));
+    }
+
+    /// <summary>Rust's <c>f32::EPSILON</c>, the gap above 1 (not .NET's <see cref="float.Epsilon"/>, the least subnormal).</summary>
+    private const float RustF32Epsilon = 1.1920929E-07f;
+
+    /// <summary>The seed's <c>recent_load_variance_trend</c> over the variances it keeps: the f32 least-squares slope, each sum in order.</summary>
+    private static float SeedTrend(float[] variances)
+    {
+        if (variances.Length < 2)
+        {
+            return 0f;
+        }
+
+        float n = variances.Length;
+        float sumX = 0f, sumY = 0f, sumXy = 0f, sumX2 = 0f;
+        for (var i = 0; i < variances.Length; i++)
+        {
+            float x = i;
+            sumX += x;
+            sumY += variances[i];
+            sumXy += x * variances[i];
+            sumX2 += x * x;
+        }
+
+        var denominator = n * sumX2 - sumX * sumX;
+        return MathF.Abs(denominator) < RustF32Epsilon ? 0f : (n * sumXy - sumX * sumY) / denominator;
+    }
+
+    /// <summary>The seed's variance of the histogram of <paramref name="ids"/> (those in <c>[0, experts)</c>).</summary>
     private static float SeedVariance(int[] ids, int experts)
     {
         var counts = new int[experts];
@@ -101,6 +178,13 @@ public sealed class VarianceHistoryTests
             counts[id]++;
         }
 
+        return SeedVarianceOfCounts(counts);
+    }
+
+    /// <summary>The seed's <c>calculate_load_variance</c>: the f32 population variance of the histogram, summed in order.</summary>
+    private static float SeedVarianceOfCounts(int[] counts)
+    {
+        var experts = counts.Length;
         var mean = (float)counts.Sum() / experts;
         var total = 0f;
         foreach (var count in counts)

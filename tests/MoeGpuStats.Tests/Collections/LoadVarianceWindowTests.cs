@@ -37,6 +37,74 @@ public sealed class LoadVarianceWindowTests
         Assert.Equal(expected.TakeLast(Capacity), window);
         Assert.Equal(expected.TakeLast(Capacity), window.ToArray());
         Assert.Equal(Capacity, kept.Copies);
+
+        // With nothing pending a copy of the values takes their array alone, no row to count a variance in.
+        Assert.InRange(Allocated(() => window.ToArray()), Capacity * sizeof(float), (Capacity * sizeof(float)) + 64);
+    }
+
+    /// <summary>
+    /// A batch of at most 32 ids over more experts is kept as its ids: its variance is counted from them, not from the
+    /// histogram given beside them (zeros here, to tell which one was read). A batch of more ids keeps its histogram.
+    /// </summary>
+    [Theory]
+    [InlineData(ExpertLoadWindow.ListedIds, true)]
+    [InlineData(ExpertLoadWindow.ListedIds + 1, false)]
+    public void ADecodeBatchIsKeptAsItsIds(int ids, bool listed)
+    {
+        const int experts = 300;
+        var window = new LoadVarianceWindow(Capacity, new Lock());
+        window.Reserve(experts);
+        var batch = Enumerable.Range(0, ids).Select(i => i % 7).ToArray();
+        var counts = new int[experts];
+        foreach (var id in batch)
+        {
+            counts[id]++;
+        }
+
+        window.Add(new int[experts], ids, batch);
+
+        Assert.Equal(RoutingMath.LoadVariance(listed ? counts : new int[experts], ids), window[0]);
+    }
+
+    /// <summary>
+    /// A window defers only what fits its budget, ids counted: at the budget it takes its room, one count below it takes
+    /// none and computes each batch as it comes, to the same variance.
+    /// </summary>
+    [Theory]
+    [InlineData(ExpertLoadWindow.ListedIds, 0)]
+    [InlineData(64, ExpertLoadWindow.ListedIds + 1)]
+    public void AWindowDefersWithinItsBudgetAlone(int experts, int idInts)
+    {
+        var needed = Capacity * (experts + idInts);
+        var within = new LoadVarianceWindow(Capacity, new Lock(), maxDeferredCounts: needed);
+        var past = new LoadVarianceWindow(Capacity, new Lock(), maxDeferredCounts: needed - 1);
+
+        Assert.InRange(Allocated(() => within.Reserve(experts)), (long)needed * sizeof(int), ((long)needed * sizeof(int)) + 1_024);
+        Assert.Equal(0, Allocated(() => past.Reserve(experts)));
+
+        var counts = Enumerable.Range(0, experts).Select(e => e % 5).ToArray();
+        within.Add(counts, counts.Sum());
+        past.Add(counts, counts.Sum());
+        Assert.Equal(RoutingMath.LoadVariance(counts, counts.Sum()), within[0]);
+        Assert.Equal(within[0], past[0]);
+    }
+
+    /// <summary>
+    /// A batch wider than the room reserved (past the budget) is computed as it is added, after the batches pending
+    /// before it, each of which keeps its own variance.
+    /// </summary>
+    [Fact]
+    public void ABatchWiderThanTheRoomIsComputedAfterThoseBeforeIt()
+    {
+        var window = new LoadVarianceWindow(Capacity, new Lock());
+        window.Reserve(4);
+        int[][] batches = [[4, 0, 0, 0], [1, 1, 1, 1, 4, 0, 0, 0], [0, 2, 0, 2]];
+        foreach (var counts in batches)
+        {
+            window.Add(counts, counts.Sum());
+        }
+
+        Assert.Equal(batches.Select(counts => RoutingMath.LoadVariance(counts, counts.Sum())), window);
     }
 
     [Fact]
