@@ -303,6 +303,50 @@ public sealed class ExpertLoadWindowTests
         Assert.InRange(allocated - load, steps, steps + 256);
     }
 
+    /// <summary>
+    /// A window restored with its whole ring takes that array over and allocates its lists alone: a model of 58 layers
+    /// of 256 experts would otherwise hold its 59 MB ring twice while it restores. It then slides as the original.
+    /// </summary>
+    [Fact]
+    public void AWholeRingIsTakenOverNotCopied()
+    {
+        const int layers = 2, experts = 300, window = 50;
+        var random = new Random(5);
+        var original = new ExpertLoadWindow(layers, experts, window);
+        void Step(params ExpertLoadWindow[] loads)
+        {
+            var ids = Enumerable.Range(0, layers).Select(_ => MixedStep(random, experts)).ToArray();
+            foreach (var each in loads)
+            {
+                for (var l = 0; l < layers; l++)
+                {
+                    each.Add(l, ids[l], Histogram(ids[l], experts));
+                }
+
+                each.Advance();
+            }
+        }
+
+        for (var step = 0; step < window + 3; step++)
+        {
+            Step(original);
+        }
+
+        var ring = original.ToRing(window)!;
+        var load = original.Load.ToArray();
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var restored = new ExpertLoadWindow(layers, experts, window, load, ring, original.Position);
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        var lists = ExpertLoadWindow.StepBytes(layers, experts, window) - (ring.LongLength * sizeof(uint));
+        Assert.InRange(allocated, lists, lists + 256);
+        for (var step = 0; step < 4; step++)
+        {
+            Step(original, restored);
+            Assert.Equal(original.Load.ToArray(), restored.Load.ToArray());
+        }
+    }
+
     [Fact]
     public void ARestoredWindowSlidesOnAndClears()
     {
