@@ -5,7 +5,8 @@ namespace MoeGpuStats.Tests;
 /// <summary>
 /// The managed engine's load variances, kept for a decode batch (at most 32 ids over more experts) as its ids and
 /// for a larger one as a copy of its histogram, equal the seed's variance of each batch's histogram, computed here
-/// directly: over runs that wrap the 1,000-batch history many times, read late, often, or through a snapshot.
+/// directly: over runs that wrap the 1,000-batch history many times, read late, often, or through a snapshot; after a
+/// restore of a full history; over decisions of different expert counts. Its trend equals the seed's formula.
 /// </summary>
 public sealed class VarianceHistoryTests
 {
@@ -124,8 +125,9 @@ public sealed class VarianceHistoryTests
     }
 
     /// <summary>
-    /// Decisions over different expert counts, one too wide to defer within the window's budget (1,000 × 5,000 counts
-    /// and more): that one is computed as it comes, the others when read, each the seed's variance of its own histogram.
+    /// Decisions over different expert counts, among them 5,000, too wide to defer within the window's budget (1,000
+    /// batches of 5,000 counts pass its 4 Mi): those are computed as they come, the others when read, each the seed's
+    /// variance of its own histogram.
     /// </summary>
     [Fact]
     public void DecisionsOfDifferentExpertCountsKeepTheirOwnVariances()
