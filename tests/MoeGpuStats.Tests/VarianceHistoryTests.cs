@@ -145,9 +145,6 @@ public sealed class VarianceHistoryTests
         Assert.Equal(expected.Select(Bits), stats.LoadVarianceHistory.Select(Bits));
     }
 
-    /// <summary>Rust's <c>f32::EPSILON</c>, the gap above 1 (not .NET's <see cref="float.Epsilon"/>, the least subnormal).</summary>
-    private const float RustF32Epsilon = 1.1920929E-07f;
-
     /// <summary>The seed's <c>recent_load_variance_trend</c> over the variances it keeps: the f32 least-squares slope, each sum in order.</summary>
     private static float SeedTrend(float[] variances)
     {
@@ -168,7 +165,7 @@ public sealed class VarianceHistoryTests
         }
 
         var denominator = n * sumX2 - sumX * sumX;
-        return MathF.Abs(denominator) < RustF32Epsilon ? 0f : (n * sumXy - sumX * sumY) / denominator;
+        return MathF.Abs(denominator) < RoutingMath.RustF32Epsilon ? 0f : (n * sumXy - sumX * sumY) / denominator;
     }
 
     /// <summary>The seed's variance of the histogram of <paramref name="ids"/> (those in <c>[0, experts)</c>).</summary>

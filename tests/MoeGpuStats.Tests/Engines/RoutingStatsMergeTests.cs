@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using MoeGpuStats.Engines;
+using MoeGpuStats.Serialization;
 using static System.FormattableString;
 
 namespace MoeGpuStats.Tests.Engines;
@@ -12,7 +13,7 @@ namespace MoeGpuStats.Tests.Engines;
 /// </summary>
 public sealed class RoutingStatsMergeTests
 {
-    private const ulong MaxCount = MoeGpuStats.Serialization.RoutingStatsJson.MaxCount;
+    private const ulong MaxCount = RoutingStatsJson.MaxCount;
 
     public static TheoryData<string> Counters =>
     [
