@@ -103,6 +103,37 @@ public sealed class BalanceSummaryTests
         Assert.Equal((0.5 / 3, 0), (summary.MinBalancedness, summary.WorstLayer));
     }
 
+    /// <summary>
+    /// The 10th percentile across layers, at rank <c>0.1 × (layers − 1)</c>, interpolated as NumPy's <c>_lerp</c> does:
+    /// <c>a + (b − a)·t</c> below t = 0.5, <c>b − (b − a)·(1 − t)</c> from it. Each case's two formulas differ in the
+    /// last bit (the other's value in brackets), so the test tells them apart; one layer is its own percentile.
+    /// Layers route <c>m</c> slots to expert 0 and one to each of experts 1 to 3: balancedness <c>(m + 3) / 4 / m</c>,
+    /// 1 for m = 1, 1/3 for m = 9.
+    /// </summary>
+    [Theory]
+    [InlineData(1, new[] { 9 }, 0.3333333333333333)]
+    [InlineData(3, new[] { 9 }, 0.4666666666666667)] // t = 0.2 (0.46666666666666656)
+    [InlineData(5, new[] { 9 }, 0.6000000000000001)] // t = 0.4 (0.6)
+    [InlineData(6, new[] { 9 }, 0.6666666666666666)] // t = 0.5 (0.6666666666666667)
+    [InlineData(7, new[] { 8, 2 }, 0.5125000000000001)] // 0.34375 and 0.625 at t = 0.6000000000000001 (0.5125)
+    public void TheTenthPercentileAcrossLayersInterpolatesAsNumPy(int layers, int[] hotSlots, double expected)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = layers, Experts = 4 };
+        using var model = new ModelRoutingStats(options);
+        var tokens = hotSlots.Max() + 3;
+        var ids = Enumerable.Range(0, layers).SelectMany(l =>
+        {
+            var m = l < hotSlots.Length ? hotSlots[l] : 1;
+            return Enumerable.Repeat(0, m).Concat([1, 2, 3]).Concat(Enumerable.Repeat(-1, tokens - m - 3));
+        }).ToArray();
+        model.RecordStep(ids, tokens, topK: 1);
+
+        var summary = model.Summary().Window;
+
+        Assert.Equal(((hotSlots[0] + 3) / 4.0) / hotSlots[0], summary.Layers[0].Balancedness);
+        Assert.Equal(expected, summary.P10Balancedness);
+    }
+
     /// <summary>The operators take null on either side; summaries of different layers hash apart.</summary>
     [Fact]
     public void NullComparesEqualOnlyToNullAndDifferentSummariesHashApart()
