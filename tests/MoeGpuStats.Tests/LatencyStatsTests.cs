@@ -149,6 +149,24 @@ public sealed class LatencyStatsTests
         }
     }
 
+    /// <summary>A restore replaces the whole state, the window included, even of statistics that recorded before.</summary>
+    [Fact]
+    public void ARestoreReplacesTheWindowOfUsedStatistics()
+    {
+        var latency = new LatencyStats();
+        foreach (var ms in new[] { 9.0, 8, 7, 0.5 })
+        {
+            latency.RecordLatency(TimeSpan.FromMilliseconds(ms));
+        }
+
+        _ = latency.P99Latency();
+        latency.Restore(totalMeasurements: 2, totalLatencyMs: 3, minLatencyMs: 1, maxLatencyMs: 2, recent: [2.0, 1.0]);
+
+        Assert.Equal(new[] { 2.0, 1.0 }, latency.RecentLatencies);
+        Assert.Equal((1.0, 2.0), (latency.Percentile(0), latency.Percentile(100)));
+        Assert.Equal((2UL, 3.0, 1.0, 2.0), (latency.TotalMeasurements, latency.TotalLatencyMs, latency.MinLatencyMs, latency.MaxLatencyMs));
+    }
+
     [Theory]
     [InlineData(-0.001)]
     [InlineData(100.001)]
