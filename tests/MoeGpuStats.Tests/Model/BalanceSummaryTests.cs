@@ -105,10 +105,10 @@ public sealed class BalanceSummaryTests
 
     /// <summary>
     /// The 10th percentile across layers, at rank <c>0.1 × (layers − 1)</c>, interpolated as NumPy's <c>_lerp</c> does:
-    /// <c>a + (b − a)·t</c> below t = 0.5, <c>b − (b − a)·(1 − t)</c> from it. Each case's two formulas differ in the
-    /// last bit (the other's value in brackets), so the test tells them apart; one layer is its own percentile.
-    /// Layers route <c>m</c> slots to expert 0 and one to each of experts 1 to 3: balancedness <c>(m + 3) / 4 / m</c>,
-    /// 1 for m = 1, 1/3 for m = 9.
+    /// <c>a + (b − a)·t</c> below t = 0.5, <c>b − (b − a)·(1 − t)</c> from it. For 3 to 7 layers the two formulas
+    /// differ in the last bit (the other's value in brackets), so the test tells them apart; one layer is its own
+    /// percentile, and 12 layers put the rank past the first pair. Layers route <c>m</c> slots to expert 0 and one to
+    /// each of experts 1 to 3: balancedness <c>(m + 3) / 4 / m</c>, 1 for m = 1, 1/3 for m = 9.
     /// </summary>
     [Theory]
     [InlineData(1, new[] { 9 }, 0.3333333333333333)]
@@ -116,6 +116,7 @@ public sealed class BalanceSummaryTests
     [InlineData(5, new[] { 9 }, 0.6000000000000001)] // t = 0.4 (0.6)
     [InlineData(6, new[] { 9 }, 0.6666666666666666)] // t = 0.5 (0.6666666666666667)
     [InlineData(7, new[] { 8, 2 }, 0.5125000000000001)] // 0.34375 and 0.625 at t = 0.6000000000000001 (0.5125)
+    [InlineData(12, new[] { 9, 8, 7 }, 0.3450892857142857)] // rank 1.1: 0.34375 and 5/14 at t = 0.10000000000000009
     public void TheTenthPercentileAcrossLayersInterpolatesAsNumPy(int layers, int[] hotSlots, double expected)
     {
         var options = new ModelRoutingStatsOptions { Layers = layers, Experts = 4 };
