@@ -313,7 +313,7 @@ public sealed class ExpertLoadWindowTests
         const int layers = 2, experts = 300, window = 50;
         var random = new Random(5);
         var original = new ExpertLoadWindow(layers, experts, window);
-        void Step(params ExpertLoadWindow[] loads)
+        void Record(params ExpertLoadWindow[] loads)
         {
             var ids = Enumerable.Range(0, layers).Select(_ => MixedStep(random, experts)).ToArray();
             foreach (var each in loads)
@@ -329,7 +329,7 @@ public sealed class ExpertLoadWindowTests
 
         for (var step = 0; step < window + 3; step++)
         {
-            Step(original);
+            Record(original);
         }
 
         var ring = original.ToRing(window)!;
@@ -342,7 +342,7 @@ public sealed class ExpertLoadWindowTests
         Assert.InRange(allocated, lists, lists + 256);
         for (var step = 0; step < 4; step++)
         {
-            Step(original, restored);
+            Record(original, restored);
             Assert.Equal(original.Load.ToArray(), restored.Load.ToArray());
         }
     }

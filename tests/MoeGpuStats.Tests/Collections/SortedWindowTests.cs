@@ -1,4 +1,5 @@
 using MoeGpuStats.Collections;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Tests.Collections;
 
@@ -18,7 +19,7 @@ public sealed class SortedWindowTests
         var random = new Random(capacity * distinct);
         var sorted = new SortedWindow(capacity);
         var values = new List<double>();
-        var (up, down, inPlace) = (0, 0, 0);
+        int up = 0, down = 0, inPlace = 0;
         for (var change = 0; change < 40 * capacity; change++)
         {
             double value = random.Next(distinct);
@@ -33,12 +34,23 @@ public sealed class SortedWindowTests
                 sorted.Replace(evicted, value);
                 values.Remove(evicted);
                 values.Add(value);
-                (up, down, inPlace) = value > evicted ? (up + 1, down, inPlace) : value < evicted ? (up, down + 1, inPlace) : (up, down, inPlace + 1);
+                if (value > evicted)
+                {
+                    up++;
+                }
+                else if (value < evicted)
+                {
+                    down++;
+                }
+                else
+                {
+                    inPlace++;
+                }
             }
 
             values.Sort();
             Assert.Equal(values.Count, sorted.Count);
-            Assert.Equal(values, Enumerable.Range(0, sorted.Count).Select(rank => sorted[rank]));
+            Assert.Equal(values, Values(sorted));
         }
 
         Assert.True(up > 0 && down > 0 && inPlace > 0, $"moves up {up}, down {down}, in place {inPlace}");
@@ -58,7 +70,7 @@ public sealed class SortedWindowTests
         sorted.Load(ring);
 
         Assert.Equal(5, sorted.Count);
-        Assert.Equal(new[] { 0.0, 2, 3, 3, 8 }, Enumerable.Range(0, 5).Select(rank => sorted[rank]));
+        Assert.Equal(new[] { 0.0, 2, 3, 3, 8 }, Values(sorted));
     }
 
     [Theory]
@@ -75,7 +87,10 @@ public sealed class SortedWindowTests
 
         var error = Assert.Throws<InvalidOperationException>(() => sorted.Replace(absent, 0.5));
 
-        Assert.Equal($"The value {absent.ToString(System.Globalization.CultureInfo.InvariantCulture)} is not in the window.", error.Message);
-        Assert.Equal(new[] { 1.0, 2, 3, 4 }, Enumerable.Range(0, sorted.Count).Select(rank => sorted[rank]));
+        Assert.Equal(Invariant($"The value {absent} is not in the window."), error.Message);
+        Assert.Equal(new[] { 1.0, 2, 3, 4 }, Values(sorted));
     }
+
+    /// <summary>The window's values by rank, its <see cref="SortedWindow.Count"/> of them.</summary>
+    private static double[] Values(SortedWindow sorted) => [.. Enumerable.Range(0, sorted.Count).Select(rank => sorted[rank])];
 }
