@@ -418,7 +418,10 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
             {
                 var experts = Options.Experts;
                 // A pooled array holds what its last renter left: a layer before its first step has no counts to copy.
-                sinceStart.AsSpan(0, size).Clear();
+                if (!request.TokenCounts)
+                {
+                    sinceStart.AsSpan(0, size).Clear();
+                }
                 for (var l = 0; l < _layers.Length; l++)
                 {
                     var counts = _layers[l].ExpertTokenCounts;
