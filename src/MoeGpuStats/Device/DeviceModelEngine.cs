@@ -527,8 +527,9 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
                 copy.CopyAtBegin(_reader, staged);
 
                 // Held until taken or disposed: a reading dropped unread must not let its page-locked memory be collected
-                // while the device may still copy into it.
-                _pending.RemoveAll(static live => live.IsTaken);
+                // while the device may still copy into it. One whose copy has arrived is taken here, so that readings
+                // dropped without a dispose do not pile up their memory until the model's dispose.
+                _pending.RemoveAll(static live => live.TakeIfArrived());
                 _pending.Add(reading);
             }
         }
@@ -539,6 +540,18 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         }
 
         return reading;
+    }
+
+    /// <summary>The readings <see cref="BeginRead"/> holds until they are taken or disposed: their copies may still be on their way.</summary>
+    internal int HeldReadings
+    {
+        get
+        {
+            lock (_readGate)
+            {
+                return _pending.Count;
+            }
+        }
     }
 
     /// <summary>The bytes <see cref="StageReading"/> stages for <paramref name="request"/>.</summary>

@@ -19,8 +19,10 @@ internal sealed class PendingReading : IDisposable
     private ModelReading? _reading;
     private bool _disposed;
 
-    // Set once the results are taken or the reading disposed, read without the lock: the lock is held across a
-    // wait for the device (Result, Dispose), which a model's BeginRead asking IsTaken must not wait behind.
+    // Set once the results are taken or the reading disposed and the copy's event and memory released, read without
+    // the lock: the lock is held across a wait for the device (Result, Dispose), which a model's BeginRead letting go
+    // of taken readings must not wait behind. Set before the release, it would let a model's dispose free the
+    // accelerator under a release still waiting on it.
     private volatile bool _taken;
 
     /// <summary>
@@ -87,8 +89,8 @@ internal sealed class PendingReading : IDisposable
                 else
                 {
                     _reading = _unstage!(_copy.Wait());
-                    (_taken, first) = (true, true);
-                    _copy.Dispose();
+                    first = true;
+                    Release();
                 }
             }
 
@@ -112,14 +114,25 @@ internal sealed class PendingReading : IDisposable
         }
     }
 
-    /// <summary>Whether the results were taken (or the reading disposed): nothing of the device's is held. Never waits.</summary>
-    public bool IsTaken => _taken;
+    /// <summary>
+    /// Takes the results where the copy has reached the host and no other thread holds the reading, which frees the
+    /// copy's memory; never waits for the device. Returns whether the results were taken (or the reading disposed)
+    /// and the copy released, so that nothing of the device's is held: a model lets go of the reading then, and reads
+    /// begun and dropped without a dispose hold their memory only while their copies are on their way.
+    /// </summary>
+    public bool TakeIfArrived()
+    {
+        TryTake(waits: false);
+        return _taken;
+    }
 
     /// <summary>
     /// Takes the results of a copy that has ended (a model's dispose, after its stream finished), so that
     /// they outlive the accelerator; a copy that failed is left to say so when the results are asked for.
     /// </summary>
-    public void TryTakeResult()
+    public void TryTakeResult() => TryTake(waits: true);
+
+    private void TryTake(bool waits)
     {
         if (_taken)
         {
@@ -128,7 +141,10 @@ internal sealed class PendingReading : IDisposable
 
         try
         {
-            Result();
+            if (waits || IsCompleted)
+            {
+                Result();
+            }
         }
         catch (Exception exception) when (exception is InvalidOperationException or ObjectDisposedException or ILGPU.Runtime.AcceleratorException)
         {
@@ -141,8 +157,21 @@ internal sealed class PendingReading : IDisposable
     {
         lock (_lock)
         {
-            (_disposed, _taken) = (true, true);
+            _disposed = true;
+            Release();
+        }
+    }
+
+    /// <summary>Frees the copy's event and memory, then marks the reading taken. The caller holds the lock.</summary>
+    private void Release()
+    {
+        try
+        {
             _copy?.Dispose();
+        }
+        finally
+        {
+            _taken = true;
         }
     }
 }

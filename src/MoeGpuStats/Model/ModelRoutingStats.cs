@@ -399,7 +399,10 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// </summary>
     /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>, the newest steps the summary's window covers; null for the whole window.</param>
     /// <param name="expertRanks">The rank of each expert for the balance per rank (as <see cref="Summary(IReadOnlyList{int})"/>); null for the balance over experts.</param>
-    /// <returns>The pending read; dispose it (or take its results) to free the host memory it holds.</returns>
+    /// <returns>
+    /// The pending read; dispose it (or take its results) to free the host memory it holds. A read dropped without
+    /// either frees it at the model's next <c>BeginRead</c> after its copy has arrived, or at the model's dispose.
+    /// </returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
     /// <exception cref="ArgumentException">Not <c>Experts</c> ranks, a rank outside <c>[0, Experts)</c>, or a rank below the largest that holds no expert.</exception>
     /// <exception cref="InvalidOperationException">As <see cref="WindowLoad(int)"/>'s.</exception>

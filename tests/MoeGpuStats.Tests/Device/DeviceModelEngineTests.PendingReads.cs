@@ -7,7 +7,8 @@ namespace MoeGpuStats.Tests.Device;
 /// <summary>
 /// A read begun without waiting, where its copy back is made at its begin (ILGPU's CPU accelerator, OpenCL): that copy
 /// waits with the model's lock released, as a blocking read's does; and its results refresh the host's count of steps
-/// (ModelDeviceArrays.Steps: "the device's at the model's last read"), as a blocking read's do.
+/// (ModelDeviceArrays.Steps: "the device's at the model's last read"), as a blocking read's do. Reads dropped without a
+/// dispose are let go by the model's next read once their copies have arrived, their results still readable.
 /// </summary>
 public sealed partial class DeviceModelEngineTests
 {
@@ -63,5 +64,27 @@ public sealed partial class DeviceModelEngineTests
         Assert.Equal(3UL, newer.Summary.Steps);
         Assert.Equal(2UL, older.Summary.Steps);
         Assert.Equal(3UL, model.DeviceArrays().Steps);
+    }
+
+    [Fact]
+    public void ReadsDroppedWithoutADisposeAreLetGoOnceTheirCopiesArrive()
+    {
+        var (engine, device, managed, step) = HeldModels("cpu");
+        using (device)
+        using (managed)
+        {
+            var first = device.BeginRead();
+            for (var read = 0; read < 100; read++)
+            {
+                device.BeginRead();
+            }
+
+            Assert.Equal(1, engine.HeldReadings);
+            Assert.Equal(managed.Summary(), first.Summary);
+            device.RecordStep(step, HeldTokens, HeldTopK);
+            managed.RecordStep(step, HeldTokens, HeldTopK);
+            using var last = device.BeginRead();
+            Assert.Equal(managed.Summary(), last.Summary);
+        }
     }
 }

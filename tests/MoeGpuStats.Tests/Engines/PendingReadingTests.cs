@@ -7,9 +7,48 @@ namespace MoeGpuStats.Tests.Engines;
 /// <summary>
 /// A pending reading's poll never waits: while another thread holds the reading to take its results (on a GPU, a
 /// wait for the copy), <see cref="PendingReading.IsCompleted"/> says false at once, and true once they are taken.
+/// A reading says it is taken only once its copy's event and memory are released: a model's dispose, which frees the
+/// accelerator after the readings it finds taken, must wait for a release still under way on another thread.
 /// </summary>
 public sealed class PendingReadingTests
 {
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task AReadingIsTakenOnlyOnceItsCopyIsReleased(bool takesResults)
+    {
+        var accelerator = TestAccelerators.Require("cpu");
+        using var pool = new PageLockedPool(accelerator);
+        using var source = accelerator.Allocate1D<byte>(8);
+        var reader = new DeviceStateReader(accelerator.DefaultStream);
+        var copy = new PendingCopy(accelerator, 8, pool);
+        copy.Start(reader, source.View);
+        copy.CopyAtBegin(reader, source.View);
+
+        using var releasing = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        copy.BeforeRelease = () =>
+        {
+            releasing.Set();
+            release.Wait(TimeSpan.FromSeconds(20));
+        };
+        var reading = new ModelReading(0, 0, [], [], null, 0, null, null, null);
+        using var pending = new PendingReading(copy, _ => reading);
+
+        var ending = Task.Run(takesResults ? () => pending.Result() : pending.Dispose, HeldCopy.Cancellation);
+        Assert.True(releasing.Wait(TimeSpan.FromSeconds(20), HeldCopy.Cancellation), "the copy was never released");
+        var takenDuringRelease = pending.TakeIfArrived();
+        var modelsDispose = Task.Run(pending.TryTakeResult, HeldCopy.Cancellation);
+        var disposeWaited = !await HeldCopy.Within(modelsDispose, TimeSpan.FromMilliseconds(500));
+        release.Set();
+        await ending;
+        await modelsDispose;
+
+        Assert.False(takenDuringRelease, "the reading said it was taken while its copy was still being released");
+        Assert.True(disposeWaited, "a model's dispose went on while a reading's copy was still being released");
+        Assert.True(pending.TakeIfArrived());
+    }
+
     [Fact]
     public async Task APollWhileAnotherThreadTakesTheResultsSaysNotYetAtOnce()
     {
