@@ -80,10 +80,7 @@ internal sealed class NativeAggregator : INativeHandle
     public void Dispose()
     {
         Disposed = true;
-        _ids?.Dispose();
-        _bridge?.Dispose();
-        _stats.Dispose();
-        _accelerator?.Dispose();
+        Disposal.All(_ids, _bridge, _stats, _accelerator);
     }
 
     private static (DeviceRoutingStats, RoutingStats, CudaStreamBridge?) OnDevice(Accelerator accelerator, RoutingStatsOptions options)

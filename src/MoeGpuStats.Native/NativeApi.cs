@@ -21,7 +21,7 @@ public static unsafe class NativeApi
     internal static readonly ConcurrentDictionary<long, NativeModel> Models = new();
 
     /// <summary>Pending model reads (<c>moegs_model_read_begin</c>), numbered with the other handles.</summary>
-    private static readonly ConcurrentDictionary<long, NativeModelRead> ModelReads = new();
+    internal static readonly ConcurrentDictionary<long, NativeModelRead> ModelReads = new();
     private static long _nextHandle;
 
     [ThreadStatic]
@@ -397,7 +397,10 @@ public static unsafe class NativeApi
         }
 
         *read = 0;
-        return ReadModel(handle, model =>
+
+        // In the caller's CUDA context, as a record: a stream handle that names the current context's default stream
+        // (CU_STREAM_LEGACY, CU_STREAM_PER_THREAD) is the caller's, not ILGPU's; the model enters its own for the read.
+        return With(Models, "model", handle, (IntPtr)read, (model, r) =>
         {
             if (recentSteps != 0)
             {
@@ -412,8 +415,8 @@ public static unsafe class NativeApi
             var pending = model.BeginRead(recentSteps, expertRanks, stream);
             var id = Interlocked.Increment(ref _nextHandle);
             ModelReads[id] = pending;
-            *read = id;
-        });
+            *(long*)r = id;
+        }, onDevice: false, readOnly: true);
     }
 
     [UnmanagedCallersOnly]
@@ -448,6 +451,7 @@ public static unsafe class NativeApi
         }
 
         var claimed = false;
+        int status;
         try
         {
             lock (pending.Gate)
@@ -476,19 +480,31 @@ public static unsafe class NativeApi
                 }
             }
 
-            return NativeStatus.Ok;
+            status = NativeStatus.Ok;
         }
         catch (Exception exception)
         {
-            return Fail(exception);
+            status = Fail(exception);
         }
-        finally
+
+        if (claimed)
         {
-            if (claimed)
+            try
             {
                 Free(pending);
             }
+            catch (Exception exception)
+            {
+                // No exception may leave a C call (the runtime would end the process). A free that fails (a device
+                // fault) is the call's error only where the results were written: where they failed, it is the same fault.
+                if (status == NativeStatus.Ok)
+                {
+                    status = Fail(exception);
+                }
+            }
         }
+
+        return status;
     }
 
     [UnmanagedCallersOnly]

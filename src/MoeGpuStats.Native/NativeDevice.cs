@@ -136,11 +136,7 @@ internal sealed class NativeDevice : IDisposable
     /// <summary>ILGPU's CUDA context current until the scope ends, then the caller's again (see <see cref="CudaContextScope"/>).</summary>
     public CudaContextScope Enter() => CudaContextScope.Enter(Accelerator);
 
-    public void Dispose()
-    {
-        Accelerator.Dispose();
-        _context.Dispose();
-    }
+    public void Dispose() => Disposal.All(Accelerator, _context);
 }
 
 /// <summary>

@@ -354,16 +354,7 @@ internal sealed class NativeModel : INativeHandle
     public void Dispose()
     {
         Disposed = true;
-        _ids?.Dispose();
-        _ids64?.Dispose();
-        _ids16?.Dispose();
-        _validTokens?.Dispose();
-        _loadBalanceLosses?.Dispose();
-        _routerZLosses?.Dispose();
-        _bridge?.Dispose();
-        _stats.Dispose();
-        _stream?.Dispose();
-        _accelerator?.Dispose();
+        Disposal.All(_ids, _ids64, _ids16, _validTokens, _loadBalanceLosses, _routerZLosses, _bridge, _stats, _stream, _accelerator);
     }
 
     private static unsafe ReadOnlySpan<float> HostLosses(IntPtr losses, int layers) =>

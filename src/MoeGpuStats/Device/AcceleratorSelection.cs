@@ -117,10 +117,6 @@ internal static class AcceleratorSelection
     /// <summary>The context and accelerator that <see cref="Choose{T}"/> made for the statistics it returns (a single layer's or a model's), freed with them.</summary>
     private sealed class OwnedDevice(Context context, Accelerator accelerator) : IDisposable
     {
-        public void Dispose()
-        {
-            accelerator.Dispose();
-            context.Dispose();
-        }
+        public void Dispose() => Disposal.All(accelerator, context);
     }
 }

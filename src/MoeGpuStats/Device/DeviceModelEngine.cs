@@ -771,10 +771,8 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
             }
             finally
             {
-                _pageLockedPool.Dispose();
                 // A wait that fails (a sticky CUDA error) must not keep the memory: the statistics are gone either way.
-                FreeDeviceMemory();
-                _owned?.Dispose();
+                Disposal.All([_pageLockedPool, .. MemoryParts(), _owned]);
             }
         }
     }
@@ -794,19 +792,10 @@ internal sealed class DeviceModelEngine : ModelRoutingEngine
         _pending.Clear();
     }
 
-    private void FreeDeviceMemory()
-    {
-        foreach (var buffer in _buffers)
-        {
-            buffer.Dispose();
-        }
+    private void FreeDeviceMemory() => Disposal.All(MemoryParts());
 
-        _hostIds?.Dispose();
-        if (_ownsStream)
-        {
-            Stream?.Dispose();
-        }
-    }
+    /// <summary>The buffers allocated so far and the stream, where this engine made it.</summary>
+    private IDisposable?[] MemoryParts() => [.. _buffers, _hostIds, _ownsStream ? Stream : null];
 
     private void ClearDevice()
     {

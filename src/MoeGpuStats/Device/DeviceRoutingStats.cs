@@ -205,15 +205,9 @@ public sealed partial class DeviceRoutingStats : IDisposable
     /// <summary>Frees the buffers allocated so far and the stream, when this engine made it.</summary>
     private void FreeDeviceMemory()
     {
-        foreach (var buffer in new MemoryBuffer?[] { _state, _batchHistogram, _batchInvalid, _batchPaddedTokens, _utilizationSums, _tokenCounts, _utilization, _decayedUtilization, _varianceHistory, _queryResult, _readback, _hostIds })
-        {
-            buffer?.Dispose();
-        }
-
-        if (_ownsStream)
-        {
-            Stream.Dispose();
-        }
+        Disposal.All(
+            _state, _batchHistogram, _batchInvalid, _batchPaddedTokens, _utilizationSums, _tokenCounts, _utilization, _decayedUtilization,
+            _varianceHistory, _queryResult, _readback, _hostIds, _ownsStream ? Stream : null);
     }
 
     /// <summary>Throws if this engine, its accelerator or its stream was disposed: work enqueued after that would touch freed memory.</summary>

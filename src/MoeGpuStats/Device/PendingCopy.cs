@@ -101,12 +101,6 @@ internal sealed class PendingCopy : IDisposable
         }
     }
 
-    /// <summary>
-    /// Runs on the disposing thread before the event and memory are released (on CUDA a wait for the copy): tests hold
-    /// a release there to show what another thread can do meanwhile. Null in the library.
-    /// </summary>
-    internal Action? BeforeRelease { get; set; }
-
     /// <summary>Whether the copy has reached the host; never waits.</summary>
     /// <exception cref="ObjectDisposedException">The copy, or its accelerator before the copy was seen to end, was disposed.</exception>
     public bool IsCompleted
@@ -150,7 +144,6 @@ internal sealed class PendingCopy : IDisposable
             return;
         }
 
-        BeforeRelease?.Invoke();
         _disposed = true;
         if (_pinned is null || _accelerator.IsDisposed)
         {

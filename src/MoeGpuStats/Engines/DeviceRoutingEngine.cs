@@ -103,9 +103,5 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
             block.AverageRouterZLoss,
             block.RoutingEfficiency);
 
-    public override void Dispose()
-    {
-        _device.Dispose();
-        _owned?.Dispose();
-    }
+    public override void Dispose() => Disposal.All(_device, _owned);
 }

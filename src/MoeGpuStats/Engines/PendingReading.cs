@@ -162,11 +162,18 @@ internal sealed class PendingReading : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs before the copy's event and memory are released (on CUDA a wait for the copy, which a device fault fails):
+    /// tests hold or fail a release there. Null in the library.
+    /// </summary>
+    internal Action? BeforeRelease { get; set; }
+
     /// <summary>Frees the copy's event and memory, then marks the reading taken. The caller holds the lock.</summary>
     private void Release()
     {
         try
         {
+            BeforeRelease?.Invoke();
             _copy?.Dispose();
         }
         finally

@@ -22,6 +22,8 @@ public sealed class PendingModelRead : IDisposable
 
     internal PendingModelRead(PendingReading reading, int entries) => (_reading, _entries) = (reading, entries);
 
+    internal PendingReading Reading => _reading;
+
     /// <summary>
     /// Whether the reading has reached the host, so that <see cref="Summary"/> and <see cref="WindowLoad"/> return without
     /// waiting. Never waits: while another thread is taking the results (or disposing the read), it says false for now.

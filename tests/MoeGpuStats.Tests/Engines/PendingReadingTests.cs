@@ -27,13 +27,13 @@ public sealed class PendingReadingTests
 
         using var releasing = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
-        copy.BeforeRelease = () =>
+        var reading = new ModelReading(0, 0, [], [], null, 0, null, null, null);
+        using var pending = new PendingReading(copy, _ => reading);
+        pending.BeforeRelease = () =>
         {
             releasing.Set();
             release.Wait(TimeSpan.FromSeconds(20));
         };
-        var reading = new ModelReading(0, 0, [], [], null, 0, null, null, null);
-        using var pending = new PendingReading(copy, _ => reading);
 
         var ending = Task.Run(takesResults ? () => pending.Result() : pending.Dispose, HeldCopy.Cancellation);
         Assert.True(releasing.Wait(TimeSpan.FromSeconds(20), HeldCopy.Cancellation), "the copy was never released");

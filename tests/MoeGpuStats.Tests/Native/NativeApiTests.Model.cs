@@ -655,6 +655,36 @@ public sealed unsafe partial class NativeApiTests
         }
     }
 
+    /// <summary>
+    /// A finish whose read fails (on CUDA a wait that a device fault fails, which the read's release then fails again)
+    /// returns the device error and frees the handle; no exception leaves the C call, which would end the process.
+    /// </summary>
+    [Fact]
+    public void AFinishWhoseReadFailsReturnsTheDeviceErrorAndFreesTheRead()
+    {
+        const int Layers = 2, Experts = 8, Tokens = 4, TopK = 2, DeviceError = 4;
+        var handle = Create("cpu", Layers, Experts, 0, 0, -1f);
+        try
+        {
+            Assert.Equal(Ok, Record(handle, [.. Enumerable.Range(0, Layers * Tokens * TopK).Select(i => i % Experts)], Layers, Tokens, TopK, 0, null, null, null));
+            long read;
+            Assert.Equal(Ok, ((delegate* unmanaged<long, int, int*, IntPtr, long*, int>)&NativeApi.ModelReadBegin)(handle, 0, null, 0, &read));
+            NativeApi.ModelReads[read].Read.Reading.BeforeRelease = static () => throw new InvalidOperationException("cuEventSynchronize failed: an illegal memory access was encountered.");
+
+            NativeModelBalance summary;
+            var status = ((delegate* unmanaged<long, NativeModelBalance*, NativeLayerBalance*, NativeLayerBalance*, ulong*, int, int>)&NativeApi.ModelReadFinish)(read, &summary, null, null, null, 0);
+
+            Assert.Equal(DeviceError, status);
+            Assert.Equal("cuEventSynchronize failed: an illegal memory access was encountered.", Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)&NativeApi.LastError)()));
+            Assert.False(NativeApi.ModelReads.ContainsKey(read));
+            Assert.Equal(InvalidHandle, Call(&NativeApi.ModelReadDestroy, read));
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
     private static long Create(string accelerator, int layers, int experts, int capacity, int window, float decay)
     {
         var status = Create(accelerator, layers, experts, capacity, window, decay, out var handle);
