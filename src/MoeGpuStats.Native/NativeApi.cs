@@ -400,23 +400,30 @@ public static unsafe class NativeApi
 
         // In the caller's CUDA context, as a record: a stream handle that names the current context's default stream
         // (CU_STREAM_LEGACY, CU_STREAM_PER_THREAD) is the caller's, not ILGPU's; the model enters its own for the read.
-        return With(Models, "model", handle, (IntPtr)read, (model, r) =>
-        {
-            if (recentSteps != 0)
+        return With(
+            Models,
+            "model",
+            handle,
+            (Recent: recentSteps, Ranks: (IntPtr)expertRanks, Stream: stream, Out: (IntPtr)read),
+            static (model, a) =>
             {
-                NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window, none: "0 for the whole window");
-            }
+                if (a.Recent != 0)
+                {
+                    NativeChecks.RecentSteps(a.Recent, model.Stats.Options.Window, none: "0 for the whole window");
+                }
 
-            if (stream != IntPtr.Zero && model.Kind != "cuda")
-            {
-                throw new NativeArgumentException($"stream = 0x{stream:x}: a stream orders the read only on cuda; on {model.Kind} the read has arrived when the call returns: pass NULL.");
-            }
+                if (a.Stream != IntPtr.Zero && model.Kind != "cuda")
+                {
+                    throw new NativeArgumentException($"stream = 0x{a.Stream:x}: a stream orders the read only on cuda; on {model.Kind} the read has arrived when the call returns: pass NULL.");
+                }
 
-            var pending = model.BeginRead(recentSteps, expertRanks, stream);
-            var id = Interlocked.Increment(ref _nextHandle);
-            ModelReads[id] = pending;
-            *(long*)r = id;
-        }, onDevice: false, readOnly: true);
+                var pending = model.BeginRead(a.Recent, (int*)a.Ranks, a.Stream);
+                var id = Interlocked.Increment(ref _nextHandle);
+                ModelReads[id] = pending;
+                *(long*)a.Out = id;
+            },
+            onDevice: false,
+            readOnly: true);
     }
 
     [UnmanagedCallersOnly]

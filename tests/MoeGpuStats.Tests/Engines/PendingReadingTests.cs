@@ -17,18 +17,12 @@ public sealed class PendingReadingTests
     [InlineData(false)]
     public async Task AReadingIsTakenOnlyOnceItsCopyIsReleased(bool takesResults)
     {
-        var accelerator = TestAccelerators.Require("cpu");
-        using var pool = new PageLockedPool(accelerator);
-        using var source = accelerator.Allocate1D<byte>(8);
-        var reader = new DeviceStateReader(accelerator.DefaultStream);
-        var copy = new PendingCopy(accelerator, 8, pool);
-        copy.Start(reader, source.View);
-        copy.CopyAtBegin(reader, source.View);
+        using var pool = new PageLockedPool(TestAccelerators.Require("cpu"));
+        var copy = ArrivedCopy(pool);
 
         using var releasing = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
-        var reading = new ModelReading(0, 0, [], [], null, 0, null, null, null);
-        using var pending = new PendingReading(copy, _ => reading);
+        using var pending = new PendingReading(copy, _ => Reading);
         pending.BeforeRelease = () =>
         {
             releasing.Set();
@@ -52,22 +46,16 @@ public sealed class PendingReadingTests
     [Fact]
     public async Task APollWhileAnotherThreadTakesTheResultsSaysNotYetAtOnce()
     {
-        var accelerator = TestAccelerators.Require("cpu");
-        using var pool = new PageLockedPool(accelerator);
-        using var source = accelerator.Allocate1D<byte>(8);
-        var reader = new DeviceStateReader(accelerator.DefaultStream);
-        var copy = new PendingCopy(accelerator, 8, pool);
-        copy.Start(reader, source.View);
-        copy.CopyAtBegin(reader, source.View);
+        using var pool = new PageLockedPool(TestAccelerators.Require("cpu"));
+        var copy = ArrivedCopy(pool);
 
         using var taking = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
-        var reading = new ModelReading(0, 0, [], [], null, 0, null, null, null);
         using var pending = new PendingReading(copy, _ =>
         {
             taking.Set();
             release.Wait(TimeSpan.FromSeconds(20));
-            return reading;
+            return Reading;
         });
         Assert.True(pending.IsCompleted);
 
@@ -79,7 +67,24 @@ public sealed class PendingReadingTests
 
         Assert.True(answeredAtOnce, "a poll waited for another thread taking the results");
         Assert.False(await poll);
-        Assert.Same(reading, await result);
+        Assert.Same(Reading, await result);
         Assert.True(pending.IsCompleted);
+    }
+
+    private static readonly ModelReading Reading = new(0, 0, [], [], null, 0, null, null, null);
+
+    /// <summary>
+    /// A copy of 8 device bytes on ILGPU's CPU accelerator, which makes it at its begin: it has arrived (and
+    /// <paramref name="pool"/> lends it no page-locked memory there).
+    /// </summary>
+    private static PendingCopy ArrivedCopy(PageLockedPool pool)
+    {
+        var accelerator = TestAccelerators.Require("cpu");
+        using var source = accelerator.Allocate1D<byte>(8);
+        var reader = new DeviceStateReader(accelerator.DefaultStream);
+        var copy = new PendingCopy(accelerator, 8, pool);
+        copy.Start(reader, source.View);
+        copy.CopyAtBegin(reader, source.View);
+        return copy;
     }
 }
