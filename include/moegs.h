@@ -383,7 +383,8 @@ moegs_status moegs_model_read(moegs_handle handle, int32_t recent_steps, const i
  * moegs_model_summary and moegs_model_window_load write them, then frees the read: its handle is invalid
  * afterwards (a call refused for its arguments keeps it). moegs_model_read_destroy frees a read unread, waiting
  * first for a copy still on its way. A read outlives its model: moegs_model_destroy completes it. A read held
- * unread keeps its page-locked memory; the model keeps two such buffers for its next reads. */
+ * unread keeps its page-locked memory until its copy has arrived and the model begins another read, which takes
+ * its results (still written by its finish); the model keeps two such buffers for its next reads. */
 moegs_status moegs_model_read_begin(moegs_handle handle, int32_t recent_steps, const int32_t* expert_ranks, void* stream,
                                     moegs_handle* read);
 moegs_status moegs_model_read_ready(moegs_handle read, int32_t* arrived);
