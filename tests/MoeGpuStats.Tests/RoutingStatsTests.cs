@@ -621,6 +621,45 @@ public sealed class RoutingStatsTests
     }
 
     /// <summary>
+    /// The utilization list the managed engine keeps between reads belongs to one set of means: after a reset, or a
+    /// record that changes the expert count, a read returns the new means, not the list read before.
+    /// </summary>
+    [Fact]
+    public void AUtilizationReadBeforeAResetOrANewExpertCountIsNotReturnedAfterIt()
+    {
+        using var stats = new RoutingStats();
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [4, 0, 0, 0], TotalTokens = 4 });
+        Assert.Equal([1f, 0f, 0f, 0f], stats.ExpertUtilization);
+
+        stats.Reset();
+        Assert.Empty(stats.ExpertUtilization);
+
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1], TotalTokens = 2 });
+        Assert.Equal([0.5f, 0.5f], stats.ExpertUtilization);
+        // A new expert count starts new sums, divided by every batch so far, as the seed resizes (resize-5.jsonl).
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [0, 0, 3], TotalTokens = 3 });
+        Assert.Equal([0f, 0f, 0.5f], stats.ExpertUtilization);
+    }
+
+    /// <summary>
+    /// Statistics without <see cref="RoutingStatsOptions.UtilizationDecay"/> keep no decayed utilization, and neither
+    /// does their snapshot or a copy read from their JSON: a copy does not gain a list of zeros its original lacks.
+    /// </summary>
+    [Fact]
+    public void ACopyOfStatisticsWithoutADecayHasNoDecayedUtilization()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        using var snapshot = stats.Snapshot();
+        using var read = JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(stats))!;
+
+        Assert.Empty(stats.DecayedExpertUtilization);
+        Assert.Empty(snapshot.DecayedExpertUtilization);
+        Assert.Empty(read.DecayedExpertUtilization);
+        Assert.Equal(stats.ExpertUtilization, snapshot.ExpertUtilization);
+    }
+
+    /// <summary>
     /// A record of ids without <see cref="RoutingStatsOptions.Experts"/> takes the expert count of the state
     /// it records into: a reset that comes first leaves it no count (it is refused), not the count before it.
     /// </summary>
