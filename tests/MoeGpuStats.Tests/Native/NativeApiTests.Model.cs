@@ -14,7 +14,7 @@ namespace MoeGpuStats.Tests.Native;
 /// </summary>
 public sealed unsafe partial class NativeApiTests
 {
-    private const int Ok = 0, InvalidArgument = 1, InvalidHandle = 2, IoError = 6;
+    private const int Ok = 0, InvalidArgument = 1, InvalidHandle = 2, DeviceError = 4, IoError = 6;
     private const int Layers = 3, Experts = 8, Tokens = 40, TopK = 2, Window = 4, Steps = 7;
     private const int Stride = (Tokens * TopK) + 6; // layers apart with a gap, as views of one larger buffer
 
@@ -662,7 +662,7 @@ public sealed unsafe partial class NativeApiTests
     [Fact]
     public void AFinishWhoseReadFailsReturnsTheDeviceErrorAndFreesTheRead()
     {
-        const int Layers = 2, Experts = 8, Tokens = 4, TopK = 2, DeviceError = 4;
+        const int Layers = 2, Experts = 8, Tokens = 4, TopK = 2;
         var handle = Create("cpu", Layers, Experts, 0, 0, -1f);
         try
         {
