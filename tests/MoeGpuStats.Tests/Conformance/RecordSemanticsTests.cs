@@ -192,8 +192,12 @@ public sealed class RecordSemanticsTests
         using var stats = Create(engine, new RoutingStatsOptions { Experts = 4 });
         stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
         int[] ids = [0, 1, 2, 3];
-        Assert.Equal("loadBalanceLoss", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, loadBalanceLoss: float.NaN)).ParamName);
-        Assert.Equal("routerZLoss", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, routerZLoss: float.PositiveInfinity)).ParamName);
+        foreach (var loss in new[] { float.NaN, float.PositiveInfinity, float.NegativeInfinity })
+        {
+            Assert.Equal("loadBalanceLoss", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, loadBalanceLoss: loss)).ParamName);
+            Assert.Equal("routerZLoss", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, routerZLoss: loss)).ParamName);
+        }
+
         Assert.Equal("tokensDropped", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, tokensDropped: 5)).ParamName);
         Assert.Equal("tokensDropped", Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids, 4, 1, tokensDropped: -1)).ParamName);
         Assert.Equal("topK", Assert.Throws<ArgumentOutOfRangeException>(() => stats.RecordRouting(ids, 4, 0)).ParamName);
@@ -202,7 +206,10 @@ public sealed class RecordSemanticsTests
         AssertOneRecordOfFour(stats);
     }
 
-    /// <summary>A batch's counts are 32-bit per device group, so one record takes at most 2^31 − 1 ids.</summary>
+    /// <summary>
+    /// A batch's counts are 32-bit per device group, so one record takes at most 2^31 − 1 ids: one more is refused by
+    /// its size, exactly that many only for want of ids.
+    /// </summary>
     [Theory]
     [MemberData(nameof(Engines))]
     public void ARecordOfMoreThanTwoToTheThirtyOneIdsIsRefused(string engine)
@@ -212,7 +219,8 @@ public sealed class RecordSemanticsTests
         var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1, 2, 3], tokens: 1 << 29, topK: 4));
         Assert.Contains("= 2,147,483,648 ids; one record takes at most 2,147,483,647", error.Message);
         Assert.Equal("tokens", error.ParamName);
-        Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1], tokens: int.MaxValue, topK: 2));
+        Assert.Equal("tokens", Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1], tokens: int.MaxValue, topK: 2)).ParamName);
+        Assert.Equal("topKExpertIds", Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1], tokens: int.MaxValue, topK: 1)).ParamName);
         AssertOneRecordOfFour(stats);
     }
 
