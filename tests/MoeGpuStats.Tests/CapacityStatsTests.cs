@@ -12,7 +12,8 @@ public sealed class CapacityStatsTests
     public void ABadDecisionIsRejectedByCapacityStats(string kind)
     {
         var capacity = new CapacityStats();
-        Assert.ThrowsAny<ArgumentException>(() => capacity.Update(Bad(kind)));
+        var (decision, refusal) = Bad(kind);
+        Assert.StartsWith(refusal, Assert.ThrowsAny<ArgumentException>(() => capacity.Update(decision)).Message);
         Assert.Equal(0UL, capacity.TotalCapacity);
         Assert.Equal(0f, capacity.AverageUtilization);
     }

@@ -176,9 +176,12 @@ public sealed class RoutingStatsTests
         using var stats = Seeded();
         var before = JsonSerializer.Serialize(stats);
 
-        var error = Assert.ThrowsAny<ArgumentException>(() => stats.RecordRouting(Bad(kind)));
+        var (decision, refusal) = Bad(kind);
+
+        var error = Assert.ThrowsAny<ArgumentException>(() => stats.RecordRouting(decision));
 
         Assert.Equal("routingDecision", error.ParamName);
+        Assert.StartsWith(refusal, error.Message);
         Assert.Equal(before, JsonSerializer.Serialize(stats));
     }
 
@@ -554,6 +557,11 @@ public sealed class RoutingStatsTests
         Assert.Equal(2UL, stats.ExpertTokenCounts[0]);
         Assert.Equal(1UL, stats.ExpertTokenCounts[last]);
         Assert.Equal(2, stats.LoadVarianceHistory.Count);
+
+        var counts = new int[RoutingStatsOptions.MaxExperts];
+        counts[last] = 3;
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = counts, TotalTokens = 3 });
+        Assert.Equal(4UL, stats.ExpertTokenCounts[last]);
     }
 
     /// <summary>

@@ -38,6 +38,24 @@ public sealed partial class DeviceRoutingStatsTests
         Assert.Equal(before, JsonSerializer.Serialize(stats.Snapshot()));
     }
 
+    /// <summary>The device engine alone refuses each bad decision as the facade does, naming its own argument, with the state unchanged.</summary>
+    [Theory]
+    [MemberData(nameof(Decisions.BadDecisions), MemberType = typeof(Decisions))]
+    public void ABadDecisionLeavesTheDeviceEngineUnchanged(string kind)
+    {
+        var device = TestAccelerators.Require("cpu");
+        using var stats = new DeviceRoutingStats(device, new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 2, 0, 3], TotalTokens = 6, LoadBalanceLoss = 0.5f });
+        var before = JsonSerializer.Serialize(stats.Snapshot());
+        var (decision, refusal) = Decisions.Bad(kind);
+
+        var error = Assert.ThrowsAny<ArgumentException>(() => stats.RecordRouting(decision));
+
+        Assert.Equal("decision", error.ParamName);
+        Assert.StartsWith(refusal, error.Message);
+        Assert.Equal(before, JsonSerializer.Serialize(stats.Snapshot()));
+    }
+
     [Fact]
     public void AViewFromAnotherAcceleratorIsRejected()
     {
