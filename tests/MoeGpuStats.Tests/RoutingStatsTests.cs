@@ -125,6 +125,20 @@ public sealed class RoutingStatsTests
         Assert.Equal([0.5f, 0.5f], stats.ExpertUtilization);
     }
 
+    /// <summary>A decay of 0, the lower bound, is allowed: the decayed utilization is then the last batch's share alone.</summary>
+    [Theory]
+    [InlineData("managed")]
+    [InlineData("cpu")]
+    public void ADecayOfZeroFollowsTheLastBatch(string engine)
+    {
+        var options = new RoutingStatsOptions { Experts = 2, UtilizationDecay = 0f };
+        using var stats = engine == "managed" ? new RoutingStats(options) : RoutingStats.OnDevice(TestAccelerators.Require(engine), options);
+        stats.RecordRouting([0, 0, 0, 1], tokens: 4, topK: 1);
+        Assert.Equal([0.75f, 0.25f], stats.DecayedExpertUtilization);
+        stats.RecordRouting([1, 1], tokens: 2, topK: 1);
+        Assert.Equal([0f, 1f], stats.DecayedExpertUtilization);
+    }
+
     [Fact]
     public void ResetClearsEverythingButTheOptions()
     {

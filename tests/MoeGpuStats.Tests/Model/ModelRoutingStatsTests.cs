@@ -415,18 +415,20 @@ public sealed partial class ModelRoutingStatsTests
     }
 
     [Theory]
-    [InlineData(0, 8, 1000, "Layers")]
-    [InlineData(1025, 8, 1000, "Layers")]
-    [InlineData(2, 0, 1000, "Experts")]
-    [InlineData(2, 4097, 1000, "Experts")]
-    [InlineData(2, 8, 0, "Window")]
-    [InlineData(1024, 4096, 1000, "Window")]
-    public void OptionsOutOfRangeAreRefusedByName(int layers, int experts, int window, string name)
+    [InlineData(0, 8, 1000, "Layers", "Layers is 0; give 1 to 1,024.")]
+    [InlineData(1025, 8, 1000, "Layers", "Layers is 1025; give 1 to 1,024.")]
+    [InlineData(2, 0, 1000, "Experts", "Experts is 0; give 1 to 4,096.")]
+    [InlineData(2, 4097, 1000, "Experts", "Experts is 4097; give 1 to 4,096.")]
+    [InlineData(2, 8, 0, "Window", "Window is 0; give at least 1 step.")]
+    [InlineData(1024, 4096, 1000, "Window", "Window is 1000; Window × Layers × Experts is 4,194,304,000")]
+    public void OptionsOutOfRangeAreRefusedByName(int layers, int experts, int window, string name, string refusal)
     {
         var options = new ModelRoutingStatsOptions { Layers = layers, Experts = experts, Window = window };
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStats(options));
         Assert.Equal(name, error.ParamName);
-        Assert.Throws<ArgumentOutOfRangeException>(() => ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), options));
+        Assert.StartsWith(refusal, error.Message);
+        var onDevice = Assert.Throws<ArgumentOutOfRangeException>(() => ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), options));
+        Assert.Equal(error.Message, onDevice.Message);
     }
 
     [Fact]
