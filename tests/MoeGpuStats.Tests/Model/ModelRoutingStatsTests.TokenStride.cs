@@ -80,6 +80,7 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(
             () => model.RecordStep(new int[64], 4, 2, layerStride: 3, tokenStride: 4), "layerStride", "the layers lie neither one after another nor interleaved token by token. Layers one after another need layerStride >= (tokens - 1) * tokenStride + topK = 14");
         AssertRefused<ArgumentException>(() => model.RecordStep(new int[64], 4, 2, layerStride: 1, tokenStride: 6), "layerStride", "topK = 2 <= layerStride <= (tokenStride - topK) / (layers - 1) = 2");
+        AssertRefused<ArgumentException>(() => model.RecordStep(new int[64], 4, 2, layerStride: 1, tokenStride: 3), "layerStride", "layerStride is 1 with tokenStride 3: the layers lie neither one after another nor interleaved");
         // No layer stride interleaves 3 layers of k = 2 in a token stride of 5: the rule names the token stride, not an empty range.
         AssertRefused<ArgumentException>(() => model.RecordStep(new int[64], 4, 2, layerStride: 2, tokenStride: 5), "layerStride", "layers interleaved, as [tokens, layers, topK], need tokenStride >= layers * topK = 6.");
         // [tokens, layers, k] of 4 tokens, 3 layers, k = 2: (3 - 1) * 2 + (4 - 1) * 6 + 2 = 24 ids.
@@ -88,6 +89,8 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, layerStride: 2, tokenStride: long.MaxValue), "tokenStride", $"tokenStride is {long.MaxValue}: ");
         // Packed layers of 4 rows 2^60 apart: each layer fits a long, the three do not; the token stride given is named.
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, tokenStride: 1L << 60), "tokenStride", $"tokenStride is {1L << 60}: 3 layers of tokens * topK = 4 * 2 at a layer stride of ");
+        // One token a layer: its token stride spaces nothing, so a layer stride as large is the one named.
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 1, 2, layerStride: 1L << 62, tokenStride: 1L << 62), "layerStride", $"layerStride is {1L << 62}: 3 layers of tokens * topK = 1 * 2 at a layer stride of ");
         Assert.Equal(before, ModelSteps.Fingerprint(model));
 
         // The same ids interleaved and packed record the same step.

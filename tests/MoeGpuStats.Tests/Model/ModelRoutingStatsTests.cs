@@ -338,7 +338,13 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentOutOfRangeException>(() => model.RecordStep(good, -1, 2), "tokens", "negative");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, new float[2]), "loadBalanceLosses", "one per layer (3)");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [], [0f, float.NaN, 0f]), "routerZLosses", "routerZLosses[1] is NaN");
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [0f, float.PositiveInfinity, 0f]), "loadBalanceLosses", "loadBalanceLosses[1] is Infinity");
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [], [float.NegativeInfinity, 0f, 0f]), "routerZLosses", "routerZLosses[0] is -Infinity");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 1 << 20, 1 << 12), "tokens", "2^31 - 1");
+
+        // Exactly 2^31 - 1 ids a layer is allowed: refused only for want of ids.
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, int.MaxValue, 1), "topKExpertIds", "topKExpertIds holds 24 values; 3 layers of tokens * topK = 2147483647 * 1");
+        AssertRefused<ArgumentException>(() => model.RecordStep([5], 4, 2), "topKExpertIds", "topKExpertIds holds 1 value; 3 layers of");
         AssertRefused<ArgumentOutOfRangeException>(() => model.Layer(3), "layer", "0 to 2");
         AssertRefused<ArgumentOutOfRangeException>(() => model.Layer(-1), "layer", "0 to 2");
         AssertRefused<ArgumentException>(() => model.Summary(new int[7]), "expertRanks", "one per expert (8)");
@@ -402,9 +408,13 @@ public sealed partial class ModelRoutingStatsTests
         using var foreign = other.Allocate1D<int>(BadInputOptions.Layers * 8);
         using var shortLosses = accelerator.Allocate1D<float>(2);
         using var longLosses = accelerator.Allocate1D<float>(4);
+        using var foreignValid = other.Allocate1D<int>(1);
+        using var foreignLosses = other.Allocate1D<float>(BadInputOptions.Layers);
         var before = ModelSteps.Fingerprint(model);
 
         AssertRefused<ArgumentException>(() => model.RecordStep(foreign.View, 4, 2), "topKExpertIds", $"topKExpertIds lives on another '{accelerator.Name}' accelerator than this model's");
+        AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, foreignValid.View), "validTokens", $"validTokens lives on another '{accelerator.Name}' accelerator than this model's");
+        AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, foreignLosses.View), "loadBalanceLosses", $"loadBalanceLosses lives on another '{accelerator.Name}' accelerator than this model's");
         AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, shortLosses.View), "loadBalanceLosses", "3 floats");
         AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, default, longLosses.View), "routerZLosses", "routerZLosses holds 4 values; it must hold 3 floats (one per layer)");
         AssertRefused<ArgumentException>(() => model.RecordStep(ids.View.SubView(0, 20), 4, 2), "topKExpertIds", "need 24");
