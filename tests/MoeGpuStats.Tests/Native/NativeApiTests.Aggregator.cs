@@ -16,13 +16,7 @@ public sealed unsafe partial class NativeApiTests
     [MemberData(nameof(Engines))]
     public void PerExpertValuesBeforeARecordAreZerosAndTheCapacityIsChecked(string accelerator)
     {
-        var name = Encoding.UTF8.GetBytes(accelerator + "\0");
-        long handle;
-        fixed (byte* p = name)
-        {
-            Assert.Equal(Ok, ((delegate* unmanaged<byte*, int, int, long*, int>)&NativeApi.Create)(p, 4, 0, &handle));
-        }
-
+        var handle = CreateAggregator(accelerator, 4);
         try
         {
             for (var pass = 0; pass < 2; pass++)
@@ -53,5 +47,72 @@ public sealed unsafe partial class NativeApiTests
         {
             Assert.Equal(Ok, Call(&NativeApi.Destroy, handle));
         }
+    }
+
+    /// <summary>
+    /// The C checks draw each limit where moegs.h puts it: the largest expert counts are taken, and a refusal at
+    /// the edge (one id from NULL, one nanosecond below 0, exactly 2^31 - 1 ids a record) names what is wrong.
+    /// </summary>
+    [Fact]
+    public void TheAggregatorsChecksHoldAtTheirEdges()
+    {
+        foreach (var (accelerator, experts) in new[] { ("cpu", RoutingStatsOptions.MaxDeviceExperts), ("managed", RoutingStatsOptions.MaxExperts) })
+        {
+            var largest = CreateAggregator(accelerator, experts);
+            Assert.Equal(Ok, Call(&NativeApi.Destroy, largest));
+        }
+
+        var handle = CreateAggregator("managed", 4);
+        try
+        {
+            var record = (delegate* unmanaged<long, IntPtr, long, int, int, float, float, IntPtr, int>)&NativeApi.Record;
+            int[] ids = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1];
+            fixed (int* i = ids)
+            {
+                Refused(record(handle, 0, 1, 1, 1, 0f, 0f, 0), InvalidArgument, "ids is NULL with length = 1");
+                Refused(record(handle, (IntPtr)i, 10, int.MaxValue, 1, 0f, 0f, 0), InvalidArgument, "length = 10: the ids hold fewer than tokens * top_k = 2147483647 * 1");
+            }
+
+            Refused(((delegate* unmanaged<long, long, int>)&NativeApi.RecordLatency)(handle, -1), InvalidArgument, "nanoseconds = -1:");
+            var counts = new ulong[4];
+            fixed (ulong* c = counts)
+            {
+                Assert.Equal(Ok, ((delegate* unmanaged<long, ulong*, int, int>)&NativeApi.ExpertCounts)(handle, c, 4));
+            }
+
+            Assert.Equal([0ul, 0, 0, 0], counts);
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.Destroy, handle));
+        }
+    }
+
+    /// <summary>An accelerator name is echoed whole up to 64 characters, and cut with "..." past them.</summary>
+    [Fact]
+    public void AnUnknownAcceleratorsNameIsEchoedWholeUpTo64Characters()
+    {
+        foreach (var (length, echoed) in new[] { (64, new string('x', 64) + "\""), (65, new string('x', 64) + "...\"") })
+        {
+            var name = Encoding.UTF8.GetBytes(new string('x', length) + "\0");
+            long handle;
+            fixed (byte* p = name)
+            {
+                Refused(((delegate* unmanaged<byte*, int, int, long*, int>)&NativeApi.Create)(p, 4, 0, &handle), InvalidArgument, $"accelerator = \"{echoed}:");
+            }
+        }
+    }
+
+    private static long CreateAggregator(string accelerator, int experts)
+    {
+        var name = Encoding.UTF8.GetBytes(accelerator + "\0");
+        long handle;
+        fixed (byte* p = name)
+        {
+            var status = ((delegate* unmanaged<byte*, int, int, long*, int>)&NativeApi.Create)(p, experts, 0, &handle);
+            Assert.True(status == Ok, Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)&NativeApi.LastError)()));
+        }
+
+        return handle;
     }
 }

@@ -540,6 +540,43 @@ public sealed unsafe partial class NativeApiTests
         return string.Join('\n', [string.Join(',', WindowLoad(handle)), summary.ToString(), .. window.Select(w => w.ToString()), .. sinceStart.Select(w => w.ToString()), .. layers]);
     }
 
+    /// <summary>
+    /// A model's C checks at their edges: one id from NULL is refused, a valid-token count at an address no int starts
+    /// at is refused, and a step that spans exactly as many ids as an int64 counts in bytes is named as too long for the
+    /// managed engine, not as past int64.
+    /// </summary>
+    [Fact]
+    public void AModelsChecksHoldAtTheirEdges()
+    {
+        var one = Create("managed", 1, Experts, 0, Window, -1f);
+        var two = Create("managed", 2, Experts, 0, Window, -1f);
+        try
+        {
+            Assert.Equal(Ok, Record(one, [3], 1, 1, 1, 0, null, null, null));
+            Assert.Equal(Ok, Record(two, [3, 5], 2, 1, 1, 0, null, null, null));
+            ulong[] oneBefore = WindowLoad(one), twoBefore = WindowLoad(two);
+
+            Refused(Record(one, [0], 1, 1, 1, 0, null, null, null, nullIds: true), InvalidArgument, "ids is NULL with 1 ids to read");
+            int[] ids = [0, 1];
+            var counts = new int[2];
+            fixed (int* i = ids, c = counts)
+            {
+                Refused(RecordIds(one, (IntPtr)i, 0, 1, 1, 1, 0, 0, (IntPtr)c + 1, 0, 0), InvalidArgument, "valid_tokens = 0x", "must be aligned to 4 bytes");
+                var mostIds = long.MaxValue / sizeof(int);
+                Refused(RecordIds(two, (IntPtr)i, 0, 2, 1, 1, mostIds - 1, 0, 0, 0, 0), InvalidArgument, $"the step spans {mostIds} ids; the managed engine reads at most 2147483647 per step");
+            }
+
+            Assert.Equal(oneBefore, WindowLoad(one));
+            Assert.Equal(twoBefore, WindowLoad(two));
+            Assert.Equal(1ul, twoBefore[Experts + 5]);
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, one));
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, two));
+        }
+    }
+
     private static void Refused(int status, int expected, params string[] words)
     {
         var message = Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)&NativeApi.LastError)())!;
