@@ -33,6 +33,8 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData("\"window_load\":[[", "\"window_load\":[[-1,", "window_load[0]")]
     [InlineData("\"window_steps\":3", "\"window_steps\":4", "window_steps")]
     [InlineData("\"window_steps\":3", "\"window_steps\":0", "window_steps is 0 with steps = 7")]
+    [InlineData("\"window_steps\":3", "\"window_steps\":-1", "window_steps is -1; it must be 1 to min(window = 3, steps = 7)")]
+    [InlineData("\"window_load\":[[", "\"window_load\":[[0,", "window_load[0] must be an array of 8 counts (one per expert).")]
     [InlineData("\"steps\":7", "\"steps\":8", "layers[0]")]
     [InlineData("\"experts\":8", "\"experts\":9", "window_load[0]")]
     [InlineData("\"steps\":7", "\"steps\":\"7\"", "The field 'steps' is \"7\"; a count is a whole number")]
@@ -72,6 +74,36 @@ public sealed class ModelRoutingStatsJsonConverterTests
         node["window_steps"] = windowSteps;
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
         Assert.Equal(message, error.Message);
+    }
+
+    /// <summary>A window of more steps than the run holds is refused, though the model's window would hold them.</summary>
+    [Fact]
+    public void AWindowLongerThanTheRunIsRefused()
+    {
+        using var model = Recorded(Options with { Window = 10 });
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        node["window_steps"] = 8;
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal("window_steps is 8; it must be 1 to min(window = 10, steps = 7), or 0 while steps = 0.", error.Message);
+    }
+
+    /// <summary>A merge of 7 and 8 steps has a window of at least 8, half its 15 steps rounded up, not down.</summary>
+    [Fact]
+    public void AMergesShortestWindowIsHalfItsStepsRoundedUp()
+    {
+        var options = Options with { Window = 10 };
+        using var model = Recorded(options);
+        using var longer = Recorded(options, seed: 27);
+        var step = ModelSteps.Random(options.Layers, options.Experts, 2, 1, seed: 5)[0];
+        longer.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
+        using var merged = ModelRoutingStats.Merge([model, longer]);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(merged))!;
+        Assert.Equal(8, (int)node["window_steps"]!);
+        node["window_steps"] = 7;
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+
+        Assert.Equal("window_steps is 7 with steps = 15 from merged_parts = 2 and window = 10; a merge's window holds its longest part's, at least min(window, steps / merged_parts rounded up) = 8 steps.", error.Message);
     }
 
     /// <summary>A merge's window is its longest part's, shorter than min(window, steps) of the summed steps: it reads back.</summary>
@@ -239,6 +271,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData("capacity_stats/slots_per_expert", "5", "layers[1]'s capacity_stats.slots_per_expert is 5 but the model's expert_capacity is 4; every layer has the model's.")]
     [InlineData("capacity_stats/slots_per_expert", null, "layers[1]'s capacity_stats.slots_per_expert is none but the model's expert_capacity is 4; every layer has the model's.")]
     [InlineData("utilization_decay", "0.25", "layers[1]'s utilization_decay is 0.25 but the model's utilization_decay is 0.5; every layer has the model's.")]
+    [InlineData("experts", "7", "layers[1]'s experts is 7 but the model's experts is 8; every layer has the model's.")]
     public void ALayerWhoseSettingsAreNotTheModelsIsRefused(string path, string? value, string message)
     {
         using var model = Recorded(Options with { ExpertCapacity = 4 });
