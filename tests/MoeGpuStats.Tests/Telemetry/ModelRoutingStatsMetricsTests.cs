@@ -95,6 +95,11 @@ public sealed partial class ModelRoutingStatsMetricsTests
         Assert.Equal(2 + ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, 0, expertSeries: false), seen.Count);
         var refused = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStatsMetrics(stats, epSize: 4));
         Assert.Equal("epSize", refused.ParamName);
+
+        // One expert a rank is the most ranks there may be.
+        metrics.Dispose();
+        using var onePerRank = new ModelRoutingStatsMetrics(stats, topExperts: 0, epSize: Experts);
+        Assert.Equal(seen.Count, Collect(onePerRank).Count);
     }
 
     /// <summary>With per-expert series on, one per (layer, expert): the layers' counts since the start and the window load.</summary>
@@ -304,6 +309,7 @@ public sealed partial class ModelRoutingStatsMetricsTests
     [InlineData(3, -4, 2, "experts is -4; give 1 to 4,096, as a model takes.")]
     [InlineData(3, int.MaxValue, 0, "experts is 2147483647; give 1 to 4,096, as a model takes.")]
     [InlineData(3, 4, -2, "topExperts is -2; give 0 to 4, the experts.")]
+    [InlineData(3, 4, -1, "topExperts is -1; give 0 to 4, the experts.")]
     [InlineData(1, 4, 10, "topExperts is 10; give 0 to 4, the experts.")]
     public void ASeriesCountOfSizesNoModelHasIsRefusedNamingThem(int layers, int experts, int topExperts, string message)
     {
@@ -311,6 +317,21 @@ public sealed partial class ModelRoutingStatsMetricsTests
 
         Assert.Equal(message[..message.IndexOf(' ', StringComparison.Ordinal)], error.ParamName);
         Assert.StartsWith(message, error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The largest model's sizes are counted, one layer's series times its layers beside the model-wide ones.</summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheLargestModelsSeriesAreCounted(bool expertSeries)
+    {
+        const int layers = ModelRoutingStatsOptions.MaxLayers, experts = RoutingStatsOptions.MaxDeviceExperts;
+        long Count(int l) => ModelRoutingStatsMetrics.SeriesCount(l, experts, topExperts: experts, expertSeries, recentSeries: true, epSeries: true);
+
+        var perLayer = Count(2) - Count(1);
+
+        Assert.True(perLayer > experts, $"{perLayer} series a layer");
+        Assert.Equal(Count(1) + ((layers - 1) * perLayer), Count(layers));
     }
 
     [Fact]
