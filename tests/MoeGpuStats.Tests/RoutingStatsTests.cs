@@ -1,6 +1,7 @@
 using System.Text.Json;
 using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
+using MoeGpuStats.Tests.Conformance;
 using static MoeGpuStats.Tests.Support.ConcurrentLatencies;
 using static MoeGpuStats.Tests.Support.Decisions;
 using static MoeGpuStats.Tests.Support.Snapshots;
@@ -132,7 +133,7 @@ public sealed class RoutingStatsTests
     public void ADecayOfZeroFollowsTheLastBatch(string engine)
     {
         var options = new RoutingStatsOptions { Experts = 2, UtilizationDecay = 0f };
-        using var stats = engine == "managed" ? new RoutingStats(options) : RoutingStats.OnDevice(TestAccelerators.Require(engine), options);
+        using var stats = RecordSemanticsTests.Create(engine, options);
         stats.RecordRouting([0, 0, 0, 1], tokens: 4, topK: 1);
         Assert.Equal([0.75f, 0.25f], stats.DecayedExpertUtilization);
         stats.RecordRouting([1, 1], tokens: 2, topK: 1);

@@ -103,7 +103,8 @@ public sealed unsafe partial class NativeApiTests
         }
     }
 
-    private static long CreateAggregator(string accelerator, int experts)
+    /// <summary>An aggregator of <paramref name="experts"/> experts on <paramref name="accelerator"/> (moegs_create, no capacity), which must be made.</summary>
+    private static long CreateAggregator(string accelerator, int experts = Experts)
     {
         var name = Encoding.UTF8.GetBytes(accelerator + "\0");
         long handle;

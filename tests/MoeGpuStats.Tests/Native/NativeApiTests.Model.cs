@@ -490,12 +490,7 @@ public sealed unsafe partial class NativeApiTests
             Assert.True(Directory.Exists(folderTarget.FullName));
             Assert.Equal(["rank0.json"], folder.GetFiles().Select(f => f.Name));
 
-            var name = Encoding.UTF8.GetBytes("managed\0");
-            fixed (byte* p = name)
-            {
-                Assert.Equal(Ok, ((delegate* unmanaged<byte*, int, int, long*, int>)&NativeApi.Create)(p, Experts, 0, &aggregator));
-            }
-
+            aggregator = CreateAggregator("managed");
             var one = Path.Combine(folder.FullName, "router.json");
             Assert.Equal(Ok, Save(&NativeApi.Save, aggregator, one));
             using (var loaded = MoeGpuStats.Serialization.RoutingStatsFile.Load(one))

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-using System.Text;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.OpenCL;
@@ -76,18 +74,6 @@ public sealed unsafe partial class NativeApiTests
         $"the OpenCL driver refused the call with {code}; on \"opencl\" the ids, valid-token and loss pointers must be cl_mem objects, and a host or CUDA pointer there draws an error of any code.",
         NativeChecks.OpenCl(error));
 
-    private static long CreateAggregator(string accelerator)
-    {
-        var name = Encoding.UTF8.GetBytes(accelerator + "\0");
-        long handle = 0;
-        fixed (byte* p = name)
-        {
-            var status = ((delegate* unmanaged<byte*, int, int, long*, int>)&NativeApi.Create)(p, Experts, 0, &handle);
-            Assert.True(status == Ok, Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)&NativeApi.LastError)()));
-        }
-
-        return handle;
-    }
 
     private static ulong[] AggregatorCounts(long handle)
     {
