@@ -30,6 +30,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import moegs  # noqa: E402
 
 EXPERTS, TOP_K, TOKENS = 12, 2, 700
+# Seconds to wait for a call that must go ahead while a lock or an export is held. CI runs these tests beside the C#
+# suite, which loads every core, so a call that takes milliseconds alone can take many seconds there; a call that does
+# wait for what is held never ends while it is held, so a long bound costs time only when a test fails.
+PATIENCE = 120
 INT32 = ("<" if sys.byteorder == "little" else ">") + "i4"
 
 
@@ -1468,7 +1472,7 @@ class DeviceArrayTests(unittest.TestCase):
         other = threading.Thread(target=call)
         model._library = self.Exporting(model._lib, lambda: (other.start(), other.join(timeout=0.5)))
         arrays = model.device_arrays()
-        other.join(timeout=30)
+        other.join(timeout=PATIENCE)
         self.assertFalse(other.is_alive())
         return arrays
 
@@ -2033,7 +2037,7 @@ class ModelMetricsTests(unittest.TestCase):
             with model._lock:
                 scrape = threading.Thread(target=lambda: served.append(generate_latest(registry)))
                 scrape.start()
-                scrape.join(timeout=20)
+                scrape.join(timeout=PATIENCE)
                 finished = not scrape.is_alive()
             scrape.join()
             self.assertTrue(finished, "a scrape waited for the lock record() takes")

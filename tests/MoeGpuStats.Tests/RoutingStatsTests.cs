@@ -703,7 +703,7 @@ public sealed class RoutingStatsTests
         {
             recorder.Start();
             // The record waits for the gate, which this thread holds while it resets.
-            Assert.True(SpinWait.SpinUntil(() => recorder.ThreadState.HasFlag(ThreadState.WaitSleepJoin), TimeSpan.FromSeconds(10)));
+            Assert.True(SpinWait.SpinUntil(() => recorder.ThreadState.HasFlag(ThreadState.WaitSleepJoin), Patience.GoAhead));
             stats.Reset();
         }
 

@@ -140,7 +140,7 @@ public sealed class LoadVarianceWindowTests
                     return (window[1], first.ToArray());
                 },
                 cancellation);
-            var answered = await Task.WhenAny(read, Task.Delay(TimeSpan.FromSeconds(30), cancellation)) == read;
+            var answered = await Task.WhenAny(read, Task.Delay(Patience.GoAhead, cancellation)) == read;
             Assert.True(answered, "a read with nothing pending waited for the gate");
             var (second, tail) = await read;
             Assert.Equal(0f, second);

@@ -25,7 +25,7 @@ public sealed partial class DeviceModelEngineTests
             hold.WaitUntilHeld();
 
             var recording = Task.Run(() => device.RecordStep(step, HeldTokens, HeldTopK), HeldCopy.Cancellation);
-            var recordedMeanwhile = await HeldCopy.Within(recording, TimeSpan.FromSeconds(5));
+            var recordedMeanwhile = await HeldCopy.Within(recording, Patience.GoAhead);
             hold.Release();
 
             using var read = await beginning;

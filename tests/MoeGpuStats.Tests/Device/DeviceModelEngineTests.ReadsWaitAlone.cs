@@ -32,7 +32,7 @@ public sealed partial class DeviceModelEngineTests
             hold.WaitUntilHeld();
 
             var recording = Task.Run(() => device.RecordStep(step, HeldTokens, HeldTopK), HeldCopy.Cancellation);
-            var recordedMeanwhile = await HeldCopy.Within(recording, TimeSpan.FromSeconds(10));
+            var recordedMeanwhile = await HeldCopy.Within(recording, Patience.GoAhead);
             hold.Release();
 
             Assert.True(recordedMeanwhile, $"{name}: a step recorded while the read waited for its copy waited for the read");
@@ -89,7 +89,7 @@ public sealed partial class DeviceModelEngineTests
 
             Assert.False(disposedMeanwhile, "the model was disposed under a read waiting for its copy");
             Assert.Equal(expected, await reading);
-            Assert.True(await HeldCopy.Within(disposing, TimeSpan.FromSeconds(10)));
+            Assert.True(await HeldCopy.Within(disposing, Patience.GoAhead));
             Assert.Throws<ObjectDisposedException>(() => device.WindowLoad());
         }
     }

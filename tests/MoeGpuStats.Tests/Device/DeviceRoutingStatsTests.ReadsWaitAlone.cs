@@ -43,7 +43,7 @@ public sealed partial class DeviceRoutingStatsTests
         var reading = Task.Run(() => read(stats), HeldCopy.Cancellation);
         hold.WaitUntilHeld();
         var recording = Task.Run(() => stats.RecordRouting(step, 12, 2), HeldCopy.Cancellation);
-        var recordedMeanwhile = await HeldCopy.Within(recording, TimeSpan.FromSeconds(10));
+        var recordedMeanwhile = await HeldCopy.Within(recording, Patience.GoAhead);
         hold.Release();
 
         Assert.True(recordedMeanwhile, $"{name}: a record made while the read waited for its copy waited for the read");

@@ -26,11 +26,11 @@ public sealed class PendingReadingTests
         pending.BeforeRelease = () =>
         {
             releasing.Set();
-            release.Wait(TimeSpan.FromSeconds(20));
+            release.Wait(Patience.Hold);
         };
 
         var ending = Task.Run(takesResults ? () => pending.Result() : pending.Dispose, HeldCopy.Cancellation);
-        Assert.True(releasing.Wait(TimeSpan.FromSeconds(20), HeldCopy.Cancellation), "the copy was never released");
+        Assert.True(releasing.Wait(Patience.GoAhead, HeldCopy.Cancellation), "the copy was never released");
         var takenDuringRelease = pending.TakeIfArrived();
         var modelsDispose = Task.Run(pending.TryTakeResult, HeldCopy.Cancellation);
         var disposeWaited = !await HeldCopy.Within(modelsDispose, TimeSpan.FromMilliseconds(500));
@@ -54,15 +54,15 @@ public sealed class PendingReadingTests
         using var pending = new PendingReading(copy, _ =>
         {
             taking.Set();
-            release.Wait(TimeSpan.FromSeconds(20));
+            release.Wait(Patience.Hold);
             return Reading;
         });
         Assert.True(pending.IsCompleted);
 
         var result = Task.Run(pending.Result, HeldCopy.Cancellation);
-        Assert.True(taking.Wait(TimeSpan.FromSeconds(20), HeldCopy.Cancellation), "the results were never taken");
+        Assert.True(taking.Wait(Patience.GoAhead, HeldCopy.Cancellation), "the results were never taken");
         var poll = Task.Run(() => pending.IsCompleted, HeldCopy.Cancellation);
-        var answeredAtOnce = await HeldCopy.Within(poll, TimeSpan.FromSeconds(5));
+        var answeredAtOnce = await HeldCopy.Within(poll, Patience.GoAhead);
         release.Set();
 
         Assert.True(answeredAtOnce, "a poll waited for another thread taking the results");

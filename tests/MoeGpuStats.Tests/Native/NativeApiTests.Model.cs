@@ -624,7 +624,7 @@ public sealed unsafe partial class NativeApiTests
                 using (live.Gate.EnterScope())
                 {
                     reader.Start();
-                    finished = reader.Join(TimeSpan.FromSeconds(20));
+                    finished = reader.Join(Patience.GoAhead);
                 }
 
                 reader.Join();

@@ -3,8 +3,8 @@ using MoeGpuStats.Device;
 namespace MoeGpuStats.Tests;
 
 /// <summary>
-/// Holds a reader's next copy back until <see cref="Release"/> (or 20 s, so that a broken lock fails a test
-/// rather than hangs it): where a GPU's read waits for the queued work, on ILGPU's CPU accelerator, whose copies do not wait.
+/// Holds a reader's next copy back until <see cref="Release"/> (or <see cref="Patience.Hold"/>): where a GPU's read
+/// waits for the queued work, on ILGPU's CPU accelerator, whose copies do not wait.
 /// </summary>
 internal sealed class HeldCopy : IDisposable
 {
@@ -21,7 +21,7 @@ internal sealed class HeldCopy : IDisposable
             if (Interlocked.Exchange(ref _armed, 0) == 1)
             {
                 _held.Set();
-                _released.Wait(TimeSpan.FromSeconds(20));
+                _released.Wait(Patience.Hold);
             }
         };
     }
@@ -31,7 +31,7 @@ internal sealed class HeldCopy : IDisposable
     /// <summary>Whether <paramref name="task"/> ends within <paramref name="time"/>.</summary>
     public static async Task<bool> Within(Task task, TimeSpan time) => await Task.WhenAny(task, Task.Delay(time, Cancellation)) == task;
 
-    public void WaitUntilHeld() => Assert.True(_held.Wait(TimeSpan.FromSeconds(20)), "the read never reached its copy back");
+    public void WaitUntilHeld() => Assert.True(_held.Wait(Patience.GoAhead), "the read never reached its copy back");
 
     public void Release() => _released.Set();
 
