@@ -289,7 +289,7 @@ internal static class RoutingStatsJson
 
         if (state.TotalRoutings == 0 && (state.TotalTokens > 0 || state.RoutedSlots > 0 || state.ExpertTokenCounts.Any(count => count > 0)))
         {
-            throw new JsonException(Invariant($"total_routings is 0 but total_tokens is {state.TotalTokens} and expert_token_counts sum to {Sum(state.ExpertTokenCounts)}: counts without a batch."));
+            throw new JsonException(Invariant($"total_routings is 0 but total_tokens is {state.TotalTokens}, routed_slots {state.RoutedSlots} and expert_token_counts sum to {Sum(state.ExpertTokenCounts)}: counts without a batch."));
         }
 
         // One load variance per batch, the newest 1,000 kept, as the seed's record_routing pushes them; a merge keeps the

@@ -11,7 +11,7 @@ namespace MoeGpuStats.Tests.Serialization;
 /// exactly, the seed's fields are read, and a state no sequence of records leaves is refused by field.
 /// </summary>
 [UseCulture("sv-SE")]
-public sealed class RoutingStatsJsonConverterTests
+public sealed partial class RoutingStatsJsonConverterTests
 {
     [Fact]
     public void ADeserializedObjectContinuesExactlyWhereTheWrittenOneStopped()
@@ -388,6 +388,8 @@ public sealed class RoutingStatsJsonConverterTests
     [InlineData("load_variance_history/0", "1e19", "load_variance_history[0] is 1E+19; a batch's load variance, over counts of at most 2^31 − 1, is at most (2^31 − 1)², about 4.61e18.")]
     [InlineData("routing_efficiency", "3.25", "routing_efficiency is 3.25 but routed_slots ")]
     [InlineData("capacity_stats/capacity_exceeded_count", "1000", "capacity_exceeded_count is 1000 for total_routings 40; a batch exceeds the capacity at most once.")]
+    [InlineData("capacity_stats/capacity_exceeded_count", "41", "capacity_exceeded_count is 41 for total_routings 40; a batch exceeds the capacity at most once.")]
+    [InlineData("tokens_dropped", "1000", "More dropped than routed: tokens_dropped 1000 of total_tokens ")]
     [InlineData("capacity_stats/capacity_exceeded_count", "0", "capacity_exceeded_count is 0 for slots_dropped ")]
     [InlineData("capacity_stats/total_capacity", "0", "capacity_stats.total_capacity is 0 for total_routings 40 at 3 slots per expert; each batch adds 3 times its experts (1 or more), so it is a multiple of 3, at least 120.")]
     [InlineData("capacity_stats/total_capacity", "117", "capacity_stats.total_capacity is 117 for total_routings 40 at 3 slots per expert; each batch adds 3 times its experts (1 or more), so it is a multiple of 3, at least 120.")]
