@@ -103,6 +103,10 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData("--steps 0", "--steps 0: give the number of batches (steps of a model), a whole number from 1 to 2,147,483,647.")]
     [InlineData("--skew NaN", "--skew NaN: give the load skew, a number above 0")]
     [InlineData("--skew -2", "--skew -2:")]
+    [InlineData("--skew 0", "--skew 0: give the load skew, a number above 0 (1 is uniform).")]
+    [InlineData("--skew Infinity", "--skew Infinity: give the load skew, a number above 0 (1 is uniform).")]
+    [InlineData("--report-interval 86400.5", "--report-interval 86400.5: give the seconds between periodic reports, from 0 (none) to 86,400 (a day).")]
+    [InlineData("--seed 2147483648", "--seed 2147483648: give a random seed, a whole number from -2,147,483,648 to 2,147,483,647.")]
     [InlineData("--capacity 0", "--capacity 0: give slots per expert per batch (of a model: per layer and step), a whole number from 1")]
     [InlineData("--metrics-port 70000", "--metrics-port 70000: give a TCP port, a whole number from 1 to 65,535.")]
     [InlineData("--layers 0", "--layers 0: give the number of layers, a whole number from 1 to 1,024.")]
@@ -130,6 +134,19 @@ public sealed class SimulateCommandTests : IDisposable
         {
             Assert.DoesNotContain(other, error);
         }
+    }
+
+    /// <summary>Each option's edges are taken: no periodic reports (0) or one a day, the most negative seed.</summary>
+    [Theory]
+    [InlineData("--report-interval", "0")]
+    [InlineData("--report-interval", "86400")]
+    [InlineData("--seed", "-2147483648")]
+    public void AnOptionAtItsEdgeIsTaken(string option, string value)
+    {
+        var (code, output, error) = Run("simulate", "--steps", "2", "--tokens", "8", option, value);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.StartsWith("simulate: 2 batches of 8 tokens", output);
     }
 
     /// <summary>
