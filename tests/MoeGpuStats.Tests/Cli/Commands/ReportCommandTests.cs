@@ -297,6 +297,24 @@ public sealed class ReportCommandTests : IDisposable
         Assert.True(code == ExitCodes.Ok, error);
     }
 
+    /// <summary>A folder whose name starts with '-' is named as the folder it is, not as an unknown option.</summary>
+    [Fact]
+    public void AFolderNamedLikeAnOptionIsNamedAsAFolder()
+    {
+        // Relative to where the tests run: only a relative name can start with '-'.
+        var dashed = Directory.CreateDirectory($"-folder-{Guid.NewGuid():N}");
+        try
+        {
+            var (code, _, error) = Moegs.Run("report", dashed.Name);
+            Assert.Equal(ExitCodes.BadInput, code);
+            Assert.Equal($"{dashed.Name}: is a folder; give a snapshot file.", error.Trim());
+        }
+        finally
+        {
+            dashed.Delete();
+        }
+    }
+
     /// <summary>A mistyped option before the file is named, not the file it pushed out of place (the parser named the file).</summary>
     [Fact]
     public void AMistypedOptionBeforeTheFileIsNamedWithASuggestion()
