@@ -21,9 +21,9 @@ public sealed partial class RoutingStatsJsonConverterTests
         Assert.Equal(stats.RoutedSlots, stats.SlotsDropped);
         AssertReadsBackTheSame(stats);
 
-        using var seeds = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: 2, tokensDropped: 2))!;
-        Assert.Equal(2UL, seeds.TokensDropped);
-        Assert.Equal(0f, seeds.RoutingEfficiency);
+        using var seedsFile = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: 2, tokensDropped: 2))!;
+        Assert.Equal(2UL, seedsFile.TokensDropped);
+        Assert.Equal(0f, seedsFile.RoutingEfficiency);
     }
 
     /// <summary>
