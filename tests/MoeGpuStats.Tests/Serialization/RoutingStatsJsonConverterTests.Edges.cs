@@ -54,7 +54,7 @@ public sealed partial class RoutingStatsJsonConverterTests
             node[name]!.AsArray().Add(0);
         }
 
-        Assert.Equal(message, Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())).Message);
+        Assert.Equal(message, Refusal(node));
     }
 
     /// <summary>Before the first batch nothing is counted: each count, and a loss sum, is refused by name.</summary>
@@ -66,13 +66,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     public void ACountBeforeTheFirstBatchIsRefused(string edits, string message)
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
-        foreach (var edit in edits.Split(';'))
-        {
-            Set(node, edit.Split('=')[0], edit.Split('=')[1]);
-        }
-
-        Assert.Equal(message, Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())).Message);
+        Assert.Equal(message, Refusal(Edited(stats, edits)));
     }
 
     /// <summary>
@@ -100,16 +94,15 @@ public sealed partial class RoutingStatsJsonConverterTests
         };
         Set(node, path, JsonSerializer.Serialize((float)(relative ? exact * (1 + off) : exact + off)));
 
-        var json = node.ToJsonString();
         if (reads)
         {
-            using var read = JsonSerializer.Deserialize<RoutingStats>(json)!;
+            using var read = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
             Assert.Equal(stats.TotalRoutings, read.TotalRoutings);
         }
         else
         {
             var name = path.Split('/')[^1];
-            Assert.Contains($"{name} is ", Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json)).Message);
+            Assert.Contains($"{name} is ", Refusal(node));
         }
     }
 
@@ -123,9 +116,7 @@ public sealed partial class RoutingStatsJsonConverterTests
         var counted = node["expert_token_counts"]!.AsArray().Aggregate(0UL, (sum, count) => sum + (ulong)count!);
         Set(node, "capacity_stats/total_used", $"{counted - 1}");
 
-        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
-
-        Assert.Equal($"capacity_stats.total_used is {counted - 1} but expert_token_counts sum to {counted}; every slot an expert counts was used.", error.Message);
+        Assert.Equal($"capacity_stats.total_used is {counted - 1} but expert_token_counts sum to {counted}; every slot an expert counts was used.", Refusal(node));
     }
 
     /// <summary>Latency figures that no run of measurements gives together are refused, each by its own rule.</summary>
@@ -138,13 +129,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     public void LatenciesNoMeasurementsGiveAreRefused(string edits, string message)
     {
         using var stats = Recorded("managed", CapacityAndDecay, seed: 34);
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
-        foreach (var edit in edits.Split(';'))
-        {
-            Set(node, "routing_latency_stats/" + edit.Split('=')[0], edit.Split('=')[1]);
-        }
-
-        Assert.StartsWith(message, Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())).Message);
+        Assert.StartsWith(message, Refusal(Edited(stats, edits, under: "routing_latency_stats/")));
     }
 
     /// <summary>
@@ -166,4 +151,21 @@ public sealed partial class RoutingStatsJsonConverterTests
         Assert.Equal(2, read.MergedParts);
         AssertReadsBackTheSame(merged);
     }
+
+    /// <summary><paramref name="stats"/>' snapshot with each <c>path=json</c> of <paramref name="edits"/> (';'-separated) set at <paramref name="under"/> + path.</summary>
+    private static JsonObject Edited(RoutingStats stats, string edits, string under = "")
+    {
+        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        foreach (var edit in edits.Split(';'))
+        {
+            var at = edit.IndexOf('=');
+            Set(node, under + edit[..at], edit[(at + 1)..]);
+        }
+
+        return node;
+    }
+
+    /// <summary>The message the reader refuses <paramref name="node"/> with.</summary>
+    private static string Refusal(JsonNode node) =>
+        Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())).Message;
 }
