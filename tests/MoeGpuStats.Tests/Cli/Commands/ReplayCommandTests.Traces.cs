@@ -43,6 +43,31 @@ public sealed partial class ReplayCommandTests
         Assert.Equal(Figures(Direct(TraceData.Steps("layers_ids.json"))), Figures(output));
     }
 
+    /// <summary>--members is read as a word, whatever its case and the spaces around it.</summary>
+    [Theory]
+    [InlineData("Layers")]
+    [InlineData(" LAYERS ")]
+    public void MembersIsReadWhateverItsCase(string members)
+    {
+        var (code, output, error) = Moegs.Run("replay", Data("layers.npz"), "--members", members, "--experts", $"{Experts}", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Equal(Figures(Direct(TraceData.Steps("layers_ids.json"))), Figures(output));
+    }
+
+    /// <summary>--skip-steps 0 leaves nothing out: the replay is the one without it.</summary>
+    [Fact]
+    public void SkippingNoStepsReplaysEveryStep()
+    {
+        var (code, output, error) = Moegs.Run("replay", Data("passes.npz"), "--layout", "tokens,layers,k", "--skip-steps", "0", "--experts", $"{Experts}", "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        var (plainCode, plain, plainError) = Moegs.Run("replay", Data("passes.npz"), "--layout", "tokens,layers,k", "--experts", $"{Experts}", "--json");
+        Assert.True(plainCode == ExitCodes.Ok, plainError);
+
+        Assert.Equal(Figures(plain), Figures(output));
+        Assert.Equal(4, JsonDocument.Parse(output).RootElement.GetProperty("steps").GetInt32());
+    }
+
     /// <summary>The report's title says how the passes were told apart and how their sizes differ.</summary>
     [Fact]
     public void TheTitleGivesTheRangeOfTokensAndHowPassesWereFound()

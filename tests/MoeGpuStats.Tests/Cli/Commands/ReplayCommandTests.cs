@@ -680,7 +680,7 @@ public sealed partial class ReplayCommandTests : IDisposable
 
     /// <summary>More ids per token than experts, which no top-k router writes, are warned about whether E is inferred or given; k = E is not.</summary>
     [Theory]
-    [InlineData(null, "4, 2", "warning: each token holds 2 ids and there is 1 expert: a top-k router picks k different experts, so k is at most E")]
+    [InlineData(null, "4, 2", "warning: each token holds 2 ids and there is 1 expert: a top-k router picks k different experts, so k is at most E; is --experts right, and is the file's last axis k (--layout)?")]
     [InlineData("3", "2, 4", "warning: each token holds 4 ids and there are 3 experts")]
     [InlineData("2", "4, 2", null)]
     public void MoreIdsPerTokenThanExpertsAreWarnedAbout(string? experts, string shape, string? warning)
@@ -697,6 +697,50 @@ public sealed partial class ReplayCommandTests : IDisposable
         {
             Assert.Contains(warning, error);
         }
+    }
+
+    /// <summary>A JSON-lines trace has no axes to give: the warning asks whether each token's topk_ids holds its own k experts.</summary>
+    [Fact]
+    public void MoreIdsPerTokenThanExpertsInJsonLinesAskAboutEachTokensIds()
+    {
+        var jsonl = Path.Combine(_folder.FullName, "k.jsonl");
+        File.WriteAllLines(jsonl, ["{\"topk_ids\": [0, 0]}", "{\"topk_ids\": [0, 0]}"]);
+
+        var (code, _, error) = Run("replay", jsonl);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("warning: each token holds 2 ids and there is 1 expert: a top-k router picks k different experts, so k is at most E; is --experts right, and does each token's topk_ids hold its own k experts?", error);
+    }
+
+    /// <summary>
+    /// Without --experts the experts are the largest id plus one, 1 to 4,096: a file of no id at 0 or more (padding
+    /// alone, or invalid ids) says nothing of them, and a largest id of 4,096 makes one expert too many.
+    /// </summary>
+    [Theory]
+    [InlineData(new[] { -1, -1, -1, -1 }, null)]
+    [InlineData(new[] { -3, -1, -2, -1 }, null)]
+    [InlineData(new[] { 0, 4_096, 1, 2 }, "the largest id is 4,096, which would make 4,097 experts; the engine holds 1 to 4,096: give --experts (larger ids then count as invalid).")]
+    public void ExpertsTheIdsCannotGiveAreAUsageError(int[] ids, string? expected)
+    {
+        var npy = WriteInt32("bounds.npy", "2, 2", ids);
+
+        var (code, output, error) = Run("replay", npy);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Equal($"{npy}: {expected ?? "no id is 0 or more, so the file does not say how many experts there are; give --experts (1 to 4,096)."}", error.TrimEnd());
+    }
+
+    /// <summary>The largest id the engine's experts hold, 4,095, makes 4,096 experts.</summary>
+    [Fact]
+    public void ALargestIdOfTheMostExpertsLessOneIsTaken()
+    {
+        var npy = WriteInt32("most.npy", "2, 2", [0, 4_095, 1, 2]);
+
+        var (code, _, error) = Run("replay", npy);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("note: 4,096 experts, the largest id in most.npy plus one", error);
     }
 
     /// <summary>
