@@ -308,7 +308,7 @@ internal static class PlanCommand
     /// <see cref="MaxJsonEntries"/>; null when it fits. <paramref name="plan"/> is the whole plan's, or layer
     /// <paramref name="probedLayer"/>'s alone, whose most replicated expert the padding reaches at least.
     /// </summary>
-    private static string? TooLargeForJson(PlacementPlan plan, int layers, int? probedLayer = null)
+    internal static string? TooLargeForJson(PlacementPlan plan, int layers, int? probedLayer = null)
     {
         var entries = (long)layers * plan.LogicalExperts * plan.MaxReplicas;
         var most = probedLayer is { } layer

@@ -80,6 +80,27 @@ public sealed class PlanCommandTests : IDisposable
         Assert.True(sharedGpus > 0, output);
     }
 
+    /// <summary>
+    /// The note on replicas sharing a GPU counts the replicated experts that have them, not every replicated expert,
+    /// and says "has" of one; with a slot per expert nothing is replicated and there is no note. One layer's report
+    /// has no min and mean rows.
+    /// </summary>
+    [Theory]
+    [InlineData(24, "    replicated: 0 x8 on 4 GPUs, 1 x2", "note: 1 replicated expert (over all layers) has two or more replicas on one GPU")]
+    [InlineData(16, "    replicated: none", null)]
+    public void TheNoteOnReplicasSharingAGpuCountsTheExpertsThatHaveThem(int replicas, string replicated, string? note)
+    {
+        long[,] loads = { { 5_000, 1_200, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100 } };
+
+        var (code, output, error) = Moegs.Run("plan", WriteNpy("two-hot.npy", "<i8", loads), "--replicas", $"{replicas}", "--gpus", "4");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        var lines = output.Split('\n');
+        Assert.Contains(replicated, lines);
+        Assert.Equal(note, lines.SingleOrDefault(line => line.StartsWith("note:", StringComparison.Ordinal))?.Split(" (\"on N GPUs\"")[0]);
+        Assert.DoesNotContain(lines, line => line.StartsWith("    min ", StringComparison.Ordinal) || line.StartsWith("   mean ", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void JsonGivesPerLayerMapsCountsAndBalancednessAndMatchesTheNpyPlan()
     {
@@ -458,18 +479,24 @@ public sealed class PlanCommandTests : IDisposable
     /// expert given nearly every replica pads each expert's list to that count (a 32 KB load wrote 3 GB). Of many
     /// layers, it is refused before the plan is made, by the plan of the layer whose hottest expert has the largest
     /// share (1,024 layers of 65,536 slots took a minute and 2.6 GB to be refused). The plan itself is still printed
-    /// without --json.
+    /// without --json. A later layer as hot as the first hottest leaves the first named.
     /// </summary>
     [Theory]
-    [InlineData(1, 0)]
-    [InlineData(16, 5)]
-    public void JsonRefusesAPaddedMapPastItsBound(int layers, int hot)
+    [InlineData(1, 0, null)]
+    [InlineData(16, 5, null)]
+    [InlineData(16, 5, 11)]
+    public void JsonRefusesAPaddedMapPastItsBound(int layers, int hot, int? asHot)
     {
         const int Experts = 1_100, Replicas = 65_536;
         var loads = new long[layers * Experts];
         Array.Fill(loads, 1L);
         loads[((layers - 1) * Experts) + 7] = 1_000;
         loads[hot * Experts] = 1_000_000_000_000_000;
+        if (asHot is { } layer)
+        {
+            loads[layer * Experts] = loads[hot * Experts];
+        }
+
         var npy = NpyFile.Write(Path.Combine(_folder.FullName, "hot.npy"), "<i8", $"{layers}, {Experts}", [.. loads.SelectMany(BitConverter.GetBytes)]);
 
         var (code, output, error) = Moegs.Run("plan", npy, "--replicas", $"{Replicas}", "--gpus", "1", "--json");
@@ -485,6 +512,25 @@ public sealed class PlanCommandTests : IDisposable
             error.TrimEnd());
         var summary = Moegs.Run("plan", npy, "--replicas", $"{Replicas}", "--gpus", "1");
         Assert.True(summary.Code == ExitCodes.Ok, summary.Error);
+    }
+
+    /// <summary>--json's bound is inclusive: a padded logical_to_physical of exactly <see cref="PlanCommand.MaxJsonEntries"/> entries is written.</summary>
+    [Fact]
+    public void JsonTakesAPaddedMapOfExactlyItsBound()
+    {
+        const int Experts = 4_096, Most = 16_384;
+        var loads = new long[1, Experts];
+        for (var expert = 0; expert < Experts; expert++)
+        {
+            loads[0, expert] = expert == 0 ? 1_000_000_000_000 : 1;
+        }
+
+        var plan = MoeGpuStats.Placement.ExpertPlacement.Rebalance(loads, Experts + Most - 1, 1, 1, 1);
+
+        Assert.Equal(Most, plan.MaxReplicas);
+        Assert.Equal(PlanCommand.MaxJsonEntries, (long)Experts * Most);
+        Assert.Null(PlanCommand.TooLargeForJson(plan, layers: 1));
+        Assert.StartsWith("--json: logical_to_physical, EPLB's [layers, experts, most replicas] padded with -1, would hold 134,217,728 entries", PlanCommand.TooLargeForJson(plan, layers: 2));
     }
 
     /// <summary>A snapshot of one layer may count more experts than a plan has slots (the managed engine takes 2^20): named as the file's, as an array's are.</summary>
