@@ -298,6 +298,20 @@ public sealed partial class ModelRoutingStatsMetricsTests
         Assert.StartsWith(FormattableString.Invariant($"topExperts is {topExperts}; give 0 to {Experts}"), error.Message);
     }
 
+    /// <summary>An EP size of no ranks, of fewer than none, or not dividing the experts is refused naming it.</summary>
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-2)]
+    [InlineData(4)]
+    [InlineData(Experts + 1)]
+    public void AnEpSizeThatDoesNotDivideTheExpertsIsRefusedNamingIt(int epSize)
+    {
+        using var stats = Model("managed", window: 2);
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new ModelRoutingStatsMetrics(stats, epSize: epSize));
+        Assert.Equal("epSize", error.ParamName);
+        Assert.StartsWith(FormattableString.Invariant($"epSize is {epSize}; give a divisor of the model's {Experts} experts"), error.Message);
+    }
+
     /// <summary>
     /// A series count of sizes no model has is refused naming the size, as the constructor refuses them: beyond a
     /// model's sizes the count wrapped a long (int.MaxValue layers and experts counted -9.2e18 series).
@@ -307,6 +321,7 @@ public sealed partial class ModelRoutingStatsMetricsTests
     [InlineData(0, 4, 2, "layers is 0; give 1 to 1,024, as a model takes.")]
     [InlineData(int.MaxValue, 4, 2, "layers is 2147483647; give 1 to 1,024, as a model takes.")]
     [InlineData(3, -4, 2, "experts is -4; give 1 to 4,096, as a model takes.")]
+    [InlineData(3, 0, 0, "experts is 0; give 1 to 4,096, as a model takes.")]
     [InlineData(3, int.MaxValue, 0, "experts is 2147483647; give 1 to 4,096, as a model takes.")]
     [InlineData(3, 4, -2, "topExperts is -2; give 0 to 4, the experts.")]
     [InlineData(3, 4, -1, "topExperts is -1; give 0 to 4, the experts.")]

@@ -323,6 +323,39 @@ public sealed class RoutingStatsMetricsTests
         Assert.Equal(2, metrics.SnapshotsTaken);
     }
 
+    /// <summary>
+    /// Without a refresh interval a reading serves collections for 1 s: a second collection right after the first
+    /// reports the first's reading, not the batch recorded between them.
+    /// </summary>
+    [Fact]
+    public void ACollectionWithinASecondOfTheLastReportsItsReadingByDefault()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var metrics = new RoutingStatsMetrics(stats);
+        var routings = new List<long>();
+        using var listener = Listener(metrics, "moegs.routings", routings.Add);
+
+        var clock = Stopwatch.StartNew();
+        listener.RecordObservableInstruments();
+        stats.RecordRouting([0, 1], tokens: 1, topK: 2);
+        listener.RecordObservableInstruments();
+        if (clock.Elapsed >= TimeSpan.FromSeconds(1))
+        {
+            Assert.Skip($"The two collections took {clock.Elapsed.TotalSeconds:F1} s, past the default refresh interval this test checks.");
+        }
+
+        Assert.Equal([0L, 0L], routings);
+        Assert.Equal(1, metrics.SnapshotsTaken);
+    }
+
+    /// <summary>No statistics is refused by name, before anything else is checked.</summary>
+    [Fact]
+    public void NullStatisticsAreRefusedByName()
+    {
+        Assert.Equal("stats", Assert.Throws<ArgumentNullException>(() => new RoutingStatsMetrics(null!)).ParamName);
+        Assert.Equal("stats", Assert.Throws<ArgumentNullException>(() => new ModelRoutingStatsMetrics(null!)).ParamName);
+    }
+
     /// <summary>A listener of one of <paramref name="metrics"/>' instruments, started, handing its long values to <paramref name="seen"/>.</summary>
     private static MeterListener Listener(RoutingStatsMetrics metrics, string instrumentName, Action<long> seen)
     {
