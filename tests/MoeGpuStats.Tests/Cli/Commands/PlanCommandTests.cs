@@ -338,6 +338,88 @@ public sealed class PlanCommandTests : IDisposable
         Assert.Equal(4, document.RootElement.GetProperty("replica_counts")[0][0].GetInt32());
     }
 
+    /// <summary>
+    /// The load line says which of a snapshot's loads was planned: one layer's tokens per expert since the start, a
+    /// model's window load over all its steps or over the newest of them.
+    /// </summary>
+    [Fact]
+    public void TheLoadLineSaysWhichOfASnapshotsLoadsWasPlanned()
+    {
+        var layer = Path.Combine(_folder.FullName, "layer.json");
+        using (var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 }))
+        {
+            stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
+            stats.RecordRouting([0, 0, 1, 2], tokens: 4, topK: 1);
+            RoutingStatsFile.Save(stats, layer);
+        }
+
+        string Model(string name, int window)
+        {
+            var path = Path.Combine(_folder.FullName, name);
+            using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = window });
+            for (var step = 0; step < 3; step++)
+            {
+                model.RecordStep([0, 1, 2, step, 3, 2, 1, step], tokens: 4, topK: 1);
+            }
+
+            File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(model));
+            return path;
+        }
+
+        foreach (var (path, expected) in new[]
+        {
+            (layer, "load: the snapshot's tokens per expert since the start, over 2 batches"),
+            (Model("whole.json", window: 5), "load: the snapshot's window load: all 3 steps"),
+            (Model("newest.json", window: 2), "load: the snapshot's window load: the newest 2 of 3 steps"),
+        })
+        {
+            var (code, output, error) = Moegs.Run("plan", path, "--replicas", "4", "--gpus", "2");
+            Assert.True(code == ExitCodes.Ok, error);
+            Assert.Contains(expected, output.Split('\n'));
+        }
+    }
+
+    /// <summary>
+    /// A Fortran-ordered load of one row, one column or one dimension holds its loads as C order does and is read;
+    /// of more rows and columns it is refused.
+    /// </summary>
+    [Theory]
+    [InlineData("1, 3", null)]
+    [InlineData("3, 1", null)]
+    [InlineData("3,", null)]
+    [InlineData("2, 2", "Fortran-ordered array; save it in C order (np.ascontiguousarray).")]
+    public void AFortranOrderedLoadIsReadWhereItsOrderIsCOrder(string shape, string? expected)
+    {
+        var dims = shape.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
+        var values = Enumerable.Range(1, dims.Aggregate(1, (a, b) => a * b)).Select(v => (long)v).ToArray();
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "fortran.npy"), "<i8", shape, [.. values.SelectMany(BitConverter.GetBytes)], fortran: true);
+
+        if (expected is null)
+        {
+            var loads = LoadMatrix.Read(npy);
+            Assert.Equal(dims.Length == 1 ? [1, dims[0]] : dims, new[] { loads.GetLength(0), loads.GetLength(1) });
+            Assert.Equal(values, loads.Cast<long>());
+        }
+        else
+        {
+            Assert.Equal($"{npy}: {expected}", Assert.Throws<InvalidDataException>(() => LoadMatrix.Read(npy)).Message);
+        }
+    }
+
+    /// <summary>A load of as many experts as a plan places, 65,536, is read.</summary>
+    [Fact]
+    public void ALoadOfTheMostExpertsAPlanPlacesIsRead()
+    {
+        var bytes = new byte[65_536];
+        bytes[7] = 3;
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "widest.npy"), "|u1", "1, 65536", bytes);
+
+        var loads = LoadMatrix.Read(npy);
+
+        Assert.Equal((1, 65_536), (loads.GetLength(0), loads.GetLength(1)));
+        Assert.Equal(3, loads[0, 7]);
+    }
+
     [Fact]
     public void ASnapshotOfNoBatchHasNoLoadsToPlace()
     {
@@ -408,6 +490,7 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("null-row.json", "[[1, 2], null]", "row 1 is null, not an array of loads.")]
     [InlineData("bad-snapshot.json", "{\"total_tokens\": \"many\"}", "not a routing statistics snapshot")]
     [InlineData("trace.jsonl", "{\"topk_ids\": [[1, 2]]}\n{\"topk_ids\": [[0, 3]]}\n", "JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load")]
+    [InlineData("ids.npz", "PK\u0003\u0004 an archive", "an .npz archive (of top-k ids?), not a load; `moegs replay")]
     public void UnreadableOrMalformedFilesExitWithOneLineNamingTheFile(string name, string? content, string expected)
     {
         var path = Path.Combine(_folder.FullName, name);
@@ -435,6 +518,8 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("<i8", "4611686018427387904, 12", "4,611,686,018,427,387,904 rows; a load has one row per MoE layer, at most 1,024.")]
     [InlineData("<i8", "12, 4611686018427387904", "4,611,686,018,427,387,904 experts per layer; a plan places at most 65,536")]
     [InlineData("<i8", "0, 12", "holds no loads")]
+    [InlineData("<i8", "2, 0", "shape (2, 0) holds no loads; nothing to place.")]
+    [InlineData("<i8", "0,", "shape (0,) holds no loads; nothing to place.")]
     public void NpySizesAreCheckedAgainstTheFileBeforeAnythingIsAllocated(string descr, string shape, string expected)
     {
         var data = EplbExample.PublishedLoads.Cast<long>().SelectMany(BitConverter.GetBytes).ToArray();
@@ -460,6 +545,7 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("2000, 1", "--replicas 65536 --gpus 1", ExitCodes.BadInput, "{0}: 2,000 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: `moegs replay {0} --experts E --save FILE.json` saves its load, which plan reads.")]
     [InlineData("1024, 1048576", "--replicas 64 --gpus 8", ExitCodes.BadInput, "{0}: 1,048,576 experts per layer; a plan places at most 65,536 (the most --replicas takes), one slot each at least.")]
     [InlineData("1048576, 1024", "--replicas 64 --gpus 8", ExitCodes.BadInput, "{0}: 1,048,576 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: `moegs replay {0} --experts E --save FILE.json` saves its load, which plan reads.")]
+    [InlineData("1025, 1", "--replicas 64 --gpus 8", ExitCodes.BadInput, "{0}: 1,025 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: `moegs replay {0} --experts E --save FILE.json` saves its load, which plan reads.")]
     [InlineData("4096, 8", "--replicas 64 --gpus 8", ExitCodes.BadInput, "{0}: 4,096 rows; a load has one row per MoE layer, at most 1,024. A [tokens, k] array of top-k ids is a trace: `moegs replay {0} --experts E --save FILE.json` saves its load, which plan reads.")]
     public void LoadsLargerThanAPlanAreRefusedNamingWhatIsTooLarge(string shape, string arguments, int exitCode, string expected)
     {
