@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net.Sockets;
 using System.Text.Json;
 
 namespace MoeGpuStats.Tests.Support;
@@ -160,7 +161,9 @@ internal sealed class PrometheusServer : IDisposable
                     return;
                 }
             }
-            catch (HttpRequestException) when (deadline.Elapsed < TimeSpan.FromSeconds(30))
+            // A server that is starting, or exiting, refuses the connection (HttpRequestException), or closes it as
+            // the client asks where it is connected (a bare SocketException, ENOTCONN, from HttpClient's connect).
+            catch (Exception notUp) when (notUp is HttpRequestException or SocketException && deadline.Elapsed < TimeSpan.FromSeconds(30))
             {
             }
 
