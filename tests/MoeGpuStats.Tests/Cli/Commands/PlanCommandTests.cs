@@ -268,6 +268,9 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("deep.json", "[[0, [1, 2]]]", "layer 0, slot 1 is [1, 2]; a slot holds an expert's index.")]
     [InlineData("marked.json", "\uFEFF[[0], \"one\"]", "layer 1 of physical_to_logical is a string, not an array of slots.")]
     [InlineData("surrogate.json", "{\"\\ud800\": 1, \"physical_to_logical\": [[0, \"x\"]]}", "layer 0, slot 1 is \"x\"; a slot holds an expert's index.")]
+    [InlineData("surrogate-gpus.json", "{\"\\ud800\": \"eight\", \"physical_to_logical\": [[0, \"x\"]]}", "layer 0, slot 1 is \"x\"; a slot holds an expert's index.")]
+    [InlineData("layer-snapshot.json", "{\"physical_to_logical\": [[0]], \"expert_token_counts\": [1]}", "a snapshot of routing statistics, not a placement")]
+    [InlineData("gpus-fraction.json", "{\"physical_to_logical\": [[0]], \"gpus\": 8.5}", "gpus is 8.5; a placement's GPUs are a whole number, 1 or more.")]
     public void ACurrentPlacementThatCannotBeReadIsOneLineNamingTheFile(string name, string content, string expected)
     {
         var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
@@ -743,6 +746,22 @@ public sealed class PlanCommandTests : IDisposable
         var refusal = Assert.Throws<InvalidDataException>(() => LoadMatrix.Read(json));
 
         Assert.Equal($"{json}: row 2 has 1 load, row 0 has 2; every layer has the same experts.", refusal.Message);
+    }
+
+    /// <summary>A --current placement of the most layers a model has, or of the most slots a plan places, is read.</summary>
+    [Theory]
+    [InlineData(1_024, 1)]
+    [InlineData(1, 65_536)]
+    public void ACurrentPlacementOfTheMostLayersOrSlotsIsRead(int layers, int slots)
+    {
+        var current = Path.Combine(_folder.FullName, "largest.json");
+        var row = $"[{string.Join(',', Enumerable.Range(0, slots))}]";
+        File.WriteAllText(current, $"[{string.Join(',', Enumerable.Repeat(row, layers))}]");
+
+        var placement = DeployedPlacement.Read(current);
+
+        Assert.Equal(layers, placement.PhysicalToLogical.Length);
+        Assert.All(placement.PhysicalToLogical, layer => Assert.Equal(Enumerable.Range(0, slots), layer));
     }
 
     /// <summary>
