@@ -291,6 +291,31 @@ public sealed partial class ReplayCommandTests
         Assert.Equal($"--window-load: the window load is a model's, [layers, experts] (one router's load: --save a snapshot, which plan reads); {path} is read without layers (JSON lines, a line per layer and forward pass: no line has a layer field).", error.Trim());
     }
 
+    /// <summary>A line's values at their edges are taken: the last layer a model holds, and request ids that are whole numbers.</summary>
+    [Theory]
+    [InlineData("{\"layer\": 1023, \"topk_ids\": [1, 2]}\n")]
+    [InlineData("{\"topk_ids\": [1, 2], \"request_id\": 7}\n")]
+    [InlineData("{\"topk_ids\": [[1, 2], [3, 4]], \"request_id\": [7, \"r8\"]}\n")]
+    public void ALinesValuesAtTheirEdgesAreTaken(string text)
+    {
+        var path = Path.Combine(_folder.FullName, "edges.jsonl");
+        File.WriteAllText(path, text);
+
+        var (code, _, error) = Moegs.Run("replay", path, "--experts", $"{Experts}");
+
+        Assert.True(code == ExitCodes.Ok, error);
+    }
+
+    /// <summary>A line that is not UTF-8 is named so, not as JSON that does not parse.</summary>
+    [Fact]
+    public void ALineThatIsNotUtf8IsNamedSo()
+    {
+        var path = Path.Combine(_folder.FullName, "latin1.jsonl");
+        File.WriteAllBytes(path, [.. "{\"topk_ids\": [1, 2], \"request_id\": \""u8, 0xE9, .. "\"}\n"u8]);
+
+        AssertBadInput(path, ["--experts", $"{Experts}"], $"{path}:1: not UTF-8 text; JSON lines are UTF-8.");
+    }
+
     /// <summary>Each malformed trace is one line naming the file and line, and exit code 1.</summary>
     [Theory]
     [InlineData("{\"layer\": 0, \"topk_ids\": [1, 2]}\n{oops\n", ":2: not JSON (")]
@@ -300,6 +325,8 @@ public sealed partial class ReplayCommandTests
     [InlineData("{\"topk_ids\": [[1, 2], [3]]}\n", ":1: topk_ids[1] has 1 id, the trace's other tokens have 2.")]
     [InlineData("{\"topk_ids\": [[1, 2]], \"gate_weights\": [[NaN, 0.5]]}\n", ":1: not JSON ('N' is an invalid start of a value, at byte 42); a line holds one object with topk_ids. NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON, and ids and weights are finite numbers: dump with allow_nan=False to find where they come from.")]
     [InlineData("{\n  \"total_routings\": 1\n}\n", ":1: not JSON lines: the file starts a JSON value over several lines, as a snapshot that --save writes (report reads those)")]
+    [InlineData("[\n  [1, 2]\n]\n", ":1: not JSON lines: the file starts a JSON value over several lines")]
+    [InlineData("{\"topk_ids\": [[1, 2]], \"gate_weights\": [[Infinity, 0.5]]}\n", ":1: not JSON ('I' is an invalid start of a value, at byte 42); a line holds one object with topk_ids. NaN and Infinity, which Python's json.dumps writes for non-finite floats, are not JSON")]
     [InlineData("{\"topk_ids\": [1, 2]}\n{\"topk_ids\": [1, 2, 3]}\n", ":2: topk_ids has 3 ids, the trace's other tokens have 2.")]
     [InlineData("{\"topk_ids\": [[1, 2], 3]}\n", ":1: topk_ids[1] is 3; in a list of tokens each token is a list of k ids")]
     [InlineData("{\"topk_ids\": [1, \"a\"]}\n", ":1: topk_ids[1] is \"a\"; ids are whole numbers, -1 for an empty slot.")]
