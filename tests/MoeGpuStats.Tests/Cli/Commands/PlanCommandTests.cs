@@ -80,6 +80,20 @@ public sealed class PlanCommandTests : IDisposable
         Assert.True(sharedGpus > 0, output);
     }
 
+    /// <summary>Each count option is taken at its least, 1, given as well as by default.</summary>
+    [Theory]
+    [InlineData("--groups", "in 1 node, 1 group")]
+    [InlineData("--nodes", "in 1 node, 1 group")]
+    public void ACountOptionOfOneIsTaken(string option, string expected)
+    {
+        var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", "16", "--gpus", "8", option, "1");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains(expected, output.Split('\n')[0]);
+    }
+
     /// <summary>
     /// The note on replicas sharing a GPU counts the replicated experts that have them, not every replicated expert,
     /// and says "has" of one; with a slot per expert nothing is replicated and there is no note. One layer's report
