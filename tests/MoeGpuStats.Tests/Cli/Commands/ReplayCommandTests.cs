@@ -49,6 +49,34 @@ public sealed partial class ReplayCommandTests : IDisposable
     }
 
     /// <summary>
+    /// --layout is read whatever its case and spaces, as the same layout written plainly; a 2-D file's default layout,
+    /// [tokens, k], has no twin of its rank and gets no note.
+    /// </summary>
+    [Fact]
+    public void LayoutIsReadWhateverItsCaseAndSpaces()
+    {
+        var npy = WriteInt32("three.npy", $"{Steps}, {Tokens}, {TopK}", Ids(Steps, 1, Tokens, seed: 5));
+
+        var (code, output, error) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--layout", "Steps, Tokens, K", "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        var (plainCode, plain, plainError) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--layout", "steps,tokens,k", "--json");
+        Assert.True(plainCode == ExitCodes.Ok, plainError);
+        Assert.Equal(Counts(plain), Counts(output));
+
+        var two = WriteInt32("two.npy", $"{Tokens}, {TopK}", Ids(1, 1, Tokens, seed: 6));
+        (code, _, error) = Moegs.Run("replay", two, "--experts", $"{Experts}");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.DoesNotContain("note: read as", error);
+    }
+
+    /// <summary>A one-layer report's batches and tokens per expert: what a replay counts, without its timings.</summary>
+    private static (ulong Routings, string Counts) Counts(string report)
+    {
+        using var json = JsonDocument.Parse(report);
+        return (json.RootElement.GetProperty("total_routings").GetUInt64(), json.RootElement.GetProperty("expert_token_counts").GetRawText());
+    }
+
+    /// <summary>
     /// A replay with layers takes --ep-size as simulate does: ranks of the trace's experts in order, none
     /// less balanced than the experts they hold; one that does not divide the experts is refused.
     /// </summary>
