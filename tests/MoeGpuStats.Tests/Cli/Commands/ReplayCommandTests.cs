@@ -49,8 +49,8 @@ public sealed partial class ReplayCommandTests : IDisposable
     }
 
     /// <summary>
-    /// --layout is read whatever its case and spaces, as the same layout written plainly; a 2-D file's default layout,
-    /// [tokens, k], has no twin of its rank and gets no note.
+    /// --layout is read whatever its case and spaces, as the same layout written plainly. Only the 4-D default has a
+    /// twin of its rank: an archive of one member per layer, read in its default [steps, tokens, k], gets no note.
     /// </summary>
     [Fact]
     public void LayoutIsReadWhateverItsCaseAndSpaces()
@@ -63,8 +63,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.True(plainCode == ExitCodes.Ok, plainError);
         Assert.Equal(Counts(plain), Counts(output));
 
-        var two = WriteInt32("two.npy", $"{Tokens}, {TopK}", Ids(1, 1, Tokens, seed: 6));
-        (code, _, error) = Moegs.Run("replay", two, "--experts", $"{Experts}");
+        (code, _, error) = Moegs.Run("replay", TraceData.Data("layers.npz"), "--members", "layers", "--experts", $"{Experts}");
         Assert.True(code == ExitCodes.Ok, error);
         Assert.DoesNotContain("note: read as", error);
     }
