@@ -78,9 +78,9 @@ public sealed partial class NpyIdsTests
     {
         var path = Write(Path.Combine(_folder.FullName, "big-endian.npy"), ">u8", "2, 2", new byte[32]);
 
-        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null));
+        var error = Refusal(path);
 
-        Assert.EndsWith("(save it as a.astype('<u8')).", error.Message);
+        Assert.EndsWith("(save it as a.astype('<u8')).", error);
     }
 
     /// <summary>Python's long literals in either case, 0 and 00 (which Python reads) and a dimension of leading zeros, an empty one.</summary>
@@ -100,7 +100,7 @@ public sealed partial class NpyIdsTests
         }
         else
         {
-            Assert.Contains(expected, Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null)).Message);
+            Assert.Contains(expected, Refusal(path));
         }
     }
 
@@ -110,9 +110,9 @@ public sealed partial class NpyIdsTests
     {
         var path = Write(Path.Combine(_folder.FullName, "one-more.npy"), "<i4", "2, 2", new byte[17]);
 
-        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null));
+        var error = Refusal(path);
 
-        Assert.Equal($"{path}: shape (2, 2) takes 144 bytes with its header, and 145 are there: the header or the data is corrupt (np.save writes nothing after the array).", error.Message);
+        Assert.Equal($"{path}: shape (2, 2) takes 144 bytes with its header, and 145 are there: the header or the data is corrupt (np.save writes nothing after the array).", error);
     }
 
     /// <summary>
@@ -141,7 +141,7 @@ public sealed partial class NpyIdsTests
         }
         else
         {
-            Assert.Contains(expected, Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null)).Message);
+            Assert.Contains(expected, Refusal(path));
         }
     }
 
@@ -154,7 +154,7 @@ public sealed partial class NpyIdsTests
         var header = "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }";
         header += new string(' ', headerBytes - header.Length - 1) + "\n";
         var path = Path.Combine(_folder.FullName, "long-header.npy");
-        File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 2, 0, .. BitConverter.GetBytes(header.Length), .. Encoding.Latin1.GetBytes(header), .. new int[] { 4, -1, 0, 9 }.SelectMany(BitConverter.GetBytes)]);
+        File.WriteAllBytes(path, VersionTwo(header, [.. new int[] { 4, -1, 0, 9 }.SelectMany(BitConverter.GetBytes)]));
 
         if (expected is null)
         {
@@ -163,7 +163,7 @@ public sealed partial class NpyIdsTests
         }
         else
         {
-            Assert.EndsWith(expected, Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null)).Message);
+            Assert.EndsWith(expected, Refusal(path));
         }
     }
 
@@ -177,13 +177,13 @@ public sealed partial class NpyIdsTests
     {
         var v2 = Path.Combine(_folder.FullName, "v2-cut.npy");
         File.WriteAllBytes(v2, [0x93, .. "NUMPY"u8, 2, 0, 0x40, 0, 0]);
-        Assert.Equal($"{v2}: truncated: the file ends inside the .npy preamble (11 bytes).", Assert.Throws<InvalidDataException>(() => NpyIds.Open(v2, layout: null)).Message);
+        Assert.Equal($"{v2}: truncated: the file ends inside the .npy preamble (11 bytes).", Refusal(v2));
 
         var header = "{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1), }\n";
         byte[] whole = [0x93, .. "NUMPY"u8, 1, 0, .. BitConverter.GetBytes((ushort)(header.Length + 1)), .. Encoding.Latin1.GetBytes(header)];
         var longer = Path.Combine(_folder.FullName, "header-past-end.npy");
         File.WriteAllBytes(longer, whole);
-        Assert.Equal($"{longer}: truncated: the header claims {header.Length + 1} bytes, the file has {header.Length} after the preamble.", Assert.Throws<InvalidDataException>(() => NpyIds.Open(longer, layout: null)).Message);
+        Assert.Equal($"{longer}: truncated: the header claims {header.Length + 1} bytes, the file has {header.Length} after the preamble.", Refusal(longer));
 
         int From(byte[] data, Span<byte> destination, long position)
         {
@@ -207,8 +207,11 @@ public sealed partial class NpyIdsTests
         var path = Path.Combine(_folder.FullName, "wordy.npy");
         File.WriteAllBytes(path, [0x93, .. "NUMPY"u8, 1, 0, .. BitConverter.GetBytes((ushort)header.Length), .. Encoding.Latin1.GetBytes(header)]);
 
-        var error = Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null));
+        var error = Refusal(path);
 
-        Assert.Equal($"{path}: unreadable header '{header[..120]}...' (expected 'descr', 'fortran_order' and 'shape').", error.Message);
+        Assert.Equal($"{path}: unreadable header '{header[..120]}...' (expected 'descr', 'fortran_order' and 'shape').", error);
     }
+
+    /// <summary>The one-line refusal of opening <paramref name="path"/> without a layout.</summary>
+    private static string Refusal(string path) => Assert.Throws<InvalidDataException>(() => NpyIds.Open(path, layout: null)).Message;
 }
