@@ -48,7 +48,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     public void APerExpertArrayLongerThanItsPeersIsRefused(string lengthened, string message)
     {
         using var stats = Recorded("managed", CapacityAndDecay, seed: 34);
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        var node = Written(stats);
         foreach (var name in lengthened.Split(','))
         {
             node[name]!.AsArray().Add(0);
@@ -84,7 +84,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     public void AFigureReadsOnlyWithinFloat32sRoundingOfWhatItIsCheckedAgainst(string path, double off, bool reads)
     {
         using var stats = Recorded("managed", CapacityAndDecay, seed: 34);
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        var node = Written(stats);
         var capacity = node["capacity_stats"]!;
         var (exact, relative) = path switch
         {
@@ -112,7 +112,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     {
         using var stats = Recorded("managed", new RoutingStatsOptions { Experts = 4 }, seed: 34);
         Assert.True(stats.SlotsDropped > 0, "the recording drops no slot");
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        var node = Written(stats);
         var counted = node["expert_token_counts"]!.AsArray().Aggregate(0UL, (sum, count) => sum + (ulong)count!);
         Set(node, "capacity_stats/total_used", $"{counted - 1}");
 
@@ -155,7 +155,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     /// <summary><paramref name="stats"/>' snapshot with each <c>path=json</c> of <paramref name="edits"/> (';'-separated) set at <paramref name="under"/> + path.</summary>
     private static JsonObject Edited(RoutingStats stats, string edits, string under = "")
     {
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        var node = Written(stats);
         foreach (var edit in edits.Split(';'))
         {
             var at = edit.IndexOf('=');

@@ -195,7 +195,7 @@ public sealed partial class RoutingStatsJsonConverterTests
             stats.RecordRouting([-1, -1], tokens: 1, topK: 2);
         }
 
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        var node = Written(stats);
         node["invalid_expert_ids"] = 3;
         var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
         Assert.Equal("invalid_expert_ids is 3 but total_tokens is 0; an invalid id is some token's (a token of -1 ids alone is padding).", error.Message);
@@ -411,7 +411,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     public void AFieldThatDisagreesWithTheStateIsRefusedNamingIt(string path, string? value, string message)
     {
         using var stats = Recorded("managed", new RoutingStatsOptions { Experts = 4, ExpertCapacity = 3, UtilizationDecay = 0.5f }, seed: 34);
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        var node = Written(stats);
         Set(node, path, value);
         var error = Assert.ThrowsAny<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
         Assert.Contains(message, error.Message);
@@ -423,7 +423,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     public void ADecayedShareOfAnExpertThatCountedNothingIsRefusedByName()
     {
         using var stats = Recorded("managed", new RoutingStatsOptions { Experts = 4, UtilizationDecay = 0.5f }, seed: 34);
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        var node = Written(stats);
         Set(node, "expert_token_counts/1", "0");
         Set(node, "expert_utilization/1", "0");
         Set(node, "expert_utilization_sums/1", "0");
@@ -474,7 +474,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     public void AMeanShareItsSumContradictsIsRefused(string path, string value, string message)
     {
         using var stats = Recorded("managed", new RoutingStatsOptions { Experts = 4 }, seed: 35);
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        var node = Written(stats);
         Set(node, path, value);
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
         Assert.Contains(message, error.Message);
@@ -488,7 +488,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     [InlineData("average_router_z_loss", "null", "average_router_z_loss is null with total_routings 0; an average is 0 before the first batch.")]
     public void AnAverageWithoutABatchIsRefused(string field, string value, string message)
     {
-        var node = JsonNode.Parse(JsonSerializer.Serialize(new RoutingStats()))!.AsObject();
+        var node = Written(new RoutingStats());
         node[field] = JsonNode.Parse(value);
         node["expert_token_counts"] = new JsonArray(Enumerable.Repeat<JsonNode?>(0, node["expert_utilization"]!.AsArray().Count).ToArray());
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
@@ -619,6 +619,9 @@ public sealed partial class RoutingStatsJsonConverterTests
         Assert.Equal(json, JsonSerializer.Serialize(read));
     }
 
+    /// <summary><paramref name="stats"/>' snapshot as the JSON tree a test edits.</summary>
+    private static JsonObject Written(RoutingStats stats) => JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+
     /// <summary>Sets the field at <paramref name="path"/> (names and array indices, '/'-separated) to <paramref name="json"/>, or removes it where that is null.</summary>
     private static void Set(JsonObject root, string path, string? json)
     {
@@ -657,7 +660,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     {
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
         stats.RecordRouting([0, 0, 1, 1], tokens: 2, topK: 2);
-        var node = JsonNode.Parse(JsonSerializer.Serialize(stats))!.AsObject();
+        var node = Written(stats);
         node["expert_utilization"]![2] = JsonNode.Parse("-0");
         node["expert_utilization_sums"]![2] = JsonNode.Parse("-0.0");
         using var read = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;

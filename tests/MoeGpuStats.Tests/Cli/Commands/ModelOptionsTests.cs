@@ -22,11 +22,9 @@ public sealed class ModelOptionsTests
     [InlineData("--window 800", 600, 4_096, 500, 800, false)]
     public void AWindowNotGivenKeepsItsRingWithinTheDefaultBound(string arguments, int layers, int experts, int steps, int expected, bool noted)
     {
-        var model = new ModelOptions("With --layers");
-        var command = new RootCommand();
-        model.AddTo(command);
+        var (model, parse) = Parsed(arguments);
 
-        var window = model.WindowFor(command.Parse(arguments), layers, experts, steps);
+        var window = model.WindowFor(parse, layers, experts, steps);
 
         Assert.Equal(expected, window.Steps);
         Assert.Equal(noted, window.Notes.Count == 1);

@@ -379,7 +379,7 @@ public sealed class PlanCommandTests : IDisposable
                 model.RecordStep([0, 1, 2, step, 3, 2, 1, step], tokens: 4, topK: 1);
             }
 
-            File.WriteAllText(path, System.Text.Json.JsonSerializer.Serialize(model));
+            RoutingStatsFile.Save(model, path);
             return path;
         }
 
@@ -394,47 +394,6 @@ public sealed class PlanCommandTests : IDisposable
             Assert.True(code == ExitCodes.Ok, error);
             Assert.Contains(expected, output.Split('\n'));
         }
-    }
-
-    /// <summary>
-    /// A Fortran-ordered load of one row, one column or one dimension holds its loads as C order does and is read;
-    /// of more rows and columns it is refused.
-    /// </summary>
-    [Theory]
-    [InlineData("1, 3", null)]
-    [InlineData("3, 1", null)]
-    [InlineData("3,", null)]
-    [InlineData("2, 2", "Fortran-ordered array; save it in C order (np.ascontiguousarray).")]
-    public void AFortranOrderedLoadIsReadWhereItsOrderIsCOrder(string shape, string? expected)
-    {
-        var dims = shape.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
-        var values = Enumerable.Range(1, dims.Aggregate(1, (a, b) => a * b)).Select(v => (long)v).ToArray();
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "fortran.npy"), "<i8", shape, [.. values.SelectMany(BitConverter.GetBytes)], fortran: true);
-
-        if (expected is null)
-        {
-            var loads = LoadMatrix.Read(npy);
-            Assert.Equal(dims.Length == 1 ? [1, dims[0]] : dims, new[] { loads.GetLength(0), loads.GetLength(1) });
-            Assert.Equal(values, loads.Cast<long>());
-        }
-        else
-        {
-            Assert.Equal($"{npy}: {expected}", Assert.Throws<InvalidDataException>(() => LoadMatrix.Read(npy)).Message);
-        }
-    }
-
-    /// <summary>A load of as many experts as a plan places, 65,536, is read.</summary>
-    [Fact]
-    public void ALoadOfTheMostExpertsAPlanPlacesIsRead()
-    {
-        var bytes = new byte[65_536];
-        bytes[7] = 3;
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "widest.npy"), "|u1", "1, 65536", bytes);
-
-        var loads = LoadMatrix.Read(npy);
-
-        Assert.Equal((1, 65_536), (loads.GetLength(0), loads.GetLength(1)));
-        Assert.Equal(3, loads[0, 7]);
     }
 
     [Fact]
@@ -760,22 +719,6 @@ public sealed class PlanCommandTests : IDisposable
         var refusal = Assert.Throws<InvalidDataException>(() => LoadMatrix.Read(json));
 
         Assert.Equal($"{json}: row 2 has 1 load, row 0 has 2; every layer has the same experts.", refusal.Message);
-    }
-
-    /// <summary>A --current placement of the most layers a model has, or of the most slots a plan places, is read.</summary>
-    [Theory]
-    [InlineData(1_024, 1)]
-    [InlineData(1, 65_536)]
-    public void ACurrentPlacementOfTheMostLayersOrSlotsIsRead(int layers, int slots)
-    {
-        var current = Path.Combine(_folder.FullName, "largest.json");
-        var row = $"[{string.Join(',', Enumerable.Range(0, slots))}]";
-        File.WriteAllText(current, $"[{string.Join(',', Enumerable.Repeat(row, layers))}]");
-
-        var placement = DeployedPlacement.Read(current);
-
-        Assert.Equal(layers, placement.PhysicalToLogical.Length);
-        Assert.All(placement.PhysicalToLogical, layer => Assert.Equal(Enumerable.Range(0, slots), layer));
     }
 
     /// <summary>

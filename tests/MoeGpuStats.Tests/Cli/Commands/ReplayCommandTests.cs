@@ -48,10 +48,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.DoesNotContain("the default for 4-D", error);
     }
 
-    /// <summary>
-    /// --layout is read whatever its case and spaces, as the same layout written plainly. Only the 4-D default has a
-    /// twin of its rank: an archive of one member per layer, read in its default [steps, tokens, k], gets no note.
-    /// </summary>
+    /// <summary>--layout is read whatever its case and spaces, as the same layout written plainly.</summary>
     [Fact]
     public void LayoutIsReadWhateverItsCaseAndSpaces()
     {
@@ -62,10 +59,6 @@ public sealed partial class ReplayCommandTests : IDisposable
         var (plainCode, plain, plainError) = Moegs.Run("replay", npy, "--experts", $"{Experts}", "--layout", "steps,tokens,k", "--json");
         Assert.True(plainCode == ExitCodes.Ok, plainError);
         Assert.Equal(Counts(plain), Counts(output));
-
-        (code, _, error) = Moegs.Run("replay", TraceData.Data("layers.npz"), "--members", "layers", "--experts", $"{Experts}");
-        Assert.True(code == ExitCodes.Ok, error);
-        Assert.DoesNotContain("note: read as", error);
     }
 
     /// <summary>A one-layer report's batches and tokens per expert: what a replay counts, without its timings.</summary>
