@@ -237,6 +237,9 @@ public sealed class MergeCommandTests : IDisposable
         var (kindCode, _, kindError) = Moegs.Run("merge", saved[0], singleSaved, "-o", Path.Combine(Path.GetDirectoryName(rank0)!, "mixed.json"));
         Assert.Equal(ExitCodes.BadInput, kindCode);
         Assert.Equal($"{saved[0]} holds a model of {Layers} layers of {Experts} experts, {singleSaved} holds one layer of {Experts} experts; merge layers with layers and models with models.", kindError.Trim());
+        (kindCode, _, kindError) = Moegs.Run("merge", singleSaved, saved[0]);
+        Assert.Equal(ExitCodes.BadInput, kindCode);
+        Assert.Equal($"{singleSaved} holds one layer of {Experts} experts, {saved[0]} holds a model of {Layers} layers of {Experts} experts; merge layers with layers and models with models.", kindError.Trim());
     }
 
     /// <summary>
@@ -295,6 +298,12 @@ public sealed class MergeCommandTests : IDisposable
         (code, _, error) = Moegs.Run("merge", pair, late, "--json");
         Assert.True(code == ExitCodes.Ok, error);
         Assert.Contains($"note: {pair} holds {2 * Steps} steps of 2 merged ranks, {late} {Steps + 2} steps: merge takes", error);
+
+        // One note, on the first part that differs: every later one would repeat it.
+        var later = Saved("later", Steps + 3, 5);
+        (code, _, error) = Moegs.Run("merge", early, late, later, "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Equal([$"note: {early} holds {Steps} steps, {late} {Steps + 2} steps"], error.Split('\n').Where(line => line.StartsWith("note:", StringComparison.Ordinal)).Select(line => line[..line.IndexOf(": merge", StringComparison.Ordinal)]));
     }
 
     /// <summary>Models of different shapes are refused in one line naming the files.</summary>
@@ -336,6 +345,12 @@ public sealed class MergeCommandTests : IDisposable
             $"{Path.ChangeExtension(three, ".json")} holds {Layers} layers of {Experts} experts with a window of 1,000 steps and no capacity, "
             + $"{skipping} holds {Layers} layers of {Experts} experts with a window of 1,000 steps and no capacity, empty steps left out (--skip-empty-steps); only models of the same layers, experts, window, capacity and --skip-empty-steps merge.",
             error.Trim());
+
+        var capped = Path.ChangeExtension(three, ".capped.json");
+        Assert.Equal(ExitCodes.Ok, Moegs.Run("replay", three, "--experts", $"{Experts}", "--capacity", "4", "--save", capped).Code);
+        (code, _, error) = Moegs.Run("merge", capped, Path.ChangeExtension(three, ".json"));
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.StartsWith($"{capped} holds {Layers} layers of {Experts} experts with a window of 1,000 steps and a capacity of 4 slots per expert, {Path.ChangeExtension(three, ".json")} holds", error.Trim(), StringComparison.Ordinal);
     }
 
     /// <summary>Snapshots of one layer merge to the counts and totals of both, what RoutingStats.Merge gives, written to --output and printed as JSON.</summary>
@@ -483,6 +498,12 @@ public sealed class MergeCommandTests : IDisposable
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.StartsWith($"{idleFour} has experts = 4, {idleFive} has experts = 5; only snapshots of the same experts merge", error.Trim());
 
+        // The file named is the first whose options fix the experts, not the first given.
+        var idleAny = SaveIdle("idle.json", new RoutingStatsOptions());
+        (code, _, error) = Run("merge", idleAny, idleFour, idleFive);
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.StartsWith($"{idleFour} has experts = 4, {idleFive} has experts = 5; only snapshots", error.Trim());
+
         var full = Path.Combine(_folder.FullName, "full.json");
         var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(open))!;
         json["total_tokens"] = long.MaxValue;
@@ -491,6 +512,16 @@ public sealed class MergeCommandTests : IDisposable
         (code, _, error) = Run("merge", open, second, full);
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.StartsWith($"cannot merge {full} with the 2 snapshots before it: The merged total_tokens exceeds 9,223,372,036,854,775,807", error.Trim());
+
+        // What only the whole merge can refuse, past the last file, names them all (after the warning that the two are one file's bytes).
+        var halves = new[] { "half0.json", "half1.json" }.Select(name => Path.Combine(_folder.FullName, name)).ToArray();
+        json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(open))!;
+        json["merged_parts"] = RoutingStats.MaxMergedParts / 2 + 1;
+        Array.ForEach(halves, half => File.WriteAllText(half, json.ToJsonString()));
+        (code, _, error) = Run("merge", halves[0], halves[1], "-o", Path.Combine(_folder.FullName, "past.json"));
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Equal($"cannot merge the 2 snapshots: The merge would combine {RoutingStats.MaxMergedParts + 2:N0} recordings (merged_parts); at most {RoutingStats.MaxMergedParts:N0} merge.", error.Trim().Split('\n')[^1]);
+        Assert.False(File.Exists(Path.Combine(_folder.FullName, "past.json")));
     }
 
     /// <summary>Saves statistics of <paramref name="options"/> after one record of <paramref name="ids"/> (top-1) as <paramref name="name"/>.</summary>
