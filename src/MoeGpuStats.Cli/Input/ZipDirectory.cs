@@ -36,11 +36,23 @@ internal readonly record struct ZipDirectory(ulong Members, ulong Bytes)
             }
 
             var (members, bytes) = (BinaryPrimitives.ReadUInt16LittleEndian(end[10..]), BinaryPrimitives.ReadUInt32LittleEndian(end[12..]));
-            return members == ushort.MaxValue || bytes == uint.MaxValue ? Zip64(file, start + at) ?? new ZipDirectory(members, bytes) : new ZipDirectory(members, bytes);
+            return Zip64Marked(end) ? Zip64(file, start + at) ?? new ZipDirectory(members, bytes) : new ZipDirectory(members, bytes);
         }
 
         return null;
     }
+
+    /// <summary>
+    /// Whether any field of the end record is marked as held in the zip64 record (all ones, APPNOTE 4.4.1.4): the
+    /// archive reader then takes the zip64 record's counts, whichever field it was, so they are checked here too.
+    /// </summary>
+    private static bool Zip64Marked(ReadOnlySpan<byte> end) =>
+        BinaryPrimitives.ReadUInt16LittleEndian(end[4..]) == ushort.MaxValue
+        || BinaryPrimitives.ReadUInt16LittleEndian(end[6..]) == ushort.MaxValue
+        || BinaryPrimitives.ReadUInt16LittleEndian(end[8..]) == ushort.MaxValue
+        || BinaryPrimitives.ReadUInt16LittleEndian(end[10..]) == ushort.MaxValue
+        || BinaryPrimitives.ReadUInt32LittleEndian(end[12..]) == uint.MaxValue
+        || BinaryPrimitives.ReadUInt32LittleEndian(end[16..]) == uint.MaxValue;
 
     /// <summary>The zip64 end record's counts, found through its locator just before the end record at <paramref name="end"/>; null without one.</summary>
     private static ZipDirectory? Zip64(FileStream file, long end)

@@ -14,6 +14,15 @@ internal static class NpyFile
         return path;
     }
 
+    /// <summary>A version-1 .npy array's bytes, as np.save writes them: an archive's member.</summary>
+    internal static byte[] Bytes(string descr, string shape, byte[] data)
+    {
+        using var bytes = new MemoryStream();
+        WriteHeader(bytes, descr, shape);
+        bytes.Write(data);
+        return bytes.ToArray();
+    }
+
     /// <summary>Writes the preamble and header of a version-1 .npy array to <paramref name="stream"/>, for data written after it in pieces.</summary>
     internal static void WriteHeader(Stream stream, string descr, string shape, bool fortran = false)
     {

@@ -188,6 +188,103 @@ public sealed partial class ReplayCommandTests
         Assert.Equal(noted, error.Split('\n').Any(line => line.TrimEnd() == note));
     }
 
+    /// <summary>
+    /// Names whose numbers do not order the members get no warning (numbers that are equal), one layer named as a
+    /// layer gets no note (it is the same replay either way), and names are layers' whatever their case.
+    /// </summary>
+    [Fact]
+    public void OnlyNamesThatHintAtAnotherReadingGetANote()
+    {
+        var member = Member("<i4", "2, 2", 0, 1, 2, 3);
+        foreach (var (name, keys, noted) in new[]
+        {
+            ("equal.npz", new[] { "prefill_1", "decode_1" }, (string?)null),
+            ("one.npz", ["layer_0"], null),
+            ("cased.npz", ["Layer_0", "LAYERS.1"], "its members are named as layers (Layer_0, LAYERS.1, ...)"),
+        })
+        {
+            var path = Zip(name, [.. keys.Select(key => (key + ".npy", member))]);
+            var (code, _, error) = Moegs.Run("replay", path, "--experts", $"{Experts}", "--json");
+            Assert.True(code == ExitCodes.Ok, error);
+            Assert.DoesNotContain("warning", error);
+            Assert.Equal(noted is not null, error.Contains("note: " + path + ": " + noted, StringComparison.Ordinal));
+        }
+
+        // Of layers, the warning names layers.
+        var layers = Zip("layers.npz", ("layer_1.npy", member), ("layer_0.npy", member));
+        var (layersCode, _, layersError) = Moegs.Run("replay", layers, "--members", "layers", "--experts", $"{Experts}", "--json");
+        Assert.True(layersCode == ExitCodes.Ok, layersError);
+        Assert.Contains("layer_1 comes before layer_0; if the numbers give the order of the layers, save the members in that order.", layersError);
+    }
+
+    /// <summary>
+    /// The title says how the ids are laid out, in one member or in each of several, and every dtype the members
+    /// hold; a one-layer replay that names no layers says why, in the archive's terms.
+    /// </summary>
+    [Fact]
+    public void TheTitleOfAnArchiveNamesItsMembersAxesAndEveryDtype()
+    {
+        var mixed = Zip(
+            "mixed.npz",
+            ("arr_0.npy", Member("<i4", "2, 1, 2", 0, 1, 2, 3)),
+            ("arr_1.npy", Member("<i8", "2, 1, 2", 3, 2, 1, 0)));
+        var (code, output, error) = Moegs.Run("replay", mixed, "--layout", "layers,tokens,k", "--experts", $"{Experts}");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"in 2 layers (layers,tokens,k in each of 2 members), top-2 of {Experts} experts (int32, int64)", output);
+
+        var one = Zip("one.npz", ("arr_0.npy", Member("<i2", "2, 1, 2", 0, 1, 2, 3)));
+        (code, output, error) = Moegs.Run("replay", one, "--layout", "layers,tokens,k", "--experts", $"{Experts}");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"in 2 layers (layers,tokens,k in its one member), top-2 of {Experts} experts (int16)", output);
+
+        var flat = Zip("flat.npz", ("arr_0.npy", Member("<i4", "2, 2", 0, 1, 2, 3)), ("arr_1.npy", Member("<i4", "1, 2", 3, 2)));
+        (code, _, error) = Moegs.Run("replay", flat, "--experts", $"{Experts}", "--window-load", Path.Combine(_folder.FullName, "w.npy"));
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.EndsWith($"{flat} is read without layers (tokens,k in each of 2 members: --layout names the axis that holds them; --members layers makes each member a layer).", error.Trim());
+    }
+
+    /// <summary>
+    /// Every member's ids count for the largest id and for the warning on unsigned padding (255 in uint8): a signed
+    /// member first does not hide them; an archive of -1 padding alone names no experts.
+    /// </summary>
+    [Fact]
+    public void EveryMembersIdsCountForTheLargestIdAndItsPadding()
+    {
+        var path = Zip(
+            "padded.npz",
+            ("arr_0.npy", Member("<i2", "2, 2", 0, 1, 2, 3)),
+            ("arr_1.npy", Member("|u1", "2, 2", 255, 1, 255, 0)),
+            ("arr_2.npy", Member("|u1", "1, 2", 255, 2)));
+        var (code, _, error) = Moegs.Run("replay", path, "--json");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("note: 256 experts, the largest id in padded.npz plus one; give --experts if the model has more (an expert no token reached is not in the file); 255 is the largest uint8, which -1 padding becomes when saved as uint8", error);
+        Assert.Contains("warning: 3 ids replayed are 255, the largest uint8", error);
+
+        var padding = Zip("padding.npz", ("arr_0.npy", Member("<i4", "1, 2", -1, -1)), ("arr_1.npy", Member("<i4", "1, 2", -1, -1)));
+        (code, _, error) = Moegs.Run("replay", padding);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Equal($"{padding}: no id is 0 or more, so the file does not say how many experts there are; give --experts (1 to 4,096).", error.Trim());
+    }
+
+    /// <summary>
+    /// Members of forward passes must agree on their axes and layers, whatever their order: a 2-D member after a 4-D
+    /// one, members of other layers; one 3-D member without --layout is not told to be a layer of several.
+    /// </summary>
+    [Fact]
+    public void MembersOfOtherAxesOrLayersAreOneLineNamingBoth()
+    {
+        var axes = Zip("axes.npz", ("arr_0.npy", Member("<i4", "2, 2", 0, 1, 2, 3)), ("arr_1.npy", Member("<i4", "1, 1, 1, 2", 0, 1)));
+        AssertBadInput(axes, ["--experts", $"{Experts}"], $"{axes}[arr_1]: shape (1, 1, 1, 2) is read as [steps,layers,tokens,k], the first member arr_0 as [tokens,k]; every member holds the same axes.");
+
+        var layers = Zip("layers.npz", ("arr_0.npy", Member("<i4", "1, 3, 2", 0, 1, 2, 3, 0, 1)), ("arr_1.npy", Member("<i4", "1, 2, 2", 0, 1, 2, 3)));
+        AssertBadInput(layers, ["--layout", "tokens,layers,k", "--experts", $"{Experts}"], $"{layers}[arr_1]: shape (1, 2, 2) has 2 layers, the first member arr_0 has 3; every forward pass holds the same layers.");
+
+        var one = Zip("one.npz", ("arr_0.npy", Member("<i4", "1, 3, 2", 0, 1, 2, 3, 0, 1)));
+        var (code, _, error) = Moegs.Run("replay", one, "--experts", $"{Experts}");
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.EndsWith("give --layout steps,tokens,k, layers,tokens,k or tokens,layers,k.", error.Trim());
+    }
+
     [Fact]
     public void ATruncatedArchiveIsOneLineNamingIt()
     {
@@ -687,6 +784,13 @@ public sealed partial class ReplayCommandTests
         var path = Path.Combine(_folder.FullName, name);
         File.WriteAllLines(path, lines);
         return path;
+    }
+
+    /// <summary>A member of <paramref name="descr"/> ids of <paramref name="shape"/>, as np.savez writes it.</summary>
+    private static byte[] Member(string descr, string shape, params long[] ids)
+    {
+        var size = int.Parse(descr[2..], CultureInfo.InvariantCulture);
+        return Support.NpyFile.Bytes(descr, shape, [.. ids.SelectMany(id => BitConverter.GetBytes(id).Take(size))]);
     }
 
     private string Zip(string name, params (string Name, byte[] Bytes)[] members)

@@ -63,16 +63,24 @@ public sealed class TraceFileTests : IDisposable
     /// <summary>
     /// An archive whose end record lists more members than replay reads, or a larger directory, is refused from that
     /// record, before the archive reader builds an object a member (4,500,000 members listed took 1.6 GB and 9 s to be
-    /// refused). Here the end record is all the file holds: nothing else is read.
+    /// refused). Here the end record is all the file holds: nothing else is read. The zip64 record counts wherever the
+    /// archive reader takes it: where any one field of the end record (at byte <c>marked</c>) is marked as held there,
+    /// the directory's offset alone, say, while the end record's own counts are small.
     /// </summary>
     [Theory]
     [InlineData(NpzIds.MaxMembers + 1L, 1_000L, false, "the archive's directory lists 262,145 members; replay reads at most 262,144 (save the trace in fewer, larger arrays).")]
     [InlineData(1_025L, 60_000L, true, "1,025 members, one per layer (--members layers); a model holds at most 1,024 layers.")]
     [InlineData(10L, (64L << 20) + 1, false, "the archive's directory takes 67,108,865 bytes; replay reads one of at most 67,108,864 (its members' names and fields).")]
-    public void ADirectoryListingMoreThanReplayReadsIsRefusedFromItsEndRecord(long members, long bytes, bool layerMembers, string expected)
+    [InlineData(NpzIds.MaxMembers + 1L, 1_000L, false, "the archive's directory lists 262,145 members; replay reads at most 262,144 (save the trace in fewer, larger arrays).", 4)]
+    [InlineData(NpzIds.MaxMembers + 1L, 1_000L, false, "the archive's directory lists 262,145 members; replay reads at most 262,144 (save the trace in fewer, larger arrays).", 6)]
+    [InlineData(NpzIds.MaxMembers + 1L, 1_000L, false, "the archive's directory lists 262,145 members; replay reads at most 262,144 (save the trace in fewer, larger arrays).", 8)]
+    [InlineData(NpzIds.MaxMembers + 1L, 1_000L, false, "the archive's directory lists 262,145 members; replay reads at most 262,144 (save the trace in fewer, larger arrays).", 10)]
+    [InlineData(10L, (64L << 20) + 1, false, "the archive's directory takes 67,108,865 bytes; replay reads one of at most 67,108,864 (its members' names and fields).", 12)]
+    [InlineData(NpzIds.MaxMembers + 1L, 1_000L, false, "the archive's directory lists 262,145 members; replay reads at most 262,144 (save the trace in fewer, larger arrays).", 16)]
+    public void ADirectoryListingMoreThanReplayReadsIsRefusedFromItsEndRecord(long members, long bytes, bool layerMembers, string expected, int marked = -1)
     {
         var archive = Path.Combine(_folder.FullName, "listed.npz");
-        File.WriteAllBytes(archive, EndRecords((ulong)members, (ulong)bytes));
+        File.WriteAllBytes(archive, EndRecords((ulong)members, (ulong)bytes, marked));
 
         var before = GC.GetAllocatedBytesForCurrentThread();
         var refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(archive, null, layerMembers ? NpzMembers.Layers : null).Dispose());
@@ -82,8 +90,64 @@ public sealed class TraceFileTests : IDisposable
         Assert.True(allocated < 1 << 20, $"{allocated:N0} bytes allocated");
     }
 
-    /// <summary>A zip64 end record, its locator and the end record that points to them, listing <paramref name="members"/> members in <paramref name="bytes"/> bytes.</summary>
-    private static byte[] EndRecords(ulong members, ulong bytes)
+    /// <summary>
+    /// Sizes the archive's directory claims that only a reader of the whole could take are refused from their sums:
+    /// 1,024 layers of 2^21 ids (2^31 ids a step, one past what one record takes) and two members of 2^30 steps (2^31
+    /// steps, one past what replay counts). Each member's directory entry claims its size; its bytes are a header
+    /// and enough random bytes for deflate to have made it, never read.
+    /// </summary>
+    [Fact]
+    public void SumsOfClaimedSizesPastWhatReplayReadsAreRefusedAtOpen()
+    {
+        var layers = Path.Combine(_folder.FullName, "layers.npz");
+        WriteClaimingArchive(layers, ModelRoutingStatsOptions.MaxLayers, "|i1", "1048576, 2", 1L << 21);
+        var refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(layers, null, NpzMembers.Layers).Dispose());
+        Assert.Equal($"{layers}: 1,024 layers of 1,048,576 tokens x 2 ids: 2,147,483,648 ids per step; replay reads at most 2,147,483,647.", refusal.Message);
+
+        var steps = Path.Combine(_folder.FullName, "steps.npz");
+        WriteClaimingArchive(steps, 2, "|i1", "1073741824, 1, 1", 1L << 30);
+        refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(steps, IdLayout.Parse("steps,tokens,k"), null).Dispose());
+        Assert.Equal($"{steps}: more than 2,147,483,647 steps in all; replay reads at most that many.", refusal.Message);
+    }
+
+    /// <summary>
+    /// Writes <paramref name="members"/> deflated members whose directory entries claim <paramref name="data"/> bytes
+    /// after a <paramref name="descr"/> header of <paramref name="shape"/>: the header and a thousandth of that in random
+    /// bytes (deflate makes at most about 1,032 bytes of one), never read.
+    /// </summary>
+    private static void WriteClaimingArchive(string path, int members, string descr, string shape, long data)
+    {
+        var header = MoeGpuStats.Tests.Support.NpyFile.Bytes(descr, shape, []);
+        var random = new Random(7);
+        using (var zip = ZipFile.Open(path, ZipArchiveMode.Create))
+        {
+            for (var m = 0; m < members; m++)
+            {
+                var filler = new byte[data / 1_000];
+                random.NextBytes(filler);
+                using var member = zip.CreateEntry($"arr_{m}.npy", CompressionLevel.Fastest).Open();
+                member.Write(header);
+                member.Write(filler);
+            }
+        }
+
+        var bytes = File.ReadAllBytes(path);
+        for (var (entry, m) = (bytes.AsSpan().IndexOf("PK\u0001\u0002"u8), 0); m < members; m++)
+        {
+            BitConverter.GetBytes((uint)(header.Length + data)).CopyTo(bytes, entry + 24);
+            entry += 46 + BitConverter.ToUInt16(bytes, entry + 28) + BitConverter.ToUInt16(bytes, entry + 30) + BitConverter.ToUInt16(bytes, entry + 32);
+        }
+
+        File.WriteAllBytes(path, bytes);
+    }
+
+    /// <summary>
+    /// A zip64 end record, its locator and the end record that points to them, listing <paramref name="members"/>
+    /// members in <paramref name="bytes"/> bytes. The end record marks its counts and offsets as held in the zip64
+    /// record (all ones), or, where <paramref name="marked"/> is not -1, only its field at that byte, the others
+    /// saying one member in 46 bytes on disk 0.
+    /// </summary>
+    private static byte[] EndRecords(ulong members, ulong bytes, int marked = -1)
     {
         using var zip = new MemoryStream();
         using var write = new BinaryWriter(zip);
@@ -101,16 +165,23 @@ public sealed class TraceFileTests : IDisposable
         write.Write(0u);
         write.Write(0UL);
         write.Write(1u);
+        var end = zip.Position;
         write.Write(0x06054b50u);
         write.Write((ushort)0);
         write.Write((ushort)0);
-        write.Write(ushort.MaxValue);
-        write.Write(ushort.MaxValue);
-        write.Write(uint.MaxValue);
-        write.Write(uint.MaxValue);
+        write.Write(marked < 0 ? ushort.MaxValue : (ushort)1);
+        write.Write(marked < 0 ? ushort.MaxValue : (ushort)1);
+        write.Write(marked < 0 ? uint.MaxValue : 46u);
+        write.Write(marked < 0 ? uint.MaxValue : 0u);
         write.Write((ushort)0);
         write.Flush();
-        return zip.ToArray();
+        var records = zip.ToArray();
+        if (marked >= 0)
+        {
+            records.AsSpan((int)end + marked, marked < 12 ? 2 : 4).Fill(0xff);
+        }
+
+        return records;
     }
 
     /// <summary>
@@ -139,16 +210,49 @@ public sealed class TraceFileTests : IDisposable
     }
 
     /// <summary>
-    /// The one-member <paramref name="zip"/> with its central directory claiming <paramref name="claimed"/> bytes for
-    /// the member; a claim past 32 bits goes in a zip64 extra field, as zip writes one. Also the member's stored size.
+    /// A compressed size the archive's directory claims that the archive cannot hold is named as the claim: past
+    /// 2^63 − 1 (read negative), one byte past the archive, and a member size deflate could not make of it.
     /// </summary>
-    private static (byte[] Zip, uint Stored) WithClaimedSize(byte[] zip, ulong claimed)
+    [Fact]
+    public void ACompressedSizeTheArchiveCannotHoldIsNamedAsTheArchivesClaim()
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "1, 2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
+        var archive = Path.Combine(_folder.FullName, "claims.npz");
+        using (var zip = ZipFile.Open(archive, ZipArchiveMode.Create))
+        {
+            zip.CreateEntryFromFile(npy, "ids.npy", CompressionLevel.NoCompression);
+        }
+
+        var original = File.ReadAllBytes(archive);
+        var length = (ulong)new FileInfo(npy).Length;
+        foreach (var (claimed, compressed, expected) in new[]
+        {
+            (length, ulong.MaxValue, $"the archive's directory claims {length:N0} bytes from 18,446,744,073,709,551,615 compressed, more than any file holds: the archive is corrupt."),
+            (length, (ulong)original.Length + 1, $"the archive's directory claims {original.Length + 1:N0} compressed bytes, the archive has {original.Length:N0}: it is truncated or corrupt."),
+            ((length + 1) * 1_033, length, $"the archive's directory claims {(length + 1) * 1_033:N0} bytes from {length:N0} compressed, more than deflate makes: the archive is corrupt."),
+        })
+        {
+            var (bytes, _) = WithClaimedSize([.. original], claimed, compressed);
+            File.WriteAllBytes(archive, bytes);
+            var refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(archive, IdLayout.Parse("layers,tokens,k"), null).Dispose());
+            Assert.Equal($"{archive}[ids]: {expected}", refusal.Message);
+        }
+    }
+
+    /// <summary>
+    /// The one-member <paramref name="zip"/> with its central directory claiming <paramref name="claimed"/> bytes for
+    /// the member, from <paramref name="compressed"/> (its stored size where null); a claim past 32 bits puts both in a
+    /// zip64 extra field, as zip writes one. Also the member's stored size.
+    /// </summary>
+    private static (byte[] Zip, uint Stored) WithClaimedSize(byte[] zip, ulong claimed, ulong? compressed = null)
     {
         var entry = zip.AsSpan().IndexOf("PK\u0001\u0002"u8);
         var stored = BitConverter.ToUInt32(zip, entry + 20);
         var (nameLength, extraLength) = (BitConverter.ToUInt16(zip, entry + 28), BitConverter.ToUInt16(zip, entry + 30));
-        if (claimed <= uint.MaxValue)
+        var claimedCompressed = compressed ?? stored;
+        if (claimed <= uint.MaxValue && claimedCompressed <= uint.MaxValue)
         {
+            BitConverter.GetBytes((uint)claimedCompressed).CopyTo(zip, entry + 20);
             BitConverter.GetBytes((uint)claimed).CopyTo(zip, entry + 24);
             return (zip, stored);
         }
@@ -157,7 +261,7 @@ public sealed class TraceFileTests : IDisposable
         BitConverter.GetBytes(uint.MaxValue).CopyTo(header, 20);
         BitConverter.GetBytes(uint.MaxValue).CopyTo(header, 24);
         BitConverter.GetBytes((ushort)20).CopyTo(header, 30);
-        byte[] zip64 = [.. BitConverter.GetBytes((ushort)1), .. BitConverter.GetBytes((ushort)16), .. BitConverter.GetBytes(claimed), .. BitConverter.GetBytes((ulong)stored)];
+        byte[] zip64 = [.. BitConverter.GetBytes((ushort)1), .. BitConverter.GetBytes((ushort)16), .. BitConverter.GetBytes(claimed), .. BitConverter.GetBytes(claimedCompressed)];
         var end = zip[(entry + 46 + nameLength + extraLength)..];
         BitConverter.GetBytes((uint)(header.Length + zip64.Length)).CopyTo(end, end.AsSpan().IndexOf("PK\u0005\u0006"u8) + 12);
         return ([.. zip[..entry], .. header, .. zip64, .. end], stored);
