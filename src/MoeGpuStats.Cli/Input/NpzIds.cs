@@ -127,6 +127,7 @@ internal sealed partial class NpzIds : IRoutingTrace
                 throw new InvalidDataException($"{path}: the archive holds no arrays; nothing to replay.");
             }
 
+            // Checked again as the archive reader listed them, should it have read its counts elsewhere than ZipDirectory did.
             if (LargeDirectory(path, new ZipDirectory((ulong)entries.Count, 0), holds) is { } listed)
             {
                 throw new InvalidDataException(listed);
