@@ -105,8 +105,8 @@ internal static class ReplayCommand
                 var layered = trace.HasLayers;
                 var mismatch = layered
                     ? model.MetricsOption(parse) is { } metrics ? recording.ModelMetricsProblem(parse, metrics) : null
-                    : model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; {path} is read without layers ({trace.Axes}: {trace.LayersFrom})."
-                    : parse.GetValue(skipEmpty) ? $"--skip-empty-steps: leaving steps out of the window is a model's; {path} is read without layers ({trace.Axes}: {trace.LayersFrom})."
+                    : model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; {path} is read without layers ({trace.Axes}: {trace.LayersHint})."
+                    : parse.GetValue(skipEmpty) ? $"--skip-empty-steps: leaving steps out of the window is a model's; {path} is read without layers ({trace.Axes}: {trace.LayersHint})."
                     : null;
                 if (mismatch is not null)
                 {

@@ -12,10 +12,10 @@ internal interface IRoutingTrace : IDisposable
     string Axes { get; }
 
     /// <summary>
-    /// With layers: what gave them, for messages (<c>--layout steps,layers,tokens,k</c>, <c>--members layers</c>, <c>the layer field</c>);
-    /// without: how a trace would give them.
+    /// How a trace of this kind gives layers, for the message on an option a trace read without them cannot take:
+    /// <c>--layout names the axis that holds them</c>, <c>no line has a layer field</c>.
     /// </summary>
-    string LayersFrom { get; }
+    string LayersHint { get; }
 
     /// <summary>The layout the file (or each archive member) is read in; null where <c>--layout</c> has no say (JSON lines).</summary>
     IdLayout? Layout { get; }

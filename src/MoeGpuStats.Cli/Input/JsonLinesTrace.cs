@@ -56,12 +56,11 @@ internal sealed class JsonLinesTrace : IRoutingTrace
         HasLayers = passes.HasLayers;
         MaxTokens = _passes.MaxTokens;
         Axes = $"JSON lines, {passes.Grouping}";
-        LayersFrom = passes.LayerField is { } field ? $"the {field} field" : "no line has a layer field";
     }
 
     public string Axes { get; }
 
-    public string LayersFrom { get; }
+    public string LayersHint => "no line has a layer field";
 
     public IdLayout? Layout => null;
 

@@ -66,9 +66,6 @@ internal sealed class JsonTracePasses(string path)
         ? $"forward passes by {pass}"
         : _fields.Position is { } position ? $"a forward pass where {position} is 0 again" : "a line per layer and forward pass";
 
-    /// <summary>The layer field's spelling, for messages.</summary>
-    public string? LayerField => _fields.Layer;
-
     /// <summary>The passes ended so far.</summary>
     public JsonTracePassIndex Index { get; } = new();
 

@@ -69,7 +69,7 @@ internal sealed class NpyIds : IRoutingTrace
 
     string IRoutingTrace.Axes => Layout.Name;
 
-    string IRoutingTrace.LayersFrom => Layout.HasLayers ? $"--layout {Layout.Name}" : "--layout names the axis that holds them";
+    string IRoutingTrace.LayersHint => "--layout names the axis that holds them";
 
     IdLayout? IRoutingTrace.Layout => Layout;
 

@@ -40,14 +40,13 @@ internal sealed partial class NpzIds : IRoutingTrace
     /// <summary>With <see cref="NpzMembers.Steps"/>: the member whose stream is open, or -1.</summary>
     private int _open = -1;
 
-    private NpzIds(ZipArchive archive, NpyIds[] members, NpzMembers holds, int[] firstStep, string axes, string layersFrom, IReadOnlyList<string> notes)
+    private NpzIds(ZipArchive archive, NpyIds[] members, NpzMembers holds, int[] firstStep, string axes, IReadOnlyList<string> notes)
     {
         _archive = archive;
         _members = members;
         _holds = holds;
         _firstStep = firstStep;
         Axes = axes;
-        LayersFrom = layersFrom;
         Notes = notes;
         IdType = string.Join(", ", members.Select(member => member.DType).Distinct());
         MaxTokens = members.Max(member => member.Tokens);
@@ -55,7 +54,7 @@ internal sealed partial class NpzIds : IRoutingTrace
 
     public string Axes { get; }
 
-    public string LayersFrom { get; }
+    public string LayersHint => "--layout names the axis that holds them; --members layers makes each member a layer";
 
     public IdLayout Layout => _members[0].Layout;
 
@@ -175,12 +174,11 @@ internal sealed partial class NpzIds : IRoutingTrace
                 throw new InvalidDataException($"{path}: {members.Count:N0} layers of {first.Tokens:N0} tokens x {first.TopK} ids: {(long)members.Count * first.IdsPerStep:N0} ids per step; replay reads at most {NpyIds.MaxIdsPerStep:N0}.");
             }
 
-            var (axes, layersFrom) = holds == NpzMembers.Layers
-                ? ($"a member per layer, {first.Layout.Name}", "--members layers")
-                : (members.Count == 1 ? $"{first.Layout.Name} in its one member" : $"{first.Layout.Name} in each of {members.Count:N0} members",
-                   first.Layout.HasLayers ? $"--layout {first.Layout.Name}" : "--layout names the axis that holds them; --members layers makes each member a layer");
+            var axes = holds == NpzMembers.Layers ? $"a member per layer, {first.Layout.Name}"
+                : members.Count == 1 ? $"{first.Layout.Name} in its one member"
+                : $"{first.Layout.Name} in each of {members.Count:N0} members";
             return new NpzIds(
-                archive, [.. members], holds, firstStep, axes, layersFrom, [.. RepeatedNameNotes(path, entries), .. OrderNotes(path, entries, holds), .. LayerNameNotes(path, entries, given)]);
+                archive, [.. members], holds, firstStep, axes, [.. RepeatedNameNotes(path, entries), .. OrderNotes(path, entries, holds), .. LayerNameNotes(path, entries, given)]);
         }
         catch
         {

@@ -631,6 +631,31 @@ public sealed partial class ReplayCommandTests
         Assert.Equal([1UL, 2, 2, 1], replayed.ExpertTokenCounts);
     }
 
+    /// <summary>
+    /// A trace of more passes than one block of the pass index holds (2,048) counts as its steps recorded directly,
+    /// a blank line between two layers' lines of one pass is passed over as at opening, and a warning names a step
+    /// by its first line, counted with separators past 999.
+    /// </summary>
+    [Fact]
+    public void ALongJsonLinesTraceCountsAsItsStepsRecordedDirectly()
+    {
+        const int Passes = 2_100, Padded = 1_500;
+        var steps = Enumerable.Range(0, Passes).Select(step => Enumerable.Range(0, 2).Select(layer =>
+            Enumerable.Range(0, 1 + (step % 3)).Select(token => step == Padded ? new[] { -1, -1 } : [(step + token + layer) % Experts, (step + (2 * token) + layer + 1) % Experts]).ToArray()).ToArray()).ToArray();
+        var path = Write("long.jsonl", steps.SelectMany((step, s) => new[]
+        {
+            $"{{\"step\": {s}, \"layer\": 0, \"topk_ids\": {JsonSerializer.Serialize(step[0])}}}",
+            " \t",
+            $"{{\"step\": {s}, \"layer\": 1, \"topk_ids\": {JsonSerializer.Serialize(step[1])}}}",
+        }));
+
+        var (code, output, error) = Moegs.Run("replay", path, "--experts", $"{Experts}", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Equal(Figures(Direct(steps)), Figures(output));
+        Assert.Contains($"(the first is step 1,500 at line {(3 * Padded) + 1:N0})", error);
+    }
+
     /// <summary>README's JSON-lines example: two passes of one token in two layers, said in the singular.</summary>
     [Fact]
     public void TheReadmesJsonLinesExampleReplays()

@@ -122,6 +122,7 @@ public sealed class JsonLinesBoundsTests : IDisposable
         Assert.StartsWith($"{path}:2: {changed}", Assert.Throws<InvalidDataException>(() => trace.ReadStep(1, ids)).Message);
         var cut = Assert.Throws<InvalidDataException>(() => trace.ReadStep(2, ids)).Message;
         Assert.StartsWith($"{path}:3: {changed} (the line now reads as ", cut);
+        Assert.DoesNotContain($"reads as {path}", cut);
         Assert.DoesNotContain('\n', cut);
     }
 
