@@ -521,6 +521,27 @@ public sealed class TraceFileTests : IDisposable
         Assert.Equal($"{path}: its first {first} members claim {first * compressed:N0} compressed bytes, more than the archive's {forged.Length:N0}: their data overlap, and the archive is corrupt.", error.Message);
     }
 
+    /// <summary>A deflated member's stream goes forward only: a step before the last read opens the member again, and reads its own ids.</summary>
+    [Fact]
+    public void AStepBeforeTheLastReadOfADeflatedMemberIsReadAgainFromItsStart()
+    {
+        int[] ids = [.. Enumerable.Range(0, 12)];
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "steps.npy"), "<i4", "3, 2, 2", [.. ids.SelectMany(BitConverter.GetBytes)]);
+        var path = Path.Combine(_folder.FullName, "steps.npz");
+        using (var zip = ZipFile.Open(path, ZipArchiveMode.Create))
+        {
+            zip.CreateEntryFromFile(npy, "arr_0.npy", CompressionLevel.Optimal);
+        }
+
+        using var trace = TraceFile.Open(path, IdLayout.StepsTokensK, null);
+        var step = new int[4];
+        foreach (var s in new[] { 2, 0, 1, 1, 0 })
+        {
+            trace.ReadStep(s, step);
+            Assert.Equal(ids[(4 * s)..(4 * (s + 1))], step);
+        }
+    }
+
     /// <summary>A password-protected member is named as encrypted (it was called corrupt, by its CRC-32 or its method).</summary>
     [Fact]
     public void AnEncryptedMemberIsNamedSo()
