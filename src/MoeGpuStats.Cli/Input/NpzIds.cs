@@ -90,6 +90,11 @@ internal sealed partial class NpzIds : IRoutingTrace
         {
             directory = ZipDirectory.Read(file);
         }
+        catch (InvalidDataException refused)
+        {
+            file.Dispose();
+            throw new InvalidDataException($"{path}: {refused.Message}");
+        }
         catch
         {
             file.Dispose();

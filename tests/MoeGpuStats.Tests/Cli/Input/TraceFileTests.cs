@@ -91,6 +91,45 @@ public sealed class TraceFileTests : IDisposable
     }
 
     /// <summary>
+    /// The end record counted is the one the archive reader takes: a byte appended after it leaves the count in place
+    /// (it was skipped, and 1,000,000 members were listed before their count refused them), and an archive whose
+    /// comment holds a second end record, of other members, is refused where it replayed one member of two.
+    /// </summary>
+    [Fact]
+    public void TheEndRecordCountedIsTheOneTheArchiveReaderTakes()
+    {
+        var listed = Path.Combine(_folder.FullName, "appended.npz");
+        File.WriteAllBytes(listed, [.. EndRecords(NpzIds.MaxMembers + 1UL, 1_000), .. "\n"u8]);
+        var refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(listed, null, null).Dispose());
+        Assert.Equal($"{listed}: the archive's directory lists 262,145 members; replay reads at most 262,144 (save the trace in fewer, larger arrays).", refusal.Message);
+
+        var passes = File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "cli-traces", "passes.npz"));
+        var appended = Path.Combine(_folder.FullName, "passes.npz");
+        File.WriteAllBytes(appended, [.. passes, .. "\n"u8]);
+        using (var trace = TraceFile.Open(appended, IdLayout.Parse("tokens,layers,k"), null))
+        {
+            Assert.Equal(4, trace.Steps);
+        }
+
+        // A second end record listing the last member alone, in the first's comment, after a byte of its own.
+        var end = passes.AsSpan().LastIndexOf("PK\u0005\u0006"u8);
+        var last = passes.AsSpan().LastIndexOf("PK\u0001\u0002"u8);
+        var second = passes[end..];
+        BitConverter.GetBytes((ushort)1).CopyTo(second, 8);
+        BitConverter.GetBytes((ushort)1).CopyTo(second, 10);
+        BitConverter.GetBytes((uint)(end - last)).CopyTo(second, 12);
+        BitConverter.GetBytes((uint)last).CopyTo(second, 16);
+        var first = passes[end..];
+        BitConverter.GetBytes((ushort)(1 + second.Length)).CopyTo(first, 20);
+        var commented = Path.Combine(_folder.FullName, "commented.npz");
+        File.WriteAllBytes(commented, [.. passes[..end], .. first, .. "X"u8, .. second]);
+        refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(commented, IdLayout.Parse("tokens,layers,k"), null).Dispose());
+        Assert.Equal(
+            $"{commented}: the comment of its end-of-directory record (at byte {end:N0}) holds another end-of-directory signature (at byte {end + 23:N0}), which the archive reader takes for the archive's end: readers differ on what the archive holds. np.savez writes no comment: save the archive again.",
+            refusal.Message);
+    }
+
+    /// <summary>
     /// Sizes the archive's directory claims that only a reader of the whole could take are refused from their sums:
     /// 1,024 layers of 2^21 ids (2^31 ids a step, one past what one record takes) and two members of 2^30 steps (2^31
     /// steps, one past what replay counts). Each member's directory entry claims its size; its bytes are a header

@@ -3,8 +3,9 @@ using MoeGpuStats.Cli.Input;
 namespace MoeGpuStats.Tests.Cli.Input;
 
 /// <summary>
-/// <see cref="ZipDirectory"/> read directly from end records written byte by byte: where the end record lies, when its
-/// zip64 record counts, and the zip64 records it does not take (then the end record's own counts stand, as marked).
+/// <see cref="ZipDirectory"/> read directly from end records written byte by byte: which end record counts (the one the
+/// archive reader takes), when its zip64 record counts, the zip64 records it does not take (then the end record's own
+/// counts stand), and the directory's bytes from its offset whatever it claims.
 /// </summary>
 public sealed class ZipDirectoryTests : IDisposable
 {
@@ -32,12 +33,31 @@ public sealed class ZipDirectoryTests : IDisposable
         Assert.Equal(new ZipDirectory(7, 500), Read([.. End(7, 500, commentLength: (ushort)comment), .. new byte[comment]]));
     }
 
-    /// <summary>A signature in the comment is not the end record: the record is the one whose comment ends the file.</summary>
+    /// <summary>Bytes after the end record's comment (a newline appended to the file) leave it the end record, as the archive reader takes it.</summary>
     [Fact]
-    public void ASignatureInTheCommentIsNotTheEndRecord()
+    public void BytesAfterTheEndRecordLeaveItTheEndRecord()
     {
-        byte[] inComment = [.. End(1, 46, commentLength: 9), .. new byte[3]];
-        Assert.Equal(new ZipDirectory(7, 500), Read([.. End(7, 500, commentLength: (ushort)inComment.Length), .. inComment]));
+        Assert.Equal(new ZipDirectory(7, 500), Read([.. End(7, 500), .. "\n"u8]));
+        Assert.Equal(new ZipDirectory(7, 500), Read([.. End(7, 500, commentLength: 3), .. "abc\n"u8]));
+        byte[] prefix = new byte[100];
+        Assert.Equal(new ZipDirectory(300_000, 70_000_000), Read([.. prefix, .. Zip64Record(3, 300_000, 70_000_000), .. Locator(prefix.Length), .. End(Marked16, Marked32), .. "\n"u8]));
+    }
+
+    /// <summary>
+    /// An end-record signature in the comment of the record that ends the file is what the archive reader takes for the
+    /// end: a record of other members, or bytes it cannot read. Readers differ on the archive, and it is refused.
+    /// </summary>
+    [Fact]
+    public void AnEndRecordSignatureInTheCommentIsRefused()
+    {
+        byte[] record = [.. End(1, 46, commentLength: 0), .. "JUNK"u8];
+        var refusal = Assert.Throws<InvalidDataException>(() => Read([.. End(7, 500, commentLength: (ushort)(record.Length + 1)), .. "X"u8, .. record]));
+        Assert.Equal(
+            "the comment of its end-of-directory record (at byte 0) holds another end-of-directory signature (at byte 23), which the archive reader takes for the archive's end: readers differ on what the archive holds. np.savez writes no comment: save the archive again.",
+            refusal.Message);
+
+        byte[] text = [.. "a note: PK\u0005\u0006 is the end record's signature"u8];
+        Assert.Throws<InvalidDataException>(() => Read([.. new byte[10], .. End(7, 500, commentLength: (ushort)text.Length), .. text]));
     }
 
     /// <summary>
@@ -51,34 +71,60 @@ public sealed class ZipDirectoryTests : IDisposable
     public void AMarkedEndRecordTakesItsZip64RecordsCounts(ushort members, uint bytes, uint offset)
     {
         byte[] prefix = new byte[100];
-        byte[] file = [.. prefix, .. Zip64Record(onDisk: 3, total: 300_000, bytes: 70_000_000), .. Locator(prefix.Length), .. End(members, bytes, offset)];
+        byte[] file = [.. prefix, .. Zip64Record(onDisk: 3, total: 300_000, bytes: 70_000_000, offset: 100), .. Locator(prefix.Length), .. End(members, bytes, offset)];
 
         Assert.Equal(new ZipDirectory(300_000, 70_000_000), Read(file));
-        Assert.Equal(new ZipDirectory(1, 46), Read([.. prefix, .. Zip64Record(3, 300_000, 70_000_000), .. Locator(prefix.Length), .. End(1, 46)]));
+        Assert.Equal(new ZipDirectory(1, 46), Read([.. prefix, .. Zip64Record(3, 300_000, 70_000_000), .. Locator(prefix.Length), .. End(1, 46, offset: 130)]));
     }
 
     /// <summary>
-    /// A zip64 record that is not there leaves the end record's own counts, marks and all: no locator before the end
-    /// record (nor room for one), another signature at the locator or at the record, a record past the file's end.
+    /// A zip64 record that is not there leaves the end record's own counts, the member count marked and all, and a
+    /// size marked is no size (the directory takes the bytes before the record): no locator before the end record (nor
+    /// room for one), another signature at the locator or at the record, a record past the file's end.
     /// </summary>
     [Fact]
     public void WithoutAZip64RecordTheEndRecordsCountsStand()
     {
-        var marked = new ZipDirectory(Marked16, Marked32);
         var record = Zip64Record(3, 300_000, 70_000_000);
         byte[] prefix = new byte[8];
 
-        Assert.Equal(marked, Read([.. prefix, .. End(Marked16, Marked32)]));
-        Assert.Equal(marked, Read([.. new byte[20], .. End(Marked16, Marked32)]));
-        Assert.Equal(marked, Read([.. prefix, .. record, .. Locator(prefix.Length, signature: 0x07064b51), .. End(Marked16, Marked32)]));
+        Assert.Equal(new ZipDirectory(Marked16, 8), Read([.. prefix, .. End(Marked16, Marked32)]));
+        Assert.Equal(new ZipDirectory(Marked16, 20), Read([.. new byte[20], .. End(Marked16, Marked32)]));
+        Assert.Equal(new ZipDirectory(Marked16, 84), Read([.. prefix, .. record, .. Locator(prefix.Length, signature: 0x07064b51), .. End(Marked16, Marked32)]));
         byte[] otherRecord = [.. record];
         otherRecord[0] ^= 1;
-        Assert.Equal(marked, Read([.. prefix, .. otherRecord, .. Locator(prefix.Length), .. End(Marked16, Marked32)]));
+        Assert.Equal(new ZipDirectory(Marked16, 84), Read([.. prefix, .. otherRecord, .. Locator(prefix.Length), .. End(Marked16, Marked32)]));
 
         // The record must lie whole before the file's end: its 56 bytes from 55 before the end would read past it.
         var length = 60 + 20 + 22;
-        Assert.Equal(marked, Read([.. new byte[60], .. Locator(length - 55), .. End(Marked16, Marked32)]));
-        Assert.Equal(marked, Read([.. new byte[60], .. Locator(-1), .. End(Marked16, Marked32)]));
+        Assert.Equal(new ZipDirectory(Marked16, 80), Read([.. new byte[60], .. Locator(length - 55), .. End(Marked16, Marked32)]));
+        Assert.Equal(new ZipDirectory(Marked16, 80), Read([.. new byte[60], .. Locator(-1), .. End(Marked16, Marked32)]));
+    }
+
+    /// <summary>
+    /// The directory takes at least the bytes from its offset to the record after it, whatever size it claims: the
+    /// archive reader reads every member's entry there. An offset past the record leaves the claim.
+    /// </summary>
+    [Fact]
+    public void TheDirectoryTakesTheBytesFromItsOffsetToTheRecordAfterIt()
+    {
+        var path = Path.Combine(_folder.FullName, "long.zip");
+        using (var file = File.Create(path))
+        {
+            file.SetLength((64L << 20) + 1);
+            file.Position = file.Length;
+            file.Write(End(1_100, 46, offset: 0));
+        }
+
+        using (var file = new FileStream(path, FileMode.Open, FileAccess.Read))
+        {
+            Assert.Equal(new ZipDirectory(1_100, (64UL << 20) + 1), ZipDirectory.Read(file));
+        }
+
+        byte[] prefix = new byte[100];
+        Assert.Equal(new ZipDirectory(3, 90), Read([.. prefix, .. Zip64Record(3, 3, 46, offset: 10), .. Locator(prefix.Length), .. End(Marked16, Marked32)]));
+        Assert.Equal(new ZipDirectory(3, 46), Read([.. prefix, .. Zip64Record(3, 3, 46, offset: 101), .. Locator(prefix.Length), .. End(Marked16, Marked32)]));
+        Assert.Equal(new ZipDirectory(2, 46), Read([.. prefix, .. End(2, 46, offset: 101)]));
     }
 
     private ZipDirectory? Read(byte[] bytes)
@@ -104,8 +150,8 @@ public sealed class ZipDirectoryTests : IDisposable
         return record;
     }
 
-    /// <summary>A zip64 end-of-central-directory record (APPNOTE 4.3.14) of <paramref name="onDisk"/> members on this disk, <paramref name="total"/> in all.</summary>
-    private static byte[] Zip64Record(ulong onDisk, ulong total, ulong bytes)
+    /// <summary>A zip64 end-of-central-directory record (APPNOTE 4.3.14) of <paramref name="onDisk"/> members on this disk, <paramref name="total"/> in all, the directory at <paramref name="offset"/>.</summary>
+    private static byte[] Zip64Record(ulong onDisk, ulong total, ulong bytes, ulong offset = 0)
     {
         var record = new byte[56];
         BitConverter.TryWriteBytes(record, 0x06064b50u);
@@ -113,6 +159,7 @@ public sealed class ZipDirectoryTests : IDisposable
         BitConverter.TryWriteBytes(record.AsSpan(24), onDisk);
         BitConverter.TryWriteBytes(record.AsSpan(32), total);
         BitConverter.TryWriteBytes(record.AsSpan(40), bytes);
+        BitConverter.TryWriteBytes(record.AsSpan(48), offset);
         return record;
     }
 
