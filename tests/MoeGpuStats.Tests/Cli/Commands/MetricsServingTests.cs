@@ -1,0 +1,85 @@
+using System.Net.Sockets;
+using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Commands;
+using MoeGpuStats.Cli.Output;
+using MoeGpuStats.Tests.Support;
+
+namespace MoeGpuStats.Tests.Cli.Commands;
+
+/// <summary>
+/// <see cref="MetricsServing.TryStart"/> called directly, with endpoints that fail as a listener fails: the line that
+/// names the option, the port alone where the host is fine, the host's own problem where its name says one.
+/// </summary>
+public sealed class MetricsServingTests
+{
+    private const string Allowed = "give localhost, this machine's name or address (IPv4, or IPv6 bare or in brackets), or + for every interface.";
+
+    [Fact]
+    public void WithoutAPortNothingStarts()
+    {
+        var (started, error) = Start("localhost", _ => throw new InvalidOperationException("started"), port: null);
+
+        Assert.True(started);
+        Assert.Empty(error);
+    }
+
+    /// <summary>The endpoint started says where it serves, in one line.</summary>
+    [Fact]
+    public void AStartedEndpointSaysWhereItServes()
+    {
+        using var stats = new RoutingStats();
+        var port = PrometheusText.FreePort();
+        var (started, error) = Start("127.0.0.1", given => MetricsEndpoint.Start(stats, "127.0.0.1", given), port);
+
+        Assert.True(started);
+        Assert.Equal($"metrics: http://127.0.0.1:{port}/metrics", error);
+    }
+
+    /// <summary>
+    /// On the default host, or where another program holds the port, the port alone is named, whatever the listener's
+    /// reason: an IPv6 address given in brackets is shown as given.
+    /// </summary>
+    [Fact]
+    public void AFailureOnAGoodHostNamesThePortAlone()
+    {
+        Assert.Equal((false, "--metrics-port 9400: cannot serve metrics on localhost:9400 (the listener failed)."), Start("localhost", _ => throw new IOException("the listener failed.")));
+        var taken = new SocketException((int)SocketError.AddressAlreadyInUse);
+        Assert.Equal((false, $"--metrics-port 9400: cannot serve metrics on [::1]:9400 ({ErrorText.Clause(taken)})."), Start("[::1]", _ => throw taken));
+        Assert.Equal((false, $"--metrics-port 9400: cannot serve metrics on [::1]:9400 ({ErrorText.Clause(taken)})."), Start("::1", _ => throw taken));
+    }
+
+    /// <summary>
+    /// Hosts of this machine whose failure the name does not explain get the listener's words: every interface (+),
+    /// every IPv4 address (0.0.0.0), a loopback address no interface lists (127.0.0.2).
+    /// </summary>
+    [Theory]
+    [InlineData("+")]
+    [InlineData("0.0.0.0")]
+    [InlineData("127.0.0.2")]
+    public void AHostOfThisMachineGetsTheListenersWords(string host)
+    {
+        var (started, error) = Start(host, _ => throw new IOException("the listener failed."));
+
+        Assert.False(started);
+        Assert.Equal($"--metrics-host {host} --metrics-port 9400: cannot serve metrics there (the listener failed); {Allowed}", error);
+    }
+
+    /// <summary>A link-local address needs its interface; given one, it is an address like any other (here, of no interface).</summary>
+    [Fact]
+    public void ALinkLocalAddressIsNamedByWhatItLacks()
+    {
+        var (_, bare) = Start("fe80::1234:5678", _ => throw new IOException("Invalid argument."));
+        Assert.Contains("(fe80::1234:5678 is a link-local address, which needs its interface: fe80::1234:5678%INTERFACE)", bare);
+
+        var (_, scoped) = Start("fe80::1234:5678%1", _ => throw new IOException("Invalid argument."));
+        Assert.Contains("(fe80::1234:5678%1 is not an address of this machine)", scoped);
+    }
+
+    private static (bool Started, string Error) Start(string host, Func<int, MetricsEndpoint> start, int? port = 9400)
+    {
+        using var error = new StringWriter();
+        var started = MetricsServing.TryStart(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false), port, host, start, out var endpoint);
+        endpoint?.Dispose();
+        return (started, error.ToString().Trim());
+    }
+}
