@@ -75,6 +75,31 @@ public sealed class MetricsServingTests
         Assert.Contains("(fe80::1234:5678%1 is not an address of this machine)", scoped);
     }
 
+    /// <summary>
+    /// --serve-after serves until a signal, saying so; a signal that came while the run finished asked for the end, not
+    /// for serving, and nothing is served.
+    /// </summary>
+    [Fact]
+    public async Task ServingLastsUntilASignalUnlessOneCameBefore()
+    {
+        using var error = new StringWriter();
+        using var interrupt = new Interruption(TextWriter.Null, onNewLine: false, handleSignals: false);
+        var console = new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false) { Interrupt = interrupt };
+        interrupt.Finishing();
+        interrupt.Receive();
+
+        MetricsServing.ServeUntilInterrupted(console, "localhost", 9400);
+        Assert.Empty(error.ToString());
+
+        using var later = new Interruption(TextWriter.Null, onNewLine: false, handleSignals: false);
+        var serving = Task.Run(() => MetricsServing.ServeUntilInterrupted(console with { Interrupt = later }, "localhost", 9400), TestContext.Current.CancellationToken);
+        await Task.Delay(300, TestContext.Current.CancellationToken);
+        Assert.False(serving.IsCompleted);
+        later.Receive();
+        await serving.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        Assert.Equal("metrics: serving the final state at http://localhost:9400/metrics until Ctrl-C or SIGTERM", error.ToString().Trim());
+    }
+
     private static (bool Started, string Error) Start(string host, Func<int, MetricsEndpoint> start, int? port = 9400)
     {
         using var error = new StringWriter();
