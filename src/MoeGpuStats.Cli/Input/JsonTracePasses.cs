@@ -36,6 +36,9 @@ internal sealed class JsonTracePasses(string path)
     private long _passEnd;
     private long _passFirstLine;
     private long _passLastLine;
+
+    /// <summary>The largest id before the pass at hand: a dropped pass takes its ids with it.</summary>
+    private long _maxIdBeforePass = -1;
     private JsonTraceLine.PassId? _passId;
     private string? _passText;
 
@@ -143,6 +146,7 @@ internal sealed class JsonTracePasses(string path)
         Array.Clear(_tokens);
         _maxLayer = -1;
         _inPass = false;
+        MaxId = _maxIdBeforePass;
         return (_passFirstLine, _passLastLine);
     }
 
@@ -196,6 +200,7 @@ internal sealed class JsonTracePasses(string path)
         _inPass = true;
         _passStart = start;
         _passFirstLine = number;
+        _maxIdBeforePass = MaxId;
         _passId = line.Pass?.Id;
         _passText = line.Pass is { } p ? $" ({p.Name} {p.Text})" : "";
     }

@@ -596,7 +596,8 @@ public sealed partial class ReplayCommandTests
 
     /// <summary>
     /// Where a pass's lines carry a step (or position) field, a cut-off last line may belong to the pass
-    /// at hand, which is left out with it: the replay is the passes before it, and the note names its lines.
+    /// at hand, which is left out with it: the replay is the passes before it, the experts counted without
+    /// --experts are those of the passes before it, and the note names its lines.
     /// </summary>
     [Fact]
     public void ACutOffLastLineTakesTheUnfinishedPassWithIt()
@@ -605,15 +606,21 @@ public sealed partial class ReplayCommandTests
         string[] first = [Step(0, 0, "[[1, 2], [3, 0]]"), Step(0, 1, "[[2, 2], [1, 0]]")];
         var before = Write("before.jsonl", first);
         var cut = Path.Combine(_folder.FullName, "cut-pass.jsonl");
-        File.WriteAllText(cut, string.Join("\n", [.. first, Step(1, 0, "[[3, 3]]"), Step(1, 0, "[[0, 1]]")[..20]]));
+        File.WriteAllText(cut, string.Join("\n", [.. first, Step(1, 0, "[[3, 7]]"), Step(1, 0, "[[0, 1]]")[..20]]));
 
-        var (beforeCode, beforeOut, beforeError) = Moegs.Run("replay", before, "--experts", $"{Experts}", "--json");
-        var (cutCode, cutOut, cutError) = Moegs.Run("replay", cut, "--experts", $"{Experts}", "--json");
+        foreach (var experts in new[] { new[] { "--experts", $"{Experts}" }, [] })
+        {
+            var (beforeCode, beforeOut, beforeError) = Moegs.Run(["replay", before, "--json", .. experts]);
+            var (cutCode, cutOut, cutError) = Moegs.Run(["replay", cut, "--json", .. experts]);
 
-        Assert.True(beforeCode == ExitCodes.Ok, beforeError);
-        Assert.True(cutCode == ExitCodes.Ok, cutError);
-        Assert.Contains($"note: {cut}:4, the last line, is cut off (unfinished JSON, and no newline ends it, as in a log still being written): left out, with the forward pass it may belong to (line 3).", cutError);
-        Assert.Equal(Figures(beforeOut), Figures(cutOut));
+            Assert.True(beforeCode == ExitCodes.Ok, beforeError);
+            Assert.True(cutCode == ExitCodes.Ok, cutError);
+            Assert.Contains($"note: {cut}:4, the last line, is cut off (unfinished JSON, and no newline ends it, as in a log still being written): left out, with the forward pass it may belong to (line 3).", cutError);
+            Assert.Equal(Figures(beforeOut), Figures(cutOut));
+        }
+
+        // Without --experts, the pass left out leaves its ids out of the count of experts too.
+        Assert.Contains("note: 4 experts, the largest id in cut-pass.jsonl plus one", Moegs.Run("replay", cut, "--json").Error);
     }
 
     /// <summary>Lines may end in CRLF, the file may start with a byte order mark, blank lines are skipped, and unknown fields ignored.</summary>
