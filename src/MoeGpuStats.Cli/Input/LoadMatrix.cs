@@ -66,7 +66,9 @@ internal static class LoadMatrix
             throw new InvalidDataException($"{path}: an .npz archive (of top-k ids?), not a load; `moegs replay {path} --window-load load.npy` writes its window load, which plan reads.");
         }
 
-        var loads = start.SequenceEqual(NpyHeader.MagicBytes) ? ReadNpy(path, column) : ReadJson(ReadJsonBytes(path, longRead), path, column, out source);
+        var loads = start.SequenceEqual(NpyHeader.MagicBytes) ? ReadNpy(path, column)
+            : LargeSnapshot(path, start) ? FromSnapshot(path, column, out source)
+            : ReadJson(ReadJsonBytes(path, longRead), path, column, out source);
         if (loads.GetLength(1) == 0)
         {
             throw new InvalidDataException($"{path}: no loads (a snapshot with no batch): nothing to place.");
@@ -249,6 +251,13 @@ internal static class LoadMatrix
         var prefix = new byte[NpyHeader.MagicBytes.Length];
         return prefix.AsSpan(0, NpyHeader.ReadFully(file, prefix, 0));
     }
+
+    /// <summary>
+    /// Whether <paramref name="path"/>, which opens with <paramref name="start"/>, is a JSON object past the bound on a
+    /// JSON load: a snapshot, read as one, within the bound on snapshots (--save writes them up to 600 MB).
+    /// </summary>
+    private static bool LargeSnapshot(string path, ReadOnlySpan<byte> start) =>
+        new FileInfo(path).Length > MaxJsonBytes && RoutingStatsFile.WithoutByteOrderMark(start.ToArray()).Span.TrimStart(" \t\r\n"u8) is [(byte)'{', ..];
 
     private static byte[] ReadJsonBytes(string path, Action<long, string>? longRead)
     {

@@ -37,6 +37,41 @@ public sealed class LoadMatrixTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A snapshot past the 256 MiB a JSON load is read in (here a small one and spaces after it, which JSON allows) is
+    /// read as a snapshot, within the bound on snapshots: --save writes snapshots of up to 600 MB. A JSON array as long
+    /// is still refused by the load's bound.
+    /// </summary>
+    [Fact]
+    public void ASnapshotPastTheBoundOnAJsonLoadIsReadAsASnapshot()
+    {
+        using var stats = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 3 });
+        stats.RecordStep([0, 1, 2, 2, 1, 1], tokens: 3, topK: 1);
+        var path = Path.Combine(_folder.FullName, "padded.json");
+        SnapshotFile.Save(stats, path);
+        using (var file = new FileStream(path, FileMode.Append))
+        {
+            var spaces = new byte[1 << 20];
+            spaces.AsSpan().Fill((byte)' ');
+            for (var written = 0; written <= 256; written++)
+            {
+                file.Write(spaces);
+            }
+        }
+
+        var loads = LoadMatrix.Read(path);
+        Assert.Equal(new long[,] { { 1, 1, 1 }, { 0, 2, 1 } }, loads);
+
+        var array = Path.Combine(_folder.FullName, "array.json");
+        File.WriteAllText(array, "[[1, 2]]");
+        using (var file = new FileStream(array, FileMode.Append))
+        {
+            file.SetLength(file.Length + (256L << 20));
+        }
+
+        Assert.StartsWith($"{array}: 268,435,464 bytes; a JSON load file is read whole, up to 268,435,456", Assert.Throws<InvalidDataException>(() => LoadMatrix.Read(array)).Message);
+    }
+
     /// <summary>A load of as many experts as a plan places, 65,536, is read.</summary>
     [Fact]
     public void ALoadOfTheMostExpertsAPlanPlacesIsRead()
