@@ -233,12 +233,7 @@ public sealed class TraceFileTests : IDisposable
     [InlineData(ulong.MaxValue, "[ids]: the archive's directory claims 18,446,744,073,709,551,615 bytes from {0} compressed, more than any file holds: the archive is corrupt.")]
     public void AMemberSizeNoNpyFitsInIsNamedAsTheArchivesClaim(ulong claimed, string expected)
     {
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "1, 2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
-        var archive = Path.Combine(_folder.FullName, "claims.npz");
-        using (var zip = ZipFile.Open(archive, ZipArchiveMode.Create))
-        {
-            zip.CreateEntryFromFile(npy, "ids.npy", CompressionLevel.NoCompression);
-        }
+        var (archive, _) = OneStoredMember();
 
         var (bytes, stored) = WithClaimedSize(File.ReadAllBytes(archive), claimed);
         File.WriteAllBytes(archive, bytes);
@@ -255,15 +250,10 @@ public sealed class TraceFileTests : IDisposable
     [Fact]
     public void ACompressedSizeTheArchiveCannotHoldIsNamedAsTheArchivesClaim()
     {
-        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "1, 2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
-        var archive = Path.Combine(_folder.FullName, "claims.npz");
-        using (var zip = ZipFile.Open(archive, ZipArchiveMode.Create))
-        {
-            zip.CreateEntryFromFile(npy, "ids.npy", CompressionLevel.NoCompression);
-        }
+        var (archive, member) = OneStoredMember();
 
         var original = File.ReadAllBytes(archive);
-        var length = (ulong)new FileInfo(npy).Length;
+        var length = (ulong)member;
         foreach (var (claimed, compressed, expected) in new[]
         {
             (length, ulong.MaxValue, $"the archive's directory claims {length:N0} bytes from 18,446,744,073,709,551,615 compressed, more than any file holds: the archive is corrupt."),
@@ -276,6 +266,19 @@ public sealed class TraceFileTests : IDisposable
             var refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(archive, IdLayout.Parse("layers,tokens,k"), null).Dispose());
             Assert.Equal($"{archive}[ids]: {expected}", refusal.Message);
         }
+    }
+
+    /// <summary>An archive of one stored member, ids.npy of [1, 2, 2] int32 ids, whose claims a test edits: its path, and the member's length.</summary>
+    private (string Archive, long Member) OneStoredMember()
+    {
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "ids.npy"), "<i4", "1, 2, 2", [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]);
+        var archive = Path.Combine(_folder.FullName, "claims.npz");
+        using (var zip = ZipFile.Open(archive, ZipArchiveMode.Create))
+        {
+            zip.CreateEntryFromFile(npy, "ids.npy", CompressionLevel.NoCompression);
+        }
+
+        return (archive, new FileInfo(npy).Length);
     }
 
     /// <summary>
