@@ -10,8 +10,8 @@ namespace MoeGpuStats.Cli.Input;
 /// <remarks>
 /// The record read is the one the archive reader takes: the last signature in the last 65,557 bytes, whatever follows
 /// its comment (a byte appended to the file), and its zip64 record wherever a field of it is marked as held there.
-/// Where that signature lies in the comment of another end record whose comment ends the file, readers differ on
-/// which ends the archive, and it is refused. The directory's bytes are the most of what it claims and of the bytes from its offset to the
+/// Where that signature lies in another end record, one whose comment ends the file, readers differ on which ends the
+/// archive, and it is refused. The directory's bytes are the most of what it claims and of the bytes from its offset to the
 /// record after it: the archive reader reads a member's entry whatever the claim says.
 /// </remarks>
 /// <param name="Members">The members the directory lists.</param>
@@ -26,7 +26,7 @@ internal readonly record struct ZipDirectory(ulong Members, ulong Bytes)
     private const int Zip64EndLength = 56;
 
     /// <summary>The directory <paramref name="file"/>'s end record describes; null where it has none the archive reader can read (which it then names).</summary>
-    /// <exception cref="InvalidDataException">The last end-record signature lies in another end record's comment; the message, without the file's name, says so.</exception>
+    /// <exception cref="InvalidDataException">The last end-record signature lies in another end record, one whose comment ends the file; the message, without the file's name, says so.</exception>
     public static ZipDirectory? Read(FileStream file)
     {
         // The end record is the last 22 bytes but for a comment of at most 65,535 bytes.
@@ -39,7 +39,7 @@ internal readonly record struct ZipDirectory(ulong Members, ulong Bytes)
         if (at >= 0 && EnclosingRecord(tail, at) is { } enclosing)
         {
             throw new InvalidDataException(
-                $"the comment of its end-of-directory record (at byte {start + enclosing:N0}) holds another end-of-directory signature (at byte {start + at:N0}), which the archive reader takes for the archive's end: readers differ on what the archive holds. np.savez writes no comment: save the archive again.");
+                $"its end-of-directory record (at byte {start + enclosing:N0}) holds another end-of-directory signature (at byte {start + at:N0}), which the archive reader takes for the archive's end: readers differ on what the archive holds. np.savez writes no comment: save the archive again.");
         }
 
         if (at < 0 || at + EndLength + CommentLength(tail, at) > tail.Length)
@@ -75,10 +75,10 @@ internal readonly record struct ZipDirectory(ulong Members, ulong Bytes)
         return -1;
     }
 
-    /// <summary>An end record before <paramref name="at"/> whose comment holds the record there and ends the file; null for none.</summary>
+    /// <summary>An end record before <paramref name="at"/> whose comment ends the file, and so holds the signature there in its fields or comment; null for none.</summary>
     private static int? EnclosingRecord(byte[] tail, int at)
     {
-        for (var before = LastSignature(tail, at - EndLength); before >= 0; before = LastSignature(tail, before - 1))
+        for (var before = LastSignature(tail, at - 1); before >= 0; before = LastSignature(tail, before - 1))
         {
             if (before + EndLength + CommentLength(tail, before) == tail.Length)
             {

@@ -125,7 +125,7 @@ public sealed class TraceFileTests : IDisposable
         File.WriteAllBytes(commented, [.. passes[..end], .. first, .. "X"u8, .. second]);
         refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(commented, IdLayout.Parse("tokens,layers,k"), null).Dispose());
         Assert.Equal(
-            $"{commented}: the comment of its end-of-directory record (at byte {end:N0}) holds another end-of-directory signature (at byte {end + 23:N0}), which the archive reader takes for the archive's end: readers differ on what the archive holds. np.savez writes no comment: save the archive again.",
+            $"{commented}: its end-of-directory record (at byte {end:N0}) holds another end-of-directory signature (at byte {end + 23:N0}), which the archive reader takes for the archive's end: readers differ on what the archive holds. np.savez writes no comment: save the archive again.",
             refusal.Message);
     }
 

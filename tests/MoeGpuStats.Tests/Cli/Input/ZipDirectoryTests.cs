@@ -53,11 +53,26 @@ public sealed class ZipDirectoryTests : IDisposable
         byte[] record = [.. End(1, 46, commentLength: 0), .. "JUNK"u8];
         var refusal = Assert.Throws<InvalidDataException>(() => Read([.. End(7, 500, commentLength: (ushort)(record.Length + 1)), .. "X"u8, .. record]));
         Assert.Equal(
-            "the comment of its end-of-directory record (at byte 0) holds another end-of-directory signature (at byte 23), which the archive reader takes for the archive's end: readers differ on what the archive holds. np.savez writes no comment: save the archive again.",
+            "its end-of-directory record (at byte 0) holds another end-of-directory signature (at byte 23), which the archive reader takes for the archive's end: readers differ on what the archive holds. np.savez writes no comment: save the archive again.",
             refusal.Message);
 
         byte[] text = [.. "a note: PK\u0005\u0006 is the end record's signature"u8];
         Assert.Throws<InvalidDataException>(() => Read([.. new byte[10], .. End(7, 500, commentLength: (ushort)text.Length), .. text]));
+
+        // In the record's own fields: a directory at byte 101,010,256 writes the signature's bytes as its offset.
+        Assert.Contains("(at byte 10) holds another end-of-directory signature (at byte 26)", Assert.Throws<InvalidDataException>(() => Read([.. new byte[10], .. End(7, 500, offset: 0x06054b50, commentLength: 20), .. new byte[20]])).Message);
+    }
+
+    /// <summary>
+    /// A signature before the end record that is no record's, in a member's data, is passed over whatever comment length
+    /// its bytes would give; a record whose comment runs past the file's end is none the archive reader can read.
+    /// </summary>
+    [Fact]
+    public void OnlyARecordWhoseCommentEndsTheFileHoldsAnother()
+    {
+        byte[] data = [.. End(1, 46, commentLength: 100), .. new byte[30]];
+        Assert.Equal(new ZipDirectory(7, 500), Read([.. data, .. End(7, 500, offset: (uint)data.Length)]));
+        Assert.Null(Read([.. End(7, 500, commentLength: 10), .. new byte[3]]));
     }
 
     /// <summary>
