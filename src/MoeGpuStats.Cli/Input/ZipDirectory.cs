@@ -11,8 +11,8 @@ namespace MoeGpuStats.Cli.Input;
 /// The record read is the one the archive reader takes: the last signature in the last 65,557 bytes, whatever follows
 /// its comment (a byte appended to the file), and its zip64 record wherever a field of it is marked as held there.
 /// Where that signature lies in another end record, one whose comment ends the file, readers differ on which ends the
-/// archive, and it is refused. The directory's bytes are the most of what it claims and of the bytes from its offset to the
-/// record after it: the archive reader reads a member's entry whatever the claim says.
+/// archive, and it is refused. The directory's bytes are the larger of what it claims and the bytes from its offset to
+/// the record after it: the archive reader reads every member's entry whatever the claim says.
 /// </remarks>
 /// <param name="Members">The members the directory lists.</param>
 /// <param name="Bytes">The directory's length in bytes.</param>
