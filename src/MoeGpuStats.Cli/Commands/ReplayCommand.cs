@@ -103,10 +103,11 @@ internal static class ReplayCommand
             using (trace)
             {
                 var layered = trace.HasLayers;
+                var withoutLayers = $"{path} is read without layers ({trace.Axes}: {trace.LayersHint}).";
                 var mismatch = layered
                     ? model.MetricsOption(parse) is { } metrics ? recording.ModelMetricsProblem(parse, metrics) : null
-                    : model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; {path} is read without layers ({trace.Axes}: {trace.LayersHint})."
-                    : parse.GetValue(skipEmpty) ? $"--skip-empty-steps: leaving steps out of the window is a model's; {path} is read without layers ({trace.Axes}: {trace.LayersHint})."
+                    : model.GivenForOneLayer(parse) is var (option, why) ? $"{option}: {why}; {withoutLayers}"
+                    : parse.GetValue(skipEmpty) ? $"--skip-empty-steps: leaving steps out of the window is a model's; {withoutLayers}"
                     : null;
                 if (mismatch is not null)
                 {

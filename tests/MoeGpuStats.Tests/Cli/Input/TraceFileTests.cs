@@ -188,39 +188,13 @@ public sealed class TraceFileTests : IDisposable
     /// </summary>
     private static byte[] EndRecords(ulong members, ulong bytes, int marked = -1)
     {
-        using var zip = new MemoryStream();
-        using var write = new BinaryWriter(zip);
-        write.Write(0x06064b50u);
-        write.Write(44UL);
-        write.Write((ushort)45);
-        write.Write((ushort)45);
-        write.Write(0u);
-        write.Write(0u);
-        write.Write(members);
-        write.Write(members);
-        write.Write(bytes);
-        write.Write(0UL);
-        write.Write(0x07064b50u);
-        write.Write(0u);
-        write.Write(0UL);
-        write.Write(1u);
-        var end = zip.Position;
-        write.Write(0x06054b50u);
-        write.Write((ushort)0);
-        write.Write((ushort)0);
-        write.Write(marked < 0 ? ushort.MaxValue : (ushort)1);
-        write.Write(marked < 0 ? ushort.MaxValue : (ushort)1);
-        write.Write(marked < 0 ? uint.MaxValue : 46u);
-        write.Write(marked < 0 ? uint.MaxValue : 0u);
-        write.Write((ushort)0);
-        write.Flush();
-        var records = zip.ToArray();
+        var end = marked < 0 ? ZipRecords.End(ushort.MaxValue, uint.MaxValue, offset: uint.MaxValue) : ZipRecords.End(1, 46);
         if (marked >= 0)
         {
-            records.AsSpan((int)end + marked, marked < 12 ? 2 : 4).Fill(0xff);
+            end.AsSpan(marked, marked < 12 ? 2 : 4).Fill(0xff);
         }
 
-        return records;
+        return [.. ZipRecords.Zip64Record(members, members, bytes), .. ZipRecords.Locator(0), .. end];
     }
 
     /// <summary>
