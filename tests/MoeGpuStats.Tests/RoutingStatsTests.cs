@@ -515,13 +515,15 @@ public sealed class RoutingStatsTests
     [Fact]
     public void AMergeThatWouldPassTheLargestCountIsRefused()
     {
-        using var part = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: long.MaxValue - 10, tokensDropped: 5))!;
+        // Enough batches to hold 2^63 − 1 tokens, 2^31 − 1 a batch.
+        const ulong Batches = 1UL << 33;
+        using var part = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: long.MaxValue - 10, tokensDropped: 5, totalRoutings: Batches))!;
         using var other = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: 100, tokensDropped: 50))!;
         var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([part, other]));
         Assert.Equal("parts", error.ParamName);
         Assert.StartsWith(FormattableString.Invariant($"The merged total_tokens exceeds 9,223,372,036,854,775,807 ({long.MaxValue - 10} + 100), the most a snapshot holds"), error.Message);
 
-        using var near = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: long.MaxValue - 100, tokensDropped: 5))!;
+        using var near = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: long.MaxValue - 100, tokensDropped: 5, totalRoutings: Batches))!;
         using var merged = RoutingStats.Merge([near, other]);
         Assert.Equal((ulong)long.MaxValue, merged.TotalTokens);
         Assert.Equal(55UL, merged.TokensDropped);

@@ -280,15 +280,9 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException(Invariant($"layers[{l}]'s slots_dropped is {layer.SlotsDropped} without an expert_capacity; only a capacity drops a model's slots."));
         }
 
-        // A step's layer takes at most 2^31 − 1 ids (tokens × k), each a routed slot, an invalid id or padding (−1), and a
-        // token that is not padding has at least one id that is not.
+        // Each id is a routed slot, an invalid id or padding (−1), and a token that is not padding has at least one id
+        // that is not (the layer's reader bounds the ids by 2^31 − 1 a step).
         var ids = (UInt128)layer.RoutedSlots + layer.InvalidExpertIds;
-        var mostIds = (UInt128)layer.TotalRoutings * int.MaxValue;
-        if (ids > mostIds)
-        {
-            throw new JsonException(Invariant($"layers[{l}]'s routed_slots {layer.RoutedSlots:N0} and invalid_expert_ids {layer.InvalidExpertIds:N0} are more ids than its {layer.TotalRoutings:N0} steps hold; a step records at most {int.MaxValue:N0} ids (tokens × k), so at most {mostIds:N0}."));
-        }
-
         if (layer.TotalTokens > ids)
         {
             throw new JsonException(Invariant($"layers[{l}]'s total_tokens is {layer.TotalTokens:N0} but its routed_slots and invalid_expert_ids are {ids:N0}; a token that is not padding has at least one id other than −1."));

@@ -281,6 +281,8 @@ internal static class RoutingStatsJson
                 Invariant($"More dropped than routed: tokens_dropped {state.TokensDropped} of total_tokens {state.TotalTokens}, slots_dropped {state.SlotsDropped} of routed_slots {state.RoutedSlots}."));
         }
 
+        // The per-expert arrays have one length, not checked against experts, which fixes the count of a record of ids
+        // only: a decision of another count since leaves arrays of its length, longer or shorter (the seed resizes to it).
         if (state.ExpertUtilization.Length != state.ExpertTokenCounts.Length)
         {
             throw new JsonException(
@@ -361,7 +363,19 @@ internal static class RoutingStatsJson
             throw new JsonException(Invariant($"invalid_expert_ids is {state.InvalidExpertIds} but total_tokens is 0; an invalid id is some token's (a token of -1 ids alone is padding)."));
         }
 
-        // experts fixes the count of a record of ids only: a decision of another count since leaves arrays of its length.
+        // A batch is a record of at most 2^31 − 1 ids (tokens × k), each a routed slot or an invalid id, or a decision of at
+        // most 2^31 − 1 tokens, each one routed slot: a merge adds the batches with the counts, so a merged file holds this too.
+        var batchesHold = (UInt128)state.TotalRoutings * int.MaxValue;
+        if (state.TotalTokens > batchesHold)
+        {
+            throw new JsonException(Invariant($"total_tokens is {state.TotalTokens:N0} for total_routings {state.TotalRoutings:N0}; a batch records at most {int.MaxValue:N0} tokens, so at most {batchesHold:N0}."));
+        }
+
+        var ids = (UInt128)state.RoutedSlots + state.InvalidExpertIds;
+        if (ids > batchesHold)
+        {
+            throw new JsonException(Invariant($"routed_slots {state.RoutedSlots:N0} and invalid_expert_ids {state.InvalidExpertIds:N0} are {ids:N0} ids for total_routings {state.TotalRoutings:N0}; a batch records at most {int.MaxValue:N0} ids (tokens × k), so at most {batchesHold:N0}."));
+        }
     }
 
     /// <summary>The exact sum of counts, which up to 2^31 counts of at most 2^63 − 1 cannot wrap.</summary>

@@ -343,7 +343,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData(false, "tokens_dropped", "layers[1]'s tokens_dropped is 1; a model's step records ids, where a capacity drops slots (slots_dropped), never tokens.")]
     [InlineData(false, "slots_dropped", "layers[1]'s slots_dropped is 1 without an expert_capacity; only a capacity drops a model's slots.")]
     [InlineData(false, "total_tokens", "layers[1]'s total_tokens is {4:N0} but its routed_slots and invalid_expert_ids are {5:N0}; a token that is not padding has at least one id other than −1.")]
-    [InlineData(false, "invalid_expert_ids", "layers[1]'s routed_slots {2:N0} and invalid_expert_ids {3:N0} are more ids than its 7 steps hold; a step records at most 2,147,483,647 ids (tokens × k), so at most 15,032,385,529.")]
+    [InlineData(false, "invalid_expert_ids", "layers[1]: routed_slots {2:N0} and invalid_expert_ids {3:N0} are 15,032,385,530 ids for total_routings 7; a batch records at most 2,147,483,647 ids (tokens × k), so at most 15,032,385,529.")]
     [InlineData(true, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 256; each of its 7 steps adds 8 experts × 4 slots per expert, stopping at 9,223,372,036,854,775,807, so it is 224.")]
     [InlineData(false, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 6,400; each of its 7 steps adds 8 experts × 100 slots per expert (the default: expert_capacity is none), stopping at 9,223,372,036,854,775,807, so it is 5,600.")]
     [InlineData(false, "total_used", "layers[1]'s capacity_stats.total_used is {0:N0} and slots_dropped 0, but its expert_token_counts sum to {1:N0}; each slot a step counts is used or dropped, never both.")]

@@ -654,6 +654,41 @@ public sealed partial class RoutingStatsJsonConverterTests
         Assert.Contains("tokens_dropped 5 of total_tokens 4", error.Message);
     }
 
+    /// <summary>
+    /// A batch records at most 2^31 − 1 tokens, and as many ids (tokens × k), each a routed slot or an invalid id: more
+    /// over the file's batches was edited, and would print a throughput no run had (2^63 − 1 tokens over 40 batches read
+    /// as 4.4e23 tokens a second). The most the batches hold reads, as a merge of full batches writes it.
+    /// </summary>
+    [Theory]
+    [InlineData("total_tokens", 5UL)]
+    [InlineData("routed_slots", 0UL)]
+    [InlineData("invalid_expert_ids", 5UL)]
+    public void MoreTokensOrIdsThanTheBatchesHoldAreRefused(string field, ulong routedSlots)
+    {
+        const ulong Most = 2UL * int.MaxValue;
+        var node = JsonNode.Parse(Snapshot(totalTokens: Most, tokensDropped: 0, totalRoutings: 2))!;
+        if (field != "routed_slots")
+        {
+            node["routed_slots"] = routedSlots;
+        }
+
+        var full = field == "invalid_expert_ids" ? Most - routedSlots : Most;
+        node[field] = full;
+        using (var read = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!)
+        {
+            Assert.Equal(Most, read.TotalTokens);
+        }
+
+        node[field] = full + 1;
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString()));
+        var ids = (field == "routed_slots" ? Most + 1 : routedSlots) + (field == "invalid_expert_ids" ? full + 1 : 0);
+        Assert.Equal(
+            field == "total_tokens"
+                ? "total_tokens is 4,294,967,295 for total_routings 2; a batch records at most 2,147,483,647 tokens, so at most 4,294,967,294."
+                : FormattableString.Invariant($"routed_slots {(field == "routed_slots" ? Most + 1 : routedSlots):N0} and invalid_expert_ids {(field == "invalid_expert_ids" ? full + 1 : 0):N0} are {ids:N0} ids for total_routings 2; a batch records at most 2,147,483,647 ids (tokens × k), so at most 4,294,967,294."),
+            error.Message);
+    }
+
     /// <summary>An edited file's −0, which no record writes, reads as 0, so no report prints "-0.00 %".</summary>
     [Fact]
     public void ANegativeZeroReadsAsZero()

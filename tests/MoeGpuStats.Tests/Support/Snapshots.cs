@@ -16,14 +16,17 @@ internal static class Snapshots
         return path;
     }
 
-    /// <summary>A snapshot of two experts as JSON, the seed's fields, with the given totals (and the efficiency and the batch that dropped they give).</summary>
-    public static string Snapshot(ulong totalTokens, ulong tokensDropped) =>
+    /// <summary>
+    /// A snapshot of <paramref name="experts"/> experts as JSON, the seed's fields, with the given totals (and the efficiency and the
+    /// batch that dropped they give) over <paramref name="totalRoutings"/> batches, each expert counting one slot.
+    /// </summary>
+    public static string Snapshot(ulong totalTokens, ulong tokensDropped, ulong totalRoutings = 1, int experts = 2) =>
         $$$"""
-        {"total_routings":1,"total_tokens":{{{totalTokens}}},"tokens_dropped":{{{tokensDropped}}},"expert_utilization":[0.5,0.5],
-         "average_load_balance_loss":0,"average_router_z_loss":0,"routing_efficiency":{{{Efficiency(totalTokens, tokensDropped)}}},"expert_token_counts":[1,1],
+        {"total_routings":{{{totalRoutings}}},"total_tokens":{{{totalTokens}}},"tokens_dropped":{{{tokensDropped}}},"expert_utilization":[{{{string.Join(',', Enumerable.Repeat("0.5", experts))}}}],
+         "average_load_balance_loss":0,"average_router_z_loss":0,"routing_efficiency":{{{Efficiency(totalTokens, tokensDropped)}}},"expert_token_counts":[{{{string.Join(',', Enumerable.Repeat(1, experts))}}}],
          "routing_latency_stats":{"total_measurements":0,"total_latency_ms":0,"min_latency_ms":null,"max_latency_ms":0,"recent_latencies":[]},
-         "load_variance_history":[0],
-         "capacity_stats":{"average_utilization":0,"peak_utilization":0,"capacity_exceeded_count":{{{(tokensDropped > 0 ? 1 : 0)}}},"total_capacity":200,"total_used":2}}
+         "load_variance_history":[{{{string.Join(',', Enumerable.Repeat(0, (int)Math.Min(totalRoutings, 1_000)))}}}],
+         "capacity_stats":{"average_utilization":0,"peak_utilization":0,"capacity_exceeded_count":{{{(tokensDropped > 0 ? 1 : 0)}}},"total_capacity":{{{totalRoutings * (ulong)experts * 100}}},"total_used":{{{experts}}}}}
         """;
 
     /// <summary>The seed's efficiency of these totals as its JSON writes it; 0 where the dropped are more than the tokens, which the reader refuses first.</summary>

@@ -2,6 +2,7 @@ using System.Text.Json;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Serialization;
+using MoeGpuStats.Tests.Support;
 using static MoeGpuStats.Tests.Support.Moegs;
 
 namespace MoeGpuStats.Tests.Cli.Commands;
@@ -505,9 +506,7 @@ public sealed class MergeCommandTests : IDisposable
         Assert.StartsWith($"{idleFour} has experts = 4, {idleFive} has experts = 5; only snapshots", error.Trim());
 
         var full = Path.Combine(_folder.FullName, "full.json");
-        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(open))!;
-        json["total_tokens"] = long.MaxValue;
-        File.WriteAllText(full, json.ToJsonString());
+        File.WriteAllText(full, Snapshots.Snapshot(totalTokens: long.MaxValue, tokensDropped: 0, totalRoutings: 1UL << 33, experts: 4));
         var second = Save("second.json", new RoutingStatsOptions { Experts = 4 }, [3, 2, 1, 0], tokens: 4);
         (code, _, error) = Run("merge", open, second, full);
         Assert.Equal(ExitCodes.BadInput, code);
@@ -515,7 +514,7 @@ public sealed class MergeCommandTests : IDisposable
 
         // What only the whole merge can refuse, past the last file, names them all (after the warning that the two are one file's bytes).
         var halves = new[] { "half0.json", "half1.json" }.Select(name => Path.Combine(_folder.FullName, name)).ToArray();
-        json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(open))!;
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(open))!;
         json["merged_parts"] = RoutingStats.MaxMergedParts / 2 + 1;
         Array.ForEach(halves, half => File.WriteAllText(half, json.ToJsonString()));
         (code, _, error) = Run("merge", halves[0], halves[1], "-o", Path.Combine(_folder.FullName, "past.json"));
