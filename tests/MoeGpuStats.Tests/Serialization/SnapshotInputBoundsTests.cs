@@ -83,6 +83,33 @@ public sealed class SnapshotInputBoundsTests : IDisposable
         ReadsOrRefuses(json, message);
     }
 
+    /// <summary>
+    /// An unknown field's value may nest until the file is 64 levels deep, System.Text.Json's default (the seed's
+    /// serde_json allows 128): README says so. Deeper is refused on one line, by the converter and in a file.
+    /// </summary>
+    [Theory]
+    [InlineData(63)]
+    [InlineData(64)]
+    public void AnUnknownFieldNestsUntilTheFileIs64LevelsDeep(int arrays)
+    {
+        var json = WithField(Layer, "unknown", new string('[', arrays) + new string(']', arrays));
+        var path = Path.Combine(_folder.FullName, "deep.json");
+        File.WriteAllBytes(path, json);
+        if (arrays == 63)
+        {
+            using var read = JsonSerializer.Deserialize<RoutingStats>(json)!;
+            using var loaded = RoutingStatsFile.Load(path);
+            Assert.Equal(JsonSerializer.Serialize(read), JsonSerializer.Serialize(loaded));
+            return;
+        }
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<RoutingStats>(json));
+        var fileError = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(path));
+        Assert.StartsWith("The maximum configured depth of 64 has been exceeded.", error.Message);
+        Assert.StartsWith($"{path}: not a routing statistics snapshot (The maximum configured depth of 64 has been exceeded.", fileError.Message);
+        Assert.DoesNotContain('\n', fileError.Message);
+    }
+
     /// <summary>A million unknown fields cost no string of each name: they were read into a set and accepted.</summary>
     [Fact]
     public void AMillionUnknownFieldsAreRefusedWithoutReadingTheirNames()
