@@ -24,6 +24,9 @@ internal sealed class IdLayout
 
     public static IReadOnlyList<IdLayout> All { get; } = [StepsLayersTokensK, StepsTokensLayersK, LayersTokensK, TokensLayersK, StepsTokensK, TokensK];
 
+    /// <summary>The layouts of an .npz member that holds one layer (<c>--members layers</c>): no layers axis.</summary>
+    public static IReadOnlyList<IdLayout> OneLayer { get; } = [StepsTokensK, TokensK];
+
     /// <summary>The axes as <c>--layout</c> takes them, comma-separated.</summary>
     public string Name { get; }
 
@@ -72,15 +75,22 @@ internal sealed class IdLayout
         }
     }
 
-    /// <summary>Refuses a shape of a rank no layout has.</summary>
-    /// <exception cref="InvalidDataException">It has; the message names the file.</exception>
-    public static void CheckRank(string path, IReadOnlyList<long> dims)
+    /// <summary>Refuses a shape of a rank none of <paramref name="readable"/> (<see cref="All"/> or <see cref="OneLayer"/>) has.</summary>
+    /// <exception cref="InvalidDataException">It has; the message names the file and the layouts it could have.</exception>
+    public static void CheckRank(string path, IReadOnlyList<long> dims, IReadOnlyList<IdLayout> readable)
     {
-        if (dims.Count is < 2 or > 4)
+        if (readable.Any(layout => layout.Rank == dims.Count))
         {
-            throw new InvalidDataException($"{path}: shape {NpyShape.Describe(dims)} has {Counted.Of(dims.Count, "dimension")}; replay reads 2 to 4: {string.Join(", ", All.Select(layout => $"[{layout.Name}]"))}.");
+            return;
         }
+
+        throw readable == OneLayer
+            ? LayerMemberRank(path, dims)
+            : new InvalidDataException($"{path}: shape {NpyShape.Describe(dims)} has {Counted.Of(dims.Count, "dimension")}; replay reads 2 to 4: {string.Join(", ", All.Select(layout => $"[{layout.Name}]"))}.");
     }
+
+    private static InvalidDataException LayerMemberRank(string path, IReadOnlyList<long> dims) =>
+        new($"{path}: shape {NpyShape.Describe(dims)} has {Counted.Of(dims.Count, "dimension")}; with --members layers a member is one layer's [{StepsTokensK.Name}] or [{TokensK.Name}].");
 
     /// <summary>
     /// The layout of a file of <paramref name="dims"/> (a rank <see cref="CheckRank"/> passed) read with <paramref name="given"/> (null: none given).
@@ -126,7 +136,7 @@ internal sealed class IdLayout
         {
             2 => TokensK,
             3 => StepsTokensK,
-            _ => throw new InvalidDataException($"{path}: shape {NpyShape.Describe(dims)} has {dims.Count} dimensions; with --members layers a member is one layer's [{StepsTokensK.Name}] or [{TokensK.Name}]."),
+            _ => throw LayerMemberRank(path, dims),
         };
 
     /// <summary>The file's sizes along steps, layers, tokens and k; 1 for an axis the layout lacks.</summary>

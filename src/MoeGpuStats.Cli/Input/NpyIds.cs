@@ -108,15 +108,16 @@ internal sealed class NpyIds : IRoutingTrace
     /// <exception cref="IOException">The file cannot be read.</exception>
     /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
     public static NpyIds Open(string path, IdLayout? layout) =>
-        Open(new NpyFileBytes(File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read), path), path, (name, dims) => IdLayout.For(name, dims, layout));
+        Open(new NpyFileBytes(File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read), path), path, (name, dims) => IdLayout.For(name, dims, layout), IdLayout.All);
 
     /// <summary>The array in <paramref name="bytes"/>, which it owns from now on (disposed also when this throws).</summary>
     /// <param name="bytes">The array's bytes: a file or an archive member.</param>
     /// <param name="path">The array's name in messages: the file, or <c>trace.npz[arr_0]</c>.</param>
     /// <param name="layout">Chooses the layout of a shape (a rank <see cref="IdLayout.CheckRank"/> passed), or throws <see cref="IdLayoutException"/>.</param>
+    /// <param name="readable">The layouts <paramref name="layout"/> chooses from, whose ranks a shape must have.</param>
     /// <exception cref="InvalidDataException">As <see cref="Open(string, IdLayout?)"/>.</exception>
     /// <exception cref="IdLayoutException">As <see cref="Open(string, IdLayout?)"/>.</exception>
-    internal static NpyIds Open(NpyBytes bytes, string path, Func<string, IReadOnlyList<long>, IdLayout> layout)
+    internal static NpyIds Open(NpyBytes bytes, string path, Func<string, IReadOnlyList<long>, IdLayout> layout, IReadOnlyList<IdLayout> readable)
     {
         try
         {
@@ -127,7 +128,7 @@ internal sealed class NpyIds : IRoutingTrace
                 throw new InvalidDataException($"{path}: Fortran-ordered array; save it in C order (np.ascontiguousarray).");
             }
 
-            var shape = Validate(path, header.Shape, layout, header.ItemSize, header.DataOffset, length);
+            var shape = Validate(path, header.Shape, layout, readable, header.ItemSize, header.DataOffset, length);
             return new NpyIds(bytes, path, header, shape);
         }
         catch
@@ -151,13 +152,14 @@ internal sealed class NpyIds : IRoutingTrace
     /// <exception cref="InvalidDataException">They do not; the message says why, in the file's terms.</exception>
     /// <exception cref="IdLayoutException">No layout given for a 3-D file, or one of another rank.</exception>
     internal static NpyShape Validate(string path, IReadOnlyList<long> dims, IdLayout? layout, int itemSize, long dataOffset, long fileLength) =>
-        Validate(path, dims, (name, shape) => IdLayout.For(name, shape, layout), itemSize, dataOffset, fileLength);
+        Validate(path, dims, (name, shape) => IdLayout.For(name, shape, layout), IdLayout.All, itemSize, dataOffset, fileLength);
 
     /// <inheritdoc cref="Validate(string, IReadOnlyList{long}, IdLayout?, int, long, long)"/>
-    internal static NpyShape Validate(string path, IReadOnlyList<long> dims, Func<string, IReadOnlyList<long>, IdLayout> layout, int itemSize, long dataOffset, long fileLength)
+    /// <param name="readable">The layouts <paramref name="layout"/> chooses from, whose ranks a shape must have.</param>
+    internal static NpyShape Validate(string path, IReadOnlyList<long> dims, Func<string, IReadOnlyList<long>, IdLayout> layout, IReadOnlyList<IdLayout> readable, int itemSize, long dataOffset, long fileLength)
     {
         var shape = NpyShape.Describe(dims);
-        IdLayout.CheckRank(path, dims);
+        IdLayout.CheckRank(path, dims, readable);
         if (dims.FirstOrDefault(d => d < 0) is var negative and < 0)
         {
             throw new InvalidDataException($"{path}: shape {shape}: dimension {negative} is negative.");

@@ -160,7 +160,7 @@ internal sealed partial class NpzIds : IRoutingTrace
                 NpyIds member;
                 try
                 {
-                    member = NpyIds.Open(new NpzMemberBytes(entry, name), name, choose);
+                    member = NpyIds.Open(new NpzMemberBytes(entry, name), name, choose, holds == NpzMembers.Layers ? IdLayout.OneLayer : IdLayout.All);
                 }
                 catch (InvalidDataException) when (NpzMemberBytes.Corruption(entry, name) is { } corrupt)
                 {

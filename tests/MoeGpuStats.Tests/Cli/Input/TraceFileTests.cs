@@ -130,6 +130,30 @@ public sealed class TraceFileTests : IDisposable
     }
 
     /// <summary>
+    /// A member of a rank no layout reads is refused naming the layouts it could have: with <c>--members layers</c> the
+    /// two of one layer (the six of a trace, three with a layers axis, were listed), without it all six.
+    /// </summary>
+    [Theory]
+    [InlineData("4", true, "shape (4,) has 1 dimension; with --members layers a member is one layer's [steps,tokens,k] or [tokens,k].")]
+    [InlineData("1, 1, 1, 1, 4", true, "shape (1, 1, 1, 1, 4) has 5 dimensions; with --members layers a member is one layer's [steps,tokens,k] or [tokens,k].")]
+    [InlineData("4", false, "shape (4,) has 1 dimension; replay reads 2 to 4: [steps,layers,tokens,k], [steps,tokens,layers,k], [layers,tokens,k], [tokens,layers,k], [steps,tokens,k], [tokens,k].")]
+    public void AMemberOfARankNoLayoutReadsNamesTheLayoutsItCouldHave(string shape, bool layerMembers, string message)
+    {
+        var path = Path.Combine(_folder.FullName, "ranks.npz");
+        using (var zip = ZipFile.Open(path, ZipArchiveMode.Create))
+        {
+            for (var m = 0; m < 2; m++)
+            {
+                using var member = zip.CreateEntry($"layer_{m}.npy").Open();
+                member.Write(MoeGpuStats.Tests.Support.NpyFile.Bytes("<i4", shape, [.. new[] { 0, 1, 2, 3 }.SelectMany(BitConverter.GetBytes)]));
+            }
+        }
+
+        var refusal = Assert.Throws<InvalidDataException>(() => TraceFile.Open(path, null, layerMembers ? NpzMembers.Layers : null).Dispose());
+        Assert.Equal($"{path}[layer_0]: {message}", refusal.Message);
+    }
+
+    /// <summary>
     /// Sizes the archive's directory claims that only a reader of the whole could take are refused from their sums:
     /// 1,024 layers of 2^21 ids (2^31 ids a step, one past what one record takes) and two members of 2^30 steps (2^31
     /// steps, one past what replay counts). Each member's directory entry claims its size; its bytes are a header
