@@ -81,7 +81,7 @@ typedef struct moegs_snapshot {
     uint64_t invalid_expert_ids;       /* ids outside [0, E) other than -1 */
     uint64_t capacity_exceeded_count;  /* batches that dropped slots */
     uint64_t total_capacity;           /* slots available over all batches: experts * slots per expert each, up to 2^63 - 1 */
-    uint64_t total_used;               /* slots kept over all batches (routed minus dropped) */
+    uint64_t total_used;               /* slots kept over all batches (routed minus dropped), up to 2^63 - 1 */
     uint64_t latency_measurements;
     double average_latency_ms;
     double p95_latency_ms;

@@ -222,8 +222,8 @@ internal static partial class RoutingRecordKernel
             block.CapacityExceededCount++;
         }
 
-        block.TotalUsed += (ulong)kept;
-        // Stops at MaxCount rather than wrap (a state's total never passes it, so the headroom does not underflow).
+        // Both stop at MaxCount rather than wrap (a state's total never passes it, so the headroom does not underflow).
+        block.TotalUsed += Math.Min((ulong)kept, MaxCount - block.TotalUsed);
         block.TotalCapacity += Math.Min((ulong)experts * (ulong)arguments.SlotsPerExpert, MaxCount - block.TotalCapacity);
         return ringPosition;
     }

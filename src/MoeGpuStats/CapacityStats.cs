@@ -62,7 +62,10 @@ public sealed class CapacityStats
     /// <summary>Slots available over all batches: each adds its experts × <see cref="SlotsPerExpert"/>, up to 2^63 − 1, where the total stops.</summary>
     public ulong TotalCapacity { get; private set; }
 
-    /// <summary>Slots used over all batches.</summary>
+    /// <summary>
+    /// Slots used over all batches, up to 2^63 − 1, where the total stops: decisions of a million experts at 2^31 − 1
+    /// slots each reach it in about 4,100 batches.
+    /// </summary>
     public ulong TotalUsed { get; private set; }
 
     /// <summary>Folds one batch in.</summary>
@@ -113,16 +116,17 @@ public sealed class CapacityStats
             CapacityExceededCount++;
         }
 
-        TotalUsed += (ulong)used;
-        TotalCapacity = AddCapacity(TotalCapacity, (ulong)experts * (ulong)SlotsPerExpert);
+        TotalUsed = AddSlots(TotalUsed, (ulong)used);
+        TotalCapacity = AddSlots(TotalCapacity, (ulong)experts * (ulong)SlotsPerExpert);
     }
 
     /// <summary>
-    /// <paramref name="total"/> slots of capacity and <paramref name="added"/> more, stopped at 2^63 − 1, the most a
-    /// snapshot holds, as the device fold stops them: a large capacity over many experts reaches it in a real run
-    /// (4,096 experts of 2^31 − 1 slots in just over 2^20 batches), where the seed's u64 wraps.
+    /// <paramref name="total"/> slots (of capacity, or used) and <paramref name="added"/> more, stopped at 2^63 − 1, the
+    /// most a snapshot holds, as the device fold stops them: a large capacity over many experts reaches it in a real run
+    /// (4,096 experts of 2^31 − 1 slots in just over 2^20 batches), where the seed's u64 wraps, and so do the slots
+    /// used by decisions of many experts.
     /// </summary>
-    internal static ulong AddCapacity(ulong total, ulong added) =>
+    internal static ulong AddSlots(ulong total, ulong added) =>
         total + Math.Min(added, Kernels.RoutingStateLayout.MaxCount - total);
 
     /// <summary>A copy that later batches folded into this one do not change.</summary>

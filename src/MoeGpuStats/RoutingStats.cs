@@ -447,7 +447,7 @@ public sealed partial class RoutingStats : IDisposable
     /// <summary>
     /// Combines the statistics of several ranks or replicas that route to the same E experts into one
     /// managed <see cref="RoutingStats"/>. Exact: counts, totals, dropped and invalid ids, capacity
-    /// totals (the available capacity stopping at 2^63 − 1, as a record's does), latency count/total/min/max. Weighted by each part's batches (exact up to rounding):
+    /// totals (the slots available and used stopping at 2^63 − 1, as a record's do), latency count/total/min/max. Weighted by each part's batches (exact up to rounding):
     /// utilization and loss averages (cumulative means over batches). Approximate, because the parts'
     /// batches interleave in an order no snapshot records: the capacity EMA (batch-weighted mean of the
     /// parts' EMAs), the variance history and the latency window (the parts' windows concatenated in
@@ -457,7 +457,7 @@ public sealed partial class RoutingStats : IDisposable
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">
     /// No parts, a null part, one object given twice, parts with different expert counts or capacities, a merged count
-    /// other than the available capacity above 2^63 − 1 (the most a snapshot file holds), a merged total latency beyond a double's range, or
+    /// other than the slots available or used above 2^63 − 1 (the most a snapshot file holds), a merged total latency beyond a double's range, or
     /// merged parts above <see cref="MaxMergedParts"/>.
     /// </exception>
     /// <exception cref="ObjectDisposedException">A part (or, for a model's layer, its model) was disposed.</exception>

@@ -47,12 +47,13 @@ public sealed class CapacityStatsTests
     }
 
     /// <summary>
-    /// The slots of capacity stop at 2^63 − 1, the most a snapshot holds, on the managed engine, in a merge, and read
-    /// back: 4,096 experts of 2^31 − 1 slots reach it in just over 2^20 batches, where a total past it could not be
-    /// saved and the seed's u64 wraps.
+    /// The slots of capacity and the slots used stop at 2^63 − 1, the most a snapshot holds, on the managed engine, in a
+    /// merge, and read back: 4,096 experts of 2^31 − 1 slots reach it in just over 2^20 batches, and decisions of a
+    /// million experts at 2^31 − 1 slots each in about 4,100, where a total past it could not be saved (the slots used
+    /// were written past it and refused on reading) and the seed's u64 wraps.
     /// </summary>
     [Fact]
-    public void TheTotalCapacityStopsAtTheMostASnapshotHolds()
+    public void TheSlotsStopAtTheMostASnapshotHolds()
     {
         const ulong most = long.MaxValue;
         var options = new RoutingStatsOptions { Experts = 8, ExpertCapacity = int.MaxValue };
@@ -61,18 +62,19 @@ public sealed class CapacityStatsTests
         var node = JsonNode.Parse(JsonSerializer.Serialize(recorded))!;
         var nearly = most / int.MaxValue * int.MaxValue;
         node["capacity_stats"]!["total_capacity"] = nearly;
+        node["capacity_stats"]!["total_used"] = most - 5;
         using var near = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
-        Assert.Equal(nearly, near.CapacityStats.TotalCapacity);
+        Assert.Equal((nearly, most - 5), (near.CapacityStats.TotalCapacity, near.CapacityStats.TotalUsed));
 
         near.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
-        Assert.Equal(most, near.CapacityStats.TotalCapacity);
+        Assert.Equal((most, most - 1), (near.CapacityStats.TotalCapacity, near.CapacityStats.TotalUsed));
         near.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
-        Assert.Equal(most, near.CapacityStats.TotalCapacity);
+        Assert.Equal((most, most), (near.CapacityStats.TotalCapacity, near.CapacityStats.TotalUsed));
 
         using var readBack = JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(near))!;
-        Assert.Equal(most, readBack.CapacityStats.TotalCapacity);
+        Assert.Equal((most, most), (readBack.CapacityStats.TotalCapacity, readBack.CapacityStats.TotalUsed));
         using var merged = RoutingStats.Merge([near, readBack]);
-        Assert.Equal(most, merged.CapacityStats.TotalCapacity);
+        Assert.Equal((most, most), (merged.CapacityStats.TotalCapacity, merged.CapacityStats.TotalUsed));
         Assert.Equal(2 * near.TotalRoutings, merged.TotalRoutings);
     }
 }

@@ -296,10 +296,11 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_capacity is {layer.TotalCapacity:N0}; each of its {layer.TotalRoutings:N0} steps adds {options.Experts:N0} experts × {slots:N0} slots per expert{given}, stopping at {RoutingStatsJson.MaxCount:N0}, so it is {capacity:N0}."));
         }
 
+        // The slots used stop at MaxCount, where the counts go on.
         var counted = RoutingStatsJson.Sum(layer.ExpertTokenCounts);
-        if ((UInt128)layer.TotalUsed + layer.SlotsDropped != counted)
+        if (counted < layer.SlotsDropped || layer.TotalUsed != UInt128.Min(counted - layer.SlotsDropped, RoutingStatsJson.MaxCount))
         {
-            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_used is {layer.TotalUsed:N0} and slots_dropped {layer.SlotsDropped:N0}, but its expert_token_counts sum to {counted:N0}; each slot a step counts is used or dropped, never both."));
+            throw new JsonException(Invariant($"layers[{l}]'s capacity_stats.total_used is {layer.TotalUsed:N0} and slots_dropped {layer.SlotsDropped:N0}, but its expert_token_counts sum to {counted:N0}; each slot a step counts is used or dropped, never both, and the slots used stop at {RoutingStatsJson.MaxCount:N0}."));
         }
     }
 

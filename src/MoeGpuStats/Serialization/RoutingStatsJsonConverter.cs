@@ -342,10 +342,11 @@ internal static class RoutingStatsJson
         }
 
         // Each batch adds the slots it counts to those used, less the ones a capacity dropped: a change of the experts
-        // restarts the counts, not the slots used, and the seed's public CapacityStats.update only adds to those.
+        // restarts the counts, not the slots used, and the seed's public CapacityStats.update only adds to those. The
+        // slots used stop at MaxCount, where the counts go on.
         var counted = Sum(state.ExpertTokenCounts);
         var cut = options.ExpertCapacity is null ? 0UL : state.SlotsDropped;
-        if ((UInt128)state.TotalUsed + cut < counted)
+        if (state.TotalUsed < MaxCount && (UInt128)state.TotalUsed + cut < counted)
         {
             var (dropped, rule) = options.ExpertCapacity is null ? ("", "was used") : (Invariant($" and slots_dropped {cut}"), "was used or dropped beyond the capacity");
             throw new JsonException(Invariant($"capacity_stats.total_used is {state.TotalUsed}{dropped} but expert_token_counts sum to {counted}; every slot an expert counts {rule}."));

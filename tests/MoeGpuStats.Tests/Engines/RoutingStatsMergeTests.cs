@@ -9,7 +9,7 @@ namespace MoeGpuStats.Tests.Engines;
 /// <summary>
 /// <see cref="RoutingStatsMerge"/>'s exact sums: each counter a merge adds is refused by its own name, after what the
 /// parts are within, where its sum passes the largest count a snapshot holds (2^63 − 1), and at that count exactly it
-/// is taken.
+/// is taken; the slots of capacity and used stop there.
 /// </summary>
 public sealed class RoutingStatsMergeTests
 {
@@ -18,8 +18,25 @@ public sealed class RoutingStatsMergeTests
     public static TheoryData<string> Counters =>
     [
         "total_routings", "total_tokens", "tokens_dropped", "routed_slots", "slots_dropped", "invalid_expert_ids",
-        "capacity_exceeded_count", "total_used", "expert_token_counts[1]",
+        "capacity_exceeded_count", "expert_token_counts[1]",
     ];
+
+    /// <summary>The slots of capacity and the slots used stop at the largest count, as a record stops them, instead of being refused.</summary>
+    [Theory]
+    [InlineData("total_capacity")]
+    [InlineData("total_used")]
+    public void TheSlotsStopAtTheLargestCount(string counter)
+    {
+        var options = new RoutingStatsOptions { Experts = 2 };
+        var merge = new RoutingStatsMerge();
+        merge.Add(State(counter, MaxCount - 2), options);
+        merge.Add(State(counter, 2), options);
+        merge.Add(State(counter, 1), options);
+
+        using var merged = merge.Result();
+
+        Assert.Equal(MaxCount, counter == "total_used" ? merged.CapacityStats.TotalUsed : merged.CapacityStats.TotalCapacity);
+    }
 
     [Theory]
     [MemberData(nameof(Counters))]
@@ -70,6 +87,7 @@ public sealed class RoutingStatsMergeTests
             case "invalid_expert_ids": state.InvalidExpertIds = value; break;
             case "capacity_exceeded_count": state.CapacityExceededCount = value; break;
             case "total_used": state.TotalUsed = value; break;
+            case "total_capacity": state.TotalCapacity = value; break;
             case "expert_token_counts[1]": state.ExpertTokenCounts[1] = value; break;
             default: throw new ArgumentOutOfRangeException(nameof(counter), counter, "not a counter of the merge");
         }

@@ -136,18 +136,18 @@ public sealed class RoutingRecordKernelTests
     }
 
     /// <summary>
-    /// The device fold stops the slots of capacity at 2^63 − 1, as the managed engine does (CapacityStatsTests): 4,096
-    /// experts of 2^31 − 1 slots reach it in just over 2^20 steps.
+    /// The device fold stops the slots of capacity and the slots used at 2^63 − 1, as the managed engine does
+    /// (CapacityStatsTests): 4,096 experts of 2^31 − 1 slots reach it in just over 2^20 steps.
     /// </summary>
     [Theory]
     [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
-    public void TheFoldStopsTheTotalCapacityAtTheMostASnapshotHolds(string accelerator)
+    public void TheFoldStopsTheSlotsAtTheMostASnapshotHolds(string accelerator)
     {
         const ulong most = long.MaxValue;
         var device = TestAccelerators.Require(accelerator);
         var launch = RoutingRecordKernel.Create(device);
         using var state = new LauncherState(device, experts: 2);
-        state.Block.View.CopyFromCPU(new[] { new RoutingStateBlock { TotalRoutings = 1, TotalTokens = 4, RoutedSlots = 8, TotalCapacity = most - 5, Experts = 2 } });
+        state.Block.View.CopyFromCPU(new[] { new RoutingStateBlock { TotalRoutings = 1, TotalTokens = 4, RoutedSlots = 8, TotalCapacity = most - 5, TotalUsed = most - 12, Experts = 2 } });
         using var ids = device.Allocate1D(new[] { 0, 0, 0, 0, 0, 1, 1, 1 });
         var none = new RecordArguments { Buffer = -1 };
         var arguments = new RecordArguments { Experts = 2, Tokens = 4, TopK = 2, SlotsPerExpert = int.MaxValue, UtilizationDecay = -1f };
@@ -158,6 +158,7 @@ public sealed class RoutingRecordKernelTests
         var block = state.Block.GetAsArray1D()[0];
         Assert.Equal(3UL, block.TotalRoutings);
         Assert.Equal(most, block.TotalCapacity);
+        Assert.Equal(most, block.TotalUsed);
     }
 
     private const ulong BillionLess1 = 999_999_999;

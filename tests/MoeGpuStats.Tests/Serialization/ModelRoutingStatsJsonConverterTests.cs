@@ -236,7 +236,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     /// <summary>
     /// Three counts of 2^63 − 1 summed in 64 bits wrap to 2^63 − 3: a layer claiming that many routed
     /// slots passed the check that its counts sum to them. The sums are exact now, and the layer's check
-    /// that its used slots hold its counts, which no count of used slots passes here, names the whole sum.
+    /// that its used slots hold its counts names the whole sum (2^63 − 2 slots used, which the wrapped sum passed).
     /// </summary>
     [Fact]
     public void CountsWhoseSumWouldWrapAreRefused()
@@ -250,10 +250,10 @@ public sealed class ModelRoutingStatsJsonConverterTests
         }
 
         layer["routed_slots"] = long.MaxValue - 2;
-        layer["capacity_stats"]!["total_used"] = long.MaxValue;
+        layer["capacity_stats"]!["total_used"] = long.MaxValue - 1;
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
         Assert.Equal(
-            $"layers[0]: capacity_stats.total_used is {long.MaxValue} but expert_token_counts sum to {3 * (UInt128)long.MaxValue}; every slot an expert counts was used.",
+            $"layers[0]: capacity_stats.total_used is {long.MaxValue - 1} but expert_token_counts sum to {3 * (UInt128)long.MaxValue}; every slot an expert counts was used.",
             error.Message);
     }
 
@@ -346,7 +346,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData(false, "invalid_expert_ids", "layers[1]: routed_slots {2:N0} and invalid_expert_ids {3:N0} are 15,032,385,530 ids for total_routings 7; a batch records at most 2,147,483,647 ids (tokens × k), so at most 15,032,385,529.")]
     [InlineData(true, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 256; each of its 7 steps adds 8 experts × 4 slots per expert, stopping at 9,223,372,036,854,775,807, so it is 224.")]
     [InlineData(false, "total_capacity", "layers[1]'s capacity_stats.total_capacity is 6,400; each of its 7 steps adds 8 experts × 100 slots per expert (the default: expert_capacity is none), stopping at 9,223,372,036,854,775,807, so it is 5,600.")]
-    [InlineData(false, "total_used", "layers[1]'s capacity_stats.total_used is {0:N0} and slots_dropped 0, but its expert_token_counts sum to {1:N0}; each slot a step counts is used or dropped, never both.")]
+    [InlineData(false, "total_used", "layers[1]'s capacity_stats.total_used is {0:N0} and slots_dropped 0, but its expert_token_counts sum to {1:N0}; each slot a step counts is used or dropped, never both, and the slots used stop at 9,223,372,036,854,775,807.")]
     public void ALayerNoModelStepLeavesIsRefused(bool capacity, string field, string message)
     {
         using var model = Recorded(Options with { ExpertCapacity = capacity ? 4 : null });
