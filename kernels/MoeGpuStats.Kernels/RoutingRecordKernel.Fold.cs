@@ -186,8 +186,8 @@ internal static partial class RoutingRecordKernel
         block.InvalidExpertIds += invalid;
         block.LoadBalanceLossSum += arguments.LoadBalanceLoss;
         block.RouterZLossSum += arguments.RouterZLoss;
-        block.AverageLoadBalanceLoss = (float)(block.LoadBalanceLossSum / routings);
-        block.AverageRouterZLoss = (float)(block.RouterZLossSum / routings);
+        block.AverageLoadBalanceLoss = LossMean.Of(block.LoadBalanceLossSum, routings);
+        block.AverageRouterZLoss = LossMean.Of(block.RouterZLossSum, routings);
         if (block.RoutedSlots > 0)
         {
             block.RoutingEfficiency = Mul((float)(block.RoutedSlots - block.SlotsDropped) / block.RoutedSlots, 100.0f);

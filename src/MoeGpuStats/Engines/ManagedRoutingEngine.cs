@@ -339,8 +339,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             totals.InvalidExpertIds + invalidIds,
             routedSlots,
             slotsDropped,
-            (float)(_loadBalanceLossSum / routings),
-            (float)(_routerZLossSum / routings),
+            Kernels.LossMean.Of(_loadBalanceLossSum, routings),
+            Kernels.LossMean.Of(_routerZLossSum, routings),
             routedSlots > 0 ? (float)(routedSlots - slotsDropped) / routedSlots * 100.0f : totals.RoutingEfficiency);
 
         _varianceHistory.Add(counts, batchSum, ids);

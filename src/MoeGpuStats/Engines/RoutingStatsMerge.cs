@@ -135,8 +135,8 @@ internal sealed class RoutingStatsMerge
         double routings = merged.TotalRoutings;
         if (routings > 0)
         {
-            merged.AverageLoadBalanceLoss = (float)(merged.LoadBalanceLossSum!.Value / routings);
-            merged.AverageRouterZLoss = (float)(merged.RouterZLossSum!.Value / routings);
+            merged.AverageLoadBalanceLoss = Kernels.LossMean.Of(merged.LoadBalanceLossSum!.Value, routings);
+            merged.AverageRouterZLoss = Kernels.LossMean.Of(merged.RouterZLossSum!.Value, routings);
             merged.CapacityAverageUtilization = (float)(_capacityAverageSum / routings);
             for (var e = 0; e < expertCount; e++)
             {

@@ -704,7 +704,8 @@ internal static class RoutingStatsJson
         where T : IFloatingPointIeee754<T> =>
         T.IsFinite(value) ? value.ToString(null, CultureInfo.InvariantCulture) : "null";
 
-    // −0, which no record writes (every mean and sum starts at +0), is read as 0, so no report prints "-0.00 %".
+    // −0, which no record writes (every sum starts at +0, and a loss mean that rounds to −0 is taken as 0: LossMean), is
+    // read as 0, so no report prints "-0.00 %".
     private static float ReadFloat(JsonElement element, string name) => element.ValueKind switch
     {
         JsonValueKind.Null => float.NaN,

@@ -44,6 +44,34 @@ public sealed class RecordSemanticsTests
     }
 
     /// <summary>
+    /// A loss mean that rounds to −0 (a sum of −1.4e-45 over three batches) is 0 on every engine and in a merge: it was
+    /// −0, which JSON wrote as <c>-0</c> and read back as 0, so a state's text changed on its round trip.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void ALossMeanThatRoundsToNegativeZeroIsZero(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 2 });
+        stats.RecordRouting([0, 1], tokens: 2, topK: 1, loadBalanceLoss: -float.Epsilon, routerZLoss: -float.Epsilon);
+        using var part = stats.Snapshot();
+        stats.RecordRouting([0, 1], tokens: 2, topK: 1);
+        stats.RecordRouting([0, 1], tokens: 2, topK: 1);
+        using var other = Create(engine, new RoutingStatsOptions { Experts = 2 });
+        other.RecordRouting([0, 1], tokens: 2, topK: 1);
+        other.RecordRouting([0, 1], tokens: 2, topK: 1);
+        using var merged = RoutingStats.Merge([part, other]);
+
+        foreach (var mean in new[] { stats.AverageLoadBalanceLoss, stats.AverageRouterZLoss, merged.AverageLoadBalanceLoss, merged.AverageRouterZLoss })
+        {
+            Assert.Equal(0, BitConverter.SingleToInt32Bits(mean));
+        }
+
+        var json = JsonSerializer.Serialize(stats);
+        using var read = JsonSerializer.Deserialize<RoutingStats>(json)!;
+        Assert.Equal(json, JsonSerializer.Serialize(read));
+    }
+
+    /// <summary>
     /// <see cref="RoutingStats.CapacityStats"/> is a copy on every engine: its public <c>Update</c> (the seed's) changes
     /// the copy, never the statistics, which would then count capacity without a batch and save a state that does not load.
     /// </summary>
