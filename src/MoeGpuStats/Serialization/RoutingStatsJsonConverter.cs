@@ -769,15 +769,24 @@ internal static class RoutingStatsJson
         WriteDoubleValue(writer, value);
     }
 
+    /// <remarks>
+    /// .NET 10's shortest formatting writes two exact powers of two, 2^-25 and 2^-958, one digit short, as a string that
+    /// parses to the double below (dotnet/runtime#131131, fixed upstream): such a sum read back would continue one unit
+    /// in the last place off. A power of two that does not come back is written with 17 digits, which always do.
+    /// </remarks>
     private static void WriteDoubleValue(Utf8JsonWriter writer, double value)
     {
-        if (double.IsFinite(value))
+        if (!double.IsFinite(value))
         {
-            writer.WriteNumberValue(value);
+            writer.WriteNullValue();
+        }
+        else if (double.IsPow2(Math.Abs(value)) && double.Parse(value.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture) != value)
+        {
+            writer.WriteRawValue(value.ToString("G17", CultureInfo.InvariantCulture));
         }
         else
         {
-            writer.WriteNullValue();
+            writer.WriteNumberValue(value);
         }
     }
 }

@@ -655,6 +655,27 @@ public sealed partial class RoutingStatsJsonConverterTests
     }
 
     /// <summary>
+    /// Sums of exactly 2^-25 (an expert's share of one slot among 2^25 tokens, a loss of 2^-25) are read back to the bit:
+    /// .NET 10 writes that double one digit short (dotnet/runtime#131131), as a string that parses to the double below,
+    /// so a state read back continued one unit in the last place off, and a merge of it differed from the original's.
+    /// </summary>
+    [Fact]
+    public void ASumOfTwoToTheMinus25IsReadBackToTheBit()
+    {
+        var power = Math.ScaleB(1.0, -25);
+        using var stats = new RoutingStats();
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1], TotalTokens = 1 << 25, LoadBalanceLoss = (float)power });
+        var json = JsonSerializer.Serialize(stats);
+        using var read = JsonSerializer.Deserialize<RoutingStats>(json)!;
+
+        Assert.Contains("\"load_balance_loss_sum\":2.9802322387695312E-08", json);
+        using var merged = RoutingStats.Merge([stats, stats.Snapshot()]);
+        using var mergedRead = RoutingStats.Merge([read, read.Snapshot()]);
+        Assert.Equal(JsonSerializer.Serialize(merged), JsonSerializer.Serialize(mergedRead));
+        Assert.Equal(2 * power, JsonNode.Parse(JsonSerializer.Serialize(mergedRead))!["expert_utilization_sums"]![0]!.GetValue<double>());
+    }
+
+    /// <summary>
     /// A batch records at most 2^31 − 1 tokens, and as many ids (tokens × k), each a routed slot or an invalid id: more
     /// over the file's batches was edited, and would print a throughput no run had (2^63 − 1 tokens over 40 batches read
     /// as 4.4e23 tokens a second). The most the batches hold reads, as a merge of full batches writes it.
