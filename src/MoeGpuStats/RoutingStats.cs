@@ -265,7 +265,10 @@ public sealed partial class RoutingStats : IDisposable
     /// <c>TokensDropped</c> outside [0, TotalTokens], a non-finite loss, or <c>ExpertCapacities</c> that change while
     /// they are read (another number of experts, a negative count). The statistics are left unchanged.
     /// </exception>
-    /// <exception cref="InvalidOperationException">These are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only: record through the model.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// These are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only: record through the model; or
+    /// the batch would take a count past 2^63 − 1, the most a snapshot holds (statistics read from a file near it).
+    /// </exception>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRouting(RoutingDecision routingDecision)
     {
@@ -288,7 +291,10 @@ public sealed partial class RoutingStats : IDisposable
     /// Too few ids, more than 2^31 − 1 (<c>tokens × topK</c>), a view on another accelerator or of a disposed buffer, a
     /// non-finite loss, <paramref name="tokensDropped"/> outside [0, tokens] or non-zero while a capacity derives the drops.
     /// </exception>
-    /// <exception cref="InvalidOperationException">No expert count is known, or these are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// No expert count is known, these are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only, or
+    /// the batch would take a count past 2^63 − 1, the most a snapshot holds (statistics read from a file near it).
+    /// </exception>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRouting(ArrayView<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)
     {
@@ -304,7 +310,10 @@ public sealed partial class RoutingStats : IDisposable
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="topK"/> is below 1 or <paramref name="tokens"/> negative.</exception>
     /// <exception cref="ArgumentException">As the view overload: the ids, a loss or <paramref name="tokensDropped"/>.</exception>
-    /// <exception cref="InvalidOperationException">No expert count is known, or these are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// No expert count is known, these are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which is read-only, or
+    /// the batch would take a count past 2^63 − 1, the most a snapshot holds (statistics read from a file near it).
+    /// </exception>
     /// <exception cref="InsufficientMemoryException">On a device engine, the device could not hold the batch's ids (the buffer they are copied into grows to the largest batch).</exception>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRouting(ReadOnlySpan<int> topKExpertIds, int tokens, int topK, float loadBalanceLoss = 0f, float routerZLoss = 0f, int tokensDropped = 0)

@@ -532,6 +532,40 @@ public sealed class RoutingStatsTests
     }
 
     /// <summary>
+    /// A record onto a state near 2^63 − 1 (read from a file of long runs, merged) that would take a count past it is
+    /// refused by the count's name, leaving the state as it was, as a merge refuses such a sum: the count was written
+    /// past it, and the snapshot refused on reading (past 2^64 it would wrap). A record that reaches it exactly is taken.
+    /// </summary>
+    [Fact]
+    public void ARecordThatWouldTakeACountPastTheLargestIsRefused()
+    {
+        const ulong most = long.MaxValue;
+        using var stats = JsonSerializer.Deserialize<RoutingStats>(Snapshot(totalTokens: most - 5, tokensDropped: 0, totalRoutings: 1UL << 33))!;
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1], TotalTokens = 5 });
+        Assert.Equal(most, stats.TotalTokens);
+        var full = JsonSerializer.Serialize(stats);
+        using (var read = JsonSerializer.Deserialize<RoutingStats>(full)!)
+        {
+            Assert.Equal(most, read.TotalTokens);
+        }
+
+        var error = Assert.Throws<InvalidOperationException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1], TotalTokens = 1 }));
+        Assert.Equal(FormattableString.Invariant($"This batch would take total_tokens past 9,223,372,036,854,775,807 ({most} + 1), the most a snapshot holds; the statistics are unchanged: record into new statistics."), error.Message);
+        Assert.Equal(full, JsonSerializer.Serialize(stats));
+
+        var node = System.Text.Json.Nodes.JsonNode.Parse(Snapshot(totalTokens: 4, tokensDropped: 0, totalRoutings: 2))!;
+        node["expert_token_counts"]![1] = most - 1;
+        node["capacity_stats"]!["total_used"] = most;
+        using var counted = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+        var before = JsonSerializer.Serialize(counted);
+        error = Assert.Throws<InvalidOperationException>(() => counted.RecordRouting([1, 1], tokens: 2, topK: 1));
+        Assert.StartsWith(FormattableString.Invariant($"This batch would take expert_token_counts[1] past 9,223,372,036,854,775,807 ({most - 1} + 2)"), error.Message);
+        Assert.Equal(before, JsonSerializer.Serialize(counted));
+        counted.RecordRouting([1, 0], tokens: 2, topK: 1);
+        Assert.Equal(most, counted.ExpertTokenCounts[1]);
+    }
+
+    /// <summary>
     /// Two total latencies of 1e308 ms summed to infinity, which the merge kept and wrote as null: its
     /// own snapshot was refused on reading. The sum is refused like a count's.
     /// </summary>

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Collections;
+using static System.FormattableString;
 
 namespace MoeGpuStats.Engines;
 
@@ -37,6 +38,10 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     private int[] _histogram = [];
     private int[] _hostIds = [];
     private RoutingTotals _totals;
+
+    // At least every count the state holds (its totals and each expert's): while a record keeps it within MaxCount, no
+    // count can pass 2^63 − 1, so only a state near it (read from a file of long runs, merged) pays the exact check.
+    private ulong _countBound;
 
     /// <param name="options">The statistics' options.</param>
     /// <param name="state">The state to start from, validated by the caller; null for none.</param>
@@ -227,6 +232,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         _tokenCounts = [];
         _varianceHistory.Clear();
         _capacity.Restore(0f, 0f, 0, 0, 0);
+        _countBound = 0;
     }
 
     public override ManagedRoutingEngine Snapshot() => new(Options, Export());
@@ -286,6 +292,9 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         _loadBalanceLossSum = state.LoadBalanceLossSum ?? state.AverageLoadBalanceLoss * routings;
         _routerZLossSum = state.RouterZLossSum ?? state.AverageRouterZLoss * routings;
         _tokenCounts = (ulong[])state.ExpertTokenCounts.Clone();
+        _countBound = Math.Max(
+            Math.Max(state.TotalRoutings, state.TotalTokens),
+            Math.Max(state.RoutedSlots + state.InvalidExpertIds, _tokenCounts.Length > 0 ? _tokenCounts.Max() : 0));
         _decayedUtilization = Options.UtilizationDecay is null ? []
             : state.DecayedExpertUtilization.Length == _utilization.Length ? (float[])state.DecayedExpertUtilization.Clone()
             : new float[_utilization.Length];
@@ -314,6 +323,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// </summary>
     private void Fold(ReadOnlySpan<int> counts, ReadOnlySpan<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss, ulong invalidIds)
     {
+        var countBound = NextCountBound(counts, ids, tokens, topK, invalidIds);
+
         // Everything that allocates runs before the first change, so that a record that fails
         // (out of memory on a huge expert count) leaves the statistics as they were.
         var experts = counts.Length;
@@ -345,7 +356,68 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
         _varianceHistory.Add(counts, batchSum, ids);
         _capacity.Apply(capacity is not null ? batchSum - overflow : batchSum, experts, droppedSlots > 0);
+        _countBound = countBound;
     }
+
+    /// <summary>
+    /// The count bound after a batch (<see cref="_countBound"/>): a batch of ids adds at most its ids to any count
+    /// (<paramref name="ids"/>, tokens × k), a decision at most its tokens or its largest count. Where that would pass
+    /// 2^63 − 1, each count the batch adds to is checked exactly, and the bound stays at 2^63 − 1.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The batch would take a count past 2^63 − 1, the most a snapshot holds; nothing changed.</exception>
+    private ulong NextCountBound(ReadOnlySpan<int> counts, ReadOnlySpan<int> ids, int tokens, int topK, ulong invalidIds)
+    {
+        const ulong most = Kernels.RoutingStateLayout.MaxCount;
+        var added = topK > 0 ? (ulong)ids.Length : (ulong)Math.Max(tokens, counts.IsEmpty ? 0 : MaxOf(counts));
+        if (_countBound + Math.Max(added, 1) <= most)
+        {
+            return _countBound + Math.Max(added, 1);
+        }
+
+        var sameExperts = _tokenCounts.Length == counts.Length;
+        ulong routed = 0;
+        for (var e = 0; e < counts.Length; e++)
+        {
+            routed += (ulong)counts[e];
+            if (sameExperts && (ulong)counts[e] > most - _tokenCounts[e])
+            {
+                throw PastMaxCount(Serialization.RoutingStatsJson.Entry("expert_token_counts", e), _tokenCounts[e], (ulong)counts[e]);
+            }
+        }
+
+        // Dropped tokens and slots are at most the tokens and slots routed, which are checked.
+        routed = topK > 0 ? routed : (ulong)tokens;
+        ReadOnlySpan<(string Field, ulong Total, ulong Added)> totals =
+        [
+            ("total_routings", _totals.TotalRoutings, 1),
+            ("total_tokens", _totals.TotalTokens, (ulong)tokens),
+            ("routed_slots", _totals.RoutedSlots, routed),
+            ("invalid_expert_ids", _totals.InvalidExpertIds, invalidIds),
+        ];
+        foreach (var (field, total, add) in totals)
+        {
+            if (add > most - total)
+            {
+                throw PastMaxCount(field, total, add);
+            }
+        }
+
+        return most;
+    }
+
+    private static int MaxOf(ReadOnlySpan<int> counts)
+    {
+        var max = 0;
+        foreach (var count in counts)
+        {
+            max = Math.Max(max, count);
+        }
+
+        return max;
+    }
+
+    private static InvalidOperationException PastMaxCount(string field, ulong total, ulong added) =>
+        new(Invariant($"This batch would take {field} past {Kernels.RoutingStateLayout.MaxCount:N0} ({total} + {added}), the most a snapshot holds; the statistics are unchanged: record into new statistics."));
 
     /// <summary>
     /// Per-expert updates; returns the batch's slot total. The utilization is the mean of the seed's

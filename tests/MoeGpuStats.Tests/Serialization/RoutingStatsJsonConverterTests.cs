@@ -255,9 +255,12 @@ public sealed partial class RoutingStatsJsonConverterTests
         Assert.Equal("routed_slots is 4 but total_tokens is 0; a routed slot is some token's.", error.Message);
     }
 
-    /// <summary>A state at the largest count is read, and a record goes past it without wrapping.</summary>
+    /// <summary>
+    /// A state at the largest count is read, and a record that would go past it is refused, the state unchanged: past
+    /// it the state could not be saved (and past 2^64 it would wrap).
+    /// </summary>
     [Fact]
-    public void AStateAtTheLargestCountRecordsOnWithoutWrapping()
+    public void AStateAtTheLargestCountIsReadAndARecordPastItIsRefused()
     {
         var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
         node["total_routings"] = long.MaxValue;
@@ -272,9 +275,14 @@ public sealed partial class RoutingStatsJsonConverterTests
         // The newest 1,000 batches' variances, as every run keeps them.
         node["load_variance_history"] = new JsonArray([.. Enumerable.Range(0, 1000).Select(_ => (JsonNode?)0.25)]);
         using var stats = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
-        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [2, 0], TotalTokens = 2 });
-        Assert.Equal((ulong)long.MaxValue + 1, stats.TotalRoutings);
-        Assert.Equal((ulong)long.MaxValue + 2, stats.ExpertTokenCounts[0]);
+        Assert.Equal((ulong)long.MaxValue, stats.ExpertTokenCounts[0]);
+        var before = JsonSerializer.Serialize(stats);
+
+        var error = Assert.Throws<InvalidOperationException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = [2, 0], TotalTokens = 2 }));
+        Assert.StartsWith("This batch would take expert_token_counts[0] past 9,223,372,036,854,775,807", error.Message);
+        error = Assert.Throws<InvalidOperationException>(() => stats.RecordRouting(new RoutingDecision { ExpertCapacities = [0, 2], TotalTokens = 2 }));
+        Assert.StartsWith("This batch would take total_routings past 9,223,372,036,854,775,807", error.Message);
+        Assert.Equal(before, JsonSerializer.Serialize(stats));
     }
 
     /// <summary>The engines the library records on, whose every written state must read back.</summary>
