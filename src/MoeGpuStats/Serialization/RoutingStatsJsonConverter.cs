@@ -126,8 +126,8 @@ internal static class RoutingStatsJson
     }
 
     /// <summary>
-    /// The largest count a file may hold: 2^63 − 1, which no run's batches, tokens or slots reach, so a state read back
-    /// records on without wrapping; the slots of capacity stop at it (<see cref="CapacityStats.TotalCapacity"/>).
+    /// The largest count a file may hold: 2^63 − 1, which no run's batches, tokens or slots reach. The slots of capacity
+    /// and used stop at it (<see cref="CapacityStats"/>); a record or merge that would take another count past it is refused.
     /// </summary>
     internal const ulong MaxCount = Kernels.RoutingStateLayout.MaxCount;
 
