@@ -1,4 +1,5 @@
 using MoeGpuStats.Collections;
+using static System.FormattableString;
 
 namespace MoeGpuStats;
 
@@ -92,12 +93,19 @@ public sealed class LatencyStats
 
     /// <summary>Records one routing latency.</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="latency"/> is negative.</exception>
+    /// <exception cref="InvalidOperationException">The measurements are at 2^63 − 1, the most a snapshot holds (statistics read from a file near it); nothing changed.</exception>
     public void RecordLatency(TimeSpan latency)
     {
         OutOfRange.ThrowIfNegative(latency);
         var latencyMs = ToMilliseconds(latency);
         lock (_lock)
         {
+            if (_totalMeasurements == Kernels.RoutingStateLayout.MaxCount)
+            {
+                throw new InvalidOperationException(
+                    Invariant($"This latency would take total_measurements past {Kernels.RoutingStateLayout.MaxCount:N0}, the most a snapshot holds; the statistics are unchanged: record into new statistics."));
+            }
+
             _totalMeasurements++;
             _totalLatencyMs += latencyMs;
             _minLatencyMs = Math.Min(_minLatencyMs, latencyMs);

@@ -328,7 +328,10 @@ public sealed partial class RoutingStats : IDisposable
     /// concurrently with records, reads and <see cref="Snapshot"/> on a device engine.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="latency"/> is negative.</exception>
-    /// <exception cref="InvalidOperationException">These are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which takes no latencies: the model keeps none.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// These are a model's layer (<see cref="ModelRoutingStats.Layer"/>), which takes no latencies: the model keeps none; or
+    /// the measurements are at 2^63 − 1, the most a snapshot holds (statistics read from a file near it).
+    /// </exception>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public void RecordRoutingLatency(TimeSpan latency)
     {

@@ -184,4 +184,23 @@ public sealed class LatencyStatsTests
         var expected = RecordConcurrently(latency.RecordLatency, () => _ = latency.RecentLatencies.Count + latency.AverageLatency());
         AssertExact(expected, latency);
     }
+
+    /// <summary>
+    /// A latency onto measurements at 2^63 − 1 (statistics read from a file near it) is refused, the statistics
+    /// unchanged, as a merge refuses such a sum: the count was written past it and the snapshot refused on reading.
+    /// </summary>
+    [Fact]
+    public void ALatencyPastTheLargestMeasurementCountIsRefused()
+    {
+        var node = System.Text.Json.Nodes.JsonNode.Parse(MoeGpuStats.Tests.Support.Snapshots.Snapshot(totalTokens: 2, tokensDropped: 0))!;
+        node["routing_latency_stats"] = System.Text.Json.Nodes.JsonNode.Parse(
+            $$"""{"total_measurements":{{long.MaxValue}},"total_latency_ms":0,"min_latency_ms":0,"max_latency_ms":0,"recent_latencies":[{{string.Join(',', Enumerable.Repeat(0, 1_000))}}]}""");
+        using var stats = System.Text.Json.JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+        var before = System.Text.Json.JsonSerializer.Serialize(stats);
+
+        var error = Assert.Throws<InvalidOperationException>(() => stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(1)));
+
+        Assert.Equal("This latency would take total_measurements past 9,223,372,036,854,775,807, the most a snapshot holds; the statistics are unchanged: record into new statistics.", error.Message);
+        Assert.Equal(before, System.Text.Json.JsonSerializer.Serialize(stats));
+    }
 }

@@ -563,6 +563,22 @@ public sealed class RoutingStatsTests
         Assert.Equal(before, JsonSerializer.Serialize(counted));
         counted.RecordRouting([1, 0], tokens: 2, topK: 1);
         Assert.Equal(most, counted.ExpertTokenCounts[1]);
+
+        // Routed slots (k of them a token) and invalid ids outgrow every expert's count and the tokens: each is checked.
+        foreach (var field in new[] { "routed_slots", "invalid_expert_ids" })
+        {
+            node = System.Text.Json.Nodes.JsonNode.Parse(Snapshot(totalTokens: 1UL << 40, tokensDropped: 0, totalRoutings: 1UL << 33))!;
+            node["routed_slots"] = field == "routed_slots" ? most - 4 : 1UL << 40;
+            node["invalid_expert_ids"] = field == "invalid_expert_ids" ? most - 4 : 0;
+            using var ids = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+            before = JsonSerializer.Serialize(ids);
+            int[] batch = field == "routed_slots" ? [0, 1, 0, 1, 0] : [5, 5, 5, 5, 5];
+            error = Assert.Throws<InvalidOperationException>(() => ids.RecordRouting(batch, tokens: 1, topK: 5));
+            Assert.StartsWith(FormattableString.Invariant($"This batch would take {field} past 9,223,372,036,854,775,807"), error.Message);
+            Assert.Equal(before, JsonSerializer.Serialize(ids));
+            ids.RecordRouting(batch.AsSpan(0, 4), tokens: 1, topK: 4);
+            Assert.Equal(most, field == "routed_slots" ? ids.RoutedSlots : ids.InvalidExpertIds);
+        }
     }
 
     /// <summary>

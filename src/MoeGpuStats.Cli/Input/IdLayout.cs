@@ -124,20 +124,15 @@ internal sealed class IdLayout
     }
 
     /// <summary>
-    /// The layout of an .npz member that holds one layer (<c>--members layers</c>), of <paramref name="dims"/>
-    /// read with <paramref name="given"/> (null: none given, or one without a layers axis). Without one,
-    /// 2-D is [tokens, k] and 3-D [steps, tokens, k]: the member is the layer, so 3-D is not ambiguous here.
+    /// The layout of an .npz member that holds one layer (<c>--members layers</c>), of <paramref name="dims"/> (a rank
+    /// <see cref="CheckRank"/> passed with <see cref="OneLayer"/>: 2 or 3) read with <paramref name="given"/> (null: none
+    /// given, or one without a layers axis). Without one, 2-D is [tokens, k] and 3-D [steps, tokens, k]: the member is the
+    /// layer, so 3-D is not ambiguous here.
     /// </summary>
     /// <exception cref="IdLayoutException">A layout of another rank.</exception>
-    /// <exception cref="InvalidDataException">A 4-D member without a layout: one layer has no layers axis.</exception>
     public static IdLayout ForLayerMember(string path, IReadOnlyList<long> dims, IdLayout? given) => given is not null
         ? For(path, dims, given, layerMember: true)
-        : dims.Count switch
-        {
-            2 => TokensK,
-            3 => StepsTokensK,
-            _ => throw LayerMemberRank(path, dims),
-        };
+        : dims.Count == 2 ? TokensK : StepsTokensK;
 
     /// <summary>The file's sizes along steps, layers, tokens and k; 1 for an axis the layout lacks.</summary>
     public (long Steps, long Layers, long Tokens, long TopK) Sizes(IReadOnlyList<long> dims)

@@ -323,7 +323,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// </summary>
     private void Fold(ReadOnlySpan<int> counts, ReadOnlySpan<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss, ulong invalidIds)
     {
-        var countBound = NextCountBound(counts, ids, tokens, topK, invalidIds);
+        var countBound = NextCountBound(counts, ids, tokens, topK, invalidIds, layer: -1);
 
         // Everything that allocates runs before the first change, so that a record that fails
         // (out of memory on a huge expert count) leaves the statistics as they were.
@@ -362,10 +362,11 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// <summary>
     /// The count bound after a batch (<see cref="_countBound"/>): a batch of ids adds at most its ids to any count
     /// (<paramref name="ids"/>, tokens × k), a decision at most its tokens or its largest count. Where that would pass
-    /// 2^63 − 1, each count the batch adds to is checked exactly, and the bound stays at 2^63 − 1.
+    /// 2^63 − 1, each count the batch adds to is checked exactly, and the bound stays at 2^63 − 1. <paramref name="layer"/>
+    /// is the model's layer these statistics are, for the message (−1 for statistics of their own).
     /// </summary>
     /// <exception cref="InvalidOperationException">The batch would take a count past 2^63 − 1, the most a snapshot holds; nothing changed.</exception>
-    private ulong NextCountBound(ReadOnlySpan<int> counts, ReadOnlySpan<int> ids, int tokens, int topK, ulong invalidIds)
+    private ulong NextCountBound(ReadOnlySpan<int> counts, ReadOnlySpan<int> ids, int tokens, int topK, ulong invalidIds, int layer)
     {
         const ulong most = Kernels.RoutingStateLayout.MaxCount;
         var added = topK > 0 ? (ulong)ids.Length : (ulong)Math.Max(tokens, counts.IsEmpty ? 0 : MaxOf(counts));
@@ -381,7 +382,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             routed += (ulong)counts[e];
             if (sameExperts && (ulong)counts[e] > most - _tokenCounts[e])
             {
-                throw PastMaxCount(Serialization.RoutingStatsJson.Entry("expert_token_counts", e), _tokenCounts[e], (ulong)counts[e]);
+                throw PastMaxCount(layer, Serialization.RoutingStatsJson.Entry("expert_token_counts", e), _tokenCounts[e], (ulong)counts[e]);
             }
         }
 
@@ -398,7 +399,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         {
             if (add > most - total)
             {
-                throw PastMaxCount(field, total, add);
+                throw PastMaxCount(layer, field, total, add);
             }
         }
 
@@ -416,8 +417,29 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         return max;
     }
 
-    private static InvalidOperationException PastMaxCount(string field, ulong total, ulong added) =>
-        new(Invariant($"This batch would take {field} past {Kernels.RoutingStateLayout.MaxCount:N0} ({total} + {added}), the most a snapshot holds; the statistics are unchanged: record into new statistics."));
+    private static InvalidOperationException PastMaxCount(int layer, string field, ulong total, ulong added) =>
+        new(layer < 0
+            ? Invariant($"This batch would take {field} past {Kernels.RoutingStateLayout.MaxCount:N0} ({total} + {added}), the most a snapshot holds; the statistics are unchanged: record into new statistics.")
+            : Invariant($"This step would take layers[{layer}].{field} past {Kernels.RoutingStateLayout.MaxCount:N0} ({total} + {added}), the most a snapshot holds; the model is unchanged: record into a new model."));
+
+    /// <summary>
+    /// Throws where recording a step's <paramref name="ids"/> (this layer's <c>tokens × topK</c>) would take one of this
+    /// layer's counts past 2^63 − 1, as the record itself would: a model checks every layer before it records any, so
+    /// that a refused step leaves none recorded. Counts the ids apart (allocating) only where the bound comes near it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">It would; the message names the layer and the count.</exception>
+    internal void CheckStepFits(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int layer)
+    {
+        if (_countBound + Math.Max((ulong)ids.Length, 1) <= Kernels.RoutingStateLayout.MaxCount)
+        {
+            return;
+        }
+
+        var counts = new int[experts];
+        var outside = ExpertHistogram.Accumulate(ids, counts);
+        var (emptySlots, paddedTokens) = outside == 0 ? (0UL, 0) : ExpertHistogram.Padding(ids, topK);
+        NextCountBound(counts, ids, tokens - paddedTokens, topK, outside - Math.Min(emptySlots, outside), layer);
+    }
 
     /// <summary>
     /// Per-expert updates; returns the batch's slot total. The utilization is the mean of the seed's

@@ -147,7 +147,11 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// values from first to last (a layer's, or the step's where the layers interleave).
     /// The statistics are left unchanged.
     /// </exception>
-    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one, and not reset since (it has no window ring to record into).</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The model was read from JSON, or is a merge or snapshot of one, and not reset since (it has no window ring to record
+    /// into); or, on the managed engine, the step would take a layer's count past 2^63 − 1, the most a snapshot holds (the
+    /// message names the layer and the count; no layer recorded).
+    /// </exception>
     /// <exception cref="InsufficientMemoryException">
     /// A snapshot or merge, or a model read from JSON and reset, at its first step could not allocate its window's
     /// whole ring (it holds its window's steps alone until then); the message gives the size. The statistics are unchanged.
@@ -223,7 +227,10 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <param name="routerZLosses">One finite z-loss per layer, or empty for zeros.</param>
     /// <exception cref="ArgumentOutOfRangeException">As the view overload.</exception>
     /// <exception cref="ArgumentException">As the view overload, or a loss span neither empty nor <c>Layers</c> long, or a non-finite loss.</exception>
-    /// <exception cref="InvalidOperationException">The model was read from JSON, or is a merge or snapshot of one, and not reset since.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// The model was read from JSON, or is a merge or snapshot of one, and not reset since; or, on the managed engine, the
+    /// step would take a layer's count past 2^63 − 1 (no layer recorded).
+    /// </exception>
     /// <exception cref="InsufficientMemoryException">
     /// As the view overload: a snapshot's or merge's first step could not allocate its whole ring; or, on a device
     /// engine, the device could not hold the step's ids (the buffer they are copied into grows to the largest step).

@@ -638,6 +638,33 @@ public sealed partial class ModelRoutingStatsTests
     }
 
     /// <summary>
+    /// A step that would take a layer's count past 2^63 − 1 is refused before any layer records, naming the layer and
+    /// the count: refused at layer 1, it had recorded layer 0 and left the model's steps behind its layers' batches
+    /// (a state its reader refuses).
+    /// </summary>
+    [Fact]
+    public void AStepThatWouldTakeALayersCountPastTheLargestIsRefusedWithNoLayerRecorded()
+    {
+        const ulong most = long.MaxValue;
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 2, Window = 4 };
+        using var live = new ModelRoutingStats(options);
+        live.RecordStep([0, 1, 1, 1], tokens: 2, topK: 1);
+        var state = live.ExportState();
+        state.Layers[1].ExpertTokenCounts[0] = most - 2;
+        state.Layers[1].RoutedSlots = most - 2;
+        using var near = new ModelRoutingStats(new ManagedModelEngine(options, state));
+        var before = JsonSerializer.Serialize(near);
+
+        var error = Assert.Throws<InvalidOperationException>(() => near.RecordStep([0, 1, 0, 0, 0, 0], tokens: 3, topK: 1));
+
+        Assert.Equal(FormattableString.Invariant($"This step would take layers[1].expert_token_counts[0] past 9,223,372,036,854,775,807 ({most - 2} + 3), the most a snapshot holds; the model is unchanged: record into a new model."), error.Message);
+        Assert.Equal(before, JsonSerializer.Serialize(near));
+        near.RecordStep([0, 1, 1, 0], tokens: 2, topK: 1);
+        Assert.Equal((most - 1, most), (near.Layer(1).ExpertTokenCounts[0], near.Layer(1).RoutedSlots));
+        Assert.Equal(2UL, near.Layer(0).TotalRoutings);
+    }
+
+    /// <summary>
     /// A merge refuses a count it cannot hold, naming it: a layer's count past 2^63 − 1 as a snapshot file does, the
     /// steps past it, one step of an expert in the 32-bit window ring by its layer, expert and step.
     /// </summary>

@@ -131,7 +131,7 @@ public sealed class TraceFileTests : IDisposable
 
     /// <summary>
     /// A member of a rank no layout reads is refused naming the layouts it could have: with <c>--members layers</c> the
-    /// two of one layer (the six of a trace, three with a layers axis, were listed), without it all six.
+    /// two of one layer (the six of a trace, four with a layers axis, were listed), without it all six.
     /// </summary>
     [Theory]
     [InlineData("4", true, "shape (4,) has 1 dimension; with --members layers a member is one layer's [steps,tokens,k] or [tokens,k].")]
