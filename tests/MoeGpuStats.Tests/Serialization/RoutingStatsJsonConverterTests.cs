@@ -330,6 +330,50 @@ public sealed partial class RoutingStatsJsonConverterTests
     }
 
     /// <summary>
+    /// Statistics written, snapshotted or merged while another thread records batches read back: the per-expert arrays
+    /// are copied with the totals at one moment, so a batch recorded during the write cannot put counts or sums in the
+    /// file that its totals do not hold (the reader refuses such a file).
+    /// </summary>
+    [Fact]
+    public async Task StatisticsWrittenWhileBatchesAreRecordedReadBack()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 64, UtilizationDecay = 0.5f });
+        var ids = Enumerable.Range(0, 256).Select(i => i % 64).ToArray();
+        stats.RecordRouting(ids, tokens: 128, topK: 2);
+        using var stop = new CancellationTokenSource();
+        var recorder = Task.Run(
+            () =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    stats.RecordRouting(ids, tokens: 128, topK: 2);
+                }
+            },
+            TestContext.Current.CancellationToken);
+
+        try
+        {
+            SpinWait.SpinUntil(() => stats.TotalRoutings > 1);
+            var before = stats.TotalRoutings;
+            for (var i = 0; i < 200; i++)
+            {
+                JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(stats))!.Dispose();
+                using var snapshot = stats.Snapshot();
+                JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(snapshot))!.Dispose();
+                using var merged = RoutingStats.Merge([stats]);
+                JsonSerializer.Deserialize<RoutingStats>(JsonSerializer.Serialize(merged))!.Dispose();
+            }
+
+            Assert.True(stats.TotalRoutings > before);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await recorder;
+        }
+    }
+
+    /// <summary>
     /// Every state the library writes reads back and writes again the same, so that no check refuses the
     /// library's own files: padding, invalid ids, a capacity, decay, losses, latencies, decisions, a batch
     /// of padding alone, a reset, a snapshot and a merge.
