@@ -330,6 +330,26 @@ public sealed partial class RoutingStatsJsonConverterTests
     }
 
     /// <summary>
+    /// A file without the f64 sums (the seed's) continues from mean × batches, as README says: a batch after it weighs one
+    /// in three, not one in two or (taking the mean for the sum) two in three.
+    /// </summary>
+    [Fact]
+    public void ASeedFileWithoutSumsContinuesFromTheMeanTimesTheBatches()
+    {
+        var node = JsonNode.Parse(Snapshot(totalTokens: 4, tokensDropped: 0, totalRoutings: 2))!;
+        node["expert_utilization"] = new JsonArray(0.5, 0.25);
+        node["average_load_balance_loss"] = 1.5;
+        node["average_router_z_loss"] = 0.5;
+        Assert.Null(node["expert_utilization_sums"]);
+        using var stats = JsonSerializer.Deserialize<RoutingStats>(node.ToJsonString())!;
+
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1], TotalTokens = 2, LoadBalanceLoss = 3f, RouterZLoss = 1f });
+
+        Assert.Equal([0.5f, (float)(1.0 / 3)], stats.ExpertUtilization);
+        Assert.Equal((2f, (float)(2.0 / 3)), (stats.AverageLoadBalanceLoss, stats.AverageRouterZLoss));
+    }
+
+    /// <summary>
     /// Statistics written, snapshotted or merged while another thread records batches read back: the per-expert arrays
     /// are copied with the totals at one moment, so a batch recorded during the write cannot put counts or sums in the
     /// file that its totals do not hold (the reader refuses such a file).
