@@ -276,7 +276,10 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
         ReserveLayers();
         for (var l = 0; l < layers; l++)
         {
-            _layers[l].CheckStepFits(ids.Slice(checked((int)(l * layerStride)), stepIds), experts, tokens, topK, l);
+            if (!_layers[l].FitsUnchecked((ulong)stepIds))
+            {
+                _layers[l].CheckStep(ids.Slice(checked((int)(l * layerStride)), stepIds), experts, tokens, topK, l);
+            }
         }
 
         Span<int> listed = stackalloc int[ExpertLoadWindow.ListedIds];

@@ -323,7 +323,9 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// </summary>
     private void Fold(ReadOnlySpan<int> counts, ReadOnlySpan<int> ids, int tokens, int topK, int tokensDropped, float loadBalanceLoss, float routerZLoss, ulong invalidIds)
     {
-        var countBound = NextCountBound(counts, ids, tokens, topK, invalidIds, layer: -1);
+        // A batch of ids adds at most its ids (tokens × k) to any count, a decision at most its tokens or its largest count.
+        var added = topK > 0 ? (ulong)ids.Length : (ulong)Math.Max(tokens, counts.IsEmpty ? 0 : MaxOf(counts));
+        var countBound = FitsUnchecked(added) ? _countBound + Math.Max(added, 1) : CheckedCountBound(counts, tokens, topK, invalidIds, layer: -1);
 
         // Everything that allocates runs before the first change, so that a record that fails
         // (out of memory on a huge expert count) leaves the statistics as they were.
@@ -360,21 +362,20 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     }
 
     /// <summary>
-    /// The count bound after a batch (<see cref="_countBound"/>): a batch of ids adds at most its ids to any count
-    /// (<paramref name="ids"/>, tokens × k), a decision at most its tokens or its largest count. Where that would pass
-    /// 2^63 − 1, each count the batch adds to is checked exactly, and the bound stays at 2^63 − 1. <paramref name="layer"/>
-    /// is the model's layer these statistics are, for the message (−1 for statistics of their own).
+    /// Whether a batch that adds at most <paramref name="added"/> to any count (and one batch) keeps
+    /// <see cref="_countBound"/> within 2^63 − 1, so that no count needs checking: the one comparison a record pays.
+    /// </summary>
+    internal bool FitsUnchecked(ulong added) => _countBound + Math.Max(added, 1) <= Kernels.RoutingStateLayout.MaxCount;
+
+    /// <summary>
+    /// Checks each count a batch adds to exactly, where the bound would pass 2^63 − 1, and returns the bound after it,
+    /// 2^63 − 1. <paramref name="layer"/> is the model's layer these statistics are, for the message (−1 for statistics
+    /// of their own).
     /// </summary>
     /// <exception cref="InvalidOperationException">The batch would take a count past 2^63 − 1, the most a snapshot holds; nothing changed.</exception>
-    private ulong NextCountBound(ReadOnlySpan<int> counts, ReadOnlySpan<int> ids, int tokens, int topK, ulong invalidIds, int layer)
+    private ulong CheckedCountBound(ReadOnlySpan<int> counts, int tokens, int topK, ulong invalidIds, int layer)
     {
         const ulong most = Kernels.RoutingStateLayout.MaxCount;
-        var added = topK > 0 ? (ulong)ids.Length : (ulong)Math.Max(tokens, counts.IsEmpty ? 0 : MaxOf(counts));
-        if (_countBound + Math.Max(added, 1) <= most)
-        {
-            return _countBound + Math.Max(added, 1);
-        }
-
         var sameExperts = _tokenCounts.Length == counts.Length;
         ulong routed = 0;
         for (var e = 0; e < counts.Length; e++)
@@ -423,22 +424,18 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             : Invariant($"This step would take layers[{layer}].{field} past {Kernels.RoutingStateLayout.MaxCount:N0} ({total} + {added}), the most a snapshot holds; the model is unchanged: record into a new model."));
 
     /// <summary>
-    /// Throws where recording a step's <paramref name="ids"/> (this layer's <c>tokens × topK</c>) would take one of this
-    /// layer's counts past 2^63 − 1, as the record itself would: a model checks every layer before it records any, so
-    /// that a refused step leaves none recorded. Counts the ids apart (allocating) only where the bound comes near it.
+    /// Throws where recording a step's <paramref name="ids"/> (this layer's <c>tokens × topK</c>), which
+    /// <see cref="FitsUnchecked"/> does not clear, would take one of this layer's counts past 2^63 − 1, as the record
+    /// itself would: a model checks every layer before it records any, so that a refused step leaves none recorded.
+    /// Counts the ids apart (allocating), which only a state near the limit pays.
     /// </summary>
     /// <exception cref="InvalidOperationException">It would; the message names the layer and the count.</exception>
-    internal void CheckStepFits(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int layer)
+    internal void CheckStep(ReadOnlySpan<int> ids, int experts, int tokens, int topK, int layer)
     {
-        if (_countBound + Math.Max((ulong)ids.Length, 1) <= Kernels.RoutingStateLayout.MaxCount)
-        {
-            return;
-        }
-
         var counts = new int[experts];
         var outside = ExpertHistogram.Accumulate(ids, counts);
         var (emptySlots, paddedTokens) = outside == 0 ? (0UL, 0) : ExpertHistogram.Padding(ids, topK);
-        NextCountBound(counts, ids, tokens - paddedTokens, topK, outside - Math.Min(emptySlots, outside), layer);
+        CheckedCountBound(counts, tokens - paddedTokens, topK, outside - Math.Min(emptySlots, outside), layer);
     }
 
     /// <summary>
