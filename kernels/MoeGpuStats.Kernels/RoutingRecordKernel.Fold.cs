@@ -222,9 +222,8 @@ internal static partial class RoutingRecordKernel
             block.CapacityExceededCount++;
         }
 
-        // Both stop at MaxCount rather than wrap (a state's total never passes it, so the headroom does not underflow).
-        block.TotalUsed += Math.Min((ulong)kept, MaxCount - block.TotalUsed);
-        block.TotalCapacity += Math.Min((ulong)experts * (ulong)arguments.SlotsPerExpert, MaxCount - block.TotalCapacity);
+        block.TotalUsed = StoppedCount.Add(block.TotalUsed, (ulong)kept);
+        block.TotalCapacity = StoppedCount.Add(block.TotalCapacity, (ulong)experts * (ulong)arguments.SlotsPerExpert);
         return ringPosition;
     }
 }

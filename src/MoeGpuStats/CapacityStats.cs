@@ -116,18 +116,9 @@ public sealed class CapacityStats
             CapacityExceededCount++;
         }
 
-        TotalUsed = AddSlots(TotalUsed, (ulong)used);
-        TotalCapacity = AddSlots(TotalCapacity, (ulong)experts * (ulong)SlotsPerExpert);
+        TotalUsed = Kernels.StoppedCount.Add(TotalUsed, (ulong)used);
+        TotalCapacity = Kernels.StoppedCount.Add(TotalCapacity, (ulong)experts * (ulong)SlotsPerExpert);
     }
-
-    /// <summary>
-    /// <paramref name="total"/> slots (of capacity, or used) and <paramref name="added"/> more, stopped at 2^63 − 1, the
-    /// most a snapshot holds, as the device fold stops them: a large capacity over many experts reaches it in a real run
-    /// (4,096 experts of 2^31 − 1 slots in just over 2^20 batches), where the seed's u64 wraps, and so do the slots
-    /// used by decisions of many experts.
-    /// </summary>
-    internal static ulong AddSlots(ulong total, ulong added) =>
-        total + Math.Min(added, Kernels.RoutingStateLayout.MaxCount - total);
 
     /// <summary>A copy that later batches folded into this one do not change.</summary>
     internal CapacityStats Copy()

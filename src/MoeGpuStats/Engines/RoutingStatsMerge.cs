@@ -82,8 +82,8 @@ internal sealed class RoutingStatsMerge
         merged.SlotsDropped = Add(_within, merged.SlotsDropped, state.SlotsDropped, "slots_dropped");
         merged.InvalidExpertIds = Add(_within, merged.InvalidExpertIds, state.InvalidExpertIds, "invalid_expert_ids");
         merged.CapacityExceededCount = Add(_within, merged.CapacityExceededCount, state.CapacityExceededCount, "capacity_exceeded_count");
-        merged.TotalCapacity = CapacityStats.AddSlots(merged.TotalCapacity, state.TotalCapacity);
-        merged.TotalUsed = CapacityStats.AddSlots(merged.TotalUsed, state.TotalUsed);
+        merged.TotalCapacity = Kernels.StoppedCount.Add(merged.TotalCapacity, state.TotalCapacity);
+        merged.TotalUsed = Kernels.StoppedCount.Add(merged.TotalUsed, state.TotalUsed);
         merged.CapacityPeakUtilization = Math.Max(merged.CapacityPeakUtilization, state.CapacityPeakUtilization);
         double weight = state.TotalRoutings;
         merged.LoadBalanceLossSum += state.LoadBalanceLossSum ?? weight * state.AverageLoadBalanceLoss;

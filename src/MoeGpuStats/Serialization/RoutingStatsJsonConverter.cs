@@ -127,7 +127,8 @@ internal static class RoutingStatsJson
 
     /// <summary>
     /// The largest count a file may hold: 2^63 − 1, which no run's batches, tokens or slots reach. The slots of capacity
-    /// and used stop at it (<see cref="CapacityStats"/>); a record or merge that would take another count past it is refused.
+    /// and used stop at it (<see cref="Kernels.StoppedCount"/>); a merge, or a managed record onto a state read near it, that
+    /// would take another count past it is refused.
     /// </summary>
     internal const ulong MaxCount = Kernels.RoutingStateLayout.MaxCount;
 
