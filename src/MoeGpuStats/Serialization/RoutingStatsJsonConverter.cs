@@ -773,7 +773,9 @@ internal static class RoutingStatsJson
     /// <remarks>
     /// .NET 10's shortest formatting writes two exact powers of two, 2^-25 and 2^-958, one digit short, as a string that
     /// parses to the double below (dotnet/runtime#131131, fixed upstream): such a sum read back would continue one unit
-    /// in the last place off. A power of two that does not come back is written with 17 digits, which always do.
+    /// in the last place off. A power of two that does not come back is written with 17 digits, which always do, through
+    /// a parsed number rather than <c>WriteRawValue</c>, which an indented writer leaves on its neighbour's line in an
+    /// array.
     /// </remarks>
     private static void WriteDoubleValue(Utf8JsonWriter writer, double value)
     {
@@ -783,7 +785,8 @@ internal static class RoutingStatsJson
         }
         else if (double.IsPow2(Math.Abs(value)) && double.Parse(value.ToString("R", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture) != value)
         {
-            writer.WriteRawValue(value.ToString("G17", CultureInfo.InvariantCulture));
+            using var exact = JsonDocument.Parse(value.ToString("G17", CultureInfo.InvariantCulture));
+            exact.RootElement.WriteTo(writer);
         }
         else
         {

@@ -748,6 +748,23 @@ public sealed partial class RoutingStatsJsonConverterTests
     }
 
     /// <summary>
+    /// An indented snapshot (<c>--save</c>, <c>RoutingStatsFile.Save</c>) puts the 17-digit 2^-25 on its own line, as every
+    /// other value of an array: written raw, it followed its neighbour's comma on one line.
+    /// </summary>
+    [Fact]
+    public void AnIndentedSumOfTwoToTheMinus25StandsOnItsOwnLine()
+    {
+        using var stats = new RoutingStats();
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [2, 1], TotalTokens = 1 << 25 });
+        var indented = JsonSerializer.Serialize(stats, new JsonSerializerOptions { WriteIndented = true });
+
+        var lines = indented.Split('\n').Select(line => line.Trim()).ToArray();
+        Assert.Contains("2.9802322387695312E-08", lines);
+        using var read = JsonSerializer.Deserialize<RoutingStats>(indented)!;
+        Assert.Equal(JsonSerializer.Serialize(stats), JsonSerializer.Serialize(read));
+    }
+
+    /// <summary>
     /// A batch records at most 2^31 − 1 tokens, and as many ids (tokens × k), each a routed slot or an invalid id: more
     /// over the file's batches was edited, and would print a throughput no run had (2^63 − 1 tokens over 40 batches read
     /// as 4.4e23 tokens a second). The most the batches hold reads, as a merge of full batches writes it.
