@@ -64,6 +64,38 @@ public sealed class CollectionReadingTests
         Assert.Equal(2, a.Taken);
     }
 
+    /// <summary>
+    /// A listener that pauses over a second between two instruments (as the documentation of the publishers says) has
+    /// ended its collection: the next instrument reports a new reading, not the one taken before the pause.
+    /// </summary>
+    [Fact]
+    public void APauseOfOverASecondBetweenTwoInstrumentsEndsTheCollection()
+    {
+        var a = Publisher(out var routings, out var tokens);
+        var first = Value(routings);
+
+        Thread.Sleep(TimeSpan.FromSeconds(1.25));
+
+        Assert.True(Value(tokens) > first, "the instrument after the pause reported the reading from before it");
+        Assert.Equal(2, a.Taken);
+    }
+
+    /// <summary>
+    /// However long the refresh interval (here longer than the machine has run: a reading taken once and kept), the first
+    /// collection takes a reading, and the next keeps it.
+    /// </summary>
+    [Fact]
+    public void TheFirstCollectionTakesAReadingWhateverTheRefreshInterval()
+    {
+        var taken = 0;
+        var reading = new CollectionReading<Reading>(() => new Reading(++taken), TimeSpan.MaxValue);
+        var routings = reading.ObserveOne(r => new System.Diagnostics.Metrics.Measurement<int>(r.Value));
+
+        Assert.Equal(1, Value(routings));
+        Assert.Equal(1, Value(routings));
+        Assert.Equal(1, reading.Taken);
+    }
+
     private static int Value(Func<IEnumerable<System.Diagnostics.Metrics.Measurement<int>>> instrument) => instrument().Single().Value;
 
     /// <summary>A publisher of two instruments whose every reading is numbered, a new one at each collection.</summary>

@@ -394,6 +394,84 @@ public sealed partial class ModelRoutingStatsMetricsTests
             [.. measurements.Select(m => $"{m.Name}{{{string.Join(",", m.Tags.OrderBy(t => t.Key).Select(t => $"{t.Key}={t.Value}"))}}} {m.Value:R}").Order(StringComparer.Ordinal)];
     }
 
+    /// <summary>Without a K, a model of more experts than <see cref="ModelRoutingStatsMetrics.DefaultTopExperts"/> publishes that many hottest and coldest per layer.</summary>
+    [Fact]
+    public void WithoutAKTheDefaultTopExpertsArePublishedPerLayer()
+    {
+        using var stats = Model("managed", window: 2);
+        using var metrics = new ModelRoutingStatsMetrics(stats);
+        RecordSteps(stats);
+
+        var seen = Collect(metrics);
+
+        Assert.True(Experts > ModelRoutingStatsMetrics.DefaultTopExperts, "the model has more experts than the default K");
+        var load = stats.WindowLoad();
+        for (var l = 0; l < Layers; l++)
+        {
+            var row = load.AsSpan(l * Experts, Experts).ToArray();
+            var hottest = Enumerable.Range(0, Experts).OrderByDescending(e => row[e]).ThenByDescending(e => e).Take(ModelRoutingStatsMetrics.DefaultTopExperts);
+            var coldest = Enumerable.Range(0, Experts).OrderBy(e => row[e]).ThenBy(e => e).Take(ModelRoutingStatsMetrics.DefaultTopExperts);
+            Assert.Equal(hottest, Ranked(seen, "moegs.layer.hot_expert", l).Select(v => (int)v));
+            Assert.Equal(coldest, Ranked(seen, "moegs.layer.cold_expert", l).Select(v => (int)v));
+        }
+
+        Assert.Equal(ModelRoutingStatsMetrics.SeriesCount(Layers, Experts, ModelRoutingStatsMetrics.DefaultTopExperts, expertSeries: false), seen.Count);
+    }
+
+    /// <summary>
+    /// Dead experts are those without a slot in the window, not since the start: a window of one step that loads two
+    /// experts of each layer has the others dead, though every expert had slots in the step before.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void DeadExpertsAreThoseWithoutASlotInTheWindow(string engine)
+    {
+        using var stats = Model(engine, window: 1);
+        using var metrics = new ModelRoutingStatsMetrics(stats, topExperts: 0, refreshInterval: TimeSpan.Zero);
+        stats.RecordStep([.. Enumerable.Range(0, Layers * Experts).Select(i => i % Experts)], tokens: Experts, topK: 1);
+        stats.RecordStep(Step(hot: 1), tokens: 4, topK: 1);
+
+        var seen = Collect(metrics);
+
+        var summary = stats.Summary();
+        for (var l = 0; l < Layers; l++)
+        {
+            Assert.Equal(0, summary.SinceStart.Layers[l].DeadExperts);
+            Assert.Equal(summary.Window.Layers[l].DeadExperts, PerLayer(seen, "moegs.layer.dead_experts", l));
+            Assert.Equal(Experts - 2, PerLayer(seen, "moegs.layer.dead_experts", l));
+        }
+    }
+
+    /// <summary>
+    /// A layer idle in the window (invalid ids and padding only), and a model without a step, are balanced over EP ranks by
+    /// convention, as over experts: the EP series are the summary over the ranks, 1 for the idle model, not 0 (which an
+    /// alert on a low EP balance would fire on).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void IdleLayersAreBalancedOverEpRanksAsInTheSummary(string engine)
+    {
+        const int Ranks = 3;
+        using var stats = Model(engine, window: 1);
+        using var metrics = new ModelRoutingStatsMetrics(stats, topExperts: 0, refreshInterval: TimeSpan.Zero, epSize: Ranks);
+        int[] rankOf = [.. Enumerable.Range(0, Experts).Select(e => e / (Experts / Ranks))];
+
+        var idle = Collect(metrics);
+        Assert.Equal(1, Single(idle, "moegs.model.ep.balancedness.token_weighted"));
+        Assert.Equal(1, Single(idle, "moegs.model.ep.balancedness.min"));
+        Assert.Equal(stats.Summary(rankOf).Window.TokenWeightedBalancedness, Single(idle, "moegs.model.ep.balancedness.token_weighted"));
+
+        // Layer 0 skewed onto rank 0, layer 1 idle, layer 2 spread over the ranks.
+        stats.RecordStep([0, 0, 1, 1, /* layer 1: */ -1, Experts, -1, Experts + 2, /* layer 2: */ 0, 2, 4, 5], tokens: 4, topK: 1);
+        var seen = Collect(metrics);
+
+        var byRank = stats.Summary(rankOf).Window;
+        Assert.Equal(1, byRank.Layers[1].Balancedness);
+        Assert.Equal(byRank.MinBalancedness, Single(seen, "moegs.model.ep.balancedness.min"), 12);
+        Assert.Equal(byRank.TokenWeightedBalancedness, Single(seen, "moegs.model.ep.balancedness.token_weighted"), 12);
+        Assert.True(byRank.MinBalancedness > 0, "every layer's load is over the ranks or idle");
+    }
+
     private static ModelRoutingStats Model(string engine, int window)
     {
         var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = window, ExpertCapacity = 3 };

@@ -356,6 +356,116 @@ public sealed class RoutingStatsMetricsTests
         Assert.Equal("stats", Assert.Throws<ArgumentNullException>(() => new ModelRoutingStatsMetrics(null!)).ParamName);
     }
 
+    /// <summary>
+    /// Each counter and gauge is its own figure: <c>moegs.tokens.dropped</c> the tokens callers reported dropped (not
+    /// the k slots per token that <c>moegs.slots.dropped</c> counts), <c>moegs.loss.router_z</c> the mean router
+    /// z-loss (not the load-balancing loss beside it), and <c>moegs.routing.efficiency</c>, a percentage of no short
+    /// binary fraction here, its float's shortest decimal as every float statistic.
+    /// </summary>
+    [Fact]
+    public void DroppedTokensTheRouterZLossAndTheEfficiencyAreTheirOwnFigures()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        using var capped = new RoutingStats(new RoutingStatsOptions { Experts = 4, ExpertCapacity = 1 });
+        using var metrics = new RoutingStatsMetrics(stats, layer: "uncapped");
+        using var cappedMetrics = new RoutingStatsMetrics(capped, layer: "capped");
+        stats.RecordRouting([0, 1, 2, 3, 0, 1], tokens: 3, topK: 2, loadBalanceLoss: 0.5f, routerZLoss: 0.1f, tokensDropped: 1);
+        // Three slots, one beyond expert 0's capacity of 1: two thirds kept.
+        capped.RecordRouting([0, 0, 1], tokens: 3, topK: 1);
+        var seen = new List<(string Name, double Value, Dictionary<string, object?> Tags)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter))
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((i, v, tags, _) => seen.Add((i.Name, v, Tags(tags))));
+        listener.SetMeasurementEventCallback<double>((i, v, tags, _) => seen.Add((i.Name, v, Tags(tags))));
+        listener.Start();
+        listener.RecordObservableInstruments();
+
+        Assert.Equal((1UL, 2UL), (stats.TokensDropped, stats.SlotsDropped));
+        Assert.Equal(1, Value("moegs.tokens.dropped", "uncapped"));
+        Assert.Equal(2, Value("moegs.slots.dropped", "uncapped"));
+        Assert.Equal(0.5, Value("moegs.loss.load_balance", "uncapped"));
+        Assert.Equal(double.Parse(stats.AverageRouterZLoss.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture), Value("moegs.loss.router_z", "uncapped"));
+        Assert.Equal(0.1, Value("moegs.loss.router_z", "uncapped"));
+        Assert.Equal((0UL, 1UL), (capped.TokensDropped, capped.SlotsDropped));
+        Assert.Equal(0, Value("moegs.tokens.dropped", "capped"));
+        Assert.Equal(1, Value("moegs.slots.dropped", "capped"));
+        var efficiency = capped.RoutingEfficiency;
+        Assert.NotEqual((double)efficiency, double.Parse(efficiency.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture));
+        Assert.Equal(double.Parse(efficiency.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture), Value("moegs.routing.efficiency", "capped"));
+        Assert.Equal(200.0 / 3, Value("moegs.routing.efficiency", "capped"), 5);
+
+        double Value(string name, string layer) => seen.Single(m => m.Name == name && Equals(m.Tags["layer"], layer)).Value;
+    }
+
+    /// <summary>
+    /// A disposed publisher records no more latencies: a publisher of the same statistics and layer made after it, on a meter
+    /// that outlives both (the host's factory's), counts each latency once, not once more for the disposed one.
+    /// </summary>
+    [Fact]
+    public void ADisposedPublisherRecordsNoMoreLatencies()
+    {
+        using var factory = new TestMeterFactory();
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var latencies = new List<double>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Meter.Scope == factory && instrument.Name == "moegs.routing.latency")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<double>((_, value, _, _) => latencies.Add(value));
+        listener.Start();
+        var disposed = new RoutingStatsMetrics(stats, layer: "a", meterFactory: factory);
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(2));
+        disposed.Dispose();
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(4));
+        using var again = new RoutingStatsMetrics(stats, layer: "a", meterFactory: factory);
+
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(8));
+
+        Assert.Equal([0.002, 0.008], latencies);
+    }
+
+    /// <summary>
+    /// A batch that loads no expert (only invalid ids: utilizations of 0, their mean 0) reads max/mean 1, as a model's
+    /// layer without load does, not 0/0.
+    /// </summary>
+    [Fact]
+    public void MaxMeanRatioOfABatchWithoutValidIdsIsOneAsForAModelsLayer()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 1, Experts = 4 });
+        using var metrics = new RoutingStatsMetrics(stats);
+        stats.RecordRouting([-1, 4, 9], tokens: 3, topK: 1);
+        model.RecordStep([-1, 4, 9], tokens: 3, topK: 1);
+        double? ratio = null;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name == "moegs.load.max_mean_ratio")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, v, _, _) => ratio = v);
+        listener.Start();
+        listener.RecordObservableInstruments();
+
+        Assert.Equal(0f, stats.UtilizationSummary()["mean_utilization"]);
+        Assert.Equal(model.Summary().Window.Layers[0].MaxMeanRatio, ratio);
+        Assert.Equal(1, ratio);
+    }
+
     /// <summary>A listener of one of <paramref name="metrics"/>' instruments, started, handing its long values to <paramref name="seen"/>.</summary>
     private static MeterListener Listener(RoutingStatsMetrics metrics, string instrumentName, Action<long> seen)
     {

@@ -118,6 +118,50 @@ public sealed class SharedInstrumentsTests
         }
     }
 
+    /// <summary>
+    /// Without a meter factory, disposing a publisher while another lives ends nothing: the other's series go on. Disposing
+    /// the last ends the process's meter (a listener is told its instruments' measurements completed, so an exporter stops
+    /// serving them), and a publisher made after it gets a new meter.
+    /// </summary>
+    [Fact]
+    public void WithoutAFactoryDisposingTheLastPublisherEndsTheMeterAndNoneBefore()
+    {
+        using var first = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var second = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        first.RecordRouting([0, 1], tokens: 2, topK: 1);
+        second.RecordRouting([1, 1, 1], tokens: 3, topK: 1);
+        var firstMetrics = new RoutingStatsMetrics(first, layer: "first");
+        var secondMetrics = new RoutingStatsMetrics(second, layer: "second");
+        var meter = firstMetrics.Meter;
+        var seen = new List<string>();
+        var completed = new List<string>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (ReferenceEquals(instrument.Meter, meter) && instrument.Name == "moegs.tokens")
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+            MeasurementsCompleted = (instrument, _) => completed.Add(instrument.Name),
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) => seen.Add($"{tags.ToArray().Single(t => t.Key == "layer").Value}={value}"));
+        listener.Start();
+
+        firstMetrics.Dispose();
+        listener.RecordObservableInstruments();
+
+        Assert.Equal(["second=3"], seen);
+        Assert.Empty(completed);
+
+        secondMetrics.Dispose();
+
+        Assert.Equal(["moegs.tokens"], completed);
+        using var again = new RoutingStatsMetrics(first, layer: "again");
+        Assert.NotSame(meter, again.Meter);
+    }
+
     private static List<string> Tokens(IMeterFactory factory) => Tokens(factory, []);
 
     /// <summary>The <c>moegs.tokens</c> measurements of one collection, into <paramref name="seen"/> as they come (a collection that throws leaves those it took).</summary>

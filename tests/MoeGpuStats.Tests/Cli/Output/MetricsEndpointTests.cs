@@ -740,6 +740,65 @@ public sealed class MetricsEndpointTests
         Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A gauge is served at its current value scrape after scrape, not its values summed: the second scrape of unchanged
+    /// statistics serves the first's gauges, and a scrape after the statistics changed serves their new value.
+    /// </summary>
+    [Fact]
+    public async Task GaugesAreServedAtTheirCurrentValueScrapeAfterScrape()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 0, 1, 2], tokens: 4, topK: 1, loadBalanceLoss: 0.5f);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+
+        var first = Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel));
+        var second = Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel));
+        stats.Reset();
+        stats.RecordRouting([3, 3], tokens: 2, topK: 1, loadBalanceLoss: 0.25f);
+        await Task.Delay(TimeSpan.FromSeconds(1.1), cancel); // past the metrics' 1 s refresh interval
+        var third = Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel));
+
+        foreach (var scrape in new[] { first, second })
+        {
+            Assert.Equal(100, scrape.Samples["moegpustats_moegs_routing_efficiency"]);
+            Assert.Equal(0.5, scrape.Samples["moegpustats_moegs_loss_load_balance"]);
+            Assert.Equal(2, scrape.Samples["moegpustats_moegs_load_max_mean_ratio"]);
+        }
+
+        Assert.Equal(100, third.Samples["moegpustats_moegs_routing_efficiency"]);
+        Assert.Equal(0.25, third.Samples["moegpustats_moegs_loss_load_balance"]);
+        Assert.Equal(4, third.Samples["moegpustats_moegs_load_max_mean_ratio"]);
+    }
+
+    /// <summary>
+    /// A series' unit reaches the scraper in its HELP, the one place Prometheus shows it: the efficiency is a percentage
+    /// (0 to 100, not a fraction an alert would compare with 0.95), the latency in seconds, a counter in its items.
+    /// </summary>
+    [Fact]
+    public async Task TheHelpOfASeriesSaysItsUnit()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        stats.RecordRouting([0, 1], tokens: 2, topK: 1);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(1));
+
+        var text = await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", TestContext.Current.CancellationToken);
+
+        var help = text.Split('\n')
+            .Where(line => line.StartsWith("# HELP ", StringComparison.Ordinal))
+            .Select(line => line["# HELP ".Length..].Split(' ', 2))
+            .ToDictionary(parts => parts[0], parts => parts[1]);
+        Assert.Equal("(%) Percentage of routed slots kept.", help["moegpustats_moegs_routing_efficiency"]);
+        Assert.Equal("(s) Routing latency.", help["moegpustats_moegs_routing_latency_seconds"]);
+        Assert.Equal("({token}) Tokens recorded.", help["moegpustats_moegs_tokens_total"]);
+        Assert.Equal("Coefficient of variation of expert utilization.", help["moegpustats_moegs_utilization_cv"]);
+    }
+
     /// <summary>Sends <paramref name="request"/> (method and path) on <paramref name="connection"/> and reads the answer's status line and headers, up to the blank line.</summary>
     private static async Task<string> HeadersAsync(NetworkStream connection, string request, CancellationToken cancel)
     {
