@@ -84,6 +84,58 @@ public sealed class AlertChecksTests
             AlertChecks.Router(even).ToList());
     }
 
+    /// <summary>A window of exactly the rules' 20 slots per expert is judged (the rules leave out under 20), averaged over the layers as the rules' gauge.</summary>
+    [Fact]
+    public void TheLoadIsJudgedFrom20SlotsPerExpertAveragedOverTheLayers()
+    {
+        var counts = Counts(routed: 1, dropped: 0, invalid: 0, capacity: null);
+        var twenty = Window(Balance([.. Enumerable.Repeat(20UL, Experts)]));
+        // 10 and 40 slots per expert: a mean of 25 over the layers, though one layer has fewer than 20.
+        var uneven = Window(Balance([.. Enumerable.Repeat(10UL, Experts)]), Balance([.. Enumerable.Repeat(40UL, Experts)]));
+
+        Assert.Equal(("none", ""), Values(AlertChecks.Model(twenty, counts).First()));
+        Assert.Equal(("none", ""), Values(AlertChecks.Model(uneven, counts).First()));
+        Assert.Equal(("none", ""), Values(AlertChecks.Model(uneven, counts).ElementAt(1)));
+    }
+
+    /// <summary>The layer named for the most drops is the one of the largest share, not of the most slots; with none over, the note is the model's share.</summary>
+    [Fact]
+    public void TheMostDropsAreTheLargestShare()
+    {
+        var window = Window(Layer(hottest: 100), Layer(hottest: 100));
+        // Layer 0: 2,000 of 100,000 (2 %); layer 1: 100 of 1,000 (10 %).
+        var dropping = Counts(routed: 101_000, dropped: 2_100, invalid: 0, capacity: 4, layers: [(100_000, 2_000), (1_000, 100)]);
+        // Neither over 1 %: 1 % and 0.5 %, 0.6 % of all.
+        var quiet = Counts(routed: 5_000, dropped: 30, invalid: 0, capacity: 4, layers: [(1_000, 10), (4_000, 20)]);
+
+        Assert.Equal(("2 layers", "layers 0, 1; the most 10 %, layer 1"), Values(AlertChecks.Model(window, dropping).ElementAt(2)));
+        Assert.Equal(("none", "0.6 % of routed slots in all"), Values(AlertChecks.Model(window, quiet).ElementAt(2)));
+    }
+
+    /// <summary>Ten layers are all named, with no "and 0 more".</summary>
+    [Fact]
+    public void TenLayersAreNamedInFull()
+    {
+        var window = Window([.. Enumerable.Range(0, 10).Select(_ => Layer(hottest: 900, dead: 1))]);
+
+        var checks = AlertChecks.Model(window, Counts(routed: 1, dropped: 0, invalid: 0, capacity: null)).ToList();
+
+        Assert.Equal(("10 layers", "layers 0, 1, 2, 3, 4, 5, 6, 7, 8, 9; the most 9.00 x, layer 0"), Values(checks[0]));
+    }
+
+    private static (string Value, string Note) Values((string Label, string Value, string Note) check) => (check.Value, check.Note);
+
+    /// <summary>A router whose busiest expert is at exactly 5 x the mean is not over the rule's threshold (its <c>&gt; 5</c>).</summary>
+    [Fact]
+    public void ARouterAtExactlyTheThresholdIsNotOverloaded()
+    {
+        // 8 tokens over 8 experts, top-1: expert 0 takes 5 of them, 5 / 8 over a mean of 1 / 8 (exact in binary).
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 });
+        stats.RecordRouting([0, 0, 0, 0, 0, 1, 2, 3], tokens: 8, topK: 1);
+
+        Assert.Equal(("busiest expert over 5 x the mean", "no", "5.00 x, expert 0"), AlertChecks.Router(stats).First());
+    }
+
     /// <summary>The checks' thresholds are the rules' own: a change to one file shows here until the other follows.</summary>
     [Fact]
     public void TheThresholdsAreTheAlertingRules()

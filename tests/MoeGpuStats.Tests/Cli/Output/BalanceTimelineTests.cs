@@ -97,6 +97,28 @@ public sealed class BalanceTimelineTests
         Assert.Equal(skipEmptySteps ? 1.0 / Experts : double.NaN, timeline.Balancedness[Layers - 1, 1]);
     }
 
+    /// <summary>A last column of a single step is closed by <see cref="BalanceTimeline.Complete"/> as any part-filled one: 601 steps, 2 a column, the last alone.</summary>
+    [Fact]
+    public void ALastColumnOfOneStepIsClosed()
+    {
+        var timeline = new BalanceTimeline(Layers, Experts, steps: BalanceTimeline.MaxColumns + 1);
+        var even = Enumerable.Range(0, Layers * Tokens * TopK).Select(i => i % Experts).ToArray();
+        var skewed = Enumerable.Range(0, Layers * Tokens * TopK).Select(i => i % 3).ToArray();
+        for (var step = 0; step < BalanceTimeline.MaxColumns; step++)
+        {
+            timeline.Add(even, Tokens, TopK);
+        }
+
+        timeline.Add(skewed, Tokens, TopK);
+        Assert.Equal((2, 301, 300), (timeline.StepsPerColumn, timeline.Columns, timeline.Filled));
+
+        timeline.Complete();
+
+        // 12 ids over experts 0 to 2: 4 each, a mean of 12 / 8 over a max of 4.
+        Assert.Equal(timeline.Columns, timeline.Filled);
+        Assert.Equal(12.0 / Experts / 4, timeline.Balancedness[0, timeline.Columns - 1]);
+    }
+
     private static double Balancedness(long[,] load, int layer)
     {
         var row = Enumerable.Range(0, Experts).Select(e => load[layer, e]).ToArray();
