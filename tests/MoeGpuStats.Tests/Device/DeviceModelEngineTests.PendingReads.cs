@@ -57,7 +57,9 @@ public sealed partial class DeviceModelEngineTests
 
         Assert.Equal(2UL, model.DeviceArrays().Steps);
 
-        // Taken out of order: a read staged before another's results were counted does not take the count back.
+        // Taken in the other order than begun: on this accelerator the newer BeginRead takes the older read's results
+        // first (its copy arrived at its begin), so the count is the newer's either way; a read taken after a newer count
+        // is APendingReadTakenAfterABlockingReadLeavesTheNewerCount.
         using var older = model.BeginRead();
         engine.Replay<int>(ids.View, captured, default);
         using var newer = model.BeginRead();
