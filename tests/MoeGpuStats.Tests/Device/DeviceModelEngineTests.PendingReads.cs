@@ -39,16 +39,10 @@ public sealed partial class DeviceModelEngineTests
     [Fact]
     public void APendingReadsResultsRefreshTheDeviceArraysCount()
     {
-        var accelerator = TestAccelerators.Require("cpu");
-        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 8, Window = 4 };
-        const int rows = 4, topK = 2, stride = rows * topK;
-        var engine = new DeviceModelEngine(accelerator, options);
-        using var model = new ModelRoutingStats(engine);
-        using var ids = accelerator.Allocate1D<int>(options.Layers * stride);
-        ids.View.CopyFromCPU(new int[options.Layers * stride]);
-        var captured = engine.StepArguments(rows, topK, stride, topK);
-        engine.Replay<int>(ids.View, captured, default);
-        engine.Replay<int>(ids.View, captured, default);
+        using var replayed = new UncountedReplays();
+        var model = replayed.Model;
+        replayed.Replay();
+        replayed.Replay();
 
         using (var early = model.BeginRead())
         {
@@ -61,9 +55,31 @@ public sealed partial class DeviceModelEngineTests
         // first (its copy arrived at its begin), so the count is the newer's either way; a read taken after a newer count
         // is APendingReadTakenAfterABlockingReadLeavesTheNewerCount.
         using var older = model.BeginRead();
-        engine.Replay<int>(ids.View, captured, default);
+        replayed.Replay();
         using var newer = model.BeginRead();
         Assert.Equal(3UL, newer.Summary.Steps);
+        Assert.Equal(2UL, older.Summary.Steps);
+        Assert.Equal(3UL, model.DeviceArrays().Steps);
+    }
+
+    /// <summary>
+    /// A read begun without waiting and taken after a later blocking read has counted the device's steps: its older count
+    /// does not take the host's count back. No BeginRead comes between them, which would take the older reading's
+    /// results first (its copy arrived at its begin on ILGPU's CPU accelerator).
+    /// </summary>
+    [Fact]
+    public void APendingReadTakenAfterABlockingReadLeavesTheNewerCount()
+    {
+        using var replayed = new UncountedReplays();
+        var model = replayed.Model;
+        replayed.Replay();
+        replayed.Replay();
+
+        using var older = model.BeginRead();
+        replayed.Replay();   // the host does not count it: only a read does
+        Assert.Equal(3UL, model.Summary().Steps);
+        Assert.Equal(3UL, model.DeviceArrays().Steps);
+
         Assert.Equal(2UL, older.Summary.Steps);
         Assert.Equal(3UL, model.DeviceArrays().Steps);
     }
