@@ -14,13 +14,14 @@ internal sealed class PrometheusServer : IDisposable
     private readonly Process _process;
     private readonly string _folder;
     private readonly HttpClient _http;
+    private readonly int _targets;
 
     // Prometheus's last log lines (warnings and errors: --log.level=warn), for a failure's message.
     private readonly Queue<string> _log = new();
 
-    private PrometheusServer(Process process, string folder, int port)
+    private PrometheusServer(Process process, string folder, int port, int targets)
     {
-        (_process, _folder) = (process, folder);
+        (_process, _folder, _targets) = (process, folder, targets);
         _http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
     }
 
@@ -29,7 +30,7 @@ internal sealed class PrometheusServer : IDisposable
     /// <c>moegs</c> and evaluating <paramref name="rules"/> (a rule file, or none), every second, and
     /// waits until it is ready.
     /// </summary>
-    public static async Task<PrometheusServer> StartAsync(string server, IEnumerable<int> ports, CancellationToken cancel, string? rules = null)
+    public static async Task<PrometheusServer> StartAsync(string server, IReadOnlyCollection<int> ports, CancellationToken cancel, string? rules = null)
     {
         var folder = Directory.CreateTempSubdirectory("moegs-prometheus-").FullName;
         var targets = string.Join(", ", ports.Select(port => $"\"localhost:{port}\""));
@@ -46,7 +47,7 @@ internal sealed class PrometheusServer : IDisposable
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };
-        var prometheus = new PrometheusServer(Process.Start(start)!, folder, port);
+        var prometheus = new PrometheusServer(Process.Start(start)!, folder, port, ports.Count);
         prometheus._process.OutputDataReceived += (_, line) => prometheus.Log(line.Data);
         prometheus._process.ErrorDataReceived += (_, line) => prometheus.Log(line.Data);
         prometheus._process.BeginOutputReadLine();
@@ -65,11 +66,25 @@ internal sealed class PrometheusServer : IDisposable
         return prometheus;
     }
 
-    /// <summary>Waits until every target was scraped at least <paramref name="scrapes"/> times, calling <paramref name="between"/> between checks.</summary>
-    public Task WaitForScrapesAsync(int scrapes, Action between, CancellationToken cancel) =>
+    // How often the sum of each target's counters changed over the last minute: a subquery at a quarter of the scrape
+    // interval sees every scrape's sample (changes() of the counters themselves drops their names, and so cannot be
+    // summed by target).
+    private const string TotalsChanges = """changes(sum by (instance) ({__name__=~"moegpustats_.+_total"})[1m:250ms])""";
+
+    /// <summary>
+    /// Waits until every target served at least <paramref name="readings"/> different readings over the last minute (a
+    /// counter of its own changed <paramref name="readings"/> − 1 times), calling <paramref name="between"/> between checks.
+    /// </summary>
+    /// <remarks>
+    /// Scrapes alone are not enough for a rate: an endpoint keeps its reading for a second, as long as the scrape
+    /// interval, so two scrapes can take one reading, and a scrape that outlasts its second on a busy host counts in
+    /// <c>up</c> as a failed one. Rates over scrapes of one reading are 0, and a share of two of them NaN.
+    /// </remarks>
+    public Task WaitForReadingsAsync(int readings, Action between, CancellationToken cancel) =>
         WaitAsync(
-            async () => (await QueryAsync("min(count_over_time(up[1m]))", cancel)) is [var sample] && Value(sample) >= scrapes,
-            $"scrape every target {scrapes} times",
+            async () => await QueryAsync(TotalsChanges, cancel) is var changed
+                && changed.Length == _targets && changed.All(target => Value(target) >= readings - 1),
+            $"serve {readings} different readings from each of its {_targets} targets",
             between,
             cancel);
 

@@ -47,7 +47,7 @@ public sealed partial class AlertRulesTests
         var cancel = TestContext.Current.CancellationToken;
         using var routing = new MonitoredRouting();
         using var prometheus = await PrometheusServer.StartAsync(server!, [routing.ModelPort, routing.RouterPort], cancel, Rules);
-        await prometheus.WaitForScrapesAsync(4, routing.Step, cancel);
+        await prometheus.WaitForReadingsAsync(4, routing.Step, cancel);
 
         // The ids outside the experts fire at once, the drops wait their 10 minutes. The rules are evaluated
         // every second apart from the scrapes, and one whose rates saw two scrapes of one reading (the

@@ -109,7 +109,7 @@ public sealed partial class DashboardTests
         var cancel = TestContext.Current.CancellationToken;
         using var routing = new MonitoredRouting();
         using var prometheus = await PrometheusServer.StartAsync(server!, [routing.ModelPort, routing.RouterPort], cancel);
-        await prometheus.WaitForScrapesAsync(4, routing.Step, cancel);
+        await prometheus.WaitForReadingsAsync(4, routing.Step, cancel);
 
         foreach (var (panel, refId, expr) in Queries)
         {
