@@ -94,6 +94,39 @@ public sealed partial class DeviceModelEngineTests
         }
     }
 
+    /// <summary>
+    /// A read (a window load) that waits for the reads' lock while another waits for its copy is staged, and counts the host's
+    /// steps, once it has the lock: a step recorded while it waited is in its reading, and in the host's count once.
+    /// </summary>
+    [Fact]
+    public async Task AReadWaitingBehindAnotherCountsAStepRecordedMeanwhileOnce()
+    {
+        var (engine, device, managed, step) = HeldModels("cpu");
+        using (device)
+        using (managed)
+        {
+            using var hold = new HeldCopy(engine.Reader);
+            var first = Task.Run(() => device.Summary(), HeldCopy.Cancellation);
+            hold.WaitUntilHeld();
+            IReadOnlyList<ulong>? second = null;
+            Exception? failed = null;
+            var waiting = new Thread(() => failed = Record.Exception(() => second = device.WindowLoad()));
+            waiting.Start();
+
+            // The second read waits for the reads' lock, which the first holds until its copy is made.
+            Assert.True(SpinWait.SpinUntil(() => waiting.ThreadState.HasFlag(ThreadState.WaitSleepJoin), Patience.GoAhead));
+            device.RecordStep(step, HeldTokens, HeldTopK);
+            managed.RecordStep(step, HeldTokens, HeldTopK);
+            hold.Release();
+            waiting.Join();
+
+            Assert.Null(failed);
+            Assert.Equal(3UL, (await first).Steps);
+            Assert.Equal(managed.WindowLoad(), second);
+            Assert.Equal(4UL, device.DeviceArrays().Steps);
+        }
+    }
+
     /// <summary>A device model on <paramref name="kind"/> and a managed one, each with the same three steps, and a fourth step's ids.</summary>
     private static (DeviceModelEngine Engine, ModelRoutingStats Device, ModelRoutingStats Managed, int[] Step) HeldModels(string kind)
     {

@@ -116,6 +116,54 @@ public sealed partial class DeviceRoutingStatsTests
     }
 
     /// <summary>
+    /// A reset right after a record, which is then pending (counted into a batch buffer on the device, not yet folded), drops
+    /// that record: the records after the reset count from nothing, in either batch buffer, as on the managed engine reset at the
+    /// same point. Read right after the reset, and after a first record of no tokens or of invalid ids only, the state is the
+    /// managed one's too.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestAccelerators.Kinds), MemberType = typeof(TestAccelerators))]
+    public void AResetDropsTheRecordStillPending(string accelerator)
+    {
+        var options = new RoutingStatsOptions { Experts = 5, ExpertCapacity = 3, UtilizationDecay = 0.5f };
+        using var device = new DeviceRoutingStats(TestAccelerators.Require(accelerator), options);
+        using var managed = new RoutingStats(options);
+        var random = new Random(5);
+        int[] Ids() => [.. Enumerable.Range(0, 8 * 2).Select(_ => random.Next(-1, 6))];
+        void Record(int[] ids, float loss)
+        {
+            device.RecordRouting(ids, ids.Length / 2, 2, loadBalanceLoss: loss);
+            managed.RecordRouting(ids, ids.Length / 2, 2, loadBalanceLoss: loss);
+        }
+
+        void AssertSameState()
+        {
+            using var snapshot = device.Snapshot();
+            Assert.Equal(JsonSerializer.Serialize(managed), JsonSerializer.Serialize(snapshot));
+        }
+
+        int[][] firstAfterReset = [[], [7, -2, 5, 9], Ids()];
+        for (var round = 0; round < 6; round++)
+        {
+            // Round r makes r + 1 records and resets with the last pending: in one batch buffer, then the other.
+            for (var r = 0; r <= round; r++)
+            {
+                Record(Ids(), 0.25f * r);
+            }
+
+            device.Reset();
+            managed.Reset();
+            AssertSameState();
+            Assert.Empty(device.ReadTokenCounts());
+            Assert.Equal(0f, device.UtilizationCv());
+
+            Record(firstAfterReset[round % firstAfterReset.Length], 0.5f);
+            Record(Ids(), 1f);
+            AssertSameState();
+        }
+    }
+
+    /// <summary>
     /// A thousand records must return to the host before the device has finished them, and allocate
     /// nothing on the host. Only a real GPU runs kernels asynchronously; ILGPU's CPU accelerator runs
     /// each launch to completion (and allocates for its own scheduling).

@@ -49,4 +49,32 @@ public sealed class PendingCopyTests
         Assert.Equal(1, reader.Copies);
         Assert.Equal(first, copy.Wait());
     }
+
+    /// <summary>
+    /// A disposed copy refuses its copy at the begin, making none where it had not made it, and its wait, whether or not
+    /// its bytes had arrived: the memory they were copied into may be another copy's by then.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void ADisposedCopyRefusesItsCopyAtTheBeginAndItsWait(bool copiedFirst)
+    {
+        var accelerator = TestAccelerators.Require("cpu");
+        using var pool = new PageLockedPool(accelerator);
+        using var source = accelerator.Allocate1D<byte>([1, 2, 3, 4, 5, 6, 7, 8]);
+        var reader = new DeviceStateReader(accelerator.DefaultStream);
+        var copy = new PendingCopy(accelerator, 8, pool);
+        copy.Start(reader, source.View);
+        if (copiedFirst)
+        {
+            copy.CopyAtBegin(reader, source.View);
+        }
+
+        copy.Dispose();
+
+        Assert.Equal($"This {nameof(PendingModelRead)} was disposed.", Assert.Throws<ObjectDisposedException>(() => copy.CopyAtBegin(reader, source.View)).Message);
+        Assert.Equal(copiedFirst ? 1 : 0, reader.Copies);
+        Assert.Equal($"This {nameof(PendingModelRead)} was disposed.", Assert.Throws<ObjectDisposedException>(copy.Wait).Message);
+        Assert.Throws<ObjectDisposedException>(() => copy.IsCompleted);
+    }
 }
