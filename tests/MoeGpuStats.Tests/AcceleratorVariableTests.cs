@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging.Testing;
+
 namespace MoeGpuStats.Tests;
 
 /// <summary>
@@ -31,6 +33,64 @@ public sealed class AcceleratorVariableTests
 
             Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "tpu");
             Assert.Throws<InvalidOperationException>(() => RoutingStats.Create());
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, previous);
+        }
+    }
+
+    /// <summary>Options out of range are refused naming the option whatever the variable says, before the variable is read.</summary>
+    [Fact]
+    public void CreateChecksTheOptionsBeforeTheVariable()
+    {
+        var previous = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "tpu");
+            var error = Assert.Throws<ArgumentOutOfRangeException>(() => RoutingStats.Create(new RoutingStatsOptions { Experts = 0 }));
+            Assert.Equal("Experts", error.ParamName);
+            var modelError = Assert.Throws<ArgumentOutOfRangeException>(() => ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 0, Experts = 4 }));
+            Assert.Equal("Layers", modelError.ParamName);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, previous);
+        }
+    }
+
+    /// <summary>The choice is logged once, naming the engine and the device; and the model's <c>Create</c> honours the variable too.</summary>
+    [Fact]
+    public void CreateLogsTheEngineChosenOnce()
+    {
+        var previous = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "managed");
+            var logger = new FakeLogger();
+            using (var stats = RoutingStats.Create(logger: logger))
+            {
+                Assert.Equal("managed", stats.Backend);
+            }
+
+            Assert.Equal(["Routing statistics run on the managed engine (managed)."], logger.Collector.GetSnapshot().Select(record => record.Message));
+
+            var modelLogger = new FakeLogger();
+            using (var model = ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }, modelLogger))
+            {
+                Assert.Equal("managed", model.Backend);
+            }
+
+            Assert.Equal(["Model routing statistics run on the managed engine (managed)."], modelLogger.Collector.GetSnapshot().Select(record => record.Message));
+
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "cpu");
+            using (var cpu = ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }))
+            {
+                Assert.Equal("cpu", cpu.Backend);
+            }
+
+            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "tpu");
+            Assert.Throws<InvalidOperationException>(() => ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }));
         }
         finally
         {

@@ -159,6 +159,8 @@ public sealed class DisposedTests
 
         AssertEveryMemberRefuses(model, "This ModelRoutingStats was disposed.");
         AssertRefuses(() => model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1), "This ModelRoutingStats was disposed.");
+        // Ids too short for the step: the disposal is told before the argument, as by the members the sweep calls.
+        AssertRefuses(() => model.RecordStep([0, 1, 2], tokens: 2, topK: 1), "This ModelRoutingStats was disposed.");
         AssertRefuses(() => model.Layer(0), "This ModelRoutingStats was disposed.");
         AssertEveryMemberRefuses(layer, "This ModelRoutingStats was disposed.");
         AssertEveryMemberRefuses(ownLayer, "This RoutingStats was disposed.");

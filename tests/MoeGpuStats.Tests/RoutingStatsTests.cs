@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Tests.Conformance;
@@ -272,6 +273,148 @@ public sealed class RoutingStatsTests
     [InlineData(null, null, -0.1f)]
     public void OptionsOutOfRangeAreRejected(int? experts, int? capacity, float? decay) =>
         Assert.Throws<ArgumentOutOfRangeException>(() => new RoutingStats(new RoutingStatsOptions { Experts = experts, ExpertCapacity = capacity, UtilizationDecay = decay }));
+
+    [Fact]
+    public void NullOptionsNameTheArgument() =>
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => new RoutingStats((RoutingStatsOptions)null!)).ParamName);
+
+    /// <summary>Host ids with a non-finite z-loss are refused naming it, as a non-finite load-balancing loss is: the average would turn NaN for good.</summary>
+    [Fact]
+    public void HostIdsWithANonFiniteZLossAreRejectedAndChangeNothing()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2, routerZLoss: 0.5f);
+        var before = JsonSerializer.Serialize(stats);
+
+        var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting([0, 1], tokens: 1, topK: 2, routerZLoss: float.NaN));
+
+        Assert.Equal("routerZLoss", error.ParamName);
+        Assert.StartsWith("routerZLoss is NaN; losses must be finite.", error.Message);
+        Assert.Equal(before, JsonSerializer.Serialize(stats));
+        Assert.Equal(0.5f, stats.AverageRouterZLoss);
+    }
+
+    /// <summary>Ids on a device, recorded on the managed engine, are checked as host ids are: more drops than tokens are refused naming the argument.</summary>
+    [Fact]
+    public void DeviceIdsWithMoreDropsThanTokensAreRejectedAndChangeNothing()
+    {
+        var accelerator = TestAccelerators.Require("cpu");
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        using var ids = accelerator.Allocate1D(new[] { 0, 1, 2, 3 });
+        stats.RecordRouting(ids.View, tokens: 2, topK: 2, tokensDropped: 1);
+        var before = JsonSerializer.Serialize(stats);
+
+        var error = Assert.Throws<ArgumentException>(() => stats.RecordRouting(ids.View, tokens: 2, topK: 2, tokensDropped: 3));
+
+        Assert.Equal("tokensDropped", error.ParamName);
+        Assert.StartsWith("tokensDropped is 3; it must lie in [0, tokens = 2].", error.Message);
+        Assert.Equal(before, JsonSerializer.Serialize(stats));
+        Assert.Equal(1UL, stats.TokensDropped);
+    }
+
+    /// <summary>The latency hook (the telemetry's histogram) hears each latency recorded, once, and never one refused.</summary>
+    [Fact]
+    public void TheLatencyHookHearsEveryRecordedLatencyAndNoRefusedOne()
+    {
+        using var stats = new RoutingStats();
+        var heard = new List<double>();
+        stats.LatencyRecorded += heard.Add;
+
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => stats.RecordRoutingLatency(TimeSpan.FromTicks(-1)));
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(0.5));
+
+        Assert.Equal(new[] { 2.0, 0.5 }, heard);
+        Assert.Equal(2UL, stats.RoutingLatencyStats.TotalMeasurements);
+    }
+
+    /// <summary>
+    /// Before the first record there is no most or least utilized expert and the summary holds no utilization (the
+    /// seed's <c>utilization_summary</c> of an empty vector); after it, the summary's figures are the utilization's.
+    /// </summary>
+    [Fact]
+    public void TheUtilizationQueriesFollowTheUtilization()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        Assert.Null(stats.MostUtilizedExpert());
+        Assert.Null(stats.LeastUtilizedExpert());
+        Assert.Equal(new[] { "average_load_balance_loss", "average_router_z_loss", "routing_efficiency" }, stats.UtilizationSummary().Keys.Order());
+
+        stats.RecordRouting([0, 0, 0, 1, 1, 2], tokens: 6, topK: 1);
+        stats.RecordRouting([0, 1, 2, 3], tokens: 4, topK: 1);
+
+        var utilization = stats.ExpertUtilization.ToArray();
+        var summary = stats.UtilizationSummary();
+        Assert.Equal(7, summary.Count);
+        Assert.Equal(utilization.Min(), summary["min_utilization"]);
+        Assert.Equal(utilization.Max(), summary["max_utilization"]);
+        Assert.Equal(utilization.Average(), (double)summary["mean_utilization"], 6);
+        Assert.True(summary["min_utilization"] < summary["max_utilization"]);
+        Assert.Equal((0, utilization[0]), stats.MostUtilizedExpert()!.Value);
+        Assert.Equal((3, utilization[3]), stats.LeastUtilizedExpert()!.Value);
+    }
+
+    [Fact]
+    public void ThroughputBeforeTheFirstBatchIsZeroTokensPerRouting()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        Assert.Equal(new ThroughputStats(0, 0, 0f, 0f, 0.0), stats.GetThroughputStats());
+        stats.RecordRouting([0, 1, 1], tokens: 3, topK: 1);
+        stats.RecordRouting([1], tokens: 1, topK: 1);
+        Assert.Equal(2f, stats.GetThroughputStats().TokensPerRouting);
+    }
+
+    /// <summary>A reset refused because the statistics were disposed clears nothing: a latency object held from before keeps its measurements.</summary>
+    [Fact]
+    public void AResetRefusedAfterADisposeLeavesTheLatencies()
+    {
+        var stats = new RoutingStats();
+        var latency = stats.RoutingLatencyStats;
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(3));
+        stats.Dispose();
+
+        Assert.Throws<ObjectDisposedException>(() => stats.Reset());
+
+        Assert.Equal(1UL, latency.TotalMeasurements);
+        Assert.Equal(3.0, latency.AverageLatency());
+    }
+
+    /// <summary>A snapshot carries the latencies recorded so far, and keeps them apart: latencies recorded after it go to one side only.</summary>
+    [Fact]
+    public void ASnapshotCarriesTheLatenciesApart()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+        foreach (var microseconds in new[] { 120, 80, 300 })
+        {
+            stats.RecordRoutingLatency(TimeSpan.FromMicroseconds(microseconds));
+        }
+
+        using var snapshot = stats.Snapshot();
+        var before = JsonSerializer.Serialize(stats.RoutingLatencyStats);
+        Assert.Equal(before, JsonSerializer.Serialize(snapshot.RoutingLatencyStats));
+        Assert.Equal(3UL, snapshot.RoutingLatencyStats.TotalMeasurements);
+
+        stats.RecordRoutingLatency(TimeSpan.FromMicroseconds(900));
+        snapshot.RecordRoutingLatency(TimeSpan.FromMicroseconds(10));
+        Assert.Equal(4UL, stats.RoutingLatencyStats.TotalMeasurements);
+        Assert.Equal(0.9, stats.RoutingLatencyStats.MaxLatencyMs, 12);
+        Assert.Equal(4UL, snapshot.RoutingLatencyStats.TotalMeasurements);
+        Assert.Equal(0.3, snapshot.RoutingLatencyStats.MaxLatencyMs, 12);
+    }
+
+    /// <summary>Statistics put over a device engine own it: their dispose disposes the engine (its memory freed), as <see cref="RoutingStats.OnDevice(DeviceRoutingStats)"/> says.</summary>
+    [Fact]
+    public void DisposingStatisticsOverADeviceEngineDisposesTheEngine()
+    {
+        var device = new DeviceRoutingStats(TestAccelerators.Require("cpu"), new RoutingStatsOptions { Experts = 4 });
+        var stats = RoutingStats.OnDevice(device);
+        stats.RecordRouting([0, 1, 2, 3], tokens: 2, topK: 2);
+
+        stats.Dispose();
+
+        Assert.Equal("This DeviceRoutingStats was disposed.", Assert.Throws<ObjectDisposedException>(() => device.ReadTokenCounts()).Message);
+    }
 
     [Fact]
     public void MergingRanksGivesExactCountsAndBatchWeightedAverages()

@@ -449,6 +449,17 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal(error.Message, onDevice.Message);
     }
 
+    /// <summary>A null argument is refused naming it, on every way to make a model (not a NullReferenceException from inside).</summary>
+    [Fact]
+    public void NullArgumentsAreRefusedByName()
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 4 };
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => new ModelRoutingStats((ModelRoutingStatsOptions)null!)).ParamName);
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.Create(null!)).ParamName);
+        Assert.Equal("accelerator", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(null!, options)).ParamName);
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), null!)).ParamName);
+    }
+
     [Fact]
     public void LayerOptionsAreValidatedAsASingleLayer()
     {

@@ -31,6 +31,38 @@ public sealed class RoutingStatsFileTests : IDisposable
         Assert.Equal(new[] { "snapshot.json", longName }.Order(), _folder.GetFiles().Select(f => f.Name).Order());
     }
 
+    /// <summary>A null layer or model is refused naming the argument before any file is made: a null model would have been written as the JSON <c>null</c>.</summary>
+    [Fact]
+    public void NullStatisticsAreRefusedAndNoFileIsWritten()
+    {
+        var path = Path.Combine(_folder.FullName, "snapshot.json");
+
+        Assert.Equal("stats", Assert.Throws<ArgumentNullException>(() => RoutingStatsFile.Save((RoutingStats)null!, path)).ParamName);
+        Assert.Equal("model", Assert.Throws<ArgumentNullException>(() => RoutingStatsFile.Save((ModelRoutingStats)null!, path)).ParamName);
+
+        Assert.Empty(_folder.GetFileSystemInfos());
+    }
+
+    /// <summary>
+    /// A file with a layer's <c>total_routings</c> and a model's <c>layers</c> is neither kind: each reader refuses it in its
+    /// own words (one file would read as two states), and neither sends it to the other reader as of the other kind.
+    /// </summary>
+    [Fact]
+    public void ASnapshotOfBothKindsIsRefusedByEachReaderAsNeither()
+    {
+        using var layer = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        layer.RecordRouting([0, 1, 1, 3], tokens: 4, topK: 1);
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+        model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1);
+        var (layerPath, modelPath) = (Path.Combine(_folder.FullName, "layer.json"), Path.Combine(_folder.FullName, "model.json"));
+        File.WriteAllText(layerPath, JsonSerializer.Serialize(layer)[..^1] + ", \"layers\": []}");
+        File.WriteAllText(modelPath, JsonSerializer.Serialize(model)[..^1] + ", \"total_routings\": 7}");
+
+        const string Both = "(A snapshot has one layer's total_routings or a model's layers, not both: one file would read as two states.)";
+        Assert.Equal($"{layerPath}: not a routing statistics snapshot {Both}", Assert.Throws<InvalidDataException>(() => RoutingStatsFile.Load(layerPath)).Message);
+        Assert.Equal($"{modelPath}: not a model's routing statistics snapshot {Both}", Assert.Throws<InvalidDataException>(() => RoutingStatsFile.LoadModel(modelPath)).Message);
+    }
+
     /// <summary>A file replaced by a save keeps its permissions, the library's save and the command line's alike; a new one gets the umask's.</summary>
     [Fact]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
