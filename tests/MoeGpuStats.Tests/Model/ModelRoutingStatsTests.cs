@@ -581,6 +581,32 @@ public sealed partial class ModelRoutingStatsTests
     }
 
     /// <summary>
+    /// A device count of valid tokens outside <c>[0, tokens]</c> is clamped on every engine: a negative count records
+    /// a step of no valid token, one past the tokens the whole step, as host ids of that many valid rows record.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void ADeviceCountOfValidTokensIsClampedToTheTokens(string engine)
+    {
+        const int tokens = 4, topK = 2;
+        var accelerator = TestAccelerators.Require("cpu");
+        using var model = Create(engine, BadInputOptions);
+        using var expected = new ModelRoutingStats(BadInputOptions);
+        var ids = Enumerable.Range(0, BadInputOptions.Layers * tokens * topK).Select(i => (i * 3 + i / 8) % BadInputOptions.Experts).ToArray();
+        using var deviceIds = accelerator.Allocate1D(ids);
+        foreach (var count in new[] { -3, tokens + 5, int.MinValue, 2, int.MaxValue, -1 })
+        {
+            using var deviceCount = accelerator.Allocate1D([count]);
+            model.RecordStep(deviceIds.View, tokens, topK, 0, deviceCount.View);
+            accelerator.Synchronize();
+            expected.RecordStep(ids, Math.Clamp(count, 0, tokens), topK, tokens * topK);
+        }
+
+        Assert.Equal(ModelSteps.Fingerprint(expected), ModelSteps.Fingerprint(model));
+        Assert.Equal(6UL, model.Summary().Steps);
+    }
+
+    /// <summary>
     /// A model is thread-safe: a layer's read on one thread sees whole steps and resets made on
     /// another (live arrays read outside the lock, or a summary's utilization and totals read apart,
     /// would mix two states).
@@ -826,6 +852,41 @@ public sealed partial class ModelRoutingStatsTests
         var missing = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge([first, null!]));
         Assert.Equal("parts", missing.ParamName);
         Assert.StartsWith("parts[1] is null", missing.Message);
+    }
+
+    /// <summary>
+    /// A merged model records on under one shape: parts that differ from parts[0] in the layers, the window, or the
+    /// capacity are refused by name, as parts that differ in experts (or in skipping empty steps) are.
+    /// </summary>
+    [Theory]
+    [InlineData("layers")]
+    [InlineData("window")]
+    [InlineData("capacity")]
+    public void ModelsDifferingInAnyPartOfTheShapeDoNotMerge(string differing)
+    {
+        var options = differing switch
+        {
+            "layers" => MergeOptions with { Layers = MergeOptions.Layers + 1 },
+            "window" => MergeOptions with { Window = MergeOptions.Window + 1 },
+            _ => MergeOptions with { ExpertCapacity = 5 },
+        };
+        using var first = new ModelRoutingStats(MergeOptions);
+        using var second = new ModelRoutingStats(options);
+        foreach (var model in new[] { first, second })
+        {
+            var step = ModelSteps.Random(model.Options.Layers, model.Options.Experts, 2, 1, seed: 39)[0];
+            model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
+        }
+
+        foreach (var parts in new[] { new[] { first, second }, [second, first] })
+        {
+            var error = Assert.Throws<ArgumentException>(() => ModelRoutingStats.Merge(parts));
+            Assert.Equal("parts", error.ParamName);
+            Assert.StartsWith(
+                $"Only models of the same shape merge: parts[0] is {parts[0].Options.Layers} layers × {MergeOptions.Experts} experts, window {parts[0].Options.Window}, capacity {(parts[0].Options.ExpertCapacity is { } capacity ? FormattableString.Invariant($"{capacity}") : "none")}",
+                error.Message);
+            Assert.Contains($"parts[1] is {parts[1].Options.Layers} layers × {MergeOptions.Experts} experts, window {parts[1].Options.Window}", error.Message);
+        }
     }
 
     /// <summary>
