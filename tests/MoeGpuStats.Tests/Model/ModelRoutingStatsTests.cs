@@ -458,6 +458,11 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.Create(null!)).ParamName);
         Assert.Equal("accelerator", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(null!, options)).ParamName);
         Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), null!)).ParamName);
+
+        // A null placement is refused, not read as no placement (the balance over experts).
+        using var model = new ModelRoutingStats(options);
+        Assert.Equal("expertRanks", Assert.Throws<ArgumentNullException>(() => model.Summary(null!)).ParamName);
+        Assert.Equal("expertRanks", Assert.Throws<ArgumentNullException>(() => model.Summary(1, null!)).ParamName);
     }
 
     [Fact]
