@@ -15,7 +15,8 @@ namespace MoeGpuStats.Native;
 /// </summary>
 public static unsafe class NativeApi
 {
-    private static readonly ConcurrentDictionary<long, NativeAggregator> Handles = new();
+    /// <summary>Aggregator handles.</summary>
+    internal static readonly ConcurrentDictionary<long, NativeAggregator> Handles = new();
 
     /// <summary>Model handles; they share the aggregators' numbering, so neither kind of handle is ever the other's.</summary>
     internal static readonly ConcurrentDictionary<long, NativeModel> Models = new();

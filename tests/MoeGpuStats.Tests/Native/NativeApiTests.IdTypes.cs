@@ -58,6 +58,42 @@ public sealed unsafe partial class NativeApiTests
                 Refused(RecordIds(int64, (IntPtr)w, 1, Layers, Tokens, TopK, 1L << 60, TopK, 0, 0, 0), InvalidArgument, "exceeds 1152921504606846975 ids", "8 each");
                 Assert.Equal(before, Reads(int64));
             }
+
+            // Int32 ids at the same token stride, and each id type with per-layer losses: what the packed ids with the same losses record.
+            var int32 = Create(accelerator, Layers, Experts, 0, Window, -1f);
+            try
+            {
+                float[] losses = [0.5f, 0.75f, 1.25f], zLosses = [0.02f, 0.03f, 0.05f];
+                Assert.Equal(Ok, Record(reference, packed, Layers, Tokens, TopK, 0, null, losses, zLosses));
+                fixed (int* i = tokensFirst)
+                fixed (long* w = wide)
+                fixed (short* n = narrow)
+                fixed (float* l = losses, z = zLosses)
+                {
+                    // The int32 handle first takes the reference's steps so far, packed.
+                    Assert.Equal(Ok, Record(int32, packed, Layers, Tokens, TopK, 0, null, null, null));
+                    Assert.Equal(Ok, Record(int32, packed, Layers, Tokens, TopK, 0, 7, null, null));
+                    Assert.Equal(Ok, RecordIds(int32, (IntPtr)i, 0, Layers, Tokens, TopK, TopK, Layers * TopK, 0, (IntPtr)l, (IntPtr)z));
+                    Assert.Equal(Ok, RecordIds(int64, (IntPtr)w, 1, Layers, Tokens, TopK, TopK, Layers * TopK, 0, (IntPtr)l, (IntPtr)z));
+                    Assert.Equal(Ok, RecordIds(int16, (IntPtr)n, 2, Layers, Tokens, TopK, TopK, Layers * TopK, 0, (IntPtr)l, (IntPtr)z));
+                }
+
+                Assert.Equal(Reads(reference), Reads(int32));
+                Assert.Equal(Reads(reference), Reads(int64));
+                Assert.Equal(Reads(reference), Reads(int16));
+
+                // A valid-token count past the rows, or below 0, is clamped to [0, tokens] when read, on every engine.
+                foreach (var given in new[] { Tokens + 5, -3 })
+                {
+                    Assert.Equal(Ok, Record(reference, packed, Layers, Tokens, TopK, 0, Math.Clamp(given, 0, Tokens), null, null));
+                    Assert.Equal(Ok, Record(int32, packed, Layers, Tokens, TopK, 0, given, null, null));
+                    Assert.Equal(Reads(reference), Reads(int32));
+                }
+            }
+            finally
+            {
+                Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, int32));
+            }
         }
         finally
         {

@@ -527,13 +527,21 @@ public sealed unsafe partial class NativeApiTests
         }
     }
 
-    /// <summary>Every read of a model, to compare before and after refused calls.</summary>
+    /// <summary>
+    /// Every read of a model, to compare before and after refused calls: each struct by its fields (their ToString is
+    /// the type's name alone, so a struct compared by it would compare nothing).
+    /// </summary>
     private static string Reads(long handle)
     {
         var (summary, window, sinceStart) = Summary(handle, null);
-        var layers = Enumerable.Range(0, Layers).Select(l => LayerSnapshot(handle, l).ToString());
-        return string.Join('\n', [string.Join(',', WindowLoad(handle)), summary.ToString(), .. window.Select(w => w.ToString()), .. sinceStart.Select(w => w.ToString()), .. layers]);
+        var layers = Enumerable.Range(0, Layers).Select(l => Fields(LayerSnapshot(handle, l)));
+        return string.Join('\n', [string.Join(',', WindowLoad(handle)), Fields(summary), .. window.Select(Fields), .. sinceStart.Select(Fields), .. layers]);
     }
+
+    /// <summary>A struct's public fields, named, their values written invariantly (floats round-trip).</summary>
+    private static string Fields<T>(T value)
+        where T : struct =>
+        string.Join(", ", typeof(T).GetFields(BindingFlags.Public | BindingFlags.Instance).Select(f => FormattableString.Invariant($"{f.Name} = {f.GetValue(value)}")));
 
     /// <summary>
     /// A model's C checks at their edges: one id from NULL is refused, a valid-token count at an address no int starts
@@ -714,6 +722,251 @@ public sealed unsafe partial class NativeApiTests
         finally
         {
             Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
+    /// <summary>
+    /// A model's C figures are the direct model's, each field compared with the property it is named for (not through
+    /// NativeModelBalance.From or NativeLayerBalance.From, which both sides would share), on steps where the window and
+    /// the whole run disagree (layer 0 the worst since the start, layer 2 in the window), so that a field filled from the
+    /// other span, or from another statistic, shows; the layers' per-expert reads write exactly `experts` values, refuse
+    /// a layer past the last and a short dst; moegs_model_read refuses its own arguments with every out as it was.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AModelsFiguresAreTheDirectModelsFieldByField(string accelerator)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = Window, ExpertCapacity = 3, UtilizationDecay = 0.5f };
+        using var direct = new ModelRoutingStats(options);
+        var handle = Create(accelerator, Layers, Experts, 3, Window, 0.5f);
+        try
+        {
+            foreach (var (ids, losses, zLosses) in SkewedSteps())
+            {
+                Assert.Equal(Ok, Record(handle, ids, Layers, Tokens, TopK, 0, null, losses, zLosses));
+                direct.RecordStep(ids, Tokens, TopK, 0, losses, zLosses);
+            }
+
+            var expected = direct.Summary();
+            Assert.True(expected.Window.WorstLayer != expected.SinceStart.WorstLayer && expected.Window.MinBalancedness != expected.Window.MedianBalancedness, "the steps do not set the window apart");
+            var (summary, window, sinceStart) = Summary(handle, null);
+            AssertBalance(expected, Experts, summary);
+            AssertLayers(expected.Window.Layers, window);
+            AssertLayers(expected.SinceStart.Layers, sinceStart);
+
+            // moegs_model_read over experts (no placement), with the totals of a model that drops slots.
+            var read = Read(handle, recentSteps: 1, null);
+            AssertBalance(expected, Experts, read.Summary);
+            AssertLayers(expected.Window.Layers, read.Window);
+            AssertLayers(expected.SinceStart.Layers, read.SinceStart);
+            AssertBalance(direct.Summary(1), Experts, read.Recent);
+            for (var l = 0; l < Layers; l++)
+            {
+                using var layer = direct.Layer(l);
+                var totals = read.Totals[l];
+                Assert.Equal(
+                    (layer.TotalRoutings, layer.TotalTokens, layer.TokensDropped, layer.RoutedSlots, layer.SlotsDropped, layer.InvalidExpertIds, layer.AverageLoadBalanceLoss, layer.AverageRouterZLoss, layer.RoutingEfficiency),
+                    (totals.TotalRoutings, totals.TotalTokens, totals.TokensDropped, totals.RoutedSlots, totals.SlotsDropped, totals.InvalidExpertIds, totals.AverageLoadBalanceLoss, totals.AverageRouterZLoss, totals.RoutingEfficiency));
+                Assert.True(totals.SlotsDropped > 0 && totals.AverageLoadBalanceLoss != totals.AverageRouterZLoss, "the totals' figures coincide");
+
+                // The per-expert reads: `experts` values, into a dst one larger, whose last value stays.
+                var counts = Enumerable.Repeat(77ul, Experts + 1).ToArray();
+                var (utilization, decayed) = (Enumerable.Repeat(7f, Experts + 1).ToArray(), Enumerable.Repeat(7f, Experts + 1).ToArray());
+                fixed (ulong* c = counts)
+                fixed (float* u = utilization, d = decayed)
+                {
+                    Assert.Equal(Ok, ((delegate* unmanaged<long, int, ulong*, int, int>)&NativeApi.ModelLayerExpertCounts)(handle, l, c, Experts + 1));
+                    Assert.Equal(Ok, ((delegate* unmanaged<long, int, float*, int, int>)&NativeApi.ModelLayerExpertUtilization)(handle, l, u, Experts + 1));
+                    Assert.Equal(Ok, ((delegate* unmanaged<long, int, float*, int, int>)&NativeApi.ModelLayerDecayedUtilization)(handle, l, d, Experts + 1));
+                }
+
+                Assert.Equal([.. layer.ExpertTokenCounts, 77ul], counts);
+                Assert.Equal([.. layer.ExpertUtilization, 7f], utilization);
+                Assert.Equal([.. layer.DecayedExpertUtilization, 7f], decayed);
+                Assert.NotEqual(utilization, decayed);
+                Assert.True(counts[Experts - 1] > 0, "the last expert's count is 0");
+            }
+
+            var before = Reads(handle);
+            var kept = Enumerable.Repeat(77ul, Experts).ToArray();
+            fixed (ulong* c = kept)
+            {
+                var layerCounts = (delegate* unmanaged<long, int, ulong*, int, int>)&NativeApi.ModelLayerExpertCounts;
+                Refused(layerCounts(handle, Layers, c, Experts), InvalidArgument, "layer = 3", "[0, 2]");
+                Refused(layerCounts(handle, -1, c, Experts), InvalidArgument, "layer = -1", "[0, 2]");
+                Refused(((delegate* unmanaged<long, int, float*, int, int>)&NativeApi.ModelLayerExpertUtilization)(handle, Layers, (float*)c, Experts), InvalidArgument, "layer = 3", "[0, 2]");
+                Refused(layerCounts(handle, 0, c, Experts - 1), InvalidArgument, "capacity = 7");
+                Refused(((delegate* unmanaged<long, int, float*, int, int>)&NativeApi.ModelLayerDecayedUtilization)(handle, 0, (float*)c, Experts - 1), InvalidArgument, "capacity = 7");
+            }
+
+            Assert.All(kept, value => Assert.Equal(77ul, value));
+
+            // moegs_model_read's own refusals: a recent_steps out of range, a NULL recent_out it needs, a short array given alone.
+            var modelRead = (delegate* unmanaged<long, int, int*, NativeModelBalance*, NativeLayerBalance*, NativeLayerBalance*, NativeModelBalance*, NativeLayerBalance*, NativeLayerTotals*, ulong*, ulong*, int, int>)&NativeApi.ModelRead;
+            var untouched = new NativeModelBalance { Steps = ulong.MaxValue };
+            NativeModelBalance model = untouched, recent = untouched;
+            var load = Enumerable.Repeat(77ul, Layers * Experts).ToArray();
+            fixed (ulong* l = load)
+            {
+                Refused(modelRead(handle, -1, null, &model, null, null, &recent, null, null, null, null, 0), InvalidArgument, "recent_steps = -1");
+                Refused(modelRead(handle, Window + 1, null, &model, null, null, &recent, null, null, null, null, 0), InvalidArgument, "recent_steps = 5");
+                Refused(modelRead(handle, 2, null, &model, null, null, null, null, null, null, null, 0), InvalidArgument, "recent_out is NULL with recent_steps = 2");
+                Refused(modelRead(handle, 0, null, &model, null, null, null, null, null, l, null, (Layers * Experts) - 1), InvalidArgument, "capacity = 23", "window_load");
+                Refused(modelRead(handle, 0, null, &model, null, null, null, null, null, null, l, (Layers * Experts) - 1), InvalidArgument, "capacity = 23", "expert_counts");
+            }
+
+            Assert.Equal((untouched, untouched), (model, recent));
+            Assert.All(load, value => Assert.Equal(77ul, value));
+            Assert.Equal(before, Reads(handle));
+
+            // moegs_model_accelerator: the name; a dead handle leaves NULL in *out, not what the caller had there.
+            var name = (delegate* unmanaged<long, byte**, int>)&NativeApi.ModelAccelerator;
+            byte* written = (byte*)1;
+            Assert.Equal(Ok, name(handle, &written));
+            Assert.Equal(accelerator, Marshal.PtrToStringUTF8((IntPtr)written));
+            written = (byte*)1;
+            Refused(name(0, &written), InvalidHandle, "handle 0 is not a live model");
+            Assert.True(written is null, "a failed moegs_model_accelerator left the caller's pointer");
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
+    /// <summary>
+    /// moegs_model_read_begin, _ready and _finish: the finish writes what moegs_model_summary over the newest steps and
+    /// moegs_model_window_load give (`layers * experts` values into a larger dst); a finish refused for its arguments
+    /// keeps the read for the next finish; a refused begin writes 0 to *read, a failed ready 0 to *arrived; a free
+    /// that fails after the results were written is the call's device error.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AReadBegunWithoutWaitingFinishesAsTheSummaryOfItsSteps(string accelerator)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts, Window = Window };
+        using var direct = new ModelRoutingStats(options);
+        var handle = Create(accelerator, Layers, Experts, 0, Window, -1f);
+        var begin = (delegate* unmanaged<long, int, int*, IntPtr, long*, int>)&NativeApi.ModelReadBegin;
+        var ready = (delegate* unmanaged<long, int*, int>)&NativeApi.ModelReadReady;
+        var finish = (delegate* unmanaged<long, NativeModelBalance*, NativeLayerBalance*, NativeLayerBalance*, ulong*, int, int>)&NativeApi.ModelReadFinish;
+        try
+        {
+            foreach (var (ids, _, _) in SkewedSteps())
+            {
+                Assert.Equal(Ok, Record(handle, ids, Layers, Tokens, TopK, 0, null, null, null));
+                direct.RecordStep(ids, Tokens, TopK);
+            }
+
+            int[] ranks = [0, 0, 1, 1, 2, 2, 3, 3];
+            long read = 42;
+            fixed (int* r = ranks)
+            {
+                Refused(begin(handle, -1, r, 0, &read), InvalidArgument, "recent_steps = -1");
+                Assert.Equal(0, read);
+                read = 42;
+                Refused(begin(handle, 0, r, 0x10, &read), InvalidArgument, "stream = 0x10", "pass NULL");
+                Assert.Equal(0, read);
+                Assert.Equal(Ok, begin(handle, 2, r, 0, &read));
+            }
+
+            var arrived = 7;
+            Assert.Equal(Ok, ready(read, &arrived));
+            Assert.Equal(1, arrived);
+            arrived = 7;
+            Refused(ready(0, &arrived), InvalidHandle, "handle 0 is not a live pending model read");
+            Assert.Equal(0, arrived);
+
+            NativeModelBalance summary;
+            var (window, sinceStart) = (new NativeLayerBalance[Layers], new NativeLayerBalance[Layers]);
+            var load = Enumerable.Repeat(77ul, (Layers * Experts) + 1).ToArray();
+            fixed (NativeLayerBalance* w = window, s = sinceStart)
+            fixed (ulong* l = load)
+            {
+                Refused(finish(read, &summary, w, s, l, (Layers * Experts) - 1), InvalidArgument, "capacity = 23", "window_load");
+                Assert.All(load, value => Assert.Equal(77ul, value));
+                Assert.Equal(Ok, finish(read, &summary, w, s, l, load.Length));
+            }
+
+            var expected = direct.Summary(2, ranks);
+            AssertBalance(expected, 4, summary);
+            AssertLayers(expected.Window.Layers, window);
+            AssertLayers(expected.SinceStart.Layers, sinceStart);
+            Assert.Equal([.. direct.WindowLoad(), 77ul], load);
+            Assert.Equal(InvalidHandle, Call(&NativeApi.ModelReadDestroy, read));
+
+            // A read whose results are written and whose free then fails (a device fault on CUDA): the call's device error.
+            Assert.Equal(Ok, begin(handle, 0, null, 0, &read));
+            var written = new NativeModelBalance { Steps = ulong.MaxValue };
+            var at = (IntPtr)(&written);
+            NativeApi.ModelReads[read].Read.Reading.BeforeRelease = () =>
+            {
+                if (((NativeModelBalance*)at)->Steps != ulong.MaxValue)
+                {
+                    throw new InvalidOperationException("cuEventDestroy failed: an illegal memory access was encountered.");
+                }
+            };
+            Assert.Equal(DeviceError, finish(read, &written, null, null, null, 0));
+            Assert.Equal("cuEventDestroy failed: an illegal memory access was encountered.", Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)&NativeApi.LastError)()));
+            Assert.Equal(direct.Summary().Steps, written.Steps);
+            Assert.False(NativeApi.ModelReads.ContainsKey(read));
+        }
+        finally
+        {
+            Assert.Equal(Ok, Call(&NativeApi.ModelDestroy, handle));
+        }
+    }
+
+    /// <summary>
+    /// Eight steps, layers packed: layer 0 routes every slot to expert 0 in the first four and evenly after; layer 2
+    /// evenly, then half its slots to expert 1 in the last four (the window); layer 1 evenly throughout. Each layer's
+    /// losses differ from its z-losses.
+    /// </summary>
+    private static IEnumerable<(int[] Ids, float[] Losses, float[] ZLosses)> SkewedSteps()
+    {
+        for (var step = 0; step < 2 * Window; step++)
+        {
+            var ids = new int[Layers * Tokens * TopK];
+            for (var l = 0; l < Layers; l++)
+            {
+                for (var s = 0; s < Tokens * TopK; s++)
+                {
+                    var even = (s + step) % Experts;
+                    ids[(l * Tokens * TopK) + s] = (l, step < Window) switch
+                    {
+                        (0, true) => 0,
+                        (2, false) => s % 2 == 0 ? 1 : even,
+                        _ => even,
+                    };
+                }
+            }
+
+            yield return (ids, [.. Enumerable.Range(0, Layers).Select(l => 0.5f + (0.25f * l) + (0.125f * step))], [.. Enumerable.Range(0, Layers).Select(l => 0.01f * (l + 1))]);
+        }
+    }
+
+    /// <summary>Each field of <paramref name="actual"/> is the figure of <paramref name="expected"/> it is named for.</summary>
+    private static void AssertBalance(ModelRoutingSummary expected, int entries, NativeModelBalance actual)
+    {
+        var (w, s) = (expected.Window, expected.SinceStart);
+        Assert.Equal((expected.Steps, expected.WindowSteps, entries), (actual.Steps, actual.WindowSteps, actual.Entries));
+        Assert.Equal(
+            (w.MinBalancedness, w.P10Balancedness, w.MedianBalancedness, w.MeanBalancedness, w.TokenWeightedBalancedness, w.MaxBalancedness, w.WorstLayer, w.BestLayer),
+            (actual.WindowMinBalancedness, actual.WindowP10Balancedness, actual.WindowMedianBalancedness, actual.WindowMeanBalancedness, actual.WindowTokenWeightedBalancedness, actual.WindowMaxBalancedness, actual.WindowWorstLayer, actual.WindowBestLayer));
+        Assert.Equal(
+            (s.MinBalancedness, s.P10Balancedness, s.MedianBalancedness, s.MeanBalancedness, s.TokenWeightedBalancedness, s.MaxBalancedness, s.WorstLayer, s.BestLayer),
+            (actual.SinceStartMinBalancedness, actual.SinceStartP10Balancedness, actual.SinceStartMedianBalancedness, actual.SinceStartMeanBalancedness, actual.SinceStartTokenWeightedBalancedness, actual.SinceStartMaxBalancedness, actual.SinceStartWorstLayer, actual.SinceStartBestLayer));
+    }
+
+    /// <summary>Each layer's struct holds the <see cref="LayerBalance"/> figure each field is named for.</summary>
+    private static void AssertLayers(IReadOnlyList<LayerBalance> expected, NativeLayerBalance[] actual)
+    {
+        Assert.Equal(expected.Count, actual.Length);
+        for (var l = 0; l < actual.Length; l++)
+        {
+            var (e, a) = (expected[l], actual[l]);
+            Assert.Equal((e.Load, e.MeanLoad, e.MaxLoad, e.MinLoad, e.Balancedness, e.MaxMeanRatio, e.CoefficientOfVariation), (a.Load, a.MeanLoad, a.MaxLoad, a.MinLoad, a.Balancedness, a.MaxMeanRatio, a.Cv));
+            Assert.Equal((e.HottestExpert, e.ColdestExpert, e.DeadExperts, e.GiniCoefficient, e.Top10PercentShare), (a.Hottest, a.Coldest, a.Dead, a.Gini, a.Top10Share));
         }
     }
 
