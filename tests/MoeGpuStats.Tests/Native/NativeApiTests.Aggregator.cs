@@ -186,14 +186,7 @@ public sealed unsafe partial class NativeApiTests
             Assert.Equal([.. direct.ExpertUtilization, 7f, 7f], utilization);
             Assert.True(counts[Experts - 1] > 0, "the last expert's count is 0");
 
-            // moegs_accelerator: the name; a dead handle leaves NULL in *out, not what the caller had there.
-            var name2 = (delegate* unmanaged<long, byte**, int>)&NativeApi.Accelerator;
-            byte* written = (byte*)1;
-            Assert.Equal(Ok, name2(handle, &written));
-            Assert.Equal(accelerator, Marshal.PtrToStringUTF8((IntPtr)written));
-            written = (byte*)1;
-            Refused(name2(0, &written), InvalidHandle, "handle 0 is not a live aggregator");
-            Assert.True(written is null, "a failed moegs_accelerator left the caller's pointer");
+            AssertAcceleratorNamed(&NativeApi.Accelerator, handle, accelerator, "aggregator");
         }
         finally
         {

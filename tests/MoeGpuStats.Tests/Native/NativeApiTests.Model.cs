@@ -580,6 +580,20 @@ public sealed unsafe partial class NativeApiTests
         }
     }
 
+    /// <summary>
+    /// moegs_accelerator or moegs_model_accelerator (<paramref name="name"/>) names the handle's accelerator; given a dead
+    /// handle, it leaves NULL in *out, not what the caller had there.
+    /// </summary>
+    private static void AssertAcceleratorNamed(delegate* unmanaged<long, byte**, int> name, long handle, string accelerator, string kind)
+    {
+        byte* written = (byte*)1;
+        Assert.Equal(Ok, name(handle, &written));
+        Assert.Equal(accelerator, Marshal.PtrToStringUTF8((IntPtr)written));
+        written = (byte*)1;
+        Refused(name(0, &written), InvalidHandle, $"handle 0 is not a live {kind}");
+        Assert.True(written is null, $"a failed call on a dead {kind}'s handle left the caller's pointer");
+    }
+
     private static void Refused(int status, int expected, params string[] words)
     {
         var message = Marshal.PtrToStringUTF8(((delegate* unmanaged<IntPtr>)&NativeApi.LastError)())!;
@@ -819,14 +833,7 @@ public sealed unsafe partial class NativeApiTests
             Assert.All(load, value => Assert.Equal(77ul, value));
             Assert.Equal(before, Reads(handle));
 
-            // moegs_model_accelerator: the name; a dead handle leaves NULL in *out, not what the caller had there.
-            var name = (delegate* unmanaged<long, byte**, int>)&NativeApi.ModelAccelerator;
-            byte* written = (byte*)1;
-            Assert.Equal(Ok, name(handle, &written));
-            Assert.Equal(accelerator, Marshal.PtrToStringUTF8((IntPtr)written));
-            written = (byte*)1;
-            Refused(name(0, &written), InvalidHandle, "handle 0 is not a live model");
-            Assert.True(written is null, "a failed moegs_model_accelerator left the caller's pointer");
+            AssertAcceleratorNamed(&NativeApi.ModelAccelerator, handle, accelerator, "model");
         }
         finally
         {
