@@ -16,85 +16,74 @@ public sealed class AcceleratorVariableTests
     [Fact]
     public void CreateHonoursTheAcceleratorVariable()
     {
-        var previous = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
-        try
+        using var variable = new VariableScope();
+        variable.Set("cpu");
+        using (var cpu = RoutingStats.Create())
         {
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "cpu");
-            using (var cpu = RoutingStats.Create())
-            {
-                Assert.Equal("cpu", cpu.Backend);
-            }
-
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "managed");
-            using (var managed = RoutingStats.Create())
-            {
-                Assert.Equal("managed", managed.Backend);
-            }
-
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "tpu");
-            Assert.Throws<InvalidOperationException>(() => RoutingStats.Create());
+            Assert.Equal("cpu", cpu.Backend);
         }
-        finally
+
+        variable.Set("managed");
+        using (var managed = RoutingStats.Create())
         {
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, previous);
+            Assert.Equal("managed", managed.Backend);
         }
+
+        variable.Set("tpu");
+        Assert.Throws<InvalidOperationException>(() => RoutingStats.Create());
     }
 
     /// <summary>Options out of range are refused naming the option whatever the variable says, before the variable is read.</summary>
     [Fact]
     public void CreateChecksTheOptionsBeforeTheVariable()
     {
-        var previous = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
-        try
-        {
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "tpu");
-            var error = Assert.Throws<ArgumentOutOfRangeException>(() => RoutingStats.Create(new RoutingStatsOptions { Experts = 0 }));
-            Assert.Equal("Experts", error.ParamName);
-            var modelError = Assert.Throws<ArgumentOutOfRangeException>(() => ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 0, Experts = 4 }));
-            Assert.Equal("Layers", modelError.ParamName);
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, previous);
-        }
+        using var variable = new VariableScope();
+        variable.Set("tpu");
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => RoutingStats.Create(new RoutingStatsOptions { Experts = 0 }));
+        Assert.Equal("Experts", error.ParamName);
+        var modelError = Assert.Throws<ArgumentOutOfRangeException>(() => ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 0, Experts = 4 }));
+        Assert.Equal("Layers", modelError.ParamName);
     }
 
     /// <summary>The choice is logged once, naming the engine and the device; and the model's <c>Create</c> honours the variable too.</summary>
     [Fact]
     public void CreateLogsTheEngineChosenOnce()
     {
-        var previous = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
-        try
+        using var variable = new VariableScope();
+        variable.Set("managed");
+        var logger = new FakeLogger();
+        using (var stats = RoutingStats.Create(logger: logger))
         {
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "managed");
-            var logger = new FakeLogger();
-            using (var stats = RoutingStats.Create(logger: logger))
-            {
-                Assert.Equal("managed", stats.Backend);
-            }
-
-            Assert.Equal(["Routing statistics run on the managed engine (managed)."], logger.Collector.GetSnapshot().Select(record => record.Message));
-
-            var modelLogger = new FakeLogger();
-            using (var model = ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }, modelLogger))
-            {
-                Assert.Equal("managed", model.Backend);
-            }
-
-            Assert.Equal(["Model routing statistics run on the managed engine (managed)."], modelLogger.Collector.GetSnapshot().Select(record => record.Message));
-
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "cpu");
-            using (var cpu = ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }))
-            {
-                Assert.Equal("cpu", cpu.Backend);
-            }
-
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, "tpu");
-            Assert.Throws<InvalidOperationException>(() => ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }));
+            Assert.Equal("managed", stats.Backend);
         }
-        finally
+
+        Assert.Equal(["Routing statistics run on the managed engine (managed)."], logger.Collector.GetSnapshot().Select(record => record.Message));
+
+        var modelLogger = new FakeLogger();
+        using (var model = ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }, modelLogger))
         {
-            Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, previous);
+            Assert.Equal("managed", model.Backend);
         }
+
+        Assert.Equal(["Model routing statistics run on the managed engine (managed)."], modelLogger.Collector.GetSnapshot().Select(record => record.Message));
+
+        variable.Set("cpu");
+        using (var cpu = ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }))
+        {
+            Assert.Equal("cpu", cpu.Backend);
+        }
+
+        variable.Set("tpu");
+        Assert.Throws<InvalidOperationException>(() => ModelRoutingStats.Create(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 }));
+    }
+
+    /// <summary>The variable, set by <see cref="Set"/> until the scope is disposed, then put back as it was.</summary>
+    private sealed class VariableScope : IDisposable
+    {
+        private readonly string? _previous = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
+
+        public void Set(string value) => Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, value);
+
+        public void Dispose() => Environment.SetEnvironmentVariable(RoutingStats.AcceleratorVariable, _previous);
     }
 }
