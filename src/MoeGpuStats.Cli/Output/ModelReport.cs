@@ -119,7 +119,14 @@ internal static class ModelReport
                     Line(output, label, value, note);
                 }
 
-                Line(output, "tokens per second", FigureText.Fixed(times.TokensPerSecond ?? 0, "#,0"), "the timed steps' tokens, each counted once for all layers (padding rows included) / their time");
+                if (times.TokensPerSecond is { } tokensPerSecond)
+                {
+                    Line(output, "tokens per second", FigureText.Fixed(tokensPerSecond, "#,0"), "the timed steps' tokens, each counted once for all layers (padding rows included) / their time");
+                }
+                else
+                {
+                    Line(output, "tokens per second", "-", "the timed steps took 0 ms in all");
+                }
             }
             else
             {

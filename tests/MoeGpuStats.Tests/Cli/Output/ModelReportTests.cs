@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Tests.Cli.Output;
@@ -246,6 +247,40 @@ public sealed class ModelReportTests
         Assert.Equal(timed >= TimeSpread.MinForPercentile ? JsonValueKind.Number : JsonValueKind.Null, time.GetProperty("p95_ms").ValueKind);
         Assert.Equal(7, time.GetProperty("max_ms").GetDouble(), 9);
         Assert.Equal(times.Latency.AverageLatency(), time.GetProperty("mean_ms").GetDouble(), 12);
+    }
+
+    /// <summary>
+    /// The tokens a second, text and JSON alike: the timed steps' tokens (once for all layers) over their time, and
+    /// no figure where the steps took 0 ms in all, not a rate of 0.
+    /// </summary>
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(2.5)]
+    public void TheTokensASecondAreTheTimedStepsTokensOverTheirTime(double milliseconds)
+    {
+        using var model = Model();
+        var times = new StepTimes { Timed = "as this test timed it" };
+        times.Add(TimeSpan.FromMilliseconds(milliseconds), Tokens);
+        times.Add(TimeSpan.FromMilliseconds(2 * milliseconds), Tokens);
+        double? expected = milliseconds > 0 ? 2.0 * Tokens / (3 * milliseconds / 1000) : null;
+
+        using var text = new StringWriter();
+        ModelReport.Print(text, model.Summary(), ModelCounts.Of(model), "heading", engine: null, times: times);
+        using var json = new StringWriter();
+        ModelReport.WriteJson(json, model.Summary(), ModelCounts.Of(model), Experts, times);
+
+        var line = Assert.Single(text.ToString().ReplaceLineEndings("\n").Split('\n'), l => l.TrimStart().StartsWith("tokens per second", StringComparison.Ordinal));
+        Assert.Matches(expected is { } rate ? $@"^  tokens per second +{Regex.Escape(rate.ToString("#,0", CultureInfo.InvariantCulture))} " : "^  tokens per second +- +the timed steps took 0 ms in all$", line);
+        using var document = JsonDocument.Parse(json.ToString());
+        var served = document.RootElement.GetProperty("step_time").GetProperty("tokens_per_second");
+        if (expected is { } value)
+        {
+            Assert.Equal(value, served.GetDouble(), 9);
+        }
+        else
+        {
+            Assert.Equal(JsonValueKind.Null, served.ValueKind);
+        }
     }
 
     /// <summary>The periodic line gives the window's worst layer and its balancedness.</summary>
