@@ -27,10 +27,17 @@ internal static class ModelLoadPlot
     public static void Save(ModelRoutingStats stats, BalanceTimeline? timeline, string path)
     {
         timeline?.Complete();
-        PlotImage.Save(path, () => Render(stats, timeline is { Filled: > 1 } ? timeline : null));
+        PlotImage.Save(path, () => Render(stats, timeline));
     }
 
     private static SKImage Render(ModelRoutingStats stats, BalanceTimeline? timeline)
+    {
+        var (load, balance) = Build(stats, timeline);
+        return balance is null ? PlotImage.Render(load, Width, Height) : PlotImage.Stack(load, balance, Width, Height, 0.6);
+    }
+
+    /// <summary>The picture's plots: the heat map, and the balancedness panel where <paramref name="timeline"/> has more than one column (null else).</summary>
+    internal static (Plot Load, Plot? Balance) Build(ModelRoutingStats stats, BalanceTimeline? timeline)
     {
         var (layers, experts) = (stats.Layers, stats.Experts);
         var shares = new double[layers, experts];
@@ -56,9 +63,9 @@ internal static class ModelLoadPlot
             + $"{Counted.Of(layers, "layer")} × {Counted.Of(experts, "expert")}, {Counted.Of(steps, "step")}{(stats.MergedParts > 1 ? $" summed over {stats.MergedParts:N0} merged snapshots" : "")}; an even split is {100.0 / experts:0.###} %{NoLoad(shares)}");
         Label(load, "expert" + Block(loadColumns, "largest"), "layer" + Block(loadRows, "largest"));
 
-        if (timeline is null)
+        if (timeline is not { Filled: > 1 })
         {
-            return PlotImage.Render(load, Width, Height);
+            return (load, null);
         }
 
         var balance = new Plot();
@@ -79,7 +86,7 @@ internal static class ModelLoadPlot
         balance.Title(BalanceTitle(timeline, columns, NoLoad(values)));
         Label(balance, (timeline.StepsPerColumn == 1 ? "step" : $"steps ÷ {timeline.StepsPerColumn:N0}") + Block(balanceColumns, "smallest"), "layer" + Block(balanceRows, "smallest"));
 
-        return PlotImage.Stack(load, balance, Width, Height, 0.6);
+        return (load, balance);
     }
 
     /// <summary>

@@ -116,6 +116,48 @@ public sealed class MergeCommandTests : IDisposable
         Assert.Contains($"warning: {otherCopy} holds the same bytes as {other} (a copy?); if it is the same rank, the merge counts it twice.", error);
     }
 
+    /// <summary>Three copies of one snapshot are all named in the warning, the last after "and", with none left to count.</summary>
+    [Fact]
+    public void ThreeCopiesOfASnapshotAreAllNamed()
+    {
+        var first = _folder.SaveSnapshot("rank0.json", experts: 4);
+        var copies = Enumerable.Range(1, 3).Select(i => Path.Combine(_folder.FullName, $"rank0-copy{i}.json")).ToArray();
+        foreach (var copy in copies)
+        {
+            File.Copy(first, copy);
+        }
+
+        var (code, _, error) = Run(["merge", first, .. copies]);
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains($"warning: {copies[0]}, {copies[1]} and {copies[2]} hold the same bytes as {first} (copies?); if they are the same rank, the merge counts it 4 times.", error);
+    }
+
+    /// <summary>
+    /// --ep-size is checked against the first snapshot, a model's: a layer's snapshot after models is refused as the other kind
+    /// (bad input) beside the first file, whose kind it names, not as an --ep-size given for snapshots that all hold one layer
+    /// (a usage error that is not so).
+    /// </summary>
+    [Fact]
+    public void ALayerAfterModelsWithEpSizeIsRefusedAsTheOtherKind()
+    {
+        var (model, other) = (Path.Combine(_folder.FullName, "model.json"), Path.Combine(_folder.FullName, "other.json"));
+        foreach (var (path, first) in new[] { (model, 0), (other, 3) })
+        {
+            using var stats = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+            stats.RecordStep([first, 1, 2, 3], tokens: 2, topK: 1);
+            SnapshotFile.Save(stats, path);
+        }
+
+        var layer = _folder.SaveSnapshot("layer.json", experts: 4);
+
+        var (code, output, error) = Run("merge", model, other, layer, "--ep-size", "2");
+
+        Assert.Equal(ExitCodes.BadInput, code);
+        Assert.Empty(output);
+        Assert.Equal($"{model} holds a model of 2 layers of 4 experts, {layer} holds one layer of 4 experts; merge layers with layers and models with models.", error.Trim());
+    }
+
     /// <summary>
     /// --ep-size on model snapshots: report gives the balance over ranks that the replay which saved the
     /// snapshot gave, merge the merged model's; snapshots of one layer, or ranks that do not divide the

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using MoeGpuStats.Cli;
+using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Serialization;
 using SkiaSharp;
@@ -157,6 +158,31 @@ public sealed class ReportCommandTests : IDisposable
         var (mergeCode, merged, _) = Run("merge", path, other);
         Assert.Equal(ExitCodes.Ok, mergeCode);
         Assert.StartsWith("merge of 2 snapshots: one layer of 4 experts\n", merged.ReplaceLineEndings("\n"));
+    }
+
+    /// <summary>
+    /// --plot on a model's snapshot writes its heat map, the picture of a model (not a layer's bars), and says where it went;
+    /// the report still prints.
+    /// </summary>
+    [Fact]
+    public void AModelsPlotIsWrittenAsItsHeatMap()
+    {
+        var path = Path.Combine(_folder.FullName, "model.json");
+        using (var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 3, Experts = 8 }))
+        {
+            model.RecordStep([0, 1, 2, 3, 4, 5, 6, 7, 0, 0, 1, 1], tokens: 2, topK: 2);
+            SnapshotFile.Save(model, path);
+        }
+
+        var plot = Path.Combine(_folder.FullName, "model.png");
+
+        var (code, output, error) = Run("report", path, "--plot", plot);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.StartsWith($"report {path}: a model of 3 layers of 8 experts", output);
+        Assert.Equal($"plot: {plot}", error.Trim());
+        using var bitmap = SKBitmap.Decode(plot);
+        Assert.Equal((ModelLoadPlot.Width, ModelLoadPlot.Height), (bitmap.Width, bitmap.Height));
     }
 
     /// <summary>

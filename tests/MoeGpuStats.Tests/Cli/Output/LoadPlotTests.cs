@@ -198,6 +198,117 @@ public sealed class LoadPlotTests
         Assert.Equal("batch (oldest to newest)", aloneVariance!.Axes.Bottom.Label.Text);
     }
 
+    /// <summary>
+    /// What the operator reads off the load chart: a bar per expert at its index, as tall as its share of a batch's tokens in %
+    /// (4, 2, 1 and 1 slots of 4 tokens: 100, 50, 25 and 25 %), the mean line at the mean share in % (2 slots a token over
+    /// 4 experts: 50 %), an axis that shows the first and last bars whole, the counts in the title; and a variance chart
+    /// over the batches recorded, from the first to the last.
+    /// </summary>
+    [Fact]
+    public void TheChartsDrawEachExpertsShareTheMeanAndTheBatches()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting([0, 1, 0, 2, 0, 3, 1, 0], tokens: 4, topK: 2);
+        stats.RecordRouting([0, 1, 0, 2, 0, 3, 1, 0], tokens: 4, topK: 2);
+        stats.RecordRouting([0, 1, 0, 2, 0, 3, 1, 0], tokens: 4, topK: 2);
+
+        var (load, variance) = LoadPlot.Build(stats);
+
+        var bars = load.GetPlottables().OfType<ScottPlot.Plottables.BarPlot>().Single().Bars;
+        Assert.Equal([0.0, 1, 2, 3], bars.Select(bar => bar.Position));
+        Assert.Equal([100.0, 50, 25, 25], bars.Select(bar => Math.Round(bar.Value, 9)));
+        Assert.Equal(50.0, load.GetPlottables().OfType<ScottPlot.Plottables.HorizontalLine>().Single().Y, 9);
+        var limits = load.Axes.GetLimits();
+        Assert.Equal((-0.5, 3.5), (limits.Left, limits.Right));
+        Assert.Equal("expert load: share of a batch's tokens per expert, %\n4 experts, 3 batches, 12 tokens", load.Axes.Title.Label.Text);
+        var time = variance!.Axes.GetLimits();
+        Assert.Equal((0.0, 2.0), (time.Left, time.Right));
+    }
+
+    /// <summary>
+    /// Past 512 experts a bar covers several, centred over them and as wide as they are, as tall as the busiest: the bar over a lone
+    /// busy expert of 4,096 (eight a bar) stands over that expert; the title says what a bar covers from 513 experts on, not at 512.
+    /// </summary>
+    [Theory]
+    [InlineData(512, 2001, 1)]
+    [InlineData(513, 500, 2)]
+    [InlineData(4096, 2001, 8)]
+    public void ABarOfSeveralExpertsStandsOverThemAndTheTitleSaysSo(int experts, int hot, int group)
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
+        stats.RecordRouting([.. Enumerable.Range(0, 2 * experts).Select(i => i % 2 == 0 ? hot % experts : i / 2)], tokens: experts, topK: 2);
+
+        var (load, _) = LoadPlot.Build(stats);
+
+        var busiest = load.GetPlottables().OfType<ScottPlot.Plottables.BarPlot>().Single().Bars.MaxBy(bar => bar.Value)!;
+        var first = hot % experts / group * group;
+        Assert.Equal(first + ((Math.Min(group, experts - first) - 1) / 2.0), busiest.Position);
+        Assert.InRange(hot % experts, busiest.Position - (busiest.Size / 2), busiest.Position + (busiest.Size / 2));
+        var title = load.Axes.Title.Label.Text;
+        if (group == 1)
+        {
+            Assert.DoesNotContain("each bar covers", title);
+        }
+        else
+        {
+            Assert.EndsWith($"\neach bar covers {group} neighbouring experts and shows the busiest of them", title);
+        }
+    }
+
+    /// <summary>The variance chart's title counts the batches it draws, the newest 1,000 of a longer run, not the run's batches.</summary>
+    [Fact]
+    public void TheVarianceTitleCountsTheBatchesDrawn()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        for (var batch = 0; batch < 1_003; batch++)
+        {
+            stats.RecordRouting([0, 1, batch % 4, 3], tokens: 2, topK: 2);
+        }
+
+        var (_, variance) = LoadPlot.Build(stats);
+
+        Assert.Equal("load variance per batch: variance of tokens per expert (newest 1,000 batches)", variance!.Axes.Title.Label.Text);
+        Assert.Equal((0.0, 999.0), (variance.Axes.GetLimits().Left, variance.Axes.GetLimits().Right));
+    }
+
+    /// <summary>
+    /// The picture is the load chart over the top 60 % of its height and the variance chart under it, each as drawn alone at
+    /// its size: neither is drawn over the other, nor are their shares swapped.
+    /// </summary>
+    [Fact]
+    public void TheLoadChartTakesTheTopAndTheVarianceChartTheRest()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 6 });
+        stats.RecordRouting([0, 1, 0, 2, 0, 3, 4, 5], tokens: 4, topK: 2);
+        stats.RecordRouting([0, 1, 2, 3, 4, 5, 0, 1], tokens: 4, topK: 2);
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
+        try
+        {
+            LoadPlot.Save(stats, path);
+            using var picture = SKBitmap.Decode(path);
+            var (load, variance) = LoadPlot.Build(stats);
+            var top = (int)(LoadPlot.Height * 0.6);
+            using var upper = SKBitmap.FromImage(PlotImage.Render(load, LoadPlot.Width, top));
+            using var lower = SKBitmap.FromImage(PlotImage.Render(variance!, LoadPlot.Width, LoadPlot.Height - top));
+
+            var differing = 0;
+            for (var y = 0; y < LoadPlot.Height; y++)
+            {
+                for (var x = 0; x < LoadPlot.Width; x++)
+                {
+                    var expected = y < top ? upper.GetPixel(x, y) : lower.GetPixel(x, y - top);
+                    differing += picture.GetPixel(x, y) == expected ? 0 : 1;
+                }
+            }
+
+            Assert.Equal(0, differing);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     /// <summary>The most pixels of the bars' color in one column: the busiest expert's bar.</summary>
     private static int TallestBar(RoutingStats stats)
     {

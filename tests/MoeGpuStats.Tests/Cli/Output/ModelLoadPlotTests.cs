@@ -130,6 +130,245 @@ public sealed class ModelLoadPlotTests
     }
 
     /// <summary>
+    /// The heat map as the operator reads it, found by its row of grey cells: layer 0 on top, layer 2 without load grey at the
+    /// bottom; each cell the colour of its share on a scale from the smallest share drawn to the largest (layer 0's 75 % and
+    /// 8.3 % at the ends, layer 1's even 25 % a quarter of the way).
+    /// </summary>
+    [Fact]
+    public void TheHeatMapHasLayerZeroOnTopEachCellItsShareAndNoLoadGrey()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 3, Experts = 4, Window = 4 });
+        model.RecordStep([0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, .. Enumerable.Repeat(new[] { 0, 1, 2, 3 }, 3).SelectMany(ids => ids), .. Enumerable.Repeat(-1, 12)], tokens: 12, topK: 1);
+        using var picture = Picture(model, timeline: null);
+
+        var cells = Cells(picture, rows: 3, columns: 4, 0, picture.Height);
+
+        var inferno = new ScottPlot.Colormaps.Inferno();
+        AssertColor(inferno.GetColor(1), cells[0, 0]);
+        AssertColor(inferno.GetColor(0), cells[0, 3]);
+        AssertColor(inferno.GetColor(0.25), cells[1, 2]);
+        AssertColor(ScottPlot.Colors.Gray, cells[2, 1]);
+    }
+
+    /// <summary>A perfectly even model, one share alone, is drawn in the middle of the colours (0 to twice the share), not at an end.</summary>
+    [Fact]
+    public void AnEvenModelIsDrawnInTheMiddleOfTheColours()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 4 });
+        model.RecordStep([0, 1, 2, 3, -1, -1, -1, -1], tokens: 4, topK: 1);
+        using var picture = Picture(model, timeline: null);
+
+        var cells = Cells(picture, rows: 2, columns: 4, 0, picture.Height);
+
+        AssertColor(new ScottPlot.Colormaps.Inferno().GetColor(0.5), cells[0, 1]);
+    }
+
+    /// <summary>
+    /// The balancedness panel under the heat map: a column per step in order, each layer's balancedness coloured from 0 to the
+    /// round top over the largest (1/3 and 1/2 on a scale to 0.5), a layer without load grey.
+    /// </summary>
+    [Fact]
+    public void TheBalancePanelColoursEachStepsBalancednessInOrder()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 4 });
+        var timeline = new BalanceTimeline(layers: 2, experts: 4, steps: 2);
+        // Loads of 3, 1, 0, 0 (balancedness 1/3), then 2, 1, 1, 0 (1/2); layer 1 padding alone.
+        foreach (var ids in new[] { new[] { 0, 0, 0, 1, -1, -1, -1, -1 }, [0, 0, 1, 2, -1, -1, -1, -1] })
+        {
+            model.RecordStep(ids, tokens: 4, topK: 1);
+            timeline.Add(ids, tokens: 4, topK: 1);
+        }
+
+        using var picture = Picture(model, timeline);
+
+        var cells = Cells(picture, rows: 2, columns: 2, (int)(ModelLoadPlot.Height * 0.6), picture.Height);
+        var viridis = new ScottPlot.Colormaps.Viridis();
+        AssertColor(viridis.GetColor(2 / 3.0), cells[0, 0]);
+        AssertColor(viridis.GetColor(1), cells[0, 1]);
+        AssertColor(ScottPlot.Colors.Gray, cells[1, 0]);
+    }
+
+    /// <summary>
+    /// Past 200 layers a balancedness cell shows the worst of its layers, so that one badly balanced layer among 400 stays in sight
+    /// (its colour drawn), as a hot expert among 1,200 does in the heat map (a cell the busiest of its experts).
+    /// </summary>
+    [Fact]
+    public void ABadLayerAndAHotExpertStayInSightPastThePixels()
+    {
+        const int layers = 400, experts = 1_200;
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = layers, Experts = experts, Window = 2 });
+        var timeline = new BalanceTimeline(layers, experts, steps: 2);
+        // Every layer spread evenly but layer 1, all on expert 901 (its share 100 %, its balancedness 1/1,200); the last two layers padding alone.
+        var ids = new int[layers * experts];
+        for (var layer = 0; layer < layers; layer++)
+        {
+            for (var token = 0; token < experts; token++)
+            {
+                ids[(layer * experts) + token] = layer >= layers - 2 ? -1 : layer == 1 ? 901 : token;
+            }
+        }
+
+        for (var step = 0; step < 2; step++)
+        {
+            model.RecordStep(ids, tokens: experts, topK: 1);
+            timeline.Add(ids, tokens: experts, topK: 1);
+        }
+
+        using var picture = Picture(model, timeline);
+        var split = (int)(ModelLoadPlot.Height * 0.6);
+
+        Assert.True(CountInMap(picture, new ScottPlot.Colormaps.Inferno().GetColor(1), 0, split) > 0, "the hot expert's cell is not drawn in the heat map");
+        // Balancedness 1/1,200 on a scale to 1 (the even layers' balancedness).
+        Assert.True(CountInMap(picture, new ScottPlot.Colormaps.Viridis().GetColor(1.0 / experts), split, picture.Height) > 0, "the bad layer's cells are not drawn in the balancedness panel");
+    }
+
+    /// <summary>
+    /// A model of <see cref="ModelLoadPlot.MaxRows"/> layers keeps a row of cells per layer: layer 1's hot expert is a band one
+    /// layer high (a tenth of the ten grey layers at the bottom), not two layers merged into one cell.
+    /// </summary>
+    [Fact]
+    public void AModelOfTheMostRowsKeepsARowPerLayer()
+    {
+        const int layers = ModelLoadPlot.MaxRows;
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = layers, Experts = 2, Window = 1 });
+        // Layer 1 all on expert 0, the last ten layers padding alone, the others even.
+        model.RecordStep([.. Enumerable.Range(0, layers * 2).Select(i => i / 2 >= layers - 10 ? -1 : i / 2 == 1 ? 0 : i % 2)], tokens: 2, topK: 1);
+        using var picture = Picture(model, timeline: null);
+
+        var (left, right, top, bottom) = GreyCells(picture, 0, picture.Height);
+        var x = left + ((right - left) / 4);
+        var hot = Enumerable.Range(0, picture.Height).Count(y => Near(new ScottPlot.Colormaps.Inferno().GetColor(1), picture.GetPixel(x, y)));
+
+        Assert.InRange(hot, 1, ((bottom - top) / 10.0) + 1.5);
+    }
+
+    /// <summary>A replay's balancedness over one column has no time to draw: the picture is the heat map alone, as for a snapshot.</summary>
+    [Fact]
+    public void ATimelineOfOneColumnDrawsTheHeatMapAlone()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 4 });
+        int[] ids = [0, 1, 2, 0, 3, 3, 1, 2];
+        model.RecordStep(ids, tokens: 4, topK: 1);
+        var timeline = new BalanceTimeline(layers: 2, experts: 4, steps: 1);
+        timeline.Add(ids, tokens: 4, topK: 1);
+
+        using var alone = Picture(model, timeline: null);
+        using var withTimeline = Picture(model, timeline);
+
+        Assert.Equal(alone.Bytes, withTimeline.Bytes);
+    }
+
+    /// <summary>
+    /// What the heat map says about what it draws: the title's counts, even split and grey key, the axes' names, each cell's
+    /// value a share in % (layer 0's 9 of 12 slots on expert 0: 75), and the layer axis running down, so that its labels
+    /// number the rows as drawn (layer 0 on top).
+    /// </summary>
+    [Fact]
+    public void TheHeatMapSaysWhatItDrawsAndNumbersTheLayersDown()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 3, Experts = 8, Window = 4 });
+        model.RecordStep([.. Enumerable.Repeat(0, 9), 1, 2, 3, .. Enumerable.Range(0, 12).Select(i => i % 8), .. Enumerable.Repeat(-1, 12)], tokens: 12, topK: 1);
+
+        var (load, balance) = ModelLoadPlot.Build(model, timeline: null);
+
+        Assert.Null(balance);
+        Assert.Equal("expert load since the start: each expert's share of its layer's token-expert slots, %\n3 layers × 8 experts, 1 step; an even split is 12.5 %; grey: no load", load.Axes.Title.Label.Text);
+        Assert.Equal(("expert", "layer"), (load.Axes.Bottom.Label.Text, load.Axes.Left.Label.Text));
+        var map = load.GetPlottables().OfType<ScottPlot.Plottables.Heatmap>().Single();
+        Assert.Equal(75.0, map.Intensities[0, 0], 12);
+        Assert.True(double.IsNaN(map.Intensities[2, 0]), "a layer without load is no share");
+        var limits = load.Axes.GetLimits();
+        Assert.Equal((-0.5, 7.5, 2.5, -0.5), (limits.Left, limits.Right, limits.Bottom, limits.Top));
+    }
+
+    /// <summary>
+    /// The balancedness panel of a replay of more than one column: steps across, layers down, its colour bar to the round top
+    /// over the largest balancedness; a timeline of one column has no panel.
+    /// </summary>
+    [Fact]
+    public void TheBalancePanelIsDrawnOverMoreThanOneColumn()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 4 });
+        var timeline = new BalanceTimeline(layers: 2, experts: 4, steps: 2);
+        foreach (var ids in new[] { new[] { 0, 0, 0, 1, 0, 1, 2, 3 }, [0, 0, 1, 2, 0, 1, 2, 3] })
+        {
+            model.RecordStep(ids, tokens: 4, topK: 1);
+            timeline.Add(ids, tokens: 4, topK: 1);
+            Assert.Equal(timeline.Filled > 1, ModelLoadPlot.Build(model, timeline).Balance is not null);
+        }
+
+        var balance = ModelLoadPlot.Build(model, timeline).Balance!;
+
+        Assert.Equal(("step", "layer"), (balance.Axes.Bottom.Label.Text, balance.Axes.Left.Label.Text));
+        Assert.Equal("balancedness (1 = even)", balance.Axes.GetPanels().OfType<ScottPlot.Panels.ColorBar>().Single().Label);
+        var limits = balance.Axes.GetLimits();
+        Assert.Equal((-0.5, 1.5, 1.5, -0.5), (limits.Left, limits.Right, limits.Bottom, limits.Top));
+    }
+
+    /// <summary>The pixels of <paramref name="color"/> (within 3 a channel) between the left and right of the grey cells from <paramref name="top"/> to <paramref name="bottom"/>: in the map, not in its colour bar.</summary>
+    private static int CountInMap(SkiaSharp.SKBitmap bitmap, ScottPlot.Color color, int top, int bottom)
+    {
+        var (left, right, _, _) = GreyCells(bitmap, top, bottom);
+        var count = 0;
+        for (var y = top; y < bottom; y++)
+        {
+            for (var x = left; x < right; x++)
+            {
+                count += Near(color, bitmap.GetPixel(x, y)) ? 1 : 0;
+            }
+        }
+
+        return count;
+    }
+
+    /// <summary>The colour at the middle of each cell of the heat map between <paramref name="top"/> and <paramref name="bottom"/>, found by its last row, which has no load (grey).</summary>
+    private static SkiaSharp.SKColor[,] Cells(SkiaSharp.SKBitmap bitmap, int rows, int columns, int top, int bottom)
+    {
+        var (left, right, greyTop, last) = GreyCells(bitmap, top, bottom);
+        var (width, height) = ((right - left) / (double)columns, last - greyTop);
+        var cells = new SkiaSharp.SKColor[rows, columns];
+        for (var row = 0; row < rows; row++)
+        {
+            for (var column = 0; column < columns; column++)
+            {
+                cells[row, column] = bitmap.GetPixel((int)(left + ((column + 0.5) * width)), (int)(last - ((rows - row - 0.5) * height)));
+            }
+        }
+
+        return cells;
+    }
+
+    /// <summary>The rectangle of grey pixels (no load) between <paramref name="top"/> and <paramref name="bottom"/>: rows of more than 100 of them and the columns grey in most of those, not a grey pixel of antialiased text.</summary>
+    private static (int Left, int Right, int Top, int Bottom) GreyCells(SkiaSharp.SKBitmap bitmap, int top, int bottom)
+    {
+        var grey = new SkiaSharp.SKColor(ScottPlot.Colors.Gray.R, ScottPlot.Colors.Gray.G, ScottPlot.Colors.Gray.B);
+        var rows = Enumerable.Range(top, bottom - top).Where(y => Enumerable.Range(0, bitmap.Width).Count(x => bitmap.GetPixel(x, y) == grey) > 100).ToArray();
+        Assert.NotEmpty(rows);
+        var columns = Enumerable.Range(0, bitmap.Width).Where(x => rows.Count(y => bitmap.GetPixel(x, y) == grey) > rows.Length / 2).ToArray();
+        return (columns.Min(), columns.Max() + 1, rows.Min(), rows.Max() + 1);
+    }
+
+    private static SkiaSharp.SKBitmap Picture(ModelRoutingStats model, BalanceTimeline? timeline)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"moegs-map-{Guid.NewGuid():N}.png");
+        try
+        {
+            ModelLoadPlot.Save(model, timeline, path);
+            return SkiaSharp.SKBitmap.Decode(path);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static void AssertColor(ScottPlot.Color expected, SkiaSharp.SKColor actual) =>
+        Assert.True(Near(expected, actual), $"the cell is {actual}, not {expected.ToHex()}");
+
+    private static bool Near(ScottPlot.Color expected, SkiaSharp.SKColor actual) =>
+        Math.Abs(expected.R - actual.Red) <= 3 && Math.Abs(expected.G - actual.Green) <= 3 && Math.Abs(expected.B - actual.Blue) <= 3;
+
+    /// <summary>
     /// The heat map's title for the widest model and a merge of many snapshots: no text reaches the picture's edges, where a
     /// title wider than the picture was cut on both sides.
     /// </summary>

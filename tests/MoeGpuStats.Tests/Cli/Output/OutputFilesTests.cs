@@ -33,6 +33,26 @@ public sealed class OutputFilesTests : IDisposable
         Assert.Equal("{}", File.ReadAllText(second.FullName));
     }
 
+    /// <summary>
+    /// The line that says where a file went names it in full, a relative name too (the folder it was written in), and each file is
+    /// written to its full path.
+    /// </summary>
+    [Fact]
+    public void TheLineSaysWhereAFileWentInFull()
+    {
+        using var error = new StringWriter(CultureInfo.InvariantCulture);
+        var relative = new FileInfo($"moegs-relative-{Guid.NewGuid():N}.json");
+        var written = new List<string>();
+
+        var code = new OutputFiles(new CliConsole(TextWriter.Null, error, ErrorIsTerminal: false))
+            .Add("--save", relative, "snapshot", written.Add)
+            .WriteAll();
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Equal([Path.GetFullPath(relative.ToString())], written);
+        Assert.Equal($"snapshot: {Path.GetFullPath(relative.ToString())}", error.ToString().TrimEnd());
+    }
+
     /// <summary>A writer that fails for another reason than the disk (a picture the plotting library cannot draw) is rethrown, after the later files are written.</summary>
     [Fact]
     public void AnUnexpectedErrorIsRethrownAfterTheLaterFilesAreWritten()
