@@ -691,6 +691,13 @@ class ModelTests(unittest.TestCase):
             self.assertEqual(expected[2], recent.result()[0])
             self.assertEqual((summary, load), whole.result())
             self.assertTrue(whole.done())
+            # A read whose result was taken has nothing left to free: close() and a with block's end are quiet, and the
+            # result stays.
+            whole.close()
+            self.assertEqual((summary, load), whole.result())
+            self.assertTrue(whole.done())
+            with model.begin_read() as taken:
+                self.assertEqual(self.STEPS, taken.result()[0]["steps"])
 
             with self.assertRaisesRegex(ValueError, "recent_steps"):
                 model.begin_read(recent_steps=self.WINDOW + 1)
@@ -916,6 +923,13 @@ class ModelTests(unittest.TestCase):
                 model.record(overlapping)
             with self.assertRaisesRegex(ValueError, "hold 2 layers; this model has 3"):
                 model.record(HostArray(ids, (2, self.TOKENS, self.K)))
+            # Counts in messages: "0 views", "1 view", "0 values", as many as were given.
+            for views, message in (([], r"^ids holds 0 views; this model has 3 layers, one \[tokens, k\] view each$"),
+                                   (uneven[:1], r"^ids holds 1 view; this model has 3 layers, one \[tokens, k\] view each$")):
+                with self.assertRaisesRegex(ValueError, message):
+                    model.record(views)
+            with self.assertRaisesRegex(ValueError, r"^load_balance_losses holds 0 values; it must hold 3$"):
+                model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)), load_balance_losses=[])
             with self.assertRaisesRegex(TypeError, "ids must be int32"):
                 model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K), typestr="<f4"))
             with self.assertRaisesRegex(ValueError, "load_balance_losses holds 2 values; it must hold 3"):
@@ -931,6 +945,12 @@ class ModelTests(unittest.TestCase):
                     model.layer_expert_counts(layer)
             with self.assertRaisesRegex(ValueError, "expert_ranks holds 7 ranks"):
                 model.summary(expert_ranks=[0] * (self.EXPERTS - 1))
+            # One rank too many is as wrong as one too few, whatever ranks the first `experts` name.
+            for ranks in ([0] * (self.EXPERTS + 1), [e // 2 for e in range(self.EXPERTS)] + [0]):
+                with self.assertRaisesRegex(ValueError, r"^expert_ranks holds 9 ranks; it must hold one per expert \(8\)$"):
+                    model.summary(expert_ranks=ranks)
+                with self.assertRaisesRegex(ValueError, r"^expert_ranks holds 9 ranks"):
+                    model.begin_read(expert_ranks=ranks)
             with self.assertRaises(moegs.MoeGpuStatsError) as from_one:
                 model.summary(expert_ranks=[e // 2 + 1 for e in range(self.EXPERTS)])
             self.assertEqual(moegs.INVALID_ARGUMENT, from_one.exception.status)
@@ -1023,6 +1043,27 @@ class ModelTests(unittest.TestCase):
             model.record(list(buffer.reshape(layers, self.TOKENS, self.K)))
             model.record(through_bytes)
             self.assertEqual([[2 * count for count in row] for row in want], load_rows(model.window_load()))
+
+    @unittest.skipUnless(importlib.util.find_spec("torch"), "PyTorch is not installed for this Python")
+    def test_tensors_of_different_storages_or_mixed_with_other_memory_are_refused(self):
+        """A list of torch tensors allocated apart, in either order, or of a tensor and other memory, is refused: their
+        addresses alone look like one buffer's layers at a stride. Views of one tensor's storage are read."""
+        import torch
+        layers, size = 2, self.TOKENS * self.K
+        apart = [torch.full((self.TOKENS, self.K), layer, dtype=torch.int32) for layer in range(layers)]
+        mixed = [apart[0], HostArray(array.array("i", [1] * size), (self.TOKENS, self.K))]
+        message = (r"^ids are views of different torch storages \(or mix tensors with other arrays\): "
+                   r"pass views of one buffer, e\.g\. buffer\[l\] of a \[layers, tokens, k\] tensor$")
+        with moegs.MoeModelStats(layers, self.EXPERTS, accelerator="managed") as model:
+            for order in (apart, apart[::-1], mixed, mixed[::-1]):
+                with self.subTest(kinds=[type(view).__name__ for view in order]), self.assertRaisesRegex(ValueError, message):
+                    model.record(order)
+            self.assertEqual(0, model.summary()["steps"])
+            buffer = torch.arange(layers * size, dtype=torch.int32).reshape(layers, self.TOKENS, self.K) % self.EXPERTS
+            model.record([buffer[l] for l in range(layers)])
+            want = [[sum(1 for i in range(l * size, (l + 1) * size) if i % self.EXPERTS == e) for e in range(self.EXPERTS)]
+                    for l in range(layers)]
+            self.assertEqual(want, load_rows(model.window_load()))
 
     @unittest.skipUnless(importlib.util.find_spec("numpy"), "NumPy is not installed for this Python")
     def test_a_slice_of_a_padded_buffer_is_read_at_its_layer_stride(self):
@@ -1144,6 +1185,54 @@ class ModelTests(unittest.TestCase):
             with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
                 model.record(torch.from_numpy(numpy.zeros((self.LAYERS, 0, self.K), numpy.int64)))   # strides (0, 0, 0)
                 self.assertEqual(1, model.summary()["steps"])
+
+    def test_ids_whose_typestr_names_no_byte_order_are_read_at_their_width(self):
+        """An __array_interface__ may spell its byte order '|' (not applicable): '|i4', '|i8' and '|i2' ids are read as
+        int32, int64 and int16 where they lie, as the same ids in this machine's byte order are."""
+        rng = random.Random(17)
+        ids = [rng.randrange(-1, self.EXPERTS + 1) for _ in range(self.LAYERS * self.TOKENS * self.K)]
+        want = [[0] * self.EXPERTS for _ in range(self.LAYERS)]
+        for i, expert in enumerate(ids):
+            if 0 <= expert < self.EXPERTS:
+                want[i // (self.TOKENS * self.K)][expert] += 1
+        for code, width in (("i", 4), ("q", 8), ("h", 2)):
+            values = array.array(code, ids)
+            self.assertEqual(width, values.itemsize)
+            with self.subTest(typestr=f"|i{width}"), moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+                model.record(HostArray(values, (self.LAYERS, self.TOKENS, self.K), typestr=f"|i{width}"))
+                self.assertEqual(want, load_rows(model.window_load()))
+
+    def test_a_single_tokens_row_stride_is_not_read(self):
+        """A step of one token per layer, as ids[:, None] of a [layers, k] decode step gives it (NumPy's stride of the new
+        axis is 0): its row stride says nothing and is neither refused nor read."""
+        rows = array.array("i", [1, 5, 7, 7, 0, 3])    # [layers, k]: layer l's one token
+        self.assertEqual(self.LAYERS * self.K, len(rows))
+        for strides in ((4 * self.K, 0, 4), (4 * self.K, 4, 4), None):
+            with self.subTest(strides=strides), moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+                model.record(HostArray(rows, (self.LAYERS, 1, self.K), strides=strides))
+                want = [[rows[l * self.K:(l + 1) * self.K].count(e) for e in range(self.EXPERTS)] for l in range(self.LAYERS)]
+                self.assertEqual(want, load_rows(model.window_load()))
+                self.assertEqual([1] * self.LAYERS, [model.layer(l)["total_tokens"] for l in range(self.LAYERS)])
+
+    def test_a_valid_token_count_is_clamped_to_the_rows(self):
+        """valid_tokens as an int on a host accelerator: any int32, clamped when read, so a negative count records a step
+        of no token and a count past the rows every row; beyond int32 it is refused by name."""
+        ids = self.steps(self.TOKENS * self.K)[0]
+        every_row = [[0] * self.EXPERTS for _ in range(self.LAYERS)]
+        for i, expert in enumerate(ids):
+            if 0 <= expert < self.EXPERTS:
+                every_row[i // (self.TOKENS * self.K)][expert] += 1
+        for valid, want in ((-1, [[0] * self.EXPERTS] * self.LAYERS), (-2**31, [[0] * self.EXPERTS] * self.LAYERS),
+                            (self.TOKENS + 1, every_row), (2**31 - 1, every_row)):
+            with self.subTest(valid_tokens=valid), moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+                model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)), valid_tokens=valid)
+                self.assertEqual(1, model.summary()["steps"])
+                self.assertEqual(want, load_rows(model.window_load()))
+        with moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
+            for valid in (-2**31 - 1, 2**31):
+                with self.subTest(valid_tokens=valid), self.assertRaisesRegex(ValueError, rf"^valid_tokens = {valid} is out of range"):
+                    model.record(HostArray(ids, (self.LAYERS, self.TOKENS, self.K)), valid_tokens=valid)
+            self.assertEqual(0, model.summary()["steps"])
 
     def test_views_are_counted_as_they_are_read_not_by_len(self):
         class Liar(list):
@@ -1850,6 +1939,24 @@ class ModelMetricsTests(unittest.TestCase):
             with self.assertRaisesRegex(ValueError, "ep_size = 3: 8 experts do not split evenly over 3 ranks"):
                 moegs.ModelMetricsCollector(model, ep_size=3)
 
+    def test_ep_series_take_a_layer_without_load_as_balanced(self):
+        """A layer without a slot in the window is balanced over ranks (1, as a layer's own balancedness is without load):
+        the min is the loaded layers' smallest, and the token-weighted figure sums the loaded layers alone; a window with no
+        load at all serves 1 for both."""
+        import numpy
+        names = ("moegpustats_moegs_model_ep_balancedness_token_weighted", "moegpustats_moegs_model_ep_balancedness_min")
+        with self.new_model() as model:
+            _, served = prometheus_samples(collector_registry(model, top_experts=0, ep_size=2))
+            self.assertEqual((1.0, 1.0), tuple(served[(name, ())] for name in names))
+            # Layer 0 all padding; layers 1 and 2 load the ranks (experts 0-3 and 4-7) 6:2 and 3:5 slots.
+            ids = numpy.full((self.LAYERS, 4, self.K), -1, numpy.int32)
+            ids[1] = [[0, 1], [2, 3], [1, 2], [4, 5]]
+            ids[2] = [[0, 4], [5, 6], [7, 1], [2, 4]]
+            model.record(ids)
+            _, served = prometheus_samples(collector_registry(model, top_experts=0, ep_size=2))
+            self.assertAlmostEqual((4 + 4) / (6 + 5), served[(names[0], ())], places=12)
+            self.assertAlmostEqual(min(4 / 6, 4 / 5), served[(names[1], ())], places=12)
+
     def test_every_series_is_numpys_count_of_the_ids(self):
         plan = self.plan(5, self.STEPS)
         for accelerator in ("managed", "cpu"):
@@ -1985,6 +2092,12 @@ class ModelMetricsTests(unittest.TestCase):
             families, served = prometheus_samples(collector_registry(model, top_experts=0))
             self.assertFalse([name for name in families if "_hot_" in name or "_cold_" in name])
             self.assertEqual(moegs.ModelMetricsCollector.series_count(self.LAYERS, self.EXPERTS, 0, False), len(served))
+        # Fewer experts than five: the default ranks them all, min(5, experts), and says so, as series_count counts it.
+        with moegs.MoeModelStats(2, 3, accelerator="managed") as small:
+            collector = moegs.ModelMetricsCollector(small)
+            self.assertEqual(3, collector.top_experts)
+            _, served = prometheus_samples(collector_registry(small))
+            self.assertEqual(moegs.ModelMetricsCollector.series_count(2, 3, 3, False), len(served))
 
     def test_the_alert_rules_and_the_dashboard_select_served_names(self):
         """Every model and layer name and every per-expert one of a model in docs/monitoring/ is one the collector serves
@@ -2090,8 +2203,8 @@ class ModelMetricsTests(unittest.TestCase):
         self.assertGreaterEqual(midway, wanted, f"{scrapes} scrapes, {midway} of them while steps were being recorded")
 
     def test_without_numpy_the_scrape_is_the_same(self):
-        """window_load() returns lists where NumPy is absent; the collector ranks those alike (a process without NumPy
-        against this one's)."""
+        """window_load() (and a pending read's result) returns lists where NumPy is absent, each layer's row of the ids'
+        counts; the collector ranks those alike (a process without NumPy against this one's)."""
         from prometheus_client import generate_latest
         ids = [e % self.EXPERTS for e in range(self.LAYERS * 9 * self.K)][::-1]
         script = ("import array, sys\nsys.modules['numpy'] = None\n"
@@ -2103,7 +2216,10 @@ class ModelMetricsTests(unittest.TestCase):
                   "'strides': None, 'data': (ids.buffer_info()[0], False)}\n"
                   f"model = moegs.MoeModelStats({self.LAYERS}, {self.EXPERTS}, accelerator='managed')\nmodel.record(view)\n"
                   "registry = CollectorRegistry()\nregistry.register(moegs.ModelMetricsCollector(model, top_experts=4, expert_series=True))\n"
-                  "assert isinstance(model.window_load(), list)\nsys.stdout.write(generate_latest(registry).decode())\n")
+                  f"want = [[ids[l * 9 * {self.K}:(l + 1) * 9 * {self.K}].count(e) for e in range({self.EXPERTS})] for l in range({self.LAYERS})]\n"
+                  "assert model.window_load() == want, (model.window_load(), want)\n"
+                  "assert model.begin_read().result()[1] == want\n"
+                  "sys.stdout.write(generate_latest(registry).decode())\n")
         run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
         self.assertEqual(0, run.returncode, run.stderr)
         import numpy
