@@ -112,6 +112,37 @@ public sealed partial class ReplayCommandTests
         Assert.Contains("note: 1 step held padding alone (-1), no token (the first is step 1 at line 3): left out (--skip-empty-steps)", error);
     }
 
+    /// <summary>
+    /// A replay stopped by SIGINT counts the steps it left out among those it went through, not among the file's: its
+    /// JSON's steps and empty_steps_left_out add up to the steps standard error says were replayed (4 million steps of
+    /// one token, every other one padding, take far longer than the first periodic report).
+    /// </summary>
+    [Fact]
+    public async Task AnInterruptedReplayCountsTheStepsLeftOutOfThoseItReplayed()
+    {
+        const int FileSteps = 4_000_000;
+        var npy = NpyFile.Write(Path.Combine(_folder.FullName, "long.npy"), "|i1", $"{FileSteps}, 1, 1, 1", [.. Enumerable.Range(0, FileSteps).Select(step => step % 2 == 0 ? (byte)0xFF : (byte)0)]);
+        using var moegs = Moegs.StartSignallable("replay", npy, "--experts", "2", "--skip-empty-steps", "--json", "--report-interval", "1");
+        using var cleanup = new Moegs.ProcessCleanup(moegs);
+        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+
+        // The first periodic report says the loop runs, with its signal handlers in place.
+        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        Assert.NotNull(first);
+        var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await Moegs.Interrupt(moegs);
+
+        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        Assert.Equal(ExitCodes.Interrupted, moegs.ExitCode);
+        var stopped = System.Text.RegularExpressions.Regex.Match(await errors, @"(?m)^interrupted after ([0-9,]+) of 4,000,000 steps: ");
+        Assert.True(stopped.Success, await errors);
+        var done = long.Parse(stopped.Groups[1].Value, System.Globalization.NumberStyles.AllowThousands, System.Globalization.CultureInfo.InvariantCulture);
+        using var report = System.Text.Json.JsonDocument.Parse(await output);
+        var (steps, leftOut) = (report.RootElement.GetProperty("steps").GetInt64(), report.RootElement.GetProperty("empty_steps_left_out").GetInt64());
+        Assert.InRange(leftOut, 1, done - 1);
+        Assert.Equal(done, steps + leftOut);
+    }
+
     [Fact]
     public void SkipEmptyStepsIsRefusedForOneLayer()
     {

@@ -295,6 +295,14 @@ public sealed partial class ReplayCommandTests : IDisposable
         }
 
         Assert.Equal(expected, matrix);
+        if (name.EndsWith(".npy", StringComparison.Ordinal))
+        {
+            // As np.save writes version 1.0: the header, ended by a newline, pads the data to a 64-byte boundary.
+            var bytes = File.ReadAllBytes(load);
+            var data = 10 + bytes[8] + (bytes[9] << 8);
+            Assert.Equal((0, (byte)'\n', Layers * Experts * sizeof(long)), (data % 64, bytes[data - 1], bytes.Length - data));
+        }
+
         var (planCode, plan, planError) = Moegs.Run("plan", load, "--replicas", "8", "--gpus", "2", "--json");
         Assert.True(planCode == ExitCodes.Ok, planError);
         using var placed = JsonDocument.Parse(plan);
@@ -696,6 +704,13 @@ public sealed partial class ReplayCommandTests : IDisposable
         var (code, _, error) = Run("replay", npy);
         Assert.Equal(ExitCodes.Ok, code);
         Assert.Contains("warning: 2 tokens (the first in step 0) name one expert twice among their 2 ids", error);
+
+        // Over steps, the warning names the first step with such a token, not the last.
+        int[] steps = [0, 1, 2, 3, 1, 1, 0, 2, 3, 0, 2, 2];
+        npy = WriteInt32("twice-steps.npy", "3, 2, 2", steps);
+        (code, _, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "4");
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("warning: 2 tokens (the first in step 1) name one expert twice among their 2 ids", error);
     }
 
     /// <summary>More ids per token than experts, which no top-k router writes, are warned about whether E is inferred or given; k = E is not.</summary>
@@ -922,6 +937,33 @@ public sealed partial class ReplayCommandTests : IDisposable
         var again = Path.ChangeExtension(npy, ".report.png");
         Assert.Equal(ExitCodes.Ok, Moegs.Run("report", saved, "--plot", again).Code);
         AssertPicture(again);
+    }
+
+    /// <summary>
+    /// A replay that leaves steps out (--skip-steps) draws the steps it recorded as a replay of those steps alone does,
+    /// but its balance panel's title says from which of the trace's steps they count (ModelLoadPlotTests): the two
+    /// pictures differ, where the same replay drawn twice is the same picture.
+    /// </summary>
+    [Fact]
+    public void ThePlotOfAReplayThatSkipsStepsSaysSo()
+    {
+        const int Skipped = 2;
+        var ids = Ids(Steps, Layers, Tokens, seed: 4);
+        var whole = WriteInt32("whole.npy", $"{Steps}, {Layers}, {Tokens}, {TopK}", ids);
+        var rest = WriteInt32("rest.npy", $"{Steps - Skipped}, {Layers}, {Tokens}, {TopK}", ids[(Skipped * Layers * Tokens * TopK)..]);
+        byte[] Plot(string npy, string name, params string[] more)
+        {
+            var png = Path.Combine(_folder.FullName, name);
+            var (code, _, error) = Moegs.Run(["replay", npy, "--experts", $"{Experts}", "--plot", png, .. more]);
+            Assert.True(code == ExitCodes.Ok, error);
+            return File.ReadAllBytes(png);
+        }
+
+        var skipping = Plot(whole, "skipping.png", "--skip-steps", $"{Skipped}");
+        var alone = Plot(rest, "alone.png");
+
+        Assert.Equal(alone, Plot(rest, "again.png"));
+        Assert.NotEqual(alone, skipping);
     }
 
     private static void AssertPicture(string path)

@@ -250,6 +250,26 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.StartsWith($"--metrics-host {shown}: give localhost, this machine's name or address", error);
     }
 
+    /// <summary>
+    /// A model's endpoint takes the defaults as the model allows: the hottest and coldest 5 experts of a layer of 4 are its
+    /// 4; the newest 10 steps (checked against the default window of 1,000) of a window cut to the 3 steps recorded, as a
+    /// large model's is (ReplayCommandTests), are those 3. Neither is refused as a port that cannot serve.
+    /// </summary>
+    [Theory]
+    [InlineData("--layers 2 --experts 4 --tokens 8 --steps 3")]
+    [InlineData("--layers 80 --experts 4096 --top-k 1 --tokens 1 --steps 3 --metrics-recent-steps 10")]
+    public void AModelsEndpointFitsItsDefaultsToTheModel(string arguments)
+    {
+        var port = PrometheusText.FreePort();
+
+        var (code, output, error) = Run(["simulate", .. arguments.Split(' '), "--metrics-port", $"{port}"]);
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains($"metrics: ", error);
+        Assert.DoesNotContain("cannot serve", error);
+        Assert.Contains("Layers, worst first", output);
+    }
+
     [Fact]
     public void ServeAfterNeedsAMetricsPort()
     {
@@ -329,7 +349,9 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.All(periodic, line => Assert.Matches(@"busiest expert \d+ at \d+\.\d\d % of tokens", line));
         Assert.DoesNotMatch("(?m)^after ", output);
 
-        // The first batch is not timed: until a second, the line says so rather than a time of 0.
+        // Due at the first batch, which the line counts as done; the first batch is not timed: until a second, the line
+        // says so rather than a time of 0.
+        Assert.StartsWith("after 1 of 100,000 batches (", periodic[0]);
         Assert.EndsWith("; no batch timed yet", periodic[0].TrimEnd());
         Assert.All(periodic.Skip(1), line => Assert.Matches(@"; [0-9.,]+ ms per batch\r?$", line));
     }
@@ -466,6 +488,29 @@ public sealed class SimulateCommandTests : IDisposable
     }
 
     /// <summary>
+    /// An accelerator the variable names that this machine lacks is not a usage error but exit code 3, the library's
+    /// one line, for one layer and for a whole model alike; where it is present, there is nothing to refuse.
+    /// </summary>
+    [Theory]
+    [InlineData("cuda", ILGPU.Runtime.AcceleratorType.Cuda)]
+    [InlineData("opencl", ILGPU.Runtime.AcceleratorType.OpenCL)]
+    public void AMissingAcceleratorIsItsOwnExitCode(string kind, ILGPU.Runtime.AcceleratorType type)
+    {
+        using (var context = ILGPU.Context.Create(builder => builder.Default()))
+        {
+            Assert.SkipWhen(context.Devices.Any(device => device.AcceleratorType == type), $"this machine has a {kind} device.");
+        }
+
+        foreach (var layers in new[] { "", " --layers 2" })
+        {
+            var text = ExternalProgram.Run(DotnetHost(), $"\"{Path.Combine(AppContext.BaseDirectory, "moegs.dll")}\" simulate --steps 1{layers}", out var code, (RoutingStats.AcceleratorVariable, kind));
+
+            Assert.Equal(ExitCodes.NoAccelerator, code);
+            Assert.Equal($"MOEGS_ACCELERATOR={kind}, but ILGPU finds no such accelerator on this machine.", text.Trim());
+        }
+    }
+
+    /// <summary>
     /// A model's report, snapshot and window load from ILGPU's CPU accelerator are the managed engine's, figure for
     /// figure and byte for byte (the report reads one copy of the state, not the device layer by layer).
     /// </summary>
@@ -526,6 +571,60 @@ public sealed class SimulateCommandTests : IDisposable
     }
 
     /// <summary>
+    /// A whole model's run stopped with SIGINT likewise: exit code 130, and the steps it recorded, named alike on
+    /// standard error, in the report's heading, and in the saved snapshot, each of whose layers counts that many steps.
+    /// </summary>
+    [Fact]
+    public async Task AnInterruptedModelRunReportsAndSavesTheStepsItRecorded()
+    {
+        var save = Path.Combine(_folder.FullName, "interrupted-model.json");
+
+        var (code, output, error) = await InterruptModelRun(["--save", save], whileRecording: () => { });
+
+        Assert.Equal(ExitCodes.Interrupted, code);
+        var stopped = Regex.Match(error, @"(?m)^interrupted after ([0-9,]+) of 100,000,000 steps: reporting and saving what was recorded\.\r?$");
+        Assert.True(stopped.Success, error);
+        var done = stopped.Groups[1].Value;
+        Assert.Contains($"(interrupted after {done} of 100,000,000 steps)", output);
+        using var saved = SnapshotFile.Load(save).Model!;
+        using var layer = saved.Layer(1);
+        Assert.Equal(ulong.Parse(done, NumberStyles.AllowThousands, CultureInfo.InvariantCulture), layer.TotalRoutings);
+    }
+
+    /// <summary>An output a stopped model run cannot write (its folder removed meanwhile) wins over the interruption, as it does for one layer: exit code 4, the other files written.</summary>
+    [Fact]
+    public async Task AnInterruptedModelRunThatCannotWriteAFileSaysSoInItsExitCode()
+    {
+        var gone = Directory.CreateDirectory(Path.Combine(_folder.FullName, "gone"));
+        var save = Path.Combine(_folder.FullName, "kept.json");
+
+        var (code, _, error) = await InterruptModelRun(["--save", save, "--window-load", Path.Combine(gone.FullName, "load.npy")], whileRecording: () => gone.Delete());
+
+        Assert.Equal(ExitCodes.WriteFailed, code);
+        Assert.Contains("interrupted after", error);
+        Assert.Contains("--window-load", error);
+        Assert.True(File.Exists(save), error);
+    }
+
+    /// <summary>Runs a model's simulate of many steps as a process, calls <paramref name="whileRecording"/> once it reports, then sends SIGINT.</summary>
+    private static async Task<(int Code, string Output, string Error)> InterruptModelRun(string[] outputs, Action whileRecording)
+    {
+        using var moegs = StartSignallable(["simulate", "--layers", "2", "--steps", "100000000", "--tokens", "64", "--experts", "8", "--report-interval", "1", .. outputs]);
+        using var cleanup = new ProcessCleanup(moegs);
+        var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+
+        // The first periodic report says the loop runs, with its signal handlers in place.
+        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        Assert.NotNull(first);
+        var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        whileRecording();
+        await Interrupt(moegs);
+
+        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        return (moegs.ExitCode, await output, await errors);
+    }
+
+    /// <summary>
     /// Every batch is recorded, each token to k distinct experts: the saved run holds steps x tokens x k slots, no invalid
     /// id, and no expert more slots than there were tokens; where k is all the experts, each has exactly one slot a
     /// token, even under a skew so steep that nearly every draw names an expert the token already has.
@@ -536,6 +635,7 @@ public sealed class SimulateCommandTests : IDisposable
     [InlineData(2, 30, 8, 8, "50")]
     [InlineData(1, 4, 4096, 4096, "50")]
     [InlineData(2, 30, 8, 8, "0.05")]
+    [InlineData(2, 30, 8, 8, "0.00001")] // the title gives the skew as written: 0.### would print 0, a skew the option refuses
     public void TheSavedRunHoldsEveryBatchOfKDistinctExpertsPerToken(int steps, int tokens, int topK, int experts, string skew)
     {
         var saved = Path.Combine(_folder.FullName, "run.json");

@@ -298,6 +298,49 @@ public sealed class ModelReportTests
             line);
     }
 
+    /// <summary>
+    /// One span where the window holds every step, or all their load (the steps before it padding alone), named for which;
+    /// the window and the start where it holds neither. Layers of one count of tokens give it once, not as a range.
+    /// </summary>
+    [Theory]
+    [InlineData(0, 3, "Model, over all 3 steps (the window holds them all)")]
+    [InlineData(2, 3, "Model, over all 5 steps (the window, 3 steps long, holds all their load)")]
+    [InlineData(0, 5, "Model, over the window, the newest 3 steps")]
+    public void TheSpansAreThoseTheWindowDoesNotHold(int paddingSteps, int routedSteps, string first)
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 3 });
+        for (var step = 0; step < paddingSteps + routedSteps; step++)
+        {
+            model.RecordStep(step < paddingSteps ? [-1, -1, -1, -1] : [0, 1, step % 4, 3], tokens: 2, topK: 1);
+        }
+
+        var lines = Text(model.Summary(), ModelCounts.Of(model));
+
+        var spans = lines.Where(line => line.StartsWith("Model, ", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(first, spans[0]);
+        Assert.Equal(paddingSteps + routedSteps > 3 && paddingSteps == 0 ? ["Model, since the start, 5 steps"] : [], spans[1..]);
+        // Padding is no token: the layers routed 2 tokens a step in the steps of other ids.
+        Assert.Equal($"{2 * routedSteps}", Cell(Section(lines, "Counts, all layers, since the start"), "tokens per layer").Value);
+    }
+
+    /// <summary>Without a capacity the JSON names no drops, neither the model's nor a layer's.</summary>
+    [Fact]
+    public void TheJsonOfAModelWithoutACapacityNamesNoDrops()
+    {
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 4 });
+        model.RecordStep([0, 1, 2, 3], tokens: 2, topK: 1);
+        using var text = new StringWriter();
+
+        ModelReport.WriteJson(text, model.Summary(), ModelCounts.Of(model), experts: 4);
+
+        using var json = JsonDocument.Parse(text.ToString());
+        Assert.False(json.RootElement.TryGetProperty("slots_dropped", out _));
+        Assert.False(json.RootElement.TryGetProperty("expert_capacity", out _));
+        var layers = json.RootElement.GetProperty("layer_counts").EnumerateArray().ToArray();
+        Assert.Equal(2, layers.Length);
+        Assert.All(layers, layer => Assert.Equal(["layer", "tokens", "routed_slots", "invalid_expert_ids"], layer.EnumerateObject().Select(field => field.Name)));
+    }
+
     private static string[] Text(ModelRoutingSummary summary, ModelCounts counts, EpBalance? ranks = null)
     {
         using var text = new StringWriter();

@@ -103,6 +103,45 @@ public sealed class RunReportTests
         Assert.DoesNotContain(lines, line => line.Contains("too few batches", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// A trend that stands out of the scatter says which way the imbalance goes: 20 batches whose expert 0 takes one
+    /// token more each batch (variance 3b²/16 at batch b) grow; the same batches in reverse shrink.
+    /// </summary>
+    [Theory]
+    [InlineData(false, "grows: +")]
+    [InlineData(true, "shrinks: -")]
+    public void AClearTrendSaysWhichWayTheImbalanceGoes(bool reversed, string expected)
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = Experts });
+        var batches = Enumerable.Range(0, 20).Select(b => reversed ? 19 - b : b);
+        foreach (var b in batches)
+        {
+            stats.RecordRouting([.. Enumerable.Repeat(0, b + 1), 1, 2, 3], tokens: b + 4, topK: 1);
+        }
+
+        var lines = Report(stats);
+
+        Assert.Contains(lines, line => line.Contains($"the imbalance {expected}", StringComparison.Ordinal) && line.EndsWith(" % of the mean variance across these batches", StringComparison.Ordinal));
+    }
+
+    /// <summary>One or two batches are too few to tell a trend from their scatter; the note counts them, in the singular for one.</summary>
+    [Theory]
+    [InlineData(1, "over the newest 1 batch (")]
+    [InlineData(2, "over the newest 2 batches (")]
+    public void FewerThanThreeBatchesAreTooFewToJudge(int batches, string counted)
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = Experts });
+        for (var batch = 0; batch < batches; batch++)
+        {
+            stats.RecordRouting([0, 0, 1, batch + 1], tokens: 4, topK: 1);
+        }
+
+        var lines = Report(stats);
+
+        Assert.Contains(counted, Cell(lines, "load variance trend").Note, StringComparison.Ordinal);
+        Assert.Contains(lines, line => line.Trim() == "too few batches to tell a trend from the batches' scatter");
+    }
+
     /// <summary>A batch of padding alone has nothing to balance: 1 by convention, as a model's layer without load.</summary>
     [Fact]
     public void ABatchWithoutLoadIsBalancedByConvention()
