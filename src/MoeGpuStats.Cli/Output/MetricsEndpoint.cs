@@ -97,7 +97,8 @@ internal sealed class MetricsEndpoint : IDisposable
     internal static MetricsEndpoint Start(RoutingStats stats, string host, int port, Action<KestrelServerLimits> limits) =>
         Start(meters => new RoutingStatsMetrics(stats, meterFactory: meters), host, port, limits);
 
-    private static MetricsEndpoint Start(Func<System.Diagnostics.Metrics.IMeterFactory, IDisposable> publish, string host, int port, Action<KestrelServerLimits>? limits = null)
+    /// <summary>Starts serving the instruments that <paramref name="publish"/> creates through the meter factory it is given (tests publish their own).</summary>
+    internal static MetricsEndpoint Start(Func<System.Diagnostics.Metrics.IMeterFactory, IDisposable> publish, string host, int port, Action<KestrelServerLimits>? limits = null)
     {
         var where = MetricsHost.Parse(host);
         var endpoint = new MetricsEndpoint();
@@ -258,7 +259,7 @@ internal sealed class MetricsEndpoint : IDisposable
         }
         catch (Exception exception)
         {
-            await AnswerUnavailableAsync(response, head, $"collection failed: {exception.Message}").ConfigureAwait(false);
+            await AnswerUnavailableAsync(response, head, $"collection failed: {Reason(exception)}").ConfigureAwait(false);
             return;
         }
 
@@ -295,6 +296,12 @@ internal sealed class MetricsEndpoint : IDisposable
             // The scraper went away, or the endpoint stopped, in the middle of the body: nothing more to answer.
         }
     }
+
+    /// <summary>What made a collection fail, in one line: each distinct reason its instruments gave, not "One or more errors occurred".</summary>
+    internal static string Reason(Exception exception) =>
+        exception is AggregateException aggregate
+            ? string.Join("; ", aggregate.Flatten().InnerExceptions.Select(inner => inner.Message.ReplaceLineEndings(" ")).Distinct())
+            : exception.Message.ReplaceLineEndings(" ");
 
     private static async Task AnswerUnavailableAsync(HttpResponse response, bool head, string reason)
     {

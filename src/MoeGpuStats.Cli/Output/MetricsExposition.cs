@@ -51,7 +51,6 @@ internal sealed class MetricsExposition : IDisposable
         _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Export(instrument, value, tags));
         _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Export(instrument, value, tags));
         _listener.Start();
-        _registry.AddBeforeCollectCallback(_listener.RecordObservableInstruments);
     }
 
     /// <summary>The factory a publisher makes its meters with: only their instruments are exposed.</summary>
@@ -68,6 +67,7 @@ internal sealed class MetricsExposition : IDisposable
     /// timestamp): the newest collection if it began since, else a new one.
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was cancelled while the scrape waited for the gate.</exception>
+    /// <exception cref="AggregateException">Reading the statistics failed (each instrument's exception inside); nothing is exported.</exception>
     public async Task<Collection> CollectAsync(long arrived, CancellationToken cancel)
     {
         Interlocked.Increment(ref _waiting);
@@ -86,6 +86,9 @@ internal sealed class MetricsExposition : IDisposable
             if (latest is null || latest.Began < arrived)
             {
                 var began = System.Diagnostics.Stopwatch.GetTimestamp();
+                // Read here, not in a registry's before-collect callback: prometheus-net logs a callback's exception and
+                // exports the last values read, so a failed reading would be served as a healthy, frozen one.
+                _listener.RecordObservableInstruments();
                 var text = new MemoryStream();
                 await _registry.CollectAndExportAsTextAsync(text, ExpositionFormat.PrometheusText, cancel).ConfigureAwait(false);
                 Collections++;

@@ -71,6 +71,59 @@ public sealed class PerformanceMonitorTests
         Assert.Equal("  Total routings: 5", logger.Collector.GetSnapshot()[2].Message);
     }
 
+    /// <summary>A negative latency is refused before anything is recorded, the decision included.</summary>
+    [Fact]
+    public void ANegativeLatencyIsRefusedAndNothingIsRecorded()
+    {
+        using var monitor = new PerformanceMonitor(TimeSpan.FromHours(1), NullLogger.Instance);
+
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => monitor.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1], TotalTokens = 2 }, TimeSpan.FromMilliseconds(-1)));
+
+        Assert.Equal("latency", error.ParamName);
+        Assert.Equal((0UL, 0UL), (monitor.Stats.TotalRoutings, monitor.Stats.RoutingLatencyStats.TotalMeasurements));
+    }
+
+    /// <summary>Reset clears the statistics the report is made of.</summary>
+    [Fact]
+    public void ResetClearsTheStatistics()
+    {
+        var logger = new FakeLogger();
+        using var monitor = new PerformanceMonitor(TimeSpan.FromHours(1), logger);
+        monitor.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 3], TotalTokens = 4 }, TimeSpan.FromMilliseconds(1));
+
+        monitor.Reset();
+        monitor.PrintReport();
+
+        Assert.Equal((0UL, 0UL, 0UL), (monitor.Stats.TotalRoutings, monitor.Stats.TotalTokens, monitor.Stats.RoutingLatencyStats.TotalMeasurements));
+        Assert.Equal("  Total routings: 0", logger.Collector.GetSnapshot()[2].Message);
+    }
+
+    /// <summary>
+    /// The interval runs from the last report, or from a reset: a record just after either reports nothing, though the
+    /// interval has passed since the monitor was made. (The records follow each other within the 2 s interval.)
+    /// </summary>
+    [Fact]
+    public void TheIntervalRunsFromTheLastReportOrReset()
+    {
+        var interval = TimeSpan.FromSeconds(2);
+        var reported = new FakeLogger();
+        using var reporting = new PerformanceMonitor(interval, reported);
+        var reset = new FakeLogger();
+        using var resetting = new PerformanceMonitor(interval, reset);
+        var decision = new RoutingDecision { ExpertCapacities = [1, 1], TotalTokens = 2 };
+        Thread.Sleep(interval + TimeSpan.FromMilliseconds(200));
+
+        reporting.RecordRouting(decision, TimeSpan.FromMilliseconds(1));
+        var first = reported.Collector.Count;
+        reporting.RecordRouting(decision, TimeSpan.FromMilliseconds(1));
+        resetting.Reset();
+        resetting.RecordRouting(decision, TimeSpan.FromMilliseconds(1));
+
+        Assert.Equal(11, first);
+        Assert.Equal(first, reported.Collector.Count);
+        Assert.Equal(0, reset.Collector.Count);
+    }
+
     /// <summary>
     /// A monitor records, so a model's layer (read-only: the model records it) is refused at construction, naming the
     /// layer, not at the first record; a disposed monitor refuses a report even where the logger is off.
@@ -89,5 +142,6 @@ public sealed class PerformanceMonitorTests
         monitor.Dispose();
         Assert.Equal("This PerformanceMonitor was disposed.", Assert.Throws<ObjectDisposedException>(monitor.PrintReport).Message);
         Assert.Equal("This PerformanceMonitor was disposed.", Assert.Throws<ObjectDisposedException>(monitor.Reset).Message);
+        Assert.Equal("This PerformanceMonitor was disposed.", Assert.Throws<ObjectDisposedException>(() => monitor.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1], TotalTokens = 2 }, TimeSpan.FromMilliseconds(1))).Message);
     }
 }

@@ -49,12 +49,35 @@ public sealed class MetricsServingTests
     }
 
     /// <summary>
+    /// Kestrel's own word for a port another program holds (AddressInUseException, wrapped in an IOException) names the
+    /// port alone on a host other than the default, though no socket's error comes with it.
+    /// </summary>
+    [Fact]
+    public void KestrelsAddressInUseNamesThePortAlone()
+    {
+        var taken = new IOException("Failed to bind to address http://127.0.0.1:9400.", new Microsoft.AspNetCore.Connections.AddressInUseException("Address already in use"));
+
+        var (started, error) = Start("127.0.0.1", _ => throw taken);
+
+        Assert.False(started);
+        Assert.Equal($"--metrics-port 9400: cannot serve metrics on 127.0.0.1:9400 ({ErrorText.Clause(taken)}).", error);
+    }
+
+    /// <summary>A listener's argument error (an address it will not take) is one line, as its other failures are, not a crash.</summary>
+    [Fact]
+    public void AListenersArgumentErrorIsOneLine()
+    {
+        Assert.Equal((false, "--metrics-port 9400: cannot serve metrics on localhost:9400 (the address is not supported)."), Start("localhost", _ => throw new ArgumentException("the address is not supported.")));
+    }
+
+    /// <summary>
     /// Hosts of this machine whose failure the name does not explain get the listener's words: every interface (+),
-    /// every IPv4 address (0.0.0.0), a loopback address no interface lists (127.0.0.2).
+    /// every IPv4 address (0.0.0.0), every IPv6 address (::), a loopback address no interface lists (127.0.0.2).
     /// </summary>
     [Theory]
     [InlineData("+")]
     [InlineData("0.0.0.0")]
+    [InlineData("::")]
     [InlineData("127.0.0.2")]
     public void AHostOfThisMachineGetsTheListenersWords(string host)
     {

@@ -84,6 +84,30 @@ public sealed class AlertChecksTests
             AlertChecks.Router(even).ToList());
     }
 
+    /// <summary>
+    /// A router with a capacity is judged for drops though it dropped none (the check passed, not left out); one
+    /// without a slot on a valid expert has no mean to judge its busiest expert by, and is not judged for overload.
+    /// </summary>
+    [Fact]
+    public void ARouterWithACapacityIsJudgedForDropsAndOneWithoutValidSlotsNotForOverload()
+    {
+        using var roomy = new RoutingStats(new RoutingStatsOptions { Experts = Experts, ExpertCapacity = 5 });
+        roomy.RecordRouting([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], tokens: 10, topK: 1);
+        using var invalid = new RoutingStats(new RoutingStatsOptions { Experts = Experts });
+        invalid.RecordRouting([12, 13], tokens: 2, topK: 1);
+
+        Assert.Equal(
+            [
+                ("busiest expert over 5 x the mean", "no", "1.00 x, expert 9"),
+                ("over 1 % of slots dropped", "no", "0 % of routed slots"),
+                ("ids naming no expert", "none", ""),
+            ],
+            AlertChecks.Router(roomy).ToList());
+        Assert.Equal(
+            [("ids naming no expert", "2", "the router or --experts is wrong: those ids are in no expert's load")],
+            AlertChecks.Router(invalid).ToList());
+    }
+
     /// <summary>A window of exactly the rules' 20 slots per expert is judged (the rules leave out under 20), averaged over the layers as the rules' gauge.</summary>
     [Fact]
     public void TheLoadIsJudgedFrom20SlotsPerExpertAveragedOverTheLayers()

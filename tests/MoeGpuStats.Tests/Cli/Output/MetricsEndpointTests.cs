@@ -74,6 +74,23 @@ public sealed class MetricsEndpointTests
         Assert.Equal(8 + 8 + 28, second.Samples["moegpustats_moegs_routing_latency_seconds_bucket{le=\"0.001\"}"]);
     }
 
+    /// <summary>One layer's statistics served with its name carry it as the label <c>layer</c> on every series.</summary>
+    [Fact]
+    public async Task ALayersStatisticsAreLabelledWithIt()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        stats.RecordRouting([0, 1, 1], tokens: 3, topK: 1);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port, layer: "7");
+        using var http = new HttpClient();
+
+        var scrape = Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", TestContext.Current.CancellationToken));
+
+        Assert.Equal(3, scrape.Samples["moegpustats_moegs_tokens_total{layer=\"7\"}"]);
+        Assert.Equal(2, scrape.Samples["moegpustats_moegs_expert_tokens_total{expert=\"1\",layer=\"7\"}"]);
+        Assert.DoesNotContain(scrape.Samples.Keys, key => key.StartsWith("moegpustats_moegs_tokens_total", StringComparison.Ordinal) && !key.Contains("layer=", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task ACounterResetIsServedAsALowerTotal()
     {
@@ -135,6 +152,31 @@ public sealed class MetricsEndpointTests
         using var http = new HttpClient();
 
         var scrape = Parse(await http.GetStringAsync($"http://{reachedAt}:{port}/metrics", TestContext.Current.CancellationToken));
+
+        Assert.Equal(3, scrape.Samples["moegpustats_moegs_tokens_total"]);
+    }
+
+    /// <summary><c>+</c> serves every interface, not loopback alone: a scraper on another machine reaches it at this machine's address.</summary>
+    [Fact]
+    public async Task EveryInterfaceIsServedBeyondLoopback()
+    {
+        var outside = NetworkInterface.GetAllNetworkInterfaces()
+            .Where(n => n.OperationalStatus == OperationalStatus.Up)
+            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
+            .Select(a => a.Address)
+            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork && !IPAddress.IsLoopback(a));
+        if (outside is null)
+        {
+            Assert.Skip("This machine has no IPv4 address outside loopback.");
+        }
+
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        stats.RecordRouting([0, 1, 1], tokens: 3, topK: 1);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "+", port);
+        using var http = new HttpClient();
+
+        var scrape = Parse(await http.GetStringAsync($"http://{outside}:{port}/metrics", TestContext.Current.CancellationToken));
 
         Assert.Equal(3, scrape.Samples["moegpustats_moegs_tokens_total"]);
     }
@@ -323,6 +365,94 @@ public sealed class MetricsEndpointTests
         // A scrape arriving after that collection began gets one of its own.
         Assert.Equal(2, Parse(await plain.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel)).Samples["moegpustats_moegs_routings_total"]);
         Assert.Equal(before + 2, endpoint.Collections);
+    }
+
+    /// <summary>
+    /// A scrape that arrives after a collection began, while that collection is under way, gets a collection of its own
+    /// once the gate is free, not the one it saw begin (which may miss what was recorded just before it arrived).
+    /// </summary>
+    [Fact]
+    public async Task AScrapeArrivingAfterACollectionBeganGetsANewOne()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        var gate = new Lock();
+        using var stats = new RoutingStats(new ManagedRoutingEngine(new RoutingStatsOptions { Experts = 2 }, gate: gate));
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        using var release = new ManualResetEventSlim();
+        using var held = new ManualResetEventSlim();
+
+        // The statistics' lock, held on a thread of its own, keeps the first scrape inside its collection.
+        var holder = new Thread(() =>
+        {
+            lock (gate)
+            {
+                held.Set();
+                release.Wait(cancel);
+            }
+        });
+        holder.Start();
+        held.Wait(cancel);
+        try
+        {
+            var before = endpoint.Collections;
+            var first = http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel);
+            var waited = Stopwatch.StartNew();
+            while (endpoint.CollectionGate.CurrentCount != 0)
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "The scrape never reached its collection.");
+                await Task.Delay(10, cancel);
+            }
+
+            var second = http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel);
+            while (endpoint.AnswersInFlight < 2)
+            {
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} scrapes reached the endpoint.");
+                await Task.Delay(10, cancel);
+            }
+
+            release.Set();
+            await Task.WhenAll(first, second);
+
+            Assert.Equal(before + 2, endpoint.Collections);
+        }
+        finally
+        {
+            release.Set();
+            holder.Join();
+        }
+    }
+
+    /// <summary>
+    /// The endpoint serves its own statistics' instruments alone: statistics published elsewhere in the process (on the
+    /// shared meter, with instruments of the same names) reach neither its counters nor its latency histogram.
+    /// </summary>
+    [Fact]
+    public async Task OnlyTheEndpointsOwnStatisticsAreServed()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var other = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        using var otherMetrics = new MoeGpuStats.Telemetry.RoutingStatsMetrics(other);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        stats.RecordRouting([0, 1], tokens: 2, topK: 1);
+        stats.RecordRoutingLatency(TimeSpan.FromMilliseconds(2));
+        for (var i = 0; i < 3; i++)
+        {
+            other.RecordRouting([1, 1, 1, 1, 1], tokens: 5, topK: 1);
+            other.RecordRoutingLatency(TimeSpan.FromMilliseconds(3));
+        }
+
+        var scrape = Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel));
+
+        Assert.Equal(1, scrape.Samples["moegpustats_moegs_routings_total"]);
+        Assert.Equal(2, scrape.Samples["moegpustats_moegs_tokens_total"]);
+        Assert.Equal(1, scrape.Samples["moegpustats_moegs_expert_tokens_total{expert=\"1\"}"]);
+        Assert.Equal(1, scrape.Samples["moegpustats_moegs_routing_latency_seconds_count"]);
+        Assert.Equal(0.002, scrape.Samples["moegpustats_moegs_routing_latency_seconds_sum"], 9);
     }
 
     /// <summary>
@@ -549,6 +679,55 @@ public sealed class MetricsEndpointTests
         endpoint.Dispose();
     }
 
+    /// <summary>
+    /// A reading that fails (a device error, here an instrument that throws) is answered 503 with its reason in one line, as
+    /// a target that is down: not 200 with the last values read, which Prometheus would take for frozen healthy series, nor
+    /// an empty page, which it would take for every series gone. Once the reading succeeds again, so does the scrape.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AFailedReadingIsAnsweredUnavailableWithItsReason(bool scrapedBefore)
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        var failing = !scrapedBefore;
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(
+            meters =>
+            {
+                var meter = meters.Create(new System.Diagnostics.Metrics.MeterOptions("MoeGpuStats"));
+                meter.CreateObservableGauge("moegs.test.reading", () => failing ? throw new InvalidOperationException("the device is gone.") : 1.0);
+                return meter;
+            },
+            "localhost",
+            port);
+        using var http = new HttpClient();
+        if (scrapedBefore)
+        {
+            Assert.Contains("moegpustats_moegs_test_reading 1", await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel), StringComparison.Ordinal);
+            failing = true;
+        }
+
+        using (var response = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Equal("collection failed: the device is gone.\n", await response.Content.ReadAsStringAsync(cancel));
+        }
+
+        failing = false;
+        Assert.Contains("moegpustats_moegs_test_reading 1", await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel), StringComparison.Ordinal);
+    }
+
+    /// <summary>A collection's reasons, one line: each distinct one once, joined; a lone exception's own message.</summary>
+    [Fact]
+    public void AFailedCollectionsReasonIsEachDistinctOneOnce()
+    {
+        var failures = new AggregateException(new ObjectDisposedException(null, "gone."), new AggregateException(new InvalidOperationException("two\nlines."), new ObjectDisposedException(null, "gone.")));
+
+        Assert.Equal("gone.; two lines.", MetricsEndpoint.Reason(failures));
+        Assert.Equal("alone.", MetricsEndpoint.Reason(new IOException("alone.")));
+    }
+
     [Fact]
     public void APortInUseIsAnIOError()
     {
@@ -569,6 +748,72 @@ public sealed class MetricsEndpointTests
         using var http = new HttpClient();
         using var response = await http.GetAsync($"http://127.0.0.1:{port}/other", TestContext.Current.CancellationToken);
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+    }
+
+    /// <summary><c>/metrics/</c> is the same path: Prometheus' <c>metrics_path</c> is sometimes written with the slash.</summary>
+    [Fact]
+    public async Task TheMetricsPathMayEndInASlash()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        stats.RecordRouting([0, 1, 1], tokens: 3, topK: 1);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+
+        using var response = await http.GetAsync($"http://127.0.0.1:{port}/metrics/", cancel);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(3, Parse(await response.Content.ReadAsStringAsync(cancel)).Samples["moegpustats_moegs_tokens_total"]);
+    }
+
+    /// <summary>
+    /// An answer names the text format's media type in full (its version, and UTF-8, for label values that are not
+    /// ASCII), its exact length (no chunks), that it varies by Accept-Encoding (a cache between must not serve gzip to a
+    /// scraper that did not ask for it), and not the server's name; a HEAD answer's headers are those of the GET it
+    /// stands for, its length the body's, plain or gzipped.
+    /// </summary>
+    [Fact]
+    public async Task AnAnswersHeadersNameTheFormatTheLengthAndTheEncodingItVariesBy()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 16 });
+        stats.RecordRouting([.. Enumerable.Range(0, 32).Select(i => i % 16)], tokens: 16, topK: 2);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient(new HttpClientHandler { AutomaticDecompression = DecompressionMethods.None });
+
+        foreach (var gzip in new[] { false, true })
+        {
+            string[] encoding = gzip ? ["gzip"] : [];
+            using var get = await http.SendAsync(Request(HttpMethod.Get, gzip), cancel);
+            var body = await get.Content.ReadAsByteArrayAsync(cancel);
+            using var head = await http.SendAsync(Request(HttpMethod.Head, gzip), cancel);
+
+            foreach (var response in new[] { get, head })
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                Assert.Equal("text/plain; version=0.0.4; charset=utf-8", response.Content.Headers.ContentType?.ToString());
+                Assert.Equal(body.Length, response.Content.Headers.ContentLength);
+                Assert.Null(response.Headers.TransferEncodingChunked);
+                Assert.Equal(["Accept-Encoding"], response.Headers.Vary);
+                Assert.Empty(response.Headers.Server);
+                Assert.Equal(encoding, response.Content.Headers.ContentEncoding);
+            }
+
+            Assert.Empty(await head.Content.ReadAsByteArrayAsync(cancel));
+        }
+
+        HttpRequestMessage Request(HttpMethod method, bool gzip)
+        {
+            var request = new HttpRequestMessage(method, $"http://127.0.0.1:{port}/metrics");
+            if (gzip)
+            {
+                request.Headers.AcceptEncoding.ParseAdd("gzip");
+            }
+
+            return request;
+        }
     }
 
     [Fact]
@@ -684,6 +929,7 @@ public sealed class MetricsEndpointTests
     [InlineData("*, gzip;q=0", false)]
     [InlineData("*;q=0, gzip", true)]
     [InlineData("identity, *;q=0", false)]
+    [InlineData("gzip, gzip;q=0", true)]
     public void AcceptEncodingIsReadAsHttpSaysForGzip(string? header, bool accepts) =>
         Assert.Equal(accepts, MetricsEndpoint.AcceptsGzip(header));
 
@@ -738,6 +984,25 @@ public sealed class MetricsEndpointTests
         Assert.Equal(summary.Window.BestLayer, samples["moegpustats_moegs_model_best_layer"]);
         Assert.Equal(11 + (12 * Layers) + (4 * Layers * 2), samples.Count);
         Assert.DoesNotContain(samples.Keys, key => key.Contains("expert=", StringComparison.Ordinal));
+    }
+
+    /// <summary>A model's endpoint given an EP size serves the window's balance over ranks holding the experts in order.</summary>
+    [Fact]
+    public async Task AModelsEndpointServesTheBalanceOverEpRanks()
+    {
+        const int Ranks = 2;
+        using var stats = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = Layers, Experts = Experts });
+        stats.RecordStep(ModelTrace.Ids(1, Layers, Tokens, seed: 6), Tokens, TopK);
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port, topExperts: 0, expertSeries: false, epSize: Ranks);
+        using var http = new HttpClient();
+
+        var (types, samples) = Parse(await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", TestContext.Current.CancellationToken));
+
+        var byRank = stats.Summary([.. Enumerable.Range(0, Experts).Select(e => e / (Experts / Ranks))]).Window;
+        Assert.Equal("gauge", types["moegpustats_moegs_model_ep_balancedness_token_weighted"]);
+        Assert.Equal(byRank.TokenWeightedBalancedness, samples["moegpustats_moegs_model_ep_balancedness_token_weighted"], 12);
+        Assert.Equal(byRank.MinBalancedness, samples["moegpustats_moegs_model_ep_balancedness_min"], 12);
     }
 
     /// <summary>
