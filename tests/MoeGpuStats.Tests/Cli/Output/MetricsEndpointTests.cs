@@ -380,48 +380,25 @@ public sealed class MetricsEndpointTests
         var port = FreePort();
         using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
         using var http = new HttpClient();
-        using var release = new ManualResetEventSlim();
-        using var held = new ManualResetEventSlim();
 
         // The statistics' lock, held on a thread of its own, keeps the first scrape inside its collection.
-        var holder = new Thread(() =>
+        using var held = new HeldLock(gate, cancel);
+        var before = endpoint.Collections;
+        var first = http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel);
+        var waited = Stopwatch.StartNew();
+        await InsideItsCollectionAsync(endpoint, waited, cancel);
+
+        var second = http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel);
+        while (endpoint.AnswersInFlight < 2)
         {
-            lock (gate)
-            {
-                held.Set();
-                release.Wait(cancel);
-            }
-        });
-        holder.Start();
-        held.Wait(cancel);
-        try
-        {
-            var before = endpoint.Collections;
-            var first = http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel);
-            var waited = Stopwatch.StartNew();
-            while (endpoint.CollectionGate.CurrentCount != 0)
-            {
-                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "The scrape never reached its collection.");
-                await Task.Delay(10, cancel);
-            }
-
-            var second = http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel);
-            while (endpoint.AnswersInFlight < 2)
-            {
-                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} scrapes reached the endpoint.");
-                await Task.Delay(10, cancel);
-            }
-
-            release.Set();
-            await Task.WhenAll(first, second);
-
-            Assert.Equal(before + 2, endpoint.Collections);
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} scrapes reached the endpoint.");
+            await Task.Delay(10, cancel);
         }
-        finally
-        {
-            release.Set();
-            holder.Join();
-        }
+
+        held.Release();
+        await Task.WhenAll(first, second);
+
+        Assert.Equal(before + 2, endpoint.Collections);
     }
 
     /// <summary>
@@ -516,60 +493,46 @@ public sealed class MetricsEndpointTests
         var port = FreePort();
         var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
         using var http = new HttpClient();
-        using var release = new ManualResetEventSlim();
-        using var held = new ManualResetEventSlim();
 
         // The statistics' lock, held on a thread of its own, keeps the first scrape inside its
         // collection, so Dispose waits for it while the next scrapes arrive.
-        var holder = new Thread(() =>
+        using var held = new HeldLock(gate, cancel);
+        var inFlight = http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+        await InsideItsCollectionAsync(endpoint, Stopwatch.StartNew(), cancel);
+
+        var disposing = Task.Run(endpoint.Dispose, cancel);
+
+        // One after another: a scrape that reaches the endpoint before it stops accepting waits for the collection
+        // and is answered 503 once the stop begins; one after that is refused, or reset where the server accepted
+        // its connection as it stopped (HttpClient then throws the socket's error itself where it asks the
+        // closed socket for its peer, as on the GPU machine). None gets an empty page.
+        for (var i = 0; i < 3; i++)
         {
-            lock (gate)
+            try
             {
-                held.Set();
-                release.Wait(cancel);
+                using var during = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, during.StatusCode);
+                Assert.Equal("the metrics endpoint is stopping\n", await during.Content.ReadAsStringAsync(cancel));
             }
-        });
-        holder.Start();
-        held.Wait(cancel);
-        try
-        {
-            var inFlight = http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
-            var waited = Stopwatch.StartNew();
-            while (endpoint.CollectionGate.CurrentCount != 0)
+            catch (Exception refused) when (refused is SocketException or HttpRequestException { InnerException: SocketException or IOException })
             {
-                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "The scrape never reached its collection.");
-                await Task.Delay(10, cancel);
             }
-
-            var disposing = Task.Run(endpoint.Dispose, cancel);
-
-            // One after another: a scrape that reaches the endpoint before it stops accepting waits for the collection
-            // and is answered 503 once the stop begins; one after that is refused, or reset where the server accepted
-            // its connection as it stopped (HttpClient then throws the socket's error itself where it asks the
-            // closed socket for its peer, as on the GPU machine). None gets an empty page.
-            for (var i = 0; i < 3; i++)
-            {
-                try
-                {
-                    using var during = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
-                    Assert.Equal(HttpStatusCode.ServiceUnavailable, during.StatusCode);
-                    Assert.Equal("the metrics endpoint is stopping\n", await during.Content.ReadAsStringAsync(cancel));
-                }
-                catch (Exception refused) when (refused is SocketException or HttpRequestException { InnerException: SocketException or IOException })
-                {
-                }
-            }
-
-            Assert.False(disposing.IsCompleted);
-            release.Set();
-            await disposing;
-            using var first = await inFlight;
-            Assert.NotEqual(0, first.Content.Headers.ContentLength);
         }
-        finally
+
+        Assert.False(disposing.IsCompleted);
+        held.Release();
+        await disposing;
+        using var first = await inFlight;
+        Assert.NotEqual(0, first.Content.Headers.ContentLength);
+    }
+
+    /// <summary>Returns once a scrape holds the collection gate, failing after 30 s of <paramref name="waited"/>.</summary>
+    private static async Task InsideItsCollectionAsync(MetricsEndpoint endpoint, Stopwatch waited, CancellationToken cancel)
+    {
+        while (endpoint.CollectionGate.CurrentCount != 0)
         {
-            release.Set();
-            holder.Join();
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "The scrape never reached its collection.");
+            await Task.Delay(10, cancel);
         }
     }
 
@@ -1077,5 +1040,36 @@ public sealed class MetricsEndpointTests
         }
 
         return headers.ToString();
+    }
+
+    /// <summary>A lock held on a thread of its own until released or disposed: statistics whose lock it is keep a scrape inside its collection.</summary>
+    private sealed class HeldLock : IDisposable
+    {
+        private readonly ManualResetEventSlim _release = new();
+        private readonly Thread _holder;
+
+        public HeldLock(Lock gate, CancellationToken cancel)
+        {
+            using var held = new ManualResetEventSlim();
+            _holder = new Thread(() =>
+            {
+                lock (gate)
+                {
+                    held.Set();
+                    _release.Wait(cancel);
+                }
+            });
+            _holder.Start();
+            held.Wait(cancel);
+        }
+
+        public void Release() => _release.Set();
+
+        public void Dispose()
+        {
+            _release.Set();
+            _holder.Join();
+            _release.Dispose();
+        }
     }
 }
