@@ -13,6 +13,8 @@ public sealed partial class ModelRoutingStatsTests
         "tokens-layers-k" => (2, Options.Layers * 2),
         "tokens-layers-k-with-gaps" => (3, Options.Layers * 3 + 2),
         "layers-tokens-padded-k" => (0, 5),
+        // Packed, with the token stride given as k rather than 0: the least stride taken.
+        "layers-tokens-k-stride-given" => (0, 2),
         "layers-tokens-padded-k-with-gaps" => (tokens * 5 + 3, 5),
         _ => throw new ArgumentOutOfRangeException(nameof(layout), layout, "no such layout"),
     };
@@ -24,7 +26,7 @@ public sealed partial class ModelRoutingStatsTests
             var data = new TheoryData<string, string>();
             foreach (var engine in Engines)
             {
-                foreach (var layout in new[] { "tokens-layers-k", "tokens-layers-k-with-gaps", "layers-tokens-padded-k", "layers-tokens-padded-k-with-gaps" })
+                foreach (var layout in new[] { "tokens-layers-k", "tokens-layers-k-with-gaps", "layers-tokens-padded-k", "layers-tokens-padded-k-with-gaps", "layers-tokens-k-stride-given" })
                 {
                     data.Add(engine.Data, layout);
                 }

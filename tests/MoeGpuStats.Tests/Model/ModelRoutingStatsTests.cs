@@ -348,6 +348,9 @@ public sealed partial class ModelRoutingStatsTests
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [], [0f, float.NaN, 0f]), "routerZLosses", "routerZLosses[1] is NaN");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [0f, float.PositiveInfinity, 0f]), "loadBalanceLosses", "loadBalanceLosses[1] is Infinity");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [], [float.NegativeInfinity, 0f, 0f]), "routerZLosses", "routerZLosses[0] is -Infinity");
+        // The last layer's loss is checked as the others are.
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [0f, 0f, float.NaN]), "loadBalanceLosses", "loadBalanceLosses[2] is NaN");
+        AssertRefused<ArgumentException>(() => model.RecordStep(good, 4, 2, 0, [], [0f, 0f, float.PositiveInfinity]), "routerZLosses", "routerZLosses[2] is Infinity");
         AssertRefused<ArgumentException>(() => model.RecordStep(good, 1 << 20, 1 << 12), "tokens", "2^31 - 1");
 
         // Exactly 2^31 - 1 ids a layer is allowed: refused only for want of ids.
@@ -404,6 +407,26 @@ public sealed partial class ModelRoutingStatsTests
         public IEnumerator<int> GetEnumerator() => ((IEnumerable<int>)values).GetEnumerator();
 
         System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
+
+    /// <summary>
+    /// Views of the wrong length on the model's own accelerator (the test above needs a second one): a count of valid rows
+    /// of more than one int, loss views of more floats than layers; each refused naming its argument, the step not recorded.
+    /// </summary>
+    [Fact]
+    public void ADeviceStepRefusesViewsOfTheWrongLength()
+    {
+        var accelerator = TestAccelerators.Require("cpu");
+        using var model = ModelRoutingStats.OnDevice(accelerator, BadInputOptions);
+        using var ids = accelerator.Allocate1D<int>(BadInputOptions.Layers * 8);
+        using var twoInts = accelerator.Allocate1D<int>(2);
+        using var longLosses = accelerator.Allocate1D<float>(BadInputOptions.Layers + 1);
+        var before = ModelSteps.Fingerprint(model);
+
+        AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, twoInts.View), "validTokens", "validTokens holds 2 values; it must hold one int, or be default.");
+        AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, longLosses.View), "loadBalanceLosses", "loadBalanceLosses holds 4 values; it must hold 3 floats (one per layer), or be default.");
+        AssertRefused<ArgumentException>(() => model.RecordStep(ids.View, 4, 2, 0, default, default, longLosses.View), "routerZLosses", "routerZLosses holds 4 values; it must hold 3 floats (one per layer), or be default.");
+        Assert.Equal(before, ModelSteps.Fingerprint(model));
     }
 
     [Fact]

@@ -283,6 +283,22 @@ public sealed class ExpertPlacementTests
         Assert.Equal("expert", Assert.Throws<ArgumentOutOfRangeException>(() => plan.LogicalToPhysical(0, 12)).ParamName);
     }
 
+    /// <summary>
+    /// The width of EPLB's padded log2phy is the most replicas over every layer, not the first layer's most: a flat
+    /// first layer (4 extra slots, one to each expert: 2 replicas each) before a layer whose one hot expert takes all
+    /// 4 extra slots (1000 / 1, / 2, / 3, / 4 stay above the others' 1: 5 replicas).
+    /// </summary>
+    [Fact]
+    public void TheMostReplicasAreCountedOverEveryLayer()
+    {
+        var plan = ExpertPlacement.Rebalance(new long[2, 4] { { 1, 1, 1, 1 }, { 1000, 1, 1, 1 } }, replicas: 8, groups: 1, nodes: 1, gpus: 1);
+
+        Assert.Equal([2, 2, 2, 2], plan.ReplicaCounts(0).ToArray());
+        Assert.Equal([5, 1, 1, 1], plan.ReplicaCounts(1).ToArray());
+        Assert.Equal(5, plan.MaxReplicas);
+        Assert.Equal(5, plan.LogicalToPhysical(1, 0).Length);
+    }
+
     [Fact]
     public void ALayerWithoutLoadIsPlannedAndBalanced()
     {
