@@ -135,6 +135,44 @@ public sealed class BalanceSummaryTests
         Assert.Equal(expected, summary.P10Balancedness);
     }
 
+    /// <summary>
+    /// An even layer count's median is the mean of the middle two. Layers route m = 9, 5, 3 and 1 slots to expert 0 and
+    /// one to each of experts 1 to 3: balancedness 1/3, 0.4, 0.5 and 1, median (0.4 + 0.5) / 2; token-weighted
+    /// (3 + 2 + 1.5 + 1) / (9 + 5 + 3 + 1).
+    /// </summary>
+    [Fact]
+    public void TheMedianOfAnEvenLayerCountIsTheMeanOfTheMiddleTwo()
+    {
+        int[] hot = [9, 5, 3, 1];
+        using var model = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = hot.Length, Experts = 4 });
+        var ids = hot.SelectMany(m => Enumerable.Repeat(0, m).Concat([1, 2, 3]).Concat(Enumerable.Repeat(-1, 9 - m))).ToArray();
+        model.RecordStep(ids, 12, topK: 1);
+
+        foreach (var summary in new[] { model.Summary().Window, model.Summary().SinceStart })
+        {
+            Assert.Equal(0.45, summary.MedianBalancedness, 15);
+            Assert.Equal(((1 / 3.0) + 0.4 + 0.5 + 1) / 4, summary.MeanBalancedness, 15);
+            Assert.Equal((1 / 3.0, 0), (summary.MinBalancedness, summary.WorstLayer));
+            Assert.Equal((1.0, 3), (summary.MaxBalancedness, summary.BestLayer));
+            Assert.Equal(7.5 / 18, summary.TokenWeightedBalancedness, 15);
+        }
+    }
+
+    /// <summary>A model whose every layer is without load is balanced across layers: every figure 1, token-weighted included.</summary>
+    [Fact]
+    public void AModelWithoutLoadIsBalancedAcrossLayers()
+    {
+        using var model = new ModelRoutingStats(Options);
+        model.RecordStep(Enumerable.Repeat(-1, Options.Layers * 4).ToArray(), 2, 2);
+
+        foreach (var summary in new[] { model.Summary().Window, model.Summary().SinceStart })
+        {
+            Assert.Equal(
+                (1.0, 1.0, 1.0, 1.0, 1.0, 0, 0, 1.0),
+                (summary.MinBalancedness, summary.P10Balancedness, summary.MedianBalancedness, summary.MeanBalancedness, summary.MaxBalancedness, summary.WorstLayer, summary.BestLayer, summary.TokenWeightedBalancedness));
+        }
+    }
+
     /// <summary>The operators take null on either side; summaries of different layers hash apart.</summary>
     [Fact]
     public void NullComparesEqualOnlyToNullAndDifferentSummariesHashApart()

@@ -43,6 +43,9 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [InlineData("\"window_steps\":3", "\"window_steps\":\"3\"", "The field 'window_steps' is \"3\"; it must be a 32-bit whole number")]
     [InlineData("\"routing_latency_stats\":{", "\"routing_latency_stats\":\"x\",\"unused\":{", "'routing_latency_stats' must be an object")]
     [InlineData("\"expert_utilization\":[", "\"expert_utilization\":[1e300,", "beyond a float's range")]
+    [InlineData("\"utilization_decay\":0.5", "\"utilization_decay\":1e39", "The field 'utilization_decay' must be a finite number.")]
+    [InlineData("\"steps\":7", "\"skip_empty_steps\":1,\"steps\":7", "The field 'skip_empty_steps' must be true or false.")]
+    [InlineData("\"steps\":7", "\"skip_empty_steps\":\"true\",\"steps\":7", "The field 'skip_empty_steps' must be true or false.")]
     public void AJsonFileThatNoRecordsCanProduceIsRefusedByField(string find, string replace, string field)
     {
         using var model = new ModelRoutingStats(Options);
@@ -408,17 +411,72 @@ public sealed class ModelRoutingStatsJsonConverterTests
         }
     }
 
+    /// <summary>A window_load row that is not an array is refused by its index, as a JsonException, not read as one.</summary>
+    [Theory]
+    [InlineData("\"x\"")]
+    [InlineData("{}")]
+    [InlineData("7")]
+    public void AWindowLoadRowThatIsNotAnArrayIsRefused(string row)
+    {
+        using var model = Recorded(Options);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        node["window_load"]![1] = JsonNode.Parse(row);
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal("window_load[1] must be an array of 8 counts (one per expert).", error.Message);
+    }
+
+    /// <summary>A layer of a model without steps holds no per-expert entries: one that holds them (all zero, as a layer's reader takes them) is refused.</summary>
+    [Fact]
+    public void ALayerWithPerExpertEntriesBeforeTheFirstStepIsRefused()
+    {
+        using var model = new ModelRoutingStats(Options);
+        var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
+        var layer = node["layers"]![1]!;
+        foreach (var name in new[] { "expert_utilization", "expert_token_counts", "expert_utilization_sums", "decayed_expert_utilization" })
+        {
+            if (layer[name] is not null)
+            {
+                layer[name] = JsonNode.Parse("[" + string.Join(",", Enumerable.Repeat(name == "expert_token_counts" ? "0" : "0.0", Options.Experts)) + "]");
+            }
+        }
+
+        var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
+        Assert.Equal("layers[1] holds total_routings 0 and expert_utilization of 8; the model holds steps 0 (each layer's total_routings) and 8 experts per layer (none before the first step).", error.Message);
+    }
+
+    /// <summary>A model setting given as null is its default, as a missing one; skip_empty_steps false is written as missing.</summary>
+    [Fact]
+    public void AModelSettingGivenAsNullOrFalseReadsAsItsDefault()
+    {
+        using var model = Recorded(Options);
+        var json = JsonSerializer.Serialize(model);
+        Assert.DoesNotContain("expert_capacity", json);
+        Assert.DoesNotContain("skip_empty_steps", json);
+
+        foreach (var settings in new[] { "\"expert_capacity\":null,\"skip_empty_steps\":null,", "\"skip_empty_steps\":false," })
+        {
+            using var read = JsonSerializer.Deserialize<ModelRoutingStats>(json.Replace("\"steps\":7", settings + "\"steps\":7"))!;
+            Assert.Null(read.Options.ExpertCapacity);
+            Assert.False(read.Options.SkipEmptySteps);
+            Assert.Equal(0.5f, read.Options.UtilizationDecay);
+            Assert.Equal(json, JsonSerializer.Serialize(read));
+        }
+    }
+
     /// <summary>
     /// A window load more than its steps hold (2^31 − 1 ids a layer a step), which the counts since the start allowed:
     /// one step of 2^62 ids was reported and planned on. The bound itself reads.
     /// </summary>
     [Theory]
-    [InlineData(4611686018427387904UL, false)]
-    [InlineData(2147483648UL, false)]
-    [InlineData(2147483647UL, true)]
-    public void AWindowLoadItsStepsCannotHoldIsRefused(ulong load, bool reads)
+    [InlineData(4611686018427387904UL, false, 1)]
+    [InlineData(2147483648UL, false, 1)]
+    [InlineData(2147483647UL, true, 1)]
+    [InlineData(4294967295UL, false, 2)] // a merge of two parts: one window row of each, 2 × (2^31 − 1) ids a step
+    [InlineData(4294967294UL, true, 2)]
+    public void AWindowLoadItsStepsCannotHoldIsRefused(ulong load, bool reads, int mergedParts)
     {
-        var json = "{\"experts\":1,\"window\":1,\"steps\":8589934592,\"window_steps\":1,\"window_load\":[[" + load.ToString(System.Globalization.CultureInfo.InvariantCulture) + "]],"
+        var merged = mergedParts == 1 ? "" : $"\"merged_parts\":{mergedParts},";
+        var json = "{\"experts\":1,\"window\":1," + merged + "\"steps\":8589934592,\"window_steps\":1,\"window_load\":[[" + load.ToString(System.Globalization.CultureInfo.InvariantCulture) + "]],"
             + "\"layers\":[{\"total_routings\":8589934592,\"total_tokens\":4611686018427387904,\"tokens_dropped\":0,\"expert_utilization\":[1.0],"
             + "\"average_load_balance_loss\":0.0,\"average_router_z_loss\":0.0,\"routing_efficiency\":100.0,\"expert_token_counts\":[4611686018427387904],"
             + "\"routing_latency_stats\":{\"total_measurements\":0,\"total_latency_ms\":0,\"min_latency_ms\":null,\"max_latency_ms\":0,\"recent_latencies\":[]},"
@@ -433,8 +491,10 @@ public sealed class ModelRoutingStatsJsonConverterTests
         }
 
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(json));
+        var most = 2147483647UL * (ulong)mergedParts;
+        var parts = mergedParts == 1 ? "" : $" and merged_parts = {mergedParts}";
         Assert.Equal(
-            $"window_load[0] sums to {load:N0} ids over window_steps = 1; a step records at most 2,147,483,647 ids a layer (tokens × k), so at most 2,147,483,647.",
+            $"window_load[0] sums to {load:N0} ids over window_steps = 1{parts}; a step records at most 2,147,483,647 ids a layer (tokens × k), so at most {most:N0}.",
             error.Message);
     }
 
@@ -452,21 +512,23 @@ public sealed class ModelRoutingStatsJsonConverterTests
     [Theory]
     [InlineData(3, 1)]    // the window holds 3 of 7 steps: a load above the run's count is refused
     [InlineData(10, 0)]   // the window holds every step: a load other than the run's count is refused
-    public void AWindowLoadTheLayersCountsCannotHoldIsRefused(int window, int change)
+    [InlineData(1, 0, 1)] // one step, which the window holds: the same
+    public void AWindowLoadTheLayersCountsCannotHoldIsRefused(int window, int change, int steps = 7)
     {
         var options = Options with { Window = window };
         using var model = new ModelRoutingStats(options);
-        foreach (var step in ModelSteps.Random(options.Layers, options.Experts, 2, 7, seed: 23))
+        foreach (var step in ModelSteps.Random(options.Layers, options.Experts, 2, steps, seed: 23))
         {
             model.RecordStep(step.Ids, step.Valid, step.TopK, step.Stride);
         }
 
         var node = JsonNode.Parse(JsonSerializer.Serialize(model))!;
-        var sinceStart = node["layers"]![1]!["expert_token_counts"]![2]!.GetValue<ulong>();
-        Assert.True(sinceStart > 0);
-        node["window_load"]![1]![2] = change == 1 ? sinceStart + 1 : sinceStart - 1;
+        var counts = node["layers"]![1]!["expert_token_counts"]!.AsArray().Select(count => count!.GetValue<ulong>()).ToArray();
+        var expert = System.Array.FindIndex(counts, count => count > 0);
+        var sinceStart = counts[expert];
+        node["window_load"]![1]![expert] = change == 1 ? sinceStart + 1 : sinceStart - 1;
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
-        Assert.StartsWith("window_load[1][2]", error.Message);
+        Assert.StartsWith($"window_load[1][{expert}]", error.Message);
         Assert.Contains("layers[1]", error.Message);
     }
 }
