@@ -114,15 +114,7 @@ public sealed class MetricsEndpointTests
     [Fact]
     public async Task TheEndpointIsBoundToLoopbackOnly()
     {
-        var outside = NetworkInterface.GetAllNetworkInterfaces()
-            .Where(n => n.OperationalStatus == OperationalStatus.Up)
-            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
-            .Select(a => a.Address)
-            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork && !IPAddress.IsLoopback(a));
-        if (outside is null)
-        {
-            Assert.Skip("This machine has no IPv4 address outside loopback.");
-        }
+        var outside = AddressOutsideLoopback();
 
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
         var port = FreePort();
@@ -160,15 +152,7 @@ public sealed class MetricsEndpointTests
     [Fact]
     public async Task EveryInterfaceIsServedBeyondLoopback()
     {
-        var outside = NetworkInterface.GetAllNetworkInterfaces()
-            .Where(n => n.OperationalStatus == OperationalStatus.Up)
-            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
-            .Select(a => a.Address)
-            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork && !IPAddress.IsLoopback(a));
-        if (outside is null)
-        {
-            Assert.Skip("This machine has no IPv4 address outside loopback.");
-        }
+        var outside = AddressOutsideLoopback();
 
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
         stats.RecordRouting([0, 1, 1], tokens: 3, topK: 1);
@@ -179,6 +163,22 @@ public sealed class MetricsEndpointTests
         var scrape = Parse(await http.GetStringAsync($"http://{outside}:{port}/metrics", TestContext.Current.CancellationToken));
 
         Assert.Equal(3, scrape.Samples["moegpustats_moegs_tokens_total"]);
+    }
+
+    /// <summary>This machine's first IPv4 address outside loopback, on an interface that is up; the test skips where there is none.</summary>
+    private static IPAddress AddressOutsideLoopback()
+    {
+        var outside = NetworkInterface.GetAllNetworkInterfaces()
+            .Where(n => n.OperationalStatus == OperationalStatus.Up)
+            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
+            .Select(a => a.Address)
+            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork && !IPAddress.IsLoopback(a));
+        if (outside is null)
+        {
+            Assert.Skip("This machine has no IPv4 address outside loopback.");
+        }
+
+        return outside;
     }
 
     private static bool LoopbackServesIPv6()
