@@ -601,6 +601,30 @@ public sealed class RoutingStatsTests
         Assert.Equal(utilizationSums.Select(sum => 2 * sum), mergedSums.UtilizationSums);
     }
 
+    /// <summary>
+    /// A merge of one routing beside an idle part averages over that routing: its averages are the routing's. Its efficiency
+    /// is of the slots dropped (3 of 6 a capacity of 1 drops), not of the tokens.
+    /// </summary>
+    [Fact]
+    public void AMergeOfOneRoutingAveragesOverItAndCountsItsDroppedSlots()
+    {
+        using var idle = new RoutingStats(new RoutingStatsOptions { Experts = 4, ExpertCapacity = 1 });
+        using var part = new RoutingStats(new RoutingStatsOptions { Experts = 4, ExpertCapacity = 1 });
+        part.RecordRouting([0, 0, 0, 0, 1, 3], tokens: 3, topK: 2, loadBalanceLoss: 0.5f, routerZLoss: 0.25f);
+
+        using var merged = RoutingStats.Merge([idle, part]);
+
+        Assert.Equal(1UL, merged.TotalRoutings);
+        Assert.Equal((0.5f, 0.25f), (merged.AverageLoadBalanceLoss, merged.AverageRouterZLoss));
+        Assert.Equal(part.ExpertUtilization, merged.ExpertUtilization);
+        Assert.Contains(merged.ExpertUtilization, utilization => utilization > 0);
+        Assert.Equal(part.CapacityStats.AverageUtilization, merged.CapacityStats.AverageUtilization);
+        Assert.NotEqual(0f, merged.CapacityStats.AverageUtilization);
+        Assert.Equal((6UL, 3UL), (merged.RoutedSlots, merged.SlotsDropped));
+        Assert.NotEqual(merged.SlotsDropped, merged.TokensDropped);
+        Assert.Equal(50f, merged.RoutingEfficiency);
+    }
+
     /// <summary>Parts that never routed merge to zeros: no average is taken over no routings.</summary>
     [Fact]
     public void PartsThatNeverRoutedMergeToZeros()
@@ -906,6 +930,23 @@ public sealed class RoutingStatsTests
         Assert.IsType<InvalidOperationException>(refused);
         Assert.Equal(0UL, stats.TotalRoutings);
         Assert.Empty(stats.ExpertTokenCounts);
+    }
+
+    /// <summary>
+    /// A record of ids takes the experts the options fix, not the count of a decision of more recorded before it:
+    /// an id past the fixed experts is invalid, though the state counted an expert of that id, and the record counts the fixed experts.
+    /// </summary>
+    [Fact]
+    public void ARecordOfIdsTakesTheExpertsTheOptionsFixOverTheStatesCount()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 4 });
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [1, 1, 1, 1, 1, 1, 1, 1], TotalTokens = 8 });
+
+        var outcome = Record.Exception(() => stats.RecordRouting([5, 1], tokens: 2, topK: 1));
+
+        Assert.Null(outcome);
+        Assert.Equal(1UL, stats.InvalidExpertIds);
+        Assert.Equal(4, stats.ExpertTokenCounts.Count);
     }
 
     /// <summary>A model's layer names its model's engine and accelerator, not "managed" for a device model's.</summary>

@@ -71,6 +71,61 @@ public sealed class PendingReadingTests
         Assert.True(pending.IsCompleted);
     }
 
+    /// <summary>
+    /// The copy is unstaged once and the arrival told once, on the first take: a second take returns the same reading,
+    /// a dispose after it leaves the reading readable, and the reading stays let go of.
+    /// </summary>
+    [Fact]
+    public void TheResultsAreUnstagedAndTheirArrivalToldOnceHoweverOftenTaken()
+    {
+        using var pool = new PageLockedPool(TestAccelerators.Require("cpu"));
+        var (unstaged, told) = (0, 0);
+        ModelReading? arrived = null;
+        using var pending = new PendingReading(ArrivedCopy(pool), _ =>
+        {
+            unstaged++;
+            return new ModelReading(0, 0, [], [], null, 0, null, null, null);
+        }, reading =>
+        {
+            told++;
+            arrived = reading;
+        });
+
+        var first = pending.Result();
+        var second = pending.Result();
+        pending.Dispose();
+
+        Assert.Same(first, second);
+        Assert.Same(first, arrived);
+        Assert.Same(first, pending.Result());
+        Assert.Equal((1, 1), (unstaged, told));
+        Assert.True(pending.IsCompleted);
+        Assert.True(pending.TakeIfArrived());
+    }
+
+    /// <summary>
+    /// A reading disposed before its results were taken releases its copy at once, so that its model lets go of it,
+    /// and says it was disposed when asked for its results.
+    /// </summary>
+    [Fact]
+    public void AReadingDisposedUnreadReleasesItsCopyAndSaysSo()
+    {
+        using var pool = new PageLockedPool(TestAccelerators.Require("cpu"));
+        var unstaged = 0;
+        var pending = new PendingReading(ArrivedCopy(pool), _ =>
+        {
+            unstaged++;
+            return Reading;
+        });
+
+        pending.Dispose();
+
+        Assert.True(pending.TakeIfArrived(), "a reading disposed unread still held its copy");
+        Assert.Throws<ObjectDisposedException>(() => pending.IsCompleted);
+        Assert.Throws<ObjectDisposedException>(pending.Result);
+        Assert.Equal(0, unstaged);
+    }
+
     private static readonly ModelReading Reading = new(0, 0, [], [], null, 0, null, null, null);
 
     /// <summary>

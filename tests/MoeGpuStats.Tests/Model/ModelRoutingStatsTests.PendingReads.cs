@@ -154,6 +154,32 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal(model.WindowLoad(), taken.WindowLoad);
     }
 
+    /// <summary>
+    /// On the managed engine and ILGPU's CPU accelerator a read is complete when BeginRead returns, before its results
+    /// are taken; each get of its window load is a new array, so that changing one leaves the next as read.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(BadInputEngines))]
+    public void APendingReadIsCompleteAtItsBeginOnTheHostAndEachWindowLoadIsItsOwn(string engine)
+    {
+        using var model = Create(engine, RecentOptions);
+        foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 3, seed: 61))
+        {
+            Record(model, step);
+        }
+
+        var expected = model.WindowLoad();
+        using var read = model.BeginRead();
+        Assert.True(read.IsCompleted, "a read on the host was not complete at its begin");
+
+        var load = read.WindowLoad;
+        Assert.Equal(expected, load);
+        Assert.Contains(load, slots => slots > 0);
+        Array.Clear(load);
+        Assert.Equal(expected, read.WindowLoad);
+        Assert.NotSame(read.WindowLoad, read.WindowLoad);
+    }
+
     [Fact]
     public void APendingReadOfAWindowWithoutItsRingIsRefusedAsTheBlockingRead()
     {
