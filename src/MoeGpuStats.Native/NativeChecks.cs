@@ -356,7 +356,7 @@ internal static class NativeChecks
     /// </summary>
     public static string Escaped(string text, int mostShown = 64)
     {
-        var shown = text.Length > mostShown ? text[..mostShown] + "..." : text;
+        var shown = ShortText.Of(text, mostShown);
         if (!shown.Any(UnsafeText.IsUnsafe))
         {
             return shown;

@@ -263,7 +263,7 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
     public static string Printable(string text)
     {
         var trimmed = text.Trim();
-        var shown = trimmed.Length > 120 ? trimmed[..120] + "..." : trimmed;
+        var shown = ShortText.Of(trimmed, 120);
         return string.Create(shown.Length, shown, (span, source) =>
         {
             for (var i = 0; i < span.Length; i++)

@@ -9,13 +9,15 @@ internal static class AtomicFile
 {
     /// <summary>
     /// Writes <paramref name="full"/> through <paramref name="temporary"/> (a name in the same folder that no file has),
-    /// which is removed whatever happens. Errors name the temporary; the callers say them in their users' words.
+    /// which is removed whatever happens once this call created it (a file already there under that name is refused and
+    /// left as it is). Errors name the temporary; the callers say them in their users' words.
     /// </summary>
     public static void Write(string full, string temporary, Action<Stream> write)
     {
+        var stream = CreateTemporary(temporary, full);
         try
         {
-            using (var stream = CreateTemporary(temporary, full))
+            using (stream)
             {
                 write(stream);
                 stream.Flush(flushToDisk: true);

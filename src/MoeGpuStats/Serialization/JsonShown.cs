@@ -45,14 +45,7 @@ internal static class JsonShown
     {
         // A UTF-16 character takes at most 3 bytes of UTF-8 (a surrogate pair 4 for two), and a byte that is not UTF-8
         // decodes to one: a value longer than these bytes decodes to more than MaxChars.
-        var text = Encoding.UTF8.GetString(utf8[..Math.Min(utf8.Length, (MaxChars + 1) * 3)]);
-        if (text.Length <= MaxChars)
-        {
-            return Visible(text);
-        }
-
-        var cut = char.IsHighSurrogate(text[MaxChars - 1]) ? MaxChars - 1 : MaxChars;
-        return Visible(text[..cut]) + "...";
+        return Visible(ShortText.Of(Encoding.UTF8.GetString(utf8[..Math.Min(utf8.Length, (MaxChars + 1) * 3)]), MaxChars));
     }
 
     /// <summary>

@@ -69,7 +69,7 @@ internal static class SnapshotFields
             if (!seen.Add(name))
             {
                 // Escaped as JSON escapes it, so that a name with a line break keeps the message one line.
-                var shown = JsonEncodedText.Encode(name.Length > 40 ? name[..40] + "..." : name, JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
+                var shown = JsonEncodedText.Encode(ShortText.Of(name, 40), JavaScriptEncoder.UnsafeRelaxedJsonEscaping);
                 throw new JsonException(Invariant($"The field '{prefix}{shown}' is given twice; a snapshot gives each field once."));
             }
         }
