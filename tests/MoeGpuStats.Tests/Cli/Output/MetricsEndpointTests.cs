@@ -255,12 +255,7 @@ public sealed class MetricsEndpointTests
         // Holding the collection gate keeps the scrape waiting until the endpoint stops under it.
         await endpoint.CollectionGate.WaitAsync(cancel);
         var scrape = http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
-        var waited = Stopwatch.StartNew();
-        while (endpoint.AnswersInFlight == 0)
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "The scrape never reached the endpoint.");
-            await Task.Delay(10, cancel);
-        }
+        await UntilAsync(() => endpoint.AnswersInFlight > 0, Stopwatch.StartNew(), () => "The scrape never reached the endpoint.", cancel);
 
         await Task.Run(endpoint.Dispose, cancel);
 
@@ -285,12 +280,7 @@ public sealed class MetricsEndpointTests
         // Holding the collection gate keeps the scrapes in flight.
         await endpoint.CollectionGate.WaitAsync(cancel);
         var held = Enumerable.Range(0, MetricsEndpoint.MaxAnswersInFlight).Select(_ => http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel)).ToArray();
-        var waited = Stopwatch.StartNew();
-        while (endpoint.AnswersInFlight < MetricsEndpoint.MaxAnswersInFlight)
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} scrapes reached the endpoint.");
-            await Task.Delay(10, cancel);
-        }
+        await ScrapesReachedAsync(endpoint, MetricsEndpoint.MaxAnswersInFlight, Stopwatch.StartNew(), cancel);
 
         // Bounded: were it served, it would wait behind the held gate.
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(cancel);
@@ -317,12 +307,7 @@ public sealed class MetricsEndpointTests
         }
 
         // An answer leaves the count just after its scraper has the response.
-        waited.Restart();
-        while (endpoint.AnswersInFlight > 0)
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} answers never ended.");
-            await Task.Delay(10, cancel);
-        }
+        await AnswersEnd(endpoint, cancel);
 
         using var after = await http.GetAsync($"http://127.0.0.1:{port}/metrics", cancel);
         Assert.Equal(HttpStatusCode.OK, after.StatusCode);
@@ -345,12 +330,7 @@ public sealed class MetricsEndpointTests
 
         await endpoint.CollectionGate.WaitAsync(cancel);
         var scrapes = Enumerable.Range(0, 6).Select(i => (i % 2 == 0 ? plain : gzip).GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel)).ToArray();
-        var waited = Stopwatch.StartNew();
-        while (endpoint.AnswersInFlight < scrapes.Length)
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} scrapes reached the endpoint.");
-            await Task.Delay(10, cancel);
-        }
+        await ScrapesReachedAsync(endpoint, scrapes.Length, Stopwatch.StartNew(), cancel);
 
         // Recorded before the collection begins, so every scrape's body counts it.
         stats.RecordRouting([2, 2], tokens: 1, topK: 2);
@@ -389,11 +369,7 @@ public sealed class MetricsEndpointTests
         await InsideItsCollectionAsync(endpoint, waited, cancel);
 
         var second = http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel);
-        while (endpoint.AnswersInFlight < 2)
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} scrapes reached the endpoint.");
-            await Task.Delay(10, cancel);
-        }
+        await ScrapesReachedAsync(endpoint, 2, waited, cancel);
 
         held.Release();
         await Task.WhenAll(first, second);
@@ -474,12 +450,18 @@ public sealed class MetricsEndpointTests
         Assert.True(received < length, $"{received:N0} bytes received of a {length:N0}-byte body");
     }
 
-    private static async Task AnswersEnd(MetricsEndpoint endpoint, CancellationToken cancel)
+    private static Task AnswersEnd(MetricsEndpoint endpoint, CancellationToken cancel) =>
+        UntilAsync(() => endpoint.AnswersInFlight == 0, Stopwatch.StartNew(), () => $"{endpoint.AnswersInFlight} answers never ended.", cancel);
+
+    private static Task ScrapesReachedAsync(MetricsEndpoint endpoint, int scrapes, Stopwatch waited, CancellationToken cancel) =>
+        UntilAsync(() => endpoint.AnswersInFlight >= scrapes, waited, () => $"{endpoint.AnswersInFlight} scrapes reached the endpoint.", cancel);
+
+    /// <summary>Returns once <paramref name="done"/>, checked every 10 ms; fails with <paramref name="failure"/> after 30 s of <paramref name="waited"/>.</summary>
+    private static async Task UntilAsync(Func<bool> done, Stopwatch waited, Func<string> failure, CancellationToken cancel)
     {
-        var waited = Stopwatch.StartNew();
-        while (endpoint.AnswersInFlight > 0)
+        while (!done())
         {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), $"{endpoint.AnswersInFlight} answers never ended.");
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), failure());
             await Task.Delay(10, cancel);
         }
     }
@@ -527,14 +509,8 @@ public sealed class MetricsEndpointTests
     }
 
     /// <summary>Returns once a scrape holds the collection gate, failing after 30 s of <paramref name="waited"/>.</summary>
-    private static async Task InsideItsCollectionAsync(MetricsEndpoint endpoint, Stopwatch waited, CancellationToken cancel)
-    {
-        while (endpoint.CollectionGate.CurrentCount != 0)
-        {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "The scrape never reached its collection.");
-            await Task.Delay(10, cancel);
-        }
-    }
+    private static Task InsideItsCollectionAsync(MetricsEndpoint endpoint, Stopwatch waited, CancellationToken cancel) =>
+        UntilAsync(() => endpoint.CollectionGate.CurrentCount == 0, waited, () => "The scrape never reached its collection.", cancel);
 
     /// <summary>
     /// Connections past the most held at once are closed unanswered, not held (20,000 idle ones ended the process at the
@@ -1042,7 +1018,10 @@ public sealed class MetricsEndpointTests
         return headers.ToString();
     }
 
-    /// <summary>A lock held on a thread of its own until released or disposed: statistics whose lock it is keep a scrape inside its collection.</summary>
+    /// <summary>
+    /// A lock held on a thread of its own until released or disposed (or <see cref="Patience.Hold"/>, so that a broken
+    /// test fails rather than hangs): statistics whose lock it is keep a scrape inside its collection.
+    /// </summary>
     private sealed class HeldLock : IDisposable
     {
         private readonly ManualResetEventSlim _release = new();
@@ -1056,7 +1035,7 @@ public sealed class MetricsEndpointTests
                 lock (gate)
                 {
                     held.Set();
-                    _release.Wait(cancel);
+                    _release.Wait(Patience.Hold, cancel);
                 }
             });
             _holder.Start();
