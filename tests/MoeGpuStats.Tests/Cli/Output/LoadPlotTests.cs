@@ -44,27 +44,18 @@ public sealed class LoadPlotTests
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = experts });
         stats.RecordRouting([.. Enumerable.Range(0, 2 * experts).Select(i => i % 2 == 0 ? hot : i / 2)], tokens: experts, topK: 2);
 
-        var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
-        try
+        using var bitmap = Picture(stats);
+        var barColor = new SKColor(0x1F, 0x77, 0xB4);
+        var solid = 0;
+        for (var y = 250; y < 400; y++)
         {
-            LoadPlot.Save(stats, path);
-            using var bitmap = SKBitmap.Decode(path);
-            var barColor = new SKColor(0x1F, 0x77, 0xB4);
-            var solid = 0;
-            for (var y = 250; y < 400; y++)
+            for (var x = 0; x < bitmap.Width; x++)
             {
-                for (var x = 0; x < bitmap.Width; x++)
-                {
-                    solid += bitmap.GetPixel(x, y) == barColor ? 1 : 0;
-                }
+                solid += bitmap.GetPixel(x, y) == barColor ? 1 : 0;
             }
+        }
 
-            Assert.True(solid >= 150, $"{solid} pixels of the bar color in the upper half of the load chart: the busy expert's bar is not drawn solid");
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        Assert.True(solid >= 150, $"{solid} pixels of the bar color in the upper half of the load chart: the busy expert's bar is not drawn solid");
     }
 
     /// <summary>
@@ -281,44 +272,41 @@ public sealed class LoadPlotTests
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 6 });
         stats.RecordRouting([0, 1, 0, 2, 0, 3, 4, 5], tokens: 4, topK: 2);
         stats.RecordRouting([0, 1, 2, 3, 4, 5, 0, 1], tokens: 4, topK: 2);
-        var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
-        try
-        {
-            LoadPlot.Save(stats, path);
-            using var picture = SKBitmap.Decode(path);
-            var (load, variance) = LoadPlot.Build(stats);
-            var top = (int)(LoadPlot.Height * 0.6);
-            using var upper = SKBitmap.FromImage(PlotImage.Render(load, LoadPlot.Width, top));
-            using var lower = SKBitmap.FromImage(PlotImage.Render(variance!, LoadPlot.Width, LoadPlot.Height - top));
+        using var picture = Picture(stats);
+        var (load, variance) = LoadPlot.Build(stats);
+        var top = (int)(LoadPlot.Height * 0.6);
+        using var upper = SKBitmap.FromImage(PlotImage.Render(load, LoadPlot.Width, top));
+        using var lower = SKBitmap.FromImage(PlotImage.Render(variance!, LoadPlot.Width, LoadPlot.Height - top));
 
-            var differing = 0;
-            for (var y = 0; y < LoadPlot.Height; y++)
+        var differing = 0;
+        for (var y = 0; y < LoadPlot.Height; y++)
+        {
+            for (var x = 0; x < LoadPlot.Width; x++)
             {
-                for (var x = 0; x < LoadPlot.Width; x++)
-                {
-                    var expected = y < top ? upper.GetPixel(x, y) : lower.GetPixel(x, y - top);
-                    differing += picture.GetPixel(x, y) == expected ? 0 : 1;
-                }
+                var expected = y < top ? upper.GetPixel(x, y) : lower.GetPixel(x, y - top);
+                differing += picture.GetPixel(x, y) == expected ? 0 : 1;
             }
+        }
 
-            Assert.Equal(0, differing);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        Assert.Equal(0, differing);
     }
 
     /// <summary>The most pixels of the bars' color in one column: the busiest expert's bar.</summary>
     private static int TallestBar(RoutingStats stats)
     {
+        using var bitmap = Picture(stats);
+        var barColor = new SKColor(0x1F, 0x77, 0xB4);
+        return Enumerable.Range(0, bitmap.Width).Max(x => Enumerable.Range(0, bitmap.Height).Count(y => bitmap.GetPixel(x, y) == barColor));
+    }
+
+    /// <summary>The picture <see cref="LoadPlot.Save"/> writes for <paramref name="stats"/>, read back (the file removed).</summary>
+    private static SKBitmap Picture(RoutingStats stats)
+    {
         var path = Path.Combine(Path.GetTempPath(), $"moegs-plot-{Guid.NewGuid():N}.png");
         try
         {
             LoadPlot.Save(stats, path);
-            using var bitmap = SKBitmap.Decode(path);
-            var barColor = new SKColor(0x1F, 0x77, 0xB4);
-            return Enumerable.Range(0, bitmap.Width).Max(x => Enumerable.Range(0, bitmap.Height).Count(y => bitmap.GetPixel(x, y) == barColor));
+            return SKBitmap.Decode(path);
         }
         finally
         {
