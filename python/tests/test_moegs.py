@@ -595,6 +595,16 @@ class ModelTests(unittest.TestCase):
         return [array.array("i", (rng.randrange(-1, self.EXPERTS + 1) if i % stride < self.TOKENS * self.K else -9
                                   for i in range(self.LAYERS * stride))) for _ in range(self.STEPS)]
 
+    def layer_counts(self, ids, per_layer=None):
+        """Each layer's count of each expert among ids laid out [layers, per_layer] (per_layer TOKENS * K unless given),
+        ids outside [0, EXPERTS) in no expert's count."""
+        per_layer = per_layer or self.TOKENS * self.K
+        counts = [[0] * self.EXPERTS for _ in range(self.LAYERS)]
+        for i, expert in enumerate(ids):
+            if 0 <= expert < self.EXPERTS:
+                counts[i // per_layer][expert] += 1
+        return counts
+
     def test_skip_empty_steps_leaves_out_dummy_passes(self):
         """skip_empty_steps=True (MOEGS_MODEL_SKIP_EMPTY_STEPS): a step of no valid row or of padding rows alone is left
         out of the window and the counts; the default records each as a step; a non-bool is refused naming it."""
@@ -1191,10 +1201,7 @@ class ModelTests(unittest.TestCase):
         int32, int64 and int16 where they lie, as the same ids in this machine's byte order are."""
         rng = random.Random(17)
         ids = [rng.randrange(-1, self.EXPERTS + 1) for _ in range(self.LAYERS * self.TOKENS * self.K)]
-        want = [[0] * self.EXPERTS for _ in range(self.LAYERS)]
-        for i, expert in enumerate(ids):
-            if 0 <= expert < self.EXPERTS:
-                want[i // (self.TOKENS * self.K)][expert] += 1
+        want = self.layer_counts(ids)
         for code, width in (("i", 4), ("q", 8), ("h", 2)):
             values = array.array(code, ids)
             self.assertEqual(width, values.itemsize)
@@ -1210,18 +1217,14 @@ class ModelTests(unittest.TestCase):
         for strides in ((4 * self.K, 0, 4), (4 * self.K, 4, 4), None):
             with self.subTest(strides=strides), moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
                 model.record(HostArray(rows, (self.LAYERS, 1, self.K), strides=strides))
-                want = [[rows[l * self.K:(l + 1) * self.K].count(e) for e in range(self.EXPERTS)] for l in range(self.LAYERS)]
-                self.assertEqual(want, load_rows(model.window_load()))
+                self.assertEqual(self.layer_counts(rows, self.K), load_rows(model.window_load()))
                 self.assertEqual([1] * self.LAYERS, [model.layer(l)["total_tokens"] for l in range(self.LAYERS)])
 
     def test_a_valid_token_count_is_clamped_to_the_rows(self):
         """valid_tokens as an int on a host accelerator: any int32, clamped when read, so a negative count records a step
         of no token and a count past the rows every row; beyond int32 it is refused by name."""
         ids = self.steps(self.TOKENS * self.K)[0]
-        every_row = [[0] * self.EXPERTS for _ in range(self.LAYERS)]
-        for i, expert in enumerate(ids):
-            if 0 <= expert < self.EXPERTS:
-                every_row[i // (self.TOKENS * self.K)][expert] += 1
+        every_row = self.layer_counts(ids)
         for valid, want in ((-1, [[0] * self.EXPERTS] * self.LAYERS), (-2**31, [[0] * self.EXPERTS] * self.LAYERS),
                             (self.TOKENS + 1, every_row), (2**31 - 1, every_row)):
             with self.subTest(valid_tokens=valid), moegs.MoeModelStats(self.LAYERS, self.EXPERTS, accelerator="managed") as model:
