@@ -117,7 +117,7 @@ internal static partial class MoegsCommandLine
             // The option itself, refused: it came after "--", where every word is an input.
             var hint = meant is null ? SecondInput(word, command) : meant == word ? $" Words after -- are inputs; put {word} before it." : $" Did you mean {meant}?";
             var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
-            console.Error.WriteLine($"{ErrorText.OneLine(error)}{hint} Run {help} for usage.");
+            console.Error.WriteLine($"{UnsafeText.Escaped(error)}{hint} Run {help} for usage.");
             return ExitCodes.Usage;
         }
 

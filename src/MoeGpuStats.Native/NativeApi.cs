@@ -574,7 +574,7 @@ public static unsafe class NativeApi
         {
             // The path, and the library's reason, which names it again, escaped and bounded: one line, whatever the path holds.
             // The reason's own full stop goes: the parenthesis ends its sentence.
-            var reason = NativeChecks.OneLine(exception).TrimEnd('.');
+            var reason = ErrorText.Clause(exception);
             throw new NativeIoException(
                 $"{NativeChecks.Escaped(path, MostPathShown)}: cannot be written ({NativeChecks.Escaped(reason, 2 * MostPathShown)}); the file is as it was.",
                 exception);
@@ -750,13 +750,13 @@ public static unsafe class NativeApi
     {
         NativeArgumentException => Fail(NativeStatus.InvalidArgument, exception.Message),
         NativeIoException => Fail(NativeStatus.IoError, exception.Message),
-        NoDeviceException => Fail(NativeStatus.NoDevice, NativeChecks.OneLine(exception)),
-        ArgumentException => Fail(NativeStatus.InvalidArgument, NativeChecks.OneLine(exception)),
-        ObjectDisposedException => Fail(NativeStatus.InvalidHandle, NativeChecks.OneLine(exception)),
+        NoDeviceException => Fail(NativeStatus.NoDevice, ErrorText.Of(exception)),
+        ArgumentException => Fail(NativeStatus.InvalidArgument, ErrorText.Of(exception)),
+        ObjectDisposedException => Fail(NativeStatus.InvalidHandle, ErrorText.Of(exception)),
         ILGPU.Runtime.OpenCL.CLException refused => Fail(NativeStatus.DeviceError, NativeChecks.OpenCl(refused.Error)),
         ILGPU.Runtime.AcceleratorException or InsufficientMemoryException or InvalidOperationException or DllNotFoundException
-            => Fail(NativeStatus.DeviceError, NativeChecks.OneLine(exception)),
-        _ => Fail(NativeStatus.RuntimeError, $"{exception.GetType().Name}: {NativeChecks.OneLine(exception)}"),
+            => Fail(NativeStatus.DeviceError, ErrorText.Of(exception)),
+        _ => Fail(NativeStatus.RuntimeError, $"{exception.GetType().Name}: {ErrorText.Of(exception)}"),
     };
 
     private static int Fail(int status, string message)

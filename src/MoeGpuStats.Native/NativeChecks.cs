@@ -288,21 +288,6 @@ internal static class NativeChecks
         $"the OpenCL driver refused the call with {error} ({(int)error}); on \"opencl\" the ids, valid-token and loss pointers must be cl_mem objects, and a host or CUDA pointer there draws an error of any code.");
 
     /// <summary>
-    /// A message from below the C API as one line without .NET's decorations: the <c>(Parameter 'x')</c>
-    /// suffix names a C# parameter the C caller never sees, and out-of-range messages continue on a second line.
-    /// </summary>
-    public static string OneLine(Exception exception)
-    {
-        var message = exception.Message;
-        if (exception is ArgumentException { ParamName: { } name })
-        {
-            message = message.Replace($" (Parameter '{name}')", string.Empty, StringComparison.Ordinal);
-        }
-
-        return string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-    }
-
-    /// <summary>
     /// Refuses an unknown accelerator <paramref name="name"/> (normalized), naming it as <paramref name="given"/>; a name
     /// that was not UTF-8 (<paramref name="utf8"/> false; <see cref="Utf8"/>) is no accelerator's, and said to be not UTF-8.
     /// </summary>
@@ -351,32 +336,10 @@ internal static class NativeChecks
 
     /// <summary>
     /// The caller's text, its first <paramref name="mostShown"/> characters, with line breaks and other characters a
-    /// terminal acts on escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>, else <c>\uXXXX</c>; <see cref="UnsafeText"/>), so that
-    /// a message echoing it stays one short line, shown as written.
+    /// terminal acts on escaped (<see cref="UnsafeText.Escaped"/>), so that a message echoing it stays one short line,
+    /// shown as written.
     /// </summary>
-    public static string Escaped(string text, int mostShown = 64)
-    {
-        var shown = ShortText.Of(text, mostShown);
-        if (!shown.Any(UnsafeText.IsUnsafe))
-        {
-            return shown;
-        }
-
-        var escaped = new System.Text.StringBuilder(shown.Length + 8);
-        foreach (var c in shown)
-        {
-            escaped.Append(c switch
-            {
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                _ when UnsafeText.IsUnsafe(c) => $"\\u{(int)c:x4}",
-                _ => c.ToString(),
-            });
-        }
-
-        return escaped.ToString();
-    }
+    public static string Escaped(string text, int mostShown = 64) => UnsafeText.Escaped(ShortText.Of(text, mostShown));
 
     private static void ExpertCapacity(int expertCapacity)
     {

@@ -114,7 +114,7 @@ internal sealed class NativeDevice : IDisposable
         }
         catch (ArgumentException exception)
         {
-            throw new NativeArgumentException($"stream: {NativeChecks.OneLine(exception)} Allowed: a CUstream of the calling thread's current context, or NULL.");
+            throw new NativeArgumentException($"stream: {ErrorText.Of(exception)} Allowed: a CUstream of the calling thread's current context, or NULL.");
         }
 
         return true;
@@ -170,7 +170,7 @@ internal sealed class ForeignCache<T>(NativeDevice device, string kind, string n
                     "opencl" => "a cl_mem of the handle's context",
                     _ => "host memory",
                 };
-                throw new NativeArgumentException($"{name}: {NativeChecks.OneLine(exception)} Allowed on {kind}: {allowed}.");
+                throw new NativeArgumentException($"{name}: {ErrorText.Of(exception)} Allowed on {kind}: {allowed}.");
             }
 
             _view?.Dispose();

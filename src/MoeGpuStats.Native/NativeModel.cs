@@ -286,7 +286,7 @@ internal sealed class NativeModel : INativeHandle
         }
         catch (ArgumentException exception)
         {
-            throw new NativeArgumentException($"stream: {NativeChecks.OneLine(exception)} Allowed: a CUstream, or NULL.");
+            throw new NativeArgumentException($"stream: {ErrorText.Of(exception)} Allowed: a CUstream, or NULL.");
         }
     }
 

@@ -174,7 +174,7 @@ internal static class ReplayCommand
                     e = (int)max + 1;
                     unsignedPadding = trace.UnsignedPadding(max) is null ? -1 : (int)max;
                     // An expert no token reached leaves no id: the count may be short, and every figure with it.
-                    console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {ErrorText.OneLine(path.Name)} plus one; give --experts if the model has more (an expert no token reached is not in the file){PaddingHint(trace, max)}.");
+                    console.Error.WriteLine($"note: {Counted.Of(e, "expert")}, the largest id in {UnsafeText.Escaped(path.Name)} plus one; give --experts if the model has more (an expert no token reached is not in the file){PaddingHint(trace, max)}.");
                 }
 
                 if (trace.TopK > e)
@@ -286,7 +286,7 @@ internal static class ReplayCommand
         }
 
         return held >= ids
-            ? $"note: reading {ErrorText.OneLine(path.Name)} ({held:N0} ids) whole for its largest id (--experts skips this), before the replay starts."
+            ? $"note: reading {UnsafeText.Escaped(path.Name)} ({held:N0} ids) whole for its largest id (--experts skips this), before the replay starts."
             : null;
     }
 

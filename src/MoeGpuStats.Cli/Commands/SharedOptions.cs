@@ -120,7 +120,7 @@ internal static class SharedOptions
         // name: a usage error with a suggestion, as an unknown option is elsewhere, unless such a file exists.
         if (result.Parent is CommandResult && text.Length > 1 && text.StartsWith('-') && !File.Exists(text) && !Directory.Exists(text))
         {
-            result.AddError($"{UnrecognizedOption}'{ErrorText.OneLine(text)}', and no file of that name.");
+            result.AddError($"{UnrecognizedOption}'{UnsafeText.Escaped(text)}', and no file of that name.");
             return null;
         }
 
@@ -130,7 +130,7 @@ internal static class SharedOptions
         }
         catch (Exception exception) when (exception is ArgumentException or NotSupportedException or PathTooLongException)
         {
-            result.AddError($"{name} '{ErrorText.OneLine(text)}': not a file name ({ErrorText.Clause(exception)}).");
+            result.AddError($"{name} '{UnsafeText.Escaped(text)}': not a file name ({ErrorText.Clause(exception)}).");
             return null;
         }
     }
@@ -152,7 +152,7 @@ internal static class SharedOptions
         {
             if (result.Tokens.Count > 0 && Output.MetricsHost.Problem(result.Tokens[^1].Value) is { } problem)
             {
-                result.AddError($"{option.Name} {(string.IsNullOrWhiteSpace(result.Tokens[^1].Value) ? $"'{result.Tokens[^1].Value}'" : ErrorText.OneLine(result.Tokens[^1].Value))}: {problem}.");
+                result.AddError($"{option.Name} {(string.IsNullOrWhiteSpace(result.Tokens[^1].Value) ? $"'{result.Tokens[^1].Value}'" : UnsafeText.Escaped(result.Tokens[^1].Value))}: {problem}.");
             }
         });
         return option;
@@ -251,7 +251,7 @@ internal static class SharedOptions
         public string? Problem(ParseResult parse) =>
             parse.GetValue(_port) is not null ? null
             : parse.GetValue(_serveAfter) ? "--serve-after: needs --metrics-port, whose endpoint it keeps serving."
-            : parse.GetResult(_host) is { Implicit: false } ? $"--metrics-host {ErrorText.OneLine(parse.GetValue(_host)!)}: places the endpoint of --metrics-port, which was not given."
+            : parse.GetResult(_host) is { Implicit: false } ? $"--metrics-host {UnsafeText.Escaped(parse.GetValue(_host)!)}: places the endpoint of --metrics-port, which was not given."
             : null;
 
         /// <summary>A replay of a whole model with these options; <paramref name="window"/>: how an error names its window (<see cref="ModelWindow.Named"/>).</summary>

@@ -93,7 +93,7 @@ internal static class SnapshotCommands
             if (paths.Length == 1)
             {
                 // A glob of ranks' files that matched one (the others not yet written, or named otherwise).
-                console.Error.WriteLine($"warning: one snapshot given ({ErrorText.OneLine(paths[0].ToString())}): the merge is that snapshot alone; give every rank's.");
+                console.Error.WriteLine($"warning: one snapshot given ({UnsafeText.Escaped(paths[0].ToString())}): the merge is that snapshot alone; give every rank's.");
             }
 
             foreach (var identical in Identical(paths))
@@ -174,7 +174,7 @@ internal static class SnapshotCommands
             if (!seen.TryAdd(file, given))
             {
                 var earlier = seen[file];
-                return $"{ErrorText.OneLine(given)}: {(earlier == given ? "given twice" : $"the same file as {ErrorText.OneLine(earlier)}")}; give each rank's snapshot once.";
+                return $"{UnsafeText.Escaped(given)}: {(earlier == given ? "given twice" : $"the same file as {UnsafeText.Escaped(earlier)}")}; give each rank's snapshot once.";
             }
         }
 
@@ -200,7 +200,7 @@ internal static class SnapshotCommands
                     byHash[hash] = same = [];
                 }
 
-                same.Add(ErrorText.OneLine(path.ToString()));
+                same.Add(UnsafeText.Escaped(path.ToString()));
             }
         }
         catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)

@@ -63,7 +63,7 @@ internal sealed class SnapshotMerge
         catch (ArgumentException exception)
         {
             // The shapes were checked above: what the merge refuses here is a sum past what a snapshot holds.
-            return $"cannot merge {ErrorText.OneLine(_paths[index].ToString())} with the {Counted.Of(index, "snapshot")} before it: {ErrorText.Of(exception)}";
+            return $"cannot merge {UnsafeText.Escaped(_paths[index].ToString())} with the {Counted.Of(index, "snapshot")} before it: {ErrorText.Of(exception)}";
         }
 
         _added++;
@@ -146,7 +146,7 @@ internal sealed class SnapshotMerge
         }
         else if (StepsNote is null && (UInt128)steps * (ulong)_firstSteps.Ranks != (UInt128)_firstSteps.Steps * (ulong)ranks)
         {
-            StepsNote = $"note: {ErrorText.OneLine(_paths[0].ToString())} holds {Held(_firstSteps.Steps, _firstSteps.Ranks)}, {ErrorText.OneLine(_paths[index].ToString())} {Held(steps, ranks)}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
+            StepsNote = $"note: {UnsafeText.Escaped(_paths[0].ToString())} holds {Held(_firstSteps.Steps, _firstSteps.Ranks)}, {UnsafeText.Escaped(_paths[index].ToString())} {Held(steps, ranks)}: merge takes the snapshots as ranks of one job, sums each one's own last window of steps from its newest, and counts every step of each; snapshots of one rank at two times are not ranks (docs/scaling.md).";
         }
 
         static string Held(ulong steps, long ranks) => ranks > 1 ? $"{Counted.Of(steps, "step")} of {ranks:N0} merged ranks" : Counted.Of(steps, "step");

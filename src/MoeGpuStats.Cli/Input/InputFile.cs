@@ -23,7 +23,7 @@ internal static class InputFile
         void Fail(string line) => console.Error.WriteLine(option is null ? line : $"{option} {line}");
         if (Directory.Exists(path.FullName))
         {
-            Fail($"{ErrorText.OneLine(path.ToString())}: is a folder; give {expected}.");
+            Fail($"{UnsafeText.Escaped(path.ToString())}: is a folder; give {expected}.");
             return false;
         }
 
@@ -31,15 +31,15 @@ internal static class InputFile
         // one (/dev/stdin, /dev/fd/3, a shell's <(...)) is examined where it leads.
         if (IsPipeOrDevice(path.FullName))
         {
-            Fail($"{ErrorText.OneLine(path.ToString())}: is a pipe or a device; give {expected}.");
+            Fail($"{UnsafeText.Escaped(path.ToString())}: is a pipe or a device; give {expected}.");
             return false;
         }
 
         if (new FileInfo(path.FullName) is { Exists: true, Length: 0 })
         {
             Fail(HasBytes(path.FullName)
-                ? $"{ErrorText.OneLine(path.ToString())}: reports a size of 0 bytes yet holds some (a /proc file, written as it is read); give {expected}."
-                : $"{ErrorText.OneLine(path.ToString())}: is empty (0 bytes); give {expected}.");
+                ? $"{UnsafeText.Escaped(path.ToString())}: reports a size of 0 bytes yet holds some (a /proc file, written as it is read); give {expected}."
+                : $"{UnsafeText.Escaped(path.ToString())}: is empty (0 bytes); give {expected}.");
             return false;
         }
 
@@ -55,11 +55,11 @@ internal static class InputFile
             // "-" is standard input to many tools; moegs reads files alone (a trace is read twice, a snapshot by its length).
             Fail(path.ToString() == "-"
                 ? $"-: moegs does not read standard input; give {expected} by its path."
-                : ErrorText.OneLine($"{path}: no such file{where}{NotUtf8Hint(path.ToString())}."));
+                : UnsafeText.Escaped($"{path}: no such file{where}{NotUtf8Hint(path.ToString())}."));
         }
         catch (UnauthorizedAccessException)
         {
-            Fail($"{ErrorText.OneLine(path.ToString())}: no permission to read it.");
+            Fail($"{UnsafeText.Escaped(path.ToString())}: no permission to read it.");
         }
         catch (InvalidDataException exception)
         {
@@ -72,11 +72,11 @@ internal static class InputFile
         catch (EndOfStreamException)
         {
             // A regular file that ends before its size: cut while it was read, or a /sys file, whose size is a page.
-            Fail($"{ErrorText.OneLine(path.ToString())}: ends before the {new FileInfo(path.FullName).Length:N0} bytes its size claims (a file cut while it was read, or a /sys file); give {expected}.");
+            Fail($"{UnsafeText.Escaped(path.ToString())}: ends before the {new FileInfo(path.FullName).Length:N0} bytes its size claims (a file cut while it was read, or a /sys file); give {expected}.");
         }
         catch (IOException exception)
         {
-            Fail($"{ErrorText.OneLine(path.ToString())}: cannot read it ({ErrorText.Clause(exception)}).");
+            Fail($"{UnsafeText.Escaped(path.ToString())}: cannot read it ({ErrorText.Clause(exception)}).");
         }
 
         return false;
@@ -91,7 +91,7 @@ internal static class InputFile
         var length = path.Exists ? path.Length : 0;
         if (length >= bytes)
         {
-            console.Error.WriteLine($"note: reading {ErrorText.OneLine(path.Name)} ({ByteSize.FromBytes(length).Humanize("0.#", CultureInfo.InvariantCulture)}) whole {why}.");
+            console.Error.WriteLine($"note: reading {UnsafeText.Escaped(path.Name)} ({ByteSize.FromBytes(length).Humanize("0.#", CultureInfo.InvariantCulture)}) whole {why}.");
         }
     };
 
@@ -117,7 +117,7 @@ internal static class InputFile
 
     /// <summary>The line for a pipe or a device given where a file is read by position (more than once, or from its end).</summary>
     public static string NotAFile(FileInfo path) =>
-        $"{ErrorText.OneLine(path.ToString())}: cannot be read by position (a pipe or a device?); save it to a file and give that.";
+        $"{UnsafeText.Escaped(path.ToString())}: cannot be read by position (a pipe or a device?); save it to a file and give that.";
 
     /// <summary>
     /// Why a name the system does not find may be one it holds after all: .NET reads an argument's bytes that are not

@@ -114,7 +114,7 @@ internal sealed class JsonLinesTrace : IRoutingTrace
                     }
 
                     var pass = dropped is var (first, last) ? $", with the forward pass it may belong to ({(first == last ? $"line {first}" : $"lines {first} to {last}")})" : "";
-                    cutOff = $"note: {ErrorText.OneLine(path)}:{lines.Number}, the last line, is cut off (unfinished JSON, and no newline ends it, as in a log still being written): left out{pass}.";
+                    cutOff = $"note: {UnsafeText.Escaped(path)}:{lines.Number}, the last line, is cut off (unfinished JSON, and no newline ends it, as in a log still being written): left out{pass}.";
                     break;
                 }
 

@@ -7,7 +7,7 @@ namespace MoeGpuStats.Cli.Input;
 /// <summary>What the readers that walk JSON token by token say of a value in their messages.</summary>
 internal static class JsonText
 {
-    /// <summary>A value as written, cut to one short line; only its first bytes are decoded (enough for what <see cref="NpyHeader.Printable"/> shows).</summary>
+    /// <summary>A value as written, cut to one short line (<see cref="NpyHeader.Printable"/>); only its first bytes are decoded, enough for what that shows.</summary>
     public static string Printable(ReadOnlySpan<byte> value) =>
         NpyHeader.Printable(Encoding.UTF8.GetString(value[..Math.Min(value.Length, 512)]));
 

@@ -43,7 +43,7 @@ internal static class LoadMatrix
         const int MostTopK = 16;
         var (rows, columns) = (loads.GetLength(0), loads.GetLength(1));
         return source is null && rows > MostModelLayers && columns <= MostTopK
-            ? $"note: {ErrorText.OneLine(path.Name)} is read as the load of {Counted.Of(rows, "layer")} of {Counted.Of(columns, "expert")}, more layers than today's MoE models have (94, Qwen3-235B); if it holds top-k ids, [tokens, k], it is a trace: {ReplayFirst(ErrorText.OneLine(path.Name), FirstBytes(path.FullName).SequenceEqual(NpyHeader.MagicBytes))}."
+            ? $"note: {UnsafeText.Escaped(path.Name)} is read as the load of {Counted.Of(rows, "layer")} of {Counted.Of(columns, "expert")}, more layers than today's MoE models have (94, Qwen3-235B); if it holds top-k ids, [tokens, k], it is a trace: {ReplayFirst(UnsafeText.Escaped(path.Name), FirstBytes(path.FullName).SequenceEqual(NpyHeader.MagicBytes))}."
             : null;
     }
 

@@ -259,19 +259,8 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
         }
     }
 
-    /// <summary>Header text cut to one short line with control characters shown as '?', so an error stays one line.</summary>
-    public static string Printable(string text)
-    {
-        var trimmed = text.Trim();
-        var shown = ShortText.Of(trimmed, 120);
-        return string.Create(shown.Length, shown, (span, source) =>
-        {
-            for (var i = 0; i < span.Length; i++)
-            {
-                span[i] = UnsafeText.IsUnsafe(source[i]) ? '?' : source[i];
-            }
-        });
-    }
+    /// <summary>Header text cut to one short line, what a terminal acts on escaped (<see cref="UnsafeText.Escaped"/>), so an error stays one line.</summary>
+    public static string Printable(string text) => UnsafeText.Escaped(ShortText.Of(text.Trim(), 120));
 
     [GeneratedRegex(@"['""]descr['""]\s*:\s*['""]([^'""]*)['""]")]
     private static partial Regex DescrPattern();

@@ -140,7 +140,7 @@ internal sealed partial class NpzIds : IRoutingTrace
             var compressed = 0L;
             foreach (var entry in entries)
             {
-                var name = ErrorText.OneLine($"{path}[{KeyOf(entry)}]");
+                var name = UnsafeText.Escaped($"{path}[{KeyOf(entry)}]");
                 if (entry.IsEncrypted)
                 {
                     throw new InvalidDataException($"{name}: encrypted (a password-protected archive), which replay cannot read; np.savez encrypts nothing: give the archive unencrypted.");
@@ -262,7 +262,7 @@ internal sealed partial class NpzIds : IRoutingTrace
         entry.FullName.EndsWith(".npy", StringComparison.Ordinal) ? entry.FullName[..^4] : entry.FullName;
 
     /// <summary>A member's key as a line shows it: an archive may name a member with a line break or a terminal's escape.</summary>
-    private static string ShownKey(ZipArchiveEntry entry) => ErrorText.OneLine(KeyOf(entry));
+    private static string ShownKey(ZipArchiveEntry entry) => UnsafeText.Escaped(KeyOf(entry));
 
     /// <summary>
     /// The most members an archive of forward passes may list: a member per step of a long run is 100,000s, and the
@@ -386,7 +386,7 @@ internal sealed partial class NpzIds : IRoutingTrace
     {
         if (given is null && entries.Count > 1 && entries.All(entry => LayerName().IsMatch(KeyOf(entry))))
         {
-            yield return $"note: {ErrorText.OneLine(path)}: its members are named as layers ({ShownKey(entries[0])}, {ShownKey(entries[1])}, ...) and are read as forward passes, one after another (--members steps, the default); give --members layers if member l is layer l.";
+            yield return $"note: {UnsafeText.Escaped(path)}: its members are named as layers ({ShownKey(entries[0])}, {ShownKey(entries[1])}, ...) and are read as forward passes, one after another (--members steps, the default); give --members layers if member l is layer l.";
         }
     }
 
@@ -398,7 +398,7 @@ internal sealed partial class NpzIds : IRoutingTrace
     private static IEnumerable<string> RepeatedNameNotes(string path, IReadOnlyList<ZipArchiveEntry> entries) =>
         entries.GroupBy(entry => entry.FullName, StringComparer.Ordinal)
             .Where(group => group.Count() > 1)
-            .Select(group => $"warning: {ErrorText.OneLine(path)}: {group.Count():N0} members are named {ShownKey(group.First())}; replay takes each of them in the archive's order, where np.load reads only the last.");
+            .Select(group => $"warning: {UnsafeText.Escaped(path)}: {group.Count():N0} members are named {ShownKey(group.First())}; replay takes each of them in the archive's order, where np.load reads only the last.");
 
     /// <summary>
     /// A warning when the members' names end in numbers that the archive's order does not follow (keys
@@ -423,7 +423,7 @@ internal sealed partial class NpzIds : IRoutingTrace
         {
             if (numbers[i].Number < numbers[i - 1].Number)
             {
-                return [$"warning: {ErrorText.OneLine(path)}: replay takes the members in the archive's order, and {ErrorText.OneLine(numbers[i - 1].Key)} comes before {ErrorText.OneLine(numbers[i].Key)}; if the numbers give the order of the {(holds == NpzMembers.Layers ? "layers" : "forward passes")}, save the members in that order."];
+                return [$"warning: {UnsafeText.Escaped(path)}: replay takes the members in the archive's order, and {UnsafeText.Escaped(numbers[i - 1].Key)} comes before {UnsafeText.Escaped(numbers[i].Key)}; if the numbers give the order of the {(holds == NpzMembers.Layers ? "layers" : "forward passes")}, save the members in that order."];
             }
         }
 

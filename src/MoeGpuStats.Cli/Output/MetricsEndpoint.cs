@@ -297,11 +297,14 @@ internal sealed class MetricsEndpoint : IDisposable
         }
     }
 
-    /// <summary>What made a collection fail, in one line: each distinct reason its instruments gave, not "One or more errors occurred".</summary>
+    /// <summary>
+    /// What made a collection fail, in one line: each distinct reason its instruments gave, not "One or more errors
+    /// occurred", each as the command line prints an error (<see cref="ErrorText.Of"/>).
+    /// </summary>
     internal static string Reason(Exception exception) =>
         exception is AggregateException aggregate
-            ? string.Join("; ", aggregate.Flatten().InnerExceptions.Select(inner => inner.Message.ReplaceLineEndings(" ")).Distinct())
-            : exception.Message.ReplaceLineEndings(" ");
+            ? string.Join("; ", aggregate.Flatten().InnerExceptions.Select(ErrorText.Of).Distinct())
+            : ErrorText.Of(exception);
 
     private static async Task AnswerUnavailableAsync(HttpResponse response, bool head, string reason)
     {

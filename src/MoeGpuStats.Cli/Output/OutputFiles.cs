@@ -14,7 +14,7 @@ internal sealed class OutputFiles(CliConsole console)
     private volatile int _done;
 
     /// <summary>The files not yet written, as <c>--save run.json</c> (one that failed has said so): what a process ended at once leaves unwritten.</summary>
-    public IReadOnlyList<string> Unwritten => [.. _files.Skip(_done).Select(f => ErrorText.OneLine($"{f.Option} {f.File}"))];
+    public IReadOnlyList<string> Unwritten => [.. _files.Skip(_done).Select(f => UnsafeText.Escaped($"{f.Option} {f.File}"))];
 
     /// <summary>Adds a file to write, unless <paramref name="file"/> is null (its option was not given).</summary>
     /// <param name="option">The option that named the file, for the error line.</param>
@@ -47,11 +47,11 @@ internal sealed class OutputFiles(CliConsole console)
             try
             {
                 write(file.FullName);
-                console.Error.WriteLine($"{label}: {ErrorText.OneLine(file.FullName)}");
+                console.Error.WriteLine($"{label}: {UnsafeText.Escaped(file.FullName)}");
             }
             catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
             {
-                console.Error.WriteLine(ErrorText.OneLine($"{option} {file}: cannot write it ({OutputPath.InUserWords(exception.Message, file.FullName, file.ToString())})."));
+                console.Error.WriteLine(UnsafeText.Escaped($"{option} {file}: cannot write it ({OutputPath.InUserWords(exception.Message, file.FullName, file.ToString())})."));
                 code = ExitCodes.WriteFailed;
             }
             catch (Exception exception) when (exception is not OutOfMemoryException)

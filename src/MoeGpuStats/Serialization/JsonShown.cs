@@ -39,19 +39,13 @@ internal static class JsonShown
 
     /// <summary>
     /// UTF-8 as the file has it (a value, a field name), cut to <see cref="MaxChars"/> with "..." where longer. Only the
-    /// bytes those characters can take are decoded; JSON escapes every line break in a string, so the text is one line.
+    /// bytes those characters can take are decoded. JSON escapes every line break in a string but lets it hold U+009B (a
+    /// terminal's CSI) and the bidirectional overrides unescaped: those are escaped here (<see cref="UnsafeText.Escaped"/>).
     /// </summary>
     public static string Text(ReadOnlySpan<byte> utf8)
     {
         // A UTF-16 character takes at most 3 bytes of UTF-8 (a surrogate pair 4 for two), and a byte that is not UTF-8
         // decodes to one: a value longer than these bytes decodes to more than MaxChars.
-        return Visible(ShortText.Of(Encoding.UTF8.GetString(utf8[..Math.Min(utf8.Length, (MaxChars + 1) * 3)]), MaxChars));
+        return UnsafeText.Escaped(ShortText.Of(Encoding.UTF8.GetString(utf8[..Math.Min(utf8.Length, (MaxChars + 1) * 3)]), MaxChars));
     }
-
-    /// <summary>
-    /// <paramref name="text"/> with what a terminal acts on (<see cref="UnsafeText"/>) as <c>\uXXXX</c>: JSON lets a string
-    /// hold U+009B (a terminal's CSI) and the bidirectional overrides unescaped.
-    /// </summary>
-    private static string Visible(string text) =>
-        text.Any(UnsafeText.IsUnsafe) ? string.Concat(text.Select(c => UnsafeText.IsUnsafe(c) ? Invariant($"\\u{(int)c:x4}") : c.ToString())) : text;
 }

@@ -330,14 +330,14 @@ public sealed partial class ReplayCommandTests
     public void AMemberNamedWithControlCharactersIsNamedEscaped()
     {
         var notNpy = Zip("names.npz", ("arr\n0\u001b[31m.npy", File.ReadAllBytes(Data("trace_ids.json"))));
-        AssertBadInput(notNpy, [], $"{notNpy}[arr\\n0\\x1b[31m]: not a NumPy .npy file");
+        AssertBadInput(notNpy, [], $"{notNpy}[arr\\n0\\u001b[31m]: not a NumPy .npy file");
 
         using var archive = ZipFile.OpenRead(Data("mixed_k.npz"));
         var member = Bytes(archive.GetEntry("arr_0.npy")!);
         var twice = Zip("twice.npz", ("arr\u001b[31m0\n.npy", member), ("arr\u001b[31m0\n.npy", member));
         var (code, _, error) = Moegs.Run(["replay", twice]);
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("2 members are named arr\\x1b[31m0\\n; replay takes each of them", error);
+        Assert.Contains("2 members are named arr\\u001b[31m0\\n; replay takes each of them", error);
         Assert.DoesNotContain('\u001b', error);
     }
 

@@ -657,14 +657,20 @@ public sealed class MetricsEndpointTests
         Assert.Contains("moegpustats_moegs_test_reading 1", await http.GetStringAsync($"http://127.0.0.1:{port}/metrics", cancel), StringComparison.Ordinal);
     }
 
-    /// <summary>A collection's reasons, one line: each distinct one once, joined; a lone exception's own message.</summary>
+    /// <summary>
+    /// A collection's reasons, one line: each distinct one once, joined; a lone exception's own message; each as the
+    /// command line prints an error (a line break shown as <c>\n</c>, .NET's parameter name dropped).
+    /// </summary>
     [Fact]
     public void AFailedCollectionsReasonIsEachDistinctOneOnce()
     {
-        var failures = new AggregateException(new ObjectDisposedException(null, "gone."), new AggregateException(new InvalidOperationException("two\nlines."), new ObjectDisposedException(null, "gone.")));
+        var failures = new AggregateException(
+            new ObjectDisposedException(null, "gone."),
+            new AggregateException(new InvalidOperationException("two\nlines."), new ObjectDisposedException(null, "gone."), new ArgumentOutOfRangeException("layer", 9, "layer = 9: out of range.")));
 
-        Assert.Equal("gone.; two lines.", MetricsEndpoint.Reason(failures));
+        Assert.Equal(@"gone.; two\nlines.; layer = 9: out of range.", MetricsEndpoint.Reason(failures));
         Assert.Equal("alone.", MetricsEndpoint.Reason(new IOException("alone.")));
+        Assert.Equal("alone.", MetricsEndpoint.Reason(new ArgumentException("alone.", "stats")));
     }
 
     [Fact]

@@ -1,8 +1,8 @@
 using MoeGpuStats.Cli;
 
-namespace MoeGpuStats.Tests.Cli;
+namespace MoeGpuStats.Tests;
 
-/// <summary>ErrorText: the library's messages as <c>moegs</c> prints them.</summary>
+/// <summary>ErrorText: the library's messages as <c>moegs</c> prints them and the C API returns them.</summary>
 public sealed class ErrorTextTests
 {
     [Fact]
@@ -17,12 +17,7 @@ public sealed class ErrorTextTests
     public void ANameWithALineBreakKeepsTheMessageWholeOnOneLine()
     {
         Assert.Equal(@"x\ny.npy: not a NumPy .npy file.", ErrorText.Of(new InvalidDataException("x\ny.npy: not a NumPy .npy file.")));
-        Assert.Equal(@"a\r\tb\x1b", ErrorText.OneLine("a\r\tb\u001b"));
-        Assert.Equal("plain text", ErrorText.OneLine("plain text"));
-
-        // What a terminal acts on beyond line breaks: CSI (U+009B), and the bidirectional override and isolate that
-        // reorder what follows them on the screen.
-        Assert.Equal(@"a\x9bb\u202ec\u2066d\u2028", ErrorText.OneLine("a\u009bb\u202ec\u2066d\u2028"));
+        Assert.Equal(@"a.npy\u001b[31m: bad.", ErrorText.Of(new ArgumentException("a.npy\u001b[31m: bad.", "path")));
     }
 
     /// <summary>

@@ -1,10 +1,12 @@
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 
-namespace MoeGpuStats.Cli;
+namespace MoeGpuStats;
 
-/// <summary>An exception's message as a person reads it: one line, without .NET's parameter names.</summary>
+/// <summary>
+/// An exception's message as a person reads it: one line, without .NET's parameter names; as the command line prints
+/// an error, the C API's last-error text holds it and the metrics endpoint answers a failed scrape.
+/// </summary>
 internal static class ErrorText
 {
     /// <summary>
@@ -13,7 +15,7 @@ internal static class ErrorText
     /// library's, not anything the user typed; the lines after it are .NET's too, such as "Actual
     /// value was"). A <see cref="JsonException"/> gives its line and byte counted from 1, not .NET's
     /// <c>LineNumber: 0 | BytePositionInLine: 0</c>. Any other message keeps all of it, its line breaks shown as
-    /// <c>\n</c>: they come from what the user gave, such as a file name with a newline.
+    /// <c>\n</c> (<see cref="UnsafeText.Escaped"/>): they come from what the user gave, such as a file name with a newline.
     /// </summary>
     public static string Of(Exception exception)
     {
@@ -35,7 +37,7 @@ internal static class ErrorText
             message = string.Create(CultureInfo.InvariantCulture, $"{JsonReason(json)}, at line {lineNumber + 1}, byte {json.BytePositionInLine + 1}");
         }
 
-        var line = OneLine(message.Trim());
+        var line = UnsafeText.Escaped(message.Trim());
         return line.Length > 0 ? line : exception.GetType().Name;
     }
 
@@ -65,39 +67,5 @@ internal static class ErrorText
 
         message = message.Replace(" which is not supported in this mode. Change the reader options.", ", which JSON does not allow.", StringComparison.Ordinal);
         return message.Trim().TrimEnd('.');
-    }
-
-    /// <summary>
-    /// <paramref name="text"/> with its control characters escaped (<c>\n</c>, <c>\r</c>, <c>\t</c>, <c>\x1b</c>), and the
-    /// other characters a terminal acts on (<see cref="UnsafeText"/>: <c>\u202e</c>), so that a name printed in a message
-    /// keeps the message on one line and shows as written.
-    /// </summary>
-    public static string OneLine(string text)
-    {
-        if (!text.Any(UnsafeText.IsUnsafe))
-        {
-            return text;
-        }
-
-        var escaped = new StringBuilder(text.Length + 8);
-        foreach (var c in text)
-        {
-            if (!UnsafeText.IsUnsafe(c))
-            {
-                escaped.Append(c);
-                continue;
-            }
-
-            escaped.Append(c switch
-            {
-                '\n' => @"\n",
-                '\r' => @"\r",
-                '\t' => @"\t",
-                _ when c <= '\u00ff' => string.Create(CultureInfo.InvariantCulture, $@"\x{(int)c:x2}"),
-                _ => string.Create(CultureInfo.InvariantCulture, $@"\u{(int)c:x4}"),
-            });
-        }
-
-        return escaped.ToString();
     }
 }
