@@ -14,11 +14,13 @@ internal static class AtomicFile
     /// </summary>
     public static void Write(string full, string temporary, Action<Stream> write)
     {
-        var stream = CreateTemporary(temporary, full);
+        // A name already taken throws here, before the try: that file is not this call's to remove.
+        var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None);
         try
         {
             using (stream)
             {
+                KeepMode(stream, full);
                 write(stream);
                 stream.Flush(flushToDisk: true);
             }
@@ -32,15 +34,14 @@ internal static class AtomicFile
     }
 
     /// <summary>
-    /// Creates <paramref name="temporary"/> with the mode of <paramref name="target"/> where that exists (on Unix), set
-    /// while the temporary is still empty, so that no byte of a private file is ever readable by others.
+    /// Gives the temporary behind <paramref name="stream"/> the mode of <paramref name="target"/> where that exists (on
+    /// Unix), set while the temporary is still empty, so that no byte of a private file is ever readable by others.
     /// </summary>
-    private static FileStream CreateTemporary(string temporary, string target)
+    private static void KeepMode(FileStream stream, string target)
     {
-        var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None);
         if (OperatingSystem.IsWindows())
         {
-            return stream;
+            return;
         }
 
         try
@@ -51,7 +52,5 @@ internal static class AtomicFile
         {
             // No file to replace (or it went meanwhile), or a file system without modes: the umask's mode.
         }
-
-        return stream;
     }
 }
