@@ -246,7 +246,7 @@ public sealed unsafe partial class NativeApiTests
             using (gate.EnterScope())
             {
                 waiting.Start();
-                var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+                var deadline = DateTime.UtcNow + Patience.GoAhead;
                 while ((waiting.ThreadState & ThreadState.WaitSleepJoin) == 0 && DateTime.UtcNow < deadline)
                 {
                     Thread.Sleep(1);

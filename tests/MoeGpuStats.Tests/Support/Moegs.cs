@@ -52,7 +52,7 @@ internal static class Moegs
         string? line;
         do
         {
-            line = await process.StandardError.ReadLineAsync(cancel).AsTask().WaitAsync(TimeSpan.FromSeconds(60), cancel);
+            line = await process.StandardError.ReadLineAsync(cancel).AsTask().WaitAsync(Patience.GoAhead, cancel);
         }
         while (line is not null && !line.Contains("serving the final state", StringComparison.Ordinal));
 

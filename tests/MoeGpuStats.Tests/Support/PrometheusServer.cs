@@ -178,11 +178,11 @@ internal sealed class PrometheusServer : IDisposable
             }
             // A server that is starting, or exiting, refuses the connection (HttpRequestException), or closes it as
             // the client asks where it is connected (a bare SocketException, ENOTCONN, from HttpClient's connect).
-            catch (Exception notUp) when (notUp is HttpRequestException or SocketException && deadline.Elapsed < TimeSpan.FromSeconds(30))
+            catch (Exception notUp) when (notUp is HttpRequestException or SocketException && deadline.Elapsed < Patience.GoAhead)
             {
             }
 
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), $"Prometheus did not {what} within 30 s:\n{LastLog()}");
+            Assert.True(deadline.Elapsed < Patience.GoAhead, $"Prometheus did not {what} within {Patience.GoAhead.TotalSeconds:0} s:\n{LastLog()}");
             between();
             await Task.Delay(250, cancel);
         }

@@ -119,7 +119,7 @@ public sealed class MetricsServingTests
         await Task.Delay(300, TestContext.Current.CancellationToken);
         Assert.False(serving.IsCompleted);
         later.Receive();
-        await serving.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        await serving.WaitAsync(Patience.GoAhead, TestContext.Current.CancellationToken);
         Assert.Equal("metrics: serving the final state at http://localhost:9400/metrics until Ctrl-C or SIGTERM", error.ToString().Trim());
     }
 

@@ -127,12 +127,12 @@ public sealed partial class ReplayCommandTests
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
 
         // The first periodic report says the loop runs, with its signal handlers in place.
-        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(Patience.GoAhead, TestContext.Current.CancellationToken);
         Assert.NotNull(first);
         var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
         await Moegs.Interrupt(moegs);
 
-        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(Patience.GoAhead, TestContext.Current.CancellationToken);
         Assert.Equal(ExitCodes.Interrupted, moegs.ExitCode);
         var stopped = System.Text.RegularExpressions.Regex.Match(await errors, @"(?m)^interrupted after ([0-9,]+) of 4,000,000 steps: ");
         Assert.True(stopped.Success, await errors);

@@ -813,7 +813,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         }
 
         var (code, output, error) = await Task.Run(() => Run("replay", fifo, "--experts", "2"), TestContext.Current.CancellationToken)
-            .WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+            .WaitAsync(Patience.GoAhead, TestContext.Current.CancellationToken);
 
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Empty(output);
@@ -838,7 +838,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal("counter", types["moegpustats_moegs_routings_total"]);
         await Interrupt(moegs);
 
-        await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);
+        await moegs.WaitForExitAsync(cancel).WaitAsync(Patience.GoAhead, cancel);
         Assert.Equal(ExitCodes.Ok, moegs.ExitCode);
         Assert.Contains("Batches and tokens", await output);
     }
@@ -883,7 +883,7 @@ public sealed partial class ReplayCommandTests : IDisposable
         Assert.Equal(11 + (12 * layers) + (4 * layers * 2) + 4 + layers, samples.Count);
         await Interrupt(moegs);
 
-        await moegs.WaitForExitAsync(cancel).WaitAsync(TimeSpan.FromSeconds(60), cancel);
+        await moegs.WaitForExitAsync(cancel).WaitAsync(Patience.GoAhead, cancel);
         Assert.Equal(ExitCodes.Ok, moegs.ExitCode);
         var report = await output;
         Assert.Contains("Layers, worst first", report);

@@ -388,7 +388,7 @@ public sealed class ReportCommandTests : IDisposable
         var path = $"/proc/self/fd/{pipe.ClientSafePipeHandle.DangerousGetHandle()}";
 
         var (code, output, error) = await Task.Run(() => Run("report", path), TestContext.Current.CancellationToken)
-            .WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+            .WaitAsync(Patience.GoAhead, TestContext.Current.CancellationToken);
 
         Assert.Equal(ExitCodes.BadInput, code);
         Assert.Empty(output);

@@ -556,12 +556,12 @@ public sealed class SimulateCommandTests : IDisposable
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
 
         // The first periodic report says the loop runs, with its signal handlers in place.
-        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(Patience.GoAhead, TestContext.Current.CancellationToken);
         Assert.NotNull(first);
         var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
         await Signal(moegs, signal, times);
 
-        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(Patience.GoAhead, TestContext.Current.CancellationToken);
         Assert.Equal(ExitCodes.Interrupted, moegs.ExitCode);
         Assert.Contains("moegs: stopping after the step at hand", await errors);
         Assert.Contains("interrupted after", await errors);
@@ -614,13 +614,13 @@ public sealed class SimulateCommandTests : IDisposable
         var output = moegs.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
 
         // The first periodic report says the loop runs, with its signal handlers in place.
-        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        var first = await moegs.StandardError.ReadLineAsync(TestContext.Current.CancellationToken).AsTask().WaitAsync(Patience.GoAhead, TestContext.Current.CancellationToken);
         Assert.NotNull(first);
         var errors = moegs.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
         whileRecording();
         await Interrupt(moegs);
 
-        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken);
+        await moegs.WaitForExitAsync(TestContext.Current.CancellationToken).WaitAsync(Patience.GoAhead, TestContext.Current.CancellationToken);
         return (moegs.ExitCode, await output, await errors);
     }
 

@@ -51,10 +51,10 @@ public sealed partial class AlertRulesTests
 
         // The ids outside the experts fire at once, the drops wait their 10 minutes. The rules are evaluated
         // every second apart from the scrapes, and one whose rates saw two scrapes of one reading (the
-        // endpoint refreshes it each second) is not yet pending: states are read until both show, for 30 s.
+        // endpoint refreshes it each second) is not yet pending: states are read until both show, for at most Patience.GoAhead.
         var waited = System.Diagnostics.Stopwatch.StartNew();
         var alerts = await prometheus.AlertsAsync(cancel);
-        while (!(alerts.Contains(("MoeInvalidExpertIds", "ok", "firing")) && alerts.Contains(("MoeSlotsDropped", "ok", "pending"))) && waited.Elapsed < TimeSpan.FromSeconds(30))
+        while (!(alerts.Contains(("MoeInvalidExpertIds", "ok", "firing")) && alerts.Contains(("MoeSlotsDropped", "ok", "pending"))) && waited.Elapsed < Patience.GoAhead)
         {
             routing.Step();
             await Task.Delay(250, cancel);

@@ -284,7 +284,7 @@ public sealed class MetricsEndpointTests
 
         // Bounded: were it served, it would wait behind the held gate.
         using var patience = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-        patience.CancelAfter(TimeSpan.FromSeconds(30));
+        patience.CancelAfter(Patience.GoAhead);
         using (var busy = await http.GetAsync($"http://127.0.0.1:{port}/metrics", patience.Token))
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, busy.StatusCode);
@@ -456,12 +456,12 @@ public sealed class MetricsEndpointTests
     private static Task ScrapesReachedAsync(MetricsEndpoint endpoint, int scrapes, Stopwatch waited, CancellationToken cancel) =>
         UntilAsync(() => endpoint.AnswersInFlight >= scrapes, waited, () => $"{endpoint.AnswersInFlight} scrapes reached the endpoint.", cancel);
 
-    /// <summary>Returns once <paramref name="done"/>, checked every 10 ms; fails with <paramref name="failure"/> after 30 s of <paramref name="waited"/>.</summary>
+    /// <summary>Returns once <paramref name="done"/>, checked every 10 ms; fails with <paramref name="failure"/> after <see cref="Patience.GoAhead"/> of <paramref name="waited"/>.</summary>
     private static async Task UntilAsync(Func<bool> done, Stopwatch waited, Func<string> failure, CancellationToken cancel)
     {
         while (!done())
         {
-            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), failure());
+            Assert.True(waited.Elapsed < Patience.GoAhead, failure());
             await Task.Delay(10, cancel);
         }
     }
@@ -508,7 +508,7 @@ public sealed class MetricsEndpointTests
         Assert.NotEqual(0, first.Content.Headers.ContentLength);
     }
 
-    /// <summary>Returns once a scrape holds the collection gate, failing after 30 s of <paramref name="waited"/>.</summary>
+    /// <summary>Returns once a scrape holds the collection gate, failing after <see cref="Patience.GoAhead"/> of <paramref name="waited"/>.</summary>
     private static Task InsideItsCollectionAsync(MetricsEndpoint endpoint, Stopwatch waited, CancellationToken cancel) =>
         UntilAsync(() => endpoint.CollectionGate.CurrentCount == 0, waited, () => "The scrape never reached its collection.", cancel);
 
