@@ -23,13 +23,13 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
     /// <exception cref="InvalidDataException">The file is not a placement; the message names it and the field.</exception>
     internal static DeployedPlacement Read(string path)
     {
-        var length = new FileInfo(path).Length;
-        if (length > MaxBytes)
+        ReadOnlyMemory<byte> bytes;
+        using (var file = File.OpenRead(path))
         {
-            throw new InvalidDataException($"{path}: {length:N0} bytes; a placement file is read whole, up to {MaxBytes:N0}.");
+            bytes = Serialization.BoundedRead.All(file, MaxBytes, size => new InvalidDataException($"{path}: {size}; a placement file is read whole, up to {MaxBytes:N0}."));
         }
 
-        var json = Serialization.RoutingStatsFile.WithoutByteOrderMark(File.ReadAllBytes(path)).Span;
+        var json = Serialization.RoutingStatsFile.WithoutByteOrderMark(bytes).Span;
         try
         {
             // Checked whole first, so that a file broken anywhere is "not JSON" before any field is judged.

@@ -151,7 +151,7 @@ internal static class LoadMatrix
         return loads;
     }
 
-    private static long[,] ReadJson(byte[] file, string path, string column, out string? source)
+    private static long[,] ReadJson(ReadOnlyMemory<byte> file, string path, string column, out string? source)
     {
         source = null;
         var json = RoutingStatsFile.WithoutByteOrderMark(file).Span;
@@ -176,9 +176,9 @@ internal static class LoadMatrix
         }
         catch (JsonException exception)
         {
-            throw new InvalidDataException(JsonLinesTrace.StartsAsJsonLines(file)
+            throw new InvalidDataException(JsonLinesTrace.StartsAsJsonLines(file.Span)
                 ? $"{path}: JSON lines, as a trace of top-k ids, not a load; replay the trace with --window-load to write the window load that plan reads."
-                : MoeGpuStats.Serialization.CompressedData.Hint(file) is { Length: > 0 } compressed
+                : MoeGpuStats.Serialization.CompressedData.Hint(file.Span) is { Length: > 0 } compressed
                 ? $"{path}: neither a .npy file nor JSON{compressed}."
                 : $"{path}: neither a .npy file nor JSON ({ErrorText.Clause(exception)}).");
         }
@@ -259,15 +259,14 @@ internal static class LoadMatrix
     private static bool LargeSnapshot(string path, ReadOnlySpan<byte> start) =>
         new FileInfo(path).Length > MaxJsonBytes && RoutingStatsFile.WithoutByteOrderMark(start.ToArray()).Span.TrimStart(" \t\r\n"u8) is [(byte)'{', ..];
 
-    private static byte[] ReadJsonBytes(string path, Action<long, string>? longRead)
+    private static ReadOnlyMemory<byte> ReadJsonBytes(string path, Action<long, string>? longRead)
     {
-        var length = new FileInfo(path).Length;
-        if (length > MaxJsonBytes)
+        using var file = File.OpenRead(path);
+        if (file.Length <= MaxJsonBytes)
         {
-            throw new InvalidDataException($"{path}: {length:N0} bytes; a JSON load file is read whole, up to {MaxJsonBytes:N0} (save large matrices with np.save).");
+            longRead?.Invoke(128L << 20, "as JSON (seconds of parsing)");
         }
 
-        longRead?.Invoke(128L << 20, "as JSON (seconds of parsing)");
-        return File.ReadAllBytes(path);
+        return BoundedRead.All(file, MaxJsonBytes, size => new InvalidDataException($"{path}: {size}; a JSON load file is read whole, up to {MaxJsonBytes:N0} (save large matrices with np.save)."));
     }
 }

@@ -203,26 +203,7 @@ public static class RoutingStatsFile
     /// <exception cref="JsonException">Not JSON.</exception>
     internal static JsonDocument Parse(Stream stream, string path)
     {
-        if (stream.CanSeek && stream.Length > MaxFileBytes)
-        {
-            throw TooLarge(path, Invariant($"{stream.Length:N0} bytes"));
-        }
-
-        // Read up to one byte past the limit whatever the length says: a pipe or a device has none.
-        using var bounded = new MemoryStream(stream.CanSeek ? (int)stream.Length : 0);
-        var buffer = new byte[81920];
-        int read;
-        while ((read = stream.Read(buffer)) > 0)
-        {
-            if (bounded.Length + read > MaxFileBytes)
-            {
-                throw TooLarge(path, Invariant($"more than {MaxFileBytes:N0} bytes"));
-            }
-
-            bounded.Write(buffer, 0, read);
-        }
-
-        var json = WithoutByteOrderMark(bounded.GetBuffer().AsMemory(0, (int)bounded.Length));
+        var json = WithoutByteOrderMark(BoundedRead.All(stream, MaxFileBytes, size => TooLarge(path, size)));
 
         // The parser leaves strings' UTF-8 unchecked until they are read: a field name that is not would be refused
         // deep in the reader as a value that "could not be converted".
