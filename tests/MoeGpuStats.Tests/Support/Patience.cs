@@ -1,4 +1,4 @@
-namespace MoeGpuStats.Tests;
+namespace MoeGpuStats.Tests.Support;
 
 /// <summary>How long a test waits for work that must go ahead while another thread holds a copy, a lock or a gate.</summary>
 /// <remarks>
