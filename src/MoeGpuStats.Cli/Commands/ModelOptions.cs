@@ -19,7 +19,7 @@ internal sealed class ModelOptions(string condition)
     private static readonly int DefaultWindow = new ModelRoutingStatsOptions().Window;
 
     public Option<int> Window { get; } = SharedOptions.WholeNumber(
-        new Option<int>("--window") { Description = $"{condition}: steps in the sliding window of expert load (the window figures and --window-load); without it, {DefaultWindow:N0} steps, or fewer where a ring of {DefaultWindow:N0} would pass {DefaultRingBytes >> 30} GiB.", DefaultValueFactory = _ => DefaultWindow },
+        new Option<int>("--window") { Description = $"{condition}: steps in the sliding window of expert load (the window figures and --window-load); without --window, {DefaultWindow:N0} steps, or fewer where a ring of {DefaultWindow:N0} would pass {DefaultRingBytes >> 30} GiB.", DefaultValueFactory = _ => DefaultWindow },
         1,
         int.MaxValue,
         "the steps in the window");

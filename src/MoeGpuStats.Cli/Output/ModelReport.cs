@@ -259,7 +259,7 @@ internal static class ModelReport
     /// <summary>One line while recording: the figures an operator watches, in the final report's units.</summary>
     public static string Periodic(ModelRoutingSummary summary, StepTimes times, int done, int total, TimeSpan elapsed) =>
         Invariant($"after {done:N0} of {total:N0} steps ({elapsed.TotalSeconds:0.0} s): window balancedness min {Figure(summary.Window.MinBalancedness)} (layer {summary.Window.WorstLayer}), mean {Figure(summary.Window.MeanBalancedness)}; ")
-        + (times.Latency.TotalMeasurements > 0 ? $"{TimeSpread.Milliseconds(times.Latency.AverageLatency())} per step" : "no step timed yet");
+        + (times.Latency.TotalMeasurements > 0 ? $"recording {TimeSpread.Milliseconds(times.Latency.AverageLatency())} per step (mean)" : "no step timed yet");
 
     /// <summary>The figures across layers of <paramref name="balance"/>, into the object being written.</summary>
     private static void WriteAcrossLayers(Utf8JsonWriter writer, BalanceSummary balance)

@@ -137,7 +137,7 @@ internal static class RunReport
         }
 
         var latency = stats.RoutingLatencyStats;
-        return line + (latency.TotalMeasurements > 0 ? $"; {TimeSpread.Milliseconds(latency.AverageLatency())} per batch" : "; no batch timed yet");
+        return line + (latency.TotalMeasurements > 0 ? $"; recording {TimeSpread.Milliseconds(latency.AverageLatency())} per batch (mean)" : "; no batch timed yet");
     }
 
     /// <summary>What the trend says about the imbalance, in words: whether it grows, shrinks, or moves within the batches' scatter.</summary>

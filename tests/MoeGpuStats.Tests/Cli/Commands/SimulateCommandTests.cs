@@ -353,7 +353,7 @@ public sealed class SimulateCommandTests : IDisposable
         // says so rather than a time of 0.
         Assert.StartsWith("after 1 of 100,000 batches (", periodic[0]);
         Assert.EndsWith("; no batch timed yet", periodic[0].TrimEnd());
-        Assert.All(periodic.Skip(1), line => Assert.Matches(@"; [0-9.,]+ ms per batch\r?$", line));
+        Assert.All(periodic.Skip(1), line => Assert.Matches(@"; recording [0-9.,]+ ms per batch \(mean\)\r?$", line));
     }
 
     /// <summary>A model's periodic line likewise: no time of 0 before the second step.</summary>
@@ -369,7 +369,7 @@ public sealed class SimulateCommandTests : IDisposable
         Assert.True(periodic.Length >= 2, error);
         Assert.StartsWith("after 1 of 100,000 steps", periodic[0]);
         Assert.EndsWith("; no step timed yet", periodic[0].TrimEnd());
-        Assert.All(periodic.Skip(1), line => Assert.Matches(@"window balancedness min [0-9.]+ \(layer \d\), mean [0-9.]+; [0-9.,]+ ms per step\r?$", line));
+        Assert.All(periodic.Skip(1), line => Assert.Matches(@"window balancedness min [0-9.]+ \(layer \d\), mean [0-9.]+; recording [0-9.,]+ ms per step \(mean\)\r?$", line));
     }
 
     [Fact]
