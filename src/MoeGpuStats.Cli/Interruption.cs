@@ -133,7 +133,8 @@ internal sealed class Interruption : IDisposable
             };
         }
 
-        _error.WriteLine(_onNewLine ? Environment.NewLine + line : line);
+        // After the progress bar's line a newline comes first, in the same call: written as it is, the line escaped.
+        _error.Write(_onNewLine ? Environment.NewLine + UnsafeText.Escaped(line) + Environment.NewLine : UnsafeText.Escaped(line) + Environment.NewLine);
         return endNow;
     }
 

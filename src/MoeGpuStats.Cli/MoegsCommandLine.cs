@@ -43,7 +43,7 @@ internal static partial class MoegsCommandLine
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         CultureInfo.CurrentUICulture = CultureInfo.InvariantCulture;
         var output = new GuardedWriter(console.Out);
-        var error = new GuardedWriter(console.Error);
+        var error = new GuardedWriter(new EscapedLinesWriter(console.Error));
         int code;
         using (var interruption = new Interruption(error, console.ErrorIsTerminal, handleSignals))
         {
@@ -131,7 +131,7 @@ internal static partial class MoegsCommandLine
             console.Error.WriteLine($"moegs: unexpected error: {ErrorText.Clause(exception)} ({exception.GetType().Name}); set {DebugVariable}=1 to see where, and please report it.");
             if (Environment.GetEnvironmentVariable(DebugVariable) == "1")
             {
-                console.Error.WriteLine(exception);
+                console.Error.Write(exception + Environment.NewLine);
             }
 
             return ExitCodes.BadInput;

@@ -23,12 +23,7 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
     /// <exception cref="InvalidDataException">The file is not a placement; the message names it and the field.</exception>
     internal static DeployedPlacement Read(string path)
     {
-        ReadOnlyMemory<byte> bytes;
-        using (var file = File.OpenRead(path))
-        {
-            bytes = Serialization.BoundedRead.All(file, MaxBytes, size => new InvalidDataException($"{path}: {size}; a placement file is read whole, up to {MaxBytes:N0}."));
-        }
-
+        var bytes = InputFile.ReadWhole(path, MaxBytes, size => new InvalidDataException($"{path}: {size}; a placement file is read whole, up to {MaxBytes:N0}."));
         var json = Serialization.RoutingStatsFile.WithoutByteOrderMark(bytes).Span;
         try
         {

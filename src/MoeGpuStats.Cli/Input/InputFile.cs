@@ -115,6 +115,20 @@ internal static class InputFile
         }
     }
 
+    /// <summary>
+    /// The whole of <paramref name="path"/>, read never past <paramref name="mostBytes"/> (<see cref="Serialization.BoundedRead"/>):
+    /// <paramref name="tooLarge"/> gives the exception for a larger file, given its size in words. A file that ends
+    /// before the length it reported (a /sys file, a file cut while it was read) throws
+    /// <see cref="EndOfStreamException"/>, which <see cref="TryRead"/> names.
+    /// </summary>
+    public static ReadOnlyMemory<byte> ReadWhole(string path, long mostBytes, Func<string, Exception> tooLarge)
+    {
+        using var file = File.OpenRead(path);
+        var length = file.Length;
+        var bytes = Serialization.BoundedRead.All(file, mostBytes, tooLarge);
+        return bytes.Length < length ? throw new EndOfStreamException($"{path}: {bytes.Length:N0} of its {length:N0} bytes read.") : bytes;
+    }
+
     /// <summary>The line for a pipe or a device given where a file is read by position (more than once, or from its end).</summary>
     public static string NotAFile(FileInfo path) =>
         $"{UnsafeText.Escaped(path.ToString())}: cannot be read by position (a pipe or a device?); save it to a file and give that.";

@@ -261,12 +261,11 @@ internal static class LoadMatrix
 
     private static ReadOnlyMemory<byte> ReadJsonBytes(string path, Action<long, string>? longRead)
     {
-        using var file = File.OpenRead(path);
-        if (file.Length <= MaxJsonBytes)
+        if (new FileInfo(path).Length <= MaxJsonBytes)
         {
             longRead?.Invoke(128L << 20, "as JSON (seconds of parsing)");
         }
 
-        return BoundedRead.All(file, MaxJsonBytes, size => new InvalidDataException($"{path}: {size}; a JSON load file is read whole, up to {MaxJsonBytes:N0} (save large matrices with np.save)."));
+        return InputFile.ReadWhole(path, MaxJsonBytes, size => new InvalidDataException($"{path}: {size}; a JSON load file is read whole, up to {MaxJsonBytes:N0} (save large matrices with np.save)."));
     }
 }
