@@ -675,15 +675,20 @@ class MoeStats(_Handle):
         # Taken by close() alone, so that closes on several threads destroy the handle once.
         self._closing = threading.Lock()
         accelerator = _accelerator_name(accelerator)
-        self.experts = _experts(experts, accelerator)
+        self._experts = _experts(experts, accelerator)
         expert_capacity = _integer("expert_capacity", expert_capacity, 0, INT32_MAX)
-        self.accelerator = accelerator
+        self._accelerator = accelerator
         self._library = _load(library)
         self._check(self._lib.moegs_create(accelerator.encode(), self.experts, expert_capacity, ctypes.byref(self._handle)))
         kind = ctypes.c_char_p()
         self._check(self._lib.moegs_accelerator(self._handle, ctypes.byref(kind)))
         # What "auto" chose: "cuda", "cpu" or "managed" (or "opencl" where named); it decides which ids record() can pass.
-        self.device = kind.value.decode()
+        self._device = kind.value.decode()
+
+    # Read-only: the handle's own, and what the calls size their buffers by.
+    experts = property(lambda self: self._experts, doc="The experts the aggregator was created with.")
+    accelerator = property(lambda self: self._accelerator, doc="The accelerator asked for, as normalized: \"auto\", \"cuda\", \"opencl\", \"cpu\" or \"managed\".")
+    device = property(lambda self: self._device, doc="What the accelerator asked for chose: \"cuda\", \"cpu\", \"managed\" (or \"opencl\" where named).")
 
     def record(self, ids, tokens=None, top_k=None, load_balance_loss=0.0, router_z_loss=0.0, stream=None):
         """Records one batch of top-k ids shaped [..., k] (what torch.topk returns: [tokens, k], [batch, seq, k]):
@@ -804,8 +809,8 @@ class MoeModelStats(_Handle):
         # a count of the calls that fold into the arrays' memory (records, resets), which makes older arrays stale.
         self._exports, self._orphan, self._generation = 0, 0, 0
         accelerator = _accelerator_name(accelerator)
-        self.layers = _integer("layers", layers, 1, MODEL_LAYERS_MAX)
-        self.experts = _integer("experts", experts, 1, DEVICE_EXPERTS_MAX)
+        self._layers = _integer("layers", layers, 1, MODEL_LAYERS_MAX)
+        self._experts = _integer("experts", experts, 1, DEVICE_EXPERTS_MAX)
         # 0 is no capacity, as in MoeStats and moegs_model_create.
         capacity = 0 if expert_capacity is None else _integer("expert_capacity", expert_capacity, 0, INT32_MAX,
                                                                f"[0, {INT32_MAX}] (0, or None: no capacity)")
@@ -821,8 +826,8 @@ class MoeModelStats(_Handle):
             if not 0.0 <= decay < 1.0 or ctypes.c_float(decay).value >= 1.0:
                 raise ValueError(f"utilization_decay = {_shown(utilization_decay)} is out of range: it must lie in [0, 1) as a float32 "
                                  f"(at most {ctypes.c_float(1.0 - 2**-24).value!r}), or be None for none")
-        self.skip_empty_steps = skip_empty_steps = _flag("skip_empty_steps", skip_empty_steps)
-        self.accelerator = accelerator
+        self._skip_empty_steps = skip_empty_steps = _flag("skip_empty_steps", skip_empty_steps)
+        self._accelerator = accelerator
         self._library = _load(library)
         flags = _MODEL_SKIP_EMPTY_STEPS if skip_empty_steps else 0
         self._check(self._lib.moegs_model_create_with_flags(accelerator.encode(), self.layers, self.experts, capacity, window, decay, flags,
@@ -830,7 +835,15 @@ class MoeModelStats(_Handle):
         kind = ctypes.c_char_p()
         self._check(self._lib.moegs_model_accelerator(self._handle, ctypes.byref(kind)))
         # What "auto" chose; it decides which memory record() can pass.
-        self.device = kind.value.decode()
+        self._device = kind.value.decode()
+
+    # Read-only: the handle's own, and what the calls size the arrays they pass to the library by (a smaller count would
+    # let the library write past them).
+    layers = property(lambda self: self._layers, doc="The MoE layers the model was created with.")
+    experts = property(lambda self: self._experts, doc="The experts per layer the model was created with.")
+    skip_empty_steps = property(lambda self: self._skip_empty_steps, doc="Whether a step in which no layer holds a token is left out.")
+    accelerator = property(lambda self: self._accelerator, doc="The accelerator asked for, as normalized: \"auto\", \"cuda\", \"opencl\", \"cpu\" or \"managed\".")
+    device = property(lambda self: self._device, doc="What the accelerator asked for chose: \"cuda\", \"cpu\", \"managed\" (or \"opencl\" where named).")
 
     def record(self, ids, valid_tokens=None, load_balance_losses=None, router_z_losses=None, stream=None):
         """Records one forward pass of every layer. ids: int32, int64 (torch.topk's; an id outside int32's range counts as
@@ -1370,9 +1383,16 @@ class DeviceArray:
 
     def __init__(self, model, name, pointer, typestr, stream):
         self._model, self._generation, self._stream = model, model._generation, stream
-        self.name, self.ptr, self.shape, self.typestr, self.device = name, pointer, (model.layers, model.experts), typestr, model.device
+        self._name, self._ptr, self._shape, self._typestr, self._device = name, pointer, (model.layers, model.experts), typestr, model.device
         model._exports += 1
         weakref.finalize(self, model._release_export)
+
+    # Read-only: an interface exports them as the memory's address and shape, which a consumer then reads.
+    name = property(lambda self: self._name, doc="\"window_load\" or \"token_counts\".")
+    ptr = property(lambda self: self._ptr, doc="The array's address in the model's memory.")
+    shape = property(lambda self: self._shape, doc="(layers, experts).")
+    typestr = property(lambda self: self._typestr, doc="The element type as the array interfaces spell it (\"<u8\", \"<i8\", ...).")
+    device = property(lambda self: self._device, doc="\"cuda\" or \"cpu\": which interface it exports.")
 
     def __reduce_ex__(self, protocol):
         # A copy would view the model's memory without counting as an export, so the model could free it under the copy.

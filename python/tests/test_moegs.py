@@ -2312,6 +2312,27 @@ class HandleTests(unittest.TestCase):
             self.assertEqual(before[1], load_rows(read.result()[1]))
             self.assertEqual(before[1], [[int(v) for v in row] for row in numpy_free_view(arrays.window_load)])
 
+    def test_what_sizes_the_calls_cannot_be_reassigned(self):
+        """A model's layers and experts size the arrays its reads pass the library, which writes the model's own count
+        of them: a smaller count assigned would have the library write past them. They, and every attribute that
+        describes a handle or the memory a DeviceArray exports, are read-only, and the reads go on as before."""
+        with moegs.MoeModelStats(2, EXPERTS, accelerator="cpu") as model, moegs.MoeStats(EXPERTS, "cpu") as stats:
+            model.record(HostArray(array.array("i", [1, 2, 3, 4] * 2), (2, 2, 2)))
+            arrays = model.device_arrays()
+            before = (model.summary(), load_rows(model.window_load()))
+            for handle, names in ((model, ("layers", "experts", "accelerator", "device", "skip_empty_steps")),
+                                  (stats, ("experts", "accelerator", "device")),
+                                  (arrays.window_load, ("name", "ptr", "shape", "typestr", "device"))):
+                for name in names:
+                    with self.subTest(kind=type(handle).__name__, name=name):
+                        value = getattr(handle, name)
+                        with self.assertRaises(AttributeError):
+                            setattr(handle, name, 1)
+                        self.assertEqual(value, getattr(handle, name))
+            self.assertEqual((2, EXPERTS, "cpu", "cpu", False), (model.layers, model.experts, model.accelerator, model.device, model.skip_empty_steps))
+            self.assertEqual((2, EXPERTS), arrays.window_load.shape)
+            self.assertEqual(before, (model.summary(), load_rows(model.window_load())))
+
     @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
     def test_a_forked_child_is_told_and_leaves_the_parent_as_it_was(self):
         """A child forked after the library started gets a clear error from the parent's objects and from new ones, even
