@@ -754,7 +754,7 @@ class MoeStats(_Handle):
         """Writes the statistics to `path` (str or os.PathLike) as the seed-compatible JSON that `moegs report`, `merge`
         and `plan` read, atomically: a reader never sees half a file. Raises TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL) or MoeGpuStatsError
         with status IO_ERROR (the file cannot be written, or the path names a pipe, a device, a socket, a link to one, or a name
-        in /dev, /proc or /sys, which a file renamed over it would replace; it is left as it was)."""
+        in /dev (but /dev/shm), /proc or /sys, which a file renamed over it would replace; it is left as it was)."""
         self._require_open()
         self._check(self._lib.moegs_save(self._handle, _path_bytes(path)))
 
@@ -1071,7 +1071,7 @@ class MoeModelStats(_Handle):
 
     def layer_decayed_utilization(self, layer):
         """Layer `layer`'s decayed utilization per expert (decay * previous + (1 - decay) * count / tokens at each step):
-        `experts` floats; a model created without utilization_decay refuses it (MoeGpuStatsError)."""
+        `experts` floats; a model created without utilization_decay refuses it (InvalidArgumentError, a ValueError)."""
         self._require_open()
         layer = self._layer_index(layer)
         if not self._decayed:
@@ -1095,7 +1095,7 @@ class MoeModelStats(_Handle):
         atomically. Each rank of an expert-parallel job saves its own file; `moegs merge` sums them exactly. Raises
         TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL) or MoeGpuStatsError with status
         IO_ERROR (the file cannot be written, or the path names a pipe, a device, a socket, a link to one, or a name
-        in /dev, /proc or /sys, which a file renamed over it would replace; it is left as it was)."""
+        in /dev (but /dev/shm), /proc or /sys, which a file renamed over it would replace; it is left as it was)."""
         self._require_open()
         # The library reads the model once under its own lock; this wrapper's lock would hold record() for the disk.
         self._check(self._lib.moegs_model_save(self._handle, _path_bytes(path)))

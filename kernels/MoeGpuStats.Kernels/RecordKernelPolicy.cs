@@ -70,7 +70,7 @@ internal sealed record RecordKernelPolicy
     /// <summary>
     /// The policy measured best on <paramref name="accelerator"/>: <see cref="HistogramCounting.QuadLoadRuns"/>
     /// on CUDA, where it was measured faster; <see cref="HistogramCounting.ThreadRuns"/> elsewhere (on
-    /// the CPU accelerator quad loads were 1.1–2.3× slower; on OpenCL they are unmeasured).
+    /// the CPU accelerator quad loads took 0.95–2.3× its time, slower at most shapes; on OpenCL they are unmeasured).
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> is null.</exception>
     public static RecordKernelPolicy For(Accelerator accelerator)
