@@ -198,7 +198,7 @@ internal static class PlanCommand
             : plan.Nodes > 1 && plan.Groups == 1
             ? $"global, experts replicated over all GPUs (--groups G, a multiple of the {plan.Nodes:N0} nodes, would place groups of experts by node)"
             : $"global: {Counted.Of(plan.Nodes, "node")} do not divide {Counted.Of(plan.Groups, "group")}, so experts are replicated over all GPUs";
-        output.WriteLine($"plan {path}: {Counted.Of(plan.Layers, "layer")} of {Counted.Of(plan.LogicalExperts, "expert")}, {Counted.Of(plan.PhysicalExperts, "slot")} per layer on {Counted.Of(plan.Gpus, "GPU")} ({plan.SlotsPerGpu:N0} each) in {Counted.Of(plan.Nodes, "node")}, {Counted.Of(plan.Groups, "group")}");
+        output.WriteLine($"plan {UnsafeText.Escaped(path)}: {Counted.Of(plan.Layers, "layer")} of {Counted.Of(plan.LogicalExperts, "expert")}, {Counted.Of(plan.PhysicalExperts, "slot")} per layer on {Counted.Of(plan.Gpus, "GPU")} ({plan.SlotsPerGpu:N0} each) in {Counted.Of(plan.Nodes, "node")}, {Counted.Of(plan.Groups, "group")}");
         if (loadSource is not null)
         {
             output.WriteLine($"load: {loadSource}");

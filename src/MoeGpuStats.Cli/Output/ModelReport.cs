@@ -18,7 +18,7 @@ internal static class ModelReport
     /// <param name="output">Where the report goes.</param>
     /// <param name="summary">The model's balance.</param>
     /// <param name="counts">The model's counts over its layers.</param>
-    /// <param name="heading">What ran, in one line.</param>
+    /// <param name="heading">What ran, in one line (a file name in it is shown as written: <see cref="UnsafeText.Escaped"/>).</param>
     /// <param name="engine">Which engine counted and why; null for a snapshot read back, which no engine here counted.</param>
     /// <param name="times">The run's time per step; null for a snapshot read back, whose steps no one here timed.</param>
     /// <param name="ranks">The balance over expert-parallel ranks (<c>--ep-size</c>); null for none.</param>
@@ -26,7 +26,7 @@ internal static class ModelReport
     public static void Print(TextWriter output, ModelRoutingSummary summary, ModelCounts counts, string heading, string? engine, StepTimes? times = null, EpBalance? ranks = null, int shown = ShownLayers)
     {
         var listed = shown == 0 ? int.MaxValue : shown;
-        output.WriteLine(heading);
+        output.WriteLine(UnsafeText.Escaped(heading));
         if (engine is not null)
         {
             output.WriteLine($"engine: {engine}");

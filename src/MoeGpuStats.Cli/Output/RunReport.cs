@@ -17,7 +17,7 @@ internal static class RunReport
 
     /// <param name="output">Where the report goes.</param>
     /// <param name="stats">A snapshot (reads only).</param>
-    /// <param name="heading">What ran, in one line.</param>
+    /// <param name="heading">What ran, in one line (a file name in it is shown as written: <see cref="UnsafeText.Escaped"/>).</param>
     /// <param name="engine">Which engine counted and why, or null for a snapshot read from a file.</param>
     /// <param name="timed">What the recorded latencies time, in a phrase.</param>
     public static void Print(TextWriter output, RoutingStats stats, string heading, string? engine, string timed)
@@ -25,7 +25,7 @@ internal static class RunReport
         void Line(string label, string value, string note = "") =>
             output.WriteLine($"  {label,-LabelWidth} {value,ValueWidth}{(note.Length > 0 ? "   " + note : "")}".TrimEnd());
 
-        output.WriteLine(heading);
+        output.WriteLine(UnsafeText.Escaped(heading));
         if (engine is not null)
         {
             output.WriteLine($"engine: {engine}");

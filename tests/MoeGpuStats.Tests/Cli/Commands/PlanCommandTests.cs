@@ -13,6 +13,19 @@ public sealed class PlanCommandTests : IDisposable
 
     public void Dispose() => _folder.Delete(recursive: true);
 
+    /// <summary>The plan's heading names the load file, which may hold a line break or a terminal escape: one line, as written.</summary>
+    [Fact]
+    public void AHeadingNamingAFileWithALineBreakIsOneLineShownAsWritten()
+    {
+        var npy = WriteNpy("load\u001b[31m\nfile.npy", "<i8", EplbExample.PublishedLoads);
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", "16", "--gpus", "8");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.StartsWith($"plan {npy.Replace("\u001b", @"\u001b", StringComparison.Ordinal).Replace("\n", @"\n", StringComparison.Ordinal)}: 2 layers of 12 experts", output);
+        Assert.DoesNotContain('\u001b', output);
+    }
+
     [Fact]
     public void ThePublishedExampleFromANpyPrintsThePublishedPlacementAndBalancedness()
     {

@@ -122,6 +122,18 @@ public sealed class ModelReportTests
         Assert.Equal(expected is null ? [] : [expected], more);
     }
 
+    /// <summary>The heading names the file that ran, which may hold a line break or a terminal escape: one line, as written.</summary>
+    [Fact]
+    public void AHeadingNamingAFileWithALineBreakIsItsFirstLineShownAsWritten()
+    {
+        using var model = Model();
+        using var text = new StringWriter();
+
+        ModelReport.Print(text, model.Summary(), ModelCounts.Of(model), "report a\nb\u001b[31m.json: 2 layers", engine: null);
+
+        Assert.Equal(@"report a\nb\u001b[31m.json: 2 layers", text.ToString().ReplaceLineEndings("\n").Split('\n')[0]);
+    }
+
     /// <summary>The checks judge the load over the window, as the alerting rules do: an expert dead in the window is named though it had tokens before.</summary>
     [Fact]
     public void TheLoadChecksAreOverTheWindow()

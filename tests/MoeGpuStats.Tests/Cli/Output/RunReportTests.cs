@@ -174,10 +174,19 @@ public sealed class RunReportTests
     public void AVarianceKeepsItsDecimalsUnder100(double variance, string expected) =>
         Assert.Equal(expected, RunReport.VarianceText(variance));
 
-    private static string[] Report(RoutingStats stats)
+    /// <summary>The heading names the file that ran, which may hold a line break or a terminal escape: one line, as written.</summary>
+    [Fact]
+    public void AHeadingNamingAFileWithALineBreakIsItsFirstLineShownAsWritten()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+
+        Assert.Equal(@"replay a\nb\u001b[31m.npy: 1 batch", Report(stats, "replay a\nb\u001b[31m.npy: 1 batch")[0]);
+    }
+
+    private static string[] Report(RoutingStats stats, string heading = "heading")
     {
         using var text = new StringWriter();
-        RunReport.Print(text, stats, "heading", engine: null, timed: "as this test timed it");
+        RunReport.Print(text, stats, heading, engine: null, timed: "as this test timed it");
         return text.ToString().ReplaceLineEndings("\n").Split('\n');
     }
 
