@@ -418,10 +418,14 @@ public static class ExpertPlacement
         return result;
     }
 
+    /// <remarks>
+    /// A GPU's load is a sum of fractions (each expert's load over its replicas), so where every GPU holds the same
+    /// their mean can round one unit in the last place above their maximum: the figure is kept in (0, 1].
+    /// </remarks>
     private static double Ratio(double[] gpuLoad)
     {
         var max = gpuLoad.Max();
-        return max > 0 ? gpuLoad.Average() / max : 1.0;
+        return max > 0 ? Math.Min(1.0, gpuLoad.Average() / max) : 1.0;
     }
 
     /// <summary>What a slot of −1 is where a map holds one: vLLM's mark of a slot that holds no expert (elastic EP), which a placement here does not have.</summary>

@@ -77,6 +77,31 @@ public sealed class ExpertPlacementTests
         System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
     }
 
+    /// <summary>
+    /// Every GPU holding the same is balancedness 1, not one unit in the last place above: a GPU's load is a sum of
+    /// fractions (6/3 + 11/3 here), whose mean rounds above their maximum.
+    /// </summary>
+    [Fact]
+    public void GpusHoldingTheSameAreBalancedOneNotAbove()
+    {
+        Assert.Equal([1.0], ExpertPlacement.Balancedness(new long[,] { { 6, 11 } }, [[0, 1, 0, 1, 1, 0]], gpus: 3));
+
+        var random = new Random(11);
+        for (var trial = 0; trial < 300; trial++)
+        {
+            var experts = random.Next(2, 9);
+            var loads = new long[1, experts];
+            for (var e = 0; e < experts; e++)
+            {
+                loads[0, e] = random.Next(2) == 0 ? random.Next(1, 50) : random.NextInt64(1, long.MaxValue / experts);
+            }
+
+            var gpus = random.Next(1, 5);
+            var plan = ExpertPlacement.Rebalance(loads, gpus * (experts + random.Next(0, 4)), groups: 1, nodes: 1, gpus: gpus);
+            Assert.InRange(ExpertPlacement.Balancedness(loads, plan)[0], double.Epsilon, 1.0);
+        }
+    }
+
     [Fact]
     public void ADeployedPlacementIsJudgedAsAPlanIs()
     {
