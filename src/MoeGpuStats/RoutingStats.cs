@@ -468,13 +468,14 @@ public sealed partial class RoutingStats : IDisposable
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
     /// <exception cref="ArgumentException">
-    /// No parts, a null part, one object given twice, parts with different expert counts or capacities, a merged count
+    /// No parts, a null part, one object given twice (or two handles to one state: a model's layer read twice through
+    /// <see cref="ModelRoutingStats.Layer"/>), parts with different expert counts or capacities, a merged count
     /// other than the slots available or used above 2^63 − 1 (the most a snapshot file holds), a merged total latency beyond a double's range, or
     /// merged parts above <see cref="MaxMergedParts"/>.
     /// </exception>
     /// <exception cref="ObjectDisposedException">A part (or, for a model's layer, its model) was disposed.</exception>
     public static RoutingStats Merge(IEnumerable<RoutingStats> parts) =>
-        RoutingStatsMerge.Merge(MergeParts.Collect(parts, nameof(parts)));
+        RoutingStatsMerge.Merge(MergeParts.Collect(parts, nameof(parts), part => part._engine.State));
 
     /// <summary>The most recordings one merge combines, <see cref="MergedParts"/>'s bound: far above any job's ranks.</summary>
     public const int MaxMergedParts = 1 << 20;

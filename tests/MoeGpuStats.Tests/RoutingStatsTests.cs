@@ -657,6 +657,36 @@ public sealed class RoutingStatsTests
         Assert.Equal(2UL, merged.Summary().Steps);
     }
 
+    /// <summary>
+    /// Two handles to one state are one object given twice: a model's layer read twice through <c>Layer</c> (each call a
+    /// new handle), one device engine wrapped twice. Each would count the layer's steps twice; two layers merge.
+    /// </summary>
+    [Theory]
+    [InlineData("managed")]
+    [InlineData("cpu")]
+    public void TwoHandlesToOneStateAreRefusedAsOneObjectGivenTwice(string engine)
+    {
+        var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 4, Window = 3 };
+        using var model = engine == "managed" ? new ModelRoutingStats(options) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), options);
+        model.RecordStep([0, 1, 2, 3, 3, 2, 1, 0], tokens: 2, topK: 2);
+        using var first = model.Layer(0);
+        using var again = model.Layer(0);
+        using var other = model.Layer(1);
+
+        var error = Assert.Throws<ArgumentException>(() => RoutingStats.Merge([first, other, again]));
+        Assert.StartsWith("parts[2] is parts[0] again, through another handle; one object merged twice would count its steps twice", error.Message);
+        using var layers = RoutingStats.Merge([first, other]);
+        Assert.Equal(2UL, layers.TotalRoutings);
+
+        if (engine != "managed")
+        {
+            var device = new DeviceRoutingStats(TestAccelerators.Require(engine), new RoutingStatsOptions { Experts = 4 });
+            using var owner = RoutingStats.OnDevice(device);
+            using var wrapped = RoutingStats.OnDevice(device);
+            Assert.StartsWith("parts[1] is parts[0] again, through another handle", Assert.Throws<ArgumentException>(() => RoutingStats.Merge([owner, wrapped])).Message);
+        }
+    }
+
     [Fact]
     public void ANullPartIsNamedByItsIndex()
     {

@@ -17,6 +17,8 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
         _owned = owned;
     }
 
+    public override object State => _device;
+
     public override string Name => _device.Accelerator.AcceleratorType.ToString().ToLowerInvariant();
 
     public override string DeviceName => _device.Accelerator.Name;

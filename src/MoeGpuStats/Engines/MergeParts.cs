@@ -6,9 +6,13 @@ namespace MoeGpuStats.Engines;
 internal static class MergeParts
 {
     /// <summary>The parts as an array: at least one, none null, none given twice.</summary>
+    /// <param name="parts">The parts given.</param>
+    /// <param name="name">The argument's name, for the messages.</param>
+    /// <param name="state">What holds a part's counts, where two parts can share it (two handles of one model's layer);
+    /// the part itself where null.</param>
     /// <exception cref="ArgumentNullException"><paramref name="parts"/> is null.</exception>
-    /// <exception cref="ArgumentException">No parts, a null part, or one object given twice (named by their indices).</exception>
-    public static T[] Collect<T>(IEnumerable<T> parts, string name)
+    /// <exception cref="ArgumentException">No parts, a null part, or one state given twice (named by their indices).</exception>
+    public static T[] Collect<T>(IEnumerable<T> parts, string name, Func<T, object>? state = null)
         where T : class
     {
         ArgumentNullException.ThrowIfNull(parts, name);
@@ -24,12 +28,14 @@ internal static class MergeParts
             throw new ArgumentException(Invariant($"{name}[{missing}] is null; every part must be statistics to merge."), name);
         }
 
-        var first = new Dictionary<T, int>(ReferenceEqualityComparer.Instance);
+        var first = new Dictionary<object, int>(ReferenceEqualityComparer.Instance);
         for (var i = 0; i < list.Length; i++)
         {
-            if (!first.TryAdd(list[i], i))
+            var key = state?.Invoke(list[i]) ?? list[i];
+            if (!first.TryAdd(key, i))
             {
-                throw new ArgumentException(Invariant($"{name}[{i}] is {name}[{first[list[i]]}] again; one object merged twice would count its steps twice: give each rank's statistics once."), name);
+                var again = ReferenceEquals(list[first[key]], list[i]) ? "again" : "again, through another handle";
+                throw new ArgumentException(Invariant($"{name}[{i}] is {name}[{first[key]}] {again}; one object merged twice would count its steps twice: give each rank's statistics once."), name);
             }
         }
 

@@ -40,6 +40,12 @@ internal abstract class RoutingStatsEngine : IDisposable
 
     public RoutingStatsOptions Options { get; }
 
+    /// <summary>
+    /// What holds the counts: this engine, or the device statistics it wraps. Statistics over one state (a model's
+    /// layer read twice through <c>Layer</c>, one device engine wrapped twice) are one part to a merge.
+    /// </summary>
+    public virtual object State => this;
+
     /// <summary>A short name for logs: "managed", "cpu", "cuda", "opencl".</summary>
     public abstract string Name { get; }
 
