@@ -88,7 +88,7 @@ internal static partial class OutputPath
             {
             }
 
-            return null;
+            return File.Exists(full) ? ReplaceableFile.Problem(full) : null;
         }
         catch (UnauthorizedAccessException)
         {
