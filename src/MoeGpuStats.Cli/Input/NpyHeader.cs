@@ -215,9 +215,10 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
         for (var i = 0; i < parts.Length; i++)
         {
             var digits = parts[i].EndsWith('L') || parts[i].EndsWith('l') ? parts[i][..^1] : parts[i];
-            if (digits.StartsWith('-') && long.TryParse(digits, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _))
+            if (digits.StartsWith('-') && long.TryParse(digits, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var signed))
             {
-                throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension {parts[i]} is negative.");
+                // Python reads -0 (and -00) as 0, as np.load does.
+                digits = signed < 0 ? throw new InvalidDataException($"{path}: shape ({Printable(tuple)}): dimension {parts[i]} is negative.") : digits[1..];
             }
 
             if (digits.Length == 0 || !digits.All(char.IsAsciiDigit))

@@ -83,10 +83,13 @@ public sealed partial class NpyIdsTests
         Assert.EndsWith("(save it as a.astype('<u8')).", error);
     }
 
-    /// <summary>Python's long literals in either case, 0 and 00 (which Python reads) and a dimension of leading zeros, an empty one.</summary>
+    /// <summary>Python's long literals in either case, 0, 00 and -0 (which Python reads as 0) and a dimension of leading zeros, an empty one.</summary>
     [Theory]
     [InlineData("4l, 2l", null)]
     [InlineData("2, 00", "holds no ids")]
+    [InlineData("-0, 2", "holds no ids")]
+    [InlineData("2, -00", "holds no ids")]
+    [InlineData("-1, 2", "dimension -1 is negative.")]
     [InlineData("2, 07", "dimension 07 has leading zeros, which Python (and so np.load) refuses.")]
     [InlineData("2, , 2", "dimension '' is not a whole number.")]
     public void ShapeSpellingsAreReadAsPythonReadsThem(string shape, string? expected)
