@@ -50,7 +50,7 @@ internal static class ReplayCommand
                         return NpzMembers.Layers;
                 }
 
-                result.AddError($"--members {text}: give steps (each member holds forward passes) or layers (member l holds layer l).");
+                result.AddError($"--members {SharedOptions.Given(text)}: give steps (each member holds forward passes) or layers (member l holds layer l).");
                 return null;
             },
         };

@@ -152,7 +152,7 @@ internal static class SharedOptions
         {
             if (result.Tokens.Count > 0 && Output.MetricsHost.Problem(result.Tokens[^1].Value) is { } problem)
             {
-                result.AddError($"{option.Name} {(string.IsNullOrWhiteSpace(result.Tokens[^1].Value) ? $"'{result.Tokens[^1].Value}'" : UnsafeText.Escaped(result.Tokens[^1].Value))}: {problem}.");
+                result.AddError($"{option.Name} {Given(result.Tokens[^1].Value)}: {problem}.");
             }
         });
         return option;
@@ -190,11 +190,17 @@ internal static class SharedOptions
                 return (T)(object)(int)value;
             }
 
-            result.AddError($"{option.Name} {text}: give {what}, a whole number from {min:N0} to {max:N0}.");
+            result.AddError($"{option.Name} {Given(text)}: give {what}, a whole number from {min:N0} to {max:N0}.");
             return default!;
         };
         return option;
     }
+
+    /// <summary>
+    /// An option's value as a message quotes it: in quotes where it is empty or holds a blank (<c>--experts ' 5'</c>,
+    /// not <c>--experts  5</c>, whose blank the reader cannot see), else as given.
+    /// </summary>
+    public static string Given(string value) => value.Length == 0 || value.Any(char.IsWhiteSpace) ? $"'{value}'" : value;
 
     /// <summary>Parses a number (invariant culture); NaN, infinities and values <paramref name="allowed"/> refuses are usage errors.</summary>
     public static Option<double> Number(Option<double> option, Func<double, bool> allowed, string rule)
@@ -207,7 +213,7 @@ internal static class SharedOptions
                 return value;
             }
 
-            result.AddError($"{option.Name} {text}: {rule}.");
+            result.AddError($"{option.Name} {Given(text)}: {rule}.");
             return 0;
         };
         return option;

@@ -55,7 +55,7 @@ internal sealed class IdLayout
     {
         var meant = TypoSuggestion.For(text.Replace(" ", "", StringComparison.Ordinal).ToLowerInvariant(), All.Select(layout => layout.Name));
         var byRank = All.GroupBy(layout => layout.Rank).Select(rank => $"{rank.Key}-D {Listed(rank.Select(layout => layout.Name).ToList())}");
-        return $"--layout {text}: give one for the file's dimensions: {string.Join("; ", byRank)}.{(meant is null ? "" : $" Did you mean {meant}?")}";
+        return $"--layout {Commands.SharedOptions.Given(text)}: give one for the file's dimensions: {string.Join("; ", byRank)}.{(meant is null ? "" : $" Did you mean {meant}?")}";
     }
 
     private static string Listed(IReadOnlyList<string> names) =>

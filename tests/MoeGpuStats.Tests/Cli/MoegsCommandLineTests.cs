@@ -62,6 +62,20 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Equal(message, error.Trim());
     }
 
+    /// <summary>A value that is empty or holds a blank is quoted, so that the blank the parser refused can be seen.</summary>
+    [Theory]
+    [InlineData("--experts", " 5", "--experts ' 5': give the number of experts, a whole number from 1 to 4,096.")]
+    [InlineData("--report-interval", "", "--report-interval '': ")]
+    [InlineData("--metrics-host", " ", "--metrics-host ' ': ")]
+    [InlineData("--experts", "x", "--experts x: give the number of experts")]
+    public void AValueWithABlankIsQuoted(string option, string value, string expected)
+    {
+        var (code, _, error) = Run(["simulate", "--steps", "1", option, value, "--metrics-port", "9"]);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith(expected, error.Trim());
+    }
+
     /// <summary>No output overwrites an input or another output: refused before anything runs, the files left as they were.</summary>
     [Theory]
     [InlineData("replay IN --layout steps,tokens,k --save IN", "--save IN: is a file this command reads; give another name.")]
