@@ -134,7 +134,7 @@ internal sealed class Interruption : IDisposable
         }
 
         // After the progress bar's line a newline comes first, in the same call: written as it is, the line escaped.
-        _error.Write(_onNewLine ? Environment.NewLine + UnsafeText.Escaped(line) + Environment.NewLine : UnsafeText.Escaped(line) + Environment.NewLine);
+        _error.Write((_onNewLine ? Environment.NewLine : "") + UnsafeText.Escaped(line) + Environment.NewLine);
         return endNow;
     }
 

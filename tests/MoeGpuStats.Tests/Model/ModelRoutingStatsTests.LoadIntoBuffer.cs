@@ -58,10 +58,7 @@ public sealed partial class ModelRoutingStatsTests
     public void ABufferTooShortForTheLoadIsRefusedWithNothingWritten(string engine)
     {
         using var model = Create(engine, RecentOptions);
-        foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 8, seed: 53))
-        {
-            Record(model, step);
-        }
+        RecordRandomSteps(model, count: 8, seed: 53);
 
         var before = model.WindowLoad();
         var buffer = new ulong[(RecentOptions.Layers * RecentOptions.Experts) - 1];
@@ -89,10 +86,7 @@ public sealed partial class ModelRoutingStatsTests
     public void AModelWithoutItsRingWritesNothingWhenRefusingFewerSteps()
     {
         using var model = new ModelRoutingStats(RecentOptions);
-        foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 4, seed: 59))
-        {
-            Record(model, step);
-        }
+        RecordRandomSteps(model, count: 4, seed: 59);
 
         using var read = JsonSerializer.Deserialize<ModelRoutingStats>(JsonSerializer.Serialize(model))!;
         var buffer = new ulong[RecentOptions.Layers * RecentOptions.Experts];

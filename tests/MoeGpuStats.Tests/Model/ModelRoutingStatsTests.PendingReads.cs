@@ -114,10 +114,7 @@ public sealed partial class ModelRoutingStatsTests
     public void APendingReadsResultsOutliveTheModel(string engine)
     {
         var model = Create(engine, RecentOptions);
-        foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 3, seed: 47))
-        {
-            Record(model, step);
-        }
+        RecordRandomSteps(model, count: 3, seed: 47);
 
         var (summary, load) = (model.Summary(), model.WindowLoad());
         using var read = model.BeginRead();
@@ -163,10 +160,7 @@ public sealed partial class ModelRoutingStatsTests
     public void APendingReadIsCompleteAtItsBeginOnTheHostAndEachWindowLoadIsItsOwn(string engine)
     {
         using var model = Create(engine, RecentOptions);
-        foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 3, seed: 61))
-        {
-            Record(model, step);
-        }
+        RecordRandomSteps(model, count: 3, seed: 61);
 
         var expected = model.WindowLoad();
         using var read = model.BeginRead();
@@ -184,10 +178,7 @@ public sealed partial class ModelRoutingStatsTests
     public void APendingReadOfAWindowWithoutItsRingIsRefusedAsTheBlockingRead()
     {
         using var model = Create("managed", RecentOptions);
-        foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count: 4, seed: 59))
-        {
-            Record(model, step);
-        }
+        RecordRandomSteps(model, count: 4, seed: 59);
 
         using var restored = System.Text.Json.JsonSerializer.Deserialize<ModelRoutingStats>(System.Text.Json.JsonSerializer.Serialize(model))!;
         var blocking = Assert.Throws<InvalidOperationException>(() => restored.Summary(2));

@@ -10,6 +10,15 @@ public sealed partial class ModelRoutingStatsTests
 {
     private static readonly ModelRoutingStatsOptions RecentOptions = new() { Layers = 3, Experts = 16, Window = 6 };
 
+    /// <summary>Records <paramref name="count"/> random steps of top-2 ids of <see cref="RecentOptions"/>'s shape (<see cref="ModelSteps.Random"/> from <paramref name="seed"/>).</summary>
+    private static void RecordRandomSteps(ModelRoutingStats model, int count, int seed)
+    {
+        foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count, seed))
+        {
+            Record(model, step);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Engines))]
     public void TheNewestStepsLoadAndBalanceAreThoseStepsIdsSummed(string engine)
@@ -76,10 +85,7 @@ public sealed partial class ModelRoutingStatsTests
         using var second = new ModelRoutingStats(RecentOptions);
         foreach (var (model, seed, count) in new[] { (first, 37, 9), (second, 41, 4) })
         {
-            foreach (var step in ModelSteps.Random(RecentOptions.Layers, RecentOptions.Experts, topK: 2, count, seed))
-            {
-                Record(model, step);
-            }
+            RecordRandomSteps(model, count, seed);
         }
 
         using var merged = ModelRoutingStats.Merge([first, second]);
