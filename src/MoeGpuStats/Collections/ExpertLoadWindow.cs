@@ -45,6 +45,10 @@ internal sealed class ExpertLoadWindow
     private bool _writeOnly = true;
     private long _sinceRead;
 
+    // The steps the ring holds, at most the window: before it wraps they sit at positions 0 to _held − 1, and a read
+    // or a clear visits those rows alone, not a long window's worth of rows that hold nothing.
+    private int _held;
+
     /// <summary>
     /// An empty window, or one holding <paramref name="ring"/> and its sum <paramref name="load"/> at
     /// <paramref name="position"/>. The ring is <c>[rows, layers, experts]</c>: all <c>window</c> rows, or
@@ -81,6 +85,7 @@ internal sealed class ExpertLoadWindow
         }
 
         Position = position;
+        _held = ring is null ? 0 : ring.LongLength == WholeLength ? window : position;
     }
 
     /// <summary>The counts of a whole ring: <c>window × layers × experts</c>.</summary>
@@ -116,7 +121,7 @@ internal sealed class ExpertLoadWindow
                 if (_writeOnly)
                 {
                     Array.Clear(_load);
-                    AddNewest(_window, _load);
+                    AddNewest(_held, _load);
                 }
 
                 (_writeOnly, _sinceRead) = (_sinceRead >= 2L * _window, 0);
@@ -270,6 +275,7 @@ internal sealed class ExpertLoadWindow
     public void Advance()
     {
         Position = Position + 1 == _window ? 0 : Position + 1;
+        _held = Math.Min(_held + 1, _window);
         _sinceRead = Math.Min(_sinceRead + 1, 2L * _window);
     }
 
@@ -286,11 +292,11 @@ internal sealed class ExpertLoadWindow
         }
         else
         {
-            Array.Clear(_listed);
+            Array.Clear(_listed, 0, _held * _layers);
         }
 
         Array.Clear(_load);
-        (Position, _writeOnly, _sinceRead) = (0, true, 0);
+        (Position, _writeOnly, _sinceRead, _held) = (0, true, 0, 0);
     }
 
     /// <summary>
