@@ -473,9 +473,9 @@ public sealed partial class RoutingStats : IDisposable
     /// other than the slots available or used above 2^63 − 1 (the most a snapshot file holds), a merged total latency beyond a double's range, or
     /// merged parts above <see cref="MaxMergedParts"/>.
     /// </exception>
-    /// <exception cref="ObjectDisposedException">A part (or, for a model's layer, its model) was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">A part (or, for a model's layer, its model) was disposed; the message names it (<c>parts[3]</c>).</exception>
     public static RoutingStats Merge(IEnumerable<RoutingStats> parts) =>
-        RoutingStatsMerge.Merge(MergeParts.Collect(parts, nameof(parts), part => part._engine.State));
+        RoutingStatsMerge.Merge(MergeParts.Collect(parts, nameof(parts), part => part.Gone(), part => part._engine.State));
 
     /// <summary>The most recordings one merge combines, <see cref="MergedParts"/>'s bound: far above any job's ranks.</summary>
     public const int MaxMergedParts = 1 << 20;

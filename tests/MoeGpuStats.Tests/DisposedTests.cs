@@ -55,6 +55,29 @@ public sealed class DisposedTests
         AssertRefuses(() => layer.RecordRouting(new RoutingDecision()), "This ModelRoutingStats was disposed.");
     }
 
+    /// <summary>
+    /// A merge of many ranks names the disposed part (a model's layer: its model), on both engines and for models, before
+    /// it exports any part.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void AMergeNamesItsDisposedPart(string engine)
+    {
+        RoutingStats Layer() => engine == "managed" ? new RoutingStats(LayerOptions) : RoutingStats.OnDevice(TestAccelerators.Require(engine), LayerOptions);
+        ModelRoutingStats Model() => engine == "managed" ? new ModelRoutingStats(ModelOptions) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), ModelOptions);
+        using var live = Layer();
+        var gone = Layer();
+        gone.Dispose();
+        using var liveModel = Model();
+        var goneModel = Model();
+        var goneLayer = goneModel.Layer(0);
+        goneModel.Dispose();
+
+        AssertRefuses(() => RoutingStats.Merge([live, live.Snapshot(), gone]), "parts[2] cannot be merged: This RoutingStats was disposed.");
+        AssertRefuses(() => RoutingStats.Merge([live, goneLayer]), "parts[1] cannot be merged: This ModelRoutingStats was disposed.");
+        AssertRefuses(() => ModelRoutingStats.Merge([liveModel, goneModel]), "parts[1] cannot be merged: This ModelRoutingStats was disposed.");
+    }
+
     /// <summary>The seed's API over device statistics already disposed is refused at once, not at the first read.</summary>
     [Fact]
     public void OnDeviceRefusesDisposedDeviceStatistics()

@@ -403,7 +403,12 @@ public sealed class RoutingStatsTests
         Assert.Equal(0.3, snapshot.RoutingLatencyStats.MaxLatencyMs, 12);
     }
 
-    /// <summary>Statistics put over a device engine own it: their dispose disposes the engine (its memory freed), as <see cref="RoutingStats.OnDevice(DeviceRoutingStats)"/> says.</summary>
+    /// <summary>
+    /// Statistics put over a device engine own it: their dispose disposes the engine (its memory freed), as
+    /// <see cref="RoutingStats.OnDevice(DeviceRoutingStats)"/> says. The engine then refuses in their name: a call on
+    /// the statistics that passed their own check just before another thread disposed them reaches the engine, and its
+    /// caller knows the statistics, not the engine's type.
+    /// </summary>
     [Fact]
     public void DisposingStatisticsOverADeviceEngineDisposesTheEngine()
     {
@@ -413,7 +418,8 @@ public sealed class RoutingStatsTests
 
         stats.Dispose();
 
-        Assert.Equal("This DeviceRoutingStats was disposed.", Assert.Throws<ObjectDisposedException>(() => device.ReadTokenCounts()).Message);
+        Assert.Equal("This RoutingStats was disposed.", Assert.Throws<ObjectDisposedException>(() => device.ReadTokenCounts()).Message);
+        Assert.Equal("This RoutingStats was disposed.", Assert.Throws<ObjectDisposedException>(() => device.RecordRouting([0], 1, 1)).Message);
     }
 
     [Fact]

@@ -50,7 +50,10 @@ public sealed partial class DeviceRoutingStats : IDisposable
     private MemoryBuffer1D<int, Stride1D.Dense> _hostIds;
     private RecordArguments _pending = NoRecord;
     private int _experts;
-    private bool _disposed;
+
+    // The type a call after the dispose is refused in the name of: this one, or the RoutingStats that owned it and was
+    // disposed (its caller never saw this type).
+    private string? _disposedAs;
 
     /// <summary>Allocates the state on <paramref name="accelerator"/> and loads the kernels.</summary>
     /// <param name="accelerator">The accelerator that holds the state; the caller keeps ownership.</param>
@@ -178,18 +181,24 @@ public sealed partial class DeviceRoutingStats : IDisposable
     internal ObjectDisposedException? Gone() => Disposed.Of(ThrowIfUnusable);
 
     /// <summary>Waits for the enqueued work and frees the device memory (and the stream, when it made it).</summary>
-    public void Dispose()
+    public void Dispose() => DisposeFor(nameof(DeviceRoutingStats));
+
+    /// <summary>
+    /// As <see cref="Dispose()"/>, for the object named <paramref name="holder"/> that owns these statistics: a call that
+    /// passed its holder's check just before the dispose is refused in the holder's name, as a later call is.
+    /// </summary>
+    internal void DisposeFor(string holder)
     {
         // The reads' lock first, as a read takes them: a read waiting for its copy finishes before the memory goes.
         lock (_readGate)
         lock (_lock)
         {
-            if (_disposed)
+            if (_disposedAs is not null)
             {
                 return;
             }
 
-            _disposed = true;
+            _disposedAs = holder;
             try
             {
                 DeviceMemory.FinishUnlessGone(Accelerator, Stream);
@@ -213,7 +222,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     /// <summary>Throws if this engine, its accelerator or its stream was disposed: work enqueued after that would touch freed memory.</summary>
     internal void ThrowIfUnusable()
     {
-        Disposed.ThrowIf(_disposed, nameof(DeviceRoutingStats));
+        Disposed.ThrowIf(_disposedAs is not null, _disposedAs!);
         DeviceMemory.ThrowIfGone(Accelerator, Stream);
     }
 

@@ -105,5 +105,15 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
             block.AverageRouterZLoss,
             block.RoutingEfficiency);
 
-    public override void Dispose() => Disposal.All(_device, _owned);
+    public override void Dispose()
+    {
+        try
+        {
+            _device.DisposeFor(nameof(RoutingStats));
+        }
+        finally
+        {
+            _owned?.Dispose();
+        }
+    }
 }

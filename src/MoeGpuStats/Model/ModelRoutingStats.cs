@@ -501,10 +501,10 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// each message names the count: a layer's as a snapshot file does (<c>layers[3].expert_token_counts[5]</c>), the
     /// ring's by layer, expert and step.
     /// </exception>
-    /// <exception cref="ObjectDisposedException">A part was disposed.</exception>
+    /// <exception cref="ObjectDisposedException">A part was disposed; the message names it (<c>parts[3]</c>).</exception>
     /// <exception cref="InsufficientMemoryException">A part on a device could not hold its window ring's copy (as <see cref="Snapshot"/>).</exception>
     public static ModelRoutingStats Merge(IEnumerable<ModelRoutingStats> parts) =>
-        ModelRoutingMerge.Merge(MergeParts.Collect(parts, nameof(parts)));
+        ModelRoutingMerge.Merge(MergeParts.Collect(parts, nameof(parts), part => part.Gone()));
 
     /// <summary>Frees the engine's device memory; the layers' statistics become unusable.</summary>
     public void Dispose()
