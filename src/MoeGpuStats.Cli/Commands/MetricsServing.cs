@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Cli.Commands;
@@ -22,13 +23,14 @@ internal static class MetricsServing
         {
             endpoint = start(given);
         }
-        catch (Exception exception) when (exception is IOException or System.Net.Sockets.SocketException or ArgumentException)
+        catch (Exception exception) when (exception is IOException or SocketException or ArgumentException)
         {
             // A host other than the default may be the cause as well as the port: name both, and what a host may be,
-            // unless the port is the cause, taken by another program on a host that is fine.
-            console.Error.WriteLine(host == "localhost" || PortInUse(exception)
-                ? $"--metrics-port {given}: cannot serve metrics on {(host.Contains(':') && !host.StartsWith('[') ? $"[{host}]" : host)}:{given} ({ErrorText.Clause(exception)})."
-                : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({HostProblem(host) ?? ErrorText.Clause(exception)}); {MetricsHost.Allowed}.");
+            // unless the port is the cause: taken by another program, or one this user may not listen on.
+            var socket = SocketCause(exception);
+            console.Error.WriteLine(host.Equals("localhost", StringComparison.OrdinalIgnoreCase) || PortInUse(exception) || socket?.SocketErrorCode == SocketError.AccessDenied
+                ? $"--metrics-port {given}: cannot serve metrics on {(host.Contains(':') && !host.StartsWith('[') ? $"[{host}]" : host)}:{given} ({Reason(exception, socket, given)})."
+                : $"--metrics-host {host} --metrics-port {given}: cannot serve metrics there ({HostProblem(host) ?? Reason(exception, socket, given)}); {MetricsHost.Allowed}.");
             return false;
         }
 
@@ -36,13 +38,40 @@ internal static class MetricsServing
         return true;
     }
 
+    /// <summary>
+    /// The listener's words, with the socket's error where Kestrel's message leaves it out ("Failed to bind to address
+    /// http://localhost:81", its two loopback addresses' errors kept inside), and what a port below 1024 needs where
+    /// the system refused it.
+    /// </summary>
+    private static string Reason(Exception exception, SocketException? socket, int port)
+    {
+        var reason = ErrorText.Clause(exception);
+        if (socket is not null && !reason.Contains(socket.Message, StringComparison.OrdinalIgnoreCase))
+        {
+            reason = $"{reason}: {ErrorText.Clause(socket)}";
+        }
+
+        return socket?.SocketErrorCode == SocketError.AccessDenied && port < 1024
+            ? $"{reason}; a port below 1024 needs root or the CAP_NET_BIND_SERVICE capability: give 1024 or above"
+            : reason;
+    }
+
+    /// <summary>The socket's error that made the listener fail, however Kestrel wrapped it (a localhost bind keeps its two addresses' errors in an AggregateException), or null.</summary>
+    private static SocketException? SocketCause(Exception exception) => exception switch
+    {
+        SocketException socket => socket,
+        AggregateException all => all.InnerExceptions.Select(SocketCause).FirstOrDefault(cause => cause is not null),
+        { InnerException: { } inner } => SocketCause(inner),
+        _ => null,
+    };
+
     /// <summary>Whether the listener failed because another program holds the port (Kestrel wraps the socket's error).</summary>
     private static bool PortInUse(Exception exception)
     {
         for (var cause = exception; cause is not null; cause = cause.InnerException)
         {
             if (cause is Microsoft.AspNetCore.Connections.AddressInUseException
-                or System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse })
+                or SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse })
             {
                 return true;
             }
@@ -87,7 +116,7 @@ internal static class MetricsServing
             {
                 addresses = Dns.GetHostAddresses(host);
             }
-            catch (Exception exception) when (exception is System.Net.Sockets.SocketException or ArgumentException)
+            catch (Exception exception) when (exception is SocketException or ArgumentException)
             {
                 return $"{host} does not resolve: {ErrorText.Clause(exception)}";
             }

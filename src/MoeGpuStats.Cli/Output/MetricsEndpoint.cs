@@ -133,7 +133,7 @@ internal sealed class MetricsEndpoint : IDisposable
             kestrel.Limits.KeepAliveTimeout = KeepAliveTimeout;
             limits?.Invoke(kestrel.Limits);
             host.Listen(kestrel, port);
-        });
+        }).UseSockets(host.Bind);
         builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = AnswersDrainTimeout);
         builder.Services.AddSingleton<IHostLifetime, CommandLifetime>();
         var server = builder.Build();

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 
 namespace MoeGpuStats.Cli.Output;
 
@@ -108,6 +109,33 @@ internal sealed class MetricsHost
             {
                 kestrel.Listen(resolved, port);
             }
+        }
+    }
+
+    /// <summary>
+    /// Has <paramref name="sockets"/> bind <c>::</c> to IPv6 alone: Kestrel makes a socket on IPv6's unspecified address
+    /// dual-stack, which serves every IPv4 address too, where <c>0.0.0.0</c> and <c>+</c> are the ways to ask for those.
+    /// </summary>
+    public void Bind(SocketTransportOptions sockets)
+    {
+        if (IPAddress.IPv6Any.Equals(Address))
+        {
+            sockets.CreateBoundListenSocket = BindIPv6Only;
+        }
+    }
+
+    private static Socket BindIPv6Only(EndPoint endpoint)
+    {
+        var socket = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { DualMode = false };
+        try
+        {
+            socket.Bind(endpoint);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
         }
     }
 

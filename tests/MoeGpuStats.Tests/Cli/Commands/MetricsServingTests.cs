@@ -63,6 +63,28 @@ public sealed class MetricsServingTests
         Assert.Equal($"--metrics-port 9400: cannot serve metrics on 127.0.0.1:9400 ({ErrorText.Clause(taken)}).", error);
     }
 
+    /// <summary>
+    /// A port the system refuses this user (below 1024 without root) is the port's problem on any host, not the host's,
+    /// with the socket's reason that Kestrel keeps inside its own message for localhost (in any case) and what such a
+    /// port needs.
+    /// </summary>
+    [Theory]
+    [InlineData("localhost", "localhost")]
+    [InlineData("LOCALHOST", "LOCALHOST")]
+    [InlineData("127.0.0.1", "127.0.0.1")]
+    [InlineData("::", "[::]")]
+    public void APortThisUserMayNotListenOnIsNamedWithWhatItNeeds(string host, string shown)
+    {
+        var denied = new SocketException((int)SocketError.AccessDenied);
+        var wrapped = new IOException("Failed to bind to address http://localhost:81.", new AggregateException(denied, new SocketException((int)SocketError.AccessDenied)));
+
+        var (started, error) = Start(host, _ => throw wrapped, port: 81);
+
+        Assert.False(started);
+        Assert.Equal($"--metrics-port 81: cannot serve metrics on {shown}:81 (Failed to bind to address http://localhost:81: {ErrorText.Clause(denied)}; a port below 1024 needs root or the CAP_NET_BIND_SERVICE capability: give 1024 or above).", error);
+        Assert.Equal($"--metrics-port 1081: cannot serve metrics on {shown}:1081 ({ErrorText.Clause(denied)}).", Start(host, _ => throw denied, port: 1081).Error);
+    }
+
     /// <summary>A listener's argument error (an address it will not take) is one line, as its other failures are, not a crash.</summary>
     [Fact]
     public void AListenersArgumentErrorIsOneLine()

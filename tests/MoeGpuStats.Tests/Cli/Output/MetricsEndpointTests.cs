@@ -834,6 +834,34 @@ public sealed class MetricsEndpointTests
         Assert.ThrowsAny<IOException>(() => MetricsEndpoint.Start(stats, "localhost", port).Dispose());
     }
 
+    /// <summary>
+    /// <c>::</c> is every IPv6 address alone, as the command line says and as <c>0.0.0.0</c> is IPv4's: Kestrel's own
+    /// socket there is dual-stack, which also served 127.0.0.1 and left another program's IPv4 listener no port.
+    /// </summary>
+    [Fact]
+    public async Task IPv6sUnspecifiedAddressLeavesIPv4Alone()
+    {
+        if (!LoopbackServesIPv6())
+        {
+            Assert.Skip("This machine has no IPv6 loopback address.");
+        }
+
+        var cancel = TestContext.Current.CancellationToken;
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen();
+        var port = ((IPEndPoint)taken.LocalEndPoint!).Port;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+
+        using var endpoint = MetricsEndpoint.Start(stats, "::", port);
+
+        using var http = new HttpClient();
+        Assert.Contains("moegpustats_moegs_tokens_total", await http.GetStringAsync($"http://[::1]:{port}/metrics", cancel), StringComparison.Ordinal);
+        taken.Dispose();
+        using var client = new TcpClient();
+        await Assert.ThrowsAnyAsync<SocketException>(async () => await client.ConnectAsync(IPAddress.Loopback, port, cancel));
+    }
+
     /// <summary>A scraper that accepts gzip (Prometheus does) gets the same text compressed; one that does not, plain text.</summary>
     [Fact]
     public async Task AScraperAcceptingGzipGetsTheTextCompressed()
