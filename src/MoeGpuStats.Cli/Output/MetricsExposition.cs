@@ -14,7 +14,7 @@ namespace MoeGpuStats.Cli.Output;
 /// Only the instruments the publisher creates through <see cref="Meters"/> are exposed, each named
 /// <c>moegpustats_</c> plus the instrument's name with <c>.</c> as <c>_</c>: observable counters as
 /// Prometheus counters with the <c>_total</c> suffix (a total lower than the last one exposed, after a
-/// reset, is exposed as a counter reset), gauges as gauges, and the latency histogram (unit <c>s</c>)
+/// reset, is exposed as a counter reset), gauges as gauges (a percentage, unit <c>%</c>, with the <c>_percent</c> suffix), and the latency histogram (unit <c>s</c>)
 /// as a histogram with the <c>_seconds</c> suffix. prometheus-net's own meter adapter is not used: it serves every counter as a
 /// gauge and listens only from the first scrape on, so the histogram would miss earlier latencies.
 /// The listener here attaches before the instruments exist and so counts every latency recorded
@@ -37,6 +37,13 @@ internal sealed class MetricsExposition : IDisposable
     // scrape waits for the gate, so that no body outlives the scrapes that may take it.
     private Collection? _latest;
     private int _waiting;
+
+    // prometheus-net writes a histogram's _count as the sum of its buckets and then reads the buckets again: a latency
+    // observed between the two reads made _count and the +Inf bucket differ within one scrape. Latencies that arrive
+    // while a collection exports wait here, and are observed once it is done.
+    private readonly Lock _observing = new();
+    private readonly List<(Histogram.Child Histogram, double Value)> _deferred = [];
+    private bool _exporting;
 
     public MetricsExposition()
     {
@@ -90,7 +97,16 @@ internal sealed class MetricsExposition : IDisposable
                 // exports the last values read, so a failed reading would be served as a healthy, frozen one.
                 _listener.RecordObservableInstruments();
                 var text = new MemoryStream();
-                await _registry.CollectAndExportAsTextAsync(text, ExpositionFormat.PrometheusText, cancel).ConfigureAwait(false);
+                Exporting(true);
+                try
+                {
+                    await _registry.CollectAndExportAsTextAsync(text, ExpositionFormat.PrometheusText, cancel).ConfigureAwait(false);
+                }
+                finally
+                {
+                    Exporting(false);
+                }
+
                 Collections++;
                 // Exactly the text's length: a stream's buffer may be twice it, held as long as a slow scraper reads.
                 latest = new Collection(began, text.ToArray());
@@ -147,8 +163,40 @@ internal sealed class MetricsExposition : IDisposable
                 gauge.WithLabels(values).Set(value);
                 break;
             case Histogram histogram:
-                histogram.WithLabels(values).Observe(value);
+                Observe(histogram.WithLabels(values), value);
                 break;
+        }
+    }
+
+    private void Observe(Histogram.Child histogram, double value)
+    {
+        lock (_observing)
+        {
+            if (_exporting)
+            {
+                _deferred.Add((histogram, value));
+                return;
+            }
+
+            histogram.Observe(value);
+        }
+    }
+
+    /// <summary>Marks an export begun, or done: then the latencies that arrived during it are observed.</summary>
+    private void Exporting(bool exporting)
+    {
+        lock (_observing)
+        {
+            _exporting = exporting;
+            if (!exporting)
+            {
+                foreach (var (histogram, value) in _deferred)
+                {
+                    histogram.Observe(value);
+                }
+
+                _deferred.Clear();
+            }
         }
     }
 
@@ -159,7 +207,8 @@ internal sealed class MetricsExposition : IDisposable
         Collector? collector = instrument switch
         {
             ObservableCounter<long> => _factory.CreateCounter($"{name}_total", help, labelNames),
-            ObservableGauge<double> or ObservableGauge<long> => _factory.CreateGauge(name, help, labelNames),
+            // A percentage says so in its name, as OpenTelemetry's Prometheus exporter names it.
+            ObservableGauge<double> or ObservableGauge<long> => _factory.CreateGauge(instrument.Unit == "%" ? $"{name}_percent" : name, help, labelNames),
             // The buckets the publisher advises (RoutingStatsMetrics: 10 µs to 10 s), as OpenTelemetry's exporters take them.
             Histogram<double> histogram => _factory.CreateHistogram(
                 instrument.Unit == "s" ? $"{name}_seconds" : name, help, labelNames, new HistogramConfiguration { Buckets = histogram.Advice?.HistogramBucketBoundaries?.ToArray() }),

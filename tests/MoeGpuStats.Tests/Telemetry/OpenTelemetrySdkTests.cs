@@ -188,6 +188,20 @@ public sealed class OpenTelemetrySdkTests
         Assert.Contains("moegs_routing_latency_seconds_bucket", served);
         Assert.Contains("moegs_routing_efficiency_percent", served);
         Assert.DoesNotContain(served, name => name.StartsWith("moegpustats_", StringComparison.Ordinal));
+
+        // Every name, not only the rules': moegs's own endpoints serve the exporter's names with the prefix.
+        var ownPort = PrometheusText.FreePort();
+        using (var own = MoeGpuStats.Cli.Output.MetricsEndpoint.Start(router, "localhost", ownPort, layer: "moe.3"))
+        {
+            var ownNames = PrometheusText.Parse(await http.GetStringAsync($"http://localhost:{ownPort}/metrics", cancel)).Samples.Keys.Select(sample => sample.Split('{')[0]["moegpustats_".Length..]);
+            Assert.Subset(served, ownNames.ToHashSet());
+        }
+
+        using (var own = MoeGpuStats.Cli.Output.MetricsEndpoint.Start(model, "localhost", ownPort, topExperts: 1, expertSeries: false))
+        {
+            var ownNames = PrometheusText.Parse(await http.GetStringAsync($"http://localhost:{ownPort}/metrics", cancel)).Samples.Keys.Select(sample => sample.Split('{')[0]["moegpustats_".Length..]);
+            Assert.Subset(served, ownNames.ToHashSet());
+        }
         Assert.Contains(samples.Keys, sample => sample.StartsWith("moegs_model_steps_total{", StringComparison.Ordinal) && sample.Contains("otel_scope_name=\"MoeGpuStats\"", StringComparison.Ordinal));
     }
 

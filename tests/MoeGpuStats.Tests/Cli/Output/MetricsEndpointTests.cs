@@ -60,7 +60,7 @@ public sealed class MetricsEndpointTests
             Assert.Equal(5, scrape.Samples["moegpustats_moegs_expert_tokens_total{expert=\"0\"}"]);
             Assert.Equal(2, scrape.Samples["moegpustats_moegs_expert_tokens_total{expert=\"1\"}"]);
             Assert.Equal(4, scrape.Samples["moegpustats_moegs_expert_tokens_total{expert=\"2\"}"]);
-            Assert.Equal("gauge", scrape.Types["moegpustats_moegs_routing_efficiency"]);
+            Assert.Equal("gauge", scrape.Types["moegpustats_moegs_routing_efficiency_percent"]);
             Assert.Equal("gauge", scrape.Types["moegpustats_moegs_utilization_cv"]);
             Assert.Equal("histogram", scrape.Types["moegpustats_moegs_routing_latency_seconds"]);
             Assert.Equal(
@@ -72,6 +72,47 @@ public sealed class MetricsEndpointTests
         Assert.Equal(stats.RoutingLatencyStats.TotalLatencyMs / 1_000, second.Samples["moegpustats_moegs_routing_latency_seconds_sum"], 9);
         // Bucket "le 1 ms": the first batch's 0 and 1 ms (8 each of 300) and the second's 0-1 ms (28 of 200).
         Assert.Equal(8 + 8 + 28, second.Samples["moegpustats_moegs_routing_latency_seconds_bucket{le=\"0.001\"}"]);
+    }
+
+    /// <summary>
+    /// A latency recorded while a scrape is written waits for the next one: each scrape's histogram is whole, its
+    /// _count the +Inf bucket's, as the text format requires, while another thread records latencies without pause
+    /// (prometheus-net sums the buckets for _count and reads them again for the buckets).
+    /// </summary>
+    [Fact]
+    public async Task AHistogramRecordedDuringAScrapeIsWholeInIt()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 2 });
+        var port = FreePort();
+        using var endpoint = MetricsEndpoint.Start(stats, "localhost", port);
+        using var http = new HttpClient();
+        using var stop = new CancellationTokenSource();
+        var recorder = Task.Run(
+            () =>
+            {
+                for (var i = 0; !stop.IsCancellationRequested; i++)
+                {
+                    stats.RecordRoutingLatency(TimeSpan.FromMicroseconds(i % 20_000));
+                }
+            },
+            cancel);
+
+        try
+        {
+            for (var scrape = 0; scrape < 100; scrape++)
+            {
+                var samples = Parse(await http.GetStringAsync($"http://localhost:{port}/metrics", cancel)).Samples;
+                Assert.Equal(
+                    samples["moegpustats_moegs_routing_latency_seconds_count"],
+                    samples["moegpustats_moegs_routing_latency_seconds_bucket{le=\"+Inf\"}"]);
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await recorder;
+        }
     }
 
     /// <summary>One layer's statistics served with its name carry it as the label <c>layer</c> on every series.</summary>
@@ -925,7 +966,7 @@ public sealed class MetricsEndpointTests
         Assert.Equal(4, samples["moegpustats_moegs_tokens_total"]);
         Assert.Equal(1, samples["moegpustats_moegs_expert_ids_invalid_total"]);
         Assert.Equal(3, samples["moegpustats_moegs_expert_tokens_total{expert=\"2\"}"]);
-        Assert.Equal(100, samples["moegpustats_moegs_routing_efficiency"]);
+        Assert.Equal(100, samples["moegpustats_moegs_routing_efficiency_percent"]);
     }
 
     /// <summary>The endpoint serves a model's bounded series, parsed here as Prometheus reads them.</summary>
@@ -1001,12 +1042,12 @@ public sealed class MetricsEndpointTests
 
         foreach (var scrape in new[] { first, second })
         {
-            Assert.Equal(100, scrape.Samples["moegpustats_moegs_routing_efficiency"]);
+            Assert.Equal(100, scrape.Samples["moegpustats_moegs_routing_efficiency_percent"]);
             Assert.Equal(0.5, scrape.Samples["moegpustats_moegs_loss_load_balance"]);
             Assert.Equal(2, scrape.Samples["moegpustats_moegs_load_max_mean_ratio"]);
         }
 
-        Assert.Equal(100, third.Samples["moegpustats_moegs_routing_efficiency"]);
+        Assert.Equal(100, third.Samples["moegpustats_moegs_routing_efficiency_percent"]);
         Assert.Equal(0.25, third.Samples["moegpustats_moegs_loss_load_balance"]);
         Assert.Equal(4, third.Samples["moegpustats_moegs_load_max_mean_ratio"]);
     }
@@ -1031,7 +1072,7 @@ public sealed class MetricsEndpointTests
             .Where(line => line.StartsWith("# HELP ", StringComparison.Ordinal))
             .Select(line => line["# HELP ".Length..].Split(' ', 2))
             .ToDictionary(parts => parts[0], parts => parts[1]);
-        Assert.Equal("(%) Percentage of routed slots kept.", help["moegpustats_moegs_routing_efficiency"]);
+        Assert.Equal("(%) Percentage of routed slots kept.", help["moegpustats_moegs_routing_efficiency_percent"]);
         Assert.Equal("(s) Routing latency.", help["moegpustats_moegs_routing_latency_seconds"]);
         Assert.Equal("({token}) Tokens recorded.", help["moegpustats_moegs_tokens_total"]);
         Assert.Equal("Coefficient of variation of expert utilization.", help["moegpustats_moegs_utilization_cv"]);
