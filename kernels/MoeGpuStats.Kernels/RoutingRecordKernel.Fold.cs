@@ -212,7 +212,9 @@ internal static partial class RoutingRecordKernel
             block.VarianceHead = head + 1 == VarianceWindow ? 0 : head + 1;
         }
 
-        var kept = capacity ? batchSum - overflow : batchSum;
+        // A record of ids uses the slots it keeps, whoever dropped the others (its capacity, or the caller); a decision's
+        // counts are the seed's used slots whatever it drops.
+        var kept = fromIds ? batchSum - droppedSlots : batchSum;
         var current = kept / Mul(experts, arguments.SlotsPerExpert);
         var capacityAlpha = 0.1f;
         block.CapacityAverageUtilization = Mul(capacityAlpha, current) + Mul(1.0f - capacityAlpha, block.CapacityAverageUtilization);

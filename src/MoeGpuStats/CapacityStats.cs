@@ -63,7 +63,8 @@ public sealed class CapacityStats
     public ulong TotalCapacity { get; private set; }
 
     /// <summary>
-    /// Slots used over all batches, up to 2^63 − 1, where the total stops: decisions of a million experts at 2^31 − 1
+    /// Slots used over all batches (a record of ids: the slots it kept, routed less dropped; a decision: its counts, as
+    /// the seed's), up to 2^63 − 1, where the total stops: decisions of a million experts at 2^31 − 1
     /// slots each reach it in about 4,100 batches.
     /// </summary>
     public ulong TotalUsed { get; private set; }

@@ -357,7 +357,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
             routedSlots > 0 ? (float)(routedSlots - slotsDropped) / routedSlots * 100.0f : totals.RoutingEfficiency);
 
         _varianceHistory.Add(counts, batchSum, ids);
-        _capacity.Apply(capacity is not null ? batchSum - overflow : batchSum, experts, droppedSlots > 0);
+        // As the device's fold: a record of ids uses the slots it keeps, a decision's counts are the seed's used slots.
+        _capacity.Apply(fromIds ? batchSum - droppedSlots : batchSum, experts, droppedSlots > 0);
         _countBound = countBound;
     }
 

@@ -342,15 +342,13 @@ internal static class RoutingStatsJson
             }
         }
 
-        // Each batch adds the slots it counts to those used, less the ones a capacity dropped: a change of the experts
-        // restarts the counts, not the slots used, and the seed's public CapacityStats.update only adds to those. The
-        // slots used stop at MaxCount, where the counts go on.
+        // Each batch adds the slots it counts to those used, less the ones it dropped (a record of ids; a decision's
+        // counts are all used, as the seed's): a change of the experts restarts the counts, not the slots used, and the
+        // seed's public CapacityStats.update only adds to those. The slots used stop at MaxCount, where the counts go on.
         var counted = Sum(state.ExpertTokenCounts);
-        var cut = options.ExpertCapacity is null ? 0UL : state.SlotsDropped;
-        if (state.TotalUsed < MaxCount && (UInt128)state.TotalUsed + cut < counted)
+        if (state.TotalUsed < MaxCount && (UInt128)state.TotalUsed + state.SlotsDropped < counted)
         {
-            var (dropped, rule) = options.ExpertCapacity is null ? ("", "was used") : (Invariant($" and slots_dropped {cut}"), "was used or dropped beyond the capacity");
-            throw new JsonException(Invariant($"capacity_stats.total_used is {state.TotalUsed}{dropped} but expert_token_counts sum to {counted}; every slot an expert counts {rule}."));
+            throw new JsonException(Invariant($"capacity_stats.total_used is {state.TotalUsed} and slots_dropped {state.SlotsDropped} but expert_token_counts sum to {counted}; every slot an expert counts was used or dropped."));
         }
 
         // A slot routed to an expert came with a token; padding rows are tokens that routed none.

@@ -109,6 +109,32 @@ public sealed class RecordSemanticsTests
         Assert.Equal(snapshot.TokensDropped, read.TokensDropped);
     }
 
+    /// <summary>
+    /// A record of ids uses the slots it keeps, whether a capacity dropped the others or the caller reported dropped
+    /// tokens (k slots each): the capacity figures leave the dropped slots out alike. A decision's counts stay the
+    /// seed's used slots, whatever it drops.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void SlotsTheCallerDroppedAreNotUsed(string engine)
+    {
+        using var stats = Create(engine, new RoutingStatsOptions { Experts = 8 });
+        stats.RecordRouting([0, 1, 2, 3, 4, 5], tokens: 2, topK: 3, tokensDropped: 1);
+
+        var capacity = stats.CapacityStats;
+        Assert.Equal((6UL, 3UL), (stats.RoutedSlots, stats.SlotsDropped));
+        Assert.Equal((3UL, 800UL), (capacity.TotalUsed, capacity.TotalCapacity));
+        Assert.Equal(3f / 800, capacity.PeakUtilization);
+        using var capped = Create(engine, new RoutingStatsOptions { Experts = 8, ExpertCapacity = 2 });
+        capped.RecordRouting([0, 0, 0, 1, 2, 3], tokens: 6, topK: 1);
+        Assert.Equal((6UL, 1UL, 5UL), (capped.RoutedSlots, capped.SlotsDropped, capped.CapacityStats.TotalUsed));
+
+        stats.RecordRouting(new RoutingDecision { ExpertCapacities = [3, 1, 0, 0, 0, 0, 0, 0], TotalTokens = 4, TokensDropped = 1 });
+        Assert.Equal(3UL + 4, stats.CapacityStats.TotalUsed);
+        using var read = System.Text.Json.JsonSerializer.Deserialize<RoutingStats>(System.Text.Json.JsonSerializer.Serialize(stats))!;
+        Assert.Equal(stats.CapacityStats.TotalUsed, read.CapacityStats.TotalUsed);
+    }
+
     [Theory]
     [MemberData(nameof(Engines))]
     public void AnIdOfMinusOneIsAnEmptySlotAndAllEmptyTokensAreNoTokens(string engine)

@@ -256,7 +256,7 @@ public sealed class ModelRoutingStatsJsonConverterTests
         layer["capacity_stats"]!["total_used"] = long.MaxValue - 1;
         var error = Assert.Throws<JsonException>(() => JsonSerializer.Deserialize<ModelRoutingStats>(node.ToJsonString()));
         Assert.Equal(
-            $"layers[0]: capacity_stats.total_used is {long.MaxValue - 1} but expert_token_counts sum to {3 * (UInt128)long.MaxValue}; every slot an expert counts was used.",
+            $"layers[0]: capacity_stats.total_used is {long.MaxValue - 1} and slots_dropped 0 but expert_token_counts sum to {3 * (UInt128)long.MaxValue}; every slot an expert counts was used or dropped.",
             error.Message);
     }
 

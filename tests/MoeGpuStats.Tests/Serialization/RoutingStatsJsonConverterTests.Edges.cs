@@ -106,17 +106,18 @@ public sealed partial class RoutingStatsJsonConverterTests
         }
     }
 
-    /// <summary>Without a capacity nothing is cut, so every slot an expert counts was used, even where decisions dropped tokens.</summary>
+    /// <summary>Without a capacity too, every slot an expert counts was used or dropped (by the caller): fewer is refused.</summary>
     [Fact]
-    public void WithoutACapacityEverySlotCountedWasUsedThoughDecisionsDropped()
+    public void WithoutACapacityEverySlotCountedWasUsedOrDropped()
     {
         using var stats = Recorded("managed", new RoutingStatsOptions { Experts = 4 }, seed: 34);
         Assert.True(stats.SlotsDropped > 0, "the recording drops no slot");
         var node = Written(stats);
         var counted = node["expert_token_counts"]!.AsArray().Aggregate(0UL, (sum, count) => sum + (ulong)count!);
-        Set(node, "capacity_stats/total_used", $"{counted - 1}");
+        var used = counted - stats.SlotsDropped - 1;
+        Set(node, "capacity_stats/total_used", $"{used}");
 
-        Assert.Equal($"capacity_stats.total_used is {counted - 1} but expert_token_counts sum to {counted}; every slot an expert counts was used.", Refusal(node));
+        Assert.Equal($"capacity_stats.total_used is {used} and slots_dropped {stats.SlotsDropped} but expert_token_counts sum to {counted}; every slot an expert counts was used or dropped.", Refusal(node));
     }
 
     /// <summary>Latency figures that no run of measurements gives together are refused, each by its own rule.</summary>

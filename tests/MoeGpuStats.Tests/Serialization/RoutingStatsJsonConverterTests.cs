@@ -166,7 +166,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     [Theory]
     [InlineData("tokens_dropped", "1", "capacity_exceeded_count is 0 for tokens_dropped 1; it counts the batches that dropped, each at least one.")]
     [InlineData("capacity_stats/capacity_exceeded_count", "1", "capacity_exceeded_count is 1 for tokens_dropped 0; it counts the batches that dropped, each at least one.")]
-    [InlineData("capacity_stats/total_used", "3", "capacity_stats.total_used is 3 but expert_token_counts sum to 4; every slot an expert counts was used.")]
+    [InlineData("capacity_stats/total_used", "3", "capacity_stats.total_used is 3 and slots_dropped 0 but expert_token_counts sum to 4; every slot an expert counts was used or dropped.")]
     public void CountsThatImplyOthersTheFileLacksAreRefused(string path, string value, string message)
     {
         var node = JsonNode.Parse(ValidTwoExperts)!.AsObject();
