@@ -105,6 +105,15 @@ internal static partial class MoegsCommandLine
             var unrecognized = (result.Errors.FirstOrDefault(e => e.Message.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal))
                 ?? result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)))?.Message;
             var command = result.CommandResult.Command;
+            var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
+            // One dash before a long name (-experts 8) comes first: the parser read it as short options and their
+            // values, and its own message names only what that pushed out of place (the 8).
+            if (SingleDashed(args, command, root) is (string typed, string longName))
+            {
+                console.Error.WriteLine($"{UnsafeText.Escaped(typed)}: a long option takes two dashes. Did you mean {longName}? Run {help} for usage.");
+                return ExitCodes.Usage;
+            }
+
             // An option left without its value comes first: what follows it was read as other options and inputs.
             var withoutValue = WithoutValue(result, command);
             unrecognized = withoutValue is null ? unrecognized : null;
@@ -116,7 +125,6 @@ internal static partial class MoegsCommandLine
             var meant = string.IsNullOrEmpty(word) ? null : Meant(word, command, root);
             // The option itself, refused: it came after "--", where every word is an input.
             var hint = meant is null ? SecondInput(word, command) : meant == word ? $" Words after -- are inputs; put {word} before it." : $" Did you mean {meant}?";
-            var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
             console.Error.WriteLine($"{UnsafeText.Escaped(error)}{hint} Run {help} for usage.");
             return ExitCodes.Usage;
         }
@@ -153,6 +161,25 @@ internal static partial class MoegsCommandLine
 
         var options = command.Options.Concat(command == root ? [] : root.Options.Where(o => o.Recursive)).Where(o => !o.Hidden);
         return TypoSuggestion.For(word.Split('=', ':')[0], options.SelectMany(o => o.Aliases.Prepend(o.Name)));
+    }
+
+    /// <summary>
+    /// The first word before <c>--</c> that is a long option's name (or near one) after a single dash (<c>-experts</c>,
+    /// <c>-top-k=2</c>), with the option it most likely meant; null where there is none.
+    /// </summary>
+    private static (string Typed, string Meant)? SingleDashed(IEnumerable<string> args, Command command, RootCommand root)
+    {
+        foreach (var arg in args.TakeWhile(arg => arg != "--"))
+        {
+            var name = arg.Split('=', ':')[0];
+            if (name.Length > 3 && name[0] == '-' && name[1] != '-' && name[1..].All(c => char.IsAsciiLetterLower(c) || c == '-')
+                && Meant("-" + name, command, root) is { } meant && meant.StartsWith("--", StringComparison.Ordinal))
+            {
+                return (arg, meant);
+            }
+        }
+
+        return null;
     }
 
     /// <summary>

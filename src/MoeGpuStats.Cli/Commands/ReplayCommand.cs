@@ -309,7 +309,8 @@ internal static class ReplayCommand
             (min, max, total) = (Math.Min(min, tokens), Math.Max(max, tokens), total + tokens);
         }
 
-        return min == max ? Counted.Of(max, "token") : $"{min:N0} to {max:N0} tokens ({total:N0} in all)";
+        // Rows, not tokens: a padding row is a row of the file's step and no token (the report counts tokens).
+        return min == max ? Counted.Of(max, "token row") : $"{min:N0} to {max:N0} token rows ({total:N0} in all)";
     }
 
     /// <summary>Runs a replay; a file that fails while it is read (changed or removed meanwhile) is one line and exit code 1.</summary>

@@ -42,7 +42,8 @@ internal static class AlertChecks
         var meanLoad = layers.Count == 0 ? 0 : layers.Average(layer => layer.MeanLoad);
         if (meanLoad < MinMeanLoad)
         {
-            var why = Invariant($"not judged: each expert averages {meanLoad:0.#} slots in the window, under {MinMeanLoad:0}, too few to tell chance from imbalance");
+            var average = Invariant($"{meanLoad:0.#}");
+            var why = Invariant($"not judged: each expert averages {average} {(average == "1" ? "slot" : "slots")} in the window, under {MinMeanLoad:0}, too few to tell chance from imbalance");
             yield return (Overloaded, "-", why);
             yield return (Dead, "-", why);
         }

@@ -62,6 +62,24 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Equal(message, error.Trim());
     }
 
+    /// <summary>
+    /// A long option typed with one dash is named with the option it meant, not by the value it pushed out of place
+    /// ("Unrecognized command or argument '8'"); a short alias with its value joined (-n3) is still an option.
+    /// </summary>
+    [Theory]
+    [InlineData("simulate -experts 8", "-experts: a long option takes two dashes. Did you mean --experts? Run moegs simulate --help for usage.")]
+    [InlineData("simulate --steps 1 -top-k=2", "-top-k=2: a long option takes two dashes. Did you mean --top-k? Run moegs simulate --help for usage.")]
+    [InlineData("simulate -exprets 8", "-exprets: a long option takes two dashes. Did you mean --experts? Run moegs simulate --help for usage.")]
+    [InlineData("plan load.npy -replicas 16", "-replicas: a long option takes two dashes. Did you mean --replicas? Run moegs plan --help for usage.")]
+    public void ALongOptionWithOneDashIsNamed(string command, string message)
+    {
+        var (code, output, error) = Run(command.Split(' '));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Equal(message, error.Trim());
+    }
+
     /// <summary>A value that is empty or holds a blank is quoted, so that the blank the parser refused can be seen.</summary>
     [Theory]
     [InlineData("--experts", " 5", "--experts ' 5': give the number of experts, a whole number from 1 to 4,096.")]

@@ -80,11 +80,11 @@ public sealed partial class ReplayCommandTests
         var (code, output, error) = Moegs.Run("replay", Data("passes_step.jsonl"), "--experts", $"{Experts}");
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("replay passes_step.jsonl: 4 steps of 1 to 7 tokens (13 in all) in 3 layers (JSON lines, forward passes by step), top-2 of 8 experts (JSON)", output);
+        Assert.Contains("replay passes_step.jsonl: 4 steps of 1 to 7 token rows (13 in all) in 3 layers (JSON lines, forward passes by step), top-2 of 8 experts (JSON)", output);
 
         (code, output, error) = Moegs.Run("replay", Data("passes.npz"), "--layout", "tokens,layers,k", "--skip-steps", "1", "--experts", $"{Experts}");
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("3 steps of 1 to 3 tokens (6 in all) in 3 layers (tokens,layers,k in each of 4 members) (the first step left out), top-2 of 8 experts (int16)", output);
+        Assert.Contains("3 steps of 1 to 3 token rows (6 in all) in 3 layers (tokens,layers,k in each of 4 members) (the first step left out), top-2 of 8 experts (int16)", output);
     }
 
     /// <summary>Each layer of a multi-layer JSON-lines replay reports what that layer's lines replayed alone report, as a model of one layer and through one layer's statistics.</summary>
@@ -145,7 +145,7 @@ public sealed partial class ReplayCommandTests
         var (code, output, error) = Moegs.Run("replay", Write("single.jsonl", lines), "--experts", $"{Experts}", "--save", saved);
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("4 steps of 1 to 7 tokens (13 in all), top-2 of 8 experts (JSON)", output);
+        Assert.Contains("4 steps of 1 to 7 token rows (13 in all), top-2 of 8 experts (JSON)", output);
         using var direct = RoutingStats.Create(new RoutingStatsOptions { Experts = Experts });
         foreach (var step in steps)
         {
@@ -486,7 +486,7 @@ public sealed partial class ReplayCommandTests
         File.WriteAllText(apart, $"{{\"step\": \"{prefix}a\", \"topk_ids\": [1, 2]}}\n{{\"step\": \"{prefix}b\", \"topk_ids\": [1, 2]}}\n");
         var (code, output, error) = Moegs.Run("replay", apart, "--experts", $"{Experts}");
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("2 steps of 1 token", output, StringComparison.Ordinal);
+        Assert.Contains("2 steps of 1 token row", output, StringComparison.Ordinal);
 
         var back = Path.Combine(_folder.FullName, "back.jsonl");
         File.WriteAllText(back, $"{{\"step\": \"{prefix}a\", \"topk_ids\": [1, 2]}}\n{{\"step\": \"{prefix}b\", \"topk_ids\": [1, 2]}}\n{{\"step\": \"{prefix}a\", \"topk_ids\": [1, 2]}}\n");
@@ -633,7 +633,7 @@ public sealed partial class ReplayCommandTests
         var (code, output, error) = Moegs.Run("replay", path, "--experts", "4", "--save", saved);
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("2 steps of 1 to 2 tokens (3 in all)", output);
+        Assert.Contains("2 steps of 1 to 2 token rows (3 in all)", output);
         using var replayed = RoutingStatsFile.Load(saved);
         Assert.Equal([1UL, 2, 2, 1], replayed.ExpertTokenCounts);
     }
@@ -679,7 +679,7 @@ public sealed partial class ReplayCommandTests
         var (code, output, error) = Moegs.Run("replay", path);
 
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.Contains("replay trace.jsonl: 2 steps of 1 token in 2 layers (JSON lines, forward passes by step), top-2 of 7 experts (JSON)", output);
+        Assert.Contains("replay trace.jsonl: 2 steps of 1 token row in 2 layers (JSON lines, forward passes by step), top-2 of 7 experts (JSON)", output);
     }
 
     /// <summary>A trace whose name says no format is read by its first bytes.</summary>

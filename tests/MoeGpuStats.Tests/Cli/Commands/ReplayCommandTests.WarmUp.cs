@@ -29,7 +29,7 @@ public sealed partial class ReplayCommandTests
         var (code, output, error) = Run("replay", npy, "--layout", "steps,tokens,k", "--experts", "64", "--skip-steps", "2", "--save", saved);
         Assert.Equal(ExitCodes.Ok, code);
         Assert.DoesNotContain("warning", error);
-        Assert.Contains("1 step of 3 tokens (the first 2 left out)", output);
+        Assert.Contains("1 step of 3 token rows (the first 2 left out)", output);
         using var stats = RoutingStatsFile.Load(saved);
         Assert.Equal(Enumerable.Range(0, 64).Select(e => (ulong)real.Count(id => id == e)), stats.ExpertTokenCounts);
 
