@@ -101,9 +101,12 @@ internal static class SnapshotCommands
                 console.Error.WriteLine(identical);
             }
 
-            if (merge.StepsNote is { } steps)
+            foreach (var note in (string?[])[merge.StepsNote, merge.MergeGivenNote])
             {
-                console.Error.WriteLine(steps);
+                if (note is not null)
+                {
+                    console.Error.WriteLine(note);
+                }
             }
 
             Snapshot merged;
@@ -120,11 +123,13 @@ internal static class SnapshotCommands
             using (merged)
             {
                 var (asJson, picture, file) = (parse.GetValue(json), parse.GetValue(plot), parse.GetValue(output));
+                // The report counts the snapshots inside merges given too ("summed over 4 merged snapshots"): the heading says how.
+                var inside = merge.Merged != paths.Length ? $" ({merge.Merged:N0} with those merged in them)" : "";
                 return merged.Model is { } model
                     ? FinishModel(
-                        console, model, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "model snapshot")}: {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize), parse.GetValue(layersShown))
+                        console, model, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "model snapshot")}{inside}: {Counted.Of(model.Layers, "layer")} of {Counted.Of(model.Experts, "expert")}, the ranks' steps summed", parse.GetValue(epSize), parse.GetValue(layersShown))
                     : RecordingSession.Finish(
-                        console, merged.Layer!, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "snapshot")}: one layer of {Counted.Of(Snapshot.Experts(merged.Layer!), "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output");
+                        console, merged.Layer!, asJson, picture, file, $"merge of {Counted.Of(paths.Length, "snapshot")}{inside}: one layer of {Counted.Of(Snapshot.Experts(merged.Layer!), "expert")}", engine: null, "as the programs that saved the snapshots timed it", "--output");
             }
         });
         return command;

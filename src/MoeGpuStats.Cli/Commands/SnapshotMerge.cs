@@ -23,6 +23,8 @@ internal sealed class SnapshotMerge
     private string _firstCapacityText = "";
     private (int Part, int Experts)? _counted;
     private (int Part, int Experts)? _configured;
+    private (int Part, long Parts)? _firstMergeGiven;
+    private long _merged;
     private int _added;
 
     public SnapshotMerge(FileInfo[] paths) => _paths = paths;
@@ -32,6 +34,17 @@ internal sealed class SnapshotMerge
 
     /// <summary>A note where the models hold different step counts (the first such part), or null.</summary>
     public string? StepsNote { get; private set; }
+
+    /// <summary>The snapshots the merge holds, those that parts given merged already included: a part's <c>MergedParts</c>, summed.</summary>
+    public long Merged => _merged;
+
+    /// <summary>
+    /// A note where a part given beside others is itself a merge (the first such), or null: no file says which ranks a
+    /// merge holds, so a rank given both alone and inside it (job.json beside rank0.json) would be counted twice unseen.
+    /// </summary>
+    public string? MergeGivenNote => _paths.Length > 1 && _firstMergeGiven is var (part, parts)
+        ? $"note: {UnsafeText.Escaped(_paths[part].ToString())} is itself a merge of {parts:N0} snapshots: a rank's snapshot given both alone and inside it is counted twice; give each rank once, alone or in one merge."
+        : null;
 
     /// <summary>
     /// Checks <paramref name="part"/>, the snapshot of the next path, against the first and adds it; the reason, one
@@ -59,6 +72,10 @@ internal sealed class SnapshotMerge
             {
                 _layers!.Add(part.Layer!);
             }
+
+            var parts = part.Model?.MergedParts ?? part.Layer!.MergedParts;
+            _merged += parts;
+            _firstMergeGiven ??= parts > 1 ? (index, parts) : null;
         }
         catch (ArgumentException exception)
         {

@@ -74,6 +74,31 @@ public sealed class MergeCommandTests : IDisposable
         Assert.DoesNotContain("warning", quiet);
     }
 
+    /// <summary>
+    /// A merge given beside other snapshots is named in a note (a rank given both alone and inside it would count twice,
+    /// and no file says which ranks a merge holds), and the heading counts the snapshots inside it as the report does.
+    /// </summary>
+    [Fact]
+    public void AMergeGivenBesideOtherSnapshotsIsNoted()
+    {
+        var first = _folder.SaveSnapshot("rank0.json", experts: 4);
+        var other = _folder.SaveSnapshot("rank1.json", experts: 4, firstSlot: 3);
+        var job = Path.Combine(_folder.FullName, "job.json");
+        var (merged, _, quiet) = Run("merge", first, other, "-o", job);
+        Assert.Equal(ExitCodes.Ok, merged);
+        Assert.DoesNotContain("note:", quiet);
+
+        var (code, output, error) = Run("merge", first, other, job);
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains($"note: {job} is itself a merge of 2 snapshots: a rank's snapshot given both alone and inside it is counted twice; give each rank once, alone or in one merge.", error);
+        Assert.StartsWith("merge of 3 snapshots (4 with those merged in them): one layer of 4 experts", output);
+        var (alone, aloneOutput, aloneError) = Run("merge", job);
+        Assert.Equal(ExitCodes.Ok, alone);
+        Assert.DoesNotContain("note:", aloneError);
+        Assert.StartsWith("merge of 1 snapshot (2 with those merged in them)", aloneOutput);
+    }
+
     /// <summary>One snapshot merges to itself with a warning (a glob of ranks' files that matched one), its counts unchanged.</summary>
     [Fact]
     public void OneSnapshotMergesWithAWarning()
@@ -336,7 +361,7 @@ public sealed class MergeCommandTests : IDisposable
         var third = Saved("third", Steps, 4);
         (code, _, error) = Moegs.Run("merge", pair, third, "--json");
         Assert.True(code == ExitCodes.Ok, error);
-        Assert.DoesNotContain("note:", error);
+        Assert.DoesNotContain("merge takes the snapshots as ranks", error);
 
         (code, _, error) = Moegs.Run("merge", pair, late, "--json");
         Assert.True(code == ExitCodes.Ok, error);
