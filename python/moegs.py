@@ -1146,7 +1146,9 @@ class MoeModelStats(_Handle):
             if top_k == 0:
                 raise ValueError(f"ids shaped {list(shape)} have k = 0 ids per token; k must be at least 1")
             if layers != self.layers:
-                raise ValueError(f"ids shaped {list(shape)} hold {_count(layers, 'layer')}; this model has {self.layers}")
+                # A [tokens, layers, k] buffer (SGLang's routed experts) given as it is: its second axis has the layers.
+                swapped = f"; if they are [tokens, layers, k], pass ids.swapaxes(0, 1)" if tokens == self.layers else ""
+                raise ValueError(f"ids shaped {list(shape)} hold {_count(layers, 'layer')}; this model has {self.layers}{swapped}")
             token_stride = _token_stride("ids", shape, strides)
             layer_stride = strides[0] if layers > 1 and tokens > 0 else 0
             if not _layers_apart(layers, tokens, top_k, layer_stride, token_stride or top_k) or (layers > 1 and tokens > 0 and layer_stride <= 0):

@@ -1095,9 +1095,14 @@ class ModelTests(unittest.TestCase):
                 self.assertEqual([[2 * count for count in row] for row in want], load_rows(model.window_load()))
                 # Too many layers are named as the array's shape, as a contiguous array's are, not as views of it.
                 wide = numpy.zeros((self.LAYERS + 1, 5, self.K), numpy.int32)
-                wide = wide[:, :3] if isinstance(ids, numpy.ndarray) else torch.from_numpy(wide)[:, :3]
-                with self.assertRaisesRegex(ValueError, rf"^ids shaped \[{self.LAYERS + 1}, 3, {self.K}\] hold {self.LAYERS + 1} layers; this model has {self.LAYERS}$"):
+                wide = wide[:, :4] if isinstance(ids, numpy.ndarray) else torch.from_numpy(wide)[:, :4]
+                with self.assertRaisesRegex(ValueError, rf"^ids shaped \[{self.LAYERS + 1}, 4, {self.K}\] hold {self.LAYERS + 1} layers; this model has {self.LAYERS}$"):
                     model.record(wide)
+                # Ids shaped [tokens, layers, k] (SGLang's buffer) are told how to pass them.
+                steps = numpy.zeros((5, self.LAYERS, self.K), numpy.int32)
+                steps = steps if isinstance(ids, numpy.ndarray) else torch.from_numpy(steps)
+                with self.assertRaisesRegex(ValueError, rf"this model has {self.LAYERS}; if they are \[tokens, layers, k\], pass ids.swapaxes\(0, 1\)$"):
+                    model.record(steps)
                 # Each token's first id alone (k = 1, rows k = 2 ids apart) is read at both strides too.
                 model.record(buffer[:, :3, :1] if isinstance(ids, numpy.ndarray) else ids[:, :, :1])
                 first = [numpy.bincount(buffer[l, :3, 0], minlength=self.EXPERTS).tolist() for l in range(self.LAYERS)]
