@@ -848,7 +848,7 @@ class MoeModelStats(_Handle):
     def record(self, ids, valid_tokens=None, load_balance_losses=None, router_z_losses=None, stream=None):
         """Records one forward pass of every layer. ids: int32, int64 (torch.topk's; an id outside int32's range counts as
         invalid) or int16 (vLLM's routed-experts capture), shaped [layers, tokens, k] at any strides whose rows hold a
-        token's k ids side by side: contiguous, buffer[:, :tokens] of a padded buffer, or buffer[:tokens].transpose(0, 1)
+        token's k ids side by side: contiguous, buffer[:, :tokens] of a padded buffer, or buffer[:tokens].swapaxes(0, 1)
         of a [tokens, layers, k] buffer (SGLang's (and some vLLM versions') routed-experts layout); or a list of `layers` arrays shaped
         [tokens, k] that are views of one buffer at equal spacing (the layer stride is read from their addresses). Either
         is read where it lies, without a copy.
@@ -1153,7 +1153,7 @@ class MoeModelStats(_Handle):
             layer_stride = strides[0] if layers > 1 and tokens > 0 else 0
             if not _layers_apart(layers, tokens, top_k, layer_stride, token_stride or top_k) or (layers > 1 and tokens > 0 and layer_stride <= 0):
                 raise ValueError(f"ids shaped {list(shape)} at strides {list(strides)} (in ids): the layers lie neither one after another "
-                                 "nor interleaved token by token (as [tokens, layers, k].transpose(0, 1)); pass a contiguous copy")
+                                 "nor interleaved token by token (as [tokens, layers, k].swapaxes(0, 1)); pass a contiguous copy")
             return (_integer("ids (the address)", pointer or 0, 0, _POINTER_MAX), kind, _integer("tokens", tokens, 0, INT32_MAX),
                     _integer("top_k", top_k, 1, INT32_MAX), layer_stride, token_stride, is_cuda, device, alive)
         # The views counted as they are read: the library reads `layers` of them whatever len() says.

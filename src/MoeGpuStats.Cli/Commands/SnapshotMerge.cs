@@ -24,6 +24,7 @@ internal sealed class SnapshotMerge
     private (int Part, int Experts)? _counted;
     private (int Part, int Experts)? _configured;
     private (int Part, long Parts)? _firstMergeGiven;
+    private int _mergesGiven;
     private long _merged;
     private int _added;
 
@@ -39,11 +40,12 @@ internal sealed class SnapshotMerge
     public long Merged => _merged;
 
     /// <summary>
-    /// A note where a part given beside others is itself a merge (the first such), or null: no file says which ranks a
-    /// merge holds, so a rank given both alone and inside it (job.json beside rank0.json) would be counted twice unseen.
+    /// A note where parts given beside others are themselves merges (the first named, the others counted), or null: no
+    /// file says which ranks a merge holds, so a rank given both alone and inside one (job.json beside rank0.json) would
+    /// be counted twice unseen.
     /// </summary>
     public string? MergeGivenNote => _paths.Length > 1 && _firstMergeGiven is var (part, parts)
-        ? $"note: {UnsafeText.Escaped(_paths[part].ToString())} is itself a merge of {parts:N0} snapshots: a rank's snapshot given both alone and inside it is counted twice; give each rank once, alone or in one merge."
+        ? $"note: {UnsafeText.Escaped(_paths[part].ToString())} is itself a merge of {parts:N0} snapshots{(_mergesGiven > 1 ? $", as are {_mergesGiven - 1:N0} more of the files given" : "")}: a rank's snapshot given both alone and inside a merge is counted twice; give each rank once, alone or in one merge."
         : null;
 
     /// <summary>
@@ -75,7 +77,11 @@ internal sealed class SnapshotMerge
 
             var parts = part.Model?.MergedParts ?? part.Layer!.MergedParts;
             _merged += parts;
-            _firstMergeGiven ??= parts > 1 ? (index, parts) : null;
+            if (parts > 1)
+            {
+                _firstMergeGiven ??= (index, parts);
+                _mergesGiven++;
+            }
         }
         catch (ArgumentException exception)
         {

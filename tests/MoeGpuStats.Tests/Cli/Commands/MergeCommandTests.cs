@@ -91,8 +91,13 @@ public sealed class MergeCommandTests : IDisposable
         var (code, output, error) = Run("merge", first, other, job);
 
         Assert.Equal(ExitCodes.Ok, code);
-        Assert.Contains($"note: {job} is itself a merge of 2 snapshots: a rank's snapshot given both alone and inside it is counted twice; give each rank once, alone or in one merge.", error);
+        Assert.Contains($"note: {job} is itself a merge of 2 snapshots: a rank's snapshot given both alone and inside a merge is counted twice; give each rank once, alone or in one merge.", error);
         Assert.StartsWith("merge of 3 snapshots (4 with those merged in them): one layer of 4 experts", output);
+        var copy = Path.Combine(_folder.FullName, "job-copy.json");
+        File.Copy(job, copy);
+        var (twice, _, twiceError) = Run("merge", job, first, copy);
+        Assert.Equal(ExitCodes.Ok, twice);
+        Assert.Contains($"note: {job} is itself a merge of 2 snapshots, as are 1 more of the files given: ", twiceError);
         var (alone, aloneOutput, aloneError) = Run("merge", job);
         Assert.Equal(ExitCodes.Ok, alone);
         Assert.DoesNotContain("note:", aloneError);
