@@ -208,7 +208,7 @@ internal static class PlanCommand
         output.WriteLine();
         output.WriteLine("balancedness across GPUs (mean GPU load / max GPU load; 1 is even):");
         output.WriteLine(beforeIs is not null ? $"  before: {beforeIs}"
-            : before is null ? $"  before: n/a ({plan.Gpus:N0} GPUs do not divide {plan.LogicalExperts:N0} experts, so there is no placement without replicas to compare; --current gives the one serving)"
+            : before is null ? $"  before: n/a ({Counted.Of(plan.Gpus, "GPU")} do not divide {Counted.Of(plan.LogicalExperts, "expert")}, so there is no placement without replicas to compare; --current gives the one serving)"
             : $"  before: experts in order, {plan.LogicalExperts / plan.Gpus:N0} per GPU, no replicas (--current gives the one serving)");
         output.WriteLine("  after:  the plan, a replica carrying its expert's load divided by the expert's replica count");
         output.WriteLine($"  {"layer",5}  {"before",6}  {"after",6}");

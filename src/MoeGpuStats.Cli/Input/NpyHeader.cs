@@ -176,17 +176,17 @@ internal sealed partial record NpyHeader(long DataOffset, NpyType Type, long[] S
             throw new InvalidDataException($"{path}: header '{Printable(text)}' names 'descr', 'fortran_order' or 'shape' twice; np.save writes each once.");
         }
 
-        // Byte order '<' (little) or '=' (native: little on every machine .NET runs this on); a single byte has none,
-        // '|' (or any of the three).
+        // Byte order '<' (little) or '=' or none (native: little on every machine .NET runs this on); a single byte has
+        // none, '|' (or any of the three). np.load also reads a type's name ('int64'), which other writers put there.
         var type = descr.Groups[1].Value switch
         {
-            "|i1" or "<i1" or "=i1" or ">i1" => NpyType.Int8,
-            "|u1" or "<u1" or "=u1" or ">u1" => NpyType.UInt8,
-            "<i2" or "=i2" => NpyType.Int16,
-            "<u2" or "=u2" => NpyType.UInt16,
-            "<i4" or "=i4" => NpyType.Int32,
-            "<i8" or "=i8" => NpyType.Int64,
-            "<u8" or "=u8" => NpyType.UInt64,
+            "|i1" or "<i1" or "=i1" or ">i1" or "i1" or "int8" => NpyType.Int8,
+            "|u1" or "<u1" or "=u1" or ">u1" or "u1" or "uint8" => NpyType.UInt8,
+            "<i2" or "=i2" or "i2" or "int16" => NpyType.Int16,
+            "<u2" or "=u2" or "u2" or "uint16" => NpyType.UInt16,
+            "<i4" or "=i4" or "i4" or "int32" => NpyType.Int32,
+            "<i8" or "=i8" or "i8" or "int64" => NpyType.Int64,
+            "<u8" or "=u8" or "u8" or "uint64" => NpyType.UInt64,
             var other => throw new InvalidDataException(
                 $"{path}: dtype '{Printable(other)}'; expected little-endian integers: int8, uint8, int16, uint16, int32, int64 or uint64{BigEndianHint(other)}."),
         };

@@ -26,6 +26,18 @@ public sealed class PlanCommandTests : IDisposable
         Assert.DoesNotContain('\u001b', output);
     }
 
+    /// <summary>One expert on two GPUs has no placement without replicas to compare: said in the singular.</summary>
+    [Fact]
+    public void OneExpertOnTwoGpusHasNoBeforeInTheSingular()
+    {
+        var npy = WriteNpy("one.npy", "<i8", new long[,] { { 5 }, { 3 } });
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", "2", "--gpus", "2");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.Contains("before: n/a (2 GPUs do not divide 1 expert, so", output);
+    }
+
     [Fact]
     public void ThePublishedExampleFromANpyPrintsThePublishedPlacementAndBalancedness()
     {

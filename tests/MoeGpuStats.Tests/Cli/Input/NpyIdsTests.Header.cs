@@ -49,13 +49,21 @@ public sealed partial class NpyIdsTests
         Assert.StartsWith($"warning: 2 ids replayed are {largest}, the largest {npy.DType}", ((IRoutingTrace)npy).UnsignedPaddingWarning());
     }
 
-    /// <summary>NumPy's native byte order, '=', is little-endian wherever .NET runs this, for every type.</summary>
+    /// <summary>
+    /// NumPy's native byte order, '=' or none, is little-endian wherever .NET runs this, for every type; np.load also
+    /// reads a type's name, as writers other than np.save put it.
+    /// </summary>
     [Theory]
     [InlineData("=u2", 2)]
     [InlineData("=i2", 2)]
     [InlineData("=i4", 4)]
     [InlineData("=i8", 8)]
     [InlineData("=u8", 8)]
+    [InlineData("i8", 8)]
+    [InlineData("u2", 2)]
+    [InlineData("int64", 8)]
+    [InlineData("int32", 4)]
+    [InlineData("uint16", 2)]
     public void NativeByteOrderReadsAsLittleEndian(string descr, int itemSize)
     {
         var bytes = new byte[4 * itemSize];
