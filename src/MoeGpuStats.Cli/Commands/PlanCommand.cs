@@ -382,7 +382,7 @@ internal static class PlanCommand
                 }
 
                 writer.WriteEndArray();
-                json.Drain();
+                json.DrainWhenFull();
             }
 
             writer.WriteEndArray();
@@ -418,7 +418,7 @@ internal static class PlanCommand
         for (var layer = 0; layer < plan.Layers; layer++)
         {
             WriteArray(json.Writer, row(layer));
-            json.Drain();
+            json.DrainWhenFull();
         }
 
         json.Writer.WriteEndArray();

@@ -139,7 +139,7 @@ internal sealed record DeployedPlacement(int[][] PhysicalToLogical, int? Gpus)
         var text = json[given];
         return Utf8Parser.TryParse(text, out int count, out var used) && used == text.Length && count >= 1
             ? (found, count)
-            : throw new InvalidDataException($"{path}: gpus is {JsonText.Printable(text)}; a placement's GPUs are a whole number, 1 or more.");
+            : throw new InvalidDataException($"{path}: gpus is {JsonText.Printable(text)}; a placement's GPUs are a whole number from 1 to 2,147,483,647.");
     }
 
     /// <summary>Whether the reader's field name is <paramref name="name"/>; one that escapes half a surrogate pair (no text) is none of plan's fields.</summary>

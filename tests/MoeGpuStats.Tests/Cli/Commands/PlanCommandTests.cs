@@ -295,13 +295,13 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("object.json", "{\"gpus\": 8}", "a JSON object without physical_to_logical")]
     [InlineData("rows-twice.json", "{\"physical_to_logical\": [[0]], \"physical_to_logical\": [[1]]}", "physical_to_logical is given twice; plan --json gives each field once.")]
     [InlineData("gpus-twice.json", "{\"gpus\": 8, \"physical_to_logical\": [[0]], \"gpus\": 4}", "gpus is given twice; plan --json gives each field once.")]
-    [InlineData("gpus.json", "{\"physical_to_logical\": [[0]], \"gpus\": 0}", "gpus is 0; a placement's GPUs are a whole number, 1 or more.")]
+    [InlineData("gpus.json", "{\"physical_to_logical\": [[0]], \"gpus\": 0}", "gpus is 0; a placement's GPUs are a whole number from 1 to 2,147,483,647.")]
     [InlineData("flat.json", "[0, 1, 2]", "layer 0 of physical_to_logical is a number, not an array of slots.")]
     [InlineData("text.json", "[[0, \"one\"]]", "layer 0, slot 1 is \"one\"; a slot holds an expert's index.")]
     [InlineData("empty.json", "[]", "physical_to_logical must be a non-empty array")]
     [InlineData("garbage.json", "not json", "not JSON")]
     [InlineData("late.json", "{\"physical_to_logical\": [[\"one\"]], \"x\": [1, }", "not JSON")]
-    [InlineData("gpus-text.json", "{\"physical_to_logical\": [[0]], \"gpus\": \"8\"}", "gpus is \"8\"; a placement's GPUs are a whole number, 1 or more.")]
+    [InlineData("gpus-text.json", "{\"physical_to_logical\": [[0]], \"gpus\": \"8\"}", "gpus is \"8\"; a placement's GPUs are a whole number from 1 to 2,147,483,647.")]
     [InlineData("snapshot.json", "{\"physical_to_logical\": [[0]], \"window_load\": [[1]]}", "a snapshot of routing statistics, not a placement")]
     [InlineData("row.json", "[[0], {\"a\": 1}]", "layer 1 of physical_to_logical is an object, not an array of slots.")]
     [InlineData("deep.json", "[[0, [1, 2]]]", "layer 0, slot 1 is [1, 2]; a slot holds an expert's index.")]
@@ -309,7 +309,8 @@ public sealed class PlanCommandTests : IDisposable
     [InlineData("surrogate.json", "{\"\\ud800\": 1, \"physical_to_logical\": [[0, \"x\"]]}", "layer 0, slot 1 is \"x\"; a slot holds an expert's index.")]
     [InlineData("surrogate-gpus.json", "{\"\\ud800\": \"eight\", \"physical_to_logical\": [[0, \"x\"]]}", "layer 0, slot 1 is \"x\"; a slot holds an expert's index.")]
     [InlineData("layer-snapshot.json", "{\"physical_to_logical\": [[0]], \"expert_token_counts\": [1]}", "a snapshot of routing statistics, not a placement")]
-    [InlineData("gpus-fraction.json", "{\"physical_to_logical\": [[0]], \"gpus\": 8.5}", "gpus is 8.5; a placement's GPUs are a whole number, 1 or more.")]
+    [InlineData("gpus-fraction.json", "{\"physical_to_logical\": [[0]], \"gpus\": 8.5}", "gpus is 8.5; a placement's GPUs are a whole number from 1 to 2,147,483,647.")]
+    [InlineData("gpus-huge.json", "{\"physical_to_logical\": [[0]], \"gpus\": 1099511627776}", "gpus is 1099511627776; a placement's GPUs are a whole number from 1 to 2,147,483,647.")]
     public void ACurrentPlacementThatCannotBeReadIsOneLineNamingTheFile(string name, string content, string expected)
     {
         var npy = WriteNpy("load.npy", "<i8", EplbExample.PublishedLoads);
