@@ -26,6 +26,38 @@ public sealed class PlanCommandTests : IDisposable
         Assert.DoesNotContain('\u001b', output);
     }
 
+    /// <summary>
+    /// A plan's JSON of several MiB, passed on in chunks as it is written, is one whole document: every layer's rows
+    /// complete, each slot's expert where the placement puts it.
+    /// </summary>
+    [Fact]
+    public void AJsonPlanOfManyChunksIsWhole()
+    {
+        const int Layers = 64;
+        const int Experts = 4096;
+        var loads = new long[Layers, Experts];
+        for (var l = 0; l < Layers; l++)
+        {
+            for (var e = 0; e < Experts; e++)
+            {
+                loads[l, e] = 1 + ((l * 7919) + (e * 104729)) % 1000;
+            }
+        }
+
+        var npy = WriteNpy("large.npy", "<i8", loads);
+
+        var (code, output, error) = Moegs.Run("plan", npy, "--replicas", $"{Experts}", "--gpus", "8", "--json");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.True(output.Length > 3 << 20, $"the JSON is {output.Length:N0} characters, less than three chunks");
+        using var plan = JsonDocument.Parse(output);
+        var rows = plan.RootElement.GetProperty("physical_to_logical").EnumerateArray().ToArray();
+        Assert.Equal(Layers, rows.Length);
+        Assert.All(rows, row => Assert.Equal(Enumerable.Range(0, Experts), row.EnumerateArray().Select(slot => slot.GetInt32()).Order()));
+        Assert.Equal(Layers, plan.RootElement.GetProperty("logical_to_physical").GetArrayLength());
+        Assert.Equal(Layers, plan.RootElement.GetProperty("replica_counts").GetArrayLength());
+    }
+
     /// <summary>One expert on two GPUs has no placement without replicas to compare: said in the singular.</summary>
     [Fact]
     public void OneExpertOnTwoGpusHasNoBeforeInTheSingular()
