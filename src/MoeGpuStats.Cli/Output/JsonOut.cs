@@ -18,7 +18,7 @@ internal sealed class JsonOut : IDisposable
     public Utf8JsonWriter Writer { get; }
 
     // What a drain of a long output's pieces waits for: standard output writes through at each write, a system call,
-    // and a plan's logical_to_physical has up to 67 million entries (an entry a drain took 210 of a plan's 277 s).
+    // and a plan's logical_to_physical has up to 67 million entries, too many for a write each.
     private const int Chunk = 1 << 20;
 
     /// <summary>Passes on what was written so far once it holds <see cref="Chunk"/> bytes or more (<see cref="Drain"/>).</summary>
