@@ -56,29 +56,18 @@ internal static class MetricsServing
             : reason;
     }
 
-    /// <summary>The socket's error that made the listener fail, however Kestrel wrapped it (a localhost bind keeps its two addresses' errors in an AggregateException), or null.</summary>
-    private static SocketException? SocketCause(Exception exception) => exception switch
-    {
-        SocketException socket => socket,
-        AggregateException all => all.InnerExceptions.Select(SocketCause).FirstOrDefault(cause => cause is not null),
-        { InnerException: { } inner } => SocketCause(inner),
-        _ => null,
-    };
+    /// <summary>The socket's error that made the listener fail, however Kestrel wrapped it, or null.</summary>
+    private static SocketException? SocketCause(Exception exception) => Causes(exception).OfType<SocketException>().FirstOrDefault();
 
     /// <summary>Whether the listener failed because another program holds the port (Kestrel wraps the socket's error).</summary>
-    private static bool PortInUse(Exception exception)
-    {
-        for (var cause = exception; cause is not null; cause = cause.InnerException)
-        {
-            if (cause is Microsoft.AspNetCore.Connections.AddressInUseException
-                or SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse })
-            {
-                return true;
-            }
-        }
+    private static bool PortInUse(Exception exception) =>
+        Causes(exception).Any(cause => cause is Microsoft.AspNetCore.Connections.AddressInUseException or SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse });
 
-        return false;
-    }
+    /// <summary><paramref name="exception"/> and the exceptions inside it, depth first (a localhost bind keeps its two addresses' errors in an AggregateException).</summary>
+    private static IEnumerable<Exception> Causes(Exception exception) =>
+        exception is AggregateException all
+            ? all.InnerExceptions.SelectMany(Causes).Prepend(exception)
+            : exception.InnerException is { } inner ? Causes(inner).Prepend(exception) : [exception];
 
     /// <summary>
     /// Why <paramref name="host"/> cannot be listened on, where the name says it, in place of the server's words ("Cannot

@@ -25,7 +25,6 @@ internal sealed class SnapshotMerge
     private (int Part, int Experts)? _configured;
     private (int Part, long Parts)? _firstMergeGiven;
     private int _mergesGiven;
-    private long _merged;
     private int _added;
 
     public SnapshotMerge(FileInfo[] paths) => _paths = paths;
@@ -37,7 +36,7 @@ internal sealed class SnapshotMerge
     public string? StepsNote { get; private set; }
 
     /// <summary>The snapshots the merge holds, those that parts given merged already included: a part's <c>MergedParts</c>, summed.</summary>
-    public long Merged => _merged;
+    public long Merged { get; private set; }
 
     /// <summary>
     /// A note where parts given beside others are themselves merges (the first named, the others counted), or null: no
@@ -76,7 +75,7 @@ internal sealed class SnapshotMerge
             }
 
             var parts = part.Model?.MergedParts ?? part.Layer!.MergedParts;
-            _merged += parts;
+            Merged += parts;
             if (parts > 1)
             {
                 _firstMergeGiven ??= (index, parts);
