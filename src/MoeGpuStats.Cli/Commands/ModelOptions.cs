@@ -108,7 +108,7 @@ internal sealed class ModelOptions(string condition)
     public const long DefaultRingBytes = 1L << 30;
 
     /// <summary>
-    /// The window, how an error names it, and a note when it holds fewer steps than the run records: --window as
+    /// The window, how an error names it, and why it holds fewer steps than the run is to record, where it does: --window as
     /// given; by default 1,000 steps, or where the ring of 1,000 would pass <see cref="DefaultRingBytes"/> the steps
     /// recorded, at most the longest window within it: a window of every step gives the same figures, and a few
     /// steps of a large model need no more.
@@ -118,22 +118,20 @@ internal sealed class ModelOptions(string condition)
         var value = parse.GetValue(Window);
         if (WindowGiven(parse))
         {
-            return new(value, $"--window {value}", []);
+            return new(value, $"--window {value}", null);
         }
 
         var stepBytes = (long)layers * experts * sizeof(uint);
         var longest = (int)Math.Max(1, DefaultRingBytes / stepBytes);
         if (value <= longest)
         {
-            return new(value, $"the window of {Counted.Of(value, "step")} (--window not given: its default)", []);
+            return new(value, $"the window of {Counted.Of(value, "step")} (--window not given: its default)", null);
         }
 
         var chosen = Math.Clamp(steps, 1, longest);
         var ring = $"{value:N0} would take a ring of {value * stepBytes / (1024.0 * 1024 * 1024):F1} GiB";
-        string[] notes = chosen < steps
-            ? [$"note: the window holds the newest {chosen:N0} of {steps:N0} steps: --window was not given, and {ring} ({Counted.Of(layers, "layer")} x {Counted.Of(experts, "expert")} a step); without --window the ring stays within {DefaultRingBytes >> 30} GiB. Give --window, up to {Math.Min(ModelRoutingStatsOptions.LongestWindow(layers, experts), int.MaxValue)}, for a longer one."]
-            : [];
-        return new(chosen, $"the window of {Counted.Of(chosen, "step")} (--window not given: {(chosen == steps ? "the steps to record" : $"the longest whose ring fits in {DefaultRingBytes >> 30} GiB")}, as {ring})", notes);
+        var cut = $"--window was not given, and {ring} ({Counted.Of(layers, "layer")} x {Counted.Of(experts, "expert")} a step); without --window the ring stays within {DefaultRingBytes >> 30} GiB. Give --window, up to {Math.Min(ModelRoutingStatsOptions.LongestWindow(layers, experts), int.MaxValue)}, for a longer one.";
+        return new(chosen, $"the window of {Counted.Of(chosen, "step")} (--window not given: {(chosen == steps ? "the steps to record" : $"the longest whose ring fits in {DefaultRingBytes >> 30} GiB")}, as {ring})", chosen < steps ? cut : null);
     }
 
     /// <summary>Whether --window was given, rather than chosen by <see cref="WindowFor"/>.</summary>
@@ -177,5 +175,16 @@ internal sealed class ModelOptions(string condition)
     }
 }
 
-/// <summary>A model's window in steps, how an error names it (<c>--window 700</c>, or where the replay's choice came from), and notes for standard error.</summary>
-internal readonly record struct ModelWindow(int Steps, string Named, IReadOnlyList<string> Notes);
+/// <summary>
+/// A model's window in steps, how an error names it (<c>--window 700</c>, or where the replay's choice came from), and
+/// why it was cut below the steps to record, where it was.
+/// </summary>
+internal readonly record struct ModelWindow(int Steps, string Named, string? CutReason)
+{
+    /// <summary>
+    /// The note for standard error once <paramref name="recorded"/> steps are recorded: none where the window holds them
+    /// all, as when an interrupted run recorded fewer steps than it was given.
+    /// </summary>
+    public IReadOnlyList<string> Notes(int recorded) =>
+        CutReason is { } reason && recorded > Steps ? [$"note: the window holds the newest {Steps:N0} of {recorded:N0} steps recorded: {reason}"] : [];
+}

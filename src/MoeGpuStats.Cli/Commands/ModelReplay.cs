@@ -48,8 +48,8 @@ internal sealed class ModelReplay : RecordingRun
     /// <param name="ids">The buffer each step is filled into, large enough for the largest.</param>
     /// <param name="topK">Experts per token.</param>
     /// <param name="fill">Fills a step and returns its tokens per layer, which may differ from step to step.</param>
-    /// <param name="warnings">Lines for standard error once the steps are recorded, before the report.</param>
-    public int Run(int steps, Span<int> ids, int topK, FillBatch fill, Func<IEnumerable<string>> warnings)
+    /// <param name="warnings">Lines for standard error once the steps are recorded, before the report, given the steps recorded (those the model did not leave out).</param>
+    public int Run(int steps, Span<int> ids, int topK, FillBatch fill, Func<int, IEnumerable<string>> warnings)
     {
         ModelRoutingStats stats;
         try
@@ -122,7 +122,7 @@ internal sealed class ModelReplay : RecordingRun
         }
 
         interrupt.Finishing();
-        foreach (var warning in warnings())
+        foreach (var warning in warnings(recorded))
         {
             Console.Error.WriteLine(warning);
         }

@@ -239,11 +239,11 @@ internal static class ReplayCommand
                             + (parse.GetValue(skipEmpty) ? ", nor the steps of padding alone the model leaves out" : ""),
                             skipped);
                         var defaulted = parse.GetValue(layout) is null ? trace.Layout : null;
-                        return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, () => [
+                        return Replay(console, path, () => run.Run(steps, ids.Span, trace.TopK, Fill, recorded => [
                             .. checks.Warnings(),
                             .. PaddingWarning(trace),
                             .. IdLayout.DefaultNote(defaulted, trace.Steps, trace.Layers, trace.MaxTokens, trace.TopK),
-                            .. window.Notes]));
+                            .. window.Notes(recorded)]));
                     }
 
                     var session = recording.Session(

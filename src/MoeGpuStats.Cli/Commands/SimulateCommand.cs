@@ -107,7 +107,7 @@ internal static class SimulateCommand
 
                             return t;
                         },
-                        () => window.Notes);
+                        window.Notes);
                 }
 
                 var session = recording.Session(

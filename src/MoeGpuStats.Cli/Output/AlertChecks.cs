@@ -8,8 +8,9 @@ namespace MoeGpuStats.Cli.Output;
 /// starting thresholds, so that a report says whether anything needs a look.
 /// </summary>
 /// <remarks>
-/// As the rules do, a model's load checks leave out a window where each expert averages fewer than
-/// <see cref="MinMeanLoad"/> slots: there a few tokens to one expert pass the threshold by chance.
+/// As the rules do, the load checks leave out a model's window, or a router's counts since the start, where
+/// each expert averages fewer than <see cref="MinMeanLoad"/> slots: there a few tokens to one expert pass the
+/// threshold by chance.
 /// </remarks>
 internal static class AlertChecks
 {
@@ -42,8 +43,7 @@ internal static class AlertChecks
         var meanLoad = layers.Count == 0 ? 0 : layers.Average(layer => layer.MeanLoad);
         if (meanLoad < MinMeanLoad)
         {
-            var average = Invariant($"{meanLoad:0.#}");
-            var why = Invariant($"not judged: each expert averages {average} {(average == "1" ? "slot" : "slots")} in the window, under {MinMeanLoad:0}, too few to tell chance from imbalance");
+            var why = NotJudged(meanLoad, "in the window");
             yield return (Overloaded, "-", why);
             yield return (Dead, "-", why);
         }
@@ -72,13 +72,20 @@ internal static class AlertChecks
 
     /// <summary>
     /// One router's checks as report lines, as its rules judge it: the busiest expert's mean share over the
-    /// experts' mean (the <c>load_max_mean_ratio</c> gauge), dropped slots where a capacity drops any, invalid ids.
+    /// experts' mean (the <c>load_max_mean_ratio</c> gauge), not judged where each expert averages fewer than
+    /// <see cref="MinMeanLoad"/> slots since the start; dropped slots where a capacity drops any; invalid ids.
     /// </summary>
     /// <param name="stats">The router's statistics.</param>
     public static IEnumerable<(string Label, string Value, string Note)> Router(RoutingStats stats)
     {
         var summary = stats.UtilizationSummary();
-        if (stats.MostUtilizedExpert() is var (most, _) && summary["mean_utilization"] is > 0 and var mean)
+        var counts = stats.ExpertTokenCounts;
+        var meanLoad = counts.Count == 0 ? 0 : counts.Sum(count => (double)count) / counts.Count;
+        if (meanLoad < MinMeanLoad)
+        {
+            yield return (Overloaded, "-", NotJudged(meanLoad, "since the start"));
+        }
+        else if (stats.MostUtilizedExpert() is var (most, _) && summary["mean_utilization"] is > 0 and var mean)
         {
             var ratio = summary["max_utilization"] / mean;
             yield return (Overloaded, ratio > OverloadedMaxMean ? "yes" : "no", Invariant($"{ratio:0.00} x, expert {most}"));
@@ -90,6 +97,12 @@ internal static class AlertChecks
         }
 
         yield return Invalid(stats.InvalidExpertIds);
+    }
+
+    private static string NotJudged(double meanLoad, string over)
+    {
+        var average = Invariant($"{meanLoad:0.#}");
+        return Invariant($"not judged: each expert averages {average} {(average == "1" ? "slot" : "slots")} {over}, under {MinMeanLoad:0}, too few to tell chance from imbalance");
     }
 
     private static (string, string, string) Dropped(ulong dropped, ulong routed) =>

@@ -27,7 +27,7 @@ public sealed class ModelOptionsTests
         var window = model.WindowFor(parse, layers, experts, steps);
 
         Assert.Equal(expected, window.Steps);
-        Assert.Equal(noted, window.Notes.Count == 1);
+        Assert.Equal(noted, window.Notes(steps).Count == 1);
         if (arguments.Length == 0)
         {
             Assert.True((long)window.Steps * layers * experts * sizeof(uint) <= ModelOptions.DefaultRingBytes);
@@ -35,9 +35,26 @@ public sealed class ModelOptionsTests
 
         if (noted)
         {
-            Assert.Contains($"the window holds the newest {expected} of {steps} steps", window.Notes[0], StringComparison.Ordinal);
-            Assert.Contains($"Give --window, up to {ModelRoutingStatsOptions.LongestWindow(layers, experts)}, for a longer one.", window.Notes[0], StringComparison.Ordinal);
+            Assert.Contains($"the window holds the newest {expected} of {steps} steps recorded", window.Notes(steps)[0], StringComparison.Ordinal);
+            Assert.Contains($"Give --window, up to {ModelRoutingStatsOptions.LongestWindow(layers, experts)}, for a longer one.", window.Notes(steps)[0], StringComparison.Ordinal);
         }
+    }
+
+    /// <summary>
+    /// The note counts the steps recorded, not those the run was given: a run of 500 steps interrupted after 300 has
+    /// its newest 109 in the window, and one interrupted after 100 has them all, with no note.
+    /// </summary>
+    [Fact]
+    public void TheCutWindowsNoteCountsTheStepsRecorded()
+    {
+        var (model, parse) = Parsed("");
+
+        var window = model.WindowFor(parse, 600, 4_096, 500);
+
+        Assert.Equal(109, window.Steps);
+        Assert.StartsWith("note: the window holds the newest 109 of 300 steps recorded: --window was not given", Assert.Single(window.Notes(300)), StringComparison.Ordinal);
+        Assert.Empty(window.Notes(109));
+        Assert.Empty(window.Notes(100));
     }
 
     /// <summary>

@@ -60,20 +60,26 @@ public sealed class AlertChecksTests
         Assert.Equal("layers 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 3 more; 13 experts in all", checks[1].Note);
     }
 
-    /// <summary>One router is judged as its rules judge it: the busiest expert's mean share over the mean, drops where a capacity drops, invalid ids.</summary>
+    /// <summary>
+    /// One router is judged as its rules judge it: the busiest expert's mean share over the mean, drops where a capacity
+    /// drops, invalid ids. Each batch 40 times: the experts average 20 slots or more, which the load check needs.
+    /// </summary>
     [Fact]
     public void ARouterIsJudgedByItsOwnGauges()
     {
         using var collapsed = new RoutingStats(new RoutingStatsOptions { Experts = Experts, ExpertCapacity = 5 });
-        collapsed.RecordRouting([0, 0, 0, 0, 0, 0, 0, 0, 0, 12], tokens: 10, topK: 1);
         using var even = new RoutingStats(new RoutingStatsOptions { Experts = Experts });
-        even.RecordRouting([.. Enumerable.Range(0, Experts)], tokens: Experts, topK: 1);
+        for (var batch = 0; batch < 40; batch++)
+        {
+            collapsed.RecordRouting([0, 0, 0, 0, 0, 0, 0, 0, 0, 12], tokens: 10, topK: 1);
+            even.RecordRouting([.. Enumerable.Range(0, Experts)], tokens: Experts, topK: 1);
+        }
 
         Assert.Equal(
             [
                 ("busiest expert over 5 x the mean", "yes", "10.00 x, expert 0"),
                 ("over 1 % of slots dropped", "yes", "44.44 % of routed slots"),
-                ("ids naming no expert", "1", "the router or --experts is wrong: those ids are in no expert's load"),
+                ("ids naming no expert", "40", "the router or --experts is wrong: those ids are in no expert's load"),
             ],
             AlertChecks.Router(collapsed).ToList());
         Assert.Equal(
@@ -86,13 +92,17 @@ public sealed class AlertChecksTests
 
     /// <summary>
     /// A router with a capacity is judged for drops though it dropped none (the check passed, not left out); one
-    /// without a slot on a valid expert has no mean to judge its busiest expert by, and is not judged for overload.
+    /// without a slot on a valid expert has no load to judge its busiest expert by, and is not judged for overload.
     /// </summary>
     [Fact]
     public void ARouterWithACapacityIsJudgedForDropsAndOneWithoutValidSlotsNotForOverload()
     {
         using var roomy = new RoutingStats(new RoutingStatsOptions { Experts = Experts, ExpertCapacity = 5 });
-        roomy.RecordRouting([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], tokens: 10, topK: 1);
+        for (var batch = 0; batch < 20; batch++)
+        {
+            roomy.RecordRouting([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], tokens: 10, topK: 1);
+        }
+
         using var invalid = new RoutingStats(new RoutingStatsOptions { Experts = Experts });
         invalid.RecordRouting([12, 13], tokens: 2, topK: 1);
 
@@ -104,8 +114,35 @@ public sealed class AlertChecksTests
             ],
             AlertChecks.Router(roomy).ToList());
         Assert.Equal(
-            [("ids naming no expert", "2", "the router or --experts is wrong: those ids are in no expert's load")],
+            [
+                ("busiest expert over 5 x the mean", "-", "not judged: each expert averages 0 slots since the start, under 20, too few to tell chance from imbalance"),
+                ("ids naming no expert", "2", "the router or --experts is wrong: those ids are in no expert's load"),
+            ],
             AlertChecks.Router(invalid).ToList());
+    }
+
+    /// <summary>
+    /// A router whose experts average under 20 slots since the start is not judged for overload, as its rule leaves it
+    /// out: one token of top-2 over 10 experts puts its busiest expert at 5 x the mean by chance. From 20 it is judged.
+    /// </summary>
+    [Fact]
+    public void ALightRouterIsNotJudgedForOverload()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = Experts });
+        stats.RecordRouting([3, 7], tokens: 1, topK: 2);
+
+        Assert.Equal(
+            ("busiest expert over 5 x the mean", "-", "not judged: each expert averages 0.2 slots since the start, under 20, too few to tell chance from imbalance"),
+            AlertChecks.Router(stats).First());
+
+        // 99 more batches: 200 slots over 10 experts, 20 each on average; experts 3 and 7 hold them all (the tie named as
+        // the seed names it, the last).
+        for (var batch = 1; batch < 100; batch++)
+        {
+            stats.RecordRouting([3, 7], tokens: 1, topK: 2);
+        }
+
+        Assert.Equal(("busiest expert over 5 x the mean", "no", "5.00 x, expert 7"), AlertChecks.Router(stats).First());
     }
 
     /// <summary>A window of exactly the rules' 20 slots per expert is judged (the rules leave out under 20), averaged over the layers as the rules' gauge.</summary>
@@ -153,9 +190,13 @@ public sealed class AlertChecksTests
     [Fact]
     public void ARouterAtExactlyTheThresholdIsNotOverloaded()
     {
-        // 8 tokens over 8 experts, top-1: expert 0 takes 5 of them, 5 / 8 over a mean of 1 / 8 (exact in binary).
+        // 8 tokens over 8 experts, top-1: expert 0 takes 5 of them, 5 / 8 over a mean of 1 / 8 (exact in binary); 20
+        // batches, for the 20 slots per expert the check needs.
         using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 });
-        stats.RecordRouting([0, 0, 0, 0, 0, 1, 2, 3], tokens: 8, topK: 1);
+        for (var batch = 0; batch < 20; batch++)
+        {
+            stats.RecordRouting([0, 0, 0, 0, 0, 1, 2, 3], tokens: 8, topK: 1);
+        }
 
         Assert.Equal(("busiest expert over 5 x the mean", "no", "5.00 x, expert 0"), AlertChecks.Router(stats).First());
     }
@@ -168,6 +209,7 @@ public sealed class AlertChecksTests
 
         Assert.Matches($@"layer_max_mean_ratio > {AlertChecks.OverloadedMaxMean}\b", rules);
         Assert.Matches($@"window_mean_expert_load < {AlertChecks.MinMeanLoad}\b", rules);
+        Assert.Matches($@"avg without \(expert\) \(moegpustats_moegs_expert_tokens_total\) < {AlertChecks.MinMeanLoad}\b", rules);
         Assert.Matches($@"\) > {AlertChecks.DroppedShare.ToString(System.Globalization.CultureInfo.InvariantCulture)}\b", rules);
     }
 
