@@ -136,7 +136,8 @@ moegs_status moegs_create(const char* accelerator, int32_t experts, int32_t expe
  * later work waits for the record, so the buffer can be reused; the host never waits. On "opencl" the
  * library reads the cl_mem on a command queue of its own, which it cannot order against the caller's:
  * the caller's writes to it must be complete (clFinish) before the call, and the call waits until the
- * batch has read the buffer, so that it can be rewritten once the call returns. */
+ * batch has read the buffer, so that it can be rewritten once the call returns. On "cpu" and "managed"
+ * the batch is counted before the call returns: the buffer can be rewritten then. */
 moegs_status moegs_record(moegs_handle handle, const void* ids, int64_t length, int32_t tokens, int32_t top_k,
                           float load_balance_loss, float router_z_loss, void* stream);
 
@@ -272,7 +273,8 @@ moegs_status moegs_model_create_with_flags(const char* accelerator, int32_t laye
  * a cl_mem). Losses in host memory must be finite; device memory is not read by the host, and there a
  * NaN or infinite loss counts as 0.
  * stream: as moegs_record's (the producer's CUstream on "cuda", NULL elsewhere). The host never waits, except
- * on "opencl", where the call waits until the step has read its buffers, as moegs_record does.
+ * on "opencl", where the call waits until the step has read its buffers, as moegs_record does. On "cpu" and
+ * "managed" the step is counted before the call returns: its buffers can be rewritten then.
  * The device counts the steps, so a call with device pointers may be captured in a CUDA graph with the
  * forward pass and each replay records a step: read the model only outside the capture, after
  * synchronizing the stream the graph is launched on, or pass that stream to moegs_model_device_arrays,
@@ -470,7 +472,9 @@ moegs_status moegs_model_reset(moegs_handle handle);
  * graph replayed or destroyed after the model refers to an unloaded kernel and freed memory (undefined behaviour). */
 moegs_status moegs_model_destroy(moegs_handle handle);
 
-/* The last error's text on this thread ("" if none). Valid until the next failing call on it. */
+/* The last error's text on this thread ("" if none). Valid until the next failing call on it: call it after the
+ * failed call returns, never as another argument of the same call (printf("%d %s", moegs_reset(h), moegs_last_error())
+ * may take the text before moegs_reset runs, which then frees it). */
 const char* moegs_last_error(void);
 
 #ifdef __cplusplus

@@ -696,7 +696,8 @@ class MoeStats(_Handle):
         -1 is an empty slot, and a token of k ids all -1 is not a token (nor are its ids invalid). A CUDA tensor is
         read where it lies, ordered on `stream` (a torch.cuda.Stream or a raw CUstream; default: torch's
         current stream for its device): the record waits on the device for the producer's work, and the
-        producer's later work waits for it. Host ids take no stream."""
+        producer's later work waits for it. Host ids take no stream, and are counted before record() returns: their
+        buffer can be rewritten then."""
         self._require_open()
         # `alive` holds the ids' memory until the call returns.
         try:
@@ -857,7 +858,8 @@ class MoeModelStats(_Handle):
         every row). load_balance_losses, router_z_losses: None, `layers` floats (host accelerators), or float32 arrays of
         `layers` in the ids' memory (contiguous). On host accelerators NumPy and CPU torch values of other types or
         layouts or at unaligned addresses are read as numbers (a count from ids.sum() is int64, NumPy's floats float64,
-        losses[:, 0] strided, a view at an odd offset of a byte buffer unaligned). A CUDA record is ordered on `stream` as MoeStats.record's."""
+        losses[:, 0] strided, a view at an odd offset of a byte buffer unaligned). A CUDA record is ordered on `stream` as MoeStats.record's.
+        On host accelerators ("cpu", "managed") the step is counted before record() returns: its arrays can be rewritten then."""
         self._require_open()
         # `alive` holds the ids' memory until the call returns, as _per_step's results hold theirs.
         pointer, kind, tokens, top_k, layer_stride, token_stride, is_cuda, device, alive = self._layers_of(ids)
@@ -1110,7 +1112,7 @@ class MoeModelStats(_Handle):
     def close(self):
         """Ends the model: later calls raise. Its memory is freed now, or, while arrays from device_arrays() (or
         tensors made from them) still refer to it, when the last of them is collected. A scrape in progress finishes
-        first; unregister a ModelMetricsCollector before closing its model, as its next scrape would fail. On "cuda",
+        first; a ModelMetricsCollector of the model serves no series after it. On "cuda",
         reset() (or drop) every torch.cuda.CUDAGraph that captured this model's record() or begin_read() before closing
         it: the graph holds a kernel of the model's own CUDA context, which close() destroys."""
         self._close("_lock", self._orphaned)
@@ -1684,16 +1686,20 @@ class ModelMetricsCollector:
     After reset() the counters are served lower, which Prometheus's rate() and increase() read as a counter reset, as
     the .NET endpoint serves them. Register one model's collector per registry: a second model's has the same names
     (prometheus_client refuses it as duplicated); serve another model from its own CollectorRegistry.
-    Unregister the collector before closing the model; a scrape of a closed model raises MoeGpuStatsError. Register it
+    A closed model serves no series: its series end there (Prometheus marks them stale), and the registry's other
+    collectors, a server's own metrics among them, are served as before; unregister the collector to drop it. Register it
     in the process that records: vLLM's V1 engine records in engine-core and worker processes, whose collectors its
     API server's /metrics does not serve (prometheus_client's multiprocess mode aggregates plain metrics only), so
     serve it there with start_http_server and scrape that port.
     prometheus_client is imported here, not by `import moegs`: only a collector needs it."""
 
     DEFAULT_TOP_EXPERTS = 5
+    # The most series a collector serves, as `moegs --metrics-port` publishes at most: a larger scrape outlasts a
+    # scraper's timeout (64 layers x 4,096 experts with expert_series: 35 MB of text a scrape).
+    MAX_SERIES = 250_000
 
     def __init__(self, model, top_experts=None, expert_series=False, recent_steps=None, ep_size=None):
-        """model: the MoeModelStats to publish (the caller keeps it, and closes it after unregistering this);
+        """model: the MoeModelStats to publish (the caller keeps it and closes it; once closed, it serves no series);
         top_experts: K, the hottest and coldest experts per layer, in [0, experts], default min(5, experts);
         expert_series: whether to publish the 2 * layers * experts per-expert series as well;
         recent_steps: None (the default: no recent series), or the window's newest steps the recent series cover, in
@@ -1703,7 +1709,8 @@ class ModelMetricsCollector:
         one with redundant experts, record the physical expert ids, as vLLM's expert_load_pass counts them: vLLM places
         the physical experts on the ranks in order, so the figures are again the ranks' own).
         Raises TypeError for a model that is not a MoeModelStats, a top_experts or recent_steps that is not an integer, or an
-        expert_series that is not a bool; ValueError for a top_experts or recent_steps out of its range."""
+        expert_series that is not a bool; ValueError for a top_experts or recent_steps out of its range, or options that
+        make more than MAX_SERIES (250,000) series, as `moegs --metrics-port` refuses them."""
         try:
             from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         except ImportError as error:
@@ -1720,8 +1727,25 @@ class ModelMetricsCollector:
         self.ep_size = None if ep_size is None else _integer("ep_size", ep_size, 1, model.experts, f"[1, {model.experts}], the model's experts")
         if self.ep_size is not None and model.experts % self.ep_size:
             raise ValueError(f"ep_size = {ep_size}: {model.experts} experts do not split evenly over {ep_size} ranks; give a divisor of {model.experts}")
+        self._require_series(model.layers, model.experts, expert_series)
         self.model, self.expert_series = model, expert_series
         self._counter, self._gauge = CounterMetricFamily, GaugeMetricFamily
+
+    def _require_series(self, layers, experts, expert_series):
+        """Raises ValueError where the options make more than MAX_SERIES series, naming the option that makes them."""
+        recent, ep = self.recent_steps is not None, self.ep_size is not None
+        total = self.series_count(layers, experts, self.top_experts, expert_series, recent, ep)
+        if total <= self.MAX_SERIES:
+            return
+        without_ranked = self.series_count(layers, experts, 0, False, recent, ep)
+        ranked = self.series_count(layers, experts, self.top_experts, False, recent, ep) - without_ranked
+        if expert_series and total - without_ranked - ranked > 0:
+            raise ValueError(f"expert_series = True: {layers:,} layers x {experts:,} experts make {2 * layers * experts:,} series "
+                             f"(2 per layer and expert), {total:,} in all; a collector serves at most {self.MAX_SERIES:,}: "
+                             "leave it out (top_experts names each layer's hottest and coldest)")
+        raise ValueError(f"top_experts = {self.top_experts}: {layers:,} layers make {ranked:,} series (4 per layer and position: "
+                         f"a hot and a cold expert and their loads), {total:,} in all; a collector serves at most "
+                         f"{self.MAX_SERIES:,}: give at most {(self.MAX_SERIES - without_ranked) // (4 * layers):,}")
 
     @staticmethod
     def series_count(layers, experts, top_experts, expert_series, recent_series=False, ep_series=False):
@@ -1743,8 +1767,16 @@ class ModelMetricsCollector:
         return self._families(None)
 
     def collect(self):
-        """One reading of the model as prometheus_client metric families (collect() of the Collector protocol)."""
-        return self._families(_MetricsReading(self.model, self.expert_series, self.recent_steps, self.ep_size))
+        """One reading of the model as prometheus_client metric families (collect() of the Collector protocol); none once
+        the model is closed, so that a registry shared with the server's own metrics still serves those."""
+        try:
+            reading = _MetricsReading(self.model, self.expert_series, self.recent_steps, self.ep_size)
+        except MoeGpuStatsError as error:
+            # Closed before the read or during it: either way the handle is zero. Any other failure is the scrape's error.
+            if error.status == INVALID_HANDLE and not self.model._forked() and not self.model._handle.value:
+                return []
+            raise
+        return self._families(reading)
 
     def _families(self, reading):
         def family(instrument, counter, unit, description, labels):

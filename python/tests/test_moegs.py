@@ -2262,18 +2262,36 @@ class ModelMetricsTests(unittest.TestCase):
             with self.subTest(sizes=sizes), self.assertRaisesRegex(ValueError, message):
                 moegs.ModelMetricsCollector.series_count(*sizes, False)
 
-    def test_registering_reads_nothing_and_a_closed_model_fails_the_scrape(self):
+    def test_a_collector_of_more_series_than_an_endpoint_serves_is_refused_naming_the_option(self):
+        """At most 250,000 series, as `moegs --metrics-port` serves: 64 layers x 4,096 experts with expert_series make
+        524,288 more (526,347 in all); top_experts 974 makes 250,123 in all, 973 makes 249,867 and is taken."""
+        with moegs.MoeModelStats(64, 4096, window=1, accelerator="managed") as model:
+            with self.assertRaisesRegex(ValueError, r"^expert_series = True: 64 layers x 4,096 experts make 524,288 series \(2 per "
+                                                    r"layer and expert\), 526,347 in all; a collector serves at most 250,000: leave it out"):
+                moegs.ModelMetricsCollector(model, expert_series=True)
+            with self.assertRaisesRegex(ValueError, r"^top_experts = 974: 64 layers make 249,344 series \(4 per layer and position: "
+                                                    r"a hot and a cold expert and their loads\), 250,123 in all; a collector serves at "
+                                                    r"most 250,000: give at most 973$"):
+                moegs.ModelMetricsCollector(model, top_experts=974)
+            collector = moegs.ModelMetricsCollector(model, top_experts=973)
+            self.assertEqual(249_867, moegs.ModelMetricsCollector.series_count(64, 4096, 973, False))
+            self.assertEqual(973, collector.top_experts)
+
+    def test_registering_reads_nothing_and_a_closed_model_serves_no_series(self):
         """describe() gives the families without samples, so register() does not read the model (here one closed right
-        after); a scrape of a closed model raises (the HTTP endpoint answers an error, never a page of stale or empty
-        series); a collector of a model already closed is refused where it is made."""
-        from prometheus_client import CollectorRegistry, generate_latest
+        after); a scrape of a closed model serves none of its series and the registry's other metrics as before (a
+        server's own, in the registry it shares); a collector of a model already closed is refused where it is made."""
+        from prometheus_client import CollectorRegistry, Counter, generate_latest
         model = self.new_model()
         collector = moegs.ModelMetricsCollector(model)
         model.close()
         registry = CollectorRegistry()
         registry.register(collector)
-        with self.assertRaisesRegex(moegs.MoeGpuStatsError, "closed"):
-            generate_latest(registry)
+        requests = Counter("server_requests", "The server's own metric.", registry=registry)
+        requests.inc(3)
+        page = generate_latest(registry).decode()
+        self.assertIn("server_requests_total 3.0", page)
+        self.assertNotIn("moegpustats_", page)
         with self.assertRaisesRegex(moegs.MoeGpuStatsError, "^invalid handle: this MoeModelStats is closed"):
             moegs.ModelMetricsCollector(model)
         # A second model's collector has the same names: one model per registry, as the docstring says.
