@@ -1546,7 +1546,7 @@ _LAYER_SERIES = (
      lambda r, l: r.summary["window"]["per_layer"][l]["gini_coefficient"]),
     ("moegs.layer.top10_share", False, None, "Share of the window's slots on the layer's hottest tenth of the experts (tag: layer).",
      lambda r, l: r.summary["window"]["per_layer"][l]["top10_percent_share"]),
-    ("moegs.layer.tokens.dropped", True, "{token}", "Tokens dropped since the start (tag: layer).",
+    ("moegs.layer.tokens.dropped", True, "{token}", "Tokens reported dropped since the start, 0 from RecordStep, which reports none; a capacity drops slots, counted in moegs.layer.slots.dropped (tag: layer).",
      lambda r, l: r.layers[l]["tokens_dropped"]),
     ("moegs.layer.slots.dropped", True, "{slot}", "Routed slots dropped beyond the expert capacity since the start (tag: layer).",
      lambda r, l: r.layers[l]["slots_dropped"]),

@@ -117,7 +117,7 @@ internal static partial class MoegsCommandLine
             // An option left without its value comes first: what follows it was read as other options and inputs.
             var withoutValue = WithoutValue(result, command);
             unrecognized = withoutValue is null ? unrecognized : null;
-            var error = withoutValue ?? unrecognized ?? ValueError(result.Errors) ?? Missing(result.Errors, command) ?? result.Errors[0].Message;
+            var error = withoutValue ?? unrecognized ?? Repeated(result) ?? ValueError(result.Errors) ?? Missing(result.Errors, command) ?? result.Errors[0].Message;
             // A word the parser left unmatched, or one a file argument refused as a likely option (quoted in its message).
             var word = unrecognized is null ? null
                 : unrecognized.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal) || result.UnmatchedTokens.Count == 0 ? QuotedWord().Match(unrecognized).Groups[1].Value
@@ -220,6 +220,24 @@ internal static partial class MoegsCommandLine
 
         var description = OptionNamed(typed, command)?.Description is { Length: > 0 } text ? $": {text}" : ".";
         return $"{typed} needs a value, given right after it{takenAsValue}{description}";
+    }
+
+    /// <summary>
+    /// An option of one value given more than once (<c>--steps 2 --steps 3</c>), with its values; null where there is
+    /// none. The parser says it "expects a single argument but 2 were provided", which reads as two values after one name.
+    /// </summary>
+    private static string? Repeated(ParseResult result)
+    {
+        var repeated = result.CommandResult.Children.OfType<OptionResult>()
+            .FirstOrDefault(o => o.IdentifierTokenCount > 1 && o.Option.Arity.MaximumNumberOfValues == 1 && o.Tokens.Count > 1);
+        if (repeated is null)
+        {
+            return null;
+        }
+
+        var values = repeated.Tokens.Select(t => t.Value).ToList();
+        var times = repeated.IdentifierTokenCount == 2 ? "twice" : $"{repeated.IdentifierTokenCount} times";
+        return $"{repeated.IdentifierToken?.Value ?? repeated.Option.Name} is given {times} ({string.Join(", ", values.SkipLast(1))} and {values[^1]}): give it once.";
     }
 
     /// <summary>The option of <paramref name="command"/> that <paramref name="word"/> names by its name or an alias, or null.</summary>

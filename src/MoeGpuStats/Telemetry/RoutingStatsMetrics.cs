@@ -101,7 +101,7 @@ public sealed class RoutingStatsMetrics : IDisposable
         {
             _shared.ObservableCounter(this, "moegs.routings", _reading.ObserveOne(r => Measure((long)r.TotalRoutings)), "{batch}", "Batches recorded.");
             _shared.ObservableCounter(this, "moegs.tokens", _reading.ObserveOne(r => Measure((long)r.TotalTokens)), "{token}", "Tokens recorded.");
-            _shared.ObservableCounter(this, "moegs.tokens.dropped", _reading.ObserveOne(r => Measure((long)r.TokensDropped)), "{token}", "Tokens dropped.");
+            _shared.ObservableCounter(this, "moegs.tokens.dropped", _reading.ObserveOne(r => Measure((long)r.TokensDropped)), "{token}", "Tokens the batches reported dropped (tokensDropped, a decision's dropped tokens); a capacity drops slots, counted in moegs.slots.dropped.");
             _shared.ObservableCounter(this, "moegs.slots.routed", _reading.ObserveOne(r => Measure((long)r.RoutedSlots)), "{slot}", "Token-expert slots routed to a valid expert (a decision's tokens).");
             _shared.ObservableCounter(this, "moegs.slots.dropped", _reading.ObserveOne(r => Measure((long)r.SlotsDropped)), "{slot}", "Routed slots dropped: beyond the expert capacity; without one, k per reported dropped token (a decision's dropped tokens).");
             _shared.ObservableCounter(this, "moegs.expert_ids.invalid", _reading.ObserveOne(r => Measure((long)r.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E).");

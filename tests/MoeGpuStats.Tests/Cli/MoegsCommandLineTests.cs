@@ -80,6 +80,23 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Equal(message, error.Trim());
     }
 
+    /// <summary>
+    /// An option of one value given twice or more is named with its values, not as one option given two values ("Option
+    /// '--steps' expects a single argument but 2 were provided"), and nothing runs; a flag given twice is no error.
+    /// </summary>
+    [Theory]
+    [InlineData("simulate --steps 2 --steps 3", "--steps is given twice (2 and 3): give it once. Run moegs simulate --help for usage.")]
+    [InlineData("simulate --steps 2 --save a.json --steps 3 --steps 4", "--steps is given 3 times (2, 3 and 4): give it once. Run moegs simulate --help for usage.")]
+    [InlineData("plan load.npy --replicas 16 --gpus 4 --replicas 16", "--replicas is given twice (16 and 16): give it once. Run moegs plan --help for usage.")]
+    public void AnOptionGivenTwiceIsNamedWithItsValues(string command, string message)
+    {
+        var (code, output, error) = Run(command.Split(' '));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Empty(output);
+        Assert.Equal(message, error.Trim());
+    }
+
     /// <summary>A value that is empty or holds a blank is quoted, so that the blank the parser refused can be seen.</summary>
     [Theory]
     [InlineData("--experts", " 5", "--experts ' 5': give the number of experts, a whole number from 1 to 4,096.")]
