@@ -239,7 +239,7 @@ internal static class SharedOptions
         private readonly Option<double> _interval = ReportInterval();
         private readonly Option<bool> _serveAfter = new("--serve-after")
         {
-            Description = "With --metrics-port: keep serving the final state after the run, so that a scraper sees it, until Ctrl-C or SIGTERM.",
+            Description = "With --metrics-port: keep serving the final state after the run, so that a scraper sees it, until Ctrl-C or SIGTERM (a run such a signal stops early ends without serving after it).",
         };
 
         /// <summary>The files the recording options write, for <see cref="DistinctFiles"/>.</summary>

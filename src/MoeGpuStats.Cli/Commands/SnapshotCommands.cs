@@ -101,7 +101,7 @@ internal static class SnapshotCommands
                 console.Error.WriteLine(identical);
             }
 
-            foreach (var note in (string?[])[merge.StepsNote, merge.MergeGivenNote])
+            foreach (var note in (string?[])[merge.StepsNote, merge.TopKNote, merge.MergeGivenNote])
             {
                 if (note is not null)
                 {

@@ -23,6 +23,7 @@ internal sealed class SnapshotMerge
     private string _firstCapacityText = "";
     private (int Part, int Experts)? _counted;
     private (int Part, int Experts)? _configured;
+    private (int Part, double SlotsPerToken)? _firstRouting;
     private (int Part, long Parts)? _firstMergeGiven;
     private int _mergesGiven;
     private int _added;
@@ -34,6 +35,12 @@ internal sealed class SnapshotMerge
 
     /// <summary>A note where the models hold different step counts (the first such part), or null.</summary>
     public string? StepsNote { get; private set; }
+
+    /// <summary>
+    /// A note where two parts route tokens to clearly different numbers of experts (the first part and the first that
+    /// differs by half again or more), or null: ranks of one job share one top-k, and no file records it.
+    /// </summary>
+    public string? TopKNote { get; private set; }
 
     /// <summary>The snapshots the merge holds, those that parts given merged already included: a part's <c>MergedParts</c>, summed.</summary>
     public long Merged { get; private set; }
@@ -74,6 +81,7 @@ internal sealed class SnapshotMerge
                 _layers!.Add(part.Layer!);
             }
 
+            NoteTopK(index, part);
             var parts = part.Model?.MergedParts ?? part.Layer!.MergedParts;
             Merged += parts;
             if (parts > 1)
@@ -172,6 +180,31 @@ internal sealed class SnapshotMerge
         }
 
         static string Held(ulong steps, long ranks) => ranks > 1 ? $"{Counted.Of(steps, "step")} of {ranks:N0} merged ranks" : Counted.Of(steps, "step");
+    }
+
+    /// <summary>
+    /// Keeps the first part's routed slots per token, and the note on the first part whose figure is half again as large
+    /// or more, or as small: ids naming no expert and partly padded tokens lower a rank's figure below its top-k a
+    /// little, a top-k of 2 beside one of 8 by a factor of 4. Parts without a token say nothing.
+    /// </summary>
+    private void NoteTopK(int index, Snapshot part)
+    {
+        var layers = part.Model is { } model ? Enumerable.Range(0, model.Layers).Select(model.Layer) : [part.Layer!];
+        var (slots, tokens) = layers.Aggregate((Slots: 0.0, Tokens: 0.0), (sum, layer) => (sum.Slots + layer.RoutedSlots, sum.Tokens + layer.TotalTokens));
+        if (tokens == 0)
+        {
+            return;
+        }
+
+        var perToken = slots / tokens;
+        if (_firstRouting is not var (first, firstPerToken))
+        {
+            _firstRouting = (index, perToken);
+        }
+        else if (TopKNote is null && Math.Max(perToken, firstPerToken) >= 1.5 * Math.Min(perToken, firstPerToken))
+        {
+            TopKNote = $"note: {UnsafeText.Escaped(_paths[first].ToString())} routes {firstPerToken:0.##} slots per token on average, {UnsafeText.Escaped(_paths[index].ToString())} {perToken:0.##}: ranks of one job route each token to the same top-k (ids naming no expert and partly padded tokens lower the average a little); snapshots of routers of different top-k add up to no router's load.";
+        }
     }
 
     /// <summary>Keeps the first part that counts experts, and the first whose options fix them: every later one must have their counts.</summary>

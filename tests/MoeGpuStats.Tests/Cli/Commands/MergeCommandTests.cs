@@ -104,6 +104,49 @@ public sealed class MergeCommandTests : IDisposable
         Assert.StartsWith("merge of 1 snapshot (2 with those merged in them)", aloneOutput);
     }
 
+    /// <summary>
+    /// Parts that route clearly different slots per token (top-2 beside top-8) are noted, for layers and models, and
+    /// still merge; ranks of one top-k whose ids name no expert now and then (7 of 8 slots per token) are not.
+    /// </summary>
+    [Fact]
+    public void PartsOfDifferentTopKAreNoted()
+    {
+        var (top2, top8, invalid) = (Layer("top2.json", 2, []), Layer("top8.json", 8, []), Layer("invalid.json", 8, [5]));
+        var (model2, model8) = (Model("model2.json", 2), Model("model8.json", 8));
+
+        var (code, output, error) = Run("merge", top2, top8);
+        var (models, _, modelsError) = Run("merge", model2, model8);
+        var (same, _, sameError) = Run("merge", top8, invalid);
+
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.StartsWith("merge of 2 snapshots: one layer of 8 experts", output);
+        Assert.Equal($"note: {top2} routes 2 slots per token on average, {top8} 8: ranks of one job route each token to the same top-k (ids naming no expert and partly padded tokens lower the average a little); snapshots of routers of different top-k add up to no router's load.", error.Trim());
+        Assert.Equal(ExitCodes.Ok, models);
+        Assert.Contains($"note: {model2} routes 2 slots per token on average, {model8} 8: ", modelsError);
+        Assert.Equal(ExitCodes.Ok, same);
+        Assert.DoesNotContain("note:", sameError);
+
+        string Layer(string name, int topK, int[] invalidSlots)
+        {
+            using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 });
+            // 4 tokens, each to experts 0..topK-1; the slots named take an id of no expert.
+            var ids = Enumerable.Range(0, 4 * topK).Select(i => invalidSlots.Contains(i) ? 99 : i % topK).ToArray();
+            stats.RecordRouting(ids, tokens: 4, topK: topK);
+            var path = Path.Combine(_folder.FullName, name);
+            RoutingStatsFile.Save(stats, path);
+            return path;
+        }
+
+        string Model(string name, int topK)
+        {
+            using var stats = new ModelRoutingStats(new ModelRoutingStatsOptions { Layers = 2, Experts = 8 });
+            stats.RecordStep([.. Enumerable.Range(0, 2 * 3 * topK).Select(i => i % topK)], tokens: 3, topK: topK);
+            var path = Path.Combine(_folder.FullName, name);
+            SnapshotFile.Save(stats, path);
+            return path;
+        }
+    }
+
     /// <summary>One snapshot merges to itself with a warning (a glob of ranks' files that matched one), its counts unchanged.</summary>
     [Fact]
     public void OneSnapshotMergesWithAWarning()
