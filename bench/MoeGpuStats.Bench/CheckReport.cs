@@ -30,6 +30,7 @@ internal sealed class CheckReport
     private readonly Document document;
 
     /// <param name="check">The check's name in the document (<c>device-check</c>, <c>model-check</c>).</param>
+    /// <param name="accelerator">The accelerator the check runs on, named in the document.</param>
     /// <param name="path">The JSON file, or null to print only.</param>
     public CheckReport(string check, Accelerator accelerator, string? path)
     {
@@ -46,6 +47,7 @@ internal sealed class CheckReport
 
     /// <summary>Prints the table's header and returns it, to print and keep its rows.</summary>
     /// <param name="key">The table's key under <c>tables</c>.</param>
+    /// <param name="columns">The table's columns, in order: a heading and a row's value each.</param>
     public ResultTable<TRow> Table<TRow>(string key, params IReadOnlyList<Column<TRow>> columns)
     {
         var rows = new List<TRow>();

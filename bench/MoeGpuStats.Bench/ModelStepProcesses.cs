@@ -15,7 +15,7 @@ namespace MoeGpuStats.Bench;
 /// the two orders in turn so that a drift within a pair favours neither.
 /// <c>--model-step-processes [--model-shapes ..] [--pairs N] [--rounds N] [--warm-up S] [--read-every N]</c>: S whole
 /// seconds of warm-up (default 1), more where a child runs on one CPU, whose background compiler delivers the optimized
-/// code seconds late; the step's child reads the window's load (<see cref="ModelRoutingStats.WindowLoad"/>) after every N
+/// code seconds late; the step's child reads the window's load (<see cref="ModelRoutingStats.WindowLoad()"/>) after every N
 /// steps (default 0, never), as a server's rebalancer or scraper reads it, so that the time counts what the window's sum
 /// costs at that rate: kept at every step, or summed afresh at a read that comes two windows of steps or more apart.
 /// </summary>

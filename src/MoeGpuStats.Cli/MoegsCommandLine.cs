@@ -31,6 +31,8 @@ internal static partial class MoegsCommandLine
     /// after the command, which still writes its files: exit code <see cref="ExitCodes.WriteFailed"/>; standard
     /// error that cannot be written is let be.
     /// </summary>
+    /// <param name="args">The command line, without the program's name.</param>
+    /// <param name="console">Standard output and error, and whether standard error is a terminal.</param>
     /// <param name="handleSignals">
     /// Whether Ctrl-C and SIGTERM are the run's (<see cref="Interruption"/>): the program's own run; not a run in a process
     /// that hosts it, such as the tests', whose signals are the host's.

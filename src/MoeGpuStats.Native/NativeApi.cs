@@ -582,7 +582,11 @@ public static unsafe class NativeApi
     }
 
     /// <summary>Copies an aggregator's per-expert values into the caller's <paramref name="destination"/>: all <c>experts</c> of them, zeros before the first record.</summary>
+    /// <param name="handle">The aggregator's handle.</param>
+    /// <param name="destination">The caller's array, dst.</param>
+    /// <param name="capacity">The values dst holds.</param>
     /// <param name="copies">What the function copies into dst, for the message when dst is NULL.</param>
+    /// <param name="read">The per-expert values to copy.</param>
     private static int CopyOut<T>(long handle, T* destination, int capacity, string copies, Func<RoutingStats, IReadOnlyList<T>> read)
         where T : unmanaged
     {

@@ -11,8 +11,8 @@ namespace MoeGpuStats.Cli.Commands;
 /// <summary><c>plan LOAD</c>: an expert replication and placement by DeepSeek's EPLB, with its balancedness.</summary>
 internal static class PlanCommand
 {
-    /// <summary>The library's bound on slots per layer (far above deployments), which also keeps the padded log2phy printable.</summary>
-    public const int MaxReplicas = ExpertPlacement.MaxPhysicalExperts;
+    /// <summary>The library's bound on slots per layer (far above deployments); --json's padded log2phy has a bound of its own (<see cref="TooLargeForJson"/>).</summary>
+    public const int MaxSlotsPerLayer = ExpertPlacement.MaxPhysicalExperts;
 
     public static Command Create(CliConsole console)
     {
@@ -22,13 +22,13 @@ internal static class PlanCommand
             Description = "Expert loads [layers, experts]: a .npy (int8, uint8, int16, uint16, int32, int64 or uint64 as a model's window_load() in Python; 2-D, or 1-D for one layer), a JSON array of arrays of whole numbers, or a snapshot saved with --save (a whole model: its window load; one layer: its tokens per expert).",
         };
         var replicas = SharedOptions.WholeNumber(
-            new Option<int>("--replicas") { Description = "Physical expert slots per layer (R): at least the experts, a multiple of --gpus.", Required = true }, 1, MaxReplicas, "the physical experts per layer");
+            new Option<int>("--replicas") { Description = "Physical expert slots per layer (R): at least the experts, a multiple of --gpus.", Required = true }, 1, MaxSlotsPerLayer, "the physical experts per layer");
         var groups = SharedOptions.WholeNumber(
-            new Option<int>("--groups") { Description = "Expert groups (G), dividing the experts; 1 when the model has none.", DefaultValueFactory = _ => 1 }, 1, MaxReplicas, "the number of expert groups");
+            new Option<int>("--groups") { Description = "Expert groups (G), dividing the experts; 1 when the model has none.", DefaultValueFactory = _ => 1 }, 1, MaxSlotsPerLayer, "the number of expert groups");
         var nodes = SharedOptions.WholeNumber(
-            new Option<int>("--nodes") { Description = "Server nodes (N), dividing --gpus. Hierarchical placement when N divides G, global otherwise.", DefaultValueFactory = _ => 1 }, 1, MaxReplicas, "the number of nodes");
+            new Option<int>("--nodes") { Description = "Server nodes (N), dividing --gpus. Hierarchical placement when N divides G, global otherwise.", DefaultValueFactory = _ => 1 }, 1, MaxSlotsPerLayer, "the number of nodes");
         var gpus = SharedOptions.WholeNumber(
-            new Option<int>("--gpus") { Description = "GPUs in all (P), dividing --replicas.", Required = true }, 1, MaxReplicas, "the number of GPUs");
+            new Option<int>("--gpus") { Description = "GPUs in all (P), dividing --replicas.", Required = true }, 1, MaxSlotsPerLayer, "the number of GPUs");
         var current = new Option<FileInfo?>("--current")
         {
             CustomParser = result => SharedOptions.ParseFile(result, "--current"),
@@ -189,8 +189,14 @@ internal static class PlanCommand
         return command;
     }
 
+    /// <summary>The plan as text: its heading, each layer's balancedness before and after, and its placement.</summary>
+    /// <param name="output">Where the text goes.</param>
+    /// <param name="path">The load's file, as given.</param>
     /// <param name="loadSource">Which of a snapshot's loads was planned, in a phrase; null for an array of loads.</param>
+    /// <param name="plan">The placement EPLB chose.</param>
+    /// <param name="before">Each layer's balancedness before the plan; null where the GPUs do not divide the experts and --current gave no placement.</param>
     /// <param name="beforeIs">What <paramref name="before"/> is of, for the placement given by --current; null for the experts in order.</param>
+    /// <param name="after">Each layer's balancedness under the plan.</param>
     private static void Print(TextWriter output, string path, string? loadSource, PlacementPlan plan, double[]? before, string? beforeIs, double[] after)
     {
         var policy = plan.Policy == PlacementPolicy.Hierarchical

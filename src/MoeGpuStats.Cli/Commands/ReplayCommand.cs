@@ -298,7 +298,7 @@ internal static class ReplayCommand
     private static IEnumerable<string> PaddingWarning(IRoutingTrace trace) =>
         trace.UnsignedPaddingWarning() is { } warning ? [warning] : [];
 
-    /// <summary>The replayed steps' tokens, for the title: <c>6 tokens</c>, or <c>1 to 7 tokens (16 in all)</c> when they differ.</summary>
+    /// <summary>The replayed steps' token rows, for the title: <c>6 token rows</c>, or <c>1 to 7 token rows (16 in all)</c> when they differ.</summary>
     private static string TokensPerStep(IRoutingTrace trace, int skipped)
     {
         int min = int.MaxValue, max = 0;

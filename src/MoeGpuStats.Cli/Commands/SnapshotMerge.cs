@@ -165,6 +165,8 @@ internal sealed class SnapshotMerge
     }
 
     /// <summary>Keeps the first part's steps, and the note on the first part whose steps per rank differ.</summary>
+    /// <param name="index">The part's place among the paths.</param>
+    /// <param name="steps">The steps the part holds.</param>
     /// <param name="ranks">The ranks the part merged already (its <c>MergedParts</c>), whose steps it sums.</param>
     private void NoteSteps(int index, ulong steps, long ranks)
     {
@@ -220,5 +222,5 @@ internal sealed class SnapshotMerge
         + (model.Options.SkipEmptySteps ? ", empty steps left out (--skip-empty-steps)" : "");
 
     private static string Capacity(RoutingStats stats) =>
-        stats.Options.ExpertCapacity is { } slots ? $"a capacity of {slots:N0} slots per expert" : "no capacity (the seed's placeholder of 100 slots per expert)";
+        stats.Options.ExpertCapacity is { } slots ? $"a capacity of {slots:N0} slots per expert" : $"no capacity (the seed's placeholder of {CapacityStats.DefaultSlotsPerExpert} slots per expert)";
 }

@@ -11,6 +11,9 @@ namespace MoeGpuStats.Cli.Input;
 internal static class JsonLoadArray
 {
     /// <summary>The loads in <paramref name="json"/>, JSON whose root is an array.</summary>
+    /// <param name="json">The file's bytes.</param>
+    /// <param name="path">The file, as the messages name it.</param>
+    /// <param name="column">What a column counts, for the messages: "expert", or "slot" for a load per physical slot.</param>
     /// <param name="checkShape">Refuses a shape (layers, columns) no plan takes; called before the matrix is allocated.</param>
     /// <exception cref="JsonException">The file is not JSON.</exception>
     /// <exception cref="InvalidDataException">No loads, a ragged or mixed array, or a value that is not a whole number from 0 to 2^63 − 1; the message names <paramref name="path"/> and where.</exception>

@@ -55,6 +55,9 @@ internal static class LoadMatrix
     /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
     internal static long[,] Read(string path) => Read(path, "expert", out _, longRead: null);
 
+    /// <param name="path">The file.</param>
+    /// <param name="column">What a column counts, for the messages: "expert", or "slot" for a load per physical slot.</param>
+    /// <param name="source">Which of a snapshot's loads was read, in a phrase; null for an array of loads.</param>
     /// <param name="longRead">Told before a JSON file is read whole (a model's snapshot parses for seconds from hundreds of MB), with the size from which that is long and why.</param>
     /// <exception cref="InvalidDataException">The file is not a load matrix; the message names it.</exception>
     private static long[,] Read(string path, string column, out string? source, Action<long, string>? longRead)

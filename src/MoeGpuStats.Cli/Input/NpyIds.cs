@@ -4,7 +4,7 @@ namespace MoeGpuStats.Cli.Input;
 /// Top-k expert ids saved by <c>np.save</c> (or <c>torch</c> through NumPy): a little-endian int8, uint8,
 /// int16, uint16, int32, int64 or uint64 array, C order, in one of the <see cref="IdLayout"/>s. Read one step at a
 /// time, as <c>[layers, tokens, k]</c> whatever the file's order. The same array as a member of an .npz
-/// archive is read through <see cref="Open(NpyBytes, string, Func{string, IReadOnlyList{long}, IdLayout})"/>.
+/// archive is read through <see cref="Open(NpyBytes, string, Func{string, IReadOnlyList{long}, IdLayout}, IReadOnlyList{IdLayout})"/>.
 /// </summary>
 /// <remarks>
 /// Every size the header claims is checked against the file's length, in checked 64-bit arithmetic,
@@ -102,7 +102,7 @@ internal sealed class NpyIds : IRoutingTrace
     int IRoutingTrace.TokensAt(int step) => Tokens;
 
     /// <param name="path">The file.</param>
-    /// <param name="layout">The order of its axes (<c>--layout</c>); null for the default of its rank (<see cref="IdLayout.For"/>).</param>
+    /// <param name="layout">The order of its axes (<c>--layout</c>); null for the default of its rank (<see cref="IdLayout.For(string, IReadOnlyList{long}, IdLayout?)"/>).</param>
     /// <exception cref="InvalidDataException">The header, dtype, memory order or shape is not what replay reads, or the file is shorter than its header says; the message names the file.</exception>
     /// <exception cref="IdLayoutException">A 3-D file without <paramref name="layout"/>, or a layout of another rank.</exception>
     /// <exception cref="IOException">The file cannot be read.</exception>
@@ -145,7 +145,7 @@ internal sealed class NpyIds : IRoutingTrace
     /// </summary>
     /// <param name="path">The file, for messages.</param>
     /// <param name="dims">The shape its header claims.</param>
-    /// <param name="layout">Chooses the order of its axes from its shape (<see cref="IdLayout.For"/> with <c>--layout</c>).</param>
+    /// <param name="layout">Chooses the order of its axes from its shape (<see cref="IdLayout.For(string, IReadOnlyList{long}, IdLayout?)"/> with <c>--layout</c>).</param>
     /// <param name="itemSize">Bytes per id.</param>
     /// <param name="dataOffset">Where the ids start.</param>
     /// <param name="fileLength">The file's length in bytes.</param>
@@ -155,7 +155,13 @@ internal sealed class NpyIds : IRoutingTrace
         Validate(path, dims, (name, shape) => IdLayout.For(name, shape, layout), IdLayout.All, itemSize, dataOffset, fileLength);
 
     /// <inheritdoc cref="Validate(string, IReadOnlyList{long}, IdLayout?, int, long, long)"/>
+    /// <param name="path">The file, for messages.</param>
+    /// <param name="dims">The shape its header claims.</param>
+    /// <param name="layout">Chooses the order of its axes from its shape, or throws <see cref="IdLayoutException"/>.</param>
     /// <param name="readable">The layouts <paramref name="layout"/> chooses from, whose ranks a shape must have.</param>
+    /// <param name="itemSize">Bytes per id.</param>
+    /// <param name="dataOffset">Where the ids start.</param>
+    /// <param name="fileLength">The file's length in bytes.</param>
     internal static NpyShape Validate(string path, IReadOnlyList<long> dims, Func<string, IReadOnlyList<long>, IdLayout> layout, IReadOnlyList<IdLayout> readable, int itemSize, long dataOffset, long fileLength)
     {
         var shape = NpyShape.Describe(dims);

@@ -126,6 +126,11 @@ internal static class ModelLoadPlot
     /// (or smallest) one, as the single-layer bars show the busiest expert of a group: drawing every
     /// value would leave most of them out of the pixels, a hot expert or a bad layer with them.
     /// </summary>
+    /// <param name="plot">The plot drawn into.</param>
+    /// <param name="values">The values, <c>[layers, columns]</c>.</param>
+    /// <param name="colormap">The colours of the values.</param>
+    /// <param name="label">The color bar's label.</param>
+    /// <param name="largest">Whether a cell of a block shows its largest value (a load's hot expert) or its smallest.</param>
     /// <param name="scale">The values the colours span; null for the values drawn.</param>
     /// <returns>The values each cell holds down and across (1 and 1 when every value has its cell).</returns>
     private static (int Rows, int Columns) Heatmap(Plot plot, double[,] values, IColormap colormap, string label, bool largest, ScottPlot.Range? scale = null)

@@ -9,6 +9,9 @@ namespace MoeGpuStats.Cli.Output;
 /// it will take at its first step). Silent for runs shorter than a second, and when disabled (<c>--json</c>).
 /// Other lines written while it runs go through <see cref="WriteLine"/>, which never leaves them on the bar's line.
 /// </summary>
+/// <param name="console">Standard error, where the progress goes, and whether it is a terminal.</param>
+/// <param name="total">The batches or steps the run records.</param>
+/// <param name="enabled">Whether to show progress at all (not with <c>--json</c>).</param>
 /// <param name="unit">What the run counts, plural: <c>batches</c> of one layer, <c>steps</c> of a model.</param>
 /// <param name="clock">The clock the run is timed by; the system's unless a test gives its own.</param>
 internal sealed class ProgressDisplay(CliConsole console, int total, bool enabled, string unit, TimeProvider? clock = null) : IDisposable

@@ -23,8 +23,6 @@ internal sealed class DeviceRoutingEngine : RoutingStatsEngine
 
     public override string DeviceName => _device.Accelerator.Name;
 
-    public DeviceRoutingStats Device => _device;
-
     public override void ThrowIfDisposed() => _device.ThrowIfUnusable();
 
     public override int ExpertCount => _device.ExpertCount;

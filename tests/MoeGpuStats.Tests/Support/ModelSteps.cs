@@ -109,7 +109,7 @@ internal static class ModelSteps
         return layers;
     }
 
-    /// <summary>Each expert's slots over the last <paramref name="window"/> steps, computed from the ids.</summary>
+    /// <summary>Each expert's slots over the last <c>options.Window</c> steps, computed from the ids.</summary>
     public static ulong[] WindowLoad(ModelRoutingStatsOptions options, IReadOnlyList<Step> steps)
     {
         var load = new ulong[options.Layers * options.Experts];

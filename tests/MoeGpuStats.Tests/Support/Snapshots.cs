@@ -6,6 +6,9 @@ namespace MoeGpuStats.Tests.Support;
 internal static class Snapshots
 {
     /// <summary>Saves a snapshot of <paramref name="experts"/> experts (a batch routing every expert alike) as <paramref name="name"/> in <paramref name="folder"/>; returns its path.</summary>
+    /// <param name="folder">The folder the file goes in.</param>
+    /// <param name="name">The file's name.</param>
+    /// <param name="experts">The experts.</param>
     /// <param name="firstSlot">The expert of the batch's first slot instead of expert 0 (another rank's snapshot), or −1.</param>
     public static string SaveSnapshot(this DirectoryInfo folder, string name, int experts, int firstSlot = -1)
     {
