@@ -128,7 +128,7 @@ internal static class ReplayCommand
                     return ExitCodes.Usage;
                 }
 
-                foreach (var note in trace.Notes)
+                foreach (var note in trace.Notes.Append(LoadNote(trace, path)).OfType<string>())
                 {
                     console.Error.WriteLine(note);
                 }
@@ -293,6 +293,16 @@ internal static class ReplayCommand
     /// <summary>Where the largest id is its unsigned dtype's largest value, what it likely is, to end a message; else nothing.</summary>
     private static string PaddingHint(IRoutingTrace trace, long maxId) =>
         trace.UnsignedPadding(maxId) is { } text ? $"; {maxId:N0} is {text}: if those ids are padding, save the ids in a signed type (int8 to int64)" : "";
+
+    /// <summary>
+    /// A note when a trace looks like a load instead, <c>[layers, experts]</c> (as <c>--window-load</c> writes): one step
+    /// without layers, of at most <see cref="LoadMatrix.MostModelLayers"/> token rows of more than
+    /// <see cref="LoadMatrix.MostTopK"/> ids, more than a router picks; else null. The reverse of plan's note on a trace.
+    /// </summary>
+    private static string? LoadNote(IRoutingTrace trace, FileInfo path) =>
+        !trace.HasLayers && trace.Steps == 1 && trace.MaxTokens <= LoadMatrix.MostModelLayers && trace.TopK > LoadMatrix.MostTopK
+            ? $"note: {UnsafeText.Escaped(path.Name)} is read as {Counted.Of(trace.MaxTokens, "token row")} of {trace.TopK:N0} ids each, more than a top-k router picks; if it holds a load, [layers, experts] (as --window-load writes), it is plan's input: moegs plan {UnsafeText.Escaped(path.Name)} --replicas R --gpus P."
+            : null;
 
     /// <summary>The trace's warning about ids at their unsigned dtype's largest value, if any were replayed.</summary>
     private static IEnumerable<string> PaddingWarning(IRoutingTrace trace) =>

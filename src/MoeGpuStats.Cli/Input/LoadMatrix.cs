@@ -31,6 +31,12 @@ internal static class LoadMatrix
         return read;
     }
 
+    /// <summary>More layers than any MoE model has: an array of more rows is more likely tokens than layers.</summary>
+    internal const int MostModelLayers = 128;
+
+    /// <summary>More ids per token than any MoE router picks: an array of more columns is more likely experts than k.</summary>
+    internal const int MostTopK = 16;
+
     /// <summary>
     /// A note when an array read as loads looks like a trace of top-k ids instead, <c>[tokens, k]</c>: more rows than
     /// any MoE model has layers (Qwen3-235B has 94) and few columns, as k is; else null. Both shapes are a
@@ -39,8 +45,6 @@ internal static class LoadMatrix
     /// </summary>
     public static string? IdsNote(FileInfo path, long[,] loads, string? source)
     {
-        const int MostModelLayers = 128;
-        const int MostTopK = 16;
         var (rows, columns) = (loads.GetLength(0), loads.GetLength(1));
         return source is null && rows > MostModelLayers && columns <= MostTopK
             ? $"note: {UnsafeText.Escaped(path.Name)} is read as the load of {Counted.Of(rows, "layer")} of {Counted.Of(columns, "expert")}, more layers than today's MoE models have (94, Qwen3-235B); if it holds top-k ids, [tokens, k], it is a trace: {ReplayFirst(UnsafeText.Escaped(path.Name), FirstBytes(path.FullName).SequenceEqual(NpyHeader.MagicBytes))}."

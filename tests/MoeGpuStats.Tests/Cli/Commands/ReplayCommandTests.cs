@@ -567,6 +567,29 @@ public sealed partial class ReplayCommandTests : IDisposable
     }
 
     /// <summary>
+    /// A file of one step, at most 128 rows of more than 16 ids, is more likely a load, [layers, experts], than top-k ids:
+    /// replayed as ids, with a note that names plan (the reverse of plan's note on a trace); ids of a top-16 router, or
+    /// more than 128 rows, get no note.
+    /// </summary>
+    [Theory]
+    [InlineData(94, 128, true)]
+    [InlineData(128, 17, true)]
+    [InlineData(129, 17, false)]
+    [InlineData(128, 16, false)]
+    public void AnArrayShapedAsALoadIsReplayedWithANote(int rows, int columns, bool noted)
+    {
+        var values = Enumerable.Range(0, rows * columns).Select(i => (long)(i % 200));
+        var load = NpyFile.Write(Path.Combine(_folder.FullName, "load.npy"), "<i8", $"{rows}, {columns}", [.. values.SelectMany(BitConverter.GetBytes)]);
+
+        var (code, _, error) = Run("replay", load, "--experts", "256");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        var note = $"note: load.npy is read as {rows} token rows of {columns} ids each, more than a top-k router picks; if it holds a load, [layers, experts] (as --window-load writes), it is plan's input: moegs plan load.npy --replicas R --gpus P.";
+        Assert.Equal(noted, error.Contains(note, StringComparison.Ordinal));
+        Assert.Equal(noted, error.Contains("note: load.npy is read as", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// uint64 ids replay as their values; one past int32 is an invalid id; without --experts one past int64
     /// is named as it is, a usage error as the largest int64 id, whose expert count is printed without wrapping.
     /// </summary>
