@@ -119,6 +119,16 @@ internal static class RoutingMath
     }
 
     /// <summary>
+    /// vLLM's balancedness of one layer's expert load: the mean over the most slots per expert (1 = even), 1 without
+    /// load, as a model's layer reads it.
+    /// </summary>
+    public static double Balancedness(IReadOnlyList<ulong> counts)
+    {
+        var max = counts.Count > 0 ? counts.Max() : 0;
+        return max > 0 ? counts.Sum(count => (double)count) / counts.Count / max : 1;
+    }
+
+    /// <summary>
     /// Least-squares slope of the values (in order, <paramref name="first"/> then <paramref name="second"/>)
     /// against their index, exactly as <c>recent_load_variance_trend</c> computes it in f32.
     /// </summary>

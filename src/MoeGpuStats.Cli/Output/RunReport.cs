@@ -43,7 +43,7 @@ internal static class RunReport
             Line($"mean of {Counted.Of(experts, "expert")}", Percent(mean));
             Line($"busiest: expert {most}", Percent(mostShare), mean > 0 ? Invariant($"{mostShare / mean:0.0#} x the mean") : "");
             Line($"idlest: expert {least}", Percent(leastShare), mean > 0 ? Invariant($"{leastShare / mean:0.0#} x the mean") : "");
-            Line("balancedness", Invariant($"{Balancedness(stats.ExpertTokenCounts):0.000}"), "mean / most tokens per expert, summed over batches (1 = even): batches weigh by their tokens here, not above");
+            Line("balancedness", Invariant($"{RoutingMath.Balancedness(stats.ExpertTokenCounts):0.000}"), "mean / most tokens per expert, summed over batches (1 = even): batches weigh by their tokens here, not above");
             Line("CV (std dev / mean)", Invariant($"{summary["utilization_cv"]:0.000}"), "0 = every expert equally loaded");
         }
         else
@@ -158,13 +158,6 @@ internal static class RunReport
         var decimals = value == 0 || !double.IsFinite(value) ? 0 : Math.Clamp(3 - (int)Math.Floor(Math.Log10(Math.Abs(value))), 0, 12);
         var text = FigureText.Fixed(value, "#,0." + new string('0', decimals)).TrimEnd('.');
         return signed && value > 0 ? "+" + text : text;
-    }
-
-    /// <summary>vLLM's balancedness of one layer: mean over most slots per expert, 1 without load.</summary>
-    private static double Balancedness(IReadOnlyList<ulong> counts)
-    {
-        var max = counts.Count > 0 ? counts.Max() : 0;
-        return max > 0 ? counts.Sum(count => (double)count) / counts.Count / max : 1;
     }
 
     /// <summary>A variance as the trend's note prints it: whole numbers from 100 up, where decimals are noise.</summary>

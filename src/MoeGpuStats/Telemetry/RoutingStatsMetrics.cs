@@ -107,6 +107,7 @@ public sealed class RoutingStatsMetrics : IDisposable
             _shared.ObservableCounter(this, "moegs.expert_ids.invalid", _reading.ObserveOne(r => Measure((long)r.InvalidExpertIds)), "{id}", "Top-k ids outside [0, E).");
             _shared.ObservableCounter(this, "moegs.expert.tokens", _reading.Observe(ExpertTokens), "{slot}", ExpertTokensDescription);
             _shared.ObservableGauge(this, "moegs.utilization.cv", _reading.ObserveOne(r => Measure(r.UtilizationCv)), null, "Coefficient of variation of expert utilization.");
+            _shared.ObservableGauge(this, "moegs.balancedness", _reading.ObserveOne(r => Measure(r.Balancedness)), null, "Mean over most token-expert slots per expert since the start (vLLM's balancedness; 1 = even, and without load).");
             _shared.ObservableGauge(this, "moegs.load.max_mean_ratio", _reading.ObserveOne(r => Measure(r.MaxMeanRatio)), null, "Most loaded expert's utilization over the mean.");
             _shared.ObservableGauge(this, "moegs.routing.efficiency", _reading.ObserveOne(r => Measure(r.RoutingEfficiency)), "%", "Percentage of routed slots kept.");
             _shared.ObservableGauge(this, "moegs.loss.load_balance", _reading.ObserveOne(r => Measure(r.AverageLoadBalanceLoss)), null, "Mean load-balancing loss.");
@@ -178,6 +179,7 @@ public sealed class RoutingStatsMetrics : IDisposable
         ulong SlotsDropped,
         ulong InvalidExpertIds,
         ulong[] ExpertTokenCounts,
+        double Balancedness,
         double UtilizationCv,
         double MaxMeanRatio,
         double RoutingEfficiency,
@@ -198,6 +200,7 @@ public sealed class RoutingStatsMetrics : IDisposable
                 snapshot.SlotsDropped,
                 snapshot.InvalidExpertIds,
                 [.. snapshot.ExpertTokenCounts],
+                RoutingMath.Balancedness(snapshot.ExpertTokenCounts),
                 FloatStatistic.ToDouble(snapshot.UtilizationCv()),
                 FloatStatistic.ToDouble(ratio),
                 FloatStatistic.ToDouble(snapshot.RoutingEfficiency),

@@ -132,7 +132,9 @@ public sealed class RoutingStatsMetricsTests
         Assert.Equal(new Dictionary<int, double> { [0] = 1, [1] = 2, [2] = 0, [3] = 4 }, perExpert);
         Assert.Equal(7, Value("moegs.slots.routed"));
         Assert.Equal(0, Value("moegs.slots.dropped"));
-        Assert.Equal(13, seen.Select(m => m.Name).Distinct().Count());
+        Assert.Equal(14, seen.Select(m => m.Name).Distinct().Count());
+        // Slots per expert 1, 2, 0 and 4: a mean of 1.75 over the most, 4.
+        Assert.Equal(0.4375, Value("moegs.balancedness"));
         // A float statistic is published as its shortest decimal, not as the float widened (its binary tail).
         var expectedRatio = stats.UtilizationSummary()["max_utilization"] / stats.UtilizationSummary()["mean_utilization"];
         Assert.Equal(double.Parse(expectedRatio.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture), Value("moegs.load.max_mean_ratio"));
