@@ -28,6 +28,7 @@ public static unsafe class NativeApi
     [ThreadStatic]
     private static LastErrorText? _lastError;
 
+    /// <summary>Backs <c>moegs_create</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int Create(byte* accelerator, int experts, int expertCapacity, long* handle)
     {
@@ -61,6 +62,7 @@ public static unsafe class NativeApi
             static (aggregator, a) => aggregator.Record(a.Ids, a.Length, a.Tokens, a.TopK, a.Loss, a.ZLoss, a.Stream),
             onDevice: false);
 
+    /// <summary>Backs <c>moegs_record_latency</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int RecordLatency(long handle, long nanoseconds) =>
         With(
@@ -74,6 +76,7 @@ public static unsafe class NativeApi
             },
             onDevice: false);
 
+    /// <summary>Backs <c>moegs_accelerator</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int Accelerator(long handle, byte** destination)
     {
@@ -90,6 +93,7 @@ public static unsafe class NativeApi
     private static readonly Dictionary<string, IntPtr> KindNames =
         AcceleratorSelection.Names.ToDictionary(kind => kind, Marshal.StringToCoTaskMemUTF8);
 
+    /// <summary>Backs <c>moegs_snapshot_read</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int Snapshot(long handle, NativeSnapshot* destination)
     {
@@ -112,17 +116,21 @@ public static unsafe class NativeApi
     [UnmanagedCallersOnly]
     public static int SnapshotSize() => sizeof(NativeSnapshot);
 
+    /// <summary>Backs <c>moegs_expert_counts</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ExpertCounts(long handle, ulong* destination, int capacity) =>
         CopyOut(handle, destination, capacity, "moegs_expert_counts copies each expert's count", stats => stats.ExpertTokenCounts);
 
+    /// <summary>Backs <c>moegs_expert_utilization</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ExpertUtilization(long handle, float* destination, int capacity) =>
         CopyOut(handle, destination, capacity, "moegs_expert_utilization copies each expert's utilization", stats => stats.ExpertUtilization);
 
+    /// <summary>Backs <c>moegs_reset</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int Reset(long handle) => With(handle, aggregator => aggregator.Stats.Reset());
 
+    /// <summary>Backs <c>moegs_save</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int Save(long handle, byte* path)
     {
@@ -130,6 +138,7 @@ public static unsafe class NativeApi
         return file is null ? Fail(NativeStatus.InvalidArgument, refusal) : With(handle, aggregator => SaveTo(file, full => Serialization.RoutingStatsFile.Save(aggregator.Stats, full)));
     }
 
+    /// <summary>Backs <c>moegs_model_save</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelSave(long handle, byte* path)
     {
@@ -137,9 +146,11 @@ public static unsafe class NativeApi
         return file is null ? Fail(NativeStatus.InvalidArgument, refusal) : ReadModel(handle, model => SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full)));
     }
 
+    /// <summary>Backs <c>moegs_destroy</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int Destroy(long handle) => Remove(Handles, "aggregator", handle);
 
+    /// <summary>Backs <c>moegs_model_create</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelCreate(byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, long* handle) =>
         CreateModel("moegs_model_create", accelerator, layers, experts, expertCapacity, window, utilizationDecay, 0, handle);
@@ -192,6 +203,7 @@ public static unsafe class NativeApi
             static (model, a) => model.Record(a.Ids, a.Type, a.Layers, a.Tokens, a.TopK, a.Stride, a.Rows, a.Valid, a.Losses, a.ZLosses, a.Stream),
             onDevice: false);
 
+    /// <summary>Backs <c>moegs_model_accelerator</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelAccelerator(long handle, byte** destination)
     {
@@ -204,6 +216,7 @@ public static unsafe class NativeApi
         return With(Models, "model", handle, (IntPtr)destination, static (model, d) => *(byte**)d = (byte*)KindNames[model.Kind], onDevice: false);
     }
 
+    /// <summary>Backs <c>moegs_model_summary</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelSummary(long handle, int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
     {
@@ -215,6 +228,7 @@ public static unsafe class NativeApi
         return ReadModel(handle, model => model.Summary(model.Stats.Options.Window, expertRanks, destination, window, sinceStart));
     }
 
+    /// <summary>Backs <c>moegs_model_recent_summary</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelRecentSummary(long handle, int recentSteps, int* expertRanks, NativeModelBalance* destination, NativeLayerBalance* window, NativeLayerBalance* sinceStart)
     {
@@ -230,6 +244,7 @@ public static unsafe class NativeApi
         });
     }
 
+    /// <summary>Backs <c>moegs_model_read</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelRead(
         long handle,
@@ -288,6 +303,7 @@ public static unsafe class NativeApi
     [UnmanagedCallersOnly]
     public static int LayerBalanceSize() => sizeof(NativeLayerBalance);
 
+    /// <summary>Backs <c>moegs_model_window_load</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelWindowLoad(long handle, ulong* destination, int capacity)
     {
@@ -303,6 +319,7 @@ public static unsafe class NativeApi
         });
     }
 
+    /// <summary>Backs <c>moegs_model_recent_window_load</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelRecentWindowLoad(long handle, int recentSteps, ulong* destination, int capacity)
     {
@@ -351,6 +368,7 @@ public static unsafe class NativeApi
     [UnmanagedCallersOnly]
     public static int ModelArraysSize() => sizeof(NativeModelArrays);
 
+    /// <summary>Backs <c>moegs_model_layer_snapshot</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelLayerSnapshot(long handle, int layer, NativeSnapshot* destination)
     {
@@ -368,14 +386,17 @@ public static unsafe class NativeApi
         });
     }
 
+    /// <summary>Backs <c>moegs_model_layer_expert_counts</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelLayerExpertCounts(long handle, int layer, ulong* destination, int capacity) =>
         CopyOutLayer(handle, layer, destination, capacity, "moegs_model_layer_expert_counts copies each expert's count", stats => stats.ExpertTokenCounts);
 
+    /// <summary>Backs <c>moegs_model_layer_expert_utilization</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelLayerExpertUtilization(long handle, int layer, float* destination, int capacity) =>
         CopyOutLayer(handle, layer, destination, capacity, "moegs_model_layer_expert_utilization copies each expert's utilization", stats => stats.ExpertUtilization);
 
+    /// <summary>Backs <c>moegs_model_layer_decayed_utilization</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelLayerDecayedUtilization(long handle, int layer, float* destination, int capacity) =>
         CopyOutLayer(handle, layer, destination, capacity, "moegs_model_layer_decayed_utilization copies each expert's decayed utilization", stats =>
@@ -383,12 +404,15 @@ public static unsafe class NativeApi
                 ? throw new NativeArgumentException($"handle {handle}: this model keeps no decayed utilization: create it with a utilization_decay in [0, 1), not one below 0.")
                 : stats.DecayedExpertUtilization);
 
+    /// <summary>Backs <c>moegs_model_reset</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelReset(long handle) => WithModel(handle, model => model.Stats.Reset());
 
+    /// <summary>Backs <c>moegs_model_destroy</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelDestroy(long handle) => Remove(Models, "model", handle);
 
+    /// <summary>Backs <c>moegs_model_read_begin</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelReadBegin(long handle, int recentSteps, int* expertRanks, IntPtr stream, long* read)
     {
@@ -427,6 +451,7 @@ public static unsafe class NativeApi
             readOnly: true);
     }
 
+    /// <summary>Backs <c>moegs_model_read_ready</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelReadReady(long read, int* arrived)
     {
@@ -515,6 +540,7 @@ public static unsafe class NativeApi
         return status;
     }
 
+    /// <summary>Backs <c>moegs_model_read_destroy</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelReadDestroy(long read) => Remove(ModelReads, "pending model read", read);
 
