@@ -1718,7 +1718,7 @@ class ModelMetricsCollector:
                               f"(Debian and Ubuntu: apt install python3-prometheus-client); importing it failed: {error}") from error
         if not isinstance(model, MoeModelStats):
             raise TypeError(f"model must be a moegs.MoeModelStats (got {type(model).__name__})")
-        # A closed model would fail at every scrape, far from here.
+        # A closed model would serve nothing from the first scrape: refused here, where the mistake is.
         model._require_open()
         expert_series = _flag("expert_series", expert_series)
         self.top_experts = (min(self.DEFAULT_TOP_EXPERTS, model.experts) if top_experts is None

@@ -99,6 +99,15 @@ internal static partial class MoegsCommandLine
             PlanCommand.Create(console),
         };
         var result = root.Parse(args);
+        // The parser takes an option of one value given twice with a value once (--steps 2 --steps, --json --json=false)
+        // as the value given: the second spelling is lost unseen.
+        if (result.Errors.Count == 0 && Repeated(result) is { } repeated)
+        {
+            var command = result.CommandResult.Command;
+            console.Error.WriteLine($"{UnsafeText.Escaped(repeated)} Run {(command == root ? "moegs --help" : $"moegs {command.Name} --help")} for usage.");
+            return ExitCodes.Usage;
+        }
+
         if (result.Errors.Count > 0)
         {
             // Each message names its option, its value and what is allowed: one is the whole story. A
@@ -225,21 +234,27 @@ internal static partial class MoegsCommandLine
     }
 
     /// <summary>
-    /// An option of one value given more than once (<c>--steps 2 --steps 3</c>), with its values; null where there is
-    /// none. The parser says it "expects a single argument but 2 were provided", which reads as two values after one name.
+    /// An option of one value given more than once with a value (<c>--steps 2 --steps 3</c>, <c>--steps 2 --steps</c>,
+    /// <c>--json --json=false</c>), named by every spelling it has, with its values where each spelling has one; null
+    /// where there is none. The parser says "expects a single argument but 2 were provided", which reads as two values
+    /// after one name, or takes the one value given. A flag given twice without a value (<c>--json --json</c>) is no error.
     /// </summary>
     private static string? Repeated(ParseResult result)
     {
         var repeated = result.CommandResult.Children.OfType<OptionResult>()
-            .FirstOrDefault(o => o.IdentifierTokenCount > 1 && o.Option.Arity.MaximumNumberOfValues == 1 && o.Tokens.Count > 1);
+            .FirstOrDefault(o => o.IdentifierTokenCount > 1 && o.Option.Arity.MaximumNumberOfValues == 1 && o.Tokens.Count > 0);
         if (repeated is null)
         {
             return null;
         }
 
-        var values = repeated.Tokens.Select(t => t.Value).ToList();
-        var times = repeated.IdentifierTokenCount == 2 ? "twice" : $"{repeated.IdentifierTokenCount} times";
-        return $"{repeated.IdentifierToken?.Value ?? repeated.Option.Name} is given {times} ({string.Join(", ", values.SkipLast(1))} and {values[^1]}): give it once.";
+        var option = repeated.Option;
+        var named = option.Aliases.Count == 0 ? option.Name : $"{option.Name} ({string.Join(", ", option.Aliases.Order(StringComparer.Ordinal))})";
+        var count = repeated.IdentifierTokenCount;
+        var times = count == 2 ? "twice" : $"{count} times";
+        var values = repeated.Tokens.Select(t => SharedOptions.Given(t.Value)).ToList();
+        var given = values.Count == count ? $" ({string.Join(", ", values.SkipLast(1))} and {values[^1]})" : "";
+        return $"{named} is given {times}{given}: give it once.";
     }
 
     /// <summary>The option of <paramref name="command"/> that <paramref name="word"/> names by its name or an alias, or null.</summary>

@@ -295,13 +295,14 @@ internal static class ReplayCommand
         trace.UnsignedPadding(maxId) is { } text ? $"; {maxId:N0} is {text}: if those ids are padding, save the ids in a signed type (int8 to int64)" : "";
 
     /// <summary>
-    /// A note when a trace looks like a load instead, <c>[layers, experts]</c> (as <c>--window-load</c> writes): one step
-    /// without layers, of at most <see cref="LoadMatrix.MostModelLayers"/> token rows of more than
-    /// <see cref="LoadMatrix.MostTopK"/> ids, more than a router picks; else null. The reverse of plan's note on a trace.
+    /// A note when a .npy trace looks like a load instead, <c>[layers, experts]</c> (as <c>--window-load</c> writes): one
+    /// step without layers, of at most <see cref="LoadMatrix.MostModelLayers"/> token rows of more than
+    /// <see cref="LoadMatrix.MostTopK"/> ids, more than a router picks; else null. The reverse of plan's note on a trace;
+    /// plan reads a load from a .npy, not from an .npz or JSON lines.
     /// </summary>
     private static string? LoadNote(IRoutingTrace trace, FileInfo path) =>
-        !trace.HasLayers && trace.Steps == 1 && trace.MaxTokens <= LoadMatrix.MostModelLayers && trace.TopK > LoadMatrix.MostTopK
-            ? $"note: {UnsafeText.Escaped(path.Name)} is read as {Counted.Of(trace.MaxTokens, "token row")} of {trace.TopK:N0} ids each, more than a top-k router picks; if it holds a load, [layers, experts] (as --window-load writes), it is plan's input: moegs plan {UnsafeText.Escaped(path.Name)} --replicas R --gpus P."
+        !trace.HasLayers && trace.Steps == 1 && trace.MaxTokens <= LoadMatrix.MostModelLayers && trace.TopK > LoadMatrix.MostTopK && LoadMatrix.IsNpy(path.FullName)
+            ? $"note: {UnsafeText.Escaped(path.ToString())} is read as {Counted.Of(trace.MaxTokens, "token row")} of {trace.TopK:N0} ids each, more than a top-k router picks; if it holds a load, [layers, experts] (as --window-load writes), it is plan's input: moegs plan {UnsafeText.Escaped(path.ToString())} --replicas R --gpus P."
             : null;
 
     /// <summary>The trace's warning about ids at their unsigned dtype's largest value, if any were replayed.</summary>

@@ -185,14 +185,17 @@ internal sealed class SnapshotMerge
     }
 
     /// <summary>
-    /// Keeps the first part's routed slots per token, and the note on the first part whose figure is half again as large
-    /// or more, or as small: ids naming no expert and partly padded tokens lower a rank's figure below its top-k a
-    /// little, a top-k of 2 beside one of 8 by a factor of 4. Parts without a token say nothing.
+    /// Keeps the first part's slots per token, and the note on the first part whose figure is half again as large or
+    /// more, or as small: ids naming no expert and partly padded tokens lower a rank's figure below its top-k a little,
+    /// a top-k of 2 beside one of 8 by a factor of 4. The slots are the experts' counts, which a decision's histogram
+    /// and a file without <c>routed_slots</c> hold as a record of ids does. Parts without a token say nothing.
     /// </summary>
     private void NoteTopK(int index, Snapshot part)
     {
         var layers = part.Model is { } model ? Enumerable.Range(0, model.Layers).Select(model.Layer) : [part.Layer!];
-        var (slots, tokens) = layers.Aggregate((Slots: 0.0, Tokens: 0.0), (sum, layer) => (sum.Slots + layer.RoutedSlots, sum.Tokens + layer.TotalTokens));
+        var (slots, tokens) = layers.Aggregate(
+            (Slots: 0.0, Tokens: 0.0),
+            (sum, layer) => (sum.Slots + layer.ExpertTokenCounts.Sum(count => (double)count), sum.Tokens + layer.TotalTokens));
         if (tokens == 0)
         {
             return;
@@ -205,9 +208,11 @@ internal sealed class SnapshotMerge
         }
         else if (TopKNote is null && Math.Max(perToken, firstPerToken) >= 1.5 * Math.Min(perToken, firstPerToken))
         {
-            TopKNote = $"note: {UnsafeText.Escaped(_paths[first].ToString())} routes {firstPerToken:0.##} slots per token on average, {UnsafeText.Escaped(_paths[index].ToString())} {perToken:0.##}: ranks of one job route each token to the same top-k (ids naming no expert and partly padded tokens lower the average a little); snapshots of routers of different top-k add up to no router's load.";
+            TopKNote = $"note: {UnsafeText.Escaped(_paths[first].ToString())} routes {Slots(firstPerToken)} per token on average, {UnsafeText.Escaped(_paths[index].ToString())} {Slots(perToken)}: ranks of one job route each token to the same top-k (ids naming no expert and partly padded tokens lower the average a little); snapshots of routers of different top-k add up to no router's load.";
         }
     }
+
+    private static string Slots(double perToken) => FormattableString.Invariant($"{perToken:0.##}") is var text && text == "1" ? "1 slot" : $"{text} slots";
 
     /// <summary>Keeps the first part that counts experts, and the first whose options fix them: every later one must have their counts.</summary>
     private void Count(int index, RoutingStats layer)

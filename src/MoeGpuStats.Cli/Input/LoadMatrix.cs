@@ -251,6 +251,19 @@ internal static class LoadMatrix
             : $"the newest {summary.WindowSteps:N0} of {Counted.Of(summary.Steps, "step")}";
     }
 
+    /// <summary>Whether <paramref name="path"/> is a .npy file, which plan reads as a load; false where it cannot be read.</summary>
+    public static bool IsNpy(string path)
+    {
+        try
+        {
+            return FirstBytes(path).SequenceEqual(NpyHeader.MagicBytes);
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>The file's first bytes, as many as the .npy magic (fewer in a shorter file): enough to tell a .npy or .npz.</summary>
     private static ReadOnlySpan<byte> FirstBytes(string path)
     {

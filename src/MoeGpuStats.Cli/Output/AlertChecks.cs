@@ -101,7 +101,8 @@ internal static class AlertChecks
 
     private static string NotJudged(double meanLoad, string over)
     {
-        var average = Invariant($"{meanLoad:0.#}");
+        // Rounded down: 19.96 slots shown as 20 would read "20, under 20".
+        var average = Invariant($"{Math.Floor(meanLoad * 10) / 10:0.#}");
         return Invariant($"not judged: each expert averages {average} {(average == "1" ? "slot" : "slots")} {over}, under {MinMeanLoad:0}, too few to tell chance from imbalance");
     }
 

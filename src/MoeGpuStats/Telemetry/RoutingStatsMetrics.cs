@@ -16,7 +16,8 @@ namespace MoeGpuStats.Telemetry;
 /// the total since the statistics were created or last reset. An expert reported once is reported on,
 /// as 0 after a reset that emptied the counts (statistics without <see cref="RoutingStatsOptions.Experts"/>),
 /// so that an exporter serves its reset rather than its last count. Current values are observable gauges:
-/// <c>moegs.utilization.cv</c>, <c>moegs.load.max_mean_ratio</c>, <c>moegs.routing.efficiency</c> (%),
+/// <c>moegs.balancedness</c> (mean over most slots per expert since the start), <c>moegs.utilization.cv</c>,
+/// <c>moegs.load.max_mean_ratio</c>, <c>moegs.routing.efficiency</c> (%),
 /// <c>moegs.loss.load_balance</c>, <c>moegs.loss.router_z</c>.
 /// </para>
 /// <para>

@@ -81,13 +81,18 @@ public sealed class MoegsCommandLineTests : IDisposable
     }
 
     /// <summary>
-    /// An option of one value given twice or more is named with its values, not as one option given two values ("Option
-    /// '--steps' expects a single argument but 2 were provided"), and nothing runs; a flag given twice is no error.
+    /// An option of one value given twice or more is named by its spellings with its values, not as one option given two
+    /// values ("Option '--steps' expects a single argument but 2 were provided"), and nothing runs; so is one given twice
+    /// with one value, which the parser took as that value (<c>--steps 2 --steps</c> ran 2 batches, <c>--json
+    /// --json=false</c> printed text). A value with a blank is quoted.
     /// </summary>
     [Theory]
-    [InlineData("simulate --steps 2 --steps 3", "--steps is given twice (2 and 3): give it once. Run moegs simulate --help for usage.")]
-    [InlineData("simulate --steps 2 --save a.json --steps 3 --steps 4", "--steps is given 3 times (2, 3 and 4): give it once. Run moegs simulate --help for usage.")]
+    [InlineData("simulate --steps 2 --steps 3", "--steps (-n) is given twice (2 and 3): give it once. Run moegs simulate --help for usage.")]
+    [InlineData("simulate --steps 2 --save a.json -n 3 --steps=4", "--steps (-n) is given 3 times (2, 3 and 4): give it once. Run moegs simulate --help for usage.")]
     [InlineData("plan load.npy --replicas 16 --gpus 4 --replicas 16", "--replicas is given twice (16 and 16): give it once. Run moegs plan --help for usage.")]
+    [InlineData("merge a.json b.json -o x.json --output y.json", "--output (-o) is given twice (x.json and y.json): give it once. Run moegs merge --help for usage.")]
+    [InlineData("simulate --steps 2 --steps", "--steps (-n) is given twice: give it once. Run moegs simulate --help for usage.")]
+    [InlineData("simulate --json --json=false", "--json is given twice: give it once. Run moegs simulate --help for usage.")]
     public void AnOptionGivenTwiceIsNamedWithItsValues(string command, string message)
     {
         var (code, output, error) = Run(command.Split(' '));
@@ -95,6 +100,19 @@ public sealed class MoegsCommandLineTests : IDisposable
         Assert.Equal(ExitCodes.Usage, code);
         Assert.Empty(output);
         Assert.Equal(message, error.Trim());
+    }
+
+    /// <summary>A value with a blank, given twice, is quoted; a flag given twice without a value is no error (the file is the command's problem).</summary>
+    [Fact]
+    public void ARepeatedValueIsQuotedAndARepeatedFlagIsNoError()
+    {
+        var (code, _, error) = Run(["simulate", "--steps", "2, 3", "--steps", "4"]);
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.StartsWith("--steps (-n) is given twice ('2, 3' and 4): give it once.", error.Trim(), StringComparison.Ordinal);
+
+        var (flag, _, flagError) = Run(["report", "no-such-snapshot.json", "--json", "--json"]);
+        Assert.Equal(ExitCodes.BadInput, flag);
+        Assert.DoesNotContain("given twice", flagError, StringComparison.Ordinal);
     }
 
     /// <summary>A value that is empty or holds a blank is quoted, so that the blank the parser refused can be seen.</summary>

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Serialization;
@@ -106,7 +107,9 @@ public sealed class MergeCommandTests : IDisposable
 
     /// <summary>
     /// Parts that route clearly different slots per token (top-2 beside top-8) are noted, for layers and models, and
-    /// still merge; ranks of one top-k whose ids name no expert now and then (7 of 8 slots per token) are not.
+    /// still merge; ranks of one top-k whose ids name no expert now and then (7 of 8 slots per token) are not, nor a
+    /// decision's histogram of top-2 beside top-2 ids (its routed slots are its tokens), nor a file without
+    /// <c>routed_slots</c>, as the seed writes it.
     /// </summary>
     [Fact]
     public void PartsOfDifferentTopKAreNoted()
@@ -120,11 +123,27 @@ public sealed class MergeCommandTests : IDisposable
 
         Assert.Equal(ExitCodes.Ok, code);
         Assert.StartsWith("merge of 2 snapshots: one layer of 8 experts", output);
-        Assert.Equal($"note: {top2} routes 2 slots per token on average, {top8} 8: ranks of one job route each token to the same top-k (ids naming no expert and partly padded tokens lower the average a little); snapshots of routers of different top-k add up to no router's load.", error.Trim());
+        Assert.Equal($"note: {top2} routes 2 slots per token on average, {top8} 8 slots: ranks of one job route each token to the same top-k (ids naming no expert and partly padded tokens lower the average a little); snapshots of routers of different top-k add up to no router's load.", error.Trim());
         Assert.Equal(ExitCodes.Ok, models);
-        Assert.Contains($"note: {model2} routes 2 slots per token on average, {model8} 8: ", modelsError);
+        Assert.Contains($"note: {model2} routes 2 slots per token on average, {model8} 8 slots: ", modelsError);
         Assert.Equal(ExitCodes.Ok, same);
         Assert.DoesNotContain("note:", sameError);
+
+        var decision = Path.Combine(_folder.FullName, "decision.json");
+        using (var stats = new RoutingStats(new RoutingStatsOptions { Experts = 8 }))
+        {
+            // 4 tokens of top-2: 8 slots on experts 0 and 1.
+            stats.RecordRouting(new RoutingDecision { ExpertCapacities = [4, 4, 0, 0, 0, 0, 0, 0], TotalTokens = 4 });
+            RoutingStatsFile.Save(stats, decision);
+        }
+
+        var seed = Path.Combine(_folder.FullName, "seed.json");
+        var fields = JsonNode.Parse(File.ReadAllText(top2))!.AsObject();
+        Assert.True(fields.Remove("routed_slots"));
+        File.WriteAllText(seed, fields.ToJsonString());
+        var (mixed, _, mixedError) = Run("merge", decision, top2, seed);
+        Assert.Equal(ExitCodes.Ok, mixed);
+        Assert.DoesNotContain("note:", mixedError);
 
         string Layer(string name, int topK, int[] invalidSlots)
         {

@@ -584,9 +584,22 @@ public sealed partial class ReplayCommandTests : IDisposable
         var (code, _, error) = Run("replay", load, "--experts", "256");
 
         Assert.True(code == ExitCodes.Ok, error);
-        var note = $"note: load.npy is read as {rows} token rows of {columns} ids each, more than a top-k router picks; if it holds a load, [layers, experts] (as --window-load writes), it is plan's input: moegs plan load.npy --replicas R --gpus P.";
+        var note = $"note: {load} is read as {rows} token rows of {columns} ids each, more than a top-k router picks; if it holds a load, [layers, experts] (as --window-load writes), it is plan's input: moegs plan {load} --replicas R --gpus P.";
         Assert.Equal(noted, error.Contains(note, StringComparison.Ordinal));
-        Assert.Equal(noted, error.Contains("note: load.npy is read as", StringComparison.Ordinal));
+        Assert.Equal(noted, error.Contains($"note: {load} is read as", StringComparison.Ordinal));
+    }
+
+    /// <summary>JSON lines of that shape get no such note: plan reads a load from a .npy or a JSON array, not from JSON lines.</summary>
+    [Fact]
+    public void JsonLinesShapedAsALoadGetNoNote()
+    {
+        var trace = Path.Combine(_folder.FullName, "wide.jsonl");
+        File.WriteAllText(trace, $"{{\"topk_ids\": [[{string.Join(", ", Enumerable.Range(0, 20))}], [{string.Join(", ", Enumerable.Range(20, 20))}]]}}\n");
+
+        var (code, _, error) = Run("replay", trace, "--experts", "64");
+
+        Assert.True(code == ExitCodes.Ok, error);
+        Assert.DoesNotContain("is read as", error, StringComparison.Ordinal);
     }
 
     /// <summary>

@@ -145,6 +145,16 @@ public sealed class AlertChecksTests
         Assert.Equal(("busiest expert over 5 x the mean", "no", "5.00 x, expert 7"), AlertChecks.Router(stats).First());
     }
 
+    /// <summary>The average shown is rounded down: 499 slots over 25 experts (19.96) read 19.9, never "20, under 20".</summary>
+    [Fact]
+    public void TheAverageNotJudgedIsRoundedDown()
+    {
+        using var stats = new RoutingStats(new RoutingStatsOptions { Experts = 25 });
+        stats.RecordRouting([.. Enumerable.Range(0, 499).Select(i => i % 25)], tokens: 499, topK: 1);
+
+        Assert.StartsWith("not judged: each expert averages 19.9 slots since the start, under 20", AlertChecks.Router(stats).First().Note, StringComparison.Ordinal);
+    }
+
     /// <summary>A window of exactly the rules' 20 slots per expert is judged (the rules leave out under 20), averaged over the layers as the rules' gauge.</summary>
     [Fact]
     public void TheLoadIsJudgedFrom20SlotsPerExpertAveragedOverTheLayers()
