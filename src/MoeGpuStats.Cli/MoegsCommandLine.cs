@@ -99,12 +99,13 @@ internal static partial class MoegsCommandLine
             PlanCommand.Create(console),
         };
         var result = root.Parse(args);
+        var command = result.CommandResult.Command;
+        var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
         // The parser takes an option of one value given twice with a value once (--steps 2 --steps, --json --json=false)
         // as the value given: the second spelling is lost unseen.
         if (result.Errors.Count == 0 && Repeated(result) is { } repeated)
         {
-            var command = result.CommandResult.Command;
-            console.Error.WriteLine($"{UnsafeText.Escaped(repeated)} Run {(command == root ? "moegs --help" : $"moegs {command.Name} --help")} for usage.");
+            console.Error.WriteLine($"{UnsafeText.Escaped(repeated)} Run {help} for usage.");
             return ExitCodes.Usage;
         }
 
@@ -115,8 +116,6 @@ internal static partial class MoegsCommandLine
             // A mistyped option taken for an input file says more than the word it pushed out of place.
             var unrecognized = (result.Errors.FirstOrDefault(e => e.Message.StartsWith(SharedOptions.UnrecognizedOption, StringComparison.Ordinal))
                 ?? result.Errors.FirstOrDefault(e => e.Message.StartsWith("Unrecognized", StringComparison.Ordinal)))?.Message;
-            var command = result.CommandResult.Command;
-            var help = command == root ? "moegs --help" : $"moegs {command.Name} --help";
             // One dash before a long name (-experts 8) comes first: the parser read it as short options and their
             // values, and its own message names only what that pushed out of place (the 8).
             if (SingleDashed(args, command, root) is (string typed, string longName))
