@@ -212,7 +212,11 @@ internal sealed class SnapshotMerge
         }
     }
 
-    private static string Slots(double perToken) => FormattableString.Invariant($"{perToken:0.##}") is var text && text == "1" ? "1 slot" : $"{text} slots";
+    private static string Slots(double perToken)
+    {
+        var text = FormattableString.Invariant($"{perToken:0.##}");
+        return text == "1" ? "1 slot" : $"{text} slots";
+    }
 
     /// <summary>Keeps the first part that counts experts, and the first whose options fix them: every later one must have their counts.</summary>
     private void Count(int index, RoutingStats layer)

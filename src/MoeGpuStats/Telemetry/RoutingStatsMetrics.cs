@@ -193,6 +193,7 @@ public sealed class RoutingStatsMetrics : IDisposable
             var summary = snapshot.UtilizationSummary();
             // No load is balanced (every expert at the mean), as a model's layer reads it: 0 would be a ratio no load has.
             var ratio = summary.TryGetValue("mean_utilization", out var mean) && mean > 0f ? summary["max_utilization"] / mean : 1f;
+            ulong[] counts = [.. snapshot.ExpertTokenCounts];
             return new Reading(
                 snapshot.TotalRoutings,
                 snapshot.TotalTokens,
@@ -200,8 +201,8 @@ public sealed class RoutingStatsMetrics : IDisposable
                 snapshot.RoutedSlots,
                 snapshot.SlotsDropped,
                 snapshot.InvalidExpertIds,
-                [.. snapshot.ExpertTokenCounts],
-                RoutingMath.Balancedness(snapshot.ExpertTokenCounts),
+                counts,
+                RoutingMath.Balancedness(counts),
                 FloatStatistic.ToDouble(snapshot.UtilizationCv()),
                 FloatStatistic.ToDouble(ratio),
                 FloatStatistic.ToDouble(snapshot.RoutingEfficiency),
