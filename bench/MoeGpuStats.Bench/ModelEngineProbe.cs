@@ -3,7 +3,6 @@ using System.Diagnostics;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.OpenCL;
-using MoeGpuStats.Device;
 using MoeGpuStats.Kernels;
 using MoeGpuStats.Kernels.Model;
 

@@ -5,7 +5,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using MoeGpuStats.Device;
 using MoeGpuStats.Monitoring;
 using MoeGpuStats.Telemetry;
-using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests;
 

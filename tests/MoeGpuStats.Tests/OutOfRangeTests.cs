@@ -4,7 +4,6 @@ using MoeGpuStats.Interop;
 using MoeGpuStats.Monitoring;
 using MoeGpuStats.Placement;
 using MoeGpuStats.Telemetry;
-using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests;
 

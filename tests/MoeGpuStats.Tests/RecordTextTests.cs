@@ -2,7 +2,6 @@ using System.Globalization;
 using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Text;
-using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests;
 

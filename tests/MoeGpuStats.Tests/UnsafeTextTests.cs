@@ -1,5 +1,4 @@
 using System.Text;
-using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Native;
 using MoeGpuStats.Serialization;

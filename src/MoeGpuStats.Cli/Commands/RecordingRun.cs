@@ -1,4 +1,3 @@
-using MoeGpuStats.Cli.Output;
 
 namespace MoeGpuStats.Cli.Commands;
 

@@ -1,9 +1,7 @@
 using System.Diagnostics;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
-using MoeGpuStats.Serialization;
 
 namespace MoeGpuStats.Cli.Commands;
 

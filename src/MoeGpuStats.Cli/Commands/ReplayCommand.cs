@@ -1,7 +1,5 @@
 using System.CommandLine;
 using MoeGpuStats.Cli.Input;
-using MoeGpuStats.Cli.Output;
-using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Cli.Commands;
 

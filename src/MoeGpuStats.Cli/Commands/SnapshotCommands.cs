@@ -1,6 +1,5 @@
 using System.CommandLine;
 using System.Security.Cryptography;
-using System.Text.Json;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Serialization;

@@ -1,5 +1,4 @@
 using MoeGpuStats.Cli.Input;
-using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Cli.Commands;

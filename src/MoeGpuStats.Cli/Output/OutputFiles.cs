@@ -1,4 +1,3 @@
-using MoeGpuStats.Cli.Commands;
 
 namespace MoeGpuStats.Cli.Output;
 

@@ -1,4 +1,3 @@
-using System.Globalization;
 
 namespace MoeGpuStats.Cli.Output;
 

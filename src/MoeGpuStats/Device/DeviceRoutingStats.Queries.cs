@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using ILGPU;
-using ILGPU.Runtime;
 using MoeGpuStats.Kernels;
 
 namespace MoeGpuStats.Device;

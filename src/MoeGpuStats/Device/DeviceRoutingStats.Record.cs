@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Runtime;
 using MoeGpuStats.Engines;
 using MoeGpuStats.Kernels;
 using static System.FormattableString;

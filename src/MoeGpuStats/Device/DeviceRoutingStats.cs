@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Runtime;
 using Microsoft.Extensions.Logging;
-using MoeGpuStats.Engines;
 using MoeGpuStats.Kernels;
 using static System.FormattableString;
 

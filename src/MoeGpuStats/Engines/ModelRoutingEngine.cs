@@ -1,5 +1,4 @@
 using ILGPU;
-using MoeGpuStats.Kernels.Model;
 using static System.FormattableString;
 
 namespace MoeGpuStats.Engines;

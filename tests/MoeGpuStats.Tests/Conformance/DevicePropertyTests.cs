@@ -1,4 +1,3 @@
-using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
 using MoeGpuStats.Kernels;

@@ -1,6 +1,3 @@
-using ILGPU;
-using ILGPU.Runtime;
-using MoeGpuStats.Device;
 
 namespace MoeGpuStats.Tests.Device;
 

@@ -1,9 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using ILGPU;
 using ILGPU.Runtime;
 using MoeGpuStats.Device;
-using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Tests.Device;
 

@@ -1,5 +1,4 @@
 using ILGPU;
-using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using MoeGpuStats.Device;
 

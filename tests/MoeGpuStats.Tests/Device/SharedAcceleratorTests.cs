@@ -1,5 +1,4 @@
 using ILGPU.Runtime;
-using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests.Device;
 

@@ -1,5 +1,4 @@
 using MoeGpuStats.Kernels;
-using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests.Kernels;
 

@@ -1,4 +1,3 @@
-using ILGPU;
 using ILGPU.Runtime;
 
 namespace MoeGpuStats.Tests.Model;

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using ILGPU;
 using ILGPU.Runtime;
-using MoeGpuStats.Device;
 using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Tests.Model;

@@ -1,4 +1,3 @@
-using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.OpenCL;
 using MoeGpuStats.Native;

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using MoeGpuStats.Engines;
 
 namespace MoeGpuStats.Tests.Support;
 

@@ -3,7 +3,6 @@ using System.Text.Json.Nodes;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Input;
 using MoeGpuStats.Serialization;
-using MoeGpuStats.Tests.Support;
 using static MoeGpuStats.Tests.Support.Moegs;
 
 namespace MoeGpuStats.Tests.Cli.Commands;

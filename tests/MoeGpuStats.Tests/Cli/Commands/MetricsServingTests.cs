@@ -2,7 +2,6 @@ using System.Net.Sockets;
 using MoeGpuStats.Cli;
 using MoeGpuStats.Cli.Commands;
 using MoeGpuStats.Cli.Output;
-using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests.Cli.Commands;
 

@@ -1,5 +1,4 @@
 using MoeGpuStats.Cli;
-using MoeGpuStats.Cli.Output;
 using MoeGpuStats.Cli.Input;
 using static MoeGpuStats.Tests.Support.ModelTrace;
 

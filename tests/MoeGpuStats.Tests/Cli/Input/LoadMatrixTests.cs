@@ -1,5 +1,4 @@
 using MoeGpuStats.Cli.Input;
-using MoeGpuStats.Tests.Support;
 
 namespace MoeGpuStats.Tests.Cli.Input;
 

@@ -1,5 +1,3 @@
-using ILGPU;
-using ILGPU.Runtime;
 using MoeGpuStats.Kernels.Model;
 
 namespace MoeGpuStats.Tests.Kernels.Model;
