@@ -94,7 +94,7 @@ internal static class ModelEngineProbe
                 UtilizationSums = Zeroed<double>(perLayer),
                 TokenCounts = Zeroed<ulong>(perLayer),
                 Utilization = Zeroed<float>(perLayer),
-                DecayedUtilization = Zeroed<float>(perLayer),
+                DecayedUtilization = Zeroed<double>(perLayer),
                 VarianceHistory = Zeroed<float>(Layers * RoutingStateLayout.VarianceWindow),
                 WindowRing = Zeroed<uint>(options.WindowEntries),
                 WindowLoad = Zeroed<ulong>(perLayer),

@@ -106,12 +106,13 @@ internal readonly record struct RecordBreakdown(long Ids, double BareReadUs, dou
         using var sums = accelerator.Allocate1D<double>(experts);
         using var perExpert = accelerator.Allocate1D<ulong>(experts);
         using var floats = accelerator.Allocate1D<float>(experts);
+        using var decayed = accelerator.Allocate1D<double>(experts);
         using var ring = accelerator.Allocate1D<float>(RoutingStateLayout.VarianceWindow);
         var state = new RoutingStateViews
         {
             State = block.View, BatchHistogram = counts.View, BatchInvalid = invalid.View, BatchPaddedTokens = padded.View,
             UtilizationSums = sums.View, TokenCounts = perExpert.View,
-            Utilization = floats.View, DecayedUtilization = floats.View, VarianceHistory = ring.View,
+            Utilization = floats.View, DecayedUtilization = decayed.View, VarianceHistory = ring.View,
         };
         var record = new RecordArguments { Experts = experts, Buffer = 0, TopK = 1 };
         var none = new RecordArguments { Buffer = -1 };

@@ -49,7 +49,7 @@ internal static partial class RoutingRecordKernel
             state.TokenCounts[e] = (resize ? 0UL : tokenCount) + (ulong)count;
             if (decay >= 0f)
             {
-                state.DecayedUtilization[e] = Mul(decay, resize ? 0f : state.DecayedUtilization[e]) + Mul(1.0f - decay, share);
+                state.DecayedUtilization[e] = Mul((double)decay, resize ? 0.0 : state.DecayedUtilization[e]) + Mul(1.0 - decay, share);
             }
 
             partialSum += count;

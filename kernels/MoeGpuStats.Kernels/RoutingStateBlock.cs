@@ -101,8 +101,11 @@ internal struct RoutingStateViews
     /// <summary>The seed's cumulative-mean utilization per expert, as f32 (the queries read it).</summary>
     public ArrayView<float> Utilization;
 
-    /// <summary>Exponentially decayed utilization per expert.</summary>
-    public ArrayView<float> DecayedUtilization;
+    /// <summary>
+    /// Exponentially decayed utilization per expert, in f64: in f32 an average decayed by d stops moving once
+    /// (1 − d) × share is under half a unit in its last place, far below the share where d is near 1.
+    /// </summary>
+    public ArrayView<double> DecayedUtilization;
 
     /// <summary>Ring of per-batch load variances, by ring position.</summary>
     public ArrayView<float> VarianceHistory;

@@ -23,4 +23,16 @@ internal static class UnfusedMath
 
         return a * b;
     }
+
+    /// <summary><paramref name="a"/> × <paramref name="b"/>, rounded to double before any later add.</summary>
+    public static double Mul(double a, double b)
+    {
+        if (CudaAsm.IsSupported)
+        {
+            CudaAsm.Emit("mul.rn.f64 %0, %1, %2;", out double product, a, b);
+            return product;
+        }
+
+        return a * b;
+    }
 }

@@ -723,7 +723,7 @@ static void model_layer_values(void)
     static int32_t ids[M_LAYERS * M_TOKENS * TOP_K];
     uint64_t since[M_LAYERS][M_EXPERTS] = {{0}};
     double shares[M_LAYERS][M_EXPERTS] = {{0}};
-    float decayed[M_LAYERS][M_EXPERTS] = {{0}};
+    double decayed[M_LAYERS][M_EXPERTS] = {{0}}; /* kept in f64, as the library keeps it */
     for (int step = 0; step < M_STEPS; step++) {
         int32_t step_counts[M_LAYERS][M_EXPERTS] = {{0}};
         for (int i = 0; i < M_LAYERS * M_TOKENS * TOP_K; i++) {
@@ -738,7 +738,7 @@ static void model_layer_values(void)
                 float share = (float)step_counts[l][e] / (float)M_TOKENS;
                 since[l][e] += (uint64_t)step_counts[l][e];
                 shares[l][e] += share;
-                decayed[l][e] = decay * decayed[l][e] + (1.0f - decay) * share;
+                decayed[l][e] = (double)decay * decayed[l][e] + (1.0 - (double)decay) * share;
             }
     }
 
@@ -753,7 +753,7 @@ static void model_layer_values(void)
                       (unsigned long long)since[l][e]);
                 CHECK(utilization[e] == (float)(shares[l][e] / M_STEPS), "%s layer %d expert %d: utilization %.9g, mean share %.9g", kinds[i], l, e,
                       utilization[e], (float)(shares[l][e] / M_STEPS));
-                CHECK(fabsf(values[e] - decayed[l][e]) <= 1e-6f, "%s layer %d expert %d: decayed %.9g, want %.9g", kinds[i], l, e, values[e], decayed[l][e]);
+                CHECK(fabs(values[e] - decayed[l][e]) <= 1e-6, "%s layer %d expert %d: decayed %.9g, want %.9g", kinds[i], l, e, values[e], decayed[l][e]);
             }
         }
 

@@ -169,8 +169,8 @@ public sealed partial class RoutingStats : IDisposable
 
     /// <summary>
     /// Of <see cref="RoutedSlots"/>, those dropped: slots beyond <see cref="RoutingStatsOptions.ExpertCapacity"/>
-    /// (<c>sum over experts of max(0, count − capacity)</c>) for ids recorded with a capacity; k per
-    /// reported dropped token for ids without one; a decision's dropped tokens. Not in the seed.
+    /// (<c>sum over experts of max(0, count − capacity)</c>) for ids recorded with a capacity; for ids without one, k
+    /// per reported dropped token, at most the batch's routed slots; a decision's dropped tokens. Not in the seed.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The statistics (or, for a model's layer, the model) were disposed.</exception>
     public ulong SlotsDropped => Engine.Totals.SlotsDropped;

@@ -127,6 +127,31 @@ public sealed class RoutingStatsTests
         Assert.Equal([0.5f, 0.5f], stats.ExpertUtilization);
     }
 
+    /// <summary>
+    /// With a decay near 1 the average keeps approaching the share: kept in f32, <c>d × u + (1 − d) × share</c> stops
+    /// moving once the step is under half a unit in u's last place, here about 0.002 below 1/3 (0.6 %) where the
+    /// exact average, <c>share × (1 − d^n)</c>, is within 1e-7 of the share.
+    /// </summary>
+    [Fact]
+    public void DecayedUtilizationApproachesTheShareWhereFloat32Stalls()
+    {
+        const float decay = 1f - (1f / 65_536);
+        const int batches = 1_200_000;
+        using var stats = new RoutingStats(new RoutingStatsOptions { UtilizationDecay = decay });
+        var decision = new RoutingDecision { ExpertCapacities = [1, 2], TotalTokens = 3 };
+        for (var i = 0; i < batches; i++)
+        {
+            stats.RecordRouting(decision);
+        }
+
+        var approach = 1 - Math.Pow(decay, batches);
+        double[] expected = [approach * (1f / 3), approach * (2f / 3)];
+        for (var e = 0; e < expected.Length; e++)
+        {
+            Assert.InRange(stats.DecayedExpertUtilization[e], expected[e] * (1 - 1e-6), expected[e] * (1 + 1e-6));
+        }
+    }
+
     /// <summary>A decay of 0, the lower bound, is allowed: the decayed utilization is then the last batch's share alone.</summary>
     [Theory]
     [InlineData("managed")]

@@ -36,8 +36,8 @@ internal struct ModelStateViews
     /// <summary><c>[layers, experts]</c>.</summary>
     public ArrayView<float> Utilization;
 
-    /// <summary><c>[layers, experts]</c>.</summary>
-    public ArrayView<float> DecayedUtilization;
+    /// <summary><c>[layers, experts]</c>, f64 as <see cref="RoutingStateViews.DecayedUtilization"/>.</summary>
+    public ArrayView<double> DecayedUtilization;
 
     /// <summary><c>[layers, <see cref="VarianceWindow"/>]</c>.</summary>
     public ArrayView<float> VarianceHistory;

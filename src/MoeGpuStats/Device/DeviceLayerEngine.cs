@@ -21,8 +21,9 @@ internal sealed class DeviceLayerEngine(DeviceModelEngine model, int layer) : Ro
 
     public override IReadOnlyList<float> ExpertUtilization => PerExpert(static views => views.Utilization);
 
-    public override IReadOnlyList<float> DecayedExpertUtilization =>
-        PerExpert(views => Options.UtilizationDecay is null ? views.DecayedUtilization.SubView(0, 0) : views.DecayedUtilization);
+    public override IReadOnlyList<float> DecayedExpertUtilization => Array.ConvertAll(
+        PerExpert(views => Options.UtilizationDecay is null ? views.DecayedUtilization.SubView(0, 0) : views.DecayedUtilization),
+        static value => (float)value);
 
     public override IReadOnlyList<ulong> ExpertTokenCounts => PerExpert(static views => views.TokenCounts);
 

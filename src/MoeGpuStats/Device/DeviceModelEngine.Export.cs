@@ -49,7 +49,7 @@ internal sealed partial class DeviceModelEngine
             var blocks = Unstage<RoutingStateBlock>(bytes, Options.Layers, ref read);
             var utilization = Unstage<float>(bytes, entries, ref read);
             var sums = Unstage<double>(bytes, entries, ref read);
-            var decayedUtilization = decayed ? Unstage<float>(bytes, entries, ref read) : [];
+            var decayedUtilization = decayed ? Unstage<double>(bytes, entries, ref read) : [];
             var counts = Unstage<ulong>(bytes, entries, ref read);
             var history = Unstage<float>(bytes, _views.VarianceHistory.Length, ref read);
             var control = Unstage<int>(bytes, ModelStateLayout.ControlLength, ref read);
@@ -74,7 +74,7 @@ internal sealed partial class DeviceModelEngine
     /// (none before the first step); <paramref name="control"/> gives the ring's position.
     /// </summary>
     private ModelState StateOf(
-        RoutingStateBlock[] blocks, float[] utilization, double[] sums, float[] decayed, ulong[] counts, float[] history, int[] control, ulong[] load, uint[]? ring)
+        RoutingStateBlock[] blocks, float[] utilization, double[] sums, double[] decayed, ulong[] counts, float[] history, int[] control, ulong[] load, uint[]? ring)
     {
         var steps = blocks[0].TotalRoutings;
         var experts = steps == 0 ? 0 : Options.Experts;

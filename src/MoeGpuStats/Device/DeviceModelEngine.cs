@@ -92,7 +92,7 @@ internal sealed partial class DeviceModelEngine : ModelRoutingEngine
                 UtilizationSums = Allocate<double>(perLayer),
                 TokenCounts = Allocate<ulong>(perLayer),
                 Utilization = Allocate<float>(perLayer),
-                DecayedUtilization = Allocate<float>(perLayer),
+                DecayedUtilization = Allocate<double>(perLayer),
                 VarianceHistory = Allocate<float>(layers * VarianceWindow),
                 WindowRing = Allocate<uint>(options.WindowEntries),
                 WindowLoad = Allocate<ulong>(perLayer),
@@ -160,7 +160,7 @@ internal sealed partial class DeviceModelEngine : ModelRoutingEngine
     {
         long layers = options.Layers, entries = layers * options.Experts;
         return (layers * Unsafe.SizeOf<RoutingStateBlock>())
-            + (entries * (sizeof(float) + sizeof(double) + sizeof(float) + sizeof(ulong) + sizeof(ulong)))
+            + (entries * (sizeof(float) + sizeof(double) + sizeof(double) + sizeof(ulong) + sizeof(ulong)))
             + (layers * VarianceWindow * sizeof(float))
             + (ModelStateLayout.ControlLength * sizeof(int));
     }

@@ -36,12 +36,23 @@ public sealed partial class DeviceRoutingStats
 
     internal RoutingStateBlock ReadBlock() => MemoryMarshal.Read<RoutingStateBlock>(ReadBack(_ => Stage(_views.State, 0)).Bytes);
 
-    /// <summary>The utilization, or the decayed one (empty without a decay), of the state's experts.</summary>
+    /// <summary>The utilization, or the decayed one rounded to f32 (empty without a decay), of the state's experts.</summary>
     internal float[] ReadUtilization(bool decayed)
     {
-        var source = decayed ? _views.DecayedUtilization : _views.Utilization;
-        var kept = !decayed || _options.UtilizationDecay is not null;
-        return MemoryMarshal.Cast<byte, float>(ReadBack(experts => Stage(source.SubView(0, kept ? experts : 0), 0)).Bytes).ToArray();
+        if (!decayed)
+        {
+            return MemoryMarshal.Cast<byte, float>(ReadBack(experts => Stage(_views.Utilization.SubView(0, experts), 0)).Bytes).ToArray();
+        }
+
+        var kept = _options.UtilizationDecay is not null;
+        var values = MemoryMarshal.Cast<byte, double>(ReadBack(experts => Stage(_views.DecayedUtilization.SubView(0, kept ? experts : 0), 0)).Bytes);
+        var rounded = new float[values.Length];
+        for (var e = 0; e < rounded.Length; e++)
+        {
+            rounded[e] = (float)values[e];
+        }
+
+        return rounded;
     }
 
     internal ulong[] ReadTokenCounts() =>

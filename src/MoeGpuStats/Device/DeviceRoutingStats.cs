@@ -38,7 +38,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
     private readonly MemoryBuffer1D<double, Stride1D.Dense> _utilizationSums;
     private readonly MemoryBuffer1D<ulong, Stride1D.Dense> _tokenCounts;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _utilization;
-    private readonly MemoryBuffer1D<float, Stride1D.Dense> _decayedUtilization;
+    private readonly MemoryBuffer1D<double, Stride1D.Dense> _decayedUtilization;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _varianceHistory;
     private readonly MemoryBuffer1D<UtilizationQueryResult, Stride1D.Dense> _queryResult;
     private readonly MemoryBuffer1D<byte, Stride1D.Dense> _readback;
@@ -111,7 +111,7 @@ public sealed partial class DeviceRoutingStats : IDisposable
             _utilizationSums = Allocate<double>(experts);
             _tokenCounts = Allocate<ulong>(experts);
             _utilization = Allocate<float>(experts);
-            _decayedUtilization = Allocate<float>(experts);
+            _decayedUtilization = Allocate<double>(experts);
             _varianceHistory = Allocate<float>(RoutingStateLayout.VarianceWindow);
             _queryResult = Allocate<UtilizationQueryResult>(1);
             _readback = Allocate<byte>(DeviceStateReader.StateBytes(experts));

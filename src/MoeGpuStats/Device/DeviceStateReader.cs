@@ -50,7 +50,7 @@ internal sealed class DeviceStateReader(AcceleratorStream stream)
 
     /// <summary>The read-back bytes <see cref="StageState"/> stages a state of up to <paramref name="experts"/> experts in.</summary>
     public static long StateBytes(int experts) =>
-        Unsafe.SizeOf<RoutingStateBlock>() + ((long)experts * ((2 * sizeof(float)) + sizeof(double) + sizeof(ulong))) + (RoutingStateLayout.VarianceWindow * sizeof(float));
+        Unsafe.SizeOf<RoutingStateBlock>() + ((long)experts * (sizeof(float) + (2 * sizeof(double)) + sizeof(ulong))) + (RoutingStateLayout.VarianceWindow * sizeof(float));
 
     /// <summary>
     /// Enqueues the copies of the block and of the first <paramref name="experts"/> values of each per-expert
@@ -80,7 +80,7 @@ internal sealed class DeviceStateReader(AcceleratorStream stream)
         var held = Math.Min(block.Experts, experts);
         var utilization = Unstage<float>(bytes, experts, ref offset);
         var sums = Unstage<double>(bytes, experts, ref offset);
-        var decayedUtilization = Unstage<float>(bytes, decayed, ref offset);
+        var decayedUtilization = Unstage<double>(bytes, decayed, ref offset);
         var counts = Unstage<ulong>(bytes, experts, ref offset);
         var ring = Unstage<float>(bytes, RoutingStateLayout.VarianceWindow, ref offset);
         return StateOf(block, utilization[..held], sums[..held], decayed == 0 ? [] : decayedUtilization[..held], counts[..held], ring);
@@ -122,7 +122,7 @@ internal sealed class DeviceStateReader(AcceleratorStream stream)
     }
 
     /// <summary>A state from its block and arrays copied back (the caller's: the state keeps them; <paramref name="ring"/> is unrolled).</summary>
-    public static RoutingState StateOf(RoutingStateBlock block, float[] utilization, double[] sums, float[] decayed, ulong[] counts, ReadOnlySpan<float> ring) =>
+    public static RoutingState StateOf(RoutingStateBlock block, float[] utilization, double[] sums, double[] decayed, ulong[] counts, ReadOnlySpan<float> ring) =>
         new()
         {
             TotalRoutings = block.TotalRoutings,

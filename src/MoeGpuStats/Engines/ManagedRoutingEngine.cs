@@ -33,6 +33,8 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     private UtilizationList? _utilizationList;
     private double _loadBalanceLossSum;
     private double _routerZLossSum;
+    // The decayed averages are kept in f64 (RoutingStateViews.DecayedUtilization says why) and shown rounded to f32.
+    private double[] _decayed = [];
     private float[] _decayedUtilization = [];
     private ulong[] _tokenCounts = [];
     private int[] _histogram = [];
@@ -228,6 +230,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         _utilization = [];
         _utilizationSums = [];
         _utilizationStale = false;
+        _decayed = [];
         _decayedUtilization = [];
         _tokenCounts = [];
         _varianceHistory.Clear();
@@ -260,7 +263,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         RoutingEfficiency = _totals.RoutingEfficiency,
         ExpertUtilization = (float[])Utilization.Clone(),
         UtilizationSums = (double[])_utilizationSums.Clone(),
-        DecayedExpertUtilization = (float[])_decayedUtilization.Clone(),
+        DecayedExpertUtilization = (double[])_decayed.Clone(),
         ExpertTokenCounts = (ulong[])_tokenCounts.Clone(),
         LoadVarianceHistory = _varianceHistory.ToArray(),
         CapacityAverageUtilization = _capacity.AverageUtilization,
@@ -295,9 +298,10 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
         _countBound = Math.Max(
             Math.Max(state.TotalRoutings, state.TotalTokens),
             Math.Max(state.RoutedSlots + state.InvalidExpertIds, _tokenCounts.Length > 0 ? _tokenCounts.Max() : 0));
-        _decayedUtilization = Options.UtilizationDecay is null ? []
-            : state.DecayedExpertUtilization.Length == _utilization.Length ? (float[])state.DecayedExpertUtilization.Clone()
-            : new float[_utilization.Length];
+        _decayed = Options.UtilizationDecay is null ? []
+            : state.DecayedExpertUtilization.Length == _utilization.Length ? (double[])state.DecayedExpertUtilization.Clone()
+            : new double[_utilization.Length];
+        _decayedUtilization = Array.ConvertAll(_decayed, value => (float)value);
         _varianceHistory.Clear();
         foreach (var variance in state.LoadVarianceHistory.AsSpan(Math.Max(0, state.LoadVarianceHistory.Length - HistoryWindow)))
         {
@@ -495,12 +499,14 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
 
         if (Options.UtilizationDecay is { } decay)
         {
-            var decayed = _decayedUtilization.AsSpan(0, counts.Length);
-            var fresh = 1.0f - decay;
+            var decayed = _decayed.AsSpan(0, counts.Length);
+            var shown = _decayedUtilization.AsSpan(0, counts.Length);
+            var fresh = 1.0 - decay;
             for (i = 0; i < counts.Length; i++)
             {
                 var share = tokens > 0 ? counts[i] / batchTokens : 0f;
-                decayed[i] = decay * decayed[i] + fresh * share;
+                decayed[i] = (decay * decayed[i]) + (fresh * share);
+                shown[i] = (float)decayed[i];
             }
         }
 
@@ -610,7 +616,7 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     {
         lock (_lock)
         {
-            (_utilization, _utilizationSums, _tokenCounts, _decayedUtilization) = arrays;
+            (_utilization, _utilizationSums, _tokenCounts, _decayed, _decayedUtilization) = arrays;
         }
     }
 
@@ -627,10 +633,10 @@ internal sealed class ManagedRoutingEngine : RoutingStatsEngine
     /// <summary>Zeroed per-expert arrays for <paramref name="experts"/>, or null where the engine's are that long.</summary>
     private ExpertArrays? NewExpertArrays(int experts) => _utilization.Length == experts
         ? null
-        : new(new float[experts], new double[experts], new ulong[experts], Options.UtilizationDecay is null ? [] : new float[experts]);
+        : new(new float[experts], new double[experts], new ulong[experts], Options.UtilizationDecay is null ? [] : new double[experts], Options.UtilizationDecay is null ? [] : new float[experts]);
 
-    /// <summary>A layer's per-expert arrays: utilization means and their sums, token counts, decayed utilization (empty without a decay).</summary>
-    internal sealed record ExpertArrays(float[] Utilization, double[] UtilizationSums, ulong[] TokenCounts, float[] DecayedUtilization);
+    /// <summary>A layer's per-expert arrays: utilization means and their sums, token counts, decayed utilization in f64 and as shown (empty without a decay).</summary>
+    internal sealed record ExpertArrays(float[] Utilization, double[] UtilizationSums, ulong[] TokenCounts, double[] Decayed, float[] DecayedUtilization);
 
     private Span<int> HistogramBuffer(int experts)
     {

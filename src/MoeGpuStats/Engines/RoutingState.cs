@@ -27,7 +27,9 @@ internal sealed class RoutingState
     public double? LoadBalanceLossSum;
 
     public double? RouterZLossSum;
-    public float[] DecayedExpertUtilization = [];
+
+    /// <summary>The decayed utilization per expert in f64, as the engines keep it (the API shows it rounded to f32).</summary>
+    public double[] DecayedExpertUtilization = [];
     public ulong[] ExpertTokenCounts = [];
     public float[] LoadVarianceHistory = [];
     public float CapacityAverageUtilization;

@@ -66,7 +66,7 @@ public sealed record ModelRoutingStatsOptions
         return (layers * Unsafe.SizeOf<Kernels.RoutingStateBlock>())
             + (layers * Kernels.RoutingStateLayout.BatchHistogramLength * sizeof(ulong))
             + (2 * layers * Kernels.RoutingStateLayout.BatchBuffers * sizeof(ulong))
-            + (perLayer * (sizeof(double) + sizeof(ulong) + sizeof(float) + sizeof(float) + sizeof(ulong) + sizeof(ulong) + sizeof(ulong)))
+            + (perLayer * (sizeof(double) + sizeof(ulong) + sizeof(float) + sizeof(double) + sizeof(ulong) + sizeof(ulong) + sizeof(ulong)))
             + (layers * Kernels.RoutingStateLayout.VarianceWindow * sizeof(float))
             + (WindowEntries * sizeof(uint))
             + (Kernels.Model.ModelStateLayout.ControlLength * sizeof(int))

@@ -174,7 +174,7 @@ internal static partial class RoutingStatsJson
         const string shareRule = "utilization is a mean of shares, an expert's count over its batch's tokens, at most 2,147,483,647 (2^31 − 1 ids to one expert from one token)";
         const string varianceRule = "a batch's load variance, over counts of at most 2^31 − 1, is at most (2^31 − 1)², about 4.61e18";
         CheckAtMost(state.ExpertUtilization, "expert_utilization", MaxShare, shareRule);
-        CheckAtMost(state.DecayedExpertUtilization, "decayed_expert_utilization", MaxShare, shareRule);
+        CheckAtMost(state.DecayedExpertUtilization, "decayed_expert_utilization", (double)MaxShare, shareRule);
         CheckAtMost(state.LoadVarianceHistory, "load_variance_history", MaxLoadVariance, varianceRule);
 
         // The moving average of the batches' uses is at most the largest of them, and so is a merge's weighted mean of
@@ -198,7 +198,8 @@ internal static partial class RoutingStatsJson
     }
 
     /// <summary>Refuses a value above <paramref name="most"/>: no run records it, and sums and means of it overflow float32 (a trend, a CV, a merge's mean).</summary>
-    private static void CheckAtMost(float[] values, string name, float most, string rule)
+    private static void CheckAtMost<T>(T[] values, string name, T most, string rule)
+        where T : IFloatingPointIeee754<T>
     {
         for (var i = 0; i < values.Length; i++)
         {
@@ -256,9 +257,10 @@ internal static partial class RoutingStatsJson
     /// Refuses a share of expert <paramref name="e"/>, which counted nothing, in <paramref name="shares"/> (empty: none kept):
     /// a share is the expert's count over the batch's tokens, 0 in every batch.
     /// </summary>
-    private static void CheckNoShare(float[] shares, string name, int e)
+    private static void CheckNoShare<T>(T[] shares, string name, int e)
+        where T : IFloatingPointIeee754<T>
     {
-        if (shares.Length > 0 && shares[e] != 0)
+        if (shares.Length > 0 && shares[e] != T.Zero)
         {
             throw new JsonException(
                 Invariant($"{name}[{e}] is {Shown(shares[e])} but expert_token_counts[{e}] is 0; an expert that counted no slot had a share of 0 in every batch."));

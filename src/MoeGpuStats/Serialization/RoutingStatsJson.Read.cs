@@ -108,7 +108,7 @@ internal static partial class RoutingStatsJson
     /// The decayed utilization, which the writer writes exactly when the options have a decay, one per
     /// expert (none before the first batch); any other length was edited, and is refused rather than zeroed.
     /// </summary>
-    private static float[] ReadDecayed(JsonElement root, RoutingStatsOptions options, int experts)
+    private static double[] ReadDecayed(JsonElement root, RoutingStatsOptions options, int experts)
     {
         var present = root.TryGetProperty("decayed_expert_utilization", out var element);
         if (options.UtilizationDecay is not { } decay)
@@ -119,7 +119,7 @@ internal static partial class RoutingStatsJson
         }
 
         var decayed = present
-            ? ReadFloats(PerExpert(element, "decayed_expert_utilization"), "decayed_expert_utilization")
+            ? ReadDoubles(PerExpert(element, "decayed_expert_utilization"), "decayed_expert_utilization", nullMeans: double.NaN)
             : throw new JsonException(Invariant($"utilization_decay is {decay} but decayed_expert_utilization is missing; statistics with a decay have one per expert."));
         return decayed.Length == experts
             ? decayed

@@ -62,13 +62,7 @@ internal static partial class RoutingStatsJson
         // ignores fields it does not know).
         if (state.TotalRoutings > 0)
         {
-            writer.WriteStartArray("expert_utilization_sums");
-            foreach (var sum in state.UtilizationSums ?? [])
-            {
-                WriteDoubleValue(writer, sum);
-            }
-
-            writer.WriteEndArray();
+            WriteArray(writer, "expert_utilization_sums", state.UtilizationSums ?? []);
             WriteDouble(writer, "load_balance_loss_sum", state.LoadBalanceLossSum ?? 0);
             WriteDouble(writer, "router_z_loss_sum", state.RouterZLossSum ?? 0);
         }
@@ -93,6 +87,7 @@ internal static partial class RoutingStatsJson
         if (options.UtilizationDecay is { } decay)
         {
             WriteFloat(writer, "utilization_decay", decay);
+            // The f64 values the engines keep, so that a state read back continues exactly.
             WriteArray(writer, "decayed_expert_utilization", state.DecayedExpertUtilization);
         }
 
@@ -112,6 +107,17 @@ internal static partial class RoutingStatsJson
             {
                 writer.WriteNullValue();
             }
+        }
+
+        writer.WriteEndArray();
+    }
+
+    private static void WriteArray(Utf8JsonWriter writer, string name, double[] values)
+    {
+        writer.WriteStartArray(name);
+        foreach (var value in values)
+        {
+            WriteDoubleValue(writer, value);
         }
 
         writer.WriteEndArray();

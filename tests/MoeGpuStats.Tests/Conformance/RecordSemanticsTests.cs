@@ -178,6 +178,39 @@ public sealed class RecordSemanticsTests
     }
 
     /// <summary>
+    /// The decayed utilization is kept in f64 on every engine: after 50 batches decayed by 1 − 2^-16 it is
+    /// <c>share × (1 − d^n)</c> to 1e-12, where an f32 average is 9e-8 to 4e-7 off (the
+    /// managed engine's f64 values to the bit, and the shown f32 values are those rounded).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void DecayedUtilizationIsKeptInF64(string engine)
+    {
+        const float decay = 1f - (1f / 65_536);
+        const int batches = 50;
+        var options = new RoutingStatsOptions { Experts = 3, UtilizationDecay = decay };
+        using var stats = Create(engine, options);
+        using var managed = new RoutingStats(options);
+        int[] ids = [0, 1, 1, 2, 2, 2];
+        for (var i = 0; i < batches; i++)
+        {
+            stats.RecordRouting(ids, tokens: 6, topK: 1);
+            managed.RecordRouting(ids, tokens: 6, topK: 1);
+        }
+
+        var kept = stats.ExportState().DecayedExpertUtilization;
+        var approach = 1 - Math.Pow(decay, batches);
+        double[] shares = [1f / 6, 2f / 6, 3f / 6];
+        for (var e = 0; e < shares.Length; e++)
+        {
+            Assert.Equal(shares[e] * approach, kept[e], 1e-12 * shares[e]);
+        }
+
+        Assert.Equal(managed.ExportState().DecayedExpertUtilization, kept);
+        Assert.Equal(Array.ConvertAll(kept, value => (float)value), stats.DecayedExpertUtilization);
+    }
+
+    /// <summary>
     /// Padding wherever a counting might lose it: whole padded tokens and stray empty slots at every
     /// offset, before and after a quad boundary, in batches that split over many groups.
     /// </summary>

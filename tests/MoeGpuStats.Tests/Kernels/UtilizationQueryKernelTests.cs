@@ -135,7 +135,7 @@ public sealed class UtilizationQueryKernelTests
                 UtilizationSums = Keep(device.Allocate1D<double>(1)).View,
                 TokenCounts = Keep(device.Allocate1D<ulong>(1)).View,
                 Utilization = Keep(device.Allocate1D(utilization.Length == 0 ? [float.NaN] : utilization)).View,
-                DecayedUtilization = Keep(device.Allocate1D<float>(1)).View,
+                DecayedUtilization = Keep(device.Allocate1D<double>(1)).View,
                 VarianceHistory = Keep(device.Allocate1D(ring)).View,
             };
             _result = Keep(device.Allocate1D<UtilizationQueryResult>(1));

@@ -456,7 +456,7 @@ public sealed partial class RoutingStatsJsonConverterTests
     [InlineData("load_variance_history/0", "-1", "load_variance_history[0] is -1; a load variance cannot be negative or null.")]
     [InlineData("load_variance_history/0", "null", "load_variance_history[0] is null")]
     [InlineData("expert_utilization/1", "3e9", "expert_utilization[1] is 3E+09; utilization is a mean of shares, an expert's count over its batch's tokens, at most 2,147,483,647")]
-    [InlineData("decayed_expert_utilization/0", "1e10", "decayed_expert_utilization[0] is 1E+10; utilization is a mean of shares")]
+    [InlineData("decayed_expert_utilization/0", "1e10", "decayed_expert_utilization[0] is 10000000000; utilization is a mean of shares")]
     [InlineData("load_variance_history/0", "1e19", "load_variance_history[0] is 1E+19; a batch's load variance, over counts of at most 2^31 − 1, is at most (2^31 − 1)², about 4.61e18.")]
     [InlineData("routing_efficiency", "3.25", "routing_efficiency is 3.25 but routed_slots ")]
     [InlineData("capacity_stats/capacity_exceeded_count", "1000", "capacity_exceeded_count is 1000 for total_routings 40; a batch exceeds the capacity at most once.")]

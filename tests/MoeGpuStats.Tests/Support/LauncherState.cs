@@ -14,6 +14,7 @@ internal sealed class LauncherState : IDisposable
         Invalid = device.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
         TokenCounts = device.Allocate1D<ulong>(experts);
         Floats = device.Allocate1D<float>(experts);
+        Decayed = device.Allocate1D<double>(experts);
         Ring = device.Allocate1D<float>(RoutingStateLayout.VarianceWindow);
         PaddedTokens = device.Allocate1D<ulong>(RoutingStateLayout.BatchBuffers);
         Sums = device.Allocate1D<double>(experts);
@@ -24,12 +25,13 @@ internal sealed class LauncherState : IDisposable
         Invalid.MemSetToZero();
         TokenCounts.MemSetToZero();
         Floats.MemSetToZero();
+        Decayed.MemSetToZero();
         Ring.MemSetToZero();
         Views = new RoutingStateViews
         {
             State = Block.View, BatchHistogram = Counts.View, BatchInvalid = Invalid.View, BatchPaddedTokens = PaddedTokens.View,
             UtilizationSums = Sums.View, TokenCounts = TokenCounts.View,
-            Utilization = Floats.View, DecayedUtilization = Floats.View, VarianceHistory = Ring.View,
+            Utilization = Floats.View, DecayedUtilization = Decayed.View, VarianceHistory = Ring.View,
         };
     }
 
@@ -46,8 +48,11 @@ internal sealed class LauncherState : IDisposable
 
     public MemoryBuffer1D<ulong, Stride1D.Dense> TokenCounts { get; }
 
-    /// <summary>The utilization and the decayed utilization (one buffer: these tests read neither).</summary>
+    /// <summary>The utilization.</summary>
     public MemoryBuffer1D<float, Stride1D.Dense> Floats { get; }
+
+    /// <summary>The decayed utilization.</summary>
+    public MemoryBuffer1D<double, Stride1D.Dense> Decayed { get; }
 
     public MemoryBuffer1D<float, Stride1D.Dense> Ring { get; }
 
@@ -60,6 +65,7 @@ internal sealed class LauncherState : IDisposable
         Invalid.Dispose();
         TokenCounts.Dispose();
         Floats.Dispose();
+        Decayed.Dispose();
         Ring.Dispose();
         PaddedTokens.Dispose();
         Sums.Dispose();
