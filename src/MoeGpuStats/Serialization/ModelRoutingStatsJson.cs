@@ -11,8 +11,8 @@ namespace MoeGpuStats.Serialization;
 /// <c>window</c>, <c>expert_capacity</c>, <c>utilization_decay</c>, <c>skip_empty_steps</c> (written when true),
 /// <c>steps</c>, <c>window_steps</c>, <c>merged_parts</c> (written above 1),
 /// <c>window_load</c> as <c>[layers][experts]</c>) and a <c>layers</c> array of seed-shaped
-/// <see cref="RoutingStats"/> objects. The window ring is not written (up to 2^31 counts), so a model
-/// read back answers every read but cannot record on.
+/// <see cref="RoutingStats"/> objects. The window ring (up to 2^31 counts) is written only in a checkpoint
+/// (<see cref="WindowRingJson"/>); a model read back without it answers every read but cannot record on.
 /// </summary>
 internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutingStats>
 {
@@ -23,10 +23,12 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         return FromElement(document.RootElement);
     }
 
-    public override void Write(Utf8JsonWriter writer, ModelRoutingStats value, JsonSerializerOptions options)
+    public override void Write(Utf8JsonWriter writer, ModelRoutingStats value, JsonSerializerOptions options) => Write(writer, value, withRing: false);
+
+    /// <summary>Writes <paramref name="value"/> from one read of it, with its window ring where <paramref name="withRing"/> (a checkpoint).</summary>
+    public static void Write(Utf8JsonWriter writer, ModelRoutingStats value, bool withRing)
     {
-        // The JSON keeps the window's load, not its ring of steps: the ring is not copied out.
-        var state = value.ExportState(withRing: false);
+        var state = value.ExportState(withRing);
         var model = value.Options;
         writer.WriteStartObject();
         writer.WriteNumber("experts", model.Experts);
@@ -66,6 +68,11 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
         }
 
         writer.WriteEndArray();
+        if (withRing)
+        {
+            WindowRingJson.Write(writer, state, model.Layers, model.Experts);
+        }
+
         writer.WriteStartArray("layers");
         foreach (var layer in state.Layers)
         {
@@ -202,6 +209,7 @@ internal sealed class ModelRoutingStatsJsonConverter : JsonConverter<ModelRoutin
             state.Layers[l++] = layerState;
         }
 
+        WindowRingJson.Read(root, state, options, mergedParts);
         return new ModelRoutingStats(new ManagedModelEngine(options, state)) { MergedParts = mergedParts };
     }
 
