@@ -148,8 +148,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// The statistics are left unchanged.
     /// </exception>
     /// <exception cref="InvalidOperationException">
-    /// The model was read from JSON, or is a merge or snapshot of one, and not reset since (it has no window ring to record
-    /// into); or, on the managed engine, the step would take a layer's count past 2^63 − 1, the most a snapshot holds (the
+    /// The model was read from JSON other than a checkpoint, or is a merge or snapshot of one, and not reset since (it has no
+    /// window ring to record into); or, on the managed engine, the step would take a layer's count past 2^63 − 1, the most a snapshot holds (the
     /// message names the layer and the count; no layer recorded).
     /// </exception>
     /// <exception cref="InsufficientMemoryException">
@@ -228,8 +228,8 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">As the view overload.</exception>
     /// <exception cref="ArgumentException">As the view overload, or a loss span neither empty nor <c>Layers</c> long, or a non-finite loss.</exception>
     /// <exception cref="InvalidOperationException">
-    /// The model was read from JSON, or is a merge or snapshot of one, and not reset since; or, on the managed engine, the
-    /// step would take a layer's count past 2^63 − 1 (no layer recorded).
+    /// The model was read from JSON other than a checkpoint, or is a merge or snapshot of one, and not reset since; or, on
+    /// the managed engine, the step would take a layer's count past 2^63 − 1 (no layer recorded).
     /// </exception>
     /// <exception cref="InsufficientMemoryException">
     /// As the view overload: a snapshot's or merge's first step could not allocate its whole ring; or, on a device
@@ -290,7 +290,7 @@ public sealed partial class ModelRoutingStats : IDisposable
     /// </summary>
     /// <param name="recentSteps">1 to <see cref="ModelRoutingStatsOptions.Window"/>.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="recentSteps"/> is outside <c>[1, Window]</c>.</exception>
-    /// <exception cref="InvalidOperationException">Fewer steps than the window holds, of a model read from JSON or a merge or snapshot of one (it keeps the window's load, not its ring of steps).</exception>
+    /// <exception cref="InvalidOperationException">Fewer steps than the window holds, of a model read from JSON other than a checkpoint or a merge or snapshot of one (it keeps the window's load, not its ring of steps).</exception>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
     public ulong[] WindowLoad(int recentSteps)
     {
