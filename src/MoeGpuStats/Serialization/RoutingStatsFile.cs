@@ -69,6 +69,7 @@ public static class RoutingStatsFile
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="path"/> is empty; or the ring's base64 would pass 512 MiB (about 100 million counts: <c>window × layers × experts</c>), or the whole file <see cref="MaxFileBytes"/>, which <see cref="LoadModel"/> would not read; the target is left as it was.</exception>
     /// <exception cref="ObjectDisposedException">The model was disposed.</exception>
+    /// <exception cref="InvalidOperationException">With the ring, the model holds its window's load but no ring (read from a file other than a checkpoint, or a merge or snapshot of one); the target is left as it was.</exception>
     /// <exception cref="InsufficientMemoryException">A device engine could not hold the ring's copy; the file is not written.</exception>
     /// <exception cref="IOException">The file cannot be written, as in <see cref="Save(RoutingStats, string)"/>; the target is left as it was.</exception>
     /// <exception cref="UnauthorizedAccessException">The folder may not be written to; the target is left as it was.</exception>

@@ -28,9 +28,10 @@ internal static class WindowRingJson
     public static long Base64Bytes(long rows, int layers, int experts) => rows * (((4L * layers * experts) + 2) / 3 * 4);
 
     /// <summary>Writes <paramref name="state"/>'s ring (exported with it) as the field.</summary>
+    /// <exception cref="InvalidOperationException">The model holds its window's load but no ring; nothing is written.</exception>
     public static void Write(Utf8JsonWriter writer, ModelState state, int layers, int experts)
     {
-        var ring = state.WindowRing!;
+        var ring = state.WindowRing ?? throw NoRing();
         var entries = layers * experts;
         var row = new byte[entries * sizeof(uint)];
         writer.WriteStartObject(Field);
@@ -51,11 +52,17 @@ internal static class WindowRingJson
         writer.WriteEndObject();
     }
 
+    /// <summary>The refusal of a checkpoint of a model that has no ring to write.</summary>
+    public static InvalidOperationException NoRing() => new(
+        "This model's window keeps its load but not its ring of steps (a model read from JSON other than a checkpoint, or a merge or snapshot of one): there are no steps to checkpoint; save it without the ring, or checkpoint the model that recorded it.");
+
     /// <summary>
     /// Reads the field of <paramref name="root"/>, where present, into <paramref name="state"/> (whose window load and
-    /// steps are read), refusing a ring that no run leaves: rows other than the window holds, a row not of
-    /// <c>layers × experts</c> counts, a layer's row of more ids than a step records (2^31 − 1, a merge's parts each),
-    /// or rows whose sums are not the window's load.
+    /// steps are read), refusing a ring whose shape or sums no run leaves: a field given twice, rows other than the
+    /// window holds, a position other than a row of the window (before the window wraps, <c>window_steps</c>), a row
+    /// not of <c>layers × experts</c> counts, a layer's row of more ids than a step records (2^31 − 1, a merge's parts
+    /// each), or rows whose sums are not the window's load. The order of the rows is not checked: rows reordered by
+    /// hand read, and the window's newest steps are then other steps than those recorded.
     /// </summary>
     public static void Read(JsonElement root, ModelState state, ModelRoutingStatsOptions options, int mergedParts)
     {
@@ -70,12 +77,16 @@ internal static class WindowRingJson
             throw new JsonException("window_ring must be an object of position (the row the next step writes) and rows (an array of base64 strings).");
         }
 
+        SnapshotFields.RefuseRepeated(field, Field + ".");
+
         var wrapped = state.WindowSteps == options.Window;
         var rowCount = wrapped ? options.Window : state.WindowSteps;
-        if (!positionElement.TryGetInt32(out var position) || position < 0 || position >= options.Window || (!wrapped && position != state.WindowSteps))
+        var position = -1;
+        if (positionElement.ValueKind != JsonValueKind.Number || !positionElement.TryGetInt32(out position)
+            || position < 0 || position >= options.Window || (!wrapped && position != state.WindowSteps))
         {
             throw new JsonException(wrapped
-                ? Invariant($"window_ring.position is {JsonShown.Value(positionElement)}; it is a row of the window, 0 to {options.Window - 1:N0}.")
+                ? Invariant($"window_ring.position is {JsonShown.Value(positionElement)}; it is a whole number, a row of the window, 0 to {options.Window - 1:N0}.")
                 : Invariant($"window_ring.position is {JsonShown.Value(positionElement)}; before the window wraps the next step writes row window_steps = {state.WindowSteps:N0}."));
         }
 

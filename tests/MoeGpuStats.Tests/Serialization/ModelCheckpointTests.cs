@@ -78,7 +78,9 @@ public sealed class ModelCheckpointTests : IDisposable
     [InlineData("rows", "window_ring.rows holds 4 rows; the window holds 5 steps (window = 5, window_steps = 5).")]
     [InlineData("short", "window_ring.rows[2] must be base64 of 24 little-endian uint32 counts (layers × experts).")]
     [InlineData("text", "window_ring.rows[0] must be base64 of 24 little-endian uint32 counts (layers × experts).")]
-    [InlineData("position", "window_ring.position is 5; it is a row of the window, 0 to 4.")]
+    [InlineData("position", "window_ring.position is 5; it is a whole number, a row of the window, 0 to 4.")]
+    [InlineData("position text", "window_ring.position is \"2\"; it is a whole number, a row of the window, 0 to 4.")]
+    [InlineData("position twice", "The field 'window_ring.position' is given twice; a snapshot gives each field once.")]
     [InlineData("shape", "window_ring must be an object of position (the row the next step writes) and rows (an array of base64 strings).")]
     public void ARingNoRunLeavesIsRefusedNamingIt(string edit, string message)
     {
@@ -117,14 +119,50 @@ public sealed class ModelCheckpointTests : IDisposable
             case "position":
                 ring["position"] = 5;
                 break;
+            case "position text":
+                ring["position"] = "2";
+                break;
+            case "position twice":
+                break;
             default:
                 json["window_ring"] = new JsonArray();
                 break;
         }
 
-        File.WriteAllText(path, json.ToJsonString());
+        var text = json.ToJsonString();
+        if (edit == "position twice")
+        {
+            // JsonNode keeps one of each name: the second position is added as text.
+            text = text.Replace("\"position\":", "\"position\":0,\"position\":", StringComparison.Ordinal);
+        }
+
+        File.WriteAllText(path, text);
         var refusal = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.LoadModel(path));
         Assert.Contains(message, refusal.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// A model that keeps its window's load but no ring (read from a file without one, or merged with such a part) has
+    /// no steps to checkpoint: refused in the library's words, the target left as it was.
+    /// </summary>
+    [Fact]
+    public void AModelWithoutARingIsRefusedACheckpoint()
+    {
+        using var model = Recorded(7);
+        var plainPath = Path.Combine(_folder, "plain.json");
+        RoutingStatsFile.Save(model, plainPath);
+        using var plain = RoutingStatsFile.LoadModel(plainPath);
+        using var merged = ModelRoutingStats.Merge([model, plain]);
+        var path = Path.Combine(_folder, "checkpoint.json");
+        File.WriteAllText(path, "kept");
+        foreach (var ringless in new[] { plain, merged })
+        {
+            var refusal = Assert.Throws<InvalidOperationException>(() => RoutingStatsFile.Save(ringless, path, withWindowRing: true));
+            Assert.StartsWith("This model's window keeps its load but not its ring of steps", refusal.Message, StringComparison.Ordinal);
+            Assert.Equal("kept", File.ReadAllText(path));
+        }
+
+        Assert.Empty(Directory.GetFiles(_folder, "*.tmp"));
     }
 
     /// <summary>
