@@ -51,8 +51,8 @@ public sealed record ModelRoutingStatsOptions
     /// <summary>
     /// The device memory a model's state takes, in bytes: the window ring (<c>4 × Window × Layers × Experts</c>)
     /// dominates; each layer adds its single-layer state (64 KiB of batch buffers, 4 KB of load
-    /// variances), 48 bytes per expert (its per-expert arrays, the window load and two buffers reads sum into) and
-    /// 32 bytes per expert, and its variances again, of the buffer a read is staged in (the state without its ring,
+    /// variances), 52 bytes per expert (its per-expert arrays, the window load and two buffers reads sum into) and
+    /// 36 bytes per expert, and its variances again, of the buffer a read is staged in (the state without its ring,
     /// what JSON saves). 65 MB for DeepSeek-V3's 58 layers of 256 experts with the default window. The managed engine
     /// keeps the same ring, each step's list length, and each decode step's list of 32 16-bit ids where a layer has
     /// more than 32 experts: <c>4 × Window × Layers × (Experts + 17)</c> bytes for the window
