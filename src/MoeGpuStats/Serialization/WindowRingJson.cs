@@ -61,8 +61,8 @@ internal static class WindowRingJson
     /// steps are read), refusing a ring whose shape or sums no run leaves: a field given twice, rows other than the
     /// window holds, a position other than a row of the window (before the window wraps, <c>window_steps</c>), a row
     /// not of <c>layers × experts</c> counts, a layer's row of more ids than a step records (2^31 − 1, a merge's parts
-    /// each), or rows whose sums are not the window's load. The order of the rows is not checked: rows reordered by
-    /// hand read, and the window's newest steps are then other steps than those recorded.
+    /// each), rows whose sums are not the window's load, or (but for a merge) rows out of the order of the layers'
+    /// variance histories.
     /// </summary>
     public static void Read(JsonElement root, ModelState state, ModelRoutingStatsOptions options, int mergedParts)
     {
@@ -142,8 +142,45 @@ internal static class WindowRingJson
             }
         }
 
+        if (mergedParts == 1)
+        {
+            CheckOrder(state, ring, rowCount, position, layers, experts);
+        }
+
         state.WindowRing = ring;
         state.WindowPosition = position;
+    }
+
+    /// <summary>
+    /// Refuses rows out of the order of their steps: each layer's newest variances (<c>load_variance_history</c>) are
+    /// those of its rows' counts, newest first from the row before <paramref name="position"/>, to the bit on every
+    /// engine. A merge's variances are not its summed rows', so a merge's rows are not checked.
+    /// </summary>
+    private static void CheckOrder(ModelState state, uint[] ring, int rowCount, int position, int layers, int experts)
+    {
+        var counts = new int[experts];
+        for (var l = 0; l < layers; l++)
+        {
+            var history = state.Layers[l].LoadVarianceHistory;
+            for (var i = 0; i < Math.Min(rowCount, history.Length); i++)
+            {
+                var row = (((position - 1 - i) % rowCount) + rowCount) % rowCount;
+                long sum = 0;
+                for (var e = 0; e < experts; e++)
+                {
+                    counts[e] = (int)ring[(((long)row * layers) + l) * experts + e];
+                    sum += counts[e];
+                }
+
+                var variance = RoutingMath.LoadVariance(counts, sum);
+                var entry = history.Length - 1 - i;
+                if (BitConverter.SingleToInt32Bits(variance) != BitConverter.SingleToInt32Bits(history[entry]))
+                {
+                    throw new JsonException(
+                        Invariant($"window_ring.rows[{row}] gives layer {l} a load variance of {variance:R} but layers[{l}].load_variance_history[{entry}], its step's, is {history[entry]:R}; each row holds the step whose variance the history keeps, the newest before position (rows out of order, or edited)."));
+                }
+            }
+        }
     }
 
     /// <summary>Row <paramref name="r"/>'s bytes, refused unless base64 of <paramref name="entries"/> uint32 counts.</summary>

@@ -57,6 +57,32 @@ public sealed class ModelCheckpointTests : IDisposable
         Assert.Equal(whole.Layer(1).LoadVarianceHistory, resumed.Layer(1).LoadVarianceHistory);
     }
 
+    /// <summary>
+    /// Every checkpoint the library writes reads back, its rows in the order its variance histories check: windows of
+    /// one and two steps, empty steps left out, a window longer than the 1,000 variances a layer keeps.
+    /// </summary>
+    [Theory]
+    [InlineData("managed", 1, false, 9)]
+    [InlineData("managed", 2, true, 15)]
+    [InlineData("managed", 1_200, false, 1_300)]
+    [InlineData("cpu", 1, true, 9)]
+    [InlineData("cpu", 2, false, 15)]
+    public void EveryCheckpointTheLibraryWritesReadsBack(string engine, int window, bool skipEmptySteps, int steps)
+    {
+        var options = Options with { Window = window, SkipEmptySteps = skipEmptySteps };
+        using var model = engine == "managed" ? new ModelRoutingStats(options) : ModelRoutingStats.OnDevice(TestAccelerators.Require(engine), options);
+        foreach (var step in ModelSteps.Random(options.Layers, options.Experts, 2, steps, seed: window))
+        {
+            Record(model, step);
+        }
+
+        var path = Path.Combine(_folder, "checkpoint.json");
+        RoutingStatsFile.Save(model, path, withWindowRing: true);
+        using var read = RoutingStatsFile.LoadModel(path);
+        Assert.Equal(model.WindowLoad(), read.WindowLoad());
+        Assert.Equal(model.Layer(2).LoadVarianceHistory, read.Layer(2).LoadVarianceHistory);
+    }
+
     /// <summary>Without the ring a saved model reads back as before: it reads and merges, and refuses to record.</summary>
     [Fact]
     public void WithoutTheRingTheFileIsTheSnapshotAndRecordsNoMore()
@@ -139,6 +165,36 @@ public sealed class ModelCheckpointTests : IDisposable
         File.WriteAllText(path, text);
         var refusal = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.LoadModel(path));
         Assert.Contains(message, refusal.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Rows in another order, which keep the window's load, are refused by the layers' variance histories; a merge's
+    /// rows, whose variances its history does not hold, read and record on.
+    /// </summary>
+    [Fact]
+    public void RowsOutOfOrderAreRefusedAndAMergesRowsRead()
+    {
+        using var model = Recorded(12);
+        var path = Path.Combine(_folder, "checkpoint.json");
+        RoutingStatsFile.Save(model, path, withWindowRing: true);
+        var json = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        var rows = json["window_ring"]!["rows"]!.AsArray();
+        var (first, second) = (rows[0]!.GetValue<string>(), rows[1]!.GetValue<string>());
+        rows[0] = second;
+        rows[1] = first;
+        File.WriteAllText(path, json.ToJsonString());
+        var refusal = Assert.Throws<InvalidDataException>(() => RoutingStatsFile.LoadModel(path));
+        Assert.Contains("window_ring.rows[", refusal.Message, StringComparison.Ordinal);
+        Assert.Contains("each row holds the step whose variance the history keeps, the newest before position (rows out of order, or edited).", refusal.Message, StringComparison.Ordinal);
+
+        using var other = Recorded(9);
+        using var merged = ModelRoutingStats.Merge([model, other]);
+        RoutingStatsFile.Save(merged, path, withWindowRing: true);
+        using var read = RoutingStatsFile.LoadModel(path);
+        var step = ModelSteps.Random(Options.Layers, Options.Experts, 2, 1, seed: 3)[0];
+        Record(merged, step);
+        Record(read, step);
+        Assert.Equal(JsonSerializer.Serialize(merged), JsonSerializer.Serialize(read));
     }
 
     /// <summary>
