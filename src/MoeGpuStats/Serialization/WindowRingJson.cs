@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using MoeGpuStats.Engines;
 using static System.FormattableString;
@@ -98,12 +99,18 @@ internal static class WindowRingJson
         var (layers, experts) = (options.Layers, options.Experts);
         var entries = layers * experts;
 
-        // Every row is decoded and its length checked before the ring is allocated: a file of short rows must not cost
-        // the memory of the rows it does not hold.
+        // Every row's text is at least as long as a row's base64 before the ring is allocated: a file of short rows must
+        // not cost the memory of the rows it does not hold (escapes only lengthen a text, so the bound holds for them).
+        var base64Length = Base64Bytes(1, layers, experts);
         var r = 0;
         foreach (var element in rowsElement.EnumerateArray())
         {
-            RowBytes(element, r++, entries);
+            if (element.ValueKind != JsonValueKind.String || JsonMarshal.GetRawUtf8Value(element).Length < base64Length)
+            {
+                throw RowRefusal(r, entries);
+            }
+
+            r++;
         }
 
         var ring = new uint[(long)rowCount * entries];
@@ -185,7 +192,8 @@ internal static class WindowRingJson
 
     /// <summary>Row <paramref name="r"/>'s bytes, refused unless base64 of <paramref name="entries"/> uint32 counts.</summary>
     private static byte[] RowBytes(JsonElement element, int r, int entries) =>
-        element.ValueKind == JsonValueKind.String && element.TryGetBytesFromBase64(out var bytes) && bytes.Length == entries * sizeof(uint)
-            ? bytes
-            : throw new JsonException(Invariant($"window_ring.rows[{r}] must be base64 of {entries:N0} little-endian uint32 counts (layers × experts)."));
+        element.TryGetBytesFromBase64(out var bytes) && bytes.Length == entries * sizeof(uint) ? bytes : throw RowRefusal(r, entries);
+
+    private static JsonException RowRefusal(int r, int entries) =>
+        new(Invariant($"window_ring.rows[{r}] must be base64 of {entries:N0} little-endian uint32 counts (layers × experts)."));
 }
