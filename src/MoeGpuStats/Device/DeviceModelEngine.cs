@@ -61,10 +61,11 @@ internal sealed partial class DeviceModelEngine : ModelRoutingEngine
     /// <summary>
     /// Loads the kernels and allocates the state on <paramref name="accelerator"/> (which
     /// <paramref name="owned"/>, when given, is disposed with this engine);
-    /// <paramref name="boundGroupsPerMultiprocessor"/> as <see cref="ModelRecordLauncher"/>'s (0: the library's kernel).
+    /// <paramref name="boundGroupsPerMultiprocessor"/> as <see cref="ModelRecordLauncher"/>'s (0: the library's kernel);
+    /// empty, or holding <paramref name="state"/> (an engine's export with its window ring, checked by the caller).
     /// </summary>
     /// <exception cref="InsufficientMemoryException">The device could not allocate the state; the message gives the size.</exception>
-    public DeviceModelEngine(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null, IDisposable? owned = null, int boundGroupsPerMultiprocessor = 0)
+    public DeviceModelEngine(Accelerator accelerator, ModelRoutingStatsOptions options, AcceleratorStream? stream = null, IDisposable? owned = null, int boundGroupsPerMultiprocessor = 0, ModelState? state = null)
         : base(options)
     {
         DeviceMemory.CheckConstructorArguments(accelerator, stream);
@@ -127,6 +128,18 @@ internal sealed partial class DeviceModelEngine : ModelRoutingEngine
         };
         _layers = Enumerable.Range(0, options.Layers).Select(l => new DeviceLayerEngine(this, l)).ToArray();
         ClearDevice();
+        if (state is not null)
+        {
+            try
+            {
+                Import(state);
+            }
+            catch
+            {
+                Dispose();
+                throw;
+            }
+        }
     }
 
     /// <summary>Parts of the measured layer loads a reading holds: the window (or its newest steps), since the start, and a second horizon.</summary>

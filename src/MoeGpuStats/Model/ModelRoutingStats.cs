@@ -66,6 +66,48 @@ public sealed partial class ModelRoutingStats : IDisposable
     }
 
     /// <summary>
+    /// Creates statistics on <paramref name="accelerator"/> that hold a copy of <paramref name="source"/>'s and record on
+    /// from them as <paramref name="source"/> would, to the bit: a checkpoint read back with
+    /// <see cref="RoutingStatsFile.LoadModel"/> (saved with <see cref="RoutingStatsFile.Save(ModelRoutingStats, string, bool)"/>
+    /// and the window ring) resumes a run on a device. <paramref name="source"/> is read once, as <see cref="Snapshot"/>
+    /// reads it, and left as it was; the copy has its <see cref="Options"/> and <see cref="MergedParts"/>.
+    /// </summary>
+    /// <param name="accelerator">Where the copy lives, which the caller keeps owning.</param>
+    /// <param name="source">The statistics to copy, on any engine.</param>
+    /// <param name="stream">As <see cref="OnDevice(Accelerator, ModelRoutingStatsOptions, AcceleratorStream?)"/>'s.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="accelerator"/> or <paramref name="source"/> is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// The accelerator or the stream was disposed, or the stream belongs to another accelerator; or <paramref name="source"/>
+    /// keeps its window's load but not its ring of steps (read from a file without the ring, or a merge of such a model),
+    /// or is a merge whose window holds fewer steps than <c>min(window, steps)</c> (a device model's window holds that many);
+    /// the message says which.
+    /// </exception>
+    /// <exception cref="ObjectDisposedException"><paramref name="source"/> was disposed.</exception>
+    /// <exception cref="InsufficientMemoryException">The device could not allocate the state (or, for a source on a device, the ring's copy); the message gives the size.</exception>
+    public static ModelRoutingStats OnDevice(Accelerator accelerator, ModelRoutingStats source, AcceleratorStream? stream = null)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        ArgumentNullException.ThrowIfNull(source);
+        var state = source.Engine.Export(withRing: true);
+        if (state.WindowRing is null)
+        {
+            throw new ArgumentException(
+                "The model keeps its window's load but not its ring of steps (read from a file saved without the ring, or a merge of such a model), so it cannot record on: copy a model read from a checkpoint (RoutingStatsFile.Save with withWindowRing: true) or one that recorded its steps.",
+                nameof(source));
+        }
+
+        var options = source.Options;
+        if ((ulong)state.WindowSteps != Math.Min(state.Steps, (ulong)options.Window))
+        {
+            throw new ArgumentException(
+                Invariant($"The model is a merge whose window holds {state.WindowSteps:N0} steps (its longest part's) of its {state.Steps:N0}; a device model's window holds min(window = {options.Window:N0}, steps) steps: copy a merge of parts whose windows are full, or keep this one on the managed engine."),
+                nameof(source));
+        }
+
+        return new(new DeviceModelEngine(accelerator, options, stream, state: state)) { MergedParts = source.MergedParts };
+    }
+
+    /// <summary>
     /// Creates statistics on the best engine present: CUDA, then managed; <c>MOEGS_ACCELERATOR</c> overrides the
     /// choice, which is logged once. Unlike <see cref="RoutingStats.Create"/> it takes OpenCL only when the variable
     /// names it: the model engine has run on OpenCL only on PoCL's CPU device, where its tests pass

@@ -479,7 +479,7 @@ public sealed partial class ModelRoutingStatsTests
         Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => new ModelRoutingStats((ModelRoutingStatsOptions)null!)).ParamName);
         Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.Create(null!)).ParamName);
         Assert.Equal("accelerator", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(null!, options)).ParamName);
-        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), null!)).ParamName);
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), (ModelRoutingStatsOptions)null!)).ParamName);
 
         // A null placement is refused, not read as no placement (the balance over experts).
         using var model = new ModelRoutingStats(options);
