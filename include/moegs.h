@@ -57,7 +57,8 @@ typedef enum moegs_status {
     MOEGS_NO_DEVICE = 3,        /* the requested accelerator is not present */
     MOEGS_DEVICE_ERROR = 4,     /* the device or driver failed (allocation, launch, CUDA call) */
     MOEGS_RUNTIME_ERROR = 5,    /* the .NET runtime could not start, or an unexpected error */
-    MOEGS_IO_ERROR = 6          /* a file could not be written (moegs_save, moegs_model_save); the target is as it was */
+    MOEGS_IO_ERROR = 6          /* a file could not be written (moegs_save, moegs_model_save*; the target is as it was)
+                                 * or read as a model (moegs_model_load) */
 } moegs_status;
 
 typedef int64_t moegs_handle;
@@ -462,6 +463,31 @@ moegs_status moegs_model_layer_decayed_utilization(moegs_handle handle, int32_t 
  * read of the model; not the window's ring of steps. Each rank of an expert-parallel job saves its own
  * file and `moegs merge` sums them exactly. Written as moegs_save writes, with its errors. */
 moegs_status moegs_model_save(moegs_handle handle, const char* path);
+
+/* moegs_model_save with the window's ring of steps (`window_ring`: one base64 row of little-endian uint32 counts
+ * [layers, experts] per step the window holds, about 5.3 bytes a count): a checkpoint, which moegs_model_load reads
+ * back as a model that records on exactly as the saved one would. MOEGS_INVALID_ARGUMENT where the ring's base64 would
+ * pass 512 MiB (about 100 million counts, window * layers * experts) or the file 1 GiB, which a load would not read,
+ * and for a model loaded from a file without the ring; otherwise as moegs_model_save. */
+moegs_status moegs_model_save_checkpoint(moegs_handle handle, const char* path);
+
+/* Reads the model saved at `path` (UTF-8) by moegs_model_save_checkpoint (or moegs_model_save, `moegs replay --save`,
+ * `moegs merge`) into a new model on `accelerator` (as moegs_model_create's; "auto": CUDA, then managed). A
+ * checkpoint's model records on as the saved one would, to the bit, on any accelerator: a run saved on a GPU resumes
+ * on another, or on "managed". A file without the window ring holds the window's load but not its steps: it loads on
+ * "managed" alone ("auto" puts it there; another accelerator is MOEGS_INVALID_ARGUMENT), answers every read but a
+ * recent summary or window load of fewer steps than the window holds, and refuses records (MOEGS_INVALID_ARGUMENT)
+ * until moegs_model_reset. A merge of checkpoints whose window holds fewer steps than min(window, steps) loads on
+ * "managed" alone (elsewhere, "auto" on a GPU included, MOEGS_INVALID_ARGUMENT). Read moegs_model_options for the model's shape. MOEGS_IO_ERROR (the message names the path and
+ * why) when the file cannot be read or is not a model's routing statistics (one layer's, truncated, edited out of
+ * shape); *out is 0 when the call fails. */
+moegs_status moegs_model_load(const char* accelerator, const char* path, moegs_handle* out);
+
+/* The settings the model was created (or saved) with, each into its pointer where not NULL: layers, experts,
+ * expert_capacity (0 for none), window (steps), utilization_decay (-1 for none) and flags
+ * (MOEGS_MODEL_SKIP_EMPTY_STEPS where set), as moegs_model_create_with_flags takes them. */
+moegs_status moegs_model_options(moegs_handle handle, int32_t* layers, int32_t* experts, int32_t* expert_capacity,
+                                 int32_t* window, float* utilization_decay, uint32_t* flags);
 
 /* Clears every layer and the window. */
 moegs_status moegs_model_reset(moegs_handle handle);

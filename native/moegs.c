@@ -43,6 +43,8 @@ typedef int (*device_arrays_fn)(moegs_handle, void*, moegs_model_arrays*);
 typedef int (*layer_counts_fn)(moegs_handle, int32_t, uint64_t*, int32_t);
 typedef int (*layer_utilization_fn)(moegs_handle, int32_t, float*, int32_t);
 typedef int (*save_fn)(moegs_handle, const char*);
+typedef int (*model_load_fn)(const char*, const char*, moegs_handle*);
+typedef int (*model_options_fn)(moegs_handle, int32_t*, int32_t*, int32_t*, int32_t*, float*, uint32_t*);
 typedef int (*read_begin_fn)(moegs_handle, int32_t, const int32_t*, void*, moegs_handle*);
 typedef int (*read_ready_fn)(moegs_handle, int32_t*);
 typedef int (*read_finish_fn)(moegs_handle, moegs_model_balance*, moegs_layer_balance*, moegs_layer_balance*, uint64_t*, int32_t);
@@ -81,6 +83,9 @@ static struct {
     handle_fn model_destroy;
     save_fn save;
     save_fn model_save;
+    save_fn model_save_checkpoint;
+    model_load_fn model_load;
+    model_options_fn model_options;
     read_begin_fn model_read_begin;
     read_ready_fn model_read_ready;
     read_finish_fn model_read_finish;
@@ -235,6 +240,9 @@ static void start_runtime(void)
         { "ModelDestroy", (void**)&api.model_destroy },
         { "Save", (void**)&api.save },
         { "ModelSave", (void**)&api.model_save },
+        { "ModelSaveCheckpoint", (void**)&api.model_save_checkpoint },
+        { "ModelLoad", (void**)&api.model_load },
+        { "ModelOptions", (void**)&api.model_options },
         { "ModelReadBegin", (void**)&api.model_read_begin },
         { "ModelReadReady", (void**)&api.model_read_ready },
         { "ModelReadFinish", (void**)&api.model_read_finish },
@@ -463,6 +471,23 @@ moegs_status moegs_model_reset(moegs_handle handle)
 moegs_status moegs_model_save(moegs_handle handle, const char* path)
 {
     return ready() ? (moegs_status)api.model_save(handle, path) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_save_checkpoint(moegs_handle handle, const char* path)
+{
+    return ready() ? (moegs_status)api.model_save_checkpoint(handle, path) : MOEGS_RUNTIME_ERROR;
+}
+
+moegs_status moegs_model_load(const char* accelerator, const char* path, moegs_handle* out)
+{
+    return ready() ? (moegs_status)api.model_load(accelerator, path, out) : not_started(out, sizeof *out);
+}
+
+moegs_status moegs_model_options(moegs_handle handle, int32_t* layers, int32_t* experts, int32_t* expert_capacity,
+                                 int32_t* window, float* utilization_decay, uint32_t* flags)
+{
+    return ready() ? (moegs_status)api.model_options(handle, layers, experts, expert_capacity, window, utilization_decay, flags)
+                   : MOEGS_RUNTIME_ERROR;
 }
 
 moegs_status moegs_model_destroy(moegs_handle handle)

@@ -804,6 +804,111 @@ static void saves(void)
     rmdir(dir);
 }
 
+/* A checkpoint (moegs_model_save_checkpoint) loads on managed and cpu, whichever saved it, and records on as the saved
+ * model: the window loads, summaries, counts and decayed utilization equal to the bit. A file without the ring loads
+ * on managed alone and refuses records, checkpoints and cuts of its window; a load that fails writes 0 and names why. */
+static void checkpoints(void)
+{
+    char dir[] = "/tmp/moegs-checkpoint-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    char path[96], plain[96], layer_path[96], missing[112];
+    snprintf(path, sizeof path, "%s/checkpoint.json", dir);
+    snprintf(plain, sizeof plain, "%s/plain.json", dir);
+    snprintf(layer_path, sizeof layer_path, "%s/layer.json", dir);
+    snprintf(missing, sizeof missing, "%s/no-such-file.json", dir);
+    const char* kinds[] = { "managed", "cpu" };
+    enum { WINDOW = 3, BEFORE = 5, AFTER = 4 };
+    static int32_t ids[BEFORE + AFTER][M_LAYERS * M_TOKENS * TOP_K];
+    for (int step = 0; step < BEFORE + AFTER; step++)
+        for (int i = 0; i < M_LAYERS * M_TOKENS * TOP_K; i++) ids[step][i] = (int32_t)(next() % (M_EXPERTS + 1)) - (i % 11 == 0);
+
+    for (int saver = 0; saver < 2; saver++) {
+        moegs_handle whole = 0;
+        CHECK(moegs_model_create_with_flags(kinds[saver], M_LAYERS, M_EXPERTS, 30, WINDOW, 0.999f, MOEGS_MODEL_SKIP_EMPTY_STEPS, &whole) == MOEGS_OK,
+              "checkpoint: create %s: %s", kinds[saver], moegs_last_error());
+        for (int step = 0; step < BEFORE; step++)
+            CHECK(moegs_model_record(whole, ids[step], M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK, "checkpoint: record: %s", moegs_last_error());
+        CHECK(moegs_model_save_checkpoint(whole, path) == MOEGS_OK, "checkpoint: save on %s: %s", kinds[saver], moegs_last_error());
+        moegs_handle resumed[2] = { 0, 0 };
+        for (int k = 0; k < 2; k++) {
+            CHECK(moegs_model_load(kinds[k], path, &resumed[k]) == MOEGS_OK && resumed[k] != 0, "checkpoint: load on %s: %s", kinds[k], moegs_last_error());
+            const char* where = NULL;
+            CHECK(moegs_model_accelerator(resumed[k], &where) == MOEGS_OK && strcmp(where, kinds[k]) == 0, "checkpoint: loaded on %s", where ? where : "?");
+            int32_t layers = 0, experts = 0, capacity = 0, window = 0;
+            float decay = 0;
+            uint32_t flags = 0;
+            CHECK(moegs_model_options(resumed[k], &layers, &experts, &capacity, &window, &decay, &flags) == MOEGS_OK && layers == M_LAYERS
+                  && experts == M_EXPERTS && capacity == 30 && window == WINDOW && decay == 0.999f && flags == MOEGS_MODEL_SKIP_EMPTY_STEPS,
+                  "checkpoint: options %d %d %d %d %g %u (%s)", layers, experts, capacity, window, decay, flags, moegs_last_error());
+        }
+        for (int step = BEFORE; step < BEFORE + AFTER; step++) {
+            /* The last step is empty: each model leaves it out. */
+            int32_t valid = step == BEFORE + AFTER - 1 ? 0 : M_TOKENS;
+            CHECK(moegs_model_record(whole, ids[step], M_LAYERS, M_TOKENS, TOP_K, 0, &valid, NULL, NULL, NULL) == MOEGS_OK, "checkpoint: record: %s", moegs_last_error());
+            for (int k = 0; k < 2; k++)
+                CHECK(moegs_model_record(resumed[k], ids[step], M_LAYERS, M_TOKENS, TOP_K, 0, &valid, NULL, NULL, NULL) == MOEGS_OK,
+                      "checkpoint: record resumed on %s: %s", kinds[k], moegs_last_error());
+        }
+        model_reads want, got;
+        read_model(whole, NULL, &want);
+        CHECK(want.summary.steps == BEFORE + AFTER - 1 && want.summary.window_steps == WINDOW, "checkpoint: %llu steps, %d in the window",
+              (unsigned long long)want.summary.steps, want.summary.window_steps);
+        for (int k = 0; k < 2; k++) {
+            read_model(resumed[k], NULL, &got);
+            same_model(&want, &got, kinds[k]);
+            for (int l = 0; l < M_LAYERS; l++) {
+                float a[M_EXPERTS], b[M_EXPERTS];
+                uint64_t ca[M_EXPERTS], cb[M_EXPERTS];
+                CHECK(moegs_model_layer_decayed_utilization(whole, l, a, M_EXPERTS) == MOEGS_OK
+                      && moegs_model_layer_decayed_utilization(resumed[k], l, b, M_EXPERTS) == MOEGS_OK && memcmp(a, b, sizeof a) == 0,
+                      "checkpoint: layer %d's decayed utilization on %s differs (%s)", l, kinds[k], moegs_last_error());
+                CHECK(moegs_model_layer_expert_counts(whole, l, ca, M_EXPERTS) == MOEGS_OK
+                      && moegs_model_layer_expert_counts(resumed[k], l, cb, M_EXPERTS) == MOEGS_OK && memcmp(ca, cb, sizeof ca) == 0,
+                      "checkpoint: layer %d's counts on %s differ (%s)", l, kinds[k], moegs_last_error());
+            }
+            moegs_model_destroy(resumed[k]);
+        }
+        if (saver == 0) {
+            CHECK(moegs_model_save(whole, plain) == MOEGS_OK, "checkpoint: plain save: %s", moegs_last_error());
+        }
+        moegs_model_destroy(whole);
+    }
+
+    /* Without the ring: managed alone, read but not recorded into, checkpointed or cut. */
+    moegs_handle read_only = 7;
+    REFUSED(moegs_model_load("cpu", plain, &read_only), MOEGS_INVALID_ARGUMENT, "accelerator = \"cpu\"", "without its window ring", "moegs_model_save_checkpoint");
+    CHECK(read_only == 0, "checkpoint: a refused load wrote handle %lld", (long long)read_only);
+    CHECK(moegs_model_load(" Managed ", plain, &read_only) == MOEGS_OK, "checkpoint: plain load: %s", moegs_last_error());
+    model_reads plain_reads;
+    read_model(read_only, NULL, &plain_reads);
+    CHECK(plain_reads.summary.steps == BEFORE + AFTER - 1, "checkpoint: the plain file holds %llu steps", (unsigned long long)plain_reads.summary.steps);
+    REFUSED(moegs_model_record(read_only, ids[0], M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
+            "handle", "not its ring of steps", "not recorded into");
+    REFUSED(moegs_model_save_checkpoint(read_only, path), MOEGS_INVALID_ARGUMENT, "no steps to checkpoint", "moegs_model_save");
+    moegs_model_balance balance;
+    REFUSED(moegs_model_recent_summary(read_only, 1, NULL, &balance, NULL, NULL), MOEGS_INVALID_ARGUMENT, "recent_steps = 1: fewer than the 3 steps", "give 3 to 3");
+    model_reads after;
+    read_model(read_only, NULL, &after);
+    same_model(&plain_reads, &after, "checkpoint: refusals");
+    moegs_model_destroy(read_only);
+
+    /* Files that are not a model's, and arguments refused before any file is read. */
+    moegs_handle router = 0, out = 7;
+    CHECK(moegs_create("managed", 4, 0, &router) == MOEGS_OK && moegs_save(router, layer_path) == MOEGS_OK, "checkpoint: layer save: %s", moegs_last_error());
+    moegs_destroy(router);
+    REFUSED(moegs_model_load("managed", layer_path, &out), MOEGS_IO_ERROR, layer_path, "cannot be read as a model", "one layer's snapshot");
+    CHECK(out == 0, "checkpoint: a failed load wrote handle %lld", (long long)out);
+    REFUSED(moegs_model_load("managed", missing, &out), MOEGS_IO_ERROR, missing, "cannot be read as a model");
+    REFUSED(moegs_model_load("managed", NULL, &out), MOEGS_INVALID_ARGUMENT, "path is NULL", "moegs_model_load reads");
+    REFUSED(moegs_model_load("managed", path, NULL), MOEGS_INVALID_ARGUMENT, "out is NULL", "moegs_model_load");
+    REFUSED(moegs_model_load("tpu", path, &out), MOEGS_INVALID_ARGUMENT, "accelerator = \"tpu\"");
+    REFUSED(moegs_model_options(12345, NULL, NULL, NULL, NULL, NULL, NULL), MOEGS_INVALID_HANDLE, "12345");
+    remove(path);
+    remove(plain);
+    remove(layer_path);
+    rmdir(dir);
+}
+
 /* A read begun without waiting, on managed and cpu: each is the blocking reads' figures at the step it was begun,
  * whatever is recorded after it; refused in the caller's words with its handle kept; it outlives its model. */
 static void model_pending_reads(void)
@@ -1200,6 +1305,7 @@ int main(void)
     model_layer_values();
     model_device_arrays();
     saves();
+    checkpoints();
 
     printf("test_moegs: %d checks, %d failed\n", checks, failures);
     return failures == 0 ? 0 : 1;

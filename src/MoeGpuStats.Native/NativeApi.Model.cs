@@ -13,6 +13,83 @@ public static unsafe partial class NativeApi
         return file is null ? Fail(NativeStatus.InvalidArgument, refusal) : ReadModel(handle, model => SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full)));
     }
 
+    /// <summary>Backs <c>moegs_model_save_checkpoint</c>; include/moegs.h gives its contract.</summary>
+    [UnmanagedCallersOnly]
+    public static int ModelSaveCheckpoint(long handle, byte* path)
+    {
+        var file = FilePath(path, "moegs_model_save_checkpoint", out var refusal);
+        return file is null ? Fail(NativeStatus.InvalidArgument, refusal) : ReadModel(handle, model =>
+        {
+            model.RequireWindowRing(handle, "there are no steps to checkpoint; save it with moegs_model_save");
+            SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full, withWindowRing: true));
+        });
+    }
+
+    /// <summary>Backs <c>moegs_model_load</c>; include/moegs.h gives its contract.</summary>
+    [UnmanagedCallersOnly]
+    public static int ModelLoad(byte* accelerator, byte* path, long* handle)
+    {
+        if (handle is null)
+        {
+            return Fail(NativeStatus.InvalidArgument, "out is NULL: moegs_model_load writes the new handle there.");
+        }
+
+        *handle = 0;
+        var file = FilePath(path, "moegs_model_load", out var refusal, reads: true);
+        return file is null ? Fail(NativeStatus.InvalidArgument, refusal) : Guard(() =>
+        {
+            var kind = AcceleratorName(accelerator);
+            NativeDevice.CheckAutoChoice(kind);
+            var id = Interlocked.Increment(ref _nextHandle);
+            Models[id] = NativeModel.Load(kind, file, LoadFrom(file));
+            *handle = id;
+        });
+    }
+
+    /// <summary>Backs <c>moegs_model_options</c>; include/moegs.h gives its contract.</summary>
+    [UnmanagedCallersOnly]
+    public static int ModelOptions(long handle, int* layers, int* experts, int* expertCapacity, int* window, float* utilizationDecay, uint* flags) =>
+        With(
+            Models,
+            "model",
+            handle,
+            (Layers: (IntPtr)layers, Experts: (IntPtr)experts, Capacity: (IntPtr)expertCapacity, Window: (IntPtr)window, Decay: (IntPtr)utilizationDecay, Flags: (IntPtr)flags),
+            static (model, a) =>
+            {
+                var options = model.Stats.Options;
+                Write(a.Layers, options.Layers);
+                Write(a.Experts, options.Experts);
+                Write(a.Capacity, options.ExpertCapacity ?? 0);
+                Write(a.Window, options.Window);
+                Write(a.Decay, options.UtilizationDecay ?? -1f);
+                Write(a.Flags, options.SkipEmptySteps ? NativeChecks.SkipEmptySteps : 0u);
+            },
+            onDevice: false);
+
+    /// <summary>Writes <paramref name="value"/> where <paramref name="target"/> points; nothing for NULL.</summary>
+    private static void Write<T>(IntPtr target, T value)
+        where T : unmanaged
+    {
+        if (target != IntPtr.Zero)
+        {
+            *(T*)target = value;
+        }
+    }
+
+    /// <summary>The model saved at <paramref name="path"/>, on the managed engine; a file that cannot be read as one is a <see cref="NativeIoException"/> naming it.</summary>
+    private static ModelRoutingStats LoadFrom(string path)
+    {
+        try
+        {
+            return Serialization.RoutingStatsFile.LoadModel(path);
+        }
+        catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            var reason = ErrorText.Clause(exception);
+            throw new NativeIoException($"{NativeChecks.Escaped(path, MostPathShown)}: cannot be read as a model ({NativeChecks.Escaped(reason, 2 * MostPathShown)}).", exception);
+        }
+    }
+
     /// <summary>Backs <c>moegs_model_create</c>; include/moegs.h gives its contract.</summary>
     [UnmanagedCallersOnly]
     public static int ModelCreate(byte* accelerator, int layers, int experts, int expertCapacity, int window, float utilizationDecay, long* handle) =>
@@ -62,8 +139,12 @@ public static unsafe partial class NativeApi
             Models,
             "model",
             handle,
-            (Ids: ids, Type: (NativeIdType)idType, Layers: layers, Tokens: tokens, TopK: topK, Stride: layerStride, Rows: tokenStride, Valid: validTokens, Losses: loadBalanceLosses, ZLosses: routerZLosses, Stream: stream),
-            static (model, a) => model.Record(a.Ids, a.Type, a.Layers, a.Tokens, a.TopK, a.Stride, a.Rows, a.Valid, a.Losses, a.ZLosses, a.Stream),
+            (Handle: handle, Ids: ids, Type: (NativeIdType)idType, Layers: layers, Tokens: tokens, TopK: topK, Stride: layerStride, Rows: tokenStride, Valid: validTokens, Losses: loadBalanceLosses, ZLosses: routerZLosses, Stream: stream),
+            static (model, a) =>
+            {
+                model.RequireWindowRing(a.Handle, "it can be read, not recorded into; load a checkpoint (moegs_model_save_checkpoint's file) to record on");
+                model.Record(a.Ids, a.Type, a.Layers, a.Tokens, a.TopK, a.Stride, a.Rows, a.Valid, a.Losses, a.ZLosses, a.Stream);
+            },
             onDevice: false);
 
     /// <summary>Backs <c>moegs_model_accelerator</c>; include/moegs.h gives its contract.</summary>

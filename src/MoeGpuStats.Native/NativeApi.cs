@@ -169,9 +169,9 @@ public static unsafe partial class NativeApi
     /// The C caller's path; null for a NULL or empty one, or one that is not UTF-8 (a replacement character would name
     /// another file than the caller's), with <paramref name="refusal"/> saying which, in <paramref name="function"/>'s words.
     /// </summary>
-    private static string? FilePath(byte* path, string function, out string refusal)
+    private static string? FilePath(byte* path, string function, out string refusal, bool reads = false)
     {
-        var writes = $"{function} writes the statistics as JSON to the file it names, in UTF-8";
+        var writes = reads ? $"{function} reads the statistics from the JSON file it names, in UTF-8" : $"{function} writes the statistics as JSON to the file it names, in UTF-8";
         var utf8 = true;
         var text = path is null ? null : NativeChecks.Utf8(MemoryMarshal.CreateReadOnlySpanFromNullTerminated(path), out utf8);
         refusal = text switch
@@ -352,7 +352,10 @@ public static unsafe partial class NativeApi
         NativeArgumentException => Fail(NativeStatus.InvalidArgument, exception.Message),
         NativeIoException => Fail(NativeStatus.IoError, exception.Message),
         NoDeviceException => Fail(NativeStatus.NoDevice, ErrorText.Of(exception)),
-        ArgumentException => Fail(NativeStatus.InvalidArgument, ErrorText.Of(exception)),
+        Engines.NoWindowRingException { RecentSteps: > 0 } cut => Fail(
+            NativeStatus.InvalidArgument,
+            $"recent_steps = {cut.RecentSteps}: fewer than the {cut.WindowSteps} steps the window holds, but this model keeps its window's load and not its ring of steps (loaded from a file moegs_model_save wrote, not a checkpoint): give {cut.WindowSteps} to {cut.Window} for the whole window."),
+        ArgumentException or Engines.NoWindowRingException => Fail(NativeStatus.InvalidArgument, ErrorText.Of(exception)),
         ObjectDisposedException => Fail(NativeStatus.InvalidHandle, ErrorText.Of(exception)),
         ILGPU.Runtime.OpenCL.CLException refused => Fail(NativeStatus.DeviceError, NativeChecks.OpenCl(refused.Error)),
         ILGPU.Runtime.AcceleratorException or InsufficientMemoryException or InvalidOperationException or DllNotFoundException

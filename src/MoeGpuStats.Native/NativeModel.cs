@@ -21,13 +21,19 @@ internal sealed class NativeModel : INativeHandle
     private readonly ForeignCache<float>? _routerZLosses;
 
     public NativeModel(string accelerator, ModelRoutingStatsOptions options)
+        : this(accelerator, options, loaded: null)
     {
-        _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options), out var built, MoeGpuStats.Device.AcceleratorSelection.ModelBestFirst);
+    }
+
+    /// <summary>An empty model of <paramref name="options"/>, or (where <paramref name="loaded"/> is given) one holding <paramref name="loaded"/>'s statistics, which it keeps on the managed engine.</summary>
+    private NativeModel(string accelerator, ModelRoutingStatsOptions options, ModelRoutingStats? loaded)
+    {
+        _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options, loaded), out var built, MoeGpuStats.Device.AcceleratorSelection.ModelBestFirst);
         if (_accelerator is null)
         {
             try
             {
-                _stats = new ModelRoutingStats(options);
+                _stats = loaded ?? new ModelRoutingStats(options);
             }
             catch (InsufficientMemoryException exception)
             {
@@ -46,7 +52,48 @@ internal sealed class NativeModel : INativeHandle
         _routerZLosses = new(_accelerator, Kind, "router_z_losses");
     }
 
+    /// <summary>
+    /// A model holding <paramref name="loaded"/>'s statistics (read from <paramref name="path"/>, and taken: kept on
+    /// "managed", copied and disposed on a device). A model without its window ring loads on "managed" alone, where
+    /// "auto" puts it: a device model records, which needs the ring.
+    /// </summary>
+    public static NativeModel Load(string accelerator, string path, ModelRoutingStats loaded)
+    {
+        try
+        {
+            var ringless = !loaded.KeepsWindowRing;
+            if (ringless && accelerator is not ("auto" or "managed"))
+            {
+                throw new NativeArgumentException(
+                    $"accelerator = \"{accelerator}\": {NativeChecks.Escaped(path, 512)} holds a model without its window ring (moegs_model_save's file, not moegs_model_save_checkpoint's), which loads on \"managed\" alone (\"auto\" puts it there): it can be read, not recorded into.");
+            }
+
+            var model = new NativeModel(ringless ? "managed" : accelerator, loaded.Options, loaded);
+            if (!ReferenceEquals(model.Stats, loaded))
+            {
+                loaded.Dispose();
+            }
+
+            return model;
+        }
+        catch
+        {
+            loaded.Dispose();
+            throw;
+        }
+    }
+
     public Lock Gate { get; } = new();
+
+    /// <summary>Refuses, in the C API's words, a model without its window ring (loaded from a file without it) what only the ring holds: <paramref name="instead"/> says what to do.</summary>
+    public void RequireWindowRing(long handle, string instead)
+    {
+        if (!_stats.KeepsWindowRing)
+        {
+            throw new NativeArgumentException(
+                $"handle {handle}: this model keeps its window's load but not its ring of steps (loaded from a file moegs_model_save wrote, not a checkpoint): {instead}.");
+        }
+    }
 
     /// <remarks>The model waits for a read's copy back with its own lock released, so a read under this lock leaves records free.</remarks>
     public Lock ReadGate { get; } = new();
@@ -360,14 +407,14 @@ internal sealed class NativeModel : INativeHandle
     private static unsafe ReadOnlySpan<float> HostLosses(IntPtr losses, int layers) =>
         losses == IntPtr.Zero ? default : new ReadOnlySpan<float>((void*)losses, layers);
 
-    /// <summary>The model on a stream of its own, which the CUDA bridge orders against the producer's.</summary>
-    private static (AcceleratorStream, ModelRoutingStats, CudaStreamBridge?) OnDevice(Accelerator accelerator, ModelRoutingStatsOptions options)
+    /// <summary>The model (empty, or a copy of <paramref name="loaded"/>) on a stream of its own, which the CUDA bridge orders against the producer's.</summary>
+    private static (AcceleratorStream, ModelRoutingStats, CudaStreamBridge?) OnDevice(Accelerator accelerator, ModelRoutingStatsOptions options, ModelRoutingStats? loaded)
     {
         var stream = accelerator.CreateStream();
         ModelRoutingStats? model = null;
         try
         {
-            model = ModelRoutingStats.OnDevice(accelerator, options, stream);
+            model = loaded is null ? ModelRoutingStats.OnDevice(accelerator, options, stream) : ModelRoutingStats.OnDevice(accelerator, loaded, stream);
             return (stream, model, accelerator.AcceleratorType == AcceleratorType.Cuda ? new CudaStreamBridge(model) : null);
         }
         catch (Exception exception)

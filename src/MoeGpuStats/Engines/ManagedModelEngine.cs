@@ -66,6 +66,17 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
 
     public override string DeviceName => "managed";
 
+    public override bool KeepsWindowRing
+    {
+        get
+        {
+            lock (Gate)
+            {
+                return _window.CanSlide;
+            }
+        }
+    }
+
     public override void RecordStep<T>(ArrayView<T> ids, int tokens, int topK, long layerStride, long tokenStride, ArrayView<int> validTokens, ArrayView<float> loadBalanceLosses, ArrayView<float> routerZLosses)
     {
         // The layers' ids come to the host packed as ints, without the gaps strides leave between rows.
@@ -256,7 +267,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     {
         if (!_window.CanSlide)
         {
-            throw new InvalidOperationException(
+            throw new NoWindowRingException(
                 "This model's window keeps its load but not its ring of steps (a model read from JSON other than a checkpoint, or a merge or snapshot of one): it can be read and merged, not recorded into (after Reset() it records, taking its ring at its first step); a checkpoint, RoutingStatsFile.Save(model, path, withWindowRing: true), records on.");
         }
 

@@ -27,6 +27,12 @@ internal abstract class ModelRoutingEngine : IDisposable
     public abstract string DeviceName { get; }
 
     /// <summary>
+    /// Whether the window keeps its ring of steps, so the model records on and checkpoints: false for a window
+    /// restored from its load alone (a file without the ring, or a merge or snapshot of one) until a reset.
+    /// </summary>
+    public virtual bool KeepsWindowRing => true;
+
+    /// <summary>
     /// Records one step of ids on a device: token t's topK ids of layer l at <c>l × layerStride + t × tokenStride</c>
     /// (strides resolved and checked, <see cref="ModelStepChecks.Validate"/>),
     /// of which the first <paramref name="validTokens"/>[0] rows count when that view is not empty
@@ -86,8 +92,11 @@ internal abstract class ModelRoutingEngine : IDisposable
     public virtual bool CanCutWindow(int recentSteps) => true;
 
     /// <summary>The error of a window restored without its ring when fewer steps than it holds are asked of it.</summary>
-    protected InvalidOperationException NoRecentSteps(int recentSteps, int windowSteps) => new(
-        Invariant($"recentSteps is {recentSteps}, fewer than the {windowSteps:N0} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps:N0} to {Options.Window:N0})."));
+    protected NoWindowRingException NoRecentSteps(int recentSteps, int windowSteps) => new(
+        Invariant($"recentSteps is {recentSteps}, fewer than the {windowSteps:N0} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps:N0} to {Options.Window:N0})."),
+        recentSteps,
+        windowSteps,
+        Options.Window);
 
     public abstract void Reset();
 

@@ -565,6 +565,10 @@ public sealed partial class ModelRoutingStats : IDisposable
 
     internal ModelState ExportState(bool withRing = true) => Engine.Export(withRing);
 
+    /// <summary>Whether the model keeps its window's ring of steps: it records on and checkpoints (false for one read from a file without the ring, or a merge of one, until a reset).</summary>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    internal bool KeepsWindowRing => Engine.KeepsWindowRing;
+
     /// <summary>
     /// A managed copy without the window ring, as a snapshot read from JSON: it reads (every read but a
     /// <see cref="Summary(int)"/> or <see cref="WindowLoad(int)"/> of fewer steps than the window holds) and
