@@ -124,9 +124,9 @@ class ModelArrays(ctypes.Structure):
         ("synchronized", ctypes.c_int32)]
 
 
-def _path_bytes(path):
+def _path_bytes(path, does="write"):
     """A file path as the C API takes it, UTF-8; ValueError for an empty one or one that is not UTF-8 (the library
-    would write another name), TypeError for a non-path."""
+    would name another file), TypeError for a non-path. does: what the call does with the file, for the message."""
     try:
         name = os.fspath(path)
     except TypeError:
@@ -136,7 +136,7 @@ def _path_bytes(path):
     except UnicodeError:
         raise ValueError(f"path {_shown(path)} is not UTF-8, which the library names files in") from None
     if not encoded:
-        raise ValueError("path is empty: give the file to write")
+        raise ValueError(f"path is empty: give the file to {does}")
     if b"\0" in encoded:
         raise ValueError(f"path {_shown(path)} holds a NUL character, which no file name can")
     return encoded
@@ -233,13 +233,17 @@ def _load(path=None):
     lib.moegs_model_destroy.argtypes = [h]
     for newest in ("moegs_model_device_arrays", "moegs_model_layer_decayed_utilization", "moegs_model_recent_summary",
                    "moegs_model_recent_window_load", "moegs_save", "moegs_model_save", "moegs_model_read", "moegs_model_read_begin",
-                   "moegs_model_create_with_flags"):
+                   "moegs_model_create_with_flags", "moegs_model_load", "moegs_model_save_checkpoint", "moegs_model_options"):
         if not hasattr(lib, newest):
             raise OSError(f"{os.path.abspath(candidate)} predates {newest}: rebuild it (native/build.sh)")
     lib.moegs_model_create_with_flags.argtypes = [ctypes.c_char_p, i32, i32, i32, i32, f32, ctypes.c_uint32, ctypes.POINTER(h)]
     lib.moegs_model_device_arrays.argtypes = [h, vp, ctypes.POINTER(ModelArrays)]
     lib.moegs_save.argtypes = [h, ctypes.c_char_p]
     lib.moegs_model_save.argtypes = [h, ctypes.c_char_p]
+    lib.moegs_model_save_checkpoint.argtypes = [h, ctypes.c_char_p]
+    lib.moegs_model_load.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(h)]
+    i32p = ctypes.POINTER(i32)
+    lib.moegs_model_options.argtypes = [h, i32p, i32p, i32p, i32p, ctypes.POINTER(f32), ctypes.POINTER(ctypes.c_uint32)]
     lib.moegs_model_recent_summary.argtypes = [h, i32, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ModelBalance),
                                                ctypes.POINTER(LayerBalance), ctypes.POINTER(LayerBalance)]
     lib.moegs_model_recent_window_load.argtypes = [h, i32, ctypes.POINTER(ctypes.c_uint64), i32]
@@ -799,16 +803,7 @@ class MoeModelStats(_Handle):
         layer: layer_decayed_utilization); skip_empty_steps: True to leave out a step in which no layer holds a token (valid
         rows none, or all padding: an idle rank's dummy pass), as vLLM's is_dummy, decided on the device (a CUDA graph's
         replay of a dummy pass is left out too); False (the default) records it as a batch of no load."""
-        self._handle = ctypes.c_int64(0)
-        # Taken by record(), reset(), close() and device_arrays(), and by a DeviceArray's release: they change the handle,
-        # the count of calls that make device arrays stale and the count of arrays alive. Other reads take none; the
-        # library reads each call from one state (a ModelMetricsCollector's scrape is one call). Reentrant, as a
-        # DeviceArray's release runs when the garbage collector finds it, on whatever thread, lock held or not.
-        # Uncontended, it adds about 0.2 microseconds to a record.
-        self._lock = threading.RLock()
-        # DeviceArray objects alive (device_arrays()), the handle close() left for the last of them to destroy, and
-        # a count of the calls that fold into the arrays' memory (records, resets), which makes older arrays stale.
-        self._exports, self._orphan, self._generation = 0, 0, 0
+        self._begin()
         accelerator = _accelerator_name(accelerator)
         self._layers = _integer("layers", layers, 1, MODEL_LAYERS_MAX)
         self._experts = _integer("experts", experts, 1, DEVICE_EXPERTS_MAX)
@@ -833,9 +828,53 @@ class MoeModelStats(_Handle):
         flags = _MODEL_SKIP_EMPTY_STEPS if skip_empty_steps else 0
         self._check(self._lib.moegs_model_create_with_flags(accelerator.encode(), self.layers, self.experts, capacity, window, decay, flags,
                                                             ctypes.byref(self._handle)))
+        self._read_device()
+
+    @classmethod
+    def load(cls, path, *, accelerator="auto", library=None):
+        """The model saved at `path` (str or os.PathLike): save(path, checkpoint=True)'s file (or save()'s, `moegs replay
+        --save`'s, `moegs merge`'s) as a new model on `accelerator` ("auto" takes CUDA, then managed, as the constructor),
+        with the saved model's layers, experts, window and settings. A checkpoint's model records on as the saved one
+        would, to the bit, on any accelerator: a run saved on a GPU resumes on another GPU or on "managed". A file saved
+        without the window ring holds the window's load but not its steps: it loads on "managed" alone ("auto" puts it
+        there), answers every read but summary(recent_steps=...) and window_load(recent_steps=...) of fewer steps than
+        the window holds, and refuses record() (InvalidArgumentError) until reset().
+            model = moegs.MoeModelStats.load("/ckpt/routing.json", accelerator="cuda")
+        Raises TypeError (path not a path), ValueError (path empty, not UTF-8 or holding NUL; an unknown accelerator;
+        InvalidArgumentError for a file without the ring on a device accelerator), NoDeviceError (no such accelerator)
+        or MoeGpuStatsError with status IO_ERROR (the file cannot be read, or is not a model's routing statistics: the
+        message names the path and why)."""
+        model = cls.__new__(cls)
+        model._begin()
+        model._accelerator = _accelerator_name(accelerator)
+        model._library = _load(library)
+        model._check(model._lib.moegs_model_load(model._accelerator.encode(), _path_bytes(path, "read"), ctypes.byref(model._handle)))
+        layers, experts, capacity, window = (ctypes.c_int32() for _ in range(4))
+        decay, flags = ctypes.c_float(), ctypes.c_uint32()
+        model._check(model._lib.moegs_model_options(model._handle, *(ctypes.byref(v) for v in (layers, experts, capacity, window, decay, flags))))
+        model._layers, model._experts, model._window = layers.value, experts.value, window.value
+        model._decayed = decay.value >= 0
+        model._skip_empty_steps = bool(flags.value & _MODEL_SKIP_EMPTY_STEPS)
+        model._read_device()
+        return model
+
+    def _begin(self):
+        """The state every model starts with, before its handle is made."""
+        self._handle = ctypes.c_int64(0)
+        # Taken by record(), reset(), close() and device_arrays(), and by a DeviceArray's release: they change the handle,
+        # the count of calls that make device arrays stale and the count of arrays alive. Other reads take none; the
+        # library reads each call from one state (a ModelMetricsCollector's scrape is one call). Reentrant, as a
+        # DeviceArray's release runs when the garbage collector finds it, on whatever thread, lock held or not.
+        # Uncontended, it adds about 0.2 microseconds to a record.
+        self._lock = threading.RLock()
+        # DeviceArray objects alive (device_arrays()), the handle close() left for the last of them to destroy, and
+        # a count of the calls that fold into the arrays' memory (records, resets), which makes older arrays stale.
+        self._exports, self._orphan, self._generation = 0, 0, 0
+
+    def _read_device(self):
+        """What "auto" chose, once the handle is made; it decides which memory record() can pass."""
         kind = ctypes.c_char_p()
         self._check(self._lib.moegs_model_accelerator(self._handle, ctypes.byref(kind)))
-        # What "auto" chose; it decides which memory record() can pass.
         self._device = kind.value.decode()
 
     # Read-only: the handle's own, and what the calls size the arrays they pass to the library by (a smaller count would
@@ -1091,16 +1130,21 @@ class MoeModelStats(_Handle):
         self._check(read(self._handle, layer, buffer, self.experts))
         return list(buffer)
 
-    def save(self, path):
+    def save(self, path, checkpoint=False):
         """Writes the model to `path` (str or os.PathLike) as the JSON that `moegs report`, `merge` and `plan` read (what
         `moegs replay --save` writes): each layer's statistics and the window load, from one read of the model, written
-        atomically. Each rank of an expert-parallel job saves its own file; `moegs merge` sums them exactly. Raises
-        TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL) or MoeGpuStatsError with status
+        atomically. Each rank of an expert-parallel job saves its own file; `moegs merge` sums them exactly.
+        checkpoint: True to write the window's ring of steps too (about 5.3 bytes a count, window * layers * experts
+        counts), so that MoeModelStats.load(path) records on exactly as this model would (a trainer's resume).
+        Raises TypeError (not a path), ValueError (a path empty, not UTF-8 or holding NUL; InvalidArgumentError for a
+        checkpoint past 512 MiB of ring, or of a model loaded without its ring) or MoeGpuStatsError with status
         IO_ERROR (the file cannot be written, or the path names a pipe, a device, a socket, a link to one, or a name
         in /dev (but /dev/shm), /proc or /sys, which a file renamed over it would replace; it is left as it was)."""
         self._require_open()
+        checkpoint = _flag("checkpoint", checkpoint)
+        save = self._lib.moegs_model_save_checkpoint if checkpoint else self._lib.moegs_model_save
         # The library reads the model once under its own lock; this wrapper's lock would hold record() for the disk.
-        self._check(self._lib.moegs_model_save(self._handle, _path_bytes(path)))
+        self._check(save(self._handle, _path_bytes(path)))
 
     def reset(self):
         """Zeroes every count, total and the window; counters a ModelMetricsCollector serves then go down (a counter reset)."""

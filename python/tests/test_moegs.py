@@ -681,6 +681,54 @@ class ModelTests(unittest.TestCase):
                     model.save(os.fsencode(folder) + b"/bad\xff.json")
                 self.assertEqual(["rank0.json"], os.listdir(folder))
 
+    def test_a_checkpoint_loads_on_any_accelerator_and_records_on(self):
+        """save(path, checkpoint=True) and MoeModelStats.load: a checkpoint saved on managed or cpu loads on either with the
+        saved settings and records on as the saved model, every read equal; a file without the ring loads on managed
+        alone and refuses record() and a cut of its window; a load that fails raises naming the path."""
+        shape = (self.LAYERS, self.TOKENS, self.K)
+        steps = self.steps(self.TOKENS * self.K) * 2
+        for saver in ("managed", "cpu"):
+            with tempfile.TemporaryDirectory() as folder, \
+                    moegs.MoeModelStats(self.LAYERS, self.EXPERTS, window=self.WINDOW, expert_capacity=20, utilization_decay=0.9,
+                                        skip_empty_steps=True, accelerator=saver) as whole:
+                for ids in steps[:5]:
+                    whole.record(HostArray(ids, shape))
+                path = pathlib.Path(folder, "checkpoint.json")
+                whole.save(path, checkpoint=True)
+                resumed = [moegs.MoeModelStats.load(path, accelerator=kind) for kind in ("managed", "cpu")]
+                for ids in steps[5:]:
+                    for model in [whole, *resumed]:
+                        model.record(HostArray(ids, shape))
+                for model, kind in zip(resumed, ("managed", "cpu")):
+                    with model:
+                        self.assertEqual((kind, self.LAYERS, self.EXPERTS, True), (model.device, model.layers, model.experts, model.skip_empty_steps))
+                        self.assertEqual(load_rows(whole.window_load()), load_rows(model.window_load()))
+                        self.assertEqual(whole.summary(recent_steps=2), model.summary(recent_steps=2))
+                        for layer in range(self.LAYERS):
+                            self.assertEqual(whole.layer(layer), model.layer(layer))
+                            self.assertEqual(whole.layer_decayed_utilization(layer), model.layer_decayed_utilization(layer))
+                plain = os.path.join(folder, "plain.json")
+                whole.save(plain)
+                with self.assertRaisesRegex(moegs.InvalidArgumentError, "without its window ring"):
+                    moegs.MoeModelStats.load(plain, accelerator="cpu")
+                with moegs.MoeModelStats.load(plain, accelerator="managed") as read_only:
+                    self.assertEqual(whole.summary(), read_only.summary())
+                    with self.assertRaisesRegex(moegs.InvalidArgumentError, "not recorded into"):
+                        read_only.record(HostArray(steps[0], shape))
+                    with self.assertRaisesRegex(moegs.InvalidArgumentError, "recent_steps = 1: fewer than"):
+                        read_only.summary(recent_steps=1)
+                    with self.assertRaisesRegex(moegs.InvalidArgumentError, "no steps to checkpoint"):
+                        read_only.save(path, checkpoint=True)
+                    self.assertEqual(whole.summary(), read_only.summary())
+                with self.assertRaises(moegs.MoeGpuStatsError) as raised:
+                    moegs.MoeModelStats.load(os.path.join(folder, "missing.json"))
+                self.assertEqual(moegs.IO_ERROR, raised.exception.status)
+                self.assertIn("missing.json: cannot be read as a model", str(raised.exception))
+                with self.assertRaisesRegex(ValueError, "path is empty: give the file to read"):
+                    moegs.MoeModelStats.load("")
+                with self.assertRaisesRegex(TypeError, "checkpoint must be True or False"):
+                    whole.save(path, checkpoint="yes")
+
     def test_a_pending_read_is_the_reads_at_the_step_it_was_begun(self):
         """begin_read() (moegs_model_read_begin): result() is summary() and window_load() at the step it was begun,
         whatever is recorded after it; done() is True at once on managed and cpu; a read outlives its model; bad
