@@ -890,6 +890,11 @@ static void checkpoints(void)
     model_reads after;
     read_model(read_only, NULL, &after);
     same_model(&plain_reads, &after, "checkpoint: refusals");
+    /* A reset gives it a ring of its own: it records from there. */
+    CHECK(moegs_model_reset(read_only) == MOEGS_OK
+          && moegs_model_record(read_only, ids[0], M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL) == MOEGS_OK
+          && moegs_model_save_checkpoint(read_only, path) == MOEGS_OK,
+          "checkpoint: a reset model from a plain file records and checkpoints: %s", moegs_last_error());
     moegs_model_destroy(read_only);
 
     /* Files that are not a model's, and arguments refused before any file is read. */
