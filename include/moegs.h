@@ -474,13 +474,13 @@ moegs_status moegs_model_save_checkpoint(moegs_handle handle, const char* path);
 /* Reads the model saved at `path` (UTF-8) by moegs_model_save_checkpoint (or moegs_model_save, `moegs replay --save`,
  * `moegs merge`) into a new model on `accelerator` (as moegs_model_create's; "auto": CUDA, then managed). A
  * checkpoint's model records on as the saved one would, to the bit, on any accelerator: a run saved on a GPU resumes
- * on another, or on "managed". A file without the window ring holds the window's load but not its steps: it loads on
- * "managed" alone ("auto" puts it there; another accelerator is MOEGS_INVALID_ARGUMENT), answers every read but a
- * recent summary or window load of fewer steps than the window holds, and refuses records (MOEGS_INVALID_ARGUMENT)
- * until moegs_model_reset. A merge of checkpoints whose window holds fewer steps than min(window, steps) loads on
- * "managed" alone (elsewhere, "auto" on a GPU included, MOEGS_INVALID_ARGUMENT). Read moegs_model_options for the model's shape. MOEGS_IO_ERROR (the message names the path and
- * why) when the file cannot be read or is not a model's routing statistics (one layer's, truncated, edited out of
- * shape); *out is 0 when the call fails. */
+ * on another, or on "managed". A file without the window ring holds the window's load but not its steps: it answers
+ * every read but a recent summary or window load of fewer steps than the window holds, and refuses records
+ * (MOEGS_INVALID_ARGUMENT) until moegs_model_reset. It, and a merge of checkpoints whose window holds fewer steps than
+ * min(window, steps), load on "managed" alone: "auto" puts them there, unless MOEGS_ACCELERATOR names a device, which
+ * is MOEGS_INVALID_ARGUMENT, as a device named is. Read moegs_model_options for the model's shape. MOEGS_IO_ERROR
+ * (the message names the path and why) when the file cannot be read or is not a model's routing statistics (one
+ * layer's, truncated, edited out of shape); *out is 0 when the call fails. */
 moegs_status moegs_model_load(const char* accelerator, const char* path, moegs_handle* out);
 
 /* The settings the model was created (or saved) with, each into its pointer where not NULL: layers, experts,

@@ -184,6 +184,7 @@ public static unsafe partial class NativeApi
         return ReadModel(handle, model =>
         {
             NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window);
+            model.CheckRecentSteps(recentSteps);
             model.Summary(recentSteps, expertRanks, destination, window, sinceStart);
         });
     }
@@ -214,6 +215,7 @@ public static unsafe partial class NativeApi
             if (recentSteps != 0)
             {
                 NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window, none: "0 for none");
+                model.CheckRecentSteps(recentSteps);
                 if (recent is null)
                 {
                     throw new NativeArgumentException($"recent_out is NULL with recent_steps = {recentSteps}: moegs_model_read writes the newest steps' figures there (recent_steps 0 reads none).");
@@ -275,6 +277,7 @@ public static unsafe partial class NativeApi
         return ReadModel(handle, model =>
         {
             NativeChecks.RecentSteps(recentSteps, model.Stats.Options.Window);
+            model.CheckRecentSteps(recentSteps);
             NativeChecks.WindowCapacity(capacity, model.Stats.Layers, model.Stats.Experts);
             model.Stats.WindowLoad(recentSteps, new Span<ulong>(destination, capacity));
         });

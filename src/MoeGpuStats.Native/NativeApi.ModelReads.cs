@@ -28,6 +28,7 @@ public static unsafe partial class NativeApi
                 if (a.Recent != 0)
                 {
                     NativeChecks.RecentSteps(a.Recent, model.Stats.Options.Window, none: "0 for the whole window");
+                    model.CheckRecentSteps(a.Recent);
                 }
 
                 if (a.Stream != IntPtr.Zero && model.Kind != "cuda")

@@ -352,10 +352,7 @@ public static unsafe partial class NativeApi
         NativeArgumentException => Fail(NativeStatus.InvalidArgument, exception.Message),
         NativeIoException => Fail(NativeStatus.IoError, exception.Message),
         NoDeviceException => Fail(NativeStatus.NoDevice, ErrorText.Of(exception)),
-        Engines.NoWindowRingException { RecentSteps: > 0 } cut => Fail(
-            NativeStatus.InvalidArgument,
-            $"recent_steps = {cut.RecentSteps}: fewer than the {cut.WindowSteps} steps the window holds, but this model keeps its window's load and not its ring of steps (loaded from a file moegs_model_save wrote, not a checkpoint): give {cut.WindowSteps} to {cut.Window} for the whole window."),
-        ArgumentException or Engines.NoWindowRingException => Fail(NativeStatus.InvalidArgument, ErrorText.Of(exception)),
+        ArgumentException => Fail(NativeStatus.InvalidArgument, ErrorText.Of(exception)),
         ObjectDisposedException => Fail(NativeStatus.InvalidHandle, ErrorText.Of(exception)),
         ILGPU.Runtime.OpenCL.CLException refused => Fail(NativeStatus.DeviceError, NativeChecks.OpenCl(refused.Error)),
         ILGPU.Runtime.AcceleratorException or InsufficientMemoryException or InvalidOperationException or DllNotFoundException

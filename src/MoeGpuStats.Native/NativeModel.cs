@@ -54,21 +54,29 @@ internal sealed class NativeModel : INativeHandle
 
     /// <summary>
     /// A model holding <paramref name="loaded"/>'s statistics (read from <paramref name="path"/>, and taken: kept on
-    /// "managed", copied and disposed on a device). A model without its window ring loads on "managed" alone, where
-    /// "auto" puts it: a device model records, which needs the ring.
+    /// "managed", copied and disposed on a device). A model no device model can hold (without its window ring, or a merge
+    /// of a short window) loads on "managed", where "auto" puts it unless <c>MOEGS_ACCELERATOR</c> names a device, as
+    /// <see cref="ModelRoutingStats.Create(ModelRoutingStats, Microsoft.Extensions.Logging.ILogger?)"/> does.
     /// </summary>
     public static NativeModel Load(string accelerator, string path, ModelRoutingStats loaded)
     {
         try
         {
-            var ringless = !loaded.KeepsWindowRing;
-            if (ringless && accelerator is not ("auto" or "managed"))
+            var refusal = loaded.DeviceCopyRefusal();
+            var choice = accelerator is "auto" ? NativeDevice.AutoChoice() : accelerator;
+            if (refusal is not null && choice is not ("" or "managed"))
             {
+                var named = accelerator is "auto" ? $"\"auto\" with {RoutingStats.AcceleratorVariable} = \"{choice}\"" : $"\"{accelerator}\"";
+                if (loaded.KeepsWindowRing)
+                {
+                    throw new NativeArgumentException($"accelerator = {named}: {NativeChecks.Escaped(path, 512)} holds a merge no device model can hold: {refusal}");
+                }
+
                 throw new NativeArgumentException(
-                    $"accelerator = \"{accelerator}\": {NativeChecks.Escaped(path, 512)} holds a model without its window ring (moegs_model_save's file, not moegs_model_save_checkpoint's), which loads on \"managed\" alone (\"auto\" puts it there): it can be read, not recorded into.");
+                    $"accelerator = {named}: {NativeChecks.Escaped(path, 512)} holds a model without its window ring (moegs_model_save's file, not moegs_model_save_checkpoint's), which loads on \"managed\" alone: it can be read, not recorded into.");
             }
 
-            var model = new NativeModel(ringless ? "managed" : accelerator, loaded.Options, loaded);
+            var model = new NativeModel(refusal is null ? accelerator : "managed", loaded.Options, loaded);
             if (!ReferenceEquals(model.Stats, loaded))
             {
                 loaded.Dispose();
@@ -84,6 +92,26 @@ internal sealed class NativeModel : INativeHandle
     }
 
     public Lock Gate { get; } = new();
+
+    /// <summary>
+    /// Refuses, in the C API's words, a cut of the window to its newest <paramref name="recentSteps"/> steps where the model
+    /// keeps no ring and its window holds more (the library refuses it as an invalid operation, which the C API would
+    /// report as a device's failure); a model without the ring pays a summary's read for the count.
+    /// </summary>
+    public void CheckRecentSteps(int recentSteps)
+    {
+        if (_stats.KeepsWindowRing)
+        {
+            return;
+        }
+
+        var held = _stats.Summary().WindowSteps;
+        if (recentSteps < held)
+        {
+            throw new NativeArgumentException(
+                $"recent_steps = {recentSteps}: fewer than the {held} steps the window holds, but this model keeps its window's load and not its ring of steps (loaded from a file moegs_model_save wrote, not a checkpoint): give {held} to {_stats.Options.Window} for the whole window.");
+        }
+    }
 
     /// <summary>Refuses, in the C API's words, a model without its window ring (loaded from a file without it) what only the ring holds: <paramref name="instead"/> says what to do.</summary>
     public void RequireWindowRing(long handle, string instead)

@@ -10,7 +10,7 @@ namespace MoeGpuStats.Device;
 /// <summary>
 /// The one rule for the best engine present: CUDA, then OpenCL, then the managed engine; for a whole model, and for
 /// anything the C API's <c>"auto"</c> makes, CUDA, then the managed engine (<see cref="ModelBestFirst"/>,
-/// <see cref="ForeignMemoryBestFirst"/>). <see cref="RoutingStats.Create"/>, <see cref="ModelRoutingStats.Create"/>,
+/// <see cref="ForeignMemoryBestFirst"/>). <see cref="RoutingStats.Create"/>, <see cref="ModelRoutingStats.Create(ModelRoutingStatsOptions, Microsoft.Extensions.Logging.ILogger?)"/>,
 /// the CLI and the C API all follow it; ILGPU's CPU accelerator runs only when asked for (<c>cpu</c>), as it is slower
 /// than the managed engine.
 /// </summary>

@@ -136,7 +136,8 @@ internal sealed partial class DeviceModelEngine : ModelRoutingEngine
             }
             catch
             {
-                Dispose();
+                // As for a failed allocation: what frees the accelerator is the caller's to dispose when the constructor throws.
+                Disposal.All([_pageLockedPool, .. MemoryParts()]);
                 throw;
             }
         }

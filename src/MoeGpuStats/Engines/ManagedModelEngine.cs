@@ -267,7 +267,7 @@ internal sealed class ManagedModelEngine : ModelRoutingEngine
     {
         if (!_window.CanSlide)
         {
-            throw new NoWindowRingException(
+            throw new InvalidOperationException(
                 "This model's window keeps its load but not its ring of steps (a model read from JSON other than a checkpoint, or a merge or snapshot of one): it can be read and merged, not recorded into (after Reset() it records, taking its ring at its first step); a checkpoint, RoutingStatsFile.Save(model, path, withWindowRing: true), records on.");
         }
 

@@ -92,11 +92,8 @@ internal abstract class ModelRoutingEngine : IDisposable
     public virtual bool CanCutWindow(int recentSteps) => true;
 
     /// <summary>The error of a window restored without its ring when fewer steps than it holds are asked of it.</summary>
-    protected NoWindowRingException NoRecentSteps(int recentSteps, int windowSteps) => new(
-        Invariant($"recentSteps is {recentSteps}, fewer than the {windowSteps:N0} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps:N0} to {Options.Window:N0})."),
-        recentSteps,
-        windowSteps,
-        Options.Window);
+    protected InvalidOperationException NoRecentSteps(int recentSteps, int windowSteps) => new(
+        Invariant($"recentSteps is {recentSteps}, fewer than the {windowSteps:N0} steps the window holds, but this model's window keeps its load and not its ring of steps (a model read from JSON, or a merge or snapshot of one): read the whole window (recentSteps {windowSteps:N0} to {Options.Window:N0})."));
 
     public abstract void Reset();
 

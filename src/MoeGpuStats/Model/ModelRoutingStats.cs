@@ -89,23 +89,68 @@ public sealed partial class ModelRoutingStats : IDisposable
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentNullException.ThrowIfNull(source);
         var state = source.Engine.Export(withRing: true);
-        if (state.WindowRing is null)
-        {
-            throw new ArgumentException(
-                "The model keeps its window's load but not its ring of steps (read from a file saved without the ring, or a merge of such a model), so it cannot record on: copy a model read from a checkpoint (RoutingStatsFile.Save with withWindowRing: true) or one that recorded its steps.",
-                nameof(source));
-        }
-
-        var options = source.Options;
-        if ((ulong)state.WindowSteps != Math.Min(state.Steps, (ulong)options.Window))
-        {
-            throw new ArgumentException(
-                Invariant($"The model is a merge whose window holds {state.WindowSteps:N0} steps (its longest part's) of its {state.Steps:N0}; a device model's window holds min(window = {options.Window:N0}, steps) steps: copy a merge of parts whose windows are full, or keep this one on the managed engine."),
-                nameof(source));
-        }
-
-        return new(new DeviceModelEngine(accelerator, options, stream, state: state)) { MergedParts = source.MergedParts };
+        var refusal = DeviceCopyRefusal(state, source.Options.Window);
+        return refusal is null
+            ? new(new DeviceModelEngine(accelerator, source.Options, stream, state: state)) { MergedParts = source.MergedParts }
+            : throw new ArgumentException(refusal, nameof(source));
     }
+
+    /// <summary>
+    /// Creates statistics on the best engine present, as <see cref="Create(ModelRoutingStatsOptions, ILogger?)"/> chooses it,
+    /// that hold a copy of <paramref name="source"/>'s and record on from them as
+    /// <see cref="OnDevice(Accelerator, ModelRoutingStats, AcceleratorStream?)"/>'s copy does: a checkpoint read back with
+    /// <see cref="RoutingStatsFile.LoadModel"/> resumes on the GPU where there is one. A source no device model can hold
+    /// (without its window ring, or a merge of a short window) is copied onto the managed engine, unless
+    /// <c>MOEGS_ACCELERATOR</c> names a device. <paramref name="source"/> is read once and left as it was.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="source"/> is null.</exception>
+    /// <exception cref="ArgumentException"><c>MOEGS_ACCELERATOR</c> names a device, and no device model can hold <paramref name="source"/>; the message says why.</exception>
+    /// <exception cref="ObjectDisposedException"><paramref name="source"/> was disposed.</exception>
+    /// <exception cref="InvalidOperationException">As <see cref="Create(ModelRoutingStatsOptions, ILogger?)"/>'s, for the variable.</exception>
+    /// <exception cref="InsufficientMemoryException">The state could not be allocated; the message gives the size.</exception>
+    public static ModelRoutingStats Create(ModelRoutingStats source, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        var state = source.Engine.Export(withRing: true);
+        var options = source.Options;
+        var refusal = DeviceCopyRefusal(state, options.Window);
+        var requested = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
+        var stats = AcceleratorSelection.Choose<ModelRoutingStats>(
+            refusal is null || !string.IsNullOrWhiteSpace(requested) ? requested : "managed",
+            (accelerator, owned) => refusal is null
+                ? new(new DeviceModelEngine(accelerator, options, stream: null, owned, state: state)) { MergedParts = source.MergedParts }
+                : throw new ArgumentException(refusal, nameof(source)),
+            () => new(new ManagedModelEngine(options, state)) { MergedParts = source.MergedParts },
+            AcceleratorSelection.ModelBestFirst);
+        if (logger is not null)
+        {
+            Log.EngineSelected(logger, stats.Backend, stats._engine.DeviceName);
+        }
+
+        return stats;
+    }
+
+    /// <summary>Why no device model can hold this model's state, or null where one can (a summary's read for its steps).</summary>
+    /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
+    internal string? DeviceCopyRefusal()
+    {
+        var summary = Summary();
+        return DeviceCopyRefusal(KeepsWindowRing, summary.Steps, summary.WindowSteps, Options.Window);
+    }
+
+    /// <summary>Why no device model can hold <paramref name="state"/> (an engine's export with its ring, where it has one), or null where one can.</summary>
+    internal static string? DeviceCopyRefusal(ModelState state, int window) => DeviceCopyRefusal(state.WindowRing is not null, state.Steps, state.WindowSteps, window);
+
+    /// <summary>
+    /// Why no device model can hold a state with or without its window ring, of <paramref name="steps"/> steps of which its
+    /// window holds <paramref name="windowSteps"/>; null where one can.
+    /// </summary>
+    private static string? DeviceCopyRefusal(bool keepsRing, ulong steps, int windowSteps, int window) =>
+        !keepsRing
+            ? "The model keeps its window's load but not its ring of steps (read from a file saved without the ring, or a merge of such a model), so it cannot record on: copy a model read from a checkpoint (RoutingStatsFile.Save with withWindowRing: true) or one that recorded its steps."
+            : (ulong)windowSteps != Math.Min(steps, (ulong)window)
+                ? Invariant($"The model is a merge whose window holds {windowSteps:N0} steps (its longest part's) of its {steps:N0}; a device model's window holds min(window = {window:N0}, steps) steps: copy a merge of parts whose windows are full, or keep this one on the managed engine.")
+                : null;
 
     /// <summary>
     /// Creates statistics on the best engine present: CUDA, then managed; <c>MOEGS_ACCELERATOR</c> overrides the

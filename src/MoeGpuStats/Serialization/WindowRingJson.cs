@@ -54,7 +54,7 @@ internal static class WindowRingJson
     }
 
     /// <summary>The refusal of a checkpoint of a model that has no ring to write.</summary>
-    public static NoWindowRingException NoRing() => new(
+    public static InvalidOperationException NoRing() => new(
         "This model's window keeps its load but not its ring of steps (a model read from JSON other than a checkpoint, or a merge or snapshot of one): there are no steps to checkpoint; save it without the ring, or checkpoint the model that recorded it.");
 
     /// <summary>

@@ -477,7 +477,7 @@ public sealed partial class ModelRoutingStatsTests
     {
         var options = new ModelRoutingStatsOptions { Layers = 2, Experts = 4 };
         Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => new ModelRoutingStats((ModelRoutingStatsOptions)null!)).ParamName);
-        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.Create(null!)).ParamName);
+        Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.Create((ModelRoutingStatsOptions)null!)).ParamName);
         Assert.Equal("accelerator", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(null!, options)).ParamName);
         Assert.Equal("options", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(TestAccelerators.Require("cpu"), (ModelRoutingStatsOptions)null!)).ParamName);
 
