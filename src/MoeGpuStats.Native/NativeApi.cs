@@ -185,7 +185,7 @@ public static unsafe partial class NativeApi
     }
 
     /// <summary>The most characters of a path an error shows: any path a file system takes in a component or two.</summary>
-    private const int MostPathShown = 512;
+    internal const int MostPathShown = 512;
 
     /// <summary>Runs <paramref name="save"/>; a file that cannot be written is an <see cref="NativeIoException"/> naming it.</summary>
     private static void SaveTo(string path, Action<string> save)

@@ -25,7 +25,7 @@ internal sealed class NativeModel : INativeHandle
     {
     }
 
-    /// <summary>An empty model of <paramref name="options"/>, or (where <paramref name="loaded"/> is given) one holding <paramref name="loaded"/>'s statistics, which it keeps on the managed engine.</summary>
+    /// <summary>An empty model of <paramref name="options"/>, or (where <paramref name="loaded"/> is given) one holding <paramref name="loaded"/>'s statistics: <paramref name="loaded"/> itself on the managed engine, a copy on a device.</summary>
     private NativeModel(string accelerator, ModelRoutingStatsOptions options, ModelRoutingStats? loaded)
     {
         _accelerator = NativeDevice.Open(accelerator, device => OnDevice(device, options, loaded), out var built, MoeGpuStats.Device.AcceleratorSelection.ModelBestFirst);
@@ -69,11 +69,11 @@ internal sealed class NativeModel : INativeHandle
                 var named = accelerator is "auto" ? $"\"auto\" with {RoutingStats.AcceleratorVariable} = \"{choice}\"" : $"\"{accelerator}\"";
                 if (loaded.KeepsWindowRing)
                 {
-                    throw new NativeArgumentException($"accelerator = {named}: {NativeChecks.Escaped(path, 512)} holds a merge no device model can hold: {refusal}");
+                    throw new NativeArgumentException($"accelerator = {named}: {NativeChecks.Escaped(path, NativeApi.MostPathShown)} holds a merge no device model can hold: {refusal}");
                 }
 
                 throw new NativeArgumentException(
-                    $"accelerator = {named}: {NativeChecks.Escaped(path, 512)} holds a model without its window ring (moegs_model_save's file, not moegs_model_save_checkpoint's), which loads on \"managed\" alone: it can be read, not recorded into.");
+                    $"accelerator = {named}: {NativeChecks.Escaped(path, NativeApi.MostPathShown)} holds a model without its window ring (moegs_model_save's file, not moegs_model_save_checkpoint's), which loads on \"managed\" alone: it can be read, not recorded into.");
             }
 
             var model = new NativeModel(refusal is null ? accelerator : "managed", loaded.Options, loaded);
