@@ -876,7 +876,7 @@ static void checkpoints(void)
 
     /* Without the ring: managed alone, read but not recorded into, checkpointed or cut. */
     moegs_handle read_only = 7;
-    REFUSED(moegs_model_load("cpu", plain, &read_only), MOEGS_INVALID_ARGUMENT, "accelerator = \"cpu\"", "without its window ring", "moegs_model_save_checkpoint");
+    REFUSED(moegs_model_load("cpu", plain, &read_only), MOEGS_INVALID_ARGUMENT, "accelerator = \"cpu\"", "without its window ring", "not as a checkpoint");
     CHECK(read_only == 0, "checkpoint: a refused load wrote handle %lld", (long long)read_only);
     CHECK(moegs_model_load(" Managed ", plain, &read_only) == MOEGS_OK, "checkpoint: plain load: %s", moegs_last_error());
     model_reads plain_reads;
@@ -884,7 +884,7 @@ static void checkpoints(void)
     CHECK(plain_reads.summary.steps == BEFORE + AFTER - 1, "checkpoint: the plain file holds %llu steps", (unsigned long long)plain_reads.summary.steps);
     REFUSED(moegs_model_record(read_only, ids[0], M_LAYERS, M_TOKENS, TOP_K, 0, NULL, NULL, NULL, NULL), MOEGS_INVALID_ARGUMENT,
             "handle", "not its ring of steps", "not recorded into");
-    REFUSED(moegs_model_save_checkpoint(read_only, path), MOEGS_INVALID_ARGUMENT, "no steps to checkpoint", "moegs_model_save");
+    REFUSED(moegs_model_save_checkpoint(read_only, path), MOEGS_INVALID_ARGUMENT, "no steps to checkpoint", "save it without the ring");
     moegs_model_balance balance;
     REFUSED(moegs_model_recent_summary(read_only, 1, NULL, &balance, NULL, NULL), MOEGS_INVALID_ARGUMENT, "recent_steps = 1: fewer than the 3 steps", "give 3 to 3");
     model_reads after;
@@ -901,7 +901,9 @@ static void checkpoints(void)
     moegs_handle router = 0, out = 7;
     CHECK(moegs_create("managed", 4, 0, &router) == MOEGS_OK && moegs_save(router, layer_path) == MOEGS_OK, "checkpoint: layer save: %s", moegs_last_error());
     moegs_destroy(router);
-    REFUSED(moegs_model_load("managed", layer_path, &out), MOEGS_IO_ERROR, layer_path, "cannot be read as a model", "one layer's snapshot");
+    REFUSED(moegs_model_load("managed", layer_path, &out), MOEGS_IO_ERROR, layer_path, "cannot be read as a model", "one layer's snapshot, not a model's).");
+    CHECK(strstr(moegs_last_error(), "RoutingStatsFile") == NULL && strstr(strstr(moegs_last_error(), layer_path) + 1, layer_path) == NULL,
+          "checkpoint: a layer's file named .NET's call, or its path twice: %s", moegs_last_error());
     CHECK(out == 0, "checkpoint: a failed load wrote handle %lld", (long long)out);
     REFUSED(moegs_model_load("managed", missing, &out), MOEGS_IO_ERROR, missing, "cannot be read as a model");
     REFUSED(moegs_model_load("managed", NULL, &out), MOEGS_INVALID_ARGUMENT, "path is NULL", "moegs_model_load reads");

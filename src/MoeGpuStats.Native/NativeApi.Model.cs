@@ -20,8 +20,17 @@ public static unsafe partial class NativeApi
         var file = FilePath(path, "moegs_model_save_checkpoint", out var refusal);
         return file is null ? Fail(NativeStatus.InvalidArgument, refusal) : ReadModel(handle, model =>
         {
-            model.RequireWindowRing(handle, "there are no steps to checkpoint; save it with moegs_model_save");
-            SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full, withWindowRing: true));
+            model.RequireWindowRing(handle, "there are no steps to checkpoint; save it without the ring");
+            try
+            {
+                SaveTo(file, full => Serialization.RoutingStatsFile.Save(model.Stats, full, withWindowRing: true));
+            }
+            catch (ArgumentException exception) when (exception.ParamName == "withWindowRing")
+            {
+                // The library's words begin with its parameter, which the C call does not have: the rest is the C caller's too.
+                var reason = ErrorText.Of(exception);
+                throw new NativeArgumentException($"handle {handle}: {reason[(reason.IndexOf(" but ", StringComparison.Ordinal) + 5)..]}");
+            }
         });
     }
 
@@ -85,7 +94,10 @@ public static unsafe partial class NativeApi
         }
         catch (Exception exception) when (exception is IOException or UnauthorizedAccessException or InvalidDataException)
         {
+            // The library's reason names the path first, which this message does already, and for a layer's file a .NET call C has no match for.
             var reason = ErrorText.Clause(exception);
+            reason = reason.StartsWith(path + ": ", StringComparison.Ordinal) ? reason[(path.Length + 2)..] : reason;
+            reason = reason.Replace("; read it with RoutingStatsFile.Load", "", StringComparison.Ordinal);
             throw new NativeIoException($"{NativeChecks.Escaped(path, MostPathShown)}: cannot be read as a model ({NativeChecks.Escaped(reason, 2 * MostPathShown)}).", exception);
         }
     }
@@ -142,7 +154,7 @@ public static unsafe partial class NativeApi
             (Handle: handle, Ids: ids, Type: (NativeIdType)idType, Layers: layers, Tokens: tokens, TopK: topK, Stride: layerStride, Rows: tokenStride, Valid: validTokens, Losses: loadBalanceLosses, ZLosses: routerZLosses, Stream: stream),
             static (model, a) =>
             {
-                model.RequireWindowRing(a.Handle, "it can be read, not recorded into; load a checkpoint (moegs_model_save_checkpoint's file) to record on");
+                model.RequireWindowRing(a.Handle, "it can be read, not recorded into; load a checkpoint to record on");
                 model.Record(a.Ids, a.Type, a.Layers, a.Tokens, a.TopK, a.Stride, a.Rows, a.Valid, a.Losses, a.ZLosses, a.Stream);
             },
             onDevice: false);

@@ -69,11 +69,11 @@ internal sealed class NativeModel : INativeHandle
                 var named = accelerator is "auto" ? $"\"auto\" with {RoutingStats.AcceleratorVariable} = \"{choice}\"" : $"\"{accelerator}\"";
                 if (loaded.KeepsWindowRing)
                 {
-                    throw new NativeArgumentException($"accelerator = {named}: {NativeChecks.Escaped(path, NativeApi.MostPathShown)} holds a merge no device model can hold: {refusal}");
+                    throw new NativeArgumentException($"accelerator = {named}: {NativeChecks.Escaped(path, NativeApi.MostPathShown)} cannot go to a device ({refusal}); load it on \"managed\".");
                 }
 
                 throw new NativeArgumentException(
-                    $"accelerator = {named}: {NativeChecks.Escaped(path, NativeApi.MostPathShown)} holds a model without its window ring (moegs_model_save's file, not moegs_model_save_checkpoint's), which loads on \"managed\" alone: it can be read, not recorded into.");
+                    $"accelerator = {named}: {NativeChecks.Escaped(path, NativeApi.MostPathShown)} holds a model without its window ring (saved without it, not as a checkpoint), which loads on \"managed\" alone: it can be read, not recorded into.");
             }
 
             var model = new NativeModel(refusal is null ? accelerator : "managed", loaded.Options, loaded);
@@ -109,7 +109,7 @@ internal sealed class NativeModel : INativeHandle
         if (recentSteps < held)
         {
             throw new NativeArgumentException(
-                $"recent_steps = {recentSteps}: fewer than the {held} steps the window holds, but this model keeps its window's load and not its ring of steps (loaded from a file moegs_model_save wrote, not a checkpoint): give {held} to {_stats.Options.Window} for the whole window.");
+                $"recent_steps = {recentSteps}: fewer than the {held} steps the window holds, but this model keeps its window's load and not its ring of steps (loaded from a file saved without the ring, not a checkpoint): give {held} to {_stats.Options.Window} for the whole window.");
         }
     }
 
@@ -119,7 +119,7 @@ internal sealed class NativeModel : INativeHandle
         if (!_stats.KeepsWindowRing)
         {
             throw new NativeArgumentException(
-                $"handle {handle}: this model keeps its window's load but not its ring of steps (loaded from a file moegs_model_save wrote, not a checkpoint): {instead}.");
+                $"handle {handle}: this model keeps its window's load but not its ring of steps (loaded from a file saved without the ring, not a checkpoint): {instead}.");
         }
     }
 
@@ -150,17 +150,26 @@ internal sealed class NativeModel : INativeHandle
         {
             // The span overload takes no count: the rows past it are left out here, as the device engines leave them.
             var rows = validTokens == IntPtr.Zero ? tokens : Math.Clamp(*(int*)validTokens, 0, tokens);
-            if (idType == NativeIdType.Int32)
+            try
             {
-                _stats.RecordStep(
-                    new ReadOnlySpan<int>((void*)ids, (int)length), rows, topK, stride, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers), rowStride);
+                if (idType == NativeIdType.Int32)
+                {
+                    _stats.RecordStep(
+                        new ReadOnlySpan<int>((void*)ids, (int)length), rows, topK, stride, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers), rowStride);
+                }
+                else
+                {
+                    var packed = idType == NativeIdType.Int64
+                        ? HostRowsAsInts<long>(ids, layers, rows, topK, stride, rowStride)
+                        : HostRowsAsInts<short>(ids, layers, rows, topK, stride, rowStride);
+                    _stats.RecordStep(packed, rows, topK, 0, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers));
+                }
             }
-            else
+            catch (InvalidOperationException exception)
             {
-                var packed = idType == NativeIdType.Int64
-                    ? HostRowsAsInts<long>(ids, layers, rows, topK, stride, rowStride)
-                    : HostRowsAsInts<short>(ids, layers, rows, topK, stride, rowStride);
-                _stats.RecordStep(packed, rows, topK, 0, HostLosses(loadBalanceLosses, layers), HostLosses(routerZLosses, layers));
+                // The managed engine refuses a step that would take a count past 2^63 − 1 (a model loaded near it): the
+                // step's arguments are refused, not the device, which the C API's mapping of the exception would say.
+                throw new NativeArgumentException($"{ErrorText.Of(exception)}");
             }
 
             return;

@@ -130,27 +130,63 @@ public sealed partial class ModelRoutingStats : IDisposable
         return stats;
     }
 
-    /// <summary>Why no device model can hold this model's state, or null where one can (a summary's read for its steps).</summary>
+    /// <summary>Why no device model can hold this model's state, or null where one can (a read of the state without its ring).</summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
-    internal string? DeviceCopyRefusal()
-    {
-        var summary = Summary();
-        return DeviceCopyRefusal(KeepsWindowRing, summary.Steps, summary.WindowSteps, Options.Window);
-    }
+    internal string? DeviceCopyRefusal() => DeviceCopyRefusal(KeepsWindowRing, Engine.Export(withRing: false), Options.Window);
 
     /// <summary>Why no device model can hold <paramref name="state"/> (an engine's export with its ring, where it has one), or null where one can.</summary>
-    internal static string? DeviceCopyRefusal(ModelState state, int window) => DeviceCopyRefusal(state.WindowRing is not null, state.Steps, state.WindowSteps, window);
+    internal static string? DeviceCopyRefusal(ModelState state, int window) => DeviceCopyRefusal(state.WindowRing is not null, state, window);
 
     /// <summary>
-    /// Why no device model can hold a state with or without its window ring, of <paramref name="steps"/> steps of which its
-    /// window holds <paramref name="windowSteps"/>; null where one can.
+    /// The most a count of a state copied onto a device may hold, 2^62: a device model does not check its steps against
+    /// the 2^63 − 1 a count may reach (that would read the device at every step), so it takes a state with at least half
+    /// the range left, as many slots as a model started empty could record in 2^31 steps of 2^31 ids.
     /// </summary>
-    private static string? DeviceCopyRefusal(bool keepsRing, ulong steps, int windowSteps, int window) =>
-        !keepsRing
-            ? "The model keeps its window's load but not its ring of steps (read from a file saved without the ring, or a merge of such a model), so it cannot record on: copy a model read from a checkpoint (RoutingStatsFile.Save with withWindowRing: true) or one that recorded its steps."
-            : (ulong)windowSteps != Math.Min(steps, (ulong)window)
-                ? Invariant($"The model is a merge whose window holds {windowSteps:N0} steps (its longest part's) of its {steps:N0}; a device model's window holds min(window = {window:N0}, steps) steps: copy a merge of parts whose windows are full, or keep this one on the managed engine.")
-                : null;
+    internal const ulong MostDeviceCopyCount = 1UL << 62;
+
+    /// <summary>
+    /// Why no device model can hold <paramref name="state"/>, with or without its window ring (<paramref name="keepsRing"/>):
+    /// no ring, a merge's window shorter than <c>min(window, steps)</c>, or a count above <see cref="MostDeviceCopyCount"/>;
+    /// null where one can.
+    /// </summary>
+    private static string? DeviceCopyRefusal(bool keepsRing, ModelState state, int window)
+    {
+        if (!keepsRing)
+        {
+            return "The model keeps its window's load but not its ring of steps (read from a file saved without the ring, or a merge of such a model), so it cannot record on: copy a model read from a checkpoint (RoutingStatsFile.Save with withWindowRing: true) or one that recorded its steps.";
+        }
+
+        if ((ulong)state.WindowSteps != Math.Min(state.Steps, (ulong)window))
+        {
+            return Invariant($"The model is a merge whose window holds {Plural.Of(state.WindowSteps, "step")} (its longest part's) of its {state.Steps:N0}; a device model's window holds min(window = {window:N0}, steps) steps: copy a merge of parts whose windows are full, or keep this one on the managed engine.");
+        }
+
+        for (var l = 0; l < state.Layers.Length; l++)
+        {
+            if (LargestCount(state.Layers[l]) is { Value: > MostDeviceCopyCount } largest)
+            {
+                return Invariant($"layers[{l}].{largest.Field} is {largest.Value:N0}, above 2^62 = {MostDeviceCopyCount:N0}: a device model does not check its steps against the 2^63 − 1 a count may reach, so it takes a state with half that range left; keep this one on the managed engine, which checks every step.");
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>A layer's largest count and its field's name in a snapshot.</summary>
+    private static (string Field, ulong Value) LargestCount(RoutingState layer) =>
+        new (string Field, ulong Value)[]
+        {
+            ("total_routings", layer.TotalRoutings),
+            ("total_tokens", layer.TotalTokens),
+            ("tokens_dropped", layer.TokensDropped),
+            ("invalid_expert_ids", layer.InvalidExpertIds),
+            ("routed_slots", layer.RoutedSlots),
+            ("slots_dropped", layer.SlotsDropped),
+            ("capacity_stats.capacity_exceeded_count", layer.CapacityExceededCount),
+            ("capacity_stats.total_capacity", layer.TotalCapacity),
+            ("capacity_stats.total_used", layer.TotalUsed),
+            ("expert_token_counts", layer.ExpertTokenCounts.Length == 0 ? 0 : layer.ExpertTokenCounts.Max()),
+        }.MaxBy(count => count.Value);
 
     /// <summary>
     /// Creates statistics on the best engine present: CUDA, then managed; <c>MOEGS_ACCELERATOR</c> overrides the

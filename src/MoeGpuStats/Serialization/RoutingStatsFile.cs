@@ -87,7 +87,7 @@ public static class RoutingStatsFile
         if (ringBytes > WindowRingJson.MostBase64Bytes)
         {
             throw new ArgumentException(
-                Invariant($"withWindowRing is true but the window ring of {options.WindowEntries:N0} counts (window {options.Window:N0} × {options.Layers:N0} layers × {options.Experts:N0} experts) takes {ringBytes:N0} bytes of base64, past the {WindowRingJson.MostBase64Bytes:N0} a snapshot file gives it; save without it, or with a shorter window."),
+                Invariant($"withWindowRing is true but the window ring of {options.WindowEntries:N0} counts (window {options.Window:N0} × {Plural.Of(options.Layers, "layer")} × {Plural.Of(options.Experts, "expert")}) takes {ringBytes:N0} bytes of base64, past the {WindowRingJson.MostBase64Bytes:N0} a snapshot file gives it; save without it, or with a shorter window."),
                 nameof(withWindowRing));
         }
 

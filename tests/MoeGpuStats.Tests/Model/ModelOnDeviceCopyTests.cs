@@ -149,6 +149,35 @@ public sealed class ModelOnDeviceCopyTests : IDisposable
         Assert.Equal("accelerator", Assert.Throws<ArgumentNullException>(() => ModelRoutingStats.OnDevice(null!, model)).ParamName);
     }
 
+    /// <summary>
+    /// A device model does not check its steps against the count limit, so a state with a count above 2^62 stays off the
+    /// device (refused by name, or put on the managed engine by Create); at 2^62 it goes, and records on as the source.
+    /// </summary>
+    [Fact]
+    public void AStateNearTheCountLimitStaysOffTheDevice()
+    {
+        var accelerator = TestAccelerators.Require("cpu");
+        using var recorded = Recorded(7, seed: 9);
+        foreach (var (count, refused) in new[] { (ModelRoutingStats.MostDeviceCopyCount + 1, true), (ModelRoutingStats.MostDeviceCopyCount, false) })
+        {
+            var state = recorded.ExportState();
+            state.Layers[1].TotalCapacity = count;
+            using var source = new ModelRoutingStats(new MoeGpuStats.Engines.ManagedModelEngine(Options, state));
+            if (refused)
+            {
+                var refusal = Assert.Throws<ArgumentException>(() => ModelRoutingStats.OnDevice(accelerator, source));
+                Assert.StartsWith("layers[1].capacity_stats.total_capacity is 4,611,686,018,427,387,905, above 2^62", refusal.Message, StringComparison.Ordinal);
+                continue;
+            }
+
+            using var copy = ModelRoutingStats.OnDevice(accelerator, source);
+            var steps = ModelSteps.Random(Options.Layers, Options.Experts, 2, 3, seed: 10);
+            Record(source, steps);
+            Record(copy, steps);
+            Assert.Equal(JsonSerializer.Serialize(source), JsonSerializer.Serialize(copy));
+        }
+    }
+
     private static ModelRoutingStats Recorded(int steps, int seed)
     {
         var model = new ModelRoutingStats(Options);
