@@ -652,7 +652,10 @@ class _Handle:
             if status == INVALID_HANDLE and not self._handle.value:
                 # The library can only say "handle 0 is not a live ...", a handle the caller never saw.
                 raise self._closed_error()
-            raise _error(status, self._lib.moegs_last_error().decode("utf-8", "replace"))
+            message = self._lib.moegs_last_error().decode("utf-8", "replace")
+            # A refusal that names the handle names what a Python caller never saw: the object is the one it called.
+            named = f"handle {self._handle.value}: "
+            raise _error(status, message[len(named):] if message.startswith(named) else message)
 
     def _require_open(self):
         """Raises the closed error before a call checks its arguments, so that a closed object says so first (a close
