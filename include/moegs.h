@@ -476,9 +476,11 @@ moegs_status moegs_model_save_checkpoint(moegs_handle handle, const char* path);
  * checkpoint's model records on as the saved one would, to the bit, on any accelerator: a run saved on a GPU resumes
  * on another, or on "managed". A file without the window ring holds the window's load but not its steps: it answers
  * every read but a recent summary or window load of fewer steps than the window holds, and refuses records
- * (MOEGS_INVALID_ARGUMENT) until moegs_model_reset. It, and a merge of checkpoints whose window holds fewer steps than
- * min(window, steps), load on "managed" alone: "auto" puts them there, unless MOEGS_ACCELERATOR names a device, which
- * is MOEGS_INVALID_ARGUMENT, as a device named is. Read moegs_model_options for the model's shape. MOEGS_IO_ERROR
+ * (MOEGS_INVALID_ARGUMENT) until moegs_model_reset. It, a merge of checkpoints whose window holds fewer steps than
+ * min(window, steps), and a model with a count above 2^62 (a device does not check its steps against the 2^63 - 1 a
+ * count may hold; the managed engine does), load on "managed" alone: "auto" puts them there, unless MOEGS_ACCELERATOR
+ * names a device, which is MOEGS_INVALID_ARGUMENT, as a device named is. Read moegs_model_options for the model's
+ * shape. MOEGS_IO_ERROR
  * (the message names the path and why) when the file cannot be read or is not a model's routing statistics (one
  * layer's, truncated, edited out of shape); *out is 0 when the call fails. */
 moegs_status moegs_model_load(const char* accelerator, const char* path, moegs_handle* out);

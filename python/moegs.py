@@ -841,7 +841,7 @@ class MoeModelStats(_Handle):
         would, to the bit, on any accelerator: a run saved on a GPU resumes on another GPU or on "managed". A file saved
         without the window ring holds the window's load but not its steps: it loads on "managed" alone ("auto" puts it
         there unless MOEGS_ACCELERATOR names a device; so does a merge whose window holds fewer than min(window, steps)
-        steps), answers every read but summary(recent_steps=...) and window_load(recent_steps=...) of fewer steps than
+        steps, and a model with a count above 2**62), answers every read but summary(recent_steps=...) and window_load(recent_steps=...) of fewer steps than
         the window holds, and refuses record() (InvalidArgumentError) until reset().
             model = moegs.MoeModelStats.load("/ckpt/routing.json", accelerator="cuda")
         Raises TypeError (path not a path), ValueError (path empty, not UTF-8 or holding NUL; an unknown accelerator;

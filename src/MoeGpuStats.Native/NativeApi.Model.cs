@@ -28,8 +28,9 @@ public static unsafe partial class NativeApi
             catch (ArgumentException exception) when (exception.ParamName == "withWindowRing")
             {
                 // The library's words begin with its parameter, which the C call does not have: the rest is the C caller's too.
+                const string Lead = "withWindowRing is true but ";
                 var reason = ErrorText.Of(exception);
-                throw new NativeArgumentException($"handle {handle}: {reason[(reason.IndexOf(" but ", StringComparison.Ordinal) + 5)..]}");
+                throw new NativeArgumentException($"handle {handle}: {(reason.StartsWith(Lead, StringComparison.Ordinal) ? reason[Lead.Length..] : reason)}");
             }
         });
     }

@@ -89,10 +89,7 @@ public sealed partial class ModelRoutingStats : IDisposable
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentNullException.ThrowIfNull(source);
         var state = source.Engine.Export(withRing: true);
-        var refusal = DeviceCopyRefusal(state, source.Options.Window);
-        return refusal is null
-            ? new(new DeviceModelEngine(accelerator, source.Options, stream, state: state)) { MergedParts = source.MergedParts }
-            : throw new ArgumentException(refusal, nameof(source));
+        return DeviceCopy(accelerator, source, state, DeviceCopyRefusal(state, source.Options.Window), stream, owned: null);
     }
 
     /// <summary>
@@ -117,9 +114,7 @@ public sealed partial class ModelRoutingStats : IDisposable
         var requested = Environment.GetEnvironmentVariable(RoutingStats.AcceleratorVariable);
         var stats = AcceleratorSelection.Choose<ModelRoutingStats>(
             refusal is null || !string.IsNullOrWhiteSpace(requested) ? requested : "managed",
-            (accelerator, owned) => refusal is null
-                ? new(new DeviceModelEngine(accelerator, options, stream: null, owned, state: state)) { MergedParts = source.MergedParts }
-                : throw new ArgumentException(refusal, nameof(source)),
+            (accelerator, owned) => DeviceCopy(accelerator, source, state, refusal, stream: null, owned),
             () => new(new ManagedModelEngine(options, state)) { MergedParts = source.MergedParts },
             AcceleratorSelection.ModelBestFirst);
         if (logger is not null)
@@ -129,6 +124,16 @@ public sealed partial class ModelRoutingStats : IDisposable
 
         return stats;
     }
+
+    /// <summary>
+    /// The copy of <paramref name="source"/>'s exported <paramref name="state"/> on <paramref name="accelerator"/>, or the
+    /// <paramref name="refusal"/> (<see cref="DeviceCopyRefusal(ModelState, int)"/>'s) as an argument's.
+    /// </summary>
+    private static ModelRoutingStats DeviceCopy(
+        Accelerator accelerator, ModelRoutingStats source, ModelState state, string? refusal, AcceleratorStream? stream, IDisposable? owned) =>
+        refusal is null
+            ? new(new DeviceModelEngine(accelerator, source.Options, stream, owned, state: state)) { MergedParts = source.MergedParts }
+            : throw new ArgumentException(refusal, nameof(source));
 
     /// <summary>Why no device model can hold this model's state, or null where one can (a read of the state without its ring).</summary>
     /// <exception cref="ObjectDisposedException">The statistics were disposed.</exception>
